@@ -1,0 +1,166 @@
+"""``python -m lab up|scenarios|ctl``: run the lab in the foreground, list scenarios, change a running lab."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+CTL_EXAMPLES = """\
+examples:
+  python -m lab ctl --state-dir DIR status
+  python -m lab ctl --state-dir DIR webhook --mode down        (up | down | absent; --layout v1.5|v1.6)
+  python -m lab ctl --state-dir DIR issuer --rotate-keys        (--unreachable on|off)
+  python -m lab ctl --state-dir DIR kubelet --pod-start-latency 5
+  python -m lab ctl --state-dir DIR clock --skew 7200          (Entra's clock, seconds)
+  python -m lab ctl --state-dir DIR fault arm --rate-429 0.5 --retry-after 2 --latency-ms 200
+  python -m lab ctl --state-dir DIR egress --block entra keyvault   (--unblock ...)
+  python -m lab ctl --state-dir DIR propagation --fic-seconds 30 --role-seconds 30
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="run the lab in the foreground (Ctrl-C stops it)")
+    up.add_argument("--state-dir", required=True, type=Path, help="where kubeconfig, ca.pem, lab.json, env.sh go")
+    up.add_argument("--scenario", default="healthy", help="see `python -m lab scenarios` (default: healthy)")
+    up.add_argument("--webhook-layout", choices=["v1.5", "v1.6"], default=None,
+                    help="token path layout of the emulated webhook (default v1.6)")
+    up.add_argument("-v", "--verbose", action="store_true", help="log every request")
+
+    commands.add_parser("scenarios", help="list the scenarios")
+
+    ctl = commands.add_parser("ctl", help="change a running lab", epilog=CTL_EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    ctl.add_argument("--state-dir", required=True, type=Path)
+    actions = ctl.add_subparsers(dest="action", required=True)
+    actions.add_parser("status")
+    webhook = actions.add_parser("webhook")
+    webhook.add_argument("--mode", choices=["up", "down", "absent"])
+    webhook.add_argument("--layout", choices=["v1.5", "v1.6"])
+    issuer = actions.add_parser("issuer")
+    issuer.add_argument("--rotate-keys", action="store_true")
+    issuer.add_argument("--unreachable", choices=["on", "off"])
+    kubelet = actions.add_parser("kubelet")
+    kubelet.add_argument("--pod-start-latency", type=float, required=True, metavar="SECONDS")
+    clock = actions.add_parser("clock")
+    clock.add_argument("--skew", type=float, required=True, metavar="SECONDS")
+    fault = actions.add_parser("fault")
+    fault.add_argument("service", choices=["kube", "issuer", "entra", "arm", "keyvault", "storage"])
+    fault.add_argument("--latency-ms", type=int)
+    fault.add_argument("--rate-429", type=float)
+    fault.add_argument("--rate-503", type=float)
+    fault.add_argument("--retry-after", type=int)
+    egress = actions.add_parser("egress")
+    egress.add_argument("--block", nargs="+", default=[])
+    egress.add_argument("--unblock", nargs="+", default=[])
+    propagation = actions.add_parser("propagation")
+    propagation.add_argument("--fic-seconds", type=float)
+    propagation.add_argument("--role-seconds", type=float)
+    return parser
+
+
+def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
+    pairs = {
+        "webhook": {"mode": args.__dict__.get("mode"), "layout": args.__dict__.get("layout")},
+        "issuer": {"rotate_keys": args.__dict__.get("rotate_keys") or None,
+                   "unreachable": {"on": True, "off": False}.get(args.__dict__.get("unreachable") or "")},
+        "kubelet": {"pod_start_latency_seconds": args.__dict__.get("pod_start_latency")},
+        "clock": {"skew_seconds": args.__dict__.get("skew")},
+        "fault": {"service": args.__dict__.get("service"), "latency_ms": args.__dict__.get("latency_ms"),
+                  "rate_429": args.__dict__.get("rate_429"), "rate_503": args.__dict__.get("rate_503"),
+                  "retry_after_seconds": args.__dict__.get("retry_after")},
+        "egress": {"block": args.__dict__.get("block"), "unblock": args.__dict__.get("unblock")},
+        "propagation": {"fic_seconds": args.__dict__.get("fic_seconds"),
+                        "role_seconds": args.__dict__.get("role_seconds")},
+    }.get(args.action, {})
+    return {key: value for key, value in pairs.items() if value is not None}
+
+
+def ctl(args: argparse.Namespace) -> int:
+    import requests
+
+    state_file = args.state_dir / "lab.json"
+    try:
+        state = json.loads(state_file.read_text())
+    except FileNotFoundError:
+        print(f"error: {state_file} not found: is `python -m lab up --state-dir {args.state_dir}` running?",
+              file=sys.stderr)
+        return 2
+    except ValueError:
+        print(f"error: {state_file} is not valid JSON", file=sys.stderr)
+        return 2
+    try:
+        response = requests.post(
+            f"{state['control']['url']}/ctl/{args.action}", json=_ctl_body(args), timeout=30,
+            headers={"Authorization": f"Bearer {state['control']['token']}"}, verify=str(args.state_dir / "ca.pem"),
+        )
+    except requests.RequestException as exc:
+        print(f"error: the lab at {state['control']['url']} did not answer ({type(exc).__name__}); "
+              "is it still running?", file=sys.stderr)
+        return 2
+    if response.status_code != 200:
+        print(f"error: {response.json().get('error', response.text)}", file=sys.stderr)
+        return 1
+    print(json.dumps(response.json(), indent=2))
+    return 0
+
+
+async def _run_up(args: argparse.Namespace) -> int:
+    from lab.runtime import Lab
+
+    lab = Lab(args.state_dir, scenario=args.scenario, webhook_layout=args.webhook_layout)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await lab.start()
+    except Exception:
+        await lab.stop()
+        raise
+    print(f"lab up ({args.scenario}); state in {args.state_dir}", flush=True)
+    print(f"  source {args.state_dir / 'env.sh'}   # then kubectl, az, the SDKs and the harness work", flush=True)
+    for name, url in lab.endpoints.items():
+        print(f"  {name:9} {url}", flush=True)
+    print(f"  issuer    {lab.issuer_url}", flush=True)
+    await stop.wait()
+    print("stopping lab", flush=True)
+    await lab.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "scenarios":
+        from lab.scenarios import describe
+
+        for scenario in describe():
+            print(f"{scenario['name']:20} {scenario['description']}")
+        return 0
+    if args.command == "ctl":
+        return ctl(args)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from lab.scenarios import SCENARIOS
+
+    if args.scenario not in SCENARIOS:
+        print(f"error: --scenario: unknown scenario {args.scenario!r}; choose one of: {', '.join(SCENARIOS)}",
+              file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_run_up(args))
+    except OSError as exc:
+        print(f"error: could not start the lab: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""The Azure side of the lab as plain data: the directory (tenants, identities, apps), ARM resources,
+role definitions and assignments, Key Vault contents and blobs.
+
+Entra, ARM, Key Vault and Storage are HTTP faces over this one model, so a change made through ARM
+(a federated credential, a role assignment) is what Entra and Key Vault see next.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+AZURE_PUBLIC_GRAPH = "https://graph.microsoft.com"
+ARM_AUDIENCES = ("https://management.azure.com", "https://management.azure.com/", "https://management.core.windows.net/")
+KEYVAULT_AUDIENCE = "https://vault.azure.net"
+STORAGE_AUDIENCE = "https://storage.azure.com"
+
+
+def new_guid() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class Tenant:
+    tenant_id: str
+    display_name: str
+    default_domain: str
+
+
+@dataclass
+class FederatedCredential:
+    name: str
+    issuer: str
+    subject: str
+    audiences: list[str]
+    description: str = ""
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass
+class Principal:
+    """What Entra can issue a token to: a managed identity or an app registration's service principal."""
+
+    client_id: str
+    principal_id: str  # object id of the service principal
+    tenant_id: str
+    display_name: str
+    federated_credentials: dict[str, FederatedCredential] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass
+class ManagedIdentity(Principal):
+    subscription_id: str = ""
+    resource_group: str = ""
+    location: str = "eastus"
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return "ManagedIdentity"
+
+    @property
+    def name(self) -> str:
+        return self.display_name
+
+    @property
+    def resource_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourcegroups/{self.resource_group}"
+            f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{self.display_name}"
+        )
+
+
+@dataclass
+class AppRegistration(Principal):
+    app_object_id: str = field(default_factory=new_guid)
+    # secret id -> secret value. Values never leave the lab except to the party that created them.
+    client_secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return "ServicePrincipal"
+
+    def add_secret(self) -> str:
+        value = secrets.token_urlsafe(30)
+        self.client_secrets[new_guid()] = value
+        return value
+
+
+@dataclass(frozen=True)
+class RoleDefinition:
+    role_id: str  # the GUID
+    role_name: str
+    description: str
+    actions: tuple[str, ...] = ()
+    not_actions: tuple[str, ...] = ()
+    data_actions: tuple[str, ...] = ()
+    not_data_actions: tuple[str, ...] = ()
+
+    def resource_id(self, subscription_id: str) -> str:
+        return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{self.role_id}"
+
+
+def _wildcard_match(pattern: str, action: str) -> bool:
+    pattern, action = pattern.lower(), action.lower()
+    if pattern == "*":
+        return True
+    if "*" not in pattern:
+        return pattern == action
+    prefix, _, suffix = pattern.partition("*")
+    return action.startswith(prefix) and action.endswith(suffix) and len(action) >= len(prefix) + len(suffix)
+
+
+def role_permits(role: RoleDefinition, action: str, data_action: bool) -> bool:
+    allowed, denied = (role.data_actions, role.not_data_actions) if data_action else (role.actions, role.not_actions)
+    return any(_wildcard_match(p, action) for p in allowed) and not any(_wildcard_match(p, action) for p in denied)
+
+
+# Built-in roles with their real ids and permissions (Azure built-in roles reference).
+BUILTIN_ROLES: tuple[RoleDefinition, ...] = (
+    RoleDefinition("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner", "Grants full access to manage all resources, "
+                   "including the ability to assign roles in Azure RBAC.", actions=("*",)),
+    RoleDefinition("b24988ac-6180-42a0-ab88-20f7382dd24c", "Contributor", "Grants full access to manage all "
+                   "resources, but does not allow you to assign roles in Azure RBAC, manage assignments in Azure "
+                   "Blueprints, or share image galleries.", actions=("*",),
+                   not_actions=("Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write",
+                                "Microsoft.Authorization/elevateAccess/Action", "Microsoft.Blueprint/blueprintAssignments/write",
+                                "Microsoft.Blueprint/blueprintAssignments/delete",
+                                "Microsoft.Compute/galleries/share/action",
+                                "Microsoft.Purview/consents/write", "Microsoft.Purview/consents/delete")),
+    RoleDefinition("acdd72a7-3385-48ef-bd42-f606fba81ae7", "Reader", "View all resources, but does not allow you "
+                   "to make any changes.", actions=("*/read",)),
+    RoleDefinition("18d7d88d-d35e-4fb5-a5c3-7773c20a72d9", "User Access Administrator", "Lets you manage user "
+                   "access to Azure resources.", actions=("*/read", "Microsoft.Authorization/*",
+                                                          "Microsoft.Support/*")),
+    RoleDefinition("4633458b-17de-408a-b874-0445c86b69e6", "Key Vault Secrets User", "Read secret contents. Only "
+                   "works for key vaults that use the 'Azure role-based access control' permission model.",
+                   data_actions=("Microsoft.KeyVault/vaults/secrets/getSecret/action",
+                                 "Microsoft.KeyVault/vaults/secrets/readMetadata/action")),
+    RoleDefinition("b86a8fe4-44ce-4948-aee5-eccb2c155cd7", "Key Vault Secrets Officer", "Perform any action on "
+                   "the secrets of a key vault, except manage permissions. Only works for key vaults that use "
+                   "the 'Azure role-based access control' permission model.",
+                   actions=("Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*",
+                            "Microsoft.Resources/deployments/*", "Microsoft.Resources/subscriptions/resourceGroups/read",
+                            "Microsoft.Support/*", "Microsoft.KeyVault/checkNameAvailability/read",
+                            "Microsoft.KeyVault/deletedVaults/read", "Microsoft.KeyVault/locations/*/read",
+                            "Microsoft.KeyVault/vaults/*/read", "Microsoft.KeyVault/operations/read"),
+                   data_actions=("Microsoft.KeyVault/vaults/secrets/*",)),
+    RoleDefinition("21090545-7ca7-4776-b22c-e363652d74d2", "Key Vault Reader", "Read metadata of key vaults and "
+                   "its certificates, keys, and secrets. Cannot read sensitive values such as secret contents or "
+                   "key material. Only works for key vaults that use the 'Azure role-based access control' "
+                   "permission model.",
+                   actions=("Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*",
+                            "Microsoft.Resources/deployments/*", "Microsoft.Resources/subscriptions/resourceGroups/read",
+                            "Microsoft.Support/*", "Microsoft.KeyVault/checkNameAvailability/read",
+                            "Microsoft.KeyVault/deletedVaults/read", "Microsoft.KeyVault/locations/*/read",
+                            "Microsoft.KeyVault/vaults/*/read", "Microsoft.KeyVault/operations/read"),
+                   data_actions=("Microsoft.KeyVault/vaults/*/read",
+                                 "Microsoft.KeyVault/vaults/secrets/readMetadata/action")),
+    RoleDefinition("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1", "Storage Blob Data Reader", "Read and list Azure "
+                   "Storage containers and blobs.",
+                   actions=("Microsoft.Storage/storageAccounts/blobServices/containers/read",
+                            "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action"),
+                   data_actions=("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",)),
+)
+
+
+@dataclass
+class RoleAssignment:
+    name: str  # GUID
+    scope: str
+    role_definition_id: str  # full resource id
+    principal_id: str
+    principal_type: str = "ServicePrincipal"
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def resource_id(self) -> str:
+        return f"{self.scope.rstrip('/')}/providers/Microsoft.Authorization/roleAssignments/{self.name}"
+
+    @property
+    def role_guid(self) -> str:
+        return self.role_definition_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def scope_covers(assignment_scope: str, resource: str) -> bool:
+    """True when ``assignment_scope`` is ``resource`` or one of its ancestors (ARM ids compare case-insensitively)."""
+    scope = assignment_scope.rstrip("/").lower()
+    target = resource.rstrip("/").lower()
+    return scope in ("", "/") or target == scope or target.startswith(scope + "/")
+
+
+@dataclass
+class SecretVersion:
+    version: str
+    value: str
+    content_type: str | None = None
+    enabled: bool = True
+    created: int = field(default_factory=lambda: int(time.time()))
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Vault:
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    tenant_id: str
+    enable_rbac_authorization: bool = True
+    # [{"tenantId","objectId","permissions":{"secrets":["get","list"],...}}]
+    access_policies: list[dict[str, Any]] = field(default_factory=list)
+    network_default_action: str = "Allow"
+    public_network_access: str = "Enabled"
+    ip_rules: list[str] = field(default_factory=list)
+    secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)
+
+    @property
+    def resource_id(self) -> str:
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.KeyVault/vaults/{self.name}")
+
+    def set_secret(self, name: str, value: str) -> SecretVersion:
+        version = SecretVersion(version=uuid.uuid4().hex, value=value)
+        self.secrets.setdefault(name, []).append(version)
+        return version
+
+
+@dataclass
+class StorageAccount:
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    # container -> blob name -> bytes
+    containers: dict[str, dict[str, bytes]] = field(default_factory=dict)
+
+    @property
+    def resource_id(self) -> str:
+        return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+                f"/providers/Microsoft.Storage/storageAccounts/{self.name}")
+
+
+@dataclass
+class ManagedCluster:
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    issuer_url: str
+    oidc_issuer_enabled: bool = True
+    workload_identity_enabled: bool = True
+    pod_identity_enabled: bool = False
+    pod_identities: list[dict[str, Any]] = field(default_factory=list)
+    kubelet_identity: ManagedIdentity | None = None
+    control_plane_identity: ManagedIdentity | None = None
+    kubernetes_version: str = "1.32.6"
+    node_resource_group: str = ""
+
+    @property
+    def resource_id(self) -> str:
+        return (f"/subscriptions/{self.subscription_id}/resourcegroups/{self.resource_group}"
+                f"/providers/Microsoft.ContainerService/managedClusters/{self.name}")
+
+
+@dataclass
+class ResourceGroup:
+    name: str
+    subscription_id: str
+    location: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def resource_id(self) -> str:
+        return f"/subscriptions/{self.subscription_id}/resourceGroups/{self.name}"
+
+
+@dataclass
+class AzureWorld:
+    """Everything on the Azure side of one lab, in one subscription of one home tenant."""
+
+    tenant_id: str
+    subscription_id: str
+    subscription_name: str = "wi-lab-subscription"
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    identities: dict[str, ManagedIdentity] = field(default_factory=dict)  # lower(resource id) -> identity
+    apps: dict[str, AppRegistration] = field(default_factory=dict)  # client (app) id -> app
+    resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)  # lower(name) -> group
+    clusters: dict[str, ManagedCluster] = field(default_factory=dict)  # lower(resource id) -> cluster
+    vaults: dict[str, Vault] = field(default_factory=dict)  # lower(name) -> vault
+    storage_accounts: dict[str, StorageAccount] = field(default_factory=dict)  # lower(name) -> account
+    role_definitions: dict[str, RoleDefinition] = field(
+        default_factory=lambda: {role.role_id: role for role in BUILTIN_ROLES}
+    )
+    role_assignments: dict[str, RoleAssignment] = field(default_factory=dict)  # assignment GUID -> assignment
+    # Propagation delays, as Azure has them: a new federated credential or role assignment takes effect late.
+    fic_propagation_seconds: float = 0.0
+    role_propagation_seconds: float = 0.0
+
+    # -- lookups
+    def principals(self) -> list[Principal]:
+        return [*self.identities.values(), *self.apps.values()]
+
+    def principal_by_client_id(self, client_id: str) -> Principal | None:
+        return next((p for p in self.principals() if p.client_id.lower() == client_id.lower()), None)
+
+    def principal_by_object_id(self, object_id: str) -> Principal | None:
+        return next((p for p in self.principals() if p.principal_id.lower() == object_id.lower()), None)
+
+    def role_by_name(self, role_name: str) -> RoleDefinition:
+        return next(role for role in self.role_definitions.values() if role.role_name == role_name)
+
+    # -- changes used by scenarios (ARM does the same through its handlers)
+    def add_tenant(self, tenant_id: str, display_name: str, domain: str) -> Tenant:
+        tenant = Tenant(tenant_id, display_name, domain)
+        self.tenants[tenant_id] = tenant
+        return tenant
+
+    def add_resource_group(self, name: str, location: str = "eastus") -> ResourceGroup:
+        group = ResourceGroup(name, self.subscription_id, location)
+        self.resource_groups[name.lower()] = group
+        return group
+
+    def add_identity(self, name: str, resource_group: str, location: str = "eastus") -> ManagedIdentity:
+        identity = ManagedIdentity(
+            client_id=new_guid(), principal_id=new_guid(), tenant_id=self.tenant_id, display_name=name,
+            subscription_id=self.subscription_id, resource_group=resource_group, location=location,
+        )
+        self.identities[identity.resource_id.lower()] = identity
+        return identity
+
+    def add_app(self, display_name: str) -> AppRegistration:
+        app = AppRegistration(client_id=new_guid(), principal_id=new_guid(), tenant_id=self.tenant_id,
+                              display_name=display_name)
+        self.apps[app.client_id] = app
+        return app
+
+    def assign_role(self, principal: Principal, role_name: str, scope: str) -> RoleAssignment:
+        role = self.role_by_name(role_name)
+        assignment = RoleAssignment(
+            name=new_guid(), scope=scope, role_definition_id=role.resource_id(self.subscription_id),
+            principal_id=principal.principal_id,
+        )
+        self.role_assignments[assignment.name] = assignment
+        return assignment
+
+    # -- authorization
+    def effective_assignments(self, principal_id: str, resource: str, now: float | None = None) -> list[RoleAssignment]:
+        """Assignments of ``principal_id`` at ``resource`` or any ancestor scope that have taken effect."""
+        moment = time.time() if now is None else now
+        return [
+            a for a in self.role_assignments.values()
+            if a.principal_id.lower() == principal_id.lower()
+            and scope_covers(a.scope, resource)
+            and moment - a.created_at >= self.role_propagation_seconds
+        ]
+
+    def permits(self, principal_id: str, resource: str, action: str, data_action: bool = False) -> bool:
+        for assignment in self.effective_assignments(principal_id, resource):
+            role = self.role_definitions.get(assignment.role_guid)
+            if role and role_permits(role, action, data_action):
+                return True
+        return False

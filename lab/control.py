@@ -1,0 +1,176 @@
+"""The lab's control API: what no public API can change (faults, webhook outages, clock skew, ...).
+
+``python -m lab ctl`` is its client. Every route takes and returns JSON and needs the control token
+from lab.json as a bearer token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from lab.faults import SERVICES
+
+if TYPE_CHECKING:
+    from lab.runtime import Lab
+
+Handler = Callable[["Lab", dict[str, Any]], dict[str, Any]]
+
+
+class ControlError(ValueError):
+    """Bad control input: answered 400 with this message."""
+
+
+def _number(body: dict[str, Any], key: str, minimum: float = 0.0, maximum: float | None = None) -> float:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ControlError(f"{key}: a number is required")
+    if value < minimum or (maximum is not None and value > maximum):
+        raise ControlError(f"{key}: must be between {minimum} and {maximum}" if maximum is not None
+                           else f"{key}: must be >= {minimum}")
+    return float(value)
+
+
+def sync_webhook_objects(lab: Lab) -> None:
+    """Make the webhook's API objects reflect its mode: present and ready (up), not ready (down), gone (absent)."""
+    from lab.kube.webhook import webhook_objects
+
+    store = lab.kube.store
+    installed = webhook_objects(dataclasses.replace(lab.kube.webhook, mode="up"))
+    wanted = {(g, p, ns, o["metadata"]["name"]): o for g, p, ns, o in webhook_objects(lab.kube.webhook)}
+    for group, plural, namespace, obj in installed:
+        rt = store.type_for(group, plural)
+        key = (group, plural, namespace, obj["metadata"]["name"])
+        current = store.find(rt, namespace, obj["metadata"]["name"])
+        if key not in wanted:
+            if current:
+                store.delete(rt, namespace, obj["metadata"]["name"])
+        elif current is None:
+            store.create(rt, wanted[key], namespace=namespace or None)
+        else:
+            store.replace(rt, {**current, **{k: v for k, v in wanted[key].items() if k != "metadata"}},
+                          check_version=False)
+
+
+def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
+    mode = body.get("mode", lab.kube.webhook.mode)
+    layout = body.get("layout", lab.kube.webhook.layout)
+    if mode not in ("up", "down", "absent"):
+        raise ControlError("mode: must be one of up, down, absent")
+    if layout not in ("v1.5", "v1.6"):
+        raise ControlError("layout: must be one of v1.5, v1.6")
+    lab.kube.webhook.mode = mode
+    lab.kube.webhook.layout = layout
+    sync_webhook_objects(lab)
+    return {"mode": mode, "layout": layout}
+
+
+def set_issuer(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("rotate_keys"):
+        lab.kube.issuer_keys.rotate(_number(body, "keep_old_seconds") if "keep_old_seconds" in body else 24 * 3600)
+    if "unreachable" in body:
+        lab.faults.issuer_unreachable = bool(body["unreachable"])
+    return {"unreachable": lab.faults.issuer_unreachable,
+            "kids": [key.kid for key in lab.kube.issuer_keys.published()]}
+
+
+def set_kubelet(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
+    lab.kube.pod_start_latency_seconds = _number(body, "pod_start_latency_seconds", 0, 600)
+    return {"pod_start_latency_seconds": lab.kube.pod_start_latency_seconds}
+
+
+def set_clock(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
+    lab.entra_clock.skew_seconds = _number(body, "skew_seconds", -10 * 86400, 10 * 86400)
+    return {"entra_skew_seconds": lab.entra_clock.skew_seconds}
+
+
+def set_fault(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
+    service = body.get("service")
+    if service not in SERVICES:
+        raise ControlError(f"service: must be one of {', '.join(SERVICES)}")
+    settings = lab.faults.services[service]
+    if "latency_ms" in body:
+        settings.latency_ms = int(_number(body, "latency_ms", 0, 120_000))
+    if "rate_429" in body:
+        settings.rate_429 = _number(body, "rate_429", 0, 1)
+    if "rate_503" in body:
+        settings.rate_503 = _number(body, "rate_503", 0, 1)
+    if "retry_after_seconds" in body:
+        settings.retry_after_seconds = int(_number(body, "retry_after_seconds", 0, 3600))
+    if settings.rate_429 + settings.rate_503 > 1:
+        raise ControlError("rate_429 + rate_503: must not exceed 1")
+    return {service: settings.as_dict()}
+
+
+def set_egress(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
+    for key, add in (("block", True), ("unblock", False)):
+        for service in body.get(key, []):
+            if service not in SERVICES:
+                raise ControlError(f"{key}: unknown service {service!r}; choose from {', '.join(SERVICES)}")
+            (lab.faults.egress_blocked.add if add else lab.faults.egress_blocked.discard)(service)
+    return {"egress_blocked": sorted(lab.faults.egress_blocked)}
+
+
+def set_propagation(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
+    if "fic_seconds" in body:
+        lab.azure.fic_propagation_seconds = _number(body, "fic_seconds", 0, 3600)
+    if "role_seconds" in body:
+        lab.azure.role_propagation_seconds = _number(body, "role_seconds", 0, 3600)
+    return {"fic_seconds": lab.azure.fic_propagation_seconds, "role_seconds": lab.azure.role_propagation_seconds}
+
+
+def status(lab: Lab, _: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "scenario": lab.scenario,
+        "webhook": {"mode": lab.kube.webhook.mode, "layout": lab.kube.webhook.layout},
+        "pod_start_latency_seconds": lab.kube.pod_start_latency_seconds,
+        "entra_skew_seconds": lab.entra_clock.skew_seconds,
+        "propagation": {"fic_seconds": lab.azure.fic_propagation_seconds,
+                        "role_seconds": lab.azure.role_propagation_seconds},
+        "faults": lab.faults.snapshot(),
+        "issuer_kids": [key.kid for key in lab.kube.issuer_keys.published()],
+    }
+
+
+COMMANDS: dict[str, Handler] = {
+    "status": status,
+    "webhook": set_webhook,
+    "issuer": set_issuer,
+    "kubelet": set_kubelet,
+    "clock": set_clock,
+    "fault": set_fault,
+    "egress": set_egress,
+    "propagation": set_propagation,
+}
+
+
+def build_app(lab: Lab) -> web.Application:
+    @web.middleware
+    async def require_token(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        supplied = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not hmac.compare_digest(supplied, lab.control_token):
+            return web.json_response({"error": "missing or wrong control token"}, status=401)
+        return await handler(request)
+
+    async def run(request: web.Request) -> web.Response:
+        command = COMMANDS.get(request.match_info["command"])
+        if command is None:
+            return web.json_response({"error": f"unknown command; choose from {', '.join(COMMANDS)}"}, status=404)
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except ValueError:
+            return web.json_response({"error": "body: not valid JSON"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "body: a JSON object is required"}, status=400)
+        try:
+            return web.json_response(command(lab, body))
+        except ControlError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+
+    app = web.Application(middlewares=[require_token])
+    app.router.add_route("*", "/ctl/{command}", run)
+    return app

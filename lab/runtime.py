@@ -1,0 +1,216 @@
+"""One running lab: binds every service on free loopback ports, applies a scenario, writes the state dir.
+
+Services (each its own HTTPS port, so faults and outages can hit one alone):
+    kube      the Kubernetes API server
+    issuer    the cluster's OIDC issuer (discovery document + JWKS)
+    entra     Entra ID (login.microsoftonline.com)
+    arm       Azure Resource Manager (management.azure.com)
+    keyvault  Key Vault data plane; one base URL per vault: https://127.0.0.1:PORT/<vault-name>
+    storage   Blob storage; one base URL per account: https://127.0.0.1:PORT/<account-name>
+    control   the lab's own control API behind ``python -m lab ctl`` (bearer token in lab.json)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from lab.azure.world import AzureWorld
+from lab.clock import Clock
+from lab.faults import Faults
+from lab.keys import KeySet
+from lab.kube.cluster import KubeCluster
+from lab.kube.webhook import WebhookSettings
+from lab.tls import LabTls
+
+log = logging.getLogger("lab")
+
+SERVICE_NAMES = ("kube", "issuer", "entra", "arm", "keyvault", "storage", "control")
+REGION = "eastus"
+
+
+def _bind_loopback() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class Lab:
+    """A whole emulated environment. ``await start()`` inside an event loop; see :class:`LabThread`."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        scenario: str = "healthy",
+        webhook_layout: str | None = None,
+        tenant_id: str | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.scenario = scenario
+        self.tenant_id = tenant_id or str(uuid.uuid4())
+        self.subscription_id = str(uuid.uuid4())
+        self.cluster_guid = str(uuid.uuid4())
+        self.region = REGION
+        self.webhook_layout = webhook_layout
+        self.tls = LabTls()
+        self.faults = Faults()
+        self.entra_clock = Clock()
+        self.entra_keys = KeySet()  # signs Entra-issued access tokens
+        self.control_token = secrets.token_urlsafe(24)
+        self.endpoints: dict[str, str] = {}
+        self.credentials: dict[str, Any] = {}  # what scenarios publish in lab.json (client ids, secrets)
+        self.extra: dict[str, Any] = {}  # scenario facts for lab.json (namespaces, workloads, vault urls)
+        self._sockets: dict[str, socket.socket] = {}
+        self._runners: list[web.AppRunner] = []
+        self._background: list[Callable[[], Any]] = []  # stop callbacks
+        self.kube: KubeCluster
+        self.azure: AzureWorld
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def issuer_url(self) -> str:
+        """AKS-shaped issuer: https://<host>/<region>/<tenant-id>/<cluster-guid>/ (trailing slash included)."""
+        return f"{self.endpoints['issuer']}/{self.region}/{self.tenant_id}/{self.cluster_guid}/"
+
+    @property
+    def authority_host(self) -> str:
+        """AZURE_AUTHORITY_HOST for this lab, with the trailing slash the webhook injects."""
+        return self.endpoints["entra"] + "/"
+
+    def vault_url(self, vault_name: str) -> str:
+        return f"{self.endpoints['keyvault']}/{vault_name}/"
+
+    def blob_url(self, account_name: str) -> str:
+        return f"{self.endpoints['storage']}/{account_name}/"
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        from lab import scenarios  # the scenario module builds on every service's model
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for name in SERVICE_NAMES:
+            sock = _bind_loopback()
+            self._sockets[name] = sock
+            self.endpoints[name] = f"https://127.0.0.1:{sock.getsockname()[1]}"
+
+        webhook = WebhookSettings(
+            tenant_id=self.tenant_id, authority_host=self.authority_host,
+            **({"layout": self.webhook_layout} if self.webhook_layout else {}),
+        )
+        self.kube = KubeCluster(name="z-dev-kubernetes-01-aks-SGmrd5", issuer_url=self.issuer_url, webhook=webhook)
+        self.azure = AzureWorld(tenant_id=self.tenant_id, subscription_id=self.subscription_id)
+        scenarios.apply(self, self.scenario)
+
+        for name, app in self._build_apps().items():
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            site = web.SockSite(runner, self._sockets[name], ssl_context=self.tls.server_context())
+            await site.start()
+            self._runners.append(runner)
+
+        from lab.kube.kubelet import Kubelet
+
+        kubelet = Kubelet(self)
+        await kubelet.start()
+        self._background.append(kubelet.stop)
+        self.write_state_files()
+        log.info("lab up: %s", json.dumps(self.endpoints))
+
+    def _build_apps(self) -> dict[str, web.Application]:
+        from lab import control
+        from lab.azure import arm, entra, keyvault, storage
+        from lab.kube import apiserver, issuer
+
+        return {
+            "kube": apiserver.build_app(self),
+            "issuer": issuer.build_app(self),
+            "entra": entra.build_app(self),
+            "arm": arm.build_app(self),
+            "keyvault": keyvault.build_app(self),
+            "storage": storage.build_app(self),
+            "control": control.build_app(self),
+        }
+
+    async def stop(self) -> None:
+        for stop in reversed(self._background):
+            result = stop()
+            if asyncio.iscoroutine(result):
+                await result
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+
+    # ------------------------------------------------------------------ state dir
+    def write_state_files(self) -> None:
+        from lab import statefiles
+
+        statefiles.write_all(self)
+
+
+class LabThread:
+    """Runs a :class:`Lab` on its own event loop in a daemon thread (tests and the embedded ``--lab``)."""
+
+    def __init__(self, state_dir: Path, **kwargs: Any) -> None:
+        self.lab = Lab(state_dir, **kwargs)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="lab", daemon=True)
+
+    def start(self, timeout: float = 60) -> Lab:
+        self._thread.start()
+        self.call(self.lab.start()).result(timeout)
+        return self.lab
+
+    def call(self, coro_or_fn: Any) -> Future:
+        """Run a coroutine (or a plain function) on the lab's loop; returns a concurrent Future."""
+        if asyncio.iscoroutine(coro_or_fn):
+            return asyncio.run_coroutine_threadsafe(coro_or_fn, self.loop)
+
+        async def run() -> Any:
+            return coro_or_fn()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop)
+
+    def stop(self, timeout: float = 30) -> None:
+        try:
+            self.call(self.lab.stop()).result(timeout)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout)
+
+
+def env_for_clients(lab: Lab) -> dict[str, str]:
+    """The variables DIR/env.sh exports, for kubectl, the SDKs and az."""
+    ca = str(lab.state_dir / "ca.pem")
+    harness_app = lab.credentials.get("harness", {})
+    admin_app = lab.credentials.get("admin", {})
+    return {
+        "KUBECONFIG": str(lab.state_dir / "kubeconfig"),
+        "REQUESTS_CA_BUNDLE": ca,
+        "SSL_CERT_FILE": ca,
+        "AZURE_AUTHORITY_HOST": lab.authority_host,
+        "AZURE_TENANT_ID": lab.tenant_id,
+        "AZURE_SUBSCRIPTION_ID": lab.subscription_id,
+        "AZURE_CLIENT_ID": harness_app.get("client_id", ""),
+        "AZURE_CLIENT_SECRET": harness_app.get("client_secret", ""),
+        "LAB_ARM_ENDPOINT": lab.endpoints["arm"] + "/",
+        "LAB_ISSUER_URL": lab.issuer_url,
+        "LAB_ADMIN_CLIENT_ID": admin_app.get("client_id", ""),
+        "LAB_ADMIN_CLIENT_SECRET": admin_app.get("client_secret", ""),
+        "LAB_STATE_DIR": str(lab.state_dir),
+    }
+
+
