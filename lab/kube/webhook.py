@@ -1,0 +1,642 @@
+"""The azure-workload-identity mutating admission webhook, as the AKS add-on installs it.
+
+A pure emulation of ``pkg/webhook/webhook.go`` (``podMutator.Handle``) for the v1.5.1 and v1.6.0
+layouts (reference ``azure-workload-identity.md`` sections 1.2-1.10), plus the two pieces of the API
+server that decide whether the webhook is called at all:
+
+* the MutatingWebhookConfiguration's ``objectSelector`` (pod label ``azure.workload.identity/use: "true"``,
+  exact value) and ``rules`` (pods, CREATE only: the caller only calls :func:`admit_pod` on CREATE);
+* the AKS admissions enforcer, which injects a ``namespaceSelector`` excluding namespaces labelled
+  ``control-plane: "true"`` or ``kubernetes.azure.com/managedby: aks`` (Azure/AKS #1771, #4002) and so keeps
+  webhooks away from kube-system and AKS-internal namespaces. The lab need not label ``kube-system``, so it is
+  excluded by name as well (AWI known-issues.md: pods in kube-system are not injected on AKS).
+
+When the webhook is "down" and a pod matches, the API server's failurePolicy Fail answers 500 InternalError
+with the transport error, exactly like an unreachable ``azure-wi-webhook-webhook-service``.
+
+Denials (``admission.Errored(400, err)``) come back through the API server as
+``admission webhook "mutation.azure-workload-identity.io" denied the request: <err>``, code 400. The real
+Status carries no ``reason`` (controller-runtime's ``Errored`` sets only code and message); the lab uses
+``BadRequest`` so kubectl prints ``Error from server (BadRequest)``.
+
+Ordering in the real API server: mutating admission (this webhook) runs in the create handler BEFORE the
+object's ``generateName`` is resolved, which is why the webhook names such pods ``<generateName> (prefix)``;
+validating admission (Pod Security, :mod:`lab.kube.podsecurity`) runs afterwards on the mutated pod.
+
+The custom token endpoint (v1.6 ``azure.workload.identity/use-<suffix>``, AKS identity bindings) is
+implemented for the ConfigMap CA source only; the ClusterTrustBundle source is not emulated.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.kube.errors import ApiError
+
+Obj = dict[str, Any]
+
+# ---------------------------------------------------------------- constants (pkg/webhook/consts.go)
+
+WEBHOOK_NAME = "mutation.azure-workload-identity.io"
+MWC_NAME = "azure-wi-webhook-mutating-webhook-configuration"
+DEPLOYMENT_NAME = "azure-wi-webhook-controller-manager"
+SERVICE_NAME = "azure-wi-webhook-webhook-service"
+CONFIGMAP_NAME = "azure-wi-webhook-config"
+SERVICE_ACCOUNT_NAME = "azure-wi-webhook-admin"
+HELM_RELEASE = "aks-managed-workload-identity"
+SYSTEM_LABEL = "azure-workload-identity.io/system"
+
+USE_LABEL = "azure.workload.identity/use"
+CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+TENANT_ID_ANNOTATION = "azure.workload.identity/tenant-id"
+EXPIRATION_ANNOTATION = "azure.workload.identity/service-account-token-expiration"
+SKIP_CONTAINERS_ANNOTATION = "azure.workload.identity/skip-containers"
+INJECT_PROXY_ANNOTATION = "azure.workload.identity/inject-proxy-sidecar"
+PROXY_PORT_ANNOTATION = "azure.workload.identity/proxy-sidecar-port"
+
+MIN_EXPIRATION = 3600
+MAX_EXPIRATION = 86400
+DEFAULT_EXPIRATION = 3600
+DEFAULT_PROXY_PORT = 8000
+DEFAULT_AUDIENCE = "api://AzureADTokenExchange"
+
+PROXY_INIT_CONTAINER = "azwi-proxy-init"
+PROXY_SIDECAR_CONTAINER = "azwi-proxy"
+
+ENV_CLIENT_ID = "AZURE_CLIENT_ID"
+ENV_TENANT_ID = "AZURE_TENANT_ID"
+ENV_TOKEN_FILE = "AZURE_FEDERATED_TOKEN_FILE"
+ENV_AUTHORITY_HOST = "AZURE_AUTHORITY_HOST"
+ENV_TOKEN_PROXY = "AZURE_KUBERNETES_TOKEN_PROXY"
+ENV_SNI_NAME = "AZURE_KUBERNETES_SNI_NAME"
+ENV_CA_FILE = "AZURE_KUBERNETES_CA_FILE"
+ENV_CA_DATA = "AZURE_KUBERNETES_CA_DATA"
+CA_FILE_PATH = "ca-cert/ca.crt"
+
+V16_VOLUME_PREFIX = "azure-workload-identity-reserved-"
+
+# The admissions enforcer's namespaceSelector (Azure/AKS #1771, #4002).
+ENFORCER_NAMESPACE_SELECTOR: Obj = {
+    "matchExpressions": [
+        {"key": "control-plane", "operator": "NotIn", "values": ["true"]},
+        {"key": "kubernetes.azure.com/managedby", "operator": "NotIn", "values": ["aks"]},
+    ]
+}
+
+def webhook_unreachable(namespace: str = "kube-system") -> str:
+    """The dispatcher's ErrCallingWebhook text for a service with no listener behind its ClusterIP."""
+    return (f'failed calling webhook "{WEBHOOK_NAME}": failed to call webhook: Post '
+            f'"https://{SERVICE_NAME}.{namespace}.svc:443/mutate-v1-pod?timeout=10s": '
+            "dial tcp 10.0.184.9:443: connect: connection refused")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Table 1.8: where the token lands."""
+
+    mount_path: str
+    token_path: str
+    fixed_volume_name: str | None  # v1.5: a fixed name; v1.6: per-pod reserved name
+
+    @property
+    def token_file(self) -> str:
+        return f"{self.mount_path}/{self.token_path}"
+
+
+LAYOUTS = {
+    "v1.5": Layout("/var/run/secrets/azure/tokens", "azure-identity-token", "azure-identity-token"),
+    "v1.6": Layout("/var/run/secrets/azure/wi", "token/azure-identity-token", None),
+}
+DEFAULT_TAGS = {"v1.5": "v1.5.1", "v1.6": "v1.6.0"}
+MODES = ("up", "down", "absent")
+
+
+@dataclass
+class WebhookSettings:
+    mode: str = "up"  # up | down | absent
+    layout: str = "v1.6"  # v1.5 | v1.6
+    tenant_id: str = ""  # azure-wi-webhook-config AZURE_TENANT_ID
+    azure_environment: str = "AzurePublicCloud"
+    authority_host: str = "https://login.microsoftonline.com/"  # keeps its trailing slash
+    audience: str = DEFAULT_AUDIENCE
+    namespace: str = "kube-system"
+    proxy_image_registry: str = "mcr.microsoft.com/oss/azure/workload-identity"
+    version: str = ""  # image tag override; "" follows the layout (see image_tag)
+    server_minor: int = 32  # Kubernetes 1.<minor>; >= 32 puts the proxy in initContainers (native sidecar)
+    log_level: str = "info"  # the webhook's --log-level, copied into the proxy's args
+    # v1.6 custom token endpoint (--custom-token-endpoint-annotation-suffix/-audience); disabled when empty.
+    custom_token_endpoint_suffix: str = ""
+    custom_token_endpoint_audience: str = ""
+    token_proxy: str = ""
+    sni_name: str = ""
+    ca_data: str = ""
+    ca_configmap_name: str = ""
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"webhook mode must be one of {MODES}, not {self.mode!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"webhook layout must be one of {tuple(LAYOUTS)}, not {self.layout!r}")
+
+    @property
+    def image_tag(self) -> str:
+        """v1.6.0 or v1.5.1 by layout, read at use time so a runtime layout switch also switches images."""
+        return self.version or DEFAULT_TAGS[self.layout]
+
+    @property
+    def native_sidecar(self) -> bool:
+        return self.server_minor >= 32
+
+    @property
+    def proxy_image(self) -> str:
+        return f"{self.proxy_image_registry}/proxy:{self.image_tag}"
+
+    @property
+    def proxy_init_image(self) -> str:
+        return f"{self.proxy_image_registry}/proxy-init:{self.image_tag}"
+
+    @property
+    def webhook_image(self) -> str:
+        return f"{self.proxy_image_registry}/webhook:{self.image_tag}"
+
+    @property
+    def custom_token_endpoint_annotation(self) -> str | None:
+        if self.layout != "v1.6" or not self.custom_token_endpoint_suffix:
+            return None
+        return f"azure.workload.identity/use-{self.custom_token_endpoint_suffix}"
+
+
+ServiceAccountGetter = Callable[[str, str], Obj | None]
+
+
+# ---------------------------------------------------------------- errors
+
+
+def denied(message: str) -> ApiError:
+    """An admission denial as the API server relays it (webhookerrors.ToStatusErr)."""
+    return ApiError(400, "BadRequest", f'admission webhook "{WEBHOOK_NAME}" denied the request: {message}')
+
+
+def unreachable(namespace: str = "kube-system") -> ApiError:
+    """failurePolicy Fail with the webhook service down: apierrors.NewInternalError(ErrCallingWebhook)."""
+    cause = webhook_unreachable(namespace)
+    return ApiError(500, "InternalError", f"Internal error occurred: {cause}", {"causes": [{"message": cause}]})
+
+
+class GoParseError(ValueError):
+    """A strconv.ParseInt error, with Go's message text."""
+
+
+def go_quote(text: str) -> str:
+    """strconv.Quote for the common cases (escapes backslash, quote and control characters)."""
+    out = []
+    for char in text:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\t":
+            out.append("\\t")
+        elif char == "\r":
+            out.append("\\r")
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+_GO_DECIMAL = re.compile(r"[+-]?[0-9]+")
+
+
+def go_parse_int(text: str, bits: int) -> int:
+    """strconv.ParseInt(text, 10, bits): no spaces, no underscores, an optional sign."""
+    if not _GO_DECIMAL.fullmatch(text):
+        raise GoParseError(f"strconv.ParseInt: parsing {go_quote(text)}: invalid syntax")
+    value = int(text)
+    if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        raise GoParseError(f"strconv.ParseInt: parsing {go_quote(text)}: value out of range")
+    return value
+
+
+# ---------------------------------------------------------------- is the webhook called?
+
+
+def _selector_requirement_matches(labels: dict[str, str], requirement: Obj) -> bool:
+    key, operator, values = requirement["key"], requirement["operator"], requirement.get("values") or []
+    if operator == "In":
+        return key in labels and labels[key] in values
+    if operator == "NotIn":
+        return key not in labels or labels[key] not in values
+    if operator == "Exists":
+        return key in labels
+    return key not in labels  # DoesNotExist
+
+
+def namespace_excluded(namespace: str, namespace_labels: dict[str, str]) -> bool:
+    """The AKS admissions enforcer keeps kube-system and AKS-managed namespaces away from webhooks."""
+    if namespace == "kube-system":
+        return True
+    labels = namespace_labels or {}
+    return not all(_selector_requirement_matches(labels, r) for r in ENFORCER_NAMESPACE_SELECTOR["matchExpressions"])
+
+
+def pod_selected(pod: Obj) -> bool:
+    """objectSelector.matchLabels {azure.workload.identity/use: "true"}: key and exact value."""
+    return ((pod.get("metadata") or {}).get("labels") or {}).get(USE_LABEL) == "true"
+
+
+def webhook_called(pod: Obj, namespace: str, settings: WebhookSettings, namespace_labels: dict[str, str]) -> bool:
+    if settings.mode == "absent":
+        return False
+    return pod_selected(pod) and not namespace_excluded(namespace, namespace_labels)
+
+
+# ---------------------------------------------------------------- the handler
+
+
+def admit_pod(
+    pod: Obj,
+    namespace: str,
+    settings: WebhookSettings,
+    get_service_account: ServiceAccountGetter,
+    namespace_labels: dict[str, str],
+) -> Obj:
+    """Mutating admission for a pod CREATE. Returns the (possibly) mutated pod; raises ApiError on denial.
+
+    ``get_service_account(namespace, name)`` returns the ServiceAccount object or None.
+    """
+    if not webhook_called(pod, namespace, settings, namespace_labels):
+        return pod
+    if settings.mode == "down":
+        raise unreachable(settings.namespace)
+    return PodMutation(copy.deepcopy(pod), namespace, settings).run(get_service_account)
+
+
+def pod_name_for_webhook(pod: Obj) -> str:
+    meta = pod.get("metadata") or {}
+    return meta.get("name") or (meta.get("generateName") or "") + " (prefix)"
+
+
+def v16_volume_name(pod_name: str) -> str:
+    """buildVolumeName: the reserved prefix plus sha256(podName) cut to the 63-character limit."""
+    digest = hashlib.sha256(pod_name.encode()).hexdigest()
+    return V16_VOLUME_PREFIX + digest[: 63 - len(V16_VOLUME_PREFIX)]
+
+
+class PodMutation:
+    """One run of podMutator.Handle on a private copy of the pod."""
+
+    def __init__(self, pod: Obj, namespace: str, settings: WebhookSettings) -> None:
+        self.pod = pod
+        self.namespace = namespace
+        self.settings = settings
+        self.layout = LAYOUTS[settings.layout]
+        self.meta: Obj = pod.setdefault("metadata", {})
+        self.spec: Obj = pod.setdefault("spec", {})
+        self.annotations: dict[str, str] = self.meta.get("annotations") or {}
+        self.pod_name = pod_name_for_webhook(pod)
+
+    def run(self, get_service_account: ServiceAccountGetter) -> Obj:
+        # for daemonset/deployment pods the namespace is not set: the webhook sets the request namespace
+        self.meta["namespace"] = self.namespace
+        service_account = self.service_account(get_service_account)
+        sa_annotations: dict[str, str] = (service_account.get("metadata") or {}).get("annotations") or {}
+        if INJECT_PROXY_ANNOTATION in self.annotations:
+            self.inject_proxy()
+        expiration = self.token_expiration(sa_annotations)
+        client_id = sa_annotations.get(CLIENT_ID_ANNOTATION, "")
+        # the tenant-id key wins when present, even with an empty value (which then injects nothing)
+        tenant_id = sa_annotations.get(TENANT_ID_ANNOTATION, self.settings.tenant_id)
+        skip = self.skip_containers()
+        custom_endpoint = self.uses_custom_token_endpoint()
+        env = self.desired_env(client_id, tenant_id, custom_endpoint)
+        for key in ("initContainers", "containers"):
+            for container in self.spec.get(key) or []:
+                if container.get("name") in skip:
+                    continue
+                add_env(container, env)
+                self.add_mount(container)
+        self.add_volume(expiration, custom_endpoint)
+        return self.pod
+
+    # -- step 3: the ServiceAccount must exist
+
+    def service_account(self, get_service_account: ServiceAccountGetter) -> Obj:
+        name = self.spec.get("serviceAccountName") or "default"
+        found = get_service_account(self.namespace, name)
+        if found is None:
+            raise denied(f'serviceaccounts "{name}" not found')
+        return found
+
+    # -- step 4: the migration proxy
+
+    def inject_proxy(self) -> None:
+        if self.spec.get("hostNetwork"):
+            raise denied("hostNetwork is set to true, cannot inject proxy sidecar")
+        port = self.proxy_port()
+        init_containers = self.spec.setdefault("initContainers", [])
+        if not any(c.get("name") == PROXY_INIT_CONTAINER for c in init_containers):
+            init_containers.append(self.proxy_init_container(port))
+        target = "initContainers" if self.settings.native_sidecar else "containers"
+        containers = self.spec.setdefault(target, [])
+        if not any(c.get("name") == PROXY_SIDECAR_CONTAINER for c in containers):
+            containers.insert(0, self.proxy_sidecar_container(port))
+
+    def proxy_port(self) -> int:
+        if PROXY_PORT_ANNOTATION not in self.annotations:
+            return DEFAULT_PROXY_PORT
+        try:
+            return go_parse_int(self.annotations[PROXY_PORT_ANNOTATION], 32)
+        except GoParseError as exc:
+            raise denied(f"failed to parse proxy sidecar port: {exc}") from None
+
+    def proxy_init_container(self, port: int) -> Obj:
+        return {
+            "name": PROXY_INIT_CONTAINER,
+            "image": self.settings.proxy_init_image,
+            "imagePullPolicy": "IfNotPresent",
+            "securityContext": {
+                "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+                "privileged": True,
+                "runAsNonRoot": False,
+                "runAsUser": 0,
+            },
+            "env": [{"name": "PROXY_PORT", "value": str(port)}],
+        }
+
+    def proxy_sidecar_container(self, port: int) -> Obj:
+        level = self.settings.log_level
+        container: Obj = {
+            "name": PROXY_SIDECAR_CONTAINER,
+            "image": self.settings.proxy_image,
+            "imagePullPolicy": "IfNotPresent",
+            "args": [f"--proxy-port={port}", f"--log-level={level}"],
+            "ports": [{"containerPort": port}],
+            "lifecycle": {"postStart": {"exec": {
+                "command": ["/proxy", f"--proxy-port={port}", "--probe", f"--log-level={level}"],
+            }}},
+            "securityContext": {
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+                "privileged": False,
+                "readOnlyRootFilesystem": True,
+                "runAsNonRoot": True,
+            },
+        }
+        if self.settings.native_sidecar:
+            container["restartPolicy"] = "Always"
+        return container
+
+    # -- step 5: token expiration, pod annotation > SA annotation > 3600
+
+    def token_expiration(self, sa_annotations: dict[str, str]) -> int:
+        raw = self.annotations.get(EXPIRATION_ANNOTATION) or sa_annotations.get(EXPIRATION_ANNOTATION) or ""
+        expiration = DEFAULT_EXPIRATION
+        if raw:
+            try:
+                expiration = go_parse_int(raw, 64)
+            except GoParseError as exc:
+                raise denied(str(exc)) from None
+        if not MIN_EXPIRATION <= expiration <= MAX_EXPIRATION:
+            raise denied(f"token expiration {expiration} not valid. "
+                         f"Expected value to be between {MIN_EXPIRATION} and {MAX_EXPIRATION}")
+        return expiration
+
+    # -- steps 6-9: env vars and mounts
+
+    def skip_containers(self) -> set[str]:
+        raw = self.annotations.get(SKIP_CONTAINERS_ANNOTATION, "")
+        return {part.strip() for part in raw.split(";")} if raw else set()
+
+    def uses_custom_token_endpoint(self) -> bool:
+        annotation = self.settings.custom_token_endpoint_annotation
+        return annotation is not None and self.annotations.get(annotation, "").lower() == "true"
+
+    @property
+    def mount_path(self) -> str:
+        return self.layout.mount_path
+
+    @property
+    def volume_name(self) -> str:
+        return self.layout.fixed_volume_name or v16_volume_name(self.pod_name)
+
+    def desired_env(self, client_id: str, tenant_id: str, custom_endpoint: bool) -> list[tuple[str, str]]:
+        env = [
+            (ENV_CLIENT_ID, client_id),
+            (ENV_TENANT_ID, tenant_id),
+            (ENV_TOKEN_FILE, self.layout.token_file),
+            (ENV_AUTHORITY_HOST, self.settings.authority_host),
+        ]
+        if custom_endpoint:
+            env += [
+                (ENV_TOKEN_PROXY, self.settings.token_proxy),
+                (ENV_SNI_NAME, self.settings.sni_name),
+                (ENV_CA_FILE, f"{self.mount_path}/{CA_FILE_PATH}"),
+                (ENV_CA_DATA, self.settings.ca_data),
+            ]
+        return env
+
+    def add_mount(self, container: Obj) -> None:
+        mount = {"name": self.volume_name, "mountPath": self.mount_path, "readOnly": True}
+        mounts = container.setdefault("volumeMounts", [])
+        for index, existing in enumerate(mounts):
+            if existing.get("name") == self.volume_name:
+                if self.settings.layout == "v1.6":  # v1.6 replaces, v1.5 keeps the user's mount
+                    mounts[index] = mount
+                return
+        mounts.append(mount)
+
+    # -- step 10: the projected volume
+
+    def add_volume(self, expiration: int, custom_endpoint: bool) -> None:
+        volumes = self.spec.setdefault("volumes", [])
+        if self.settings.layout == "v1.5":
+            if any(_has_token_source(v, self.layout.token_path) for v in volumes):
+                return
+            volumes.append(self.projected_volume(expiration, custom_endpoint))
+            return
+        volume = self.projected_volume(expiration, custom_endpoint)
+        for index, existing in enumerate(volumes):
+            if existing.get("name") == volume["name"]:
+                volumes[index] = volume
+                return
+        volumes.append(volume)
+
+    def projected_volume(self, expiration: int, custom_endpoint: bool) -> Obj:
+        audience = self.settings.custom_token_endpoint_audience if custom_endpoint else self.settings.audience
+        sources: list[Obj] = [{"serviceAccountToken": {
+            "audience": audience, "expirationSeconds": expiration, "path": self.layout.token_path,
+        }}]
+        if custom_endpoint and self.settings.ca_configmap_name:
+            sources.append({"configMap": {
+                "name": self.settings.ca_configmap_name,
+                "items": [{"key": "ca.crt", "path": CA_FILE_PATH}],
+                "optional": False,
+            }})
+        # defaultMode 420 is the API server's defaulting, applied after admission; the e2e suite asserts it
+        return {"name": self.volume_name, "projected": {"sources": sources, "defaultMode": 420}}
+
+
+def _has_token_source(volume: Obj, token_path: str) -> bool:
+    projected = volume.get("projected")
+    if not projected:
+        return False
+    return any((source.get("serviceAccountToken") or {}).get("path") == token_path
+               for source in projected.get("sources") or [])
+
+
+def add_env(container: Obj, desired: list[tuple[str, str]]) -> None:
+    """Append each var not already in ``env`` (by name) and with a non-empty value; envFrom is not consulted."""
+    present = {entry.get("name") for entry in container.get("env") or []}
+    for name, value in desired:
+        if name not in present and value:
+            container.setdefault("env", []).append({"name": name, "value": value})
+            present.add(name)
+
+
+# ---------------------------------------------------------------- the add-on's API objects
+
+
+def _meta(name: str, settings: WebhookSettings, namespaced: bool = True) -> Obj:
+    meta: Obj = {
+        "name": name,
+        "labels": {SYSTEM_LABEL: "true", **settings.extra_labels},
+        "annotations": {
+            "meta.helm.sh/release-name": HELM_RELEASE,
+            "meta.helm.sh/release-namespace": settings.namespace,
+        },
+    }
+    if namespaced:
+        meta["namespace"] = settings.namespace
+    return meta
+
+
+def mutating_webhook_configuration(settings: WebhookSettings) -> Obj:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": _meta(MWC_NAME, settings, namespaced=False),
+        "webhooks": [{
+            "name": WEBHOOK_NAME,
+            "admissionReviewVersions": ["v1", "v1beta1"],
+            "clientConfig": {"service": {
+                "name": SERVICE_NAME, "namespace": settings.namespace, "path": "/mutate-v1-pod", "port": 443,
+            }},
+            "failurePolicy": "Fail",
+            "matchPolicy": "Equivalent",
+            # added by the AKS admissions enforcer, not by the chart
+            "namespaceSelector": copy.deepcopy(ENFORCER_NAMESPACE_SELECTOR),
+            "objectSelector": {"matchLabels": {USE_LABEL: "true"}},
+            "reinvocationPolicy": "IfNeeded",
+            "rules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"],
+                "scope": "*",
+            }],
+            "sideEffects": "None",
+            "timeoutSeconds": 10,  # API default; the chart sets none
+        }],
+    }
+
+
+def _manager_container(settings: WebhookSettings) -> Obj:
+    return {
+        "name": "manager",
+        "image": settings.webhook_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/manager"],
+        "args": [f"--log-level={settings.log_level}", "--metrics-addr=:8095", "--metrics-backend=prometheus"],
+        "env": [{"name": "POD_NAMESPACE",
+                 "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}}],
+        "envFrom": [{"configMapRef": {"name": CONFIGMAP_NAME}}],
+        "ports": [
+            {"containerPort": 9443, "name": "webhook-server", "protocol": "TCP"},
+            {"containerPort": 8095, "name": "metrics", "protocol": "TCP"},
+            {"containerPort": 9440, "name": "healthz", "protocol": "TCP"},
+        ],
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "healthz"}},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "healthz"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+            "runAsGroup": 65532,
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"mountPath": "/certs", "name": "cert", "readOnly": True}],
+    }
+
+
+def _deployment_status(settings: WebhookSettings) -> Obj:
+    if settings.mode == "up":
+        return {
+            "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
+            "availableReplicas": 2,
+            "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                            "message": "Deployment has minimum availability."}],
+        }
+    # readyReplicas/availableReplicas are omitempty in the real API: absent when 0
+    return {
+        "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "unavailableReplicas": 2,
+        "conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                        "message": "Deployment does not have minimum availability."}],
+    }
+
+
+def deployment(settings: WebhookSettings) -> Obj:
+    pod_labels = {SYSTEM_LABEL: "true", "app": "workload-identity-webhook"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(DEPLOYMENT_NAME, settings),
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {SYSTEM_LABEL: "true"}},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "containers": [_manager_container(settings)],
+                    "nodeSelector": {"kubernetes.io/os": "linux"},
+                    "priorityClassName": "system-cluster-critical",
+                    "serviceAccountName": SERVICE_ACCOUNT_NAME,
+                    "volumes": [{"name": "cert",
+                                 "secret": {"defaultMode": 420, "secretName": "azure-wi-webhook-server-cert"}}],
+                },
+            },
+        },
+        "status": _deployment_status(settings),
+    }
+
+
+def config_map(settings: WebhookSettings) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(CONFIGMAP_NAME, settings),
+        "data": {"AZURE_ENVIRONMENT": settings.azure_environment, "AZURE_TENANT_ID": settings.tenant_id},
+    }
+
+
+def service_account(settings: WebhookSettings) -> Obj:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(SERVICE_ACCOUNT_NAME, settings)}
+
+
+def webhook_objects(settings: WebhookSettings) -> list[tuple[str, str, str, Obj]]:
+    """(group, plural, namespace, object) for what the add-on puts in the API; nothing when absent."""
+    if settings.mode == "absent":
+        return []
+    ns = settings.namespace
+    return [
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", mutating_webhook_configuration(settings)),
+        ("apps", "deployments", ns, deployment(settings)),
+        ("", "configmaps", ns, config_map(settings)),
+        ("", "serviceaccounts", ns, service_account(settings)),
+    ]
