@@ -1,0 +1,22 @@
+"""The in-pod probe: ``python -m probe`` prints ONE JSON document (schema ``wi-probe/v1``) on stdout.
+
+Document shape::
+
+    {"schema": "wi-probe/v1", "probe_version": "...", "started_at": "RFC3339", "finished_at": "RFC3339",
+     "pod": {"name": ..., "namespace": ..., "service_account": ...},
+     "steps": [{"name": "config|env|token|exchange|access", "status": "pass|fail|skip",
+                "duration_ms": 1.2, "evidence": {...}, "error": {...} | null,
+                "reason": "because <step> failed"   # skip only
+                # access steps also carry: "index", "kind", "target", "expect", "outcome"
+               }],
+     "ok": true}
+
+Exit code 0 when every step passed, 1 otherwise. The probe never prints a raw token or a secret value:
+decoded claims and a 12-hex-character sha256 fingerprint only.
+
+Layering: the core uses only the Python standard library and imports nothing from ``harness`` or
+``lab``; only the optional SDK cross-check (``probe.sdk``) imports ``azure.identity``.
+"""
+
+__version__ = "0.1.0"
+SCHEMA = "wi-probe/v1"

@@ -1,0 +1,166 @@
+"""Access checks: read a Key Vault secret or a blob with the workload's token; compare with the expectation."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+import urllib.parse
+from typing import Any
+
+from probe.config import Check
+from probe.exchange import excerpt
+from probe.jwtutil import fingerprint, redact
+from probe.report import StepOutcome
+from probe.steps import Context
+from probe.transport import Response, TransportError
+
+BLOB_API_VERSION = "2023-11-03"
+_XML_CODE_RE = re.compile(r"<Code>\s*([^<]*?)\s*</Code>", re.IGNORECASE)
+_XML_MESSAGE_RE = re.compile(r"<Message>\s*([^<\n]*)", re.IGNORECASE)
+_MAX_MESSAGE = 2000
+_SECRET_FIELDS = ("contentType", "tags", "managed", "kid")
+
+
+def outcome_of(status: int) -> str:
+    """allow (2xx), deny (401/403) or error (anything else: not found, throttled, server error)."""
+    if 200 <= status < 300:
+        return "allow"
+    if status in (401, 403):
+        return "deny"
+    return "error"
+
+
+def access_step(ctx: Context, check: Check) -> StepOutcome:
+    """One configured check: token for the check's scope, one GET, outcome vs. expectation."""
+    assert ctx.exchanger is not None and ctx.config is not None  # the runner skips this step otherwise
+    result, cached = ctx.exchanger.get(check.scope)
+    token_ev: dict[str, Any] = {"scope": check.scope, "cached": cached}
+    if not result.ok or not result.access_token:
+        error = {"kind": "token_exchange", "scope": check.scope, "detail": result.error,
+                 "message": f"could not get a token for {check.scope}"}
+        return _finish(check, "error", {"token": token_ev}, error)
+    token_ev["fingerprint"] = result.evidence.get("fingerprint")
+    token_ev["aud"] = (result.evidence.get("claims") or {}).get("aud")
+    url = check.target()
+    headers = _headers(check, result.access_token)
+    try:
+        resp = ctx.transport("GET", url, headers, None, ctx.config.timeout_seconds)
+    except TransportError as exc:
+        return _finish(check, "error", {"token": token_ev, "url": url}, {**exc.to_dict(), "url": url})
+    if check.kind == "keyvault_secret":
+        evidence = _keyvault_evidence(resp, ctx.sensitive)
+    else:
+        evidence = _blob_evidence(resp)
+    outcome = outcome_of(resp.status)
+    detail = None
+    if outcome == "error":
+        detail = {"kind": "http_error", "http_status": resp.status, "code": evidence.get("code"),
+                  "message": f"expected {check.expect}, got {_describe(evidence)}"}
+    return _finish(check, outcome, {"token": token_ev, "url": url, **evidence}, detail)
+
+
+def _headers(check: Check, access_token: str) -> dict[str, str]:
+    headers = {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}
+    if check.kind == "blob":
+        headers.update({"x-ms-version": BLOB_API_VERSION, "x-ms-date": email.utils.formatdate(usegmt=True),
+                        "Accept": "*/*"})
+    return headers
+
+
+def _finish(check: Check, outcome: str, evidence: dict[str, Any], detail: dict[str, Any] | None) -> StepOutcome:
+    evidence["outcome"] = outcome
+    extra = {"outcome": outcome}
+    if outcome == check.expect:
+        return StepOutcome("pass", evidence, None, extra)
+    error = detail or {"kind": "expectation_mismatch",
+                       "message": f"expected {check.expect}, got {outcome} ({_describe(evidence)})"}
+    error.setdefault("expected", check.expect)
+    error.setdefault("outcome", outcome)
+    return StepOutcome("fail", evidence, error, extra)
+
+
+def _describe(evidence: dict[str, Any]) -> str:
+    """``HTTP 403 Forbidden/ForbiddenByRbac``-style summary of a response."""
+    codes = "/".join(str(evidence[k]) for k in ("code", "innererror") if evidence.get(k))
+    return f"HTTP {evidence.get('http_status')}" + (f" {codes}" if codes else "")
+
+
+# ---------------------------------------------------------------- Key Vault
+
+
+def _keyvault_evidence(resp: Response, sensitive: set[str]) -> dict[str, Any]:
+    body = _json(resp.body)
+    evidence: dict[str, Any] = {"http_status": resp.status}
+    if 200 <= resp.status < 300:
+        if body is None:
+            return {**evidence, "body_error": "not a JSON object"}
+        value = body.get("value")
+        if isinstance(value, str):
+            sensitive.add(value)
+        secret_id = body.get("id")
+        evidence.update({
+            "id": secret_id,
+            "version": secret_version(secret_id) if isinstance(secret_id, str) else None,
+            "attributes": body.get("attributes"),
+            "value_present": value is not None,
+        })
+        evidence.update({name: body[name] for name in _SECRET_FIELDS if name in body})
+        return evidence
+    err = body.get("error") if body else None
+    if isinstance(err, dict):
+        inner = err.get("innererror")
+        evidence.update({
+            "code": err.get("code"),
+            "innererror": inner.get("code") if isinstance(inner, dict) else None,
+            "message": redact(str(err.get("message") or ""))[:_MAX_MESSAGE],
+        })
+    else:
+        evidence["body_excerpt"] = excerpt(resp.body)
+    if "www-authenticate" in resp.headers:
+        evidence["www_authenticate"] = resp.headers["www-authenticate"]
+    return evidence
+
+
+def secret_version(secret_id: str) -> str | None:
+    """The version from ``.../secrets/{name}/{version}``; None when the id carries no version."""
+    segments = [s for s in urllib.parse.urlsplit(secret_id).path.split("/") if s]
+    if "secrets" not in segments:
+        return None
+    index = len(segments) - 1 - segments[::-1].index("secrets")  # the last "secrets" segment
+    rest = segments[index + 1:]
+    return rest[1] if len(rest) >= 2 else None
+
+
+def _json(raw: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# ---------------------------------------------------------------- Blob
+
+
+def _blob_evidence(resp: Response) -> dict[str, Any]:
+    evidence: dict[str, Any] = {"http_status": resp.status}
+    if 200 <= resp.status < 300:
+        evidence.update({
+            "content_length": len(resp.body),
+            "fingerprint": fingerprint(resp.body),
+            "content_type": resp.headers.get("content-type"),
+            "etag": resp.headers.get("etag"),
+        })
+        return evidence
+    text = resp.body.decode("utf-8", "replace")
+    code = _XML_CODE_RE.search(text)
+    message = _XML_MESSAGE_RE.search(text)
+    evidence.update({
+        "code": code.group(1) if code else resp.headers.get("x-ms-error-code"),
+        "x_ms_error_code": resp.headers.get("x-ms-error-code"),
+        "message": redact(message.group(1).strip())[:_MAX_MESSAGE] if message else None,
+    })
+    if not code:
+        evidence["body_excerpt"] = excerpt(resp.body)
+    return evidence

@@ -1,0 +1,230 @@
+"""Probe configuration: parsing and validation (standard library only).
+
+Sources, first match wins: ``--config-json '<json>'``, ``--config FILE``, env ``WI_PROBE_CONFIG``;
+none means the defaults (default scope, no access checks).
+
+    {"scope": "https://vault.azure.net/.default", "timeout_seconds": 10, "ca_file": "/path/ca.pem",
+     "sdk_cross_check": true,
+     "checks": [{"kind": "keyvault_secret", "vault_url": "...", "secret": "name", "expect": "allow"},
+                {"kind": "blob", "account_url": "...", "container": "c", "blob": "b", "expect": "deny"}]}
+
+Every check may also carry ``"scope"`` to override the token scope of its resource.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import ssl
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_SCOPE = "https://vault.azure.net/.default"
+DEFAULT_TIMEOUT = 10.0
+KEYVAULT_SCOPE = "https://vault.azure.net/.default"
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+ENV_VAR = "WI_PROBE_CONFIG"
+
+_TOP_FIELDS = {"scope", "timeout_seconds", "ca_file", "sdk_cross_check", "checks"}
+_CHECK_FIELDS = {
+    "keyvault_secret": ({"vault_url", "secret"}, KEYVAULT_SCOPE),
+    "blob": ({"account_url", "container", "blob"}, STORAGE_SCOPE),
+}
+_COMMON_CHECK_FIELDS = {"kind", "expect", "scope"}
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; ``field`` names the offending field (or source)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"invalid probe config: {field}: {message}")
+        self.field = field
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"kind": "invalid_config", "field": self.field, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Check:
+    kind: str
+    expect: str
+    scope: str
+    params: dict[str, str]
+
+    def target(self) -> str:
+        """A human-readable URL of what the check reads (no credentials in it)."""
+        if self.kind == "keyvault_secret":
+            return keyvault_secret_url(self.params["vault_url"], self.params["secret"])
+        return blob_url(self.params["account_url"], self.params["container"], self.params["blob"])
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    scope: str = DEFAULT_SCOPE
+    timeout_seconds: float = DEFAULT_TIMEOUT
+    ca_file: str | None = None
+    sdk_cross_check: bool = True
+    checks: tuple[Check, ...] = field(default_factory=tuple)
+    source: str = "defaults"
+
+
+@dataclass(frozen=True)
+class TlsTrust:
+    source: str  # "ca_file" | "REQUESTS_CA_BUNDLE" | "SSL_CERT_FILE" | "system"
+    path: str | None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"source": self.source, "path": self.path}
+
+
+def keyvault_secret_url(vault_url: str, secret: str) -> str:
+    return f"{vault_url.rstrip('/')}/secrets/{urllib.parse.quote(secret, safe='')}?api-version=7.4"
+
+
+def blob_url(account_url: str, container: str, blob: str) -> str:
+    path = f"{urllib.parse.quote(container, safe='')}/{urllib.parse.quote(blob.lstrip('/'), safe='/')}"
+    return f"{account_url.rstrip('/')}/{path}"
+
+
+def load_raw(config_json: str | None, config_file: str | None, environ: Mapping[str, str]) -> tuple[Any, str]:
+    """Return (parsed JSON, source label) from the first configured source."""
+    if config_json is not None:
+        return _parse_json(config_json, "--config-json"), "--config-json"
+    if config_file is not None:
+        try:
+            with open(config_file, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise ConfigError("--config", f"cannot read {config_file}: {exc.strerror or exc}") from None
+        return _parse_json(text, "--config"), f"--config {config_file}"
+    text = environ.get(ENV_VAR)
+    if text is not None and text.strip():
+        return _parse_json(text, ENV_VAR), ENV_VAR
+    return {}, "defaults"
+
+
+def _parse_json(text: str, source: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(source, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+
+
+def parse(raw: Any, source: str = "defaults") -> ProbeConfig:
+    """Validate a parsed JSON value into a ProbeConfig; raise ConfigError naming the field."""
+    if not isinstance(raw, dict):
+        raise ConfigError("(root)", f"must be a JSON object, got {_type(raw)}")
+    _reject_unknown(raw, _TOP_FIELDS, "")
+    checks_raw = raw.get("checks", [])
+    if not isinstance(checks_raw, list):
+        raise ConfigError("checks", f"must be a list, got {_type(checks_raw)}")
+    return ProbeConfig(
+        scope=_scope(raw.get("scope", DEFAULT_SCOPE), "scope"),
+        timeout_seconds=_timeout(raw.get("timeout_seconds", DEFAULT_TIMEOUT)),
+        ca_file=_optional_str(raw.get("ca_file"), "ca_file"),
+        sdk_cross_check=_bool(raw.get("sdk_cross_check", True), "sdk_cross_check"),
+        checks=tuple(_check(item, f"checks[{i}]") for i, item in enumerate(checks_raw)),
+        source=source,
+    )
+
+
+def _check(raw: Any, where: str) -> Check:
+    if not isinstance(raw, dict):
+        raise ConfigError(where, f"must be a JSON object, got {_type(raw)}")
+    kind = raw.get("kind")
+    if kind not in _CHECK_FIELDS:
+        raise ConfigError(f"{where}.kind", f"must be one of {sorted(_CHECK_FIELDS)}, got {kind!r}")
+    required, default_scope = _CHECK_FIELDS[kind]
+    _reject_unknown(raw, required | _COMMON_CHECK_FIELDS, f"{where}.")
+    expect = raw.get("expect")
+    if expect not in ("allow", "deny"):
+        raise ConfigError(f"{where}.expect", f"must be 'allow' or 'deny', got {expect!r}")
+    params = {name: _required_str(raw.get(name), f"{where}.{name}") for name in sorted(required)}
+    for name in ("vault_url", "account_url"):
+        if name in params:
+            _url(params[name], f"{where}.{name}")
+    scope = _scope(raw.get("scope", default_scope), f"{where}.scope")
+    return Check(kind=kind, expect=expect, scope=scope, params=params)
+
+
+def _reject_unknown(raw: dict[str, Any], allowed: set[str], prefix: str) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{prefix}{key}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _type(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _required_str(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(where, f"required non-empty string, got {_type(value)}")
+    return value.strip()
+
+
+def _optional_str(value: Any, where: str) -> str | None:
+    return None if value is None else _required_str(value, where)
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(where, f"must be true or false, got {_type(value)}")
+    return value
+
+
+def _timeout(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError("timeout_seconds", f"must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _scope(value: Any, where: str) -> str:
+    scope = _required_str(value, where)
+    if any(ch.isspace() for ch in scope):
+        raise ConfigError(where, "must be a single scope (no whitespace)")
+    return scope
+
+
+def _url(value: str, where: str) -> None:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.netloc:
+        raise ConfigError(where, f"must be an absolute https URL, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(where, "must not contain a query or fragment")
+
+
+def resolve_trust(config: ProbeConfig, environ: Mapping[str, str]) -> TlsTrust:
+    """ca_file, else REQUESTS_CA_BUNDLE, else SSL_CERT_FILE, else the system default."""
+    if config.ca_file:
+        return _existing(TlsTrust("ca_file", config.ca_file), "ca_file")
+    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        path = environ.get(name)
+        if path:
+            return _existing(TlsTrust(name, path), name)
+    return TlsTrust("system", None)
+
+
+def _existing(trust: TlsTrust, where: str) -> TlsTrust:
+    assert trust.path is not None
+    if not os.path.exists(trust.path):
+        raise ConfigError(where, f"CA file {trust.path} does not exist")
+    return trust
+
+
+def ssl_context(trust: TlsTrust) -> ssl.SSLContext:
+    """A verifying TLS context for the trust source; a bad CA file is a ConfigError."""
+    try:
+        if trust.path is None:
+            return ssl.create_default_context()
+        if os.path.isdir(trust.path):
+            return ssl.create_default_context(capath=trust.path)
+        return ssl.create_default_context(cafile=trust.path)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(trust.source, f"cannot load CA certificates from {trust.path}: {exc}") from None

@@ -1,0 +1,75 @@
+"""Optional cross-check through azure-identity's WorkloadIdentityCredential.
+
+The only module of the probe that imports a third-party package, and only when it is importable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from probe.jwtutil import redact
+
+_MAX_ERROR = 2000
+
+
+@dataclass(frozen=True)
+class SdkRequest:
+    tenant_id: str
+    client_id: str
+    token_file: str
+    authority_host: str
+    scope: str
+    timeout: float
+    ca_path: str | None
+
+
+class SdkCheck(Protocol):
+    """Returns ``{"available": False}`` or ``{"available": True, "succeeded": bool, "error": str | None}``."""
+
+    def __call__(self, req: SdkRequest) -> dict[str, Any]: ...
+
+
+def sdk_importable() -> bool:
+    try:
+        return importlib.util.find_spec("azure.identity") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def azure_identity_check(req: SdkRequest) -> dict[str, Any]:
+    """Get a token for ``req.scope`` through WorkloadIdentityCredential; report success or redacted error."""
+    try:
+        from azure.identity import WorkloadIdentityCredential
+    except ImportError:
+        return {"available": False}
+    _quiet_azure_logging()
+    kwargs: dict[str, Any] = {
+        "tenant_id": req.tenant_id,
+        "client_id": req.client_id,
+        "token_file_path": req.token_file,
+        "authority": req.authority_host,
+        "retry_total": 0,
+        "connection_timeout": req.timeout,
+        "read_timeout": req.timeout,
+    }
+    if req.ca_path:
+        kwargs["connection_verify"] = req.ca_path
+    try:
+        credential = WorkloadIdentityCredential(**kwargs)
+        try:
+            credential.get_token(req.scope)
+        finally:
+            credential.close()
+    except Exception as exc:  # the SDK raises many types; all of them are a failed cross-check
+        return {"available": True, "succeeded": False, "error": redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR]}
+    return {"available": True, "succeeded": True, "error": None}
+
+
+def _quiet_azure_logging() -> None:
+    """azure-identity logs failures at WARNING; keep them off stderr (the report carries the error)."""
+    logger = logging.getLogger("azure")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
