@@ -1,0 +1,281 @@
+"""Blob storage, read path, with Entra bearer tokens. One base URL per account:
+``https://127.0.0.1:PORT/<account>/`` (the Azurite-style form azure-storage-blob accepts for 127.0.0.1).
+
+``GET|HEAD /<account>/<container>/<blob>``: token (audience https://storage.azure.com, x-ms-version
+>= 2017-11-09) -> RBAC data action ``.../containers/blobs/read`` at the blob, container, account or any
+ancestor (Storage Blob Data Reader) -> container -> blob. Ranges (``x-ms-range``/``Range``) answer 206
+with Content-Range, as the SDK's downloader needs. Errors are the service's XML documents with
+``x-ms-error-code`` (reference section 6).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import time
+from datetime import UTC, datetime
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from lab.azure.access_tokens import TokenRejected, verify_access_token
+from lab.azure.bearer import new_request_id, read_authorization
+from lab.azure.world import STORAGE_AUDIENCE, StorageAccount
+from lab.faults import fault_middleware
+
+if TYPE_CHECKING:
+    from lab.runtime import Lab
+
+READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+OAUTH_MIN_VERSION = "2017-11-09"
+CHALLENGE_MIN_VERSION = "2019-12-12"
+DEFAULT_VERSION = "2026-10-06"
+SERVER = "Windows-Azure-Blob/1.0 Microsoft-HTTPAPI/2.0"
+AUTH_FAILED = (
+    "Server failed to authenticate the request. Please refer to the information in the www-authenticate "
+    "header."
+)
+SIGNATURE_FAILED = (
+    "Server failed to authenticate the request. Make sure the value of Authorization header is formed "
+    "correctly including the signature."
+)
+_RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+_FIRST_SEEN: dict[tuple[str, str, str, str], float] = {}  # (account, container, blob, sha256) -> first read
+
+
+class StorageError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        detail: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.detail = status, code, message, detail
+        self.headers = headers or {}
+
+
+LAB: web.AppKey[Any] = web.AppKey("lab", object)
+
+
+def build_app(lab: Lab) -> web.Application:
+    app = web.Application(middlewares=[_envelope, fault_middleware(lab.faults, "storage", _render_fault)])
+    app[LAB] = lab
+    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    return app
+
+
+def _timestamp() -> str:
+    moment = datetime.now(tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+
+
+def _error_response(error: StorageError, request_id: str, version: str, method: str) -> web.Response:
+    headers = {
+        "x-ms-error-code": error.code,
+        "x-ms-request-id": request_id,
+        "x-ms-version": version,
+        "Server": SERVER,
+        **error.headers,
+    }
+    if method == "HEAD":
+        return web.Response(status=error.status, headers=headers)
+    detail = (
+        f"<AuthenticationErrorDetail>{escape(error.detail)}</AuthenticationErrorDetail>"
+        if error.detail
+        else ""
+    )
+    body = (
+        '<?xml version="1.0" encoding="utf-8"?><Error>'
+        f"<Code>{error.code}</Code><Message>{escape(error.message)}\nRequestId:{request_id}\nTime:{_timestamp()}</Message>{detail}</Error>"
+    )
+    return web.Response(
+        status=error.status, body=body.encode(), content_type="application/xml", headers=headers
+    )
+
+
+def _render_fault(status: int, retry_after: int) -> web.Response:
+    message = (
+        "Operations per second is over the account limit."
+        if status == 429
+        else "The server is currently unable to receive requests. Please retry your request."
+    )
+    error = StorageError(status, "ServerBusy", message, headers={"Retry-After": str(retry_after)})
+    return _error_response(error, new_request_id(), DEFAULT_VERSION, "GET")
+
+
+@web.middleware
+async def _envelope(request: web.Request, handler: Any) -> web.StreamResponse:
+    request_id = new_request_id()
+    version = request.headers.get("x-ms-version") or DEFAULT_VERSION
+    try:
+        response = await handler(request)
+    except StorageError as error:
+        response = _error_response(error, request_id, version, request.method.upper())
+    response.headers.setdefault("x-ms-request-id", request_id)
+    response.headers.setdefault("x-ms-version", version)
+    response.headers.setdefault("Server", SERVER)
+    response.headers["Date"] = formatdate(usegmt=True)
+    if request.headers.get("x-ms-client-request-id"):
+        response.headers["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
+    return response
+
+
+def _challenge(lab: Lab) -> dict[str, str]:
+    return {
+        "WWW-Authenticate": (
+            f"Bearer authorization_uri={lab.authority_host}{lab.azure.tenant_id}/oauth2/authorize "
+            f"resource_id={STORAGE_AUDIENCE}"
+        )
+    }
+
+
+_DETAILS = {  # TokenRejected.reason -> AuthenticationErrorDetail
+    "audience": "Audience validation failed. Audience did not match.",
+    "expired": "Lifetime validation failed. The token is expired.",
+    "not_yet_valid": "Lifetime validation failed. The token is not yet valid.",  # [UNV]
+    "issuer": "Issuer validation failed. Issuer did not match.",
+}
+
+
+def _authenticate(request: web.Request, lab: Lab) -> dict[str, Any]:
+    header = read_authorization(request)
+    version = request.headers.get("x-ms-version")
+    if not header.present:
+        if version and version >= CHALLENGE_MIN_VERSION:
+            raise StorageError(401, "NoAuthenticationInformation", AUTH_FAILED, headers=_challenge(lab))
+        # Older versions treat the request as anonymous: a private container looks absent.
+        raise StorageError(404, "ResourceNotFound", "The specified resource does not exist.")
+    if header.token is None:
+        raise StorageError(
+            403,
+            "AuthenticationFailed",
+            SIGNATURE_FAILED,
+            detail=f"Authentication scheme {header.scheme or '(none)'} is not supported.",
+        )
+    if not version or version < OAUTH_MIN_VERSION:
+        raise StorageError(
+            403,
+            "AuthenticationFailed",
+            SIGNATURE_FAILED,
+            detail="Authentication scheme Bearer is not supported in this version.",
+        )
+    try:
+        claims = verify_access_token(lab, header.token, [STORAGE_AUDIENCE])
+    except TokenRejected as rejected:
+        detail = _DETAILS.get(
+            rejected.reason, "Signature validation failed. Signature is invalid."
+        )  # [UNV] wording
+        raise StorageError(
+            401, "InvalidAuthenticationInfo", AUTH_FAILED, detail=detail, headers=_challenge(lab)
+        ) from None
+    if str(claims.get("tid", "")).lower() != lab.azure.tenant_id.lower():
+        raise StorageError(
+            401, "InvalidAuthenticationInfo", AUTH_FAILED, detail=_DETAILS["issuer"], headers=_challenge(lab)
+        )
+    return claims
+
+
+def blob_resource_id(account: StorageAccount, container: str, blob: str) -> str:
+    return f"{account.resource_id}/blobServices/default/containers/{container}/blobs/{blob}"
+
+
+def _etag_and_time(account: str, container: str, blob: str, data: bytes) -> tuple[str, float]:
+    digest = hashlib.sha256(data).hexdigest()
+    key = (account.lower(), container, blob, digest)
+    first = _FIRST_SEEN.setdefault(key, time.time())
+    return f'"0x8D{digest[:13].upper()}"', first
+
+
+def _parse_range(text: str | None, size: int) -> tuple[int, int] | None:
+    if not text:
+        return None
+    match = _RANGE.match(text.strip())
+    if not match:
+        raise StorageError(
+            400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format."
+        )
+    start = int(match.group(1))
+    end = int(match.group(2)) if match.group(2) else size - 1
+    if start >= size or end < start:
+        raise StorageError(
+            416,
+            "InvalidRange",
+            "The range specified is invalid for the current size of the resource.",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return start, min(end, size - 1)
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    lab: Lab = request.app[LAB]
+    parts = request.path.lstrip("/").split("/", 2)
+    account = lab.azure.storage_accounts.get(parts[0].lower()) if parts and parts[0] else None
+    if account is None:
+        # A real client would fail to resolve <name>.blob.core.windows.net; the lab answers 404 instead.
+        raise StorageError(404, "ResourceNotFound", "The specified resource does not exist.")
+    method = request.method.upper()
+    claims = _authenticate(request, lab)
+    if method not in ("GET", "HEAD"):
+        raise StorageError(405, "UnsupportedHttpVerb", "The resource doesn't support specified Http Verb.")
+    if len(parts) < 3 or not parts[1] or not parts[2]:
+        raise StorageError(
+            400,
+            "UnsupportedQueryParameter",
+            "The lab's blob service answers blob reads only (GET /<account>/<container>/<blob>).",
+        )
+    container_name, blob_name = parts[1], parts[2]
+    if not lab.azure.permits(
+        str(claims.get("oid", "")),
+        blob_resource_id(account, container_name, blob_name),
+        READ_ACTION,
+        data_action=True,
+    ):
+        raise StorageError(
+            403,
+            "AuthorizationPermissionMismatch",
+            "This request is not authorized to perform this operation using this permission.",
+        )
+    container = account.containers.get(container_name)
+    if container is None:
+        raise StorageError(404, "ContainerNotFound", "The specified container does not exist.")
+    data = container.get(blob_name)
+    if data is None:
+        raise StorageError(404, "BlobNotFound", "The specified blob does not exist.")
+
+    etag, modified = _etag_and_time(account.name, container_name, blob_name, data)
+    headers = {
+        "ETag": etag,
+        "Last-Modified": formatdate(modified, usegmt=True),
+        "x-ms-creation-time": formatdate(modified, usegmt=True),
+        "x-ms-blob-type": "BlockBlob",
+        "x-ms-lease-status": "unlocked",
+        "x-ms-lease-state": "available",
+        "x-ms-server-encrypted": "true",
+        "Accept-Ranges": "bytes",
+        "Content-Type": "application/octet-stream",
+    }
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - Content-MD5 is MD5
+    byte_range = _parse_range(request.headers.get("x-ms-range") or request.headers.get("Range"), len(data))
+    status = 200
+    if byte_range is None:
+        body = data
+        headers["Content-MD5"] = md5
+    else:
+        start, end = byte_range
+        body = data[start : end + 1]
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+        headers["x-ms-blob-content-md5"] = md5
+        if request.headers.get("x-ms-range-get-content-md5", "").lower() == "true":
+            headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324
+    if method == "HEAD":
+        headers["Content-Length"] = str(len(data))
+        return web.Response(status=200, headers=headers)
+    response = web.Response(status=status, body=body, headers=headers)
+    return response

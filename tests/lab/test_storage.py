@@ -1,0 +1,270 @@
+"""The lab's blob read path through azure-storage-blob (ClientSecretCredential against the lab's Entra) and,
+for the wire details, plain ``requests``. Each test makes its own storage account and app registrations.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import requests
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.identity import ClientSecretCredential
+from azure.storage.blob import BlobClient
+from forged_tokens import FORGED_NAMES, forged_variant, lab_token
+
+from lab.azure.access_tokens import sts_issuer
+from lab.azure.world import StorageAccount
+
+ST_AUD = "https://storage.azure.com"
+VERSION = "2026-10-06"
+CONTENT = b"order_id,amount\n1001,42.00\n1002,17.50\n"
+
+
+class StLab:
+    def __init__(self, lab, lab_thread) -> None:
+        self.lab, self.lab_thread = lab, lab_thread
+        self.ca = str(lab.state_dir / "ca.pem")
+
+    def run(self, fn) -> Any:
+        return self.lab_thread.call(fn).result(30)
+
+    def account(self) -> StorageAccount:
+        lab = self.lab
+        rg = f"sttest-{uuid.uuid4().hex[:8]}"
+        name = f"st{uuid.uuid4().hex[:12]}"
+
+        def make() -> StorageAccount:
+            lab.azure.add_resource_group(rg)
+            account = StorageAccount(
+                name=name, subscription_id=lab.subscription_id, resource_group=rg, location="eastus"
+            )
+            account.containers["reports"] = {
+                "daily.csv": CONTENT,
+                "nested/dir/part-1.csv": b"a,b\n",
+                "empty.txt": b"",
+            }
+            account.containers["private"] = {"secret.txt": b"hidden"}
+            lab.azure.storage_accounts[name] = account
+            return account
+
+        return self.run(make)
+
+    def app(self, role: str | None = None, scope: str | None = None):
+        def make():
+            app = self.lab.azure.add_app(f"st-test-{uuid.uuid4().hex[:6]}")
+            secret = app.add_secret()
+            if role:
+                self.lab.azure.assign_role(app, role, scope)
+            return app, secret
+
+        return self.run(make)
+
+    def blob(self, account: StorageAccount, app_and_secret, container: str, blob: str) -> BlobClient:
+        app, secret = app_and_secret
+        credential = ClientSecretCredential(
+            self.lab.tenant_id,
+            app.client_id,
+            secret,
+            authority=self.lab.authority_host,
+            disable_instance_discovery=True,
+        )
+        return BlobClient(
+            account_url=self.lab.blob_url(account.name),
+            container_name=container,
+            blob_name=blob,
+            credential=credential,
+        )
+
+    def raw(
+        self,
+        account: str,
+        path: str,
+        token: str | None = None,
+        version: str | None = VERSION,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        all_headers = dict(headers or {})
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        if version:
+            all_headers["x-ms-version"] = version
+        return requests.request(
+            method, self.lab.blob_url(account) + path, headers=all_headers, verify=self.ca, timeout=30
+        )
+
+
+@pytest.fixture(scope="module")
+def st(lab, lab_thread) -> StLab:
+    return StLab(lab, lab_thread)
+
+
+@pytest.fixture(autouse=True)
+def _trust_the_lab(lab, monkeypatch) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(lab.state_dir / "ca.pem"))
+
+
+def xml_code(response: requests.Response) -> str:
+    return response.text.split("<Code>", 1)[1].split("</Code>", 1)[0]
+
+
+# ---------------------------------------------------------------------------- SDK
+
+
+def test_blob_data_reader_downloads(st: StLab) -> None:
+    account = st.account()
+    reader = st.app("Storage Blob Data Reader", account.resource_id)
+    client = st.blob(account, reader, "reports", "daily.csv")
+    assert client.url == f"{st.lab.blob_url(account.name)}reports/daily.csv"
+    assert client.download_blob().readall() == CONTENT
+    properties = client.get_blob_properties()
+    assert properties.size == len(CONTENT) and properties.blob_type == "BlockBlob" and properties.etag
+    assert st.blob(account, reader, "reports", "nested/dir/part-1.csv").download_blob().readall() == b"a,b\n"
+    assert st.blob(account, reader, "reports", "empty.txt").download_blob().readall() == b""
+    ranged = client.download_blob(offset=9, length=6).readall()
+    assert ranged == CONTENT[9:15]
+
+
+def test_reader_at_container_scope_only(st: StLab) -> None:
+    account = st.account()
+    container_scope = f"{account.resource_id}/blobServices/default/containers/reports"
+    reader = st.app("Storage Blob Data Reader", container_scope)
+    assert st.blob(account, reader, "reports", "daily.csv").download_blob().readall() == CONTENT
+    with pytest.raises(HttpResponseError) as refused:
+        st.blob(account, reader, "private", "secret.txt").download_blob().readall()
+    assert refused.value.error_code == "AuthorizationPermissionMismatch"
+
+
+def test_without_a_data_role_is_refused(st: StLab) -> None:
+    account = st.account()
+    # Reader (control plane) and Key Vault Secrets User grant no blob data action
+    for role in ("Reader", "Key Vault Secrets User", None):
+        principal = st.app(role, account.resource_id) if role else st.app()
+        with pytest.raises(HttpResponseError) as refused:
+            st.blob(account, principal, "reports", "daily.csv").download_blob().readall()
+        assert refused.value.status_code == 403, role
+        assert refused.value.error_code == "AuthorizationPermissionMismatch"
+
+
+def test_missing_blob_and_container(st: StLab) -> None:
+    account = st.account()
+    reader = st.app("Storage Blob Data Reader", account.resource_id)
+    with pytest.raises(ResourceNotFoundError) as missing:
+        st.blob(account, reader, "reports", "nope.csv").download_blob()
+    assert missing.value.error_code == "BlobNotFound"
+    with pytest.raises(ResourceNotFoundError) as no_container:
+        st.blob(account, reader, "nope", "x").download_blob()
+    assert no_container.value.error_code == "ContainerNotFound"
+
+
+# ---------------------------------------------------------------------------- the wire
+
+
+def test_success_headers(st: StLab, lab) -> None:
+    account = st.account()
+    app, _ = st.app("Storage Blob Data Reader", account.resource_id)
+    response = st.raw(account.name, "reports/daily.csv", token=lab_token(lab, app, ST_AUD))
+    assert response.status_code == 200 and response.content == CONTENT
+    headers = response.headers
+    assert headers["Content-Length"] == str(len(CONTENT))
+    assert headers["x-ms-blob-type"] == "BlockBlob" and headers["x-ms-version"] == VERSION
+    assert headers["ETag"].startswith('"0x') and headers["Last-Modified"].endswith("GMT")
+    assert uuid.UUID(headers["x-ms-request-id"]) and headers["Content-Type"]
+    ranged = st.raw(
+        account.name,
+        "reports/daily.csv",
+        token=lab_token(lab, app, ST_AUD),
+        headers={"x-ms-range": "bytes=0-8"},
+    )
+    assert ranged.status_code == 206 and ranged.content == CONTENT[:9]
+    assert ranged.headers["Content-Range"] == f"bytes 0-8/{len(CONTENT)}"
+
+
+def test_denied_body_is_the_real_xml(st: StLab, lab) -> None:
+    account = st.account()
+    app, _ = st.app()
+    response = st.raw(account.name, "reports/daily.csv", token=lab_token(lab, app, ST_AUD))
+    assert response.status_code == 403
+    assert response.headers["x-ms-error-code"] == "AuthorizationPermissionMismatch"
+    assert response.headers["Content-Type"] == "application/xml"
+    text = response.text
+    assert text.startswith(
+        '<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthorizationPermissionMismatch</Code>'
+        "<Message>This request is not authorized to perform this operation using this permission.\nRequestId:"
+    )
+    assert f"RequestId:{response.headers['x-ms-request-id']}\nTime:" in text
+    assert text.endswith("Z</Message></Error>")
+
+
+def test_no_token(st: StLab, lab) -> None:
+    account = st.account()
+    response = st.raw(account.name, "reports/daily.csv")
+    assert response.status_code == 401
+    assert xml_code(response) == "NoAuthenticationInformation"
+    assert (
+        "Server failed to authenticate the request. Please refer to the information in the www-authenticate "
+        "header." in response.text
+    )
+    assert response.headers["WWW-Authenticate"] == (
+        f"Bearer authorization_uri={lab.authority_host}{lab.tenant_id}/oauth2/authorize "
+        "resource_id=https://storage.azure.com"
+    )
+    old = st.raw(account.name, "reports/daily.csv", version="2019-07-07")
+    assert old.status_code == 404 and xml_code(old) == "ResourceNotFound"
+
+
+def test_bearer_needs_a_recent_x_ms_version(st: StLab, lab) -> None:
+    account = st.account()
+    app, _ = st.app("Storage Blob Data Reader", account.resource_id)
+    for version in (None, "2017-07-29"):
+        response = st.raw(
+            account.name, "reports/daily.csv", token=lab_token(lab, app, ST_AUD), version=version
+        )
+        assert response.status_code == 403
+        assert xml_code(response) == "AuthenticationFailed"
+        assert (
+            "<AuthenticationErrorDetail>Authentication scheme Bearer is not supported in this version."
+            "</AuthenticationErrorDetail>" in response.text
+        )
+
+
+@pytest.mark.parametrize("name", FORGED_NAMES)
+def test_forged_tokens_are_refused(st: StLab, lab, name: str) -> None:
+    account = st.account()
+    app, _ = st.app("Storage Blob Data Reader", account.resource_id)
+    variant = forged_variant(lab, app, ST_AUD, name, other_principal=app)
+    response = st.raw(account.name, "reports/daily.csv", token=variant.token)
+    assert response.status_code == 401, response.text
+    assert xml_code(response) == "InvalidAuthenticationInfo"
+    assert response.headers["x-ms-error-code"] == "InvalidAuthenticationInfo"
+    assert "resource_id=https://storage.azure.com" in response.headers["WWW-Authenticate"]
+    if variant.reason == "audience":
+        assert "Audience validation failed. Audience did not match." in response.text
+    if variant.reason == "expired":
+        assert "Lifetime validation failed. The token is expired." in response.text
+
+
+def test_token_for_another_tenant(st: StLab, lab) -> None:
+    account = st.account()
+    app, _ = st.app("Storage Blob Data Reader", account.resource_id)
+    other = str(uuid.uuid4())
+    st.run(lambda: lab.azure.add_tenant(other, "Fabrikam", "fabrikam.onmicrosoft.com"))
+    response = st.raw(
+        account.name, "reports/daily.csv", token=lab_token(lab, app, ST_AUD, tid=other, iss=sts_issuer(other))
+    )
+    assert response.status_code == 401 and "Issuer validation failed." in response.text
+
+
+def test_throttling_fault_has_storage_shape(st: StLab, lab) -> None:
+    account = st.account()
+    app, _ = st.app("Storage Blob Data Reader", account.resource_id)
+    faults = lab.faults.services["storage"]
+    faults.rate_503 = 1.0
+    try:
+        response = st.raw(account.name, "reports/daily.csv", token=lab_token(lab, app, ST_AUD))
+    finally:
+        faults.rate_503 = 0.0
+    assert response.status_code == 503 and xml_code(response) == "ServerBusy"
+    assert response.headers["x-ms-error-code"] == "ServerBusy"
