@@ -5,7 +5,8 @@ Services (each its own HTTPS port, so faults and outages can hit one alone):
     issuer    the cluster's OIDC issuer (discovery document + JWKS)
     entra     Entra ID (login.microsoftonline.com)
     arm       Azure Resource Manager (management.azure.com)
-    keyvault  Key Vault data plane; one base URL per vault: https://127.0.0.1:PORT/<vault-name>
+    keyvault  Key Vault data plane; each vault has its own port (https://127.0.0.1:PORT/), the way each
+              real vault has its own host name, so secret ids are real, routable URLs
     storage   Blob storage; one base URL per account: https://127.0.0.1:PORT/<account-name>
     control   the lab's own control API behind ``python -m lab ctl`` (bearer token in lab.json)
 """
@@ -75,6 +76,10 @@ class Lab:
         self.credentials: dict[str, Any] = {}  # what scenarios publish in lab.json (client ids, secrets)
         self.extra: dict[str, Any] = {}  # scenario facts for lab.json (namespaces, workloads, vault urls)
         self._sockets: dict[str, socket.socket] = {}
+        self.vault_sockets: dict[str, socket.socket] = {}  # lower(vault name) -> its listening socket
+        self.vault_by_port: dict[int, str] = {}
+        self._keyvault_runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._runners: list[web.AppRunner] = []
         self._background: list[Callable[[], Any]] = []  # stop callbacks
         self.kube: KubeCluster
@@ -92,7 +97,24 @@ class Lab:
         return self.endpoints["entra"] + "/"
 
     def vault_url(self, vault_name: str) -> str:
-        return f"{self.endpoints['keyvault']}/{vault_name}/"
+        """The vault's own base URL (its vaultUri). Opens the vault's port on first use.
+
+        The socket listens from the moment it is bound, so a client that connects before the server
+        accepts on it just waits in the backlog: no race with vaults created at run time.
+        """
+        key = vault_name.lower()
+        if key not in self.vault_sockets:
+            sock = _bind_loopback()
+            self.vault_sockets[key] = sock
+            self.vault_by_port[sock.getsockname()[1]] = key
+            if self._keyvault_runner is not None and self._loop is not None:
+                self._loop.call_soon_threadsafe(self._serve_vault, sock)
+        return f"https://127.0.0.1:{self.vault_sockets[key].getsockname()[1]}/"
+
+    def _serve_vault(self, sock: socket.socket) -> None:
+        assert self._keyvault_runner is not None
+        site = web.SockSite(self._keyvault_runner, sock, ssl_context=self.tls.server_context())
+        asyncio.get_running_loop().create_task(site.start())
 
     def blob_url(self, account_name: str) -> str:
         return f"{self.endpoints['storage']}/{account_name}/"
@@ -115,11 +137,18 @@ class Lab:
         self.azure = AzureWorld(tenant_id=self.tenant_id, subscription_id=self.subscription_id)
         scenarios.apply(self, self.scenario)
 
+        self._loop = asyncio.get_running_loop()
+        for vault_name in self.azure.vaults:
+            self.vault_url(vault_name)
         for name, app in self._build_apps().items():
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
-            site = web.SockSite(runner, self._sockets[name], ssl_context=self.tls.server_context())
-            await site.start()
+            sockets = [self._sockets[name]]
+            if name == "keyvault":
+                self._keyvault_runner = runner
+                sockets += list(self.vault_sockets.values())
+            for sock in sockets:
+                await web.SockSite(runner, sock, ssl_context=self.tls.server_context()).start()
             self._runners.append(runner)
 
         from lab.kube.kubelet import Kubelet

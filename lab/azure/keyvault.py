@@ -1,4 +1,5 @@
-"""Key Vault secrets data plane. One base URL per vault: ``https://127.0.0.1:PORT/<vault>/``.
+"""Key Vault secrets data plane. Each vault has its own base URL, ``https://127.0.0.1:<its port>/``
+(see ``Lab.vault_url``); the service's shared port stands for a vault name that does not resolve.
 
 Order of checks, as the real service: challenge (401 + WWW-Authenticate when no token) -> token
 (audience https://vault.azure.net, signature, lifetime, the vault's tenant) -> network (public network
@@ -7,11 +8,8 @@ access, firewall) -> authorization (RBAC data actions at secret/vault/ancestors,
 
 Operations: get secret (latest or a version), list secrets, list a secret's versions, set secret.
 
-Secret ids: azure-keyvault-secrets parses ``id`` as ``scheme://host[:port]/secrets/<name>[/<version>]``
-(2-3 path segments, else ValueError), so an id under the path-addressed vault URL
-(``.../<vault>/secrets/<name>/<version>``) would break every SDK call. Ids are therefore rendered on
-the endpoint root (``https://127.0.0.1:PORT/secrets/<name>/<version>``): the SDK's name and version
-come out right, but the id is not itself routable. See :func:`secret_id_base`.
+Secret ids are ``<vault url>secrets/<name>/<version>``, as azure-keyvault-secrets parses them
+(``scheme://host[:port]/secrets/<name>[/<version>]``) and as a client can request them again.
 """
 
 from __future__ import annotations
@@ -60,8 +58,8 @@ class KvError(Exception):
 
 
 def secret_id_base(lab: Lab, vault: Vault) -> str:
-    """Where secret ids start. The endpoint root, not ``lab.vault_url(vault)``: see the module docstring."""
-    return lab.endpoints["keyvault"]
+    """Where secret ids start: the vault's URL without its trailing slash."""
+    return lab.vault_url(vault.name).rstrip("/")
 
 
 LAB: web.AppKey[Any] = web.AppKey("lab", object)
@@ -122,9 +120,15 @@ async def _envelope(request: web.Request, handler: Any) -> web.StreamResponse:
     return response
 
 
+def _vault_name_of(request: web.Request) -> str | None:
+    """Vaults are told apart by the port the request came in on, as real vaults are by host name."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return request.app[LAB].vault_by_port.get(sockname[1]) if sockname else None
+
+
 def _vault_of(request: web.Request) -> Vault | None:
-    first = request.path.lstrip("/").split("/", 1)[0]
-    return request.app[LAB].azure.vaults.get(first.lower()) if first else None
+    name = _vault_name_of(request)
+    return request.app[LAB].azure.vaults.get(name) if name else None
 
 
 def _challenge(lab: Lab, vault: Vault) -> dict[str, str]:
@@ -343,11 +347,10 @@ def _page(request: web.Request, items: list[dict[str, Any]]) -> web.Response:
 
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     lab: Lab = request.app[LAB]
-    segs = request.path.lstrip("/").split("/")
     vault = _vault_of(request)
     if vault is None:
         # A real client would fail to resolve <name>.vault.azure.net; the lab answers 404 instead.
-        name = segs[0] if segs and segs[0] else "(none)"
+        name = _vault_name_of(request) or "(none)"
         raise KvError(
             404,
             "VaultNotFound",
@@ -360,7 +363,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     _check_network(request, vault, claims)
 
     method = request.method.upper()
-    rest = segs[1:]
+    rest = request.path.lstrip("/").split("/")
     if rest and rest[-1] == "":
         rest = rest[:-1]  # the SDK asks for /secrets/<name>/ (trailing slash) for the latest version
     if not rest or rest[0].lower() != "secrets":

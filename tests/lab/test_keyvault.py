@@ -134,7 +134,7 @@ def test_secrets_user_reads_the_secret(kv: KvLab, lab) -> None:
     assert secret.properties.version == version
     assert secret.properties.enabled is True
     assert secret.properties.recovery_level == "Recoverable+Purgeable"
-    assert secret.id == f"{lab.endpoints['keyvault']}/secrets/db-password/{version}"
+    assert secret.id == f"{lab.vault_url(vault.name)}secrets/db-password/{version}"
     assert client.get_secret("DB-PASSWORD", version).value == "s3cret-value"
     assert [p.name for p in client.list_properties_of_secrets()] == ["db-password"]
 
@@ -346,7 +346,7 @@ def test_success_body_shape(kv: KvLab, lab) -> None:
     version = vault.secrets["db-password"][-1]
     assert body == {
         "value": "s3cret-value",
-        "id": f"{lab.endpoints['keyvault']}/secrets/db-password/{version.version}",
+        "id": f"{lab.vault_url(vault.name)}secrets/db-password/{version.version}",
         "attributes": {
             "enabled": True,
             "created": version.created,
@@ -497,3 +497,16 @@ def test_whole_chain_configured_through_arm(kv: KvLab, lab, tmp_path) -> None:
         vault_url=lab.vault_url(vault.name), credential=credential, verify_challenge_resource=False
     )
     assert client.get_secret("db-password").value == "through-the-chain"
+
+
+def test_secret_id_is_a_routable_url_on_the_vaults_own_port(kv: KvLab, lab) -> None:
+    vault = kv.vault(secrets={"db-password": "s3cret-value"})
+    other = kv.vault(secrets={"db-password": "other-value"})
+    app, _ = kv.app("Key Vault Secrets User", vault.resource_id)
+    token = lab_token(lab, app, KV_AUD)
+    assert lab.vault_url(vault.name) != lab.vault_url(other.name)
+    first = kv.raw(vault.name, "secrets/db-password", token=token).json()
+    again = requests.get(first["id"], params={"api-version": "7.4"}, headers={"Authorization": f"Bearer {token}"},
+                         verify=str(lab.state_dir / "ca.pem"), timeout=10)
+    assert again.status_code == 200 and again.json()["id"] == first["id"]
+    assert first["id"].startswith(lab.vault_url(vault.name) + "secrets/")
