@@ -153,9 +153,9 @@ class Lab:
 
         from lab.kube.kubelet import Kubelet
 
-        kubelet = Kubelet(self)
-        await kubelet.start()
-        self._background.append(kubelet.stop)
+        self.kubelet = Kubelet(self)
+        await self.kubelet.start()
+        self._background.append(self.kubelet.stop)
         self.write_state_files()
         log.info("lab up: %s", json.dumps(self.endpoints))
 

@@ -292,7 +292,8 @@ class Store:
         meta["uid"] = str(uuid.uuid4())
         meta["resourceVersion"] = self._next_rv()
         meta["creationTimestamp"] = rfc3339()
-        meta.setdefault("generation", 1) if rt.plural not in ("events",) else None
+        if rt.plural != "events":
+            meta.setdefault("generation", 1)
         self._bucket(rt)[key] = obj
         self._record("ADDED", rt, obj)
         return copy.deepcopy(obj)
@@ -323,7 +324,8 @@ class Store:
             meta["generation"] = current["metadata"].get("generation", meta.get("generation"))
             if meta["generation"] is None:
                 del meta["generation"]
-        if obj == {**current, "metadata": {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}}:
+        unchanged = {**obj, "metadata": {**meta, "resourceVersion": current["metadata"]["resourceVersion"]}}
+        if unchanged == current:
             return copy.deepcopy(current)  # no-op updates keep the resourceVersion, as the API server does
         meta["resourceVersion"] = self._next_rv()
         self._bucket(rt)[key] = obj

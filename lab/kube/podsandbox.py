@@ -1,0 +1,425 @@
+"""Per-container mount namespaces for lab pods: volumes appear at their exact mountPaths, the host untouched.
+
+The kubelet starts every container process as::
+
+    unshare --mount --uts --propagation private -- python -I -S podsandbox.py SPEC.json
+
+(``unshare --user --map-root-user ...`` when the lab is not root). This file is then the *launcher*: it runs
+inside the new namespace with the standard library only, reads the spec the kubelet wrote (and deletes it),
+sets the mounts up, drops privileges and ``exec``s the container's argv, so the process the kubelet watches
+is the container itself (same pid, own process group).
+
+How a mountPath that does not exist on the host (``/var/run/secrets/azure/wi``) is made without writing to
+the host: the deepest existing ancestor (``/run``, since ``/var/run -> /run``) is *mirrored*: a tmpfs gets an
+empty file or directory per entry of the original, each bind-mounted (recursively) from the original, and
+the tmpfs is moved over the ancestor. The pod sees the same ``/run`` as before, plus the directories the
+launcher creates in the tmpfs; the host's ``/run`` is unchanged. A missing top-level path mirrors ``/`` the
+same way and ``chroot``s into the mirror. Directories created inside a volume (a mount nested in another
+volume) land in the pod's own volume directory, as they do on a real node.
+
+When the process runs as a non-root ``runAsUser`` and an ancestor of its executable (the host interpreter,
+say under ``/root``) is not searchable for that user, the launcher mirrors that ancestor with search
+permission added, in the pod's view only.
+
+Status channel: the kubelet passes a pipe (``status_fd``); the launcher marks it close-on-exec, so a
+successful ``exec`` shows as EOF and any failure before it as one line ``KIND<TAB>message`` and exit 128,
+which the kubelet turns into a ``StartError`` like containerd's.
+
+The kubelet side of this module (:func:`detect`, :class:`SandboxMode`) is at the end; the module imports
+nothing outside the standard library, so the launcher also runs under ``python -I -S``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import socket
+import stat
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+MNT_DETACH = 2
+
+# statvfs f_flag bits -> the mount flags a read-only bind remount must repeat (locked in a user namespace)
+_LOCKED_FLAGS = ((2, MS_NOSUID), (4, MS_NODEV), (8, MS_NOEXEC), (1024, MS_NOATIME), (2048, MS_NODIRATIME),
+                 (4096, MS_RELATIME))
+
+START_ERROR_PREFIX = ("failed to create containerd task: failed to create shim task: OCI runtime create failed: "
+                      "runc create failed: unable to start container process: error during container init: ")
+
+
+class SandboxError(Exception):
+    pass
+
+
+_libc: Any = None
+
+
+def _lib() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+        _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    return _libc
+
+
+def _b(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    if _lib().mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"mount {source or fstype or ''} on {target}: {os.strerror(err)}")
+
+
+def umount(target: str, flags: int = 0) -> None:
+    if _lib().umount2(_b(target), flags) != 0:
+        err = ctypes.get_errno()
+        raise SandboxError(f"umount {target}: {os.strerror(err)}")
+
+
+def _locked_flags(path: str) -> int:
+    bits = os.statvfs(path).f_flag
+    return sum(flag for bit, flag in _LOCKED_FLAGS if bits & bit)
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+class MountPlan:
+    """The mount work inside the new namespace (see the module docstring)."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.count = 0
+        self.mirrored: set[str] = set()  # tmpfs mirrors: creating direct children is safe
+        self.writable: list[str] = []  # trees where creating anything is safe (volumes, dirs we made)
+        self.readonly: list[str] = []
+        self.chrooted = False
+
+    def begin(self) -> None:
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+        mount("tmpfs", self.stage, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
+
+    def _new_stage(self) -> str:
+        self.count += 1
+        path = os.path.join(self.stage, str(self.count))
+        os.mkdir(path, 0o755)
+        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+        return path
+
+    def _fill_mirror(self, original: str, mirror: str) -> None:
+        st = os.stat(original)
+        os.chmod(mirror, stat.S_IMODE(st.st_mode))
+        with contextlib.suppress(OSError):  # user namespace: ids outside the map
+            os.chown(mirror, st.st_uid, st.st_gid)
+        for name in os.listdir(original):
+            src = os.path.join(original, name)
+            dst = os.path.join(mirror, name)
+            if os.path.islink(src):
+                os.symlink(os.readlink(src), dst)
+                continue
+            if os.path.isdir(src):
+                os.mkdir(dst)
+            else:
+                with open(dst, "w"):
+                    pass
+            mount(src, dst, None, MS_BIND | MS_REC)
+
+    def mirror(self, directory: str) -> None:
+        if directory in self.mirrored:
+            return
+        copy = self._new_stage()
+        self._fill_mirror(directory, copy)
+        if directory == "/":
+            os.chdir(copy)
+            os.chroot(".")
+            os.chdir("/")
+            self.chrooted = True
+        else:
+            mount(copy, directory, None, MS_MOVE)
+        self.mirrored.add(directory)
+
+    def make_writable(self, directory: str) -> None:
+        if directory in self.mirrored or any(_under(directory, root) for root in self.writable):
+            return
+        self.mirror(directory)
+
+    def ensure_dir(self, path: str, depth: int = 0) -> str:
+        """A directory at ``path`` (created if need be, never on the host); returns its real path."""
+        if depth > 40:
+            raise SandboxError(f"too many levels of symbolic links: {path}")
+        path = os.path.normpath(path)
+        if os.path.isdir(path):
+            return os.path.realpath(path)
+        if os.path.islink(path):  # dangling: create what it points at
+            return self.ensure_dir(os.path.join(os.path.dirname(path), os.readlink(path)), depth + 1)
+        if os.path.lexists(path):
+            raise SandboxError(f"mkdir {path}: not a directory")
+        parent = self.ensure_dir(os.path.dirname(path), depth + 1)
+        self.make_writable(parent)
+        created = os.path.join(parent, os.path.basename(path))
+        os.mkdir(created, 0o755)
+        self.writable.append(created)
+        return created
+
+    def ensure_target(self, path: str, is_file: bool) -> str:
+        path = os.path.normpath(path)
+        if os.path.exists(path):
+            real = os.path.realpath(path)
+            if os.path.isdir(real) == is_file:
+                kind = "a directory" if is_file else "not a directory"
+                raise SandboxError(f"mount destination {path} is {kind}")
+            return real
+        if os.path.islink(path):
+            return self.ensure_target(os.path.join(os.path.dirname(path), os.readlink(path)), is_file)
+        parent = self.ensure_dir(os.path.dirname(path))
+        self.make_writable(parent)
+        created = os.path.join(parent, os.path.basename(path))
+        if is_file:
+            with open(created, "w"):
+                pass
+        else:
+            os.mkdir(created, 0o755)
+        return created
+
+    def bind(self, source: str, target: str, readonly: bool) -> None:
+        real = self.ensure_target(target, is_file=not os.path.isdir(source))
+        mount(source, real, None, MS_BIND | MS_REC)
+        self.writable.append(real)
+        if readonly:
+            self.readonly.append(target)
+
+    def make_searchable(self, path: str, uid: int, gids: set[int]) -> None:
+        """Every ancestor of ``path`` searchable by uid/gids, in this namespace only."""
+        real = os.path.realpath(path)
+        parts = [p for p in real.split("/") if p]
+        current = "/"
+        for part in [None, *parts]:
+            if part is not None:
+                current = os.path.join(current, part)
+            try:
+                st = os.stat(current)
+            except OSError:
+                return
+            if not stat.S_ISDIR(st.st_mode):
+                return
+            if _searchable(st, uid, gids):
+                continue
+            self.mirror(current)
+            os.chmod(current, stat.S_IMODE(st.st_mode) | 0o011)
+
+    def finish(self) -> None:
+        for target in self.readonly:
+            mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | _locked_flags(target))
+        if not self.chrooted:
+            with contextlib.suppress(SandboxError):
+                umount(self.stage, MNT_DETACH)
+
+
+def _searchable(st: os.stat_result, uid: int, gids: set[int]) -> bool:
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        return bool(st.st_mode & 0o100)
+    if st.st_gid in gids:
+        return bool(st.st_mode & 0o010)
+    return bool(st.st_mode & 0o001)
+
+
+def _which(command: str, env: dict[str, str]) -> str | None:
+    if "/" in command:
+        return command
+    return shutil.which(command, path=env.get("PATH", os.defpath))
+
+
+def _exec_error(argv0: str, exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        if "/" in argv0:
+            return f'exec: "{argv0}": stat {argv0}: no such file or directory: unknown'
+        return f'exec: "{argv0}": executable file not found in $PATH: unknown'
+    if isinstance(exc, PermissionError):
+        return f'exec: "{argv0}": permission denied: unknown'
+    return f'exec: "{argv0}": {exc.strerror or exc}: unknown'
+
+
+def launch(spec: dict[str, Any]) -> None:
+    """Run inside the namespace: mounts, hostname, identity, cwd, exec. Never returns."""
+    status_fd = spec["status_fd"]
+    os.set_inheritable(status_fd, False)
+
+    def fail(kind: str, message: str) -> None:
+        os.write(status_fd, f"{kind}\t{message}\n".encode())
+        os._exit(128)
+
+    env: dict[str, str] = spec["env"]
+    argv: list[str] = spec["argv"]
+    user = spec.get("user")
+    try:
+        if spec.get("sandbox"):
+            plan = MountPlan(spec["stage"])
+            plan.begin()
+            for item in spec.get("mounts", []):
+                plan.bind(item["source"], item["target"], item.get("readonly", False))
+            if user and user["uid"] != 0:
+                gids = {user["gid"], *user.get("groups", [])}
+                executable = _which(argv[0], env) if argv else None
+                wanted = [spec.get("cwd") or "/", *spec.get("traverse", [])]
+                if executable:
+                    wanted += [executable, os.path.realpath(executable)]
+                for path in wanted:
+                    plan.make_searchable(path, user["uid"], gids)
+            cwd = spec.get("cwd") or "/"
+            if not os.path.isdir(cwd):
+                plan.ensure_dir(cwd)
+            plan.finish()
+            if spec.get("hostname"):
+                with contextlib.suppress(OSError):
+                    socket.sethostname(spec["hostname"])
+    except (OSError, SandboxError) as exc:
+        fail("StartError", f"error mounting volumes: {exc}: unknown")
+    try:
+        if user:
+            os.setgroups(sorted(set(user.get("groups", []))))
+            os.setgid(user["gid"])
+            os.setuid(user["uid"])
+    except OSError as exc:
+        fail("StartError", f"setting user {user}: {exc.strerror}: unknown")
+    cwd = spec.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        fail("StartError", f'chdir to cwd ("{cwd}") set in config.json failed: {exc.strerror.lower()}: unknown')
+    if not argv:
+        fail("StartError", "no command specified: unknown")
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        fail("StartError", _exec_error(argv[0], exc))
+
+
+def selftest(directory: str) -> None:
+    """Prove mounts work in this namespace: tmpfs, bind, read-only remount, mirror. Exit 0 when they do."""
+    a = os.path.join(directory, "a")
+    b = os.path.join(directory, "b")
+    stage = os.path.join(directory, "stage")
+    plan = MountPlan(stage)
+    plan.begin()
+    mount("tmpfs", a, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    with open(os.path.join(a, "probe"), "w") as handle:
+        handle.write("ok")
+    plan.bind(a, b, readonly=True)
+    plan.mirror(os.path.join(directory, "m"))
+    plan.ensure_dir(os.path.join(directory, "m", "new", "deeper"))
+    plan.finish()
+    with open(os.path.join(b, "probe")) as handle:
+        assert handle.read() == "ok"
+    try:
+        with open(os.path.join(b, "other"), "w"):
+            pass
+    except OSError:
+        pass
+    else:
+        raise SystemExit("read-only remount did not take")
+
+
+def _main(args: list[str]) -> None:
+    if args[:1] == ["--selftest"]:
+        selftest(args[1])
+        return
+    with open(args[0]) as handle:
+        spec = json.load(handle)
+    os.unlink(args[0])
+    launch(spec)
+
+
+# ======================================================================= kubelet side
+
+
+@dataclass(frozen=True)
+class SandboxMode:
+    """How this lab runs containers: ``root`` / ``userns`` (mount namespaces) or ``none`` (fallback)."""
+
+    kind: str
+    prefix: tuple[str, ...] = ()  # the unshare argv before "--"
+    reason: str = ""
+
+    @property
+    def isolated(self) -> bool:
+        return self.kind != "none"
+
+    def argv(self, spec_path: str) -> list[str]:
+        launcher = [sys.executable, "-I", "-S", str(Path(__file__).resolve()), spec_path]
+        return [*self.prefix, "--", *launcher] if self.isolated else launcher
+
+
+async def _trial(prefix: list[str], workdir: str) -> str | None:
+    import asyncio
+
+    for name in ("a", "b", "m"):
+        os.makedirs(os.path.join(workdir, name), exist_ok=True)
+    os.makedirs(os.path.join(workdir, "stage"), exist_ok=True)
+    argv = [*prefix, "--", sys.executable, "-I", "-S", str(Path(__file__).resolve()), "--selftest", workdir]
+    try:
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    except (TimeoutError, OSError) as exc:
+        return str(exc)
+    if proc.returncode != 0:
+        text = (err or out).decode(errors="replace").strip().splitlines()
+        return text[-1] if text else f"exit status {proc.returncode}"
+    return None
+
+
+async def detect(requested: str | None = None) -> SandboxMode:
+    """Check once, by a trial run, which isolation works here.
+
+    ``requested``: None/"auto" tries ``root`` (when root) then ``userns``; "root" or "userns" tries only that
+    one; "none" forces the fallback.
+    """
+    if requested == "none":
+        return SandboxMode("none", reason="disabled by configuration")
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return SandboxMode("none", reason="util-linux unshare not found")
+    candidates = []
+    if os.geteuid() == 0:
+        candidates.append(("root", (unshare, "--mount", "--uts", "--propagation", "private")))
+    candidates.append(("userns", (unshare, "--user", "--map-root-user", "--mount", "--uts", "--propagation",
+                                  "private")))
+    if requested in ("root", "userns"):
+        candidates = [c for c in candidates if c[0] == requested]
+    problems = []
+    for kind, prefix in candidates:
+        with tempfile.TemporaryDirectory(prefix="lab-sandbox-") as workdir:
+            problem = await _trial(list(prefix), workdir)
+        if problem is None:
+            return SandboxMode(kind, prefix)
+        problems.append(f"{kind}: {problem}")
+    return SandboxMode("none", reason="; ".join(problems))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
