@@ -112,7 +112,13 @@ def set_egress(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
             if service not in SERVICES:
                 raise ControlError(f"{key}: unknown service {service!r}; choose from {', '.join(SERVICES)}")
             (lab.faults.egress_blocked.add if add else lab.faults.egress_blocked.discard)(service)
-    return {"egress_blocked": sorted(lab.faults.egress_blocked)}
+    lab.write_network_manifest()
+    return {"egress_blocked": sorted(lab.faults.egress_blocked), "pod_network_isolated": _pods_isolated(lab)}
+
+
+def _pods_isolated(lab: Lab) -> bool:
+    kubelet = getattr(lab, "kubelet", None)
+    return bool(kubelet and kubelet.sandbox.network)
 
 
 def set_propagation(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:

@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import secrets
+import shutil
 import socket
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
@@ -79,6 +82,10 @@ class Lab:
         self.vault_sockets: dict[str, socket.socket] = {}  # lower(vault name) -> its listening socket
         self.vault_by_port: dict[int, str] = {}
         self._keyvault_runner: web.AppRunner | None = None
+        # Pods live in network namespaces of their own and reach lab services through unix sockets here
+        # (see lab.kube.podsandbox); a short path, since unix socket paths are limited to 107 bytes.
+        self.net_dir = Path(tempfile.mkdtemp(prefix="wi-lab-net-"))
+        self._net_ports: dict[int, str] = {}  # port -> service, for the pods' relay manifest
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runners: list[web.AppRunner] = []
         self._background: list[Callable[[], Any]] = []  # stop callbacks
@@ -113,8 +120,33 @@ class Lab:
 
     def _serve_vault(self, sock: socket.socket) -> None:
         assert self._keyvault_runner is not None
-        site = web.SockSite(self._keyvault_runner, sock, ssl_context=self.tls.server_context())
-        asyncio.get_running_loop().create_task(site.start())
+        asyncio.get_running_loop().create_task(self._serve(self._keyvault_runner, "keyvault", sock))
+
+    async def _serve(self, runner: web.AppRunner, service: str, sock: socket.socket) -> None:
+        """Serve ``runner`` on a loopback socket and on the unix socket lab pods reach that port through."""
+        context = self.tls.server_context()
+        await web.SockSite(runner, sock, ssl_context=context).start()
+        if service == "control":
+            return
+        port = sock.getsockname()[1]
+        await web.UnixSite(runner, str(self.net_dir / f"{port}.sock"), ssl_context=context).start()
+        self._net_ports[port] = service
+        self.write_network_manifest()
+
+    @property
+    def network_manifest(self) -> Path:
+        return self.net_dir / "ports.json"
+
+    def write_network_manifest(self) -> None:
+        """What the pods' relays read: every lab port, its unix socket, and the services egress may not reach."""
+        manifest = {
+            "ports": {str(port): {"service": service, "socket": str(self.net_dir / f"{port}.sock")}
+                      for port, service in sorted(self._net_ports.items())},
+            "blocked": sorted(self.faults.egress_blocked),
+        }
+        temporary = self.net_dir / "ports.json.tmp"
+        temporary.write_text(json.dumps(manifest))
+        os.replace(temporary, self.network_manifest)
 
     def blob_url(self, account_name: str) -> str:
         return f"{self.endpoints['storage']}/{account_name}/"
@@ -148,7 +180,7 @@ class Lab:
                 self._keyvault_runner = runner
                 sockets += list(self.vault_sockets.values())
             for sock in sockets:
-                await web.SockSite(runner, sock, ssl_context=self.tls.server_context()).start()
+                await self._serve(runner, name, sock)
             self._runners.append(runner)
 
         from lab.kube.kubelet import Kubelet
@@ -182,6 +214,7 @@ class Lab:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        shutil.rmtree(self.net_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ state dir
     def write_state_files(self) -> None:

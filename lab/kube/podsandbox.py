@@ -276,6 +276,11 @@ def launch(spec: dict[str, Any]) -> None:
     env: dict[str, str] = spec["env"]
     argv: list[str] = spec["argv"]
     user = spec.get("user")
+    if spec.get("network"):
+        try:
+            start_network(spec["network"]["manifest"], status_fd)
+        except OSError as exc:
+            fail("StartError", f"setting up the pod network: {exc}: unknown")
     try:
         if spec.get("sandbox"):
             plan = MountPlan(spec["stage"])
@@ -319,6 +324,133 @@ def launch(spec: dict[str, Any]) -> None:
         fail("StartError", _exec_error(argv[0], exc))
 
 
+# ----------------------------------------------------------------------- pod network
+#
+# With ``unshare --net`` each pod has a loopback of its own, so it reaches nothing of the host. The launcher
+# brings that loopback up and forks a relay that listens, inside the pod, on 127.0.0.1:<port> of every lab
+# service and pipes each connection to the unix socket the lab serves the same port on (the manifest
+# ``ports.json`` names them). Egress to a service is blocked by the lab marking it in the manifest: the relay
+# then stops listening on its ports, so the pod's connections are refused, exactly as a NetworkPolicy or
+# firewall that rejects them. The relay exits when the container does.
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def _loopback_up() -> None:
+    import fcntl
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sh", b"lo", 0)
+        flags = struct.unpack("16sh", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
+
+
+def _pipe_one_way(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def _relay_connection(conn: socket.socket, socket_path: str) -> None:
+    import threading
+
+    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        upstream.connect(socket_path)
+    except OSError:
+        conn.close()
+        upstream.close()
+        return
+    back = threading.Thread(target=_pipe_one_way, args=(upstream, conn), daemon=True)
+    back.start()
+    _pipe_one_way(conn, upstream)
+    back.join()
+    conn.close()
+    upstream.close()
+
+
+def _accept_loop(listener: socket.socket, socket_path: str) -> None:
+    import threading
+
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return  # the listener was closed: the port is blocked or gone
+        threading.Thread(target=_relay_connection, args=(conn, socket_path), daemon=True).start()
+
+
+def _read_manifest(path: str) -> dict[int, str]:
+    """Open ports -> unix socket path, leaving out the services whose egress is blocked."""
+    with open(path) as handle:
+        manifest = json.load(handle)
+    blocked = set(manifest.get("blocked", []))
+    return {int(port): entry["socket"] for port, entry in manifest["ports"].items()
+            if entry["service"] not in blocked}
+
+
+def _relay(manifest_path: str, ready_fd: int, parent: int) -> None:
+    import threading
+    import time
+
+    listeners: dict[int, socket.socket] = {}
+    seen = None
+    while os.getppid() == parent:
+        with contextlib.suppress(OSError):
+            stamp = os.stat(manifest_path).st_mtime_ns
+            if stamp != seen:
+                seen = stamp
+                wanted = _read_manifest(manifest_path)
+                for port in [p for p in listeners if p not in wanted]:
+                    with contextlib.suppress(OSError):
+                        listeners[port].shutdown(socket.SHUT_RDWR)
+                    listeners.pop(port).close()
+                for port, path in wanted.items():
+                    if port not in listeners:
+                        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                        listener.bind(("127.0.0.1", port))
+                        listener.listen(128)
+                        listeners[port] = listener
+                        threading.Thread(target=_accept_loop, args=(listener, path), daemon=True).start()
+        if ready_fd >= 0:
+            os.write(ready_fd, b"ok")
+            os.close(ready_fd)
+            ready_fd = -1
+        time.sleep(0.1)
+    os._exit(0)
+
+
+def start_network(manifest_path: str, status_fd: int) -> None:
+    """In a fresh network namespace: loopback up, relay forked and listening before the container starts."""
+    _loopback_up()
+    ready_read, ready_write = os.pipe()
+    parent = os.getpid()
+    if os.fork() == 0:
+        try:
+            os.close(ready_read)
+            os.close(status_fd)  # the kubelet reads EOF on it as "exec succeeded": the relay must not hold it
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.setsid()
+            _relay(manifest_path, ready_write, parent)
+        finally:
+            os._exit(1)
+    os.close(ready_write)
+    with os.fdopen(ready_read, "rb") as ready:
+        if ready.read(2) != b"ok":
+            raise OSError("the pod network relay did not start")
+
+
 def selftest(directory: str) -> None:
     """Prove mounts work in this namespace: tmpfs, bind, read-only remount, mirror. Exit 0 when they do."""
     a = os.path.join(directory, "a")
@@ -348,6 +480,9 @@ def _main(args: list[str]) -> None:
     if args[:1] == ["--selftest"]:
         selftest(args[1])
         return
+    if args[:1] == ["--selftest-network"]:
+        _loopback_up()
+        return
     with open(args[0]) as handle:
         spec = json.load(handle)
     os.unlink(args[0])
@@ -364,6 +499,7 @@ class SandboxMode:
     kind: str
     prefix: tuple[str, ...] = ()  # the unshare argv before "--"
     reason: str = ""
+    network: bool = False  # each pod in its own network namespace (reaches lab services through the relay)
 
     @property
     def isolated(self) -> bool:
@@ -393,6 +529,19 @@ async def _trial(prefix: list[str], workdir: str) -> str | None:
     return None
 
 
+async def _trial_network(prefix: list[str]) -> str | None:
+    import asyncio
+
+    argv = [*prefix, "--", sys.executable, "-I", "-S", str(Path(__file__).resolve()), "--selftest-network"]
+    try:
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    except (TimeoutError, OSError) as exc:
+        return str(exc)
+    return None if proc.returncode == 0 else (err.decode(errors="replace").strip() or "failed")
+
+
 async def detect(requested: str | None = None) -> SandboxMode:
     """Check once, by a trial run, which isolation works here.
 
@@ -416,7 +565,10 @@ async def detect(requested: str | None = None) -> SandboxMode:
         with tempfile.TemporaryDirectory(prefix="lab-sandbox-") as workdir:
             problem = await _trial(list(prefix), workdir)
         if problem is None:
-            return SandboxMode(kind, prefix)
+            with_net = (*prefix, "--net")
+            if await _trial_network(list(with_net)) is None:
+                return SandboxMode(kind, with_net, network=True)
+            return SandboxMode(kind, prefix, reason="no network namespace: pod egress cannot be blocked")
         problems.append(f"{kind}: {problem}")
     return SandboxMode("none", reason="; ".join(problems))
 

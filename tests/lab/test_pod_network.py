@@ -1,0 +1,70 @@
+"""Lab pods reach lab services through their own network namespace; blocked egress is refused for real."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from kubernetes import client
+
+SCRIPT = """
+import socket, sys
+for name, port in [("entra", {entra}), ("keyvault", {keyvault}), ("kube", {kube})]:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        print(name, "open")
+    except ConnectionRefusedError:
+        print(name, "refused")
+    except OSError as exc:
+        print(name, type(exc).__name__)
+"""
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def _run_pod(kube_api, lab) -> str:
+    core = client.CoreV1Api(kube_api)
+    name = f"net-{uuid.uuid4().hex[:6]}"
+    script = SCRIPT.format(entra=_port(lab.endpoints["entra"]), keyvault=_port(lab.endpoints["keyvault"]),
+                           kube=_port(lab.endpoints["kube"]))
+    core.create_namespaced_pod("default", {
+        "metadata": {"name": name},
+        "spec": {"restartPolicy": "Never",
+                 "containers": [{"name": "c", "image": "lab/python:3", "args": ["-c", script]}]},
+    })
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pod = core.read_namespaced_pod(name, "default")
+        if pod.status.phase in ("Succeeded", "Failed"):
+            break
+        time.sleep(0.2)
+    assert pod.status.phase == "Succeeded", pod.status
+    return core.read_namespaced_pod_log(name, "default")
+
+
+def _require_network_isolation(lab) -> None:
+    if not lab.kubelet.sandbox.network:
+        pytest.skip(f"no network namespaces on this machine: {lab.kubelet.sandbox.reason}")
+
+
+def test_pods_reach_lab_services(kube_api, lab) -> None:
+    _require_network_isolation(lab)
+    assert _run_pod(kube_api, lab).split("\n")[:3] == ["entra open", "keyvault open", "kube open"]
+
+
+def test_blocked_egress_is_refused_and_can_be_lifted(kube_api, lab, lab_thread) -> None:
+    _require_network_isolation(lab)
+
+    def block(services: set[str]) -> None:
+        lab.faults.egress_blocked = services
+        lab.write_network_manifest()
+
+    lab_thread.call(lambda: block({"entra", "keyvault"})).result(10)
+    try:
+        assert _run_pod(kube_api, lab).split("\n")[:3] == ["entra refused", "keyvault refused", "kube open"]
+    finally:
+        lab_thread.call(lambda: block(set())).result(10)
+    assert _run_pod(kube_api, lab).split("\n")[:3] == ["entra open", "keyvault open", "kube open"]
