@@ -123,7 +123,13 @@ async def _envelope(request: web.Request, handler: Any) -> web.StreamResponse:
 def _vault_name_of(request: web.Request) -> str | None:
     """Vaults are told apart by the port the request came in on, as real vaults are by host name."""
     sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    return request.app[LAB].vault_by_port.get(sockname[1]) if sockname else None
+    if isinstance(sockname, str):  # a lab pod's connection arrives on the unix socket named <port>.sock
+        port = int(sockname.rsplit("/", 1)[-1].removesuffix(".sock"))
+    elif sockname:
+        port = sockname[1]
+    else:
+        return None
+    return request.app[LAB].vault_by_port.get(port)
 
 
 def _vault_of(request: web.Request) -> Vault | None:
