@@ -186,10 +186,76 @@ def _healthy(lab: Lab) -> None:
     lab.extra["probe_image"] = PROBE_IMAGE + ":0.1.0"
 
 
+# ------------------------------------------------------------------ broken variants (one link each)
+
+def _backend_identity(lab: Lab) -> ManagedIdentity:
+    return next(i for i in lab.azure.identities.values() if i.name == "myWorkloadId")
+
+
+def _issuer_without_slash(lab: Lab) -> None:
+    _healthy(lab)
+    _backend_identity(lab).federated_credentials["fed-cred-backend"].issuer = lab.issuer_url.rstrip("/")
+
+
+def _wrong_subject(lab: Lab) -> None:
+    _healthy(lab)
+    _backend_identity(lab).federated_credentials["fed-cred-backend"].subject = (
+        "system:serviceaccount:finance:backend")
+
+
+def _sa_not_annotated(lab: Lab) -> None:
+    _healthy(lab)
+    store = lab.kube.store
+    service_accounts = store.type_for("", "serviceaccounts")
+    account = store.get(service_accounts, "finance", "backend-sa")
+    # The classic typo: client_id instead of client-id, so the webhook injects no AZURE_CLIENT_ID.
+    account["metadata"]["annotations"] = {
+        "azure.workload.identity/client_id": account["metadata"]["annotations"]["azure.workload.identity/client-id"]}
+    store.replace(service_accounts, account)
+
+
+def _missing_role(lab: Lab) -> None:
+    _healthy(lab)
+    identity = _backend_identity(lab)
+    for name, assignment in list(lab.azure.role_assignments.items()):
+        if assignment.principal_id == identity.principal_id:
+            del lab.azure.role_assignments[name]
+
+
+def _webhook(mode: str) -> Callable[[Lab], None]:
+    def build(lab: Lab) -> None:
+        from lab.control import sync_webhook_objects
+
+        _healthy(lab)
+        lab.kube.webhook.mode = mode
+        sync_webhook_objects(lab)
+
+    return build
+
+
+def _egress_blocked(lab: Lab) -> None:
+    _healthy(lab)
+    lab.faults.egress_blocked.update({"entra"})
+
+
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
         Scenario("healthy", "The runbook's world: two workloads whose whole chain holds (default).", _healthy),
+        Scenario("issuer-without-slash", "finance/backend-sa's federated credential names the issuer without "
+                 "its trailing slash (AADSTS700211).", _issuer_without_slash),
+        Scenario("wrong-subject", "finance/backend-sa's federated credential has a subject that names another "
+                 "service account (AADSTS700213).", _wrong_subject),
+        Scenario("sa-not-annotated", "finance/backend-sa carries azure.workload.identity/client_id (a typo) "
+                 "instead of client-id: no AZURE_CLIENT_ID is injected.", _sa_not_annotated),
+        Scenario("missing-role", "myWorkloadId has no role on the vault: the exchange works, the secret read "
+                 "is ForbiddenByRbac.", _missing_role),
+        Scenario("webhook-down", "The workload identity webhook is installed but not answering: labelled "
+                 "pods are rejected.", _webhook("down")),
+        Scenario("webhook-absent", "Workload identity is not enabled: no webhook, pods are admitted "
+                 "unmutated.", _webhook("absent")),
+        Scenario("egress-blocked", "Pods cannot open connections to Entra ID (a NetworkPolicy or firewall "
+                 "that rejects them).", _egress_blocked),
     )
 }
 
