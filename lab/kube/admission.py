@@ -1,0 +1,155 @@
+"""Admission for object creation, in the API server's order: in-tree mutating plugins (ServiceAccount,
+DefaultTolerationSeconds), mutating webhooks (the workload identity webhook), then, after validation,
+the validating plugins (PodSecurity, whose ``warn`` results become ``Warning`` headers).
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import TYPE_CHECKING, Any
+
+from lab.kube import errors, podsecurity, webhook
+from lab.kube.store import Obj, ResourceType
+
+if TYPE_CHECKING:
+    from lab.runtime import Lab
+
+SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_VOLUME_PREFIX = "kube-api-access-"
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+DEFAULT_TOLERATIONS = (
+    {
+        "key": "node.kubernetes.io/not-ready",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    },
+    {
+        "key": "node.kubernetes.io/unreachable",
+        "operator": "Exists",
+        "effect": "NoExecute",
+        "tolerationSeconds": 300,
+    },
+)
+
+
+def _is_pod(rt: ResourceType) -> bool:
+    return rt.group_resource == ("", "pods")
+
+
+def namespace_labels(lab: Lab, namespace: str) -> dict[str, str]:
+    ns_type = lab.kube.store.type_for("", "namespaces")
+    found = lab.kube.store.find(ns_type, "", namespace) if ns_type else None
+    return dict(((found or {}).get("metadata") or {}).get("labels") or {})
+
+
+def _service_account_getter(lab: Lab):
+    sa_type = lab.kube.store.type_for("", "serviceaccounts")
+
+    def get_service_account(namespace: str, name: str) -> Obj | None:
+        return lab.kube.store.find(sa_type, namespace, name)
+
+    return get_service_account
+
+
+def _pod_name(pod: Obj) -> str:
+    meta = pod.get("metadata") or {}
+    return meta.get("name") or meta.get("generateName") or ""
+
+
+# ---------------------------------------------------------------- in-tree mutating plugins
+
+
+def _token_volume(name: str) -> Obj:
+    return {
+        "name": name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {"configMap": {"name": ROOT_CA_CONFIGMAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {
+                                "path": "namespace",
+                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                            }
+                        ]
+                    }
+                },
+            ],
+        },
+    }
+
+
+def _random_suffix() -> str:
+    alphabet = "bcdfghjklmnpqrstvwxz2456789"  # the apiserver's utilrand alphabet
+    return "".join(secrets.choice(alphabet) for _ in range(5))
+
+
+def service_account_admission(lab: Lab, pod: Obj, namespace: str) -> None:
+    """The ServiceAccount plugin: the pod's ServiceAccount must exist; mount its token unless opted out."""
+    spec = pod["spec"]
+    sa_name = spec.get("serviceAccountName") or "default"
+    service_account = _service_account_getter(lab)(namespace, sa_name)
+    if service_account is None:
+        raise errors.forbidden(
+            f'pods "{_pod_name(pod)}" is forbidden: error looking up service account {namespace}/{sa_name}: '
+            f'serviceaccount "{sa_name}" not found',
+            name=_pod_name(pod),
+            plural="pods",
+        )
+    automount = spec.get("automountServiceAccountToken")
+    if automount is None:
+        automount = service_account.get("automountServiceAccountToken", True)
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    if not automount or any(
+        mount.get("mountPath") == SERVICE_ACCOUNT_MOUNT_PATH
+        for c in containers
+        for mount in c.get("volumeMounts") or []
+    ):
+        return
+    volume_name = TOKEN_VOLUME_PREFIX + _random_suffix()
+    spec.setdefault("volumes", []).append(_token_volume(volume_name))
+    for container in containers:
+        container.setdefault("volumeMounts", []).append(
+            {"name": volume_name, "readOnly": True, "mountPath": SERVICE_ACCOUNT_MOUNT_PATH}
+        )
+
+
+def default_toleration_seconds(pod: Obj) -> None:
+    tolerations = pod["spec"].setdefault("tolerations", [])
+    for default in DEFAULT_TOLERATIONS:
+        if not any(
+            t.get("key") == default["key"] and t.get("effect") in (None, "", "NoExecute")
+            for t in tolerations
+            if isinstance(t, dict)
+        ):
+            tolerations.append(dict(default))
+
+
+# ---------------------------------------------------------------- the chain
+
+
+def mutate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str) -> Obj:
+    """Mutating admission for a CREATE; returns the object to store (maybe a new dict)."""
+    if not _is_pod(rt):
+        return obj
+    if not isinstance(obj.get("spec"), dict) or not obj["spec"].get("containers"):
+        return obj  # validation reports it
+    service_account_admission(lab, obj, namespace)
+    default_toleration_seconds(obj)
+    return webhook.admit_pod(
+        obj, namespace, lab.kube.webhook, _service_account_getter(lab), namespace_labels(lab, namespace)
+    )
+
+
+def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str) -> list[str]:
+    """Validating admission for a CREATE; returns warnings, raises ApiError (403) to reject."""
+    if not _is_pod(rt):
+        return []
+    minor = "".join(ch for ch in str(lab.kube.version.get("minor", "")) if ch in string.digits)
+    kwargs: dict[str, Any] = {"server_minor": int(minor)} if minor else {}
+    return podsecurity.check_pod_security(obj, namespace_labels(lab, namespace), **kwargs)

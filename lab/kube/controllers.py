@@ -1,0 +1,165 @@
+"""The control-plane loops the lab needs, driven by store events so they act whoever changed the store:
+
+- namespaces: every namespace gets its ``default`` ServiceAccount and the ``kube-root-ca.crt`` ConfigMap
+  (ServiceAccount and root-CA-publisher controllers); deleting a namespace deletes what it holds
+- CustomResourceDefinitions: registering a CRD serves its resource at once, deleting it stops serving it
+- garbage collection: deleting an object deletes the objects whose ownerReferences point at it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from lab.kube import errors
+from lab.kube.resources import CRD_TYPE, NAMESPACE_TYPE, resource_type_from_crd
+from lab.kube.store import Obj, Store, WatchEvent
+
+if TYPE_CHECKING:
+    from lab.runtime import Lab
+
+log = logging.getLogger("lab.kube.controllers")
+
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+
+
+def _later(action: Callable[[], None]) -> None:
+    """Run ``action`` on the next loop turn (like a controller reacting to a watch event), else now."""
+    try:
+        asyncio.get_running_loop().call_soon(_guarded, action)
+    except RuntimeError:
+        _guarded(action)
+
+
+def _guarded(action: Callable[[], None]) -> None:
+    try:
+        action()
+    except Exception:  # a controller never takes the API server down
+        log.exception("controller action failed")
+
+
+class Controllers:
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.store: Store = lab.kube.store
+
+    # -- wiring
+    def install(self) -> None:
+        self.store.listeners.append(self.on_event)
+        self.reconcile_all()
+
+    def reconcile_all(self) -> None:
+        for crd in self.store.list(CRD_TYPE)[0]:
+            self.serve_crd(crd)
+        for namespace in self.store.list(NAMESPACE_TYPE)[0]:
+            self.populate_namespace(namespace["metadata"]["name"])
+
+    def on_event(self, event: WatchEvent) -> None:
+        try:
+            self._dispatch(event)
+        except Exception:
+            log.exception("controller failed on %s %s", event.type, event.resource)
+
+    def _dispatch(self, event: WatchEvent) -> None:
+        name = event.object.get("metadata", {}).get("name", "")
+        if event.resource == CRD_TYPE.group_resource:
+            if event.type == "DELETED":
+                self.stop_serving_crd(event.object)
+            else:
+                self.serve_crd(event.object)
+        elif event.resource == NAMESPACE_TYPE.group_resource:
+            if event.type == "ADDED":
+                _later(lambda: self.populate_namespace(name))
+            elif event.type == "DELETED":
+                self.empty_namespace(name)
+        elif event.resource == ("", "serviceaccounts") and event.type == "DELETED" and name == "default":
+            namespace = event.object["metadata"].get("namespace", "")
+            _later(lambda: self.populate_namespace(namespace))
+        if event.type == "DELETED":
+            self.collect_garbage(event.object.get("metadata", {}).get("uid"))
+
+    # -- custom resource definitions
+    def serve_crd(self, crd: Obj) -> None:
+        rt = resource_type_from_crd(crd)
+        if rt is None:
+            return
+        if self.store.type_for(rt.group, rt.plural) != rt:
+            self.store.register(rt)  # keeps stored custom resources: register() never empties a bucket
+
+    def stop_serving_crd(self, crd: Obj) -> None:
+        rt = resource_type_from_crd(crd)
+        if rt is not None and self.store.type_for(rt.group, rt.plural) is not None:
+            self.store.unregister(rt)
+
+    # -- namespaces
+    def populate_namespace(self, namespace: str) -> None:
+        if self.store.find(NAMESPACE_TYPE, "", namespace) is None:
+            return
+        sa_type = self.store.type_for("", "serviceaccounts")
+        if sa_type and self.store.find(sa_type, namespace, "default") is None:
+            self._create_quietly(sa_type, {"metadata": {"name": "default"}}, namespace)
+        cm_type = self.store.type_for("", "configmaps")
+        if cm_type and self.store.find(cm_type, namespace, ROOT_CA_CONFIGMAP) is None:
+            ca = self.lab.tls.ca_pem.decode()
+            self._create_quietly(
+                cm_type,
+                {
+                    "metadata": {
+                        "name": ROOT_CA_CONFIGMAP,
+                        "annotations": {
+                            "kubernetes.io/description": "Contains a CA bundle that can be used "
+                            "to verify the kube-apiserver when using internal endpoints such as "
+                            "the internal service IP or kubernetes.default.svc. No other usage is "
+                            "guaranteed across distributions of Kubernetes clusters."
+                        },
+                    },
+                    "data": {"ca.crt": ca},
+                },
+                namespace,
+            )
+
+    def _create_quietly(self, rt, obj: Obj, namespace: str) -> None:
+        try:
+            self.store.create(rt, obj, namespace=namespace)
+        except errors.ApiError as exc:
+            if exc.code != 409:
+                raise
+
+    def empty_namespace(self, namespace: str) -> None:
+        for rt in list(self.store.types.values()):
+            if not rt.namespaced:
+                continue
+            for ns, name in [
+                key for key in self.store.objects.get(rt.group_resource, {}) if key[0] == namespace
+            ]:
+                self._delete_quietly(rt, ns, name)
+
+    # -- garbage collection
+    def collect_garbage(self, owner_uid: str | None) -> None:
+        if not owner_uid:
+            return
+        for rt in list(self.store.types.values()):
+            for (ns, name), obj in list(self.store.objects.get(rt.group_resource, {}).items()):
+                owners = obj.get("metadata", {}).get("ownerReferences") or []
+                if any(ref.get("uid") == owner_uid for ref in owners):
+                    self._delete_quietly(rt, ns, name)
+
+    def _delete_quietly(self, rt, namespace: str, name: str) -> None:
+        try:
+            self.store.delete(rt, namespace, name)
+        except errors.ApiError as exc:
+            if exc.code != 404:
+                raise
+
+
+def install_controllers(lab: Lab) -> Controllers:
+    """Attach the controllers to the lab's store (once) and bring existing objects up to date."""
+    existing = getattr(lab.kube, "_controllers", None)
+    if isinstance(existing, Controllers):
+        return existing
+    controllers = Controllers(lab)
+    controllers.install()
+    lab.kube._controllers = controllers  # type: ignore[attr-defined]
+    return controllers

@@ -1,0 +1,186 @@
+"""Requests that compute an answer instead of storing an object: SelfSubjectAccessReview (``auth can-i``),
+SelfSubjectRulesReview (``auth can-i --list``), SelfSubjectReview (``auth whoami``) and TokenRequest
+(``create token``, the ``serviceaccounts/token`` subresource)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lab.clock import rfc3339
+from lab.kube import errors, tokens
+from lab.kube.authz import SERVICE_ACCOUNT_PREFIX, Attributes, is_allowed, rbac_rules
+from lab.kube.cluster import KubeUser
+from lab.kube.store import Obj
+
+if TYPE_CHECKING:
+    from lab.runtime import Lab
+
+BINDABLE_KINDS = {"Pod": ("", "pods", True), "Secret": ("", "secrets", True), "Node": ("", "nodes", False)}
+
+
+def _review(kind: str, group: str, body: Obj, status: dict[str, Any]) -> Obj:
+    return {
+        "kind": kind,
+        "apiVersion": f"{group}/v1",
+        "metadata": {
+            "creationTimestamp": None,
+            **{
+                k: v
+                for k, v in (body.get("metadata") or {}).items()
+                if k in ("name", "labels", "annotations")
+            },
+        },
+        "spec": body.get("spec") or {},
+        "status": status,
+    }
+
+
+def self_subject_access_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
+    spec = body.get("spec") or {}
+    resource = spec.get("resourceAttributes")
+    if isinstance(resource, dict):
+        attributes = Attributes(
+            verb=resource.get("verb", ""),
+            resource=resource.get("resource", ""),
+            group=resource.get("group", ""),
+            namespace=resource.get("namespace", ""),
+            name=resource.get("name", ""),
+            subresource=resource.get("subresource", ""),
+        )
+        allowed = is_allowed(lab.kube, user, attributes)
+    elif isinstance(spec.get("nonResourceAttributes"), dict):
+        allowed = lab.kube.policy.get(user.name) is None
+    else:
+        raise errors.ApiError(
+            422,
+            "Invalid",
+            'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: '
+            'spec.resourceAttributes: Invalid value: "null": exactly one of '
+            "nonResourceAttributes or resourceAttributes must be specified",
+            {"kind": "SelfSubjectAccessReview", "group": "authorization.k8s.io"},
+        )
+    return _review("SelfSubjectAccessReview", "authorization.k8s.io", body, {"allowed": allowed})
+
+
+def self_subject_rules_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
+    namespace = (body.get("spec") or {}).get("namespace", "")
+    rules = lab.kube.policy.get(user.name)
+    if rules is None and not user.name.startswith(SERVICE_ACCOUNT_PREFIX) or "system:masters" in user.groups:
+        resource_rules = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]
+        non_resource_rules = [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
+    else:
+        resource_rules = [
+            {"verbs": list(rule.verbs), "apiGroups": list(rule.groups), "resources": list(rule.resources)}
+            for rule in rules or []
+            if "*" in rule.namespaces or namespace in rule.namespaces
+        ]
+        resource_rules += [
+            {
+                key: list(rule.get(key) or [])
+                for key in ("verbs", "apiGroups", "resources", "resourceNames")
+                if rule.get(key)
+            }
+            for rule in rbac_rules(lab.kube.store, user, namespace)
+            if rule.get("resources")
+        ]
+        non_resource_rules = [
+            {
+                "verbs": ["get"],
+                "nonResourceURLs": [
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/readyz",
+                    "/version",
+                    "/version/",
+                    "/openapi",
+                    "/openapi/*",
+                ],
+            }
+        ]
+    status = {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": False}
+    return _review("SelfSubjectRulesReview", "authorization.k8s.io", body, status)
+
+
+def self_subject_review(user: KubeUser, body: Obj) -> Obj:
+    review = _review(
+        "SelfSubjectReview",
+        "authentication.k8s.io",
+        body,
+        {"userInfo": {"username": user.name, "groups": list(user.groups)}},
+    )
+    review.pop("spec")
+    return review
+
+
+# ---------------------------------------------------------------- TokenRequest
+
+
+def _bound_object(lab: Lab, namespace: str, ref: dict[str, Any]) -> Obj:
+    kind = ref.get("kind", "")
+    if kind not in BINDABLE_KINDS:
+        raise errors.bad_request(f"cannot bind token for object of kind {kind!r}: only Pod, Secret and Node")
+    group, plural, namespaced = BINDABLE_KINDS[kind]
+    rt = lab.kube.store.type_for(group, plural)
+    if rt is None:
+        raise errors.not_found(plural, group, ref.get("name", ""))
+    obj = lab.kube.store.get(rt, namespace if namespaced else "", ref.get("name", ""))
+    uid = ref.get("uid")
+    if uid and uid != obj["metadata"]["uid"]:
+        raise errors.conflict(
+            plural,
+            group,
+            ref.get("name", ""),
+            f"the UID in the bound object reference ({uid}) does not match the UID in record. "
+            "The object might have been deleted and then recreated",
+        )
+    return obj
+
+
+def token_request(lab: Lab, namespace: str, service_account: Obj, body: Obj) -> tuple[Obj, list[str]]:
+    """Issue a token for ``service_account``; returns the TokenRequest response and warnings."""
+    name = service_account["metadata"]["name"]
+    spec = body.get("spec") or {}
+    expiration = spec.get("expirationSeconds")
+    problem = tokens.validate_expiration(expiration) if expiration is not None else None
+    if problem:
+        raise errors.invalid(
+            "TokenRequest",
+            "authentication.k8s.io",
+            name,
+            [("FieldValueInvalid", tokens.EXPIRATION_FIELD, problem)],
+        )
+    audiences = list(spec.get("audiences") or default_audiences(lab))
+    ref = spec.get("boundObjectRef")
+    bound = _bound_object(lab, namespace, ref) if isinstance(ref, dict) and ref.get("name") else None
+    token, expires = tokens.issue_service_account_token(
+        lab, namespace, service_account, audiences, expiration, bound
+    )
+    response_spec: dict[str, Any] = {
+        "audiences": audiences,
+        "expirationSeconds": tokens.effective_expiration(expiration),
+    }
+    if bound is not None:
+        response_spec["boundObjectRef"] = {
+            "kind": bound["kind"],
+            "apiVersion": bound["apiVersion"],
+            "name": bound["metadata"]["name"],
+            "uid": bound["metadata"]["uid"],
+        }
+    response = {
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": rfc3339()},
+        "spec": response_spec,
+        "status": {"token": token, "expirationTimestamp": rfc3339(expires)},
+    }
+    warning = tokens.expiration_warning(expiration)
+    return response, [warning] if warning else []
+
+
+def default_audiences(lab: Lab) -> list[str]:
+    """The API server's own audiences (--api-audiences): on AKS its URL; here the lab's kube endpoint."""
+    return [lab.endpoints.get("kube", "https://kubernetes.default.svc")]

@@ -1,0 +1,297 @@
+"""Long-lived responses: watches (one ``{"type","object"}`` JSON document per line, chunked) and pod logs
+(``text/plain``, optionally followed until the container ends).
+
+Watch semantics (kubectl-and-client-wire.md §4.6, §6.2):
+- no resourceVersion (or "0"): ADDED for every current object, then changes
+- ``sendInitialEvents=true``: the same, then a BOOKMARK annotated ``k8s.io/initial-events-end: "true"``
+  (kubectl delete/wait waits for it)
+- a resourceVersion: changes after it; too old -> one ERROR event carrying a 410 Expired Status
+- ``timeoutSeconds`` ends the stream cleanly; every event line ends with ``\\n``; no blank keep-alives
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from lab.kube import errors
+from lab.kube.store import Obj, ResourceType, Store
+
+log = logging.getLogger("lab.kube.streams")
+
+DEFAULT_WATCH_SECONDS = 1800.0
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+LOG_POLL_SECONDS = 0.1
+TERMINATED_PHASES = ("Succeeded", "Failed")
+STREAMS_KEY = web.AppKey("kube_streams", set)
+
+
+def track_stream(request: web.Request) -> Callable[[], None]:
+    """Remember the handler task so app shutdown can end it; returns the function that forgets it."""
+    streams: set[asyncio.Task] = request.app[STREAMS_KEY]
+    task = asyncio.current_task()
+    if task is None:
+        return lambda: None
+    streams.add(task)
+    return lambda: streams.discard(task)
+
+
+async def end_streams(app: web.Application) -> None:
+    for task in list(app[STREAMS_KEY]):
+        task.cancel()
+
+
+# ---------------------------------------------------------------- watch
+
+
+@dataclass
+class WatchRequest:
+    resource_version: str
+    timeout_seconds: float
+    send_initial_events: bool
+    label_selector: str | None
+    field_selector: str | None
+
+    @classmethod
+    def from_query(cls, query: Any) -> WatchRequest:
+        send_initial = query.get("sendInitialEvents", "").lower() in ("true", "1")
+        if send_initial and query.get("resourceVersionMatch") != "NotOlderThan":
+            raise errors.ApiError(
+                422,
+                "Invalid",
+                'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: '
+                "Forbidden: sendInitialEvents requires setting resourceVersionMatch to "
+                "NotOlderThan",
+                {"kind": "ListOptions", "group": "meta.k8s.io"},
+            )
+        try:
+            timeout = float(query.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
+        except ValueError as exc:
+            raise errors.bad_request(f"invalid timeoutSeconds: {query.get('timeoutSeconds')}") from exc
+        resource_version = query.get("resourceVersion", "")
+        if resource_version not in ("", "0") and not resource_version.isdigit():
+            raise errors.bad_request(
+                f'Invalid value: "{resource_version}": resourceVersion must be an integer'
+            )
+        return cls(
+            resource_version, timeout, send_initial, query.get("labelSelector"), query.get("fieldSelector")
+        )
+
+
+def _line(event_type: str, obj: Obj) -> bytes:
+    return (json.dumps({"type": event_type, "object": obj}, separators=(",", ":")) + "\n").encode()
+
+
+def initial_events_bookmark(rt: ResourceType, resource_version: str) -> Obj:
+    return {
+        "kind": rt.kind,
+        "apiVersion": rt.api_version,
+        "metadata": {"resourceVersion": resource_version, "annotations": {INITIAL_EVENTS_END: "true"}},
+    }
+
+
+async def serve_watch(
+    request: web.Request,
+    store: Store,
+    rt: ResourceType,
+    namespace: str | None,
+    render: Callable[[Obj], Obj],
+) -> web.StreamResponse:
+    watch = WatchRequest.from_query(request.query)
+    store.list(rt, namespace, watch.label_selector, watch.field_selector)  # selector errors answer 400 here
+    response = web.StreamResponse(
+        status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
+    )
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    forget = track_stream(request)
+    try:
+        async with asyncio.timeout(watch.timeout_seconds):
+            await _stream_events(response, store, rt, namespace, watch, render)
+    except TimeoutError:
+        pass
+    except (ConnectionError, asyncio.CancelledError):
+        return response
+    finally:
+        forget()
+    with contextlib.suppress(ConnectionError):
+        await response.write_eof()
+    return response
+
+
+async def _stream_events(
+    response: web.StreamResponse,
+    store: Store,
+    rt: ResourceType,
+    namespace: str | None,
+    watch: WatchRequest,
+    render: Callable[[Obj], Obj],
+) -> None:
+    if watch.resource_version in ("", "0") or watch.send_initial_events:
+        items, since = store.list(rt, namespace, watch.label_selector, watch.field_selector)
+        for obj in items:
+            await response.write(_line("ADDED", render(obj)))
+        if watch.send_initial_events:
+            await response.write(_line("BOOKMARK", initial_events_bookmark(rt, since)))
+    else:
+        since = watch.resource_version
+    events = store.watch(rt, namespace, int(since), watch.label_selector, watch.field_selector)
+    try:
+        async for event in events:
+            await response.write(_line(event.type, render(event.object)))
+    except errors.ApiError as exc:
+        await response.write(_line("ERROR", exc.status()))
+    finally:
+        await events.aclose()
+
+
+# ---------------------------------------------------------------- logs
+
+
+@dataclass
+class LogRequest:
+    container: str
+    follow: bool
+    tail_lines: int | None
+    timestamps: bool
+    limit_bytes: int | None
+
+    @classmethod
+    def from_query(cls, query: Any, pod: Obj) -> LogRequest:
+        return cls(
+            container=choose_container(pod, query.get("container", "")),
+            follow=query.get("follow", "").lower() in ("true", "1"),
+            tail_lines=_int_param(query, "tailLines"),
+            timestamps=query.get("timestamps", "").lower() in ("true", "1"),
+            limit_bytes=_int_param(query, "limitBytes"),
+        )
+
+
+def _int_param(query: Any, name: str) -> int | None:
+    value = query.get(name)
+    if value in (None, ""):
+        return None
+    try:
+        return max(int(value), 0)
+    except ValueError as exc:
+        raise errors.bad_request(f'invalid {name}: "{value}"') from exc
+
+
+def _go_list(names: list[str]) -> str:
+    return "[" + " ".join(names) + "]"
+
+
+def choose_container(pod: Obj, requested: str) -> str:
+    spec, name = pod.get("spec") or {}, pod["metadata"]["name"]
+    containers = [c.get("name", "") for c in spec.get("containers") or []]
+    init_containers = [c.get("name", "") for c in spec.get("initContainers") or []]
+    if requested:
+        if requested not in containers + init_containers:
+            raise errors.bad_request(f"container {requested} is not valid for pod {name}")
+        return requested
+    if len(containers) == 1:
+        return containers[0]
+    message = f"a container name must be specified for pod {name}, choose one of: {_go_list(containers)}"
+    if init_containers:
+        message += f" or one of the init containers: {_go_list(init_containers)}"
+    raise errors.bad_request(message)
+
+
+def _container_status(pod: Obj, container: str) -> dict[str, Any] | None:
+    status = pod.get("status") or {}
+    for entry in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        if entry.get("name") == container:
+            return entry
+    return None
+
+
+def check_container_started(pod: Obj, container: str, has_logs: bool) -> None:
+    """A container that has not started has no logs: 400 ``... is waiting to start: <reason>``."""
+    if has_logs:
+        return
+    state = (_container_status(pod, container) or {}).get("state") or {}
+    if "running" in state or "terminated" in state:
+        return
+    if state.get("waiting") or (pod.get("status") or {}).get("phase", "Pending") == "Pending":
+        reason = (state.get("waiting") or {}).get("reason") or "ContainerCreating"
+        raise errors.bad_request(
+            f'container "{container}" in pod "{pod["metadata"]["name"]}" is waiting to start: {reason}'
+        )
+
+
+def container_finished(pod: Obj | None, container: str) -> bool:
+    if pod is None or (pod.get("status") or {}).get("phase") in TERMINATED_PHASES:
+        return True
+    state = (_container_status(pod, container) or {}).get("state") or {}
+    return "terminated" in state
+
+
+def _timestamp_prefix() -> bytes:
+    now = datetime.now(UTC)
+    return (now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}000Z ").encode()
+
+
+def format_log(data: bytes, request: LogRequest) -> bytes:
+    lines = data.splitlines(keepends=True)
+    if request.tail_lines is not None:
+        lines = lines[-request.tail_lines :] if request.tail_lines else []
+    if request.timestamps:
+        prefix = _timestamp_prefix()
+        lines = [prefix + line for line in lines]
+    text = b"".join(lines)
+    return text[: request.limit_bytes] if request.limit_bytes is not None else text
+
+
+async def serve_log(
+    request: web.Request,
+    pod: Obj,
+    log_request: LogRequest,
+    read_log: Callable[[], bytes | None],
+    read_pod: Callable[[], Obj | None],
+) -> web.StreamResponse:
+    data = read_log()
+    check_container_started(pod, log_request.container, data is not None)
+    data = data or b""
+    if not log_request.follow:
+        return web.Response(body=format_log(data, log_request), content_type="text/plain", charset="utf-8")
+    response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain; charset=utf-8"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    forget = track_stream(request)
+    try:
+        await response.write(format_log(data, log_request))
+        await _follow(response, log_request, len(data), read_log, read_pod)
+        await response.write_eof()
+    except (ConnectionError, asyncio.CancelledError):
+        pass
+    finally:
+        forget()
+    return response
+
+
+async def _follow(
+    response: web.StreamResponse,
+    log_request: LogRequest,
+    offset: int,
+    read_log: Callable[[], bytes | None],
+    read_pod: Callable[[], Obj | None],
+) -> None:
+    """Send what the container writes until it (or its pod) is gone."""
+    as_written = LogRequest(log_request.container, True, None, log_request.timestamps, None)
+    while True:
+        finished = container_finished(read_pod(), log_request.container)
+        data = read_log() or b""
+        if len(data) > offset:
+            await response.write(format_log(data[offset:], as_written))
+            offset = len(data)
+        if finished:
+            return
+        await asyncio.sleep(LOG_POLL_SECONDS)

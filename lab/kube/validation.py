@@ -1,0 +1,282 @@
+"""Object validation with the API server's field paths and messages (422 Invalid).
+
+Covers what clients of the lab trip over: metadata.name rules per kind, the required fields of a Pod,
+Pod update restrictions, and the shape of a CustomResourceDefinition.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from lab.kube import codec, errors
+from lab.kube.store import Obj, ResourceType, name_problems
+
+Cause = tuple[str, str, str]  # (reason, field, message)
+
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS1035_MESSAGE = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic "
+    "character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for "
+    "validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+)
+LABEL_NAME_TYPES = {("", "namespaces")}
+DNS1035_NAME_TYPES = {("", "services")}
+RESTART_POLICIES = ("Always", "OnFailure", "Never")
+
+
+def qualified_kind(rt: ResourceType) -> str:
+    return f"{rt.kind}.{rt.group}" if rt.group else rt.kind
+
+
+def invalid(rt: ResourceType, name: str, causes: list[Cause]) -> errors.ApiError:
+    """422 like apierrors.NewInvalid: details.kind is the Kind; the message names the qualified kind."""
+    error = errors.invalid(rt.kind, rt.group, name, causes)
+    error.message = error.message.replace(f'{rt.kind} "', f'{qualified_kind(rt)} "', 1)
+    return error
+
+
+def _quote(value: Any) -> str:
+    return json.dumps(value)
+
+
+def required(field: str) -> Cause:
+    return ("FieldValueRequired", field, "Required value")
+
+
+def invalid_value(field: str, value: Any, message: str) -> Cause:
+    return ("FieldValueInvalid", field, f"Invalid value: {_quote(value)}: {message}")
+
+
+# ---------------------------------------------------------------- names
+
+
+def name_causes(rt: ResourceType, obj: Obj) -> list[Cause]:
+    meta = obj.get("metadata") or {}
+    name, generate_name = meta.get("name"), meta.get("generateName")
+    if not name and not generate_name:
+        return [("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")]
+    if not name:
+        return []
+    if not isinstance(name, str):
+        return [invalid_value("metadata.name", name, "must be a string")]
+    if rt.group_resource in DNS1035_NAME_TYPES:
+        if len(name) > 63:
+            return [invalid_value("metadata.name", name, "must be no more than 63 characters")]
+        return [] if DNS1035_LABEL.match(name) else [invalid_value("metadata.name", name, DNS1035_MESSAGE)]
+    if rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions"):
+        spec = obj.get("spec") or {}
+        expected = f"{(spec.get('names') or {}).get('plural', '')}.{spec.get('group', '')}"
+        if name != expected:
+            return [invalid_value("metadata.name", name, 'must be spec.names.plural+"."+spec.group')]
+        return []
+    problems = name_problems(name, label_only=rt.group_resource in LABEL_NAME_TYPES)
+    return [invalid_value("metadata.name", name, problem) for problem in problems]
+
+
+def label_causes(obj: Obj) -> list[Cause]:
+    causes: list[Cause] = []
+    meta = obj.get("metadata") or {}
+    for field in ("labels", "annotations"):
+        values = meta.get(field)
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            causes.append(invalid_value(f"metadata.{field}", values, "must be a map of strings"))
+            continue
+        for key, value in values.items():
+            if not isinstance(value, str):
+                causes.append(invalid_value(f"metadata.{field}.{key}", value, "must be a string"))
+    return causes
+
+
+# ---------------------------------------------------------------- pods
+
+
+def _container_causes(path: str, container: Any, volume_names: set[str], seen: set[str]) -> list[Cause]:
+    if not isinstance(container, dict):
+        return [invalid_value(path, container, "must be an object")]
+    causes: list[Cause] = []
+    name = container.get("name")
+    if not name:
+        causes.append(required(f"{path}.name"))
+    elif name in seen:
+        causes.append(("FieldValueDuplicate", f"{path}.name", f"Duplicate value: {_quote(name)}"))
+    else:
+        seen.add(name)
+        problems = name_problems(name, label_only=True)
+        causes.extend(invalid_value(f"{path}.name", name, problem) for problem in problems)
+    if not container.get("image"):
+        causes.append(required(f"{path}.image"))
+    for index, mount in enumerate(container.get("volumeMounts") or []):
+        if isinstance(mount, dict) and mount.get("name") not in volume_names:
+            causes.append(
+                (
+                    "FieldValueNotFound",
+                    f"{path}.volumeMounts[{index}].name",
+                    f"Not found: {_quote(mount.get('name'))}",
+                )
+            )
+        if isinstance(mount, dict) and not mount.get("mountPath"):
+            causes.append(required(f"{path}.volumeMounts[{index}].mountPath"))
+    for index, env in enumerate(container.get("env") or []):
+        if isinstance(env, dict) and not env.get("name"):
+            causes.append(required(f"{path}.env[{index}].name"))
+    return causes
+
+
+def pod_spec_causes(spec: Any, path: str = "spec") -> list[Cause]:
+    if not isinstance(spec, dict):
+        return [required(path)]
+    causes: list[Cause] = []
+    volume_names: set[str] = set()
+    for index, volume in enumerate(spec.get("volumes") or []):
+        name = volume.get("name") if isinstance(volume, dict) else None
+        if not name:
+            causes.append(required(f"{path}.volumes[{index}].name"))
+        elif name in volume_names:
+            causes.append(
+                ("FieldValueDuplicate", f"{path}.volumes[{index}].name", f"Duplicate value: {_quote(name)}")
+            )
+        volume_names.add(name or "")
+    containers = spec.get("containers")
+    if not containers:
+        causes.append(required(f"{path}.containers"))
+    seen: set[str] = set()
+    for field in ("initContainers", "containers"):
+        for index, container in enumerate(spec.get(field) or []):
+            causes.extend(_container_causes(f"{path}.{field}[{index}]", container, volume_names, seen))
+    policy = spec.get("restartPolicy")
+    if policy is not None and policy not in RESTART_POLICIES:
+        causes.append(
+            (
+                "FieldValueNotSupported",
+                f"{path}.restartPolicy",
+                f'Unsupported value: {_quote(policy)}: supported values: "Always", "OnFailure", "Never"',
+            )
+        )
+    return causes
+
+
+def check_decodable_pod_spec(rt: ResourceType, spec: Any) -> None:
+    """Type errors the API server's decoder reports (400) before validation, e.g. ``image: true``."""
+    if not isinstance(spec, dict):
+        return
+    for field in ("initContainers", "containers"):
+        for container in spec.get(field) or []:
+            image = container.get("image") if isinstance(container, dict) else None
+            if image is not None and not isinstance(image, str):
+                kind = rt.kind
+                raise errors.bad_request(
+                    f'{kind} in version "{rt.version}" cannot be handled as a {kind}: json: cannot '
+                    f"unmarshal {codec.go_json_type(image)} into Go struct field "
+                    f"Container.spec.{field}.image of type string"
+                )
+
+
+MUTABLE_POD_SPEC_MESSAGE = (
+    "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,"
+    "`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),"
+    "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"
+)
+
+
+def _without_mutable_fields(spec: dict[str, Any]) -> dict[str, Any]:
+    stripped = json.loads(json.dumps(spec))
+    for field in ("containers", "initContainers"):
+        for container in stripped.get(field) or []:
+            if isinstance(container, dict):
+                container.pop("image", None)
+    for field in ("activeDeadlineSeconds", "tolerations"):
+        stripped.pop(field, None)
+    return stripped
+
+
+def pod_update_causes(old: Obj, new: Obj) -> list[Cause]:
+    causes = pod_spec_causes(new.get("spec"))
+    if causes:
+        return causes
+    if _without_mutable_fields(old.get("spec") or {}) != _without_mutable_fields(new.get("spec") or {}):
+        return [("FieldValueForbidden", "spec", f"Forbidden: {MUTABLE_POD_SPEC_MESSAGE}")]
+    return []
+
+
+# ---------------------------------------------------------------- custom resource definitions
+
+
+def crd_causes(crd: Obj) -> list[Cause]:
+    spec = crd.get("spec")
+    if not isinstance(spec, dict):
+        return [required("spec")]
+    causes: list[Cause] = []
+    if not spec.get("group"):
+        causes.append(required("spec.group"))
+    names = spec.get("names") or {}
+    for field in ("plural", "kind"):
+        if not names.get(field):
+            causes.append(required(f"spec.names.{field}"))
+    if spec.get("scope") not in ("Namespaced", "Cluster"):
+        causes.append(
+            (
+                "FieldValueNotSupported",
+                "spec.scope",
+                f'Unsupported value: {_quote(spec.get("scope"))}: supported values: "Cluster", "Namespaced"',
+            )
+        )
+    versions = spec.get("versions") or []
+    if not versions:
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.versions",
+                "Invalid value: null: must have exactly one version marked as storage version",
+            )
+        )
+    elif sum(1 for v in versions if v.get("storage")) != 1:
+        causes.append(
+            invalid_value(
+                "spec.versions", versions, "must have exactly one version marked as storage version"
+            )
+        )
+    return causes
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def validate_create(rt: ResourceType, obj: Obj) -> None:
+    causes = name_causes(rt, obj) + label_causes(obj)
+    if rt.group_resource == ("", "pods"):
+        causes += pod_spec_causes(obj.get("spec"))
+    elif rt.group_resource in {
+        ("apps", "deployments"),
+        ("apps", "daemonsets"),
+        ("apps", "replicasets"),
+        ("batch", "jobs"),
+    }:
+        causes += pod_spec_causes(
+            (obj.get("spec") or {}).get("template", {}).get("spec"), "spec.template.spec"
+        )
+    elif rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions"):
+        causes += crd_causes(obj)
+    if causes:
+        raise invalid(rt, (obj.get("metadata") or {}).get("name") or "", causes)
+
+
+def validate_update(rt: ResourceType, old: Obj, new: Obj) -> None:
+    causes = label_causes(new)
+    if rt.group_resource == ("", "pods"):
+        causes += pod_update_causes(old, new)
+    elif rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions"):
+        causes += crd_causes(new)
+        if (new.get("spec") or {}).get("group") != (old.get("spec") or {}).get("group"):
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    "spec.group",
+                    f"Invalid value: {_quote(new.get('spec', {}).get('group'))}: field is immutable",
+                )
+            )
+    if causes:
+        raise invalid(rt, (new.get("metadata") or {}).get("name") or "", causes)
