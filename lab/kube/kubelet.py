@@ -89,6 +89,21 @@ def core_type(store: Store, plural: str) -> ResourceType:
     return store.type_for("", plural) or ResourceType("", "v1", plural, _KINDS[plural], plural != "nodes")
 
 
+def _collect(task: asyncio.Task) -> None:
+    """Read every finished task's exception, so none is left for the garbage collector to report."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, PodGone):
+        log.error("kubelet task %s failed", task.get_name(), exc_info=exc)
+
+
+def spawn(coro: Any, name: str | None = None) -> asyncio.Task:
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    task.add_done_callback(_collect)
+    return task
+
+
 class PodGone(Exception):
     """The pod (this uid) is no longer in the store."""
 
@@ -602,7 +617,7 @@ class PodWorker:
 
     # -------------------------------------------------- lifecycle
     def start(self) -> None:
-        self.main_task = asyncio.get_running_loop().create_task(self.run(), name=f"pod {self.namespace}/{self.name}")
+        self.main_task = spawn(self.run(), name=f"pod {self.namespace}/{self.name}")
 
     async def run(self) -> None:
         try:
@@ -614,7 +629,7 @@ class PodWorker:
             await self.prepare_volumes()
             self.sandbox_ready = self.pod_ip_set = True
             self.publish()
-            self.side_tasks.append(asyncio.get_running_loop().create_task(self.volume_loop()))
+            self.side_tasks.append(spawn(self.volume_loop()))
             latency = float(getattr(self.lab.kube, "pod_start_latency_seconds", 0) or 0)
             if latency > 0:
                 await asyncio.sleep(latency)
@@ -653,7 +668,7 @@ class PodWorker:
         self.publish()
         deadline = self.spec.get("activeDeadlineSeconds")
         if isinstance(deadline, int) and not isinstance(deadline, bool):
-            self.side_tasks.append(asyncio.get_running_loop().create_task(self.deadline_watch(deadline)))
+            self.side_tasks.append(spawn(self.deadline_watch(deadline)))
 
     # -------------------------------------------------- volumes
     def _issue(self, service_account: Obj, audiences: list[str], expiration: int | None) -> tuple[str, int]:
@@ -744,7 +759,7 @@ class PodWorker:
         for cs in self.init_states:
             if cs.sidecar:
                 started = asyncio.Event()
-                task = asyncio.get_running_loop().create_task(self._sidecar(cs, started))
+                task = spawn(self._sidecar(cs, started))
                 self.container_tasks.append(task)
                 while not cs.started:
                     await asyncio.sleep(0.05)
@@ -768,12 +783,14 @@ class PodWorker:
         tasks = []
         for cs in self.main_states:
             attempted = asyncio.Event()
-            tasks.append(asyncio.get_running_loop().create_task(self.run_container(cs, self.restart_policy, attempted)))
-            waiter = asyncio.get_running_loop().create_task(attempted.wait())
+            tasks.append(spawn(self.run_container(cs, self.restart_policy, attempted)))
+            waiter = spawn(attempted.wait())
             await asyncio.wait([tasks[-1], waiter], return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
         self.container_tasks.extend(tasks)
-        await asyncio.gather(*tasks)
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def pull(self, cs: ContainerState, attempted: asyncio.Event) -> tuple[str, list[str] | None]:
         image = cs.spec.get("image", "")
@@ -944,8 +961,8 @@ class PodWorker:
         finally:
             os.close(write_fd)
         self.procs[cs.name] = proc
-        self.pumps[cs.name] = [asyncio.get_running_loop().create_task(self._pump(proc.stdout, logs)),
-                               asyncio.get_running_loop().create_task(self._pump(proc.stderr, logs))]
+        self.pumps[cs.name] = [spawn(self._pump(proc.stdout, logs)),
+                               spawn(self._pump(proc.stderr, logs))]
         report = await self._read_status(read_fd)
         if report:
             await proc.wait()
@@ -1136,7 +1153,7 @@ class PodWorker:
         if removed:
             self.removed = True
         if self._stop_task is None or self._stop_task.done():
-            self._stop_task = asyncio.get_running_loop().create_task(self._stop())
+            self._stop_task = spawn(self._stop())
 
     def _grace(self) -> float:
         meta = self.pod.get("metadata") or {}
