@@ -1,0 +1,119 @@
+"""Redact the collected facts, then run every chain over them: facts in, results out (no I/O)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.checks.cluster import run_cluster_checks
+from harness.checks.context import WorkloadContext
+from harness.checks.model import FAIL, CheckResult, Finding
+from harness.checks.workload import run_workload_checks
+from harness.config import HarnessConfig, WorkloadConfig
+from harness.facts import RunFacts
+from harness.redact import Redactor
+from harness.serde import from_json, to_json
+
+
+@dataclass
+class WorkloadResults:
+    id: str  # NS/SA (or NS/POD with --pod)
+    namespace: str
+    service_account: str
+    checks: list[CheckResult]
+    kind: str = "workload"  # workload | pod
+
+    @property
+    def verdict(self) -> str:
+        return "fail" if any(c.status == FAIL for c in self.checks) else "pass"
+
+    def check(self, check_id: str) -> CheckResult:
+        for result in self.checks:
+            if result.id == check_id:
+                return result
+        raise KeyError(f"{self.id} has no check {check_id!r}")
+
+    @property
+    def findings(self) -> list[Finding]:
+        return unique_findings(self.checks)
+
+
+@dataclass
+class RunResults:
+    target: dict[str, Any]
+    cluster: list[CheckResult]
+    workloads: dict[str, WorkloadResults] = field(default_factory=dict)
+    pods: dict[str, WorkloadResults] = field(default_factory=dict)
+    swept: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+    def cluster_check(self, check_id: str) -> CheckResult:
+        return next(c for c in self.cluster if c.id == check_id)
+
+
+def unique_findings(checks: list[CheckResult]) -> list[Finding]:
+    """Findings in chain order, one per code (the first, most upstream, wins)."""
+    seen: set[str] = set()
+    out: list[Finding] = []
+    for check in checks:
+        for finding in check.findings:
+            if finding.code not in seen:
+                seen.add(finding.code)
+                out.append(finding)
+    return out
+
+
+def redact_facts(facts: RunFacts, redactor: Redactor) -> RunFacts:
+    return from_json(RunFacts, redactor(to_json(facts)))
+
+
+def target_of(facts: RunFacts, config: HarnessConfig, kind: str) -> dict[str, Any]:
+    cluster = facts.cluster
+    return {
+        "kind": kind,
+        "context": cluster.context or config.cluster.context or "",
+        "cluster": cluster.cluster_name
+        or (config.azure.cluster_name if config.azure else "")
+        or (cluster.server or ""),
+        "issuer": cluster.issuer_url or "",
+    }
+
+
+def analyse(
+    facts: RunFacts,
+    config: HarnessConfig,
+    workloads: list[WorkloadConfig],
+    target_kind: str,
+    redactor: Redactor,
+    keep: bool = False,
+    now: float | None = None,
+) -> RunResults:
+    facts = redact_facts(facts, redactor)
+    now = time.time() if now is None else now
+    results = RunResults(
+        target=target_of(facts, config, target_kind),
+        cluster=run_cluster_checks(facts.cluster, config.azure),
+        swept=list(facts.swept),
+    )
+    for workload in workloads:
+        workload_facts = facts.workloads.get(workload.id)
+        if workload_facts is None:
+            continue
+        context = WorkloadContext(workload_facts, workload, facts.cluster, config.azure, now)
+        results.workloads[workload.id] = WorkloadResults(
+            workload.id, workload.namespace, workload.service_account, run_workload_checks(context)
+        )
+        pod = workload_facts.pod
+        if keep and pod is not None and pod.created:
+            results.kept.append(f"{pod.namespace}/{pod.name}")
+    for pod_id, pod_facts in facts.pods.items():
+        configured = config.workload(f"{pod_facts.namespace}/{pod_facts.service_account}")
+        bare = configured or WorkloadConfig(
+            namespace=pod_facts.namespace, service_account=pod_facts.service_account
+        )
+        context = WorkloadContext(pod_facts, bare, facts.cluster, config.azure, now)
+        results.pods[pod_id] = WorkloadResults(
+            pod_id, pod_facts.namespace, pod_facts.service_account, run_workload_checks(context), kind="pod"
+        )
+    return results

@@ -1,0 +1,128 @@
+"""Access checks: each configured read (Key Vault secret, blob) met its expectation, allow or deny, so least
+privilege is proven too."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from harness.checks import remediation as fix
+from harness.checks.context import WorkloadContext
+from harness.checks.exchange import EGRESS_KINDS
+from harness.checks.model import ERROR, Finding, Outcome, failed, passed
+from harness.config import BlobAccess, KeyVaultSecretAccess
+
+READ_ROLES = {"keyvault_secret": "Key Vault Secrets User", "blob": "Storage Blob Data Reader"}
+
+
+def access_check_id(index: int) -> str:
+    return f"access.{index + 1}"
+
+
+def _roles(ctx: WorkloadContext) -> list[dict[str, Any]] | None:
+    assignments = ctx.facts.identity.role_assignments
+    if assignments is None:
+        return None
+    names = ctx.facts.identity.role_names
+    return [
+        {
+            "role": names.get(str(props.get("roleDefinitionId", "")).lower(), props.get("roleDefinitionId")),
+            "scope": props.get("scope"),
+        }
+        for props in ((a.get("properties") or {}) for a in assignments)
+    ]
+
+
+def _scope_for(check: KeyVaultSecretAccess | BlobAccess) -> str:
+    if isinstance(check, KeyVaultSecretAccess):
+        return fix.keyvault_scope(check.vault_url)
+    return fix.blob_scope(check.account_url, check.container)
+
+
+def make_access_check(
+    index: int, check: KeyVaultSecretAccess | BlobAccess
+) -> Callable[[WorkloadContext], Outcome]:
+    def run(ctx: WorkloadContext) -> Outcome:
+        return access_outcome(ctx, index, check)
+
+    return run
+
+
+def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess | BlobAccess) -> Outcome:
+    step = ctx.access_step(index)
+    what = check.describe()
+    if step is None:
+        return failed(
+            f"the probe report has no access step for {what}",
+            {},
+            Finding(
+                "PROBE_OUTPUT_INVALID", ERROR, "probe", f"probe report without access step {index}", {}, []
+            ),
+        )
+    evidence = dict(step.get("evidence") or {})
+    outcome = step.get("outcome") or evidence.get("outcome")
+    evidence["expected"] = check.expect
+    detail = _detail(evidence)
+    principal = (
+        str((ctx.facts.identity.identity or {}).get("properties", {}).get("principalId") or "") or None
+    )
+    roles = _roles(ctx)
+    if roles is not None:
+        evidence["identity_roles"] = roles
+    if outcome == check.expect:
+        verb = "allowed" if outcome == "allow" else "denied"
+        return passed(f"{what}: {verb} as expected ({detail})", evidence)
+    if outcome == "deny" and check.expect == "allow":
+        return failed(
+            f"{what}: denied, expected allow ({detail})",
+            evidence,
+            Finding(
+                "ACCESS_DENIED_UNEXPECTEDLY",
+                ERROR,
+                "access",
+                f"the workload cannot read {what} ({detail}); role assignments take minutes to propagate",
+                evidence,
+                [
+                    fix.grant_role(principal, READ_ROLES[check.kind], _scope_for(check)),
+                    fix.list_roles(principal),
+                ],
+            ),
+        )
+    if outcome == "allow" and check.expect == "deny":
+        return failed(
+            f"{what}: ALLOWED, expected deny: the identity has more access than intended ({detail})",
+            evidence,
+            Finding(
+                "ACCESS_ALLOWED_UNEXPECTEDLY",
+                ERROR,
+                "access",
+                f"least privilege violated: the workload can read {what}",
+                evidence,
+                [
+                    fix.list_roles(principal),
+                    "az role assignment delete --ids <the assignment that grants it>",
+                ],
+            ),
+        )
+    error = step.get("error") or {}
+    kind = str(error.get("kind") or "")
+    if kind == "token_exchange":
+        code, message = "ACCESS_TOKEN_FAILED", f"no token for {error.get('scope')}: {error.get('detail')}"
+    elif kind in EGRESS_KINDS or kind.startswith("tls"):
+        code, message = "EGRESS_BLOCKED", f"the pod cannot reach {step.get('target')}: {error.get('message')}"
+    else:
+        code, message = "ACCESS_CHECK_ERROR", f"{what}: {detail or error.get('message')}"
+    evidence["error"] = error
+    return failed(
+        f"{what}: expected {check.expect}, got {outcome or 'error'} ({message})",
+        evidence,
+        Finding(code, ERROR, "access", message, evidence, []),
+    )
+
+
+def _detail(evidence: dict[str, Any]) -> str:
+    parts = [f"HTTP {evidence.get('http_status')}"] if evidence.get("http_status") else []
+    parts += [str(evidence[k]) for k in ("code", "innererror") if evidence.get(k)]
+    if evidence.get("version"):
+        parts.append(f"version {evidence['version']}")
+    return " ".join(parts)

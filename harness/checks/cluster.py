@@ -1,0 +1,477 @@
+"""Cluster checks: OIDC issuer (enabled, discovery, JWKS), workload identity, the webhook (installed,
+failurePolicy Fail, objectSelector, ready)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.checks import remediation as fix
+from harness.checks.chain import CheckSpec, run_chain
+from harness.checks.model import (
+    ERROR,
+    WARNING,
+    CheckResult,
+    Finding,
+    Outcome,
+    failed,
+    passed,
+    skipped,
+    warned,
+)
+from harness.config import AzureConfig
+from harness.facts import ClusterFacts, Fetched
+from harness.names import USE_LABEL, WEBHOOK_NAME
+
+
+@dataclass
+class ClusterContext:
+    facts: ClusterFacts
+    azure: AzureConfig | None
+
+
+def _arm_properties(facts: ClusterFacts) -> dict[str, Any]:
+    return ((facts.arm_cluster.body if facts.arm_cluster else None) or {}).get("properties") or {}
+
+
+def _arm_failure(ctx: ClusterContext, fetched: Fetched) -> Outcome:
+    name, rg = fix.cluster_name_rg(ctx.azure)
+    remediation = [f"az aks show --resource-group {fix.q(rg)} --name {fix.q(name)} -o json"]
+    code = "ARM_QUERY_FAILED"
+    if fetched.status == 404:
+        code = "CLUSTER_NOT_FOUND"
+    elif fetched.status in (401, 403) or fetched.code == "CredentialError":
+        remediation.append(
+            "az role assignment create --assignee <harness-client-id> --role Reader "
+            f"--scope /subscriptions/{ctx.azure.subscription_id if ctx.azure else '<subscription>'}"
+        )
+    return failed(
+        f"ARM could not tell: {fetched.describe()}",
+        {"arm": fetched.__dict__},
+        Finding(
+            code,
+            ERROR,
+            "cluster",
+            f"the managed cluster could not be read from ARM: {fetched.describe()}",
+            {"url": fetched.url, "status": fetched.status},
+            remediation,
+        ),
+    )
+
+
+def oidc_issuer_enabled(ctx: ClusterContext) -> Outcome:
+    facts = ctx.facts
+    if facts.arm_cluster is not None:
+        if not facts.arm_cluster.ok:
+            return _arm_failure(ctx, facts.arm_cluster)
+        profile = _arm_properties(facts).get("oidcIssuerProfile") or {}
+        evidence = {"source": "arm", "oidcIssuerProfile": profile}
+        if profile.get("enabled") and facts.issuer_url:
+            return passed(f"OIDC issuer enabled: {facts.issuer_url}", evidence)
+        return failed(
+            "the cluster's OIDC issuer is not enabled (oidcIssuerProfile)",
+            evidence,
+            Finding(
+                "OIDC_ISSUER_DISABLED",
+                ERROR,
+                "cluster",
+                "the AKS OIDC issuer is not enabled",
+                evidence,
+                [fix.aks(ctx.azure, "--enable-oidc-issuer"), fix.show_issuer(ctx.azure)],
+            ),
+        )
+    discovery = facts.kube_discovery
+    evidence = {"source": "kube-discovery", "api_server_discovery": discovery.__dict__ if discovery else None}
+    if facts.issuer_url:
+        return passed(
+            f"the API server publishes issuer {facts.issuer_url} (Azure not configured: ARM not asked)",
+            evidence,
+        )
+    return failed(
+        "the cluster's service-account issuer is unknown: no Azure access configured and the API "
+        f"server's discovery document is unavailable ({discovery.describe() if discovery else 'not read'})",
+        evidence,
+        Finding(
+            "OIDC_ISSUER_UNKNOWN",
+            ERROR,
+            "cluster",
+            "cannot determine the cluster's OIDC issuer URL",
+            evidence,
+            ["kubectl get --raw /.well-known/openid-configuration", fix.show_issuer(ctx.azure)],
+        ),
+    )
+
+
+def issuer_discovery(ctx: ClusterContext) -> Outcome:
+    facts = ctx.facts
+    fetched = facts.issuer_discovery
+    issuer = facts.issuer_url or ""
+    if fetched is None:
+        return skipped("no issuer URL to fetch")
+    body = fetched.body if isinstance(fetched.body, dict) else {}
+    evidence = {
+        "url": fetched.url,
+        "status": fetched.status,
+        "document": body or None,
+        "error": fetched.error,
+    }
+    remediation = [f"curl -sS {fix.q(fetched.url)}", fix.show_issuer(ctx.azure)]
+    if not fetched.ok:
+        return failed(
+            f"the issuer's discovery document is not reachable: {fetched.describe()} "
+            "(Entra answers AADSTS50166/90061 when it cannot fetch it)",
+            evidence,
+            Finding(
+                "ISSUER_DISCOVERY_UNREACHABLE",
+                ERROR,
+                "cluster",
+                f"OIDC discovery document unreachable: {fetched.describe()}",
+                evidence,
+                remediation,
+            ),
+        )
+    if body.get("issuer") != issuer:
+        hint = slash_hint(str(body.get("issuer")), issuer)
+        return failed(
+            f"the discovery document names issuer {body.get('issuer')!r}, not {issuer!r}{hint}",
+            evidence,
+            Finding(
+                "ISSUER_DISCOVERY_MISMATCH",
+                ERROR,
+                "cluster",
+                f"discovery issuer {body.get('issuer')!r} != cluster issuer {issuer!r}{hint}",
+                evidence,
+                remediation,
+            ),
+        )
+    if not body.get("jwks_uri"):
+        return failed(
+            "the discovery document has no jwks_uri",
+            evidence,
+            Finding(
+                "ISSUER_DISCOVERY_INVALID",
+                ERROR,
+                "cluster",
+                "discovery document without jwks_uri",
+                evidence,
+                remediation,
+            ),
+        )
+    return passed(
+        f"discovery document at {fetched.url} names issuer {issuer} and jwks_uri {body['jwks_uri']}", evidence
+    )
+
+
+def issuer_jwks(ctx: ClusterContext) -> Outcome:
+    fetched = ctx.facts.issuer_jwks
+    if fetched is None:
+        return skipped("no jwks_uri to fetch")
+    keys = (fetched.body or {}).get("keys") if isinstance(fetched.body, dict) else None
+    summary = [
+        {k: key.get(k) for k in ("kid", "kty", "alg", "use")} for key in keys or [] if isinstance(key, dict)
+    ]
+    evidence = {"url": fetched.url, "status": fetched.status, "keys": summary, "error": fetched.error}
+    remediation = [f"curl -sS {fix.q(fetched.url)}"]
+    if not fetched.ok:
+        return failed(
+            f"the JWKS is not reachable: {fetched.describe()}",
+            evidence,
+            Finding(
+                "ISSUER_JWKS_UNREACHABLE",
+                ERROR,
+                "cluster",
+                f"JWKS unreachable: {fetched.describe()}",
+                evidence,
+                remediation,
+            ),
+        )
+    usable = [
+        k
+        for k in summary
+        if k.get("kty") == "RSA" and k.get("alg") in (None, "RS256") and k.get("use") in (None, "sig")
+    ]
+    if not usable:
+        return failed(
+            "the JWKS holds no RS256 signing key (Entra supports RS256 issuer tokens only)",
+            evidence,
+            Finding(
+                "ISSUER_JWKS_INVALID",
+                ERROR,
+                "cluster",
+                "JWKS without an RSA/RS256 signing key",
+                evidence,
+                remediation,
+            ),
+        )
+    return passed(f"JWKS at {fetched.url} holds {len(usable)} RS256 signing key(s)", evidence)
+
+
+def workload_identity_enabled(ctx: ClusterContext) -> Outcome:
+    facts = ctx.facts
+    if facts.arm_cluster is None:
+        return skipped("no Azure access configured (azure: in harness.yaml); the webhook checks stand in")
+    if not facts.arm_cluster.ok:
+        return _arm_failure(ctx, facts.arm_cluster)
+    profile = (_arm_properties(facts).get("securityProfile") or {}).get("workloadIdentity") or {}
+    evidence = {"securityProfile.workloadIdentity": profile}
+    if profile.get("enabled"):
+        return passed("workload identity is enabled on the cluster", evidence)
+    return failed(
+        "workload identity is not enabled on the cluster (securityProfile.workloadIdentity)",
+        evidence,
+        Finding(
+            "WORKLOAD_IDENTITY_DISABLED",
+            ERROR,
+            "cluster",
+            "the AKS workload identity add-on is off",
+            evidence,
+            [fix.aks(ctx.azure, "--enable-oidc-issuer --enable-workload-identity")],
+        ),
+    )
+
+
+def _mwc_summary(mwc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": (mwc.get("metadata") or {}).get("name"),
+        "webhooks": [
+            {
+                k: hook.get(k)
+                for k in ("name", "failurePolicy", "objectSelector", "namespaceSelector", "clientConfig")
+            }
+            for hook in mwc.get("webhooks") or []
+        ],
+    }
+
+
+def _hooks(ctx: ClusterContext) -> list[dict[str, Any]]:
+    return [
+        hook
+        for mwc in ctx.facts.webhook_configurations
+        for hook in mwc.get("webhooks") or []
+        if hook.get("name") == WEBHOOK_NAME or "azure-workload-identity" in str(hook.get("name"))
+    ]
+
+
+def webhook_installed(ctx: ClusterContext) -> Outcome:
+    facts = ctx.facts
+    if facts.webhook_configurations_error is not None:
+        error = facts.webhook_configurations_error
+        return failed(
+            f"could not list MutatingWebhookConfigurations: {error.status} {error.message}",
+            {"error": error.__dict__},
+            Finding(
+                "KUBE_FORBIDDEN",
+                ERROR,
+                "cluster",
+                "the harness may not read webhook configurations",
+                {"error": error.__dict__},
+                [
+                    "kubectl auth can-i list mutatingwebhookconfigurations",
+                    "render manifests/harness-rbac.yaml.j2 and apply it",
+                ],
+            ),
+        )
+    evidence = {"configurations": [_mwc_summary(m) for m in facts.webhook_configurations]}
+    if not _hooks(ctx):
+        deployments = [(d.get("metadata") or {}).get("namespace") for d in facts.webhook_deployments]
+        evidence["deployments_found_in"] = deployments
+        return failed(
+            "the azure-workload-identity mutating webhook is not installed: no "
+            f"MutatingWebhookConfiguration holds {WEBHOOK_NAME}",
+            evidence,
+            Finding(
+                "WEBHOOK_NOT_INSTALLED",
+                ERROR,
+                "webhook",
+                "no azure-workload-identity mutating webhook: pods get no AZURE_* env and no token",
+                evidence,
+                [
+                    fix.aks(ctx.azure, "--enable-oidc-issuer --enable-workload-identity"),
+                    "kubectl get mutatingwebhookconfigurations",
+                ],
+            ),
+        )
+    if len(facts.webhook_configurations) > 1:
+        return warned(
+            f"{len(facts.webhook_configurations)} workload identity webhook configurations: the AKS add-on "
+            "and the OSS chart both installed?",
+            evidence,
+            Finding(
+                "WEBHOOK_DUPLICATE",
+                WARNING,
+                "webhook",
+                "more than one workload identity webhook mutates pods",
+                evidence,
+                ["kubectl get mutatingwebhookconfigurations", "helm list -A | grep workload-identity"],
+            ),
+        )
+    names = ", ".join(str(s["name"]) for s in evidence["configurations"])
+    return passed(f"webhook {WEBHOOK_NAME} installed ({names})", evidence)
+
+
+def webhook_failure_policy(ctx: ClusterContext) -> Outcome:
+    hooks = _hooks(ctx)
+    policies = {str(h.get("name")): h.get("failurePolicy", "Fail") for h in hooks}
+    if all(p == "Fail" for p in policies.values()):
+        return passed(
+            "failurePolicy Fail: pods are refused rather than silently started without identity",
+            {"failurePolicy": policies},
+        )
+    return failed(
+        f"failurePolicy is {policies}: with Ignore, pods start unmutated when the webhook is down",
+        {"failurePolicy": policies},
+        Finding(
+            "WEBHOOK_FAILURE_POLICY_IGNORE",
+            ERROR,
+            "webhook",
+            "the webhook's failurePolicy is not Fail",
+            {"failurePolicy": policies},
+            [
+                "upgrade the webhook (failurePolicy Fail since v1.0.0) or re-enable the AKS add-on: "
+                + fix.aks(ctx.azure, "--enable-workload-identity")
+            ],
+        ),
+    )
+
+
+def webhook_object_selector(ctx: ClusterContext) -> Outcome:
+    selectors = {str(h.get("name")): h.get("objectSelector") for h in _hooks(ctx)}
+    good = {
+        name: s
+        for name, s in selectors.items()
+        if ((s or {}).get("matchLabels") or {}).get(USE_LABEL) == "true"
+        or any(
+            e.get("key") == USE_LABEL and e.get("operator") == "In" and "true" in (e.get("values") or [])
+            for e in (s or {}).get("matchExpressions") or []
+        )
+    }
+    if len(good) == len(selectors):
+        return passed(
+            f'objectSelector selects pods labelled {USE_LABEL}: "true"', {"objectSelector": selectors}
+        )
+    return failed(
+        f"objectSelector does not select on {USE_LABEL}=true: {selectors}",
+        {"objectSelector": selectors},
+        Finding(
+            "WEBHOOK_OBJECT_SELECTOR_MISSING",
+            ERROR,
+            "webhook",
+            f"the webhook does not select pods by the {USE_LABEL} label",
+            {"objectSelector": selectors},
+            [
+                "kubectl get mutatingwebhookconfiguration azure-wi-webhook-mutating-webhook-configuration "
+                "-o yaml"
+            ],
+        ),
+    )
+
+
+def webhook_ready(ctx: ClusterContext) -> Outcome:
+    facts = ctx.facts
+    if not facts.webhook_deployments:
+        error = facts.webhook_deployment_error
+        detail = f" ({error.status} {error.message})" if error else ""
+        return failed(
+            f"the webhook Deployment azure-wi-webhook-controller-manager was not found{detail}",
+            {"error": error.__dict__ if error else None},
+            Finding(
+                "WEBHOOK_NOT_READY",
+                ERROR,
+                "webhook",
+                "webhook deployment not found",
+                {},
+                ["kubectl get deployment -A -l azure-workload-identity.io/system=true"],
+            ),
+        )
+    evidence: dict[str, Any] = {"deployments": []}
+    ready_any = False
+    degraded = False
+    for deployment in facts.webhook_deployments:
+        meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}
+        wanted = (deployment.get("spec") or {}).get("replicas", 1)
+        ready = status.get("readyReplicas", 0) or 0
+        evidence["deployments"].append(
+            {
+                "namespace": meta.get("namespace"),
+                "name": meta.get("name"),
+                "replicas": wanted,
+                "readyReplicas": ready,
+                "availableReplicas": status.get("availableReplicas", 0) or 0,
+            }
+        )
+        ready_any = ready_any or ready > 0
+        degraded = degraded or ready < wanted
+    namespace = evidence["deployments"][0]["namespace"]
+    remediation = [
+        f"kubectl -n {namespace} get pods -l azure-workload-identity.io/system=true",
+        f"kubectl -n {namespace} logs deploy/azure-wi-webhook-controller-manager | grep ^E",
+    ]
+    if not ready_any:
+        return failed(
+            "the webhook has no ready replica: with failurePolicy Fail, labelled pods are refused",
+            evidence,
+            Finding("WEBHOOK_NOT_READY", ERROR, "webhook", "no ready webhook replica", evidence, remediation),
+        )
+    if degraded:
+        return warned(
+            "the webhook is up but not all replicas are ready",
+            evidence,
+            Finding(
+                "WEBHOOK_DEGRADED",
+                WARNING,
+                "webhook",
+                "some webhook replicas are not ready",
+                evidence,
+                remediation,
+            ),
+        )
+    return passed(
+        "webhook deployment ready: "
+        + ", ".join(
+            f"{d['namespace']}/{d['name']} {d['readyReplicas']}/{d['replicas']}"
+            for d in evidence["deployments"]
+        ),
+        evidence,
+    )
+
+
+def slash_hint(got: str, want: str) -> str:
+    if got.rstrip("/") == want.rstrip("/"):
+        return " (they differ only by the trailing slash)"
+    if got.lower() == want.lower():
+        return " (they differ only by case; matching is case-sensitive)"
+    return ""
+
+
+CLUSTER_CHECKS: list[CheckSpec[ClusterContext]] = [
+    CheckSpec("cluster.oidc_issuer_enabled", "OIDC issuer enabled", oidc_issuer_enabled),
+    CheckSpec(
+        "cluster.issuer_discovery",
+        "issuer discovery document reachable",
+        issuer_discovery,
+        ("cluster.oidc_issuer_enabled",),
+    ),
+    CheckSpec("cluster.issuer_jwks", "issuer JWKS reachable", issuer_jwks, ("cluster.issuer_discovery",)),
+    CheckSpec("cluster.workload_identity_enabled", "workload identity enabled", workload_identity_enabled),
+    CheckSpec("cluster.webhook_installed", "webhook installed", webhook_installed),
+    CheckSpec(
+        "cluster.webhook_failure_policy",
+        "webhook failurePolicy Fail",
+        webhook_failure_policy,
+        ("cluster.webhook_installed",),
+    ),
+    CheckSpec(
+        "cluster.webhook_object_selector",
+        "webhook objectSelector",
+        webhook_object_selector,
+        ("cluster.webhook_installed",),
+    ),
+    CheckSpec(
+        "cluster.webhook_ready", "webhook deployment ready", webhook_ready, ("cluster.webhook_installed",)
+    ),
+]
+CLUSTER_CHECK_IDS = [spec.id for spec in CLUSTER_CHECKS]
+
+
+def run_cluster_checks(facts: ClusterFacts, azure: AzureConfig | None) -> list[CheckResult]:
+    return run_chain(CLUSTER_CHECKS, ClusterContext(facts, azure))

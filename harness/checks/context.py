@@ -1,0 +1,71 @@
+"""What every workload check reads: the workload's facts, its expectations (config), the cluster's facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.checks.podspec import container
+from harness.config import AzureConfig, WorkloadConfig
+from harness.facts import ClusterFacts, WorkloadFacts
+from harness.names import CLIENT_ID_ANNOTATION, PROBE_CONTAINER, TENANT_ID_ANNOTATION
+
+
+@dataclass
+class WorkloadContext:
+    facts: WorkloadFacts
+    workload: WorkloadConfig  # expectations; for --pod a bare one (no access checks)
+    cluster: ClusterFacts
+    azure: AzureConfig | None
+    now: float
+
+    @property
+    def namespace(self) -> str:
+        return self.facts.namespace
+
+    @property
+    def service_account(self) -> str:
+        return self.facts.service_account
+
+    @property
+    def subject(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+    @property
+    def pod(self) -> dict[str, Any] | None:
+        return self.facts.pod.pod if self.facts.pod else None
+
+    @property
+    def container(self) -> dict[str, Any] | None:
+        existing = self.facts.pod.existing if self.facts.pod else False
+        return container(self.pod, None if existing else PROBE_CONTAINER)
+
+    @property
+    def annotated_client_id(self) -> str | None:
+        return self.facts.sa.annotations.get(CLIENT_ID_ANNOTATION) or None
+
+    @property
+    def expected_client_id(self) -> str | None:
+        return self.workload.client_id or self.annotated_client_id
+
+    @property
+    def expected_tenant_id(self) -> str | None:
+        return (
+            self.workload.tenant_id
+            or self.facts.sa.annotations.get(TENANT_ID_ANNOTATION)
+            or (self.azure.tenant_id if self.azure else None)
+        )
+
+    @property
+    def probe(self) -> dict[str, Any] | None:
+        return self.facts.pod.probe if self.facts.pod else None
+
+    def step(self, name: str) -> dict[str, Any] | None:
+        """The probe's first step called ``name``."""
+        return next((s for s in (self.probe or {}).get("steps") or [] if s.get("name") == name), None)
+
+    def access_step(self, index: int) -> dict[str, Any] | None:
+        steps = [s for s in (self.probe or {}).get("steps") or [] if s.get("name") == "access"]
+        return next(
+            (s for s in steps if s.get("index") == index), steps[index] if index < len(steps) else None
+        )

@@ -1,0 +1,226 @@
+"""Token exchange checks: Entra exchanged the projected token, for the right identity in the right tenant.
+AADSTS codes map to the link of the chain they point at."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.checks import remediation as fix
+from harness.checks.context import WorkloadContext
+from harness.checks.federation import expected_issuer, match_fic
+from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
+
+# AADSTS code -> (finding code, layer, what it means)
+AADSTS_MEANINGS: dict[str, tuple[str, str, str]] = {
+    "AADSTS70021": (
+        "FIC_MISSING",
+        "federation",
+        "no federated credential matches the token (issuer/subject/audience)",
+    ),
+    "AADSTS700211": ("FIC_ISSUER_MISMATCH", "federation", "no federated credential has the token's issuer"),
+    "AADSTS700212": (
+        "FIC_AUDIENCE_MISMATCH",
+        "federation",
+        "no federated credential has the token's audience",
+    ),
+    "AADSTS700213": ("FIC_SUBJECT_MISMATCH", "federation", "no federated credential has the token's subject"),
+    "AADSTS7002138": ("FIC_SUBJECT_MISMATCH", "federation", "the subject matches only case-insensitively"),
+    "AADSTS70025": ("FIC_MISSING", "federation", "the identity has no federated credentials at all"),
+    "AADSTS700024": (
+        "TOKEN_TIME_INVALID",
+        "token",
+        "the assertion is outside its validity window (expiry or skew)",
+    ),
+    "AADSTS50166": (
+        "ISSUER_UNREACHABLE_FROM_ENTRA",
+        "cluster",
+        "Entra could not fetch the issuer's OIDC metadata",
+    ),
+    "AADSTS501661": (
+        "ISSUER_UNREACHABLE_FROM_ENTRA",
+        "cluster",
+        "Entra could not fetch the issuer's OIDC metadata",
+    ),
+    "AADSTS90061": (
+        "ISSUER_UNREACHABLE_FROM_ENTRA",
+        "cluster",
+        "Entra could not fetch the issuer's OIDC metadata",
+    ),
+    "AADSTS7000272": (
+        "ISSUER_KEY_NOT_FOUND",
+        "cluster",
+        "the token's signing key is not in the issuer's JWKS",
+    ),
+    "AADSTS900612": ("ISSUER_JWKS_INVALID", "cluster", "Entra could not parse the issuer's JWKS"),
+    "AADSTS700016": (
+        "IDENTITY_NOT_FOUND",
+        "identity",
+        "no application/identity with this client id in the tenant",
+    ),
+    "AADSTS90002": (
+        "TENANT_NOT_FOUND",
+        "entra",
+        "the tenant does not exist (wrong AZURE_TENANT_ID or cloud)",
+    ),
+    "AADSTS50027": ("TOKEN_MALFORMED", "token", "Entra found the assertion malformed"),
+}
+EGRESS_KINDS = (
+    "dns",
+    "connection_refused",
+    "connection_reset",
+    "network_unreachable",
+    "host_unreachable",
+    "timeout",
+    "connection",
+)
+
+
+def exchange_step(ctx: WorkloadContext) -> dict[str, Any]:
+    return ctx.step("exchange") or {}
+
+
+def exchange_succeeds(ctx: WorkloadContext) -> Outcome:
+    step = exchange_step(ctx)
+    if not step:
+        return failed(
+            "the probe report has no exchange step",
+            {},
+            Finding("PROBE_OUTPUT_INVALID", ERROR, "probe", "probe report without an exchange step", {}, []),
+        )
+    evidence = dict(step.get("evidence") or {})
+    sdk = evidence.get("sdk") or {}
+    if step.get("status") == "pass":
+        claims = evidence.get("claims") or {}
+        message = (
+            f"Entra exchanged the projected token at {evidence.get('token_url')} for an access token "
+            f"(aud {claims.get('aud')}, sha256 {evidence.get('fingerprint')})"
+        )
+        if sdk.get("available") and sdk.get("agrees") is False:
+            return warned(
+                message + f"; but azure-identity's WorkloadIdentityCredential failed: {sdk.get('error')}",
+                evidence,
+                Finding(
+                    "SDK_DISAGREES",
+                    WARNING,
+                    "entra",
+                    "the raw exchange works but WorkloadIdentityCredential does not",
+                    evidence,
+                    [],
+                ),
+            )
+        return passed(
+            message + (" (WorkloadIdentityCredential agrees)" if sdk.get("agrees") else ""), evidence
+        )
+    error = step.get("error") or {}
+    evidence["error"] = error
+    return failed(
+        f"the token exchange failed: {_describe(error)}", evidence, _exchange_finding(ctx, error, evidence)
+    )
+
+
+def _describe(error: dict[str, Any]) -> str:
+    if error.get("kind") == "entra_error":
+        return f"HTTP {error.get('http_status')} {error.get('error')}: {error.get('message')}"
+    return f"{error.get('kind')}: {error.get('message')}"
+
+
+def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dict[str, Any]) -> Finding:
+    aadsts = str(error.get("aadsts") or "")
+    issuer, _ = expected_issuer(ctx)
+    remediation: list[str] = []
+    if error.get("kind") in EGRESS_KINDS or str(error.get("kind", "")).startswith("tls"):
+        return Finding(
+            "EGRESS_BLOCKED",
+            ERROR,
+            "entra",
+            f"the pod cannot reach Entra at {evidence.get('token_url')}: {_describe(error)}",
+            evidence,
+            [
+                f"kubectl run -n {fix.q(ctx.namespace)} egress-test --rm -it --image=curlimages/curl -- "
+                f"curl -sS -o /dev/null -w '%{{http_code}}' {fix.q(str(evidence.get('token_url')))}",
+                "check NetworkPolicies, the egress firewall and proxy settings",
+            ],
+        )
+    code, layer, meaning = AADSTS_MEANINGS.get(
+        aadsts, ("EXCHANGE_FAILED", "entra", "the token exchange failed")
+    )
+    if code.startswith("FIC_") and issuer:
+        credentials = ctx.facts.identity.federated_credentials
+        if credentials is not None and match_fic(credentials, issuer, ctx.subject).exact is not None:
+            return Finding(
+                "FIC_PROPAGATION_PENDING",
+                WARNING,
+                "federation",
+                f"{aadsts} although a matching federated credential exists: Entra has not seen it yet "
+                "(propagation takes seconds to minutes); re-run shortly",
+                evidence,
+                [],
+            )
+        remediation.append(
+            fix.federated_credential(
+                "create",
+                ctx.facts.identity.resource_id,
+                fix.fic_name(ctx.namespace, ctx.service_account),
+                issuer,
+                ctx.subject,
+            )
+        )
+    elif code.startswith("ISSUER_"):
+        remediation += [
+            fix.show_issuer(ctx.azure),
+            f"curl -sS {fix.q((issuer or '<issuer>').rstrip('/'))}/.well-known/openid-configuration",
+        ]
+    elif code == "IDENTITY_NOT_FOUND":
+        remediation.append(fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.expected_client_id))
+    return Finding(
+        code,
+        ERROR,
+        layer,
+        f"{aadsts or 'exchange'}: {meaning}: {error.get('message') or ''}".strip(),
+        evidence,
+        remediation,
+    )
+
+
+def exchange_identity(ctx: WorkloadContext) -> Outcome:
+    evidence_in = exchange_step(ctx).get("evidence") or {}
+    claims = evidence_in.get("claims") or {}
+    appid = claims.get("appid") or claims.get("azp")
+    expected_client = ctx.expected_client_id or evidence_in.get("client_id")
+    expected_tenant = ctx.expected_tenant_id or evidence_in.get("tenant_id")
+    evidence = {
+        "appid": appid,
+        "tid": claims.get("tid"),
+        "oid": claims.get("oid"),
+        "idtyp": claims.get("idtyp"),
+        "xms_mirid": claims.get("xms_mirid"),
+        "expected_client_id": expected_client,
+        "expected_tenant_id": expected_tenant,
+    }
+    problems = []
+    if not appid or not expected_client or str(appid).lower() != str(expected_client).lower():
+        problems.append(f"appid {appid} != client id {expected_client}")
+    if (
+        not claims.get("tid")
+        or not expected_tenant
+        or str(claims["tid"]).lower() != str(expected_tenant).lower()
+    ):
+        problems.append(f"tid {claims.get('tid')} != tenant {expected_tenant}")
+    if problems:
+        return failed(
+            "the access token is not the expected identity's: " + "; ".join(problems),
+            evidence,
+            Finding(
+                "EXCHANGE_WRONG_IDENTITY",
+                ERROR,
+                "entra",
+                "the exchange returned a token for another identity or tenant: " + "; ".join(problems),
+                evidence,
+                [fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.workload.client_id)],
+            ),
+        )
+    resource_id = ctx.facts.identity.resource_id
+    mirid = claims.get("xms_mirid")
+    if resource_id and mirid and str(mirid).lower() != resource_id.lower():
+        return warned(f"appid and tid match, but xms_mirid {mirid} is not {resource_id}", evidence)
+    return passed(f"access token appid {appid} = client id, tid {claims.get('tid')} = tenant", evidence)

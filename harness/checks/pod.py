@@ -1,0 +1,295 @@
+"""Pod checks: admitted, mutated by the webhook (env + projected token + read-only mount, whatever the
+layout); with --pod: the existing pod exists and is labelled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.checks import remediation as fix
+from harness.checks.context import WorkloadContext
+from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
+from harness.checks.podspec import (
+    all_token_audiences,
+    annotation,
+    env_map,
+    mounts_of,
+    token_file_of,
+    token_volumes,
+)
+from harness.names import INJECTED_ENV, SKIP_CONTAINERS_ANNOTATION, TOKEN_AUDIENCE, USE_LABEL
+
+_WEBHOOK_HINTS = {
+    400: "the webhook denied it",
+    403: "forbidden (Pod Security admission, RBAC or a policy engine)",
+    500: "the API server could not call the webhook (failurePolicy Fail)",
+}
+
+
+def pod_admitted(ctx: WorkloadContext) -> Outcome:
+    pod = ctx.facts.pod
+    assert pod is not None
+    if pod.created:
+        return passed(f"probe pod {pod.namespace}/{pod.name} admitted", {"pod": pod.name})
+    error = pod.create_error
+    message = error.message if error else "not created"
+    evidence = {"pod": pod.name, "error": error.__dict__ if error else None}
+    status = error.status if error else 0
+    hint = _WEBHOOK_HINTS.get(status, "")
+    if "failed calling webhook" in message or "failed to call webhook" in message:
+        finding = Finding(
+            "WEBHOOK_UNAVAILABLE",
+            ERROR,
+            "webhook",
+            "the API server cannot reach the workload identity webhook, so labelled pods are refused",
+            evidence,
+            [
+                "kubectl -n kube-system get pods -l azure-workload-identity.io/system=true",
+                "kubectl -n kube-system get endpoints azure-wi-webhook-webhook-service",
+            ],
+        )
+    elif "denied the request" in message:
+        finding = Finding(
+            "POD_REJECTED_BY_WEBHOOK",
+            ERROR,
+            "webhook",
+            f"the webhook denied the pod: {message}",
+            evidence,
+            [f"kubectl get serviceaccount -n {fix.q(ctx.namespace)} {fix.q(ctx.service_account)} -o yaml"],
+        )
+    elif "PodSecurity" in message:
+        finding = Finding(
+            "POD_SECURITY_REJECTED",
+            ERROR,
+            "pod",
+            f"Pod Security admission refused the probe: {message}",
+            evidence,
+            [f"kubectl get namespace {fix.q(ctx.namespace)} --show-labels"],
+        )
+    elif status in (401, 403):
+        finding = Finding(
+            "KUBE_FORBIDDEN",
+            ERROR,
+            "pod",
+            f"the harness may not create pods in {ctx.namespace}",
+            evidence,
+            [
+                f"kubectl auth can-i create pods -n {fix.q(ctx.namespace)}",
+                "render manifests/harness-rbac.yaml.j2 and apply it",
+            ],
+        )
+    else:
+        finding = Finding(
+            "POD_NOT_ADMITTED", ERROR, "pod", f"the probe pod was refused: {message}", evidence, []
+        )
+    return failed(
+        f"the API server refused the probe pod ({status}{' ' + hint if hint else ''}): {message}",
+        evidence,
+        finding,
+    )
+
+
+def pod_exists(ctx: WorkloadContext) -> Outcome:
+    pod = ctx.facts.pod
+    assert pod is not None
+    if pod.created:
+        return passed(
+            f"pod {pod.namespace}/{pod.name} found (phase {pod.phase}, service account "
+            f"{ctx.service_account})",
+            {"phase": pod.phase, "service_account": ctx.service_account},
+        )
+    detail = f": {pod.create_error.status} {pod.create_error.message}" if pod.create_error else ""
+    return failed(
+        f"pod {pod.namespace}/{pod.name} not found{detail}",
+        {},
+        Finding(
+            "POD_NOT_FOUND",
+            ERROR,
+            "pod",
+            f"pod {pod.namespace}/{pod.name} not found",
+            {},
+            [f"kubectl get pods -n {fix.q(pod.namespace)}"],
+        ),
+    )
+
+
+def pod_labelled(ctx: WorkloadContext) -> Outcome:
+    labels = ((ctx.pod or {}).get("metadata") or {}).get("labels") or {}
+    value = labels.get(USE_LABEL)
+    if value == "true":
+        return passed(f'pod labelled {USE_LABEL}: "true"', {"labels": labels})
+    evidence = {"labels": labels, "value": value}
+    why = "absent" if value is None else f'{value!r}, and only the exact value "true" selects the pod'
+    return failed(
+        f"the pod's {USE_LABEL} label is {why}: the webhook never sees it",
+        evidence,
+        Finding(
+            "POD_NOT_LABELLED",
+            ERROR,
+            "pod",
+            f'pod lacks {USE_LABEL}: "true" (it belongs on the pod TEMPLATE, not on the Deployment, '
+            "the ServiceAccount or a Service)",
+            evidence,
+            [
+                f"kubectl patch deployment -n {fix.q(ctx.namespace)} <deployment> --type merge -p "
+                f'\'{{"spec":{{"template":{{"metadata":{{"labels":{{"{USE_LABEL}":"true"}}}}}}}}}}\''
+            ],
+        ),
+    )
+
+
+def pod_mutated(ctx: WorkloadContext) -> Outcome:
+    pod, container = ctx.pod, ctx.container
+    env = env_map(container)
+    volumes = token_volumes(pod)
+    evidence: dict[str, Any] = {
+        "container": (container or {}).get("name"),
+        "env": {name: env.get(name) for name in INJECTED_ENV if name in env},
+        "token_volumes": [v.__dict__ | {"layout": v.layout} for v in volumes],
+    }
+    missing = [name for name in INJECTED_ENV if not env.get(name)]
+    if len(missing) == len(INJECTED_ENV) and not volumes:
+        return _not_mutated(ctx, evidence)
+    problems: list[str] = []
+    findings: list[Finding] = []
+    if missing:
+        problems.append(f"missing env {', '.join(missing)}")
+        if missing == ["AZURE_CLIENT_ID"]:
+            findings.append(
+                Finding(
+                    "POD_MISSING_CLIENT_ID",
+                    ERROR,
+                    "pod",
+                    "the webhook injected everything but AZURE_CLIENT_ID: the ServiceAccount had no "
+                    "client-id annotation when the pod was created",
+                    evidence,
+                    [
+                        fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.expected_client_id),
+                        fix.restart_pods(ctx.namespace),
+                    ],
+                )
+            )
+    token_file = env.get("AZURE_FEDERATED_TOKEN_FILE")
+    mounted = None
+    if not volumes:
+        audiences = all_token_audiences(pod)
+        problems.append(
+            f"no projected service-account token with audience {TOKEN_AUDIENCE}"
+            + (f" (found audiences {audiences})" if audiences else "")
+        )
+    else:
+        for volume in volumes:
+            for mount in mounts_of(container, volume.volume):
+                path = token_file_of(mount, volume)
+                if token_file and path == token_file.rstrip("/"):
+                    mounted = (volume, mount)
+        if mounted is None:
+            problems.append(
+                f"no mount of the token volume at the path in AZURE_FEDERATED_TOKEN_FILE ({token_file})"
+            )
+        elif not mounted[1].get("readOnly"):
+            problems.append(f"the token mount {mounted[1].get('mountPath')} is not readOnly")
+    if mounted is not None:
+        evidence.update(
+            {
+                "volume": mounted[0].volume,
+                "layout": mounted[0].layout,
+                "mount_path": mounted[1].get("mountPath"),
+                "read_only": bool(mounted[1].get("readOnly")),
+                "token_file": token_file,
+                "expiration_seconds": mounted[0].expiration_seconds,
+            }
+        )
+    annotated = ctx.annotated_client_id
+    if env.get("AZURE_CLIENT_ID") and annotated and env["AZURE_CLIENT_ID"].lower() != annotated.lower():
+        problems.append(
+            f"AZURE_CLIENT_ID={env['AZURE_CLIENT_ID']} in the pod spec, but the ServiceAccount says "
+            f"{annotated} (the webhook never overwrites a variable already set)"
+        )
+        findings.append(
+            Finding(
+                "POD_ENV_CONFLICT",
+                ERROR,
+                "pod",
+                "AZURE_CLIENT_ID is preset in the pod spec and differs from the ServiceAccount's annotation",
+                evidence,
+                [
+                    "remove AZURE_CLIENT_ID from the container's env (or from envFrom sources)",
+                    fix.restart_pods(ctx.namespace),
+                ],
+            )
+        )
+    if problems:
+        if not findings:
+            findings.append(
+                Finding(
+                    "POD_NOT_MUTATED",
+                    ERROR,
+                    "pod",
+                    "the pod was only partly mutated: " + "; ".join(problems),
+                    evidence,
+                    _mutation_remediation(ctx),
+                )
+            )
+        return failed("the webhook's mutation is incomplete: " + "; ".join(problems), evidence, *findings)
+    authority = env.get("AZURE_AUTHORITY_HOST") or ""
+    if ctx.azure and authority.rstrip("/") != ctx.azure.cloud.endpoints.authority_host.rstrip("/"):
+        return warned(
+            f"mutated, but AZURE_AUTHORITY_HOST={authority} is not the configured cloud's "
+            f"{ctx.azure.cloud.endpoints.authority_host} (the webhook's AZURE_ENVIRONMENT?)",
+            evidence,
+            Finding(
+                "AUTHORITY_HOST_MISMATCH",
+                WARNING,
+                "webhook",
+                "the webhook injects another cloud's authority host",
+                evidence,
+                ["kubectl -n kube-system get configmap azure-wi-webhook-config -o yaml"],
+            ),
+        )
+    return passed(
+        f"mutated ({evidence['layout']} layout): 4 env vars, projected token audience {TOKEN_AUDIENCE} "
+        f"in volume {evidence['volume']}, read-only at {evidence['mount_path']}, "
+        f"AZURE_FEDERATED_TOKEN_FILE={token_file}",
+        evidence,
+    )
+
+
+def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
+    labels = ((ctx.pod or {}).get("metadata") or {}).get("labels") or {}
+    reasons = []
+    if labels.get(USE_LABEL) != "true":
+        reasons.append(f'the pod lacks the label {USE_LABEL}: "true"')
+    if not ctx.cluster.webhook_configurations:
+        reasons.append("no workload identity webhook is installed")
+    if ctx.namespace == "kube-system":
+        reasons.append("AKS keeps webhooks away from kube-system")
+    skip = annotation(ctx.pod, SKIP_CONTAINERS_ANNOTATION)
+    if skip:
+        reasons.append(f"{SKIP_CONTAINERS_ANNOTATION}={skip}")
+    if not reasons:
+        reasons.append(
+            "the webhook did not act on the pod (was it created before the webhook was ready, or "
+            "does a namespaceSelector exclude the namespace?)"
+        )
+    evidence["labels"] = labels
+    code = "WEBHOOK_NOT_INSTALLED" if not ctx.cluster.webhook_configurations else "POD_NOT_MUTATED"
+    return failed(
+        "the pod was not mutated: no AZURE_* env and no projected token (" + "; ".join(reasons) + ")",
+        evidence,
+        Finding(
+            code,
+            ERROR,
+            "webhook" if code == "WEBHOOK_NOT_INSTALLED" else "pod",
+            "the pod was not mutated: " + "; ".join(reasons),
+            evidence,
+            _mutation_remediation(ctx),
+        ),
+    )
+
+
+def _mutation_remediation(ctx: WorkloadContext) -> list[str]:
+    return [
+        "kubectl get mutatingwebhookconfiguration azure-wi-webhook-mutating-webhook-configuration -o yaml",
+        fix.aks(ctx.azure, "--enable-oidc-issuer --enable-workload-identity"),
+        fix.restart_pods(ctx.namespace),
+    ]

@@ -1,0 +1,100 @@
+"""Reading an admitted pod: containers, env, the projected token volume (matched by AUDIENCE, never by name
+or path: webhook v1.5 and v1.6 lay it out differently) and its mount."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+from harness.names import (
+    DEFAULT_EXPIRATION,
+    EXPIRATION_ANNOTATION,
+    TOKEN_AUDIENCE,
+    V15_VOLUME_NAME,
+    V16_VOLUME_PREFIX,
+)
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class TokenVolume:
+    volume: str
+    audience: str
+    path: str  # the token's path inside the volume
+    expiration_seconds: int | None
+
+    @property
+    def layout(self) -> str:
+        if self.volume.startswith(V16_VOLUME_PREFIX):
+            return "v1.6"
+        return "v1.5" if self.volume == V15_VOLUME_NAME else "custom"
+
+
+def spec(pod: Obj | None) -> Obj:
+    return (pod or {}).get("spec") or {}
+
+
+def containers(pod: Obj | None, include_init: bool = False) -> list[Obj]:
+    found = list(spec(pod).get("containers") or [])
+    return (list(spec(pod).get("initContainers") or []) + found) if include_init else found
+
+
+def container(pod: Obj | None, name: str | None) -> Obj | None:
+    items = containers(pod)
+    if name is None:
+        return items[0] if items else None
+    return next((c for c in items if c.get("name") == name), None)
+
+
+def env_map(container: Obj | None) -> dict[str, str | None]:
+    """name -> literal value (None when it comes from valueFrom)."""
+    return {e.get("name", ""): e.get("value") for e in (container or {}).get("env") or []}
+
+
+def token_volumes(pod: Obj | None, audience: str = TOKEN_AUDIENCE) -> list[TokenVolume]:
+    out: list[TokenVolume] = []
+    for volume in spec(pod).get("volumes") or []:
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            token = source.get("serviceAccountToken")
+            if token and token.get("audience") == audience:
+                out.append(
+                    TokenVolume(
+                        volume.get("name", ""),
+                        audience,
+                        token.get("path", ""),
+                        token.get("expirationSeconds"),
+                    )
+                )
+    return out
+
+
+def all_token_audiences(pod: Obj | None) -> list[str]:
+    return [
+        source["serviceAccountToken"].get("audience", "")
+        for volume in spec(pod).get("volumes") or []
+        for source in (volume.get("projected") or {}).get("sources") or []
+        if source.get("serviceAccountToken")
+    ]
+
+
+def mounts_of(container: Obj | None, volume: str) -> list[Obj]:
+    return [m for m in (container or {}).get("volumeMounts") or [] if m.get("name") == volume]
+
+
+def token_file_of(mount: Obj, token: TokenVolume) -> str:
+    return posixpath.normpath(posixpath.join(mount.get("mountPath", ""), token.path))
+
+
+def annotation(obj: Obj | None, key: str) -> str | None:
+    return (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(key)
+
+
+def expected_lifetime(pod: Obj | None, sa_annotations: dict[str, str]) -> int:
+    """Pod annotation, else ServiceAccount annotation, else 3600 (the webhook's order)."""
+    raw = annotation(pod, EXPIRATION_ANNOTATION) or sa_annotations.get(EXPIRATION_ANNOTATION) or ""
+    try:
+        return int(raw) if raw else DEFAULT_EXPIRATION
+    except ValueError:
+        return DEFAULT_EXPIRATION

@@ -1,0 +1,151 @@
+"""ServiceAccount checks: it exists and carries a well-formed client-id annotation matching the expected
+one."""
+
+from __future__ import annotations
+
+from harness.checks import remediation as fix
+from harness.checks.context import WorkloadContext
+from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
+from harness.config import GUID_RE
+from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
+
+# Near misses people write instead of the exact annotation key (issue #1026 and friends).
+_TYPOS = (
+    "azure.workload.identity/client_id",
+    "azure.workload.identity/clientid",
+    "azure.workload.identity/clientId",
+    "azure.workload.identity/client-ID",
+    "azure.workload.identity/client",
+)
+
+
+def sa_exists(ctx: WorkloadContext) -> Outcome:
+    sa = ctx.facts.sa
+    where = f"{ctx.namespace}/{ctx.service_account}"
+    if sa.error is not None:
+        evidence = {"error": sa.error.__dict__}
+        return failed(
+            f"could not read ServiceAccount {where}: {sa.error.status} {sa.error.message}",
+            evidence,
+            Finding(
+                "KUBE_FORBIDDEN" if sa.error.status in (401, 403) else "KUBE_API_ERROR",
+                ERROR,
+                "serviceaccount",
+                f"reading ServiceAccount {where} failed",
+                evidence,
+                [f"kubectl auth can-i get serviceaccounts -n {fix.q(ctx.namespace)}"],
+            ),
+        )
+    if sa.found:
+        return passed(f"ServiceAccount {where} exists", {"annotations": sa.annotations, "labels": sa.labels})
+    if sa.namespace_found is False:
+        return failed(
+            f"namespace {ctx.namespace} does not exist",
+            {"namespace": ctx.namespace},
+            Finding(
+                "NAMESPACE_NOT_FOUND",
+                ERROR,
+                "serviceaccount",
+                f"namespace {ctx.namespace} not found",
+                {"namespace": ctx.namespace},
+                [f"kubectl create namespace {fix.q(ctx.namespace)}"],
+            ),
+        )
+    return failed(
+        f"ServiceAccount {where} does not exist",
+        {"namespace_found": sa.namespace_found},
+        Finding(
+            "SA_NOT_FOUND",
+            ERROR,
+            "serviceaccount",
+            f"ServiceAccount {where} not found",
+            {"namespace": ctx.namespace, "service_account": ctx.service_account},
+            [
+                f"kubectl create serviceaccount -n {fix.q(ctx.namespace)} {fix.q(ctx.service_account)}",
+                fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.workload.client_id),
+            ],
+        ),
+    )
+
+
+def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
+    sa = ctx.facts.sa
+    where = f"{ctx.namespace}/{ctx.service_account}"
+    value = sa.annotations.get(CLIENT_ID_ANNOTATION)
+    expected = ctx.workload.client_id
+    evidence = {"annotation": CLIENT_ID_ANNOTATION, "value": value, "expected": expected}
+    fix_it = [fix.annotate_sa(ctx.namespace, ctx.service_account, expected), fix.restart_pods(ctx.namespace)]
+    if value is None:
+        near = [
+            key
+            for key in list(sa.annotations) + list(sa.labels)
+            if key in _TYPOS
+            or (key.lower().startswith("azure.workload.identity/client") and key != CLIENT_ID_ANNOTATION)
+        ]
+        hint = (
+            f"; found {', '.join(near)} instead (the key must be exactly {CLIENT_ID_ANNOTATION})"
+            if near
+            else ""
+        )
+        if CLIENT_ID_ANNOTATION in sa.labels:
+            hint = "; it is set as a LABEL, it must be an ANNOTATION"
+        evidence["near_misses"] = near
+        return failed(
+            f"ServiceAccount {where} has no {CLIENT_ID_ANNOTATION} annotation{hint}",
+            evidence,
+            Finding(
+                "SA_NOT_ANNOTATED",
+                ERROR,
+                "serviceaccount",
+                f"{where} lacks the {CLIENT_ID_ANNOTATION} annotation: the webhook injects no "
+                f"AZURE_CLIENT_ID{hint}",
+                evidence,
+                fix_it,
+            ),
+        )
+    if not GUID_RE.match(value):
+        return failed(
+            f"{CLIENT_ID_ANNOTATION}={value!r} is not a GUID (the identity's client id, not its name)",
+            evidence,
+            Finding(
+                "SA_CLIENT_ID_MALFORMED",
+                ERROR,
+                "serviceaccount",
+                f"{where}: client-id annotation {value!r} is not a client id (GUID)",
+                evidence,
+                ["az identity show --ids <identity-resource-id> --query clientId -o tsv", *fix_it],
+            ),
+        )
+    if expected is not None and value.lower() != expected.lower():
+        return failed(
+            f"{CLIENT_ID_ANNOTATION}={value} but harness.yaml expects {expected}",
+            evidence,
+            Finding(
+                "SA_CLIENT_ID_MISMATCH",
+                ERROR,
+                "serviceaccount",
+                f"{where} is annotated with client id {value}, expected {expected}",
+                evidence,
+                fix_it,
+            ),
+        )
+    tenant = sa.annotations.get(TENANT_ID_ANNOTATION)
+    if tenant is not None and not GUID_RE.match(tenant):
+        evidence["tenant_id"] = tenant
+        return warned(
+            f"{TENANT_ID_ANNOTATION}={tenant!r} is not a GUID",
+            evidence,
+            Finding(
+                "SA_TENANT_ID_MALFORMED",
+                WARNING,
+                "serviceaccount",
+                f"{where}: tenant-id annotation is not a GUID",
+                evidence,
+                [
+                    f"kubectl annotate serviceaccount -n {fix.q(ctx.namespace)} "
+                    f"{fix.q(ctx.service_account)} {TENANT_ID_ANNOTATION}- "
+                ],
+            ),
+        )
+    source = "matches harness.yaml" if expected else "no expectation in harness.yaml: taken as the client id"
+    return passed(f"{CLIENT_ID_ANNOTATION}={value} ({source})", evidence)

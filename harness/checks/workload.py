@@ -1,0 +1,71 @@
+"""The per-workload chain, in the order the links hold: ServiceAccount -> pod -> token -> identity and
+federated credential -> exchange -> access. ``--pod`` gets a shorter chain over an existing pod."""
+
+from __future__ import annotations
+
+from harness.checks.access import access_check_id, make_access_check
+from harness.checks.chain import CheckSpec, run_chain
+from harness.checks.context import WorkloadContext
+from harness.checks.exchange import exchange_identity, exchange_succeeds
+from harness.checks.federation import federated_credential, identity_matches
+from harness.checks.model import CheckResult
+from harness.checks.pod import pod_admitted, pod_exists, pod_labelled, pod_mutated
+from harness.checks.probe_output import env_in_container, probe_completed
+from harness.checks.serviceaccount import sa_client_id_annotation, sa_exists
+from harness.checks.token import token_audience, token_issuer, token_lifetime, token_readable, token_subject
+from harness.config import WorkloadConfig
+
+Spec = CheckSpec[WorkloadContext]
+
+PROBE_CHAIN: list[Spec] = [
+    Spec("sa.exists", "ServiceAccount exists", sa_exists),
+    Spec("sa.client_id_annotation", "client-id annotation", sa_client_id_annotation, ("sa.exists",)),
+    Spec("pod.admitted", "probe pod admitted", pod_admitted, ("sa.exists",)),
+    Spec("pod.mutated", "pod mutated by the webhook", pod_mutated, ("pod.admitted",)),
+    Spec("probe.completed", "probe ran to the end", probe_completed, ("pod.admitted",)),
+    Spec("env.in_container", "in-container env agrees", env_in_container, ("pod.mutated", "probe.completed")),
+    Spec("token.readable", "projected token readable", token_readable, ("env.in_container",)),
+    Spec("token.subject", "token sub", token_subject, ("token.readable",)),
+    Spec("token.audience", "token aud", token_audience, ("token.readable",)),
+    Spec("token.issuer", "token iss", token_issuer, ("token.readable",)),
+    Spec("token.lifetime", "token exp and lifetime", token_lifetime, ("token.readable",)),
+    Spec("identity.matches", "managed identity", identity_matches, ("sa.exists",)),
+    Spec(
+        "federation.credential", "federated identity credential", federated_credential, ("identity.matches",)
+    ),
+    Spec("exchange.succeeds", "token exchange", exchange_succeeds, ("token.readable",)),
+    Spec("exchange.identity", "access token identity", exchange_identity, ("exchange.succeeds",)),
+]
+
+POD_CHAIN: list[Spec] = [
+    Spec("pod.exists", "pod exists", pod_exists),
+    Spec("pod.labelled", "pod labelled for the webhook", pod_labelled, ("pod.exists",)),
+    Spec("sa.exists", "ServiceAccount exists", sa_exists, ("pod.exists",)),
+    Spec("sa.client_id_annotation", "client-id annotation", sa_client_id_annotation, ("sa.exists",)),
+    Spec("pod.mutated", "pod mutated by the webhook", pod_mutated, ("pod.exists",)),
+    Spec("identity.matches", "managed identity", identity_matches, ("sa.exists",)),
+    Spec(
+        "federation.credential", "federated identity credential", federated_credential, ("identity.matches",)
+    ),
+]
+
+
+def workload_chain(workload: WorkloadConfig) -> list[Spec]:
+    access = [
+        Spec(access_check_id(i), check.describe(), make_access_check(i, check), ("exchange.succeeds",))
+        for i, check in enumerate(workload.access)
+    ]
+    return PROBE_CHAIN + access
+
+
+def workload_check_ids(workload: WorkloadConfig) -> list[str]:
+    return [spec.id for spec in workload_chain(workload)]
+
+
+POD_CHECK_IDS = [spec.id for spec in POD_CHAIN]
+
+
+def run_workload_checks(context: WorkloadContext) -> list[CheckResult]:
+    if context.facts.pod is not None and context.facts.pod.existing:
+        return run_chain(POD_CHAIN, context)
+    return run_chain(workload_chain(context.workload), context)

@@ -1,0 +1,85 @@
+"""What the Kubernetes API says about the webhook and the workloads' ServiceAccounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.collect.kube_api import KubeApi, KubeError
+from harness.facts import ServiceAccountFacts
+from harness.names import MWC_PREFIX, WEBHOOK_DEPLOYMENT, WEBHOOK_NAME, WEBHOOK_NAMESPACES
+
+
+def is_workload_identity_mwc(mwc: dict[str, Any]) -> bool:
+    name = str((mwc.get("metadata") or {}).get("name") or "")
+    hooks = [str(h.get("name") or "") for h in mwc.get("webhooks") or []]
+    return name.startswith(MWC_PREFIX) or any(
+        h == WEBHOOK_NAME or "azure-workload-identity" in h for h in hooks
+    )
+
+
+def slim(obj: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Drop what is noise in evidence (managedFields, the last-applied annotation)."""
+    if obj is None:
+        return None
+    out = dict(obj)
+    meta = dict(out.get("metadata") or {})
+    meta.pop("managedFields", None)
+    annotations = {
+        k: v
+        for k, v in (meta.get("annotations") or {}).items()
+        if k != "kubectl.kubernetes.io/last-applied-configuration"
+    }
+    if "annotations" in meta:
+        meta["annotations"] = annotations
+    out["metadata"] = meta
+    return out
+
+
+def collect_webhook(
+    api: KubeApi,
+) -> tuple[list[dict[str, Any]], KubeError | None, list[dict[str, Any]], KubeError | None]:
+    """(webhook configurations, their error, webhook deployments, their error)."""
+    try:
+        mwcs = [slim(m) or {} for m in api.mutating_webhook_configurations() if is_workload_identity_mwc(m)]
+        mwc_error = None
+    except KubeError as exc:
+        mwcs, mwc_error = [], exc
+    namespaces: list[str] = []
+    for mwc in mwcs:
+        for hook in mwc.get("webhooks") or []:
+            service = (hook.get("clientConfig") or {}).get("service") or {}
+            if service.get("namespace") and service["namespace"] not in namespaces:
+                namespaces.append(service["namespace"])
+    namespaces += [ns for ns in WEBHOOK_NAMESPACES if ns not in namespaces]
+    deployments: list[dict[str, Any]] = []
+    deployment_error = None
+    for namespace in namespaces:
+        try:
+            found = api.deployment(namespace, WEBHOOK_DEPLOYMENT)
+        except KubeError as exc:
+            deployment_error = deployment_error or exc
+            continue
+        if found is not None:
+            deployments.append(slim(found) or {})
+    return mwcs, mwc_error, deployments, deployment_error
+
+
+def collect_service_account(api: KubeApi, namespace: str, name: str) -> ServiceAccountFacts:
+    facts = ServiceAccountFacts(namespace=namespace, name=name)
+    try:
+        service_account = api.service_account(namespace, name)
+    except KubeError as exc:
+        facts.error = exc.failure
+        return facts
+    if service_account is None:
+        try:
+            facts.namespace_found = api.namespace(namespace) is not None
+        except KubeError:
+            facts.namespace_found = None  # many harness identities may not read namespaces
+        return facts
+    meta = service_account.get("metadata") or {}
+    facts.namespace_found = True
+    facts.found = True
+    facts.annotations = dict(meta.get("annotations") or {})
+    facts.labels = dict(meta.get("labels") or {})
+    return facts

@@ -1,0 +1,254 @@
+"""Probe pods: create one per workload (all at once), await them with a watch, read and parse their logs,
+delete them (unless --keep); and sweep the leftovers of earlier runs by label."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.collect.kube import slim
+from harness.collect.kube_api import KubeApi, KubeError
+from harness.config import ProbeSettings, WorkloadConfig
+from harness.facts import PodFacts
+from harness.manifests import render
+from harness.names import (
+    FATAL_WAITING,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PROBE_CONTAINER,
+    PROBE_SCHEMA,
+    RUN_ID_LABEL,
+    TERMINAL_PHASES,
+)
+
+GRACE_SECONDS = 15  # beyond activeDeadlineSeconds, for the kubelet to report the pod Failed
+_LOG_TAIL_LINES = 20
+
+
+@dataclass
+class ProbeRequest:
+    workload_id: str
+    namespace: str
+    service_account: str
+    probe_config: dict[str, Any] = field(default_factory=dict)
+
+
+def probe_config_for(workload: WorkloadConfig, settings: ProbeSettings) -> dict[str, Any]:
+    """The WI_PROBE_CONFIG document for one workload."""
+    config: dict[str, Any] = {
+        "timeout_seconds": settings.request_timeout_seconds,
+        "sdk_cross_check": settings.sdk_cross_check,
+        "checks": [check.probe_check() for check in workload.access],
+    }
+    if workload.scope:
+        config["scope"] = workload.scope
+    if settings.ca_file:
+        config["ca_file"] = settings.ca_file
+    return config
+
+
+def probe_pod_name(service_account: str) -> str:
+    """``wi-probe-<sa>-<random>``: a DNS-1123 label (at most 63 characters)."""
+    stem = re.sub(r"[^a-z0-9-]", "-", service_account.lower()).strip("-")[:40].strip("-") or "sa"
+    return f"wi-probe-{stem}-{secrets.token_hex(3)}"
+
+
+def build_probe_pod(
+    request: ProbeRequest, run_id: str, image: str, timeout_seconds: int, name: str | None = None
+) -> dict[str, Any]:
+    (pod,) = render(
+        "probe-pod.yaml.j2",
+        name=name or probe_pod_name(request.service_account),
+        namespace=request.namespace,
+        service_account=request.service_account,
+        run_id=run_id,
+        workload_id=request.workload_id,
+        image=image,
+        timeout_seconds=timeout_seconds,
+        probe_config=json.dumps(request.probe_config, separators=(",", ":")),
+    )
+    return pod
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse_probe_log(text: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The wi-probe/v1 document in a container log (stderr lines may surround it), or why there is none."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"(?m)^\{", text):
+        try:
+            doc, _ = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and doc.get("schema") == PROBE_SCHEMA:
+            if not isinstance(doc.get("steps"), list):
+                return None, "the wi-probe/v1 document has no steps list"
+            return doc, None
+    lines = len(text.splitlines())
+    return (
+        None,
+        f"no {PROBE_SCHEMA} JSON document in the probe's log ({lines} line{'s' if lines != 1 else ''})",
+    )
+
+
+def log_tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def observe(facts: PodFacts, pod: dict[str, Any]) -> None:
+    """Update facts from a pod object (a list item or a watch event)."""
+    facts.pod = slim(pod)
+    status = pod.get("status") or {}
+    facts.phase = status.get("phase") or facts.phase
+    for container in status.get("containerStatuses") or []:
+        if container.get("name") != PROBE_CONTAINER:
+            continue
+        state = container.get("state") or {}
+        waiting, terminated = state.get("waiting"), state.get("terminated")
+        facts.waiting_reason = (waiting or {}).get("reason")
+        facts.waiting_message = (waiting or {}).get("message")
+        if terminated:
+            facts.exit_code = terminated.get("exitCode")
+
+
+def settled(facts: PodFacts) -> bool:
+    return facts.phase in TERMINAL_PHASES or facts.waiting_reason in FATAL_WAITING
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def run_probe_pods(
+    api: KubeApi,
+    requests: list[ProbeRequest],
+    run_id: str,
+    image: str,
+    timeout_seconds: int,
+    keep: bool = False,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, PodFacts]:
+    """Create every probe pod at once, await them all, read their logs; delete them unless ``keep``."""
+    results: dict[str, PodFacts] = {}
+    for request in requests:
+        body = build_probe_pod(request, run_id, image, timeout_seconds)
+        facts = PodFacts(namespace=request.namespace, name=body["metadata"]["name"])
+        try:
+            observe(facts, api.create_pod(request.namespace, body))
+            facts.created = True
+        except KubeError as exc:
+            facts.create_error = exc.failure
+        results[request.workload_id] = facts
+    created = [f for f in results.values() if f.created]
+    try:
+        await_pods(api, created, run_id, monotonic() + timeout_seconds + GRACE_SECONDS, monotonic, sleep)
+        for facts in created:
+            read_probe_output(api, facts)
+    finally:
+        if not keep:
+            for facts in created:
+                delete_pod(api, facts)
+    return results
+
+
+def await_pods(
+    api: KubeApi,
+    pods: list[PodFacts],
+    run_id: str,
+    deadline: float,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Watch each namespace's probe pods until they settle or the deadline passes (polls if watch fails)."""
+    selector = f"{RUN_ID_LABEL}={run_id}"
+    by_namespace: dict[str, dict[str, PodFacts]] = {}
+    for facts in pods:
+        by_namespace.setdefault(facts.namespace, {})[facts.name] = facts
+    for namespace, mine in by_namespace.items():
+        watch_supported = True
+        while any(not settled(f) for f in mine.values()) and monotonic() < deadline:
+            try:
+                items, version = api.list_pods(namespace, selector)
+            except KubeError:
+                sleep(1.0)
+                continue
+            for item in items:
+                name = (item.get("metadata") or {}).get("name")
+                if name in mine:
+                    observe(mine[name], item)
+            if all(settled(f) for f in mine.values()):
+                break
+            if not watch_supported:
+                sleep(1.0)
+                continue
+            remaining = int(deadline - monotonic()) + 1
+            try:
+                for kind, obj in api.watch_pods(namespace, selector, version, min(remaining, 60)):
+                    name = (obj.get("metadata") or {}).get("name")
+                    if kind == "ERROR":
+                        break  # e.g. 410 Gone: relist
+                    if name in mine:
+                        if kind == "DELETED" and mine[name].phase not in TERMINAL_PHASES:
+                            mine[name].phase = "Failed"
+                            mine[name].waiting_message = "the pod was deleted before it finished"
+                        elif kind != "DELETED":
+                            observe(mine[name], obj)
+                    if all(settled(f) for f in mine.values()) or monotonic() >= deadline:
+                        break
+            except KubeError:
+                watch_supported = False
+    for facts in pods:
+        if not settled(facts):
+            facts.timed_out = True
+
+
+def read_probe_output(api: KubeApi, facts: PodFacts) -> None:
+    if facts.phase not in TERMINAL_PHASES and facts.waiting_reason is not None:
+        return  # the container never started: there is no log
+    try:
+        text = api.pod_log(facts.namespace, facts.name, PROBE_CONTAINER)
+    except KubeError as exc:
+        facts.probe_error = f"could not read the probe's log: {exc}"
+        return
+    facts.probe, facts.probe_error = parse_probe_log(text)
+    if facts.probe is None:
+        facts.log_tail = log_tail(text)
+
+
+def delete_pod(api: KubeApi, facts: PodFacts) -> None:
+    try:
+        api.delete_pod(facts.namespace, facts.name)
+        facts.deleted = True
+    except KubeError:
+        facts.deleted = False
+
+
+def sweep(api: KubeApi, namespaces: list[str], current_run_id: str) -> list[str]:
+    """Delete harness-created pods of earlier runs (cluster-wide when allowed, else in ``namespaces``)."""
+    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    try:
+        found, _ = api.list_pods(None, selector)
+    except KubeError:
+        found = []
+        for namespace in namespaces:
+            try:
+                found += api.list_pods(namespace, selector)[0]
+            except KubeError:
+                continue
+    swept: list[str] = []
+    for pod in found:
+        meta = pod.get("metadata") or {}
+        if (meta.get("labels") or {}).get(RUN_ID_LABEL) == current_run_id:
+            continue
+        try:
+            api.delete_pod(meta.get("namespace", ""), meta.get("name", ""))
+            swept.append(f"{meta.get('namespace')}/{meta.get('name')}")
+        except KubeError:
+            continue
+    return swept

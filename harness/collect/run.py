@@ -1,0 +1,172 @@
+"""Collect everything one run needs, through a :class:`Backend` (the three seams bundled)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.collect.arm import collect_identity, collect_managed_cluster
+from harness.collect.arm_api import ArmGet
+from harness.collect.http import HttpGet
+from harness.collect.issuer import collect_issuer
+from harness.collect.kube import collect_service_account, collect_webhook, slim
+from harness.collect.kube_api import KubeApi, KubeError
+from harness.collect.probe_pods import ProbeRequest, probe_config_for, run_probe_pods, sweep
+from harness.config import HarnessConfig, WorkloadConfig
+from harness.facts import ClusterFacts, PodFacts, RunFacts, WorkloadFacts
+
+CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+
+
+@dataclass
+class Backend:
+    """The three I/O seams. Tests build one from fakes; :func:`build_backend` builds the real one."""
+
+    kube: KubeApi
+    http: HttpGet
+    arm: ArmGet | None = None
+    secrets: list[str] = field(default_factory=list)  # values the redactor must know (kube bearer token)
+
+
+def build_backend(config: HarnessConfig) -> Backend:
+    from harness.collect.arm_api import RequestsArm
+    from harness.collect.http import requests_get
+    from harness.collect.kube_api import OfficialKubeApi, kubeconfig_bearer_token
+
+    kube = OfficialKubeApi(config.cluster.kubeconfig, config.cluster.context)
+    ca_file = (config.azure.ca_file if config.azure else None) or config.cluster.ca_file
+    arm = RequestsArm(config.azure) if config.azure else None
+    token = kubeconfig_bearer_token(config.cluster.kubeconfig, config.cluster.context)
+    return Backend(kube=kube, http=requests_get(ca_file), arm=arm, secrets=[token] if token else [])
+
+
+@dataclass
+class Selection:
+    workloads: list[WorkloadConfig] = field(default_factory=list)
+    pods: list[tuple[str, str]] = field(default_factory=list)  # --pod NS/POD
+
+
+def collect_cluster(backend: Backend, config: HarnessConfig) -> ClusterFacts:
+    kube = backend.kube
+    facts = ClusterFacts(
+        collected_at=time.time(),
+        context=kube.context,
+        server=kube.server,
+        azure_configured=config.azure is not None,
+        cluster_name=config.azure.cluster_name if config.azure else None,
+    )
+    mwcs, mwc_error, deployments, deployment_error = collect_webhook(kube)
+    facts.webhook_configurations, facts.webhook_deployments = mwcs, deployments
+    facts.webhook_configurations_error = mwc_error.failure if mwc_error else None
+    facts.webhook_deployment_error = deployment_error.failure if deployment_error else None
+    facts.kube_discovery = kube.openid_configuration()
+    if backend.arm is not None and config.azure is not None:
+        facts.arm_cluster = collect_managed_cluster(backend.arm, config.azure)
+    facts.issuer_url, facts.issuer_source = resolve_issuer(facts)
+    if facts.issuer_url:
+        facts.issuer_discovery, facts.issuer_jwks = collect_issuer(backend.http, facts.issuer_url)
+    return facts
+
+
+def resolve_issuer(facts: ClusterFacts) -> tuple[str | None, str | None]:
+    """ARM's oidcIssuerProfile.issuerURL when Azure is configured, else the API server's discovery issuer."""
+    if facts.arm_cluster is not None and facts.arm_cluster.ok:
+        profile = ((facts.arm_cluster.body or {}).get("properties") or {}).get("oidcIssuerProfile") or {}
+        issuer = profile.get("issuerURL") or profile.get("issuerUrl")
+        return (str(issuer), "arm") if issuer else (None, None)
+    if facts.arm_cluster is None and facts.kube_discovery is not None and facts.kube_discovery.ok:
+        issuer = (facts.kube_discovery.body or {}).get("issuer")
+        return (str(issuer), "kube-discovery") if issuer else (None, None)
+    return None, None
+
+
+def collect_workloads(
+    backend: Backend,
+    config: HarnessConfig,
+    workloads: list[WorkloadConfig],
+    run_id: str,
+    image: str,
+    keep: bool,
+) -> dict[str, WorkloadFacts]:
+    """ServiceAccounts and identities, then every probe pod at once (only where the ServiceAccount exists)."""
+    out: dict[str, WorkloadFacts] = {}
+    requests: list[ProbeRequest] = []
+    for workload in workloads:
+        sa = collect_service_account(backend.kube, workload.namespace, workload.service_account)
+        client_id = workload.client_id or sa.annotations.get(CLIENT_ID_ANNOTATION) or None
+        identity = collect_identity(backend.arm, config.azure, workload.identity_resource_id, client_id)
+        out[workload.id] = WorkloadFacts(
+            workload_id=workload.id,
+            namespace=workload.namespace,
+            service_account=workload.service_account,
+            collected_at=time.time(),
+            sa=sa,
+            identity=identity,
+        )
+        if sa.found:
+            requests.append(
+                ProbeRequest(
+                    workload.id,
+                    workload.namespace,
+                    workload.service_account,
+                    probe_config_for(workload, config.probe),
+                )
+            )
+    pods = run_probe_pods(backend.kube, requests, run_id, image, config.probe.timeout_seconds, keep=keep)
+    for workload_id, pod in pods.items():
+        out[workload_id].pod = pod
+        out[workload_id].collected_at = time.time()
+    return out
+
+
+def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str, name: str) -> WorkloadFacts:
+    """--pod NS/POD: a running workload's pod as admitted, its ServiceAccount and identity; no probe."""
+    pod_facts = PodFacts(namespace=namespace, name=name, existing=True)
+    pod: dict[str, Any] | None = None
+    try:
+        pod = backend.kube.pod(namespace, name)
+    except KubeError as exc:
+        pod_facts.create_error = exc.failure
+    service_account = "default"
+    if pod is not None:
+        pod_facts.created = True
+        pod_facts.pod = slim(pod)
+        pod_facts.phase = (pod.get("status") or {}).get("phase")
+        service_account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+    sa = collect_service_account(backend.kube, namespace, service_account)
+    configured = config.workload(f"{namespace}/{service_account}")
+    client_id = (configured.client_id if configured else None) or sa.annotations.get(CLIENT_ID_ANNOTATION)
+    identity = collect_identity(
+        backend.arm, config.azure, configured.identity_resource_id if configured else None, client_id
+    )
+    return WorkloadFacts(
+        workload_id=f"{namespace}/{name}",
+        namespace=namespace,
+        service_account=service_account,
+        collected_at=time.time(),
+        sa=sa,
+        identity=identity,
+        pod=pod_facts,
+    )
+
+
+def collect_run(
+    backend: Backend,
+    config: HarnessConfig,
+    selection: Selection,
+    run_id: str,
+    image: str,
+    keep: bool = False,
+    sweep_first: bool = False,
+) -> RunFacts:
+    swept: list[str] = []
+    if sweep_first:
+        namespaces = sorted(
+            {w.namespace for w in config.workloads} | {w.namespace for w in selection.workloads}
+        )
+        swept = sweep(backend.kube, namespaces, run_id)
+    cluster = collect_cluster(backend, config)
+    workloads = collect_workloads(backend, config, selection.workloads, run_id, image, keep)
+    pods = {f"{ns}/{name}": collect_existing_pod(backend, config, ns, name) for ns, name in selection.pods}
+    return RunFacts(cluster=cluster, workloads=workloads, pods=pods, swept=swept)

@@ -1,0 +1,451 @@
+"""``harness.yaml``: load and validate it, answering every bad field with ONE line that names it.
+
+Shape (relative paths are relative to the file's directory)::
+
+    cluster:   {kubeconfig: PATH, context: NAME, ca_file: PATH}           # all optional
+    azure:                                                                # optional: no ARM checks without it
+      cloud: AzureCloud | AzureChinaCloud | AzureUSGovernment
+             | {name, authority_host, resource_manager, resource_manager_audience}
+      ca_file: PATH                                            # extra CA bundle (private clouds, the lab)
+      tenant_id: GUID
+      subscription_id: GUID
+      resource_group: NAME
+      cluster_name: NAME
+      credential: {client_id: GUID, client_secret_file: PATH | client_secret_env: VAR}
+                                                               # absent: DefaultAzureCredential
+    probe:     {image, timeout_seconds, request_timeout_seconds, ca_file, sdk_cross_check}
+    workloads:
+      - namespace: NS
+        service_account: SA
+        client_id: GUID                 # optional: otherwise taken from the ServiceAccount
+        tenant_id: GUID                 # optional: otherwise azure.tenant_id / the webhook's
+        identity_resource_id: ARM ID    # optional: otherwise looked up by client id
+        scope: SCOPE                    # optional: the token exchange scope
+        access:
+          - {kind: keyvault_secret, vault_url: URL, secret: NAME, expect: allow|deny}
+          - {kind: blob, account_url: URL, container: NAME, blob: NAME, expect: allow|deny}
+
+Secrets never live in the file itself and never appear in a model's repr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from harness.clouds import DEFAULT_ARM_AUDIENCE, KNOWN_CLOUDS, CloudEndpoints
+
+DEFAULT_PROBE_IMAGE = "ghcr.io/wi-harness/probe:0.1.0"
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+IDENTITY_ID_RE = re.compile(
+    r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.managedidentity/"
+    r"userassignedidentities/[^/]+$",
+    re.IGNORECASE,
+)
+_UNION_TAGS = {"keyvault_secret", "blob"}
+_SECRETISH = ("secret", "password", "token")
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` holds one line per bad field."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(
+            f"invalid harness config {source} ({count}):\n" + "\n".join(f"  {p}" for p in problems)
+        )
+
+
+# ---------------------------------------------------------------- field types
+
+
+def _guid(value: str) -> str:
+    if not GUID_RE.match(value):
+        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000")
+    return value.lower()
+
+
+def _https_url(value: str) -> str:
+    if not re.match(r"^https://[^/\s]+", value):
+        raise ValueError("must be an https:// URL")
+    return value
+
+
+def _dns_label(value: str) -> str:
+    if len(value) > 63 or not DNS_LABEL_RE.match(value):
+        raise ValueError(
+            "must be a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters)"
+        )
+    return value
+
+
+def _dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not DNS_SUBDOMAIN_RE.match(value):
+        raise ValueError("must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')")
+    return value
+
+
+def _non_empty(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+Guid = Annotated[str, AfterValidator(_guid)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+NonEmpty = Annotated[str, AfterValidator(_non_empty)]
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _resolve(value: Path | None, info: ValidationInfo, must_exist: bool = True) -> Path | None:
+    if value is None:
+        return None
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = (
+        (base / value.expanduser()).resolve() if not value.expanduser().is_absolute() else value.expanduser()
+    )
+    if must_exist and not path.exists():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+# ---------------------------------------------------------------- sections
+
+
+class ClusterConfig(_Model):
+    kubeconfig: Path | None = None  # default: $KUBECONFIG, then ~/.kube/config
+    context: str | None = None  # default: the kubeconfig's current context
+    ca_file: Path | None = None  # CA bundle for the OIDC issuer's HTTPS when Azure is not configured
+
+    @field_validator("kubeconfig", "ca_file")
+    @classmethod
+    def _exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+
+class CloudConfig(_Model):
+    name: str
+    authority_host: HttpsUrl | None = None
+    resource_manager: HttpsUrl | None = None
+    resource_manager_audience: HttpsUrl | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            if data not in KNOWN_CLOUDS:
+                raise ValueError(
+                    f"unknown cloud {data!r}: use one of {', '.join(KNOWN_CLOUDS)} "
+                    "or a mapping {name, authority_host, resource_manager}"
+                )
+            return {"name": data}
+        return data
+
+    @model_validator(mode="after")
+    def _endpoints_known(self) -> CloudConfig:
+        if self.name not in KNOWN_CLOUDS:
+            missing = [f for f in ("authority_host", "resource_manager") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"a custom cloud ({self.name!r}) needs {' and '.join(missing)}")
+        return self
+
+    @property
+    def endpoints(self) -> CloudEndpoints:
+        known = KNOWN_CLOUDS.get(self.name)
+        authority = self.authority_host or (known.authority_host if known else "")
+        manager = self.resource_manager or (known.resource_manager if known else "")
+        audience = self.resource_manager_audience or (
+            known.resource_manager_audience if known else DEFAULT_ARM_AUDIENCE
+        )
+        return CloudEndpoints(self.name, _slash(authority), _slash(manager), audience)
+
+
+def _slash(url: str) -> str:
+    return url if url.endswith("/") else url + "/"
+
+
+class CredentialConfig(_Model):
+    """A client secret for the harness's own app registration; absent: DefaultAzureCredential."""
+
+    client_id: Guid
+    client_secret_file: Path | None = None
+    client_secret_env: str | None = None
+    _secret: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_inline_secret(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "client_secret" in data:
+            raise ValueError(
+                "client_secret must not be written in the file: use client_secret_file or client_secret_env"
+            )
+        return data
+
+    @field_validator("client_secret_file")
+    @classmethod
+    def _file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        path = _resolve(value, info)
+        if path is not None:
+            try:
+                text = path.read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+            if not text:
+                raise ValueError(f"{path} is empty")
+        return path
+
+    @model_validator(mode="after")
+    def _one_source(self, info: ValidationInfo) -> CredentialConfig:
+        if (self.client_secret_file is None) == (self.client_secret_env is None):
+            raise ValueError("set exactly one of client_secret_file, client_secret_env")
+        if self.client_secret_file is not None:
+            self._secret = SecretStr(self.client_secret_file.read_text().strip())
+        else:
+            environ = (info.context or {}).get("environ", os.environ)
+            value = environ.get(self.client_secret_env or "", "")
+            if not value:
+                raise ValueError(
+                    f"client_secret_env: environment variable {self.client_secret_env} is not set"
+                )
+            self._secret = SecretStr(value)
+        return self
+
+    def secret(self) -> str:
+        assert self._secret is not None
+        return self._secret.get_secret_value()
+
+
+class AzureConfig(_Model):
+    cloud: CloudConfig = Field(default_factory=lambda: CloudConfig(name="AzureCloud"))
+    ca_file: Path | None = None
+    tenant_id: Guid
+    subscription_id: Guid
+    resource_group: NonEmpty
+    cluster_name: NonEmpty
+    credential: CredentialConfig | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @property
+    def cluster_resource_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.ContainerService/managedClusters/{self.cluster_name}"
+        )
+
+
+class ProbeSettings(_Model):
+    image: NonEmpty = DEFAULT_PROBE_IMAGE
+    timeout_seconds: int = Field(default=120, ge=10, le=3600)  # the whole pod: activeDeadlineSeconds
+    request_timeout_seconds: float = Field(default=10, gt=0, le=120)  # each network call of the probe
+    ca_file: str | None = None  # a CA bundle path as the probe's container sees it
+    sdk_cross_check: bool = True
+
+
+Expectation = Literal["allow", "deny"]
+
+
+class KeyVaultSecretAccess(_Model):
+    kind: Literal["keyvault_secret"]
+    vault_url: HttpsUrl
+    secret: NonEmpty
+    expect: Expectation
+    scope: str | None = None
+
+    def describe(self) -> str:
+        return f"Key Vault secret {self.secret!r} in {self.vault_url}"
+
+    def probe_check(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class BlobAccess(_Model):
+    kind: Literal["blob"]
+    account_url: HttpsUrl
+    container: NonEmpty
+    blob: NonEmpty
+    expect: Expectation
+    scope: str | None = None
+
+    def describe(self) -> str:
+        return f"blob {self.container}/{self.blob} in {self.account_url}"
+
+    def probe_check(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+AccessCheck = Annotated[KeyVaultSecretAccess | BlobAccess, Field(discriminator="kind")]
+
+
+class WorkloadConfig(_Model):
+    namespace: DnsLabel
+    service_account: DnsSubdomain
+    client_id: Guid | None = None
+    tenant_id: Guid | None = None
+    identity_resource_id: str | None = None
+    scope: str | None = None
+    access: list[AccessCheck] = Field(default_factory=list)
+
+    @field_validator("identity_resource_id")
+    @classmethod
+    def _identity(cls, value: str | None) -> str | None:
+        if value is not None and not IDENTITY_ID_RE.match(value):
+            raise ValueError(
+                "must be a user-assigned identity resource id: /subscriptions/<id>/resourceGroups/"
+                "<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>"
+            )
+        return value
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c.isspace() for c in value)):
+            raise ValueError("must be one scope such as https://vault.azure.net/.default")
+        return value
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.service_account}"
+
+
+class HarnessConfig(_Model):
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    azure: AzureConfig | None = None
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    workloads: list[WorkloadConfig] = Field(default_factory=list)
+
+    @field_validator("workloads")
+    @classmethod
+    def _unique(cls, workloads: list[WorkloadConfig]) -> list[WorkloadConfig]:
+        seen: set[str] = set()
+        for workload in workloads:
+            if workload.id in seen:
+                raise ValueError(f"{workload.id} is listed twice")
+            seen.add(workload.id)
+        return workloads
+
+    def workload(self, workload_id: str) -> WorkloadConfig | None:
+        return next((w for w in self.workloads if w.id == workload_id), None)
+
+    def secrets(self) -> list[str]:
+        """Every secret value the config holds, for the redactor."""
+        if self.azure and self.azure.credential:
+            return [self.azure.credential.secret()]
+        return []
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_config(path: Path, environ: dict[str, str] | None = None) -> HarnessConfig:
+    """Read and validate ``path``; raise :class:`ConfigError` with one line per problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(source, [f"{source}: file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"{source}: cannot read: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(source, [f"(file): not valid YAML{where}: {problem}"]) from None
+    if data is None:
+        raise ConfigError(source, ["(file): is empty"])
+    return parse_config(data, source, base_dir=Path(path).parent, environ=environ)
+
+
+def parse_config(
+    data: Any, source: str = "(inline)", base_dir: Path | None = None, environ: dict[str, str] | None = None
+) -> HarnessConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(source, [f"(file): must be a mapping of sections, got {type(data).__name__}"])
+    context = {
+        "base_dir": str(base_dir or Path.cwd()),
+        "environ": environ if environ is not None else os.environ,
+    }
+    try:
+        return HarnessConfig.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise ConfigError(source, [_problem_line(error) for error in exc.errors()]) from None
+
+
+def _problem_line(error: Any) -> str:
+    loc = _format_loc(error.get("loc", ()))
+    kind = error.get("type", "")
+    message = str(error.get("msg", "invalid"))
+    given = error.get("input")
+    if kind == "missing":
+        message = "required"
+    elif kind == "extra_forbidden":
+        message = "unknown field"
+    elif kind == "union_tag_invalid":
+        tags = error.get("ctx", {}).get("expected_tags", "")
+        message = f"kind must be one of {tags}, got {error.get('ctx', {}).get('tag')!r}"
+    elif kind == "union_tag_not_found":
+        message = "kind is required (keyvault_secret or blob)"
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    elif message.startswith("Assertion failed, "):
+        message = message.removeprefix("Assertion failed, ")
+    if (
+        kind not in ("missing", "extra_forbidden", "union_tag_invalid")
+        and _printable(loc, given)
+        and str(given) not in message
+    ):
+        message += f" (got {given!r})"
+    return f"{loc or '(file)'}: {message}"
+
+
+def _printable(loc: str, given: Any) -> bool:
+    """Echo a bad value only when it is a short scalar outside any secret-looking field."""
+    if any(word in loc.lower() for word in _SECRETISH):
+        return False
+    if isinstance(given, bool | int | float):
+        return True
+    return isinstance(given, str) and len(given) <= 80 and "\n" not in given
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and (
+            part in _UNION_TAGS or part.startswith(("function-", "tagged-union"))
+        ):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out

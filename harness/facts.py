@@ -1,0 +1,119 @@
+"""Plain facts the collectors return and the checks read. No behaviour, no I/O: JSON round-trips (serde)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Fetched:
+    """One HTTP GET (issuer discovery, JWKS, an ARM resource): what came back, or why nothing did."""
+
+    url: str
+    status: int | None = None  # None: no HTTP response at all
+    body: Any = None  # the parsed JSON body, when it was JSON
+    error: str | None = None  # transport failure, or "not JSON", or the service's error message
+    code: str | None = None  # the service's error code (ARM's error.code), when it gave one
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300 and self.error is None
+
+    def describe(self) -> str:
+        if self.status is None:
+            return f"no response from {self.url}: {self.error}"
+        detail = f" {self.code}" if self.code else ""
+        return f"HTTP {self.status}{detail} from {self.url}" + (f": {self.error}" if self.error else "")
+
+
+@dataclass
+class KubeFailure:
+    """A refused Kubernetes API call: the Status the API server answered (status 0: no answer)."""
+
+    status: int
+    reason: str
+    message: str
+
+
+@dataclass
+class ClusterFacts:
+    collected_at: float
+    context: str | None = None
+    server: str | None = None
+    cluster_name: str | None = None
+    azure_configured: bool = False
+    webhook_configurations: list[dict[str, Any]] = field(default_factory=list)  # MWCs with the AWI webhook
+    webhook_configurations_error: KubeFailure | None = None
+    webhook_deployments: list[dict[str, Any]] = field(default_factory=list)
+    webhook_deployment_error: KubeFailure | None = None
+    kube_discovery: Fetched | None = None  # the API server's /.well-known/openid-configuration
+    arm_cluster: Fetched | None = None  # the managedClusters resource, when Azure is configured
+    issuer_url: str | None = None
+    issuer_source: str | None = None  # "arm" | "kube-discovery"
+    issuer_discovery: Fetched | None = None  # {issuer}.well-known/openid-configuration over HTTPS
+    issuer_jwks: Fetched | None = None
+
+
+@dataclass
+class ServiceAccountFacts:
+    namespace: str
+    name: str
+    namespace_found: bool | None = None  # None: could not tell
+    found: bool = False
+    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    error: KubeFailure | None = None
+
+
+@dataclass
+class PodFacts:
+    """The probe pod (or, with --pod, an existing pod) as the API server admitted it, and what it printed."""
+
+    namespace: str
+    name: str
+    existing: bool = False  # --pod: a pod the harness did not create
+    created: bool = False  # admission accepted it (or, existing: it was found)
+    create_error: KubeFailure | None = None
+    pod: dict[str, Any] | None = None  # metadata + spec + status, managedFields dropped
+    phase: str | None = None
+    timed_out: bool = False
+    waiting_reason: str | None = None  # e.g. ErrImagePull, CreateContainerConfigError
+    waiting_message: str | None = None
+    exit_code: int | None = None
+    log_tail: str | None = None  # the last lines of the log when no probe document could be parsed
+    probe: dict[str, Any] | None = None  # the parsed wi-probe/v1 document
+    probe_error: str | None = None
+    deleted: bool = False
+
+
+@dataclass
+class IdentityFacts:
+    configured: bool = False  # Azure access configured at all
+    resource_id: str | None = None
+    resolved_by: str | None = None  # "config" | "client_id"
+    identity: dict[str, Any] | None = None
+    federated_credentials: list[dict[str, Any]] | None = None
+    role_assignments: list[dict[str, Any]] | None = None
+    role_names: dict[str, str] = field(default_factory=dict)  # lower-cased roleDefinitionId -> roleName
+    error: Fetched | None = None  # the ARM call that failed
+    note: str | None = None  # why nothing was looked up
+
+
+@dataclass
+class WorkloadFacts:
+    workload_id: str  # NS/SA
+    namespace: str
+    service_account: str
+    collected_at: float
+    sa: ServiceAccountFacts
+    identity: IdentityFacts
+    pod: PodFacts | None = None
+
+
+@dataclass
+class RunFacts:
+    cluster: ClusterFacts
+    workloads: dict[str, WorkloadFacts] = field(default_factory=dict)  # by NS/SA
+    pods: dict[str, WorkloadFacts] = field(default_factory=dict)  # --pod, by NS/POD
+    swept: list[str] = field(default_factory=list)  # NS/POD of leftovers deleted by --sweep

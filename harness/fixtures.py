@@ -1,0 +1,128 @@
+"""The fixtures the suites ask for (registered by the plugin when it is active).
+
+``wi_backend`` is the I/O seam: override it (e.g. in a conftest) with a Backend of fakes to run the
+suites without any server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.analysis import RunResults, analyse, redact_facts
+from harness.checks.model import CheckResult
+from harness.collect.kube_api import KubeError
+from harness.collect.run import Backend, Selection, build_backend, collect_run
+from harness.facts import RunFacts
+from harness.report.run_json import check_payload
+from harness.serde import from_json, to_json
+from harness.session import HarnessSession
+from harness.shared import compute_once
+
+
+def _session(config: pytest.Config) -> HarnessSession:
+    from harness.plugin import NO_TARGET, SESSION
+
+    session = config.stash.get(SESSION, None)
+    if session is None:
+        raise pytest.UsageError(NO_TARGET)
+    return session
+
+
+@pytest.fixture(scope="session")
+def wi_session(pytestconfig: pytest.Config) -> HarnessSession:
+    return _session(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def wi_backend(wi_session: HarnessSession) -> Backend:
+    try:
+        return build_backend(wi_session.config)
+    except KubeError as exc:
+        pytest.fail(f"cannot use the cluster from {wi_session.config_path}: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def wi_facts(wi_session: HarnessSession, request: pytest.FixtureRequest) -> RunFacts:
+    """Everything collected for this run: once per run, shared by xdist workers (one set of probe pods)."""
+    session = wi_session
+
+    def collect() -> Any:
+        backend: Backend = request.getfixturevalue("wi_backend")
+        session.redactor.add(*backend.secrets)
+        selection = Selection(workloads=session.selected_workload_configs(), pods=session.selected_pod_refs())
+        facts = collect_run(
+            backend,
+            session.config,
+            selection,
+            session.run_id,
+            session.image,
+            keep=session.keep,
+            sweep_first=session.sweep,
+        )
+        return to_json(redact_facts(facts, session.redactor))
+
+    return from_json(RunFacts, compute_once(session.shared_dir / "facts.json", collect))
+
+
+@pytest.fixture(scope="session")
+def wi_results(wi_session: HarnessSession, wi_facts: RunFacts) -> RunResults:
+    return analyse(
+        wi_facts,
+        wi_session.config,
+        wi_session.selected_workload_configs(),
+        wi_session.target_kind,
+        wi_session.redactor,
+        keep=wi_session.keep,
+    )
+
+
+def _record(request: pytest.FixtureRequest, payload: dict[str, Any]) -> None:
+    from harness.plugin import PAYLOAD
+
+    request.node.stash[PAYLOAD] = payload
+
+
+@pytest.fixture
+def wi_cluster_check(request: pytest.FixtureRequest, wi_results: RunResults) -> CheckResult:
+    check_id = request.param
+    result = wi_results.cluster_check(check_id)
+    order = [c.id for c in wi_results.cluster].index(check_id)
+    _record(request, check_payload("cluster", result, order, wi_results))
+    return result
+
+
+@pytest.fixture
+def wi_workload_check(request: pytest.FixtureRequest, wi_session: HarnessSession) -> CheckResult:
+    if request.param is None:
+        pytest.skip("no workloads selected")
+    workload_id, check_id = request.param
+    results: RunResults = request.getfixturevalue("wi_results")
+    workload = results.workloads.get(workload_id)
+    if workload is None:
+        pytest.fail(f"{workload_id}: no facts were collected for this workload", pytrace=False)
+    result = workload.check(check_id)
+    index = [w.id for w in wi_session.workloads].index(workload_id)
+    _record(
+        request,
+        check_payload(
+            "workload", result, [c.id for c in workload.checks].index(check_id), results, workload, index
+        ),
+    )
+    return result
+
+
+@pytest.fixture
+def wi_pod_check(request: pytest.FixtureRequest, wi_session: HarnessSession) -> CheckResult:
+    if request.param is None:
+        pytest.skip("no --pod given")
+    pod_id, check_id = request.param
+    results: RunResults = request.getfixturevalue("wi_results")
+    pod = results.pods[pod_id]
+    result = pod.check(check_id)
+    index = len(wi_session.workloads) + [f"{ns}/{name}" for ns, name in wi_session.pods].index(pod_id)
+    _record(
+        request, check_payload("pod", result, [c.id for c in pod.checks].index(check_id), results, pod, index)
+    )
+    return result

@@ -1,0 +1,35 @@
+"""Names the azure-workload-identity webhook, AKS and the harness itself put on objects (one place)."""
+
+from __future__ import annotations
+
+TOKEN_AUDIENCE = "api://AzureADTokenExchange"
+USE_LABEL = "azure.workload.identity/use"
+CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+TENANT_ID_ANNOTATION = "azure.workload.identity/tenant-id"
+EXPIRATION_ANNOTATION = "azure.workload.identity/service-account-token-expiration"
+SKIP_CONTAINERS_ANNOTATION = "azure.workload.identity/skip-containers"
+INJECTED_ENV = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST")
+
+WEBHOOK_NAME = "mutation.azure-workload-identity.io"
+MWC_PREFIX = "azure-wi-webhook"
+WEBHOOK_DEPLOYMENT = "azure-wi-webhook-controller-manager"
+WEBHOOK_NAMESPACES = ("kube-system", "azure-workload-identity-system")  # AKS add-on, OSS install
+V16_VOLUME_PREFIX = "azure-workload-identity-reserved-"
+V15_VOLUME_NAME = "azure-identity-token"
+DEFAULT_EXPIRATION = 3600
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "wi-harness"
+RUN_ID_LABEL = "wi-harness/run-id"
+PROBE_CONTAINER = "probe"
+PROBE_SCHEMA = "wi-probe/v1"
+TERMINAL_PHASES = ("Succeeded", "Failed")
+# Container waiting reasons that will not resolve by themselves within a probe's lifetime.
+FATAL_WAITING = (
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "ErrImageNeverPull",
+)

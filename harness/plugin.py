@@ -1,0 +1,382 @@
+"""The pytest plugin behind ``pytest suites --lab`` and ``--config harness.yaml`` (root conftest enables it).
+
+Inert unless ``--lab`` or ``--config`` is given; running ``suites/`` without either is a usage error. Under
+xdist the controller starts the lab (if any), picks the run id and writes run.json; workers share one
+collection of facts (and so one set of probe pods) through a file lock.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import fixtures
+from harness.checks.cluster import CLUSTER_CHECK_IDS
+from harness.checks.workload import POD_CHECK_IDS, workload_check_ids
+from harness.config import ConfigError, HarnessConfig, load_config
+from harness.lab_bootstrap import LabUnavailable, start_embedded_lab
+from harness.redact import Redactor
+from harness.report.run_json import build_run, rfc3339, write_run
+from harness.report.summary import summary_lines
+from harness.session import BadReference, HarnessSession, new_run_id, parse_ref, workloads_for
+
+SESSION = pytest.StashKey[HarnessSession]()
+PAYLOAD = pytest.StashKey[dict[str, Any]]()
+NO_TARGET = (
+    "the verification suites need a target: pass --lab (start the embedded lab) or "
+    "--config harness.yaml (a real cluster and Azure scope)"
+)
+NO_WORKLOADS = (
+    "no workloads: list them under workloads: in harness.yaml, or pass --workload NAMESPACE/SERVICEACCOUNT"
+)
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wi-harness", "Entra Workload ID verification (suites/)")
+    group.addoption("--lab", action="store_true", help="start the embedded lab for this session and test it")
+    group.addoption(
+        "--lab-scenario", default="healthy", metavar="NAME", help="lab scenario (default healthy)"
+    )
+    group.addoption(
+        "--lab-webhook-layout",
+        choices=["v1.5", "v1.6"],
+        default=None,
+        help="token layout of the lab's webhook (default: the lab's, v1.6)",
+    )
+    group.addoption(
+        "--config",
+        dest="wi_config",
+        default=None,
+        metavar="PATH",
+        help="harness.yaml: kube context, Azure scope, workloads",
+    )
+    group.addoption(
+        "--workload",
+        dest="wi_workloads",
+        action="append",
+        default=[],
+        metavar="NS/SA",
+        help="only this workload (repeatable; need not be in harness.yaml)",
+    )
+    group.addoption(
+        "--pod",
+        dest="wi_pods",
+        action="append",
+        default=[],
+        metavar="NS/POD",
+        help="inspect this existing pod instead of deploying a probe (repeatable)",
+    )
+    group.addoption(
+        "--report-dir",
+        dest="wi_report_dir",
+        default="reports",
+        metavar="DIR",
+        help="where <run-id>/run.json goes (default reports/)",
+    )
+    group.addoption(
+        "--keep",
+        dest="wi_keep",
+        action="store_true",
+        help="leave probe pods (and the lab's state dir) for inspection",
+    )
+    group.addoption(
+        "--sweep",
+        dest="wi_sweep",
+        action="store_true",
+        help="first delete probe pods left behind by earlier runs (by label)",
+    )
+    group.addoption(
+        "--probe-image",
+        dest="wi_probe_image",
+        default=None,
+        metavar="IMAGE",
+        help="probe image (default: probe.image in harness.yaml)",
+    )
+
+
+def suites_requested(config: pytest.Config) -> bool:
+    base = Path(config.invocation_params.dir)
+    roots = {SUITES_DIR, (Path(config.rootpath) / "suites").resolve()}
+    for arg in config.args:
+        path = (base / str(arg).split("::", 1)[0]).resolve()
+        if any(path == root or root in path.parents for root in roots):
+            return True
+    return False
+
+
+def _active(config: pytest.Config) -> bool:
+    return bool(config.getoption("lab") or config.getoption("wi_config"))
+
+
+def _informational(config: pytest.Config) -> bool:
+    """--help, --version, --fixtures: nothing runs, so no target is needed (and no lab is started)."""
+    option = config.option
+    return any(
+        getattr(option, name, False) for name in ("help", "version", "showfixtures", "show_fixtures_per_test")
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if _informational(config):
+        return
+    if not _active(config):
+        if suites_requested(config):
+            raise pytest.UsageError(NO_TARGET)
+        return
+    config.pluginmanager.register(fixtures, "wi-harness-fixtures")
+    session = _worker_session(config) if hasattr(config, "workerinput") else _controller_session(config)
+    config.stash[SESSION] = session
+    if not session.is_worker:
+        config.pluginmanager.register(RunRecorder(session), "wi-harness-recorder")
+        if getattr(config.option, "xmlpath", None) is None and hasattr(config.option, "xmlpath"):
+            config.option.xmlpath = str(session.run_dir / "junit.xml")
+
+
+def _refs(config: pytest.Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    try:
+        workloads = [parse_ref(v, "--workload") for v in config.getoption("wi_workloads")]
+        pods = [parse_ref(v, "--pod") for v in config.getoption("wi_pods")]
+    except BadReference as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return workloads, pods
+
+
+def _load(config_path: Path) -> HarnessConfig:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def _build(
+    config: pytest.Config,
+    harness_config: HarnessConfig,
+    config_path: Path,
+    run_id: str,
+    started_at: str,
+    target_kind: str,
+    shared_dir: Path,
+    is_worker: bool,
+) -> HarnessSession:
+    workload_refs, pod_refs = _refs(config)
+    image = config.getoption("wi_probe_image") or harness_config.probe.image
+    report_dir = Path(config.invocation_params.dir) / config.getoption("wi_report_dir")
+    return HarnessSession(
+        config=harness_config,
+        config_path=config_path,
+        run_id=run_id,
+        started_at=started_at,
+        target_kind=target_kind,
+        report_dir=report_dir,
+        shared_dir=shared_dir,
+        image=image,
+        keep=config.getoption("wi_keep"),
+        sweep=config.getoption("wi_sweep"),
+        workloads=workloads_for(harness_config, workload_refs, bool(pod_refs)),
+        pods=pod_refs,
+        redactor=Redactor(harness_config.secrets()),
+        is_worker=is_worker,
+    )
+
+
+def _controller_session(config: pytest.Config) -> HarnessSession:
+    _refs(config)  # bad references fail before a lab is started
+    lab = None
+    if config.getoption("lab"):
+        if config.getoption("wi_config"):
+            raise pytest.UsageError(
+                "--lab and --config exclude each other: --lab writes its own harness.yaml"
+            )
+        try:
+            lab = start_embedded_lab(config.getoption("lab_scenario"), config.getoption("lab_webhook_layout"))
+        except LabUnavailable as exc:
+            raise pytest.UsageError(f"--lab: the lab did not start: {exc}") from None
+        config_path = lab.config_path
+    else:
+        config_path = (Path(config.invocation_params.dir) / config.getoption("wi_config")).resolve()
+    try:
+        harness_config = _load(config_path)
+        is_lab = lab is not None or (
+            harness_config.azure is not None and harness_config.azure.cloud.name == "lab"
+        )
+        run_id = new_run_id()
+        shared_dir = Path(tempfile.mkdtemp(prefix=f"wi-harness-{run_id}-"))
+        session = _build(
+            config,
+            harness_config,
+            config_path,
+            run_id,
+            rfc3339(),
+            "lab" if is_lab else "cluster",
+            shared_dir,
+            is_worker=False,
+        )
+    except BaseException:
+        if lab is not None:
+            lab.stop()
+        raise
+    session.lab = lab
+    return session
+
+
+def _worker_session(config: pytest.Config) -> HarnessSession:
+    data = config.workerinput  # type: ignore[attr-defined]
+    config_path = Path(data["wi_config_path"])
+    return _build(
+        config,
+        _load(config_path),
+        config_path,
+        data["wi_run_id"],
+        data["wi_started_at"],
+        data["wi_target_kind"],
+        Path(data["wi_shared_dir"]),
+        is_worker=True,
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    session = node.config.stash.get(SESSION, None)
+    if session is not None:
+        node.workerinput.update(
+            {
+                "wi_config_path": str(session.config_path),
+                "wi_run_id": session.run_id,
+                "wi_started_at": session.started_at,
+                "wi_target_kind": session.target_kind,
+                "wi_shared_dir": str(session.shared_dir),
+            }
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION, None)
+    if session is None or session.is_worker:
+        return
+    shutil.rmtree(session.shared_dir, ignore_errors=True)
+    if session.lab is not None:
+        session.lab.stop(remove_state=not session.keep)
+
+
+# ---------------------------------------------------------------- collection
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    session = metafunc.config.stash.get(SESSION, None)
+    names = metafunc.fixturenames
+    if "wi_cluster_check" in names:
+        ids = CLUSTER_CHECK_IDS if session else []
+        metafunc.parametrize("wi_cluster_check", ids, ids=ids, indirect=True)
+    if "wi_workload_check" in names:
+        pairs = [(w.id, c) for w in session.workloads for c in workload_check_ids(w)] if session else []
+        params: list[Any] = [pytest.param(p, id=f"{p[0]}:{p[1]}") for p in pairs]
+        if session and not pairs:
+            marks = pytest.mark.skip(reason=NO_WORKLOADS) if not session.pods else ()
+            params = [pytest.param(None, id="no-workloads", marks=marks)]
+        metafunc.parametrize("wi_workload_check", params, indirect=True)
+    if "wi_pod_check" in names:
+        pod_pairs = [(f"{ns}/{pod}", c) for ns, pod in session.pods for c in POD_CHECK_IDS] if session else []
+        pod_params: list[Any] = [pytest.param(p, id=f"{p[0]}:{p[1]}") for p in pod_pairs]
+        metafunc.parametrize("wi_pod_check", pod_params or [pytest.param(None, id="no-pods")], indirect=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session = config.stash.get(SESSION, None)
+    if session is None:
+        return
+    keep, drop = [], []
+    workloads: list[str] = []
+    pods: list[str] = []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        params = params.params if params is not None else {}
+        if ("wi_pod_check" in params and params["wi_pod_check"] is None) or (
+            "wi_workload_check" in params and params["wi_workload_check"] is None and session.pods
+        ):
+            drop.append(item)
+            continue
+        keep.append(item)
+        if params.get("wi_workload_check"):
+            workloads.append(params["wi_workload_check"][0])
+        if params.get("wi_pod_check"):
+            pods.append(params["wi_pod_check"][0])
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+    session.selected_workloads = list(dict.fromkeys(workloads))
+    session.selected_pods = list(dict.fromkeys(pods))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    payload = item.stash.get(PAYLOAD, None)
+    if payload is not None and report.when == "call":
+        report.wi_harness = payload  # crosses xdist with the report (TestReport keeps extra attributes)
+    elif report.failed and report.when != "call" and any(n.startswith("wi_") for n in item.fixturenames):
+        report.wi_harness_error = True  # a harness test errored outside its check: the run cannot pass
+
+
+# ---------------------------------------------------------------- the run report
+
+
+class RunRecorder:
+    """In the process that owns the run (the xdist controller, or the only process): gather every test's
+    check payload, write run.json at the end, print the summary."""
+
+    def __init__(self, session: HarnessSession) -> None:
+        self.session = session
+        self.payloads: list[dict[str, Any]] = []
+        self.errors = 0
+        self.document: dict[str, Any] | None = None
+        self.path: Path | None = None
+        self.write_error: str | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = getattr(report, "wi_harness", None)
+        if payload is not None:
+            self.payloads.append(payload)
+        elif getattr(report, "wi_harness_error", False):
+            self.errors += 1
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.payloads and not self.errors:
+            return
+        s = self.session
+        fallback = {
+            "kind": s.target_kind,
+            "context": s.config.cluster.context or "",
+            "cluster": s.config.azure.cluster_name if s.config.azure else "",
+            "issuer": "",
+        }
+        self.document = build_run(s.run_id, s.started_at, rfc3339(), self.payloads, fallback, self.errors)
+        try:
+            self.path = write_run(s.report_dir, self.document, s.redactor)
+        except (OSError, ValueError) as exc:
+            self.write_error = f"{type(exc).__name__}: {exc}"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.document is None:
+            return
+        terminalreporter.section("wi-harness")
+        for line in summary_lines(self.document, self.path):
+            terminalreporter.write_line(self.session.redactor.text(line))
+        if self.write_error:
+            terminalreporter.write_line(f"could not write run.json: {self.write_error}", red=True)
+        kept = sorted({k for p in self.payloads for k in p.get("kept") or []})
+        for pod in kept:
+            namespace, name = pod.split("/", 1)
+            terminalreporter.write_line(f"kept probe pod: kubectl -n {namespace} logs {name}")
+        swept = sorted({k for p in self.payloads for k in p.get("swept") or []})
+        if swept:
+            terminalreporter.write_line(f"swept {len(swept)} leftover probe pod(s): {', '.join(swept)}")
+        if self.session.lab is not None and self.session.keep:
+            terminalreporter.write_line(f"lab state kept in {self.session.lab.state_dir}")

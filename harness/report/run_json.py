@@ -1,0 +1,142 @@
+"""Assemble run.json from the per-test payloads (they cross xdist workers on the test reports), validate it
+against the contract, write it under ``<report-dir>/<run-id>/`` and point ``<report-dir>/latest`` at it."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.analysis import RunResults, WorkloadResults
+from harness.checks.model import CheckResult
+from harness.redact import Redactor
+from harness.report.schema import SCHEMA, validate_run
+
+
+def rfc3339(ts: float | None = None) -> str:
+    moment = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def check_payload(
+    scope: str,
+    result: CheckResult,
+    order: int,
+    results: RunResults,
+    workload: WorkloadResults | None = None,
+    workload_order: int = 0,
+) -> dict[str, Any]:
+    """What one test carries to the process that writes run.json."""
+    return {
+        "scope": scope,
+        "order": order,
+        "workload": None
+        if workload is None
+        else {
+            "id": workload.id,
+            "namespace": workload.namespace,
+            "service_account": workload.service_account,
+            "order": workload_order,
+        },
+        "check": result.to_json(),
+        "findings": [f.to_json() for f in result.findings],
+        "target": results.target,
+        "swept": results.swept,
+        "kept": results.kept,
+    }
+
+
+def _dedupe(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        if item[key] not in seen:
+            seen.add(item[key])
+            out.append(item)
+    return out
+
+
+def build_run(
+    run_id: str,
+    started_at: str,
+    finished_at: str,
+    payloads: list[dict[str, Any]],
+    fallback_target: dict[str, Any],
+    harness_errors: int = 0,
+) -> dict[str, Any]:
+    cluster = sorted((p for p in payloads if p["scope"] == "cluster"), key=lambda p: p["order"])
+    target = next((p["target"] for p in payloads if p.get("target")), fallback_target)
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for payload in sorted(
+        (p for p in payloads if p["scope"] != "cluster"),
+        key=lambda p: (p["workload"]["order"], p["workload"]["id"], p["order"]),
+    ):
+        grouped.setdefault(payload["workload"]["id"], []).append(payload)
+    workloads = []
+    for workload_id, items in grouped.items():
+        checks = _dedupe([p["check"] for p in items], "id")
+        workloads.append(
+            {
+                "id": workload_id,
+                "namespace": items[0]["workload"]["namespace"],
+                "service_account": items[0]["workload"]["service_account"],
+                "verdict": "fail" if any(c["status"] == "fail" for c in checks) else "pass",
+                "checks": checks,
+                "findings": _dedupe([f for p in items for f in p["findings"]], "code"),
+            }
+        )
+    cluster_checks = _dedupe([p["check"] for p in cluster], "id")
+    failed = (
+        any(c["status"] == "fail" for c in cluster_checks)
+        or any(w["verdict"] == "fail" for w in workloads)
+        or harness_errors > 0
+    )
+    return {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "target": target,
+        "verdict": "fail" if failed else "pass",
+        "checks": cluster_checks,
+        "findings": _dedupe([f for p in cluster for f in p["findings"]], "code"),
+        "workloads": workloads,
+    }
+
+
+def build_run_from_results(
+    run_id: str, started_at: str, finished_at: str, results: RunResults
+) -> dict[str, Any]:
+    """The whole run.json straight from results (every check, as if every test had run)."""
+    payloads = [check_payload("cluster", c, i, results) for i, c in enumerate(results.cluster)]
+    for w_index, workload in enumerate([*results.workloads.values(), *results.pods.values()]):
+        payloads += [
+            check_payload(workload.kind, c, i, results, workload, w_index)
+            for i, c in enumerate(workload.checks)
+        ]
+    return build_run(run_id, started_at, finished_at, payloads, results.target)
+
+
+def write_run(report_dir: Path, document: dict[str, Any], redactor: Redactor) -> Path:
+    """Validate, redact (a last pass over the serialised text) and write; returns the run.json path."""
+    validate_run(document)
+    text = redactor.text(json.dumps(document, indent=2, sort_keys=False, default=str))
+    validate_run(json.loads(text))
+    run_dir = report_dir / document["run_id"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "run.json"
+    tmp = run_dir / "run.json.tmp"
+    tmp.write_text(text + "\n")
+    os.replace(tmp, path)
+    point_latest(report_dir, document["run_id"])
+    return path
+
+
+def point_latest(report_dir: Path, run_id: str) -> None:
+    latest = report_dir / "latest"
+    tmp = report_dir / f".latest-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(run_id, tmp)
+    os.replace(tmp, latest)

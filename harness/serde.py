@@ -1,0 +1,47 @@
+"""Dataclass facts <-> plain JSON, so facts collected once can be shared between xdist workers."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+def from_json(cls: type[T], data: Any) -> T:
+    return typing.cast(T, _build(cls, data))
+
+
+def _build(hint: Any, data: Any) -> Any:
+    if data is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        dataclass_options = [a for a in options if dataclasses.is_dataclass(a)]
+        return _build(dataclass_options[0], data) if dataclass_options and isinstance(data, dict) else data
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return [_build(item, v) for v in data]
+    if origin is dict:
+        _, item = typing.get_args(hint) or (Any, Any)
+        return {k: _build(item, v) for k, v in data.items()}
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        hints = typing.get_type_hints(hint)
+        kwargs = {
+            f.name: _build(hints[f.name], data[f.name]) for f in dataclasses.fields(hint) if f.name in data
+        }
+        return hint(**kwargs)
+    return data

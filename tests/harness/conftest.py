@@ -1,0 +1,36 @@
+"""Fixtures for the harness's tests: a fake world (kube + webhook + kubelet running the real probe, ARM,
+issuer) and helpers to collect and analyse it without any server."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fakeworld import World  # noqa: E402
+
+from harness.analysis import RunResults, analyse  # noqa: E402
+from harness.collect.run import Selection, collect_run  # noqa: E402
+from harness.config import HarnessConfig, parse_config  # noqa: E402
+from harness.redact import Redactor  # noqa: E402
+
+
+@pytest.fixture
+def run_world(tmp_path: Path) -> Callable[..., tuple[RunResults, HarnessConfig]]:
+    """Collect and analyse a World; returns (results, config)."""
+
+    def run(world: World, azure: bool = True, keep: bool = False) -> tuple[RunResults, HarnessConfig]:
+        config = parse_config(world.config(tmp_path, azure=azure), base_dir=tmp_path)
+        backend = world.backend()
+        if not azure:
+            backend.arm = None
+        facts = collect_run(
+            backend, config, Selection(workloads=config.workloads), "run-1", config.probe.image, keep=keep
+        )
+        return analyse(facts, config, config.workloads, "lab", Redactor(config.secrets()), keep=keep), config
+
+    return run

@@ -1,0 +1,677 @@
+"""An in-memory world for the harness's tests: a fake Kubernetes API (with a fake azure-workload-identity
+webhook and a fake kubelet that runs the REAL probe in-process), a fake ARM and a fake OIDC issuer.
+
+Everything is built from a :class:`World` of knobs, so each test states only what it breaks.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from harness.collect.http import HttpResponse, HttpUnreachable
+from harness.collect.kube_api import KubeError
+from harness.collect.run import Backend
+from harness.facts import Fetched, KubeFailure
+
+AUDIENCE = "api://AzureADTokenExchange"
+AUTHORITY = "https://login.example.test/"
+ARM = "https://management.example.test/"
+ISSUER = "https://oidc.example.test/tenant/cluster-guid/"
+VAULT = "https://finance-kv.vault.example.test/"
+OTHER_VAULT = "https://platform-kv.vault.example.test/"
+ACCOUNT = "https://ordersdata.blob.example.test/"
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_KID = "issuer-key-1"
+ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
+
+
+def guid() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class FakeWorkload:
+    namespace: str
+    service_account: str
+    client_id: str = field(default_factory=guid)
+    principal_id: str = field(default_factory=guid)
+    identity_name: str = ""
+    annotate: bool = True  # client-id annotation on the ServiceAccount
+    annotation_value: str | None = None  # override the annotated client id
+    create_sa: bool = True
+    fic_issuer: str | None = None  # default: the world's issuer
+    fic_subject: str | None = None  # default: system:serviceaccount:ns:sa
+    fic: bool = True
+    readable: list[str] = field(default_factory=list)  # vault / blob URLs the identity may read
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}/{self.service_account}"
+
+    @property
+    def subject(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+
+@dataclass
+class World:
+    tenant_id: str = field(default_factory=guid)
+    subscription_id: str = field(default_factory=guid)
+    issuer: str = ISSUER  # what ARM and the discovery document say
+    token_issuer: str | None = None  # what the API server puts in tokens (default: issuer)
+    layout: str = "v1.6"
+    webhook: str = "up"  # up | down | absent
+    failure_policy: str = "Fail"
+    webhook_ready: int = 2
+    oidc_enabled: bool = True
+    workload_identity_enabled: bool = True
+    issuer_reachable: bool = True
+    probe_image_pullable: bool = True
+    probe_never_finishes: bool = False
+    workloads: list[FakeWorkload] = field(default_factory=list)
+    existing_pods: list[dict[str, Any]] = field(default_factory=list)  # pods already in the cluster
+    record_to: str | None = None  # append "ns/name" of every created pod (to count them across processes)
+
+    @classmethod
+    def healthy(cls, **knobs: Any) -> World:
+        world = cls(**knobs)
+        if not world.workloads:
+            world.workloads = [
+                FakeWorkload("finance", "backend-sa", identity_name="myWorkloadId", readable=[VAULT]),
+                FakeWorkload("orders", "orders-sa", identity_name="ordersWorkloadId", readable=[ACCOUNT]),
+            ]
+        return world
+
+    def workload(self, workload_id: str) -> FakeWorkload:
+        return next(w for w in self.workloads if w.id == workload_id)
+
+    def identity_id(self, w: FakeWorkload) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourcegroups/myRg/providers/"
+            f"Microsoft.ManagedIdentity/userAssignedIdentities/{w.identity_name or w.service_account + '-id'}"
+        )
+
+    # ---------------------------------------------------------------- the harness.yaml for this world
+
+    def config(self, tmp_path: Path, azure: bool = True) -> dict[str, Any]:
+        secret = tmp_path / "harness-secret"
+        secret.write_text("s3cr3t-harness-client-secret-value")
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+        data: dict[str, Any] = {
+            "cluster": {"kubeconfig": str(kubeconfig), "context": "fake"},
+            "probe": {"image": "ghcr.io/wi-harness/probe:test", "timeout_seconds": 30},
+            "workloads": [self._workload_config(w) for w in self.workloads],
+        }
+        if azure:
+            data["azure"] = {
+                "cloud": {"name": "lab", "authority_host": AUTHORITY, "resource_manager": ARM},
+                "tenant_id": self.tenant_id,
+                "subscription_id": self.subscription_id,
+                "resource_group": "dev-rg",
+                "cluster_name": "dev-aks",
+                "credential": {"client_id": guid(), "client_secret_file": str(secret)},
+            }
+        return data
+
+    def _workload_config(self, w: FakeWorkload) -> dict[str, Any]:
+        access: list[dict[str, Any]] = []
+        if w.namespace == "finance":
+            access = [
+                {"kind": "keyvault_secret", "vault_url": VAULT, "secret": "db-password", "expect": "allow"},
+                {
+                    "kind": "keyvault_secret",
+                    "vault_url": OTHER_VAULT,
+                    "secret": "admin-api-key",
+                    "expect": "deny",
+                },
+            ]
+        elif w.namespace == "orders":
+            access = [
+                {
+                    "kind": "blob",
+                    "account_url": ACCOUNT,
+                    "container": "reports",
+                    "blob": "daily.csv",
+                    "expect": "allow",
+                },
+                {"kind": "keyvault_secret", "vault_url": VAULT, "secret": "db-password", "expect": "deny"},
+            ]
+        return {
+            "namespace": w.namespace,
+            "service_account": w.service_account,
+            "client_id": w.client_id,
+            "access": access,
+        }
+
+    def backend(self) -> Backend:
+        return Backend(
+            kube=FakeKube(self), http=FakeHttp(self), arm=FakeArm(self), secrets=["fake-kube-token"]
+        )
+
+
+SECRET_VALUES = {
+    "db-password": "p4ssw0rd-value-never-printed",
+    "admin-api-key": "admin-key-value-never-printed",
+}
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+
+class FakeKube:
+    context = "fake"
+    server = "https://kube.example.test"
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.logs: dict[tuple[str, str], str] = {}
+        self.deleted: list[str] = []
+        self.created: list[dict[str, Any]] = []
+        self.version = 100
+        for pod in world.existing_pods:
+            self.pods[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = copy.deepcopy(pod)
+
+    def _sa(self, namespace: str, name: str) -> FakeWorkload | None:
+        return next(
+            (
+                w
+                for w in self.world.workloads
+                if w.namespace == namespace and w.service_account == name and w.create_sa
+            ),
+            None,
+        )
+
+    def namespace(self, name: str) -> dict[str, Any] | None:
+        known = {w.namespace for w in self.world.workloads} | {"default", "kube-system"}
+        return {"metadata": {"name": name}} if name in known else None
+
+    def service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        w = self._sa(namespace, name)
+        if w is None:
+            return None
+        annotations = {}
+        if w.annotate:
+            annotations["azure.workload.identity/client-id"] = w.annotation_value or w.client_id
+        return {"metadata": {"name": name, "namespace": namespace, "annotations": annotations}}
+
+    def mutating_webhook_configurations(self) -> list[dict[str, Any]]:
+        if self.world.webhook == "absent":
+            return [{"metadata": {"name": "other-webhook"}, "webhooks": [{"name": "other.example.com"}]}]
+        return [
+            {
+                "metadata": {
+                    "name": "azure-wi-webhook-mutating-webhook-configuration",
+                    "managedFields": [{}],
+                },
+                "webhooks": [
+                    {
+                        "name": "mutation.azure-workload-identity.io",
+                        "failurePolicy": self.world.failure_policy,
+                        "objectSelector": {"matchLabels": {"azure.workload.identity/use": "true"}},
+                        "clientConfig": {
+                            "service": {
+                                "name": "azure-wi-webhook-webhook-service",
+                                "namespace": "kube-system",
+                            }
+                        },
+                    }
+                ],
+            }
+        ]
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        if self.world.webhook == "absent" or namespace != "kube-system":
+            return None
+        ready = self.world.webhook_ready if self.world.webhook == "up" else 0
+        status = {"replicas": 2, **({"readyReplicas": ready, "availableReplicas": ready} if ready else {})}
+        return {"metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": 2}, "status": status}
+
+    def openid_configuration(self) -> Fetched:
+        issuer = self.world.token_issuer or self.world.issuer
+        return Fetched(
+            f"{self.server}/.well-known/openid-configuration",
+            200,
+            {"issuer": issuer, "jwks_uri": f"{self.server}/openid/v1/jwks"},
+        )
+
+    # -- pods
+
+    def create_pod(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        pod = copy.deepcopy(body)
+        name = pod["metadata"]["name"]
+        sa = self._sa(namespace, pod["spec"].get("serviceAccountName", "default"))
+        labelled = pod["metadata"].get("labels", {}).get("azure.workload.identity/use") == "true"
+        if labelled and self.world.webhook == "down":
+            raise KubeError(
+                KubeFailure(
+                    500,
+                    "InternalError",
+                    "Internal error occurred: failed calling webhook "
+                    '"mutation.azure-workload-identity.io": connection refused',
+                )
+            )
+        if sa is None:
+            raise KubeError(
+                KubeFailure(
+                    400,
+                    "BadRequest",
+                    'admission webhook "mutation.azure-workload-identity.io" '
+                    f'denied the request: serviceaccounts "{pod["spec"].get("serviceAccountName")}"'
+                    " not found",
+                )
+            )
+        if labelled and self.world.webhook == "up":
+            mutate(pod, self.world, sa)
+        pod["metadata"]["namespace"] = namespace
+        pod["metadata"]["uid"] = guid()
+        pod["status"] = {"phase": "Pending"}
+        self.created.append(copy.deepcopy(pod))
+        if self.world.record_to:
+            with open(self.world.record_to, "a") as record:
+                record.write(f"{namespace}/{name}\n")
+        self.pods[(namespace, name)] = pod
+        self._run(pod, sa)
+        return copy.deepcopy({**pod, "status": {"phase": "Pending"}})
+
+    def _run(self, pod: dict[str, Any], sa: FakeWorkload) -> None:
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if not self.world.probe_image_pullable:
+            pod["status"] = {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "probe",
+                        "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}},
+                    }
+                ],
+            }
+            return
+        if self.world.probe_never_finishes:
+            pod["status"] = {"phase": "Running"}
+            return
+        doc_text, code = run_real_probe(pod, self.world, sa)
+        self.logs[key] = doc_text
+        pod["status"] = {
+            "phase": "Succeeded" if code == 0 else "Failed",
+            "containerStatuses": [{"name": "probe", "state": {"terminated": {"exitCode": code}}}],
+        }
+
+    def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self.pods.get((namespace, name))
+        return copy.deepcopy(found) if found else None
+
+    def list_pods(
+        self, namespace: str | None, label_selector: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        wanted = dict(part.split("=", 1) for part in label_selector.split(",") if "=" in part)
+        items = [
+            copy.deepcopy(p)
+            for (ns, _), p in self.pods.items()
+            if (namespace is None or ns == namespace)
+            and all(p["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
+        ]
+        return [{**p, "status": {"phase": "Pending"}} for p in items], str(self.version)
+
+    def watch_pods(
+        self, namespace: str, label_selector: str, resource_version: str | None, timeout_seconds: int
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        wanted = dict(part.split("=", 1) for part in label_selector.split(",") if "=" in part)
+        for (ns, _), pod in list(self.pods.items()):
+            if ns == namespace and all(
+                pod["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items()
+            ):
+                yield "MODIFIED", copy.deepcopy(pod)
+
+    def pod_log(self, namespace: str, name: str, container: str | None = None) -> str:
+        if (namespace, name) not in self.logs:
+            raise KubeError(KubeFailure(400, "BadRequest", "container not started"))
+        return self.logs[(namespace, name)]
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self.pods.pop((namespace, name), None)
+        self.deleted.append(f"{namespace}/{name}")
+
+
+def existing_pod(
+    world: World,
+    workload: FakeWorkload,
+    name: str,
+    labelled: bool = True,
+    mutated: bool = True,
+    **labels: str,
+) -> dict[str, Any]:
+    """A workload pod as the API server holds it after admission (for --pod and --sweep tests)."""
+    pod: dict[str, Any] = {
+        "metadata": {
+            "name": name,
+            "namespace": workload.namespace,
+            "labels": {**({"azure.workload.identity/use": "true"} if labelled else {}), **labels},
+        },
+        "spec": {
+            "serviceAccountName": workload.service_account,
+            "containers": [{"name": "app", "image": "app:1"}],
+        },
+        "status": {"phase": "Running"},
+    }
+    if mutated:
+        mutate(pod, world, workload)
+    return pod
+
+
+def mutate(pod: dict[str, Any], world: World, sa: FakeWorkload) -> None:
+    """What the webhook does (reference 1.5-1.8), for one of the two layouts."""
+    name = pod["metadata"]["name"]
+    if world.layout == "v1.5":
+        volume, mount_path, token_path = (
+            "azure-identity-token",
+            "/var/run/secrets/azure/tokens",
+            "azure-identity-token",
+        )
+    else:
+        volume = "azure-workload-identity-reserved-" + hashlib.sha256(name.encode()).hexdigest()[:30]
+        mount_path, token_path = "/var/run/secrets/azure/wi", "token/azure-identity-token"
+    env = [
+        ("AZURE_CLIENT_ID", (sa.annotation_value or sa.client_id) if sa.annotate else ""),
+        ("AZURE_TENANT_ID", world.tenant_id),
+        ("AZURE_FEDERATED_TOKEN_FILE", f"{mount_path}/{token_path}"),
+        ("AZURE_AUTHORITY_HOST", AUTHORITY),
+    ]
+    for container in pod["spec"]["containers"]:
+        present = {e["name"] for e in container.get("env", [])}
+        container.setdefault("env", []).extend(
+            {"name": k, "value": v} for k, v in env if v and k not in present
+        )
+        container.setdefault("volumeMounts", []).append(
+            {"name": volume, "mountPath": mount_path, "readOnly": True}
+        )
+    pod["spec"].setdefault("volumes", []).append(
+        {
+            "name": volume,
+            "projected": {
+                "sources": [
+                    {
+                        "serviceAccountToken": {
+                            "audience": AUDIENCE,
+                            "expirationSeconds": 3600,
+                            "path": token_path,
+                        }
+                    }
+                ],
+                "defaultMode": 420,
+            },
+        }
+    )
+
+
+def sa_token(world: World, w: FakeWorkload, pod: dict[str, Any], now: float) -> str:
+    claims = {
+        "iss": world.token_issuer or world.issuer,
+        "sub": w.subject,
+        "aud": [AUDIENCE],
+        "exp": int(now) + 3600,
+        "iat": int(now),
+        "nbf": int(now),
+        "kubernetes.io": {
+            "namespace": w.namespace,
+            "pod": {"name": pod["metadata"]["name"], "uid": "u"},
+            "serviceaccount": {"name": w.service_account, "uid": "s"},
+        },
+    }
+    return jwt.encode(claims, _KEY, algorithm="RS256", headers={"kid": _KID})
+
+
+def run_real_probe(pod: dict[str, Any], world: World, sa: FakeWorkload) -> tuple[str, int]:
+    """Run probe.cli.main in-process with the pod's env; the token file lives in a temp dir standing in for
+    the mount (paths are mapped back, as a mount namespace would)."""
+    from probe.cli import main
+
+    container = pod["spec"]["containers"][0]
+    environ = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    token_file = environ.get("AZURE_FEDERATED_TOKEN_FILE")
+    with tempfile.TemporaryDirectory() as tmp:
+        if token_file:
+            local = Path(tmp) / token_file.lstrip("/")
+            local.parent.mkdir(parents=True)
+            local.write_text(sa_token(world, sa, pod, time.time()))
+            environ["AZURE_FEDERATED_TOKEN_FILE"] = str(local)
+        out, err = io.StringIO(), io.StringIO()
+        code = main(
+            [], environ=environ, transport=FakeAzureData(world), sdk_check=None, stdout=out, stderr=err
+        )
+        text = err.getvalue() + out.getvalue()
+        return text.replace(tmp, ""), code
+
+
+class FakeAzureData:
+    """Entra's token endpoint, Key Vault and Blob, as the probe's Transport sees them."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def __call__(self, method: str, url: str, headers: Any, body: bytes | None, timeout: float) -> Any:
+        from probe.transport import Response
+
+        if url.startswith(AUTHORITY):
+            return self._token(Response, body or b"")
+        auth = dict(headers).get("Authorization", "").removeprefix("Bearer ")
+        claims = jwt.decode(auth, options={"verify_signature": False}) if auth else {}
+        reader = next((w for w in self.world.workloads if w.client_id == claims.get("appid")), None)
+        allowed = reader is not None and any(url.startswith(base) for base in reader.readable)
+        if "/secrets/" in url:
+            if not allowed:
+                return Response(
+                    403,
+                    {"content-type": "application/json"},
+                    json.dumps(
+                        {
+                            "error": {
+                                "code": "Forbidden",
+                                "message": "Caller is not authorized",
+                                "innererror": {"code": "ForbiddenByRbac"},
+                            }
+                        }
+                    ).encode(),
+                )
+            name = urlsplit(url).path.split("/secrets/")[1].split("/")[0]
+            return Response(
+                200,
+                {"content-type": "application/json"},
+                json.dumps(
+                    {
+                        "value": SECRET_VALUES.get(name, "v"),
+                        "id": f"{url.split('?')[0]}/0123abcd",
+                        "attributes": {"enabled": True},
+                    }
+                ).encode(),
+            )
+        if not allowed:
+            return Response(
+                403,
+                {"x-ms-error-code": "AuthorizationPermissionMismatch"},
+                b"<Error><Code>AuthorizationPermissionMismatch</Code><Message>no</Message></Error>",
+            )
+        return Response(200, {"content-type": "text/csv", "etag": '"1"'}, b"order_id,amount\n1,2\n")
+
+    def _token(self, response: Any, body: bytes) -> Any:
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        assertion = jwt.decode(form["client_assertion"], options={"verify_signature": False})
+        w = next((x for x in self.world.workloads if x.client_id == form["client_id"]), None)
+
+        def error(code: str, text: str) -> Any:
+            return response(
+                401,
+                {"content-type": "application/json"},
+                json.dumps(
+                    {
+                        "error": "invalid_client",
+                        "error_description": f"{code}: {text}",
+                        "error_codes": [int(code[6:])],
+                    }
+                ).encode(),
+            )
+
+        if w is None:
+            return error("AADSTS700016", f"Application with identifier '{form['client_id']}' was not found")
+        fic_issuer = w.fic_issuer or self.world.issuer
+        fic_subject = w.fic_subject or w.subject
+        if not w.fic:
+            return error("AADSTS70025", "The client has no configured federated identity credentials.")
+        if assertion["iss"] != fic_issuer:
+            return error(
+                "AADSTS700211",
+                f"No matching federated identity record found for presented assertion "
+                f"issuer '{assertion['iss']}'.",
+            )
+        if assertion["sub"] != fic_subject:
+            return error(
+                "AADSTS700213",
+                f"No matching federated identity record found for presented assertion "
+                f"subject '{assertion['sub']}'.",
+            )
+        resource = form["scope"].removesuffix("/.default")
+        now = int(time.time())
+        token = jwt.encode(
+            {
+                "aud": resource,
+                "iss": f"https://sts.windows.net/{self.world.tenant_id}/",
+                "iat": now,
+                "nbf": now,
+                "exp": now + 3600,
+                "appid": w.client_id,
+                "tid": self.world.tenant_id,
+                "oid": w.principal_id,
+                "idtyp": "app",
+                "xms_mirid": self.world.identity_id(w),
+            },
+            _KEY,
+            algorithm="RS256",
+        )
+        return response(
+            200,
+            {"content-type": "application/json"},
+            json.dumps({"token_type": "Bearer", "expires_in": 3599, "access_token": token}).encode(),
+        )
+
+
+# ---------------------------------------------------------------- ARM and the issuer
+
+
+class FakeArm:
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.calls: list[str] = []
+
+    def __call__(self, path_or_url: str) -> Fetched:
+        self.calls.append(path_or_url)
+        world = self.world
+        path = urlsplit(path_or_url).path.rstrip("/").lower()
+        sub = f"/subscriptions/{world.subscription_id}".lower()
+        if path.endswith("/managedclusters/dev-aks"):
+            return Fetched(
+                path_or_url,
+                200,
+                {
+                    "properties": {
+                        "oidcIssuerProfile": {
+                            "enabled": world.oidc_enabled,
+                            **({"issuerURL": world.issuer} if world.oidc_enabled else {}),
+                        },
+                        "securityProfile": {"workloadIdentity": {"enabled": world.workload_identity_enabled}},
+                    }
+                },
+            )
+        if path == f"{sub}/providers/microsoft.managedidentity/userassignedidentities":
+            return Fetched(path_or_url, 200, {"value": [self._identity(w) for w in world.workloads]})
+        for w in world.workloads:
+            identity = world.identity_id(w).lower()
+            if path == identity:
+                return Fetched(path_or_url, 200, self._identity(w))
+            if path == identity + "/federatedidentitycredentials":
+                fics = (
+                    []
+                    if not w.fic
+                    else [
+                        {
+                            "name": f"fic-{w.service_account}",
+                            "properties": {
+                                "issuer": w.fic_issuer or world.issuer,
+                                "subject": w.fic_subject or w.subject,
+                                "audiences": [AUDIENCE],
+                            },
+                        }
+                    ]
+                )
+                return Fetched(path_or_url, 200, {"value": fics})
+        if path.endswith("/providers/microsoft.authorization/roleassignments"):
+            return Fetched(
+                path_or_url,
+                200,
+                {
+                    "value": [
+                        {
+                            "properties": {
+                                "roleDefinitionId": f"{sub}/providers/{ROLE_DEFINITIONS}/4633458b",
+                                "scope": f"{sub}/resourcegroups/myRg/providers/microsoft.keyvault/vaults/"
+                                "finance-kv",
+                            }
+                        }
+                    ]
+                },
+            )
+        if "/roledefinitions/" in path:
+            return Fetched(path_or_url, 200, {"properties": {"roleName": "Key Vault Secrets User"}})
+        return Fetched(path_or_url, 404, None, "not found", "ResourceNotFound")
+
+    def _identity(self, w: FakeWorkload) -> dict[str, Any]:
+        return {
+            "id": self.world.identity_id(w),
+            "name": w.identity_name,
+            "properties": {
+                "clientId": w.client_id,
+                "principalId": w.principal_id,
+                "tenantId": self.world.tenant_id,
+            },
+        }
+
+
+class FakeHttp:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def __call__(self, url: str, timeout: float) -> HttpResponse:
+        if not self.world.issuer_reachable:
+            raise HttpUnreachable("ConnectionError: connection refused")
+        issuer = self.world.issuer
+        base = issuer.rstrip("/")
+        if url == base + "/.well-known/openid-configuration":
+            return HttpResponse(
+                200, json.dumps({"issuer": issuer, "jwks_uri": base + "/openid/v1/jwks"}).encode()
+            )
+        if url == base + "/openid/v1/jwks":
+            return HttpResponse(
+                200,
+                json.dumps(
+                    {
+                        "keys": [
+                            {"kty": "RSA", "alg": "RS256", "use": "sig", "kid": _KID, "n": "x", "e": "AQAB"}
+                        ]
+                    }
+                ).encode(),
+            )
+        return HttpResponse(404, b"{}")

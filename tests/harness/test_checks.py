@@ -1,0 +1,452 @@
+"""Checks as pure functions of facts.
+
+We test these aspects:
+- the skip chain: a failed check skips its dependents "because <id> failed", transitively, naming the root;
+- mutation is recognised under both webhook layouts (v1.5 and v1.6: found by audience, not name or path);
+- issuer matching is exact: a trailing slash is a mismatch, in the token and in the federated credential;
+- cluster checks, SA annotation problems, exchange failures and access expectations yield stable findings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fakeworld import ISSUER, VAULT, FakeWorkload, World
+
+from harness.checks.chain import CheckSpec, run_chain, verdict
+from harness.checks.cluster import run_cluster_checks
+from harness.checks.context import WorkloadContext
+from harness.checks.model import FAIL, PASS, SKIP, WARN, Outcome, failed, passed, skipped
+from harness.checks.pod import pod_mutated
+from harness.checks.token import token_issuer
+from harness.config import WorkloadConfig
+from harness.facts import ClusterFacts, Fetched, IdentityFacts, PodFacts, ServiceAccountFacts, WorkloadFacts
+
+CLIENT = "3b1a6f2e-5c1d-4e2f-9a8b-7c6d5e4f3a2b"
+
+
+def statuses(results: Any) -> dict[str, str]:
+    return {r.id: r.status for r in results}
+
+
+# ---------------------------------------------------------------- the chain
+
+
+def test_skip_chain_names_the_root_failure_transitively() -> None:
+    specs = [
+        CheckSpec("a", "a", lambda _: passed("ok")),
+        CheckSpec("b", "b", lambda _: failed("broken")),
+        CheckSpec("c", "c", lambda _: passed("never run"), ("b",)),
+        CheckSpec("d", "d", lambda _: passed("never run"), ("c",)),
+        CheckSpec("e", "e", lambda _: passed("independent"), ("a",)),
+    ]
+    results = run_chain(specs, None)
+    assert statuses(results) == {"a": PASS, "b": FAIL, "c": SKIP, "d": SKIP, "e": PASS}
+    assert results[2].message == "skipped because b failed"
+    assert results[3].message == "skipped because b failed"
+    assert results[3].blocked_by == "b" and results[3].evidence == {"blocked_by": "b"}
+    assert verdict(results) == "fail"
+
+
+def test_a_skip_that_is_not_a_failure_propagates_without_blaming_anyone() -> None:
+    specs = [
+        CheckSpec("azure", "azure", lambda _: skipped("no Azure access configured")),
+        CheckSpec("fic", "fic", lambda _: passed("x"), ("azure",)),
+    ]
+    results = run_chain(specs, None)
+    assert statuses(results) == {"azure": SKIP, "fic": SKIP}
+    assert results[1].blocked_by is None
+    assert "no Azure access configured" in results[1].message
+    assert verdict(results) == "pass"
+
+
+def test_a_crashing_check_fails_alone() -> None:
+    def boom(_: object) -> Outcome:
+        raise KeyError("oops")
+
+    results = run_chain([CheckSpec("x", "x", boom), CheckSpec("y", "y", lambda _: passed("fine"))], None)
+    assert results[0].status == FAIL and "internal error in check x: KeyError" in results[0].message
+    assert results[1].status == PASS
+
+
+# ---------------------------------------------------------------- pod mutation, both layouts
+
+
+def _pod(
+    volume: str,
+    mount_path: str,
+    token_path: str,
+    read_only: bool = True,
+    audience: str = "api://AzureADTokenExchange",
+) -> dict[str, Any]:
+    env = [
+        {"name": "AZURE_CLIENT_ID", "value": CLIENT},
+        {"name": "AZURE_TENANT_ID", "value": "t"},
+        {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": f"{mount_path}/{token_path}"},
+        {"name": "AZURE_AUTHORITY_HOST", "value": "https://login.microsoftonline.com/"},
+    ]
+    return {
+        "metadata": {"name": "p", "labels": {"azure.workload.identity/use": "true"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "probe",
+                    "env": env,
+                    "volumeMounts": [
+                        {
+                            "name": "kube-api-access",
+                            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                        },
+                        {"name": volume, "mountPath": mount_path, "readOnly": read_only},
+                    ],
+                }
+            ],
+            "volumes": [
+                {
+                    "name": "kube-api-access",
+                    "projected": {
+                        "sources": [{"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}]
+                    },
+                },
+                {
+                    "name": volume,
+                    "projected": {
+                        "sources": [
+                            {
+                                "serviceAccountToken": {
+                                    "audience": audience,
+                                    "expirationSeconds": 3600,
+                                    "path": token_path,
+                                }
+                            }
+                        ]
+                    },
+                },
+            ],
+        },
+    }
+
+
+def context_for(pod: dict[str, Any] | None = None, **workload: Any) -> WorkloadContext:
+    sa = ServiceAccountFacts(
+        "finance", "backend-sa", True, True, {"azure.workload.identity/client-id": CLIENT}
+    )
+    facts = WorkloadFacts(
+        "finance/backend-sa",
+        "finance",
+        "backend-sa",
+        time.time(),
+        sa,
+        IdentityFacts(),
+        PodFacts("finance", "p", created=True, pod=pod),
+    )
+    cluster = ClusterFacts(
+        time.time(),
+        issuer_url=ISSUER,
+        issuer_source="arm",
+        webhook_configurations=[{"metadata": {"name": "azure-wi-webhook"}}],
+    )
+    return WorkloadContext(
+        facts,
+        WorkloadConfig(namespace="finance", service_account="backend-sa", **workload),
+        cluster,
+        None,
+        time.time(),
+    )
+
+
+V15 = ("azure-identity-token", "/var/run/secrets/azure/tokens", "azure-identity-token")
+V16 = (
+    "azure-workload-identity-reserved-0123456789abcdef0123456789abcd",
+    "/var/run/secrets/azure/wi",
+    "token/azure-identity-token",
+)
+
+
+@pytest.mark.parametrize("layout, expected", [(V15, "v1.5"), (V16, "v1.6")])
+def test_both_webhook_layouts_are_recognised_by_audience(layout: tuple[str, str, str], expected: str) -> None:
+    outcome = pod_mutated(context_for(_pod(*layout)))
+    assert outcome.status == PASS, outcome.message
+    assert outcome.evidence["layout"] == expected
+    assert outcome.evidence["token_file"] == f"{layout[1]}/{layout[2]}"
+    assert outcome.evidence["read_only"] is True
+
+
+def test_a_custom_volume_name_and_path_still_pass() -> None:
+    outcome = pod_mutated(context_for(_pod("whatever", "/mnt/identity", "t/jwt")))
+    assert outcome.status == PASS and outcome.evidence["layout"] == "custom"
+
+
+@pytest.mark.parametrize(
+    "pod, fragment",
+    [
+        (_pod(*V16, read_only=False), "is not readOnly"),
+        (_pod(*V16, audience="api://AKSIdentityBinding"), "no projected service-account token with audience"),
+    ],
+)
+def test_broken_mutations(pod: dict[str, Any], fragment: str) -> None:
+    outcome = pod_mutated(context_for(pod))
+    assert outcome.status == FAIL and fragment in outcome.message
+    assert outcome.findings[0].code == "POD_NOT_MUTATED"
+
+
+def test_token_file_pointing_elsewhere_than_the_mount() -> None:
+    pod = _pod(*V16)
+    pod["spec"]["containers"][0]["env"][2]["value"] = "/var/run/secrets/azure/tokens/azure-identity-token"
+    outcome = pod_mutated(context_for(pod))
+    assert outcome.status == FAIL and "no mount of the token volume" in outcome.message
+
+
+def test_preset_client_id_conflicting_with_the_annotation() -> None:
+    pod = _pod(*V16)
+    pod["spec"]["containers"][0]["env"][0]["value"] = "11111111-1111-1111-1111-111111111111"
+    outcome = pod_mutated(context_for(pod))
+    assert outcome.status == FAIL and outcome.findings[0].code == "POD_ENV_CONFLICT"
+
+
+def test_an_unmutated_pod_names_the_likely_cause() -> None:
+    ctx = context_for({"metadata": {"name": "p", "labels": {}}, "spec": {"containers": [{"name": "probe"}]}})
+    ctx.cluster.webhook_configurations = []
+    outcome = pod_mutated(ctx)
+    assert outcome.status == FAIL
+    assert outcome.findings[0].code == "WEBHOOK_NOT_INSTALLED"
+    assert "lacks the label" in outcome.message and "no workload identity webhook" in outcome.message
+
+
+# ---------------------------------------------------------------- issuer: exact, trailing slash included
+
+
+def _with_token_claims(ctx: WorkloadContext, **claims: Any) -> WorkloadContext:
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe = {
+        "schema": "wi-probe/v1",
+        "steps": [{"name": "token", "status": "pass", "evidence": {"claims": claims}}],
+    }
+    return ctx
+
+
+def test_token_issuer_exact_match_passes() -> None:
+    assert token_issuer(_with_token_claims(context_for(), iss=ISSUER)).status == PASS
+
+
+def test_token_issuer_missing_trailing_slash_is_a_mismatch() -> None:
+    outcome = token_issuer(_with_token_claims(context_for(), iss=ISSUER.rstrip("/")))
+    assert outcome.status == FAIL
+    assert "differ only by the trailing slash" in outcome.message
+    assert outcome.findings[0].code == "ISSUER_MISMATCH"
+
+
+def test_token_issuer_unknown_cluster_issuer_is_a_skip() -> None:
+    ctx = _with_token_claims(context_for(), iss=ISSUER)
+    ctx.cluster.issuer_url = None
+    assert token_issuer(ctx).status == SKIP
+
+
+# ---------------------------------------------------------------- whole chains over the fake world
+
+
+RunWorld = Callable[..., Any]
+
+
+@pytest.mark.parametrize("layout", ["v1.5", "v1.6"])
+def test_healthy_world_passes_every_check_under_both_layouts(run_world: RunWorld, layout: str) -> None:
+    results, _ = run_world(World.healthy(layout=layout))
+    assert all(c.status == PASS for c in results.cluster), [(c.id, c.message) for c in results.cluster]
+    for workload in results.workloads.values():
+        assert {c.status for c in workload.checks} == {PASS}, [(c.id, c.message) for c in workload.checks]
+        assert workload.check("pod.mutated").evidence["layout"] == layout
+    finance = results.workloads["finance/backend-sa"]
+    assert finance.check("access.2").message.startswith("Key Vault secret 'admin-api-key'")
+    assert "denied as expected" in finance.check("access.2").message
+
+
+def test_federated_credential_without_trailing_slash(run_world: RunWorld) -> None:
+    world = World.healthy()
+    world.workloads[0].fic_issuer = ISSUER.rstrip("/")
+    results, _ = run_world(world)
+    finance = results.workloads["finance/backend-sa"]
+    assert finance.check("federation.credential").status == FAIL
+    assert "differ only by the trailing slash" in finance.check("federation.credential").message
+    assert finance.check("exchange.succeeds").status == FAIL
+    assert "AADSTS700211" in finance.check("exchange.succeeds").message
+    assert [f.code for f in finance.findings] == ["FIC_ISSUER_MISMATCH"]
+    assert {finance.check(c).status for c in ("exchange.identity", "access.1", "access.2")} == {SKIP}
+    assert finance.check("access.1").message == "skipped because exchange.succeeds failed"
+    assert results.workloads["orders/orders-sa"].verdict == "pass"
+
+
+def test_federated_credential_for_another_subject(run_world: RunWorld) -> None:
+    world = World.healthy()
+    world.workloads[0].fic_subject = "system:serviceaccount:finance:Backend-SA"
+    results, _ = run_world(world)
+    finance = results.workloads["finance/backend-sa"]
+    assert finance.check("federation.credential").findings[0].code == "FIC_SUBJECT_MISMATCH"
+    assert "differs only by case" in finance.check("federation.credential").message
+    assert "AADSTS700213" in finance.check("exchange.succeeds").message
+
+
+def test_sa_without_annotation_skips_everything_downstream_of_the_mutation(run_world: RunWorld) -> None:
+    world = World.healthy()
+    world.workloads[0].annotate = False
+    results, _ = run_world(world)
+    finance = results.workloads["finance/backend-sa"]
+    assert finance.check("sa.client_id_annotation").findings[0].code == "SA_NOT_ANNOTATED"
+    assert finance.check("pod.mutated").findings[0].code == "POD_MISSING_CLIENT_ID"
+    assert finance.check("token.readable").message == "skipped because pod.mutated failed"
+    assert finance.check("exchange.succeeds").status == SKIP
+
+
+def test_sa_annotated_with_the_identity_name(run_world: RunWorld) -> None:
+    world = World.healthy()
+    world.workloads[0].annotation_value = "myWorkloadId"
+    results, _ = run_world(world)
+    check = results.workloads["finance/backend-sa"].check("sa.client_id_annotation")
+    assert check.findings[0].code == "SA_CLIENT_ID_MALFORMED"
+
+
+def test_missing_service_account_skips_the_probe(run_world: RunWorld) -> None:
+    world = World.healthy()
+    world.workloads[0].create_sa = False
+    results, _ = run_world(world)
+    finance = results.workloads["finance/backend-sa"]
+    assert finance.check("sa.exists").findings[0].code == "SA_NOT_FOUND"
+    assert finance.check("pod.admitted").message == "skipped because sa.exists failed"
+
+
+def test_webhook_down_refuses_the_probe_pod(run_world: RunWorld) -> None:
+    results, _ = run_world(World.healthy(webhook="down"))
+    assert results.cluster_check("cluster.webhook_ready").status == FAIL
+    finance = results.workloads["finance/backend-sa"]
+    assert finance.check("pod.admitted").findings[0].code == "WEBHOOK_UNAVAILABLE"
+
+
+def test_webhook_absent(run_world: RunWorld) -> None:
+    results, _ = run_world(World.healthy(webhook="absent"))
+    assert results.cluster_check("cluster.webhook_installed").findings[0].code == "WEBHOOK_NOT_INSTALLED"
+    assert (
+        results.cluster_check("cluster.webhook_ready").message
+        == "skipped because cluster.webhook_installed failed"
+    )
+    assert (
+        results.workloads["finance/backend-sa"].check("pod.mutated").findings[0].code
+        == "WEBHOOK_NOT_INSTALLED"
+    )
+
+
+def test_failure_policy_ignore(run_world: RunWorld) -> None:
+    results, _ = run_world(World.healthy(failure_policy="Ignore"))
+    check = results.cluster_check("cluster.webhook_failure_policy")
+    assert check.status == FAIL and check.findings[0].code == "WEBHOOK_FAILURE_POLICY_IGNORE"
+
+
+def test_issuer_unreachable_and_oidc_disabled(run_world: RunWorld) -> None:
+    results, _ = run_world(World.healthy(issuer_reachable=False))
+    assert (
+        results.cluster_check("cluster.issuer_discovery").findings[0].code == "ISSUER_DISCOVERY_UNREACHABLE"
+    )
+    assert results.cluster_check("cluster.issuer_jwks").status == SKIP
+    results, _ = run_world(World.healthy(oidc_enabled=False, workload_identity_enabled=False))
+    assert results.cluster_check("cluster.oidc_issuer_enabled").findings[0].code == "OIDC_ISSUER_DISABLED"
+    assert (
+        results.cluster_check("cluster.workload_identity_enabled").findings[0].code
+        == "WORKLOAD_IDENTITY_DISABLED"
+    )
+    token_check = results.workloads["finance/backend-sa"].check("token.issuer")
+    assert token_check.status == SKIP and "issuer URL is unknown" in token_check.message
+
+
+def test_without_azure_the_issuer_comes_from_the_api_server(run_world: RunWorld) -> None:
+    results, _ = run_world(World.healthy(), azure=False)
+    assert results.target["issuer"] == ISSUER
+    assert results.cluster_check("cluster.oidc_issuer_enabled").evidence["source"] == "kube-discovery"
+    assert results.cluster_check("cluster.workload_identity_enabled").status == SKIP
+    finance = results.workloads["finance/backend-sa"]
+    assert finance.check("token.issuer").status == PASS
+    assert finance.check("identity.matches").status == SKIP
+    assert finance.check("federation.credential").status == SKIP
+    assert finance.verdict == "pass"
+
+
+def test_least_privilege_violation_and_unexpected_denial(run_world: RunWorld) -> None:
+    world = World.healthy()
+    finance = world.workload("finance/backend-sa")
+    finance.readable = ["https://platform-kv.vault.example.test/"]  # lost its vault, gained the forbidden one
+    results, _ = run_world(world)
+    checks = results.workloads["finance/backend-sa"]
+    assert checks.check("access.1").findings[0].code == "ACCESS_DENIED_UNEXPECTEDLY"
+    assert "az role assignment create" in checks.check("access.1").findings[0].remediation[0]
+    assert "Key Vault Secrets User" in checks.check("access.1").findings[0].remediation[0]
+    assert checks.check("access.2").findings[0].code == "ACCESS_ALLOWED_UNEXPECTEDLY"
+
+
+def test_identity_with_no_federated_credentials(run_world: RunWorld) -> None:
+    world = World.healthy(
+        workloads=[FakeWorkload("finance", "backend-sa", identity_name="id", fic=False, readable=[VAULT])]
+    )
+    results, _ = run_world(world)
+    finance = results.workloads["finance/backend-sa"]
+    assert finance.check("federation.credential").findings[0].code == "FIC_MISSING"
+    assert "AADSTS70025" in finance.check("exchange.succeeds").message
+
+
+def test_probe_image_that_cannot_be_pulled(run_world: RunWorld) -> None:
+    results, _ = run_world(World.healthy(probe_image_pullable=False))
+    finance = results.workloads["finance/backend-sa"]
+    assert finance.check("probe.completed").findings[0].code == "PROBE_IMAGE_PULL_FAILED"
+    assert finance.check("pod.mutated").status == PASS
+    assert finance.check("env.in_container").message == "skipped because probe.completed failed"
+
+
+def test_cluster_checks_on_bare_facts() -> None:
+    facts = ClusterFacts(
+        time.time(), arm_cluster=Fetched("https://arm/x", 403, None, "denied", "AuthorizationFailed")
+    )
+    results = run_cluster_checks(facts, None)
+    by_id = {r.id: r for r in results}
+    assert by_id["cluster.oidc_issuer_enabled"].findings[0].code == "ARM_QUERY_FAILED"
+    assert by_id["cluster.webhook_installed"].findings[0].code == "WEBHOOK_NOT_INSTALLED"
+    assert by_id["cluster.issuer_discovery"].status == SKIP
+
+
+def test_two_webhook_installs_warn(run_world: RunWorld) -> None:
+    results, _ = run_world(World.healthy())
+    facts = ClusterFacts(
+        time.time(),
+        webhook_configurations=[
+            {"metadata": {"name": n}, "webhooks": [{"name": "mutation.azure-workload-identity.io"}]}
+            for n in ("azure-wi-webhook-a", "azure-wi-webhook-b")
+        ],
+    )
+    installed = run_cluster_checks(facts, None)[4]
+    assert installed.id == "cluster.webhook_installed" and installed.status == WARN
+    assert installed.findings[0].code == "WEBHOOK_DUPLICATE"
+
+
+BROKEN_WORLDS = {
+    "webhook absent": lambda: World.healthy(webhook="absent"),
+    "webhook down": lambda: World.healthy(webhook="down"),
+    "issuer unreachable": lambda: World.healthy(issuer_reachable=False),
+    "oidc off": lambda: World.healthy(oidc_enabled=False, workload_identity_enabled=False),
+    "token issuer without slash": lambda: World.healthy(token_issuer=ISSUER.rstrip("/")),
+    "image not pullable": lambda: World.healthy(probe_image_pullable=False),
+    "no fic": lambda: World.healthy(
+        workloads=[FakeWorkload("finance", "backend-sa", fic=False, annotate=False, readable=[VAULT])]
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN_WORLDS))
+def test_every_failure_yields_a_finding_with_a_stable_code(run_world: RunWorld, name: str) -> None:
+    results, _ = run_world(BROKEN_WORLDS[name]())
+    checks = [*results.cluster, *(c for w in results.workloads.values() for c in w.checks)]
+    failures = [c for c in checks if c.status == FAIL]
+    assert failures, name
+    for check in failures:
+        assert check.findings, (check.id, check.message)
+        assert all(f.code.isupper() and f.severity in ("error", "warning", "info") for f in check.findings)
+    for check in checks:
+        if check.status == SKIP and check.blocked_by:
+            assert check.message == f"skipped because {check.blocked_by} failed"

@@ -1,0 +1,240 @@
+"""harness.yaml validation: every bad field is ONE line naming the field path and what is wrong; all problems
+are reported together; secrets never show up in reprs or errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.config import ConfigError, load_config, parse_config
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
+CLIENT = "3b1a6f2e-5c1d-4e2f-9a8b-7c6d5e4f3a2b"
+
+
+def good(tmp_path: Path) -> dict:
+    secret = tmp_path / "secret"
+    secret.write_text("hunter2-very-secret-value\n")
+    return {
+        "cluster": {"context": "aks-dev"},
+        "azure": {
+            "cloud": "AzureCloud",
+            "tenant_id": TENANT,
+            "subscription_id": SUB,
+            "resource_group": "rg",
+            "cluster_name": "aks",
+            "credential": {"client_id": CLIENT, "client_secret_file": "secret"},
+        },
+        "workloads": [
+            {
+                "namespace": "finance",
+                "service_account": "backend-sa",
+                "client_id": CLIENT,
+                "access": [
+                    {
+                        "kind": "keyvault_secret",
+                        "vault_url": "https://kv.vault.azure.net/",
+                        "secret": "db",
+                        "expect": "allow",
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def problems(data: object, tmp_path: Path, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "harness.yaml", base_dir=tmp_path, environ=environ or {})
+    return info.value.problems
+
+
+def test_a_good_config_loads_with_relative_paths_and_known_cloud_endpoints(tmp_path: Path) -> None:
+    config = parse_config(good(tmp_path), base_dir=tmp_path, environ={})
+    assert config.azure is not None
+    assert config.azure.credential is not None
+    assert config.azure.credential.client_secret_file == tmp_path / "secret"
+    assert config.azure.credential.secret() == "hunter2-very-secret-value"
+    assert config.azure.cloud.endpoints.authority_host == "https://login.microsoftonline.com/"
+    assert config.azure.cloud.endpoints.arm_scope == "https://management.azure.com/.default"
+    assert config.workloads[0].id == "finance/backend-sa"
+    assert config.probe.image.startswith("ghcr.io/wi-harness/probe:")
+
+
+@pytest.mark.parametrize(
+    "cloud, authority",
+    [
+        ("AzureChinaCloud", "https://login.chinacloudapi.cn/"),
+        ("AzureUSGovernment", "https://login.microsoftonline.us/"),
+    ],
+)
+def test_sovereign_clouds_by_name(tmp_path: Path, cloud: str, authority: str) -> None:
+    data = good(tmp_path)
+    data["azure"]["cloud"] = cloud
+    assert parse_config(data, base_dir=tmp_path).azure.cloud.endpoints.authority_host == authority
+
+
+def test_explicit_endpoints_get_a_trailing_slash_and_default_arm_audience(tmp_path: Path) -> None:
+    data = good(tmp_path)
+    data["azure"]["cloud"] = {
+        "name": "lab",
+        "authority_host": "https://127.0.0.1:9/",
+        "resource_manager": "https://127.0.0.1:8",
+    }
+    endpoints = parse_config(data, base_dir=tmp_path).azure.cloud.endpoints
+    assert endpoints.resource_manager == "https://127.0.0.1:8/"
+    assert endpoints.arm_scope == "https://management.azure.com/.default"
+    assert not endpoints.known
+
+
+def test_the_secret_is_in_no_repr(tmp_path: Path) -> None:
+    config = parse_config(good(tmp_path), base_dir=tmp_path)
+    for text in (repr(config), str(config), config.model_dump_json(), repr(config.azure.credential)):
+        assert "hunter2" not in text
+    assert config.secrets() == ["hunter2-very-secret-value"]
+
+
+def test_client_secret_from_the_environment(tmp_path: Path) -> None:
+    data = good(tmp_path)
+    data["azure"]["credential"] = {"client_id": CLIENT, "client_secret_env": "WI_SECRET"}
+    config = parse_config(data, base_dir=tmp_path, environ={"WI_SECRET": "from-env-secret"})
+    assert config.azure.credential.secret() == "from-env-secret"
+    assert problems(data, tmp_path) == [
+        "azure.credential: client_secret_env: environment variable WI_SECRET is not set"
+    ]
+
+
+def test_every_bad_field_is_one_line_naming_it(tmp_path: Path) -> None:
+    data = good(tmp_path)
+    data["cluster"]["kubeconfig"] = "missing-kubeconfig"
+    data["azure"]["tenant_id"] = "contoso"
+    data["azure"]["cloud"] = "AzureGermanCloud"
+    del data["azure"]["cluster_name"]
+    data["probe"] = {"timeout_seconds": 1}
+    workload = data["workloads"][0]
+    workload["namespace"] = "Finance"
+    workload["client_id"] = "myWorkloadId"
+    workload["access"] = [
+        {"kind": "keyvault_secret", "vault_url": "http://kv", "secret": "db", "expect": "yes"},
+        {"kind": "queue"},
+    ]
+    workload["colour"] = "blue"
+    lines = problems(data, tmp_path)
+    expected_prefixes = [
+        "cluster.kubeconfig: file not found",
+        "azure.cloud: unknown cloud 'AzureGermanCloud'",
+        "azure.tenant_id: must be a GUID",
+        "azure.cluster_name: required",
+        "probe.timeout_seconds: ",
+        "workloads[0].namespace: must be a DNS-1123 label",
+        "workloads[0].client_id: must be a GUID",
+        "workloads[0].access[0].vault_url: must be an https:// URL",
+        "workloads[0].access[0].expect: ",
+        "workloads[0].access[1]: kind must be one of",
+        "workloads[0].colour: unknown field",
+    ]
+    assert len(lines) == len(expected_prefixes), lines
+    for prefix in expected_prefixes:
+        assert sum(line.startswith(prefix) for line in lines) == 1, (prefix, lines)
+    assert all("\n" not in line for line in lines)
+
+
+def test_an_inline_secret_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    data = good(tmp_path)
+    data["azure"]["credential"] = {"client_id": CLIENT, "client_secret": "inline-secret-value"}
+    lines = problems(data, tmp_path)
+    assert lines == [
+        "azure.credential: client_secret must not be written in the file: use client_secret_file "
+        "or client_secret_env"
+    ]
+    assert "inline-secret-value" not in "\n".join(lines)
+
+
+def test_duplicate_workloads(tmp_path: Path) -> None:
+    data = good(tmp_path)
+    data["workloads"].append(dict(data["workloads"][0]))
+    assert problems(data, tmp_path) == ["workloads: finance/backend-sa is listed twice"]
+
+
+def test_identity_resource_id_shape(tmp_path: Path) -> None:
+    data = good(tmp_path)
+    data["workloads"][0]["identity_resource_id"] = "myWorkloadId"
+    (line,) = problems(data, tmp_path)
+    assert line.startswith("workloads[0].identity_resource_id: must be a user-assigned identity resource id")
+
+
+def test_file_level_problems(tmp_path: Path) -> None:
+    path = tmp_path / "harness.yaml"
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(path)
+    path.write_text("workloads: [\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems[0].startswith("(file): not valid YAML at line")
+    path.write_text("")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(path)
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(path)
+
+
+def test_the_message_is_a_header_plus_one_indented_line_per_problem(tmp_path: Path) -> None:
+    path = tmp_path / "harness.yaml"
+    path.write_text(yaml.safe_dump({"workloads": [{"namespace": "x"}], "extra": 1}))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value).splitlines()
+    assert text[0] == f"invalid harness config {path} (2 problems):"
+    assert sorted(text[1:]) == ["  extra: unknown field", "  workloads[0].service_account: required"]
+
+
+def test_the_labs_generated_config_shape_is_accepted(tmp_path: Path) -> None:
+    """lab/statefiles.harness_config writes this shape; keep them in step."""
+    (tmp_path / "kubeconfig").write_text("{}")
+    (tmp_path / "ca.pem").write_text("x")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "harness-client-secret").write_text("lab-secret-value")
+    data = {
+        "cluster": {"kubeconfig": str(tmp_path / "kubeconfig"), "context": "lab"},
+        "azure": {
+            "cloud": {
+                "name": "lab",
+                "authority_host": "https://127.0.0.1:1/",
+                "resource_manager": "https://127.0.0.1:2/",
+            },
+            "ca_file": str(tmp_path / "ca.pem"),
+            "tenant_id": TENANT,
+            "subscription_id": SUB,
+            "resource_group": "dev-kubernetes-rg",
+            "cluster_name": "z-dev",
+            "credential": {
+                "client_id": CLIENT,
+                "client_secret_file": str(tmp_path / "secrets" / "harness-client-secret"),
+            },
+        },
+        "probe": {"image": "ghcr.io/wi-harness/probe:0.1.0", "timeout_seconds": 120},
+        "workloads": [
+            {
+                "namespace": "orders",
+                "service_account": "orders-sa",
+                "client_id": CLIENT,
+                "identity_resource_id": f"/subscriptions/{SUB}/resourcegroups/myRg/providers/"
+                "Microsoft.ManagedIdentity/userAssignedIdentities/ordersWorkloadId",
+                "access": [
+                    {
+                        "kind": "blob",
+                        "account_url": "https://127.0.0.1:3/ordersdata/",
+                        "container": "reports",
+                        "blob": "daily.csv",
+                        "expect": "allow",
+                    }
+                ],
+            }
+        ],
+    }
+    config = parse_config(data, base_dir=tmp_path)
+    assert config.workloads[0].access[0].probe_check() == data["workloads"][0]["access"][0]

@@ -1,0 +1,97 @@
+"""End to end against the lab, as a user runs it: ``pytest suites --lab`` (both webhook layouts, -n 2) and
+``pytest suites --config DIR/harness.yaml`` against a lab that is already running.
+
+The healthy scenario must pass every workload (exchange, a Key Vault read, a deny check) with run.json verdict
+pass, and nothing printed or written may contain a token or a secret value the lab issued.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.redact import contains_secret
+from harness.report.schema import validate_run
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_suites(report_dir: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "suites",
+            *args,
+            "--report-dir",
+            str(report_dir),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rA",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    latest = report_dir / "latest" / "run.json"
+    assert latest.exists(), result.stdout[-3000:] + result.stderr[-3000:]
+    document = json.loads(latest.read_text())
+    validate_run(document)
+    return result, document
+
+
+def checks_of(document: dict[str, Any], workload_id: str) -> dict[str, dict[str, Any]]:
+    workload = next(w for w in document["workloads"] if w["id"] == workload_id)
+    return {c["id"]: c for c in workload["checks"]}
+
+
+@pytest.mark.parametrize("layout", ["v1.5", "v1.6"])
+def test_pytest_suites_lab_passes_under_both_webhook_layouts(tmp_path: Path, layout: str) -> None:
+    result, document = run_suites(tmp_path, "--lab", "--lab-webhook-layout", layout, "-n", "2")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert document["verdict"] == "pass" and document["target"]["kind"] == "lab"
+    assert document["target"]["issuer"].endswith("/")
+    assert [w["id"] for w in document["workloads"]] == ["finance/backend-sa", "orders/orders-sa"]
+    assert all(w["verdict"] == "pass" for w in document["workloads"])
+    finance = checks_of(document, "finance/backend-sa")
+    assert finance["pod.mutated"]["evidence"]["layout"] == layout
+    assert finance["exchange.succeeds"]["status"] == "pass"
+    assert finance["access.1"]["evidence"]["outcome"] == "allow"  # Key Vault read
+    assert finance["access.2"]["evidence"]["outcome"] == "deny"  # least privilege
+    assert "verdict PASS" in result.stdout
+
+
+def test_config_against_a_running_lab_one_workload(lab: Any, tmp_path: Path) -> None:
+    config = lab.state_dir / "harness.yaml"
+    result, document = run_suites(tmp_path, "--config", str(config), "--workload", "finance/backend-sa")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert document["verdict"] == "pass"
+    assert [w["id"] for w in document["workloads"]] == ["finance/backend-sa"]
+    assert "orders" not in result.stdout
+
+    issued = [
+        version.value
+        for vault in lab.azure.vaults.values()
+        for versions in vault.secrets.values()
+        for version in versions
+    ]
+    issued += [
+        lab.credentials["harness"]["client_secret"],
+        lab.credentials["admin"]["client_secret"],
+        lab.credentials["kube_admin_token"],
+    ]
+    kubeconfig = yaml.safe_load((lab.state_dir / "kubeconfig").read_text())
+    issued.append(kubeconfig["users"][0]["user"]["token"])
+    outputs = [result.stdout, result.stderr] + [p.read_text() for p in tmp_path.rglob("*") if p.is_file()]
+    for text in outputs:
+        assert contains_secret(text, issued) == []

@@ -1,0 +1,317 @@
+"""The pytest plugin, through pytester, running the REAL suites/ against the fake world (the ``wi_backend``
+seam overridden in the test project's conftest).
+
+We test these aspects:
+- inert without --lab/--config unless suites/ is collected (then a one-line usage error);
+- config problems and bad --workload values are usage errors (exit 4), one line per problem;
+- one test per (workload, check) with ids NS/SA:check; --workload and -k select; probe pods only for those;
+- failures fail with findings, dependents are SKIPPED with "because <check> failed" (never passed);
+- run.json (valid, verdict), the latest symlink, junit.xml, the terminal summary; nothing secret printed;
+- --keep, --sweep, --pod; -n 2 shares one set of probe pods and one run.json.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from fakeworld import ISSUER, SECRET_VALUES, World, existing_pod
+
+from harness.redact import contains_secret
+from harness.report.schema import validate_run
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+HEALTHY_TESTS = 8 + 2 * 17  # cluster checks + 2 workloads x (15 chain checks + 2 access checks)
+
+
+def project(pytester: pytest.Pytester, world: World, azure: bool = True) -> Path:
+    """A directory like the repo: suites/ (copied), a root conftest enabling the plugin, harness.yaml."""
+    suites = pytester.path / "suites"
+    suites.mkdir()
+    for source in (REPO / "suites").glob("*.py"):
+        shutil.copy(source, suites / source.name)
+    world.record_to = str(pytester.path / "created.txt")
+    (pytester.path / "world.pickle").write_bytes(pickle.dumps(world))
+    pytester.makeconftest(f"""
+import pickle
+import sys
+
+sys.path[:0] = [{str(HERE)!r}, {str(REPO)!r}]
+
+import pytest
+
+pytest_plugins = ["harness.plugin"]
+WORLD = pickle.loads(open({str(pytester.path / "world.pickle")!r}, "rb").read())
+
+
+@pytest.fixture(scope="session")
+def wi_backend():
+    backend = WORLD.backend()
+    if not {azure!r}:
+        backend.arm = None
+    return backend
+""")
+    config = pytester.path / "harness.yaml"
+    config.write_text(yaml.safe_dump(world.config(pytester.path, azure=azure)))
+    return config
+
+
+def created(pytester: pytest.Pytester) -> list[str]:
+    path = pytester.path / "created.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+def run_json(pytester: pytest.Pytester) -> dict:
+    doc = json.loads((pytester.path / "reports" / "latest" / "run.json").read_text())
+    validate_run(doc)
+    return doc
+
+
+# ---------------------------------------------------------------- inert / usage errors
+
+
+def test_inert_without_a_target_outside_suites(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="def test_one():\n    assert True\n")
+    result = pytester.runpytest("-p", "harness.plugin", "test_plain.py")
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()
+    assert "wi-harness" not in result.stdout.str()
+
+
+def test_suites_without_a_target_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    result = pytester.runpytest("suites")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: the verification suites need a target: pass --lab*--config harness.yaml*"]
+    )
+
+
+def test_a_bad_config_is_a_usage_error_with_one_line_per_problem(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    (pytester.path / "bad.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "probe": {"timeout_seconds": "soon"},
+                "workloads": [{"namespace": "Finance", "service_account": "x"}],
+            }
+        )
+    )
+    result = pytester.runpytest("suites", "--config", "bad.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: invalid harness config */bad.yaml (2 problems):",
+            "  probe.timeout_seconds: *",
+            "  workloads[[]0[]].namespace: must be a DNS-1123 label*",
+        ]
+    )
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_a_bad_workload_reference_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "--workload", "backend-sa")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --workload 'backend-sa': expected NAMESPACE/NAME*"])
+
+
+def test_lab_and_config_exclude_each_other(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "--lab")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+# ---------------------------------------------------------------- a healthy run
+
+
+def test_healthy_world_passes_and_reports(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "-v")
+    result.assert_outcomes(passed=HEALTHY_TESTS)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_cluster.py::test_cluster?cluster.oidc_issuer_enabled? PASSED*",
+            "*test_workloads.py::test_workload?finance/backend-sa:sa.exists? PASSED*",
+            "*test_workloads.py::test_workload?orders/orders-sa:access.2? PASSED*",
+            "*= wi-harness =*",
+            "*PASS  cluster*8 pass",
+            "*PASS  finance/backend-sa*17 pass",
+            "*PASS  orders/orders-sa*17 pass",
+            "verdict PASS  report */reports/*/run.json",
+        ]
+    )
+    doc = run_json(pytester)
+    assert doc["verdict"] == "pass" and doc["target"]["issuer"] == ISSUER and doc["target"]["kind"] == "lab"
+    assert [w["id"] for w in doc["workloads"]] == ["finance/backend-sa", "orders/orders-sa"]
+    assert len(doc["workloads"][0]["checks"]) == 17 and len(doc["checks"]) == 8
+    assert (pytester.path / "reports" / doc["run_id"] / "junit.xml").exists()
+    assert len(created(pytester)) == 2
+
+
+def test_workload_option_runs_only_that_workload(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    result = pytester.runpytest(
+        "suites/test_workloads.py", "--config", "harness.yaml", "--workload", "finance/backend-sa"
+    )
+    result.assert_outcomes(passed=17)
+    assert [w["id"] for w in run_json(pytester)["workloads"]] == ["finance/backend-sa"]
+    assert [p.split("/")[0] for p in created(pytester)] == ["finance"]
+
+
+def test_k_selects_by_workload_id(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "-k", "orders/orders-sa and token")
+    result.assert_outcomes(passed=5)
+    assert [p.split("/")[0] for p in created(pytester)] == ["orders"]
+
+
+def test_without_azure_the_suites_still_pass(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy(), azure=False)
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "-rs")
+    # no ARM: workload identity, identity and federated credential checks are skipped, not failed
+    result.assert_outcomes(passed=HEALTHY_TESTS - 5, skipped=5)
+    assert run_json(pytester)["verdict"] == "pass"
+
+
+# ---------------------------------------------------------------- failures and the skip chain
+
+
+def test_failures_carry_findings_and_dependents_are_skipped(pytester: pytest.Pytester) -> None:
+    world = World.healthy()
+    world.workloads[0].fic_issuer = ISSUER.rstrip("/")
+    project(pytester, world)
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "-rsf")
+    result.assert_outcomes(passed=HEALTHY_TESTS - 5, failed=2, skipped=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*federation.credential: federated credential fic-backend-sa has issuer*trailing slash*",
+            "*[[]FIC_ISSUER_MISMATCH[]]*",
+            "*fix: az identity federated-credential update --name fic-backend-sa*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["SKIPPED*access.1: skipped because exchange.succeeds failed"])
+    doc = run_json(pytester)
+    assert doc["verdict"] == "fail"
+    finance, orders = doc["workloads"]
+    assert finance["verdict"] == "fail" and orders["verdict"] == "pass"
+    assert [f["code"] for f in finance["findings"]] == ["FIC_ISSUER_MISMATCH"]
+    assert {c["id"]: c["status"] for c in finance["checks"]}["access.1"] == "skip"
+    result.stdout.fnmatch_lines(["*FAIL  finance/backend-sa*", "*first failure federation.credential*"])
+
+
+def test_nothing_secret_is_printed_or_written(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "-rA", "-vv")
+    result.assert_outcomes(passed=HEALTHY_TESTS)
+    doc = run_json(pytester)
+    written = [p.read_text() for p in (pytester.path / "reports").rglob("*") if p.is_file()]
+    secrets = [*SECRET_VALUES.values(), "s3cr3t-harness-client-secret-value", "fake-kube-token"]
+    for text in [result.stdout.str(), result.stderr.str(), *written]:
+        assert contains_secret(text, secrets) == []
+    finance = {c["id"]: c for c in doc["workloads"][0]["checks"]}
+    assert (
+        finance["token.readable"]["evidence"]["claims"]["sub"] == "system:serviceaccount:finance:backend-sa"
+    )
+
+
+# ---------------------------------------------------------------- --keep, --sweep, --pod
+
+
+def test_keep_leaves_probe_pods_and_says_so(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    result = pytester.runpytest(
+        "suites", "--config", "harness.yaml", "--keep", "--workload", "orders/orders-sa"
+    )
+    result.assert_outcomes(passed=8 + 17)
+    result.stdout.fnmatch_lines(["kept probe pod: kubectl -n orders logs wi-probe-orders-sa-*"])
+
+
+def test_sweep_deletes_leftovers_of_earlier_runs(pytester: pytest.Pytester) -> None:
+    world = World.healthy()
+    leftover = existing_pod(
+        world,
+        world.workloads[0],
+        "wi-probe-backend-sa-old",
+        **{"app.kubernetes.io/managed-by": "wi-harness", "wi-harness/run-id": "20240101T000000Z-000000"},
+    )
+    world.existing_pods = [leftover]
+    project(pytester, world)
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "--sweep")
+    result.assert_outcomes(passed=HEALTHY_TESTS)
+    result.stdout.fnmatch_lines(["swept 1 leftover probe pod(s): finance/wi-probe-backend-sa-old"])
+
+
+def test_pod_mode_inspects_an_existing_pod(pytester: pytest.Pytester) -> None:
+    world = World.healthy()
+    world.existing_pods = [
+        existing_pod(world, world.workloads[0], "backend-7d9f"),
+        existing_pod(world, world.workloads[1], "orders-api-1", labelled=False, mutated=False),
+    ]
+    project(pytester, world)
+    result = pytester.runpytest(
+        "suites/test_workloads.py",
+        "--config",
+        "harness.yaml",
+        "--pod",
+        "finance/backend-7d9f",
+        "--pod",
+        "orders/orders-api-1",
+        "-v",
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*test_existing_pod?finance/backend-7d9f:pod.mutated? PASSED*",
+            "*test_existing_pod?orders/orders-api-1:pod.labelled? FAILED*",
+        ]
+    )
+    result.assert_outcomes(passed=7 + 5, failed=2)
+    assert created(pytester) == []
+    doc = run_json(pytester)
+    assert [w["id"] for w in doc["workloads"]] == ["finance/backend-7d9f", "orders/orders-api-1"]
+    assert {f["code"] for f in doc["workloads"][1]["findings"]} == {
+        "POD_NOT_LABELLED",
+        "WEBHOOK_NOT_INSTALLED",
+    } or {f["code"] for f in doc["workloads"][1]["findings"]} == {"POD_NOT_LABELLED", "POD_NOT_MUTATED"}
+
+
+# ---------------------------------------------------------------- xdist
+
+
+def test_xdist_shares_one_set_of_probe_pods_and_one_report(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    result = pytester.runpytest_subprocess(
+        "suites", "--config", "harness.yaml", "-n", "2", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=HEALTHY_TESTS)
+    assert len(created(pytester)) == 2
+    doc = run_json(pytester)
+    assert doc["verdict"] == "pass"
+    assert [len(w["checks"]) for w in doc["workloads"]] == [17, 17] and len(doc["checks"]) == 8
+    assert len(list((pytester.path / "reports").iterdir())) == 2  # <run-id>/ and latest
+
+
+def test_an_unusable_cluster_errors_every_test_and_still_writes_a_failing_report(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, World.healthy())
+    conftest = pytester.path / "conftest.py"
+    conftest.write_text(
+        conftest.read_text().split("@pytest.fixture")[0]
+    )  # the real backend, a broken kubeconfig
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "-k", "cluster")
+    result.assert_outcomes(errors=8)
+    result.stdout.fnmatch_lines(
+        ["*cannot use the cluster from */harness.yaml: 0 KubeconfigError: cannot load*"]
+    )
+    assert "Traceback" not in result.stdout.str()
+    doc = run_json(pytester)
+    assert doc["verdict"] == "fail" and doc["checks"] == [] and doc["target"]["kind"] == "lab"

@@ -1,0 +1,40 @@
+"""Redaction: no raw token or secret value survives into anything the harness prints or writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import jwt
+from fakeworld import SECRET_VALUES, World
+
+from harness.redact import REDACTED, REDACTED_JWT, Redactor, contains_secret, fingerprint
+from harness.report.run_json import build_run_from_results, rfc3339
+
+TOKEN = jwt.encode({"sub": "system:serviceaccount:a:b"}, "k" * 32, algorithm="HS256")
+
+
+def test_fingerprint_is_short_and_stable() -> None:
+    assert fingerprint("abc") == fingerprint(b"abc") == "ba7816bf8f01"
+
+
+def test_jwts_and_registered_secrets_are_scrubbed_deeply() -> None:
+    redact = Redactor(["client-secret-value", "short"])
+    value = {"a": [f"token {TOKEN} end", {"b": "client-secret-value!"}], "n": 3, "t": ("x", "short")}
+    out = redact(value)
+    assert out == {"a": [f"token {REDACTED_JWT} end", {"b": f"{REDACTED}!"}], "n": 3, "t": ["x", "short"]}
+    assert contains_secret(json.dumps(out), ["client-secret-value"]) == []
+    assert contains_secret(f"x {TOKEN}", []) == ["jwt"]
+
+
+def test_a_whole_run_report_holds_no_token_and_no_secret(run_world: Callable[..., Any]) -> None:
+    results, config = run_world(World.healthy())
+    doc = build_run_from_results("r", rfc3339(), rfc3339(), results)
+    text = json.dumps(doc)
+    assert contains_secret(text, [*SECRET_VALUES.values(), *config.secrets()]) == []
+    assert "eyJ" not in text
+    finance = {c["id"]: c for c in doc["workloads"][0]["checks"]}
+    assert len(finance["token.readable"]["evidence"]["fingerprint"]) == 12
+    assert finance["token.subject"]["evidence"]["sub"] == "system:serviceaccount:finance:backend-sa"
+    assert finance["access.1"]["evidence"]["value_present"] is True
