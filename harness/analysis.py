@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.checks.chain import verdict
 from harness.checks.cluster import run_cluster_checks
 from harness.checks.context import WorkloadContext
-from harness.checks.model import FAIL, CheckResult, Finding
+from harness.checks.model import CheckResult, Finding
 from harness.checks.workload import run_workload_checks
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.facts import RunFacts
@@ -26,7 +26,7 @@ class WorkloadResults:
 
     @property
     def verdict(self) -> str:
-        return "fail" if any(c.status == FAIL for c in self.checks) else "pass"
+        return verdict(self.checks)
 
     def check(self, check_id: str) -> CheckResult:
         for result in self.checks:
@@ -89,8 +89,9 @@ def analyse(
     keep: bool = False,
     now: float | None = None,
 ) -> RunResults:
+    """``now`` (for token times) defaults to when each workload's facts were collected, so analysing the same
+    facts again gives the same results."""
     facts = redact_facts(facts, redactor)
-    now = time.time() if now is None else now
     results = RunResults(
         target=target_of(facts, config, target_kind),
         cluster=run_cluster_checks(facts.cluster, config.azure),
@@ -100,7 +101,13 @@ def analyse(
         workload_facts = facts.workloads.get(workload.id)
         if workload_facts is None:
             continue
-        context = WorkloadContext(workload_facts, workload, facts.cluster, config.azure, now)
+        context = WorkloadContext(
+            workload_facts,
+            workload,
+            facts.cluster,
+            config.azure,
+            workload_facts.collected_at if now is None else now,
+        )
         results.workloads[workload.id] = WorkloadResults(
             workload.id, workload.namespace, workload.service_account, run_workload_checks(context)
         )
@@ -112,7 +119,9 @@ def analyse(
         bare = configured or WorkloadConfig(
             namespace=pod_facts.namespace, service_account=pod_facts.service_account
         )
-        context = WorkloadContext(pod_facts, bare, facts.cluster, config.azure, now)
+        context = WorkloadContext(
+            pod_facts, bare, facts.cluster, config.azure, pod_facts.collected_at if now is None else now
+        )
         results.pods[pod_id] = WorkloadResults(
             pod_id, pod_facts.namespace, pod_facts.service_account, run_workload_checks(context), kind="pod"
         )

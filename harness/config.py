@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,6 +54,7 @@ from harness.clouds import DEFAULT_ARM_AUDIENCE, KNOWN_CLOUDS, CloudEndpoints
 
 DEFAULT_PROBE_IMAGE = "ghcr.io/wi-harness/probe:0.1.0"
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 IDENTITY_ID_RE = re.compile(
@@ -60,7 +62,6 @@ IDENTITY_ID_RE = re.compile(
     r"userassignedidentities/[^/]+$",
     re.IGNORECASE,
 )
-_UNION_TAGS = {"keyvault_secret", "blob"}
 _SECRETISH = ("secret", "password", "token")
 
 
@@ -88,6 +89,8 @@ def _guid(value: str) -> str:
 def _https_url(value: str) -> str:
     if not re.match(r"^https://[^/\s]+", value):
         raise ValueError("must be an https:// URL")
+    if "?" in value or "#" in value:  # a SAS token is a secret: it has no place in harness.yaml
+        raise ValueError("must be a plain https:// URL, without a query string or fragment")
     return value
 
 
@@ -219,6 +222,15 @@ class CredentialConfig(_Model):
                 raise ValueError(f"{path} is empty")
         return path
 
+    @field_validator("client_secret_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_NAME_RE.match(value):  # never echoed: it may be the secret itself
+            raise ValueError(
+                "must be the NAME of an environment variable (letters, digits, _), not the secret"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_source(self, info: ValidationInfo) -> CredentialConfig:
         if (self.client_secret_file is None) == (self.client_secret_env is None):
@@ -273,36 +285,40 @@ class ProbeSettings(_Model):
 Expectation = Literal["allow", "deny"]
 
 
-class KeyVaultSecretAccess(_Model):
+class _Access(_Model):
+    """One read the workload must be allowed (or denied): the probe's check of the same shape."""
+
+    expect: Expectation
+    scope: str | None = None  # the token scope for the resource; the probe's default for the kind otherwise
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def probe_check(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class KeyVaultSecretAccess(_Access):
     kind: Literal["keyvault_secret"]
     vault_url: HttpsUrl
     secret: NonEmpty
-    expect: Expectation
-    scope: str | None = None
 
     def describe(self) -> str:
         return f"Key Vault secret {self.secret!r} in {self.vault_url}"
 
-    def probe_check(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
 
-
-class BlobAccess(_Model):
+class BlobAccess(_Access):
     kind: Literal["blob"]
     account_url: HttpsUrl
     container: NonEmpty
     blob: NonEmpty
-    expect: Expectation
-    scope: str | None = None
 
     def describe(self) -> str:
         return f"blob {self.container}/{self.blob} in {self.account_url}"
 
-    def probe_check(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
-
 
 AccessCheck = Annotated[KeyVaultSecretAccess | BlobAccess, Field(discriminator="kind")]
+_ACCESS_KINDS: dict[str, type[_Access]] = {"keyvault_secret": KeyVaultSecretAccess, "blob": BlobAccess}
 
 
 class WorkloadConfig(_Model):
@@ -409,7 +425,8 @@ def _problem_line(error: Any) -> str:
     if kind == "missing":
         message = "required"
     elif kind == "extra_forbidden":
-        message = "unknown field"
+        allowed = _allowed_fields(tuple(error.get("loc", ())))
+        message = "unknown field" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
     elif kind == "union_tag_invalid":
         tags = error.get("ctx", {}).get("expected_tags", "")
         message = f"kind must be one of {tags}, got {error.get('ctx', {}).get('tag')!r}"
@@ -429,12 +446,40 @@ def _problem_line(error: Any) -> str:
 
 
 def _printable(loc: str, given: Any) -> bool:
-    """Echo a bad value only when it is a short scalar outside any secret-looking field."""
+    """Echo a bad value only when it is a short scalar outside any secret-looking field, and never a URL's
+    query (a SAS token)."""
     if any(word in loc.lower() for word in _SECRETISH):
         return False
     if isinstance(given, bool | int | float):
         return True
-    return isinstance(given, str) and len(given) <= 80 and "\n" not in given
+    return isinstance(given, str) and len(given) <= 80 and "\n" not in given and "?" not in given
+
+
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The fields of the section an unknown key was found in (``loc`` ends with the unknown key)."""
+    model: Any = HarnessConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if part in _ACCESS_KINDS:
+            model = _ACCESS_KINDS[part]
+            continue
+        field = (getattr(model, "model_fields", None) or {}).get(part)
+        model = _model_in(field.annotation) if field is not None else None
+        if model is None:
+            return []
+    return sorted(getattr(model, "model_fields", None) or {})
+
+
+def _model_in(annotation: Any) -> Any:
+    """The config section (a model) an annotation holds: ``X``, ``X | None``, ``list[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -443,7 +488,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         elif isinstance(part, str) and (
-            part in _UNION_TAGS or part.startswith(("function-", "tagged-union"))
+            part in _ACCESS_KINDS or part.startswith(("function-", "tagged-union"))
         ):
             continue
         else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+CREDENTIAL_ERROR = "CredentialError"  # Fetched.code when the harness could not get a token to call at all
+
 
 @dataclass
 class Fetched:
@@ -21,6 +23,8 @@ class Fetched:
         return self.status is not None and 200 <= self.status < 300 and self.error is None
 
     def describe(self) -> str:
+        if self.code == CREDENTIAL_ERROR:
+            return str(self.error)  # nothing was sent: the URL is not the problem
         if self.status is None:
             return f"no response from {self.url}: {self.error}"
         detail = f" {self.code}" if self.code else ""

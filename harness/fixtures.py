@@ -40,7 +40,8 @@ def wi_backend(wi_session: HarnessSession) -> Backend:
     try:
         return build_backend(wi_session.config)
     except KubeError as exc:
-        pytest.fail(f"cannot use the cluster from {wi_session.config_path}: {exc}", pytrace=False)
+        problem = f"cannot use the cluster from {wi_session.config_path}: {exc.failure.message}"
+    pytest.fail(wi_session.redactor.text(problem), pytrace=False)  # outside except: no chained traceback
 
 
 @pytest.fixture(scope="session")
@@ -97,32 +98,29 @@ def wi_cluster_check(request: pytest.FixtureRequest, wi_results: RunResults) -> 
 def wi_workload_check(request: pytest.FixtureRequest, wi_session: HarnessSession) -> CheckResult:
     if request.param is None:
         pytest.skip("no workloads selected")
-    workload_id, check_id = request.param
-    results: RunResults = request.getfixturevalue("wi_results")
-    workload = results.workloads.get(workload_id)
-    if workload is None:
-        pytest.fail(f"{workload_id}: no facts were collected for this workload", pytrace=False)
-    result = workload.check(check_id)
-    index = [w.id for w in wi_session.workloads].index(workload_id)
-    _record(
-        request,
-        check_payload(
-            "workload", result, [c.id for c in workload.checks].index(check_id), results, workload, index
-        ),
-    )
-    return result
+    workload_id = request.param[0]
+    order = [w.id for w in wi_session.workloads].index(workload_id)
+    return _subject_check(request, "workload", order)
 
 
 @pytest.fixture
 def wi_pod_check(request: pytest.FixtureRequest, wi_session: HarnessSession) -> CheckResult:
     if request.param is None:
         pytest.skip("no --pod given")
-    pod_id, check_id = request.param
+    pod_id = request.param[0]
+    order = len(wi_session.workloads) + [f"{ns}/{name}" for ns, name in wi_session.pods].index(pod_id)
+    return _subject_check(request, "pod", order)
+
+
+def _subject_check(request: pytest.FixtureRequest, scope: str, order: int) -> CheckResult:
+    """One check of one workload (or --pod) from the run's results, recorded for run.json; ``order`` places
+    the workload in the report as on the command line / in harness.yaml."""
+    subject_id, check_id = request.param
     results: RunResults = request.getfixturevalue("wi_results")
-    pod = results.pods[pod_id]
-    result = pod.check(check_id)
-    index = len(wi_session.workloads) + [f"{ns}/{name}" for ns, name in wi_session.pods].index(pod_id)
-    _record(
-        request, check_payload("pod", result, [c.id for c in pod.checks].index(check_id), results, pod, index)
-    )
+    subject = (results.pods if scope == "pod" else results.workloads).get(subject_id)
+    if subject is None:
+        pytest.fail(f"{subject_id}: no facts were collected for this {scope}", pytrace=False)
+    result = subject.check(check_id)
+    position = [c.id for c in subject.checks].index(check_id)
+    _record(request, check_payload(scope, result, position, results, subject, order))
     return result

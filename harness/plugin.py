@@ -7,6 +7,7 @@ collection of facts (and so one set of probe pods) through a file lock.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,12 +18,20 @@ import pytest
 from harness import fixtures
 from harness.checks.cluster import CLUSTER_CHECK_IDS
 from harness.checks.workload import POD_CHECK_IDS, workload_check_ids
+from harness.collect.kube_api import kube_target_problem
 from harness.config import ConfigError, HarnessConfig, load_config
 from harness.lab_bootstrap import LabUnavailable, start_embedded_lab
 from harness.redact import Redactor
 from harness.report.run_json import build_run, rfc3339, write_run
 from harness.report.summary import summary_lines
-from harness.session import BadReference, HarnessSession, new_run_id, parse_ref, workloads_for
+from harness.session import (
+    BadReference,
+    HarnessSession,
+    new_run_id,
+    parse_ref,
+    run_secrets,
+    workloads_for,
+)
 
 SESSION = pytest.StashKey[HarnessSession]()
 PAYLOAD = pytest.StashKey[dict[str, Any]]()
@@ -166,27 +175,64 @@ def _build(
 ) -> HarnessSession:
     workload_refs, pod_refs = _refs(config)
     image = config.getoption("wi_probe_image") or harness_config.probe.image
-    report_dir = Path(config.invocation_params.dir) / config.getoption("wi_report_dir")
     return HarnessSession(
         config=harness_config,
         config_path=config_path,
         run_id=run_id,
         started_at=started_at,
         target_kind=target_kind,
-        report_dir=report_dir,
+        report_dir=_report_dir(config),
         shared_dir=shared_dir,
         image=image,
         keep=config.getoption("wi_keep"),
         sweep=config.getoption("wi_sweep"),
         workloads=workloads_for(harness_config, workload_refs, bool(pod_refs)),
         pods=pod_refs,
-        redactor=Redactor(harness_config.secrets()),
+        redactor=Redactor(run_secrets(harness_config, os.environ)),
         is_worker=is_worker,
     )
 
 
+def _backend_overridden(config: pytest.Config) -> bool:
+    """A conftest supplies its own ``wi_backend`` (the documented seam for fakes): no kubeconfig is used."""
+    return any(
+        getattr(plugin, "wi_backend", None) is not None
+        for plugin in config.pluginmanager.get_plugins()
+        if plugin is not fixtures
+    )
+
+
+def _report_dir(config: pytest.Config) -> Path:
+    return Path(config.invocation_params.dir) / config.getoption("wi_report_dir")
+
+
+def _check_report_dir(report_dir: Path) -> None:
+    """A report directory that cannot be written is a usage error now, not a crash after every check ran."""
+    if report_dir.exists() and not report_dir.is_dir():
+        raise pytest.UsageError(f"--report-dir {report_dir}: is a file, not a directory")
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=report_dir, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"--report-dir {report_dir}: cannot write there: {exc.strerror or exc}"
+        ) from None
+
+
+def _check_kube_target(config: pytest.Config, session: HarnessSession) -> None:
+    """A kubeconfig or context that cannot be used is a usage error now, not one error per test later (unless
+    a conftest supplies its own ``wi_backend``)."""
+    if _backend_overridden(config):
+        return
+    problem = kube_target_problem(session.config.cluster.kubeconfig, session.config.cluster.context)
+    if problem:
+        raise pytest.UsageError(f"cannot use the cluster from {session.config_path}: {problem}")
+
+
 def _controller_session(config: pytest.Config) -> HarnessSession:
-    _refs(config)  # bad references fail before a lab is started
+    _refs(config)  # bad references and an unwritable report directory fail before a lab is started
+    _check_report_dir(_report_dir(config))
     lab = None
     if config.getoption("lab"):
         if config.getoption("wi_config"):
@@ -200,6 +246,7 @@ def _controller_session(config: pytest.Config) -> HarnessSession:
         config_path = lab.config_path
     else:
         config_path = (Path(config.invocation_params.dir) / config.getoption("wi_config")).resolve()
+    shared_dir: Path | None = None
     try:
         harness_config = _load(config_path)
         is_lab = lab is not None or (
@@ -217,7 +264,10 @@ def _controller_session(config: pytest.Config) -> HarnessSession:
             shared_dir,
             is_worker=False,
         )
+        _check_kube_target(config, session)
     except BaseException:
+        if shared_dir is not None:
+            shutil.rmtree(shared_dir, ignore_errors=True)
         if lab is not None:
             lab.stop()
         raise
@@ -318,11 +368,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     outcome = yield
     report = outcome.get_result()
+    session = item.config.stash.get(SESSION, None)
+    if session is not None:
+        redact_report(report, session.redactor)
     payload = item.stash.get(PAYLOAD, None)
     if payload is not None and report.when == "call":
         report.wi_harness = payload  # crosses xdist with the report (TestReport keeps extra attributes)
     elif report.failed and report.when != "call" and any(n.startswith("wi_") for n in item.fixturenames):
         report.wi_harness_error = True  # a harness test errored outside its check: the run cannot pass
+
+
+def redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
+    """The last line of defence for the terminal and junit.xml: exception text and captured output (an SDK's
+    error, a library's log line) pass through the redactor like everything the harness writes itself."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, line, reason)
+        report.longrepr = (longrepr[0], longrepr[1], redactor.text(str(longrepr[2])))
+    elif longrepr is not None:
+        text = str(longrepr)
+        clean = redactor.text(text)
+        if clean != text:
+            report.longrepr = clean
+    report.sections = [(title, redactor.text(content)) for title, content in report.sections]
 
 
 # ---------------------------------------------------------------- the run report
@@ -370,7 +437,9 @@ class RunRecorder:
         for line in summary_lines(self.document, self.path):
             terminalreporter.write_line(self.session.redactor.text(line))
         if self.write_error:
-            terminalreporter.write_line(f"could not write run.json: {self.write_error}", red=True)
+            terminalreporter.write_line(
+                f"could not write run.json: {self.session.redactor.text(self.write_error)}", red=True
+            )
         kept = sorted({k for p in self.payloads for k in p.get("kept") or []})
         for pod in kept:
             namespace, name = pod.split("/", 1)

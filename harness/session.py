@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.collect.kube_api import kubeconfig_bearer_token
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.lab_bootstrap import EmbeddedLab
 from harness.redact import Redactor
 
 _REF_RE = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$")
+# What azure-identity's EnvironmentCredential (inside DefaultAzureCredential) may read.
+AMBIENT_SECRET_VARIABLES = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD")
 
 
 class BadReference(ValueError):
@@ -27,6 +31,15 @@ def parse_ref(value: str, option: str) -> tuple[str, str]:
             f"{option} {value!r}: expected NAMESPACE/NAME (lower-case DNS names), e.g. finance/backend-sa"
         )
     return match.group(1), match.group(3)
+
+
+def run_secrets(config: HarnessConfig, environ: Mapping[str, str]) -> list[str]:
+    """Every secret value this run may handle that is known before it starts, for every process's redactor:
+    the configured client secret, the credentials DefaultAzureCredential would take from the environment,
+    and the kubeconfig user's static token (the live one is added when the backend is built)."""
+    ambient = [environ.get(name, "") for name in AMBIENT_SECRET_VARIABLES]
+    token = kubeconfig_bearer_token(config.cluster.kubeconfig, config.cluster.context)
+    return [value for value in (*config.secrets(), *ambient, token) if value]
 
 
 def new_run_id() -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import re
 import urllib.parse
 from typing import Any
 
 from probe.config import Check
-from probe.exchange import excerpt
+from probe.exchange import excerpt, json_object
 from probe.jwtutil import fingerprint, redact
 from probe.report import StepOutcome
 from probe.steps import Context
@@ -90,7 +89,7 @@ def _describe(evidence: dict[str, Any]) -> str:
 
 
 def _keyvault_evidence(resp: Response, sensitive: set[str]) -> dict[str, Any]:
-    body = _json(resp.body)
+    body = json_object(resp.body)
     evidence: dict[str, Any] = {"http_status": resp.status}
     if 200 <= resp.status < 300:
         if body is None:
@@ -130,14 +129,6 @@ def secret_version(secret_id: str) -> str | None:
     index = len(segments) - 1 - segments[::-1].index("secrets")  # the last "secrets" segment
     rest = segments[index + 1:]
     return rest[1] if len(rest) >= 2 else None
-
-
-def _json(raw: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 # ---------------------------------------------------------------- Blob

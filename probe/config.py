@@ -193,9 +193,12 @@ def _scope(value: Any, where: str) -> str:
 
 
 def _url(value: str, where: str) -> None:
+    """An https URL without query or fragment: the probe sends a bearer token there, and a query may be a SAS
+    token (a secret), so a bad value is echoed without it."""
     parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.netloc:
-        raise ConfigError(where, f"must be an absolute https URL, got {value!r}")
+    if parts.scheme != "https" or not parts.netloc:
+        shown = parts._replace(query="...", fragment="").geturl() if parts.query else value.split("#", 1)[0]
+        raise ConfigError(where, f"must be an absolute https URL, got {shown!r}")
     if parts.query or parts.fragment:
         raise ConfigError(where, "must not contain a query or fragment")
 

@@ -65,7 +65,7 @@ def exchange(
 
 
 def _success(raw: bytes, scope: str) -> TokenResult:
-    payload = _json_object(raw)
+    payload = json_object(raw)
     token = payload.get("access_token") if payload else None
     if not isinstance(token, str) or not token:
         keys = sorted(payload) if payload else []
@@ -90,7 +90,7 @@ def _success(raw: bytes, scope: str) -> TokenResult:
 
 def parse_entra_error(status: int, raw: bytes) -> dict[str, Any]:
     """Entra's error body -> error, error_codes, the AADSTS code, description and trace fields."""
-    payload = _json_object(raw)
+    payload = json_object(raw)
     if payload is None or "error" not in payload:
         return {"kind": "http_error", "http_status": status, "body_excerpt": excerpt(raw)}
     description = str(payload.get("error_description") or "")
@@ -111,7 +111,7 @@ def parse_entra_error(status: int, raw: bytes) -> dict[str, Any]:
     return error
 
 
-def _json_object(raw: bytes) -> dict[str, Any] | None:
+def json_object(raw: bytes) -> dict[str, Any] | None:
     try:
         value = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.checks import remediation as fix
+from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
-from harness.checks.exchange import EGRESS_KINDS
+from harness.checks.exchange import EGRESS_KINDS, describe_exchange_error
 from harness.checks.model import ERROR, Finding, Outcome, failed, passed
 from harness.config import BlobAccess, KeyVaultSecretAccess
 
@@ -52,13 +53,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     step = ctx.access_step(index)
     what = check.describe()
     if step is None:
-        return failed(
-            f"the probe report has no access step for {what}",
-            {},
-            Finding(
-                "PROBE_OUTPUT_INVALID", ERROR, "probe", f"probe report without access step {index}", {}, []
-            ),
-        )
+        return missing_probe_step("access", f"access step for {what}")
     evidence = dict(step.get("evidence") or {})
     outcome = step.get("outcome") or evidence.get("outcome")
     evidence["expected"] = check.expect
@@ -107,16 +102,35 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     error = step.get("error") or {}
     kind = str(error.get("kind") or "")
     if kind == "token_exchange":
-        code, message = "ACCESS_TOKEN_FAILED", f"no token for {error.get('scope')}: {error.get('detail')}"
+        code = "ACCESS_TOKEN_FAILED"
+        message = f"no token for {error.get('scope')}: {describe_exchange_error(error.get('detail') or {})}"
+        remediation = [
+            f"set scope: on this access entry in harness.yaml to the token scope of {what} in its cloud "
+            "(e.g. https://vault.azure.net/.default, https://storage.azure.com/.default)"
+        ]
     elif kind in EGRESS_KINDS or kind.startswith("tls"):
         code, message = "EGRESS_BLOCKED", f"the pod cannot reach {step.get('target')}: {error.get('message')}"
+        remediation = fix.egress_test(ctx.namespace, str(step.get("target")))
     else:
         code, message = "ACCESS_CHECK_ERROR", f"{what}: {detail or error.get('message')}"
+        remediation = [_show(check)]
     evidence["error"] = error
     return failed(
         f"{what}: expected {check.expect}, got {outcome or 'error'} ({message})",
         evidence,
-        Finding(code, ERROR, "access", message, evidence, []),
+        Finding(code, ERROR, "access", message, evidence, remediation),
+    )
+
+
+def _show(check: KeyVaultSecretAccess | BlobAccess) -> str:
+    """The az command that shows whether the thing the check reads exists (a 404 is not a denial)."""
+    if isinstance(check, KeyVaultSecretAccess):
+        vault = fix.q(fix.resource_name_from_url(check.vault_url))
+        return f"az keyvault secret show --vault-name {vault} --name {fix.q(check.secret)} --query id -o tsv"
+    account = fix.q(fix.resource_name_from_url(check.account_url))
+    return (
+        f"az storage blob show --account-name {account} --container-name {fix.q(check.container)} "
+        f"--name {fix.q(check.blob)} --auth-mode login --query name -o tsv"
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.checks import remediation as fix
 from harness.checks.chain import CheckSpec, run_chain
+from harness.checks.common import arm_failure_finding, kube_call_failed
 from harness.checks.model import (
     ERROR,
     WARNING,
@@ -21,7 +22,14 @@ from harness.checks.model import (
 )
 from harness.config import AzureConfig
 from harness.facts import ClusterFacts, Fetched
-from harness.names import USE_LABEL, WEBHOOK_NAME
+from harness.names import (
+    USE_LABEL,
+    WEBHOOK_DEPLOYMENT,
+    WEBHOOK_MWC,
+    WEBHOOK_NAME,
+    WEBHOOK_NAMESPACES,
+    WEBHOOK_SERVICE,
+)
 
 
 @dataclass
@@ -36,25 +44,16 @@ def _arm_properties(facts: ClusterFacts) -> dict[str, Any]:
 
 def _arm_failure(ctx: ClusterContext, fetched: Fetched) -> Outcome:
     name, rg = fix.cluster_name_rg(ctx.azure)
-    remediation = [f"az aks show --resource-group {fix.q(rg)} --name {fix.q(name)} -o json"]
-    code = "ARM_QUERY_FAILED"
-    if fetched.status == 404:
-        code = "CLUSTER_NOT_FOUND"
-    elif fetched.status in (401, 403) or fetched.code == "CredentialError":
-        remediation.append(
-            "az role assignment create --assignee <harness-client-id> --role Reader "
-            f"--scope /subscriptions/{ctx.azure.subscription_id if ctx.azure else '<subscription>'}"
-        )
     return failed(
         f"ARM could not tell: {fetched.describe()}",
         {"arm": fetched.__dict__},
-        Finding(
-            code,
-            ERROR,
+        arm_failure_finding(
+            fetched,
             "cluster",
-            f"the managed cluster could not be read from ARM: {fetched.describe()}",
-            {"url": fetched.url, "status": fetched.status},
-            remediation,
+            "the managed cluster could not be read from ARM",
+            "CLUSTER_NOT_FOUND",
+            f"az aks show --resource-group {fix.q(rg)} --name {fix.q(name)} -o json",
+            ctx.azure,
         ),
     )
 
@@ -252,24 +251,41 @@ def _hooks(ctx: ClusterContext) -> list[dict[str, Any]]:
     ]
 
 
+def webhook_service(facts: ClusterFacts) -> tuple[str, str]:
+    """(namespace, name) of the Service the API server calls for the webhook, from its configuration; the
+    AKS add-on's defaults when no configuration names one."""
+    for mwc in facts.webhook_configurations:
+        for hook in mwc.get("webhooks") or []:
+            service = (hook.get("clientConfig") or {}).get("service") or {}
+            if service.get("namespace") and service.get("name"):
+                return str(service["namespace"]), str(service["name"])
+    return WEBHOOK_NAMESPACES[0], WEBHOOK_SERVICE
+
+
+def webhook_configuration_name(facts: ClusterFacts) -> str:
+    names = [str((m.get("metadata") or {}).get("name") or "") for m in facts.webhook_configurations]
+    return next((name for name in names if name), WEBHOOK_MWC)
+
+
+def webhook_namespace(facts: ClusterFacts) -> str:
+    """Where the webhook runs: its Deployment's namespace, else its Service's, else kube-system (AKS)."""
+    for deployment in facts.webhook_deployments:
+        namespace = (deployment.get("metadata") or {}).get("namespace")
+        if namespace:
+            return str(namespace)
+    return webhook_service(facts)[0]
+
+
 def webhook_installed(ctx: ClusterContext) -> Outcome:
     facts = ctx.facts
     if facts.webhook_configurations_error is not None:
-        error = facts.webhook_configurations_error
-        return failed(
-            f"could not list MutatingWebhookConfigurations: {error.status} {error.message}",
-            {"error": error.__dict__},
-            Finding(
-                "KUBE_FORBIDDEN",
-                ERROR,
-                "cluster",
-                "the harness may not read webhook configurations",
-                {"error": error.__dict__},
-                [
-                    "kubectl auth can-i list mutatingwebhookconfigurations",
-                    "render manifests/harness-rbac.yaml.j2 and apply it",
-                ],
-            ),
+        return kube_call_failed(
+            facts.webhook_configurations_error,
+            "cluster",
+            "list MutatingWebhookConfigurations",
+            "kubectl auth can-i list mutatingwebhookconfigurations",
+            facts,
+            ctx.azure,
         )
     evidence = {"configurations": [_mwc_summary(m) for m in facts.webhook_configurations]}
     if not _hooks(ctx):
@@ -359,8 +375,7 @@ def webhook_object_selector(ctx: ClusterContext) -> Outcome:
             f"the webhook does not select pods by the {USE_LABEL} label",
             {"objectSelector": selectors},
             [
-                "kubectl get mutatingwebhookconfiguration azure-wi-webhook-mutating-webhook-configuration "
-                "-o yaml"
+                f"kubectl get mutatingwebhookconfiguration {fix.q(webhook_configuration_name(ctx.facts))} -o yaml"
             ],
         ),
     )
@@ -370,10 +385,18 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
     facts = ctx.facts
     if not facts.webhook_deployments:
         error = facts.webhook_deployment_error
-        detail = f" ({error.status} {error.message})" if error else ""
+        if error is not None:  # not "absent": the harness could not look
+            return kube_call_failed(
+                error,
+                "webhook",
+                f"read the webhook Deployment {WEBHOOK_DEPLOYMENT}",
+                f"kubectl auth can-i get deployments -n {fix.q(webhook_namespace(facts))}",
+                facts,
+                ctx.azure,
+            )
         return failed(
-            f"the webhook Deployment azure-wi-webhook-controller-manager was not found{detail}",
-            {"error": error.__dict__ if error else None},
+            f"the webhook Deployment {WEBHOOK_DEPLOYMENT} was not found",
+            {"error": None},
             Finding(
                 "WEBHOOK_NOT_READY",
                 ERROR,
@@ -401,10 +424,10 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
         )
         ready_any = ready_any or ready > 0
         degraded = degraded or ready < wanted
-    namespace = evidence["deployments"][0]["namespace"]
+    namespace = fix.q(str(evidence["deployments"][0]["namespace"]))
     remediation = [
         f"kubectl -n {namespace} get pods -l azure-workload-identity.io/system=true",
-        f"kubectl -n {namespace} logs deploy/azure-wi-webhook-controller-manager | grep ^E",
+        f"kubectl -n {namespace} logs deploy/{WEBHOOK_DEPLOYMENT} | grep ^E",
     ]
     if not ready_any:
         return failed(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.checks.podspec import container
+from harness.checks.podspec import container, spec
 from harness.config import AzureConfig, WorkloadConfig
 from harness.facts import ClusterFacts, WorkloadFacts
 from harness.names import CLIENT_ID_ANNOTATION, PROBE_CONTAINER, TENANT_ID_ANNOTATION
@@ -34,6 +34,11 @@ class WorkloadContext:
     @property
     def pod(self) -> dict[str, Any] | None:
         return self.facts.pod.pod if self.facts.pod else None
+
+    @property
+    def node_name(self) -> str | None:
+        """The node the pod was scheduled to, when it was."""
+        return str(spec(self.pod).get("nodeName") or "") or None
 
     @property
     def container(self) -> dict[str, Any] | None:

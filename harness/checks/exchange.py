@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks import remediation as fix
+from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import expected_issuer, match_fic
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
@@ -82,11 +83,7 @@ def exchange_step(ctx: WorkloadContext) -> dict[str, Any]:
 def exchange_succeeds(ctx: WorkloadContext) -> Outcome:
     step = exchange_step(ctx)
     if not step:
-        return failed(
-            "the probe report has no exchange step",
-            {},
-            Finding("PROBE_OUTPUT_INVALID", ERROR, "probe", "probe report without an exchange step", {}, []),
-        )
+        return missing_probe_step("exchange")
     evidence = dict(step.get("evidence") or {})
     sdk = evidence.get("sdk") or {}
     if step.get("status") == "pass":
@@ -114,11 +111,13 @@ def exchange_succeeds(ctx: WorkloadContext) -> Outcome:
     error = step.get("error") or {}
     evidence["error"] = error
     return failed(
-        f"the token exchange failed: {_describe(error)}", evidence, _exchange_finding(ctx, error, evidence)
+        f"the token exchange failed: {describe_exchange_error(error)}",
+        evidence,
+        _exchange_finding(ctx, error, evidence),
     )
 
 
-def _describe(error: dict[str, Any]) -> str:
+def describe_exchange_error(error: dict[str, Any]) -> str:
     if error.get("kind") == "entra_error":
         return f"HTTP {error.get('http_status')} {error.get('error')}: {error.get('message')}"
     return f"{error.get('kind')}: {error.get('message')}"
@@ -133,13 +132,9 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
             "EGRESS_BLOCKED",
             ERROR,
             "entra",
-            f"the pod cannot reach Entra at {evidence.get('token_url')}: {_describe(error)}",
+            f"the pod cannot reach Entra at {evidence.get('token_url')}: {describe_exchange_error(error)}",
             evidence,
-            [
-                f"kubectl run -n {fix.q(ctx.namespace)} egress-test --rm -it --image=curlimages/curl -- "
-                f"curl -sS -o /dev/null -w '%{{http_code}}' {fix.q(str(evidence.get('token_url')))}",
-                "check NetworkPolicies, the egress firewall and proxy settings",
-            ],
+            fix.egress_test(ctx.namespace, str(evidence.get("token_url"))),
         )
     code, layer, meaning = AADSTS_MEANINGS.get(
         aadsts, ("EXCHANGE_FAILED", "entra", "the token exchange failed")
@@ -172,6 +167,13 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         ]
     elif code == "IDENTITY_NOT_FOUND":
         remediation.append(fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.expected_client_id))
+    elif code == "TOKEN_TIME_INVALID":
+        remediation += fix.node_clock(ctx.node_name)
+    elif code == "TENANT_NOT_FOUND":
+        remediation += [
+            fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, ctx.expected_tenant_id),
+            fix.restart_pods(ctx.namespace),
+        ]
     return Finding(
         code,
         ERROR,

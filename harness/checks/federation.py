@@ -8,6 +8,7 @@ from typing import Any
 
 from harness.checks import remediation as fix
 from harness.checks.cluster import slash_hint
+from harness.checks.common import arm_failure_finding
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.token import claims
@@ -22,23 +23,26 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
         return skipped(facts.note or "no Azure access configured")
     if facts.error is not None:
         error = facts.error
-        code = "IDENTITY_NOT_FOUND" if error.status == 404 else "ARM_QUERY_FAILED"
         evidence = {"url": error.url, "status": error.status, "code": error.code, "error": error.error}
         return failed(
             f"ARM could not read the identity: {error.describe()}",
             evidence,
-            Finding(
-                code,
-                ERROR,
+            arm_failure_finding(
+                error,
                 "identity",
-                f"managed identity lookup failed: {error.describe()}",
-                evidence,
-                [f"az identity show --ids {fix.q(facts.resource_id or '<identity-id>')}"],
+                "managed identity lookup failed",
+                "IDENTITY_NOT_FOUND",
+                f"az identity show --ids {fix.q(facts.resource_id or '<identity-id>')}",
+                ctx.azure,
             ),
         )
     if facts.identity is None:
         if ctx.expected_client_id is None and not ctx.workload.identity_resource_id:
-            return skipped("no client id to look the identity up by", blocked_by="sa.client_id_annotation")
+            return skipped(
+                "skipped because sa.client_id_annotation failed",
+                {"reason": "no client id to look the identity up by"},
+                blocked_by="sa.client_id_annotation",
+            )
         return failed(
             facts.note or "identity not found",
             {"client_id": ctx.expected_client_id},

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks import remediation as fix
+from harness.checks.cluster import webhook_configuration_name, webhook_namespace, webhook_service
+from harness.checks.common import kube_call_failed, kube_failure_finding
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.checks.podspec import (
@@ -36,6 +38,7 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
     status = error.status if error else 0
     hint = _WEBHOOK_HINTS.get(status, "")
     if "failed calling webhook" in message or "failed to call webhook" in message:
+        namespace, service = webhook_service(ctx.cluster)
         finding = Finding(
             "WEBHOOK_UNAVAILABLE",
             ERROR,
@@ -43,8 +46,8 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             "the API server cannot reach the workload identity webhook, so labelled pods are refused",
             evidence,
             [
-                "kubectl -n kube-system get pods -l azure-workload-identity.io/system=true",
-                "kubectl -n kube-system get endpoints azure-wi-webhook-webhook-service",
+                f"kubectl -n {fix.q(namespace)} get pods -l azure-workload-identity.io/system=true",
+                f"kubectl -n {fix.q(namespace)} get endpoints {fix.q(service)}",
             ],
         )
     elif "denied the request" in message:
@@ -65,17 +68,14 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             evidence,
             [f"kubectl get namespace {fix.q(ctx.namespace)} --show-labels"],
         )
-    elif status in (401, 403):
-        finding = Finding(
-            "KUBE_FORBIDDEN",
-            ERROR,
+    elif error is not None and status in (0, 401, 403):
+        finding = kube_failure_finding(
+            error,
             "pod",
-            f"the harness may not create pods in {ctx.namespace}",
-            evidence,
-            [
-                f"kubectl auth can-i create pods -n {fix.q(ctx.namespace)}",
-                "render manifests/harness-rbac.yaml.j2 and apply it",
-            ],
+            f"create the probe pod in {ctx.namespace}",
+            f"kubectl auth can-i create pods -n {fix.q(ctx.namespace)}",
+            ctx.cluster,
+            ctx.azure,
         )
     else:
         finding = Finding(
@@ -97,9 +97,18 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
             f"{ctx.service_account})",
             {"phase": pod.phase, "service_account": ctx.service_account},
         )
-    detail = f": {pod.create_error.status} {pod.create_error.message}" if pod.create_error else ""
+    error = pod.create_error
+    if error is not None:  # not "absent": the harness could not look
+        return kube_call_failed(
+            error,
+            "pod",
+            f"read pod {pod.namespace}/{pod.name}",
+            f"kubectl auth can-i get pods -n {fix.q(pod.namespace)}",
+            ctx.cluster,
+            ctx.azure,
+        )
     return failed(
-        f"pod {pod.namespace}/{pod.name} not found{detail}",
+        f"pod {pod.namespace}/{pod.name} not found",
         {},
         Finding(
             "POD_NOT_FOUND",
@@ -243,7 +252,9 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                 "webhook",
                 "the webhook injects another cloud's authority host",
                 evidence,
-                ["kubectl -n kube-system get configmap azure-wi-webhook-config -o yaml"],
+                [
+                    f"kubectl -n {fix.q(webhook_namespace(ctx.cluster))} get configmap azure-wi-webhook-config -o yaml"
+                ],
             ),
         )
     return passed(
@@ -289,7 +300,7 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
 
 def _mutation_remediation(ctx: WorkloadContext) -> list[str]:
     return [
-        "kubectl get mutatingwebhookconfiguration azure-wi-webhook-mutating-webhook-configuration -o yaml",
+        f"kubectl get mutatingwebhookconfiguration {fix.q(webhook_configuration_name(ctx.cluster))} -o yaml",
         fix.aks(ctx.azure, "--enable-oidc-issuer --enable-workload-identity"),
         fix.restart_pods(ctx.namespace),
     ]

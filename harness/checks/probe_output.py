@@ -6,17 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks import remediation as fix
+from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, Finding, Outcome, failed, passed
 from harness.checks.podspec import env_map
 from harness.names import FATAL_WAITING, INJECTED_ENV
-from harness.redact import Redactor
 
 
 def probe_completed(ctx: WorkloadContext) -> Outcome:
     pod = ctx.facts.pod
     assert pod is not None
-    redact = Redactor()
     evidence: dict[str, Any] = {
         "pod": pod.name,
         "phase": pod.phase,
@@ -60,7 +59,7 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
         )
     if pod.probe is None:
         evidence["error"] = pod.probe_error
-        evidence["log_tail"] = redact(pod.log_tail)
+        evidence["log_tail"] = pod.log_tail  # redacted with every other fact before any check runs
         return failed(
             f"no probe report: {pod.probe_error}",
             evidence,
@@ -102,11 +101,7 @@ def _image(pod: dict[str, Any] | None) -> str:
 def env_in_container(ctx: WorkloadContext) -> Outcome:
     step = ctx.step("env")
     if step is None:
-        return failed(
-            "the probe report has no env step",
-            {},
-            Finding("PROBE_OUTPUT_INVALID", ERROR, "probe", "probe report without an env step", {}, []),
-        )
+        return missing_probe_step("env")
     seen = ((step.get("evidence") or {}).get("vars")) or {}
     spec_env = env_map(ctx.container)
     evidence = {"container": seen, "spec": {k: spec_env.get(k) for k in INJECTED_ENV}}

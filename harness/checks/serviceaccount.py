@@ -4,6 +4,7 @@ one."""
 from __future__ import annotations
 
 from harness.checks import remediation as fix
+from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.config import GUID_RE
@@ -23,18 +24,13 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
     sa = ctx.facts.sa
     where = f"{ctx.namespace}/{ctx.service_account}"
     if sa.error is not None:
-        evidence = {"error": sa.error.__dict__}
-        return failed(
-            f"could not read ServiceAccount {where}: {sa.error.status} {sa.error.message}",
-            evidence,
-            Finding(
-                "KUBE_FORBIDDEN" if sa.error.status in (401, 403) else "KUBE_API_ERROR",
-                ERROR,
-                "serviceaccount",
-                f"reading ServiceAccount {where} failed",
-                evidence,
-                [f"kubectl auth can-i get serviceaccounts -n {fix.q(ctx.namespace)}"],
-            ),
+        return kube_call_failed(
+            sa.error,
+            "serviceaccount",
+            f"read ServiceAccount {where}",
+            f"kubectl auth can-i get serviceaccounts -n {fix.q(ctx.namespace)}",
+            ctx.cluster,
+            ctx.azure,
         )
     if sa.found:
         return passed(f"ServiceAccount {where} exists", {"annotations": sa.annotations, "labels": sa.labels})

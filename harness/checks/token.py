@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from harness.checks import remediation as fix
-from harness.checks.cluster import slash_hint
+from harness.checks.cluster import slash_hint, webhook_namespace
+from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.podspec import expected_lifetime, token_volumes
-from harness.names import TOKEN_AUDIENCE
+from harness.names import TOKEN_AUDIENCE, WEBHOOK_DEPLOYMENT
 
 LIFETIME_TOLERANCE = 60  # seconds between the annotated lifetime and exp - iat before we call it different
 
@@ -22,11 +23,7 @@ def claims(ctx: WorkloadContext) -> dict[str, Any]:
 def token_readable(ctx: WorkloadContext) -> Outcome:
     step = ctx.step("token")
     if step is None:
-        return failed(
-            "the probe report has no token step",
-            {},
-            Finding("PROBE_OUTPUT_INVALID", ERROR, "probe", "probe report without a token step", {}, []),
-        )
+        return missing_probe_step("token")
     evidence = dict(step.get("evidence") or {})
     error = step.get("error") or {}
     if evidence.get("claims"):  # decoded: expiry is token.lifetime's business
@@ -102,8 +99,8 @@ def token_audience(ctx: WorkloadContext) -> Outcome:
             f"{TOKEN_AUDIENCE} (a custom webhook --audience, or an identity-binding token?)",
             evidence,
             [
-                "kubectl -n kube-system get deploy azure-wi-webhook-controller-manager -o yaml | grep -- "
-                "--audience"
+                f"kubectl -n {fix.q(webhook_namespace(ctx.cluster))} get deploy {WEBHOOK_DEPLOYMENT} -o yaml "
+                "| grep -- --audience"
             ],
         ),
     )
@@ -176,14 +173,21 @@ def token_lifetime(ctx: WorkloadContext) -> Outcome:
                 "token",
                 "the projected token is expired",
                 evidence,
-                ["check the node clock and kubelet logs"],
+                fix.node_clock(ctx.node_name),
             ),
         )
     if isinstance(nbf, int | float) and nbf - 300 > ctx.now:
         return failed(
             "the token is not valid yet (nbf in the future: clock skew)",
             evidence,
-            Finding("TOKEN_TIME_INVALID", ERROR, "token", "nbf in the future: clock skew", evidence, []),
+            Finding(
+                "TOKEN_TIME_INVALID",
+                ERROR,
+                "token",
+                "nbf in the future: clock skew",
+                evidence,
+                fix.node_clock(ctx.node_name),
+            ),
         )
     if total is not None and abs(total - expected) > LIFETIME_TOLERANCE:
         return warned(

@@ -8,12 +8,13 @@ the configured cloud's authority and trusting the configured CA. It retries 429/
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from harness.config import AzureConfig
-from harness.facts import Fetched
+from harness.facts import CREDENTIAL_ERROR, Fetched
 
 ArmGet = Callable[[str], Fetched]
 
@@ -21,6 +22,8 @@ _RETRY_STATUSES = (429, 500, 502, 503, 504)
 _MAX_ATTEMPTS = 4
 _MAX_RETRY_AFTER = 10.0
 TIMEOUT = 30.0
+_ENTRA_TRAILER_RE = re.compile(r"\s*Trace ID:.*$", re.DOTALL)
+_MAX_REASON = 160
 
 
 def make_credential(azure: AzureConfig) -> Any:
@@ -56,6 +59,7 @@ class RequestsArm:
         self._session = requests.Session()
         self._sleep = sleep
         self._token: tuple[str, float] | None = None
+        self._credential_failure: str | None = None  # the harness's identity will not fix itself mid-run
 
     def _bearer(self) -> str:
         if self._token is None or self._token[1] - 120 < time.time():
@@ -68,13 +72,15 @@ class RequestsArm:
         from azure.core.exceptions import AzureError
 
         url = path_or_url if path_or_url.startswith("https://") else self.base_url + path_or_url
+        if self._credential_failure is not None:
+            return Fetched(url, None, None, self._credential_failure, CREDENTIAL_ERROR)
         try:
             token = self._bearer()
-        except AzureError as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return Fetched(
-                url, None, None, f"the harness could not get an ARM token: {message}", "CredentialError"
+        except (AzureError, ValueError) as exc:  # MSAL raises ValueError for an unusable authority
+            self._credential_failure = (
+                f"the harness could not get an ARM token: {credential_failure_text(exc)}"
             )
+            return Fetched(url, None, None, self._credential_failure, CREDENTIAL_ERROR)
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
                 response = self._session.get(
@@ -90,6 +96,25 @@ class RequestsArm:
                 continue
             return parse_arm_response(url, response.status_code, response.content)
         raise AssertionError("unreachable")
+
+
+def credential_failure_text(exc: BaseException) -> str:
+    """One line from an azure-identity failure: its first line, plus each credential's reason when
+    DefaultAzureCredential tried several (they follow on tab-indented lines); Entra's trace trailer dropped."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    reasons = []
+    for line in lines[1:]:
+        if not line.startswith("\t") or ": " not in line:
+            continue
+        name, reason = line.strip().split(": ", 1)
+        reason = reason.removeprefix(f"{name} authentication unavailable.").strip() or "unavailable"
+        reasons.append(f"{name}: {_shorten(reason.rstrip('.'))}")
+    head = _ENTRA_TRAILER_RE.sub("", lines[0]).strip()
+    return f"{head.rstrip('.')}: {'; '.join(reasons)}" if reasons else head
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
 
 
 def _retry_after(header: str | None, attempt: int) -> float:

@@ -3,6 +3,10 @@
 :class:`OfficialKubeApi` implements it with the official ``kubernetes`` client loaded from a kubeconfig
 (raw JSON responses, ``_preload_content=False``, so nothing is lost to model deserialisation). Tests pass an
 in-memory fake with the same methods instead of patching the network.
+
+Every failure, including an API server that cannot be reached, becomes a :class:`KubeError` (never a
+traceback). Once a connection to the API server could not even be opened, later calls fail at once with the
+same failure instead of each waiting out its own connect timeouts and retries.
 """
 
 from __future__ import annotations
@@ -46,12 +50,17 @@ class KubeApi(Protocol):
     def delete_pod(self, namespace: str, name: str) -> None: ...
 
 
+def default_kubeconfig() -> Path:
+    """Where kubectl looks without --kubeconfig: the first entry of $KUBECONFIG, else ~/.kube/config."""
+    return Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]).expanduser()
+
+
 def kubeconfig_bearer_token(kubeconfig: Path | None, context: str | None) -> str | None:
     """The static bearer token of the context's user, if any (only so the redactor knows it)."""
     import yaml
 
     try:
-        data = yaml.safe_load(Path(kubeconfig).read_text()) if kubeconfig else None
+        data = yaml.safe_load((kubeconfig or default_kubeconfig()).read_text())
     except (OSError, yaml.YAMLError):
         return None
     if not isinstance(data, dict):
@@ -61,6 +70,33 @@ def kubeconfig_bearer_token(kubeconfig: Path | None, context: str | None) -> str
     user = next((u.get("user", {}) for u in data.get("users") or [] if u.get("name") == ctx.get("user")), {})
     token = user.get("token") if isinstance(user, dict) else None
     return token if isinstance(token, str) else None
+
+
+def kube_target_problem(kubeconfig: Path | None, context: str | None) -> str | None:
+    """Why the configured kubeconfig/context cannot be used, read from the file alone (no connection, no exec
+    plugin); None when it looks usable, or when the harness runs in-cluster without a kubeconfig."""
+    from kubernetes import config as kube_config
+    from kubernetes.config.config_exception import ConfigException
+
+    if kubeconfig is None and _in_cluster():
+        return None
+    where = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or str(default_kubeconfig())
+    try:
+        contexts, current = kube_config.list_kube_config_contexts(
+            config_file=str(kubeconfig) if kubeconfig else None
+        )
+    except (ConfigException, OSError, TypeError, ValueError, AttributeError) as exc:
+        if kubeconfig is None:
+            return f"cluster.kubeconfig: not set, and the default kubeconfig {where} cannot be used: {exc}"
+        return f"cluster.kubeconfig: cannot use {where}: {exc}"
+    names = [str(c.get("name")) for c in contexts or [] if isinstance(c, dict)]
+    if context is not None and context not in names:
+        return (
+            f"cluster.context: {context!r} is not a context of {where} (it has: {', '.join(names) or 'none'})"
+        )
+    if context is None and not current:
+        return f"cluster.context: {where} has no current-context: name one (it has: {', '.join(names)})"
+    return None
 
 
 class OfficialKubeApi:
@@ -88,6 +124,15 @@ class OfficialKubeApi:
         self._core = client.CoreV1Api(self._api_client)
         self._apps = client.AppsV1Api(self._api_client)
         self._admission = client.AdmissionregistrationV1Api(self._api_client)
+        self._unreachable: KubeFailure | None = None
+
+    @property
+    def bearer_token(self) -> str | None:
+        """The token the client sends (static, tokenFile, exec plugin or in-cluster), for the redactor."""
+        api_key = self._api_client.configuration.api_key
+        value = str(api_key.get("BearerToken") or api_key.get("authorization") or "")
+        token = value[len("bearer ") :] if value.lower().startswith("bearer ") else value
+        return token.strip() or None
 
     # -- plumbing
 
@@ -95,6 +140,7 @@ class OfficialKubeApi:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
+        self._fail_fast()
         kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
         try:
             response = fn(*args, _preload_content=False, **kwargs)
@@ -103,11 +149,30 @@ class OfficialKubeApi:
                 return None
             raise KubeError(_failure(exc.status or 0, exc.reason or "", exc.body)) from None
         except (HTTPError, OSError) as exc:
-            raise KubeError(KubeFailure(0, "Unreachable", f"{type(exc).__name__}: {exc}")) from None
+            raise KubeError(self._no_answer(exc)) from None
         data = response.data
         if raw:
             return data.decode("utf-8", "replace")
-        return json.loads(data) if data else {}
+        try:
+            return json.loads(data) if data else {}
+        except ValueError:
+            raise KubeError(_not_json(response.status)) from None
+
+    def _fail_fast(self) -> None:
+        if self._unreachable is not None:
+            raise KubeError(self._unreachable)
+
+    def _no_answer(self, exc: BaseException) -> KubeFailure:
+        """A transport failure as a KubeFailure; remembered when no connection could be opened at all."""
+        from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+
+        reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
+        failure = KubeFailure(
+            0, "Unreachable", f"no answer from the API server {self.server}: {_short(reason)}"
+        )
+        if isinstance(reason, NewConnectionError | ConnectTimeoutError):
+            self._unreachable = failure
+        return failure
 
     # -- reads
 
@@ -130,6 +195,8 @@ class OfficialKubeApi:
 
         path = "/.well-known/openid-configuration"
         url = f"{self.server}{path}"
+        if self._unreachable is not None:
+            return Fetched(url, None, None, self._unreachable.message)
         try:
             request = self._api_client.param_serialize(
                 "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
@@ -139,7 +206,7 @@ class OfficialKubeApi:
         except ApiException as exc:
             return Fetched(url, exc.status or None, None, str(exc.reason))
         except (HTTPError, OSError) as exc:
-            return Fetched(url, None, None, f"{type(exc).__name__}: {exc}")
+            return Fetched(url, None, None, self._no_answer(exc).message)
         if not 200 <= response.status < 300:
             return Fetched(url, response.status, None, _failure(response.status, "", data).message[:300])
         try:
@@ -162,7 +229,9 @@ class OfficialKubeApi:
     ) -> Iterator[tuple[str, Obj]]:
         from kubernetes.client.exceptions import ApiException
         from kubernetes.watch.watch import iter_resp_lines
+        from urllib3.exceptions import HTTPError
 
+        self._fail_fast()
         kwargs: dict[str, Any] = {
             "label_selector": label_selector,
             "watch": True,
@@ -176,12 +245,19 @@ class OfficialKubeApi:
             response = self._core.list_namespaced_pod(namespace, _preload_content=False, **kwargs)
         except ApiException as exc:
             raise KubeError(_failure(exc.status or 0, exc.reason or "", exc.body)) from None
+        except (HTTPError, OSError) as exc:
+            raise KubeError(self._no_answer(exc)) from None
         try:
             for line in iter_resp_lines(response):
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    raise KubeError(_not_json(response.status)) from None
                 yield str(event.get("type", "")), event.get("object") or {}
+        except (HTTPError, OSError) as exc:  # the stream broke (read timeout, reset): the caller relists
+            raise KubeError(KubeFailure(0, "WatchBroken", f"the pod watch broke: {_short(exc)}")) from None
         finally:
             response.release_conn()
 
@@ -214,10 +290,18 @@ def _failure(status: int, reason: str, body: Any) -> KubeFailure:
     return KubeFailure(status, reason, text[:500] or reason)
 
 
+def _not_json(status: int) -> KubeFailure:
+    return KubeFailure(status, "InvalidResponse", "the API server's answer is not JSON (a proxy in the way?)")
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _in_cluster() -> bool:
     """No kubeconfig anywhere, but a service-account mount: the harness runs as a Job in the cluster."""
-    default = Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]).expanduser()
-    return not default.exists() and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    return not default_kubeconfig().exists() and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 
 def _current_context(kubeconfig: Path | None) -> str | None:

@@ -15,8 +15,7 @@ from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.probe_pods import ProbeRequest, probe_config_for, run_probe_pods, sweep
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.facts import ClusterFacts, PodFacts, RunFacts, WorkloadFacts
-
-CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
+from harness.names import CLIENT_ID_ANNOTATION
 
 
 @dataclass
@@ -32,12 +31,12 @@ class Backend:
 def build_backend(config: HarnessConfig) -> Backend:
     from harness.collect.arm_api import RequestsArm
     from harness.collect.http import requests_get
-    from harness.collect.kube_api import OfficialKubeApi, kubeconfig_bearer_token
+    from harness.collect.kube_api import OfficialKubeApi
 
     kube = OfficialKubeApi(config.cluster.kubeconfig, config.cluster.context)
     ca_file = (config.azure.ca_file if config.azure else None) or config.cluster.ca_file
     arm = RequestsArm(config.azure) if config.azure else None
-    token = kubeconfig_bearer_token(config.cluster.kubeconfig, config.cluster.context)
+    token = kube.bearer_token  # whatever the kubeconfig's user yields: static, tokenFile, exec plugin
     return Backend(kube=kube, http=requests_get(ca_file), arm=arm, secrets=[token] if token else [])
 
 

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import io
 import json
+import socket
 import tempfile
 import time
 import uuid
@@ -37,6 +38,13 @@ ACCOUNT = "https://ordersdata.blob.example.test/"
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 _KID = "issuer-key-1"
 ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connections to it are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def guid() -> str:
@@ -75,6 +83,9 @@ class World:
     token_issuer: str | None = None  # what the API server puts in tokens (default: issuer)
     layout: str = "v1.6"
     webhook: str = "up"  # up | down | absent
+    webhook_namespace: str = (
+        "kube-system"  # the AKS add-on's; the OSS chart uses azure-workload-identity-system
+    )
     failure_policy: str = "Fail"
     webhook_ready: int = 2
     oidc_enabled: bool = True
@@ -227,7 +238,7 @@ class FakeKube:
                         "clientConfig": {
                             "service": {
                                 "name": "azure-wi-webhook-webhook-service",
-                                "namespace": "kube-system",
+                                "namespace": self.world.webhook_namespace,
                             }
                         },
                     }
@@ -236,7 +247,7 @@ class FakeKube:
         ]
 
     def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        if self.world.webhook == "absent" or namespace != "kube-system":
+        if self.world.webhook == "absent" or namespace != self.world.webhook_namespace:
             return None
         ready = self.world.webhook_ready if self.world.webhook == "up" else 0
         status = {"replicas": 2, **({"readyReplicas": ready, "availableReplicas": ready} if ready else {})}

@@ -11,19 +11,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fakeworld import ISSUER, VAULT, FakeWorkload, World
 
+from harness.analysis import analyse
+from harness.checks.access import access_outcome
 from harness.checks.chain import CheckSpec, run_chain, verdict
 from harness.checks.cluster import run_cluster_checks
 from harness.checks.context import WorkloadContext
+from harness.checks.exchange import exchange_succeeds
+from harness.checks.federation import identity_matches
 from harness.checks.model import FAIL, PASS, SKIP, WARN, Outcome, failed, passed, skipped
 from harness.checks.pod import pod_mutated
+from harness.checks.serviceaccount import sa_exists
 from harness.checks.token import token_issuer
-from harness.config import WorkloadConfig
-from harness.facts import ClusterFacts, Fetched, IdentityFacts, PodFacts, ServiceAccountFacts, WorkloadFacts
+from harness.collect.run import Selection, collect_run
+from harness.config import KeyVaultSecretAccess, WorkloadConfig, parse_config
+from harness.facts import (
+    ClusterFacts,
+    Fetched,
+    IdentityFacts,
+    KubeFailure,
+    PodFacts,
+    ServiceAccountFacts,
+    WorkloadFacts,
+)
+from harness.redact import Redactor
 
 CLIENT = "3b1a6f2e-5c1d-4e2f-9a8b-7c6d5e4f3a2b"
 
@@ -228,6 +244,69 @@ def _with_token_claims(ctx: WorkloadContext, **claims: Any) -> WorkloadContext:
     return ctx
 
 
+def test_a_clock_skew_answer_from_entra_points_at_the_nodes_clock() -> None:
+    pod = _pod(*V16)
+    pod["spec"]["nodeName"] = "aks-nodepool1-0"
+    ctx = context_for(pod)
+    assert ctx.facts.pod is not None
+    error = {
+        "kind": "entra_error",
+        "http_status": 401,
+        "error": "invalid_client",
+        "aadsts": "AADSTS700024",
+        "message": "AADSTS700024: Client assertion is not within its valid time range.",
+    }
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {}, "error": error}]}
+    finding = exchange_succeeds(ctx).findings[0]
+    assert finding.code == "TOKEN_TIME_INVALID"
+    assert finding.remediation[0] == "kubectl debug node/aks-nodepool1-0 -it --image=busybox -- date -u"
+
+
+def test_access_errors_that_are_not_denials_say_what_to_look_at() -> None:
+    check = KeyVaultSecretAccess(
+        kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow"
+    )
+    ctx = context_for()
+    assert ctx.facts.pod is not None
+    missing = {
+        "name": "access",
+        "index": 0,
+        "status": "fail",
+        "outcome": "error",
+        "evidence": {"http_status": 404, "code": "SecretNotFound"},
+        "error": {"kind": "http_error", "http_status": 404, "code": "SecretNotFound"},
+    }
+    ctx.facts.pod.probe = {"steps": [missing]}
+    finding = access_outcome(ctx, 0, check).findings[0]
+    assert finding.code == "ACCESS_CHECK_ERROR"
+    assert finding.remediation == [
+        "az keyvault secret show --vault-name finance-kv --name db-password --query id -o tsv"
+    ]
+    exchange_error = {
+        "kind": "entra_error",
+        "http_status": 400,
+        "error": "invalid_resource",
+        "message": "AADSTS500011: The resource principal named https://vault.azure.net was not found",
+    }
+    no_token = dict(
+        missing,
+        evidence={},
+        error={
+            "kind": "token_exchange",
+            "scope": "https://vault.azure.net/.default",
+            "detail": exchange_error,
+        },
+    )
+    ctx.facts.pod.probe = {"steps": [no_token]}
+    finding = access_outcome(ctx, 0, check).findings[0]
+    assert finding.code == "ACCESS_TOKEN_FAILED"
+    assert finding.message == (
+        "no token for https://vault.azure.net/.default: HTTP 400 invalid_resource: AADSTS500011: The resource "
+        "principal named https://vault.azure.net was not found"
+    )
+    assert finding.remediation[0].startswith("set scope: on this access entry in harness.yaml")
+
+
 def test_token_issuer_exact_match_passes() -> None:
     assert token_issuer(_with_token_claims(context_for(), iss=ISSUER)).status == PASS
 
@@ -321,6 +400,101 @@ def test_webhook_down_refuses_the_probe_pod(run_world: RunWorld) -> None:
     assert results.cluster_check("cluster.webhook_ready").status == FAIL
     finance = results.workloads["finance/backend-sa"]
     assert finance.check("pod.admitted").findings[0].code == "WEBHOOK_UNAVAILABLE"
+
+
+def test_webhook_down_remediation_names_where_the_webhook_really_runs(run_world: RunWorld) -> None:
+    results, _ = run_world(World.healthy(webhook="down", webhook_namespace="azure-workload-identity-system"))
+    ready = results.cluster_check("cluster.webhook_ready").findings[0]
+    admitted = results.workloads["finance/backend-sa"].check("pod.admitted").findings[0]
+    for finding in (ready, admitted):
+        assert all("kube-system" not in command for command in finding.remediation), finding.remediation
+    assert (
+        "kubectl -n azure-workload-identity-system get endpoints azure-wi-webhook-webhook-service"
+        in admitted.remediation
+    )
+
+
+def unreachable(what: str = "connection refused") -> KubeFailure:
+    return KubeFailure(0, "Unreachable", f"no answer from the API server https://kube.test: {what}")
+
+
+def test_an_unreachable_api_server_is_named_as_such_not_as_missing_rights() -> None:
+    cluster = ClusterFacts(
+        time.time(),
+        context="prod",
+        server="https://kube.test",
+        webhook_configurations_error=unreachable(),
+        webhook_deployment_error=unreachable(),
+    )
+    by_id = {r.id: r for r in run_cluster_checks(cluster, None)}
+    finding = by_id["cluster.webhook_installed"].findings[0]
+    assert (
+        finding.code == "KUBE_UNREACHABLE" and finding.remediation[0] == "kubectl --context prod cluster-info"
+    )
+    assert by_id["cluster.webhook_ready"].message == "skipped because cluster.webhook_installed failed"
+
+    ctx = context_for()
+    ctx.cluster.context = "prod"
+    ctx.facts.sa = ServiceAccountFacts("finance", "backend-sa", error=unreachable())
+    assert sa_exists(ctx).findings[0].code == "KUBE_UNREACHABLE"
+    ctx.facts.sa = ServiceAccountFacts("finance", "backend-sa", error=KubeFailure(403, "Forbidden", "no"))
+    forbidden = sa_exists(ctx).findings[0]
+    assert forbidden.code == "KUBE_FORBIDDEN"
+    assert forbidden.remediation[0] == "kubectl auth can-i get serviceaccounts -n finance"
+
+
+def test_a_webhook_deployment_the_harness_may_not_read_is_not_called_missing() -> None:
+    cluster = ClusterFacts(
+        time.time(),
+        webhook_configurations=[
+            {
+                "metadata": {"name": "azure-wi-webhook"},
+                "webhooks": [{"name": "mutation.azure-workload-identity.io"}],
+            }
+        ],
+        webhook_deployment_error=KubeFailure(403, "Forbidden", "deployments.apps is forbidden"),
+    )
+    ready = {r.id: r for r in run_cluster_checks(cluster, None)}["cluster.webhook_ready"]
+    assert ready.status == FAIL and ready.findings[0].code == "KUBE_FORBIDDEN"
+    assert ready.findings[0].remediation[0] == "kubectl auth can-i get deployments -n kube-system"
+
+
+def test_the_harness_credential_failing_is_named_with_its_own_fix(run_world: RunWorld) -> None:
+    _, config = run_world(World.healthy())
+    failure = Fetched(
+        "https://arm/x",
+        None,
+        None,
+        "the harness could not get an ARM token: AADSTS7000215",
+        "CredentialError",
+    )
+    results = run_cluster_checks(ClusterFacts(time.time(), arm_cluster=failure), config.azure)
+    finding = results[0].findings[0]
+    assert finding.code == "HARNESS_CREDENTIAL_FAILED" and finding.layer == "harness"
+    assert "https://arm/x" not in results[0].message
+    client_id = config.azure.credential.client_id
+    assert finding.remediation[0].startswith(f"az ad app credential list --id {client_id}")
+
+    ctx = context_for()
+    ctx.azure = config.azure
+    ctx.facts.identity = IdentityFacts(configured=True, resource_id="/x", error=failure)
+    assert identity_matches(ctx).findings[0].code == "HARNESS_CREDENTIAL_FAILED"
+
+
+def test_token_times_are_judged_at_collection_time_not_at_analysis_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World.healthy()
+    config = parse_config(world.config(tmp_path), base_dir=tmp_path)
+    facts = collect_run(world.backend(), config, Selection(workloads=config.workloads), "run-1", "img")
+    for workload in facts.workloads.values():  # only the claims remain to judge expiry by
+        assert workload.pod is not None and workload.pod.probe is not None
+        token = next(step for step in workload.pod.probe["steps"] if step["name"] == "token")
+        token["evidence"].pop("lifetime")
+    two_days_later = time.time() + 2 * 86400  # stored facts analysed again, long after the tokens expired
+    monkeypatch.setattr(time, "time", lambda: two_days_later)
+    results = analyse(facts, config, config.workloads, "lab", Redactor())
+    assert results.workloads["finance/backend-sa"].check("token.lifetime").status == PASS
 
 
 def test_webhook_absent(run_world: RunWorld) -> None:

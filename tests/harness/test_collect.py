@@ -1,5 +1,7 @@
 """Collectors at their seams: ARM over requests (token, retries on 429/503 with Retry-After, error bodies,
-paging), the issuer's discovery + JWKS, and the kubeconfig token the redactor must know."""
+paging, a failing credential tried once and summarised), the issuer's discovery + JWKS, the kubeconfig
+tokens the redactor must know, the kubeconfig/context preflight, an unreachable API server (asked once, then
+failing fast) and the webhook Deployment's namespaces."""
 
 from __future__ import annotations
 
@@ -9,14 +11,22 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
+from fakeworld import closed_port
 
 from harness.collect.arm import collect_identity, list_all
-from harness.collect.arm_api import RequestsArm
+from harness.collect.arm_api import RequestsArm, credential_failure_text
 from harness.collect.http import HttpResponse, HttpUnreachable, fetch_json
 from harness.collect.issuer import collect_issuer, discovery_url
-from harness.collect.kube_api import kubeconfig_bearer_token
-from harness.config import AzureConfig
-from harness.facts import Fetched
+from harness.collect.kube import collect_webhook
+from harness.collect.kube_api import (
+    KubeError,
+    OfficialKubeApi,
+    kube_target_problem,
+    kubeconfig_bearer_token,
+)
+from harness.config import AzureConfig, parse_config
+from harness.facts import CREDENTIAL_ERROR, Fetched, KubeFailure
+from harness.session import run_secrets
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 SUB = "0b1f6471-1bf0-4dda-aec3-111122223333"
@@ -110,6 +120,42 @@ def test_a_credential_failure_is_a_fact_not_a_crash() -> None:
     assert session.requests == []
 
 
+def test_a_failed_credential_is_tried_once_per_run_and_described_without_a_url() -> None:
+    credential = Credential(fail=True)
+    arm, session, _ = arm_with(credential=credential)
+    first, second = arm("/a"), arm("/b")
+    assert len(credential.scopes) == 1 and session.requests == []
+    assert second.code == CREDENTIAL_ERROR and second.error == first.error
+    assert first.describe().startswith("the harness could not get an ARM token: AADSTS7000215")
+    assert "https://" not in first.describe()
+
+
+def test_default_azure_credential_failures_keep_each_credentials_reason() -> None:
+    error = ClientAuthenticationError(
+        "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
+        "Attempted credentials:\n"
+        "\tEnvironmentCredential: EnvironmentCredential authentication unavailable. Environment variables "
+        "are not fully configured.\n"
+        "Visit https://aka.ms/x to troubleshoot this issue.\n"
+        "\tManagedIdentityCredential: ManagedIdentityCredential authentication unavailable.\n"
+        "\tAzureCliCredential: Azure CLI not found on path\n"
+        "To mitigate this issue, please refer to the troubleshooting guidelines here at https://aka.ms/y."
+    )
+    assert credential_failure_text(error) == (
+        "DefaultAzureCredential failed to retrieve a token from the included credentials: "
+        "EnvironmentCredential: Environment variables are not fully configured; "
+        "ManagedIdentityCredential: unavailable; AzureCliCredential: Azure CLI not found on path"
+    )
+    entra = ClientAuthenticationError(
+        "Authentication failed: AADSTS7000215: Invalid client secret provided. "
+        "Trace ID: 1 Correlation ID: 2 Timestamp: 3"
+    )
+    assert (
+        credential_failure_text(entra)
+        == "Authentication failed: AADSTS7000215: Invalid client secret provided."
+    )
+
+
 def test_paging_follows_next_link() -> None:
     pages = {
         "/list": Fetched("/list", 200, {"value": [{"id": 1}], "nextLink": "https://arm.test/list?page=2"}),
@@ -187,6 +233,66 @@ def test_kubeconfig_bearer_token(tmp_path: Path) -> None:
     assert kubeconfig_bearer_token(tmp_path / "missing", None) is None
 
 
+def kubeconfig(tmp_path: Path, server: str, token: str = "kube-token-value", context: str = "a") -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": context,
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": token}}],
+            }
+        )
+    )
+    return path
+
+
+def test_every_process_redactor_knows_the_default_kubeconfig_token_and_ambient_azure_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, "https://kube.test")))
+    config = parse_config({}, base_dir=tmp_path)  # no cluster.kubeconfig: kubectl's default applies
+    secrets = run_secrets(config, {"AZURE_CLIENT_SECRET": "ambient-client-secret"})
+    assert set(secrets) == {"kube-token-value", "ambient-client-secret"}
+
+
+def test_the_live_bearer_token_is_known_to_the_backend(tmp_path: Path) -> None:
+    api = OfficialKubeApi(kubeconfig(tmp_path, "https://kube.test", token="live-token-value"), None)
+    assert api.bearer_token == "live-token-value"
+
+
+def test_kube_target_problems_are_read_from_the_file_alone(tmp_path: Path) -> None:
+    good = kubeconfig(tmp_path, "https://kube.test", context="lab")
+    assert kube_target_problem(good, "lab") is None and kube_target_problem(good, None) is None
+    assert kube_target_problem(good, "prod") == (
+        f"cluster.context: 'prod' is not a context of {good} (it has: lab)"
+    )
+    empty = tmp_path / "empty"
+    empty.write_text("apiVersion: v1\nkind: Config\n")
+    assert str(kube_target_problem(empty, None)).startswith(f"cluster.kubeconfig: cannot use {empty}: ")
+
+
+def test_an_unreachable_api_server_is_asked_once_then_fails_fast(tmp_path: Path) -> None:
+    api = OfficialKubeApi(kubeconfig(tmp_path, f"https://127.0.0.1:{closed_port()}"), None)
+    with pytest.raises(KubeError) as first:
+        api.service_account("finance", "backend-sa")
+    assert first.value.failure.status == 0 and first.value.failure.reason == "Unreachable"
+    assert "no answer from the API server https://127.0.0.1:" in first.value.failure.message
+
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the API server was asked again")
+
+    api._api_client.rest_client.pool_manager.request = no_network  # type: ignore[method-assign]
+    for call in (lambda: api.namespace("finance"), lambda: list(api.watch_pods("finance", "a=b", None, 5))):
+        with pytest.raises(KubeError) as again:
+            call()
+        assert again.value.failure == first.value.failure
+    assert api.openid_configuration().error == first.value.failure.message
+
+
 @pytest.mark.parametrize(
     "cloud, scope",
     [
@@ -210,3 +316,31 @@ def test_sovereign_cloud_arm_scope(cloud: str, scope: str) -> None:
     arm("/x")
     assert credential.scopes == [scope]
     assert arm.base_url == config.cloud.endpoints.resource_manager.rstrip("/")
+
+
+class WebhookReads:
+    """Just enough KubeApi for collect_webhook: one webhook configuration, per-namespace Deployment answers."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+
+    def mutating_webhook_configurations(self) -> list[dict[str, Any]]:
+        service = {"namespace": "kube-system", "name": "azure-wi-webhook-webhook-service"}
+        hook = {"name": "mutation.azure-workload-identity.io", "clientConfig": {"service": service}}
+        return [{"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"}, "webhooks": [hook]}]
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        answer = self.answers.get(namespace)
+        if isinstance(answer, KubeFailure):
+            raise KubeError(answer)
+        return answer
+
+
+def test_only_the_webhooks_own_namespace_counts_when_its_deployment_cannot_be_read() -> None:
+    forbidden = KubeFailure(403, "Forbidden", "deployments.apps is forbidden")
+    guess_refused = WebhookReads({"kube-system": None, "azure-workload-identity-system": forbidden})
+    _, _, deployments, error = collect_webhook(guess_refused)  # type: ignore[arg-type]
+    assert deployments == [] and error is None  # absent where it should run: WEBHOOK_NOT_READY, not RBAC
+    own_refused = WebhookReads({"kube-system": forbidden})
+    _, _, _, error = collect_webhook(own_refused)  # type: ignore[arg-type]
+    assert error is not None and error.failure == forbidden

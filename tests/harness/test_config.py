@@ -153,6 +153,47 @@ def test_an_inline_secret_is_refused_without_echoing_it(tmp_path: Path) -> None:
     assert "inline-secret-value" not in "\n".join(lines)
 
 
+def test_a_url_with_a_sas_token_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    data = good(tmp_path)
+    access = data["workloads"][0]["access"]
+    access.append(
+        {
+            "kind": "blob",
+            "account_url": "https://acct.blob.core.windows.net/?sv=2022&sig=SAS-SIGNATURE-VALUE",
+            "container": "c",
+            "blob": "b",
+            "expect": "allow",
+        }
+    )
+    access.append(dict(access[1], account_url="http://acct.blob.core.windows.net/?sig=SAS-SIGNATURE-VALUE"))
+    lines = problems(data, tmp_path)
+    assert lines == [
+        "workloads[0].access[1].account_url: must be a plain https:// URL, without a query string or fragment",
+        "workloads[0].access[2].account_url: must be an https:// URL",
+    ]
+    assert "SAS-SIGNATURE-VALUE" not in "\n".join(lines)
+
+
+def test_an_unknown_field_lists_the_fields_of_its_section(tmp_path: Path) -> None:
+    data = good(tmp_path)
+    data["workloads"][0]["access"][0]["secert"] = "db"
+    data["azure"]["credential"]["secret_file"] = "secret"
+    assert problems(data, tmp_path) == [
+        "azure.credential.secret_file: unknown field (allowed: client_id, client_secret_env, client_secret_file)",
+        "workloads[0].access[0].secert: unknown field (allowed: expect, kind, scope, secret, vault_url)",
+    ]
+
+
+def test_a_secret_pasted_where_its_variable_name_belongs_is_not_echoed(tmp_path: Path) -> None:
+    data = good(tmp_path)
+    data["azure"]["credential"] = {"client_id": CLIENT, "client_secret_env": "Q8~pasted.secret-VALUE"}
+    lines = problems(data, tmp_path)
+    assert lines == [
+        "azure.credential.client_secret_env: must be the NAME of an environment variable (letters, digits, _), "
+        "not the secret"
+    ]
+
+
 def test_duplicate_workloads(tmp_path: Path) -> None:
     data = good(tmp_path)
     data["workloads"].append(dict(data["workloads"][0]))
@@ -189,7 +230,10 @@ def test_the_message_is_a_header_plus_one_indented_line_per_problem(tmp_path: Pa
         load_config(path)
     text = str(info.value).splitlines()
     assert text[0] == f"invalid harness config {path} (2 problems):"
-    assert sorted(text[1:]) == ["  extra: unknown field", "  workloads[0].service_account: required"]
+    assert sorted(text[1:]) == [
+        "  extra: unknown field (allowed: azure, cluster, probe, workloads)",
+        "  workloads[0].service_account: required",
+    ]
 
 
 def test_the_labs_generated_config_shape_is_accepted(tmp_path: Path) -> None:

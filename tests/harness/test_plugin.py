@@ -3,7 +3,10 @@ seam overridden in the test project's conftest).
 
 We test these aspects:
 - inert without --lab/--config unless suites/ is collected (then a one-line usage error);
-- config problems and bad --workload values are usage errors (exit 4), one line per problem;
+- config problems, bad --workload values, a kubeconfig or context that cannot be used and an unwritable
+  --report-dir are usage errors (exit 4), one line per problem, before anything runs;
+- an unreachable API server is a KUBE_UNREACHABLE finding in a report that is still written;
+- exception text and captured output (an SDK echoing a secret) are redacted in the terminal and junit.xml;
 - one test per (workload, check) with ids NS/SA:check; --workload and -k select; probe pods only for those;
 - failures fail with findings, dependents are SKIPPED with "because <check> failed" (never passed);
 - run.json (valid, verdict), the latest symlink, junit.xml, the terminal summary; nothing secret printed;
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fakeworld import ISSUER, SECRET_VALUES, World, existing_pod
+from fakeworld import ISSUER, SECRET_VALUES, World, closed_port, existing_pod
 
 from harness.redact import contains_secret
 from harness.report.schema import validate_run
@@ -223,6 +226,32 @@ def test_nothing_secret_is_printed_or_written(pytester: pytest.Pytester) -> None
     )
 
 
+def test_an_sdk_exception_that_echoes_a_secret_is_redacted_in_the_terminal_and_junit(
+    pytester: pytest.Pytester,
+) -> None:
+    project(pytester, World.healthy())
+    conftest = pytester.path / "conftest.py"
+    jwt_like = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    conftest.write_text(
+        conftest.read_text().split("@pytest.fixture")[0]
+        + f"""
+import logging
+
+
+@pytest.fixture(scope="session")
+def wi_backend():
+    logging.getLogger("azure.identity").warning("request body: client_secret=s3cr3t-harness-client-secret-value")
+    raise RuntimeError("POST failed: client_secret=s3cr3t-harness-client-secret-value assertion={jwt_like}")
+"""
+    )
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "-k", "oidc_issuer", "-rA")
+    result.assert_outcomes(errors=1)
+    junit = next((pytester.path / "reports").rglob("junit.xml")).read_text()
+    for text in (result.stdout.str(), result.stderr.str(), junit):
+        assert contains_secret(text, ["s3cr3t-harness-client-secret-value"]) == []
+    assert "client_secret=[REDACTED]" in result.stdout.str()
+
+
 # ---------------------------------------------------------------- --keep, --sweep, --pod
 
 
@@ -299,19 +328,80 @@ def test_xdist_shares_one_set_of_probe_pods_and_one_report(pytester: pytest.Pyte
     assert len(list((pytester.path / "reports").iterdir())) == 2  # <run-id>/ and latest
 
 
-def test_an_unusable_cluster_errors_every_test_and_still_writes_a_failing_report(
+def real_backend(pytester: pytest.Pytester, kubeconfig: str | None = None) -> None:
+    """Drop the fake ``wi_backend`` from the test project's conftest (the real one reads the kubeconfig)."""
+    conftest = pytester.path / "conftest.py"
+    conftest.write_text(conftest.read_text().split("@pytest.fixture")[0])
+    if kubeconfig is not None:
+        (pytester.path / "kubeconfig").write_text(kubeconfig)
+
+
+def kubeconfig_for(server: str, context: str = "fake") -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
+            "users": [{"name": "u", "user": {"token": "fake-kube-token"}}],
+            "contexts": [{"name": context, "context": {"cluster": "c", "user": "u"}}],
+            "current-context": context,
+        }
+    )
+
+
+def test_an_unusable_kubeconfig_is_one_usage_error_before_anything_runs(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    real_backend(pytester)  # the fake world's kubeconfig has no contexts at all
+    result = pytester.runpytest("suites", "--config", "harness.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: cannot use the cluster from */harness.yaml: cluster.kubeconfig: cannot use */kubeconfig: *"]
+    )
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not (pytester.path / "reports").exists() or not list((pytester.path / "reports").rglob("run.json"))
+
+
+def test_a_context_the_kubeconfig_lacks_is_named(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    real_backend(pytester, kubeconfig_for("https://127.0.0.1:1", context="lab"))
+    result = pytester.runpytest("suites", "--config", "harness.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: cannot use the cluster from *: cluster.context: 'fake' is not a context of * (it has: lab)"]
+    )
+
+
+def test_an_unwritable_report_dir_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    (pytester.path / "not-a-dir").write_text("")
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "--report-dir", "not-a-dir")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --report-dir */not-a-dir: is a file, not a directory"])
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "--report-dir", "not-a-dir/reports")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --report-dir */not-a-dir/reports: cannot write there: Not a directory"]
+    )
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert created(pytester) == []
+
+
+def test_an_unreachable_api_server_is_a_finding_and_the_report_is_still_written(
     pytester: pytest.Pytester,
 ) -> None:
-    project(pytester, World.healthy())
-    conftest = pytester.path / "conftest.py"
-    conftest.write_text(
-        conftest.read_text().split("@pytest.fixture")[0]
-    )  # the real backend, a broken kubeconfig
-    result = pytester.runpytest("suites", "--config", "harness.yaml", "-k", "cluster")
-    result.assert_outcomes(errors=8)
-    result.stdout.fnmatch_lines(
-        ["*cannot use the cluster from */harness.yaml: 0 KubeconfigError: cannot load*"]
-    )
+    project(pytester, World.healthy(), azure=False)
+    real_backend(pytester, kubeconfig_for(f"https://127.0.0.1:{closed_port()}"))
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "-rf")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "Traceback" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        ["*[[]KUBE_UNREACHABLE[]]*did not answer*", "*fix: kubectl --context fake cluster-info"]
+    )
     doc = run_json(pytester)
-    assert doc["verdict"] == "fail" and doc["checks"] == [] and doc["target"]["kind"] == "lab"
+    assert doc["verdict"] == "fail"
+    installed = next(c for c in doc["checks"] if c["id"] == "cluster.webhook_installed")
+    assert installed["status"] == "fail"
+    assert {f["code"] for f in doc["findings"]} >= {"KUBE_UNREACHABLE"}
+    finance = doc["workloads"][0]
+    assert finance["findings"][0]["code"] == "KUBE_UNREACHABLE"
+    assert {c["id"]: c["status"] for c in finance["checks"]}["pod.admitted"] == "skip"

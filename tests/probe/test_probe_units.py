@@ -121,6 +121,15 @@ def test_invalid_config_names_the_field(raw: Any, field: str) -> None:
     assert field in str(info.value)
 
 
+@pytest.mark.parametrize("url", ["http://kv.vault.azure.net/?sig=SAS-VALUE", "ftp://kv/?sig=SAS-VALUE"])
+def test_a_bearer_token_goes_to_https_only_and_a_bad_url_is_echoed_without_its_query(url: str) -> None:
+    check = {"kind": "keyvault_secret", "vault_url": url, "secret": "s", "expect": "allow"}
+    with pytest.raises(ConfigError) as info:
+        parse({"checks": [check]})
+    assert info.value.field == "checks[0].vault_url"
+    assert "https" in info.value.message and "SAS-VALUE" not in str(info.value)
+
+
 def test_invalid_json_names_the_source(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_raw(None, None, {"WI_PROBE_CONFIG": "{nope"})

@@ -1,0 +1,119 @@
+"""Findings several checks share: a Kubernetes API call or an ARM read that failed (the code names WHY it
+failed: unreachable, unauthenticated, forbidden, the harness's own credential), and a probe report that lacks
+a step."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from harness.checks import remediation as fix
+from harness.checks.model import ERROR, Finding, Outcome, failed
+from harness.config import AzureConfig
+from harness.facts import CREDENTIAL_ERROR, ClusterFacts, Fetched, KubeFailure
+
+
+def kube_call_failed(
+    error: KubeFailure,
+    layer: str,
+    action: str,
+    permission_check: str,
+    cluster: ClusterFacts,
+    azure: AzureConfig | None,
+) -> Outcome:
+    """The check could not tell because the harness could not ``action`` (e.g. "read ServiceAccount a/b")."""
+    return failed(
+        f"could not {action}: {error.message}",
+        {"error": asdict(error)},
+        kube_failure_finding(error, layer, action, permission_check, cluster, azure),
+    )
+
+
+def kube_failure_finding(
+    error: KubeFailure,
+    layer: str,
+    action: str,
+    permission_check: str,
+    cluster: ClusterFacts,
+    azure: AzureConfig | None,
+) -> Finding:
+    """Why the API server did not let the harness ``action``: unreachable (status 0), unauthenticated (401),
+    forbidden (403, with the ``kubectl auth can-i`` that tells about RBAC) or another refusal."""
+    evidence: dict[str, Any] = {"error": asdict(error), "server": cluster.server, "context": cluster.context}
+    if error.status == 0:
+        return Finding(
+            "KUBE_UNREACHABLE",
+            ERROR,
+            layer,
+            f"could not {action}: the API server {cluster.server or ''} did not answer: {error.message}",
+            evidence,
+            fix.kube_unreachable(cluster.context, azure),
+        )
+    if error.status == 401:
+        return Finding(
+            "KUBE_UNAUTHORIZED",
+            ERROR,
+            layer,
+            f"could not {action}: the API server refused the kubeconfig's credentials: {error.message}",
+            evidence,
+            fix.kube_credentials(azure),
+        )
+    if error.status == 403:
+        return Finding(
+            "KUBE_FORBIDDEN",
+            ERROR,
+            layer,
+            f"could not {action}: the harness's identity is not allowed to: {error.message}",
+            evidence,
+            [permission_check, "render manifests/harness-rbac.yaml.j2 and apply it"],
+        )
+    return Finding(
+        "KUBE_API_ERROR",
+        ERROR,
+        layer,
+        f"could not {action}: {error.status} {error.reason}: {error.message}",
+        evidence,
+        [],
+    )
+
+
+def arm_failure_finding(
+    fetched: Fetched, layer: str, what: str, not_found_code: str, read_command: str, azure: AzureConfig | None
+) -> Finding:
+    """``what`` could not be read from ARM: the harness's own credential failed, the resource is not there
+    (``not_found_code``), the harness may not read it, or ARM failed otherwise."""
+    evidence = {"url": fetched.url, "status": fetched.status, "code": fetched.code, "error": fetched.error}
+    if fetched.code == CREDENTIAL_ERROR:
+        return Finding(
+            "HARNESS_CREDENTIAL_FAILED",
+            ERROR,
+            "harness",
+            f"{what}: the harness's own Azure identity got no token: {fetched.error}",
+            evidence,
+            fix.harness_credential(azure),
+        )
+    if fetched.status == 404:
+        return Finding(
+            not_found_code, ERROR, layer, f"{what}: {fetched.describe()}", evidence, [read_command]
+        )
+    remediation = [read_command]
+    if fetched.status in (401, 403):
+        remediation.append(fix.grant_harness_reader(azure))
+    return Finding("ARM_QUERY_FAILED", ERROR, layer, f"{what}: {fetched.describe()}", evidence, remediation)
+
+
+def missing_probe_step(step: str, what: str = "") -> Outcome:
+    """The probe's report lacks a step the check reads: an incompatible or truncated probe document."""
+    described = what or f"the {step} step"
+    return failed(
+        f"the probe report has no {described}",
+        {"step": step},
+        Finding(
+            "PROBE_OUTPUT_INVALID",
+            ERROR,
+            "probe",
+            f"probe report without {described}",
+            {"step": step},
+            ["build and push the probe image from this checkout (Dockerfile), or pass --probe-image"],
+        ),
+    )
