@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 CTL_EXAMPLES = """\
 examples:
@@ -24,8 +25,25 @@ examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line on stderr (and exit code 2), pointing at --help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+_seconds.__name__ = "number"  # argparse names the type in its error: "invalid number value: 'inf'"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    parser = _Parser(prog="python -m lab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="run the lab in the foreground (Ctrl-C stops it)")
@@ -49,21 +67,21 @@ def _parser() -> argparse.ArgumentParser:
     issuer.add_argument("--rotate-keys", action="store_true")
     issuer.add_argument("--unreachable", choices=["on", "off"])
     kubelet = actions.add_parser("kubelet")
-    kubelet.add_argument("--pod-start-latency", type=float, required=True, metavar="SECONDS")
+    kubelet.add_argument("--pod-start-latency", type=_seconds, required=True, metavar="SECONDS")
     clock = actions.add_parser("clock")
-    clock.add_argument("--skew", type=float, required=True, metavar="SECONDS")
+    clock.add_argument("--skew", type=_seconds, required=True, metavar="SECONDS")
     fault = actions.add_parser("fault")
     fault.add_argument("service", choices=["kube", "issuer", "entra", "arm", "keyvault", "storage"])
     fault.add_argument("--latency-ms", type=int)
-    fault.add_argument("--rate-429", type=float)
-    fault.add_argument("--rate-503", type=float)
+    fault.add_argument("--rate-429", type=_seconds, metavar="FRACTION")
+    fault.add_argument("--rate-503", type=_seconds, metavar="FRACTION")
     fault.add_argument("--retry-after", type=int)
     egress = actions.add_parser("egress")
     egress.add_argument("--block", nargs="+", default=[])
     egress.add_argument("--unblock", nargs="+", default=[])
     propagation = actions.add_parser("propagation")
-    propagation.add_argument("--fic-seconds", type=float)
-    propagation.add_argument("--role-seconds", type=float)
+    propagation.add_argument("--fic-seconds", type=_seconds)
+    propagation.add_argument("--role-seconds", type=_seconds)
     return parser
 
 
@@ -90,24 +108,29 @@ def ctl(args: argparse.Namespace) -> int:
     state_file = args.state_dir / "lab.json"
     try:
         state = json.loads(state_file.read_text())
+        url, token = state["control"]["url"], state["control"]["token"]
     except FileNotFoundError:
         print(f"error: {state_file} not found: is `python -m lab up --state-dir {args.state_dir}` running?",
               file=sys.stderr)
         return 2
-    except ValueError:
-        print(f"error: {state_file} is not valid JSON", file=sys.stderr)
+    except (ValueError, KeyError, TypeError):
+        print(f"error: {state_file} is not a lab's state file", file=sys.stderr)
         return 2
     try:
         response = requests.post(
-            f"{state['control']['url']}/ctl/{args.action}", json=_ctl_body(args), timeout=30,
-            headers={"Authorization": f"Bearer {state['control']['token']}"}, verify=str(args.state_dir / "ca.pem"),
+            f"{url}/ctl/{args.action}", json=_ctl_body(args), timeout=30,
+            headers={"Authorization": f"Bearer {token}"}, verify=str(args.state_dir / "ca.pem"),
         )
     except requests.RequestException as exc:
-        print(f"error: the lab at {state['control']['url']} did not answer ({type(exc).__name__}); "
+        print(f"error: the lab at {url} did not answer ({type(exc).__name__}); "
               "is it still running?", file=sys.stderr)
         return 2
     if response.status_code != 200:
-        print(f"error: {response.json().get('error', response.text)}", file=sys.stderr)
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = f"the lab answered {response.status_code} {response.reason}"
+        print(f"error: {message}", file=sys.stderr)
         return 1
     print(json.dumps(response.json(), indent=2))
     return 0
@@ -160,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: could not start the lab: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before the lab's own handler was installed
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from lab.faults import SERVICES
+from lab.faults import SERVICES, Handler
+from lab.kube.issuer import rotate_issuer_keys
+from lab.unexpected import unexpected_error_middleware
 
 if TYPE_CHECKING:
     from lab.runtime import Lab
 
-Handler = Callable[["Lab", dict[str, Any]], dict[str, Any]]
+Command = Callable[["Lab", dict[str, Any]], dict[str, Any]]
 
 
 class ControlError(ValueError):
@@ -27,7 +30,7 @@ class ControlError(ValueError):
 
 def _number(body: dict[str, Any], key: str, minimum: float = 0.0, maximum: float | None = None) -> float:
     value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ControlError(f"{key}: a number is required")
     if value < minimum or (maximum is not None and value > maximum):
         raise ControlError(f"{key}: must be between {minimum} and {maximum}" if maximum is not None
@@ -71,7 +74,8 @@ def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
 
 def set_issuer(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     if body.get("rotate_keys"):
-        lab.kube.issuer_keys.rotate(_number(body, "keep_old_seconds") if "keep_old_seconds" in body else 24 * 3600)
+        keep = {"keep_old_for_seconds": _number(body, "keep_old_seconds")} if "keep_old_seconds" in body else {}
+        rotate_issuer_keys(lab, **keep)
     if "unreachable" in body:
         lab.faults.issuer_unreachable = bool(body["unreachable"])
     return {"unreachable": lab.faults.issuer_unreachable,
@@ -92,23 +96,29 @@ def set_fault(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     service = body.get("service")
     if service not in SERVICES:
         raise ControlError(f"service: must be one of {', '.join(SERVICES)}")
-    settings = lab.faults.services[service]
+    current = lab.faults.services[service]
+    wanted = dataclasses.replace(current)  # validate everything before changing anything
     if "latency_ms" in body:
-        settings.latency_ms = int(_number(body, "latency_ms", 0, 120_000))
+        wanted.latency_ms = int(_number(body, "latency_ms", 0, 120_000))
     if "rate_429" in body:
-        settings.rate_429 = _number(body, "rate_429", 0, 1)
+        wanted.rate_429 = _number(body, "rate_429", 0, 1)
     if "rate_503" in body:
-        settings.rate_503 = _number(body, "rate_503", 0, 1)
+        wanted.rate_503 = _number(body, "rate_503", 0, 1)
     if "retry_after_seconds" in body:
-        settings.retry_after_seconds = int(_number(body, "retry_after_seconds", 0, 3600))
-    if settings.rate_429 + settings.rate_503 > 1:
+        wanted.retry_after_seconds = int(_number(body, "retry_after_seconds", 0, 3600))
+    if wanted.rate_429 + wanted.rate_503 > 1:
         raise ControlError("rate_429 + rate_503: must not exceed 1")
-    return {service: settings.as_dict()}
+    for setting in dataclasses.fields(wanted):
+        setattr(current, setting.name, getattr(wanted, setting.name))
+    return {service: current.as_dict()}
 
 
 def set_egress(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     for key, add in (("block", True), ("unblock", False)):
-        for service in body.get(key, []):
+        services = body.get(key, [])
+        if not isinstance(services, list):
+            raise ControlError(f"{key}: a list of services is required")
+        for service in services:
             if service not in SERVICES:
                 raise ControlError(f"{key}: unknown service {service!r}; choose from {', '.join(SERVICES)}")
             (lab.faults.egress_blocked.add if add else lab.faults.egress_blocked.discard)(service)
@@ -142,7 +152,7 @@ def status(lab: Lab, _: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-COMMANDS: dict[str, Handler] = {
+COMMANDS: dict[str, Command] = {
     "status": status,
     "webhook": set_webhook,
     "issuer": set_issuer,
@@ -156,7 +166,7 @@ COMMANDS: dict[str, Handler] = {
 
 def build_app(lab: Lab) -> web.Application:
     @web.middleware
-    async def require_token(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         supplied = request.headers.get("Authorization", "").removeprefix("Bearer ")
         if not hmac.compare_digest(supplied, lab.control_token):
             return web.json_response({"error": "missing or wrong control token"}, status=401)
@@ -177,6 +187,9 @@ def build_app(lab: Lab) -> web.Application:
         except ControlError as exc:
             return web.json_response({"error": str(exc)}, status=400)
 
-    app = web.Application(middlewares=[require_token])
+    def internal_error(_: web.Request) -> web.Response:
+        return web.json_response({"error": "the lab failed on this command; its log has the details"}, status=500)
+
+    app = web.Application(middlewares=[require_token, unexpected_error_middleware("control", internal_error)])
     app.router.add_route("*", "/ctl/{command}", run)
     return app

@@ -17,6 +17,8 @@ from aiohttp import web
 SERVICES = ("kube", "issuer", "entra", "arm", "keyvault", "storage")
 
 ErrorRenderer = Callable[[int, int], web.Response]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 @dataclass
@@ -53,9 +55,9 @@ def default_error(status: int, retry_after: int) -> web.Response:
     return web.json_response({"error": {"code": text.replace(" ", ""), "message": text}}, status=status, headers=headers)
 
 
-def fault_middleware(faults: Faults, service: str, render: ErrorRenderer = default_error):
+def fault_middleware(faults: Faults, service: str, render: ErrorRenderer = default_error) -> Middleware:
     @web.middleware
-    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         settings = faults.services[service]
         if settings.latency_ms:
             await asyncio.sleep(settings.latency_ms / 1000)

@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from lab import httplog, tasks
 from lab.azure.world import AzureWorld
 from lab.clock import Clock
 from lab.faults import Faults
@@ -120,7 +121,7 @@ class Lab:
 
     def _serve_vault(self, sock: socket.socket) -> None:
         assert self._keyvault_runner is not None
-        asyncio.get_running_loop().create_task(self._serve(self._keyvault_runner, "keyvault", sock))
+        tasks.spawn(self._serve(self._keyvault_runner, "keyvault", sock), name=f"serve vault port {sock.getsockname()[1]}")
 
     async def _serve(self, runner: web.AppRunner, service: str, sock: socket.socket) -> None:
         """Serve ``runner`` on a loopback socket and on the unix socket lab pods reach that port through."""
@@ -173,7 +174,9 @@ class Lab:
         for vault_name in self.azure.vaults:
             self.vault_url(vault_name)
         for name, app in self._build_apps().items():
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(app, handle_signals=False, logger=httplog.server_logger(),
+                                   access_log=logging.getLogger(f"lab.access.{name}"),
+                                   access_log_class=httplog.RequestLogger)
             await runner.setup()
             sockets = [self._sockets[name]]
             if name == "keyvault":

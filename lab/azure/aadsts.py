@@ -149,7 +149,10 @@ CATALOGUE: dict[int, AadstsCode] = dict([
        + ". See breaking change notification and remediation at: "
        "https://learn.microsoft.com/en-us/entra/identity-platform/reference-breaking-changes#august-2024.",
        "OBS Azure/login#515"),
-    # ---- availability (fault injection)
+    # ---- availability (a lab bug; fault injection)
+    _c(50000, "server_error", 500,
+       "There was an error issuing a token or an issue with our sign-in service.",
+       "DOC reference-error-codes (TokenIssuanceError); error/status [unverified]"),
     _c(90033, "temporarily_unavailable", 503, "A transient error has occurred. Please try again.",
        "OBS azure-sdk-for-python#14241 (503, 2020)"),
     # Entra's real 429 body is not on record; 90055 (TenantThrottlingError) is the documented throttling code.

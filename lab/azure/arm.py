@@ -9,15 +9,16 @@ Resource types: subscriptions, tenants, resource groups, managed clusters, user-
 their federated identity credentials, role assignments and definitions at any scope, key vaults
 (including accessPolicies/{add,replace,remove}) and storage accounts; plus ``/metadata/endpoints``.
 Settings (page size, federated-credential write latency) live in ``arm_state(lab).settings``.
+What every handler shares is in lab.azure.arm_context; the Microsoft.Authorization provider is in
+lab.azure.arm_authorization.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
-from dataclasses import dataclass
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -25,35 +26,39 @@ from aiohttp import web
 from lab.azure import arm_errors as errors
 from lab.azure import arm_render as render
 from lab.azure.access_tokens import TokenRejected, verify_access_token
+from lab.azure.arm_authorization import authorization_provider
+from lab.azure.arm_context import (
+    Ctx,
+    find_group,
+    json_response,
+    only,
+    page,
+    require_group,
+    rg_scope,
+    sub_scope,
+)
 from lab.azure.arm_errors import ARM_ALLOWED_AUDIENCES, ArmError
-from lab.azure.arm_state import ArmState, arm_state
+from lab.azure.arm_state import arm_state
 from lab.azure.bearer import dotnet_utc, new_request_id, read_authorization
 from lab.azure.rbac import (
-    FilterError,
-    canonical_guid,
     has_any_assignment_within,
-    is_guid,
-    list_assignments,
-    parse_assignment_filter,
-    role_guid_from_id,
 )
 from lab.azure.world import (
     FederatedCredential,
     ManagedCluster,
     ManagedIdentity,
     ResourceGroup,
-    RoleAssignment,
     StorageAccount,
     Vault,
 )
 from lab.faults import fault_middleware
+from lab.unexpected import unexpected_error_middleware
 
 if TYPE_CHECKING:
     from lab.runtime import Lab
 
 __all__ = ["build_app", "arm_state"]
 
-JSON_TYPE = "application/json"
 FIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$")
 RESOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,127}$")
 FIC_FIELD_LIMIT = 600
@@ -74,19 +79,22 @@ A_RG = "Microsoft.Resources/subscriptions/resourceGroups/"
 A_IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities/"
 A_FIC = "Microsoft.ManagedIdentity/userAssignedIdentities/federatedIdentityCredentials/"
 A_ASSIGNMENT = "Microsoft.Authorization/roleAssignments/"
-A_CLUSTER = "Microsoft.ContainerService/managedClusters/"
 A_VAULT = "Microsoft.KeyVault/vaults/"
-A_STORAGE = "Microsoft.Storage/storageAccounts/"
 
 
 # ---------------------------------------------------------------------------- app and envelope
 
 LAB: web.AppKey[Any] = web.AppKey("lab", object)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("arm_request_id", str)  # set by the envelope
 
 
 def build_app(lab: Lab) -> web.Application:
     app = web.Application(
-        middlewares=[_envelope, fault_middleware(lab.faults, "arm", _render_fault)],
+        middlewares=[
+            _envelope,
+            unexpected_error_middleware("arm", _render_internal_error, (ArmError,)),
+            fault_middleware(lab.faults, "arm", _render_fault),
+        ],
         client_max_size=4 * 1024 * 1024,
     )
     app[LAB] = lab
@@ -94,25 +102,28 @@ def build_app(lab: Lab) -> web.Application:
     return app
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        text=json.dumps(body), status=status, content_type=JSON_TYPE, charset="utf-8", headers=headers
-    )
+def _render_internal_error(request: web.Request) -> web.Response:
+    segments = request.path.split("/")
+    subscription = segments[2] if len(segments) > 2 and segments[1].lower() == "subscriptions" else ""
+    request_id = request[REQUEST_ID]
+    correlation = request.headers.get("x-ms-correlation-request-id") or request_id
+    error = errors.internal_error(subscription, request_id, correlation, time.time())
+    return json_response(error.body(), status=error.status)
 
 
 def _render_fault(status: int, retry_after: int) -> web.Response:
     error = errors.throttled() if status == 429 else errors.unavailable()
-    return _json(error.body(), status=status, headers={"Retry-After": str(retry_after)})
+    return json_response(error.body(), status=status, headers={"Retry-After": str(retry_after)})
 
 
 @web.middleware
 async def _envelope(request: web.Request, handler: Any) -> web.StreamResponse:
-    request_id = new_request_id()
+    request_id = request[REQUEST_ID] = new_request_id()
     correlation = request.headers.get("x-ms-correlation-request-id") or request_id
     try:
         response = await handler(request)
     except ArmError as error:
-        response = _json(error.body(), status=error.status, headers=error.headers)
+        response = json_response(error.body(), status=error.status, headers=error.headers)
     response.headers["x-ms-request-id"] = request_id
     response.headers["x-ms-correlation-request-id"] = correlation
     response.headers["x-ms-routing-request-id"] = f"EASTUS:{request_id}"
@@ -121,49 +132,6 @@ async def _envelope(request: web.Request, handler: Any) -> web.StreamResponse:
     if request.headers.get("x-ms-client-request-id"):
         response.headers["x-ms-client-request-id"] = request.headers["x-ms-client-request-id"]
     return response
-
-
-# ---------------------------------------------------------------------------- request context
-
-
-@dataclass
-class Ctx:
-    request: web.Request
-    lab: Lab
-    state: ArmState
-    claims: dict[str, Any]
-    api_version: str
-
-    @property
-    def oid(self) -> str:
-        return str(self.claims.get("oid", ""))
-
-    @property
-    def world(self):
-        return self.lab.azure
-
-    @property
-    def display_scope(self) -> str:
-        return self.request.path.rstrip("/") or "/"
-
-    def authorize(self, scope: str, action: str) -> None:
-        if not self.world.permits(self.oid, scope, action):
-            raise errors.authorization_failed(self.oid, action, self.display_scope)
-
-    def may(self, scope: str, action: str) -> bool:
-        return self.world.permits(self.oid, scope, action)
-
-    async def body(self) -> dict[str, Any]:
-        raw = await self.request.read()
-        if not raw.strip():
-            return {}
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise errors.invalid_request_content(str(exc)) from None
-        if not isinstance(data, dict):
-            raise errors.invalid_request_content("The request content must be a JSON object.")
-        return data
 
 
 def _authenticate(request: web.Request, lab: Lab, subscription_id: str | None) -> dict[str, Any]:
@@ -196,43 +164,6 @@ def _authenticate(request: web.Request, lab: Lab, subscription_id: str | None) -
     return claims
 
 
-# ---------------------------------------------------------------------------- paging
-
-
-def _encode_skip(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode().rstrip("=")
-
-
-def _decode_skip(token: str) -> int:
-    try:
-        padded = token + "=" * (-len(token) % 4)
-        offset = int(json.loads(base64.urlsafe_b64decode(padded))["offset"])
-    except (ValueError, KeyError, TypeError):
-        raise errors.invalid_skip_token() from None
-    if offset < 0:
-        raise errors.invalid_skip_token()
-    return offset
-
-
-def _page(ctx: Ctx, items: list[dict[str, Any]]) -> web.Response:
-    query = ctx.request.query
-    offset = _decode_skip(query["$skiptoken"]) if query.get("$skiptoken") else 0
-    size = max(1, ctx.state.settings.page_size)
-    if query.get("$top"):
-        try:
-            size = max(1, min(size, int(query["$top"])))
-        except ValueError:
-            raise errors.invalid_body(
-                f"The value '{query['$top']}' of query parameter '$top' is invalid."
-            ) from None
-    chunk = items[offset : offset + size]
-    body: dict[str, Any] = {"value": chunk}
-    if offset + size < len(items):
-        next_url = ctx.request.url.update_query({"$skiptoken": _encode_skip(offset + size)})
-        body["nextLink"] = str(next_url)
-    return _json(body)
-
-
 # ---------------------------------------------------------------------------- dispatch
 
 
@@ -254,41 +185,36 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     auth_at = _last_authorization_provider(low)
     if auth_at is not None:
         scope = "/" + "/".join(segs[:auth_at])
-        return await _authorization_provider(ctx, method, scope, segs[auth_at + 2 :])
+        return await authorization_provider(ctx, method, scope, segs[auth_at + 2 :])
 
     if low == ["subscriptions"]:
-        _only(method, "GET")
+        only(method, "GET")
         return _list_subscriptions(ctx)
     if low == ["tenants"]:
-        _only(method, "GET")
-        return _page(ctx, [render.tenant(lab, str(claims.get("tid", "")))])
+        only(method, "GET")
+        return page(ctx, [render.tenant(lab, str(claims.get("tid", "")))])
     if not low or low[0] != "subscriptions":
         raise errors.no_route(request.path)
     if len(low) == 2:
-        _only(method, "GET")
+        only(method, "GET")
         return _get_subscription(ctx)
     rest, rest_low = segs[2:], low[2:]
     if rest_low == ["resourcegroups"]:
-        _only(method, "GET")
+        only(method, "GET")
         return _list_resource_groups(ctx)
     if rest_low[0] == "resourcegroups" and len(rest_low) == 2:
         return await _resource_group(ctx, method, rest[1])
     if rest_low[0] == "providers" and len(rest_low) == 3:
-        _only(method, "GET")
+        only(method, "GET")
         return _list_resources(ctx, _resource_type(ctx, rest[1], rest[2]), None)
     if rest_low[0] == "resourcegroups" and len(rest_low) >= 5 and rest_low[2] == "providers":
         rg_name, rtype = rest[1], _resource_type(ctx, rest[3], rest[4])
         tail = rest[5:]
         if not tail:
-            _only(method, "GET")
+            only(method, "GET")
             return _list_resources(ctx, rtype, rg_name)
         return await _resource(ctx, method, rtype, rg_name, tail)
     raise errors.no_route(request.path)
-
-
-def _only(method: str, *allowed: str) -> None:
-    if method not in allowed:
-        raise errors.method_not_allowed(method)
 
 
 def _last_authorization_provider(low: list[str]) -> int | None:
@@ -308,78 +234,85 @@ def _resource_type(ctx: Ctx, namespace: str, rtype: str) -> tuple[str, str]:
 def _metadata(request: web.Request, lab: Lab) -> web.Response:
     version = request.query.get("api-version")
     if not version:
-        return _json(render.cloud_metadata_legacy(lab))
+        return json_response(render.cloud_metadata_legacy(lab))
     document = render.cloud_metadata(lab)
-    return _json(document if version >= "2022-09-01" else [document])
+    return json_response(document if version >= "2022-09-01" else [document])
 
 
 # ---------------------------------------------------------------------------- subscriptions and groups
 
 
-def _sub_scope(ctx: Ctx) -> str:
-    return f"/subscriptions/{ctx.world.subscription_id}"
-
-
 def _list_subscriptions(ctx: Ctx) -> web.Response:
     world = ctx.world
     visible = str(ctx.claims.get("tid", "")).lower() == world.tenant_id.lower() and has_any_assignment_within(
-        world, ctx.oid, _sub_scope(ctx)
+        world, ctx.oid, sub_scope(ctx)
     )
-    return _page(ctx, [render.subscription(ctx.lab)] if visible else [])
+    return page(ctx, [render.subscription(ctx.lab)] if visible else [])
 
 
 def _get_subscription(ctx: Ctx) -> web.Response:
-    if not has_any_assignment_within(ctx.world, ctx.oid, _sub_scope(ctx)):
+    if not has_any_assignment_within(ctx.world, ctx.oid, sub_scope(ctx)):
         raise errors.authorization_failed(ctx.oid, A_SUBSCRIPTION_READ, ctx.display_scope)
-    return _json(render.subscription(ctx.lab))
-
-
-def _find_group(ctx: Ctx, name: str) -> ResourceGroup | None:
-    return ctx.world.resource_groups.get(name.lower())
-
-
-def _rg_scope(ctx: Ctx, name: str) -> str:
-    return f"{_sub_scope(ctx)}/resourceGroups/{name}"
-
-
-def _require_group(ctx: Ctx, name: str) -> ResourceGroup:
-    group = _find_group(ctx, name)
-    if group is None:
-        raise errors.resource_group_not_found(name)
-    return group
+    return json_response(render.subscription(ctx.lab))
 
 
 def _list_resource_groups(ctx: Ctx) -> web.Response:
     groups = sorted(ctx.world.resource_groups.values(), key=lambda g: g.name.lower())
     visible = [g for g in groups if ctx.may(g.resource_id, A_RG + "read")]
-    if not visible and not ctx.may(_sub_scope(ctx), A_RG + "read"):
-        ctx.authorize(_sub_scope(ctx), A_RG + "read")
-    return _page(ctx, [render.resource_group(ctx.lab, g) for g in visible])
+    if not visible and not ctx.may(sub_scope(ctx), A_RG + "read"):
+        ctx.authorize(sub_scope(ctx), A_RG + "read")
+    return page(ctx, [render.resource_group(ctx.lab, g) for g in visible])
 
 
 async def _resource_group(ctx: Ctx, method: str, name: str) -> web.Response:
-    scope = _rg_scope(ctx, name)
+    scope = rg_scope(ctx, name)
     if method == "GET":
         ctx.authorize(scope, A_RG + "read")
-        return _json(render.resource_group(ctx.lab, _require_group(ctx, name)))
+        return json_response(render.resource_group(ctx.lab, require_group(ctx, name)))
     if method == "PUT":
         ctx.authorize(scope, A_RG + "write")
         body = await ctx.body()
-        location = body.get("location")
-        if not location:
-            raise errors.location_required()
-        tags = body.get("tags") or {}
-        group = _find_group(ctx, name)
+        location = _location(body)
+        tags = _tags(body)
+        group = find_group(ctx, name)
         if group is None:
-            group = ctx.world.add_resource_group(name, str(location))
-            group.tags = dict(tags)
-            return _json(render.resource_group(ctx.lab, group), status=201)
-        if str(location).replace(" ", "").lower() != group.location.replace(" ", "").lower():
-            raise errors.invalid_location_change(group.name, group.location, group.name, str(location))
-        if "tags" in body:
-            group.tags = dict(tags)
-        return _json(render.resource_group(ctx.lab, group))
+            group = ctx.world.add_resource_group(name, location)
+            group.tags = tags or {}
+            return json_response(render.resource_group(ctx.lab, group), status=201)
+        if location.replace(" ", "").lower() != group.location.replace(" ", "").lower():
+            raise errors.invalid_location_change(group.name, group.location, group.name, location)
+        if tags is not None:
+            group.tags = tags
+        return json_response(render.resource_group(ctx.lab, group))
     raise errors.method_not_allowed(method)
+
+
+def _location(body: dict[str, Any]) -> str:
+    location = body.get("location")
+    if not location:
+        raise errors.location_required()
+    if not isinstance(location, str):
+        raise errors.invalid_request_content(
+            f"Error converting value {json.dumps(location)} to type 'System.String'. Path 'location'"
+        )
+    return location
+
+
+def _properties(body: dict[str, Any]) -> dict[str, Any]:
+    properties = body.get("properties") or {}
+    if not isinstance(properties, dict):
+        raise errors.invalid_body("The 'properties' property must be an object.")
+    return properties
+
+
+def _tags(body: dict[str, Any]) -> dict[str, str] | None:
+    """The body's ``tags`` as strings; None when the body has none."""
+    tags = body.get("tags")
+    if tags is None:
+        return None
+    if not isinstance(tags, dict):
+        raise errors.invalid_body("The 'tags' property must be an object.")
+    return {str(k): str(v) for k, v in tags.items()}
 
 
 # ---------------------------------------------------------------------------- tracked resources
@@ -430,13 +363,13 @@ def _action_prefix(rtype: tuple[str, str]) -> str:
 def _list_resources(ctx: Ctx, rtype: tuple[str, str], rg: str | None) -> web.Response:
     read = _action_prefix(rtype) + "read"
     if rg is not None:
-        ctx.authorize(_rg_scope(ctx, rg), read)
-        _require_group(ctx, rg)
+        ctx.authorize(rg_scope(ctx, rg), read)
+        require_group(ctx, rg)
         items = _lookup(ctx, rtype, rg)
     else:
         # ARM filters subscription-wide collection reads down to what the caller may read.
         items = [i for i in _lookup(ctx, rtype, None) if ctx.may(i.resource_id, read)]
-    return _page(ctx, [_render_resource(ctx, i) for i in items])
+    return page(ctx, [_render_resource(ctx, i) for i in items])
 
 
 def _one(ctx: Ctx, rtype: tuple[str, str], rg: str, name: str) -> Any | None:
@@ -450,7 +383,7 @@ def _not_found(rtype: tuple[str, str], rg: str, name: str) -> ArmError:
 
 async def _resource(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, tail: list[str]) -> web.Response:
     name = tail[0]
-    scope = f"{_rg_scope(ctx, rg)}/providers/{rtype[0]}/{rtype[1]}/{name}"
+    scope = f"{rg_scope(ctx, rg)}/providers/{rtype[0]}/{rtype[1]}/{name}"
     prefix = _action_prefix(rtype)
     kind = rtype[1]
     if len(tail) > 1:
@@ -463,14 +396,14 @@ async def _resource(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, tail
 
     if method == "GET":
         ctx.authorize(scope, prefix + "read")
-        _require_group(ctx, rg)
+        require_group(ctx, rg)
         item = _one(ctx, rtype, rg, name)
         if item is None:
             raise _not_found(rtype, rg, name)
-        return _json(_render_resource(ctx, item))
+        return json_response(_render_resource(ctx, item))
     if method in ("PUT", "PATCH"):
         ctx.authorize(scope, prefix + "write")
-        group = _require_group(ctx, rg)
+        group = require_group(ctx, rg)
         body = await ctx.body()
         item = _one(ctx, rtype, rg, name)
         if kind == "userAssignedIdentities" and method == "PUT":
@@ -478,9 +411,10 @@ async def _resource(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, tail
         if kind == "userAssignedIdentities":  # PATCH: tags only
             if item is None:
                 raise _not_found(rtype, rg, name)
-            if isinstance(body.get("tags"), dict):
-                item.tags = {str(k): str(v) for k, v in body["tags"].items()}
-            return _json(render.identity(item))
+            tags = _tags(body)
+            if tags is not None:
+                item.tags = tags
+            return json_response(render.identity(item))
         if kind == "managedClusters" and method == "PUT":
             return _put_cluster(ctx, rtype, rg, name, item, body)
         if kind == "vaults":
@@ -488,7 +422,7 @@ async def _resource(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, tail
         raise errors.method_not_allowed(method)
     if method == "DELETE":
         ctx.authorize(scope, prefix + "delete")
-        _require_group(ctx, rg)
+        require_group(ctx, rg)
         item = _one(ctx, rtype, rg, name)
         if kind != "userAssignedIdentities":
             raise errors.method_not_allowed(method)
@@ -506,23 +440,19 @@ async def _resource(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, tail
 def _put_identity(
     ctx: Ctx, group: ResourceGroup, name: str, item: ManagedIdentity | None, body: dict[str, Any]
 ) -> web.Response:
-    location = body.get("location")
-    if not location:
-        raise errors.location_required()
-    tags = body.get("tags")
-    if tags is not None and not isinstance(tags, dict):
-        raise errors.invalid_body("The 'tags' property must be an object.")
+    location = _location(body)
+    tags = _tags(body)
     if item is None:
         if not RESOURCE_NAME.match(name):
             raise errors.invalid_resource_name(name)
-        created = ctx.world.add_identity(name, group.name, str(location))
-        created.tags = {str(k): str(v) for k, v in (tags or {}).items()}
-        return _json(render.identity(created), status=201)
-    if str(location).replace(" ", "").lower() != item.location.replace(" ", "").lower():
-        raise errors.invalid_location_change(item.name, item.location, group.name, str(location))
+        created = ctx.world.add_identity(name, group.name, location)
+        created.tags = tags or {}
+        return json_response(render.identity(created), status=201)
+    if location.replace(" ", "").lower() != item.location.replace(" ", "").lower():
+        raise errors.invalid_location_change(item.name, item.location, group.name, location)
     if tags is not None:
-        item.tags = {str(k): str(v) for k, v in tags.items()}
-    return _json(render.identity(item))
+        item.tags = tags
+    return json_response(render.identity(item))
 
 
 def _find_identity(ctx: Ctx, rg: str, name: str) -> ManagedIdentity | None:
@@ -536,40 +466,38 @@ def _find_fic(mi: ManagedIdentity, name: str) -> tuple[str, FederatedCredential]
     return None
 
 
+def _fic_parent(ctx: Ctx, scope: str, action: str, rg: str, identity_name: str) -> ManagedIdentity:
+    """The identity whose federated credentials a request is about, once the caller may ``action`` on them."""
+    ctx.authorize(scope, action)
+    require_group(ctx, rg)
+    mi = _find_identity(ctx, rg, identity_name)
+    if mi is None:
+        raise errors.fic_parent_missing()
+    return mi
+
+
 async def _federated_credentials(
     ctx: Ctx, method: str, rg: str, identity_name: str, fic_name: str | None
 ) -> web.Response:
     identity_scope = (
-        f"{_rg_scope(ctx, rg)}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{identity_name}"
+        f"{rg_scope(ctx, rg)}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{identity_name}"
     )
     scope = f"{identity_scope}/federatedIdentityCredentials" + (f"/{fic_name}" if fic_name else "")
     if fic_name is None:
-        _only(method, "GET")
-        ctx.authorize(scope, A_FIC + "read")
-        _require_group(ctx, rg)
-        mi = _find_identity(ctx, rg, identity_name)
-        if mi is None:
-            raise errors.fic_parent_missing()
+        only(method, "GET")
+        mi = _fic_parent(ctx, scope, A_FIC + "read", rg, identity_name)
         fics = sorted(mi.federated_credentials.values(), key=lambda f: f.created_at)
-        return _page(ctx, [render.federated_credential(mi, f) for f in fics])
+        return page(ctx, [render.federated_credential(mi, f) for f in fics])
 
     if method == "GET":
-        ctx.authorize(scope, A_FIC + "read")
-        _require_group(ctx, rg)
-        mi = _find_identity(ctx, rg, identity_name)
-        if mi is None:
-            raise errors.fic_parent_missing()
+        mi = _fic_parent(ctx, scope, A_FIC + "read", rg, identity_name)
         found = _find_fic(mi, fic_name)
         if found is None:
             fic_id = f"{A_IDENTITY}{identity_name}/federatedIdentityCredentials/{fic_name}"
             raise errors.resource_not_found(fic_id, rg)
-        return _json(render.federated_credential(mi, found[1]))
+        return json_response(render.federated_credential(mi, found[1]))
     if method == "PUT":
-        ctx.authorize(scope, A_FIC + "write")
-        _require_group(ctx, rg)
-        mi = _find_identity(ctx, rg, identity_name)
-        if mi is None:
-            raise errors.fic_parent_missing()
+        mi = _fic_parent(ctx, scope, A_FIC + "write", rg, identity_name)
         issuer, subject, audiences, description = _validate_fic(fic_name, await ctx.body())
         async with _fic_write(ctx, mi):
             mi = _find_identity(ctx, rg, identity_name)
@@ -588,13 +516,9 @@ async def _federated_credentials(
                 name=key, issuer=issuer, subject=subject, audiences=audiences, description=description
             )
             mi.federated_credentials[key] = fic
-            return _json(render.federated_credential(mi, fic), status=200 if existing else 201)
+            return json_response(render.federated_credential(mi, fic), status=200 if existing else 201)
     if method == "DELETE":
-        ctx.authorize(scope, A_FIC + "delete")
-        _require_group(ctx, rg)
-        mi = _find_identity(ctx, rg, identity_name)
-        if mi is None:
-            raise errors.fic_parent_missing()
+        mi = _fic_parent(ctx, scope, A_FIC + "delete", rg, identity_name)
         async with _fic_write(ctx, mi):
             found = _find_fic(mi, fic_name)
             if found is None:
@@ -679,9 +603,7 @@ def _put_cluster(
             "BadRequest",
             "The lab does not create managed clusters through ARM; only existing clusters can be updated.",
         )
-    properties = body.get("properties") or {}
-    if not isinstance(properties, dict):
-        raise errors.invalid_body("The 'properties' property must be an object.")
+    properties = _properties(body)
     oidc = properties.get("oidcIssuerProfile")
     if isinstance(oidc, dict) and "enabled" in oidc:
         cluster.oidc_issuer_enabled = bool(oidc["enabled"])
@@ -696,30 +618,39 @@ def _put_cluster(
     if isinstance(pod_identity, dict):
         if "enabled" in pod_identity:
             cluster.pod_identity_enabled = bool(pod_identity["enabled"])
-        if isinstance(pod_identity.get("userAssignedIdentities"), list):
-            cluster.pod_identities = [dict(p) for p in pod_identity["userAssignedIdentities"]]
-    return _json(render.managed_cluster(ctx.lab, cluster))
+        bindings = pod_identity.get("userAssignedIdentities")
+        if isinstance(bindings, list):
+            if not all(isinstance(binding, dict) for binding in bindings):
+                raise errors.invalid_request_content(
+                    "Error converting value to type 'ManagedClusterPodIdentity'. "
+                    "Path 'properties.podIdentityProfile.userAssignedIdentities'"
+                )
+            cluster.pod_identities = [dict(binding) for binding in bindings]
+    return json_response(render.managed_cluster(ctx.lab, cluster))
 
 
 _DEFAULT_ACTIONS = {"allow": "Allow", "deny": "Deny"}
 _PUBLIC_ACCESS = {"enabled": "Enabled", "disabled": "Disabled"}
 
 
+def _choice(value: Any, choices: dict[str, str], property_name: str) -> str:
+    """An enum property, case-insensitively, as ARM spells it."""
+    chosen = choices.get(str(value).lower())
+    if chosen is None:
+        allowed = " or ".join(f"'{c}'" for c in choices.values())
+        raise errors.invalid_body(f"The value '{value}' of property '{property_name}' is invalid; use {allowed}.")
+    return chosen
+
+
 def _put_vault(
     ctx: Ctx, method: str, group: ResourceGroup, name: str, kv: Vault | None, body: dict[str, Any]
 ) -> web.Response:
-    properties = body.get("properties")
-    if properties is None:
-        properties = {}
-    if not isinstance(properties, dict):
-        raise errors.invalid_body("The 'properties' property must be an object.")
+    properties = _properties(body)
     created = False
     if kv is None:
         if method == "PATCH":
             raise _not_found(TYPES[("microsoft.keyvault", "vaults")], group.name, name)
-        location = body.get("location")
-        if not location:
-            raise errors.location_required()
+        location = _location(body)
         if name.lower() in ctx.world.vaults:
             raise errors.ArmError(
                 409,
@@ -734,14 +665,15 @@ def _put_vault(
             name=name,
             subscription_id=ctx.world.subscription_id,
             resource_group=group.name,
-            location=str(location),
+            location=location,
             tenant_id=str(tenant_id),
         )
         ctx.world.vaults[name.lower()] = kv
         created = True
     extras = ctx.state.extras(kv.name)
-    if "tags" in body and isinstance(body["tags"], dict):
-        extras.tags = {str(k): str(v) for k, v in body["tags"].items()}
+    tags = _tags(body)
+    if tags is not None:
+        extras.tags = tags
     if "tenantId" in properties and properties["tenantId"]:
         kv.tenant_id = str(properties["tenantId"])
     if isinstance(properties.get("sku"), dict):
@@ -754,25 +686,13 @@ def _put_vault(
     if "accessPolicies" in properties and properties["accessPolicies"] is not None:
         kv.access_policies = _validate_policies(properties["accessPolicies"])
     if "publicNetworkAccess" in properties and properties["publicNetworkAccess"] is not None:
-        value = _PUBLIC_ACCESS.get(str(properties["publicNetworkAccess"]).lower())
-        if value is None:
-            raise errors.invalid_body(
-                f"The value '{properties['publicNetworkAccess']}' of property 'publicNetworkAccess' is "
-                "invalid; use 'Enabled' or 'Disabled'."
-            )
-        kv.public_network_access = value
+        kv.public_network_access = _choice(properties["publicNetworkAccess"], _PUBLIC_ACCESS, "publicNetworkAccess")
     if "enablePurgeProtection" in properties and properties["enablePurgeProtection"] is not None:
         extras.enable_purge_protection = bool(properties["enablePurgeProtection"])
     acls = properties.get("networkAcls")
     if isinstance(acls, dict):
         if "defaultAction" in acls and acls["defaultAction"] is not None:
-            value = _DEFAULT_ACTIONS.get(str(acls["defaultAction"]).lower())
-            if value is None:
-                raise errors.invalid_body(
-                    f"The value '{acls['defaultAction']}' of property 'networkAcls.defaultAction' is "
-                    "invalid; use 'Allow' or 'Deny'."
-                )
-            kv.network_default_action = value
+            kv.network_default_action = _choice(acls["defaultAction"], _DEFAULT_ACTIONS, "networkAcls.defaultAction")
         if acls.get("bypass"):
             extras.bypass = str(acls["bypass"])
         if isinstance(acls.get("ipRules"), list):
@@ -781,7 +701,7 @@ def _put_vault(
             extras.virtual_network_rules = [
                 dict(r) for r in acls["virtualNetworkRules"] if isinstance(r, dict)
             ]
-    return _json(render.vault(ctx.lab, kv), status=201 if created else 200)
+    return json_response(render.vault(ctx.lab, kv), status=201 if created else 200)
 
 
 def _validate_policies(value: Any) -> list[dict[str, Any]]:
@@ -808,17 +728,18 @@ def _validate_policies(value: Any) -> list[dict[str, Any]]:
 async def _vault_access_policies(
     ctx: Ctx, method: str, rg: str, name: str, kind: str, vault_scope: str
 ) -> web.Response:
-    _only(method, "PUT")
+    only(method, "PUT")
     kind_low = kind.lower()
     if kind_low not in ("add", "replace", "remove"):
         raise errors.invalid_body(f"The operation kind '{kind}' is invalid; use add, replace or remove.")
     ctx.authorize(f"{vault_scope}/accessPolicies/{kind}", A_VAULT + "accessPolicies/write")
-    _require_group(ctx, rg)
+    require_group(ctx, rg)
     kv = _one(ctx, TYPES[("microsoft.keyvault", "vaults")], rg, name)
     if kv is None:
         raise _not_found(TYPES[("microsoft.keyvault", "vaults")], rg, name)
     body = await ctx.body()
-    incoming = _validate_policies(((body.get("properties") or {}).get("accessPolicies")) or [])
+    properties = _properties(body)
+    incoming = _validate_policies(properties.get("accessPolicies") or [])
     for policy in incoming:
         current = next(
             (
@@ -849,7 +770,7 @@ async def _vault_access_policies(
         current["permissions"] = merged
         if kind_low == "remove" and not any(merged.values()):
             kv.access_policies.remove(current)
-    return _json(
+    return json_response(
         {
             "id": f"{kv.resource_id}/accessPolicies/{kind_low}",
             "type": "Microsoft.KeyVault/vaults/accessPolicies",
@@ -858,147 +779,3 @@ async def _vault_access_policies(
     )
 
 
-# ---------------------------------------------------------------------------- Microsoft.Authorization
-
-
-def _validate_scope(ctx: Ctx, scope: str) -> None:
-    parts = [p for p in scope.split("/") if p]
-    low = [p.lower() for p in parts]
-    if len(low) >= 4 and low[2] == "resourcegroups":
-        _require_group(ctx, parts[3])
-
-
-async def _authorization_provider(ctx: Ctx, method: str, scope: str, rest: list[str]) -> web.Response:
-    scope = scope.rstrip("/") or "/"
-    kind = rest[0].lower() if rest else ""
-    if kind == "roleassignments" and len(rest) in (1, 2):
-        if len(rest) == 1:
-            _only(method, "GET")
-            return _list_role_assignments(ctx, scope)
-        return await _role_assignment(ctx, method, scope, rest[1])
-    if kind == "roledefinitions" and len(rest) in (1, 2):
-        _only(method, "GET")
-        return _role_definitions(ctx, scope, rest[1] if len(rest) == 2 else None)
-    raise errors.invalid_resource_type(
-        "/".join(rest) or "providers", "Microsoft.Authorization", ctx.api_version
-    )
-
-
-def _list_role_assignments(ctx: Ctx, scope: str) -> web.Response:
-    ctx.authorize(scope, A_ASSIGNMENT + "read")
-    _validate_scope(ctx, scope)
-    try:
-        flt = parse_assignment_filter(ctx.request.query.get("$filter"))
-    except FilterError:
-        raise errors.unsupported_filter(ctx.request.query.get("$filter", "")) from None
-    found = list_assignments(ctx.world, scope, flt)
-    return _page(ctx, [render.role_assignment(ctx.lab, a) for a in found])
-
-
-def _find_assignment(ctx: Ctx, name: str) -> RoleAssignment | None:
-    return next((a for a in ctx.world.role_assignments.values() if a.name.lower() == name.lower()), None)
-
-
-def _same_scope(a: str, b: str) -> bool:
-    return (a.rstrip("/") or "/").lower() == (b.rstrip("/") or "/").lower()
-
-
-async def _role_assignment(ctx: Ctx, method: str, scope: str, name: str) -> web.Response:
-    target = f"{scope.rstrip('/')}/providers/Microsoft.Authorization/roleAssignments/{name}"
-    if method == "GET":
-        ctx.authorize(target, A_ASSIGNMENT + "read")
-        _validate_scope(ctx, scope)
-        found = _find_assignment(ctx, name)
-        if found is None or not _same_scope(found.scope, scope):
-            raise errors.role_assignment_not_found(name)
-        return _json(render.role_assignment(ctx.lab, found))
-    if method == "DELETE":
-        ctx.authorize(target, A_ASSIGNMENT + "delete")
-        _validate_scope(ctx, scope)
-        found = _find_assignment(ctx, name)
-        if found is None or not _same_scope(found.scope, scope):
-            return web.Response(status=204)
-        del ctx.world.role_assignments[found.name]
-        return _json(render.role_assignment(ctx.lab, found))
-    if method == "PUT":
-        ctx.authorize(target, A_ASSIGNMENT + "write")
-        _validate_scope(ctx, scope)
-        return _put_role_assignment(ctx, scope, name, await ctx.body())
-    raise errors.method_not_allowed(method)
-
-
-def _put_role_assignment(ctx: Ctx, scope: str, name: str, body: dict[str, Any]) -> web.Response:
-    world = ctx.world
-    if not is_guid(name):
-        raise errors.invalid_role_assignment_id(name)
-    name = canonical_guid(name)
-    properties = body.get("properties")
-    if not isinstance(properties, dict):
-        raise errors.invalid_body("The request content was invalid: 'properties' is required.")
-    role_ref = str(properties.get("roleDefinitionId") or "")
-    role_guid = role_guid_from_id(role_ref)
-    role = world.role_definitions.get(role_guid.lower()) if role_guid else None
-    if role is None:
-        raise errors.role_definition_missing(role_guid or role_ref)
-    principal_id = str(properties.get("principalId") or "")
-    if not is_guid(principal_id):
-        raise errors.invalid_body(f"The principal ID '{principal_id}' is not valid. It must be a GUID.")
-    principal = world.principal_by_object_id(principal_id)
-    principal_type = properties.get("principalType")
-    if principal is None and not principal_type:
-        raise errors.principal_not_found(principal_id, world.tenant_id)
-    principal_type = str(principal_type or "ServicePrincipal")
-    role_definition_id = role.resource_id(world.subscription_id)
-
-    existing = world.role_assignments.get(name) or _find_assignment(ctx, name)
-    if existing is not None:
-        same = (
-            _same_scope(existing.scope, scope)
-            and existing.principal_id.lower() == principal_id.lower()
-            and existing.role_guid.lower() == role.role_id.lower()
-        )
-        if not same:
-            raise errors.role_assignment_update_not_permitted()
-        return _json(render.role_assignment(ctx.lab, existing), status=201)
-    for other in world.role_assignments.values():
-        if (
-            _same_scope(other.scope, scope)
-            and other.principal_id.lower() == principal_id.lower()
-            and other.role_guid.lower() == role.role_id.lower()
-        ):
-            raise errors.role_assignment_exists(other.name)
-    assignment = RoleAssignment(
-        name=name,
-        scope=scope,
-        role_definition_id=role_definition_id,
-        principal_id=principal.principal_id if principal else principal_id,
-        principal_type=principal_type,
-    )
-    world.role_assignments[name] = assignment
-    ctx.state.assignment_creators[name] = ctx.oid
-    return _json(render.role_assignment(ctx.lab, assignment), status=201)
-
-
-_ROLE_NAME_EQ = re.compile(r"^roleName\s+eq\s+'([^']*)'$", re.IGNORECASE)
-_TYPE_EQ = re.compile(r"^type\s+eq\s+'([^']*)'$", re.IGNORECASE)
-
-
-def _role_definitions(ctx: Ctx, scope: str, role_id: str | None) -> web.Response:
-    # Any signed-in caller may read the built-in role definitions (Azure allows it at every scope).
-    _validate_scope(ctx, scope)
-    subscription = ctx.world.subscription_id if scope.lower().startswith("/subscriptions/") else None
-    roles = sorted(ctx.world.role_definitions.values(), key=lambda r: r.role_name)
-    if role_id is not None:
-        role = ctx.world.role_definitions.get(role_id.lower())
-        if role is None:
-            raise errors.role_definition_not_found(role_id)
-        return _json(render.role_definition(role, subscription))
-    text = (ctx.request.query.get("$filter") or "").strip()
-    if text:
-        if match := _ROLE_NAME_EQ.match(text):
-            roles = [r for r in roles if r.role_name.lower() == match.group(1).lower()]
-        elif match := _TYPE_EQ.match(text):
-            roles = roles if match.group(1).lower() == "builtinrole" else []
-        else:
-            raise errors.unsupported_filter(text)
-    return _page(ctx, [render.role_definition(r, subscription) for r in roles])

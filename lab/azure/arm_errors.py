@@ -7,6 +7,7 @@ plausible but not confirmed against a real answer.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 ARM_ALLOWED_AUDIENCES = (
@@ -316,6 +317,17 @@ def role_assignment_update_not_permitted() -> ArmError:
 
 def invalid_body(message: str) -> ArmError:
     return ArmError(400, "InvalidRequestContent", message)
+
+
+def internal_error(subscription_id: str, tracking_id: str, correlation_id: str, now: float) -> ArmError:
+    """ARM's answer when something behind it fails unexpectedly (here: a lab bug, logged in full)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return ArmError(
+        500,
+        "InternalServerError",
+        f"Encountered internal server error. Diagnostic information: timestamp '{stamp}', subscription id "
+        f"'{subscription_id}', tracking id '{tracking_id}', request correlation id '{correlation_id}'.",
+    )
 
 
 # -- throttling and outages (fault injection)

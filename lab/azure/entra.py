@@ -52,8 +52,9 @@ from aiohttp import web
 from lab.azure import federation
 from lab.azure.aadsts import AadstsError, aadsts, error_body, is_guid
 from lab.azure.access_tokens import issue_access_token
-from lab.azure.world import AppRegistration, Principal, Tenant
+from lab.azure.world import AppRegistration, FederatedCredential, Principal, Tenant
 from lab.faults import fault_middleware
+from lab.unexpected import unexpected_error_middleware
 
 if TYPE_CHECKING:
     from lab.runtime import Lab
@@ -141,6 +142,9 @@ class EntraService:
         body = error_body(err, self.lab.entra_clock.utcnow(), trace_id=trace_id, correlation_id=correlation_id)
         headers = {**NO_STORE, "x-ms-request-id": trace_id, "client-request-id": correlation_id}
         return _json(body, err.http_status, headers)
+
+    def render_internal_error(self, request: web.Request) -> web.Response:
+        return self._error(request, aadsts(50000))
 
     def render_fault(self, status: int, retry_after: int) -> web.Response:
         """Throttling (429) and unavailability (503) as Entra words them (codes in lab.azure.aadsts)."""
@@ -410,7 +414,9 @@ class EntraService:
         if not any(hmac.compare_digest(secret.encode(), v.encode()) for v in values):
             raise aadsts(7000215, client_id=principal.client_id)
 
-    async def _authenticate_assertion(self, principal: Principal, assertion: federation.Assertion):
+    async def _authenticate_assertion(
+        self, principal: Principal, assertion: federation.Assertion
+    ) -> FederatedCredential:
         return await federation.validate_federated_assertion(
             assertion,
             client_id=principal.client_id,
@@ -512,7 +518,10 @@ ENTRA_SERVICE = web.AppKey("entra_service", EntraService)
 
 def build_app(lab: Lab) -> web.Application:
     service = EntraService(lab)
-    app = web.Application(middlewares=[fault_middleware(lab.faults, "entra", service.render_fault)])
+    app = web.Application(middlewares=[
+        unexpected_error_middleware("entra", service.render_internal_error),
+        fault_middleware(lab.faults, "entra", service.render_fault),
+    ])
     app[ENTRA_SERVICE] = service
     app.router.add_get("/common/discovery/instance", service.instance_discovery)
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", service.openid_configuration_v2)
@@ -521,6 +530,6 @@ def build_app(lab: Lab) -> web.Application:
     app.router.add_get("/{tenant}/discovery/keys", service.keys_v1)
     app.router.add_post("/{tenant}/oauth2/v2.0/token", service.token_v2)
     app.router.add_post("/{tenant}/oauth2/token", service.token_v1)
-    app.router.add_get("/{tenant}/oauth2/v2.0/token", service.token_wrong_method)
-    app.router.add_get("/{tenant}/oauth2/token", service.token_wrong_method)
+    app.router.add_route("*", "/{tenant}/oauth2/v2.0/token", service.token_wrong_method)
+    app.router.add_route("*", "/{tenant}/oauth2/token", service.token_wrong_method)
     return app

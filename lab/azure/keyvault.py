@@ -25,6 +25,7 @@ from lab.azure.access_tokens import TokenRejected, sts_issuer, verify_access_tok
 from lab.azure.bearer import caller_description, client_address, new_request_id, read_authorization
 from lab.azure.world import KEYVAULT_AUDIENCE, SecretVersion, Vault
 from lab.faults import fault_middleware
+from lab.unexpected import unexpected_error_middleware
 
 if TYPE_CHECKING:
     from lab.runtime import Lab
@@ -67,7 +68,11 @@ LAB: web.AppKey[Any] = web.AppKey("lab", object)
 
 def build_app(lab: Lab) -> web.Application:
     app = web.Application(
-        middlewares=[_envelope, fault_middleware(lab.faults, "keyvault", _render_fault)],
+        middlewares=[
+            _envelope,
+            unexpected_error_middleware("keyvault", _render_internal_error, (KvError,)),
+            fault_middleware(lab.faults, "keyvault", _render_fault),
+        ],
         client_max_size=1024 * 1024,
     )
     app[LAB] = lab
@@ -83,6 +88,11 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
         charset="utf-8",
         headers=headers,
     )
+
+
+def _render_internal_error(_: web.Request) -> web.Response:  # [UNV] text
+    error = KvError(500, "InternalServerError", "An unexpected error occurred while processing the request.")
+    return _json(error.body(), status=error.status)
 
 
 def _render_fault(status: int, retry_after: int) -> web.Response:
@@ -313,15 +323,8 @@ def _attributes(version: SecretVersion) -> dict[str, Any]:
 
 
 def _bundle(lab: Lab, vault: Vault, name: str, version: SecretVersion) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "value": version.value,
-        "id": f"{secret_id_base(lab, vault)}/secrets/{name}/{version.version}",
-        "attributes": _attributes(version),
-        "tags": dict(version.tags),
-    }
-    if version.content_type:
-        body["contentType"] = version.content_type
-    return body
+    """A secret with its value (get/set); list items are the same without it."""
+    return {"value": version.value, **_item(lab, vault, name, version, with_version=True)}
 
 
 def _item(lab: Lab, vault: Vault, name: str, version: SecretVersion, with_version: bool) -> dict[str, Any]:

@@ -29,11 +29,6 @@ def canonical_guid(text: str) -> str:
     return str(uuid.UUID(text))
 
 
-def normalize_scope(scope: str) -> str:
-    scope = "/" + scope.strip("/")
-    return scope
-
-
 def scope_at_or_below(scope: str, ancestor: str) -> bool:
     """True when ``scope`` is ``ancestor`` or lies under it (case-insensitive ARM ids)."""
     return scope_covers(ancestor, scope)

@@ -25,6 +25,7 @@ from lab.azure.access_tokens import TokenRejected, verify_access_token
 from lab.azure.bearer import new_request_id, read_authorization
 from lab.azure.world import STORAGE_AUDIENCE, StorageAccount
 from lab.faults import fault_middleware
+from lab.unexpected import unexpected_error_middleware
 
 if TYPE_CHECKING:
     from lab.runtime import Lab
@@ -64,7 +65,11 @@ LAB: web.AppKey[Any] = web.AppKey("lab", object)
 
 
 def build_app(lab: Lab) -> web.Application:
-    app = web.Application(middlewares=[_envelope, fault_middleware(lab.faults, "storage", _render_fault)])
+    app = web.Application(middlewares=[
+        _envelope,
+        unexpected_error_middleware("storage", _render_internal_error, (StorageError,)),
+        fault_middleware(lab.faults, "storage", _render_fault),
+    ])
     app[LAB] = lab
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app
@@ -97,6 +102,11 @@ def _error_response(error: StorageError, request_id: str, version: str, method: 
     return web.Response(
         status=error.status, body=body.encode(), content_type="application/xml", headers=headers
     )
+
+
+def _render_internal_error(request: web.Request) -> web.Response:
+    error = StorageError(500, "InternalError", "Server encountered an internal error. Please try again after some time.")
+    return _error_response(error, new_request_id(), DEFAULT_VERSION, request.method.upper())
 
 
 def _render_fault(status: int, retry_after: int) -> web.Response:

@@ -13,8 +13,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-AZURE_PUBLIC_GRAPH = "https://graph.microsoft.com"
-ARM_AUDIENCES = ("https://management.azure.com", "https://management.azure.com/", "https://management.core.windows.net/")
 KEYVAULT_AUDIENCE = "https://vault.azure.net"
 STORAGE_AUDIENCE = "https://storage.azure.com"
 
@@ -80,7 +78,6 @@ class ManagedIdentity(Principal):
 
 @dataclass
 class AppRegistration(Principal):
-    app_object_id: str = field(default_factory=new_guid)
     # secret id -> secret value. Values never leave the lab except to the party that created them.
     client_secrets: dict[str, str] = field(default_factory=dict)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lab.kube import errors, podsecurity, webhook
@@ -44,7 +45,7 @@ def namespace_labels(lab: Lab, namespace: str) -> dict[str, str]:
     return dict(((found or {}).get("metadata") or {}).get("labels") or {})
 
 
-def _service_account_getter(lab: Lab):
+def _service_account_getter(lab: Lab) -> Callable[[str, str], Obj | None]:
     sa_type = lab.kube.store.type_for("", "serviceaccounts")
 
     def get_service_account(namespace: str, name: str) -> Obj | None:

@@ -30,6 +30,7 @@ from lab.kube import (
     defaults,
     discovery,
     errors,
+    gotypes,
     reviews,
     streams,
     tables,
@@ -422,12 +423,6 @@ class ApiServer:
     ) -> Obj:
         body = codec.decode_object(await request.read(), request.headers.get("Content-Type"))
         check_type_meta(self.store, target, body, expected_kind, expected_api_version)
-        if "metadata" in body and not isinstance(body["metadata"], dict):
-            raise errors.bad_request(
-                f'{expected_kind} in version "{target.version}" cannot be handled as a '
-                f"{expected_kind}: json: cannot unmarshal {codec.go_json_type(body['metadata'])} "
-                "into Go struct field .metadata of type v1.ObjectMeta"
-            )
         return body
 
     # -- creating
@@ -439,6 +434,7 @@ class ApiServer:
 
     def create_object(self, request: web.Request, target: Target, body: Obj) -> web.Response:
         rt, namespace = target.rt, target.namespace_or_empty
+        gotypes.check_object(rt, body)
         obj = prepare_for_create(rt, body, namespace)
         if rt.namespaced and self.store.find(NAMESPACE_TYPE, "", namespace) is None:
             raise errors.not_found("namespaces", "", namespace)
@@ -452,8 +448,6 @@ class ApiServer:
 
     def admit_create(self, rt: ResourceType, obj: Obj, namespace: str) -> tuple[Obj, list[str]]:
         """Defaults, validation, mutating then validating admission, in the API server's order."""
-        if rt.group_resource == ("", "pods"):
-            validation.check_decodable_pod_spec(rt, obj.get("spec"))
         defaults.apply_defaults(rt, obj)
         validation.validate_create(rt, obj)
         obj = admission.mutate(self.lab, rt, obj, namespace)
@@ -465,6 +459,7 @@ class ApiServer:
 
     async def token_request(self, request: web.Request, target: Target) -> web.Response:
         body = await self.read_object(request, target, "TokenRequest", "authentication.k8s.io/v1")
+        gotypes.check_object(target.rt, body, gotypes.TOKEN_REQUEST)
         service_account = self.store.get(target.rt, target.namespace_or_empty, target.name)
         response, warnings = reviews.token_request(self.lab, target.namespace_or_empty, service_account, body)
         return json_response(response, status=201, warnings=warnings)
@@ -472,6 +467,7 @@ class ApiServer:
     async def review(self, request: web.Request, user: KubeUser, target: Target) -> web.Response:
         body = await self.read_object(request, target, target.rt.kind, target.api_version)
         plural = target.rt.plural
+        gotypes.check_object(target.rt, body, gotypes.REVIEWS.get(plural))
         if plural == "selfsubjectaccessreviews":
             result = reviews.self_subject_access_review(self.lab, user, body)
         elif plural == "selfsubjectrulesreviews":
@@ -488,6 +484,7 @@ class ApiServer:
 
     def update_object(self, request: web.Request, target: Target, current: Obj, new: Obj) -> web.Response:
         rt = target.rt
+        gotypes.check_object(rt, new)
         check_identity(target, new)
         obj = prepare_for_update(rt, current, new, target.subresource)
         defaults.apply_defaults(rt, obj)
@@ -523,6 +520,7 @@ class ApiServer:
     async def delete(self, request: web.Request, target: Target) -> web.Response:
         raw = await request.read()
         options = codec.decode_object(raw, request.headers.get("Content-Type")) if raw.strip() else {}
+        gotypes.check_delete_options(options)
         current = self.store.get(target.rt, target.namespace_or_empty, target.name)
         check_preconditions(target, current, options.get("preconditions") or {})
         dry_run = request.query.get("dryRun") == "All" or "All" in (options.get("dryRun") or [])
@@ -581,6 +579,12 @@ def now_rfc3339() -> str:
 
 def check_type_meta(store: Store, target: Target, body: Obj, kind: str, api_version: str) -> None:
     sent_version, sent_kind = body.get("apiVersion"), body.get("kind")
+    for field, value in (("apiVersion", sent_version), ("kind", sent_kind)):
+        if value is not None and not isinstance(value, str):
+            raise errors.bad_request(
+                f"couldn't get version/kind; json parse error: json: cannot unmarshal "
+                f"{codec.go_json_type(value)} into Go struct field .{field} of type string"
+            )
     if sent_version and sent_version != api_version:
         group, _, version = sent_version.rpartition("/")
         same_group = group == target.rt.group and version in served_versions(store, target.rt)

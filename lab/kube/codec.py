@@ -106,6 +106,11 @@ def go_json_type(value: Any) -> str:
     return "string"
 
 
+def go_number(value: int | float) -> str:
+    """A JSON number as Go's unmarshal errors quote it (``number 1.5``, ``number 1e+30``)."""
+    return json.dumps(value)
+
+
 def parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw.decode("utf-8") if raw else "")

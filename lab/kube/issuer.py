@@ -26,25 +26,29 @@ import email.utils
 import json
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from lab.faults import fault_middleware
+from lab.faults import Handler, fault_middleware
 from lab.keys import SigningKey
+from lab.unexpected import unexpected_error_middleware
+
+if TYPE_CHECKING:
+    from lab.runtime import Lab
 
 DISCOVERY_PATH = ".well-known/openid-configuration"
 JWKS_PATH = "openid/v1/jwks"
 BLOB_SERVER = "Windows-Azure-Blob/1.0 Microsoft-HTTPAPI/2.0"
 
 
-def issuer_path(lab: Any) -> str:
+def issuer_path(lab: Lab) -> str:
     """The issuer URL's path, with its trailing slash: ``/<region>/<tenant>/<cluster-guid>/``."""
     return urlsplit(lab.issuer_url).path
 
 
-def discovery_document(lab: Any) -> dict[str, Any]:
+def discovery_document(lab: Lab) -> dict[str, Any]:
     issuer = lab.issuer_url
     return {
         "issuer": issuer,
@@ -55,11 +59,11 @@ def discovery_document(lab: Any) -> dict[str, Any]:
     }
 
 
-def jwks_document(lab: Any) -> dict[str, Any]:
+def jwks_document(lab: Lab) -> dict[str, Any]:
     return lab.kube.issuer_keys.jwks()
 
 
-def rotate_issuer_keys(lab: Any, keep_old_for_seconds: float = 24 * 3600) -> SigningKey:
+def rotate_issuer_keys(lab: Lab, keep_old_for_seconds: float = 24 * 3600) -> SigningKey:
     """``az aks oidc-issuer rotate-signing-keys``: a new signing key; the old one stays published (24 h)."""
     return lab.kube.issuer_keys.rotate(keep_old_for_seconds)
 
@@ -103,9 +107,9 @@ def _json_blob(document: dict[str, Any]) -> web.Response:
     return web.Response(body=body, content_type="application/json", headers=headers)
 
 
-def build_app(lab: Any) -> web.Application:
+def build_app(lab: Lab) -> web.Application:
     @web.middleware
-    async def unreachable(request: web.Request, handler):
+    async def unreachable(request: web.Request, handler: Handler) -> web.StreamResponse:
         if lab.faults.issuer_unreachable:
             # Drop the connection: clients get "Remote end closed connection without response".
             if request.transport is not None:
@@ -126,6 +130,13 @@ def build_app(lab: Any) -> web.Application:
             return blob_error(404, "BlobNotFound", "The specified blob does not exist.")
         return blob_error(404, "ResourceNotFound", "The specified resource does not exist.")
 
-    app = web.Application(middlewares=[unreachable, fault_middleware(lab.faults, "issuer", _throttled)])
+    def internal_error(_: web.Request) -> web.Response:
+        return blob_error(500, "InternalError", "Server encountered an internal error. Please try again after some time.")
+
+    app = web.Application(middlewares=[
+        unreachable,
+        unexpected_error_middleware("issuer", internal_error),
+        fault_middleware(lab.faults, "issuer", _throttled),
+    ])
     app.router.add_route("*", "/{tail:.*}", serve)
     return app

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -60,19 +59,25 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from lab import tasks
 from lab.clock import rfc3339
 from lab.kube import errors, podenv, podsandbox, tokens, volumes
+from lab.kube.events import EventRecorder
+from lab.kube.images import default_pull_policy, go_duration, not_found_message, parse_image, resolve_image
+from lab.kube.node import HOST_IP, NODE_NAME, node_object
+from lab.kube.resources import core_type
 from lab.kube.store import ResourceType, Store
+
+if TYPE_CHECKING:
+    from lab.runtime import Lab
 
 log = logging.getLogger("lab.kubelet")
 
 Obj = dict[str, Any]
 
-NODE_NAME = "aks-nodepool1-12345678-vmss000000"
-HOST_IP = "127.0.0.1"
 POD_IP = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POD_CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
@@ -80,119 +85,13 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 
-_KINDS = {"pods": "Pod", "events": "Event", "configmaps": "ConfigMap", "secrets": "Secret",
-          "serviceaccounts": "ServiceAccount", "nodes": "Node"}
-
-
-def core_type(store: Store, plural: str) -> ResourceType:
-    """The registered core/v1 type, or an equivalent one (the store buckets by (group, plural) either way)."""
-    return store.type_for("", plural) or ResourceType("", "v1", plural, _KINDS[plural], plural != "nodes")
-
-
-def _collect(task: asyncio.Task) -> None:
-    """Read every finished task's exception, so none is left for the garbage collector to report."""
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None and not isinstance(exc, PodGone):
-        log.error("kubelet task %s failed", task.get_name(), exc_info=exc)
-
-
-def spawn(coro: Any, name: str | None = None) -> asyncio.Task:
-    task = asyncio.get_running_loop().create_task(coro, name=name)
-    task.add_done_callback(_collect)
-    return task
-
-
 class PodGone(Exception):
     """The pod (this uid) is no longer in the store."""
 
 
-# ---------------------------------------------------------------- images
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    raw: str
-    name: str  # as written, without tag or digest
-    domain: str
-    path: str
-    tag: str | None
-    digest: str | None
-
-    @property
-    def repository(self) -> str:
-        return f"{self.domain}/{self.path}"
-
-    @property
-    def reference(self) -> str:
-        """containerd's fully qualified reference: docker.io/library/busybox:latest."""
-        if self.digest:
-            return f"{self.repository}@{self.digest}"
-        return f"{self.repository}:{self.tag or 'latest'}"
-
-    @property
-    def image_id(self) -> str:
-        return f"{self.repository}@sha256:{hashlib.sha256(self.reference.encode()).hexdigest()}"
-
-    @property
-    def size(self) -> int:
-        return 5_000_000 + int(hashlib.sha256(self.repository.encode()).hexdigest()[:8], 16) % 200_000_000
-
-    @property
-    def pull_seconds(self) -> float:
-        return 0.3 + int(hashlib.sha256(self.reference.encode()).hexdigest()[:4], 16) % 2000 / 1000
-
-
-def parse_image(raw: str) -> ImageRef:
-    name, _, digest = raw.partition("@")
-    tag = None
-    slash, colon = name.rfind("/"), name.rfind(":")
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1:]
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        domain, path = first, rest
-    else:
-        domain, path = "docker.io", name
-    if domain == "index.docker.io":
-        domain = "docker.io"
-    if domain == "docker.io" and "/" not in path:
-        path = f"library/{path}"
-    return ImageRef(raw, name, domain, path, tag, digest or None)
-
-
-def resolve_image(kube: Any, ref: ImageRef) -> tuple[str, list[str] | None]:
-    """("run", entrypoint argv) | ("idle", None) | ("missing", None)."""
-    for key, argv in list(kube.runnable_images.items()):
-        if key == ref.name or parse_image(key).repository == ref.repository:
-            return "run", list(argv)
-    for key in list(kube.idle_images):
-        if key == ref.name or parse_image(key).repository == ref.repository:
-            return "idle", None
-    return "missing", None
-
-
-def not_found_message(ref: ImageRef) -> str:
-    full = ref.reference
-    return (f'rpc error: code = NotFound desc = failed to pull and unpack image "{full}": '
-            f'failed to resolve reference "{full}": {full}: not found')
-
-
-def go_duration(seconds: float) -> str:
-    """Go's time.Duration String() of a duration truncated to milliseconds."""
-    ms = int(seconds * 1000)
-    if ms == 0:
-        return "0s"
-    if ms < 1000:
-        return f"{ms}ms"
-    minutes, rest = divmod(ms, 60_000)
-    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
-    return (f"{minutes}m" if minutes else "") + f"{secs}s"
-
-
-def default_pull_policy(ref: ImageRef) -> str:
-    return "Always" if not ref.digest and (ref.tag in (None, "latest")) else "IfNotPresent"
+def spawn(coro: Any, name: str | None = None) -> asyncio.Task:
+    """A kubelet task: its failure is logged, except the pod having gone, which ends a pod's tasks normally."""
+    return tasks.spawn(coro, name=name, expected=(PodGone,))
 
 
 # ---------------------------------------------------------------- pods: small helpers
@@ -229,127 +128,6 @@ def _signal_group(pid: int, sig: int) -> None:
     except PermissionError:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-
-
-def node_object(lab: Any, name: str) -> Obj:
-    version = lab.kube.version.get("gitVersion", "v1.32.6")
-    region = getattr(lab, "region", "eastus")
-    subscription = getattr(lab, "subscription_id", "00000000-0000-0000-0000-000000000000")
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "agentpool": "nodepool1",
-                "beta.kubernetes.io/arch": "amd64",
-                "beta.kubernetes.io/instance-type": "Standard_DS2_v2",
-                "beta.kubernetes.io/os": "linux",
-                "kubernetes.azure.com/agentpool": "nodepool1",
-                "kubernetes.azure.com/mode": "system",
-                "kubernetes.azure.com/os-sku": "Ubuntu",
-                "kubernetes.azure.com/role": "agent",
-                "kubernetes.io/arch": "amd64",
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/role": "agent",
-                "node.kubernetes.io/instance-type": "Standard_DS2_v2",
-                "topology.kubernetes.io/region": region,
-                "topology.kubernetes.io/zone": "0",
-            },
-            "annotations": {"node.alpha.kubernetes.io/ttl": "0",
-                            "volumes.kubernetes.io/controller-managed-attach-detach": "true"},
-        },
-        "spec": {
-            "podCIDR": "10.244.0.0/24",
-            "podCIDRs": ["10.244.0.0/24"],
-            "providerID": (f"azure:///subscriptions/{subscription}/resourceGroups/mc_lab_{region}/providers/"
-                           "Microsoft.Compute/virtualMachineScaleSets/aks-nodepool1-12345678-vmss/virtualMachines/0"),
-        },
-        "status": {
-            "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": name}],
-            "allocatable": {"cpu": podenv.NODE_ALLOCATABLE["cpu"], "memory": podenv.NODE_ALLOCATABLE["memory"],
-                            "ephemeral-storage": podenv.NODE_ALLOCATABLE["ephemeral-storage"], "pods": "110"},
-            "capacity": {"cpu": "2", "memory": "7097676Ki", "ephemeral-storage": "129886128Ki", "pods": "110"},
-            "conditions": [
-                {"type": t, "status": "False", "reason": r, "message": m, "lastHeartbeatTime": rfc3339(),
-                 "lastTransitionTime": rfc3339()}
-                for t, r, m in (
-                    ("MemoryPressure", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                    ("DiskPressure", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                    ("PIDPressure", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-                )
-            ] + [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                  "message": "kubelet is posting ready status", "lastHeartbeatTime": rfc3339(),
-                  "lastTransitionTime": rfc3339()}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {
-                "architecture": "amd64",
-                "bootID": str(uuid.uuid4()),
-                "containerRuntimeVersion": "containerd://1.7.27-1",
-                "kernelVersion": "5.15.0-1089-azure",
-                "kubeProxyVersion": "",
-                "kubeletVersion": version,
-                "machineID": uuid.uuid4().hex,
-                "operatingSystem": "linux",
-                "osImage": "Ubuntu 22.04.5 LTS",
-                "systemUUID": str(uuid.uuid4()),
-            },
-        },
-    }
-
-
-# ---------------------------------------------------------------- events
-
-
-class EventRecorder:
-    """core/v1 Events with the kubelet's aggregation: a repeat bumps ``count`` and ``lastTimestamp``."""
-
-    def __init__(self, kubelet: Kubelet) -> None:
-        self.kubelet = kubelet
-        self.seen: dict[tuple, tuple[str, str]] = {}  # key -> (namespace, event name)
-
-    def record(self, pod: Obj, reason: str, message: str, type_: str = "Normal", field_path: str | None = None,
-               component: str = "kubelet") -> None:
-        store = self.kubelet.store
-        rt = core_type(store, "events")
-        meta = pod.get("metadata") or {}
-        namespace = meta.get("namespace", "default")
-        key = (meta.get("uid"), field_path, reason, message, type_, component)
-        now = rfc3339()
-        if key in self.seen:
-            ns, name = self.seen[key]
-            existing = store.find(rt, ns, name)
-            if existing is not None:
-                existing["count"] = int(existing.get("count") or 1) + 1
-                existing["lastTimestamp"] = now
-                store.replace(rt, existing, check_version=False)
-                return
-        involved = {"apiVersion": "v1", "kind": "Pod", "name": meta.get("name"), "namespace": namespace,
-                    "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}
-        if field_path:
-            involved["fieldPath"] = field_path
-        kubelet_source = component == "kubelet"
-        event = {
-            "metadata": {"name": f"{meta.get('name')}.{time.time_ns():x}", "namespace": namespace},
-            "involvedObject": involved,
-            "reason": reason,
-            "message": message,
-            "source": ({"component": "kubelet", "host": self.kubelet.node_name} if kubelet_source
-                       else {"component": component}),
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "type": type_,
-            "eventTime": None,
-            "reportingComponent": component,
-            "reportingInstance": self.kubelet.node_name if kubelet_source else f"{component}-lab",
-        }
-        created = store.create(rt, event, namespace)
-        self.seen[key] = (namespace, created["metadata"]["name"])
-
-    def forget(self, uid: str) -> None:
-        self.seen = {key: value for key, value in self.seen.items() if key[0] != uid}
 
 
 # ---------------------------------------------------------------- containers
@@ -1205,7 +983,7 @@ class PodWorker:
 class Kubelet:
     """Runs the lab's pods. ``sandbox="none"`` (or LAB_POD_SANDBOX=none) forces the no-namespace fallback."""
 
-    def __init__(self, lab: Any, sandbox: str | None = None) -> None:
+    def __init__(self, lab: Lab, sandbox: str | None = None) -> None:
         self.lab = lab
         self.node_name = NODE_NAME
         self.sandbox_request = sandbox if sandbox is not None else os.environ.get("LAB_POD_SANDBOX")

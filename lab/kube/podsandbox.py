@@ -510,36 +510,39 @@ class SandboxMode:
         return [*self.prefix, "--", *launcher] if self.isolated else launcher
 
 
-async def _trial(prefix: list[str], workdir: str) -> str | None:
+SELFTEST_SECONDS = 30
+
+
+async def _selftest(prefix: list[str], *args: str) -> str | None:
+    """Run this file's self-test under ``prefix`` (an unshare argv); None when it passed, else why not."""
     import asyncio
 
-    for name in ("a", "b", "m"):
-        os.makedirs(os.path.join(workdir, name), exist_ok=True)
-    os.makedirs(os.path.join(workdir, "stage"), exist_ok=True)
-    argv = [*prefix, "--", sys.executable, "-I", "-S", str(Path(__file__).resolve()), "--selftest", workdir]
+    argv = [*prefix, "--", sys.executable, "-I", "-S", str(Path(__file__).resolve()), *args]
     try:
         proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-    except (TimeoutError, OSError) as exc:
+    except OSError as exc:
         return str(exc)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), SELFTEST_SECONDS)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return f"the self-test did not finish within {SELFTEST_SECONDS} s"
     if proc.returncode != 0:
         text = (err or out).decode(errors="replace").strip().splitlines()
         return text[-1] if text else f"exit status {proc.returncode}"
     return None
 
 
-async def _trial_network(prefix: list[str]) -> str | None:
-    import asyncio
+async def _trial(prefix: list[str], workdir: str) -> str | None:
+    for name in ("a", "b", "m", "stage"):
+        os.makedirs(os.path.join(workdir, name), exist_ok=True)
+    return await _selftest(prefix, "--selftest", workdir)
 
-    argv = [*prefix, "--", sys.executable, "-I", "-S", str(Path(__file__).resolve()), "--selftest-network"]
-    try:
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-    except (TimeoutError, OSError) as exc:
-        return str(exc)
-    return None if proc.returncode == 0 else (err.decode(errors="replace").strip() or "failed")
+
+async def _trial_network(prefix: list[str]) -> str | None:
+    return await _selftest(prefix, "--selftest-network")
 
 
 async def detect(requested: str | None = None) -> SandboxMode:

@@ -266,3 +266,12 @@ def all_groups(store: Store) -> dict[str, list[ResourceType]]:
     for rt in sorted(store.types.values(), key=lambda t: (t.group, t.plural)):
         grouped.setdefault(rt.group, []).append(rt)
     return {group: types for group, types in grouped.items() if types}
+
+
+_KINDS = {"pods": "Pod", "events": "Event", "configmaps": "ConfigMap", "secrets": "Secret",
+          "serviceaccounts": "ServiceAccount", "nodes": "Node"}
+
+
+def core_type(store: Store, plural: str) -> ResourceType:
+    """The registered core/v1 type, or an equivalent one (the store buckets by (group, plural) either way)."""
+    return store.type_for("", plural) or ResourceType("", "v1", plural, _KINDS[plural], plural != "nodes")

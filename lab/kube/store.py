@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab import tasks
 from lab.clock import rfc3339
 from lab.kube import errors
 
@@ -213,9 +214,6 @@ class Store:
     def type_for(self, group: str, plural: str) -> ResourceType | None:
         return self.types.get((group, plural))
 
-    def type_for_kind(self, api_version: str, kind: str) -> ResourceType | None:
-        return next((rt for rt in self.types.values() if rt.api_version == api_version and rt.kind == kind), None)
-
     # -- internals
     def _condition(self) -> asyncio.Condition:
         if self._changed is None:
@@ -228,10 +226,10 @@ class Store:
         for listener in list(self.listeners):
             listener(event)
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
-            return
-        loop.create_task(self._notify())
+            return  # no loop (scenario set-up, tests): nobody can be waiting
+        tasks.spawn(self._notify(), name="store notify")
 
     async def _notify(self) -> None:
         condition = self._condition()

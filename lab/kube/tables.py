@@ -127,10 +127,6 @@ def _event_last_seen(event: Obj) -> str:
     return "<unknown>" if seen is None else human_duration(time.time() - seen)
 
 
-def _count(obj: Obj, field: str) -> str:
-    return str(len(obj.get(field) or {}))
-
-
 def _status(field: str, default: Any = 0) -> Callable[[Obj], Any]:
     return lambda obj: obj.get("status", {}).get(field, default)
 

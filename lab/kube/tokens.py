@@ -19,7 +19,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lab.runtime import Lab
 
 MIN_EXPIRATION_SECONDS = 600  # "may not specify a duration less than 10 minutes"
 MAX_VALID_EXPIRATION_SECONDS = 1 << 32  # "may not specify a duration larger than 2^32 seconds"
@@ -81,7 +84,7 @@ def _ref(obj: dict[str, Any]) -> dict[str, str]:
     return {"name": meta.get("name", ""), "uid": meta.get("uid", "")}
 
 
-def node_identity(lab: Any, node_name: str) -> dict[str, str]:
+def node_identity(lab: Lab, node_name: str) -> dict[str, str]:
     """{name, uid} of the node a pod runs on: the stored Node's uid, else a stable uid derived from the name."""
     store = lab.kube.store
     node_type = store.type_for("", "nodes")
@@ -91,7 +94,7 @@ def node_identity(lab: Any, node_name: str) -> dict[str, str]:
     return {"name": node_name, "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{lab.issuer_url}node/{node_name}"))}
 
 
-def _bound_claims(lab: Any, bound_object: dict[str, Any]) -> dict[str, Any]:
+def _bound_claims(lab: Lab, bound_object: dict[str, Any]) -> dict[str, Any]:
     """The ``kubernetes.io`` entries a boundObjectRef adds.
 
     ``bound_object`` is either a stored object (a Pod, Secret or Node dict with ``metadata``) or a
@@ -123,7 +126,7 @@ def _sorted(value: Any) -> Any:
 
 
 def token_claims(
-    lab: Any,
+    lab: Lab,
     namespace: str,
     service_account: dict[str, Any],
     audiences: list[str],
@@ -149,7 +152,7 @@ def token_claims(
 
 
 def issue_service_account_token(
-    lab: Any,
+    lab: Lab,
     namespace: str,
     service_account: dict[str, Any],
     audiences: list[str],

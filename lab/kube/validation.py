@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any
 
-from lab.kube import codec, errors
+from lab.kube import errors
 from lab.kube.store import Obj, ResourceType, name_problems
 
 Cause = tuple[str, str, str]  # (reason, field, message)
@@ -157,22 +157,6 @@ def pod_spec_causes(spec: Any, path: str = "spec") -> list[Cause]:
             )
         )
     return causes
-
-
-def check_decodable_pod_spec(rt: ResourceType, spec: Any) -> None:
-    """Type errors the API server's decoder reports (400) before validation, e.g. ``image: true``."""
-    if not isinstance(spec, dict):
-        return
-    for field in ("initContainers", "containers"):
-        for container in spec.get(field) or []:
-            image = container.get("image") if isinstance(container, dict) else None
-            if image is not None and not isinstance(image, str):
-                kind = rt.kind
-                raise errors.bad_request(
-                    f'{kind} in version "{rt.version}" cannot be handled as a {kind}: json: cannot '
-                    f"unmarshal {codec.go_json_type(image)} into Go struct field "
-                    f"Container.spec.{field}.image of type string"
-                )
 
 
 MUTABLE_POD_SPEC_MESSAGE = (

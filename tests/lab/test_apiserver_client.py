@@ -593,6 +593,55 @@ def test_malformed_bodies_are_400(raw: Raw, namespace: str) -> None:
     assert wrong_media.status_code == 415 and wrong_media.json()["reason"] == "UnsupportedMediaType"
 
 
+def test_bodies_of_the_wrong_shape_are_400_in_the_decoders_words(raw: Raw, namespace: str) -> None:
+    """A field of the wrong JSON type never reaches defaulting, admission or the kubelet."""
+    pods = f"/api/v1/namespaces/{namespace}/pods"
+
+    def pod(**container: Any) -> dict[str, Any]:
+        return {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox", **container}]}}
+
+    cases = [
+        ("POST", pods, pod(env="x"),
+         "json: cannot unmarshal string into Go struct field Container.spec.containers.env of type []v1.EnvVar"),
+        ("POST", pods, pod(volumeMounts=[5]),
+         "json: cannot unmarshal number into Go struct field Container.spec.containers.volumeMounts "
+         "of type v1.VolumeMount"),
+        ("POST", pods, {**pod(), "spec": {**pod()["spec"], "tolerations": "x"}},
+         "json: cannot unmarshal string into Go struct field PodSpec.spec.tolerations of type []v1.Toleration"),
+        ("POST", f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"generateName": 5}},
+         "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.generateName of type string"),
+        ("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/default/token", {"spec": "x"},
+         "json: cannot unmarshal string into Go struct field TokenRequest.spec of type v1.TokenRequestSpec"),
+        ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", {"spec": "x"},
+         "json: cannot unmarshal string into Go struct field SelfSubjectAccessReview.spec "
+         "of type v1.SelfSubjectAccessReviewSpec"),
+        ("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+         {"metadata": {"name": "rb"}, "roleRef": "x"},
+         "json: cannot unmarshal string into Go struct field RoleBinding.roleRef of type v1.RoleRef"),
+        ("POST", f"/api/v1/namespaces/{namespace}/secrets", {"metadata": {"name": "s"}, "data": {"k": "!!"}},
+         "illegal base64 data at input byte 0"),
+    ]
+    for method, path, body, message in cases:
+        answer = raw(method, path, json=body)
+        assert answer.status_code == 400, (path, answer.text)
+        assert status_of(answer)["reason"] == "BadRequest"
+        assert answer.json()["message"].endswith(message), answer.json()["message"]
+    typemeta = raw("POST", pods, json={**pod(), "apiVersion": 5})
+    assert typemeta.status_code == 400 and typemeta.json()["message"] == (
+        "couldn't get version/kind; json parse error: json: cannot unmarshal number into Go struct field "
+        ".apiVersion of type string"
+    )
+    assert raw("POST", f"/api/v1/namespaces/{namespace}/configmaps", json={"metadata": {"name": "c"}}).ok
+    patched = raw("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/c", data=json.dumps({"data": {"a": 1}}),
+                  headers={"Content-Type": "application/merge-patch+json"})
+    assert patched.status_code == 400 and patched.json()["message"].endswith(
+        "json: cannot unmarshal number into Go struct field ConfigMap.data of type string"
+    )
+    for options in ({"preconditions": "x"}, {"dryRun": 5}):
+        deleted = raw("DELETE", f"/api/v1/namespaces/{namespace}/configmaps/c", json=options)
+        assert deleted.status_code == 400 and status_of(deleted)["reason"] == "BadRequest", deleted.text
+
+
 def test_unknown_resources_are_404(raw: Raw) -> None:
     for path in (
         "/api/v1/gizmos",

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from lab.kube import codec, discovery, errors, protobuf, tables, validation
+from lab.kube import codec, discovery, errors, gotypes, protobuf, tables, validation
 from lab.kube.apiserver import error_middleware, paginate, parse_target
 from lab.kube.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from lab.kube.resources import ensure_builtin_types, resource_type_from_crd
@@ -378,7 +378,7 @@ def test_unquoted_yaml_booleans_as_images_are_rejected_like_the_decoder_does() -
     store = Store()
     ensure_builtin_types(store)
     with pytest.raises(errors.ApiError) as caught:
-        validation.check_decodable_pod_spec(store.type_for("", "pods"), {"containers": [{"image": True}]})
+        gotypes.check_object(store.type_for("", "pods"), {"spec": {"containers": [{"image": True}]}})
     assert caught.value.code == 400
     assert caught.value.message.endswith(
         "json: cannot unmarshal bool into Go struct field Container.spec.containers.image of type string"

@@ -1090,6 +1090,40 @@ def test_request_and_correlation_ids(arm: Arm) -> None:
     assert response.headers["Content-Type"].startswith("application/json")
 
 
+def test_bodies_of_the_wrong_shape_are_400(arm: Arm, lab) -> None:
+    admin = arm.admin()
+    rg = arm.group("shape")
+    group = f"{arm.sub}/resourceGroups/{rg}"
+    for body in ({"location": "eastus", "tags": "x"}, {"location": "eastus", "tags": [["a", "b"]]}):
+        answer = arm.request("PUT", group, admin, json=body)
+        assert answer.status_code == 400 and error_of(answer)[0] == "InvalidRequestContent", answer.text
+    listed = arm.request("PUT", group, admin, json={"location": ["eastus"]})
+    assert listed.status_code == 400 and error_of(listed)[0] == "InvalidRequestContent"
+    identity = arm.identity_path(rg, "shape-id")
+    assert arm.request("PUT", identity, admin, json={"location": "eastus"}).status_code == 201
+    assert arm.request("PATCH", identity, admin, json={"tags": "x"}).status_code == 400
+    _, _, vault = _vault(arm, lab)
+    policies = arm.request("PUT", f"{vault}/accessPolicies/add", admin, json={"properties": "x"})
+    assert policies.status_code == 400 and error_of(policies)[0] == "InvalidRequestContent"
+
+
+def test_a_lab_bug_is_arms_internal_server_error(arm: Arm, monkeypatch) -> None:
+    from lab.azure import arm as arm_service
+
+    def boom(ctx):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(arm_service, "_get_subscription", boom)
+    correlation = str(uuid.uuid4())
+    response = arm.request("GET", arm.sub, arm.admin(), headers={"x-ms-correlation-request-id": correlation})
+    assert response.status_code == 500 and response.headers["Content-Type"].startswith("application/json")
+    code, message = error_of(response)
+    assert code == "InternalServerError" and "a bug" not in message
+    assert message.startswith("Encountered internal server error. Diagnostic information: timestamp '")
+    assert f"tracking id '{response.headers['x-ms-request-id']}'" in message
+    assert f"request correlation id '{correlation}'" in message
+
+
 def test_throttling_fault_has_arms_shape(arm: Arm, lab) -> None:
     faults = lab.faults.services["arm"]
     token = lab_token(lab, arm.admin(), ARM_AUD)

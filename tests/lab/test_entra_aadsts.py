@@ -26,13 +26,15 @@ def test_every_entry_renders_with_its_fields(code: int) -> None:
     text = describe(code, **values)
     assert text.startswith(f"AADSTS{code}: ")
     assert "{" not in text.replace("{tenantid}", "")
-    assert entry.status in (400, 401, 429, 503)
+    assert entry.status in (400, 401, 429, 500, 503)
     assert entry.error in {"invalid_request", "invalid_client", "invalid_scope", "invalid_resource",
                            "unauthorized_client", "unsupported_grant_type", "invalid_instance",
-                           "temporarily_unavailable"}
-    # invalid_client always answers 401, the others 400 (except the availability codes)
+                           "temporarily_unavailable", "server_error"}
+    # invalid_client always answers 401, the others 400 (except the availability and server errors)
     if entry.error == "invalid_client":
         assert entry.status == 401
+    elif entry.error == "server_error":
+        assert entry.status == 500
     elif entry.error != "temporarily_unavailable":
         assert entry.status == 400
 

@@ -17,7 +17,8 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ClientSecretCredential, WorkloadIdentityCredential
 
 from lab.azure.access_tokens import verify_access_token
-from lab.azure.world import ARM_AUDIENCES, KEYVAULT_AUDIENCE
+from lab.azure.arm_errors import ARM_ALLOWED_AUDIENCES
+from lab.azure.world import KEYVAULT_AUDIENCE
 
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 
@@ -60,7 +61,7 @@ def test_harness_app_gets_an_arm_token(lab) -> None:
     credential = ClientSecretCredential(lab.tenant_id, harness["client_id"], harness["client_secret"],
                                         authority=lab.authority_host, disable_instance_discovery=True)
     token = credential.get_token("https://management.azure.com/.default")
-    claims = verify_access_token(lab, token.token, ARM_AUDIENCES)
+    claims = verify_access_token(lab, token.token, ARM_ALLOWED_AUDIENCES)
     assert claims["appid"] == harness["client_id"] and claims["appidacr"] == "1"
 
 
@@ -69,7 +70,7 @@ def test_admin_app_through_msal(lab) -> None:
     app = msal.ConfidentialClientApplication(admin["client_id"], authority=f"{lab.endpoints['entra']}/{lab.tenant_id}",
                                              client_credential=admin["client_secret"], instance_discovery=False)
     result = app.acquire_token_for_client(["https://management.azure.com//.default"])
-    assert verify_access_token(lab, result["access_token"], ARM_AUDIENCES)["aud"] == "https://management.azure.com/"
+    assert verify_access_token(lab, result["access_token"], ARM_ALLOWED_AUDIENCES)["aud"] == "https://management.azure.com/"
 
 
 def test_workload_exchange_against_the_cluster_issuer(lab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -41,8 +41,9 @@ from cryptography.hazmat.primitives import serialization
 from lab.azure import entra
 from lab.azure.aadsts import CATALOGUE, describe
 from lab.azure.access_tokens import issue_access_token, verify_access_token
+from lab.azure.arm_errors import ARM_ALLOWED_AUDIENCES
 from lab.azure.federation import JWT_BEARER
-from lab.azure.world import ARM_AUDIENCES, KEYVAULT_AUDIENCE, AzureWorld, FederatedCredential
+from lab.azure.world import KEYVAULT_AUDIENCE, AzureWorld, FederatedCredential
 from lab.clock import Clock
 from lab.faults import Faults, ServiceFaults
 from lab.keys import KeySet, SigningKey
@@ -387,7 +388,7 @@ def test_client_secret_basic_and_v1_endpoint(mini: MiniLab) -> None:
     body = v1.json()
     assert v1.status_code == 200 and body["resource"] == "https://management.azure.com/"
     assert body["expires_in"].isdigit() and int(body["expires_on"]) > int(body["not_before"])
-    assert verify_access_token(mini, body["access_token"], ARM_AUDIENCES)["aud"] == "https://management.azure.com/"
+    assert verify_access_token(mini, body["access_token"], ARM_ALLOWED_AUDIENCES)["aud"] == "https://management.azure.com/"
 
 
 @pytest.mark.parametrize(("scope", "aud"), [
@@ -438,6 +439,25 @@ def test_json_body_is_not_a_form(mini: MiniLab) -> None:
 
 def test_get_on_token_endpoint_is_900561(mini: MiniLab) -> None:
     assert_aadsts(requests.get(token_url(mini), timeout=10), 900561)
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("version", [1, 2])
+def test_any_other_method_on_token_endpoint_is_900561(mini: MiniLab, method: str, version: int) -> None:
+    resp = requests.request(method, token_url(mini, version=version), data=secret_form(mini), timeout=10)
+    assert_aadsts(resp, 900561, describe(900561, allowed="POST", method=method))
+
+
+def test_a_lab_bug_is_an_entra_server_error(mini: MiniLab, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lab.azure import entra
+
+    def boom(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(entra, "scope_resource", boom)
+    resp = post(mini, secret_form(mini))
+    assert_aadsts(resp, 50000)
+    assert "a bug" not in resp.text
 
 
 def test_scope_without_default_is_1002012(mini: MiniLab) -> None:
@@ -704,7 +724,7 @@ def test_azure_identity_client_secret_credential(mini: MiniLab) -> None:
     credential = ClientSecretCredential(mini.tenant_id, harness["client_id"], harness["client_secret"],
                                         authority=mini.authority_host, disable_instance_discovery=True)
     token = credential.get_token("https://management.azure.com/.default")
-    claims = verify_access_token(mini, token.token, ARM_AUDIENCES)
+    claims = verify_access_token(mini, token.token, ARM_ALLOWED_AUDIENCES)
     assert claims["appid"] == harness["client_id"] and token.expires_on > time.time() + 3000
 
 

@@ -409,6 +409,21 @@ def test_throttling_fault_has_kv_shape(kv: KvLab, lab) -> None:
     assert kv.raw(vault.name, "secrets/db-password", token=token).status_code == 200
 
 
+def test_a_lab_bug_is_an_internal_server_error_in_kv_shape(kv: KvLab, lab, monkeypatch) -> None:
+    from lab.azure import keyvault
+
+    def boom(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    vault = kv.vault()
+    app, _ = kv.app("Key Vault Secrets User", vault.resource_id)
+    monkeypatch.setattr(keyvault, "_check_network", boom)
+    response = kv.raw(vault.name, "secrets/db-password", token=lab_token(lab, app, KV_AUD))
+    assert response.status_code == 500 and response.headers["Content-Type"].startswith("application/json")
+    assert response.json()["error"]["code"] == "InternalServerError" and "a bug" not in response.text
+    assert response.headers["x-ms-request-id"] and response.headers["x-ms-keyvault-service-version"]
+
+
 def test_paging_secret_list(kv: KvLab, lab) -> None:
     vault = kv.vault(secrets={f"s{i}": str(i) for i in range(5)})
     app, _ = kv.app("Key Vault Secrets User", vault.resource_id)

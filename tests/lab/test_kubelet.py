@@ -27,8 +27,9 @@ import requests
 from lab.faults import Faults
 from lab.kube import issuer, podenv, tokens, volumes
 from lab.kube.cluster import KubeCluster
-from lab.kube.kubelet import Kubelet, core_type, go_duration, parse_image
-from lab.kube.resources import ensure_builtin_types
+from lab.kube.images import go_duration, parse_image
+from lab.kube.kubelet import Kubelet
+from lab.kube.resources import core_type, ensure_builtin_types
 from lab.kube.webhook import WebhookSettings
 from lab.tls import LabTls
 

@@ -116,6 +116,26 @@ def test_ctl_rejects_bad_values_in_one_line(running: RunningLab) -> None:
     assert result.stderr.strip() == "error: rate_429: must be between 0 and 1"
 
 
+@pytest.mark.parametrize("args", [("clock", "--skew", "nan"), ("webhook", "--mode", "sideways"),
+                                  ("propagation", "--fic-seconds", "inf"), ("nonsense",)])
+def test_ctl_bad_arguments_are_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = run_lab("ctl", "--state-dir", str(tmp_path), *args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: python -m lab ctl") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_refused_change_changes_nothing(running: RunningLab) -> None:
+    result = run_lab("ctl", "--state-dir", str(running.state_dir), "fault", "arm", "--rate-429", "0.7",
+                     "--rate-503", "0.7")
+    assert result.returncode == 1 and result.stderr.strip() == "error: rate_429 + rate_503: must not exceed 1"
+    assert ctl(running, "status")["faults"]["services"]["arm"]["rate_429"] == 0
+    info = running.info()
+    raw = requests.post(f"{info['control']['url']}/ctl/clock", data='{"skew_seconds": NaN}', timeout=10,
+                        headers={"Authorization": f"Bearer {info['control']['token']}"},
+                        verify=str(running.state_dir / "ca.pem"))
+    assert raw.status_code == 400 and raw.json() == {"error": "skew_seconds: a number is required"}
+
+
 def test_webhook_down_rejects_labelled_pods_until_it_is_up_again(running: RunningLab) -> None:
     pod = {"apiVersion": "v1", "kind": "Pod",
            "metadata": {"name": "labelled", "namespace": "finance", "labels": {"azure.workload.identity/use": "true"}},

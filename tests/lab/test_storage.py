@@ -257,6 +257,20 @@ def test_token_for_another_tenant(st: StLab, lab) -> None:
     assert response.status_code == 401 and "Issuer validation failed." in response.text
 
 
+def test_a_lab_bug_is_storages_internal_error(st: StLab, lab, monkeypatch) -> None:
+    from lab.azure import storage
+
+    def boom(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    account = st.account()
+    app, _ = st.app("Storage Blob Data Reader", account.resource_id)
+    monkeypatch.setattr(storage, "_authenticate", boom)
+    response = st.raw(account.name, "reports/daily.csv", token=lab_token(lab, app, ST_AUD))
+    assert response.status_code == 500 and xml_code(response) == "InternalError"
+    assert response.headers["x-ms-error-code"] == "InternalError" and "a bug" not in response.text
+
+
 def test_throttling_fault_has_storage_shape(st: StLab, lab) -> None:
     account = st.account()
     app, _ = st.app("Storage Blob Data Reader", account.resource_id)

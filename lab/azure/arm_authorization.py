@@ -1,0 +1,167 @@
+"""ARM's Microsoft.Authorization provider at any scope: role assignments (list with filters, get, put,
+delete) and role definitions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from lab.azure import arm_errors as errors
+from lab.azure import arm_render as render
+from lab.azure.arm_context import Ctx, json_response, only, page, require_group
+from lab.azure.rbac import (
+    FilterError,
+    canonical_guid,
+    is_guid,
+    list_assignments,
+    parse_assignment_filter,
+    role_guid_from_id,
+)
+from lab.azure.world import RoleAssignment
+
+A_ASSIGNMENT = "Microsoft.Authorization/roleAssignments/"
+
+
+def validate_scope(ctx: Ctx, scope: str) -> None:
+    parts = [p for p in scope.split("/") if p]
+    low = [p.lower() for p in parts]
+    if len(low) >= 4 and low[2] == "resourcegroups":
+        require_group(ctx, parts[3])
+
+
+async def authorization_provider(ctx: Ctx, method: str, scope: str, rest: list[str]) -> web.Response:
+    scope = scope.rstrip("/") or "/"
+    kind = rest[0].lower() if rest else ""
+    if kind == "roleassignments" and len(rest) in (1, 2):
+        if len(rest) == 1:
+            only(method, "GET")
+            return _list_role_assignments(ctx, scope)
+        return await _role_assignment(ctx, method, scope, rest[1])
+    if kind == "roledefinitions" and len(rest) in (1, 2):
+        only(method, "GET")
+        return _role_definitions(ctx, scope, rest[1] if len(rest) == 2 else None)
+    raise errors.invalid_resource_type(
+        "/".join(rest) or "providers", "Microsoft.Authorization", ctx.api_version
+    )
+
+
+def _list_role_assignments(ctx: Ctx, scope: str) -> web.Response:
+    ctx.authorize(scope, A_ASSIGNMENT + "read")
+    validate_scope(ctx, scope)
+    try:
+        flt = parse_assignment_filter(ctx.request.query.get("$filter"))
+    except FilterError:
+        raise errors.unsupported_filter(ctx.request.query.get("$filter", "")) from None
+    found = list_assignments(ctx.world, scope, flt)
+    return page(ctx, [render.role_assignment(ctx.lab, a) for a in found])
+
+
+def _find_assignment(ctx: Ctx, name: str) -> RoleAssignment | None:
+    return next((a for a in ctx.world.role_assignments.values() if a.name.lower() == name.lower()), None)
+
+
+def _same_scope(a: str, b: str) -> bool:
+    return (a.rstrip("/") or "/").lower() == (b.rstrip("/") or "/").lower()
+
+
+async def _role_assignment(ctx: Ctx, method: str, scope: str, name: str) -> web.Response:
+    target = f"{scope.rstrip('/')}/providers/Microsoft.Authorization/roleAssignments/{name}"
+    if method == "GET":
+        ctx.authorize(target, A_ASSIGNMENT + "read")
+        validate_scope(ctx, scope)
+        found = _find_assignment(ctx, name)
+        if found is None or not _same_scope(found.scope, scope):
+            raise errors.role_assignment_not_found(name)
+        return json_response(render.role_assignment(ctx.lab, found))
+    if method == "DELETE":
+        ctx.authorize(target, A_ASSIGNMENT + "delete")
+        validate_scope(ctx, scope)
+        found = _find_assignment(ctx, name)
+        if found is None or not _same_scope(found.scope, scope):
+            return web.Response(status=204)
+        del ctx.world.role_assignments[found.name]
+        return json_response(render.role_assignment(ctx.lab, found))
+    if method == "PUT":
+        ctx.authorize(target, A_ASSIGNMENT + "write")
+        validate_scope(ctx, scope)
+        return _put_role_assignment(ctx, scope, name, await ctx.body())
+    raise errors.method_not_allowed(method)
+
+
+def _put_role_assignment(ctx: Ctx, scope: str, name: str, body: dict[str, Any]) -> web.Response:
+    world = ctx.world
+    if not is_guid(name):
+        raise errors.invalid_role_assignment_id(name)
+    name = canonical_guid(name)
+    properties = body.get("properties")
+    if not isinstance(properties, dict):
+        raise errors.invalid_body("The request content was invalid: 'properties' is required.")
+    role_ref = str(properties.get("roleDefinitionId") or "")
+    role_guid = role_guid_from_id(role_ref)
+    role = world.role_definitions.get(role_guid.lower()) if role_guid else None
+    if role is None:
+        raise errors.role_definition_missing(role_guid or role_ref)
+    principal_id = str(properties.get("principalId") or "")
+    if not is_guid(principal_id):
+        raise errors.invalid_body(f"The principal ID '{principal_id}' is not valid. It must be a GUID.")
+    principal = world.principal_by_object_id(principal_id)
+    principal_type = properties.get("principalType")
+    if principal is None and not principal_type:
+        raise errors.principal_not_found(principal_id, world.tenant_id)
+    principal_type = str(principal_type or "ServicePrincipal")
+    role_definition_id = role.resource_id(world.subscription_id)
+
+    existing = world.role_assignments.get(name) or _find_assignment(ctx, name)
+    if existing is not None:
+        same = (
+            _same_scope(existing.scope, scope)
+            and existing.principal_id.lower() == principal_id.lower()
+            and existing.role_guid.lower() == role.role_id.lower()
+        )
+        if not same:
+            raise errors.role_assignment_update_not_permitted()
+        return json_response(render.role_assignment(ctx.lab, existing), status=201)
+    for other in world.role_assignments.values():
+        if (
+            _same_scope(other.scope, scope)
+            and other.principal_id.lower() == principal_id.lower()
+            and other.role_guid.lower() == role.role_id.lower()
+        ):
+            raise errors.role_assignment_exists(other.name)
+    assignment = RoleAssignment(
+        name=name,
+        scope=scope,
+        role_definition_id=role_definition_id,
+        principal_id=principal.principal_id if principal else principal_id,
+        principal_type=principal_type,
+    )
+    world.role_assignments[name] = assignment
+    ctx.state.assignment_creators[name] = ctx.oid
+    return json_response(render.role_assignment(ctx.lab, assignment), status=201)
+
+
+_ROLE_NAME_EQ = re.compile(r"^roleName\s+eq\s+'([^']*)'$", re.IGNORECASE)
+_TYPE_EQ = re.compile(r"^type\s+eq\s+'([^']*)'$", re.IGNORECASE)
+
+
+def _role_definitions(ctx: Ctx, scope: str, role_id: str | None) -> web.Response:
+    # Any signed-in caller may read the built-in role definitions (Azure allows it at every scope).
+    validate_scope(ctx, scope)
+    subscription = ctx.world.subscription_id if scope.lower().startswith("/subscriptions/") else None
+    roles = sorted(ctx.world.role_definitions.values(), key=lambda r: r.role_name)
+    if role_id is not None:
+        role = ctx.world.role_definitions.get(role_id.lower())
+        if role is None:
+            raise errors.role_definition_not_found(role_id)
+        return json_response(render.role_definition(role, subscription))
+    text = (ctx.request.query.get("$filter") or "").strip()
+    if text:
+        if match := _ROLE_NAME_EQ.match(text):
+            roles = [r for r in roles if r.role_name.lower() == match.group(1).lower()]
+        elif match := _TYPE_EQ.match(text):
+            roles = roles if match.group(1).lower() == "builtinrole" else []
+        else:
+            raise errors.unsupported_filter(text)
+    return page(ctx, [render.role_definition(r, subscription) for r in roles])
