@@ -229,6 +229,9 @@ def _webhook(mode: str) -> Callable[[Lab], None]:
         _healthy(lab)
         lab.kube.webhook.mode = mode
         sync_webhook_objects(lab)
+        if mode == "absent":  # the add-on is not installed: ARM says workload identity is off, too
+            for cluster in lab.azure.clusters.values():
+                cluster.workload_identity_enabled = False
 
     return build
 
