@@ -11,6 +11,20 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+
+def _load_kubernetes_client_eagerly() -> None:
+    """pytester's in-process runs (test_plugin.py) restore sys.modules afterwards, dropping every module first
+    imported inside them. The `kubernetes` client imports its API and model modules lazily, so a model class
+    first loaded inside such a run would be loaded again later as a second, different class, and the client's
+    pydantic-validated methods would refuse it in the lab tests that share this worker. Load them all now."""
+    import kubernetes.client
+
+    for name in kubernetes.client.__all__:
+        getattr(kubernetes.client, name)
+
+
+_load_kubernetes_client_eagerly()
+
 from fakeworld import World  # noqa: E402
 
 from harness.analysis import RunResults, analyse  # noqa: E402
