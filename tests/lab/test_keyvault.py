@@ -15,6 +15,7 @@ import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.identity import ClientSecretCredential
 from azure.keyvault.secrets import SecretClient
+from azure_clients import new_app, secret_credential
 from forged_tokens import FORGED_NAMES, forged_variant, lab_token
 
 from lab.azure.access_tokens import sts_issuer
@@ -56,24 +57,10 @@ class KvLab:
         return self.run(make)
 
     def app(self, role: str | None = None, scope: str | None = None):
-        def make():
-            app = self.lab.azure.add_app(f"kv-test-{uuid.uuid4().hex[:6]}")
-            secret = app.add_secret()
-            if role:
-                self.lab.azure.assign_role(app, role, scope)
-            return app, secret
-
-        return self.run(make)
+        return new_app(self.lab, self.lab_thread, "kv-test", role, scope)
 
     def credential(self, app_and_secret) -> ClientSecretCredential:
-        app, secret = app_and_secret
-        return ClientSecretCredential(
-            self.lab.tenant_id,
-            app.client_id,
-            secret,
-            authority=self.lab.authority_host,
-            disable_instance_discovery=True,
-        )
+        return secret_credential(self.lab, app_and_secret)
 
     def client(self, vault: Vault | str, app_and_secret) -> SecretClient:
         name = vault if isinstance(vault, str) else vault.name

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.identity import ClientSecretCredential
 from azure.storage.blob import BlobClient
+from azure_clients import new_app, secret_credential
 from forged_tokens import FORGED_NAMES, forged_variant, lab_token
 
 from lab.azure.access_tokens import sts_issuer
@@ -52,24 +52,10 @@ class StLab:
         return self.run(make)
 
     def app(self, role: str | None = None, scope: str | None = None):
-        def make():
-            app = self.lab.azure.add_app(f"st-test-{uuid.uuid4().hex[:6]}")
-            secret = app.add_secret()
-            if role:
-                self.lab.azure.assign_role(app, role, scope)
-            return app, secret
-
-        return self.run(make)
+        return new_app(self.lab, self.lab_thread, "st-test", role, scope)
 
     def blob(self, account: StorageAccount, app_and_secret, container: str, blob: str) -> BlobClient:
-        app, secret = app_and_secret
-        credential = ClientSecretCredential(
-            self.lab.tenant_id,
-            app.client_id,
-            secret,
-            authority=self.lab.authority_host,
-            disable_instance_discovery=True,
-        )
+        credential = secret_credential(self.lab, app_and_secret)
         return BlobClient(
             account_url=self.lab.blob_url(account.name),
             container_name=container,
