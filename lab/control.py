@@ -69,6 +69,9 @@ def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     lab.kube.webhook.mode = mode
     lab.kube.webhook.layout = layout
     sync_webhook_objects(lab)
+    controllers = getattr(lab.kube, "_controllers", None)
+    if controllers is not None:
+        controllers.reconcile_workloads()  # ReplicaSets retry the pods the webhook refused
     return {"mode": mode, "layout": layout}
 
 

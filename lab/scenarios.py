@@ -78,7 +78,8 @@ def _federate(identity: ManagedIdentity, name: str, issuer: str, namespace: str,
 
 
 def _deployment(lab: Lab, namespace: str, name: str, service_account: str, image: str) -> None:
-    """An idle Deployment (images in IDLE_IMAGES run no process) labelled for workload identity."""
+    """An idle Deployment (images in IDLE_IMAGES run no process) labelled for workload identity; the lab's
+    ReplicaSet controller creates its pod through the webhook, as on a cluster."""
     store = lab.kube.store
     labels = {"app": name, "azure.workload.identity/use": "true"}
     store.create(store.type_for("apps", "deployments"), {
@@ -88,11 +89,17 @@ def _deployment(lab: Lab, namespace: str, name: str, service_account: str, image
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"serviceAccountName": service_account,
-                         "containers": [{"name": name, "image": image}]},
+                "spec": {
+                    "serviceAccountName": service_account,
+                    # Pod Security "restricted" compliant, so the ReplicaSet's pods are admitted there too
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{"name": name, "image": image, "securityContext": {
+                        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                        "readOnlyRootFilesystem": True}}],
+                },
             },
         },
-        "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 1},
     }, namespace=namespace)
 
 

@@ -10,7 +10,7 @@ import string
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lab.kube import errors, podsecurity, webhook
+from lab.kube import defaults, errors, podsecurity, validation, webhook
 from lab.kube.store import Obj, ResourceType
 
 if TYPE_CHECKING:
@@ -154,3 +154,16 @@ def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str) -> list[str]:
     minor = "".join(ch for ch in str(lab.kube.version.get("minor", "")) if ch in string.digits)
     kwargs: dict[str, Any] = {"server_minor": int(minor)} if minor else {}
     return podsecurity.check_pod_security(obj, namespace_labels(lab, namespace), **kwargs)
+
+
+def admit_create(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, now: str) -> tuple[Obj, list[str]]:
+    """Defaults, validation, mutating then validating admission, in the API server's order. Controllers that
+    create objects (the ReplicaSet controller's pods) go through the same chain, as they do on a cluster."""
+    defaults.apply_defaults(rt, obj)
+    validation.validate_create(rt, obj)
+    obj = mutate(lab, rt, obj, namespace)
+    defaults.apply_defaults(rt, obj)
+    warnings = validate(lab, rt, obj, namespace)
+    if rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io":
+        obj["status"] = defaults.crd_established_status(obj, now)
+    return obj, warnings

@@ -447,15 +447,7 @@ class ApiServer:
         return json_response(created, status=201, warnings=warnings)
 
     def admit_create(self, rt: ResourceType, obj: Obj, namespace: str) -> tuple[Obj, list[str]]:
-        """Defaults, validation, mutating then validating admission, in the API server's order."""
-        defaults.apply_defaults(rt, obj)
-        validation.validate_create(rt, obj)
-        obj = admission.mutate(self.lab, rt, obj, namespace)
-        defaults.apply_defaults(rt, obj)
-        warnings = admission.validate(self.lab, rt, obj, namespace)
-        if rt.group_resource == CRD_TYPE.group_resource:
-            obj["status"] = defaults.crd_established_status(obj, now_rfc3339())
-        return obj, warnings
+        return admission.admit_create(self.lab, rt, obj, namespace, now_rfc3339())
 
     async def token_request(self, request: web.Request, target: Target) -> web.Response:
         body = await self.read_object(request, target, "TokenRequest", "authentication.k8s.io/v1")

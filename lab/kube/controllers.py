@@ -4,6 +4,7 @@
   (ServiceAccount and root-CA-publisher controllers); deleting a namespace deletes what it holds
 - CustomResourceDefinitions: registering a CRD serves its resource at once, deleting it stops serving it
 - garbage collection: deleting an object deletes the objects whose ownerReferences point at it
+- workloads: Deployments, ReplicaSets and DaemonSets keep their pods (see :mod:`lab.kube.workloads`)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from lab.kube import errors
 from lab.kube.resources import CRD_TYPE, NAMESPACE_TYPE, resource_type_from_crd
 from lab.kube.store import Obj, Store, WatchEvent
+from lab.kube.workloads import WorkloadControllers
 
 if TYPE_CHECKING:
     from lab.runtime import Lab
@@ -44,6 +46,7 @@ class Controllers:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.store: Store = lab.kube.store
+        self.workloads = WorkloadControllers(lab)
 
     # -- wiring
     def install(self) -> None:
@@ -55,6 +58,20 @@ class Controllers:
             self.serve_crd(crd)
         for namespace in self.store.list(NAMESPACE_TYPE)[0]:
             self.populate_namespace(namespace["metadata"]["name"])
+        self.reconcile_workloads()
+
+    def reconcile_workloads(self) -> None:
+        """Every Deployment, ReplicaSet and DaemonSet, e.g. after the webhook came back up."""
+        for plural, reconcile in self._workload_reconcilers().items():
+            rt = self.store.type_for("apps", plural)
+            for obj in self.store.list(rt)[0] if rt else []:
+                meta = obj["metadata"]
+                _later(lambda r=reconcile, ns=meta["namespace"], n=meta["name"]: r(ns, n))
+
+    def _workload_reconcilers(self) -> dict[str, Callable[[str, str], None]]:
+        return {"deployments": self.workloads.reconcile_deployment,
+                "replicasets": self.workloads.reconcile_replicaset,
+                "daemonsets": self.workloads.reconcile_daemonset}
 
     def on_event(self, event: WatchEvent) -> None:
         try:
@@ -77,8 +94,24 @@ class Controllers:
         elif event.resource == ("", "serviceaccounts") and event.type == "DELETED" and name == "default":
             namespace = event.object["metadata"].get("namespace", "")
             _later(lambda: self.populate_namespace(namespace))
+        self._workload_event(event)
         if event.type == "DELETED":
             self.collect_garbage(event.object.get("metadata", {}).get("uid"))
+
+    def _workload_event(self, event: WatchEvent) -> None:
+        meta = event.object.get("metadata", {})
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        group, plural = event.resource
+        reconcilers = self._workload_reconcilers()
+        if group == "apps" and plural in reconcilers and event.type != "DELETED":
+            _later(lambda: reconcilers[plural](namespace, name))
+        owner = self.workloads.owner_of(event.object)
+        if owner and (group, plural) in (("", "pods"), ("apps", "replicasets")):
+            kind, owner_name = owner
+            owner_plural = {"ReplicaSet": "replicasets", "Deployment": "deployments",
+                            "DaemonSet": "daemonsets"}.get(kind)
+            if owner_plural:
+                _later(lambda: reconcilers[owner_plural](namespace, owner_name))
 
     # -- custom resource definitions
     def serve_crd(self, crd: Obj) -> None:

@@ -1,0 +1,229 @@
+"""The workload controllers: Deployment -> ReplicaSet -> Pods, and DaemonSet -> one Pod on the lab's node.
+
+Pods are created through the API server's admission chain (``admission.admit_create``), as the ReplicaSet
+controller's requests are on a cluster: the workload identity webhook mutates them, and when it refuses
+(webhook down), the ReplicaSet records a ``FailedCreate`` event with the API server's message, which is
+what ``kubectl describe rs`` shows on AKS. Status (replicas, ready, available) is derived from the pods.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from lab.clock import rfc3339
+from lab.kube import admission, errors, webhook
+from lab.kube.resources import core_type
+from lab.kube.store import Obj, ResourceType, Store
+
+if TYPE_CHECKING:
+    from lab.runtime import Lab
+
+log = logging.getLogger("lab.kube.workloads")
+
+HASH_LABEL = "pod-template-hash"
+SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's rand.String alphabet
+
+
+def template_hash(template: Obj) -> str:
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
+    return "".join(SAFE_ALPHABET[b % len(SAFE_ALPHABET)] for b in digest[:10])
+
+
+def _suffix(length: int = 5) -> str:
+    return "".join(secrets.choice(SAFE_ALPHABET) for _ in range(length))
+
+
+def _owner_ref(owner: Obj) -> Obj:
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def _owned_by(obj: Obj, owner: Obj) -> bool:
+    return any(ref.get("uid") == owner["metadata"]["uid"] for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+def _pod_ready(pod: Obj) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _active(pod: Obj) -> bool:
+    phase = (pod.get("status") or {}).get("phase")
+    return phase not in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp")
+
+
+def _is_emulated_webhook(deployment: Obj) -> bool:
+    """The webhook add-on's own Deployment: the lab's admission plugin *is* the webhook, so its state (and the
+    Deployment's readiness) follows ``lab ctl webhook``, not pods of its own."""
+    meta = deployment["metadata"]
+    return meta.get("name") == webhook.DEPLOYMENT_NAME and webhook.SYSTEM_LABEL in (meta.get("labels") or {})
+
+
+class WorkloadControllers:
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.store: Store = lab.kube.store
+
+    def _type(self, group: str, plural: str) -> ResourceType | None:
+        return self.store.type_for(group, plural)
+
+    # -- Deployments
+    def reconcile_deployment(self, namespace: str, name: str) -> None:
+        deployments, replicasets = self._type("apps", "deployments"), self._type("apps", "replicasets")
+        if deployments is None or replicasets is None:
+            return
+        deployment = self.store.find(deployments, namespace, name)
+        if deployment is None or deployment["metadata"].get("deletionTimestamp") or _is_emulated_webhook(deployment):
+            return
+        spec = deployment.get("spec") or {}
+        template = copy.deepcopy(spec.get("template") or {})
+        hashed = template_hash(template)
+        rs_name = f"{name}-{hashed}"
+        owned = [rs for rs in self.store.list(replicasets, namespace)[0] if _owned_by(rs, deployment)]
+        for old in owned:
+            if old["metadata"]["name"] != rs_name and (old.get("spec") or {}).get("replicas", 0) != 0:
+                old["spec"]["replicas"] = 0  # a rollout: the old ReplicaSet scales down
+                self.store.replace(replicasets, old, check_version=False)
+        if not any(rs["metadata"]["name"] == rs_name for rs in owned):
+            template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = hashed
+            selector = copy.deepcopy(spec.get("selector") or {})
+            selector.setdefault("matchLabels", {})[HASH_LABEL] = hashed
+            labels = {**(template["metadata"]["labels"])}
+            self.store.create(replicasets, {
+                "metadata": {"name": rs_name, "namespace": namespace, "labels": labels,
+                             "annotations": {"deployment.kubernetes.io/revision": "1"},
+                             "ownerReferences": [_owner_ref(deployment)]},
+                "spec": {"replicas": spec.get("replicas", 1), "selector": selector, "template": template},
+            }, namespace=namespace)
+        else:
+            current = next(rs for rs in owned if rs["metadata"]["name"] == rs_name)
+            if current["spec"].get("replicas") != spec.get("replicas", 1):
+                current["spec"]["replicas"] = spec.get("replicas", 1)
+                self.store.replace(replicasets, current, check_version=False)
+        self.deployment_status(deployment)
+
+    def deployment_status(self, deployment: Obj) -> None:
+        deployments, replicasets = self._type("apps", "deployments"), self._type("apps", "replicasets")
+        namespace = deployment["metadata"]["namespace"]
+        owned = [rs for rs in self.store.list(replicasets, namespace)[0] if _owned_by(rs, deployment)]
+        totals = {key: sum(int((rs.get("status") or {}).get(key) or 0) for rs in owned)
+                  for key in ("replicas", "readyReplicas", "availableReplicas")}
+        wanted = int((deployment.get("spec") or {}).get("replicas", 1))
+        status = {"observedGeneration": deployment["metadata"].get("generation", 1),
+                  "replicas": totals["replicas"], "updatedReplicas": totals["replicas"]}
+        status.update({key: value for key, value in totals.items() if value and key != "replicas"})
+        if totals["availableReplicas"] < wanted:
+            status["unavailableReplicas"] = wanted - totals["availableReplicas"]
+        available = "True" if totals["availableReplicas"] >= wanted else "False"
+        previous = {c["type"]: c for c in (deployment.get("status") or {}).get("conditions") or []}
+        now = rfc3339()
+        status["conditions"] = [{
+            "type": "Available", "status": available,
+            "reason": "MinimumReplicasAvailable" if available == "True" else "MinimumReplicasUnavailable",
+            "message": ("Deployment has minimum availability." if available == "True"
+                        else "Deployment does not have minimum availability."),
+            "lastUpdateTime": previous.get("Available", {}).get("lastUpdateTime", now)
+            if previous.get("Available", {}).get("status") == available else now,
+            "lastTransitionTime": previous.get("Available", {}).get("lastTransitionTime", now)
+            if previous.get("Available", {}).get("status") == available else now,
+        }]
+        if deployment.get("status") != status:
+            self.store.replace(deployments, {**deployment, "status": status}, check_version=False)
+
+    # -- ReplicaSets
+    def reconcile_replicaset(self, namespace: str, name: str) -> None:
+        replicasets = self._type("apps", "replicasets")
+        replicaset = self.store.find(replicasets, namespace, name) if replicasets else None
+        if replicaset is None:
+            return
+        wanted = int((replicaset.get("spec") or {}).get("replicas", 1))
+        self._converge(replicaset, wanted, prefix=f"{name}-")
+        self._owned_status(replicaset, replicasets, wanted)
+
+    # -- DaemonSets: the lab has one node
+    def reconcile_daemonset(self, namespace: str, name: str) -> None:
+        daemonsets = self._type("apps", "daemonsets")
+        daemonset = self.store.find(daemonsets, namespace, name) if daemonsets else None
+        if daemonset is None:
+            return
+        self._converge(daemonset, 1, prefix=f"{name}-")
+        pods = self._pods_of(daemonset)
+        ready = sum(1 for pod in pods if _pod_ready(pod))
+        status = {"currentNumberScheduled": len(pods), "desiredNumberScheduled": 1, "numberMisscheduled": 0,
+                  "numberReady": ready, "updatedNumberScheduled": len(pods), "numberAvailable": ready,
+                  "observedGeneration": daemonset["metadata"].get("generation", 1)}
+        if ready < 1:
+            status["numberUnavailable"] = 1
+        if daemonset.get("status") != status:
+            self.store.replace(daemonsets, {**daemonset, "status": status}, check_version=False)
+
+    # -- shared
+    def _pods_of(self, owner: Obj) -> list[Obj]:
+        pods = core_type(self.store, "pods")
+        return [pod for pod in self.store.list(pods, owner["metadata"]["namespace"])[0]
+                if _owned_by(pod, owner) and _active(pod)]
+
+    def _converge(self, owner: Obj, wanted: int, prefix: str) -> None:
+        pods_type = core_type(self.store, "pods")
+        pods = self._pods_of(owner)
+        namespace = owner["metadata"]["namespace"]
+        for extra in pods[wanted:]:
+            self.store.delete(pods_type, namespace, extra["metadata"]["name"])
+        for _ in range(wanted - len(pods)):
+            if not self._create_pod(owner, pods_type, prefix):
+                break
+
+    def _create_pod(self, owner: Obj, pods_type: ResourceType, prefix: str) -> bool:
+        namespace = owner["metadata"]["namespace"]
+        template = copy.deepcopy((owner.get("spec") or {}).get("template") or {})
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {**template.get("metadata", {}), "name": prefix + _suffix(), "namespace": namespace,
+                            "generateName": prefix, "ownerReferences": [_owner_ref(owner)]},
+               "spec": template.get("spec") or {}}
+        try:
+            admitted, _ = admission.admit_create(self.lab, pods_type, pod, namespace, rfc3339())
+            self.store.create(pods_type, admitted, namespace=namespace)
+        except errors.ApiError as exc:
+            self._event(owner, "FailedCreate", f"Error creating: {exc.message}", "Warning")
+            return False
+        self._event(owner, "SuccessfulCreate", f"Created pod: {admitted['metadata']['name']}")
+        return True
+
+    def _owned_status(self, owner: Obj, rt: ResourceType, wanted: int) -> None:
+        pods = self._pods_of(owner)
+        ready = sum(1 for pod in pods if _pod_ready(pod))
+        status = {"replicas": len(pods), "fullyLabeledReplicas": len(pods),
+                  "observedGeneration": owner["metadata"].get("generation", 1)}
+        if ready:
+            status.update({"readyReplicas": ready, "availableReplicas": ready})
+        if owner.get("status") != status:
+            self.store.replace(rt, {**owner, "status": status}, check_version=False)
+
+    def _event(self, owner: Obj, reason: str, message: str, type_: str = "Normal") -> None:
+        events = core_type(self.store, "events")
+        meta = owner["metadata"]
+        now = rfc3339()
+        self.store.create(events, {
+            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta["uid"],
+                               "resourceVersion": meta.get("resourceVersion")},
+            "reason": reason, "message": message, "type": type_, "count": 1,
+            "source": {"component": "replicaset-controller" if owner["kind"] == "ReplicaSet"
+                       else "daemonset-controller"},
+            "firstTimestamp": now, "lastTimestamp": now, "reportingComponent": "", "reportingInstance": "",
+        }, namespace=meta["namespace"])
+
+    def owner_of(self, obj: Obj) -> tuple[str, str] | None:
+        """(kind, name) of a pod's or ReplicaSet's controlling owner."""
+        for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+            if ref.get("controller"):
+                return ref.get("kind", ""), ref.get("name", "")
+        return None
+
+

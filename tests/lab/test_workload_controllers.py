@@ -1,0 +1,85 @@
+"""Deployments, ReplicaSets and DaemonSets keep their pods, through the API server's admission chain."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from lab.control import set_webhook
+
+DEPLOYMENT = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web, azure.workload.identity/use: "true"}}}}
+    spec:
+      serviceAccountName: default
+      containers: [{{name: web, image: "myacr.azurecr.io/finance/backend:1.4.2"}}]
+"""
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def namespace(kubectl) -> str:
+    name = f"wl-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    return name
+
+
+def pods(kubectl, namespace: str) -> list[dict]:
+    return json.loads(kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+
+
+def running(kubectl, namespace: str, count: int) -> Callable[[], bool]:
+    return lambda: sum(p["status"].get("phase") == "Running" for p in pods(kubectl, namespace)) == count
+
+
+def test_a_deployment_gets_mutated_running_pods_scales_and_is_collected(kubectl, namespace: str) -> None:
+    kubectl("apply", "-f", "-", input=DEPLOYMENT.format(ns=namespace, replicas=2))
+    wait_for(running(kubectl, namespace, 2))
+    pod = pods(kubectl, namespace)[0]
+    assert pod["metadata"]["name"].startswith("web-")
+    assert pod["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
+    assert {e["name"] for e in pod["spec"]["containers"][0]["env"]} >= {"AZURE_TENANT_ID",
+                                                                        "AZURE_FEDERATED_TOKEN_FILE"}
+    wait_for(lambda: json.loads(kubectl("get", "deploy", "web", "-n", namespace, "-o", "json").stdout)
+             ["status"].get("readyReplicas") == 2)
+
+    # (the scale subresource behind `kubectl scale` is not emulated; a patch of spec.replicas is the same change)
+    kubectl("patch", "deployment", "web", "-n", namespace, "-p", '{"spec":{"replicas":1}}')
+    wait_for(running(kubectl, namespace, 1))
+
+    kubectl("delete", "deployment", "web", "-n", namespace)
+    wait_for(lambda: not pods(kubectl, namespace))
+    assert json.loads(kubectl("get", "rs", "-n", namespace, "-o", "json").stdout)["items"] == []
+
+
+def test_a_replicaset_reports_the_webhook_refusal_and_recovers(kubectl, lab, lab_thread, namespace: str) -> None:
+    lab_thread.call(lambda: set_webhook(lab, {"mode": "down"})).result(10)
+    try:
+        kubectl("apply", "-f", "-", input=DEPLOYMENT.format(ns=namespace, replicas=1))
+        wait_for(lambda: "FailedCreate" in kubectl("get", "events", "-n", namespace).stdout)
+        events = json.loads(kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+        failed = next(e for e in events if e["reason"] == "FailedCreate")
+        assert failed["involvedObject"]["kind"] == "ReplicaSet"
+        assert failed["message"].startswith('Error creating: Internal error occurred: failed calling webhook '
+                                            '"mutation.azure-workload-identity.io"')
+        assert pods(kubectl, namespace) == []
+    finally:
+        lab_thread.call(lambda: set_webhook(lab, {"mode": "up"})).result(10)
+    wait_for(running(kubectl, namespace, 1))
