@@ -79,7 +79,9 @@ RETURN_OBJECT_ON_DELETE = {
     ("", "namespaces"),
     CRD_TYPE.group_resource,
 }
-SUBRESOURCE_VERBS = {"status": {"get", "update", "patch"}, "log": {"get"}, "token": {"create"}}
+SUBRESOURCE_VERBS = {"status": {"get", "update", "patch"}, "log": {"get"}, "token": {"create"},
+                     "scale": {"get", "update", "patch"}}
+SCALABLE = {("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets")}
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -362,6 +364,8 @@ class ApiServer:
         obj = self.store.get(target.rt, target.namespace_or_empty, target.name)
         if target.subresource == "log":
             return await self.pod_log(request, target, obj)
+        if target.subresource == "scale":
+            return json_response(scale_of(target, obj))
         if self.wants_table(request):
             return json_response(self.table(request, target, [obj], obj["metadata"]["resourceVersion"]))
         return json_response(obj)
@@ -470,9 +474,23 @@ class ApiServer:
 
     # -- updating
     async def update(self, request: web.Request, target: Target) -> web.Response:
+        if target.subresource == "scale":
+            body = await self.read_object(request, target, "Scale", "autoscaling/v1")
+            return self.rescale(target, body)
         body = await self.read_object(request, target, target.rt.kind, target.api_version)
         current = self.store.get(target.rt, target.namespace_or_empty, target.name)
         return self.update_object(request, target, current, body)
+
+    def rescale(self, target: Target, scale: Obj) -> web.Response:
+        """The scale subresource (``kubectl scale``): only spec.replicas of the parent changes."""
+        replicas = (scale.get("spec") or {}).get("replicas", 0)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise errors.invalid("Scale", "autoscaling", target.name, [
+                ("FieldValueInvalid", "spec.replicas",
+                 f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0")])
+        current = self.store.get(target.rt, target.namespace_or_empty, target.name)
+        current.setdefault("spec", {})["replicas"] = replicas
+        return json_response(scale_of(target, self.store.replace(target.rt, current, check_version=False)))
 
     def update_object(self, request: web.Request, target: Target, current: Obj, new: Obj) -> web.Response:
         rt = target.rt
@@ -497,6 +515,8 @@ class ApiServer:
             if media == codec.APPLY_PATCH and not target.subresource:
                 return self.server_side_apply_create(request, target, document)
             raise errors.not_found(target.rt.plural, target.rt.group, target.name)
+        if target.subresource == "scale":
+            return self.rescale(target, apply_patch(target.rt, scale_of(target, current), document, media))
         patched = apply_patch(target.rt, current, document, media)
         if not isinstance(patched, dict):
             raise errors.bad_request("the patch produced something that is not an object")
@@ -605,6 +625,22 @@ def check_identity(target: Target, obj: Obj) -> None:
 
 def generated_name(prefix: str) -> str:
     return prefix + "".join(secrets.choice(NAME_ALPHABET) for _ in range(5))
+
+
+def scale_of(target: Target, obj: Obj) -> Obj:
+    """autoscaling/v1 Scale of a Deployment or ReplicaSet, as the API server renders it."""
+    if target.rt.group_resource not in SCALABLE:
+        raise resource_not_found()
+    meta = obj["metadata"]
+    selector = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return {
+        "kind": "Scale", "apiVersion": "autoscaling/v1",
+        "metadata": {key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                     if key in meta},
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+        "status": {"replicas": int((obj.get("status") or {}).get("replicas") or 0),
+                   "selector": ",".join(f"{k}={v}" for k, v in sorted(selector.items()))},
+    }
 
 
 def prepare_for_create(rt: ResourceType, body: Obj, namespace: str) -> Obj:

@@ -70,7 +70,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         True,
         short_names=("deploy",),
         categories=("all",),
-        subresources=("status",),
+        subresources=("status", "scale"),
     ),
     _type(
         "apps",
@@ -90,7 +90,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         True,
         short_names=("rs",),
         categories=("all",),
-        subresources=("status",),
+        subresources=("status", "scale"),
     ),
     # batch/v1 (stored only: the lab has no Job controller)
     _type("batch", "v1", "jobs", "Job", True, categories=("all",), subresources=("status",)),

@@ -60,8 +60,7 @@ def test_a_deployment_gets_mutated_running_pods_scales_and_is_collected(kubectl,
     wait_for(lambda: json.loads(kubectl("get", "deploy", "web", "-n", namespace, "-o", "json").stdout)
              ["status"].get("readyReplicas") == 2)
 
-    # (the scale subresource behind `kubectl scale` is not emulated; a patch of spec.replicas is the same change)
-    kubectl("patch", "deployment", "web", "-n", namespace, "-p", '{"spec":{"replicas":1}}')
+    kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=1")
     wait_for(running(kubectl, namespace, 1))
 
     kubectl("delete", "deployment", "web", "-n", namespace)
