@@ -20,6 +20,10 @@ from harness.serde import from_json, to_json
 from harness.session import HarnessSession
 from harness.shared import compute_once
 
+NO_WORKLOADS = (
+    "no workloads: list them under workloads: in harness.yaml, or pass --workload NAMESPACE/SERVICEACCOUNT"
+)
+
 
 def _session(config: pytest.Config) -> HarnessSession:
     from harness.plugin import NO_TARGET, SESSION
@@ -97,7 +101,8 @@ def wi_cluster_check(request: pytest.FixtureRequest, wi_results: RunResults) -> 
 @pytest.fixture
 def wi_workload_check(request: pytest.FixtureRequest, wi_session: HarnessSession) -> CheckResult:
     if request.param is None:
-        pytest.skip("no workloads selected")
+        # Nothing verified is not a pass: a smoke test with an empty workload list must not go green.
+        pytest.fail(NO_WORKLOADS, pytrace=False)
     workload_id = request.param[0]
     order = [w.id for w in wi_session.workloads].index(workload_id)
     return _subject_check(request, "workload", order)

@@ -132,6 +132,7 @@ def _healthy(lab: Lab) -> None:
     cluster = ManagedCluster(
         name=CLUSTER_NAME, subscription_id=lab.subscription_id, resource_group=CLUSTER_RESOURCE_GROUP,
         location="eastus", issuer_url=lab.issuer_url, kubelet_identity=kubelet_identity,
+        control_plane_identity=azure.add_identity(f"{CLUSTER_NAME}-identity", CLUSTER_RESOURCE_GROUP),
         kubernetes_version=kube.version["gitVersion"].lstrip("v"), node_resource_group=node_group,
     )
     azure.clusters[cluster.resource_id.lower()] = cluster

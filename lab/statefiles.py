@@ -69,7 +69,8 @@ def lab_json(lab: Lab) -> dict[str, Any]:
 def harness_config(lab: Lab) -> dict[str, Any]:
     cluster = lab.extra.get("cluster", {})
     return {
-        "cluster": {"kubeconfig": str(lab.state_dir / "kubeconfig"), "context": CONTEXT_NAME},
+        "cluster": {"kubeconfig": str(lab.state_dir / "kubeconfig"), "context": CONTEXT_NAME,
+                    "ca_file": str(lab.state_dir / "ca.pem")},  # the issuer's CA, when azure: is left out
         "azure": {
             "cloud": {
                 "name": "lab",

@@ -31,6 +31,7 @@ from lab.kube import (
     discovery,
     errors,
     gotypes,
+    issuer,
     reviews,
     streams,
     tables,
@@ -274,6 +275,12 @@ class ApiServer:
             return web.Response(text="ok", content_type="text/plain")
         if path == "/version":
             return json_response(self.lab.kube.version)
+        if path == "/.well-known/openid-configuration":
+            # Service account issuer discovery (for authenticated users, as the default RBAC allows). AKS sets
+            # --service-account-jwks-uri to its public issuer, so the document is the issuer's own.
+            return json_response(issuer.discovery_document(self.lab))
+        if path == "/openid/v1/jwks":
+            return web.json_response(issuer.jwks_document(self.lab), content_type="application/jwk-set+json")
         if path.startswith("/openapi"):
             return self.openapi(path)
         parts = path.strip("/").split("/")

@@ -95,3 +95,25 @@ def test_config_against_a_running_lab_one_workload(lab: Any, tmp_path: Path) -> 
     outputs = [result.stdout, result.stderr] + [p.read_text() for p in tmp_path.rglob("*") if p.is_file()]
     for text in outputs:
         assert contains_secret(text, issued) == []
+
+
+def test_without_azure_the_issuer_comes_from_the_clusters_discovery_document(lab: Any, tmp_path: Path) -> None:
+    config = yaml.safe_load((lab.state_dir / "harness.yaml").read_text())
+    config.pop("azure")
+    path = tmp_path / "no-azure.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result, document = run_suites(tmp_path / "reports", "--config", str(path))
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert document["verdict"] == "pass" and document["target"]["issuer"] == lab.issuer_url
+    issuer_check = checks_of(document, "finance/backend-sa")["token.issuer"]
+    assert issuer_check["status"] == "pass"
+
+
+def test_an_empty_workload_list_is_not_a_pass(lab: Any, tmp_path: Path) -> None:
+    config = yaml.safe_load((lab.state_dir / "harness.yaml").read_text())
+    config["workloads"] = []
+    path = tmp_path / "empty.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result, document = run_suites(tmp_path / "reports", "--config", str(path))
+    assert result.returncode == 1 and document["verdict"] == "fail"
+    assert "no workloads: list them under workloads:" in result.stdout
