@@ -46,6 +46,7 @@ from lab.kube.resources import (
     CRD_TYPE,
     NAMESPACE_TYPE,
     REVIEW_RESOURCES,
+    check_field_selector,
     ensure_builtin_types,
     is_builtin,
     printer_columns,
@@ -379,6 +380,7 @@ class ApiServer:
 
     async def list(self, request: web.Request, target: Target) -> web.Response:
         query = request.query
+        check_field_selector(target.rt, query.get("fieldSelector"))
         items, resource_version = self.store.list(
             target.rt, target.namespace, query.get("labelSelector"), query.get("fieldSelector")
         )
@@ -395,6 +397,7 @@ class ApiServer:
         )
 
     async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        check_field_selector(target.rt, request.query.get("fieldSelector"))
         if self.wants_table(request):
 
             def render(obj: Obj) -> Obj:
@@ -572,6 +575,7 @@ class ApiServer:
 
     async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
         query = request.query
+        check_field_selector(target.rt, query.get("fieldSelector"))
         items, _ = self.store.list(
             target.rt, target.namespace, query.get("labelSelector"), query.get("fieldSelector")
         )

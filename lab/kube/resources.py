@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lab.kube import errors
 from lab.kube.store import Obj, ResourceType, Store
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -275,3 +276,33 @@ _KINDS = {"pods": "Pod", "events": "Event", "configmaps": "ConfigMap", "secrets"
 def core_type(store: Store, plural: str) -> ResourceType:
     """The registered core/v1 type, or an equivalent one (the store buckets by (group, plural) either way)."""
     return store.type_for("", plural) or ResourceType("", "v1", plural, _KINDS[plural], plural != "nodes")
+
+
+# ---------------------------------------------------------------- field selectors
+
+# The field labels each built-in resource supports beyond metadata.name / metadata.namespace
+# (the registries' GetAttrs / AddFieldLabelConversionFunc lists); anything else is a 400.
+FIELD_LABELS: dict[tuple[str, str], frozenset[str]] = {
+    ("", "pods"): frozenset({"spec.nodeName", "spec.restartPolicy", "spec.schedulerName",
+                             "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP",
+                             "status.podIPs", "status.nominatedNodeName"}),
+    ("", "events"): frozenset({"involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                               "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
+                               "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"}),
+    ("", "secrets"): frozenset({"type"}),
+    ("", "namespaces"): frozenset({"status.phase"}),
+    ("", "nodes"): frozenset({"spec.unschedulable"}),
+    ("apps", "replicasets"): frozenset({"status.replicas"}),
+    ("batch", "jobs"): frozenset({"status.successful"}),
+}
+
+
+def check_field_selector(rt: ResourceType, selector: str | None) -> None:
+    """400 ``field label not supported: X`` for a field the resource cannot be selected by, as the API server."""
+    if not selector:
+        return
+    allowed = {"metadata.name", "metadata.namespace"} | FIELD_LABELS.get(rt.group_resource, frozenset())
+    for part in selector.split(","):
+        label = part.split("!=")[0].split("==")[0].split("=")[0].strip()
+        if label and label not in allowed:
+            raise errors.bad_request(f"field label not supported: {label}")

@@ -338,3 +338,12 @@ def test_error_messages(kubectl: Kubectl, restricted: Any, namespace: str) -> No
     ) in malformed.stderr
     nowhere = kubectl("create", "serviceaccount", "bot", "-n", "no-such-ns", check=False)
     assert 'namespaces "no-such-ns" not found' in nowhere.stderr
+
+
+def test_unsupported_field_selector_is_a_bad_request(kubectl: Kubectl, namespace: str) -> None:
+    refused = kubectl("get", "pods", "-n", namespace, "--field-selector", "spec.foo=bar", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == ('Error from server (BadRequest): Unable to find "/v1, Resource=pods" that '
+                                      'match label selector "", field selector "spec.foo=bar": field label not '
+                                      'supported: spec.foo')
+    assert kubectl("get", "pods", "-n", namespace, "--field-selector", "status.phase=Running").returncode == 0
