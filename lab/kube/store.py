@@ -290,8 +290,10 @@ class Store:
         meta["uid"] = str(uuid.uuid4())
         meta["resourceVersion"] = self._next_rv()
         meta["creationTimestamp"] = rfc3339()
-        if rt.plural != "events":
-            meta.setdefault("generation", 1)
+        if rt.group:  # Kubernetes 1.32 tracks generation for apps, batch, CRDs, custom resources...; not core/v1
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
         self._bucket(rt)[key] = obj
         self._record("ADDED", rt, obj)
         return copy.deepcopy(obj)

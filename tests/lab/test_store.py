@@ -52,3 +52,15 @@ def test_label_and_field_selectors() -> None:
     assert names(store.list(PODS, None, "app!=web")[0]) == ["b"]
     assert names(store.list(PODS, None, None, "metadata.name=c")[0]) == ["c"]
     assert names(store.list(PODS, None, None, "metadata.namespace!=ns")[0]) == ["c"]
+
+
+def test_generation_is_tracked_for_group_resources_only() -> None:
+    store = make_store()
+    deployments = ResourceType("apps", "v1", "deployments", "Deployment", namespaced=True)
+    store.register(deployments)
+    pod = store.create(PODS, {"metadata": {"name": "p", "generation": 7}, "spec": {}}, namespace="ns")
+    assert "generation" not in pod["metadata"]
+    deployment = store.create(deployments, {"metadata": {"name": "d"}, "spec": {"replicas": 1}}, namespace="ns")
+    assert deployment["metadata"]["generation"] == 1
+    deployment["spec"]["replicas"] = 2
+    assert store.replace(deployments, deployment)["metadata"]["generation"] == 2
