@@ -18,7 +18,7 @@ def failure_text(result: CheckResult) -> str:
     lines = [f"{result.id}: {result.message}"]
     for finding in result.findings:
         lines.append(f"  [{finding.code}] {finding.message}")
-        lines += [f"      fix: {command}" for command in finding.remediation]
+        lines += [f"      fix: {command}" for command in finding.fix_lines()]
     return "\n".join(lines)
 
 

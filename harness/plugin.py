@@ -32,6 +32,7 @@ from harness.session import (
     run_secrets,
     workloads_for,
 )
+from harness.values import image_reference_problem, printable
 
 SESSION = pytest.StashKey[HarnessSession]()
 PAYLOAD = pytest.StashKey[dict[str, Any]]()
@@ -172,6 +173,9 @@ def _build(
 ) -> HarnessSession:
     workload_refs, pod_refs = _refs(config)
     image = config.getoption("wi_probe_image") or harness_config.probe.image
+    problem = image_reference_problem(image)
+    if problem is not None:
+        raise pytest.UsageError(f"--probe-image: {problem} (got {printable(image, 80)!r})")
     return HarnessSession(
         config=harness_config,
         config_path=config_path,

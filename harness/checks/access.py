@@ -11,6 +11,7 @@ from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import EGRESS_KINDS, describe_exchange_error
 from harness.checks.model import ERROR, Finding, Outcome, failed, passed
+from harness.commands import Command, Step, Var, advice
 from harness.config import BlobAccess, KeyVaultSecretAccess
 
 READ_ROLES = {"keyvault_secret": "Key Vault Secrets User", "blob": "Storage Blob Data Reader"}
@@ -34,10 +35,15 @@ def _roles(ctx: WorkloadContext) -> list[dict[str, Any]] | None:
     ]
 
 
-def _scope_for(check: KeyVaultSecretAccess | BlobAccess) -> str:
+def _grant_read(check: KeyVaultSecretAccess | BlobAccess, principal: str | None) -> list[Step]:
+    """Look the resource's id up into $SCOPE, then grant the read role there (the container, for a blob)."""
+    role = READ_ROLES[check.kind]
     if isinstance(check, KeyVaultSecretAccess):
-        return fix.keyvault_scope(check.vault_url)
-    return fix.blob_scope(check.account_url, check.container)
+        return [fix.keyvault_id(check.vault_url), fix.grant_role(principal, role, Var("SCOPE"))]
+    return [
+        fix.storage_account_id(check.account_url),
+        fix.grant_role(principal, role, fix.container_scope(check.container)),
+    ]
 
 
 def make_access_check(
@@ -77,10 +83,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
                 "access",
                 f"the workload cannot read {what} ({detail}); role assignments take minutes to propagate",
                 evidence,
-                [
-                    fix.grant_role(principal, READ_ROLES[check.kind], _scope_for(check)),
-                    fix.list_roles(principal),
-                ],
+                [*_grant_read(check, principal), fix.list_roles(principal)],
             ),
         )
     if outcome == "allow" and check.expect == "deny":
@@ -93,10 +96,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
                 "access",
                 f"least privilege violated: the workload can read {what}",
                 evidence,
-                [
-                    fix.list_roles(principal),
-                    "az role assignment delete --ids <the assignment that grants it>",
-                ],
+                [fix.list_roles(principal), fix.delete_role_assignment()],
             ),
         )
     error = step.get("error") or {}
@@ -104,9 +104,11 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     if kind == "token_exchange":
         code = "ACCESS_TOKEN_FAILED"
         message = f"no token for {error.get('scope')}: {describe_exchange_error(error.get('detail') or {})}"
-        remediation = [
-            f"set scope: on this access entry in harness.yaml to the token scope of {what} in its cloud "
-            "(e.g. https://vault.azure.net/.default, https://storage.azure.com/.default)"
+        remediation: list[Step] = [
+            advice(
+                f"set scope: on this access entry in harness.yaml to the token scope of {what} in its cloud "
+                "(e.g. https://vault.azure.net/.default, https://storage.azure.com/.default)"
+            )
         ]
     elif kind in EGRESS_KINDS or kind.startswith("tls"):
         code, message = "EGRESS_BLOCKED", f"the pod cannot reach {step.get('target')}: {error.get('message')}"
@@ -122,16 +124,11 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     )
 
 
-def _show(check: KeyVaultSecretAccess | BlobAccess) -> str:
+def _show(check: KeyVaultSecretAccess | BlobAccess) -> Command:
     """The az command that shows whether the thing the check reads exists (a 404 is not a denial)."""
     if isinstance(check, KeyVaultSecretAccess):
-        vault = fix.q(fix.resource_name_from_url(check.vault_url))
-        return f"az keyvault secret show --vault-name {vault} --name {fix.q(check.secret)} --query id -o tsv"
-    account = fix.q(fix.resource_name_from_url(check.account_url))
-    return (
-        f"az storage blob show --account-name {account} --container-name {fix.q(check.container)} "
-        f"--name {fix.q(check.blob)} --auth-mode login --query name -o tsv"
-    )
+        return fix.show_secret(check.vault_url, check.secret)
+    return fix.show_blob(check.account_url, check.container, check.blob)
 
 
 def _detail(evidence: dict[str, Any]) -> str:

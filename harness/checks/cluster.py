@@ -20,6 +20,7 @@ from harness.checks.model import (
     skipped,
     warned,
 )
+from harness.commands import advice, command
 from harness.config import AzureConfig
 from harness.facts import ClusterFacts, Fetched
 from harness.names import (
@@ -43,7 +44,6 @@ def _arm_properties(facts: ClusterFacts) -> dict[str, Any]:
 
 
 def _arm_failure(ctx: ClusterContext, fetched: Fetched) -> Outcome:
-    name, rg = fix.cluster_name_rg(ctx.azure)
     return failed(
         f"ARM could not tell: {fetched.describe()}",
         {"arm": fetched.__dict__},
@@ -52,7 +52,7 @@ def _arm_failure(ctx: ClusterContext, fetched: Fetched) -> Outcome:
             "cluster",
             "the managed cluster could not be read from ARM",
             "CLUSTER_NOT_FOUND",
-            f"az aks show --resource-group {fix.q(rg)} --name {fix.q(name)} -o json",
+            fix.aks_show(ctx.azure, "-o", "json"),
             ctx.azure,
         ),
     )
@@ -76,7 +76,7 @@ def oidc_issuer_enabled(ctx: ClusterContext) -> Outcome:
                 "cluster",
                 "the AKS OIDC issuer is not enabled",
                 evidence,
-                [fix.aks(ctx.azure, "--enable-oidc-issuer"), fix.show_issuer(ctx.azure)],
+                [fix.aks_update(ctx.azure, "--enable-oidc-issuer"), fix.show_issuer(ctx.azure)],
             ),
         )
     discovery = facts.kube_discovery
@@ -96,7 +96,7 @@ def oidc_issuer_enabled(ctx: ClusterContext) -> Outcome:
             "cluster",
             "cannot determine the cluster's OIDC issuer URL",
             evidence,
-            ["kubectl get --raw /.well-known/openid-configuration", fix.show_issuer(ctx.azure)],
+            [fix.kubectl("get", "--raw", "/.well-known/openid-configuration"), fix.show_issuer(ctx.azure)],
         ),
     )
 
@@ -114,7 +114,7 @@ def issuer_discovery(ctx: ClusterContext) -> Outcome:
         "document": body or None,
         "error": fetched.error,
     }
-    remediation = [f"curl -sS {fix.q(fetched.url)}", fix.show_issuer(ctx.azure)]
+    remediation = [fix.curl(fetched.url), fix.show_issuer(ctx.azure)]
     if not fetched.ok:
         return failed(
             f"the issuer's discovery document is not reachable: {fetched.describe()} "
@@ -170,7 +170,7 @@ def issuer_jwks(ctx: ClusterContext) -> Outcome:
         {k: key.get(k) for k in ("kid", "kty", "alg", "use")} for key in keys or [] if isinstance(key, dict)
     ]
     evidence = {"url": fetched.url, "status": fetched.status, "keys": summary, "error": fetched.error}
-    remediation = [f"curl -sS {fix.q(fetched.url)}"]
+    remediation = [fix.curl(fetched.url)]
     if not fetched.ok:
         return failed(
             f"the JWKS is not reachable: {fetched.describe()}",
@@ -224,7 +224,7 @@ def workload_identity_enabled(ctx: ClusterContext) -> Outcome:
             "cluster",
             "the AKS workload identity add-on is off",
             evidence,
-            [fix.aks(ctx.azure, "--enable-oidc-issuer --enable-workload-identity")],
+            [fix.aks_update(ctx.azure, "--enable-oidc-issuer", "--enable-workload-identity")],
         ),
     )
 
@@ -283,7 +283,7 @@ def webhook_installed(ctx: ClusterContext) -> Outcome:
             facts.webhook_configurations_error,
             "cluster",
             "list MutatingWebhookConfigurations",
-            "kubectl auth can-i list mutatingwebhookconfigurations",
+            fix.can_i("list", "mutatingwebhookconfigurations"),
             facts,
             ctx.azure,
         )
@@ -302,8 +302,8 @@ def webhook_installed(ctx: ClusterContext) -> Outcome:
                 "no azure-workload-identity mutating webhook: pods get no AZURE_* env and no token",
                 evidence,
                 [
-                    fix.aks(ctx.azure, "--enable-oidc-issuer --enable-workload-identity"),
-                    "kubectl get mutatingwebhookconfigurations",
+                    fix.aks_update(ctx.azure, "--enable-oidc-issuer", "--enable-workload-identity"),
+                    fix.kubectl("get", "mutatingwebhookconfigurations"),
                 ],
             ),
         )
@@ -318,7 +318,7 @@ def webhook_installed(ctx: ClusterContext) -> Outcome:
                 "webhook",
                 "more than one workload identity webhook mutates pods",
                 evidence,
-                ["kubectl get mutatingwebhookconfigurations", "helm list -A | grep workload-identity"],
+                [fix.kubectl("get", "mutatingwebhookconfigurations"), command("helm", "list", "-A", "--filter", "workload-identity")],
             ),
         )
     names = ", ".join(str(s["name"]) for s in evidence["configurations"])
@@ -343,8 +343,8 @@ def webhook_failure_policy(ctx: ClusterContext) -> Outcome:
             "the webhook's failurePolicy is not Fail",
             {"failurePolicy": policies},
             [
-                "upgrade the webhook (failurePolicy Fail since v1.0.0) or re-enable the AKS add-on: "
-                + fix.aks(ctx.azure, "--enable-workload-identity")
+                advice("upgrade the webhook (failurePolicy Fail since v1.0.0) or re-enable the AKS add-on:"),
+                fix.aks_update(ctx.azure, "--enable-workload-identity"),
             ],
         ),
     )
@@ -374,9 +374,7 @@ def webhook_object_selector(ctx: ClusterContext) -> Outcome:
             "webhook",
             f"the webhook does not select pods by the {USE_LABEL} label",
             {"objectSelector": selectors},
-            [
-                f"kubectl get mutatingwebhookconfiguration {fix.q(webhook_configuration_name(ctx.facts))} -o yaml"
-            ],
+            [fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.facts), "-o", "yaml")],
         ),
     )
 
@@ -390,7 +388,7 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
                 error,
                 "webhook",
                 f"read the webhook Deployment {WEBHOOK_DEPLOYMENT}",
-                f"kubectl auth can-i get deployments -n {fix.q(webhook_namespace(facts))}",
+                fix.can_i("get", "deployments", webhook_namespace(facts)),
                 facts,
                 ctx.azure,
             )
@@ -403,7 +401,7 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
                 "webhook",
                 "webhook deployment not found",
                 {},
-                ["kubectl get deployment -A -l azure-workload-identity.io/system=true"],
+                [fix.kubectl("get", "deployment", "-A", "-l", "azure-workload-identity.io/system=true")],
             ),
         )
     evidence: dict[str, Any] = {"deployments": []}
@@ -424,10 +422,10 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
         )
         ready_any = ready_any or ready > 0
         degraded = degraded or ready < wanted
-    namespace = fix.q(str(evidence["deployments"][0]["namespace"]))
+    namespace = fix.namespace_or(str(evidence["deployments"][0]["namespace"]))
     remediation = [
-        f"kubectl -n {namespace} get pods -l azure-workload-identity.io/system=true",
-        f"kubectl -n {namespace} logs deploy/{WEBHOOK_DEPLOYMENT} | grep ^E",
+        fix.kubectl("-n", namespace, "get", "pods", "-l", "azure-workload-identity.io/system=true"),
+        fix.kubectl("-n", namespace, "logs", f"deploy/{WEBHOOK_DEPLOYMENT}", note="errors start with E"),
     ]
     if not ready_any:
         return failed(

@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.checks import remediation as fix
 from harness.checks.model import ERROR, Finding, Outcome, failed
+from harness.commands import Command, Step, advice
 from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, ClusterFacts, Fetched, KubeFailure
 
@@ -17,7 +18,7 @@ def kube_call_failed(
     error: KubeFailure,
     layer: str,
     action: str,
-    permission_check: str,
+    permission_check: Command,
     cluster: ClusterFacts,
     azure: AzureConfig | None,
 ) -> Outcome:
@@ -33,7 +34,7 @@ def kube_failure_finding(
     error: KubeFailure,
     layer: str,
     action: str,
-    permission_check: str,
+    permission_check: Command,
     cluster: ClusterFacts,
     azure: AzureConfig | None,
 ) -> Finding:
@@ -65,7 +66,7 @@ def kube_failure_finding(
             layer,
             f"could not {action}: the harness's identity is not allowed to: {error.message}",
             evidence,
-            [permission_check, "render manifests/harness-rbac.yaml.j2 and apply it"],
+            [permission_check, advice("render manifests/harness-rbac.yaml.j2 and apply it")],
         )
     return Finding(
         "KUBE_API_ERROR",
@@ -78,7 +79,7 @@ def kube_failure_finding(
 
 
 def arm_failure_finding(
-    fetched: Fetched, layer: str, what: str, not_found_code: str, read_command: str, azure: AzureConfig | None
+    fetched: Fetched, layer: str, what: str, not_found_code: str, read_command: Command, azure: AzureConfig | None
 ) -> Finding:
     """``what`` could not be read from ARM: the harness's own credential failed, the resource is not there
     (``not_found_code``), the harness may not read it, or ARM failed otherwise."""
@@ -96,7 +97,7 @@ def arm_failure_finding(
         return Finding(
             not_found_code, ERROR, layer, f"{what}: {fetched.describe()}", evidence, [read_command]
         )
-    remediation = [read_command]
+    remediation: list[Step] = [read_command]
     if fetched.status in (401, 403):
         remediation.append(fix.grant_harness_reader(azure))
     return Finding("ARM_QUERY_FAILED", ERROR, layer, f"{what}: {fetched.describe()}", evidence, remediation)
@@ -114,6 +115,6 @@ def missing_probe_step(step: str, what: str = "") -> Outcome:
             "probe",
             f"probe report without {described}",
             {"step": step},
-            ["build and push the probe image from this checkout (Dockerfile), or pass --probe-image"],
+            [advice("build and push the probe image from this checkout (Dockerfile), or pass --probe-image")],
         ),
     )

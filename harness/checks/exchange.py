@@ -10,6 +10,7 @@ from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import expected_issuer, match_fic
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
+from harness.commands import Step
 
 # AADSTS code -> (finding code, layer, what it means)
 AADSTS_MEANINGS: dict[str, tuple[str, str, str]] = {
@@ -126,7 +127,7 @@ def describe_exchange_error(error: dict[str, Any]) -> str:
 def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dict[str, Any]) -> Finding:
     aadsts = str(error.get("aadsts") or "")
     issuer, _ = expected_issuer(ctx)
-    remediation: list[str] = []
+    remediation: list[Step] = []
     if error.get("kind") in EGRESS_KINDS or str(error.get("kind", "")).startswith("tls"):
         return Finding(
             "EGRESS_BLOCKED",
@@ -163,7 +164,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     elif code.startswith("ISSUER_"):
         remediation += [
             fix.show_issuer(ctx.azure),
-            f"curl -sS {fix.q((issuer or '<issuer>').rstrip('/'))}/.well-known/openid-configuration",
+            fix.curl((issuer or "<issuer>").rstrip("/") + "/.well-known/openid-configuration"),
         ]
     elif code == "IDENTITY_NOT_FOUND":
         remediation.append(fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.expected_client_id))

@@ -32,7 +32,7 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
                 "identity",
                 "managed identity lookup failed",
                 "IDENTITY_NOT_FOUND",
-                f"az identity show --ids {fix.q(facts.resource_id or '<identity-id>')}",
+                fix.show_identity(facts.resource_id),
                 ctx.azure,
             ),
         )
@@ -52,7 +52,7 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
                 "identity",
                 facts.note or "identity not found",
                 {"client_id": ctx.expected_client_id},
-                [f"az identity list --query \"[?clientId=='{ctx.expected_client_id}']\" -o table"],
+                [fix.find_identity_by_client_id(ctx.expected_client_id)],
             ),
         )
     props = facts.identity.get("properties") or {}

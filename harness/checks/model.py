@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.commands import Step, render_all
+
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 STATUSES = (PASS, FAIL, WARN, SKIP)
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -20,7 +22,10 @@ class Finding:
     layer: str
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
-    remediation: list[str] = field(default_factory=list)
+    remediation: list[Step] = field(default_factory=list)  # rendered only by harness.commands
+
+    def fix_lines(self) -> list[str]:
+        return render_all(self.remediation)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -29,7 +34,7 @@ class Finding:
             "layer": self.layer,
             "message": self.message,
             "evidence": self.evidence,
-            "remediation": list(self.remediation),
+            "remediation": self.fix_lines(),
         }
 
 

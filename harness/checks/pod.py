@@ -3,6 +3,7 @@ layout); with --pod: the existing pod exists and is labelled."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from harness.checks import remediation as fix
@@ -18,6 +19,7 @@ from harness.checks.podspec import (
     token_file_of,
     token_volumes,
 )
+from harness.commands import Step
 from harness.names import INJECTED_ENV, SKIP_CONTAINERS_ANNOTATION, TOKEN_AUDIENCE, USE_LABEL
 
 _WEBHOOK_HINTS = {
@@ -46,8 +48,9 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             "the API server cannot reach the workload identity webhook, so labelled pods are refused",
             evidence,
             [
-                f"kubectl -n {fix.q(namespace)} get pods -l azure-workload-identity.io/system=true",
-                f"kubectl -n {fix.q(namespace)} get endpoints {fix.q(service)}",
+                fix.kubectl("-n", fix.namespace_or(namespace), "get", "pods", "-l",
+                            "azure-workload-identity.io/system=true"),
+                fix.kubectl("-n", fix.namespace_or(namespace), "get", "endpoints", fix.object_or(service, "<service>")),
             ],
         )
     elif "denied the request" in message:
@@ -57,7 +60,7 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             "webhook",
             f"the webhook denied the pod: {message}",
             evidence,
-            [f"kubectl get serviceaccount -n {fix.q(ctx.namespace)} {fix.q(ctx.service_account)} -o yaml"],
+            [fix.kubectl("get", "serviceaccount", "-n", ctx.namespace, ctx.service_account, "-o", "yaml")],
         )
     elif "PodSecurity" in message:
         finding = Finding(
@@ -66,14 +69,14 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             "pod",
             f"Pod Security admission refused the probe: {message}",
             evidence,
-            [f"kubectl get namespace {fix.q(ctx.namespace)} --show-labels"],
+            [fix.kubectl("get", "namespace", ctx.namespace, "--show-labels")],
         )
     elif error is not None and status in (0, 401, 403):
         finding = kube_failure_finding(
             error,
             "pod",
             f"create the probe pod in {ctx.namespace}",
-            f"kubectl auth can-i create pods -n {fix.q(ctx.namespace)}",
+            fix.can_i("create", "pods", ctx.namespace),
             ctx.cluster,
             ctx.azure,
         )
@@ -103,7 +106,7 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
             error,
             "pod",
             f"read pod {pod.namespace}/{pod.name}",
-            f"kubectl auth can-i get pods -n {fix.q(pod.namespace)}",
+            fix.can_i("get", "pods", pod.namespace),
             ctx.cluster,
             ctx.azure,
         )
@@ -116,7 +119,7 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
             "pod",
             f"pod {pod.namespace}/{pod.name} not found",
             {},
-            [f"kubectl get pods -n {fix.q(pod.namespace)}"],
+            [fix.kubectl("get", "pods", "-n", fix.namespace_or(pod.namespace))],
         ),
     )
 
@@ -139,8 +142,11 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
             "the ServiceAccount or a Service)",
             evidence,
             [
-                f"kubectl patch deployment -n {fix.q(ctx.namespace)} <deployment> --type merge -p "
-                f'\'{{"spec":{{"template":{{"metadata":{{"labels":{{"{USE_LABEL}":"true"}}}}}}}}}}\''
+                fix.kubectl(
+                    "patch", "deployment", "-n", ctx.namespace, "<deployment>", "--type", "merge", "-p",
+                    json.dumps({"spec": {"template": {"metadata": {"labels": {USE_LABEL: "true"}}}}},
+                               separators=(",", ":")),
+                )
             ],
         ),
     )
@@ -252,9 +258,8 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                 "webhook",
                 "the webhook injects another cloud's authority host",
                 evidence,
-                [
-                    f"kubectl -n {fix.q(webhook_namespace(ctx.cluster))} get configmap azure-wi-webhook-config -o yaml"
-                ],
+                [fix.kubectl("-n", fix.namespace_or(webhook_namespace(ctx.cluster)), "get", "configmap",
+                             "azure-wi-webhook-config", "-o", "yaml")],
             ),
         )
     return passed(
@@ -298,9 +303,9 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
     )
 
 
-def _mutation_remediation(ctx: WorkloadContext) -> list[str]:
+def _mutation_remediation(ctx: WorkloadContext) -> list[Step]:
     return [
-        f"kubectl get mutatingwebhookconfiguration {fix.q(webhook_configuration_name(ctx.cluster))} -o yaml",
-        fix.aks(ctx.azure, "--enable-oidc-issuer --enable-workload-identity"),
+        fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.cluster), "-o", "yaml"),
+        fix.aks_update(ctx.azure, "--enable-oidc-issuer", "--enable-workload-identity"),
         fix.restart_pods(ctx.namespace),
     ]

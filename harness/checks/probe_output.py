@@ -10,6 +10,7 @@ from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, Finding, Outcome, failed, passed
 from harness.checks.podspec import env_map
+from harness.commands import advice
 from harness.names import FATAL_WAITING, INJECTED_ENV
 
 
@@ -35,11 +36,7 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 "probe",
                 f"the probe container did not start: {pod.waiting_reason}",
                 evidence,
-                [
-                    f"kubectl describe pod -n {fix.q(pod.namespace)} {fix.q(pod.name)}",
-                    f"docker build -t {image} . && push it where the cluster pulls from, or pass "
-                    "--probe-image",
-                ],
+                [fix.describe_pod(pod.namespace, pod.name), *fix.build_probe_image(str(image or ""))],
             ),
         )
     if pod.timed_out:
@@ -54,7 +51,7 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 "probe",
                 "the probe pod did not finish within probe.timeout_seconds",
                 evidence,
-                [f"kubectl describe pod -n {fix.q(pod.namespace)} {fix.q(pod.name)}   # with --keep"],
+                [fix.describe_pod(pod.namespace, pod.name, note="with --keep")],
             ),
         )
     if pod.probe is None:
@@ -69,7 +66,7 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 "probe",
                 f"no wi-probe/v1 document: {pod.probe_error}",
                 evidence,
-                [f"kubectl logs -n {fix.q(pod.namespace)} {fix.q(pod.name)}   # with --keep"],
+                [fix.pod_logs(pod.namespace, pod.name, note="with --keep")],
             ),
         )
     steps = [f"{s.get('name')} {s.get('status')}" for s in pod.probe.get("steps") or []]
@@ -87,7 +84,7 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 "probe",
                 "the probe's WI_PROBE_CONFIG was refused",
                 {"error": error},
-                ["check the workload's access: entries"],
+                [advice("check the workload's access: entries")],
             ),
         )
     return passed(f"probe finished (phase {pod.phase}, exit {pod.exit_code}): {', '.join(steps)}", evidence)
@@ -120,7 +117,7 @@ def env_in_container(ctx: WorkloadContext) -> Outcome:
                 "pod",
                 "in-container AZURE_* env differs from the pod spec: " + "; ".join(parts),
                 evidence,
-                ["look for an entrypoint or envFrom that overrides AZURE_* variables"],
+                [advice("look for an entrypoint or envFrom that overrides AZURE_* variables")],
             ),
         )
     return passed("the container sees the 4 injected variables as admitted", evidence)

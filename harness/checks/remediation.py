@@ -1,68 +1,107 @@
-"""The commands a person runs to fix a finding (kubectl / az), with placeholders where facts are missing."""
+"""The commands a person runs to fix a finding (kubectl / az), as argument lists for :mod:`harness.commands`.
+
+Shell safety comes from the renderer: every value is one quoted word, whatever it holds. On top of that, a
+value read from the cluster that is not of its kind (a client id that is not a GUID, a namespace that is not
+a DNS label) becomes a ``<placeholder>``: a fix that writes it back would repair nothing. Config values were
+validated by kind when the config was loaded; values inside a JMESPath query are escaped as a literal.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import re
-import shlex
 import urllib.parse
 
+from harness import values
+from harness.commands import Command, Step, Var, advice, command
 from harness.config import AzureConfig
 from harness.names import TOKEN_AUDIENCE
 
 _IDENTITY_RE = re.compile(
-    r"/resourcegroups/([^/]+)/providers/microsoft\.managedidentity/userassignedidentities/"
-    r"([^/]+)$",
+    r"/subscriptions/([^/]+)/resourcegroups/([^/]+)/providers/microsoft\.managedidentity/userassignedidentities/"
+    r"([^/]+)",
     re.IGNORECASE,
 )
+_FIC_NAME_RE = re.compile(r"[^A-Za-z0-9-]")
 
 
-def q(value: str) -> str:
-    return shlex.quote(value)
+def checked(value: str | None, is_valid: object, placeholder: str) -> str:
+    """``value`` when ``is_valid(value)``, else the placeholder (``<client-id>``)."""
+    return value if value is not None and callable(is_valid) and is_valid(value) else placeholder
+
+
+def guid_or(value: str | None, placeholder: str) -> str:
+    return checked(value, values.is_guid, placeholder)
+
+
+def namespace_or(value: str | None) -> str:
+    return checked(value, values.is_namespace, "<namespace>")
+
+
+def object_or(value: str | None, placeholder: str) -> str:
+    return checked(value, values.is_object_name, placeholder)
 
 
 def identity_name_rg(resource_id: str | None) -> tuple[str, str]:
-    match = _IDENTITY_RE.search(resource_id or "")
-    return (match.group(2), match.group(1)) if match else ("<identity-name>", "<identity-resource-group>")
+    match = _IDENTITY_RE.fullmatch(resource_id or "")
+    if not match:
+        return "<identity-name>", "<identity-resource-group>"
+    return match.group(3), match.group(2)
+
+
+def identity_id_or(resource_id: str | None) -> str:
+    return resource_id if resource_id and _IDENTITY_RE.fullmatch(resource_id) else "<identity-resource-id>"
 
 
 def cluster_name_rg(azure: AzureConfig | None) -> tuple[str, str]:
-    return (
-        (azure.cluster_name, azure.resource_group)
-        if azure
-        else ("<cluster-name>", "<cluster-resource-group>")
-    )
+    if azure is None:
+        return "<cluster-name>", "<cluster-resource-group>"
+    return azure.cluster_name, azure.resource_group
 
 
-def aks(azure: AzureConfig | None, flags: str) -> str:
+def aks_update(azure: AzureConfig | None, *flags: str) -> Command:
     name, rg = cluster_name_rg(azure)
-    return f"az aks update --resource-group {q(rg)} --name {q(name)} {flags}"
+    return command("az", "aks", "update", "--resource-group", rg, "--name", name, *flags)
 
 
-def show_issuer(azure: AzureConfig | None) -> str:
+def aks_show(azure: AzureConfig | None, *query: str) -> Command:
     name, rg = cluster_name_rg(azure)
-    return f"az aks show --resource-group {q(rg)} --name {q(name)} --query oidcIssuerProfile.issuerUrl -o tsv"
+    return command("az", "aks", "show", "--resource-group", rg, "--name", name, *query)
 
 
-def kube_unreachable(context: str | None, azure: AzureConfig | None) -> list[str]:
-    name, rg = cluster_name_rg(azure)
+def show_issuer(azure: AzureConfig | None) -> Command:
+    return aks_show(azure, "--query", "oidcIssuerProfile.issuerUrl", "-o", "tsv")
+
+
+def kubectl(*args: str, note: str = "") -> Command:
+    return command("kubectl", *args, note=note)
+
+
+def curl(url: str) -> Command:
+    return command("curl", "-sS", url)
+
+
+def kube_unreachable(context: str | None, azure: AzureConfig | None) -> list[Step]:
     state = "{power: powerState.code, fqdn: fqdn, private: apiServerAccessProfile.enablePrivateCluster}"
     return [
-        f"kubectl --context {q(context)} cluster-info" if context else "kubectl cluster-info",
-        f"az aks show --resource-group {q(rg)} --name {q(name)} --query {q(state)} -o json",
-        "a private cluster or authorized IP ranges: run the harness from a network that reaches the API "
-        "server, or inside the cluster (manifests/harness-job.yaml.j2)",
+        kubectl("--context", context, "cluster-info") if context else kubectl("cluster-info"),
+        aks_show(azure, "--query", state, "-o", "json"),
+        advice(
+            "a private cluster or authorized IP ranges: run the harness from a network that reaches the API "
+            "server, or inside the cluster (manifests/harness-job.yaml.j2)"
+        ),
     ]
 
 
-def kube_credentials(azure: AzureConfig | None) -> list[str]:
+def kube_credentials(azure: AzureConfig | None) -> list[Step]:
     name, rg = cluster_name_rg(azure)
     return [
-        f"az aks get-credentials --resource-group {q(rg)} --name {q(name)} --overwrite-existing",
-        "kubelogin convert-kubeconfig -l azurecli   # Entra-integrated clusters",
+        command("az", "aks", "get-credentials", "--resource-group", rg, "--name", name, "--overwrite-existing"),
+        command("kubelogin", "convert-kubeconfig", "-l", "azurecli", note="Entra-integrated clusters"),
     ]
 
 
-def harness_credential(azure: AzureConfig | None) -> list[str]:
+def harness_credential(azure: AzureConfig | None) -> list[Step]:
     """How to repair the harness's OWN identity (azure.credential in harness.yaml, else DefaultAzureCredential)."""
     if azure is None:
         return []
@@ -70,8 +109,10 @@ def harness_credential(azure: AzureConfig | None) -> list[str]:
     if credential is None:
         audience = azure.cloud.endpoints.resource_manager_audience
         return [
-            "az login   # DefaultAzureCredential: or export AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET",
-            f"az account get-access-token --tenant {q(azure.tenant_id)} --resource {q(audience)} -o none",
+            command("az", "login", note="DefaultAzureCredential: or export AZURE_CLIENT_ID, AZURE_TENANT_ID, "
+                    "AZURE_CLIENT_SECRET"),
+            command("az", "account", "get-access-token", "--tenant", azure.tenant_id, "--resource", audience,
+                    "-o", "none"),
         ]
     source = (
         f"the file {credential.client_secret_file}"
@@ -79,93 +120,174 @@ def harness_credential(azure: AzureConfig | None) -> list[str]:
         else f"${credential.client_secret_env}"
     )
     return [
-        f"az ad app credential list --id {q(credential.client_id)} -o table   # expired? (endDateTime)",
-        f"put the client secret's VALUE (not its ID) for app {credential.client_id} in {source}",
+        command("az", "ad", "app", "credential", "list", "--id", credential.client_id, "-o", "table",
+                note="expired? (endDateTime)"),
+        advice(f"put the client secret's VALUE (not its ID) for app {credential.client_id} in {source}"),
     ]
 
 
-def grant_harness_reader(azure: AzureConfig | None) -> str:
+def grant_harness_reader(azure: AzureConfig | None) -> Command:
     client_id = azure.credential.client_id if azure and azure.credential else "<harness-client-id>"
     subscription = azure.subscription_id if azure else "<subscription-id>"
-    return f"az role assignment create --assignee {q(client_id)} --role Reader --scope /subscriptions/{subscription}"
+    return command("az", "role", "assignment", "create", "--assignee", client_id, "--role", "Reader",
+                   "--scope", f"/subscriptions/{subscription}")
 
 
-def annotate_sa(namespace: str, service_account: str, client_id: str | None) -> str:
-    return (
-        f"kubectl annotate serviceaccount -n {q(namespace)} {q(service_account)} "
-        f"azure.workload.identity/client-id={q(client_id or '<client-id>')} --overwrite"
+def annotate_sa(namespace: str, service_account: str, client_id: str | None) -> Command:
+    return kubectl(
+        "annotate", "serviceaccount", "-n", namespace_or(namespace), object_or(service_account, "<sa>"),
+        f"azure.workload.identity/client-id={guid_or(client_id, '<client-id>')}", "--overwrite",
     )
 
 
-def annotate_sa_tenant(namespace: str, service_account: str, tenant_id: str | None) -> str:
-    return (
-        f"kubectl annotate serviceaccount -n {q(namespace)} {q(service_account)} "
-        f"azure.workload.identity/tenant-id={q(tenant_id or '<tenant-id>')} --overwrite"
+def annotate_sa_tenant(namespace: str, service_account: str, tenant_id: str | None) -> Command:
+    return kubectl(
+        "annotate", "serviceaccount", "-n", namespace_or(namespace), object_or(service_account, "<sa>"),
+        f"azure.workload.identity/tenant-id={guid_or(tenant_id, '<tenant-id>')}", "--overwrite",
     )
 
 
-def node_clock(node: str | None) -> list[str]:
+def remove_sa_annotation(namespace: str, service_account: str, annotation: str) -> Command:
+    return kubectl("annotate", "serviceaccount", "-n", namespace_or(namespace),
+                   object_or(service_account, "<sa>"), f"{annotation}-")
+
+
+def node_clock(node: str | None) -> list[Step]:
     """Entra judges the token's nbf/exp by its own clock: compare the node's with the 'Current time' it quoted."""
     return [
-        f"kubectl debug node/{q(node or '<node>')} -it --image=busybox -- date -u",
-        "check the node's time sync (chrony / systemd-timesyncd) and that the kubelet refreshes the token",
+        kubectl("debug", f"node/{object_or(node, '<node>')}", "-it", "--image=busybox", "--", "date", "-u"),
+        advice("check the node's time sync (chrony / systemd-timesyncd) and that the kubelet refreshes the token"),
     ]
 
 
-def restart_pods(namespace: str) -> str:
-    return (
-        f"kubectl rollout restart deployment -n {q(namespace)} <deployment>   "
-        "# the webhook acts on pod CREATE only"
-    )
+def restart_pods(namespace: str) -> Command:
+    return kubectl("rollout", "restart", "deployment", "-n", namespace_or(namespace), "<deployment>",
+                   note="the webhook acts on pod CREATE only")
 
 
-def federated_credential(verb: str, resource_id: str | None, name: str, issuer: str, subject: str) -> str:
+def describe_pod(namespace: str, pod: str, note: str = "") -> Command:
+    return kubectl("describe", "pod", "-n", namespace_or(namespace), object_or(pod, "<pod>"), note=note)
+
+
+def pod_logs(namespace: str, pod: str, note: str = "") -> Command:
+    return kubectl("logs", "-n", namespace_or(namespace), object_or(pod, "<pod>"), note=note)
+
+
+def can_i(verb: str, resource: str, namespace: str | None = None) -> Command:
+    scope = ("-n", namespace_or(namespace)) if namespace is not None else ()
+    return kubectl("auth", "can-i", verb, resource, *scope)
+
+
+def federated_credential(verb: str, resource_id: str | None, name: str, issuer: str, subject: str) -> Command:
     identity, rg = identity_name_rg(resource_id)
-    return (
-        f"az identity federated-credential {verb} --name {q(name)} --identity-name {q(identity)} "
-        f"--resource-group {q(rg)} --issuer {q(issuer)} --subject {q(subject)} --audiences {TOKEN_AUDIENCE}"
+    return command(
+        "az", "identity", "federated-credential", verb, "--name", name, "--identity-name", identity,
+        "--resource-group", rg, "--issuer", issuer, "--subject", subject, "--audiences", TOKEN_AUDIENCE,
     )
+
+
+def show_identity(resource_id: str | None) -> Command:
+    return command("az", "identity", "show", "--ids", identity_id_or(resource_id))
+
+
+def find_identity_by_client_id(client_id: str | None) -> Command:
+    """``az identity list`` filtered by a JMESPath raw-string literal; only a GUID ever goes into the query."""
+    literal = jmespath_literal(client_id or "<client-id>")
+    return command("az", "identity", "list", "--query", f"[?clientId=={literal}]", "-o", "table")
+
+
+def jmespath_literal(value: str) -> str:
+    """A JMESPath raw string literal: backslash and quote escaped, so the value cannot end the literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def fic_name(namespace: str, service_account: str) -> str:
-    return re.sub(r"[^A-Za-z0-9-]", "-", f"{namespace}-{service_account}")[:120]
+    return _FIC_NAME_RE.sub("-", f"{namespace}-{service_account}")[:120]
 
 
 def resource_name_from_url(url: str) -> str:
     """finance-kv from https://finance-kv.vault.azure.net/ (or from a path-style URL https://host:port/finance-kv/)."""
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
-    if re.match(r"^\d+\.\d+\.\d+\.\d+$", host) or host in ("localhost",) or "." not in host:
+    if _is_ip(host) or host == "localhost" or "." not in host:
         segments = [s for s in parts.path.split("/") if s]
         return segments[0] if segments else "<name>"
     return host.split(".", 1)[0]
 
 
-def egress_test(namespace: str, url: str) -> list[str]:
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def vault_name(vault_url: str) -> str:
+    return resource_name_from_url(vault_url)
+
+
+def storage_account_name(account_url: str) -> str:
+    return resource_name_from_url(account_url)
+
+
+def egress_test(namespace: str, url: str) -> list[Step]:
     """Can a pod in ``namespace`` open a connection to ``url`` at all (any HTTP status means yes)?"""
     return [
-        f"kubectl run -n {q(namespace)} egress-test --rm -it --image=curlimages/curl -- "
-        f"curl -sS -o /dev/null -w '%{{http_code}}' {q(url)}",
-        "check NetworkPolicies, the egress firewall and proxy settings",
+        kubectl("run", "-n", namespace_or(namespace), "egress-test", "--rm", "-it", "--image=curlimages/curl",
+                "--", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url),
+        advice("check NetworkPolicies, the egress firewall and proxy settings"),
     ]
 
 
-def grant_role(principal_id: str | None, role: str, scope: str) -> str:
-    return (
-        f"az role assignment create --assignee-object-id {q(principal_id or '<principal-id>')} "
-        f"--assignee-principal-type ServicePrincipal --role {q(role)} --scope {scope}"
+def grant_role(principal_id: str | None, role: str, scope: str | Var) -> Command:
+    return command(
+        "az", "role", "assignment", "create", "--assignee-object-id", guid_or(principal_id, "<principal-id>"),
+        "--assignee-principal-type", "ServicePrincipal", "--role", role, "--scope", scope,
     )
 
 
-def keyvault_scope(vault_url: str) -> str:
-    return f'"$(az keyvault show --name {q(resource_name_from_url(vault_url))} --query id -o tsv)"'
+def keyvault_id(vault_url: str, capture: str = "SCOPE") -> Command:
+    return command("az", "keyvault", "show", "--name", vault_name(vault_url), "--query", "id", "-o", "tsv",
+                   capture=capture)
 
 
-def blob_scope(account_url: str, container: str) -> str:
-    account = q(resource_name_from_url(account_url))
-    show = f"az storage account show --name {account} --query id -o tsv"
-    return f'"$({show})/blobServices/default/containers/{container}"'
+def storage_account_id(account_url: str, capture: str = "SCOPE") -> Command:
+    return command("az", "storage", "account", "show", "--name", storage_account_name(account_url),
+                   "--query", "id", "-o", "tsv", capture=capture)
 
 
-def list_roles(principal_id: str | None) -> str:
-    return f"az role assignment list --assignee {q(principal_id or '<principal-id>')} --all -o table"
+def container_scope(container: str, capture: str = "SCOPE") -> Var:
+    return Var(capture, f"/blobServices/default/containers/{container}")
+
+
+def list_roles(principal_id: str | None) -> Command:
+    return command("az", "role", "assignment", "list", "--assignee", guid_or(principal_id, "<principal-id>"),
+                   "--all", "-o", "table")
+
+
+def delete_role_assignment() -> Command:
+    return command("az", "role", "assignment", "delete", "--ids", "<the assignment that grants it>")
+
+
+def show_secret(vault_url: str, secret: str) -> Command:
+    return command("az", "keyvault", "secret", "show", "--vault-name", vault_name(vault_url), "--name", secret,
+                   "--query", "id", "-o", "tsv")
+
+
+def show_blob(account_url: str, container: str, blob: str) -> Command:
+    return command(
+        "az", "storage", "blob", "show", "--account-name", storage_account_name(account_url),
+        "--container-name", container,
+        "--name", blob, "--auth-mode", "login", "--query", "name", "-o", "tsv",
+    )
+
+
+def build_probe_image(image: str) -> list[Step]:
+    """The probe image named by --probe-image / probe.image, built from this checkout and pushed."""
+    reference = image or "<registry>/wi-harness-probe:<tag>"
+    return [
+        command("docker", "build", "-t", reference, "."),
+        command("docker", "push", reference),
+        advice("or pass --probe-image with an image the cluster's nodes can pull"),
+    ]

@@ -3,11 +3,12 @@ one."""
 
 from __future__ import annotations
 
+from harness import values
 from harness.checks import remediation as fix
 from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
-from harness.config import GUID_RE
+from harness.commands import command
 from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
 
 # Near misses people write instead of the exact annotation key (issue #1026 and friends).
@@ -28,7 +29,7 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
             sa.error,
             "serviceaccount",
             f"read ServiceAccount {where}",
-            f"kubectl auth can-i get serviceaccounts -n {fix.q(ctx.namespace)}",
+            fix.can_i("get", "serviceaccounts", ctx.namespace),
             ctx.cluster,
             ctx.azure,
         )
@@ -44,7 +45,7 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
                 "serviceaccount",
                 f"namespace {ctx.namespace} not found",
                 {"namespace": ctx.namespace},
-                [f"kubectl create namespace {fix.q(ctx.namespace)}"],
+                [fix.kubectl("create", "namespace", ctx.namespace)],
             ),
         )
     return failed(
@@ -57,7 +58,7 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
             f"ServiceAccount {where} not found",
             {"namespace": ctx.namespace, "service_account": ctx.service_account},
             [
-                f"kubectl create serviceaccount -n {fix.q(ctx.namespace)} {fix.q(ctx.service_account)}",
+                fix.kubectl("create", "serviceaccount", "-n", ctx.namespace, ctx.service_account),
                 fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.workload.client_id),
             ],
         ),
@@ -99,17 +100,20 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
                 fix_it,
             ),
         )
-    if not GUID_RE.match(value):
+    if not values.is_guid(value):
+        shown = values.printable(value, 80)
+        evidence["value"] = shown
         return failed(
-            f"{CLIENT_ID_ANNOTATION}={value!r} is not a GUID (the identity's client id, not its name)",
+            f"{CLIENT_ID_ANNOTATION}={shown!r} is not a GUID (the identity's client id, not its name)",
             evidence,
             Finding(
                 "SA_CLIENT_ID_MALFORMED",
                 ERROR,
                 "serviceaccount",
-                f"{where}: client-id annotation {value!r} is not a client id (GUID)",
+                f"{where}: the client-id annotation is not a client id (GUID)",
                 evidence,
-                ["az identity show --ids <identity-resource-id> --query clientId -o tsv", *fix_it],
+                [command("az", "identity", "show", "--ids", "<identity-resource-id>", "--query", "clientId",
+                         "-o", "tsv"), *fix_it],
             ),
         )
     if expected is not None and value.lower() != expected.lower():
@@ -126,10 +130,10 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
             ),
         )
     tenant = sa.annotations.get(TENANT_ID_ANNOTATION)
-    if tenant is not None and not GUID_RE.match(tenant):
-        evidence["tenant_id"] = tenant
+    if tenant is not None and not values.is_guid(tenant):
+        evidence["tenant_id"] = values.printable(tenant, 80)
         return warned(
-            f"{TENANT_ID_ANNOTATION}={tenant!r} is not a GUID",
+            f"{TENANT_ID_ANNOTATION}={evidence['tenant_id']!r} is not a GUID",
             evidence,
             Finding(
                 "SA_TENANT_ID_MALFORMED",
@@ -137,10 +141,7 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
                 "serviceaccount",
                 f"{where}: tenant-id annotation is not a GUID",
                 evidence,
-                [
-                    f"kubectl annotate serviceaccount -n {fix.q(ctx.namespace)} "
-                    f"{fix.q(ctx.service_account)} {TENANT_ID_ANNOTATION}- "
-                ],
+                [fix.remove_sa_annotation(ctx.namespace, ctx.service_account, TENANT_ID_ANNOTATION)],
             ),
         )
     source = "matches harness.yaml" if expected else "no expectation in harness.yaml: taken as the client id"

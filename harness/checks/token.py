@@ -10,6 +10,7 @@ from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.podspec import expected_lifetime, token_volumes
+from harness.commands import Step, advice
 from harness.names import TOKEN_AUDIENCE, WEBHOOK_DEPLOYMENT
 
 LIFETIME_TOLERANCE = 60  # seconds between the annotated lifetime and exp - iat before we call it different
@@ -35,20 +36,23 @@ def token_readable(ctx: WorkloadContext) -> Outcome:
     kind = error.get("kind", "unknown")
     message = error.get("message") or step.get("reason") or "not read"
     pod = ctx.facts.pod
-    where = f"{pod.namespace}/{pod.name}" if pod else ctx.namespace
-    code, remediation = {
+    namespace, pod_name = (pod.namespace, pod.name) if pod else (ctx.namespace, "<pod>")
+    remediations: dict[str, tuple[str, list[Step]]] = {
         "file_not_found": (
             "TOKEN_FILE_MISSING",
-            [f"the kubelet has not projected the token: kubectl describe pod -n {where.replace('/', ' ')}"],
+            [fix.describe_pod(namespace, pod_name, note="has the kubelet projected the token?")],
         ),
         "permission_denied": (
             "TOKEN_FILE_UNREADABLE",
             [
-                "set securityContext.fsGroup (e.g. 65534) on the pod, or "
-                "upgrade Kubernetes (0600 token files on 1.18)"
+                advice(
+                    "set securityContext.fsGroup (e.g. 65534) on the pod, or "
+                    "upgrade Kubernetes (0600 token files on 1.18)"
+                )
             ],
         ),
-    }.get(kind, ("TOKEN_MALFORMED" if kind in ("malformed", "empty") else "TOKEN_UNREADABLE", []))
+    }
+    code, remediation = remediations.get(kind, ("TOKEN_MALFORMED" if kind in ("malformed", "empty") else "TOKEN_UNREADABLE", []))
     return failed(
         f"the projected token could not be read: {message}",
         evidence | {"error": error},
@@ -77,7 +81,7 @@ def token_subject(ctx: WorkloadContext) -> Outcome:
             "token",
             f"the token's subject {sub!r} is not {ctx.subject!r}: the pod runs under another ServiceAccount",
             evidence,
-            [f"set serviceAccountName: {ctx.service_account} in the pod template"],
+            [advice(f"set serviceAccountName: {ctx.service_account} in the pod template")],
         ),
     )
 
@@ -99,8 +103,8 @@ def token_audience(ctx: WorkloadContext) -> Outcome:
             f"{TOKEN_AUDIENCE} (a custom webhook --audience, or an identity-binding token?)",
             evidence,
             [
-                f"kubectl -n {fix.q(webhook_namespace(ctx.cluster))} get deploy {WEBHOOK_DEPLOYMENT} -o yaml "
-                "| grep -- --audience"
+                fix.kubectl("-n", fix.namespace_or(webhook_namespace(ctx.cluster)), "get", "deploy",
+                            WEBHOOK_DEPLOYMENT, "-o", "yaml", note="look for --audience in the container args")
             ],
         ),
     )
@@ -129,7 +133,7 @@ def token_issuer(ctx: WorkloadContext) -> Outcome:
             "token",
             f"token issuer {iss!r} != cluster issuer {issuer!r}{hint}; Entra matches issuers exactly",
             evidence,
-            [fix.show_issuer(ctx.azure), "kubectl get --raw /.well-known/openid-configuration"],
+            [fix.show_issuer(ctx.azure), fix.kubectl("get", "--raw", "/.well-known/openid-configuration")],
         ),
     )
 

@@ -259,7 +259,7 @@ def test_a_clock_skew_answer_from_entra_points_at_the_nodes_clock() -> None:
     ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {}, "error": error}]}
     finding = exchange_succeeds(ctx).findings[0]
     assert finding.code == "TOKEN_TIME_INVALID"
-    assert finding.remediation[0] == "kubectl debug node/aks-nodepool1-0 -it --image=busybox -- date -u"
+    assert finding.fix_lines()[0] == "kubectl debug node/aks-nodepool1-0 -it --image=busybox -- date -u"
 
 
 def test_access_errors_that_are_not_denials_say_what_to_look_at() -> None:
@@ -279,7 +279,7 @@ def test_access_errors_that_are_not_denials_say_what_to_look_at() -> None:
     ctx.facts.pod.probe = {"steps": [missing]}
     finding = access_outcome(ctx, 0, check).findings[0]
     assert finding.code == "ACCESS_CHECK_ERROR"
-    assert finding.remediation == [
+    assert finding.fix_lines() == [
         "az keyvault secret show --vault-name finance-kv --name db-password --query id -o tsv"
     ]
     exchange_error = {
@@ -304,7 +304,7 @@ def test_access_errors_that_are_not_denials_say_what_to_look_at() -> None:
         "no token for https://vault.azure.net/.default: HTTP 400 invalid_resource: AADSTS500011: The resource "
         "principal named https://vault.azure.net was not found"
     )
-    assert finding.remediation[0].startswith("set scope: on this access entry in harness.yaml")
+    assert finding.fix_lines()[0].startswith("# set scope: on this access entry in harness.yaml")
 
 
 def test_token_issuer_exact_match_passes() -> None:
@@ -407,10 +407,10 @@ def test_webhook_down_remediation_names_where_the_webhook_really_runs(run_world:
     ready = results.cluster_check("cluster.webhook_ready").findings[0]
     admitted = results.workloads["finance/backend-sa"].check("pod.admitted").findings[0]
     for finding in (ready, admitted):
-        assert all("kube-system" not in command for command in finding.remediation), finding.remediation
+        assert all("kube-system" not in command for command in finding.fix_lines()), finding.fix_lines()
     assert (
         "kubectl -n azure-workload-identity-system get endpoints azure-wi-webhook-webhook-service"
-        in admitted.remediation
+        in admitted.fix_lines()
     )
 
 
@@ -429,7 +429,7 @@ def test_an_unreachable_api_server_is_named_as_such_not_as_missing_rights() -> N
     by_id = {r.id: r for r in run_cluster_checks(cluster, None)}
     finding = by_id["cluster.webhook_installed"].findings[0]
     assert (
-        finding.code == "KUBE_UNREACHABLE" and finding.remediation[0] == "kubectl --context prod cluster-info"
+        finding.code == "KUBE_UNREACHABLE" and finding.fix_lines()[0] == "kubectl --context prod cluster-info"
     )
     assert by_id["cluster.webhook_ready"].message == "skipped because cluster.webhook_installed failed"
 
@@ -440,7 +440,7 @@ def test_an_unreachable_api_server_is_named_as_such_not_as_missing_rights() -> N
     ctx.facts.sa = ServiceAccountFacts("finance", "backend-sa", error=KubeFailure(403, "Forbidden", "no"))
     forbidden = sa_exists(ctx).findings[0]
     assert forbidden.code == "KUBE_FORBIDDEN"
-    assert forbidden.remediation[0] == "kubectl auth can-i get serviceaccounts -n finance"
+    assert forbidden.fix_lines()[0] == "kubectl auth can-i get serviceaccounts -n finance"
 
 
 def test_a_webhook_deployment_the_harness_may_not_read_is_not_called_missing() -> None:
@@ -456,7 +456,7 @@ def test_a_webhook_deployment_the_harness_may_not_read_is_not_called_missing() -
     )
     ready = {r.id: r for r in run_cluster_checks(cluster, None)}["cluster.webhook_ready"]
     assert ready.status == FAIL and ready.findings[0].code == "KUBE_FORBIDDEN"
-    assert ready.findings[0].remediation[0] == "kubectl auth can-i get deployments -n kube-system"
+    assert ready.findings[0].fix_lines()[0] == "kubectl auth can-i get deployments -n kube-system"
 
 
 def test_the_harness_credential_failing_is_named_with_its_own_fix(run_world: RunWorld) -> None:
@@ -473,7 +473,7 @@ def test_the_harness_credential_failing_is_named_with_its_own_fix(run_world: Run
     assert finding.code == "HARNESS_CREDENTIAL_FAILED" and finding.layer == "harness"
     assert "https://arm/x" not in results[0].message
     client_id = config.azure.credential.client_id
-    assert finding.remediation[0].startswith(f"az ad app credential list --id {client_id}")
+    assert finding.fix_lines()[0].startswith(f"az ad app credential list --id {client_id}")
 
     ctx = context_for()
     ctx.azure = config.azure
@@ -551,8 +551,10 @@ def test_least_privilege_violation_and_unexpected_denial(run_world: RunWorld) ->
     results, _ = run_world(world)
     checks = results.workloads["finance/backend-sa"]
     assert checks.check("access.1").findings[0].code == "ACCESS_DENIED_UNEXPECTEDLY"
-    assert "az role assignment create" in checks.check("access.1").findings[0].remediation[0]
-    assert "Key Vault Secrets User" in checks.check("access.1").findings[0].remediation[0]
+    lookup, grant = checks.check("access.1").findings[0].fix_lines()[:2]
+    assert lookup == "SCOPE=$(az keyvault show --name finance-kv --query id -o tsv)"
+    assert grant.startswith("az role assignment create") and grant.endswith('--scope "$SCOPE"')
+    assert "'Key Vault Secrets User'" in grant
     assert checks.check("access.2").findings[0].code == "ACCESS_ALLOWED_UNEXPECTEDLY"
 
 

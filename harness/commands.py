@@ -1,0 +1,114 @@
+"""Every command the harness prints for a person to paste: built as argument lists, rendered in ONE place.
+
+Values in a printed fix come from the cluster (annotations, names) or the config, and anyone who can annotate a
+ServiceAccount could otherwise make the person who follows the fix run their code. So no other module puts a
+command line together from strings: they build :class:`Command` (argv) and :class:`Advice` (a step for a
+person, printed as a shell comment) values, and :func:`render` turns them into text with ``shlex.join``.
+
+A fix that needs the output of one command in the next captures it in a shell variable::
+
+    Command(("az", "keyvault", "show", "--name", vault, "--query", "id", "-o", "tsv"), capture="SCOPE")
+    Command(("az", "role", "assignment", "create", ..., "--scope", Var("SCOPE", "/containers/" + name)))
+
+renders as ``SCOPE=$(az keyvault show ...)`` and ``... --scope "$SCOPE"'/containers/reports'``: the value is
+still one quoted word whatever it holds.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+_VARIABLE_RE = re.compile(r"[A-Z][A-Z0-9_]*")
+_MAX_COMMENT = 300
+
+
+@dataclass(frozen=True)
+class Var:
+    """The value of a variable captured by an earlier line, optionally followed by a literal suffix."""
+
+    name: str
+    suffix: str = ""
+
+    def __post_init__(self) -> None:
+        if not _VARIABLE_RE.fullmatch(self.name):
+            raise ValueError(f"not a shell variable name: {self.name!r}")
+
+
+Arg = str | Var
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command line: ``argv`` exactly as the program should receive it, a note printed as a comment after
+    it, and optionally the name of a variable that captures its output for the lines after it."""
+
+    argv: tuple[Arg, ...]
+    note: str = ""
+    capture: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.argv or not isinstance(self.argv[0], str):
+            raise ValueError("a command needs a program name")
+        if self.capture is not None and not _VARIABLE_RE.fullmatch(self.capture):
+            raise ValueError(f"not a shell variable name: {self.capture!r}")
+
+
+@dataclass(frozen=True)
+class Advice:
+    """A step a person takes (no command fits): printed as a shell comment, so a paste runs nothing."""
+
+    text: str
+
+
+Step = Command | Advice
+
+
+def command(*argv: Arg, note: str = "", capture: str | None = None) -> Command:
+    return Command(tuple(argv), note, capture)
+
+
+def advice(text: str) -> Advice:
+    return Advice(text)
+
+
+def render(step: Step) -> str:
+    """The one line a person pastes."""
+    if isinstance(step, Advice):
+        return "# " + _comment_text(step.text)
+    if not isinstance(step, Command):
+        raise TypeError(f"a fix must be a Command or an Advice, not {type(step).__name__}")
+    line = " ".join(_word(arg) for arg in step.argv)
+    if step.capture:
+        line = f"{step.capture}=$({line})"
+    if step.note:
+        line += "   # " + _comment_text(step.note)
+    return line
+
+
+def render_all(steps: Iterable[Step]) -> list[str]:
+    return [render(step) for step in steps]
+
+
+def intended_words(step: Command) -> list[str]:
+    """What ``shlex.split`` of the rendered argv must give back: the tests' oracle (a Var stays ``$NAME``)."""
+    return [arg if isinstance(arg, str) else f"${arg.name}{arg.suffix}" for arg in step.argv]
+
+
+def _word(arg: Arg) -> str:
+    if isinstance(arg, Var):
+        return f'"${arg.name}"' + (shlex.quote(arg.suffix) if arg.suffix else "")
+    return shlex.quote(arg)
+
+
+def _comment_text(text: str) -> str:
+    """A comment ends at the line's end: no character may start a new line, and nothing else matters after '#'."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in text)
+    return flat if len(flat) <= _MAX_COMMENT else flat[:_MAX_COMMENT] + "…"
+
+
+def join_words(words: Sequence[str]) -> str:
+    """A command given as words, rendered (for evidence that shows what the harness itself ran)."""
+    return shlex.join(words)

@@ -1,0 +1,323 @@
+"""The one command renderer: whatever a value holds, a printed fix is exactly the intended argv when pasted.
+
+Property tests feed arbitrary strings through every remediation builder and check that ``shlex.split`` of the
+printed line gives back the intended words; the paste tests run printed fixes in a real bash with stub
+``az``/``kubectl``/``docker`` on PATH and check that nothing but the stubs ran, with the literal values.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakeworld import World
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.checks import remediation as fix
+from harness.checks.model import Finding
+from harness.commands import Advice, Command, Var, advice, command, intended_words, render
+from harness.config import AzureConfig, CloudConfig, CredentialConfig, parse_config
+
+HARNESS = Path(__file__).resolve().parents[2] / "harness"
+PROGRAMS = ("az", "kubectl", "docker", "curl", "helm", "kubelogin")
+
+any_text = st.text(max_size=60)
+nasty_text = st.one_of(
+    any_text,
+    st.sampled_from([
+        "x'\"; touch P1; echo \"$(touch P2)",
+        "`touch P3`",
+        "$(touch P4)",
+        "a\nb; touch P5",
+        "' ; touch P6 #",
+        "\\'; touch P7",
+        "$'\\x27'; touch P8",
+        "-rf /",
+        "*",
+        "~root",
+        "!!",
+        "<(touch P9)",
+        "a\rb",
+        "\x00",
+        "",
+    ]),
+)
+
+
+def words_of(line: str, step: Command) -> list[str]:
+    """Split a rendered command back into words: ``NAME=$(...)`` unwrapped, a trailing comment dropped."""
+    body = line
+    if step.note:
+        body = body[: body.rindex("   # ")]
+    if step.capture:
+        prefix = f"{step.capture}=$("
+        assert body.startswith(prefix) and body.endswith(")"), line
+        body = body[len(prefix):-1]
+    return shlex.split(body)
+
+
+def assert_round_trips(steps: list[Any]) -> None:
+    for step in steps:
+        line = render(step)
+        if isinstance(step, Advice):
+            assert line.startswith("# ") and "\n" not in line and "\r" not in line
+            assert shlex.split(line, comments=True) == []
+            continue
+        assert words_of(line, step) == intended_words(step), line
+
+
+@given(st.lists(nasty_text, max_size=6), any_text)
+def test_any_argv_renders_to_exactly_its_words(argv: list[str], note: str) -> None:
+    step = command("prog", *argv, note=note)
+    line = render(step)
+    assert words_of(line, step) == ["prog", *argv]
+    assert "\n" not in line.rsplit("   # ", 1)[-1] if note else True
+
+
+@given(nasty_text)
+def test_advice_is_always_one_comment_line(text: str) -> None:
+    line = render(advice(text))
+    assert line.startswith("# ") and "\n" not in line and "\r" not in line
+    assert shlex.split(line, comments=True) == []
+
+
+@given(nasty_text)
+def test_a_captured_variable_stays_one_word_whatever_follows_it(suffix: str) -> None:
+    step = command("az", "role", "assignment", "create", "--scope", Var("SCOPE", suffix))
+    assert words_of(render(step), step) == ["az", "role", "assignment", "create", "--scope", "$SCOPE" + suffix]
+
+
+def test_strings_are_not_fixes() -> None:
+    with pytest.raises(TypeError, match="Command or an Advice"):
+        render("kubectl get pods")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        Var("scope; touch x")
+    with pytest.raises(ValueError):
+        Command(("az",), capture="$(x)")
+
+
+def azure_of(draw: st.DrawFn) -> AzureConfig:
+    """An Azure section holding arbitrary strings (as if validation had let anything through)."""
+    credential = draw(st.one_of(st.none(), st.builds(
+        lambda client_id, env: CredentialConfig.model_construct(
+            client_id=client_id, client_secret_env=env, client_secret_file=None
+        ),
+        nasty_text, nasty_text,
+    )))
+    return AzureConfig.model_construct(
+        cloud=CloudConfig(name="AzureCloud"), ca_file=None, tenant_id=draw(nasty_text),
+        subscription_id=draw(nasty_text), resource_group=draw(nasty_text), cluster_name=draw(nasty_text),
+        credential=credential,
+    )
+
+
+# Every builder in harness.checks.remediation, with arbitrary strings for every value it takes.
+BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
+    "annotate_sa": lambda d: fix.annotate_sa(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "annotate_sa_tenant": lambda d: fix.annotate_sa_tenant(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "remove_sa_annotation": lambda d: fix.remove_sa_annotation(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "node_clock": lambda d: fix.node_clock(d(nasty_text)),
+    "restart_pods": lambda d: fix.restart_pods(d(nasty_text)),
+    "describe_pod": lambda d: fix.describe_pod(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "pod_logs": lambda d: fix.pod_logs(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "can_i": lambda d: fix.can_i(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "federated_credential": lambda d: fix.federated_credential(
+        d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)
+    ),
+    "show_identity": lambda d: fix.show_identity(d(nasty_text)),
+    "find_identity_by_client_id": lambda d: fix.find_identity_by_client_id(d(nasty_text)),
+    "egress_test": lambda d: fix.egress_test(d(nasty_text), d(nasty_text)),
+    "grant_role": lambda d: fix.grant_role(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "keyvault_id": lambda d: fix.keyvault_id(d(nasty_text)),
+    "storage_account_id": lambda d: fix.storage_account_id(d(nasty_text)),
+    "container_scope": lambda d: fix.grant_role(d(nasty_text), d(nasty_text), fix.container_scope(d(nasty_text))),
+    "list_roles": lambda d: fix.list_roles(d(nasty_text)),
+    "show_secret": lambda d: fix.show_secret(d(nasty_text), d(nasty_text)),
+    "show_blob": lambda d: fix.show_blob(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "build_probe_image": lambda d: fix.build_probe_image(d(nasty_text)),
+    "curl": lambda d: fix.curl(d(nasty_text)),
+    "kubectl": lambda d: fix.kubectl(d(nasty_text), d(nasty_text), note=d(nasty_text)),
+    "aks_show": lambda d: fix.aks_show(azure_of(d), d(nasty_text)),
+    "aks_update": lambda d: fix.aks_update(azure_of(d), d(nasty_text)),
+    "show_issuer": lambda d: fix.show_issuer(azure_of(d)),
+    "kube_unreachable": lambda d: fix.kube_unreachable(d(nasty_text), azure_of(d)),
+    "kube_credentials": lambda d: fix.kube_credentials(azure_of(d)),
+    "harness_credential": lambda d: fix.harness_credential(azure_of(d)),
+    "grant_harness_reader": lambda d: fix.grant_harness_reader(azure_of(d)),
+    "delete_role_assignment": lambda d: fix.delete_role_assignment(),
+    "identity_name_rg": lambda d: fix.federated_credential(
+        "create",
+        f"/subscriptions/s/resourceGroups/{d(nasty_text)}/providers/Microsoft.ManagedIdentity/"
+        f"userAssignedIdentities/{d(nasty_text)}",
+        "n", "i", "s",
+    ),
+}
+
+
+def test_every_builder_is_under_the_property_test() -> None:
+    returning_steps = {
+        name
+        for name, function in inspect.getmembers(fix, inspect.isfunction)
+        if function.__module__ == fix.__name__
+        and any(kind in str(inspect.signature(function).return_annotation) for kind in ("Command", "Step"))
+    }
+    assert returning_steps - set(BUILDERS) == set()
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_every_builder_prints_exactly_its_intended_words(name: str, data: st.DataObject) -> None:
+    built = BUILDERS[name](data.draw)
+    assert_round_trips(built if isinstance(built, list) else [built])
+
+
+def test_jmespath_literals_cannot_be_closed_by_the_value() -> None:
+    assert fix.jmespath_literal("x'] || [?true") == "'x\\'] || [?true'"
+    assert fix.jmespath_literal("a\\") == "'a\\\\'"
+
+
+def test_no_code_outside_the_renderer_builds_a_shell_command_from_strings() -> None:
+    offenders = []
+    for path in sorted(HARNESS.rglob("*.py")):
+        if path.name == "commands.py" and path.parent == HARNESS:
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("quote", "join") and (
+                isinstance(node.value, ast.Name) and node.value.id == "shlex"
+            ):
+                offenders.append(f"{path.name}:{node.lineno} shlex.{node.attr}")
+            text = None
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+            elif isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+                text = str(node.values[0].value)
+            if text and text.split(" ", 1)[0] in PROGRAMS and " " in text.strip():
+                offenders.append(f"{path.name}:{node.lineno} {text[:50]!r}")
+    assert offenders == []
+
+
+# ---------------------------------------------------------------- pasted into a real shell
+
+STUB = """#!{python}
+import json, os, sys
+with open(os.environ["STUB_LOG"], "a") as log:
+    log.write(json.dumps([os.path.basename(sys.argv[0]), *sys.argv[1:]]) + "\\n")
+print("/subscriptions/0000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv")
+"""
+STUB_OUTPUT = "/subscriptions/0000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"
+
+
+@pytest.fixture
+def paste(tmp_path: Path) -> Callable[[list[str]], list[list[str]]]:
+    """Run lines in bash as a person pasting them would; return the argv every stub received."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for program in PROGRAMS:
+        stub = stubs / program
+        stub.write_text(STUB.format(python=sys.executable))
+        stub.chmod(0o755)
+    log = tmp_path / "stub.log"
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+
+    def run(lines: list[str]) -> list[list[str]]:
+        log.write_text("")
+        env = {"PATH": f"{stubs}:/usr/bin:/bin", "STUB_LOG": str(log), "HOME": str(workdir)}
+        subprocess.run([bash, "-c", "\n".join(lines)], cwd=workdir, env=env, timeout=60, check=False,
+                       capture_output=True)
+        assert sorted(p.name for p in workdir.iterdir()) == [], "a payload ran in the shell"
+        return [json.loads(line) for line in log.read_text().splitlines()]
+
+    return run
+
+
+def expected_calls(steps: list[Any]) -> list[list[str]]:
+    calls = []
+    for step in steps:
+        if isinstance(step, Command):
+            calls.append([
+                arg if isinstance(arg, str) else STUB_OUTPUT + arg.suffix for arg in step.argv
+            ])
+    return calls
+
+
+ISSUE_PAYLOAD = "x'\"; touch p1; echo \"$(touch p2)"
+PAYLOADS = [
+    ISSUE_PAYLOAD,
+    "`touch p3`",
+    "$(touch p4)",
+    "a\ntouch p5",
+    "' ; touch p6 #",
+    "\\'; touch p7",
+    "$'\\x27'; touch p8",
+    "x; touch p9 &",
+    "<(touch p10)",
+    "*",
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_pasted_fixes_run_only_the_stub_with_the_literal_value(
+    payload: str, paste: Callable[[list[str]], list[list[str]]]
+) -> None:
+    steps: list[Any] = [
+        fix.find_identity_by_client_id(payload),  # the client-id annotation, into a JMESPath query
+        *fix.build_probe_image(payload),  # --probe-image, into docker build -t
+        fix.storage_account_id("https://ordersdata.blob.core.windows.net/"),
+        fix.grant_role(None, "Storage Blob Data Reader", fix.container_scope(payload)),  # a container name
+        fix.show_secret("https://finance-kv.vault.azure.net/", payload),
+        fix.curl(payload),
+        fix.kubectl("get", "pods", "-n", payload, note=payload),
+        advice(payload),
+    ]
+    lines = [render(step) for step in steps]
+    calls = paste(lines)
+    assert calls == expected_calls(steps)
+    assert ["az", "identity", "list", "--query", f"[?clientId=={fix.jmespath_literal(payload)}]", "-o", "table"] \
+        in calls
+    assert ["docker", "build", "-t", payload, "."] in calls
+
+
+def test_a_hostile_annotation_travels_through_the_checks_into_safe_fixes(
+    run_world: Callable[..., Any], paste: Callable[[list[str]], list[list[str]]]
+) -> None:
+    world = World.healthy()
+    world.workload("finance/backend-sa").annotation_value = ISSUE_PAYLOAD
+    results, _ = run_world(world)
+    findings: list[Finding] = [
+        finding for check in results.workloads["finance/backend-sa"].checks for finding in check.findings
+    ]
+    assert findings, "a malformed client-id annotation must be a finding"
+    lines = [line for finding in findings for line in finding.fix_lines()]
+    assert any(line.startswith("kubectl annotate serviceaccount") for line in lines)
+    paste(lines)  # asserts that nothing but the stubs ran
+
+
+def test_a_hostile_probe_image_never_reaches_a_command(tmp_path: Path) -> None:
+    world = World.healthy()
+    config = world.config(tmp_path)
+    config["probe"] = {"image": ISSUE_PAYLOAD}
+    with pytest.raises(Exception, match="probe.image"):
+        parse_config(config, base_dir=tmp_path)
+
+
+def test_fix_lines_are_what_run_json_carries() -> None:
+    finding = Finding("X", "error", "access", "m", {}, [fix.curl("https://a/"), advice("b")])
+    assert finding.to_json()["remediation"] == ["curl -sS https://a/", "# b"]
+    assert os.linesep not in "".join(finding.fix_lines())
