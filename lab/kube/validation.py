@@ -1,7 +1,8 @@
 """Object validation with the API server's field paths and messages (422 Invalid).
 
-Covers what clients of the lab trip over: metadata.name rules per kind, the required fields of a Pod,
-Pod update restrictions, and the shape of a CustomResourceDefinition.
+Covers what clients of the lab trip over: metadata.name rules per kind, the required fields of a Pod, its
+volumes and volume mounts (lab.kube.volume_validation: no path may leave the volume), ConfigMap and Secret
+keys, Pod update restrictions, and the shape of a CustomResourceDefinition.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from lab.kube import errors
+from lab.kube import errors, volume_validation
 from lab.kube.store import Obj, ResourceType, name_problems
 
 Cause = tuple[str, str, str]  # (reason, field, message)
@@ -109,42 +110,24 @@ def _container_causes(path: str, container: Any, volume_names: set[str], seen: s
         causes.extend(invalid_value(f"{path}.name", name, problem) for problem in problems)
     if not container.get("image"):
         causes.append(required(f"{path}.image"))
-    for index, mount in enumerate(container.get("volumeMounts") or []):
-        if isinstance(mount, dict) and mount.get("name") not in volume_names:
-            causes.append(
-                (
-                    "FieldValueNotFound",
-                    f"{path}.volumeMounts[{index}].name",
-                    f"Not found: {_quote(mount.get('name'))}",
-                )
-            )
-        if isinstance(mount, dict) and not mount.get("mountPath"):
-            causes.append(required(f"{path}.volumeMounts[{index}].mountPath"))
     for index, env in enumerate(container.get("env") or []):
         if isinstance(env, dict) and not env.get("name"):
             causes.append(required(f"{path}.env[{index}].name"))
+    causes += volume_validation.volume_mount_causes(container.get("volumeMounts"), volume_names,
+                                                    f"{path}.volumeMounts")
     return causes
 
 
 def pod_spec_causes(spec: Any, path: str = "spec") -> list[Cause]:
+    """ValidatePodSpec's order: volumes, then containers, then init containers (names unique across both)."""
     if not isinstance(spec, dict):
         return [required(path)]
-    causes: list[Cause] = []
-    volume_names: set[str] = set()
-    for index, volume in enumerate(spec.get("volumes") or []):
-        name = volume.get("name") if isinstance(volume, dict) else None
-        if not name:
-            causes.append(required(f"{path}.volumes[{index}].name"))
-        elif name in volume_names:
-            causes.append(
-                ("FieldValueDuplicate", f"{path}.volumes[{index}].name", f"Duplicate value: {_quote(name)}")
-            )
-        volume_names.add(name or "")
+    volume_names, causes = volume_validation.volume_causes(spec.get("volumes"), f"{path}.volumes")
     containers = spec.get("containers")
     if not containers:
         causes.append(required(f"{path}.containers"))
     seen: set[str] = set()
-    for field in ("initContainers", "containers"):
+    for field in ("containers", "initContainers"):
         for index, container in enumerate(spec.get(field) or []):
             causes.extend(_container_causes(f"{path}.{field}[{index}]", container, volume_names, seen))
     policy = spec.get("restartPolicy")
@@ -229,21 +212,38 @@ def crd_causes(crd: Obj) -> list[Cause]:
 # ---------------------------------------------------------------- entry points
 
 
+WORKLOAD_TYPES = {
+    ("apps", "deployments"),
+    ("apps", "daemonsets"),
+    ("apps", "replicasets"),
+    ("batch", "jobs"),
+}
+CONFIG_KINDS = {("", "configmaps"): "ConfigMap", ("", "secrets"): "Secret"}
+
+
+def _template_spec(obj: Obj) -> Any:
+    template = (obj.get("spec") or {}).get("template")
+    return template.get("spec") if isinstance(template, dict) else None
+
+
+def _kind_causes(rt: ResourceType, obj: Obj) -> list[Cause]:
+    """The checks create and update share (ValidateConfigMap/ValidateSecret run on both, as do the
+    workload validators on the pod template)."""
+    if rt.group_resource in WORKLOAD_TYPES:
+        return pod_spec_causes(_template_spec(obj), "spec.template.spec")
+    if rt.group_resource in CONFIG_KINDS:
+        return volume_validation.config_data_causes(CONFIG_KINDS[rt.group_resource], obj)
+    if rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions"):
+        return crd_causes(obj)
+    return []
+
+
 def validate_create(rt: ResourceType, obj: Obj) -> None:
     causes = name_causes(rt, obj) + label_causes(obj)
     if rt.group_resource == ("", "pods"):
         causes += pod_spec_causes(obj.get("spec"))
-    elif rt.group_resource in {
-        ("apps", "deployments"),
-        ("apps", "daemonsets"),
-        ("apps", "replicasets"),
-        ("batch", "jobs"),
-    }:
-        causes += pod_spec_causes(
-            (obj.get("spec") or {}).get("template", {}).get("spec"), "spec.template.spec"
-        )
-    elif rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions"):
-        causes += crd_causes(obj)
+    else:
+        causes += _kind_causes(rt, obj)
     if causes:
         raise invalid(rt, (obj.get("metadata") or {}).get("name") or "", causes)
 
@@ -252,15 +252,16 @@ def validate_update(rt: ResourceType, old: Obj, new: Obj) -> None:
     causes = label_causes(new)
     if rt.group_resource == ("", "pods"):
         causes += pod_update_causes(old, new)
-    elif rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions"):
-        causes += crd_causes(new)
-        if (new.get("spec") or {}).get("group") != (old.get("spec") or {}).get("group"):
-            causes.append(
-                (
-                    "FieldValueInvalid",
-                    "spec.group",
-                    f"Invalid value: {_quote(new.get('spec', {}).get('group'))}: field is immutable",
-                )
+    else:
+        causes += _kind_causes(rt, new)
+    crd = rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions")
+    if crd and (new.get("spec") or {}).get("group") != (old.get("spec") or {}).get("group"):
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.group",
+                f"Invalid value: {_quote(new.get('spec', {}).get('group'))}: field is immutable",
             )
+        )
     if causes:
         raise invalid(rt, (new.get("metadata") or {}).get("name") or "", causes)
