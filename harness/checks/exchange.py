@@ -3,6 +3,7 @@ AADSTS codes map to the link of the chain they point at."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from harness.checks import remediation as fix
@@ -10,7 +11,7 @@ from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import expected_issuer, match_fic
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
-from harness.commands import Step
+from harness.commands import Step, advice
 
 # AADSTS code -> (finding code, layer, what it means)
 AADSTS_MEANINGS: dict[str, tuple[str, str, str]] = {
@@ -65,6 +66,26 @@ AADSTS_MEANINGS: dict[str, tuple[str, str, str]] = {
         "the tenant does not exist (wrong AZURE_TENANT_ID or cloud)",
     ),
     "AADSTS50027": ("TOKEN_MALFORMED", "token", "Entra found the assertion malformed"),
+    "AADSTS500011": (
+        "RESOURCE_NOT_IN_TENANT",
+        "entra",
+        "the requested resource (scope) has no service principal in this tenant: a scope of another cloud?",
+    ),
+    "AADSTS700027": (
+        "ASSERTION_SIGNATURE_INVALID",
+        "token",
+        "Entra could not verify the assertion's signature with the issuer's keys",
+    ),
+    "AADSTS53003": (
+        "CONDITIONAL_ACCESS_BLOCKED",
+        "entra",
+        "a Conditional Access policy for workload identities blocked the sign-in",
+    ),
+    "AADSTS7000112": (
+        "APPLICATION_DISABLED",
+        "identity",
+        "the application (service principal) behind the client id is disabled",
+    ),
 }
 EGRESS_KINDS = (
     "dns",
@@ -167,7 +188,34 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
             fix.curl((issuer or "<issuer>").rstrip("/") + "/.well-known/openid-configuration"),
         ]
     elif code == "IDENTITY_NOT_FOUND":
-        remediation.append(fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.expected_client_id))
+        remediation += [
+            fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.expected_client_id),
+            advice("if the identity lives in another tenant, the ServiceAccount must name that tenant:"),
+            fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, None),
+            fix.restart_pods(ctx.namespace),
+        ]
+    elif code == "RESOURCE_NOT_IN_TENANT":
+        remediation += [
+            fix.find_service_principal(_resource_of(error)),
+            advice("set scope: on the access entry (or workload) in harness.yaml to the resource's scope in "
+                   "this cloud, e.g. https://vault.azure.cn/.default in Azure China"),
+        ]
+    elif code == "ASSERTION_SIGNATURE_INVALID":
+        remediation += [
+            fix.curl(str((ctx.cluster.issuer_jwks.url if ctx.cluster.issuer_jwks else None) or "<jwks_uri>")),
+            fix.show_issuer(ctx.azure),
+            advice("the token must come from this cluster's issuer; after a key rotation Entra may hold old keys"),
+        ]
+    elif code == "CONDITIONAL_ACCESS_BLOCKED":
+        remediation += [
+            fix.list_conditional_access_policies(),
+            advice("exclude this workload identity from the blocking policy, or allow its network location"),
+        ]
+    elif code == "APPLICATION_DISABLED":
+        remediation += [
+            fix.service_principal_enabled(ctx.expected_client_id),
+            fix.enable_service_principal(ctx.expected_client_id),
+        ]
     elif code == "TOKEN_TIME_INVALID":
         remediation += fix.node_clock(ctx.node_name)
     elif code == "TENANT_NOT_FOUND":
@@ -183,6 +231,12 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         evidence,
         remediation,
     )
+
+
+def _resource_of(error: dict[str, Any]) -> str | None:
+    """The resource Entra named in an AADSTS500011 message ("The resource principal named X was not found")."""
+    match = re.search(r"resource principal named (\S+?) was not found", str(error.get("message") or ""))
+    return match.group(1) if match else None
 
 
 def exchange_identity(ctx: WorkloadContext) -> Outcome:

@@ -291,3 +291,30 @@ def build_probe_image(image: str) -> list[Step]:
         command("docker", "push", reference),
         advice("or pass --probe-image with an image the cluster's nodes can pull"),
     ]
+
+
+def find_service_principal(resource: str | None) -> Command:
+    """Is there a service principal for the resource a scope names in this tenant?"""
+    return command("az", "ad", "sp", "list", "--filter", f"servicePrincipalNames/any(n:n eq {odata_literal(resource or '<resource>')})",
+                   "--query", "[].{name: displayName, appId: appId}", "-o", "table")
+
+
+def odata_literal(value: str) -> str:
+    """An OData string literal: a quote is doubled, so the value cannot end the literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def list_conditional_access_policies() -> Command:
+    return command("az", "rest", "--method", "get", "--url",
+                   "https://graph.microsoft.com/v1.0/identity/conditionalAccess/policies",
+                   "--query", "value[?state=='enabled'].{name: displayName, id: id}", "-o", "table",
+                   note="needs Policy.Read.All")
+
+
+def service_principal_enabled(client_id: str | None) -> Command:
+    return command("az", "ad", "sp", "show", "--id", guid_or(client_id, "<client-id>"), "--query", "accountEnabled")
+
+
+def enable_service_principal(client_id: str | None) -> Command:
+    return command("az", "ad", "sp", "update", "--id", guid_or(client_id, "<client-id>"),
+                   "--set", "accountEnabled=true")

@@ -24,7 +24,7 @@ from harness.checks.cluster import run_cluster_checks
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_succeeds
 from harness.checks.federation import identity_matches
-from harness.checks.model import FAIL, PASS, SKIP, WARN, Outcome, failed, passed, skipped
+from harness.checks.model import FAIL, PASS, SKIP, WARN, Finding, Outcome, failed, passed, skipped
 from harness.checks.pod import pod_mutated
 from harness.checks.serviceaccount import sa_exists
 from harness.checks.token import token_issuer
@@ -626,3 +626,51 @@ def test_every_failure_yields_a_finding_with_a_stable_code(run_world: RunWorld, 
     for check in checks:
         if check.status == SKIP and check.blocked_by:
             assert check.message == f"skipped because {check.blocked_by} failed"
+
+
+def _exchange_failure(aadsts: str, message: str, status: int = 400) -> Finding:
+    ctx = context_for(_pod(*V16))
+    assert ctx.facts.pod is not None
+    error = {"kind": "entra_error", "http_status": status, "error": "invalid_request", "aadsts": aadsts,
+             "message": f"{aadsts}: {message}"}
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {}, "error": error}]}
+    return exchange_succeeds(ctx).findings[0]
+
+
+def test_a_scope_of_another_cloud_is_named_with_the_resource_entra_did_not_find() -> None:
+    finding = _exchange_failure(
+        "AADSTS500011",
+        "The resource principal named https://vault.azure.net was not found in the tenant named Contoso. This can "
+        "happen if the application has not been installed by the administrator of the tenant.",
+    )
+    assert (finding.code, finding.layer) == ("RESOURCE_NOT_IN_TENANT", "entra")
+    assert finding.fix_lines()[0] == (
+        "az ad sp list --filter 'servicePrincipalNames/any(n:n eq '\"'\"'https://vault.azure.net'\"'\"')' "
+        "--query '[].{name: displayName, appId: appId}' -o table"
+    )
+
+
+def test_a_bad_assertion_signature_points_at_the_issuer_keys() -> None:
+    finding = _exchange_failure("AADSTS700027", "Client assertion contains an invalid signature.", 401)
+    assert (finding.code, finding.layer) == ("ASSERTION_SIGNATURE_INVALID", "token")
+    assert finding.fix_lines()[0] == "curl -sS '<jwks_uri>'"
+
+
+def test_conditional_access_and_a_disabled_application_get_their_own_codes() -> None:
+    blocked = _exchange_failure("AADSTS53003", "Access has been blocked by Conditional Access policies.")
+    assert blocked.code == "CONDITIONAL_ACCESS_BLOCKED"
+    assert blocked.fix_lines()[0].startswith("az rest --method get --url")
+    disabled = _exchange_failure("AADSTS7000112", f"Application '{CLIENT}'(backend) is disabled.")
+    assert disabled.code == "APPLICATION_DISABLED"
+    assert disabled.fix_lines() == [
+        f"az ad sp show --id {CLIENT} --query accountEnabled",
+        f"az ad sp update --id {CLIENT} --set accountEnabled=true",
+    ]
+
+
+def test_an_unknown_application_also_suggests_the_tenant_annotation() -> None:
+    finding = _exchange_failure(
+        "AADSTS700016", f"Application with identifier '{CLIENT}' was not found in the directory 'Contoso'."
+    )
+    assert finding.code == "IDENTITY_NOT_FOUND"
+    assert any("azure.workload.identity/tenant-id=" in line for line in finding.fix_lines())
