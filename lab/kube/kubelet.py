@@ -54,6 +54,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 import uuid
@@ -128,6 +129,65 @@ def _signal_group(pid: int, sig: int) -> None:
     except PermissionError:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
+
+
+def is_path_component(name: Any) -> bool:
+    """A name the kubelet may join to a directory: one component, not ``.``/``..``, no NUL."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\0" not in name
+
+
+def subpath_of(mount: Obj, env: dict[str, str]) -> str:
+    """subPath, or subPathExpr expanded with the container's environment (ExpandContainerVolumeMounts:
+    a reference to a variable that is unset or empty is an error)."""
+    if not mount.get("subPathExpr"):
+        return mount.get("subPath") or ""
+    missing: set[str] = set()
+
+    def lookup(name: str) -> str:
+        if not env.get(name):
+            missing.add(name)
+        return env.get(name, "")
+
+    expanded = podenv.expand(mount["subPathExpr"], lookup)
+    if missing:
+        raise podenv.ConfigError(f"missing value for {', '.join(sorted(missing))}")
+    return expanded
+
+
+def resolve_subpath(volume_root: Path, sub: str, create: bool, mount: str, container: str) -> str:
+    """The host path a subPath mount binds (kubelet makeMounts + the subpather): refuses absolute paths and
+    ``..``, creates a missing directory one component at a time without following symlinks (SafeMakeDir), and
+    refuses a path whose symlinks lead outside the volume (PrepareSafeSubpath). Raises ConfigError with the
+    kubelet's texts (the details it keeps out of user-visible messages go to the lab log)."""
+    if sub.startswith("/"):
+        raise podenv.ConfigError(f"error SubPath `{sub}` must not be an absolute path")
+    if ".." in sub.split("/"):
+        raise podenv.ConfigError(f"unable to provision SubPath `{sub}`: must not contain '..'")
+    root = os.path.realpath(volume_root)
+    candidate = os.path.join(root, sub)
+    if create and not os.path.lexists(candidate):
+        current = root
+        for part in [p for p in sub.split("/") if p not in ("", ".")]:
+            current = os.path.join(current, part)
+            if os.path.islink(current) or (os.path.lexists(current) and not os.path.isdir(current)):
+                log.warning("kubelet: subPath %r of volumeMount %r of container %r: %s is not a directory",
+                            sub, mount, container, current)
+                raise podenv.ConfigError(
+                    f'failed to create subPath directory for volumeMount "{mount}" of container "{container}"')
+            if not os.path.lexists(current):
+                try:
+                    os.mkdir(current, stat.S_IMODE(os.stat(root).st_mode))
+                except OSError as exc:
+                    log.warning("kubelet: subPath %r of volumeMount %r of container %r: %s", sub, mount, container,
+                                exc)
+                    raise podenv.ConfigError(f'failed to create subPath directory for volumeMount "{mount}" of '
+                                             f'container "{container}"') from None
+    real = os.path.realpath(candidate)
+    if not podsandbox._under(real, root):
+        log.warning("kubelet: subPath %r of volumeMount %r of container %r resolves outside its volume (%s)",
+                    sub, mount, container, real)
+        raise podenv.ConfigError(f'failed to prepare subPath for volumeMount "{mount}" of container "{container}"')
+    return real
 
 
 # ---------------------------------------------------------------- containers
@@ -403,6 +463,11 @@ class PodWorker:
                 await self.predecessor.stopped.wait()
             if not self.schedule():
                 return
+            if not (is_path_component(self.namespace) and is_path_component(self.name)):
+                # The API server refuses such names; the kubelet never builds a directory from one.
+                self.event("FailedCreatePodSandBox", "lab: the pod's namespace or name is not a single path "
+                           "component; no sandbox is made for it", "Warning")
+                return
             self.begin()
             await self.prepare_volumes()
             self.sandbox_ready = self.pod_ip_set = True
@@ -465,6 +530,9 @@ class PodWorker:
         group = volumes.fs_group(self.pod)
         for volume in self.spec.get("volumes") or []:
             name = volume.get("name", "")
+            if not is_path_component(name):
+                # The API server refuses such names (DNS-1123 label); the kubelet never builds a path from one.
+                raise volumes.VolumeError(name, f"lab: volume name {name!r} is not a single path component")
             target = self.volume_dir(name)
             if "emptyDir" in volume:
                 if not target.exists():
@@ -477,7 +545,11 @@ class PodWorker:
                 if not os.path.exists(path):
                     raise volumes.VolumeError(name, f"hostPath type check failed: {path} does not exist")
             elif volumes.is_atomic(volume):
-                volumes.write_atomic(target, self.builder.payload(volume, now))
+                payload = self.builder.payload(volume, now)
+                try:
+                    volumes.write_atomic(target, payload)
+                except (volumes.PayloadError, OSError) as exc:  # AtomicWriter.Write's error, as SetUp reports it
+                    raise volumes.VolumeError(name, str(exc)) from None
             else:
                 raise volumes.VolumeError(name, "lab: volume type not supported")
 
@@ -651,15 +723,16 @@ class PodWorker:
                 source = Path((volume["hostPath"] or {}).get("path", "/"))
             else:
                 source = self.volume_dir(volume["name"])
-            sub = mount.get("subPath") or (podenv.expand(mount["subPathExpr"], podenv.mapping_for(env))
-                                           if mount.get("subPathExpr") else "")
+            item: Obj = {"target": os.path.normpath(mount.get("mountPath", "/")),
+                         # configMap, secret, downwardAPI and projected volumes are always mounted read-only
+                         # (the kubelet's mustMountRO), whatever the mount says
+                         "readonly": bool(mount.get("readOnly")) or volumes.is_atomic(volume)}
+            sub = subpath_of(mount, env)
             if sub:
-                source = source / sub
-                if not source.exists() and "emptyDir" in volume:
-                    source.mkdir(parents=True)
-                source = Path(os.path.realpath(source))
-            mounts.append({"source": str(source), "target": os.path.normpath(mount.get("mountPath", "/")),
-                           "readonly": bool(mount.get("readOnly"))})
+                source = Path(resolve_subpath(source, sub, create="emptyDir" in volume, mount=mount.get("name", ""),
+                                              container=cs.name))
+                item["verify"] = True  # the launcher re-opens it without following symlinks before binding
+            mounts.append({"source": str(source), **item})
         ca_file = str(self.dir / "etc" / "ca-certificates.crt")
         if not any(podsandbox._under(POD_CA_PATH, m["target"]) for m in mounts):
             mounts.append({"source": ca_file, "target": POD_CA_PATH, "readonly": True})
@@ -708,6 +781,8 @@ class PodWorker:
 
     async def spawn(self, cs: ContainerState, launch: LaunchSpec) -> str | None:
         """Start the container process; None once exec succeeded, else containerd's StartError message."""
+        if not is_path_component(cs.name):  # the API server refuses such names (DNS-1123 label)
+            return podsandbox.START_ERROR_PREFIX + f"lab: container name {cs.name!r} is not a path component: unknown"
         cdir = self.dir / "containers" / cs.name
         stage = cdir / "stage"
         stage.mkdir(parents=True, exist_ok=True)

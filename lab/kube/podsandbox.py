@@ -204,9 +204,20 @@ class MountPlan:
             os.mkdir(created, 0o755)
         return created
 
-    def bind(self, source: str, target: str, readonly: bool) -> None:
-        real = self.ensure_target(target, is_file=not os.path.isdir(source))
-        mount(source, real, None, MS_BIND | MS_REC)
+    def bind(self, source: str, target: str, readonly: bool, verify: bool = False) -> None:
+        """Bind ``source`` at ``target``. ``verify``: ``source`` is a path the kubelet resolved inside a volume
+        the container can write to (a subPath); it is re-opened here one component at a time without following
+        symlinks and bound through that descriptor, so a link swapped in since cannot redirect the bind."""
+        if not verify:
+            real = self.ensure_target(target, is_file=not os.path.isdir(source))
+            mount(source, real, None, MS_BIND | MS_REC)
+        else:
+            fd = open_without_symlinks(source)
+            try:
+                real = self.ensure_target(target, is_file=not stat.S_ISDIR(os.fstat(fd).st_mode))
+                mount(f"/proc/self/fd/{fd}", real, None, MS_BIND | MS_REC)
+            finally:
+                os.close(fd)
         self.writable.append(real)
         if readonly:
             self.readonly.append(target)
@@ -236,6 +247,25 @@ class MountPlan:
         if not self.chrooted:
             with contextlib.suppress(SandboxError):
                 umount(self.stage, MNT_DETACH)
+
+
+def open_without_symlinks(path: str) -> int:
+    """An O_PATH descriptor for the absolute ``path``, reached from ``/`` one component at a time, refusing any
+    symlink on the way (the kubelet subpather's doSafeOpen)."""
+    fd = os.open("/", os.O_PATH | os.O_DIRECTORY)
+    try:
+        for part in [p for p in path.split("/") if p]:
+            if part in (".", ".."):
+                raise SandboxError(f"open {path}: not a clean path")
+            child = os.open(part, os.O_PATH | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise SandboxError(f"open {path}: a symbolic link is in the way")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _searchable(st: os.stat_result, uid: int, gids: set[int]) -> bool:
@@ -286,7 +316,7 @@ def launch(spec: dict[str, Any]) -> None:
             plan = MountPlan(spec["stage"])
             plan.begin()
             for item in spec.get("mounts", []):
-                plan.bind(item["source"], item["target"], item.get("readonly", False))
+                plan.bind(item["source"], item["target"], item.get("readonly", False), item.get("verify", False))
             if user and user["uid"] != 0:
                 gids = {user["gid"], *user.get("groups", [])}
                 executable = _which(argv[0], env) if argv else None

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import base64
 import os
+import posixpath
 import shutil
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -248,19 +250,91 @@ def is_atomic(volume: Obj) -> bool:
 
 
 # ---------------------------------------------------------------- atomic writer
+#
+# Defence in depth: the API server refuses item paths and keys that leave the volume, but objects can reach
+# the store by other ways (scenarios, older objects) and containers can write into some volumes. So, as the
+# kubelet's AtomicWriter does, every payload path is validated first (validatePath, same texts), and the
+# writer never follows anything it did not create itself: a ``..data`` link, a timestamped directory or a
+# file that is a symlink (planted by a container) is treated as absent, never read through or deleted.
+
+MAX_FILE_NAME_LENGTH = 255
+MAX_PATH_LENGTH = 4096
+DATA_DIR = "..data"
+NEW_DATA_DIR = "..data_tmp"
+
+
+class PayloadError(ValueError):
+    """A payload path the atomic writer refuses (validatePath's message)."""
+
+
+def payload_path_problem(target: str) -> str | None:
+    """pkg/volume/util/atomic_writer.go validatePath."""
+    if target == "":
+        return 'invalid path: must not be empty: ""'
+    if target.startswith("/"):
+        return f"invalid path: must be relative path: {target}"
+    if len(target) > MAX_PATH_LENGTH:
+        return f"invalid path: must be less than or equal to {MAX_PATH_LENGTH} characters"
+    items = target.split("/")
+    for item in items:
+        if item == "..":
+            return f"invalid path: must not contain '..': {target}"
+        if len(item) > MAX_FILE_NAME_LENGTH:
+            return f"invalid path: filenames must be less than or equal to {MAX_FILE_NAME_LENGTH} characters"
+    if items[0].startswith("..") and len(items[0]) > 2:
+        return f"invalid path: must not start with '..': {target}"
+    return None
+
+
+def clean_payload(payload: Payload) -> Payload:
+    """validatePayload: every path valid, then cleaned (``a//b/`` -> ``a/b``); raises PayloadError."""
+    cleaned: Payload = {}
+    for rel, spec in payload.items():
+        problem = payload_path_problem(rel)
+        if problem:
+            raise PayloadError(problem)
+        cleaned[posixpath.normpath(rel)] = spec
+    return cleaned
+
+
+def _is_inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _data_dir_name(target: Path) -> str | None:
+    """The timestamped directory ``..data`` names, if it is one this writer could have made: a single name
+    starting with ``..`` that is a real directory (not a symlink) directly in ``target``."""
+    link = target / DATA_DIR
+    if not link.is_symlink():
+        return None
+    name = os.readlink(link)
+    if "/" in name or not name.startswith("..") or name in ("..", DATA_DIR, NEW_DATA_DIR):
+        return None
+    candidate = target / name
+    if candidate.is_symlink() or not candidate.is_dir():
+        return None
+    return name
 
 
 def _current(target: Path) -> Payload | None:
-    data_dir = target / "..data"
-    if not data_dir.is_symlink():
+    name = _data_dir_name(target)
+    if name is None:
         return None
-    root = target / os.readlink(data_dir)
+    root = target / name
     found: Payload = {}
-    for dirpath, _, filenames in os.walk(root):
+    for dirpath, _, filenames in os.walk(root):  # os.walk does not descend into symlinked directories
         for filename in filenames:
             path = Path(dirpath) / filename
-            st = path.stat()
-            found[str(path.relative_to(root))] = FileSpec(path.read_bytes(), st.st_mode & 0o7777, st.st_uid, st.st_gid)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                return None  # a symlink (or worse) this writer did not make: rewrite the whole payload
+            with os.fdopen(fd, "rb") as handle:
+                st = os.fstat(handle.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    return None
+                found[str(path.relative_to(root))] = FileSpec(handle.read(), st.st_mode & 0o7777, st.st_uid,
+                                                              st.st_gid)
     return found
 
 
@@ -276,40 +350,62 @@ def _same(old: Payload | None, new: Payload) -> bool:
     return True
 
 
+def _write_file(ts_dir: Path, rel: str, spec: FileSpec) -> None:
+    """One payload file under the fresh timestamped directory, refusing to go through any symlink."""
+    path = ts_dir / rel
+    for parent in reversed(path.relative_to(ts_dir).parents):
+        if str(parent) == ".":
+            continue
+        directory = ts_dir / parent
+        if directory.is_symlink():
+            raise PayloadError(f"invalid path: {rel}: {parent} is a symbolic link")
+        if not directory.is_dir():
+            directory.mkdir()
+        os.chmod(directory, 0o755)
+    if not _is_inside(os.path.realpath(path.parent), os.path.realpath(ts_dir)):
+        raise PayloadError(f"invalid path: {rel}: outside the volume")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(spec.data)
+        os.fchmod(handle.fileno(), spec.mode & 0o777)  # never setuid/setgid/sticky, whatever the spec says
+        if (spec.uid is not None or spec.gid is not None) and os.geteuid() == 0:
+            os.fchown(handle.fileno(), -1 if spec.uid is None else spec.uid, -1 if spec.gid is None else spec.gid)
+
+
 def write_atomic(target: Path, payload: Payload) -> bool:
-    """Write ``payload`` into ``target`` AtomicWriter-style; False when nothing changed."""
+    """Write ``payload`` into ``target`` AtomicWriter-style; False when nothing changed. Raises PayloadError
+    for a path the kubelet refuses and OSError when the volume directory is not in a state it can write."""
+    payload = clean_payload(payload)
     target.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink():
+        raise PayloadError(f"invalid volume directory: {target.name} is a symbolic link")
+    old_ts = _data_dir_name(target)
     if _same(_current(target), payload):
         return False
     stamp = time.strftime("..%Y_%m_%d_%H_%M_%S.", time.gmtime())
     ts_dir = Path(tempfile.mkdtemp(prefix=stamp, dir=target))
     os.chmod(ts_dir, 0o755)
-    for rel, spec in payload.items():
-        path = ts_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for parent in path.relative_to(ts_dir).parents:
-            if str(parent) != ".":
-                os.chmod(ts_dir / parent, 0o755)
-        path.write_bytes(spec.data)
-        os.chmod(path, spec.mode)
-        if (spec.uid is not None or spec.gid is not None) and os.geteuid() == 0:
-            os.chown(path, -1 if spec.uid is None else spec.uid, -1 if spec.gid is None else spec.gid)
-    data_link = target / "..data"
-    old_ts = os.readlink(data_link) if data_link.is_symlink() else None
-    tmp_link = target / "..data_tmp"
-    if tmp_link.is_symlink():
-        tmp_link.unlink()
-    os.symlink(ts_dir.name, tmp_link)
-    os.rename(tmp_link, data_link)
+    try:
+        for rel, spec in payload.items():
+            _write_file(ts_dir, rel, spec)
+        data_link = target / DATA_DIR
+        tmp_link = target / NEW_DATA_DIR
+        if tmp_link.is_symlink():
+            tmp_link.unlink()
+        os.symlink(ts_dir.name, tmp_link)
+        os.rename(tmp_link, data_link)
+    except BaseException:
+        shutil.rmtree(ts_dir, ignore_errors=True)
+        raise
     tops = {Path(rel).parts[0] for rel in payload}
     for top in tops:
         link = target / top
-        if not link.is_symlink():
-            os.symlink(f"..data/{top}", link)
+        if not os.path.lexists(link):  # a name a container made real is left alone, as createUserVisibleFiles does
+            os.symlink(f"{DATA_DIR}/{top}", link)
     for entry in target.iterdir():
         if entry.name.startswith(".."):
             continue
-        if entry.is_symlink() and entry.name not in tops and os.readlink(entry).startswith("..data/"):
+        if entry.is_symlink() and entry.name not in tops and os.readlink(entry).startswith(f"{DATA_DIR}/"):
             entry.unlink()
     if old_ts and old_ts != ts_dir.name:
         shutil.rmtree(target / old_ts, ignore_errors=True)
