@@ -16,6 +16,7 @@ CTL_EXAMPLES = """\
 examples:
   python -m lab ctl --state-dir DIR status
   python -m lab ctl --state-dir DIR webhook --mode down        (up | down | absent; --layout v1.5|v1.6)
+  python -m lab ctl --state-dir DIR webhook --install helm     (addon | helm | both: who installed the webhook)
   python -m lab ctl --state-dir DIR issuer --rotate-keys        (--unreachable on|off)
   python -m lab ctl --state-dir DIR kubelet --pod-start-latency 5
   python -m lab ctl --state-dir DIR clock --skew 7200          (Entra's clock, seconds)
@@ -63,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     webhook = actions.add_parser("webhook")
     webhook.add_argument("--mode", choices=["up", "down", "absent"])
     webhook.add_argument("--layout", choices=["v1.5", "v1.6"])
+    webhook.add_argument("--install", choices=["addon", "helm", "both"],
+                         help="the AKS add-on in kube-system, the Helm chart in azure-workload-identity-system, "
+                              "or both at once")
     issuer = actions.add_parser("issuer")
     issuer.add_argument("--rotate-keys", action="store_true")
     issuer.add_argument("--unreachable", choices=["on", "off"])
@@ -87,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
     pairs = {
-        "webhook": {"mode": args.__dict__.get("mode"), "layout": args.__dict__.get("layout")},
+        "webhook": {"mode": args.__dict__.get("mode"), "layout": args.__dict__.get("layout"),
+                    "install": args.__dict__.get("install")},
         "issuer": {"rotate_keys": args.__dict__.get("rotate_keys") or None,
                    "unreachable": {"on": True, "off": False}.get(args.__dict__.get("unreachable") or "")},
         "kubelet": {"pod_start_latency_seconds": args.__dict__.get("pod_start_latency")},

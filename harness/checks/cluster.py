@@ -20,7 +20,7 @@ from harness.checks.model import (
     skipped,
     warned,
 )
-from harness.commands import advice, command
+from harness.commands import Step, advice, command
 from harness.config import AzureConfig
 from harness.facts import ClusterFacts, Fetched
 from harness.names import (
@@ -205,6 +205,48 @@ def issuer_jwks(ctx: ClusterContext) -> Outcome:
     return passed(f"JWKS at {fetched.url} holds {len(usable)} RS256 signing key(s)", evidence)
 
 
+@dataclass(frozen=True)
+class WebhookInstall:
+    """One running install of the webhook: the AKS add-on (kube-system) or the Helm chart (any other namespace)."""
+
+    kind: str  # addon | chart
+    namespace: str
+    release: str | None  # the Helm release that owns it (meta.helm.sh/release-name), when it says
+
+    def describe(self) -> str:
+        what = "the AKS add-on" if self.kind == "addon" else "the Helm chart"
+        return f"{what} in {self.namespace}" + (f" (release {self.release})" if self.release else "")
+
+
+def webhook_installs(facts: ClusterFacts) -> list[WebhookInstall]:
+    """Who installed the webhook, one entry per namespace its Deployment runs in."""
+    installs: dict[str, WebhookInstall] = {}
+    for deployment in facts.webhook_deployments:
+        meta = deployment.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "")
+        if not namespace or namespace in installs:
+            continue
+        release = (meta.get("annotations") or {}).get("meta.helm.sh/release-name")
+        kind = "addon" if namespace == WEBHOOK_NAMESPACES[0] else "chart"
+        installs[namespace] = WebhookInstall(kind, namespace, str(release) if release else None)
+    return list(installs.values())
+
+
+def chart_install(facts: ClusterFacts) -> WebhookInstall | None:
+    """The Helm chart's install when the chart (and not the add-on) provides the webhook."""
+    installs = webhook_installs(facts)
+    charts = [i for i in installs if i.kind == "chart"]
+    return charts[0] if charts and len(installs) == 1 else None
+
+
+def enable_webhook(facts: ClusterFacts, azure: AzureConfig | None) -> list[Step]:
+    """How to (re)install the webhook: through the chart where the chart provides it, never the add-on over it."""
+    chart = chart_install(facts)
+    if chart is not None:
+        return [fix.helm_upgrade_chart(chart.release, chart.namespace)]
+    return [fix.aks_update(azure, "--enable-oidc-issuer", "--enable-workload-identity")]
+
+
 def workload_identity_enabled(ctx: ClusterContext) -> Outcome:
     facts = ctx.facts
     if facts.arm_cluster is None:
@@ -212,9 +254,17 @@ def workload_identity_enabled(ctx: ClusterContext) -> Outcome:
     if not facts.arm_cluster.ok:
         return _arm_failure(ctx, facts.arm_cluster)
     profile = (_arm_properties(facts).get("securityProfile") or {}).get("workloadIdentity") or {}
-    evidence = {"securityProfile.workloadIdentity": profile}
+    evidence: dict[str, Any] = {"securityProfile.workloadIdentity": profile}
     if profile.get("enabled"):
         return passed("workload identity is enabled on the cluster", evidence)
+    chart = chart_install(facts)
+    if chart is not None:
+        evidence["webhook_install"] = chart.__dict__
+        return passed(
+            f"the AKS workload identity add-on is off and the webhook comes from {chart.describe()}: a valid "
+            "setup (do not enable the add-on on top of the chart)",
+            evidence,
+        )
     return failed(
         "workload identity is not enabled on the cluster (securityProfile.workloadIdentity)",
         evidence,
@@ -301,28 +351,42 @@ def webhook_installed(ctx: ClusterContext) -> Outcome:
                 "webhook",
                 "no azure-workload-identity mutating webhook: pods get no AZURE_* env and no token",
                 evidence,
-                [
-                    fix.aks_update(ctx.azure, "--enable-oidc-issuer", "--enable-workload-identity"),
-                    fix.kubectl("get", "mutatingwebhookconfigurations"),
-                ],
+                [*enable_webhook(facts, ctx.azure), fix.kubectl("get", "mutatingwebhookconfigurations")],
             ),
         )
-    if len(facts.webhook_configurations) > 1:
-        return warned(
-            f"{len(facts.webhook_configurations)} workload identity webhook configurations: the AKS add-on "
-            "and the OSS chart both installed?",
+    installs = webhook_installs(facts)
+    evidence["installs"] = [install.__dict__ for install in installs]
+    if len(installs) > 1 or len(facts.webhook_configurations) > 1:
+        where = ", ".join(install.describe() for install in installs) or (
+            f"{len(facts.webhook_configurations)} webhook configurations"
+        )
+        return failed(
+            f"the workload identity webhook is installed more than once ({where}): the installs fight over "
+            "the webhook's certificate and objects",
             evidence,
             Finding(
                 "WEBHOOK_DUPLICATE",
-                WARNING,
+                ERROR,
                 "webhook",
-                "more than one workload identity webhook mutates pods",
+                f"more than one workload identity webhook install: {where}; keep exactly one",
                 evidence,
-                [fix.kubectl("get", "mutatingwebhookconfigurations"), command("helm", "list", "-A", "--filter", "workload-identity")],
+                _remove_duplicate(ctx, installs),
             ),
         )
     names = ", ".join(str(s["name"]) for s in evidence["configurations"])
     return passed(f"webhook {WEBHOOK_NAME} installed ({names})", evidence)
+
+
+def _remove_duplicate(ctx: ClusterContext, installs: list[WebhookInstall]) -> list[Step]:
+    steps: list[Step] = [
+        fix.kubectl("get", "deployment", "-A", "-l", "azure-workload-identity.io/system=true"),
+        command("helm", "list", "-A", "--filter", "workload-identity"),
+        advice("keep the add-on (AKS manages it) or the chart, not both; to keep the add-on, uninstall the chart:"),
+    ]
+    steps += [fix.helm_uninstall(i.release, i.namespace) for i in installs if i.kind == "chart"]
+    steps += [advice("or, to keep the chart, turn the add-on off:"),
+              fix.aks_update(ctx.azure, "--disable-workload-identity")]
+    return steps
 
 
 def webhook_failure_policy(ctx: ClusterContext) -> Outcome:
@@ -343,8 +407,8 @@ def webhook_failure_policy(ctx: ClusterContext) -> Outcome:
             "the webhook's failurePolicy is not Fail",
             {"failurePolicy": policies},
             [
-                advice("upgrade the webhook (failurePolicy Fail since v1.0.0) or re-enable the AKS add-on:"),
-                fix.aks_update(ctx.azure, "--enable-workload-identity"),
+                advice("upgrade the webhook: failurePolicy is Fail since v1.0.0"),
+                *enable_webhook(ctx.facts, ctx.azure),
             ],
         ),
     )

@@ -7,7 +7,12 @@ import json
 from typing import Any
 
 from harness.checks import remediation as fix
-from harness.checks.cluster import webhook_configuration_name, webhook_namespace, webhook_service
+from harness.checks.cluster import (
+    enable_webhook,
+    webhook_configuration_name,
+    webhook_namespace,
+    webhook_service,
+)
 from harness.checks.common import kube_call_failed, kube_failure_finding
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
@@ -306,6 +311,6 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
 def _mutation_remediation(ctx: WorkloadContext) -> list[Step]:
     return [
         fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.cluster), "-o", "yaml"),
-        fix.aks_update(ctx.azure, "--enable-oidc-issuer", "--enable-workload-identity"),
+        *enable_webhook(ctx.cluster, ctx.azure),
         fix.restart_pods(ctx.namespace),
     ]

@@ -318,3 +318,14 @@ def service_principal_enabled(client_id: str | None) -> Command:
 def enable_service_principal(client_id: str | None) -> Command:
     return command("az", "ad", "sp", "update", "--id", guid_or(client_id, "<client-id>"),
                    "--set", "accountEnabled=true")
+
+
+def helm_upgrade_chart(release: str | None, namespace: str) -> Command:
+    """Reinstall the self-managed chart where it is (the chart's README: helm upgrade -n NS RELEASE ...)."""
+    return command("helm", "upgrade", "--install", "-n", namespace_or(namespace),
+                   object_or(release, "workload-identity-webhook"),
+                   "azure-workload-identity/workload-identity-webhook", "--reuse-values")
+
+
+def helm_uninstall(release: str | None, namespace: str) -> Command:
+    return command("helm", "uninstall", "-n", namespace_or(namespace), object_or(release, "<release>"))

@@ -48,7 +48,14 @@ DEPLOYMENT_NAME = "azure-wi-webhook-controller-manager"
 SERVICE_NAME = "azure-wi-webhook-webhook-service"
 CONFIGMAP_NAME = "azure-wi-webhook-config"
 SERVICE_ACCOUNT_NAME = "azure-wi-webhook-admin"
-HELM_RELEASE = "aks-managed-workload-identity"
+HELM_RELEASE = "aks-managed-workload-identity"  # the add-on's own Helm release (Azure/AKS#5472)
+ADDON_NAMESPACE = "kube-system"
+# The self-managed chart (charts/workload-identity-webhook): its README installs it as release
+# "workload-identity-webhook" in azure-workload-identity-system, and its Deployment carries app/chart/release labels.
+CHART_NAME = "workload-identity-webhook"
+CHART_RELEASE = "workload-identity-webhook"
+CHART_NAMESPACE = "azure-workload-identity-system"
+INSTALLS = ("addon", "helm", "both")
 SYSTEM_LABEL = "azure-workload-identity.io/system"
 
 USE_LABEL = "azure.workload.identity/use"
@@ -119,6 +126,7 @@ MODES = ("up", "down", "absent")
 @dataclass
 class WebhookSettings:
     mode: str = "up"  # up | down | absent
+    install: str = "addon"  # addon (kube-system) | helm (the chart, its own namespace) | both at once
     layout: str = "v1.6"  # v1.5 | v1.6
     tenant_id: str = ""  # azure-wi-webhook-config AZURE_TENANT_ID
     azure_environment: str = "AzurePublicCloud"
@@ -141,6 +149,8 @@ class WebhookSettings:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"webhook mode must be one of {MODES}, not {self.mode!r}")
+        if self.install not in INSTALLS:
+            raise ValueError(f"webhook install must be one of {INSTALLS}, not {self.install!r}")
         if self.layout not in LAYOUTS:
             raise ValueError(f"webhook layout must be one of {tuple(LAYOUTS)}, not {self.layout!r}")
 
@@ -504,17 +514,45 @@ def add_env(container: Obj, desired: list[tuple[str, str]]) -> None:
 # ---------------------------------------------------------------- the add-on's API objects
 
 
-def _meta(name: str, settings: WebhookSettings, namespaced: bool = True) -> Obj:
+@dataclass(frozen=True)
+class Install:
+    """Where one install of the webhook lives: the add-on's or the chart's namespace and Helm release."""
+
+    namespace: str
+    release: str
+    chart: bool
+
+    @property
+    def chart_labels(self) -> dict[str, str]:
+        return {"app": CHART_NAME, "chart": CHART_NAME, "release": self.release} if self.chart else {}
+
+
+ADDON = Install(ADDON_NAMESPACE, HELM_RELEASE, chart=False)
+CHART = Install(CHART_NAMESPACE, CHART_RELEASE, chart=True)
+
+
+def installs_of(settings: WebhookSettings) -> list[Install]:
+    return {"addon": [ADDON], "helm": [CHART], "both": [ADDON, CHART]}[settings.install]
+
+
+def namespace_for(install: str) -> str:
+    """The namespace whose Service the cluster's one MutatingWebhookConfiguration calls: with both installed,
+    the add-on's (AKS reconciles its own objects back, Azure/AKS#5472)."""
+    return CHART_NAMESPACE if install == "helm" else ADDON_NAMESPACE
+
+
+def _meta(name: str, settings: WebhookSettings, install: Install | None = None, namespaced: bool = True) -> Obj:
+    install = install or installs_of(settings)[0]
     meta: Obj = {
         "name": name,
-        "labels": {SYSTEM_LABEL: "true", **settings.extra_labels},
+        "labels": {SYSTEM_LABEL: "true", **install.chart_labels, **settings.extra_labels},
         "annotations": {
-            "meta.helm.sh/release-name": HELM_RELEASE,
-            "meta.helm.sh/release-namespace": settings.namespace,
+            "meta.helm.sh/release-name": install.release,
+            "meta.helm.sh/release-namespace": install.namespace,
         },
     }
     if namespaced:
-        meta["namespace"] = settings.namespace
+        meta["namespace"] = install.namespace
     return meta
 
 
@@ -545,13 +583,16 @@ def mutating_webhook_configuration(settings: WebhookSettings) -> Obj:
     }
 
 
-def _manager_container(settings: WebhookSettings) -> Obj:
+def _manager_container(settings: WebhookSettings, install: Install) -> Obj:
+    args = [f"--log-level={settings.log_level}", "--metrics-addr=:8095", "--metrics-backend=prometheus"]
+    if install.chart:  # the chart's template passes these two
+        args = ["--arc-cluster=false", "--log-encoder=console", *args]
     return {
         "name": "manager",
         "image": settings.webhook_image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["/manager"],
-        "args": [f"--log-level={settings.log_level}", "--metrics-addr=:8095", "--metrics-backend=prometheus"],
+        "args": args,
         "env": [{"name": "POD_NAMESPACE",
                  "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}}],
         "envFrom": [{"configMapRef": {"name": CONFIGMAP_NAME}}],
@@ -591,19 +632,21 @@ def _deployment_status(settings: WebhookSettings) -> Obj:
     }
 
 
-def deployment(settings: WebhookSettings) -> Obj:
-    pod_labels = {SYSTEM_LABEL: "true", "app": "workload-identity-webhook"}
+def deployment(settings: WebhookSettings, install: Install | None = None) -> Obj:
+    install = install or installs_of(settings)[0]
+    pod_labels = {SYSTEM_LABEL: "true", "app": CHART_NAME, **install.chart_labels}
+    selector = {SYSTEM_LABEL: "true", **install.chart_labels}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(DEPLOYMENT_NAME, settings),
+        "metadata": _meta(DEPLOYMENT_NAME, settings, install),
         "spec": {
             "replicas": 2,
-            "selector": {"matchLabels": {SYSTEM_LABEL: "true"}},
+            "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": pod_labels},
                 "spec": {
-                    "containers": [_manager_container(settings)],
+                    "containers": [_manager_container(settings, install)],
                     "nodeSelector": {"kubernetes.io/os": "linux"},
                     "priorityClassName": "system-cluster-critical",
                     "serviceAccountName": SERVICE_ACCOUNT_NAME,
@@ -616,27 +659,31 @@ def deployment(settings: WebhookSettings) -> Obj:
     }
 
 
-def config_map(settings: WebhookSettings) -> Obj:
+def config_map(settings: WebhookSettings, install: Install | None = None) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(CONFIGMAP_NAME, settings),
+        "metadata": _meta(CONFIGMAP_NAME, settings, install),
         "data": {"AZURE_ENVIRONMENT": settings.azure_environment, "AZURE_TENANT_ID": settings.tenant_id},
     }
 
 
-def service_account(settings: WebhookSettings) -> Obj:
-    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(SERVICE_ACCOUNT_NAME, settings)}
+def service_account(settings: WebhookSettings, install: Install | None = None) -> Obj:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(SERVICE_ACCOUNT_NAME, settings, install)}
 
 
 def webhook_objects(settings: WebhookSettings) -> list[tuple[str, str, str, Obj]]:
-    """(group, plural, namespace, object) for what the add-on puts in the API; nothing when absent."""
+    """(group, plural, namespace, object) for what the installs put in the API; nothing when absent. Both installs
+    share the one cluster-scoped MutatingWebhookConfiguration name, so there is only ever one of it."""
     if settings.mode == "absent":
         return []
-    ns = settings.namespace
-    return [
-        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", mutating_webhook_configuration(settings)),
-        ("apps", "deployments", ns, deployment(settings)),
-        ("", "configmaps", ns, config_map(settings)),
-        ("", "serviceaccounts", ns, service_account(settings)),
-    ]
+    objects = [("admissionregistration.k8s.io", "mutatingwebhookconfigurations", "",
+                mutating_webhook_configuration(settings))]
+    for install in installs_of(settings):
+        ns = install.namespace
+        objects += [
+            ("apps", "deployments", ns, deployment(settings, install)),
+            ("", "configmaps", ns, config_map(settings, install)),
+            ("", "serviceaccounts", ns, service_account(settings, install)),
+        ]
+    return objects

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeworld import ISSUER, VAULT, FakeWorkload, World
+from fakeworld import ISSUER, OTHER_VAULT, VAULT, FakeWorkload, World
 
 from harness.analysis import analyse
 from harness.checks.access import access_outcome
@@ -24,7 +24,7 @@ from harness.checks.cluster import run_cluster_checks
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_succeeds
 from harness.checks.federation import identity_matches
-from harness.checks.model import FAIL, PASS, SKIP, WARN, Finding, Outcome, failed, passed, skipped
+from harness.checks.model import FAIL, PASS, SKIP, Finding, Outcome, failed, passed, skipped
 from harness.checks.pod import pod_mutated
 from harness.checks.serviceaccount import sa_exists
 from harness.checks.token import token_issuer
@@ -547,7 +547,7 @@ def test_without_azure_the_issuer_comes_from_the_api_server(run_world: RunWorld)
 def test_least_privilege_violation_and_unexpected_denial(run_world: RunWorld) -> None:
     world = World.healthy()
     finance = world.workload("finance/backend-sa")
-    finance.readable = ["https://platform-kv.vault.example.test/"]  # lost its vault, gained the forbidden one
+    finance.readable = [OTHER_VAULT]  # lost its vault, gained the forbidden one
     results, _ = run_world(world)
     checks = results.workloads["finance/backend-sa"]
     assert checks.check("access.1").findings[0].code == "ACCESS_DENIED_UNEXPECTEDLY"
@@ -587,8 +587,33 @@ def test_cluster_checks_on_bare_facts() -> None:
     assert by_id["cluster.issuer_discovery"].status == SKIP
 
 
-def test_two_webhook_installs_warn(run_world: RunWorld) -> None:
-    results, _ = run_world(World.healthy())
+def _webhook_deployment(namespace: str, release: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "azure-wi-webhook-controller-manager", "namespace": namespace,
+                     "annotations": {"meta.helm.sh/release-name": release}},
+        "spec": {"replicas": 2},
+        "status": {"readyReplicas": 2, "availableReplicas": 2},
+    }
+
+
+ADDON_DEPLOYMENT = _webhook_deployment("kube-system", "aks-managed-workload-identity")
+CHART_DEPLOYMENT = _webhook_deployment("azure-workload-identity-system", "workload-identity-webhook")
+ONE_MWC = [{"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"},
+            "webhooks": [{"name": "mutation.azure-workload-identity.io", "failurePolicy": "Fail",
+                          "objectSelector": {"matchLabels": {"azure.workload.identity/use": "true"}}}]}]
+
+
+def _arm_cluster(workload_identity: bool) -> Fetched:
+    body = {"properties": {"oidcIssuerProfile": {"enabled": True, "issuerUrl": ISSUER},
+                           "securityProfile": {"workloadIdentity": {"enabled": workload_identity}}}}
+    return Fetched("https://arm/cluster", 200, body)
+
+
+def _cluster_check(facts: ClusterFacts, check_id: str) -> Any:
+    return next(r for r in run_cluster_checks(facts, None) if r.id == check_id)
+
+
+def test_two_webhook_configurations_are_a_duplicate() -> None:
     facts = ClusterFacts(
         time.time(),
         webhook_configurations=[
@@ -596,9 +621,44 @@ def test_two_webhook_installs_warn(run_world: RunWorld) -> None:
             for n in ("azure-wi-webhook-a", "azure-wi-webhook-b")
         ],
     )
-    installed = run_cluster_checks(facts, None)[4]
-    assert installed.id == "cluster.webhook_installed" and installed.status == WARN
-    assert installed.findings[0].code == "WEBHOOK_DUPLICATE"
+    installed = _cluster_check(facts, "cluster.webhook_installed")
+    assert installed.status == FAIL and installed.findings[0].code == "WEBHOOK_DUPLICATE"
+
+
+def test_add_on_and_chart_together_are_a_duplicate_though_they_share_one_configuration() -> None:
+    facts = ClusterFacts(time.time(), webhook_configurations=ONE_MWC,
+                         webhook_deployments=[ADDON_DEPLOYMENT, CHART_DEPLOYMENT])
+    installed = _cluster_check(facts, "cluster.webhook_installed")
+    assert installed.status == FAIL
+    finding = installed.findings[0]
+    assert finding.code == "WEBHOOK_DUPLICATE" and finding.severity == "error"
+    assert "kube-system" in finding.message and "azure-workload-identity-system" in finding.message
+    assert "helm uninstall -n azure-workload-identity-system workload-identity-webhook" in finding.fix_lines()
+
+
+def test_a_chart_install_with_the_add_on_off_is_a_valid_setup() -> None:
+    facts = ClusterFacts(time.time(), webhook_configurations=ONE_MWC, webhook_deployments=[CHART_DEPLOYMENT],
+                         arm_cluster=_arm_cluster(workload_identity=False))
+    enabled = _cluster_check(facts, "cluster.workload_identity_enabled")
+    assert enabled.status == PASS and "Helm chart" in enabled.message
+    assert _cluster_check(facts, "cluster.webhook_installed").status == PASS
+
+
+def test_the_add_on_off_without_a_chart_is_still_disabled() -> None:
+    facts = ClusterFacts(time.time(), webhook_configurations=ONE_MWC, webhook_deployments=[ADDON_DEPLOYMENT],
+                         arm_cluster=_arm_cluster(workload_identity=False))
+    enabled = _cluster_check(facts, "cluster.workload_identity_enabled")
+    assert enabled.status == FAIL and enabled.findings[0].code == "WORKLOAD_IDENTITY_DISABLED"
+
+
+def test_fixes_never_enable_the_add_on_over_a_chart() -> None:
+    facts = ClusterFacts(time.time(), webhook_configurations=[{**ONE_MWC[0], "webhooks": [
+        {**ONE_MWC[0]["webhooks"][0], "failurePolicy": "Ignore"}]}], webhook_deployments=[CHART_DEPLOYMENT])
+    policy = _cluster_check(facts, "cluster.webhook_failure_policy")
+    lines = policy.findings[0].fix_lines()
+    assert not any("--enable-workload-identity" in line for line in lines)
+    assert any(line.startswith("helm upgrade --install -n azure-workload-identity-system workload-identity-webhook")
+               for line in lines)
 
 
 BROKEN_WORLDS = {

@@ -156,6 +156,8 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "harness_credential": lambda d: fix.harness_credential(azure_of(d)),
     "grant_harness_reader": lambda d: fix.grant_harness_reader(azure_of(d)),
     "delete_role_assignment": lambda d: fix.delete_role_assignment(),
+    "helm_upgrade_chart": lambda d: fix.helm_upgrade_chart(d(nasty_text), d(nasty_text)),
+    "helm_uninstall": lambda d: fix.helm_uninstall(d(nasty_text), d(nasty_text)),
     "find_service_principal": lambda d: fix.find_service_principal(d(nasty_text)),
     "list_conditional_access_policies": lambda d: fix.list_conditional_access_policies(),
     "service_principal_enabled": lambda d: fix.service_principal_enabled(d(nasty_text)),

@@ -484,3 +484,23 @@ def test_go_parse_int() -> None:
             go_parse_int(text, 64)
     with pytest.raises(GoParseError, match=r'parsing "2147483648": value out of range'):
         go_parse_int("2147483648", 32)
+
+
+def test_the_chart_installs_in_its_own_namespace_with_its_labels_and_both_share_one_configuration() -> None:
+    chart = webhook_objects(WebhookSettings(tenant_id=TENANT, install="helm",
+                                            namespace="azure-workload-identity-system"))
+    namespaces = {ns for _, _, ns, _ in chart if ns}
+    assert namespaces == {"azure-workload-identity-system"}
+    mwc, deployment = chart[0][3], chart[1][3]
+    assert mwc["webhooks"][0]["clientConfig"]["service"]["namespace"] == "azure-workload-identity-system"
+    assert deployment["metadata"]["annotations"]["meta.helm.sh/release-name"] == "workload-identity-webhook"
+    assert deployment["metadata"]["labels"] == {
+        "azure-workload-identity.io/system": "true", "app": "workload-identity-webhook",
+        "chart": "workload-identity-webhook", "release": "workload-identity-webhook",
+    }
+    both = webhook_objects(WebhookSettings(tenant_id=TENANT, install="both"))
+    kinds = [(o["kind"], ns) for _, _, ns, o in both]
+    assert kinds.count(("MutatingWebhookConfiguration", "")) == 1
+    assert {ns for kind, ns in kinds if kind == "Deployment"} == {"kube-system", "azure-workload-identity-system"}
+    with pytest.raises(ValueError, match="install"):
+        WebhookSettings(install="operator")
