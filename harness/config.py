@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -50,16 +51,25 @@ from pydantic import (
     model_validator,
 )
 
+from harness import values
 from harness.clouds import DEFAULT_ARM_AUDIENCE, KNOWN_CLOUDS, CloudEndpoints
+from harness.input_files import (
+    MAX_CONFIG_BYTES,
+    MAX_KUBECONFIG_BYTES,
+    MAX_SECRET_BYTES,
+    InputFileError,
+    check_ca_bundle,
+    check_regular_file,
+    load_yaml,
+    read_secret,
+    read_text,
+    yaml_problem,
+)
 
 DEFAULT_PROBE_IMAGE = "ghcr.io/wi-harness/probe:0.1.0"
-GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-IDENTITY_ID_RE = re.compile(
-    r"^/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.managedidentity/"
-    r"userassignedidentities/[^/]+$",
+IDENTITY_ID_RE = re.compile(  # matched whole (fullmatch): "$" alone would let a trailing newline through
+    r"/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.managedidentity/"
+    r"userassignedidentities/[^/]+",
     re.IGNORECASE,
 )
 _SECRETISH = ("secret", "password", "token")
@@ -71,17 +81,20 @@ class ConfigError(Exception):
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
         self.problems = problems
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        super().__init__(
-            f"invalid harness config {source} ({count}):\n" + "\n".join(f"  {p}" for p in problems)
-        )
+        if len(problems) == 1:  # one problem, one line (a file-level one needs no "(file)" marker there)
+            super().__init__(f"invalid harness config {source}: {problems[0].removeprefix('(file): ')}")
+        else:
+            super().__init__(
+                f"invalid harness config {source} ({len(problems)} problems):\n"
+                + "\n".join(f"  {p}" for p in problems)
+            )
 
 
 # ---------------------------------------------------------------- field types
 
 
 def _guid(value: str) -> str:
-    if not GUID_RE.match(value):
+    if not values.is_guid(value):
         raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000")
     return value.lower()
 
@@ -95,16 +108,18 @@ def _https_url(value: str) -> str:
 
 
 def _dns_label(value: str) -> str:
-    if len(value) > 63 or not DNS_LABEL_RE.match(value):
-        raise ValueError(
-            "must be a DNS-1123 label (lower-case letters, digits and '-', at most 63 characters)"
-        )
+    """A namespace: the rule --workload and --pod apply too (:func:`harness.values.split_reference`)."""
+    problem = values.namespace_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
 def _dns_subdomain(value: str) -> str:
-    if len(value) > 253 or not DNS_SUBDOMAIN_RE.match(value):
-        raise ValueError("must be a DNS-1123 subdomain (lower-case letters, digits, '-' and '.')")
+    """A ServiceAccount or pod name: the rule --workload and --pod apply too."""
+    problem = values.object_name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -137,6 +152,21 @@ def _resolve(value: Path | None, info: ValidationInfo, must_exist: bool = True) 
     return path
 
 
+def _usable_file(path: Path | None, check: Callable[[Path], object]) -> Path | None:
+    """``path`` after ``check`` (a bounded read or stat from :mod:`harness.input_files`) accepted it."""
+    if path is not None:
+        try:
+            check(path)
+        except InputFileError as exc:
+            raise ValueError(str(exc)) from None
+    return path
+
+
+def _kubeconfig_file(path: Path) -> None:
+    """Only what stat tells (the content is read and judged with the kube target, as kubectl reads it)."""
+    check_regular_file(path, MAX_KUBECONFIG_BYTES)
+
+
 # ---------------------------------------------------------------- sections
 
 
@@ -145,10 +175,15 @@ class ClusterConfig(_Model):
     context: str | None = None  # default: the kubeconfig's current context
     ca_file: Path | None = None  # CA bundle for the OIDC issuer's HTTPS when Azure is not configured
 
-    @field_validator("kubeconfig", "ca_file")
+    @field_validator("kubeconfig")
     @classmethod
-    def _exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(value, info)
+    def _kubeconfig(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _usable_file(_resolve(value, info), _kubeconfig_file)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _usable_file(_resolve(value, info), check_ca_bundle)
 
 
 class CloudConfig(_Model):
@@ -212,20 +247,12 @@ class CredentialConfig(_Model):
     @field_validator("client_secret_file")
     @classmethod
     def _file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        path = _resolve(value, info)
-        if path is not None:
-            try:
-                text = path.read_text().strip()
-            except OSError as exc:
-                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-            if not text:
-                raise ValueError(f"{path} is empty")
-        return path
+        return _usable_file(_resolve(value, info), read_secret)
 
     @field_validator("client_secret_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_NAME_RE.match(value):  # never echoed: it may be the secret itself
+        if value is not None and not values.is_env_name(value):  # never echoed: it may be the secret itself
             raise ValueError(
                 "must be the NAME of an environment variable (letters, digits, _), not the secret"
             )
@@ -236,7 +263,10 @@ class CredentialConfig(_Model):
         if (self.client_secret_file is None) == (self.client_secret_env is None):
             raise ValueError("set exactly one of client_secret_file, client_secret_env")
         if self.client_secret_file is not None:
-            self._secret = SecretStr(self.client_secret_file.read_text().strip())
+            try:
+                self._secret = SecretStr(read_secret(self.client_secret_file, MAX_SECRET_BYTES))
+            except InputFileError as exc:  # it changed since the field was validated
+                raise ValueError(f"client_secret_file: {exc}") from None
         else:
             environ = (info.context or {}).get("environ", os.environ)
             value = environ.get(self.client_secret_env or "", "")
@@ -264,7 +294,7 @@ class AzureConfig(_Model):
     @field_validator("ca_file")
     @classmethod
     def _ca(cls, value: Path | None, info: ValidationInfo) -> Path | None:
-        return _resolve(value, info)
+        return _usable_file(_resolve(value, info), check_ca_bundle)
 
     @property
     def cluster_resource_id(self) -> str:
@@ -333,7 +363,7 @@ class WorkloadConfig(_Model):
     @field_validator("identity_resource_id")
     @classmethod
     def _identity(cls, value: str | None) -> str | None:
-        if value is not None and not IDENTITY_ID_RE.match(value):
+        if value is not None and not IDENTITY_ID_RE.fullmatch(value):
             raise ValueError(
                 "must be a user-assigned identity resource id: /subscriptions/<id>/resourceGroups/"
                 "<rg>/providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>"
@@ -385,18 +415,13 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> HarnessCon
     """Read and validate ``path``; raise :class:`ConfigError` with one line per problem."""
     source = str(path)
     try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ConfigError(source, [f"{source}: file not found"]) from None
-    except OSError as exc:
-        raise ConfigError(source, [f"{source}: cannot read: {exc.strerror}"]) from None
+        text = read_text(Path(path), MAX_CONFIG_BYTES)
+    except InputFileError as exc:
+        raise ConfigError(source, [f"(file): {exc.reason}"]) from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ConfigError(source, [f"(file): not valid YAML{where}: {problem}"]) from None
+        data = load_yaml(text)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError(source, [f"(file): {yaml_problem(exc)}"]) from None
     if data is None:
         raise ConfigError(source, ["(file): is empty"])
     return parse_config(data, source, base_dir=Path(path).parent, environ=environ)

@@ -42,7 +42,7 @@ def wi_session(pytestconfig: pytest.Config) -> HarnessSession:
 @pytest.fixture(scope="session")
 def wi_backend(wi_session: HarnessSession) -> Backend:
     try:
-        return build_backend(wi_session.config)
+        return build_backend(wi_session.config, wi_session.kube)
     except KubeError as exc:
         problem = f"cannot use the cluster from {wi_session.config_path}: {exc.failure.message}"
     pytest.fail(wi_session.redactor.text(problem), pytrace=False)  # outside except: no chained traceback

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -18,7 +21,7 @@ import pytest
 from harness import fixtures
 from harness.checks.cluster import CLUSTER_CHECK_IDS
 from harness.checks.workload import POD_CHECK_IDS, workload_check_ids
-from harness.collect.kube_api import kube_target_problem
+from harness.collect.kube_api import KubeError, OfficialKubeApi, kube_target_problem
 from harness.config import ConfigError, HarnessConfig, load_config
 from harness.lab_bootstrap import LabUnavailable, start_embedded_lab
 from harness.redact import Redactor
@@ -36,6 +39,7 @@ from harness.values import image_reference_problem, printable
 
 SESSION = pytest.StashKey[HarnessSession]()
 PAYLOAD = pytest.StashKey[dict[str, Any]]()
+PREVIOUS_SIGTERM = pytest.StashKey[Any]()
 NO_TARGET = (
     "the verification suites need a target: pass --lab (start the embedded lab) or "
     "--config harness.yaml (a real cluster and Azure scope)"
@@ -136,13 +140,42 @@ def pytest_configure(config: pytest.Config) -> None:
         if suites_requested(config):
             raise pytest.UsageError(NO_TARGET)
         return
+    _interrupt_on_sigterm(config)
     config.pluginmanager.register(fixtures, "wi-harness-fixtures")
-    session = _worker_session(config) if hasattr(config, "workerinput") else _controller_session(config)
+    try:
+        session = _worker_session(config) if hasattr(config, "workerinput") else _controller_session(config)
+    except BaseException:
+        _restore_sigterm(config)
+        raise
     config.stash[SESSION] = session
     if not session.is_worker:
         config.pluginmanager.register(RunRecorder(session), "wi-harness-recorder")
         if getattr(config.option, "xmlpath", None) is None and hasattr(config.option, "xmlpath"):
             config.option.xmlpath = str(session.run_dir / "junit.xml")
+
+
+def _interrupt_on_sigterm(config: pytest.Config) -> None:
+    """SIGTERM (a CI job cancelled, ``kill``, a pod evicted) ends the run as Ctrl-C does, through pytest's
+    KeyboardInterrupt path: probe pods are deleted, the shared directory with its lock and the lab are removed,
+    and a report is still written. The default action would kill the process and leave all of them behind.
+    In each xdist worker too (the worker that creates the probe pods cleans them up)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        config.stash[PREVIOUS_SIGTERM] = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        return
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def _restore_sigterm(config: pytest.Config) -> None:
+    previous = config.stash.get(PREVIOUS_SIGTERM, None)
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
+        del config.stash[PREVIOUS_SIGTERM]
 
 
 def _refs(config: pytest.Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -221,14 +254,21 @@ def _check_report_dir(report_dir: Path) -> None:
         ) from None
 
 
-def _check_kube_target(config: pytest.Config, session: HarnessSession) -> None:
-    """A kubeconfig or context that cannot be used is a usage error now, not one error per test later (unless
-    a conftest supplies its own ``wi_backend``)."""
+def _kube_target(config: pytest.Config, harness_config: HarnessConfig, config_path: Path) -> Any:
+    """The Kubernetes client for the run, built now: a kubeconfig, context, user, tokenFile or exec plugin that
+    cannot be used is ONE usage error naming it, not one error per test later (nor a 401 that hides it). None
+    when a conftest supplies its own ``wi_backend``."""
     if _backend_overridden(config):
-        return
-    problem = kube_target_problem(session.config.cluster.kubeconfig, session.config.cluster.context)
-    if problem:
-        raise pytest.UsageError(f"cannot use the cluster from {session.config_path}: {problem}")
+        return None
+    cluster = harness_config.cluster
+    problem = kube_target_problem(cluster.kubeconfig, cluster.context)
+    if problem is None:
+        try:
+            return OfficialKubeApi(cluster.kubeconfig, cluster.context)
+        except KubeError as exc:
+            problem = f"cluster.kubeconfig: {exc.failure.message}"
+    redactor = Redactor(harness_config.secrets())  # an exec plugin's stderr may hold anything
+    raise pytest.UsageError(redactor.text(f"cannot use the cluster from {config_path}: {problem}"))
 
 
 def _controller_session(config: pytest.Config) -> HarnessSession:
@@ -253,6 +293,7 @@ def _controller_session(config: pytest.Config) -> HarnessSession:
         is_lab = lab is not None or (
             harness_config.azure is not None and harness_config.azure.cloud.name == "lab"
         )
+        kube = _kube_target(config, harness_config, config_path)
         run_id = new_run_id()
         shared_dir = Path(tempfile.mkdtemp(prefix=f"wi-harness-{run_id}-"))
         session = _build(
@@ -265,7 +306,7 @@ def _controller_session(config: pytest.Config) -> HarnessSession:
             shared_dir,
             is_worker=False,
         )
-        _check_kube_target(config, session)
+        session.kube = kube
     except BaseException:
         if shared_dir is not None:
             shutil.rmtree(shared_dir, ignore_errors=True)
@@ -308,11 +349,14 @@ def pytest_configure_node(node: Any) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION, None)
-    if session is None or session.is_worker:
-        return
-    shutil.rmtree(session.shared_dir, ignore_errors=True)
-    if session.lab is not None:
-        session.lab.stop(remove_state=not session.keep)
+    try:
+        if session is None or session.is_worker:
+            return
+        shutil.rmtree(session.shared_dir, ignore_errors=True)
+        if session.lab is not None:
+            session.lab.stop(remove_state=not session.keep)
+    finally:
+        _restore_sigterm(config)
 
 
 # ---------------------------------------------------------------- collection

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from harness.collect.kube_api import kubeconfig_bearer_token
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.lab_bootstrap import EmbeddedLab
 from harness.redact import Redactor
+from harness.values import printable, split_reference
 
-_REF_RE = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?)/([a-z0-9]([-a-z0-9.]*[a-z0-9])?)$")
 # What azure-identity's EnvironmentCredential (inside DefaultAzureCredential) may read.
 AMBIENT_SECRET_VARIABLES = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD")
 
@@ -24,13 +24,12 @@ class BadReference(ValueError):
 
 
 def parse_ref(value: str, option: str) -> tuple[str, str]:
-    """``NS/NAME`` -> (ns, name); a one-line error naming the option otherwise."""
-    match = _REF_RE.match(value.strip())
-    if not match:
-        raise BadReference(
-            f"{option} {value!r}: expected NAMESPACE/NAME (lower-case DNS names), e.g. finance/backend-sa"
-        )
-    return match.group(1), match.group(3)
+    """``NS/NAME`` -> (ns, name), by the same rules as harness.yaml's workloads; a one-line error naming the
+    option otherwise (the value shown escaped and shortened)."""
+    try:
+        return split_reference(value)
+    except ValueError as exc:
+        raise BadReference(f"{option} '{printable(value, 80)}': {exc}") from None
 
 
 def run_secrets(config: HarnessConfig, environ: Mapping[str, str]) -> list[str]:
@@ -65,6 +64,7 @@ class HarnessSession:
     redactor: Redactor = field(default_factory=Redactor)
     lab: EmbeddedLab | None = None
     is_worker: bool = False
+    kube: Any = None  # the KubeApi built (and so checked) when the run started; None: each process builds one
 
     @property
     def run_dir(self) -> Path:

@@ -154,7 +154,7 @@ def split_reference(value: str) -> tuple[str, str]:
     if not slash or not namespace or not name or "/" in name:
         raise ValueError("expected NAMESPACE/NAME (lower-case DNS names), e.g. finance/backend-sa")
     if not is_namespace(namespace):
-        raise ValueError(f"the namespace {printable(namespace, 80)!r} {NAMESPACE_RULE}")
+        raise ValueError(f"the namespace {NAMESPACE_RULE}")
     if not is_object_name(name):
-        raise ValueError(f"the name {printable(name, 80)!r} {OBJECT_NAME_RULE}")
+        raise ValueError(f"the name {OBJECT_NAME_RULE}")
     return namespace, name

@@ -12,12 +12,26 @@ same failure instead of each waiting out its own connect timeouts and retries.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from harness.facts import Fetched, KubeFailure
+from harness.input_files import (
+    MAX_CA_BYTES,
+    MAX_KUBECONFIG_BYTES,
+    MAX_TOKEN_BYTES,
+    InputFileError,
+    check_ca_bundle,
+    check_regular_file,
+    read_yaml,
+)
+from harness.values import printable
 
 Obj = dict[str, Any]
 REQUEST_TIMEOUT = (10.0, 30.0)  # connect, read
@@ -55,48 +69,208 @@ def default_kubeconfig() -> Path:
     return Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]).expanduser()
 
 
+class KubeconfigProblem(ValueError):
+    """The kubeconfig cannot be used; the message is one line naming the file (or entry) and why."""
+
+
+@dataclass
+class Kubeconfig:
+    """The kubeconfig files merged as the ``kubernetes`` client merges them (clusters, contexts and users: the
+    first of a name wins; current-context: the last file that sets one), each entry with the file it came from
+    (relative paths in it are relative to that file)."""
+
+    where: str  # the file, or $KUBECONFIG's list, for messages
+    entries: dict[str, dict[str, tuple[dict[str, Any], Path]]] = field(default_factory=dict)
+    current_context: str | None = None
+
+    def entry(self, kind: str, name: Any) -> tuple[dict[str, Any], Path] | None:
+        return self.entries.get(kind, {}).get(name) if isinstance(name, str) else None
+
+    def context_names(self) -> list[str]:
+        return list(self.entries.get("contexts", {}))
+
+    def user_of(self, context: str | None) -> tuple[str | None, dict[str, Any]]:
+        """The context's user name and its ``user`` section ({} when there is none)."""
+        found = self.entry("contexts", context or self.current_context)
+        user_name = _section(found[0], "context").get("user") if found else None
+        user = self.entry("users", user_name)
+        return (user_name if isinstance(user_name, str) else None), (
+            _section(user[0], "user") if user else {}
+        )
+
+    def exec_command(self, context: str | None) -> str | None:
+        """The command of the context's exec credential plugin, if its user has one (never its args or env)."""
+        _, user = self.user_of(context)
+        command = _section(user, "exec").get("command")
+        return command if isinstance(command, str) else None
+
+
+def _section(entry: Any, key: str) -> dict[str, Any]:
+    value = entry.get(key) if isinstance(entry, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _shown(name: Any) -> str:
+    return f"'{printable(str(name), 80)}'"
+
+
+def read_kubeconfig(kubeconfig: Path | None) -> Kubeconfig:
+    """Read the kubeconfig the client would use (``kubeconfig``, else each existing file of $KUBECONFIG, else
+    ~/.kube/config) with the same bounds and strict YAML as harness.yaml; :class:`KubeconfigProblem` says why
+    it cannot be used. No file it names is opened and no exec plugin is run."""
+    if kubeconfig is not None:
+        files, prefix = [kubeconfig], f"cluster.kubeconfig: cannot use {kubeconfig}"
+    else:
+        listed = [Path(p).expanduser() for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+        files = [p for p in listed if p.exists()] or [listed[0] if listed else default_kubeconfig()]
+        where = os.environ.get("KUBECONFIG") or str(default_kubeconfig())
+        prefix = f"cluster.kubeconfig: not set, and the default kubeconfig {where} cannot be used"
+    merged = Kubeconfig(
+        where=str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or str(files[0])
+    )
+    for path in files:
+        try:
+            data = read_yaml(path, MAX_KUBECONFIG_BYTES)
+        except InputFileError as exc:
+            detail = exc.reason if len(files) == 1 else str(exc)
+            raise KubeconfigProblem(f"{prefix}: {detail}") from None
+        in_file = "" if len(files) == 1 else f"{path}: "
+        if data is None:
+            raise KubeconfigProblem(f"{prefix}: {in_file}is empty")
+        if not isinstance(data, dict):
+            raise KubeconfigProblem(
+                f"{prefix}: {in_file}is not a kubeconfig (a mapping with clusters, contexts and users)"
+            )
+        for kind in ("clusters", "contexts", "users"):
+            items = data.get(kind) or []
+            if not isinstance(items, list):
+                raise KubeconfigProblem(f"{prefix}: {in_file}{kind} is not a list")
+            for index, item in enumerate(items):
+                name = item.get("name") if isinstance(item, dict) else None
+                if not isinstance(name, str) or not name:
+                    raise KubeconfigProblem(f"{prefix}: {in_file}{kind}[{index}] has no name")
+                merged.entries.setdefault(kind, {}).setdefault(name, (item, path))
+        if isinstance(data.get("current-context"), str) and data["current-context"]:
+            merged.current_context = data["current-context"]
+    if not merged.context_names():
+        raise KubeconfigProblem(f"{prefix}: it has no contexts")
+    return merged
+
+
 def kubeconfig_bearer_token(kubeconfig: Path | None, context: str | None) -> str | None:
     """The static bearer token of the context's user, if any (only so the redactor knows it)."""
-    import yaml
-
     try:
-        data = yaml.safe_load((kubeconfig or default_kubeconfig()).read_text())
-    except (OSError, yaml.YAMLError):
+        _, user = read_kubeconfig(kubeconfig).user_of(context)
+    except KubeconfigProblem:
         return None
-    if not isinstance(data, dict):
-        return None
-    name = context or data.get("current-context")
-    ctx = next((c.get("context", {}) for c in data.get("contexts") or [] if c.get("name") == name), {})
-    user = next((u.get("user", {}) for u in data.get("users") or [] if u.get("name") == ctx.get("user")), {})
-    token = user.get("token") if isinstance(user, dict) else None
+    token = user.get("token")
     return token if isinstance(token, str) else None
 
 
 def kube_target_problem(kubeconfig: Path | None, context: str | None) -> str | None:
-    """Why the configured kubeconfig/context cannot be used, read from the file alone (no connection, no exec
-    plugin); None when it looks usable, or when the harness runs in-cluster without a kubeconfig."""
-    from kubernetes import config as kube_config
-    from kubernetes.config.config_exception import ConfigException
-
+    """Why the configured kubeconfig/context cannot be used, read from the files alone (no connection, no exec
+    plugin run); None when it looks usable, or when the harness runs in-cluster without a kubeconfig."""
     if kubeconfig is None and _in_cluster():
         return None
-    where = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or str(default_kubeconfig())
     try:
-        contexts, current = kube_config.list_kube_config_contexts(
-            config_file=str(kubeconfig) if kubeconfig else None
-        )
-    except (ConfigException, OSError, TypeError, ValueError, AttributeError) as exc:
-        if kubeconfig is None:
-            return f"cluster.kubeconfig: not set, and the default kubeconfig {where} cannot be used: {exc}"
-        return f"cluster.kubeconfig: cannot use {where}: {exc}"
-    names = [str(c.get("name")) for c in contexts or [] if isinstance(c, dict)]
+        config = read_kubeconfig(kubeconfig)
+    except KubeconfigProblem as exc:
+        return str(exc)
+    where, names = config.where, config.context_names()
     if context is not None and context not in names:
-        return (
-            f"cluster.context: {context!r} is not a context of {where} (it has: {', '.join(names) or 'none'})"
-        )
-    if context is None and not current:
+        return f"cluster.context: {_shown(context)} is not a context of {where} (it has: {', '.join(names)})"
+    name = context or config.current_context
+    if name is None:
         return f"cluster.context: {where} has no current-context: name one (it has: {', '.join(names)})"
+    found = config.entry("contexts", name)
+    if found is None:
+        return f"cluster.kubeconfig: {where}: its current-context {_shown(name)} is not one of its contexts"
+    body, _ = found
+    ctx = _section(body, "context")
+    cluster_name, user_name = ctx.get("cluster"), ctx.get("user")
+    cluster = config.entry("clusters", cluster_name)
+    if cluster is None:
+        return f"cluster.kubeconfig: {where}: context {_shown(name)} names cluster {_shown(cluster_name)} which is not in the kubeconfig"
+    if user_name is not None and config.entry("users", user_name) is None:
+        return f"cluster.kubeconfig: {where}: context {_shown(name)} names user {_shown(user_name)} which is not in the kubeconfig"
+    return _referenced_file_problem(config, name, cluster, config.entry("users", user_name))
+
+
+_REFERENCED_FILES = (  # (section, key, what it must be)
+    ("cluster", "certificate-authority", "ca"),
+    ("user", "tokenFile", "token"),
+    ("user", "client-certificate", "file"),
+    ("user", "client-key", "file"),
+)
+
+
+def _referenced_file_problem(
+    config: Kubeconfig,
+    context: str,
+    cluster: tuple[dict[str, Any], Path],
+    user: tuple[dict[str, Any], Path] | None,
+) -> str | None:
+    """The files the context's cluster and user name (and the exec plugin's command) must be usable: one line
+    naming the entry, the field and the file, instead of one error per test when the client first reads it."""
+    owners = {"cluster": (cluster, "cluster"), "user": (user, "user")}
+    for section, key, kind in _REFERENCED_FILES:
+        owner, label = owners[section]
+        if owner is None:
+            continue
+        entry, defined_in = owner
+        value = _section(entry, section).get(key)
+        if not isinstance(value, str) or not value:
+            continue
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else defined_in.parent / path
+        try:
+            if kind == "ca":
+                check_ca_bundle(path)
+            else:
+                check_regular_file(path, MAX_TOKEN_BYTES if kind == "token" else MAX_CA_BYTES)
+        except InputFileError as exc:
+            return f"cluster.kubeconfig: {config.where}: {label} {_shown(entry.get('name'))} of context {_shown(context)}: {key} {exc}"
+    command = config.exec_command(context)
+    if command is not None and user is not None and _exec_command_missing(command, user[1]):
+        return (
+            f"cluster.kubeconfig: {config.where}: the exec credential plugin {_shown(command)} of user "
+            f"{_shown(user[0].get('name'))} is not installed (command not found)"
+        )
     return None
+
+
+def _exec_command_missing(command: str, defined_in: Path) -> bool:
+    if os.sep in command:
+        path = Path(command).expanduser()
+        path = path if path.is_absolute() else defined_in.parent / path
+        return not (path.is_file() and os.access(path, os.X_OK))
+    return shutil.which(command) is None
+
+
+class _KubeConfigErrors(logging.Handler):
+    """The errors the client's kubeconfig loader logs instead of raising (a failed exec plugin)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if Path(record.pathname).name in ("kube_config.py", "exec_provider.py"):
+            self.messages.append(record.getMessage())
+
+
+def exec_failure_reason(message: str) -> str:
+    """A one-line reason from the client's exec-plugin error: "command not found", "exited with status 1: <the
+    first line it printed on stderr>" or the error itself, shortened."""
+    exited = re.match(r"exec: process returned (-?\d+)\.? ?(.*)", message, re.DOTALL)
+    if exited:
+        first_line = next((line.strip() for line in exited.group(2).splitlines() if line.strip()), "")
+        return f"exited with status {exited.group(1)}" + (
+            f": {printable(first_line, 160)}" if first_line else ""
+        )
+    if "No such file or directory" in message or "not found" in message:
+        return "command not found"
+    return printable(message.strip().splitlines()[0] if message.strip() else "failed", 160)
 
 
 class OfficialKubeApi:
@@ -107,6 +281,8 @@ class OfficialKubeApi:
         from kubernetes import config as kube_config
         from kubernetes.config.config_exception import ConfigException
 
+        errors = _KubeConfigErrors()
+        logging.getLogger().addHandler(errors)
         try:
             if kubeconfig is None and _in_cluster():
                 configuration = client.Configuration()
@@ -118,13 +294,42 @@ class OfficialKubeApi:
                     config_file=str(kubeconfig) if kubeconfig else None, context=context, persist_config=False
                 )
                 self.context = context or _current_context(kubeconfig)
-        except (ConfigException, OSError, TypeError, ValueError) as exc:
-            raise KubeError(KubeFailure(0, "KubeconfigError", f"cannot load kubeconfig: {exc}")) from None
+        except (ConfigException, OSError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise KubeError(
+                KubeFailure(0, "KubeconfigError", f"cannot load kubeconfig: {_short(exc)}")
+            ) from None
+        finally:
+            logging.getLogger().removeHandler(errors)
         self.server = self._api_client.configuration.host
+        if self.context != "in-cluster":
+            self._refuse_failed_exec_plugin(kubeconfig, context, errors.messages)
         self._core = client.CoreV1Api(self._api_client)
         self._apps = client.AppsV1Api(self._api_client)
         self._admission = client.AdmissionregistrationV1Api(self._api_client)
         self._unreachable: KubeFailure | None = None
+
+    def _refuse_failed_exec_plugin(
+        self, kubeconfig: Path | None, context: str | None, logged: list[str]
+    ) -> None:
+        """The client logs a failed exec plugin and goes on without credentials, so that every call would be
+        a 401 (KUBE_UNAUTHORIZED) that hides the cause: name the plugin and why it failed instead."""
+        configuration = self._api_client.configuration
+        if self.bearer_token or configuration.cert_file:
+            return
+        try:
+            command = read_kubeconfig(kubeconfig).exec_command(context)
+        except KubeconfigProblem:
+            return
+        if command is None:
+            return
+        reason = exec_failure_reason(logged[-1]) if logged else "gave no credential"
+        raise KubeError(
+            KubeFailure(
+                0,
+                "ExecPluginFailed",
+                f"the kubeconfig's exec credential plugin {_shown(command)} failed: {reason}",
+            )
+        )
 
     @property
     def bearer_token(self) -> str | None:

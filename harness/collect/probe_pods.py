@@ -134,27 +134,51 @@ def run_probe_pods(
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, PodFacts]:
-    """Create every probe pod at once, await them all, read their logs; delete them unless ``keep``."""
+    """Create every probe pod at once, await them all, read their logs; delete them unless ``keep``.
+
+    Interrupted (Ctrl-C, or SIGTERM, which the plugin turns into KeyboardInterrupt), it still deletes them,
+    including one whose create request was sent but not yet answered: found by the run's label."""
     results: dict[str, PodFacts] = {}
-    for request in requests:
-        body = build_probe_pod(request, run_id, image, timeout_seconds)
-        facts = PodFacts(namespace=request.namespace, name=body["metadata"]["name"])
-        try:
-            observe(facts, api.create_pod(request.namespace, body))
-            facts.created = True
-        except KubeError as exc:
-            facts.create_error = exc.failure
-        results[request.workload_id] = facts
-    created = [f for f in results.values() if f.created]
+    created: list[PodFacts] = []
     try:
+        for request in requests:
+            body = build_probe_pod(request, run_id, image, timeout_seconds)
+            facts = PodFacts(namespace=request.namespace, name=body["metadata"]["name"])
+            results[request.workload_id] = facts
+            try:
+                observe(facts, api.create_pod(request.namespace, body))
+                facts.created = True
+                created.append(facts)
+            except KubeError as exc:
+                facts.create_error = exc.failure
         await_pods(api, created, run_id, monotonic() + timeout_seconds + GRACE_SECONDS, monotonic, sleep)
         for facts in created:
             read_probe_output(api, facts)
+    except BaseException:
+        if not keep:
+            delete_run_pods(api, sorted({r.namespace for r in requests}), run_id)
+        raise
     finally:
         if not keep:
             for facts in created:
                 delete_pod(api, facts)
     return results
+
+
+def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> None:
+    """Delete every pod of this run in ``namespaces`` by its run-id label (best effort: the run is ending)."""
+    for namespace in namespaces:
+        try:
+            pods, _ = api.list_pods(namespace, f"{RUN_ID_LABEL}={run_id}")
+        except KubeError:
+            continue
+        for pod in pods:
+            name = (pod.get("metadata") or {}).get("name")
+            if name:
+                try:
+                    api.delete_pod(namespace, name)
+                except KubeError:
+                    continue
 
 
 def await_pods(

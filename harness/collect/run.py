@@ -28,15 +28,16 @@ class Backend:
     secrets: list[str] = field(default_factory=list)  # values the redactor must know (kube bearer token)
 
 
-def build_backend(config: HarnessConfig) -> Backend:
+def build_backend(config: HarnessConfig, kube: KubeApi | None = None) -> Backend:
+    """The real seams; ``kube`` when the plugin already built (and so checked) the Kubernetes client."""
     from harness.collect.arm_api import RequestsArm
     from harness.collect.http import requests_get
     from harness.collect.kube_api import OfficialKubeApi
 
-    kube = OfficialKubeApi(config.cluster.kubeconfig, config.cluster.context)
+    kube = kube or OfficialKubeApi(config.cluster.kubeconfig, config.cluster.context)
     ca_file = (config.azure.ca_file if config.azure else None) or config.cluster.ca_file
     arm = RequestsArm(config.azure) if config.azure else None
-    token = kube.bearer_token  # whatever the kubeconfig's user yields: static, tokenFile, exec plugin
+    token = getattr(kube, "bearer_token", None)  # whatever the kubeconfig's user yields: static, tokenFile, exec
     return Backend(kube=kube, http=requests_get(ca_file), arm=arm, secrets=[token] if token else [])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trustme
 import yaml
 
 from harness.config import ConfigError, load_config, parse_config
@@ -239,7 +240,7 @@ def test_the_message_is_a_header_plus_one_indented_line_per_problem(tmp_path: Pa
 def test_the_labs_generated_config_shape_is_accepted(tmp_path: Path) -> None:
     """lab/statefiles.harness_config writes this shape; keep them in step."""
     (tmp_path / "kubeconfig").write_text("{}")
-    (tmp_path / "ca.pem").write_text("x")
+    (tmp_path / "ca.pem").write_bytes(trustme.CA().cert_pem.bytes())
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "harness-client-secret").write_text("lab-secret-value")
     data = {
