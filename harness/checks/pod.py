@@ -24,7 +24,7 @@ from harness.checks.podspec import (
     token_file_of,
     token_volumes,
 )
-from harness.commands import Step
+from harness.commands import Step, advice
 from harness.names import INJECTED_ENV, SKIP_CONTAINERS_ANNOTATION, TOKEN_AUDIENCE, USE_LABEL
 
 _WEBHOOK_HINTS = {
@@ -233,7 +233,7 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                 "AZURE_CLIENT_ID is preset in the pod spec and differs from the ServiceAccount's annotation",
                 evidence,
                 [
-                    "remove AZURE_CLIENT_ID from the container's env (or from envFrom sources)",
+                    advice("remove AZURE_CLIENT_ID from the container's env (or from envFrom sources)"),
                     fix.restart_pods(ctx.namespace),
                 ],
             )

@@ -215,6 +215,20 @@ def test_no_code_outside_the_renderer_builds_a_shell_command_from_strings() -> N
     assert offenders == []
 
 
+def test_every_finding_written_in_the_code_lists_fixes_not_strings() -> None:
+    offenders = []
+    for path in sorted(HARNESS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Finding":
+                given = node.args[5:6] + [k.value for k in node.keywords if k.arg == "remediation"]
+                offenders += [
+                    f"{path.name}:{item.lineno}"
+                    for listed in given if isinstance(listed, ast.List)
+                    for item in listed.elts if isinstance(item, ast.Constant | ast.JoinedStr | ast.BinOp)
+                ]
+    assert offenders == []
+
+
 # ---------------------------------------------------------------- pasted into a real shell
 
 STUB = """#!{python}
