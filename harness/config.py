@@ -5,7 +5,9 @@ Shape (relative paths are relative to the file's directory)::
     cluster:   {kubeconfig: PATH, context: NAME, ca_file: PATH}           # all optional
     azure:                                                                # optional: no ARM checks without it
       cloud: AzureCloud | AzureChinaCloud | AzureUSGovernment
-             | {name, authority_host, resource_manager, resource_manager_audience}
+             | {name, authority_host, resource_manager, resource_manager_audience,   # a custom cloud
+                keyvault_hosts: [.SUFFIX | HOST[:PORT|:*]], keyvault_resource: URL,
+                storage_hosts: [...], storage_resource: URL (default https://storage.azure.com)}
       ca_file: PATH                                            # extra CA bundle (private clouds, the lab)
       tenant_id: GUID
       subscription_id: GUID
@@ -24,8 +26,11 @@ Shape (relative paths are relative to the file's directory)::
         access:
           - {kind: keyvault_secret, vault_url: URL, secret: NAME, expect: allow|deny}
           - {kind: blob, account_url: URL, container: NAME, blob: NAME, expect: allow|deny}
+                                        # each may carry scope:, else the one its host's suffix implies
 
-Secrets never live in the file itself and never appear in a model's repr.
+An access URL must be a host of the cloud's service of its kind (*.vault.azure.net, *.managedhsm.azure.net,
+*.blob.core.windows.net in AzureCloud): only those hosts ever receive a workload's token. No URL may carry a
+user name or password. Secrets never live in the file itself and never appear in a model's repr or errors.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -50,9 +55,22 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from harness import values
-from harness.clouds import DEFAULT_ARM_AUDIENCE, KNOWN_CLOUDS, CloudEndpoints
+from harness.clouds import (
+    DEFAULT_ARM_AUDIENCE,
+    KNOWN_CLOUDS,
+    STORAGE_RESOURCE,
+    CloudEndpoints,
+    HostPattern,
+    ResourceHosts,
+    expected_hosts,
+    has_userinfo,
+    mask_userinfo,
+    parse_https_url,
+    service_for,
+)
 from harness.input_files import (
     MAX_CONFIG_BYTES,
     MAX_KUBECONFIG_BYTES,
@@ -73,6 +91,7 @@ IDENTITY_ID_RE = re.compile(  # matched whole (fullmatch): "$" alone would let a
     re.IGNORECASE,
 )
 _SECRETISH = ("secret", "password", "token")
+_ACCESS_TARGET_ERROR = "access_target"
 
 
 class ConfigError(Exception):
@@ -100,10 +119,21 @@ def _guid(value: str) -> str:
 
 
 def _https_url(value: str) -> str:
-    if not re.match(r"^https://[^/\s]+", value):
-        raise ValueError("must be an https:// URL")
-    if "?" in value or "#" in value:  # a SAS token is a secret: it has no place in harness.yaml
-        raise ValueError("must be a plain https:// URL, without a query string or fragment")
+    """An https URL whose host every client reads alike; no user:password@, no query (a SAS token is a
+    secret): see :func:`harness.clouds.parse_https_url`."""
+    parse_https_url(value)
+    return value
+
+
+def _host_pattern(value: str) -> str:
+    return HostPattern.parse(value).text
+
+
+def _scope_text(value: str | None) -> str | None:
+    if value is not None and (not value or any(c.isspace() for c in value)):
+        raise ValueError("must be one scope such as https://vault.azure.net/.default")
+    if value is not None and has_userinfo(value):
+        raise ValueError("must not contain a user name or password (user:password@host)")
     return value
 
 
@@ -131,6 +161,7 @@ def _non_empty(value: str) -> str:
 
 Guid = Annotated[str, AfterValidator(_guid)]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+HostPatternText = Annotated[str, AfterValidator(_host_pattern)]
 NonEmpty = Annotated[str, AfterValidator(_non_empty)]
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
@@ -187,10 +218,17 @@ class ClusterConfig(_Model):
 
 
 class CloudConfig(_Model):
+    """A known cloud by name, or a custom one (the lab, Azure Stack) with its endpoints and the hosts of its
+    data services: only those hosts ever receive a workload's token."""
+
     name: str
     authority_host: HttpsUrl | None = None
     resource_manager: HttpsUrl | None = None
     resource_manager_audience: HttpsUrl | None = None
+    keyvault_hosts: list[HostPatternText] | None = None  # ".vault.example" or "10.0.0.4:8443" or "host:*"
+    keyvault_resource: HttpsUrl | None = None  # what the vaults' challenge names; the token audience
+    storage_hosts: list[HostPatternText] | None = None
+    storage_resource: HttpsUrl | None = None  # default https://storage.azure.com, as in every Azure cloud
 
     @model_validator(mode="before")
     @classmethod
@@ -206,10 +244,23 @@ class CloudConfig(_Model):
 
     @model_validator(mode="after")
     def _endpoints_known(self) -> CloudConfig:
-        if self.name not in KNOWN_CLOUDS:
-            missing = [f for f in ("authority_host", "resource_manager") if getattr(self, f) is None]
-            if missing:
-                raise ValueError(f"a custom cloud ({self.name!r}) needs {' and '.join(missing)}")
+        declared = [f for f in _DATA_HOST_FIELDS if getattr(self, f) is not None]
+        if self.name in KNOWN_CLOUDS:
+            if declared:
+                raise ValueError(
+                    f"{', '.join(declared)}: the data hosts of {self.name} are built in; "
+                    "only a custom cloud declares its own"
+                )
+            return self
+        missing = [f for f in ("authority_host", "resource_manager") if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a custom cloud ({self.name!r}) needs {' and '.join(missing)}")
+        if self.keyvault_hosts and self.keyvault_resource is None:
+            raise ValueError("keyvault_hosts needs keyvault_resource (the resource the vaults' challenge names)")
+        if self.keyvault_resource is not None and not self.keyvault_hosts:
+            raise ValueError("keyvault_resource needs keyvault_hosts")
+        if self.storage_resource is not None and not self.storage_hosts:
+            raise ValueError("storage_resource needs storage_hosts")
         return self
 
     @property
@@ -220,7 +271,21 @@ class CloudConfig(_Model):
         audience = self.resource_manager_audience or (
             known.resource_manager_audience if known else DEFAULT_ARM_AUDIENCE
         )
-        return CloudEndpoints(self.name, _slash(authority), _slash(manager), audience)
+        if known:
+            keyvault, storage = known.keyvault, known.storage
+        else:
+            keyvault = _declared(self.keyvault_hosts, self.keyvault_resource or "")
+            storage = _declared(self.storage_hosts, self.storage_resource or STORAGE_RESOURCE)
+        return CloudEndpoints(self.name, _slash(authority), _slash(manager), audience, keyvault, storage)
+
+
+_DATA_HOST_FIELDS = ("keyvault_hosts", "keyvault_resource", "storage_hosts", "storage_resource")
+
+
+def _declared(patterns: list[str] | None, resource: str) -> tuple[ResourceHosts, ...]:
+    if not patterns:
+        return ()
+    return (ResourceHosts(tuple(HostPattern.parse(p) for p in patterns), resource),)
 
 
 def _slash(url: str) -> str:
@@ -304,8 +369,15 @@ class AzureConfig(_Model):
         )
 
 
+def _image_reference(value: str) -> str:
+    problem = values.image_reference_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 class ProbeSettings(_Model):
-    image: NonEmpty = DEFAULT_PROBE_IMAGE
+    image: Annotated[str, AfterValidator(_image_reference)] = DEFAULT_PROBE_IMAGE
     timeout_seconds: int = Field(default=120, ge=10, le=3600)  # the whole pod: activeDeadlineSeconds
     request_timeout_seconds: float = Field(default=10, gt=0, le=120)  # each network call of the probe
     ca_file: str | None = None  # a CA bundle path as the probe's container sees it
@@ -316,16 +388,61 @@ Expectation = Literal["allow", "deny"]
 
 
 class _Access(_Model):
-    """One read the workload must be allowed (or denied): the probe's check of the same shape."""
+    """One read the workload must be allowed (or denied): the probe's check of the same shape. Its URL must be
+    a host of the cloud's service of that kind (HarnessConfig checks it): only those receive a token."""
 
     expect: Expectation
-    scope: str | None = None  # the token scope for the resource; the probe's default for the kind otherwise
+    scope: str | None = None  # the token scope for the resource; otherwise the one its host's suffix implies
+
+    url_field: ClassVar[str]
+    service_label: ClassVar[str]
+    hosts_field: ClassVar[str]  # where a custom cloud declares the hosts of this kind
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str | None) -> str | None:
+        return _scope_text(value)
+
+    @property
+    def url(self) -> str:
+        return str(getattr(self, self.url_field))
 
     def describe(self) -> str:
         raise NotImplementedError
 
-    def probe_check(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+    def services(self, cloud: CloudEndpoints) -> tuple[ResourceHosts, ...]:
+        raise NotImplementedError
+
+    def service(self, cloud: CloudEndpoints) -> ResourceHosts | None:
+        """The cloud's hosts (and resource) this check's URL belongs to; None: it must not get a token."""
+        return service_for(self.services(cloud), parse_https_url(self.url))
+
+    def untrusted_host(self, cloud: CloudEndpoints) -> str | None:
+        """Why this check's URL is not one of the cloud's hosts of its kind, or None."""
+        if self.service(cloud) is not None:
+            return None
+        target = parse_https_url(self.url)
+        problem = f"host {target.authority} is not a {self.service_label} host of cloud {cloud.name}"
+        if not self.services(cloud):
+            return f"{problem}: it declares none (azure.cloud.{self.hosts_field} and its resource)"
+        return f"{problem} (expected {expected_hosts(self.services(cloud))})"
+
+    def token_scope(self, cloud: CloudEndpoints) -> str:
+        """An explicit scope: wins; otherwise the resource its host implies (a vault in China: vault.azure.cn)."""
+        if self.scope:
+            return self.scope
+        service = self.service(cloud)
+        assert service is not None, "HarnessConfig refuses an access target outside the cloud's hosts"
+        return service.scope
+
+    def probe_check(self, cloud: CloudEndpoints) -> dict[str, Any]:
+        """The probe's check: the fields as written, the token scope, and the only hosts it may send it to."""
+        service = self.service(cloud)
+        assert service is not None, "HarnessConfig refuses an access target outside the cloud's hosts"
+        check = self.model_dump(exclude_none=True)
+        check["scope"] = self.token_scope(cloud)
+        check["allowed_hosts"] = [pattern.text for pattern in service.patterns]
+        return check
 
 
 class KeyVaultSecretAccess(_Access):
@@ -333,8 +450,22 @@ class KeyVaultSecretAccess(_Access):
     vault_url: HttpsUrl
     secret: NonEmpty
 
+    url_field: ClassVar[str] = "vault_url"
+    service_label: ClassVar[str] = "Key Vault"
+    hosts_field: ClassVar[str] = "keyvault_hosts"
+
     def describe(self) -> str:
         return f"Key Vault secret {self.secret!r} in {self.vault_url}"
+
+    def services(self, cloud: CloudEndpoints) -> tuple[ResourceHosts, ...]:
+        return cloud.keyvault
+
+    def probe_check(self, cloud: CloudEndpoints) -> dict[str, Any]:
+        check = super().probe_check(cloud)
+        service = self.service(cloud)
+        assert service is not None
+        check["challenge_resource"] = service.resource  # the vault's 401 challenge must name this resource
+        return check
 
 
 class BlobAccess(_Access):
@@ -343,8 +474,15 @@ class BlobAccess(_Access):
     container: NonEmpty
     blob: NonEmpty
 
+    url_field: ClassVar[str] = "account_url"
+    service_label: ClassVar[str] = "Blob Storage"
+    hosts_field: ClassVar[str] = "storage_hosts"
+
     def describe(self) -> str:
         return f"blob {self.container}/{self.blob} in {self.account_url}"
+
+    def services(self, cloud: CloudEndpoints) -> tuple[ResourceHosts, ...]:
+        return cloud.storage
 
 
 AccessCheck = Annotated[KeyVaultSecretAccess | BlobAccess, Field(discriminator="kind")]
@@ -373,9 +511,7 @@ class WorkloadConfig(_Model):
     @field_validator("scope")
     @classmethod
     def _scope(cls, value: str | None) -> str | None:
-        if value is not None and (not value or any(c.isspace() for c in value)):
-            raise ValueError("must be one scope such as https://vault.azure.net/.default")
-        return value
+        return _scope_text(value)
 
     @property
     def id(self) -> str:
@@ -397,6 +533,29 @@ class HarnessConfig(_Model):
                 raise ValueError(f"{workload.id} is listed twice")
             seen.add(workload.id)
         return workloads
+
+    @model_validator(mode="after")
+    def _access_targets_in_cloud(self) -> HarnessConfig:
+        """Every access URL is a host of the configured cloud's service of its kind (no azure: AzureCloud):
+        a typo or a look-alike host would otherwise receive a token valid on every vault the identity reads."""
+        cloud = self.cloud
+        problems = [
+            InitErrorDetails(
+                type=PydanticCustomError(_ACCESS_TARGET_ERROR, "{problem}", {"problem": problem}),
+                loc=("workloads", w_index, "access", a_index, check.url_field),
+                input=check.url,
+            )
+            for w_index, workload in enumerate(self.workloads)
+            for a_index, check in enumerate(workload.access)
+            if (problem := check.untrusted_host(cloud)) is not None
+        ]
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
+
+    @property
+    def cloud(self) -> CloudEndpoints:
+        return self.azure.cloud.endpoints if self.azure else KNOWN_CLOUDS["AzureCloud"]
 
     def workload(self, workload_id: str) -> WorkloadConfig | None:
         return next((w for w in self.workloads if w.id == workload_id), None)
@@ -462,22 +621,24 @@ def _problem_line(error: Any) -> str:
     elif message.startswith("Assertion failed, "):
         message = message.removeprefix("Assertion failed, ")
     if (
-        kind not in ("missing", "extra_forbidden", "union_tag_invalid")
+        kind not in ("missing", "extra_forbidden", "union_tag_invalid", _ACCESS_TARGET_ERROR)
         and _printable(loc, given)
         and str(given) not in message
     ):
         message += f" (got {given!r})"
-    return f"{loc or '(file)'}: {message}"
+    return mask_userinfo(f"{loc or '(file)'}: {message}")
 
 
 def _printable(loc: str, given: Any) -> bool:
     """Echo a bad value only when it is a short scalar outside any secret-looking field, and never a URL's
-    query (a SAS token)."""
+    query (a SAS token) nor anything in a URL before an ``@`` (a user name and password)."""
     if any(word in loc.lower() for word in _SECRETISH):
         return False
     if isinstance(given, bool | int | float):
         return True
-    return isinstance(given, str) and len(given) <= 80 and "\n" not in given and "?" not in given
+    if not isinstance(given, str) or ("://" in given and "@" in given):
+        return False
+    return len(given) <= 80 and "\n" not in given and "?" not in given
 
 
 def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:

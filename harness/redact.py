@@ -1,7 +1,8 @@
 """Nothing the harness prints or writes may hold a raw token or a secret value.
 
 Tokens become decoded claims plus a short sha256 fingerprint; any JWT-shaped text and every known secret
-value (the harness's client secret, the kubeconfig's bearer token, ...) is replaced wherever it appears.
+value (the harness's client secret, the kubeconfig's bearer token, ...) is replaced wherever it appears, and so
+is the user name and password of any URL (``https://user:pass@host/`` -> ``https://[REDACTED]@host/``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,17 @@ _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 REDACTED_JWT = "[REDACTED-JWT]"
 REDACTED = "[REDACTED]"
 _MIN_SECRET_LEN = 8
+# scheme://userinfo@: greedy up to the authority's last "@", so a password holding "@" is masked whole.
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
+
+
+def has_userinfo(url: str) -> bool:
+    return bool(_USERINFO_RE.search(url))
+
+
+def mask_userinfo(text: str) -> str:
+    """``https://user:pass@host/`` -> ``https://[REDACTED]@host/``, wherever a URL appears in ``text``."""
+    return _USERINFO_RE.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
 
 
 def fingerprint(data: str | bytes) -> str:
@@ -39,7 +51,7 @@ class Redactor:
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        return _JWT_RE.sub(REDACTED_JWT, value)
+        return mask_userinfo(_JWT_RE.sub(REDACTED_JWT, value))
 
     def __call__(self, value: Any) -> Any:
         """A redacted deep copy of ``value`` (dicts, lists, tuples, strings; other scalars as they are)."""
@@ -57,4 +69,6 @@ def contains_secret(text: str, secrets: Iterable[str]) -> list[str]:
     found = [fingerprint(s) for s in secrets if s and s in text]
     if _JWT_RE.search(text):
         found.append("jwt")
+    if has_userinfo(text.replace(f"://{REDACTED}@", "://")):
+        found.append("url-userinfo")
     return found

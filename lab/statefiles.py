@@ -6,10 +6,13 @@ import base64
 import json
 import os
 import shlex
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from lab.azure.world import KEYVAULT_AUDIENCE, STORAGE_AUDIENCE
 
 if TYPE_CHECKING:
     from lab.runtime import Lab
@@ -76,6 +79,7 @@ def harness_config(lab: Lab) -> dict[str, Any]:
                 "name": "lab",
                 "authority_host": lab.authority_host,
                 "resource_manager": lab.endpoints["arm"] + "/",
+                **data_hosts(lab),
             },
             "ca_file": str(lab.state_dir / "ca.pem"),
             "tenant_id": lab.tenant_id,
@@ -90,6 +94,20 @@ def harness_config(lab: Lab) -> dict[str, Any]:
         "probe": {"image": lab.extra.get("probe_image"), "timeout_seconds": 120},
         "workloads": lab.extra.get("workloads", []),
     }
+
+
+def data_hosts(lab: Lab) -> dict[str, Any]:
+    """The only hosts the harness may send a workload's token to: each vault listens on a loopback port of its
+    own (its vaultUri), every storage account is a path on the storage service's port. A vault answers the
+    challenge with the public cloud's resource, as the tokens it accepts carry that audience."""
+    hosts: dict[str, Any] = {
+        "storage_hosts": [urllib.parse.urlsplit(lab.endpoints["storage"]).netloc],
+        "storage_resource": STORAGE_AUDIENCE,
+    }
+    vault_hosts = sorted({urllib.parse.urlsplit(lab.vault_url(name)).netloc for name in lab.azure.vaults})
+    if vault_hosts:
+        hosts.update({"keyvault_hosts": vault_hosts, "keyvault_resource": KEYVAULT_AUDIENCE})
+    return hosts
 
 
 def env_sh(lab: Lab) -> str:

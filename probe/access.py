@@ -1,4 +1,8 @@
-"""Access checks: read a Key Vault secret or a blob with the workload's token; compare with the expectation."""
+"""Access checks: read a Key Vault secret or a blob with the workload's token; compare with the expectation.
+
+The token goes only to a host the check allows (probe/targets.py) and, for Key Vault, only after the vault's
+401 challenge to the same request without a token names the expected resource.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from probe.exchange import excerpt, json_object
 from probe.jwtutil import fingerprint, redact
 from probe.report import StepOutcome
 from probe.steps import Context
+from probe.targets import ChallengeError, HttpsTarget, parse_https_url, verify_challenge
 from probe.transport import Response, TransportError
 
 BLOB_API_VERSION = "2023-11-03"
@@ -31,32 +36,74 @@ def outcome_of(status: int) -> str:
 
 
 def access_step(ctx: Context, check: Check) -> StepOutcome:
-    """One configured check: token for the check's scope, one GET, outcome vs. expectation."""
+    """One configured check: host allowed?, Key Vault's challenge, token for the check's scope, one GET,
+    outcome vs. expectation."""
     assert ctx.exchanger is not None and ctx.config is not None  # the runner skips this step otherwise
+    url = check.target()
+    target = parse_https_url(check.base_url)  # validated by the config; the same host as url
+    allowed = [pattern.text for pattern in check.allowed_hosts]
+    if not any(pattern.matches(target) for pattern in check.allowed_hosts):
+        error = {"kind": "target_not_trusted", "host": target.authority, "allowed_hosts": allowed,
+                 "message": f"host {target.authority} is not one this check may send a token to "
+                            f"({', '.join(allowed)}): no request was sent"}
+        return _finish(check, "error", {"url": url, "allowed_hosts": allowed}, error)
+    evidence: dict[str, Any] = {"url": url, "allowed_hosts": allowed}
+    if check.kind == "keyvault_secret":
+        refused = _keyvault_challenge(ctx, check, url, target, evidence)
+        if refused is not None:
+            return refused
+    # Storage: the host check above is all. Its 401 challenge (``Bearer authorization_uri=https://login.../
+    # {tenant}/oauth2/authorize resource_id=https://storage.azure.com``, only for x-ms-version >= 2019-12-12)
+    # names the same resource in every cloud, never the account's domain, so it cannot vouch for the host.
     result, cached = ctx.exchanger.get(check.scope)
     token_ev: dict[str, Any] = {"scope": check.scope, "cached": cached}
+    evidence["token"] = token_ev
     if not result.ok or not result.access_token:
         error = {"kind": "token_exchange", "scope": check.scope, "detail": result.error,
                  "message": f"could not get a token for {check.scope}"}
-        return _finish(check, "error", {"token": token_ev}, error)
+        return _finish(check, "error", evidence, error)
     token_ev["fingerprint"] = result.evidence.get("fingerprint")
     token_ev["aud"] = (result.evidence.get("claims") or {}).get("aud")
-    url = check.target()
     headers = _headers(check, result.access_token)
     try:
         resp = ctx.transport("GET", url, headers, None, ctx.config.timeout_seconds)
     except TransportError as exc:
-        return _finish(check, "error", {"token": token_ev, "url": url}, {**exc.to_dict(), "url": url})
+        return _finish(check, "error", evidence, {**exc.to_dict(), "url": url})
     if check.kind == "keyvault_secret":
-        evidence = _keyvault_evidence(resp, ctx.sensitive)
+        response_ev = _keyvault_evidence(resp, ctx.sensitive)
     else:
-        evidence = _blob_evidence(resp)
+        response_ev = _blob_evidence(resp)
     outcome = outcome_of(resp.status)
     detail = None
     if outcome == "error":
-        detail = {"kind": "http_error", "http_status": resp.status, "code": evidence.get("code"),
-                  "message": f"expected {check.expect}, got {_describe(evidence)}"}
-    return _finish(check, outcome, {"token": token_ev, "url": url, **evidence}, detail)
+        detail = {"kind": "http_error", "http_status": resp.status, "code": response_ev.get("code"),
+                  "message": f"expected {check.expect}, got {_describe(response_ev)}"}
+    return _finish(check, outcome, {**evidence, **response_ev}, detail)
+
+
+def _keyvault_challenge(
+    ctx: Context, check: Check, url: str, target: HttpsTarget, evidence: dict[str, Any]
+) -> StepOutcome | None:
+    """Ask the vault, without a token, how to authenticate (as azure-keyvault-secrets does first); None when
+    its challenge names the expected resource, else the failed step (no token was sent)."""
+    assert ctx.config is not None
+    try:
+        resp = ctx.transport("GET", url, {"Accept": "application/json"}, None, ctx.config.timeout_seconds)
+    except TransportError as exc:
+        return _finish(check, "error", evidence, {**exc.to_dict(), "url": url})
+    if 200 <= resp.status < 300:  # a vault that serves a secret without a token: the body may hold its value
+        body = json_object(resp.body)
+        if body is not None and isinstance(body.get("value"), str):
+            ctx.sensitive.add(body["value"])
+    try:
+        evidence["challenge"] = verify_challenge(
+            resp.status, resp.headers.get("www-authenticate"), target, check.challenge_resource
+        )
+    except ChallengeError as refused:
+        evidence["challenge"] = refused.evidence
+        error = {"kind": refused.kind, "host": target.authority, "message": refused.message}
+        return _finish(check, "error", evidence, error)
+    return None
 
 
 def _headers(check: Check, access_token: str) -> dict[str, str]:

@@ -8,7 +8,14 @@ none means the defaults (default scope, no access checks).
      "checks": [{"kind": "keyvault_secret", "vault_url": "...", "secret": "name", "expect": "allow"},
                 {"kind": "blob", "account_url": "...", "container": "c", "blob": "b", "expect": "deny"}]}
 
-Every check may also carry ``"scope"`` to override the token scope of its resource.
+Every check may also carry:
+- ``"scope"``: the token scope of its resource (default: the one its host's suffix implies in a known cloud,
+  e.g. https://vault.azure.cn/.default for a vault in China; else ``challenge_resource``; else the public one);
+- ``"allowed_hosts"``: the only hosts the token may go to, as ``.suffix`` or ``host``, each optionally
+  ``:PORT`` or ``:*`` (default: the Azure clouds' own Key Vault or Blob suffixes; see probe/targets.py);
+- ``"challenge_resource"`` (Key Vault): the resource the vault's 401 challenge must name (default: the SDK's
+  rule, the vault's host must end with "." + the challenge resource's domain).
+No URL may carry a user name or password.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from probe.targets import HostPattern, UrlProblem, default_patterns, known_resource, parse_https_url
+
 DEFAULT_SCOPE = "https://vault.azure.net/.default"
 DEFAULT_TIMEOUT = 10.0
 KEYVAULT_SCOPE = "https://vault.azure.net/.default"
@@ -33,7 +42,9 @@ _CHECK_FIELDS = {
     "keyvault_secret": ({"vault_url", "secret"}, KEYVAULT_SCOPE),
     "blob": ({"account_url", "container", "blob"}, STORAGE_SCOPE),
 }
-_COMMON_CHECK_FIELDS = {"kind", "expect", "scope"}
+_COMMON_CHECK_FIELDS = {"kind", "expect", "scope", "allowed_hosts"}
+_KIND_ONLY_FIELDS = {"keyvault_secret": {"challenge_resource"}, "blob": set()}
+_URL_FIELDS = {"keyvault_secret": "vault_url", "blob": "account_url"}
 
 
 class ConfigError(ValueError):
@@ -54,6 +65,12 @@ class Check:
     expect: str
     scope: str
     params: dict[str, str]
+    allowed_hosts: tuple[HostPattern, ...] = ()
+    challenge_resource: str | None = None  # Key Vault: what the vault's challenge must name
+
+    @property
+    def base_url(self) -> str:
+        return self.params[_URL_FIELDS[self.kind]]
 
     def target(self) -> str:
         """A human-readable URL of what the check reads (no credentials in it)."""
@@ -138,17 +155,39 @@ def _check(raw: Any, where: str) -> Check:
     kind = raw.get("kind")
     if kind not in _CHECK_FIELDS:
         raise ConfigError(f"{where}.kind", f"must be one of {sorted(_CHECK_FIELDS)}, got {kind!r}")
-    required, default_scope = _CHECK_FIELDS[kind]
-    _reject_unknown(raw, required | _COMMON_CHECK_FIELDS, f"{where}.")
+    required, public_scope = _CHECK_FIELDS[kind]
+    _reject_unknown(raw, required | _COMMON_CHECK_FIELDS | _KIND_ONLY_FIELDS[kind], f"{where}.")
     expect = raw.get("expect")
     if expect not in ("allow", "deny"):
         raise ConfigError(f"{where}.expect", f"must be 'allow' or 'deny', got {expect!r}")
     params = {name: _required_str(raw.get(name), f"{where}.{name}") for name in sorted(required)}
-    for name in ("vault_url", "account_url"):
-        if name in params:
-            _url(params[name], f"{where}.{name}")
+    url_field = _URL_FIELDS[kind]
+    _url(params[url_field], f"{where}.{url_field}")
+    challenge_resource = _optional_str(raw.get("challenge_resource"), f"{where}.challenge_resource")
+    if challenge_resource is not None:
+        _url(challenge_resource, f"{where}.challenge_resource")
+    implied = known_resource(kind, parse_https_url(params[url_field])) or challenge_resource
+    default_scope = implied.rstrip("/") + "/.default" if implied else public_scope
     scope = _scope(raw.get("scope", default_scope), f"{where}.scope")
-    return Check(kind=kind, expect=expect, scope=scope, params=params)
+    allowed = _host_patterns(raw.get("allowed_hosts"), kind, f"{where}.allowed_hosts")
+    return Check(kind=kind, expect=expect, scope=scope, params=params, allowed_hosts=allowed,
+                 challenge_resource=challenge_resource)
+
+
+def _host_patterns(value: Any, kind: str, where: str) -> tuple[HostPattern, ...]:
+    if value is None:
+        return default_patterns(kind)
+    if not isinstance(value, list) or not value:
+        raise ConfigError(where, f"must be a non-empty list of host patterns, got {_type(value)}")
+    patterns = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            raise ConfigError(f"{where}[{index}]", f"must be a string, got {_type(item)}")
+        try:
+            patterns.append(HostPattern.parse(item))
+        except UrlProblem as exc:
+            raise ConfigError(f"{where}[{index}]", str(exc)) from None
+    return tuple(patterns)
 
 
 def _reject_unknown(raw: dict[str, Any], allowed: set[str], prefix: str) -> None:
@@ -189,18 +228,21 @@ def _scope(value: Any, where: str) -> str:
     scope = _required_str(value, where)
     if any(ch.isspace() for ch in scope):
         raise ConfigError(where, "must be a single scope (no whitespace)")
+    if "@" in scope.split("/.default", 1)[0]:
+        raise ConfigError(where, "must not contain a user name or password (user:password@host)")
     return scope
 
 
 def _url(value: str, where: str) -> None:
-    """An https URL without query or fragment: the probe sends a bearer token there, and a query may be a SAS
-    token (a secret), so a bad value is echoed without it."""
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme != "https" or not parts.netloc:
-        shown = parts._replace(query="...", fragment="").geturl() if parts.query else value.split("#", 1)[0]
-        raise ConfigError(where, f"must be an absolute https URL, got {shown!r}")
-    if parts.query or parts.fragment:
-        raise ConfigError(where, "must not contain a query or fragment")
+    """An https URL whose host every client reads alike: the probe sends a bearer token there. Never echoed
+    whole: a query may be a SAS token and the part before an "@" a password."""
+    try:
+        parse_https_url(value)
+    except UrlProblem as exc:
+        if str(exc) == "must be an absolute https URL" and "@" not in value:
+            shown = value.split("?", 1)[0].split("#", 1)[0]
+            raise ConfigError(where, f"{exc}, got {shown!r}") from None
+        raise ConfigError(where, str(exc)) from None
 
 
 def resolve_trust(config: ProbeConfig, environ: Mapping[str, str]) -> TlsTrust:

@@ -11,10 +11,13 @@ from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import EGRESS_KINDS, describe_exchange_error
 from harness.checks.model import ERROR, Finding, Outcome, failed, passed
-from harness.commands import Command, Step, Var, advice
+from harness.commands import Command, Step, Var, advice, command
 from harness.config import BlobAccess, KeyVaultSecretAccess
 
 READ_ROLES = {"keyvault_secret": "Key Vault Secrets User", "blob": "Storage Blob Data Reader"}
+# The probe kept the token: the host is not one it may go to, or Key Vault's challenge was absent or named
+# another resource (what a look-alike host or a typo gets).
+UNTRUSTED_TARGET_KINDS = ("target_not_trusted", "challenge_missing", "challenge_mismatch")
 
 
 def access_check_id(index: int) -> str:
@@ -113,6 +116,9 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     elif kind in EGRESS_KINDS or kind.startswith("tls"):
         code, message = "EGRESS_BLOCKED", f"the pod cannot reach {step.get('target')}: {error.get('message')}"
         remediation = fix.egress_test(ctx.namespace, str(step.get("target")))
+    elif kind in UNTRUSTED_TARGET_KINDS:
+        code, message = "ACCESS_TARGET_NOT_TRUSTED", f"{what}: no token was sent: {error.get('message')}"
+        remediation = _real_endpoint(check)
     else:
         code, message = "ACCESS_CHECK_ERROR", f"{what}: {detail or error.get('message')}"
         remediation = [_show(check)]
@@ -122,6 +128,19 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         evidence,
         Finding(code, ERROR, "access", message, evidence, remediation),
     )
+
+
+def _real_endpoint(check: KeyVaultSecretAccess | BlobAccess) -> list[Step]:
+    """The resource's own endpoint, to compare with the URL in harness.yaml."""
+    if isinstance(check, KeyVaultSecretAccess):
+        lookup = command("az", "keyvault", "show", "--name", fix.vault_name(check.vault_url),
+                         "--query", "properties.vaultUri", "-o", "tsv")
+        why = "a host that answers without Key Vault's challenge, or names another resource, is not the vault"
+    else:
+        lookup = command("az", "storage", "account", "show", "--name", fix.storage_account_name(check.account_url),
+                         "--query", "primaryEndpoints.blob", "-o", "tsv")
+        why = "only the cloud's own blob hosts may receive the token"
+    return [lookup, advice(f"set the access entry's URL in harness.yaml to exactly that endpoint: {why}")]
 
 
 def _show(check: KeyVaultSecretAccess | BlobAccess) -> Command:

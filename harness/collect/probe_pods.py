@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.clouds import CloudEndpoints
 from harness.collect.kube import slim
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.config import ProbeSettings, WorkloadConfig
@@ -38,12 +39,13 @@ class ProbeRequest:
     probe_config: dict[str, Any] = field(default_factory=dict)
 
 
-def probe_config_for(workload: WorkloadConfig, settings: ProbeSettings) -> dict[str, Any]:
-    """The WI_PROBE_CONFIG document for one workload."""
+def probe_config_for(workload: WorkloadConfig, settings: ProbeSettings, cloud: CloudEndpoints) -> dict[str, Any]:
+    """The WI_PROBE_CONFIG document for one workload: each check carries its token scope and the only hosts
+    of ``cloud`` that may receive the token (and, for Key Vault, the resource its challenge must name)."""
     config: dict[str, Any] = {
         "timeout_seconds": settings.request_timeout_seconds,
         "sdk_cross_check": settings.sdk_cross_check,
-        "checks": [check.probe_check() for check in workload.access],
+        "checks": [check.probe_check(cloud) for check in workload.access],
     }
     if workload.scope:
         config["scope"] = workload.scope

@@ -110,7 +110,7 @@ def collect_workloads(
                     workload.id,
                     workload.namespace,
                     workload.service_account,
-                    probe_config_for(workload, config.probe),
+                    probe_config_for(workload, config.probe, config.cloud),
                 )
             )
     pods = run_probe_pods(backend.kube, requests, run_id, image, config.probe.timeout_seconds, keep=keep)

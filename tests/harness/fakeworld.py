@@ -32,9 +32,11 @@ AUDIENCE = "api://AzureADTokenExchange"
 AUTHORITY = "https://login.example.test/"
 ARM = "https://management.example.test/"
 ISSUER = "https://oidc.example.test/tenant/cluster-guid/"
-VAULT = "https://finance-kv.vault.example.test/"
-OTHER_VAULT = "https://platform-kv.vault.example.test/"
-ACCOUNT = "https://ordersdata.blob.example.test/"
+# Data hosts the public cloud's way: a config without azure: means AzureCloud, whose hosts alone get tokens.
+VAULT = "https://finance-kv.vault.azure.net/"
+OTHER_VAULT = "https://platform-kv.vault.azure.net/"
+ACCOUNT = "https://ordersdata.blob.core.windows.net/"
+KEYVAULT_RESOURCE = "https://vault.azure.net"
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 _KID = "issuer-key-1"
 ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
@@ -93,6 +95,10 @@ class World:
     issuer_reachable: bool = True
     probe_image_pullable: bool = True
     probe_never_finishes: bool = False
+    # what a vault answers a request without a token: its challenge names this resource (None: no challenge,
+    # the secret itself, as a look-alike host that is not Key Vault would)
+    keyvault_challenge_resource: str | None = KEYVAULT_RESOURCE
+    bearer_sent_to: list[str] = field(default_factory=list)  # every data-plane URL that received a token
     workloads: list[FakeWorkload] = field(default_factory=list)
     existing_pods: list[dict[str, Any]] = field(default_factory=list)  # pods already in the cluster
     record_to: str | None = None  # append "ns/name" of every created pod (to count them across processes)
@@ -130,7 +136,14 @@ class World:
         }
         if azure:
             data["azure"] = {
-                "cloud": {"name": "lab", "authority_host": AUTHORITY, "resource_manager": ARM},
+                "cloud": {
+                    "name": "lab",
+                    "authority_host": AUTHORITY,
+                    "resource_manager": ARM,
+                    "keyvault_hosts": [".vault.azure.net"],
+                    "keyvault_resource": KEYVAULT_RESOURCE,
+                    "storage_hosts": [".blob.core.windows.net"],
+                },
                 "tenant_id": self.tenant_id,
                 "subscription_id": self.subscription_id,
                 "resource_group": "dev-rg",
@@ -481,6 +494,21 @@ class FakeAzureData:
         if url.startswith(AUTHORITY):
             return self._token(Response, body or b"")
         auth = dict(headers).get("Authorization", "").removeprefix("Bearer ")
+        if auth:
+            self.world.bearer_sent_to.append(url)
+        challenge = self.world.keyvault_challenge_resource
+        if "/secrets/" in url and not auth and challenge:  # Key Vault's challenge, which the probe asks first
+            return Response(
+                401,
+                {
+                    "content-type": "application/json",
+                    "www-authenticate": f'Bearer authorization="{AUTHORITY}{self.world.tenant_id}", '
+                    f'resource="{challenge}"',
+                },
+                b'{"error":{"code":"Unauthorized","message":"AKV10000: Request is missing a Bearer or PoP token."}}',
+            )
+        if "/secrets/" in url and not auth:  # no challenge: whatever answers is not Key Vault
+            return Response(200, {"content-type": "application/json"}, b'{"value": "look-alike"}')
         claims = jwt.decode(auth, options={"verify_signature": False}) if auth else {}
         reader = next((w for w in self.world.workloads if w.client_id == claims.get("appid")), None)
         allowed = reader is not None and any(url.startswith(base) for base in reader.readable)

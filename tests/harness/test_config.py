@@ -66,16 +66,21 @@ def test_a_good_config_loads_with_relative_paths_and_known_cloud_endpoints(tmp_p
 
 
 @pytest.mark.parametrize(
-    "cloud, authority",
+    "cloud, authority, vault_url, scope",
     [
-        ("AzureChinaCloud", "https://login.chinacloudapi.cn/"),
-        ("AzureUSGovernment", "https://login.microsoftonline.us/"),
+        ("AzureChinaCloud", "https://login.chinacloudapi.cn/", "https://kv.vault.azure.cn/",
+         "https://vault.azure.cn/.default"),
+        ("AzureUSGovernment", "https://login.microsoftonline.us/", "https://kv.vault.usgovcloudapi.net/",
+         "https://vault.usgovcloudapi.net/.default"),
     ],
 )
-def test_sovereign_clouds_by_name(tmp_path: Path, cloud: str, authority: str) -> None:
+def test_sovereign_clouds_by_name(tmp_path: Path, cloud: str, authority: str, vault_url: str, scope: str) -> None:
     data = good(tmp_path)
     data["azure"]["cloud"] = cloud
-    assert parse_config(data, base_dir=tmp_path).azure.cloud.endpoints.authority_host == authority
+    data["workloads"][0]["access"][0]["vault_url"] = vault_url
+    config = parse_config(data, base_dir=tmp_path)
+    assert config.azure.cloud.endpoints.authority_host == authority
+    assert config.workloads[0].access[0].token_scope(config.cloud) == scope  # from the vault's suffix
 
 
 def test_explicit_endpoints_get_a_trailing_slash_and_default_arm_audience(tmp_path: Path) -> None:
@@ -84,6 +89,8 @@ def test_explicit_endpoints_get_a_trailing_slash_and_default_arm_audience(tmp_pa
         "name": "lab",
         "authority_host": "https://127.0.0.1:9/",
         "resource_manager": "https://127.0.0.1:8",
+        "keyvault_hosts": [".vault.azure.net"],  # the access entry's vault
+        "keyvault_resource": "https://vault.azure.net",
     }
     endpoints = parse_config(data, base_dir=tmp_path).azure.cloud.endpoints
     assert endpoints.resource_manager == "https://127.0.0.1:8/"
@@ -250,6 +257,10 @@ def test_the_labs_generated_config_shape_is_accepted(tmp_path: Path) -> None:
                 "name": "lab",
                 "authority_host": "https://127.0.0.1:1/",
                 "resource_manager": "https://127.0.0.1:2/",
+                "keyvault_hosts": ["127.0.0.1:4", "127.0.0.1:5"],
+                "keyvault_resource": "https://vault.azure.net",
+                "storage_hosts": ["127.0.0.1:3"],
+                "storage_resource": "https://storage.azure.com",
             },
             "ca_file": str(tmp_path / "ca.pem"),
             "tenant_id": TENANT,
@@ -282,4 +293,8 @@ def test_the_labs_generated_config_shape_is_accepted(tmp_path: Path) -> None:
         ],
     }
     config = parse_config(data, base_dir=tmp_path)
-    assert config.workloads[0].access[0].probe_check() == data["workloads"][0]["access"][0]
+    assert config.workloads[0].access[0].probe_check(config.cloud) == {
+        **data["workloads"][0]["access"][0],
+        "scope": "https://storage.azure.com/.default",
+        "allowed_hosts": ["127.0.0.1:3"],
+    }

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fakeworld import World
 
+from harness.clouds import KNOWN_CLOUDS
 from harness.collect.kube_api import KubeError
 from harness.collect.probe_pods import (
     ProbeRequest,
@@ -42,7 +43,10 @@ def request() -> ProbeRequest:
     )
     settings = ProbeSettings(ca_file="/etc/ssl/lab-ca.pem", request_timeout_seconds=7)
     return ProbeRequest(
-        workload.id, workload.namespace, workload.service_account, probe_config_for(workload, settings)
+        workload.id,
+        workload.namespace,
+        workload.service_account,
+        probe_config_for(workload, settings, KNOWN_CLOUDS["AzureCloud"]),
     )
 
 
@@ -80,6 +84,8 @@ def test_the_probe_pod_is_labelled_configured_and_bounded() -> None:
                 "container": "c",
                 "blob": "b",
                 "expect": "allow",
+                "scope": "https://storage.azure.com/.default",
+                "allowed_hosts": [".blob.core.windows.net"],
             }
         ],
     }

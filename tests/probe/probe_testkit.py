@@ -111,6 +111,23 @@ def json_response(status: int, payload: Any, headers: Mapping[str, str] | None =
     return Response(status, hdrs, json.dumps(payload).encode())
 
 
+KV_CHALLENGE = (f'Bearer authorization="https://login.microsoftonline.com/{TENANT}", '
+                'resource="https://vault.azure.net"')
+
+
+def keyvault(handler: Handler, challenge: str = KV_CHALLENGE) -> Handler:
+    """A vault as Key Vault answers: a request without a token gets the 401 challenge, the others ``handler``."""
+
+    def answer(method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float) -> Response:
+        if "Authorization" not in headers:
+            return json_response(401, {"error": {"code": "Unauthorized",
+                                                 "message": "AKV10000: Request is missing a Bearer or PoP token."}},
+                                 {"www-authenticate": challenge})
+        return handler(method, url, headers, body, timeout)
+
+    return answer
+
+
 def refuse(*_: Any) -> Response:
     raise TransportError("connection_refused", "ConnectionRefusedError: [Errno 111] Connection refused")
 

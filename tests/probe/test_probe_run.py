@@ -27,6 +27,7 @@ from probe_testkit import (
     Run,
     config_json,
     json_response,
+    keyvault,
     refuse,
     sa_claims,
 )
@@ -403,7 +404,7 @@ def test_real_sdk_error_is_redacted(
 
 
 def _kv_transport(entra_ok: Handler, kv: Handler, prefix: str = VAULT_URL) -> FakeTransport:
-    return FakeTransport({TOKEN_URL: entra_ok, prefix: kv})
+    return FakeTransport({TOKEN_URL: entra_ok, prefix: keyvault(kv)})
 
 
 def test_keyvault_allow_as_expected(run_probe: RunProbe, environ: dict[str, str], entra_ok: Handler) -> None:
@@ -420,9 +421,12 @@ def test_keyvault_allow_as_expected(run_probe: RunProbe, environ: dict[str, str]
     assert ev["attributes"]["enabled"] is True
     assert ev["value_present"] is True
     assert "value" not in ev
-    [kv_call] = transport.to(VAULT_URL)
-    assert kv_call["url"] == f"{VAULT_URL}/secrets/db-pass?api-version=7.4"
+    challenge_call, kv_call = transport.to(VAULT_URL)
+    assert "Authorization" not in challenge_call["headers"]  # the challenge first, to the same URL
+    assert challenge_call["url"] == kv_call["url"] == f"{VAULT_URL}/secrets/db-pass?api-version=7.4"
     assert kv_call["headers"]["Authorization"].startswith("Bearer eyJ")
+    assert ev["challenge"]["resource"] == "https://vault.azure.net"
+    assert ev["challenge"]["resource_domain"] == "vault.azure.net"
     # the vault scope was already exchanged by the exchange step: one token request in total
     assert len(transport.to(TOKEN_URL)) == 1
     assert ev["token"]["cached"] is True and ev["token"]["aud"] == "https://vault.azure.net"
@@ -472,7 +476,9 @@ def test_keyvault_not_found_is_an_error_either_way(
 def test_keyvault_vault_url_with_path_prefix(run_probe: RunProbe, environ: dict[str, str], entra_ok: Handler) -> None:
     lab_vault = "https://127.0.0.1:8443/vaults/kv1/"
     transport = _kv_transport(entra_ok, kv_secret_ok, prefix="https://127.0.0.1:8443/")
-    run = run_probe(config_json(checks=[kv_check("allow", vault_url=lab_vault)]), environ, transport)
+    check = dict(kv_check("allow", vault_url=lab_vault), allowed_hosts=["127.0.0.1:8443"],
+                 challenge_resource="https://vault.azure.net")
+    run = run_probe(config_json(checks=[check]), environ, transport)
     assert transport.calls[-1]["url"] == "https://127.0.0.1:8443/vaults/kv1/secrets/db-pass?api-version=7.4"
     assert run.code == 0
 
@@ -526,7 +532,7 @@ def test_blob_allow_when_deny_expected(run_probe: RunProbe, environ: dict[str, s
 
 
 def test_tokens_cached_per_scope(run_probe: RunProbe, environ: dict[str, str], entra_ok: Handler) -> None:
-    transport = FakeTransport({TOKEN_URL: entra_ok, VAULT_URL: kv_secret_ok, ACCOUNT_URL: blob_denied})
+    transport = FakeTransport({TOKEN_URL: entra_ok, VAULT_URL: keyvault(kv_secret_ok), ACCOUNT_URL: blob_denied})
     checks = [kv_check("allow"), blob_check("deny"), kv_check("allow", secret="other"), blob_check("deny")]
     run = run_probe(config_json(checks=checks), environ, transport)
     assert run.code == 0, run.stdout
@@ -585,7 +591,7 @@ def test_config_from_file_and_env(
 ) -> None:
     path = tmp_path / "probe.json"
     path.write_text(json.dumps({"checks": [kv_check("allow")]}))
-    transport = FakeTransport({TOKEN_URL: entra_ok, VAULT_URL: kv_secret_ok})
+    transport = FakeTransport({TOKEN_URL: entra_ok, VAULT_URL: keyvault(kv_secret_ok)})
     run = run_probe(["--config", str(path)], environ, transport)
     assert run.step("config")["evidence"]["source"] == f"--config {path}"
     assert run.step("config")["evidence"]["checks"] == 1
@@ -632,7 +638,7 @@ def test_raw_tokens_and_secret_value_never_printed(
     def sdk(_: SdkRequest) -> dict[str, Any]:
         return {"available": True, "succeeded": False, "error": f"assertion {token_file[1]} rejected"}
 
-    transport = FakeTransport({TOKEN_URL: entra, VAULT_URL: kv_echo, ACCOUNT_URL: blob_denied})
+    transport = FakeTransport({TOKEN_URL: entra, VAULT_URL: keyvault(kv_echo), ACCOUNT_URL: blob_denied})
     checks = [kv_check("allow"), kv_check("deny", secret="other"), blob_check("deny")]
     run = run_probe(config_json(checks=checks), environ, transport, sdk_check=sdk)
     assert run.code == 0, run.stdout

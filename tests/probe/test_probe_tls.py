@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 import pytest
 import trustme
-from probe_testkit import CLIENT_ID, NOW, SECRET_VALUE, TENANT, access_claims
+from probe_testkit import CLIENT_ID, KV_CHALLENGE, NOW, SECRET_VALUE, TENANT, access_claims
 
 from probe.cli import main
 from probe.sdk import azure_identity_check
@@ -37,14 +37,17 @@ def _handler(state: _Server) -> type[http.server.BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802
             state.requests.append(("GET", self.path))
             if not self.headers.get("Authorization", "").startswith("Bearer "):
-                self._send(401, {"error": {"code": "Unauthorized", "message": "AKV10000"}})
+                self._send(401, {"error": {"code": "Unauthorized", "message": "AKV10000"}},
+                           {"WWW-Authenticate": KV_CHALLENGE})
                 return
             self._send(200, {"value": SECRET_VALUE, "id": "https://127.0.0.1/vaults/kv1/secrets/s/v1",
                              "attributes": {"enabled": True}})
 
-        def _send(self, status: int, payload: Any) -> None:
+        def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
             body = json.dumps(payload).encode()
             self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -87,7 +90,8 @@ def test_https_with_ca_file_and_sdk_cross_check(
     base, ca_path, state = https_server
     config = {"ca_file": str(ca_path), "timeout_seconds": 5,
               "checks": [{"kind": "keyvault_secret", "vault_url": f"{base}vaults/kv1", "secret": "s",
-                          "expect": "allow"}]}
+                          "expect": "allow", "allowed_hosts": [base.removeprefix("https://").rstrip("/")],
+                          "challenge_resource": "https://vault.azure.net"}]}
     env = dict(environ, AZURE_AUTHORITY_HOST=base)
     code, doc, stdout = _run(["--config-json", json.dumps(config)], env)
     steps = {s["name"]: s for s in doc["steps"]}
