@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import json
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from lab import bodies
 from lab.faults import SERVICES, Handler
 from lab.kube.issuer import rotate_issuer_keys
 from lab.unexpected import unexpected_error_middleware
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from lab.runtime import Lab
 
 Command = Callable[["Lab", dict[str, Any]], dict[str, Any]]
+MAX_BODY_BYTES = 64 * 1024  # control commands are a few fields
 
 
 class ControlError(ValueError):
@@ -40,11 +43,23 @@ def _number(body: dict[str, Any], key: str, minimum: float = 0.0, maximum: float
 
 def sync_webhook_objects(lab: Lab) -> None:
     """Make the webhook's API objects reflect its mode: present and ready (up), not ready (down), gone (absent)."""
-    from lab.kube.webhook import webhook_objects
+    from lab.kube.webhook import INSTALLS, webhook_objects
 
     store = lab.kube.store
-    installed = webhook_objects(dataclasses.replace(lab.kube.webhook, mode="up"))
+    installed = [
+        found
+        for install in INSTALLS
+        for found in webhook_objects(dataclasses.replace(lab.kube.webhook, mode="up", install=install))
+    ]
     wanted = {(g, p, ns, o["metadata"]["name"]): o for g, p, ns, o in webhook_objects(lab.kube.webhook)}
+    namespaces = store.type_for("", "namespaces")
+    for namespace in sorted({ns for _, _, ns, _ in wanted if ns}):
+        if store.find(namespaces, "", namespace) is None:  # helm install --create-namespace
+            store.create(namespaces, {
+                "metadata": {"name": namespace, "labels": {"kubernetes.io/metadata.name": namespace}},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"},
+            })
+            store.create(store.type_for("", "serviceaccounts"), {"metadata": {"name": "default"}}, namespace=namespace)
     for group, plural, namespace, obj in installed:
         rt = store.type_for(group, plural)
         key = (group, plural, namespace, obj["metadata"]["name"])
@@ -60,19 +75,31 @@ def sync_webhook_objects(lab: Lab) -> None:
 
 
 def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
+    from lab.kube.webhook import INSTALLS, namespace_for
+
     mode = body.get("mode", lab.kube.webhook.mode)
     layout = body.get("layout", lab.kube.webhook.layout)
+    install = body.get("install", lab.kube.webhook.install)
     if mode not in ("up", "down", "absent"):
         raise ControlError("mode: must be one of up, down, absent")
     if layout not in ("v1.5", "v1.6"):
         raise ControlError("layout: must be one of v1.5, v1.6")
+    if install not in INSTALLS:
+        raise ControlError(f"install: must be one of {', '.join(INSTALLS)}")
+    if install != lab.kube.webhook.install:
+        # Moving to the chart means turning the add-on off first (as its docs say); both means turning it on
+        # over a chart (the collision of Azure/azure-workload-identity#1295). ARM's flag follows the add-on.
+        for cluster in lab.azure.clusters.values():
+            cluster.workload_identity_enabled = install != "helm"
     lab.kube.webhook.mode = mode
     lab.kube.webhook.layout = layout
+    lab.kube.webhook.install = install
+    lab.kube.webhook.namespace = namespace_for(install)
     sync_webhook_objects(lab)
     controllers = getattr(lab.kube, "_controllers", None)
     if controllers is not None:
         controllers.reconcile_workloads()  # ReplicaSets retry the pods the webhook refused
-    return {"mode": mode, "layout": layout}
+    return {"mode": mode, "layout": layout, "install": install}
 
 
 def set_issuer(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +172,8 @@ def set_propagation(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
 def status(lab: Lab, _: dict[str, Any]) -> dict[str, Any]:
     return {
         "scenario": lab.scenario,
-        "webhook": {"mode": lab.kube.webhook.mode, "layout": lab.kube.webhook.layout},
+        "webhook": {"mode": lab.kube.webhook.mode, "layout": lab.kube.webhook.layout,
+                    "install": lab.kube.webhook.install},
         "pod_start_latency_seconds": lab.kube.pod_start_latency_seconds,
         "entra_skew_seconds": lab.entra_clock.skew_seconds,
         "propagation": {"fic_seconds": lab.azure.fic_propagation_seconds,
@@ -180,7 +208,16 @@ def build_app(lab: Lab) -> web.Application:
         if command is None:
             return web.json_response({"error": f"unknown command; choose from {', '.join(COMMANDS)}"}, status=404)
         try:
-            body = await request.json() if request.can_read_body else {}
+            text = await request.text() if request.can_read_body else "{}"
+        except web.HTTPRequestEntityTooLarge:
+            return web.json_response({"error": f"body: larger than {MAX_BODY_BYTES} bytes"}, status=413)
+        except UnicodeDecodeError:
+            return web.json_response({"error": "body: not valid JSON"}, status=400)
+        if bodies.json_too_deep(text) is not None:
+            return web.json_response(
+                {"error": f"body: nested deeper than {bodies.MAX_NESTING_DEPTH} levels"}, status=400)
+        try:
+            body = json.loads(text)
         except ValueError:
             return web.json_response({"error": "body: not valid JSON"}, status=400)
         if not isinstance(body, dict):
@@ -193,6 +230,7 @@ def build_app(lab: Lab) -> web.Application:
     def internal_error(_: web.Request) -> web.Response:
         return web.json_response({"error": "the lab failed on this command; its log has the details"}, status=500)
 
-    app = web.Application(middlewares=[require_token, unexpected_error_middleware("control", internal_error)])
+    app = web.Application(middlewares=[require_token, unexpected_error_middleware("control", internal_error)],
+                          client_max_size=MAX_BODY_BYTES)
     app.router.add_route("*", "/ctl/{command}", run)
     return app

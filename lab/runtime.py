@@ -43,6 +43,12 @@ log = logging.getLogger("lab")
 
 SERVICE_NAMES = ("kube", "issuer", "entra", "arm", "keyvault", "storage", "control")
 REGION = "eastus"
+# A connection must deliver a complete request head within this many seconds of opening (or of its previous
+# answer), else it is closed without an answer: the API server's ReadHeaderTimeout (32 s, apiserver
+# secure_serving.go), applied through aiohttp's own knob, keepalive_timeout, which also closes idle keep-alive
+# connections after that long (the API server's IdleTimeout is 90 s; clients reconnect). The Azure services'
+# bounds are not published: unverified, the same value.
+HEADER_TIMEOUT_SECONDS = 32.0
 
 
 def _bind_loopback() -> socket.socket:
@@ -63,8 +69,10 @@ class Lab:
         scenario: str = "healthy",
         webhook_layout: str | None = None,
         tenant_id: str | None = None,
+        header_timeout_seconds: float = HEADER_TIMEOUT_SECONDS,
     ) -> None:
         self.state_dir = Path(state_dir)
+        self.header_timeout_seconds = header_timeout_seconds
         self.scenario = scenario
         self.tenant_id = tenant_id or str(uuid.uuid4())
         self.subscription_id = str(uuid.uuid4())
@@ -176,7 +184,8 @@ class Lab:
         for name, app in self._build_apps().items():
             runner = web.AppRunner(app, handle_signals=False, logger=httplog.server_logger(),
                                    access_log=logging.getLogger(f"lab.access.{name}"),
-                                   access_log_class=httplog.RequestLogger)
+                                   access_log_class=httplog.RequestLogger,
+                                   keepalive_timeout=self.header_timeout_seconds)
             await runner.setup()
             sockets = [self._sockets[name]]
             if name == "keyvault":

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from lab import bodies
 from lab.azure import arm_errors as errors
 from lab.azure.arm_state import ArmState
 from lab.azure.world import AzureWorld, ResourceGroup
@@ -33,6 +34,7 @@ class Ctx:
     state: ArmState
     claims: dict[str, Any]
     api_version: str
+    subscription_id: str = ""  # the subscription the request's path names, as the world spells it
 
     @property
     def oid(self) -> str:
@@ -54,11 +56,18 @@ class Ctx:
         return self.world.permits(self.oid, scope, action)
 
     async def body(self) -> dict[str, Any]:
-        raw = await self.request.read()
+        try:
+            raw = await self.request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise errors.request_content_too_large() from None
         if not raw.strip():
             return {}
         try:
-            data = json.loads(raw)
+            text = raw.decode("utf-8")
+            too_deep = bodies.json_too_deep(text)
+            if too_deep is not None:
+                raise errors.invalid_request_content(bodies.newtonsoft_depth_error(too_deep))
+            data = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise errors.invalid_request_content(str(exc)) from None
         if not isinstance(data, dict):
@@ -106,11 +115,11 @@ def only(method: str, *allowed: str) -> None:
 
 
 def sub_scope(ctx: Ctx) -> str:
-    return f"/subscriptions/{ctx.world.subscription_id}"
+    return f"/subscriptions/{ctx.subscription_id or ctx.world.subscription_id}"
 
 
 def find_group(ctx: Ctx, name: str) -> ResourceGroup | None:
-    return ctx.world.resource_groups.get(name.lower())
+    return ctx.world.group(ctx.subscription_id or ctx.world.subscription_id, name)
 
 
 def rg_scope(ctx: Ctx, name: str) -> str:

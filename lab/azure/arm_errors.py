@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 ARM_ALLOWED_AUDIENCES = (
     "https://management.core.windows.net/",
@@ -25,9 +26,13 @@ class ArmError(Exception):
     code: str
     message: str
     headers: dict[str, str] = field(default_factory=dict)
+    details: list[dict[str, Any]] | None = None
 
     def body(self) -> dict:
-        return {"error": {"code": self.code, "message": self.message}}
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details is not None:
+            error["details"] = self.details
+        return {"error": error}
 
 
 def _challenge(authority: str, description: str) -> dict[str, str]:
@@ -118,6 +123,12 @@ def invalid_request_content(detail: str) -> ArmError:
     )
 
 
+def request_content_too_large() -> ArmError:
+    """Bodies over ARM's 4 MB request limit; text as users report it (Azure/ALZ-Bicep#833,
+    Azure/azure-api-management-devops-resource-kit#594). The 413 status is [UNV]."""
+    return ArmError(413, "RequestContentTooLarge", "The request content size exceeds the maximum size of 4 MB.")
+
+
 def location_required() -> ArmError:
     return ArmError(400, "LocationRequired", "The location property is required for this definition.")
 
@@ -145,6 +156,37 @@ def invalid_location_change(name: str, old: str, rg: str, new: str) -> ArmError:
 
 def unsupported_filter(text: str) -> ArmError:  # [UNV] code and text
     return ArmError(400, "UnsupportedQuery", f"The filter '{text}' is not supported.")
+
+
+def invalid_filter(text: str) -> ArmError:
+    """The generic resource list's answer to a ``$filter`` it does not understand (OBS azure-sdk-for-net#18748)."""
+    return ArmError(400, "InvalidFilterInQueryString", f"Invalid $filter '{text}' specified in the query string.")
+
+
+def _support_info(correlation_id: str, now: float) -> str:
+    """Resource Graph's top-level message: what to quote to support (OBS Search-AzGraph / aztfexport reports)."""
+    moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+    ticks = int((now % 1) * 10_000_000)
+    return (f"Please provide below info when asking for support: timestamp = {moment}.{ticks:07d}Z, "
+            f"correlationId = {correlation_id}.")
+
+
+def resource_graph_invalid_query(token: str, position: int, correlation_id: str, now: float,
+                                 invalid_query_text: str) -> ArmError:
+    """400 BadRequest with InvalidQuery and a ParserFailure naming the token (OBS 2020-2025 captures)."""
+    return ArmError(400, "BadRequest", _support_info(correlation_id, now), details=[
+        {"code": "InvalidQuery", "message": invalid_query_text},
+        {"code": "ParserFailure", "message": "ParserFailure", "line": 1,
+         "characterPositionInLine": position, "token": token},
+    ])
+
+
+def resource_graph_access_denied(correlation_id: str, now: float) -> ArmError:
+    """403 AccessDenied: none of the requested scopes is readable by the caller (OBS Azure/aztfexport#410)."""
+    return ArmError(403, "AccessDenied", _support_info(correlation_id, now), details=[
+        {"code": "AccessDenied",
+         "message": "Access is denied to the requested resource. The user might not have enough permission."},
+    ])
 
 
 def invalid_skip_token() -> ArmError:  # [UNV]

@@ -48,11 +48,19 @@ from urllib.parse import unquote, urlsplit
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from lab.azure import federation
 from lab.azure.aadsts import AadstsError, aadsts, error_body, is_guid
 from lab.azure.access_tokens import issue_access_token
-from lab.azure.world import AppRegistration, FederatedCredential, Principal, Tenant
+from lab.azure.world import (
+    GRAPH_APP_ID,
+    GRAPH_AUDIENCE,
+    AppRegistration,
+    FederatedCredential,
+    Principal,
+    Tenant,
+)
 from lab.faults import fault_middleware
 from lab.unexpected import unexpected_error_middleware
 
@@ -61,6 +69,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lab.entra")
 
+MAX_BODY_BYTES = 1024 * 1024  # [UNV] Entra's own request size limit is not published; aiohttp's default
 FETCH_TIMEOUT_SECONDS = 5.0  # Entra's own timeout for an external OIDC endpoint is not published
 MULTI_TENANT_ALIASES = ("common", "organizations")
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
@@ -385,8 +394,11 @@ class EntraService:
         else:
             raise aadsts(7000216)
 
+        if isinstance(principal, AppRegistration) and not principal.has_service_principal:
+            raise aadsts(7000229, client_id=principal.client_id, tenant_id=principal.tenant_id)
         audience = self._resolve_resource(requested, tenant)
-        token, expires_in = issue_access_token(self.lab, principal, audience, appidacr)
+        roles = principal.graph_permissions if self._is_graph(audience) else ()
+        token, expires_in = issue_access_token(self.lab, principal, audience, appidacr, roles)
         facts["aud"] = audience
         if version == 2:
             body: dict[str, Any] = {"token_type": "Bearer", "expires_in": expires_in,
@@ -428,8 +440,19 @@ class EntraService:
             fetch=self.fetch,
         )
 
+    def _lab_graph_uri(self) -> str:
+        """The lab's Microsoft Graph is a resource of its own address too, as graph.microsoft.us is in US Gov:
+        clients ask for ``<graph endpoint>/.default`` (az reads the scope from the cloud's Graph endpoint)."""
+        return self.lab.endpoints.get("graph", "").rstrip("/").lower()
+
+    def _is_graph(self, audience: str) -> bool:
+        wanted = audience.rstrip("/").lower()
+        return wanted in (GRAPH_AUDIENCE, GRAPH_APP_ID) or (bool(wanted) and wanted == self._lab_graph_uri())
+
     def _resolve_resource(self, requested: str, tenant: Tenant | None) -> str:
         audience = resolve_known_resource(requested)
+        if audience is None and requested.rstrip("/").lower() == self._lab_graph_uri():
+            audience = requested.rstrip("/") + ("/" if requested.endswith("/") else "")
         if audience is None:
             # App registrations of the tenant are resources too: "api://<appId>" or "<appId>".
             app_id = requested.removeprefix("api://").rstrip("/")
@@ -484,10 +507,15 @@ def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | Non
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    """Form fields as plain strings; unknown fields (claims, client_info, ...) are kept and ignored."""
+    """Form fields as plain strings; unknown fields (claims, client_info, ...) are kept and ignored.
+
+    A body that cannot be read as a form (malformed multipart, a part header line over aiohttp's line limit,
+    a body over MAX_BODY_BYTES) yields no fields, so the request is answered as Entra answers a body it does
+    not read as a form, e.g. JSON: AADSTS900144 for the missing grant_type (MicrosoftDocs/azure-docs#43780,
+    microsoftgraph/microsoft-graph-docs#20272). [UNV] for the multipart and oversize cases themselves."""
     try:
         data = await request.post()
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, HttpProcessingError, web.HTTPRequestEntityTooLarge):
         return {}
     return {key: value for key, value in data.items() if isinstance(value, str)}
 
@@ -521,7 +549,7 @@ def build_app(lab: Lab) -> web.Application:
     app = web.Application(middlewares=[
         unexpected_error_middleware("entra", service.render_internal_error),
         fault_middleware(lab.faults, "entra", service.render_fault),
-    ])
+    ], client_max_size=MAX_BODY_BYTES)
     app[ENTRA_SERVICE] = service
     app.router.add_get("/common/discovery/instance", service.instance_discovery)
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", service.openid_configuration_v2)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from lab import bodies
 from lab.azure.access_tokens import TokenRejected, sts_issuer, verify_access_token
 from lab.azure.bearer import caller_description, client_address, new_request_id, read_authorization
 from lab.azure.world import KEYVAULT_AUDIENCE, SecretVersion, Vault
@@ -36,6 +37,7 @@ ACTION_METADATA = "Microsoft.KeyVault/vaults/secrets/readMetadata/action"
 ACTION_SET = "Microsoft.KeyVault/vaults/secrets/setSecret/action"
 RECOVERABLE_DAYS = 90
 MAX_PAGE = 25
+MAX_BODY_BYTES = 1024 * 1024
 
 
 class KvError(Exception):
@@ -73,7 +75,7 @@ def build_app(lab: Lab) -> web.Application:
             unexpected_error_middleware("keyvault", _render_internal_error, (KvError,)),
             fault_middleware(lab.faults, "keyvault", _render_fault),
         ],
-        client_max_size=1024 * 1024,
+        client_max_size=MAX_BODY_BYTES,
     )
     app[LAB] = lab
     app.router.add_route("*", "/{tail:.*}", _dispatch)
@@ -425,7 +427,16 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
 
 async def _set_secret(request: web.Request, lab: Lab, vault: Vault, name: str) -> web.Response:
     try:
-        body = json.loads(await request.read() or b"{}")
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        # [UNV] Key Vault's answer to a body over its size limit (the lab's limit: MAX_BODY_BYTES)
+        raise KvError(413, "RequestEntityTooLarge",
+                      f"The request body is larger than the maximum of {MAX_BODY_BYTES} bytes.") from None
+    try:
+        text = raw.decode("utf-8") if raw else "{}"
+        if bodies.json_too_deep(text) is not None:
+            raise ValueError("nested too deeply")  # [UNV] answered as any other body that is not JSON
+        body = json.loads(text)
     except ValueError:
         raise _bad_parameter("The request body is not valid JSON.") from None
     if not isinstance(body, dict) or not isinstance(body.get("value"), str):

@@ -143,6 +143,10 @@ async def error_middleware(
         return await handler(request)
     except errors.ApiError as exc:
         return exc.response()
+    except web.HTTPRequestEntityTooLarge:
+        # limitedReadBody (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/rest.go)
+        return errors.ApiError(413, "RequestEntityTooLarge",
+                               f"Request entity too large: limit is {MAX_BODY_BYTES}").response()
     except web.HTTPException as exc:
         reason = (exc.reason or "Error").replace(" ", "")
         return errors.ApiError(exc.status, reason, exc.text or exc.reason or reason).response()

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from lab import bodies
 from lab.kube import errors, protobuf
 
 JSON = "application/json"
@@ -37,6 +38,8 @@ def media_type(content_type: str | None) -> str:
 class _YamlLoader(yaml.SafeLoader):
     """YAML as sigs.k8s.io/yaml reads it into JSON: timestamps stay strings."""
 
+
+_EventLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # events only: the C parser when there is one
 
 _YamlLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
@@ -111,22 +114,87 @@ def go_number(value: int | float) -> str:
     return json.dumps(value)
 
 
+def _json_text(raw: bytes, prefix: str) -> str:
+    """The body as text, refused (400, ``prefix`` + Go's words) when it is nested deeper than the lab holds."""
+    text = raw.decode("utf-8") if raw else ""
+    problem = bodies.json_too_deep(text)
+    if problem is not None:
+        raise errors.bad_request(prefix + bodies.go_json_depth_error(problem))
+    return text
+
+
 def parse_json(raw: bytes) -> Any:
+    prefix = "couldn't get version/kind; json parse error: "
     try:
-        return json.loads(raw.decode("utf-8") if raw else "")
+        return json.loads(_json_text(raw, prefix))
     except UnicodeDecodeError as exc:
-        raise errors.bad_request(
-            f"couldn't get version/kind; json parse error: invalid UTF-8 ({exc.reason})"
-        ) from exc
+        raise errors.bad_request(f"{prefix}invalid UTF-8 ({exc.reason})") from exc
     except json.JSONDecodeError as exc:
-        raise errors.bad_request(
-            f"couldn't get version/kind; json parse error: {go_json_error(exc)}"
-        ) from exc
+        raise errors.bad_request(f"{prefix}{go_json_error(exc)}") from exc
+
+
+# go-yaml's "billion laughs" guard (decode.go allowedAliasRatio): alias expansion may make up 99% of the
+# decoded nodes of a small document, falling to 10% from 400,000 nodes on; beyond that the document is refused.
+ALIAS_RATIO_RANGE = (400_000, 4_000_000)
+
+
+def _allowed_alias_ratio(decoded: int) -> float:
+    low, high = ALIAS_RATIO_RANGE
+    if decoded <= low:
+        return 0.99
+    if decoded >= high:
+        return 0.10
+    return 0.99 - 0.89 * (decoded - low) / (high - low)
+
+
+def _yaml_shape_problem(text: str) -> str | None:
+    """What go-yaml (through sigs.k8s.io/yaml) refuses before anything is built: nesting deeper than the
+    lab's limit ("exceeded max depth of N", at the line go-yaml names) and excessive aliasing. Walks the
+    parser's events, so neither the depth nor the expansion is ever materialised. Malformed YAML is left to
+    the loader, which reports it."""
+    sizes: dict[str, tuple[int, int]] = {}  # anchor -> (decoded nodes, of which from alias expansion)
+    open_nodes: list[list] = []  # [decoded, aliased, anchor] per open collection
+    decoded, aliased = 1, 0  # the document node
+    try:
+        for event in yaml.parse(text, Loader=_EventLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                if len(open_nodes) >= bodies.MAX_NESTING_DEPTH:
+                    line = event.start_mark.line
+                    where = f"line {line + 1}: " if line else ""
+                    return f"{where}exceeded max depth of {bodies.MAX_NESTING_DEPTH}"
+                open_nodes.append([1, 0, event.anchor])
+                continue
+            if isinstance(event, yaml.CollectionEndEvent) and open_nodes:
+                node, node_aliased, anchor = open_nodes.pop()
+            elif isinstance(event, yaml.ScalarEvent):
+                node, node_aliased, anchor = 1, 0, event.anchor
+            elif isinstance(event, yaml.AliasEvent):
+                expanded = sizes.get(event.anchor, (0, 0))[0]
+                node, node_aliased, anchor = 1 + expanded, expanded, None
+            else:
+                continue
+            if anchor:
+                sizes[anchor] = (node, node_aliased)
+            if open_nodes:
+                open_nodes[-1][0] += node
+                open_nodes[-1][1] += node_aliased
+            else:
+                decoded += node
+                aliased += node_aliased
+            if aliased > 100 and decoded > 1000 and aliased / decoded > _allowed_alias_ratio(decoded):
+                return "document contains excessive aliasing"
+    except yaml.YAMLError:
+        pass
+    return None
 
 
 def parse_yaml(raw: bytes) -> Any:
     try:
-        return yaml.load(raw.decode("utf-8"), Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+        text = raw.decode("utf-8")
+        problem = _yaml_shape_problem(text)
+        if problem:
+            raise errors.bad_request(f"error converting YAML to JSON: yaml: {problem}")
+        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError as exc:
         raise errors.bad_request(
             f"error converting YAML to JSON: yaml: invalid UTF-8 ({exc.reason})"
@@ -166,7 +234,7 @@ def decode_patch(raw: bytes, media: str) -> Any:
     if media == APPLY_PATCH:
         return _require_object(parse_yaml(raw))
     try:
-        return json.loads(raw.decode("utf-8") if raw else "")
+        return json.loads(_json_text(raw, "error decoding patch: "))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         detail = go_json_error(exc) if isinstance(exc, json.JSONDecodeError) else "invalid UTF-8"
         raise errors.bad_request(f"error decoding patch: {detail}") from exc
