@@ -9,6 +9,7 @@ scenarios or older servers can be.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -453,6 +454,35 @@ def test_entra_oversized_form_is_invalid_request(lab: Lab) -> None:
                              verify=str(lab.state_dir / "ca.pem"), timeout=30)
     assert entra_error(response) == (
         400, "invalid_request", "AADSTS900144: The request body must contain the following parameter: 'grant_type'.")
+
+
+def deep_jwt(part: str) -> str:
+    """A compact JWS whose header or claims are JSON nested far deeper than any parser here allows."""
+    deep = base64.urlsafe_b64encode(("[" * 2000 + "]" * 2000).encode()).rstrip(b"=").decode()
+    plain = base64.urlsafe_b64encode(b'{"alg": "RS256", "kid": "k"}').rstrip(b"=").decode()
+    return f"{deep}.{plain}.c2ln" if part == "header" else f"{plain}.{deep}.c2ln"
+
+
+@pytest.mark.parametrize("part", ["header", "claims"])
+def test_deeply_nested_tokens_are_refused_as_malformed(lab: Lab, part: str) -> None:
+    token = deep_jwt(part)
+    ca = str(lab.state_dir / "ca.pem")
+    bearer = {"Authorization": f"Bearer {token}"}
+    kube = requests.get(lab.endpoints["kube"] + "/api/v1/namespaces", headers=bearer, verify=ca, timeout=30)
+    assert status_of(kube, 401, "Unauthorized")["message"] == "Unauthorized"
+    arm = requests.get(f"{lab.endpoints['arm']}/subscriptions/{lab.subscription_id}/resourcegroups",
+                       params={"api-version": "2021-04-01"}, headers=bearer, verify=ca, timeout=30)
+    assert (arm.status_code, arm.json()["error"]["code"]) == (401, "InvalidAuthenticationToken")
+    account = next(iter(lab.azure.storage_accounts.values()))
+    blob = requests.get(f"{lab.blob_url(account.name)}c/b", headers={**bearer, "x-ms-version": "2021-08-06"},
+                        verify=ca, timeout=30)
+    assert (blob.status_code, blob.headers["x-ms-error-code"]) == (401, "InvalidAuthenticationInfo")
+    form = {"grant_type": "client_credentials", "client_id": str(uuid.uuid4()),
+            "scope": "https://vault.azure.net/.default", "client_assertion": token,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+    entra = requests.post(f"{lab.endpoints['entra']}/{lab.tenant_id}/oauth2/v2.0/token", data=form, verify=ca,
+                          timeout=30)
+    assert entra_error(entra) == (400, "invalid_request", "AADSTS50027: JWT token is invalid or malformed.")
 
 
 # ---------------------------------------------------------------- slow clients
