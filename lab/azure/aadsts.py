@@ -86,6 +86,11 @@ CATALOGUE: dict[int, AadstsCode] = dict([
        "OBS"),
     _c(7000222, "invalid_client", 401, "The provided client secret keys for app '{client_id}' are expired.",
        "OBS; status [unverified]"),
+    _c(7000229, "invalid_client", 401,
+       "The client application {client_id} is missing service principal in the tenant {tenant_id}. See "
+       "instructions here: https://go.microsoft.com/fwlink/?linkid=2225119",
+       "OBS Azure/Commercial-Marketplace-SaaS-Accelerator#830, azure-sdk-for-net#46762 (MSAL: invalid_client); "
+       "status [unverified]"),
     # ---- the assertion itself
     _c(50027, "invalid_request", 400, "JWT token is invalid or malformed.", "OBS MSAL.NET MockHelpers.cs"),
     _c(90014, "invalid_request", 400,

@@ -26,10 +26,12 @@ def sts_issuer(tenant_id: str) -> str:
     return f"https://sts.windows.net/{tenant_id}/"
 
 
-def issue_access_token(lab: Lab, principal: Principal, resource: str, appidacr: str) -> tuple[str, int]:
+def issue_access_token(lab: Lab, principal: Principal, resource: str, appidacr: str,
+                       roles: Iterable[str] = ()) -> tuple[str, int]:
     """A signed access token for ``resource`` (no ``/.default``); returns (token, expires_in seconds).
 
-    ``appidacr`` is "1" for a client secret and "2" for a certificate or federated assertion.
+    ``appidacr`` is "1" for a client secret and "2" for a certificate or federated assertion; ``roles`` are the
+    application permissions granted on that resource (app-only tokens carry them in ``roles``).
     """
     now = int(lab.entra_clock.now())
     expires_in = random.randint(3600, 5399)  # Entra gives managed identities 60-90 minutes.
@@ -51,6 +53,9 @@ def issue_access_token(lab: Lab, principal: Principal, resource: str, appidacr: 
         "uti": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="),
         "ver": "1.0",
     }
+    granted = sorted(set(roles))
+    if granted:
+        claims["roles"] = granted
     if isinstance(principal, ManagedIdentity):
         claims["xms_mirid"] = principal.resource_id
     headers = {"typ": "JWT", "x5t": lab.entra_keys.current.kid}

@@ -38,6 +38,12 @@ from lab.azure.arm_context import (
     sub_scope,
 )
 from lab.azure.arm_errors import ARM_ALLOWED_AUDIENCES, ArmError
+from lab.azure.arm_resources import (
+    list_generic_resources,
+    render_tracked,
+    resource_graph_query,
+    visible_subscriptions,
+)
 from lab.azure.arm_state import arm_state
 from lab.azure.bearer import dotnet_utc, new_request_id, read_authorization
 from lab.azure.rbac import (
@@ -48,7 +54,6 @@ from lab.azure.world import (
     ManagedCluster,
     ManagedIdentity,
     ResourceGroup,
-    StorageAccount,
     Vault,
 )
 from lab.faults import fault_middleware
@@ -157,10 +162,11 @@ def _authenticate(request: web.Request, lab: Lab, subscription_id: str | None) -
             raise errors.wrong_tenant(lab.authority_host, issuer, world.tenant_id) from None
         raise errors.invalid_token(authority) from None
     if subscription_id is not None:
-        if subscription_id.lower() != world.subscription_id.lower():
+        subscription = world.subscription(subscription_id)
+        if subscription is None:
             raise errors.subscription_not_found(subscription_id)
-        if str(claims.get("tid", "")).lower() != world.tenant_id.lower():
-            raise errors.wrong_tenant(lab.authority_host, str(claims.get("iss", "")), world.tenant_id)
+        if str(claims.get("tid", "")).lower() != subscription.tenant_id.lower():
+            raise errors.wrong_tenant(lab.authority_host, str(claims.get("iss", "")), subscription.tenant_id)
     return claims
 
 
@@ -179,7 +185,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     api_version = request.query.get("api-version", "")
     if not api_version:
         raise errors.missing_api_version()
-    ctx = Ctx(request, lab, arm_state(lab), claims, api_version)
+    subscription = lab.azure.subscription(subscription_id) if subscription_id else None
+    ctx = Ctx(request, lab, arm_state(lab), claims, api_version,
+              subscription.subscription_id if subscription else "")
     method = request.method.upper()
 
     auth_at = _last_authorization_provider(low)
@@ -193,6 +201,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if low == ["tenants"]:
         only(method, "GET")
         return page(ctx, [render.tenant(lab, str(claims.get("tid", "")))])
+    if low == ["providers", "microsoft.resourcegraph", "resources"]:
+        only(method, "POST")
+        return await resource_graph_query(ctx)
     if not low or low[0] != "subscriptions":
         raise errors.no_route(request.path)
     if len(low) == 2:
@@ -202,6 +213,12 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if rest_low == ["resourcegroups"]:
         only(method, "GET")
         return _list_resource_groups(ctx)
+    if rest_low == ["resources"]:
+        only(method, "GET")
+        return list_generic_resources(ctx, None)
+    if rest_low[0] == "resourcegroups" and len(rest_low) == 3 and rest_low[2] == "resources":
+        only(method, "GET")
+        return list_generic_resources(ctx, rest[1])
     if rest_low[0] == "resourcegroups" and len(rest_low) == 2:
         return await _resource_group(ctx, method, rest[1])
     if rest_low[0] == "providers" and len(rest_low) == 3:
@@ -243,21 +260,21 @@ def _metadata(request: web.Request, lab: Lab) -> web.Response:
 
 
 def _list_subscriptions(ctx: Ctx) -> web.Response:
-    world = ctx.world
-    visible = str(ctx.claims.get("tid", "")).lower() == world.tenant_id.lower() and has_any_assignment_within(
-        world, ctx.oid, sub_scope(ctx)
-    )
-    return page(ctx, [render.subscription(ctx.lab)] if visible else [])
+    visible = visible_subscriptions(ctx.world, ctx.claims)
+    return page(ctx, [render.subscription(sub) for sub in visible])
 
 
 def _get_subscription(ctx: Ctx) -> web.Response:
     if not has_any_assignment_within(ctx.world, ctx.oid, sub_scope(ctx)):
         raise errors.authorization_failed(ctx.oid, A_SUBSCRIPTION_READ, ctx.display_scope)
-    return json_response(render.subscription(ctx.lab))
+    subscription = ctx.world.subscription(ctx.subscription_id)
+    assert subscription is not None, "_authenticate refused unknown subscriptions"
+    return json_response(render.subscription(subscription))
 
 
 def _list_resource_groups(ctx: Ctx) -> web.Response:
-    groups = sorted(ctx.world.resource_groups.values(), key=lambda g: g.name.lower())
+    groups = sorted((g for g in ctx.world.resource_groups.values()
+                     if g.subscription_id.lower() == ctx.subscription_id.lower()), key=lambda g: g.name.lower())
     visible = [g for g in groups if ctx.may(g.resource_id, A_RG + "read")]
     if not visible and not ctx.may(sub_scope(ctx), A_RG + "read"):
         ctx.authorize(sub_scope(ctx), A_RG + "read")
@@ -276,7 +293,7 @@ async def _resource_group(ctx: Ctx, method: str, name: str) -> web.Response:
         tags = _tags(body)
         group = find_group(ctx, name)
         if group is None:
-            group = ctx.world.add_resource_group(name, location)
+            group = ctx.world.add_resource_group(name, location, subscription_id=ctx.subscription_id)
             group.tags = tags or {}
             return json_response(render.resource_group(ctx.lab, group), status=201)
         if location.replace(" ", "").lower() != group.location.replace(" ", "").lower():
@@ -333,7 +350,7 @@ def _lookup(ctx: Ctx, rtype: tuple[str, str], rg: str | None, name: str | None =
         pool = list(world.storage_accounts.values())
     found = []
     for item in pool:
-        if item.subscription_id.lower() != world.subscription_id.lower():
+        if item.subscription_id.lower() != ctx.subscription_id.lower():
             continue
         if rg is not None and item.resource_group.lower() != rg.lower():
             continue
@@ -345,15 +362,7 @@ def _lookup(ctx: Ctx, rtype: tuple[str, str], rg: str | None, name: str | None =
 
 
 def _render_resource(ctx: Ctx, item: Any) -> dict[str, Any]:
-    if isinstance(item, ManagedIdentity):
-        return render.identity(item)
-    if isinstance(item, ManagedCluster):
-        return render.managed_cluster(ctx.lab, item)
-    if isinstance(item, Vault):
-        return render.vault(ctx.lab, item)
-    if isinstance(item, StorageAccount):
-        return render.storage_account(ctx.lab, item)
-    raise TypeError(type(item))
+    return render_tracked(ctx.lab, item)
 
 
 def _action_prefix(rtype: tuple[str, str]) -> str:
@@ -445,7 +454,7 @@ def _put_identity(
     if item is None:
         if not RESOURCE_NAME.match(name):
             raise errors.invalid_resource_name(name)
-        created = ctx.world.add_identity(name, group.name, location)
+        created = ctx.world.add_identity(name, group.name, location, subscription_id=group.subscription_id)
         created.tags = tags or {}
         return json_response(render.identity(created), status=201)
     if location.replace(" ", "").lower() != item.location.replace(" ", "").lower():
@@ -663,7 +672,7 @@ def _put_vault(
             raise errors.invalid_body("The properties 'tenantId' and 'sku' are required to create a vault.")
         kv = Vault(
             name=name,
-            subscription_id=ctx.world.subscription_id,
+            subscription_id=group.subscription_id,
             resource_group=group.name,
             location=location,
             tenant_id=str(tenant_id),

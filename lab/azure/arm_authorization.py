@@ -19,7 +19,7 @@ from lab.azure.rbac import (
     parse_assignment_filter,
     role_guid_from_id,
 )
-from lab.azure.world import RoleAssignment
+from lab.azure.world import RoleAssignment, subscription_of
 
 A_ASSIGNMENT = "Microsoft.Authorization/roleAssignments/"
 
@@ -111,7 +111,7 @@ def _put_role_assignment(ctx: Ctx, scope: str, name: str, body: dict[str, Any]) 
     if principal is None and not principal_type:
         raise errors.principal_not_found(principal_id, world.tenant_id)
     principal_type = str(principal_type or "ServicePrincipal")
-    role_definition_id = role.resource_id(world.subscription_id)
+    role_definition_id = role.resource_id(subscription_of(scope) or world.subscription_id)
 
     existing = world.role_assignments.get(name) or _find_assignment(ctx, name)
     if existing is not None:
@@ -149,7 +149,7 @@ _TYPE_EQ = re.compile(r"^type\s+eq\s+'([^']*)'$", re.IGNORECASE)
 def _role_definitions(ctx: Ctx, scope: str, role_id: str | None) -> web.Response:
     # Any signed-in caller may read the built-in role definitions (Azure allows it at every scope).
     validate_scope(ctx, scope)
-    subscription = ctx.world.subscription_id if scope.lower().startswith("/subscriptions/") else None
+    subscription = ctx.subscription_id or None
     roles = sorted(ctx.world.role_definitions.values(), key=lambda r: r.role_name)
     if role_id is not None:
         role = ctx.world.role_definitions.get(role_id.lower())

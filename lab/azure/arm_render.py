@@ -16,6 +16,7 @@ from lab.azure.world import (
     RoleAssignment,
     RoleDefinition,
     StorageAccount,
+    Subscription,
     Vault,
 )
 
@@ -38,15 +39,14 @@ def _stable_guid(*parts: str) -> str:
     return str(uuid.UUID(hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]))
 
 
-def subscription(lab: Lab) -> dict[str, Any]:
-    world = lab.azure
+def subscription(sub: Subscription) -> dict[str, Any]:
     return {
-        "id": f"/subscriptions/{world.subscription_id}",
+        "id": sub.resource_id,
         "authorizationSource": "RoleBased",
         "managedByTenants": [],
-        "subscriptionId": world.subscription_id,
-        "tenantId": world.tenant_id,
-        "displayName": world.subscription_name,
+        "subscriptionId": sub.subscription_id,
+        "tenantId": sub.tenant_id,
+        "displayName": sub.display_name,
         "state": "Enabled",
         "subscriptionPolicies": {
             "locationPlacementId": "Public_2014-09-01",

@@ -1,5 +1,6 @@
-"""The Azure side of the lab as plain data: the directory (tenants, identities, apps), ARM resources,
-role definitions and assignments, Key Vault contents and blobs.
+"""The Azure side of the lab as plain data: the directory (tenants, identities, app registrations and their
+service principals), subscriptions and their ARM resources, role definitions and assignments, Key Vault
+contents and blobs.
 
 Entra, ARM, Key Vault and Storage are HTTP faces over this one model, so a change made through ARM
 (a federated credential, a role assignment) is what Entra and Key Vault see next.
@@ -15,6 +16,8 @@ from typing import Any
 
 KEYVAULT_AUDIENCE = "https://vault.azure.net"
 STORAGE_AUDIENCE = "https://storage.azure.com"
+GRAPH_AUDIENCE = "https://graph.microsoft.com"
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
 
 def new_guid() -> str:
@@ -29,6 +32,17 @@ class Tenant:
 
 
 @dataclass
+class Subscription:
+    subscription_id: str
+    display_name: str
+    tenant_id: str
+
+    @property
+    def resource_id(self) -> str:
+        return f"/subscriptions/{self.subscription_id}"
+
+
+@dataclass
 class FederatedCredential:
     name: str
     issuer: str
@@ -36,6 +50,7 @@ class FederatedCredential:
     audiences: list[str]
     description: str = ""
     created_at: float = field(default_factory=time.time)
+    credential_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # Microsoft Graph's id for it
 
 
 @dataclass
@@ -43,10 +58,13 @@ class Principal:
     """What Entra can issue a token to: a managed identity or an app registration's service principal."""
 
     client_id: str
-    principal_id: str  # object id of the service principal
+    principal_id: str  # object id of the service principal; "" for an app registration that has none yet
     tenant_id: str
     display_name: str
     federated_credentials: dict[str, FederatedCredential] = field(default_factory=dict)
+    # Application permissions on Microsoft Graph an admin consented to (the token's "roles" for Graph).
+    graph_permissions: set[str] = field(default_factory=set)
+    created_at: float = field(default_factory=time.time)
 
     @property
     def kind(self) -> str:
@@ -78,12 +96,21 @@ class ManagedIdentity(Principal):
 
 @dataclass
 class AppRegistration(Principal):
+    """An application object (Graph ``id`` = ``object_id``, ``appId`` = ``client_id``) and, once created, its
+    service principal in the home tenant (``principal_id``). Entra issues tokens only to the service principal."""
+
     # secret id -> secret value. Values never leave the lab except to the party that created them.
     client_secrets: dict[str, str] = field(default_factory=dict)
+    object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    service_principal_created_at: float = field(default_factory=time.time)
 
     @property
     def kind(self) -> str:
         return "ServicePrincipal"
+
+    @property
+    def has_service_principal(self) -> bool:
+        return bool(self.principal_id)
 
     def add_secret(self) -> str:
         value = secrets.token_urlsafe(30)
@@ -187,6 +214,16 @@ class RoleAssignment:
         return self.role_definition_id.rstrip("/").rsplit("/", 1)[-1]
 
 
+def group_key(subscription_id: str, name: str) -> str:
+    return f"{subscription_id}/{name}".lower()
+
+
+def subscription_of(scope: str) -> str | None:
+    """The subscription id an ARM scope lies in (``/subscriptions/{id}/...``), or None above subscriptions."""
+    parts = [p for p in scope.split("/") if p]
+    return parts[1] if len(parts) >= 2 and parts[0].lower() == "subscriptions" else None
+
+
 def scope_covers(assignment_scope: str, resource: str) -> bool:
     """True when ``assignment_scope`` is ``resource`` or one of its ancestors (ARM ids compare case-insensitively)."""
     scope = assignment_scope.rstrip("/").lower()
@@ -284,12 +321,13 @@ class AzureWorld:
     """Everything on the Azure side of one lab, in one subscription of one home tenant."""
 
     tenant_id: str
-    subscription_id: str
+    subscription_id: str  # the cluster's subscription; more may be added (shared "identity" subscriptions)
     subscription_name: str = "wi-lab-subscription"
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)  # lower(id) -> subscription
     tenants: dict[str, Tenant] = field(default_factory=dict)
     identities: dict[str, ManagedIdentity] = field(default_factory=dict)  # lower(resource id) -> identity
     apps: dict[str, AppRegistration] = field(default_factory=dict)  # client (app) id -> app
-    resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)  # lower(name) -> group
+    resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)  # group_key(sub, name) -> group
     clusters: dict[str, ManagedCluster] = field(default_factory=dict)  # lower(resource id) -> cluster
     vaults: dict[str, Vault] = field(default_factory=dict)  # lower(name) -> vault
     storage_accounts: dict[str, StorageAccount] = field(default_factory=dict)  # lower(name) -> account
@@ -301,7 +339,19 @@ class AzureWorld:
     fic_propagation_seconds: float = 0.0
     role_propagation_seconds: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.subscriptions.setdefault(
+            self.subscription_id.lower(),
+            Subscription(self.subscription_id, self.subscription_name, self.tenant_id),
+        )
+
     # -- lookups
+    def subscription(self, subscription_id: str) -> Subscription | None:
+        return self.subscriptions.get(subscription_id.lower())
+
+    def group(self, subscription_id: str, name: str) -> ResourceGroup | None:
+        return self.resource_groups.get(group_key(subscription_id, name))
+
     def principals(self) -> list[Principal]:
         return [*self.identities.values(), *self.apps.values()]
 
@@ -320,29 +370,38 @@ class AzureWorld:
         self.tenants[tenant_id] = tenant
         return tenant
 
-    def add_resource_group(self, name: str, location: str = "eastus") -> ResourceGroup:
-        group = ResourceGroup(name, self.subscription_id, location)
-        self.resource_groups[name.lower()] = group
+    def add_subscription(self, display_name: str, subscription_id: str | None = None) -> Subscription:
+        subscription = Subscription(subscription_id or new_guid(), display_name, self.tenant_id)
+        self.subscriptions[subscription.subscription_id.lower()] = subscription
+        return subscription
+
+    def add_resource_group(self, name: str, location: str = "eastus",
+                           subscription_id: str | None = None) -> ResourceGroup:
+        group = ResourceGroup(name, subscription_id or self.subscription_id, location)
+        self.resource_groups[group_key(group.subscription_id, name)] = group
         return group
 
-    def add_identity(self, name: str, resource_group: str, location: str = "eastus") -> ManagedIdentity:
+    def add_identity(self, name: str, resource_group: str, location: str = "eastus",
+                     subscription_id: str | None = None) -> ManagedIdentity:
         identity = ManagedIdentity(
             client_id=new_guid(), principal_id=new_guid(), tenant_id=self.tenant_id, display_name=name,
-            subscription_id=self.subscription_id, resource_group=resource_group, location=location,
+            subscription_id=subscription_id or self.subscription_id, resource_group=resource_group,
+            location=location,
         )
         self.identities[identity.resource_id.lower()] = identity
         return identity
 
-    def add_app(self, display_name: str) -> AppRegistration:
-        app = AppRegistration(client_id=new_guid(), principal_id=new_guid(), tenant_id=self.tenant_id,
-                              display_name=display_name)
+    def add_app(self, display_name: str, with_service_principal: bool = True) -> AppRegistration:
+        app = AppRegistration(client_id=new_guid(), principal_id=new_guid() if with_service_principal else "",
+                              tenant_id=self.tenant_id, display_name=display_name)
         self.apps[app.client_id] = app
         return app
 
     def assign_role(self, principal: Principal, role_name: str, scope: str) -> RoleAssignment:
         role = self.role_by_name(role_name)
         assignment = RoleAssignment(
-            name=new_guid(), scope=scope, role_definition_id=role.resource_id(self.subscription_id),
+            name=new_guid(), scope=scope,
+            role_definition_id=role.resource_id(subscription_of(scope) or self.subscription_id),
             principal_id=principal.principal_id,
         )
         self.role_assignments[assignment.name] = assignment
