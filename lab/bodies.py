@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 MAX_NESTING_DEPTH = 200
 # A JSON string (escapes included) or one structural character; everything else is skipped.
@@ -84,6 +85,15 @@ def json_too_deep(text: str, limit: int | None = None) -> TooDeep | None:
             else:
                 expecting_key = True
     return None
+
+
+def bounded_loads(data: str | bytes) -> Any:
+    """json.loads for small documents a client controls (tokens, continue/skip tokens, fetched OIDC documents):
+    ValueError (as for any malformed JSON) when nested deeper than :data:`MAX_NESTING_DEPTH`."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    if json_too_deep(text) is not None:
+        raise ValueError(f"nested deeper than {MAX_NESTING_DEPTH} levels")
+    return json.loads(text)
 
 
 def go_json_depth_error(problem: TooDeep) -> str:

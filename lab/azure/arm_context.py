@@ -82,7 +82,7 @@ def encode_skip(offset: int) -> str:
 def decode_skip(token: str) -> int:
     try:
         padded = token + "=" * (-len(token) % 4)
-        offset = int(json.loads(base64.urlsafe_b64decode(padded))["offset"])
+        offset = int(bodies.bounded_loads(base64.urlsafe_b64decode(padded))["offset"])
     except (ValueError, KeyError, TypeError):
         raise errors.invalid_skip_token() from None
     if offset < 0:

@@ -150,8 +150,8 @@ def parse_assertion(token: str) -> Assertion:
     if len(parts) != 3 or not parts[0] or not parts[1]:
         raise aadsts(50027)
     try:
-        header = _bounded_json(_b64url_decode(parts[0]))
-        claims = _bounded_json(_b64url_decode(parts[1]))
+        header = bodies.bounded_loads(_b64url_decode(parts[0]))
+        claims = bodies.bounded_loads(_b64url_decode(parts[1]))
         signature = _b64url_decode(parts[2])
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise aadsts(50027) from None
@@ -295,17 +295,9 @@ def is_loopback_https_url(url: str) -> bool:
         return False
 
 
-def _bounded_json(raw: bytes) -> Any:
-    """json.loads, refusing (ValueError) documents nested deeper than the lab can parse (lab.bodies)."""
-    text = raw.decode("utf-8")
-    if bodies.json_too_deep(text) is not None:
-        raise ValueError("nested too deeply")
-    return json.loads(text)
-
-
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        doc = _bounded_json(body)
+        doc = bodies.bounded_loads(body)
     except (ValueError, UnicodeDecodeError):
         return None
     return doc if isinstance(doc, dict) else None

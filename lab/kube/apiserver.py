@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from lab import bodies
 from lab.clock import rfc3339
 from lab.faults import fault_middleware
 from lab.kube import (
@@ -801,7 +802,7 @@ def paginate(items: list[Obj], limit: str | None, token: str | None) -> tuple[li
     start = 0
     if token:
         try:
-            start = int(json.loads(base64.urlsafe_b64decode(token.encode()))["start"])
+            start = int(bodies.bounded_loads(base64.urlsafe_b64decode(token.encode()))["start"])
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise errors.bad_request(f"continue key is not valid: {token}") from exc
     try:

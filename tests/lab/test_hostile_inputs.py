@@ -485,6 +485,18 @@ def test_deeply_nested_tokens_are_refused_as_malformed(lab: Lab, part: str) -> N
     assert entra_error(entra) == (400, "invalid_request", "AADSTS50027: JWT token is invalid or malformed.")
 
 
+def test_deeply_nested_paging_tokens_are_invalid_tokens(kube: Kube, lab: Lab) -> None:
+    token = base64.urlsafe_b64encode(("[" * 3000 + "]" * 3000).encode()).decode()
+    listed = kube.request("GET", f"/api/v1/namespaces/default/configmaps?limit=1&continue={token}")
+    assert status_of(listed, 400, "BadRequest")["message"] == f"continue key is not valid: {token}"
+    arm = requests.get(f"{lab.endpoints['arm']}/subscriptions/{lab.subscription_id}/resourcegroups",
+                       params={"api-version": "2021-04-01", "$skiptoken": token.rstrip("=")},
+                       headers={"Authorization": f"Bearer {admin_token(lab, 'https://management.azure.com/')}"},
+                       verify=str(lab.state_dir / "ca.pem"), timeout=30)
+    assert (arm.status_code, arm.json()) == (400, {"error": {"code": "InvalidSkipToken",
+                                                             "message": "The skip token is invalid."}})
+
+
 # ---------------------------------------------------------------- slow clients
 
 
