@@ -11,6 +11,9 @@ from typing import Any
 # Three base64url segments, the first starting with eyJ (a JSON object's base64url encoding).
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 REDACTED_JWT = "[REDACTED-JWT]"
+# scheme://userinfo@: greedy up to the authority's last "@", so a password holding "@" is masked whole.
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s]*@")
+REDACTED_USERINFO = "[REDACTED]@"
 
 
 class JwtDecodeError(ValueError):
@@ -24,8 +27,8 @@ def fingerprint(data: str | bytes) -> str:
 
 
 def redact(text: str) -> str:
-    """Replace anything that looks like a JWT with a marker."""
-    return _JWT_RE.sub(REDACTED_JWT, text)
+    """Replace anything that looks like a JWT, and the user name and password of any URL, with a marker."""
+    return _USERINFO_RE.sub(lambda m: m.group(1) + REDACTED_USERINFO, _JWT_RE.sub(REDACTED_JWT, text))
 
 
 def _b64url_json(segment: str, what: str) -> dict[str, Any]:
