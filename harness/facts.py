@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 CREDENTIAL_ERROR = "CredentialError"  # Fetched.code when the harness could not get a token to call at all
+NETWORK_ERROR = "NetworkError"  # Fetched.code when a host could not be reached (DNS, TLS, refused, timed out)
 
 
 @dataclass
@@ -17,6 +18,7 @@ class Fetched:
     body: Any = None  # the parsed JSON body, when it was JSON
     error: str | None = None  # transport failure, or "not JSON", or the service's error message
     code: str | None = None  # the service's error code (ARM's error.code), when it gave one
+    host: str | None = None  # NETWORK_ERROR: the host that could not be reached (the authority, for a token)
 
     @property
     def ok(self) -> bool:
@@ -25,6 +27,8 @@ class Fetched:
     def describe(self) -> str:
         if self.code == CREDENTIAL_ERROR:
             return str(self.error)  # nothing was sent: the URL is not the problem
+        if self.code == NETWORK_ERROR:
+            return f"could not reach {self.host}: {self.error}"
         if self.status is None:
             return f"no response from {self.url}: {self.error}"
         detail = f" {self.code}" if self.code else ""
@@ -105,6 +109,24 @@ class IdentityFacts:
 
 
 @dataclass
+class LivePod:
+    """One of the workload's own pods (running under its ServiceAccount) and the controller that owns it."""
+
+    pod: dict[str, Any]
+    owner_kind: str  # Deployment | StatefulSet | DaemonSet | Job | ReplicaSet | ... | Pod (no controller)
+    owner_name: str
+    owner: dict[str, Any] | None = None  # the owning Deployment as read, when it was read
+
+
+@dataclass
+class LivePodsFacts:
+    """The workload's live pods: what the webhook really did to the pods that serve traffic."""
+
+    pods: list[LivePod] = field(default_factory=list)
+    error: KubeFailure | None = None
+
+
+@dataclass
 class WorkloadFacts:
     workload_id: str  # NS/SA
     namespace: str
@@ -113,6 +135,7 @@ class WorkloadFacts:
     sa: ServiceAccountFacts
     identity: IdentityFacts
     pod: PodFacts | None = None
+    live_pods: LivePodsFacts | None = None  # None: not looked at (--pod runs)
 
 
 @dataclass

@@ -9,6 +9,7 @@ validated by kind when the config was loaded; values inside a JMESPath query are
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import urllib.parse
 
@@ -329,3 +330,26 @@ def helm_upgrade_chart(release: str | None, namespace: str) -> Command:
 
 def helm_uninstall(release: str | None, namespace: str) -> Command:
     return command("helm", "uninstall", "-n", namespace_or(namespace), object_or(release, "<release>"))
+
+
+def _workload_ref(kind: str, name: str) -> str:
+    return f"{kind.lower()}/{object_or(name, '<name>')}"
+
+
+def rollout_restart(kind: str, namespace: str, name: str) -> Command:
+    return kubectl("rollout", "restart", _workload_ref(kind, name), "-n", namespace_or(namespace),
+                   note="the webhook acts on pod CREATE only")
+
+
+def delete_pod(namespace: str, pod: str) -> Command:
+    return kubectl("delete", "pod", "-n", namespace_or(namespace), object_or(pod, "<pod>"))
+
+
+def patch_template_labels(kind: str, namespace: str, name: str, labels: dict[str, str]) -> Command:
+    patch = json.dumps({"spec": {"template": {"metadata": {"labels": labels}}}}, separators=(",", ":"))
+    return kubectl("patch", _workload_ref(kind, name), "-n", namespace_or(namespace), "--type", "merge", "-p",
+                   patch)
+
+
+def unset_env(kind: str, namespace: str, name: str, variable: str) -> Command:
+    return kubectl("set", "env", _workload_ref(kind, name), "-n", namespace_or(namespace), f"{variable}-")

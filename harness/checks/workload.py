@@ -8,6 +8,7 @@ from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_identity, exchange_succeeds
 from harness.checks.federation import federated_credential, identity_matches
+from harness.checks.live_pods import live_pods
 from harness.checks.model import CheckResult
 from harness.checks.pod import pod_admitted, pod_exists, pod_labelled, pod_mutated
 from harness.checks.probe_output import env_in_container, probe_completed
@@ -20,6 +21,7 @@ Spec = CheckSpec[WorkloadContext]
 PROBE_CHAIN: list[Spec] = [
     Spec("sa.exists", "ServiceAccount exists", sa_exists),
     Spec("sa.client_id_annotation", "client-id annotation", sa_client_id_annotation, ("sa.exists",)),
+    Spec("workload.live_pods", "the workload's own pods", live_pods, ("sa.exists",)),
     Spec("pod.admitted", "probe pod admitted", pod_admitted, ("sa.exists",)),
     Spec("pod.mutated", "pod mutated by the webhook", pod_mutated, ("pod.admitted",)),
     Spec("probe.completed", "probe ran to the end", probe_completed, ("pod.admitted",)),

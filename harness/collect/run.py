@@ -12,6 +12,7 @@ from harness.collect.http import HttpGet
 from harness.collect.issuer import collect_issuer
 from harness.collect.kube import collect_service_account, collect_webhook, slim
 from harness.collect.kube_api import KubeApi, KubeError
+from harness.collect.live_pods import collect_live_pods
 from harness.collect.probe_pods import ProbeRequest, probe_config_for, run_probe_pods, sweep
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.facts import ClusterFacts, PodFacts, RunFacts, WorkloadFacts
@@ -103,6 +104,9 @@ def collect_workloads(
             collected_at=time.time(),
             sa=sa,
             identity=identity,
+            live_pods=collect_live_pods(backend.kube, workload.namespace, workload.service_account)
+            if sa.found
+            else None,
         )
         if sa.found:
             requests.append(

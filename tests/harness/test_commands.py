@@ -56,15 +56,15 @@ nasty_text = st.one_of(
 
 
 def words_of(line: str, step: Command) -> list[str]:
-    """Split a rendered command back into words: ``NAME=$(...)`` unwrapped, a trailing comment dropped."""
-    body = line
-    if step.note:
-        body = body[: body.rindex("   # ")]
+    """Split a rendered command back into words as a shell would: a trailing comment dropped, ``NAME=$(...)``
+    unwrapped."""
+    words = shlex.split(line, comments=True)
     if step.capture:
         prefix = f"{step.capture}=$("
-        assert body.startswith(prefix) and body.endswith(")"), line
-        body = body[len(prefix):-1]
-    return shlex.split(body)
+        assert words[0].startswith(prefix) and words[-1].endswith(")"), line
+        words[0] = words[0][len(prefix):]
+        words[-1] = words[-1][:-1]
+    return words
 
 
 def assert_round_trips(steps: list[Any]) -> None:
@@ -158,6 +158,12 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "delete_role_assignment": lambda d: fix.delete_role_assignment(),
     "helm_upgrade_chart": lambda d: fix.helm_upgrade_chart(d(nasty_text), d(nasty_text)),
     "helm_uninstall": lambda d: fix.helm_uninstall(d(nasty_text), d(nasty_text)),
+    "rollout_restart": lambda d: fix.rollout_restart(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "delete_pod": lambda d: fix.delete_pod(d(nasty_text), d(nasty_text)),
+    "patch_template_labels": lambda d: fix.patch_template_labels(
+        d(nasty_text), d(nasty_text), d(nasty_text), {d(nasty_text): d(nasty_text)}
+    ),
+    "unset_env": lambda d: fix.unset_env(d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)),
     "find_service_principal": lambda d: fix.find_service_principal(d(nasty_text)),
     "list_conditional_access_policies": lambda d: fix.list_conditional_access_policies(),
     "service_principal_enabled": lambda d: fix.service_principal_enabled(d(nasty_text)),

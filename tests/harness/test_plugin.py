@@ -31,7 +31,7 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-HEALTHY_TESTS = 8 + 2 * 17  # cluster checks + 2 workloads x (15 chain checks + 2 access checks)
+HEALTHY_TESTS = 8 + 2 * 18  # cluster checks + 2 workloads x (16 chain checks + 2 access checks)
 
 
 def project(pytester: pytest.Pytester, world: World, azure: bool = True) -> Path:
@@ -146,15 +146,15 @@ def test_healthy_world_passes_and_reports(pytester: pytest.Pytester) -> None:
             "*test_workloads.py::test_workload?orders/orders-sa:access.2? PASSED*",
             "*= wi-harness =*",
             "*PASS  cluster*8 pass",
-            "*PASS  finance/backend-sa*17 pass",
-            "*PASS  orders/orders-sa*17 pass",
+            "*PASS  finance/backend-sa*18 pass",
+            "*PASS  orders/orders-sa*18 pass",
             "verdict PASS  report */reports/*/run.json",
         ]
     )
     doc = run_json(pytester)
     assert doc["verdict"] == "pass" and doc["target"]["issuer"] == ISSUER and doc["target"]["kind"] == "lab"
     assert [w["id"] for w in doc["workloads"]] == ["finance/backend-sa", "orders/orders-sa"]
-    assert len(doc["workloads"][0]["checks"]) == 17 and len(doc["checks"]) == 8
+    assert len(doc["workloads"][0]["checks"]) == 18 and len(doc["checks"]) == 8
     assert (pytester.path / "reports" / doc["run_id"] / "junit.xml").exists()
     assert len(created(pytester)) == 2
 
@@ -164,7 +164,7 @@ def test_workload_option_runs_only_that_workload(pytester: pytest.Pytester) -> N
     result = pytester.runpytest(
         "suites/test_workloads.py", "--config", "harness.yaml", "--workload", "finance/backend-sa"
     )
-    result.assert_outcomes(passed=17)
+    result.assert_outcomes(passed=18)
     assert [w["id"] for w in run_json(pytester)["workloads"]] == ["finance/backend-sa"]
     assert [p.split("/")[0] for p in created(pytester)] == ["finance"]
 
@@ -260,7 +260,7 @@ def test_keep_leaves_probe_pods_and_says_so(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(
         "suites", "--config", "harness.yaml", "--keep", "--workload", "orders/orders-sa"
     )
-    result.assert_outcomes(passed=8 + 17)
+    result.assert_outcomes(passed=8 + 18)
     result.stdout.fnmatch_lines(["kept probe pod: kubectl -n orders logs wi-probe-orders-sa-*"])
 
 
@@ -324,7 +324,7 @@ def test_xdist_shares_one_set_of_probe_pods_and_one_report(pytester: pytest.Pyte
     assert len(created(pytester)) == 2
     doc = run_json(pytester)
     assert doc["verdict"] == "pass"
-    assert [len(w["checks"]) for w in doc["workloads"]] == [17, 17] and len(doc["checks"]) == 8
+    assert [len(w["checks"]) for w in doc["workloads"]] == [18, 18] and len(doc["checks"]) == 8
     assert len(list((pytester.path / "reports").iterdir())) == 2  # <run-id>/ and latest
 
 

@@ -1,0 +1,184 @@
+"""The workload's own pods, not only the harness's probe: labelled on the pod itself, mutated by the webhook,
+not holding a preset or stale AZURE_CLIENT_ID. The failure users report most is a workload whose pods were
+created before the label or the annotation, which a fresh probe pod cannot show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from harness.checks import remediation as fix
+from harness.checks.common import kube_call_failed
+from harness.checks.context import WorkloadContext
+from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
+from harness.checks.podspec import annotation, containers, env_map, token_volumes
+from harness.commands import Step, advice
+from harness.facts import LivePod
+from harness.names import CLIENT_ID_ANNOTATION, INJECTED_ENV, SKIP_CONTAINERS_ANNOTATION, USE_LABEL
+
+_RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")
+_SHOWN_PODS = 10
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    pod: str
+    detail: str
+
+
+def live_pods(ctx: WorkloadContext) -> Outcome:
+    facts = ctx.facts.live_pods
+    if facts is None:
+        return passed("the workload's own pods were not looked at (an existing pod was given)")
+    if facts.error is not None:
+        return kube_call_failed(
+            facts.error, "pod", f"list the pods in {ctx.namespace}", fix.can_i("list", "pods", ctx.namespace),
+            ctx.cluster, ctx.azure,
+        )
+    if not facts.pods:
+        return passed(
+            f"no live pods run under ServiceAccount {ctx.namespace}/{ctx.service_account} (nothing to inspect)",
+            {"pods": []},
+        )
+    annotations = ctx.facts.sa.annotations
+    sa_labels = ctx.facts.sa.labels
+    groups: dict[tuple[str, str], list[LivePod]] = {}
+    for live in facts.pods:
+        groups.setdefault((live.owner_kind, live.owner_name), []).append(live)
+    findings: list[Finding] = []
+    summary: list[dict[str, Any]] = []
+    for (kind, name), members in groups.items():
+        problems = [p for live in members for p in pod_problems(live, annotations, sa_labels)]
+        summary.append({"owner": f"{kind}/{name}", "pods": [_name(m.pod) for m in members],
+                        "problems": sorted({p.code for p in problems})})
+        for code in dict.fromkeys(p.code for p in problems):
+            findings.append(_finding(ctx, kind, name, [p for p in problems if p.code == code]))
+    evidence = {"owners": summary}
+    errors = [f for f in findings if f.severity == ERROR]
+    owners = ", ".join(s["owner"] for s in summary)
+    if errors:
+        return failed(
+            "the workload's own pods are not what the webhook should make of them: "
+            + "; ".join(f.message for f in errors),
+            evidence, *findings,
+        )
+    if findings:
+        return warned("; ".join(f.message for f in findings), evidence, *findings)
+    return passed(
+        f"{len(facts.pods)} live pod(s) of {owners}: labelled, mutated, AZURE_CLIENT_ID matches the "
+        "ServiceAccount", evidence,
+    )
+
+
+def pod_problems(live: LivePod, sa_annotations: dict[str, str], sa_labels: dict[str, str]) -> list[Problem]:
+    pod = live.pod
+    name = _name(pod)
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    if labels.get(USE_LABEL) != "true":
+        return [Problem("POD_NOT_LABELLED", name, _label_whereabouts(live, sa_labels))]
+    skipped = {c.strip() for c in (annotation(pod, SKIP_CONTAINERS_ANNOTATION) or "").split(";") if c.strip()}
+    problems: list[Problem] = []
+    annotated = sa_annotations.get(CLIENT_ID_ANNOTATION)
+    mutated_any = bool(token_volumes(pod))
+    for container in containers(pod):
+        cname = str(container.get("name") or "")
+        env = env_map(container)
+        if cname in skipped:
+            if not any(env.get(var) for var in INJECTED_ENV):
+                problems.append(Problem("POD_CONTAINER_SKIPPED", name, f"container {cname} is in "
+                                        f"{SKIP_CONTAINERS_ANNOTATION}: it gets no AZURE_* env"))
+            continue
+        if not any(env.get(var) for var in INJECTED_ENV):
+            continue
+        mutated_any = True
+        client_id = env.get("AZURE_CLIENT_ID")
+        if annotated and not client_id:
+            problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has no AZURE_CLIENT_ID: "
+                                    "the pod was created before the ServiceAccount was annotated"))
+        elif annotated and client_id and client_id.lower() != annotated.lower():
+            if _preset_in_template(live, cname):
+                problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_CLIENT_ID="
+                                        f"{client_id} itself; the ServiceAccount says {annotated}"))
+            else:
+                problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has AZURE_CLIENT_ID="
+                                        f"{client_id} but the ServiceAccount now says {annotated}: the pod "
+                                        "predates the annotation's change"))
+    if not mutated_any:
+        problems.append(Problem("POD_NOT_MUTATED", name, "labelled, but no AZURE_* env and no projected token: "
+                                "created before the label, or while the webhook was down"))
+    return problems
+
+
+def _label_whereabouts(live: LivePod, sa_labels: dict[str, str]) -> str:
+    places = []
+    owner_meta = (live.owner or {}).get("metadata") or {}
+    if (owner_meta.get("labels") or {}).get(USE_LABEL) == "true":
+        places.append(f"on the {live.owner_kind}'s own metadata, not its pod template")
+    if sa_labels.get(USE_LABEL) == "true":
+        places.append("on the ServiceAccount")
+    if annotation(live.pod, USE_LABEL) is not None:
+        places.append("as an annotation of the pod")
+    value = ((live.pod.get("metadata") or {}).get("labels") or {}).get(USE_LABEL)
+    found = "; it sits " + " and ".join(places) if places else ""
+    state = "absent" if value is None else f"{value!r}, not \"true\""
+    return f"the pod's {USE_LABEL} label is {state}{found}"
+
+
+def _preset_in_template(live: LivePod, container_name: str) -> bool:
+    template = ((live.owner or {}).get("spec") or {}).get("template")
+    for container in containers(template) if template else containers(live.pod):
+        if container.get("name") == container_name:
+            return any(e.get("name") == "AZURE_CLIENT_ID" for e in container.get("env") or [])
+    return False
+
+
+_MEANING = {
+    "POD_NOT_LABELLED": (ERROR, "the webhook never sees the workload's pods"),
+    "POD_NOT_MUTATED": (ERROR, "the workload's pods run without the injected identity"),
+    "POD_STALE_CLIENT_ID": (ERROR, "the workload's pods carry an old client id: restart them"),
+    "POD_ENV_CONFLICT": (ERROR, "the workload presets AZURE_CLIENT_ID, which the webhook never overwrites"),
+    "POD_CONTAINER_SKIPPED": (WARNING, "a container of the workload is skipped by the webhook"),
+}
+
+
+def _finding(ctx: WorkloadContext, kind: str, name: str, problems: list[Problem]) -> Finding:
+    code = problems[0].code
+    severity, meaning = _MEANING[code]
+    pods = sorted({p.pod for p in problems})
+    shown = ", ".join(pods[:_SHOWN_PODS]) + (f" and {len(pods) - _SHOWN_PODS} more" if len(pods) > _SHOWN_PODS else "")
+    evidence = {"owner": f"{kind}/{name}", "pods": pods[:_SHOWN_PODS], "pod_count": len(pods),
+                "detail": problems[0].detail}
+    message = f"{kind}/{name} ({shown}): {meaning}: {problems[0].detail}"
+    return Finding(code, severity, "pod", message, evidence, _repair(ctx, code, kind, name, pods))
+
+
+def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[str]) -> list[Step]:
+    namespace = ctx.namespace
+    restart: list[Step] = (
+        [fix.rollout_restart(kind, namespace, name)] if kind in _RESTARTABLE
+        else [fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]]
+        + [advice("recreate the pods from their manifest: the webhook acts on pod CREATE only")]
+    )
+    if code == "POD_NOT_LABELLED":
+        if kind in _RESTARTABLE:
+            return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"})]
+        return [advice(f'add the label {USE_LABEL}: "true" to the pod template of {kind}/{name}'), *restart]
+    if code == "POD_ENV_CONFLICT":
+        if kind in _RESTARTABLE:
+            return [fix.unset_env(kind, namespace, name, "AZURE_CLIENT_ID")]
+        return [advice("remove AZURE_CLIENT_ID from the container's env (or envFrom sources)"), *restart]
+    if code == "POD_CONTAINER_SKIPPED":
+        return [advice(f"remove the container from {SKIP_CONTAINERS_ANNOTATION} on {kind}/{name}'s pod template "
+                       "if it needs the identity")]
+    if code == "POD_STALE_CLIENT_ID":
+        return [*restart]
+    return [
+        fix.kubectl("get", "mutatingwebhookconfigurations"),
+        *restart,
+    ]
+
+
+def _name(pod: dict[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("name") or "")
+

@@ -1,0 +1,62 @@
+"""The workload's own pods: every live pod in its namespace running under its ServiceAccount, with the
+controller that owns it (a ReplicaSet's pods are traced to their Deployment, whose template is read too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.collect.kube import slim
+from harness.collect.kube_api import KubeApi, KubeError
+from harness.facts import LivePod, LivePodsFacts
+from harness.names import MANAGED_BY, MANAGED_BY_LABEL, TERMINAL_PHASES
+
+_POD_TEMPLATE_HASH = "pod-template-hash"
+
+
+def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> LivePodsFacts:
+    try:
+        pods, _ = api.list_pods(namespace, "")
+    except KubeError as exc:
+        return LivePodsFacts(error=exc.failure)
+    facts = LivePodsFacts()
+    deployments: dict[str, dict[str, Any] | None] = {}
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
+        if not _is_live_pod_of(pod, service_account):
+            continue
+        kind, name = owner_of(pod)
+        owner = None
+        if kind == "Deployment":
+            if name not in deployments:
+                try:
+                    deployments[name] = slim(api.deployment(namespace, name))
+                except KubeError:
+                    deployments[name] = None  # the pod alone still tells what the webhook did
+            owner = deployments[name]
+        facts.pods.append(LivePod(slim(pod) or {}, kind, name, owner))
+    return facts
+
+
+def _is_live_pod_of(pod: dict[str, Any], service_account: str) -> bool:
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    if (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
+        return False  # the harness's own probe pods
+    if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        return False
+    return (spec.get("serviceAccountName") or spec.get("serviceAccount") or "default") == service_account
+
+
+def owner_of(pod: dict[str, Any]) -> tuple[str, str]:
+    """(kind, name) of the controller to restart or patch: a ReplicaSet named ``<deployment>-<pod-template-hash>``
+    belongs to that Deployment."""
+    meta = pod.get("metadata") or {}
+    controller = next(
+        (ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")),
+        None,
+    )
+    if controller is None:
+        return "Pod", str(meta.get("name") or "")
+    kind, name = str(controller.get("kind") or ""), str(controller.get("name") or "")
+    template_hash = (meta.get("labels") or {}).get(_POD_TEMPLATE_HASH)
+    if kind == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
+        return "Deployment", name[: -len(template_hash) - 1]
+    return kind, name

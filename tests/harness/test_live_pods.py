@@ -1,0 +1,175 @@
+"""The workload's own pods, judged on plain facts: not labelled (and where the label sits instead), labelled
+but never mutated, a client id the pod predates, a preset AZURE_CLIENT_ID, a skipped container, no pods."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from harness.checks.context import WorkloadContext
+from harness.checks.live_pods import live_pods
+from harness.checks.model import FAIL, PASS, WARN
+from harness.collect.live_pods import collect_live_pods, owner_of
+from harness.config import WorkloadConfig
+from harness.facts import (
+    ClusterFacts,
+    IdentityFacts,
+    KubeFailure,
+    LivePod,
+    LivePodsFacts,
+    ServiceAccountFacts,
+    WorkloadFacts,
+)
+
+CLIENT = "11111111-2222-3333-4444-555555555555"
+OLD_CLIENT = "99999999-2222-3333-4444-555555555555"
+USE = "azure.workload.identity/use"
+
+
+def workload_pod(name: str = "backend-7d9f-abcde", labelled: bool = True, client_id: str | None = CLIENT,
+                 mutated: bool = True, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    env = []
+    volumes = []
+    if mutated:
+        env = [{"name": "AZURE_TENANT_ID", "value": "t"}, {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/f"},
+               {"name": "AZURE_AUTHORITY_HOST", "value": "https://login.microsoftonline.com/"}]
+        if client_id:
+            env.insert(0, {"name": "AZURE_CLIENT_ID", "value": client_id})
+        volumes = [{"name": "azure-identity-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": "api://AzureADTokenExchange", "expirationSeconds": 3600, "path": "azure-identity-token"}}]}}]
+    return {
+        "metadata": {
+            "name": name, "namespace": "finance",
+            "labels": {USE: "true", "pod-template-hash": "7d9f"} if labelled else {"pod-template-hash": "7d9f"},
+            "annotations": annotations or {},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "backend-7d9f", "controller": True}],
+        },
+        "spec": {"serviceAccountName": "backend-sa", "containers": [{"name": "app", "env": env}],
+                 "volumes": volumes},
+        "status": {"phase": "Running"},
+    }
+
+
+def deployment(template_env: list[dict[str, str]] | None = None, labels: dict[str, str] | None = None) -> dict:
+    return {"metadata": {"name": "backend", "namespace": "finance", "labels": labels or {}},
+            "spec": {"template": {"metadata": {"labels": {}},
+                                  "spec": {"containers": [{"name": "app", "env": template_env or []}]}}}}
+
+
+def context(pods: list[LivePod] | None, sa_annotations: dict[str, str] | None = None,
+            sa_labels: dict[str, str] | None = None, error: KubeFailure | None = None) -> WorkloadContext:
+    sa = ServiceAccountFacts("finance", "backend-sa", True, True,
+                             {"azure.workload.identity/client-id": CLIENT} if sa_annotations is None
+                             else sa_annotations, sa_labels or {})
+    facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(), sa, IdentityFacts(),
+                          live_pods=None if pods is None and error is None
+                          else LivePodsFacts(pods or [], error))
+    return WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa"),
+                           ClusterFacts(time.time()), None, time.time())
+
+
+def live(pod: dict[str, Any], owner: dict[str, Any] | None = None) -> LivePod:
+    return LivePod(pod, "Deployment", "backend", owner)
+
+
+def test_healthy_pods_pass_and_no_pods_is_not_a_failure() -> None:
+    assert live_pods(context([live(workload_pod())])).status == PASS
+    nothing = live_pods(context([]))
+    assert nothing.status == PASS and "no live pods" in nothing.message and not nothing.findings
+
+
+def test_a_template_that_lost_the_label_names_where_the_label_sits_and_patches_the_template() -> None:
+    outcome = live_pods(context([live(workload_pod(labelled=False), deployment(labels={USE: "true"}))],
+                                sa_labels={USE: "true"}))
+    assert outcome.status == FAIL
+    finding = outcome.findings[0]
+    assert finding.code == "POD_NOT_LABELLED"
+    assert "Deployment's own metadata, not its pod template" in finding.message
+    assert "on the ServiceAccount" in finding.message
+    assert finding.fix_lines() == [
+        "kubectl patch deployment/backend -n finance --type merge -p "
+        "'{\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"azure.workload.identity/use\":\"true\"}}}}}'"
+    ]
+
+
+def test_labelled_but_never_mutated_pods_are_restarted() -> None:
+    outcome = live_pods(context([live(workload_pod(mutated=False))]))
+    assert [f.code for f in outcome.findings] == ["POD_NOT_MUTATED"]
+    assert "kubectl rollout restart deployment/backend -n finance" in outcome.findings[0].fix_lines()[-1]
+
+
+def test_a_pod_created_before_the_client_id_changed_needs_a_restart() -> None:
+    outcome = live_pods(context([live(workload_pod(client_id=OLD_CLIENT), deployment())]))
+    finding = outcome.findings[0]
+    assert finding.code == "POD_STALE_CLIENT_ID" and OLD_CLIENT in finding.message and CLIENT in finding.message
+    assert finding.fix_lines()[0].startswith("kubectl rollout restart deployment/backend -n finance")
+    before_annotation = live_pods(context([live(workload_pod(client_id=None), deployment())]))
+    assert before_annotation.findings[0].code == "POD_STALE_CLIENT_ID"
+
+
+def test_a_preset_client_id_is_a_conflict_not_a_stale_pod() -> None:
+    owner = deployment(template_env=[{"name": "AZURE_CLIENT_ID", "value": OLD_CLIENT}])
+    outcome = live_pods(context([live(workload_pod(client_id=OLD_CLIENT), owner)]))
+    finding = outcome.findings[0]
+    assert finding.code == "POD_ENV_CONFLICT"
+    assert finding.fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_CLIENT_ID-"]
+
+
+def test_a_skipped_container_is_a_warning() -> None:
+    pod = workload_pod(annotations={"azure.workload.identity/skip-containers": "sidecar"})
+    pod["spec"]["containers"].append({"name": "sidecar", "env": []})
+    outcome = live_pods(context([live(pod)]))
+    assert outcome.status == WARN and [f.code for f in outcome.findings] == ["POD_CONTAINER_SKIPPED"]
+
+
+def test_many_pods_of_one_owner_make_one_finding_that_counts_them() -> None:
+    pods = [live(workload_pod(name=f"backend-7d9f-{i:05d}", labelled=False)) for i in range(25)]
+    outcome = live_pods(context(pods))
+    assert len(outcome.findings) == 1
+    assert outcome.findings[0].evidence["pod_count"] == 25 and "15 more" in outcome.findings[0].message
+
+
+def test_a_list_the_harness_may_not_make_is_named() -> None:
+    outcome = live_pods(context(None, error=KubeFailure(403, "Forbidden", "pods is forbidden")))
+    assert outcome.status == FAIL and outcome.findings[0].code == "KUBE_FORBIDDEN"
+    assert outcome.findings[0].fix_lines()[0] == "kubectl auth can-i list pods -n finance"
+
+
+@pytest.mark.parametrize(("references", "labels", "expected"), [
+    ([{"kind": "ReplicaSet", "name": "backend-7d9f", "controller": True}], {"pod-template-hash": "7d9f"},
+     ("Deployment", "backend")),
+    ([{"kind": "ReplicaSet", "name": "manual-rs", "controller": True}], {}, ("ReplicaSet", "manual-rs")),
+    ([{"kind": "StatefulSet", "name": "db", "controller": True}], {}, ("StatefulSet", "db")),
+    ([], {}, ("Pod", "p")),
+])
+def test_owners_are_traced_to_the_controller_to_restart(references: list, labels: dict, expected: tuple) -> None:
+    pod = {"metadata": {"name": "p", "ownerReferences": references, "labels": labels}}
+    assert owner_of(pod) == expected
+
+
+class ListingKube:
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        self.pods = pods
+        self.read: list[str] = []
+
+    def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        return self.pods, "1"
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        self.read.append(name)
+        return deployment()
+
+
+def test_the_collector_keeps_live_pods_of_the_service_account_only() -> None:
+    other_sa = workload_pod(name="other")
+    other_sa["spec"]["serviceAccountName"] = "other-sa"
+    finished = workload_pod(name="done")
+    finished["status"]["phase"] = "Succeeded"
+    probe = workload_pod(name="wi-probe")
+    probe["metadata"]["labels"]["app.kubernetes.io/managed-by"] = "wi-harness"
+    kube = ListingKube([workload_pod(name="b"), other_sa, finished, probe, workload_pod(name="a")])
+    facts = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert [p.pod["metadata"]["name"] for p in facts.pods] == ["a", "b"]
+    assert kube.read == ["backend"]  # the Deployment read once for both pods

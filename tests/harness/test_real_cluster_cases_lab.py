@@ -1,0 +1,115 @@
+"""Cases where real clusters differ from the healthy lab, made through the public APIs (kubectl, lab ctl where no
+API exists) against one lab: who installed the webhook (the Helm chart alone passes; the chart plus the add-on is
+WEBHOOK_DUPLICATE although they share one configuration), and a workload whose own pods lost the use label."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_e2e_lab import run_suites
+
+from lab.bootstrap import RunningLab, start_lab
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    lab = start_lab(tmp_path_factory.mktemp("installs-lab"))
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+def ctl(lab: RunningLab, *args: str) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "lab", "ctl", "--state-dir", str(lab.state_dir), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def kubectl_deployments(lab: RunningLab) -> list[tuple[str, str]]:
+    result = subprocess.run(
+        ["kubectl", "--kubeconfig", str(lab.state_dir / "kubeconfig"), "get", "deployments", "-A",
+         "-l", "azure-workload-identity.io/system=true", "-o", "json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    if result.returncode != 0 and "No such file" in result.stderr:
+        pytest.skip("kubectl is not installed")
+    assert result.returncode == 0, result.stderr
+    return sorted(
+        (item["metadata"]["namespace"], item["metadata"]["annotations"]["meta.helm.sh/release-name"])
+        for item in json.loads(result.stdout)["items"]
+    )
+
+
+def finding_codes(document: dict) -> set[str]:
+    codes = {f["code"] for f in document["findings"]}
+    return codes | {f["code"] for w in document["workloads"] for f in w["findings"]}
+
+
+def test_the_chart_alone_passes_and_the_chart_with_the_add_on_is_a_duplicate(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    config = str(running_lab.state_dir / "harness.yaml")
+    try:
+        assert ctl(running_lab, "webhook", "--install", "helm")["install"] == "helm"
+        assert kubectl_deployments(running_lab) == [("azure-workload-identity-system", "workload-identity-webhook")]
+        result, document = run_suites(tmp_path / "helm", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 0, result.stdout[-4000:]
+        assert document["verdict"] == "pass"
+        enabled = next(c for c in document["checks"] if c["id"] == "cluster.workload_identity_enabled")
+        assert enabled["status"] == "pass" and "Helm chart" in enabled["message"]
+
+        ctl(running_lab, "webhook", "--install", "both")
+        assert kubectl_deployments(running_lab) == [
+            ("azure-workload-identity-system", "workload-identity-webhook"),
+            ("kube-system", "aks-managed-workload-identity"),
+        ]
+        result, document = run_suites(tmp_path / "both", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode != 0
+        assert "WEBHOOK_DUPLICATE" in finding_codes(document)
+        duplicate = next(f for f in document["findings"] if f["code"] == "WEBHOOK_DUPLICATE")
+        assert "helm uninstall -n azure-workload-identity-system workload-identity-webhook" in duplicate["remediation"]
+    finally:
+        ctl(running_lab, "webhook", "--install", "addon")
+
+
+def kubectl(lab: RunningLab, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(lab.state_dir / "kubeconfig"), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_deployment_whose_template_lost_the_label_fails_a_default_run(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    config = str(running_lab.state_dir / "harness.yaml")
+    unlabel = json.dumps([{"op": "remove", "path": "/spec/template/metadata/labels/azure.workload.identity~1use"}])
+    relabel = json.dumps({"spec": {"template": {"metadata": {"labels": {"azure.workload.identity/use": "true"}}}}})
+    patched = kubectl(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "json", "-p", unlabel)
+    if "No such file" in patched.stderr:
+        pytest.skip("kubectl is not installed")
+    assert patched.returncode == 0, patched.stderr
+    try:
+        result, document = run_suites(tmp_path, "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode != 0
+        workload = document["workloads"][0]
+        live = next(c for c in workload["checks"] if c["id"] == "workload.live_pods")
+        assert live["status"] == "fail"
+        label = next(f for f in workload["findings"] if f["code"] == "POD_NOT_LABELLED")
+        assert label["evidence"]["owner"] == "Deployment/backend"
+        assert label["remediation"][0].startswith("kubectl patch deployment/backend -n finance --type merge")
+        probe_checks = {c["id"]: c["status"] for c in workload["checks"]}
+        assert probe_checks["exchange.succeeds"] == "pass"  # the probe alone would have stayed green
+    finally:
+        assert kubectl(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge",
+                       "-p", relabel).returncode == 0
