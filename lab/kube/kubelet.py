@@ -723,7 +723,8 @@ class PodWorker:
                 source = Path((volume["hostPath"] or {}).get("path", "/"))
             else:
                 source = self.volume_dir(volume["name"])
-            item: Obj = {"target": os.path.normpath(mount.get("mountPath", "/")),
+            # a relative mountPath is made absolute (volumeutil.MakeAbsolutePath), so it can never climb out
+            item: Obj = {"target": os.path.normpath("/" + mount.get("mountPath", "/").lstrip("/")),
                          # configMap, secret, downwardAPI and projected volumes are always mounted read-only
                          # (the kubelet's mustMountRO), whatever the mount says
                          "readonly": bool(mount.get("readOnly")) or volumes.is_atomic(volume)}

@@ -629,6 +629,31 @@ def test_a_symlink_planted_in_an_empty_dir_cannot_carry_a_sub_path_outside(node:
     node.delete("pods", "default", "planted")
 
 
+@pytest.mark.parametrize("sandbox", ["isolated", "none"])
+def test_a_relative_mount_path_is_made_absolute_and_cannot_climb_out(node: MiniLab, tmp_path: Path,
+                                                                      sandbox: str) -> None:
+    runner = node if sandbox == "isolated" else MiniLab(tmp_path / "fallback", sandbox="none")
+    if sandbox == "none":
+        (tmp_path / "fallback").mkdir()
+        runner.start()
+    try:
+        if sandbox == "isolated" and not runner.kubelet.sandbox.isolated:
+            pytest.skip(f"no mount namespace here: {runner.kubelet.sandbox.reason}")
+        name = f"climb-{uuid.uuid4().hex[:6]}"
+        mount = {"name": "scratch", "mountPath": "../../../../../" + name}
+        runner.pod("climb", [python("main", "print('ok')", volumeMounts=[mount])],
+                   volumes=[{"name": "scratch", "emptyDir": {}}])
+        pod = runner.wait("climb", lambda p: (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
+        assert pod["status"]["phase"] == "Succeeded", runner.logs("climb", "main")
+        here = pod_dir(runner, "climb")
+        strays = [path for path in runner.state_dir.rglob(name) if here not in path.parents]
+        assert strays == [] and not os.path.lexists(Path("/") / name)
+        runner.delete("pods", "default", "climb")
+    finally:
+        if runner is not node:
+            runner.stop()
+
+
 def test_api_data_volumes_are_mounted_read_only(node: MiniLab) -> None:
     if not node.kubelet.sandbox.isolated:
         pytest.skip(f"no mount namespace here: {node.kubelet.sandbox.reason}")
