@@ -75,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     clock = actions.add_parser("clock")
     clock.add_argument("--skew", type=_seconds, required=True, metavar="SECONDS")
     fault = actions.add_parser("fault")
-    fault.add_argument("service", choices=["kube", "issuer", "entra", "arm", "keyvault", "storage"])
+    fault.add_argument("service", choices=["kube", "issuer", "entra", "arm", "graph", "keyvault", "storage"])
     fault.add_argument("--latency-ms", type=int)
     fault.add_argument("--rate-429", type=_seconds, metavar="FRACTION")
     fault.add_argument("--rate-503", type=_seconds, metavar="FRACTION")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from aiohttp import web
 
-SERVICES = ("kube", "issuer", "entra", "arm", "keyvault", "storage")
+SERVICES = ("kube", "issuer", "entra", "arm", "graph", "keyvault", "storage")
 
 ErrorRenderer = Callable[[int, int], web.Response]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

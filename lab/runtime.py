@@ -4,7 +4,8 @@ Services (each its own HTTPS port, so faults and outages can hit one alone):
     kube      the Kubernetes API server
     issuer    the cluster's OIDC issuer (discovery document + JWKS)
     entra     Entra ID (login.microsoftonline.com)
-    arm       Azure Resource Manager (management.azure.com)
+    arm       Azure Resource Manager (management.azure.com), with Resource Graph
+    graph     Microsoft Graph v1.0 (graph.microsoft.com): applications, federated credentials, service principals
     keyvault  Key Vault data plane; each vault has its own port (https://127.0.0.1:PORT/), the way each
               real vault has its own host name, so secret ids are real, routable URLs
     storage   Blob storage; one base URL per account: https://127.0.0.1:PORT/<account-name>
@@ -41,7 +42,7 @@ from lab.tls import LabTls
 
 log = logging.getLogger("lab")
 
-SERVICE_NAMES = ("kube", "issuer", "entra", "arm", "keyvault", "storage", "control")
+SERVICE_NAMES = ("kube", "issuer", "entra", "arm", "graph", "keyvault", "storage", "control")
 REGION = "eastus"
 # A connection must deliver a complete request head within this many seconds of opening (or of its previous
 # answer), else it is closed without an answer: the API server's ReadHeaderTimeout (32 s, apiserver
@@ -205,7 +206,7 @@ class Lab:
 
     def _build_apps(self) -> dict[str, web.Application]:
         from lab import control
-        from lab.azure import arm, entra, keyvault, storage
+        from lab.azure import arm, entra, graph, keyvault, storage
         from lab.kube import apiserver, issuer
 
         return {
@@ -213,6 +214,7 @@ class Lab:
             "issuer": issuer.build_app(self),
             "entra": entra.build_app(self),
             "arm": arm.build_app(self),
+            "graph": graph.build_app(self),
             "keyvault": keyvault.build_app(self),
             "storage": storage.build_app(self),
             "control": control.build_app(self),
@@ -281,6 +283,7 @@ def env_for_clients(lab: Lab) -> dict[str, str]:
         "AZURE_CLIENT_ID": harness_app.get("client_id", ""),
         "AZURE_CLIENT_SECRET": harness_app.get("client_secret", ""),
         "LAB_ARM_ENDPOINT": lab.endpoints["arm"] + "/",
+        "LAB_GRAPH_ENDPOINT": lab.endpoints["graph"] + "/",
         "LAB_ISSUER_URL": lab.issuer_url,
         "LAB_ADMIN_CLIENT_ID": admin_app.get("client_id", ""),
         "LAB_ADMIN_CLIENT_SECRET": admin_app.get("client_secret", ""),

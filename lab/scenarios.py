@@ -24,6 +24,9 @@ TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 CLUSTER_NAME = "z-dev-kubernetes-01-aks-SGmrd5"
 CLUSTER_RESOURCE_GROUP = "dev-kubernetes-rg"
 IDENTITY_RESOURCE_GROUP = "myRg"
+# A second subscription of the same tenant, as platform teams keep shared identities apart from clusters.
+SHARED_IDENTITY_SUBSCRIPTION = "wi-lab-shared-identities"
+SHARED_IDENTITY_RESOURCE_GROUP = "shared-identities-rg"
 
 
 @dataclass(frozen=True)
@@ -117,10 +120,19 @@ def _healthy(lab: Lab) -> None:
     azure.add_resource_group(IDENTITY_RESOURCE_GROUP)
     subscription_scope = f"/subscriptions/{lab.subscription_id}"
 
+    shared = azure.add_subscription(SHARED_IDENTITY_SUBSCRIPTION)
+    azure.add_resource_group(SHARED_IDENTITY_RESOURCE_GROUP, subscription_id=shared.subscription_id)
+
+    # The harness reads (ARM Reader in both subscriptions, Graph Application.Read.All); the admin may change
+    # everything a person fixing the lab's Azure side would (Owner, Graph Application.ReadWrite.All).
     harness_app = azure.add_app("wi-harness")
     azure.assign_role(harness_app, "Reader", subscription_scope)
+    azure.assign_role(harness_app, "Reader", shared.resource_id)
+    harness_app.graph_permissions.add("Application.Read.All")
     admin_app = azure.add_app("lab-admin")
     azure.assign_role(admin_app, "Owner", subscription_scope)
+    azure.assign_role(admin_app, "Owner", shared.resource_id)
+    admin_app.graph_permissions.update({"Application.ReadWrite.All", "Directory.Read.All"})
     lab.credentials["harness"] = {"client_id": harness_app.client_id, "client_secret": harness_app.add_secret()}
     lab.credentials["admin"] = {"client_id": admin_app.client_id, "client_secret": admin_app.add_secret()}
 

@@ -55,6 +55,8 @@ def lab_json(lab: Lab) -> dict[str, Any]:
         "authority_host": lab.authority_host,
         "tenant_id": lab.tenant_id,
         "subscription_id": lab.subscription_id,
+        "subscriptions": [{"id": sub.subscription_id, "name": sub.display_name}
+                          for sub in lab.azure.subscriptions.values()],
         "region": lab.region,
         "cluster": lab.extra.get("cluster", {}),
         "vaults": {name: lab.vault_url(vault.name) for name, vault in lab.azure.vaults.items()},

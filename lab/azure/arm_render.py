@@ -354,7 +354,7 @@ def cloud_metadata(lab: Lab) -> dict[str, Any]:
         ),
         "activeDirectoryDataLake": "https://datalake.azure.net/",
         "sqlManagement": "https://management.core.windows.net:8443/",
-        "microsoftGraphResourceId": "https://graph.microsoft.com/",
+        "microsoftGraphResourceId": lab.endpoints["graph"] + "/",  # az calls Graph here, with this scope
         "appInsightsResourceId": "https://api.applicationinsights.io",
         "appInsightsTelemetryChannelResourceId": "https://dc.applicationinsights.azure.com/v2/track",
         "attestationResourceId": "https://attest.azure.net",

@@ -1,0 +1,318 @@
+"""The HTTP face of the lab's Microsoft Graph (graph.microsoft.com): routing, bearer tokens, permissions.
+
+    GET|POST          /v1.0/applications                                  ($filter, $top)
+    GET|PATCH|DELETE  /v1.0/applications/{id}  and  /v1.0/applications(appId='{appId}')
+    GET|POST          /v1.0/applications/{id}/federatedIdentityCredentials         (and the appId form)
+    GET|PATCH|DELETE  /v1.0/applications/{id}/federatedIdentityCredentials/{id or name}
+    GET|POST          /v1.0/servicePrincipals                             ($filter incl. servicePrincipalNames/any)
+    GET|DELETE        /v1.0/servicePrincipals/{id}  and  /v1.0/servicePrincipals(appId='{appId}')
+    POST              /v1.0/directoryObjects/getByIds
+
+``/beta`` answers the same (older az versions send federated credential calls there). A token must be one the
+lab's Entra issued for Microsoft Graph (``https://graph.microsoft.com``, its app id, or the lab's own Graph
+address, which is how az asks: ``<cloud's Graph endpoint>/.default``); what it may do comes from the
+application permissions in its ``roles`` claim, checked before existence, as Graph does. Not modelled:
+delegated (user) tokens, Application.ReadWrite.OwnedBy (owners), users and groups.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from lab import bodies
+from lab.azure.access_tokens import TokenRejected
+from lab.azure.arm_context import decode_skip, encode_skip
+from lab.azure.arm_errors import ArmError
+from lab.azure.bearer import new_request_id, read_authorization
+from lab.azure.graph import errors
+from lab.azure.graph import render as shapes
+from lab.azure.graph.directory import Directory, parse_filter, service_principal_names
+from lab.azure.graph.errors import GraphError
+from lab.azure.world import AppRegistration, AzureWorld, FederatedCredential, Principal
+from lab.faults import Faults, fault_middleware
+from lab.unexpected import unexpected_error_middleware
+
+log = logging.getLogger("lab.graph")
+
+VERSIONS = ("v1.0", "beta")
+CONTENT_TYPE = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+PAGE_SIZE = 100
+MAX_TOP = 999
+MAX_IDS = 1000
+
+# Application permissions (app roles on Microsoft Graph) that allow each kind of operation.
+READ_APPLICATIONS = frozenset({"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All",
+                               "Directory.ReadWrite.All"})
+WRITE_APPLICATIONS = frozenset({"Application.ReadWrite.All", "Directory.ReadWrite.All"})
+READ_DIRECTORY_OBJECTS = frozenset({"Directory.Read.All", "Directory.ReadWrite.All"})
+
+_ALTERNATE_KEY = re.compile(r"^(applications|serviceprincipals)\(appId='([^']*)'\)$", re.IGNORECASE)
+
+Verifier = Callable[[str | None], dict[str, Any]]
+
+
+class GraphService:
+    def __init__(self, world: AzureWorld, verify: Verifier, base_url: Callable[[], str], authority_host: str,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.world = world
+        self.directory = Directory(world)
+        self.verify = verify
+        self.base_url = base_url
+        self.authority_host = authority_host
+        self.now = now
+
+    # ------------------------------------------------------------------ envelope
+    def respond(self, request: web.Request, status: int, body: dict[str, Any] | None,
+                headers: dict[str, str] | None = None) -> web.Response:
+        request_id = new_request_id()
+        all_headers = {"request-id": request_id,
+                       "client-request-id": request.headers.get("client-request-id") or request_id,
+                       "OData-Version": "4.0", "Cache-Control": "no-cache", **(headers or {})}
+        if body is None:
+            return web.Response(status=status, headers=all_headers)
+        all_headers["Content-Type"] = CONTENT_TYPE
+        return web.Response(status=status, body=json.dumps(body).encode(), headers=all_headers)
+
+    def error(self, request: web.Request, err: GraphError) -> web.Response:
+        request_id = new_request_id()
+        client_request_id = request.headers.get("client-request-id") or request_id
+        headers = {"request-id": request_id, "client-request-id": client_request_id, **err.headers,
+                   "Content-Type": CONTENT_TYPE}
+        body = err.body(request_id, client_request_id, self.now())
+        return web.Response(status=err.status, body=json.dumps(body).encode(), headers=headers)
+
+    def render_internal_error(self, request: web.Request) -> web.Response:
+        return self.error(request, errors.internal_error())
+
+    def render_fault(self, status: int, retry_after: int) -> web.Response:
+        err = errors.throttled(retry_after) if status == 429 else errors.unavailable(retry_after)
+        body = err.body(new_request_id(), new_request_id(), self.now())
+        return web.Response(status=status, body=json.dumps(body).encode(),
+                            headers={**err.headers, "Content-Type": CONTENT_TYPE})
+
+    # ------------------------------------------------------------------ entry point
+    async def handle(self, request: web.Request) -> web.Response:
+        try:
+            return await self._route(request)
+        except GraphError as err:
+            log.info("graph %s %s refused: %s %s", request.method, request.path, err.status, err.code)
+            return self.error(request, err)
+
+    def _caller_roles(self, request: web.Request) -> set[str]:
+        header = read_authorization(request)
+        if not header.present or header.token is None:
+            raise errors.token_missing(self.authority_host)
+        try:
+            claims = self.verify(header.token)
+        except TokenRejected as rejected:
+            if rejected.reason == "audience":
+                raise errors.token_wrong_audience(self.authority_host) from None
+            if rejected.reason == "expired":
+                raise errors.token_expired(self.authority_host) from None
+            raise errors.token_invalid(self.authority_host) from None
+        if str(claims.get("tid", "")).lower() != self.world.tenant_id.lower():
+            raise errors.token_invalid(self.authority_host)
+        roles = claims.get("roles") or []
+        return {str(role) for role in roles} if isinstance(roles, list) else set()
+
+    async def _route(self, request: web.Request) -> web.Response:
+        segments = [s for s in request.path.split("/") if s]
+        if not segments or segments[0] not in VERSIONS:
+            raise errors.unknown_segment(segments[0] if segments else "")
+        version, rest = segments[0], segments[1:]
+        if not rest:
+            raise errors.unknown_segment(version)
+        roles = self._caller_roles(request)
+        method = request.method.upper()
+        head = rest[0].lower()
+        alternate = _ALTERNATE_KEY.match(rest[0])
+        if head == "applications" or (alternate and alternate.group(1).lower() == "applications"):
+            return await self._applications(request, version, method, roles, rest, alternate)
+        if head == "serviceprincipals" or (alternate and alternate.group(1).lower() == "serviceprincipals"):
+            return await self._service_principals(request, version, method, roles, rest, alternate)
+        if head == "directoryobjects" and len(rest) == 2 and rest[1].lower() == "getbyids":
+            _only(method, "POST")
+            _require(roles, READ_DIRECTORY_OBJECTS)
+            return await self._get_by_ids(request, version)
+        raise errors.unknown_segment(rest[0])
+
+    # ------------------------------------------------------------------ applications
+    async def _applications(self, request: web.Request, version: str, method: str, roles: set[str],
+                            rest: list[str], alternate: re.Match[str] | None) -> web.Response:
+        context = f"{self.base_url()}/{version}/$metadata#applications"
+        if alternate is None and len(rest) == 1:
+            if method == "GET":
+                _require(roles, READ_APPLICATIONS)
+                found = self.directory.find_applications(parse_filter(request.query.get("$filter"), False))
+                return self._page(request, context, [self._application(a) for a in found])
+            _only(method, "POST")
+            _require(roles, WRITE_APPLICATIONS)
+            app = self.directory.create_application(await _json_body(request))
+            body = {"@odata.context": f"{context}/$entity", **self._application(app)}
+            location = f"{self.base_url()}/{version}/directoryObjects/{app.object_id}/Microsoft.DirectoryServices.Application"
+            return self.respond(request, 201, body, {"Location": location})
+        _require(roles, READ_APPLICATIONS if method == "GET" else WRITE_APPLICATIONS)
+        if alternate is not None:
+            app, tail = self.directory.application(app_id=alternate.group(2)), rest[1:]
+        else:
+            app, tail = self.directory.application(object_id=rest[1]), rest[2:]
+        if not tail:
+            if method == "GET":
+                return self.respond(request, 200, {"@odata.context": f"{context}/$entity", **self._application(app)})
+            if method == "PATCH":
+                self.directory.update_application(app, await _json_body(request))
+                return self.respond(request, 204, None)
+            _only(method, "DELETE")
+            self.directory.delete_application(app)
+            return self.respond(request, 204, None)
+        if tail[0].lower() != "federatedidentitycredentials" or len(tail) > 2:
+            raise errors.unknown_segment(tail[0])
+        return await self._credentials(request, version, method, app, tail[1] if len(tail) == 2 else None)
+
+    def _application(self, app: AppRegistration) -> dict[str, Any]:
+        tenant = self.world.tenants.get(self.world.tenant_id)
+        return shapes.application(app, tenant.default_domain if tenant else f"{self.world.tenant_id}.onmicrosoft.com")
+
+    async def _credentials(self, request: web.Request, version: str, method: str, app: AppRegistration,
+                           id_or_name: str | None) -> web.Response:
+        context = (f"{self.base_url()}/{version}/$metadata#applications('{app.object_id}')"
+                   "/federatedIdentityCredentials")
+        if id_or_name is None:
+            if method == "GET":
+                items = [shapes.federated_credential(f) for f in self.directory.credentials(app)]
+                return self._page(request, context, items)
+            _only(method, "POST")
+            fic = self.directory.add_credential(app, await _json_body(request))
+            log.info("graph: federated credential %s added to app %s", fic.name, app.client_id)
+            body = {"@odata.context": f"{context}/$entity", **shapes.federated_credential(fic)}
+            return self.respond(request, 201, body,
+                                {"Location": f"{self.base_url()}/{version}/federatedIdentityCredentials/{fic.credential_id}"})
+        fic: FederatedCredential = self.directory.credential(app, id_or_name)
+        if method == "GET":
+            return self.respond(request, 200, {"@odata.context": f"{context}/$entity",
+                                               **shapes.federated_credential(fic)})
+        if method == "PATCH":
+            self.directory.update_credential(app, fic, await _json_body(request))
+            return self.respond(request, 204, None)
+        _only(method, "DELETE")
+        self.directory.delete_credential(app, fic)
+        return self.respond(request, 204, None)
+
+    # ------------------------------------------------------------------ service principals
+    async def _service_principals(self, request: web.Request, version: str, method: str, roles: set[str],
+                                  rest: list[str], alternate: re.Match[str] | None) -> web.Response:
+        context = f"{self.base_url()}/{version}/$metadata#servicePrincipals"
+        if alternate is None and len(rest) == 1:
+            if method == "GET":
+                _require(roles, READ_APPLICATIONS)
+                found = self.directory.find_service_principals(parse_filter(request.query.get("$filter"), True))
+                return self._page(request, context, [_service_principal(p) for p in found])
+            _only(method, "POST")
+            _require(roles, WRITE_APPLICATIONS)
+            created = self.directory.create_service_principal(await _json_body(request))
+            return self.respond(request, 201, {"@odata.context": f"{context}/$entity", **_service_principal(created)})
+        _require(roles, READ_APPLICATIONS if method == "GET" else WRITE_APPLICATIONS)
+        if alternate is not None:
+            principal, tail = self.directory.service_principal(app_id=alternate.group(2)), rest[1:]
+        else:
+            principal, tail = self.directory.service_principal(object_id=rest[1]), rest[2:]
+        if tail:
+            raise errors.unknown_segment(tail[0])
+        if method == "GET":
+            return self.respond(request, 200, {"@odata.context": f"{context}/$entity", **_service_principal(principal)})
+        _only(method, "DELETE")
+        self.directory.delete_service_principal(principal)
+        return self.respond(request, 204, None)
+
+    # ------------------------------------------------------------------ directory objects
+    async def _get_by_ids(self, request: web.Request, version: str) -> web.Response:
+        body = await _json_body(request)
+        ids, types = body.get("ids"), body.get("types") or []
+        if (not isinstance(ids, list) or not ids or len(ids) > MAX_IDS
+                or not all(isinstance(i, str) for i in ids)):
+            raise errors.invalid_property("ids", "directoryObject")
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise errors.invalid_property("types", "directoryObject")
+        items = []
+        for found in self.directory.get_by_ids(ids, types):
+            if isinstance(found, tuple):
+                items.append({"@odata.type": "#microsoft.graph.application", **self._application(found[1])})
+            else:
+                items.append({"@odata.type": "#microsoft.graph.servicePrincipal", **_service_principal(found)})
+        context = f"{self.base_url()}/{version}/$metadata#directoryObjects"
+        return self.respond(request, 200, {"@odata.context": context, "value": items})
+
+    # ------------------------------------------------------------------ paging
+    def _page(self, request: web.Request, context: str, items: list[dict[str, Any]]) -> web.Response:
+        size = PAGE_SIZE
+        if request.query.get("$top"):
+            try:
+                size = int(request.query["$top"])
+            except ValueError:
+                raise errors.invalid_property("$top", "query") from None
+            if not 1 <= size <= MAX_TOP:
+                raise errors.invalid_property("$top", "query")
+        token = request.query.get("$skiptoken")
+        try:
+            offset = decode_skip(token) if token else 0
+        except ArmError:  # the shared decoder speaks ARM; Graph answers in its own words
+            raise errors.invalid_property("$skiptoken", "query") from None
+        body: dict[str, Any] = {"@odata.context": context, "value": items[offset : offset + size]}
+        if offset + size < len(items):
+            body["@odata.nextLink"] = str(request.url.update_query({"$skiptoken": encode_skip(offset + size)}))
+        return self.respond(request, 200, body)
+
+
+def _service_principal(principal: Principal) -> dict[str, Any]:
+    return shapes.service_principal(principal, service_principal_names(principal))
+
+
+def _require(roles: set[str], allowed: Iterable[str]) -> None:
+    if not roles & set(allowed):
+        raise errors.insufficient_privileges()
+
+
+def _only(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        raise errors.method_not_allowed()
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, within the bounds every lab service keeps (lab.bodies)."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise errors.request_too_large() from None
+    try:
+        text = raw.decode("utf-8")
+        too_deep = bodies.json_too_deep(text)
+        if too_deep is not None:
+            raise errors.invalid_body(f"The JSON is nested deeper than {bodies.MAX_NESTING_DEPTH} levels.")
+        body = json.loads(text) if text.strip() else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise errors.invalid_body(str(exc)) from None
+    if not isinstance(body, dict):
+        raise errors.invalid_body("The request body must be a JSON object.")
+    return body
+
+
+GRAPH_SERVICE = web.AppKey("graph_service", GraphService)
+
+
+def build_app(world: AzureWorld, verify: Verifier, base_url: Callable[[], str], authority_host: str,
+              faults: Faults) -> web.Application:
+    service = GraphService(world, verify, base_url, authority_host)
+    app = web.Application(middlewares=[
+        unexpected_error_middleware("graph", service.render_internal_error, (GraphError,)),
+        fault_middleware(faults, "graph", service.render_fault),
+    ], client_max_size=4 * 1024 * 1024)
+    app[GRAPH_SERVICE] = service
+    app.router.add_route("*", "/{tail:.*}", service.handle)
+    return app
