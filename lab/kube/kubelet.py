@@ -739,7 +739,8 @@ class PodWorker:
             mounts.append({"source": ca_file, "target": POD_CA_PATH, "readonly": True})
         for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
             final.setdefault(name, POD_CA_PATH)
-        cwd = container.get("workingDir") or "/"
+        # unverified: the runtime's answer to a relative workingDir; the lab roots it, so it cannot climb out
+        cwd = os.path.normpath("/" + (container.get("workingDir") or "/").lstrip("/"))
         return LaunchSpec(argv=argv, env=final, cwd=cwd, mounts=mounts, user=user, traverse=[str(REPO_ROOT)])
 
     def _fallback_paths(self, cs: ContainerState, launch: LaunchSpec) -> None:

@@ -630,7 +630,7 @@ def test_a_symlink_planted_in_an_empty_dir_cannot_carry_a_sub_path_outside(node:
 
 
 @pytest.mark.parametrize("sandbox", ["isolated", "none"])
-def test_a_relative_mount_path_is_made_absolute_and_cannot_climb_out(node: MiniLab, tmp_path: Path,
+def test_relative_mount_paths_and_working_dirs_cannot_climb_out(node: MiniLab, tmp_path: Path,
                                                                       sandbox: str) -> None:
     runner = node if sandbox == "isolated" else MiniLab(tmp_path / "fallback", sandbox="none")
     if sandbox == "none":
@@ -641,13 +641,13 @@ def test_a_relative_mount_path_is_made_absolute_and_cannot_climb_out(node: MiniL
             pytest.skip(f"no mount namespace here: {runner.kubelet.sandbox.reason}")
         name = f"climb-{uuid.uuid4().hex[:6]}"
         mount = {"name": "scratch", "mountPath": "../../../../../" + name}
-        runner.pod("climb", [python("main", "print('ok')", volumeMounts=[mount])],
-                   volumes=[{"name": "scratch", "emptyDir": {}}])
+        container = python("main", "print('ok')", volumeMounts=[mount], workingDir=f"../../../../../{name}-cwd")
+        runner.pod("climb", [container], volumes=[{"name": "scratch", "emptyDir": {}}])
         pod = runner.wait("climb", lambda p: (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"))
         assert pod["status"]["phase"] == "Succeeded", runner.logs("climb", "main")
         here = pod_dir(runner, "climb")
-        strays = [path for path in runner.state_dir.rglob(name) if here not in path.parents]
-        assert strays == [] and not os.path.lexists(Path("/") / name)
+        strays = [path for path in runner.state_dir.rglob(f"{name}*") if here not in path.parents]
+        assert strays == [] and not os.path.lexists(Path("/") / name) and not os.path.lexists(Path("/") / f"{name}-cwd")
         runner.delete("pods", "default", "climb")
     finally:
         if runner is not node:
