@@ -4,6 +4,7 @@ layout); with --pod: the existing pod exists and is labelled."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from harness.checks import remediation as fix
@@ -25,7 +26,8 @@ from harness.checks.podspec import (
     token_volumes,
 )
 from harness.commands import Step, advice
-from harness.names import INJECTED_ENV, SKIP_CONTAINERS_ANNOTATION, TOKEN_AUDIENCE, USE_LABEL
+from harness.names import INJECTED_ENV, SKIP_CONTAINERS_ANNOTATION, TOKEN_AUDIENCE, USE_LABEL, WEBHOOK_NAME
+from harness.values import printable
 
 _WEBHOOK_HINTS = {
     400: "the webhook denied it",
@@ -44,7 +46,34 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
     evidence = {"pod": pod.name, "error": error.__dict__ if error else None}
     status = error.status if error else 0
     hint = _WEBHOOK_HINTS.get(status, "")
-    if "failed calling webhook" in message or "failed to call webhook" in message:
+    webhook = refusing_webhook(message)
+    if webhook is not None and webhook[0] != WEBHOOK_NAME:
+        name, said = webhook
+        evidence["webhook"] = name
+        finding = Finding(
+            "POD_REJECTED_BY_POLICY",
+            ERROR,
+            "pod",
+            f"the admission webhook {name} (a policy engine, not Workload ID) refused the probe pod: {said}",
+            evidence,
+            [
+                fix.kubectl("get", "validatingwebhookconfigurations,mutatingwebhookconfigurations"),
+                *_policy_fixes(name, ctx.namespace),
+            ],
+        )
+    elif quota_refusal(message):
+        finding = Finding(
+            "POD_REJECTED_BY_QUOTA",
+            ERROR,
+            "pod",
+            f"a ResourceQuota or LimitRange in {ctx.namespace} refused the probe pod: {message}",
+            evidence,
+            [
+                fix.kubectl("describe", "resourcequota,limitrange", "-n", ctx.namespace),
+                advice("set probe.resources in harness.yaml within the namespace's limits, or raise the quota"),
+            ],
+        )
+    elif "failed calling webhook" in message or "failed to call webhook" in message:
         namespace, service = webhook_service(ctx.cluster)
         finding = Finding(
             "WEBHOOK_UNAVAILABLE",
@@ -94,6 +123,44 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
         evidence,
         finding,
     )
+
+
+_REFUSING_WEBHOOK_RE = re.compile(
+    r'admission webhook "(?P<name>[^"]+)" denied the request(?::\s*(?P<said>.*))?'
+    r'|failed (?:calling|to call) webhook "(?P<down>[^"]+)"',
+    re.DOTALL,
+)
+_QUOTA_RE = re.compile(
+    r"\b(?:exceeded quota|failed quota|must specify (?:limits|requests)\.|"
+    r"(?:maximum|minimum) (?:cpu|memory|ephemeral-storage|storage) usage per (?:Container|Pod))"
+)
+
+
+def refusing_webhook(message: str) -> tuple[str, str] | None:
+    """(webhook name, what it said) when an admission webhook refused a request or could not be called."""
+    match = _REFUSING_WEBHOOK_RE.search(message)
+    if match is None:
+        return None
+    if match.group("down"):
+        return match.group("down"), "the webhook could not be called (failurePolicy Fail)"
+    return match.group("name"), (match.group("said") or "").strip()
+
+
+def quota_refusal(message: str) -> bool:
+    """A ResourceQuota (403 'failed quota' / 'exceeded quota') or LimitRange ('maximum cpu usage per Container')
+    answer: the namespace's budget, not RBAC."""
+    return _QUOTA_RE.search(message) is not None
+
+
+def _policy_fixes(webhook: str, namespace: str) -> list[Step]:
+    if webhook.endswith("gatekeeper.sh"):  # Azure Policy for AKS and OPA Gatekeeper
+        return [
+            fix.kubectl("get", "constraints", "-o", "wide", note="which constraint refused it"),
+            advice(f"exempt namespace {namespace} or make the probe comply (probe.resources, probe.labels in "
+                   "harness.yaml); Azure Policy assignments live on the cluster's scope in Azure"),
+        ]
+    return [advice(f"read the policy behind webhook {webhook}; make the probe comply (probe.* in harness.yaml) "
+                   f"or exempt namespace {namespace}")]
 
 
 def pod_exists(ctx: WorkloadContext) -> Outcome:
@@ -222,8 +289,8 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
     annotated = ctx.annotated_client_id
     if env.get("AZURE_CLIENT_ID") and annotated and env["AZURE_CLIENT_ID"].lower() != annotated.lower():
         problems.append(
-            f"AZURE_CLIENT_ID={env['AZURE_CLIENT_ID']} in the pod spec, but the ServiceAccount says "
-            f"{annotated} (the webhook never overwrites a variable already set)"
+            f"AZURE_CLIENT_ID={printable(env['AZURE_CLIENT_ID'], 80)} in the pod spec, but the ServiceAccount says "
+            f"{printable(annotated, 80)} (the webhook never overwrites a variable already set)"
         )
         findings.append(
             Finding(

@@ -11,7 +11,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, Finding, Outcome, failed, passed
 from harness.checks.podspec import env_map
 from harness.commands import advice
-from harness.names import FATAL_WAITING, INJECTED_ENV
+from harness.names import FATAL_WAITING, INJECTED_ENV, PROBE_CONTAINER
 
 
 def probe_completed(ctx: WorkloadContext) -> Outcome:
@@ -39,19 +39,50 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 [fix.describe_pod(pod.namespace, pod.name), *fix.build_probe_image(str(image or ""))],
             ),
         )
-    if pod.timed_out:
+    unschedulable = unschedulable_message(pod.pod)
+    if unschedulable is not None and pod.exit_code is None and pod.phase not in ("Succeeded",):
+        evidence["scheduler"] = unschedulable
+        return failed(
+            f"the probe pod was never scheduled: {unschedulable}",
+            evidence,
+            Finding(
+                "PROBE_UNSCHEDULABLE",
+                ERROR,
+                "probe",
+                f"no node accepts the probe pod: {unschedulable}",
+                evidence,
+                [
+                    fix.describe_pod(pod.namespace, pod.name, note="with --keep: the scheduler's events"),
+                    fix.kubectl("get", "nodes", "-o", "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints"),
+                    advice("set probe.node_selector / probe.tolerations in harness.yaml to the workload's "
+                           "node pool"),
+                ],
+            ),
+        )
+    if (pod.timed_out or deadline_exceeded(pod.pod)) and pod.probe is None:
+        pulling = pod.waiting_reason in _STARTING
+        what = (
+            f"the deadline passed while the probe's image was still being pulled ({_image(pod.pod)})"
+            if pulling
+            else "the probe pod did not finish within probe.timeout_seconds"
+        )
+        evidence["deadline_exceeded"] = deadline_exceeded(pod.pod)
         return failed(
             f"the probe did not finish in time (phase {pod.phase}"
             + (f", {pod.waiting_reason}" if pod.waiting_reason else "")
-            + ")",
+            + f"): {what}",
             evidence,
             Finding(
                 "PROBE_TIMEOUT",
                 ERROR,
                 "probe",
-                "the probe pod did not finish within probe.timeout_seconds",
+                what,
                 evidence,
-                [fix.describe_pod(pod.namespace, pod.name, note="with --keep")],
+                [
+                    fix.describe_pod(pod.namespace, pod.name, note="with --keep"),
+                    advice("raise probe.timeout_seconds, or use an image the nodes already hold"
+                           if pulling else "raise probe.timeout_seconds if the cluster is slow to start pods"),
+                ],
             ),
         )
     if pod.probe is None:
@@ -90,9 +121,26 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
     return passed(f"probe finished (phase {pod.phase}, exit {pod.exit_code}): {', '.join(steps)}", evidence)
 
 
+_STARTING = ("ContainerCreating", "PodInitializing")
+
+
+def unschedulable_message(pod: dict[str, Any] | None) -> str | None:
+    """The scheduler's message when the pod's PodScheduled condition is False (taints, selectors, resources)."""
+    for condition in ((pod or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return str(condition.get("message") or condition.get("reason") or "Unschedulable")
+    return None
+
+
+def deadline_exceeded(pod: dict[str, Any] | None) -> bool:
+    """The kubelet ended the pod at activeDeadlineSeconds (status.reason DeadlineExceeded)."""
+    return ((pod or {}).get("status") or {}).get("reason") == "DeadlineExceeded"
+
+
 def _image(pod: dict[str, Any] | None) -> str:
     containers = ((pod or {}).get("spec") or {}).get("containers") or [{}]
-    return str(containers[0].get("image") or "<probe-image>")
+    probe = next((c for c in containers if c.get("name") == PROBE_CONTAINER), containers[0])
+    return str(probe.get("image") or "<probe-image>")
 
 
 def env_in_container(ctx: WorkloadContext) -> Outcome:

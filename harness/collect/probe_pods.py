@@ -120,7 +120,9 @@ def observe(facts: PodFacts, pod: dict[str, Any]) -> None:
 
 
 def settled(facts: PodFacts) -> bool:
-    return facts.phase in TERMINAL_PHASES or facts.waiting_reason in FATAL_WAITING
+    """Done: the pod ended, the probe container will never start, or the probe container itself ended (a mesh
+    sidecar that is not a native sidecar keeps the pod Running after the probe exits)."""
+    return facts.phase in TERMINAL_PHASES or facts.waiting_reason in FATAL_WAITING or facts.exit_code is not None
 
 
 # ---------------------------------------------------------------- lifecycle
@@ -235,7 +237,7 @@ def await_pods(
 
 
 def read_probe_output(api: KubeApi, facts: PodFacts) -> None:
-    if facts.phase not in TERMINAL_PHASES and facts.waiting_reason is not None:
+    if facts.exit_code is None and facts.phase not in TERMINAL_PHASES and facts.waiting_reason is not None:
         return  # the container never started: there is no log
     try:
         text = api.pod_log(facts.namespace, facts.name, PROBE_CONTAINER)

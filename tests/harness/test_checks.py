@@ -25,9 +25,11 @@ from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_succeeds
 from harness.checks.federation import identity_matches
 from harness.checks.model import FAIL, PASS, SKIP, Finding, Outcome, failed, passed, skipped
-from harness.checks.pod import pod_mutated
+from harness.checks.pod import pod_admitted, pod_mutated
+from harness.checks.probe_output import probe_completed
 from harness.checks.serviceaccount import sa_exists
 from harness.checks.token import token_issuer
+from harness.collect.probe_pods import observe, settled
 from harness.collect.run import Selection, collect_run
 from harness.config import KeyVaultSecretAccess, WorkloadConfig, parse_config
 from harness.facts import (
@@ -734,3 +736,84 @@ def test_an_unknown_application_also_suggests_the_tenant_annotation() -> None:
     )
     assert finding.code == "IDENTITY_NOT_FOUND"
     assert any("azure.workload.identity/tenant-id=" in line for line in finding.fix_lines())
+
+
+# ---------------------------------------------------------------- why the probe did not run
+
+
+def _refused(status: int, message: str) -> Finding:
+    ctx = context_for(None)
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.created = False
+    ctx.facts.pod.create_error = KubeFailure(status, "Forbidden" if status == 403 else "BadRequest", message)
+    outcome = pod_admitted(ctx)
+    assert outcome.status == FAIL
+    return outcome.findings[0]
+
+
+def test_a_policy_engine_refusal_is_named_and_not_blamed_on_workload_identity() -> None:
+    finding = _refused(
+        403,
+        'admission webhook "validation.gatekeeper.sh" denied the request: [azurepolicy-k8sazurev3containerlimits-'
+        "2b5a9a3b] container <probe> has no resource limits",
+    )
+    assert finding.code == "POD_REJECTED_BY_POLICY"
+    assert "validation.gatekeeper.sh" in finding.message and "has no resource limits" in finding.message
+    assert finding.fix_lines()[1] == "kubectl get constraints -o wide   # which constraint refused it"
+    down = _refused(500, 'Internal error occurred: failed calling webhook "validation.gatekeeper.sh": '
+                         "failed to call webhook: context deadline exceeded")
+    assert down.code == "POD_REJECTED_BY_POLICY"
+    workload_identity = _refused(
+        400, 'admission webhook "mutation.azure-workload-identity.io" denied the request: service account '
+        "not found")
+    assert workload_identity.code == "POD_REJECTED_BY_WEBHOOK"
+
+
+@pytest.mark.parametrize("message", [
+    'pods "wi-probe-x" is forbidden: failed quota: compute-quota: must specify limits.cpu for: probe',
+    'pods "wi-probe-x" is forbidden: exceeded quota: compute-resources, requested: pods=1, used: pods=10, '
+    "limited: pods=10",
+    'pods "wi-probe-x" is forbidden: maximum cpu usage per Container is 500m, but limit is 1',
+])
+def test_a_quota_or_limit_range_refusal_is_not_rbac(message: str) -> None:
+    finding = _refused(403, message)
+    assert finding.code == "POD_REJECTED_BY_QUOTA"
+    assert finding.fix_lines()[0] == "kubectl describe resourcequota,limitrange -n finance"
+    assert _refused(403, 'pods is forbidden: User "x" cannot create resource "pods"').code == "KUBE_FORBIDDEN"
+
+
+def _waiting_probe(pod_status: dict[str, Any], **facts: Any) -> Outcome:
+    pod = _pod(*V16)
+    pod["status"] = pod_status
+    ctx = context_for(pod)
+    assert ctx.facts.pod is not None
+    for key, value in facts.items():
+        setattr(ctx.facts.pod, key, value)
+    return probe_completed(ctx)
+
+
+def test_an_unschedulable_probe_is_named_with_the_schedulers_message() -> None:
+    message = ("0/3 nodes are available: 3 node(s) had untolerated taint {CriticalAddonsOnly: true}. "
+               "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.")
+    outcome = _waiting_probe(
+        {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                                             "reason": "Unschedulable", "message": message}]},
+        phase="Pending", timed_out=True,
+    )
+    assert outcome.findings[0].code == "PROBE_UNSCHEDULABLE" and "CriticalAddonsOnly" in outcome.findings[0].message
+
+
+def test_a_deadline_hit_while_pulling_says_so() -> None:
+    outcome = _waiting_probe({"phase": "Failed", "reason": "DeadlineExceeded"}, phase="Failed",
+                             waiting_reason="ContainerCreating")
+    finding = outcome.findings[0]
+    assert finding.code == "PROBE_TIMEOUT" and "still being pulled" in finding.message
+
+
+def test_a_probe_that_exited_while_a_mesh_sidecar_runs_on_is_settled() -> None:
+    facts = PodFacts("finance", "p", created=True)
+    observe(facts, {"status": {"phase": "Running", "containerStatuses": [
+        {"name": "istio-proxy", "state": {"running": {}}},
+        {"name": "probe", "state": {"terminated": {"exitCode": 0}}},
+    ]}})
+    assert settled(facts) and facts.exit_code == 0
