@@ -36,6 +36,8 @@ VOLUME_TYPES = (
     "flexVolume", "configMap", "azureFile", "vsphereVolume", "photonPersistentDisk", "portworxVolume",
     "azureDisk", "storageos", "projected", "scaleIO", "csi", "ephemeral", "image",
 )
+# validateVolumeSource spells these two differently in its "more than 1 volume type" errors
+FORBIDDEN_FIELD_NAMES = {"downwardAPI": "downwarAPI", "cephfs": "cephFS"}
 TOKEN_MIN_SECONDS = 10 * 60
 TOKEN_MAX_SECONDS = 1 << 32
 
@@ -252,7 +254,8 @@ def volume_source_causes(volume: dict[str, Any], field: str) -> list[Cause]:
         if volume.get(kind) is None:
             continue
         if count:
-            causes.append(_forbidden(f"{field}.{kind}", "may not specify more than 1 volume type"))
+            named = FORBIDDEN_FIELD_NAMES.get(kind, kind)
+            causes.append(_forbidden(f"{field}.{named}", "may not specify more than 1 volume type"))
             continue
         count += 1
         source = volume[kind] if isinstance(volume[kind], dict) else {}
