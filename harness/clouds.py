@@ -104,7 +104,7 @@ def _hostname(host: str) -> str:
     if host.endswith("."):
         raise UrlProblem(f"host {host} must not end with a dot")
     labels = host.split(".")
-    if not all(_LABEL_RE.match(label) for label in labels) or len(host) > 253:
+    if not all(_LABEL_RE.fullmatch(label) for label in labels) or len(host) > 253:
         raise UrlProblem(f"host {host} is not a valid host name (letters, digits, '-' and '.')")
     return host
 
@@ -112,7 +112,7 @@ def _hostname(host: str) -> str:
 def _port(text: str) -> int:
     if not text:
         return HTTPS_PORT
-    if not _PORT_RE.match(text) or not 0 < int(text) < 65536:
+    if not _PORT_RE.fullmatch(text) or not 0 < int(text) < 65536:
         raise UrlProblem("has an invalid port")
     return int(text)
 
@@ -208,10 +208,17 @@ class CloudEndpoints:
     resource_manager_audience: str  # the audience ARM accepts; the token scope is this + ".default"
     keyvault: tuple[ResourceHosts, ...] = field(default=())
     storage: tuple[ResourceHosts, ...] = field(default=())
+    # Microsoft Graph's base URL, which is also its resource (az: endpoint_microsoft_graph_resource_id);
+    # "" when a custom cloud names none: the harness then cannot look identities up as applications.
+    microsoft_graph: str = ""
 
     @property
     def arm_scope(self) -> str:
         return self.resource_manager_audience.rstrip("/") + "/.default"
+
+    @property
+    def graph_scope(self) -> str:
+        return self.microsoft_graph.rstrip("/") + "/.default"
 
     @property
     def known(self) -> bool:
@@ -231,6 +238,7 @@ KNOWN_CLOUDS: dict[str, CloudEndpoints] = {
                 hosts("https://managedhsm.azure.net", ".managedhsm.azure.net"),
             ),
             storage=(hosts(STORAGE_RESOURCE, ".blob.core.windows.net"),),
+            microsoft_graph="https://graph.microsoft.com/",
         ),
         CloudEndpoints(
             "AzureChinaCloud",
@@ -242,6 +250,7 @@ KNOWN_CLOUDS: dict[str, CloudEndpoints] = {
                 hosts("https://managedhsm.azure.cn", ".managedhsm.azure.cn"),
             ),
             storage=(hosts(STORAGE_RESOURCE, ".blob.core.chinacloudapi.cn"),),
+            microsoft_graph="https://microsoftgraph.chinacloudapi.cn/",
         ),
         CloudEndpoints(
             "AzureUSGovernment",
@@ -253,6 +262,7 @@ KNOWN_CLOUDS: dict[str, CloudEndpoints] = {
                 hosts("https://managedhsm.usgovcloudapi.net", ".managedhsm.usgovcloudapi.net"),
             ),
             storage=(hosts(STORAGE_RESOURCE, ".blob.core.usgovcloudapi.net"),),
+            microsoft_graph="https://graph.microsoft.us/",
         ),
     )
 }

@@ -7,7 +7,8 @@ Shape (relative paths are relative to the file's directory)::
       cloud: AzureCloud | AzureChinaCloud | AzureUSGovernment
              | {name, authority_host, resource_manager, resource_manager_audience,   # a custom cloud
                 keyvault_hosts: [.SUFFIX | HOST[:PORT|:*]], keyvault_resource: URL,
-                storage_hosts: [...], storage_resource: URL (default https://storage.azure.com)}
+                storage_hosts: [...], storage_resource: URL (default https://storage.azure.com),
+                microsoft_graph: URL (Microsoft Graph; known clouds: their own)}
       ca_file: PATH                                            # extra CA bundle (private clouds, the lab)
       tenant_id: GUID
       subscription_id: GUID
@@ -229,6 +230,7 @@ class CloudConfig(_Model):
     keyvault_resource: HttpsUrl | None = None  # what the vaults' challenge names; the token audience
     storage_hosts: list[HostPatternText] | None = None
     storage_resource: HttpsUrl | None = None  # default https://storage.azure.com, as in every Azure cloud
+    microsoft_graph: HttpsUrl | None = None  # Microsoft Graph (default: the known cloud's; custom: none)
 
     @model_validator(mode="before")
     @classmethod
@@ -276,7 +278,9 @@ class CloudConfig(_Model):
         else:
             keyvault = _declared(self.keyvault_hosts, self.keyvault_resource or "")
             storage = _declared(self.storage_hosts, self.storage_resource or STORAGE_RESOURCE)
-        return CloudEndpoints(self.name, _slash(authority), _slash(manager), audience, keyvault, storage)
+        graph = self.microsoft_graph or (known.microsoft_graph if known else "")
+        return CloudEndpoints(self.name, _slash(authority), _slash(manager), audience, keyvault, storage,
+                              _slash(graph) if graph else "")
 
 
 _DATA_HOST_FIELDS = ("keyvault_hosts", "keyvault_resource", "storage_hosts", "storage_resource")

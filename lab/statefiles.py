@@ -81,6 +81,7 @@ def harness_config(lab: Lab) -> dict[str, Any]:
                 "name": "lab",
                 "authority_host": lab.authority_host,
                 "resource_manager": lab.endpoints["arm"] + "/",
+                "microsoft_graph": lab.endpoints["graph"] + "/",
                 **data_hosts(lab),
             },
             "ca_file": str(lab.state_dir / "ca.pem"),

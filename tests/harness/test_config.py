@@ -298,3 +298,31 @@ def test_the_labs_generated_config_shape_is_accepted(tmp_path: Path) -> None:
         "scope": "https://storage.azure.com/.default",
         "allowed_hosts": ["127.0.0.1:3"],
     }
+
+
+@pytest.mark.parametrize(
+    "cloud, graph",
+    [
+        ("AzureCloud", "https://graph.microsoft.com/"),
+        ("AzureChinaCloud", "https://microsoftgraph.chinacloudapi.cn/"),
+        ("AzureUSGovernment", "https://graph.microsoft.us/"),
+    ],
+)
+def test_each_known_cloud_names_its_microsoft_graph(tmp_path: Path, cloud: str, graph: str) -> None:
+    data = good(tmp_path)
+    data["azure"]["cloud"] = cloud
+    data["workloads"][0]["access"] = []
+    endpoints = parse_config(data, base_dir=tmp_path, environ={}).cloud
+    assert endpoints.microsoft_graph == graph and endpoints.graph_scope == graph + ".default"
+
+
+def test_a_custom_cloud_declares_its_graph_or_has_none(tmp_path: Path) -> None:
+    data = good(tmp_path)
+    data["workloads"][0]["access"] = []
+    data["azure"]["cloud"] = {"name": "stack", "authority_host": "https://login.stack.test/",
+                              "resource_manager": "https://arm.stack.test/"}
+    assert parse_config(data, base_dir=tmp_path, environ={}).cloud.microsoft_graph == ""
+    data["azure"]["cloud"]["microsoft_graph"] = "https://graph.stack.test"
+    assert parse_config(data, base_dir=tmp_path, environ={}).cloud.microsoft_graph == "https://graph.stack.test/"
+    data["azure"]["cloud"]["microsoft_graph"] = "http://graph.stack.test"
+    assert any("microsoft_graph" in p for p in problems(data, tmp_path))
