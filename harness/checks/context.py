@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.checks.podspec import container, spec
+from harness.checks.podspec import container, containers, env_map, spec
 from harness.config import AzureConfig, WorkloadConfig
 from harness.facts import ClusterFacts, WorkloadFacts
-from harness.names import CLIENT_ID_ANNOTATION, PROBE_CONTAINER, TENANT_ID_ANNOTATION
+from harness.names import CLIENT_ID_ANNOTATION, INJECTED_ENV, PROBE_CONTAINER, TENANT_ID_ANNOTATION
 
 
 @dataclass
@@ -42,8 +42,14 @@ class WorkloadContext:
 
     @property
     def container(self) -> dict[str, Any] | None:
+        """The probe's container; in an existing pod, the first container the webhook mutated (a mesh may
+        have put its proxy first), else the first one."""
         existing = self.facts.pod.existing if self.facts.pod else False
-        return container(self.pod, None if existing else PROBE_CONTAINER)
+        if not existing:
+            return container(self.pod, PROBE_CONTAINER)
+        items = containers(self.pod)
+        mutated = (c for c in items if any(env_map(c).get(name) for name in INJECTED_ENV))
+        return next(mutated, items[0] if items else None)
 
     @property
     def annotated_client_id(self) -> str | None:

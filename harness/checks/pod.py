@@ -20,6 +20,7 @@ from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passe
 from harness.checks.podspec import (
     all_token_audiences,
     annotation,
+    containers,
     env_map,
     mounts_of,
     token_file_of,
@@ -236,6 +237,11 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
     missing = [name for name in INJECTED_ENV if not env.get(name)]
     if len(missing) == len(INJECTED_ENV) and not volumes:
         return _not_mutated(ctx, evidence)
+    skipped = {c.strip() for c in (annotation(pod, SKIP_CONTAINERS_ANNOTATION) or "").split(";") if c.strip()}
+    evidence["containers_without_env"] = [
+        str(c.get("name")) for c in containers(pod)
+        if c.get("name") not in skipped and not any(env_map(c).get(name) for name in INJECTED_ENV)
+    ]
     problems: list[str] = []
     findings: list[Finding] = []
     if missing:
@@ -285,6 +291,11 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                 "token_file": token_file,
                 "expiration_seconds": mounted[0].expiration_seconds,
             }
+        )
+    if evidence["containers_without_env"]:
+        problems.append(
+            f"container(s) {', '.join(evidence['containers_without_env'])} got no AZURE_* env (added after the "
+            "webhook ran, e.g. by another webhook?)"
         )
     annotated = ctx.annotated_client_id
     if env.get("AZURE_CLIENT_ID") and annotated and env["AZURE_CLIENT_ID"].lower() != annotated.lower():

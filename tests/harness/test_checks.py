@@ -817,3 +817,18 @@ def test_a_probe_that_exited_while_a_mesh_sidecar_runs_on_is_settled() -> None:
         {"name": "probe", "state": {"terminated": {"exitCode": 0}}},
     ]}})
     assert settled(facts) and facts.exit_code == 0
+
+
+def test_an_existing_pod_is_judged_by_the_container_the_webhook_mutated_not_a_mesh_proxy_put_first() -> None:
+    pod = _pod(*V16)
+    app = pod["spec"]["containers"][0]
+    pod["spec"]["containers"] = [{"name": "linkerd-proxy", "env": [], "volumeMounts": []}, app]
+    ctx = context_for(pod)
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.existing = True
+    assert ctx.container is app
+    outcome = pod_mutated(ctx)
+    assert outcome.status == FAIL  # the proxy itself got no env: said, with its name
+    assert "linkerd-proxy" in outcome.message
+    pod["metadata"].setdefault("annotations", {})["azure.workload.identity/skip-containers"] = "linkerd-proxy"
+    assert pod_mutated(ctx).status == PASS
