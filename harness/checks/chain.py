@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from harness.checks.model import ERROR, FAIL, SKIP, CheckResult, Finding, Outcome, failed
+from harness.values import shorten
+
+# A check's or finding's message is for a person; a value it echoes from the cluster (an annotation, an env var)
+# may be megabytes. Past this many characters a message is cut, and any string in evidence past the second bound
+# (far above a JWKS key or a certificate, the longest values evidence holds on purpose), with a marker.
+MAX_MESSAGE = 1000
+MAX_EVIDENCE_STRING = 4096
+# A value quoted in a message is one long word (an annotation, an identifier Entra echoes back): past MAX_WORD
+# characters (longer than any ARM resource id) it is cut to SHOWN_WORD.
+MAX_WORD, SHOWN_WORD = 300, 120
+_LONG_WORD_RE = re.compile(rf"\S{{{MAX_WORD + 1},}}")
 
 C = TypeVar("C")
 
@@ -35,6 +48,22 @@ def blocker(deps: Iterable[str], done: dict[str, CheckResult]) -> tuple[str, str
     return None
 
 
+def bounded_message(text: str) -> str:
+    """``text`` with each over-long word and then the whole cut, with a marker."""
+    return shorten(_LONG_WORD_RE.sub(lambda word: shorten(word.group(0), SHOWN_WORD), text), MAX_MESSAGE)
+
+
+def bounded(value: Any) -> Any:
+    """A copy of JSON-like evidence with every string longer than :data:`MAX_EVIDENCE_STRING` shortened."""
+    if isinstance(value, str):
+        return shorten(value, MAX_EVIDENCE_STRING)
+    if isinstance(value, dict):
+        return {key: bounded(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [bounded(item) for item in value]
+    return value
+
+
 def run_chain(specs: Iterable[CheckSpec[C]], context: C) -> list[CheckResult]:
     done: dict[str, CheckResult] = {}
     results: list[CheckResult] = []
@@ -46,7 +75,7 @@ def run_chain(specs: Iterable[CheckSpec[C]], context: C) -> list[CheckResult]:
             result = CheckResult(
                 spec.id,
                 SKIP,
-                reason,
+                bounded_message(reason),
                 {"blocked_by": root} if failed_root else {},
                 title=spec.title,
                 blocked_by=root if failed_root else None,
@@ -61,15 +90,18 @@ def run_chain(specs: Iterable[CheckSpec[C]], context: C) -> list[CheckResult]:
                 outcome = failed(
                     message, where, Finding("HARNESS_INTERNAL_ERROR", ERROR, "harness", message, where)
                 )
-            evidence = dict(outcome.evidence)
+            evidence = bounded(dict(outcome.evidence))
             if outcome.blocked_by:
                 evidence["blocked_by"] = outcome.blocked_by
             result = CheckResult(
                 spec.id,
                 outcome.status,
-                outcome.message,
+                bounded_message(outcome.message),
                 evidence,
-                outcome.findings,
+                [
+                    dataclasses.replace(f, message=bounded_message(f.message), evidence=bounded(f.evidence))
+                    for f in outcome.findings
+                ],
                 spec.title,
                 outcome.blocked_by,
             )

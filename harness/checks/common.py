@@ -1,17 +1,18 @@
 """Findings several checks share: a Kubernetes API call or an ARM read that failed (the code names WHY it
-failed: unreachable, unauthenticated, forbidden, the harness's own credential), and a probe report that lacks
-a step."""
+failed: unreachable, unauthenticated, forbidden, the harness's own credential, Azure out of the harness's
+network reach), and a probe report that lacks a step."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Any
+from urllib.parse import urlsplit
 
 from harness.checks import remediation as fix
 from harness.checks.model import ERROR, Finding, Outcome, failed
-from harness.commands import Command, Step, advice
+from harness.commands import Command, Step, advice, command
 from harness.config import AzureConfig
-from harness.facts import CREDENTIAL_ERROR, ClusterFacts, Fetched, KubeFailure
+from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, ClusterFacts, Fetched, KubeFailure
 
 
 def kube_call_failed(
@@ -81,9 +82,20 @@ def kube_failure_finding(
 def arm_failure_finding(
     fetched: Fetched, layer: str, what: str, not_found_code: str, read_command: Command, azure: AzureConfig | None
 ) -> Finding:
-    """``what`` could not be read from ARM: the harness's own credential failed, the resource is not there
-    (``not_found_code``), the harness may not read it, or ARM failed otherwise."""
+    """``what`` could not be read from ARM: the harness's own credential failed, the network kept it from the
+    authority or ARM, the resource is not there (``not_found_code``), the harness may not read it, or ARM failed
+    otherwise."""
     evidence = {"url": fetched.url, "status": fetched.status, "code": fetched.code, "error": fetched.error}
+    if fetched.code == NETWORK_ERROR:
+        host = fetched.host or "the Azure endpoint"
+        return Finding(
+            "AZURE_UNREACHABLE",
+            ERROR,
+            "harness",
+            f"{what}: the harness could not reach {host}: {fetched.error}",
+            {**evidence, "host": host},
+            azure_unreachable(host, str(fetched.error), azure),
+        )
     if fetched.code == CREDENTIAL_ERROR:
         return Finding(
             "HARNESS_CREDENTIAL_FAILED",
@@ -101,6 +113,28 @@ def arm_failure_finding(
     if fetched.status in (401, 403):
         remediation.append(fix.grant_harness_reader(azure))
     return Finding("ARM_QUERY_FAILED", ERROR, layer, f"{what}: {fetched.describe()}", evidence, remediation)
+
+
+def azure_unreachable(host: str, cause: str, azure: AzureConfig | None) -> list[Step]:
+    """Not the credential (a new secret would not help): name resolution, TLS trust or the path to ``host``."""
+    ca_file = str(azure.ca_file) if azure is not None and azure.ca_file else None
+    probe = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}\\n", *(["--cacert", ca_file] if ca_file else [])]
+    steps: list[Step] = []
+    if "DNS" in cause:
+        name = urlsplit(f"https://{host}/").hostname or host
+        steps.append(command("nslookup", name, note="does this machine resolve it? (DNS, VPN, private zone)"))
+    steps.append(command(*probe, f"https://{host}/", note="does this machine reach it over HTTPS?"))
+    if "TLS" in cause:
+        steps.append(
+            advice(
+                "a proxy or private CA re-signs TLS on the way: put its CA bundle (PEM) in azure.ca_file in "
+                "harness.yaml"
+                if ca_file is None
+                else f"azure.ca_file ({ca_file}) does not hold the CA that signed {host}'s certificate"
+            )
+        )
+    steps.append(advice("behind a proxy: export HTTPS_PROXY (and NO_PROXY for the cluster) before the run"))
+    return steps
 
 
 def missing_probe_step(step: str, what: str = "") -> Outcome:

@@ -9,12 +9,15 @@ the configured cloud's authority and trusting the configured CA. It retries 429/
 from __future__ import annotations
 
 import re
+import socket
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from harness.config import AzureConfig
-from harness.facts import CREDENTIAL_ERROR, Fetched
+from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, Fetched
 
 ArmGet = Callable[[str], Fetched]
 
@@ -24,6 +27,23 @@ _MAX_RETRY_AFTER = 10.0
 TIMEOUT = 30.0
 _ENTRA_TRAILER_RE = re.compile(r"\s*Trace ID:.*$", re.DOTALL)
 _MAX_REASON = 160
+# What an exception's text says when only the text is left (DefaultAzureCredential folds its credentials'
+# failures into one message): (pattern, the cause as the harness states it). Only causes no credential failure
+# words alike: DefaultAzureCredential's managed identity probe times out on every machine outside Azure.
+_NETWORK_TEXTS = (
+    (
+        re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed", re.IGNORECASE),
+        "TLS certificate verification failed",
+    ),
+    (
+        re.compile(
+            r"Failed to resolve|Name or service not known|nodename nor servname|getaddrinfo failed|"
+            r"Temporary failure in name resolution|No address associated with hostname",
+            re.IGNORECASE,
+        ),
+        "the host name could not be resolved (DNS)",
+    ),
+)
 
 
 def make_credential(azure: AzureConfig) -> Any:
@@ -59,7 +79,10 @@ class RequestsArm:
         self._session = requests.Session()
         self._sleep = sleep
         self._token: tuple[str, float] | None = None
-        self._credential_failure: str | None = None  # the harness's identity will not fix itself mid-run
+        self._authority_host = _host_of(endpoints.authority_host)
+        # Neither the harness's identity nor the network to its authority will fix itself mid-run: the first
+        # failure answers every later call at once.
+        self._token_failure: Fetched | None = None
 
     def _bearer(self) -> str:
         if self._token is None or self._token[1] - 120 < time.time():
@@ -72,15 +95,25 @@ class RequestsArm:
         from azure.core.exceptions import AzureError
 
         url = path_or_url if path_or_url.startswith("https://") else self.base_url + path_or_url
-        if self._credential_failure is not None:
-            return Fetched(url, None, None, self._credential_failure, CREDENTIAL_ERROR)
+        if self._token_failure is not None:
+            return self._failed_before_sending(url)
         try:
             token = self._bearer()
         except (AzureError, ValueError) as exc:  # MSAL raises ValueError for an unusable authority
-            self._credential_failure = (
-                f"the harness could not get an ARM token: {credential_failure_text(exc)}"
-            )
-            return Fetched(url, None, None, self._credential_failure, CREDENTIAL_ERROR)
+            cause = network_failure_cause(exc)
+            if cause is not None:  # not the credential: the authority could not be asked at all
+                self._token_failure = Fetched(
+                    url, None, None, f"no ARM token: {cause}", NETWORK_ERROR, self._authority_host
+                )
+            else:
+                self._token_failure = Fetched(
+                    url,
+                    None,
+                    None,
+                    f"the harness could not get an ARM token: {credential_failure_text(exc)}",
+                    CREDENTIAL_ERROR,
+                )
+            return self._failed_before_sending(url)
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
                 response = self._session.get(
@@ -90,12 +123,20 @@ class RequestsArm:
                     headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
                 )
             except requests.RequestException as exc:
+                cause = network_failure_cause(exc)
+                if cause is not None:
+                    return Fetched(url, None, None, cause, NETWORK_ERROR, _host_of(url))
                 return Fetched(url, None, None, f"{type(exc).__name__}: {str(exc)[:300]}")
             if response.status_code in _RETRY_STATUSES and attempt < _MAX_ATTEMPTS:
                 self._sleep(_retry_after(response.headers.get("Retry-After"), attempt))
                 continue
             return parse_arm_response(url, response.status_code, response.content)
         raise AssertionError("unreachable")
+
+    def _failed_before_sending(self, url: str) -> Fetched:
+        failure = self._token_failure
+        assert failure is not None
+        return Fetched(url, None, None, failure.error, failure.code, failure.host)
 
 
 def credential_failure_text(exc: BaseException) -> str:
@@ -111,6 +152,53 @@ def credential_failure_text(exc: BaseException) -> str:
         reasons.append(f"{name}: {_shorten(reason.rstrip('.'))}")
     head = _ENTRA_TRAILER_RE.sub("", lines[0]).strip()
     return f"{head.rstrip('.')}: {'; '.join(reasons)}" if reasons else head
+
+
+def _host_of(url: str) -> str:
+    """``host[:port]`` of an https URL (no user info): what a person checks the network path to."""
+    return urlsplit(url).netloc.rpartition("@")[2] or url
+
+
+def network_failure_cause(exc: BaseException) -> str | None:
+    """Why no HTTPS exchange took place when the network is the reason (the name did not resolve, TLS failed,
+    the connection was refused or timed out), as one line; None when the exception is about something else
+    (an answer from Entra, a bad secret). Read from the exception chain, else from its text."""
+    for link in _exception_chain(exc):
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return f"TLS certificate verification failed: {link.verify_message or link.reason}"
+        if isinstance(link, socket.gaierror):
+            return f"the host name could not be resolved (DNS): {link.strerror or link}"
+        if isinstance(link, ssl.SSLError):
+            return f"the TLS handshake failed: {link.reason or link}"
+        if isinstance(link, ConnectionRefusedError):
+            return "the connection was refused"
+        if isinstance(link, TimeoutError):
+            return "the connection timed out"
+    text = str(exc)
+    for pattern, cause in _NETWORK_TEXTS:
+        if pattern.search(text):
+            return cause
+    return None
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: azure-core's inner_exception, urllib3's reason, __cause__ and __context__."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        link = pending.pop(0)
+        if id(link) in seen:
+            continue
+        seen.add(id(link))
+        yield link
+        for wrapped in (
+            getattr(link, "inner_exception", None),
+            getattr(link, "reason", None),
+            link.__cause__,
+            link.__context__,
+        ):
+            if isinstance(wrapped, BaseException):
+                pending.append(wrapped)
 
 
 def _shorten(text: str) -> str:

@@ -7,6 +7,12 @@ from typing import Any
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.facts import ServiceAccountFacts
 from harness.names import MWC_PREFIX, WEBHOOK_DEPLOYMENT, WEBHOOK_NAME, WEBHOOK_NAMESPACES
+from harness.values import shorten
+
+# Annotation values are kept up to this many characters (the API server allows 256 KiB for all of an object's
+# annotations; a fake or a lab may allow more): every value a check reads is far shorter, and a longer one must
+# not be carried whole into the shared facts and the reports. Messages shorten what they echo much further.
+MAX_ANNOTATION_VALUE = 64 * 1024
 
 
 def is_workload_identity_mwc(mwc: dict[str, Any]) -> bool:
@@ -24,15 +30,22 @@ def slim(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     out = dict(obj)
     meta = dict(out.get("metadata") or {})
     meta.pop("managedFields", None)
-    annotations = {
-        k: v
-        for k, v in (meta.get("annotations") or {}).items()
-        if k != "kubectl.kubernetes.io/last-applied-configuration"
-    }
+    annotations = bounded(
+        {
+            k: v
+            for k, v in (meta.get("annotations") or {}).items()
+            if k != "kubectl.kubernetes.io/last-applied-configuration"
+        }
+    )
     if "annotations" in meta:
         meta["annotations"] = annotations
     out["metadata"] = meta
     return out
+
+
+def bounded(mapping: dict[str, Any]) -> dict[str, str]:
+    """Annotations (or labels) with every value shortened, with a marker, beyond :data:`MAX_ANNOTATION_VALUE`."""
+    return {str(k): shorten(str(v), MAX_ANNOTATION_VALUE) for k, v in mapping.items()}
 
 
 def collect_webhook(
@@ -83,6 +96,6 @@ def collect_service_account(api: KubeApi, namespace: str, name: str) -> ServiceA
     meta = service_account.get("metadata") or {}
     facts.namespace_found = True
     facts.found = True
-    facts.annotations = dict(meta.get("annotations") or {})
-    facts.labels = dict(meta.get("labels") or {})
+    facts.annotations = bounded(dict(meta.get("annotations") or {}))
+    facts.labels = bounded(dict(meta.get("labels") or {}))
     return facts

@@ -110,8 +110,8 @@ def _section(entry: Any, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _shown(name: Any) -> str:
-    return f"'{printable(str(name), 80)}'"
+def _shown(name: Any, limit: int = 80) -> str:
+    return f"'{printable(str(name), limit)}'"
 
 
 def read_kubeconfig(kubeconfig: Path | None) -> Kubeconfig:
@@ -185,15 +185,22 @@ def kube_target_problem(kubeconfig: Path | None, context: str | None) -> str | N
     found = config.entry("contexts", name)
     if found is None:
         return f"cluster.kubeconfig: {where}: its current-context {_shown(name)} is not one of its contexts"
-    body, _ = found
-    ctx = _section(body, "context")
-    cluster_name, user_name = ctx.get("cluster"), ctx.get("user")
-    cluster = config.entry("clusters", cluster_name)
+    in_file = f"cluster.kubeconfig: {where}: context {_shown(name)}"
+    if not isinstance(found[0].get("context"), dict):
+        return f"{in_file} is not a mapping (cluster, user, namespace)"
+    cluster_name, user_name = found[0]["context"].get("cluster"), found[0]["context"].get("user")
+    cluster, user = config.entry("clusters", cluster_name), config.entry("users", user_name)
     if cluster is None:
-        return f"cluster.kubeconfig: {where}: context {_shown(name)} names cluster {_shown(cluster_name)} which is not in the kubeconfig"
-    if user_name is not None and config.entry("users", user_name) is None:
-        return f"cluster.kubeconfig: {where}: context {_shown(name)} names user {_shown(user_name)} which is not in the kubeconfig"
-    return _referenced_file_problem(config, name, cluster, config.entry("users", user_name))
+        return f"{in_file} names cluster {_shown(cluster_name)} which is not in the kubeconfig"
+    if user_name is not None and user is None:
+        return f"{in_file} names user {_shown(user_name)} which is not in the kubeconfig"
+    for kind, entry in (("cluster", cluster), ("user", user)):
+        if entry is not None and not isinstance(entry[0].get(kind), dict):
+            return (
+                f"cluster.kubeconfig: {where}: {kind} {_shown(entry[0].get('name'))} of context {_shown(name)} "
+                "is not a mapping"
+            )
+    return _referenced_file_problem(config, name, cluster, user)
 
 
 _REFERENCED_FILES = (  # (section, key, what it must be)
@@ -233,7 +240,7 @@ def _referenced_file_problem(
     command = config.exec_command(context)
     if command is not None and user is not None and _exec_command_missing(command, user[1]):
         return (
-            f"cluster.kubeconfig: {config.where}: the exec credential plugin {_shown(command)} of user "
+            f"cluster.kubeconfig: {config.where}: the exec credential plugin {_shown(command, 240)} of user "
             f"{_shown(user[0].get('name'))} is not installed (command not found)"
         )
     return None
@@ -327,7 +334,7 @@ class OfficialKubeApi:
             KubeFailure(
                 0,
                 "ExecPluginFailed",
-                f"the kubeconfig's exec credential plugin {_shown(command)} failed: {reason}",
+                f"the kubeconfig's exec credential plugin {_shown(command, 240)} failed: {reason}",
             )
         )
 
