@@ -47,11 +47,18 @@ def probe_config_for(workload: WorkloadConfig, settings: ProbeSettings, cloud: C
         "sdk_cross_check": settings.sdk_cross_check,
         "checks": [check.probe_check(cloud) for check in workload.access],
     }
-    if workload.scope:
-        config["scope"] = workload.scope
+    scope = workload.scope or exchange_scope(cloud)
+    if scope:
+        config["scope"] = scope
     if settings.ca_file:
         config["ca_file"] = settings.ca_file
     return config
+
+
+def exchange_scope(cloud: CloudEndpoints) -> str | None:
+    """The scope the probe's exchange step asks for when the workload names none: one the cloud's Entra knows
+    (a public-cloud scope in a sovereign cloud is AADSTS500011)."""
+    return next((service.scope for service in (*cloud.keyvault, *cloud.storage)), None)
 
 
 def probe_pod_name(service_account: str) -> str:

@@ -255,6 +255,21 @@ def test_the_token_scope_comes_from_the_urls_suffix(tmp_path: Path, cloud: str, 
         assert check["challenge_resource"] == scope.removesuffix("/.default")
 
 
+@pytest.mark.parametrize(
+    ("cloud", "scope"),
+    [("AzureCloud", "https://vault.azure.net/.default"), ("AzureChinaCloud", "https://vault.azure.cn/.default"),
+     ("AzureUSGovernment", "https://vault.usgovcloudapi.net/.default")],
+)
+def test_the_exchange_steps_scope_is_one_the_clouds_entra_knows(tmp_path: Path, cloud: str, scope: str) -> None:
+    data = config_with(vault(VAULT), cloud=cloud)
+    data["workloads"][0]["access"] = []
+    config = parse_config(data, base_dir=tmp_path, environ={})
+    assert probe_config_for(config.workloads[0], config.probe, config.cloud)["scope"] == scope
+    data["workloads"][0]["scope"] = "api://explicit/.default"
+    config = parse_config(data, base_dir=tmp_path, environ={})
+    assert probe_config_for(config.workloads[0], config.probe, config.cloud)["scope"] == "api://explicit/.default"
+
+
 def test_an_explicit_scope_wins(tmp_path: Path) -> None:
     access = dict(vault("https://kv.vault.azure.cn/"), scope="api://custom/.default")
     data = config_with(access, cloud="AzureChinaCloud")

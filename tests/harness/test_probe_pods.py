@@ -74,6 +74,7 @@ def test_the_probe_pod_is_labelled_configured_and_bounded() -> None:
     env = {e["name"]: e for e in spec["containers"][0]["env"]}
     config = json.loads(env["WI_PROBE_CONFIG"]["value"])
     assert config == {
+        "scope": "https://vault.azure.net/.default",  # the exchange step's, from the cloud
         "timeout_seconds": 7.0,
         "sdk_cross_check": True,
         "ca_file": "/etc/ssl/lab-ca.pem",
