@@ -18,10 +18,6 @@ import re
 import urllib.parse
 from dataclasses import dataclass, field
 
-from harness.redact import has_userinfo, mask_userinfo
-
-__all__ = ["has_userinfo", "mask_userinfo"]  # re-exported: config checks and masks URLs with them
-
 STORAGE_RESOURCE = "https://storage.azure.com"
 HTTPS_PORT = 443
 ANY_PORT = "*"

@@ -67,8 +67,6 @@ from harness.clouds import (
     HostPattern,
     ResourceHosts,
     expected_hosts,
-    has_userinfo,
-    mask_userinfo,
     parse_https_url,
     service_for,
 )
@@ -84,6 +82,7 @@ from harness.input_files import (
     read_text,
     yaml_problem,
 )
+from harness.redact import has_userinfo, mask_userinfo
 
 DEFAULT_PROBE_IMAGE = "ghcr.io/wi-harness/probe:0.1.0"
 IDENTITY_ID_RE = re.compile(  # matched whole (fullmatch): "$" alone would let a trailing newline through
