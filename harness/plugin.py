@@ -22,6 +22,7 @@ from harness import fixtures
 from harness.checks.cluster import CLUSTER_CHECK_IDS
 from harness.checks.workload import POD_CHECK_IDS, workload_check_ids
 from harness.collect.kube_api import KubeError, OfficialKubeApi, kube_target_problem
+from harness.collect.probe_pods import delete_run_pods
 from harness.config import ConfigError, HarnessConfig, load_config
 from harness.lab_bootstrap import LabUnavailable, start_embedded_lab
 from harness.redact import Redactor
@@ -353,10 +354,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         if session is None or session.is_worker:
             return
         shutil.rmtree(session.shared_dir, ignore_errors=True)
+        _delete_leftover_probe_pods(session)
         if session.lab is not None:
             session.lab.stop(remove_state=not session.keep)
     finally:
         _restore_sigterm(config)
+
+
+def _delete_leftover_probe_pods(session: HarnessSession) -> None:
+    """The run's probe pods that are still there (an interrupted run: an xdist worker that created them may have
+    been killed before it could delete them), found by the run-id label and deleted; nothing unless the plugin
+    built the Kubernetes client itself (no fake backend) and --keep is not given."""
+    if session.keep or session.kube is None:
+        return
+    namespaces = sorted({w.namespace for w in session.workloads})
+    delete_run_pods(session.kube, namespaces, session.run_id)
 
 
 # ---------------------------------------------------------------- collection

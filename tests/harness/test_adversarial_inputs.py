@@ -737,9 +737,13 @@ def test_an_untrusted_authority_certificate_is_azure_unreachable_not_a_credentia
 
 
 @pytest.mark.slow
-def test_sigterm_during_a_lab_run_deletes_the_probe_pods_and_the_shared_directory(tmp_path: Path) -> None:
-    """A real run against the embedded lab, stopped by SIGTERM while its probe pods run: pytest's interrupt path
-    deletes them (and the lab, and the run's temporary directory with its lock file)."""
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_sigterm_during_a_lab_run_deletes_the_probe_pods_and_the_shared_directory(
+    tmp_path: Path, workers: list[str]
+) -> None:
+    """A real run against the embedded lab, stopped by SIGTERM (to the main process only) while its probe pods
+    run: pytest's interrupt path deletes them (under xdist the controller deletes what a killed worker left, by
+    the run's label), stops the lab and removes the run's temporary directory with its lock file."""
     env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "PYTHONUNBUFFERED": "1"}
     (tmp_path / "tmp").mkdir()
     log = tmp_path / "run.log"
@@ -760,6 +764,7 @@ def test_sigterm_during_a_lab_run_deletes_the_probe_pods_and_the_shared_director
                 "--report-dir",
                 str(tmp_path / "reports"),
                 "-q",
+                *workers,
             ],
             cwd=REPO,
             env={
@@ -792,58 +797,52 @@ def test_sigterm_during_a_lab_run_deletes_the_probe_pods_and_the_shared_director
     assert list((tmp_path / "tmp").glob("wi-harness-*")) == []
 
 
-# Loaded into the run under test (-p conftest_watch): records the first probe pod, then, as the run ends, which
-# of the run's pods the lab still has (read before the lab is stopped).
-WATCH_PLUGIN = """
+# Loaded into the run under test (-p conftest_watch): the process that creates probe pods writes their names as
+# soon as the first exists; the process that owns the run records, just before the lab stops (after every
+# cleanup), which of the run's pods the lab still has.
+WATCH_PLUGIN = '''
 import json
 import os
 
 import pytest
 
-from harness.collect import probe_pods
+from harness.collect.kube_api import OfficialKubeApi
+from harness.plugin import SESSION
 
 WATCH = os.environ["WI_WATCH_FILE"]
-_original = probe_pods.build_probe_pod
-seen = {"created": [], "api": None, "run_id": None}
-
-
-def build_probe_pod(request, run_id, image, timeout_seconds, name=None):
-    pod = _original(request, run_id, image, timeout_seconds, name)
-    seen["created"].append(pod["metadata"]["namespace"] + "/" + pod["metadata"]["name"])
-    seen["run_id"] = run_id
-    return pod
-
-
-probe_pods.build_probe_pod = build_probe_pod
-_create = None
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef, request):
     outcome = yield
     if fixturedef.argname == "wi_backend" and outcome.excinfo is None:
-        backend = outcome.get_result()
-        seen["api"] = backend.kube
-        create = backend.kube.create_pod
+        kube = outcome.get_result().kube
+        create = kube.create_pod
 
         def create_and_report(namespace, body):
             result = create(namespace, body)
             with open(WATCH + ".tmp", "w") as handle:
-                json.dump({"created": seen["created"]}, handle)
+                json.dump({"created": [namespace + "/" + body["metadata"]["name"]]}, handle)
             os.replace(WATCH + ".tmp", WATCH)
             return result
 
-        backend.kube.create_pod = create_and_report
+        kube.create_pod = create_and_report
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_unconfigure(config):
-    api = seen["api"]
-    if api is None or seen["run_id"] is None:
+    session = config.stash.get(SESSION, None)
+    if session is None or session.is_worker or session.lab is None:
         return
-    pods, _ = api.list_pods(None, "wi-harness/run-id=" + seen["run_id"])
-    left = [p["metadata"]["namespace"] + "/" + p["metadata"]["name"] for p in pods
-            if (p.get("metadata") or {}).get("deletionTimestamp") is None]
-    with open(WATCH + ".after", "w") as handle:
-        json.dump(left, handle)
-"""
+    stop = session.lab.stop
+
+    def record_then_stop(*args, **kwargs):
+        api = OfficialKubeApi(session.config.cluster.kubeconfig, session.config.cluster.context)
+        pods, _ = api.list_pods(None, "wi-harness/run-id=" + session.run_id)
+        left = [p["metadata"]["namespace"] + "/" + p["metadata"]["name"] for p in pods]
+        with open(WATCH + ".after", "w") as handle:
+            json.dump(left, handle)
+        return stop(*args, **kwargs)
+
+    session.lab.stop = record_then_stop
+'''
