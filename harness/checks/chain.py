@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from harness.checks.model import ERROR, FAIL, SKIP, CheckResult, Finding, Outcome, failed
+from harness.commands import Advice, Arg, Step, Var
 from harness.values import shorten
 
 # A check's or finding's message is for a person; a value it echoes from the cluster (an annotation, an env var)
@@ -51,6 +52,30 @@ def blocker(deps: Iterable[str], done: dict[str, CheckResult]) -> tuple[str, str
 def bounded_message(text: str) -> str:
     """``text`` with each over-long word and then the whole cut, with a marker."""
     return shorten(_LONG_WORD_RE.sub(lambda word: shorten(word.group(0), SHOWN_WORD), text), MAX_MESSAGE)
+
+
+def bounded_step(step: Step) -> Step:
+    """A fix with each over-long argument cut like a long word in a message: a command that quotes a 10 KB
+    annotation back is no use pasted, and must not flood the terminal."""
+    if isinstance(step, Advice):
+        return Advice(bounded_message(step.text))
+    argv = tuple(_bounded_arg(arg) for arg in step.argv)
+    return dataclasses.replace(step, argv=argv, note=bounded_message(step.note))
+
+
+def _bounded_arg(arg: Arg) -> Arg:
+    if isinstance(arg, Var):
+        return Var(arg.name, shorten(arg.suffix, SHOWN_WORD)) if len(arg.suffix) > MAX_WORD else arg
+    return shorten(arg, SHOWN_WORD) if len(arg) > MAX_WORD else arg
+
+
+def bounded_finding(finding: Finding) -> Finding:
+    return dataclasses.replace(
+        finding,
+        message=bounded_message(finding.message),
+        evidence=bounded(finding.evidence),
+        remediation=[bounded_step(step) for step in finding.remediation],
+    )
 
 
 def bounded(value: Any) -> Any:
@@ -98,10 +123,7 @@ def run_chain(specs: Iterable[CheckSpec[C]], context: C) -> list[CheckResult]:
                 outcome.status,
                 bounded_message(outcome.message),
                 evidence,
-                [
-                    dataclasses.replace(f, message=bounded_message(f.message), evidence=bounded(f.evidence))
-                    for f in outcome.findings
-                ],
+                [bounded_finding(f) for f in outcome.findings],
                 spec.title,
                 outcome.blocked_by,
             )
