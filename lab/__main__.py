@@ -23,6 +23,9 @@ examples:
   python -m lab ctl --state-dir DIR fault arm --rate-429 0.5 --retry-after 2 --latency-ms 200
   python -m lab ctl --state-dir DIR egress --block entra keyvault   (--unblock ...)
   python -m lab ctl --state-dir DIR propagation --fic-seconds 30 --role-seconds 30
+  python -m lab ctl --state-dir DIR policy deny --namespace NS --message TEXT   (Azure Policy / Gatekeeper refuses
+                                                                 new pods in NS; --constraint NAME)
+  python -m lab ctl --state-dir DIR policy clear                (removes the Gatekeeper webhook and constraints)
 """
 
 
@@ -86,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     propagation = actions.add_parser("propagation")
     propagation.add_argument("--fic-seconds", type=_seconds)
     propagation.add_argument("--role-seconds", type=_seconds)
+    policy = actions.add_parser("policy", help="an Azure Policy / Gatekeeper admission webhook refusing pods")
+    policy_actions = policy.add_subparsers(dest="policy_action", required=True)
+    deny = policy_actions.add_parser("deny", help="refuse new pods in a namespace with a message")
+    deny.add_argument("--namespace", required=True)
+    deny.add_argument("--message", required=True)
+    deny.add_argument("--constraint", help="the constraint's name (default: azurepolicy-k8slabdenypods-<hash>)")
+    policy_actions.add_parser("clear", help="remove the webhook and its constraints")
     return parser
 
 
@@ -103,6 +113,8 @@ def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
         "egress": {"block": args.__dict__.get("block"), "unblock": args.__dict__.get("unblock")},
         "propagation": {"fic_seconds": args.__dict__.get("fic_seconds"),
                         "role_seconds": args.__dict__.get("role_seconds")},
+        "policy": {"action": args.__dict__.get("policy_action"), "namespace": args.__dict__.get("namespace"),
+                   "message": args.__dict__.get("message"), "constraint": args.__dict__.get("constraint")},
     }.get(args.action, {})
     return {key: value for key, value in pairs.items() if value is not None}
 

@@ -1,4 +1,4 @@
-"""The lab's control API: what no public API can change (faults, webhook outages, clock skew, ...).
+"""The lab's control API: what no public API can change (faults, webhook outages, clock skew, policy engines...).
 
 ``python -m lab ctl`` is its client. Every route takes and returns JSON and needs the control token
 from lab.json as a bearer token.
@@ -169,6 +169,50 @@ def set_propagation(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     return {"fic_seconds": lab.azure.fic_propagation_seconds, "role_seconds": lab.azure.role_propagation_seconds}
 
 
+def _text(body: dict[str, Any], key: str, limit: int) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ControlError(f"{key}: a non-empty string is required")
+    if len(value) > limit:
+        raise ControlError(f"{key}: at most {limit} characters")
+    return value
+
+
+def set_policy(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
+    """An Azure Policy / Gatekeeper refusal: ``deny`` installs Gatekeeper's webhook and a constraint refusing new
+    pods in a namespace (lab.kube.gatekeeper); ``clear`` removes them again."""
+    import base64
+
+    from lab.clock import rfc3339
+    from lab.kube import gatekeeper
+    from lab.kube.store import name_problems
+
+    store = lab.kube.store
+    action = body.get("action")
+    if action == "deny":
+        namespace = _text(body, "namespace", 63)
+        if name_problems(namespace, label_only=True):
+            raise ControlError(f"namespace: {namespace!r} is not a valid namespace name")
+        message = _text(body, "message", 4096)
+        name = body.get("constraint") or gatekeeper.default_constraint_name(namespace)
+        if not isinstance(name, str) or name_problems(name, label_only=False):
+            raise ControlError(f"constraint: {name!r} is not a valid object name")
+        ca_bundle = base64.b64encode(lab.tls.ca_pem).decode()
+        gatekeeper.deny(store, ca_bundle, rfc3339(), name, namespace, message)
+    elif action == "clear":
+        gatekeeper.clear(store)
+        controllers = getattr(lab.kube, "_controllers", None)
+        if controllers is not None:
+            controllers.reconcile_workloads()  # ReplicaSets retry the pods the policy refused
+    else:
+        raise ControlError("action: must be one of deny, clear")
+    configurations = store.type_for("admissionregistration.k8s.io", "validatingwebhookconfigurations")
+    installed = configurations is not None and store.find(configurations, "", gatekeeper.CONFIGURATION_NAME)
+    return {"webhook": gatekeeper.WEBHOOK_NAME if installed else None,
+            "configuration": gatekeeper.CONFIGURATION_NAME if installed else None,
+            "constraints": gatekeeper.constraints(store)}
+
+
 def status(lab: Lab, _: dict[str, Any]) -> dict[str, Any]:
     return {
         "scenario": lab.scenario,
@@ -192,6 +236,7 @@ COMMANDS: dict[str, Command] = {
     "fault": set_fault,
     "egress": set_egress,
     "propagation": set_propagation,
+    "policy": set_policy,
 }
 
 

@@ -1,6 +1,7 @@
 """Admission for object creation, in the API server's order: in-tree mutating plugins (ServiceAccount,
 DefaultTolerationSeconds), mutating webhooks (the workload identity webhook), then, after validation,
-the validating plugins (PodSecurity, whose ``warn`` results become ``Warning`` headers).
+the validating plugins (PodSecurity, whose ``warn`` results become ``Warning`` headers), validating webhooks
+(Gatekeeper, when ``lab ctl policy deny`` installed it) and ResourceQuota last (kube-apiserver's plugin order).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import string
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lab.kube import defaults, errors, podsecurity, validation, webhook
+from lab.kube import defaults, errors, gatekeeper, podsecurity, quota, validation, webhook
 from lab.kube.store import Obj, ResourceType
 
 if TYPE_CHECKING:
@@ -147,23 +148,28 @@ def mutate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str) -> Obj:
     )
 
 
-def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str) -> list[str]:
+def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, dry_run: bool = False) -> list[str]:
     """Validating admission for a CREATE; returns warnings, raises ApiError (403) to reject."""
-    if not _is_pod(rt):
-        return []
-    minor = "".join(ch for ch in str(lab.kube.version.get("minor", "")) if ch in string.digits)
-    kwargs: dict[str, Any] = {"server_minor": int(minor)} if minor else {}
-    return podsecurity.check_pod_security(obj, namespace_labels(lab, namespace), **kwargs)
+    warnings: list[str] = []
+    if _is_pod(rt):
+        minor = "".join(ch for ch in str(lab.kube.version.get("minor", "")) if ch in string.digits)
+        kwargs: dict[str, Any] = {"server_minor": int(minor)} if minor else {}
+        labels = namespace_labels(lab, namespace)
+        warnings = podsecurity.check_pod_security(obj, labels, **kwargs)
+        warnings += gatekeeper.admit(lab.kube.store, rt, namespace, labels)
+    quota.admit(lab.kube.store, rt, obj, namespace, dry_run=dry_run)
+    return warnings
 
 
-def admit_create(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, now: str) -> tuple[Obj, list[str]]:
+def admit_create(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, now: str,
+                 dry_run: bool = False) -> tuple[Obj, list[str]]:
     """Defaults, validation, mutating then validating admission, in the API server's order. Controllers that
     create objects (the ReplicaSet controller's pods) go through the same chain, as they do on a cluster."""
     defaults.apply_defaults(rt, obj)
     validation.validate_create(rt, obj)
     obj = mutate(lab, rt, obj, namespace)
     defaults.apply_defaults(rt, obj)
-    warnings = validate(lab, rt, obj, namespace)
+    warnings = validate(lab, rt, obj, namespace, dry_run=dry_run)
     if rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io":
         obj["status"] = defaults.crd_established_status(obj, now)
     return obj, warnings

@@ -80,6 +80,7 @@ RETURN_OBJECT_ON_DELETE = {
     ("", "serviceaccounts"),
     ("", "services"),
     ("", "namespaces"),
+    ("", "resourcequotas"),
     CRD_TYPE.group_resource,
 }
 SUBRESOURCE_VERBS = {"status": {"get", "update", "patch"}, "log": {"get"}, "token": {"create"},
@@ -457,16 +458,19 @@ class ApiServer:
         obj = prepare_for_create(rt, body, namespace)
         if rt.namespaced and self.store.find(NAMESPACE_TYPE, "", namespace) is None:
             raise errors.not_found("namespaces", "", namespace)
-        obj, warnings = self.admit_create(rt, obj, namespace)
-        if is_true(request.query.get("dryRun")) or request.query.get("dryRun") == "All":
+        dry_run = is_true(request.query.get("dryRun")) or request.query.get("dryRun") == "All"
+        obj, warnings = self.admit_create(rt, obj, namespace, dry_run)
+        if dry_run:
             return json_response(dry_run_result(rt, obj, namespace), status=201, warnings=warnings)
         if self.store.find(rt, namespace, obj["metadata"]["name"]) is not None:
             raise errors.already_exists(rt.plural, rt.group, obj["metadata"]["name"])
         created = self.store.create(rt, obj, namespace=namespace or None)
         return json_response(created, status=201, warnings=warnings)
 
-    def admit_create(self, rt: ResourceType, obj: Obj, namespace: str) -> tuple[Obj, list[str]]:
-        return admission.admit_create(self.lab, rt, obj, namespace, now_rfc3339())
+    def admit_create(
+        self, rt: ResourceType, obj: Obj, namespace: str, dry_run: bool = False
+    ) -> tuple[Obj, list[str]]:
+        return admission.admit_create(self.lab, rt, obj, namespace, now_rfc3339(), dry_run=dry_run)
 
     async def token_request(self, request: web.Request, target: Target) -> web.Response:
         body = await self.read_object(request, target, "TokenRequest", "authentication.k8s.io/v1")

@@ -5,6 +5,7 @@
 - CustomResourceDefinitions: registering a CRD serves its resource at once, deleting it stops serving it
 - garbage collection: deleting an object deletes the objects whose ownerReferences point at it
 - workloads: Deployments, ReplicaSets and DaemonSets keep their pods (see :mod:`lab.kube.workloads`)
+- resource quotas: ``status`` (hard, used) follows the namespace's objects (see :mod:`lab.kube.quota`)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lab.kube import errors
+from lab.kube import errors, quota
 from lab.kube.resources import CRD_TYPE, NAMESPACE_TYPE, resource_type_from_crd
 from lab.kube.store import Obj, Store, WatchEvent
 from lab.kube.workloads import WorkloadControllers
@@ -95,6 +96,7 @@ class Controllers:
             namespace = event.object["metadata"].get("namespace", "")
             _later(lambda: self.populate_namespace(namespace))
         self._workload_event(event)
+        self._quota_event(event)
         if event.type == "DELETED":
             self.collect_garbage(event.object.get("metadata", {}).get("uid"))
 
@@ -112,6 +114,13 @@ class Controllers:
                             "DaemonSet": "daemonsets"}.get(kind)
             if owner_plural:
                 _later(lambda: reconcilers[owner_plural](namespace, owner_name))
+
+    def _quota_event(self, event: WatchEvent) -> None:
+        namespace = quota.namespace_to_sync(event.resource, event.object)
+        if namespace is not None:
+            _later(lambda: quota.sync_namespace(self.store, namespace))
+        if event.resource == quota.QUOTA_GROUP_RESOURCE and (namespace is not None or event.type == "DELETED"):
+            self.reconcile_workloads()  # a new, edited or deleted quota: ReplicaSets retry the pods it refused
 
     # -- custom resource definitions
     def serve_crd(self, crd: Obj) -> None:

@@ -4,7 +4,9 @@ Lifecycle of a pod (each step a status write through the store, so watchers see 
 
 1. *Scheduling* (the default-scheduler's part): ``spec.nodeName`` set to the node, ``PodScheduled`` True,
    Event ``Scheduled`` ``Successfully assigned ns/pod to <node>``. A pod bound to another node is left alone
-   (Pending forever, as with a node that does not exist).
+   (Pending forever, as with a node that does not exist). A pod the node does not fit (an untolerated taint,
+   cordon, nodeSelector; :mod:`lab.kube.scheduler`) stays Pending with ``PodScheduled`` False/Unschedulable and
+   a ``FailedScheduling`` event, and is tried again when the node or the pod changes.
 2. *Sandbox*: ``startTime``, ``hostIP``; volumes written under ``<state-dir>/pods/<ns>/<pod>/volumes/``
    (``FailedMount`` events and retries while a ConfigMap/Secret/ServiceAccount is missing); then ``podIP``
    and ``PodReadyToStartContainers``. Both IPs are 127.0.0.1: pods share the host network here.
@@ -65,7 +67,7 @@ from urllib.parse import urlsplit
 
 from lab import tasks
 from lab.clock import rfc3339
-from lab.kube import errors, podenv, podsandbox, tokens, volumes
+from lab.kube import errors, podenv, podsandbox, scheduler, tokens, volumes
 from lab.kube.events import EventRecorder
 from lab.kube.images import default_pull_policy, go_duration, not_found_message, parse_image, resolve_image
 from lab.kube.node import HOST_IP, NODE_NAME, node_object
@@ -300,6 +302,7 @@ class PodWorker:
         self.terminated = False
         self._stop_task: asyncio.Task | None = None
         self._cleaned = False
+        self.unscheduled = False  # waiting for the scheduler to find it a place
 
     # -------------------------------------------------- store access
     @property
@@ -461,7 +464,7 @@ class PodWorker:
         try:
             if self.predecessor is not None:
                 await self.predecessor.stopped.wait()
-            if not self.schedule():
+            if not await self.schedule():
                 return
             if not (is_path_component(self.namespace) and is_path_component(self.name)):
                 # The API server refuses such names; the kubelet never builds a directory from one.
@@ -486,13 +489,41 @@ class PodWorker:
         except Exception:
             log.exception("kubelet: pod %s/%s failed in the lab", self.namespace, self.name)
 
-    def schedule(self) -> bool:
-        pod = self.fetch()
+    async def schedule(self) -> bool:
+        reported = None
+        while True:
+            pod = self.fetch()
+            node = (pod.get("spec") or {}).get("nodeName")
+            if node:
+                return self.bind(pod) if node == self.kubelet.node_name else False
+            hint = self.kubelet.scheduling_hint
+            own_node = self.kubelet.node()
+            message = scheduler.unschedulable_message(pod, [own_node]) if own_node is not None else None
+            if message is None:
+                return self.bind(pod)
+            self.unscheduled = True
+            self.not_scheduled(pod, message, record=message != reported)
+            reported = message
+            # Unschedulable pods wait for a node or pod change (the scheduling queue's hints), at most 5 minutes.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hint.wait(), scheduler.UNSCHEDULABLE_RETRY_SECONDS)
+            if not hint.is_set():
+                reported = None  # the periodic flush tries again, and says so again
+
+    def not_scheduled(self, pod: Obj, message: str, record: bool) -> None:
+        status = pod.setdefault("status", {})
+        status["phase"] = "Pending"
+        others = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        status["conditions"] = [*others, self._condition("PodScheduled", "False", "Unschedulable", message)]
+        status["qosClass"] = qos_class(pod.get("spec") or {})
+        self.write(pod)
+        if record:
+            self.event("FailedScheduling", message, "Warning", component="default-scheduler")
+
+    def bind(self, pod: Obj) -> bool:
+        self.unscheduled = False
         spec = pod.setdefault("spec", {})
-        node = spec.get("nodeName")
-        if node and node != self.kubelet.node_name:
-            return False
-        if not node:
+        if not spec.get("nodeName"):
             spec["nodeName"] = self.kubelet.node_name
             status = pod.setdefault("status", {})
             status["phase"] = "Pending"
@@ -1079,6 +1110,7 @@ class Kubelet:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
         self._service_env: dict[str, str] | None = None
+        self.scheduling_hint = asyncio.Event()  # set (and replaced) when a node or an unscheduled pod changes
 
     @property
     def store(self) -> Store:
@@ -1151,16 +1183,27 @@ class Kubelet:
         self.store.create(node_type, node_object(self.lab, self.node_name))
 
     def _listener(self, event: Any) -> None:
-        if event.resource != ("", "pods") or self._loop is None or self._loop.is_closed():
+        if event.resource not in (("", "pods"), ("", "nodes")) or self._loop is None or self._loop.is_closed():
             return
         try:
             same_loop = asyncio.get_running_loop() is self._loop
         except RuntimeError:
             same_loop = False
-        if same_loop:
-            self._loop.call_soon(self._on_pod, event.type, event.object)
+        call = self._loop.call_soon if same_loop else self._loop.call_soon_threadsafe
+        if event.resource == ("", "nodes"):
+            call(self.wake_scheduler)
         else:
-            self._loop.call_soon_threadsafe(self._on_pod, event.type, event.object)
+            call(self._on_pod, event.type, event.object)
+
+    def node(self) -> Obj | None:
+        """This node's Node object (None when the API does not serve nodes: nothing to filter on)."""
+        node_type = self.store.type_for("", "nodes")
+        return self.store.find(node_type, "", self.node_name) if node_type is not None else None
+
+    def wake_scheduler(self) -> None:
+        """A node or a pending pod changed: unschedulable pods are tried again."""
+        hint, self.scheduling_hint = self.scheduling_hint, asyncio.Event()
+        hint.set()
 
     def _on_pod(self, type_: str, pod: Obj) -> None:
         if self._stopped:
@@ -1175,6 +1218,8 @@ class Kubelet:
         if worker is not None:
             if meta.get("deletionTimestamp"):
                 worker.request_stop(removed=False)
+            elif worker.unscheduled:
+                self.wake_scheduler()
             return
         if meta.get("deletionTimestamp"):
             # Nothing of ours runs for it (finished before we started, or never scheduled): finish the delete.

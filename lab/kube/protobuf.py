@@ -3,7 +3,7 @@
 A body is ``k8s\\x00`` followed by a ``runtime.Unknown`` envelope {1 typeMeta{1 apiVersion, 2 kind},
 2 raw, 3 contentEncoding, 4 contentType}; ``raw`` is the object as a protobuf message. No .proto
 descriptors are available offline, so the messages kubectl sends (create namespace / serviceaccount /
-configmap / secret, create token, auth can-i, auth whoami) are decoded by hand from the field numbers
+configmap / secret / quota, create token, auth can-i, auth whoami) are decoded by hand from the field numbers
 below (k8s.io/api generated.proto). Other kinds answer 415, like an API server that cannot decode them.
 
 The Go encoder writes empty strings, zero numbers and empty messages explicitly: they are treated as unset.
@@ -22,7 +22,8 @@ MAGIC = b"k8s\x00"
 PROTOBUF_CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
 
 # A message schema maps a field number to (JSON name, field type, repeated). A field type is a scalar name
-# ("string", "bytes", "int", "bool", "optional_bool", "time", "string_map", "bytes_map") or a nested schema.
+# ("string", "bytes", "int", "bool", "optional_bool", "time", "string_map", "bytes_map", "quantity_map": map values
+# are resource.Quantity messages {1 string}) or a nested schema.
 FieldType = Union[str, "Schema"]
 Schema = dict[int, tuple[str, FieldType, bool]]
 
@@ -91,6 +92,30 @@ MESSAGES: dict[str, Schema] = {
         (3, "type", "string"),
         (4, "stringData", "string_map"),
         (5, "immutable", "optional_bool"),
+    ),
+    "ResourceQuota": _fields(
+        (1, "metadata", OBJECT_META),
+        (
+            2,
+            "spec",
+            _fields(
+                (1, "hard", "quantity_map"),
+                (2, "scopes", "string", True),
+                (
+                    3,
+                    "scopeSelector",
+                    _fields(
+                        (
+                            1,
+                            "matchExpressions",
+                            _fields((1, "scopeName", "string"), (2, "operator", "string"), (3, "values", "string", True)),
+                            True,
+                        ),
+                    ),
+                ),
+            ),
+        ),
+        (3, "status", _fields((1, "hard", "quantity_map"), (2, "used", "quantity_map"))),
     ),
     "TokenRequest": _fields(
         (1, "metadata", OBJECT_META),
@@ -164,6 +189,7 @@ UNKNOWN_ENVELOPE = _fields(
     (4, "contentType", "string"),
 )
 TIME = _fields((1, "seconds", "int"), (2, "nanos", "int"))
+QUANTITY = _fields((1, "string", "string"))
 
 
 class WireError(ValueError):
@@ -217,14 +243,18 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def _map_entry(data: bytes, as_bytes: bool) -> tuple[str, str]:
+def _map_entry(data: bytes, field_type: str) -> tuple[str, str]:
     key, value = "", b""
     for number, raw in iter_fields(data):
         if number == 1 and isinstance(raw, bytes):
             key = raw.decode()
         elif number == 2 and isinstance(raw, bytes):
             value = raw
-    return key, base64.b64encode(value).decode() if as_bytes else value.decode()
+    if field_type == "bytes_map":
+        return key, base64.b64encode(value).decode()
+    if field_type == "quantity_map":
+        return key, str(decode_message(value, QUANTITY).get("string", ""))
+    return key, value.decode()
 
 
 def _scalar(field_type: str, raw: int | bytes) -> Any:
@@ -257,10 +287,10 @@ def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
         if number not in schema:
             continue
         name, field_type, repeated = schema[number]
-        if field_type in ("string_map", "bytes_map"):
+        if field_type in ("string_map", "bytes_map", "quantity_map"):
             if not isinstance(raw, bytes):
                 raise WireError("expected a map entry")
-            key, value = _map_entry(raw, as_bytes=field_type == "bytes_map")
+            key, value = _map_entry(raw, field_type)
             result.setdefault(name, {})[key] = value
             continue
         if isinstance(field_type, dict):

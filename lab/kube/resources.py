@@ -62,6 +62,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         subresources=("status",),
     ),
     _type("", "v1", "nodes", "Node", False, short_names=("no",), subresources=("status",)),
+    _type("", "v1", "resourcequotas", "ResourceQuota", True, short_names=("quota",), subresources=("status",)),
+    _type("", "v1", "limitranges", "LimitRange", True, short_names=("limits",)),
     # apps/v1
     _type(
         "apps",

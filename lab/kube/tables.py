@@ -127,6 +127,18 @@ def _event_last_seen(event: Obj) -> str:
     return "<unknown>" if seen is None else human_duration(time.time() - seen)
 
 
+def _quota_column(limits: bool) -> Callable[[Obj], str]:
+    """printResourceQuota: ``name: used/hard`` for each status.hard resource, limits.* in their own column."""
+
+    def cell(quota: Obj) -> str:
+        status = quota.get("status") or {}
+        hard, used = status.get("hard") or {}, status.get("used") or {}
+        return ", ".join(f"{name}: {used.get(name, '0')}/{hard[name]}" for name in sorted(hard)
+                         if name.startswith("limits.") == limits)
+
+    return cell
+
+
 def _status(field: str, default: Any = 0) -> Callable[[Obj], Any]:
     return lambda obj: obj.get("status", {}).get(field, default)
 
@@ -170,6 +182,12 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Port(s)", "string", 0, _service_ports),
         AGE,
         ("Selector", "string", 1, lambda s: _selector(s.get("spec", {}).get("selector"))),
+    ],
+    ("", "resourcequotas"): [
+        NAME,
+        AGE,
+        ("Request", "string", 0, _quota_column(limits=False)),
+        ("Limit", "string", 0, _quota_column(limits=True)),
     ],
     ("", "events"): [
         ("Last Seen", "string", 0, _event_last_seen),
