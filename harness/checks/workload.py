@@ -21,9 +21,10 @@ Spec = CheckSpec[WorkloadContext]
 PROBE_CHAIN: list[Spec] = [
     Spec("sa.exists", "ServiceAccount exists", sa_exists),
     Spec("sa.client_id_annotation", "client-id annotation", sa_client_id_annotation, ("sa.exists",)),
-    Spec("workload.live_pods", "the workload's own pods", live_pods, ("sa.exists",)),
     Spec("pod.admitted", "probe pod admitted", pod_admitted, ("sa.exists",)),
     Spec("pod.mutated", "pod mutated by the webhook", pod_mutated, ("pod.admitted",)),
+    # The workload's own pods, once a fresh pod shows the webhook works: what is wrong with them is theirs.
+    Spec("workload.live_pods", "the workload's own pods", live_pods, ("pod.mutated",)),
     Spec("probe.completed", "probe ran to the end", probe_completed, ("pod.admitted",)),
     Spec("env.in_container", "in-container env agrees", env_in_container, ("pod.mutated", "probe.completed")),
     Spec("token.readable", "projected token readable", token_readable, ("env.in_container",)),

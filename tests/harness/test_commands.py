@@ -146,6 +146,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "show_secret": lambda d: fix.show_secret(d(nasty_text), d(nasty_text)),
     "show_blob": lambda d: fix.show_blob(d(nasty_text), d(nasty_text), d(nasty_text)),
     "build_probe_image": lambda d: fix.build_probe_image(d(nasty_text)),
+    "mirror_probe_image": lambda d: fix.mirror_probe_image(d(nasty_text)),
     "curl": lambda d: fix.curl(d(nasty_text)),
     "kubectl": lambda d: fix.kubectl(d(nasty_text), d(nasty_text), note=d(nasty_text)),
     "aks_show": lambda d: fix.aks_show(azure_of(d), d(nasty_text)),
@@ -168,6 +169,15 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "list_conditional_access_policies": lambda d: fix.list_conditional_access_policies(),
     "service_principal_enabled": lambda d: fix.service_principal_enabled(d(nasty_text)),
     "enable_service_principal": lambda d: fix.enable_service_principal(d(nasty_text)),
+    "app_federated_credential": lambda d: fix.app_federated_credential(
+        d(st.sampled_from(["create", "update"])), d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)
+    ),
+    "create_service_principal": lambda d: fix.create_service_principal(d(nasty_text)),
+    "show_application": lambda d: fix.show_application(d(nasty_text)),
+    "show_service_principal": lambda d: fix.show_service_principal(d(nasty_text)),
+    "find_identity_anywhere": lambda d: fix.find_identity_anywhere(d(nasty_text)),
+    "grant_harness_graph_read": lambda d: fix.grant_harness_graph_read(azure_of(d)),
+    "grant_harness_reader_at": lambda d: fix.grant_harness_reader_at(azure_of(d), d(nasty_text)),
     "identity_name_rg": lambda d: fix.federated_credential(
         "create",
         f"/subscriptions/s/resourceGroups/{d(nasty_text)}/providers/Microsoft.ManagedIdentity/"
@@ -265,7 +275,7 @@ def paste(tmp_path: Path) -> Callable[[list[str]], list[list[str]]]:
     def run(lines: list[str]) -> list[list[str]]:
         log.write_text("")
         env = {"PATH": f"{stubs}:/usr/bin:/bin", "STUB_LOG": str(log), "HOME": str(workdir)}
-        subprocess.run([bash, "-c", "\n".join(lines)], cwd=workdir, env=env, timeout=60, check=False,
+        subprocess.run([bash, "-c", "\n".join(lines)], cwd=workdir, env=env, timeout=180, check=False,
                        capture_output=True)
         assert sorted(p.name for p in workdir.iterdir()) == [], "a payload ran in the shell"
         return [json.loads(line) for line in log.read_text().splitlines()]
