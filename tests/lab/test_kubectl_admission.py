@@ -1,0 +1,216 @@
+"""The real kubectl against what refuses or parks pods on real clusters for reasons that are not Workload ID:
+an Azure Policy / Gatekeeper webhook (installed with ``lab ctl policy``, since no public API does), ResourceQuota
+and node taints, with the exact texts upstream Kubernetes and Gatekeeper give."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.runtime import Lab
+
+pytestmark = [
+    pytest.mark.kubectl,
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
+]
+
+Kubectl = Callable[..., Any]
+REPO = Path(__file__).resolve().parents[2]
+IDLE_IMAGE = "myacr.azurecr.io/finance/backend:1.0"  # a scenario image the kubelet keeps Running
+NO_PREEMPTION = "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
+    return result
+
+
+def pod_manifest(name: str, namespace: str, containers: list[dict[str, Any]] | None = None,
+                 init_containers: list[dict[str, Any]] | None = None, **spec: Any) -> str:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+           "spec": {"containers": containers or [{"name": "main", "image": IDLE_IMAGE}], **spec}}
+    if init_containers:
+        pod["spec"]["initContainers"] = init_containers
+    return json.dumps(pod)
+
+
+def with_cpu_limit(name: str, cpu: str) -> dict[str, Any]:
+    return {"name": name, "image": IDLE_IMAGE, "resources": {"limits": {"cpu": cpu}}}
+
+
+def ctl(lab: Lab, *args: str) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, "-m", "lab", "ctl", "--state-dir", str(lab.state_dir), *args],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def get_json(kubectl: Kubectl, *args: str) -> dict[str, Any]:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+@pytest.fixture()
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    name = f"adm-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    wait_for(lambda: kubectl("get", "sa", "default", "-n", name, check=False).returncode == 0)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# ---------------------------------------------------------------- Azure Policy / Gatekeeper
+
+
+def test_policy_deny_refuses_new_pods_as_gatekeeper_does(
+    kubectl: Kubectl, lab: Lab, namespace: str, tmp_path: Path
+) -> None:
+    deployment = json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": namespace},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
+                 "template": {"metadata": {"labels": {"app": "api"}},
+                              "spec": {"containers": [{"name": "api", "image": IDLE_IMAGE}]}}},
+    })
+    try:
+        answer = ctl(lab, "policy", "deny", "--namespace", namespace, "--constraint", "lab-no-limits",
+                     "--message", "container <main> has no resource limits")
+        assert answer["webhook"] == "validation.gatekeeper.sh"
+        assert answer["constraints"] == [{"name": "lab-no-limits", "namespaces": [namespace],
+                                          "message": "container <main> has no resource limits",
+                                          "enforcementAction": "deny"}]
+        configuration = get_json(kubectl, "validatingwebhookconfigurations",
+                                 "gatekeeper-validating-webhook-configuration")
+        assert [w["name"] for w in configuration["webhooks"]] == ["validation.gatekeeper.sh"]
+        assert configuration["webhooks"][0]["clientConfig"]["service"]["namespace"] == "gatekeeper-system"
+        constraints = kubectl("get", "constraints", "--cache-dir", str(tmp_path / "cache"), "-o", "name")
+        assert constraints.stdout.split() == ["k8slabdenypods.constraints.gatekeeper.sh/lab-no-limits"]
+
+        refused = kubectl("apply", "-f", "-", input=pod_manifest("web", namespace), check=False)
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == (
+            'Error from server (Forbidden): error when creating "STDIN": admission webhook '
+            '"validation.gatekeeper.sh" denied the request: [lab-no-limits] container <main> has no resource limits')
+        elsewhere = kubectl("run", "web", "-n", "default", f"--image={IDLE_IMAGE}", "--dry-run=server")
+        assert elsewhere.stdout.strip() == "pod/web created (server dry run)"
+
+        kubectl("apply", "-f", "-", input=deployment)
+        events = wait_for(lambda: [e for e in get_json(kubectl, "events", "-n", namespace)["items"]
+                                   if e["reason"] == "FailedCreate"])
+        assert events[0]["involvedObject"]["kind"] == "ReplicaSet"
+        assert events[0]["message"] == ('Error creating: admission webhook "validation.gatekeeper.sh" denied the '
+                                        'request: [lab-no-limits] container <main> has no resource limits')
+    finally:
+        cleared = ctl(lab, "policy", "clear")
+    assert cleared == {"webhook": None, "configuration": None, "constraints": []}
+    gone = kubectl("get", "validatingwebhookconfigurations", "gatekeeper-validating-webhook-configuration",
+                   check=False)
+    assert gone.returncode == 1 and "not found" in gone.stderr
+    wait_for(lambda: get_json(kubectl, "pods", "-n", namespace, "-l", "app=api")["items"])  # the ReplicaSet retries
+    assert kubectl("apply", "-f", "-", input=pod_manifest("web", namespace)).stdout.strip() == "pod/web created"
+
+
+# ---------------------------------------------------------------- ResourceQuota
+
+
+def quota_status(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    return get_json(kubectl, "resourcequota", name, "-n", namespace).get("status") or {}
+
+
+def test_resource_quota_is_enforced_with_the_api_servers_texts(kubectl: Kubectl, namespace: str) -> None:
+    created = kubectl("create", "quota", "budget", "-n", namespace, "--hard=pods=2,limits.cpu=1")
+    assert created.stdout.strip() == "resourcequota/budget created"
+    assert wait_for(lambda: quota_status(kubectl, namespace, "budget").get("used")) == {"limits.cpu": "0",
+                                                                                        "pods": "0"}
+
+    def create(name: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return kubectl("apply", "-f", "-", input=pod_manifest(name, namespace, **kwargs), check=False)
+
+    no_limit = create("plain")
+    assert no_limit.returncode == 1
+    assert no_limit.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": pods "plain" is '
+                                       'forbidden: failed quota: budget: must specify limits.cpu for: main')
+    partial = create("partial", containers=[with_cpu_limit("b", "100m"), {"name": "a", "image": IDLE_IMAGE}],
+                     init_containers=[{"name": "init", "image": IDLE_IMAGE}])
+    assert 'pods "partial" is forbidden: failed quota: budget: must specify limits.cpu for: a,init' in partial.stderr
+
+    for name in ("one", "two"):
+        assert create(name, containers=[with_cpu_limit("main", "400m")]).returncode == 0
+    assert wait_for(lambda: quota_status(kubectl, namespace, "budget")["used"] == {"limits.cpu": "800m",
+                                                                                   "pods": "2"})
+    over = create("three", containers=[with_cpu_limit("main", "400m")])
+    assert over.returncode == 1
+    assert over.stderr.strip() == (
+        'Error from server (Forbidden): error when creating "STDIN": pods "three" is forbidden: exceeded quota: '
+        "budget, requested: limits.cpu=400m,pods=1, used: limits.cpu=800m,pods=2, limited: limits.cpu=1,pods=2")
+    table = kubectl("get", "quota", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "AGE", "REQUEST", "LIMIT"]
+    assert "pods: 2/2" in table[1] and "limits.cpu: 800m/1" in table[1]
+
+    kubectl("delete", "pod", "one", "-n", namespace, "--grace-period=0", "--force")
+    wait_for(lambda: quota_status(kubectl, namespace, "budget")["used"] == {"limits.cpu": "400m", "pods": "1"})
+    assert create("three", containers=[with_cpu_limit("main", "400m")]).returncode == 0
+
+
+# ---------------------------------------------------------------- taints and the scheduler
+
+
+def pod_scheduled(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any] | None:
+    pod = get_json(kubectl, "pod", name, "-n", namespace)
+    return next((c for c in pod["status"].get("conditions") or [] if c["type"] == "PodScheduled"), None)
+
+
+def test_an_untolerated_taint_leaves_a_pod_pending_until_it_goes(kubectl: Kubectl, namespace: str) -> None:
+    node = kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout.strip()
+    assert kubectl("taint", "nodes", node, "dedicated=gpu:NoSchedule").stdout.strip() == f"node/{node} tainted"
+    try:
+        assert get_json(kubectl, "node", node)["spec"]["taints"] == [
+            {"effect": "NoSchedule", "key": "dedicated", "value": "gpu"}]
+        kubectl("apply", "-f", "-", input=pod_manifest("waiting", namespace))
+        message = ("0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}. " + NO_PREEMPTION)
+        condition = wait_for(lambda: pod_scheduled(kubectl, namespace, "waiting"))
+        assert {k: condition[k] for k in ("status", "reason", "message")} == {
+            "status": "False", "reason": "Unschedulable", "message": message}
+        pod = get_json(kubectl, "pod", "waiting", "-n", namespace)
+        assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName")
+        events = wait_for(lambda: [e for e in get_json(kubectl, "events", "-n", namespace)["items"]
+                                   if e["reason"] == "FailedScheduling"])
+        assert (events[0]["type"], events[0]["message"], events[0]["source"]["component"]) == (
+            "Warning", message, "default-scheduler")
+        assert "Pending" in kubectl("get", "pod", "waiting", "-n", namespace).stdout
+
+        tolerant = [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
+        kubectl("apply", "-f", "-", input=pod_manifest("tolerant", namespace, tolerations=tolerant))
+        assert wait_for(lambda: (pod_scheduled(kubectl, namespace, "tolerant") or {}).get("status") == "True")
+
+        untainted = kubectl("taint", "nodes", node, "dedicated=gpu:NoSchedule-")
+        assert untainted.stdout.strip() == f"node/{node} untainted"
+        assert wait_for(lambda: (pod_scheduled(kubectl, namespace, "waiting") or {}).get("status") == "True")
+        assert get_json(kubectl, "pod", "waiting", "-n", namespace)["spec"]["nodeName"] == node
+
+        kubectl("cordon", node)
+        kubectl("apply", "-f", "-", input=pod_manifest("cordoned", namespace))
+        condition = wait_for(lambda: pod_scheduled(kubectl, namespace, "cordoned"))
+        assert condition["message"] == "0/1 nodes are available: 1 node(s) were unschedulable. " + NO_PREEMPTION
+        kubectl("uncordon", node)
+        assert wait_for(lambda: (pod_scheduled(kubectl, namespace, "cordoned") or {}).get("status") == "True")
+
+        kubectl("apply", "-f", "-", input=pod_manifest("elsewhere", namespace, nodeSelector={"agentpool": "gpu"}))
+        condition = wait_for(lambda: pod_scheduled(kubectl, namespace, "elsewhere"))
+        assert condition["message"] == ("0/1 nodes are available: 1 node(s) didn't match Pod's node "
+                                        "affinity/selector. " + NO_PREEMPTION)
+        kubectl("delete", "pod", "elsewhere", "-n", namespace)  # an unscheduled pod goes at once
+    finally:
+        kubectl("taint", "nodes", node, "dedicated-", check=False)
+        kubectl("uncordon", node, check=False)
