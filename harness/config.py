@@ -16,7 +16,17 @@ Shape (relative paths are relative to the file's directory)::
       cluster_name: NAME
       credential: {client_id: GUID, client_secret_file: PATH | client_secret_env: VAR}
                                                                # absent: DefaultAzureCredential
-    probe:     {image, timeout_seconds, request_timeout_seconds, ca_file, sdk_cross_check}
+    probe:                                                     # all optional
+      mode: configmap | image           # configmap (default): the stdlib probe's source in a ConfigMap, run by
+                                        # python3 in a stock public Python image; image: an image of your own
+                                        # (the Dockerfile's probe target, with the azure-identity cross-check)
+      image: IMAGE                      # configmap: any image with python3 (default: STOCK_PYTHON_IMAGE)
+      timeout_seconds, request_timeout_seconds, sdk_cross_check
+      ca_file: PATH                     # a CA bundle as the probe's container sees it
+      ca_configmap: NAME | {name: NAME, key: ca.crt}   # a CA bundle from a ConfigMap in each workload's namespace
+      resources: {requests: {cpu, memory}, limits: {cpu, memory}}   # merged over the defaults (a CPU limit stays)
+      node_selector: {KEY: VALUE}, tolerations: [{key, operator, value, effect, tolerationSeconds}]
+      labels: {KEY: VALUE}, annotations: {KEY: VALUE}   # never the harness's own labels or the use label
     workloads:
       - namespace: NS
         service_account: SA
@@ -84,7 +94,24 @@ from harness.input_files import (
 )
 from harness.redact import has_userinfo, mask_userinfo
 
-DEFAULT_PROBE_IMAGE = "ghcr.io/wi-harness/probe:0.1.0"
+# The image probe.mode configmap runs by default: Microsoft's Azure Linux Python base image, on MCR (which every
+# AKS node can pull, also where Docker Hub is blocked), multi-arch, pinned by digest. The digest is the one an
+# automated daily scan of MCR images recorded for the 3.12 tag (Python 3.12.15, created 2026-10-06): GitHub
+# maniSbindra/sbi, docs/daily_recommendations.md, report of 2026-10-08. Unverified: that it is the multi-arch
+# index (what `docker images --digests` records after a pull by tag) rather than the amd64 manifest.
+STOCK_PYTHON_IMAGE = (
+    "mcr.microsoft.com/azurelinux/base/python:3.12"
+    "@sha256:d1a693353b7db0383e66a61416a049f617fdfb89435dcaac543749fb4f14950a"
+)
+PROBE_MODES = ("configmap", "image")
+DEFAULT_PROBE_REQUESTS = {"cpu": "10m", "memory": "32Mi"}
+DEFAULT_PROBE_LIMITS = {"cpu": "200m", "memory": "128Mi"}  # policy engines (Azure Policy) refuse a pod without
+PROBE_RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+# Labels the harness puts on what it creates, and the one the webhook reads: probe.labels may not set them.
+HARNESS_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/managed-by", "azure.workload.identity/use")
+HARNESS_PREFIX = "wi-harness/"
+SKIP_CONTAINERS_ANNOTATION = "azure.workload.identity/skip-containers"  # it would hide the probe from the webhook
+MAX_ANNOTATIONS_BYTES = 256 * 1024  # the API server's TotalAnnotationSizeLimitB
 IDENTITY_ID_RE = re.compile(  # matched whole (fullmatch): "$" alone would let a trailing newline through
     r"/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.managedidentity/"
     r"userassignedidentities/[^/]+",
@@ -379,12 +406,165 @@ def _image_reference(value: str) -> str:
     return value
 
 
+def _number_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _label_map(value: dict[str, str], what: str) -> dict[str, str]:
+    for key, text in value.items():
+        problem = values.qualified_name_problem(key)
+        if problem is not None:
+            raise ValueError(f"{what} key {values.printable(key, 80)!r} {problem}")
+        problem = values.label_value_problem(text)
+        if problem is not None:
+            raise ValueError(f"{what} value of {key} {problem}")
+    return value
+
+
+class ProbeResources(_Model):
+    """The probe container's requests and limits, each merged over the defaults: a CPU limit always stays."""
+
+    requests: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PROBE_REQUESTS))
+    limits: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PROBE_LIMITS))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _over_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for section, defaults in (("requests", DEFAULT_PROBE_REQUESTS), ("limits", DEFAULT_PROBE_LIMITS)):
+            given = data.get(section)
+            if given is None:
+                merged[section] = dict(defaults)
+            elif isinstance(given, dict):  # YAML reads "cpu: 1" as a number: a quantity all the same
+                merged[section] = {**defaults, **{name: _number_text(quantity) for name, quantity in given.items()}}
+        return merged
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _quantities(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        for name, quantity in value.items():
+            if name not in PROBE_RESOURCE_NAMES:
+                raise ValueError(f"{values.printable(name, 40)!r} is not one of {', '.join(PROBE_RESOURCE_NAMES)}")
+            if values.parse_quantity(str(quantity)) is None:
+                raise ValueError(f"{name}: {values.printable(str(quantity), 40)!r} is not a Kubernetes quantity "
+                                 "(e.g. 200m, 0.5, 128Mi)")
+        return value
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> ProbeResources:
+        for name, request in self.requests.items():
+            limit = self.limits.get(name)
+            wanted, allowed = values.parse_quantity(request), values.parse_quantity(limit or "")
+            if wanted is not None and allowed is not None and wanted > allowed:
+                raise ValueError(f"requests.{name} ({request}) must be less than or equal to limits.{name} ({limit})")
+        return self
+
+
+class Toleration(_Model):
+    """A pod toleration, spelled as in a pod spec, checked as the API server checks it (ValidateTolerations)."""
+
+    key: str = ""
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str = ""
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+    tolerationSeconds: int | None = None  # noqa: N815 - the pod spec's spelling
+
+    @model_validator(mode="after")
+    def _as_the_api_server(self) -> Toleration:
+        if self.key:
+            problem = values.qualified_name_problem(self.key)
+            if problem is not None:
+                raise ValueError(f"key {problem}")
+        elif self.operator != "Exists":
+            raise ValueError('operator must be Exists when `key` is empty, which means "match all values and all keys"')
+        if self.tolerationSeconds is not None and self.effect != "NoExecute":
+            raise ValueError("effect must be 'NoExecute' when `tolerationSeconds` is set")
+        if self.operator == "Exists" and self.value:
+            raise ValueError("value must be empty when `operator` is 'Exists'")
+        if self.operator == "Equal" and (problem := values.label_value_problem(self.value)) is not None:
+            raise ValueError(f"value {problem}")
+        return self
+
+    def spec(self) -> dict[str, Any]:
+        return {name: value for name, value in self.model_dump().items() if value not in ("", None)}
+
+
+class CaConfigMap(_Model):
+    """A CA bundle (PEM) in a ConfigMap of each workload's namespace (an intercepting proxy's CA, say)."""
+
+    name: DnsSubdomain
+    key: str = "ca.crt"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not values.is_configmap_key(value):
+            raise ValueError("must be a ConfigMap key (letters, digits, '-', '_' and '.')")
+        return value
+
+
 class ProbeSettings(_Model):
-    image: Annotated[str, AfterValidator(_image_reference)] = DEFAULT_PROBE_IMAGE
+    mode: Literal["configmap", "image"] = "configmap"
+    image: Annotated[str, AfterValidator(_image_reference)] | None = None
     timeout_seconds: int = Field(default=120, ge=10, le=3600)  # the whole pod: activeDeadlineSeconds
     request_timeout_seconds: float = Field(default=10, gt=0, le=120)  # each network call of the probe
     ca_file: str | None = None  # a CA bundle path as the probe's container sees it
+    ca_configmap: CaConfigMap | None = None
     sdk_cross_check: bool = True
+    resources: ProbeResources = Field(default_factory=ProbeResources)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("node_selector")
+    @classmethod
+    def _selector(cls, value: dict[str, str]) -> dict[str, str]:
+        return _label_map(value, "node selector")
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key in HARNESS_LABELS or key.startswith(HARNESS_PREFIX):
+                raise ValueError(f"{key} is set by the harness itself and cannot be changed")
+        return _label_map(value, "label")
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            problem = values.qualified_name_problem(key.lower())
+            if problem is not None:
+                raise ValueError(f"annotation key {values.printable(key, 80)!r} {problem}")
+            if key.startswith(HARNESS_PREFIX):
+                raise ValueError(f"{key} is set by the harness itself and cannot be changed")
+            if key == SKIP_CONTAINERS_ANNOTATION:
+                raise ValueError(f"{key} would keep the webhook away from the probe container")
+        if sum(len(k) + len(v) for k, v in value.items()) > MAX_ANNOTATIONS_BYTES:
+            raise ValueError("annotations may hold at most 256 KiB in all (the API server's limit)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProbeSettings:
+        if self.mode == "image" and self.image is None:
+            raise ValueError("mode image runs an image of your own: set image (the Dockerfile's probe target, "
+                             "pushed where the nodes can pull it), or use mode configmap")
+        if self.ca_file and self.ca_configmap:
+            raise ValueError("set one of ca_file, ca_configmap (the probe trusts one CA bundle)")
+        return self
+
+    @property
+    def resolved_image(self) -> str:
+        """The image probe pods run: probe.image, else (configmap mode) the stock Python image."""
+        return self.image or STOCK_PYTHON_IMAGE
 
 
 Expectation = Literal["allow", "deny"]

@@ -83,6 +83,7 @@ class PodFacts:
     existing: bool = False  # --pod: a pod the harness did not create
     created: bool = False  # admission accepted it (or, existing: it was found)
     create_error: KubeFailure | None = None
+    refused_resource: str | None = None  # "configmaps": the probe's source ConfigMap was refused, no pod was sent
     pod: dict[str, Any] | None = None  # metadata + spec + status, managedFields dropped
     phase: str | None = None
     timed_out: bool = False
@@ -143,4 +144,4 @@ class RunFacts:
     cluster: ClusterFacts
     workloads: dict[str, WorkloadFacts] = field(default_factory=dict)  # by NS/SA
     pods: dict[str, WorkloadFacts] = field(default_factory=dict)  # --pod, by NS/POD
-    swept: list[str] = field(default_factory=list)  # NS/POD of leftovers deleted by --sweep
+    swept: list[str] = field(default_factory=list)  # NS/POD (NS/configmap/NAME) of leftovers deleted by --sweep

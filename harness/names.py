@@ -24,6 +24,8 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "wi-harness"
 RUN_ID_LABEL = "wi-harness/run-id"
 PROBE_CONTAINER = "probe"
+PROBE_SOURCE_VOLUME = "wi-probe-source"  # probe.mode configmap: the run's ConfigMap holding the probe's source
+PROBE_CA_VOLUME = "wi-probe-ca"  # probe.ca_configmap
 PROBE_SCHEMA = "wi-probe/v1"
 TERMINAL_PHASES = ("Succeeded", "Failed")
 # Container waiting reasons that will not resolve by themselves within a probe's lifetime.

@@ -100,14 +100,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--sweep",
         dest="wi_sweep",
         action="store_true",
-        help="first delete probe pods left behind by earlier runs (by label)",
+        help="first delete probe pods (and their ConfigMaps) left behind by earlier runs (by label)",
     )
     group.addoption(
         "--probe-image",
         dest="wi_probe_image",
         default=None,
         metavar="IMAGE",
-        help="probe image (default: probe.image in harness.yaml)",
+        help="the probe pods' image, in place of probe.image (probe.mode stays: configmap runs python3 -m probe "
+        "from the run's ConfigMap in it, image runs its own entrypoint)",
     )
 
 
@@ -206,7 +207,7 @@ def _build(
     is_worker: bool,
 ) -> HarnessSession:
     workload_refs, pod_refs = _refs(config)
-    image = config.getoption("wi_probe_image") or harness_config.probe.image
+    image = config.getoption("wi_probe_image") or harness_config.probe.resolved_image
     problem = image_reference_problem(image)
     if problem is not None:
         raise pytest.UsageError(f"--probe-image: {problem} (got {printable(image, 80)!r})")
@@ -503,6 +504,6 @@ class RunRecorder:
             terminalreporter.write_line(f"kept probe pod: kubectl -n {namespace} logs {name}")
         swept = sorted({k for p in self.payloads for k in p.get("swept") or []})
         if swept:
-            terminalreporter.write_line(f"swept {len(swept)} leftover probe pod(s): {', '.join(swept)}")
+            terminalreporter.write_line(f"swept {len(swept)} leftover probe object(s): {', '.join(swept)}")
         if self.session.lab is not None and self.session.keep:
             terminalreporter.write_line(f"lab state kept in {self.session.lab.state_dir}")

@@ -7,6 +7,7 @@ value that reaches a printed command or a file name is how injection starts.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 GUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _GUID_RE = re.compile(GUID_PATTERN)
@@ -38,6 +39,15 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*[:][0-9a-fA-F]{32
 _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _IMAGE_REFERENCE_RE = re.compile(rf"({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?", re.ASCII)
 _MAX_IMAGE_NAME = 255
+
+# Label keys and values, ConfigMap keys, resource quantities: k8s.io/apimachinery/pkg/util/validation
+# (IsQualifiedName, IsValidLabelValue, IsConfigMapKey) and pkg/api/resource (Quantity).
+_QUALIFIED_NAME_PART_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_VALUE_RE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_CONFIGMAP_KEY_RE = re.compile(r"[-._a-zA-Z0-9]+")
+_QUANTITY_RE = re.compile(r"\+?(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][-+]?[0-9]+)?")
+_BINARY_SUFFIXES = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
+_DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 
 DEFAULT_SHOWN = 200
 TRUNCATION_MARKER = "…[truncated]"
@@ -158,3 +168,41 @@ def split_reference(value: str) -> tuple[str, str]:
     if not is_object_name(name):
         raise ValueError(f"the name {OBJECT_NAME_RULE}")
     return namespace, name
+
+
+def qualified_name_problem(value: str) -> str | None:
+    """Why ``value`` is not a label key (or annotation key): ``[prefix/]name``, the prefix a DNS-1123 subdomain,
+    the name at most 63 alphanumerics, '-', '_' or '.' starting and ending alphanumeric. None when it is one."""
+    prefix, slash, name = value.rpartition("/")
+    if slash and not (prefix and len(prefix) <= 253 and _DNS_SUBDOMAIN_RE.fullmatch(prefix)):
+        return "the prefix before '/' must be a DNS-1123 subdomain (lower-case, e.g. example.com)"
+    if not name or len(name) > 63 or _QUALIFIED_NAME_PART_RE.fullmatch(name) is None:
+        return ("must be [prefix/]name: a name of at most 63 letters, digits, '-', '_' or '.', "
+                "starting and ending with a letter or digit")
+    return None
+
+
+def label_value_problem(value: str) -> str | None:
+    if len(value) > 63 or _LABEL_VALUE_RE.fullmatch(value) is None:
+        return ("must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit "
+                "(or empty)")
+    return None
+
+
+def is_configmap_key(value: object) -> bool:
+    return (isinstance(value, str) and len(value) <= 253 and value not in (".", "..")
+            and _CONFIGMAP_KEY_RE.fullmatch(value) is not None)
+
+
+def parse_quantity(value: str) -> Decimal | None:
+    """A Kubernetes resource quantity (``200m``, ``128Mi``, ``1.5``, ``1e3``) as a number, or None when the
+    API server would refuse it. Negative quantities are refused: no resource request or limit may be one."""
+    match = _QUANTITY_RE.fullmatch(value)
+    if match is None:
+        return None
+    number, suffix = Decimal(match.group("number")), match.group("suffix") or ""
+    if suffix in _BINARY_SUFFIXES:
+        return number * (1024 ** _BINARY_SUFFIXES[suffix])
+    if suffix in _DECIMAL_SUFFIXES:
+        return number.scaleb(_DECIMAL_SUFFIXES[suffix])
+    return number.scaleb(int(suffix[1:]))

@@ -27,7 +27,15 @@ from harness.checks.podspec import (
     token_volumes,
 )
 from harness.commands import Step, advice
-from harness.names import INJECTED_ENV, SKIP_CONTAINERS_ANNOTATION, TOKEN_AUDIENCE, USE_LABEL, WEBHOOK_NAME
+from harness.names import (
+    INJECTED_ENV,
+    PROBE_CONTAINER,
+    PROBE_SOURCE_VOLUME,
+    SKIP_CONTAINERS_ANNOTATION,
+    TOKEN_AUDIENCE,
+    USE_LABEL,
+    WEBHOOK_NAME,
+)
 from harness.values import printable
 
 _WEBHOOK_HINTS = {
@@ -41,10 +49,14 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
     pod = ctx.facts.pod
     assert pod is not None
     if pod.created:
-        return passed(f"probe pod {pod.namespace}/{pod.name} admitted", {"pod": pod.name})
+        return passed(f"probe pod {pod.namespace}/{pod.name} admitted", {"pod": pod.name, **probe_launch(pod.pod)})
     error = pod.create_error
     message = error.message if error else "not created"
     evidence = {"pod": pod.name, "error": error.__dict__ if error else None}
+    refused = pod.refused_resource or "pods"
+    what = "the probe's source ConfigMap" if refused == "configmaps" else "the probe pod"
+    if refused == "configmaps":
+        evidence["refused"] = "the ConfigMap holding the probe's source (probe.mode configmap); no pod was sent"
     status = error.status if error else 0
     hint = _WEBHOOK_HINTS.get(status, "")
     webhook = refusing_webhook(message)
@@ -110,20 +122,37 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
         finding = kube_failure_finding(
             error,
             "pod",
-            f"create the probe pod in {ctx.namespace}",
-            fix.can_i("create", "pods", ctx.namespace),
+            f"create {what} in {ctx.namespace}",
+            fix.can_i("create", refused, ctx.namespace),
             ctx.cluster,
             ctx.azure,
         )
     else:
         finding = Finding(
-            "POD_NOT_ADMITTED", ERROR, "pod", f"the probe pod was refused: {message}", evidence, []
+            "POD_NOT_ADMITTED", ERROR, "pod", f"{what} was refused: {message}", evidence, []
         )
     return failed(
-        f"the API server refused the probe pod ({status}{' ' + hint if hint else ''}): {message}",
+        f"the API server refused {what} ({status}{' ' + hint if hint else ''}): {message}",
         evidence,
         finding,
     )
+
+
+def probe_launch(pod: dict[str, Any] | None) -> dict[str, Any]:
+    """What the admitted probe pod runs, read from its spec: the image, the command (none: the image's
+    entrypoint) and, in probe.mode configmap, the ConfigMap its source comes from."""
+    spec = (pod or {}).get("spec") or {}
+    container = next((c for c in spec.get("containers") or [] if c.get("name") == PROBE_CONTAINER), {})
+    source = next(
+        (v.get("configMap", {}).get("name") for v in spec.get("volumes") or [] if v.get("name") == PROBE_SOURCE_VOLUME),
+        None,
+    )
+    return {
+        "image": container.get("image"),
+        "command": container.get("command"),
+        "probe_mode": "configmap" if source else "image",
+        "source_configmap": source,
+    }
 
 
 _REFUSING_WEBHOOK_RE = re.compile(

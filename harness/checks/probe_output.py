@@ -11,7 +11,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, Finding, Outcome, failed, passed
 from harness.checks.podspec import env_map
 from harness.commands import advice
-from harness.names import FATAL_WAITING, INJECTED_ENV, PROBE_CONTAINER
+from harness.names import FATAL_WAITING, INJECTED_ENV, PROBE_CA_VOLUME, PROBE_CONTAINER, PROBE_SOURCE_VOLUME
 
 
 def probe_completed(ctx: WorkloadContext) -> Outcome:
@@ -36,7 +36,11 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 "probe",
                 f"the probe container did not start: {pod.waiting_reason}",
                 evidence,
-                [fix.describe_pod(pod.namespace, pod.name), *fix.build_probe_image(str(image or ""))],
+                [
+                    fix.describe_pod(pod.namespace, pod.name),
+                    *(fix.mirror_probe_image(image) if runs_from_configmap(pod.pod)
+                      else fix.build_probe_image(image)),
+                ],
             ),
         )
     unschedulable = unschedulable_message(pod.pod)
@@ -106,6 +110,15 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
     config_step = ctx.step("config")
     if config_step and config_step.get("status") != "pass":
         error = config_step.get("error") or {}
+        ca_configmap = mounted_ca_configmap(pod.pod)
+        steps = [advice("check the workload's access: entries")]
+        if error.get("field") == "ca_file" and ca_configmap is not None:
+            steps = [
+                fix.kubectl("describe", "configmap", fix.object_or(ca_configmap, "<configmap>"), "-n",
+                            fix.namespace_or(pod.namespace),
+                            note="probe.ca_configmap must exist in every workload's namespace, with the key"),
+                advice("copy the CA bundle's ConfigMap into this namespace, or fix probe.ca_configmap's name and key"),
+            ]
         return failed(
             f"the probe rejected its configuration: {error.get('field')}: {error.get('message')}",
             evidence,
@@ -114,8 +127,8 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 ERROR,
                 "probe",
                 "the probe's WI_PROBE_CONFIG was refused",
-                {"error": error},
-                [advice("check the workload's access: entries")],
+                {"error": error, **({"ca_configmap": ca_configmap} if ca_configmap else {})},
+                steps,
             ),
         )
     return passed(f"probe finished (phase {pod.phase}, exit {pod.exit_code}): {', '.join(steps)}", evidence)
@@ -135,6 +148,22 @@ def unschedulable_message(pod: dict[str, Any] | None) -> str | None:
 def deadline_exceeded(pod: dict[str, Any] | None) -> bool:
     """The kubelet ended the pod at activeDeadlineSeconds (status.reason DeadlineExceeded)."""
     return ((pod or {}).get("status") or {}).get("reason") == "DeadlineExceeded"
+
+
+def _volume_configmap(pod: dict[str, Any] | None, volume: str) -> str | None:
+    for item in ((pod or {}).get("spec") or {}).get("volumes") or []:
+        if item.get("name") == volume:
+            return (item.get("configMap") or {}).get("name")
+    return None
+
+
+def runs_from_configmap(pod: dict[str, Any] | None) -> bool:
+    """probe.mode configmap: the probe's source is mounted from the run's ConfigMap (a stock image runs it)."""
+    return _volume_configmap(pod, PROBE_SOURCE_VOLUME) is not None
+
+
+def mounted_ca_configmap(pod: dict[str, Any] | None) -> str | None:
+    return _volume_configmap(pod, PROBE_CA_VOLUME)
 
 
 def _image(pod: dict[str, Any] | None) -> str:

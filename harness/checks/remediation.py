@@ -294,6 +294,19 @@ def build_probe_image(image: str) -> list[Step]:
     ]
 
 
+def mirror_probe_image(image: str) -> list[Step]:
+    """probe.mode configmap: the stock Python image the nodes could not pull, imported into a registry they can
+    pull from (ACR import takes a tag or a digest), then named in probe.image."""
+    reference = image if values.is_image_reference(image) else "<image>"
+    last = reference.split("@", 1)[0].rsplit("/", 1)[-1]
+    target = f"wi-harness/{last}" if values.is_image_reference(f"wi-harness/{last}") else "wi-harness/python:3"
+    return [
+        command("az", "acr", "import", "--name", "<registry>", "--source", reference, "--image", target),
+        advice(f"then set probe.image: <registry>.azurecr.io/{target} in harness.yaml (configmap mode runs the probe "
+               "in any image with python3), or pass --probe-image"),
+    ]
+
+
 def find_service_principal(resource: str | None) -> Command:
     """Is there a service principal for the resource a scope names in this tenant?"""
     return command("az", "ad", "sp", "list", "--filter", f"servicePrincipalNames/any(n:n eq {odata_literal(resource or '<resource>')})",

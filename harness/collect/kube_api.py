@@ -62,6 +62,9 @@ class KubeApi(Protocol):
     ) -> Iterator[tuple[str, Obj]]: ...
     def pod_log(self, namespace: str, name: str, container: str | None = None) -> str: ...
     def delete_pod(self, namespace: str, name: str) -> None: ...
+    def create_config_map(self, namespace: str, body: Obj) -> Obj: ...
+    def list_config_maps(self, namespace: str | None, label_selector: str) -> list[Obj]: ...
+    def delete_config_map(self, namespace: str, name: str) -> None: ...
 
 
 def default_kubeconfig() -> Path:
@@ -484,6 +487,19 @@ class OfficialKubeApi:
 
     def delete_pod(self, namespace: str, name: str) -> None:
         self._call(self._core.delete_namespaced_pod, name, namespace, missing_ok=True, grace_period_seconds=0)
+
+    def create_config_map(self, namespace: str, body: Obj) -> Obj:
+        return self._call(self._core.create_namespaced_config_map, namespace, body)
+
+    def list_config_maps(self, namespace: str | None, label_selector: str) -> list[Obj]:
+        if namespace is None:
+            data = self._call(self._core.list_config_map_for_all_namespaces, label_selector=label_selector)
+        else:
+            data = self._call(self._core.list_namespaced_config_map, namespace, label_selector=label_selector)
+        return list(data.get("items") or [])
+
+    def delete_config_map(self, namespace: str, name: str) -> None:
+        self._call(self._core.delete_namespaced_config_map, name, namespace, missing_ok=True)
 
 
 def _failure(status: int, reason: str, body: Any) -> KubeFailure:

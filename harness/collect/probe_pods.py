@@ -1,5 +1,9 @@
 """Probe pods: create one per workload (all at once), await them with a watch, read and parse their logs,
-delete them (unless --keep); and sweep the leftovers of earlier runs by label."""
+delete them (unless --keep); and sweep the leftovers of earlier runs by label.
+
+probe.mode configmap (the default) first creates, per namespace, the ConfigMap holding the probe's source
+(:mod:`harness.collect.probe_source`) and runs ``python3 -m probe`` from it in a stock Python image; the
+ConfigMaps go with the pods (deleted after them, swept with them, removed on an interrupt)."""
 
 from __future__ import annotations
 
@@ -14,19 +18,34 @@ from typing import Any
 from harness.clouds import CloudEndpoints
 from harness.collect.kube import slim
 from harness.collect.kube_api import KubeApi, KubeError
+from harness.collect.probe_source import (
+    CA_DIRECTORY,
+    PROBE_COMMAND,
+    SOURCE_ROOT,
+    ca_file_in_pod,
+    ca_volume,
+    probe_source_files,
+    source_configmap,
+    source_configmap_name,
+    source_volume,
+)
 from harness.config import ProbeSettings, WorkloadConfig
-from harness.facts import PodFacts
+from harness.facts import KubeFailure, PodFacts
 from harness.manifests import render
 from harness.names import (
     FATAL_WAITING,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    PROBE_CA_VOLUME,
     PROBE_CONTAINER,
     PROBE_SCHEMA,
+    PROBE_SOURCE_VOLUME,
     RUN_ID_LABEL,
     TERMINAL_PHASES,
+    USE_LABEL,
 )
 
+WORKLOAD_ANNOTATION = "wi-harness/workload"
 GRACE_SECONDS = 15  # beyond activeDeadlineSeconds, for the kubelet to report the pod Failed
 _LOG_TAIL_LINES = 20
 
@@ -52,6 +71,8 @@ def probe_config_for(workload: WorkloadConfig, settings: ProbeSettings, cloud: C
         config["scope"] = scope
     if settings.ca_file:
         config["ca_file"] = settings.ca_file
+    if settings.ca_configmap is not None:  # the raw exchange and the SDK cross-check both trust this one bundle
+        config["ca_file"] = ca_file_in_pod(settings.ca_configmap.key)
     return config
 
 
@@ -68,17 +89,50 @@ def probe_pod_name(service_account: str) -> str:
 
 
 def build_probe_pod(
-    request: ProbeRequest, run_id: str, image: str, timeout_seconds: int, name: str | None = None
+    request: ProbeRequest,
+    run_id: str,
+    settings: ProbeSettings,
+    image: str | None = None,
+    name: str | None = None,
+    source_files: list[str] | None = None,
 ) -> dict[str, Any]:
+    """The probe pod for one workload; ``image`` (--probe-image) replaces probe.image. In configmap mode
+    ``source_files`` are the ConfigMap's keys (default: the installed probe's files)."""
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    extra_env: dict[str, str] = {}
+    command: list[str] | None = None
+    if settings.mode == "configmap":
+        files = source_files or list(probe_source_files())
+        volumes.append(source_volume(run_id, files))
+        mounts.append({"name": PROBE_SOURCE_VOLUME, "mountPath": SOURCE_ROOT, "readOnly": True})
+        extra_env["PYTHONPATH"] = SOURCE_ROOT
+        command = list(PROBE_COMMAND)
+    if settings.ca_configmap is not None:
+        volumes.append(ca_volume(settings.ca_configmap.name))
+        mounts.append({"name": PROBE_CA_VOLUME, "mountPath": CA_DIRECTORY, "readOnly": True})
     (pod,) = render(
         "probe-pod.yaml.j2",
         name=name or probe_pod_name(request.service_account),
         namespace=request.namespace,
         service_account=request.service_account,
-        run_id=run_id,
-        workload_id=request.workload_id,
-        image=image,
-        timeout_seconds=timeout_seconds,
+        labels={
+            **settings.labels,
+            "app.kubernetes.io/name": "wi-probe",
+            MANAGED_BY_LABEL: MANAGED_BY,
+            RUN_ID_LABEL: run_id,
+            USE_LABEL: "true",
+        },
+        annotations={**settings.annotations, WORKLOAD_ANNOTATION: request.workload_id},
+        image=image or settings.resolved_image,
+        command=command,
+        extra_env=extra_env,
+        timeout_seconds=settings.timeout_seconds,
+        resources={"requests": settings.resources.requests, "limits": settings.resources.limits},
+        node_selector={"kubernetes.io/os": "linux", **settings.node_selector},
+        tolerations=[toleration.spec() for toleration in settings.tolerations],
+        volumes=volumes,
+        volume_mounts=mounts,
         probe_config=json.dumps(request.probe_config, separators=(",", ":")),
     )
     return pod
@@ -139,50 +193,74 @@ def run_probe_pods(
     api: KubeApi,
     requests: list[ProbeRequest],
     run_id: str,
-    image: str,
-    timeout_seconds: int,
+    settings: ProbeSettings,
+    image: str | None = None,
     keep: bool = False,
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, PodFacts]:
-    """Create every probe pod at once, await them all, read their logs; delete them unless ``keep``.
+    """Create every probe pod at once (in configmap mode after its namespace's source ConfigMap), await them
+    all, read their logs; delete them and the ConfigMaps unless ``keep``.
 
     Interrupted (Ctrl-C, or SIGTERM, which the plugin turns into KeyboardInterrupt), it still deletes them,
     including one whose create request was sent but not yet answered: found by the run's label."""
     results: dict[str, PodFacts] = {}
     created: list[PodFacts] = []
+    namespaces = sorted({r.namespace for r in requests})
+    sources: list[str] = []  # namespaces holding this run's source ConfigMap
     try:
+        source_refused: dict[str, KubeFailure] = {}
+        files = probe_source_files() if settings.mode == "configmap" and requests else {}
+        if files:
+            for namespace in namespaces:
+                body = source_configmap(namespace, run_id, settings.labels, files)
+                try:
+                    api.create_config_map(namespace, body)
+                    sources.append(namespace)
+                except KubeError as exc:
+                    if exc.failure.status == 409:  # this run's own, from an earlier attempt
+                        sources.append(namespace)
+                    else:
+                        source_refused[namespace] = exc.failure
         for request in requests:
-            body = build_probe_pod(request, run_id, image, timeout_seconds)
+            body = build_probe_pod(request, run_id, settings, image, source_files=list(files))
             facts = PodFacts(namespace=request.namespace, name=body["metadata"]["name"])
             results[request.workload_id] = facts
+            refused = source_refused.get(request.namespace)
+            if refused is not None:
+                facts.create_error, facts.refused_resource = refused, "configmaps"
+                continue
             try:
                 observe(facts, api.create_pod(request.namespace, body))
                 facts.created = True
                 created.append(facts)
             except KubeError as exc:
                 facts.create_error = exc.failure
-        await_pods(api, created, run_id, monotonic() + timeout_seconds + GRACE_SECONDS, monotonic, sleep)
+        await_pods(api, created, run_id, monotonic() + settings.timeout_seconds + GRACE_SECONDS, monotonic, sleep)
         for facts in created:
             read_probe_output(api, facts)
     except BaseException:
         if not keep:
-            delete_run_pods(api, sorted({r.namespace for r in requests}), run_id)
+            delete_run_pods(api, namespaces, run_id)
         raise
     finally:
         if not keep:
             for facts in created:
                 delete_pod(api, facts)
+            for namespace in sources:
+                _delete_config_map(api, namespace, source_configmap_name(run_id))
     return results
 
 
 def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> None:
-    """Delete every pod of this run in ``namespaces`` by its run-id label (best effort: the run is ending)."""
+    """Delete every pod of this run in ``namespaces`` by its run-id label, then the run's ConfigMaps there
+    (best effort: the run is ending)."""
+    selector = f"{RUN_ID_LABEL}={run_id}"
     for namespace in namespaces:
         try:
-            pods, _ = api.list_pods(namespace, f"{RUN_ID_LABEL}={run_id}")
+            pods, _ = api.list_pods(namespace, selector)
         except KubeError:
-            continue
+            pods = []
         for pod in pods:
             name = (pod.get("metadata") or {}).get("name")
             if name:
@@ -190,6 +268,22 @@ def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> None:
                     api.delete_pod(namespace, name)
                 except KubeError:
                     continue
+        try:
+            config_maps = api.list_config_maps(namespace, selector)
+        except KubeError:
+            continue
+        for config_map in config_maps:
+            name = (config_map.get("metadata") or {}).get("name")
+            if name:
+                _delete_config_map(api, namespace, name)
+
+
+def _delete_config_map(api: KubeApi, namespace: str, name: str) -> bool:
+    try:
+        api.delete_config_map(namespace, name)
+    except KubeError:
+        return False
+    return True
 
 
 def await_pods(
@@ -265,19 +359,11 @@ def delete_pod(api: KubeApi, facts: PodFacts) -> None:
 
 
 def sweep(api: KubeApi, namespaces: list[str], current_run_id: str) -> list[str]:
-    """Delete harness-created pods of earlier runs (cluster-wide when allowed, else in ``namespaces``)."""
+    """Delete harness-created pods of earlier runs, then their source ConfigMaps (cluster-wide when allowed, else
+    in ``namespaces``). Returns ``NS/POD`` for each pod and ``NS/configmap/NAME`` for each ConfigMap deleted."""
     selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-    try:
-        found, _ = api.list_pods(None, selector)
-    except KubeError:
-        found = []
-        for namespace in namespaces:
-            try:
-                found += api.list_pods(namespace, selector)[0]
-            except KubeError:
-                continue
     swept: list[str] = []
-    for pod in found:
+    for pod in _managed(api.list_pods, namespaces, selector):
         meta = pod.get("metadata") or {}
         if (meta.get("labels") or {}).get(RUN_ID_LABEL) == current_run_id:
             continue
@@ -286,4 +372,28 @@ def sweep(api: KubeApi, namespaces: list[str], current_run_id: str) -> list[str]
             swept.append(f"{meta.get('namespace')}/{meta.get('name')}")
         except KubeError:
             continue
+    for config_map in _managed(lambda ns, sel: (api.list_config_maps(ns, sel), None), namespaces, selector):
+        meta = config_map.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        # only what a run made: never a ConfigMap a person labelled managed-by wi-harness (the Job's config)
+        if RUN_ID_LABEL not in labels or labels.get(RUN_ID_LABEL) == current_run_id:
+            continue
+        if _delete_config_map(api, meta.get("namespace", ""), meta.get("name", "")):
+            swept.append(f"{meta.get('namespace')}/configmap/{meta.get('name')}")
     return swept
+
+
+def _managed(
+    list_call: Callable[[str | None, str], tuple[list[dict[str, Any]], Any]], namespaces: list[str], selector: str
+) -> list[dict[str, Any]]:
+    """Objects matching ``selector`` cluster-wide, or (not allowed) in each of ``namespaces``."""
+    try:
+        return list_call(None, selector)[0]
+    except KubeError:
+        found: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            try:
+                found += list_call(namespace, selector)[0]
+            except KubeError:
+                continue
+        return found

@@ -117,7 +117,7 @@ def collect_workloads(
                     probe_config_for(workload, config.probe, config.cloud),
                 )
             )
-    pods = run_probe_pods(backend.kube, requests, run_id, image, config.probe.timeout_seconds, keep=keep)
+    pods = run_probe_pods(backend.kube, requests, run_id, config.probe, image, keep=keep)
     for workload_id, pod in pods.items():
         out[workload_id].pod = pod
         out[workload_id].collected_at = time.time()

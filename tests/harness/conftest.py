@@ -42,9 +42,8 @@ def run_world(tmp_path: Path) -> Callable[..., tuple[RunResults, HarnessConfig]]
         backend = world.backend()
         if not azure:
             backend.arm = None
-        facts = collect_run(
-            backend, config, Selection(workloads=config.workloads), "run-1", config.probe.image, keep=keep
-        )
+        selection = Selection(workloads=config.workloads)
+        facts = collect_run(backend, config, selection, "run-1", config.probe.resolved_image, keep=keep)
         return analyse(facts, config, config.workloads, "lab", Redactor(config.secrets()), keep=keep), config
 
     return run

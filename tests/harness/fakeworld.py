@@ -94,6 +94,8 @@ class World:
     workload_identity_enabled: bool = True
     issuer_reachable: bool = True
     probe_image_pullable: bool = True
+    probe_settings: dict[str, Any] = field(default_factory=dict)  # harness.yaml's probe: (timeout_seconds: 30)
+    configmaps_forbidden: bool = False  # the harness may not create ConfigMaps (RBAC)
     probe_never_finishes: bool = False
     # what a vault answers a request without a token: its challenge names this resource (None: no challenge,
     # the secret itself, as a look-alike host that is not Key Vault would)
@@ -131,7 +133,7 @@ class World:
         kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
         data: dict[str, Any] = {
             "cluster": {"kubeconfig": str(kubeconfig), "context": "fake"},
-            "probe": {"image": "ghcr.io/wi-harness/probe:test", "timeout_seconds": 30},
+            "probe": {"timeout_seconds": 30, **self.probe_settings},
             "workloads": [self._workload_config(w) for w in self.workloads],
         }
         if azure:
@@ -207,6 +209,9 @@ class FakeKube:
         self.logs: dict[tuple[str, str], str] = {}
         self.deleted: list[str] = []
         self.created: list[dict[str, Any]] = []
+        self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
+        self.deleted_config_maps: list[str] = []
+        self.events: list[str] = []  # "create pod NS/NAME", "delete configmap NS/NAME": the order of writes
         self.version = 100
         for pod in world.existing_pods:
             self.pods[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = copy.deepcopy(pod)
@@ -306,6 +311,7 @@ class FakeKube:
         pod["metadata"]["uid"] = guid()
         pod["status"] = {"phase": "Pending"}
         self.created.append(copy.deepcopy(pod))
+        self.events.append(f"create pod {namespace}/{name}")
         if self.world.record_to:
             with open(self.world.record_to, "a") as record:
                 record.write(f"{namespace}/{name}\n")
@@ -315,6 +321,12 @@ class FakeKube:
 
     def _run(self, pod: dict[str, Any], sa: FakeWorkload) -> None:
         key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if self._missing_config_map(pod):  # the kubelet cannot mount it: FailedMount, the container waits
+            pod["status"] = {
+                "phase": "Pending",
+                "containerStatuses": [{"name": "probe", "state": {"waiting": {"reason": "ContainerCreating"}}}],
+            }
+            return
         if not self.world.probe_image_pullable:
             pod["status"] = {
                 "phase": "Pending",
@@ -370,6 +382,43 @@ class FakeKube:
     def delete_pod(self, namespace: str, name: str) -> None:
         self.pods.pop((namespace, name), None)
         self.deleted.append(f"{namespace}/{name}")
+        self.events.append(f"delete pod {namespace}/{name}")
+
+    # -- ConfigMaps
+
+    def _missing_config_map(self, pod: dict[str, Any]) -> bool:
+        namespace = pod["metadata"]["namespace"]
+        return any(
+            (namespace, volume["configMap"]["name"]) not in self.config_maps
+            for volume in pod["spec"].get("volumes") or []
+            if "configMap" in volume and not volume["configMap"].get("optional")
+        )
+
+    def create_config_map(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if self.world.configmaps_forbidden:
+            raise KubeError(KubeFailure(403, "Forbidden", f'configmaps is forbidden: User "harness" cannot create '
+                                        f'resource "configmaps" in API group "" in the namespace "{namespace}"'))
+        if (namespace, name) in self.config_maps:
+            raise KubeError(KubeFailure(409, "AlreadyExists", f'configmaps "{name}" already exists'))
+        self.config_maps[(namespace, name)] = {**copy.deepcopy(body), "metadata": {**body["metadata"],
+                                                                                 "namespace": namespace}}
+        self.events.append(f"create configmap {namespace}/{name}")
+        return copy.deepcopy(self.config_maps[(namespace, name)])
+
+    def list_config_maps(self, namespace: str | None, label_selector: str) -> list[dict[str, Any]]:
+        wanted = dict(part.split("=", 1) for part in label_selector.split(",") if "=" in part)
+        return [
+            copy.deepcopy(c)
+            for (ns, _), c in self.config_maps.items()
+            if (namespace is None or ns == namespace)
+            and all(c["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
+        ]
+
+    def delete_config_map(self, namespace: str, name: str) -> None:
+        if self.config_maps.pop((namespace, name), None) is not None:
+            self.deleted_config_maps.append(f"{namespace}/{name}")
+            self.events.append(f"delete configmap {namespace}/{name}")
 
 
 def existing_pod(

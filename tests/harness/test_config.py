@@ -62,7 +62,8 @@ def test_a_good_config_loads_with_relative_paths_and_known_cloud_endpoints(tmp_p
     assert config.azure.cloud.endpoints.authority_host == "https://login.microsoftonline.com/"
     assert config.azure.cloud.endpoints.arm_scope == "https://management.azure.com/.default"
     assert config.workloads[0].id == "finance/backend-sa"
-    assert config.probe.image.startswith("ghcr.io/wi-harness/probe:")
+    assert config.probe.mode == "configmap" and config.probe.image is None  # nothing of ours to build or pull
+    assert config.probe.resolved_image.startswith("mcr.microsoft.com/azurelinux/base/python:3.12@sha256:")
 
 
 @pytest.mark.parametrize(

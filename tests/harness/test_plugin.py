@@ -276,7 +276,7 @@ def test_sweep_deletes_leftovers_of_earlier_runs(pytester: pytest.Pytester) -> N
     project(pytester, world)
     result = pytester.runpytest("suites", "--config", "harness.yaml", "--sweep")
     result.assert_outcomes(passed=HEALTHY_TESTS)
-    result.stdout.fnmatch_lines(["swept 1 leftover probe pod(s): finance/wi-probe-backend-sa-old"])
+    result.stdout.fnmatch_lines(["swept 1 leftover probe object(s): finance/wi-probe-backend-sa-old"])
 
 
 def test_pod_mode_inspects_an_existing_pod(pytester: pytest.Pytester) -> None:

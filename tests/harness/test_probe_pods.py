@@ -1,14 +1,18 @@
-"""Probe pods: what the harness creates (Pod Security "restricted", labels, the probe's config), how their
-output is parsed, how they are awaited (watch, with a polling fallback and a deadline) and swept."""
+"""Probe pods: what the harness creates (Pod Security "restricted", labels, the probe's config, the source
+ConfigMap of probe.mode configmap), how their output is parsed, how they are awaited (watch, with a polling
+fallback and a deadline), cleaned up (also when interrupted) and swept."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeworld import World
+from fakeworld import FakeKube, World
 
 from harness.clouds import KNOWN_CLOUDS
 from harness.collect.kube_api import KubeError
@@ -16,13 +20,19 @@ from harness.collect.probe_pods import (
     ProbeRequest,
     await_pods,
     build_probe_pod,
+    delete_run_pods,
     parse_probe_log,
     probe_config_for,
     run_probe_pods,
     sweep,
 )
-from harness.config import ProbeSettings, WorkloadConfig
+from harness.collect.probe_source import probe_source_files, source_configmap, source_configmap_name
+from harness.config import STOCK_PYTHON_IMAGE, ProbeSettings, WorkloadConfig
 from harness.facts import KubeFailure, PodFacts
+from harness.values import is_object_name, parse_quantity
+
+REPO = Path(__file__).resolve().parents[2]
+RUN = "20250101T000000Z-abcdef"
 
 
 def request() -> ProbeRequest:
@@ -50,23 +60,43 @@ def request() -> ProbeRequest:
     )
 
 
-def test_the_probe_pod_meets_pod_security_restricted() -> None:
+def settings(**fields: Any) -> ProbeSettings:
+    return ProbeSettings.model_validate({"timeout_seconds": 90, **fields})
+
+
+EVERYTHING = {  # every knob of probe: that shapes the pod
+    "ca_configmap": {"name": "proxy-ca", "key": "bundle.pem"},
+    "resources": {"limits": {"memory": "256Mi"}},
+    "node_selector": {"agentpool": "system"},
+    "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists", "effect": "NoSchedule"}],
+    "labels": {"cost-center": "platform"},
+    "annotations": {"example.com/owner": "platform team"},
+}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"mode": "image", "image": "ghcr.io/wi-harness/probe:0.1.0"}, EVERYTHING],
+    ids=["configmap", "image", "configmap-with-every-knob"],
+)
+def test_the_probe_pod_meets_pod_security_restricted(fields: dict[str, Any]) -> None:
     from lab.kube.podsecurity import evaluate  # the lab's port of k8s.io/pod-security-admission
 
-    pod = build_probe_pod(request(), "20250101T000000Z-abcdef", "ghcr.io/wi-harness/probe:0.1.0", 120)
+    pod = build_probe_pod(request(), RUN, settings(**fields))
     assert evaluate(pod, "restricted", 32) == []
     container = pod["spec"]["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert pod["spec"]["securityContext"]["runAsUser"] == 65532
     assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert all(mount["readOnly"] is True for mount in container.get("volumeMounts") or [])
 
 
 def test_the_probe_pod_is_labelled_configured_and_bounded() -> None:
-    pod = build_probe_pod(request(), "20250101T000000Z-abcdef", "img:1", 90)
+    pod = build_probe_pod(request(), RUN, settings())
     labels = pod["metadata"]["labels"]
     assert labels["app.kubernetes.io/managed-by"] == "wi-harness"
-    assert labels["wi-harness/run-id"] == "20250101T000000Z-abcdef"
+    assert labels["wi-harness/run-id"] == RUN
     assert labels["azure.workload.identity/use"] == "true"
     spec = pod["spec"]
     assert spec["serviceAccountName"] == "orders-sa"
@@ -92,6 +122,131 @@ def test_the_probe_pod_is_labelled_configured_and_bounded() -> None:
     }
     assert not any(name.startswith("AZURE_") for name in env)  # the webhook's job, never preset
     assert len(pod["metadata"]["name"]) <= 63 and pod["metadata"]["name"].startswith("wi-probe-orders-sa-")
+
+
+def test_configmap_mode_runs_python3_from_the_run_s_configmap_in_the_stock_image() -> None:
+    pod = build_probe_pod(request(), RUN, settings())
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == STOCK_PYTHON_IMAGE
+    assert STOCK_PYTHON_IMAGE.startswith("mcr.microsoft.com/") and "@sha256:" in STOCK_PYTHON_IMAGE
+    assert container["command"] == ["python3", "-m", "probe"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PYTHONPATH"] == "/opt/wi-probe" and env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert container["volumeMounts"] == [{"name": "wi-probe-source", "mountPath": "/opt/wi-probe", "readOnly": True}]
+    (volume,) = pod["spec"]["volumes"]
+    assert volume["configMap"]["name"] == source_configmap_name(RUN)
+    assert volume["configMap"]["defaultMode"] == 0o444
+    items = volume["configMap"]["items"]
+    assert {item["key"] for item in items} == set(probe_source_files())
+    assert all(item["path"] == f"probe/{item['key']}" for item in items)
+
+
+def test_image_mode_runs_the_image_s_own_entrypoint_and_probe_image_overrides_the_image() -> None:
+    image_mode = build_probe_pod(request(), RUN, settings(mode="image", image="example.azurecr.io/wi-probe:1"))
+    container = image_mode["spec"]["containers"][0]
+    assert container["image"] == "example.azurecr.io/wi-probe:1"
+    assert "command" not in container and "volumes" not in image_mode["spec"]
+    assert "PYTHONPATH" not in {e["name"] for e in container["env"]}
+    override = build_probe_pod(request(), RUN, settings(), image="python:3.12-slim")  # --probe-image
+    assert override["spec"]["containers"][0]["image"] == "python:3.12-slim"
+    assert override["spec"]["containers"][0]["command"] == ["python3", "-m", "probe"]
+
+
+def test_the_probe_has_a_cpu_limit_and_resources_merge_over_the_defaults() -> None:
+    default = build_probe_pod(request(), RUN, settings())["spec"]["containers"][0]["resources"]
+    assert default == {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}}
+    tuned = build_probe_pod(request(), RUN, settings(**EVERYTHING))["spec"]["containers"][0]["resources"]
+    assert tuned == {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "256Mi"}}
+    for section in tuned.values():
+        assert all(parse_quantity(quantity) is not None for quantity in section.values())
+
+
+def test_node_selector_tolerations_labels_and_annotations_reach_the_pod() -> None:
+    pod = build_probe_pod(request(), RUN, settings(**EVERYTHING))
+    meta, spec = pod["metadata"], pod["spec"]
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux", "agentpool": "system"}
+    assert spec["tolerations"] == [{"key": "CriticalAddonsOnly", "operator": "Exists", "effect": "NoSchedule"}]
+    assert meta["labels"]["cost-center"] == "platform" and meta["labels"]["wi-harness/run-id"] == RUN
+    assert meta["annotations"] == {"example.com/owner": "platform team", "wi-harness/workload": "orders/orders-sa"}
+    assert "tolerations" not in build_probe_pod(request(), RUN, settings())["spec"]
+
+
+def test_the_ca_configmap_is_mounted_and_is_the_probe_s_ca_file() -> None:
+    workload = WorkloadConfig(namespace="orders", service_account="orders-sa")
+    probe_settings = settings(ca_configmap={"name": "proxy-ca", "key": "bundle.pem"})
+    config = probe_config_for(workload, probe_settings, KNOWN_CLOUDS["AzureCloud"])
+    assert config["ca_file"] == "/etc/wi-probe/ca/bundle.pem"
+    pod = build_probe_pod(ProbeRequest(workload.id, "orders", "orders-sa", config), RUN, probe_settings)
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    # optional: a missing ConfigMap lets the probe start and name the CA file it cannot read
+    assert volumes["wi-probe-ca"]["configMap"] == {"name": "proxy-ca", "optional": True, "defaultMode": 0o444}
+    mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts["wi-probe-ca"] == {"name": "wi-probe-ca", "mountPath": "/etc/wi-probe/ca", "readOnly": True}
+    from probe.config import parse
+
+    assert parse(config, "WI_PROBE_CONFIG").ca_file == "/etc/wi-probe/ca/bundle.pem"  # raw exchange and SDK
+    assert settings(ca_configmap="proxy-ca").ca_configmap.key == "ca.crt"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "fields, problem",
+    [
+        ({"labels": {"app.kubernetes.io/managed-by": "me"}}, "set by the harness"),
+        ({"labels": {"azure.workload.identity/use": "false"}}, "set by the harness"),
+        ({"labels": {"wi-harness/anything": "x"}}, "set by the harness"),
+        ({"labels": {"team": "has space"}}, "label value"),
+        ({"labels": {"-bad": "x"}}, "label key"),
+        ({"node_selector": {"Bad_Prefix.io/x": "y"}}, "prefix"),
+        ({"annotations": {"wi-harness/workload": "x"}}, "set by the harness"),
+        ({"annotations": {"azure.workload.identity/skip-containers": "probe"}}, "webhook"),
+        ({"tolerations": [{"operator": "Equal", "value": "x"}]}, "operator must be Exists"),
+        ({"tolerations": [{"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}]}, "NoExecute"),
+        ({"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]}, "value must be empty"),
+        ({"resources": {"limits": {"cpu": "lots"}}}, "quantity"),
+        ({"resources": {"requests": {"memory": "1Gi"}}}, "less than or equal"),
+        ({"mode": "image"}, "set image"),
+        ({"ca_file": "/x.pem", "ca_configmap": "proxy-ca"}, "one of ca_file, ca_configmap"),
+        ({"ca_configmap": "Not_A_Name"}, "DNS-1123"),
+    ],
+)
+def test_probe_settings_are_checked_as_the_api_server_would(fields: dict[str, Any], problem: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=problem):
+        ProbeSettings.model_validate(fields)
+
+
+def test_the_source_configmap_holds_the_installed_probe_and_is_labelled_like_its_pods() -> None:
+    files = probe_source_files()
+    assert files == {path.name: path.read_text() for path in sorted((REPO / "probe").glob("*.py"))}
+    config_map = source_configmap("orders", RUN, {"cost-center": "platform"})
+    assert is_object_name(config_map["metadata"]["name"]) and config_map["metadata"]["namespace"] == "orders"
+    assert config_map["metadata"]["labels"] == {
+        "cost-center": "platform",
+        "app.kubernetes.io/name": "wi-probe",
+        "app.kubernetes.io/managed-by": "wi-harness",
+        "wi-harness/run-id": RUN,
+    }
+    assert config_map["data"] == files and config_map["immutable"] is True
+
+
+def test_the_configmap_s_files_alone_are_a_runnable_stdlib_probe(tmp_path: Path) -> None:
+    """As in the pod: the ConfigMap's keys at probe/<key>, PYTHONPATH at their parent, no site-packages (-S: a
+    stock image has no azure-identity), nothing of this repository on the path."""
+    package = tmp_path / "probe"
+    package.mkdir()
+    for name, text in source_configmap("orders", RUN, {})["data"].items():
+        (package / name).write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "probe", "--config-json", '{"checks": []}'],
+        cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True, text=True, timeout=60,
+    )
+    doc, error = parse_probe_log(result.stdout)
+    assert error is None, result.stdout + result.stderr
+    assert doc is not None and doc["steps"][0] == {**doc["steps"][0], "name": "config", "status": "pass"}
+    assert result.returncode == 1  # no webhook env outside a pod: the env step fails, as it should
+    assert not list(package.glob("__pycache__"))
 
 
 def test_the_probe_config_is_one_the_probe_accepts() -> None:
@@ -161,34 +316,107 @@ def test_await_gives_up_at_the_deadline() -> None:
     assert facts.timed_out and facts.phase == "Running"
 
 
+def one_request() -> list[ProbeRequest]:
+    return [ProbeRequest("finance/backend-sa", "finance", "backend-sa", {})]
+
+
 def test_a_probe_that_never_finishes_times_out_and_is_still_deleted() -> None:
     world = World.healthy(probe_never_finishes=True)
     kube = world.backend().kube
-    requests = [ProbeRequest("finance/backend-sa", "finance", "backend-sa", {})]
     clock = iter(range(0, 10_000, 5))
     pods = run_probe_pods(
-        kube, requests, "run", "img", 30, monotonic=lambda: next(clock), sleep=lambda _: None
+        kube, one_request(), "run", settings(timeout_seconds=30), monotonic=lambda: next(clock), sleep=lambda _: None
     )
     facts = pods["finance/backend-sa"]
     assert facts.timed_out and facts.deleted and facts.probe is None
     assert kube.deleted == [f"finance/{facts.name}"]  # type: ignore[attr-defined]
+    assert kube.config_maps == {}  # type: ignore[attr-defined]
 
 
-def test_keep_leaves_the_pods() -> None:
+def test_the_source_configmap_is_created_before_the_pods_and_deleted_after_them() -> None:
     kube = World.healthy().backend().kube
-    pods = run_probe_pods(
-        kube, [ProbeRequest("finance/backend-sa", "finance", "backend-sa", {})], "run", "img", 30, keep=True
-    )
+    requests = [
+        ProbeRequest("finance/backend-sa", "finance", "backend-sa", {}),
+        ProbeRequest("finance/other-sa", "finance", "backend-sa", {}),
+        ProbeRequest("orders/orders-sa", "orders", "orders-sa", {}),
+    ]
+    pods = run_probe_pods(kube, requests, RUN, settings())
+    assert all(facts.probe is not None and facts.deleted for facts in pods.values())  # the pods could mount it
+    events = kube.events  # type: ignore[attr-defined]
+    name = source_configmap_name(RUN)
+    creates = [e for e in events if e.startswith("create configmap")]
+    assert creates == [f"create configmap finance/{name}", f"create configmap orders/{name}"]  # one per namespace
+    first_pod = next(i for i, e in enumerate(events) if e.startswith("create pod"))
+    last_pod_delete = max(i for i, e in enumerate(events) if e.startswith("delete pod"))
+    assert max(events.index(c) for c in creates) < first_pod
+    assert min(i for i, e in enumerate(events) if e.startswith("delete configmap")) > last_pod_delete
+    assert kube.config_maps == {}  # type: ignore[attr-defined]
+
+
+def test_image_mode_creates_no_configmap() -> None:
+    kube = World.healthy().backend().kube
+    pods = run_probe_pods(kube, one_request(), RUN, settings(mode="image", image="ghcr.io/wi-harness/probe:1"))
+    assert pods["finance/backend-sa"].probe is not None
+    assert not any("configmap" in event for event in kube.events)  # type: ignore[attr-defined]
+
+
+def test_a_refused_source_configmap_is_the_pod_s_failure_and_no_pod_is_sent() -> None:
+    class NoConfigMaps(FakeKube):
+        def create_config_map(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+            raise KubeError(KubeFailure(403, "Forbidden", 'configmaps is forbidden: User "ci" cannot create '
+                                        'resource "configmaps" in API group "" in the namespace "finance"'))
+
+    kube = NoConfigMaps(World.healthy())
+    facts = run_probe_pods(kube, one_request(), RUN, settings())["finance/backend-sa"]
+    assert not facts.created and facts.refused_resource == "configmaps"
+    assert facts.create_error is not None and facts.create_error.status == 403
+    assert kube.created == []
+
+
+def test_keep_leaves_the_pods_and_their_configmap() -> None:
+    kube = World.healthy().backend().kube
+    pods = run_probe_pods(kube, one_request(), "run", settings(), keep=True)
     assert not pods["finance/backend-sa"].deleted and kube.deleted == []  # type: ignore[attr-defined]
+    assert list(kube.config_maps) == [("finance", source_configmap_name("run"))]  # type: ignore[attr-defined]
 
 
-def test_sweep_deletes_only_other_runs_pods() -> None:
+class InterruptedKube(FakeKube):
+    """Ctrl-C (or SIGTERM, which the plugin turns into KeyboardInterrupt) while the probe pods run."""
+
+    def watch_pods(self, *args: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        raise KeyboardInterrupt
+        yield  # pragma: no cover
+
+
+def test_an_interrupted_run_deletes_its_pods_and_configmaps() -> None:
+    kube = InterruptedKube(World.healthy(probe_never_finishes=True))
+    requests = [*one_request(), ProbeRequest("orders/orders-sa", "orders", "orders-sa", {})]
+    with pytest.raises(KeyboardInterrupt):
+        run_probe_pods(kube, requests, RUN, settings())
+    assert kube.pods == {} and kube.config_maps == {}
+    assert sorted(kube.deleted_config_maps) == [f"{ns}/{source_configmap_name(RUN)}" for ns in ("finance", "orders")]
+
+
+def test_delete_run_pods_removes_only_this_run_s_pods_and_configmaps() -> None:
+    kube = World.healthy().backend().kube
+    for run in ("other-run", RUN):
+        run_probe_pods(kube, one_request(), run, settings(), keep=True)
+    delete_run_pods(kube, ["finance"], RUN)  # what the plugin calls when a run ends abruptly
+    assert [p["metadata"]["labels"]["wi-harness/run-id"] for p in kube.pods.values()] == ["other-run"]  # type: ignore[attr-defined]
+    assert list(kube.config_maps) == [("finance", source_configmap_name("other-run"))]  # type: ignore[attr-defined]
+
+
+def test_sweep_deletes_only_other_runs_pods_and_configmaps() -> None:
     kube = World.healthy().backend().kube
     for run in ("old-run", "this-run"):
-        run_probe_pods(
-            kube, [ProbeRequest("finance/backend-sa", "finance", "backend-sa", {})], run, "img", 30, keep=True
-        )
+        run_probe_pods(kube, one_request(), run, settings(), keep=True)
+    job_config = {"metadata": {"name": "wi-harness-config", "labels": {"app.kubernetes.io/managed-by": "wi-harness"}}}
+    kube.create_config_map("finance", job_config)  # the in-cluster Job's harness.yaml: not a run's
     swept = sweep(kube, ["finance"], "this-run")
-    assert len(swept) == 1 and swept[0].startswith("finance/wi-probe-backend-sa-")
+    assert len(swept) == 2 and swept[0].startswith("finance/wi-probe-backend-sa-")
+    assert swept[1] == f"finance/configmap/{source_configmap_name('old-run')}"
     remaining = kube.list_pods("finance", "app.kubernetes.io/managed-by=wi-harness")[0]
     assert [p["metadata"]["labels"]["wi-harness/run-id"] for p in remaining] == ["this-run"]
+    assert sorted(name for _, name in kube.config_maps) == sorted(  # type: ignore[attr-defined]
+        [source_configmap_name("this-run"), "wi-harness-config"]
+    )

@@ -1,0 +1,108 @@
+"""What the checks say about the probe's launch (probe.mode configmap, the default, and image), on fake worlds:
+what the admitted pod runs, a stock image the nodes cannot pull, a refused source ConfigMap, a CA ConfigMap that
+is not there, and the probe.* knobs on the objects the harness creates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fakeworld import World
+
+from harness.analysis import RunResults
+from harness.checks.model import FAIL, PASS
+from harness.collect.probe_source import source_configmap_name
+from harness.config import STOCK_PYTHON_IMAGE, HarnessConfig
+
+RunWorld = Callable[..., tuple[RunResults, HarnessConfig]]
+
+
+def finding_of(results: RunResults, check: str) -> Any:
+    (finding,) = results.workloads["finance/backend-sa"].check(check).findings
+    return finding
+
+
+def test_the_admitted_probe_runs_python3_from_the_run_s_configmap_in_the_stock_image(run_world: RunWorld) -> None:
+    results, _ = run_world(World.healthy())
+    admitted = results.workloads["finance/backend-sa"].check("pod.admitted")
+    assert admitted.status == PASS
+    assert admitted.evidence["image"] == STOCK_PYTHON_IMAGE
+    assert admitted.evidence["command"] == ["python3", "-m", "probe"]
+    assert admitted.evidence["probe_mode"] == "configmap"
+    assert admitted.evidence["source_configmap"] == source_configmap_name("run-1")
+
+
+def test_image_mode_says_the_image_runs_its_own_entrypoint(run_world: RunWorld) -> None:
+    world = World.healthy(probe_settings={"mode": "image", "image": "example.azurecr.io/wi-probe:0.1.0"})
+    results, _ = run_world(world)
+    admitted = results.workloads["finance/backend-sa"].check("pod.admitted")
+    assert admitted.status == PASS and admitted.evidence["probe_mode"] == "image"
+    assert admitted.evidence["command"] is None and admitted.evidence["image"] == "example.azurecr.io/wi-probe:0.1.0"
+
+
+def test_a_stock_image_the_nodes_cannot_pull_is_mirrored_not_built(run_world: RunWorld) -> None:
+    results, _ = run_world(World.healthy(probe_image_pullable=False))
+    finding = finding_of(results, "probe.completed")
+    assert finding.code == "PROBE_IMAGE_PULL_FAILED"
+    lines = finding.fix_lines()
+    assert any(line.startswith("az acr import --name '<registry>' --source") and STOCK_PYTHON_IMAGE in line
+               for line in lines), lines
+    assert not any(line.startswith("docker build") for line in lines)
+
+
+def test_an_own_image_the_nodes_cannot_pull_is_built_and_pushed(run_world: RunWorld) -> None:
+    world = World.healthy(
+        probe_image_pullable=False, probe_settings={"mode": "image", "image": "example.azurecr.io/wi-probe:1"}
+    )
+    results, _ = run_world(world)
+    lines = finding_of(results, "probe.completed").fix_lines()
+    assert "docker build -t example.azurecr.io/wi-probe:1 ." in lines
+    assert not any(line.startswith("az acr import") for line in lines)
+
+
+def test_a_refused_source_configmap_names_configmaps_not_pods(run_world: RunWorld) -> None:
+    results, _ = run_world(World.healthy(configmaps_forbidden=True))
+    admitted = results.workloads["finance/backend-sa"].check("pod.admitted")
+    assert admitted.status == FAIL and "source ConfigMap" in admitted.message
+    finding = admitted.findings[0]
+    assert finding.code == "KUBE_FORBIDDEN"
+    assert "kubectl auth can-i create configmaps -n finance" in finding.fix_lines()
+    assert results.workloads["finance/backend-sa"].check("probe.completed").status != PASS
+
+
+def test_a_missing_ca_configmap_is_named_by_the_probe_not_a_timeout(run_world: RunWorld) -> None:
+    """The fake kubelet mounts an optional ConfigMap that does not exist as an empty directory: the probe finds
+    no CA file and says so in its report."""
+    results, _ = run_world(World.healthy(probe_settings={"ca_configmap": "proxy-ca"}))
+    finding = finding_of(results, "probe.completed")
+    assert finding.code == "PROBE_CONFIG_INVALID"
+    assert finding.evidence["error"]["field"] == "ca_file"
+    assert finding.evidence["ca_configmap"] == "proxy-ca"
+    assert "kubectl describe configmap proxy-ca -n finance" in " ".join(finding.fix_lines())
+
+
+def test_probe_knobs_reach_the_pod_and_the_configmap(run_world: RunWorld, tmp_path: Any) -> None:
+    world = World.healthy(probe_settings={
+        "labels": {"cost-center": "platform"},
+        "annotations": {"example.com/owner": "platform"},
+        "node_selector": {"agentpool": "apps"},
+        "tolerations": [{"key": "sku", "operator": "Equal", "value": "spot", "effect": "NoSchedule"}],
+        "resources": {"limits": {"cpu": "500m"}},
+    })
+    config_path = tmp_path
+    from harness.collect.run import Selection, collect_run
+    from harness.config import parse_config
+
+    config = parse_config(world.config(config_path), base_dir=config_path)
+    backend = world.backend()
+    collect_run(backend, config, Selection(workloads=config.workloads), "run-1", config.probe.resolved_image, keep=True)
+    kube = backend.kube
+    pod = kube.created[0]  # type: ignore[attr-defined]
+    assert pod["metadata"]["labels"]["cost-center"] == "platform"
+    assert pod["metadata"]["annotations"]["example.com/owner"] == "platform"
+    assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux", "agentpool": "apps"}
+    assert pod["spec"]["tolerations"][0]["value"] == "spot"
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "500m", "memory": "128Mi"}
+    config_maps = list(kube.config_maps.values())  # type: ignore[attr-defined]
+    assert {c["metadata"]["labels"]["cost-center"] for c in config_maps} == {"platform"}
+    assert {c["metadata"]["namespace"] for c in config_maps} == {"finance", "orders"}
