@@ -98,15 +98,28 @@ class PodFacts:
 
 @dataclass
 class IdentityFacts:
+    """The identity behind a client id: a user-assigned managed identity (ARM, any readable subscription) or an
+    Entra application registration (Microsoft Graph), with its federated credentials and role assignments."""
+
     configured: bool = False  # Azure access configured at all
-    resource_id: str | None = None
-    resolved_by: str | None = None  # "config" | "client_id"
-    identity: dict[str, Any] | None = None
+    kind: str | None = None  # "managed_identity" | "application": where the client id was found
+    resource_id: str | None = None  # the managed identity's ARM id
+    # "config" | "resource_graph" | "subscription_list" (ARG refused) | "graph" (an application)
+    resolved_by: str | None = None
+    identity: dict[str, Any] | None = None  # the managed identity as ARM answers it
+    application: dict[str, Any] | None = None  # the application as Graph answers it
+    service_principal: dict[str, Any] | None = None  # the application's service principal (Graph)
+    service_principal_lookup: Fetched | None = None  # the failed service principal lookup (404: none exists)
+    # ARM ({name, properties: {issuer, subject, audiences}}) or Graph ({name, issuer, subject, audiences}) shapes
     federated_credentials: list[dict[str, Any]] | None = None
     role_assignments: list[dict[str, Any]] | None = None
     role_names: dict[str, str] = field(default_factory=dict)  # lower-cased roleDefinitionId -> roleName
-    error: Fetched | None = None  # the ARM call that failed
-    note: str | None = None  # why nothing was looked up
+    # The annotation is the principal (object) id of this identity: {kind, client_id, name, resource_id}
+    principal_of: dict[str, Any] | None = None
+    searched: list[str] = field(default_factory=list)  # where the client id was looked for, in order
+    refused: list[Fetched] = field(default_factory=list)  # lookups the harness was not allowed to make
+    error: Fetched | None = None  # the call that failed and left nothing to judge
+    note: str | None = None  # why nothing was looked up, or was found
 
 
 @dataclass

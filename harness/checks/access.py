@@ -10,6 +10,7 @@ from harness.checks import remediation as fix
 from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import EGRESS_KINDS, describe_exchange_error
+from harness.checks.federation import principal_id_of
 from harness.checks.model import ERROR, Finding, Outcome, failed, passed
 from harness.commands import Command, Step, Var, advice, command
 from harness.config import BlobAccess, KeyVaultSecretAccess
@@ -67,9 +68,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     outcome = step.get("outcome") or evidence.get("outcome")
     evidence["expected"] = check.expect
     detail = _detail(evidence)
-    principal = (
-        str((ctx.facts.identity.identity or {}).get("properties", {}).get("principalId") or "") or None
-    )
+    principal = principal_id_of(ctx.facts.identity)
     roles = _roles(ctx)
     if roles is not None:
         evidence["identity_roles"] = roles

@@ -9,7 +9,7 @@ from typing import Any
 from harness.checks import remediation as fix
 from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
-from harness.checks.federation import expected_issuer, match_fic
+from harness.checks.federation import expected_issuer, fic_fix, match_fic
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.commands import Step, advice
 
@@ -80,6 +80,11 @@ AADSTS_MEANINGS: dict[str, tuple[str, str, str]] = {
         "CONDITIONAL_ACCESS_BLOCKED",
         "entra",
         "a Conditional Access policy for workload identities blocked the sign-in",
+    ),
+    "AADSTS7000229": (
+        "SERVICE_PRINCIPAL_MISSING",
+        "identity",
+        "the application has no service principal (enterprise application) in the tenant",
     ),
     "AADSTS7000112": (
         "APPLICATION_DISABLED",
@@ -173,15 +178,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
                 evidence,
                 [],
             )
-        remediation.append(
-            fix.federated_credential(
-                "create",
-                ctx.facts.identity.resource_id,
-                fix.fic_name(ctx.namespace, ctx.service_account),
-                issuer,
-                ctx.subject,
-            )
-        )
+        remediation.append(fic_fix(ctx, "create", fix.fic_name(ctx.namespace, ctx.service_account), issuer))
     elif code.startswith("ISSUER_"):
         remediation += [
             fix.show_issuer(ctx.azure),
@@ -211,6 +208,8 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
             fix.list_conditional_access_policies(),
             advice("exclude this workload identity from the blocking policy, or allow its network location"),
         ]
+    elif code == "SERVICE_PRINCIPAL_MISSING":
+        remediation.append(fix.create_service_principal(ctx.expected_client_id))
     elif code == "APPLICATION_DISABLED":
         remediation += [
             fix.service_principal_enabled(ctx.expected_client_id),

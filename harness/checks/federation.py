@@ -1,8 +1,11 @@
-"""Azure-side checks: the managed identity behind the workload, and a federated identity credential that
-matches the token exactly (issuer, subject, audience: exact and case-sensitive)."""
+"""Azure-side checks: the identity behind the workload (a user-assigned managed identity in any subscription the
+harness reads, or an Entra application), and a federated identity credential that matches the token exactly
+(issuer, subject, audience: exact and case-sensitive). What the harness cannot see is a warning about its own
+view, never a failed workload."""
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +15,12 @@ from harness.checks.common import arm_failure_finding
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.token import claims
+from harness.commands import Command, Step, advice
+from harness.facts import Fetched, IdentityFacts
 from harness.names import TOKEN_AUDIENCE
 
 MAX_FEDERATED_CREDENTIALS = 20
+GRAPH_VERSION = "v1.0"
 
 
 def identity_matches(ctx: WorkloadContext) -> Outcome:
@@ -25,38 +31,27 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
         error = facts.error
         evidence = {"url": error.url, "status": error.status, "code": error.code, "error": error.error}
         return failed(
-            f"ARM could not read the identity: {error.describe()}",
+            f"the harness could not read the identity: {error.describe()}",
             evidence,
             arm_failure_finding(
                 error,
                 "identity",
-                "managed identity lookup failed",
+                "identity lookup failed",
                 "IDENTITY_NOT_FOUND",
-                fix.show_identity(facts.resource_id),
+                fix.show_application(ctx.expected_client_id)
+                if facts.kind == "application"
+                else fix.show_identity(facts.resource_id),
                 ctx.azure,
             ),
         )
-    if facts.identity is None:
-        if ctx.expected_client_id is None and not ctx.workload.identity_resource_id:
-            return skipped(
-                "skipped because sa.client_id_annotation failed",
-                {"reason": "no client id to look the identity up by"},
-                blocked_by="sa.client_id_annotation",
-            )
-        return failed(
-            facts.note or "identity not found",
-            {"client_id": ctx.expected_client_id},
-            Finding(
-                "IDENTITY_NOT_FOUND",
-                ERROR,
-                "identity",
-                facts.note or "identity not found",
-                {"client_id": ctx.expected_client_id},
-                [fix.find_identity_by_client_id(ctx.expected_client_id)],
-            ),
-        )
-    props = facts.identity.get("properties") or {}
+    if facts.kind is None:
+        return _identity_not_found(ctx)
+    if facts.kind == "application":
+        return _application_matches(ctx)
+    identity = facts.identity or {}
+    props = identity.get("properties") or {}
     evidence = {
+        "kind": facts.kind,
         "resource_id": facts.resource_id,
         "resolved_by": facts.resolved_by,
         "clientId": props.get("clientId"),
@@ -81,17 +76,177 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
                 ],
             ),
         )
+    mismatch = _tenant_mismatch(ctx, props.get("tenantId"), evidence)
+    if mismatch is not None:
+        return mismatch
+    name, _ = fix.identity_name_rg(facts.resource_id)
+    where = "" if facts.resolved_by == "config" else f", found by {_RESOLVED_BY.get(str(facts.resolved_by), 'lookup')}"
+    return passed(f"identity {name} (client id {props.get('clientId')}{where}) backs the workload", evidence)
+
+
+_RESOLVED_BY = {
+    "resource_graph": "Azure Resource Graph",
+    "subscription_list": "listing the configured subscription",
+    "graph": "Microsoft Graph",
+}
+
+
+def _tenant_mismatch(ctx: WorkloadContext, tenant_of_identity: Any, evidence: dict[str, Any]) -> Outcome | None:
     tenant = ctx.expected_tenant_id
-    if tenant and props.get("tenantId") and str(props["tenantId"]).lower() != tenant.lower():
+    if tenant and tenant_of_identity and str(tenant_of_identity).lower() != tenant.lower():
         return warned(
-            f"identity tenant {props.get('tenantId')} differs from the expected tenant {tenant}",
+            f"identity tenant {tenant_of_identity} differs from the expected tenant {tenant}",
             evidence,
             Finding(
-                "IDENTITY_TENANT_MISMATCH", WARNING, "identity", "identity in another tenant", evidence, []
+                "IDENTITY_TENANT_MISMATCH",
+                WARNING,
+                "identity",
+                "identity in another tenant",
+                evidence,
+                [fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, str(tenant_of_identity)),
+                 fix.restart_pods(ctx.namespace)],
             ),
         )
-    name, _ = fix.identity_name_rg(facts.resource_id)
-    return passed(f"identity {name} (client id {props.get('clientId')}) backs the workload", evidence)
+    return None
+
+
+def exchange_succeeded(ctx: WorkloadContext) -> bool:
+    """Entra exchanged the workload's token (the probe's exchange step passed)."""
+    return (ctx.step("exchange") or {}).get("status") == "pass"
+
+
+def principal_id_of(facts: IdentityFacts) -> str | None:
+    """The object id role assignments name: the managed identity's principalId or the app's service principal."""
+    if facts.kind == "application":
+        return str((facts.service_principal or {}).get("id") or "") or None
+    return str(((facts.identity or {}).get("properties") or {}).get("principalId") or "") or None
+
+
+def _is_graph_call(fetched: Fetched) -> bool:
+    return f"/{GRAPH_VERSION}/" in urllib.parse.urlsplit(fetched.url or "").path
+
+
+def _application_matches(ctx: WorkloadContext) -> Outcome:
+    facts = ctx.facts.identity
+    app = facts.application or {}
+    principal = facts.service_principal
+    evidence: dict[str, Any] = {
+        "kind": "application",
+        "resolved_by": facts.resolved_by,
+        "appId": app.get("appId"),
+        "applicationObjectId": app.get("id"),
+        "displayName": app.get("displayName"),
+        "servicePrincipalId": (principal or {}).get("id"),
+    }
+    if principal is None:
+        lookup = facts.service_principal_lookup
+        if lookup is not None and lookup.status == 404:
+            return failed(
+                f"application {app.get('displayName')} (appId {app.get('appId')}) has no service principal in the "
+                "tenant: Entra issues it no token (AADSTS7000229)",
+                evidence,
+                Finding(
+                    "SERVICE_PRINCIPAL_MISSING",
+                    ERROR,
+                    "identity",
+                    f"the application {app.get('appId')} has no service principal (enterprise application)",
+                    evidence,
+                    [fix.create_service_principal(app.get("appId"))],
+                ),
+            )
+        evidence["service_principal_lookup"] = lookup.describe() if lookup is not None else None
+        return _not_visible(ctx, evidence, f"the application {app.get('appId')}'s service principal")
+    mismatch = _tenant_mismatch(ctx, (ctx.azure.tenant_id if ctx.azure else None), evidence)
+    if mismatch is not None:
+        return mismatch
+    return passed(
+        f"application {app.get('displayName')} (appId {app.get('appId')}, service principal {principal.get('id')}, "
+        "found in Microsoft Graph) backs the workload",
+        evidence,
+    )
+
+
+def _identity_not_found(ctx: WorkloadContext) -> Outcome:
+    facts = ctx.facts.identity
+    if ctx.expected_client_id is None and not ctx.workload.identity_resource_id:
+        return skipped(
+            "skipped because sa.client_id_annotation failed",
+            {"reason": "no client id to look the identity up by"},
+            blocked_by="sa.client_id_annotation",
+        )
+    annotated = ctx.expected_client_id
+    evidence: dict[str, Any] = {
+        "client_id": annotated,
+        "searched": list(facts.searched),
+        "refused": [f.describe() for f in facts.refused],
+    }
+    owner = facts.principal_of
+    if owner is not None:
+        evidence["identity"] = owner
+        what = "managed identity" if owner.get("kind") == "managed_identity" else "service principal"
+        named = owner.get("resource_id") or owner.get("name")
+        message = (
+            f"{annotated} is the principal (object) id of the {what} {named}, not a client id: the annotation "
+            f"must hold its client id {owner.get('client_id')}"
+        )
+        return failed(
+            message,
+            evidence,
+            Finding(
+                "SA_ANNOTATION_IS_PRINCIPAL_ID",
+                ERROR,
+                "serviceaccount",
+                message,
+                evidence,
+                [
+                    fix.annotate_sa(ctx.namespace, ctx.service_account, owner.get("client_id")),
+                    fix.restart_pods(ctx.namespace),
+                ],
+            ),
+        )
+    if facts.refused or exchange_succeeded(ctx):
+        return _not_visible(ctx, evidence, f"the identity with client id {annotated}")
+    return failed(
+        facts.note or "identity not found",
+        evidence,
+        Finding(
+            "IDENTITY_NOT_FOUND",
+            ERROR,
+            "identity",
+            facts.note or "identity not found",
+            evidence,
+            fix.find_identity_anywhere(annotated),
+        ),
+    )
+
+
+def _not_visible(ctx: WorkloadContext, evidence: dict[str, Any], what: str) -> Outcome:
+    """The harness cannot see ``what``: a warning about its own view, whether or not the workload works."""
+    facts = ctx.facts.identity
+    exchanged = exchange_succeeded(ctx)
+    evidence["exchange_succeeded"] = exchanged
+    reason = (
+        "some lookups were refused: " + "; ".join(f.describe() for f in facts.refused)
+        if facts.refused
+        else "it is in none of the subscriptions the harness reads, nor in Microsoft Graph's applications"
+    )
+    verdict = (
+        "Entra exchanged the workload's token, so the identity exists"
+        if exchanged
+        else "the token exchange decides whether the workload works"
+    )
+    message = f"the harness cannot see {what} ({reason}); {verdict}; its federated credentials and roles go unchecked"
+    graph_refused = [f for f in facts.refused if _is_graph_call(f)]
+    remediation: list[Step] = []
+    if len(graph_refused) < len(facts.refused) or not facts.refused:
+        remediation += [
+            fix.grant_harness_reader(ctx.azure),
+            advice("and Reader on the subscription (or management group) that holds the identity"),
+        ]
+    if graph_refused or not facts.refused:
+        remediation += fix.grant_harness_graph_read(ctx.azure)
+    return warned(message, evidence, Finding("IDENTITY_NOT_VISIBLE", WARNING, "harness", message, evidence,
+                                              remediation))
 
 
 @dataclass
@@ -103,7 +258,8 @@ class FicMatch:
 
 
 def _fic(item: dict[str, Any]) -> dict[str, Any]:
-    props = item.get("properties") or {}
+    """ARM nests the fields under ``properties``; Graph does not."""
+    props = item.get("properties") if isinstance(item.get("properties"), dict) else item
     return {
         "name": item.get("name"),
         "issuer": props.get("issuer"),
@@ -136,9 +292,21 @@ def expected_issuer(ctx: WorkloadContext) -> tuple[str | None, str]:
     return ctx.cluster.issuer_url, f"the cluster issuer ({ctx.cluster.issuer_source})"
 
 
+def fic_fix(ctx: WorkloadContext, verb: str, name: str, issuer: str) -> Command:
+    """Create or update a federated credential where the identity keeps them: ARM for a managed identity,
+    Microsoft Graph for an application."""
+    facts = ctx.facts.identity
+    if facts.kind == "application":
+        app_id = (facts.application or {}).get("appId") or ctx.expected_client_id
+        return fix.app_federated_credential(verb, app_id, name, issuer, ctx.subject)
+    return fix.federated_credential(verb, facts.resource_id, name, issuer, ctx.subject)
+
+
 def federated_credential(ctx: WorkloadContext) -> Outcome:
     facts = ctx.facts.identity
-    credentials = facts.federated_credentials or []
+    if facts.kind is None or facts.federated_credentials is None:
+        return skipped("the harness cannot see the identity's federated credentials (see identity.matches)")
+    credentials = facts.federated_credentials
     issuer, issuer_source = expected_issuer(ctx)
     if issuer is None:
         return skipped("neither the token's iss nor the cluster's issuer URL is known")
@@ -185,11 +353,7 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                 "federation",
                 f"FIC {fic['name']} issuer {fic['issuer']!r} != {issuer!r}{hint}",
                 evidence,
-                [
-                    fix.federated_credential(
-                        "update", facts.resource_id, str(fic["name"]), issuer, ctx.subject
-                    )
-                ],
+                [fic_fix(ctx, "update", str(fic["name"]), issuer)],
             ),
         )
     if match.subject_differs:
@@ -206,7 +370,7 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                 "federation",
                 f"no FIC for subject {ctx.subject!r} (found {subjects}){note}",
                 evidence,
-                [fix.federated_credential("create", facts.resource_id, name, issuer, ctx.subject)],
+                [fic_fix(ctx, "create", name, issuer)],
             ),
         )
     if match.audience_differs:
@@ -221,11 +385,7 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                 "federation",
                 f"FIC {fic['name']} audiences {fic['audiences']}",
                 evidence,
-                [
-                    fix.federated_credential(
-                        "update", facts.resource_id, str(fic["name"]), issuer, ctx.subject
-                    )
-                ],
+                [fic_fix(ctx, "update", str(fic["name"]), issuer)],
             ),
         )
     return failed(
@@ -238,6 +398,6 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
             "federation",
             f"no federated identity credential for {ctx.subject}",
             evidence,
-            [fix.federated_credential("create", facts.resource_id, name, issuer, ctx.subject)],
+            [fic_fix(ctx, "create", name, issuer)],
         ),
     )

@@ -366,3 +366,60 @@ def patch_template_labels(kind: str, namespace: str, name: str, labels: dict[str
 
 def unset_env(kind: str, namespace: str, name: str, variable: str) -> Command:
     return kubectl("set", "env", _workload_ref(kind, name), "-n", namespace_or(namespace), f"{variable}-")
+
+
+# ---------------------------------------------------------------- identities that are applications, or unseen
+
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph
+APPLICATION_READ_ALL = "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"  # Graph's Application.Read.All app role
+
+
+def app_federated_credential(verb: str, app_id: str | None, name: str, issuer: str, subject: str) -> Command:
+    """``az ad app federated-credential create|update``: the credential as the in-line JSON az takes."""
+    parameters = json.dumps({"name": name, "issuer": issuer, "subject": subject, "audiences": [TOKEN_AUDIENCE]})
+    target = ("--federated-credential-id", name) if verb == "update" else ()
+    return command("az", "ad", "app", "federated-credential", verb, "--id", guid_or(app_id, "<app-id>"), *target,
+                   "--parameters", parameters)
+
+
+def create_service_principal(app_id: str | None) -> Command:
+    return command("az", "ad", "sp", "create", "--id", guid_or(app_id, "<app-id>"))
+
+
+def show_application(app_id: str | None) -> Command:
+    return command("az", "ad", "app", "show", "--id", guid_or(app_id, "<app-id>"), "--query",
+                   "{appId: appId, id: id, displayName: displayName}")
+
+
+def show_service_principal(object_id: str | None) -> Command:
+    return command("az", "ad", "sp", "show", "--id", guid_or(object_id, "<object-id>"), "--query",
+                   "{appId: appId, id: id, type: servicePrincipalType, name: displayName}")
+
+
+def find_identity_anywhere(client_id: str | None) -> list[Step]:
+    """Where a client id may live: a managed identity of the current subscription, or an app registration."""
+    return [
+        find_identity_by_client_id(guid_or(client_id, "<client-id>")),
+        show_application(client_id),
+        advice("a managed identity in another subscription: az account list, then az identity list "
+               "--subscription <id> for each, or az graph query (resource-graph extension)"),
+    ]
+
+
+def harness_client_id(azure: AzureConfig | None) -> str:
+    return azure.credential.client_id if azure and azure.credential else "<harness-client-id>"
+
+
+def grant_harness_graph_read(azure: AzureConfig | None) -> list[Step]:
+    """Application.Read.All on Microsoft Graph for the harness's app registration, with admin consent."""
+    harness = harness_client_id(azure)
+    return [
+        command("az", "ad", "app", "permission", "add", "--id", harness, "--api", GRAPH_APP_ID,
+                "--api-permissions", f"{APPLICATION_READ_ALL}=Role", note="Application.Read.All"),
+        command("az", "ad", "app", "permission", "admin-consent", "--id", harness),
+    ]
+
+
+def grant_harness_reader_at(azure: AzureConfig | None, scope: str) -> Command:
+    return command("az", "role", "assignment", "create", "--assignee", harness_client_id(azure), "--role",
+                   "Reader", "--scope", scope)

@@ -1,60 +1,97 @@
-"""What ARM knows: the managed cluster (OIDC issuer, workload identity), the user-assigned identity behind a
-workload, its federated identity credentials, and its role assignments."""
+"""What ARM knows: the managed cluster (OIDC issuer, workload identity), the identity behind a workload (a
+user-assigned identity in any subscription the harness reads, found with Azure Resource Graph, else an Entra
+application through harness.collect.graph), its federated identity credentials, and its role assignments."""
 
 from __future__ import annotations
 
 import urllib.parse
 from typing import Any
 
+from harness import values
 from harness.collect.arm_api import ArmGet
+from harness.collect.graph import collect_application, principal_of_service_principal
+from harness.collect.pages import list_all
 from harness.config import AzureConfig
-from harness.facts import Fetched, IdentityFacts
+from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, Fetched, IdentityFacts
 
 AKS_API = "2024-09-01"
 MSI_API = "2023-01-31"
 AUTHORIZATION_API = "2022-04-01"
-_MAX_PAGES = 50
+ARG_API = "2022-10-01"
+ARG_PATH = f"/providers/Microsoft.ResourceGraph/resources?api-version={ARG_API}"
+IDENTITY_TYPE = "microsoft.managedidentity/userassignedidentities"
 
 
 def collect_managed_cluster(arm: ArmGet, azure: AzureConfig) -> Fetched:
     return arm(f"{azure.cluster_resource_id}?api-version={AKS_API}")
 
 
-def list_all(arm: ArmGet, path: str) -> tuple[list[dict[str, Any]], Fetched | None]:
-    """Every item of a paged ARM list (following nextLink), or the failed page."""
-    items: list[dict[str, Any]] = []
-    url: str | None = path
-    for _ in range(_MAX_PAGES):
-        if url is None:
-            break
-        page = arm(url)
-        if not page.ok or not isinstance(page.body, dict):
-            return items, page
-        items.extend(item for item in page.body.get("value") or [] if isinstance(item, dict))
-        url = page.body.get("nextLink") or None
-    return items, None
+def resource_graph_query(client_or_principal_id: str) -> str:
+    """The KQL for user-assigned identities whose clientId or principalId is ``client_or_principal_id``.
+    Only a GUID is ever put in it (the caller checks), so the value cannot end the string literal."""
+    return (
+        f"resources | where type =~ '{IDENTITY_TYPE}' "
+        f"| where properties.clientId =~ '{client_or_principal_id}' "
+        f"or properties.principalId =~ '{client_or_principal_id}' "
+        "| project id, name, subscriptionId, resourceGroup, properties"
+    )
 
 
-def find_identity_by_client_id(
-    arm: ArmGet, azure: AzureConfig, client_id: str
-) -> tuple[str | None, Fetched | None]:
+def _refused(fetched: Fetched) -> bool:
+    return fetched.status in (401, 403)
+
+
+def _unusable(fetched: Fetched) -> bool:
+    """The harness itself cannot call (its credential, the network): nothing later would fare better."""
+    return fetched.code in (CREDENTIAL_ERROR, NETWORK_ERROR)
+
+
+def search_managed_identities(
+    arm: ArmGet, azure: AzureConfig, guid: str, facts: IdentityFacts
+) -> list[dict[str, Any]] | None:
+    """User-assigned identities whose clientId or principalId is ``guid``: Azure Resource Graph across every
+    subscription the harness can read; when Resource Graph refuses, the configured subscription's list.
+    Items carry ``id`` and ``properties``. None: the harness could not call at all (``facts.error``)."""
+    answer = arm(ARG_PATH, {"query": resource_graph_query(guid)})
+    facts.searched.append("Azure Resource Graph: user-assigned identities in every subscription the harness reads")
+    if answer.ok and isinstance(answer.body, dict) and isinstance(answer.body.get("data"), list):
+        return [row for row in answer.body["data"] if isinstance(row, dict)]
+    if _unusable(answer):
+        facts.error = answer
+        return None
+    if _refused(answer):
+        facts.refused.append(answer)
     path = (
         f"/subscriptions/{azure.subscription_id}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
         f"?api-version={MSI_API}"
     )
+    facts.searched.append(f"user-assigned identities of subscription {azure.subscription_id} "
+                          f"(Resource Graph answered {answer.describe()})")
     identities, failed = list_all(arm, path)
     if failed is not None:
-        return None, failed
-    for identity in identities:
-        if str((identity.get("properties") or {}).get("clientId", "")).lower() == client_id.lower():
-            return str(identity.get("id")), None
-    return None, None
+        if _refused(failed):
+            facts.refused.append(failed)
+            return []
+        facts.error = failed
+        return None
+    return [
+        identity for identity in identities
+        if guid.lower() in {str((identity.get("properties") or {}).get(key, "")).lower()
+                            for key in ("clientId", "principalId")}
+    ]
 
 
 def collect_identity(
-    arm: ArmGet | None, azure: AzureConfig | None, resource_id: str | None, client_id: str | None
+    arm: ArmGet | None,
+    azure: AzureConfig | None,
+    resource_id: str | None,
+    client_id: str | None,
+    graph: ArmGet | None = None,
 ) -> IdentityFacts:
-    """The identity (configured id, else found by client id), its federated credentials, role assignments."""
+    """The identity behind the workload: the configured resource id, else the managed identity with this
+    client id in any readable subscription, else the application with this appId in Microsoft Graph; its
+    federated credentials and role assignments. When nothing has the client id, whether it is some
+    identity's principal (object) id instead."""
     if arm is None or azure is None:
         return IdentityFacts(
             configured=False, note="no Azure access configured (the azure: section of harness.yaml)"
@@ -66,17 +103,26 @@ def collect_identity(
         if not client_id:
             facts.note = "no identity_resource_id configured and no client id to look the identity up by"
             return facts
-        found, failed = find_identity_by_client_id(arm, azure, client_id)
-        if failed is not None:
-            facts.error = failed
+        if not values.is_guid(client_id):
+            facts.note = "the client id is not a GUID, so no identity can have it (see sa.client_id_annotation)"
             return facts
+        found = search_managed_identities(arm, azure, client_id, facts)
         if found is None:
-            facts.note = (
-                f"no user-assigned identity with client id {client_id} in subscription "
-                f"{azure.subscription_id}"
-            )
             return facts
-        facts.resource_id, facts.resolved_by = found, "client_id"
+        by_client_id = [i for i in found
+                        if str((i.get("properties") or {}).get("clientId", "")).lower() == client_id.lower()]
+        if not by_client_id:
+            if collect_application(graph, client_id, facts):
+                collect_application_roles(arm, azure, facts)
+                return facts
+            facts.principal_of = _principal_of(found, client_id) or principal_of_service_principal(
+                graph, client_id, facts
+            )
+            facts.note = f"no managed identity or application with client id {client_id} is visible to the harness"
+            return facts
+        facts.resource_id = str(by_client_id[0].get("id"))
+        facts.resolved_by = "subscription_list" if len(facts.searched) > 1 else "resource_graph"
+    facts.kind = "managed_identity"
     identity = arm(f"{facts.resource_id}?api-version={MSI_API}")
     if not identity.ok:
         facts.error = identity
@@ -93,6 +139,21 @@ def collect_identity(
     if principal_id:
         collect_role_assignments(arm, azure, principal_id, facts)
     return facts
+
+
+def _principal_of(found: list[dict[str, Any]], guid: str) -> dict[str, Any] | None:
+    for identity in found:
+        properties = identity.get("properties") or {}
+        if str(properties.get("principalId", "")).lower() == guid.lower():
+            return {"kind": "managed_identity", "client_id": properties.get("clientId"),
+                    "name": identity.get("name"), "resource_id": identity.get("id")}
+    return None
+
+
+def collect_application_roles(arm: ArmGet, azure: AzureConfig, facts: IdentityFacts) -> None:
+    principal_id = str((facts.service_principal or {}).get("id") or "")
+    if principal_id:
+        collect_role_assignments(arm, azure, principal_id, facts)
 
 
 def collect_role_assignments(

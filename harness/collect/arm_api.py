@@ -1,4 +1,5 @@
-"""The ONE Azure Resource Manager seam: ``ArmGet(path_or_url) -> Fetched``.
+"""The ONE Azure REST seam: ``ArmGet(path_or_url, body=None) -> Fetched`` -- a GET, or a POST of ``body`` as
+JSON (Resource Graph queries). Aimed at ARM, or at Microsoft Graph (:func:`graph_client`).
 
 :class:`RequestsArm` is the real one: ``requests`` plus an azure-identity credential
 (``ClientSecretCredential`` for the configured app registration, else ``DefaultAzureCredential``), aimed at
@@ -13,13 +14,16 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, Fetched
 
-ArmGet = Callable[[str], Fetched]
+
+class ArmGet(Protocol):
+    def __call__(self, path_or_url: str, body: dict[str, Any] | None = None) -> Fetched: ...
+
 
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
 _MAX_ATTEMPTS = 4
@@ -64,17 +68,28 @@ def make_credential(azure: AzureConfig) -> Any:
 
 
 class RequestsArm:
-    """GET ARM resources as JSON with a bearer token for the cloud's ARM audience."""
+    """GET (or POST) ARM resources as JSON with a bearer token for the cloud's ARM audience; with ``base_url``
+    and ``scope``, another Azure REST API the same way (Microsoft Graph). Tokens are always asked for the
+    configured tenant, whatever tenant the credential last signed in to."""
 
     def __init__(
-        self, azure: AzureConfig, credential: Any | None = None, sleep: Callable[[float], None] = time.sleep
+        self,
+        azure: AzureConfig,
+        credential: Any | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        *,
+        base_url: str | None = None,
+        scope: str | None = None,
+        service: str = "ARM",
     ) -> None:
         import requests
 
         endpoints = azure.cloud.endpoints
-        self.base_url = endpoints.resource_manager.rstrip("/")
-        self._scope = endpoints.arm_scope
-        self._credential = credential if credential is not None else make_credential(azure)
+        self.base_url = (base_url or endpoints.resource_manager).rstrip("/")
+        self._scope = scope or endpoints.arm_scope
+        self._service = service
+        self._tenant_id = azure.tenant_id
+        self.credential = credential if credential is not None else make_credential(azure)
         self._verify: bool | str = str(azure.ca_file) if azure.ca_file else True
         self._session = requests.Session()
         self._sleep = sleep
@@ -86,11 +101,11 @@ class RequestsArm:
 
     def _bearer(self) -> str:
         if self._token is None or self._token[1] - 120 < time.time():
-            access = self._credential.get_token(self._scope)
+            access = self.credential.get_token(self._scope, tenant_id=self._tenant_id)
             self._token = (access.token, float(access.expires_on))
         return self._token[0]
 
-    def __call__(self, path_or_url: str) -> Fetched:
+    def __call__(self, path_or_url: str, body: dict[str, Any] | None = None) -> Fetched:
         import requests
         from azure.core.exceptions import AzureError
 
@@ -103,25 +118,26 @@ class RequestsArm:
             cause = network_failure_cause(exc)
             if cause is not None:  # not the credential: the authority could not be asked at all
                 self._token_failure = Fetched(
-                    url, None, None, f"no ARM token: {cause}", NETWORK_ERROR, self._authority_host
+                    url, None, None, f"no {self._service} token: {cause}", NETWORK_ERROR, self._authority_host
                 )
             else:
                 self._token_failure = Fetched(
                     url,
                     None,
                     None,
-                    f"the harness could not get an ARM token: {credential_failure_text(exc)}",
+                    f"the harness could not get an {self._service} token: {credential_failure_text(exc)}",
                     CREDENTIAL_ERROR,
                 )
             return self._failed_before_sending(url)
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             try:
-                response = self._session.get(
-                    url,
-                    timeout=TIMEOUT,
-                    verify=self._verify,
-                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                )
+                headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+                if body is None:
+                    response = self._session.get(url, timeout=TIMEOUT, verify=self._verify, headers=headers)
+                else:
+                    response = self._session.post(
+                        url, json=body, timeout=TIMEOUT, verify=self._verify, headers=headers
+                    )
             except requests.RequestException as exc:
                 cause = network_failure_cause(exc)
                 if cause is not None:
@@ -137,6 +153,15 @@ class RequestsArm:
         failure = self._token_failure
         assert failure is not None
         return Fetched(url, None, None, failure.error, failure.code, failure.host)
+
+
+def graph_client(azure: AzureConfig, arm: RequestsArm) -> RequestsArm | None:
+    """Microsoft Graph through the same seam and credential as ARM; None when the cloud names no Graph."""
+    graph = azure.cloud.endpoints.microsoft_graph
+    if not graph:
+        return None
+    return RequestsArm(azure, arm.credential, base_url=graph, scope=azure.cloud.endpoints.graph_scope,
+                       service="Microsoft Graph")
 
 
 def credential_failure_text(exc: BaseException) -> str:

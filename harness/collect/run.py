@@ -26,20 +26,22 @@ class Backend:
     kube: KubeApi
     http: HttpGet
     arm: ArmGet | None = None
+    graph: ArmGet | None = None  # Microsoft Graph, through the ARM seam (application identities)
     secrets: list[str] = field(default_factory=list)  # values the redactor must know (kube bearer token)
 
 
 def build_backend(config: HarnessConfig, kube: KubeApi | None = None) -> Backend:
     """The real seams; ``kube`` when the plugin already built (and so checked) the Kubernetes client."""
-    from harness.collect.arm_api import RequestsArm
+    from harness.collect.arm_api import RequestsArm, graph_client
     from harness.collect.http import requests_get
     from harness.collect.kube_api import OfficialKubeApi
 
     kube = kube or OfficialKubeApi(config.cluster.kubeconfig, config.cluster.context)
     ca_file = (config.azure.ca_file if config.azure else None) or config.cluster.ca_file
     arm = RequestsArm(config.azure) if config.azure else None
+    graph = graph_client(config.azure, arm) if config.azure and arm else None
     token = getattr(kube, "bearer_token", None)  # whatever the kubeconfig's user yields: static, tokenFile, exec
-    return Backend(kube=kube, http=requests_get(ca_file), arm=arm, secrets=[token] if token else [])
+    return Backend(kube=kube, http=requests_get(ca_file), arm=arm, graph=graph, secrets=[token] if token else [])
 
 
 @dataclass
@@ -96,7 +98,9 @@ def collect_workloads(
     for workload in workloads:
         sa = collect_service_account(backend.kube, workload.namespace, workload.service_account)
         client_id = workload.client_id or sa.annotations.get(CLIENT_ID_ANNOTATION) or None
-        identity = collect_identity(backend.arm, config.azure, workload.identity_resource_id, client_id)
+        identity = collect_identity(
+            backend.arm, config.azure, workload.identity_resource_id, client_id, backend.graph
+        )
         out[workload.id] = WorkloadFacts(
             workload_id=workload.id,
             namespace=workload.namespace,
@@ -142,7 +146,7 @@ def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str
     configured = config.workload(f"{namespace}/{service_account}")
     client_id = (configured.client_id if configured else None) or sa.annotations.get(CLIENT_ID_ANNOTATION)
     identity = collect_identity(
-        backend.arm, config.azure, configured.identity_resource_id if configured else None, client_id
+        backend.arm, config.azure, configured.identity_resource_id if configured else None, client_id, backend.graph
     )
     return WorkloadFacts(
         workload_id=f"{namespace}/{name}",

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import io
 import json
+import re
 import socket
 import tempfile
 import time
@@ -31,6 +32,7 @@ from harness.facts import Fetched, KubeFailure
 AUDIENCE = "api://AzureADTokenExchange"
 AUTHORITY = "https://login.example.test/"
 ARM = "https://management.example.test/"
+GRAPH = "https://graph.example.test/"
 ISSUER = "https://oidc.example.test/tenant/cluster-guid/"
 # Data hosts the public cloud's way: a config without azure: means AzureCloud, whose hosts alone get tokens.
 VAULT = "https://finance-kv.vault.azure.net/"
@@ -67,6 +69,10 @@ class FakeWorkload:
     fic_subject: str | None = None  # default: system:serviceaccount:ns:sa
     fic: bool = True
     readable: list[str] = field(default_factory=list)  # vault / blob URLs the identity may read
+    kind: str = "managed_identity"  # or "application": an Entra app registration, in Microsoft Graph
+    subscription_id: str | None = None  # a managed identity in another subscription (default: the world's)
+    service_principal: bool = True  # an application's service principal exists
+    application_object_id: str = field(default_factory=guid)
 
     @property
     def id(self) -> str:
@@ -102,6 +108,9 @@ class World:
     keyvault_challenge_resource: str | None = KEYVAULT_RESOURCE
     bearer_sent_to: list[str] = field(default_factory=list)  # every data-plane URL that received a token
     workloads: list[FakeWorkload] = field(default_factory=list)
+    resource_graph_refused: bool = False  # the harness may not query Azure Resource Graph (403)
+    hidden_subscriptions: set[str] = field(default_factory=set)  # subscriptions the harness cannot read
+    graph_refused: bool = False  # Microsoft Graph answers 403 Authorization_RequestDenied
     existing_pods: list[dict[str, Any]] = field(default_factory=list)  # pods already in the cluster
     record_to: str | None = None  # append "ns/name" of every created pod (to count them across processes)
 
@@ -120,9 +129,14 @@ class World:
 
     def identity_id(self, w: FakeWorkload) -> str:
         return (
-            f"/subscriptions/{self.subscription_id}/resourcegroups/myRg/providers/"
+            f"/subscriptions/{w.subscription_id or self.subscription_id}/resourcegroups/myRg/providers/"
             f"Microsoft.ManagedIdentity/userAssignedIdentities/{w.identity_name or w.service_account + '-id'}"
         )
+
+    def managed_identities(self) -> list[FakeWorkload]:
+        """The workloads' managed identities the harness can read (not applications, not hidden subscriptions)."""
+        return [w for w in self.workloads if w.kind == "managed_identity"
+                and (w.subscription_id or self.subscription_id) not in self.hidden_subscriptions]
 
     # ---------------------------------------------------------------- the harness.yaml for this world
 
@@ -145,6 +159,7 @@ class World:
                     "keyvault_hosts": [".vault.azure.net"],
                     "keyvault_resource": KEYVAULT_RESOURCE,
                     "storage_hosts": [".blob.core.windows.net"],
+                    "microsoft_graph": GRAPH,
                 },
                 "tenant_id": self.tenant_id,
                 "subscription_id": self.subscription_id,
@@ -186,7 +201,8 @@ class World:
 
     def backend(self) -> Backend:
         return Backend(
-            kube=FakeKube(self), http=FakeHttp(self), arm=FakeArm(self), secrets=["fake-kube-token"]
+            kube=FakeKube(self), http=FakeHttp(self), arm=FakeArm(self), graph=FakeGraph(self),
+            secrets=["fake-kube-token"],
         )
 
 
@@ -616,6 +632,9 @@ class FakeAzureData:
 
         if w is None:
             return error("AADSTS700016", f"Application with identifier '{form['client_id']}' was not found")
+        if w.kind == "application" and not w.service_principal:
+            return error("AADSTS7000229", f"The client application {w.client_id} is missing service principal "
+                                          f"in the tenant {self.world.tenant_id}.")
         fic_issuer = w.fic_issuer or self.world.issuer
         fic_subject = w.fic_subject or w.subject
         if not w.fic:
@@ -645,7 +664,7 @@ class FakeAzureData:
                 "tid": self.world.tenant_id,
                 "oid": w.principal_id,
                 "idtyp": "app",
-                "xms_mirid": self.world.identity_id(w),
+                **({"xms_mirid": self.world.identity_id(w)} if w.kind == "managed_identity" else {}),
             },
             _KEY,
             algorithm="RS256",
@@ -665,11 +684,13 @@ class FakeArm:
         self.world = world
         self.calls: list[str] = []
 
-    def __call__(self, path_or_url: str) -> Fetched:
+    def __call__(self, path_or_url: str, body: dict[str, Any] | None = None) -> Fetched:
         self.calls.append(path_or_url)
         world = self.world
         path = urlsplit(path_or_url).path.rstrip("/").lower()
         sub = f"/subscriptions/{world.subscription_id}".lower()
+        if path == "/providers/microsoft.resourcegraph/resources":
+            return self._resource_graph(path_or_url, body or {})
         if path.endswith("/managedclusters/dev-aks"):
             return Fetched(
                 path_or_url,
@@ -685,8 +706,10 @@ class FakeArm:
                 },
             )
         if path == f"{sub}/providers/microsoft.managedidentity/userassignedidentities":
-            return Fetched(path_or_url, 200, {"value": [self._identity(w) for w in world.workloads]})
-        for w in world.workloads:
+            mine = [w for w in world.managed_identities() if (w.subscription_id or world.subscription_id)
+                    == world.subscription_id]
+            return Fetched(path_or_url, 200, {"value": [self._identity(w) for w in mine]})
+        for w in world.managed_identities():
             identity = world.identity_id(w).lower()
             if path == identity:
                 return Fetched(path_or_url, 200, self._identity(w))
@@ -726,6 +749,18 @@ class FakeArm:
             return Fetched(path_or_url, 200, {"properties": {"roleName": "Key Vault Secrets User"}})
         return Fetched(path_or_url, 404, None, "not found", "ResourceNotFound")
 
+    def _resource_graph(self, url: str, body: dict[str, Any]) -> Fetched:
+        """Just the harness's query: identities whose clientId or principalId is the GUID it names."""
+        if self.world.resource_graph_refused:
+            return Fetched(url, 403, None, "Please provide below info when asking for support", "AccessDenied")
+        wanted = set(re.findall(r"'([0-9a-fA-F-]{36})'", str(body.get("query", ""))))
+        rows = [
+            {**self._identity(w), "subscriptionId": w.subscription_id or self.world.subscription_id}
+            for w in self.world.managed_identities()
+            if {w.client_id, w.principal_id} & wanted
+        ]
+        return Fetched(url, 200, {"totalRecords": len(rows), "count": len(rows), "data": rows})
+
     def _identity(self, w: FakeWorkload) -> dict[str, Any]:
         return {
             "id": self.world.identity_id(w),
@@ -736,6 +771,58 @@ class FakeArm:
                 "tenantId": self.world.tenant_id,
             },
         }
+
+
+class FakeGraph:
+    """Microsoft Graph: the applications behind workloads of kind "application", their federated credentials
+    and service principals; managed identities' service principals by object id."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.calls: list[str] = []
+
+    def __call__(self, path_or_url: str, body: dict[str, Any] | None = None) -> Fetched:
+        self.calls.append(path_or_url)
+        url = GRAPH.rstrip("/") + path_or_url
+        if self.world.graph_refused:
+            return Fetched(url, 403, None, "Insufficient privileges to complete the operation.",
+                           "Authorization_RequestDenied")
+        apps = [w for w in self.world.workloads if w.kind == "application"]
+        path = urlsplit(path_or_url).path
+        if match := re.fullmatch(r"/v1\.0/applications\(appId='([^']+)'\)(/federatedIdentityCredentials)?", path):
+            w = next((a for a in apps if a.client_id == match.group(1)), None)
+            if w is None:
+                return self._not_found(url, match.group(1))
+            if match.group(2):
+                fics = [] if not w.fic else [{"id": guid(), "name": f"fic-{w.service_account}",
+                                               "issuer": w.fic_issuer or self.world.issuer,
+                                               "subject": w.fic_subject or w.subject, "audiences": [AUDIENCE]}]
+                return Fetched(url, 200, {"value": fics})
+            return Fetched(url, 200, {"id": w.application_object_id, "appId": w.client_id,
+                                      "displayName": w.identity_name or w.service_account})
+        if match := re.fullmatch(r"/v1\.0/servicePrincipals\(appId='([^']+)'\)", path):
+            w = next((a for a in apps if a.client_id == match.group(1) and a.service_principal), None)
+            if w is None:
+                return self._not_found(url, match.group(1))
+            return Fetched(url, 200, self._service_principal(w))
+        if match := re.fullmatch(r"/v1\.0/servicePrincipals/([^/]+)", path):
+            w = next((a for a in self.world.workloads if a.principal_id == match.group(1)
+                      and (a.kind == "managed_identity" or a.service_principal)), None)
+            if w is None:
+                return self._not_found(url, match.group(1))
+            return Fetched(url, 200, self._service_principal(w))
+        return Fetched(url, 400, None, "Resource not found for the segment", "BadRequest")
+
+    def _service_principal(self, w: FakeWorkload) -> dict[str, Any]:
+        managed = w.kind == "managed_identity"
+        return {"id": w.principal_id, "appId": w.client_id, "displayName": w.identity_name or w.service_account,
+                "servicePrincipalType": "ManagedIdentity" if managed else "Application",
+                "alternativeNames": ["isExplicit=True", self.world.identity_id(w)] if managed else []}
+
+    @staticmethod
+    def _not_found(url: str, identifier: str) -> Fetched:
+        return Fetched(url, 404, None, f"Resource '{identifier}' does not exist or one of its queried "
+                                       "reference-property objects are not present.", "Request_ResourceNotFound")
 
 
 class FakeHttp:

@@ -6,6 +6,7 @@ failing fast) and the webhook Deployment's namespaces."""
 from __future__ import annotations
 
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from fakeworld import closed_port
 
 from harness.collect.arm import collect_identity, list_all
-from harness.collect.arm_api import RequestsArm, credential_failure_text
+from harness.collect.arm_api import RequestsArm, credential_failure_text, graph_client
 from harness.collect.http import HttpResponse, HttpUnreachable, fetch_json
 from harness.collect.issuer import collect_issuer, discovery_url
 from harness.collect.kube import collect_webhook
@@ -56,10 +57,12 @@ class Token:
 class Credential:
     def __init__(self, fail: bool = False) -> None:
         self.scopes: list[str] = []
+        self.tenants: list[str | None] = []
         self.fail = fail
 
-    def get_token(self, scope: str) -> Token:
+    def get_token(self, scope: str, tenant_id: str | None = None) -> Token:
         self.scopes.append(scope)
+        self.tenants.append(tenant_id)
         if self.fail:
             raise ClientAuthenticationError("AADSTS7000215: Invalid client secret provided.")
         return Token()
@@ -74,10 +77,15 @@ class Session:
     def __init__(self, *responses: Response) -> None:
         self.responses = list(responses)
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.posted: list[Any] = []
 
     def get(self, url: str, **kwargs: Any) -> Response:
         self.requests.append((url, kwargs["headers"]))
         return self.responses.pop(0)
+
+    def post(self, url: str, **kwargs: Any) -> Response:
+        self.posted.append(kwargs["json"])
+        return self.get(url, **kwargs)
 
 
 def arm_with(*responses: Response, credential: Credential | None = None) -> tuple[RequestsArm, Session, list]:
@@ -165,28 +173,147 @@ def test_paging_follows_next_link() -> None:
     assert items == [{"id": 1}, {"id": 2}] and failed is None
 
 
-def test_identity_found_by_client_id() -> None:
-    identity_id = (
-        f"/subscriptions/{SUB}/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i"
-    )
-    client_id = "3b1a6f2e-5c1d-4e2f-9a8b-7c6d5e4f3a2b"
+CLIENT = "3b1a6f2e-5c1d-4e2f-9a8b-7c6d5e4f3a2b"
+OTHER_SUB = "9d8c7b6a-1bf0-4dda-aec3-444455556666"
+SHARED_ID = (
+    f"/subscriptions/{OTHER_SUB}/resourcegroups/shared/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i"
+)
 
-    def arm(path: str) -> Fetched:
-        path = path.split("?")[0]
-        if path.endswith("/userAssignedIdentities"):
-            return Fetched(
-                path, 200, {"value": [{"id": identity_id, "properties": {"clientId": client_id.upper()}}]}
-            )
-        if path == identity_id:
-            return Fetched(path, 200, {"properties": {"clientId": client_id, "principalId": "p"}})
-        if path.endswith("/federatedIdentityCredentials"):
-            return Fetched(path, 200, {"value": []})
-        return Fetched(path, 403, None, "no", "AuthorizationFailed")  # role assignments: evidence only
 
-    facts = collect_identity(arm, azure(), None, client_id)
-    assert facts.resource_id == identity_id and facts.resolved_by == "client_id"
+class AzureApis:
+    """ARM (Resource Graph + reads) and Graph answering from dicts; records what was asked."""
+
+    def __init__(self, arg: Fetched | None = None, arm: dict[str, Fetched] | None = None,
+                 graph: dict[str, Fetched] | None = None) -> None:
+        self.arg, self.arm_answers, self.graph_answers = arg, arm or {}, graph or {}
+        self.arm_calls: list[tuple[str, Any]] = []
+        self.graph_calls: list[str] = []
+
+    def arm(self, path: str, body: Any = None) -> Fetched:
+        self.arm_calls.append((path, body))
+        key = path.split("?")[0]
+        if key == "/providers/Microsoft.ResourceGraph/resources":
+            assert self.arg is not None
+            return self.arg
+        return self.arm_answers.get(key, Fetched(key, 403, None, "no", "AuthorizationFailed"))
+
+    def graph(self, path: str, body: Any = None) -> Fetched:
+        self.graph_calls.append(path)
+        return self.graph_answers.get(path, Fetched(path, 404, None, "not found", "Request_ResourceNotFound"))
+
+
+def identity_reads(identity_id: str) -> dict[str, Fetched]:
+    return {
+        identity_id: Fetched(identity_id, 200, {"id": identity_id, "properties": {"clientId": CLIENT,
+                                                                                 "principalId": "p"}}),
+        f"{identity_id}/federatedIdentityCredentials": Fetched("f", 200, {"value": []}),
+    }
+
+
+def test_an_identity_in_another_subscription_is_found_with_resource_graph() -> None:
+    row = {"id": SHARED_ID, "subscriptionId": OTHER_SUB, "properties": {"clientId": CLIENT.upper(), "principalId": "p"}}
+    apis = AzureApis(arg=Fetched("arg", 200, {"data": [row]}), arm=identity_reads(SHARED_ID))
+    facts = collect_identity(apis.arm, azure(), None, CLIENT, apis.graph)
+    assert (facts.kind, facts.resource_id, facts.resolved_by) == ("managed_identity", SHARED_ID, "resource_graph")
     assert facts.federated_credentials == [] and facts.role_assignments is None and facts.error is None
-    assert collect_identity(None, None, None, client_id).configured is False
+    query = apis.arm_calls[0][1]["query"]
+    assert f"properties.clientId =~ '{CLIENT}'" in query and "userassignedidentities" in query
+    assert apis.graph_calls == []  # a managed identity: Graph is not asked
+    assert collect_identity(None, None, None, CLIENT).configured is False
+
+
+def test_when_resource_graph_is_refused_the_configured_subscription_is_listed() -> None:
+    identity_id = f"/subscriptions/{SUB}/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i"
+    listing = f"/subscriptions/{SUB}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+    arm = {listing: Fetched(listing, 200, {"value": [{"id": identity_id, "properties": {"clientId": CLIENT}}]}),
+           **identity_reads(identity_id)}
+    apis = AzureApis(arg=Fetched("arg", 403, None, "denied", "AccessDenied"), arm=arm)
+    facts = collect_identity(apis.arm, azure(), None, CLIENT, apis.graph)
+    assert (facts.resource_id, facts.resolved_by) == (identity_id, "subscription_list")
+    assert [f.code for f in facts.refused] == ["AccessDenied"] and len(facts.searched) == 2
+
+
+def test_a_client_id_no_managed_identity_has_is_looked_up_as_an_application() -> None:
+    app_key = f"/v1.0/applications(appId='{CLIENT}')"
+    graph = {
+        app_key: Fetched(app_key, 200, {"id": "app-object-id", "appId": CLIENT, "displayName": "orders-app"}),
+        f"{app_key}/federatedIdentityCredentials": Fetched("f", 200, {"value": [{"name": "kube"}]}),
+        f"/v1.0/servicePrincipals(appId='{CLIENT}')": Fetched("sp", 200, {"id": "sp-object-id", "appId": CLIENT}),
+    }
+    apis = AzureApis(arg=Fetched("arg", 200, {"data": []}), graph=graph)
+    facts = collect_identity(apis.arm, azure(), None, CLIENT, apis.graph)
+    assert (facts.kind, facts.resolved_by, facts.resource_id) == ("application", "graph", None)
+    assert facts.federated_credentials == [{"name": "kube"}]
+    assert facts.service_principal == {"id": "sp-object-id", "appId": CLIENT}
+    role_query = next(path for path, _ in apis.arm_calls if "roleAssignments" in path)
+    assert "sp-object-id" in urllib.parse.unquote(role_query)
+
+    del graph[f"/v1.0/servicePrincipals(appId='{CLIENT}')"]
+    without = collect_identity(apis.arm, azure(), None, CLIENT, apis.graph)
+    assert without.service_principal is None and without.service_principal_lookup.status == 404
+
+
+def test_a_principal_id_in_the_annotation_is_recognised() -> None:
+    row = {"id": SHARED_ID, "name": "shared", "properties": {"clientId": "the-real-client-id", "principalId": CLIENT}}
+    apis = AzureApis(arg=Fetched("arg", 200, {"data": [row]}))
+    facts = collect_identity(apis.arm, azure(), None, CLIENT, apis.graph)
+    assert facts.kind is None and facts.principal_of == {
+        "kind": "managed_identity", "client_id": "the-real-client-id", "name": "shared", "resource_id": SHARED_ID}
+    sp = {"id": CLIENT, "appId": "app-client-id", "displayName": "some-app", "servicePrincipalType": "Application"}
+    apis = AzureApis(arg=Fetched("arg", 200, {"data": []}),
+                     graph={f"/v1.0/servicePrincipals/{CLIENT}": Fetched("sp", 200, sp)})
+    facts = collect_identity(apis.arm, azure(), None, CLIENT, apis.graph)
+    assert facts.principal_of is not None and facts.principal_of["kind"] == "service_principal"
+    assert facts.principal_of["client_id"] == "app-client-id"
+
+
+def test_lookups_the_harness_may_not_make_are_recorded_not_fatal() -> None:
+    denied = Fetched("g", 403, None, "Insufficient privileges to complete the operation.", "Authorization_RequestDenied")
+    apis = AzureApis(arg=Fetched("arg", 200, {"data": []}),
+                     graph={f"/v1.0/applications(appId='{CLIENT}')": denied, f"/v1.0/servicePrincipals/{CLIENT}": denied})
+    facts = collect_identity(apis.arm, azure(), None, CLIENT, apis.graph)
+    assert facts.kind is None and facts.error is None and facts.note
+    assert [f.code for f in facts.refused] == ["Authorization_RequestDenied"] * 2
+    no_graph = collect_identity(apis.arm, azure(), None, CLIENT, None)
+    assert any("not configured" in where for where in no_graph.searched)
+
+
+def test_the_harness_credential_failing_stops_the_lookup() -> None:
+    apis = AzureApis(arg=Fetched("arg", None, None, "no token", CREDENTIAL_ERROR))
+    facts = collect_identity(apis.arm, azure(), None, CLIENT, apis.graph)
+    assert facts.error is not None and facts.error.code == CREDENTIAL_ERROR and apis.graph_calls == []
+
+
+def test_a_client_id_that_is_no_guid_is_never_put_in_a_query() -> None:
+    apis = AzureApis()
+    facts = collect_identity(apis.arm, azure(), None, "x' or 1==1 //", apis.graph)
+    assert apis.arm_calls == [] and apis.graph_calls == [] and "not a GUID" in str(facts.note)
+
+
+def test_next_links_to_another_host_are_not_followed() -> None:
+    pages = {"/list": Fetched("https://arm.test/list", 200, {"value": [{"id": 1}],
+                                                             "nextLink": "https://evil.test/steal"})}
+    items, failed = list_all(pages.__getitem__, "/list")
+    assert items == [{"id": 1}] and failed is None
+
+
+def test_every_token_names_the_configured_tenant_and_a_post_carries_its_body() -> None:
+    credential = Credential()
+    arm, session, _ = arm_with(Response(200, {"data": []}), credential=credential)
+    assert arm("/providers/Microsoft.ResourceGraph/resources?api-version=1", {"query": "resources"}).ok
+    assert credential.tenants == [TENANT] and session.posted == [{"query": "resources"}]
+
+
+def test_graph_is_reached_through_the_same_seam_with_its_own_scope() -> None:
+    config = AzureConfig.model_validate({"cloud": "AzureUSGovernment", "tenant_id": TENANT, "subscription_id": SUB,
+                                         "resource_group": "rg", "cluster_name": "aks"})
+    credential = Credential()
+    graph = graph_client(config, RequestsArm(config, credential=credential))
+    assert graph is not None and graph.base_url == "https://graph.microsoft.us"
+    graph._session = Session(Response(200, {"id": "x"}))  # type: ignore[assignment]
+    assert graph("/v1.0/applications(appId='x')").ok
+    assert credential.scopes == ["https://graph.microsoft.us/.default"] and credential.tenants == [TENANT]
+    assert graph_client(azure(), RequestsArm(azure(), credential=credential)) is None  # custom cloud, no Graph
 
 
 def test_issuer_discovery_then_jwks() -> None:

@@ -1,0 +1,58 @@
+"""What Microsoft Graph knows about a client id that no managed identity has: the Entra application with that
+appId, its federated identity credentials and its service principal; and, for a GUID that is no client id,
+the service principal whose object id it is. Graph is reached through the same seam as ARM
+(``ArmGet``), aimed at the cloud's Graph endpoint with a token for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.collect.arm_api import ArmGet
+from harness.collect.pages import list_all
+from harness.facts import IdentityFacts
+
+VERSION = "v1.0"
+
+
+def collect_application(graph: ArmGet | None, app_id: str, facts: IdentityFacts) -> bool:
+    """Fill ``facts`` with the application whose appId is ``app_id`` (a GUID); False when there is none or
+    Graph could not be asked (then ``facts.refused`` or ``facts.searched`` says why)."""
+    if graph is None:
+        facts.searched.append("Microsoft Graph: not configured for this cloud (azure.cloud.microsoft_graph)")
+        return False
+    key = f"/{VERSION}/applications(appId='{app_id}')"
+    application = graph(key)
+    facts.searched.append("Microsoft Graph: the application with this appId")
+    if application.status == 404:
+        return False
+    if not application.ok or not isinstance(application.body, dict):
+        facts.refused.append(application)
+        return False
+    facts.kind, facts.resolved_by, facts.application = "application", "graph", application.body
+    credentials, failed = list_all(graph, f"{key}/federatedIdentityCredentials")
+    if failed is not None:
+        facts.error = failed
+    else:
+        facts.federated_credentials = credentials
+    principal = graph(f"/{VERSION}/servicePrincipals(appId='{app_id}')")
+    if principal.ok and isinstance(principal.body, dict):
+        facts.service_principal = principal.body
+    else:
+        facts.service_principal_lookup = principal
+    return True
+
+
+def principal_of_service_principal(graph: ArmGet | None, object_id: str, facts: IdentityFacts) -> dict[str, Any] | None:
+    """The service principal whose object id is ``object_id`` (a GUID), as {kind, client_id, name, resource_id}."""
+    if graph is None:
+        return None
+    principal = graph(f"/{VERSION}/servicePrincipals/{object_id}")
+    if principal.ok and isinstance(principal.body, dict):
+        body = principal.body
+        managed = body.get("servicePrincipalType") == "ManagedIdentity"
+        names = [str(n) for n in body.get("alternativeNames") or [] if str(n).startswith("/subscriptions/")]
+        return {"kind": "managed_identity" if managed else "service_principal", "client_id": body.get("appId"),
+                "name": body.get("displayName"), "resource_id": names[0] if names else None}
+    if principal.status != 404:
+        facts.refused.append(principal)
+    return None

@@ -1,0 +1,243 @@
+"""Where the identity really lives: a managed identity in any subscription (Resource Graph), an Entra
+application (Microsoft Graph), a principal id in the annotation, and what the harness cannot see.
+
+First the checks as pure functions of facts, then whole runs over the fake world (kube + webhook + the real
+probe + fake ARM, Resource Graph, Graph and Entra).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fakeworld import AUDIENCE, ISSUER, FakeWorkload, World
+from test_checks import CLIENT, context_for
+
+from harness.analysis import analyse
+from harness.checks.access import access_outcome
+from harness.checks.exchange import exchange_succeeds
+from harness.checks.federation import federated_credential, identity_matches
+from harness.checks.model import FAIL, PASS, SKIP, WARN
+from harness.collect.run import Selection, collect_run
+from harness.config import AzureConfig, KeyVaultSecretAccess, parse_config
+from harness.facts import Fetched, IdentityFacts
+from harness.redact import Redactor
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+HARNESS = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+SP_ID = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9"
+APP_OBJECT_ID = "11111111-2222-4333-8444-555555555555"
+REAL_CLIENT = "6a7b8c9d-0e1f-4a2b-9c3d-4e5f6a7b8c9d"
+IDENTITY_ID = ("/subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333/resourcegroups/shared/providers/"
+               "Microsoft.ManagedIdentity/userAssignedIdentities/shared-id")
+SUBJECT = "system:serviceaccount:finance:backend-sa"
+
+
+def azure() -> AzureConfig:
+    return AzureConfig.model_validate({
+        "cloud": "AzureCloud", "tenant_id": TENANT, "subscription_id": "0b1f6471-1bf0-4dda-aec3-111122223333",
+        "resource_group": "rg", "cluster_name": "aks",
+        "credential": {"client_id": HARNESS, "client_secret_env": "HARNESS_SECRET"},
+    }, context={"environ": {"HARNESS_SECRET": "s3cr3t"}})
+
+
+def context_with(identity: IdentityFacts, exchanged: bool | None = None) -> Any:
+    ctx = context_for()
+    ctx.azure = azure()
+    ctx.facts.identity = identity
+    assert ctx.facts.pod is not None
+    if exchanged is not None:
+        ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "pass" if exchanged else "fail",
+                                          "evidence": {}, "error": {}}]}
+    return ctx
+
+
+def application(service_principal: bool = True, fics: list[dict[str, Any]] | None = None) -> IdentityFacts:
+    return IdentityFacts(
+        configured=True, kind="application", resolved_by="graph",
+        application={"id": APP_OBJECT_ID, "appId": CLIENT, "displayName": "backend-app"},
+        service_principal={"id": SP_ID, "appId": CLIENT} if service_principal else None,
+        service_principal_lookup=None if service_principal else Fetched("sp", 404, None, "not found"),
+        federated_credentials=fics if fics is not None else [
+            {"id": "f1", "name": "kube", "issuer": ISSUER, "subject": SUBJECT, "audiences": [AUDIENCE]}],
+    )
+
+
+# ---------------------------------------------------------------------------------------------- pure checks
+
+
+def test_an_application_backs_the_workload_and_its_graph_credentials_are_matched() -> None:
+    ctx = context_with(application())
+    outcome = identity_matches(ctx)
+    assert outcome.status == PASS and "found in Microsoft Graph" in outcome.message
+    assert outcome.evidence["servicePrincipalId"] == SP_ID and outcome.evidence["kind"] == "application"
+    assert federated_credential(ctx).status == PASS
+
+
+def test_an_applications_credential_is_fixed_in_graph_not_arm() -> None:
+    other = [{"name": "kube", "issuer": ISSUER, "subject": "system:serviceaccount:finance:other", "audiences": [AUDIENCE]}]
+    outcome = federated_credential(context_with(application(fics=other)))
+    assert outcome.status == FAIL and outcome.findings[0].code == "FIC_SUBJECT_MISMATCH"
+    assert outcome.findings[0].fix_lines() == [
+        f"az ad app federated-credential create --id {CLIENT} --parameters "
+        f"'{{\"name\": \"finance-backend-sa\", \"issuer\": \"{ISSUER}\", \"subject\": \"{SUBJECT}\", "
+        f"\"audiences\": [\"{AUDIENCE}\"]}}'"
+    ]
+
+
+def test_an_application_without_a_service_principal_gets_one() -> None:
+    outcome = identity_matches(context_with(application(service_principal=False)))
+    assert outcome.status == FAIL
+    finding = outcome.findings[0]
+    assert (finding.code, finding.layer) == ("SERVICE_PRINCIPAL_MISSING", "identity")
+    assert finding.fix_lines() == [f"az ad sp create --id {CLIENT}"]
+
+
+def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
+    ctx = context_with(application(service_principal=False))
+    assert ctx.facts.pod is not None
+    error = {"kind": "entra_error", "http_status": 401, "error": "invalid_client", "aadsts": "AADSTS7000229",
+             "message": f"AADSTS7000229: The client application {CLIENT} is missing service principal in the tenant"}
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {}, "error": error}]}
+    finding = exchange_succeeds(ctx).findings[0]
+    assert finding.code == "SERVICE_PRINCIPAL_MISSING" and finding.fix_lines() == [f"az ad sp create --id {CLIENT}"]
+
+
+def test_a_principal_id_in_the_annotation_is_named_with_the_client_id_to_use() -> None:
+    owner = {"kind": "managed_identity", "client_id": REAL_CLIENT, "name": "shared-id", "resource_id": IDENTITY_ID}
+    outcome = identity_matches(context_with(IdentityFacts(configured=True, principal_of=owner)))
+    assert outcome.status == FAIL
+    finding = outcome.findings[0]
+    assert (finding.code, finding.layer) == ("SA_ANNOTATION_IS_PRINCIPAL_ID", "serviceaccount")
+    assert f"{CLIENT} is the principal (object) id of the managed identity {IDENTITY_ID}" in finding.message
+    assert finding.fix_lines()[0] == (
+        f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={REAL_CLIENT} "
+        "--overwrite"
+    )
+
+
+def test_an_identity_the_harness_cannot_see_is_a_warning_when_the_exchange_worked() -> None:
+    unseen = IdentityFacts(configured=True, note="nothing", searched=["Azure Resource Graph", "Microsoft Graph"])
+    outcome = identity_matches(context_with(unseen, exchanged=True))
+    assert outcome.status == WARN
+    finding = outcome.findings[0]
+    assert (finding.code, finding.severity, finding.layer) == ("IDENTITY_NOT_VISIBLE", "warning", "harness")
+    assert "Entra exchanged the workload's token" in finding.message
+    assert finding.fix_lines() == [
+        f"az role assignment create --assignee {HARNESS} --role Reader --scope "
+        "/subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333",
+        "# and Reader on the subscription (or management group) that holds the identity",
+        f"az ad app permission add --id {HARNESS} --api 00000003-0000-0000-c000-000000000000 --api-permissions "
+        "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30=Role   # Application.Read.All",
+        f"az ad app permission admin-consent --id {HARNESS}",
+    ]
+    assert federated_credential(context_with(unseen, exchanged=True)).status == SKIP
+
+
+def test_a_refused_graph_lookup_asks_only_for_graph_rights() -> None:
+    refused = Fetched("https://graph.microsoft.com/v1.0/applications(appId='x')", 403,
+                      None, "Insufficient privileges to complete the operation.", "Authorization_RequestDenied")
+    outcome = identity_matches(context_with(IdentityFacts(configured=True, refused=[refused]), exchanged=False))
+    assert outcome.status == WARN and outcome.findings[0].code == "IDENTITY_NOT_VISIBLE"
+    assert [line.split()[:4] for line in outcome.findings[0].fix_lines()] == [
+        ["az", "ad", "app", "permission"], ["az", "ad", "app", "permission"]]
+
+
+def test_nothing_found_nothing_refused_and_no_exchange_is_not_found() -> None:
+    outcome = identity_matches(context_with(IdentityFacts(configured=True, note="no identity"), exchanged=False))
+    assert outcome.status == FAIL and outcome.findings[0].code == "IDENTITY_NOT_FOUND"
+    assert outcome.findings[0].fix_lines()[:2] == [
+        f"az identity list --query '[?clientId=='\"'\"'{CLIENT}'\"'\"']' -o table",
+        f"az ad app show --id {CLIENT} --query '{{appId: appId, id: id, displayName: displayName}}'",
+    ]
+
+
+def test_a_missing_role_of_an_application_is_granted_to_its_service_principal() -> None:
+    ctx = context_with(application())
+    assert ctx.facts.pod is not None
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url="https://finance-kv.vault.azure.net/",
+                                 secret="db", expect="allow")
+    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "outcome": "deny",
+                                      "evidence": {"outcome": "deny", "status": 403, "code": "Forbidden",
+                                                   "inner_code": "ForbiddenByRbac"}}]}
+    outcome = access_outcome(ctx, 0, check)
+    assert outcome.status == FAIL
+    assert any(f"--assignee-object-id {SP_ID}" in line for line in outcome.findings[0].fix_lines())
+
+
+# ---------------------------------------------------------------------------------------------- whole runs
+
+
+def run(world: World, tmp_path: Path, drop_client_ids: bool = False) -> Any:
+    data = world.config(tmp_path)
+    if drop_client_ids:  # the client id comes from the ServiceAccount's annotation only
+        for workload in data["workloads"]:
+            workload.pop("client_id")
+    config = parse_config(data, base_dir=tmp_path)
+    facts = collect_run(world.backend(), config, Selection(workloads=config.workloads), "run-1", config.probe.image)
+    return analyse(facts, config, config.workloads, "lab", Redactor(config.secrets()))
+
+
+def statuses_of(results: Any, workload_id: str) -> dict[str, str]:
+    return {c.id: c.status for c in results.workloads[workload_id].checks}
+
+
+def codes_of(results: Any, workload_id: str) -> set[str]:
+    return {f.code for c in results.workloads[workload_id].checks for f in c.findings}
+
+
+def test_an_app_registration_workload_passes(tmp_path: Path) -> None:
+    world = World.healthy()
+    world.workloads[0].kind = "application"
+    results = run(world, tmp_path)
+    checks = statuses_of(results, "finance/backend-sa")
+    assert results.workloads["finance/backend-sa"].verdict == "pass", checks
+    assert checks["identity.matches"] == PASS and checks["federation.credential"] == PASS
+
+
+def test_a_managed_identity_in_another_subscription_passes(tmp_path: Path) -> None:
+    world = World.healthy()
+    world.workloads[0].subscription_id = "9d8c7b6a-1bf0-4dda-aec3-444455556666"
+    results = run(world, tmp_path)
+    identity = results.workloads["finance/backend-sa"].check("identity.matches")
+    assert results.workloads["finance/backend-sa"].verdict == "pass"
+    assert identity.evidence["resolved_by"] == "resource_graph"
+    assert identity.evidence["resource_id"].startswith("/subscriptions/9d8c7b6a-")
+
+
+def test_without_resource_graph_the_configured_subscription_is_still_searched(tmp_path: Path) -> None:
+    world = World.healthy(resource_graph_refused=True)
+    results = run(world, tmp_path)
+    assert results.workloads["finance/backend-sa"].verdict == "pass"
+    assert results.workloads["finance/backend-sa"].check("identity.matches").evidence["resolved_by"] == (
+        "subscription_list")
+
+
+def test_an_identity_in_a_subscription_the_harness_cannot_read_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    hidden = "9d8c7b6a-1bf0-4dda-aec3-444455556666"
+    world = World.healthy(hidden_subscriptions={hidden})
+    world.workloads[0].subscription_id = hidden
+    results = run(world, tmp_path)
+    checks = statuses_of(results, "finance/backend-sa")
+    assert checks["identity.matches"] == WARN and checks["exchange.succeeds"] == PASS
+    assert checks["federation.credential"] == SKIP
+    assert "IDENTITY_NOT_VISIBLE" in codes_of(results, "finance/backend-sa")
+    assert results.workloads["finance/backend-sa"].verdict == "pass"
+
+
+def test_an_application_graph_will_not_show_is_a_warning(tmp_path: Path) -> None:
+    world = World.healthy(graph_refused=True)
+    world.workloads[0].kind = "application"
+    results = run(world, tmp_path)
+    assert statuses_of(results, "finance/backend-sa")["identity.matches"] == WARN
+    assert results.workloads["finance/backend-sa"].verdict == "pass"
+
+
+def test_the_principal_id_in_the_annotation_fails_with_its_own_code(tmp_path: Path) -> None:
+    world = World.healthy()
+    workload: FakeWorkload = world.workloads[0]
+    workload.annotation_value = workload.principal_id
+    results = run(world, tmp_path, drop_client_ids=True)
+    identity = results.workloads["finance/backend-sa"].check("identity.matches")
+    assert identity.status == FAIL and identity.findings[0].code == "SA_ANNOTATION_IS_PRINCIPAL_ID"
+    assert workload.client_id in identity.findings[0].fix_lines()[0]
