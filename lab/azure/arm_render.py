@@ -253,13 +253,13 @@ def storage_account(lab: Lab, account: StorageAccount) -> dict[str, Any]:
             "allowBlobPublicAccess": False,
             "allowSharedKeyAccess": True,
             "minimumTlsVersion": "TLS1_2",
-            "publicNetworkAccess": "Enabled",
+            "publicNetworkAccess": account.public_network_access,
             "supportsHttpsTrafficOnly": True,
             "networkAcls": {
-                "bypass": "AzureServices",
-                "defaultAction": "Allow",
-                "ipRules": [],
-                "virtualNetworkRules": [],
+                "bypass": account.network_bypass,
+                "defaultAction": account.network_default_action,
+                "ipRules": [{"value": rule, "action": "Allow"} for rule in account.ip_rules],
+                "virtualNetworkRules": [dict(r) for r in account.virtual_network_rules],
             },
         },
     }

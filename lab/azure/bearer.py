@@ -4,6 +4,7 @@ and the ``appid=...;oid=...;iss=...`` caller description Key Vault prints in its
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,3 +60,18 @@ def dotnet_utc(ts: float) -> str:
 
 def client_address(request: web.Request) -> str:
     return request.remote or "127.0.0.1"
+
+
+def address_in_rules(address: str, rules: list[str]) -> bool:
+    """Whether an address falls in any of a firewall's IP rules (single addresses or CIDR ranges)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for rule in rules:
+        try:
+            if ip in ipaddress.ip_network(rule.strip(), strict=False):
+                return True
+        except ValueError:
+            continue
+    return False

@@ -1,7 +1,9 @@
 """Blob storage, read path, with Entra bearer tokens. One base URL per account:
 ``https://127.0.0.1:PORT/<account>/`` (the Azurite-style form azure-storage-blob accepts for 127.0.0.1).
 
-``GET|HEAD /<account>/<container>/<blob>``: token (audience https://storage.azure.com, x-ms-version
+``GET|HEAD /<account>/<container>/<blob>``: network rules (ARM's publicNetworkAccess and networkAcls: a refused
+address is 403 AuthorizationFailure, before the token is looked at; unverified order) -> token (audience
+https://storage.azure.com, x-ms-version
 >= 2017-11-09) -> RBAC data action ``.../containers/blobs/read`` at the blob, container, account or any
 ancestor (Storage Blob Data Reader) -> container -> blob. Ranges (``x-ms-range``/``Range``) answer 206
 with Content-Range, as the SDK's downloader needs. Errors are the service's XML documents with
@@ -22,7 +24,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from lab.azure.access_tokens import TokenRejected, verify_access_token
-from lab.azure.bearer import new_request_id, read_authorization
+from lab.azure.bearer import address_in_rules, client_address, new_request_id, read_authorization
 from lab.azure.world import STORAGE_AUDIENCE, StorageAccount
 from lab.faults import fault_middleware
 from lab.unexpected import unexpected_error_middleware
@@ -191,6 +193,16 @@ def _authenticate(request: web.Request, lab: Lab) -> dict[str, Any]:
     return claims
 
 
+def _check_network(request: web.Request, account: StorageAccount) -> None:
+    """The account's firewall. Storage gives network refusals the generic AuthorizationFailure code (users of
+    Storage Explorer report exactly this text when 'Firewalls and virtual networks' blocks them); that public
+    network access disabled answers the same is unverified."""
+    closed = account.public_network_access.lower() == "disabled"
+    if closed or (account.network_default_action.lower() == "deny"
+                  and not address_in_rules(client_address(request), account.ip_rules)):
+        raise StorageError(403, "AuthorizationFailure", "This request is not authorized to perform this operation.")
+
+
 def blob_resource_id(account: StorageAccount, container: str, blob: str) -> str:
     return f"{account.resource_id}/blobServices/default/containers/{container}/blobs/{blob}"
 
@@ -230,6 +242,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         # A real client would fail to resolve <name>.blob.core.windows.net; the lab answers 404 instead.
         raise StorageError(404, "ResourceNotFound", "The specified resource does not exist.")
     method = request.method.upper()
+    _check_network(request, account)
     claims = _authenticate(request, lab)
     if method not in ("GET", "HEAD"):
         raise StorageError(405, "UnsupportedHttpVerb", "The resource doesn't support specified Http Verb.")

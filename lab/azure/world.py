@@ -275,6 +275,12 @@ class StorageAccount:
     location: str
     # container -> blob name -> bytes
     containers: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    # ARM properties.networkAcls / publicNetworkAccess, enforced by the blob service
+    public_network_access: str = "Enabled"
+    network_default_action: str = "Allow"
+    ip_rules: list[str] = field(default_factory=list)
+    network_bypass: str = "AzureServices"
+    virtual_network_rules: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def resource_id(self) -> str:
