@@ -1,0 +1,185 @@
+"""Unit tests of the pure parts behind quota, Gatekeeper and scheduling in the lab: quantities as apimachinery
+prints them, the quota evaluator's texts and usage, the scheduler's filter words, constraint matching."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lab.kube import errors, gatekeeper, quota, scheduler
+from lab.kube.quantity import Quantity, QuantityError
+from lab.kube.resources import ensure_builtin_types
+from lab.kube.store import Store
+
+
+@pytest.mark.parametrize(("text", "printed"), [
+    ("1", "1"), ("500m", "500m"), ("1.5", "1500m"), ("1000", "1k"), ("2048", "2048"), ("2Ki", "2Ki"),
+    ("1536Ki", "1536Ki"), ("1024", "1024"), ("128Mi", "128Mi"), ("0.1", "100m"), ("1e3", "1e3"),
+    ("0.0000000001", "1n"), ("0", "0"), ("100M", "100M"),
+])
+def test_quantities_print_as_apimachinery_does(text: str, printed: str) -> None:
+    assert str(Quantity.parse(text)) == printed
+
+
+def test_quantity_sums_keep_the_first_non_zero_format_and_bad_text_is_refused() -> None:
+    assert str(Quantity.count(0) + Quantity.parse("32Mi")) == "32Mi"
+    assert str(Quantity.parse("10m") + Quantity.parse("1")) == "1010m"
+    assert str(Quantity.parse("1Ki") + Quantity.parse("100")) == "1124"  # not a whole number of Ki
+    for bad in ("", "abc", "1.2.3", "5Xi", True):
+        with pytest.raises(QuantityError):
+            Quantity.parse(bad)
+
+
+def container(name: str, requests: dict[str, str] | None = None, limits: dict[str, str] | None = None,
+              **extra: Any) -> dict[str, Any]:
+    resources = {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
+    return {"name": name, "image": "x", "resources": resources, **extra}
+
+
+def pod(name: str = "p", containers: list[dict[str, Any]] | None = None,
+        init: list[dict[str, Any]] | None = None, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"metadata": {"name": name, "namespace": "ns"},
+                            "spec": {"containers": containers or [container("main")], **spec},
+                            "status": {"phase": "Pending"}}
+    if init:
+        body["spec"]["initContainers"] = init
+    return body
+
+
+def test_must_specify_lists_each_resource_with_its_containers_sorted() -> None:
+    spec_pod = pod(containers=[container("web", limits={"cpu": "1"}), container("app")],
+                   init=[container("setup")])
+    required = {"limits.cpu", "requests.memory", "pods"}
+    assert quota.pod_constraints(required, spec_pod) == (
+        "must specify limits.cpu for: app,setup; requests.memory for: app,setup,web")
+    # requests default to limits (API defaulting): a limit alone satisfies the request
+    assert quota.pod_constraints({"requests.cpu"}, pod(containers=[container("a", limits={"cpu": "1"})])) is None
+
+
+def test_pod_usage_sums_containers_maxes_init_containers_and_adds_sidecars() -> None:
+    usage = quota.pod_usage(pod(
+        containers=[container("a", requests={"cpu": "100m"}), container("b", requests={"cpu": "200m"})],
+        init=[container("big-init", requests={"cpu": "1"}),
+              container("sidecar", requests={"cpu": "50m"}, restartPolicy="Always")]))
+    assert {name: str(q) for name, q in usage.items()} == {
+        "count/pods": "1", "pods": "1", "cpu": "1", "requests.cpu": "1"}
+    finished = pod(containers=[container("a", requests={"cpu": "1"})])
+    finished["status"]["phase"] = "Succeeded"
+    assert {name: str(q) for name, q in quota.pod_usage(finished).items()} == {"count/pods": "1"}
+
+
+def quota_store(hard: dict[str, str], used: dict[str, str] | None, **spec: Any) -> Store:
+    store = Store()
+    ensure_builtin_types(store)
+    store.create(store.type_for("", "namespaces"), {"metadata": {"name": "ns"}})
+    status = {"hard": hard, **({"used": used} if used is not None else {})}
+    store.create(store.type_for("", "resourcequotas"),
+                 {"metadata": {"name": "q"}, "spec": {"hard": hard, **spec}, "status": status}, namespace="ns")
+    return store
+
+
+def admit(store: Store, body: dict[str, Any], plural: str = "pods") -> None:
+    quota.admit(store, store.type_for("", plural), body, "ns")
+
+
+def test_quota_admission_texts_and_charge() -> None:
+    store = quota_store({"requests.cpu": "1", "pods": "3"}, {"requests.cpu": "800m", "pods": "1"})
+    with pytest.raises(errors.ApiError) as over:
+        admit(store, pod("big", containers=[container("a", requests={"cpu": "500m"})]))
+    assert (over.value.code, over.value.reason) == (403, "Forbidden")
+    assert over.value.message == ('pods "big" is forbidden: exceeded quota: q, requested: requests.cpu=500m, '
+                                  "used: requests.cpu=800m, limited: requests.cpu=1")
+    assert over.value.details == {"kind": "pods", "name": "big"}
+    admit(store, pod("small", containers=[container("a", requests={"cpu": "100m"})]))
+    charged = store.get(store.type_for("", "resourcequotas"), "ns", "q")["status"]["used"]
+    assert charged == {"pods": "2", "requests.cpu": "900m"}
+
+
+def test_quota_without_usage_stats_and_scopes_and_other_kinds() -> None:
+    unknown = quota_store({"pods": "3"}, None)
+    with pytest.raises(errors.ApiError) as waiting:
+        admit(unknown, pod("early"))
+    assert waiting.value.message == 'pods "early" is forbidden: status unknown for quota: q, resources: pods'
+    scoped = quota_store({"pods": "0"}, {"pods": "0"}, scopes=["NotBestEffort"])
+    admit(scoped, pod("best-effort"))  # the scope does not match: not counted
+    with pytest.raises(errors.ApiError):
+        admit(scoped, pod("burstable", containers=[container("a", requests={"memory": "1Mi"})]))
+    counted = quota_store({"count/configmaps": "0"}, {"count/configmaps": "0"})
+    with pytest.raises(errors.ApiError) as configmap:
+        admit(counted, {"metadata": {"name": "cm"}}, "configmaps")
+    assert configmap.value.message == ('configmaps "cm" is forbidden: exceeded quota: q, requested: '
+                                       "count/configmaps=1, used: count/configmaps=0, limited: count/configmaps=0")
+
+
+def test_quota_status_follows_the_namespace() -> None:
+    store = quota_store({"pods": "5", "count/pods": "5", "limits.memory": "1Gi"}, None)
+    pods = store.type_for("", "pods")
+    store.create(pods, pod("a", containers=[container("a", limits={"memory": "128Mi"})]), namespace="ns")
+    done = pod("b")
+    done["status"]["phase"] = "Failed"
+    store.create(pods, done, namespace="ns")
+    quota.sync_namespace(store, "ns")
+    status = store.get(store.type_for("", "resourcequotas"), "ns", "q")["status"]
+    assert status == {"hard": {"count/pods": "5", "limits.memory": "1Gi", "pods": "5"},
+                      "used": {"count/pods": "2", "limits.memory": "128Mi", "pods": "1"}}
+    assert quota.namespace_to_sync(("", "resourcequotas"), store.get(store.type_for("", "resourcequotas"), "ns",
+                                                                     "q")) is None
+
+
+NODE = {"metadata": {"name": "n1", "labels": {"kubernetes.io/os": "linux", "agentpool": "nodepool1"}}, "spec": {}}
+NO_PREEMPTION = "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+
+
+def test_scheduler_words_for_taints_cordon_and_selectors() -> None:
+    tainted = {**NODE, "spec": {"taints": [{"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"},
+                                           {"key": "soft", "effect": "PreferNoSchedule"}]}}
+    assert scheduler.unschedulable_message(pod(), [tainted]) == (
+        "0/1 nodes are available: 1 node(s) had untolerated taint {CriticalAddonsOnly: true}. " + NO_PREEMPTION)
+    tolerant = pod(tolerations=[{"key": "CriticalAddonsOnly", "operator": "Exists"}])
+    assert scheduler.unschedulable_message(tolerant, [tainted]) is None
+    everything = pod(tolerations=[{"operator": "Exists"}])
+    assert scheduler.unschedulable_message(everything, [{**tainted, "spec": {**tainted["spec"],
+                                                                            "unschedulable": True}}]) is None
+    wrong_effect = pod(tolerations=[{"key": "CriticalAddonsOnly", "operator": "Exists", "effect": "NoExecute"}])
+    assert scheduler.unschedulable_message(wrong_effect, [tainted]) is not None
+    cordoned = {**tainted, "spec": {**tainted["spec"], "unschedulable": True}}
+    assert scheduler.unschedulable_message(pod(), [cordoned]) == (
+        "0/1 nodes are available: 1 node(s) were unschedulable. " + NO_PREEMPTION)
+    assert scheduler.unschedulable_message(pod(nodeSelector={"kubernetes.io/os": "linux"}), [NODE]) is None
+    arm = pod(affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]}]}}})
+    assert scheduler.unschedulable_message(arm, [NODE]) == (
+        "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. " + NO_PREEMPTION)
+    assert scheduler.fit_error(["b reason", "a reason", "b reason"]) == (
+        "0/3 nodes are available: 1 a reason, 2 b reason. preemption: 0/3 nodes are available: 3 Preemption is "
+        "not helpful for scheduling.")
+
+
+def gatekeeper_store(*constraints: dict[str, Any]) -> Store:
+    store = Store()
+    ensure_builtin_types(store)
+    gatekeeper.install(store, "", "2026-01-01T00:00:00Z")
+    ensure_builtin_types(store)  # serves the constraint CRD, as the CRD controller does
+    for item in constraints:
+        store.create(gatekeeper.constraint_type(store), item)
+    return store
+
+
+def test_gatekeeper_joins_denials_keeps_warnings_and_skips_ignored_namespaces() -> None:
+    warn = gatekeeper.constraint("b-warn", "ns", "prefer limits")
+    warn["spec"]["enforcementAction"] = "warn"
+    store = gatekeeper_store(gatekeeper.constraint("a-deny", "ns", "no"), gatekeeper.constraint("c-deny", "ns", "never"),
+                             warn, gatekeeper.constraint("other", "elsewhere", "not here"))
+    pods = store.type_for("", "pods")
+    with pytest.raises(errors.ApiError) as denied:
+        gatekeeper.admit(store, pods, "ns", {})
+    assert (denied.value.code, denied.value.reason, denied.value.details) == (403, "Forbidden", None)
+    assert denied.value.message == ('admission webhook "validation.gatekeeper.sh" denied the request: '
+                                    "[a-deny] no\n[c-deny] never")
+    assert gatekeeper.admit(store, pods, "ns", {gatekeeper.IGNORE_LABEL: "yes"}) == []
+    assert gatekeeper.admit(store, store.type_for("", "configmaps"), "ns", {}) == []
+    only_warn = gatekeeper_store(warn)
+    assert gatekeeper.admit(only_warn, only_warn.type_for("", "pods"), "ns", {}) == ["[b-warn] prefer limits"]
+    assert gatekeeper.clear(only_warn) == ["b-warn"]
+    assert gatekeeper.admit(only_warn, only_warn.type_for("", "pods"), "ns", {}) == []
