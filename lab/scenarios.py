@@ -17,7 +17,7 @@ from lab.azure.world import FederatedCredential, ManagedIdentity
 if TYPE_CHECKING:
     from lab.runtime import Lab
 
-PROBE_IMAGE = "ghcr.io/wi-harness/probe"  # any tag runs the in-repo probe (python -m probe)
+PROBE_IMAGE = "ghcr.io/wi-harness/probe"  # probe.mode image: any tag runs the in-repo probe (python -m probe)
 PYTHON_IMAGE = "lab/python"  # any tag runs the lab's python interpreter with the container's args
 IDLE_IMAGES = ("myacr.azurecr.io/finance/backend", "myacr.azurecr.io/orders/api")
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
@@ -203,7 +203,9 @@ def _healthy(lab: Lab) -> None:
         },
     ]
     lab.extra["cluster"] = {"name": CLUSTER_NAME, "resource_group": CLUSTER_RESOURCE_GROUP}
-    lab.extra["probe_image"] = PROBE_IMAGE + ":0.1.0"
+    # The zero-build default: harness.yaml's probe runs python3 -m probe from a ConfigMap in the harness's stock
+    # Python image (the lab runs any mcr.microsoft.com/.../python image); PROBE_IMAGE serves probe.mode image.
+    lab.extra["probe"] = {"mode": "configmap"}
 
 
 # ------------------------------------------------------------------ broken variants (one link each)

@@ -94,7 +94,7 @@ def harness_config(lab: Lab) -> dict[str, Any]:
                 "client_secret_file": str(lab.state_dir / "secrets" / "harness-client-secret"),
             },
         },
-        "probe": {"image": lab.extra.get("probe_image"), "timeout_seconds": 120},
+        "probe": {**lab.extra.get("probe", {"mode": "configmap"}), "timeout_seconds": 120},
         "workloads": lab.extra.get("workloads", []),
     }
 

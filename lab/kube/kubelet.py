@@ -20,11 +20,13 @@ Lifecycle of a pod (each step a status write through the store, so watchers see 
    :attr:`Kubelet.kill_grace_seconds`), the pod directory and logs removed; a graceful delete (the object still
    there with ``deletionTimestamp``) is finished by the kubelet deleting the object, as the real one does.
 
-Images: the tag/digest is stripped and the name looked up in ``KubeCluster.runnable_images`` (name -> the
-image's entrypoint argv) and ``idle_images``. As in Kubernetes, a container ``command`` replaces the
-entrypoint (``args`` follow it), while ``args`` alone are appended to the entrypoint (a lab image has no
-separate CMD). An idle image runs no process and stays Running and ready; as a (non-sidecar) init container
-it completes at once with exit code 0. Any other image fails to pull with containerd's NotFound text.
+Images (:mod:`lab.kube.images`): the tag/digest is stripped and the name looked up in
+``KubeCluster.runnable_images`` (name -> the image's entrypoint argv) and ``idle_images``, then among the stock
+public images the lab knows (Python images run a stdlib-only Python of the host, ``busybox``/``alpine`` the host's
+shell). As in Kubernetes, a container ``command`` replaces the entrypoint and CMD (``args`` follow it), while
+``args`` alone replace CMD (a lab image has no CMD). An idle image runs no process and stays Running and ready; as
+a (non-sidecar) init container it completes at once with exit code 0. Any other image fails to pull with
+containerd's NotFound text.
 
 Processes: see :mod:`lab.kube.podsandbox` (a private mount namespace per container; files at the exact
 mountPaths; nothing written to the host's ``/var/run``). The environment is exactly the container's
@@ -69,7 +71,17 @@ from lab import tasks
 from lab.clock import rfc3339
 from lab.kube import errors, podenv, podsandbox, scheduler, tokens, volumes
 from lab.kube.events import EventRecorder
-from lab.kube.images import default_pull_policy, go_duration, not_found_message, parse_image, resolve_image
+from lab.kube.images import (
+    LAB_RUNTIME,
+    PYTHON_RUNTIME,
+    ImageConfig,
+    default_pull_policy,
+    go_duration,
+    not_found_message,
+    parse_image,
+    resolve_image,
+    stdlib_python,
+)
 from lab.kube.node import HOST_IP, NODE_NAME, node_object
 from lab.kube.resources import core_type
 from lab.kube.store import ResourceType, Store
@@ -673,7 +685,7 @@ class PodWorker:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    async def pull(self, cs: ContainerState, attempted: asyncio.Event) -> tuple[str, list[str] | None]:
+    async def pull(self, cs: ContainerState, attempted: asyncio.Event) -> tuple[str, ImageConfig | None]:
         image = cs.spec.get("image", "")
         ref = parse_image(image)
         policy = cs.spec.get("imagePullPolicy") or default_pull_policy(ref)
@@ -728,21 +740,24 @@ class PodWorker:
         groups = [g for g in [pod_sc.get("fsGroup"), *(pod_sc.get("supplementalGroups") or [])] if isinstance(g, int)]
         return {"uid": uid, "gid": gid, "groups": groups}
 
-    def launch_spec(self, cs: ContainerState, entrypoint: list[str]) -> LaunchSpec:
+    def launch_spec(self, cs: ContainerState, image: ImageConfig) -> LaunchSpec:
         pod = self.fetch()
         container = cs.spec
         env = podenv.container_env(pod, container, self.lookup, self.kubelet.service_env())
         command = container.get("command")
         args = podenv.expand_argv(container.get("args") or [], env)
-        argv = [*podenv.expand_argv(command, env), *args] if command else [*entrypoint, *args]
+        argv = image.argv(podenv.expand_argv(command, env) if command else None, args)
         user = self._user(container)
         runs_as_root = (user["uid"] if user else os.geteuid()) == 0
-        image_env = {
-            "PATH": f"{os.path.dirname(sys.executable)}:{IMAGE_PATH}",
-            "HOME": "/root" if runs_as_root else "/",
-            "LANG": "C.UTF-8",
-            "PYTHONPATH": str(REPO_ROOT),
-        }
+        image_env = {"PATH": IMAGE_PATH, "HOME": "/root" if runs_as_root else "/", "LANG": "C.UTF-8"}
+        traverse: list[str] = []
+        if image.runtime == LAB_RUNTIME:
+            image_env.update(PATH=f"{os.path.dirname(sys.executable)}:{IMAGE_PATH}", PYTHONPATH=str(REPO_ROOT))
+            traverse.append(str(REPO_ROOT))
+        elif image.runtime == PYTHON_RUNTIME:
+            python_bin = self.kubelet.stdlib_python()
+            image_env["PATH"] = f"{python_bin}:{IMAGE_PATH}"
+            traverse.append(str(python_bin.parent))
         hostname = (self.spec.get("hostname") or self.name)[:63]
         final = {**image_env, "HOSTNAME": hostname, **env}
         mounts = []
@@ -772,7 +787,7 @@ class PodWorker:
             final.setdefault(name, POD_CA_PATH)
         # unverified: the runtime's answer to a relative workingDir; the lab roots it, so it cannot climb out
         cwd = os.path.normpath("/" + (container.get("workingDir") or "/").lstrip("/"))
-        return LaunchSpec(argv=argv, env=final, cwd=cwd, mounts=mounts, user=user, traverse=[str(REPO_ROOT)])
+        return LaunchSpec(argv=argv, env=final, cwd=cwd, mounts=mounts, user=user, traverse=traverse)
 
     def _fallback_paths(self, cs: ContainerState, launch: LaunchSpec) -> None:
         """No mount namespace: symlinks under a per-container root, env values rewritten to point there."""
@@ -898,10 +913,10 @@ class PodWorker:
     async def run_container(self, cs: ContainerState, policy: str, attempted: asyncio.Event) -> int:
         """Pull, create, start, wait, restart per policy; returns the final exit code."""
         while True:
-            kind, entrypoint = await self.pull(cs, attempted)
+            kind, image = await self.pull(cs, attempted)
             ref = parse_image(cs.spec.get("image", ""))
             try:
-                launch = self.launch_spec(cs, entrypoint or []) if kind == "run" else None
+                launch = self.launch_spec(cs, image or ImageConfig()) if kind == "run" else None
             except podenv.ConfigError as exc:
                 cs.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
                 self.event("Failed", f"Error: {exc}", "Warning", cs.field_path)
@@ -1119,6 +1134,10 @@ class Kubelet:
     @property
     def pod_type(self) -> ResourceType:
         return core_type(self.store, "pods")
+
+    def stdlib_python(self) -> Path:
+        """The bin directory of the interpreter stock Python images run (made on first use)."""
+        return stdlib_python(Path(self.lab.state_dir) / "images" / "python")
 
     def service_env(self) -> dict[str, str]:
         if self._service_env is None:
