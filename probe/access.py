@@ -13,7 +13,7 @@ from typing import Any
 
 from probe.config import Check
 from probe.exchange import excerpt, json_object
-from probe.jwtutil import fingerprint, redact
+from probe.jwtutil import redact
 from probe.report import StepOutcome
 from probe.steps import Context
 from probe.targets import ChallengeError, HttpsTarget, parse_https_url, verify_challenge
@@ -26,12 +26,34 @@ _MAX_MESSAGE = 2000
 _SECRET_FIELDS = ("contentType", "tags", "managed", "kid")
 
 
-def outcome_of(status: int) -> str:
-    """allow (2xx), deny (401/403) or error (anything else: not found, throttled, server error)."""
+# 403s that are the service's authorization answer about the caller's rights: only these prove "deny".
+AUTHORIZATION_REFUSALS = {
+    "keyvault_secret": {"ForbiddenByRbac", "AccessDenied", "ForbiddenByPolicy"},
+    "blob": {"AuthorizationPermissionMismatch"},
+}
+# 403s from network rules (firewall, default action Deny, public access disabled): rights never evaluated.
+NETWORK_REFUSALS = {
+    "keyvault_secret": {"ForbiddenByFirewall", "ForbiddenByConnection"},
+    "blob": {"AuthorizationFailure"},
+}
+
+
+def outcome_of(kind: str, status: int, codes: set[str]) -> str:
+    """What an answer means, by the service's own error code (not by its status alone):
+
+    allow (2xx); deny (an authorization refusal: RBAC or access policy); network (a network rule refused the
+    caller before its rights were looked at); unauthenticated (401: no, or a wrong-audience/tenant, token);
+    refused (another 403); error (not found, throttled, server error)."""
     if 200 <= status < 300:
         return "allow"
-    if status in (401, 403):
-        return "deny"
+    if status == 401:
+        return "unauthenticated"
+    if status == 403:
+        if codes & AUTHORIZATION_REFUSALS.get(kind, set()):
+            return "deny"
+        if codes & NETWORK_REFUSALS.get(kind, set()):
+            return "network"
+        return "refused"
     return "error"
 
 
@@ -65,19 +87,24 @@ def access_step(ctx: Context, check: Check) -> StepOutcome:
     token_ev["fingerprint"] = result.evidence.get("fingerprint")
     token_ev["aud"] = (result.evidence.get("claims") or {}).get("aud")
     headers = _headers(check, result.access_token)
+    method = "HEAD" if check.kind == "blob" else "GET"  # a blob's properties prove the read; never its bytes
     try:
-        resp = ctx.transport("GET", url, headers, None, ctx.config.timeout_seconds)
+        resp = ctx.transport(method, url, headers, None, ctx.config.timeout_seconds)
     except TransportError as exc:
         return _finish(check, "error", evidence, {**exc.to_dict(), "url": url})
     if check.kind == "keyvault_secret":
         response_ev = _keyvault_evidence(resp, ctx.sensitive)
     else:
         response_ev = _blob_evidence(resp)
-    outcome = outcome_of(resp.status)
+    codes = {str(response_ev[k]) for k in ("code", "innererror", "x_ms_error_code") if response_ev.get(k)}
+    outcome = outcome_of(check.kind, resp.status, codes)
     detail = None
     if outcome == "error":
         detail = {"kind": "http_error", "http_status": resp.status, "code": response_ev.get("code"),
                   "message": f"expected {check.expect}, got {_describe(response_ev)}"}
+    elif outcome in ("network", "unauthenticated", "refused") and check.expect == "deny":
+        detail = {"kind": "deny_not_proven", "http_status": resp.status, "code": response_ev.get("code"),
+                  "message": f"deny not proven: {_describe(response_ev)} is not an authorization answer"}
     return _finish(check, outcome, {**evidence, **response_ev}, detail)
 
 
@@ -185,10 +212,10 @@ def _blob_evidence(resp: Response) -> dict[str, Any]:
     evidence: dict[str, Any] = {"http_status": resp.status}
     if 200 <= resp.status < 300:
         evidence.update({
-            "content_length": len(resp.body),
-            "fingerprint": fingerprint(resp.body),
+            "content_length": _int(resp.headers.get("content-length")),
             "content_type": resp.headers.get("content-type"),
             "etag": resp.headers.get("etag"),
+            "last_modified": resp.headers.get("last-modified"),
         })
         return evidence
     text = resp.body.decode("utf-8", "replace")
@@ -199,6 +226,13 @@ def _blob_evidence(resp: Response) -> dict[str, Any]:
         "x_ms_error_code": resp.headers.get("x-ms-error-code"),
         "message": redact(message.group(1).strip())[:_MAX_MESSAGE] if message else None,
     })
-    if not code:
+    if not code and resp.body:
         evidence["body_excerpt"] = excerpt(resp.body)
     return evidence
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None

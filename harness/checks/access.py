@@ -11,7 +11,7 @@ from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import EGRESS_KINDS, describe_exchange_error
 from harness.checks.federation import principal_id_of
-from harness.checks.model import ERROR, Finding, Outcome, failed, passed
+from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.commands import Command, Step, Var, advice, command
 from harness.config import BlobAccess, KeyVaultSecretAccess
 
@@ -65,16 +65,33 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     if step is None:
         return missing_probe_step("access", f"access step for {what}")
     evidence = dict(step.get("evidence") or {})
-    outcome = step.get("outcome") or evidence.get("outcome")
+    outcome = answer_meaning(check.kind, evidence) or step.get("outcome") or evidence.get("outcome")
     evidence["expected"] = check.expect
+    evidence["meaning"] = outcome
     detail = _detail(evidence)
     principal = principal_id_of(ctx.facts.identity)
     roles = _roles(ctx)
     if roles is not None:
         evidence["identity_roles"] = roles
     if outcome == check.expect:
-        verb = "allowed" if outcome == "allow" else "denied"
-        return passed(f"{what}: {verb} as expected ({detail})", evidence)
+        verb = "allowed as expected" if outcome == "allow" else "denied as expected, by the service's authorization"
+        return passed(f"{what}: {verb} ({detail})", evidence)
+    if outcome in NOT_AN_AUTHORIZATION_ANSWER:
+        return _not_an_authorization_answer(ctx, check, outcome, evidence, principal)
+    if outcome == "deny" and check.expect == "allow" and _access_policy_refusal(evidence):
+        return failed(
+            f"{what}: denied, expected allow ({detail}): the vault uses access policies, not RBAC",
+            evidence,
+            Finding(
+                "KEYVAULT_ACCESS_POLICY_MISSING",
+                ERROR,
+                "access",
+                f"the vault of {what} authorizes by access policy and none lets the identity get secrets "
+                f"({detail}); a role assignment would not help",
+                evidence,
+                [fix.keyvault_set_secret_policy(_vault_url(check), principal), fix.keyvault_policies(_vault_url(check))],
+            ),
+        )
     if outcome == "deny" and check.expect == "allow":
         return failed(
             f"{what}: denied, expected allow ({detail})",
@@ -129,6 +146,102 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     )
 
 
+# The service's own error codes decide what an answer means (reference: real-cluster-behaviours.md section 1):
+# only an authorization refusal proves a deny; network rules and authentication failures never do.
+AUTHORIZATION_REFUSALS = {
+    "keyvault_secret": {"ForbiddenByRbac", "AccessDenied", "ForbiddenByPolicy"},
+    "blob": {"AuthorizationPermissionMismatch"},
+}
+NETWORK_REFUSALS = {
+    "keyvault_secret": {"ForbiddenByFirewall", "ForbiddenByConnection"},
+    "blob": {"AuthorizationFailure"},
+}
+NOT_AN_AUTHORIZATION_ANSWER = ("network", "unauthenticated", "refused")
+
+
+def answer_meaning(kind: str, evidence: dict[str, Any]) -> str | None:
+    """allow | deny | network | unauthenticated | refused | error, from the HTTP answer the probe recorded
+    (None when it recorded none): the harness judges by the codes itself, whatever probe version ran."""
+    status = evidence.get("http_status")
+    if not isinstance(status, int):
+        return None
+    codes = {str(evidence[k]) for k in ("code", "innererror", "x_ms_error_code") if evidence.get(k)}
+    if 200 <= status < 300:
+        return "allow"
+    if status == 401:
+        return "unauthenticated"
+    if status == 403:
+        if codes & AUTHORIZATION_REFUSALS.get(kind, set()):
+            return "deny"
+        return "network" if codes & NETWORK_REFUSALS.get(kind, set()) else "refused"
+    return "error"
+
+
+def _access_policy_refusal(evidence: dict[str, Any]) -> bool:
+    return evidence.get("innererror") in ("AccessDenied", "ForbiddenByPolicy")
+
+
+def _vault_url(check: KeyVaultSecretAccess | BlobAccess) -> str:
+    return check.vault_url if isinstance(check, KeyVaultSecretAccess) else ""
+
+
+def _not_an_authorization_answer(
+    ctx: WorkloadContext,
+    check: KeyVaultSecretAccess | BlobAccess,
+    meaning: str,
+    evidence: dict[str, Any],
+    principal: str | None,
+) -> Outcome:
+    """A network rule, an unaccepted token or an unexplained 403: the identity's rights were never judged."""
+    what, detail = check.describe(), _detail(evidence)
+    is_vault = isinstance(check, KeyVaultSecretAccess)
+    why = {
+        "network": f"the {'vault' if is_vault else 'storage account'}'s network rules refused the request "
+                   "before the identity's rights were looked at",
+        "unauthenticated": "the service did not accept the token (audience or tenant)",
+        "refused": "a 403 that is not an authorization answer",
+    }[meaning]
+    if check.expect == "deny":
+        return warned(
+            f"{what}: deny not proven: {why} ({detail})",
+            evidence,
+            Finding(
+                "DENY_NOT_PROVEN",
+                WARNING,
+                "access",
+                f"deny not proven for {what}: {why} ({detail}); least privilege is unproven, not violated",
+                evidence,
+                [advice("run the harness where the resource's network rules admit the cluster, or read the "
+                        "identity's rights directly:"), fix.list_roles(principal)],
+            ),
+        )
+    if meaning == "network":
+        code = "KEYVAULT_FIREWALL" if is_vault else "STORAGE_FIREWALL"
+        repair = (
+            fix.keyvault_network_rules(check.vault_url) if isinstance(check, KeyVaultSecretAccess)
+            else fix.storage_network_rules(check.account_url)
+        )
+        return failed(f"{what}: {why} ({detail})", evidence,
+                      Finding(code, ERROR, "access", f"{what}: {why} ({detail})", evidence, repair))
+    if meaning == "unauthenticated":
+        return failed(
+            f"{what}: {why} ({detail})",
+            evidence,
+            Finding(
+                "ACCESS_UNAUTHENTICATED", ERROR, "access", f"{what}: {why} ({detail})", evidence,
+                [advice(f"the token's audience must be the resource's (got {(evidence.get('token') or {}).get('aud')}): "
+                        "set scope: on this access entry for the resource's cloud; a token from another tenant "
+                        "needs the azure.workload.identity/tenant-id annotation"),
+                 fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, ctx.expected_tenant_id)],
+            ),
+        )
+    return failed(
+        f"{what}: {why} ({detail})",
+        evidence,
+        Finding("ACCESS_CHECK_ERROR", ERROR, "access", f"{what}: {why} ({detail})", evidence, [_show(check)]),
+    )
+
+
 def _real_endpoint(check: KeyVaultSecretAccess | BlobAccess) -> list[Step]:
     """The resource's own endpoint, to compare with the URL in harness.yaml."""
     if isinstance(check, KeyVaultSecretAccess):
@@ -152,6 +265,8 @@ def _show(check: KeyVaultSecretAccess | BlobAccess) -> Command:
 def _detail(evidence: dict[str, Any]) -> str:
     parts = [f"HTTP {evidence.get('http_status')}"] if evidence.get("http_status") else []
     parts += [str(evidence[k]) for k in ("code", "innererror") if evidence.get(k)]
+    if not evidence.get("code") and evidence.get("x_ms_error_code"):
+        parts.append(str(evidence["x_ms_error_code"]))
     if evidence.get("version"):
         parts.append(f"version {evidence['version']}")
     return " ".join(parts)

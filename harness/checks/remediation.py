@@ -423,3 +423,37 @@ def grant_harness_graph_read(azure: AzureConfig | None) -> list[Step]:
 def grant_harness_reader_at(azure: AzureConfig | None, scope: str) -> Command:
     return command("az", "role", "assignment", "create", "--assignee", harness_client_id(azure), "--role",
                    "Reader", "--scope", scope)
+
+
+def keyvault_set_secret_policy(vault_url: str, principal_id: str | None) -> Command:
+    return command("az", "keyvault", "set-policy", "--name", vault_name(vault_url), "--object-id",
+                   guid_or(principal_id, "<principal-id>"), "--secret-permissions", "get")
+
+
+def keyvault_policies(vault_url: str) -> Command:
+    return command("az", "keyvault", "show", "--name", vault_name(vault_url), "--query",
+                   "{rbac: properties.enableRbacAuthorization, policies: properties.accessPolicies[].objectId}")
+
+
+def keyvault_network_rules(vault_url: str) -> list[Step]:
+    vault = vault_name(vault_url)
+    return [
+        command("az", "keyvault", "network-rule", "list", "--name", vault),
+        command("az", "keyvault", "show", "--name", vault, "--query",
+                "{defaultAction: properties.networkAcls.defaultAction, publicNetworkAccess: "
+                "properties.publicNetworkAccess}"),
+        command("az", "keyvault", "network-rule", "add", "--name", vault, "--subnet", "<aks-node-subnet-id>",
+                note="or --ip-address <the cluster's egress IP>"),
+        advice("or reach the vault through a private endpoint the cluster's network resolves"),
+    ]
+
+
+def storage_network_rules(account_url: str) -> list[Step]:
+    account = storage_account_name(account_url)
+    return [
+        command("az", "storage", "account", "network-rule", "list", "--account-name", account),
+        command("az", "storage", "account", "show", "--name", account, "--query",
+                "{defaultAction: networkRuleSet.defaultAction, publicNetworkAccess: publicNetworkAccess}"),
+        command("az", "storage", "account", "network-rule", "add", "--account-name", account,
+                "--subnet", "<aks-node-subnet-id>", note="or --ip-address <the cluster's egress IP>"),
+    ]

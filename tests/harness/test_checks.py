@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeworld import ISSUER, OTHER_VAULT, VAULT, FakeWorkload, World
+from fakeworld import ACCOUNT, ISSUER, OTHER_VAULT, VAULT, FakeWorkload, World
 
 from harness.analysis import analyse
 from harness.checks.access import access_outcome
@@ -24,14 +24,14 @@ from harness.checks.cluster import run_cluster_checks
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_succeeds
 from harness.checks.federation import identity_matches
-from harness.checks.model import FAIL, PASS, SKIP, Finding, Outcome, failed, passed, skipped
+from harness.checks.model import FAIL, PASS, SKIP, WARN, Finding, Outcome, failed, passed, skipped
 from harness.checks.pod import pod_admitted, pod_mutated
 from harness.checks.probe_output import probe_completed
 from harness.checks.serviceaccount import sa_exists
 from harness.checks.token import token_issuer
 from harness.collect.probe_pods import observe, settled
 from harness.collect.run import Selection, collect_run
-from harness.config import KeyVaultSecretAccess, WorkloadConfig, parse_config
+from harness.config import BlobAccess, KeyVaultSecretAccess, WorkloadConfig, parse_config
 from harness.facts import (
     ClusterFacts,
     Fetched,
@@ -832,3 +832,59 @@ def test_an_existing_pod_is_judged_by_the_container_the_webhook_mutated_not_a_me
     assert "linkerd-proxy" in outcome.message
     pod["metadata"].setdefault("annotations", {})["azure.workload.identity/skip-containers"] = "linkerd-proxy"
     assert pod_mutated(ctx).status == PASS
+
+
+# ---------------------------------------------------------------- access verdicts by the service's own code
+
+
+def _answered(kind: str, expect: str, status: int, **codes: str) -> Outcome:
+    check: KeyVaultSecretAccess | BlobAccess = (
+        KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect=expect)
+        if kind == "keyvault_secret"
+        else BlobAccess(kind="blob", account_url=ACCOUNT, container="reports", blob="daily.csv", expect=expect)
+    )
+    ctx = context_for()
+    assert ctx.facts.pod is not None
+    step = {"name": "access", "index": 0, "status": "fail", "outcome": "deny",  # what an older probe said
+            "evidence": {"http_status": status, **codes, "token": {"aud": "https://vault.azure.net"}},
+            "error": {"kind": "expectation_mismatch"}}
+    ctx.facts.pod.probe = {"steps": [step]}
+    return access_outcome(ctx, 0, check)
+
+
+def test_a_firewall_never_proves_a_deny_and_is_named_on_an_allow() -> None:
+    unproven = _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="ForbiddenByFirewall")
+    assert unproven.status == WARN and unproven.findings[0].code == "DENY_NOT_PROVEN"
+    assert unproven.findings[0].severity == "warning"
+    blocked = _answered("keyvault_secret", "allow", 403, code="Forbidden", innererror="ForbiddenByFirewall")
+    assert blocked.status == FAIL and blocked.findings[0].code == "KEYVAULT_FIREWALL"
+    assert blocked.findings[0].fix_lines()[0] == "az keyvault network-rule list --name finance-kv"
+    assert not any("role assignment create" in line for line in blocked.findings[0].fix_lines())
+    storage = _answered("blob", "allow", 403, code="AuthorizationFailure")
+    assert storage.findings[0].code == "STORAGE_FIREWALL"
+    assert storage.findings[0].fix_lines()[0] == "az storage account network-rule list --account-name ordersdata"
+    assert _answered("blob", "deny", 403, code="AuthorizationFailure").findings[0].code == "DENY_NOT_PROVEN"
+
+
+def test_only_authorization_refusals_prove_a_deny() -> None:
+    assert _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="ForbiddenByRbac").status == PASS
+    assert _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="AccessDenied").status == PASS
+    assert _answered("blob", "deny", 403, code="AuthorizationPermissionMismatch").status == PASS
+    assert _answered("keyvault_secret", "deny", 401, code="Unauthorized").status == WARN
+    assert _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="SecretDisabled").status == WARN
+
+
+def test_an_access_policy_vault_needs_set_policy_not_a_role() -> None:
+    outcome = _answered("keyvault_secret", "allow", 403, code="Forbidden", innererror="AccessDenied")
+    finding = outcome.findings[0]
+    assert finding.code == "KEYVAULT_ACCESS_POLICY_MISSING"
+    assert finding.fix_lines()[0] == (
+        "az keyvault set-policy --name finance-kv --object-id '<principal-id>' --secret-permissions get"
+    )
+    rbac = _answered("keyvault_secret", "allow", 403, code="Forbidden", innererror="ForbiddenByRbac")
+    assert rbac.findings[0].code == "ACCESS_DENIED_UNEXPECTEDLY"
+
+
+def test_an_unaccepted_token_on_an_allow_target_is_not_a_missing_role() -> None:
+    outcome = _answered("keyvault_secret", "allow", 401, code="Unauthorized", innererror="AKV10032")
+    assert outcome.findings[0].code == "ACCESS_UNAUTHENTICATED"

@@ -159,6 +159,10 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "delete_role_assignment": lambda d: fix.delete_role_assignment(),
     "helm_upgrade_chart": lambda d: fix.helm_upgrade_chart(d(nasty_text), d(nasty_text)),
     "helm_uninstall": lambda d: fix.helm_uninstall(d(nasty_text), d(nasty_text)),
+    "keyvault_set_secret_policy": lambda d: fix.keyvault_set_secret_policy(d(nasty_text), d(nasty_text)),
+    "keyvault_policies": lambda d: fix.keyvault_policies(d(nasty_text)),
+    "keyvault_network_rules": lambda d: fix.keyvault_network_rules(d(nasty_text)),
+    "storage_network_rules": lambda d: fix.storage_network_rules(d(nasty_text)),
     "rollout_restart": lambda d: fix.rollout_restart(d(nasty_text), d(nasty_text), d(nasty_text)),
     "delete_pod": lambda d: fix.delete_pod(d(nasty_text), d(nasty_text)),
     "patch_template_labels": lambda d: fix.patch_template_labels(

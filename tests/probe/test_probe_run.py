@@ -66,8 +66,8 @@ def blob_denied(*_: Any) -> Response:
                     BLOB_DENIED)
 
 
-def blob_ok(*_: Any) -> Response:
-    return Response(200, {"content-type": "text/csv", "etag": '"0x8D"'}, b"a,b\n1,2\n")
+def blob_ok(*_: Any) -> Response:  # the answer to HEAD: the blob's properties, no bytes
+    return Response(200, {"content-type": "text/csv", "etag": '"0x8D"', "content-length": "8"}, b"")
 
 
 def entra_fail(*_: Any) -> Response:
@@ -513,15 +513,15 @@ def test_blob_deny_xml_parsed(run_probe: RunProbe, environ: dict[str, str], entr
                            "fingerprint": ev["token"]["fingerprint"], "aud": "https://storage.azure.com"}
 
 
-def test_blob_allow_reports_length_and_fingerprint(
+def test_blob_allow_reads_properties_with_head_never_the_bytes(
     run_probe: RunProbe, environ: dict[str, str], entra_ok: Handler
 ) -> None:
     transport = FakeTransport({TOKEN_URL: entra_ok, ACCOUNT_URL: blob_ok})
     run = run_probe(config_json(checks=[blob_check("allow")]), environ, transport)
     ev = run.step("access")["evidence"]
-    assert ev["content_length"] == 8
-    assert ev["fingerprint"] == __import__("hashlib").sha256(b"a,b\n1,2\n").hexdigest()[:12]
-    assert "a,b" not in run.stdout
+    assert (ev["content_length"], ev["etag"], ev["outcome"]) == (8, '"0x8D"', "allow")
+    [call] = transport.to(ACCOUNT_URL)
+    assert call["method"] == "HEAD"
 
 
 def test_blob_allow_when_deny_expected(run_probe: RunProbe, environ: dict[str, str], entra_ok: Handler) -> None:

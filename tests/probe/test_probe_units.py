@@ -229,10 +229,25 @@ def test_secret_version_is_last_segment() -> None:
     assert secret_version("https://kv.vault.azure.net/secrets/db") is None
 
 
-@pytest.mark.parametrize(("status", "outcome"), [(200, "allow"), (401, "deny"), (403, "deny"), (404, "error"),
-                                                 (429, "error"), (500, "error")])
-def test_outcome_of(status: int, outcome: str) -> None:
-    assert outcome_of(status) == outcome
+@pytest.mark.parametrize(("kind", "status", "codes", "outcome"), [
+    ("keyvault_secret", 200, set(), "allow"),
+    ("keyvault_secret", 403, {"Forbidden", "ForbiddenByRbac"}, "deny"),
+    ("keyvault_secret", 403, {"Forbidden", "AccessDenied"}, "deny"),
+    ("keyvault_secret", 403, {"Forbidden", "ForbiddenByPolicy"}, "deny"),
+    ("keyvault_secret", 403, {"Forbidden", "ForbiddenByFirewall"}, "network"),
+    ("keyvault_secret", 403, {"Forbidden", "ForbiddenByConnection"}, "network"),
+    ("keyvault_secret", 403, {"Forbidden", "SecretDisabled"}, "refused"),
+    ("keyvault_secret", 401, {"Unauthorized", "AKV10032"}, "unauthenticated"),
+    ("blob", 206, set(), "allow"),
+    ("blob", 403, {"AuthorizationPermissionMismatch"}, "deny"),
+    ("blob", 403, {"AuthorizationFailure"}, "network"),
+    ("blob", 401, {"InvalidAuthenticationInfo"}, "unauthenticated"),
+    ("blob", 404, {"BlobNotFound"}, "error"),
+    ("blob", 429, set(), "error"),
+    ("keyvault_secret", 500, set(), "error"),
+])
+def test_an_answer_means_what_its_error_code_says(kind: str, status: int, codes: set[str], outcome: str) -> None:
+    assert outcome_of(kind, status, codes) == outcome
 
 
 # ---------------------------------------------------------------- transport
