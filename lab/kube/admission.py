@@ -1,7 +1,8 @@
-"""Admission for object creation, in the API server's order: in-tree mutating plugins (ServiceAccount,
-DefaultTolerationSeconds), mutating webhooks (the workload identity webhook), then, after validation,
-the validating plugins (PodSecurity, whose ``warn`` results become ``Warning`` headers), validating webhooks
-(Gatekeeper, when ``lab ctl policy deny`` installed it) and ResourceQuota last (kube-apiserver's plugin order).
+"""Admission for object creation, in the API server's order: in-tree mutating plugins (LimitRanger,
+ServiceAccount, DefaultTolerationSeconds), mutating webhooks (the workload identity webhook), then, after
+validation, the validating plugins (LimitRanger, PodSecurity whose ``warn`` results become ``Warning`` headers),
+validating webhooks (Gatekeeper, when ``lab ctl policy deny`` installed it) and ResourceQuota last
+(kube-apiserver's plugin order).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import string
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lab.kube import defaults, errors, gatekeeper, podsecurity, quota, validation, webhook
+from lab.kube import defaults, errors, gatekeeper, limitrange, podsecurity, quota, validation, webhook
 from lab.kube.store import Obj, ResourceType
 
 if TYPE_CHECKING:
@@ -141,6 +142,7 @@ def mutate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str) -> Obj:
         return obj
     if not isinstance(obj.get("spec"), dict) or not obj["spec"].get("containers"):
         return obj  # validation reports it
+    limitrange.mutate(lab.kube.store, obj, namespace)
     service_account_admission(lab, obj, namespace)
     default_toleration_seconds(obj)
     return webhook.admit_pod(
@@ -155,6 +157,7 @@ def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, dry_run: bool
         minor = "".join(ch for ch in str(lab.kube.version.get("minor", "")) if ch in string.digits)
         kwargs: dict[str, Any] = {"server_minor": int(minor)} if minor else {}
         labels = namespace_labels(lab, namespace)
+        limitrange.validate(lab.kube.store, rt, obj, namespace)
         warnings = podsecurity.check_pod_security(obj, labels, **kwargs)
         warnings += gatekeeper.admit(lab.kube.store, rt, namespace, labels)
     quota.admit(lab.kube.store, rt, obj, namespace, dry_run=dry_run)

@@ -87,9 +87,23 @@ def _qos_class(spec: dict[str, Any]) -> str:
     return "Guaranteed" if guaranteed else "Burstable"
 
 
+def _requests_from_limits(container: dict[str, Any]) -> None:
+    """SetDefaults_Pod: a container's limits stand in for the requests it does not state (pods only)."""
+    resources = container.get("resources")
+    if not isinstance(resources, dict) or not isinstance(resources.get("limits"), dict) or not resources["limits"]:
+        return
+    requests = resources.setdefault("requests", {})
+    if isinstance(requests, dict):
+        for name, value in resources["limits"].items():
+            requests.setdefault(name, value)
+
+
 def pod_defaults(pod: Obj) -> None:
     spec = pod.setdefault("spec", {})
     pod_spec_defaults(spec)
+    for container in itertools.chain(spec.get("initContainers") or [], spec.get("containers") or []):
+        if isinstance(container, dict):
+            _requests_from_limits(container)
     spec.setdefault("priority", 0)
     spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
     status = pod.setdefault("status", {})
@@ -215,11 +229,26 @@ def crd_established_status(crd: Obj, now: str) -> dict[str, Any]:
     }
 
 
+def limit_range_defaults(limit_range: Obj) -> None:
+    """SetDefaults_LimitRangeItem: a Container item's default limit falls back to max, its default request to
+    the default limit, then to min."""
+    for item in (limit_range.get("spec") or {}).get("limits") or []:
+        if not isinstance(item, dict) or item.get("type") != "Container":
+            continue
+        default = item.setdefault("default", {}) if isinstance(item.get("default", {}), dict) else {}
+        request = item.setdefault("defaultRequest", {}) if isinstance(item.get("defaultRequest", {}), dict) else {}
+        for source, target in (("max", default), ("default", request), ("min", request)):
+            values = item.get(source) if source != "default" else default
+            for name, value in (values or {}).items() if isinstance(values, dict) else ():
+                target.setdefault(name, value)
+
+
 DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("", "pods"): pod_defaults,
     ("", "namespaces"): namespace_defaults,
     ("", "secrets"): secret_defaults,
     ("", "services"): service_defaults,
+    ("", "limitranges"): limit_range_defaults,
     ("apps", "deployments"): deployment_defaults,
     ("apps", "daemonsets"): daemonset_defaults,
     ("apps", "replicasets"): replicaset_defaults,

@@ -81,7 +81,7 @@ def _max_lists(into: dict[str, Quantity], other: dict[str, Quantity]) -> None:
             into[name] = quantity
 
 
-def _pod_totals(spec: Obj, index: int) -> dict[str, Quantity]:
+def pod_totals(spec: Obj, index: int) -> dict[str, Quantity]:
     """resourcehelper.PodRequests (index 0) / PodLimits (index 1)."""
     total: dict[str, Quantity] = {}
     for container in spec.get("containers") or []:
@@ -127,7 +127,7 @@ def pod_usage(pod: Obj) -> dict[str, Quantity]:
     if not pod_charged(pod):
         return usage
     spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
-    return add_lists(usage, _compute_usage(_pod_totals(spec or {}, 0), _pod_totals(spec or {}, 1)))
+    return add_lists(usage, _compute_usage(pod_totals(spec or {}, 0), pod_totals(spec or {}, 1)))
 
 
 def pod_constraints(required: Iterable[str], pod: Obj) -> str | None:

@@ -214,3 +214,28 @@ def test_an_untolerated_taint_leaves_a_pod_pending_until_it_goes(kubectl: Kubect
     finally:
         kubectl("taint", "nodes", node, "dedicated-", check=False)
         kubectl("uncordon", node, check=False)
+
+
+# ---------------------------------------------------------------- LimitRange
+
+
+def test_limit_range_defaults_and_refuses_with_the_plugins_texts(kubectl: Kubectl, namespace: str) -> None:
+    limit_range = json.dumps({
+        "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "bounds", "namespace": namespace},
+        "spec": {"limits": [{"type": "Container", "max": {"cpu": "500m"}, "defaultRequest": {"cpu": "100m"}}]},
+    })
+    assert kubectl("apply", "-f", "-", input=limit_range).stdout.strip() == "limitrange/bounds created"
+    stored = get_json(kubectl, "limits", "bounds", "-n", namespace)["spec"]["limits"][0]
+    assert (stored["default"], stored["defaultRequest"]) == ({"cpu": "500m"}, {"cpu": "100m"})  # default from max
+
+    kubectl("apply", "-f", "-", input=pod_manifest("defaulted", namespace))
+    pod = get_json(kubectl, "pod", "defaulted", "-n", namespace)
+    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "500m"}, "requests": {"cpu": "100m"}}
+    assert pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"] == (
+        "LimitRanger plugin set: cpu request for container main; cpu limit for container main")
+
+    big = kubectl("apply", "-f", "-", input=pod_manifest("big", namespace, containers=[with_cpu_limit("main", "2")]),
+                  check=False)
+    assert big.returncode == 1
+    assert big.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": pods "big" is '
+                                  "forbidden: maximum cpu usage per Container is 500m, but limit is 2")
