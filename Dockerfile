@@ -1,7 +1,9 @@
-# The probe image: `python -m probe` prints one wi-probe/v1 JSON document (see probe/__init__.py).
+# The probe image for probe.mode image: `python -m probe` prints one wi-probe/v1 JSON document (see
+# probe/__init__.py). Nothing is published: build it and push it where your nodes pull from. The default,
+# probe.mode configmap, needs no image of ours (the probe's source runs from a ConfigMap in a stock Python image).
 #
-#   docker build -t ghcr.io/wi-harness/probe:0.1.0 .            # with the azure-identity cross-check
-#   docker build --build-arg WITH_SDK=0 -t ghcr.io/wi-harness/probe:0.1.0-slim .  # stdlib only
+#   docker build -t myregistry.azurecr.io/wi-probe:0.1.0 .            # with the azure-identity cross-check
+#   docker build --build-arg WITH_SDK=0 -t myregistry.azurecr.io/wi-probe:0.1.0-slim .  # stdlib only
 #
 # Runs as uid/gid 65532 with a read-only root filesystem (Pod Security "restricted"): the code is compiled at
 # build time and nothing is written at run time.

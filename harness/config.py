@@ -438,7 +438,8 @@ class ProbeResources(_Model):
             if given is None:
                 merged[section] = dict(defaults)
             elif isinstance(given, dict):  # YAML reads "cpu: 1" as a number: a quantity all the same
-                merged[section] = {**defaults, **{name: _number_text(quantity) for name, quantity in given.items()}}
+                numbers_as_text = {name: _number_text(quantity) for name, quantity in given.items()}
+                merged[section] = {**defaults, **numbers_as_text}
         return merged
 
     @field_validator("requests", "limits")
@@ -446,7 +447,8 @@ class ProbeResources(_Model):
     def _quantities(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
         for name, quantity in value.items():
             if name not in PROBE_RESOURCE_NAMES:
-                raise ValueError(f"{values.printable(name, 40)!r} is not one of {', '.join(PROBE_RESOURCE_NAMES)}")
+                allowed = ", ".join(PROBE_RESOURCE_NAMES)
+                raise ValueError(f"{values.printable(name, 40)!r} is not one of {allowed}")
             if values.parse_quantity(str(quantity)) is None:
                 raise ValueError(f"{name}: {values.printable(str(quantity), 40)!r} is not a Kubernetes quantity "
                                  "(e.g. 200m, 0.5, 128Mi)")
@@ -458,7 +460,9 @@ class ProbeResources(_Model):
             limit = self.limits.get(name)
             wanted, allowed = values.parse_quantity(request), values.parse_quantity(limit or "")
             if wanted is not None and allowed is not None and wanted > allowed:
-                raise ValueError(f"requests.{name} ({request}) must be less than or equal to limits.{name} ({limit})")
+                raise ValueError(
+                    f"requests.{name} ({request}) must be less than or equal to limits.{name} ({limit})"
+                )
         return self
 
 
@@ -478,7 +482,9 @@ class Toleration(_Model):
             if problem is not None:
                 raise ValueError(f"key {problem}")
         elif self.operator != "Exists":
-            raise ValueError('operator must be Exists when `key` is empty, which means "match all values and all keys"')
+            raise ValueError(
+                'operator must be Exists when `key` is empty, which means "match all values and all keys"'
+            )
         if self.tolerationSeconds is not None and self.effect != "NoExecute":
             raise ValueError("effect must be 'NoExecute' when `tolerationSeconds` is set")
         if self.operator == "Exists" and self.value:

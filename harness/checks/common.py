@@ -149,6 +149,7 @@ def missing_probe_step(step: str, what: str = "") -> Outcome:
             "probe",
             f"probe report without {described}",
             {"step": step},
-            [advice("build and push the probe image from this checkout (Dockerfile), or pass --probe-image")],
+            [advice("probe.mode image: rebuild and push the probe image from this checkout (Dockerfile); "
+                    "probe.mode configmap (the default) always runs the probe that ships with this harness")],
         ),
     )

@@ -11,6 +11,7 @@ from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import expected_issuer, fic_fix, match_fic
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
+from harness.checks.probe_output import mounted_ca_configmap
 from harness.commands import Step, advice
 
 # AADSTS code -> (finding code, layer, what it means)
@@ -144,6 +145,21 @@ def exchange_succeeds(ctx: WorkloadContext) -> Outcome:
     )
 
 
+def proxy_ca_steps(ctx: WorkloadContext) -> list[Step]:
+    """A certificate the probe does not trust: often a TLS-inspecting egress proxy re-signing the traffic.
+    Its CA goes in a ConfigMap that probe.ca_configmap names (the probe's exchange and SDK check trust it)."""
+    mounted = mounted_ca_configmap(ctx.facts.pod.pod if ctx.facts.pod else None)
+    if mounted is not None:
+        return [advice(f"probe.ca_configmap {mounted} does not hold the CA that signed the certificate the "
+                       "pod was shown: put the proxy's CA bundle (PEM) under its key")]
+    return [
+        fix.kubectl("create", "configmap", "proxy-ca", "-n", fix.namespace_or(ctx.namespace),
+                    "--from-file=ca.crt=proxy-ca.pem", note="proxy-ca.pem: the egress proxy's CA bundle"),
+        advice("behind a TLS-inspecting proxy: set probe.ca_configmap: proxy-ca in harness.yaml (the ConfigMap "
+               "in every workload's namespace)"),
+    ]
+
+
 def describe_exchange_error(error: dict[str, Any]) -> str:
     if error.get("kind") == "entra_error":
         return f"HTTP {error.get('http_status')} {error.get('error')}: {error.get('message')}"
@@ -155,13 +171,16 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     issuer, _ = expected_issuer(ctx)
     remediation: list[Step] = []
     if error.get("kind") in EGRESS_KINDS or str(error.get("kind", "")).startswith("tls"):
+        steps = fix.egress_test(ctx.namespace, str(evidence.get("token_url")))
+        if str(error.get("kind", "")).startswith("tls"):
+            steps += proxy_ca_steps(ctx)
         return Finding(
             "EGRESS_BLOCKED",
             ERROR,
             "entra",
             f"the pod cannot reach Entra at {evidence.get('token_url')}: {describe_exchange_error(error)}",
             evidence,
-            fix.egress_test(ctx.namespace, str(evidence.get("token_url"))),
+            steps,
         )
     code, layer, meaning = AADSTS_MEANINGS.get(
         aadsts, ("EXCHANGE_FAILED", "entra", "the token exchange failed")

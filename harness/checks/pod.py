@@ -49,7 +49,8 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
     pod = ctx.facts.pod
     assert pod is not None
     if pod.created:
-        return passed(f"probe pod {pod.namespace}/{pod.name} admitted", {"pod": pod.name, **probe_launch(pod.pod)})
+        evidence = {"pod": pod.name, **probe_launch(pod.pod)}
+        return passed(f"probe pod {pod.namespace}/{pod.name} admitted", evidence)
     error = pod.create_error
     message = error.message if error else "not created"
     evidence = {"pod": pod.name, "error": error.__dict__ if error else None}
@@ -143,10 +144,8 @@ def probe_launch(pod: dict[str, Any] | None) -> dict[str, Any]:
     entrypoint) and, in probe.mode configmap, the ConfigMap its source comes from."""
     spec = (pod or {}).get("spec") or {}
     container = next((c for c in spec.get("containers") or [] if c.get("name") == PROBE_CONTAINER), {})
-    source = next(
-        (v.get("configMap", {}).get("name") for v in spec.get("volumes") or [] if v.get("name") == PROBE_SOURCE_VOLUME),
-        None,
-    )
+    volumes = spec.get("volumes") or []
+    source = next((v.get("configMap", {}).get("name") for v in volumes if v.get("name") == PROBE_SOURCE_VOLUME), None)
     return {
         "image": container.get("image"),
         "command": container.get("command"),

@@ -236,7 +236,8 @@ def run_probe_pods(
                 created.append(facts)
             except KubeError as exc:
                 facts.create_error = exc.failure
-        await_pods(api, created, run_id, monotonic() + settings.timeout_seconds + GRACE_SECONDS, monotonic, sleep)
+        deadline = monotonic() + settings.timeout_seconds + GRACE_SECONDS
+        await_pods(api, created, run_id, deadline, monotonic, sleep)
         for facts in created:
             read_probe_output(api, facts)
     except BaseException:

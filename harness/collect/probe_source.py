@@ -1,11 +1,12 @@
 """probe.mode configmap: the stdlib probe's own source files, shipped in a ConfigMap per run and namespace.
 
-One ConfigMap per namespace (not per pod): every probe pod of a run in that namespace mounts the same files, so a
-run writes one object per namespace, whatever the number of workloads there (fewer writes, less of a
-``count/configmaps`` quota). It is created before the namespace's probe pods and deleted after them.
+One ConfigMap per namespace (not per pod): every probe pod of a run in that namespace mounts the same
+files, so a run writes one object per namespace, whatever the number of workloads there (fewer writes, less
+of a ``count/configmaps`` quota). It is created before the namespace's probe pods and deleted after them.
 
-The files are read from the installed ``probe`` package with :mod:`importlib.resources`, so a wheel install ships
-exactly the probe the harness was released with. The package is flat: its ``*.py`` files are the probe.
+The files are read from the installed ``probe`` package with :mod:`importlib.resources`, so a wheel install
+ships exactly the probe the harness was released with. The package is flat: its ``*.py`` files are the
+probe.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def probe_source_files() -> dict[str, str]:
         if entry.is_file() and entry.name.endswith(".py")
     }
     if "__main__.py" not in files:
-        raise RuntimeError(f"the installed {PROBE_PACKAGE} package has no __main__.py: cannot run python -m probe")
+        raise RuntimeError(f"the installed {PROBE_PACKAGE} package has no __main__.py: no python -m probe")
     total = sum(len(name) + len(text.encode()) for name, text in files.items())
     if total > MAX_CONFIGMAP_BYTES:
         raise RuntimeError(f"the probe's source ({total} bytes) does not fit in one ConfigMap")
@@ -82,9 +83,11 @@ def source_volume(run_id: str, files: list[str]) -> dict[str, Any]:
 
 
 def ca_volume(configmap: str) -> dict[str, Any]:
-    """The CA bundle's ConfigMap, optional: when it is missing the probe starts anyway and names the CA file it
-    cannot read (a probe config error in its report) instead of the pod waiting on a mount until the deadline."""
-    return {"name": PROBE_CA_VOLUME, "configMap": {"name": configmap, "optional": True, "defaultMode": _READ_ONLY_FILES}}
+    """The CA bundle's ConfigMap, optional: when it is missing the probe starts anyway and names the CA file
+    it cannot read (a probe config error in its report) instead of the pod waiting on a mount until the
+    deadline."""
+    source = {"name": configmap, "optional": True, "defaultMode": _READ_ONLY_FILES}
+    return {"name": PROBE_CA_VOLUME, "configMap": source}
 
 
 def ca_file_in_pod(key: str) -> str:

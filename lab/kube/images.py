@@ -117,7 +117,8 @@ def stdlib_python(directory: Path) -> Path:
     per lab under ``directory``."""
     bin_dir = directory / "bin"
     if not (bin_dir / "python3").exists():
-        venv.EnvBuilder(system_site_packages=False, symlinks=True, with_pip=False, clear=True).create(directory)
+        builder = venv.EnvBuilder(system_site_packages=False, symlinks=True, with_pip=False, clear=True)
+        builder.create(directory)
     return bin_dir
 
 

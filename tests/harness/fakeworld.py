@@ -102,6 +102,7 @@ class World:
     probe_image_pullable: bool = True
     probe_settings: dict[str, Any] = field(default_factory=dict)  # harness.yaml's probe: (timeout_seconds: 30)
     configmaps_forbidden: bool = False  # the harness may not create ConfigMaps (RBAC)
+    entra_certificate_untrusted: bool = False  # a TLS-inspecting proxy re-signs Entra's certificate
     probe_never_finishes: bool = False
     # what a vault answers a request without a token: its challenge names this resource (None: no challenge,
     # the secret itself, as a look-alike host that is not Key Vault would)
@@ -557,6 +558,11 @@ class FakeAzureData:
         from probe.transport import Response
 
         if url.startswith(AUTHORITY):
+            if self.world.entra_certificate_untrusted:
+                from probe.transport import TransportError
+
+                raise TransportError("tls_verify", "SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] "
+                                     "certificate verify failed: self-signed certificate in certificate chain")
             return self._token(Response, body or b"")
         auth = dict(headers).get("Authorization", "").removeprefix("Bearer ")
         if auth:

@@ -21,6 +21,8 @@ def test_rbac_is_namespaced_for_writes() -> None:
     assert verbs <= {"get", "list"}
     probe_role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == "finance")
     assert {"create", "delete", "watch"} <= set(probe_role["rules"][0]["verbs"])
+    config_maps = next(rule for rule in probe_role["rules"] if rule["resources"] == ["configmaps"])
+    assert set(config_maps["verbs"]) == {"create", "list", "delete"}  # probe.mode configmap's source, and --sweep
     binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "wi-harness", "namespace": "wi-harness"}

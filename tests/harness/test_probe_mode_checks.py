@@ -1,6 +1,7 @@
-"""What the checks say about the probe's launch (probe.mode configmap, the default, and image), on fake worlds:
-what the admitted pod runs, a stock image the nodes cannot pull, a refused source ConfigMap, a CA ConfigMap that
-is not there, and the probe.* knobs on the objects the harness creates."""
+"""What the checks say about the probe's launch (probe.mode configmap, the default, and image), on fake
+worlds: what the admitted pod runs, a stock image the nodes cannot pull, a refused source ConfigMap, a CA
+ConfigMap that is not there, an untrusted certificate on the way to Entra, and the probe.* knobs on the
+objects the harness creates."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def finding_of(results: RunResults, check: str) -> Any:
     return finding
 
 
-def test_the_admitted_probe_runs_python3_from_the_run_s_configmap_in_the_stock_image(run_world: RunWorld) -> None:
+def test_the_admitted_probe_runs_python3_from_the_run_s_configmap_in_the_stock_image(
+    run_world: RunWorld,
+) -> None:
     results, _ = run_world(World.healthy())
     admitted = results.workloads["finance/backend-sa"].check("pod.admitted")
     assert admitted.status == PASS
@@ -37,7 +40,8 @@ def test_image_mode_says_the_image_runs_its_own_entrypoint(run_world: RunWorld) 
     results, _ = run_world(world)
     admitted = results.workloads["finance/backend-sa"].check("pod.admitted")
     assert admitted.status == PASS and admitted.evidence["probe_mode"] == "image"
-    assert admitted.evidence["command"] is None and admitted.evidence["image"] == "example.azurecr.io/wi-probe:0.1.0"
+    assert admitted.evidence["command"] is None
+    assert admitted.evidence["image"] == "example.azurecr.io/wi-probe:0.1.0"
 
 
 def test_a_stock_image_the_nodes_cannot_pull_is_mirrored_not_built(run_world: RunWorld) -> None:
@@ -71,8 +75,8 @@ def test_a_refused_source_configmap_names_configmaps_not_pods(run_world: RunWorl
 
 
 def test_a_missing_ca_configmap_is_named_by_the_probe_not_a_timeout(run_world: RunWorld) -> None:
-    """The fake kubelet mounts an optional ConfigMap that does not exist as an empty directory: the probe finds
-    no CA file and says so in its report."""
+    """The fake kubelet mounts an optional ConfigMap that does not exist as an empty directory: the probe
+    finds no CA file and says so in its report."""
     results, _ = run_world(World.healthy(probe_settings={"ca_configmap": "proxy-ca"}))
     finding = finding_of(results, "probe.completed")
     assert finding.code == "PROBE_CONFIG_INVALID"
@@ -95,7 +99,8 @@ def test_probe_knobs_reach_the_pod_and_the_configmap(run_world: RunWorld, tmp_pa
 
     config = parse_config(world.config(config_path), base_dir=config_path)
     backend = world.backend()
-    collect_run(backend, config, Selection(workloads=config.workloads), "run-1", config.probe.resolved_image, keep=True)
+    selection = Selection(workloads=config.workloads)
+    collect_run(backend, config, selection, "run-1", config.probe.resolved_image, keep=True)
     kube = backend.kube
     pod = kube.created[0]  # type: ignore[attr-defined]
     assert pod["metadata"]["labels"]["cost-center"] == "platform"
@@ -106,3 +111,29 @@ def test_probe_knobs_reach_the_pod_and_the_configmap(run_world: RunWorld, tmp_pa
     config_maps = list(kube.config_maps.values())  # type: ignore[attr-defined]
     assert {c["metadata"]["labels"]["cost-center"] for c in config_maps} == {"platform"}
     assert {c["metadata"]["namespace"] for c in config_maps} == {"finance", "orders"}
+
+
+def test_an_untrusted_certificate_on_the_way_to_entra_points_at_probe_ca_configmap(
+    run_world: RunWorld,
+) -> None:
+    results, _ = run_world(World.healthy(entra_certificate_untrusted=True))
+    finding = finding_of(results, "exchange.succeeds")
+    assert finding.code == "EGRESS_BLOCKED" and "tls_verify" in finding.message
+    lines = finding.fix_lines()
+    assert any(line.startswith("kubectl create configmap proxy-ca -n finance --from-file=ca.crt=proxy-ca.pem")
+               for line in lines), lines
+    assert any("probe.ca_configmap: proxy-ca" in line for line in lines)
+
+
+def test_an_untrusted_certificate_with_a_ca_configmap_mounted_says_the_bundle_is_the_wrong_one() -> None:
+    from test_checks import context_for
+
+    from harness.checks.exchange import proxy_ca_steps
+    from harness.commands import render
+
+    volume = {"name": "wi-probe-ca", "configMap": {"name": "corp-ca", "optional": True}}
+    lines = [render(step) for step in proxy_ca_steps(context_for({"spec": {"volumes": [volume]}}))]
+    assert lines == ["# probe.ca_configmap corp-ca does not hold the CA that signed the certificate the pod "
+                     "was shown: put the proxy's CA bundle (PEM) under its key"]
+    without = [render(step) for step in proxy_ca_steps(context_for({"spec": {}}))]
+    assert any("kubectl create configmap" in line for line in without)
