@@ -720,13 +720,19 @@ _STORAGE_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 
 
 def _put_storage_account(
-    ctx: Ctx, method: str, group: ResourceGroup, name: str, account: StorageAccount | None, body: dict[str, Any]
+    ctx: Ctx,
+    method: str,
+    group: ResourceGroup,
+    name: str,
+    account: StorageAccount | None,
+    body: dict[str, Any],
 ) -> web.Response:
-    """Create (PUT) or update (PUT/PATCH) a storage account's network rules: properties.publicNetworkAccess and
-    properties.networkAcls {defaultAction, bypass, ipRules [{value, action}], virtualNetworkRules}, the body
-    ``az storage account update --default-action`` and ``az storage account network-rule add`` send (a GET, then
-    the whole networkAcls back). Real ARM answers a new account's PUT 202 and the client polls; the lab creates it
-    at once (200). Address-range checks on ipRules (no private ranges, no /31 or /32) are not emulated."""
+    """Create (PUT) or update (PUT/PATCH) a storage account's network rules: properties.publicNetworkAccess
+    and properties.networkAcls {defaultAction, bypass, ipRules [{value, action}], virtualNetworkRules}, the
+    body ``az storage account update --default-action`` and ``az storage account network-rule add`` send (a
+    GET, then the whole networkAcls back). Real ARM answers a new account's PUT 202 and the client polls; the
+    lab creates it at once (200). Address-range checks on ipRules (no private ranges, no /31 or /32) are not
+    emulated."""
     properties = _properties(body)
     if account is None:
         if method == "PATCH":
@@ -734,9 +740,9 @@ def _put_storage_account(
         location = _location(body)
         if not _STORAGE_NAME.match(name):
             raise errors.ArmError(400, "AccountNameInvalid",
-                                  f"{name} is not a valid storage account name. Storage account name must be "
-                                  "between 3 and 24 characters in length and use numbers and lower-case letters "
-                                  "only.")
+                                  f"{name} is not a valid storage account name. Storage account name must "
+                                  "be between 3 and 24 characters in length and use numbers and lower-case "
+                                  "letters only.")
         if name.lower() in ctx.world.storage_accounts:
             raise errors.ArmError(409, "StorageAccountAlreadyTaken",
                                   f"The storage account named {name} is already taken.")
@@ -755,9 +761,11 @@ def _put_storage_account(
             account.network_bypass = str(acls["bypass"])
         if isinstance(acls.get("ipRules"), list):
             rules = [r for r in acls["ipRules"] if isinstance(r, dict) and r.get("value")]
-            account.ip_rules = [str(r["value"]) for r in rules if str(r.get("action", "Allow")).lower() == "allow"]
+            account.ip_rules = [str(r["value"]) for r in rules
+                                if str(r.get("action", "Allow")).lower() == "allow"]
         if isinstance(acls.get("virtualNetworkRules"), list):
-            account.virtual_network_rules = [dict(r) for r in acls["virtualNetworkRules"] if isinstance(r, dict)]
+            account.virtual_network_rules = [dict(r) for r in acls["virtualNetworkRules"]
+                                             if isinstance(r, dict)]
     return json_response(render.storage_account(ctx.lab, account))
 
 

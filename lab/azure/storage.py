@@ -1,9 +1,9 @@
 """Blob storage, read path, with Entra bearer tokens. One base URL per account:
 ``https://127.0.0.1:PORT/<account>/`` (the Azurite-style form azure-storage-blob accepts for 127.0.0.1).
 
-``GET|HEAD /<account>/<container>/<blob>``: network rules (ARM's publicNetworkAccess and networkAcls: a refused
-address is 403 AuthorizationFailure, before the token is looked at; unverified order) -> token (audience
-https://storage.azure.com, x-ms-version
+``GET|HEAD /<account>/<container>/<blob>``: network rules (ARM's publicNetworkAccess and networkAcls: a
+refused address is 403 AuthorizationFailure, before the token is looked at; unverified order) -> token
+(audience https://storage.azure.com, x-ms-version
 >= 2017-11-09) -> RBAC data action ``.../containers/blobs/read`` at the blob, container, account or any
 ancestor (Storage Blob Data Reader) -> container -> blob. Ranges (``x-ms-range``/``Range``) answer 206
 with Content-Range, as the SDK's downloader needs. Errors are the service's XML documents with
@@ -200,7 +200,8 @@ def _check_network(request: web.Request, account: StorageAccount) -> None:
     closed = account.public_network_access.lower() == "disabled"
     if closed or (account.network_default_action.lower() == "deny"
                   and not address_in_rules(client_address(request), account.ip_rules)):
-        raise StorageError(403, "AuthorizationFailure", "This request is not authorized to perform this operation.")
+        raise StorageError(403, "AuthorizationFailure",
+                           "This request is not authorized to perform this operation.")
 
 
 def blob_resource_id(account: StorageAccount, container: str, blob: str) -> str:

@@ -1,7 +1,7 @@
 """Admission for object creation, in the API server's order: in-tree mutating plugins (LimitRanger,
 ServiceAccount, DefaultTolerationSeconds), mutating webhooks (the workload identity webhook), then, after
-validation, the validating plugins (LimitRanger, PodSecurity whose ``warn`` results become ``Warning`` headers),
-validating webhooks (Gatekeeper, when ``lab ctl policy deny`` installed it) and ResourceQuota last
+validation, the validating plugins (LimitRanger, PodSecurity whose ``warn`` results become ``Warning``
+headers), validating webhooks (Gatekeeper, when ``lab ctl policy deny`` installed it) and ResourceQuota last
 (kube-apiserver's plugin order).
 """
 

@@ -90,11 +90,12 @@ def _qos_class(spec: dict[str, Any]) -> str:
 def _requests_from_limits(container: dict[str, Any]) -> None:
     """SetDefaults_Pod: a container's limits stand in for the requests it does not state (pods only)."""
     resources = container.get("resources")
-    if not isinstance(resources, dict) or not isinstance(resources.get("limits"), dict) or not resources["limits"]:
+    limits = resources.get("limits") if isinstance(resources, dict) else None
+    if not isinstance(limits, dict) or not limits:
         return
     requests = resources.setdefault("requests", {})
     if isinstance(requests, dict):
-        for name, value in resources["limits"].items():
+        for name, value in limits.items():
             requests.setdefault(name, value)
 
 
@@ -236,7 +237,8 @@ def limit_range_defaults(limit_range: Obj) -> None:
         if not isinstance(item, dict) or item.get("type") != "Container":
             continue
         default = item.setdefault("default", {}) if isinstance(item.get("default", {}), dict) else {}
-        request = item.setdefault("defaultRequest", {}) if isinstance(item.get("defaultRequest", {}), dict) else {}
+        request = (item.setdefault("defaultRequest", {}) if isinstance(item.get("defaultRequest", {}), dict)
+                   else {})
         for source, target in (("max", default), ("default", request), ("min", request)):
             values = item.get(source) if source != "default" else default
             for name, value in (values or {}).items() if isinstance(values, dict) else ():

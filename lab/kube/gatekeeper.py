@@ -1,21 +1,22 @@
 """An OPA Gatekeeper install, as Azure Policy for AKS runs it, reduced to what a policy refusal looks like.
 
 ``python -m lab ctl policy deny --namespace NS --message TEXT`` puts in the API what Gatekeeper installs
-(namespace ``gatekeeper-system``, ValidatingWebhookConfiguration ``gatekeeper-validating-webhook-configuration``
-whose webhook is ``validation.gatekeeper.sh``, the ConstraintTemplate CRD) plus one ConstraintTemplate of the
-lab's own (``K8sLabDenyPods``: no Rego, it refuses every pod it matches) and a constraint of that kind matching
-pods in NS. The API server's ValidatingAdmissionWebhook step (:func:`admit`) then evaluates the stored
-constraints, so ``kubectl get constraints`` shows what refuses, and deleting the constraint lifts it.
+(namespace ``gatekeeper-system``, ValidatingWebhookConfiguration
+``gatekeeper-validating-webhook-configuration`` whose webhook is ``validation.gatekeeper.sh``, the
+ConstraintTemplate CRD) plus one ConstraintTemplate of the lab's own (``K8sLabDenyPods``: no Rego, it refuses
+every pod it matches) and a constraint of that kind matching pods in NS. The API server's
+ValidatingAdmissionWebhook step (:func:`admit`) then evaluates the stored constraints, so ``kubectl get
+constraints`` shows what refuses, and deleting the constraint lifts it.
 
 Read from open-policy-agent/gatekeeper (deploy/gatekeeper.yaml, pkg/webhook/policy.go): the webhook config's
 namespaceSelector skips namespaces labelled ``admission.gatekeeper.sh/ignore`` and gatekeeper-system; a denial
 answers Status{code 403, reason Forbidden, message: each violation as ``[<constraint name>] <msg>`` joined by
 newlines} (PR #1692 set the reason); ``warn`` constraints become warnings. The API server wraps the message
 (webhookerrors.ToStatusErr in 1.32) as ``admission webhook "validation.gatekeeper.sh" denied the request:
-<message>``, which is what users of AKS report (Azure/AKS#5024). Newer API servers also prefix
-``pods "<name>" is forbidden: ``; which release added that is unverified, and the lab serves 1.32.
-Constraint CRD names (plural = lower-case kind, categories constraint/constraints, cluster-scoped, v1beta1)
-follow Gatekeeper's generated CRDs; Azure Policy's constraint names are ``azurepolicy-<template>-<hash>``.
+<message>``, which is what users of AKS report (Azure/AKS#5024). Newer API servers also prefix ``pods "<name>"
+is forbidden: ``; which release added that is unverified, and the lab serves 1.32. Constraint CRD names
+(plural = lower-case kind, categories constraint/constraints, cluster-scoped, v1beta1) follow Gatekeeper's
+generated CRDs; Azure Policy's constraint names are ``azurepolicy-<template>-<hash>``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def install_objects(ca_bundle: str) -> Installed:
         IGNORE_LABEL: "no-self-managing", "control-plane": "controller-manager", **SYSTEM_LABELS,
         "kubernetes.io/metadata.name": NAMESPACE}}, "spec": {"finalizers": ["kubernetes"]},
         "status": {"phase": "Active"}}
-    template_crd = _crd(TEMPLATE_GROUP, "ConstraintTemplate", "constrainttemplates", ["v1", "v1beta1", "v1alpha1"])
+    template_crd = _crd(TEMPLATE_GROUP, "ConstraintTemplate", "constrainttemplates",
+                        ["v1", "v1beta1", "v1alpha1"])
     constraint_crd = _crd(CONSTRAINT_GROUP, LAB_TEMPLATE_KIND, LAB_TEMPLATE_PLURAL,
                           [CONSTRAINT_VERSION, "v1", "v1alpha1"], ["constraint", "constraints"])
     constraint_crd["metadata"]["labels"] = {"gatekeeper.sh/constraint": "yes"}
@@ -77,16 +79,17 @@ def install_objects(ca_bundle: str) -> Installed:
         "metadata": {"name": LAB_TEMPLATE_PLURAL},
         "spec": {"crd": {"spec": {"names": {"kind": LAB_TEMPLATE_KIND}}},
                  "targets": [{"target": "admission.k8s.gatekeeper.sh",
-                              "rego": "# the lab evaluates this template itself: every matched pod is refused "
-                                      "with parameters.message\npackage k8slabdenypods\n"}]},
+                              "rego": "# the lab evaluates this template itself: every matched pod is "
+                                      "refused with parameters.message\npackage k8slabdenypods\n"}]},
     }
     webhook = {
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": CONFIGURATION_NAME, "labels": dict(SYSTEM_LABELS)},
         "webhooks": [{
             "name": WEBHOOK_NAME, "admissionReviewVersions": ["v1", "v1beta1"],
-            "clientConfig": {"caBundle": ca_bundle, "service": {
-                "name": "gatekeeper-webhook-service", "namespace": NAMESPACE, "path": "/v1/admit", "port": 443}},
+            "clientConfig": {"caBundle": ca_bundle, "service": {"name": "gatekeeper-webhook-service",
+                                                                "namespace": NAMESPACE, "path": "/v1/admit",
+                                                                "port": 443}},
             "failurePolicy": "Ignore", "matchPolicy": "Exact",
             "namespaceSelector": {"matchExpressions": [
                 {"key": IGNORE_LABEL, "operator": "DoesNotExist"},
@@ -159,7 +162,8 @@ def admit(store: Store, rt: ResourceType, namespace: str, namespace_labels: dict
         return []
     configurations = store.type_for("admissionregistration.k8s.io", "validatingwebhookconfigurations")
     configuration = store.find(configurations, "", CONFIGURATION_NAME) if configurations else None
-    webhook = next((w for w in (configuration or {}).get("webhooks") or [] if w.get("name") == WEBHOOK_NAME), None)
+    webhooks = (configuration or {}).get("webhooks") or []
+    webhook = next((w for w in webhooks if w.get("name") == WEBHOOK_NAME), None)
     constraints = constraint_type(store)
     if webhook is None or constraints is None:
         return []
@@ -211,7 +215,8 @@ def deny(store: Store, ca_bundle: str, now: str, name: str, namespace: str, mess
 
 
 def clear(store: Store) -> list[str]:
-    """Remove every lab constraint and what :func:`install` put in the API; returns the constraints removed."""
+    """Remove every lab constraint and what :func:`install` put in the API; returns the constraints removed.
+    """
     removed = []
     rt = constraint_type(store)
     for item in store.list(rt)[0] if rt is not None else []:

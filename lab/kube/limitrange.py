@@ -1,14 +1,15 @@
-"""The LimitRanger admission plugin for pods: defaults from ``type: Container`` items, then min/max/ratio checks.
+"""The LimitRanger admission plugin for pods: defaults from ``type: Container`` items, then min/max/ratio
+checks.
 
 Read from kubernetes/kubernetes plugin/pkg/admission/limitranger/admission.go: the mutating step gives every
 container and init container the LimitRange's ``default`` limits and ``defaultRequest`` requests it lacks and
-records them in the ``kubernetes.io/limit-ranger`` annotation (``LimitRanger plugin set: cpu request for container
-app; cpu limit for container app``); the validating step checks each container (``type: Container``) and the
-pod's totals (``type: Pod``) and answers 403 ``pods "<name>" is forbidden: maximum cpu usage per Container is 1,
-but limit is 2`` (several errors as ``[a, b]``, the first LimitRange that fails). The texts are the current
-source's (no trailing period); releases before the error strings were cleaned up ended them with one, so the
-1.32 punctuation is unverified. The LimitRange defaulting (default from max, defaultRequest from default or min)
-is in :mod:`lab.kube.defaults`. PersistentVolumeClaim limits are not emulated.
+records them in the ``kubernetes.io/limit-ranger`` annotation (``LimitRanger plugin set: cpu request for
+container app; cpu limit for container app``); the validating step checks each container (``type: Container``)
+and the pod's totals (``type: Pod``) and answers 403 ``pods "<name>" is forbidden: maximum cpu usage per
+Container is 1, but limit is 2`` (several errors as ``[a, b]``, the first LimitRange that fails). The texts
+are the current source's (no trailing period); releases before the error strings were cleaned up ended them
+with one, so the 1.32 punctuation is unverified. The LimitRange defaulting (default from max, defaultRequest
+from default or min) is in :mod:`lab.kube.defaults`. PersistentVolumeClaim limits are not emulated.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def _items(limit_range: Obj, kind: str) -> list[Obj]:
 def _containers(pod: Obj) -> list[tuple[Obj, str]]:
     spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
     return ([(c, "container") for c in (spec or {}).get("containers") or [] if isinstance(c, dict)]
-            + [(c, "init container") for c in (spec or {}).get("initContainers") or [] if isinstance(c, dict)])
+            + [(c, "init container") for c in (spec or {}).get("initContainers") or []
+               if isinstance(c, dict)])
 
 
 def mutate(store: Store, pod: Obj, namespace: str) -> None:
@@ -97,7 +99,8 @@ def _ratio(kind: str, name: str, enforced: Quantity, requests: dict[str, Quantit
                 "limit is 0")
     if limits[name].value > requests[name].value * enforced.value:
         ratio = limits[name].value / requests[name].value
-        return f"{name} max limit to request ratio per {kind} is {enforced}, but provided ratio is {ratio:.6f}"
+        return (f"{name} max limit to request ratio per {kind} is {enforced}, "
+                f"but provided ratio is {ratio:.6f}")
     return None
 
 
@@ -127,5 +130,6 @@ def validate(store: Store, rt: ResourceType, pod: Obj, namespace: str) -> None:
         if unique:
             name = (pod.get("metadata") or {}).get("name") or "Unknown"
             text = unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
-            raise errors.forbidden(f'{errors.resource_ref(rt.plural, rt.group)} "{name}" is forbidden: {text}',
-                                   name=name, plural=rt.plural, group=rt.group)
+            resource = errors.resource_ref(rt.plural, rt.group)
+            raise errors.forbidden(f'{resource} "{name}" is forbidden: {text}', name=name, plural=rt.plural,
+                                   group=rt.group)

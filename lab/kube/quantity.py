@@ -1,4 +1,5 @@
-"""``resource.Quantity`` as apimachinery parses, adds, compares and prints it (k8s.io/apimachinery/pkg/api/resource).
+"""``resource.Quantity`` as apimachinery parses, adds, compares and prints it
+(k8s.io/apimachinery/pkg/api/resource).
 
 A quantity keeps the format it was written in: DecimalSI (``500m``, ``2``, ``1k``), BinarySI (``128Mi``) or
 DecimalExponent (``1e3``). ``str()`` is Quantity.String(): the canonical form in that format, e.g. ``1500m``,

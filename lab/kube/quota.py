@@ -38,7 +38,8 @@ POD_RESOURCES = frozenset({
 })
 # "it was a mistake, but if a quota tracks cpu or memory related resources, the incoming pod is required to
 # have those values set" (pods.go validationSet)
-VALIDATION_SET = frozenset({"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"})
+VALIDATION_SET = frozenset({"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu",
+                            "limits.memory"})
 LEGACY_COUNT_NAMES = {
     ("", "configmaps"): "configmaps", ("", "secrets"): "secrets", ("", "services"): "services",
     ("", "persistentvolumeclaims"): "persistentvolumeclaims",
@@ -215,7 +216,8 @@ def _quotas(store: Store, namespace: str) -> tuple[ResourceType | None, list[Obj
 
 
 def _forbidden(rt: ResourceType, obj: Obj, message: str) -> errors.ApiError:
-    name = (obj.get("metadata") or {}).get("name") or (obj.get("metadata") or {}).get("generateName") or "Unknown"
+    meta = obj.get("metadata") or {}
+    name = meta.get("name") or meta.get("generateName") or "Unknown"
     return errors.forbidden(f'{errors.resource_ref(rt.plural, rt.group)} "{name}" is forbidden: {message}',
                             name=name, plural=rt.plural, group=rt.group)
 
@@ -284,7 +286,8 @@ def _usage_of(store: Store, namespace: str, name: str, quota: Obj) -> Quantity |
                 total = total + pod_usage(pod).get(name, Quantity.count(0))
         return total
     for rt in list(store.types.values()):
-        if rt.namespaced and rt.group_resource not in NOT_COUNTED and name in counted_names(rt.group_resource):
+        counted = rt.namespaced and rt.group_resource not in NOT_COUNTED
+        if counted and name in counted_names(rt.group_resource):
             return Quantity.count(len(store.list(rt, namespace)[0]))
     return None
 

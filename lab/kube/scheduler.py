@@ -3,16 +3,16 @@
 Read from kubernetes/kubernetes (1.32-era pkg/scheduler): the default profile filters in the order
 NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, ... and a node fails on the first plugin that
 rejects it. Reasons: ``node(s) were unschedulable`` (spec.unschedulable, unless the pod tolerates
-``node.kubernetes.io/unschedulable:NoSchedule``), ``node(s) didn't match the requested node name``,
-``node(s) had untolerated taint {<key>: <value>}`` (the first NoSchedule/NoExecute taint no toleration
-tolerates, component-helpers FindMatchingUntoleratedTaint), ``node(s) didn't match Pod's node
-affinity/selector``. All are UnschedulableAndUnresolvable, so DefaultPreemption answers ``Preemption is not
-helpful for scheduling`` for every node. FitError.Error() reads
-``0/<nodes> nodes are available: <count> <reason>[, ...]. preemption: 0/<nodes> nodes are available: <count>
-Preemption is not helpful for scheduling.`` (reasons sorted), e.g. as AKS users report it for CriticalAddonsOnly
-(learn.microsoft.com, AKS extension troubleshooting). The pod's ``PodScheduled`` condition becomes False,
-reason ``Unschedulable``, with that message, and a ``FailedScheduling`` Warning event repeats it. Resource fit
-(``Insufficient cpu``), pod (anti-)affinity and topology spread are not emulated.
+``node.kubernetes.io/unschedulable:NoSchedule``), ``node(s) didn't match the requested node name``, ``node(s)
+had untolerated taint {<key>: <value>}`` (the first NoSchedule/NoExecute taint no toleration tolerates,
+component-helpers FindMatchingUntoleratedTaint), ``node(s) didn't match Pod's node affinity/selector``. All
+are UnschedulableAndUnresolvable, so DefaultPreemption answers ``Preemption is not helpful for scheduling``
+for every node. FitError.Error() reads ``0/<nodes> nodes are available: <count> <reason>[, ...]. preemption:
+0/<nodes> nodes are available: <count> Preemption is not helpful for scheduling.`` (reasons sorted), e.g. as
+AKS users report it for CriticalAddonsOnly (learn.microsoft.com, AKS extension troubleshooting). The pod's
+``PodScheduled`` condition becomes False, reason ``Unschedulable``, with that message, and a
+``FailedScheduling`` Warning event repeats it. Resource fit (``Insufficient cpu``), pod (anti-)affinity and
+topology spread are not emulated.
 """
 
 from __future__ import annotations

@@ -57,7 +57,8 @@ def ctl(lab: RunningLab, *args: str) -> dict[str, Any]:
 def kubectl(lab: RunningLab, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(["kubectl", "--kubeconfig", str(lab.state_dir / "kubeconfig"), *args],
-                              capture_output=True, text=True, timeout=60, env={**os.environ, "HOME": str(home)})
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "HOME": str(home)})
     except FileNotFoundError:
         pytest.skip("kubectl is not installed")
 
@@ -80,7 +81,8 @@ def test_a_gatekeeper_denial_is_a_policy_rejection_naming_the_webhook(
         installed = ctl(running_lab, "policy", "deny", "--namespace", "finance",
                         "--message", "container <probe> has no cpu limit")
         constraint = installed["constraints"][0]["name"]
-        configurations = kubectl(running_lab, kube_home, "get", "validatingwebhookconfigurations", "-o", "json")
+        configurations = kubectl(running_lab, kube_home, "get", "validatingwebhookconfigurations",
+                                 "-o", "json")
         assert configurations.returncode == 0, configurations.stderr
         webhooks = [w["name"] for c in json.loads(configurations.stdout)["items"] for w in c["webhooks"]]
         assert "validation.gatekeeper.sh" in webhooks
@@ -111,9 +113,12 @@ def quota_used(lab: RunningLab, home: Path, name: str) -> str:
     raise AssertionError(f"the quota {name} never got status.used")
 
 
-def test_a_used_up_pod_quota_is_a_quota_rejection(running_lab: RunningLab, kube_home: Path, tmp_path: Path) -> None:
+def test_a_used_up_pod_quota_is_a_quota_rejection(
+    running_lab: RunningLab, kube_home: Path, tmp_path: Path
+) -> None:
     config = str(running_lab.state_dir / "harness.yaml")
-    created = kubectl(running_lab, kube_home, "-n", "finance", "create", "quota", "probe-budget", "--hard=pods=50")
+    created = kubectl(running_lab, kube_home, "-n", "finance", "create", "quota", "probe-budget",
+                      "--hard=pods=50")
     assert created.returncode == 0, created.stderr
     try:
         used = quota_used(running_lab, kube_home, "probe-budget")

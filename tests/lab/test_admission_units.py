@@ -54,7 +54,8 @@ def test_must_specify_lists_each_resource_with_its_containers_sorted() -> None:
     assert quota.pod_constraints(required, spec_pod) == (
         "must specify limits.cpu for: app,setup; requests.memory for: app,setup,web")
     # requests default to limits (API defaulting): a limit alone satisfies the request
-    assert quota.pod_constraints({"requests.cpu"}, pod(containers=[container("a", limits={"cpu": "1"})])) is None
+    limited = pod(containers=[container("a", limits={"cpu": "1"})])
+    assert quota.pod_constraints({"requests.cpu"}, limited) is None
 
 
 def test_pod_usage_sums_containers_maxes_init_containers_and_adds_sidecars() -> None:
@@ -74,8 +75,8 @@ def quota_store(hard: dict[str, str], used: dict[str, str] | None, **spec: Any) 
     ensure_builtin_types(store)
     store.create(store.type_for("", "namespaces"), {"metadata": {"name": "ns"}})
     status = {"hard": hard, **({"used": used} if used is not None else {})}
-    store.create(store.type_for("", "resourcequotas"),
-                 {"metadata": {"name": "q"}, "spec": {"hard": hard, **spec}, "status": status}, namespace="ns")
+    body = {"metadata": {"name": "q"}, "spec": {"hard": hard, **spec}, "status": status}
+    store.create(store.type_for("", "resourcequotas"), body, namespace="ns")
     return store
 
 
@@ -108,8 +109,9 @@ def test_quota_without_usage_stats_and_scopes_and_other_kinds() -> None:
     counted = quota_store({"count/configmaps": "0"}, {"count/configmaps": "0"})
     with pytest.raises(errors.ApiError) as configmap:
         admit(counted, {"metadata": {"name": "cm"}}, "configmaps")
-    assert configmap.value.message == ('configmaps "cm" is forbidden: exceeded quota: q, requested: '
-                                       "count/configmaps=1, used: count/configmaps=0, limited: count/configmaps=0")
+    assert configmap.value.message == (
+        'configmaps "cm" is forbidden: exceeded quota: q, requested: count/configmaps=1, '
+        "used: count/configmaps=0, limited: count/configmaps=0")
 
 
 def test_quota_status_follows_the_namespace() -> None:
@@ -123,37 +125,42 @@ def test_quota_status_follows_the_namespace() -> None:
     status = store.get(store.type_for("", "resourcequotas"), "ns", "q")["status"]
     assert status == {"hard": {"count/pods": "5", "limits.memory": "1Gi", "pods": "5"},
                       "used": {"count/pods": "2", "limits.memory": "128Mi", "pods": "1"}}
-    assert quota.namespace_to_sync(("", "resourcequotas"), store.get(store.type_for("", "resourcequotas"), "ns",
-                                                                     "q")) is None
+    synced = store.get(store.type_for("", "resourcequotas"), "ns", "q")
+    assert quota.namespace_to_sync(("", "resourcequotas"), synced) is None
 
 
-NODE = {"metadata": {"name": "n1", "labels": {"kubernetes.io/os": "linux", "agentpool": "nodepool1"}}, "spec": {}}
+NODE = {"metadata": {"name": "n1", "labels": {"kubernetes.io/os": "linux", "agentpool": "nodepool1"}},
+        "spec": {}}
 NO_PREEMPTION = "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
 
 
 def test_scheduler_words_for_taints_cordon_and_selectors() -> None:
-    tainted = {**NODE, "spec": {"taints": [{"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"},
-                                           {"key": "soft", "effect": "PreferNoSchedule"}]}}
+    taints = [{"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"},
+              {"key": "soft", "effect": "PreferNoSchedule"}]
+    tainted = {**NODE, "spec": {"taints": taints}}
     assert scheduler.unschedulable_message(pod(), [tainted]) == (
-        "0/1 nodes are available: 1 node(s) had untolerated taint {CriticalAddonsOnly: true}. " + NO_PREEMPTION)
+        "0/1 nodes are available: 1 node(s) had untolerated taint {CriticalAddonsOnly: true}. "
+        + NO_PREEMPTION)
     tolerant = pod(tolerations=[{"key": "CriticalAddonsOnly", "operator": "Exists"}])
     assert scheduler.unschedulable_message(tolerant, [tainted]) is None
     everything = pod(tolerations=[{"operator": "Exists"}])
     assert scheduler.unschedulable_message(everything, [{**tainted, "spec": {**tainted["spec"],
                                                                             "unschedulable": True}}]) is None
-    wrong_effect = pod(tolerations=[{"key": "CriticalAddonsOnly", "operator": "Exists", "effect": "NoExecute"}])
+    wrong_effect = pod(tolerations=[{"key": "CriticalAddonsOnly", "operator": "Exists",
+                                     "effect": "NoExecute"}])
     assert scheduler.unschedulable_message(wrong_effect, [tainted]) is not None
     cordoned = {**tainted, "spec": {**tainted["spec"], "unschedulable": True}}
     assert scheduler.unschedulable_message(pod(), [cordoned]) == (
         "0/1 nodes are available: 1 node(s) were unschedulable. " + NO_PREEMPTION)
     assert scheduler.unschedulable_message(pod(nodeSelector={"kubernetes.io/os": "linux"}), [NODE]) is None
-    arm = pod(affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]}]}}})
+    arm64 = {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["arm64"]}]}
+    arm = pod(affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [arm64]}}})
     assert scheduler.unschedulable_message(arm, [NODE]) == (
         "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. " + NO_PREEMPTION)
     assert scheduler.fit_error(["b reason", "a reason", "b reason"]) == (
-        "0/3 nodes are available: 1 a reason, 2 b reason. preemption: 0/3 nodes are available: 3 Preemption is "
-        "not helpful for scheduling.")
+        "0/3 nodes are available: 1 a reason, 2 b reason. preemption: 0/3 nodes are available: "
+        "3 Preemption is not helpful for scheduling.")
 
 
 def gatekeeper_store(*constraints: dict[str, Any]) -> Store:
@@ -169,7 +176,8 @@ def gatekeeper_store(*constraints: dict[str, Any]) -> Store:
 def test_gatekeeper_joins_denials_keeps_warnings_and_skips_ignored_namespaces() -> None:
     warn = gatekeeper.constraint("b-warn", "ns", "prefer limits")
     warn["spec"]["enforcementAction"] = "warn"
-    store = gatekeeper_store(gatekeeper.constraint("a-deny", "ns", "no"), gatekeeper.constraint("c-deny", "ns", "never"),
+    store = gatekeeper_store(gatekeeper.constraint("a-deny", "ns", "no"),
+                             gatekeeper.constraint("c-deny", "ns", "never"),
                              warn, gatekeeper.constraint("other", "elsewhere", "not here"))
     pods = store.type_for("", "pods")
     with pytest.raises(errors.ApiError) as denied:

@@ -1,6 +1,6 @@
 """The real kubectl against what refuses or parks pods on real clusters for reasons that are not Workload ID:
-an Azure Policy / Gatekeeper webhook (installed with ``lab ctl policy``, since no public API does), ResourceQuota
-and node taints, with the exact texts upstream Kubernetes and Gatekeeper give."""
+an Azure Policy / Gatekeeper webhook (installed with ``lab ctl policy``, since no public API does),
+ResourceQuota, LimitRange and node taints, with the exact texts upstream Kubernetes and Gatekeeper give."""
 
 from __future__ import annotations
 
@@ -101,7 +101,8 @@ def test_policy_deny_refuses_new_pods_as_gatekeeper_does(
         assert refused.returncode == 1
         assert refused.stderr.strip() == (
             'Error from server (Forbidden): error when creating "STDIN": admission webhook '
-            '"validation.gatekeeper.sh" denied the request: [lab-no-limits] container <main> has no resource limits')
+            '"validation.gatekeeper.sh" denied the request: [lab-no-limits] container <main> has no '
+            "resource limits")
         elsewhere = kubectl("run", "web", "-n", "default", f"--image={IDLE_IMAGE}", "--dry-run=server")
         assert elsewhere.stdout.strip() == "pod/web created (server dry run)"
 
@@ -109,16 +110,18 @@ def test_policy_deny_refuses_new_pods_as_gatekeeper_does(
         events = wait_for(lambda: [e for e in get_json(kubectl, "events", "-n", namespace)["items"]
                                    if e["reason"] == "FailedCreate"])
         assert events[0]["involvedObject"]["kind"] == "ReplicaSet"
-        assert events[0]["message"] == ('Error creating: admission webhook "validation.gatekeeper.sh" denied the '
-                                        'request: [lab-no-limits] container <main> has no resource limits')
+        assert events[0]["message"] == (
+            'Error creating: admission webhook "validation.gatekeeper.sh" denied the request: '
+            "[lab-no-limits] container <main> has no resource limits")
     finally:
         cleared = ctl(lab, "policy", "clear")
     assert cleared == {"webhook": None, "configuration": None, "constraints": []}
     gone = kubectl("get", "validatingwebhookconfigurations", "gatekeeper-validating-webhook-configuration",
                    check=False)
     assert gone.returncode == 1 and "not found" in gone.stderr
-    wait_for(lambda: get_json(kubectl, "pods", "-n", namespace, "-l", "app=api")["items"])  # the ReplicaSet retries
-    assert kubectl("apply", "-f", "-", input=pod_manifest("web", namespace)).stdout.strip() == "pod/web created"
+    wait_for(lambda: get_json(kubectl, "pods", "-n", namespace, "-l", "app=api")["items"])  # the RS retries
+    created = kubectl("apply", "-f", "-", input=pod_manifest("web", namespace))
+    assert created.stdout.strip() == "pod/web created"
 
 
 # ---------------------------------------------------------------- ResourceQuota
@@ -139,11 +142,13 @@ def test_resource_quota_is_enforced_with_the_api_servers_texts(kubectl: Kubectl,
 
     no_limit = create("plain")
     assert no_limit.returncode == 1
-    assert no_limit.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": pods "plain" is '
-                                       'forbidden: failed quota: budget: must specify limits.cpu for: main')
+    assert no_limit.stderr.strip() == (
+        'Error from server (Forbidden): error when creating "STDIN": pods "plain" is forbidden: '
+        "failed quota: budget: must specify limits.cpu for: main")
     partial = create("partial", containers=[with_cpu_limit("b", "100m"), {"name": "a", "image": IDLE_IMAGE}],
                      init_containers=[{"name": "init", "image": IDLE_IMAGE}])
-    assert 'pods "partial" is forbidden: failed quota: budget: must specify limits.cpu for: a,init' in partial.stderr
+    assert 'pods "partial" is forbidden: failed quota: budget: must specify limits.cpu for: a,init' in (
+        partial.stderr)
 
     for name in ("one", "two"):
         assert create(name, containers=[with_cpu_limit("main", "400m")]).returncode == 0
@@ -152,14 +157,16 @@ def test_resource_quota_is_enforced_with_the_api_servers_texts(kubectl: Kubectl,
     over = create("three", containers=[with_cpu_limit("main", "400m")])
     assert over.returncode == 1
     assert over.stderr.strip() == (
-        'Error from server (Forbidden): error when creating "STDIN": pods "three" is forbidden: exceeded quota: '
-        "budget, requested: limits.cpu=400m,pods=1, used: limits.cpu=800m,pods=2, limited: limits.cpu=1,pods=2")
+        'Error from server (Forbidden): error when creating "STDIN": pods "three" is forbidden: '
+        "exceeded quota: budget, requested: limits.cpu=400m,pods=1, used: limits.cpu=800m,pods=2, "
+        "limited: limits.cpu=1,pods=2")
     table = kubectl("get", "quota", "-n", namespace).stdout.splitlines()
     assert table[0].split() == ["NAME", "AGE", "REQUEST", "LIMIT"]
     assert "pods: 2/2" in table[1] and "limits.cpu: 800m/1" in table[1]
 
     kubectl("delete", "pod", "one", "-n", namespace, "--grace-period=0", "--force")
-    wait_for(lambda: quota_status(kubectl, namespace, "budget")["used"] == {"limits.cpu": "400m", "pods": "1"})
+    one_left = {"limits.cpu": "400m", "pods": "1"}
+    wait_for(lambda: quota_status(kubectl, namespace, "budget")["used"] == one_left)
     assert create("three", containers=[with_cpu_limit("main", "400m")]).returncode == 0
 
 
@@ -173,12 +180,14 @@ def pod_scheduled(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]
 
 def test_an_untolerated_taint_leaves_a_pod_pending_until_it_goes(kubectl: Kubectl, namespace: str) -> None:
     node = kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout.strip()
-    assert kubectl("taint", "nodes", node, "dedicated=gpu:NoSchedule").stdout.strip() == f"node/{node} tainted"
+    tainted = kubectl("taint", "nodes", node, "dedicated=gpu:NoSchedule")
+    assert tainted.stdout.strip() == f"node/{node} tainted"
     try:
         assert get_json(kubectl, "node", node)["spec"]["taints"] == [
             {"effect": "NoSchedule", "key": "dedicated", "value": "gpu"}]
         kubectl("apply", "-f", "-", input=pod_manifest("waiting", namespace))
-        message = ("0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}. " + NO_PREEMPTION)
+        message = ("0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}. "
+                   + NO_PREEMPTION)
         condition = wait_for(lambda: pod_scheduled(kubectl, namespace, "waiting"))
         assert {k: condition[k] for k in ("status", "reason", "message")} == {
             "status": "False", "reason": "Unschedulable", "message": message}
@@ -202,11 +211,13 @@ def test_an_untolerated_taint_leaves_a_pod_pending_until_it_goes(kubectl: Kubect
         kubectl("cordon", node)
         kubectl("apply", "-f", "-", input=pod_manifest("cordoned", namespace))
         condition = wait_for(lambda: pod_scheduled(kubectl, namespace, "cordoned"))
-        assert condition["message"] == "0/1 nodes are available: 1 node(s) were unschedulable. " + NO_PREEMPTION
+        assert condition["message"] == (
+            "0/1 nodes are available: 1 node(s) were unschedulable. " + NO_PREEMPTION)
         kubectl("uncordon", node)
         assert wait_for(lambda: (pod_scheduled(kubectl, namespace, "cordoned") or {}).get("status") == "True")
 
-        kubectl("apply", "-f", "-", input=pod_manifest("elsewhere", namespace, nodeSelector={"agentpool": "gpu"}))
+        elsewhere = pod_manifest("elsewhere", namespace, nodeSelector={"agentpool": "gpu"})
+        kubectl("apply", "-f", "-", input=elsewhere)
         condition = wait_for(lambda: pod_scheduled(kubectl, namespace, "elsewhere"))
         assert condition["message"] == ("0/1 nodes are available: 1 node(s) didn't match Pod's node "
                                         "affinity/selector. " + NO_PREEMPTION)
@@ -222,20 +233,23 @@ def test_an_untolerated_taint_leaves_a_pod_pending_until_it_goes(kubectl: Kubect
 def test_limit_range_defaults_and_refuses_with_the_plugins_texts(kubectl: Kubectl, namespace: str) -> None:
     limit_range = json.dumps({
         "apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "bounds", "namespace": namespace},
-        "spec": {"limits": [{"type": "Container", "max": {"cpu": "500m"}, "defaultRequest": {"cpu": "100m"}}]},
+        "spec": {"limits": [{"type": "Container", "max": {"cpu": "500m"},
+                             "defaultRequest": {"cpu": "100m"}}]},
     })
     assert kubectl("apply", "-f", "-", input=limit_range).stdout.strip() == "limitrange/bounds created"
     stored = get_json(kubectl, "limits", "bounds", "-n", namespace)["spec"]["limits"][0]
-    assert (stored["default"], stored["defaultRequest"]) == ({"cpu": "500m"}, {"cpu": "100m"})  # default from max
+    # the default limit comes from max
+    assert (stored["default"], stored["defaultRequest"]) == ({"cpu": "500m"}, {"cpu": "100m"})
 
     kubectl("apply", "-f", "-", input=pod_manifest("defaulted", namespace))
     pod = get_json(kubectl, "pod", "defaulted", "-n", namespace)
-    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "500m"}, "requests": {"cpu": "100m"}}
+    resources = pod["spec"]["containers"][0]["resources"]
+    assert resources == {"limits": {"cpu": "500m"}, "requests": {"cpu": "100m"}}
     assert pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"] == (
         "LimitRanger plugin set: cpu request for container main; cpu limit for container main")
 
-    big = kubectl("apply", "-f", "-", input=pod_manifest("big", namespace, containers=[with_cpu_limit("main", "2")]),
-                  check=False)
+    too_big = pod_manifest("big", namespace, containers=[with_cpu_limit("main", "2")])
+    big = kubectl("apply", "-f", "-", input=too_big, check=False)
     assert big.returncode == 1
     assert big.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": pods "big" is '
                                   "forbidden: maximum cpu usage per Container is 500m, but limit is 2")

@@ -2,9 +2,9 @@
 planes then answer: Key Vault ForbiddenByFirewall / ForbiddenByConnection, Storage AuthorizationFailure (a
 network refusal, not the RBAC AuthorizationPermissionMismatch).
 
-``az keyvault update --default-action Deny`` and ``az keyvault network-rule add`` GET the vault and PUT it back
-whole; ``az storage account update --default-action Deny`` and ``az storage account network-rule add`` PATCH
-``properties.networkAcls`` (the storage SDK's network_rule_set) with the whole rule set.
+``az keyvault update --default-action Deny`` and ``az keyvault network-rule add`` GET the vault and PUT it
+back whole; ``az storage account update --default-action Deny`` and ``az storage account network-rule add``
+PATCH ``properties.networkAcls`` (the storage SDK's network_rule_set) with the whole rule set.
 """
 
 from __future__ import annotations
@@ -38,11 +38,13 @@ class Arm:
         self.lab = lab
         self.admin = lab.azure.principal_by_client_id(lab.credentials["admin"]["client_id"])
 
-    def __call__(self, method: str, path: str, api: str, body: dict[str, Any] | None = None) -> requests.Response:
+    def __call__(
+        self, method: str, path: str, api: str, body: dict[str, Any] | None = None
+    ) -> requests.Response:
         token = lab_token(self.lab, self.admin, ARM_AUD)
-        return requests.request(method, self.lab.endpoints["arm"] + path, params={"api-version": api}, json=body,
-                                headers={"Authorization": f"Bearer {token}"}, verify=str(self.lab.state_dir / "ca.pem"),
-                                timeout=30)
+        return requests.request(method, self.lab.endpoints["arm"] + path, params={"api-version": api},
+                                json=body, headers={"Authorization": f"Bearer {token}"},
+                                verify=str(self.lab.state_dir / "ca.pem"), timeout=30)
 
 
 def inner_code(error: HttpResponseError) -> str | None:
@@ -67,25 +69,29 @@ def test_vault_network_rules_from_az_shaped_puts_reach_the_data_plane(lab, lab_t
                           verify_challenge_resource=False)
     assert client.get_secret("db-password").value == "s3cret-value"
     arm = Arm(lab)
-    path = f"/subscriptions/{lab.subscription_id}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}"
+    path = (f"/subscriptions/{lab.subscription_id}/resourceGroups/{rg}/providers/Microsoft.KeyVault/"
+            f"vaults/{name}")
 
     def az_put(change) -> dict[str, Any]:
         current = arm("GET", path, API_KEYVAULT)
         assert current.status_code == 200, current.text
         body = current.json()
-        vault_body = {"location": body["location"], "tags": body["tags"], "properties": copy.deepcopy(body["properties"])}
+        vault_body = {"location": body["location"], "tags": body["tags"],
+                      "properties": copy.deepcopy(body["properties"])}
         change(vault_body["properties"])
         answer = arm("PUT", path, API_KEYVAULT, vault_body)
         assert answer.status_code == 200, answer.text
         return answer.json()["properties"]
 
-    denied = az_put(lambda p: p["networkAcls"].update(defaultAction="Deny"))  # az keyvault update --default-action
+    # az keyvault update --default-action Deny
+    denied = az_put(lambda p: p["networkAcls"].update(defaultAction="Deny"))
     assert denied["networkAcls"]["defaultAction"] == "Deny"
     with pytest.raises(HttpResponseError) as refused:
         client.get_secret("db-password")
     assert (refused.value.status_code, inner_code(refused.value)) == (403, "ForbiddenByFirewall")
 
-    allowed = az_put(lambda p: p["networkAcls"]["ipRules"].append({"value": "127.0.0.1/32"}))  # network-rule add
+    # az keyvault network-rule add --ip-address 127.0.0.1/32
+    allowed = az_put(lambda p: p["networkAcls"]["ipRules"].append({"value": "127.0.0.1/32"}))
     assert allowed["networkAcls"]["ipRules"] == [{"value": "127.0.0.1/32"}]
     assert client.get_secret("db-password").value == "s3cret-value"
 
@@ -116,7 +122,8 @@ def test_storage_network_rules_from_az_shaped_patches_are_authorization_failures
     path = (f"/subscriptions/{lab.subscription_id}/resourceGroups/{rg}/providers/Microsoft.Storage/"
             f"storageAccounts/{name}")
     rules = arm("GET", path, API_STORAGE).json()["properties"]["networkAcls"]
-    assert rules == {"bypass": "AzureServices", "defaultAction": "Allow", "ipRules": [], "virtualNetworkRules": []}
+    assert rules == {"bypass": "AzureServices", "defaultAction": "Allow", "ipRules": [],
+                     "virtualNetworkRules": []}
 
     def az_patch(network_acls: dict[str, Any]) -> dict[str, Any]:
         answer = arm("PATCH", path, API_STORAGE, {"properties": {"networkAcls": network_acls}})
