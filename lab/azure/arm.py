@@ -7,10 +7,11 @@ every answer carries x-ms-request-id and x-ms-correlation-request-id.
 
 Resource types: subscriptions, tenants, resource groups, managed clusters, user-assigned identities and
 their federated identity credentials, role assignments and definitions at any scope, key vaults
-(including accessPolicies/{add,replace,remove}) and storage accounts; plus ``/metadata/endpoints``.
-Settings (page size, federated-credential write latency) live in ``arm_state(lab).settings``.
-What every handler shares is in lab.azure.arm_context; the Microsoft.Authorization provider is in
-lab.azure.arm_authorization.
+(including accessPolicies/{add,replace,remove}) and storage accounts, in every subscription of the world;
+plus ``/metadata/endpoints``. Settings (page size, federated-credential write latency) live in
+``arm_state(lab).settings``. What every handler shares is in lab.azure.arm_context; the Microsoft.Authorization
+provider is in lab.azure.arm_authorization; the generic resource list and Resource Graph are in
+lab.azure.arm_resources.
 """
 
 from __future__ import annotations
