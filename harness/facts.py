@@ -61,6 +61,8 @@ class ClusterFacts:
     issuer_source: str | None = None  # "arm" | "kube-discovery"
     issuer_discovery: Fetched | None = None  # {issuer}.well-known/openid-configuration over HTTPS
     issuer_jwks: Fetched | None = None
+    # endpoint (harness.values.endpoint_key) -> {id, name, resource_group} of the vault or storage account
+    access_resources: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -7,6 +7,7 @@ value that reaches a printed command or a file name is how injection starts.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from decimal import Decimal
 
 GUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -208,3 +209,10 @@ def parse_quantity(value: str) -> Decimal | None:
     if suffix in _DECIMAL_SUFFIXES:
         return number.scaleb(_DECIMAL_SUFFIXES[suffix])
     return number.scaleb(int(suffix[1:]))
+
+
+def endpoint_key(url: str) -> str:
+    """One spelling per service endpoint (a vault's or account's URL): lower-case scheme and host, no trailing
+    slash."""
+    parts = urllib.parse.urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"

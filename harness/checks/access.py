@@ -14,6 +14,7 @@ from harness.checks.federation import principal_id_of
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.commands import Command, Step, Var, advice, command
 from harness.config import BlobAccess, KeyVaultSecretAccess
+from harness.values import endpoint_key
 
 READ_ROLES = {"keyvault_secret": "Key Vault Secrets User", "blob": "Storage Blob Data Reader"}
 # The probe kept the token: the host is not one it may go to, or Key Vault's challenge was absent or named
@@ -39,15 +40,34 @@ def _roles(ctx: WorkloadContext) -> list[dict[str, Any]] | None:
     ]
 
 
-def _grant_read(check: KeyVaultSecretAccess | BlobAccess, principal: str | None) -> list[Step]:
-    """Look the resource's id up into $SCOPE, then grant the read role there (the container, for a blob)."""
-    role = READ_ROLES[check.kind]
+def resource_of(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> dict[str, str] | None:
+    """The vault or storage account behind the check's URL, as ARM listed it (None when it could not tell)."""
+    url = check.vault_url if isinstance(check, KeyVaultSecretAccess) else check.account_url
+    return ctx.cluster.access_resources.get(endpoint_key(url))
+
+
+def resource_name(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> str:
+    """The resource's name as ARM knows it, else the first label of the URL's host (how Azure names them)."""
+    found = resource_of(ctx, check)
+    if found is not None:
+        return found["name"]
     if isinstance(check, KeyVaultSecretAccess):
-        return [fix.keyvault_id(check.vault_url), fix.grant_role(principal, role, Var("SCOPE"))]
-    return [
-        fix.storage_account_id(check.account_url),
-        fix.grant_role(principal, role, fix.container_scope(check.container)),
-    ]
+        return fix.vault_name(check.vault_url)
+    return fix.storage_account_name(check.account_url)
+
+
+def _grant_read(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, principal: str | None) -> list[Step]:
+    """Grant the read role at the resource (the container, for a blob): its id from ARM when the harness read
+    it, else looked up into $SCOPE first."""
+    role = READ_ROLES[check.kind]
+    found = resource_of(ctx, check)
+    suffix = "" if isinstance(check, KeyVaultSecretAccess) else f"/blobServices/default/containers/{check.container}"
+    if found is not None:
+        return [fix.grant_role(principal, role, found["id"] + suffix)]
+    name = resource_name(ctx, check)
+    if isinstance(check, KeyVaultSecretAccess):
+        return [fix.keyvault_id(name), fix.grant_role(principal, role, Var("SCOPE"))]
+    return [fix.storage_account_id(name), fix.grant_role(principal, role, fix.container_scope(check.container))]
 
 
 def make_access_check(
@@ -89,7 +109,8 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
                 f"the vault of {what} authorizes by access policy and none lets the identity get secrets "
                 f"({detail}); a role assignment would not help",
                 evidence,
-                [fix.keyvault_set_secret_policy(_vault_url(check), principal), fix.keyvault_policies(_vault_url(check))],
+                [fix.keyvault_set_secret_policy(resource_name(ctx, check), principal),
+                 fix.keyvault_policies(resource_name(ctx, check))],
             ),
         )
     if outcome == "deny" and check.expect == "allow":
@@ -102,7 +123,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
                 "access",
                 f"the workload cannot read {what} ({detail}); role assignments take minutes to propagate",
                 evidence,
-                [*_grant_read(check, principal), fix.list_roles(principal)],
+                [*_grant_read(ctx, check, principal), fix.list_roles(principal)],
             ),
         )
     if outcome == "allow" and check.expect == "deny":
@@ -134,10 +155,10 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         remediation = fix.egress_test(ctx.namespace, str(step.get("target")))
     elif kind in UNTRUSTED_TARGET_KINDS:
         code, message = "ACCESS_TARGET_NOT_TRUSTED", f"{what}: no token was sent: {error.get('message')}"
-        remediation = _real_endpoint(check)
+        remediation = _real_endpoint(check, resource_name(ctx, check))
     else:
         code, message = "ACCESS_CHECK_ERROR", f"{what}: {detail or error.get('message')}"
-        remediation = [_show(check)]
+        remediation = [_show(check, resource_name(ctx, check))]
     evidence["error"] = error
     return failed(
         f"{what}: expected {check.expect}, got {outcome or 'error'} ({message})",
@@ -181,10 +202,6 @@ def _access_policy_refusal(evidence: dict[str, Any]) -> bool:
     return evidence.get("innererror") in ("AccessDenied", "ForbiddenByPolicy")
 
 
-def _vault_url(check: KeyVaultSecretAccess | BlobAccess) -> str:
-    return check.vault_url if isinstance(check, KeyVaultSecretAccess) else ""
-
-
 def _not_an_authorization_answer(
     ctx: WorkloadContext,
     check: KeyVaultSecretAccess | BlobAccess,
@@ -218,8 +235,8 @@ def _not_an_authorization_answer(
     if meaning == "network":
         code = "KEYVAULT_FIREWALL" if is_vault else "STORAGE_FIREWALL"
         repair = (
-            fix.keyvault_network_rules(check.vault_url) if isinstance(check, KeyVaultSecretAccess)
-            else fix.storage_network_rules(check.account_url)
+            fix.keyvault_network_rules(resource_name(ctx, check)) if is_vault
+            else fix.storage_network_rules(resource_name(ctx, check))
         )
         return failed(f"{what}: {why} ({detail})", evidence,
                       Finding(code, ERROR, "access", f"{what}: {why} ({detail})", evidence, repair))
@@ -238,28 +255,29 @@ def _not_an_authorization_answer(
     return failed(
         f"{what}: {why} ({detail})",
         evidence,
-        Finding("ACCESS_CHECK_ERROR", ERROR, "access", f"{what}: {why} ({detail})", evidence, [_show(check)]),
+        Finding("ACCESS_CHECK_ERROR", ERROR, "access", f"{what}: {why} ({detail})", evidence,
+                [_show(check, resource_name(ctx, check))]),
     )
 
 
-def _real_endpoint(check: KeyVaultSecretAccess | BlobAccess) -> list[Step]:
+def _real_endpoint(check: KeyVaultSecretAccess | BlobAccess, name: str) -> list[Step]:
     """The resource's own endpoint, to compare with the URL in harness.yaml."""
     if isinstance(check, KeyVaultSecretAccess):
-        lookup = command("az", "keyvault", "show", "--name", fix.vault_name(check.vault_url),
+        lookup = command("az", "keyvault", "show", "--name", name,
                          "--query", "properties.vaultUri", "-o", "tsv")
         why = "a host that answers without Key Vault's challenge, or names another resource, is not the vault"
     else:
-        lookup = command("az", "storage", "account", "show", "--name", fix.storage_account_name(check.account_url),
+        lookup = command("az", "storage", "account", "show", "--name", name,
                          "--query", "primaryEndpoints.blob", "-o", "tsv")
         why = "only the cloud's own blob hosts may receive the token"
     return [lookup, advice(f"set the access entry's URL in harness.yaml to exactly that endpoint: {why}")]
 
 
-def _show(check: KeyVaultSecretAccess | BlobAccess) -> Command:
+def _show(check: KeyVaultSecretAccess | BlobAccess, name: str) -> Command:
     """The az command that shows whether the thing the check reads exists (a 404 is not a denial)."""
     if isinstance(check, KeyVaultSecretAccess):
-        return fix.show_secret(check.vault_url, check.secret)
-    return fix.show_blob(check.account_url, check.container, check.blob)
+        return fix.show_secret(name, check.secret)
+    return fix.show_blob(name, check.container, check.blob)
 
 
 def _detail(evidence: dict[str, Any]) -> str:

@@ -248,14 +248,13 @@ def grant_role(principal_id: str | None, role: str, scope: str | Var) -> Command
     )
 
 
-def keyvault_id(vault_url: str, capture: str = "SCOPE") -> Command:
-    return command("az", "keyvault", "show", "--name", vault_name(vault_url), "--query", "id", "-o", "tsv",
+def keyvault_id(vault: str, capture: str = "SCOPE") -> Command:
+    return command("az", "keyvault", "show", "--name", vault, "--query", "id", "-o", "tsv", capture=capture)
+
+
+def storage_account_id(account: str, capture: str = "SCOPE") -> Command:
+    return command("az", "storage", "account", "show", "--name", account, "--query", "id", "-o", "tsv",
                    capture=capture)
-
-
-def storage_account_id(account_url: str, capture: str = "SCOPE") -> Command:
-    return command("az", "storage", "account", "show", "--name", storage_account_name(account_url),
-                   "--query", "id", "-o", "tsv", capture=capture)
 
 
 def container_scope(container: str, capture: str = "SCOPE") -> Var:
@@ -271,14 +270,14 @@ def delete_role_assignment() -> Command:
     return command("az", "role", "assignment", "delete", "--ids", "<the assignment that grants it>")
 
 
-def show_secret(vault_url: str, secret: str) -> Command:
-    return command("az", "keyvault", "secret", "show", "--vault-name", vault_name(vault_url), "--name", secret,
+def show_secret(vault: str, secret: str) -> Command:
+    return command("az", "keyvault", "secret", "show", "--vault-name", vault, "--name", secret,
                    "--query", "id", "-o", "tsv")
 
 
-def show_blob(account_url: str, container: str, blob: str) -> Command:
+def show_blob(account: str, container: str, blob: str) -> Command:
     return command(
-        "az", "storage", "blob", "show", "--account-name", storage_account_name(account_url),
+        "az", "storage", "blob", "show", "--account-name", account,
         "--container-name", container,
         "--name", blob, "--auth-mode", "login", "--query", "name", "-o", "tsv",
     )
@@ -425,18 +424,17 @@ def grant_harness_reader_at(azure: AzureConfig | None, scope: str) -> Command:
                    "Reader", "--scope", scope)
 
 
-def keyvault_set_secret_policy(vault_url: str, principal_id: str | None) -> Command:
-    return command("az", "keyvault", "set-policy", "--name", vault_name(vault_url), "--object-id",
+def keyvault_set_secret_policy(vault: str, principal_id: str | None) -> Command:
+    return command("az", "keyvault", "set-policy", "--name", vault, "--object-id",
                    guid_or(principal_id, "<principal-id>"), "--secret-permissions", "get")
 
 
-def keyvault_policies(vault_url: str) -> Command:
-    return command("az", "keyvault", "show", "--name", vault_name(vault_url), "--query",
+def keyvault_policies(vault: str) -> Command:
+    return command("az", "keyvault", "show", "--name", vault, "--query",
                    "{rbac: properties.enableRbacAuthorization, policies: properties.accessPolicies[].objectId}")
 
 
-def keyvault_network_rules(vault_url: str) -> list[Step]:
-    vault = vault_name(vault_url)
+def keyvault_network_rules(vault: str) -> list[Step]:
     return [
         command("az", "keyvault", "network-rule", "list", "--name", vault),
         command("az", "keyvault", "show", "--name", vault, "--query",
@@ -448,8 +446,7 @@ def keyvault_network_rules(vault_url: str) -> list[Step]:
     ]
 
 
-def storage_network_rules(account_url: str) -> list[Step]:
-    account = storage_account_name(account_url)
+def storage_network_rules(account: str) -> list[Step]:
     return [
         command("az", "storage", "account", "network-rule", "list", "--account-name", account),
         command("az", "storage", "account", "show", "--name", account, "--query",

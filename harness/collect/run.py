@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.collect.access_resources import collect_access_resources
 from harness.collect.arm import collect_identity, collect_managed_cluster
 from harness.collect.arm_api import ArmGet
 from harness.collect.http import HttpGet
@@ -175,6 +176,7 @@ def collect_run(
         )
         swept = sweep(backend.kube, namespaces, run_id)
     cluster = collect_cluster(backend, config)
+    cluster.access_resources = collect_access_resources(backend.arm, config.azure, selection.workloads)
     workloads = collect_workloads(backend, config, selection.workloads, run_id, image, keep)
     pods = {f"{ns}/{name}": collect_existing_pod(backend, config, ns, name) for ns, name in selection.pods}
     return RunFacts(cluster=cluster, workloads=workloads, pods=pods, swept=swept)

@@ -888,3 +888,21 @@ def test_an_access_policy_vault_needs_set_policy_not_a_role() -> None:
 def test_an_unaccepted_token_on_an_allow_target_is_not_a_missing_role() -> None:
     outcome = _answered("keyvault_secret", "allow", 401, code="Unauthorized", innererror="AKV10032")
     assert outcome.findings[0].code == "ACCESS_UNAUTHENTICATED"
+
+
+def test_fixes_name_the_resource_arm_listed_for_the_url() -> None:
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url="https://127.0.0.1:8443/", secret="db-password",
+                                 expect="allow")
+    ctx = context_for()
+    assert ctx.facts.pod is not None
+    vault_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
+    ctx.cluster.access_resources = {"https://127.0.0.1:8443": {"id": vault_id, "name": "finance-kv",
+                                                               "resource_group": "myRg"}}
+    step = {"name": "access", "index": 0, "status": "fail", "outcome": "deny",
+            "evidence": {"http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByRbac"}}
+    ctx.facts.pod.probe = {"steps": [step]}
+    grant = access_outcome(ctx, 0, check).findings[0].fix_lines()[0]
+    assert grant.startswith("az role assignment create") and grant.endswith(f"--scope {vault_id}")
+    step["evidence"] = {"http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByFirewall"}
+    firewall = access_outcome(ctx, 0, check).findings[0]
+    assert firewall.fix_lines()[0] == "az keyvault network-rule list --name finance-kv"

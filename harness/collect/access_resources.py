@@ -1,0 +1,53 @@
+"""The Azure resources behind the configured access URLs: each vault and storage account of the subscription,
+matched by its own endpoint (``properties.vaultUri``, ``primaryEndpoints.blob``), so a fix names the resource
+as ARM knows it (name, resource group, id) rather than a guess from the URL's host."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.collect.arm_api import ArmGet
+from harness.collect.pages import list_all
+from harness.config import AzureConfig, BlobAccess, KeyVaultSecretAccess, WorkloadConfig
+from harness.values import endpoint_key
+
+VAULT_API = "2023-07-01"
+STORAGE_API = "2023-05-01"
+
+
+def collect_access_resources(
+    arm: ArmGet | None, azure: AzureConfig | None, workloads: list[WorkloadConfig]
+) -> dict[str, dict[str, str]]:
+    """endpoint_key(url) -> {id, name, resource_group} for every access URL ARM resolves (best effort: a list
+    the harness may not read leaves the fixes with the name taken from the URL)."""
+    if arm is None or azure is None:
+        return {}
+    kinds = {type(check) for workload in workloads for check in workload.access}
+    found: dict[str, dict[str, str]] = {}
+    lists: list[tuple[str, Any]] = []
+    if KeyVaultSecretAccess in kinds:
+        lists.append((f"/subscriptions/{azure.subscription_id}/providers/Microsoft.KeyVault/vaults"
+                      f"?api-version={VAULT_API}", lambda props: [props.get("vaultUri")]))
+    if BlobAccess in kinds:
+        lists.append((f"/subscriptions/{azure.subscription_id}/providers/Microsoft.Storage/storageAccounts"
+                      f"?api-version={STORAGE_API}", lambda props: [(props.get("primaryEndpoints") or {}).get("blob")]))
+    for path, endpoints_of in lists:
+        items, _ = list_all(arm, path)
+        for item in items:
+            resource = _resource(item)
+            if resource is None:
+                continue
+            for endpoint in endpoints_of(item.get("properties") or {}):
+                if isinstance(endpoint, str) and endpoint:
+                    found[endpoint_key(endpoint)] = resource
+    return found
+
+
+def _resource(item: dict[str, Any]) -> dict[str, str] | None:
+    resource_id, name = item.get("id"), item.get("name")
+    if not isinstance(resource_id, str) or not isinstance(name, str):
+        return None
+    segments = resource_id.split("/")
+    lowered = [s.lower() for s in segments]
+    group = segments[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered[:-1] else ""
+    return {"id": resource_id, "name": name, "resource_group": group}

@@ -1,0 +1,102 @@
+"""Access verdicts by the service's own error code, against one lab, each case made through ARM as a person with
+the lab's admin credentials would (az keyvault update / az storage account update send these PATCH bodies):
+
+- a vault firewall on an allow target is KEYVAULT_FIREWALL (never a role fix), and on a deny target it is
+  DENY_NOT_PROVEN, a warning: the identity's rights were never evaluated, so least privilege is unproven;
+- a storage account network rule on an allow target is STORAGE_FIREWALL;
+- a vault switched to access policies is KEYVAULT_ACCESS_POLICY_MISSING (az keyvault set-policy, not a role).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_e2e_lab import checks_of, run_suites
+from test_identities_lab import Person
+
+from lab.bootstrap import RunningLab, start_lab
+
+pytestmark = pytest.mark.slow
+VAULT_API, STORAGE_API = "2023-07-01", "2023-05-01"
+
+
+@pytest.fixture(scope="module")
+def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    lab = start_lab(tmp_path_factory.mktemp("access-lab"))
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture(scope="module")
+def person(running_lab: RunningLab) -> Person:
+    return Person(running_lab.info(), str(running_lab.state_dir / "ca.pem"))
+
+
+def resource_id(person: Person, kind: str, name: str) -> str:
+    found = person.arm("GET", f"/subscriptions/{person.info['subscription_id']}/resources", "2021-04-01",
+                       **{"$filter": f"resourceType eq '{kind}' and name eq '{name}'"})
+    return found["value"][0]["id"]
+
+
+def patch(person: Person, resource: str, api: str, properties: dict[str, Any]) -> None:
+    person.arm("PATCH", resource, api, {"properties": properties})
+
+
+def findings_of(document: dict[str, Any], workload_id: str) -> dict[str, dict[str, Any]]:
+    workload = next(w for w in document["workloads"] if w["id"] == workload_id)
+    return {f["code"]: f for f in workload["findings"]}
+
+
+def test_network_rules_never_prove_a_deny_and_are_named_on_allow_targets(
+    running_lab: RunningLab, person: Person, tmp_path: Path
+) -> None:
+    finance_kv = resource_id(person, "Microsoft.KeyVault/vaults", "finance-kv")
+    platform_kv = resource_id(person, "Microsoft.KeyVault/vaults", "platform-kv")
+    orders = resource_id(person, "Microsoft.Storage/storageAccounts", "ordersdata")
+    closed, opened = {"networkAcls": {"defaultAction": "Deny"}}, {"networkAcls": {"defaultAction": "Allow"}}
+    try:
+        patch(person, finance_kv, VAULT_API, closed)
+        patch(person, platform_kv, VAULT_API, closed)
+        patch(person, orders, STORAGE_API, closed)
+        result, document = run_suites(tmp_path, "--config", str(running_lab.state_dir / "harness.yaml"))
+    finally:
+        for resource, api in ((finance_kv, VAULT_API), (platform_kv, VAULT_API), (orders, STORAGE_API)):
+            patch(person, resource, api, opened)
+    assert result.returncode == 1, result.stdout[-3000:]
+    finance = checks_of(document, "finance/backend-sa")
+    assert finance["access.1"]["status"] == "fail"
+    assert finance["access.1"]["evidence"]["innererror"] == "ForbiddenByFirewall"
+    assert finance["access.2"]["status"] == "warn"  # the deny target: not proven, not passed
+    codes = findings_of(document, "finance/backend-sa")
+    assert {"KEYVAULT_FIREWALL", "DENY_NOT_PROVEN"} <= set(codes)
+    assert "ACCESS_DENIED_UNEXPECTEDLY" not in codes
+    assert codes["DENY_NOT_PROVEN"]["severity"] == "warning"
+    assert codes["KEYVAULT_FIREWALL"]["remediation"][0] == "az keyvault network-rule list --name finance-kv"
+    orders_codes = findings_of(document, "orders/orders-sa")
+    assert "STORAGE_FIREWALL" in orders_codes
+    assert orders_codes["STORAGE_FIREWALL"]["remediation"][0] == (
+        "az storage account network-rule list --account-name ordersdata"
+    )
+
+
+def test_an_access_policy_vault_is_fixed_with_set_policy(
+    running_lab: RunningLab, person: Person, tmp_path: Path
+) -> None:
+    finance_kv = resource_id(person, "Microsoft.KeyVault/vaults", "finance-kv")
+    try:
+        patch(person, finance_kv, VAULT_API, {"enableRbacAuthorization": False})
+        result, document = run_suites(tmp_path, "--config", str(running_lab.state_dir / "harness.yaml"),
+                                      "--workload", "finance/backend-sa")
+    finally:
+        patch(person, finance_kv, VAULT_API, {"enableRbacAuthorization": True})
+    assert result.returncode == 1, result.stdout[-3000:]
+    codes = findings_of(document, "finance/backend-sa")
+    assert "KEYVAULT_ACCESS_POLICY_MISSING" in codes, codes
+    fix = codes["KEYVAULT_ACCESS_POLICY_MISSING"]["remediation"][0]
+    assert fix.startswith("az keyvault set-policy --name finance-kv --object-id ")
+    assert fix.endswith(" --secret-permissions get") and "<principal-id>" not in fix
