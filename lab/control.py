@@ -206,6 +206,13 @@ def set_policy(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
             controllers.reconcile_workloads()  # ReplicaSets retry the pods the policy refused
     else:
         raise ControlError("action: must be one of deny, clear")
+    return _policy_state(lab)
+
+
+def _policy_state(lab: Lab) -> dict[str, Any]:
+    from lab.kube import gatekeeper
+
+    store = lab.kube.store
     configurations = store.type_for("admissionregistration.k8s.io", "validatingwebhookconfigurations")
     installed = configurations is not None and store.find(configurations, "", gatekeeper.CONFIGURATION_NAME)
     return {"webhook": gatekeeper.WEBHOOK_NAME if installed else None,
@@ -224,6 +231,7 @@ def status(lab: Lab, _: dict[str, Any]) -> dict[str, Any]:
                         "role_seconds": lab.azure.role_propagation_seconds},
         "faults": lab.faults.snapshot(),
         "issuer_kids": [key.kid for key in lab.kube.issuer_keys.published()],
+        "policy": _policy_state(lab),
     }
 
 

@@ -124,6 +124,21 @@ def test_policy_deny_refuses_new_pods_as_gatekeeper_does(
     assert created.stdout.strip() == "pod/web created"
 
 
+def test_policy_control_refuses_bad_input_in_one_line(lab: Lab) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "lab", "ctl", "--state-dir", str(lab.state_dir), *args],
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+
+    bad_name = run("policy", "deny", "--namespace", "Not_A_Namespace", "--message", "no")
+    assert (bad_name.returncode, bad_name.stderr) == (
+        1, "error: namespace: 'Not_A_Namespace' is not a valid namespace name\n")
+    no_message = run("policy", "deny", "--namespace", "default", "--message", " ")
+    assert no_message.stderr == "error: message: a non-empty string is required\n"
+    missing = run("policy", "deny", "--namespace", "default")
+    assert missing.returncode == 2 and "--message" in missing.stderr
+    assert ctl(lab, "status")["policy"] == {"webhook": None, "configuration": None, "constraints": []}
+
+
 # ---------------------------------------------------------------- ResourceQuota
 
 
