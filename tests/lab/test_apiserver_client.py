@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from lab.kube.cluster import AccessRule
 from lab.runtime import Lab, LabThread
+from lab.scenarios import IDLE_IMAGES
 
 TOKEN_AUDIENCE = "api://AzureADTokenExchange"
 
@@ -306,7 +307,9 @@ def test_pod_logs(core: client.CoreV1Api, lab: Lab, lab_thread: LabThread, names
 def test_pod_log_follow_streams_until_the_pod_ends(
     core: client.CoreV1Api, lab: Lab, lab_thread: LabThread, namespace: str
 ) -> None:
-    core.create_namespaced_pod(namespace, busybox_pod("follow"))
+    idle = busybox_pod("follow")  # an image that runs no process: the test alone writes this pod's log
+    idle["spec"]["containers"][0]["image"] = IDLE_IMAGES[0] + ":1.0"
+    core.create_namespaced_pod(namespace, idle)
     key = (namespace, "follow", "main")
     on_lab(lab_thread, lambda: lab.kube.pod_logs.__setitem__(key, bytearray(b"start\n")))
 
