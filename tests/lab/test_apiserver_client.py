@@ -281,9 +281,12 @@ def test_pod_security_warns_and_enforces(raw: Raw, core: client.CoreV1Api) -> No
 
 
 def test_pod_logs(core: client.CoreV1Api, lab: Lab, lab_thread: LabThread, namespace: str) -> None:
-    core.create_namespaced_pod(namespace, busybox_pod("logger"))
+    logger = busybox_pod("logger")  # idle images run no process: the test alone writes these logs
+    logger["spec"]["containers"][0]["image"] = IDLE_IMAGES[0] + ":1.0"
+    core.create_namespaced_pod(namespace, logger)
     two = busybox_pod("two")
-    two["spec"]["containers"].append({"name": "side", "image": "busybox:1.36"})
+    two["spec"]["containers"][0]["image"] = IDLE_IMAGES[0] + ":1.0"
+    two["spec"]["containers"].append({"name": "side", "image": "registry.invalid/never/pulled:1.0"})
     core.create_namespaced_pod(namespace, two)
 
     def seed() -> None:

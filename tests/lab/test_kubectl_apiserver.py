@@ -231,7 +231,8 @@ def test_server_side_apply(kubectl: Kubectl, namespace: str) -> None:
 
 
 def test_logs(kubectl: Kubectl, lab: Lab, lab_thread: LabThread, namespace: str) -> None:
-    kubectl("apply", "-f", "-", input=POD_MANIFEST.format(namespace=namespace, image="busybox:1.36"))
+    # an image that runs no process: the test alone writes this pod's log (busybox would race it with "hi")
+    kubectl("apply", "-f", "-", input=POD_MANIFEST.format(namespace=namespace, image=IDLE_IMAGE))
     key = (namespace, "web", "main")
     lab_thread.call(lambda: lab.kube.pod_logs.__setitem__(key, bytearray(b"first\nsecond\n"))).result(10)
     assert kubectl("logs", "web", "-n", namespace).stdout == "first\nsecond\n"
