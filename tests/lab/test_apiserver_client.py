@@ -96,10 +96,12 @@ def on_lab(lab_thread: LabThread, function: Callable[[], Any]) -> Any:
 
 
 def busybox_pod(name: str, **spec: Any) -> dict[str, Any]:
+    """A pod for API tests. Its image runs no process in the lab (a real busybox would exit and race the test's
+    own status and log changes)."""
     return {
         "metadata": {"name": name, "labels": {"app": name}},
         "spec": {
-            "containers": [{"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", "echo hi"]}],
+            "containers": [{"name": "main", "image": IDLE_IMAGES[0] + ":1.0", "command": ["sh", "-c", "echo hi"]}],
             **spec,
         },
     }
@@ -281,11 +283,8 @@ def test_pod_security_warns_and_enforces(raw: Raw, core: client.CoreV1Api) -> No
 
 
 def test_pod_logs(core: client.CoreV1Api, lab: Lab, lab_thread: LabThread, namespace: str) -> None:
-    logger = busybox_pod("logger")  # idle images run no process: the test alone writes these logs
-    logger["spec"]["containers"][0]["image"] = IDLE_IMAGES[0] + ":1.0"
-    core.create_namespaced_pod(namespace, logger)
+    core.create_namespaced_pod(namespace, busybox_pod("logger"))
     two = busybox_pod("two")
-    two["spec"]["containers"][0]["image"] = IDLE_IMAGES[0] + ":1.0"
     two["spec"]["containers"].append({"name": "side", "image": "registry.invalid/never/pulled:1.0"})
     core.create_namespaced_pod(namespace, two)
 
@@ -310,9 +309,7 @@ def test_pod_logs(core: client.CoreV1Api, lab: Lab, lab_thread: LabThread, names
 def test_pod_log_follow_streams_until_the_pod_ends(
     core: client.CoreV1Api, lab: Lab, lab_thread: LabThread, namespace: str
 ) -> None:
-    idle = busybox_pod("follow")  # an image that runs no process: the test alone writes this pod's log
-    idle["spec"]["containers"][0]["image"] = IDLE_IMAGES[0] + ":1.0"
-    core.create_namespaced_pod(namespace, idle)
+    core.create_namespaced_pod(namespace, busybox_pod("follow"))
     key = (namespace, "follow", "main")
     on_lab(lab_thread, lambda: lab.kube.pod_logs.__setitem__(key, bytearray(b"start\n")))
 
@@ -711,13 +708,14 @@ def test_tables_for_kubectl_get(raw: Raw, core: client.CoreV1Api, namespace: str
         "Age",
     ]
     name, ready, status, restarts, age = table["rows"][0]["cells"][:5]
-    assert (name, ready, restarts) == ("tabled", "0/1", "0")
+    assert (name, restarts) == ("tabled", "0") and ready in ("0/1", "1/1")  # the kubelet may have started it
     assert status in (
         "Pending",
         "ContainerCreating",
         "ErrImagePull",
         "ImagePullBackOff",
-    )  # the kubelet's view
+        "Running",
+    )  # the kubelet's view at that moment
     assert age.endswith("s") and not age.startswith("20")
     assert table["rows"][0]["object"]["metadata"]["namespace"] == namespace
 
