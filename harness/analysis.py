@@ -94,7 +94,7 @@ def analyse(
     facts = redact_facts(facts, redactor)
     results = RunResults(
         target=target_of(facts, config, target_kind),
-        cluster=run_cluster_checks(facts.cluster, config.azure),
+        cluster=run_cluster_checks(facts.cluster, config.azure, config.expect),
         swept=list(facts.swept),
     )
     for workload in workloads:

@@ -707,9 +707,19 @@ class WorkloadConfig(_Model):
         return f"{self.namespace}/{self.service_account}"
 
 
+class ExpectConfig(_Model):
+    """What this team expects of the cluster beyond Workload ID itself (the migration runbook's checks)."""
+
+    cluster_identity: Literal["userAssigned", "systemAssigned", "any"] = "userAssigned"
+    # Pod-managed identity (aad-pod-identity) leftovers are errors once the migration is declared complete,
+    # warnings before.
+    migration_complete: bool = False
+
+
 class HarnessConfig(_Model):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     azure: AzureConfig | None = None
+    expect: ExpectConfig = Field(default_factory=ExpectConfig)
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
     workloads: list[WorkloadConfig] = Field(default_factory=list)
 

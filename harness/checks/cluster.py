@@ -3,7 +3,7 @@ failurePolicy Fail, objectSelector, ready)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.checks import remediation as fix
@@ -21,7 +21,7 @@ from harness.checks.model import (
     warned,
 )
 from harness.commands import Step, advice, command
-from harness.config import AzureConfig
+from harness.config import AzureConfig, ExpectConfig
 from harness.facts import ClusterFacts, Fetched
 from harness.names import (
     USE_LABEL,
@@ -37,6 +37,7 @@ from harness.names import (
 class ClusterContext:
     facts: ClusterFacts
     azure: AzureConfig | None
+    expect: ExpectConfig = field(default_factory=ExpectConfig)
 
 
 def _arm_properties(facts: ClusterFacts) -> dict[str, Any]:
@@ -277,6 +278,54 @@ def workload_identity_enabled(ctx: ClusterContext) -> Outcome:
             [fix.aks_update(ctx.azure, "--enable-oidc-issuer", "--enable-workload-identity")],
         ),
     )
+
+
+def cluster_identity_type(ctx: ClusterContext) -> Outcome:
+    """The cluster's own (control plane) identity is of the expected type: the runbook expects one user-assigned
+    identity (``az aks show --query identity``)."""
+    facts, expected = ctx.facts, ctx.expect.cluster_identity
+    if facts.arm_cluster is None:
+        return skipped("no Azure access configured (azure: in harness.yaml)")
+    if not facts.arm_cluster.ok:
+        return _arm_failure(ctx, facts.arm_cluster)
+    identity = ((facts.arm_cluster.body or {}).get("identity")) or {}
+    kind = str(identity.get("type") or "None")
+    assigned = sorted((identity.get("userAssignedIdentities") or {}).keys())
+    evidence = {"type": kind, "userAssignedIdentities": assigned, "expected": expected}
+    if expected == "any":
+        return passed(f"cluster identity {kind} (any type accepted: expect.cluster_identity is any)", evidence)
+    if kind.lower() != expected.lower():
+        return failed(
+            f"the cluster's identity is {kind}, expected {expected} (expect.cluster_identity in harness.yaml)",
+            evidence,
+            Finding(
+                "CLUSTER_IDENTITY_UNEXPECTED",
+                ERROR,
+                "cluster",
+                f"the cluster's own identity is {kind}, not {expected}",
+                evidence,
+                _identity_fix(ctx, expected),
+            ),
+        )
+    if expected == "userAssigned" and len(assigned) != 1:
+        return warned(
+            f"the cluster has {len(assigned)} user-assigned identities, the runbook expects exactly one",
+            evidence,
+            Finding("CLUSTER_IDENTITY_UNEXPECTED", WARNING, "cluster",
+                    f"{len(assigned)} user-assigned cluster identities", evidence,
+                    [fix.aks_show(ctx.azure, "--query", "identity", "-o", "json")]),
+        )
+    return passed(f"cluster identity {kind}" + (f" ({assigned[0].rsplit('/', 1)[-1]})" if assigned else ""),
+                  evidence)
+
+
+def _identity_fix(ctx: ClusterContext, expected: str) -> list[Step]:
+    if expected == "userAssigned":
+        return [
+            fix.aks_update(ctx.azure, "--enable-managed-identity", "--assign-identity", "<identity-resource-id>"),
+            advice("then: az aks nodepool upgrade --node-image-only for each pool, so nodes use the new identity"),
+        ]
+    return [fix.aks_update(ctx.azure, "--enable-managed-identity")]
 
 
 def _mwc_summary(mwc: dict[str, Any]) -> dict[str, Any]:
@@ -538,6 +587,7 @@ CLUSTER_CHECKS: list[CheckSpec[ClusterContext]] = [
     ),
     CheckSpec("cluster.issuer_jwks", "issuer JWKS reachable", issuer_jwks, ("cluster.issuer_discovery",)),
     CheckSpec("cluster.workload_identity_enabled", "workload identity enabled", workload_identity_enabled),
+    CheckSpec("cluster.identity_type", "cluster identity type", cluster_identity_type),
     CheckSpec("cluster.webhook_installed", "webhook installed", webhook_installed),
     CheckSpec(
         "cluster.webhook_failure_policy",
@@ -558,5 +608,7 @@ CLUSTER_CHECKS: list[CheckSpec[ClusterContext]] = [
 CLUSTER_CHECK_IDS = [spec.id for spec in CLUSTER_CHECKS]
 
 
-def run_cluster_checks(facts: ClusterFacts, azure: AzureConfig | None) -> list[CheckResult]:
-    return run_chain(CLUSTER_CHECKS, ClusterContext(facts, azure))
+def run_cluster_checks(
+    facts: ClusterFacts, azure: AzureConfig | None, expect: ExpectConfig | None = None
+) -> list[CheckResult]:
+    return run_chain(CLUSTER_CHECKS, ClusterContext(facts, azure, expect or ExpectConfig()))

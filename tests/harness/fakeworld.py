@@ -708,7 +708,14 @@ class FakeArm:
                             **({"issuerURL": world.issuer} if world.oidc_enabled else {}),
                         },
                         "securityProfile": {"workloadIdentity": {"enabled": world.workload_identity_enabled}},
-                    }
+                    },
+                    "identity": {
+                        "type": "UserAssigned",
+                        "userAssignedIdentities": {
+                            f"/subscriptions/{world.subscription_id}/resourceGroups/rg/providers/"
+                            "Microsoft.ManagedIdentity/userAssignedIdentities/dev-aks-control-plane": {},
+                        },
+                    },
                 },
             )
         if path == f"{sub}/providers/microsoft.managedidentity/userassignedidentities":

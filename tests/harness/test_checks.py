@@ -31,7 +31,7 @@ from harness.checks.serviceaccount import sa_exists
 from harness.checks.token import token_issuer
 from harness.collect.probe_pods import observe, settled
 from harness.collect.run import Selection, collect_run
-from harness.config import BlobAccess, KeyVaultSecretAccess, WorkloadConfig, parse_config
+from harness.config import BlobAccess, ExpectConfig, KeyVaultSecretAccess, WorkloadConfig, parse_config
 from harness.facts import (
     ClusterFacts,
     Fetched,
@@ -906,3 +906,24 @@ def test_fixes_name_the_resource_arm_listed_for_the_url() -> None:
     step["evidence"] = {"http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByFirewall"}
     firewall = access_outcome(ctx, 0, check).findings[0]
     assert firewall.fix_lines()[0] == "az keyvault network-rule list --name finance-kv"
+
+
+def test_the_cluster_identity_is_checked_against_the_expectation() -> None:
+    def cluster(identity: dict[str, Any]) -> ClusterFacts:
+        body = {"properties": {"oidcIssuerProfile": {"enabled": True, "issuerURL": ISSUER}}, "identity": identity}
+        return ClusterFacts(time.time(), arm_cluster=Fetched("https://arm/cluster", 200, body))
+
+    def check(facts: ClusterFacts, expected: str = "userAssigned") -> Any:
+        results = run_cluster_checks(facts, None, ExpectConfig(cluster_identity=expected))
+        return next(r for r in results if r.id == "cluster.identity_type")
+
+    one = {"type": "UserAssigned", "userAssignedIdentities": {"/subscriptions/s/x/cp": {}}}
+    assert check(cluster(one)).status == PASS
+    system = check(cluster({"type": "SystemAssigned"}))
+    assert system.status == FAIL and system.findings[0].code == "CLUSTER_IDENTITY_UNEXPECTED"
+    assert system.findings[0].fix_lines()[0].startswith("az aks update --resource-group '<cluster-resource-group>'")
+    assert "--enable-managed-identity --assign-identity" in system.findings[0].fix_lines()[0]
+    assert check(cluster({"type": "SystemAssigned"}), "any").status == PASS
+    two = {"type": "UserAssigned", "userAssignedIdentities": {"/a": {}, "/b": {}}}
+    assert check(cluster(two)).status == WARN
+    assert check(ClusterFacts(time.time())).status == SKIP
