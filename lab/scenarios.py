@@ -263,6 +263,261 @@ def _egress_blocked(lab: Lab) -> None:
     lab.faults.egress_blocked.update({"entra"})
 
 
+# ------------------------------------------------------------------ a migration from aad-pod-identity, half done
+#
+# Sources (Azure/aad-pod-identity at its archived HEAD, chart 4.1.18 / app v1.8.17; AKS docs
+# use-azure-ad-pod-identity.md): the four CRDs of group aadpodidentity.k8s.io/v1 (charts/.../crds/crd.yaml), pods
+# opting in with the label aadpodidbinding=<selector> (pkg/apis/aadpodidentity/v1/types.go CRDLabelKey), the
+# chart's NMI DaemonSet "<name>-nmi" and MIC Deployment "<name>-mic" in the release namespace with its
+# app.kubernetes.io labels (templates/_helper.tpl, nmi-daemonset.yaml, mic-deployment.yaml; the walkthrough
+# installs the release in kube-system on AKS), its AzurePodIdentityExceptions "mic" (release namespace) and
+# "aks-addon-exception" (kube-system; the AKS add-on adds the same one), AzureAssignedIdentity named
+# "<pod>-<pod namespace>-<AzureIdentity>" in "default" when identities are not namespaced (pkg/mic/mic.go
+# makeAssignedIDs, getAssignedIDName), and ARM's podIdentityProfile items {name, namespace, bindingSelector,
+# identity: {resourceId, clientId, objectId}} and exceptions {name, namespace, podLabels} (the REST API models
+# ManagedClusterPodIdentity / ManagedClusterPodIdentityException).
+
+AAD_POD_IDENTITY_GROUP = "aadpodidentity.k8s.io"
+POD_IDENTITY_LABEL = "aadpodidbinding"
+USE_LABEL = "azure.workload.identity/use"
+AAD_POD_IDENTITY_IMAGES = "mcr.microsoft.com/oss/azure/aad-pod-identity"
+AAD_POD_IDENTITY_KINDS = (  # (plural, kind, printer columns of the upstream CRD)
+    ("azureassignedidentities", "AzureAssignedIdentity", ()),
+    ("azureidentities", "AzureIdentity", (("Type", ".spec.type"), ("ClientID", ".spec.clientID"))),
+    ("azureidentitybindings", "AzureIdentityBinding",
+     (("AzureIdentity", ".spec.azureIdentity"), ("Selector", ".spec.selector"))),
+    ("azurepodidentityexceptions", "AzurePodIdentityException", ()),
+)
+
+
+@dataclass(frozen=True)
+class LegacyIdentity:
+    """One pod-managed identity of the ``migration`` scenario: its aad-pod-identity objects and how far its
+    workload has moved to Workload ID. What the harness's coverage table must say follows from these fields."""
+
+    namespace: str
+    name: str  # the AzureIdentity; when made through ARM, the pod identity's name too
+    binding: str  # the AzureIdentityBinding
+    selector: str
+    identity: str  # the managed identity (kind application: the app registration) behind it
+    kind: str = "managed_identity"  # or "application": AzureIdentity type 1, a service principal
+    through_arm: bool = False  # made by `az aks pod-identity add`: listed in ARM's podIdentityProfile
+    service_account: str | None = None  # annotated with the identity's client id (None: not yet)
+    federated: bool = False  # the identity has a federated credential for this cluster's issuer and that SA
+    labelled_workload: str | None = None  # a Deployment labelled azure.workload.identity/use running as that SA
+    legacy_pod: str | None = None  # a bare Pod still labelled aadpodidbinding=<selector>
+    legacy_deployment: str | None = None  # a Deployment whose template still carries aadpodidbinding=<selector>
+    legacy_service_account: str | None = None  # what the legacy pod or Deployment runs as
+
+
+@dataclass(frozen=True)
+class LegacyException:
+    namespace: str
+    name: str
+    pod_labels: tuple[tuple[str, str], ...]
+    through_arm: bool = False  # `az aks pod-identity exception add`: listed in ARM's podIdentityProfile
+
+
+@dataclass(frozen=True)
+class MigrationWorld:
+    identities: tuple[LegacyIdentity, ...]
+    exceptions: tuple[LegacyException, ...]
+    chart_release: str = "aad-pod-identity"
+    chart_namespace: str = "kube-system"
+    chart_version: str = "4.1.18"
+    image_tag: str = "v1.8.17"
+
+
+MIGRATION = MigrationWorld(
+    identities=(
+        # migrated: the runbook's finance workload, which used pod identity with the same managed identity
+        LegacyIdentity("finance", "backend-identity", "backend-identity-binding", "backend", "myWorkloadId",
+                       through_arm=True, service_account="backend-sa", federated=True, labelled_workload="backend"),
+        # not started: a bare pod still labelled aadpodidbinding, no annotation, no federated credential
+        LegacyIdentity("payments", "payments-identity", "payments-identity-binding", "payments", "paymentsId",
+                       through_arm=True, legacy_pod="payments-worker", legacy_service_account="payments-sa"),
+        # half way: annotated and federated, but the Deployment's pods still use pod identity
+        LegacyIdentity("reports", "reports-identity", "reports-binding", "reports", "reportsId",
+                       service_account="reports-sa", federated=True, legacy_deployment="reports-api",
+                       legacy_service_account="reports-sa"),
+        # a service principal (app registration): annotated, pods labelled, but no federated credential yet
+        LegacyIdentity("batch", "batch-identity", "batch-binding", "batch", "batch-app", kind="application",
+                       service_account="batch-sa", labelled_workload="batch-runner"),
+    ),
+    exceptions=(
+        LegacyException("kube-system", "aks-addon-exception", (("kubernetes.azure.com/managedby", "aks"),)),
+        LegacyException("kube-system", "mic", (("app", "mic"), ("component", "mic"),
+                                               ("app.kubernetes.io/component", "mic"))),
+        LegacyException("payments", "metrics-exception", (("app", "metrics-agent"),), through_arm=True),
+    ),
+)
+
+
+def _create(lab: Lab, group: str, plural: str, obj: dict[str, Any], namespace: str | None = None) -> None:
+    """Through the API server's admission chain (defaults, validation), as ``kubectl apply`` would."""
+    from lab.clock import rfc3339
+    from lab.kube import admission
+
+    store = lab.kube.store
+    rt = store.type_for(group, plural)
+    admitted, _ = admission.admit_create(lab, rt, obj, namespace or "", rfc3339())
+    store.create(rt, admitted, namespace=namespace)
+
+
+def _chart_labels(world: MigrationWorld, component: str | None = None) -> dict[str, str]:
+    labels = {"app.kubernetes.io/name": "aad-pod-identity", "app.kubernetes.io/instance": world.chart_release,
+              "app.kubernetes.io/managed-by": "Helm", "helm.sh/chart": f"aad-pod-identity-{world.chart_version}"}
+    return {**labels, "app.kubernetes.io/component": component} if component else labels
+
+
+def _helm_annotations(world: MigrationWorld) -> dict[str, str]:
+    # Helm 3 marks every object of a release with these (what `helm list` and adoption rely on).
+    return {"meta.helm.sh/release-name": world.chart_release, "meta.helm.sh/release-namespace": world.chart_namespace}
+
+
+def _pod_identity_crds(lab: Lab, world: MigrationWorld) -> None:
+    from lab.kube.resources import ensure_builtin_types
+
+    for plural, kind, columns in AAD_POD_IDENTITY_KINDS:
+        # The upstream CRDs carry full structural schemas; spec and status are kept as sent here (simplified).
+        version: dict[str, Any] = {
+            "name": "v1", "served": True, "storage": True,
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        }
+        if columns:
+            version["additionalPrinterColumns"] = [
+                *({"name": name, "type": "string", "jsonPath": path} for name, path in columns),
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ]
+        _create(lab, "apiextensions.k8s.io", "customresourcedefinitions", {
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.{AAD_POD_IDENTITY_GROUP}", "labels": _chart_labels(world),
+                         "annotations": {"api-approved.kubernetes.io": "unapproved"}},
+            "spec": {"group": AAD_POD_IDENTITY_GROUP, "scope": "Namespaced", "versions": [version],
+                     "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()}},
+        })
+    ensure_builtin_types(lab.kube.store)  # serve the new kinds now, so the scenario can store their objects
+
+
+def _pod_identity_components(lab: Lab, world: MigrationWorld) -> None:
+    """The chart's NMI DaemonSet and MIC Deployment (standard mode), their images idle in the lab."""
+    lab.kube.idle_images.update({f"{AAD_POD_IDENTITY_IMAGES}/nmi", f"{AAD_POD_IDENTITY_IMAGES}/mic"})
+    for kind, plural, component in (("DaemonSet", "daemonsets", "nmi"), ("Deployment", "deployments", "mic")):
+        selector = {"app.kubernetes.io/name": "aad-pod-identity", "app.kubernetes.io/instance": world.chart_release,
+                    "app.kubernetes.io/component": component}
+        labels = {**_chart_labels(world, component), **({"tier": "node"} if component == "nmi" else {})}
+        spec: dict[str, Any] = {
+            "selector": {"matchLabels": selector},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "serviceAccountName": f"aad-pod-identity-{component}",
+                "containers": [{"name": component, "image": f"{AAD_POD_IDENTITY_IMAGES}/{component}:{world.image_tag}",
+                                "args": ["--http-probe-port=8085" if component == "nmi" else "--leader-elect"]}],
+                "nodeSelector": {"kubernetes.io/os": "linux"},
+            }},
+        }
+        if component == "nmi":
+            spec["template"]["spec"].update({"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"})
+        else:
+            spec["replicas"] = 2
+        _service_account(lab, world.chart_namespace, f"aad-pod-identity-{component}", None)
+        _create(lab, "apps", plural, {
+            "apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": f"aad-pod-identity-{component}", "namespace": world.chart_namespace,
+                         "labels": labels, "annotations": _helm_annotations(world)},
+            "spec": spec,
+        }, world.chart_namespace)
+
+
+def _legacy_deployment(lab: Lab, namespace: str, name: str, service_account: str, labels: dict[str, str]) -> None:
+    store = lab.kube.store
+    store.create(store.type_for("apps", "deployments"), {
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": {
+            "metadata": {"labels": {"app": name, **labels}},
+            "spec": {"serviceAccountName": service_account,
+                     "containers": [{"name": name, "image": f"{IDLE_IMAGES[0]}:legacy"}]},
+        }},
+    }, namespace=namespace)
+
+
+def _migration(lab: Lab) -> None:
+    from lab.kube.node import NODE_NAME
+
+    _healthy(lab)
+    world, azure, store = MIGRATION, lab.azure, lab.kube.store
+    cluster = next(iter(azure.clusters.values()))
+    _pod_identity_crds(lab, world)
+    _pod_identity_components(lab, world)
+    existing = {i.name: i for i in azure.identities.values()}
+    for legacy in world.identities:
+        if legacy.namespace not in {"finance", "orders"}:
+            _namespace(lab, legacy.namespace)
+        if legacy.kind == "application":
+            principal: Any = azure.add_app(legacy.identity)
+            spec: dict[str, Any] = {"type": 1, "clientID": principal.client_id, "tenantID": lab.tenant_id,
+                                    "clientPassword": {"name": f"{legacy.name}-secret", "namespace": legacy.namespace}}
+        else:
+            principal = existing.get(legacy.identity) or azure.add_identity(legacy.identity, IDENTITY_RESOURCE_GROUP)
+            spec = {"type": 0, "resourceID": principal.resource_id, "clientID": principal.client_id}
+        _create(lab, AAD_POD_IDENTITY_GROUP, "azureidentities", {
+            "apiVersion": f"{AAD_POD_IDENTITY_GROUP}/v1", "kind": "AzureIdentity",
+            "metadata": {"name": legacy.name, "namespace": legacy.namespace}, "spec": spec}, legacy.namespace)
+        binding = {"apiVersion": f"{AAD_POD_IDENTITY_GROUP}/v1", "kind": "AzureIdentityBinding",
+                   "metadata": {"name": legacy.binding, "namespace": legacy.namespace},
+                   "spec": {"azureIdentity": legacy.name, "selector": legacy.selector}}
+        _create(lab, AAD_POD_IDENTITY_GROUP, "azureidentitybindings", binding, legacy.namespace)
+        if legacy.through_arm:
+            cluster.pod_identities.append({
+                "name": legacy.name, "namespace": legacy.namespace, "bindingSelector": legacy.selector,
+                "identity": {"resourceId": principal.resource_id, "clientId": principal.client_id,
+                             "objectId": principal.principal_id}})
+        account = store.find(store.type_for("", "serviceaccounts"), legacy.namespace, legacy.service_account or "")
+        if legacy.service_account and account is None:
+            _service_account(lab, legacy.namespace, legacy.service_account, principal.client_id)
+        if legacy.federated and legacy.service_account and not any(
+                c.subject == f"system:serviceaccount:{legacy.namespace}:{legacy.service_account}"
+                for c in principal.federated_credentials.values()):
+            _federate(principal, f"fed-cred-{legacy.namespace}", lab.issuer_url, legacy.namespace,
+                      legacy.service_account)
+        if legacy.legacy_service_account and legacy.legacy_service_account != legacy.service_account:
+            _service_account(lab, legacy.namespace, legacy.legacy_service_account, None)
+        if legacy.labelled_workload and legacy.labelled_workload not in ("backend", "orders-api"):
+            _legacy_deployment(lab, legacy.namespace, legacy.labelled_workload, legacy.service_account or "default",
+                               {USE_LABEL: "true"})
+        if legacy.legacy_deployment:
+            _legacy_deployment(lab, legacy.namespace, legacy.legacy_deployment,
+                               legacy.legacy_service_account or "default", {POD_IDENTITY_LABEL: legacy.selector})
+        if legacy.legacy_pod:
+            _create(lab, "", "pods", {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": legacy.legacy_pod, "namespace": legacy.namespace,
+                             "labels": {"app": legacy.legacy_pod, POD_IDENTITY_LABEL: legacy.selector}},
+                "spec": {"serviceAccountName": legacy.legacy_service_account or "default",
+                         "containers": [{"name": "worker", "image": f"{IDLE_IMAGES[1]}:legacy"}]},
+            }, legacy.namespace)
+            # What MIC made for that pod. The lab runs no MIC: no other pod (the reports Deployment's) gets one.
+            _create(lab, AAD_POD_IDENTITY_GROUP, "azureassignedidentities", {
+                "apiVersion": f"{AAD_POD_IDENTITY_GROUP}/v1", "kind": "AzureAssignedIdentity",
+                "metadata": {"name": f"{legacy.legacy_pod}-{legacy.namespace}-{legacy.name}", "namespace": "default",
+                             "labels": {"nodename": NODE_NAME}},
+                "spec": {"azureIdentityRef": {"metadata": {"name": legacy.name, "namespace": legacy.namespace},
+                                              "spec": spec},
+                         "azureBindingRef": {"metadata": binding["metadata"], "spec": binding["spec"]},
+                         "pod": legacy.legacy_pod, "podNamespace": legacy.namespace, "nodename": NODE_NAME},
+                "status": {"status": "Assigned", "availableReplicas": 1},
+            }, "default")
+    for exception in world.exceptions:
+        labels = dict(exception.pod_labels)
+        _create(lab, AAD_POD_IDENTITY_GROUP, "azurepodidentityexceptions", {
+            "apiVersion": f"{AAD_POD_IDENTITY_GROUP}/v1", "kind": "AzurePodIdentityException",
+            "metadata": {"name": exception.name, "namespace": exception.namespace}, "spec": {"podLabels": labels},
+        }, exception.namespace)
+        if exception.through_arm:
+            cluster.pod_identity_exceptions.append(
+                {"name": exception.name, "namespace": exception.namespace, "podLabels": labels})
+    cluster.pod_identity_enabled = True
+
+
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
@@ -281,6 +536,9 @@ SCENARIOS: dict[str, Scenario] = {
                  "unmutated.", _webhook("absent")),
         Scenario("egress-blocked", "Pods cannot open connections to Entra ID (a NetworkPolicy or firewall "
                  "that rejects them).", _egress_blocked),
+        Scenario("migration", "Half-way from aad-pod-identity: its CRDs, objects, NMI and MIC, a pod labelled "
+                 "aadpodidbinding and the AKS add-on's podIdentityProfile remain; of four identities one is "
+                 "migrated, three are not (see MIGRATION).", _migration),
     )
 }
 

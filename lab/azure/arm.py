@@ -629,17 +629,37 @@ def _put_cluster(
         cluster.workload_identity_enabled = bool(security["workloadIdentity"]["enabled"])
     pod_identity = properties.get("podIdentityProfile")
     if isinstance(pod_identity, dict):
-        if "enabled" in pod_identity:
-            cluster.pod_identity_enabled = bool(pod_identity["enabled"])
-        bindings = pod_identity.get("userAssignedIdentities")
-        if isinstance(bindings, list):
-            if not all(isinstance(binding, dict) for binding in bindings):
-                raise errors.invalid_request_content(
-                    "Error converting value to type 'ManagedClusterPodIdentity'. "
-                    "Path 'properties.podIdentityProfile.userAssignedIdentities'"
-                )
-            cluster.pod_identities = [dict(binding) for binding in bindings]
+        _put_pod_identity_profile(cluster, pod_identity)
     return json_response(render.managed_cluster(ctx.lab, cluster))
+
+
+def _put_pod_identity_profile(cluster: ManagedCluster, profile: dict[str, Any]) -> None:
+    """podIdentityProfile as ``az aks pod-identity add|delete`` and ``az aks pod-identity exception add|delete``
+    send it (aks-preview: GET the cluster, change the lists, PUT the whole cluster back) and as
+    ``az aks update --disable-pod-identity`` sends it: ``{"enabled": false}`` alone, the CLI dropping the lists
+    ("when disable, remove previous saved value"). That the RP then keeps no identity or exception is
+    unverified."""
+    lists = (
+        ("userAssignedIdentities", "ManagedClusterPodIdentity", "pod_identities"),
+        ("userAssignedIdentityExceptions", "ManagedClusterPodIdentityException", "pod_identity_exceptions"),
+    )
+    parsed: dict[str, list[dict[str, Any]]] = {}
+    for key, model, attribute in lists:
+        items = profile.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise errors.invalid_request_content(
+                f"Error converting value to type '{model}'. Path 'properties.podIdentityProfile.{key}'"
+            )
+        parsed[attribute] = [dict(item) for item in items]
+    if "enabled" in profile:
+        cluster.pod_identity_enabled = bool(profile["enabled"])
+    if not cluster.pod_identity_enabled:
+        cluster.pod_identities, cluster.pod_identity_exceptions = [], []
+        return
+    for attribute, items in parsed.items():
+        setattr(cluster, attribute, items)
 
 
 _DEFAULT_ACTIONS = {"allow": "Allow", "deny": "Deny"}

@@ -170,7 +170,7 @@ def managed_cluster(lab: Lab, cluster: ManagedCluster) -> dict[str, Any]:
             "enabled": cluster.pod_identity_enabled,
             "allowNetworkPluginKubenet": False,
             "userAssignedIdentities": pod_identities,
-            "userAssignedIdentityExceptions": [],
+            "userAssignedIdentityExceptions": [dict(entry) for entry in cluster.pod_identity_exceptions],
         },
         "agentPoolProfiles": [
             {

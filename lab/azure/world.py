@@ -298,7 +298,8 @@ class ManagedCluster:
     oidc_issuer_enabled: bool = True
     workload_identity_enabled: bool = True
     pod_identity_enabled: bool = False
-    pod_identities: list[dict[str, Any]] = field(default_factory=list)
+    pod_identities: list[dict[str, Any]] = field(default_factory=list)  # ManagedClusterPodIdentity, as ARM renders
+    pod_identity_exceptions: list[dict[str, Any]] = field(default_factory=list)  # ManagedClusterPodIdentityException
     kubelet_identity: ManagedIdentity | None = None
     control_plane_identity: ManagedIdentity | None = None
     kubernetes_version: str = "1.32.6"
