@@ -77,6 +77,9 @@ def target_of(facts: RunFacts, config: HarnessConfig, kind: str) -> dict[str, An
         or (config.azure.cluster_name if config.azure else "")
         or (cluster.server or ""),
         "issuer": cluster.issuer_url or "",
+        "subscription_id": config.azure.subscription_id if config.azure else "",
+        "resource_group": config.azure.resource_group if config.azure else "",
+        "run_by": {"kubernetes": cluster.run_by_kubernetes, "azure": cluster.run_by_azure},
     }
 
 

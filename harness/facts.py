@@ -63,6 +63,10 @@ class ClusterFacts:
     issuer_jwks: Fetched | None = None
     # endpoint (harness.values.endpoint_key) -> {id, name, resource_group} of the vault or storage account
     access_resources: dict[str, dict[str, str]] = field(default_factory=dict)
+    # who runs the harness: Kubernetes' SelfSubjectReview {username, uid, groups} and the Azure identity claims of
+    # the harness's own token {appid, oid, upn, ...}; {error} when it could not be told
+    run_by_kubernetes: dict[str, Any] | None = None
+    run_by_azure: dict[str, Any] | None = None
 
 
 @dataclass

@@ -496,7 +496,7 @@ class RunRecorder:
             terminalreporter.write_line(self.session.redactor.text(line))
         if self.write_error:
             terminalreporter.write_line(
-                f"could not write run.json: {self.session.redactor.text(self.write_error)}", red=True
+                f"could not write the run report: {self.session.redactor.text(self.write_error)}", red=True
             )
         kept = sorted({k for p in self.payloads for k in p.get("kept") or []})
         for pod in kept:

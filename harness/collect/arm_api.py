@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from harness.collect.caller import identity_claims
 from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, Fetched
 
@@ -148,6 +149,19 @@ class RequestsArm:
                 continue
             return parse_arm_response(url, response.status_code, response.content)
         raise AssertionError("unreachable")
+
+    def caller_claims(self) -> dict[str, Any]:
+        """Who the harness is to Azure: its ARM token's identity claims, decoded (``{error}`` without a token)."""
+        import jwt
+
+        if self._token is None:
+            failure = self._token_failure
+            return {"error": failure.error if failure is not None else "no token was asked for"}
+        try:
+            claims = jwt.decode(self._token[0], options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return {"error": "the harness's token is not a JWT: its claims cannot be read"}
+        return identity_claims(claims)
 
     def _failed_before_sending(self, url: str) -> Fetched:
         failure = self._token_failure

@@ -65,6 +65,7 @@ class KubeApi(Protocol):
     def create_config_map(self, namespace: str, body: Obj) -> Obj: ...
     def list_config_maps(self, namespace: str | None, label_selector: str) -> list[Obj]: ...
     def delete_config_map(self, namespace: str, name: str) -> None: ...
+    def self_subject_review(self) -> Obj: ...
 
 
 def default_kubeconfig() -> Path:
@@ -316,6 +317,7 @@ class OfficialKubeApi:
         self._core = client.CoreV1Api(self._api_client)
         self._apps = client.AppsV1Api(self._api_client)
         self._admission = client.AdmissionregistrationV1Api(self._api_client)
+        self._authentication = client.AuthenticationV1Api(self._api_client)
         self._unreachable: KubeFailure | None = None
 
     def _refuse_failed_exec_plugin(
@@ -428,6 +430,11 @@ class OfficialKubeApi:
             return Fetched(url, response.status, json.loads(data))
         except ValueError:
             return Fetched(url, response.status, None, "not JSON")
+
+    def self_subject_review(self) -> Obj:
+        """Who the API server says the harness is (``kubectl auth whoami``'s call, authentication.k8s.io/v1)."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        return self._call(self._authentication.create_self_subject_review, body)
 
     def pod(self, namespace: str, name: str) -> Obj | None:
         return self._call(self._core.read_namespaced_pod, name, namespace, missing_ok=True)

@@ -9,6 +9,7 @@ from typing import Any
 from harness.collect.access_resources import collect_access_resources
 from harness.collect.arm import collect_identity, collect_managed_cluster
 from harness.collect.arm_api import ArmGet
+from harness.collect.caller import azure_caller, kubernetes_user
 from harness.collect.http import HttpGet
 from harness.collect.issuer import collect_issuer
 from harness.collect.kube import collect_service_account, collect_webhook, slim
@@ -67,6 +68,8 @@ def collect_cluster(backend: Backend, config: HarnessConfig) -> ClusterFacts:
     facts.kube_discovery = kube.openid_configuration()
     if backend.arm is not None and config.azure is not None:
         facts.arm_cluster = collect_managed_cluster(backend.arm, config.azure)
+    facts.run_by_kubernetes = kubernetes_user(kube)
+    facts.run_by_azure = azure_caller(backend.arm) if backend.arm is not None else None
     facts.issuer_url, facts.issuer_source = resolve_issuer(facts)
     if facts.issuer_url:
         facts.issuer_discovery, facts.issuer_jwks = collect_issuer(backend.http, facts.issuer_url)

@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness import __version__
 from harness.analysis import RunResults, WorkloadResults
 from harness.checks.model import CheckResult
 from harness.redact import Redactor
 from harness.report.schema import SCHEMA, validate_run
+from harness.report.signoff import write_signoff
 
 
 def rfc3339(ts: float | None = None) -> str:
@@ -96,6 +98,7 @@ def build_run(
     return {
         "schema": SCHEMA,
         "run_id": run_id,
+        "harness_version": __version__,
         "started_at": started_at,
         "finished_at": finished_at,
         "target": target,
@@ -120,7 +123,8 @@ def build_run_from_results(
 
 
 def write_run(report_dir: Path, document: dict[str, Any], redactor: Redactor) -> Path:
-    """Validate, redact (a last pass over the serialised text) and write; returns the run.json path."""
+    """Validate, redact (a last pass over the serialised text) and write run.json, then signoff.md and signoff.html
+    rendered from it; returns the run.json path."""
     validate_run(document)
     text = redactor.text(json.dumps(document, indent=2, sort_keys=False, default=str))
     validate_run(json.loads(text))
@@ -130,6 +134,7 @@ def write_run(report_dir: Path, document: dict[str, Any], redactor: Redactor) ->
     tmp = run_dir / "run.json.tmp"
     tmp.write_text(text + "\n")
     os.replace(tmp, path)
+    write_signoff(run_dir, json.loads(text), redactor.text)  # from the redacted document, as written
     point_latest(report_dir, document["run_id"])
     return path
 

@@ -30,11 +30,22 @@ class Finding(_Strict):
     remediation: list[str]
 
 
+class RunBy(_Strict):
+    """Who ran the harness: Kubernetes' SelfSubjectReview {username, uid, groups}, the Azure identity claims of the
+    harness's own token {appid, oid, upn, tid, idtyp}; {error} when it could not be told, null when not asked."""
+
+    kubernetes: dict[str, Any] | None = None
+    azure: dict[str, Any] | None = None
+
+
 class Target(_Strict):
     kind: Literal["lab", "cluster"]
     context: str
     cluster: str
     issuer: str
+    subscription_id: str = ""
+    resource_group: str = ""
+    run_by: RunBy | None = None
 
 
 class Workload(_Strict):
@@ -49,6 +60,7 @@ class Workload(_Strict):
 class RunReport(_Strict):
     schema_: Literal["wi-harness/run/v1"] = Field(alias="schema")
     run_id: str = Field(min_length=1)
+    harness_version: str = ""
     started_at: str = Field(pattern=RFC3339)
     finished_at: str = Field(pattern=RFC3339)
     target: Target

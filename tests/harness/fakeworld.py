@@ -114,6 +114,8 @@ class World:
     graph_refused: bool = False  # Microsoft Graph answers 403 Authorization_RequestDenied
     existing_pods: list[dict[str, Any]] = field(default_factory=list)  # pods already in the cluster
     record_to: str | None = None  # append "ns/name" of every created pod (to count them across processes)
+    kube_user: str = "harness@example.test"  # who the API server says the harness is (SelfSubjectReview)
+    harness_client_id: str = field(default_factory=guid)  # the harness's own app registration
 
     @classmethod
     def healthy(cls, **knobs: Any) -> World:
@@ -166,7 +168,7 @@ class World:
                 "subscription_id": self.subscription_id,
                 "resource_group": "dev-rg",
                 "cluster_name": "dev-aks",
-                "credential": {"client_id": guid(), "client_secret_file": str(secret)},
+                "credential": {"client_id": self.harness_client_id, "client_secret_file": str(secret)},
             }
         return data
 
@@ -432,6 +434,10 @@ class FakeKube:
             and all(c["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
         ]
 
+    def self_subject_review(self) -> dict[str, Any]:
+        user = {"username": self.world.kube_user, "groups": ["system:masters", "system:authenticated"]}
+        return {"kind": "SelfSubjectReview", "status": {"userInfo": user}}
+
     def delete_config_map(self, namespace: str, name: str) -> None:
         if self.config_maps.pop((namespace, name), None) is not None:
             self.deleted_config_maps.append(f"{namespace}/{name}")
@@ -689,6 +695,11 @@ class FakeArm:
     def __init__(self, world: World) -> None:
         self.world = world
         self.calls: list[str] = []
+
+    def caller_claims(self) -> dict[str, Any]:
+        """The identity claims of the harness's own ARM token, as RequestsArm decodes them."""
+        return {"appid": self.world.harness_client_id, "oid": "harness-principal-oid", "tid": self.world.tenant_id,
+                "idtyp": "app"}
 
     def __call__(self, path_or_url: str, body: dict[str, Any] | None = None) -> Fetched:
         self.calls.append(path_or_url)

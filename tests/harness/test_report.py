@@ -28,7 +28,15 @@ def test_a_healthy_run_is_valid_and_passes(run_world: Callable[..., Any]) -> Non
     validate_run(doc)
     assert doc["schema"] == "wi-harness/run/v1"
     assert doc["verdict"] == "pass"
-    assert doc["target"] == {"kind": "lab", "context": "fake", "cluster": "dev-aks", "issuer": ISSUER}
+    target = dict(doc["target"])
+    run_by = target.pop("run_by")
+    assert target == {
+        "kind": "lab", "context": "fake", "cluster": "dev-aks", "issuer": ISSUER,
+        "subscription_id": target["subscription_id"], "resource_group": "dev-rg",
+    }
+    assert run_by["kubernetes"]["username"] == "harness@example.test"  # SelfSubjectReview
+    assert run_by["azure"]["idtyp"] == "app" and run_by["azure"]["appid"]  # the harness's own token, decoded
+    assert doc["harness_version"]
     assert [c["id"] for c in doc["checks"]][:2] == ["cluster.oidc_issuer_enabled", "cluster.issuer_discovery"]
     assert [w["id"] for w in doc["workloads"]] == ["finance/backend-sa", "orders/orders-sa"]
     finance = doc["workloads"][0]

@@ -1,0 +1,110 @@
+"""``python -m harness``: commands around the suites (which run under pytest).
+
+* ``report render RUN.json --format md|html [-o FILE]`` re-renders one run's sign-off (stdout without -o);
+* ``report merge RUN.json... -o DIR`` writes one sign-off over several runs (a fleet) as DIR/signoff.md and
+  DIR/signoff.html.
+
+Bad input (a missing file, a file that is not a run.json or breaks its schema, an output that cannot be written)
+is one line on stderr naming the file and the cause, and exit status 2, as for argparse's usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.redact import Redactor
+from harness.report.signoff import (
+    FORMATS,
+    SIGNOFF_FILES,
+    ReportInputError,
+    fleet_view,
+    load_run,
+    render,
+    render_fleet,
+    write_documents,
+)
+
+USAGE_ERROR = 2
+PROG = "python -m harness"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="wi-harness commands (the suites run under pytest)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    report = commands.add_parser("report", help="render or merge run reports (run.json) into sign-offs")
+    actions = report.add_subparsers(dest="action", required=True, metavar="ACTION")
+    render_cmd = actions.add_parser("render", help="render one run.json as a sign-off (Markdown or HTML)")
+    render_cmd.add_argument("run", type=Path, metavar="RUN.json")
+    render_cmd.add_argument("--format", choices=FORMATS, required=True)
+    render_cmd.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here (default: stdout)")
+    merge_cmd = actions.add_parser("merge", help="one sign-off over several runs (clusters): DIR/signoff.md, .html")
+    merge_cmd.add_argument("runs", type=Path, nargs="+", metavar="RUN.json")
+    merge_cmd.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.action == "render":
+            return _render(args.run, args.format, args.output)
+        return _merge(args.runs, args.output)
+    except ReportInputError as exc:
+        print(f"{PROG} report {args.action}: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def _render(run: Path, fmt: str, output: Path | None) -> int:
+    text = Redactor().text(render(load_run(run), fmt))
+    if output is None:
+        sys.stdout.write(text)
+        return 0
+    _write(output, text)
+    print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def _merge(runs: list[Path], out_dir: Path) -> int:
+    documents = []
+    seen: dict[str, Path] = {}
+    for path in runs:
+        document = load_run(path)
+        earlier = seen.get(document["run_id"])
+        if earlier is not None:
+            raise ReportInputError(f"{path}: run {document['run_id']} is given twice (also {earlier})")
+        seen[document["run_id"]] = path
+        documents.append(document)
+    _output_dir(out_dir)
+    scrub = Redactor().text
+    paths = [out_dir / SIGNOFF_FILES[fmt] for fmt in FORMATS]
+    try:
+        write_documents(out_dir, {fmt: render_fleet(documents, fmt) for fmt in FORMATS}, scrub)
+    except OSError as exc:
+        raise ReportInputError(f"{out_dir}: cannot write there: {exc.strerror or exc}") from None
+    fleet = fleet_view(documents)
+    print(
+        f"fleet verdict {fleet.verdict.upper()}: {fleet.counts['clusters']} cluster(s), {fleet.counts['runs']} run(s), "
+        f"{fleet.counts['failed_runs']} failed; wrote {', '.join(str(p) for p in paths)}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _output_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ReportInputError(f"{out_dir}: is a file, not a directory")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportInputError(f"{out_dir}: cannot create the directory: {exc.strerror or exc}") from None
+
+
+def _write(output: Path, text: str) -> None:
+    if output.is_dir():
+        raise ReportInputError(f"{output}: is a directory, not a file")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ReportInputError(f"{output}: cannot write: {exc.strerror or exc}") from None

@@ -1,0 +1,607 @@
+"""The sign-off document a platform lead signs: ``signoff.md`` and ``signoff.html`` beside run.json.
+
+Both are rendered from the run.json document alone (already redacted), through one view model and two Jinja2
+templates kept as files (``templates/``), so the two formats hold the same content and rendering the same
+run.json again gives the same bytes. A fleet sign-off merges several runs (several clusters) the same way.
+
+Sections other parts of the harness add to run.json (inventory, leftovers, coverage, ...) are rendered
+generically: every top-level key this module does not know becomes one or more tables of named columns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError
+
+from harness.report.schema import validate_run
+
+FORMATS = ("md", "html")
+SIGNOFF_FILES = {"md": "signoff.md", "html": "signoff.html"}
+MARKS = {"pass": "✓", "fail": "✗", "warn": "!", "skip": "–"}
+STATUS_ORDER = ("pass", "fail", "warn", "skip")
+SEVERITY_ORDER = ("error", "warning", "info")
+# run.json keys with their own place in the document; any other top-level key is an extra section
+KNOWN_KEYS = {
+    "schema", "run_id", "harness_version", "started_at", "finished_at", "target", "verdict", "checks",
+    "findings", "workloads",
+}
+SECTION_ORDER = ("inventory", "leftovers", "coverage")
+MAX_CELL = 400
+MAX_SECTION_DEPTH = 3
+TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
+
+
+# ---------------------------------------------------------------- the view model
+
+
+@dataclass
+class Table:
+    """A titled table of named columns; every cell is already a display string."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    note: str = ""  # shown under the title (why the table is empty, what it was built from)
+
+
+@dataclass
+class Mark:
+    status: str  # pass | fail | warn | skip | "" (the check does not apply to this row)
+
+    @property
+    def symbol(self) -> str:
+        return MARKS.get(self.status, "")
+
+
+@dataclass
+class MatrixRow:
+    workload: str
+    verdict: str
+    marks: list[Mark]
+
+    @property
+    def cells(self) -> list[str]:
+        return [self.workload, self.verdict.upper(), *(m.symbol for m in self.marks)]
+
+
+@dataclass
+class FindingView:
+    code: str
+    severity: str
+    layer: str
+    message: str
+    remediation: list[str]
+
+
+@dataclass
+class CheckView:
+    id: str
+    status: str
+    message: str
+
+    @property
+    def symbol(self) -> str:
+        return MARKS.get(self.status, "")
+
+    @property
+    def cells(self) -> list[str]:
+        return [self.id, self.symbol, self.status, self.message]
+
+
+@dataclass
+class WorkloadView:
+    id: str
+    namespace: str
+    service_account: str
+    verdict: str
+    checks: list[CheckView]
+    findings: list[FindingView]
+    evidence: list[Table]
+    counts: dict[str, int]
+
+
+@dataclass
+class RunView:
+    run_id: str
+    verdict: str
+    cluster: str
+    header: list[tuple[str, str]]
+    counts: dict[str, dict[str, int]]
+    matrix_columns: list[str]
+    matrix: list[MatrixRow]
+    cluster_checks: list[CheckView]
+    cluster_findings: list[FindingView]
+    workloads: list[WorkloadView]
+    sections: list[Table] = field(default_factory=list)
+
+
+def cell(value: Any) -> str:
+    """One table cell: scalars as text, a list of scalars joined, anything nested as compact JSON, bounded."""
+    if value is None:
+        text = ""
+    elif isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, int | float):
+        text = str(value)
+    elif isinstance(value, list) and all(_scalar(v) for v in value):
+        text = ", ".join(cell(v) for v in value)
+    else:
+        text = json.dumps(value, separators=(", ", ": "), ensure_ascii=False, default=str)
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def _title(key: str) -> str:
+    """``client_id``, ``clientId``, ``client-id`` -> "Client id"."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", str(key)).replace("_", " ").replace("-", " ").split()
+    return " ".join(words).capitalize() or str(key)
+
+
+def section_tables(title: str, value: Any, depth: int = 0) -> list[Table]:
+    """Any JSON value as tables: a list of objects is one table (the union of their keys as columns, in order of
+    first appearance); {columns, rows} is taken as given; an object's scalar entries make one key/value table
+    and each nested entry its own table; a bare scalar one row."""
+    if isinstance(value, dict) and isinstance(value.get("rows"), list):
+        columns = value.get("columns")
+        table = _rows_table(title, value["rows"], columns if isinstance(columns, list) else None)
+        rest = {k: v for k, v in value.items() if k not in ("rows", "columns", "title")}
+        table.note = "; ".join(f"{_title(k)}: {cell(v)}" for k, v in rest.items() if _scalar(v))
+        nested = [(k, v) for k, v in rest.items() if not _scalar(v)]
+        return [table, *[t for k, v in nested for t in _nested(title, k, v, depth)]]
+    if isinstance(value, list):
+        return [_rows_table(title, value, None)]
+    if isinstance(value, dict):
+        scalars = [[_title(k), cell(v)] for k, v in value.items() if _scalar(v) or _flat_list(v)]
+        tables = [Table(title, ["Field", "Value"], scalars)] if scalars or not value else []
+        for key, item in value.items():
+            if not (_scalar(item) or _flat_list(item)):
+                tables += _nested(title, key, item, depth)
+        if not value:
+            tables[0].note = "none"
+        return tables
+    return [Table(title, ["Value"], [[cell(value)]])]
+
+
+def _flat_list(value: Any) -> bool:
+    return isinstance(value, list) and all(_scalar(v) for v in value) and bool(value)
+
+
+def _nested(title: str, key: str, value: Any, depth: int) -> list[Table]:
+    sub_title = f"{title} › {_title(key)}"
+    if depth + 1 >= MAX_SECTION_DEPTH:
+        return [Table(sub_title, ["Value"], [[cell(value)]])]
+    return section_tables(sub_title, value, depth + 1)
+
+
+def _rows_table(title: str, rows: list[Any], columns: list[Any] | None) -> Table:
+    if columns is None:
+        names: list[str] = []
+        for row in rows:
+            for key in row if isinstance(row, dict) else ["value"]:
+                if key not in names:
+                    names.append(str(key))
+    else:
+        names = [str(c) for c in columns]
+    out = []
+    for row in rows:
+        if isinstance(row, dict):
+            out.append([cell(row.get(name)) for name in names])
+        elif isinstance(row, list):
+            out.append([cell(v) for v in row] + [""] * (len(names) - len(row)))
+        else:
+            out.append([cell(row)] + [""] * (len(names) - 1))
+    return Table(title, [_title(n) for n in names] or ["Value"], out, "" if rows else "none")
+
+
+def _counts(checks: Iterable[dict[str, Any]]) -> dict[str, int]:
+    statuses = [c.get("status") for c in checks]
+    return {status: statuses.count(status) for status in STATUS_ORDER}
+
+
+def _finding_counts(findings: Iterable[dict[str, Any]]) -> dict[str, int]:
+    severities = [f.get("severity") for f in findings]
+    return {severity: severities.count(severity) for severity in SEVERITY_ORDER}
+
+
+def _checks(checks: list[dict[str, Any]]) -> list[CheckView]:
+    return [CheckView(str(c.get("id")), str(c.get("status")), str(c.get("message") or "")) for c in checks]
+
+
+def _findings(findings: list[dict[str, Any]]) -> list[FindingView]:
+    return [
+        FindingView(
+            str(f.get("code")),
+            str(f.get("severity")),
+            str(f.get("layer") or ""),
+            str(f.get("message") or ""),
+            [str(line) for line in f.get("remediation") or []],
+        )
+        for f in findings
+    ]
+
+
+def _when(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        moment = datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return f"{value} ({moment})"
+    return cell(value)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> list[list[str]]:
+    rows = []
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows += _flatten(value, f"{name}.")
+        elif key in TIME_CLAIMS:
+            rows.append([name, _when(value)])
+        else:
+            rows.append([name, cell(value)])
+    return rows
+
+
+def _evidence(workload: dict[str, Any]) -> list[Table]:
+    """What a reviewer reads to trust the marks: the identity, the ServiceAccount token's decoded claims, the
+    federated credential that matched, the access token's decoded claims, role assignments, access results."""
+    by_id = {c.get("id"): c for c in workload.get("checks") or []}
+
+    def evidence(check_id: str) -> dict[str, Any]:
+        found = (by_id.get(check_id) or {}).get("evidence")
+        return found if isinstance(found, dict) else {}
+
+    tables: list[Table] = []
+    identity = evidence("identity.matches")
+    if identity:
+        rows = [[_title(k), cell(identity.get(k))] for k in identity if k != "blocked_by"]
+        tables.append(Table("Identity", ["Field", "Value"], rows))
+    token = evidence("token.readable")
+    if isinstance(token.get("claims"), dict):
+        rows = _flatten(token["claims"])
+        if token.get("fingerprint"):
+            rows.append(["sha256 fingerprint", cell(token["fingerprint"])])
+        tables.append(Table("ServiceAccount token (decoded claims)", ["Claim", "Value"], rows,
+                            f"read from {cell(token.get('path'))}" if token.get("path") else ""))
+    tables += _federation(evidence("federation.credential"))
+    exchange = evidence("exchange.succeeds")
+    if isinstance(exchange.get("claims"), dict):
+        rows = _flatten(exchange["claims"])
+        for key, label in (("scope", "scope asked"), ("fingerprint", "sha256 fingerprint")):
+            if exchange.get(key):
+                rows.append([label, cell(exchange[key])])
+        tables.append(Table("Access token (decoded claims)", ["Claim", "Value"], rows))
+    access = [c for c in workload.get("checks") or [] if str(c.get("id", "")).startswith("access.")]
+    roles = next(
+        (c["evidence"]["identity_roles"] for c in access
+         if isinstance(c.get("evidence"), dict) and isinstance(c["evidence"].get("identity_roles"), list)),
+        None,
+    )
+    if roles is not None:
+        tables.append(Table(
+            "Role assignments of the identity", ["Role", "Scope"],
+            [[cell(r.get("role")), cell(r.get("scope"))] for r in roles if isinstance(r, dict)],
+            "" if roles else "none",
+        ))
+    if access:
+        rows = []
+        for check in access:
+            ev = check.get("evidence") if isinstance(check.get("evidence"), dict) else {}
+            code = " ".join(cell(ev.get(k)) for k in ("code", "innererror") if ev.get(k))
+            rows.append([
+                cell(check.get("id")), MARKS.get(str(check.get("status")), ""), cell(ev.get("url")),
+                cell(ev.get("expected")), cell(ev.get("outcome")) or str(check.get("status")),
+                cell(ev.get("http_status")), code,
+            ])
+        tables.append(Table("Access results", ["Check", "Mark", "URL", "Expected", "Outcome", "HTTP", "Code"], rows))
+    return tables
+
+
+def _federation(evidence: dict[str, Any]) -> list[Table]:
+    expected = evidence.get("expected") if isinstance(evidence.get("expected"), dict) else None
+    credentials = [c for c in evidence.get("federated_credentials") or [] if isinstance(c, dict)]
+    if expected is None and not credentials:
+        return []
+    want = expected or {}
+    matched = next(
+        (c for c in credentials
+         if c.get("issuer") == want.get("issuer") and c.get("subject") == want.get("subject")
+         and set(want.get("audiences") or []) <= set(c.get("audiences") or [])),
+        None,
+    )
+    fields = ("name", "issuer", "subject", "audiences")
+    if matched is not None:
+        return [Table("Federated credential that matched", ["Field", "Value"],
+                      [[_title(k), cell(matched.get(k))] for k in fields])]
+    tables = [Table(
+        "Federated credential that matched", ["Field", "Value"],
+        [[f"expected {k}", cell(want.get(k))] for k in ("issuer", "subject", "audiences")],
+        "none matched: the token's issuer, subject and audience as Entra compares them",
+    )]
+    if credentials:
+        tables.append(Table("Federated credentials of the identity", [_title(k) for k in fields],
+                            [[cell(c.get(k)) for k in fields] for c in credentials]))
+    return tables
+
+
+def _run_by(value: Any, labels: tuple[tuple[str, str], ...]) -> str:
+    if not isinstance(value, dict):
+        return "not asked"
+    if value.get("error"):
+        return f"unknown ({cell(value['error'])})"
+    parts = [f"{label} {cell(value[key])}" for key, label in labels if value.get(key) not in (None, "", [])]
+    return "; ".join(parts) or "unknown"
+
+
+KUBE_USER_LABELS = (("username", "user"), ("groups", "groups"))
+AZURE_CALLER_LABELS = (
+    ("upn", "upn"), ("unique_name", "name"), ("appid", "appid"), ("oid", "oid"), ("idtyp", "type"), ("tid", "tenant"),
+)
+
+
+def _duration(started: str, finished: str) -> str:
+    try:
+        seconds = (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()
+    except ValueError:
+        return ""
+    return f" ({int(seconds // 60)} min {int(seconds % 60)} s)" if seconds >= 0 else ""
+
+
+def run_view(document: dict[str, Any]) -> RunView:
+    target = document.get("target") or {}
+    run_by = target.get("run_by") or {}
+    workloads = document.get("workloads") or []
+    cluster = str(target.get("cluster") or target.get("context") or "(unnamed)")
+    started, finished = str(document.get("started_at", "")), str(document.get("finished_at", ""))
+    header = [
+        ("Cluster", cluster),
+        ("Kubernetes context", cell(target.get("context")) or "—"),
+        ("Target kind", cell(target.get("kind"))),
+        ("Resource group", cell(target.get("resource_group")) or "—"),
+        ("Subscription", cell(target.get("subscription_id")) or "—"),
+        ("OIDC issuer", cell(target.get("issuer")) or "(unknown)"),
+        ("Run id", cell(document.get("run_id"))),
+        ("Started", started),
+        ("Finished", finished + _duration(started, finished)),
+        ("Harness version", cell(document.get("harness_version")) or "(unknown)"),
+        ("Run by (Kubernetes)", _run_by(run_by.get("kubernetes"), KUBE_USER_LABELS)),
+        ("Run by (Azure)", _run_by(run_by.get("azure"), AZURE_CALLER_LABELS)),
+        ("Verdict", str(document.get("verdict", "")).upper()),
+    ]
+    columns: list[str] = []
+    for workload in workloads:
+        for check in workload.get("checks") or []:
+            if check.get("id") not in columns:
+                columns.append(str(check.get("id")))
+    matrix = []
+    views = []
+    for workload in workloads:
+        statuses = {c.get("id"): str(c.get("status")) for c in workload.get("checks") or []}
+        matrix.append(MatrixRow(str(workload.get("id")), str(workload.get("verdict")),
+                                [Mark(statuses.get(column, "")) for column in columns]))
+        views.append(WorkloadView(
+            id=str(workload.get("id")),
+            namespace=str(workload.get("namespace", "")),
+            service_account=str(workload.get("service_account", "")),
+            verdict=str(workload.get("verdict")),
+            checks=_checks(workload.get("checks") or []),
+            findings=_findings(workload.get("findings") or []),
+            evidence=_evidence(workload),
+            counts=_counts(workload.get("checks") or []),
+        ))
+    all_checks = [*(document.get("checks") or []), *(c for w in workloads for c in w.get("checks") or [])]
+    all_findings = [*(document.get("findings") or []), *(f for w in workloads for f in w.get("findings") or [])]
+    extra = [k for k in SECTION_ORDER if k in document] + sorted(
+        k for k in document if k not in KNOWN_KEYS and k not in SECTION_ORDER
+    )
+    return RunView(
+        run_id=str(document.get("run_id")),
+        verdict=str(document.get("verdict")),
+        cluster=cluster,
+        header=header,
+        counts={
+            "workloads": {
+                "total": len(workloads),
+                "pass": sum(1 for w in workloads if w.get("verdict") == "pass"),
+                "fail": sum(1 for w in workloads if w.get("verdict") != "pass"),
+            },
+            "checks": _counts(all_checks),
+            "findings": _finding_counts(all_findings),
+        },
+        matrix_columns=columns,
+        matrix=matrix,
+        cluster_checks=_checks(document.get("checks") or []),
+        cluster_findings=_findings(document.get("findings") or []),
+        workloads=views,
+        sections=[t for key in extra for t in section_tables(_title(key), document[key])],
+    )
+
+
+@dataclass
+class FleetView:
+    verdict: str
+    table: Table
+    clusters: list[tuple[str, list[RunView]]]
+    counts: dict[str, int]
+
+
+def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
+    """One sign-off over several runs: fail when any run failed; a row per run, a section per cluster."""
+    runs = sorted((run_view(d) for d in documents), key=lambda r: (r.cluster, _started(r), r.run_id))
+    clusters: dict[str, list[RunView]] = {}
+    for run in runs:
+        clusters.setdefault(run.cluster, []).append(run)
+    rows = []
+    for run in runs:
+        checks, findings, workloads = run.counts["checks"], run.counts["findings"], run.counts["workloads"]
+        rows.append([
+            run.cluster, run.run_id, _started(run), run.verdict.upper(),
+            f"{workloads['pass']}/{workloads['total']}",
+            *(str(checks[s]) for s in STATUS_ORDER),
+            str(findings["error"]), str(findings["warning"]),
+        ])
+    columns = ["Cluster", "Run", "Started", "Verdict", "Workloads passed", "Pass", "Fail", "Warn", "Skip",
+               "Errors", "Warnings"]
+    failed = [r for r in runs if r.verdict != "pass"]
+    return FleetView(
+        verdict="fail" if failed or not runs else "pass",
+        table=Table("Fleet", columns, rows),
+        clusters=list(clusters.items()),
+        counts={"clusters": len(clusters), "runs": len(runs), "failed_runs": len(failed),
+                "failed_clusters": len({r.cluster for r in failed})},
+    )
+
+
+def _started(run: RunView) -> str:
+    return next((value for label, value in run.header if label == "Started"), "")
+
+
+# ---------------------------------------------------------------- rendering
+
+
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|#])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
+def md_text(value: Any) -> str:
+    """Text in Markdown, inline: one line, every character Markdown (or HTML inside it) would act on escaped."""
+    text = " ".join(str(value).split())
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
+
+
+def md_row(cells: Iterable[Any]) -> str:
+    """One Markdown table row, each cell escaped."""
+    return "| " + " | ".join(md_text(c) for c in cells) + " |"
+
+
+def md_rule(columns: Iterable[Any], first: int = 0, align: str = "---") -> str:
+    """A table's delimiter row: ``first`` plain columns, the rest aligned with ``align``."""
+    return "|" + "".join(f" {'---' if i < first else align} |" for i, _ in enumerate(columns))
+
+
+def md_code(value: Any) -> str:
+    """An inline code span that holds ``value`` verbatim (fenced with more backticks than it contains)."""
+    text = " ".join(str(value).split())
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_fence(lines: list[str]) -> str:
+    """A fenced code block of ``lines``, fenced with more backticks than any run inside them."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return "\n".join([f"{fence}sh", *lines, fence])
+
+
+def _environment(fmt: str) -> Environment:
+    env = Environment(
+        loader=PackageLoader("harness.report", "templates"),
+        undefined=StrictUndefined,
+        autoescape=fmt == "html",
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(md=md_text, code=md_code, fence=md_fence, row=md_row, rule=md_rule)
+    env.globals.update(marks=MARKS, statuses=STATUS_ORDER, severities=SEVERITY_ORDER)
+    return env
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r} (one of: {', '.join(FORMATS)})")
+
+
+def render(document: dict[str, Any], fmt: str) -> str:
+    """The sign-off of one run, as Markdown or one self-contained HTML page."""
+    _check_format(fmt)
+    return _tidy(_environment(fmt).get_template(f"signoff.{fmt}.j2").render(run=run_view(document)))
+
+
+def render_fleet(documents: list[dict[str, Any]], fmt: str) -> str:
+    """One sign-off over several runs (several clusters)."""
+    _check_format(fmt)
+    return _tidy(_environment(fmt).get_template(f"fleet.{fmt}.j2").render(fleet=fleet_view(documents)))
+
+
+def _tidy(text: str) -> str:
+    """At most one blank line in a row, one newline at the end (remediation lines are single lines)."""
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
+
+
+class SignoffError(ValueError):
+    """The sign-off could not be rendered (a bug, never the input: every run.json renders)."""
+
+
+def write_signoff(run_dir: Path, document: dict[str, Any], scrub: Any = None) -> list[Path]:
+    """signoff.md and signoff.html in ``run_dir``; ``scrub`` (a redactor's text) passes over each once more."""
+    try:
+        texts = {fmt: render(document, fmt) for fmt in FORMATS}
+    except TemplateError as exc:
+        raise SignoffError(f"cannot render the sign-off: {type(exc).__name__}: {exc}") from None
+    return write_documents(run_dir, texts, scrub)
+
+
+def write_documents(out_dir: Path, texts: dict[str, str], scrub: Any = None) -> list[Path]:
+    paths = []
+    for fmt, text in texts.items():
+        path = out_dir / SIGNOFF_FILES[fmt]
+        tmp = out_dir / f".{SIGNOFF_FILES[fmt]}.tmp"
+        tmp.write_text(scrub(text) if scrub else text, encoding="utf-8")
+        tmp.replace(path)
+        paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------- reading a run.json someone points at
+
+
+MAX_RUN_BYTES = 64 * 1024 * 1024
+
+
+class ReportInputError(ValueError):
+    """A run.json (or an output path) that cannot be used; the message is one line naming the file and why."""
+
+
+def load_run(path: Path) -> dict[str, Any]:
+    """A run.json read within bounds and validated against the contract, else :class:`ReportInputError`."""
+    from pydantic import ValidationError
+
+    from harness.input_files import InputFileError, read_text
+
+    try:
+        text = read_text(path, MAX_RUN_BYTES)
+    except InputFileError as exc:
+        raise ReportInputError(f"{exc.path}: {exc.reason}") from None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise ReportInputError(f"{path}: not JSON ({exc})") from None
+    schema = document.get("schema") if isinstance(document, dict) else None
+    if not isinstance(schema, str) or not schema.startswith("wi-harness/run/"):
+        raise ReportInputError(f"{path}: not a run.json (no \"schema\": \"wi-harness/run/v1\")")
+    try:
+        validate_run(document)
+    except ValidationError as exc:
+        raise ReportInputError(f"{path}: does not match the run.json schema: {_first_error(exc)}") from None
+    return document
+
+
+def _first_error(exc: Any) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "(document)"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"
