@@ -4,8 +4,9 @@
 * ``report merge RUN.json... -o DIR`` writes one sign-off over several runs (a fleet) as DIR/signoff.md and
   DIR/signoff.html.
 
-Bad input (a missing file, a file that is not a run.json or breaks its schema, an output that cannot be written)
-is one line on stderr naming the file and the cause, and exit status 2, as for argparse's usage errors.
+Bad input (a missing file, a file that is not a run.json or breaks its schema, an output that cannot be
+written) is one line on stderr naming the file and the cause, and exit status 2, as for argparse's usage
+errors.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ PROG = "python -m harness"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="wi-harness commands (the suites run under pytest)")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="wi-harness commands (the suites run under pytest)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     report = commands.add_parser("report", help="render or merge run reports (run.json) into sign-offs")
     actions = report.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -39,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     render_cmd.add_argument("run", type=Path, metavar="RUN.json")
     render_cmd.add_argument("--format", choices=FORMATS, required=True)
     render_cmd.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here (default: stdout)")
-    merge_cmd = actions.add_parser("merge", help="one sign-off over several runs (clusters): DIR/signoff.md, .html")
+    merge_cmd = actions.add_parser(
+        "merge", help="one sign-off over several runs (clusters): DIR/signoff.md, .html"
+    )
     merge_cmd.add_argument("runs", type=Path, nargs="+", metavar="RUN.json")
     merge_cmd.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
     return parser
@@ -85,7 +90,8 @@ def _merge(runs: list[Path], out_dir: Path) -> int:
         raise ReportInputError(f"{out_dir}: cannot write there: {exc.strerror or exc}") from None
     fleet = fleet_view(documents)
     print(
-        f"fleet verdict {fleet.verdict.upper()}: {fleet.counts['clusters']} cluster(s), {fleet.counts['runs']} run(s), "
+        f"fleet verdict {fleet.verdict.upper()}: {fleet.counts['clusters']} cluster(s), "
+        f"{fleet.counts['runs']} run(s), "
         f"{fleet.counts['failed_runs']} failed; wrote {', '.join(str(p) for p in paths)}",
         file=sys.stderr,
     )

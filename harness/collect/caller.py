@@ -22,17 +22,24 @@ def kubernetes_user(kube: KubeApi) -> dict[str, Any]:
         review = kube.self_subject_review()
     except KubeError as exc:
         failure = exc.failure
-        return {"error": f"SelfSubjectReview: {failure.status} {failure.reason}: {printable(failure.message, 200)}"}
+        return {
+            "error": f"SelfSubjectReview: {failure.status} {failure.reason}: "
+            f"{printable(failure.message, 200)}"
+        }
     user = (review.get("status") or {}).get("userInfo") or {}
     if not isinstance(user, dict) or not user.get("username"):
         return {"error": "SelfSubjectReview: the API server's answer names no user"}
     groups = user.get("groups") if isinstance(user.get("groups"), list) else []
-    return {"username": str(user["username"]), "uid": str(user.get("uid") or ""), "groups": [str(g) for g in groups]}
+    return {
+        "username": str(user["username"]),
+        "uid": str(user.get("uid") or ""),
+        "groups": [str(g) for g in groups],
+    }
 
 
 def azure_caller(arm: Any) -> dict[str, Any] | None:
-    """The harness's Azure identity from its own ARM token's claims (``{error}`` when it got none); None when the
-    seam cannot say (a test's fake)."""
+    """The harness's Azure identity from its own ARM token's claims (``{error}`` when it got none); None when
+    the seam cannot say (a test's fake)."""
     claims_of = getattr(arm, "caller_claims", None)
     if not callable(claims_of):
         return None

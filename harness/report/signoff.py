@@ -29,8 +29,16 @@ STATUS_ORDER = ("pass", "fail", "warn", "skip")
 SEVERITY_ORDER = ("error", "warning", "info")
 # run.json keys with their own place in the document; any other top-level key is an extra section
 KNOWN_KEYS = {
-    "schema", "run_id", "harness_version", "started_at", "finished_at", "target", "verdict", "checks",
-    "findings", "workloads",
+    "schema",
+    "run_id",
+    "harness_version",
+    "started_at",
+    "finished_at",
+    "target",
+    "verdict",
+    "checks",
+    "findings",
+    "workloads",
 }
 SECTION_ORDER = ("inventory", "leftovers", "coverage")
 MAX_CELL = 400
@@ -151,9 +159,9 @@ def _title(key: str) -> str:
 
 
 def section_tables(title: str, value: Any, depth: int = 0) -> list[Table]:
-    """Any JSON value as tables: a list of objects is one table (the union of their keys as columns, in order of
-    first appearance); {columns, rows} is taken as given; an object's scalar entries make one key/value table
-    and each nested entry its own table; a bare scalar one row."""
+    """Any JSON value as tables: a list of objects is one table (the union of their keys as columns, in order
+    of first appearance); {columns, rows} is taken as given; an object's scalar entries make one key/value
+    table and each nested entry its own table; a bare scalar one row."""
     if isinstance(value, dict) and isinstance(value.get("rows"), list):
         columns = value.get("columns")
         table = _rows_table(title, value["rows"], columns if isinstance(columns, list) else None)
@@ -272,8 +280,14 @@ def _evidence(workload: dict[str, Any]) -> list[Table]:
         rows = _flatten(token["claims"])
         if token.get("fingerprint"):
             rows.append(["sha256 fingerprint", cell(token["fingerprint"])])
-        tables.append(Table("ServiceAccount token (decoded claims)", ["Claim", "Value"], rows,
-                            f"read from {cell(token.get('path'))}" if token.get("path") else ""))
+        tables.append(
+            Table(
+                "ServiceAccount token (decoded claims)",
+                ["Claim", "Value"],
+                rows,
+                f"read from {cell(token.get('path'))}" if token.get("path") else "",
+            )
+        )
     tables += _federation(evidence("federation.credential"))
     exchange = evidence("exchange.succeeds")
     if isinstance(exchange.get("claims"), dict):
@@ -284,27 +298,41 @@ def _evidence(workload: dict[str, Any]) -> list[Table]:
         tables.append(Table("Access token (decoded claims)", ["Claim", "Value"], rows))
     access = [c for c in workload.get("checks") or [] if str(c.get("id", "")).startswith("access.")]
     roles = next(
-        (c["evidence"]["identity_roles"] for c in access
-         if isinstance(c.get("evidence"), dict) and isinstance(c["evidence"].get("identity_roles"), list)),
+        (
+            c["evidence"]["identity_roles"]
+            for c in access
+            if isinstance(c.get("evidence"), dict) and isinstance(c["evidence"].get("identity_roles"), list)
+        ),
         None,
     )
     if roles is not None:
-        tables.append(Table(
-            "Role assignments of the identity", ["Role", "Scope"],
-            [[cell(r.get("role")), cell(r.get("scope"))] for r in roles if isinstance(r, dict)],
-            "" if roles else "none",
-        ))
+        tables.append(
+            Table(
+                "Role assignments of the identity",
+                ["Role", "Scope"],
+                [[cell(r.get("role")), cell(r.get("scope"))] for r in roles if isinstance(r, dict)],
+                "" if roles else "none",
+            )
+        )
     if access:
         rows = []
         for check in access:
             ev = check.get("evidence") if isinstance(check.get("evidence"), dict) else {}
             code = " ".join(cell(ev.get(k)) for k in ("code", "innererror") if ev.get(k))
-            rows.append([
-                cell(check.get("id")), MARKS.get(str(check.get("status")), ""), cell(ev.get("url")),
-                cell(ev.get("expected")), cell(ev.get("outcome")) or str(check.get("status")),
-                cell(ev.get("http_status")), code,
-            ])
-        tables.append(Table("Access results", ["Check", "Mark", "URL", "Expected", "Outcome", "HTTP", "Code"], rows))
+            rows.append(
+                [
+                    cell(check.get("id")),
+                    MARKS.get(str(check.get("status")), ""),
+                    cell(ev.get("url")),
+                    cell(ev.get("expected")),
+                    cell(ev.get("outcome")) or str(check.get("status")),
+                    cell(ev.get("http_status")),
+                    code,
+                ]
+            )
+        tables.append(
+            Table("Access results", ["Check", "Mark", "URL", "Expected", "Outcome", "HTTP", "Code"], rows)
+        )
     return tables
 
 
@@ -315,23 +343,40 @@ def _federation(evidence: dict[str, Any]) -> list[Table]:
         return []
     want = expected or {}
     matched = next(
-        (c for c in credentials
-         if c.get("issuer") == want.get("issuer") and c.get("subject") == want.get("subject")
-         and set(want.get("audiences") or []) <= set(c.get("audiences") or [])),
+        (
+            c
+            for c in credentials
+            if c.get("issuer") == want.get("issuer")
+            and c.get("subject") == want.get("subject")
+            and set(want.get("audiences") or []) <= set(c.get("audiences") or [])
+        ),
         None,
     )
     fields = ("name", "issuer", "subject", "audiences")
     if matched is not None:
-        return [Table("Federated credential that matched", ["Field", "Value"],
-                      [[_title(k), cell(matched.get(k))] for k in fields])]
-    tables = [Table(
-        "Federated credential that matched", ["Field", "Value"],
-        [[f"expected {k}", cell(want.get(k))] for k in ("issuer", "subject", "audiences")],
-        "none matched: the token's issuer, subject and audience as Entra compares them",
-    )]
+        return [
+            Table(
+                "Federated credential that matched",
+                ["Field", "Value"],
+                [[_title(k), cell(matched.get(k))] for k in fields],
+            )
+        ]
+    tables = [
+        Table(
+            "Federated credential that matched",
+            ["Field", "Value"],
+            [[f"expected {k}", cell(want.get(k))] for k in ("issuer", "subject", "audiences")],
+            "none matched: the token's issuer, subject and audience as Entra compares them",
+        )
+    ]
     if credentials:
-        tables.append(Table("Federated credentials of the identity", [_title(k) for k in fields],
-                            [[cell(c.get(k)) for k in fields] for c in credentials]))
+        tables.append(
+            Table(
+                "Federated credentials of the identity",
+                [_title(k) for k in fields],
+                [[cell(c.get(k)) for k in fields] for c in credentials],
+            )
+        )
     return tables
 
 
@@ -346,7 +391,12 @@ def _run_by(value: Any, labels: tuple[tuple[str, str], ...]) -> str:
 
 KUBE_USER_LABELS = (("username", "user"), ("groups", "groups"))
 AZURE_CALLER_LABELS = (
-    ("upn", "upn"), ("unique_name", "name"), ("appid", "appid"), ("oid", "oid"), ("idtyp", "type"), ("tid", "tenant"),
+    ("upn", "upn"),
+    ("unique_name", "name"),
+    ("appid", "appid"),
+    ("oid", "oid"),
+    ("idtyp", "type"),
+    ("tid", "tenant"),
 )
 
 
@@ -388,20 +438,30 @@ def run_view(document: dict[str, Any]) -> RunView:
     views = []
     for workload in workloads:
         statuses = {c.get("id"): str(c.get("status")) for c in workload.get("checks") or []}
-        matrix.append(MatrixRow(str(workload.get("id")), str(workload.get("verdict")),
-                                [Mark(statuses.get(column, "")) for column in columns]))
-        views.append(WorkloadView(
-            id=str(workload.get("id")),
-            namespace=str(workload.get("namespace", "")),
-            service_account=str(workload.get("service_account", "")),
-            verdict=str(workload.get("verdict")),
-            checks=_checks(workload.get("checks") or []),
-            findings=_findings(workload.get("findings") or []),
-            evidence=_evidence(workload),
-            counts=_counts(workload.get("checks") or []),
-        ))
+        matrix.append(
+            MatrixRow(
+                str(workload.get("id")),
+                str(workload.get("verdict")),
+                [Mark(statuses.get(column, "")) for column in columns],
+            )
+        )
+        views.append(
+            WorkloadView(
+                id=str(workload.get("id")),
+                namespace=str(workload.get("namespace", "")),
+                service_account=str(workload.get("service_account", "")),
+                verdict=str(workload.get("verdict")),
+                checks=_checks(workload.get("checks") or []),
+                findings=_findings(workload.get("findings") or []),
+                evidence=_evidence(workload),
+                counts=_counts(workload.get("checks") or []),
+            )
+        )
     all_checks = [*(document.get("checks") or []), *(c for w in workloads for c in w.get("checks") or [])]
-    all_findings = [*(document.get("findings") or []), *(f for w in workloads for f in w.get("findings") or [])]
+    all_findings = [
+        *(document.get("findings") or []),
+        *(f for w in workloads for f in w.get("findings") or []),
+    ]
     extra = [k for k in SECTION_ORDER if k in document] + sorted(
         k for k in document if k not in KNOWN_KEYS and k not in SECTION_ORDER
     )
@@ -445,21 +505,42 @@ def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
     rows = []
     for run in runs:
         checks, findings, workloads = run.counts["checks"], run.counts["findings"], run.counts["workloads"]
-        rows.append([
-            run.cluster, run.run_id, _started(run), run.verdict.upper(),
-            f"{workloads['pass']}/{workloads['total']}",
-            *(str(checks[s]) for s in STATUS_ORDER),
-            str(findings["error"]), str(findings["warning"]),
-        ])
-    columns = ["Cluster", "Run", "Started", "Verdict", "Workloads passed", "Pass", "Fail", "Warn", "Skip",
-               "Errors", "Warnings"]
+        rows.append(
+            [
+                run.cluster,
+                run.run_id,
+                _started(run),
+                run.verdict.upper(),
+                f"{workloads['pass']}/{workloads['total']}",
+                *(str(checks[s]) for s in STATUS_ORDER),
+                str(findings["error"]),
+                str(findings["warning"]),
+            ]
+        )
+    columns = [
+        "Cluster",
+        "Run",
+        "Started",
+        "Verdict",
+        "Workloads passed",
+        "Pass",
+        "Fail",
+        "Warn",
+        "Skip",
+        "Errors",
+        "Warnings",
+    ]
     failed = [r for r in runs if r.verdict != "pass"]
     return FleetView(
         verdict="fail" if failed or not runs else "pass",
         table=Table("Fleet", columns, rows),
         clusters=list(clusters.items()),
-        counts={"clusters": len(clusters), "runs": len(runs), "failed_runs": len(failed),
-                "failed_clusters": len({r.cluster for r in failed})},
+        counts={
+            "clusters": len(clusters),
+            "runs": len(runs),
+            "failed_runs": len(failed),
+            "failed_clusters": len({r.cluster for r in failed}),
+        },
     )
 
 
@@ -474,7 +555,7 @@ _MD_SPECIAL = re.compile(r"([\\`*\[\]<>|#])|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 
 
 def md_text(value: Any) -> str:
-    """Text in Markdown, inline: one line, every character Markdown (or HTML inside it) would act on escaped."""
+    """Text in Markdown, inline: one line, each character that Markdown (or HTML in it) acts on escaped."""
     text = " ".join(str(value).split())
     return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
 
@@ -546,7 +627,7 @@ class SignoffError(ValueError):
 
 
 def write_signoff(run_dir: Path, document: dict[str, Any], scrub: Any = None) -> list[Path]:
-    """signoff.md and signoff.html in ``run_dir``; ``scrub`` (a redactor's text) passes over each once more."""
+    """signoff.md and signoff.html in ``run_dir``; ``scrub`` (a redactor's text) passes over each again."""
     try:
         texts = {fmt: render(document, fmt) for fmt in FORMATS}
     except TemplateError as exc:
@@ -591,7 +672,7 @@ def load_run(path: Path) -> dict[str, Any]:
         raise ReportInputError(f"{path}: not JSON ({exc})") from None
     schema = document.get("schema") if isinstance(document, dict) else None
     if not isinstance(schema, str) or not schema.startswith("wi-harness/run/"):
-        raise ReportInputError(f"{path}: not a run.json (no \"schema\": \"wi-harness/run/v1\")")
+        raise ReportInputError(f'{path}: not a run.json (no "schema": "wi-harness/run/v1")')
     try:
         validate_run(document)
     except ValidationError as exc:

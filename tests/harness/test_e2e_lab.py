@@ -90,17 +90,61 @@ def test_config_against_a_running_lab_one_workload(lab: Any, tmp_path: Path) -> 
         lab.credentials["admin"]["client_secret"],
         lab.credentials["kube_admin_token"],
     ]
+    issued += [secret for app in lab.azure.apps.values() for secret in app.client_secrets.values()]
     kubeconfig = yaml.safe_load((lab.state_dir / "kubeconfig").read_text())
     issued.append(kubeconfig["users"][0]["user"]["token"])
-    outputs = [result.stdout, result.stderr] + [p.read_text() for p in tmp_path.rglob("*") if p.is_file()]
-    for text in outputs:
-        assert contains_secret(text, issued) == []
+    written = {p.name: p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
+    assert set(written) >= {"run.json", "junit.xml", "signoff.md", "signoff.html"}
+    # every secret value above by value, and any token the lab issued (all JWTs) by its shape
+    for name, text in {"stdout": result.stdout, "stderr": result.stderr, **written}.items():
+        assert contains_secret(text, issued) == [], name
 
 
-def test_without_azure_the_issuer_comes_from_the_clusters_discovery_document(lab: Any, tmp_path: Path) -> None:
+def test_the_signoff_of_a_lab_run_renders_again_the_same(tmp_path: Path) -> None:
+    result, document = run_suites(tmp_path, "--lab")
+    assert result.returncode == 0, result.stdout[-4000:]
+    run_dir = tmp_path / document["run_id"]
+    target = document["target"]
+    assert target["run_by"]["kubernetes"]["username"].startswith("clusterAdmin_")  # SelfSubjectReview
+    assert target["run_by"]["azure"]["idtyp"] == "app" and target["run_by"]["azure"]["appid"]
+    assert target["resource_group"] and target["subscription_id"]
+    for fmt in ("md", "html"):
+        out = tmp_path / f"again.{fmt}"
+        rendered = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "report",
+                "render",
+                str(run_dir / "run.json"),
+                "--format",
+                fmt,
+                "-o",
+                str(out),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert rendered.returncode == 0, rendered.stderr
+        assert out.read_bytes() == (run_dir / f"signoff.{fmt}").read_bytes()
+    md = (run_dir / "signoff.md").read_text()
+    assert "**Verdict: PASS**" in md and f"| Run id | {document['run_id']} |" in md
+    assert "## Workload `finance/backend-sa`: PASS" in md and "## Workload `orders/orders-sa`: PASS" in md
+    for text in (result.stdout, *(p.read_text() for p in run_dir.iterdir())):
+        assert contains_secret(text, []) == []  # no JWT, no URL credentials
+
+
+def test_without_azure_the_issuer_comes_from_the_clusters_discovery_document(
+    lab: Any, tmp_path: Path
+) -> None:
     config = yaml.safe_load((lab.state_dir / "harness.yaml").read_text())
     config.pop("azure")
-    for workload in config["workloads"]:  # without azure: the cloud is AzureCloud: no loopback vault gets a token
+    for workload in config[
+        "workloads"
+    ]:  # without azure: the cloud is AzureCloud: no loopback vault gets a token
         workload["access"] = []
     path = tmp_path / "no-azure.yaml"
     path.write_text(yaml.safe_dump(config))

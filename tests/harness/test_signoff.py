@@ -1,0 +1,575 @@
+"""The sign-off document (signoff.md, signoff.html) and ``python -m harness report render|merge``.
+
+- written beside run.json by the plugin's writer, from the redacted run.json; rendering again: the same bytes;
+- Markdown and HTML hold the same workloads, checks (with their marks) and findings;
+- the HTML is self-contained and holds what it should when headless Chromium renders it (not blank);
+- sections others add to run.json (inventory, leftovers, coverage, anything) become tables;
+- cluster-provided text is escaped: HTML by autoescape, Markdown by backslashes, remediation in fenced blocks;
+- merge: fleet verdict fail when any run failed, a row per run, a section per cluster;
+- bad input is one line naming the file and the cause, exit 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakeworld import ISSUER, SECRET_VALUES, World
+
+from harness.cli import main
+from harness.redact import Redactor, contains_secret
+from harness.report.run_json import build_run_from_results, write_run
+from harness.report.signoff import FORMATS, MARKS, fleet_view, md_code, md_fence, render, render_fleet
+
+REPO = Path(__file__).resolve().parents[2]
+HARNESS_SECRET = "s3cr3t-harness-client-secret-value"  # what World.config writes as the harness's secret
+
+
+def failing_document(
+    run_world: Callable[..., Any], run_id: str = "20250101T000000Z-abcdef"
+) -> dict[str, Any]:
+    """finance/backend-sa fails (a trailing-slash twin of the issuer), orders/orders-sa passes."""
+    world = World.healthy()
+    world.workloads[0].fic_issuer = ISSUER.rstrip("/")
+    results, _ = run_world(world)
+    return build_run_from_results(run_id, "2025-01-01T10:00:00Z", "2025-01-01T10:03:05Z", results)
+
+
+def with_sections(document: dict[str, Any]) -> dict[str, Any]:
+    """Sections other suites add to run.json, in the shapes a generic renderer must take."""
+    document = copy.deepcopy(document)
+    document["inventory"] = {
+        "service_accounts": [
+            {"namespace": "finance", "name": "backend-sa", "client_id": "1111", "labels": {"a": "b"}},
+            {"namespace": "legacy", "name": "label-only-sa", "client_id": None, "fics": ["x", "y"]},
+        ],
+        "federated_credentials": [],
+        "identities_read": 2,
+    }
+    document["leftovers"] = [
+        {"kind": "AzureIdentity", "namespace": "legacy", "name": "old-id", "code": "POD_IDENTITY_OBJECT"}
+    ]
+    document["coverage"] = {
+        "columns": ["binding", "client_id", "sa_annotated", "fic", "labelled_pods"],
+        "rows": [["legacy/old-binding", "2222", False, True, 3]],
+        "complete": False,
+    }
+    return document
+
+
+# ---------------------------------------------------------------- parsing what a reader sees
+
+
+def md_unescape(text: str) -> str:
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
+
+
+def md_cells(line: str) -> list[str]:
+    cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
+    return [md_unescape(c.strip()) for c in cells]
+
+
+def parse_markdown(text: str) -> dict[str, Any]:
+    """{workload: {"checks": {id: status}, "findings": {codes}}} and the matrix {workload: [marks]}."""
+    workloads: dict[str, dict[str, Any]] = {}
+    matrix: dict[str, list[str]] = {}
+    current: dict[str, Any] | None = None
+    in_matrix = False
+    for line in text.splitlines():
+        heading = re.match(r"^#+ (.*)$", line)
+        if heading:
+            title = heading.group(1)
+            found = re.match(r"Workload `([^`]+)`: (PASS|FAIL)$", title)
+            if found:
+                current = workloads.setdefault(found.group(1), {"checks": {}, "findings": set()})
+            elif title in ("Cluster checks", "Sign-off") or (
+                current is not None and title.startswith("Checklist")
+            ):
+                current = None
+            in_matrix = title == "Checklist"
+            code = re.match(r"^(ERROR|WARNING|INFO) `([A-Z0-9_]+)`", title)
+            if code and current is not None:
+                current["findings"].add(code.group(2))
+            continue
+        if not line.startswith("|") or set(line) <= set("|-: "):
+            continue
+        cells = md_cells(line)
+        if in_matrix and cells[0] != "Workload":
+            matrix[cells[0]] = cells[2:]
+        elif current is not None and len(cells) == 4 and cells[2] in MARKS:
+            current["checks"][cells[0]] = cells[2]
+    return {"workloads": workloads, "matrix": matrix}
+
+
+class _Html(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.workloads: dict[str, dict[str, Any]] = {}
+        self.matrix: dict[str, list[str]] = {}
+        self.current: dict[str, Any] | None = None
+        self.row: str | None = None
+        self.in_mark = False
+        self.text: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        a = dict(attrs)
+        if tag == "section" and a.get("data-workload"):
+            self.current = self.workloads.setdefault(
+                str(a["data-workload"]), {"checks": {}, "findings": set()}
+            )
+        if tag == "tr" and a.get("data-workload"):
+            self.row = str(a["data-workload"])
+            self.matrix[self.row] = []
+        if tag == "td" and self.row and "mark" in (a.get("class") or ""):
+            self.matrix[self.row].append(MARKS.get(str(a["class"]).split()[-1], ""))
+        if tag == "tr" and a.get("data-check") and self.current is not None:
+            self.current["checks"][str(a["data-check"])] = None
+        if tag == "td" and self.current is not None and "status" in (a.get("class") or "").split():
+            check = list(self.current["checks"])[-1]
+            self.current["checks"][check] = str(a["class"]).split()[-1]
+        if tag == "div" and a.get("data-code") and self.current is not None:
+            self.current["findings"].add(str(a["data-code"]))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self.current = None
+        if tag == "tr":
+            self.row = None
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse_html(text: str) -> dict[str, Any]:
+    parser = _Html()
+    parser.feed(text)
+    return {
+        "workloads": parser.workloads,
+        "matrix": parser.matrix,
+        "text": " ".join(parser.text),
+        "tags": parser.tags,
+    }
+
+
+def expected(document: dict[str, Any]) -> dict[str, Any]:
+    return {
+        w["id"]: {
+            "checks": {c["id"]: c["status"] for c in w["checks"]},
+            "findings": {f["code"] for f in w["findings"]},
+        }
+        for w in document["workloads"]
+    }
+
+
+# ---------------------------------------------------------------- written with run.json, rendered the same
+
+
+def test_the_plugins_writer_puts_the_signoff_beside_run_json_and_render_gives_the_same(
+    run_world: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = failing_document(run_world)
+    path = write_run(tmp_path, document, Redactor([HARNESS_SECRET]))
+    run_dir = path.parent
+    assert sorted(p.name for p in run_dir.iterdir()) == ["run.json", "signoff.html", "signoff.md"]
+    for fmt in FORMATS:
+        assert main(["report", "render", str(path), "--format", fmt]) == 0
+        assert capsys.readouterr().out == (run_dir / f"signoff.{fmt}").read_text()
+        out = tmp_path / f"again.{fmt}"
+        assert main(["report", "render", str(path), "--format", fmt, "-o", str(out)]) == 0
+        assert out.read_bytes() == (run_dir / f"signoff.{fmt}").read_bytes()
+    md = (run_dir / "signoff.md").read_text()
+    assert "FIC_ISSUER_MISMATCH" in md and "**Verdict: FAIL**" in md
+    assert (
+        "| Run by (Kubernetes) | user harness@example.test; groups system:masters, system:authenticated |"
+        in md
+    )
+    assert re.search(r"\| Run by \(Azure\) \| appid [0-9a-f-]{36}; oid harness-principal-oid; type app;", md)
+    assert "| Resource group | dev-rg |" in md and "| Finished | 2025-01-01T10:03:05Z (3 min 5 s) |" in md
+
+
+def test_markdown_and_html_hold_the_same_workloads_checks_marks_and_findings(
+    run_world: Callable[..., Any],
+) -> None:
+    document = with_sections(failing_document(run_world))
+    md, html = parse_markdown(render(document, "md")), parse_html(render(document, "html"))
+    assert md["workloads"] == html["workloads"] == expected(document)
+    assert md["matrix"] == html["matrix"]
+    assert md["matrix"]["finance/backend-sa"].count(MARKS["fail"]) == 2
+    assert set(md["matrix"]["orders/orders-sa"]) == {MARKS["pass"]}
+    assert expected(document)["finance/backend-sa"]["findings"] == {"FIC_ISSUER_MISMATCH"}
+
+
+def test_the_evidence_a_reviewer_reads(run_world: Callable[..., Any]) -> None:
+    md = render(failing_document(run_world), "md")
+    orders = md[md.index("## Workload `orders/orders-sa`") :]
+    for title in (
+        "Identity",
+        "ServiceAccount token (decoded claims)",
+        "Federated credential that matched",
+        "Access token (decoded claims)",
+        "Role assignments of the identity",
+        "Access results",
+    ):
+        assert f"### {title}\n" in orders
+    assert "| Subject | system:serviceaccount:orders:orders-sa |" in orders
+    assert "| sub | system:serviceaccount:orders:orders-sa |" in orders
+    assert re.search(r"\| exp \| \d+ \(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\) \|", orders)
+    assert (
+        "| access.2 | ✓ | https://finance-kv.vault.azure.net/secrets/db-password?api-version=7.4 "
+        "| deny | deny | 403 |" in orders
+    )
+    finance = md[md.index("## Workload `finance/backend-sa`") : md.index("## Workload `orders/orders-sa`")]
+    assert "none matched" in finance and f"| expected issuer | {ISSUER} |" in finance
+    assert "```sh\naz identity federated-credential update --name fic-backend-sa" in finance
+
+
+def test_extra_run_json_sections_become_tables_in_both_formats(run_world: Callable[..., Any]) -> None:
+    document = with_sections(failing_document(run_world))
+    md, html = render(document, "md"), render(document, "html")
+    for title in (
+        "Inventory",
+        "Inventory › Service accounts",
+        "Inventory › Federated credentials",
+        "Leftovers",
+        "Coverage",
+    ):
+        assert f"## {title}\n" in md, title
+        assert f">{title}</h2>" in html, title
+    assert "| Namespace | Name | Client id | Labels | Fics |" in md
+    assert "| legacy | label-only-sa |  |  | x, y |" in md
+    assert '| finance | backend-sa | 1111 | {"a": "b"} |  |' in md
+    assert "| Binding | Client id | Sa annotated | Fic | Labelled pods |" in md
+    assert "| legacy/old-binding | 2222 | no | yes | 3 |" in md and "_Complete: no_" in md
+    assert "| Identities read | 2 |" in md
+    assert "POD\\_IDENTITY\\_OBJECT" not in md and "POD_IDENTITY_OBJECT" in md  # intraword _ left alone
+    assert "<td>legacy/old-binding</td>" in html
+    assert (
+        md.index("## Inventory")
+        < md.index("## Leftovers")
+        < md.index("## Coverage")
+        < md.index("## Workload")
+    )
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        None,
+        [],
+        {},
+        "text",
+        3,
+        [1, "a", None],
+        [{"a": {"deep": [{"x": 1}]}}],
+        {"a": {"b": {"c": {"d": {"e": 1}}}}},
+        {"rows": [{"a": 1}, [1, 2, 3], "x"]},
+        {"columns": ["a"], "rows": []},
+        [[1, 2], [3]],
+    ],
+)
+def test_any_extra_section_shape_renders(run_world: Callable[..., Any], section: Any) -> None:
+    document = failing_document(run_world)
+    document["some_future_section"] = section
+    for fmt in FORMATS:
+        assert "Some future section" in render(document, fmt)
+
+
+def test_cluster_text_is_escaped_in_both_formats(run_world: Callable[..., Any]) -> None:
+    document = failing_document(run_world)
+    finding = document["workloads"][0]["findings"][0]
+    finding["message"] = "bad <script>alert(1)</script> | *bold* [link](http://x) `tick`"
+    finding["remediation"] = ["kubectl annotate sa x 'a=```b'", "echo '<b>|</b>'"]
+    document["workloads"][0]["checks"][0]["message"] = "pipe | in a <cell>"
+    html = render(document, "html")
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "echo &#39;&lt;b&gt;|&lt;/b&gt;&#39;" in html
+    md = render(document, "md")
+    assert "<script>" not in md and "\\<script\\>" in md and "\\*bold\\*" in md and "\\[link\\]" in md
+    assert "| sa.exists | ✓ | pass | pipe \\| in a \\<cell\\> |" in md
+    assert (
+        "````sh\nkubectl annotate sa x 'a=```b'\necho '<b>|</b>'\n````" in md
+    )  # a fence longer than any run
+    assert md_code("a`b") == "``a`b``" and md_code("`x") == "`` `x ``"
+    assert md_fence(["x"]) == "```sh\nx\n```"
+
+
+def test_nothing_secret_reaches_the_signoff(run_world: Callable[..., Any], tmp_path: Path) -> None:
+    document = failing_document(run_world)
+    document["workloads"][0]["checks"][0]["message"] = (
+        f"leaked {HARNESS_SECRET} and eyJhbGciOi.eyJzdWIiOiJ4In0.c2ln"
+    )
+    run_dir = write_run(tmp_path, document, Redactor([HARNESS_SECRET])).parent
+    secrets = [HARNESS_SECRET, *SECRET_VALUES.values()]
+    for path in run_dir.iterdir():
+        assert contains_secret(path.read_text(), secrets) == [], path.name
+
+
+# ---------------------------------------------------------------- headless Chromium
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+# Every request a browser might make on its own (updates, safe browsing, DNS prefetch) goes nowhere: names
+# resolve to nothing and any proxied request to a closed loopback port; the page itself is one local file.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--hide-scrollbars",
+    "--no-first-run",
+    "--disable-extensions",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=127.0.0.1:9",
+    "--mute-audio",
+)
+
+
+def run_chromium(binary: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    profile = tmp_path / "chromium-profile"
+    return subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )
+
+
+def test_headless_chromium_renders_the_html_signoff(run_world: Callable[..., Any], tmp_path: Path) -> None:
+    binary = chromium()
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail(
+                "chromium is not installed, and CI installs it (.ci/run): the sign-off test must run there"
+            )
+        pytest.skip(
+            "chromium is not installed (apt-get install -y chromium); CI installs it and runs this test"
+        )
+    from PIL import Image
+
+    document = with_sections(failing_document(run_world))
+    page = tmp_path / "signoff.html"
+    page.write_text(render(document, "html"))
+    html = page.read_text()
+    assert "<script" not in html and "<link" not in html and not re.search(r"(src|href)=", html)
+    assert "@media print" in html and "break-before: page" in html
+
+    url = page.as_uri()
+    shot = tmp_path / "signoff.png"
+    result = run_chromium(binary, tmp_path, "--window-size=1200,2400", f"--screenshot={shot}", url)
+    assert shot.exists(), result.stderr[-2000:]
+    with Image.open(shot) as image:
+        assert image.size == (1200, 2400)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20) or []
+    assert len(colours) >= 50, f"the screenshot looks blank: {len(colours)} colour(s)"  # text, badges, marks
+    white = max(count for count, colour in colours if colour == (255, 255, 255))
+    assert white < 0.95 * 1200 * 2400
+
+    dom = run_chromium(binary, tmp_path, "--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    shown = parse_html(dom.stdout)
+    assert shown["workloads"] == expected(document)
+    assert shown["matrix"]["finance/backend-sa"].count(MARKS["fail"]) == 2
+    assert (
+        "FIC_ISSUER_MISMATCH" in shown["text"] and "az identity federated-credential update" in shown["text"]
+    )
+    assert "script" not in shown["tags"]
+
+    pdf = tmp_path / "signoff.pdf"
+    printed = run_chromium(binary, tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", url)
+    assert pdf.exists(), printed.stderr[-2000:]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", data)) >= 3  # a page per workload
+
+
+# ---------------------------------------------------------------- merge: a fleet sign-off
+
+
+def test_merge_of_three_runs_on_two_clusters_one_failing(
+    run_world: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results, _ = run_world(World.healthy())
+    east_1 = build_run_from_results(
+        "20250101T000000Z-aaaaaa", "2025-01-01T10:00:00Z", "2025-01-01T10:01:00Z", results
+    )
+    east_2 = build_run_from_results(
+        "20250102T000000Z-bbbbbb", "2025-01-02T10:00:00Z", "2025-01-02T10:01:00Z", results
+    )
+    west = failing_document(run_world, "20250101T000000Z-cccccc")
+    west["target"]["cluster"] = "west-aks"
+    paths = []
+    for name, document in (("east-2", east_2), ("west", west), ("east-1", east_1)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(document))
+    out = tmp_path / "fleet" / "signoff"
+    assert main(["report", "merge", *map(str, paths), "-o", str(out)]) == 0
+    assert "fleet verdict FAIL: 2 cluster(s), 3 run(s), 1 failed" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["signoff.html", "signoff.md"]
+
+    md = (out / "signoff.md").read_text()
+    assert "**Fleet verdict: FAIL**" in md
+    rows = [
+        md_cells(line)
+        for line in md[md.index("## Fleet") : md.index("## Cluster")].splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
+    assert rows == [
+        [
+            "Cluster",
+            "Run",
+            "Started",
+            "Verdict",
+            "Workloads passed",
+            "Pass",
+            "Fail",
+            "Warn",
+            "Skip",
+            "Errors",
+            "Warnings",
+        ],
+        [
+            "dev-aks",
+            "20250101T000000Z-aaaaaa",
+            "2025-01-01T10:00:00Z",
+            "PASS",
+            "2/2",
+            "45",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+        ],
+        [
+            "dev-aks",
+            "20250102T000000Z-bbbbbb",
+            "2025-01-02T10:00:00Z",
+            "PASS",
+            "2/2",
+            "45",
+            "0",
+            "0",
+            "0",
+            "0",
+            "0",
+        ],
+        [
+            "west-aks",
+            "20250101T000000Z-cccccc",
+            "2025-01-01T10:00:00Z",
+            "FAIL",
+            "1/2",
+            "40",
+            "2",
+            "0",
+            "3",
+            "1",
+            "0",
+        ],
+    ]
+    assert re.findall(r"^## Cluster `([^`]+)`$", md, re.M) == ["dev-aks", "west-aks"]
+    assert re.findall(r"^### Run `([^`]+)`: (PASS|FAIL)$", md, re.M) == [
+        ("20250101T000000Z-aaaaaa", "PASS"),
+        ("20250102T000000Z-bbbbbb", "PASS"),
+        ("20250101T000000Z-cccccc", "FAIL"),
+    ]
+    assert "#### Workload `finance/backend-sa`: FAIL" in md and "###### ERROR `FIC_ISSUER_MISMATCH`" in md
+
+    html = parse_html((out / "signoff.html").read_text())
+    assert "FAIL" in html["text"] and "west-aks" in html["text"] and "20250102T000000Z-bbbbbb" in html["text"]
+    assert fleet_view([east_1, east_2]).verdict == "pass"
+    assert len(re.findall(r"^## Cluster ", render_fleet([east_1], "md"), re.M)) == 1
+
+
+# ---------------------------------------------------------------- bad input: one line, exit 2
+
+
+def _bad_inputs(tmp_path: Path, good: Path) -> list[tuple[list[str], str]]:
+    not_json = tmp_path / "not.json"
+    not_json.write_text("{not json")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"kind": "Config", "items": []}))
+    broken = tmp_path / "broken.json"
+    document = json.loads(good.read_text())
+    document["verdict"] = "maybe"
+    broken.write_text(json.dumps(document))
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    return [
+        (["render", str(tmp_path / "missing.json"), "--format", "md"], "missing.json: file not found"),
+        (["render", str(tmp_path), "--format", "md"], f"{tmp_path}: is a directory, not a regular file"),
+        (["render", str(not_json), "--format", "html"], "not.json: not JSON (Expecting property name"),
+        (
+            ["render", str(other), "--format", "md"],
+            'other.json: not a run.json (no "schema": "wi-harness/run/v1")',
+        ),
+        (
+            ["render", str(broken), "--format", "md"],
+            "broken.json: does not match the run.json schema: verdict:",
+        ),
+        (["render", str(good), "--format", "md", "-o", str(a_file / "x.md")], "a-file/x.md: cannot write:"),
+        (
+            ["render", str(good), "--format", "md", "-o", str(tmp_path)],
+            f"{tmp_path}: is a directory, not a file",
+        ),
+        (["merge", str(good), "-o", str(a_file)], "a-file: is a file, not a directory"),
+        (["merge", str(good), "-o", str(a_file / "sub")], "a-file/sub: cannot create the directory:"),
+        (["merge", str(good), str(good), "-o", str(tmp_path / "f")], "is given twice"),
+        (["merge", str(good), str(broken), "-o", str(tmp_path / "f")], "broken.json: does not match"),
+    ]
+
+
+def test_bad_input_is_one_line_naming_the_file_exit_2(
+    run_world: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "run.json"
+    good.write_text(json.dumps(failing_document(run_world)))
+    for argv, message in _bad_inputs(tmp_path, good):
+        assert main(["report", *argv]) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.out == "", argv
+        lines = captured.err.splitlines()
+        assert len(lines) == 1 and message in lines[0], (argv, captured.err)
+        assert lines[0].startswith(f"python -m harness report {argv[0]}: error: ")
+    assert not (tmp_path / "f").exists()
+
+
+def test_python_m_harness_end_to_end_and_usage_errors(run_world: Callable[..., Any], tmp_path: Path) -> None:
+    good = tmp_path / "run.json"
+    good.write_text(json.dumps(failing_document(run_world)))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "harness", *args], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+
+    result = run("report", "render", str(good), "--format", "html")
+    assert result.returncode == 0 and result.stdout.startswith("<!DOCTYPE html>")
+    missing = run("report", "render", str(tmp_path / "nope.json"), "--format", "md")
+    assert (
+        missing.returncode == 2
+        and missing.stderr.count("\n") == 1
+        and "nope.json: file not found" in missing.stderr
+    )
+    usage = run("report", "render", str(good), "--format", "pdf")
+    assert (
+        usage.returncode == 2 and "invalid choice: 'pdf'" in usage.stderr and "Traceback" not in usage.stderr
+    )
