@@ -110,24 +110,8 @@ def test_the_signoff_of_a_lab_run_renders_again_the_same(tmp_path: Path) -> None
     assert target["resource_group"] and target["subscription_id"]
     for fmt in ("md", "html"):
         out = tmp_path / f"again.{fmt}"
-        rendered = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "harness",
-                "report",
-                "render",
-                str(run_dir / "run.json"),
-                "--format",
-                fmt,
-                "-o",
-                str(out),
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        command = [sys.executable, "-m", "harness", "report", "render", str(run_dir / "run.json"), "--format", fmt]
+        rendered = subprocess.run([*command, "-o", str(out)], cwd=REPO, capture_output=True, text=True, timeout=60)
         assert rendered.returncode == 0, rendered.stderr
         assert out.read_bytes() == (run_dir / f"signoff.{fmt}").read_bytes()
     md = (run_dir / "signoff.md").read_text()
@@ -137,14 +121,10 @@ def test_the_signoff_of_a_lab_run_renders_again_the_same(tmp_path: Path) -> None
         assert contains_secret(text, []) == []  # no JWT, no URL credentials
 
 
-def test_without_azure_the_issuer_comes_from_the_clusters_discovery_document(
-    lab: Any, tmp_path: Path
-) -> None:
+def test_without_azure_the_issuer_comes_from_the_clusters_discovery_document(lab: Any, tmp_path: Path) -> None:
     config = yaml.safe_load((lab.state_dir / "harness.yaml").read_text())
     config.pop("azure")
-    for workload in config[
-        "workloads"
-    ]:  # without azure: the cloud is AzureCloud: no loopback vault gets a token
+    for workload in config["workloads"]:  # without azure: the cloud is AzureCloud: no loopback vault gets a token
         workload["access"] = []
     path = tmp_path / "no-azure.yaml"
     path.write_text(yaml.safe_dump(config))
