@@ -92,7 +92,7 @@ def parse_markdown(text: str) -> dict[str, Any]:
             found = re.match(r"Workload `([^`]+)`: (PASS|FAIL)$", title)
             if found:
                 current = workloads.setdefault(found.group(1), {"checks": {}, "findings": set()})
-            elif title in ("Cluster checks", "Sign-off") or (
+            elif title in ("Cluster-wide checks", "Sign-off") or (
                 current is not None and title.startswith("Checklist")
             ):
                 current = None
