@@ -4,7 +4,7 @@ issuer) and helpers to collect and analyse it without any server."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,7 @@ from harness.analysis import RunResults, analyse  # noqa: E402
 from harness.collect.run import Selection, collect_run  # noqa: E402
 from harness.config import HarnessConfig, parse_config  # noqa: E402
 from harness.redact import Redactor  # noqa: E402
+from lab.bootstrap import RunningLab, start_lab  # noqa: E402
 
 
 @pytest.fixture
@@ -47,3 +48,14 @@ def run_world(tmp_path: Path) -> Callable[..., tuple[RunResults, HarnessConfig]]
         return analyse(facts, config, config.workloads, "lab", Redactor(config.secrets()), keep=keep), config
 
     return run
+
+
+@pytest.fixture(scope="module")
+def running_lab(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[RunningLab]:
+    """A lab of its own for one test module (``python -m lab up`` as a child process), for tests that change it
+    through its public APIs and ``lab ctl``; stopped when the module's tests are done."""
+    lab = start_lab(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+    try:
+        yield lab
+    finally:
+        lab.stop()

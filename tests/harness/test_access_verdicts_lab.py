@@ -9,7 +9,6 @@ the lab's admin credentials would (az keyvault update / az storage account updat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,11 @@ import pytest
 from test_e2e_lab import checks_of, run_suites
 from test_identities_lab import Person
 
-from lab.bootstrap import RunningLab, start_lab
+from lab.bootstrap import RunningLab
 
 pytestmark = pytest.mark.slow
 VAULT_API, STORAGE_API = "2023-07-01", "2023-05-01"
 
-
-@pytest.fixture(scope="module")
-def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
-    lab = start_lab(tmp_path_factory.mktemp("access-lab"))
-    try:
-        yield lab
-    finally:
-        lab.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +22,13 @@ import pytest
 import yaml
 from test_e2e_lab import run_suites
 
-from lab.bootstrap import RunningLab, start_lab
+from lab.bootstrap import RunningLab
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 WORKLOAD = "finance/backend-sa"
 TAINT = "wi-harness.test/blocked=probe:NoSchedule"
 
-
-@pytest.fixture(scope="module")
-def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
-    lab = start_lab(tmp_path_factory.mktemp("admission-lab"))
-    try:
-        yield lab
-    finally:
-        lab.stop()
 
 
 @pytest.fixture(scope="module")

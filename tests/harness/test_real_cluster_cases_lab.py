@@ -7,25 +7,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_e2e_lab import run_suites
 
-from lab.bootstrap import RunningLab, start_lab
+from lab.bootstrap import RunningLab
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture(scope="module")
-def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
-    lab = start_lab(tmp_path_factory.mktemp("installs-lab"))
-    try:
-        yield lab
-    finally:
-        lab.stop()
 
 
 def ctl(lab: RunningLab, *args: str) -> dict:
