@@ -8,6 +8,7 @@ from typing import Any
 from harness.checks.chain import verdict
 from harness.checks.cluster import run_cluster_checks
 from harness.checks.context import WorkloadContext
+from harness.checks.migration import coverage_rows, leftovers_section, run_migration_checks
 from harness.checks.model import CheckResult, Finding
 from harness.checks.workload import run_workload_checks
 from harness.config import HarnessConfig, WorkloadConfig
@@ -47,9 +48,16 @@ class RunResults:
     pods: dict[str, WorkloadResults] = field(default_factory=dict)
     swept: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
+    # the migration suite: its checks, and run.json's leftovers and coverage sections (None: it did not run)
+    migration: list[CheckResult] = field(default_factory=list)
+    leftovers: dict[str, Any] | None = None
+    coverage: list[dict[str, Any]] | None = None
 
     def cluster_check(self, check_id: str) -> CheckResult:
         return next(c for c in self.cluster if c.id == check_id)
+
+    def migration_check(self, check_id: str) -> CheckResult:
+        return next(c for c in self.migration if c.id == check_id)
 
 
 def unique_findings(checks: list[CheckResult]) -> list[Finding]:
@@ -100,6 +108,10 @@ def analyse(
         cluster=run_cluster_checks(facts.cluster, config.azure, config.expect),
         swept=list(facts.swept),
     )
+    if facts.migration is not None:
+        results.migration = run_migration_checks(facts.migration, facts.cluster, config.azure, config.expect)
+        results.leftovers = leftovers_section(facts.migration, facts.cluster, config.expect)
+        results.coverage = coverage_rows(facts.migration, facts.cluster.issuer_url)
     for workload in workloads:
         workload_facts = facts.workloads.get(workload.id)
         if workload_facts is None:

@@ -159,8 +159,40 @@ class WorkloadFacts:
 
 
 @dataclass
+class ObjectList:
+    """One cluster-wide list (``kubectl get RESOURCE -A``), kept to what the checks read: the objects, or why
+    there are none to see."""
+
+    resource: str  # plural.group ("pods" for the core API)
+    items: list[dict[str, Any]] = field(default_factory=list)
+    served: bool = True  # False: the API server serves no such resource (404: its CRD is not installed)
+    error: KubeFailure | None = None  # any other refusal (403: the harness may not list it)
+
+
+@dataclass
+class MigrationFacts:
+    """What is left of pod-managed identity (aad-pod-identity) and what replaced it: the CRDs, every object of
+    their kinds, NMI and MIC, pods still labelled aadpodidbinding; ServiceAccounts annotated with a client id,
+    pods labelled for Workload ID, and the identities behind the AzureIdentities (ARM's podIdentityProfile is in
+    ClusterFacts.arm_cluster)."""
+
+    collected_at: float
+    crds: ObjectList  # CustomResourceDefinitions of group aadpodidentity.k8s.io
+    azure_identities: ObjectList
+    azure_identity_bindings: ObjectList
+    azure_pod_identity_exceptions: ObjectList
+    azure_assigned_identities: ObjectList
+    components: ObjectList  # NMI DaemonSets and MIC Deployments (kind in each item)
+    legacy_pods: ObjectList  # pods labelled aadpodidbinding
+    labelled_pods: ObjectList  # pods labelled azure.workload.identity/use: "true"
+    service_accounts: ObjectList  # ServiceAccounts with the client-id annotation
+    identities: dict[str, IdentityFacts] = field(default_factory=dict)  # by lower-cased client id
+
+
+@dataclass
 class RunFacts:
     cluster: ClusterFacts
     workloads: dict[str, WorkloadFacts] = field(default_factory=dict)  # by NS/SA
     pods: dict[str, WorkloadFacts] = field(default_factory=dict)  # --pod, by NS/POD
     swept: list[str] = field(default_factory=list)  # NS/POD (NS/configmap/NAME) of leftovers deleted by --sweep
+    migration: MigrationFacts | None = None  # collected when the migration suite runs

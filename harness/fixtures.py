@@ -56,7 +56,11 @@ def wi_facts(wi_session: HarnessSession, request: pytest.FixtureRequest) -> RunF
     def collect() -> Any:
         backend: Backend = request.getfixturevalue("wi_backend")
         session.redactor.add(*backend.secrets)
-        selection = Selection(workloads=session.selected_workload_configs(), pods=session.selected_pod_refs())
+        selection = Selection(
+            workloads=session.selected_workload_configs(),
+            pods=session.selected_pod_refs(),
+            migration=session.selected_migration,
+        )
         facts = collect_run(
             backend,
             session.config,
@@ -95,6 +99,15 @@ def wi_cluster_check(request: pytest.FixtureRequest, wi_results: RunResults) -> 
     result = wi_results.cluster_check(check_id)
     order = [c.id for c in wi_results.cluster].index(check_id)
     _record(request, check_payload("cluster", result, order, wi_results))
+    return result
+
+
+@pytest.fixture
+def wi_migration_check(request: pytest.FixtureRequest, wi_results: RunResults) -> CheckResult:
+    check_id = request.param
+    result = wi_results.migration_check(check_id)
+    order = [c.id for c in wi_results.migration].index(check_id)
+    _record(request, check_payload("migration", result, order, wi_results))
     return result
 
 

@@ -37,3 +37,16 @@ FATAL_WAITING = (
     "CreateContainerError",
     "ErrImageNeverPull",
 )
+
+# Pod-managed identity (Azure/aad-pod-identity, pkg/apis/aadpodidentity/v1; its chart's _helper.tpl and
+# deploy/infra manifests)
+POD_IDENTITY_GROUP = "aadpodidentity.k8s.io"
+POD_IDENTITY_VERSION = "v1"
+POD_IDENTITY_LABEL = "aadpodidbinding"  # a pod opts in with aadpodidbinding: <AzureIdentityBinding selector>
+POD_IDENTITY_PLURALS = (
+    "azureidentities",
+    "azureidentitybindings",
+    "azurepodidentityexceptions",
+    "azureassignedidentities",
+)
+POD_IDENTITY_IMAGE_PATH = "/aad-pod-identity/"  # mcr.microsoft.com/oss/azure/aad-pod-identity/{nmi,mic}:TAG

@@ -20,6 +20,7 @@ import pytest
 
 from harness import fixtures
 from harness.checks.cluster import CLUSTER_CHECK_IDS
+from harness.checks.migration import MIGRATION_CHECK_IDS
 from harness.checks.workload import POD_CHECK_IDS, workload_check_ids
 from harness.collect.kube_api import KubeError, OfficialKubeApi, kube_target_problem
 from harness.collect.probe_pods import delete_run_pods
@@ -381,6 +382,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "wi_cluster_check" in names:
         ids = CLUSTER_CHECK_IDS if session else []
         metafunc.parametrize("wi_cluster_check", ids, ids=ids, indirect=True)
+    if "wi_migration_check" in names:
+        ids = MIGRATION_CHECK_IDS if session else []
+        metafunc.parametrize("wi_migration_check", ids, ids=ids, indirect=True)
     if "wi_workload_check" in names:
         pairs = [(w.id, c) for w in session.workloads for c in workload_check_ids(w)] if session else []
         params: list[Any] = [pytest.param(p, id=f"{p[0]}:{p[1]}") for p in pairs]
@@ -419,6 +423,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
     session.selected_workloads = list(dict.fromkeys(workloads))
+    session.selected_migration = any("wi_migration_check" in getattr(item, "fixturenames", ()) for item in keep)
     session.selected_pods = list(dict.fromkeys(pods))
 
 

@@ -61,6 +61,7 @@ class HarnessSession:
     pods: list[tuple[str, str]] = field(default_factory=list)  # --pod NS/POD
     selected_workloads: list[str] | None = None  # ids with at least one selected test (after -k, --deselect)
     selected_pods: list[str] | None = None
+    selected_migration: bool = False  # a migration.* test is selected: collect pod-managed identity leftovers
     redactor: Redactor = field(default_factory=Redactor)
     lab: EmbeddedLab | None = None
     is_worker: bool = False

@@ -367,6 +367,53 @@ def unset_env(kind: str, namespace: str, name: str, variable: str) -> Command:
     return kubectl("set", "env", _workload_ref(kind, name), "-n", namespace_or(namespace), f"{variable}-")
 
 
+# ---------------------------------------------------------------- pod-managed identity (aad-pod-identity) leftovers
+
+
+def aks_preview_extension() -> Command:
+    return command("az", "extension", "add", "--upgrade", "--name", "aks-preview",
+                   note="the pod-identity commands need it")
+
+
+def pod_identity_delete(azure: AzureConfig | None, namespace: str, name: str) -> Command:
+    """Remove a pod identity the AKS add-on manages (its AzureIdentity and binding go with it)."""
+    cluster, rg = cluster_name_rg(azure)
+    return command("az", "aks", "pod-identity", "delete", "--cluster-name", cluster, "--resource-group", rg,
+                   "--namespace", namespace_or(namespace), "--name", object_or(name, "<pod-identity-name>"))
+
+
+def pod_identity_exception_delete(azure: AzureConfig | None, namespace: str, name: str) -> Command:
+    cluster, rg = cluster_name_rg(azure)
+    return command("az", "aks", "pod-identity", "exception", "delete", "--cluster-name", cluster,
+                   "--resource-group", rg, "--namespace", namespace_or(namespace),
+                   "--name", object_or(name, "<exception-name>"))
+
+
+def disable_pod_identity(azure: AzureConfig | None) -> Command:
+    return aks_update(azure, "--disable-pod-identity")
+
+
+def delete_objects(resource: str, namespace: str, names: list[str]) -> Command:
+    """``kubectl delete RESOURCE -n NS NAME...``; ``resource`` is one the harness names (azureidentitybinding)."""
+    return kubectl("delete", resource, "-n", namespace_or(namespace), *(object_or(n, "<name>") for n in names))
+
+
+def delete_crds(names: list[str]) -> Command:
+    return kubectl("delete", "crd", *(object_or(n, "<crd>") for n in names),
+                   note="also deletes every object of these kinds still there")
+
+
+def remove_pod_label(namespace: str, pod: str, label: str) -> Command:
+    return kubectl("label", "pod", "-n", namespace_or(namespace), object_or(pod, "<pod>"), f"{label}-")
+
+
+def remove_template_label(kind: str, namespace: str, name: str, label: str) -> Command:
+    """A JSON patch removing one label from a controller's pod template (a JSON pointer escapes ~ and /)."""
+    pointer = label.replace("~", "~0").replace("/", "~1")
+    patch = json.dumps([{"op": "remove", "path": f"/spec/template/metadata/labels/{pointer}"}])
+    return kubectl("patch", _workload_ref(kind, name), "-n", namespace_or(namespace), "--type", "json", "-p", patch)
+
+
 # ---------------------------------------------------------------- identities that are applications, or unseen
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph

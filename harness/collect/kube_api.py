@@ -65,6 +65,7 @@ class KubeApi(Protocol):
     def create_config_map(self, namespace: str, body: Obj) -> Obj: ...
     def list_config_maps(self, namespace: str | None, label_selector: str) -> list[Obj]: ...
     def delete_config_map(self, namespace: str, name: str) -> None: ...
+    def list_objects(self, group: str, version: str, plural: str) -> list[Obj]: ...
     def self_subject_review(self) -> Obj: ...
 
 
@@ -438,6 +439,27 @@ class OfficialKubeApi:
 
     def pod(self, namespace: str, name: str) -> Obj | None:
         return self._call(self._core.read_namespaced_pod, name, namespace, missing_ok=True)
+
+    def list_objects(self, group: str, version: str, plural: str) -> list[Obj]:
+        """Every object of one resource in all namespaces (``kubectl get PLURAL.GROUP -A``), of any group: built-in
+        (group "" is the core API), an aggregated API, or a CustomResourceDefinition's. A resource the API server
+        does not serve is a KubeError with status 404."""
+        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        return list(self._call(self._get_path, f"{prefix}/{plural}").get("items") or [])
+
+    def _get_path(self, path: str, _preload_content: bool = False, _request_timeout: Any = None) -> Any:
+        """GET a path of the API with the client's credentials; a non-2xx answer raises as the generated API
+        methods do."""
+        from kubernetes.client.exceptions import ApiException
+
+        request = self._api_client.param_serialize(
+            "GET", path, header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
+        )
+        response = self._api_client.call_api(*request, _request_timeout=_request_timeout)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException(http_resp=response)
+        return response.response
 
     def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[Obj], str | None]:
         if namespace is None:

@@ -15,6 +15,7 @@ from harness.collect.issuer import collect_issuer
 from harness.collect.kube import collect_service_account, collect_webhook, slim
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.live_pods import collect_live_pods
+from harness.collect.migration import collect_migration
 from harness.collect.probe_pods import ProbeRequest, probe_config_for, run_probe_pods, sweep
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.facts import ClusterFacts, PodFacts, RunFacts, WorkloadFacts
@@ -50,6 +51,7 @@ def build_backend(config: HarnessConfig, kube: KubeApi | None = None) -> Backend
 class Selection:
     workloads: list[WorkloadConfig] = field(default_factory=list)
     pods: list[tuple[str, str]] = field(default_factory=list)  # --pod NS/POD
+    migration: bool = False  # the migration suite runs: what is left of pod-managed identity, and its coverage
 
 
 def collect_cluster(backend: Backend, config: HarnessConfig) -> ClusterFacts:
@@ -182,4 +184,8 @@ def collect_run(
     cluster.access_resources = collect_access_resources(backend.arm, config.azure, selection.workloads)
     workloads = collect_workloads(backend, config, selection.workloads, run_id, image, keep)
     pods = {f"{ns}/{name}": collect_existing_pod(backend, config, ns, name) for ns, name in selection.pods}
-    return RunFacts(cluster=cluster, workloads=workloads, pods=pods, swept=swept)
+    migration = None
+    if selection.migration:
+        known = [w.identity for w in [*workloads.values(), *pods.values()]]
+        migration = collect_migration(backend.kube, backend.arm, config.azure, backend.graph, known)
+    return RunFacts(cluster=cluster, workloads=workloads, pods=pods, swept=swept, migration=migration)

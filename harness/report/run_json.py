@@ -16,6 +16,8 @@ from harness.redact import Redactor
 from harness.report.schema import SCHEMA, validate_run
 from harness.report.signoff import write_signoff
 
+RUN_SCOPES = ("cluster", "migration")  # checks of the run as a whole; any other scope is a workload's (or --pod's)
+
 
 def rfc3339(ts: float | None = None) -> str:
     moment = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
@@ -30,8 +32,9 @@ def check_payload(
     workload: WorkloadResults | None = None,
     workload_order: int = 0,
 ) -> dict[str, Any]:
-    """What one test carries to the process that writes run.json."""
-    return {
+    """What one test carries to the process that writes run.json (a migration check carries the run's leftovers and
+    coverage sections too)."""
+    payload = {
         "scope": scope,
         "order": order,
         "workload": None
@@ -48,6 +51,9 @@ def check_payload(
         "swept": results.swept,
         "kept": results.kept,
     }
+    if scope == "migration":
+        payload["migration"] = {"leftovers": results.leftovers, "coverage": results.coverage}
+    return payload
 
 
 def _dedupe(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
@@ -68,11 +74,12 @@ def build_run(
     fallback_target: dict[str, Any],
     harness_errors: int = 0,
 ) -> dict[str, Any]:
-    cluster = sorted((p for p in payloads if p["scope"] == "cluster"), key=lambda p: p["order"])
+    # run.json's checks and findings: the cluster's, then the migration suite's
+    cluster = sorted((p for p in payloads if p["scope"] in RUN_SCOPES), key=lambda p: (p["scope"], p["order"]))
     target = next((p["target"] for p in payloads if p.get("target")), fallback_target)
     grouped: dict[str, list[dict[str, Any]]] = {}
     for payload in sorted(
-        (p for p in payloads if p["scope"] != "cluster"),
+        (p for p in payloads if p["scope"] not in RUN_SCOPES),
         key=lambda p: (p["workload"]["order"], p["workload"]["id"], p["order"]),
     ):
         grouped.setdefault(payload["workload"]["id"], []).append(payload)
@@ -95,7 +102,7 @@ def build_run(
         or any(w["verdict"] == "fail" for w in workloads)
         or harness_errors > 0
     )
-    return {
+    document = {
         "schema": SCHEMA,
         "run_id": run_id,
         "harness_version": __version__,
@@ -107,6 +114,10 @@ def build_run(
         "findings": _dedupe([f for p in cluster for f in p["findings"]], "code"),
         "workloads": workloads,
     }
+    migration = next((p["migration"] for p in payloads if p.get("migration")), None)
+    if migration is not None:
+        document["leftovers"], document["coverage"] = migration["leftovers"], migration["coverage"]
+    return document
 
 
 def build_run_from_results(
@@ -114,6 +125,7 @@ def build_run_from_results(
 ) -> dict[str, Any]:
     """The whole run.json straight from results (every check, as if every test had run)."""
     payloads = [check_payload("cluster", c, i, results) for i, c in enumerate(results.cluster)]
+    payloads += [check_payload("migration", c, i, results) for i, c in enumerate(results.migration)]
     for w_index, workload in enumerate([*results.workloads.values(), *results.pods.values()]):
         payloads += [
             check_payload(workload.kind, c, i, results, workload, w_index)

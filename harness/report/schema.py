@@ -57,6 +57,44 @@ class Workload(_Strict):
     findings: list[Finding]
 
 
+class CoverageRow(_Strict):
+    """One AzureIdentityBinding (pod-managed identity) and its Workload ID replacement: the ServiceAccounts annotated
+    with its AzureIdentity's client id, the identity's federated credentials for this cluster's issuer, the pods
+    labelled for Workload ID under those ServiceAccounts. ``missing``/``unknown`` name what is absent or could not
+    be told: service_account, federated_credential, labelled_pods."""
+
+    binding: str  # NS/NAME
+    selector: str | None
+    azure_identity: str | None  # NS/NAME of the AzureIdentity it names; null when there is none
+    identity_type: int | None  # AzureIdentity spec.type: 0 user-assigned managed identity, 1 service principal
+    client_id: str | None
+    identity: str | None  # the managed identity's or application's name, as ARM or Graph gave it
+    identity_kind: Literal["managed_identity", "application"] | None
+    identity_lookup: Literal["found", "not_visible", "not_looked_up", "unreadable", "error"]
+    service_accounts: list[str]  # NS/SA
+    federated: bool | None  # a federated credential for this cluster's issuer; null: could not be read
+    federated_subjects: list[str]
+    labelled_pods: list[str]  # NS/POD labelled azure.workload.identity/use: "true" under those ServiceAccounts
+    legacy_pods: list[str]  # NS/POD still labelled aadpodidbinding: <selector>
+    migrated: bool
+    missing: list[Literal["service_account", "federated_credential", "labelled_pods"]]
+    unknown: list[Literal["service_account", "federated_credential", "labelled_pods"]]
+
+
+class Leftovers(_Strict):
+    """What remains of pod-managed identity (aad-pod-identity), one flat table per kind."""
+
+    migration_complete: bool  # expect.migration_complete: leftovers are errors when true, warnings when false
+    addon_enabled: bool | None  # ARM podIdentityProfile.enabled; null when ARM was not read
+    addon_identities: list[dict[str, Any]]  # {namespace, name, binding_selector, client_id, resource_id, ...}
+    addon_exceptions: list[dict[str, Any]]  # {namespace, name, pod_labels}
+    crds: list[str]
+    objects: list[dict[str, Any]]  # {kind, namespace, name, detail}
+    components: list[dict[str, Any]]  # NMI/MIC: {kind, namespace, name, component, ready, desired, images, release}
+    labelled_pods: list[dict[str, Any]]  # {namespace, name, selector, service_account, owner}
+    unreadable: list[dict[str, Any]]  # {resource, status, reason, message}: lists the harness could not read
+
+
 class RunReport(_Strict):
     schema_: Literal["wi-harness/run/v1"] = Field(alias="schema")
     run_id: str = Field(min_length=1)
@@ -68,6 +106,8 @@ class RunReport(_Strict):
     checks: list[Check]
     findings: list[Finding]
     workloads: list[Workload]
+    leftovers: Leftovers | None = None  # the migration suite (migration.* checks): absent when it did not run
+    coverage: list[CoverageRow] | None = None
 
 
 def validate_run(document: dict[str, Any]) -> RunReport:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+MIGRATION_PREFIX = "migration."
+MAX_COVERAGE_LINES = 20
+
 
 def summary_lines(document: dict[str, Any], path: Path | None) -> list[str]:
     target = document["target"]
@@ -12,11 +15,35 @@ def summary_lines(document: dict[str, Any], path: Path | None) -> list[str]:
         f"run {document['run_id']}  target {target['kind']} {target['cluster'] or target['context']}  "
         f"issuer {target['issuer'] or '(unknown)'}"
     ]
-    if document["checks"]:
-        lines.append(_line("cluster", document["checks"], document["findings"]))
+    cluster = [c for c in document["checks"] if not c["id"].startswith(MIGRATION_PREFIX)]
+    migration = [c for c in document["checks"] if c["id"].startswith(MIGRATION_PREFIX)]
+    if cluster:
+        lines.append(_line("cluster", cluster, [f for f in document["findings"] if f["layer"] != "migration"]))
+    if migration:
+        lines.append(_line("migration", migration, [f for f in document["findings"] if f["layer"] == "migration"]))
+        lines += coverage_lines(document.get("coverage") or [])
     for workload in document["workloads"]:
         lines.append(_line(workload["id"], workload["checks"], workload["findings"]))
     lines.append(f"verdict {document['verdict'].upper()}" + (f"  report {path}" if path else ""))
+    return lines
+
+
+def coverage_lines(rows: list[dict[str, Any]], limit: int = MAX_COVERAGE_LINES) -> list[str]:
+    """The coverage table in short: one line per AzureIdentityBinding, what replaces it or what it lacks."""
+    if not rows:
+        return []
+    migrated = sum(1 for row in rows if row["migrated"])
+    lines = [f"          coverage: {migrated} of {len(rows)} AzureIdentityBindings have their Workload ID replacement"]
+    for row in rows[:limit]:
+        if row["migrated"]:
+            state = f"migrated: SA {', '.join(row['service_accounts'])}, {len(row['labelled_pods'])} labelled pod(s)"
+        else:
+            lacks = f"lacks {', '.join(row['missing'])}" if row["missing"] else ""
+            unknown = f"cannot tell {', '.join(row['unknown'])}" if row["unknown"] else ""
+            state = "; ".join(part for part in (lacks, unknown) if part)
+        lines.append(f"            {row['binding']:<40} client {row['client_id'] or '?'}  {state}")
+    if len(rows) > limit:
+        lines.append(f"            ... {len(rows) - limit} more in run.json (coverage)")
     return lines
 
 

@@ -116,6 +116,10 @@ class World:
     record_to: str | None = None  # append "ns/name" of every created pod (to count them across processes)
     kube_user: str = "harness@example.test"  # who the API server says the harness is (SelfSubjectReview)
     harness_client_id: str = field(default_factory=guid)  # the harness's own app registration
+    # Objects of other resources, by "plural.group" ("serviceaccounts" for the core API): CRDs, aad-pod-identity
+    # objects (served only once their CRD is listed), DaemonSets, Deployments beside the webhook's
+    kube_objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    forbidden_lists: set[str] = field(default_factory=set)  # "plural.group" the harness may not list (403)
 
     @classmethod
     def healthy(cls, **knobs: Any) -> World:
@@ -375,13 +379,36 @@ class FakeKube:
         self, namespace: str | None, label_selector: str
     ) -> tuple[list[dict[str, Any]], str | None]:
         wanted = dict(part.split("=", 1) for part in label_selector.split(",") if "=" in part)
+        present = [part for part in label_selector.split(",") if part and "=" not in part]  # "key": key exists
         items = [
             copy.deepcopy(p)
             for (ns, _), p in self.pods.items()
             if (namespace is None or ns == namespace)
             and all(p["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())
+            and all(k in p["metadata"].get("labels", {}) for k in present)
         ]
         return [{**p, "status": {"phase": "Pending"}} for p in items], str(self.version)
+
+    def list_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
+        resource = f"{plural}.{group}" if group else plural
+        if resource in self.world.forbidden_lists:
+            raise KubeError(KubeFailure(403, "Forbidden", f'{resource} is forbidden: User "harness" cannot list '
+                                        f'resource "{plural}" in API group "{group}" at the cluster scope'))
+        crds = self.world.kube_objects.get("customresourcedefinitions.apiextensions.k8s.io", [])
+        builtin = {"customresourcedefinitions.apiextensions.k8s.io", "serviceaccounts", "daemonsets.apps",
+                   "deployments.apps", "pods"}
+        if resource not in builtin and not any(c["metadata"]["name"] == resource for c in crds):
+            raise KubeError(KubeFailure(404, "NotFound", "the server could not find the requested resource"))
+        items = copy.deepcopy(self.world.kube_objects.get(resource, []))
+        if resource == "serviceaccounts":
+            items += [self.service_account(w.namespace, w.service_account) for w in self.world.workloads
+                      if w.create_sa]
+        if resource == "deployments.apps":
+            webhook = self.deployment(self.world.webhook_namespace, "azure-wi-webhook-controller-manager")
+            items += [webhook] if webhook else []
+        if resource == "pods":
+            items += [copy.deepcopy(p) for p in self.pods.values()]
+        return items
 
     def watch_pods(
         self, namespace: str, label_selector: str, resource_version: str | None, timeout_seconds: int

@@ -182,6 +182,18 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "find_identity_anywhere": lambda d: fix.find_identity_anywhere(d(nasty_text)),
     "grant_harness_graph_read": lambda d: fix.grant_harness_graph_read(azure_of(d)),
     "grant_harness_reader_at": lambda d: fix.grant_harness_reader_at(azure_of(d), d(nasty_text)),
+    "aks_preview_extension": lambda d: fix.aks_preview_extension(),
+    "pod_identity_delete": lambda d: fix.pod_identity_delete(azure_of(d), d(nasty_text), d(nasty_text)),
+    "pod_identity_exception_delete": lambda d: fix.pod_identity_exception_delete(
+        azure_of(d), d(nasty_text), d(nasty_text)
+    ),
+    "disable_pod_identity": lambda d: fix.disable_pod_identity(azure_of(d)),
+    "delete_objects": lambda d: fix.delete_objects(d(nasty_text), d(nasty_text), [d(nasty_text), d(nasty_text)]),
+    "delete_crds": lambda d: fix.delete_crds([d(nasty_text), d(nasty_text)]),
+    "remove_pod_label": lambda d: fix.remove_pod_label(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "remove_template_label": lambda d: fix.remove_template_label(
+        d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)
+    ),
     "identity_name_rg": lambda d: fix.federated_credential(
         "create",
         f"/subscriptions/s/resourceGroups/{d(nasty_text)}/providers/Microsoft.ManagedIdentity/"

@@ -31,7 +31,8 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-HEALTHY_TESTS = 9 + 2 * 18  # cluster checks + 2 workloads x (16 chain checks + 2 access checks)
+CLUSTER_TESTS = 9 + 6  # cluster checks + migration checks (pod-managed identity leftovers)
+HEALTHY_TESTS = CLUSTER_TESTS + 2 * 18  # + 2 workloads x (16 chain checks + 2 access checks)
 
 
 def project(pytester: pytest.Pytester, world: World, azure: bool = True) -> Path:
@@ -146,6 +147,7 @@ def test_healthy_world_passes_and_reports(pytester: pytest.Pytester) -> None:
             "*test_workloads.py::test_workload?orders/orders-sa:access.2? PASSED*",
             "*= wi-harness =*",
             "*PASS  cluster*9 pass",
+            "*PASS  migration*6 pass",
             "*PASS  finance/backend-sa*18 pass",
             "*PASS  orders/orders-sa*18 pass",
             "verdict PASS  report */reports/*/run.json",
@@ -154,7 +156,8 @@ def test_healthy_world_passes_and_reports(pytester: pytest.Pytester) -> None:
     doc = run_json(pytester)
     assert doc["verdict"] == "pass" and doc["target"]["issuer"] == ISSUER and doc["target"]["kind"] == "lab"
     assert [w["id"] for w in doc["workloads"]] == ["finance/backend-sa", "orders/orders-sa"]
-    assert len(doc["workloads"][0]["checks"]) == 18 and len(doc["checks"]) == 9
+    assert len(doc["workloads"][0]["checks"]) == 18 and len(doc["checks"]) == CLUSTER_TESTS
+    assert doc["coverage"] == [] and doc["leftovers"]["crds"] == [] and doc["leftovers"]["addon_enabled"] is False
     assert (pytester.path / "reports" / doc["run_id"] / "junit.xml").exists()
     assert len(created(pytester)) == 2
 
@@ -179,8 +182,9 @@ def test_k_selects_by_workload_id(pytester: pytest.Pytester) -> None:
 def test_without_azure_the_suites_still_pass(pytester: pytest.Pytester) -> None:
     project(pytester, World.healthy(), azure=False)
     result = pytester.runpytest("suites", "--config", "harness.yaml", "-rs")
-    # no ARM: workload identity, cluster identity type, identity and federated credential checks are skipped
-    result.assert_outcomes(passed=HEALTHY_TESTS - 6, skipped=6)
+    # no ARM: workload identity, cluster identity type, identity and federated credential checks are skipped, and
+    # the pod identity add-on's (podIdentityProfile)
+    result.assert_outcomes(passed=HEALTHY_TESTS - 7, skipped=7)
     assert run_json(pytester)["verdict"] == "pass"
 
 
@@ -260,7 +264,7 @@ def test_keep_leaves_probe_pods_and_says_so(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(
         "suites", "--config", "harness.yaml", "--keep", "--workload", "orders/orders-sa"
     )
-    result.assert_outcomes(passed=9 + 18)
+    result.assert_outcomes(passed=CLUSTER_TESTS + 18)
     result.stdout.fnmatch_lines(["kept probe pod: kubectl -n orders logs wi-probe-orders-sa-*"])
 
 
@@ -324,7 +328,7 @@ def test_xdist_shares_one_set_of_probe_pods_and_one_report(pytester: pytest.Pyte
     assert len(created(pytester)) == 2
     doc = run_json(pytester)
     assert doc["verdict"] == "pass"
-    assert [len(w["checks"]) for w in doc["workloads"]] == [18, 18] and len(doc["checks"]) == 9
+    assert [len(w["checks"]) for w in doc["workloads"]] == [18, 18] and len(doc["checks"]) == CLUSTER_TESTS
     assert len(list((pytester.path / "reports").iterdir())) == 2  # <run-id>/ and latest
 
 

@@ -1,0 +1,566 @@
+"""Pod-managed identity (aad-pod-identity) leftovers, and how far each binding has moved to Workload ID.
+
+Every leftover is a finding whose code starts with ``POD_IDENTITY_``: an error once harness.yaml says the migration
+is complete (``expect.migration_complete: true``), a warning before. A resource the harness may not list (403) is
+no leftover and no failure: POD_IDENTITY_UNREADABLE (a warning) names it; one the API server does not serve (404)
+is simply not installed. The coverage table has one row per AzureIdentityBinding: its AzureIdentity's client id,
+the ServiceAccounts annotated with it, whether the identity has a federated credential for this cluster's issuer,
+and the pods labelled for Workload ID running as those ServiceAccounts. Pure functions of the facts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.checks import remediation as fix
+from harness.checks.chain import CheckSpec, run_chain
+from harness.checks.common import kube_failure_finding
+from harness.checks.model import (
+    ERROR,
+    WARNING,
+    CheckResult,
+    Finding,
+    Outcome,
+    failed,
+    passed,
+    skipped,
+    warned,
+)
+from harness.commands import Step, advice
+from harness.config import AzureConfig, ExpectConfig
+from harness.facts import ClusterFacts, IdentityFacts, MigrationFacts, ObjectList
+from harness.names import POD_IDENTITY_GROUP, POD_IDENTITY_LABEL, POD_IDENTITY_PLURALS, USE_LABEL
+
+LAYER = "migration"
+SINGULAR = {  # resource plural -> (kind, what kubectl takes)
+    "azureidentities": ("AzureIdentity", "azureidentity"),
+    "azureidentitybindings": ("AzureIdentityBinding", "azureidentitybinding"),
+    "azurepodidentityexceptions": ("AzurePodIdentityException", "azurepodidentityexception"),
+    "azureassignedidentities": ("AzureAssignedIdentity", "azureassignedidentity"),
+}
+MISSING_SERVICE_ACCOUNT, MISSING_CREDENTIAL, MISSING_PODS = "service_account", "federated_credential", "labelled_pods"
+
+
+@dataclass
+class MigrationContext:
+    facts: MigrationFacts
+    cluster: ClusterFacts
+    azure: AzureConfig | None
+    expect: ExpectConfig = field(default_factory=ExpectConfig)
+
+    @property
+    def complete(self) -> bool:
+        return self.expect.migration_complete
+
+    @property
+    def severity(self) -> str:
+        return ERROR if self.complete else WARNING
+
+    def lists(self) -> dict[str, ObjectList]:
+        facts = self.facts
+        return {
+            "azureidentities": facts.azure_identities,
+            "azureidentitybindings": facts.azure_identity_bindings,
+            "azurepodidentityexceptions": facts.azure_pod_identity_exceptions,
+            "azureassignedidentities": facts.azure_assigned_identities,
+        }
+
+
+def _finding(ctx: MigrationContext, code: str, message: str, evidence: dict[str, Any], steps: list[Step]) -> Finding:
+    return Finding(code, ctx.severity, LAYER, message, evidence, steps)
+
+
+def _when(complete: bool) -> str:
+    return "the migration is declared complete" if complete else "to finish the migration"
+
+
+def _judge(
+    ctx: MigrationContext,
+    found: list[ObjectList],
+    leftovers: list[Finding],
+    message: str,
+    evidence: dict[str, Any],
+    clean: str,
+) -> Outcome:
+    """The outcome of one leftover check: the leftovers (failed once the migration is complete, warned before),
+    then any list the harness may not read (a warning naming it), then any other refusal (an error: the API
+    server did not answer, or refused the credentials), else ``clean``."""
+    unreadable = [(listed, listed.error) for listed in found if listed.error is not None]
+    evidence = {**evidence, **({"unreadable": [_describe(u) for u, _ in unreadable]} if unreadable else {})}
+    forbidden = [listed for listed, error in unreadable if error.status == 403]
+    other = [(listed, error) for listed, error in unreadable if error.status != 403]
+    notes = [_unreadable_finding(forbidden)] if forbidden else []
+    if other:
+        listed, error = other[0]
+        notes.append(kube_failure_finding(error, LAYER, f"list {listed.resource}",
+                                          fix.can_i("list", listed.resource.split(",")[0]), ctx.cluster, ctx.azure))
+    if leftovers:
+        outcome = failed if ctx.complete or other else warned
+        return outcome(f"{message} ({'an error' if ctx.complete else 'a warning'}: {_when(ctx.complete)})",
+                       evidence, *leftovers, *notes)
+    if other:
+        return failed(f"could not list {other[0][0].resource}: {other[0][1].message}", evidence, *notes)
+    if forbidden:
+        what = ", ".join(u.resource for u in forbidden)
+        return warned(f"{clean}, as far as the harness may see: it may not list {what}", evidence, *notes)
+    return passed(clean, evidence)
+
+
+def _describe(listed: ObjectList) -> dict[str, Any]:
+    error = listed.error
+    return {"resource": listed.resource, **(asdict(error) if error else {})}
+
+
+def _unreadable_finding(forbidden: list[ObjectList]) -> Finding:
+    what = ", ".join(u.resource for u in forbidden)
+    return Finding(
+        "POD_IDENTITY_UNREADABLE",
+        WARNING,
+        LAYER,
+        f"the harness may not list {what}: pod-managed identity leftovers there cannot be ruled out",
+        {"unreadable": [_describe(u) for u in forbidden]},
+        [*(fix.can_i("list", u.resource.split(",")[0]) for u in forbidden),
+         advice("render manifests/harness-rbac.yaml.j2 and apply it (it grants these reads)")],
+    )
+
+
+# ---------------------------------------------------------------- ARM: the AKS add-on
+
+
+def pod_identity_profile(cluster: ClusterFacts) -> dict[str, Any] | None:
+    """ARM's properties.podIdentityProfile (what ``az aks pod-identity list`` shows); None when ARM was not read."""
+    fetched = cluster.arm_cluster
+    if fetched is None or not fetched.ok:
+        return None
+    profile = ((fetched.body or {}).get("properties") or {}).get("podIdentityProfile")
+    return profile if isinstance(profile, dict) else {}
+
+
+def _arm_identities(profile: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return [
+        {"namespace": str(i.get("namespace") or ""), "name": str(i.get("name") or ""),
+         "binding_selector": i.get("bindingSelector"),
+         "client_id": (i.get("identity") or {}).get("clientId"),
+         "resource_id": (i.get("identity") or {}).get("resourceId"),
+         "provisioning_state": i.get("provisioningState")}
+        for i in (profile or {}).get("userAssignedIdentities") or [] if isinstance(i, dict)
+    ]
+
+
+def _arm_exceptions(profile: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return [
+        {"namespace": str(e.get("namespace") or ""), "name": str(e.get("name") or ""),
+         "pod_labels": e.get("podLabels") or {}}
+        for e in (profile or {}).get("userAssignedIdentityExceptions") or [] if isinstance(e, dict)
+    ]
+
+
+def addon_disabled(ctx: MigrationContext) -> Outcome:
+    fetched = ctx.cluster.arm_cluster
+    if fetched is None:
+        return skipped("no Azure access configured (azure: in harness.yaml): ARM's podIdentityProfile was not read")
+    if not fetched.ok:
+        return skipped(f"ARM could not tell: {fetched.describe()} (the cluster checks name why)")
+    profile = pod_identity_profile(ctx.cluster)
+    identities, exceptions = _arm_identities(profile), _arm_exceptions(profile)
+    enabled = bool((profile or {}).get("enabled"))
+    evidence = {"enabled": enabled, "userAssignedIdentities": identities, "userAssignedIdentityExceptions": exceptions}
+    if not enabled and not identities and not exceptions:
+        return passed("the AKS pod identity add-on is off (podIdentityProfile.enabled is not true)", evidence)
+    state = "on" if enabled else "off, yet ARM still lists pod identities"
+    steps: list[Step] = [fix.aks_preview_extension()]
+    steps += [fix.pod_identity_delete(ctx.azure, i["namespace"], i["name"]) for i in identities]
+    steps += [fix.pod_identity_exception_delete(ctx.azure, e["namespace"], e["name"]) for e in exceptions]
+    steps.append(fix.disable_pod_identity(ctx.azure))
+    finding = _finding(
+        ctx, "POD_IDENTITY_ADDON_ENABLED",
+        f"the AKS pod identity add-on is {state}: {len(identities)} pod identities, {len(exceptions)} exceptions",
+        evidence, steps,
+    )
+    return _judge(ctx, [], [finding], f"the AKS pod identity add-on is {state} ({len(identities)} pod identities: "
+                  + ", ".join(f"{i['namespace']}/{i['name']}" for i in identities) + ")", evidence, "")
+
+
+# ---------------------------------------------------------------- the cluster: CRDs, objects, NMI/MIC, pods
+
+
+def _kinds_served(ctx: MigrationContext) -> tuple[list[str], bool]:
+    """(the pod identity resources the API server serves, whether it answered for all four)."""
+    lists = ctx.lists()
+    served = [f"{plural}.{POD_IDENTITY_GROUP}" for plural, listed in lists.items()
+              if listed.served and listed.error is None]
+    return served, all(listed.error is None for listed in lists.values())
+
+
+def crds_removed(ctx: MigrationContext) -> Outcome:
+    crds = ctx.facts.crds
+    names = [str(c.get("name")) for c in crds.items]
+    evidence: dict[str, Any] = {"crds": names}
+    found = [crds]
+    if crds.error is not None and crds.error.status == 403:
+        served, known = _kinds_served(ctx)
+        if served:  # the kinds are served: their CRDs exist, whoever may list them
+            names, found = served, []
+            evidence = {"crds": names, "inferred_from": "the API server serves these kinds",
+                        "unreadable": [_describe(crds)]}
+        elif known:
+            return passed("no aadpodidentity.k8s.io CRD: the API server serves none of its kinds (the CRD list "
+                          "itself was refused)", {**evidence, "unreadable": [_describe(crds)]})
+    leftovers = []
+    if names:
+        leftovers.append(_finding(
+            ctx, "POD_IDENTITY_CRDS_PRESENT",
+            f"the aad-pod-identity CRDs are still installed: {', '.join(names)}", evidence,
+            [advice("after the objects, NMI and MIC are gone (helm uninstall leaves a chart's CRDs in place):"),
+             fix.delete_crds(names)],
+        ))
+    return _judge(ctx, found, leftovers, f"{len(names)} aad-pod-identity CRDs are still installed", evidence,
+                  "no aadpodidentity.k8s.io CRD is installed")
+
+
+def _arm_owned(ctx: MigrationContext) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(namespace, name) of the pod identities and exceptions the AKS add-on manages (ARM lists them)."""
+    profile = pod_identity_profile(ctx.cluster)
+    return ({(i["namespace"], i["name"]) for i in _arm_identities(profile)},
+            {(e["namespace"], e["name"]) for e in _arm_exceptions(profile)})
+
+
+def objects_removed(ctx: MigrationContext) -> Outcome:
+    arm_identities, arm_exceptions = _arm_owned(ctx)
+    present: dict[str, list[str]] = {}
+    by_namespace: dict[tuple[str, str], list[str]] = defaultdict(list)
+    through_arm: list[Step] = []
+    for plural, listed in ctx.lists().items():
+        kind, resource = SINGULAR[plural]
+        for item in listed.items:
+            namespace, name = item["namespace"], item["name"]
+            present.setdefault(kind, []).append(f"{namespace}/{name}")
+            owner = name if plural == "azureidentities" else str(item.get("spec", {}).get("azureIdentity") or "")
+            if plural in ("azureidentities", "azureidentitybindings") and (namespace, owner) in arm_identities:
+                step = fix.pod_identity_delete(ctx.azure, namespace, owner)
+            elif plural == "azurepodidentityexceptions" and (namespace, name) in arm_exceptions:
+                step = fix.pod_identity_exception_delete(ctx.azure, namespace, name)
+            else:
+                by_namespace[(resource, namespace)].append(name)
+                continue
+            if step not in through_arm:
+                through_arm.append(step)
+    evidence = {"objects": present, "counts": {kind: len(names) for kind, names in present.items()}}
+    leftovers = []
+    if present:
+        steps: list[Step] = [advice("first move every workload to Workload ID (the coverage table): a deleted "
+                                    "binding stops its pods' tokens")]
+        if through_arm:
+            steps += [fix.aks_preview_extension(), *through_arm]
+        steps += [fix.delete_objects(resource, namespace, names)
+                  for (resource, namespace), names in sorted(by_namespace.items(), key=lambda kv: _order(kv[0]))]
+        summary = ", ".join(f"{len(names)} {kind}" for kind, names in present.items())
+        leftovers.append(_finding(ctx, "POD_IDENTITY_OBJECTS_PRESENT", f"aad-pod-identity objects remain: {summary}",
+                                  evidence, steps))
+    found = [listed for listed in ctx.lists().values() if listed.served]
+    total = sum(len(names) for names in present.values())
+    return _judge(ctx, found, leftovers, f"{total} aad-pod-identity objects remain", evidence,
+                  "no AzureIdentity, AzureIdentityBinding, AzurePodIdentityException or AzureAssignedIdentity")
+
+
+def _order(key: tuple[str, str]) -> tuple[int, str]:
+    """Bindings before identities (a binding names its identity), exceptions, then assigned identities."""
+    rank = ["azureidentitybinding", "azureidentity", "azurepodidentityexception", "azureassignedidentity"]
+    return rank.index(key[0]) if key[0] in rank else len(rank), key[1]
+
+
+def _release(component: dict[str, Any]) -> str | None:
+    annotations, labels = component.get("annotations") or {}, component.get("labels") or {}
+    if annotations.get("meta.helm.sh/release-name"):
+        return str(annotations["meta.helm.sh/release-name"])
+    if labels.get("app.kubernetes.io/managed-by") == "Helm" and labels.get("app.kubernetes.io/instance"):
+        return str(labels["app.kubernetes.io/instance"])
+    return None
+
+
+def components_removed(ctx: MigrationContext) -> Outcome:
+    listed = ctx.facts.components
+    leftovers = []
+    evidence: dict[str, Any] = {"components": [
+        {k: c.get(k) for k in ("kind", "namespace", "name", "component", "desired", "ready", "images")}
+        | {"release": _release(c)} for c in listed.items]}
+    for component, code, what in (("nmi", "POD_IDENTITY_NMI_INSTALLED", "NMI (intercepts IMDS on every node)"),
+                                  ("mic", "POD_IDENTITY_MIC_INSTALLED", "MIC (assigns identities to nodes)")):
+        found = [c for c in listed.items if c.get("component") == component]
+        if not found:
+            continue
+        steps: list[Step] = []
+        for item in found:
+            release = _release(item)
+            if release:
+                step = fix.helm_uninstall(release, item["namespace"])
+            elif (item.get("labels") or {}).get("kubernetes.azure.com/managedby") == "aks":  # unverified label
+                step = fix.disable_pod_identity(ctx.azure)
+            else:
+                step = fix.delete_objects(str(item["kind"]).lower(), item["namespace"], [item["name"]])
+            if step not in steps:
+                steps.append(step)
+        where = ", ".join(f"{c['kind']} {c['namespace']}/{c['name']} ({c['ready']}/{c['desired']} ready)"
+                          for c in found)
+        leftovers.append(_finding(ctx, code, f"aad-pod-identity's {what} is still deployed: {where}",
+                                  {"components": [e for e in evidence["components"] if e["component"] == component]},
+                                  steps))
+    names = ", ".join(f"{c['namespace']}/{c['name']}" for c in listed.items)
+    return _judge(ctx, [listed], leftovers, f"aad-pod-identity's NMI/MIC still run: {names}", evidence,
+                  "no aad-pod-identity NMI DaemonSet or MIC Deployment")
+
+
+def pods_unlabelled(ctx: MigrationContext) -> Outcome:
+    listed = ctx.facts.legacy_pods
+    pods = [
+        {"pod": f"{p['namespace']}/{p['name']}", "selector": (p.get("labels") or {}).get(POD_IDENTITY_LABEL),
+         "service_account": p.get("service_account"), "owner": f"{p.get('owner_kind')}/{p.get('owner_name')}"}
+        for p in listed.items
+    ]
+    evidence = {"pods": pods}
+    leftovers = []
+    if pods:
+        steps: list[Step] = [advice("once the workload uses Workload ID (the coverage table), drop the label from "
+                                    "what creates the pods:")]
+        for pod in listed.items:
+            kind, name, namespace = str(pod.get("owner_kind")), str(pod.get("owner_name")), pod["namespace"]
+            step = (fix.remove_pod_label(namespace, pod["name"], POD_IDENTITY_LABEL) if kind == "Pod"
+                    else fix.remove_template_label(kind, namespace, name, POD_IDENTITY_LABEL))
+            if step not in steps:
+                steps.append(step)
+        leftovers.append(_finding(
+            ctx, "POD_IDENTITY_PODS_LABELLED",
+            f"{len(pods)} pods still carry the {POD_IDENTITY_LABEL} label: "
+            + ", ".join(p["pod"] for p in pods), evidence, steps,
+        ))
+    return _judge(ctx, [listed], leftovers, f"{len(pods)} pods still labelled {POD_IDENTITY_LABEL}", evidence,
+                  f"no pod is labelled {POD_IDENTITY_LABEL}")
+
+
+# ---------------------------------------------------------------- coverage: each binding and its replacement
+
+
+def _credentials(identity: IdentityFacts | None) -> list[dict[str, Any]] | None:
+    """The identity's federated credentials as {name, issuer, subject} (ARM and Graph shapes alike)."""
+    if identity is None or identity.federated_credentials is None:
+        return None
+    out = []
+    for credential in identity.federated_credentials:
+        body = credential.get("properties") if isinstance(credential.get("properties"), dict) else credential
+        out.append({"name": credential.get("name"), "issuer": body.get("issuer"), "subject": body.get("subject")})
+    return out
+
+
+def _identity_name(identity: IdentityFacts) -> str | None:
+    if identity.kind == "managed_identity":
+        return (identity.identity or {}).get("name") or (identity.resource_id or "").rsplit("/", 1)[-1] or None
+    if identity.kind == "application":
+        return (identity.application or {}).get("displayName")
+    return None
+
+
+def _lookup_state(identity: IdentityFacts | None) -> str:
+    if identity is None or not identity.configured:
+        return "not_looked_up"
+    if identity.kind:
+        return "found" if identity.error is None else "unreadable"
+    return "error" if identity.error is not None else "not_visible"
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, Any]]:
+    """One row per AzureIdentityBinding (by namespace, name): what replaces it under Workload ID."""
+    identities = {(i["namespace"], i["name"]): i for i in facts.azure_identities.items}
+    rows = []
+    for binding in sorted(facts.azure_identity_bindings.items, key=lambda b: (b["namespace"], b["name"])):
+        namespace, spec = binding["namespace"], binding.get("spec") or {}
+        selector = spec.get("selector")
+        azure_identity = identities.get((namespace, str(spec.get("azureIdentity") or "")))
+        identity_spec = (azure_identity or {}).get("spec") or {}
+        client_id = identity_spec.get("clientID")
+        looked_up = facts.identities.get(str(client_id).lower()) if client_id else None
+        accounts = sorted(
+            f"{sa['namespace']}/{sa['name']}" for sa in facts.service_accounts.items
+            if client_id and str(sa.get("client_id", "")).lower() == str(client_id).lower()
+        )
+        subjects = {f"system:serviceaccount:{ref.replace('/', ':', 1)}" for ref in accounts}
+        credentials = _credentials(looked_up)
+        trusting = [c for c in credentials or [] if issuer and c.get("issuer") == issuer]
+        labelled = sorted(
+            f"{p['namespace']}/{p['name']}" for p in facts.labelled_pods.items
+            if f"{p['namespace']}/{p['service_account']}" in accounts
+        )
+        legacy = sorted(
+            f"{p['namespace']}/{p['name']}" for p in facts.legacy_pods.items
+            if selector is not None and (p.get("labels") or {}).get(POD_IDENTITY_LABEL) == selector
+        )
+        missing, unknown = [], []
+        if facts.service_accounts.error is not None:
+            unknown.append(MISSING_SERVICE_ACCOUNT)
+        elif not accounts:
+            missing.append(MISSING_SERVICE_ACCOUNT)
+        # with annotated ServiceAccounts, a credential must trust one of them; without, any for this issuer counts
+        covered = any(c.get("subject") in subjects for c in trusting) if accounts else bool(trusting)
+        if credentials is None or not issuer:
+            unknown.append(MISSING_CREDENTIAL)
+        elif not covered:
+            missing.append(MISSING_CREDENTIAL)
+        if facts.labelled_pods.error is not None:
+            unknown.append(MISSING_PODS)
+        elif not labelled:
+            missing.append(MISSING_PODS)
+        kind = identity_spec.get("type")
+        rows.append({
+            "binding": f"{namespace}/{binding['name']}",
+            "selector": _text(selector),
+            "azure_identity": f"{namespace}/{azure_identity['name']}" if azure_identity else None,
+            "identity_type": kind if isinstance(kind, int) and not isinstance(kind, bool) else None,
+            "client_id": _text(client_id),
+            "identity": _identity_name(looked_up) if looked_up else None,
+            "identity_kind": looked_up.kind if looked_up else None,
+            "identity_lookup": _lookup_state(looked_up),
+            "service_accounts": accounts,
+            "federated": None if credentials is None or not issuer else bool(trusting),
+            "federated_subjects": sorted(str(c.get("subject")) for c in trusting),
+            "labelled_pods": labelled,
+            "legacy_pods": legacy,
+            "migrated": not missing and not unknown,
+            "missing": missing,
+            "unknown": unknown,
+        })
+    return rows
+
+
+def bindings_migrated(ctx: MigrationContext) -> Outcome:
+    rows = coverage_rows(ctx.facts, ctx.cluster.issuer_url)
+    bindings = ctx.facts.azure_identity_bindings
+    evidence: dict[str, Any] = {"issuer": ctx.cluster.issuer_url, "rows": len(rows),
+                                "migrated": sum(1 for r in rows if r["migrated"])}
+    behind = [r for r in rows if r["missing"]]
+    doubtful = [r for r in rows if not r["missing"] and r["unknown"]]
+    leftovers = []
+    if behind:
+        steps = [step for row in behind for step in _coverage_steps(ctx, row)]
+        text = "; ".join(f"{r['binding']} lacks {', '.join(r['missing'])}" for r in behind)
+        leftovers.append(_finding(ctx, "POD_IDENTITY_BINDING_NOT_MIGRATED",
+                                  f"{len(behind)} of {len(rows)} AzureIdentityBindings have no complete Workload ID "
+                                  f"replacement: {text}", {"bindings": behind}, steps))
+    notes = []
+    if doubtful:
+        text = "; ".join(f"{r['binding']}: {', '.join(r['unknown'])}" for r in doubtful)
+        notes.append(Finding("POD_IDENTITY_COVERAGE_UNKNOWN", WARNING, LAYER,
+                             f"the harness could not tell whether these bindings are covered: {text}",
+                             {"bindings": doubtful},
+                             [fix.find_identity_anywhere(r["client_id"])[0] for r in doubtful]))
+    if not bindings.served and bindings.error is None:
+        return passed("no AzureIdentityBinding (the kind is not served): nothing to migrate", evidence)
+    outcome = _judge(ctx, [bindings], leftovers, f"{len(behind)} of {len(rows)} AzureIdentityBindings are not "
+                     "migrated", evidence, f"every AzureIdentityBinding ({len(rows)}) has its Workload ID replacement"
+                     if rows else "no AzureIdentityBinding: nothing to migrate")
+    if notes and outcome.status == "pass":
+        return warned(f"{len(doubtful)} of {len(rows)} bindings could not be judged", evidence, *notes)
+    outcome.findings += notes
+    return outcome
+
+
+def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
+    namespace = row["binding"].split("/", 1)[0]
+    legacy = [p for p in ctx.facts.legacy_pods.items if f"{p['namespace']}/{p['name']}" in row["legacy_pods"]]
+    accounts = [tuple(ref.split("/", 1)) for ref in row["service_accounts"]] or sorted(
+        {(p["namespace"], p["service_account"]) for p in legacy}) or [(namespace, "<service-account>")]
+    steps: list[Step] = [advice(f"{row['binding']} (selector {row['selector']}, client id {row['client_id']}):")]
+    if MISSING_SERVICE_ACCOUNT in row["missing"]:
+        steps += [fix.annotate_sa(ns, sa, row["client_id"]) for ns, sa in accounts]
+    if MISSING_CREDENTIAL in row["missing"]:
+        identity = ctx.facts.identities.get(str(row["client_id"]).lower())
+        issuer = ctx.cluster.issuer_url or "<issuer>"
+        for ns, sa in accounts:
+            subject = f"system:serviceaccount:{ns}:{sa}"
+            if identity is not None and identity.kind == "application":
+                steps.append(fix.app_federated_credential("create", row["client_id"], fix.fic_name(ns, sa), issuer,
+                                                          subject))
+            else:
+                steps.append(fix.federated_credential("create", identity.resource_id if identity else None,
+                                                      fix.fic_name(ns, sa), issuer, subject))
+    if MISSING_PODS in row["missing"]:
+        owners = sorted({(p["namespace"], str(p.get("owner_kind")), str(p.get("owner_name"))) for p in legacy})
+        for ns, kind, name in owners:
+            if kind == "Pod":
+                steps.append(advice(f"recreate pod {ns}/{name} labelled {USE_LABEL}: \"true\", without "
+                                    f"{POD_IDENTITY_LABEL}"))
+            else:
+                steps.append(fix.patch_template_labels(kind, ns, name, {USE_LABEL: "true"}))
+        if not owners:
+            steps.append(advice(f"label the pod template of each workload running as "
+                                f"{', '.join(f'{ns}/{sa}' for ns, sa in accounts)} with {USE_LABEL}: \"true\""))
+    return steps
+
+
+# ---------------------------------------------------------------- the run.json sections
+
+
+def leftovers_section(facts: MigrationFacts, cluster: ClusterFacts, expect: ExpectConfig) -> dict[str, Any]:
+    """What remains of pod-managed identity, one flat table per kind (run.json ``leftovers``)."""
+    profile = pod_identity_profile(cluster)
+    lists = {"azureidentities": facts.azure_identities, "azureidentitybindings": facts.azure_identity_bindings,
+             "azurepodidentityexceptions": facts.azure_pod_identity_exceptions,
+             "azureassignedidentities": facts.azure_assigned_identities}
+    objects = []
+    for plural in POD_IDENTITY_PLURALS:
+        kind = SINGULAR[plural][0]
+        for item in lists[plural].items:
+            spec = item.get("spec") or {}
+            detail = {
+                "azureidentities": f"type {spec.get('type')}, client id {spec.get('clientID')}",
+                "azureidentitybindings": f"identity {spec.get('azureIdentity')}, selector {spec.get('selector')}",
+                "azurepodidentityexceptions": ", ".join(f"{k}={v}" for k, v in (spec.get("podLabels") or {}).items()),
+                "azureassignedidentities": f"pod {item.get('podNamespace')}/{item.get('pod')} on "
+                                           f"{item.get('nodename')}, {item.get('status')}",
+            }[plural]
+            objects.append({"kind": kind, "namespace": item["namespace"], "name": item["name"], "detail": detail})
+    found = [facts.crds, *lists.values(), facts.components, facts.legacy_pods, facts.labelled_pods,
+             facts.service_accounts]
+    return {
+        "migration_complete": expect.migration_complete,
+        "addon_enabled": None if profile is None else bool(profile.get("enabled")),
+        "addon_identities": _arm_identities(profile),
+        "addon_exceptions": _arm_exceptions(profile),
+        "crds": [str(c.get("name")) for c in facts.crds.items],
+        "objects": objects,
+        "components": [
+            {k: c.get(k) for k in ("kind", "namespace", "name", "component", "ready", "desired", "images")}
+            | {"release": _release(c)} for c in facts.components.items
+        ],
+        "labelled_pods": [
+            {"namespace": p["namespace"], "name": p["name"],
+             "selector": (p.get("labels") or {}).get(POD_IDENTITY_LABEL), "service_account": p.get("service_account"),
+             "owner": f"{p.get('owner_kind')}/{p.get('owner_name')}"}
+            for p in facts.legacy_pods.items
+        ],
+        "unreadable": [_describe(listed) for listed in found if listed.error is not None],
+    }
+
+
+# In the order of the work: move each binding's workload, drop the labels, delete the objects, uninstall NMI and
+# MIC, delete the CRDs, turn the add-on off. None depends on another: each says what it sees.
+MIGRATION_CHECKS: list[CheckSpec[MigrationContext]] = [
+    CheckSpec("migration.bindings_migrated", "every AzureIdentityBinding has a Workload ID replacement",
+              bindings_migrated),
+    CheckSpec("migration.pods_unlabelled", f"no pod labelled {POD_IDENTITY_LABEL}", pods_unlabelled),
+    CheckSpec("migration.objects_removed", "no aad-pod-identity objects", objects_removed),
+    CheckSpec("migration.components_removed", "no NMI DaemonSet or MIC Deployment", components_removed),
+    CheckSpec("migration.crds_removed", "no aadpodidentity.k8s.io CRDs", crds_removed),
+    CheckSpec("migration.addon_disabled", "AKS pod identity add-on off (ARM podIdentityProfile)", addon_disabled),
+]
+MIGRATION_CHECK_IDS = [spec.id for spec in MIGRATION_CHECKS]
+
+
+def run_migration_checks(
+    facts: MigrationFacts, cluster: ClusterFacts, azure: AzureConfig | None, expect: ExpectConfig | None = None
+) -> list[CheckResult]:
+    return run_chain(MIGRATION_CHECKS, MigrationContext(facts, cluster, azure, expect or ExpectConfig()))

@@ -1,0 +1,259 @@
+"""What is left of pod-managed identity (aad-pod-identity) in the cluster, and what replaced it.
+
+Cluster-wide lists through the one Kubernetes seam: the ``aadpodidentity.k8s.io`` CRDs and every object of their
+four kinds, the NMI DaemonSets and MIC Deployments (the chart's ``<name>-nmi``/``<name>-mic`` with its
+``app.kubernetes.io`` labels, the manifests' ``nmi``/``mic`` with ``component``, or any pod template running an
+``aad-pod-identity/nmi|mic`` image), pods still labelled ``aadpodidbinding``; and, for the coverage table,
+ServiceAccounts annotated with a client id, pods labelled for Workload ID and the identity behind each
+AzureIdentity's client id (looked up as a workload's is, through ARM and Graph; identities the workloads already
+looked up are reused). A resource the API server does not serve (404) or that the harness may not list (403) is
+recorded as such, never raised. Items are kept to the fields the checks read.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from harness import values
+from harness.collect.arm import collect_identity
+from harness.collect.arm_api import ArmGet
+from harness.collect.kube import bounded
+from harness.collect.kube_api import KubeApi, KubeError
+from harness.collect.live_pods import owner_of
+from harness.config import AzureConfig
+from harness.facts import IdentityFacts, MigrationFacts, ObjectList
+from harness.names import (
+    CLIENT_ID_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    POD_IDENTITY_GROUP,
+    POD_IDENTITY_IMAGE_PATH,
+    POD_IDENTITY_LABEL,
+    POD_IDENTITY_VERSION,
+    TERMINAL_PHASES,
+    USE_LABEL,
+)
+
+_HELM_ANNOTATIONS = ("meta.helm.sh/release-name", "meta.helm.sh/release-namespace")
+_COMPONENT_LABELS = ("app.kubernetes.io/component", "component")  # the chart's, the deploy/infra manifests'
+_COMPONENTS = ("nmi", "mic")
+
+
+def list_all(api: KubeApi, group: str, version: str, plural: str) -> ObjectList:
+    resource = f"{plural}.{group}" if group else plural
+    try:
+        return ObjectList(resource, api.list_objects(group, version, plural))
+    except KubeError as exc:
+        if exc.failure.status == 404:
+            return ObjectList(resource, served=False)
+        return ObjectList(resource, error=exc.failure)
+
+
+def _pods(api: KubeApi, label_selector: str) -> ObjectList:
+    try:
+        items, _ = api.list_pods(None, label_selector)
+    except KubeError as exc:
+        return ObjectList("pods", error=exc.failure)
+    return ObjectList("pods", items)
+
+
+def _keep(found: ObjectList, slim: Any) -> ObjectList:
+    """``found`` with each item slimmed (None: dropped)."""
+    found.items = [kept for kept in (slim(item) for item in found.items) if kept is not None]
+    return found
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    return {"namespace": str(meta.get("namespace") or ""), "name": str(meta.get("name") or "")}
+
+
+def spec_field(spec: dict[str, Any], name: str) -> Any:
+    """A spec field read as aad-pod-identity reads it: Go's JSON decoding matches names case-insensitively, and
+    older docs and charts wrote ``ClientID``, ``ResourceID``, ``AzureIdentity``, ``Selector``."""
+    if name in spec:
+        return spec[name]
+    return next((value for key, value in spec.items() if str(key).lower() == name.lower()), None)
+
+
+def _crd(obj: dict[str, Any]) -> dict[str, Any] | None:
+    spec = obj.get("spec") or {}
+    if spec.get("group") != POD_IDENTITY_GROUP:
+        return None
+    meta = obj.get("metadata") or {}
+    return {"name": str(meta.get("name") or ""), "labels": bounded(meta.get("labels") or {}),
+            "annotations": _helm(meta), "versions": [v.get("name") for v in spec.get("versions") or []]}
+
+
+def _helm(meta: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in (meta.get("annotations") or {}).items() if k in _HELM_ANNOTATIONS}
+
+
+def _azure_identity(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj.get("spec") or {}
+    kept = {key: spec_field(spec, key) for key in ("type", "clientID", "resourceID", "tenantID")}
+    return {**_meta(obj), "spec": {k: v for k, v in kept.items() if v is not None}}
+
+
+def _binding(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj.get("spec") or {}
+    kept = {key: spec_field(spec, key) for key in ("azureIdentity", "selector", "weight")}
+    return {**_meta(obj), "spec": {k: v for k, v in kept.items() if v is not None}}
+
+
+def _exception(obj: dict[str, Any]) -> dict[str, Any]:
+    labels = spec_field(obj.get("spec") or {}, "podLabels")
+    return {**_meta(obj), "spec": {"podLabels": bounded(labels) if isinstance(labels, dict) else {}}}
+
+
+def _assigned(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj.get("spec") or {}
+    identity = (spec_field(spec, "azureIdentityRef") or {}).get("metadata") or {}
+    binding = (spec_field(spec, "azureBindingRef") or {}).get("metadata") or {}
+    return {
+        **_meta(obj),
+        "pod": spec_field(spec, "pod"),
+        "podNamespace": spec_field(spec, "podNamespace"),
+        "nodename": spec_field(spec, "nodename"),
+        "azureIdentity": f"{identity.get('namespace') or ''}/{identity.get('name') or ''}",
+        "azureIdentityBinding": f"{binding.get('namespace') or ''}/{binding.get('name') or ''}",
+        "status": ((obj.get("status") or {}).get("status")),
+    }
+
+
+def component_of(obj: dict[str, Any]) -> str | None:
+    """"nmi" | "mic" when a DaemonSet or Deployment is aad-pod-identity's NMI or MIC, else None."""
+    meta = obj.get("metadata") or {}
+    template = (obj.get("spec") or {}).get("template") or {}
+    for labels in (meta.get("labels") or {}, (template.get("metadata") or {}).get("labels") or {}):
+        for key in _COMPONENT_LABELS:
+            if labels.get(key) in _COMPONENTS and (
+                labels.get("app.kubernetes.io/name") == "aad-pod-identity" or labels.get("k8s-app") == "aad-pod-id"
+                or labels.get("app") == "mic" or labels.get("tier") == "node"
+            ):
+                return str(labels[key])
+    for container in (template.get("spec") or {}).get("containers") or []:
+        image = str(container.get("image") or "")
+        if POD_IDENTITY_IMAGE_PATH in image:
+            name = image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+            if name in _COMPONENTS:
+                return name
+    return None
+
+
+def _component(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    component = component_of(obj)
+    if component is None:
+        return None
+    meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+    template_spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    if kind == "DaemonSet":
+        desired, ready = status.get("desiredNumberScheduled", 0), status.get("numberReady", 0)
+    else:
+        desired, ready = (obj.get("spec") or {}).get("replicas", 1), status.get("readyReplicas", 0)
+    return {
+        "kind": kind,
+        **_meta(obj),
+        "component": component,
+        "labels": bounded(meta.get("labels") or {}),
+        "annotations": _helm(meta),
+        "images": [str(c.get("image") or "") for c in template_spec.get("containers") or []],
+        "desired": desired or 0,
+        "ready": ready or 0,
+    }
+
+
+def _components(api: KubeApi) -> ObjectList:
+    found = ObjectList("daemonsets.apps,deployments.apps")
+    for plural, kind in (("daemonsets", "DaemonSet"), ("deployments", "Deployment")):
+        listed = list_all(api, "apps", "v1", plural)
+        found.error = found.error or listed.error
+        found.items += [c for c in (_component(item, kind) for item in listed.items) if c is not None]
+    return found
+
+
+def _live(pod: dict[str, Any]) -> bool:
+    meta = pod.get("metadata") or {}
+    return not meta.get("deletionTimestamp") and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES
+
+
+def _pod(pod: dict[str, Any]) -> dict[str, Any] | None:
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    labels = meta.get("labels") or {}
+    if not _live(pod) or labels.get(MANAGED_BY_LABEL) == MANAGED_BY:
+        return None
+    kind, name = owner_of(pod)
+    return {
+        **_meta(pod),
+        "service_account": str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"),
+        "labels": bounded({k: v for k, v in labels.items() if k in (POD_IDENTITY_LABEL, USE_LABEL)}),
+        "phase": (pod.get("status") or {}).get("phase"),
+        "owner_kind": kind,
+        "owner_name": name,
+    }
+
+
+def _service_account(obj: dict[str, Any]) -> dict[str, Any] | None:
+    client_id = ((obj.get("metadata") or {}).get("annotations") or {}).get(CLIENT_ID_ANNOTATION)
+    if client_id is None:
+        return None
+    return {**_meta(obj), "client_id": values.shorten(str(client_id), 200)}
+
+
+def identity_client_id(identity: IdentityFacts) -> str | None:
+    """The client id of the identity a workload's lookup found (a managed identity or an application)."""
+    if identity.kind == "managed_identity":
+        return ((identity.identity or {}).get("properties") or {}).get("clientId")
+    if identity.kind == "application":
+        return (identity.application or {}).get("appId")
+    return None
+
+
+def collect_migration(
+    api: KubeApi,
+    arm: ArmGet | None,
+    azure: AzureConfig | None,
+    graph: ArmGet | None = None,
+    known: list[IdentityFacts] | None = None,
+) -> MigrationFacts:
+    crds = _keep(list_all(api, "apiextensions.k8s.io", "v1", "customresourcedefinitions"), _crd)
+    kinds = {
+        plural: list_all(api, POD_IDENTITY_GROUP, POD_IDENTITY_VERSION, plural)
+        for plural in ("azureidentities", "azureidentitybindings", "azurepodidentityexceptions",
+                       "azureassignedidentities")
+    }
+    facts = MigrationFacts(
+        collected_at=time.time(),
+        crds=crds,
+        azure_identities=_keep(kinds["azureidentities"], _azure_identity),
+        azure_identity_bindings=_keep(kinds["azureidentitybindings"], _binding),
+        azure_pod_identity_exceptions=_keep(kinds["azurepodidentityexceptions"], _exception),
+        azure_assigned_identities=_keep(kinds["azureassignedidentities"], _assigned),
+        components=_components(api),
+        legacy_pods=_keep(_pods(api, POD_IDENTITY_LABEL), _pod),
+        labelled_pods=_keep(_pods(api, f"{USE_LABEL}=true"), _pod),
+        service_accounts=_keep(list_all(api, "", "v1", "serviceaccounts"), _service_account),
+    )
+    facts.identities = _identities(facts, arm, azure, graph, known or [])
+    return facts
+
+
+def _identities(
+    facts: MigrationFacts,
+    arm: ArmGet | None,
+    azure: AzureConfig | None,
+    graph: ArmGet | None,
+    known: list[IdentityFacts],
+) -> dict[str, IdentityFacts]:
+    """The identity behind every AzureIdentity a binding names, by client id; one lookup per client id."""
+    reused = {str(identity_client_id(i)).lower(): i for i in known if identity_client_id(i)}
+    by_key = {(i["namespace"], i["name"]): i for i in facts.azure_identities.items}
+    out: dict[str, IdentityFacts] = {}
+    for binding in facts.azure_identity_bindings.items:
+        identity = by_key.get((binding["namespace"], str(binding["spec"].get("azureIdentity") or "")))
+        client_id = str((identity or {}).get("spec", {}).get("clientID") or "")
+        if not values.is_guid(client_id) or client_id.lower() in out:
+            continue
+        out[client_id.lower()] = reused.get(client_id.lower()) or collect_identity(arm, azure, None, client_id, graph)
+    return out

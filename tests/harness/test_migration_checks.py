@@ -1,0 +1,413 @@
+"""Pod-managed identity leftovers and the coverage table, as pure functions of plain facts, and their collection
+through the fake Kubernetes API.
+
+We test these aspects:
+- a clean cluster (no CRDs, kinds not served, add-on off) passes every migration check;
+- every leftover has its POD_IDENTITY_ code: a warning before the migration is declared complete, an error after;
+- remediation names the real objects: az aks pod-identity delete for what the add-on owns, kubectl delete for the
+  rest, helm uninstall of the chart's release, the CRDs, the label, az aks update --disable-pod-identity;
+- a 403 on a list is never a failure (POD_IDENTITY_UNREADABLE, a warning, even once the migration is complete);
+  a 404 means not installed; no answer at all is an error;
+- the coverage table: client id, annotated ServiceAccounts, federated credential for this issuer (and for those
+  ServiceAccounts), labelled pods, legacy pods; what is missing and what cannot be told;
+- the collector: CRD kinds served only with their CRD, ClientID written the old way, NMI/MIC by chart labels,
+  manifest labels or image, identities looked up once and reused from the workloads.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from fakeworld import ISSUER, FakeKube, World
+
+from harness.checks.migration import coverage_rows, leftovers_section, run_migration_checks
+from harness.checks.model import FAIL, PASS, SKIP, WARN, CheckResult
+from harness.collect.migration import collect_migration, component_of
+from harness.config import AzureConfig, ExpectConfig
+from harness.facts import ClusterFacts, Fetched, IdentityFacts, KubeFailure, MigrationFacts, ObjectList
+from harness.report.schema import CoverageRow, Leftovers
+
+CLIENT_PAYMENTS = "11111111-2222-4333-8444-555555555555"
+CLIENT_BACKEND = "66666666-7777-4888-9999-aaaaaaaaaaaa"
+SUB = "00000000-0000-4000-8000-000000000001"
+AZURE = AzureConfig(tenant_id="00000000-0000-4000-8000-000000000002", subscription_id=SUB,
+                    resource_group="dev-rg", cluster_name="dev-aks")
+MI_ID = f"/subscriptions/{SUB}/resourcegroups/myRg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/"
+FORBIDDEN = KubeFailure(403, "Forbidden", "customresourcedefinitions.apiextensions.k8s.io is forbidden")
+
+
+def statuses(results: list[CheckResult]) -> dict[str, str]:
+    return {r.id: r.status for r in results}
+
+
+def lines(results: list[CheckResult]) -> list[str]:
+    return [line for r in results for f in r.findings for line in f.fix_lines()]
+
+
+def clean() -> MigrationFacts:
+    def absent(plural: str) -> ObjectList:
+        return ObjectList(f"{plural}.aadpodidentity.k8s.io", served=False)
+
+    return MigrationFacts(
+        collected_at=time.time(),
+        crds=ObjectList("customresourcedefinitions.apiextensions.k8s.io"),
+        azure_identities=absent("azureidentities"),
+        azure_identity_bindings=absent("azureidentitybindings"),
+        azure_pod_identity_exceptions=absent("azurepodidentityexceptions"),
+        azure_assigned_identities=absent("azureassignedidentities"),
+        components=ObjectList("daemonsets.apps,deployments.apps"),
+        legacy_pods=ObjectList("pods"),
+        labelled_pods=ObjectList("pods"),
+        service_accounts=ObjectList("serviceaccounts"),
+    )
+
+
+def arm_cluster(enabled: bool, identities: list[dict[str, Any]] | None = None,
+                exceptions: list[dict[str, Any]] | None = None) -> ClusterFacts:
+    profile = {"enabled": enabled, "userAssignedIdentities": identities or [],
+               "userAssignedIdentityExceptions": exceptions or []}
+    body = {"properties": {"oidcIssuerProfile": {"enabled": True, "issuerURL": ISSUER}, "podIdentityProfile": profile}}
+    return ClusterFacts(time.time(), arm_cluster=Fetched("https://arm/cluster", 200, body), issuer_url=ISSUER)
+
+
+def managed_identity(name: str, client_id: str, subjects: list[str], issuer: str = ISSUER) -> IdentityFacts:
+    return IdentityFacts(
+        configured=True, kind="managed_identity", resource_id=MI_ID + name, resolved_by="resource_graph",
+        identity={"id": MI_ID + name, "name": name, "properties": {"clientId": client_id}},
+        federated_credentials=[{"name": f"fic-{i}", "properties": {"issuer": issuer, "subject": subject,
+                                                                  "audiences": ["api://AzureADTokenExchange"]}}
+                               for i, subject in enumerate(subjects)],
+    )
+
+
+def pod(namespace: str, name: str, service_account: str, labels: dict[str, str], owner: tuple[str, str]) -> dict:
+    return {"namespace": namespace, "name": name, "service_account": service_account, "labels": labels,
+            "phase": "Running", "owner_kind": owner[0], "owner_name": owner[1]}
+
+
+def leftover() -> tuple[MigrationFacts, ClusterFacts]:
+    """Two bindings: finance's migrated (SA annotated, credential, labelled pod), payments' not started (a bare pod
+    still labelled aadpodidbinding); the chart's NMI and MIC; the add-on owns payments' pod identity."""
+    facts = clean()
+    names = ["azureidentities", "azureidentitybindings", "azurepodidentityexceptions", "azureassignedidentities"]
+    facts.crds.items = [{"name": f"{n}.aadpodidentity.k8s.io"} for n in names]
+    for listed in (facts.azure_identities, facts.azure_identity_bindings, facts.azure_pod_identity_exceptions,
+                   facts.azure_assigned_identities):
+        listed.served = True
+    facts.azure_identities.items = [
+        {"namespace": "finance", "name": "backend-identity", "spec": {"type": 0, "clientID": CLIENT_BACKEND}},
+        {"namespace": "payments", "name": "payments-identity", "spec": {"type": 0, "clientID": CLIENT_PAYMENTS}},
+    ]
+    facts.azure_identity_bindings.items = [
+        {"namespace": "finance", "name": "backend-binding", "spec": {"azureIdentity": "backend-identity",
+                                                                     "selector": "backend"}},
+        {"namespace": "payments", "name": "payments-identity-binding",
+         "spec": {"azureIdentity": "payments-identity", "selector": "payments"}},
+    ]
+    facts.azure_pod_identity_exceptions.items = [
+        {"namespace": "kube-system", "name": "aks-addon-exception",
+         "spec": {"podLabels": {"kubernetes.azure.com/managedby": "aks"}}}]
+    facts.azure_assigned_identities.items = [
+        {"namespace": "default", "name": "payments-worker-payments-payments-identity", "pod": "payments-worker",
+         "podNamespace": "payments", "nodename": "node-1", "status": "Assigned"}]
+    chart = {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "aad-pod-identity"}
+    facts.components.items = [
+        {"kind": "DaemonSet", "namespace": "kube-system", "name": "aad-pod-identity-nmi", "component": "nmi",
+         "labels": chart, "annotations": {"meta.helm.sh/release-name": "aad-pod-identity"},
+         "images": ["mcr.microsoft.com/oss/azure/aad-pod-identity/nmi:v1.8.17"], "desired": 3, "ready": 3},
+        {"kind": "Deployment", "namespace": "default", "name": "mic", "component": "mic",
+         "labels": {"component": "mic"}, "annotations": {}, "images": [], "desired": 2, "ready": 2},
+    ]
+    facts.legacy_pods.items = [
+        pod("payments", "payments-worker", "payments-sa", {"aadpodidbinding": "payments"}, ("Pod", "payments-worker")),
+        pod("reports", "reports-api-abc-1", "reports-sa", {"aadpodidbinding": "reports"}, ("Deployment", "reports-api")),
+    ]
+    facts.labelled_pods.items = [
+        pod("finance", "backend-abc-1", "backend-sa", {"azure.workload.identity/use": "true"},
+            ("Deployment", "backend"))]
+    facts.service_accounts.items = [{"namespace": "finance", "name": "backend-sa", "client_id": CLIENT_BACKEND}]
+    facts.identities = {
+        CLIENT_BACKEND: managed_identity("myWorkloadId", CLIENT_BACKEND, ["system:serviceaccount:finance:backend-sa"]),
+        CLIENT_PAYMENTS: managed_identity("paymentsId", CLIENT_PAYMENTS, []),
+    }
+    cluster = arm_cluster(True, [{"name": "payments-identity", "namespace": "payments", "bindingSelector": "payments",
+                                  "identity": {"clientId": CLIENT_PAYMENTS, "resourceId": MI_ID + "paymentsId"}}],
+                          [{"name": "metrics-exception", "namespace": "payments", "podLabels": {"app": "agent"}}])
+    return facts, cluster
+
+
+# ---------------------------------------------------------------- leftovers and severity
+
+
+def test_a_clean_cluster_passes_every_migration_check() -> None:
+    results = run_migration_checks(clean(), arm_cluster(False), AZURE, ExpectConfig(migration_complete=True))
+    assert set(statuses(results).values()) == {PASS}, [(r.id, r.message) for r in results]
+    assert coverage_rows(clean(), ISSUER) == []
+
+
+@pytest.mark.parametrize("complete", [False, True])
+def test_leftovers_are_warnings_until_the_migration_is_declared_complete(complete: bool) -> None:
+    facts, cluster = leftover()
+    results = run_migration_checks(facts, cluster, AZURE, ExpectConfig(migration_complete=complete))
+    assert statuses(results) == {
+        "migration.bindings_migrated": FAIL if complete else WARN,
+        "migration.pods_unlabelled": FAIL if complete else WARN,
+        "migration.objects_removed": FAIL if complete else WARN,
+        "migration.components_removed": FAIL if complete else WARN,
+        "migration.crds_removed": FAIL if complete else WARN,
+        "migration.addon_disabled": FAIL if complete else WARN,
+    }
+    findings = {f.code: f for r in results for f in r.findings}
+    assert set(findings) == {
+        "POD_IDENTITY_BINDING_NOT_MIGRATED", "POD_IDENTITY_PODS_LABELLED", "POD_IDENTITY_OBJECTS_PRESENT",
+        "POD_IDENTITY_NMI_INSTALLED", "POD_IDENTITY_MIC_INSTALLED", "POD_IDENTITY_CRDS_PRESENT",
+        "POD_IDENTITY_ADDON_ENABLED",
+    }
+    assert {f.severity for f in findings.values()} == {"error" if complete else "warning"}
+    assert all(f.remediation and f.layer == "migration" for f in findings.values())
+    assert "payments/payments-identity-binding lacks service_account, federated_credential, labelled_pods" in (
+        findings["POD_IDENTITY_BINDING_NOT_MIGRATED"].message)
+    assert "finance/backend-binding" not in findings["POD_IDENTITY_BINDING_NOT_MIGRATED"].message
+
+
+def test_remediation_names_the_real_objects_and_commands() -> None:
+    facts, cluster = leftover()
+    fixes = lines(run_migration_checks(facts, cluster, AZURE))
+    expected = [
+        # the add-on owns payments' identity: az removes its AzureIdentity and binding
+        "az aks pod-identity delete --cluster-name dev-aks --resource-group dev-rg --namespace payments "
+        "--name payments-identity",
+        "az aks pod-identity exception delete --cluster-name dev-aks --resource-group dev-rg --namespace payments "
+        "--name metrics-exception",
+        "az aks update --resource-group dev-rg --name dev-aks --disable-pod-identity",
+        "kubectl delete azureidentitybinding -n finance backend-binding",
+        "kubectl delete azureidentity -n finance backend-identity",
+        "kubectl delete azurepodidentityexception -n kube-system aks-addon-exception",
+        "kubectl delete azureassignedidentity -n default payments-worker-payments-payments-identity",
+        "helm uninstall -n kube-system aad-pod-identity",
+        "kubectl delete deployment -n default mic",
+        "kubectl label pod -n payments payments-worker aadpodidbinding-",
+        "kubectl patch deployment/reports-api -n reports --type json -p "
+        "'[{\"op\": \"remove\", \"path\": \"/spec/template/metadata/labels/aadpodidbinding\"}]'",
+        "kubectl annotate serviceaccount -n payments payments-sa "
+        f"azure.workload.identity/client-id={CLIENT_PAYMENTS} --overwrite",
+        "az identity federated-credential create --name payments-payments-sa --identity-name paymentsId "
+        f"--resource-group myRg --issuer {ISSUER} --subject system:serviceaccount:payments:payments-sa "
+        "--audiences api://AzureADTokenExchange",
+    ]
+    for line in expected:
+        assert any(fix.startswith(line) for fix in fixes), (line, fixes)
+    crds = next(fix for fix in fixes if fix.startswith("kubectl delete crd "))
+    assert "azureidentitybindings.aadpodidentity.k8s.io" in crds and "azureassignedidentities" in crds
+    assert not any(fix.startswith("kubectl delete azureidentity -n payments") for fix in fixes)
+
+
+def test_a_cluster_value_that_is_not_a_name_becomes_a_placeholder() -> None:
+    facts, cluster = leftover()
+    facts.azure_identity_bindings.items[0]["name"] = "x; touch /tmp/p"
+    fixes = lines(run_migration_checks(facts, cluster, AZURE))
+    assert "kubectl delete azureidentitybinding -n finance '<name>'" in fixes
+
+
+# ---------------------------------------------------------------- what cannot be read
+
+
+def test_a_forbidden_crd_list_is_not_a_failure() -> None:
+    facts = clean()
+    facts.crds = ObjectList("customresourcedefinitions.apiextensions.k8s.io", error=FORBIDDEN)
+    for complete in (False, True):
+        results = {r.id: r for r in run_migration_checks(facts, arm_cluster(False), AZURE,
+                                                         ExpectConfig(migration_complete=complete))}
+        crds = results["migration.crds_removed"]
+        assert crds.status == PASS and "refused" in crds.message  # the kinds are not served: no CRD can exist
+        assert crds.evidence["unreadable"][0]["status"] == 403
+
+
+def test_forbidden_lists_are_warnings_naming_what_could_not_be_read_even_once_complete() -> None:
+    facts = clean()
+    facts.crds = ObjectList("customresourcedefinitions.apiextensions.k8s.io", error=FORBIDDEN)
+    facts.azure_identities = ObjectList("azureidentities.aadpodidentity.k8s.io", error=FORBIDDEN)
+    facts.azure_identity_bindings = ObjectList("azureidentitybindings.aadpodidentity.k8s.io", error=FORBIDDEN)
+    facts.components = ObjectList("daemonsets.apps,deployments.apps", error=FORBIDDEN)
+    results = {r.id: r for r in run_migration_checks(facts, arm_cluster(False), AZURE,
+                                                     ExpectConfig(migration_complete=True))}
+    for check_id in ("migration.crds_removed", "migration.objects_removed", "migration.components_removed",
+                     "migration.bindings_migrated"):
+        result = results[check_id]
+        assert result.status == WARN, (check_id, result.message)
+        assert [f.code for f in result.findings] == ["POD_IDENTITY_UNREADABLE"]
+        assert result.findings[0].severity == "warning" and "may not list" in result.message
+    assert "kubectl auth can-i list azureidentities.aadpodidentity.k8s.io" in lines([results["migration.objects_removed"]])
+    assert all(r.status != FAIL for r in results.values())
+
+
+def test_kinds_that_are_served_reveal_their_crds_when_the_crd_list_is_forbidden() -> None:
+    facts = clean()
+    facts.crds = ObjectList("customresourcedefinitions.apiextensions.k8s.io", error=FORBIDDEN)
+    facts.azure_identities.served = True
+    crds = {r.id: r for r in run_migration_checks(facts, arm_cluster(False), AZURE)}["migration.crds_removed"]
+    assert crds.status == WARN and crds.findings[0].code == "POD_IDENTITY_CRDS_PRESENT"
+    assert crds.evidence["crds"] == ["azureidentities.aadpodidentity.k8s.io"]
+
+
+def test_an_api_server_that_does_not_answer_is_an_error() -> None:
+    facts = clean()
+    facts.legacy_pods = ObjectList("pods", error=KubeFailure(0, "Unreachable", "no answer from the API server"))
+    result = {r.id: r for r in run_migration_checks(facts, arm_cluster(False), AZURE)}["migration.pods_unlabelled"]
+    assert result.status == FAIL and result.findings[0].code == "KUBE_UNREACHABLE"
+
+
+def test_the_add_on_check_needs_arm() -> None:
+    facts = clean()
+    skipped = {r.id: r for r in run_migration_checks(facts, ClusterFacts(time.time()), None)}
+    assert skipped["migration.addon_disabled"].status == SKIP
+    failed_arm = ClusterFacts(time.time(), arm_cluster=Fetched("https://arm/c", 403, None, "no", "AuthorizationFailed"))
+    result = {r.id: r for r in run_migration_checks(facts, failed_arm, AZURE)}["migration.addon_disabled"]
+    assert result.status == SKIP and "AuthorizationFailed" in result.message
+    off_with_leftovers = arm_cluster(False, [{"name": "x", "namespace": "y", "identity": {}}])
+    result = {r.id: r for r in run_migration_checks(facts, off_with_leftovers, AZURE)}["migration.addon_disabled"]
+    assert result.status == WARN and result.findings[0].code == "POD_IDENTITY_ADDON_ENABLED"
+
+
+# ---------------------------------------------------------------- the coverage table
+
+
+def test_coverage_rows_say_what_replaces_each_binding() -> None:
+    facts, _ = leftover()
+    finance, payments = coverage_rows(facts, ISSUER)
+    assert finance == {
+        "binding": "finance/backend-binding", "selector": "backend", "azure_identity": "finance/backend-identity",
+        "identity_type": 0, "client_id": CLIENT_BACKEND, "identity": "myWorkloadId",
+        "identity_kind": "managed_identity", "identity_lookup": "found",
+        "service_accounts": ["finance/backend-sa"], "federated": True,
+        "federated_subjects": ["system:serviceaccount:finance:backend-sa"],
+        "labelled_pods": ["finance/backend-abc-1"], "legacy_pods": [], "migrated": True, "missing": [], "unknown": [],
+    }
+    assert payments["legacy_pods"] == ["payments/payments-worker"] and payments["federated"] is False
+    assert payments["missing"] == ["service_account", "federated_credential", "labelled_pods"]
+    CoverageRow.model_validate(finance)
+    CoverageRow.model_validate(payments)
+
+
+def test_a_credential_for_another_issuer_or_another_service_account_does_not_cover() -> None:
+    facts, _ = leftover()
+    facts.identities[CLIENT_BACKEND] = managed_identity("myWorkloadId", CLIENT_BACKEND,
+                                                        ["system:serviceaccount:finance:backend-sa"],
+                                                        issuer=ISSUER.rstrip("/"))
+    finance = coverage_rows(facts, ISSUER)[0]
+    assert finance["federated"] is False and finance["missing"] == ["federated_credential"]
+    facts.identities[CLIENT_BACKEND] = managed_identity("myWorkloadId", CLIENT_BACKEND,
+                                                        ["system:serviceaccount:finance:other-sa"])
+    finance = coverage_rows(facts, ISSUER)[0]
+    assert finance["federated"] is True and finance["missing"] == ["federated_credential"]
+
+
+def test_an_identity_the_harness_cannot_see_leaves_the_credential_unknown() -> None:
+    facts, cluster = leftover()
+    facts.identities[CLIENT_BACKEND] = IdentityFacts(configured=True, note="not visible")
+    finance = coverage_rows(facts, ISSUER)[0]
+    assert finance["identity_lookup"] == "not_visible" and finance["federated"] is None
+    assert finance["unknown"] == ["federated_credential"] and not finance["migrated"] and not finance["missing"]
+    result = {r.id: r for r in run_migration_checks(facts, cluster, AZURE)}["migration.bindings_migrated"]
+    assert "POD_IDENTITY_COVERAGE_UNKNOWN" in {f.code for f in result.findings}
+
+
+def test_the_leftovers_section_is_flat_tables_and_valid() -> None:
+    facts, cluster = leftover()
+    section = leftovers_section(facts, cluster, ExpectConfig(migration_complete=True))
+    Leftovers.model_validate(section)
+    assert section["addon_enabled"] is True and section["migration_complete"] is True
+    assert {o["kind"] for o in section["objects"]} == {"AzureIdentity", "AzureIdentityBinding",
+                                                       "AzurePodIdentityException", "AzureAssignedIdentity"}
+    assert [c["release"] for c in section["components"]] == ["aad-pod-identity", None]
+
+
+# ---------------------------------------------------------------- the collector, through the fake API
+
+
+def crd(plural: str) -> dict[str, Any]:
+    return {"metadata": {"name": f"{plural}.aadpodidentity.k8s.io"}, "spec": {"group": "aadpodidentity.k8s.io",
+                                                                                "versions": [{"name": "v1"}]}}
+
+
+def test_collector_reads_what_is_served_and_records_what_is_not() -> None:
+    world = World.healthy()
+    world.kube_objects = {
+        "customresourcedefinitions.apiextensions.k8s.io": [crd("azureidentities"), crd("azureidentitybindings"),
+                                                            {"metadata": {"name": "other.example.com"},
+                                                             "spec": {"group": "example.com"}}],
+        "azureidentities.aadpodidentity.k8s.io": [{"metadata": {"namespace": "finance", "name": "old"},
+                                                   "spec": {"type": 0, "ClientID": world.workloads[0].client_id,
+                                                            "clientPassword": {"name": "s", "namespace": "n"}}}],
+        "azureidentitybindings.aadpodidentity.k8s.io": [{"metadata": {"namespace": "finance", "name": "old-binding"},
+                                                         "spec": {"AzureIdentity": "old", "Selector": "old"}}],
+        "daemonsets.apps": [
+            {"metadata": {"namespace": "default", "name": "nmi", "labels": {"component": "nmi", "tier": "node"}},
+             "spec": {"template": {"spec": {"containers": [{"image": "x/nmi:1"}]}}}},
+            {"metadata": {"namespace": "kube-system", "name": "kube-proxy"}, "spec": {}},
+        ],
+        "deployments.apps": [{"metadata": {"namespace": "ops", "name": "identity-controller"}, "spec": {"template": {
+            "spec": {"containers": [{"image": "mcr.microsoft.com/oss/azure/aad-pod-identity/mic:v1.8.17"}]}}}}],
+    }
+    world.forbidden_lists = {"azurepodidentityexceptions.aadpodidentity.k8s.io"}
+    backend = world.backend()
+    facts = collect_migration(backend.kube, backend.arm, None, backend.graph)
+    assert [c["name"] for c in facts.crds.items] == ["azureidentities.aadpodidentity.k8s.io",
+                                                     "azureidentitybindings.aadpodidentity.k8s.io"]
+    assert facts.azure_identities.items[0]["spec"] == {"type": 0, "clientID": world.workloads[0].client_id}
+    assert facts.azure_identity_bindings.items[0]["spec"] == {"azureIdentity": "old", "selector": "old"}
+    exceptions = facts.azure_pod_identity_exceptions
+    assert exceptions.error is not None and exceptions.error.status == 403
+    assert facts.azure_assigned_identities.served is False and facts.azure_assigned_identities.error is None
+    assert [(c["kind"], c["name"], c["component"]) for c in facts.components.items] == [
+        ("DaemonSet", "nmi", "nmi"), ("Deployment", "identity-controller", "mic")]
+    assert {(sa["namespace"], sa["name"]) for sa in facts.service_accounts.items} == {
+        ("finance", "backend-sa"), ("orders", "orders-sa")}
+    assert [i.configured for i in facts.identities.values()] == [False]  # no Azure configured: not looked up
+    rows = coverage_rows(facts, ISSUER)
+    assert rows[0]["service_accounts"] == ["finance/backend-sa"] and rows[0]["identity_lookup"] == "not_looked_up"
+
+
+def test_collector_looks_each_identity_up_once_and_reuses_the_workloads() -> None:
+    world = World.healthy()
+    client_id = world.workloads[0].client_id
+    world.kube_objects = {
+        "customresourcedefinitions.apiextensions.k8s.io": [crd("azureidentities"), crd("azureidentitybindings")],
+        "azureidentities.aadpodidentity.k8s.io": [{"metadata": {"namespace": "finance", "name": "old"},
+                                                   "spec": {"type": 0, "clientID": client_id}}],
+        "azureidentitybindings.aadpodidentity.k8s.io": [
+            {"metadata": {"namespace": "finance", "name": name}, "spec": {"azureIdentity": "old", "selector": name}}
+            for name in ("a", "b")],
+    }
+    backend = world.backend()
+    azure = AzureConfig(tenant_id=world.tenant_id, subscription_id=world.subscription_id, resource_group="dev-rg",
+                        cluster_name="dev-aks")
+    facts = collect_migration(backend.kube, backend.arm, azure, backend.graph)
+    assert facts.identities[client_id.lower()].kind == "managed_identity"
+    graph_queries = [c for c in backend.arm.calls if "resourcegraph" in c.lower()]  # type: ignore[attr-defined]
+    assert len(graph_queries) == 1  # two bindings, one identity: one lookup
+    known = facts.identities[client_id.lower()]
+    again = world.backend()
+    reused = collect_migration(again.kube, again.arm, azure, again.graph, [known])
+    assert reused.identities[client_id.lower()] is known and again.arm.calls == []  # type: ignore[attr-defined]
+
+
+def test_component_detection_by_chart_labels_manifest_labels_or_image() -> None:
+    chart = {"metadata": {"labels": {"app.kubernetes.io/name": "aad-pod-identity",
+                                     "app.kubernetes.io/component": "mic"}}}
+    manifest = {"metadata": {"labels": {"component": "nmi", "k8s-app": "aad-pod-id"}}}
+    image = {"spec": {"template": {"spec": {"containers": [
+        {"image": "myacr.azurecr.io/mirror/aad-pod-identity/nmi@sha256:" + "a" * 64}]}}}}
+    unrelated = {"metadata": {"labels": {"component": "nmi"}}, "spec": {"template": {"spec": {"containers": [
+        {"image": "example/other:1"}]}}}}
+    assert [component_of(o) for o in (chart, manifest, image, unrelated)] == ["mic", "nmi", "nmi", None]
+
+
+def test_fake_kube_lists_pods_by_label_existence() -> None:
+    world = World.healthy()
+    kube = FakeKube(world)
+    kube.pods[("a", "p")] = {"metadata": {"name": "p", "namespace": "a", "labels": {"aadpodidbinding": "x"}}}
+    kube.pods[("a", "q")] = {"metadata": {"name": "q", "namespace": "a", "labels": {}}}
+    assert [p["metadata"]["name"] for p in kube.list_pods(None, "aadpodidbinding")[0]] == ["p"]
