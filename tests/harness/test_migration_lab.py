@@ -1,0 +1,212 @@
+"""End to end: the migration suite against the lab, as a user runs it.
+
+- ``pytest suites --lab --lab-scenario migration`` reports every kind of pod-managed identity leftover (warnings:
+  the migration is not declared complete), and its coverage table is right row by row against the scenario's
+  definition (lab.scenarios.MIGRATION, read here, not repeated);
+- ``pytest suites --lab`` (the healthy lab) passes the migration suite with no error finding anywhere;
+- against a running migration lab, with ``expect.migration_complete: true``, the leftovers are errors; the fixes
+  the harness prints for a half-migrated Deployment, run with the real kubectl, move it to Workload ID; removing
+  the rest through the public APIs (kubectl delete, the podIdentityProfile PUT that ``az aks update
+  --disable-pod-identity`` sends) makes every POD_IDENTITY_ finding go away.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_e2e_lab import run_suites
+from test_identities_lab import Person
+
+from lab.bootstrap import RunningLab, start_lab
+from lab.scenarios import MIGRATION, LegacyIdentity
+
+pytestmark = pytest.mark.slow
+AKS_API = "2024-09-01"
+MIGRATION_CHECKS = {"migration.bindings_migrated", "migration.pods_unlabelled", "migration.objects_removed",
+                    "migration.components_removed", "migration.crds_removed", "migration.addon_disabled"}
+
+
+def migration_checks(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["id"]: c for c in document["checks"] if c["id"].startswith("migration.")}
+
+
+def pod_identity_findings(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["code"]: f for f in document["findings"] if f["code"].startswith("POD_IDENTITY_")}
+
+
+def expected_missing(legacy: LegacyIdentity) -> list[str]:
+    missing = [] if legacy.service_account else ["service_account"]
+    missing += [] if legacy.federated else ["federated_credential"]
+    return missing + ([] if legacy.labelled_workload else ["labelled_pods"])
+
+
+def test_the_migration_scenario_reports_its_leftovers_and_a_coverage_table_right_row_by_row(tmp_path: Path) -> None:
+    result, document = run_suites(tmp_path, "--lab", "--lab-scenario", "migration")
+    assert result.returncode == 0, result.stdout[-4000:]  # warnings only: the migration is not declared complete
+    assert document["verdict"] == "pass"
+    checks = migration_checks(document)
+    assert set(checks) == MIGRATION_CHECKS and {c["status"] for c in checks.values()} == {"warn"}
+    findings = pod_identity_findings(document)
+    assert set(findings) == {"POD_IDENTITY_BINDING_NOT_MIGRATED", "POD_IDENTITY_PODS_LABELLED",
+                             "POD_IDENTITY_OBJECTS_PRESENT", "POD_IDENTITY_NMI_INSTALLED", "POD_IDENTITY_MIC_INSTALLED",
+                             "POD_IDENTITY_CRDS_PRESENT", "POD_IDENTITY_ADDON_ENABLED"}
+    assert {f["severity"] for f in findings.values()} == {"warning"}
+
+    rows = {row["binding"]: row for row in document["coverage"]}
+    assert list(rows) == sorted(f"{i.namespace}/{i.binding}" for i in MIGRATION.identities)
+    addon = {(i["namespace"], i["name"]): i for i in document["leftovers"]["addon_identities"]}
+    for legacy in MIGRATION.identities:
+        row = rows[f"{legacy.namespace}/{legacy.binding}"]
+        subject = f"system:serviceaccount:{legacy.namespace}:{legacy.service_account}"
+        assert row["selector"] == legacy.selector and row["azure_identity"] == f"{legacy.namespace}/{legacy.name}"
+        assert row["identity_type"] == (1 if legacy.kind == "application" else 0)
+        assert (row["identity"], row["identity_kind"], row["identity_lookup"]) == (legacy.identity, legacy.kind, "found")
+        assert row["service_accounts"] == ([f"{legacy.namespace}/{legacy.service_account}"]
+                                           if legacy.service_account else [])
+        assert row["federated"] is legacy.federated
+        assert row["federated_subjects"] == ([subject] if legacy.federated else [])
+        if legacy.labelled_workload:
+            assert len(row["labelled_pods"]) == 1
+            assert row["labelled_pods"][0].startswith(f"{legacy.namespace}/{legacy.labelled_workload}-")
+        else:
+            assert row["labelled_pods"] == []
+        legacy_pods = row["legacy_pods"]
+        if legacy.legacy_pod:
+            assert legacy_pods == [f"{legacy.namespace}/{legacy.legacy_pod}"]
+        elif legacy.legacy_deployment:
+            assert len(legacy_pods) == 1 and legacy_pods[0].startswith(f"{legacy.namespace}/{legacy.legacy_deployment}-")
+        else:
+            assert legacy_pods == []
+        assert row["missing"] == expected_missing(legacy) and row["unknown"] == []
+        assert row["migrated"] is (not expected_missing(legacy))
+        if legacy.through_arm:  # the add-on's pod identity names the same identity
+            assert addon[(legacy.namespace, legacy.name)]["client_id"] == row["client_id"]
+
+    leftovers = document["leftovers"]
+    assert leftovers["addon_enabled"] is True and leftovers["migration_complete"] is False
+    assert set(addon) == {(i.namespace, i.name) for i in MIGRATION.identities if i.through_arm}
+    assert {(e["namespace"], e["name"]) for e in leftovers["addon_exceptions"]} == {
+        (e.namespace, e.name) for e in MIGRATION.exceptions if e.through_arm}
+    kinds = [o["kind"] for o in leftovers["objects"]]
+    assert kinds.count("AzureIdentity") == kinds.count("AzureIdentityBinding") == len(MIGRATION.identities)
+    assert kinds.count("AzurePodIdentityException") == len(MIGRATION.exceptions)
+    assert kinds.count("AzureAssignedIdentity") == sum(1 for i in MIGRATION.identities if i.legacy_pod)
+    assert {(c["kind"], c["namespace"], c["component"], c["release"]) for c in leftovers["components"]} == {
+        ("DaemonSet", MIGRATION.chart_namespace, "nmi", MIGRATION.chart_release),
+        ("Deployment", MIGRATION.chart_namespace, "mic", MIGRATION.chart_release)}
+    assert len(leftovers["crds"]) == 4 and leftovers["unreadable"] == []
+    assert len(leftovers["labelled_pods"]) == sum(1 for i in MIGRATION.identities
+                                                  if i.legacy_pod or i.legacy_deployment)
+    assert "PASS  migration" in result.stdout and "coverage: 1 of 4 AzureIdentityBindings" in result.stdout
+    assert "signoff.md" in {p.name for p in (tmp_path / document["run_id"]).iterdir()}
+
+
+def test_the_healthy_lab_passes_the_migration_suite_with_no_error_finding(tmp_path: Path) -> None:
+    result, document = run_suites(tmp_path, "--lab")
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert {c["id"]: c["status"] for c in migration_checks(document).values()} == dict.fromkeys(MIGRATION_CHECKS,
+                                                                                                  "pass")
+    errors = [f for f in document["findings"] if f["severity"] == "error"]
+    errors += [f for w in document["workloads"] for f in w["findings"] if f["severity"] == "error"]
+    assert errors == [] and pod_identity_findings(document) == {}
+    assert document["coverage"] == [] and document["leftovers"]["addon_enabled"] is False
+    assert document["leftovers"]["crds"] == [] and document["leftovers"]["objects"] == []
+
+
+# ---------------------------------------------------------------- fixing it through the public APIs
+
+
+@pytest.fixture(scope="module")
+def migration_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    lab = start_lab(tmp_path_factory.mktemp("migration-lab"), scenario="migration")
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+def complete_config(lab: RunningLab, tmp_path: Path) -> str:
+    data = yaml.safe_load(lab.harness_config.read_text())
+    data["expect"] = {"migration_complete": True}
+    path = tmp_path / "harness.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def kubectl(lab: RunningLab, *args: str) -> str:
+    env = {**os.environ, "KUBECONFIG": str(lab.state_dir / "kubeconfig"), "HOME": str(lab.state_dir)}
+    done = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def wait_for(condition: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.5)
+
+
+def migration_only(lab: RunningLab, report_dir: Path, config: str) -> tuple[Any, dict[str, Any]]:
+    """The migration suite alone (``pytest suites -k migration``): no probe pods."""
+    return run_suites(report_dir, "--config", config, "-k", "test_migration")
+
+
+def test_leftovers_are_errors_once_complete_and_removing_them_through_the_public_apis_clears_them(
+    migration_lab: RunningLab, tmp_path: Path
+) -> None:
+    lab, config = migration_lab, complete_config(migration_lab, tmp_path)
+    result, before = migration_only(lab, tmp_path / "before", config)
+    assert result.returncode == 1 and before["verdict"] == "fail"
+    assert {c["status"] for c in migration_checks(before).values()} == {"fail"}
+    assert {f["severity"] for f in pod_identity_findings(before).values()} == {"error"}
+
+    # The fixes the harness printed for reports/reports-api (label the template for Workload ID, drop
+    # aadpodidbinding), run as printed with the real kubectl.
+    fixes = [line for f in pod_identity_findings(before).values() for line in f["remediation"]
+             if line.startswith("kubectl patch deployment/reports-api ")]
+    assert len(fixes) == 2, fixes
+    for line in fixes:
+        kubectl(lab, *shlex.split(line)[1:])
+
+    def reports_moved() -> bool:
+        pods = kubectl(lab, "get", "pods", "-n", "reports", "-l", "azure.workload.identity/use=true", "-o", "name")
+        legacy = kubectl(lab, "get", "pods", "-n", "reports", "-l", "aadpodidbinding", "-o", "name")
+        return bool(pods.strip()) and not legacy.strip()
+
+    wait_for(reports_moved)
+    result, moved = migration_only(lab, tmp_path / "moved", config)
+    row = next(r for r in moved["coverage"] if r["binding"] == "reports/reports-binding")
+    assert row["migrated"] is True and row["legacy_pods"] == [] and len(row["labelled_pods"]) == 1
+
+    # Everything else, through the public APIs.
+    kubectl(lab, "delete", "pod", "-n", "payments", "payments-worker", "--wait=false")
+    for kind in ("azureidentitybindings", "azureidentities", "azurepodidentityexceptions", "azureassignedidentities"):
+        kubectl(lab, "delete", kind, "--all", "-A", "--wait=false")
+    kubectl(lab, "delete", "daemonset", "-n", MIGRATION.chart_namespace, f"{MIGRATION.chart_release}-nmi")
+    kubectl(lab, "delete", "deployment", "-n", MIGRATION.chart_namespace, f"{MIGRATION.chart_release}-mic")
+    crds = next(line for line in pod_identity_findings(before)["POD_IDENTITY_CRDS_PRESENT"]["remediation"]
+                if line.startswith("kubectl delete crd "))
+    kubectl(lab, *shlex.split(crds, comments=True)[1:])
+    person = Person(lab.info(), str(lab.state_dir / "ca.pem"))
+    cluster_path = (f"/subscriptions/{lab.info()['subscription_id']}/resourceGroups/{lab.info()['cluster']['resource_group']}"
+                    f"/providers/Microsoft.ContainerService/managedClusters/{lab.info()['cluster']['name']}")
+    cluster = person.arm("GET", cluster_path, AKS_API)  # az aks update --disable-pod-identity: GET, then PUT
+    cluster["properties"]["podIdentityProfile"] = {"enabled": False}
+    person.arm("PUT", cluster_path, AKS_API, cluster)
+    wait_for(lambda: not kubectl(lab, "get", "pods", "-A", "-l", "aadpodidbinding", "-o", "name").strip())
+
+    result, after = migration_only(lab, tmp_path / "after", config)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert after["verdict"] == "pass"
+    assert {c["id"]: c["status"] for c in migration_checks(after).values()} == dict.fromkeys(MIGRATION_CHECKS, "pass")
+    assert pod_identity_findings(after) == {} and after["coverage"] == []
+    assert after["leftovers"]["addon_enabled"] is False and after["leftovers"]["components"] == []
