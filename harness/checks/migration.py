@@ -400,17 +400,20 @@ def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, A
             if selector is not None and (p.get("labels") or {}).get(POD_IDENTITY_LABEL) == selector
         )
         missing, unknown = [], []
-        if facts.service_accounts.error is not None:
+        # the client id unknown (its AzureIdentity could not be read), or the ServiceAccounts: nothing follows
+        blind = azure_identity is None and facts.azure_identities.error is not None
+        accounts_known = facts.service_accounts.error is None and not blind
+        if not accounts_known:
             unknown.append(MISSING_SERVICE_ACCOUNT)
         elif not accounts:
             missing.append(MISSING_SERVICE_ACCOUNT)
         # with annotated ServiceAccounts, a credential must trust one of them; without, any for this issuer counts
         covered = any(c.get("subject") in subjects for c in trusting) if accounts else bool(trusting)
-        if credentials is None or not issuer:
+        if credentials is None or not issuer or blind:
             unknown.append(MISSING_CREDENTIAL)
         elif not covered:
             missing.append(MISSING_CREDENTIAL)
-        if facts.labelled_pods.error is not None:
+        if facts.labelled_pods.error is not None or not accounts_known:
             unknown.append(MISSING_PODS)
         elif not labelled:
             missing.append(MISSING_PODS)
@@ -459,7 +462,7 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
                              [fix.find_identity_anywhere(r["client_id"])[0] for r in doubtful]))
     if not bindings.served and bindings.error is None:
         return passed("no AzureIdentityBinding (the kind is not served): nothing to migrate", evidence)
-    outcome = _judge(ctx, [bindings], leftovers, f"{len(behind)} of {len(rows)} AzureIdentityBindings are not "
+    outcome = _judge(ctx, [bindings, ctx.facts.azure_identities], leftovers, f"{len(behind)} of {len(rows)} AzureIdentityBindings are not "
                      "migrated", evidence, f"every AzureIdentityBinding ({len(rows)}) has its Workload ID replacement"
                      if rows else "no AzureIdentityBinding: nothing to migrate")
     if notes and outcome.status == "pass":

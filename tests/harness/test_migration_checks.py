@@ -314,6 +314,23 @@ def test_an_identity_the_harness_cannot_see_leaves_the_credential_unknown() -> N
     assert "POD_IDENTITY_COVERAGE_UNKNOWN" in {f.code for f in result.findings}
 
 
+def test_what_the_harness_may_not_list_is_unknown_in_the_coverage_never_missing() -> None:
+    facts, cluster = leftover()
+    facts.service_accounts = ObjectList("serviceaccounts", error=FORBIDDEN)
+    rows = coverage_rows(facts, ISSUER)
+    assert all(r["unknown"][0] == "service_account" and "labelled_pods" in r["unknown"] for r in rows)
+    assert all("service_account" not in r["missing"] and "labelled_pods" not in r["missing"] for r in rows)
+    facts, cluster = leftover()
+    facts.azure_identities = ObjectList("azureidentities.aadpodidentity.k8s.io", error=FORBIDDEN)
+    rows = coverage_rows(facts, ISSUER)
+    assert [(r["missing"], r["unknown"]) for r in rows] == [
+        ([], ["service_account", "federated_credential", "labelled_pods"])] * 2
+    result = {r.id: r for r in run_migration_checks(facts, cluster, AZURE, ExpectConfig(migration_complete=True))}
+    covered = result["migration.bindings_migrated"]
+    assert covered.status == WARN
+    assert {f.code for f in covered.findings} == {"POD_IDENTITY_UNREADABLE", "POD_IDENTITY_COVERAGE_UNKNOWN"}
+
+
 def test_the_leftovers_section_is_flat_tables_and_valid() -> None:
     facts, cluster = leftover()
     section = leftovers_section(facts, cluster, ExpectConfig(migration_complete=True))
