@@ -499,6 +499,9 @@ class RunRecorder:
         terminalreporter.section("wi-harness")
         for line in summary_lines(self.document, self.path):
             terminalreporter.write_line(self.session.redactor.text(line))
+        if self.path is not None:
+            run_dir = self.path.parent
+            terminalreporter.write_line(f"sign-off {run_dir / 'signoff.md'}  {run_dir / 'signoff.html'}")
         if self.write_error:
             terminalreporter.write_line(
                 f"could not write the run report: {self.session.redactor.text(self.write_error)}", red=True
