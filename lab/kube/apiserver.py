@@ -205,6 +205,28 @@ def parse_target(store: Store, group: str, version: str, rest: list[str]) -> Tar
     return Target(rt, version, namespace, name, subresource, watch_path)
 
 
+def path_attributes(method: str, group: str, rest: list[str], query: Any) -> Attributes:
+    """The authorization question a resource path asks whether or not the resource exists: the API server's
+    authorization filter runs before its routes, on the request info parsed from the path alone (apiserver
+    pkg/endpoints/request/requestinfo.go, filters/authorization.go), so a caller without the right gets 403 for
+    a resource that is not served, and 404 only once allowed (kubernetes/kubernetes#31798, #31753)."""
+    parts = list(rest)
+    watch = bool(parts) and parts[0] == "watch"
+    parts = parts[1:] if watch else parts
+    namespace = ""
+    if len(parts) >= 3 and parts[0] == "namespaces":
+        namespace, parts = parts[1], parts[2:]
+    name = parts[1] if len(parts) > 1 else ""
+    if method == "GET":
+        verb = "watch" if watch or is_true(query.get("watch")) else ("get" if name else "list")
+    elif method == "DELETE":
+        verb = "delete" if name else "deletecollection"
+    else:
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, method.lower())
+    return Attributes(verb=verb, resource=parts[0] if parts else "", group=group, namespace=namespace, name=name,
+                      subresource=parts[2] if len(parts) > 2 else "")
+
+
 def verb_for(method: str, target: Target, query: Any) -> str:
     if method == "GET":
         if target.watch_path or is_true(query.get("watch")):
@@ -308,7 +330,12 @@ class ApiServer:
             if resources is None:
                 raise resource_not_found()
             return json_response(resources)
-        target = parse_target(self.store, group, version, rest)
+        try:
+            target = parse_target(self.store, group, version, rest)
+        except errors.ApiError as exc:
+            if exc.code == 404:  # who may not ask learns nothing of what exists
+                require(self.lab.kube, user, path_attributes(request.method, group, rest, request.query))
+            raise
         return await self.handle_resource(request, user, target)
 
     def group_document(self, group: str) -> web.Response:

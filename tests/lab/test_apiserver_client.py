@@ -485,6 +485,20 @@ def test_forbidden_messages(raw: Raw, restricted: Any) -> None:
     assert raw("GET", "/api/v1/namespaces/default/pods", token=restricted.token).status_code == 200
 
 
+def test_a_resource_that_is_not_served_is_forbidden_before_it_is_not_found(raw: Raw, restricted: Any) -> None:
+    """Authorization runs before routing: who may not ask gets 403, and 404 only once allowed (kubernetes#31798)."""
+    path = "/apis/widgets.example.com/v1/widgets"
+    denied = raw("GET", path, token=restricted.token)
+    assert denied.status_code == 403
+    assert denied.json()["message"] == (
+        f'widgets.widgets.example.com is forbidden: User "{restricted.name}" cannot list resource "widgets" in API '
+        'group "widgets.example.com" at the cluster scope'
+    )
+    named = raw("GET", "/api/v1/namespaces/default/widgets/w", token=restricted.token)
+    assert named.status_code == 403 and 'cannot get resource "widgets"' in named.json()["message"]
+    assert raw("GET", path).status_code == 404  # the lab's admin may ask: the resource is not served
+
+
 def test_self_subject_reviews(raw: Raw, restricted: Any) -> None:
     def can(verb: str, namespace: str) -> bool:
         review = {
