@@ -25,6 +25,7 @@ import yaml
 from test_e2e_lab import run_suites
 from test_identities_lab import Person
 
+from harness.manifests import render
 from lab.bootstrap import RunningLab, start_lab
 from lab.scenarios import MIGRATION, LegacyIdentity
 
@@ -210,3 +211,71 @@ def test_leftovers_are_errors_once_complete_and_removing_them_through_the_public
     assert {c["id"]: c["status"] for c in migration_checks(after).values()} == dict.fromkeys(MIGRATION_CHECKS, "pass")
     assert pod_identity_findings(after) == {} and after["coverage"] == []
     assert after["leftovers"]["addon_enabled"] is False and after["leftovers"]["components"] == []
+
+
+# ---------------------------------------------------------------- the harness's own RBAC
+
+
+@pytest.fixture(scope="module")
+def healthy_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
+    lab = start_lab(tmp_path_factory.mktemp("rbac-lab"))
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+def as_service_account(lab: RunningLab, tmp_path: Path, name: str, drop_groups: set[str]) -> str:
+    """harness.yaml for a ServiceAccount bound to the rendered harness RBAC, less the rules for ``drop_groups``,
+    with ``expect.migration_complete: true``."""
+    kubectl(lab, "create", "serviceaccount", "-n", "default", name)
+    docs = render("harness-rbac.yaml.j2", subject_kind="ServiceAccount", subject_name=name,
+                  subject_namespace="default", namespaces=["finance", "orders"], webhook_namespace="kube-system")
+    for doc in docs:
+        doc["metadata"]["name"] = f"{doc['metadata']['name']}-{name}"
+        if doc["kind"].endswith("Binding"):
+            doc["roleRef"]["name"] = f"{doc['roleRef']['name']}-{name}"
+        if "rules" in doc:
+            doc["rules"] = [rule for rule in doc["rules"] if not set(rule.get("apiGroups") or []) & drop_groups]
+    manifest = tmp_path / f"{name}-rbac.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    kubectl(lab, "apply", "-f", str(manifest))
+    token = kubectl(lab, "create", "token", "-n", "default", name).strip()
+    kubeconfig = yaml.safe_load((lab.state_dir / "kubeconfig").read_text())
+    kubeconfig["users"][0]["user"] = {"token": token}
+    (tmp_path / f"{name}.kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    data = yaml.safe_load(Path(complete_config(lab, tmp_path)).read_text())
+    data["cluster"]["kubeconfig"] = str(tmp_path / f"{name}.kubeconfig")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_the_rendered_harness_rbac_lets_the_migration_suite_read_everything(
+    healthy_lab: RunningLab, tmp_path: Path
+) -> None:
+    config = as_service_account(healthy_lab, tmp_path, "harness-full", set())
+    result, document = migration_only(healthy_lab, tmp_path / "reports", config)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert {c["status"] for c in migration_checks(document).values()} == {"pass"}
+    assert document["leftovers"]["unreadable"] == []
+
+
+def test_a_harness_that_may_not_list_the_pod_identity_kinds_warns_and_does_not_fail(
+    healthy_lab: RunningLab, tmp_path: Path
+) -> None:
+    config = as_service_account(healthy_lab, tmp_path, "harness-limited",
+                                {"apiextensions.k8s.io", "aadpodidentity.k8s.io"})
+    result, document = migration_only(healthy_lab, tmp_path / "reports", config)
+    assert result.returncode == 0, result.stdout[-4000:]  # migration_complete: true, and still no failure
+    checks = {k: c["status"] for k, c in migration_checks(document).items()}
+    assert checks == {"migration.bindings_migrated": "warn", "migration.pods_unlabelled": "pass",
+                      "migration.objects_removed": "warn", "migration.components_removed": "pass",
+                      "migration.crds_removed": "warn", "migration.addon_disabled": "pass"}, checks
+    unreadable = pod_identity_findings(document)["POD_IDENTITY_UNREADABLE"]
+    assert unreadable["severity"] == "warning" and "may not list" in unreadable["message"]
+    assert {u["resource"] for u in document["leftovers"]["unreadable"]} == {
+        "customresourcedefinitions.apiextensions.k8s.io",
+        *(f"{plural}.aadpodidentity.k8s.io" for plural in ("azureidentities", "azureidentitybindings",
+                                                           "azurepodidentityexceptions", "azureassignedidentities"))}
+    assert all(u["status"] == 403 for u in document["leftovers"]["unreadable"])
