@@ -523,12 +523,9 @@ def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
         "Started",
         "Verdict",
         "Workloads passed",
-        "Pass",
-        "Fail",
-        "Warn",
-        "Skip",
-        "Errors",
-        "Warnings",
+        *(f"Checks {status}" for status in STATUS_ORDER),
+        "Error findings",
+        "Warning findings",
     ]
     failed = [r for r in runs if r.verdict != "pass"]
     return FleetView(
