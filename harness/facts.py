@@ -120,6 +120,8 @@ class IdentityFacts:
     federated_credentials: list[dict[str, Any]] | None = None
     role_assignments: list[dict[str, Any]] | None = None
     role_names: dict[str, str] = field(default_factory=dict)  # lower-cased roleDefinitionId -> roleName
+    # lower-cased roleDefinitionId -> {actions, notActions, dataActions, notDataActions}
+    role_permissions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # The annotation is the principal (object) id of this identity: {kind, client_id, name, resource_id}
     principal_of: dict[str, Any] | None = None
     searched: list[str] = field(default_factory=list)  # where the client id was looked for, in order

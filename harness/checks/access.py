@@ -12,6 +12,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.exchange import EGRESS_KINDS, describe_exchange_error
 from harness.checks.federation import principal_id_of
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
+from harness.checks.roles import diagnose_denial, view_assignments
 from harness.commands import Command, Step, Var, advice, command
 from harness.config import BlobAccess, KeyVaultSecretAccess
 from harness.values import endpoint_key
@@ -96,6 +97,9 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     if outcome == check.expect:
         verb = "allowed as expected" if outcome == "allow" else "denied as expected, by the service's authorization"
         return passed(f"{what}: {verb} ({detail})", evidence)
+    missing = _missing_object(check, evidence)
+    if missing is not None:
+        return missing_object(ctx, check, missing, evidence)
     if outcome in NOT_AN_AUTHORIZATION_ANSWER:
         return _not_an_authorization_answer(ctx, check, outcome, evidence, principal)
     if outcome == "deny" and check.expect == "allow" and _access_policy_refusal(evidence):
@@ -114,18 +118,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
             ),
         )
     if outcome == "deny" and check.expect == "allow":
-        return failed(
-            f"{what}: denied, expected allow ({detail})",
-            evidence,
-            Finding(
-                "ACCESS_DENIED_UNEXPECTEDLY",
-                ERROR,
-                "access",
-                f"the workload cannot read {what} ({detail}); role assignments take minutes to propagate",
-                evidence,
-                [*_grant_read(ctx, check, principal), fix.list_roles(principal)],
-            ),
-        )
+        return _rbac_denial(ctx, check, evidence, principal)
     if outcome == "allow" and check.expect == "deny":
         return failed(
             f"{what}: ALLOWED, expected deny: the identity has more access than intended ({detail})",
@@ -165,6 +158,82 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         evidence,
         Finding(code, ERROR, "access", message, evidence, remediation),
     )
+
+
+def target_scope(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> str | None:
+    """The ARM scope of the object the check reads (the secret, the blob), when the resource is known."""
+    found = resource_of(ctx, check)
+    if found is None:
+        return None
+    if isinstance(check, KeyVaultSecretAccess):
+        return f"{found['id']}/secrets/{check.secret}"
+    return f"{found['id']}/blobServices/default/containers/{check.container}/blobs/{check.blob}"
+
+
+def _rbac_denial(
+    ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, evidence: dict[str, Any], principal: str | None
+) -> Outcome:
+    """An authorization refusal on an allow target, diagnosed from the identity's role assignments along the
+    target's scope chain when the harness could read them (else the plain ACCESS_DENIED_UNEXPECTEDLY)."""
+    what, detail = check.describe(), _detail(evidence)
+    assignments = ctx.facts.identity.role_assignments
+    target = target_scope(ctx, check)
+    repair: list[Step] = [*_grant_read(ctx, check, principal), fix.list_roles(principal)]
+    if assignments is None or target is None:
+        code = "ACCESS_DENIED_UNEXPECTEDLY"
+        why = "role assignments take minutes to propagate"
+    else:
+        views = view_assignments(assignments, ctx.facts.identity.role_names, ctx.facts.identity.role_permissions,
+                                 check.kind, target)
+        diagnosis = diagnose_denial(views, target, ctx.now)
+        code, why = diagnosis.code, diagnosis.detail
+        evidence["role_diagnosis"] = {"target_scope": target,
+                                      "assignments": [a.__dict__ for a in diagnosis.assignments]}
+        if code == "ROLE_PROPAGATION_PENDING":
+            repair = [advice("wait a few minutes and run again: nothing to change"), fix.list_roles(principal)]
+        elif code == "ROLE_WRONG_SCOPE":
+            misplaced = [a for a in diagnosis.assignments if a.grants and not a.covers]
+            repair = [*_grant_read(ctx, check, principal),
+                      advice("then remove the assignment on the wrong scope if nothing else needs it:"),
+                      *[fix.delete_role_assignment_id(a.id) for a in misplaced[:3]]]
+    return failed(
+        f"{what}: denied, expected allow ({detail}): {why}",
+        evidence,
+        Finding(code, ERROR, "access", f"the workload cannot read {what} ({detail}): {why}", evidence, repair),
+    )
+
+
+_NOT_FOUND = {"SecretNotFound": "SECRET_NOT_FOUND", "BlobNotFound": "BLOB_NOT_FOUND",
+              "ContainerNotFound": "BLOB_NOT_FOUND", "SecretDisabled": "SECRET_DISABLED"}
+
+
+def _missing_object(check: KeyVaultSecretAccess | BlobAccess, evidence: dict[str, Any]) -> str | None:
+    """SECRET_NOT_FOUND / BLOB_NOT_FOUND (the service let the identity look: the object is not there) or
+    SECRET_DISABLED, from the service's own codes."""
+    codes = {str(evidence.get(k)) for k in ("code", "innererror", "x_ms_error_code") if evidence.get(k)}
+    if evidence.get("http_status") == 404 and isinstance(check, BlobAccess) and not codes:
+        return "BLOB_NOT_FOUND"  # a HEAD answer carries no body; its x-ms-error-code may be stripped by a proxy
+    return next((_NOT_FOUND[c] for c in sorted(codes) if c in _NOT_FOUND), None)
+
+
+def missing_object(
+    ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, code: str, evidence: dict[str, Any]
+) -> Outcome:
+    what, detail = check.describe(), _detail(evidence)
+    name = resource_name(ctx, check)
+    if code == "SECRET_DISABLED":
+        assert isinstance(check, KeyVaultSecretAccess)
+        message = f"{what} is disabled ({detail})"
+        repair: list[Step] = [fix.enable_secret(name, check.secret)]
+    elif isinstance(check, KeyVaultSecretAccess):
+        message = f"{what} does not exist ({detail}); the identity was allowed to look"
+        repair = [fix.list_secrets(name), advice("fix the secret's name in harness.yaml, or create the secret")]
+    else:
+        message = f"{what} does not exist ({detail})"
+        repair = [fix.list_blobs(name, check.container),
+                  advice("fix the container/blob in harness.yaml, or upload the blob")]
+    return failed(f"{what}: expected {check.expect}: {message}", evidence,
+                  Finding(code, ERROR, "access", message, evidence, repair))
 
 
 # The service's own error codes decide what an answer means (reference: real-cluster-behaviours.md section 1):

@@ -501,3 +501,21 @@ def storage_network_rules(account: str) -> list[Step]:
         command("az", "storage", "account", "network-rule", "add", "--account-name", account,
                 "--subnet", "<aks-node-subnet-id>", note="or --ip-address <the cluster's egress IP>"),
     ]
+
+
+def delete_role_assignment_id(assignment_id: str) -> Command:
+    return command("az", "role", "assignment", "delete", "--ids", assignment_id or "<assignment-id>")
+
+
+def enable_secret(vault: str, secret: str) -> Command:
+    return command("az", "keyvault", "secret", "set-attributes", "--vault-name", vault, "--name", secret,
+                   "--enabled", "true")
+
+
+def list_secrets(vault: str) -> Command:
+    return command("az", "keyvault", "secret", "list", "--vault-name", vault, "--query", "[].name", "-o", "tsv")
+
+
+def list_blobs(account: str, container: str) -> Command:
+    return command("az", "storage", "blob", "list", "--account-name", account, "--container-name", container,
+                   "--auth-mode", "login", "--query", "[].name", "-o", "tsv")

@@ -173,7 +173,19 @@ def collect_role_assignments(
         definition_id = str((assignment.get("properties") or {}).get("roleDefinitionId") or "")
         if definition_id and definition_id.lower() not in facts.role_names:
             definition = arm(f"{definition_id}?api-version={AUTHORIZATION_API}")
-            name = (
-                ((definition.body or {}).get("properties") or {}).get("roleName") if definition.ok else None
-            )
+            properties = ((definition.body or {}).get("properties") or {}) if definition.ok else {}
+            name = properties.get("roleName")
             facts.role_names[definition_id.lower()] = str(name or definition_id.rsplit("/", 1)[-1])
+            if definition.ok:
+                facts.role_permissions[definition_id.lower()] = role_permissions(properties)
+
+
+def role_permissions(properties: dict[str, Any]) -> dict[str, list[str]]:
+    """A role definition's permissions, merged over its permission blocks: actions and dataActions with their
+    exclusions (what decides whether a role lets its holder read a secret or a blob)."""
+    merged: dict[str, list[str]] = {"actions": [], "notActions": [], "dataActions": [], "notDataActions": []}
+    for block in properties.get("permissions") or []:
+        if isinstance(block, dict):
+            for key, found in merged.items():
+                found.extend(str(item) for item in block.get(key) or [] if isinstance(item, str))
+    return merged

@@ -9,10 +9,13 @@ the lab's admin credentials would (az keyvault update / az storage account updat
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from test_e2e_lab import checks_of, run_suites
 from test_identities_lab import Person
 
@@ -91,3 +94,80 @@ def test_an_access_policy_vault_is_fixed_with_set_policy(
     fix = codes["KEYVAULT_ACCESS_POLICY_MISSING"]["remediation"][0]
     assert fix.startswith("az keyvault set-policy --name finance-kv --object-id ")
     assert fix.endswith(" --secret-permissions get") and "<principal-id>" not in fix
+
+
+SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"  # Key Vault Secrets User
+VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"  # Key Vault Reader: control plane only
+
+
+def finance_principal(person: Person) -> str:
+    identities = person.arm("GET", f"/subscriptions/{person.info['subscription_id']}/providers/"
+                                   "Microsoft.ManagedIdentity/userAssignedIdentities", "2023-01-31")
+    clients = {w["client_id"] for w in person.info.get("workloads", []) if w.get("id") == "finance/backend-sa"}
+    found = [i for i in identities["value"] if i["properties"]["clientId"] in clients] or [
+        i for i in identities["value"] if i["name"] == "myWorkloadId"]
+    return found[0]["properties"]["principalId"]
+
+
+def assignments_of(person: Person, principal: str) -> list[dict[str, Any]]:
+    listing = person.arm("GET", f"/subscriptions/{person.info['subscription_id']}/providers/"
+                                "Microsoft.Authorization/roleAssignments", "2022-04-01",
+                         **{"$filter": f"principalId eq '{principal}'"})
+    return listing["value"]
+
+
+def test_why_a_read_is_refused_is_told_apart_by_the_identitys_roles(
+    running_lab: RunningLab, person: Person, tmp_path: Path
+) -> None:
+    """The role moved to the other vault (ROLE_WRONG_SCOPE), then replaced by Key Vault Reader
+    (ROLE_INSUFFICIENT), then the right role given back while Entra/ARM still propagate it
+    (ROLE_PROPAGATION_PENDING); a secret name that does not exist is SECRET_NOT_FOUND."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    finance_kv = resource_id(person, "Microsoft.KeyVault/vaults", "finance-kv")
+    platform_kv = resource_id(person, "Microsoft.KeyVault/vaults", "platform-kv")
+    principal = finance_principal(person)
+    original = [a for a in assignments_of(person, principal) if a["properties"]["scope"].lower() == finance_kv.lower()]
+    assert original, "the healthy lab grants the finance identity a role on finance-kv"
+    made: list[str] = []
+
+    def run(name: str) -> dict[str, Any]:
+        result, document = run_suites(tmp_path / name, "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 1, result.stdout[-3000:]
+        return findings_of(document, "finance/backend-sa")
+
+    try:
+        for assignment in original:
+            person.arm("DELETE", assignment["id"], "2022-04-01")
+        made.append(person.grant(platform_kv, SECRETS_USER, principal))
+        wrong_scope = run("wrong-scope")
+        assert "ROLE_WRONG_SCOPE" in wrong_scope and "ROLE_ASSIGNMENT_MISSING" not in wrong_scope
+        assert wrong_scope["ROLE_WRONG_SCOPE"]["remediation"][0].endswith(f"--scope {finance_kv}")
+
+        person.arm("DELETE", made.pop(), "2022-04-01")
+        made.append(person.grant(finance_kv, VAULT_READER, principal))
+        insufficient = run("insufficient")
+        assert "ROLE_INSUFFICIENT" in insufficient, insufficient
+
+        ctl = [sys.executable, "-m", "lab", "ctl", "--state-dir", str(running_lab.state_dir), "propagation"]
+        subprocess.run([*ctl, "--role-seconds", "300"], check=True, capture_output=True, timeout=60)
+        try:
+            made.append(person.grant(finance_kv, SECRETS_USER, principal))
+            pending = run("pending")
+        finally:
+            subprocess.run([*ctl, "--role-seconds", "0"], check=True, capture_output=True, timeout=60)
+        assert "ROLE_PROPAGATION_PENDING" in pending, pending
+    finally:
+        for assignment_id in made:
+            person.arm("DELETE", assignment_id, "2022-04-01")
+        for assignment in original:
+            person.arm("PUT", assignment["id"], "2022-04-01", {"properties": {
+                "roleDefinitionId": assignment["properties"]["roleDefinitionId"], "principalId": principal,
+                "principalType": "ServicePrincipal"}})
+
+    broken = yaml.safe_load(Path(config).read_text())
+    finance = next(w for w in broken["workloads"] if w["service_account"] == "backend-sa")
+    finance["access"][0]["secret"] = "db-pasword"
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump(broken))
+    result, document = run_suites(tmp_path / "typo", "--config", str(typo), "--workload", "finance/backend-sa")
+    assert "SECRET_NOT_FOUND" in findings_of(document, "finance/backend-sa")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from harness.checks.federation import identity_matches
 from harness.checks.model import FAIL, PASS, SKIP, WARN, Finding, Outcome, failed, passed, skipped
 from harness.checks.pod import pod_admitted, pod_mutated
 from harness.checks.probe_output import probe_completed
+from harness.checks.roles import covers, grants
 from harness.checks.serviceaccount import sa_exists
 from harness.checks.token import token_issuer
 from harness.collect.probe_pods import observe, settled
@@ -280,10 +282,8 @@ def test_access_errors_that_are_not_denials_say_what_to_look_at() -> None:
     }
     ctx.facts.pod.probe = {"steps": [missing]}
     finding = access_outcome(ctx, 0, check).findings[0]
-    assert finding.code == "ACCESS_CHECK_ERROR"
-    assert finding.fix_lines() == [
-        "az keyvault secret show --vault-name finance-kv --name db-password --query id -o tsv"
-    ]
+    assert finding.code == "SECRET_NOT_FOUND"
+    assert finding.fix_lines()[0] == "az keyvault secret list --vault-name finance-kv --query '[].name' -o tsv"
     exchange_error = {
         "kind": "entra_error",
         "http_status": 400,
@@ -871,7 +871,13 @@ def test_only_authorization_refusals_prove_a_deny() -> None:
     assert _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="AccessDenied").status == PASS
     assert _answered("blob", "deny", 403, code="AuthorizationPermissionMismatch").status == PASS
     assert _answered("keyvault_secret", "deny", 401, code="Unauthorized").status == WARN
-    assert _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="SecretDisabled").status == WARN
+    disabled = _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="SecretDisabled")
+    assert disabled.status == FAIL and disabled.findings[0].code == "SECRET_DISABLED"
+    assert disabled.findings[0].fix_lines() == [
+        "az keyvault secret set-attributes --vault-name finance-kv --name db-password --enabled true"
+    ]
+    assert _answered("blob", "allow", 404, code="BlobNotFound").findings[0].code == "BLOB_NOT_FOUND"
+    assert _answered("blob", "allow", 404).findings[0].code == "BLOB_NOT_FOUND"  # HEAD: no body
 
 
 def test_an_access_policy_vault_needs_set_policy_not_a_role() -> None:
@@ -927,3 +933,80 @@ def test_the_cluster_identity_is_checked_against_the_expectation() -> None:
     two = {"type": "UserAssigned", "userAssignedIdentities": {"/a": {}, "/b": {}}}
     assert check(cluster(two)).status == WARN
     assert check(ClusterFacts(time.time())).status == SKIP
+
+
+
+# ---------------------------------------------------------------- why an RBAC read was refused
+
+VAULT_ID = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
+OTHER_VAULT_ID = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/platform-kv"
+SECRETS_USER_ID = "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/4633458b"
+READER_ID = "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/21090545"
+
+
+def _rbac_refused(assignments: list[tuple[str, str, str]], now: float | None = None) -> Finding:
+    """A ForbiddenByRbac read of finance-kv/db-password; ``assignments`` are (role definition, scope, createdOn)."""
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
+    ctx = context_for()
+    assert ctx.facts.pod is not None
+    if now is not None:
+        ctx.now = now
+    ctx.cluster.access_resources = {VAULT.rstrip("/"): {"id": VAULT_ID, "name": "finance-kv",
+                                                        "resource_group": "myRg"}}
+    identity = ctx.facts.identity
+    identity.identity = {"properties": {"principalId": "22222222-3333-4444-5555-666666666666"}}
+    identity.role_assignments = [
+        {"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/a{i}",
+         "properties": {"roleDefinitionId": role, "scope": scope, "createdOn": created}}
+        for i, (role, scope, created) in enumerate(assignments)
+    ]
+    identity.role_names = {SECRETS_USER_ID.lower(): "Key Vault Secrets User", READER_ID.lower(): "Key Vault Reader"}
+    identity.role_permissions = {
+        SECRETS_USER_ID.lower(): {"dataActions": ["Microsoft.KeyVault/vaults/secrets/getSecret/action",
+                                                  "Microsoft.KeyVault/vaults/secrets/readMetadata/action"]},
+        READER_ID.lower(): {"actions": ["Microsoft.KeyVault/*/read"], "dataActions": [
+            "Microsoft.KeyVault/vaults/secrets/readMetadata/action"]},
+    }
+    step = {"name": "access", "index": 0, "status": "fail", "outcome": "deny",
+            "evidence": {"http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByRbac"}}
+    ctx.facts.pod.probe = {"steps": [step]}
+    return access_outcome(ctx, 0, check).findings[0]
+
+
+OLD = "2024-01-01T00:00:00.0000000Z"
+
+
+def test_no_fitting_role_anywhere_is_a_missing_assignment_with_the_real_scope() -> None:
+    finding = _rbac_refused([])
+    assert finding.code == "ROLE_ASSIGNMENT_MISSING"
+    assert finding.fix_lines()[0].endswith(f"--role 'Key Vault Secrets User' --scope {VAULT_ID}")
+
+
+def test_a_fitting_role_on_another_vault_is_the_wrong_scope() -> None:
+    finding = _rbac_refused([(SECRETS_USER_ID, OTHER_VAULT_ID, OLD)])
+    assert finding.code == "ROLE_WRONG_SCOPE" and "platform-kv" in finding.message
+    assert finding.fix_lines()[-1] == (
+        f"az role assignment delete --ids {OTHER_VAULT_ID}/providers/Microsoft.Authorization/roleAssignments/a0"
+    )
+
+
+def test_a_control_plane_role_at_the_right_scope_is_insufficient() -> None:
+    finding = _rbac_refused([(READER_ID, VAULT_ID, OLD)])
+    assert finding.code == "ROLE_INSUFFICIENT" and "Key Vault Reader" in finding.message
+
+
+def test_a_fitting_role_on_a_parent_scope_that_is_young_is_propagating() -> None:
+    finding = _rbac_refused([(SECRETS_USER_ID, "/subscriptions/s/resourceGroups/myRg", "2026-12-04T21:00:00Z")],
+                            now=datetime(2026, 12, 4, 21, 2, tzinfo=UTC).timestamp())
+    assert finding.code == "ROLE_PROPAGATION_PENDING" and "120 s ago" in finding.message
+    assert finding.fix_lines()[0].startswith("# wait a few minutes")
+
+
+def test_role_wildcards_and_exclusions_decide_what_a_role_grants() -> None:
+    action = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
+    assert grants({"dataActions": ["Microsoft.KeyVault/vaults/secrets/*"]}, action)
+    assert not grants({"dataActions": ["Microsoft.KeyVault/vaults/secrets/*"],
+                       "notDataActions": ["Microsoft.KeyVault/vaults/secrets/getSecret/action"]}, action)
+    assert not grants({"actions": ["*"]}, action)  # Owner/Contributor: control plane only
+    assert covers("/subscriptions/s", VAULT_ID + "/secrets/x") and not covers(OTHER_VAULT_ID, VAULT_ID)
+    assert not covers(VAULT_ID, VAULT_ID + "2")

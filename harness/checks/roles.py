@@ -1,0 +1,112 @@
+"""Why an RBAC read was refused, from the identity's role assignments and their roles' data actions: no fitting
+role at all, a fitting role on another resource, a role at the right scope without the data action (Key Vault
+Reader, Contributor: control plane only), or a fitting assignment too young to have taken effect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+# The data action each kind of read needs (learn.microsoft.com built-in roles: Key Vault Secrets User,
+# Storage Blob Data Reader).
+READ_DATA_ACTIONS = {
+    "keyvault_secret": "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+    "blob": "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+}
+# "Role assignments can take up to 10 minutes to take effect" (learn.microsoft.com, Azure RBAC troubleshooting).
+PROPAGATION_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Assignment:
+    id: str
+    role: str
+    scope: str
+    created_on: float | None
+    grants: bool  # the role's data actions cover the read
+    covers: bool  # the scope is the target or one of its parents
+
+
+@dataclass(frozen=True)
+class RoleDiagnosis:
+    code: str  # ROLE_ASSIGNMENT_MISSING | ROLE_WRONG_SCOPE | ROLE_INSUFFICIENT | ROLE_PROPAGATION_PENDING
+    detail: str
+    assignments: list[Assignment]
+
+
+def grants(permissions: dict[str, list[str]] | None, data_action: str) -> bool:
+    """Whether a role's dataActions (with their * wildcards) cover ``data_action``, less its notDataActions."""
+    if not permissions:
+        return False
+    wanted = data_action.lower()
+    allowed = any(fnmatchcase(wanted, pattern.lower()) for pattern in permissions.get("dataActions") or [])
+    excluded = any(fnmatchcase(wanted, pattern.lower()) for pattern in permissions.get("notDataActions") or [])
+    return allowed and not excluded
+
+
+def covers(scope: str, target: str) -> bool:
+    """An assignment at ``scope`` applies to ``target`` when the scope is the target or one of its parents."""
+    scope, target = scope.rstrip("/").lower(), target.rstrip("/").lower()
+    return scope == "" or target == scope or target.startswith(scope + "/")
+
+
+def created_on(text: Any) -> float | None:
+    """ARM's ``createdOn`` (``2024-05-01T10:00:00.1234567Z``) as epoch seconds."""
+    if not isinstance(text, str) or not text:
+        return None
+    head, _, fraction = text.rstrip("Z").partition(".")
+    try:
+        return datetime.fromisoformat(head + "+00:00").timestamp() + (float("0." + fraction) if fraction else 0.0)
+    except ValueError:
+        return None
+
+
+def view_assignments(
+    assignments: list[dict[str, Any]],
+    role_names: dict[str, str],
+    role_permissions: dict[str, dict[str, list[str]]],
+    kind: str,
+    target: str,
+) -> list[Assignment]:
+    data_action = READ_DATA_ACTIONS[kind]
+    views = []
+    for assignment in assignments:
+        properties = assignment.get("properties") or {}
+        definition = str(properties.get("roleDefinitionId") or "").lower()
+        scope = str(properties.get("scope") or "")
+        views.append(Assignment(
+            id=str(assignment.get("id") or ""),
+            role=role_names.get(definition, definition.rsplit("/", 1)[-1]),
+            scope=scope,
+            created_on=created_on(properties.get("createdOn")),
+            grants=grants(role_permissions.get(definition), data_action),
+            covers=covers(scope, target),
+        ))
+    return views
+
+
+def diagnose_denial(views: list[Assignment], target: str, now: float) -> RoleDiagnosis:
+    """The finest true cause of an authorization refusal, most actionable first."""
+    fitting_here = [a for a in views if a.grants and a.covers]
+    young = [a for a in fitting_here if a.created_on is not None and now - a.created_on < PROPAGATION_SECONDS]
+    if young:
+        age = int(now - max(a.created_on or 0 for a in young))
+        return RoleDiagnosis("ROLE_PROPAGATION_PENDING",
+                             f"{young[0].role} was assigned {age} s ago; assignments take up to "
+                             f"{PROPAGATION_SECONDS // 60} minutes to take effect", views)
+    elsewhere = [a for a in views if a.grants and not a.covers]
+    if elsewhere and not fitting_here:
+        places = ", ".join(f"{a.role} on {a.scope}" for a in elsewhere[:3])
+        return RoleDiagnosis("ROLE_WRONG_SCOPE", f"the identity holds {places}, not on {target} or a parent", views)
+    here = [a for a in views if a.covers and not a.grants]
+    if here and not fitting_here:
+        roles = ", ".join(sorted({a.role for a in here}))
+        return RoleDiagnosis("ROLE_INSUFFICIENT",
+                             f"{roles} at the right scope has no data action to read (control plane only)", views)
+    if fitting_here:  # a fitting, settled assignment and still refused: a deny assignment or a condition
+        return RoleDiagnosis("ACCESS_DENIED_UNEXPECTEDLY",
+                             f"{fitting_here[0].role} on {fitting_here[0].scope} should allow the read", views)
+    return RoleDiagnosis("ROLE_ASSIGNMENT_MISSING", "the identity holds no role assignment that allows the read",
+                         views)
