@@ -28,7 +28,7 @@ AADSTS_MEANINGS: dict[str, tuple[str, str, str]] = {
         "no federated credential has the token's audience",
     ),
     "AADSTS700213": ("FIC_SUBJECT_MISMATCH", "federation", "no federated credential has the token's subject"),
-    "AADSTS7002138": ("FIC_SUBJECT_MISMATCH", "federation", "the subject matches only case-insensitively"),
+    "AADSTS7002138": ("FIC_SUBJECT_CASE_MISMATCH", "federation", "the subject matches only case-insensitively"),
     "AADSTS70025": ("FIC_MISSING", "federation", "the identity has no federated credentials at all"),
     "AADSTS700024": (
         "TOKEN_TIME_INVALID",

@@ -5,6 +5,7 @@ view, never a failed workload."""
 
 from __future__ import annotations
 
+import difflib
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -358,8 +359,25 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
         )
     if match.subject_differs:
         subjects = [f["subject"] for f in match.subject_differs]
-        case = any(str(s).lower() == ctx.subject.lower() for s in subjects)
-        note = " (differs only by case; matching is case-sensitive)" if case else ""
+        twin = next((f for f in match.subject_differs if str(f["subject"]).lower() == ctx.subject.lower()), None)
+        if twin is not None:
+            return failed(
+                f"federated credential {twin['name']} has subject {twin['subject']!r}, the token says "
+                f"{ctx.subject!r}: equal but for case, and Entra matches subjects case-sensitively "
+                "(Entra: AADSTS7002138)",
+                evidence,
+                Finding(
+                    "FIC_SUBJECT_CASE_MISMATCH",
+                    ERROR,
+                    "federation",
+                    f"FIC {twin['name']} subject {twin['subject']!r} differs from {ctx.subject!r} only in case",
+                    evidence,
+                    [fic_fix(ctx, "update", str(twin["name"]), issuer)],
+                ),
+            )
+        nearest = difflib.get_close_matches(ctx.subject, [str(s) for s in subjects], n=1, cutoff=0.0)
+        evidence["nearest_subject"] = nearest[0] if nearest else None
+        note = f"; the nearest is {nearest[0]!r}" if nearest else ""
         return failed(
             f"no federated credential for subject {ctx.subject!r}; the identity trusts {subjects}{note} "
             "(Entra: AADSTS700213)",

@@ -153,6 +153,11 @@ def remove_sa_annotation(namespace: str, service_account: str, annotation: str) 
                    object_or(service_account, "<sa>"), f"{annotation}-")
 
 
+def remove_sa_label(namespace: str, service_account: str, label: str) -> Command:
+    return kubectl("label", "serviceaccount", "-n", namespace_or(namespace), object_or(service_account, "<sa>"),
+                   f"{label}-")
+
+
 def node_clock(node: str | None) -> list[Step]:
     """Entra judges the token's nbf/exp by its own clock: compare the node's with the 'Current time' it quoted."""
     return [

@@ -3,12 +3,16 @@ one."""
 
 from __future__ import annotations
 
+import difflib
+import re
+from typing import Any
+
 from harness import values
 from harness.checks import remediation as fix
 from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
-from harness.commands import command
+from harness.commands import Step, command
 from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
 
 # Near misses people write instead of the exact annotation key (issue #1026 and friends).
@@ -65,6 +69,81 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
     )
 
 
+def near_miss_keys(keys: list[str]) -> list[str]:
+    """Keys someone meant as the client-id annotation: a known typo, the same letters in another spelling
+    (``client_id``, ``clientId``, another prefix), or a key within a couple of characters of it."""
+    wanted = _letters(CLIENT_ID_ANNOTATION)
+    return [
+        key for key in keys
+        if key != CLIENT_ID_ANNOTATION and (
+            key in _TYPOS
+            or _letters(key) == wanted
+            or (_letters(key).endswith("clientid") and "identity" in key.lower())
+            or difflib.SequenceMatcher(None, key.lower(), CLIENT_ID_ANNOTATION).ratio() >= 0.85
+        )
+    ]
+
+
+def _letters(key: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", key.lower())
+
+
+def misplaced_annotations(ctx: WorkloadContext) -> list[str]:
+    """Where the client-id annotation sits instead of the ServiceAccount: the workload's pods, their Deployment
+    or its pod template."""
+    places: list[str] = []
+    for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else []):
+        owner = live.owner or {}
+        template = ((owner.get("spec") or {}).get("template") or {}).get("metadata") or {}
+        for where, meta in ((f"{live.owner_kind}/{live.owner_name}", owner.get("metadata") or {}),
+                            (f"{live.owner_kind}/{live.owner_name}'s pod template", template),
+                            (f"pod {(live.pod.get('metadata') or {}).get('name')}", live.pod.get("metadata") or {})):
+            if CLIENT_ID_ANNOTATION in (meta.get("annotations") or {}) and where not in places:
+                places.append(where)
+    return places
+
+
+def _not_annotated(
+    ctx: WorkloadContext, evidence: dict[str, Any], expected: str | None, fix_it: list[Step]
+) -> Outcome:
+    sa = ctx.facts.sa
+    where = f"{ctx.namespace}/{ctx.service_account}"
+    near = near_miss_keys(list(sa.annotations) + list(sa.labels))
+    elsewhere = misplaced_annotations(ctx)
+    evidence["near_misses"], evidence["placed_on"] = near, elsewhere
+    if CLIENT_ID_ANNOTATION in sa.labels:
+        near, hint = [CLIENT_ID_ANNOTATION], "; it is set as a LABEL, it must be an ANNOTATION"
+    elif near:
+        hint = f"; found {', '.join(near)} instead (the key must be exactly {CLIENT_ID_ANNOTATION})"
+    elif elsewhere:
+        hint = f"; it is on {', '.join(elsewhere)} instead, the webhook reads it from the ServiceAccount only"
+    else:
+        hint = ""
+    if not near and not elsewhere:
+        return failed(
+            f"ServiceAccount {where} has no {CLIENT_ID_ANNOTATION} annotation",
+            evidence,
+            Finding("SA_NOT_ANNOTATED", ERROR, "serviceaccount",
+                    f"{where} lacks the {CLIENT_ID_ANNOTATION} annotation: the webhook injects no AZURE_CLIENT_ID",
+                    evidence, fix_it),
+        )
+    meant = expected or next(
+        (value for key in near if values.is_guid(value := sa.annotations.get(key) or sa.labels.get(key) or "")),
+        None,
+    )
+    repair: list[Step] = [fix.annotate_sa(ctx.namespace, ctx.service_account, meant)]
+    repair += [fix.remove_sa_annotation(ctx.namespace, ctx.service_account, key) for key in near
+               if key in sa.annotations]
+    repair += [fix.remove_sa_label(ctx.namespace, ctx.service_account, key) for key in near if key in sa.labels]
+    repair.append(fix.restart_pods(ctx.namespace))
+    return failed(
+        f"ServiceAccount {where} has no {CLIENT_ID_ANNOTATION} annotation{hint}",
+        evidence,
+        Finding("SA_ANNOTATION_MISSPELLED", ERROR, "serviceaccount",
+                f"{where}: the client-id annotation is misspelled or misplaced{hint}", evidence, repair),
+    )
+
+
 def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
     sa = ctx.facts.sa
     where = f"{ctx.namespace}/{ctx.service_account}"
@@ -73,33 +152,7 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
     evidence = {"annotation": CLIENT_ID_ANNOTATION, "value": value, "expected": expected}
     fix_it = [fix.annotate_sa(ctx.namespace, ctx.service_account, expected), fix.restart_pods(ctx.namespace)]
     if value is None:
-        near = [
-            key
-            for key in list(sa.annotations) + list(sa.labels)
-            if key in _TYPOS
-            or (key.lower().startswith("azure.workload.identity/client") and key != CLIENT_ID_ANNOTATION)
-        ]
-        hint = (
-            f"; found {', '.join(near)} instead (the key must be exactly {CLIENT_ID_ANNOTATION})"
-            if near
-            else ""
-        )
-        if CLIENT_ID_ANNOTATION in sa.labels:
-            hint = "; it is set as a LABEL, it must be an ANNOTATION"
-        evidence["near_misses"] = near
-        return failed(
-            f"ServiceAccount {where} has no {CLIENT_ID_ANNOTATION} annotation{hint}",
-            evidence,
-            Finding(
-                "SA_NOT_ANNOTATED",
-                ERROR,
-                "serviceaccount",
-                f"{where} lacks the {CLIENT_ID_ANNOTATION} annotation: the webhook injects no "
-                f"AZURE_CLIENT_ID{hint}",
-                evidence,
-                fix_it,
-            ),
-        )
+        return _not_annotated(ctx, evidence, expected, fix_it)
     if not values.is_guid(value):
         shown = values.printable(value, 80)
         evidence["value"] = shown

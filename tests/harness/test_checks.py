@@ -29,7 +29,7 @@ from harness.checks.model import FAIL, PASS, SKIP, WARN, Finding, Outcome, faile
 from harness.checks.pod import pod_admitted, pod_mutated
 from harness.checks.probe_output import probe_completed
 from harness.checks.roles import covers, grants
-from harness.checks.serviceaccount import sa_exists
+from harness.checks.serviceaccount import sa_client_id_annotation, sa_exists
 from harness.checks.token import token_issuer
 from harness.collect.probe_pods import observe, settled
 from harness.collect.run import Selection, collect_run
@@ -39,6 +39,8 @@ from harness.facts import (
     Fetched,
     IdentityFacts,
     KubeFailure,
+    LivePod,
+    LivePodsFacts,
     PodFacts,
     ServiceAccountFacts,
     WorkloadFacts,
@@ -364,9 +366,49 @@ def test_federated_credential_for_another_subject(run_world: RunWorld) -> None:
     world.workloads[0].fic_subject = "system:serviceaccount:finance:Backend-SA"
     results, _ = run_world(world)
     finance = results.workloads["finance/backend-sa"]
-    assert finance.check("federation.credential").findings[0].code == "FIC_SUBJECT_MISMATCH"
-    assert "differs only by case" in finance.check("federation.credential").message
-    assert "AADSTS700213" in finance.check("exchange.succeeds").message
+    finding = finance.check("federation.credential").findings[0]
+    assert finding.code == "FIC_SUBJECT_CASE_MISMATCH"
+    assert "equal but for case" in finance.check("federation.credential").message
+    assert finding.fix_lines()[0].startswith("az identity federated-credential update --name fic-backend-sa")
+    assert "AADSTS700213" in finance.check("exchange.succeeds").message  # the fake Entra answers the old code
+
+
+def test_a_subject_mismatch_names_the_nearest_configured_subject(run_world: RunWorld) -> None:
+    world = World.healthy()
+    world.workloads[0].fic_subject = "system:serviceaccount:finance:backend"
+    results, _ = run_world(world)
+    check = results.workloads["finance/backend-sa"].check("federation.credential")
+    assert check.findings[0].code == "FIC_SUBJECT_MISMATCH"
+    assert check.evidence["nearest_subject"] == "system:serviceaccount:finance:backend"
+    assert "the nearest is 'system:serviceaccount:finance:backend'" in check.message
+
+
+@pytest.mark.parametrize("key", [
+    "azure.workload.identity/client_id", "azure.workload.identity/clientId", "azure.workload.identity.io/client-id",
+    "azure.workload.identitty/client-id", "azure-workload-identity/client-id",
+])
+def test_a_misspelled_annotation_key_is_named_and_repaired_with_its_own_value(key: str) -> None:
+    ctx = context_for()
+    ctx.facts.sa.annotations = {key: CLIENT}
+    outcome = sa_client_id_annotation(ctx)
+    finding = outcome.findings[0]
+    assert finding.code == "SA_ANNOTATION_MISSPELLED" and key in finding.message
+    assert finding.fix_lines()[:2] == [
+        f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT} --overwrite",
+        f"kubectl annotate serviceaccount -n finance backend-sa {key}-",
+    ]
+
+
+def test_an_annotation_on_the_deployment_instead_of_the_service_account_is_named() -> None:
+    ctx = context_for()
+    ctx.facts.sa.annotations = {}
+    owner = {"metadata": {"name": "backend", "annotations": {"azure.workload.identity/client-id": CLIENT}}}
+    ctx.facts.live_pods = LivePodsFacts([LivePod({"metadata": {"name": "backend-1"}}, "Deployment", "backend", owner)])
+    finding = sa_client_id_annotation(ctx).findings[0]
+    assert finding.code == "SA_ANNOTATION_MISSPELLED" and "Deployment/backend" in finding.message
+    unrelated = context_for()
+    unrelated.facts.sa.annotations = {"team": "finance"}
+    assert sa_client_id_annotation(unrelated).findings[0].code == "SA_NOT_ANNOTATED"
 
 
 def test_sa_without_annotation_skips_everything_downstream_of_the_mutation(run_world: RunWorld) -> None:

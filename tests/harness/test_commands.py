@@ -127,6 +127,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "annotate_sa": lambda d: fix.annotate_sa(d(nasty_text), d(nasty_text), d(nasty_text)),
     "annotate_sa_tenant": lambda d: fix.annotate_sa_tenant(d(nasty_text), d(nasty_text), d(nasty_text)),
     "remove_sa_annotation": lambda d: fix.remove_sa_annotation(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "remove_sa_label": lambda d: fix.remove_sa_label(d(nasty_text), d(nasty_text), d(nasty_text)),
     "node_clock": lambda d: fix.node_clock(d(nasty_text)),
     "restart_pods": lambda d: fix.restart_pods(d(nasty_text)),
     "describe_pod": lambda d: fix.describe_pod(d(nasty_text), d(nasty_text), d(nasty_text)),
