@@ -30,6 +30,7 @@ from harness.names import (
     POD_IDENTITY_GROUP,
     POD_IDENTITY_IMAGE_PATH,
     POD_IDENTITY_LABEL,
+    POD_IDENTITY_PLURALS,
     POD_IDENTITY_VERSION,
     TERMINAL_PHASES,
     USE_LABEL,
@@ -218,11 +219,7 @@ def collect_migration(
     known: list[IdentityFacts] | None = None,
 ) -> MigrationFacts:
     crds = _keep(list_all(api, "apiextensions.k8s.io", "v1", "customresourcedefinitions"), _crd)
-    kinds = {
-        plural: list_all(api, POD_IDENTITY_GROUP, POD_IDENTITY_VERSION, plural)
-        for plural in ("azureidentities", "azureidentitybindings", "azurepodidentityexceptions",
-                       "azureassignedidentities")
-    }
+    kinds = {plural: list_all(api, POD_IDENTITY_GROUP, POD_IDENTITY_VERSION, plural) for plural in POD_IDENTITY_PLURALS}
     facts = MigrationFacts(
         collected_at=time.time(),
         crds=crds,
