@@ -3,7 +3,9 @@ privilege is proven too."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from harness.checks import remediation as fix
@@ -23,8 +25,26 @@ READ_ROLES = {"keyvault_secret": "Key Vault Secrets User", "blob": "Storage Blob
 UNTRUSTED_TARGET_KINDS = ("target_not_trusted", "challenge_missing", "challenge_mismatch")
 
 
-def access_check_id(index: int) -> str:
-    return f"access.{index + 1}"
+MAX_ID_PART = 100  # characters of a blob name (up to 1024 in Azure) kept in a check id
+_ID_UNSAFE_RE = re.compile(r"[^A-Za-z0-9._/-]")
+
+
+def access_check_id(check: KeyVaultSecretAccess | BlobAccess) -> str:
+    """What the check reads, as its id: ``access.keyvault:finance-kv/db-password``,
+    ``access.blob:ordersdata/reports/daily.csv`` (characters outside ``[A-Za-z0-9._/-]`` become ``_``)."""
+    if isinstance(check, KeyVaultSecretAccess):
+        kind, path = "keyvault", f"{fix.vault_name(check.vault_url)}/{check.secret}"
+    else:
+        kind, path = "blob", f"{fix.storage_account_name(check.account_url)}/{check.container}/{check.blob}"
+    return f"access.{kind}:{_ID_UNSAFE_RE.sub('_', path)[:MAX_ID_PART]}"
+
+
+def access_check_ids(checks: Sequence[KeyVaultSecretAccess | BlobAccess]) -> list[str]:
+    """Each check's id, in order; where two would be equal (the same object read twice, say allow from one
+    expectation and deny from another), each of them gets its 1-based position: ``...#2``."""
+    ids = [access_check_id(check) for check in checks]
+    counts = Counter(ids)
+    return [f"{check_id}#{index + 1}" if counts[check_id] > 1 else check_id for index, check_id in enumerate(ids)]
 
 
 def _roles(ctx: WorkloadContext) -> list[dict[str, Any]] | None:

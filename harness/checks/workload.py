@@ -3,7 +3,7 @@ federated credential -> exchange -> access. ``--pod`` gets a shorter chain over 
 
 from __future__ import annotations
 
-from harness.checks.access import access_check_id, make_access_check
+from harness.checks.access import access_check_ids, make_access_check
 from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_identity, exchange_succeeds
@@ -54,8 +54,9 @@ POD_CHAIN: list[Spec] = [
 
 
 def workload_chain(workload: WorkloadConfig) -> list[Spec]:
+    ids = access_check_ids(workload.access)
     access = [
-        Spec(access_check_id(i), check.describe(), make_access_check(i, check), ("exchange.succeeds",))
+        Spec(ids[i], check.describe(), make_access_check(i, check), ("exchange.succeeds",))
         for i, check in enumerate(workload.access)
     ]
     return PROBE_CHAIN + access

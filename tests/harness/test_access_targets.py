@@ -326,20 +326,20 @@ def test_a_vault_that_does_not_prove_itself_gets_no_token_and_a_finding(
 ) -> None:
     world = World.healthy(keyvault_challenge_resource=challenge_resource)
     results, _ = run_world(world)
-    check = results.workloads["finance/backend-sa"].check("access.1")
+    check = results.workloads["finance/backend-sa"].check("access.keyvault:finance-kv/db-password")
     [finding] = check.findings
     assert finding.code == "ACCESS_TARGET_NOT_TRUSTED" and finding.severity == "error" and finding.layer == "access"
     assert "no token was sent" in finding.message
     assert finding.fix_lines()[0] == "az keyvault show --name finance-kv --query properties.vaultUri -o tsv"
     assert finding.fix_lines()[1].startswith("# set the access entry's URL in harness.yaml")
     assert not [url for url in world.bearer_sent_to if url.startswith(VAULT)]
-    assert results.workloads["orders/orders-sa"].check("access.1").status == "pass"  # blob: suffix check only
+    assert results.workloads["orders/orders-sa"].check("access.blob:ordersdata/reports/daily.csv").status == "pass"  # blob: suffix check only
 
 
 def test_a_vault_that_proves_itself_gets_the_token(run_world: Any) -> None:
     world = World.healthy()
     results, _ = run_world(world)
-    assert results.workloads["finance/backend-sa"].check("access.1").status == "pass"
+    assert results.workloads["finance/backend-sa"].check("access.keyvault:finance-kv/db-password").status == "pass"
     assert [url for url in world.bearer_sent_to if url.startswith(VAULT)]
 
 

@@ -63,9 +63,9 @@ def test_network_rules_never_prove_a_deny_and_are_named_on_allow_targets(
             patch(person, resource, api, opened)
     assert result.returncode == 1, result.stdout[-3000:]
     finance = checks_of(document, "finance/backend-sa")
-    assert finance["access.1"]["status"] == "fail"
-    assert finance["access.1"]["evidence"]["innererror"] == "ForbiddenByFirewall"
-    assert finance["access.2"]["status"] == "warn"  # the deny target: not proven, not passed
+    assert finance["access.keyvault:finance-kv/db-password"]["status"] == "fail"
+    assert finance["access.keyvault:finance-kv/db-password"]["evidence"]["innererror"] == "ForbiddenByFirewall"
+    assert finance["access.keyvault:platform-kv/admin-api-key"]["status"] == "warn"  # the deny target: not proven, not passed
     codes = findings_of(document, "finance/backend-sa")
     assert {"KEYVAULT_FIREWALL", "DENY_NOT_PROVEN"} <= set(codes)
     assert "ACCESS_DENIED_UNEXPECTEDLY" not in codes

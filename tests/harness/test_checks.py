@@ -342,8 +342,8 @@ def test_healthy_world_passes_every_check_under_both_layouts(run_world: RunWorld
         assert {c.status for c in workload.checks} == {PASS}, [(c.id, c.message) for c in workload.checks]
         assert workload.check("pod.mutated").evidence["layout"] == layout
     finance = results.workloads["finance/backend-sa"]
-    assert finance.check("access.2").message.startswith("Key Vault secret 'admin-api-key'")
-    assert "denied as expected" in finance.check("access.2").message
+    assert finance.check("access.keyvault:platform-kv/admin-api-key").message.startswith("Key Vault secret 'admin-api-key'")
+    assert "denied as expected" in finance.check("access.keyvault:platform-kv/admin-api-key").message
 
 
 def test_federated_credential_without_trailing_slash(run_world: RunWorld) -> None:
@@ -356,8 +356,8 @@ def test_federated_credential_without_trailing_slash(run_world: RunWorld) -> Non
     assert finance.check("exchange.succeeds").status == FAIL
     assert "AADSTS700211" in finance.check("exchange.succeeds").message
     assert [f.code for f in finance.findings] == ["FIC_ISSUER_MISMATCH"]
-    assert {finance.check(c).status for c in ("exchange.identity", "access.1", "access.2")} == {SKIP}
-    assert finance.check("access.1").message == "skipped because exchange.succeeds failed"
+    assert {finance.check(c).status for c in ("exchange.identity", "access.keyvault:finance-kv/db-password", "access.keyvault:platform-kv/admin-api-key")} == {SKIP}
+    assert finance.check("access.keyvault:finance-kv/db-password").message == "skipped because exchange.succeeds failed"
     assert results.workloads["orders/orders-sa"].verdict == "pass"
 
 
@@ -594,12 +594,12 @@ def test_least_privilege_violation_and_unexpected_denial(run_world: RunWorld) ->
     finance.readable = [OTHER_VAULT]  # lost its vault, gained the forbidden one
     results, _ = run_world(world)
     checks = results.workloads["finance/backend-sa"]
-    assert checks.check("access.1").findings[0].code == "ACCESS_DENIED_UNEXPECTEDLY"
-    lookup, grant = checks.check("access.1").findings[0].fix_lines()[:2]
+    assert checks.check("access.keyvault:finance-kv/db-password").findings[0].code == "ACCESS_DENIED_UNEXPECTEDLY"
+    lookup, grant = checks.check("access.keyvault:finance-kv/db-password").findings[0].fix_lines()[:2]
     assert lookup == "SCOPE=$(az keyvault show --name finance-kv --query id -o tsv)"
     assert grant.startswith("az role assignment create") and grant.endswith('--scope "$SCOPE"')
     assert "'Key Vault Secrets User'" in grant
-    assert checks.check("access.2").findings[0].code == "ACCESS_ALLOWED_UNEXPECTEDLY"
+    assert checks.check("access.keyvault:platform-kv/admin-api-key").findings[0].code == "ACCESS_ALLOWED_UNEXPECTEDLY"
 
 
 def test_identity_with_no_federated_credentials(run_world: RunWorld) -> None:

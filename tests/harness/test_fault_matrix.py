@@ -15,7 +15,7 @@ MATRIX = {
     "issuer-without-slash": ("finance/backend-sa", "federation.credential", "FIC_ISSUER_MISMATCH"),
     "wrong-subject": ("finance/backend-sa", "federation.credential", "FIC_SUBJECT_MISMATCH"),
     "sa-not-annotated": ("finance/backend-sa", "sa.client_id_annotation", "SA_NOT_ANNOTATED"),
-    "missing-role": ("finance/backend-sa", "access.1", "ROLE_ASSIGNMENT_MISSING"),
+    "missing-role": ("finance/backend-sa", "access.keyvault:finance-kv/db-password", "ROLE_ASSIGNMENT_MISSING"),
     "webhook-down": ("finance/backend-sa", "pod.admitted", "WEBHOOK_UNAVAILABLE"),
     "webhook-absent": ("finance/backend-sa", "pod.mutated", "WEBHOOK_NOT_INSTALLED"),
     "egress-blocked": ("finance/backend-sa", "exchange.succeeds", "EGRESS_BLOCKED"),

@@ -154,14 +154,14 @@ def test_an_app_registration_and_an_identity_in_another_subscription_both_pass(
     assert app_checks["identity.matches"]["status"] == "pass"
     assert app_checks["identity.matches"]["evidence"]["kind"] == "application"
     assert app_checks["federation.credential"]["status"] == "pass"
-    assert app_checks["access.1"]["evidence"]["outcome"] == "allow"
+    assert app_checks["access.keyvault:finance-kv/db-password"]["evidence"]["outcome"] == "allow"
 
     shared_checks = checks_of(document, f"{shared['namespace']}/app-sa")
     identity = shared_checks["identity.matches"]["evidence"]
     assert shared_checks["identity.matches"]["status"] == "pass" and identity["resolved_by"] == "resource_graph"
     assert identity["resource_id"].lower().startswith(f"/subscriptions/{shared_subscription(person)}")
     assert shared_checks["federation.credential"]["status"] == "pass"
-    assert shared_checks["access.1"]["evidence"]["outcome"] == "allow"
+    assert shared_checks["access.keyvault:finance-kv/db-password"]["evidence"]["outcome"] == "allow"
 
 
 def test_an_identity_the_harness_may_not_read_is_a_warning_and_the_workload_passes(

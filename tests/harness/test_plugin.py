@@ -144,7 +144,7 @@ def test_healthy_world_passes_and_reports(pytester: pytest.Pytester) -> None:
         [
             "*test_cluster.py::test_cluster?cluster.oidc_issuer_enabled? PASSED*",
             "*test_workloads.py::test_workload?finance/backend-sa:sa.exists? PASSED*",
-            "*test_workloads.py::test_workload?orders/orders-sa:access.2? PASSED*",
+            "*test_workloads.py::test_workload?orders/orders-sa:access.keyvault?finance-kv/db-password? PASSED*",
             "*= wi-harness =*",
             "*PASS  cluster*9 pass",
             "*PASS  migration*6 pass",
@@ -205,13 +205,13 @@ def test_failures_carry_findings_and_dependents_are_skipped(pytester: pytest.Pyt
             "*fix: az identity federated-credential update --name fic-backend-sa*",
         ]
     )
-    result.stdout.fnmatch_lines(["SKIPPED*access.1: skipped because exchange.succeeds failed"])
+    result.stdout.fnmatch_lines(["SKIPPED*access.keyvault:finance-kv/db-password: skipped because exchange.succeeds failed"])
     doc = run_json(pytester)
     assert doc["verdict"] == "fail"
     finance, orders = doc["workloads"]
     assert finance["verdict"] == "fail" and orders["verdict"] == "pass"
     assert [f["code"] for f in finance["findings"]] == ["FIC_ISSUER_MISMATCH"]
-    assert {c["id"]: c["status"] for c in finance["checks"]}["access.1"] == "skip"
+    assert {c["id"]: c["status"] for c in finance["checks"]}["access.keyvault:finance-kv/db-password"] == "skip"
     result.stdout.fnmatch_lines(["*FAIL  finance/backend-sa*", "*first failure federation.credential*"])
 
 

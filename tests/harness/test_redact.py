@@ -37,4 +37,4 @@ def test_a_whole_run_report_holds_no_token_and_no_secret(run_world: Callable[...
     finance = {c["id"]: c for c in doc["workloads"][0]["checks"]}
     assert len(finance["token.readable"]["evidence"]["fingerprint"]) == 12
     assert finance["token.subject"]["evidence"]["sub"] == "system:serviceaccount:finance:backend-sa"
-    assert finance["access.1"]["evidence"]["value_present"] is True
+    assert finance["access.keyvault:finance-kv/db-password"]["evidence"]["value_present"] is True
