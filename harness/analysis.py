@@ -8,6 +8,7 @@ from typing import Any
 from harness.checks.chain import verdict
 from harness.checks.cluster import run_cluster_checks
 from harness.checks.context import WorkloadContext
+from harness.checks.inventory import inventory_section, run_inventory_checks
 from harness.checks.migration import coverage_rows, leftovers_section, run_migration_checks
 from harness.checks.model import CheckResult, Finding
 from harness.checks.workload import run_workload_checks
@@ -52,12 +53,18 @@ class RunResults:
     migration: list[CheckResult] = field(default_factory=list)
     leftovers: dict[str, Any] | None = None
     coverage: list[dict[str, Any]] | None = None
+    # the inventory suite: its checks, and run.json's inventory section (None: it did not run)
+    inventory_checks: list[CheckResult] = field(default_factory=list)
+    inventory: dict[str, Any] | None = None
 
     def cluster_check(self, check_id: str) -> CheckResult:
         return next(c for c in self.cluster if c.id == check_id)
 
     def migration_check(self, check_id: str) -> CheckResult:
         return next(c for c in self.migration if c.id == check_id)
+
+    def inventory_check(self, check_id: str) -> CheckResult:
+        return next(c for c in self.inventory_checks if c.id == check_id)
 
 
 def unique_findings(checks: list[CheckResult]) -> list[Finding]:
@@ -112,6 +119,11 @@ def analyse(
         results.migration = run_migration_checks(facts.migration, facts.cluster, config.azure, config.expect)
         results.leftovers = leftovers_section(facts.migration, facts.cluster, config.expect)
         results.coverage = coverage_rows(facts.migration, facts.cluster.issuer_url)
+    if facts.inventory is not None:
+        results.inventory_checks = run_inventory_checks(
+            facts.inventory, facts.cluster, config.azure, config.expect
+        )
+        results.inventory = inventory_section(facts.inventory, facts.cluster, config.expect)
     for workload in workloads:
         workload_facts = facts.workloads.get(workload.id)
         if workload_facts is None:

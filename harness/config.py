@@ -714,6 +714,9 @@ class ExpectConfig(_Model):
     # Pod-managed identity (aad-pod-identity) leftovers are errors once the migration is declared complete,
     # warnings before.
     migration_complete: bool = False
+    # Issuers this cluster had before (a rebuilt cluster, a blue/green pair): a federated credential that
+    # names one for a ServiceAccount of this cluster is FIC_OLD_ISSUER (the inventory suite).
+    previous_issuers: list[HttpsUrl] = Field(default_factory=list)
 
 
 class HarnessConfig(_Model):

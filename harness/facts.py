@@ -192,9 +192,52 @@ class MigrationFacts:
 
 
 @dataclass
+class InventoryIdentity:
+    """A managed identity (ARM) or an application (Graph) the inventory found: it has a federated credential
+    for this cluster's issuer (in any spelling), or a ServiceAccount of the cluster names its client id."""
+
+    kind: str  # "managed_identity" | "application"
+    client_id: str
+    name: str
+    resource_id: str | None = None  # the managed identity's ARM id
+    object_id: str | None = None  # the application's object id
+    principal_id: str | None = None  # the managed identity's, or the application's service principal's
+    # every credential of the identity, {name, issuer, subject, audiences}; None: they could not be read
+    federated_credentials: list[dict[str, Any]] | None = None
+    credentials_error: Fetched | None = None
+    # {id, role, role_definition_id, scope} anywhere in role_subscriptions; None: not read (only for
+    # identities a ServiceAccount names) or refused
+    role_assignments: list[dict[str, Any]] | None = None
+    role_subscriptions: list[str] = field(default_factory=list)
+    roles_error: Fetched | None = None
+
+
+@dataclass
+class InventoryFacts:
+    """The cluster's Workload ID inventory, cross-matched with Azure: every ServiceAccount with the client-id
+    annotation or the use label, every identity with a federated credential for this cluster's issuer."""
+
+    collected_at: float
+    # {namespace, name, client_id, tenant_id, use_label}: the annotation and label values as found (may be "")
+    service_accounts: list[dict[str, Any]] = field(default_factory=list)
+    all_service_accounts: list[str] = field(default_factory=list)  # NS/NAME of every ServiceAccount
+    service_accounts_error: KubeFailure | None = None
+    azure_configured: bool = False
+    identities: list[InventoryIdentity] = field(default_factory=list)
+    # where identities were looked for, in order; lookups refused (401/403) or failed otherwise
+    searched: list[str] = field(default_factory=list)
+    refused: list[Fetched] = field(default_factory=list)
+    failed: list[Fetched] = field(default_factory=list)
+    # annotated client ids that are some identity's principal (object) id:
+    # {kind, client_id, name, resource_id}
+    principal_of: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
 class RunFacts:
     cluster: ClusterFacts
     workloads: dict[str, WorkloadFacts] = field(default_factory=dict)  # by NS/SA
     pods: dict[str, WorkloadFacts] = field(default_factory=dict)  # --pod, by NS/POD
     swept: list[str] = field(default_factory=list)  # NS/POD (NS/configmap/NAME) of leftovers deleted by --sweep
     migration: MigrationFacts | None = None  # collected when the migration suite runs
+    inventory: InventoryFacts | None = None  # collected when the inventory suite runs

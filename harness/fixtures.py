@@ -1,7 +1,9 @@
 """The fixtures the suites ask for (registered by the plugin when it is active).
 
 ``wi_backend`` is the I/O seam: override it (e.g. in a conftest) with a Backend of fakes to run the
-suites without any server.
+suites without any server. Such a conftest also defines a plain function ``wi_kube()`` returning its KubeApi
+when it runs whole-cluster (harness.yaml without workloads): the ServiceAccounts to verify are listed when the
+run starts, before any fixture exists.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from harness.checks.model import CheckResult
 from harness.collect.kube_api import KubeError
 from harness.collect.run import Backend, Selection, build_backend, collect_run
 from harness.facts import RunFacts
+from harness.names import CLIENT_ID_ANNOTATION, USE_LABEL
 from harness.report.run_json import check_payload
 from harness.serde import from_json, to_json
 from harness.session import HarnessSession
@@ -23,6 +26,20 @@ from harness.shared import compute_once
 NO_WORKLOADS = (
     "no workloads: list them under workloads: in harness.yaml, or pass --workload NAMESPACE/SERVICEACCOUNT"
 )
+
+
+def nothing_found(discovery: dict[str, Any]) -> str:
+    """Why a whole-cluster run has no workload to verify: the ServiceAccounts could not be listed, or none
+    carries the client-id annotation or the use label."""
+    namespaces = discovery.get("namespaces") or []
+    where = f"namespace(s) {', '.join(namespaces)}" if namespaces else "all namespaces"
+    error = discovery.get("error")
+    if error:
+        return (f"whole-cluster run: could not list the ServiceAccounts of {where}: {error.get('status')} "
+                f"{error.get('reason')}: {error.get('message')}")
+    return (f"whole-cluster run (harness.yaml lists no workloads): no ServiceAccount in {where} has the "
+            f"{CLIENT_ID_ANNOTATION} annotation or the {USE_LABEL} label, so nothing was verified; "
+            "annotate the workloads' ServiceAccounts, or list them under workloads: in harness.yaml")
 
 
 def _session(config: pytest.Config) -> HarnessSession:
@@ -60,6 +77,7 @@ def wi_facts(wi_session: HarnessSession, request: pytest.FixtureRequest) -> RunF
             workloads=session.selected_workload_configs(),
             pods=session.selected_pod_refs(),
             migration=session.selected_migration,
+            inventory=session.selected_inventory,
         )
         facts = collect_run(
             backend,
@@ -112,10 +130,20 @@ def wi_migration_check(request: pytest.FixtureRequest, wi_results: RunResults) -
 
 
 @pytest.fixture
+def wi_inventory_check(request: pytest.FixtureRequest, wi_results: RunResults) -> CheckResult:
+    check_id = request.param
+    result = wi_results.inventory_check(check_id)
+    order = [c.id for c in wi_results.inventory_checks].index(check_id)
+    _record(request, check_payload("inventory", result, order, wi_results))
+    return result
+
+
+@pytest.fixture
 def wi_workload_check(request: pytest.FixtureRequest, wi_session: HarnessSession) -> CheckResult:
     if request.param is None:
         # Nothing verified is not a pass: a smoke test with an empty workload list must not go green.
-        pytest.fail(NO_WORKLOADS, pytrace=False)
+        discovery = wi_session.discovery
+        pytest.fail(NO_WORKLOADS if discovery is None else nothing_found(discovery), pytrace=False)
     workload_id = request.param[0]
     order = [w.id for w in wi_session.workloads].index(workload_id)
     return _subject_check(request, "workload", order)

@@ -7,6 +7,7 @@ collection of facts (and so one set of probe pods) through a file lock.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import pytest
 
 from harness import fixtures
 from harness.checks.cluster import CLUSTER_CHECK_IDS
+from harness.checks.inventory import INVENTORY_CHECK_IDS
 from harness.checks.migration import MIGRATION_CHECK_IDS
 from harness.checks.workload import POD_CHECK_IDS, workload_check_ids
 from harness.collect.kube_api import KubeError, OfficialKubeApi, kube_target_problem
@@ -30,13 +32,18 @@ from harness.redact import Redactor
 from harness.report.run_json import build_run, rfc3339, write_run
 from harness.report.summary import summary_lines
 from harness.session import (
+    DISCOVERY_FILE,
     BadReference,
     HarnessSession,
+    discover,
     new_run_id,
+    parse_namespace,
     parse_ref,
     run_secrets,
+    whole_cluster,
     workloads_for,
 )
+from harness.shared import compute_once
 from harness.values import image_reference_problem, printable
 
 SESSION = pytest.StashKey[HarnessSession]()
@@ -75,6 +82,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="NS/SA",
         help="only this workload (repeatable; need not be in harness.yaml)",
+    )
+    group.addoption(
+        "--namespace",
+        dest="wi_namespaces",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="whole-cluster run limited to this namespace (repeatable): every ServiceAccount there with the "
+        "client-id annotation or the use label, harness.yaml's entries there giving their access checks",
     )
     group.addoption(
         "--pod",
@@ -187,7 +203,22 @@ def _refs(config: pytest.Config) -> tuple[list[tuple[str, str]], list[tuple[str,
         pods = [parse_ref(v, "--pod") for v in config.getoption("wi_pods")]
     except BadReference as exc:
         raise pytest.UsageError(str(exc)) from None
+    _namespaces(config, bool(workloads or pods))
     return workloads, pods
+
+
+def _namespaces(config: pytest.Config, refs_given: bool = False) -> list[str]:
+    """--namespace values, each checked as harness.yaml's namespaces are; they narrow a whole-cluster run, so
+    they do not go with --workload or --pod."""
+    try:
+        namespaces = [parse_namespace(v, "--namespace") for v in config.getoption("wi_namespaces")]
+    except BadReference as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if namespaces and refs_given:
+        raise pytest.UsageError(
+            "--namespace narrows a whole-cluster run: it does not go with --workload or --pod"
+        )
+    return list(dict.fromkeys(namespaces))
 
 
 def _load(config_path: Path) -> HarnessConfig:
@@ -206,6 +237,7 @@ def _build(
     target_kind: str,
     shared_dir: Path,
     is_worker: bool,
+    discovery: dict[str, Any] | None = None,
 ) -> HarnessSession:
     workload_refs, pod_refs = _refs(config)
     image = config.getoption("wi_probe_image") or harness_config.probe.resolved_image
@@ -223,8 +255,9 @@ def _build(
         image=image,
         keep=config.getoption("wi_keep"),
         sweep=config.getoption("wi_sweep"),
-        workloads=workloads_for(harness_config, workload_refs, bool(pod_refs)),
+        workloads=workloads_for(harness_config, workload_refs, bool(pod_refs), discovery),
         pods=pod_refs,
+        discovery=discovery,
         redactor=Redactor(run_secrets(harness_config, os.environ)),
         is_worker=is_worker,
     )
@@ -299,6 +332,13 @@ def _controller_session(config: pytest.Config) -> HarnessSession:
         kube = _kube_target(config, harness_config, config_path)
         run_id = new_run_id()
         shared_dir = Path(tempfile.mkdtemp(prefix=f"wi-harness-{run_id}-"))
+        discovery = None
+        workload_refs, pod_refs = _refs(config)
+        if whole_cluster(harness_config, workload_refs, pod_refs, _namespaces(config)):
+            # before any test is collected, once for every xdist worker (they read the file)
+            namespaces = _namespaces(config)
+            discovery = compute_once(shared_dir / DISCOVERY_FILE,
+                                     lambda: discover(kube or _conftest_kube(config), namespaces))
         session = _build(
             config,
             harness_config,
@@ -308,6 +348,7 @@ def _controller_session(config: pytest.Config) -> HarnessSession:
             "lab" if is_lab else "cluster",
             shared_dir,
             is_worker=False,
+            discovery=discovery,
         )
         session.kube = kube
     except BaseException:
@@ -323,6 +364,8 @@ def _controller_session(config: pytest.Config) -> HarnessSession:
 def _worker_session(config: pytest.Config) -> HarnessSession:
     data = config.workerinput  # type: ignore[attr-defined]
     config_path = Path(data["wi_config_path"])
+    shared_dir = Path(data["wi_shared_dir"])
+    discovered = shared_dir / DISCOVERY_FILE  # the controller's, when the run is whole-cluster
     return _build(
         config,
         _load(config_path),
@@ -330,9 +373,21 @@ def _worker_session(config: pytest.Config) -> HarnessSession:
         data["wi_run_id"],
         data["wi_started_at"],
         data["wi_target_kind"],
-        Path(data["wi_shared_dir"]),
+        shared_dir,
         is_worker=True,
+        discovery=json.loads(discovered.read_text()) if discovered.exists() else None,
     )
+
+
+def _conftest_kube(config: pytest.Config) -> Any:
+    """The KubeApi a conftest that supplies its own ``wi_backend`` offers for a whole-cluster run's
+    ServiceAccount list (a plain function ``wi_kube()``): fixtures do not exist yet when tests are
+    parametrized."""
+    for plugin in config.pluginmanager.get_plugins():
+        factory = getattr(plugin, "wi_kube", None)
+        if plugin is not fixtures and callable(factory):
+            return factory()
+    return None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -385,6 +440,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "wi_migration_check" in names:
         ids = MIGRATION_CHECK_IDS if session else []
         metafunc.parametrize("wi_migration_check", ids, ids=ids, indirect=True)
+    if "wi_inventory_check" in names:
+        ids = INVENTORY_CHECK_IDS if session else []
+        metafunc.parametrize("wi_inventory_check", ids, ids=ids, indirect=True)
     if "wi_workload_check" in names:
         pairs = [(w.id, c) for w in session.workloads for c in workload_check_ids(w)] if session else []
         params: list[Any] = [pytest.param(p, id=f"{p[0]}:{p[1]}") for p in pairs]
@@ -424,6 +482,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
     session.selected_workloads = list(dict.fromkeys(workloads))
     session.selected_migration = any("wi_migration_check" in getattr(item, "fixturenames", ()) for item in keep)
+    session.selected_inventory = any(
+        "wi_inventory_check" in getattr(item, "fixturenames", ()) for item in keep
+    )
     session.selected_pods = list(dict.fromkeys(pods))
 
 

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness.collect.inventory import list_service_accounts
 from harness.collect.kube_api import kubeconfig_bearer_token
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.lab_bootstrap import EmbeddedLab
 from harness.redact import Redactor
-from harness.values import printable, split_reference
+from harness.values import namespace_problem, object_name_problem, printable, split_reference
 
 # What azure-identity's EnvironmentCredential (inside DefaultAzureCredential) may read.
 AMBIENT_SECRET_VARIABLES = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD")
@@ -30,6 +31,14 @@ def parse_ref(value: str, option: str) -> tuple[str, str]:
         return split_reference(value)
     except ValueError as exc:
         raise BadReference(f"{option} '{printable(value, 80)}': {exc}") from None
+
+
+def parse_namespace(value: str, option: str) -> str:
+    """A namespace as harness.yaml's workloads take it; a one-line error naming the option otherwise."""
+    problem = namespace_problem(value)
+    if problem is not None:
+        raise BadReference(f"{option} '{printable(value, 80)}': {problem}")
+    return value
 
 
 def run_secrets(config: HarnessConfig, environ: Mapping[str, str]) -> list[str]:
@@ -62,6 +71,10 @@ class HarnessSession:
     selected_workloads: list[str] | None = None  # ids with at least one selected test (after -k, --deselect)
     selected_pods: list[str] | None = None
     selected_migration: bool = False  # a migration.* test is selected: collect pod-managed identity leftovers
+    selected_inventory: bool = False  # an inventory.* test is selected: collect the inventory
+    # a whole-cluster run: {namespaces, service_accounts, error} as listed when the run started (None: not
+    # one)
+    discovery: dict[str, Any] | None = None
     redactor: Redactor = field(default_factory=Redactor)
     lab: EmbeddedLab | None = None
     is_worker: bool = False
@@ -83,14 +96,56 @@ class HarnessSession:
         return [p for p in self.pods if chosen is None or f"{p[0]}/{p[1]}" in chosen]
 
 
+DISCOVERY_FILE = "discovery.json"  # in the run's shared directory: the whole-cluster ServiceAccount list
+
+
+def whole_cluster(
+    config: HarnessConfig,
+    requested: list[tuple[str, str]],
+    pods: list[tuple[str, str]],
+    namespaces: list[str],
+) -> bool:
+    """Verify every Workload ID ServiceAccount the cluster has: no --workload or --pod, and harness.yaml lists
+    no workloads (or --namespace narrows the run to namespaces, its entries there giving their settings)."""
+    return not requested and not pods and (not config.workloads or bool(namespaces))
+
+
+def discover(kube: Any, namespaces: list[str]) -> dict[str, Any]:
+    """The ServiceAccounts with the client-id annotation or the use label in ``namespaces`` (all when empty),
+    as JSON the xdist workers read back; a refusal is kept as ``error`` for the workload suite to report."""
+    found: dict[str, Any] = {"namespaces": namespaces, "service_accounts": [], "error": None}
+    if kube is None:
+        message = ("no Kubernetes client to list ServiceAccounts with (a conftest that supplies wi_backend "
+                   "must also define wi_kube())")
+        found["error"] = {"status": 0, "reason": "NoClient", "message": message}
+        return found
+    accounts, _, error = list_service_accounts(kube, namespaces)
+    found["service_accounts"] = accounts
+    if error is not None:
+        found["error"] = {"status": error.status, "reason": error.reason, "message": error.message}
+    return found
+
+
 def workloads_for(
-    config: HarnessConfig, requested: list[tuple[str, str]], pods_requested: bool
+    config: HarnessConfig,
+    requested: list[tuple[str, str]],
+    pods_requested: bool,
+    discovery: dict[str, Any] | None = None,
 ) -> list[WorkloadConfig]:
-    """--workload picks (ad-hoc ones allowed: client id from the ServiceAccount); else every configured one,
-    unless only --pod was given."""
+    """--workload picks (ad-hoc ones allowed: client id from the ServiceAccount); a whole-cluster run, every
+    ServiceAccount found (harness.yaml's entry for one, if any, gives its access checks), harness.yaml's
+    entries in the --namespace namespaces first; else every configured one, unless only --pod was given."""
     if requested:
         return [
             config.workload(f"{ns}/{sa}") or WorkloadConfig(namespace=ns, service_account=sa)
             for ns, sa in dict.fromkeys(requested)
         ]
+    if discovery is not None:
+        namespaces = set(discovery.get("namespaces") or [])
+        listed = [w.id for w in config.workloads if not namespaces or w.namespace in namespaces]
+        found = [f"{s['namespace']}/{s['name']}" for s in discovery.get("service_accounts") or []
+                 if namespace_problem(s["namespace"]) is None and object_name_problem(s["name"]) is None]
+        chosen = [ref.split("/", 1) for ref in dict.fromkeys([*listed, *found])]
+        return [config.workload(f"{ns}/{sa}") or WorkloadConfig(namespace=ns, service_account=sa)
+                for ns, sa in chosen]
     return [] if pods_requested else list(config.workloads)

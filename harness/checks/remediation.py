@@ -192,6 +192,50 @@ def federated_credential(verb: str, resource_id: str | None, name: str, issuer: 
     )
 
 
+def identity_location(resource_id: str | None) -> tuple[str, ...]:
+    """``--identity-name N --resource-group RG [--subscription S]`` of a managed identity, from its resource
+    id (placeholders when it is no identity id): the name and group are needed, and the subscription when the
+    identity is not in the current one."""
+    name, rg = identity_name_rg(resource_id)
+    match = _IDENTITY_RE.fullmatch(resource_id or "")
+    subscription = ("--subscription", match.group(1)) if match and values.is_guid(match.group(1)) else ()
+    return ("--identity-name", name, "--resource-group", rg, *subscription)
+
+
+def identity_credential_create(resource_id: str | None, name: str, issuer: str, subject: str) -> Command:
+    return command("az", "identity", "federated-credential", "create", "--name", name,
+                   *identity_location(resource_id), "--issuer", issuer, "--subject", subject,
+                   "--audiences", TOKEN_AUDIENCE)
+
+
+def identity_credential_delete(resource_id: str | None, name: str) -> Command:
+    """The az command asks before it deletes a federated credential (confirmation=True): --yes answers."""
+    return command("az", "identity", "federated-credential", "delete", "--name", name,
+                   *identity_location(resource_id), "--yes")
+
+
+def identity_credential_list(resource_id: str | None) -> Command:
+    return command("az", "identity", "federated-credential", "list", *identity_location(resource_id),
+                   "--query", "[].{name: name, issuer: issuer, subject: subject}", "-o", "table")
+
+
+def app_credential_delete(app_id: str | None, name: str) -> Command:
+    return command("az", "ad", "app", "federated-credential", "delete", "--id", guid_or(app_id, "<app-id>"),
+                   "--federated-credential-id", name)
+
+
+def app_credential_list(app_id: str | None) -> Command:
+    return command("az", "ad", "app", "federated-credential", "list", "--id", guid_or(app_id, "<app-id>"),
+                   "--query", "[].{name: name, issuer: issuer, subject: subject}", "-o", "table")
+
+
+def resource_graph_identities() -> Command:
+    """The user-assigned identities of every subscription the caller reads (az's resource-graph extension)."""
+    return command("az", "graph", "query", "--first", "1000", "-q",
+                   "resources | where type =~ 'microsoft.managedidentity/userassignedidentities' "
+                   "| project name, resourceGroup, subscriptionId, clientId = properties.clientId")
+
+
 def show_identity(resource_id: str | None) -> Command:
     return command("az", "identity", "show", "--ids", identity_id_or(resource_id))
 

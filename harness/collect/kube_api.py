@@ -51,6 +51,7 @@ class KubeApi(Protocol):
 
     def namespace(self, name: str) -> Obj | None: ...
     def service_account(self, namespace: str, name: str) -> Obj | None: ...
+    def list_service_accounts(self, namespace: str | None) -> list[Obj]: ...
     def mutating_webhook_configurations(self) -> list[Obj]: ...
     def deployment(self, namespace: str, name: str) -> Obj | None: ...
     def openid_configuration(self) -> Fetched: ...
@@ -399,6 +400,14 @@ class OfficialKubeApi:
 
     def service_account(self, namespace: str, name: str) -> Obj | None:
         return self._call(self._core.read_namespaced_service_account, name, namespace, missing_ok=True)
+
+    def list_service_accounts(self, namespace: str | None) -> list[Obj]:
+        """Every ServiceAccount of ``namespace``, or of all namespaces (``kubectl get sa -A``)."""
+        if namespace is None:
+            data = self._call(self._core.list_service_account_for_all_namespaces)
+        else:
+            data = self._call(self._core.list_namespaced_service_account, namespace)
+        return list(data.get("items") or [])
 
     def mutating_webhook_configurations(self) -> list[Obj]:
         return list(self._call(self._admission.list_mutating_webhook_configuration).get("items") or [])

@@ -9,8 +9,10 @@ from typing import Any
 from harness.collect.access_resources import collect_access_resources
 from harness.collect.arm import collect_identity, collect_managed_cluster
 from harness.collect.arm_api import ArmGet
+from harness.collect.cache import cached
 from harness.collect.caller import azure_caller, kubernetes_user
 from harness.collect.http import HttpGet
+from harness.collect.inventory import collect_inventory
 from harness.collect.issuer import collect_issuer
 from harness.collect.kube import collect_service_account, collect_webhook, slim
 from harness.collect.kube_api import KubeApi, KubeError
@@ -44,7 +46,9 @@ def build_backend(config: HarnessConfig, kube: KubeApi | None = None) -> Backend
     arm = RequestsArm(config.azure) if config.azure else None
     graph = graph_client(config.azure, arm) if config.azure and arm else None
     token = getattr(kube, "bearer_token", None)  # whatever the kubeconfig's user yields: static, tokenFile, exec
-    return Backend(kube=kube, http=requests_get(ca_file), arm=arm, graph=graph, secrets=[token] if token else [])
+    # each ARM and Graph resource is read once per run, whichever collector asks (harness.collect.cache)
+    return Backend(kube=kube, http=requests_get(ca_file), arm=cached(arm), graph=cached(graph),
+                   secrets=[token] if token else [])
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Selection:
     workloads: list[WorkloadConfig] = field(default_factory=list)
     pods: list[tuple[str, str]] = field(default_factory=list)  # --pod NS/POD
     migration: bool = False  # the migration suite runs: what is left of pod-managed identity, and its coverage
+    inventory: bool = False  # the inventory suite runs: every Workload ID ServiceAccount against Azure
 
 
 def collect_cluster(backend: Backend, config: HarnessConfig) -> ClusterFacts:
@@ -188,4 +193,9 @@ def collect_run(
     if selection.migration:
         known = [w.identity for w in [*workloads.values(), *pods.values()]]
         migration = collect_migration(backend.kube, backend.arm, config.azure, backend.graph, known)
-    return RunFacts(cluster=cluster, workloads=workloads, pods=pods, swept=swept, migration=migration)
+    inventory = None
+    if selection.inventory:
+        inventory = collect_inventory(backend.kube, backend.arm, config.azure, backend.graph,
+                                      cluster.issuer_url, config.expect.previous_issuers)
+    return RunFacts(cluster=cluster, workloads=workloads, pods=pods, swept=swept, migration=migration,
+                    inventory=inventory)

@@ -16,7 +16,8 @@ from harness.redact import Redactor
 from harness.report.schema import SCHEMA, validate_run
 from harness.report.signoff import write_signoff
 
-RUN_SCOPES = ("cluster", "migration")  # checks of the run as a whole; any other scope is a workload's (or --pod's)
+# checks of the run as a whole; any other scope is a workload's (or --pod's)
+RUN_SCOPES = ("cluster", "migration", "inventory")
 
 
 def rfc3339(ts: float | None = None) -> str:
@@ -53,6 +54,8 @@ def check_payload(
     }
     if scope == "migration":
         payload["migration"] = {"leftovers": results.leftovers, "coverage": results.coverage}
+    if scope == "inventory":
+        payload["inventory"] = results.inventory
     return payload
 
 
@@ -74,8 +77,9 @@ def build_run(
     fallback_target: dict[str, Any],
     harness_errors: int = 0,
 ) -> dict[str, Any]:
-    # run.json's checks and findings: the cluster's, then the migration suite's
-    cluster = sorted((p for p in payloads if p["scope"] in RUN_SCOPES), key=lambda p: (p["scope"], p["order"]))
+    # run.json's checks and findings: the cluster's, then the migration suite's, then the inventory suite's
+    cluster = sorted((p for p in payloads if p["scope"] in RUN_SCOPES),
+                     key=lambda p: (RUN_SCOPES.index(p["scope"]), p["order"]))
     target = next((p["target"] for p in payloads if p.get("target")), fallback_target)
     grouped: dict[str, list[dict[str, Any]]] = {}
     for payload in sorted(
@@ -117,6 +121,9 @@ def build_run(
     migration = next((p["migration"] for p in payloads if p.get("migration")), None)
     if migration is not None:
         document["leftovers"], document["coverage"] = migration["leftovers"], migration["coverage"]
+    inventory = next((p["inventory"] for p in payloads if p.get("inventory") is not None), None)
+    if inventory is not None:
+        document["inventory"] = inventory
     return document
 
 
@@ -126,6 +133,7 @@ def build_run_from_results(
     """The whole run.json straight from results (every check, as if every test had run)."""
     payloads = [check_payload("cluster", c, i, results) for i, c in enumerate(results.cluster)]
     payloads += [check_payload("migration", c, i, results) for i, c in enumerate(results.migration)]
+    payloads += [check_payload("inventory", c, i, results) for i, c in enumerate(results.inventory_checks)]
     for w_index, workload in enumerate([*results.workloads.values(), *results.pods.values()]):
         payloads += [
             check_payload(workload.kind, c, i, results, workload, w_index)

@@ -95,6 +95,22 @@ class Leftovers(_Strict):
     unreadable: list[dict[str, Any]]  # {resource, status, reason, message}: lists the harness could not read
 
 
+class Inventory(_Strict):
+    """The inventory suite's cross-match of the cluster's Workload ID ServiceAccounts with Azure, one table
+    per list: service_accounts {service_account, client_id, use_label, identity, state}, federated_credentials
+    {identity, kind, name, issuer, relation (exact|twin|older|other), subject, service_account,
+    service_account_exists}, identities {identity, kind, client_id, resource, credentials, used_by},
+    role_assignments {identity, role, scope, assignment_id, broad}, unreadable {url, status, code, error}."""
+
+    issuer: str | None
+    service_accounts: list[dict[str, Any]]
+    federated_credentials: list[dict[str, Any]]
+    identities: list[dict[str, Any]]
+    role_assignments: list[dict[str, Any]]
+    searched: list[str]
+    unreadable: list[dict[str, Any]]
+
+
 class RunReport(_Strict):
     schema_: Literal["wi-harness/run/v1"] = Field(alias="schema")
     run_id: str = Field(min_length=1)
@@ -108,6 +124,7 @@ class RunReport(_Strict):
     workloads: list[Workload]
     leftovers: Leftovers | None = None  # the migration suite (migration.* checks): absent when it did not run
     coverage: list[CoverageRow] | None = None
+    inventory: Inventory | None = None  # the inventory suite (inventory.* checks): absent when it did not run
 
 
 def validate_run(document: dict[str, Any]) -> RunReport:

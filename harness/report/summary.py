@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 MIGRATION_PREFIX = "migration."
+INVENTORY_PREFIX = "inventory."
 MAX_COVERAGE_LINES = 20
 
 
@@ -15,13 +16,19 @@ def summary_lines(document: dict[str, Any], path: Path | None) -> list[str]:
         f"run {document['run_id']}  target {target['kind']} {target['cluster'] or target['context']}  "
         f"issuer {target['issuer'] or '(unknown)'}"
     ]
-    cluster = [c for c in document["checks"] if not c["id"].startswith(MIGRATION_PREFIX)]
+    suites = (MIGRATION_PREFIX, INVENTORY_PREFIX)
+    cluster = [c for c in document["checks"] if not c["id"].startswith(suites)]
     migration = [c for c in document["checks"] if c["id"].startswith(MIGRATION_PREFIX)]
+    inventory = [c for c in document["checks"] if c["id"].startswith(INVENTORY_PREFIX)]
     if cluster:
-        lines.append(_line("cluster", cluster, [f for f in document["findings"] if f["layer"] != "migration"]))
+        findings = [f for f in document["findings"] if f["layer"] not in ("migration", "inventory")]
+        lines.append(_line("cluster", cluster, findings))
     if migration:
         lines.append(_line("migration", migration, [f for f in document["findings"] if f["layer"] == "migration"]))
         lines += coverage_lines(document.get("coverage") or [])
+    if inventory:
+        found = [f for f in document["findings"] if f["layer"] == "inventory"]
+        lines.append(_line("inventory", inventory, found))
     for workload in document["workloads"]:
         lines.append(_line(workload["id"], workload["checks"], workload["findings"]))
     lines.append(f"verdict {document['verdict'].upper()}" + (f"  report {path}" if path else ""))

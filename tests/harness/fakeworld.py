@@ -73,6 +73,8 @@ class FakeWorkload:
     subscription_id: str | None = None  # a managed identity in another subscription (default: the world's)
     service_principal: bool = True  # an application's service principal exists
     application_object_id: str = field(default_factory=guid)
+    extra_credentials: list[dict[str, Any]] = field(default_factory=list)  # more {name, issuer, subject}
+    sa_labels: dict[str, str] = field(default_factory=dict)  # labels on the ServiceAccount
 
     @property
     def id(self) -> str:
@@ -139,6 +141,12 @@ class World:
             f"/subscriptions/{w.subscription_id or self.subscription_id}/resourcegroups/myRg/providers/"
             f"Microsoft.ManagedIdentity/userAssignedIdentities/{w.identity_name or w.service_account + '-id'}"
         )
+
+    def credentials(self, w: FakeWorkload) -> list[dict[str, Any]]:
+        """The workload's identity's federated credentials: {name, issuer, subject, audiences}."""
+        own = [{"name": f"fic-{w.service_account}", "issuer": w.fic_issuer or self.issuer,
+                "subject": w.fic_subject or w.subject, "audiences": [AUDIENCE]}] if w.fic else []
+        return own + [{"audiences": [AUDIENCE], **c} for c in w.extra_credentials]
 
     def managed_identities(self) -> list[FakeWorkload]:
         """The workloads' managed identities the harness can read (not applications, not hidden subscriptions)."""
@@ -260,7 +268,8 @@ class FakeKube:
         annotations = {}
         if w.annotate:
             annotations["azure.workload.identity/client-id"] = w.annotation_value or w.client_id
-        return {"metadata": {"name": name, "namespace": namespace, "annotations": annotations}}
+        return {"metadata": {"name": name, "namespace": namespace, "annotations": annotations,
+                             "labels": dict(w.sa_labels)}}
 
     def mutating_webhook_configurations(self) -> list[dict[str, Any]]:
         if self.world.webhook == "absent":
@@ -388,6 +397,10 @@ class FakeKube:
             and all(k in p["metadata"].get("labels", {}) for k in present)
         ]
         return [{**p, "status": {"phase": "Pending"}} for p in items], str(self.version)
+
+    def list_service_accounts(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [sa for sa in self.list_objects("", "v1", "serviceaccounts")
+                if namespace is None or sa["metadata"].get("namespace") == namespace]
 
     def list_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
         resource = f"{plural}.{group}" if group else plural
@@ -765,20 +778,8 @@ class FakeArm:
             if path == identity:
                 return Fetched(path_or_url, 200, self._identity(w))
             if path == identity + "/federatedidentitycredentials":
-                fics = (
-                    []
-                    if not w.fic
-                    else [
-                        {
-                            "name": f"fic-{w.service_account}",
-                            "properties": {
-                                "issuer": w.fic_issuer or world.issuer,
-                                "subject": w.fic_subject or w.subject,
-                                "audiences": [AUDIENCE],
-                            },
-                        }
-                    ]
-                )
+                fics = [{"name": c["name"], "properties": {k: v for k, v in c.items() if k != "name"}}
+                        for c in world.credentials(w)]
                 return Fetched(path_or_url, 200, {"value": fics})
         if path.endswith("/providers/microsoft.authorization/roleassignments"):
             return Fetched(
@@ -806,9 +807,10 @@ class FakeArm:
             return Fetched(url, 403, None, "Please provide below info when asking for support", "AccessDenied")
         wanted = set(re.findall(r"'([0-9a-fA-F-]{36})'", str(body.get("query", ""))))
         rows = [
-            {**self._identity(w), "subscriptionId": w.subscription_id or self.world.subscription_id}
+            {**self._identity(w), "subscriptionId": w.subscription_id or self.world.subscription_id,
+             "resourceGroup": "myrg"}
             for w in self.world.managed_identities()
-            if {w.client_id, w.principal_id} & wanted
+            if not wanted or {w.client_id, w.principal_id} & wanted  # no GUID: the list of all identities
         ]
         return Fetched(url, 200, {"totalRecords": len(rows), "count": len(rows), "data": rows})
 
@@ -845,12 +847,16 @@ class FakeGraph:
             if w is None:
                 return self._not_found(url, match.group(1))
             if match.group(2):
-                fics = [] if not w.fic else [{"id": guid(), "name": f"fic-{w.service_account}",
-                                               "issuer": w.fic_issuer or self.world.issuer,
-                                               "subject": w.fic_subject or w.subject, "audiences": [AUDIENCE]}]
-                return Fetched(url, 200, {"value": fics})
+                return Fetched(url, 200, {"value": [{"id": guid(), **c} for c in self.world.credentials(w)]})
             return Fetched(url, 200, {"id": w.application_object_id, "appId": w.client_id,
                                       "displayName": w.identity_name or w.service_account})
+        if path == "/v1.0/applications":  # every application, its credentials expanded
+            listed = [{"id": a.application_object_id, "appId": a.client_id,
+                       "displayName": a.identity_name or a.service_account,
+                       "federatedIdentityCredentials": [{"id": guid(), **c}
+                                                        for c in self.world.credentials(a)]}
+                      for a in apps]
+            return Fetched(url, 200, {"value": listed})
         if match := re.fullmatch(r"/v1\.0/servicePrincipals\(appId='([^']+)'\)", path):
             w = next((a for a in apps if a.client_id == match.group(1) and a.service_principal), None)
             if w is None:

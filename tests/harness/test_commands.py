@@ -122,6 +122,8 @@ def azure_of(draw: st.DrawFn) -> AzureConfig:
     )
 
 
+IDENTITY_ID = ("/subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/resourceGroups/rg/providers/"
+               "Microsoft.ManagedIdentity/userAssignedIdentities/id")
 # Every builder in harness.checks.remediation, with arbitrary strings for every value it takes.
 BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "annotate_sa": lambda d: fix.annotate_sa(d(nasty_text), d(nasty_text), d(nasty_text)),
@@ -199,6 +201,18 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "remove_template_label": lambda d: fix.remove_template_label(
         d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)
     ),
+    "identity_credential_create": lambda d: fix.identity_credential_create(
+        d(st.one_of(nasty_text, st.just(IDENTITY_ID))), d(nasty_text), d(nasty_text), d(nasty_text)
+    ),
+    "identity_credential_delete": lambda d: fix.identity_credential_delete(
+        d(st.one_of(nasty_text, st.just(IDENTITY_ID))), d(nasty_text)
+    ),
+    "identity_credential_list": lambda d: fix.identity_credential_list(
+        d(st.one_of(nasty_text, st.just(IDENTITY_ID)))
+    ),
+    "app_credential_delete": lambda d: fix.app_credential_delete(d(nasty_text), d(nasty_text)),
+    "app_credential_list": lambda d: fix.app_credential_list(d(nasty_text)),
+    "resource_graph_identities": lambda d: fix.resource_graph_identities(),
     "identity_name_rg": lambda d: fix.federated_credential(
         "create",
         f"/subscriptions/s/resourceGroups/{d(nasty_text)}/providers/Microsoft.ManagedIdentity/"

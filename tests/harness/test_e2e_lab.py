@@ -135,11 +135,14 @@ def test_without_azure_the_issuer_comes_from_the_clusters_discovery_document(lab
     assert issuer_check["status"] == "pass"
 
 
-def test_an_empty_workload_list_is_not_a_pass(lab: Any, tmp_path: Path) -> None:
+def test_a_whole_cluster_run_that_finds_no_service_account_is_not_a_pass(lab: Any, tmp_path: Path) -> None:
+    """An empty workload list verifies the whole cluster (test_whole_cluster_lab.py); where that finds nothing
+    to verify, the run fails and says so."""
     config = yaml.safe_load((lab.state_dir / "harness.yaml").read_text())
     config["workloads"] = []
     path = tmp_path / "empty.yaml"
     path.write_text(yaml.safe_dump(config))
-    result, document = run_suites(tmp_path / "reports", "--config", str(path))
-    assert result.returncode == 1 and document["verdict"] == "fail"
-    assert "no workloads: list them under workloads:" in result.stdout
+    result, document = run_suites(tmp_path / "reports", "--config", str(path), "--namespace", "kube-public")
+    assert result.returncode == 1 and document["verdict"] == "fail" and document["workloads"] == []
+    assert "whole-cluster run (harness.yaml lists no workloads): no ServiceAccount in namespace(s) kube-public " \
+           "has the azure.workload.identity/client-id annotation" in result.stdout

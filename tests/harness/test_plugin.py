@@ -31,7 +31,7 @@ pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-CLUSTER_TESTS = 9 + 6  # cluster checks + migration checks (pod-managed identity leftovers)
+CLUSTER_TESTS = 9 + 6 + 8  # cluster checks + migration checks (pod-managed identity leftovers) + inventory
 HEALTHY_TESTS = CLUSTER_TESTS + 2 * 18  # + 2 workloads x (16 chain checks + 2 access checks)
 
 
@@ -61,6 +61,10 @@ def wi_backend():
     if not {azure!r}:
         backend.arm = None
     return backend
+
+
+def wi_kube():
+    return WORLD.backend().kube
 """)
     config = pytester.path / "harness.yaml"
     config.write_text(yaml.safe_dump(world.config(pytester.path, azure=azure)))
@@ -183,8 +187,8 @@ def test_without_azure_the_suites_still_pass(pytester: pytest.Pytester) -> None:
     project(pytester, World.healthy(), azure=False)
     result = pytester.runpytest("suites", "--config", "harness.yaml", "-rs")
     # no ARM: workload identity, cluster identity type, identity and federated credential checks are skipped, and
-    # the pod identity add-on's (podIdentityProfile)
-    result.assert_outcomes(passed=HEALTHY_TESTS - 7, skipped=7)
+    # the pod identity add-on's (podIdentityProfile), and the inventory's but its ServiceAccount list
+    result.assert_outcomes(passed=HEALTHY_TESTS - 14, skipped=14)
     assert run_json(pytester)["verdict"] == "pass"
 
 
@@ -196,7 +200,8 @@ def test_failures_carry_findings_and_dependents_are_skipped(pytester: pytest.Pyt
     world.workloads[0].fic_issuer = ISSUER.rstrip("/")
     project(pytester, world)
     result = pytester.runpytest("suites", "--config", "harness.yaml", "-rsf")
-    result.assert_outcomes(passed=HEALTHY_TESTS - 5, failed=2, skipped=3)
+    # the workload's federation check and the inventory's (FIC_OLD_ISSUER: the trailing-slash twin) fail
+    result.assert_outcomes(passed=HEALTHY_TESTS - 6, failed=3, skipped=3)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [

@@ -144,6 +144,28 @@ def test_federated_credentials_by_object_id_and_by_app_id(lab) -> None:
                        404, "Request_ResourceNotFound", NOT_FOUND.format("kube-fic"))
 
 
+def test_applications_with_their_credentials_expanded_and_only_the_selected_properties(lab) -> None:
+    """What an inventory asks: every application and its federated credentials in one paged list."""
+    app = new_app(lab, service_principal=False)
+    assert graph(lab, "POST", f"/applications/{app['id']}/federatedIdentityCredentials",
+                 body=fic_body("kube-fic", lab.issuer_url, "system:serviceaccount:ns:sa")).status_code == 201
+    query = {"$select": "id,appId,displayName,federatedIdentityCredentials",
+             "$expand": "federatedIdentityCredentials", "$top": "999"}
+    listed = graph(lab, "GET", "/applications", who="harness", **query)
+    assert listed.status_code == 200, listed.text
+    mine = next(a for a in listed.json()["value"] if a["appId"] == app["appId"])
+    assert set(mine) == {"id", "appId", "displayName", "federatedIdentityCredentials"}
+    assert [(f["name"], f["issuer"], f["subject"]) for f in mine["federatedIdentityCredentials"]] == [
+        ("kube-fic", lab.issuer_url, "system:serviceaccount:ns:sa")]
+    one = graph(lab, "GET", f"/applications(appId='{app['appId']}')",
+                **{"$expand": "federatedIdentityCredentials"}).json()
+    assert one["federatedIdentityCredentials"][0]["name"] == "kube-fic" and "passwordCredentials" in one
+    plain = graph(lab, "GET", f"/applications(appId='{app['appId']}')").json()
+    assert "federatedIdentityCredentials" not in plain
+    assert_graph_error(graph(lab, "GET", "/applications", **{"$expand": "owners2"}), 400, "BadRequest")
+    assert_graph_error(graph(lab, "GET", "/applications", **{"$select": "id,nope"}), 400, "BadRequest")
+
+
 def test_federated_credential_conflicts_use_graphs_codes(lab) -> None:
     app = new_app(lab)
     path = f"/applications/{app['id']}/federatedIdentityCredentials"

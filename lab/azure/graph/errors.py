@@ -99,6 +99,11 @@ def invalid_property(property_name: str, resource: str) -> GraphError:  # [UNV] 
                       f"Invalid value specified for property '{property_name}' of resource '{resource}'.")
 
 
+def unknown_property(name: str, entity: str) -> GraphError:  # [UNV] code and text for a bad $select/$expand
+    return GraphError(400, "BadRequest",
+                      f"Could not find a property named '{name}' on type 'microsoft.graph.{entity}'.")
+
+
 # -- federated identity credentials
 def fic_name_taken(name: str) -> GraphError:
     return GraphError(409, "Request_MultipleObjectsWithSameKeyValue",

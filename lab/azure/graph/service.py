@@ -1,7 +1,7 @@
 """The HTTP face of the lab's Microsoft Graph (graph.microsoft.com): routing, bearer tokens, permissions.
 
-    GET|POST          /v1.0/applications                                  ($filter, $top)
-    GET|PATCH|DELETE  /v1.0/applications/{id}  and  /v1.0/applications(appId='{appId}')
+    GET|POST          /v1.0/applications                                  ($filter, $top, $select, $expand)
+    GET|PATCH|DELETE  /v1.0/applications/{id}  and  /v1.0/applications(appId='{appId}')   ($select, $expand)
     GET|POST          /v1.0/applications/{id}/federatedIdentityCredentials         (and the appId form)
     GET|PATCH|DELETE  /v1.0/applications/{id}/federatedIdentityCredentials/{id or name}
     GET|POST          /v1.0/servicePrincipals                             ($filter incl. servicePrincipalNames/any)
@@ -53,6 +53,7 @@ READ_APPLICATIONS = frozenset({"Application.Read.All", "Application.ReadWrite.Al
 WRITE_APPLICATIONS = frozenset({"Application.ReadWrite.All", "Directory.ReadWrite.All"})
 READ_DIRECTORY_OBJECTS = frozenset({"Directory.Read.All", "Directory.ReadWrite.All"})
 
+NAVIGATION_CREDENTIALS = "federatedIdentityCredentials"
 _ALTERNATE_KEY = re.compile(r"^(applications|serviceprincipals)\(appId='([^']*)'\)$", re.IGNORECASE)
 
 Verifier = Callable[[str | None], dict[str, Any]]
@@ -151,7 +152,7 @@ class GraphService:
             if method == "GET":
                 _require(roles, READ_APPLICATIONS)
                 found = self.directory.find_applications(parse_filter(request.query.get("$filter"), False))
-                return self._page(request, context, [self._application(a) for a in found])
+                return self._page(request, context, [self._shaped(request, a) for a in found])
             _only(method, "POST")
             _require(roles, WRITE_APPLICATIONS)
             app = self.directory.create_application(await _json_body(request))
@@ -165,7 +166,8 @@ class GraphService:
             app, tail = self.directory.application(object_id=rest[1]), rest[2:]
         if not tail:
             if method == "GET":
-                return self.respond(request, 200, {"@odata.context": f"{context}/$entity", **self._application(app)})
+                return self.respond(request, 200, {"@odata.context": f"{context}/$entity",
+                                                   **self._shaped(request, app)})
             if method == "PATCH":
                 self.directory.update_application(app, await _json_body(request))
                 return self.respond(request, 204, None)
@@ -179,6 +181,28 @@ class GraphService:
     def _application(self, app: AppRegistration) -> dict[str, Any]:
         tenant = self.world.tenants.get(self.world.tenant_id)
         return shapes.application(app, tenant.default_domain if tenant else f"{self.world.tenant_id}.onmicrosoft.com")
+
+    def _shaped(self, request: web.Request, app: AppRegistration) -> dict[str, Any]:
+        """An application as ``$select`` and ``$expand`` ask: only the selected properties, and the federated
+        credentials inline when expanded (the one navigation property of an application the lab models; Graph
+        documents it as supporting $expand). Unknown names are refused."""
+        body = self._application(app)
+        expand = _query_names(request.query.get("$expand"))
+        select = _query_names(request.query.get("$select"))
+        known = {name.lower(): name for name in body}
+        for name in expand:
+            if name.lower() != NAVIGATION_CREDENTIALS.lower():
+                raise errors.unknown_property(name, "application")
+        for name in select:
+            if name.lower() not in known and name.lower() != NAVIGATION_CREDENTIALS.lower():
+                raise errors.unknown_property(name, "application")
+        if select:
+            wanted = {name.lower() for name in select}
+            body = {key: value for key, value in body.items() if key.lower() in wanted}
+        if expand:
+            credentials = self.directory.credentials(app)
+            body[NAVIGATION_CREDENTIALS] = [shapes.federated_credential(f) for f in credentials]
+        return body
 
     async def _credentials(self, request: web.Request, version: str, method: str, app: AppRegistration,
                            id_or_name: str | None) -> web.Response:
@@ -268,6 +292,11 @@ class GraphService:
         if offset + size < len(items):
             body["@odata.nextLink"] = str(request.url.update_query({"$skiptoken": encode_skip(offset + size)}))
         return self.respond(request, 200, body)
+
+
+def _query_names(value: str | None) -> list[str]:
+    """``$select``/``$expand``: comma-separated property names."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 def _service_principal(principal: Principal) -> dict[str, Any]:

@@ -1,0 +1,787 @@
+"""The inventory suite: every Workload ID ServiceAccount of the cluster cross-matched with every federated
+credential that trusts its issuer (managed identities in every readable subscription, applications in Graph).
+
+Findings (one per code, naming every case, each with the commands that fix it, real names included):
+
+- SA_CLIENT_ID_UNKNOWN: an annotated client id matches no managed identity or application the harness sees
+  (an error; a warning when some of the harness's lookups were refused: it may not see the identity);
+- SA_WITHOUT_FIC: the ServiceAccount's identity has no credential for this issuer and its subject;
+- FIC_OLD_ISSUER: a credential for a ServiceAccount of this cluster names this issuer's trailing-slash (or
+  case) twin, an older issuer of this cluster, or -- on the ServiceAccount's own identity, when nothing else
+  lets it in -- another issuer (an error when the ServiceAccount has no working credential, a warning
+  otherwise);
+- FIC_ORPHANED: a credential for this cluster's issuer (any spelling) names a ServiceAccount that does not
+  exist (a warning: a stale trust that whoever creates that ServiceAccount inherits);
+- FIC_LIMIT_NEAR: 18 or more of the 20 credentials an identity may hold (a warning);
+- ROLE_OVERLY_BROAD: Owner, Contributor or User Access Administrator (an error), or any role at subscription,
+  resource-group or management-group scope (a warning), held by an identity a ServiceAccount names;
+- INVENTORY_INCOMPLETE: what the harness may not read (a warning about its own view).
+
+Pure functions of the facts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from typing import Any
+
+from harness import values
+from harness.checks import remediation as fix
+from harness.checks.chain import CheckSpec, run_chain
+from harness.checks.common import arm_failure_finding, kube_failure_finding
+from harness.checks.federation import MAX_FEDERATED_CREDENTIALS
+from harness.checks.model import (
+    ERROR,
+    WARNING,
+    CheckResult,
+    Finding,
+    Outcome,
+    failed,
+    passed,
+    skipped,
+    warned,
+)
+from harness.commands import Command, Step, advice
+from harness.config import AzureConfig, ExpectConfig
+from harness.facts import (
+    CREDENTIAL_ERROR,
+    NETWORK_ERROR,
+    ClusterFacts,
+    Fetched,
+    InventoryFacts,
+    InventoryIdentity,
+)
+from harness.issuers import EXACT, OLDER, TWIN, issuer_relation, spelling_difference
+from harness.names import TOKEN_AUDIENCE
+
+LAYER = "inventory"
+LIMIT_NEAR = 18
+# Built-in roles that let their holder change anything, or grant itself anything (learn.microsoft.com built-in
+# roles; the same GUIDs in every tenant).
+PRIVILEGED_ROLES = {
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
+}
+_SUBJECT_RE = re.compile(r"system:serviceaccount:([^:]+):([^:]+)")
+_SUBSCRIPTION_SCOPE = re.compile(r"/subscriptions/[^/]+", re.IGNORECASE)
+_GROUP_SCOPE = re.compile(r"/subscriptions/[^/]+/resourcegroups/[^/]+", re.IGNORECASE)
+_MANAGEMENT_GROUP_SCOPE = re.compile(
+    r"/providers/microsoft\.management/managementgroups/[^/]+", re.IGNORECASE
+)
+MAX_LISTED = 20  # cases named in one finding's message (all are in its evidence and remediation)
+
+
+def subject_of(namespace: str, service_account: str) -> str:
+    return f"system:serviceaccount:{namespace}:{service_account}"
+
+
+def service_account_of(subject: Any) -> str | None:
+    """``NS/SA`` a ServiceAccount token subject names; None when the subject is no ServiceAccount's."""
+    match = _SUBJECT_RE.fullmatch(str(subject or ""))
+    return f"{match.group(1)}/{match.group(2)}" if match else None
+
+
+@dataclass(frozen=True)
+class Credential:
+    """One federated credential as the inventory reads it."""
+
+    identity: InventoryIdentity
+    name: str
+    issuer: str
+    subject: str
+    audiences: Any
+    relation: str | None  # EXACT | TWIN | OLDER (harness.issuers) | None: another issuer
+    service_account: str | None  # NS/SA its subject names
+
+    @property
+    def usable(self) -> bool:
+        """It lets a token of this cluster in: this exact issuer, the exchange audience alone."""
+        return self.relation == EXACT and self.audiences == [TOKEN_AUDIENCE]
+
+    def row(self, label: str, exists: bool | None) -> dict[str, Any]:
+        return {
+            "identity": label,
+            "kind": self.identity.kind,
+            "name": self.name,
+            "issuer": self.issuer,
+            "relation": self.relation or "other",
+            "subject": self.subject,
+            "service_account": self.service_account,
+            "service_account_exists": exists,
+        }
+
+
+@dataclass
+class InventoryContext:
+    facts: InventoryFacts
+    cluster: ClusterFacts
+    azure: AzureConfig | None
+    expect: ExpectConfig = field(default_factory=ExpectConfig)
+
+    @property
+    def issuer(self) -> str | None:
+        return self.cluster.issuer_url
+
+    @cached_property
+    def credentials(self) -> list[Credential]:
+        out = []
+        for identity in self.facts.identities:
+            for item in identity.federated_credentials or []:
+                out.append(
+                    Credential(
+                        identity,
+                        str(item.get("name") or ""),
+                        str(item.get("issuer") or ""),
+                        str(item.get("subject") or ""),
+                        item.get("audiences"),
+                        issuer_relation(item.get("issuer"), self.issuer, self.expect.previous_issuers),
+                        service_account_of(item.get("subject")),
+                    )
+                )
+        return out
+
+    @cached_property
+    def by_client_id(self) -> dict[str, InventoryIdentity]:
+        return {i.client_id.lower(): i for i in self.facts.identities if i.client_id}
+
+    @cached_property
+    def existing(self) -> set[str]:
+        return set(self.facts.all_service_accounts)
+
+    @cached_property
+    def named(self) -> dict[str, list[str]]:
+        """lower-cased client id -> the NS/SA annotated with it."""
+        out: dict[str, list[str]] = {}
+        for sa in self.facts.service_accounts:
+            if values.is_guid(sa.get("client_id")):
+                out.setdefault(str(sa["client_id"]).lower(), []).append(f"{sa['namespace']}/{sa['name']}")
+        return out
+
+    def identity_of(self, sa: dict[str, Any]) -> InventoryIdentity | None:
+        client_id = sa.get("client_id")
+        return self.by_client_id.get(str(client_id).lower()) if values.is_guid(client_id) else None
+
+    @property
+    def lookups_refused(self) -> bool:
+        return bool(self.facts.refused)
+
+
+def label(identity: InventoryIdentity) -> str:
+    """A managed identity as ``name (resource group, subscription)``; an application as ``app NAME``."""
+    if identity.kind == "managed_identity":
+        parts = (identity.resource_id or "").split("/")
+        where = f" (resource group {parts[4]}, subscription {parts[2]})" if len(parts) > 4 else ""
+        return f"managed identity {identity.name}{where}"
+    return f"application {identity.name} ({identity.client_id})"
+
+
+def _delete(credential: Credential) -> Command:
+    identity = credential.identity
+    if identity.kind == "application":
+        return fix.app_credential_delete(identity.client_id, credential.name)
+    return fix.identity_credential_delete(identity.resource_id, credential.name)
+
+
+def _free_name(identity: InventoryIdentity, namespace: str, service_account: str) -> str:
+    """A credential name the identity does not use yet: creating one under a taken name would overwrite it."""
+    taken = {str(c.get("name") or "").lower() for c in identity.federated_credentials or []}
+    base = fix.fic_name(namespace, service_account)
+    name, counter = base, 2
+    while name.lower() in taken:
+        name, counter = f"{base[:115]}-{counter}", counter + 1
+    return name
+
+
+def _create(identity: InventoryIdentity, service_account: str, issuer: str) -> Command:
+    namespace, name = service_account.split("/", 1)
+    credential_name = _free_name(identity, namespace, name)
+    subject = subject_of(namespace, name)
+    if identity.kind == "application":
+        return fix.app_federated_credential("create", identity.client_id, credential_name, issuer, subject)
+    return fix.identity_credential_create(identity.resource_id, credential_name, issuer, subject)
+
+
+def _listed(items: list[str]) -> str:
+    shown = "; ".join(items[:MAX_LISTED])
+    return shown + (f"; and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
+
+
+def _judge(findings: list[Finding], clean: str, evidence: dict[str, Any]) -> Outcome:
+    if any(f.severity == ERROR for f in findings):
+        return failed(findings[0].message, evidence, *findings)
+    if findings:
+        return warned(findings[0].message, evidence, *findings)
+    return passed(clean, evidence)
+
+
+def _needs_issuer(ctx: InventoryContext) -> Outcome | None:
+    if not ctx.issuer:
+        return skipped(
+            "the cluster's issuer is unknown (see cluster.oidc_issuer_enabled): no credential can be "
+            "matched to it"
+        )
+    return None
+
+
+# ---------------------------------------------------------------- the Kubernetes side
+
+
+def service_accounts_listed(ctx: InventoryContext) -> Outcome:
+    facts = ctx.facts
+    if facts.service_accounts_error is not None:
+        return failed(
+            f"could not list ServiceAccounts in all namespaces: {facts.service_accounts_error.message}",
+            {"error": asdict(facts.service_accounts_error)},
+            kube_failure_finding(
+                facts.service_accounts_error,
+                LAYER,
+                "list ServiceAccounts in all namespaces",
+                fix.can_i("list", "serviceaccounts"),
+                ctx.cluster,
+                ctx.azure,
+            ),
+        )
+    accounts = [f"{s['namespace']}/{s['name']}" for s in facts.service_accounts]
+    label_only = [
+        f"{s['namespace']}/{s['name']}" for s in facts.service_accounts if s.get("client_id") is None
+    ]
+    namespaces = sorted({s["namespace"] for s in facts.service_accounts})
+    evidence = {
+        "service_accounts": accounts,
+        "label_only": label_only,
+        "namespaces": namespaces,
+        "all_service_accounts": len(facts.all_service_accounts),
+    }
+    if not accounts:
+        return passed(
+            f"none of the {len(facts.all_service_accounts)} ServiceAccounts carries the client-id "
+            "annotation or the use label",
+            evidence,
+        )
+    return passed(
+        f"{len(accounts)} ServiceAccount(s) in {len(namespaces)} namespace(s) carry the client-id "
+        f"annotation or the use label ({len(label_only)} the label only)",
+        evidence,
+    )
+
+
+# ---------------------------------------------------------------- the Azure side
+
+
+def _is_graph(fetched: Fetched) -> bool:
+    return "/v1.0/" in fetched.url or "/beta/" in fetched.url
+
+
+def unreadable_rows(facts: InventoryFacts) -> list[dict[str, Any]]:
+    return [
+        {"url": f.url, "status": f.status, "code": f.code, "error": f.error}
+        for f in [*facts.refused, *facts.failed]
+    ]
+
+
+def _incomplete(ctx: InventoryContext) -> Finding | None:
+    missed = [*ctx.facts.refused, *ctx.facts.failed]
+    if not missed:
+        return None
+    graph = [f for f in ctx.facts.refused if _is_graph(f)]
+    arm = [f for f in ctx.facts.refused if not _is_graph(f)]
+    steps: list[Step] = []
+    if arm:
+        steps += [
+            fix.grant_harness_reader(ctx.azure),
+            advice(
+                "and Reader on every subscription (or a management group above them) that holds identities"
+            ),
+        ]
+    if graph:
+        steps += fix.grant_harness_graph_read(ctx.azure)
+    message = (
+        "the harness could not read everything the inventory needs, so identities and credentials there are "
+        f"unaccounted for: {_listed([f.describe() for f in missed])}"
+    )
+    return Finding(
+        "INVENTORY_INCOMPLETE", WARNING, LAYER, message, {"unreadable": unreadable_rows(ctx.facts)}, steps
+    )
+
+
+def identities_listed(ctx: InventoryContext) -> Outcome:
+    facts = ctx.facts
+    if not facts.azure_configured:
+        return skipped("no Azure access configured (the azure: section of harness.yaml)")
+    unusable = next((f for f in facts.failed if f.code in (CREDENTIAL_ERROR, NETWORK_ERROR)), None)
+    if unusable is not None:
+        return failed(
+            f"the harness could not read Azure: {unusable.describe()}",
+            {"searched": facts.searched},
+            arm_failure_finding(
+                unusable,
+                "harness",
+                "the identity inventory",
+                "ARM_QUERY_FAILED",
+                fix.resource_graph_identities(),
+                ctx.azure,
+            ),
+        )
+    managed = [i for i in facts.identities if i.kind == "managed_identity"]
+    apps = [i for i in facts.identities if i.kind == "application"]
+    evidence = {
+        "searched": facts.searched,
+        "managed_identities": [label(i) for i in managed],
+        "applications": [label(i) for i in apps],
+    }
+    message = (
+        f"{len(managed)} managed identit{'y' if len(managed) == 1 else 'ies'} and {len(apps)} "
+        f"application(s) trust this cluster's issuer or are named by a ServiceAccount"
+    )
+    incomplete = _incomplete(ctx)
+    if incomplete is not None:
+        return warned(
+            f"{message}; but {incomplete.message}",
+            {**evidence, "unreadable": unreadable_rows(facts)},
+            incomplete,
+        )
+    return passed(message, evidence)
+
+
+# ---------------------------------------------------------------- cross-match
+
+
+def client_ids_known(ctx: InventoryContext) -> Outcome:
+    cases: list[str] = []
+    items: list[dict[str, Any]] = []
+    steps: list[Step] = []
+    severity = WARNING
+    for sa in ctx.facts.service_accounts:
+        client_id, ref = sa.get("client_id"), f"{sa['namespace']}/{sa['name']}"
+        if client_id is None or ctx.identity_of(sa) is not None:
+            continue
+        owner = ctx.facts.principal_of.get(str(client_id).lower())
+        if not values.is_guid(client_id):
+            severity = ERROR
+            cases.append(f"{ref}: {values.printable(str(client_id), 60)!r} is not a GUID")
+            steps += fix.find_identity_anywhere(None)
+        elif owner is not None:
+            severity = ERROR
+            cases.append(
+                f"{ref}: {client_id} is the principal (object) id of {owner.get('kind')} "
+                f"{owner.get('name')}, whose client id is {owner.get('client_id')}"
+            )
+            steps += [
+                fix.annotate_sa(sa["namespace"], sa["name"], owner.get("client_id")),
+                fix.restart_pods(sa["namespace"]),
+            ]
+        else:
+            severity = severity if ctx.lookups_refused else ERROR
+            cases.append(f"{ref}: {client_id}")
+            steps += fix.find_identity_anywhere(client_id)
+        items.append({"service_account": ref, "client_id": client_id, "principal_of": owner})
+    evidence = {"unknown": items, "searched": ctx.facts.searched}
+    if not items:
+        return passed(
+            "every annotated client id is a managed identity's or an application's the harness sees", evidence
+        )
+    why = " (some lookups were refused: the harness may not see them)" if severity == WARNING else ""
+    message = f"no managed identity or application has the client id of {_listed(cases)}{why}"
+    if severity == WARNING:
+        incomplete = _incomplete(ctx)
+        steps += incomplete.remediation if incomplete else []
+    return _judge([Finding("SA_CLIENT_ID_UNKNOWN", severity, LAYER, message, evidence, steps)], "", evidence)
+
+
+def credentials_present(ctx: InventoryContext) -> Outcome:
+    blocked = _needs_issuer(ctx)
+    if blocked is not None:
+        return blocked
+    issuer = str(ctx.issuer)
+    cases: list[str] = []
+    items: list[dict[str, Any]] = []
+    steps: list[Step] = []
+    checked = 0
+    for sa in ctx.facts.service_accounts:
+        identity = ctx.identity_of(sa)
+        if identity is None or identity.federated_credentials is None:
+            continue
+        checked += 1
+        ref = f"{sa['namespace']}/{sa['name']}"
+        mine = [c for c in ctx.credentials if c.identity is identity and c.service_account == ref]
+        if any(c.usable for c in mine) or any(c.relation != EXACT for c in mine):
+            continue  # working, or FIC_OLD_ISSUER says what is wrong with the one it has
+        audience = [c for c in mine if c.relation == EXACT]
+        detail = (
+            f" (credential {audience[0].name} has audiences {audience[0].audiences}, not [{TOKEN_AUDIENCE}])"
+            if audience
+            else ""
+        )
+        cases.append(f"{ref} -> {label(identity)}{detail}")
+        items.append(
+            {
+                "service_account": ref,
+                "identity": label(identity),
+                "client_id": identity.client_id,
+                "expected": {
+                    "issuer": issuer,
+                    "subject": subject_of(sa["namespace"], sa["name"]),
+                    "audiences": [TOKEN_AUDIENCE],
+                },
+            }
+        )
+        steps.append(_create(identity, ref, issuer))
+    evidence = {"missing": items, "checked": checked}
+    if not items:
+        return passed(
+            f"each of the {checked} ServiceAccount(s) whose identity the harness reads has a federated "
+            "credential for this issuer and its subject",
+            evidence,
+        )
+    message = (
+        f"no federated credential for issuer {issuer} and the ServiceAccount's subject: {_listed(cases)}; "
+        "the token exchange fails (AADSTS70021)"
+    )
+    return _judge([Finding("SA_WITHOUT_FIC", ERROR, LAYER, message, evidence, steps)], "", evidence)
+
+
+def no_old_issuers(ctx: InventoryContext) -> Outcome:
+    blocked = _needs_issuer(ctx)
+    if blocked is not None:
+        return blocked
+    issuer = str(ctx.issuer)
+    stale: list[Credential] = []
+    for credential in ctx.credentials:
+        if credential.service_account not in ctx.existing or credential.relation == EXACT:
+            continue
+        if credential.relation in (TWIN, OLDER):
+            stale.append(credential)
+        elif credential.service_account in ctx.named.get(credential.identity.client_id.lower(), []):
+            stale.append(credential)  # another issuer, on the ServiceAccount's own identity
+    broken: dict[tuple[str, str], InventoryIdentity] = {}  # (NS/SA, client id) without a working credential
+    for credential in stale:
+        sa = str(credential.service_account)
+        identity = credential.identity
+        works = any(c.usable and c.identity is identity and c.service_account == sa for c in ctx.credentials)
+        own = sa in ctx.named.get(identity.client_id.lower(), [])
+        if not works and own:
+            broken[(sa, identity.client_id.lower())] = identity
+    # another issuer that is not this cluster's matters only where nothing else lets the ServiceAccount in
+    stale = [
+        c
+        for c in stale
+        if c.relation in (TWIN, OLDER) or (str(c.service_account), c.identity.client_id.lower()) in broken
+    ]
+    if not stale:
+        return passed(
+            "no credential for a ServiceAccount of this cluster names another spelling or an older "
+            "issuer of it",
+            {"issuer": issuer},
+        )
+    cases, items, steps = [], [], []
+    for credential in stale:
+        why = {
+            TWIN: f"this issuer's twin: {spelling_difference(credential.issuer, issuer)}",
+            OLDER: "an older issuer of this cluster",
+        }.get(str(credential.relation), "another cluster's issuer")
+        cases.append(
+            f"{credential.name} on {label(credential.identity)} for {credential.service_account} names "
+            f"{credential.issuer} ({why})"
+        )
+        items.append({**credential.row(label(credential.identity), True), "why": why})
+        if credential.relation in (TWIN, OLDER):
+            steps.append(_delete(credential))
+    for (sa, _), identity in broken.items():
+        steps.append(_create(identity, sa, issuer))
+    if any(c.relation not in (TWIN, OLDER) for c in stale):
+        steps.append(
+            advice(
+                "a credential for another cluster's issuer may still serve that cluster: delete it only "
+                "if no cluster uses it"
+            )
+        )
+    severity = ERROR if broken else WARNING
+    consequence = (
+        f"; {', '.join(sa for sa, _ in broken)} ha{'s' if len(broken) == 1 else 've'} no credential for "
+        f"{issuer}, so the token exchange fails (AADSTS70021)"
+        if broken
+        else "; each such ServiceAccount also has a working one: the stale credentials only take slots"
+    )
+    message = f"federated credential(s) name an issuer other than {issuer}: {_listed(cases)}{consequence}"
+    evidence = {
+        "issuer": issuer,
+        "credentials": items,
+        "without_working_credential": sorted(sa for sa, _ in broken),
+    }
+    return _judge([Finding("FIC_OLD_ISSUER", severity, LAYER, message, evidence, steps)], "", evidence)
+
+
+def no_orphaned_credentials(ctx: InventoryContext) -> Outcome:
+    blocked = _needs_issuer(ctx)
+    if blocked is not None:
+        return blocked
+    orphans = [c for c in ctx.credentials if c.relation is not None and c.service_account not in ctx.existing]
+    trusted = [c for c in ctx.credentials if c.relation is not None]
+    if not orphans:
+        return passed(
+            f"each of the {len(trusted)} credential(s) for this cluster's issuer names an existing "
+            "ServiceAccount",
+            {"credentials": len(trusted)},
+        )
+    cases = [
+        f"{c.name} on {label(c.identity)}: "
+        + (
+            f"{c.service_account} does not exist"
+            if c.service_account
+            else f"subject {values.printable(c.subject, 80)!r} is no ServiceAccount's"
+        )
+        for c in orphans
+    ]
+    evidence = {"credentials": [c.row(label(c.identity), False) for c in orphans]}
+    message = (
+        "federated credential(s) trust this cluster for a ServiceAccount that does not exist: "
+        f"{_listed(cases)}; whoever creates it there gets the identity's access"
+    )
+    steps: list[Step] = [_delete(c) for c in orphans]
+    steps.append(advice("or, if the ServiceAccount was deleted by mistake, create it again"))
+    return _judge([Finding("FIC_ORPHANED", WARNING, LAYER, message, evidence, steps)], "", evidence)
+
+
+def credential_limits(ctx: InventoryContext) -> Outcome:
+    near = [i for i in ctx.facts.identities if len(i.federated_credentials or []) >= LIMIT_NEAR]
+    counts = {
+        label(i): len(i.federated_credentials or [])
+        for i in ctx.facts.identities
+        if i.federated_credentials is not None
+    }
+    if not near:
+        return passed(
+            f"every identity holds fewer than {LIMIT_NEAR} of its {MAX_FEDERATED_CREDENTIALS} federated "
+            "credentials",
+            {"counts": counts},
+        )
+    cases = [f"{label(i)}: {len(i.federated_credentials or [])} of {MAX_FEDERATED_CREDENTIALS}" for i in near]
+    steps: list[Step] = [
+        fix.app_credential_list(i.client_id)
+        if i.kind == "application"
+        else fix.identity_credential_list(i.resource_id)
+        for i in near
+    ]
+    steps.append(
+        advice(
+            "delete the credentials no cluster uses any more (FIC_ORPHANED, FIC_OLD_ISSUER), or give "
+            "further workloads an identity of their own"
+        )
+    )
+    evidence = {"near_limit": {label(i): len(i.federated_credentials or []) for i in near}, "counts": counts}
+    message = (
+        f"identit{'y' if len(near) == 1 else 'ies'} near the limit of {MAX_FEDERATED_CREDENTIALS} federated "
+        f"credentials: {_listed(cases)}; one more cluster or namespace may not fit"
+    )
+    return _judge([Finding("FIC_LIMIT_NEAR", WARNING, LAYER, message, evidence, steps)], "", evidence)
+
+
+def broad_reason(assignment: dict[str, Any]) -> tuple[str, str] | None:
+    """(severity, why) when a role assignment is broader than a workload needs; None when it is narrow."""
+    definition = str(assignment.get("role_definition_id") or "").rstrip("/").rsplit("/", 1)[-1].lower()
+    role = str(assignment.get("role") or "")
+    privileged = PRIVILEGED_ROLES.get(definition) or next(
+        (name for name in PRIVILEGED_ROLES.values() if name.lower() == role.lower()), None
+    )
+    if privileged:
+        return ERROR, f"{privileged} lets the workload change or grant access to everything in its scope"
+    scope = str(assignment.get("scope") or "").rstrip("/")
+    if scope in ("", "/") or _MANAGEMENT_GROUP_SCOPE.fullmatch(scope):
+        return WARNING, "a management-group (or root) scope"
+    if _SUBSCRIPTION_SCOPE.fullmatch(scope):
+        return WARNING, "a whole subscription"
+    if _GROUP_SCOPE.fullmatch(scope):
+        return WARNING, "a whole resource group"
+    return None
+
+
+def least_privilege(ctx: InventoryContext) -> Outcome:
+    used = [i for i in ctx.facts.identities if i.client_id.lower() in ctx.named]
+    read = [i for i in used if i.role_assignments is not None]
+    cases, items, steps = [], [], []
+    severity = WARNING
+    for identity in read:
+        for assignment in identity.role_assignments or []:
+            reason = broad_reason(assignment)
+            if reason is None:
+                continue
+            level, why = reason
+            severity = ERROR if level == ERROR else severity
+            cases.append(
+                f"{assignment.get('role')} on {assignment.get('scope')} for {label(identity)} "
+                f"(used by {', '.join(ctx.named[identity.client_id.lower()])}): {why}"
+            )
+            items.append(
+                {
+                    "identity": label(identity),
+                    "role": assignment.get("role"),
+                    "scope": assignment.get("scope"),
+                    "assignment_id": assignment.get("id"),
+                    "why": why,
+                }
+            )
+            steps.append(fix.delete_role_assignment_id(str(assignment.get("id") or "")))
+    evidence = {
+        "broad": items,
+        "identities": [label(i) for i in read],
+        "not_read": [label(i) for i in used if i.role_assignments is None],
+    }
+    if not items:
+        return passed(
+            f"the {len(read)} identit{'y' if len(read) == 1 else 'ies'} the ServiceAccounts use hold no "
+            "administrative role and no role wider than a resource",
+            evidence,
+        )
+    steps.append(
+        advice(
+            "grant the narrowest built-in role on the one resource the workload reads (e.g. Key Vault "
+            "Secrets User on the vault) before deleting a broad one it still relies on"
+        )
+    )
+    message = f"identities the workloads use hold roles broader than they need: {_listed(cases)}"
+    return _judge([Finding("ROLE_OVERLY_BROAD", severity, LAYER, message, evidence, steps)], "", evidence)
+
+
+# ---------------------------------------------------------------- run.json's inventory section
+
+
+def inventory_section(facts: InventoryFacts, cluster: ClusterFacts, expect: ExpectConfig) -> dict[str, Any]:
+    """The cross-match as tables: ServiceAccounts, federated credentials for this cluster (any spelling), the
+    identities, the role assignments of those the ServiceAccounts use, and what could not be read."""
+    ctx = InventoryContext(facts, cluster, None, expect)
+    accounts = []
+    for sa in facts.service_accounts:
+        ref = f"{sa['namespace']}/{sa['name']}"
+        identity = ctx.identity_of(sa)
+        mine = [
+            c
+            for c in ctx.credentials
+            if identity is not None and c.identity is identity and c.service_account == ref
+        ]
+        if sa.get("client_id") is None:
+            state = "label only: no client id"
+        elif identity is None:
+            state = "client id unknown"
+        elif identity.federated_credentials is None:
+            state = "credentials not readable"
+        elif any(c.usable for c in mine):
+            state = "credential for this issuer"
+        elif mine:
+            state = "credential for another issuer only"
+        else:
+            state = "no credential"
+        accounts.append(
+            {
+                "service_account": ref,
+                "client_id": sa.get("client_id"),
+                "use_label": sa.get("use_label"),
+                "identity": label(identity) if identity else None,
+                "state": state,
+            }
+        )
+    credentials = [
+        c.row(label(c.identity), c.service_account in ctx.existing)
+        for c in ctx.credentials
+        if c.relation is not None
+        or (
+            c.service_account in ctx.existing
+            and c.service_account in ctx.named.get(c.identity.client_id.lower(), [])
+        )
+    ]
+    identities = [
+        {
+            "identity": label(i),
+            "kind": i.kind,
+            "client_id": i.client_id,
+            "resource": i.resource_id or i.object_id,
+            "credentials": None if i.federated_credentials is None else len(i.federated_credentials),
+            "used_by": ctx.named.get(i.client_id.lower(), []),
+        }
+        for i in facts.identities
+    ]
+    roles = []
+    for identity in facts.identities:
+        for assignment in identity.role_assignments or []:
+            reason = broad_reason(assignment)
+            roles.append(
+                {
+                    "identity": label(identity),
+                    "role": assignment.get("role"),
+                    "scope": assignment.get("scope"),
+                    "assignment_id": assignment.get("id"),
+                    "broad": reason[1] if reason else None,
+                }
+            )
+    return {
+        "issuer": cluster.issuer_url,
+        "service_accounts": accounts,
+        "federated_credentials": credentials,
+        "identities": identities,
+        "role_assignments": roles,
+        "searched": list(facts.searched),
+        "unreadable": unreadable_rows(facts),
+    }
+
+
+_AZURE = ("inventory.service_accounts", "inventory.identities_listed")
+INVENTORY_CHECKS: list[CheckSpec[InventoryContext]] = [
+    CheckSpec(
+        "inventory.service_accounts",
+        "ServiceAccounts with the client-id annotation or the use label, cluster-wide",
+        service_accounts_listed,
+    ),
+    CheckSpec(
+        "inventory.identities_listed",
+        "managed identities and applications read, with their credentials",
+        identities_listed,
+    ),
+    CheckSpec(
+        "inventory.client_ids_known",
+        "every annotated client id is a known identity",
+        client_ids_known,
+        _AZURE,
+    ),
+    CheckSpec(
+        "inventory.credentials_present",
+        "every ServiceAccount's identity trusts it",
+        credentials_present,
+        _AZURE,
+    ),
+    CheckSpec(
+        "inventory.no_old_issuers",
+        "no credential names an old spelling or an older issuer",
+        no_old_issuers,
+        _AZURE,
+    ),
+    CheckSpec(
+        "inventory.no_orphaned_credentials",
+        "every credential for this cluster names an existing ServiceAccount",
+        no_orphaned_credentials,
+        _AZURE,
+    ),
+    CheckSpec(
+        "inventory.credential_limits",
+        f"every identity below {LIMIT_NEAR} of {MAX_FEDERATED_CREDENTIALS} credentials",
+        credential_limits,
+        ("inventory.identities_listed",),
+    ),
+    CheckSpec(
+        "inventory.least_privilege",
+        "no administrative or subscription-wide role on a workload identity",
+        least_privilege,
+        _AZURE,
+    ),
+]
+INVENTORY_CHECK_IDS = [spec.id for spec in INVENTORY_CHECKS]
+
+
+def run_inventory_checks(
+    facts: InventoryFacts,
+    cluster: ClusterFacts,
+    azure: AzureConfig | None,
+    expect: ExpectConfig | None = None,
+) -> list[CheckResult]:
+    return run_chain(INVENTORY_CHECKS, InventoryContext(facts, cluster, azure, expect or ExpectConfig()))

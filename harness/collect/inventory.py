@@ -1,0 +1,384 @@
+"""The cluster's Workload ID inventory, the runbook's loops done once and cross-matched.
+
+Kubernetes side: every ServiceAccount with the ``azure.workload.identity/client-id`` annotation or the
+``azure.workload.identity/use`` label, cluster-wide -- the runbook's ``kubectl get sa -A -o json | jq`` filter
+(jq keeps any value that is not null, so an empty annotation counts), label-only ones included.
+
+Azure side: every user-assigned managed identity in every subscription the harness reads (one Azure Resource
+Graph query, paged; the configured subscription's list when Resource Graph refuses), then each identity's
+federated credentials (ARM); every application with its federated credentials (Microsoft Graph, one paged
+list with ``$expand=federatedIdentityCredentials``). Kept: the identities with a credential for this cluster's
+issuer in any spelling (harness.issuers), and those a ServiceAccount names; for the latter, their role
+assignments too. ARM and Graph reads go through a per-run cache (each URL once) and run a few at a time.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any
+
+from harness import values
+from harness.collect.arm import ARG_PATH, AUTHORIZATION_API, IDENTITY_TYPE, MSI_API
+from harness.collect.arm_api import ArmGet
+from harness.collect.cache import cached, read_all
+from harness.collect.graph import VERSION as GRAPH_VERSION
+from harness.collect.kube_api import KubeApi, KubeError
+from harness.collect.pages import list_all
+from harness.config import AzureConfig
+from harness.facts import (
+    CREDENTIAL_ERROR,
+    NETWORK_ERROR,
+    Fetched,
+    InventoryFacts,
+    InventoryIdentity,
+    KubeFailure,
+)
+from harness.issuers import issuer_relation
+from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION, USE_LABEL
+
+ARG_PAGE = 1000  # Resource Graph's largest $top
+IDENTITIES_QUERY = (
+    f"resources | where type =~ '{IDENTITY_TYPE}' "
+    "| project id, name, subscriptionId, resourceGroup, properties"
+)
+APPLICATIONS_PATH = (
+    f"/{GRAPH_VERSION}/applications?$select=id,appId,displayName,federatedIdentityCredentials"
+    "&$expand=federatedIdentityCredentials&$top=999"
+)
+MAX_ARG_PAGES = 100
+MAX_SHOWN = 200  # annotation values kept in the inventory (a GUID is 36 characters)
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+
+def is_workload_identity_service_account(obj: dict[str, Any]) -> bool:
+    """The runbook's filter: the client-id annotation or the use label is there, whatever its value."""
+    meta = obj.get("metadata") or {}
+    return CLIENT_ID_ANNOTATION in (meta.get("annotations") or {}) or USE_LABEL in (meta.get("labels") or {})
+
+
+def slim_service_account(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    annotations, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+
+    def kept(value: Any) -> str | None:
+        return None if value is None else values.shorten(str(value), MAX_SHOWN)
+
+    return {
+        "namespace": str(meta.get("namespace") or ""),
+        "name": str(meta.get("name") or ""),
+        "client_id": kept(annotations.get(CLIENT_ID_ANNOTATION)),
+        "tenant_id": kept(annotations.get(TENANT_ID_ANNOTATION)),
+        "use_label": kept(labels.get(USE_LABEL)),
+    }
+
+
+def list_service_accounts(
+    kube: KubeApi, namespaces: Iterable[str] = ()
+) -> tuple[list[dict[str, Any]], list[str], KubeFailure | None]:
+    """(the workload identity ServiceAccounts, slimmed and sorted; NS/NAME of every ServiceAccount; the
+    refusal) in ``namespaces``, or in all of them when none is given."""
+    found: list[dict[str, Any]] = []
+    try:
+        for namespace in list(dict.fromkeys(namespaces)) or [None]:
+            found += kube.list_service_accounts(namespace)
+    except KubeError as exc:
+        return [], [], exc.failure
+    every = sorted({f"{s['namespace']}/{s['name']}" for s in map(slim_service_account, found)})
+    chosen = sorted(
+        (slim_service_account(o) for o in found if is_workload_identity_service_account(o)),
+        key=lambda s: (s["namespace"], s["name"]),
+    )
+    return chosen, every, None
+
+
+# ---------------------------------------------------------------- Azure
+
+
+def credential_of(item: dict[str, Any]) -> dict[str, Any]:
+    """A federated credential as {name, issuer, subject, audiences}: ARM nests the fields under properties,
+    Graph does not."""
+    props = item.get("properties") if isinstance(item.get("properties"), dict) else item
+    audiences = props.get("audiences")
+    return {
+        "name": item.get("name"),
+        "issuer": props.get("issuer"),
+        "subject": props.get("subject"),
+        "audiences": [str(a) for a in audiences] if isinstance(audiences, list) else audiences,
+    }
+
+
+def _unusable(fetched: Fetched) -> bool:
+    return fetched.code in (CREDENTIAL_ERROR, NETWORK_ERROR)
+
+
+def _record(facts: InventoryFacts, fetched: Fetched) -> None:
+    (facts.refused if fetched.status in (401, 403) else facts.failed).append(fetched)
+
+
+def managed_identity_rows(arm: ArmGet, azure: AzureConfig, facts: InventoryFacts) -> list[dict[str, Any]]:
+    """Every user-assigned identity the harness can read: Resource Graph across subscriptions, paged by
+    $skipToken; when Resource Graph refuses, the configured subscription's list."""
+    rows: list[dict[str, Any]] = []
+    options: dict[str, Any] = {"$top": ARG_PAGE}
+    facts.searched.append(
+        "Azure Resource Graph: user-assigned identities in every subscription the harness reads"
+    )
+    for page in range(MAX_ARG_PAGES):
+        answer = arm(ARG_PATH, {"query": IDENTITIES_QUERY, "options": options})
+        data = answer.body.get("data") if answer.ok and isinstance(answer.body, dict) else None
+        if not isinstance(data, list):
+            if page > 0:  # a later page failed: what came is kept, the gap is said
+                _record(facts, answer)
+                return rows
+            break
+        rows += [row for row in data if isinstance(row, dict)]
+        token = answer.body.get("$skipToken")
+        if not token:
+            return rows
+        options = {"$top": ARG_PAGE, "$skipToken": token}
+    else:
+        return rows
+    _record(facts, answer)
+    if _unusable(answer):
+        return []
+    path = (
+        f"/subscriptions/{azure.subscription_id}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+        f"?api-version={MSI_API}"
+    )
+    facts.searched.append(
+        f"user-assigned identities of subscription {azure.subscription_id} "
+        f"(Resource Graph answered {answer.describe()})"
+    )
+    listed, failed = list_all(arm, path)
+    if failed is not None:
+        _record(facts, failed)
+    return listed
+
+
+def _managed_identity(arm: ArmGet, row: dict[str, Any]) -> InventoryIdentity:
+    props = row.get("properties") or {}
+    resource_id = str(row.get("id") or "")
+    identity = InventoryIdentity(
+        kind="managed_identity",
+        client_id=str(props.get("clientId") or ""),
+        name=str(row.get("name") or ""),
+        resource_id=resource_id,
+        principal_id=str(props.get("principalId") or "") or None,
+    )
+    credentials, failed = list_all(arm, f"{resource_id}/federatedIdentityCredentials?api-version={MSI_API}")
+    if failed is not None:
+        identity.credentials_error = failed
+    else:
+        identity.federated_credentials = [credential_of(c) for c in credentials]
+    return identity
+
+
+def applications(graph: ArmGet, facts: InventoryFacts) -> list[InventoryIdentity] | None:
+    """Every application with its federated credentials (None: Graph refused or failed the list). An
+    application listed without the expanded credentials has them read on their own."""
+    facts.searched.append("Microsoft Graph: applications and their federated credentials")
+    listed, failed = list_all(graph, APPLICATIONS_PATH)
+    if failed is not None:
+        _record(facts, failed)
+        return None
+
+    def read(app: dict[str, Any]) -> InventoryIdentity:
+        identity = InventoryIdentity(
+            kind="application",
+            client_id=str(app.get("appId") or ""),
+            name=str(app.get("displayName") or ""),
+            object_id=str(app.get("id") or ""),
+        )
+        expanded = app.get("federatedIdentityCredentials")
+        if isinstance(expanded, list):
+            identity.federated_credentials = [credential_of(c) for c in expanded if isinstance(c, dict)]
+            return identity
+        credentials, missing = list_all(
+            graph, f"/{GRAPH_VERSION}/applications/{identity.object_id}/federatedIdentityCredentials"
+        )
+        if missing is not None:
+            identity.credentials_error = missing
+        else:
+            identity.federated_credentials = [credential_of(c) for c in credentials]
+        return identity
+
+    return read_all(read, listed)
+
+
+def application_by_app_id(graph: ArmGet, app_id: str, facts: InventoryFacts) -> InventoryIdentity | None:
+    """One application by appId, with its credentials (when the list of all could not be read)."""
+    key = f"/{GRAPH_VERSION}/applications(appId='{app_id}')"
+    found = graph(key)
+    if found.status == 404:
+        return None
+    if not found.ok or not isinstance(found.body, dict):
+        _record(facts, found)
+        return None
+    identity = InventoryIdentity(
+        kind="application",
+        client_id=str(found.body.get("appId") or app_id),
+        name=str(found.body.get("displayName") or ""),
+        object_id=str(found.body.get("id") or ""),
+    )
+    credentials, failed = list_all(graph, f"{key}/federatedIdentityCredentials")
+    if failed is not None:
+        identity.credentials_error = failed
+    else:
+        identity.federated_credentials = [credential_of(c) for c in credentials]
+    return identity
+
+
+def _service_principal_id(graph: ArmGet | None, identity: InventoryIdentity) -> None:
+    if graph is None or identity.principal_id:
+        return
+    principal = graph(f"/{GRAPH_VERSION}/servicePrincipals(appId='{identity.client_id}')")
+    if principal.ok and isinstance(principal.body, dict):
+        identity.principal_id = str(principal.body.get("id") or "") or None
+
+
+def role_assignments_path(subscription_id: str, principal_id: str) -> str:
+    """The same URL the workload collector asks (harness.collect.arm), so the per-run cache serves both."""
+    query = urllib.parse.quote(f"principalId eq '{principal_id}'")
+    return (
+        f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleAssignments"
+        f"?api-version={AUTHORIZATION_API}&$filter={query}"
+    )
+
+
+def _subscription_of(resource_id: str | None) -> str | None:
+    parts = (resource_id or "").split("/")
+    return parts[2] if len(parts) > 2 and parts[1].lower() == "subscriptions" else None
+
+
+def _roles(arm: ArmGet, azure: AzureConfig, identity: InventoryIdentity) -> None:
+    """The identity's role assignments at, above or below the configured subscription and its own: ARM lists
+    those of one principal with ``$filter=principalId eq``; each role's name read from its definition."""
+    if not identity.principal_id:
+        return
+    subscriptions = list(
+        dict.fromkeys(s.lower() for s in (azure.subscription_id, _subscription_of(identity.resource_id)) if s)
+    )
+    found: dict[str, dict[str, Any]] = {}
+    for subscription in subscriptions:
+        assignments, failed = list_all(arm, role_assignments_path(subscription, identity.principal_id))
+        if failed is not None:
+            identity.roles_error = failed
+            return
+        for assignment in assignments:
+            props = assignment.get("properties") or {}
+            key = str(assignment.get("id") or len(found)).lower()
+            found.setdefault(
+                key,
+                {
+                    "id": assignment.get("id"),
+                    "role_definition_id": props.get("roleDefinitionId"),
+                    "scope": props.get("scope"),
+                },
+            )
+    for assignment in found.values():
+        definition = str(assignment.get("role_definition_id") or "")
+        name = None
+        if definition:
+            answer = arm(f"{definition}?api-version={AUTHORIZATION_API}")
+            name = ((answer.body or {}).get("properties") or {}).get("roleName") if answer.ok else None
+        assignment["role"] = str(name or definition.rsplit("/", 1)[-1])
+    identity.role_assignments = list(found.values())
+    identity.role_subscriptions = subscriptions
+
+
+def _relevant(identity: InventoryIdentity, issuer: str | None, previous: list[str], named: set[str]) -> bool:
+    if identity.client_id.lower() in named:
+        return True
+    return any(
+        issuer_relation(c.get("issuer"), issuer, previous) for c in identity.federated_credentials or []
+    )
+
+
+def _principal_of(
+    rows: list[dict[str, Any]], graph: ArmGet | None, guid: str, facts: InventoryFacts
+) -> dict[str, Any] | None:
+    for row in rows:
+        props = row.get("properties") or {}
+        if str(props.get("principalId", "")).lower() == guid.lower():
+            return {
+                "kind": "managed_identity",
+                "client_id": props.get("clientId"),
+                "name": row.get("name"),
+                "resource_id": row.get("id"),
+            }
+    if graph is None:
+        return None
+    principal = graph(f"/{GRAPH_VERSION}/servicePrincipals/{guid}")
+    if principal.ok and isinstance(principal.body, dict):
+        body = principal.body
+        managed = body.get("servicePrincipalType") == "ManagedIdentity"
+        names = [str(n) for n in body.get("alternativeNames") or [] if str(n).startswith("/subscriptions/")]
+        return {
+            "kind": "managed_identity" if managed else "service_principal",
+            "client_id": body.get("appId"),
+            "name": body.get("displayName"),
+            "resource_id": names[0] if names else None,
+        }
+    if principal.status not in (404, 400):
+        _record(facts, principal)
+    return None
+
+
+def collect_inventory(
+    kube: KubeApi,
+    arm: ArmGet | None,
+    azure: AzureConfig | None,
+    graph: ArmGet | None,
+    issuer: str | None,
+    previous_issuers: list[str] | None = None,
+) -> InventoryFacts:
+    facts = InventoryFacts(collected_at=time.time(), azure_configured=arm is not None and azure is not None)
+    facts.service_accounts, facts.all_service_accounts, facts.service_accounts_error = list_service_accounts(
+        kube
+    )
+    if arm is None or azure is None:
+        return facts
+    arm, graph = cached(arm), cached(graph)
+    assert arm is not None
+    previous = list(previous_issuers or [])
+    named = {
+        str(s["client_id"]).lower() for s in facts.service_accounts if values.is_guid(s.get("client_id"))
+    }
+
+    rows = managed_identity_rows(arm, azure, facts)
+    if any(_unusable(f) for f in facts.failed):
+        return facts  # the harness cannot call Azure at all: nothing later would fare better
+    identities = read_all(lambda row: _managed_identity(arm, row), rows)
+    apps = applications(graph, facts) if graph is not None else None
+    if graph is None:
+        facts.searched.append("Microsoft Graph: not configured for this cloud (azure.cloud.microsoft_graph)")
+    identities += apps or []
+    known = {i.client_id.lower() for i in identities}
+    if graph is not None and apps is None:  # the list was refused: ask for the named ones one by one
+        looked_up = read_all(
+            lambda app_id: application_by_app_id(graph, app_id, facts), sorted(named - known)
+        )
+        identities += [i for i in looked_up if i is not None]
+        known |= {i.client_id.lower() for i in identities}
+    for identity in identities:
+        if identity.credentials_error is not None:
+            _record(facts, identity.credentials_error)
+    facts.identities = sorted(
+        (i for i in identities if _relevant(i, issuer, previous, named)),
+        key=lambda i: (i.kind, i.name.lower(), i.client_id),
+    )
+    for guid in sorted(named - known):
+        owner = _principal_of(rows, graph, guid, facts)
+        if owner is not None:
+            facts.principal_of[guid] = owner
+    used = [i for i in facts.identities if i.client_id.lower() in named]
+    read_all(lambda i: _service_principal_id(graph, i) if i.kind == "application" else None, used)
+    read_all(lambda i: _roles(arm, azure, i), used)
+    for identity in used:
+        if identity.roles_error is not None:
+            _record(facts, identity.roles_error)
+    return facts

@@ -1,0 +1,526 @@
+"""The inventory suite's checks on plain facts: each finding from the case that makes it, nothing else, with
+the commands that fix it naming the real identity, group, subscription, application and assignment."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import pytest
+
+from harness.checks.inventory import INVENTORY_CHECK_IDS, inventory_section, run_inventory_checks
+from harness.checks.model import CheckResult, Finding
+from harness.config import ExpectConfig
+from harness.facts import ClusterFacts, Fetched, InventoryFacts, InventoryIdentity, KubeFailure
+from harness.issuers import EXACT, OLDER, TWIN, issuer_relation, older_issuers
+from harness.report.schema import Inventory
+from harness.report.signoff import section_tables
+
+CLUSTER_GUID = "1cd71cf8-bab4-483d-bd66-c366499c8861"
+TENANT = "bb2bf87b-0b17-446b-a380-7a967c4e3f6e"
+ISSUER = f"https://eastus.oic.prod-aks.azure.com/{TENANT}/{CLUSTER_GUID}/"
+SUB = "75a4b518-d570-4902-9254-ca853cabcaf2"
+SHARED = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+AUDIENCE = ["api://AzureADTokenExchange"]
+BACKEND_ID = "f39033c1-a10a-4a0b-a222-edc8695455ef"
+ORDERS_ID = "4f95686f-0517-4172-b290-4fc4ac7fa142"
+APP_ID = "9d5b6a1e-3f43-4c2b-8d7e-2f1a0c9b8e77"
+DEFINITIONS = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions"
+OWNER = f"{DEFINITIONS}/8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+READER = f"{DEFINITIONS}/acdd72a7-3385-48ef-bd42-f606fba81ae7"
+SECRETS_USER = f"{DEFINITIONS}/4633458b-17de-408a-b874-0445c86b69e6"
+VAULT = f"/subscriptions/{SUB}/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
+
+
+def identity_id(name: str, subscription: str = SUB, group: str = "myRg") -> str:
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.ManagedIdentity/"
+        f"userAssignedIdentities/{name}"
+    )
+
+
+def credential(
+    name: str, subject: str, issuer: str = ISSUER, audiences: list[str] | None = None
+) -> dict[str, Any]:
+    return {"name": name, "issuer": issuer, "subject": subject, "audiences": audiences or AUDIENCE}
+
+
+def sa(namespace: str, name: str, client_id: str | None, use_label: str | None = None) -> dict[str, Any]:
+    return {
+        "namespace": namespace,
+        "name": name,
+        "client_id": client_id,
+        "tenant_id": None,
+        "use_label": use_label,
+    }
+
+
+def managed(
+    name: str,
+    client_id: str,
+    credentials: list[dict[str, Any]] | None,
+    subscription: str = SUB,
+    roles: list[dict[str, Any]] | None = None,
+) -> InventoryIdentity:
+    return InventoryIdentity(
+        kind="managed_identity",
+        client_id=client_id,
+        name=name,
+        resource_id=identity_id(name, subscription),
+        principal_id=f"p-{name}",
+        federated_credentials=credentials,
+        role_assignments=roles
+        if roles is not None
+        else [assignment("Key Vault Secrets User", SECRETS_USER, VAULT, f"{name}-kv")],
+    )
+
+
+def assignment(role: str, definition: str, scope: str, name: str) -> dict[str, Any]:
+    return {
+        "id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
+        "role": role,
+        "role_definition_id": definition,
+        "scope": scope,
+    }
+
+
+def healthy(**changes: Any) -> InventoryFacts:
+    facts = InventoryFacts(
+        collected_at=0.0,
+        service_accounts=[sa("finance", "backend-sa", BACKEND_ID), sa("orders", "orders-sa", ORDERS_ID)],
+        all_service_accounts=["finance/backend-sa", "finance/default", "orders/default", "orders/orders-sa"],
+        azure_configured=True,
+        identities=[
+            managed(
+                "myWorkloadId",
+                BACKEND_ID,
+                [credential("fed-cred-backend", "system:serviceaccount:finance:backend-sa")],
+            ),
+            managed(
+                "ordersWorkloadId",
+                ORDERS_ID,
+                [credential("fed-cred-orders", "system:serviceaccount:orders:orders-sa")],
+            ),
+        ],
+        searched=["Azure Resource Graph: user-assigned identities in every subscription the harness reads"],
+    )
+    for key, value in changes.items():
+        setattr(facts, key, value)
+    return facts
+
+
+def run(
+    facts: InventoryFacts, issuer: str | None = ISSUER, expect: ExpectConfig | None = None
+) -> list[CheckResult]:
+    cluster = ClusterFacts(collected_at=0.0, issuer_url=issuer, context="ctx", server="https://kube")
+    results = run_inventory_checks(facts, cluster, None, expect)
+    assert [r.id for r in results] == INVENTORY_CHECK_IDS
+    return results
+
+
+def findings(results: list[CheckResult]) -> dict[str, Finding]:
+    found: dict[str, Finding] = {}
+    for result in results:
+        for finding in result.findings:
+            assert finding.code not in found, f"{finding.code} twice"
+            found[finding.code] = finding
+    return found
+
+
+def status(results: list[CheckResult]) -> dict[str, str]:
+    return {r.id: r.status for r in results}
+
+
+def words(finding: Finding) -> list[list[str]]:
+    return [shlex.split(line, comments=True) for line in finding.fix_lines()]
+
+
+def backend(facts: InventoryFacts) -> InventoryIdentity:
+    return facts.identities[0]
+
+
+# ---------------------------------------------------------------- issuers
+
+
+def test_issuer_relations() -> None:
+    assert issuer_relation(ISSUER, ISSUER) == EXACT
+    assert issuer_relation(ISSUER.rstrip("/"), ISSUER) == TWIN
+    assert issuer_relation(ISSUER.replace("eastus", "EastUS"), ISSUER) == TWIN
+    assert older_issuers(ISSUER) == [f"https://oidc.prod-aks.azure.com/{CLUSTER_GUID}/"]
+    assert issuer_relation(f"https://oidc.prod-aks.azure.com/{CLUSTER_GUID}", ISSUER) == OLDER
+    assert issuer_relation("https://old.example/cluster/", ISSUER, ["https://old.example/cluster/"]) == OLDER
+    assert issuer_relation(f"https://westus.oic.prod-aks.azure.com/{TENANT}/other/", ISSUER) is None
+    assert issuer_relation(None, ISSUER) is None and issuer_relation(ISSUER, None) is None
+
+
+# ---------------------------------------------------------------- each finding
+
+
+def test_the_healthy_inventory_passes_every_check_without_a_finding() -> None:
+    results = run(healthy())
+    assert set(status(results).values()) == {"pass"} and findings(results) == {}
+
+
+def test_an_orphaned_credential() -> None:
+    facts = healthy()
+    backend(facts).federated_credentials += [
+        credential("gone", "system:serviceaccount:finance:deleted-sa"),
+        credential("odd", "repo:org/app:ref:refs/heads/main", issuer=ISSUER.rstrip("/")),
+        credential("elsewhere", "system:serviceaccount:finance:deleted-sa", issuer="https://other.example/"),
+    ]
+    results = run(facts)
+    found = findings(results)
+    assert set(found) == {"FIC_ORPHANED"} and found["FIC_ORPHANED"].severity == "warning"
+    assert status(results)["inventory.no_orphaned_credentials"] == "warn"
+    orphan = found["FIC_ORPHANED"]
+    assert (
+        "finance/deleted-sa does not exist" in orphan.message and "is no ServiceAccount's" in orphan.message
+    )
+    assert "elsewhere" not in orphan.message  # another cluster's issuer: not this cluster's credential
+    assert words(orphan)[0] == [
+        "az",
+        "identity",
+        "federated-credential",
+        "delete",
+        "--name",
+        "gone",
+        "--identity-name",
+        "myWorkloadId",
+        "--resource-group",
+        "myRg",
+        "--subscription",
+        SUB,
+        "--yes",
+    ]
+    assert words(orphan)[1][4:6] == ["--name", "odd"]
+
+
+def test_a_service_account_without_a_credential() -> None:
+    facts = healthy()
+    facts.service_accounts.append(sa("batch", "nightly-sa", "11111111-2222-4333-8444-555555555555"))
+    facts.all_service_accounts.append("batch/nightly-sa")
+    facts.identities.append(
+        managed("nightlyId", "11111111-2222-4333-8444-555555555555", [], subscription=SHARED)
+    )
+    found = findings(run(facts))
+    assert set(found) == {"SA_WITHOUT_FIC"} and found["SA_WITHOUT_FIC"].severity == "error"
+    assert words(found["SA_WITHOUT_FIC"]) == [
+        [
+            "az",
+            "identity",
+            "federated-credential",
+            "create",
+            "--name",
+            "batch-nightly-sa",
+            "--identity-name",
+            "nightlyId",
+            "--resource-group",
+            "myRg",
+            "--subscription",
+            SHARED,
+            "--issuer",
+            ISSUER,
+            "--subject",
+            "system:serviceaccount:batch:nightly-sa",
+            "--audiences",
+            "api://AzureADTokenExchange",
+        ]
+    ]
+
+
+def test_an_application_without_a_credential_is_fixed_through_graph_under_a_free_name() -> None:
+    facts = healthy()
+    facts.service_accounts.append(sa("web", "app-sa", APP_ID))
+    facts.all_service_accounts.append("web/app-sa")
+    facts.identities.append(
+        InventoryIdentity(
+            kind="application",
+            client_id=APP_ID,
+            name="web-app",
+            object_id="o-1",
+            federated_credentials=[
+                credential(
+                    "web-app-sa",
+                    "repo:org/web:ref:refs/heads/main",
+                    issuer="https://token.actions.githubusercontent.com",
+                )
+            ],
+            role_assignments=[],
+        )
+    )
+    found = findings(run(facts))
+    assert set(found) == {"SA_WITHOUT_FIC"}
+    [command] = words(found["SA_WITHOUT_FIC"])
+    assert command[:7] == ["az", "ad", "app", "federated-credential", "create", "--id", APP_ID]
+    assert (
+        '"name": "web-app-sa-2"' in command[-1]
+    )  # web-app-sa is taken: creating it would overwrite that one
+
+
+def test_a_credential_with_the_wrong_audience_is_no_credential() -> None:
+    facts = healthy()
+    backend(facts).federated_credentials = [
+        credential(
+            "fed-cred-backend", "system:serviceaccount:finance:backend-sa", audiences=["api://something-else"]
+        )
+    ]
+    found = findings(run(facts))
+    assert (
+        set(found) == {"SA_WITHOUT_FIC"}
+        and "has audiences ['api://something-else']" in found["SA_WITHOUT_FIC"].message
+    )
+
+
+def test_a_trailing_slash_twin_beside_the_working_credential_is_a_warning() -> None:
+    facts = healthy()
+    backend(facts).federated_credentials.append(
+        credential("twin", "system:serviceaccount:finance:backend-sa", issuer=ISSUER.rstrip("/"))
+    )
+    found = findings(run(facts))
+    assert set(found) == {"FIC_OLD_ISSUER"}
+    old = found["FIC_OLD_ISSUER"]
+    assert old.severity == "warning" and "differs only by the trailing slash" in old.message
+    assert [w[3:6] for w in words(old)] == [["delete", "--name", "twin"]]
+
+
+def test_a_trailing_slash_twin_alone_is_an_error_and_is_replaced() -> None:
+    facts = healthy()
+    backend(facts).federated_credentials = [
+        credential("fed-cred-backend", "system:serviceaccount:finance:backend-sa", issuer=ISSUER.rstrip("/"))
+    ]
+    results = run(facts)
+    found = findings(results)
+    assert set(found) == {"FIC_OLD_ISSUER"}  # not SA_WITHOUT_FIC too: one cause, one finding
+    old = found["FIC_OLD_ISSUER"]
+    assert old.severity == "error" and old.evidence["without_working_credential"] == ["finance/backend-sa"]
+    delete, create = words(old)
+    assert delete[3:6] == ["delete", "--name", "fed-cred-backend"]
+    assert (
+        create[3:6] == ["create", "--name", "finance-backend-sa"]
+        and create[create.index("--issuer") + 1] == ISSUER
+    )
+    assert status(results)["inventory.credentials_present"] == "pass"
+
+
+def test_an_older_issuer_of_this_cluster_and_a_configured_one() -> None:
+    facts = healthy()
+    backend(facts).federated_credentials += [
+        credential(
+            "legacy",
+            "system:serviceaccount:finance:backend-sa",
+            issuer=f"https://oidc.prod-aks.azure.com/{CLUSTER_GUID}/",
+        ),
+        credential("blue", "system:serviceaccount:finance:backend-sa", issuer="https://blue.example/issuer/"),
+    ]
+    found = findings(run(facts, expect=ExpectConfig(previous_issuers=["https://blue.example/issuer/"])))
+    assert set(found) == {"FIC_OLD_ISSUER"} and found["FIC_OLD_ISSUER"].severity == "warning"
+    assert [w[5] for w in words(found["FIC_OLD_ISSUER"])] == ["legacy", "blue"]
+    assert set(findings(run(facts))) == {"FIC_OLD_ISSUER"}  # without the config, blue is another cluster's
+
+
+def test_another_clusters_issuer_matters_only_where_nothing_else_lets_the_service_account_in() -> None:
+    facts = healthy()
+    backend(facts).federated_credentials.append(
+        credential("prod", "system:serviceaccount:finance:backend-sa", issuer="https://prod.example/")
+    )
+    assert findings(run(facts)) == {}  # a sibling cluster's credential for the same namespace and name
+    backend(facts).federated_credentials = [
+        credential("prod", "system:serviceaccount:finance:backend-sa", issuer="https://prod.example/")
+    ]
+    old = findings(run(facts))["FIC_OLD_ISSUER"]
+    assert old.severity == "error" and "another cluster's issuer" in old.message
+    assert [w[3] for w in words(old) if w] == ["create"]  # never deleted: it may serve that cluster
+
+
+def test_an_identity_near_the_limit() -> None:
+    facts = healthy()
+    backend(facts).federated_credentials += [
+        credential(f"other-{n}", f"system:serviceaccount:ns:sa-{n}", issuer=f"https://cluster-{n}.example/")
+        for n in range(16)
+    ]
+    assert findings(run(facts)) == {}  # 17 of 20
+    backend(facts).federated_credentials.append(
+        credential("one-more", "x", issuer="https://cluster-x.example/")
+    )
+    found = findings(run(facts))
+    assert set(found) == {"FIC_LIMIT_NEAR"} and found["FIC_LIMIT_NEAR"].severity == "warning"
+    assert "18 of 20" in found["FIC_LIMIT_NEAR"].message
+    assert words(found["FIC_LIMIT_NEAR"])[0][:4] == ["az", "identity", "federated-credential", "list"]
+
+
+@pytest.mark.parametrize(
+    ("client_id", "refused", "severity", "text"),
+    [
+        ("22222222-3333-4444-8555-666666666666", False, "error", "22222222-3333-4444-8555-666666666666"),
+        ("22222222-3333-4444-8555-666666666666", True, "warning", "some lookups were refused"),
+        ("not-a-guid", True, "error", "is not a GUID"),
+    ],
+)
+def test_an_unknown_client_id(client_id: str, refused: bool, severity: str, text: str) -> None:
+    facts = healthy()
+    facts.service_accounts.append(sa("web", "app-sa", client_id))
+    if refused:
+        facts.refused.append(
+            Fetched(
+                "https://graph.example/v1.0/applications",
+                403,
+                None,
+                "Insufficient privileges",
+                "Authorization_RequestDenied",
+            )
+        )
+    found = findings(run(facts))
+    assert set(found) - {"INVENTORY_INCOMPLETE"} == {"SA_CLIENT_ID_UNKNOWN"}
+    assert (
+        found["SA_CLIENT_ID_UNKNOWN"].severity == severity and text in found["SA_CLIENT_ID_UNKNOWN"].message
+    )
+
+
+def test_a_principal_id_in_the_annotation_is_named_with_the_client_id_to_use() -> None:
+    facts = healthy()
+    facts.service_accounts.append(sa("web", "app-sa", "33333333-4444-4555-8666-777777777777"))
+    facts.principal_of["33333333-4444-4555-8666-777777777777"] = {
+        "kind": "managed_identity",
+        "client_id": BACKEND_ID,
+        "name": "myWorkloadId",
+        "resource_id": identity_id("x"),
+    }
+    unknown = findings(run(facts))["SA_CLIENT_ID_UNKNOWN"]
+    assert unknown.severity == "error" and "principal (object) id" in unknown.message
+    assert words(unknown)[0] == [
+        "kubectl",
+        "annotate",
+        "serviceaccount",
+        "-n",
+        "web",
+        "app-sa",
+        f"azure.workload.identity/client-id={BACKEND_ID}",
+        "--overwrite",
+    ]
+
+
+def test_broad_roles_on_an_identity_a_workload_uses() -> None:
+    facts = healthy()
+    backend(facts).role_assignments += [
+        assignment("Owner", OWNER, VAULT, "owner-1"),
+        assignment("Reader", READER, f"/subscriptions/{SUB}/resourceGroups/myRg", "r-1"),
+    ]
+    facts.identities.append(
+        managed(
+            "unusedId",
+            "44444444-5555-4666-8777-888888888888",
+            [],
+            roles=[assignment("Owner", OWNER, f"/subscriptions/{SUB}", "owner-2")],
+        )
+    )
+    found = findings(run(facts))
+    assert set(found) == {"ROLE_OVERLY_BROAD"}
+    broad = found["ROLE_OVERLY_BROAD"]
+    assert broad.severity == "error" and "owner-2" not in str(broad.evidence)  # no workload uses unusedId
+    assert words(broad)[:2] == [
+        [
+            "az",
+            "role",
+            "assignment",
+            "delete",
+            "--ids",
+            f"{VAULT}/providers/Microsoft.Authorization/roleAssignments/owner-1",
+        ],
+        [
+            "az",
+            "role",
+            "assignment",
+            "delete",
+            "--ids",
+            f"/subscriptions/{SUB}/resourceGroups/myRg/providers/Microsoft.Authorization/roleAssignments/r-1",
+        ],
+    ]
+
+
+def test_a_role_at_a_subscription_alone_is_a_warning() -> None:
+    facts = healthy()
+    backend(facts).role_assignments = [assignment("Reader", READER, f"/subscriptions/{SUB}", "r-2")]
+    broad = findings(run(facts))["ROLE_OVERLY_BROAD"]
+    assert broad.severity == "warning" and "a whole subscription" in broad.message
+
+
+# ---------------------------------------------------------------- what the harness cannot see
+
+
+def test_refused_lookups_are_an_incomplete_inventory_not_a_failure() -> None:
+    facts = healthy(
+        refused=[
+            Fetched(
+                "https://arm/providers/Microsoft.ResourceGraph/resources", 403, None, "denied", "AccessDenied"
+            )
+        ]
+    )
+    results = run(facts)
+    assert status(results)["inventory.identities_listed"] == "warn"
+    incomplete = findings(results)["INVENTORY_INCOMPLETE"]
+    assert incomplete.severity == "warning" and words(incomplete)[0][:4] == [
+        "az",
+        "role",
+        "assignment",
+        "create",
+    ]
+
+
+def test_without_an_issuer_no_credential_is_matched() -> None:
+    results = run(healthy(), issuer=None)
+    assert {
+        s
+        for i, s in status(results).items()
+        if i
+        in ("inventory.credentials_present", "inventory.no_old_issuers", "inventory.no_orphaned_credentials")
+    } == {"skip"}
+
+
+def test_service_accounts_that_cannot_be_listed_fail_and_their_dependents_are_skipped() -> None:
+    facts = healthy(
+        service_accounts=[],
+        all_service_accounts=[],
+        service_accounts_error=KubeFailure(403, "Forbidden", "serviceaccounts is forbidden"),
+    )
+    results = run(facts)
+    assert status(results)["inventory.service_accounts"] == "fail"
+    assert findings(results)["KUBE_FORBIDDEN"].severity == "error"
+    assert status(results)["inventory.no_orphaned_credentials"] == "skip"
+
+
+def test_without_azure_only_the_service_accounts_are_checked() -> None:
+    facts = InventoryFacts(
+        collected_at=0.0, service_accounts=[sa("a", "b", BACKEND_ID)], all_service_accounts=["a/b"]
+    )
+    results = run(facts)
+    assert status(results)["inventory.service_accounts"] == "pass"
+    assert {s for i, s in status(results).items() if i != "inventory.service_accounts"} == {"skip"}
+
+
+# ---------------------------------------------------------------- the run.json section
+
+
+def test_the_section_is_the_schemas_and_renders_as_tables() -> None:
+    facts = healthy()
+    facts.service_accounts.append(sa("batch", "label-only", None, use_label="true"))
+    backend(facts).federated_credentials.append(credential("gone", "system:serviceaccount:x:y"))
+    cluster = ClusterFacts(collected_at=0.0, issuer_url=ISSUER)
+    section = inventory_section(facts, cluster, ExpectConfig())
+    Inventory.model_validate(section)
+    states = {row["service_account"]: row["state"] for row in section["service_accounts"]}
+    assert states == {
+        "finance/backend-sa": "credential for this issuer",
+        "orders/orders-sa": "credential for this issuer",
+        "batch/label-only": "label only: no client id",
+    }
+    gone = next(row for row in section["federated_credentials"] if row["name"] == "gone")
+    assert gone["relation"] == "exact" and gone["service_account_exists"] is False
+    titles = [t.title for t in section_tables("Inventory", section)]
+    assert titles == [
+        "Inventory",
+        "Inventory › Service accounts",
+        "Inventory › Federated credentials",
+        "Inventory › Identities",
+        "Inventory › Role assignments",
+        "Inventory › Unreadable",
+    ]

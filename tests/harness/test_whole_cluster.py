@@ -1,0 +1,142 @@
+"""Whole-cluster runs through the plugin, against the fake world: a harness.yaml without workloads verifies
+every ServiceAccount with the client-id annotation or the use label (listed when the run starts, once for all
+xdist workers), --namespace narrows the run (harness.yaml's entries there give their access checks), and a run
+that finds nothing to verify fails and says why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from fakeworld import FakeWorkload, World
+from test_plugin import CLUSTER_TESTS, created, project, run_json
+
+pytest_plugins = ["pytester"]
+CHAIN = 16  # checks of a workload without access checks
+
+
+def without_workloads(config: Path, key_absent: bool = False) -> None:
+    data = yaml.safe_load(config.read_text())
+    if key_absent:
+        data.pop("workloads")
+    else:
+        data["workloads"] = []
+    config.write_text(yaml.safe_dump(data))
+
+
+def test_a_config_without_workloads_verifies_every_annotated_service_account(
+    pytester: pytest.Pytester,
+) -> None:
+    without_workloads(project(pytester, World.healthy()), key_absent=True)
+    result = pytester.runpytest("suites", "--config", "harness.yaml")
+    result.assert_outcomes(passed=CLUSTER_TESTS + 2 * CHAIN)
+    doc = run_json(pytester)
+    assert doc["verdict"] == "pass"
+    assert [w["id"] for w in doc["workloads"]] == ["finance/backend-sa", "orders/orders-sa"]
+    assert [len(w["checks"]) for w in doc["workloads"]] == [CHAIN, CHAIN]
+    assert sorted(p.split("/")[0] for p in created(pytester)) == ["finance", "orders"]
+
+
+def test_label_only_service_accounts_are_verified_too(pytester: pytest.Pytester) -> None:
+    world = World.healthy()
+    world.workloads.append(
+        FakeWorkload(
+            "batch",
+            "nightly-sa",
+            annotate=False,
+            fic=False,
+            sa_labels={"azure.workload.identity/use": "true"},
+        )
+    )
+    world.workloads.append(
+        FakeWorkload("web", "plain-sa", annotate=False, fic=False)
+    )  # neither: not verified
+    without_workloads(project(pytester, world))
+    result = pytester.runpytest("suites", "--config", "harness.yaml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    doc = run_json(pytester)
+    assert [w["id"] for w in doc["workloads"]] == [
+        "batch/nightly-sa",
+        "finance/backend-sa",
+        "orders/orders-sa",
+    ]
+    nightly = doc["workloads"][0]
+    assert nightly["verdict"] == "fail"
+    assert {c["id"]: c["status"] for c in nightly["checks"]}["sa.client_id_annotation"] == "fail"
+    inventory = doc["inventory"]["service_accounts"]
+    assert [row["service_account"] for row in inventory] == [
+        "batch/nightly-sa",
+        "finance/backend-sa",
+        "orders/orders-sa",
+    ]
+    assert inventory[0]["state"] == "label only: no client id" and inventory[0]["use_label"] == "true"
+
+
+def test_namespace_narrows_the_run_and_the_config_gives_its_access_checks(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())  # harness.yaml lists both workloads with their access checks
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "--namespace", "finance")
+    result.assert_outcomes(passed=CLUSTER_TESTS + CHAIN + 2)
+    doc = run_json(pytester)
+    assert [w["id"] for w in doc["workloads"]] == ["finance/backend-sa"]
+    assert len([c for c in doc["workloads"][0]["checks"] if c["id"].startswith("access.")]) == 2
+    assert [p.split("/")[0] for p in created(pytester)] == ["finance"]
+
+
+def test_xdist_workers_agree_on_the_service_accounts_found_at_the_start(pytester: pytest.Pytester) -> None:
+    without_workloads(project(pytester, World.healthy()))
+    result = pytester.runpytest_subprocess(
+        "suites", "--config", "harness.yaml", "-n", "2", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=CLUSTER_TESTS + 2 * CHAIN)
+    assert len(created(pytester)) == 2  # one probe pod per ServiceAccount, whichever worker asked first
+    assert [w["id"] for w in run_json(pytester)["workloads"]] == ["finance/backend-sa", "orders/orders-sa"]
+
+
+def test_a_run_that_finds_no_service_account_fails_and_says_why(pytester: pytest.Pytester) -> None:
+    without_workloads(project(pytester, World.healthy()))
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "--namespace", "kube-system")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=CLUSTER_TESTS, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*whole-cluster run (harness.yaml lists no workloads): no ServiceAccount in "
+            "namespace(s) kube-system has the azure.workload.identity/client-id annotation*"
+        ]
+    )
+    assert run_json(pytester)["verdict"] == "fail"
+
+
+def test_service_accounts_the_harness_may_not_list_fail_the_run_with_the_refusal(
+    pytester: pytest.Pytester,
+) -> None:
+    world = World.healthy(forbidden_lists={"serviceaccounts"})
+    without_workloads(project(pytester, world))
+    result = pytester.runpytest("suites", "--config", "harness.yaml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["*whole-cluster run: could not list the ServiceAccounts of all namespaces: 403 Forbidden*"]
+    )
+    doc = run_json(pytester)
+    listed = next(c for c in doc["checks"] if c["id"] == "inventory.service_accounts")
+    assert listed["status"] == "fail" and "KUBE_FORBIDDEN" in {f["code"] for f in doc["findings"]}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--namespace", "Finance"], "ERROR: --namespace 'Finance': must be a DNS-1123 label*"),
+        (["--namespace", "a b"], "ERROR: --namespace 'a b': must be a DNS-1123 label*"),
+        (
+            ["--namespace", "finance", "--workload", "finance/backend-sa"],
+            "ERROR: --namespace narrows a whole-cluster run: it does not go with --workload or --pod",
+        ),
+    ],
+)
+def test_bad_namespace_options_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    project(pytester, World.healthy())
+    result = pytester.runpytest("suites", "--config", "harness.yaml", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
