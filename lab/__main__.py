@@ -23,6 +23,8 @@ examples:
   python -m lab ctl --state-dir DIR fault arm --rate-429 0.5 --retry-after 2 --latency-ms 200
   python -m lab ctl --state-dir DIR egress --block entra keyvault   (--unblock ...)
   python -m lab ctl --state-dir DIR propagation --fic-seconds 30 --role-seconds 30
+  python -m lab ctl --state-dir DIR entra --metadata-cache-seconds 120   (how long Entra keeps an issuer's
+                                                                 discovery document and JWKS; 0: no cache)
   python -m lab ctl --state-dir DIR policy deny --namespace NS --message TEXT   (Azure Policy / Gatekeeper refuses
                                                                  new pods in NS; --constraint NAME)
   python -m lab ctl --state-dir DIR policy clear                (removes the Gatekeeper webhook and constraints)
@@ -89,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     propagation = actions.add_parser("propagation")
     propagation.add_argument("--fic-seconds", type=_seconds)
     propagation.add_argument("--role-seconds", type=_seconds)
+    entra = actions.add_parser("entra", help="Entra's own behaviour: how long it caches issuers' OIDC metadata")
+    entra.add_argument("--metadata-cache-seconds", type=_seconds, required=True, metavar="SECONDS",
+                       help="keep an issuer's discovery document and JWKS this long (default 120; 0: off)")
     policy = actions.add_parser("policy", help="an Azure Policy / Gatekeeper admission webhook refusing pods")
     policy_actions = policy.add_subparsers(dest="policy_action", required=True)
     deny = policy_actions.add_parser("deny", help="refuse new pods in a namespace with a message")
@@ -113,6 +118,7 @@ def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
         "egress": {"block": args.__dict__.get("block"), "unblock": args.__dict__.get("unblock")},
         "propagation": {"fic_seconds": args.__dict__.get("fic_seconds"),
                         "role_seconds": args.__dict__.get("role_seconds")},
+        "entra": {"metadata_cache_seconds": args.__dict__.get("metadata_cache_seconds")},
         "policy": {"action": args.__dict__.get("policy_action"), "namespace": args.__dict__.get("namespace"),
                    "message": args.__dict__.get("message"), "constraint": args.__dict__.get("constraint")},
     }.get(args.action, {})

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from lab import bodies
+from lab.azure.metadata_cache import MAX_SECONDS as MAX_CACHE_SECONDS
 from lab.faults import SERVICES, Handler
 from lab.kube.issuer import rotate_issuer_keys
 from lab.unexpected import unexpected_error_middleware
@@ -169,6 +170,13 @@ def set_propagation(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     return {"fic_seconds": lab.azure.fic_propagation_seconds, "role_seconds": lab.azure.role_propagation_seconds}
 
 
+def set_entra(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
+    """How long Entra keeps an issuer's discovery document and JWKS (lab.azure.metadata_cache); 0 turns it off."""
+    if "metadata_cache_seconds" in body:
+        lab.azure.issuer_metadata.seconds = _number(body, "metadata_cache_seconds", 0, MAX_CACHE_SECONDS)
+    return lab.azure.issuer_metadata.snapshot()
+
+
 def _text(body: dict[str, Any], key: str, limit: int) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -229,6 +237,7 @@ def status(lab: Lab, _: dict[str, Any]) -> dict[str, Any]:
         "entra_skew_seconds": lab.entra_clock.skew_seconds,
         "propagation": {"fic_seconds": lab.azure.fic_propagation_seconds,
                         "role_seconds": lab.azure.role_propagation_seconds},
+        "entra": lab.azure.issuer_metadata.snapshot(),
         "faults": lab.faults.snapshot(),
         "issuer_kids": [key.kid for key in lab.kube.issuer_keys.published()],
         "policy": _policy_state(lab),
@@ -244,6 +253,7 @@ COMMANDS: dict[str, Command] = {
     "fault": set_fault,
     "egress": set_egress,
     "propagation": set_propagation,
+    "entra": set_entra,
     "policy": set_policy,
 }
 

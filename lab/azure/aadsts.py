@@ -23,7 +23,11 @@ from typing import Any
 ERROR_URI = "https://login.microsoftonline.com/error?code={code}"
 WIF_DOC = "https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
 WIF_DOC_OLD = "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation"
-CERT_DOC = "https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials"
+# Current texts link learn.microsoft.com (reference real-cluster-behaviours §5): AADSTS700024 captured in 2024-25
+# with CERT_DOC (AzureAD/microsoft-authentication-library-for-java#984, -for-dotnet#4951); earlier captures had
+# docs.microsoft.com addresses (the *_OLD ones). The legacy 70021 text keeps WIF_DOC_OLD, as last seen (2023).
+CERT_DOC = "https://learn.microsoft.com/entra/identity-platform/certificate-credentials"
+CERT_DOC_OLD = "https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials"
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,8 @@ CATALOGUE: dict[int, AadstsCode] = dict([
     _c(700024, "invalid_client", 401,
        "Client assertion is not within its valid time range. Current time: {now}, assertion valid from {nbf}, "
        "expiry time of assertion {exp}. Review the documentation at " + CERT_DOC + " .",
-       "OBS MSAL.NET MockHelpers.cs; azure-workload-identity#693; status [unverified]"),
+       "OBS MSAL.NET MockHelpers.cs; azure-workload-identity#693; link as in 2024-25 captures (MSAL-java#984, "
+       "MSAL.NET#4951; before: CERT_DOC_OLD); status [unverified]"),
     _c(70023, "invalid_client", 401,
        "External OIDC Provider token must have a lifetime of less than or equal to 1.01:00:00. Token issued at "
        "{iat}. Token expires on {exp}.",
@@ -141,8 +146,9 @@ CATALOGUE: dict[int, AadstsCode] = dict([
        "OBS 2025 log; azure-workload-identity#1200"),
     _c(700212, "invalid_client", 401,
        "No matching federated identity record found for presented assertion audience '{aud}'. Please check your "
-       "federated identity credential Subject, Audience and Issuer against the presented assertion. " + WIF_DOC_OLD,
-       "OBS 2024 capture; status [unverified] (401 like its siblings)"),
+       "federated identity credential Subject, Audience and Issuer against the presented assertion. " + WIF_DOC,
+       "OBS 2024 capture (which still linked WIF_DOC_OLD); the learn.microsoft.com link as its siblings 700211/"
+       "700213 carry it today [unverified for 700212]; status [unverified] (401 like its siblings)"),
     _c(700213, "invalid_client", 401,
        "No matching federated identity record found for presented assertion subject '{sub}'. Check your "
        "federated identity credential Subject, Audience and Issuer against the presented assertion. " + WIF_DOC,

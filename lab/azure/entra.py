@@ -53,6 +53,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from lab.azure import federation
 from lab.azure.aadsts import AadstsError, aadsts, error_body, is_guid
 from lab.azure.access_tokens import issue_access_token
+from lab.azure.metadata_cache import IssuerMetadataCache
 from lab.azure.world import (
     GRAPH_APP_ID,
     GRAPH_AUDIENCE,
@@ -438,7 +439,16 @@ class EntraService:
             wall_now=time.time(),  # FederatedCredential.created_at is wall-clock time
             propagation_seconds=self.lab.azure.fic_propagation_seconds,
             fetch=self.fetch,
+            metadata_cache=self._metadata_cache(assertion.iss),
         )
+
+    def _metadata_cache(self, issuer: str) -> IssuerMetadataCache:
+        """Entra's copy of issuers' keys. The lab's "issuer unreachable" fault stands for an outage that has
+        outlasted that copy: Entra fetches again (and fails with AADSTS50166) and keeps nothing of before."""
+        cache = self.lab.azure.issuer_metadata
+        if self.lab.faults.issuer_unreachable and self._is_lab_issuer(issuer):
+            cache.forget(issuer)
+        return cache
 
     def _lab_graph_uri(self) -> str:
         """The lab's Microsoft Graph is a resource of its own address too, as graph.microsoft.us is in US Gov:

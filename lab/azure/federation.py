@@ -11,6 +11,7 @@ Order used by the lab (``precheck_assertion`` then ``validate_federated_assertio
 5. the principal has federated credentials at all ...................... AADSTS70025
 6. some credential trusts the token's issuer (exact, case-sensitive) ... AADSTS700211
 7. fetch ``<iss>/.well-known/openid-configuration`` .................... AADSTS50166
+   (or use Entra's cached copy: lab.azure.metadata_cache)
    and its ``jwks_uri`` ................................................ AADSTS90061
    parse the JWKS ...................................................... AADSTS900612
    find the signing key by ``kid`` ..................................... AADSTS7000272
@@ -46,6 +47,7 @@ from jwt.algorithms import RSAAlgorithm
 
 from lab import bodies
 from lab.azure.aadsts import aadsts, precise_time
+from lab.azure.metadata_cache import IssuerMetadataCache
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SUPPORTED_ALGORITHMS = ("RS256", "RS384", "RS512")
@@ -348,6 +350,19 @@ async def fetch_signing_keys(issuer: str, fetch: Fetcher) -> list[dict[str, Any]
     return signing_keys_from_jwks(jwks)
 
 
+async def issuer_signing_keys(issuer: str, fetch: Fetcher,
+                              cache: IssuerMetadataCache | None = None) -> list[dict[str, Any]]:
+    """The issuer's keys as Entra holds them: its cached copy while fresh, else fetched (and then kept)."""
+    if cache is not None:
+        cached = cache.fresh(issuer)
+        if cached is not None:
+            return cached
+    keys = await fetch_signing_keys(issuer, fetch)
+    if cache is not None:
+        cache.store(issuer, keys)
+    return keys
+
+
 def candidate_keys(assertion: Assertion, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The RSA keys the assertion names by ``kid`` (or ``x5t``); every RSA key when it names none."""
     rsa_keys = [k for k in keys if k.get("kty") == "RSA" and k.get("use", "sig") == "sig"]
@@ -395,16 +410,18 @@ async def validate_federated_assertion(
     wall_now: float,
     propagation_seconds: float,
     fetch: Fetcher,
+    metadata_cache: IssuerMetadataCache | None = None,
 ) -> Credential:
     """Steps 5-10 for one principal; returns the federated credential that accepted the assertion.
 
     ``now`` is Entra's (possibly skewed) clock for the token's time window; ``wall_now`` is the clock the
-    credentials' ``created_at`` was stamped with, for the propagation delay.
+    credentials' ``created_at`` was stamped with, for the propagation delay. ``metadata_cache`` is Entra's
+    copy of issuers' keys (None: fetch every time).
     """
     check_has_credentials(client_id, display_name, credentials)
     live = propagated(credentials, wall_now, propagation_seconds)
     by_issuer = credentials_for_issuer(assertion, live)
-    keys = await fetch_signing_keys(assertion.iss, fetch)
+    keys = await issuer_signing_keys(assertion.iss, fetch, metadata_cache)
     verify_signature(assertion, keys, assertion.iss)
     by_subject = credentials_for_subject(assertion, by_issuer)
     credential = credential_for_audience(assertion, by_subject)

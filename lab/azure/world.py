@@ -14,6 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.azure.metadata_cache import IssuerMetadataCache
+
 KEYVAULT_AUDIENCE = "https://vault.azure.net"
 STORAGE_AUDIENCE = "https://storage.azure.com"
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
@@ -345,6 +347,8 @@ class AzureWorld:
     # Propagation delays, as Azure has them: a new federated credential or role assignment takes effect late.
     fic_propagation_seconds: float = 0.0
     role_propagation_seconds: float = 0.0
+    # Entra's copy of external issuers' discovery documents and JWKS (lab.azure.metadata_cache)
+    issuer_metadata: IssuerMetadataCache = field(default_factory=IssuerMetadataCache)
 
     def __post_init__(self) -> None:
         self.subscriptions.setdefault(

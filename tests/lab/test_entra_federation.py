@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from lab.azure import federation
 from lab.azure.aadsts import AadstsError
 from lab.azure.federation import FetchFailed, FetchResult
+from lab.azure.metadata_cache import IssuerMetadataCache
 from lab.keys import SigningKey
 
 ISSUER = "https://127.0.0.1:9443/eastus/tenant/cluster/"
@@ -270,6 +271,44 @@ def test_rotated_jwks_with_both_keys_accepts_either() -> None:
     assert validate(mint(OTHER_KEY), fetch=fetch)
 
 
+def test_entras_cached_keys_are_used_until_they_expire_then_fetched_again() -> None:
+    """lab.azure.metadata_cache: one fetch per issuer while the copy is fresh; a rotation shows only after it
+    expires; 0 seconds fetches every time and still keeps the latest copy."""
+    now = [0.0]
+    cache = IssuerMetadataCache(seconds=60, clock=lambda: now[0])
+    calls: list[str] = []
+    old_only = issuer_fetcher([KEY.jwk()], calls=calls)
+    assert validate_cached(mint(KEY), old_only, cache)
+    assert validate_cached(mint(KEY), old_only, cache)
+    assert len(calls) == 2  # discovery + JWKS, once
+    rotated = issuer_fetcher([OTHER_KEY.jwk(), KEY.jwk()], calls=calls)
+    now[0] = 59.9
+    with pytest.raises(AadstsError) as excinfo:
+        validate_cached(mint(OTHER_KEY), rotated, cache)
+    assert code_of(excinfo) == 7000272 and len(calls) == 2
+    now[0] = 60.0
+    assert validate_cached(mint(OTHER_KEY), rotated, cache)
+    assert len(calls) == 4
+    cache.seconds = 0
+    assert validate_cached(mint(OTHER_KEY), rotated, cache) and len(calls) == 6
+    assert [k["kid"] for k in cache.entries[ISSUER].keys] == [OTHER_KEY.kid, KEY.kid]
+
+
+def test_a_failed_fetch_leaves_nothing_in_the_cache() -> None:
+    cache = IssuerMetadataCache(seconds=60, clock=lambda: 0.0)
+    with pytest.raises(AadstsError):
+        validate_cached(mint(KEY), issuer_fetcher(fail="jwks"), cache)
+    assert cache.fresh(ISSUER) is None and ISSUER not in cache.entries
+
+
+def validate_cached(token: str, fetch, cache: IssuerMetadataCache):
+    assertion = federation.precheck_assertion(token)
+    return asyncio.run(federation.validate_federated_assertion(
+        assertion, client_id="11111111-2222-3333-4444-555555555555", display_name="myWorkloadId",
+        credentials=[Fic()], now=time.time(), wall_now=time.time(), propagation_seconds=0, fetch=fetch,
+        metadata_cache=cache))
+
+
 def test_tampered_payload_is_50013() -> None:
     head, _, sig = mint().split(".")
     forged_body = b64(json.dumps(claims(sub="system:serviceaccount:kube-system:admin")).encode())
@@ -324,7 +363,7 @@ def test_expired_is_700024_with_entra_time_format() -> None:
         "AADSTS700024: Client assertion is not within its valid time range. Current time: "
         "2027-01-15T08:00:00.0000000Z, assertion valid from 2027-01-15T06:00:00.0000000Z, expiry time of "
         "assertion 2027-01-15T07:00:00.0000000Z. Review the documentation at "
-        "https://docs.microsoft.com/azure/active-directory/develop/active-directory-certificate-credentials .")
+        "https://learn.microsoft.com/entra/identity-platform/certificate-credentials .")
 
 
 def test_not_yet_valid_is_700024() -> None:

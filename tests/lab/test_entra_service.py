@@ -43,6 +43,7 @@ from lab.azure.aadsts import CATALOGUE, describe
 from lab.azure.access_tokens import issue_access_token, verify_access_token
 from lab.azure.arm_errors import ARM_ALLOWED_AUDIENCES
 from lab.azure.federation import JWT_BEARER
+from lab.azure.metadata_cache import DEFAULT_SECONDS as DEFAULT_CACHE_SECONDS
 from lab.azure.world import KEYVAULT_AUDIENCE, AzureWorld, FederatedCredential
 from lab.clock import Clock
 from lab.faults import Faults, ServiceFaults
@@ -84,6 +85,7 @@ class MiniLab:
     entra_keys: KeySet = field(default_factory=KeySet)
     cluster_keys: KeySet = field(default_factory=KeySet)  # what lab.kube.issuer_keys is in the real lab
     elsewhere_keys: KeySet = field(default_factory=KeySet)
+    new_issuer_keys: list[dict[str, Any]] = field(default_factory=list)  # what the "new" issuer publishes now
     endpoints: dict[str, str] = field(default_factory=dict)
     credentials: dict[str, Any] = field(default_factory=dict)
     principals: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +182,8 @@ def elsewhere_app(mini: MiniLab) -> web.Application:
                 return web.Response(status=404, text="not found")
             if mode == "jwks_garbage":
                 return web.Response(text="{'keys': oops", content_type="application/json")
+            if mode == "new":
+                return web.json_response({"keys": mini.new_issuer_keys})
             return web.json_response(mini.elsewhere_keys.jwks())
         return web.Response(status=404)
 
@@ -246,6 +250,9 @@ def _clean(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     world.faults.issuer_unreachable = False
     world.entra_clock.skew_seconds = 0
     world.azure.fic_propagation_seconds = 0
+    world.azure.issuer_metadata.seconds = DEFAULT_CACHE_SECONDS
+    world.azure.issuer_metadata.clock = time.monotonic
+    world.azure.issuer_metadata.entries.clear()  # entries a test stamped with its fake clock
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -635,13 +642,83 @@ def test_tampered_payload_is_50013(mini: MiniLab) -> None:
 
 
 def test_rotated_cluster_keys_keep_old_tokens_valid(mini: MiniLab) -> None:
+    """With Entra's metadata cache off, a rotation is seen at once; the retired key keeps old tokens valid."""
+    mini.azure.issuer_metadata.seconds = 0
     old_token = mini.sa_token()
     mini.cluster_keys.rotate()
     access_claims(mini, post(mini, assertion_form(mini, old_token)))
     access_claims(mini, post(mini, assertion_form(mini, mini.sa_token())))
 
 
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_rotation_is_7000272_until_entras_copy_of_the_keys_expires(mini: MiniLab) -> None:
+    """Entra keeps the issuer's JWKS (here 60 s): a token signed by the new key is refused with AADSTS7000272
+    naming that key while the old copy is fresh, tokens of the old key still pass, and once the copy expires
+    Entra fetches again and accepts the new key."""
+    clock = FakeClock()
+    mini.azure.issuer_metadata.clock = clock
+    mini.azure.issuer_metadata.seconds = 60
+    mini.azure.issuer_metadata.forget(mini.issuer_url)
+    old_token = mini.sa_token()
+    access_claims(mini, post(mini, assertion_form(mini, old_token)))  # Entra fetches and keeps the JWKS
+    new_key = mini.cluster_keys.rotate()
+    new_token = mini.sa_token()
+    assert json.loads(base64.urlsafe_b64decode(new_token.split(".")[0] + "=="))["kid"] == new_key.kid
+    clock.now += 59
+    assert_aadsts(post(mini, assertion_form(mini, new_token)), 7000272,
+                  describe(7000272, thumbprint=new_key.kid, issuer=mini.issuer_url))
+    access_claims(mini, post(mini, assertion_form(mini, old_token)))
+    clock.now += 1
+    access_claims(mini, post(mini, assertion_form(mini, new_token)))
+
+
+def test_a_new_issuer_whose_keys_came_late_is_7000272_until_expiry(mini: MiniLab) -> None:
+    """A new issuer that Entra first read before its JWKS held the signing key: the empty copy is kept, so the
+    key published a moment later is not seen until the copy expires."""
+    clock = FakeClock()
+    mini.azure.issuer_metadata.clock = clock
+    mini.azure.issuer_metadata.seconds = 60
+    backend = mini.principals["backend"]
+    fic = FederatedCredential("new-issuer", mini.elsewhere("new"), PROBE_SUBJECT, [EXCHANGE_AUDIENCE])
+    fic.created_at -= 3600
+    backend.federated_credentials[fic.name] = fic
+    mini.new_issuer_keys.clear()
+    token = mini.elsewhere_token("new")
+    kid = mini.elsewhere_keys.current.kid
+    try:
+        expected = describe(7000272, thumbprint=kid, issuer=mini.elsewhere("new"))
+        assert_aadsts(post(mini, assertion_form(mini, token)), 7000272, expected)
+        mini.new_issuer_keys.extend(mini.elsewhere_keys.jwks()["keys"])  # the issuer publishes its key
+        clock.now += 30
+        assert_aadsts(post(mini, assertion_form(mini, token)), 7000272, expected)
+        clock.now += 30
+        access_claims(mini, post(mini, assertion_form(mini, token)))
+    finally:
+        del backend.federated_credentials[fic.name]
+        mini.new_issuer_keys.clear()
+        mini.azure.issuer_metadata.forget(mini.elsewhere("new"))
+
+
+def test_a_failed_fetch_is_not_kept(mini: MiniLab) -> None:
+    """Only a key set Entra could read is kept: the issuer answering again is used at once [unverified]."""
+    mini.azure.issuer_metadata.forget(mini.issuer_url)
+    mini.faults.issuer_unreachable = True
+    assert_aadsts(post(mini, assertion_form(mini, mini.sa_token())), 50166)
+    mini.faults.issuer_unreachable = False
+    access_claims(mini, post(mini, assertion_form(mini, mini.sa_token())))
+    assert mini.azure.issuer_metadata.age(mini.issuer_url) is not None
+
+
 def test_issuer_unreachable_fault_is_50166_for_the_cluster_issuer_only(mini: MiniLab) -> None:
+    """The fault stands for an outage longer than Entra's cache: a copy Entra held before does not help."""
+    access_claims(mini, post(mini, assertion_form(mini, mini.sa_token())))  # Entra holds a fresh copy
     mini.faults.issuer_unreachable = True
     assert_aadsts(post(mini, assertion_form(mini, mini.sa_token())), 50166,
                   "AADSTS50166: Request to External OIDC endpoint failed.")

@@ -110,6 +110,20 @@ def test_ctl_faults_reach_the_running_lab(running: RunningLab) -> None:
     assert status["entra_skew_seconds"] == 0 and status["webhook"]["mode"] == "up"
 
 
+def test_ctl_sets_entras_metadata_cache(running: RunningLab) -> None:
+    """A fresh lab starts with an empty cache of the default length; the setting shows in status."""
+    status = ctl(running, "status")["entra"]
+    assert status["metadata_cache_seconds"] == 120
+    assert ctl(running, "entra", "--metadata-cache-seconds", "0")["metadata_cache_seconds"] == 0
+    try:
+        assert ctl(running, "status")["entra"]["metadata_cache_seconds"] == 0
+        refused = run_lab("ctl", "--state-dir", str(running.state_dir), "entra", "--metadata-cache-seconds", "-1")
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == "error: metadata_cache_seconds: must be between 0 and 86400"
+    finally:
+        ctl(running, "entra", "--metadata-cache-seconds", "120")
+
+
 def test_ctl_rejects_bad_values_in_one_line(running: RunningLab) -> None:
     result = run_lab("ctl", "--state-dir", str(running.state_dir), "fault", "arm", "--rate-429", "2")
     assert result.returncode == 1
@@ -117,7 +131,8 @@ def test_ctl_rejects_bad_values_in_one_line(running: RunningLab) -> None:
 
 
 @pytest.mark.parametrize("args", [("clock", "--skew", "nan"), ("webhook", "--mode", "sideways"),
-                                  ("propagation", "--fic-seconds", "inf"), ("nonsense",)])
+                                  ("propagation", "--fic-seconds", "inf"), ("entra", "--metadata-cache-seconds", "x"),
+                                  ("entra",), ("nonsense",)])
 def test_ctl_bad_arguments_are_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
     result = run_lab("ctl", "--state-dir", str(tmp_path), *args)
     assert result.returncode == 2 and result.stdout == ""

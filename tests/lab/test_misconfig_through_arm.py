@@ -47,7 +47,6 @@ TENANT_NAME = "Contoso Lab"  # the healthy scenario's directory display name
 IDENTITY_API, FIC_API, ROLE_API, VAULT_API = "2023-01-31", "2023-01-31", "2022-04-01", "2023-07-01"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 WIF_DOC = "https://learn.microsoft.com/entra/workload-id/workload-identity-federation"
-WIF_DOC_OLD = "https://docs.microsoft.com/en-us/azure/active-directory/develop/workload-identity-federation"
 CHECK_FIC = "Please check your federated identity credential Subject, Audience and Issuer against the presented assertion."
 TRAILER = (r" Trace ID: (?P<trace>[0-9a-f-]{36}) Correlation ID: (?P<correlation>[0-9a-f-]{36}) "
            r"Timestamp: (?P<timestamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ)")
@@ -314,7 +313,7 @@ def test_wrong_audience_is_700212(make_workload) -> None:
     workload.federate(audience=EXCHANGE_AUDIENCE + "X")
     assert_refused(workload, 700212, 401, "invalid_client",
                    f"No matching federated identity record found for presented assertion audience "
-                   f"'{EXCHANGE_AUDIENCE}'. {CHECK_FIC} {WIF_DOC_OLD}")
+                   f"'{EXCHANGE_AUDIENCE}'. {CHECK_FIC} {WIF_DOC}")
 
 
 def test_only_credential_deleted_is_70025(make_workload) -> None:
@@ -470,8 +469,8 @@ def test_clock_skew_is_700024(lab, make_workload, lab_setting) -> None:
     text = re.escape("Client assertion is not within its valid time range. Current time: ") + \
         r"(?P<now>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z)" + re.escape(
             f", assertion valid from {precise(claims['nbf'])}, expiry time of assertion {precise(claims['exp'])}. "
-            "Review the documentation at https://docs.microsoft.com/azure/active-directory/develop/"
-            "active-directory-certificate-credentials .")
+            "Review the documentation at https://learn.microsoft.com/entra/identity-platform/"
+            "certificate-credentials .")
     assert response.status_code == 401, response.text
     body = response.json()
     assert (body["error"], body["error_codes"]) == ("invalid_client", [700024])
