@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -31,6 +32,7 @@ from harness.lab_bootstrap import LabUnavailable, start_embedded_lab
 from harness.redact import Redactor
 from harness.report.run_json import build_run, rfc3339, write_run
 from harness.report.summary import summary_lines
+from harness.report.troubleshoot import encodable, marks_for, troubleshooting_lines
 from harness.session import (
     DISCOVERY_FILE,
     BadReference,
@@ -558,8 +560,13 @@ class RunRecorder:
         if self.document is None:
             return
         terminalreporter.section("wi-harness")
+        options = terminalreporter.config.option
+        narrowed = bool(getattr(options, "wi_workloads", None) or getattr(options, "wi_pods", None))
+        encoding = getattr(getattr(terminalreporter._tw, "_file", None), "encoding", None) or sys.stdout.encoding
+        for line in troubleshooting_lines(self.document, narrowed, marks_for(encoding)):
+            terminalreporter.write_line(encodable(self.session.redactor.text(line), encoding))
         for line in summary_lines(self.document, self.path):
-            terminalreporter.write_line(self.session.redactor.text(line))
+            terminalreporter.write_line(encodable(self.session.redactor.text(line), encoding))
         if self.path is not None:
             run_dir = self.path.parent
             terminalreporter.write_line(f"sign-off {run_dir / 'signoff.md'}  {run_dir / 'signoff.html'}")

@@ -47,7 +47,7 @@ def check_payload(
             "order": workload_order,
         },
         "check": result.to_json(),
-        "findings": [f.to_json() for f in result.findings],
+        "findings": [{**f.to_json(), "check": result.id} for f in result.findings],  # the check that raised it
         "target": results.target,
         "swept": results.swept,
         "kept": results.kept,

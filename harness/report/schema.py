@@ -28,6 +28,7 @@ class Finding(_Strict):
     message: str
     evidence: dict[str, Any]
     remediation: list[str]
+    check: str | None = None  # the id of the check that raised it (absent in documents written before it)
 
 
 class RunBy(_Strict):

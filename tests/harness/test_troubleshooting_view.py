@@ -1,0 +1,155 @@
+"""The troubleshooting view printed after a run: the chain in order with ✓ / ✗ / ⟂, the first broken link marked,
+its evidence on one bounded line and the commands that fix it; ASCII on a terminal that cannot print the marks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fakeworld import ISSUER, World
+from test_plugin import project, run_json
+
+from harness.report.run_json import build_run_from_results
+from harness.report.troubleshoot import (
+    ASCII,
+    MAX_EVIDENCE,
+    UNICODE,
+    encodable,
+    evidence_line,
+    marks_for,
+    troubleshooting_lines,
+)
+
+pytest_plugins = ["pytester"]
+
+
+def check(check_id: str, status: str, message: str = "", **evidence: Any) -> dict[str, Any]:
+    return {"id": check_id, "status": status, "message": message or f"{check_id} {status}", "evidence": evidence}
+
+
+def finding(code: str, check_id: str, *fixes: str) -> dict[str, Any]:
+    return {"code": code, "severity": "error", "layer": "federation", "message": f"{code} happened",
+            "evidence": {}, "remediation": list(fixes), "check": check_id}
+
+
+def document(*workloads: dict[str, Any], checks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"checks": checks or [check("cluster.oidc_issuer_enabled", "pass")], "findings": [],
+            "workloads": list(workloads)}
+
+
+def workload(workload_id: str, checks: list[dict[str, Any]], findings: list[dict[str, Any]]) -> dict[str, Any]:
+    verdict = "fail" if any(c["status"] == "fail" for c in checks) else "pass"
+    return {"id": workload_id, "verdict": verdict, "checks": checks, "findings": findings}
+
+
+BROKEN = workload(
+    "finance/backend-sa",
+    [
+        check("sa.exists", "pass", "ServiceAccount finance/backend-sa exists"),
+        check("token.issuer", "warn", "iss is odd"),
+        check("federation.credential", "fail", "no federated credential matches",
+              issuer=ISSUER, subject="system:serviceaccount:finance:backend", nested={"a": {"b": 1}}),
+        check("exchange.succeeds", "skip", "skipped because federation.credential failed",
+              blocked_by="federation.credential"),
+        check("access.keyvault:finance-kv/db-password", "skip", "skipped because exchange.succeeds failed"),
+    ],
+    [finding("FIC_SUBJECT_MISMATCH", "federation.credential",
+             "az identity federated-credential update --name fed-cred-backend --subject x")],
+)
+HEALTHY = workload("orders/orders-sa", [check("sa.exists", "pass"), check("exchange.succeeds", "pass")], [])
+
+
+def test_the_chain_in_order_with_the_first_broken_link_its_evidence_and_fix() -> None:
+    lines = troubleshooting_lines(document(BROKEN, HEALTHY), narrowed=False)
+    text = "\n".join(lines)
+    assert "orders/orders-sa" not in text  # a passing workload is not shown unless the run was narrowed
+    assert lines[1].startswith("── finance/backend-sa: FAIL, first broken link federation.credential")
+    order = [line.split()[1] for line in lines if line.startswith("  ") and not line.startswith("      ")]
+    assert order == ["sa.exists", "token.issuer", "federation.credential", "exchange.succeeds",
+                     "access.keyvault:finance-kv/db-password"]
+    marks = {line.split()[1]: line.split()[0] for line in lines if line.startswith("  ") and line[2] != " "}
+    assert marks == {"sa.exists": "✓", "token.issuer": "!", "federation.credential": "✗",
+                     "exchange.succeeds": "⟂", "access.keyvault:finance-kv/db-password": "⟂"}
+    broken = next(i for i, line in enumerate(lines) if "federation.credential " in line and "✗" in line)
+    assert lines[broken].endswith("◀ first broken link")
+    assert lines[broken + 1] == (
+        f"      evidence: issuer={ISSUER}; subject=system:serviceaccount:finance:backend; nested.a.b=1")
+    assert lines[broken + 2] == "      FIC_SUBJECT_MISMATCH (error, federation): FIC_SUBJECT_MISMATCH happened"
+    assert lines[broken + 3] == (
+        "        fix: az identity federated-credential update --name fed-cred-backend --subject x")
+    assert "skipped because federation.credential failed" in lines[broken + 4]  # the skip's reason
+
+
+def test_a_narrowed_run_shows_every_workload_and_a_healthy_run_nothing() -> None:
+    text = "\n".join(troubleshooting_lines(document(BROKEN, HEALTHY), narrowed=True))
+    assert "── orders/orders-sa: PASS " in text and "  ✓ exchange.succeeds" in text
+    assert troubleshooting_lines(document(HEALTHY), narrowed=False) == []
+
+
+def test_a_failing_cluster_check_gets_its_own_chain() -> None:
+    cluster = [check("cluster.webhook_installed", "fail", "no webhook"), check("migration.crds", "fail")]
+    doc = document(HEALTHY, checks=cluster)
+    doc["findings"] = [finding("WEBHOOK_NOT_INSTALLED", "cluster.webhook_installed", "az aks update --enable-x")]
+    text = "\n".join(troubleshooting_lines(doc, narrowed=False))
+    assert "── cluster: FAIL, first broken link cluster.webhook_installed" in text
+    assert "fix: az aks update --enable-x" in text and "migration.crds" not in text
+
+
+def test_evidence_and_messages_are_one_bounded_line() -> None:
+    long = {"annotation": "x" * 10_000, "multi": "line one\nline two\x1b[31m"}
+    line = evidence_line(long, UNICODE)
+    assert len(line) <= MAX_EVIDENCE and line.endswith("…") and "\n" not in line
+    assert "line one line two" in evidence_line({"multi": long["multi"]}, UNICODE)
+    broken = workload("a/b", [check("sa.exists", "fail", "m" * 5000, blob="y" * 5000)],
+                      [finding("SA_NOT_FOUND", "sa.exists", "kubectl " + "z" * 5000)])
+    for line in troubleshooting_lines(document(broken), narrowed=False):
+        assert len(line) < 500 and "\n" not in line
+
+
+def test_ascii_stands_in_for_the_marks_where_the_terminal_cannot_print_them() -> None:
+    assert marks_for("utf-8") is UNICODE and marks_for("UTF8") is UNICODE
+    assert marks_for("ascii") is ASCII and marks_for("latin-1") is ASCII and marks_for(None) is ASCII
+    BROKEN["checks"][0]["message"] = "ServiceAccount finance/backend-sa exists (ü…)"
+    lines = troubleshooting_lines(document(BROKEN), narrowed=False, marks=ASCII)
+    printed = [encodable(line, "ascii") for line in lines]
+    assert all(line.isascii() for line in printed)
+    text = "\n".join(printed)
+    assert "  x federation.credential" in text and "<- first broken link" in text
+    assert "  - exchange.succeeds" in text and "  + sa.exists" in text and "(\\xfc...)" in text
+    assert printed[1].startswith("-- finance/backend-sa: FAIL")
+
+
+def test_the_view_of_real_results_names_the_broken_link_and_the_fix(run_world: Callable[..., Any]) -> None:
+    world = World.healthy()
+    world.workloads[0].fic_issuer = ISSUER.rstrip("/")
+    results, _ = run_world(world)
+    doc = build_run_from_results("run-1", "2025-01-01T10:00:00Z", "2025-01-01T10:01:00Z", results)
+    text = "\n".join(troubleshooting_lines(doc, narrowed=False))
+    assert "✗ federation.credential" in text and "FIC_ISSUER_MISMATCH (error, federation)" in text
+    assert "fix: az identity federated-credential update --name fic-backend-sa" in text
+    assert "⟂ access.keyvault:finance-kv/db-password" in text
+    assert all(f["check"] == "federation.credential" for f in doc["workloads"][0]["findings"])
+
+
+def test_the_plugin_prints_the_view_after_the_run(pytester: pytest.Pytester) -> None:
+    world = World.healthy()
+    world.workloads[0].fic_issuer = ISSUER.rstrip("/")
+    project(pytester, world)
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "--workload", "finance/backend-sa",
+                                "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines([
+        "*= wi-harness =*",
+        "troubleshooting: the chain in order (*",
+        "── finance/backend-sa: FAIL, first broken link federation.credential *",
+        "  ✓ sa.exists *",
+        "  ✗ federation.credential * ◀ first broken link",
+        "      evidence: *",
+        "      FIC_ISSUER_MISMATCH (error, federation): *",
+        "        fix: az identity federated-credential update --name fic-backend-sa*",
+        "  ✗ exchange.succeeds * AADSTS700211*",  # another branch of the chain, broken by the same credential
+        "  ⟂ exchange.identity * skipped because exchange.succeeds failed",
+        "*FAIL  finance/backend-sa*",
+        "verdict FAIL*",
+    ])
+    assert run_json(pytester)["workloads"][0]["findings"][0]["check"] == "federation.credential"
