@@ -152,6 +152,7 @@ def test_healthy_world_passes_and_reports(pytester: pytest.Pytester) -> None:
             "*= wi-harness =*",
             "*PASS  cluster*9 pass",
             "*PASS  migration*6 pass",
+            "*PASS  inventory*8 pass",
             "*PASS  finance/backend-sa*18 pass",
             "*PASS  orders/orders-sa*18 pass",
             "verdict PASS  report */reports/*/run.json",
@@ -162,6 +163,7 @@ def test_healthy_world_passes_and_reports(pytester: pytest.Pytester) -> None:
     assert [w["id"] for w in doc["workloads"]] == ["finance/backend-sa", "orders/orders-sa"]
     assert len(doc["workloads"][0]["checks"]) == 18 and len(doc["checks"]) == CLUSTER_TESTS
     assert doc["coverage"] == [] and doc["leftovers"]["crds"] == [] and doc["leftovers"]["addon_enabled"] is False
+    assert [r["state"] for r in doc["inventory"]["service_accounts"]] == ["credential for this issuer"] * 2
     assert (pytester.path / "reports" / doc["run_id"] / "junit.xml").exists()
     assert len(created(pytester)) == 2
 
