@@ -22,6 +22,8 @@ Shape (relative paths are relative to the file's directory)::
                                         # (the Dockerfile's probe target, with the azure-identity cross-check)
       image: IMAGE                      # configmap: any image with python3 (default: STOCK_PYTHON_IMAGE)
       timeout_seconds, request_timeout_seconds, sdk_cross_check
+      retry_seconds: 30                 # waiting out transient answers (429, 5xx, a new federated credential, issuer
+                                        # keys Entra has not seen yet) in all; at most half of timeout_seconds
       ca_file: PATH                     # a CA bundle as the probe's container sees it
       ca_configmap: NAME | {name: NAME, key: ca.crt}   # a CA bundle from a ConfigMap in each workload's namespace
       resources: {requests: {cpu, memory}, limits: {cpu, memory}}   # merged over the defaults (a CPU limit stays)
@@ -521,6 +523,9 @@ class ProbeSettings(_Model):
     image: Annotated[str, AfterValidator(_image_reference)] | None = None
     timeout_seconds: int = Field(default=120, ge=10, le=3600)  # the whole pod: activeDeadlineSeconds
     request_timeout_seconds: float = Field(default=10, gt=0, le=120)  # each network call of the probe
+    # how long the probe may wait out transient answers (429, 5xx, a federated credential or issuer keys Entra has
+    # not seen yet) in all, at most half of timeout_seconds; 0: never retry (harness.collect.probe_pods)
+    retry_seconds: float = Field(default=30, ge=0, le=600)
     ca_file: str | None = None  # a CA bundle path as the probe's container sees it
     ca_configmap: CaConfigMap | None = None
     sdk_cross_check: bool = True

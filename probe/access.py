@@ -80,6 +80,8 @@ def access_step(ctx: Context, check: Check) -> StepOutcome:
     result, cached = ctx.exchanger.get(check.scope)
     token_ev: dict[str, Any] = {"scope": check.scope, "cached": cached}
     evidence["token"] = token_ev
+    if "retries" in result.evidence and not cached:
+        token_ev["retries"] = result.evidence["retries"]
     if not result.ok or not result.access_token:
         error = {"kind": "token_exchange", "scope": check.scope, "detail": result.error,
                  "message": f"could not get a token for {check.scope}"}

@@ -48,12 +48,16 @@ def main(
     clock: Callable[[], float] = time.time,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Run the probe; exit code 0 when every step passed, 1 otherwise."""
+    """Run the probe; exit code 0 when every step passed, 1 otherwise. ``monotonic``/``sleep`` time the steps and
+    the retries' waits (tests pass a fake pair)."""
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     source = parse_args(sys.argv[1:] if argv is None else argv)
-    result = run_probe(source, os.environ if environ is None else environ, transport, sdk_check, clock)
+    result = run_probe(source, os.environ if environ is None else environ, transport, sdk_check, clock,
+                       monotonic, sleep)
     if result.config_error is not None:
         print(f"wi-probe: {result.config_error}", file=err)
     out.write(render(result.doc, result.sensitive) + "\n")

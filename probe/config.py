@@ -4,7 +4,7 @@ Sources, first match wins: ``--config-json '<json>'``, ``--config FILE``, env ``
 none means the defaults (default scope, no access checks).
 
     {"scope": "https://vault.azure.net/.default", "timeout_seconds": 10, "ca_file": "/path/ca.pem",
-     "sdk_cross_check": true,
+     "sdk_cross_check": true, "retry_seconds": 30, "retry_aadsts": [70021, 700211, 700213, 7000272],
      "checks": [{"kind": "keyvault_secret", "vault_url": "...", "secret": "name", "expect": "allow"},
                 {"kind": "blob", "account_url": "...", "container": "c", "blob": "b", "expect": "deny"}]}
 
@@ -16,6 +16,11 @@ Every check may also carry:
 - ``"challenge_resource"`` (Key Vault): the resource the vault's 401 challenge must name (default: the SDK's
   rule, the vault's host must end with "." + the challenge resource's domain).
 No URL may carry a user name or password.
+
+``retry_seconds`` bounds the retries of transient answers in the whole run (0: none; probe/retry.py);
+``retry_aadsts`` names which of Entra's wait-and-see answers count as transient (default: all four; the harness
+leaves the federated-credential codes out when it knows no credential matches, so a misconfiguration is never
+waited on).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from probe.retry import DEFAULT_RETRY_SECONDS, MAX_RETRY_SECONDS, TRANSIENT_AADSTS
 from probe.targets import HostPattern, UrlProblem, default_patterns, known_resource, parse_https_url
 
 DEFAULT_SCOPE = "https://vault.azure.net/.default"
@@ -37,7 +43,7 @@ KEYVAULT_SCOPE = "https://vault.azure.net/.default"
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 ENV_VAR = "WI_PROBE_CONFIG"
 
-_TOP_FIELDS = {"scope", "timeout_seconds", "ca_file", "sdk_cross_check", "checks"}
+_TOP_FIELDS = {"scope", "timeout_seconds", "ca_file", "sdk_cross_check", "checks", "retry_seconds", "retry_aadsts"}
 _CHECK_FIELDS = {
     "keyvault_secret": ({"vault_url", "secret"}, KEYVAULT_SCOPE),
     "blob": ({"account_url", "container", "blob"}, STORAGE_SCOPE),
@@ -87,6 +93,8 @@ class ProbeConfig:
     sdk_cross_check: bool = True
     checks: tuple[Check, ...] = field(default_factory=tuple)
     source: str = "defaults"
+    retry_seconds: float = DEFAULT_RETRY_SECONDS
+    retry_aadsts: tuple[int, ...] = TRANSIENT_AADSTS
 
 
 @dataclass(frozen=True)
@@ -146,6 +154,8 @@ def parse(raw: Any, source: str = "defaults") -> ProbeConfig:
         sdk_cross_check=_bool(raw.get("sdk_cross_check", True), "sdk_cross_check"),
         checks=tuple(_check(item, f"checks[{i}]") for i, item in enumerate(checks_raw)),
         source=source,
+        retry_seconds=_retry_seconds(raw.get("retry_seconds", DEFAULT_RETRY_SECONDS)),
+        retry_aadsts=_retry_aadsts(raw.get("retry_aadsts", list(TRANSIENT_AADSTS))),
     )
 
 
@@ -222,6 +232,20 @@ def _timeout(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigError("timeout_seconds", f"must be a positive number, got {value!r}")
     return float(value)
+
+
+def _retry_seconds(value: Any) -> float:
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not 0 <= value <= MAX_RETRY_SECONDS):
+        raise ConfigError("retry_seconds", f"must be a number from 0 to {MAX_RETRY_SECONDS:g}, got {value!r}")
+    return float(value)
+
+
+def _retry_aadsts(value: Any) -> tuple[int, ...]:
+    known = ", ".join(str(code) for code in TRANSIENT_AADSTS)
+    if not isinstance(value, list) or any(type(v) is not int or v not in TRANSIENT_AADSTS for v in value):
+        raise ConfigError("retry_aadsts", f"must be a list of these transient AADSTS codes: {known}; got {value!r}")
+    return tuple(dict.fromkeys(value))
 
 
 def _scope(value: Any, where: str) -> str:

@@ -10,7 +10,8 @@ from typing import Any
 
 from probe import __version__
 from probe.jwtutil import JwtDecodeError, decode_unverified, fingerprint, pick, redact
-from probe.transport import Transport, TransportError
+from probe.retry import RetryPolicy, send_with_retries
+from probe.transport import Response, Transport, TransportError
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ACCESS_TOKEN_CLAIMS = ("aud", "iss", "tid", "appid", "azp", "oid", "sub", "idtyp", "xms_mirid", "ver")
@@ -39,9 +40,17 @@ class TokenResult:
 
 
 def exchange(
-    transport: Transport, url: str, client_id: str, assertion: str, scope: str, timeout: float
+    transport: Transport,
+    url: str,
+    client_id: str,
+    assertion: str,
+    scope: str,
+    timeout: float,
+    retry: RetryPolicy | None = None,
 ) -> TokenResult:
-    """POST the client-credentials grant with the federated assertion; never returns the raw token in evidence."""
+    """POST the client-credentials grant with the federated assertion, again while the answer is transient and
+    ``retry`` allows (probe.retry); never returns the raw token in evidence. When a transient answer came, the
+    evidence's ``retries`` counts the attempts, every answer and the seconds waited."""
     form = {
         "grant_type": "client_credentials",
         "client_id": client_id,
@@ -55,10 +64,16 @@ def exchange(
         "User-Agent": f"wi-probe/{__version__}",
     }
     body = urllib.parse.urlencode(form).encode("ascii")
-    try:
-        resp = transport("POST", url, headers, body, timeout)
-    except TransportError as exc:
-        return TokenResult(False, {"scope": scope}, {**exc.to_dict(), "url": url})
+    resp, log = send_with_retries(lambda: transport("POST", url, headers, body, timeout), retry)
+    result = _result(resp, url, scope)
+    if log.transient_seen:
+        result.evidence["retries"] = log.to_dict()
+    return result
+
+
+def _result(resp: Response | TransportError, url: str, scope: str) -> TokenResult:
+    if isinstance(resp, TransportError):
+        return TokenResult(False, {"scope": scope}, {**resp.to_dict(), "url": url})
     if resp.status == 200:
         return _success(resp.body, scope)
     return TokenResult(False, {"scope": scope, "http_status": resp.status}, parse_entra_error(resp.status, resp.body))
@@ -128,7 +143,14 @@ class Exchanger:
     """Exchanges the service-account token for access tokens, one cached result per scope."""
 
     def __init__(
-        self, transport: Transport, url: str, client_id: str, assertion: str, timeout: float, sensitive: set[str]
+        self,
+        transport: Transport,
+        url: str,
+        client_id: str,
+        assertion: str,
+        timeout: float,
+        sensitive: set[str],
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.url = url
         self.client_id = client_id
@@ -136,13 +158,15 @@ class Exchanger:
         self._assertion = assertion
         self._timeout = timeout
         self._sensitive = sensitive
+        self._retry = retry
         self._cache: dict[str, TokenResult] = {}
 
     def get(self, scope: str) -> tuple[TokenResult, bool]:
         """(result, cached) for ``scope``."""
         if scope in self._cache:
             return self._cache[scope], True
-        result = exchange(self._transport, self.url, self.client_id, self._assertion, scope, self._timeout)
+        result = exchange(self._transport, self.url, self.client_id, self._assertion, scope, self._timeout,
+                          self._retry)
         if result.access_token:
             self._sensitive.add(result.access_token)
         self._cache[scope] = result

@@ -36,11 +36,13 @@ def run_probe(
     sdk_check: SdkCheck | None = None,
     clock: Callable[[], float] = time.time,
     monotonic: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> RunResult:
     """Run every step and return the document (not yet rendered) plus what must be scrubbed from it."""
     started = clock()
     log = StepLog(monotonic)
-    ctx = Context(environ=environ, transport=transport or _no_transport, clock=clock, sdk_check=sdk_check)
+    ctx = Context(environ=environ, transport=transport or _no_transport, clock=clock, sdk_check=sdk_check,
+                  monotonic=monotonic, sleep=sleep)
     errors: list[ConfigError] = []
     log.run("config", lambda: _config_step(ctx, source, transport is None, errors))
     log.run("env", lambda: env_step(ctx))
@@ -76,6 +78,8 @@ def _config_step(ctx: Context, source: ConfigSource, build_transport: bool, erro
         "scope": config.scope,
         "timeout_seconds": config.timeout_seconds,
         "sdk_cross_check": config.sdk_cross_check,
+        "retry_seconds": config.retry_seconds,
+        "retry_aadsts": list(config.retry_aadsts),
         "checks": len(config.checks),
         "tls_trust": trust.to_dict(),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from probe.config import ProbeConfig, TlsTrust
 from probe.exchange import Exchanger, token_url
 from probe.jwtutil import JwtDecodeError, decode_unverified, fingerprint, pick, redact
 from probe.report import StepOutcome, failed, passed
+from probe.retry import RetryPolicy
 from probe.sdk import SdkCheck, SdkRequest, sdk_importable
 from probe.transport import Transport
 
@@ -35,6 +37,8 @@ class Context:
     transport: Transport
     clock: Callable[[], float]
     sdk_check: SdkCheck | None
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
     config: ProbeConfig | None = None
     trust: TlsTrust | None = None
     sensitive: set[str] = field(default_factory=set)
@@ -157,7 +161,9 @@ def exchange_step(ctx: Context) -> StepOutcome:
     tenant_id = ctx.env("AZURE_TENANT_ID") or ""
     authority = ctx.env("AZURE_AUTHORITY_HOST") or ""
     url = token_url(authority, tenant_id)
-    ctx.exchanger = Exchanger(ctx.transport, url, client_id, ctx.token, ctx.config.timeout_seconds, ctx.sensitive)
+    retry = RetryPolicy(ctx.config.retry_seconds, frozenset(ctx.config.retry_aadsts), ctx.monotonic, ctx.sleep)
+    ctx.exchanger = Exchanger(ctx.transport, url, client_id, ctx.token, ctx.config.timeout_seconds, ctx.sensitive,
+                              retry)
     result, _ = ctx.exchanger.get(ctx.config.scope)
     evidence: dict[str, Any] = {"token_url": url, "client_id": client_id, "tenant_id": tenant_id, **result.evidence}
     request = SdkRequest(

@@ -10,6 +10,7 @@ from harness.checks import remediation as fix
 from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import expected_issuer, fic_fix, match_fic
+from harness.checks.issuer_keys import issuer_key_finding, retry_summary
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.commands import Step, advice
@@ -50,7 +51,7 @@ AADSTS_MEANINGS: dict[str, tuple[str, str, str]] = {
         "cluster",
         "Entra could not fetch the issuer's OIDC metadata",
     ),
-    "AADSTS7000272": (
+    "AADSTS7000272": (  # ISSUER_KEYS_NOT_YET_SEEN or ISSUER_KEY_NOT_FOUND: harness.checks.issuer_keys
         "ISSUER_KEY_NOT_FOUND",
         "cluster",
         "the token's signing key is not in the issuer's JWKS",
@@ -182,6 +183,8 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
             evidence,
             steps,
         )
+    if aadsts == "AADSTS7000272":  # Entra's older copy of the issuer's keys, or a key the issuer never published
+        return issuer_key_finding(ctx, error, evidence)
     code, layer, meaning = AADSTS_MEANINGS.get(
         aadsts, ("EXCHANGE_FAILED", "entra", "the token exchange failed")
     )
@@ -193,7 +196,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
                 WARNING,
                 "federation",
                 f"{aadsts} although a matching federated credential exists: Entra has not seen it yet "
-                "(propagation takes seconds to minutes); re-run shortly",
+                f"(propagation takes seconds to minutes){retry_summary(evidence)}; re-run shortly",
                 evidence,
                 [],
             )

@@ -568,3 +568,15 @@ def list_secrets(vault: str) -> Command:
 def list_blobs(account: str, container: str) -> Command:
     return command("az", "storage", "blob", "list", "--account-name", account, "--container-name", container,
                    "--auth-mode", "login", "--query", "[].name", "-o", "tsv")
+
+
+def rotate_issuer_keys(azure: AzureConfig | None) -> Command:
+    """AKS issues and publishes a new service-account signing key pair; the old key stays published for a day
+    (AKS docs, use-oidc-issuer). az asks before it rotates: --yes answers."""
+    name, rg = cluster_name_rg(azure)
+    return command("az", "aks", "oidc-issuer", "rotate-signing-keys", "--resource-group", rg, "--name", name,
+                   "--yes")
+
+
+def api_server_jwks() -> Command:
+    return kubectl("get", "--raw", "/openid/v1/jwks", note="the keys the API server signs tokens with")

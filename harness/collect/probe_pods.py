@@ -58,14 +58,24 @@ class ProbeRequest:
     probe_config: dict[str, Any] = field(default_factory=dict)
 
 
-def probe_config_for(workload: WorkloadConfig, settings: ProbeSettings, cloud: CloudEndpoints) -> dict[str, Any]:
+def probe_config_for(
+    workload: WorkloadConfig,
+    settings: ProbeSettings,
+    cloud: CloudEndpoints,
+    retry_aadsts: list[int] | None = None,
+) -> dict[str, Any]:
     """The WI_PROBE_CONFIG document for one workload: each check carries its token scope and the only hosts
-    of ``cloud`` that may receive the token (and, for Key Vault, the resource its challenge must name)."""
+    of ``cloud`` that may receive the token (and, for Key Vault, the resource its challenge must name). The
+    probe waits out transient answers for at most :func:`retry_seconds`; ``retry_aadsts`` are the Entra codes
+    it may wait on for this workload (harness.checks.transient; None: the probe's default, all of them)."""
     config: dict[str, Any] = {
         "timeout_seconds": settings.request_timeout_seconds,
         "sdk_cross_check": settings.sdk_cross_check,
+        "retry_seconds": retry_seconds(settings),
         "checks": [check.probe_check(cloud) for check in workload.access],
     }
+    if retry_aadsts is not None:
+        config["retry_aadsts"] = list(retry_aadsts)
     scope = workload.scope or exchange_scope(cloud)
     if scope:
         config["scope"] = scope
@@ -74,6 +84,12 @@ def probe_config_for(workload: WorkloadConfig, settings: ProbeSettings, cloud: C
     if settings.ca_configmap is not None:  # the raw exchange and the SDK cross-check both trust this one bundle
         config["ca_file"] = ca_file_in_pod(settings.ca_configmap.key)
     return config
+
+
+def retry_seconds(settings: ProbeSettings) -> float:
+    """probe.retry_seconds, but at most half the pod's activeDeadlineSeconds (probe.timeout_seconds): the other
+    half is for pulling and starting the image, the exchange's last attempt and the access checks."""
+    return min(settings.retry_seconds, settings.timeout_seconds / 2)
 
 
 def exchange_scope(cloud: CloudEndpoints) -> str | None:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.checks.transient import retryable_aadsts, service_account_subject
 from harness.collect.access_resources import collect_access_resources
 from harness.collect.arm import collect_identity, collect_managed_cluster
 from harness.collect.arm_api import ArmGet
@@ -102,8 +103,10 @@ def collect_workloads(
     run_id: str,
     image: str,
     keep: bool,
+    issuer: str | None = None,
 ) -> dict[str, WorkloadFacts]:
-    """ServiceAccounts and identities, then every probe pod at once (only where the ServiceAccount exists)."""
+    """ServiceAccounts and identities, then every probe pod at once (only where the ServiceAccount exists). The
+    identity's credentials and the cluster's ``issuer`` decide which Entra answers the probe may wait out."""
     out: dict[str, WorkloadFacts] = {}
     requests: list[ProbeRequest] = []
     for workload in workloads:
@@ -129,7 +132,8 @@ def collect_workloads(
                     workload.id,
                     workload.namespace,
                     workload.service_account,
-                    probe_config_for(workload, config.probe, config.cloud),
+                    probe_config_for(workload, config.probe, config.cloud, retryable_aadsts(
+                        identity, issuer, service_account_subject(workload.namespace, workload.service_account))),
                 )
             )
     pods = run_probe_pods(backend.kube, requests, run_id, config.probe, image, keep=keep)
@@ -187,7 +191,7 @@ def collect_run(
         swept = sweep(backend.kube, namespaces, run_id)
     cluster = collect_cluster(backend, config)
     cluster.access_resources = collect_access_resources(backend.arm, config.azure, selection.workloads)
-    workloads = collect_workloads(backend, config, selection.workloads, run_id, image, keep)
+    workloads = collect_workloads(backend, config, selection.workloads, run_id, image, keep, cluster.issuer_url)
     pods = {f"{ns}/{name}": collect_existing_pod(backend, config, ns, name) for ns, name in selection.pods}
     migration = None
     if selection.migration:

@@ -164,6 +164,8 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "enable_secret": lambda d: fix.enable_secret(d(nasty_text), d(nasty_text)),
     "list_secrets": lambda d: fix.list_secrets(d(nasty_text)),
     "list_blobs": lambda d: fix.list_blobs(d(nasty_text), d(nasty_text)),
+    "rotate_issuer_keys": lambda d: fix.rotate_issuer_keys(azure_of(d)),
+    "api_server_jwks": lambda d: fix.api_server_jwks(),
     "helm_upgrade_chart": lambda d: fix.helm_upgrade_chart(d(nasty_text), d(nasty_text)),
     "helm_uninstall": lambda d: fix.helm_uninstall(d(nasty_text), d(nasty_text)),
     "keyvault_set_secret_policy": lambda d: fix.keyvault_set_secret_policy(d(nasty_text), d(nasty_text)),

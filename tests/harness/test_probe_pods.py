@@ -107,6 +107,7 @@ def test_the_probe_pod_is_labelled_configured_and_bounded() -> None:
         "scope": "https://vault.azure.net/.default",  # the exchange step's, from the cloud
         "timeout_seconds": 7.0,
         "sdk_cross_check": True,
+        "retry_seconds": 30,
         "ca_file": "/etc/ssl/lab-ca.pem",
         "checks": [
             {

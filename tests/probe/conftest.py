@@ -17,6 +17,7 @@ from probe_testkit import (
     CLIENT_ID,
     NOW,
     TENANT,
+    FakeClock,
     FakeTransport,
     Handler,
     Run,
@@ -80,12 +81,19 @@ def entra_ok(make_jwt: Callable[..., str]) -> Handler:
 
 
 @pytest.fixture
-def run_probe() -> Callable[..., Run]:
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def run_probe(fake_clock: FakeClock) -> Callable[..., Run]:
+    """Runs the probe in-process; its retries wait on ``fake_clock`` (no real sleeping)."""
+
     def run(argv: list[str], environ: Mapping[str, str], transport: FakeTransport | None = None,
             sdk_check: Any = None, clock: Callable[[], float] = lambda: NOW) -> Run:
         out, err = io.StringIO(), io.StringIO()
         code = main(argv, environ=environ, transport=transport or FakeTransport(), sdk_check=sdk_check,
-                    clock=clock, stdout=out, stderr=err)
+                    clock=clock, stdout=out, stderr=err, monotonic=fake_clock.monotonic, sleep=fake_clock.sleep)
         return Run(code, out.getvalue(), err.getvalue())
 
     return run

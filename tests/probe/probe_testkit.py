@@ -128,6 +128,21 @@ def keyvault(handler: Handler, challenge: str = KV_CHALLENGE) -> Handler:
     return answer
 
 
+@dataclass
+class FakeClock:
+    """The probe's ``monotonic`` and ``sleep``: a wait advances the clock at once and is recorded."""
+
+    now: float = 0.0
+    waits: list[float] = field(default_factory=list)
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
 def refuse(*_: Any) -> Response:
     raise TransportError("connection_refused", "ConnectionRefusedError: [Errno 111] Connection refused")
 

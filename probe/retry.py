@@ -1,0 +1,143 @@
+"""Bounded retries of transient answers (standard library only).
+
+Transient, so retried with capped exponential backoff (1, 2, 4, 8, 8 ... s) while the run's retry bound lasts:
+- HTTP 429 and any 5xx; a ``Retry-After`` (seconds or an HTTP date) is honoured, and never cut short: when it
+  reaches past the bound the probe stops instead;
+- Entra answers a short wait can change (the probe config's ``retry_aadsts``): a new federated credential not
+  yet propagated, AADSTS70021 (what Entra documents for it) or 700211/700213 (what current tenants and the lab
+  answer), and AADSTS7000272 (Entra's older copy of the issuer's keys, after a key rotation or for a new issuer).
+Permanent, never retried: any other 4xx or AADSTS code, and no HTTP answer at all (DNS, refused, TLS, timeout:
+in a pod that is a network rule or a proxy, which waiting does not change).
+
+The bound is one budget for the whole probe run, started at the first transient answer: no attempt starts after
+it, so the run takes at most the bound plus one request timeout longer. Every answer is logged (the step's
+evidence: attempts, answers, waited seconds, whether the bound ran out).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from probe.transport import Response, TransportError
+
+DEFAULT_RETRY_SECONDS = 30.0
+MAX_RETRY_SECONDS = 600.0
+FIRST_DELAY_SECONDS = 1.0
+MAX_DELAY_SECONDS = 8.0
+MAX_ATTEMPTS = 30  # a safety net: the bound ends the attempts long before
+FIC_PROPAGATION_AADSTS = (70021, 700211, 700213)
+METADATA_CACHE_AADSTS = (7000272,)
+TRANSIENT_AADSTS = (*FIC_PROPAGATION_AADSTS, *METADATA_CACHE_AADSTS)
+
+
+@dataclass
+class RetryPolicy:
+    """The run's retry budget; one instance is shared by every exchange of a probe run."""
+
+    bound_seconds: float = DEFAULT_RETRY_SECONDS
+    transient_aadsts: frozenset[int] = frozenset(TRANSIENT_AADSTS)
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    deadline: float | None = None  # set at the run's first transient answer
+
+    def delay(self, attempt: int, headers: Mapping[str, str]) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None when the bound does not allow another one."""
+        now = self.monotonic()
+        if self.deadline is None:
+            self.deadline = now + self.bound_seconds
+        remaining = self.deadline - now
+        if attempt >= MAX_ATTEMPTS or remaining < FIRST_DELAY_SECONDS:
+            return None
+        wanted = retry_after(headers, time.time())
+        if wanted is not None:  # at least what the service asked for (and never less than the first step)
+            wait = max(wanted, FIRST_DELAY_SECONDS)
+            return wait if wait <= remaining else None
+        return min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2 ** (attempt - 1), remaining)
+
+
+@dataclass
+class RetryLog:
+    """What the step's evidence says about the attempts: every answer, in order."""
+
+    bound_seconds: float
+    answers: list[str] = field(default_factory=list)
+    waited_seconds: float = 0.0
+    exhausted: bool = False  # the last answer was transient, and the bound allowed no other attempt
+    transient_seen: bool = False
+
+    @property
+    def attempts(self) -> int:
+        return len(self.answers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attempts": self.attempts, "answers": list(self.answers),
+                "waited_seconds": round(self.waited_seconds, 3), "bound_seconds": self.bound_seconds,
+                "exhausted": self.exhausted}
+
+
+def send_with_retries(
+    send: Callable[[], Response], policy: RetryPolicy | None
+) -> tuple[Response | TransportError, RetryLog]:
+    """Call ``send`` until its answer is not transient or the bound runs out. A TransportError is returned,
+    not raised (and never retried)."""
+    log = RetryLog(policy.bound_seconds if policy else 0.0)
+    while True:
+        try:
+            resp: Response | TransportError = send()
+        except TransportError as exc:
+            log.answers.append(exc.kind)
+            return exc, log
+        label, transient = classify(resp, policy.transient_aadsts if policy else frozenset())
+        log.answers.append(label)
+        if not transient:
+            return resp, log
+        log.transient_seen = True
+        wait = policy.delay(log.attempts, resp.headers) if policy else None
+        if wait is None:
+            log.exhausted = True
+            return resp, log
+        policy.sleep(wait)  # type: ignore[union-attr]  # wait is None without a policy
+        log.waited_seconds += wait
+
+
+def classify(resp: Response, transient_aadsts: Iterable[int]) -> tuple[str, bool]:
+    """A short label of the answer (``HTTP 503``, ``AADSTS700213``) and whether it is transient."""
+    if resp.status == 429 or 500 <= resp.status <= 599:
+        return f"HTTP {resp.status}", True
+    code = aadsts_code(resp.body) if resp.status >= 400 else None
+    if code is not None:
+        return f"AADSTS{code}", code in set(transient_aadsts)
+    return f"HTTP {resp.status}", False
+
+
+def aadsts_code(body: bytes) -> int | None:
+    """The first of Entra's ``error_codes`` in a JSON error body."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    codes = payload.get("error_codes") if isinstance(payload, dict) else None
+    if isinstance(codes, list) and codes and isinstance(codes[0], int) and not isinstance(codes[0], bool):
+        return codes[0]
+    return None
+
+
+def retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """``Retry-After`` as seconds to wait: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    value = headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None or moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - now)
