@@ -171,9 +171,12 @@ def set_propagation(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def set_entra(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
-    """How long Entra keeps an issuer's discovery document and JWKS (lab.azure.metadata_cache); 0 turns it off."""
+    """How long Entra keeps an issuer's discovery document and JWKS (lab.azure.metadata_cache); 0 turns it off.
+    A new length starts the cache afresh: what Entra held before is dropped, never revived by a longer setting."""
     if "metadata_cache_seconds" in body:
-        lab.azure.issuer_metadata.seconds = _number(body, "metadata_cache_seconds", 0, MAX_CACHE_SECONDS)
+        cache = lab.azure.issuer_metadata
+        cache.seconds = _number(body, "metadata_cache_seconds", 0, MAX_CACHE_SECONDS)
+        cache.entries.clear()
     return lab.azure.issuer_metadata.snapshot()
 
 

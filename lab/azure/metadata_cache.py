@@ -16,7 +16,8 @@ Microsoft documents no value). What the cache holds, its key and its lifetime ar
 The lab's default is :data:`DEFAULT_SECONDS` (two minutes), not Azure's half hour: long enough that a rotation
 visibly fails for a while, and longer than the probe's default retry bound (30 s), so the harness reports the
 stale copy as Azure users meet it instead of quietly passing after retries; short enough to wait out by hand.
-``0`` turns the cache off (every assertion fetches again). A fresh lab starts with an empty cache.
+``0`` turns the cache off (every assertion fetches again). A fresh lab starts with an empty cache, and
+``lab ctl entra --metadata-cache-seconds N`` empties it (lab.control.set_entra).
 
 Pure state: the clock is injected (monotonic by default) so tests can expire entries without sleeping.
 """
