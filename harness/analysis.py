@@ -152,4 +152,7 @@ def analyse(
         results.pods[pod_id] = WorkloadResults(
             pod_id, pod_facts.namespace, pod_facts.service_account, run_workload_checks(context), kind="pod"
         )
+        probe = pod_facts.probe_pod
+        if keep and probe is not None and probe.created:
+            results.kept.append(f"{probe.namespace}/{probe.name}")
     return results

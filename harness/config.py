@@ -587,6 +587,9 @@ class _Access(_Model):
 
     expect: Expectation
     scope: str | None = None  # the token scope for the resource; otherwise the one its host's suffix implies
+    # The vault's or storage account's name where its URL does not say it (a private endpoint on an IP address,
+    # the lab's vaults): it names the check (access.keyvault:NAME/SECRET) and the resource in fix commands.
+    name: str | None = None
 
     url_field: ClassVar[str]
     service_label: ClassVar[str]
@@ -596,6 +599,13 @@ class _Access(_Model):
     @classmethod
     def _scope(cls, value: str | None) -> str | None:
         return _scope_text(value)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not values.is_azure_resource_name(value):
+            raise ValueError(f"{values.printable(value, 80)!r} is not an Azure resource name")
+        return value
 
     @property
     def url(self) -> str:
@@ -633,7 +643,7 @@ class _Access(_Model):
         """The probe's check: the fields as written, the token scope, and the only hosts it may send it to."""
         service = self.service(cloud)
         assert service is not None, "HarnessConfig refuses an access target outside the cloud's hosts"
-        check = self.model_dump(exclude_none=True)
+        check = self.model_dump(exclude_none=True, exclude={"name"})  # the probe needs no name
         check["scope"] = self.token_scope(cloud)
         check["allowed_hosts"] = [pattern.text for pattern in service.patterns]
         return check

@@ -158,6 +158,7 @@ class WorkloadFacts:
     identity: IdentityFacts
     pod: PodFacts | None = None
     live_pods: LivePodsFacts | None = None  # None: not looked at (--pod runs)
+    probe_pod: PodFacts | None = None  # --pod: the probe pod run under the existing pod's ServiceAccount
 
 
 @dataclass

@@ -185,10 +185,11 @@ def _healthy(lab: Lab) -> None:
             "namespace": "finance", "service_account": "backend-sa", "client_id": backend_identity.client_id,
             "identity_resource_id": backend_identity.resource_id,
             "access": [
-                {"kind": "keyvault_secret", "vault_url": lab.vault_url("finance-kv"), "secret": "db-password",
-                 "expect": "allow"},
-                {"kind": "keyvault_secret", "vault_url": lab.vault_url("platform-kv"), "secret": "admin-api-key",
-                 "expect": "deny"},
+                # each vault listens on a port of its own (its URL names no vault): "name" names the check
+                {"kind": "keyvault_secret", "vault_url": lab.vault_url("finance-kv"), "name": "finance-kv",
+                 "secret": "db-password", "expect": "allow"},
+                {"kind": "keyvault_secret", "vault_url": lab.vault_url("platform-kv"), "name": "platform-kv",
+                 "secret": "admin-api-key", "expect": "deny"},
             ],
         },
         {
@@ -197,8 +198,8 @@ def _healthy(lab: Lab) -> None:
             "access": [
                 {"kind": "blob", "account_url": lab.blob_url("ordersdata"), "container": "reports",
                  "blob": "daily.csv", "expect": "allow"},
-                {"kind": "keyvault_secret", "vault_url": lab.vault_url("finance-kv"), "secret": "db-password",
-                 "expect": "deny"},
+                {"kind": "keyvault_secret", "vault_url": lab.vault_url("finance-kv"), "name": "finance-kv",
+                 "secret": "db-password", "expect": "deny"},
             ],
         },
     ]

@@ -5,7 +5,7 @@ mount; any webhook layout) -> in-container env -> token sub/aud/iss/exp -> manag
 credential (ARM) -> token exchange at Entra -> access token identity -> every access check (allow / deny).
 
 A check whose prerequisite failed is reported as skipped "because <check> failed", never as a pass.
-``--pod NS/POD`` checks an existing pod's admitted spec instead of deploying a probe.
+``--pod NS/POD`` checks an existing pod's admitted spec, then runs a probe pod under its ServiceAccount.
 """
 
 from harness.assertions import verify

@@ -4,6 +4,7 @@ privilege is proven too."""
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,12 +32,20 @@ _ID_UNSAFE_RE = re.compile(r"[^A-Za-z0-9._/-]")
 
 def access_check_id(check: KeyVaultSecretAccess | BlobAccess) -> str:
     """What the check reads, as its id: ``access.keyvault:finance-kv/db-password``,
-    ``access.blob:ordersdata/reports/daily.csv`` (characters outside ``[A-Za-z0-9._/-]`` become ``_``)."""
+    ``access.blob:ordersdata/reports/daily.csv`` (characters outside ``[A-Za-z0-9._/-]`` become ``_``). The
+    vault or account is the entry's ``name``, else the one its URL says, else the URL's host and port."""
     if isinstance(check, KeyVaultSecretAccess):
-        kind, path = "keyvault", f"{fix.vault_name(check.vault_url)}/{check.secret}"
+        kind, path = "keyvault", f"{_target_name(check)}/{check.secret}"
     else:
-        kind, path = "blob", f"{fix.storage_account_name(check.account_url)}/{check.container}/{check.blob}"
+        kind, path = "blob", f"{_target_name(check)}/{check.container}/{check.blob}"
     return f"access.{kind}:{_ID_UNSAFE_RE.sub('_', path)[:MAX_ID_PART]}"
+
+
+def _target_name(check: KeyVaultSecretAccess | BlobAccess) -> str:
+    if check.name:
+        return check.name
+    name = fix.resource_name_from_url(check.url)
+    return name if name != fix.UNKNOWN_NAME else urllib.parse.urlsplit(check.url).netloc
 
 
 def access_check_ids(checks: Sequence[KeyVaultSecretAccess | BlobAccess]) -> list[str]:
@@ -72,6 +81,8 @@ def resource_name(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess
     found = resource_of(ctx, check)
     if found is not None:
         return found["name"]
+    if check.name:
+        return check.name
     if isinstance(check, KeyVaultSecretAccess):
         return fix.vault_name(check.vault_url)
     return fix.storage_account_name(check.account_url)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from harness.checks.podspec import container, containers, env_map, spec
 from harness.config import AzureConfig, WorkloadConfig
-from harness.facts import ClusterFacts, WorkloadFacts
+from harness.facts import ClusterFacts, PodFacts, WorkloadFacts
 from harness.names import CLIENT_ID_ANNOTATION, INJECTED_ENV, PROBE_CONTAINER, TENANT_ID_ANNOTATION
 
 
@@ -18,6 +19,10 @@ class WorkloadContext:
     cluster: ClusterFacts
     azure: AzureConfig | None
     now: float
+
+    def with_pod(self, pod: PodFacts) -> WorkloadContext:
+        """The same workload seen through another pod (--pod: the probe under the pod's ServiceAccount)."""
+        return dataclasses.replace(self, facts=dataclasses.replace(self.facts, pod=pod))
 
     @property
     def namespace(self) -> str:

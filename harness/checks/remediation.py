@@ -255,13 +255,16 @@ def fic_name(namespace: str, service_account: str) -> str:
     return _FIC_NAME_RE.sub("-", f"{namespace}-{service_account}")[:120]
 
 
+UNKNOWN_NAME = "<name>"  # what resource_name_from_url gives for a URL that names no resource
+
+
 def resource_name_from_url(url: str) -> str:
     """finance-kv from https://finance-kv.vault.azure.net/ (or from a path-style URL https://host:port/finance-kv/)."""
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     if _is_ip(host) or host == "localhost" or "." not in host:
         segments = [s for s in parts.path.split("/") if s]
-        return segments[0] if segments else "<name>"
+        return segments[0] if segments else UNKNOWN_NAME
     return host.split(".", 1)[0]
 
 

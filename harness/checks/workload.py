@@ -3,13 +3,15 @@ federated credential -> exchange -> access. ``--pod`` gets a shorter chain over 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from harness.checks.access import access_check_ids, make_access_check
 from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_identity, exchange_succeeds
 from harness.checks.federation import federated_credential, identity_matches
 from harness.checks.live_pods import live_pods
-from harness.checks.model import CheckResult
+from harness.checks.model import CheckResult, Outcome, skipped
 from harness.checks.pod import pod_admitted, pod_exists, pod_labelled, pod_mutated
 from harness.checks.probe_output import env_in_container, probe_completed
 from harness.checks.serviceaccount import sa_client_id_annotation, sa_exists
@@ -40,16 +42,51 @@ PROBE_CHAIN: list[Spec] = [
     Spec("exchange.identity", "access token identity", exchange_identity, ("exchange.succeeds",)),
 ]
 
+Check = Callable[[WorkloadContext], Outcome]
+
+
+def under_probe(check: Check, needs_pod: bool = True) -> Check:
+    """A link of the probe chain judged over the probe pod that --pod runs under the existing pod's
+    ServiceAccount (its token, its exchange), rather than over the existing pod."""
+
+    def run(ctx: WorkloadContext) -> Outcome:
+        probe_pod = ctx.facts.probe_pod
+        if probe_pod is None:
+            if needs_pod:
+                account = f"{ctx.namespace}/{ctx.service_account}"
+                return skipped(f"no probe pod was run under ServiceAccount {account}")
+            return check(ctx)
+        return check(ctx.with_pod(probe_pod))
+
+    return run
+
+
+# --pod NS/POD: the existing pod as admitted, then a probe pod under its ServiceAccount proves the rest of the
+# chain (token, federated credential, exchange) for that ServiceAccount.
 POD_CHAIN: list[Spec] = [
     Spec("pod.exists", "pod exists", pod_exists),
     Spec("pod.labelled", "pod labelled for the webhook", pod_labelled, ("pod.exists",)),
     Spec("sa.exists", "ServiceAccount exists", sa_exists, ("pod.exists",)),
     Spec("sa.client_id_annotation", "client-id annotation", sa_client_id_annotation, ("sa.exists",)),
     Spec("pod.mutated", "pod mutated by the webhook", pod_mutated, ("pod.exists",)),
-    Spec("identity.matches", "managed identity", identity_matches, ("sa.exists",)),
-    Spec(
-        "federation.credential", "federated identity credential", federated_credential, ("identity.matches",)
-    ),
+    Spec("probe.admitted", "probe pod under its ServiceAccount admitted", under_probe(pod_admitted),
+         ("sa.exists",)),
+    Spec("probe.mutated", "probe pod mutated by the webhook", under_probe(pod_mutated), ("probe.admitted",)),
+    Spec("probe.completed", "probe ran to the end", under_probe(probe_completed), ("probe.admitted",)),
+    Spec("env.in_container", "in-container env agrees", under_probe(env_in_container),
+         ("probe.mutated", "probe.completed")),
+    Spec("token.readable", "projected token readable", under_probe(token_readable), ("env.in_container",)),
+    Spec("token.subject", "token sub", under_probe(token_subject), ("token.readable",)),
+    Spec("token.audience", "token aud", under_probe(token_audience), ("token.readable",)),
+    Spec("token.issuer", "token iss", under_probe(token_issuer), ("token.readable",)),
+    Spec("token.lifetime", "token exp and lifetime", under_probe(token_lifetime), ("token.readable",)),
+    Spec("identity.matches", "managed identity", under_probe(identity_matches, needs_pod=False),
+         ("sa.exists",)),
+    Spec("federation.credential", "federated identity credential",
+         under_probe(federated_credential, needs_pod=False), ("identity.matches",)),
+    Spec("exchange.succeeds", "token exchange", under_probe(exchange_succeeds), ("token.readable",)),
+    Spec("exchange.identity", "access token identity", under_probe(exchange_identity),
+         ("exchange.succeeds",)),
 ]
 
 

@@ -144,7 +144,8 @@ def collect_workloads(
 
 
 def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str, name: str) -> WorkloadFacts:
-    """--pod NS/POD: a running workload's pod as admitted, its ServiceAccount and identity; no probe."""
+    """--pod NS/POD: a running workload's pod as admitted, its ServiceAccount and identity (the probe under that
+    ServiceAccount is :func:`collect_existing_pods`'s)."""
     pod_facts = PodFacts(namespace=namespace, name=name, existing=True)
     pod: dict[str, Any] | None = None
     try:
@@ -174,6 +175,35 @@ def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str
     )
 
 
+def collect_existing_pods(
+    backend: Backend,
+    config: HarnessConfig,
+    refs: list[tuple[str, str]],
+    run_id: str,
+    image: str,
+    keep: bool,
+) -> dict[str, WorkloadFacts]:
+    """--pod NS/POD for each ref: the pod as admitted, then a probe pod under each found pod's ServiceAccount
+    (all at once), which proves the token, the federated credential and the exchange for that ServiceAccount.
+    The probe carries the ServiceAccount's harness.yaml settings (client id, scope) but no access checks."""
+    out = {f"{ns}/{name}": collect_existing_pod(backend, config, ns, name) for ns, name in refs}
+    requests = []
+    for pod_id, facts in out.items():
+        if facts.pod is None or not facts.pod.created or not facts.sa.found:
+            continue
+        configured = config.workload(f"{facts.namespace}/{facts.service_account}")
+        workload = (configured.model_copy(update={"access": []}) if configured
+                    else WorkloadConfig(namespace=facts.namespace, service_account=facts.service_account))
+        requests.append(ProbeRequest(pod_id, facts.namespace, facts.service_account,
+                                     probe_config_for(workload, config.probe, config.cloud)))
+    if requests:
+        probes = run_probe_pods(backend.kube, requests, run_id, config.probe, image, keep=keep)
+        for pod_id, probe_pod in probes.items():
+            out[pod_id].probe_pod = probe_pod
+            out[pod_id].collected_at = time.time()
+    return out
+
+
 def collect_run(
     backend: Backend,
     config: HarnessConfig,
@@ -192,7 +222,7 @@ def collect_run(
     cluster = collect_cluster(backend, config)
     cluster.access_resources = collect_access_resources(backend.arm, config.azure, selection.workloads)
     workloads = collect_workloads(backend, config, selection.workloads, run_id, image, keep, cluster.issuer_url)
-    pods = {f"{ns}/{name}": collect_existing_pod(backend, config, ns, name) for ns, name in selection.pods}
+    pods = collect_existing_pods(backend, config, selection.pods, run_id, image, keep)
     migration = None
     if selection.migration:
         known = [w.identity for w in [*workloads.values(), *pods.values()]]

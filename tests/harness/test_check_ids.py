@@ -58,3 +58,12 @@ def test_odd_characters_and_long_blob_names_make_a_safe_bounded_id() -> None:
     odd, long = access_check_ids(config.access)
     assert odd == "access.blob:acct/c/year_2024/__1___x.csv"
     assert long.startswith("access.blob:acct/c/nnn") and len(long) <= len("access.blob:") + 100
+
+
+def test_a_url_that_names_no_resource_takes_the_entrys_name_else_its_host_and_port() -> None:
+    named = secret("https://10.1.2.3:8443/", "db-password") | {"name": "finance-kv"}
+    config = workload(named, secret("https://10.1.2.3:8443/", "other"))
+    assert access_check_ids(config.access) == [
+        "access.keyvault:finance-kv/db-password",
+        "access.keyvault:10.1.2.3_8443/other",
+    ]

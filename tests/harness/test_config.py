@@ -189,7 +189,7 @@ def test_an_unknown_field_lists_the_fields_of_its_section(tmp_path: Path) -> Non
     data["azure"]["credential"]["secret_file"] = "secret"
     assert problems(data, tmp_path) == [
         "azure.credential.secret_file: unknown field (allowed: client_id, client_secret_env, client_secret_file)",
-        "workloads[0].access[0].secert: unknown field (allowed: expect, kind, scope, secret, vault_url)",
+        "workloads[0].access[0].secert: unknown field (allowed: expect, kind, name, scope, secret, vault_url)",
     ]
 
 

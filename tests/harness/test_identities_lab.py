@@ -99,8 +99,8 @@ def vault_scope(person: Person) -> str:
 
 def workload_entry(person: Person, namespace: str) -> dict[str, Any]:
     return {"namespace": namespace, "service_account": "app-sa", "access": [
-        {"kind": "keyvault_secret", "vault_url": person.info["vaults"]["finance-kv"], "secret": "db-password",
-         "expect": "allow"}]}
+        {"kind": "keyvault_secret", "vault_url": person.info["vaults"]["finance-kv"], "name": "finance-kv",
+         "secret": "db-password", "expect": "allow"}]}
 
 
 def app_registration_workload(running_lab: RunningLab, person: Person) -> dict[str, Any]:

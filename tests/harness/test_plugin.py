@@ -290,7 +290,9 @@ def test_sweep_deletes_leftovers_of_earlier_runs(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(["swept 1 leftover probe object(s): finance/wi-probe-backend-sa-old"])
 
 
-def test_pod_mode_inspects_an_existing_pod(pytester: pytest.Pytester) -> None:
+def test_pod_mode_inspects_an_existing_pod_then_probes_under_its_service_account(
+    pytester: pytest.Pytester,
+) -> None:
     world = World.healthy()
     world.existing_pods = [
         existing_pod(world, world.workloads[0], "backend-7d9f"),
@@ -311,12 +313,22 @@ def test_pod_mode_inspects_an_existing_pod(pytester: pytest.Pytester) -> None:
         [
             "*test_existing_pod?finance/backend-7d9f:pod.mutated? PASSED*",
             "*test_existing_pod?orders/orders-api-1:pod.labelled? FAILED*",
+            "*test_existing_pod?orders/orders-api-1:exchange.succeeds? PASSED*",
         ]
     )
-    result.assert_outcomes(passed=7 + 5, failed=2)
-    assert created(pytester) == []
+    # the pod as admitted (5 checks), then a probe under its ServiceAccount (13): the unlabelled pod is the
+    # broken link, and the probe proves the ServiceAccount, its identity and the exchange are sound
+    result.assert_outcomes(passed=18 + 16, failed=2)
+    assert [p.split("/")[0] for p in created(pytester)] == ["finance", "orders"]
     doc = run_json(pytester)
     assert [w["id"] for w in doc["workloads"]] == ["finance/backend-7d9f", "orders/orders-api-1"]
+    orders = {c["id"]: c for c in doc["workloads"][1]["checks"]}
+    assert orders["probe.admitted"]["message"].startswith("probe pod orders/wi-probe-orders-sa-")
+    assert orders["token.subject"]["evidence"]["sub"] == "system:serviceaccount:orders:orders-sa"
+    # --pod narrows the run: the view shows both pods' chains
+    result.stdout.fnmatch_lines(
+        ["── finance/backend-7d9f: PASS *", "── orders/orders-api-1: FAIL, first broken link pod.labelled *"]
+    )
     assert {f["code"] for f in doc["workloads"][1]["findings"]} == {
         "POD_NOT_LABELLED",
         "WEBHOOK_NOT_INSTALLED",
