@@ -182,10 +182,12 @@ def collect_existing_pods(
     run_id: str,
     image: str,
     keep: bool,
+    issuer: str | None = None,
 ) -> dict[str, WorkloadFacts]:
     """--pod NS/POD for each ref: the pod as admitted, then a probe pod under each found pod's ServiceAccount
     (all at once), which proves the token, the federated credential and the exchange for that ServiceAccount.
-    The probe carries the ServiceAccount's harness.yaml settings (client id, scope) but no access checks."""
+    The probe carries the ServiceAccount's harness.yaml settings (client id, scope) but no access checks; what it
+    may wait out follows the identity's credentials and the cluster's ``issuer`` (harness.checks.transient)."""
     out = {f"{ns}/{name}": collect_existing_pod(backend, config, ns, name) for ns, name in refs}
     requests = []
     for pod_id, facts in out.items():
@@ -195,7 +197,9 @@ def collect_existing_pods(
         workload = (configured.model_copy(update={"access": []}) if configured
                     else WorkloadConfig(namespace=facts.namespace, service_account=facts.service_account))
         requests.append(ProbeRequest(pod_id, facts.namespace, facts.service_account,
-                                     probe_config_for(workload, config.probe, config.cloud)))
+                                     probe_config_for(workload, config.probe, config.cloud, retryable_aadsts(
+                                         facts.identity, issuer,
+                                         service_account_subject(facts.namespace, facts.service_account)))))
     if requests:
         probes = run_probe_pods(backend.kube, requests, run_id, config.probe, image, keep=keep)
         for pod_id, probe_pod in probes.items():
@@ -222,7 +226,7 @@ def collect_run(
     cluster = collect_cluster(backend, config)
     cluster.access_resources = collect_access_resources(backend.arm, config.azure, selection.workloads)
     workloads = collect_workloads(backend, config, selection.workloads, run_id, image, keep, cluster.issuer_url)
-    pods = collect_existing_pods(backend, config, selection.pods, run_id, image, keep)
+    pods = collect_existing_pods(backend, config, selection.pods, run_id, image, keep, cluster.issuer_url)
     migration = None
     if selection.migration:
         known = [w.identity for w in [*workloads.values(), *pods.values()]]
