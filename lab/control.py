@@ -103,6 +103,30 @@ def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     return {"mode": mode, "layout": layout, "install": install}
 
 
+def follow_workload_identity_addon(lab: Lab, name: str, resource_group: str, enabled: bool) -> None:
+    """What AKS does when a managed cluster's securityProfile.workloadIdentity.enabled changes (``az aks update
+    --enable-workload-identity`` / ``--disable-workload-identity``): it installs or removes ITS webhook, the
+    add-on's objects in kube-system. A chart installed by hand stays where it is. Only the managed cluster that
+    is the lab's Kubernetes cluster (lab.json ``cluster``) has a webhook to follow."""
+    own = lab.extra.get("cluster") or {}
+    if (name.lower(), resource_group.lower()) != (str(own.get("name")).lower(), str(own.get("resource_group")).lower()):
+        return
+    hook = lab.kube.webhook
+    if enabled and hook.mode == "absent":
+        change = {"mode": "up", "install": "addon"}
+    elif enabled and hook.install == "helm":
+        change = {"install": "both"}
+    elif not enabled and hook.mode != "absent" and hook.install == "both":
+        change = {"install": "helm"}
+    elif not enabled and hook.mode != "absent" and hook.install == "addon":
+        change = {"mode": "absent"}
+    else:
+        return
+    set_webhook(lab, change)
+    for cluster in lab.azure.clusters.values():
+        cluster.workload_identity_enabled = enabled
+
+
 def set_issuer(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     if body.get("rotate_keys"):
         keep = {"keep_old_for_seconds": _number(body, "keep_old_seconds")} if "keep_old_seconds" in body else {}

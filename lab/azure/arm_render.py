@@ -127,6 +127,32 @@ def _identity_ref(mi: ManagedIdentity | None) -> dict[str, Any] | None:
     return {"resourceId": mi.resource_id, "clientId": mi.client_id, "objectId": mi.principal_id}
 
 
+def _network_profile(cluster: ManagedCluster) -> dict[str, Any]:
+    """What ``az aks create`` gives a cluster today (Azure CNI overlay behind a standard load balancer with one
+    managed outbound IP), in the shape of the REST specs' ManagedClustersGet example. ``az aks update`` reads it
+    (the outbound type, the load balancer profile) before it PUTs the cluster back, whatever flag it was given."""
+    outbound_ip = (f"/subscriptions/{cluster.subscription_id}/resourceGroups/{cluster.node_resource_group}"
+                   f"/providers/Microsoft.Network/publicIPAddresses/{_stable_guid('outbound-ip', cluster.resource_id.lower())}")
+    return {
+        "networkPlugin": "azure",
+        "networkPluginMode": "overlay",
+        "networkDataplane": "azure",
+        "podCidr": "10.244.0.0/16",
+        "serviceCidr": "10.0.0.0/16",
+        "dnsServiceIP": "10.0.0.10",
+        "outboundType": "loadBalancer",
+        "loadBalancerSku": "standard",
+        "loadBalancerProfile": {
+            "managedOutboundIPs": {"count": 1},
+            "effectiveOutboundIPs": [{"id": outbound_ip}],
+            "backendPoolType": "nodeIPConfiguration",
+        },
+        "podCidrs": ["10.244.0.0/16"],
+        "serviceCidrs": ["10.0.0.0/16"],
+        "ipFamilies": ["IPv4"],
+    }
+
+
 def managed_cluster(lab: Lab, cluster: ManagedCluster) -> dict[str, Any]:
     tenant_id = lab.azure.tenant_id
     dns_prefix = f"{cluster.name[:40]}-dns"
@@ -184,6 +210,7 @@ def managed_cluster(lab: Lab, cluster: ManagedCluster) -> dict[str, Any]:
             }
         ],
     }
+    properties["networkProfile"] = _network_profile(cluster)
     kubelet = _identity_ref(cluster.kubelet_identity)
     if kubelet:
         properties["identityProfile"] = {"kubeletidentity": kubelet}

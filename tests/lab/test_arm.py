@@ -898,6 +898,11 @@ def test_managed_cluster_shape(arm: Arm, lab) -> None:
     )
     assert props["provisioningState"] == "Succeeded" and props["kubernetesVersion"]
     assert props["nodeResourceGroup"] == f"MC_{rg}_aks-test_eastus" and props["fqdn"].endswith(".azmk8s.io")
+    network = props["networkProfile"]  # az aks update reads it (outboundType, loadBalancerProfile) before its PUT
+    assert network["outboundType"] == "loadBalancer" and network["loadBalancerSku"] == "standard"
+    assert network["loadBalancerProfile"]["effectiveOutboundIPs"][0]["id"].startswith(
+        f"/subscriptions/{lab.subscription_id}/resourceGroups/MC_{rg}_aks-test_eastus/providers/"
+        "Microsoft.Network/publicIPAddresses/")
     assert body["identity"]["type"] in ("SystemAssigned", "UserAssigned")
     listed = collect(
         arm, f"{arm.sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters", reader
@@ -922,6 +927,37 @@ def test_managed_cluster_shape(arm: Arm, lab) -> None:
         f"The Resource 'Microsoft.ContainerService/managedClusters/nope' under resource group '{rg}' was not "
         "found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"
     )
+
+
+def test_the_labs_own_cluster_installs_and_removes_the_add_on_webhook_with_its_flag(arm: Arm, lab) -> None:
+    """az aks update --disable-workload-identity / --enable-workload-identity: GET the cluster, PUT it back with
+    securityProfile.workloadIdentity changed; AKS removes or installs the add-on's webhook with it."""
+    own = lab.extra["cluster"]
+    path = (f"{arm.sub}/resourceGroups/{own['resource_group']}/providers/Microsoft.ContainerService/"
+            f"managedClusters/{own['name']}")
+
+    def put(enabled: bool) -> None:
+        body = arm.request("GET", path, arm.admin()).json()
+        body["properties"]["securityProfile"] = {"workloadIdentity": {"enabled": enabled}}
+        response = arm.request("PUT", path, arm.admin(), json=body)
+        assert response.status_code == 200, response.text
+
+    def configurations() -> list[str]:
+        def names() -> list[str]:
+            store = lab.kube.store
+            kind = store.type_for("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
+            return [o["metadata"]["name"] for o in store.list(kind)[0]]
+        return arm.run(names)
+
+    assert lab.kube.webhook.mode == "up" and configurations()
+    try:
+        put(False)
+        assert lab.kube.webhook.mode == "absent" and configurations() == []
+    finally:
+        put(True)
+    assert lab.kube.webhook.mode == "up" and lab.kube.webhook.install == "addon" and configurations()
+    assert arm.request("GET", path, arm.admin()).json()["properties"]["securityProfile"] == {
+        "workloadIdentity": {"enabled": True}}
 
 
 def _vault(arm: Arm, lab) -> tuple[str, str, str]:

@@ -307,6 +307,28 @@ def test_disabled_secret(kv: KvLab) -> None:
     assert refused.value.status_code == 403 and inner_code(refused.value) == "SecretDisabled"
 
 
+def test_update_secret_properties_disables_and_enables_without_touching_the_value(kv: KvLab) -> None:
+    """Update Secret (PATCH /secrets/NAME/VERSION; ``az keyvault secret set-attributes`` and the SDK send an empty
+    version for the latest): the update/action data action, the bundle back without its value."""
+    vault = kv.vault(secrets={"db-password": "s3cret-value"})
+    officer = kv.client(vault, kv.app("Key Vault Secrets Officer", vault.resource_id))
+    reader = kv.client(vault, kv.app("Key Vault Secrets User", vault.resource_id))
+    updated = officer.update_secret_properties("db-password", enabled=False, tags={"why": "rotated"})
+    assert updated.enabled is False and updated.tags == {"why": "rotated"}
+    with pytest.raises(HttpResponseError) as refused:
+        reader.get_secret("db-password")
+    assert inner_code(refused.value) == "SecretDisabled"
+    with pytest.raises(HttpResponseError) as denied:
+        reader.update_secret_properties("db-password", enabled=True)
+    assert "Action: 'Microsoft.KeyVault/vaults/secrets/update/action'" in str(denied.value)
+    assert officer.update_secret_properties("db-password", enabled=True).enabled is True
+    assert reader.get_secret("db-password").value == "s3cret-value"
+    raw = kv.raw(vault.name, "secrets/db-password/", method="PATCH",
+                 token=kv.credential(kv.app("Key Vault Secrets Officer", vault.resource_id))
+                 .get_token("https://vault.azure.net/.default").token, json={"attributes": {"enabled": True}})
+    assert raw.status_code == 200 and "value" not in raw.json()
+
+
 # ---------------------------------------------------------------------------- the wire
 
 
