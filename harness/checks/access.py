@@ -255,7 +255,7 @@ def missing_object(
     if code == "SECRET_DISABLED":
         assert isinstance(check, KeyVaultSecretAccess)
         message = f"{what} is disabled ({detail})"
-        repair: list[Step] = [fix.enable_secret(name, check.secret)]
+        repair: list[Step] = [fix.enable_secret(check.vault_url, check.secret)]
     elif isinstance(check, KeyVaultSecretAccess):
         message = f"{what} does not exist ({detail}); the identity was allowed to look"
         repair = [fix.list_secrets(name), advice("fix the secret's name in harness.yaml, or create the secret")]

@@ -11,6 +11,7 @@ from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import expected_issuer, fic_fix, match_fic
 from harness.checks.issuer_keys import issuer_key_finding, retry_summary
+from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.commands import Step, advice
@@ -211,7 +212,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
             fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.expected_client_id),
             advice("if the identity lives in another tenant, the ServiceAccount must name that tenant:"),
             fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, None),
-            fix.restart_pods(ctx.namespace),
+            *restart_workload(ctx),
         ]
     elif code == "RESOURCE_NOT_IN_TENANT":
         remediation += [
@@ -242,7 +243,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     elif code == "TENANT_NOT_FOUND":
         remediation += [
             fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, ctx.expected_tenant_id),
-            fix.restart_pods(ctx.namespace),
+            *restart_workload(ctx),
         ]
     return Finding(
         code,

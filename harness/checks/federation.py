@@ -14,6 +14,7 @@ from harness.checks import remediation as fix
 from harness.checks.cluster import slash_hint
 from harness.checks.common import arm_failure_finding
 from harness.checks.context import WorkloadContext
+from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.token import claims
 from harness.commands import Command, Step, advice
@@ -73,7 +74,7 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
                 evidence,
                 [
                     fix.annotate_sa(ctx.namespace, ctx.service_account, str(props.get("clientId"))),
-                    fix.restart_pods(ctx.namespace),
+                    *restart_workload(ctx),
                 ],
             ),
         )
@@ -105,7 +106,7 @@ def _tenant_mismatch(ctx: WorkloadContext, tenant_of_identity: Any, evidence: di
                 "identity in another tenant",
                 evidence,
                 [fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, str(tenant_of_identity)),
-                 fix.restart_pods(ctx.namespace)],
+                 *restart_workload(ctx)],
             ),
         )
     return None
@@ -201,7 +202,7 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
                 evidence,
                 [
                     fix.annotate_sa(ctx.namespace, ctx.service_account, owner.get("client_id")),
-                    fix.restart_pods(ctx.namespace),
+                    *restart_workload(ctx),
                 ],
             ),
         )

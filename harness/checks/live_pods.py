@@ -179,6 +179,32 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
     ]
 
 
+def restart_workload(ctx: WorkloadContext) -> list[Step]:
+    """Restart, by name, what runs under the workload's ServiceAccount, so that its pods are created again for
+    the webhook (which acts on pod CREATE only): ``kubectl rollout restart`` of each Deployment, StatefulSet or
+    DaemonSet that owns one of its live pods, ``kubectl delete pod`` of a pod no such controller owns. With no
+    live pod there is nothing to restart (a note says so); when the live pods were not read (``--pod``, or the
+    list was refused), the command with a ``<deployment>`` for a person to fill in."""
+    facts = ctx.facts.live_pods
+    if facts is None or facts.error is not None:
+        return [fix.restart_pods(ctx.namespace)]
+    if not facts.pods:
+        return [advice(f"no pod runs under {ctx.namespace}/{ctx.service_account} now: the pods created from now on "
+                       "get the change")]
+    steps: list[Step] = []
+    owners: dict[tuple[str, str], list[str]] = {}
+    for live in facts.pods:
+        owners.setdefault((live.owner_kind, live.owner_name), []).append(_name(live.pod))
+    for (kind, name), pods in owners.items():
+        if kind in _RESTARTABLE:
+            steps.append(fix.rollout_restart(kind, ctx.namespace, name))
+        else:
+            steps += [fix.delete_pod(ctx.namespace, pod) for pod in pods[:_SHOWN_PODS]]
+            steps.append(advice(f"recreate the pods of {kind}/{name} if nothing does: the webhook acts on pod CREATE "
+                                "only"))
+    return steps
+
+
 def _name(pod: dict[str, Any]) -> str:
     return str((pod.get("metadata") or {}).get("name") or "")
 

@@ -16,7 +16,8 @@ from harness.checks.cluster import (
 )
 from harness.checks.common import kube_call_failed, kube_failure_finding
 from harness.checks.context import WorkloadContext
-from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
+from harness.checks.live_pods import restart_workload
+from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.podspec import (
     all_token_audiences,
     annotation,
@@ -265,10 +266,20 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
     missing = [name for name in INJECTED_ENV if not env.get(name)]
     if len(missing) == len(INJECTED_ENV) and not volumes:
         return _not_mutated(ctx, evidence)
-    skipped = {c.strip() for c in (annotation(pod, SKIP_CONTAINERS_ANNOTATION) or "").split(";") if c.strip()}
+    if missing == ["AZURE_CLIENT_ID"] and ctx.annotated_client_id is None and volumes:
+        # The webhook did its part; the client id comes from the ServiceAccount's annotation, already the root.
+        return skipped(
+            "skipped because sa.client_id_annotation failed: the webhook injects AZURE_CLIENT_ID from that "
+            "annotation (everything else was injected)",
+            evidence,
+            blocked_by="sa.client_id_annotation",
+        )
+    skipped_containers = {
+        c.strip() for c in (annotation(pod, SKIP_CONTAINERS_ANNOTATION) or "").split(";") if c.strip()
+    }
     evidence["containers_without_env"] = [
         str(c.get("name")) for c in containers(pod)
-        if c.get("name") not in skipped and not any(env_map(c).get(name) for name in INJECTED_ENV)
+        if c.get("name") not in skipped_containers and not any(env_map(c).get(name) for name in INJECTED_ENV)
     ]
     problems: list[str] = []
     findings: list[Finding] = []
@@ -285,7 +296,7 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                     evidence,
                     [
                         fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.expected_client_id),
-                        fix.restart_pods(ctx.namespace),
+                        *restart_workload(ctx),
                     ],
                 )
             )
@@ -340,7 +351,7 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                 evidence,
                 [
                     advice("remove AZURE_CLIENT_ID from the container's env (or from envFrom sources)"),
-                    fix.restart_pods(ctx.namespace),
+                    *restart_workload(ctx),
                 ],
             )
         )
@@ -418,5 +429,5 @@ def _mutation_remediation(ctx: WorkloadContext) -> list[Step]:
     return [
         fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.cluster), "-o", "yaml"),
         *enable_webhook(ctx.cluster, ctx.azure),
-        fix.restart_pods(ctx.namespace),
+        *restart_workload(ctx),
     ]

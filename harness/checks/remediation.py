@@ -559,8 +559,18 @@ def delete_role_assignment_id(assignment_id: str) -> Command:
     return command("az", "role", "assignment", "delete", "--ids", assignment_id or "<assignment-id>")
 
 
-def enable_secret(vault: str, secret: str) -> Command:
-    return command("az", "keyvault", "secret", "set-attributes", "--vault-name", vault, "--name", secret,
+def secret_id(vault_url: str, secret: str) -> str:
+    """The secret's identifier, ``VAULT_URL/secrets/NAME`` (a placeholder where a part is not of its kind)."""
+    parts = urllib.parse.urlsplit(vault_url) if vault_url.isprintable() and " " not in vault_url else None
+    usable = parts is not None and parts.scheme == "https" and bool(parts.hostname) and not parts.query
+    url = vault_url if usable and not parts.fragment else "<vault-url>"
+    return url.rstrip("/") + "/secrets/" + checked(secret, values.is_keyvault_object_name, "<secret-name>")
+
+
+def enable_secret(vault_url: str, secret: str) -> Command:
+    """By ``--id``: the vault the workload reads, by its own URL. ``--vault-name`` makes az build
+    ``https://NAME.<the cloud's Key Vault suffix>``, which misses a vault reached by another name (and the lab's)."""
+    return command("az", "keyvault", "secret", "set-attributes", "--id", secret_id(vault_url, secret),
                    "--enabled", "true")
 
 

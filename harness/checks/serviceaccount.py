@@ -11,6 +11,7 @@ from harness import values
 from harness.checks import remediation as fix
 from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
+from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.commands import Step, command
 from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
@@ -135,7 +136,7 @@ def _not_annotated(
     repair += [fix.remove_sa_annotation(ctx.namespace, ctx.service_account, key) for key in near
                if key in sa.annotations]
     repair += [fix.remove_sa_label(ctx.namespace, ctx.service_account, key) for key in near if key in sa.labels]
-    repair.append(fix.restart_pods(ctx.namespace))
+    repair += restart_workload(ctx)
     return failed(
         f"ServiceAccount {where} has no {CLIENT_ID_ANNOTATION} annotation{hint}",
         evidence,
@@ -150,7 +151,7 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
     value = sa.annotations.get(CLIENT_ID_ANNOTATION)
     expected = ctx.workload.client_id
     evidence = {"annotation": CLIENT_ID_ANNOTATION, "value": value, "expected": expected}
-    fix_it = [fix.annotate_sa(ctx.namespace, ctx.service_account, expected), fix.restart_pods(ctx.namespace)]
+    fix_it = [fix.annotate_sa(ctx.namespace, ctx.service_account, expected), *restart_workload(ctx)]
     if value is None:
         return _not_annotated(ctx, evidence, expected, fix_it)
     if not values.is_guid(value):

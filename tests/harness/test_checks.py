@@ -916,7 +916,8 @@ def test_only_authorization_refusals_prove_a_deny() -> None:
     disabled = _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="SecretDisabled")
     assert disabled.status == FAIL and disabled.findings[0].code == "SECRET_DISABLED"
     assert disabled.findings[0].fix_lines() == [
-        "az keyvault secret set-attributes --vault-name finance-kv --name db-password --enabled true"
+        "az keyvault secret set-attributes --id https://finance-kv.vault.azure.net/secrets/db-password "
+        "--enabled true"
     ]
     assert _answered("blob", "allow", 404, code="BlobNotFound").findings[0].code == "BLOB_NOT_FOUND"
     assert _answered("blob", "allow", 404).findings[0].code == "BLOB_NOT_FOUND"  # HEAD: no body
