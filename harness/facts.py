@@ -232,6 +232,9 @@ class InventoryFacts:
     # annotated client ids that are some identity's principal (object) id:
     # {kind, client_id, name, resource_id}
     principal_of: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # annotated client ids Entra knows (a service principal has that appId) but the harness cannot read the
+    # identity of: {kind, client_id, name, resource_id}
+    hidden: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

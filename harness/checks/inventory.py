@@ -43,7 +43,7 @@ from harness.checks.model import (
     skipped,
     warned,
 )
-from harness.commands import Command, Step, advice
+from harness.commands import Command, Step, advice, render
 from harness.config import AzureConfig, ExpectConfig
 from harness.facts import (
     CREDENTIAL_ERROR,
@@ -71,7 +71,8 @@ _GROUP_SCOPE = re.compile(r"/subscriptions/[^/]+/resourcegroups/[^/]+", re.IGNOR
 _MANAGEMENT_GROUP_SCOPE = re.compile(
     r"/providers/microsoft\.management/managementgroups/[^/]+", re.IGNORECASE
 )
-MAX_LISTED = 20  # cases named in one finding's message (all are in its evidence and remediation)
+MAX_LISTED = 10  # cases named in one finding's message (all are in its evidence)
+MAX_STEPS = 60  # commands in one finding's remediation
 
 
 def subject_of(namespace: str, service_account: str) -> str:
@@ -178,6 +179,22 @@ def label(identity: InventoryIdentity) -> str:
     return f"application {identity.name} ({identity.client_id})"
 
 
+def short(identity: InventoryIdentity) -> str:
+    """The identity as messages name it (evidence has :func:`label`)."""
+    kind = "managed identity" if identity.kind == "managed_identity" else "application"
+    return f"{kind} {identity.name}"
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _subscription_scope(resource_id: Any) -> str | None:
+    """``/subscriptions/S`` of an ARM resource id."""
+    match = re.match(r"/subscriptions/([^/]+)", str(resource_id or ""), re.IGNORECASE)
+    return f"/subscriptions/{match.group(1)}" if match else None
+
+
 def _delete(credential: Credential) -> Command:
     identity = credential.identity
     if identity.kind == "application":
@@ -209,7 +226,19 @@ def _listed(items: list[str]) -> str:
     return shown + (f"; and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
 
 
+def _fixes(steps: list[Step]) -> list[Step]:
+    """Each step once, in order, and at most MAX_STEPS of them: hundreds of identical lines help nobody."""
+    unique = list({render(step): step for step in steps}.values())
+    if len(unique) <= MAX_STEPS:
+        return unique
+    rest = len(unique) - MAX_STEPS
+    more = advice(f"and {rest} more of the same kind: the cases are in this finding's evidence")
+    return [*unique[:MAX_STEPS], more]
+
+
 def _judge(findings: list[Finding], clean: str, evidence: dict[str, Any]) -> Outcome:
+    for finding in findings:
+        finding.remediation = _fixes(finding.remediation)
     if any(f.severity == ERROR for f in findings):
         return failed(findings[0].message, evidence, *findings)
     if findings:
@@ -359,6 +388,7 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
         if client_id is None or ctx.identity_of(sa) is not None:
             continue
         owner = ctx.facts.principal_of.get(str(client_id).lower())
+        hidden = ctx.facts.hidden.get(str(client_id).lower())
         if not values.is_guid(client_id):
             severity = ERROR
             cases.append(f"{ref}: {values.printable(str(client_id), 60)!r} is not a GUID")
@@ -373,18 +403,34 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
                 fix.annotate_sa(sa["namespace"], sa["name"], owner.get("client_id")),
                 fix.restart_pods(sa["namespace"]),
             ]
+        elif hidden is not None:  # Entra knows it: the harness may not read where it lives
+            where = _subscription_scope(hidden.get("resource_id"))
+            cases.append(
+                f"{ref}: {client_id} is {str(hidden.get('kind')).replace('_', ' ')} {hidden.get('name')} in "
+                f"Entra, {'in ' + where + ', ' if where else ''}which the harness cannot read"
+            )
+            steps.append(
+                fix.grant_harness_reader_at(ctx.azure, where)
+                if where
+                else fix.grant_harness_reader(ctx.azure)
+            )
         else:
             severity = severity if ctx.lookups_refused else ERROR
             cases.append(f"{ref}: {client_id}")
             steps += fix.find_identity_anywhere(client_id)
-        items.append({"service_account": ref, "client_id": client_id, "principal_of": owner})
+        items.append(
+            {"service_account": ref, "client_id": client_id, "principal_of": owner, "in_entra": hidden}
+        )
     evidence = {"unknown": items, "searched": ctx.facts.searched}
     if not items:
         return passed(
             "every annotated client id is a managed identity's or an application's the harness sees", evidence
         )
-    why = " (some lookups were refused: the harness may not see them)" if severity == WARNING else ""
-    message = f"no managed identity or application has the client id of {_listed(cases)}{why}"
+    why = " (some lookups were refused: the harness may not see them)" if ctx.lookups_refused else ""
+    message = (
+        f"{_plural(len(items), 'ServiceAccount names', 'ServiceAccounts name')} a client id of no managed "
+        f"identity or application the harness can see: {_listed(cases)}{why}"
+    )
     if severity == WARNING:
         incomplete = _incomplete(ctx)
         steps += incomplete.remediation if incomplete else []
@@ -415,7 +461,7 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
             if audience
             else ""
         )
-        cases.append(f"{ref} -> {label(identity)}{detail}")
+        cases.append(f"{ref} -> {short(identity)}{detail}")
         items.append(
             {
                 "service_account": ref,
@@ -437,8 +483,8 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
             evidence,
         )
     message = (
-        f"no federated credential for issuer {issuer} and the ServiceAccount's subject: {_listed(cases)}; "
-        "the token exchange fails (AADSTS70021)"
+        f"{_plural(len(items), 'ServiceAccount has', 'ServiceAccounts have')} no federated credential for "
+        f"issuer {issuer} and its subject: {_listed(cases)}; the token exchange fails (AADSTS70021)"
     )
     return _judge([Finding("SA_WITHOUT_FIC", ERROR, LAYER, message, evidence, steps)], "", evidence)
 
@@ -483,7 +529,7 @@ def no_old_issuers(ctx: InventoryContext) -> Outcome:
             OLDER: "an older issuer of this cluster",
         }.get(str(credential.relation), "another cluster's issuer")
         cases.append(
-            f"{credential.name} on {label(credential.identity)} for {credential.service_account} names "
+            f"{credential.name} on {short(credential.identity)} for {credential.service_account} names "
             f"{credential.issuer} ({why})"
         )
         items.append({**credential.row(label(credential.identity), True), "why": why})
@@ -505,7 +551,10 @@ def no_old_issuers(ctx: InventoryContext) -> Outcome:
         if broken
         else "; each such ServiceAccount also has a working one: the stale credentials only take slots"
     )
-    message = f"federated credential(s) name an issuer other than {issuer}: {_listed(cases)}{consequence}"
+    message = (
+        f"{_plural(len(stale), 'federated credential names', 'federated credentials name')} an issuer other "
+        f"than {issuer}: {_listed(cases)}{consequence}"
+    )
     evidence = {
         "issuer": issuer,
         "credentials": items,
@@ -527,7 +576,7 @@ def no_orphaned_credentials(ctx: InventoryContext) -> Outcome:
             {"credentials": len(trusted)},
         )
     cases = [
-        f"{c.name} on {label(c.identity)}: "
+        f"{c.name} on {short(c.identity)}: "
         + (
             f"{c.service_account} does not exist"
             if c.service_account
@@ -537,8 +586,9 @@ def no_orphaned_credentials(ctx: InventoryContext) -> Outcome:
     ]
     evidence = {"credentials": [c.row(label(c.identity), False) for c in orphans]}
     message = (
-        "federated credential(s) trust this cluster for a ServiceAccount that does not exist: "
-        f"{_listed(cases)}; whoever creates it there gets the identity's access"
+        f"{_plural(len(orphans), 'federated credential trusts', 'federated credentials trust')} this cluster "
+        f"for a ServiceAccount that does not exist: {_listed(cases)}; whoever creates it there gets the "
+        "identity's access"
     )
     steps: list[Step] = [_delete(c) for c in orphans]
     steps.append(advice("or, if the ServiceAccount was deleted by mistake, create it again"))
@@ -558,7 +608,7 @@ def credential_limits(ctx: InventoryContext) -> Outcome:
             "credentials",
             {"counts": counts},
         )
-    cases = [f"{label(i)}: {len(i.federated_credentials or [])} of {MAX_FEDERATED_CREDENTIALS}" for i in near]
+    cases = [f"{short(i)}: {len(i.federated_credentials or [])} of {MAX_FEDERATED_CREDENTIALS}" for i in near]
     steps: list[Step] = [
         fix.app_credential_list(i.client_id)
         if i.kind == "application"
@@ -573,8 +623,8 @@ def credential_limits(ctx: InventoryContext) -> Outcome:
     )
     evidence = {"near_limit": {label(i): len(i.federated_credentials or []) for i in near}, "counts": counts}
     message = (
-        f"identit{'y' if len(near) == 1 else 'ies'} near the limit of {MAX_FEDERATED_CREDENTIALS} federated "
-        f"credentials: {_listed(cases)}; one more cluster or namespace may not fit"
+        f"{_plural(len(near), 'identity', 'identities')} near the limit of {MAX_FEDERATED_CREDENTIALS} "
+        f"federated credentials: {_listed(cases)}; one more cluster or namespace may not fit"
     )
     return _judge([Finding("FIC_LIMIT_NEAR", WARNING, LAYER, message, evidence, steps)], "", evidence)
 
@@ -611,7 +661,7 @@ def least_privilege(ctx: InventoryContext) -> Outcome:
             level, why = reason
             severity = ERROR if level == ERROR else severity
             cases.append(
-                f"{assignment.get('role')} on {assignment.get('scope')} for {label(identity)} "
+                f"{assignment.get('role')} on {assignment.get('scope')} for {short(identity)} "
                 f"(used by {', '.join(ctx.named[identity.client_id.lower()])}): {why}"
             )
             items.append(
@@ -641,7 +691,10 @@ def least_privilege(ctx: InventoryContext) -> Outcome:
             "Secrets User on the vault) before deleting a broad one it still relies on"
         )
     )
-    message = f"identities the workloads use hold roles broader than they need: {_listed(cases)}"
+    message = (
+        f"{_plural(len(items), 'role assignment', 'role assignments')} on identities the workloads use "
+        f"{'is' if len(items) == 1 else 'are'} broader than they need: {_listed(cases)}"
+    )
     return _judge([Finding("ROLE_OVERLY_BROAD", severity, LAYER, message, evidence, steps)], "", evidence)
 
 
@@ -663,6 +716,8 @@ def inventory_section(facts: InventoryFacts, cluster: ClusterFacts, expect: Expe
         ]
         if sa.get("client_id") is None:
             state = "label only: no client id"
+        elif identity is None and str(sa.get("client_id")).lower() in facts.hidden:
+            state = "identity in Entra, not readable by the harness"
         elif identity is None:
             state = "client id unknown"
         elif identity.federated_credentials is None:

@@ -298,6 +298,33 @@ def _relevant(identity: InventoryIdentity, issuer: str | None, previous: list[st
     )
 
 
+def _service_principal_summary(body: dict[str, Any]) -> dict[str, Any]:
+    """A service principal as {kind, client_id, name, resource_id}: a managed identity's names its ARM id
+    among its alternativeNames."""
+    managed = body.get("servicePrincipalType") == "ManagedIdentity"
+    names = [str(n) for n in body.get("alternativeNames") or [] if str(n).startswith("/subscriptions/")]
+    return {
+        "kind": "managed_identity" if managed else "service_principal",
+        "client_id": body.get("appId"),
+        "name": body.get("displayName"),
+        "resource_id": names[0] if names else None,
+    }
+
+
+def _hidden(graph: ArmGet | None, guid: str, facts: InventoryFacts) -> dict[str, Any] | None:
+    """The service principal whose appId is ``guid``: the identity exists in Entra, but neither Resource Graph
+    nor Graph's applications showed it (a managed identity in a subscription the harness cannot read, or an
+    application of another tenant)."""
+    if graph is None:
+        return None
+    principal = graph(f"/{GRAPH_VERSION}/servicePrincipals(appId='{guid}')")
+    if principal.ok and isinstance(principal.body, dict):
+        return _service_principal_summary(principal.body)
+    if principal.status not in (404, 400):
+        _record(facts, principal)
+    return None
+
+
 def _principal_of(
     rows: list[dict[str, Any]], graph: ArmGet | None, guid: str, facts: InventoryFacts
 ) -> dict[str, Any] | None:
@@ -314,15 +341,7 @@ def _principal_of(
         return None
     principal = graph(f"/{GRAPH_VERSION}/servicePrincipals/{guid}")
     if principal.ok and isinstance(principal.body, dict):
-        body = principal.body
-        managed = body.get("servicePrincipalType") == "ManagedIdentity"
-        names = [str(n) for n in body.get("alternativeNames") or [] if str(n).startswith("/subscriptions/")]
-        return {
-            "kind": "managed_identity" if managed else "service_principal",
-            "client_id": body.get("appId"),
-            "name": body.get("displayName"),
-            "resource_id": names[0] if names else None,
-        }
+        return _service_principal_summary(principal.body)
     if principal.status not in (404, 400):
         _record(facts, principal)
     return None
@@ -372,7 +391,10 @@ def collect_inventory(
         key=lambda i: (i.kind, i.name.lower(), i.client_id),
     )
     for guid in sorted(named - known):
-        owner = _principal_of(rows, graph, guid, facts)
+        hidden = _hidden(graph, guid, facts)
+        owner = None if hidden is not None else _principal_of(rows, graph, guid, facts)
+        if hidden is not None:
+            facts.hidden[guid] = hidden
         if owner is not None:
             facts.principal_of[guid] = owner
     used = [i for i in facts.identities if i.client_id.lower() in named]

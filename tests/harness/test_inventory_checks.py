@@ -376,6 +376,40 @@ def test_an_unknown_client_id(client_id: str, refused: bool, severity: str, text
     )
 
 
+def test_an_identity_entra_knows_but_the_harness_cannot_read_is_a_warning() -> None:
+    facts = healthy()
+    hidden = "55555555-6666-4777-8888-999999999999"
+    facts.service_accounts.append(sa("web", "app-sa", hidden))
+    facts.hidden[hidden] = {
+        "kind": "managed_identity",
+        "client_id": hidden,
+        "name": "webId",
+        "resource_id": identity_id("webId", SHARED),
+    }
+    unknown = findings(run(facts))["SA_CLIENT_ID_UNKNOWN"]
+    assert unknown.severity == "warning"
+    assert (
+        f"is managed identity webId in Entra, in /subscriptions/{SHARED}, which the harness cannot read"
+        in unknown.message
+    )
+    assert words(unknown) == [
+        [
+            "az",
+            "role",
+            "assignment",
+            "create",
+            "--assignee",
+            "<harness-client-id>",
+            "--role",
+            "Reader",
+            "--scope",
+            f"/subscriptions/{SHARED}",
+        ]
+    ]
+    rows = inventory_section(facts, ClusterFacts(collected_at=0.0, issuer_url=ISSUER), ExpectConfig())
+    assert rows["service_accounts"][-1]["state"] == "identity in Entra, not readable by the harness"
+
+
 def test_a_principal_id_in_the_annotation_is_named_with_the_client_id_to_use() -> None:
     facts = healthy()
     facts.service_accounts.append(sa("web", "app-sa", "33333333-4444-4555-8666-777777777777"))
@@ -524,3 +558,15 @@ def test_the_section_is_the_schemas_and_renders_as_tables() -> None:
         "Inventory › Role assignments",
         "Inventory › Unreadable",
     ]
+
+
+def test_hundreds_of_orphans_are_one_finding_with_a_bounded_fix_list() -> None:
+    facts = healthy()
+    backend(facts).federated_credentials += [
+        credential(f"gone-{n}", f"system:serviceaccount:old:sa-{n}") for n in range(120)
+    ]
+    orphan = findings(run(facts))["FIC_ORPHANED"]
+    assert len(orphan.evidence["credentials"]) == 120 and "and 110 more" in orphan.message
+    assert orphan.message.startswith("120 federated credentials trust this cluster")
+    assert len(orphan.remediation) == 61
+    assert orphan.fix_lines()[-1].startswith("# and 61 more of the same kind")  # 120 deletes and one advice

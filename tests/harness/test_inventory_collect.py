@@ -276,6 +276,32 @@ def test_an_annotated_principal_id_is_recognised() -> None:
     assert facts.principal_of["33333333-0000-4000-8000-000000000003"]["name"] == "id-3"
 
 
+def test_an_identity_only_entra_shows_is_kept_as_hidden() -> None:
+    hidden = "44444444-0000-4000-8000-000000000004"
+    azure = Azure([identity_row(1)])
+    plain_graph = azure.graph
+
+    def graph(path: str, body: dict[str, Any] | None = None) -> Fetched:
+        if path == f"/v1.0/servicePrincipals(appId='{hidden}')":
+            resource = identity_row(9, subscription=OTHER)["id"]
+            return Fetched(
+                path,
+                200,
+                {
+                    "id": "sp-9",
+                    "appId": hidden,
+                    "displayName": "id-9",
+                    "servicePrincipalType": "ManagedIdentity",
+                    "alternativeNames": ["isExplicit=True", resource],
+                },
+            )
+        return plain_graph(path, body)
+
+    facts = collect_inventory(kube(("ns", "sa", hidden)), azure.arm, AZURE, graph, ISSUER)
+    assert facts.hidden[hidden]["resource_id"].startswith(f"/subscriptions/{OTHER}/")
+    assert facts.principal_of == {} and facts.refused == []
+
+
 def test_without_azure_only_the_service_accounts_are_listed() -> None:
     facts = collect_inventory(kube(("ns", "sa", None)), None, None, None, ISSUER)
     assert facts.azure_configured is False and [s["use_label"] for s in facts.service_accounts] == ["true"]
