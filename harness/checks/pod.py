@@ -268,12 +268,8 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
         return _not_mutated(ctx, evidence)
     if missing == ["AZURE_CLIENT_ID"] and ctx.annotated_client_id is None and volumes:
         # The webhook did its part; the client id comes from the ServiceAccount's annotation, already the root.
-        return skipped(
-            "skipped because sa.client_id_annotation failed: the webhook injects AZURE_CLIENT_ID from that "
-            "annotation (everything else was injected)",
-            evidence,
-            blocked_by="sa.client_id_annotation",
-        )
+        evidence["note"] = "the webhook injects AZURE_CLIENT_ID from that annotation; everything else was injected"
+        return skipped("skipped because sa.client_id_annotation failed", evidence, blocked_by="sa.client_id_annotation")
     skipped_containers = {
         c.strip() for c in (annotation(pod, SKIP_CONTAINERS_ANNOTATION) or "").split(";") if c.strip()
     }
