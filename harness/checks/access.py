@@ -160,7 +160,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
                 "access",
                 f"least privilege violated: the workload can read {what}",
                 evidence,
-                [fix.list_roles(principal), fix.delete_role_assignment()],
+                _revoke_read(ctx, check, principal),
             ),
         )
     error = step.get("error") or {}
@@ -199,6 +199,34 @@ def target_scope(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess)
     if isinstance(check, KeyVaultSecretAccess):
         return f"{found['id']}/secrets/{check.secret}"
     return f"{found['id']}/blobServices/default/containers/{check.container}/blobs/{check.blob}"
+
+
+def _revoke_read(
+    ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, principal: str | None
+) -> list[Step]:
+    """The identity's assignments that grant the read on the deny target (its role's data actions, a scope on the
+    target's chain): those on the resource itself (or below) deleted by id; one on a wider scope (a group, the
+    subscription) may carry reads the workload needs, so a person narrows it (a ``<placeholder>``), as when the
+    assignments could not be read or the right comes from elsewhere (a group, an access policy)."""
+    assignments, target, resource = ctx.facts.identity.role_assignments, target_scope(ctx, check), \
+        resource_of(ctx, check)
+    granting = [] if assignments is None or target is None or resource is None else [
+        a for a in view_assignments(assignments, ctx.facts.identity.role_names,
+                                    ctx.facts.identity.role_permissions, check.kind, target)
+        if a.grants and a.covers]
+    on_resource = [a for a in granting if a.scope.lower().startswith(resource["id"].lower())][:3]
+    wider = [a for a in granting if a not in on_resource][:3]
+    steps: list[Step] = []
+    if on_resource:
+        steps += [advice("remove what grants the read, if nothing else the identity does needs it: "
+                         + "; ".join(f"{a.role} on {a.scope}" for a in on_resource)),
+                  *[fix.delete_role_assignment_id(a.id) for a in on_resource]]
+    if wider:
+        steps.append(advice("narrow what grants it on a wider scope (grant at the scopes the workload needs, then "
+                            "delete it): " + "; ".join(f"{a.role} on {a.scope} ({a.id})" for a in wider)))
+    if wider or not on_resource:
+        steps += [fix.list_roles(principal), fix.delete_role_assignment()]
+    return steps
 
 
 def _rbac_denial(
