@@ -106,8 +106,9 @@ def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
 def follow_workload_identity_addon(lab: Lab, name: str, resource_group: str, enabled: bool) -> None:
     """What AKS does when a managed cluster's securityProfile.workloadIdentity.enabled changes (``az aks update
     --enable-workload-identity`` / ``--disable-workload-identity``): it installs or removes ITS webhook, the
-    add-on's objects in kube-system. A chart installed by hand stays where it is. Only the managed cluster that
-    is the lab's Kubernetes cluster (lab.json ``cluster``) has a webhook to follow."""
+    add-on's objects in kube-system. A chart installed by hand stays where it is. Any PUT that says enabled
+    reconciles the add-on, as AKS does: a webhook deleted by hand comes back. Only the managed cluster that is the
+    lab's Kubernetes cluster (lab.json ``cluster``) has a webhook to follow."""
     own = lab.extra.get("cluster") or {}
     if (name.lower(), resource_group.lower()) != (str(own.get("name")).lower(), str(own.get("resource_group")).lower()):
         return

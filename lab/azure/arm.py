@@ -626,11 +626,10 @@ def _put_cluster(
         and isinstance(security.get("workloadIdentity"), dict)
         and "enabled" in security["workloadIdentity"]
     ):
-        enabled = bool(security["workloadIdentity"]["enabled"])
-        if enabled != cluster.workload_identity_enabled:
-            from lab.control import follow_workload_identity_addon
+        from lab.control import follow_workload_identity_addon
 
-            follow_workload_identity_addon(ctx.lab, cluster.name, cluster.resource_group, enabled)
+        enabled = bool(security["workloadIdentity"]["enabled"])
+        follow_workload_identity_addon(ctx.lab, cluster.name, cluster.resource_group, enabled)
         cluster.workload_identity_enabled = enabled
     pod_identity = properties.get("podIdentityProfile")
     if isinstance(pod_identity, dict):

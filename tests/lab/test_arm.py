@@ -19,6 +19,7 @@ from forged_tokens import FORGED_NAMES, forged_variant, lab_token
 from lab.azure.access_tokens import sts_issuer
 from lab.azure.arm_state import arm_state
 from lab.azure.world import ManagedCluster, StorageAccount, Vault
+from lab.control import set_webhook
 
 API = "2024-01-01"
 ARM_AUD = "https://management.azure.com/"
@@ -958,6 +959,12 @@ def test_the_labs_own_cluster_installs_and_removes_the_add_on_webhook_with_its_f
     assert lab.kube.webhook.mode == "up" and lab.kube.webhook.install == "addon" and configurations()
     assert arm.request("GET", path, arm.admin()).json()["properties"]["securityProfile"] == {
         "workloadIdentity": {"enabled": True}}
+    arm.run(lambda: set_webhook(lab, {"mode": "absent"}))  # the webhook deleted by hand, the add-on still on
+    try:
+        put(True)  # any update that says enabled reconciles the add-on
+    finally:
+        arm.run(lambda: set_webhook(lab, {"mode": "up"}))
+    assert configurations()
 
 
 def _vault(arm: Arm, lab) -> tuple[str, str, str]:
