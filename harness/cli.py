@@ -2,7 +2,9 @@
 
 * ``report render RUN.json --format md|html [-o FILE]`` re-renders one run's sign-off (stdout without -o);
 * ``report merge RUN.json... -o DIR`` writes one sign-off over several runs (a fleet) as DIR/signoff.md and
-  DIR/signoff.html.
+  DIR/signoff.html;
+* ``findings [--format md|text]`` prints the findings catalogue (harness.findings): docs/findings.md is
+  ``python -m harness findings --format md > docs/findings.md``.
 
 Bad input (a missing file, a file that is not a run.json or breaks its schema, an output that cannot be
 written) is one line on stderr naming the file and the cause, and exit status 2, as for argparse's usage
@@ -15,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.findings import render_markdown, render_text
 from harness.redact import Redactor
 from harness.report.signoff import (
     FORMATS,
@@ -47,11 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge_cmd.add_argument("runs", type=Path, nargs="+", metavar="RUN.json")
     merge_cmd.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    findings = commands.add_parser("findings", help="the catalogue of finding codes (docs/findings.md)")
+    findings.add_argument("--format", choices=("md", "text"), default="text")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "findings":
+        sys.stdout.write(render_markdown() if args.format == "md" else render_text())
+        return 0
     try:
         if args.action == "render":
             return _render(args.run, args.format, args.output)

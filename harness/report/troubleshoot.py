@@ -1,9 +1,9 @@
 """The troubleshooting view printed after a run: per workload, the chain as one ordered list.
 
-Each check is one line with a mark (✓ pass, ✗ fail, ! warn, ⟂ skipped), the first broken link is marked, and each
-broken link gets its evidence in one bounded line and the commands that fix it. It is drawn from the run.json
-document as written (redacted), so it shows nothing run.json does not hold; on a terminal that cannot encode the
-marks, ASCII stands in for them.
+Each check is one line with a mark (✓ pass, ✗ fail, ! warn, ⟂ skipped), the first broken link is marked, and
+each broken link gets its evidence in one bounded line and the commands that fix it. It is drawn from the
+run.json document as written (redacted), so it shows nothing run.json does not hold; on a terminal that cannot
+encode the marks, ASCII stands in for them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ class Marks:
     rule: str
 
     def of(self, status: str) -> str:
-        return {"pass": self.passed, "fail": self.failed, "warn": self.warned, "skip": self.skipped}.get(status, "?")
+        return {"pass": self.passed, "fail": self.failed, "warn": self.warned, "skip": self.skipped}.get(
+            status, "?"
+        )
 
 
 UNICODE = Marks("✓", "✗", "!", "⟂", "◀ first broken link", "…", "─")
@@ -56,15 +58,21 @@ def marks_for(encoding: str | None) -> Marks:
 
 
 def troubleshooting_lines(document: dict[str, Any], narrowed: bool, marks: Marks = UNICODE) -> list[str]:
-    """The view for every failing workload (and for each one when ``--workload``/``--pod`` narrowed the run), and
-    for the cluster's own checks when one of them failed."""
+    """The view for every failing workload (and for each one when ``--workload``/``--pod`` narrowed the run),
+    and for the cluster's own checks when one of them failed."""
     blocks: list[list[str]] = []
-    cluster = [c for c in document.get("checks") or [] if not c["id"].startswith((MIGRATION_PREFIX, INVENTORY_PREFIX))]
+    cluster = [
+        c
+        for c in document.get("checks") or []
+        if not c["id"].startswith((MIGRATION_PREFIX, INVENTORY_PREFIX))
+    ]
     if any(c["status"] == "fail" for c in cluster):
         blocks.append(chain_lines("cluster", cluster, document.get("findings") or [], marks))
     for workload in document.get("workloads") or []:
         if narrowed or workload.get("verdict") == "fail":
-            blocks.append(chain_lines(workload["id"], workload["checks"], workload.get("findings") or [], marks))
+            blocks.append(
+                chain_lines(workload["id"], workload["checks"], workload.get("findings") or [], marks)
+            )
     if not blocks:
         return []
     lines = [f"troubleshooting: the chain in order ({legend(marks)})"]
@@ -79,14 +87,18 @@ def legend(marks: Marks) -> str:
     return f"{marks.passed} pass, {marks.failed} fail, {marks.warned} warn, {marks.skipped} skipped"
 
 
-def chain_lines(name: str, checks: list[dict[str, Any]], findings: list[dict[str, Any]], marks: Marks) -> list[str]:
+def chain_lines(
+    name: str, checks: list[dict[str, Any]], findings: list[dict[str, Any]], marks: Marks
+) -> list[str]:
     first = next((c for c in checks if c["status"] == "fail"), None)
     verdict = "FAIL" if first is not None else "PASS"
     head = f"{name}: {verdict}" + (f", first broken link {first['id']}" if first is not None else "")
     lines = [f"{marks.rule * 2} {head} {marks.rule * max(2, 76 - len(head))}"]
     for check in checks:
         mark = marks.of(check["status"])
-        line = f"  {mark} {check['id']:<{ID_WIDTH}} {_bounded(_one_line(check['message']), MAX_MESSAGE, marks)}"
+        line = (
+            f"  {mark} {check['id']:<{ID_WIDTH}} {_bounded(_one_line(check['message']), MAX_MESSAGE, marks)}"
+        )
         if check is first:
             line += f"   {marks.first}"
         lines.append(line)
@@ -96,8 +108,8 @@ def chain_lines(name: str, checks: list[dict[str, Any]], findings: list[dict[str
 
 
 def findings_of(check: dict[str, Any], findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The findings the check raised (run.json names the check of each); for a document without that, the error
-    findings of the workload."""
+    """The findings the check raised (run.json names the check of each); for a document without that, the
+    error findings of the workload."""
     own = [f for f in findings if f.get("check") == check["id"]]
     if own or any("check" in f for f in findings):
         return own
@@ -112,7 +124,9 @@ def broken_link_lines(check: dict[str, Any], findings: list[dict[str, Any]], mar
         lines.append(f"{indent}evidence: {evidence}")
     for finding in findings:
         message = _bounded(_one_line(finding.get("message", "")), MAX_FINDING, marks)
-        lines.append(f"{indent}{finding['code']} ({finding.get('severity')}, {finding.get('layer')}): {message}")
+        lines.append(
+            f"{indent}{finding['code']} ({finding.get('severity')}, {finding.get('layer')}): {message}"
+        )
         for fix in finding.get("remediation") or []:
             lines.append(f"{indent}  fix: {_bounded(_one_line(fix), MAX_FIX, marks)}")
     return lines

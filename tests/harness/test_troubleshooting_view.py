@@ -1,5 +1,6 @@
-"""The troubleshooting view printed after a run: the chain in order with ✓ / ✗ / ⟂, the first broken link marked,
-its evidence on one bounded line and the commands that fix it; ASCII on a terminal that cannot print the marks."""
+"""The troubleshooting view printed after a run: the chain in order with ✓ / ✗ / ⟂, the first broken link
+marked, its evidence on one bounded line and the commands that fix it; ASCII on a terminal that cannot print
+the marks."""
 
 from __future__ import annotations
 
@@ -25,20 +26,37 @@ pytest_plugins = ["pytester"]
 
 
 def check(check_id: str, status: str, message: str = "", **evidence: Any) -> dict[str, Any]:
-    return {"id": check_id, "status": status, "message": message or f"{check_id} {status}", "evidence": evidence}
+    return {
+        "id": check_id,
+        "status": status,
+        "message": message or f"{check_id} {status}",
+        "evidence": evidence,
+    }
 
 
 def finding(code: str, check_id: str, *fixes: str) -> dict[str, Any]:
-    return {"code": code, "severity": "error", "layer": "federation", "message": f"{code} happened",
-            "evidence": {}, "remediation": list(fixes), "check": check_id}
+    return {
+        "code": code,
+        "severity": "error",
+        "layer": "federation",
+        "message": f"{code} happened",
+        "evidence": {},
+        "remediation": list(fixes),
+        "check": check_id,
+    }
 
 
 def document(*workloads: dict[str, Any], checks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"checks": checks or [check("cluster.oidc_issuer_enabled", "pass")], "findings": [],
-            "workloads": list(workloads)}
+    return {
+        "checks": checks or [check("cluster.oidc_issuer_enabled", "pass")],
+        "findings": [],
+        "workloads": list(workloads),
+    }
 
 
-def workload(workload_id: str, checks: list[dict[str, Any]], findings: list[dict[str, Any]]) -> dict[str, Any]:
+def workload(
+    workload_id: str, checks: list[dict[str, Any]], findings: list[dict[str, Any]]
+) -> dict[str, Any]:
     verdict = "fail" if any(c["status"] == "fail" for c in checks) else "pass"
     return {"id": workload_id, "verdict": verdict, "checks": checks, "findings": findings}
 
@@ -48,14 +66,29 @@ BROKEN = workload(
     [
         check("sa.exists", "pass", "ServiceAccount finance/backend-sa exists"),
         check("token.issuer", "warn", "iss is odd"),
-        check("federation.credential", "fail", "no federated credential matches",
-              issuer=ISSUER, subject="system:serviceaccount:finance:backend", nested={"a": {"b": 1}}),
-        check("exchange.succeeds", "skip", "skipped because federation.credential failed",
-              blocked_by="federation.credential"),
+        check(
+            "federation.credential",
+            "fail",
+            "no federated credential matches",
+            issuer=ISSUER,
+            subject="system:serviceaccount:finance:backend",
+            nested={"a": {"b": 1}},
+        ),
+        check(
+            "exchange.succeeds",
+            "skip",
+            "skipped because federation.credential failed",
+            blocked_by="federation.credential",
+        ),
         check("access.keyvault:finance-kv/db-password", "skip", "skipped because exchange.succeeds failed"),
     ],
-    [finding("FIC_SUBJECT_MISMATCH", "federation.credential",
-             "az identity federated-credential update --name fed-cred-backend --subject x")],
+    [
+        finding(
+            "FIC_SUBJECT_MISMATCH",
+            "federation.credential",
+            "az identity federated-credential update --name fed-cred-backend --subject x",
+        )
+    ],
 )
 HEALTHY = workload("orders/orders-sa", [check("sa.exists", "pass"), check("exchange.succeeds", "pass")], [])
 
@@ -66,18 +99,32 @@ def test_the_chain_in_order_with_the_first_broken_link_its_evidence_and_fix() ->
     assert "orders/orders-sa" not in text  # a passing workload is not shown unless the run was narrowed
     assert lines[1].startswith("── finance/backend-sa: FAIL, first broken link federation.credential")
     order = [line.split()[1] for line in lines if line.startswith("  ") and not line.startswith("      ")]
-    assert order == ["sa.exists", "token.issuer", "federation.credential", "exchange.succeeds",
-                     "access.keyvault:finance-kv/db-password"]
+    assert order == [
+        "sa.exists",
+        "token.issuer",
+        "federation.credential",
+        "exchange.succeeds",
+        "access.keyvault:finance-kv/db-password",
+    ]
     marks = {line.split()[1]: line.split()[0] for line in lines if line.startswith("  ") and line[2] != " "}
-    assert marks == {"sa.exists": "✓", "token.issuer": "!", "federation.credential": "✗",
-                     "exchange.succeeds": "⟂", "access.keyvault:finance-kv/db-password": "⟂"}
+    assert marks == {
+        "sa.exists": "✓",
+        "token.issuer": "!",
+        "federation.credential": "✗",
+        "exchange.succeeds": "⟂",
+        "access.keyvault:finance-kv/db-password": "⟂",
+    }
     broken = next(i for i, line in enumerate(lines) if "federation.credential " in line and "✗" in line)
     assert lines[broken].endswith("◀ first broken link")
     assert lines[broken + 1] == (
-        f"      evidence: issuer={ISSUER}; subject=system:serviceaccount:finance:backend; nested.a.b=1")
-    assert lines[broken + 2] == "      FIC_SUBJECT_MISMATCH (error, federation): FIC_SUBJECT_MISMATCH happened"
+        f"      evidence: issuer={ISSUER}; subject=system:serviceaccount:finance:backend; nested.a.b=1"
+    )
+    assert (
+        lines[broken + 2] == "      FIC_SUBJECT_MISMATCH (error, federation): FIC_SUBJECT_MISMATCH happened"
+    )
     assert lines[broken + 3] == (
-        "        fix: az identity federated-credential update --name fed-cred-backend --subject x")
+        "        fix: az identity federated-credential update --name fed-cred-backend --subject x"
+    )
     assert "skipped because federation.credential failed" in lines[broken + 4]  # the skip's reason
 
 
@@ -90,7 +137,9 @@ def test_a_narrowed_run_shows_every_workload_and_a_healthy_run_nothing() -> None
 def test_a_failing_cluster_check_gets_its_own_chain() -> None:
     cluster = [check("cluster.webhook_installed", "fail", "no webhook"), check("migration.crds", "fail")]
     doc = document(HEALTHY, checks=cluster)
-    doc["findings"] = [finding("WEBHOOK_NOT_INSTALLED", "cluster.webhook_installed", "az aks update --enable-x")]
+    doc["findings"] = [
+        finding("WEBHOOK_NOT_INSTALLED", "cluster.webhook_installed", "az aks update --enable-x")
+    ]
     text = "\n".join(troubleshooting_lines(doc, narrowed=False))
     assert "── cluster: FAIL, first broken link cluster.webhook_installed" in text
     assert "fix: az aks update --enable-x" in text and "migration.crds" not in text
@@ -101,8 +150,11 @@ def test_evidence_and_messages_are_one_bounded_line() -> None:
     line = evidence_line(long, UNICODE)
     assert len(line) <= MAX_EVIDENCE and line.endswith("…") and "\n" not in line
     assert "line one line two" in evidence_line({"multi": long["multi"]}, UNICODE)
-    broken = workload("a/b", [check("sa.exists", "fail", "m" * 5000, blob="y" * 5000)],
-                      [finding("SA_NOT_FOUND", "sa.exists", "kubectl " + "z" * 5000)])
+    broken = workload(
+        "a/b",
+        [check("sa.exists", "fail", "m" * 5000, blob="y" * 5000)],
+        [finding("SA_NOT_FOUND", "sa.exists", "kubectl " + "z" * 5000)],
+    )
     for line in troubleshooting_lines(document(broken), narrowed=False):
         assert len(line) < 500 and "\n" not in line
 
@@ -136,20 +188,24 @@ def test_the_plugin_prints_the_view_after_the_run(pytester: pytest.Pytester) -> 
     world = World.healthy()
     world.workloads[0].fic_issuer = ISSUER.rstrip("/")
     project(pytester, world)
-    result = pytester.runpytest("suites", "--config", "harness.yaml", "--workload", "finance/backend-sa",
-                                "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines([
-        "*= wi-harness =*",
-        "troubleshooting: the chain in order (*",
-        "── finance/backend-sa: FAIL, first broken link federation.credential *",
-        "  ✓ sa.exists *",
-        "  ✗ federation.credential * ◀ first broken link",
-        "      evidence: *",
-        "      FIC_ISSUER_MISMATCH (error, federation): *",
-        "        fix: az identity federated-credential update --name fic-backend-sa*",
-        "  ✗ exchange.succeeds * AADSTS700211*",  # another branch of the chain, broken by the same credential
-        "  ⟂ exchange.identity * skipped because exchange.succeeds failed",
-        "*FAIL  finance/backend-sa*",
-        "verdict FAIL*",
-    ])
+    result = pytester.runpytest(
+        "suites", "--config", "harness.yaml", "--workload", "finance/backend-sa", "-p", "no:cacheprovider"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*= wi-harness =*",
+            "troubleshooting: the chain in order (*",
+            "── finance/backend-sa: FAIL, first broken link federation.credential *",
+            "  ✓ sa.exists *",
+            "  ✗ federation.credential * ◀ first broken link",
+            "      evidence: *",
+            "      FIC_ISSUER_MISMATCH (error, federation): *",
+            "        fix: az identity federated-credential update --name fic-backend-sa*",
+            # another branch of the chain, broken by the same credential
+            "  ✗ exchange.succeeds * AADSTS700211*",
+            "  ⟂ exchange.identity * skipped because exchange.succeeds failed",
+            "*FAIL  finance/backend-sa*",
+            "verdict FAIL*",
+        ]
+    )
     assert run_json(pytester)["workloads"][0]["findings"][0]["check"] == "federation.credential"

@@ -1,0 +1,939 @@
+"""The findings catalogue: every finding code the harness produces, with its layer, severity, what it means,
+how it is fixed, and the fault that reproduces it.
+
+``docs/findings.md`` is generated from it (``python -m harness findings --format md > docs/findings.md``), and
+tests/harness/test_findings_catalogue.py fails when that file drifts from this module, when a code used in
+harness/ is missing here, when this lists a code nothing produces, and when a reproduction named here does not
+exist or does not name the code.
+
+A reproduction is one of:
+
+- ``scenario:NAME``: the lab scenario NAME (``pytest suites --lab --lab-scenario NAME``), in the fault matrix
+  (tests/harness/test_fault_matrix.py SCENARIOS), which asserts the exact set of error codes it gives;
+- ``fault:NAME``: a fault the fault matrix makes in a running lab through its public APIs (FAULTS), with the
+  exact set of error codes too;
+- ``test:PATH::NAME``: a lab test that makes the fault by hand and asserts the code;
+- ``unit:PATH::NAME``: only a test on fake facts (no lab fault yet); ``no_lab_fault`` says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LAB_KINDS = ("scenario", "fault", "test")  # reproductions that break a running lab
+FAULT_MATRIX = "tests/harness/test_fault_matrix.py"
+
+
+@dataclass(frozen=True)
+class Entry:
+    code: str
+    layer: str
+    severity: str  # error | warning | info, or "error|warning" where configuration decides
+    meaning: str
+    fix: str
+    reproduced_by: tuple[str, ...] = ()
+    no_lab_fault: str = ""  # why no lab fault reproduces it yet (when reproduced_by holds no lab kind)
+
+    @property
+    def severities(self) -> tuple[str, ...]:
+        return tuple(self.severity.split("|"))
+
+    @property
+    def lab_reproduced(self) -> bool:
+        return any(ref.split(":", 1)[0] in LAB_KINDS for ref in self.reproduced_by)
+
+
+def _e(code: str, layer: str, severity: str, meaning: str, fix: str, *reproduced_by: str,
+       no_lab_fault: str = "") -> Entry:
+    return Entry(code, layer, severity, meaning, fix, reproduced_by, no_lab_fault)
+
+CATALOGUE: tuple[Entry, ...] = (
+    # ------------------------------------------------------------------ cluster
+    _e(
+        "OIDC_ISSUER_DISABLED", "cluster", "error",
+        "The cluster's OIDC issuer is off: no token it issues can be exchanged.",
+        "az aks update --enable-oidc-issuer, then restart the workloads.",
+        "fault:oidc-issuer-disabled",
+    ),
+    _e(
+        "OIDC_ISSUER_UNKNOWN", "cluster", "error",
+        "Neither ARM nor the API server's discovery document names the cluster's issuer URL.",
+        "Read the issuer with az aks show --query oidcIssuerProfile.issuerUrl; enable the issuer if it "
+        "has none.",
+        no_lab_fault="the lab's API server always serves its discovery document",
+    ),
+    _e(
+        "CLUSTER_NOT_FOUND", "cluster", "error",
+        "ARM has no managed cluster by the configured name and resource group.",
+        "Fix azure.cluster_name / azure.resource_group in harness.yaml (az aks list -o table).",
+        no_lab_fault="the lab's harness.yaml always names its one cluster; a wrong name is a harness.yaml"
+                     " typo",
+    ),
+    _e(
+        "WORKLOAD_IDENTITY_DISABLED", "cluster", "error",
+        "Workload identity (the AKS add-on) is off on the cluster.",
+        "az aks update --enable-workload-identity.",
+        "scenario:webhook-absent",
+    ),
+    _e(
+        "CLUSTER_IDENTITY_UNEXPECTED", "cluster", "error|warning",
+        "The cluster's own identity is not of the type expect.cluster_identity names (the migration "
+        "runbook expects user-assigned).",
+        "az aks update --assign-identity with a user-assigned identity, or set expect.cluster_identity.",
+        "fault:cluster-identity-unexpected",
+    ),
+    _e(
+        "ISSUER_DISCOVERY_UNREACHABLE", "cluster", "error",
+        "The issuer's /.well-known/openid-configuration cannot be fetched over HTTPS (Entra must fetch it"
+        " too).",
+        "curl the discovery URL; check the issuer's storage or network path.",
+        "fault:issuer-unreachable",
+    ),
+    _e(
+        "ISSUER_DISCOVERY_INVALID", "cluster", "error",
+        "The discovery document is not JSON or has no jwks_uri.",
+        "Repair the published discovery document (an AKS-managed issuer: az aks update "
+        "--enable-oidc-issuer).",
+        no_lab_fault="the lab's issuer always serves a well-formed document",
+    ),
+    _e(
+        "ISSUER_DISCOVERY_MISMATCH", "cluster", "error",
+        "The discovery document's issuer differs from the cluster's issuer URL (often only by the "
+        "trailing slash).",
+        "Publish a document whose issuer is exactly the cluster's issuer URL.",
+        no_lab_fault="the lab serves its own issuer's document; a self-hosted issuer is not emulated",
+    ),
+    _e(
+        "ISSUER_JWKS_UNREACHABLE", "cluster", "error",
+        "The issuer's JWKS (jwks_uri) cannot be fetched.",
+        "curl the jwks_uri; fix the issuer's hosting.",
+        no_lab_fault="lab ctl issuer --unreachable stops the discovery document first, so the JWKS is "
+                     "skipped",
+    ),
+    _e(
+        "ISSUER_JWKS_INVALID", "cluster", "error",
+        "The JWKS is not a key set Entra can use (Entra: AADSTS900612).",
+        "Republish the JWKS from the API server's keys (kubectl get --raw /openid/v1/jwks).",
+        no_lab_fault="the lab's issuer always publishes its keys",
+    ),
+    _e(
+        "ISSUER_UNREACHABLE_FROM_ENTRA", "cluster", "error",
+        "Entra could not fetch the issuer's metadata (AADSTS50166/501661/90061).",
+        "Make the issuer reachable from the internet (public storage, no firewall).",
+        "fault:issuer-unreachable",
+    ),
+    _e(
+        "ISSUER_KEY_NOT_FOUND", "cluster", "error",
+        "The token's signing key (kid) is not in the JWKS the issuer publishes (AADSTS7000272).",
+        "Publish the API server's current keys; for an AKS-managed issuer az aks oidc-issuer "
+        "rotate-signing-keys.",
+        "unit:tests/harness/test_issuer_keys_and_retries.py::test_a_key_the_aks_issuer_does_not_publish_i"
+        "s_not_found_and_rotation_is_offered",
+        no_lab_fault="the lab's issuer always publishes the key it signs with",
+    ),
+    _e(
+        "ISSUER_KEYS_NOT_YET_SEEN", "entra", "warning",
+        "AADSTS7000272 although the issuer publishes the token's key: Entra still holds an older copy of "
+        "the JWKS (a recent rotation or a new issuer).",
+        "Wait for Entra's metadata cache to expire (minutes); do not rotate again.",
+        "test:tests/harness/test_transient_lab.py::test_a_key_rotation_entra_has_not_seen_is_named_as_such",
+    ),
+    # ------------------------------------------------------------------ webhook
+    _e(
+        "WEBHOOK_NOT_INSTALLED", "webhook", "error",
+        "No workload identity mutating webhook: labelled pods are admitted unmutated.",
+        "az aks update --enable-workload-identity (or install the Helm chart).",
+        "scenario:webhook-absent",
+    ),
+    _e(
+        "WEBHOOK_FAILURE_POLICY_IGNORE", "webhook", "error",
+        "The webhook's failurePolicy is Ignore: when it is down pods start silently without identity.",
+        "kubectl patch the MutatingWebhookConfiguration to failurePolicy Fail.",
+        "fault:failure-policy-ignore",
+    ),
+    _e(
+        "WEBHOOK_OBJECT_SELECTOR_MISSING", "webhook", "error",
+        "The webhook has no objectSelector on the use label: it is called for every pod of the cluster.",
+        "Restore objectSelector azure.workload.identity/use: \"true\" (reinstall the add-on or chart).",
+        "fault:object-selector-removed",
+    ),
+    _e(
+        "WEBHOOK_NOT_READY", "webhook", "error",
+        "The webhook Deployment has no ready replica (or is missing).",
+        "kubectl -n kube-system get deploy,pods -l azure-workload-identity.io/system=true; fix its pods.",
+        "scenario:webhook-down",
+        "fault:webhook-down-and-role-missing",
+    ),
+    _e(
+        "WEBHOOK_DEGRADED", "webhook", "warning",
+        "Some webhook replicas are not ready.",
+        "Look at the webhook's pods (kubectl describe); it still answers.",
+        no_lab_fault="the lab's webhook is one emulated service: all replicas are ready or none",
+    ),
+    _e(
+        "WEBHOOK_DUPLICATE", "webhook", "error",
+        "Both the AKS add-on and the Helm chart install the webhook.",
+        "Keep one: helm uninstall the chart, or az aks update --disable-workload-identity.",
+        "test:tests/harness/test_real_cluster_cases_lab.py::test_the_chart_alone_passes_and_the_chart_wit"
+        "h_the_add_on_is_a_duplicate",
+    ),
+    _e(
+        "WEBHOOK_UNAVAILABLE", "webhook", "error",
+        "The API server could not call the webhook (failurePolicy Fail): labelled pods are refused.",
+        "Bring the webhook's pods back (kubectl -n kube-system rollout restart).",
+        "scenario:webhook-down",
+        "fault:webhook-down-and-role-missing",
+    ),
+    _e(
+        "POD_REJECTED_BY_WEBHOOK", "webhook", "error",
+        "The workload identity webhook denied the pod (e.g. an invalid annotation value).",
+        "Fix what the denial names on the ServiceAccount or pod.",
+        "unit:tests/harness/test_checks.py::test_a_policy_engine_refusal_is_named_and_not_blamed_on_workl"
+        "oad_identity",
+        no_lab_fault="the lab's webhook denies nothing the harness's probe pod carries",
+    ),
+    _e(
+        "AUTHORITY_HOST_MISMATCH", "webhook", "warning",
+        "The webhook injects another cloud's AZURE_AUTHORITY_HOST.",
+        "Configure the webhook's cloud (AZURE_ENVIRONMENT) to the cluster's.",
+        no_lab_fault="the lab's webhook injects the lab's own authority",
+    ),
+    # ------------------------------------------------------------------ serviceaccount
+    _e(
+        "NAMESPACE_NOT_FOUND", "serviceaccount", "error",
+        "The workload's namespace does not exist.",
+        "Fix the namespace in harness.yaml or --workload; or create it.",
+        "fault:namespace-missing",
+    ),
+    _e(
+        "SA_NOT_FOUND", "serviceaccount", "error",
+        "The ServiceAccount does not exist in its namespace.",
+        "kubectl create serviceaccount, annotated with the identity's client id.",
+        "fault:service-account-missing",
+    ),
+    _e(
+        "SA_NOT_ANNOTATED", "serviceaccount", "error",
+        "The ServiceAccount has no azure.workload.identity/client-id annotation: the webhook injects no "
+        "AZURE_CLIENT_ID.",
+        "kubectl annotate serviceaccount ... azure.workload.identity/client-id=<client id>, then restart "
+        "the pods.",
+        "fault:annotation-removed",
+        "unit:tests/harness/test_checks.py::test_an_annotation_on_the_deployment_instead_of_the_service_a"
+        "ccount_is_named",
+    ),
+    _e(
+        "SA_ANNOTATION_MISSPELLED", "serviceaccount", "error",
+        "A key close to the client-id annotation (client_id, clientId, another prefix), or the annotation"
+        " on the Deployment or pod instead of the ServiceAccount.",
+        "Annotate the ServiceAccount with the right key and the value found; remove the wrong one.",
+        "scenario:sa-not-annotated",
+    ),
+    _e(
+        "SA_CLIENT_ID_MALFORMED", "serviceaccount", "error",
+        "The client-id annotation is not a GUID.",
+        "Annotate with the identity's client id (az identity show --query clientId).",
+        "fault:client-id-malformed",
+    ),
+    _e(
+        "SA_CLIENT_ID_MISMATCH", "serviceaccount", "error",
+        "The annotation's client id differs from the one harness.yaml expects.",
+        "Annotate with the expected client id, or fix harness.yaml.",
+        "fault:client-id-of-another-identity",
+    ),
+    _e(
+        "SA_TENANT_ID_MALFORMED", "serviceaccount", "warning",
+        "The tenant-id annotation is not a GUID.",
+        "Annotate with the tenant's GUID, or remove the annotation.",
+        "fault:tenant-id-malformed",
+    ),
+    _e(
+        "SA_ANNOTATION_IS_PRINCIPAL_ID", "serviceaccount", "error",
+        "The client-id annotation holds the identity's principal (object) id, not its client id.",
+        "Annotate with the identity's clientId.",
+        "fault:principal-id-annotated",
+        "unit:tests/harness/test_identity_checks.py::test_a_principal_id_in_the_annotation_is_named_with_"
+        "the_client_id_to_use",
+    ),
+    # ------------------------------------------------------------------ pod
+    _e(
+        "POD_NOT_FOUND", "pod", "error",
+        "--pod names a pod that does not exist.",
+        "kubectl get pods -n NS; pass an existing pod.",
+        no_lab_fault="a --pod typo, not a lab fault",
+    ),
+    _e(
+        "POD_NOT_LABELLED", "pod", "error",
+        "The pod (or the workload's pod template) lacks the label azure.workload.identity/use: \"true\": "
+        "the webhook skips it.",
+        "Add the label to the pod template.",
+        "test:tests/harness/test_real_cluster_cases_lab.py::test_a_deployment_whose_template_lost_the_lab"
+        "el_fails_a_default_run",
+    ),
+    _e(
+        "POD_NOT_MUTATED", "pod", "error",
+        "A labelled pod has no injected env or projected token.",
+        "Recreate the pod once the webhook works (kubectl rollout restart).",
+        "unit:tests/harness/test_checks.py::test_broken_mutations",
+        no_lab_fault="the lab's webhook mutates every labelled pod it admits",
+    ),
+    _e(
+        "POD_MISSING_CLIENT_ID", "pod", "error",
+        "The pod got everything but AZURE_CLIENT_ID: the ServiceAccount was annotated after the pod was "
+        "created.",
+        "Restart the pods.",
+        no_lab_fault="needs a pod made before the annotation; no lab fault orders that yet",
+    ),
+    _e(
+        "POD_ENV_CONFLICT", "pod", "error",
+        "The pod sets AZURE_* itself; the webhook never overwrites it.",
+        "Remove the explicit env from the pod template.",
+        "unit:tests/harness/test_checks.py::test_preset_client_id_conflicting_with_the_annotation",
+        no_lab_fault="no lab fault patches a workload's template env yet",
+    ),
+    _e(
+        "POD_STALE_CLIENT_ID", "pod", "error|warning",
+        "A running pod carries an AZURE_CLIENT_ID other than the annotation's (made before it changed).",
+        "kubectl rollout restart the workload.",
+        "fault:principal-id-annotated",
+        "fault:client-id-of-another-identity",
+        "fault:client-id-malformed",
+        "unit:tests/harness/test_live_pods.py::test_a_pod_created_before_the_client_id_changed_needs_a_re"
+        "start",
+    ),
+    _e(
+        "POD_CONTAINER_SKIPPED", "pod", "warning",
+        "A container is in the skip-containers annotation: it gets no AZURE_* env.",
+        "Remove it from azure.workload.identity/skip-containers if it needs the identity.",
+        "unit:tests/harness/test_live_pods.py::test_a_skipped_container_is_a_warning",
+        no_lab_fault="no lab fault sets skip-containers yet",
+    ),
+    _e(
+        "POD_NOT_ADMITTED", "pod", "error",
+        "The API server refused the probe pod for another reason.",
+        "Read the refusal; fix what it names.",
+        no_lab_fault="the lab's other refusals have their own codes",
+    ),
+    _e(
+        "POD_SECURITY_REJECTED", "pod", "error",
+        "Pod Security admission refused the probe pod.",
+        "Adapt probe.* settings to the namespace's level, or the namespace's labels.",
+        no_lab_fault="the probe meets \"restricted\", the strictest level",
+    ),
+    _e(
+        "POD_REJECTED_BY_POLICY", "pod", "error",
+        "A policy engine (Azure Policy, Gatekeeper, Kyverno) refused the probe pod.",
+        "Add an exemption for the harness's pods, or adapt probe.* to the policy.",
+        "test:tests/harness/test_admission_cases_lab.py::test_a_gatekeeper_denial_is_a_policy_rejection_n"
+        "aming_the_webhook",
+    ),
+    _e(
+        "POD_REJECTED_BY_QUOTA", "pod", "error",
+        "A ResourceQuota refused the probe pod.",
+        "Free quota or raise it in that namespace.",
+        "test:tests/harness/test_admission_cases_lab.py::test_a_used_up_pod_quota_is_a_quota_rejection",
+    ),
+    # ------------------------------------------------------------------ probe
+    _e(
+        "PROBE_IMAGE_PULL_FAILED", "probe", "error",
+        "The probe image cannot be pulled.",
+        "Use an image the nodes can pull (probe.image, a mirror in your registry).",
+        "test:tests/harness/test_probe_modes_lab.py::test_a_probe_image_no_registry_has_is_err_image_pull",
+    ),
+    _e(
+        "PROBE_NOT_STARTED", "probe", "error",
+        "The probe container did not start (waiting with another reason).",
+        "kubectl describe pod; fix the reason it names.",
+        no_lab_fault="the lab's kubelet has no other waiting reason to give",
+    ),
+    _e(
+        "PROBE_UNSCHEDULABLE", "probe", "error",
+        "No node accepts the probe pod (taints, selectors, resources).",
+        "Set probe.tolerations / node_selector / resources for the cluster.",
+        "test:tests/harness/test_admission_cases_lab.py::test_a_tainted_node_leaves_the_probe_unschedulab"
+        "le",
+    ),
+    _e(
+        "PROBE_TIMEOUT", "probe", "error",
+        "The probe pod did not finish in probe.timeout_seconds.",
+        "Raise probe.timeout_seconds; look at why the pod is slow.",
+        "test:tests/harness/test_admission_cases_lab.py::test_a_tainted_node_leaves_the_probe_unschedulab"
+        "le",
+    ),
+    _e(
+        "PROBE_OUTPUT_INVALID", "probe", "error",
+        "The probe printed no parsable document.",
+        "Read the pod's log (kubectl logs); the image must run python3 -m probe.",
+        no_lab_fault="the lab runs the real probe",
+    ),
+    _e(
+        "PROBE_CONFIG_INVALID", "probe", "error",
+        "The probe refused its WI_PROBE_CONFIG (a harness bug or version skew between harness and probe "
+        "image).",
+        "Use the probe image of the same harness version.",
+        "unit:tests/harness/test_probe_mode_checks.py::test_a_missing_ca_configmap_is_named_by_the_probe_"
+        "not_a_timeout",
+        no_lab_fault="harness and probe come from the same tree in the lab",
+    ),
+    _e(
+        "ENV_MISMATCH", "pod", "error",
+        "The container's AZURE_* env differs from the admitted pod spec.",
+        "Look for an entrypoint or sidecar that changes them.",
+        no_lab_fault="the lab's kubelet runs the admitted spec as is",
+    ),
+    # ------------------------------------------------------------------ token
+    _e(
+        "TOKEN_FILE_MISSING", "token", "error",
+        "AZURE_FEDERATED_TOKEN_FILE names a file that is not there.",
+        "kubectl describe pod: is the projected volume mounted?",
+        no_lab_fault="the lab's kubelet always projects",
+    ),
+    _e(
+        "TOKEN_FILE_UNREADABLE", "token", "error",
+        "The token file exists but the container may not read it.",
+        "Set securityContext.fsGroup on the pod.",
+        no_lab_fault="the lab's kubelet projects readable files",
+    ),
+    _e(
+        "TOKEN_UNREADABLE", "token", "error",
+        "The token could not be read for another reason.",
+        "kubectl exec into the pod and read the file.",
+        no_lab_fault="no lab fault breaks the projected file",
+    ),
+    _e(
+        "TOKEN_MALFORMED", "token", "error",
+        "The token is not a JWT (Entra: AADSTS50027).",
+        "Recreate the pod; check what writes the token file.",
+        no_lab_fault="the lab's API server issues well-formed tokens",
+    ),
+    _e(
+        "TOKEN_SUBJECT_MISMATCH", "token", "error",
+        "The token's sub is not system:serviceaccount:NS:SA.",
+        "Run the pod under the right ServiceAccount.",
+        no_lab_fault="the lab's API server signs the pod's own ServiceAccount",
+    ),
+    _e(
+        "TOKEN_AUDIENCE_MISMATCH", "token", "error",
+        "The token's aud lacks api://AzureADTokenExchange.",
+        "Fix the webhook's audience (azure.workload.identity/service-account-token-audience).",
+        no_lab_fault="the lab's webhook always asks for the exchange audience",
+    ),
+    _e(
+        "ISSUER_MISMATCH", "token", "error",
+        "The token's iss differs from the cluster's issuer URL.",
+        "Find which issuer the API server signs with (--service-account-issuer); federate that one.",
+        "unit:tests/harness/test_checks.py::test_token_issuer_missing_trailing_slash_is_a_mismatch",
+        no_lab_fault="the lab's API server signs with its one issuer",
+    ),
+    _e(
+        "TOKEN_EXPIRED", "token", "error",
+        "The projected token has expired (the kubelet stopped refreshing it).",
+        "Restart the pod; look at the kubelet.",
+        no_lab_fault="the lab's kubelet refreshes tokens",
+    ),
+    _e(
+        "TOKEN_TIME_INVALID", "token", "error",
+        "The token has no exp, or Entra found it outside its validity window (clock skew; AADSTS700024).",
+        "Sync the node's and Entra's clocks (NTP); recreate the pod.",
+        "fault:entra-clock-skew",
+    ),
+    _e(
+        "TOKEN_LIFETIME_UNEXPECTED", "token", "warning",
+        "The token's lifetime is not the one the service-account-token-expiration annotation asks for.",
+        "Fix the annotation (3600-86400 seconds).",
+        no_lab_fault="no lab fault changes the lifetime the webhook asks for yet",
+    ),
+    _e(
+        "ASSERTION_SIGNATURE_INVALID", "token", "error",
+        "Entra could not verify the token's signature with the issuer's keys (AADSTS700027).",
+        "Republish the JWKS the API server signs with.",
+        "unit:tests/harness/test_checks.py::test_a_bad_assertion_signature_points_at_the_issuer_keys",
+        no_lab_fault="the lab's Entra verifies with the keys the issuer publishes",
+    ),
+    # ------------------------------------------------------------------ identity and federation
+    _e(
+        "IDENTITY_NOT_FOUND", "identity", "error",
+        "No managed identity or application has the annotated client id (Entra: AADSTS700016).",
+        "Annotate with an existing identity's client id (az identity show).",
+        "fault:principal-id-annotated",
+        "fault:unknown-client-id",
+        "fault:client-id-malformed",
+    ),
+    _e(
+        "IDENTITY_NOT_VISIBLE", "harness", "warning",
+        "The harness may not read where the identity lives; the workload is judged by its exchange alone.",
+        "Grant the harness Reader there (and Graph Application.Read.All).",
+        "test:tests/harness/test_identities_lab.py::test_an_identity_the_harness_may_not_read_is_a_warnin"
+        "g_and_the_workload_passes",
+    ),
+    _e(
+        "IDENTITY_CLIENT_ID_MISMATCH", "identity", "error",
+        "The configured identity_resource_id has another client id than the annotation.",
+        "Fix harness.yaml's identity_resource_id or the annotation.",
+        no_lab_fault="a harness.yaml inconsistency, not a cluster fault",
+    ),
+    _e(
+        "IDENTITY_TENANT_MISMATCH", "identity", "warning",
+        "The identity lives in another tenant than expected.",
+        "Annotate azure.workload.identity/tenant-id with the identity's tenant.",
+        no_lab_fault="the lab has one tenant",
+    ),
+    _e(
+        "SERVICE_PRINCIPAL_MISSING", "identity", "error",
+        "The application has no service principal in the tenant (AADSTS7000229).",
+        "az ad sp create --id <appId>.",
+        "unit:tests/harness/test_identity_checks.py::test_an_application_without_a_service_principal_gets"
+        "_one",
+        no_lab_fault="no lab fault makes an application without its service principal yet (Graph could)",
+    ),
+    _e(
+        "APPLICATION_DISABLED", "identity", "error",
+        "The application's service principal is disabled (AADSTS7000112).",
+        "az ad sp update --id <appId> --set accountEnabled=true.",
+        "unit:tests/harness/test_checks.py::test_conditional_access_and_a_disabled_application_get_their_"
+        "own_codes",
+        no_lab_fault="the lab's Entra does not disable service principals",
+    ),
+    _e(
+        "FIC_MISSING", "federation", "error",
+        "The identity has no federated credential for this issuer and subject (AADSTS70021/70025).",
+        "az identity federated-credential create with the cluster's issuer and the ServiceAccount's "
+        "subject.",
+        "fault:fic-deleted",
+    ),
+    _e(
+        "FIC_ISSUER_MISMATCH", "federation", "error",
+        "A credential for the subject names another issuer, often without the trailing slash "
+        "(AADSTS700211).",
+        "az identity federated-credential update --issuer <exact issuer URL>.",
+        "scenario:issuer-without-slash",
+    ),
+    _e(
+        "FIC_SUBJECT_MISMATCH", "federation", "error",
+        "No credential names system:serviceaccount:NS:SA (AADSTS700213); the nearest configured subject "
+        "is named.",
+        "Create a credential for the subject.",
+        "scenario:wrong-subject",
+    ),
+    _e(
+        "FIC_SUBJECT_CASE_MISMATCH", "federation", "error",
+        "A credential's subject equals the token's only ignoring case (AADSTS7002138): matching is "
+        "case-sensitive.",
+        "Update that credential's subject to the exact case.",
+        "fault:fic-subject-case",
+    ),
+    _e(
+        "FIC_AUDIENCE_MISMATCH", "federation", "error",
+        "The credential's audience is not api://AzureADTokenExchange (AADSTS700212).",
+        "az identity federated-credential update --audiences api://AzureADTokenExchange.",
+        "fault:fic-audience",
+    ),
+    _e(
+        "FIC_LIMIT_REACHED", "federation", "warning",
+        "The identity is at the limit of 20 federated credentials.",
+        "Delete unused credentials, or use another identity.",
+        "fault:twenty-credentials",
+    ),
+    _e(
+        "FIC_PROPAGATION_PENDING", "federation", "warning",
+        "The matching credential is new and Entra has not seen it yet (after the probe's bounded retries).",
+        "Wait (seconds to minutes) and run again.",
+        "unit:tests/harness/test_issuer_keys_and_retries.py::test_propagation_pending_only_with_a_matchin"
+        "g_credential_and_with_the_attempts",
+        no_lab_fault="the lab's propagation window is shorter than the probe's retries in its lab test, "
+                     "which passes",
+    ),
+    # ------------------------------------------------------------------ entra (the exchange)
+    _e(
+        "EXCHANGE_FAILED", "entra", "error",
+        "The exchange failed with an answer the harness has no finer name for.",
+        "Read the AADSTS code in the evidence.",
+        no_lab_fault="every answer the lab's Entra gives has a finer code",
+    ),
+    _e(
+        "EGRESS_BLOCKED", "entra", "error",
+        "The pod cannot open a connection to Entra or the resource (network policy, firewall, proxy).",
+        "Allow egress to the authority host and the resource hosts.",
+        "scenario:egress-blocked",
+        "fault:keyvault-egress-blocked",
+    ),
+    _e(
+        "TENANT_NOT_FOUND", "entra", "error",
+        "The tenant does not exist (AADSTS90002): wrong AZURE_TENANT_ID or cloud.",
+        "Fix the tenant-id annotation (or the webhook's tenant).",
+        "fault:tenant-unknown",
+        "fault:tenant-id-malformed",
+    ),
+    _e(
+        "RESOURCE_NOT_IN_TENANT", "entra", "error",
+        "The scope asked for has no service principal in the tenant (AADSTS500011): often another cloud's"
+        " scope.",
+        "Set the access entry's scope for the cloud.",
+        "unit:tests/harness/test_checks.py::test_a_scope_of_another_cloud_is_named_with_the_resource_entr"
+        "a_did_not_find",
+        no_lab_fault="the lab's Entra knows every scope it is asked for",
+    ),
+    _e(
+        "CONDITIONAL_ACCESS_BLOCKED", "entra", "error",
+        "A Conditional Access policy for workload identities blocked the sign-in (AADSTS53003).",
+        "Exempt the identity or meet the policy.",
+        "unit:tests/harness/test_checks.py::test_conditional_access_and_a_disabled_application_get_their_"
+        "own_codes",
+        no_lab_fault="the lab's Entra has no Conditional Access",
+    ),
+    _e(
+        "EXCHANGE_WRONG_IDENTITY", "entra", "error",
+        "The access token is for another identity or tenant than expected.",
+        "Check the annotation and AZURE_CLIENT_ID in the pod.",
+        no_lab_fault="the lab's Entra issues tokens for the client id asked",
+    ),
+    _e(
+        "SDK_DISAGREES", "entra", "warning",
+        "The raw exchange works but azure-identity's WorkloadIdentityCredential does not.",
+        "Upgrade azure-identity in the workload's image.",
+        no_lab_fault="the lab's image carries a working azure-identity",
+    ),
+    # ------------------------------------------------------------------ access
+    _e(
+        "ROLE_ASSIGNMENT_MISSING", "access", "error",
+        "The identity holds no role that allows the read.",
+        "az role assignment create --role 'Key Vault Secrets User' (or Storage Blob Data Reader) at the "
+        "resource.",
+        "scenario:missing-role",
+    ),
+    _e(
+        "ROLE_WRONG_SCOPE", "access", "error",
+        "The identity holds a fitting role, but on another vault, account or group.",
+        "Assign the role at the target's scope.",
+        "test:tests/harness/test_access_verdicts_lab.py::test_why_a_read_is_refused_is_told_apart_by_the_"
+        "identitys_roles",
+    ),
+    _e(
+        "ROLE_INSUFFICIENT", "access", "error",
+        "A role at the right scope lacks the data action (Key Vault Reader, Contributor).",
+        "Assign a data role (Key Vault Secrets User, Storage Blob Data Reader).",
+        "test:tests/harness/test_access_verdicts_lab.py::test_why_a_read_is_refused_is_told_apart_by_the_"
+        "identitys_roles",
+    ),
+    _e(
+        "ROLE_PROPAGATION_PENDING", "access", "error",
+        "A fitting assignment is younger than RBAC's propagation window.",
+        "Wait a few minutes and run again.",
+        "test:tests/harness/test_access_verdicts_lab.py::test_why_a_read_is_refused_is_told_apart_by_the_"
+        "identitys_roles",
+    ),
+    _e(
+        "ACCESS_DENIED_UNEXPECTEDLY", "access", "error",
+        "The read was refused and the roles do not tell why (the harness could not read them).",
+        "Grant the read role at the resource.",
+        "test:tests/harness/test_access_verdicts_lab.py::test_network_rules_never_prove_a_deny_and_are_na"
+        "med_on_allow_targets",
+    ),
+    _e(
+        "ACCESS_ALLOWED_UNEXPECTEDLY", "access", "error",
+        "A read expected to be denied was allowed: least privilege is broken.",
+        "Remove the assignment that grants it.",
+        "fault:deny-target-granted",
+    ),
+    _e(
+        "DENY_NOT_PROVEN", "access", "warning",
+        "A deny target refused for a reason other than authorization (network rules): least privilege is "
+        "not proven.",
+        "Run from a network the resource admits.",
+        "test:tests/harness/test_access_verdicts_lab.py::test_network_rules_never_prove_a_deny_and_are_na"
+        "med_on_allow_targets",
+    ),
+    _e(
+        "KEYVAULT_FIREWALL", "access", "error",
+        "The vault's firewall refused the pod's network (ForbiddenByFirewall).",
+        "Add the cluster's network to the vault's rules (or a private endpoint).",
+        "test:tests/harness/test_access_verdicts_lab.py::test_network_rules_never_prove_a_deny_and_are_na"
+        "med_on_allow_targets",
+    ),
+    _e(
+        "STORAGE_FIREWALL", "access", "error",
+        "The storage account's network rules refused the pod.",
+        "Add the cluster's network to the account's rules.",
+        "test:tests/harness/test_access_verdicts_lab.py::test_network_rules_never_prove_a_deny_and_are_na"
+        "med_on_allow_targets",
+    ),
+    _e(
+        "KEYVAULT_ACCESS_POLICY_MISSING", "access", "error",
+        "The vault uses access policies and none lets the identity get secrets.",
+        "az keyvault set-policy --secret-permissions get (a role would not help).",
+        "test:tests/harness/test_access_verdicts_lab.py::test_an_access_policy_vault_is_fixed_with_set_po"
+        "licy",
+    ),
+    _e(
+        "SECRET_NOT_FOUND", "access", "error",
+        "The identity may read, but the secret does not exist.",
+        "Fix the secret's name in harness.yaml, or create it.",
+        "test:tests/harness/test_access_verdicts_lab.py::test_why_a_read_is_refused_is_told_apart_by_the_"
+        "identitys_roles",
+    ),
+    _e(
+        "BLOB_NOT_FOUND", "access", "error",
+        "The identity may read, but the blob does not exist.",
+        "Fix the blob's name in harness.yaml, or upload it.",
+        "unit:tests/harness/test_checks.py::test_only_authorization_refusals_prove_a_deny",
+        no_lab_fault="no lab fault deletes a blob yet",
+    ),
+    _e(
+        "SECRET_DISABLED", "access", "error",
+        "The secret exists but is disabled.",
+        "az keyvault secret set-attributes --enabled true.",
+        "fault:secret-disabled",
+        "unit:tests/harness/test_checks.py::test_only_authorization_refusals_prove_a_deny",
+    ),
+    _e(
+        "ACCESS_TARGET_NOT_TRUSTED", "access", "error",
+        "The probe kept the token: the host is not the cloud's, or the vault's challenge named another "
+        "resource.",
+        "Set the access entry's URL to the resource's own.",
+        "unit:tests/harness/test_access_targets.py::test_a_vault_that_does_not_prove_itself_gets_no_token"
+        "_and_a_finding",
+        no_lab_fault="the lab's vaults answer their own challenge",
+    ),
+    _e(
+        "ACCESS_TOKEN_FAILED", "access", "error",
+        "No token for the access check's scope.",
+        "Set scope: on the access entry for the resource's cloud.",
+        "unit:tests/harness/test_checks.py::test_access_errors_that_are_not_denials_say_what_to_look_at",
+        no_lab_fault="the lab's Entra issues a token for every scope",
+    ),
+    _e(
+        "ACCESS_UNAUTHENTICATED", "access", "error",
+        "The service refused the token (401): wrong audience or tenant.",
+        "Set scope: for the resource's cloud; the tenant-id annotation for another tenant.",
+        "unit:tests/harness/test_checks.py::test_an_unaccepted_token_on_an_allow_target_is_not_a_missing_"
+        "role",
+        no_lab_fault="the lab's services accept the tokens its Entra issues for them",
+    ),
+    _e(
+        "ACCESS_CHECK_ERROR", "access", "error",
+        "The access check failed with an answer that is not a verdict.",
+        "Read the evidence.",
+        no_lab_fault="every lab answer is a verdict",
+    ),
+    # ------------------------------------------------------------------ the harness itself
+    _e(
+        "HARNESS_CREDENTIAL_FAILED", "harness", "error",
+        "The harness's own Azure identity got no token.",
+        "Fix azure.credential in harness.yaml (or az login).",
+        "fault:harness-secret-wrong",
+    ),
+    _e(
+        "AZURE_UNREACHABLE", "harness", "error",
+        "The harness could not reach ARM or Graph (DNS, TLS, proxy).",
+        "Fix the network path or azure.ca_file.",
+        "unit:tests/harness/test_adversarial_inputs.py::test_dns_failure_for_the_authority_is_azure_unrea"
+        "chable_not_a_credential_failure",
+        no_lab_fault="no lab fault cuts the harness (not the pods) from ARM yet",
+    ),
+    _e(
+        "ARM_QUERY_FAILED", "harness|inventory", "error",
+        "An ARM or Graph read failed (throttling, 5xx, refusal).",
+        "Read the evidence; grant Reader where refused.",
+        "unit:tests/harness/test_checks.py::test_cluster_checks_on_bare_facts",
+        no_lab_fault="lab ctl fault arm is retried through by the harness",
+    ),
+    _e(
+        "KUBE_UNAUTHORIZED", "harness", "error",
+        "The API server refused the harness's credentials (401).",
+        "Refresh the kubeconfig's credentials.",
+        no_lab_fault="the run stops before any check when the kubeconfig is refused",
+    ),
+    _e(
+        "KUBE_FORBIDDEN", "harness", "error",
+        "The harness may not read what a check needs (403).",
+        "Apply the rendered manifests/harness-rbac.yaml.j2.",
+        "unit:tests/harness/test_checks.py::test_an_unreachable_api_server_is_named_as_such_not_as_missin"
+        "g_rights",
+        no_lab_fault="the migration and inventory suites warn instead (POD_IDENTITY_UNREADABLE)",
+    ),
+    _e(
+        "KUBE_UNREACHABLE", "harness", "error",
+        "The API server did not answer.",
+        "Check the network path to it.",
+        "unit:tests/harness/test_checks.py::test_an_unreachable_api_server_is_named_as_such_not_as_missin"
+        "g_rights",
+        no_lab_fault="the run stops before any check when the API server is down",
+    ),
+    _e(
+        "KUBE_API_ERROR", "harness", "error",
+        "The API server answered an error the harness has no finer name for.",
+        "Read the status in the evidence.",
+        no_lab_fault="the lab's API server answers only known errors",
+    ),
+    _e(
+        "HARNESS_INTERNAL_ERROR", "harness", "error",
+        "A check raised an exception (a harness bug): the other checks still ran.",
+        "Report it with run.json.",
+        no_lab_fault="a bug, not a fault",
+    ),
+    # ------------------------------------------------------------------ inventory suite
+    _e(
+        "SA_WITHOUT_FIC", "inventory", "error",
+        "An annotated ServiceAccount's identity has no credential for this cluster's issuer and subject.",
+        "az identity federated-credential create.",
+        "test:tests/harness/test_inventory_lab.py::test_a_service_account_without_a_credential",
+    ),
+    _e(
+        "SA_CLIENT_ID_UNKNOWN", "inventory", "error|warning",
+        "An annotated client id belongs to no identity the harness can see.",
+        "Annotate with an existing identity's client id.",
+        "unit:tests/harness/test_inventory_checks.py::test_an_unknown_client_id",
+        no_lab_fault="not yet in the inventory's lab tests",
+    ),
+    _e(
+        "FIC_ORPHANED", "inventory", "warning",
+        "A credential for this issuer names a ServiceAccount that does not exist.",
+        "Delete the credential.",
+        "test:tests/harness/test_inventory_lab.py::test_an_orphaned_credential",
+    ),
+    _e(
+        "FIC_OLD_ISSUER", "inventory", "error|warning",
+        "A credential names an issuer other than this cluster's (an old cluster, or the trailing-slash "
+        "twin).",
+        "Delete it; create one for the current issuer.",
+        "test:tests/harness/test_inventory_lab.py::test_a_trailing_slash_twin",
+    ),
+    _e(
+        "FIC_LIMIT_NEAR", "inventory", "warning",
+        "An identity has 19 or more of its 20 federated credentials.",
+        "Consolidate identities or credentials.",
+        "test:tests/harness/test_inventory_lab.py::test_an_identity_at_19_credentials",
+    ),
+    _e(
+        "ROLE_OVERLY_BROAD", "inventory", "error|warning",
+        "A workload identity holds Owner, Contributor, User Access Administrator, or a role at "
+        "subscription or group scope.",
+        "Replace it with a data role at the resource.",
+        "test:tests/harness/test_inventory_lab.py::test_owner_on_a_workload_identity",
+    ),
+    _e(
+        "INVENTORY_INCOMPLETE", "inventory", "warning",
+        "Some lookups were refused: the inventory may miss identities.",
+        "Grant the harness Reader (and Graph Application.Read.All).",
+        "unit:tests/harness/test_inventory_checks.py::test_an_unknown_client_id",
+        no_lab_fault="not yet in the inventory's lab tests",
+    ),
+    # ------------------------------------------------------------------ migration suite
+    _e(
+        "POD_IDENTITY_ADDON_ENABLED", "migration", "error|warning",
+        "The AKS pod identity add-on is still on.",
+        "az aks update --disable-pod-identity.",
+        "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
+        "a_coverage_table_right_row_by_row",
+    ),
+    _e(
+        "POD_IDENTITY_CRDS_PRESENT", "migration", "error|warning",
+        "The aadpodidentity.k8s.io CRDs remain.",
+        "kubectl delete crd for each.",
+        "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
+        "a_coverage_table_right_row_by_row",
+    ),
+    _e(
+        "POD_IDENTITY_OBJECTS_PRESENT", "migration", "error|warning",
+        "AzureIdentity, binding, exception or assigned-identity objects remain.",
+        "kubectl delete them (az aks pod-identity delete for ARM-made ones).",
+        "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
+        "a_coverage_table_right_row_by_row",
+    ),
+    _e(
+        "POD_IDENTITY_NMI_INSTALLED", "migration", "error|warning",
+        "NMI still intercepts IMDS on every node.",
+        "helm uninstall the aad-pod-identity release.",
+        "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
+        "a_coverage_table_right_row_by_row",
+    ),
+    _e(
+        "POD_IDENTITY_MIC_INSTALLED", "migration", "error|warning",
+        "MIC still assigns identities to nodes.",
+        "helm uninstall the aad-pod-identity release.",
+        "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
+        "a_coverage_table_right_row_by_row",
+    ),
+    _e(
+        "POD_IDENTITY_PODS_LABELLED", "migration", "error|warning",
+        "Pods still carry the aadpodidbinding label.",
+        "Move them to Workload ID and remove the label.",
+        "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
+        "a_coverage_table_right_row_by_row",
+    ),
+    _e(
+        "POD_IDENTITY_BINDING_NOT_MIGRATED", "migration", "error|warning",
+        "An AzureIdentityBinding has no complete Workload ID replacement (annotated SA, credential, "
+        "labelled pods).",
+        "Do what the coverage row says it lacks.",
+        "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
+        "a_coverage_table_right_row_by_row",
+    ),
+    _e(
+        "POD_IDENTITY_COVERAGE_UNKNOWN", "migration", "warning",
+        "The harness could not tell whether a binding is covered (its identity could not be looked up).",
+        "Grant the harness Reader where the identity lives.",
+        "unit:tests/harness/test_migration_checks.py::test_an_identity_the_harness_cannot_see_leaves_the_"
+        "credential_unknown",
+        no_lab_fault="not yet in the migration lab tests",
+    ),
+    _e(
+        "POD_IDENTITY_UNREADABLE", "migration", "warning",
+        "The harness may not list the pod identity kinds.",
+        "Apply the rendered harness RBAC.",
+        "test:tests/harness/test_migration_lab.py::test_a_harness_that_may_not_list_the_pod_identity_kind"
+        "s_warns_and_does_not_fail",
+    ),
+)
+
+BY_CODE = {entry.code: entry for entry in CATALOGUE}
+
+
+def lab_reproduced() -> list[Entry]:
+    return [entry for entry in CATALOGUE if entry.lab_reproduced]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _reproduction(ref: str) -> str:
+    kind, _, what = ref.partition(":")
+    if kind == "scenario":
+        return f"lab scenario `{what}`"
+    if kind == "fault":
+        return f"fault matrix `{what}`"
+    path, _, test = what.partition("::")
+    return f"{'lab test' if kind == 'test' else 'unit test'} `{path.rsplit('/', 1)[-1]}::{test}`"
+
+
+def render_markdown() -> str:
+    """docs/findings.md: one table row per code, in catalogue order (grouped by layer)."""
+    covered = lab_reproduced()
+    untested = [entry.code for entry in CATALOGUE if not entry.reproduced_by]
+    lines = [
+        "# Finding codes",
+        "",
+        "Generated from `harness/findings.py` by",
+        "`python -m harness findings --format md > docs/findings.md`; a test fails when this file and the",
+        "code differ. Codes are stable; messages are for people.",
+        "",
+        f"{len(CATALOGUE)} codes. {len(covered)} are reproduced by a fault in the lab: a lab scenario or a "
+        f"fault of the fault matrix (`{FAULT_MATRIX}`, which asserts the exact set of error codes of "
+        "each), or a lab test that makes the fault by hand. The others name the unit test that makes them "
+        f"from facts, if any, and why no lab fault does yet; {len(untested)} are made by no test yet.",
+        "",
+        "| Code | Layer | Severity | Meaning | Fix | Reproduced by |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for entry in CATALOGUE:
+        reproduced = "; ".join(_reproduction(ref) for ref in entry.reproduced_by) or "no test yet"
+        if entry.no_lab_fault:
+            reproduced += f" (no lab fault: {entry.no_lab_fault})"
+        severity = entry.severity.replace("|", " or ")
+        cells = [f"`{entry.code}`", entry.layer, severity, entry.meaning, entry.fix, reproduced]
+        lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_text() -> str:
+    return "".join(f"{e.code:<34} {e.layer:<15} {e.severity:<14} {e.meaning}\n" for e in CATALOGUE)

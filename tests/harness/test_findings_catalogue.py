@@ -1,0 +1,180 @@
+"""The findings catalogue (harness.findings) is complete and true: every code harness/ produces is in it and
+it lists no code nothing produces, layers and severities agree with the Finding(...) calls, docs/findings.md
+is the catalogue rendered, each reproduction it names exists and makes that code, and at least 45 codes have
+a lab fault."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import test_fault_matrix
+
+from harness.findings import BY_CODE, CATALOGUE, lab_reproduced, render_markdown
+
+REPO = Path(__file__).resolve().parents[2]
+CODE_RE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$")
+# Code-shaped names in harness/ that are not finding codes: environment variables and OS constants.
+NOT_FINDING_CODES = {
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_PASSWORD",
+    "AZURE_TENANT_ID",
+    "KUBERNETES_SERVICE_HOST",
+    "O_CLOEXEC",
+}
+SEVERITY_NAMES = {"ERROR": "error", "WARNING": "warning", "INFO": "info"}
+
+
+def harness_sources() -> list[Path]:
+    return [p for p in sorted((REPO / "harness").rglob("*.py")) if p.name != "findings.py"]
+
+
+def code_constants() -> dict[str, set[str]]:
+    """Every code-shaped string constant in harness/ (but the catalogue) -> the files it is in."""
+    found: dict[str, set[str]] = {}
+    for path in harness_sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and CODE_RE.match(node.value):
+                found.setdefault(node.value, set()).add(str(path.relative_to(REPO)))
+    return {code: files for code, files in found.items() if code not in NOT_FINDING_CODES}
+
+
+def finding_calls() -> list[tuple[str, str | None, str | None, str]]:
+    """(code, severity, layer, where) of each Finding("CODE", SEVERITY, "layer", ...) call with a literal
+    code; severity or layer None where the call computes it."""
+    calls = []
+    for path in harness_sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Finding" and node.args):
+                continue
+            code = node.args[0]
+            if not (isinstance(code, ast.Constant) and isinstance(code.value, str)):
+                continue
+            severity = node.args[1] if len(node.args) > 1 else None
+            layer = node.args[2] if len(node.args) > 2 else None
+            calls.append(
+                (
+                    code.value,
+                    SEVERITY_NAMES.get(severity.id) if isinstance(severity, ast.Name) else None,
+                    layer.value if isinstance(layer, ast.Constant) else None,
+                    f"{path.relative_to(REPO)}:{node.lineno}",
+                )
+            )
+    return calls
+
+
+def aadsts_codes() -> set[str]:
+    from harness.checks.exchange import AADSTS_MEANINGS
+
+    return {code for code, _, _ in AADSTS_MEANINGS.values()}
+
+
+def test_every_code_harness_produces_is_catalogued_and_the_catalogue_lists_no_other() -> None:
+    used = code_constants()
+    literal = {code for code, _, _, _ in finding_calls()}
+    assert literal <= set(used) and aadsts_codes() <= set(used)  # the walk sees Finding("...") and the tables
+    catalogued = {entry.code for entry in CATALOGUE}
+    missing = {code: sorted(files) for code, files in used.items() if code not in catalogued}
+    assert not missing, f"codes used in harness/ without an entry in harness/findings.py: {missing}"
+    assert not catalogued - set(used), f"catalogued codes nothing produces: {sorted(catalogued - set(used))}"
+    assert len(catalogued) == len(CATALOGUE), "a code is catalogued twice"
+
+
+def test_layers_and_severities_agree_with_the_finding_calls() -> None:
+    wrong = []
+    for code, severity, layer, where in finding_calls():
+        entry = BY_CODE[code]
+        if severity is not None and severity not in entry.severities:
+            wrong.append(f"{where}: {code} is {severity}, catalogued {entry.severity}")
+        if layer is not None and layer not in entry.layer.split("|"):
+            wrong.append(f"{where}: {code} in layer {layer}, catalogued {entry.layer}")
+    assert not wrong, wrong
+
+
+def test_every_entry_says_what_it_means_how_it_is_fixed_and_what_reproduces_it() -> None:
+    for entry in CATALOGUE:
+        assert entry.meaning and entry.fix, entry.code
+        assert entry.reproduced_by or entry.no_lab_fault, entry.code
+        assert entry.lab_reproduced or entry.no_lab_fault, f"{entry.code}: no lab fault and no reason why"
+        assert set(entry.severities) <= {"error", "warning", "info"}, entry.code
+
+
+def _function_source(path: Path, name: str) -> str | None:
+    source = path.read_text()
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return ast.get_source_segment(source, node)
+    return None
+
+
+@pytest.mark.parametrize("entry", CATALOGUE, ids=lambda entry: entry.code)
+def test_each_reproduction_exists_and_makes_the_code(entry: object) -> None:
+    from harness.findings import Entry
+
+    assert isinstance(entry, Entry)
+    for ref in entry.reproduced_by:
+        kind, _, what = ref.partition(":")
+        if kind in ("scenario", "fault"):
+            table = (
+                test_fault_matrix.SCENARIOS
+                if kind == "scenario"
+                else {name: fault.wanted for name, fault in test_fault_matrix.FAULTS.items()}
+            )
+            assert what in table, f"{entry.code}: no {kind} {what} in the fault matrix"
+            assert entry.code in table[what].errors | table[what].warnings, (
+                f"{entry.code}: {ref} does not expect it"
+            )
+        else:
+            assert kind in ("test", "unit"), ref
+            path, _, name = what.partition("::")
+            source = _function_source(REPO / path, name) if (REPO / path).exists() else None
+            assert source is not None, f"{entry.code}: {ref} does not exist"
+            assert entry.code in source, f"{entry.code}: {ref} does not name the code"
+            if kind == "test":
+                assert path.endswith("_lab.py"), f"{ref}: a lab test lives in a *_lab.py module"
+
+
+def test_every_code_the_fault_matrix_expects_is_catalogued_with_it() -> None:
+    expected = [(f"scenario:{name}", wanted) for name, wanted in test_fault_matrix.SCENARIOS.items()]
+    expected += [(f"fault:{name}", fault.wanted) for name, fault in test_fault_matrix.FAULTS.items()]
+    unlisted = [
+        (ref, code)
+        for ref, wanted in expected
+        for code in wanted.errors
+        if ref not in BY_CODE[code].reproduced_by
+    ]
+    assert not unlisted, f"fault matrix codes the catalogue does not credit to the fault: {unlisted}"
+
+
+def test_at_least_45_codes_are_reproduced_by_a_lab_fault() -> None:
+    assert len(lab_reproduced()) >= 45, len(lab_reproduced())
+
+
+def test_docs_findings_md_is_the_catalogue_rendered() -> None:
+    docs = REPO / "docs" / "findings.md"
+    assert docs.exists(), "run: python -m harness findings --format md > docs/findings.md"
+    assert docs.read_text() == render_markdown(), (
+        "docs/findings.md drifted from harness/findings.py: python -m harness findings --format md > "
+        "docs/findings.md"
+    )
+
+
+def test_the_command_prints_the_markdown() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "findings", "--format", "md"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout == render_markdown()
+    assert all(f"| `{entry.code}` |" in result.stdout for entry in CATALOGUE)
