@@ -138,7 +138,7 @@ def lab_ports(info: dict[str, Any]) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def shell(running_lab: RunningLab, tools: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Shell:
+def shell(tools: dict[str, str], running_lab: RunningLab, tmp_path_factory: pytest.TempPathFactory) -> Shell:
     """az aimed at the lab as a custom cloud, logged in as the lab's admin (an Owner), as the README does it."""
     info = running_lab.info()
     home = tmp_path_factory.mktemp("person")
@@ -265,7 +265,7 @@ def _vault_id(person: Person, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(running_lab: RunningLab, shell: Shell) -> World:
+def world(shell: Shell, running_lab: RunningLab) -> World:
     info = running_lab.info()
     person = Person(info, str(running_lab.state_dir / "ca.pem"))
     config = yaml.safe_load(running_lab.harness_config.read_text())
@@ -495,7 +495,7 @@ def case_world(world: World, request: pytest.FixtureRequest) -> Iterator[World]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.code for case in CASES])
-def test_the_printed_remediation_repairs_the_lab(case: Case, case_world: World, shell: Shell,
+def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_world: World,
                                                 tmp_path: Path) -> None:
     w = case_world
     case.breaks(w)
