@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.report.summary import INVENTORY_PREFIX, MIGRATION_PREFIX
+from harness.values import TRUNCATION_MARKER, shorten
 
 MAX_MESSAGE = 160  # characters of a check's message on its line
 MAX_EVIDENCE = 240  # characters of the one evidence line
 MAX_FINDING = 200  # characters of a finding's message
 MAX_FIX = 400  # characters of one fix command (a longer one is in run.json whole)
+MAX_VALUE = 120  # characters of one evidence value (as many as a long word of a check's message)
+MAX_REPEATED = 40  # an evidence value longer than this is shown once
 ID_WIDTH = 34
 
 
@@ -38,8 +41,9 @@ class Marks:
         )
 
 
-UNICODE = Marks("✓", "✗", "!", "⟂", "◀ first broken link", "…", "─")
-ASCII = Marks("+", "x", "!", "-", "<- first broken link", "...", "-")
+# a cut text ends with the harness's truncation marker, so a reader (and a test) knows it is not whole
+UNICODE = Marks("✓", "✗", "!", "⟂", "◀ first broken link", TRUNCATION_MARKER, "─")
+ASCII = Marks("+", "x", "!", "-", "<- first broken link", TRUNCATION_MARKER.replace("…", "..."), "-")
 
 
 def can_encode(encoding: str | None, text: str = "✓✗⟂◀…─") -> bool:
@@ -79,7 +83,7 @@ def troubleshooting_lines(document: dict[str, Any], narrowed: bool, marks: Marks
     for block in blocks:
         lines += block
     if marks is ASCII:  # the messages' own truncation markers too
-        lines = [line.replace(UNICODE.ellipsis, ASCII.ellipsis) for line in lines]
+        lines = [line.replace("…", "...") for line in lines]
     return lines
 
 
@@ -133,9 +137,22 @@ def broken_link_lines(check: dict[str, Any], findings: list[dict[str, Any]], mar
 
 
 def evidence_line(evidence: dict[str, Any], marks: Marks, limit: int = MAX_EVIDENCE) -> str:
-    """The evidence as ``key=value`` pairs on one line, nested keys joined with dots, cut at ``limit``."""
-    pairs = [f"{key}={_scalar(value)}" for key, value in _flatten(evidence) if key != "blocked_by"]
-    return _bounded(_one_line("; ".join(pairs)), limit, marks)
+    """The evidence as ``key=value`` pairs on one line, nested keys joined with dots, cut at ``limit``: each
+    value cut at MAX_VALUE characters with a marker, and a long value shown once (an annotation echoed in
+    several keys is named by the first)."""
+    pairs = []
+    first_key: dict[str, str] = {}
+    for key, value in _flatten(evidence):
+        if key == "blocked_by":
+            continue
+        text = _one_line(_scalar(value))
+        if len(text) > MAX_REPEATED and text in first_key:
+            text = f"(as {first_key[text]})"
+        else:
+            first_key.setdefault(text, key)
+            text = shorten(text, MAX_VALUE)
+        pairs.append(f"{key}={text}")
+    return _bounded("; ".join(pairs), limit, marks)
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:

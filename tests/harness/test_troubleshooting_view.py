@@ -148,8 +148,14 @@ def test_a_failing_cluster_check_gets_its_own_chain() -> None:
 def test_evidence_and_messages_are_one_bounded_line() -> None:
     long = {"annotation": "x" * 10_000, "multi": "line one\nline two\x1b[31m"}
     line = evidence_line(long, UNICODE)
-    assert len(line) <= MAX_EVIDENCE and line.endswith("…") and "\n" not in line
-    assert "line one line two" in evidence_line({"multi": long["multi"]}, UNICODE)
+    assert len(line) <= MAX_EVIDENCE and "\n" not in line and "\x1b" not in line
+    assert "x" * 120 + "…[truncated] (10000 characters)" in line and "x" * 121 not in line
+    assert "line one line two" in line
+    # a long value echoed under several keys is shown once; the line itself is cut with the marker
+    echoed = evidence_line({"a": "y" * 300, "b": {"c": "y" * 300}, "d": "z" * 50, "e": "z" * 50}, UNICODE)
+    assert echoed.count("y" * 64) == 1 and "b.c=(as a)" in echoed and "e=(as d)" in echoed
+    many = evidence_line({f"key{i}": f"value {i}" for i in range(100)}, UNICODE)
+    assert len(many) == MAX_EVIDENCE and many.endswith("…[truncated]")
     broken = workload(
         "a/b",
         [check("sa.exists", "fail", "m" * 5000, blob="y" * 5000)],
