@@ -273,8 +273,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "POD_NOT_MUTATED", "pod", "error",
         "A labelled pod has no injected env or projected token.",
         "Recreate the pod once the webhook works (kubectl rollout restart).",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
         "unit:tests/harness/test_checks.py::test_broken_mutations",
-        no_lab_fault="the lab's webhook mutates every labelled pod it admits",
     ),
     _e(
         "POD_MISSING_CLIENT_ID", "pod", "error",
@@ -287,8 +287,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "POD_ENV_CONFLICT", "pod", "error",
         "The pod sets AZURE_* itself; the webhook never overwrites it.",
         "Remove the explicit env from the pod template.",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
         "unit:tests/harness/test_checks.py::test_preset_client_id_conflicting_with_the_annotation",
-        no_lab_fault="no lab fault patches a workload's template env yet",
     ),
     _e(
         "POD_STALE_CLIENT_ID", "pod", "error|warning",
