@@ -54,6 +54,7 @@ IDENTITY_API, ROLE_API, VAULT_API, CLUSTER_API, KV_DATA_API = (
 SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"  # Key Vault Secrets User
 SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"  # Key Vault Secrets Officer
 VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"  # Key Vault Reader: control plane only
+BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"  # Storage Blob Data Reader
 WORKLOAD = "finance/backend-sa"
 
 
@@ -195,6 +196,8 @@ class World:
     finance_kv: str
     platform_kv: str
     cluster_id: str
+    orders_principal: str
+    ordersdata: str
     made: list[str] = field(default_factory=list)  # role assignments the case made, deleted on restore
 
     def kubectl(self, *lines: str) -> None:
@@ -227,16 +230,22 @@ class World:
             self.person.arm("DELETE", fic["id"], IDENTITY_API)
         self.put_fic("fed-cred-backend", self.person.info["issuer_url"], "system:serviceaccount:finance:backend-sa")
 
-    def assignments(self) -> list[dict[str, Any]]:
+    def assignments(self, principal: str | None = None) -> list[dict[str, Any]]:
         return self.person.arm("GET", f"/subscriptions/{self.person.info['subscription_id']}/providers/"
                                       "Microsoft.Authorization/roleAssignments", ROLE_API,
-                               **{"$filter": f"principalId eq '{self.principal_id}'"})["value"]
+                               **{"$filter": f"principalId eq '{principal or self.principal_id}'"})["value"]
 
     def heal_roles(self) -> None:
         """The workload's identity holds Key Vault Secrets User on finance-kv, and nothing else."""
         for assignment in self.assignments():
             self.person.arm("DELETE", assignment["id"], ROLE_API)
         self.person.grant(self.finance_kv, SECRETS_USER, self.principal_id)
+
+    def heal_orders_roles(self) -> None:
+        """orders/orders-sa's identity holds Storage Blob Data Reader on the ordersdata account, and nothing else."""
+        for assignment in self.assignments(self.orders_principal):
+            self.person.arm("DELETE", assignment["id"], ROLE_API)
+        self.person.grant(self.ordersdata, BLOB_READER, self.orders_principal)
 
     def vault(self, vault_id: str, **properties: Any) -> None:
         self.person.arm("PATCH", vault_id, VAULT_API, {"properties": properties})
@@ -258,9 +267,9 @@ class World:
                        check=True, capture_output=True, timeout=60)
 
 
-def _vault_id(person: Person, name: str) -> str:
+def _resource_id(person: Person, kind: str, name: str) -> str:
     found = person.arm("GET", f"/subscriptions/{person.info['subscription_id']}/resources", "2021-04-01",
-                       **{"$filter": f"resourceType eq 'Microsoft.KeyVault/vaults' and name eq '{name}'"})
+                       **{"$filter": f"resourceType eq '{kind}' and name eq '{name}'"})
     return found["value"][0]["id"]
 
 
@@ -269,14 +278,18 @@ def world(shell: Shell, running_lab: RunningLab) -> World:
     info = running_lab.info()
     person = Person(info, str(running_lab.state_dir / "ca.pem"))
     config = yaml.safe_load(running_lab.harness_config.read_text())
-    finance = next(w for w in config["workloads"] if f"{w['namespace']}/{w['service_account']}" == WORKLOAD)
+    workloads = {f"{w['namespace']}/{w['service_account']}": w for w in config["workloads"]}
+    finance = workloads[WORKLOAD]
     identity = person.arm("GET", finance["identity_resource_id"], IDENTITY_API)
+    orders = person.arm("GET", workloads["orders/orders-sa"]["identity_resource_id"], IDENTITY_API)
     cluster = info["cluster"]
     return World(
         running_lab, person, shell, str(running_lab.harness_config), finance["client_id"], identity["id"],
-        identity["properties"]["principalId"], _vault_id(person, "finance-kv"), _vault_id(person, "platform-kv"),
+        identity["properties"]["principalId"], _resource_id(person, "Microsoft.KeyVault/vaults", "finance-kv"),
+        _resource_id(person, "Microsoft.KeyVault/vaults", "platform-kv"),
         f"/subscriptions/{info['subscription_id']}/resourceGroups/{cluster['resource_group']}/providers/"
         f"Microsoft.ContainerService/managedClusters/{cluster['name']}",
+        orders["properties"]["principalId"], _resource_id(person, "Microsoft.Storage/storageAccounts", "ordersdata"),
     )
 
 
@@ -300,6 +313,11 @@ class Case:
     restore: Callable[[World], None]
     where: str = WORKLOAD  # the workload whose findings carry the code, or "run" for the run's own
     decision: Decision | None = None
+    label: str = ""  # told apart from another case of the same code (the test id)
+
+    @property
+    def id(self) -> str:
+        return f"{self.code}-{self.label}" if self.label else self.code
 
 
 def _unannotate(w: World) -> None:
@@ -389,6 +407,11 @@ def _role_elsewhere(scope_of: Callable[[World], str], role: str) -> Callable[[Wo
     return breaks
 
 
+def _no_blob_role(w: World) -> None:
+    for assignment in w.assignments(w.orders_principal):
+        w.person.arm("DELETE", assignment["id"], ROLE_API)
+
+
 def _grant_the_other_vault(w: World) -> None:
     w.person.grant(w.platform_kv, SECRETS_USER, w.principal_id)  # the deny target: platform-kv's admin-api-key
 
@@ -438,6 +461,7 @@ CASES = [
     Case("ROLE_ASSIGNMENT_MISSING", _role_elsewhere(lambda w: "", ""), World.heal_roles),
     Case("ROLE_WRONG_SCOPE", _role_elsewhere(lambda w: w.platform_kv, SECRETS_USER), World.heal_roles),
     Case("ROLE_INSUFFICIENT", _role_elsewhere(lambda w: w.finance_kv, VAULT_READER), World.heal_roles),
+    Case("ROLE_ASSIGNMENT_MISSING", _no_blob_role, World.heal_orders_roles, where="orders/orders-sa", label="blob"),
     Case("ACCESS_ALLOWED_UNEXPECTEDLY", _grant_the_other_vault, World.heal_roles),
     Case("KEYVAULT_ACCESS_POLICY_MISSING", lambda w: w.vault(w.finance_kv, enableRbacAuthorization=False),
          lambda w: w.vault(w.finance_kv, enableRbacAuthorization=True, accessPolicies=[])),
@@ -494,7 +518,7 @@ def case_world(world: World, request: pytest.FixtureRequest) -> Iterator[World]:
         case.restore(world)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.code for case in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_world: World,
                                                 tmp_path: Path) -> None:
     w = case_world
