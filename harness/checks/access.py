@@ -286,7 +286,8 @@ def missing_object(
         repair: list[Step] = [fix.enable_secret(check.vault_url, check.secret)]
     elif isinstance(check, KeyVaultSecretAccess):
         message = f"{what} does not exist ({detail}); the identity was allowed to look"
-        repair = [fix.list_secrets(name), advice("fix the secret's name in harness.yaml, or create the secret")]
+        repair = [fix.list_secrets(check.vault_url),
+                  advice("fix the secret's name in harness.yaml, or create the secret")]
     else:
         message = f"{what} does not exist ({detail})"
         repair = [fix.list_blobs(name, check.container),
@@ -404,7 +405,7 @@ def _real_endpoint(check: KeyVaultSecretAccess | BlobAccess, name: str) -> list[
 def _show(check: KeyVaultSecretAccess | BlobAccess, name: str) -> Command:
     """The az command that shows whether the thing the check reads exists (a 404 is not a denial)."""
     if isinstance(check, KeyVaultSecretAccess):
-        return fix.show_secret(name, check.secret)
+        return fix.show_secret(check.vault_url, check.secret)
     return fix.show_blob(name, check.container, check.blob)
 
 

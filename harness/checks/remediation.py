@@ -322,9 +322,9 @@ def delete_role_assignment() -> Command:
     return command("az", "role", "assignment", "delete", "--ids", "<the assignment that grants it>")
 
 
-def show_secret(vault: str, secret: str) -> Command:
-    return command("az", "keyvault", "secret", "show", "--vault-name", vault, "--name", secret,
-                   "--query", "id", "-o", "tsv")
+def show_secret(vault_url: str, secret: str) -> Command:
+    return command("az", "keyvault", "secret", "show", "--id", secret_id(vault_url, secret), "--query", "id",
+                   "-o", "tsv")
 
 
 def show_blob(account: str, container: str, blob: str) -> Command:
@@ -559,23 +559,30 @@ def delete_role_assignment_id(assignment_id: str) -> Command:
     return command("az", "role", "assignment", "delete", "--ids", assignment_id or "<assignment-id>")
 
 
-def secret_id(vault_url: str, secret: str) -> str:
-    """The secret's identifier, ``VAULT_URL/secrets/NAME`` (a placeholder where a part is not of its kind)."""
+def vault_url_or(vault_url: str) -> str:
+    """The vault's URL as the workload reads it (what ``az keyvault secret ... --id`` takes), else a placeholder.
+    ``--vault-name`` would make az build ``https://NAME.<the cloud's Key Vault suffix>``, which misses a vault
+    reached by another name (a private endpoint's, the lab's)."""
     parts = urllib.parse.urlsplit(vault_url) if vault_url.isprintable() and " " not in vault_url else None
     usable = parts is not None and parts.scheme == "https" and bool(parts.hostname) and not parts.query
-    url = vault_url if usable and not parts.fragment else "<vault-url>"
-    return url.rstrip("/") + "/secrets/" + checked(secret, values.is_keyvault_object_name, "<secret-name>")
+    return vault_url if usable and not parts.fragment else "<vault-url>"
+
+
+def secret_id(vault_url: str, secret: str) -> str:
+    """The secret's identifier, ``VAULT_URL/secrets/NAME`` (a placeholder where a part is not of its kind)."""
+    return vault_url_or(vault_url).rstrip("/") + "/secrets/" + checked(secret, values.is_keyvault_object_name,
+                                                                       "<secret-name>")
 
 
 def enable_secret(vault_url: str, secret: str) -> Command:
-    """By ``--id``: the vault the workload reads, by its own URL. ``--vault-name`` makes az build
-    ``https://NAME.<the cloud's Key Vault suffix>``, which misses a vault reached by another name (and the lab's)."""
+    """By ``--id``: the vault the workload reads, by its own URL (see :func:`vault_url_or`)."""
     return command("az", "keyvault", "secret", "set-attributes", "--id", secret_id(vault_url, secret),
                    "--enabled", "true")
 
 
-def list_secrets(vault: str) -> Command:
-    return command("az", "keyvault", "secret", "list", "--vault-name", vault, "--query", "[].name", "-o", "tsv")
+def list_secrets(vault_url: str) -> Command:
+    return command("az", "keyvault", "secret", "list", "--id", vault_url_or(vault_url), "--query", "[].name",
+                   "-o", "tsv")
 
 
 def list_blobs(account: str, container: str) -> Command:

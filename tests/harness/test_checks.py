@@ -285,7 +285,7 @@ def test_access_errors_that_are_not_denials_say_what_to_look_at() -> None:
     ctx.facts.pod.probe = {"steps": [missing]}
     finding = access_outcome(ctx, 0, check).findings[0]
     assert finding.code == "SECRET_NOT_FOUND"
-    assert finding.fix_lines()[0] == "az keyvault secret list --vault-name finance-kv --query '[].name' -o tsv"
+    assert finding.fix_lines()[0] == f"az keyvault secret list --id {VAULT} --query '[].name' -o tsv"
     exchange_error = {
         "kind": "entra_error",
         "http_status": 400,
