@@ -49,8 +49,8 @@ PLACEHOLDER_RE = re.compile(r"<[^<>\s][^<>]*>")
 CLIENT_ID = "azure.workload.identity/client-id"
 USE_LABEL = "azure.workload.identity/use"
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
-IDENTITY_API, ROLE_API, VAULT_API, CLUSTER_API, KV_DATA_API = (
-    "2023-01-31", "2022-04-01", "2023-07-01", "2024-09-01", "7.4")
+IDENTITY_API, ROLE_API, VAULT_API, STORAGE_API, CLUSTER_API, KV_DATA_API = (
+    "2023-01-31", "2022-04-01", "2023-07-01", "2023-05-01", "2024-09-01", "7.4")
 SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"  # Key Vault Secrets User
 SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"  # Key Vault Secrets Officer
 VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"  # Key Vault Reader: control plane only
@@ -469,6 +469,13 @@ CASES = [
          lambda w: w.vault(w.finance_kv, networkAcls={"defaultAction": "Allow", "ipRules": []}),
          decision=Decision("which network the cluster reaches the vault from: its node subnet (a service "
                            "endpoint), its egress IP, or a private endpoint; the harness knows none of them")),
+    Case("STORAGE_FIREWALL", lambda w: w.person.arm("PATCH", w.ordersdata, STORAGE_API,
+                                                    {"properties": {"networkAcls": {"defaultAction": "Deny"}}}),
+         lambda w: w.person.arm("PATCH", w.ordersdata, STORAGE_API,
+                                {"properties": {"networkAcls": {"defaultAction": "Allow", "ipRules": []}}}),
+         where="orders/orders-sa",
+         decision=Decision("which network the cluster reaches the account from (its node subnet or egress IP): "
+                           "the harness knows neither")),
     Case("SECRET_DISABLED", _disable_secret, _heal_secret),
     Case("WORKLOAD_IDENTITY_DISABLED", lambda w: w.cluster(securityProfile={"workloadIdentity": {"enabled": False}}),
          _heal_cluster, where="run"),
