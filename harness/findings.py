@@ -52,7 +52,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "OIDC_ISSUER_DISABLED", "cluster", "error",
         "The cluster's OIDC issuer is off: no token it issues can be exchanged.",
-        "az aks update --enable-oidc-issuer, then restart the workloads.",
+        "`az aks update --enable-oidc-issuer`, then restart the workloads.",
         "fault:oidc-issuer-disabled",
     ),
     _e(
@@ -72,21 +72,21 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "WORKLOAD_IDENTITY_DISABLED", "cluster", "error",
         "Workload identity (the AKS add-on) is off on the cluster.",
-        "az aks update --enable-workload-identity.",
+        "`az aks update --enable-workload-identity`.",
         "scenario:webhook-absent",
     ),
     _e(
         "CLUSTER_IDENTITY_UNEXPECTED", "cluster", "error|warning",
         "The cluster's own identity is not of the type expect.cluster_identity names (the migration "
         "runbook expects user-assigned).",
-        "az aks update --assign-identity with a user-assigned identity, or set expect.cluster_identity.",
+        "`az aks update --assign-identity` with a user-assigned identity, or set expect.cluster_identity.",
         "fault:cluster-identity-unexpected",
     ),
     _e(
         "ISSUER_DISCOVERY_UNREACHABLE", "cluster", "error",
         "The issuer's /.well-known/openid-configuration cannot be fetched over HTTPS (Entra must fetch it"
         " too).",
-        "curl the discovery URL; check the issuer's storage or network path.",
+        "`curl` the discovery URL; check the issuer's storage or network path.",
         "fault:issuer-unreachable",
     ),
     _e(
@@ -106,7 +106,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "ISSUER_JWKS_UNREACHABLE", "cluster", "error",
         "The issuer's JWKS (jwks_uri) cannot be fetched.",
-        "curl the jwks_uri; fix the issuer's hosting.",
+        "`curl` the jwks_uri; fix the issuer's hosting.",
         no_lab_fault="lab ctl issuer --unreachable stops the discovery document first, so the JWKS is "
                      "skipped",
     ),
@@ -142,13 +142,13 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "WEBHOOK_NOT_INSTALLED", "webhook", "error",
         "No workload identity mutating webhook: labelled pods are admitted unmutated.",
-        "az aks update --enable-workload-identity (or install the Helm chart).",
+        "`az aks update --enable-workload-identity` (or install the Helm chart).",
         "scenario:webhook-absent",
     ),
     _e(
         "WEBHOOK_FAILURE_POLICY_IGNORE", "webhook", "error",
         "The webhook's failurePolicy is Ignore: when it is down pods start silently without identity.",
-        "kubectl patch the MutatingWebhookConfiguration to failurePolicy Fail.",
+        "`kubectl patch` the MutatingWebhookConfiguration to failurePolicy Fail.",
         "fault:failure-policy-ignore",
     ),
     _e(
@@ -160,7 +160,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "WEBHOOK_NOT_READY", "webhook", "error",
         "The webhook Deployment has no ready replica (or is missing).",
-        "kubectl -n kube-system get deploy,pods -l azure-workload-identity.io/system=true; fix its pods.",
+        "`kubectl -n kube-system get deploy,pods -l azure-workload-identity.io/system=true`; fix its pods.",
         "scenario:webhook-down",
         "fault:webhook-down-and-role-missing",
     ),
@@ -208,15 +208,15 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "SA_NOT_FOUND", "serviceaccount", "error",
         "The ServiceAccount does not exist in its namespace.",
-        "kubectl create serviceaccount, annotated with the identity's client id.",
+        "`kubectl create serviceaccount`, annotated with the identity's client id.",
         "fault:service-account-missing",
     ),
     _e(
         "SA_NOT_ANNOTATED", "serviceaccount", "error",
         "The ServiceAccount has no azure.workload.identity/client-id annotation: the webhook injects no "
         "AZURE_CLIENT_ID.",
-        "kubectl annotate serviceaccount ... azure.workload.identity/client-id=<client id>, then restart "
-        "the pods.",
+        "`kubectl annotate serviceaccount ... azure.workload.identity/client-id=<client id>`, then "
+        "restart the pods.",
         "fault:annotation-removed",
         "unit:tests/harness/test_checks.py::test_an_annotation_on_the_deployment_instead_of_the_service_a"
         "ccount_is_named",
@@ -258,7 +258,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "POD_NOT_FOUND", "pod", "error",
         "--pod names a pod that does not exist.",
-        "kubectl get pods -n NS; pass an existing pod.",
+        "`kubectl get pods -n NS`; pass an existing pod.",
         no_lab_fault="a --pod typo, not a lab fault",
     ),
     _e(
@@ -293,7 +293,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "POD_STALE_CLIENT_ID", "pod", "error|warning",
         "A running pod carries an AZURE_CLIENT_ID other than the annotation's (made before it changed).",
-        "kubectl rollout restart the workload.",
+        "`kubectl rollout restart` the workload.",
         "fault:principal-id-annotated",
         "fault:client-id-of-another-identity",
         "fault:client-id-malformed",
@@ -342,7 +342,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "PROBE_NOT_STARTED", "probe", "error",
         "The probe container did not start (waiting with another reason).",
-        "kubectl describe pod; fix the reason it names.",
+        "`kubectl describe pod`; fix the reason it names.",
         no_lab_fault="the lab's kubelet has no other waiting reason to give",
     ),
     _e(
@@ -384,7 +384,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "TOKEN_FILE_MISSING", "token", "error",
         "AZURE_FEDERATED_TOKEN_FILE names a file that is not there.",
-        "kubectl describe pod: is the projected volume mounted?",
+        "`kubectl describe pod`: is the projected volume mounted?",
         no_lab_fault="the lab's kubelet always projects",
     ),
     _e(
@@ -396,7 +396,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "TOKEN_UNREADABLE", "token", "error",
         "The token could not be read for another reason.",
-        "kubectl exec into the pod and read the file.",
+        "`kubectl exec` into the pod and read the file.",
         no_lab_fault="no lab fault breaks the projected file",
     ),
     _e(
@@ -480,7 +480,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "SERVICE_PRINCIPAL_MISSING", "identity", "error",
         "The application has no service principal in the tenant (AADSTS7000229).",
-        "az ad sp create --id <appId>.",
+        "`az ad sp create --id <appId>`.",
         "unit:tests/harness/test_identity_checks.py::test_an_application_without_a_service_principal_gets"
         "_one",
         no_lab_fault="no lab fault makes an application without its service principal yet (Graph could)",
@@ -488,7 +488,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "APPLICATION_DISABLED", "identity", "error",
         "The application's service principal is disabled (AADSTS7000112).",
-        "az ad sp update --id <appId> --set accountEnabled=true.",
+        "`az ad sp update --id <appId> --set accountEnabled=true`.",
         "unit:tests/harness/test_checks.py::test_conditional_access_and_a_disabled_application_get_their_"
         "own_codes",
         no_lab_fault="the lab's Entra does not disable service principals",
@@ -496,7 +496,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "FIC_MISSING", "federation", "error",
         "The identity has no federated credential for this issuer and subject (AADSTS70021/70025).",
-        "az identity federated-credential create with the cluster's issuer and the ServiceAccount's "
+        "`az identity federated-credential create` with the cluster's issuer and the ServiceAccount's "
         "subject.",
         "fault:fic-deleted",
     ),
@@ -504,7 +504,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "FIC_ISSUER_MISMATCH", "federation", "error",
         "A credential for the subject names another issuer, often without the trailing slash "
         "(AADSTS700211).",
-        "az identity federated-credential update --issuer <exact issuer URL>.",
+        "`az identity federated-credential update --issuer <exact issuer URL>`.",
         "scenario:issuer-without-slash",
     ),
     _e(
@@ -524,7 +524,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "FIC_AUDIENCE_MISMATCH", "federation", "error",
         "The credential's audience is not api://AzureADTokenExchange (AADSTS700212).",
-        "az identity federated-credential update --audiences api://AzureADTokenExchange.",
+        "`az identity federated-credential update --audiences api://AzureADTokenExchange`.",
         "fault:fic-audience",
     ),
     _e(
@@ -596,8 +596,8 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "ROLE_ASSIGNMENT_MISSING", "access", "error",
         "The identity holds no role that allows the read.",
-        "az role assignment create --role 'Key Vault Secrets User' (or Storage Blob Data Reader) at the "
-        "resource.",
+        "`az role assignment create --role 'Key Vault Secrets User'` (or Storage Blob Data Reader) at the"
+        " resource.",
         "scenario:missing-role",
     ),
     _e(
@@ -659,7 +659,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "KEYVAULT_ACCESS_POLICY_MISSING", "access", "error",
         "The vault uses access policies and none lets the identity get secrets.",
-        "az keyvault set-policy --secret-permissions get (a role would not help).",
+        "`az keyvault set-policy --secret-permissions get` (a role would not help).",
         "test:tests/harness/test_access_verdicts_lab.py::test_an_access_policy_vault_is_fixed_with_set_po"
         "licy",
     ),
@@ -680,7 +680,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "SECRET_DISABLED", "access", "error",
         "The secret exists but is disabled.",
-        "az keyvault secret set-attributes --enabled true.",
+        "`az keyvault secret set-attributes --enabled true`.",
         "fault:secret-disabled",
         "unit:tests/harness/test_checks.py::test_only_authorization_refusals_prove_a_deny",
     ),
@@ -774,7 +774,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "SA_WITHOUT_FIC", "inventory", "error",
         "An annotated ServiceAccount's identity has no credential for this cluster's issuer and subject.",
-        "az identity federated-credential create.",
+        "`az identity federated-credential create`.",
         "test:tests/harness/test_inventory_lab.py::test_a_service_account_without_a_credential",
     ),
     _e(
@@ -821,35 +821,35 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "POD_IDENTITY_ADDON_ENABLED", "migration", "error|warning",
         "The AKS pod identity add-on is still on.",
-        "az aks update --disable-pod-identity.",
+        "`az aks update --disable-pod-identity`.",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
     ),
     _e(
         "POD_IDENTITY_CRDS_PRESENT", "migration", "error|warning",
         "The aadpodidentity.k8s.io CRDs remain.",
-        "kubectl delete crd for each.",
+        "`kubectl delete crd` for each.",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
     ),
     _e(
         "POD_IDENTITY_OBJECTS_PRESENT", "migration", "error|warning",
         "AzureIdentity, binding, exception or assigned-identity objects remain.",
-        "kubectl delete them (az aks pod-identity delete for ARM-made ones).",
+        "`kubectl delete` them (az aks pod-identity delete for ARM-made ones).",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
     ),
     _e(
         "POD_IDENTITY_NMI_INSTALLED", "migration", "error|warning",
         "NMI still intercepts IMDS on every node.",
-        "helm uninstall the aad-pod-identity release.",
+        "`helm uninstall` the aad-pod-identity release.",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
     ),
     _e(
         "POD_IDENTITY_MIC_INSTALLED", "migration", "error|warning",
         "MIC still assigns identities to nodes.",
-        "helm uninstall the aad-pod-identity release.",
+        "`helm uninstall` the aad-pod-identity release.",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
     ),
