@@ -107,8 +107,8 @@ def follow_workload_identity_addon(lab: Lab, name: str, resource_group: str, ena
     """What AKS does when a managed cluster's securityProfile.workloadIdentity.enabled changes (``az aks update
     --enable-workload-identity`` / ``--disable-workload-identity``): it installs or removes ITS webhook, the
     add-on's objects in kube-system. A chart installed by hand stays where it is. Any PUT that says enabled
-    reconciles the add-on, as AKS does: a webhook deleted by hand comes back. Only the managed cluster that is the
-    lab's Kubernetes cluster (lab.json ``cluster``) has a webhook to follow."""
+    reconciles the add-on, as AKS does: a webhook deleted or edited by hand comes back as the add-on ships it. Only
+    the managed cluster that is the lab's Kubernetes cluster (lab.json ``cluster``) has a webhook to follow."""
     own = lab.extra.get("cluster") or {}
     if (name.lower(), resource_group.lower()) != (str(own.get("name")).lower(), str(own.get("resource_group")).lower()):
         return
@@ -122,6 +122,8 @@ def follow_workload_identity_addon(lab: Lab, name: str, resource_group: str, ena
     elif not enabled and hook.mode != "absent" and hook.install == "addon":
         change = {"mode": "absent"}
     else:
+        if enabled:  # the add-on manager puts its objects back as it ships them (a hand-edited webhook too)
+            sync_webhook_objects(lab)
         return
     set_webhook(lab, change)
     for cluster in lab.azure.clusters.values():

@@ -966,6 +966,21 @@ def test_the_labs_own_cluster_installs_and_removes_the_add_on_webhook_with_its_f
         arm.run(lambda: set_webhook(lab, {"mode": "up"}))
     assert configurations()
 
+    def failure_policy(value: str | None = None) -> str:
+        def edit() -> str:
+            store = lab.kube.store
+            kind = store.type_for("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
+            hook = store.list(kind)[0][0]
+            if value is not None:
+                hook["webhooks"][0]["failurePolicy"] = value
+                store.replace(kind, hook, check_version=False)
+            return hook["webhooks"][0]["failurePolicy"]
+        return arm.run(edit)
+
+    assert failure_policy("Ignore") == "Ignore"  # edited by hand
+    put(True)
+    assert failure_policy() == "Fail"  # as the add-on ships it
+
 
 def _vault(arm: Arm, lab) -> tuple[str, str, str]:
     rg = arm.group("kv")
