@@ -487,7 +487,9 @@ def webhook_object_selector(ctx: ClusterContext) -> Outcome:
             "webhook",
             f"the webhook does not select pods by the {USE_LABEL} label",
             {"objectSelector": selectors},
-            [fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.facts), "-o", "yaml")],
+            [fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.facts), "-o", "yaml"),
+             advice("reinstall the webhook as it ships (its objectSelector selects the label):"),
+             *enable_webhook(ctx.facts, ctx.azure)],
         ),
     )
 

@@ -434,6 +434,15 @@ def _heal_cluster(w: World) -> None:
     w.ctl("webhook", "--install", "addon", "--mode", "up")
 
 
+MWC = "azure-wi-webhook-mutating-webhook-configuration"
+
+
+def _patch_webhook(operation: dict[str, Any]) -> Callable[[World], None]:
+    def breaks(w: World) -> None:
+        w.kubectl(f"patch mutatingwebhookconfiguration {MWC} --type json -p {shlex.quote(json.dumps([operation]))}")
+    return breaks
+
+
 def _keep_the_chart(line: str) -> bool:
     """WEBHOOK_DUPLICATE: the test keeps the chart (the printed 'to keep the chart' option, az), not the add-on
     (helm uninstall: no helm here, and the lab's chart objects are not a Helm release)."""
@@ -481,6 +490,11 @@ CASES = [
          _heal_cluster, where="run"),
     Case("OIDC_ISSUER_DISABLED", lambda w: w.cluster(oidcIssuerProfile={"enabled": False}), _heal_cluster,
          where="run"),
+    Case("WEBHOOK_FAILURE_POLICY_IGNORE",
+         _patch_webhook({"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}), _heal_cluster,
+         where="run"),
+    Case("WEBHOOK_OBJECT_SELECTOR_MISSING", _patch_webhook({"op": "remove", "path": "/webhooks/0/objectSelector"}),
+         _heal_cluster, where="run"),
     Case("WEBHOOK_NOT_INSTALLED", lambda w: w.ctl("webhook", "--mode", "absent"), _heal_cluster, where="run"),
     Case("WEBHOOK_DUPLICATE", lambda w: w.ctl("webhook", "--install", "both"), _heal_cluster, where="run",
          decision=Decision("keep the AKS add-on or the Helm chart, not both: the printed fix offers both; the test "
