@@ -11,7 +11,6 @@ verified with ``pytest suites --config`` against the running lab.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from test_e2e_lab import checks_of, run_suites
 
-from lab.bootstrap import RunningLab, start_lab
+from lab.bootstrap import RunningLab
 
 pytestmark = pytest.mark.slow
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
@@ -69,14 +68,6 @@ class Person:
                                "principalId": principal_id, "principalType": "ServicePrincipal"}}
         return self.arm("PUT", path, "2022-04-01", body)["id"]
 
-
-@pytest.fixture(scope="module")
-def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningLab]:
-    lab = start_lab(tmp_path_factory.mktemp("identities-lab"))
-    try:
-        yield lab
-    finally:
-        lab.stop()
 
 
 @pytest.fixture(scope="module")
