@@ -60,14 +60,24 @@ def cluster_name_rg(azure: AzureConfig | None) -> tuple[str, str]:
     return azure.cluster_name, azure.resource_group
 
 
-def aks_update(azure: AzureConfig | None, *flags: str) -> Command:
+def subscription_of(azure: AzureConfig | None) -> str:
+    """The configured subscription, for every az command that names a resource group: az would otherwise look
+    the group up in whichever subscription its login made current."""
+    return guid_or(azure.subscription_id if azure else None, "<subscription-id>")
+
+
+def cluster_location(azure: AzureConfig | None) -> tuple[str, ...]:
+    """``--resource-group RG --name CLUSTER --subscription S`` of the configured cluster."""
     name, rg = cluster_name_rg(azure)
-    return command("az", "aks", "update", "--resource-group", rg, "--name", name, *flags)
+    return ("--resource-group", rg, "--name", name, "--subscription", subscription_of(azure))
+
+
+def aks_update(azure: AzureConfig | None, *flags: str) -> Command:
+    return command("az", "aks", "update", *cluster_location(azure), *flags)
 
 
 def aks_show(azure: AzureConfig | None, *query: str) -> Command:
-    name, rg = cluster_name_rg(azure)
-    return command("az", "aks", "show", "--resource-group", rg, "--name", name, *query)
+    return command("az", "aks", "show", *cluster_location(azure), *query)
 
 
 def show_issuer(azure: AzureConfig | None) -> Command:
@@ -95,9 +105,8 @@ def kube_unreachable(context: str | None, azure: AzureConfig | None) -> list[Ste
 
 
 def kube_credentials(azure: AzureConfig | None) -> list[Step]:
-    name, rg = cluster_name_rg(azure)
     return [
-        command("az", "aks", "get-credentials", "--resource-group", rg, "--name", name, "--overwrite-existing"),
+        command("az", "aks", "get-credentials", *cluster_location(azure), "--overwrite-existing"),
         command("kubelogin", "convert-kubeconfig", "-l", "azurecli", note="Entra-integrated clusters"),
     ]
 
@@ -185,21 +194,20 @@ def can_i(verb: str, resource: str, namespace: str | None = None) -> Command:
 
 
 def federated_credential(verb: str, resource_id: str | None, name: str, issuer: str, subject: str) -> Command:
-    identity, rg = identity_name_rg(resource_id)
     return command(
-        "az", "identity", "federated-credential", verb, "--name", name, "--identity-name", identity,
-        "--resource-group", rg, "--issuer", issuer, "--subject", subject, "--audiences", TOKEN_AUDIENCE,
+        "az", "identity", "federated-credential", verb, "--name", name, *identity_location(resource_id),
+        "--issuer", issuer, "--subject", subject, "--audiences", TOKEN_AUDIENCE,
     )
 
 
 def identity_location(resource_id: str | None) -> tuple[str, ...]:
-    """``--identity-name N --resource-group RG [--subscription S]`` of a managed identity, from its resource
-    id (placeholders when it is no identity id): the name and group are needed, and the subscription when the
-    identity is not in the current one."""
+    """``--identity-name N --resource-group RG --subscription S`` of a managed identity, from its resource id
+    (placeholders where it is no identity id, or its subscription no GUID): the identity may live in another
+    subscription than the one az's login made current (a shared-identities subscription)."""
     name, rg = identity_name_rg(resource_id)
     match = _IDENTITY_RE.fullmatch(resource_id or "")
-    subscription = ("--subscription", match.group(1)) if match and values.is_guid(match.group(1)) else ()
-    return ("--identity-name", name, "--resource-group", rg, *subscription)
+    subscription = guid_or(match.group(1) if match else None, "<subscription-id>")
+    return ("--identity-name", name, "--resource-group", rg, "--subscription", subscription)
 
 
 def identity_credential_create(resource_id: str | None, name: str, issuer: str, subject: str) -> Command:
@@ -431,13 +439,15 @@ def pod_identity_delete(azure: AzureConfig | None, namespace: str, name: str) ->
     """Remove a pod identity the AKS add-on manages (its AzureIdentity and binding go with it)."""
     cluster, rg = cluster_name_rg(azure)
     return command("az", "aks", "pod-identity", "delete", "--cluster-name", cluster, "--resource-group", rg,
-                   "--namespace", namespace_or(namespace), "--name", object_or(name, "<pod-identity-name>"))
+                   "--subscription", subscription_of(azure), "--namespace", namespace_or(namespace),
+                   "--name", object_or(name, "<pod-identity-name>"))
 
 
 def pod_identity_exception_delete(azure: AzureConfig | None, namespace: str, name: str) -> Command:
     cluster, rg = cluster_name_rg(azure)
     return command("az", "aks", "pod-identity", "exception", "delete", "--cluster-name", cluster,
-                   "--resource-group", rg, "--namespace", namespace_or(namespace),
+                   "--resource-group", rg, "--subscription", subscription_of(azure),
+                   "--namespace", namespace_or(namespace),
                    "--name", object_or(name, "<exception-name>"))
 
 
@@ -593,9 +603,7 @@ def list_blobs(account: str, container: str) -> Command:
 def rotate_issuer_keys(azure: AzureConfig | None) -> Command:
     """AKS issues and publishes a new service-account signing key pair; the old key stays published for a day
     (AKS docs, use-oidc-issuer). az asks before it rotates: --yes answers."""
-    name, rg = cluster_name_rg(azure)
-    return command("az", "aks", "oidc-issuer", "rotate-signing-keys", "--resource-group", rg, "--name", name,
-                   "--yes")
+    return command("az", "aks", "oidc-issuer", "rotate-signing-keys", *cluster_location(azure), "--yes")
 
 
 def api_server_jwks() -> Command:

@@ -24,6 +24,7 @@ from fakeworld import World
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness import values
 from harness.checks import remediation as fix
 from harness.checks.model import Finding
 from harness.commands import Advice, Command, Var, advice, command, intended_words, render
@@ -240,6 +241,40 @@ def test_every_builder_is_under_the_property_test() -> None:
 def test_every_builder_prints_exactly_its_intended_words(name: str, data: st.DataObject) -> None:
     built = BUILDERS[name](data.draw)
     assert_round_trips(built if isinstance(built, list) else [built])
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_every_az_fix_that_names_a_resource_group_names_its_subscription(name: str, data: st.DataObject) -> None:
+    """az looks a resource group up in the subscription its login made current: a fix for an identity in a
+    shared-identities subscription, or a cluster in another one, would miss without --subscription."""
+    built = BUILDERS[name](data.draw)
+    for step in built if isinstance(built, list) else [built]:
+        words = [arg for arg in step.argv if isinstance(arg, str)] if isinstance(step, Command) else []
+        if words[:1] != ["az"] or not {"--resource-group", "-g"} & set(words):
+            continue
+        assert "--subscription" in words, words
+        subscription = words[words.index("--subscription") + 1]
+        assert values.is_guid(subscription) or subscription == "<subscription-id>", words
+
+
+SUBSCRIPTION = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
+
+
+def test_the_subscription_named_is_the_identitys_or_the_configured_one() -> None:
+    shared = IDENTITY_ID.replace(SUBSCRIPTION, "5f2b1c3d-0000-4000-8000-00000000abcd")
+    created = fix.federated_credential("create", shared, "n", "https://issuer/", "system:serviceaccount:a:b")
+    assert created.argv[created.argv.index("--subscription") + 1] == "5f2b1c3d-0000-4000-8000-00000000abcd"
+    azure = AzureConfig.model_construct(
+        cloud=CloudConfig(name="AzureCloud"), ca_file=None, tenant_id=SUBSCRIPTION, subscription_id=SUBSCRIPTION,
+        resource_group="rg", cluster_name="aks", credential=None,
+    )
+    for step in (fix.aks_update(azure, "--enable-oidc-issuer"), fix.rotate_issuer_keys(azure),
+                 fix.pod_identity_delete(azure, "ns", "pi")):
+        assert step.argv[step.argv.index("--subscription") + 1] == SUBSCRIPTION
+    unknown = fix.federated_credential("update", "not-an-identity-id", "n", "i", "s")
+    assert unknown.argv[unknown.argv.index("--subscription") + 1] == "<subscription-id>"
 
 
 def test_jmespath_literals_cannot_be_closed_by_the_value() -> None:

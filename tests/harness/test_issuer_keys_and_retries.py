@@ -92,7 +92,8 @@ def test_a_key_the_aks_issuer_does_not_publish_is_not_found_and_rotation_is_offe
     lines = found.fix_lines()
     assert lines[0] == f"curl -sS {JWKS_URI}"
     assert lines[1].startswith("kubectl get --raw /openid/v1/jwks")
-    assert lines[-1] == "az aks oidc-issuer rotate-signing-keys --resource-group myRg --name myAks --yes"
+    assert lines[-1] == ("az aks oidc-issuer rotate-signing-keys --resource-group myRg --name myAks "
+                         "--subscription 0b1f6471-1bf0-4dda-aec3-cb9272f09590 --yes")
 
 
 def test_a_self_managed_issuer_is_told_to_publish_the_api_servers_keys_never_to_rotate_aks_keys() -> None:

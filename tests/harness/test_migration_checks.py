@@ -177,11 +177,11 @@ def test_remediation_names_the_real_objects_and_commands() -> None:
     fixes = lines(run_migration_checks(facts, cluster, AZURE))
     expected = [
         # the add-on owns payments' identity: az removes its AzureIdentity and binding
-        "az aks pod-identity delete --cluster-name dev-aks --resource-group dev-rg --namespace payments "
-        "--name payments-identity",
-        "az aks pod-identity exception delete --cluster-name dev-aks --resource-group dev-rg --namespace payments "
-        "--name metrics-exception",
-        "az aks update --resource-group dev-rg --name dev-aks --disable-pod-identity",
+        f"az aks pod-identity delete --cluster-name dev-aks --resource-group dev-rg --subscription {SUB} "
+        "--namespace payments --name payments-identity",
+        f"az aks pod-identity exception delete --cluster-name dev-aks --resource-group dev-rg --subscription {SUB} "
+        "--namespace payments --name metrics-exception",
+        f"az aks update --resource-group dev-rg --name dev-aks --subscription {SUB} --disable-pod-identity",
         "kubectl delete azureidentitybinding -n finance backend-binding",
         "kubectl delete azureidentity -n finance backend-identity",
         "kubectl delete azurepodidentityexception -n kube-system aks-addon-exception",
@@ -194,7 +194,7 @@ def test_remediation_names_the_real_objects_and_commands() -> None:
         "kubectl annotate serviceaccount -n payments payments-sa "
         f"azure.workload.identity/client-id={CLIENT_PAYMENTS} --overwrite",
         "az identity federated-credential create --name payments-payments-sa --identity-name paymentsId "
-        f"--resource-group myRg --issuer {ISSUER} --subject system:serviceaccount:payments:payments-sa "
+        f"--resource-group myRg --subscription {SUB} --issuer {ISSUER} --subject system:serviceaccount:payments:payments-sa "
         "--audiences api://AzureADTokenExchange",
     ]
     for line in expected:
