@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from lab import bodies
+from lab import bodies, egress
 from lab.azure.metadata_cache import MAX_SECONDS as MAX_CACHE_SECONDS
 from lab.faults import SERVICES, Handler
 from lab.kube.issuer import rotate_issuer_keys
@@ -180,8 +180,8 @@ def set_egress(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
             if service not in SERVICES:
                 raise ControlError(f"{key}: unknown service {service!r}; choose from {', '.join(SERVICES)}")
             (lab.faults.egress_blocked.add if add else lab.faults.egress_blocked.discard)(service)
-    lab.write_network_manifest()
-    return {"egress_blocked": sorted(lab.faults.egress_blocked), "pod_network_isolated": _pods_isolated(lab)}
+    egress.sync_fault_policies(lab)  # the fault is a NetworkPolicy per namespace, enforced by the pods' relays
+    return {"egress_blocked": egress.blocked_services(lab), "pod_network_isolated": _pods_isolated(lab)}
 
 
 def _pods_isolated(lab: Lab) -> bool:

@@ -31,9 +31,10 @@ from typing import Any
 
 from aiohttp import web
 
-from lab import httplog, tasks
+from lab import egress, httplog, tasks
 from lab.azure.world import AzureWorld
 from lab.clock import Clock
+from lab.egress import PodManifests
 from lab.faults import Faults
 from lab.keys import KeySet
 from lab.kube.cluster import KubeCluster
@@ -96,6 +97,7 @@ class Lab:
         # (see lab.kube.podsandbox); a short path, since unix socket paths are limited to 107 bytes.
         self.net_dir = Path(tempfile.mkdtemp(prefix="wi-lab-net-"))
         self._net_ports: dict[int, str] = {}  # port -> service, for the pods' relay manifest
+        self.pod_manifests: PodManifests | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runners: list[web.AppRunner] = []
         self._background: list[Callable[[], Any]] = []  # stop callbacks
@@ -148,12 +150,13 @@ class Lab:
         return self.net_dir / "ports.json"
 
     def write_network_manifest(self) -> None:
-        """What the pods' relays read: every lab port, its unix socket, and the services egress may not reach."""
+        """Every lab port and its unix socket; each pod's relay reads its own copy (``lab.egress``)."""
         manifest = {
             "ports": {str(port): {"service": service, "socket": str(self.net_dir / f"{port}.sock")}
                       for port, service in sorted(self._net_ports.items())},
-            "blocked": sorted(self.faults.egress_blocked),
         }
+        if self.pod_manifests is not None:
+            self.pod_manifests.refresh()
         temporary = self.net_dir / "ports.json.tmp"
         temporary.write_text(json.dumps(manifest))
         os.replace(temporary, self.network_manifest)
@@ -177,6 +180,7 @@ class Lab:
         )
         self.kube = KubeCluster(name="z-dev-kubernetes-01-aks-SGmrd5", issuer_url=self.issuer_url, webhook=webhook)
         self.azure = AzureWorld(tenant_id=self.tenant_id, subscription_id=self.subscription_id)
+        self.pod_manifests = PodManifests(self)
         scenarios.apply(self, self.scenario)
 
         self._loop = asyncio.get_running_loop()
@@ -196,6 +200,7 @@ class Lab:
                 await self._serve(runner, name, sock)
             self._runners.append(runner)
 
+        egress.sync_fault_policies(self)
         from lab.kube.kubelet import Kubelet
 
         self.kubelet = Kubelet(self)

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from lab.kube import netpol
 from lab.kube.store import Obj, ResourceType
 
 FILE_MODE_DEFAULT = 420  # 0644
@@ -256,6 +257,7 @@ DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("apps", "replicasets"): replicaset_defaults,
     ("batch", "jobs"): job_defaults,
     ("apiextensions.k8s.io", "customresourcedefinitions"): crd_defaults,
+    ("networking.k8s.io", "networkpolicies"): netpol.defaults,
 }
 
 

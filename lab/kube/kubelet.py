@@ -841,9 +841,9 @@ class PodWorker:
                 "user": launch.user, "traverse": launch.traverse, "status_fd": write_fd,
                 "sandbox": self.kubelet.sandbox.isolated, "stage": str(stage),
                 "hostname": launch.env.get("HOSTNAME", self.name)}
-        manifest = getattr(self.lab, "network_manifest", None)  # stand-in labs in tests serve no unix sockets
-        if self.kubelet.sandbox.network and manifest is not None:
-            spec["network"] = {"manifest": str(manifest)}
+        manifests = getattr(self.lab, "pod_manifests", None)  # stand-in labs in tests serve no unix sockets
+        if self.kubelet.sandbox.network and manifests is not None:
+            spec["network"] = {"manifest": str(manifests.path(self.pod))}
         spec_path = cdir / f"launch-{cs.restart_count}.json"
         fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:

@@ -358,10 +358,10 @@ def launch(spec: dict[str, Any]) -> None:
 #
 # With ``unshare --net`` each pod has a loopback of its own, so it reaches nothing of the host. The launcher
 # brings that loopback up and forks a relay that listens, inside the pod, on 127.0.0.1:<port> of every lab
-# service and pipes each connection to the unix socket the lab serves the same port on (the manifest
-# ``ports.json`` names them). Egress to a service is blocked by the lab marking it in the manifest: the relay
-# then stops listening on its ports, so the pod's connections are refused, exactly as a NetworkPolicy or
-# firewall that rejects them. The relay exits when the container does.
+# service and pipes each connection to the unix socket the lab serves the same port on (the
+# pod's manifest names them). Ports the pod's NetworkPolicies deny are marked ``dropped`` in its manifest
+# (``lab.egress`` rewrites it as policies change): the relay then answers no SYN on them, so connections time
+# out as with a CNI that drops denied packets. The relay exits when the container does.
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -418,20 +418,31 @@ def _accept_loop(listener: socket.socket, socket_path: str) -> None:
         threading.Thread(target=_relay_connection, args=(conn, socket_path), daemon=True).start()
 
 
-def _read_manifest(path: str) -> dict[int, str]:
-    """Open ports -> unix socket path, leaving out the services whose egress is blocked."""
+def _read_manifest(path: str) -> dict[int, str | None]:
+    """Port -> the unix socket its connections are relayed to, or None when the pod's NetworkPolicies deny it."""
     with open(path) as handle:
         manifest = json.load(handle)
-    blocked = set(manifest.get("blocked", []))
-    return {int(port): entry["socket"] for port, entry in manifest["ports"].items()
-            if entry["service"] not in blocked}
+    dropped = {int(port) for port in manifest.get("dropped", [])}
+    return {int(port): None if int(port) in dropped else entry["socket"]
+            for port, entry in manifest["ports"].items()}
+
+
+def _dropping_listener(port: int) -> tuple[socket.socket, socket.socket]:
+    """A listener whose accept queue is full and never drained: the kernel drops further SYNs, so a client's
+    connect times out as it does against a CNI that drops denied packets. Returns (listener, the filler)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(0)
+    filler = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return listener, filler
 
 
 def _relay(manifest_path: str, ready_fd: int, parent: int) -> None:
     import threading
     import time
 
-    listeners: dict[int, socket.socket] = {}
+    listeners: dict[int, tuple[str | None, list[socket.socket]]] = {}
     seen = None
     while os.getppid() == parent:
         with contextlib.suppress(OSError):
@@ -439,18 +450,23 @@ def _relay(manifest_path: str, ready_fd: int, parent: int) -> None:
             if stamp != seen:
                 seen = stamp
                 wanted = _read_manifest(manifest_path)
-                for port in [p for p in listeners if p not in wanted]:
-                    with contextlib.suppress(OSError):
-                        listeners[port].shutdown(socket.SHUT_RDWR)
-                    listeners.pop(port).close()
+                for port in [p for p, (target, _) in listeners.items() if wanted.get(p, "") != target]:
+                    for sock in listeners.pop(port)[1]:
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+                        sock.close()
                 for port, path in wanted.items():
-                    if port not in listeners:
-                        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                        listener.bind(("127.0.0.1", port))
-                        listener.listen(128)
-                        listeners[port] = listener
-                        threading.Thread(target=_accept_loop, args=(listener, path), daemon=True).start()
+                    if port in listeners:
+                        continue
+                    if path is None:
+                        listeners[port] = (None, list(_dropping_listener(port)))
+                        continue
+                    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    listener.bind(("127.0.0.1", port))
+                    listener.listen(128)
+                    listeners[port] = (path, [listener])
+                    threading.Thread(target=_accept_loop, args=(listener, path), daemon=True).start()
         if ready_fd >= 0:
             os.write(ready_fd, b"ok")
             os.close(ready_fd)

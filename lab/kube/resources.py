@@ -107,6 +107,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         categories=("all",),
         subresources=("status",),
     ),
+    # networking.k8s.io/v1: enforced for lab pods' egress by their relays (lab.egress)
+    _type("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",)),
     # rbac.authorization.k8s.io/v1 (stored only: the lab authorizes with KubeCluster.policy)
     _type("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     _type("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),

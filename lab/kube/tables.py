@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from lab.kube import netpol
 from lab.kube.store import Obj, ResourceType
 
 Column = tuple[str, str, int, Callable[[Obj], Any]]  # name, type, priority, cell
@@ -228,6 +229,11 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Desired", "integer", 0, lambda r: r.get("spec", {}).get("replicas", 1)),
         ("Current", "integer", 0, _status("replicas")),
         ("Ready", "integer", 0, _status("readyReplicas")),
+        AGE,
+    ],
+    ("networking.k8s.io", "networkpolicies"): [
+        NAME,
+        ("Pod-Selector", "string", 0, lambda n: netpol.format_selector(n.get("spec", {}).get("podSelector"))),
         AGE,
     ],
     ("apiextensions.k8s.io", "customresourcedefinitions"): [

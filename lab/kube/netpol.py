@@ -1,0 +1,135 @@
+"""NetworkPolicy (networking.k8s.io/v1) as a CNI enforces it for a pod's egress.
+
+Semantics follow the API's documentation (k8s.io/api/networking/v1 types.go) and the upstream conformance
+behaviour: a pod is isolated for egress once any policy in its namespace selects it with ``Egress`` in its
+policyTypes; then a connection is allowed only if some rule of some selecting policy allows it (policies are
+additive allow-lists). A rule with no ``to`` allows every destination, with no ``ports`` every port. The lab's
+services are not pods, so only ``ipBlock`` peers can match them (``podSelector``/``namespaceSelector`` select
+pods), and a named port (which names a destination pod's container port) never matches them.
+
+Denied connections are dropped, not rejected, as Azure NPM and Cilium do: the client sees a connect timeout
+(Azure/azure-container-networking#237, #723).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from lab.kube.store import Obj
+
+GROUP = "networking.k8s.io"
+PLURAL = "networkpolicies"
+
+
+def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """A metav1.LabelSelector against a label set; ``{}`` selects everything."""
+    selector = selector or {}
+    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression.get("key"), expression.get("operator")
+        values = list(expression.get("values") or [])
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def format_selector(selector: dict[str, Any] | None) -> str:
+    """metav1.FormatLabelSelector: ``<none>`` for an empty selector, else its requirements joined by commas."""
+    selector = selector or {}
+    parts = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or []:
+        key, operator = expression.get("key", ""), expression.get("operator", "")
+        values = ",".join(sorted(expression.get("values") or []))
+        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key,
+                      "DoesNotExist": f"!{key}"}.get(operator, key))
+    return ",".join(parts) or "<none>"
+
+
+def policy_types(policy: Obj) -> list[str]:
+    """spec.policyTypes as stored or, when unset, as SetDefaults_NetworkPolicy fills it in."""
+    spec = policy.get("spec") or {}
+    types = spec.get("policyTypes")
+    if types:
+        return list(types)
+    return ["Ingress", *(["Egress"] if spec.get("egress") else [])]
+
+
+def defaults(policy: Obj) -> None:
+    """SetDefaults_NetworkPolicy and SetDefaults_NetworkPolicyPort: policyTypes, and protocol TCP on ports."""
+    spec = policy.setdefault("spec", {})
+    spec.setdefault("podSelector", {})
+    spec["policyTypes"] = policy_types(policy)
+    for direction in ("ingress", "egress"):
+        for rule in spec.get(direction) or []:
+            for port in (rule or {}).get("ports") or []:
+                if isinstance(port, dict):
+                    port.setdefault("protocol", "TCP")
+
+
+def selects(policy: Obj, pod: Obj) -> bool:
+    """Whether ``policy`` isolates ``pod`` for egress."""
+    meta, pod_meta = policy.get("metadata") or {}, pod.get("metadata") or {}
+    if meta.get("namespace") != pod_meta.get("namespace") or "Egress" not in policy_types(policy):
+        return False
+    return selector_matches((policy.get("spec") or {}).get("podSelector"), pod_meta.get("labels") or {})
+
+
+def _in_block(block: dict[str, Any], address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    try:
+        network = ipaddress.ip_network(str(block.get("cidr", "")), strict=False)
+        if address.version != network.version or address not in network:
+            return False
+        return not any(address in ipaddress.ip_network(str(cidr), strict=False)
+                       for cidr in block.get("except") or []
+                       if ipaddress.ip_network(str(cidr), strict=False).version == address.version)
+    except ValueError:
+        return False
+
+
+def _peer_allows(peer: dict[str, Any], address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    # Only ipBlock selects destinations that are not pods; podSelector/namespaceSelector peers select pods.
+    return isinstance(peer, dict) and isinstance(peer.get("ipBlock"), dict) and _in_block(peer["ipBlock"], address)
+
+
+def _port_allows(entry: dict[str, Any], port: int, protocol: str) -> bool:
+    if not isinstance(entry, dict) or entry.get("protocol", "TCP") != protocol:
+        return False
+    wanted = entry.get("port")
+    if wanted is None:
+        return True
+    if not isinstance(wanted, int):  # a named port names a destination pod's container port
+        return False
+    end = entry.get("endPort")
+    return wanted <= port <= end if isinstance(end, int) else wanted == port
+
+
+def rule_allows(rule: dict[str, Any], host: str, port: int, protocol: str = "TCP") -> bool:
+    rule = rule or {}
+    address = ipaddress.ip_address(host)
+    peers, ports = rule.get("to") or [], rule.get("ports") or []
+    if peers and not any(_peer_allows(peer, address) for peer in peers):
+        return False
+    return not ports or any(_port_allows(entry, port, protocol) for entry in ports)
+
+
+def egress_allowed(policies: list[Obj], pod: Obj, host: str, port: int, protocol: str = "TCP") -> bool:
+    """Whether ``pod`` may open a connection to ``host:port`` under ``policies`` (all of the cluster's)."""
+    selecting = [policy for policy in policies if selects(policy, pod)]
+    if not selecting:
+        return True
+    return any(rule_allows(rule, host, port, protocol)
+               for policy in selecting for rule in (policy.get("spec") or {}).get("egress") or [])
+
+
+def selecting_policies(policies: list[Obj], pod: Obj) -> list[str]:
+    """Names of the policies that isolate ``pod`` for egress."""
+    return sorted(policy["metadata"]["name"] for policy in policies if selects(policy, pod))
