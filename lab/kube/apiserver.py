@@ -32,6 +32,7 @@ from lab.kube import (
     discovery,
     errors,
     gotypes,
+    impersonation,
     issuer,
     reviews,
     streams,
@@ -300,6 +301,7 @@ class ApiServer:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         user = authenticate(request, self.lab.kube, reviews.default_audiences(self.lab))
+        user = impersonation.impersonate(self.lab.kube, user, request.headers)
         if path in HEALTH_PATHS or any(path.startswith(p + "/") for p in HEALTH_PATHS):
             return web.Response(text="ok", content_type="text/plain")
         if path == "/version":

@@ -8,7 +8,7 @@ ServiceAccount gets (the harness's in-cluster RBAC manifests work as on AKS).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 from aiohttp import web
@@ -21,6 +21,15 @@ from lab.kube.store import Store
 PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 ANONYMOUS = KubeUser(name="system:anonymous", token="", groups=["system:unauthenticated"])
+
+
+@dataclass
+class ImpersonatedUser(KubeUser):
+    """Who a request runs as under ``kubectl --as`` (lab.kube.impersonation): not one of the lab's own
+    users, so no implicit cluster-admin; KubeCluster.policy applies if it names them, else only RBAC."""
+
+    uid: str = ""
+    extra: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,12 +121,19 @@ def forbidden_message(user: KubeUser, attributes: Attributes) -> str:
     )
 
 
+def is_unrestricted(cluster: KubeCluster, user: KubeUser) -> bool:
+    """A lab user with no KubeCluster.policy entry (the kubeconfig's admin), or anyone in system:masters."""
+    own_user = not (user.name.startswith(SERVICE_ACCOUNT_PREFIX) or isinstance(user, ImpersonatedUser))
+    return "system:masters" in user.groups or (own_user and user.name not in cluster.policy)
+
+
 def is_allowed(cluster: KubeCluster, user: KubeUser, attributes: Attributes) -> bool:
     """KubeCluster.policy for the lab's own users (no entry: cluster-admin), and RBAC objects from the store
     for ServiceAccounts and for anyone a (Cluster)RoleBinding names."""
     if "system:masters" in user.groups:
         return True
-    lab_user = user.name in cluster.policy or not user.name.startswith(SERVICE_ACCOUNT_PREFIX)
+    lab_user = user.name in cluster.policy or not (
+        user.name.startswith(SERVICE_ACCOUNT_PREFIX) or isinstance(user, ImpersonatedUser))
     if lab_user and cluster.authorize(
         user, attributes.verb, attributes.rbac_resource, attributes.group, attributes.namespace
     ):

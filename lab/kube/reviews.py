@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from lab.clock import rfc3339
 from lab.kube import errors, tokens
-from lab.kube.authz import SERVICE_ACCOUNT_PREFIX, Attributes, is_allowed, rbac_rules
+from lab.kube.authz import Attributes, ImpersonatedUser, is_allowed, is_unrestricted, rbac_rules
 from lab.kube.cluster import KubeUser
 from lab.kube.store import Obj
 
@@ -49,7 +49,7 @@ def self_subject_access_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
         )
         allowed = is_allowed(lab.kube, user, attributes)
     elif isinstance(spec.get("nonResourceAttributes"), dict):
-        allowed = lab.kube.policy.get(user.name) is None
+        allowed = is_unrestricted(lab.kube, user)
     else:
         raise errors.ApiError(
             422,
@@ -65,7 +65,7 @@ def self_subject_access_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
 def self_subject_rules_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
     namespace = (body.get("spec") or {}).get("namespace", "")
     rules = lab.kube.policy.get(user.name)
-    if rules is None and not user.name.startswith(SERVICE_ACCOUNT_PREFIX) or "system:masters" in user.groups:
+    if is_unrestricted(lab.kube, user):
         resource_rules = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]
         non_resource_rules = [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
     else:
@@ -105,12 +105,22 @@ def self_subject_rules_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
     return _review("SelfSubjectRulesReview", "authorization.k8s.io", body, status)
 
 
+def _user_info(user: KubeUser) -> dict[str, Any]:
+    info: dict[str, Any] = {"username": user.name}
+    if isinstance(user, ImpersonatedUser) and user.uid:
+        info["uid"] = user.uid
+    info["groups"] = list(user.groups)
+    if isinstance(user, ImpersonatedUser) and user.extra:
+        info["extra"] = {key: list(values) for key, values in user.extra.items()}
+    return info
+
+
 def self_subject_review(user: KubeUser, body: Obj) -> Obj:
     review = _review(
         "SelfSubjectReview",
         "authentication.k8s.io",
         body,
-        {"userInfo": {"username": user.name, "groups": list(user.groups)}},
+        {"userInfo": _user_info(user)},
     )
     review.pop("spec")
     return review

@@ -1,0 +1,116 @@
+"""API semantics a troubleshooter relies on, through the real kubectl: impersonation (``--as``), server-side
+field validation (``--validate=strict|warn|false``), ``kubectl explain`` from the served OpenAPI, and the
+admission order for ``generateName`` pods."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from lab.kube import errors, impersonation
+from lab.kube.cluster import AccessRule
+from lab.runtime import Lab, LabThread
+
+pytestmark = [
+    pytest.mark.kubectl,
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
+]
+
+Kubectl = Callable[..., Any]
+BACKEND_SA = "system:serviceaccount:finance:backend-sa"  # the healthy scenario's workload identity SA
+DEVS_READ_CONFIGMAPS = """\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: cm-reader}
+rules: [{apiGroups: [""], resources: [configmaps], verbs: [get]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: devs-read}
+subjects: [{kind: Group, name: devs, apiGroup: rbac.authorization.k8s.io}]
+roleRef: {kind: Role, name: cm-reader, apiGroup: rbac.authorization.k8s.io}
+"""
+
+
+@pytest.fixture(scope="module")
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    name = f"sem-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def reader(lab: Lab, lab_thread: LabThread) -> Any:
+    """A lab user who may only read pods: not allowed to impersonate anyone."""
+    rules = [AccessRule(verbs=["get", "list"], resources=["pods"], groups=[""])]
+    name = f"dana-{uuid.uuid4().hex[:4]}"
+    return lab_thread.call(lambda: lab.kube.add_user(name, rules=rules)).result(10)
+
+
+# ---------------------------------------------------------------- impersonation
+
+
+def test_impersonated_service_account_gets_only_its_rbac(kubectl: Kubectl) -> None:
+    as_sa = f"--as={BACKEND_SA}"
+    assert kubectl("auth", "can-i", "create", "pods", "-n", "finance").stdout.strip() == "yes"
+    denied = kubectl("auth", "can-i", "create", "pods", "-n", "finance", as_sa, check=False)
+    assert (denied.returncode, denied.stdout.strip()) == (1, "no")
+    listed = kubectl("get", "pods", "-n", "finance", as_sa, check=False)
+    assert listed.returncode == 1
+    assert listed.stderr.strip() == (
+        f'Error from server (Forbidden): pods is forbidden: User "{BACKEND_SA}" cannot list resource "pods" '
+        'in API group "" in the namespace "finance"'
+    )
+    whoami = json.loads(kubectl("auth", "whoami", as_sa, "-o", "json").stdout)["status"]["userInfo"]
+    assert whoami == {
+        "username": BACKEND_SA,
+        "groups": ["system:serviceaccounts", "system:serviceaccounts:finance", "system:authenticated"],
+    }
+
+
+def test_impersonated_user_with_groups_and_uid(kubectl: Kubectl, namespace: str) -> None:
+    whoami = kubectl("auth", "whoami", "--as=jane", "--as-group=devs", "--as-uid=42", "-o", "json")
+    assert json.loads(whoami.stdout)["status"]["userInfo"] == {
+        "username": "jane", "uid": "42", "groups": ["devs", "system:authenticated"]}
+    # jane is not the kubeconfig's admin: only RBAC counts, and a RoleBinding to her group does
+    assert kubectl("auth", "can-i", "get", "configmaps", "-n", namespace, "--as=jane", check=False).returncode == 1
+    kubectl("apply", "-n", namespace, "-f", "-", input=DEVS_READ_CONFIGMAPS)
+    allowed = kubectl("auth", "can-i", "get", "configmaps", "-n", namespace, "--as=jane", "--as-group=devs")
+    assert allowed.stdout.strip() == "yes"
+    assert kubectl("auth", "can-i", "get", "configmaps", "-n", namespace, "--as=jane",
+                   check=False).stdout.strip() == "no"
+    # groups given replace the ones a ServiceAccount would get
+    sa_groups = kubectl("auth", "whoami", f"--as={BACKEND_SA}", "--as-group=devs", "-o", "json")
+    assert json.loads(sa_groups.stdout)["status"]["userInfo"]["groups"] == ["devs", "system:authenticated"]
+
+
+def test_impersonation_needs_the_impersonate_verb(kubectl: Kubectl, reader: Any) -> None:
+    refused = kubectl("--token", reader.token, "get", "pods", "-n", "finance", f"--as={BACKEND_SA}",
+                      check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f'Error from server (Forbidden): serviceaccounts "backend-sa" is forbidden: User "{reader.name}" '
+        'cannot impersonate resource "serviceaccounts" in API group "" in the namespace "finance"'
+    )
+    user = kubectl("--token", reader.token, "get", "pods", "--as=jane", check=False)
+    assert (f'users "jane" is forbidden: User "{reader.name}" cannot impersonate resource "users" in API '
+            'group "" at the cluster scope') in user.stderr
+
+
+def test_impersonation_headers_without_a_user_are_a_bad_request(lab: Lab) -> None:
+    """kubectl refuses --as-group without --as itself; other clients get the filter's 400."""
+    admin = next(user for user in lab.kube.users.values() if user.name not in lab.kube.policy)
+    headers = CIMultiDictProxy(CIMultiDict([("Impersonate-Group", "devs"), ("Impersonate-Uid", "7")]))
+    with pytest.raises(errors.ApiError) as raised:
+        impersonation.impersonate(lab.kube, admin, headers)
+    assert (raised.value.code, raised.value.message) == (
+        400, "requested [{Group  devs    } {UID  7  authentication.k8s.io/v1  }] without impersonating a user")
+    extra = CIMultiDictProxy(CIMultiDict([("Impersonate-User", "jane"), ("Impersonate-Extra-Scopes%2Fa", "x")]))
+    assert impersonation.impersonate(lab.kube, admin, extra).extra == {"scopes/a": ["x"]}
