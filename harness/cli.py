@@ -3,6 +3,8 @@
 * ``report render RUN.json --format md|html [-o FILE]`` re-renders one run's sign-off (stdout without -o);
 * ``report merge RUN.json... -o DIR`` writes one sign-off over several runs (a fleet) as DIR/signoff.md and
   DIR/signoff.html;
+* ``manifests render --config harness.yaml --out DIR`` writes the Job, its ServiceAccount and RBAC, and a probe
+  pod per workload for ``kubectl apply`` (:mod:`harness.shipping`);
 * ``findings [--format md|text]`` prints the findings catalogue (harness.findings): docs/findings.md is
   ``python -m harness findings --format md > docs/findings.md``.
 
@@ -50,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge_cmd.add_argument("runs", type=Path, nargs="+", metavar="RUN.json")
     merge_cmd.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    manifests = commands.add_parser("manifests", help="Kubernetes manifests for a harness.yaml")
+    manifests_actions = manifests.add_subparsers(dest="action", required=True, metavar="ACTION")
+    render_manifests = manifests_actions.add_parser(
+        "render", help="the harness's Job, ServiceAccount, RBAC, and a probe pod per workload, into DIR"
+    )
+    render_manifests.add_argument("--config", type=Path, required=True, metavar="harness.yaml")
+    render_manifests.add_argument("--out", type=Path, required=True, metavar="DIR")
+    render_manifests.add_argument("--image", metavar="IMAGE", help="the harness image, in place of harness.image")
+    render_manifests.add_argument(
+        "--namespace", dest="namespaces", action="append", default=[], metavar="NS",
+        help="a namespace the Job may create probe pods in, besides the workloads' (repeatable)",
+    )
     findings = commands.add_parser("findings", help="the catalogue of finding codes (docs/findings.md)")
     findings.add_argument("--format", choices=("md", "text"), default="text")
     return parser
@@ -60,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "findings":
         sys.stdout.write(render_markdown() if args.format == "md" else render_text())
         return 0
+    if args.command == "manifests":
+        return _render_manifests(args.config, args.out, args.image, args.namespaces)
     try:
         if args.action == "render":
             return _render(args.run, args.format, args.output)
@@ -67,6 +83,21 @@ def main(argv: list[str] | None = None) -> int:
     except ReportInputError as exc:
         print(f"{PROG} report {args.action}: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+
+
+def _render_manifests(config_path: Path, out_dir: Path, image: str | None, namespaces: list[str]) -> int:
+    from harness.config import ConfigError
+    from harness.shipping import RenderError, load_for_render, render_bundle
+
+    try:
+        config, raw = load_for_render(config_path)
+        written = render_bundle(config, raw, out_dir, image, namespaces)
+    except (ConfigError, RenderError) as exc:
+        print(f"{PROG} manifests render: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    for item in written:
+        print(f"wrote {item.path} ({', '.join(item.kinds)})", file=sys.stderr)
+    return 0
 
 
 def _render(run: Path, fmt: str, output: Path | None) -> int:

@@ -29,6 +29,12 @@ Shape (relative paths are relative to the file's directory)::
       resources: {requests: {cpu, memory}, limits: {cpu, memory}}   # merged over the defaults (a CPU limit stays)
       node_selector: {KEY: VALUE}, tolerations: [{key, operator, value, effect, tolerationSeconds}]
       labels: {KEY: VALUE}, annotations: {KEY: VALUE}   # never the harness's own labels or the use label
+    harness:                                                   # the harness as a Job (manifests render); optional
+      client_id: GUID                   # its own identity, annotated on its ServiceAccount (Workload ID)
+      namespace: NS, service_account: NAME   # default wi-harness, wi-harness
+      image: IMAGE                      # the Dockerfile's harness target
+      webhook_namespace: NS             # the webhook's Deployment (default kube-system, the AKS add-on's)
+      report_claim: PVC                 # keeps reports/ (default: an emptyDir; run.json is also in the log)
     workloads:
       - namespace: NS
         service_account: SA
@@ -734,12 +740,25 @@ class ExpectConfig(_Model):
     previous_issuers: list[HttpsUrl] = Field(default_factory=list)
 
 
+class InClusterConfig(_Model):
+    """The harness's own run as a Job (``python -m harness manifests render``): its ServiceAccount is annotated
+    with ``client_id`` for Workload ID, so the Job reads ARM and Graph as that identity (never the node's)."""
+
+    client_id: Guid | None = None  # the harness's own identity; required to render the manifests
+    namespace: DnsLabel = "wi-harness"
+    service_account: DnsSubdomain = "wi-harness"
+    image: Annotated[str, AfterValidator(_image_reference)] | None = None  # the Dockerfile's harness target
+    webhook_namespace: DnsLabel = "kube-system"  # where the webhook's Deployment is (the Helm chart's own)
+    report_claim: DnsSubdomain | None = None  # a PersistentVolumeClaim keeping reports/ (default: an emptyDir)
+
+
 class HarnessConfig(_Model):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     azure: AzureConfig | None = None
     expect: ExpectConfig = Field(default_factory=ExpectConfig)
     probe: ProbeSettings = Field(default_factory=ProbeSettings)
     workloads: list[WorkloadConfig] = Field(default_factory=list)
+    harness: InClusterConfig = Field(default_factory=InClusterConfig)
 
     @field_validator("workloads")
     @classmethod

@@ -18,6 +18,7 @@ from typing import Any
 from harness.clouds import CloudEndpoints
 from harness.collect.kube import slim
 from harness.collect.kube_api import KubeApi, KubeError
+from harness.collect.network_policies import read_egress_policies
 from harness.collect.probe_source import (
     CA_DIRECTORY,
     PROBE_COMMAND,
@@ -256,6 +257,7 @@ def run_probe_pods(
         await_pods(api, created, run_id, deadline, monotonic, sleep)
         for facts in created:
             read_probe_output(api, facts)
+        read_egress_policies(api, created)
     except BaseException:
         if not keep:
             delete_run_pods(api, namespaces, run_id)
@@ -382,7 +384,9 @@ def sweep(api: KubeApi, namespaces: list[str], current_run_id: str) -> list[str]
     swept: list[str] = []
     for pod in _managed(api.list_pods, namespaces, selector):
         meta = pod.get("metadata") or {}
-        if (meta.get("labels") or {}).get(RUN_ID_LABEL) == current_run_id:
+        labels = meta.get("labels") or {}
+        # probe pods only: never a pod without a run id that carries the label (the harness's own Job, say)
+        if RUN_ID_LABEL not in labels or labels.get(RUN_ID_LABEL) == current_run_id:
             continue
         try:
             api.delete_pod(meta.get("namespace", ""), meta.get("name", ""))
