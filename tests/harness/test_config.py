@@ -240,7 +240,7 @@ def test_the_message_is_a_header_plus_one_indented_line_per_problem(tmp_path: Pa
     text = str(info.value).splitlines()
     assert text[0] == f"invalid harness config {path} (2 problems):"
     assert sorted(text[1:]) == [
-        "  extra: unknown field (allowed: azure, cluster, expect, probe, workloads)",
+        "  extra: unknown field (allowed: azure, cluster, expect, harness, probe, workloads)",
         "  workloads[0].service_account: required",
     ]
 
