@@ -31,6 +31,7 @@ from lab.kube import (
     defaults,
     discovery,
     errors,
+    fieldvalidation,
     gotypes,
     impersonation,
     issuer,
@@ -380,7 +381,7 @@ class ApiServer:
             "delete": self.delete,
             "deletecollection": self.delete_collection,
         }[verb]
-        return await handler(request, target)
+        return fieldvalidation.add_warnings(request, await handler(request, target))
 
     # -- reading
     def wants_table(self, request: web.Request) -> bool:
@@ -472,6 +473,8 @@ class ApiServer:
     ) -> Obj:
         body = codec.decode_object(await request.read(), request.headers.get("Content-Type"))
         check_type_meta(self.store, target, body, expected_kind, expected_api_version)
+        if expected_kind == target.rt.kind and target.rt.group_resource not in REVIEW_RESOURCES:
+            await fieldvalidation.check_request_body(request, target.rt, target.version, body)
         return body
 
     # -- creating
@@ -568,6 +571,7 @@ class ApiServer:
         patched = apply_patch(target.rt, current, document, media)
         if not isinstance(patched, dict):
             raise errors.bad_request("the patch produced something that is not an object")
+        await fieldvalidation.check_request_patch(request, target.rt, target.version, media, patched)
         return self.update_object(request, target, current, patched)
 
     def server_side_apply_create(self, request: web.Request, target: Target, document: Obj) -> web.Response:

@@ -114,3 +114,72 @@ def test_impersonation_headers_without_a_user_are_a_bad_request(lab: Lab) -> Non
         400, "requested [{Group  devs    } {UID  7  authentication.k8s.io/v1  }] without impersonating a user")
     extra = CIMultiDictProxy(CIMultiDict([("Impersonate-User", "jane"), ("Impersonate-Extra-Scopes%2Fa", "x")]))
     assert impersonation.impersonate(lab.kube, admin, extra).extra == {"scopes/a": ["x"]}
+
+
+# ---------------------------------------------------------------- field validation
+
+TYPO_POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {namespace}}}
+spec:
+  serviceAcountName: backend-sa
+  containers:
+  - {{name: main, image: myacr.azurecr.io/finance/backend:1.0, imagePullPolcy: Always}}
+"""
+
+
+def test_unknown_fields_under_strict_warn_and_ignore(kubectl: Kubectl, namespace: str) -> None:
+    strict = kubectl("apply", "-f", "-", input=TYPO_POD.format(name="strict", namespace=namespace), check=False)
+    assert strict.returncode == 1
+    assert strict.stderr.strip() == (
+        'Error from server (BadRequest): error when creating "STDIN": Pod in version "v1" cannot be handled as '
+        'a Pod: strict decoding error: unknown field "spec.containers[0].imagePullPolcy", unknown field '
+        '"spec.serviceAcountName"')
+    assert kubectl("get", "pod", "strict", "-n", namespace, check=False).returncode == 1
+    warned = kubectl("apply", "--validate=warn", "-f", "-", input=TYPO_POD.format(name="warned", namespace=namespace))
+    assert warned.stderr.splitlines() == [
+        'Warning: unknown field "spec.containers[0].imagePullPolcy"', 'Warning: unknown field "spec.serviceAcountName"']
+    ignored = kubectl("create", "--validate=false", "-f", "-", input=TYPO_POD.format(name="ignored", namespace=namespace))
+    assert "Warning" not in ignored.stderr
+    for name in ("warned", "ignored"):  # dropped as decoding into the Go struct drops them
+        pod = json.loads(kubectl("get", "pod", name, "-n", namespace, "-o", "json").stdout)
+        assert pod["spec"]["serviceAccountName"] == "default"
+        assert "serviceAcountName" not in pod["spec"] and "imagePullPolcy" not in pod["spec"]["containers"][0]
+
+
+def test_duplicate_fields_and_bad_directive(kubectl: Kubectl, namespace: str, tmp_path: Any) -> None:
+    body = tmp_path / "cm.json"  # kubectl --raw sends the file as it is, duplicates included
+    body.write_text('{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"dup","name":"dup"},'
+                    '"data":{"a":"1","a":"2"},"bogus":true}')
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    strict = kubectl("create", "--raw", f"{path}?fieldValidation=Strict", "-f", str(body), check=False)
+    assert strict.stderr.strip() == (
+        'Error from server (BadRequest): ConfigMap in version "v1" cannot be handled as a ConfigMap: strict '
+        'decoding error: duplicate field "metadata.name", duplicate field "data.a", unknown field "bogus"')
+    warned = kubectl("create", "--raw", path, "-f", str(body))  # no parameter: the server's default, Warn
+    assert json.loads(warned.stdout)["data"] == {"a": "2"}
+    assert warned.stderr.splitlines() == [
+        'Warning: duplicate field "metadata.name"', 'Warning: duplicate field "data.a"', 'Warning: unknown field "bogus"']
+    bad = kubectl("create", "--raw", f"{path}?fieldValidation=Lenient", "-f", str(body), check=False)
+    assert 'fieldValidation: Unsupported value: "Lenient": supported values: "Ignore", "Warn", "Strict"' in bad.stderr
+
+
+def test_strict_patches(kube_api: Any, kubectl: Kubectl, namespace: str) -> None:
+    from kubernetes import client
+
+    kubectl("create", "configmap", "settings", "-n", namespace, "--from-literal=a=1")
+    core = client.CoreV1Api(kube_api)
+    with pytest.raises(client.ApiException) as raised:
+        core.patch_namespaced_config_map("settings", namespace, {"data": {"b": "2"}, "imutable": True},
+                                         field_validation="Strict")
+    status = json.loads(raised.value.body)
+    assert (status["code"], status["reason"]) == (422, "Invalid")
+    assert status["message"] == (
+        ' "" is invalid: patch: Invalid value: "map[data:map[b:2] imutable:true]": strict decoding error: '
+        'unknown field "imutable"')
+    merged = kubectl("patch", "configmap", "settings", "-n", namespace, "--type=merge", "-p",
+                     '{"data":{"c":"3"},"imutable":true}')
+    assert merged.stderr.strip() == 'Warning: unknown field "imutable"'
+    stored = json.loads(kubectl("get", "configmap", "settings", "-n", namespace, "-o", "json").stdout)
+    assert stored["data"] == {"a": "1", "c": "3"} and "imutable" not in stored

@@ -1,0 +1,238 @@
+"""Server-side field validation (``?fieldValidation=Strict|Warn|Ignore``), as the API server's handlers do it
+(apiserver pkg/endpoints/handlers create.go, update.go, patch.go; the strict JSON decoder of sigs.k8s.io/json).
+
+- Unknown fields and duplicate fields of a built-in kind are "strict decoding errors": ``unknown field
+  "spec.containers[0].foo"``, ``duplicate field "metadata.name"`` (paths with ``[i]`` for list items).
+- Strict: a create or update answers 400 ``Pod in version "v1" cannot be handled as a Pod: strict decoding
+  error: <errors joined by ", ">``; a JSON/merge/strategic patch answers 422 ``"" is invalid: patch: Invalid
+  value: ...`` naming the patched object (JSON and merge patches) or the patch (strategic).
+- Warn (also when the parameter is absent, the server's default): one ``Warning`` header per error.
+- Ignore: nothing; the unknown fields are dropped as decoding into the Go struct drops them.
+A type error (lab.kube.gotypes) beats strict errors, as the decoder's non-strict errors do. Custom
+resources are not checked here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from lab.kube import apischema, codec, errors, gotypes
+from lab.kube.resources import is_builtin
+from lab.kube.store import Obj, ResourceType
+
+STRICT, WARN, IGNORE = "Strict", "Warn", "Ignore"
+SUPPORTED = (IGNORE, WARN, STRICT)  # the order meta/v1 validation lists them in
+
+
+class _Object(dict):
+    """A decoded JSON object that remembers its keys in order, duplicates included."""
+
+    keys_in_order: list[str]
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    obj.keys_in_order = [key for key, _ in pairs]
+    return obj
+
+
+def directive(query: Any, options_kind: str) -> str:
+    """The request's directive; 422 for an unsupported one, as ValidateCreate/Update/PatchOptions answer."""
+    value = query.get("fieldValidation", "")
+    if value == "":
+        return WARN
+    if value not in SUPPORTED:
+        supported = ", ".join(f'"{v}"' for v in SUPPORTED)
+        message = f'Unsupported value: "{value}": supported values: {supported}'
+        raise errors.ApiError(
+            422, "Invalid", f'{options_kind}.meta.k8s.io "" is invalid: fieldValidation: {message}',
+            {"group": "meta.k8s.io", "kind": options_kind,
+             "causes": [{"reason": "FieldValueNotSupported", "message": message, "field": "fieldValidation"}]},
+        )
+    return value
+
+
+def parse_with_duplicates(raw: bytes, content_type: str | None) -> Any | None:
+    """The body again, keeping duplicate keys visible; None for bodies that cannot carry them (protobuf)."""
+    media = codec.media_type(content_type)
+    try:
+        if media == codec.JSON or media not in codec.YAML_TYPES:
+            return json.loads(raw, object_pairs_hook=_pairs) if media == codec.JSON else None
+        return codec.parse_yaml(raw)
+    except (ValueError, errors.ApiError):
+        return None
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _walk(type_name: str, value: Any, path: str, out: list[str]) -> None:
+    form, inner = apischema.element(type_name)
+    if form == "model" and isinstance(value, dict):
+        known = apischema.fields(inner)
+        seen: set[str] = set()
+        for key in getattr(value, "keys_in_order", list(value)):
+            field = known.get(key)
+            if field is None:
+                _add(out, f'unknown field "{_join(path, key)}"')
+            elif key in seen:
+                _add(out, f'duplicate field "{_join(path, key)}"')
+            else:
+                seen.add(key)
+                _walk(field.type, value[key], _join(path, key), out)
+    elif form == "list" and isinstance(value, list):
+        for index, item in enumerate(value):
+            _walk(inner, item, f"{path}[{index}]", out)
+    elif form == "map" and isinstance(value, dict):
+        _walk_map(inner, value, path, out)
+    elif form == "scalar" and inner == "object" and isinstance(value, dict):
+        _walk_map("object", value, path, out)  # an untyped map still reports duplicate keys
+
+
+def _walk_map(inner: str, value: dict, path: str, out: list[str]) -> None:
+    seen: set[str] = set()
+    for key in getattr(value, "keys_in_order", list(value)):
+        if key in seen:
+            _add(out, f'duplicate field "{_join(path, key)}"')
+            continue
+        seen.add(key)
+        _walk(inner, value[key], _join(path, key), out)
+
+
+def _add(out: list[str], problem: str) -> None:
+    if problem not in out and len(out) < 100:  # the decoder dedupes and stops collecting at 100
+        out.append(problem)
+
+
+def strict_errors(rt: ResourceType, version: str, document: Any) -> list[str]:
+    model = apischema.model_for_kind(rt.group, version, rt.kind) if is_builtin(rt) else None
+    if model is None:
+        return []
+    out: list[str] = []
+    _walk(model, document, "", out)
+    return out
+
+
+def _strict_error(problems: list[str]) -> str:
+    return "strict decoding error: " + ", ".join(problems)
+
+
+def check_body(rt: ResourceType, version: str, raw: bytes, content_type: str | None, body: Obj,
+               mode: str) -> list[str]:
+    """For a create or update body: warnings to send (Warn), 400 (Strict), nothing (Ignore)."""
+    if mode == IGNORE:
+        return []
+    go_type = gotypes.KINDS.get(rt.group_resource)
+    if go_type is not None and gotypes.type_error(go_type, body):
+        return []  # the decoder's type error is reported instead
+    document = parse_with_duplicates(raw, content_type)
+    problems = strict_errors(rt, version, body if document is None else document)
+    if not problems or mode == WARN:
+        return problems
+    raise errors.bad_request(
+        f'{rt.kind} in version "{version}" cannot be handled as a {rt.kind}: {_strict_error(problems)}')
+
+
+def go_value(value: Any) -> str:
+    """Go's %+v of a decoded JSON value (maps print their keys sorted)."""
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{key}:{go_value(value[key])}" for key in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(go_value(item) for item in value) + "]"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def check_patch(rt: ResourceType, version: str, raw_patch: bytes, media: str, patched: Any,
+                mode: str) -> list[str]:
+    """For a JSON, merge or strategic merge patch: duplicate keys in the patch itself, then unknown fields
+    of the patched object. Warn returns them; Strict answers 422 as the patch handler does."""
+    if mode == IGNORE or media == codec.APPLY_PATCH:
+        return []
+    problems: list[str] = []
+    try:
+        patch_document = json.loads(raw_patch, object_pairs_hook=_pairs)
+    except ValueError:
+        patch_document = None
+    if isinstance(patch_document, dict) and media != codec.JSON_PATCH:
+        _walk_map("object", patch_document, "", problems)
+    for problem in strict_errors(rt, version, patched):
+        _add(problems, problem)
+    if not problems or mode == WARN:
+        return problems
+    if media == codec.STRATEGIC_MERGE_PATCH:
+        shown = go_value(json.loads(raw_patch))
+    else:
+        shown = json.dumps(patched, separators=(",", ":"), sort_keys=True)
+    message = f"Invalid value: {json.dumps(shown)}: {_strict_error(problems)}"
+    raise errors.ApiError(422, "Invalid", f' "" is invalid: patch: {message}',
+                          {"causes": [{"reason": "FieldValueInvalid", "message": message, "field": "patch"}]})
+
+
+def prune(rt: ResourceType, version: str, obj: Any) -> None:
+    """Drop the fields a kind does not have, as decoding into its Go struct does (whatever the directive)."""
+    model = apischema.model_for_kind(rt.group, version, rt.kind) if is_builtin(rt) else None
+    if model is not None:
+        _prune(model, obj)
+
+
+def _prune(type_name: str, value: Any) -> None:
+    form, inner = apischema.element(type_name)
+    if form == "model" and isinstance(value, dict):
+        known = apischema.fields(inner)
+        for key in [key for key in value if key not in known]:
+            del value[key]
+        for key, item in value.items():
+            _prune(known[key].type, item)
+    elif form == "list" and isinstance(value, list):
+        for item in value:
+            _prune(inner, item)
+    elif form == "map" and isinstance(value, dict):
+        for item in value.values():
+            _prune(inner, item)
+
+
+# ---------------------------------------------------------------- on a request
+
+WARNINGS_KEY: web.RequestKey[list[str]] = web.RequestKey("strict_decoding_warnings", list)
+
+
+async def check_request_body(request: web.Request, rt: ResourceType, version: str, body: Obj) -> None:
+    """A create or update body: 400 under Strict, warnings kept for the response under Warn; pruned."""
+    options = "UpdateOptions" if request.method == "PUT" else "CreateOptions"
+    mode = directive(request.query, options)
+    warnings = check_body(rt, version, await request.read(), request.headers.get("Content-Type"), body, mode)
+    request[WARNINGS_KEY] = warnings
+    prune(rt, version, body)
+
+
+async def check_request_patch(request: web.Request, rt: ResourceType, version: str, media: str,
+                              patched: Obj) -> None:
+    mode = directive(request.query, "PatchOptions")
+    request[WARNINGS_KEY] = check_patch(rt, version, await request.read(), media, patched, mode)
+    prune(rt, version, patched)
+
+
+def _warning_header(text: str) -> str:
+    return '299 - "' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def add_warnings(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """Decoding warnings go first, before admission's, as the API server adds them in that order."""
+    warnings = request.get(WARNINGS_KEY) or []
+    if not warnings or response.prepared:
+        return response
+    later = response.headers.getall("Warning", [])
+    response.headers.popall("Warning", None)
+    for warning in warnings:
+        response.headers.add("Warning", _warning_header(warning))
+    for header in later:
+        response.headers.add("Warning", header)
+    return response
