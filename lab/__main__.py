@@ -85,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     fault.add_argument("--rate-429", type=_seconds, metavar="FRACTION")
     fault.add_argument("--rate-503", type=_seconds, metavar="FRACTION")
     fault.add_argument("--retry-after", type=int)
+    fault.add_argument("--seed", type=int, help="reseed the faults' random choices (all services share them)")
     egress = actions.add_parser("egress")
     egress.add_argument("--block", nargs="+", default=[])
     egress.add_argument("--unblock", nargs="+", default=[])
@@ -114,7 +115,7 @@ def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
         "clock": {"skew_seconds": args.__dict__.get("skew")},
         "fault": {"service": args.__dict__.get("service"), "latency_ms": args.__dict__.get("latency_ms"),
                   "rate_429": args.__dict__.get("rate_429"), "rate_503": args.__dict__.get("rate_503"),
-                  "retry_after_seconds": args.__dict__.get("retry_after")},
+                  "retry_after_seconds": args.__dict__.get("retry_after"), "seed": args.__dict__.get("seed")},
         "egress": {"block": args.__dict__.get("block"), "unblock": args.__dict__.get("unblock")},
         "propagation": {"fic_seconds": args.__dict__.get("fic_seconds"),
                         "role_seconds": args.__dict__.get("role_seconds")},

@@ -166,8 +166,11 @@ def set_fault(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
         wanted.retry_after_seconds = int(_number(body, "retry_after_seconds", 0, 3600))
     if wanted.rate_429 + wanted.rate_503 > 1:
         raise ControlError("rate_429 + rate_503: must not exceed 1")
+    seed = int(_number(body, "seed", 0, 2**32)) if "seed" in body else None
     for setting in dataclasses.fields(wanted):
         setattr(current, setting.name, getattr(wanted, setting.name))
+    if seed is not None:  # reproducible rolls (one generator for every service)
+        lab.faults.rng.seed(seed)
     return {service: current.as_dict()}
 
 

@@ -15,6 +15,7 @@ from probe.config import Check
 from probe.exchange import excerpt, json_object
 from probe.jwtutil import redact
 from probe.report import StepOutcome
+from probe.retry import RetryPolicy, send_with_retries
 from probe.steps import Context
 from probe.targets import ChallengeError, HttpsTarget, parse_https_url, verify_challenge
 from probe.transport import Response, TransportError
@@ -90,10 +91,9 @@ def access_step(ctx: Context, check: Check) -> StepOutcome:
     token_ev["aud"] = (result.evidence.get("claims") or {}).get("aud")
     headers = _headers(check, result.access_token)
     method = "HEAD" if check.kind == "blob" else "GET"  # a blob's properties prove the read; never its bytes
-    try:
-        resp = ctx.transport(method, url, headers, None, ctx.config.timeout_seconds)
-    except TransportError as exc:
-        return _finish(check, "error", evidence, {**exc.to_dict(), "url": url})
+    resp = _send(ctx, method, url, headers, evidence)
+    if isinstance(resp, TransportError):
+        return _finish(check, "error", evidence, {**resp.to_dict(), "url": url})
     if check.kind == "keyvault_secret":
         response_ev = _keyvault_evidence(resp, ctx.sensitive)
     else:
@@ -116,10 +116,9 @@ def _keyvault_challenge(
     """Ask the vault, without a token, how to authenticate (as azure-keyvault-secrets does first); None when
     its challenge names the expected resource, else the failed step (no token was sent)."""
     assert ctx.config is not None
-    try:
-        resp = ctx.transport("GET", url, {"Accept": "application/json"}, None, ctx.config.timeout_seconds)
-    except TransportError as exc:
-        return _finish(check, "error", evidence, {**exc.to_dict(), "url": url})
+    resp = _send(ctx, "GET", url, {"Accept": "application/json"}, evidence, "challenge_retries")
+    if isinstance(resp, TransportError):
+        return _finish(check, "error", evidence, {**resp.to_dict(), "url": url})
     if 200 <= resp.status < 300:  # a vault that serves a secret without a token: the body may hold its value
         body = json_object(resp.body)
         if body is not None and isinstance(body.get("value"), str):
@@ -141,6 +140,25 @@ def _headers(check: Check, access_token: str) -> dict[str, str]:
         headers.update({"x-ms-version": BLOB_API_VERSION, "x-ms-date": email.utils.formatdate(usegmt=True),
                         "Accept": "*/*"})
     return headers
+
+
+def _send(
+    ctx: Context, method: str, url: str, headers: dict[str, str], evidence: dict[str, Any], key: str = "retries"
+) -> Response | TransportError:
+    """One read of the service, transient answers retried within the run's budget (probe/retry.py); the
+    attempts go into ``evidence[key]`` when there was more than one (an access answer is never an AADSTS code:
+    none is waited on here)."""
+    assert ctx.config is not None
+    policy = ctx.retry
+    if policy is not None:
+        policy = RetryPolicy(policy.bound_seconds, frozenset(), policy.monotonic, policy.sleep, policy.deadline)
+    resp, log = send_with_retries(lambda: ctx.transport(method, url, headers, None, ctx.config.timeout_seconds),
+                                  policy)
+    if ctx.retry is not None and policy is not None and policy.deadline is not None:
+        ctx.retry.deadline = policy.deadline  # one budget for the whole run
+    if log.attempts > 1:
+        evidence[key] = log.to_dict()
+    return resp
 
 
 def _finish(check: Check, outcome: str, evidence: dict[str, Any], detail: dict[str, Any] | None) -> StepOutcome:

@@ -6,8 +6,10 @@ Transient, so retried with capped exponential backoff (1, 2, 4, 8, 8 ... s) whil
 - Entra answers a short wait can change (the probe config's ``retry_aadsts``): a new federated credential not
   yet propagated, AADSTS70021 (what Entra documents for it) or 700211/700213 (what current tenants and the lab
   answer), and AADSTS7000272 (Entra's older copy of the issuer's keys, after a key rotation or for a new issuer).
-Permanent, never retried: any other 4xx or AADSTS code, and no HTTP answer at all (DNS, refused, TLS, timeout:
-in a pod that is a network rule or a proxy, which waiting does not change).
+- a connection reset or a timeout (the answer was lost on the way; the same numbers as the harness's policy,
+  harness/collect/retrying.py).
+Permanent, never retried: any other 4xx or AADSTS code, and no connection at all (DNS, refused, TLS: in a pod
+that is a network rule or a proxy, which waiting does not change).
 
 The bound is one budget for the whole probe run, started at the first transient answer: no attempt starts after
 it, so the run takes at most the bound plus one request timeout longer. Every answer is logged (the step's
@@ -33,6 +35,7 @@ MAX_ATTEMPTS = 30  # a safety net: the bound ends the attempts long before
 FIC_PROPAGATION_AADSTS = (70021, 700211, 700213)
 METADATA_CACHE_AADSTS = (7000272,)
 TRANSIENT_AADSTS = (*FIC_PROPAGATION_AADSTS, *METADATA_CACHE_AADSTS)
+TRANSIENT_TRANSPORT = frozenset({"connection_reset", "timeout"})
 
 
 @dataclass
@@ -84,14 +87,23 @@ def send_with_retries(
     send: Callable[[], Response], policy: RetryPolicy | None
 ) -> tuple[Response | TransportError, RetryLog]:
     """Call ``send`` until its answer is not transient or the bound runs out. A TransportError is returned,
-    not raised (and never retried)."""
+    not raised (retried only when the connection was reset or timed out)."""
     log = RetryLog(policy.bound_seconds if policy else 0.0)
     while True:
         try:
             resp: Response | TransportError = send()
         except TransportError as exc:
             log.answers.append(exc.kind)
-            return exc, log
+            if exc.kind not in TRANSIENT_TRANSPORT or policy is None:
+                return exc, log
+            log.transient_seen = True
+            wait = policy.delay(log.attempts, {})
+            if wait is None:
+                log.exhausted = True
+                return exc, log
+            policy.sleep(wait)
+            log.waited_seconds += wait
+            continue
         label, transient = classify(resp, policy.transient_aadsts if policy else frozenset())
         log.answers.append(label)
         if not transient:

@@ -44,6 +44,7 @@ class Context:
     sensitive: set[str] = field(default_factory=set)
     token: str | None = field(default=None, repr=False)
     exchanger: Exchanger | None = None
+    retry: RetryPolicy | None = None  # the run's one retry budget (exchanges and access reads)
 
     def env(self, name: str) -> str | None:
         value = self.environ.get(name)
@@ -162,6 +163,7 @@ def exchange_step(ctx: Context) -> StepOutcome:
     authority = ctx.env("AZURE_AUTHORITY_HOST") or ""
     url = token_url(authority, tenant_id)
     retry = RetryPolicy(ctx.config.retry_seconds, frozenset(ctx.config.retry_aadsts), ctx.monotonic, ctx.sleep)
+    ctx.retry = retry
     ctx.exchanger = Exchanger(ctx.transport, url, client_id, ctx.token, ctx.config.timeout_seconds, ctx.sensitive,
                               retry)
     result, _ = ctx.exchanger.get(ctx.config.scope)

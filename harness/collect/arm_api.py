@@ -3,8 +3,9 @@ JSON (Resource Graph queries). Aimed at ARM, or at Microsoft Graph (:func:`graph
 
 :class:`RequestsArm` is the real one: ``requests`` plus an azure-identity credential
 (``ClientSecretCredential`` for the configured app registration, else ``DefaultAzureCredential``), aimed at
-the configured cloud's authority and trusting the configured CA. It retries 429/503 a few times, honouring
-``Retry-After`` within bounds. Tests pass a function that answers from a dict.
+the configured cloud's authority and trusting the configured CA. Transient answers (429 with ``Retry-After``,
+5xx, resets) are retried by urllib3 under the service's policy (collect/retrying.py). Tests pass a function
+that answers from a dict.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from harness.collect.caller import identity_claims
+from harness.collect.retrying import mount_retries
 from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, Fetched
 
@@ -26,9 +28,6 @@ class ArmGet(Protocol):
     def __call__(self, path_or_url: str, body: dict[str, Any] | None = None) -> Fetched: ...
 
 
-_RETRY_STATUSES = (429, 500, 502, 503, 504)
-_MAX_ATTEMPTS = 4
-_MAX_RETRY_AFTER = 10.0
 TIMEOUT = 30.0
 _ENTRA_TRAILER_RE = re.compile(r"\s*Trace ID:.*$", re.DOTALL)
 _MAX_REASON = 160
@@ -77,7 +76,6 @@ class RequestsArm:
         self,
         azure: AzureConfig,
         credential: Any | None = None,
-        sleep: Callable[[float], None] = time.sleep,
         *,
         base_url: str | None = None,
         scope: str | None = None,
@@ -92,8 +90,7 @@ class RequestsArm:
         self._tenant_id = azure.tenant_id
         self.credential = credential if credential is not None else make_credential(azure)
         self._verify: bool | str = str(azure.ca_file) if azure.ca_file else True
-        self._session = requests.Session()
-        self._sleep = sleep
+        self._session = mount_retries(requests.Session(), "graph" if service == "Microsoft Graph" else "arm")
         self._token: tuple[str, float] | None = None
         self._authority_host = _host_of(endpoints.authority_host)
         # Neither the harness's identity nor the network to its authority will fix itself mid-run: the first
@@ -130,25 +127,18 @@ class RequestsArm:
                     CREDENTIAL_ERROR,
                 )
             return self._failed_before_sending(url)
-        for attempt in range(1, _MAX_ATTEMPTS + 1):
-            try:
-                headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-                if body is None:
-                    response = self._session.get(url, timeout=TIMEOUT, verify=self._verify, headers=headers)
-                else:
-                    response = self._session.post(
-                        url, json=body, timeout=TIMEOUT, verify=self._verify, headers=headers
-                    )
-            except requests.RequestException as exc:
-                cause = network_failure_cause(exc)
-                if cause is not None:
-                    return Fetched(url, None, None, cause, NETWORK_ERROR, _host_of(url))
-                return Fetched(url, None, None, f"{type(exc).__name__}: {str(exc)[:300]}")
-            if response.status_code in _RETRY_STATUSES and attempt < _MAX_ATTEMPTS:
-                self._sleep(_retry_after(response.headers.get("Retry-After"), attempt))
-                continue
-            return parse_arm_response(url, response.status_code, response.content)
-        raise AssertionError("unreachable")
+        try:
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+            if body is None:
+                response = self._session.get(url, timeout=TIMEOUT, verify=self._verify, headers=headers)
+            else:
+                response = self._session.post(url, json=body, timeout=TIMEOUT, verify=self._verify, headers=headers)
+        except requests.RequestException as exc:
+            cause = network_failure_cause(exc)
+            if cause is not None:
+                return Fetched(url, None, None, cause, NETWORK_ERROR, _host_of(url))
+            return Fetched(url, None, None, f"{type(exc).__name__}: {str(exc)[:300]}")
+        return parse_arm_response(url, response.status_code, response.content)
 
     def caller_claims(self) -> dict[str, Any]:
         """Who the harness is to Azure: its ARM token's identity claims, decoded (``{error}`` without a token)."""
@@ -242,17 +232,6 @@ def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
 
 def _shorten(text: str) -> str:
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
-
-
-def _retry_after(header: str | None, attempt: int) -> float:
-    try:
-        return (
-            min(_MAX_RETRY_AFTER, max(0.0, float(header)))
-            if header
-            else min(_MAX_RETRY_AFTER, 0.5 * 2**attempt)
-        )
-    except ValueError:
-        return min(_MAX_RETRY_AFTER, 0.5 * 2**attempt)
 
 
 def parse_arm_response(url: str, status: int, content: bytes) -> Fetched:

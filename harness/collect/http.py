@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.collect.retrying import mount_retries
 from harness.facts import Fetched
 
 DEFAULT_TIMEOUT = 10.0
@@ -33,7 +34,7 @@ def requests_get(ca_file: Path | None = None) -> HttpGet:
     """GET with ``requests``, trusting ``ca_file`` when given (else the system / REQUESTS_CA_BUNDLE)."""
     import requests
 
-    session = requests.Session()
+    session = mount_retries(requests.Session(), "issuer")
     verify: bool | str = str(ca_file) if ca_file else True
 
     def get(url: str, timeout: float) -> HttpResponse:

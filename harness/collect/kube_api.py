@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.collect.retrying import retry_for
 from harness.facts import Fetched, KubeFailure
 from harness.input_files import (
     MAX_CA_BYTES,
@@ -297,14 +298,16 @@ class OfficialKubeApi:
         errors = _KubeConfigErrors()
         logging.getLogger().addHandler(errors)
         try:
+            configuration = client.Configuration()
+            configuration.retries = retry_for("kube")  # the pool's default for every call (collect/retrying.py)
             if kubeconfig is None and _in_cluster():
-                configuration = client.Configuration()
                 kube_config.load_incluster_config(client_configuration=configuration)
                 self._api_client = client.ApiClient(configuration)
                 self.context = "in-cluster"
             else:
                 self._api_client = kube_config.new_client_from_config(
-                    config_file=str(kubeconfig) if kubeconfig else None, context=context, persist_config=False
+                    config_file=str(kubeconfig) if kubeconfig else None, context=context, persist_config=False,
+                    client_configuration=configuration,
                 )
                 self.context = context or _current_context(kubeconfig)
         except (ConfigException, OSError, TypeError, ValueError, AttributeError, KeyError) as exc:

@@ -12,6 +12,7 @@ from typing import Any
 from harness import __version__
 from harness.analysis import RunResults, WorkloadResults
 from harness.checks.model import CheckResult
+from harness.collect.retrying import LEDGER
 from harness.redact import Redactor
 from harness.report.schema import SCHEMA, validate_run
 from harness.report.signoff import write_signoff
@@ -51,6 +52,8 @@ def check_payload(
         "target": results.target,
         "swept": results.swept,
         "kept": results.kept,
+        # the harness's own retries so far in this process (an xdist worker); merged in build_run
+        "retries": {"process": os.getpid(), "services": LEDGER.summary()},
     }
     if scope == "migration":
         payload["migration"] = {"leftovers": results.leftovers, "coverage": results.coverage}
@@ -124,7 +127,31 @@ def build_run(
     inventory = next((p["inventory"] for p in payloads if p.get("inventory") is not None), None)
     if inventory is not None:
         document["inventory"] = inventory
+    retries = merged_retries(payloads)
+    if retries:
+        document["retries"] = retries
     return document
+
+
+def merged_retries(payloads: list[dict[str, Any]]) -> dict[str, Any]:
+    """The harness's retries per service over the run: each process's latest (largest) ledger, summed over the
+    processes (xdist workers). The probe's own retries are in its checks' evidence."""
+    latest: dict[Any, dict[str, Any]] = {}
+    for payload in payloads:
+        item = payload.get("retries") or {}
+        services = item.get("services") or {}
+        total = sum(s["retries"] for s in services.values())
+        known = latest.get(item.get("process"))
+        if services and (known is None or total > sum(s["retries"] for s in known.values())):
+            latest[item.get("process")] = services
+    merged: dict[str, Any] = {}
+    for services in latest.values():
+        for name, counted in services.items():
+            into = merged.setdefault(name, {"retries": 0, "answers": {}})
+            into["retries"] += counted["retries"]
+            for answer, n in counted["answers"].items():
+                into["answers"][answer] = into["answers"].get(answer, 0) + n
+    return merged
 
 
 def build_run_from_results(

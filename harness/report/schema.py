@@ -126,6 +126,8 @@ class RunReport(_Strict):
     leftovers: Leftovers | None = None  # the migration suite (migration.* checks): absent when it did not run
     coverage: list[CoverageRow] | None = None
     inventory: Inventory | None = None  # the inventory suite (inventory.* checks): absent when it did not run
+    # the harness's own retries of transient answers, per service {retries, answers: {answer: n}}; absent: none
+    retries: dict[str, Any] | None = None
 
 
 def validate_run(document: dict[str, Any]) -> RunReport:

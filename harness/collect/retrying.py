@@ -1,0 +1,192 @@
+"""One retry policy per service the harness calls, applied through urllib3's ``Retry`` (which ``requests`` and the
+``kubernetes`` client both run on), with the numbers the probe uses for the same answers (probe/retry.py).
+
+Transient, so retried with capped exponential backoff (1, 2, 4, 8, 8 ... s) within a total bound per call:
+HTTP 429 (its ``Retry-After`` honoured, never cut short: when it reaches past the bound the answer is returned
+as it is), 500/502/503/504, a connection reset or a read timeout, and one new attempt after a connection that
+could not be opened. Permanent answers (any other 4xx, an AADSTS code) come back at once.
+
+Every retry is recorded in a :class:`RetryLedger` (service, method, path, the answer that was retried), which
+the run keeps as evidence.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.util.retry import Retry
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The probe's numbers (probe/retry.py FIRST_DELAY_SECONDS, MAX_DELAY_SECONDS, DEFAULT_RETRY_SECONDS).
+FIRST_DELAY_SECONDS = 1.0
+MAX_DELAY_SECONDS = 8.0
+BOUND_SECONDS = 30.0
+MAX_RETRIES = 10  # a safety net: the bound ends the attempts first
+
+
+@dataclass(frozen=True)
+class ServicePolicy:
+    """How one service's transient answers are retried."""
+
+    service: str
+    bound_seconds: float = BOUND_SECONDS
+    first_delay: float = FIRST_DELAY_SECONDS
+    max_delay: float = MAX_DELAY_SECONDS
+    connect_retries: int = 1  # a connection that could not be opened: once more, then it is down
+    # POST is retried too: a 429/503 means the API server, ARM or Resource Graph did not act on it, and the
+    # creates the harness sends are named, so a retried one that had landed answers 409 (handled by callers).
+    methods: frozenset[str] = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"})
+
+
+# Lab tests that must not wait out the real backoffs scale them down (0 < factor <= 1; the bound is kept).
+DELAY_SCALE_ENV = "WI_HARNESS_RETRY_DELAY_SCALE"
+
+
+def _delay_scale() -> float:
+    try:
+        factor = float(os.environ.get(DELAY_SCALE_ENV, "1"))
+    except ValueError:
+        return 1.0
+    return factor if 0 < factor <= 1 else 1.0
+
+
+def policies() -> dict[str, ServicePolicy]:
+    scale = _delay_scale()
+    return {name: ServicePolicy(name, first_delay=FIRST_DELAY_SECONDS * scale, max_delay=MAX_DELAY_SECONDS * scale)
+            for name in ("kube", "issuer", "arm", "graph", "entra", "keyvault")}
+
+
+@dataclass
+class RetryLedger:
+    """Every retry of a run, per service: the evidence behind "retried N times"."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, service: str, method: str | None, url: str | None, answer: str) -> None:
+        with self._lock:
+            self.entries.append({"service": service, "method": method or "", "path": urlsplit(url or "").path,
+                                 "answer": answer})
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            found: dict[str, int] = {}
+            for entry in self.entries:
+                found[entry["service"]] = found.get(entry["service"], 0) + 1
+            return found
+
+    def summary(self) -> dict[str, Any]:
+        """``{service: {"retries": n, "answers": {answer: n}}}`` for the run's evidence."""
+        with self._lock:
+            found: dict[str, Any] = {}
+            for entry in self.entries:
+                item = found.setdefault(entry["service"], {"retries": 0, "answers": {}})
+                item["retries"] += 1
+                item["answers"][entry["answer"]] = item["answers"].get(entry["answer"], 0) + 1
+            return found
+
+
+LEDGER = RetryLedger()  # the process's ledger; a run reads it at its end
+
+
+class BoundedRetry(Retry):
+    """urllib3's Retry with the probe's backoff (1 s before the first retry, not 0), a total time bound per
+    call (started at the first retry), and every retry written to a ledger."""
+
+    def __init__(self, *args: Any, policy: ServicePolicy | None = None, ledger: RetryLedger | None = None,
+                 deadline: float | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy = policy or ServicePolicy("unknown")
+        self.ledger = ledger
+        self.deadline = deadline
+        self.monotonic = monotonic
+
+    def new(self, **kw: Any) -> BoundedRetry:
+        made = super().new(**kw)
+        made.policy, made.ledger, made.deadline, made.monotonic = (
+            self.policy, self.ledger, self.deadline, self.monotonic)
+        return made
+
+    def get_backoff_time(self) -> float:
+        retries = len(self.history)
+        if retries == 0:
+            return 0.0
+        return float(min(self.policy.max_delay, self.policy.first_delay * 2 ** (retries - 1)))
+
+    def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                  error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> BoundedRetry:
+        made = super().increment(method, url, response, error, _pool, _stacktrace)
+        now = self.monotonic()
+        if made.deadline is None:
+            made.deadline = now + self.policy.bound_seconds
+        wait = made.get_backoff_time()
+        if response is not None and self.respect_retry_after_header:
+            wait = max(wait, self.get_retry_after(response) or 0.0)
+        answer = f"HTTP {response.status}" if response is not None and response.status else _error_kind(error)
+        if now + wait > made.deadline:  # the bound would be passed: the last answer stands
+            raise MaxRetryError(_pool, url or "", error or ResponseError(f"retry bound reached after {answer}"))
+        if self.ledger is not None:
+            self.ledger.record(self.policy.service, method, url, answer)
+        return made
+
+    def sleep(self, response: Any = None) -> None:
+        if self.respect_retry_after_header and response is not None:
+            wanted = self.get_retry_after(response)
+            if wanted is not None:
+                time.sleep(max(wanted, self.get_backoff_time()))
+                return
+        time.sleep(self.get_backoff_time())
+
+
+def _error_kind(error: Exception | None) -> str:
+    if error is None:
+        return "no answer"
+    text = f"{type(error).__name__}: {error}".lower()
+    if "reset" in text:
+        return "connection reset"
+    if "timed out" in text or "timeout" in text:
+        return "timeout"
+    return type(error).__name__
+
+
+def retry_for(service: str, ledger: RetryLedger | None = None, policy: ServicePolicy | None = None) -> BoundedRetry:
+    """The urllib3 Retry for ``service``'s policy (for ``requests``' HTTPAdapter or the kubernetes client's
+    ``Configuration.retries``)."""
+    policy = policy or policies().get(service) or ServicePolicy(service)
+    return BoundedRetry(
+        total=MAX_RETRIES,
+        connect=policy.connect_retries,
+        read=MAX_RETRIES,
+        status=MAX_RETRIES,
+        other=0,
+        redirect=0,
+        raise_on_redirect=False,
+        allowed_methods=policy.methods,
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=policy.first_delay,
+        backoff_max=policy.max_delay,
+        raise_on_status=False,
+        respect_retry_after_header=True,
+        policy=policy,
+        ledger=ledger if ledger is not None else LEDGER,
+    )
+
+
+def mount_retries(
+    session: Any, service: str, ledger: RetryLedger | None = None, policy: ServicePolicy | None = None
+) -> Any:
+    """``session`` (a requests.Session) with ``service``'s policy on https:// and http://."""
+    from requests.adapters import HTTPAdapter
+
+    adapter = HTTPAdapter(max_retries=retry_for(service, ledger, policy))
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session

@@ -1,0 +1,132 @@
+"""The harness's retry policy (harness/collect/retrying.py) through a real ``requests`` session against a
+loopback server: which answers are retried, how long it waits, the bound, and the ledger kept as evidence."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from harness.collect import retrying
+from harness.collect.retrying import RetryLedger, ServicePolicy, mount_retries
+from probe import retry as probe_retry
+
+FAST = ServicePolicy("arm", bound_seconds=5.0, first_delay=0.05, max_delay=0.2)
+
+
+class Script(BaseHTTPRequestHandler):
+    answers: list[tuple[int, dict[str, str]] | str] = []
+    seen: list[str] = []
+
+    def _answer(self) -> None:
+        type(self).seen.append(self.command)
+        answer = type(self).answers.pop(0) if type(self).answers else (200, {})
+        if answer == "reset":  # the connection dies before any answer
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.connection.close()
+            return
+        assert isinstance(answer, tuple)
+        status, headers = answer
+        body = b'{"ok": true}' if status == 200 else b'{"error": {"code": "x", "message": "y"}}'
+        self.send_response(status)
+        for key, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Script)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    Script.seen = []
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def session(ledger: RetryLedger, policy: ServicePolicy = FAST) -> requests.Session:
+    return mount_retries(requests.Session(), policy.service, ledger, policy)
+
+
+def test_the_harness_uses_the_probes_numbers() -> None:
+    assert retrying.FIRST_DELAY_SECONDS == probe_retry.FIRST_DELAY_SECONDS
+    assert retrying.MAX_DELAY_SECONDS == probe_retry.MAX_DELAY_SECONDS
+    assert retrying.BOUND_SECONDS == probe_retry.DEFAULT_RETRY_SECONDS
+    assert {429, 500, 502, 503, 504} <= retrying.RETRY_STATUSES
+
+
+def test_throttling_and_unavailable_are_retried_and_counted(server: str) -> None:
+    Script.answers = [(429, {"Retry-After": "1"}), (503, {}), (200, {})]
+    ledger = RetryLedger()
+    started = time.monotonic()
+    response = session(ledger).post(f"{server}/query", json={"q": 1}, timeout=5)
+    assert response.status_code == 200 and Script.seen == ["POST"] * 3
+    assert time.monotonic() - started >= 1.0  # Retry-After honoured
+    assert [e["answer"] for e in ledger.entries] == ["HTTP 429", "HTTP 503"]
+    assert ledger.summary() == {"arm": {"retries": 2, "answers": {"HTTP 429": 1, "HTTP 503": 1}}}
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409])
+def test_permanent_answers_are_not_retried(server: str, status: int) -> None:
+    Script.answers = [(status, {"Retry-After": "1"}), (200, {})]
+    ledger = RetryLedger()
+    assert session(ledger).get(f"{server}/x", timeout=5).status_code == status
+    assert Script.seen == ["GET"] and ledger.entries == []
+
+
+def test_a_retry_after_past_the_bound_returns_the_answer_at_once(server: str) -> None:
+    Script.answers = [(429, {"Retry-After": "60"}), (200, {})]
+    ledger = RetryLedger()
+    started = time.monotonic()
+    assert session(ledger).get(f"{server}/x", timeout=5).status_code == 429
+    assert time.monotonic() - started < 2 and Script.seen == ["GET"] and ledger.entries == []
+
+
+def test_the_bound_ends_the_retries(server: str) -> None:
+    Script.answers = [(503, {})] * 50
+    ledger = RetryLedger()
+    policy = ServicePolicy("kube", bound_seconds=0.5, first_delay=0.1, max_delay=0.2)
+    started = time.monotonic()
+    assert session(ledger, policy).get(f"{server}/x", timeout=5).status_code == 503
+    assert time.monotonic() - started < 1.5
+    assert 2 <= len(ledger.entries) == len(Script.seen) - 1 < 8
+
+
+def test_a_connection_reset_is_retried(server: str) -> None:
+    Script.answers = ["reset", (200, {})]
+    ledger = RetryLedger()
+    assert session(ledger).get(f"{server}/x", timeout=5).status_code == 200
+    assert len(Script.seen) == 2 and ledger.entries[0]["answer"] in {"connection reset", "RemoteDisconnected",
+                                                                      "ProtocolError"}
+
+
+def test_a_closed_port_is_tried_once_more_then_reported() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ledger = RetryLedger()
+    with pytest.raises(requests.ConnectionError):
+        session(ledger).get(f"http://127.0.0.1:{port}/x", timeout=2)
+    assert len(ledger.entries) == 1
+
+
+def test_the_kube_client_gets_the_kube_policy(tmp_path: object) -> None:
+    from kubernetes import client
+
+    retry = retrying.retry_for("kube")
+    configuration = client.Configuration()
+    configuration.retries = retry
+    pool = client.ApiClient(configuration).rest_client.pool_manager
+    assert pool.connection_pool_kw["retries"].policy.service == "kube"
