@@ -4,8 +4,9 @@
 - legacy discovery: ``/api`` (APIVersions), ``/apis`` (APIGroupList), ``/api/v1`` and ``/apis/<g>/<v>``
   (APIResourceList). The aggregated-discovery Accept is ignored on purpose: kubectl falls back to the
   legacy documents when the answer is plain ``application/json`` (kubectl-and-client-wire.md §2.3).
-- ``/openapi/v3``: the minimal documents that let ``kubectl apply`` validate (§3.2): per kind one
-  ``patch`` operation carrying its GVK and an operation-level ``fieldValidation`` parameter.
+- ``/openapi/v3``: the documents that let ``kubectl apply`` validate (§3.2): per kind one ``patch``
+  operation carrying its GVK and an operation-level ``fieldValidation`` parameter; and, for
+  ``kubectl explain``, ``components.schemas`` of the built-in kinds (lab.kube.openapi).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from lab.kube.resources import SUBRESOURCES, all_groups, served_versions
+from lab.kube import openapi
+from lab.kube.resources import SUBRESOURCES, all_groups, is_builtin, served_versions
 from lab.kube.store import ResourceType, Store
 
 OPENAPI_INFO = {"title": "Kubernetes", "version": "v1.32.6"}
@@ -156,4 +158,9 @@ def openapi_v3_group_version(store: Store, group: str, version: str) -> dict[str
         }
         for rt in types
     }
-    return {"openapi": "3.0.0", "info": OPENAPI_INFO, "paths": paths}
+    kinds = [(rt.group, version, rt.kind) for rt in types_in_group_version(store, group, version) if is_builtin(rt)]
+    document: dict[str, Any] = {"openapi": "3.0.0", "info": OPENAPI_INFO, "paths": paths}
+    schemas = openapi.component_schemas(kinds)
+    if schemas:
+        document["components"] = {"schemas": schemas}
+    return document

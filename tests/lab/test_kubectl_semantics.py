@@ -183,3 +183,24 @@ def test_strict_patches(kube_api: Any, kubectl: Kubectl, namespace: str) -> None
     assert merged.stderr.strip() == 'Warning: unknown field "imutable"'
     stored = json.loads(kubectl("get", "configmap", "settings", "-n", namespace, "-o", "json").stdout)
     assert stored["data"] == {"a": "1", "c": "3"} and "imutable" not in stored
+
+
+# ---------------------------------------------------------------- kubectl explain (OpenAPI v3 components)
+
+
+def test_explain_reads_the_served_schemas(kubectl: Kubectl) -> None:
+    field = kubectl("explain", "pod.spec.serviceAccountName").stdout
+    assert field.startswith("KIND:       Pod\nVERSION:    v1\n\nFIELD: serviceAccountName <string>\n")
+    assert "ServiceAccountName is the name of the ServiceAccount to use to run this pod." in field
+    spec = kubectl("explain", "pod.spec").stdout
+    assert "FIELD: spec <PodSpec>" in spec
+    assert "  containers\t<[]Container> -required-\n" in spec
+    assert "  serviceAccountName\t<string>\n" in spec
+    template = kubectl("explain", "deployment.spec.template").stdout
+    assert template.startswith("GROUP:      apps\nKIND:       Deployment\nVERSION:    v1\n")
+    assert "FIELD: template <PodTemplateSpec>" in template and "  spec\t<PodSpec>\n" in template
+    sa = kubectl("explain", "serviceaccount").stdout
+    assert "  automountServiceAccountToken\t<boolean>\n" in sa and "  secrets\t<[]ObjectReference>\n" in sa
+    assert "  data\t<map[string]string>\n" in kubectl("explain", "configmap").stdout
+    missing = kubectl("explain", "pod.spec.serviceAcountName", check=False)
+    assert (missing.returncode, missing.stderr.strip()) == (1, 'error: field "serviceAcountName" does not exist')
