@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 CTL_EXAMPLES = """\
 examples:
   python -m lab ctl --state-dir DIR status
-  python -m lab ctl --state-dir DIR webhook --mode down        (up | down | absent; --layout v1.5|v1.6)
+  python -m lab ctl --state-dir DIR webhook --mode down        (up | down | absent; --layout v1.5|v1.6|pr1749)
   python -m lab ctl --state-dir DIR webhook --install helm     (addon | helm | both: who installed the webhook)
   python -m lab ctl --state-dir DIR issuer --rotate-keys        (--unreachable on|off)
   python -m lab ctl --state-dir DIR kubelet --pod-start-latency 5
@@ -55,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="run the lab in the foreground (Ctrl-C stops it)")
     up.add_argument("--state-dir", required=True, type=Path, help="where kubeconfig, ca.pem, lab.json, env.sh go")
     up.add_argument("--scenario", default="healthy", help="see `python -m lab scenarios` (default: healthy)")
-    up.add_argument("--webhook-layout", choices=["v1.5", "v1.6"], default=None,
-                    help="token path layout of the emulated webhook (default v1.6)")
+    up.add_argument("--webhook-layout", choices=["v1.5", "v1.6", "pr1749"], default=None,
+                    help="token path layout of the emulated webhook (default v1.5, the /tokens path AKS ships)")
     up.add_argument("-v", "--verbose", action="store_true", help="log every request")
 
     commands.add_parser("scenarios", help="list the scenarios")
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("status")
     webhook = actions.add_parser("webhook")
     webhook.add_argument("--mode", choices=["up", "down", "absent"])
-    webhook.add_argument("--layout", choices=["v1.5", "v1.6"])
+    webhook.add_argument("--layout", choices=["v1.5", "v1.6", "pr1749"])
     webhook.add_argument("--install", choices=["addon", "helm", "both"],
                          help="the AKS add-on in kube-system, the Helm chart in azure-workload-identity-system, "
                               "or both at once")

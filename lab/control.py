@@ -76,15 +76,16 @@ def sync_webhook_objects(lab: Lab) -> None:
 
 
 def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
-    from lab.kube.webhook import INSTALLS, namespace_for
+    from lab.kube.webhook import INSTALLS, LAYOUTS, namespace_for
+    from lab.kube.webhook_pods import replace_crashed_pods
 
     mode = body.get("mode", lab.kube.webhook.mode)
     layout = body.get("layout", lab.kube.webhook.layout)
     install = body.get("install", lab.kube.webhook.install)
     if mode not in ("up", "down", "absent"):
         raise ControlError("mode: must be one of up, down, absent")
-    if layout not in ("v1.5", "v1.6"):
-        raise ControlError("layout: must be one of v1.5, v1.6")
+    if layout not in LAYOUTS:
+        raise ControlError(f"layout: must be one of {', '.join(LAYOUTS)}")
     if install not in INSTALLS:
         raise ControlError(f"install: must be one of {', '.join(INSTALLS)}")
     if install != lab.kube.webhook.install:
@@ -97,6 +98,8 @@ def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     lab.kube.webhook.install = install
     lab.kube.webhook.namespace = namespace_for(install)
     sync_webhook_objects(lab)
+    if mode == "up":
+        replace_crashed_pods(lab)
     controllers = getattr(lab.kube, "_controllers", None)
     if controllers is not None:
         controllers.reconcile_workloads()  # ReplicaSets retry the pods the webhook refused
@@ -319,7 +322,12 @@ def build_app(lab: Lab) -> web.Application:
         if not isinstance(body, dict):
             return web.json_response({"error": "body: a JSON object is required"}, status=400)
         try:
-            return web.json_response(command(lab, body))
+            answer = command(lab, body)
+            if command is set_webhook:  # answer once the webhook's pods show the new mode, as a rollout waits
+                from lab.kube.webhook_pods import settled
+
+                await settled(lab)
+            return web.json_response(answer)
         except ControlError as exc:
             return web.json_response({"error": str(exc)}, status=400)
 

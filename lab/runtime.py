@@ -201,11 +201,15 @@ class Lab:
             self._runners.append(runner)
 
         egress.sync_fault_policies(self)
+        from lab.kube import webhook_pods
         from lab.kube.kubelet import Kubelet
 
         self.kubelet = Kubelet(self)
+        webhook_pods.register(self)
         await self.kubelet.start()
         self._background.append(self.kubelet.stop)
+        if not await webhook_pods.settled(self):
+            log.warning("the webhook's pods did not become ready at start")
         self.write_state_files()
         log.info("lab up: %s", json.dumps(self.endpoints))
 

@@ -12,7 +12,17 @@ import string
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from lab.kube import defaults, errors, gatekeeper, limitrange, podsecurity, quota, validation, webhook
+from lab.kube import (
+    defaults,
+    errors,
+    gatekeeper,
+    limitrange,
+    podsecurity,
+    quota,
+    validation,
+    webhook,
+    webhook_pods,
+)
 from lab.kube.store import Obj, ResourceType
 
 if TYPE_CHECKING:
@@ -146,7 +156,8 @@ def mutate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str) -> Obj:
     service_account_admission(lab, obj, namespace)
     default_toleration_seconds(obj)
     return webhook.admit_pod(
-        obj, namespace, lab.kube.webhook, _service_account_getter(lab), namespace_labels(lab, namespace)
+        obj, namespace, lab.kube.webhook, _service_account_getter(lab), namespace_labels(lab, namespace),
+        decision_log=webhook_pods.decision_log(lab),
     )
 
 

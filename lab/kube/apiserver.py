@@ -458,9 +458,8 @@ class ApiServer:
         log_request = streams.LogRequest.from_query(request.query, pod)
         key = (target.namespace_or_empty, target.name, log_request.container)
 
-        def read_log() -> bytes | None:
-            data = self.lab.kube.pod_logs.get(key)
-            return None if data is None else bytes(data)
+        def read_log() -> bytearray | None:
+            return self.lab.kube.pod_logs.get(key)  # a ContainerLog: line times, the previous instance
 
         def read_pod() -> Obj | None:
             return self.store.find(target.rt, target.namespace_or_empty, target.name)

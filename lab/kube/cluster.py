@@ -63,6 +63,8 @@ class KubeCluster:
     runnable_images: dict[str, list[str]] = field(default_factory=dict)
     # Images that run no process and just stay Running (scenario workloads to inspect).
     idle_images: set[str] = field(default_factory=set)
+    # Images the lab plays itself: name -> async (lab, pod, container name, log) -> exit code (the webhook's manager).
+    emulated_images: dict[str, Any] = field(default_factory=dict)
     # (namespace, pod, container) -> everything the container wrote to stdout/stderr, for pods/log.
     pod_logs: dict[tuple[str, str, str], bytearray] = field(default_factory=dict)
 

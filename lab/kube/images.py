@@ -122,8 +122,18 @@ def stdlib_python(directory: Path) -> Path:
     return bin_dir
 
 
+def emulated_runner(kube: Any, ref: ImageRef) -> Any:
+    """The coroutine function that plays an image the lab emulates (``KubeCluster.emulated_images``), or None."""
+    for key, runner in list(getattr(kube, "emulated_images", {}).items()):
+        if key == ref.name or parse_image(key).repository == ref.repository:
+            return runner
+    return None
+
+
 def resolve_image(kube: Any, ref: ImageRef) -> tuple[str, ImageConfig | None]:
-    """("run", its config) | ("idle", None) | ("missing", None)."""
+    """("run", its config) | ("idle", None) | ("emulated", None) | ("missing", None)."""
+    if emulated_runner(kube, ref) is not None:
+        return "emulated", None
     for key, argv in list(kube.runnable_images.items()):
         if key == ref.name or parse_image(key).repository == ref.repository:
             return "run", ImageConfig(entrypoint=tuple(argv))

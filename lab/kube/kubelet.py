@@ -70,12 +70,14 @@ from urllib.parse import urlsplit
 from lab import tasks
 from lab.clock import rfc3339
 from lab.kube import errors, podenv, podsandbox, scheduler, tokens, volumes
+from lab.kube.containerlogs import ContainerLog
 from lab.kube.events import EventRecorder
 from lab.kube.images import (
     LAB_RUNTIME,
     PYTHON_RUNTIME,
     ImageConfig,
     default_pull_policy,
+    emulated_runner,
     go_duration,
     not_found_message,
     parse_image,
@@ -848,8 +850,7 @@ class PodWorker:
         fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(spec, handle)
-        logs = bytearray()
-        self.lab.kube.pod_logs[(self.namespace, self.name, cs.name)] = logs
+        logs = self.new_log(cs)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *self.kubelet.sandbox.argv(str(spec_path)), stdin=asyncio.subprocess.DEVNULL,
@@ -871,6 +872,30 @@ class PodWorker:
             kind, _, message = report.partition("\t")
             return podsandbox.START_ERROR_PREFIX + message.strip()
         return None
+
+    def new_log(self, cs: ContainerState) -> ContainerLog:
+        """This instance's log; the one before it stays reachable for ``kubectl logs --previous``."""
+        key = (self.namespace, self.name, cs.name)
+        earlier = self.lab.kube.pod_logs.get(key)
+        logs = ContainerLog(cs.container_id or "", earlier if isinstance(earlier, ContainerLog) else None)
+        self.lab.kube.pod_logs[key] = logs
+        return logs
+
+    async def run_emulated(self, cs: ContainerState, ref: Any, attempted: asyncio.Event) -> int:
+        """A container the lab itself plays (an add-on's manager): a coroutine writing to the instance's log."""
+        run = emulated_runner(self.lab.kube, ref)
+        logs = self.new_log(cs)
+        cs.idle = True  # no process: stopping the pod ends it by cancelling its task
+        self.event("Started", f"Started container {cs.name}", field_path=cs.field_path)
+        cs.state = {"running": {"startedAt": rfc3339()}}
+        cs.started, cs.ready = True, not cs.init or cs.sidecar
+        self.publish()
+        attempted.set()
+        assert run is not None
+        code = await run(self.lab, self.fetch(), cs.name, logs)
+        self._terminated(cs, code)
+        self.publish()
+        return code
 
     async def _read_status(self, read_fd: int) -> str:
         loop = asyncio.get_running_loop()
@@ -941,9 +966,11 @@ class PodWorker:
                 self.publish()
                 attempted.set()
                 await asyncio.Future()  # runs until the pod stops
-            assert launch is not None
-            failure = await self.spawn(cs, launch)
-            if failure:
+            assert launch is not None or kind == "emulated"
+            failure = None if launch is None else await self.spawn(cs, launch)
+            if kind == "emulated":
+                code = await self.run_emulated(cs, ref, attempted)
+            elif failure:
                 self._terminated(cs, 128, "StartError", failure, started_at="1970-01-01T00:00:00Z")
                 self.event("Failed", f"Error: {failure}", "Warning", cs.field_path)
                 self.publish()

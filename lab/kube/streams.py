@@ -15,14 +15,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from lab.kube import errors
+from lab.kube import containerlogs, errors
 from lab.kube.store import Obj, ResourceType, Store
 
 log = logging.getLogger("lab.kube.streams")
@@ -163,16 +163,34 @@ class LogRequest:
     tail_lines: int | None
     timestamps: bool
     limit_bytes: int | None
+    previous: bool = False
+    since_ns: int | None = None  # sinceSeconds / sinceTime as a time in ns
 
     @classmethod
     def from_query(cls, query: Any, pod: Obj) -> LogRequest:
+        since_seconds, since_time = _int_param(query, "sinceSeconds"), query.get("sinceTime")
+        if since_seconds is not None and since_time:
+            raise errors.bad_request("at most one of `sinceTime` or `sinceSeconds` may be specified")
+        if since_seconds is not None and since_seconds < 1:
+            raise errors.bad_request("sinceSeconds: Invalid value: 0: must be greater than 0")
+        since_ns = None
+        if since_seconds is not None:
+            since_ns = time.time_ns() - since_seconds * 1_000_000_000
+        elif since_time:
+            since_ns = containerlogs.parse_since_time(since_time)
         return cls(
             container=choose_container(pod, query.get("container", "")),
             follow=query.get("follow", "").lower() in ("true", "1"),
             tail_lines=_int_param(query, "tailLines"),
             timestamps=query.get("timestamps", "").lower() in ("true", "1"),
             limit_bytes=_int_param(query, "limitBytes"),
+            previous=query.get("previous", "").lower() in ("true", "1"),
+            since_ns=since_ns,
         )
+
+    def window(self, whole: bool = True) -> containerlogs.Window:
+        return containerlogs.Window(self.since_ns, self.timestamps,
+                                    self.tail_lines if whole else None, self.limit_bytes if whole else None)
 
 
 def _int_param(query: Any, name: str) -> int | None:
@@ -234,33 +252,25 @@ def container_finished(pod: Obj | None, container: str) -> bool:
     return "terminated" in state
 
 
-def _timestamp_prefix() -> bytes:
-    now = datetime.now(UTC)
-    return (now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond:06d}000Z ").encode()
-
-
-def format_log(data: bytes, request: LogRequest) -> bytes:
-    lines = data.splitlines(keepends=True)
-    if request.tail_lines is not None:
-        lines = lines[-request.tail_lines :] if request.tail_lines else []
-    if request.timestamps:
-        prefix = _timestamp_prefix()
-        lines = [prefix + line for line in lines]
-    text = b"".join(lines)
-    return text[: request.limit_bytes] if request.limit_bytes is not None else text
+def format_log(data: bytes | bytearray, request: LogRequest) -> bytes:
+    """The lines a request wants, each with the time it was written when ``timestamps`` (containerlogs)."""
+    return request.window().render(data)
 
 
 async def serve_log(
     request: web.Request,
     pod: Obj,
     log_request: LogRequest,
-    read_log: Callable[[], bytes | None],
+    read_log: Callable[[], bytes | bytearray | None],
     read_pod: Callable[[], Obj | None],
 ) -> web.StreamResponse:
     data = read_log()
-    check_container_started(pod, log_request.container, data is not None)
-    data = data or b""
-    if not log_request.follow:
+    if log_request.previous:
+        data = containerlogs.previous_instance(pod, log_request.container, data)
+    else:
+        check_container_started(pod, log_request.container, data is not None)
+    data = data if data is not None else b""
+    if not log_request.follow or log_request.previous:
         return web.Response(body=format_log(data, log_request), content_type="text/plain", charset="utf-8")
     response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain; charset=utf-8"})
     response.enable_chunked_encoding()
@@ -268,13 +278,35 @@ async def serve_log(
     forget = track_stream(request)
     try:
         await response.write(format_log(data, log_request))
-        await _follow(response, log_request, len(data), read_log, read_pod)
+        if isinstance(data, containerlogs.ContainerLog):
+            await _follow_instance(response, log_request, data, read_pod)
+        else:
+            await _follow(response, log_request, len(data), read_log, read_pod)
         await response.write_eof()
     except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
         forget()
     return response
+
+
+async def _follow_instance(
+    response: web.StreamResponse,
+    log_request: LogRequest,
+    instance: containerlogs.ContainerLog,
+    read_pod: Callable[[], Obj | None],
+) -> None:
+    """Send what this container instance writes while it runs; its exit (or a restart) ends the stream."""
+    offset = len(instance)
+    window = log_request.window(whole=False)
+    while True:
+        running = containerlogs.running_instance_id(read_pod(), log_request.container) == instance.container_id
+        if len(instance) > offset:
+            await response.write(window.render(instance, offset))
+            offset = len(instance)
+        if not running:
+            return
+        await asyncio.sleep(LOG_POLL_SECONDS)
 
 
 async def _follow(
@@ -285,7 +317,8 @@ async def _follow(
     read_pod: Callable[[], Obj | None],
 ) -> None:
     """Send what the container writes until it (or its pod) is gone."""
-    as_written = LogRequest(log_request.container, True, None, log_request.timestamps, None)
+    as_written = LogRequest(log_request.container, True, None, log_request.timestamps, None,
+                            since_ns=log_request.since_ns)
     while True:
         finished = container_finished(read_pod(), log_request.container)
         data = read_log() or b""

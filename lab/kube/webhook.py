@@ -1,7 +1,7 @@
 """The azure-workload-identity mutating admission webhook, as the AKS add-on installs it.
 
-A pure emulation of ``pkg/webhook/webhook.go`` (``podMutator.Handle``) for the v1.5.1 and v1.6.0
-layouts (reference ``azure-workload-identity.md`` sections 1.2-1.10), plus the two pieces of the API
+A pure emulation of ``pkg/webhook/webhook.go`` (``podMutator.Handle``) for the v1.5.1, v1.6.0
+and PR #1749 layouts (reference ``azure-workload-identity.md`` sections 1.2-1.10), plus the two pieces of the API
 server that decide whether the webhook is called at all:
 
 * the MutatingWebhookConfiguration's ``objectSelector`` (pod label ``azure.workload.identity/use: "true"``,
@@ -29,9 +29,11 @@ implemented for the ConfigMap CA source only; the ClusterTrustBundle source is n
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +50,8 @@ DEPLOYMENT_NAME = "azure-wi-webhook-controller-manager"
 SERVICE_NAME = "azure-wi-webhook-webhook-service"
 CONFIGMAP_NAME = "azure-wi-webhook-config"
 SERVICE_ACCOUNT_NAME = "azure-wi-webhook-admin"
+CERT_SECRET_NAME = "azure-wi-webhook-server-cert"
+CA_NAME = "azure-workload-identity-ca"
 HELM_RELEASE = "aks-managed-workload-identity"  # the add-on's own Helm release (Azure/AKS#5472)
 ADDON_NAMESPACE = "kube-system"
 # The self-managed chart (charts/workload-identity-webhook): its README installs it as release
@@ -86,6 +90,7 @@ ENV_CA_DATA = "AZURE_KUBERNETES_CA_DATA"
 CA_FILE_PATH = "ca-cert/ca.crt"
 
 V16_VOLUME_PREFIX = "azure-workload-identity-reserved-"
+EXPIRATION_STEP = "failed to get service account token expiration"
 
 # The admissions enforcer's namespaceSelector (Azure/AKS #1771, #4002).
 ENFORCER_NAMESPACE_SELECTOR: Obj = {
@@ -109,17 +114,31 @@ class Layout:
     mount_path: str
     token_path: str
     fixed_volume_name: str | None  # v1.5: a fixed name; v1.6: per-pod reserved name
+    hashed_mount: bool = False  # PR #1749: the mount path ends with the pod identity hash
+
+    def mount_for(self, volume_name: str) -> str:
+        if self.hashed_mount:
+            return f"{self.mount_path}/{volume_name.removeprefix(V16_VOLUME_PREFIX)}"
+        return self.mount_path
 
     @property
     def token_file(self) -> str:
         return f"{self.mount_path}/{self.token_path}"
 
 
+# The add-on AKS ships today mounts /tokens (Azure/AKS#5541, Jan 2026: standard workload identity keeps
+# /var/run/secrets/azure/tokens; the /wi path came with the identity-bindings preview's v1.6 webhook). PR #1749
+# (merged 2026-08, "BREAKING CHANGE ... /var/run/secrets/azure/wi/<hash>/token/azure-identity-token") derives the
+# mount path from the same pod identity hash as the volume name; that the <hash> segment is the volume name's
+# 30 hex characters is the lab's reading of the PR text, not seen in its diff.
 LAYOUTS = {
     "v1.5": Layout("/var/run/secrets/azure/tokens", "azure-identity-token", "azure-identity-token"),
     "v1.6": Layout("/var/run/secrets/azure/wi", "token/azure-identity-token", None),
+    "pr1749": Layout("/var/run/secrets/azure/wi", "token/azure-identity-token", None, hashed_mount=True),
 }
-DEFAULT_TAGS = {"v1.5": "v1.5.1", "v1.6": "v1.6.0"}
+DEFAULT_LAYOUT = "v1.5"
+# No release carried PR #1749 when the reference was written: the lab tags its images with the newest release.
+DEFAULT_TAGS = {"v1.5": "v1.5.1", "v1.6": "v1.6.0", "pr1749": "v1.6.0"}
 MODES = ("up", "down", "absent")
 
 
@@ -127,7 +146,7 @@ MODES = ("up", "down", "absent")
 class WebhookSettings:
     mode: str = "up"  # up | down | absent
     install: str = "addon"  # addon (kube-system) | helm (the chart, its own namespace) | both at once
-    layout: str = "v1.6"  # v1.5 | v1.6
+    layout: str = DEFAULT_LAYOUT  # v1.5 (what AKS ships) | v1.6 | pr1749
     tenant_id: str = ""  # azure-wi-webhook-config AZURE_TENANT_ID
     azure_environment: str = "AzurePublicCloud"
     authority_host: str = "https://login.microsoftonline.com/"  # keeps its trailing slash
@@ -161,7 +180,7 @@ class WebhookSettings:
 
     @property
     def native_sidecar(self) -> bool:
-        return self.server_minor >= 32
+        return server_version_gte(f"1.{self.server_minor}", 1, 32)
 
     @property
     def proxy_image(self) -> str:
@@ -177,12 +196,35 @@ class WebhookSettings:
 
     @property
     def custom_token_endpoint_annotation(self) -> str | None:
-        if self.layout != "v1.6" or not self.custom_token_endpoint_suffix:
+        if self.layout == "v1.5" or not self.custom_token_endpoint_suffix:
             return None
         return f"azure.workload.identity/use-{self.custom_token_endpoint_suffix}"
 
 
 ServiceAccountGetter = Callable[[str, str], Obj | None]
+
+# go-autorest's ActiveDirectoryEndpoint per AZURE_ENVIRONMENT (getAzureAuthorityHost; "" is the public cloud).
+# The lab's webhook injects its own Entra instead, so this mapping is what a real webhook would have used.
+AUTHORITY_HOSTS = {
+    "": "https://login.microsoftonline.com/",
+    "AzurePublicCloud": "https://login.microsoftonline.com/",
+    "AzureUSGovernmentCloud": "https://login.microsoftonline.us/",
+    "AzureChinaCloud": "https://login.chinacloudapi.cn/",
+    "AzureGermanCloud": "https://login.microsoftonline.de/",
+}
+
+
+def azure_authority_host(cloud: str) -> str:
+    """The authority host a real webhook injects for its ConfigMap's AZURE_ENVIRONMENT; ValueError if unknown."""
+    if cloud.upper() not in {name.upper() for name in AUTHORITY_HOSTS}:
+        raise ValueError(f'autorest/azure: There is no cloud environment matching the name "{cloud.upper()}"')
+    return next(host for name, host in AUTHORITY_HOSTS.items() if name.upper() == cloud.upper())
+
+
+def server_version_gte(server: str, major: int, minor: int) -> bool:
+    """serverVersionGTE: the API server's version (generic "1.32.6") at least major.minor."""
+    parts = [int(part) for part in re.findall(r"\d+", server)[:2]] + [0, 0]
+    return (parts[0], parts[1]) >= (major, minor)
 
 
 # ---------------------------------------------------------------- errors
@@ -271,22 +313,64 @@ def webhook_called(pod: Obj, namespace: str, settings: WebhookSettings, namespac
 # ---------------------------------------------------------------- the handler
 
 
+DecisionLog = Callable[[list[Obj]], None]
+# mlog's levels as logr verbosities: controller-runtime's per-request lines are V(5), shown from "trace" on
+VERBOSE_LEVELS = ("trace", "all")
+
+
 def admit_pod(
     pod: Obj,
     namespace: str,
     settings: WebhookSettings,
     get_service_account: ServiceAccountGetter,
     namespace_labels: dict[str, str],
+    decision_log: DecisionLog | None = None,
 ) -> Obj:
     """Mutating admission for a pod CREATE. Returns the (possibly) mutated pod; raises ApiError on denial.
 
-    ``get_service_account(namespace, name)`` returns the ServiceAccount object or None.
+    ``get_service_account(namespace, name)`` returns the ServiceAccount object or None. ``decision_log`` gets
+    the JSON log records the serving webhook pod writes for this request (see :func:`decision_records`).
     """
     if not webhook_called(pod, namespace, settings, namespace_labels):
         return pod
     if settings.mode == "down":
         raise unreachable(settings.namespace)
-    return PodMutation(copy.deepcopy(pod), namespace, settings).run(get_service_account)
+    mutation = PodMutation(copy.deepcopy(pod), namespace, settings)
+    try:
+        mutated = mutation.run(get_service_account)
+    except ApiError as exc:
+        if decision_log is not None:
+            decision_log(decision_records(mutation, settings, exc))
+        raise
+    if decision_log is not None:
+        decision_log(decision_records(mutation, settings, None))
+    return mutated
+
+
+def decision_records(mutation: PodMutation, settings: WebhookSettings, denial: ApiError | None) -> list[Obj]:
+    """What the webhook logs for one request, as mlog's JSON lines (without ``ts``, added when written).
+
+    The handler logs only its failures: ``logger.Error("<step>", err)`` on a logger named "handler" carrying
+    pod, namespace and service-account (pkg/webhook/webhook.go). controller-runtime's admission server adds
+    "received request" and "wrote response" at V(5), which mlog shows from --log-level=trace.
+    """
+    records: list[Obj] = []
+    verbose = settings.log_level in VERBOSE_LEVELS
+    name = mutation.meta.get("name") or ""
+    if verbose:  # the request's user is not known to the lab's in-process webhook, so "user" is left out
+        records.append({"level": "debug", "logger": "admission", "msg": "received request",
+                        "object": {"name": name, "namespace": mutation.namespace}, "namespace": mutation.namespace,
+                        "name": name, "resource": {"group": "", "version": "v1", "resource": "pods"},
+                        "requestID": mutation.request_id})
+    if denial is not None and mutation.failed_step:
+        records.append({"level": "error", "logger": "handler", "msg": mutation.failed_step,
+                        "pod": mutation.pod_name, "namespace": mutation.namespace,
+                        "service-account": mutation.service_account_name, "error": mutation.error_text})
+    if verbose:  # written with the request-less logger: no object fields
+        result = {"code": 400, "reason": "", "message": mutation.error_text} if denial is not None else {"code": 200}
+        records.append({"level": "debug", "logger": "admission", **result, "msg": "wrote response",
+                         "requestID": mutation.request_id, "allowed": denial is None})
+    return records
 
 
 def pod_name_for_webhook(pod: Obj) -> str:
@@ -312,6 +396,12 @@ class PodMutation:
         self.spec: Obj = pod.setdefault("spec", {})
         self.annotations: dict[str, str] = self.meta.get("annotations") or {}
         self.pod_name = pod_name_for_webhook(pod)
+        self.service_account_name = self.spec.get("serviceAccountName") or "default"
+        self.request_id = str(uuid.uuid4())
+        self.failed_step = ""  # the handler's logger.Error message for a denial
+        self.error_text = ""
+        # buildVolumeName(podName); upstream passes it to each step, so the table tests may set it
+        self.volume_name = self.layout.fixed_volume_name or v16_volume_name(self.pod_name)
 
     def run(self, get_service_account: ServiceAccountGetter) -> Obj:
         # for daemonset/deployment pods the namespace is not set: the webhook sets the request namespace
@@ -324,8 +414,14 @@ class PodMutation:
         client_id = sa_annotations.get(CLIENT_ID_ANNOTATION, "")
         # the tenant-id key wins when present, even with an empty value (which then injects nothing)
         tenant_id = sa_annotations.get(TENANT_ID_ANNOTATION, self.settings.tenant_id)
-        skip = self.skip_containers()
         custom_endpoint = self.uses_custom_token_endpoint()
+        self.mutate_containers(client_id, tenant_id, custom_endpoint)
+        self.add_volume(expiration, custom_endpoint)
+        return self.pod
+
+    def mutate_containers(self, client_id: str, tenant_id: str, custom_endpoint: bool) -> None:
+        """Env and mount into every init container and container the skip list does not name."""
+        skip = self.skip_containers()
         env = self.desired_env(client_id, tenant_id, custom_endpoint)
         for key in ("initContainers", "containers"):
             for container in self.spec.get(key) or []:
@@ -333,23 +429,25 @@ class PodMutation:
                     continue
                 add_env(container, env)
                 self.add_mount(container)
-        self.add_volume(expiration, custom_endpoint)
-        return self.pod
 
     # -- step 3: the ServiceAccount must exist
 
     def service_account(self, get_service_account: ServiceAccountGetter) -> Obj:
-        name = self.spec.get("serviceAccountName") or "default"
+        name = self.service_account_name
         found = get_service_account(self.namespace, name)
         if found is None:
-            raise denied(f'serviceaccounts "{name}" not found')
+            raise self.deny("failed to get service account", f'serviceaccounts "{name}" not found')
         return found
+
+    def deny(self, step: str, error: str) -> ApiError:
+        self.failed_step, self.error_text = step, error
+        return denied(error)
 
     # -- step 4: the migration proxy
 
     def inject_proxy(self) -> None:
         if self.spec.get("hostNetwork"):
-            raise denied("hostNetwork is set to true, cannot inject proxy sidecar")
+            raise self.deny("failed to inject proxy sidecar", "hostNetwork is set to true, cannot inject proxy sidecar")
         port = self.proxy_port()
         init_containers = self.spec.setdefault("initContainers", [])
         if not any(c.get("name") == PROXY_INIT_CONTAINER for c in init_containers):
@@ -365,7 +463,7 @@ class PodMutation:
         try:
             return go_parse_int(self.annotations[PROXY_PORT_ANNOTATION], 32)
         except GoParseError as exc:
-            raise denied(f"failed to parse proxy sidecar port: {exc}") from None
+            raise self.deny("failed to get proxy port", f"failed to parse proxy sidecar port: {exc}") from None
 
     def proxy_init_container(self, port: int) -> Obj:
         return {
@@ -413,10 +511,10 @@ class PodMutation:
             try:
                 expiration = go_parse_int(raw, 64)
             except GoParseError as exc:
-                raise denied(str(exc)) from None
+                raise self.deny(EXPIRATION_STEP, str(exc)) from None
         if not MIN_EXPIRATION <= expiration <= MAX_EXPIRATION:
-            raise denied(f"token expiration {expiration} not valid. "
-                         f"Expected value to be between {MIN_EXPIRATION} and {MAX_EXPIRATION}")
+            raise self.deny(EXPIRATION_STEP, f"token expiration {expiration} not valid. "
+                            f"Expected value to be between {MIN_EXPIRATION} and {MAX_EXPIRATION}")
         return expiration
 
     # -- steps 6-9: env vars and mounts
@@ -431,17 +529,13 @@ class PodMutation:
 
     @property
     def mount_path(self) -> str:
-        return self.layout.mount_path
-
-    @property
-    def volume_name(self) -> str:
-        return self.layout.fixed_volume_name or v16_volume_name(self.pod_name)
+        return self.layout.mount_for(self.volume_name)
 
     def desired_env(self, client_id: str, tenant_id: str, custom_endpoint: bool) -> list[tuple[str, str]]:
         env = [
             (ENV_CLIENT_ID, client_id),
             (ENV_TENANT_ID, tenant_id),
-            (ENV_TOKEN_FILE, self.layout.token_file),
+            (ENV_TOKEN_FILE, f"{self.mount_path}/{self.layout.token_path}"),
             (ENV_AUTHORITY_HOST, self.settings.authority_host),
         ]
         if custom_endpoint:
@@ -458,7 +552,7 @@ class PodMutation:
         mounts = container.setdefault("volumeMounts", [])
         for index, existing in enumerate(mounts):
             if existing.get("name") == self.volume_name:
-                if self.settings.layout == "v1.6":  # v1.6 replaces, v1.5 keeps the user's mount
+                if self.settings.layout != "v1.5":  # v1.6 replaces, v1.5 keeps the user's mount
                     mounts[index] = mount
                 return
         mounts.append(mount)
@@ -490,8 +584,8 @@ class PodMutation:
                 "items": [{"key": "ca.crt", "path": CA_FILE_PATH}],
                 "optional": False,
             }})
-        # defaultMode 420 is the API server's defaulting, applied after admission; the e2e suite asserts it
-        return {"name": self.volume_name, "projected": {"sources": sources, "defaultMode": 420}}
+        # no defaultMode: 420 is the API server's defaulting after admission (the e2e suite asserts the stored 420)
+        return {"name": self.volume_name, "projected": {"sources": sources}}
 
 
 def _has_token_source(volume: Obj, token_path: str) -> bool:
@@ -616,22 +710,6 @@ def _manager_container(settings: WebhookSettings, install: Install) -> Obj:
     }
 
 
-def _deployment_status(settings: WebhookSettings) -> Obj:
-    if settings.mode == "up":
-        return {
-            "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 2,
-            "availableReplicas": 2,
-            "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                            "message": "Deployment has minimum availability."}],
-        }
-    # readyReplicas/availableReplicas are omitempty in the real API: absent when 0
-    return {
-        "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "unavailableReplicas": 2,
-        "conditions": [{"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
-                        "message": "Deployment does not have minimum availability."}],
-    }
-
-
 def deployment(settings: WebhookSettings, install: Install | None = None) -> Obj:
     install = install or installs_of(settings)[0]
     pod_labels = {SYSTEM_LABEL: "true", "app": CHART_NAME, **install.chart_labels}
@@ -651,11 +729,10 @@ def deployment(settings: WebhookSettings, install: Install | None = None) -> Obj
                     "priorityClassName": "system-cluster-critical",
                     "serviceAccountName": SERVICE_ACCOUNT_NAME,
                     "volumes": [{"name": "cert",
-                                 "secret": {"defaultMode": 420, "secretName": "azure-wi-webhook-server-cert"}}],
+                                 "secret": {"defaultMode": 420, "secretName": CERT_SECRET_NAME}}],
                 },
             },
         },
-        "status": _deployment_status(settings),
     }
 
 
@@ -666,6 +743,41 @@ def config_map(settings: WebhookSettings, install: Install | None = None) -> Obj
         "metadata": _meta(CONFIGMAP_NAME, settings, install),
         "data": {"AZURE_ENVIRONMENT": settings.azure_environment, "AZURE_TENANT_ID": settings.tenant_id},
     }
+
+
+def service(settings: WebhookSettings, install: Install | None = None) -> Obj:
+    """azure-wi-webhook-webhook-service: 443 -> the manager's 9443, selecting the Deployment's pods."""
+    install = install or installs_of(settings)[0]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(SERVICE_NAME, settings, install),
+        "spec": {"ports": [{"port": 443, "protocol": "TCP", "targetPort": 9443}],
+                 "selector": {SYSTEM_LABEL: "true", **install.chart_labels}, "type": "ClusterIP"},
+    }
+
+
+_CERTS: dict[str, dict[str, str]] = {}
+
+
+def server_cert_data(namespace: str) -> dict[str, str]:
+    """What cert-controller's rotator keeps in the Secret: its CA (organization azure-workload-identity) and a
+    serving certificate for <service>.<namespace>.svc, base64 as Secret data. Made once per namespace."""
+    if namespace not in _CERTS:
+        import trustme
+
+        ca = trustme.CA(organization_name="azure-workload-identity", organization_unit_name=CA_NAME)
+        leaf = ca.issue_cert(f"{SERVICE_NAME}.{namespace}.svc")
+        parts = {"ca.crt": ca.cert_pem.bytes(), "ca.key": ca.private_key_pem.bytes(),
+                 "tls.crt": leaf.cert_chain_pems[0].bytes(), "tls.key": leaf.private_key_pem.bytes()}
+        _CERTS[namespace] = {key: base64.b64encode(value).decode() for key, value in parts.items()}
+    return dict(_CERTS[namespace])
+
+
+def server_cert_secret(settings: WebhookSettings, install: Install | None = None) -> Obj:
+    install = install or installs_of(settings)[0]
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(CERT_SECRET_NAME, settings, install),
+            "type": "Opaque", "data": server_cert_data(install.namespace)}
 
 
 def service_account(settings: WebhookSettings, install: Install | None = None) -> Obj:
@@ -685,5 +797,7 @@ def webhook_objects(settings: WebhookSettings) -> list[tuple[str, str, str, Obj]
             ("apps", "deployments", ns, deployment(settings, install)),
             ("", "configmaps", ns, config_map(settings, install)),
             ("", "serviceaccounts", ns, service_account(settings, install)),
+            ("", "services", ns, service(settings, install)),
+            ("", "secrets", ns, server_cert_secret(settings, install)),
         ]
     return objects

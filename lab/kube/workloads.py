@@ -16,7 +16,7 @@ import secrets
 from typing import TYPE_CHECKING
 
 from lab.clock import rfc3339
-from lab.kube import admission, errors, webhook
+from lab.kube import admission, errors
 from lab.kube.resources import core_type
 from lab.kube.store import Obj, ResourceType, Store
 
@@ -57,13 +57,6 @@ def _active(pod: Obj) -> bool:
     return phase not in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp")
 
 
-def _is_emulated_webhook(deployment: Obj) -> bool:
-    """The webhook add-on's own Deployment: the lab's admission plugin *is* the webhook, so its state (and the
-    Deployment's readiness) follows ``lab ctl webhook``, not pods of its own."""
-    meta = deployment["metadata"]
-    return meta.get("name") == webhook.DEPLOYMENT_NAME and webhook.SYSTEM_LABEL in (meta.get("labels") or {})
-
-
 class WorkloadControllers:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
@@ -78,7 +71,7 @@ class WorkloadControllers:
         if deployments is None or replicasets is None:
             return
         deployment = self.store.find(deployments, namespace, name)
-        if deployment is None or deployment["metadata"].get("deletionTimestamp") or _is_emulated_webhook(deployment):
+        if deployment is None or deployment["metadata"].get("deletionTimestamp"):
             return
         spec = deployment.get("spec") or {}
         template = copy.deepcopy(spec.get("template") or {})

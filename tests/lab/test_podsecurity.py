@@ -281,7 +281,8 @@ def _labelled(body: Obj) -> Obj:
 def _webhook(body: Obj) -> Obj:
     account = {"metadata": {"name": "wi", "namespace": "apps",
                             "annotations": {"azure.workload.identity/client-id": "id"}}}
-    return admit_pod(body, "apps", WebhookSettings(tenant_id="t"), lambda ns, name: account if name == "wi" else None,
+    return admit_pod(body, "apps", WebhookSettings(tenant_id="t", layout="v1.6"),
+                     lambda ns, name: account if name == "wi" else None,
                      {})
 
 

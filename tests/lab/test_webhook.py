@@ -83,6 +83,7 @@ def lookup(*accounts: Obj):
 def admit(body: Obj, *accounts: Obj, namespace: str = "default", ns_labels: dict[str, str] | None = None,
           **settings: Any) -> Obj:
     accounts = accounts or (annotated_sa(),)
+    settings.setdefault("layout", "v1.6")  # most cases here follow the upstream e2e suite, which is v1.6's
     return admit_pod(body, namespace, WebhookSettings(tenant_id=TENANT, **settings), lookup(*accounts),
                      ns_labels or {"kubernetes.io/metadata.name": namespace})
 
@@ -108,7 +109,7 @@ def reserved_name(pod_name: str) -> str:
 
 
 def expected_volume(pod_name: str = "busybox", expiration: int = 3600) -> Obj:
-    return {"name": reserved_name(pod_name), "projected": {"defaultMode": 420, "sources": [{"serviceAccountToken": {
+    return {"name": reserved_name(pod_name), "projected": {"sources": [{"serviceAccountToken": {
         "audience": "api://AzureADTokenExchange", "expirationSeconds": expiration,
         "path": "token/azure-identity-token"}}]}}
 
@@ -307,7 +308,7 @@ def test_v15_layout() -> None:
         assert c["volumeMounts"] == [
             {"name": "azure-identity-token", "mountPath": "/var/run/secrets/azure/tokens", "readOnly": True}]
     assert mutated["spec"]["volumes"] == [{"name": "azure-identity-token", "projected": {
-        "defaultMode": 420, "sources": [{"serviceAccountToken": {
+        "sources": [{"serviceAccountToken": {
             "audience": "api://AzureADTokenExchange", "expirationSeconds": 3600, "path": "azure-identity-token"}}]}}]
 
 
@@ -426,8 +427,10 @@ def test_webhook_objects() -> None:
         ("apps", "deployments", "kube-system", "Deployment", "azure-wi-webhook-controller-manager"),
         ("", "configmaps", "kube-system", "ConfigMap", "azure-wi-webhook-config"),
         ("", "serviceaccounts", "kube-system", "ServiceAccount", "azure-wi-webhook-admin"),
+        ("", "services", "kube-system", "Service", "azure-wi-webhook-webhook-service"),
+        ("", "secrets", "kube-system", "Secret", "azure-wi-webhook-server-cert"),
     ]
-    mwc, deployment, config_map, account = (o for *_, o in objects)
+    mwc, deployment, config_map, account, service, secret = (o for *_, o in objects)
     assert "namespace" not in mwc["metadata"]
     assert mwc["apiVersion"] == "admissionregistration.k8s.io/v1"
     hook = mwc["webhooks"][0]
@@ -443,17 +446,18 @@ def test_webhook_objects() -> None:
     assert deployment["metadata"]["labels"]["azure-workload-identity.io/system"] == "true"
     assert deployment["spec"]["template"]["metadata"]["labels"]["azure-workload-identity.io/system"] == "true"
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
-        "mcr.microsoft.com/oss/azure/workload-identity/webhook:v1.6.0")
-    assert (deployment["status"]["readyReplicas"], deployment["status"]["availableReplicas"]) == (2, 2)
+        "mcr.microsoft.com/oss/azure/workload-identity/webhook:v1.5.1")
+    assert "status" not in deployment  # the Deployment controller writes it from the pods
+    assert service["spec"]["ports"] == [{"port": 443, "protocol": "TCP", "targetPort": 9443}]
+    assert service["spec"]["selector"] == {"azure-workload-identity.io/system": "true"}
+    assert sorted(secret["data"]) == ["ca.crt", "ca.key", "tls.crt", "tls.key"]
     assert config_map["data"] == {"AZURE_ENVIRONMENT": "AzurePublicCloud", "AZURE_TENANT_ID": TENANT}
     assert account["apiVersion"] == "v1" and account["metadata"]["namespace"] == "kube-system"
 
 
-def test_webhook_objects_when_down_and_v15() -> None:
-    _, _, _, deployment = webhook_objects(WebhookSettings(mode="down", layout="v1.5"))[1]
-    assert deployment["status"].get("readyReplicas", 0) == 0
-    assert deployment["status"].get("availableReplicas", 0) == 0
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith("/webhook:v1.5.1")
+def test_webhook_objects_when_down_and_v16() -> None:
+    _, _, _, deployment = webhook_objects(WebhookSettings(mode="down", layout="v1.6"))[1]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith("/webhook:v1.6.0")
 
 
 # ---------------------------------------------------------------- settings and Go parsing
@@ -468,8 +472,20 @@ def test_settings_are_validated() -> None:
     assert WebhookSettings(version="v1.6.0-alpha.1").image_tag == "v1.6.0-alpha.1"
 
 
+def test_default_layout_is_what_aks_ships_and_pr1749_hashes_the_mount_path() -> None:
+    assert WebhookSettings().layout == "v1.5"  # Azure/AKS#5541: the standard add-on still mounts /tokens
+    mutated = admit(pod(containers=("busybox-1",)), layout="pr1749")
+    digest = reserved_name("busybox").removeprefix("azure-workload-identity-reserved-")
+    mount_path = f"/var/run/secrets/azure/wi/{digest}"
+    assert env_of(mutated["spec"]["containers"][0])["AZURE_FEDERATED_TOKEN_FILE"] == (
+        f"{mount_path}/token/azure-identity-token")
+    assert mutated["spec"]["containers"][0]["volumeMounts"] == [
+        {"name": reserved_name("busybox"), "mountPath": mount_path, "readOnly": True}]
+    assert mutated["spec"]["volumes"] == [expected_volume()]
+
+
 def test_runtime_layout_switch_follows_through() -> None:
-    settings = WebhookSettings(tenant_id=TENANT)
+    settings = WebhookSettings(tenant_id=TENANT, layout="v1.6")
     settings.layout = "v1.5"  # lab control flips the live settings object
     assert settings.webhook_image.endswith("/webhook:v1.5.1")
     mutated = admit_pod(pod(), "default", settings, lookup(annotated_sa()), {})

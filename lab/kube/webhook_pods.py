@@ -1,0 +1,156 @@
+"""The Workload ID webhook's pods: what runs behind ``azure-wi-webhook-webhook-service``.
+
+The webhook's Deployment (``lab.kube.webhook.deployment``) is reconciled like any other: a ReplicaSet, two pods
+the kubelet runs. Their ``manager`` container is played by the lab (an emulated image, see
+``KubeCluster.emulated_images``): it writes the start-up lines of cmd/webhook/main.go as mlog's JSON, stays
+running while the webhook is up, and writes every admission decision the API server's call produced (the
+handler's ``logger.Error`` lines for denials; with ``--log-level=trace`` also controller-runtime's per-request
+lines) to the log of the pod that served it, round robin over the ready pods as the Service spreads requests.
+
+``lab ctl webhook --mode down`` makes the manager exit with an error, so the pods go to Error and
+CrashLoopBackOff and the Deployment loses its available replicas, as on a cluster whose webhook cannot start.
+The error text is the lab's own (the fault has no single real cause); it is written the way main.go reports a
+fatal error. When the webhook is set up again, pods still waiting out their back-off are replaced at once (the
+lab's shortcut for "the cause was fixed and the pods were restarted").
+
+The API server's admission decision itself still follows ``lab ctl webhook`` (:func:`lab.kube.webhook.admit_pod`),
+not the pods' readiness: a request can be admitted while a fresh pod is still starting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from lab.kube import webhook
+from lab.kube.resources import core_type
+
+if TYPE_CHECKING:
+    from lab.runtime import Lab
+
+Obj = dict[str, Any]
+
+WEBHOOK_IMAGE = "mcr.microsoft.com/oss/azure/workload-identity/webhook"
+POLL_SECONDS = 0.1
+DOWN_ERROR = "entrypoint: unable to run manager: lab fault: the webhook is down (lab ctl webhook --mode down)"
+_turn = itertools.count()
+
+
+def register(lab: Lab) -> None:
+    """Let the kubelet run the webhook image (the registry in the settings may name another repository)."""
+    lab.kube.emulated_images[WEBHOOK_IMAGE] = run_manager
+    lab.kube.emulated_images[f"{lab.kube.webhook.proxy_image_registry}/webhook"] = run_manager
+
+
+def _line(record: Obj, at: float | None = None) -> bytes:
+    stamped = {"level": record["level"], "ts": at if at is not None else time.time(),
+               **{k: v for k, v in record.items() if k != "level"}}
+    return (json.dumps(stamped, separators=(",", ":")) + "\n").encode()
+
+
+def startup_records(settings: webhook.WebhookSettings, namespace: str) -> list[Obj]:
+    """cmd/webhook/main.go's entrypoint lines, in order (cert rotation is on: the chart and add-on keep it)."""
+    return [
+        {"level": "info", "logger": "entrypoint", "msg": "initializing metrics backend", "backend": "prometheus"},
+        {"level": "info", "logger": "entrypoint", "msg": "setting up manager",
+         "userAgent": f"azure-workload-identity/webhook/{settings.image_tag} (linux/amd64)"},
+        {"level": "info", "logger": "entrypoint", "msg": "setting up cert rotation"},
+        {"level": "info", "logger": "entrypoint", "msg": "added healthz and readyz check"},
+        {"level": "info", "logger": "entrypoint", "msg": "starting manager"},
+        {"level": "info", "logger": "entrypoint", "msg": "registering webhook to the webhook server"},
+    ]
+
+
+async def run_manager(lab: Lab, pod: Obj, container: str, log: bytearray) -> int:
+    """The manager container: start-up lines, then up until the webhook is set down (exit 1)."""
+    namespace = pod["metadata"].get("namespace", "")
+    records = startup_records(lab.kube.webhook, namespace)
+    for record in records[:-1]:
+        log.extend(_line(record))
+    if lab.kube.webhook.mode != "down":
+        log.extend(_line(records[-1]))
+        while lab.kube.webhook.mode != "down":
+            await asyncio.sleep(POLL_SECONDS)
+    log.extend(_line({"level": "error", "msg": DOWN_ERROR}))
+    return 1
+
+
+# ---------------------------------------------------------------- decisions
+
+
+def _ready(pod: Obj) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def serving_pods(lab: Lab) -> list[Obj]:
+    """The Service's endpoints: ready pods of the webhook in the namespace the configuration calls."""
+    settings = lab.kube.webhook
+    pods_type = core_type(lab.kube.store, "pods")
+    pods, _ = lab.kube.store.list(pods_type, settings.namespace, f"{webhook.SYSTEM_LABEL}=true")
+    return sorted((p for p in pods if _ready(p) and not p["metadata"].get("deletionTimestamp")),
+                  key=lambda p: p["metadata"]["name"])
+
+
+def decision_log(lab: Lab) -> webhook.DecisionLog:
+    """Where the webhook call of one admission writes its log lines: one serving pod's manager log."""
+
+    def write(records: list[Obj]) -> None:
+        if not records:
+            return
+        pods = serving_pods(lab)
+        if not pods:
+            return
+        pod = pods[next(_turn) % len(pods)]
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"], "manager")
+        sink = lab.kube.pod_logs.get(key)
+        if sink is None:
+            return
+        at = time.time()
+        for record in records:
+            sink.extend(_line(record, at))
+
+    return write
+
+
+def replace_crashed_pods(lab: Lab) -> None:
+    """The webhook is up again: its pods waiting out a crash back-off are deleted so fresh ones start now."""
+    pods_type = core_type(lab.kube.store, "pods")
+    for install in webhook.installs_of(lab.kube.webhook):
+        pods, _ = lab.kube.store.list(pods_type, install.namespace, f"{webhook.SYSTEM_LABEL}=true")
+        for pod in pods:
+            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            if not _ready(pod) and any("terminated" in (s.get("lastState") or {}) or "terminated" in
+                                       (s.get("state") or {}) for s in statuses):
+                with contextlib.suppress(Exception):
+                    lab.kube.store.delete(pods_type, install.namespace, pod["metadata"]["name"])
+
+
+async def settled(lab: Lab, timeout: float = 10.0) -> bool:
+    """Wait until every webhook Deployment's status shows the mode (all ready when up, none when down)."""
+    deployments = lab.kube.store.type_for("apps", "deployments")
+    if deployments is None or getattr(lab, "kubelet", None) is None:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(_settled(lab, deployments, install.namespace) for install in webhook.installs_of(lab.kube.webhook)):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def _settled(lab: Lab, deployments: Any, namespace: str) -> bool:
+    mode = lab.kube.webhook.mode
+    found = lab.kube.store.find(deployments, namespace, webhook.DEPLOYMENT_NAME)
+    if mode == "absent":
+        return found is None
+    if found is None:
+        return False
+    status, wanted = found.get("status") or {}, (found.get("spec") or {}).get("replicas", 1)
+    if mode == "up":
+        return status.get("availableReplicas", 0) == wanted and status.get("replicas", 0) == wanted
+    return not status.get("readyReplicas")
