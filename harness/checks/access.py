@@ -176,7 +176,8 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         ]
     elif kind in EGRESS_KINDS or kind.startswith("tls"):
         code, message = "EGRESS_BLOCKED", f"the pod cannot reach {step.get('target')}: {error.get('message')}"
-        remediation = fix.egress_test(ctx.namespace, str(step.get("target")))
+        remediation = fix.egress_test(ctx.namespace, str(step.get("target")),
+                                      ctx.facts.pod.egress_policies if ctx.facts.pod else None)
     elif kind in UNTRUSTED_TARGET_KINDS:
         code, message = "ACCESS_TARGET_NOT_TRUSTED", f"{what}: no token was sent: {error.get('message')}"
         remediation = _real_endpoint(check, resource_name(ctx, check))

@@ -173,7 +173,10 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     issuer, _ = expected_issuer(ctx)
     remediation: list[Step] = []
     if error.get("kind") in EGRESS_KINDS or str(error.get("kind", "")).startswith("tls"):
-        steps = fix.egress_test(ctx.namespace, str(evidence.get("token_url")))
+        policies = ctx.facts.pod.egress_policies if ctx.facts.pod else None
+        if policies:
+            evidence["egress_network_policies"] = policies
+        steps = fix.egress_test(ctx.namespace, str(evidence.get("token_url")), policies)
         if str(error.get("kind", "")).startswith("tls"):
             steps += proxy_ca_steps(ctx)
         return Finding(

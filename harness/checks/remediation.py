@@ -292,9 +292,22 @@ def storage_account_name(account_url: str) -> str:
     return resource_name_from_url(account_url)
 
 
-def egress_test(namespace: str, url: str) -> list[Step]:
-    """Can a pod in ``namespace`` open a connection to ``url`` at all (any HTTP status means yes)?"""
+def egress_test(namespace: str, url: str, policies: list[str] | None = None) -> list[Step]:
+    """Can a pod in ``namespace`` open a connection to ``url`` at all (any HTTP status means yes)? With the
+    NetworkPolicies that isolate the probe pod for egress (when the harness could read them), name those first."""
+    steps: list[Step] = []
+    if policies:
+        names = [object_or(name, "<policy>") for name in policies[:5]]
+        steps += [
+            kubectl("get", "networkpolicy", "-n", namespace_or(namespace), *names, "-o", "yaml"),
+            advice(f"{'NetworkPolicies' if len(names) > 1 else 'NetworkPolicy'} {', '.join(names)} "
+                   f"{'isolate' if len(names) > 1 else 'isolates'} the probe pod for egress: add an egress rule "
+                   f"that allows {urllib.parse.urlsplit(url).netloc or url}, or delete a policy if nothing else "
+                   "needs it:"),
+            *[kubectl("delete", "networkpolicy", "-n", namespace_or(namespace), name) for name in names],
+        ]
     return [
+        *steps,
         kubectl("run", "-n", namespace_or(namespace), "egress-test", "--rm", "-it", "--image=curlimages/curl",
                 "--", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url),
         advice("check NetworkPolicies, the egress firewall and proxy settings"),

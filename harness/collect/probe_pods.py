@@ -30,6 +30,7 @@ from harness.collect.probe_source import (
     source_configmap_name,
     source_volume,
 )
+from harness.collect.sweep import DEADLINE_ANNOTATION, sweep_leftovers
 from harness.config import ProbeSettings, WorkloadConfig
 from harness.facts import KubeFailure, PodFacts
 from harness.manifests import render
@@ -231,6 +232,8 @@ def run_probe_pods(
         if files:
             for namespace in namespaces:
                 body = source_configmap(namespace, run_id, settings.labels, files)
+                # how long this run may need it: --sweep of another run leaves it alone until then
+                body["metadata"]["annotations"] = {DEADLINE_ANNOTATION: str(settings.timeout_seconds)}
                 try:
                     api.create_config_map(namespace, body)
                     sources.append(namespace)
@@ -252,7 +255,13 @@ def run_probe_pods(
                 facts.created = True
                 created.append(facts)
             except KubeError as exc:
-                facts.create_error = exc.failure
+                mine = _own_pod_after_retry(api, exc, request.namespace, facts.name, run_id)
+                if mine is None:
+                    facts.create_error = exc.failure
+                    continue
+                observe(facts, mine)
+                facts.created = True
+                created.append(facts)
         deadline = monotonic() + settings.timeout_seconds + GRACE_SECONDS
         await_pods(api, created, run_id, deadline, monotonic, sleep)
         for facts in created:
@@ -377,44 +386,23 @@ def delete_pod(api: KubeApi, facts: PodFacts) -> None:
         facts.deleted = False
 
 
-def sweep(api: KubeApi, namespaces: list[str], current_run_id: str) -> list[str]:
-    """Delete harness-created pods of earlier runs, then their source ConfigMaps (cluster-wide when allowed, else
-    in ``namespaces``). Returns ``NS/POD`` for each pod and ``NS/configmap/NAME`` for each ConfigMap deleted."""
-    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-    swept: list[str] = []
-    for pod in _managed(api.list_pods, namespaces, selector):
-        meta = pod.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        # probe pods only: never a pod without a run id that carries the label (the harness's own Job, say)
-        if RUN_ID_LABEL not in labels or labels.get(RUN_ID_LABEL) == current_run_id:
-            continue
-        try:
-            api.delete_pod(meta.get("namespace", ""), meta.get("name", ""))
-            swept.append(f"{meta.get('namespace')}/{meta.get('name')}")
-        except KubeError:
-            continue
-    for config_map in _managed(lambda ns, sel: (api.list_config_maps(ns, sel), None), namespaces, selector):
-        meta = config_map.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        # only what a run made: never a ConfigMap a person labelled managed-by wi-harness (the Job's config)
-        if RUN_ID_LABEL not in labels or labels.get(RUN_ID_LABEL) == current_run_id:
-            continue
-        if _delete_config_map(api, meta.get("namespace", ""), meta.get("name", "")):
-            swept.append(f"{meta.get('namespace')}/configmap/{meta.get('name')}")
-    return swept
-
-
-def _managed(
-    list_call: Callable[[str | None, str], tuple[list[dict[str, Any]], Any]], namespaces: list[str], selector: str
-) -> list[dict[str, Any]]:
-    """Objects matching ``selector`` cluster-wide, or (not allowed) in each of ``namespaces``."""
+def _own_pod_after_retry(
+    api: KubeApi, exc: KubeError, namespace: str, name: str, run_id: str
+) -> dict[str, Any] | None:
+    """A create retried after a lost answer (collect/retrying.py) meets the pod its first attempt made: 409
+    AlreadyExists for a name only this run uses. That pod, when it carries this run's label."""
+    if exc.failure.status != 409:
+        return None
     try:
-        return list_call(None, selector)[0]
+        pod = api.pod(namespace, name)
     except KubeError:
-        found: list[dict[str, Any]] = []
-        for namespace in namespaces:
-            try:
-                found += list_call(namespace, selector)[0]
-            except KubeError:
-                continue
-        return found
+        return None
+    labels = ((pod or {}).get("metadata") or {}).get("labels") or {}
+    return pod if pod is not None and labels.get(RUN_ID_LABEL) == run_id else None
+
+
+def sweep(api: KubeApi, namespaces: list[str], current_run_id: str, now: Callable[[], float] = time.time) -> list[str]:
+    """Delete what earlier runs left (harness/collect/sweep.py): their pods past their deadline, then the source
+    ConfigMaps of runs with no live pod (cluster-wide when allowed, else in ``namespaces``); never this run's, nor
+    another live run's. Returns ``NS/POD`` for each pod and ``NS/configmap/NAME`` for each ConfigMap deleted."""
+    return sweep_leftovers(api, namespaces, current_run_id, GRACE_SECONDS, now)

@@ -141,7 +141,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     ),
     "show_identity": lambda d: fix.show_identity(d(nasty_text)),
     "find_identity_by_client_id": lambda d: fix.find_identity_by_client_id(d(nasty_text)),
-    "egress_test": lambda d: fix.egress_test(d(nasty_text), d(nasty_text)),
+    "egress_test": lambda d: fix.egress_test(d(nasty_text), d(nasty_text), [d(nasty_text), d(nasty_text)]),
     "grant_role": lambda d: fix.grant_role(d(nasty_text), d(nasty_text), d(nasty_text)),
     "keyvault_id": lambda d: fix.keyvault_id(d(nasty_text)),
     "storage_account_id": lambda d: fix.storage_account_id(d(nasty_text)),

@@ -413,6 +413,8 @@ def test_sweep_deletes_only_other_runs_pods_and_configmaps() -> None:
         run_probe_pods(kube, one_request(), run, settings(), keep=True)
     job_config = {"metadata": {"name": "wi-harness-config", "labels": {"app.kubernetes.io/managed-by": "wi-harness"}}}
     kube.create_config_map("finance", job_config)  # the in-cluster Job's harness.yaml: not a run's
+    for obj in [*kube.pods.values(), *kube.config_maps.values()]:  # type: ignore[attr-defined]
+        obj["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"  # long past every deadline
     swept = sweep(kube, ["finance"], "this-run")
     assert len(swept) == 2 and swept[0].startswith("finance/wi-probe-backend-sa-")
     assert swept[1] == f"finance/configmap/{source_configmap_name('old-run')}"

@@ -1,0 +1,114 @@
+"""``--sweep``: delete what earlier runs left behind, and nothing a run still alive may need.
+
+A probe pod belongs to a run still alive until its own deadline has passed with room to spare: creation +
+``activeDeadlineSeconds`` + the owner's grace for the kubelet + :data:`MARGIN_SECONDS` (the owner awaits its
+pods exactly that long, then reads their logs and deletes them). A source ConfigMap is a leftover when it is as
+old (its run's deadline is in its :data:`DEADLINE_ANNOTATION`) and no pod of its run is still within its own
+bound. So two runs against one cluster, both with ``--sweep``, never delete each other's objects, and a run
+killed outright (SIGKILL, a node lost) is cleaned up by the first ``--sweep`` after its deadline. Ages are read
+from ``metadata.creationTimestamp`` against this machine's clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from harness.collect.kube_api import KubeApi, KubeError
+from harness.names import MANAGED_BY, MANAGED_BY_LABEL, RUN_ID_LABEL
+
+DEADLINE_ANNOTATION = "wi-harness/probe-deadline-seconds"
+MARGIN_SECONDS = 10.0
+UNKNOWN_DEADLINE_SECONDS = 3600.0  # probe.timeout_seconds's maximum: a ConfigMap that does not say its deadline
+
+
+def created_at(obj: dict[str, Any]) -> float | None:
+    stamp = (obj.get("metadata") or {}).get("creationTimestamp")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def pod_expired(pod: dict[str, Any], now: float, grace: float) -> bool:
+    """Past its deadline with room to spare: no live run waits for this pod any more."""
+    created = created_at(pod)
+    deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    if created is None:
+        return False
+    bound = float(deadline) if isinstance(deadline, int | float) else UNKNOWN_DEADLINE_SECONDS
+    return now - created > bound + grace + MARGIN_SECONDS
+
+
+def config_map_expired(config_map: dict[str, Any], now: float, grace: float) -> bool:
+    created = created_at(config_map)
+    if created is None:
+        return False
+    annotations = (config_map.get("metadata") or {}).get("annotations") or {}
+    try:
+        bound = float(annotations.get(DEADLINE_ANNOTATION, UNKNOWN_DEADLINE_SECONDS))
+    except ValueError:
+        bound = UNKNOWN_DEADLINE_SECONDS
+    return now - created > bound + grace + MARGIN_SECONDS
+
+
+def sweep_leftovers(
+    api: KubeApi,
+    namespaces: list[str],
+    current_run_id: str,
+    grace: float,
+    now: Callable[[], float] = time.time,
+) -> list[str]:
+    """Delete earlier runs' expired probe pods, then the source ConfigMaps of runs with no pod left within its
+    bound (cluster-wide when allowed, else in ``namespaces``). Returns ``NS/POD`` for each pod and
+    ``NS/configmap/NAME`` for each ConfigMap deleted."""
+    selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    swept: list[str] = []
+    alive: set[str] = set()  # runs with a pod still within its bound
+    moment = now()
+    for pod in _managed(api.list_pods, namespaces, selector):
+        meta = pod.get("metadata") or {}
+        run = (meta.get("labels") or {}).get(RUN_ID_LABEL)
+        if run == current_run_id:
+            continue
+        if not pod_expired(pod, moment, grace):
+            alive.add(str(run))
+            continue
+        try:
+            api.delete_pod(meta.get("namespace", ""), meta.get("name", ""))
+            swept.append(f"{meta.get('namespace')}/{meta.get('name')}")
+        except KubeError:
+            continue
+    for config_map in _managed(lambda ns, sel: (api.list_config_maps(ns, sel), None), namespaces, selector):
+        meta = config_map.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        run = labels.get(RUN_ID_LABEL)
+        # only what a run made: never a ConfigMap a person labelled managed-by wi-harness (the Job's config)
+        if run is None or run == current_run_id or run in alive or not config_map_expired(config_map, moment, grace):
+            continue
+        try:
+            api.delete_config_map(meta.get("namespace", ""), meta.get("name", ""))
+            swept.append(f"{meta.get('namespace')}/configmap/{meta.get('name')}")
+        except KubeError:
+            continue
+    return swept
+
+
+def _managed(
+    list_call: Callable[[str | None, str], tuple[list[dict[str, Any]], Any]], namespaces: list[str], selector: str
+) -> list[dict[str, Any]]:
+    """Objects matching ``selector`` cluster-wide, or (not allowed) in each of ``namespaces``."""
+    try:
+        return list_call(None, selector)[0]
+    except KubeError:
+        found: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            try:
+                found += list_call(namespace, selector)[0]
+            except KubeError:
+                continue
+        return found

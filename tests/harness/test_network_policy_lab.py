@@ -1,0 +1,93 @@
+"""A NetworkPolicy applied with kubectl blocks the probe's egress as a CNI does, and deleting it repairs the run;
+``lab ctl egress`` is such a policy, which kubectl shows and deletes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from test_e2e_lab import run_suites
+from test_real_cluster_cases_lab import ctl
+
+from lab.bootstrap import RunningLab
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")]
+
+ENTRA_ONLY_DENIED = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: no-entra, namespace: finance}}
+spec:
+  podSelector: {{}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{{ipBlock: {{cidr: 0.0.0.0/0}}}}]
+    ports: [{{port: 1, endPort: {below}}}, {{port: {above}, endPort: 65535}}]
+"""
+
+
+def kubectl(lab: RunningLab, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--kubeconfig", str(lab.state_dir / "kubeconfig"), *args],
+                          input=input, capture_output=True, text=True, timeout=60)
+
+
+def _fast_config(lab: RunningLab, directory: Path) -> str:
+    """The lab's harness.yaml with a short per-request timeout and no retries: a dropped connection costs 2 s
+    (the default would wait out the probe's 30 s retry bound of timeouts, 10 s each)."""
+    config = yaml.safe_load((lab.state_dir / "harness.yaml").read_text())
+    config["probe"].update(request_timeout_seconds=2, retry_seconds=0)
+    path = directory / "harness.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def _entra_port(lab: RunningLab) -> int:
+    info = json.loads((lab.state_dir / "lab.json").read_text())
+    return int(info["endpoints"]["entra"].rsplit(":", 1)[1].split("/")[0])
+
+
+def test_a_policy_denying_egress_to_entra_fails_the_run_and_deleting_it_repairs_it(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    config = _fast_config(running_lab, tmp_path)
+    port = _entra_port(running_lab)
+    applied = kubectl(running_lab, "apply", "-f", "-", input=ENTRA_ONLY_DENIED.format(below=port - 1, above=port + 1))
+    assert applied.returncode == 0, applied.stderr
+    try:
+        listed = kubectl(running_lab, "get", "networkpolicy", "-n", "finance")
+        assert listed.stdout.split("\n")[1].split()[:2] == ["no-entra", "<none>"], listed.stdout
+        result, document = run_suites(tmp_path / "blocked", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode != 0
+        workload = document["workloads"][0]
+        blocked = next(f for f in workload["findings"] if f["code"] == "EGRESS_BLOCKED")
+        assert "timeout" in json.dumps(blocked["evidence"]) or "timed out" in blocked["message"], blocked
+        assert "no-entra" in "\n".join(blocked["remediation"]), blocked["remediation"]
+    finally:
+        deleted = kubectl(running_lab, "delete", "networkpolicy", "-n", "finance", "no-entra")
+    assert deleted.returncode == 0, deleted.stderr
+    result, document = run_suites(tmp_path / "repaired", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert document["verdict"] == "pass"
+
+
+def test_the_egress_fault_is_a_network_policy_kubectl_shows_and_deletes(running_lab: RunningLab) -> None:
+    assert ctl(running_lab, "egress", "--block", "keyvault", "entra")["egress_blocked"] == ["entra", "keyvault"]
+    try:
+        shown = kubectl(running_lab, "get", "networkpolicy", "-A", "-o", "json")
+        assert shown.returncode == 0, shown.stderr
+        policies = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in json.loads(shown.stdout)["items"]}
+        assert ("finance", "deny-egress-to-entra-keyvault") in policies
+        assert not any(namespace.startswith("kube-") for namespace, _ in policies)
+        assert kubectl(running_lab, "delete", "networkpolicy", "-n", "finance",
+                       "deny-egress-to-entra-keyvault").returncode == 0
+        assert ctl(running_lab, "egress", "--unblock", "keyvault")["egress_blocked"] == ["entra"]
+        shown = kubectl(running_lab, "get", "networkpolicy", "-n", "finance", "-o", "name")
+        assert shown.stdout.split() == ["networkpolicy.networking.k8s.io/deny-egress-to-entra"]
+    finally:
+        assert ctl(running_lab, "egress", "--unblock", "entra")["egress_blocked"] == []
+    assert kubectl(running_lab, "get", "networkpolicy", "-A", "-o", "name").stdout == ""

@@ -1,0 +1,90 @@
+"""--sweep's bound (harness/collect/sweep.py) and a pod create retried after a lost answer, on the fake world."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fakeworld import World
+
+from harness.collect.kube_api import KubeError
+from harness.collect.probe_pods import GRACE_SECONDS, ProbeRequest, run_probe_pods, sweep
+from harness.collect.probe_source import source_configmap_name
+from harness.collect.sweep import DEADLINE_ANNOTATION, MARGIN_SECONDS
+from harness.config import ProbeSettings
+from harness.facts import KubeFailure
+
+NOW = datetime(2026, 12, 5, 1, 0, 0, tzinfo=UTC).timestamp()
+TIMEOUT = 60
+
+
+def stamp(obj: dict[str, Any], age: float) -> None:
+    obj["metadata"]["creationTimestamp"] = datetime.fromtimestamp(NOW - age, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def leftovers(kube: Any, ages: dict[str, float]) -> None:
+    """One kept pod + source ConfigMap per run, each as old as ``ages`` says."""
+    for run, age in ages.items():
+        run_probe_pods(kube, [ProbeRequest("finance/backend-sa", "finance", "backend-sa", {})], run,
+                       ProbeSettings(timeout_seconds=TIMEOUT), keep=True)
+        for obj in [*kube.pods.values(), *kube.config_maps.values()]:
+            if obj["metadata"]["labels"].get("wi-harness/run-id") == run:
+                stamp(obj, age)
+
+
+def runs_left(kube: Any) -> list[str]:
+    return sorted({o["metadata"]["labels"]["wi-harness/run-id"]
+                   for o in [*kube.pods.values(), *kube.config_maps.values()]})
+
+
+BOUND = TIMEOUT + GRACE_SECONDS + MARGIN_SECONDS
+
+
+def test_only_objects_past_their_runs_deadline_are_swept() -> None:
+    kube = World.healthy().backend().kube
+    leftovers(kube, {"dead-run": BOUND + 1, "live-run": BOUND - 5, "this-run": BOUND + 100})
+    swept = sweep(kube, ["finance"], "this-run", now=lambda: NOW)
+    assert runs_left(kube) == ["live-run", "this-run"]
+    assert len(swept) == 2 and swept[1] == f"finance/configmap/{source_configmap_name('dead-run')}"
+
+
+def test_the_configmap_says_its_runs_deadline() -> None:
+    kube = World.healthy().backend().kube
+    leftovers(kube, {"run-a": 1})
+    (config_map,) = kube.config_maps.values()
+    assert config_map["metadata"]["annotations"][DEADLINE_ANNOTATION] == str(TIMEOUT)
+
+
+def test_an_old_configmap_of_a_run_whose_pods_are_young_is_kept() -> None:
+    """A run that made its ConfigMap long before its pods (slow creates) is alive while its pods are."""
+    kube = World.healthy().backend().kube
+    leftovers(kube, {"slow-run": 1})
+    for config_map in kube.config_maps.values():
+        stamp(config_map, BOUND + 50)
+    assert sweep(kube, ["finance"], "this-run", now=lambda: NOW) == []
+    assert runs_left(kube) == ["slow-run"]
+
+
+def test_a_configmap_without_a_deadline_waits_the_longest_one() -> None:
+    kube = World.healthy().backend().kube
+    leftovers(kube, {"old-harness": BOUND + 1})
+    for config_map in kube.config_maps.values():
+        del config_map["metadata"]["annotations"]
+    swept = sweep(kube, ["finance"], "this-run", now=lambda: NOW)
+    assert len(swept) == 1 and "/configmap/" not in swept[0]  # the pod, not yet the ConfigMap
+
+
+def test_a_retried_create_that_had_landed_is_this_runs_pod() -> None:
+    """The API server made the pod but its answer was lost; the retry gets 409 AlreadyExists."""
+    kube = World.healthy().backend().kube
+    create = kube.create_pod
+
+    def lost_answer(namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        create(namespace, body)
+        raise KubeError(KubeFailure(409, "AlreadyExists", f'pods "{body["metadata"]["name"]}" already exists'))
+
+    kube.create_pod = lost_answer  # type: ignore[method-assign]
+    pods = run_probe_pods(kube, [ProbeRequest("finance/backend-sa", "finance", "backend-sa", {})], "run-1",
+                          ProbeSettings(timeout_seconds=TIMEOUT))
+    facts = pods["finance/backend-sa"]
+    assert facts.created and facts.create_error is None and facts.deleted
