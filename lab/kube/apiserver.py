@@ -35,6 +35,7 @@ from lab.kube import (
     gotypes,
     impersonation,
     issuer,
+    podstreams,
     reviews,
     streams,
     tables,
@@ -363,6 +364,9 @@ class ApiServer:
     async def handle_resource(
         self, request: web.Request, user: KubeUser, target: Target
     ) -> web.StreamResponse:
+        if target.subresource in podstreams.SUBRESOURCES:
+            return await podstreams.serve(self.lab, request, user, target.rt, target.namespace_or_empty,
+                                          target.name, target.subresource)
         verb = verb_for(request.method, target, request.query)
         if target.subresource and verb not in SUBRESOURCE_VERBS.get(target.subresource, set()):
             raise method_not_allowed()

@@ -46,7 +46,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         True,
         short_names=("po",),
         categories=("all",),
-        subresources=("log", "status"),
+        subresources=("log", "status", "exec", "attach", "portforward"),
     ),
     _type("", "v1", "events", "Event", True, short_names=("ev",)),
     _type("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",)),
@@ -184,6 +184,9 @@ SUBRESOURCES: dict[str, Subresource] = {
     "token": Subresource("TokenRequest", ("create",), group="authentication.k8s.io", version="v1"),
     "finalize": Subresource(None, ("update",)),
     "scale": Subresource("Scale", ("get", "patch", "update"), group="autoscaling", version="v1"),
+    "exec": Subresource("PodExecOptions", ("create", "get")),
+    "attach": Subresource("PodAttachOptions", ("create", "get")),
+    "portforward": Subresource("PodPortForwardOptions", ("create", "get")),
 }
 
 
