@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 PROBE_IMAGE = "ghcr.io/wi-harness/probe"  # probe.mode image: any tag runs the in-repo probe (python -m probe)
 PYTHON_IMAGE = "lab/python"  # any tag runs the lab's python interpreter with the container's args
+# The image built from the Dockerfile's harness target (any tag): its ENTRYPOINT is wi-harness, the console script
+# harness.console:main, run here by the lab's own interpreter, which has this project installed
+HARNESS_IMAGE = "ghcr.io/wi-harness/harness"
 IDLE_IMAGES = ("myacr.azurecr.io/finance/backend", "myacr.azurecr.io/orders/api")
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 CLUSTER_NAME = "z-dev-kubernetes-01-aks-SGmrd5"
@@ -110,6 +113,7 @@ def _healthy(lab: Lab) -> None:
     kube, azure = lab.kube, lab.azure
     kube.runnable_images[PROBE_IMAGE] = [sys.executable, "-m", "probe"]
     kube.runnable_images[PYTHON_IMAGE] = [sys.executable]
+    kube.runnable_images[HARNESS_IMAGE] = [sys.executable, "-m", "harness.console"]
     kube.idle_images.update(IDLE_IMAGES)
     admin = kube.add_user("clusterAdmin_dev-kubernetes-rg_" + CLUSTER_NAME, groups=["system:masters"])
     lab.credentials["kube_admin_token"] = admin.token

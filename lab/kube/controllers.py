@@ -4,7 +4,8 @@
   (ServiceAccount and root-CA-publisher controllers); deleting a namespace deletes what it holds
 - CustomResourceDefinitions: registering a CRD serves its resource at once, deleting it stops serving it
 - garbage collection: deleting an object deletes the objects whose ownerReferences point at it
-- workloads: Deployments, ReplicaSets and DaemonSets keep their pods (see :mod:`lab.kube.workloads`)
+- workloads: Deployments, ReplicaSets and DaemonSets keep their pods (see :mod:`lab.kube.workloads`); Jobs run
+  theirs to completion (:mod:`lab.kube.jobs`)
 - resource quotas: ``status`` (hard, used) follows the namespace's objects (see :mod:`lab.kube.quota`)
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lab.kube import errors, quota
+from lab.kube.jobs import JobController
 from lab.kube.resources import CRD_TYPE, NAMESPACE_TYPE, resource_type_from_crd
 from lab.kube.store import Obj, Store, WatchEvent
 from lab.kube.workloads import WorkloadControllers
@@ -48,6 +50,7 @@ class Controllers:
         self.lab = lab
         self.store: Store = lab.kube.store
         self.workloads = WorkloadControllers(lab)
+        self.jobs = JobController(lab)
 
     # -- wiring
     def install(self) -> None:
@@ -107,7 +110,11 @@ class Controllers:
         reconcilers = self._workload_reconcilers()
         if group == "apps" and plural in reconcilers and event.type != "DELETED":
             _later(lambda: reconcilers[plural](namespace, name))
+        if (group, plural) == ("batch", "jobs") and event.type != "DELETED":
+            _later(lambda: self.jobs.reconcile(namespace, name))
         owner = self.workloads.owner_of(event.object)
+        if owner and owner[0] == "Job" and (group, plural) == ("", "pods"):
+            _later(lambda: self.jobs.reconcile(namespace, owner[1]))
         if owner and (group, plural) in (("", "pods"), ("apps", "replicasets")):
             kind, owner_name = owner
             owner_plural = {"ReplicaSet": "replicasets", "Deployment": "deployments",

@@ -121,6 +121,9 @@ class MountPlan:
     def begin(self) -> None:
         mount(None, "/", None, MS_REC | MS_PRIVATE)
         mount("tmpfs", self.stage, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
+        # reached through a descriptor from now on: a volume mounted over a parent of the state directory (an
+        # emptyDir at /tmp while the lab's state is under /tmp) must not hide the stage from later mounts
+        self.stage = f"/proc/self/fd/{os.open(self.stage, os.O_PATH | os.O_DIRECTORY)}"
 
     def _new_stage(self) -> str:
         self.count += 1
@@ -315,8 +318,12 @@ def launch(spec: dict[str, Any]) -> None:
         if spec.get("sandbox"):
             plan = MountPlan(spec["stage"])
             plan.begin()
-            for item in spec.get("mounts", []):
-                plan.bind(item["source"], item["target"], item.get("readonly", False), item.get("verify", False))
+            items = spec.get("mounts", [])
+            # every source held open before the first bind, for the same reason as the stage
+            held = [None if item.get("verify") else os.open(item["source"], os.O_PATH) for item in items]
+            for item, fd in zip(items, held, strict=True):
+                source = item["source"] if fd is None else f"/proc/self/fd/{fd}"
+                plan.bind(source, item["target"], item.get("readonly", False), item.get("verify", False))
             if user and user["uid"] != 0:
                 gids = {user["gid"], *user.get("groups", [])}
                 executable = _which(argv[0], env) if argv else None
