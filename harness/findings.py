@@ -236,9 +236,13 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "SA_CLIENT_ID_MISMATCH", "serviceaccount", "error",
-        "The annotation's client id differs from the one harness.yaml expects.",
+        "The annotation's client id differs from the one harness.yaml expects (another workload's, say); the "
+        "message says what Entra answered the pod as that identity, and the exchange is skipped because of it.",
         "Annotate with the expected client id, or fix harness.yaml.",
         "fault:client-id-of-another-identity",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+        "unit:tests/harness/test_wrong_identity_checks.py::test_the_annotation_is_the_cause_and_the_exchange_as_the_"
+        "other_identity_is_skipped_for_it",
     ),
     _e(
         "SA_TENANT_ID_MALFORMED", "serviceaccount", "warning",
@@ -292,11 +296,10 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_STALE_CLIENT_ID", "pod", "error|warning",
-        "A running pod carries an AZURE_CLIENT_ID other than the annotation's (made before it changed).",
+        "A running pod carries an AZURE_CLIENT_ID other than the annotation's (made before it changed); not "
+        "when the pod carries the client id harness.yaml expects and the annotation is the wrong one.",
         "`kubectl rollout restart` the workload.",
         "fault:principal-id-annotated",
-        "fault:client-id-of-another-identity",
-        "fault:client-id-malformed",
         "unit:tests/harness/test_live_pods.py::test_a_pod_created_before_the_client_id_changed_needs_a_re"
         "start",
     ),
@@ -535,10 +538,14 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "FIC_PROPAGATION_PENDING", "federation", "warning",
-        "The matching credential is new and Entra has not seen it yet (after the probe's bounded retries).",
+        "The matching credential is new and Entra has not seen it yet (after the probe's bounded retries): "
+        "only for a credential on the identity the pod exchanged as, written less than 10 minutes ago (or of "
+        "unknown age).",
         "Wait (seconds to minutes) and run again.",
         "unit:tests/harness/test_issuer_keys_and_retries.py::test_propagation_pending_only_with_a_matchin"
         "g_credential_and_with_the_attempts",
+        "unit:tests/harness/test_wrong_identity_checks.py::test_without_the_annotations_fault_a_matching_young_"
+        "credential_is_still_propagation",
         no_lab_fault="the lab's propagation window is shorter than the probe's retries in its lab test, "
                      "which passes",
     ),
@@ -776,6 +783,17 @@ CATALOGUE: tuple[Entry, ...] = (
         "An annotated ServiceAccount's identity has no credential for this cluster's issuer and subject.",
         "`az identity federated-credential create`.",
         "test:tests/harness/test_inventory_lab.py::test_a_service_account_without_a_credential",
+    ),
+    _e(
+        "SA_ANNOTATION_WRONG_IDENTITY", "inventory", "error",
+        "An annotated ServiceAccount's identity has no credential for it, while another identity has one that "
+        "lets it in: the annotation names the wrong identity (another workload's client id, copied by hand).",
+        "`kubectl annotate serviceaccount ... azure.workload.identity/client-id=<the identity that trusts it> "
+        "--overwrite`, then restart what runs under it (not a new credential: that would let it act as the other "
+        "identity).",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+        "unit:tests/harness/test_wrong_identity_checks.py::test_the_inventory_names_the_identity_that_trusts_the_"
+        "service_account_and_sets_the_annotation",
     ),
     _e(
         "SA_CLIENT_ID_UNKNOWN", "inventory", "error|warning",

@@ -6,14 +6,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from harness import values
 from harness.checks import remediation as fix
 from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
-from harness.checks.federation import expected_issuer, fic_fix, match_fic
+from harness.checks.federation import credential_delete, expected_issuer, fic_fix, match_fic
 from harness.checks.issuer_keys import issuer_key_finding, retry_summary
 from harness.checks.live_pods import restart_workload
-from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
+from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.probe_output import mounted_ca_configmap
+from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
 from harness.commands import Step, advice
 
 # AADSTS code -> (finding code, layer, what it means)
@@ -140,10 +142,47 @@ def exchange_succeeds(ctx: WorkloadContext) -> Outcome:
         )
     error = step.get("error") or {}
     evidence["error"] = error
+    elsewhere = _refused_as_another_identity(ctx, error, evidence)
+    if elsewhere is not None:
+        return elsewhere
     return failed(
         f"the token exchange failed: {describe_exchange_error(error)}",
         evidence,
         _exchange_finding(ctx, error, evidence),
+    )
+
+
+def _refused_as_another_identity(
+    ctx: WorkloadContext, error: dict[str, Any], evidence: dict[str, Any]
+) -> Outcome | None:
+    """Entra found no matching credential on the identity the pod exchanged as, which is not the identity whose
+    credentials the harness read: the ServiceAccount's annotation names another identity than harness.yaml (or
+    the configured identity_resource_id) expects. That link already failed and names the fix (set the
+    annotation); the credentials read say nothing about this refusal, so neither a missing credential nor
+    propagation is claimed."""
+    aadsts = str(error.get("aadsts") or "")
+    code = AADSTS_MEANINGS.get(aadsts, ("",))[0]
+    exchanged = str(evidence.get("client_id") or "")
+    read = identity_client_id(ctx.facts.identity)
+    if not code.startswith("FIC_") or not values.is_guid(exchanged) or not read:
+        return None
+    exchanged = exchanged.lower()
+    if exchanged == read.lower():
+        return None
+    annotated, configured = (ctx.annotated_client_id or "").lower(), (ctx.workload.client_id or "").lower()
+    if configured and annotated == exchanged and configured != exchanged:
+        root = "sa.client_id_annotation"  # SA_CLIENT_ID_MISMATCH
+    elif ctx.facts.identity.kind == "managed_identity" and (ctx.expected_client_id or "").lower() == exchanged:
+        root = "identity.matches"  # IDENTITY_CLIENT_ID_MISMATCH: the configured identity_resource_id is another
+    else:
+        return None
+    evidence["exchanged_as"], evidence["credentials_read_of"] = exchanged, read
+    return skipped(
+        f"skipped because {root} failed: the pod exchanged as {exchanged} (the ServiceAccount's annotation), "
+        f"and Entra found no credential of that identity for {ctx.subject} ({aadsts}); the credentials the "
+        f"harness read are those of {read}, the identity expected",
+        evidence,
+        blocked_by=root,
     )
 
 
@@ -193,16 +232,34 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         aadsts, ("EXCHANGE_FAILED", "entra", "the token exchange failed")
     )
     if code.startswith("FIC_") and issuer:
-        credentials = ctx.facts.identity.federated_credentials
-        if credentials is not None and match_fic(credentials, issuer, ctx.subject).exact is not None:
+        exchanged = str(evidence.get("client_id") or "")
+        pending = pending_credential(ctx.facts.identity, issuer, ctx.subject, exchanged, ctx.now)
+        if pending is not None:
+            written = pending.get("written_at")
+            age = f", written {round(ctx.now - written)} s ago" if written is not None else ""
             return Finding(
                 "FIC_PROPAGATION_PENDING",
                 WARNING,
                 "federation",
-                f"{aadsts} although a matching federated credential exists: Entra has not seen it yet "
-                f"(propagation takes seconds to minutes){retry_summary(evidence)}; re-run shortly",
+                f"{aadsts} although the matching federated credential {pending.get('name')} exists{age}: Entra "
+                f"has not seen it yet (propagation takes seconds to minutes){retry_summary(evidence)}; re-run "
+                "shortly",
                 evidence,
                 [],
+            )
+        read = identity_client_id(ctx.facts.identity)
+        same = not read or not exchanged or read.lower() == exchanged.lower()
+        settled = match_fic(ctx.facts.identity.federated_credentials or [], issuer, ctx.subject).exact if same else None
+        if settled is not None:  # on the identity exchanged as, and older than the propagation window
+            name = str(settled.get("name"))
+            return Finding(
+                code, ERROR, layer,
+                f"{aadsts}: {meaning}, although credential {name} matches as the harness reads it and was written "
+                f"more than {FIC_PROPAGATION_SECONDS // 60} minutes ago, so it is not propagation: delete it and "
+                "create it again (a credential Entra keeps refusing is repaired that way, azure-workload-identity "
+                "#1200)",
+                evidence,
+                [credential_delete(ctx, name), fic_fix(ctx, "create", name, issuer)],
             )
         remediation.append(fic_fix(ctx, "create", fix.fic_name(ctx.namespace, ctx.service_account), issuer))
     elif code.startswith("ISSUER_"):

@@ -304,6 +304,14 @@ def fic_fix(ctx: WorkloadContext, verb: str, name: str, issuer: str) -> Command:
     return fix.federated_credential(verb, facts.resource_id, name, issuer, ctx.subject)
 
 
+def credential_delete(ctx: WorkloadContext, name: str) -> Command:
+    """Delete a federated credential where the identity keeps it (ARM, or Microsoft Graph for an application)."""
+    facts = ctx.facts.identity
+    if facts.kind == "application":
+        return fix.app_credential_delete((facts.application or {}).get("appId") or ctx.expected_client_id, name)
+    return fix.identity_credential_delete(facts.resource_id, name)
+
+
 def federated_credential(ctx: WorkloadContext) -> Outcome:
     facts = ctx.facts.identity
     if facts.kind is None or facts.federated_credentials is None:

@@ -6,6 +6,8 @@ Findings (one per code, naming every case, each with the commands that fix it, r
 - SA_CLIENT_ID_UNKNOWN: an annotated client id matches no managed identity or application the harness sees
   (an error; a warning when some of the harness's lookups were refused: it may not see the identity);
 - SA_WITHOUT_FIC: the ServiceAccount's identity has no credential for this issuer and its subject;
+- SA_ANNOTATION_WRONG_IDENTITY: it has none, but another identity has one that lets the ServiceAccount in: the
+  annotation names the wrong identity (another workload's client id, say), and the fix is the annotation;
 - FIC_OLD_ISSUER: a credential for a ServiceAccount of this cluster names this issuer's trailing-slash (or
   case) twin, an older issuer of this cluster, or -- on the ServiceAccount's own identity, when nothing else
   lets it in -- another issuer (an error when the ServiceAccount has no working credential, a warning
@@ -445,6 +447,7 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
     cases: list[str] = []
     items: list[dict[str, Any]] = []
     steps: list[Step] = []
+    wrong: list[tuple[dict[str, Any], InventoryIdentity, list[InventoryIdentity]]] = []
     checked = 0
     for sa in ctx.facts.service_accounts:
         identity = ctx.identity_of(sa)
@@ -455,6 +458,11 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
         mine = [c for c in ctx.credentials if c.identity is identity and c.service_account == ref]
         if any(c.usable for c in mine) or any(c.relation != EXACT for c in mine):
             continue  # working, or FIC_OLD_ISSUER says what is wrong with the one it has
+        trusting = list({id(c.identity): c.identity for c in ctx.credentials
+                         if c.usable and c.service_account == ref and c.identity is not identity}.values())
+        if trusting and not mine:
+            wrong.append((sa, identity, trusting))
+            continue
         audience = [c for c in mine if c.relation == EXACT]
         detail = (
             f" (credential {audience[0].name} has audiences {audience[0].audiences}, not [{TOKEN_AUDIENCE}])"
@@ -475,18 +483,49 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
             }
         )
         steps.append(_create(identity, ref, issuer))
-    evidence = {"missing": items, "checked": checked}
-    if not items:
+    evidence: dict[str, Any] = {"missing": items, "checked": checked}
+    findings = [_annotation_names_wrong_identity(wrong, issuer)] if wrong else []
+    if wrong:
+        evidence["wrong_identity"] = findings[0].evidence["service_accounts"]
+    if not items and not findings:
         return passed(
             f"each of the {checked} ServiceAccount(s) whose identity the harness reads has a federated "
             "credential for this issuer and its subject",
             evidence,
         )
+    if items:
+        message = (
+            f"{_plural(len(items), 'ServiceAccount has', 'ServiceAccounts have')} no federated credential for "
+            f"issuer {issuer} and its subject: {_listed(cases)}; the token exchange fails (AADSTS70021)"
+        )
+        findings.append(Finding("SA_WITHOUT_FIC", ERROR, LAYER, message, evidence, steps))
+    return _judge(findings, "", evidence)
+
+
+def _annotation_names_wrong_identity(
+    wrong: list[tuple[dict[str, Any], InventoryIdentity, list[InventoryIdentity]]], issuer: str
+) -> Finding:
+    """ServiceAccounts whose annotated identity has no credential for them while another identity has one that
+    lets them in (this issuer, their subject, the exchange audience): the annotation names the wrong identity
+    (another workload's, copied by hand), and the fix is the annotation, not a credential that would let this
+    ServiceAccount act as that other identity."""
+    cases, rows, steps = [], [], []
+    for sa, named, trusting in wrong:
+        ref = f"{sa['namespace']}/{sa['name']}"
+        right = trusting[0]
+        others = f" (also trusted by {', '.join(short(i) for i in trusting[1:])})" if trusting[1:] else ""
+        cases.append(f"{ref} names {short(named)} ({named.client_id}), but {short(right)} ({right.client_id}) "
+                     f"has the credential for it{others}")
+        rows.append({"service_account": ref, "annotated": label(named), "annotated_client_id": named.client_id,
+                     "trusted_by": [label(i) for i in trusting], "trusted_by_client_id": right.client_id})
+        steps += [fix.annotate_sa(sa["namespace"], sa["name"], right.client_id), fix.restart_pods(sa["namespace"])]
     message = (
-        f"{_plural(len(items), 'ServiceAccount has', 'ServiceAccounts have')} no federated credential for "
-        f"issuer {issuer} and its subject: {_listed(cases)}; the token exchange fails (AADSTS70021)"
+        f"{_plural(len(wrong), 'ServiceAccount is', 'ServiceAccounts are')} annotated with an identity that has "
+        f"no federated credential for it (issuer {issuer}), while another identity has one: {_listed(cases)}; the "
+        "annotation names the wrong identity (the token exchange fails, AADSTS700213)"
     )
-    return _judge([Finding("SA_WITHOUT_FIC", ERROR, LAYER, message, evidence, steps)], "", evidence)
+    evidence = {"service_accounts": rows}
+    return Finding("SA_ANNOTATION_WRONG_IDENTITY", ERROR, LAYER, message, evidence, steps)
 
 
 def no_old_issuers(ctx: InventoryContext) -> Outcome:

@@ -49,7 +49,7 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
     findings: list[Finding] = []
     summary: list[dict[str, Any]] = []
     for (kind, name), members in groups.items():
-        problems = [p for live in members for p in pod_problems(live, annotations, sa_labels)]
+        problems = [p for live in members for p in pod_problems(live, annotations, sa_labels, ctx.workload.client_id)]
         summary.append({"owner": f"{kind}/{name}", "pods": [_name(m.pod) for m in members],
                         "problems": sorted({p.code for p in problems})})
         for code in dict.fromkeys(p.code for p in problems):
@@ -71,7 +71,12 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
     )
 
 
-def pod_problems(live: LivePod, sa_annotations: dict[str, str], sa_labels: dict[str, str]) -> list[Problem]:
+def pod_problems(
+    live: LivePod, sa_annotations: dict[str, str], sa_labels: dict[str, str], expected: str | None = None
+) -> list[Problem]:
+    """What is wrong with one live pod; ``expected`` is the client id harness.yaml names. A pod that carries it
+    while the ServiceAccount says another is not stale: the annotation is wrong (sa.client_id_annotation says so),
+    and a restart would hand the pod the wrong identity."""
     pod = live.pod
     name = _name(pod)
     labels = (pod.get("metadata") or {}).get("labels") or {}
@@ -97,6 +102,8 @@ def pod_problems(live: LivePod, sa_annotations: dict[str, str], sa_labels: dict[
             problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has no AZURE_CLIENT_ID: "
                                     "the pod was created before the ServiceAccount was annotated"))
         elif annotated and client_id and client_id.lower() != annotated.lower():
+            if expected and client_id.lower() == expected.lower() and not _preset_in_template(live, cname):
+                continue
             if _preset_in_template(live, cname):
                 problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_CLIENT_ID="
                                         f"{client_id} itself; the ServiceAccount says {annotated}"))

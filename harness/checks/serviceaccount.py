@@ -145,6 +145,24 @@ def _not_annotated(
     )
 
 
+def _exchange_as(ctx: WorkloadContext, client_id: str) -> str:
+    """What Entra answered the probe, which exchanged as ``client_id`` (the annotation, which the webhook
+    injected): names the identity the annotation really points at. Empty when the probe did not exchange as it."""
+    step = ctx.step("exchange") or {}
+    exchanged = str((step.get("evidence") or {}).get("client_id") or "")
+    if exchanged.lower() != client_id.lower():
+        return ""
+    if step.get("status") == "pass":
+        return f"Entra issued the pod a token as {client_id}: another identity than the one expected"
+    aadsts = str((step.get("error") or {}).get("aadsts") or "")
+    if aadsts in ("AADSTS70021", "AADSTS700211", "AADSTS700212", "AADSTS700213", "AADSTS7002138", "AADSTS70025"):
+        return (f"the pod exchanges as {client_id}, which has no federated credential for {ctx.subject} "
+                f"(Entra: {aadsts})")
+    if aadsts == "AADSTS700016":
+        return f"no identity has the client id {client_id} (Entra: {aadsts})"
+    return ""
+
+
 def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
     sa = ctx.facts.sa
     where = f"{ctx.namespace}/{ctx.service_account}"
@@ -166,19 +184,23 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
                 "serviceaccount",
                 f"{where}: the client-id annotation is not a client id (GUID)",
                 evidence,
-                [command("az", "identity", "show", "--ids", "<identity-resource-id>", "--query", "clientId",
-                         "-o", "tsv"), *fix_it],
+                [command("az", "identity", "show", "--ids", fix.identity_id_or(ctx.facts.identity.resource_id
+                                                                          or ctx.workload.identity_resource_id),
+                         "--query", "clientId", "-o", "tsv"), *fix_it],
             ),
         )
     if expected is not None and value.lower() != expected.lower():
+        answer = _exchange_as(ctx, value)
+        if answer:
+            evidence["exchange_as_annotated"] = answer
         return failed(
-            f"{CLIENT_ID_ANNOTATION}={value} but harness.yaml expects {expected}",
+            f"{CLIENT_ID_ANNOTATION}={value} but harness.yaml expects {expected}{answer and '; ' + answer}",
             evidence,
             Finding(
                 "SA_CLIENT_ID_MISMATCH",
                 ERROR,
                 "serviceaccount",
-                f"{where} is annotated with client id {value}, expected {expected}",
+                f"{where} is annotated with client id {value}, expected {expected}{answer and ': ' + answer}",
                 evidence,
                 fix_it,
             ),

@@ -198,6 +198,7 @@ class World:
     cluster_id: str
     orders_principal: str
     ordersdata: str
+    orders_identity: str
     made: list[str] = field(default_factory=list)  # role assignments the case made, deleted on restore
 
     def kubectl(self, *lines: str) -> None:
@@ -290,6 +291,7 @@ def world(shell: Shell, running_lab: RunningLab) -> World:
         f"/subscriptions/{info['subscription_id']}/resourceGroups/{cluster['resource_group']}/providers/"
         f"Microsoft.ContainerService/managedClusters/{cluster['name']}",
         orders["properties"]["principalId"], _resource_id(person, "Microsoft.Storage/storageAccounts", "ordersdata"),
+        orders["id"],
     )
 
 
@@ -314,6 +316,7 @@ class Case:
     where: str = WORKLOAD  # the workload whose findings carry the code, or "run" for the run's own
     decision: Decision | None = None
     label: str = ""  # told apart from another case of the same code (the test id)
+    broken: Callable[[dict[str, Any]], None] | None = None  # more to assert of the failing run's run.json
 
     @property
     def id(self) -> str:
@@ -341,6 +344,33 @@ def _heal_annotation(w: World) -> None:
     w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}={w.client_id} "
               "azure.workload.identity/client_id- --overwrite")
     w.restart()
+
+
+def _other_workloads_client_id(w: World) -> None:
+    """finance's ServiceAccount given orders' client id by hand; the running pods keep finance's."""
+    orders = w.person.arm("GET", w.orders_identity, IDENTITY_API)["properties"]["clientId"]
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}={orders} --overwrite")
+
+
+def _named_the_annotation_not_a_credential(document: dict[str, Any]) -> None:
+    """The annotation is the cause: the exchange the probe made as orders' identity is skipped because of it,
+    with no wait on it and no propagation claimed; the pods that keep finance's client id are not stale; the
+    inventory names the identity that trusts finance's ServiceAccount, and creates no credential."""
+    finance = next(w for w in document["workloads"] if w["id"] == WORKLOAD)
+    checks = {c["id"]: c for c in finance["checks"]}
+    exchange = checks["exchange.succeeds"]
+    assert exchange["status"] == "skip" and exchange["evidence"]["blocked_by"] == "sa.client_id_annotation"
+    assert (exchange["evidence"].get("retries") or {}).get("attempts", 1) == 1, exchange["evidence"]
+    mismatch = next(f for f in finance["findings"] if f["code"] == "SA_CLIENT_ID_MISMATCH")
+    assert "which has no federated credential for system:serviceaccount:finance:backend-sa" in mismatch["message"]
+    codes = {f["code"] for f in [*finance["findings"], *document["findings"]]}
+    assert codes & {"FIC_PROPAGATION_PENDING", "POD_STALE_CLIENT_ID", "SA_WITHOUT_FIC"} == set(), codes
+    wrong = next(f for f in document["findings"] if f["code"] == "SA_ANNOTATION_WRONG_IDENTITY")
+    assert not any("federated-credential create" in line for line in wrong["remediation"])
+
+
+def _malformed_client_id(w: World) -> None:
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}=backend-identity --overwrite")
 
 
 def _delete_sa(w: World) -> None:
@@ -453,6 +483,13 @@ CASES = [
     Case("SA_NOT_ANNOTATED", _unannotate, _heal_annotation),
     Case("SA_CLIENT_ID_MISMATCH", _misannotate, _heal_annotation),
     Case("SA_ANNOTATION_MISSPELLED", _misspell, _heal_annotation),
+    Case("SA_CLIENT_ID_MISMATCH", _other_workloads_client_id, _heal_annotation, label="other-identity",
+         broken=_named_the_annotation_not_a_credential),
+    Case("SA_ANNOTATION_WRONG_IDENTITY", _other_workloads_client_id, _heal_annotation, where="run",
+         decision=Decision("which workloads run under the ServiceAccount: the inventory reads no pods, so its restart "
+                           "names a <deployment>; finance's pods still carry the right client id",
+                           repairs=True)),
+    Case("SA_CLIENT_ID_MALFORMED", _malformed_client_id, _heal_annotation),
     Case("SA_NOT_FOUND", _delete_sa, _heal_sa),
     Case("POD_NOT_LABELLED", _unlabel_template, _heal_template),
     Case("POD_NOT_MUTATED", _unmutated_pods, _heal_annotation),
@@ -548,6 +585,8 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
     assert result.returncode == 1 and before["verdict"] == "fail", result.stdout[-3000:]
     found = [f for f in findings_of(before, case.where) if f["code"] == case.code and f["severity"] == "error"]
     assert found, f"{case.code} not reported for {case.where}: {error_codes(before)}"
+    if case.broken is not None:
+        case.broken(before)
     printed: list[str] = found[0]["remediation"]
     commands = [line for line in printed if is_command(line)]
     assert commands, printed
