@@ -265,7 +265,10 @@ def _webhook(mode: str) -> Callable[[Lab], None]:
 
 def _egress_blocked(lab: Lab) -> None:
     _healthy(lab)
-    lab.faults.egress_blocked.update({"entra"})
+    lab.faults.egress_blocked.update({"entra"})  # a deny-egress-to-entra NetworkPolicy per namespace (lab.egress)
+    # Denied connections are dropped, so each attempt waits out the probe's request timeout and timeouts are
+    # retried: this scenario's harness.yaml asks for a short timeout and no retries, to show the finding quickly.
+    lab.extra["probe"] = {"mode": "configmap", "request_timeout_seconds": 3, "retry_seconds": 0}
 
 
 # ------------------------------------------------------------------ a migration from aad-pod-identity, half done
