@@ -853,7 +853,9 @@ class PodWorker:
         logs = self.new_log(cs)
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.kubelet.sandbox.argv(str(spec_path)), stdin=asyncio.subprocess.DEVNULL,
+                # stdin: true keeps a pipe open for ``kubectl attach -i`` / ``run -i`` (lab.kube.podstreams)
+                *self.kubelet.sandbox.argv(str(spec_path)),
+                stdin=asyncio.subprocess.PIPE if cs.spec.get("stdin") else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, pass_fds=(write_fd,),
                 start_new_session=True, env={"PATH": os.environ.get("PATH", os.defpath)},
             )

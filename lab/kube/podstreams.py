@@ -43,6 +43,7 @@ import logging
 import os
 import struct
 import termios
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ CHANNEL_PROTOCOLS = (V5, "v4.channel.k8s.io", "v4.base64.channel.k8s.io", "chann
                      "base64.channel.k8s.io")
 CLOSE_TIMEOUT = 10.0
 ATTACH_POLL_SECONDS = 0.1
+DRAIN_SECONDS = 2.0
 
 
 # ---------------------------------------------------------------- request checks
@@ -271,6 +273,7 @@ class Launched:
     proc: asyncio.subprocess.Process
     status_read: int
     master: int | None  # the pty's master side when tty
+    stage: str | None  # the fresh sandbox's staging directory (an empty directory on the host)
 
 
 def _image(lab: Lab, cs: ContainerState) -> tuple[str, ImageConfig]:
@@ -302,9 +305,9 @@ def exec_spec(lab: Lab, worker: PodWorker, cs: ContainerState, command: list[str
             stage.mkdir(parents=True, exist_ok=True)
             spec.update(sandbox=True, stage=str(stage), mounts=launch.mounts, traverse=launch.traverse,
                         hostname=launch.env.get("HOSTNAME", worker.name))
-            manifest = getattr(lab, "network_manifest", None)
-            if sandbox.network and manifest is not None:
-                spec["network"] = {"manifest": str(manifest)}
+            manifests = getattr(lab, "pod_manifests", None)
+            if sandbox.network and manifests is not None:
+                spec["network"] = {"manifest": str(manifests.path(worker.pod))}
             argv = sandbox.argv("")[:-1]
     cdir.mkdir(parents=True, exist_ok=True)
     return argv, spec, cdir / f"exec-{exec_id}.json"
@@ -351,7 +354,7 @@ async def launch_exec(lab: Lab, worker: PodWorker, cs: ContainerState, options: 
         os.close(status_write)
         if slave is not None:
             os.close(slave)
-    return Launched(proc, status_read, master)
+    return Launched(proc, status_read, master, spec.get("stage"))
 
 
 async def _read_all(fd: int) -> str:
@@ -494,6 +497,9 @@ async def run_exec(lab: Lab, worker: PodWorker, cs: ContainerState, options: Str
             task.cancel()
         if master is not None:
             os.close(master)
+        if launched.stage:
+            with contextlib.suppress(OSError):
+                os.rmdir(launched.stage)
     if report:
         _, _, message = report.partition("\t")
         return internal_error("error executing command in container: failed to exec in container: failed to start "
@@ -524,18 +530,29 @@ async def run_attach(lab: Lab, worker: PodWorker, cs: ContainerState, options: S
                 proc.stdin.close()
 
     client = asyncio.ensure_future(read_client(sock, write, close, lambda _p: None))
+    async def flush() -> None:
+        nonlocal logs, offset
+        current = lab.kube.pod_logs.get(key)
+        if current is not logs:  # the container restarted: a new buffer
+            logs, offset = current, 0
+        if logs is not None and len(logs) > offset and options.stdout:
+            chunk = bytes(logs[offset:])
+            offset += len(chunk)
+            await sock.send(STDOUT, chunk)
+
     try:
         while not client.done():
-            current = lab.kube.pod_logs.get(key)
-            if current is not logs:  # the container restarted: a new buffer
-                logs, offset = current, 0
-            if logs is not None and len(logs) > offset and options.stdout:
-                chunk = bytes(logs[offset:])
-                offset += len(chunk)
-                await sock.send(STDOUT, chunk)
+            await flush()
             if "running" not in cs.state or (proc is not None and proc.returncode is not None):
+                deadline = time.monotonic() + DRAIN_SECONDS  # what the process wrote last is still in the pipes
+                while cs.name in worker.pumps and time.monotonic() < deadline:
+                    await asyncio.sleep(ATTACH_POLL_SECONDS / 2)
+                await flush()
                 break
             await asyncio.sleep(ATTACH_POLL_SECONDS)
     finally:
         client.cancel()
+        if cs.spec.get("stdinOnce") and proc is not None and proc.stdin is not None:
+            with contextlib.suppress(ConnectionError, OSError):
+                proc.stdin.close()
     return SUCCESS

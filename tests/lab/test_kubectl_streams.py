@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import pytest
@@ -100,13 +101,16 @@ def workload_pod(kubectl: Kubectl) -> dict:
 # ---------------------------------------------------------------- exec
 
 
-def test_exec_into_workload_pod_prints_injected_env_and_reads_the_token(kubectl: Kubectl) -> None:
+def test_exec_into_workload_pod_prints_injected_env_and_reads_the_token(kubectl: Kubectl, lab: Lab) -> None:
     pod = workload_pod(kubectl)
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["AZURE_CLIENT_ID"]  # injected by the webhook at admission
+    entra = urlsplit(lab.endpoints["entra"]).port
+    reach = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {entra}), 2); print('entra open')\""
     out = kubectl("exec", "-n", "finance", pod["metadata"]["name"], "--", "sh", "-c",
-                  'echo "$AZURE_CLIENT_ID"; cat "$AZURE_FEDERATED_TOKEN_FILE"').stdout.split("\n")
+                  f'echo "$AZURE_CLIENT_ID"; cat "$AZURE_FEDERATED_TOKEN_FILE"; echo; {reach}').stdout.split("\n")
     assert out[0] == env["AZURE_CLIENT_ID"]
+    assert out[2] == "entra open"  # the pod's network: lab services through its relay
     claims = jwt.decode(out[1], options={"verify_signature": False})
     assert claims["sub"] == "system:serviceaccount:finance:backend-sa"
     assert claims["aud"] == ["api://AzureADTokenExchange"]
@@ -200,6 +204,14 @@ def test_attach_streams_what_the_container_writes(kubectl: Kubectl, web: tuple[s
              == "Running")
     attached = kubectl("attach", name, "-n", namespace, timeout=20)
     assert attached.stdout.split() == ["tick", "tock"]
+
+
+def test_run_interactive_attaches_stdin_and_removes_the_pod(kubectl: Kubectl, web: tuple[str, int]) -> None:
+    namespace, _ = web
+    name = f"asker-{uuid.uuid4().hex[:4]}"
+    ran = kubectl("run", name, "-n", namespace, "-i", "--rm", "--restart=Never", "--image=busybox:1.37", "--",
+                  "sh", "-c", "read line; echo got $line", input="hello\n", timeout=30)
+    assert ran.stdout.split("\n")[:2] == ["got hello", f'pod "{name}" deleted from {namespace} namespace'], ran
 
 
 # ---------------------------------------------------------------- port-forward
