@@ -1,0 +1,147 @@
+"""``python -m harness manifests render`` and ``wi-harness`` without a cluster: what is rendered for the example
+config (and that it validates with kubernetes-validate --strict), the Job's in-cluster harness.yaml, the bad
+inputs (one line, exit 2), and how wi-harness maps pytest's test arguments into the installed suites."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.collect.probe_pods import sweep
+from harness.console import SUITES_DIR, suite_arguments
+from harness.manifests import MANIFESTS_DIR
+from harness.shipping import load_for_render, render_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "harness.example.yaml"
+CLIENT_ID = "22222222-2222-2222-2222-222222222222"
+
+
+def render_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", "manifests", "render", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def documents(path: Path) -> list[dict]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("example")
+    done = render_cli("--config", str(EXAMPLE), "--out", str(out))  # its client_secret_env is not set: not needed
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_the_example_renders_the_job_its_rbac_and_a_probe_pod_per_workload(example: Path) -> None:
+    files = sorted(str(p.relative_to(example)) for p in example.rglob("*.yaml"))
+    assert files == ["00-namespace.yaml", "01-rbac.yaml", "02-job.yaml", "probes/finance.backend-sa.yaml",
+                     "probes/orders.orders-sa.yaml"]
+    (namespace,) = documents(example / "00-namespace.yaml")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    account, config_map, job = documents(example / "02-job.yaml")
+    assert account["metadata"]["annotations"]["azure.workload.identity/client-id"] == CLIENT_ID
+    pod = job["spec"]["template"]
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["spec"]["serviceAccountName"] == account["metadata"]["name"] == "wi-harness"
+    assert pod["spec"]["containers"][0]["image"] == "myregistry.azurecr.io/wi-harness:0.1.0"
+    in_cluster = yaml.safe_load(config_map["data"]["harness.yaml"])
+    assert "credential" not in in_cluster["azure"] and "kubeconfig" not in in_cluster.get("cluster", {})
+    assert [w["service_account"] for w in in_cluster["workloads"]] == ["backend-sa", "orders-sa"]
+    rbac = documents(example / "01-rbac.yaml")
+    bound = {(d["kind"], d["metadata"].get("namespace")) for d in rbac if d["kind"].endswith("Binding")}
+    assert bound == {("ClusterRoleBinding", None), ("RoleBinding", "kube-system"), ("RoleBinding", "finance"),
+                     ("RoleBinding", "orders")}
+    assert all(d["subjects"] == [{"kind": "ServiceAccount", "name": "wi-harness", "namespace": "wi-harness"}]
+               for d in rbac if d["kind"].endswith("Binding"))
+    source, probe = documents(example / "probes" / "finance.backend-sa.yaml")
+    assert (source["kind"], probe["kind"]) == ("ConfigMap", "Pod")
+    assert probe["metadata"]["name"] == "wi-probe-backend-sa" and probe["spec"]["serviceAccountName"] == "backend-sa"
+    assert probe["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+
+
+def test_the_rendered_example_validates_strictly(example: Path) -> None:
+    validate = shutil.which("kubernetes-validate")
+    if validate is None:
+        pytest.fail("kubernetes-validate is not installed (pip install -e '.[dev]')")
+    files = [str(p) for p in sorted(example.rglob("*.yaml"))]
+    done = subprocess.run([validate, "--strict", "--quiet", *files], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_ca_bundle_rides_in_the_job_s_configmap(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(_self_signed_pem())
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["azure"]["ca_file"] = "ca.pem"
+    (tmp_path / "harness.yaml").write_text(yaml.safe_dump(data))
+    config, raw = load_for_render(tmp_path / "harness.yaml")
+    render_bundle(config, raw, tmp_path / "out")
+    _, config_map, job = documents(tmp_path / "out" / "02-job.yaml")
+    assert config_map["data"]["azure-ca.crt"] == ca.read_text()
+    assert yaml.safe_load(config_map["data"]["harness.yaml"])["azure"]["ca_file"] == "azure-ca.crt"
+    mounts = job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert {"name": "config", "mountPath": "/etc/wi-harness", "readOnly": True} in mounts
+
+
+def _self_signed_pem() -> str:
+    import trustme
+
+    return trustme.CA().cert_pem.bytes().decode()
+
+
+@pytest.mark.parametrize(
+    ("edit", "extra", "expected"),
+    [
+        (lambda d: d["harness"].pop("client_id"), [], "harness.client_id: required"),
+        (lambda d: d["harness"].pop("image"), [], "harness.image (or --image): required"),
+        (lambda d: d["harness"].update(client_id="not-a-guid"), [], "harness.client_id: must be a GUID"),
+        (lambda d: d.pop("workloads"), [], "no namespace to grant probe pods in"),
+        (lambda d: None, ["--namespace", "Bad_NS"], "--namespace: must be a DNS-1123 label"),
+        (lambda d: None, ["--image", "bad image"], "--image: must not contain whitespace"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, edit, extra: list[str], expected: str) -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    edit(data)
+    (tmp_path / "harness.yaml").write_text(yaml.safe_dump(data))
+    done = render_cli("--config", str(tmp_path / "harness.yaml"), "--out", str(tmp_path / "out"), *extra)
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1, done.stderr
+    assert expected in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_unwritable_output_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    done = render_cli("--config", str(EXAMPLE), "--out", str(tmp_path / "file"))
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
+    assert "cannot write there" in done.stderr
+
+
+def test_the_job_s_pod_is_never_swept() -> None:
+    """The Job's pod carries the Workload ID label but no run id: --sweep (probe pods only) leaves it."""
+    from fakeworld import World
+
+    kube = World.healthy().backend().kube
+    kube.pods[("wi-harness", "wi-harness-abcde")] = {  # type: ignore[attr-defined]
+        "metadata": {"name": "wi-harness-abcde", "namespace": "wi-harness",
+                     "labels": {"app.kubernetes.io/managed-by": "wi-harness", "app.kubernetes.io/name": "wi-harness"}},
+        "spec": {}, "status": {"phase": "Running"},
+    }
+    assert sweep(kube, ["wi-harness"], "this-run") == []
+
+
+def test_wi_harness_maps_test_arguments_into_the_installed_suites() -> None:
+    assert SUITES_DIR.is_dir() and (MANIFESTS_DIR / "probe-pod.yaml.j2").is_file()
+    suites = str(SUITES_DIR)
+    assert suite_arguments(["--lab", "-n", "2"]) == [suites, "--lab", "-n", "2"]
+    assert suite_arguments(["--config", "h.yaml", "suites/test_cluster.py::test_cluster"]) == [
+        "--config", "h.yaml", f"{suites}/test_cluster.py::test_cluster"]
+    assert suite_arguments(["test_workloads.py", "-k", "finance"]) == [f"{suites}/test_workloads.py", "-k", "finance"]
+    assert suite_arguments(["suites"]) == [suites]
+    assert suite_arguments(["--config", "other.py"]) == [suites, "--config", "other.py"]  # not a suite: left alone
