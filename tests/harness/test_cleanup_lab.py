@@ -1,0 +1,163 @@
+"""Nothing of a run is left behind, against one lab: ``pytest suites`` interrupted by SIGINT or SIGTERM before its
+probe pods exist, while they are pending, and while it reports; a run killed outright (SIGKILL) whose objects the
+first ``--sweep`` after their deadline removes, exactly those; and two runs at once, both with ``--sweep``, that
+both pass (neither sweeps the other's pods).
+
+The tests share one lab and run in order: the killed run's leftovers are made first and swept last, so the wait
+for their deadline (probe.timeout_seconds 10 + the harness's grace) is spent running the other tests.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from test_e2e_lab import REPO
+
+from harness.collect.probe_pods import GRACE_SECONDS
+from harness.collect.sweep import MARGIN_SECONDS
+from lab.bootstrap import RunningLab
+
+pytestmark = pytest.mark.slow
+MANAGED = "app.kubernetes.io/managed-by=wi-harness"
+RUN_ID = "wi-harness/run-id"
+WORKLOAD = "finance/backend-sa"
+KILLED_TIMEOUT = 10  # probe.timeout_seconds (its minimum) of the run killed with SIGKILL
+state: dict[str, Any] = {}  # the killed run's leftovers, from the first test to the last
+
+
+def core(running_lab: RunningLab) -> k8s.CoreV1Api:
+    return k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(running_lab.state_dir / "kubeconfig")))
+
+
+def objects(api: k8s.CoreV1Api) -> set[tuple[str, str, str, str]]:
+    """(kind, namespace, name, run id) of every pod and ConfigMap a run of the harness made."""
+    found = set()
+    for kind, items in (("pod", api.list_pod_for_all_namespaces(label_selector=MANAGED).items),
+                        ("configmap", api.list_config_map_for_all_namespaces(label_selector=MANAGED).items)):
+        for item in items:
+            found.add((kind, item.metadata.namespace, item.metadata.name, (item.metadata.labels or {}).get(RUN_ID, "")))
+    return found
+
+
+def ctl(running_lab: RunningLab, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "lab", "ctl", "--state-dir", str(running_lab.state_dir), *args],
+                   check=True, capture_output=True, timeout=60)
+
+
+def config(running_lab: RunningLab, path: Path, **probe: Any) -> Path:
+    document = yaml.safe_load(running_lab.harness_config.read_text())
+    document.setdefault("probe", {}).update(probe)
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def start(config_file: Path, report_dir: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "suites", "--config", str(config_file), "--workload", WORKLOAD,
+         "--report-dir", str(report_dir), "-p", "no:cacheprovider", "-q", *args],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def new_pods(api: k8s.CoreV1Api, before: set[tuple[str, str, str, str]]) -> set[tuple[str, str, str, str]]:
+    return {o for o in objects(api) - before if o[0] == "pod"}
+
+
+def test_a_killed_run_leaves_objects_and_two_sweeping_runs_at_once_both_pass(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    api = core(running_lab)
+    before = objects(api)
+    ctl(running_lab, "kubelet", "--pod-start-latency", "3")
+    try:
+        killed = start(config(running_lab, tmp_path / "killed.yaml", timeout_seconds=KILLED_TIMEOUT), tmp_path / "k")
+        pods = wait_for(lambda: new_pods(api, before), 60, "the killed run's probe pod")
+        killed.send_signal(signal.SIGKILL)
+        killed.communicate(timeout=30)
+        run_id = next(iter(pods))[3]
+        left = {o for o in objects(api) if o[3] == run_id}
+        assert {o[0] for o in left} == {"pod", "configmap"}, left  # nothing of it was cleaned up
+        state.update(left=left, killed_at=time.monotonic())
+
+        first = start(running_lab.harness_config, tmp_path / "a", "--sweep")
+        wait_for(lambda: new_pods(api, before | left), 60, "the first sweeping run's probe pod")
+        second = start(running_lab.harness_config, tmp_path / "b", "--sweep")  # sweeps while the first's pod waits
+        outputs = [run.communicate(timeout=120)[0] for run in (first, second)]
+    finally:
+        ctl(running_lab, "kubelet", "--pod-start-latency", "0")
+    for run, output in zip((first, second), outputs, strict=True):
+        assert run.returncode == 0, output[-3000:]
+        assert not re.search(r"swept \d+ leftover", output)  # the killed run's objects are within their deadline: not leftovers yet
+    assert objects(api) - before == left  # both runs cleaned up after themselves; the leftovers wait
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("phase", ["before-pods", "pods-pending", "reporting"])
+def test_an_interrupted_run_leaves_nothing(
+    running_lab: RunningLab, tmp_path: Path, phase: str, signum: signal.Signals
+) -> None:
+    api = core(running_lab)
+    before = objects(api)
+    slow = ("fault", "arm", "--latency-ms", "2500") if phase == "before-pods" else (
+        "kubelet", "--pod-start-latency", "3" if phase == "pods-pending" else "0")
+    ctl(running_lab, *slow)
+    try:
+        run = start(running_lab.harness_config, tmp_path)
+        if phase == "before-pods":
+            # the harness reads ARM (the cluster, the identity) before it makes any probe object
+            time.sleep(2.5)
+            assert objects(api) == before, "probe objects existed before the signal"
+        elif phase == "pods-pending":
+            pods = wait_for(lambda: new_pods(api, before), 60, "a probe pod")
+            assert all(p.status.phase == "Pending" for p in api.list_pod_for_all_namespaces(
+                label_selector=f"{RUN_ID}={next(iter(pods))[3]}").items)
+        else:
+            wait_for(lambda: new_pods(api, before), 60, "a probe pod")
+            wait_for(lambda: not new_pods(api, before), 60, "the probe pod deleted")  # the run now analyses, reports
+        assert run.poll() is None, "the run ended before the signal"
+        run.send_signal(signum)
+        output = run.communicate(timeout=120)[0]
+    finally:
+        ctl(running_lab, *(("fault", "arm", "--latency-ms", "0") if phase == "before-pods"
+                           else ("kubelet", "--pod-start-latency", "0")))
+    assert run.returncode != 0, output[-3000:]
+    assert objects(api) == before, output[-3000:]
+
+
+def test_sweep_after_the_deadline_removes_exactly_the_killed_runs_objects(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    left = state.get("left")
+    assert left, "the first test of this module made no leftovers"
+    api = core(running_lab)
+    assert left <= objects(api)
+    bound = KILLED_TIMEOUT + GRACE_SECONDS + MARGIN_SECONDS + 2  # + creationTimestamp's whole seconds
+    time.sleep(max(0.0, state["killed_at"] + bound - time.monotonic()))
+    before = objects(api)
+    run = start(running_lab.harness_config, tmp_path, "--sweep")
+    output = run.communicate(timeout=120)[0]
+    assert run.returncode == 0, output[-3000:]
+    line = re.search(r"swept (\d+) leftover probe object\(s\): (.*)", output)
+    assert line, output[-3000:]
+    expected = {f"{ns}/{name}" if kind == "pod" else f"{ns}/configmap/{name}" for kind, ns, name, _ in left}
+    assert set(line.group(2).strip().split(", ")) == expected
+    assert objects(api) == before - left
