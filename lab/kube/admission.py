@@ -1,6 +1,6 @@
 """Admission for object creation, in the API server's order: in-tree mutating plugins (LimitRanger,
-ServiceAccount, DefaultTolerationSeconds), mutating webhooks (the workload identity webhook), then, after
-validation, the validating plugins (LimitRanger, PodSecurity whose ``warn`` results become ``Warning``
+ServiceAccount, DefaultTolerationSeconds), mutating webhooks (the workload identity webhook), then name
+generation and validation of the mutated object, then the validating plugins (LimitRanger, PodSecurity whose ``warn`` results become ``Warning``
 headers), validating webhooks (Gatekeeper, when ``lab ctl policy deny`` installed it) and ResourceQuota last
 (kube-apiserver's plugin order).
 """
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 SERVICE_ACCOUNT_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_VOLUME_PREFIX = "kube-api-access-"
+MAX_GENERATED_PREFIX = 58  # names.MaxGeneratedNameLength: 63 less the five random characters
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
 DEFAULT_TOLERATIONS = (
     {
@@ -175,14 +176,27 @@ def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, dry_run: bool
     return warnings
 
 
+def generate_name(obj: Obj) -> None:
+    """The registry's name generation (SimpleNameGenerator): ``generateName`` cut to 58 characters plus five
+    random ones, only when the object has no name."""
+    meta = obj.setdefault("metadata", {})
+    prefix = meta.get("generateName")
+    if not meta.get("name") and isinstance(prefix, str) and prefix:
+        meta["name"] = prefix[:MAX_GENERATED_PREFIX] + _random_suffix()
+
+
 def admit_create(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, now: str,
                  dry_run: bool = False) -> tuple[Obj, list[str]]:
-    """Defaults, validation, mutating then validating admission, in the API server's order. Controllers that
-    create objects (the ReplicaSet controller's pods) go through the same chain, as they do on a cluster."""
+    """The API server's create path: (decoding defaults) mutating admission, then the registry's name
+    generation and validation of the mutated object, then validating admission (apiserver handlers/create.go
+    admits before rest.BeforeCreate names and validates; the store calls createValidation last). So a
+    webhook sees only ``generateName`` when the client sent no name, and what it adds is validated.
+    Controllers that create objects (the ReplicaSet controller's pods) go through the same chain."""
+    defaults.apply_defaults(rt, obj)
+    obj = mutate(lab, rt, obj, namespace)
+    generate_name(obj)
     defaults.apply_defaults(rt, obj)
     validation.validate_create(rt, obj)
-    obj = mutate(lab, rt, obj, namespace)
-    defaults.apply_defaults(rt, obj)
     warnings = validate(lab, rt, obj, namespace, dry_run=dry_run)
     if rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io":
         obj["status"] = defaults.crd_established_status(obj, now)

@@ -15,7 +15,6 @@ import binascii
 import copy
 import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -89,7 +88,6 @@ RETURN_OBJECT_ON_DELETE = {
 SUBRESOURCE_VERBS = {"status": {"get", "update", "patch"}, "log": {"get"}, "token": {"create"},
                      "scale": {"get", "update", "patch"}}
 SCALABLE = {("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets")}
-NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def resource_not_found() -> errors.ApiError:
@@ -679,10 +677,6 @@ def check_identity(target: Target, obj: Obj) -> None:
         )
 
 
-def generated_name(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(NAME_ALPHABET) for _ in range(5))
-
-
 def scale_of(target: Target, obj: Obj) -> Obj:
     """autoscaling/v1 Scale of a Deployment or ReplicaSet, as the API server renders it."""
     if target.rt.group_resource not in SCALABLE:
@@ -708,8 +702,6 @@ def prepare_for_create(rt: ResourceType, body: Obj, namespace: str) -> Obj:
         )
     for field in SERVER_MANAGED_FIELDS:
         meta.pop(field, None)
-    if not meta.get("name") and meta.get("generateName"):
-        meta["name"] = generated_name(meta["generateName"])
     if "status" in rt.subresources and rt.group_resource != NAMESPACE_TYPE.group_resource:
         obj.pop("status", None)
     obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind

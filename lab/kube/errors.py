@@ -33,6 +33,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:  # metav1.Status omits an empty reason (a webhook's denial has none)
+            del body["reason"]
         if self.details is not None:
             body["details"] = self.details
         return body

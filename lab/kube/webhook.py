@@ -15,9 +15,9 @@ When the webhook is "down" and a pod matches, the API server's failurePolicy Fai
 with the transport error, exactly like an unreachable ``azure-wi-webhook-webhook-service``.
 
 Denials (``admission.Errored(400, err)``) come back through the API server as
-``admission webhook "mutation.azure-workload-identity.io" denied the request: <err>``, code 400. The real
-Status carries no ``reason`` (controller-runtime's ``Errored`` sets only code and message); the lab uses
-``BadRequest`` so kubectl prints ``Error from server (BadRequest)``.
+``admission webhook "mutation.azure-workload-identity.io" denied the request: <err>``, code 400, and no
+``reason``: controller-runtime's ``Errored`` sets only code and message, and the API server's
+webhookerrors.ToStatusErr keeps the webhook's Status, so kubectl prints ``Error from server: ...``.
 
 Ordering in the real API server: mutating admission (this webhook) runs in the create handler BEFORE the
 object's ``generateName`` is resolved, which is why the webhook names such pods ``<generateName> (prefix)``;
@@ -232,7 +232,7 @@ def server_version_gte(server: str, major: int, minor: int) -> bool:
 
 def denied(message: str) -> ApiError:
     """An admission denial as the API server relays it (webhookerrors.ToStatusErr)."""
-    return ApiError(400, "BadRequest", f'admission webhook "{WEBHOOK_NAME}" denied the request: {message}')
+    return ApiError(400, "", f'admission webhook "{WEBHOOK_NAME}" denied the request: {message}')
 
 
 def unreachable(namespace: str = "kube-system") -> ApiError:

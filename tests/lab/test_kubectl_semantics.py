@@ -4,6 +4,7 @@ admission order for ``generateName`` pods."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import uuid
@@ -204,3 +205,73 @@ def test_explain_reads_the_served_schemas(kubectl: Kubectl) -> None:
     assert "  data\t<map[string]string>\n" in kubectl("explain", "configmap").stdout
     missing = kubectl("explain", "pod.spec.serviceAcountName", check=False)
     assert (missing.returncode, missing.stderr.strip()) == (1, 'error: field "serviceAcountName" does not exist')
+
+
+# ---------------------------------------------------------------- admission order
+
+WI_POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  {name_field}
+  namespace: finance
+  labels: {{azure.workload.identity/use: "true"}}
+spec:
+  serviceAccountName: backend-sa
+  containers:
+  - {{name: main, image: myacr.azurecr.io/finance/backend:1.0}}
+  volumes: {volumes}
+"""
+RESERVED_PREFIX = "azure-workload-identity-reserved-"
+
+
+def upstream_volume_name(pod_name: str) -> str:
+    """azure-workload-identity pkg/webhook buildVolumeName: the prefix and sha256(name) cut to 63 characters."""
+    return RESERVED_PREFIX + hashlib.sha256(pod_name.encode()).hexdigest()[: 63 - len(RESERVED_PREFIX)]
+
+
+@pytest.fixture()
+def webhook_layout(lab: Lab, lab_thread: LabThread) -> Iterator[Callable[[str], None]]:
+    before = lab.kube.webhook.layout
+
+    def use(layout: str) -> None:
+        lab_thread.call(lambda: setattr(lab.kube.webhook, "layout", layout)).result(10)
+
+    yield use
+    use(before)
+
+
+def test_webhook_sees_generate_name_before_the_name_is_made(kubectl: Kubectl, webhook_layout: Any) -> None:
+    webhook_layout("v1.6")
+    created = kubectl("create", "-o", "json", "-f", "-",
+                      input=WI_POD.format(name_field="generateName: wi-gen-", volumes="[]"))
+    pod = json.loads(created.stdout)
+    name = pod["metadata"]["name"]
+    kubectl("delete", "pod", name, "-n", "finance", "--wait=false")
+    assert name.startswith("wi-gen-") and len(name) == len("wi-gen-") + 5
+    volumes = [v["name"] for v in pod["spec"]["volumes"] if v["name"].startswith(RESERVED_PREFIX)]
+    # the webhook names a pod that has only generateName "<generateName> (prefix)" (webhook.go Handle)
+    assert volumes == [upstream_volume_name("wi-gen- (prefix)")]
+    assert volumes != [upstream_volume_name(name)]
+
+
+def test_what_mutation_adds_is_validated(kubectl: Kubectl, webhook_layout: Any) -> None:
+    webhook_layout("v1.5")  # fixed volume name azure-identity-token; a user volume of that name clashes
+    clash = WI_POD.format(name_field="name: wi-clash", volumes="[{name: azure-identity-token, emptyDir: {}}]")
+    refused = kubectl("create", "-f", "-", input=clash, check=False)
+    assert refused.returncode == 1
+    # [0] the user's, [1] kube-api-access-* (the ServiceAccount plugin runs first), [2] the webhook's
+    assert refused.stderr.strip() == (
+        'The Pod "wi-clash" is invalid: spec.volumes[2].name: Duplicate value: "azure-identity-token"')
+    assert kubectl("get", "pod", "wi-clash", "-n", "finance", check=False).returncode == 1
+
+
+def test_webhook_denial_has_no_reason(kubectl: Kubectl) -> None:
+    pod = WI_POD.format(name_field="name: wi-denied", volumes="[]").replace(
+        "  namespace: finance\n",
+        '  namespace: finance\n  annotations: {azure.workload.identity/service-account-token-expiration: "100"}\n')
+    refused = kubectl("create", "-f", "-", input=pod, check=False)
+    # kubectl prints the reason in brackets when the Status has one; the webhook's has none
+    assert refused.stderr.strip() == (
+        'Error from server: error when creating "STDIN": admission webhook "mutation.azure-workload-identity.io" '
+        "denied the request: token expiration 100 not valid. Expected value to be between 3600 and 86400")

@@ -240,7 +240,8 @@ def test_tenant_id_annotation_wins_even_when_empty() -> None:
 
 def test_missing_service_account_is_denied() -> None:
     error = denial(pod(), service_account(name="someone-else"))
-    assert (error.code, error.reason) == (400, "BadRequest")
+    assert (error.code, error.reason) == (400, "")
+    assert "reason" not in error.status()
     assert error.message == DENIED + 'serviceaccounts "workload-identity-sa" not found'
 
 
