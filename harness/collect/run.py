@@ -133,7 +133,8 @@ def collect_workloads(
                     workload.namespace,
                     workload.service_account,
                     probe_config_for(workload, config.probe, config.cloud, retryable_aadsts(
-                        identity, issuer, service_account_subject(workload.namespace, workload.service_account))),
+                        identity, issuer, service_account_subject(workload.namespace, workload.service_account),
+                        sa.annotations.get(CLIENT_ID_ANNOTATION))),
                 )
             )
     pods = run_probe_pods(backend.kube, requests, run_id, config.probe, image, keep=keep)
@@ -199,7 +200,8 @@ def collect_existing_pods(
         requests.append(ProbeRequest(pod_id, facts.namespace, facts.service_account,
                                      probe_config_for(workload, config.probe, config.cloud, retryable_aadsts(
                                          facts.identity, issuer,
-                                         service_account_subject(facts.namespace, facts.service_account)))))
+                                         service_account_subject(facts.namespace, facts.service_account),
+                                         facts.sa.annotations.get(CLIENT_ID_ANNOTATION)))))
     if requests:
         probes = run_probe_pods(backend.kube, requests, run_id, config.probe, image, keep=keep)
         for pod_id, probe_pod in probes.items():

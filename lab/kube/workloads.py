@@ -175,7 +175,8 @@ class WorkloadControllers:
         namespace = owner["metadata"]["namespace"]
         template = copy.deepcopy((owner.get("spec") or {}).get("template") or {})
         pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {**template.get("metadata", {}), "name": prefix + _suffix(), "namespace": namespace,
+               # no name: the API server makes it after mutating admission (the webhook sees generateName)
+               "metadata": {**template.get("metadata", {}), "namespace": namespace,
                             "generateName": prefix, "ownerReferences": [_owner_ref(owner)]},
                "spec": template.get("spec") or {}}
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -253,6 +254,43 @@ def test_webhook_sees_generate_name_before_the_name_is_made(kubectl: Kubectl, we
     # the webhook names a pod that has only generateName "<generateName> (prefix)" (webhook.go Handle)
     assert volumes == [upstream_volume_name("wi-gen- (prefix)")]
     assert volumes != [upstream_volume_name(name)]
+
+
+WI_DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: wi-deploy, namespace: finance}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: wi-deploy}}
+  template:
+    metadata:
+      labels: {app: wi-deploy, azure.workload.identity/use: "true"}
+    spec:
+      serviceAccountName: backend-sa
+      containers:
+      - {name: main, image: myacr.azurecr.io/finance/backend:1.0}
+"""
+
+
+def test_replicaset_pods_are_named_after_admission(kubectl: Kubectl, webhook_layout: Any) -> None:
+    """The ReplicaSet controller creates pods with generateName only, so the webhook hashes the prefix."""
+    webhook_layout("v1.6")
+    kubectl("apply", "-f", "-", input=WI_DEPLOYMENT)
+    try:
+        deadline = time.monotonic() + 10
+        pods: list[Any] = []
+        while not pods and time.monotonic() < deadline:
+            listed = kubectl("get", "pods", "-n", "finance", "-l", "app=wi-deploy", "-o", "json").stdout
+            pods = json.loads(listed)["items"]
+            time.sleep(0.1)
+        assert len(pods) == 1
+        prefix = pods[0]["metadata"]["generateName"]
+        assert prefix.startswith("wi-deploy-") and pods[0]["metadata"]["name"].startswith(prefix)
+        volumes = [v["name"] for v in pods[0]["spec"]["volumes"] if v["name"].startswith(RESERVED_PREFIX)]
+        assert volumes == [upstream_volume_name(f"{prefix} (prefix)")]
+    finally:
+        kubectl("delete", "deployment", "wi-deploy", "-n", "finance", "--wait=false")
 
 
 def test_what_mutation_adds_is_validated(kubectl: Kubectl, webhook_layout: Any) -> None:
