@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lab.clock import rfc3339
 from lab.kube import podenv
+from lab.kube.errors import ApiError
+from lab.kube.store import Store
 
 if TYPE_CHECKING:
     from lab.runtime import Lab
@@ -83,3 +88,66 @@ def node_object(lab: Lab, name: str) -> Obj:
             },
         },
     }
+
+
+# ---------------------------------------------------------------- the node's Lease (kubelet nodelease controller)
+
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION_SECONDS = 40  # the kubelet's nodeLeaseDurationSeconds default
+RENEW_INTERVAL_SECONDS = LEASE_DURATION_SECONDS / 4  # renewIntervalFraction 0.25
+
+
+def micro_time() -> str:
+    """metav1.MicroTime: RFC 3339 with microseconds."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def node_lease(node: Obj) -> Obj:
+    meta = node["metadata"]
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": meta["name"], "namespace": LEASE_NAMESPACE,
+                     "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": meta["name"],
+                                          "uid": meta.get("uid", "")}]},
+        "spec": {"holderIdentity": meta["name"], "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                 "renewTime": micro_time()},
+    }
+
+
+class NodeLease:
+    """Creates the node's Lease in kube-node-lease and renews it every 10 s while the kubelet runs."""
+
+    def __init__(self, store: Store, node_name: str) -> None:
+        self.store = store
+        self.node_name = node_name
+        self._task: asyncio.Task | None = None
+
+    def renew(self) -> None:
+        leases, nodes = self.store.type_for("coordination.k8s.io", "leases"), self.store.type_for("", "nodes")
+        namespaces = self.store.type_for("", "namespaces")
+        if leases is None or nodes is None or namespaces is None:
+            return
+        node = self.store.find(nodes, "", self.node_name)
+        if node is None or self.store.find(namespaces, "", LEASE_NAMESPACE) is None:
+            return
+        current = self.store.find(leases, LEASE_NAMESPACE, self.node_name)
+        if current is None:
+            self.store.create(leases, node_lease(node), namespace=LEASE_NAMESPACE)
+        else:
+            current.setdefault("spec", {})["renewTime"] = micro_time()
+            current["spec"]["holderIdentity"] = self.node_name
+            self.store.replace(leases, current, check_version=False)
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(ApiError):
+                self.renew()
+            await asyncio.sleep(RENEW_INTERVAL_SECONDS)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="node lease")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

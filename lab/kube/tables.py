@@ -140,6 +140,53 @@ def _quota_column(limits: bool) -> Callable[[Obj], str]:
     return cell
 
 
+def node_status(node: Obj) -> str:
+    """Ready / NotReady / Unknown from the Ready condition, then SchedulingDisabled when cordoned."""
+    ready = next((c.get("status") for c in node.get("status", {}).get("conditions") or []
+                  if c.get("type") == "Ready"), None)
+    status = {"True": "Ready", None: "Unknown"}.get(ready, "NotReady")
+    return status + (",SchedulingDisabled" if node.get("spec", {}).get("unschedulable") else "")
+
+
+def node_roles(node: Obj) -> str:
+    """node-role.kubernetes.io/<role> labels and the kubernetes.io/role label; <none> without any."""
+    labels = node.get("metadata", {}).get("labels") or {}
+    roles = {key.removeprefix("node-role.kubernetes.io/") for key in labels
+             if key.startswith("node-role.kubernetes.io/") and key != "node-role.kubernetes.io/"}
+    if labels.get("kubernetes.io/role"):
+        roles.add(labels["kubernetes.io/role"])
+    return ",".join(sorted(roles)) or "<none>"
+
+
+def _node_address(node: Obj, kind: str) -> str:
+    return next((a.get("address") for a in node.get("status", {}).get("addresses") or [] if a.get("type") == kind),
+                "<none>")
+
+
+def _template_containers(obj: Obj, key: str) -> str:
+    containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    return ",".join(str(c.get(key, "")) for c in containers)
+
+
+# -o wide of Deployments and ReplicaSets
+_TEMPLATE_WIDE: list[Column] = [
+    ("Containers", "string", 1, lambda o: _template_containers(o, "name")),
+    ("Images", "string", 1, lambda o: _template_containers(o, "image")),
+    ("Selector", "string", 1, lambda o: _label_selector(o.get("spec", {}).get("selector") or {})),
+]
+
+
+def _label_selector(selector: Obj) -> str:
+    """metav1.FormatLabelSelector for matchLabels and the common matchExpressions."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        op, values = expr.get("operator", ""), ",".join(expr.get("values") or [])
+        key = expr.get("key", "")
+        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key,
+                      "DoesNotExist": f"!{key}"}.get(op, key))
+    return ",".join(parts) or "<none>"
+
+
 def _status(field: str, default: Any = 0) -> Callable[[Obj], Any]:
     return lambda obj: obj.get("status", {}).get(field, default)
 
@@ -208,6 +255,7 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Up-to-date", "integer", 0, _status("updatedReplicas")),
         ("Available", "integer", 0, _status("availableReplicas")),
         AGE,
+        *_TEMPLATE_WIDE,
     ],
     ("apps", "daemonsets"): [
         NAME,
@@ -229,6 +277,27 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Desired", "integer", 0, lambda r: r.get("spec", {}).get("replicas", 1)),
         ("Current", "integer", 0, _status("replicas")),
         ("Ready", "integer", 0, _status("readyReplicas")),
+        AGE,
+        *_TEMPLATE_WIDE,
+    ],
+    # pkg/printers/internalversion: nodeColumnDefinitions, leaseColumnDefinitions
+    ("", "nodes"): [
+        NAME,
+        ("Status", "string", 0, node_status),
+        ("Roles", "string", 0, node_roles),
+        AGE,
+        ("Version", "string", 0, lambda n: n.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", "")),
+        ("Internal-IP", "string", 1, lambda n: _node_address(n, "InternalIP")),
+        ("External-IP", "string", 1, lambda n: _node_address(n, "ExternalIP")),
+        ("OS-Image", "string", 1, lambda n: n.get("status", {}).get("nodeInfo", {}).get("osImage") or "<unknown>"),
+        ("Kernel-Version", "string", 1,
+         lambda n: n.get("status", {}).get("nodeInfo", {}).get("kernelVersion") or "<unknown>"),
+        ("Container-Runtime", "string", 1,
+         lambda n: n.get("status", {}).get("nodeInfo", {}).get("containerRuntimeVersion") or "<unknown>"),
+    ],
+    ("coordination.k8s.io", "leases"): [
+        NAME,
+        ("Holder", "string", 0, lambda lease: lease.get("spec", {}).get("holderIdentity") or ""),
         AGE,
     ],
     ("networking.k8s.io", "networkpolicies"): [

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from lab.clock import rfc3339
 from lab.kube import admission, errors
 from lab.kube.resources import core_type
+from lab.kube.rollout import DeploymentController
 from lab.kube.store import Obj, ResourceType, Store
 
 if TYPE_CHECKING:
@@ -32,10 +33,6 @@ SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's rand.String alph
 def template_hash(template: Obj) -> str:
     digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).digest()
     return "".join(SAFE_ALPHABET[b % len(SAFE_ALPHABET)] for b in digest[:10])
-
-
-def _suffix(length: int = 5) -> str:
-    return "".join(secrets.choice(SAFE_ALPHABET) for _ in range(length))
 
 
 def _owner_ref(owner: Obj) -> Obj:
@@ -65,68 +62,9 @@ class WorkloadControllers:
     def _type(self, group: str, plural: str) -> ResourceType | None:
         return self.store.type_for(group, plural)
 
-    # -- Deployments
+    # -- Deployments: see lab.kube.rollout
     def reconcile_deployment(self, namespace: str, name: str) -> None:
-        deployments, replicasets = self._type("apps", "deployments"), self._type("apps", "replicasets")
-        if deployments is None or replicasets is None:
-            return
-        deployment = self.store.find(deployments, namespace, name)
-        if deployment is None or deployment["metadata"].get("deletionTimestamp"):
-            return
-        spec = deployment.get("spec") or {}
-        template = copy.deepcopy(spec.get("template") or {})
-        hashed = template_hash(template)
-        rs_name = f"{name}-{hashed}"
-        owned = [rs for rs in self.store.list(replicasets, namespace)[0] if _owned_by(rs, deployment)]
-        for old in owned:
-            if old["metadata"]["name"] != rs_name and (old.get("spec") or {}).get("replicas", 0) != 0:
-                old["spec"]["replicas"] = 0  # a rollout: the old ReplicaSet scales down
-                self.store.replace(replicasets, old, check_version=False)
-        if not any(rs["metadata"]["name"] == rs_name for rs in owned):
-            template.setdefault("metadata", {}).setdefault("labels", {})[HASH_LABEL] = hashed
-            selector = copy.deepcopy(spec.get("selector") or {})
-            selector.setdefault("matchLabels", {})[HASH_LABEL] = hashed
-            labels = {**(template["metadata"]["labels"])}
-            self.store.create(replicasets, {
-                "metadata": {"name": rs_name, "namespace": namespace, "labels": labels,
-                             "annotations": {"deployment.kubernetes.io/revision": "1"},
-                             "ownerReferences": [_owner_ref(deployment)]},
-                "spec": {"replicas": spec.get("replicas", 1), "selector": selector, "template": template},
-            }, namespace=namespace)
-        else:
-            current = next(rs for rs in owned if rs["metadata"]["name"] == rs_name)
-            if current["spec"].get("replicas") != spec.get("replicas", 1):
-                current["spec"]["replicas"] = spec.get("replicas", 1)
-                self.store.replace(replicasets, current, check_version=False)
-        self.deployment_status(deployment)
-
-    def deployment_status(self, deployment: Obj) -> None:
-        deployments, replicasets = self._type("apps", "deployments"), self._type("apps", "replicasets")
-        namespace = deployment["metadata"]["namespace"]
-        owned = [rs for rs in self.store.list(replicasets, namespace)[0] if _owned_by(rs, deployment)]
-        totals = {key: sum(int((rs.get("status") or {}).get(key) or 0) for rs in owned)
-                  for key in ("replicas", "readyReplicas", "availableReplicas")}
-        wanted = int((deployment.get("spec") or {}).get("replicas", 1))
-        status = {"observedGeneration": deployment["metadata"].get("generation", 1),
-                  "replicas": totals["replicas"], "updatedReplicas": totals["replicas"]}
-        status.update({key: value for key, value in totals.items() if value and key != "replicas"})
-        if totals["availableReplicas"] < wanted:
-            status["unavailableReplicas"] = wanted - totals["availableReplicas"]
-        available = "True" if totals["availableReplicas"] >= wanted else "False"
-        previous = {c["type"]: c for c in (deployment.get("status") or {}).get("conditions") or []}
-        now = rfc3339()
-        status["conditions"] = [{
-            "type": "Available", "status": available,
-            "reason": "MinimumReplicasAvailable" if available == "True" else "MinimumReplicasUnavailable",
-            "message": ("Deployment has minimum availability." if available == "True"
-                        else "Deployment does not have minimum availability."),
-            "lastUpdateTime": previous.get("Available", {}).get("lastUpdateTime", now)
-            if previous.get("Available", {}).get("status") == available else now,
-            "lastTransitionTime": previous.get("Available", {}).get("lastTransitionTime", now)
-            if previous.get("Available", {}).get("status") == available else now,
-        }]
-        if deployment.get("status") != status:
-            self.store.replace(deployments, {**deployment, "status": status}, check_version=False)
+        DeploymentController(self.lab, template_hash).reconcile(namespace, name)
 
     # -- ReplicaSets
     def reconcile_replicaset(self, namespace: str, name: str) -> None:
@@ -167,6 +105,7 @@ class WorkloadControllers:
         namespace = owner["metadata"]["namespace"]
         for extra in pods[wanted:]:
             self.store.delete(pods_type, namespace, extra["metadata"]["name"])
+            self._event(owner, "SuccessfulDelete", f"Deleted pod: {extra['metadata']['name']}")
         for _ in range(wanted - len(pods)):
             if not self._create_pod(owner, pods_type, prefix):
                 break
