@@ -569,8 +569,15 @@ def _short(exc: BaseException, limit: int = 300) -> str:
 
 
 def _in_cluster() -> bool:
-    """No kubeconfig anywhere, but a service-account mount: the harness runs as a Job in the cluster."""
-    return not default_kubeconfig().exists() and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    """No kubeconfig anywhere, but the kubernetes service's variables and a service-account token mounted where
+    the client's load_incluster_config reads it: the harness runs as a Job in the cluster."""
+    from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
+
+    return (
+        not default_kubeconfig().exists()
+        and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+        and Path(SERVICE_TOKEN_FILENAME).is_file()
+    )
 
 
 def _current_context(kubeconfig: Path | None) -> str | None:

@@ -145,3 +145,21 @@ def test_wi_harness_maps_test_arguments_into_the_installed_suites() -> None:
     assert suite_arguments(["test_workloads.py", "-k", "finance"]) == [f"{suites}/test_workloads.py", "-k", "finance"]
     assert suite_arguments(["suites"]) == [suites]
     assert suite_arguments(["--config", "other.py"]) == [suites, "--config", "other.py"]  # not a suite: left alone
+
+
+def test_in_cluster_needs_the_service_variables_and_a_mounted_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kubernetes.config.incluster_config as incluster
+
+    from harness.collect.kube_api import kube_target_problem
+
+    token = tmp_path / "token"
+    monkeypatch.setattr(incluster, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    assert kube_target_problem(None, None) is not None  # no token mounted: not in a pod, the kubeconfig is missing
+    token.write_text("a-token")
+    assert kube_target_problem(None, None) is None  # in-cluster: load_incluster_config
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    assert kube_target_problem(None, None) is not None
