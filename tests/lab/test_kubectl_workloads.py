@@ -1,0 +1,260 @@
+"""What a troubleshooter types about workloads, with the real kubectl against the session's lab: the Workload ID
+webhook's own pods and logs, ``kubectl logs`` options (--previous, --since, --since-time, --timestamps, -f),
+Deployment rollouts (revisions, history, undo, status, scaling events, defaults) and the node with its Lease."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from lab.control import set_webhook
+
+SYSTEM = "azure-workload-identity.io/system=true"
+DEPLOYMENT = "azure-wi-webhook-controller-manager"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in time")
+        time.sleep(0.2)
+
+
+def as_json(kubectl, *args: str) -> dict:
+    return json.loads(kubectl(*args, "-o", "json").stdout)
+
+
+@pytest.fixture
+def namespace(kubectl) -> str:
+    name = f"wk-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    return name
+
+
+def webhook_pods(kubectl) -> list[dict]:
+    return as_json(kubectl, "get", "pods", "-n", "kube-system", "-l", SYSTEM)["items"]
+
+
+def ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+# ---------------------------------------------------------------- the webhook as AKS runs it
+
+
+def test_the_webhook_runs_as_pods_behind_its_service_and_logs_its_denials(kubectl, namespace: str) -> None:
+    deployment = as_json(kubectl, "get", "deploy", DEPLOYMENT, "-n", "kube-system")
+    assert deployment["status"]["availableReplicas"] == 2
+    replicasets = as_json(kubectl, "get", "rs", "-n", "kube-system", "-l", SYSTEM)["items"]
+    assert [rs["metadata"]["ownerReferences"][0]["name"] for rs in replicasets] == [DEPLOYMENT]
+    pods = webhook_pods(kubectl)
+    assert len(pods) == 2 and all(ready(p) for p in pods)
+    assert {c["name"] for p in pods for c in p["spec"]["containers"]} == {"manager"}
+    service = as_json(kubectl, "get", "svc", "azure-wi-webhook-webhook-service", "-n", "kube-system")
+    assert service["spec"]["ports"][0]["port"] == 443 and service["spec"]["ports"][0]["targetPort"] == 9443
+    assert service["spec"]["selector"] == {"azure-workload-identity.io/system": "true"}
+    secret = as_json(kubectl, "get", "secret", "azure-wi-webhook-server-cert", "-n", "kube-system")
+    assert {"ca.crt", "tls.crt", "tls.key"} <= set(secret["data"])
+    startup = kubectl("logs", "-n", "kube-system", f"deploy/{DEPLOYMENT}").stdout.splitlines()
+    assert json.loads(startup[0])["msg"] == "initializing metrics backend"
+
+    # a denial: the handler logs it on whichever pod served the request
+    kubectl("create", "serviceaccount", "short", "-n", namespace)
+    kubectl("annotate", "serviceaccount", "short", "-n", namespace,
+            "azure.workload.identity/service-account-token-expiration=100")
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "too-short", "namespace": namespace, "labels": {"azure.workload.identity/use": "true"}},
+           "spec": {"serviceAccountName": "short", "containers": [{"name": "c", "image": "busybox"}]}}
+    refused = kubectl("create", "-f", "-", input=json.dumps(pod), check=False)
+    assert refused.returncode == 1
+    assert "token expiration 100 not valid. Expected value to be between 3600 and 86400" in refused.stderr
+    logs = kubectl("logs", "-n", "kube-system", "-l", SYSTEM, "--tail=-1").stdout.splitlines()
+    records = [json.loads(line) for line in logs if line.startswith("{")]
+    denial = next(r for r in records if r.get("logger") == "handler" and r.get("namespace") == namespace)
+    assert denial["level"] == "error" and denial["msg"] == "failed to get service account token expiration"
+    assert (denial["pod"], denial["service-account"]) == ("too-short", "short")
+    assert denial["error"] == "token expiration 100 not valid. Expected value to be between 3600 and 86400"
+
+    # what AKS ships today: the /tokens layout
+    pod["metadata"]["name"], pod["spec"]["serviceAccountName"] = "admitted", "default"
+    created = json.loads(kubectl("create", "-f", "-", "-o", "json", input=json.dumps(pod)).stdout)
+    env = {e["name"]: e["value"] for e in created["spec"]["containers"][0]["env"]}
+    assert env["AZURE_FEDERATED_TOKEN_FILE"] == "/var/run/secrets/azure/tokens/azure-identity-token"
+    kubectl("delete", "pod", "admitted", "-n", namespace, "--wait=false")
+
+
+def test_webhook_down_is_visible_as_crashing_pods(kubectl, lab, lab_thread) -> None:
+    lab_thread.call(lambda: set_webhook(lab, {"mode": "down"})).result(10)
+    try:
+        def crashing() -> bool:
+            pods = webhook_pods(kubectl)
+            states = [s["state"] for p in pods for s in p["status"].get("containerStatuses", [])]
+            return len(states) == 2 and not any(ready(p) for p in pods) and all(
+                (st.get("waiting") or {}).get("reason") == "CrashLoopBackOff" or "terminated" in st for st in states)
+
+        wait_for(crashing, what="webhook pods crashing")
+        table = kubectl("get", "pods", "-n", "kube-system", "-l", SYSTEM).stdout
+        assert "0/1" in table and ("CrashLoopBackOff" in table or "Error" in table)
+        wait_for(lambda: not as_json(kubectl, "get", "deploy", DEPLOYMENT, "-n", "kube-system")["status"]
+                 .get("availableReplicas"), what="deployment unavailable")
+        name = webhook_pods(kubectl)[0]["metadata"]["name"]
+        last = kubectl("logs", "-n", "kube-system", name, "--previous").stdout.splitlines()[-1]
+        assert json.loads(last)["level"] == "error" and "unable to run manager" in json.loads(last)["msg"]
+    finally:
+        lab_thread.call(lambda: set_webhook(lab, {"mode": "up"})).result(10)
+    wait_for(lambda: len(webhook_pods(kubectl)) == 2 and all(ready(p) for p in webhook_pods(kubectl)),
+             what="webhook pods ready again")
+
+
+# ---------------------------------------------------------------- kubectl logs
+
+
+CRASHER = """
+apiVersion: v1
+kind: Pod
+metadata: {{name: crasher, namespace: {ns}}}
+spec:
+  volumes: [{{name: state, emptyDir: {{}}}}]
+  containers:
+  - name: main
+    image: busybox
+    volumeMounts: [{{name: state, mountPath: /state}}]
+    # the first instance writes two lines and crashes; the next one (the emptyDir survives restarts) stays up
+    command: ["sh", "-c", "echo run-$(date +%s%N); if [ -f /state/ran ]; then exec sleep 3600; fi;
+              touch /state/ran; sleep 1.2; echo second; sleep 0.5; exit 3"]
+"""
+
+
+def test_logs_previous_since_timestamps_and_follow_one_instance(kubectl, lab, lab_thread, namespace: str) -> None:
+    backoff = lab.kubelet.crash_backoff
+    lab_thread.call(lambda: setattr(lab.kubelet, "crash_backoff", (0.5, 1.0))).result(10)
+    try:
+        kubectl("apply", "-f", "-", input=CRASHER.format(ns=namespace))
+        wait_for(lambda: "run-" in kubectl("logs", "crasher", "-n", namespace, check=False).stdout,
+                 what="first output")
+        missing = kubectl("logs", "crasher", "-n", namespace, "--previous", check=False)
+        assert missing.returncode == 1
+        assert 'previous terminated container "main" in pod "crasher" not found' in missing.stderr
+        # -f follows this instance until it exits; the restart does not continue the stream
+        followed = kubectl("logs", "-f", "crasher", "-n", namespace, timeout=20).stdout.splitlines()
+        assert len(followed) == 2 and followed[0].startswith("run-") and followed[1] == "second"
+
+        wait_for(lambda: as_json(kubectl, "get", "pod", "crasher", "-n", namespace)["status"]
+                 ["containerStatuses"][0]["restartCount"] >= 1, what="a restart")
+        wait_for(lambda: kubectl("logs", "crasher", "-n", namespace).stdout.startswith("run-"), what="second run")
+        previous = kubectl("logs", "crasher", "-n", namespace, "-p").stdout
+        current = kubectl("logs", "crasher", "-n", namespace).stdout
+        assert previous.splitlines()[0] == followed[0]
+        assert current.splitlines()[0] != previous.splitlines()[0]
+
+        stamped = kubectl("logs", "crasher", "-n", namespace, "-p", "--timestamps").stdout.splitlines()
+        times = [datetime.fromisoformat(line.split(" ", 1)[0][:26] + "+00:00") for line in stamped]
+        assert [line.split(" ", 1)[1] for line in stamped] == previous.splitlines()
+        assert 1.0 <= (times[1] - times[0]).total_seconds() < 3.0  # when each line was written, not now
+        cut = times[1].replace(microsecond=0).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        since_time = kubectl("logs", "crasher", "-n", namespace, "-p", f"--since-time={cut}").stdout.splitlines()
+        assert since_time == ["second"] or since_time == previous.splitlines()[1:]
+        time.sleep(1.1)
+        assert kubectl("logs", "crasher", "-n", namespace, "-p", "--since=1s").stdout == ""
+    finally:
+        lab_thread.call(lambda: setattr(lab.kubelet, "crash_backoff", backoff)).result(10)
+        kubectl("delete", "pod", "crasher", "-n", namespace, "--wait=false", check=False)
+
+
+# ---------------------------------------------------------------- Deployments
+
+
+WEB = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: {ns}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers: [{{name: main, image: "busybox", command: [sleep, "3600"]}}]
+"""
+
+
+def deployment_events(kubectl, namespace: str) -> list[str]:
+    events = as_json(kubectl, "get", "events", "-n", namespace)["items"]
+    return [e["message"] for e in sorted(events, key=lambda e: e["metadata"]["creationTimestamp"])
+            if e["reason"] == "ScalingReplicaSet"]
+
+
+def test_rollout_revisions_history_undo_and_scaling(kubectl, lab, lab_thread, namespace: str) -> None:
+    kubectl("apply", "-f", "-", input=WEB.format(ns=namespace))
+    status = kubectl("rollout", "status", "deploy/web", "-n", namespace, "--timeout=30s").stdout
+    assert 'deployment "web" successfully rolled out' in status
+    deployment = as_json(kubectl, "get", "deploy", "web", "-n", namespace)
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+    assert (deployment["spec"]["revisionHistoryLimit"], deployment["spec"]["progressDeadlineSeconds"]) == (10, 600)
+    assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "1"
+    first = as_json(kubectl, "get", "pods", "-n", namespace)["items"][0]["metadata"]["name"]
+
+    # a rolling update: the old pod stays until its replacement is available
+    lab_thread.call(lambda: setattr(lab.kube, "pod_start_latency_seconds", 1.5)).result(10)
+    try:
+        kubectl("set", "image", "deploy/web", "-n", namespace, "main=busybox:1.36")
+        kubectl("annotate", "deploy/web", "-n", namespace, "kubernetes.io/change-cause=busybox 1.36")
+        wait_for(lambda: len(as_json(kubectl, "get", "pods", "-n", namespace)["items"]) == 2, what="a surge pod")
+        pods = {p["metadata"]["name"]: p for p in as_json(kubectl, "get", "pods", "-n", namespace)["items"]}
+        assert first in pods and ready(pods[first])
+        assert not all(ready(p) for p in pods.values())
+        status = kubectl("rollout", "status", "deploy/web", "-n", namespace, "--timeout=30s").stdout
+    finally:
+        lab_thread.call(lambda: setattr(lab.kube, "pod_start_latency_seconds", 0.0)).result(10)
+    assert "Waiting for deployment \"web\" rollout to finish" in status
+    assert status.rstrip().endswith('deployment "web" successfully rolled out')
+    history = kubectl("rollout", "history", "deploy/web", "-n", namespace).stdout
+    assert [line.split(None, 1) for line in history.splitlines()[2:] if line.strip()] == [
+        ["1", "<none>"], ["2", "busybox 1.36"]]
+    events = deployment_events(kubectl, namespace)
+    up = next(i for i, m in enumerate(events) if m.startswith("Scaled up") and m.endswith("from 0 to 1")
+              and i > 0)
+    down = next(i for i, m in enumerate(events) if m.startswith("Scaled down") and m.endswith("from 1 to 0"))
+    assert up < down
+
+    # undo: the first template's ReplicaSet comes back as revision 3
+    kubectl("rollout", "undo", "deploy/web", "-n", namespace)
+    kubectl("rollout", "status", "deploy/web", "-n", namespace, "--timeout=30s")
+    history = kubectl("rollout", "history", "deploy/web", "-n", namespace).stdout
+    assert [line.split(None, 1)[0] for line in history.splitlines()[2:] if line.strip()] == ["2", "3"]
+    replicasets = as_json(kubectl, "get", "rs", "-n", namespace)["items"]
+    back = next(rs for rs in replicasets if rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "3")
+    assert back["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] == "1"
+    assert back["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox"
+
+    kubectl("scale", "deploy/web", "-n", namespace, "--replicas=2")
+    wait_for(lambda: any(m.endswith(f"{back['metadata']['name']} from 1 to 2")
+                         for m in deployment_events(kubectl, namespace)), what="the scaling event")
+    wide = kubectl("get", "rs", "-n", namespace, "-o", "wide").stdout
+    assert "CONTAINERS" in wide and "busybox:1.36" in wide and "app=web,pod-template-hash=" in wide
+
+
+# ---------------------------------------------------------------- the node
+
+
+def test_the_node_shows_its_status_columns_conditions_and_lease(kubectl) -> None:
+    table = kubectl("get", "nodes", "-o", "wide").stdout.splitlines()
+    assert table[0].split()[:5] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert "CONTAINER-RUNTIME" in table[0]
+    row = table[1].split()
+    assert row[1:3] == ["Ready", "agent"] and row[4] == "v1.32.6" and row[5] == "127.0.0.1"
+    node = row[0]
+    conditions = {c["type"]: c["status"] for c in as_json(kubectl, "get", "node", node)["status"]["conditions"]}
+    assert conditions == {"MemoryPressure": "False", "DiskPressure": "False", "PIDPressure": "False",
+                          "Ready": "True"}
+    lease = as_json(kubectl, "get", "lease", node, "-n", "kube-node-lease")
+    assert lease["spec"]["holderIdentity"] == node and lease["spec"]["leaseDurationSeconds"] == 40
+    assert lease["metadata"]["ownerReferences"][0]["kind"] == "Node"
+    assert kubectl("get", "lease", "-n", "kube-node-lease").stdout.split()[:3] == ["NAME", "HOLDER", "AGE"]
