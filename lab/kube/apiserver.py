@@ -29,6 +29,7 @@ from lab.kube import (
     codec,
     defaults,
     discovery,
+    ephemeral,
     errors,
     fieldvalidation,
     gotypes,
@@ -365,6 +366,8 @@ class ApiServer:
         if target.subresource in podstreams.SUBRESOURCES:
             return await podstreams.serve(self.lab, request, user, target.rt, target.namespace_or_empty,
                                           target.name, target.subresource)
+        if target.subresource == ephemeral.SUBRESOURCE:
+            return await ephemeral.serve(self.lab, request, user, target.rt, target.namespace_or_empty, target.name)
         verb = verb_for(request.method, target, request.query)
         if target.subresource and verb not in SUBRESOURCE_VERBS.get(target.subresource, set()):
             raise method_not_allowed()
@@ -562,6 +565,8 @@ class ApiServer:
         if media not in codec.PATCH_TYPES:
             raise errors.ApiError(415, "UnsupportedMediaType", unsupported_patch_message(target.rt))
         document = codec.decode_patch(await request.read(), media)
+        if media == codec.APPLY_PATCH and target.subresource != "scale":
+            fieldvalidation.check_apply(target.rt, target.version, document)
         current = self.store.find(target.rt, target.namespace_or_empty, target.name)
         if current is None:
             if media == codec.APPLY_PATCH and not target.subresource:
