@@ -236,3 +236,63 @@ def add_warnings(request: web.Request, response: web.StreamResponse) -> web.Stre
     for header in later:
         response.headers.add("Warning", header)
     return response
+
+
+# ---------------------------------------------------------------- server-side apply
+
+# Associative lists (+listType=map) of the built-in types, by field name, and their keys; items of other lists
+# are addressed by index. Keys with a schema default that an item may omit: container ports' protocol.
+APPLY_LIST_KEYS: dict[str, tuple[str, ...]] = {
+    "containers": ("name",), "initContainers": ("name",), "ephemeralContainers": ("name",),
+    "env": ("name",), "volumes": ("name",), "volumeMounts": ("mountPath",), "imagePullSecrets": ("name",),
+    "volumeDevices": ("devicePath",), "resourceClaims": ("name",), "hostAliases": ("ip",),
+    "ports": ("containerPort", "protocol"), "conditions": ("type",),
+}
+KEY_DEFAULTS = {"protocol": "TCP"}
+
+
+def _apply_element(field: str, index: int, item: Any) -> str:
+    keys = APPLY_LIST_KEYS.get(field)
+    if not keys or not isinstance(item, dict):
+        return f"[{index}]"
+    values = [(key, item.get(key, KEY_DEFAULTS.get(key))) for key in keys]
+    if any(value is None for _, value in values):
+        return f"[{index}]"
+    return "[" + ",".join(f"{key}={json.dumps(value)}" for key, value in sorted(values)) + "]"
+
+
+def _walk_apply(type_name: str, value: Any, path: str, field: str, out: list[str]) -> None:
+    form, inner = apischema.element(type_name)
+    if form == "model" and isinstance(value, dict):
+        known = apischema.fields(inner)
+        for key, item in value.items():
+            if key not in known:
+                out.append(f".{key}" if not path else f"{path}.{key}")
+                continue
+            _walk_apply(known[key].type, item, f"{path}.{key}", key, out)
+    elif form == "list" and isinstance(value, list):
+        for index, item in enumerate(value):
+            _walk_apply(inner, item, path + _apply_element(field, index, item), field, out)
+    elif form == "map" and isinstance(value, dict):
+        for key, item in value.items():
+            _walk_apply(inner, item, f"{path}.{key}", key, out)
+
+
+def check_apply(rt: ResourceType, version: str, document: Any) -> None:
+    """Server-side apply converts the applied configuration to its typed form whatever the directive, and
+    a field the schema does not declare fails that (structured-merge-diff typed/validate.go); the 1.32 API
+    server passes the plain error on, so it answers 500 with no reason (kubernetes/kubernetes#122480)."""
+    model = apischema.model_for_kind(rt.group, version, rt.kind) if is_builtin(rt) else None
+    if model is None or not isinstance(document, dict):
+        return
+    unknown: list[str] = []
+    _walk_apply(model, document, "", "", unknown)
+    if not unknown:
+        return
+    problems = [f"{path}: field not declared in schema" for path in unknown]
+    detail = problems[0] if len(problems) == 1 else "\n".join(["errors:", *(f"  {p}" for p in problems)])
+    meta = document.get("metadata") if isinstance(document.get("metadata"), dict) else {}
+    gvk = f"{rt.group}/{version}, Kind={rt.kind}"
+    raise errors.ApiError(
+        500, "", f"failed to create typed patch object ({meta.get('namespace', '')}/{meta.get('name', '')}; "
+        f"{gvk}): {detail}")

@@ -46,7 +46,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         True,
         short_names=("po",),
         categories=("all",),
-        subresources=("log", "status", "exec", "attach", "portforward", "ephemeralcontainers"),
+        subresources=("log", "status", "exec", "attach", "portforward"),
     ),
     _type("", "v1", "events", "Event", True, short_names=("ev",)),
     _type("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",)),
@@ -189,7 +189,6 @@ SUBRESOURCES: dict[str, Subresource] = {
     "exec": Subresource("PodExecOptions", ("create", "get")),
     "attach": Subresource("PodAttachOptions", ("create", "get")),
     "portforward": Subresource("PodPortForwardOptions", ("create", "get")),
-    "ephemeralcontainers": Subresource(None, ("get", "patch", "update")),
 }
 
 

@@ -313,3 +313,23 @@ def test_webhook_denial_has_no_reason(kubectl: Kubectl) -> None:
     assert refused.stderr.strip() == (
         'Error from server: error when creating "STDIN": admission webhook "mutation.azure-workload-identity.io" '
         "denied the request: token expiration 100 not valid. Expected value to be between 3600 and 86400")
+
+
+def test_server_side_apply_refuses_undeclared_fields(kubectl: Kubectl, namespace: str) -> None:
+    pod = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: ssa, namespace: NS}
+spec:
+  containers:
+  - name: main
+    image: myacr.azurecr.io/finance/backend:1.0
+    ports: [{containerPort: 80, hostPortt: 1}]
+""".replace("NS", namespace)
+    refused = kubectl("apply", "--server-side", "-f", "-", input=pod, check=False)
+    # associative lists are addressed by their keys (protocol has a schema default), as structured-merge-diff does
+    assert refused.stderr.strip() == (
+        f"Error from server: failed to create typed patch object ({namespace}/ssa; /v1, Kind=Pod): "
+        '.spec.containers[name="main"].ports[containerPort=80,protocol="TCP"].hostPortt: field not declared in schema')
+    applied = kubectl("apply", "--server-side", "-f", "-", input=pod.replace("hostPortt", "hostPort"))
+    assert applied.stdout.strip() == "pod/ssa serverside-applied"
