@@ -29,6 +29,7 @@ from lab.kube import (
     codec,
     defaults,
     discovery,
+    ephemeral,
     errors,
     fieldvalidation,
     gotypes,
@@ -365,6 +366,8 @@ class ApiServer:
         if target.subresource in podstreams.SUBRESOURCES:
             return await podstreams.serve(self.lab, request, user, target.rt, target.namespace_or_empty,
                                           target.name, target.subresource)
+        if target.subresource == ephemeral.SUBRESOURCE:
+            return await ephemeral.serve(self.lab, request, user, target.rt, target.namespace_or_empty, target.name)
         verb = verb_for(request.method, target, request.query)
         if target.subresource and verb not in SUBRESOURCE_VERBS.get(target.subresource, set()):
             raise method_not_allowed()

@@ -69,7 +69,7 @@ from urllib.parse import urlsplit
 
 from lab import tasks
 from lab.clock import rfc3339
-from lab.kube import errors, podenv, podsandbox, scheduler, tokens, volumes
+from lab.kube import ephemeral, errors, podenv, podsandbox, scheduler, tokens, volumes
 from lab.kube.containerlogs import ContainerLog
 from lab.kube.events import EventRecorder
 from lab.kube.images import (
@@ -224,6 +224,7 @@ class ContainerState:
     created: bool = False
     idle: bool = False
     done: bool = False  # finished for good (no restart will follow)
+    ephemeral: bool = False  # from spec.ephemeralContainers (lab.kube.ephemeral)
 
     @property
     def name(self) -> str:
@@ -235,7 +236,8 @@ class ContainerState:
 
     @property
     def field_path(self) -> str:
-        return f"spec.{'initContainers' if self.init else 'containers'}{{{self.name}}}"
+        kind = "ephemeralContainers" if self.ephemeral else "initContainers" if self.init else "containers"
+        return f"spec.{kind}{{{self.name}}}"
 
     def entry(self) -> Obj:
         out: Obj = {"name": self.name, "state": self.state, "lastState": self.last_state, "ready": self.ready,
@@ -296,6 +298,7 @@ class PodWorker:
                             for c in self.spec.get("initContainers") or []]
         self.main_states = [ContainerState(c, False, {"waiting": {"reason": first}})
                             for c in self.spec.get("containers") or []]
+        self.ephemeral_states: list[ContainerState] = []
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.pumps: dict[str, list[asyncio.Task]] = {}
         self.transitions: dict[str, tuple[str, str]] = {}
@@ -458,6 +461,8 @@ class PodWorker:
         if self.init_states:
             status["initContainerStatuses"] = [cs.entry() for cs in self.init_states]
         status["containerStatuses"] = [cs.entry() for cs in self.main_states]
+        if self.ephemeral_states:
+            status["ephemeralContainerStatuses"] = [cs.entry() for cs in self.ephemeral_states]
         status["qosClass"] = qos_class(self.spec)
         return status
 
@@ -1055,7 +1060,7 @@ class PodWorker:
             task.cancel()
         self._cancel_side_tasks()
         await asyncio.gather(*tasks, return_exceptions=True)
-        states = [*self.init_states, *self.main_states]
+        states = [*self.init_states, *self.main_states, *self.ephemeral_states]
         codes = await asyncio.gather(*(self.kill_container(cs, grace) for cs in states), return_exceptions=True)
         for cs, code in zip(states, codes, strict=True):
             if "running" not in cs.state:
@@ -1273,6 +1278,8 @@ class Kubelet:
                 worker.request_stop(removed=False)
             elif worker.unscheduled:
                 self.wake_scheduler()
+            else:
+                ephemeral.sync(worker, pod)
             return
         if meta.get("deletionTimestamp"):
             # Nothing of ours runs for it (finished before we started, or never scheduled): finish the delete.

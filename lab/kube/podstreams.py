@@ -259,7 +259,7 @@ def running_container(lab: Lab, namespace: str, name: str, container: str) -> tu
     kubelet = getattr(lab, "kubelet", None)
     worker = kubelet.worker(namespace, name) if kubelet else None
     if worker is not None:
-        for cs in [*worker.init_states, *worker.main_states]:
+        for cs in [*worker.init_states, *worker.main_states, *worker.ephemeral_states]:
             if cs.name == container and "running" in cs.state:
                 return worker, cs
     raise KubeletRefusal(f'container not found ("{container}")')

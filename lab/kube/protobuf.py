@@ -1,309 +1,208 @@
-"""Decoding the Kubernetes protobuf request bodies that kubectl's typed commands send (no JSON fallback).
+"""Decoding the Kubernetes protobuf request bodies kubectl's typed commands send, from upstream's schemas.
 
-A body is ``k8s\\x00`` followed by a ``runtime.Unknown`` envelope {1 typeMeta{1 apiVersion, 2 kind},
-2 raw, 3 contentEncoding, 4 contentType}; ``raw`` is the object as a protobuf message. No .proto
-descriptors are available offline, so the messages kubectl sends (create namespace / serviceaccount /
-configmap / secret / quota, create token, auth can-i, auth whoami) are decoded by hand from the field numbers
-below (k8s.io/api generated.proto). Other kinds answer 415, like an API server that cannot decode them.
+A body is ``k8s\\x00`` followed by a ``runtime.Unknown`` envelope {typeMeta{apiVersion, kind}, raw,
+contentEncoding, contentType}; ``raw`` is the object as the protobuf message of its kind. The messages come
+from the descriptor set compiled from k8s.io/api and k8s.io/apimachinery ``generated.proto``
+(``schemas/build.py``); each is turned into the JSON the API server would read, by the rules of those types'
+Go JSON encoding: Time and MicroTime as RFC 3339, Duration as Go prints it, IntOrString as a number or a
+string, Quantity as its string, ``[]byte`` as base64, RawExtension and FieldsV1 as the JSON they hold, named
+string slices (ExtraValue, Verbs) as lists, and the fields Go embeds inline (a Volume's VolumeSource, a Probe's
+ProbeHandler; ``schemas/k8s-inline.json``) merged into their parent. A kind the schemas do not have answers
+415, like an API server that cannot decode it.
 
-The Go encoder writes empty strings, zero numbers and empty messages explicitly: they are treated as unset.
+The Go encoder writes empty strings, zero Times and non-pointer scalars explicitly: empty strings and zero
+Times are treated as unset, and so are zero numbers and false booleans of the fields Go's JSON omits when zero
+(non-pointer ``omitempty`` ones, listed by ``schemas/build.py``); pointers' zeros are kept (``replicas: 0``,
+``automountServiceAccountToken: false``, ``gracePeriodSeconds: 0`` mean something), as are empty messages
+(``emptyDir: {}``; Go never omits a struct).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from typing import Any, Union
+import datetime
+import functools
+import json
+from pathlib import Path
+from typing import Any
 
-from lab.clock import rfc3339
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import DecodeError, Message
+
 from lab.kube import errors
 
 MAGIC = b"k8s\x00"
 PROTOBUF_CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
-
-# A message schema maps a field number to (JSON name, field type, repeated). A field type is a scalar name
-# ("string", "bytes", "int", "bool", "optional_bool", "time", "string_map", "bytes_map", "quantity_map": map values
-# are resource.Quantity messages {1 string}) or a nested schema.
-FieldType = Union[str, "Schema"]
-Schema = dict[int, tuple[str, FieldType, bool]]
-
-
-def _fields(*entries: tuple[int, str, FieldType] | tuple[int, str, FieldType, bool]) -> Schema:
-    return {entry[0]: (entry[1], entry[2], bool(entry[3]) if len(entry) > 3 else False) for entry in entries}
-
-
-OWNER_REFERENCE = _fields(
-    (1, "kind", "string"),
-    (3, "name", "string"),
-    (4, "uid", "string"),
-    (5, "apiVersion", "string"),
-    (6, "controller", "optional_bool"),
-    (7, "blockOwnerDeletion", "optional_bool"),
-)
-OBJECT_META = _fields(
-    (1, "name", "string"),
-    (2, "generateName", "string"),
-    (3, "namespace", "string"),
-    (4, "selfLink", "string"),
-    (5, "uid", "string"),
-    (6, "resourceVersion", "string"),
-    (7, "generation", "int"),
-    (8, "creationTimestamp", "time"),
-    (9, "deletionTimestamp", "time"),
-    (10, "deletionGracePeriodSeconds", "int"),
-    (11, "labels", "string_map"),
-    (12, "annotations", "string_map"),
-    (13, "ownerReferences", OWNER_REFERENCE, True),
-    (14, "finalizers", "string", True),
-)
-OBJECT_REFERENCE = _fields(
-    (1, "kind", "string"),
-    (2, "namespace", "string"),
-    (3, "name", "string"),
-    (4, "uid", "string"),
-    (5, "apiVersion", "string"),
-    (6, "resourceVersion", "string"),
-    (7, "fieldPath", "string"),
-)
-LOCAL_OBJECT_REFERENCE = _fields((1, "name", "string"))
-USER_INFO = _fields((1, "username", "string"), (2, "uid", "string"), (3, "groups", "string", True))
-
-MESSAGES: dict[str, Schema] = {
-    "Namespace": _fields(
-        (1, "metadata", OBJECT_META),
-        (2, "spec", _fields((1, "finalizers", "string", True))),
-        (3, "status", _fields((1, "phase", "string"))),
-    ),
-    "ServiceAccount": _fields(
-        (1, "metadata", OBJECT_META),
-        (2, "secrets", OBJECT_REFERENCE, True),
-        (3, "imagePullSecrets", LOCAL_OBJECT_REFERENCE, True),
-        (4, "automountServiceAccountToken", "optional_bool"),
-    ),
-    "ConfigMap": _fields(
-        (1, "metadata", OBJECT_META),
-        (2, "data", "string_map"),
-        (3, "binaryData", "bytes_map"),
-        (4, "immutable", "optional_bool"),
-    ),
-    "Secret": _fields(
-        (1, "metadata", OBJECT_META),
-        (2, "data", "bytes_map"),
-        (3, "type", "string"),
-        (4, "stringData", "string_map"),
-        (5, "immutable", "optional_bool"),
-    ),
-    "ResourceQuota": _fields(
-        (1, "metadata", OBJECT_META),
-        (
-            2,
-            "spec",
-            _fields(
-                (1, "hard", "quantity_map"),
-                (2, "scopes", "string", True),
-                (
-                    3,
-                    "scopeSelector",
-                    _fields(
-                        (
-                            1,
-                            "matchExpressions",
-                            _fields((1, "scopeName", "string"), (2, "operator", "string"), (3, "values", "string", True)),
-                            True,
-                        ),
-                    ),
-                ),
-            ),
-        ),
-        (3, "status", _fields((1, "hard", "quantity_map"), (2, "used", "quantity_map"))),
-    ),
-    "TokenRequest": _fields(
-        (1, "metadata", OBJECT_META),
-        (
-            2,
-            "spec",
-            _fields(
-                (1, "audiences", "string", True),
-                (
-                    3,
-                    "boundObjectRef",
-                    _fields(
-                        (1, "kind", "string"),
-                        (2, "apiVersion", "string"),
-                        (3, "name", "string"),
-                        (4, "uid", "string"),
-                    ),
-                ),
-                (4, "expirationSeconds", "int"),
-            ),
-        ),
-        (3, "status", _fields((1, "token", "string"), (2, "expirationTimestamp", "time"))),
-    ),
-    "SelfSubjectAccessReview": _fields(
-        (1, "metadata", OBJECT_META),
-        (
-            2,
-            "spec",
-            _fields(
-                (
-                    1,
-                    "resourceAttributes",
-                    _fields(
-                        (1, "namespace", "string"),
-                        (2, "verb", "string"),
-                        (3, "group", "string"),
-                        (4, "version", "string"),
-                        (5, "resource", "string"),
-                        (6, "subresource", "string"),
-                        (7, "name", "string"),
-                    ),
-                ),
-                (2, "nonResourceAttributes", _fields((1, "path", "string"), (2, "verb", "string"))),
-            ),
-        ),
-        (
-            3,
-            "status",
-            _fields(
-                (1, "allowed", "bool"),
-                (2, "reason", "string"),
-                (3, "evaluationError", "string"),
-                (4, "denied", "bool"),
-            ),
-        ),
-    ),
-    "SelfSubjectRulesReview": _fields(
-        (1, "metadata", OBJECT_META),
-        (2, "spec", _fields((1, "namespace", "string"))),
-    ),
-    "SelfSubjectReview": _fields(
-        (1, "metadata", OBJECT_META),
-        (2, "status", _fields((1, "userInfo", USER_INFO))),
-    ),
-}
-
-UNKNOWN_ENVELOPE = _fields(
-    (1, "typeMeta", _fields((1, "apiVersion", "string"), (2, "kind", "string"))),
-    (2, "raw", "bytes"),
-    (3, "contentEncoding", "string"),
-    (4, "contentType", "string"),
-)
-TIME = _fields((1, "seconds", "int"), (2, "nanos", "int"))
-QUANTITY = _fields((1, "string", "string"))
+SCHEMAS = Path(__file__).resolve().parent / "schemas"
+META = "k8s.io.apimachinery.pkg.apis.meta.v1"
+RUNTIME = "k8s.io.apimachinery.pkg.runtime"
+# API group -> the directory of k8s.io/api its types are generated in
+GROUP_DIRS = {"": "core", "rbac.authorization.k8s.io": "rbac", "networking.k8s.io": "networking",
+              "scheduling.k8s.io": "scheduling", "coordination.k8s.io": "coordination",
+              "discovery.k8s.io": "discovery", "events.k8s.io": "events", "storage.k8s.io": "storage",
+              "admissionregistration.k8s.io": "admissionregistration",
+              "authentication.k8s.io": "authentication", "authorization.k8s.io": "authorization"}
 
 
 class WireError(ValueError):
-    pass
+    """The bytes are not the protobuf message they claim to be."""
 
 
-# ---------------------------------------------------------------- the wire format
+@functools.cache
+def _pool() -> tuple[descriptor_pool.DescriptorPool, frozenset[tuple[str, int]]]:
+    files = descriptor_pb2.FileDescriptorSet.FromString((SCHEMAS / "k8s-api.desc").read_bytes())
+    pool = descriptor_pool.DescriptorPool()
+    for file in files.file:
+        pool.Add(file)
+    return pool, _go_fields("inline")
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise WireError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 70:
-            raise WireError("varint too long")
+@functools.cache
+def _go_fields(key: str) -> frozenset[tuple[str, int]]:
+    """(message, field number) pairs ``schemas/build.py`` read off the Go types: "inline" or "omit_zero"."""
+    listed = json.loads((SCHEMAS / "k8s-inline.json").read_text())[key]
+    return frozenset((name, number) for name, number in listed)
 
 
-def iter_fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """(field number, value) pairs: ints for varints, bytes for length-delimited and fixed-width fields."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            value, pos = _varint(data, pos)
-            yield number, value
-        elif wire_type == 2:
-            length, pos = _varint(data, pos)
-            if pos + length > len(data):
-                raise WireError("truncated length-delimited field")
-            yield number, data[pos : pos + length]
-            pos += length
-        elif wire_type == 1:
-            yield number, data[pos : pos + 8]
-            pos += 8
-        elif wire_type == 5:
-            yield number, data[pos : pos + 4]
-            pos += 4
-        else:
-            raise WireError(f"unsupported wire type {wire_type}")
+def message_descriptor(api_version: str, kind: str) -> Descriptor | None:
+    """The message of ``kind`` at ``api_version`` (meta.k8s.io kinds such as DeleteOptions from any group)."""
+    pool, _ = _pool()
+    group, _, version = api_version.rpartition("/")
+    names = [f"k8s.io.api.{GROUP_DIRS.get(group, group)}.{version}.{kind}", f"{META}.{kind}"]
+    for name in names:
+        try:
+            return pool.FindMessageTypeByName(name)
+        except KeyError:
+            continue
+    return None
 
 
-def _signed(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
+# ---------------------------------------------------------------- Go's JSON of the special types
 
 
-def _map_entry(data: bytes, field_type: str) -> tuple[str, str]:
-    key, value = "", b""
-    for number, raw in iter_fields(data):
-        if number == 1 and isinstance(raw, bytes):
-            key = raw.decode()
-        elif number == 2 and isinstance(raw, bytes):
-            value = raw
-    if field_type == "bytes_map":
-        return key, base64.b64encode(value).decode()
-    if field_type == "quantity_map":
-        return key, str(decode_message(value, QUANTITY).get("string", ""))
-    return key, value.decode()
+def _go_duration(nanoseconds: int) -> str:
+    """time.Duration.String(): ``1h0m0s``, ``1m30s``, ``1.5s``, ``300ms``, ``0s``."""
+    if nanoseconds == 0:
+        return "0s"
+    sign, value = ("-", -nanoseconds) if nanoseconds < 0 else ("", nanoseconds)
+    if value < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if value >= size or unit == "ns":
+                return sign + _trim(value / size) + unit
+    seconds, fraction = divmod(value, 1_000_000_000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = _trim(secs + fraction / 1e9) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{text}"
+    return f"{sign}{minutes}m{text}" if minutes else sign + text
 
 
-def _scalar(field_type: str, raw: int | bytes) -> Any:
-    if field_type in ("int", "bool", "optional_bool"):
-        if not isinstance(raw, int):
-            raise WireError(f"expected a varint for a {field_type} field")
-        return _signed(raw) if field_type == "int" else bool(raw)
-    if not isinstance(raw, bytes):
-        raise WireError(f"expected bytes for a {field_type} field")
-    if field_type == "string":
-        return raw.decode()
-    if field_type == "bytes":
-        return raw
-    if field_type == "time":
-        seconds = decode_message(raw, TIME).get("seconds", 0)
-        return rfc3339(seconds)
-    raise WireError(f"unknown field type {field_type}")
+def _trim(number: float) -> str:
+    return f"{number:.9f}".rstrip("0").rstrip(".")
 
 
-def _is_unset(value: Any, field_type: FieldType) -> bool:
-    if field_type == "optional_bool":
-        return False
-    return value in ("", 0, b"", {}, None) or value is False
+def _time(message: Message, micro: bool) -> str | None:
+    seconds, nanos = getattr(message, "seconds", 0), getattr(message, "nanos", 0)
+    if seconds == 0 and nanos == 0:
+        return None  # Go's zero time: unset
+    moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    if micro:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{nanos // 1000:06d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
-    """One protobuf message as the JSON-shaped dict Kubernetes would serialise; unknown fields are skipped."""
+def _raw_json(raw: bytes) -> Any:
+    if not raw:
+        return None
+    if raw.startswith(MAGIC):
+        return decode_object(raw)
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError(f"embedded object is not JSON: {exc}") from exc
+
+
+_UNSET = object()
+
+
+def _special(message: Message) -> Any:
+    """The JSON of the types Go encodes other than as an object; _UNSET when ``message`` is an ordinary one."""
+    name = message.DESCRIPTOR.full_name
+    if name == f"{META}.Time":
+        return _time(message, micro=False)
+    if name == f"{META}.MicroTime":
+        return _time(message, micro=True)
+    if name == f"{META}.Duration":
+        return _go_duration(message.duration)
+    if name == "k8s.io.apimachinery.pkg.util.intstr.IntOrString":
+        return message.strVal if message.type == 1 else message.intVal
+    if name in ("k8s.io.apimachinery.pkg.api.resource.Quantity", "k8s.io.apimachinery.pkg.api.resource.QuantityValue"):
+        return message.string
+    if name == f"{RUNTIME}.RawExtension":
+        return _raw_json(message.raw)
+    if name == f"{META}.FieldsV1":
+        return _raw_json(message.Raw)
+    fields = message.DESCRIPTOR.fields
+    if (len(fields) == 1 and fields[0].name == "items" and fields[0].type == FieldDescriptor.TYPE_STRING
+            and _repeated(fields[0])):
+        return list(message.items)  # a named []string (ExtraValue, Verbs)
+    return _UNSET
+
+
+def _value(field: FieldDescriptor, value: Any) -> Any:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return to_json(value)
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode()
+    return value
+
+
+def _repeated(field: FieldDescriptor) -> bool:
+    if hasattr(field, "is_repeated"):  # protobuf 6.31+; ``label`` is gone in 7
+        return bool(field.is_repeated)
+    return field.label == FieldDescriptor.LABEL_REPEATED
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry
+
+
+def to_json(message: Message) -> Any:
+    """A decoded message as the JSON value Kubernetes reads for it."""
+    special = _special(message)
+    if special is not _UNSET:
+        return special
+    _, inline = _pool()
     result: dict[str, Any] = {}
-    for number, raw in iter_fields(data):
-        if number not in schema:
-            continue
-        name, field_type, repeated = schema[number]
-        if field_type in ("string_map", "bytes_map", "quantity_map"):
-            if not isinstance(raw, bytes):
-                raise WireError("expected a map entry")
-            key, value = _map_entry(raw, field_type)
-            result.setdefault(name, {})[key] = value
-            continue
-        if isinstance(field_type, dict):
-            if not isinstance(raw, bytes):
-                raise WireError(f"expected a message for {name}")
-            value = decode_message(raw, field_type)
+    for field, value in message.ListFields():
+        if _is_map(field):
+            value_field = field.message_type.fields_by_name["value"]
+            result[field.name] = {key: _value(value_field, item) for key, item in value.items()}
+        elif _repeated(field):
+            result[field.name] = [_value(field, item) for item in value]
+        elif (message.DESCRIPTOR.full_name, field.number) in inline:
+            embedded = to_json(value)
+            if isinstance(embedded, dict):
+                result.update(embedded)
         else:
-            value = _scalar(field_type, raw)
-        if repeated:
-            result.setdefault(name, []).append(value)
-        elif not _is_unset(value, field_type):
-            result[name] = value
+            converted = _value(field, value)
+            if converted is None or converted == "":
+                continue
+            if converted in (0, False) and (message.DESCRIPTOR.full_name, field.number) in _go_fields("omit_zero"):
+                continue  # a number or bool Go leaves out when zero (not a pointer, omitempty)
+            result[field.name] = converted
     return result
+
+
+def decode_message(data: bytes, descriptor: Descriptor) -> Any:
+    message = message_factory.GetMessageClass(descriptor)()
+    try:
+        message.ParseFromString(data)
+    except DecodeError as exc:
+        raise WireError(str(exc) or "truncated or malformed message") from exc
+    return to_json(message)
 
 
 # ---------------------------------------------------------------- the envelope
@@ -315,19 +214,22 @@ def decode_object(body: bytes) -> dict[str, Any]:
         raise errors.bad_request(
             "provided object is not a valid protobuf message: missing the k8s\\x00 prefix"
         )
+    pool, _ = _pool()
     try:
-        envelope = decode_message(body[len(MAGIC) :], UNKNOWN_ENVELOPE)
-        type_meta = envelope.get("typeMeta", {})
-        kind = type_meta.get("kind", "")
-        schema = MESSAGES.get(kind)
-        if schema is None:
+        envelope = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{RUNTIME}.Unknown"))()
+        envelope.ParseFromString(body[len(MAGIC):])
+        api_version, kind = envelope.typeMeta.apiVersion, envelope.typeMeta.kind
+        descriptor = message_descriptor(api_version, kind) if kind else None
+        if descriptor is None:
             raise errors.ApiError(
                 415,
                 "UnsupportedMediaType",
                 f"the lab's API server cannot decode protobuf bodies of kind {kind or '<none>'}; "
                 "send JSON or YAML (for example kubectl apply -f / create -f)",
             )
-        obj = decode_message(envelope.get("raw", b""), schema)
+        obj = decode_message(envelope.raw, descriptor)
+    except DecodeError as exc:
+        raise errors.bad_request(f"unable to decode protobuf body: {exc or 'malformed envelope'}") from exc
     except WireError as exc:
         raise errors.bad_request(f"unable to decode protobuf body: {exc}") from exc
     except UnicodeDecodeError as exc:
@@ -335,8 +237,8 @@ def decode_object(body: bytes) -> dict[str, Any]:
             f"unable to decode protobuf body: invalid UTF-8 string ({exc.reason})"
         ) from exc
     typed: dict[str, Any] = {}
-    if type_meta.get("apiVersion"):
-        typed["apiVersion"] = type_meta["apiVersion"]
+    if api_version:
+        typed["apiVersion"] = api_version
     typed["kind"] = kind
     typed.update(obj)
     return typed

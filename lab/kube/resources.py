@@ -46,7 +46,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         True,
         short_names=("po",),
         categories=("all",),
-        subresources=("log", "status", "exec", "attach", "portforward"),
+        subresources=("log", "status", "exec", "attach", "portforward", "ephemeralcontainers"),
     ),
     _type("", "v1", "events", "Event", True, short_names=("ev",)),
     _type("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",)),
@@ -107,6 +107,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         categories=("all",),
         subresources=("status",),
     ),
+    _type("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, short_names=("pc",)),
     # networking.k8s.io/v1: enforced for lab pods' egress by their relays (lab.egress)
     _type("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",)),
     # coordination.k8s.io/v1: the kubelet's node Lease in kube-node-lease (lab.kube.node)
@@ -189,6 +190,7 @@ SUBRESOURCES: dict[str, Subresource] = {
     "exec": Subresource("PodExecOptions", ("create", "get")),
     "attach": Subresource("PodAttachOptions", ("create", "get")),
     "portforward": Subresource("PodPortForwardOptions", ("create", "get")),
+    "ephemeralcontainers": Subresource(None, ("get", "patch", "update")),
 }
 
 

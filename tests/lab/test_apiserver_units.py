@@ -56,6 +56,8 @@ def test_protobuf_namespace_as_kubectl_create_namespace_sends_it() -> None:
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {"name": "probe-ns"},
+        "spec": {},  # empty strings are unset; an empty message is kept (an emptyDir: {} means something)
+        "status": {},
     }
 
 
@@ -95,7 +97,7 @@ def test_protobuf_token_request_and_access_review() -> None:
 
 def test_protobuf_unknown_kind_is_415_and_garbage_is_400() -> None:
     with pytest.raises(errors.ApiError) as unknown:
-        protobuf.decode_object(_envelope("apps/v1", "Deployment", b""))
+        protobuf.decode_object(_envelope("apps/v1", "Frobnicator", b""))
     assert unknown.value.code == 415
     with pytest.raises(errors.ApiError) as garbage:
         protobuf.decode_object(protobuf.MAGIC + b"\x0a\xff")

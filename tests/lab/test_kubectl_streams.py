@@ -214,6 +214,29 @@ def test_run_interactive_attaches_stdin_and_removes_the_pod(kubectl: Kubectl, we
     assert ran.stdout.split("\n")[:2] == ["got hello", f'pod "{name}" deleted from {namespace} namespace'], ran
 
 
+def test_kubectl_debug_adds_an_ephemeral_container_and_attaches(kubectl: Kubectl, web: tuple[str, int]) -> None:
+    namespace, _ = web
+    debugged = kubectl("debug", "web", "-n", namespace, "--image=busybox:1.37", "--target=server", "-i",
+                       "--container=dbg", "--", "sh", "-c", "read word; echo debug $word; echo env:$GREETING",
+                       input="ping\n", timeout=30)
+    assert 'Defaulting debug container name' not in debugged.stdout  # --container named it
+    assert debugged.stdout.endswith("debug ping\nenv:\n"), debugged  # its own env, not the target's
+    pod = json.loads(kubectl("get", "pod", "web", "-n", namespace, "-o", "json").stdout)
+    assert [(c["name"], c["targetContainerName"]) for c in pod["spec"]["ephemeralContainers"]] == [("dbg", "server")]
+    status = wait_for(lambda: json.loads(kubectl("get", "pod", "web", "-n", namespace, "-o", "json").stdout)
+                      ["status"]["ephemeralContainerStatuses"][0]["state"].get("terminated"))
+    assert status["exitCode"] == 0
+    refused = kubectl("debug", "web", "-n", namespace, "--image=busybox:1.37", "--target=nope", "--", "true",
+                      check=False)
+    assert ('The Pod "web" is invalid: spec.ephemeralContainers[1].targetContainerName: Not found: "nope"'
+            in refused.stderr)
+    again = kubectl("debug", "web", "-n", namespace, "--image=busybox:1.37", "--container=dbg", "--", "true",
+                    check=False)
+    # kubectl's strategic merge patch merges into the existing "dbg", which may not change
+    assert ('The Pod "web" is invalid: spec.ephemeralContainers[dbg]: Forbidden: existing ephemeral containers '
+            '"dbg" may not be changed') in again.stderr
+
+
 # ---------------------------------------------------------------- port-forward
 
 
