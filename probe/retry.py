@@ -6,10 +6,10 @@ Transient, so retried with capped exponential backoff (1, 2, 4, 8, 8 ... s) whil
 - Entra answers a short wait can change (the probe config's ``retry_aadsts``): a new federated credential not
   yet propagated, AADSTS70021 (what Entra documents for it) or 700211/700213 (what current tenants and the lab
   answer), and AADSTS7000272 (Entra's older copy of the issuer's keys, after a key rotation or for a new issuer).
-- a connection reset or a timeout (the answer was lost on the way; the same numbers as the harness's policy,
-  harness/collect/retrying.py).
-Permanent, never retried: any other 4xx or AADSTS code, and no connection at all (DNS, refused, TLS: in a pod
-that is a network rule or a proxy, which waiting does not change).
+- a connection reset or a timeout once the request had gone out (the answer was lost on the way), as the
+  harness's policy retries read errors (harness/collect/retrying.py).
+Permanent, never retried: any other 4xx or AADSTS code, and a connection that could not be made (DNS, refused,
+TLS, a connect timeout: in a pod that is a network rule or a proxy, which waiting does not change).
 
 The bound is one budget for the whole probe run, started at the first transient answer: no attempt starts after
 it, so the run takes at most the bound plus one request timeout longer. Every answer is logged (the step's
@@ -94,7 +94,7 @@ def send_with_retries(
             resp: Response | TransportError = send()
         except TransportError as exc:
             log.answers.append(exc.kind)
-            if exc.kind not in TRANSIENT_TRANSPORT or policy is None:
+            if exc.kind not in TRANSIENT_TRANSPORT or not exc.sent or policy is None:
                 return exc, log
             log.transient_seen = True
             wait = policy.delay(log.attempts, {})

@@ -34,10 +34,11 @@ class Transport(Protocol):
 class TransportError(Exception):
     """No HTTP response: DNS, refused, timeout, TLS, ... ``kind`` is a stable short identifier."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, sent: bool = False) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
+        self.sent = sent  # the request had gone out (the answer was lost), not a connection never opened
 
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "message": self.message}
@@ -101,7 +102,11 @@ def urllib_transport(context: ssl.SSLContext | None = None) -> Transport:
             with exc:
                 return Response(exc.code, _lower(exc.headers.items()), _read(exc))
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            raise classify(exc) from None
+            failure = classify(exc)
+            # urllib wraps what fails while connecting and sending in URLError; what fails while the answer
+            # is awaited or read (a reset, a read timeout) comes as it is
+            failure.sent = not isinstance(exc, urllib.error.URLError)
+            raise failure from None
 
     return send
 

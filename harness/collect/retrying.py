@@ -3,8 +3,9 @@
 
 Transient, so retried with capped exponential backoff (1, 2, 4, 8, 8 ... s) within a total bound per call:
 HTTP 429 (its ``Retry-After`` honoured, never cut short: when it reaches past the bound the answer is returned
-as it is), 500/502/503/504, a connection reset or a read timeout, and one new attempt after a connection that
-could not be opened. Permanent answers (any other 4xx, an AADSTS code) come back at once.
+as it is), 500/502/503/504, and a connection reset or a read timeout once the request had gone out. Permanent,
+so reported at once: any other 4xx, an AADSTS code, and a connection that could not be opened (refused, DNS,
+TLS, a connect timeout: a service that is down or a network rule; the kube client then fails fast).
 
 Every retry is recorded in a :class:`RetryLedger` (service, method, path, the answer that was retried), which
 the run keeps as evidence.
@@ -39,7 +40,7 @@ class ServicePolicy:
     bound_seconds: float = BOUND_SECONDS
     first_delay: float = FIRST_DELAY_SECONDS
     max_delay: float = MAX_DELAY_SECONDS
-    connect_retries: int = 1  # a connection that could not be opened: once more, then it is down
+    connect_retries: int = 0  # a connection that could not be opened: down, or a network rule
     # POST is retried too: a 429/503 means the API server, ARM or Resource Graph did not act on it, and the
     # creates the harness sends are named, so a retried one that had landed answers 409 (handled by callers).
     methods: frozenset[str] = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"})
@@ -186,7 +187,8 @@ def mount_retries(
     """``session`` (a requests.Session) with ``service``'s policy on https:// and http://."""
     from requests.adapters import HTTPAdapter
 
-    adapter = HTTPAdapter(max_retries=retry_for(service, ledger, policy))
+    # as many kept connections as harness.collect.cache.WORKERS reads run at once (requests keeps 10)
+    adapter = HTTPAdapter(max_retries=retry_for(service, ledger, policy), pool_maxsize=16)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
