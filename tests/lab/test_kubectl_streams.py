@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.stream import portforward, stream
+from kubernetes.stream.ws_client import RESIZE_CHANNEL
 
 from lab.kube.cluster import AccessRule
 from lab.runtime import Lab, LabThread
@@ -108,9 +109,13 @@ def test_exec_into_workload_pod_prints_injected_env_and_reads_the_token(kubectl:
     entra = urlsplit(lab.endpoints["entra"]).port
     reach = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {entra}), 2); print('entra open')\""
     out = kubectl("exec", "-n", "finance", pod["metadata"]["name"], "--", "sh", "-c",
-                  f'echo "$AZURE_CLIENT_ID"; cat "$AZURE_FEDERATED_TOKEN_FILE"; echo; {reach}').stdout.split("\n")
+                  f'echo "$AZURE_CLIENT_ID"; cat "$AZURE_FEDERATED_TOKEN_FILE"; echo; {reach}; id -u'
+                  ).stdout.split("\n")
     assert out[0] == env["AZURE_CLIENT_ID"]
     assert out[2] == "entra open"  # the pod's network: lab services through its relay
+    run_as = (pod["spec"].get("securityContext") or {}).get("runAsUser")
+    if lab.kubelet.sandbox.kind == "root" and run_as is not None:  # else the lab runs pods as its own user
+        assert out[3] == str(run_as)
     claims = jwt.decode(out[1], options={"verify_signature": False})
     assert claims["sub"] == "system:serviceaccount:finance:backend-sa"
     assert claims["aud"] == ["api://AzureADTokenExchange"]
@@ -280,6 +285,12 @@ def test_python_client_stream_exec_tty_and_portforward(kube_api: Any, web: tuple
                     command=["sh", "-c", "test -t 0 && echo terminal"], stderr=True, stdin=False, stdout=True,
                     tty=True)
     assert answer.strip() == "terminal"
+    sized = stream(core.connect_get_namespaced_pod_exec, "web", namespace, container="server",
+                   command=["sh", "-c", "sleep 0.5; stty size"], stderr=True, stdin=False, stdout=True, tty=True,
+                   _preload_content=False)
+    sized.write_channel(RESIZE_CHANNEL, json.dumps({"Width": 123, "Height": 45}))
+    sized.run_forever(timeout=10)
+    assert sized.read_stdout().strip() == "45 123" and sized.returncode == 0
     with pytest.raises(ApiException) as refused:  # the Python client leaves the container check to the server
         stream(core.connect_get_namespaced_pod_exec, "web", namespace, container="nope", command=["true"],
                stdout=True)
