@@ -163,3 +163,28 @@ def test_in_cluster_needs_the_service_variables_and_a_mounted_token(
     assert kube_target_problem(None, None) is None  # in-cluster: load_incluster_config
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
     assert kube_target_problem(None, None) is not None
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_suites_the_templates_and_the_console_script(tmp_path: Path) -> None:
+    """What a Job image or a CI runner installs (pip wheel, as the Dockerfile's harness-wheel stage builds it)."""
+    import zipfile
+
+    source = tmp_path / "src"  # what the Dockerfile copies, so the build leaves nothing in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("probe", "harness", "suites", "manifests"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
+                           str(source)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("wi_harness-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"suites/{p.name}" for p in (ROOT / "suites").glob("test_*.py")} <= names
+    assert {f"manifests/{p.name}" for p in (ROOT / "manifests").glob("*.j2")} <= names
+    assert "harness/console.py" in names and "probe/__main__.py" in names
+    templates = ROOT / "harness" / "report" / "templates"
+    assert {f"harness/report/templates/{p.name}" for p in templates.iterdir() if p.suffix in (".j2", ".css")} <= names
+    entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "wi-harness = harness.console:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
