@@ -202,8 +202,10 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "NAMESPACE_NOT_FOUND", "serviceaccount", "error",
         "The workload's namespace does not exist.",
-        "Fix the namespace in harness.yaml or --workload; or create it.",
+        "Fix the namespace in harness.yaml or --workload; or create it (`kubectl create namespace`), with the "
+        "ServiceAccount, annotated with the client id harness.yaml names.",
         "fault:namespace-missing",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "SA_NOT_FOUND", "serviceaccount", "error",
@@ -233,6 +235,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "The client-id annotation is not a GUID.",
         "Annotate with the identity's client id (az identity show --query clientId).",
         "fault:client-id-malformed",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "SA_CLIENT_ID_MISMATCH", "serviceaccount", "error",
@@ -484,9 +487,9 @@ CATALOGUE: tuple[Entry, ...] = (
         "SERVICE_PRINCIPAL_MISSING", "identity", "error",
         "The application has no service principal in the tenant (AADSTS7000229).",
         "`az ad sp create --id <appId>`.",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
         "unit:tests/harness/test_identity_checks.py::test_an_application_without_a_service_principal_gets"
         "_one",
-        no_lab_fault="no lab fault makes an application without its service principal yet (Graph could)",
     ),
     _e(
         "APPLICATION_DISABLED", "identity", "error",
@@ -681,8 +684,9 @@ CATALOGUE: tuple[Entry, ...] = (
         "BLOB_NOT_FOUND", "access", "error",
         "The identity may read, but the blob does not exist.",
         "Fix the blob's name in harness.yaml, or upload it.",
+        "test:tests/harness/test_access_verdicts_lab.py::test_a_blob_deleted_through_the_storage_api_is_blob_not_f"
+        "ound",
         "unit:tests/harness/test_checks.py::test_only_authorization_refusals_prove_a_deny",
-        no_lab_fault="no lab fault deletes a blob yet",
     ),
     _e(
         "SECRET_DISABLED", "access", "error",

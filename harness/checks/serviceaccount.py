@@ -13,7 +13,7 @@ from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
-from harness.commands import Step, command
+from harness.commands import Step, advice, command
 from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
 
 # Near misses people write instead of the exact annotation key (issue #1026 and friends).
@@ -50,7 +50,10 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
                 "serviceaccount",
                 f"namespace {ctx.namespace} not found",
                 {"namespace": ctx.namespace},
-                [fix.kubectl("create", "namespace", ctx.namespace)],
+                [
+                    fix.kubectl("create", "namespace", fix.namespace_or(ctx.namespace)),
+                    *_create_sa(ctx),
+                ],
             ),
         )
     return failed(
@@ -62,12 +65,22 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
             "serviceaccount",
             f"ServiceAccount {where} not found",
             {"namespace": ctx.namespace, "service_account": ctx.service_account},
-            [
-                fix.kubectl("create", "serviceaccount", "-n", ctx.namespace, ctx.service_account),
-                fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.workload.client_id),
-            ],
+            _create_sa(ctx),
         ),
     )
+
+
+def _create_sa(ctx: WorkloadContext) -> list[Step]:
+    """The ServiceAccount as harness.yaml describes it: created, and annotated when harness.yaml names the client
+    id (a namespace that is gone took its ServiceAccounts with it)."""
+    steps: list[Step] = [fix.kubectl("create", "serviceaccount", "-n", fix.namespace_or(ctx.namespace),
+                                     fix.object_or(ctx.service_account, "<sa>"))]
+    if ctx.workload.client_id:
+        steps.append(fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.workload.client_id))
+    else:
+        steps.append(advice(f"annotate it with the client id of the identity that trusts {ctx.subject}:"))
+        steps.append(fix.annotate_sa(ctx.namespace, ctx.service_account, None))
+    return steps
 
 
 def near_miss_keys(keys: list[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Blob storage, read path, with Entra bearer tokens. One base URL per account:
+"""Blob storage with Entra bearer tokens: the read path, and Put Blob / Delete Blob (what a person uploads or
+deletes a blob with, Storage Blob Data Contributor's write and delete data actions). One base URL per account:
 ``https://127.0.0.1:PORT/<account>/`` (the Azurite-style form azure-storage-blob accepts for 127.0.0.1).
 
 ``GET|HEAD /<account>/<container>/<blob>``: network rules (ARM's publicNetworkAccess and networkAcls: a
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from lab.runtime import Lab
 
 READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+WRITE_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
+DELETE_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete"
 OAUTH_MIN_VERSION = "2017-11-09"
 CHALLENGE_MIN_VERSION = "2019-12-12"
 DEFAULT_VERSION = "2026-10-06"
@@ -245,19 +248,20 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     method = request.method.upper()
     _check_network(request, account)
     claims = _authenticate(request, lab)
-    if method not in ("GET", "HEAD"):
+    if method not in ("GET", "HEAD", "PUT", "DELETE"):
         raise StorageError(405, "UnsupportedHttpVerb", "The resource doesn't support specified Http Verb.")
     if len(parts) < 3 or not parts[1] or not parts[2]:
         raise StorageError(
             400,
             "UnsupportedQueryParameter",
-            "The lab's blob service answers blob reads only (GET /<account>/<container>/<blob>).",
+            "The lab's blob service answers blob reads, Put Blob and Delete Blob only (/<account>/<container>/<blob>).",
         )
     container_name, blob_name = parts[1], parts[2]
+    action = {"PUT": WRITE_ACTION, "DELETE": DELETE_ACTION}.get(method, READ_ACTION)
     if not lab.azure.permits(
         str(claims.get("oid", "")),
         blob_resource_id(account, container_name, blob_name),
-        READ_ACTION,
+        action,
         data_action=True,
     ):
         raise StorageError(
@@ -268,6 +272,13 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     container = account.containers.get(container_name)
     if container is None:
         raise StorageError(404, "ContainerNotFound", "The specified container does not exist.")
+    if method == "PUT":
+        return await _put_blob(request, account, container_name, blob_name, container)
+    if method == "DELETE":
+        if container.pop(blob_name, None) is None:
+            raise StorageError(404, "BlobNotFound", "The specified blob does not exist.")
+        # no soft delete on the lab's accounts: the blob is gone for good
+        return web.Response(status=202, headers={"x-ms-delete-type-permanent": "true"})
     data = container.get(blob_name)
     if data is None:
         raise StorageError(404, "BlobNotFound", "The specified blob does not exist.")
@@ -303,3 +314,24 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return web.Response(status=200, headers=headers)
     response = web.Response(status=status, body=body, headers=headers)
     return response
+
+
+async def _put_blob(request: web.Request, account: StorageAccount, container_name: str, blob_name: str,
+                    container: dict[str, bytes]) -> web.Response:
+    """Put Blob (a block blob in one request, what ``az storage blob upload`` and the SDK's upload_blob send for
+    small content): 201 Created, replacing any blob of that name."""
+    kind = request.headers.get("x-ms-blob-type")
+    if kind is None:
+        raise StorageError(400, "MissingRequiredHeader", "An HTTP header that's mandatory for this request is not "
+                           "specified.")
+    if kind != "BlockBlob":
+        raise StorageError(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct "
+                           "format.")
+    data = await request.read()
+    container[blob_name] = data
+    etag, modified = _etag_and_time(account.name, container_name, blob_name, data)
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - Content-MD5 is MD5
+    return web.Response(status=201, headers={
+        "ETag": etag, "Last-Modified": formatdate(modified, usegmt=True), "Content-MD5": md5,
+        "x-ms-request-server-encrypted": "true",
+    })

@@ -195,6 +195,17 @@ BUILTIN_ROLES: tuple[RoleDefinition, ...] = (
                    actions=("Microsoft.Storage/storageAccounts/blobServices/containers/read",
                             "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action"),
                    data_actions=("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",)),
+    RoleDefinition("ba92f5b4-2d11-453d-a403-e96b0029c9fe", "Storage Blob Data Contributor", "Allows for read, write "
+                   "and delete access to Azure Storage blob containers and data",
+                   actions=("Microsoft.Storage/storageAccounts/blobServices/containers/delete",
+                            "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+                            "Microsoft.Storage/storageAccounts/blobServices/containers/write",
+                            "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action"),
+                   data_actions=("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
+                                 "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+                                 "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+                                 "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/move/action",
+                                 "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action")),
 )
 
 

@@ -4,7 +4,8 @@ the lab's admin credentials would (az keyvault update / az storage account updat
 - a vault firewall on an allow target is KEYVAULT_FIREWALL (never a role fix), and on a deny target it is
   DENY_NOT_PROVEN, a warning: the identity's rights were never evaluated, so least privilege is unproven;
 - a storage account network rule on an allow target is STORAGE_FIREWALL;
-- a vault switched to access policies is KEYVAULT_ACCESS_POLICY_MISSING (az keyvault set-policy, not a role).
+- a vault switched to access policies is KEYVAULT_ACCESS_POLICY_MISSING (az keyvault set-policy, not a role);
+- a blob deleted through the storage API (az storage blob delete --auth-mode login) is BLOB_NOT_FOUND, not a role.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from azure.storage.blob import BlobClient
 from test_e2e_lab import checks_of, run_suites
 from test_identities_lab import Person
 
@@ -23,6 +25,7 @@ from lab.bootstrap import RunningLab
 
 pytestmark = pytest.mark.slow
 VAULT_API, STORAGE_API = "2023-07-01", "2023-05-01"
+BLOB_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"  # Storage Blob Data Contributor
 
 
 
@@ -171,3 +174,30 @@ def test_why_a_read_is_refused_is_told_apart_by_the_identitys_roles(
     typo.write_text(yaml.safe_dump(broken))
     result, document = run_suites(tmp_path / "typo", "--config", str(typo), "--workload", "finance/backend-sa")
     assert "SECRET_NOT_FOUND" in findings_of(document, "finance/backend-sa")
+
+
+def test_a_blob_deleted_through_the_storage_api_is_blob_not_found(
+    running_lab: RunningLab, person: Person, tmp_path: Path
+) -> None:
+    """A person who holds Storage Blob Data Contributor deletes the blob orders/orders-sa reads. The identity may
+    read, the blob is not there: BLOB_NOT_FOUND alone (no role finding), with the listing that shows what is."""
+    account = resource_id(person, "Microsoft.Storage/storageAccounts", "ordersdata")
+    admin = person.graph("GET", f"/servicePrincipals(appId='{person.info['admin']['client_id']}')")
+    made = person.grant(account, BLOB_CONTRIBUTOR, admin["id"])
+    blob = BlobClient(person.info["storage_accounts"]["ordersdata"], "reports", "daily.csv",
+                      credential=person.credential, connection_verify=person.ca)
+    content = blob.download_blob().readall()
+    try:
+        blob.delete_blob()
+        result, document = run_suites(tmp_path, "--config", str(running_lab.state_dir / "harness.yaml"),
+                                      "--workload", "orders/orders-sa")
+        assert result.returncode == 1, result.stdout[-3000:]
+        findings = findings_of(document, "orders/orders-sa")
+        assert {code for code, f in findings.items() if f["severity"] == "error"} == {"BLOB_NOT_FOUND"}, findings
+        checks = checks_of(document, "orders/orders-sa")
+        assert checks["access.blob:ordersdata/reports/daily.csv"]["status"] == "fail"
+        assert any(line.startswith("az storage blob list --account-name ordersdata --container-name reports")
+                   for line in findings["BLOB_NOT_FOUND"]["remediation"])
+    finally:
+        blob.upload_blob(content, overwrite=True)
+        person.arm("DELETE", made, "2022-04-01")

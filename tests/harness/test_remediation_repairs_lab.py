@@ -200,6 +200,16 @@ class World:
     ordersdata: str
     orders_identity: str
     made: list[str] = field(default_factory=list)  # role assignments the case made, deleted on restore
+    override: str | None = None  # a harness.yaml of the case's own (a workload it made), else the lab's
+    app: dict[str, Any] | None = None  # an app registration the case made
+
+    def config_with(self, *workloads: dict[str, Any]) -> None:
+        """Run the case with a harness.yaml naming only ``workloads`` (the lab's cluster and Azure)."""
+        data = yaml.safe_load(self.lab.harness_config.read_text())
+        data["workloads"] = list(workloads)
+        path = self.shell.home / "case-harness.yaml"
+        path.write_text(yaml.safe_dump(data))
+        self.override = str(path)
 
     def kubectl(self, *lines: str) -> None:
         self.shell.must(*(f"kubectl {line}" for line in lines))
@@ -373,6 +383,45 @@ def _malformed_client_id(w: World) -> None:
     w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}=backend-identity --overwrite")
 
 
+RESTORED = "wi-restored"  # a namespace deleted with its ServiceAccount; its identity's credential still trusts it
+
+
+def _namespace_gone(w: World) -> None:
+    w.put_fic("wi-restored-backend", w.person.info["issuer_url"], f"system:serviceaccount:{RESTORED}:backend-sa")
+    w.config_with({"namespace": RESTORED, "service_account": "backend-sa", "client_id": w.client_id,
+                   "identity_resource_id": w.identity_id})
+
+
+def _heal_namespace(w: World) -> None:
+    w.shell.must(f"kubectl delete namespace {RESTORED} --ignore-not-found")
+    w.heal_fics()
+
+
+APP_NAMESPACE = "wi-app"
+
+
+def _service_principal_deleted(w: World) -> None:
+    """What azwi serviceaccount create makes (an app, its service principal, a credential, the ServiceAccount),
+    then the service principal deleted (the enterprise application removed in the portal)."""
+    app = w.person.graph("POST", "/applications", {"displayName": "wi-harness-remediation-app"})
+    w.app = app
+    principal = w.person.graph("POST", "/servicePrincipals", {"appId": app["appId"]})
+    w.person.graph("POST", f"/applications/{app['id']}/federatedIdentityCredentials", {
+        "name": "kubernetes-federated-credential", "issuer": w.person.info["issuer_url"],
+        "subject": f"system:serviceaccount:{APP_NAMESPACE}:app-sa", "audiences": [EXCHANGE_AUDIENCE]})
+    w.kubectl(f"create namespace {APP_NAMESPACE}", f"create serviceaccount -n {APP_NAMESPACE} app-sa",
+              f"annotate serviceaccount -n {APP_NAMESPACE} app-sa {CLIENT_ID}={app['appId']}")
+    w.config_with({"namespace": APP_NAMESPACE, "service_account": "app-sa", "client_id": app["appId"]})
+    w.person.graph("DELETE", f"/servicePrincipals/{principal['id']}")
+
+
+def _heal_app(w: World) -> None:
+    if w.app is not None:
+        w.person.graph("DELETE", f"/applications/{w.app['id']}")
+        w.app = None
+    w.shell.must(f"kubectl delete namespace {APP_NAMESPACE} --ignore-not-found")
+
+
 def _delete_sa(w: World) -> None:
     w.kubectl("delete serviceaccount -n finance backend-sa")
 
@@ -491,6 +540,8 @@ CASES = [
                            repairs=True)),
     Case("SA_CLIENT_ID_MALFORMED", _malformed_client_id, _heal_annotation),
     Case("SA_NOT_FOUND", _delete_sa, _heal_sa),
+    Case("NAMESPACE_NOT_FOUND", _namespace_gone, _heal_namespace, where=f"{RESTORED}/backend-sa"),
+    Case("SERVICE_PRINCIPAL_MISSING", _service_principal_deleted, _heal_app, where=f"{APP_NAMESPACE}/app-sa"),
     Case("POD_NOT_LABELLED", _unlabel_template, _heal_template),
     Case("POD_NOT_MUTATED", _unmutated_pods, _heal_annotation),
     Case("POD_STALE_CLIENT_ID", _stale_pods, _heal_annotation),
@@ -573,7 +624,10 @@ def case_world(world: World, request: pytest.FixtureRequest) -> Iterator[World]:
     try:
         yield world
     finally:
-        case.restore(world)
+        try:
+            case.restore(world)
+        finally:
+            world.override = None
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
@@ -581,7 +635,8 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
                                                 tmp_path: Path) -> None:
     w = case_world
     case.breaks(w)
-    result, before = run_suites(tmp_path / "before", "--config", w.config)
+    config = w.override or w.config
+    result, before = run_suites(tmp_path / "before", "--config", config)
     assert result.returncode == 1 and before["verdict"] == "fail", result.stdout[-3000:]
     found = [f for f in findings_of(before, case.where) if f["code"] == case.code and f["severity"] == "error"]
     assert found, f"{case.code} not reported for {case.where}: {error_codes(before)}"
@@ -605,7 +660,7 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
         assert contains_secret(text, shell.secrets) == []
     assert_az_talked_to_the_lab_only(shell)
 
-    result, after = run_suites(tmp_path / "after", "--config", w.config)
+    result, after = run_suites(tmp_path / "after", "--config", config)
     if case.decision is not None and not case.decision.repairs:
         assert case.code in {f["code"] for f in findings_of(after, case.where)}, error_codes(after)
         return

@@ -145,6 +145,28 @@ def test_missing_blob_and_container(st: StLab) -> None:
     assert no_container.value.error_code == "ContainerNotFound"
 
 
+def test_a_contributor_deletes_and_uploads_a_blob_a_reader_may_not(st: StLab) -> None:
+    """Delete Blob (202) and Put Blob (201) through the SDK with Storage Blob Data Contributor; a reader is
+    refused both, and a deleted blob reads as BlobNotFound until it is uploaded again."""
+    account = st.account()
+    writer = st.app("Storage Blob Data Contributor", account.resource_id)
+    reader = st.app("Storage Blob Data Reader", account.resource_id)
+    for attempt in (lambda c: c.delete_blob(), lambda c: c.upload_blob(b"x", overwrite=True)):
+        with pytest.raises(HttpResponseError) as refused:
+            attempt(st.blob(account, reader, "reports", "daily.csv"))
+        assert refused.value.error_code == "AuthorizationPermissionMismatch"
+    st.blob(account, writer, "reports", "daily.csv").delete_blob()
+    with pytest.raises(ResourceNotFoundError) as gone:
+        st.blob(account, reader, "reports", "daily.csv").download_blob()
+    assert gone.value.error_code == "BlobNotFound"
+    with pytest.raises(ResourceNotFoundError) as twice:
+        st.blob(account, writer, "reports", "daily.csv").delete_blob()
+    assert twice.value.error_code == "BlobNotFound"
+    uploaded = st.blob(account, writer, "reports", "daily.csv").upload_blob(CONTENT)
+    assert uploaded["etag"] and uploaded["content_md5"]
+    assert st.blob(account, reader, "reports", "daily.csv").download_blob().readall() == CONTENT
+
+
 # ---------------------------------------------------------------------------- the wire
 
 
