@@ -66,9 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--lab-webhook-layout",
-        choices=["v1.5", "v1.6"],
+        choices=["v1.5", "v1.6", "pr1749"],
         default=None,
-        help="token layout of the lab's webhook (default: the lab's, v1.6)",
+        help="token layout of the lab's webhook (default: the lab's, v1.5: the /tokens path AKS ships)",
     )
     group.addoption(
         "--config",

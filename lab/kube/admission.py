@@ -158,7 +158,7 @@ def mutate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str) -> Obj:
     default_toleration_seconds(obj)
     return webhook.admit_pod(
         obj, namespace, lab.kube.webhook, _service_account_getter(lab), namespace_labels(lab, namespace),
-        decision_log=webhook_pods.decision_log(lab),
+        decision_log=webhook_pods.decision_log(lab), endpoints_ready=not webhook_pods.crashed(lab),
     )
 
 

@@ -235,10 +235,17 @@ def denied(message: str) -> ApiError:
     return ApiError(400, "", f'admission webhook "{WEBHOOK_NAME}" denied the request: {message}')
 
 
-def unreachable(namespace: str = "kube-system") -> ApiError:
+def unreachable(namespace: str = "kube-system", cause: str | None = None) -> ApiError:
     """failurePolicy Fail with the webhook service down: apierrors.NewInternalError(ErrCallingWebhook)."""
-    cause = webhook_unreachable(namespace)
+    cause = cause or webhook_unreachable(namespace)
     return ApiError(500, "InternalError", f"Internal error occurred: {cause}", {"causes": [{"message": cause}]})
+
+
+def no_endpoints(namespace: str = "kube-system") -> ApiError:
+    """The Service has no ready endpoint (its pods crash): the API server's service resolver fails the call."""
+    return unreachable(namespace, f'failed calling webhook "{WEBHOOK_NAME}": failed to call webhook: Post '
+                                  f'"https://{SERVICE_NAME}.{namespace}.svc:443/mutate-v1-pod?timeout=10s": '
+                                  f'no endpoints available for service "{SERVICE_NAME}"')
 
 
 class GoParseError(ValueError):
@@ -325,16 +332,20 @@ def admit_pod(
     get_service_account: ServiceAccountGetter,
     namespace_labels: dict[str, str],
     decision_log: DecisionLog | None = None,
+    endpoints_ready: bool = True,
 ) -> Obj:
     """Mutating admission for a pod CREATE. Returns the (possibly) mutated pod; raises ApiError on denial.
 
     ``get_service_account(namespace, name)`` returns the ServiceAccount object or None. ``decision_log`` gets
     the JSON log records the serving webhook pod writes for this request (see :func:`decision_records`).
+    ``endpoints_ready`` False: the webhook's pods have crashed (lab.kube.webhook_pods), nothing serves the call.
     """
     if not webhook_called(pod, namespace, settings, namespace_labels):
         return pod
     if settings.mode == "down":
         raise unreachable(settings.namespace)
+    if not endpoints_ready:
+        raise no_endpoints(settings.namespace)
     mutation = PodMutation(copy.deepcopy(pod), namespace, settings)
     try:
         mutated = mutation.run(get_service_account)

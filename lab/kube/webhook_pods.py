@@ -13,8 +13,13 @@ The error text is the lab's own (the fault has no single real cause); it is writ
 fatal error. When the webhook is set up again, pods still waiting out their back-off are replaced at once (the
 lab's shortcut for "the cause was fixed and the pods were restarted").
 
-The API server's admission decision itself still follows ``lab ctl webhook`` (:func:`lab.kube.webhook.admit_pod`),
-not the pods' readiness: a request can be admitted while a fresh pod is still starting.
+A configuration ``NewPodMutator`` refuses (``azure-wi-webhook-config`` without AZURE_TENANT_ID, an unknown
+AZURE_ENVIRONMENT) makes a starting manager panic, as setupWebhook does; once every pod has crashed the API
+server finds no endpoint behind the Service and refuses labelled pods with ``no endpoints available``.
+
+Otherwise the admission decision follows ``lab ctl webhook`` (:func:`lab.kube.webhook.admit_pod`), not the pods'
+readiness: a request is admitted while fresh pods are still starting. ReplicaSets refused while the pods were
+crashed retry when something touches them (``lab ctl webhook``, their own events), not on a back-off timer.
 """
 
 from __future__ import annotations
@@ -65,18 +70,55 @@ def startup_records(settings: webhook.WebhookSettings, namespace: str) -> list[O
     ]
 
 
+def config_error(lab: Lab, namespace: str) -> str | None:
+    """What NewPodMutator refuses in azure-wi-webhook-config (read through envFrom at container start):
+    config.ParseConfig's required AZURE_TENANT_ID, getAzureAuthorityHost's unknown AZURE_ENVIRONMENT."""
+    configmaps = lab.kube.store.type_for("", "configmaps")
+    found = lab.kube.store.find(configmaps, namespace, webhook.CONFIGMAP_NAME) if configmaps else None
+    data = (found or {}).get("data") or {}
+    if not data.get("AZURE_TENANT_ID"):
+        return "AZURE_TENANT_ID is required"
+    try:
+        webhook.azure_authority_host(data.get("AZURE_ENVIRONMENT") or "AzurePublicCloud")
+    except ValueError as exc:
+        return f"failed to get AAD endpoint: {exc}"
+    return None
+
+
 async def run_manager(lab: Lab, pod: Obj, container: str, log: bytearray) -> int:
-    """The manager container: start-up lines, then up until the webhook is set down (exit 1)."""
+    """The manager container: start-up lines, then up until the webhook is set down (exit 1). A configuration
+    NewPodMutator refuses panics in setupWebhook's goroutine (Go exits 2; only the panic's first line here)."""
     namespace = pod["metadata"].get("namespace", "")
     records = startup_records(lab.kube.webhook, namespace)
     for record in records[:-1]:
         log.extend(_line(record))
     if lab.kube.webhook.mode != "down":
         log.extend(_line(records[-1]))
+        problem = config_error(lab, namespace)
+        if problem is not None:
+            log.extend(f"panic: unable to set up pod mutator: {problem}\n".encode())
+            return 2
         while lab.kube.webhook.mode != "down":
             await asyncio.sleep(POLL_SECONDS)
     log.extend(_line({"level": "error", "msg": DOWN_ERROR}))
     return 1
+
+
+def crashed(lab: Lab) -> bool:
+    """The webhook is up by ``lab ctl`` but its pods have all crashed (none ready, one at least restarted or
+    dead): the API server finds no endpoint behind the Service. A webhook whose pods are still starting is not
+    counted, so a fresh lab admits at once."""
+    settings = lab.kube.webhook
+    if settings.mode != "up" or getattr(lab, "kubelet", None) is None:
+        return False
+    pods_type = core_type(lab.kube.store, "pods")
+    pods, _ = lab.kube.store.list(pods_type, settings.namespace, f"{webhook.SYSTEM_LABEL}=true")
+    pods = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    if not pods or any(_ready(p) for p in pods):
+        return False
+    statuses = [s for p in pods for s in (p.get("status") or {}).get("containerStatuses") or []]
+    return bool(statuses) and all(s.get("restartCount") or "terminated" in (s.get("state") or {})
+                                  or "terminated" in (s.get("lastState") or {}) for s in statuses)
 
 
 # ---------------------------------------------------------------- decisions

@@ -112,6 +112,43 @@ def test_webhook_down_is_visible_as_crashing_pods(kubectl, lab, lab_thread) -> N
              what="webhook pods ready again")
 
 
+def test_a_configuration_the_webhook_refuses_crashes_it_and_leaves_its_service_without_endpoints(
+        kubectl, namespace: str) -> None:
+    def restart_pods() -> None:  # envFrom is read when a container starts: new pods read the edit
+        kubectl("delete", "pods", "-n", "kube-system", "-l", SYSTEM, "--wait=false")
+
+    kubectl("patch", "configmap", "azure-wi-webhook-config", "-n", "kube-system", "--type=merge",
+            "-p", '{"data":{"AZURE_ENVIRONMENT":"AzureMoonCloud"}}')
+    try:
+        restart_pods()
+
+        def panicked() -> bool:
+            pods = webhook_pods(kubectl)
+            statuses = [s for p in pods for s in p["status"].get("containerStatuses", [])]
+            return len(pods) == 2 and not any(ready(p) for p in pods) and len(statuses) == 2 and all(
+                s.get("lastState", {}).get("terminated", {}).get("exitCode") == 2
+                or s["state"].get("terminated", {}).get("exitCode") == 2 for s in statuses)
+
+        wait_for(panicked, what="webhook pods panicking")
+        name = webhook_pods(kubectl)[0]["metadata"]["name"]
+        last = kubectl("logs", "-n", "kube-system", name).stdout.splitlines()[-1]
+        assert last == ('panic: unable to set up pod mutator: failed to get AAD endpoint: autorest/azure: There is '
+                        'no cloud environment matching the name "AZUREMOONCLOUD"')
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "refused", "namespace": namespace,
+                            "labels": {"azure.workload.identity/use": "true"}},
+               "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+        refused = kubectl("create", "-f", "-", input=json.dumps(pod), check=False)
+        assert refused.returncode == 1
+        assert 'no endpoints available for service "azure-wi-webhook-webhook-service"' in refused.stderr
+    finally:
+        kubectl("patch", "configmap", "azure-wi-webhook-config", "-n", "kube-system", "--type=merge",
+                "-p", '{"data":{"AZURE_ENVIRONMENT":"AzurePublicCloud"}}')
+        restart_pods()
+    wait_for(lambda: len(webhook_pods(kubectl)) == 2 and all(ready(p) for p in webhook_pods(kubectl)),
+             what="webhook pods ready again")
+
+
 # ---------------------------------------------------------------- kubectl logs
 
 
