@@ -201,6 +201,7 @@ class Lab:
             self._runners.append(runner)
 
         egress.sync_fault_policies(self)
+        self._bootstrap_cluster_objects()
         from lab.kube import webhook_pods
         from lab.kube.kubelet import Kubelet
 
@@ -212,6 +213,17 @@ class Lab:
             log.warning("the webhook's pods did not become ready at start")
         self.write_state_files()
         log.info("lab up: %s", json.dumps(self.endpoints))
+
+    def _bootstrap_cluster_objects(self) -> None:
+        """What an API server and its controller manager put in every cluster: default RBAC, the kubernetes
+        Service, Endpoints/EndpointSlices of Services."""
+        from lab.kube import endpoints, rbac_defaults
+
+        store = self.kube.store
+        rbac_defaults.bootstrap(store)
+        kube = self.endpoints["kube"].rsplit(":", 1)
+        endpoints.ensure_kubernetes_service(store, kube[0].removeprefix("https://"), int(kube[1]))
+        endpoints.EndpointsController(store)
 
     def _build_apps(self) -> dict[str, web.Application]:
         from lab import control

@@ -62,6 +62,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         subresources=("status",),
     ),
     _type("", "v1", "nodes", "Node", False, short_names=("no",), subresources=("status",)),
+    _type("", "v1", "endpoints", "Endpoints", True, short_names=("ep",)),
     _type("", "v1", "resourcequotas", "ResourceQuota", True, short_names=("quota",), subresources=("status",)),
     _type("", "v1", "limitranges", "LimitRange", True, short_names=("limits",)),
     # apps/v1
@@ -107,6 +108,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         categories=("all",),
         subresources=("status",),
     ),
+    _type("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
     _type("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, short_names=("pc",)),
     # networking.k8s.io/v1: enforced for lab pods' egress by their relays (lab.egress)
     _type("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",)),

@@ -187,6 +187,26 @@ def _label_selector(selector: Obj) -> str:
     return ",".join(parts) or "<none>"
 
 
+def _more(items: list[str]) -> str:
+    """printers.formatEndpoints: at most three, then `` + N more...``."""
+    if not items:
+        return "<none>"
+    return ",".join(items[:3]) + (f" + {len(items) - 3} more..." if len(items) > 3 else "")
+
+
+def _endpoints_column(endpoints: Obj) -> str:
+    items = [f"{address.get('ip')}:{port.get('port')}" if port else str(address.get("ip"))
+             for subset in endpoints.get("subsets") or []
+             for port in (subset.get("ports") or [None])
+             for address in subset.get("addresses") or []]
+    return _more(items)
+
+
+def _slice_endpoints_column(endpoint_slice: Obj) -> str:
+    return _more([address for endpoint in endpoint_slice.get("endpoints") or []
+                  for address in endpoint.get("addresses") or []])
+
+
 def _status(field: str, default: Any = 0) -> Callable[[Obj], Any]:
     return lambda obj: obj.get("status", {}).get(field, default)
 
@@ -299,6 +319,21 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         NAME,
         ("Holder", "string", 0, lambda lease: lease.get("spec", {}).get("holderIdentity") or ""),
         AGE,
+    ],
+    ("", "endpoints"): [NAME, ("Endpoints", "string", 0, _endpoints_column), AGE],
+    ("discovery.k8s.io", "endpointslices"): [
+        NAME,
+        ("AddressType", "string", 0, lambda s: s.get("addressType", "")),
+        ("Ports", "string", 0, lambda s: ",".join(str(p.get("port")) for p in s.get("ports") or []) or "<unset>"),
+        ("Endpoints", "string", 0, _slice_endpoints_column),
+        AGE,
+    ],
+    ("scheduling.k8s.io", "priorityclasses"): [
+        NAME,
+        ("Value", "integer", 0, lambda p: p.get("value", 0)),
+        ("Global-Default", "boolean", 0, lambda p: bool(p.get("globalDefault", False))),
+        AGE,
+        ("PreemptionPolicy", "string", 0, lambda p: p.get("preemptionPolicy", "")),
     ],
     ("networking.k8s.io", "networkpolicies"): [
         NAME,

@@ -106,3 +106,73 @@ def test_debug_copy_to_and_delete_options(kubectl: Kubectl, namespace: str) -> N
     assert 'pod "orig-copy" force deleted' in deleted.stdout
     kubectl("delete", "pod", "orig", "--cascade=foreground", "--wait=false", *ns)
     wait_for(lambda: kubectl("get", "pod", "orig", *ns, check=False).returncode != 0)
+
+
+def test_kubernetes_service_and_endpoints_of_a_service_follow_pod_readiness(
+    kubectl: Kubectl, lab: Any, namespace: str
+) -> None:
+    service = get(kubectl, "service", "kubernetes", "-n", "default")
+    assert service["spec"]["clusterIP"] == "10.0.0.1" and service["spec"]["ports"][0]["port"] == 443
+    kube_port = int(lab.endpoints["kube"].rsplit(":", 1)[1])
+    listed = kubectl("get", "endpoints", "kubernetes", "-n", "default").stdout.split("\n")[1].split()
+    assert listed[:2] == ["kubernetes", f"127.0.0.1:{kube_port}"]
+
+    ns = ("-n", namespace)
+    kubectl("create", "deployment", "api", f"--image={IDLE_IMAGE}", "--port=8080", *ns)
+    kubectl("expose", "deployment", "api", "--port=80", "--target-port=8080", *ns)
+
+    def endpoint_ips() -> list[str]:
+        subsets = get(kubectl, "endpoints", "api", *ns).get("subsets") or []
+        return [a["ip"] for s in subsets for a in s.get("addresses") or []]
+
+    wait_for(lambda: endpoint_ips() == ["127.0.0.1"])
+    endpoints = get(kubectl, "endpoints", "api", *ns)
+    assert endpoints["subsets"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert endpoints["subsets"][0]["addresses"][0]["targetRef"]["kind"] == "Pod"
+    slices = get(kubectl, "endpointslices", "-l", "kubernetes.io/service-name=api", *ns)["items"]
+    assert len(slices) == 1 and slices[0]["metadata"]["name"].startswith("api-")
+    assert [e["conditions"]["ready"] for e in slices[0]["endpoints"]] == [True]
+    assert slices[0]["metadata"]["ownerReferences"][0]["kind"] == "Service"
+
+    kubectl("scale", "deployment", "api", "--replicas=0", *ns)
+    wait_for(lambda: endpoint_ips() == [])
+    kubectl("delete", "service", "api", *ns)
+    wait_for(lambda: kubectl("get", "endpoints", "api", *ns, check=False).returncode != 0)
+    assert get(kubectl, "endpointslices", "-l", "kubernetes.io/service-name=api", *ns)["items"] == []
+
+
+def test_default_cluster_roles_are_bootstrapped_and_aggregated(kubectl: Kubectl, namespace: str) -> None:
+    names = kubectl("get", "clusterroles", "-o", "name").stdout.split()
+    for role in ("admin", "edit", "view", "cluster-admin", "system:basic-user", "system:discovery"):
+        assert f"clusterrole.rbac.authorization.k8s.io/{role}" in names
+    binding = get(kubectl, "clusterrolebinding", "cluster-admin")
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                    "name": "system:masters"}]
+
+    account = f"system:serviceaccount:{namespace}:default"
+    can_list = ("auth", "can-i", "list", "pods", "-n", namespace, f"--as={account}")
+    assert kubectl(*can_list, check=False).stdout.strip() == "no"
+    kubectl("create", "rolebinding", "viewers", "--clusterrole=view", f"--serviceaccount={namespace}:default",
+            "-n", namespace)
+    assert kubectl(*can_list, check=False).stdout.strip() == "yes"  # view = the union of aggregate-to-view
+    assert kubectl("auth", "can-i", "get", "secrets", "-n", namespace, f"--as={account}",
+                   check=False).stdout.strip() == "no"  # view does not read secrets; edit does
+
+    extra = f"widgets-view-{namespace}"
+    kubectl("apply", "-f", "-", input=f"""\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: {extra}
+  labels: {{rbac.authorization.k8s.io/aggregate-to-view: "true"}}
+rules:
+- {{apiGroups: [example.com], resources: [widgets], verbs: [get]}}
+""")
+    try:
+        wanted = {"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]}
+        wait_for(lambda: wanted in get(kubectl, "clusterrole", "view")["rules"])
+        assert wanted in get(kubectl, "clusterrole", "admin")["rules"]  # view -> edit -> admin
+    finally:
+        kubectl("delete", "clusterrole", extra)
+    wait_for(lambda: {"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]}
+             not in get(kubectl, "clusterrole", "view")["rules"])
