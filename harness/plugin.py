@@ -7,6 +7,7 @@ collection of facts (and so one set of probe pods) through a file lock.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -161,6 +162,9 @@ def pytest_configure(config: pytest.Config) -> None:
         if suites_requested(config):
             raise pytest.UsageError(NO_TARGET)
         return
+    # What is loaded by now (the kubernetes client's models, pydantic's schemas) lives as long as the run: frozen,
+    # the garbage collector no longer walks it, in its passes during the run nor in pytest's closing gc.collect()s.
+    gc.freeze()
     _interrupt_on_sigterm(config)
     config.pluginmanager.register(fixtures, "wi-harness-fixtures")
     try:

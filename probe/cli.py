@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from probe import __version__
 from probe.config import ConfigError
@@ -16,13 +15,17 @@ from probe.runner import ConfigSource, run_probe
 from probe.sdk import SdkCheck, azure_identity_check
 from probe.transport import Transport
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError("command line", message)
+if TYPE_CHECKING:
+    import argparse
 
 
-def _parser() -> _Parser:
+def _parser() -> argparse.ArgumentParser:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:
+            raise ConfigError("command line", message)
+
     parser = _Parser(prog="python -m probe", description="Entra Workload ID in-pod probe (prints wi-probe/v1 JSON).")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--config", metavar="FILE", help="JSON config file")
@@ -32,6 +35,8 @@ def _parser() -> _Parser:
 
 
 def parse_args(argv: Sequence[str]) -> ConfigSource:
+    if not argv:  # the harness's pods pass the config in WI_PROBE_CONFIG: no parser to import and build
+        return ConfigSource()
     try:
         args = _parser().parse_args(list(argv))
     except ConfigError as exc:

@@ -1,12 +1,12 @@
 """Optional cross-check through azure-identity's WorkloadIdentityCredential.
 
-The only module of the probe that imports a third-party package, and only when it is importable.
+The only module of the probe that imports a third-party package, and only when it is importable. What it needs
+besides (importlib.util, logging) is imported when a check runs, not with the probe: every probe process would
+pay for them otherwise.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,6 +33,8 @@ class SdkCheck(Protocol):
 
 
 def sdk_importable() -> bool:
+    import importlib.util
+
     try:
         return importlib.util.find_spec("azure.identity") is not None
     except (ImportError, ValueError):
@@ -70,6 +72,8 @@ def azure_identity_check(req: SdkRequest) -> dict[str, Any]:
 
 def _quiet_azure_logging() -> None:
     """azure-identity logs failures at WARNING; keep them off stderr (the report carries the error)."""
+    import logging
+
     logger = logging.getLogger("azure")
     if not logger.handlers:
         logger.addHandler(logging.NullHandler())

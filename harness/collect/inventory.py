@@ -14,15 +14,17 @@ assignments too. ARM and Graph reads go through a per-run cache (each URL once) 
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterable
+from concurrent.futures import Future
 from typing import Any
 
 from harness import values
 from harness.collect.arm import ARG_PATH, AUTHORIZATION_API, IDENTITY_TYPE, MSI_API
 from harness.collect.arm_api import ArmGet
-from harness.collect.cache import cached, read_all
+from harness.collect.cache import WORKERS, cached, read_all
 from harness.collect.graph import VERSION as GRAPH_VERSION
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.pages import list_all
@@ -249,14 +251,39 @@ def role_assignments_path(subscription_id: str, principal_id: str) -> str:
     )
 
 
+def subscription_role_assignments_path(subscription_id: str) -> str:
+    """Every role assignment at, above or below the subscription, of every principal (``az role assignment list
+    --all``): one read instead of one per identity when many identities are inventoried."""
+    return (
+        f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleAssignments"
+        f"?api-version={AUTHORIZATION_API}"
+    )
+
+
+def _prefetch_roles(arm: ArmGet, subscription_id: str, principals: Future[set[str]]) -> None:
+    """Into the run's cache: the subscription's role assignments and the definitions of those held by
+    ``principals`` (known once the identities are listed). Failures are left for :func:`_roles` to meet."""
+    assignments, failed = list_all(arm, subscription_role_assignments_path(subscription_id.lower()))
+    wanted = principals.result()
+    if failed is not None:
+        return
+    definitions = sorted({
+        str((a.get("properties") or {}).get("roleDefinitionId") or "") for a in assignments
+        if str((a.get("properties") or {}).get("principalId") or "").lower() in wanted
+    } - {""})
+    read_all(lambda definition: arm(f"{definition}?api-version={AUTHORIZATION_API}"), definitions)
+
+
 def _subscription_of(resource_id: str | None) -> str | None:
     parts = (resource_id or "").split("/")
     return parts[2] if len(parts) > 2 and parts[1].lower() == "subscriptions" else None
 
 
-def _roles(arm: ArmGet, azure: AzureConfig, identity: InventoryIdentity) -> None:
+def _roles(arm: ArmGet, azure: AzureConfig, identity: InventoryIdentity, everyone: bool = False) -> None:
     """The identity's role assignments at, above or below the configured subscription and its own: ARM lists
-    those of one principal with ``$filter=principalId eq``; each role's name read from its definition."""
+    those of one principal with ``$filter=principalId eq`` (with ``everyone``, those of every principal in one
+    list, shared by all identities through the run's cache, and this one's picked out); each role's name read
+    from its definition."""
     if not identity.principal_id:
         return
     subscriptions = list(
@@ -264,12 +291,16 @@ def _roles(arm: ArmGet, azure: AzureConfig, identity: InventoryIdentity) -> None
     )
     found: dict[str, dict[str, Any]] = {}
     for subscription in subscriptions:
-        assignments, failed = list_all(arm, role_assignments_path(subscription, identity.principal_id))
+        path = (subscription_role_assignments_path(subscription) if everyone
+                else role_assignments_path(subscription, identity.principal_id))
+        assignments, failed = list_all(arm, path)
         if failed is not None:
             identity.roles_error = failed
             return
         for assignment in assignments:
             props = assignment.get("properties") or {}
+            if everyone and str(props.get("principalId") or "").lower() != identity.principal_id.lower():
+                continue
             key = str(assignment.get("id") or len(found)).lower()
             found.setdefault(
                 key,
@@ -368,10 +399,33 @@ def collect_inventory(
         str(s["client_id"]).lower() for s in facts.service_accounts if values.is_guid(s.get("client_id"))
     }
 
-    rows = managed_identity_rows(arm, azure, facts)
+    # Many identities to read roles for: one list of the subscription's assignments beats one list each, and it
+    # and the role definitions it names are read beside the identities (the run's cache hands them over)
+    everyone = len(named) > WORKERS
+    principals: Future[set[str]] = Future()
+    prefetch = threading.Thread(target=_prefetch_roles, args=(arm, azure.subscription_id, principals),
+                                name="wi-read-roles", daemon=True)
+    if everyone:
+        prefetch.start()
+    try:
+        rows = managed_identity_rows(arm, azure, facts)
+    finally:
+        principals.set_result({
+            str((row.get("properties") or {}).get("principalId") or "").lower() for row in rows
+            if str((row.get("properties") or {}).get("clientId") or "").lower() in named
+        } if everyone else set())
     if any(_unusable(f) for f in facts.failed):
         return facts  # the harness cannot call Azure at all: nothing later would fare better
-    identities = read_all(lambda row: _managed_identity(arm, row), rows)
+
+    def managed(row: dict[str, Any]) -> InventoryIdentity:
+        identity = _managed_identity(arm, row)
+        if identity.client_id.lower() in named:  # always relevant: its roles now, in the same pool's turn
+            _roles(arm, azure, identity, everyone)
+        return identity
+
+    identities = read_all(managed, rows)
+    if everyone:
+        prefetch.join()
     apps = applications(graph, facts) if graph is not None else None
     if graph is None:
         facts.searched.append("Microsoft Graph: not configured for this cloud (azure.cloud.microsoft_graph)")
@@ -399,7 +453,7 @@ def collect_inventory(
             facts.principal_of[guid] = owner
     used = [i for i in facts.identities if i.client_id.lower() in named]
     read_all(lambda i: _service_principal_id(graph, i) if i.kind == "application" else None, used)
-    read_all(lambda i: _roles(arm, azure, i), used)
+    read_all(lambda i: _roles(arm, azure, i, everyone), [i for i in used if i.kind != "managed_identity"])
     for identity in used:
         if identity.roles_error is not None:
             _record(facts, identity.roles_error)

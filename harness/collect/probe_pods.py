@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.clouds import CloudEndpoints
+from harness.collect.cache import KUBE_WORKERS, read_all
 from harness.collect.kube import slim
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.network_policies import read_egress_policies
@@ -229,43 +230,50 @@ def run_probe_pods(
     try:
         source_refused: dict[str, KubeFailure] = {}
         files = probe_source_files() if settings.mode == "configmap" and requests else {}
+        # Creates, log reads and deletes go KUBE_WORKERS at a time, not a round trip each in a row (an interrupt
+        # meanwhile still deletes by the run's label, below).
+
+        def create_source(namespace: str) -> None:
+            body = source_configmap(namespace, run_id, settings.labels, files)
+            # how long this run may need it: --sweep of another run leaves it alone until then
+            body["metadata"]["annotations"] = {DEADLINE_ANNOTATION: str(settings.timeout_seconds)}
+            try:
+                api.create_config_map(namespace, body)
+            except KubeError as exc:
+                if exc.failure.status != 409:  # 409: this run's own, from an earlier attempt
+                    source_refused[namespace] = exc.failure
+
         if files:
-            for namespace in namespaces:
-                body = source_configmap(namespace, run_id, settings.labels, files)
-                # how long this run may need it: --sweep of another run leaves it alone until then
-                body["metadata"]["annotations"] = {DEADLINE_ANNOTATION: str(settings.timeout_seconds)}
-                try:
-                    api.create_config_map(namespace, body)
-                    sources.append(namespace)
-                except KubeError as exc:
-                    if exc.failure.status == 409:  # this run's own, from an earlier attempt
-                        sources.append(namespace)
-                    else:
-                        source_refused[namespace] = exc.failure
+            read_all(create_source, namespaces, KUBE_WORKERS)
+            sources.extend(namespace for namespace in namespaces if namespace not in source_refused)
+
+        bodies = {}
         for request in requests:
-            body = build_probe_pod(request, run_id, settings, image, source_files=list(files))
-            facts = PodFacts(namespace=request.namespace, name=body["metadata"]["name"])
-            results[request.workload_id] = facts
+            bodies[request.workload_id] = body = build_probe_pod(request, run_id, settings, image,
+                                                                 source_files=list(files))
+            results[request.workload_id] = PodFacts(namespace=request.namespace, name=body["metadata"]["name"])
+
+        def create(request: ProbeRequest) -> None:
+            facts, body = results[request.workload_id], bodies[request.workload_id]
             refused = source_refused.get(request.namespace)
             if refused is not None:
                 facts.create_error, facts.refused_resource = refused, "configmaps"
-                continue
+                return
             try:
                 observe(facts, api.create_pod(request.namespace, body))
-                facts.created = True
-                created.append(facts)
             except KubeError as exc:
                 mine = _own_pod_after_retry(api, exc, request.namespace, facts.name, run_id)
                 if mine is None:
                     facts.create_error = exc.failure
-                    continue
+                    return
                 observe(facts, mine)
-                facts.created = True
-                created.append(facts)
+            facts.created = True
+
+        read_all(create, requests, KUBE_WORKERS)
+        created.extend(results[r.workload_id] for r in requests if results[r.workload_id].created)
         deadline = monotonic() + settings.timeout_seconds + GRACE_SECONDS
         await_pods(api, created, run_id, deadline, monotonic, sleep)
-        for facts in created:
-            read_probe_output(api, facts)
+        read_all(lambda facts: read_probe_output(api, facts), created, KUBE_WORKERS)
         read_egress_policies(api, created)
     except BaseException:
         if not keep:
@@ -273,10 +281,9 @@ def run_probe_pods(
         raise
     finally:
         if not keep:
-            for facts in created:
-                delete_pod(api, facts)
-            for namespace in sources:
-                _delete_config_map(api, namespace, source_configmap_name(run_id))
+            read_all(lambda facts: delete_pod(api, facts), created, KUBE_WORKERS)
+            read_all(lambda namespace: _delete_config_map(api, namespace, source_configmap_name(run_id)), sources,
+                     KUBE_WORKERS)
     return results
 
 

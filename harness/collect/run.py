@@ -10,7 +10,7 @@ from harness.checks.transient import retryable_aadsts, service_account_subject
 from harness.collect.access_resources import collect_access_resources
 from harness.collect.arm import collect_identity, collect_managed_cluster
 from harness.collect.arm_api import ArmGet
-from harness.collect.cache import cached
+from harness.collect.cache import cached, read_all
 from harness.collect.caller import azure_caller, kubernetes_user
 from harness.collect.http import HttpGet
 from harness.collect.inventory import collect_inventory
@@ -107,15 +107,14 @@ def collect_workloads(
 ) -> dict[str, WorkloadFacts]:
     """ServiceAccounts and identities, then every probe pod at once (only where the ServiceAccount exists). The
     identity's credentials and the cluster's ``issuer`` decide which Entra answers the probe may wait out."""
-    out: dict[str, WorkloadFacts] = {}
-    requests: list[ProbeRequest] = []
-    for workload in workloads:
+
+    def read(workload: WorkloadConfig) -> WorkloadFacts:
         sa = collect_service_account(backend.kube, workload.namespace, workload.service_account)
         client_id = workload.client_id or sa.annotations.get(CLIENT_ID_ANNOTATION) or None
         identity = collect_identity(
             backend.arm, config.azure, workload.identity_resource_id, client_id, backend.graph
         )
-        out[workload.id] = WorkloadFacts(
+        return WorkloadFacts(
             workload_id=workload.id,
             namespace=workload.namespace,
             service_account=workload.service_account,
@@ -126,15 +125,22 @@ def collect_workloads(
             if sa.found
             else None,
         )
-        if sa.found:
+
+    # each workload's reads are a few round trips in a row: many workloads at once, within read_all's bound
+    out = {facts.workload_id: facts for facts in read_all(read, workloads)}
+    requests: list[ProbeRequest] = []
+    for workload in workloads:
+        facts = out[workload.id]
+        if facts.sa.found:
             requests.append(
                 ProbeRequest(
                     workload.id,
                     workload.namespace,
                     workload.service_account,
                     probe_config_for(workload, config.probe, config.cloud, retryable_aadsts(
-                        identity, issuer, service_account_subject(workload.namespace, workload.service_account),
-                        sa.annotations.get(CLIENT_ID_ANNOTATION))),
+                        facts.identity, issuer,
+                        service_account_subject(workload.namespace, workload.service_account),
+                        facts.sa.annotations.get(CLIENT_ID_ANNOTATION))),
                 )
             )
     pods = run_probe_pods(backend.kube, requests, run_id, config.probe, image, keep=keep)

@@ -11,7 +11,7 @@ from typing import Any
 
 from fakeworld import FakeWorkload, World
 
-from harness.collect.cache import RunCache, read_all
+from harness.collect.cache import WORKERS, RunCache, read_all
 from harness.collect.inventory import collect_inventory, list_service_accounts
 from harness.config import AzureConfig, CloudConfig
 from harness.facts import Fetched
@@ -324,7 +324,7 @@ def test_the_cache_sends_each_url_once_even_to_many_threads_at_a_time() -> None:
     assert cache("/thing/0", {"query": "q"}) is not None and cache.sent == 4  # a POST body is its own key
 
 
-def test_reads_run_at_most_eight_at_a_time() -> None:
+def test_reads_run_at_most_workers_at_a_time() -> None:
     running, peak, lock = 0, 0, threading.Lock()
 
     def read(_: int) -> None:
@@ -337,4 +337,4 @@ def test_reads_run_at_most_eight_at_a_time() -> None:
             running -= 1
 
     read_all(read, range(40))
-    assert peak == 8
+    assert peak == WORKERS == 16
