@@ -1,5 +1,5 @@
-"""Pod streams: ``pods/exec``, ``pods/attach`` and ``pods/portforward`` over WebSockets, as the API server serves
-them to kubectl 1.3x and to the official Python client's ``kubernetes.stream``.
+"""Pod streams: ``pods/exec``, ``pods/attach`` and ``pods/portforward`` as the API server serves them to kubectl
+1.3x (WebSockets), older kubectl (SPDY) and the official Python client's ``kubernetes.stream``.
 
 Wire (apimachinery ``wsstream``; apiserver ``util/proxy/websocket.go``; kubelet ``cri/streaming``):
 
@@ -16,6 +16,9 @@ Wire (apimachinery ``wsstream``; apiserver ``util/proxy/websocket.go``; kubelet 
   ``container X is not valid for pod P`` / ``a container name must be specified ...`` /
   ``pod P does not have a host assigned``; a container that is not running gets the kubelet's text
   ``container not found ("c")``, which kubectl shows as ``unable to upgrade connection: ...``.
+- Clients that upgrade with ``SPDY/3.1`` instead (older kubectl, or with its WebSockets turned off) get the
+  same streams over SPDY (:mod:`lab.kube.spdystreams`); a request that asks for no upgrade at all gets the
+  kubelet's ``unable to upgrade: missing upgrade headers in request``.
 - Authorization: ``create`` on ``pods/exec``, ``pods/attach``, ``pods/portforward`` whatever the method (the
   WebSocket GET included, as with the AuthorizePodWebsocketUpgradeCreatePermission gate).
 
@@ -45,14 +48,14 @@ import struct
 import termios
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from lab.kube import errors, podsandbox
+from lab.kube import errors, podsandbox, spdystreams
 from lab.kube.authz import Attributes, require
 from lab.kube.images import ImageConfig, parse_image, resolve_image
 
@@ -142,6 +145,15 @@ class StreamOptions:
         if not (self.stdin or self.stdout or self.stderr):
             raise KubeletRefusal("you must specify at least 1 of stdin, stdout, stderr", 400)
 
+    def streams(self) -> set[int]:
+        """The channels a SPDY client opens streams for: error always, resize with a terminal."""
+        wanted = {ERROR}
+        for flag, channel in ((self.stdin, STDIN), (self.stdout, STDOUT), (self.stderr, STDERR),
+                              (self.tty, RESIZE)):
+            if flag:
+                wanted.add(channel)
+        return wanted
+
 
 # ---------------------------------------------------------------- the channel socket
 
@@ -183,6 +195,12 @@ class ChannelSocket:
                 return None
         return channel, payload
 
+    async def messages(self) -> AsyncIterator[tuple[int, bytes]]:
+        async for message in self.ws:
+            decoded = self.decode(message)
+            if decoded is not None and (decoded[0] != CLOSE_SIGNAL or self.v5):
+                yield decoded
+
     async def send_status(self, status: Obj) -> None:
         if self.status_json:
             await self.send(ERROR, json.dumps(status, separators=(",", ":")).encode())
@@ -195,6 +213,7 @@ class ChannelSocket:
             await asyncio.wait_for(self.ws.close(), CLOSE_TIMEOUT)
 
 
+Channels = ChannelSocket | spdystreams.SpdyChannels
 SUCCESS: Obj = {"metadata": {}, "status": "Success"}
 
 
@@ -235,24 +254,34 @@ async def serve(lab: Lab, request: web.Request, user: KubeUser, rt: Any, namespa
     try:
         options.check()
         worker, cs = running_container(lab, namespace, name, container)
-        if not is_websocket(request):
-            raise KubeletRefusal("lab: only WebSocket streams are served (v5.channel.k8s.io); SPDY is not", 400)
+        if not (is_websocket(request) or spdystreams.is_spdy(request)):
+            raise KubeletRefusal("unable to upgrade: missing upgrade headers in request", 400)
     except KubeletRefusal as refusal:
         return refusal.response()
-    ws = web.WebSocketResponse(protocols=CHANNEL_PROTOCOLS, max_msg_size=0, autoping=True)
-    await ws.prepare(request)
-    sock = ChannelSocket(ws)
-    first = STDOUT if options.stdout else STDERR if options.stderr else ERROR
-    await sock.send(first, b"")
-    try:
-        if subresource == "exec":
-            status = await run_exec(lab, worker, cs, options, sock)
-        else:
-            status = await run_attach(lab, worker, cs, options, sock)
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
+    sock: ChannelSocket | spdystreams.SpdyChannels
+    if spdystreams.is_spdy(request):
+        negotiated = spdystreams.negotiate(request, spdystreams.EXEC_PROTOCOLS)
+        if isinstance(negotiated, web.Response):
+            return negotiated
+        conn, response = await spdystreams.SpdyConnection.upgrade(request, negotiated)
+        sock = spdystreams.SpdyChannels(conn, negotiated)
+        try:
+            await sock.open(options.streams())
+        except spdystreams.StreamsMissing as exc:
+            log.info("pod streams: %s", exc)
+            await conn.close()
+            return response
+    else:
+        response = ws = web.WebSocketResponse(protocols=CHANNEL_PROTOCOLS, max_msg_size=0, autoping=True)
+        await ws.prepare(request)
+        sock = ChannelSocket(ws)
+        await sock.send(STDOUT if options.stdout else STDERR if options.stderr else ERROR, b"")
+    if subresource == "exec":
+        status = await run_exec(lab, worker, cs, options, sock)
+    else:
+        status = await run_attach(lab, worker, cs, options, sock)
     await sock.finish(status)
-    return ws
+    return response
 
 
 def running_container(lab: Lab, namespace: str, name: str, container: str) -> tuple[PodWorker, ContainerState]:
@@ -368,14 +397,14 @@ async def _read_all(fd: int) -> str:
         transport.close()
 
 
-async def _pump_reader(reader: asyncio.StreamReader | None, sock: ChannelSocket, channel: int) -> None:
+async def _pump_reader(reader: asyncio.StreamReader | None, sock: Channels, channel: int) -> None:
     if reader is None:
         return
     while chunk := await reader.read(32768):
         await sock.send(channel, chunk)
 
 
-async def _pump_master(master: int, sock: ChannelSocket) -> None:
+async def _pump_master(master: int, sock: Channels) -> None:
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     loop.add_reader(master, readable.set)
@@ -417,20 +446,16 @@ def _resize(master: int | None, payload: bytes) -> None:
                                                                     int(size["Width"]), 0, 0))
 
 
-async def read_client(sock: ChannelSocket, on_stdin: Callable[[bytes], Awaitable[None]],
+async def read_client(sock: Channels, on_stdin: Callable[[bytes], Awaitable[None]],
                       on_close_stdin: Callable[[], Awaitable[None]], on_resize: Callable[[bytes], None]) -> None:
     """Route the client's messages until it goes away; its going away closes stdin too."""
     try:
-        async for message in sock.ws:
-            decoded = sock.decode(message)
-            if decoded is None:
-                continue
-            channel, payload = decoded
+        async for channel, payload in sock.messages():
             if channel == STDIN and payload:
                 await on_stdin(payload)
             elif channel == RESIZE:
                 on_resize(payload)
-            elif sock.v5 and channel == CLOSE_SIGNAL and payload[:1] == bytes([STDIN]):
+            elif channel == CLOSE_SIGNAL and payload[:1] == bytes([STDIN]):
                 await on_close_stdin()
     finally:
         await on_close_stdin()
@@ -470,7 +495,7 @@ def _exit_code(returncode: int) -> int:
 
 
 async def run_exec(lab: Lab, worker: PodWorker, cs: ContainerState, options: StreamOptions,
-                   sock: ChannelSocket) -> Obj:
+                   sock: Channels) -> Obj:
     try:
         launched = await launch_exec(lab, worker, cs, options)
     except OSError as exc:
@@ -512,7 +537,7 @@ async def run_exec(lab: Lab, worker: PodWorker, cs: ContainerState, options: Str
 
 
 async def run_attach(lab: Lab, worker: PodWorker, cs: ContainerState, options: StreamOptions,
-                     sock: ChannelSocket) -> Obj:
+                     sock: Channels) -> Obj:
     key = (worker.namespace, worker.name, cs.name)
     proc = worker.procs.get(cs.name)
     logs = lab.kube.pod_logs.get(key)

@@ -1,7 +1,7 @@
 """``pods/portforward``: TCP connections to a port inside the pod, for ``kubectl port-forward`` and the Python
 client's ``kubernetes.stream.portforward``.
 
-Two wire forms, both WebSockets (authorization and pod lookup are done by :mod:`lab.kube.podstreams`):
+Three wire forms (authorization and pod lookup are done by :mod:`lab.kube.podstreams`):
 
 - ``SPDY/3.1+portforward.k8s.io`` (kubectl 1.3x; apiserver ``util/proxy/streamtunnel.go``): the WebSocket
   tunnels a SPDY session (:mod:`lab.kube.spdy`). For every local connection kubectl opens two streams with the
@@ -12,6 +12,8 @@ Two wire forms, both WebSockets (authorization and pod lookup are done by :mod:`
   Python client uses): ``?ports=P[,Q]``; port *i* has data channel ``2i`` and error channel ``2i+1``, each
   opened by the server writing the port as two little-endian bytes; one connection per port, and the
   WebSocket closes when they are done (``cri/streaming/portforward/websocket.go``).
+- plain ``Upgrade: SPDY/3.1`` with ``X-Stream-Protocol-Version: portforward.k8s.io`` (kubectl before 1.31):
+  the same SPDY session as the tunnel, straight on the connection (:mod:`lab.kube.spdystreams`).
 
 Dialing (:func:`dial_argv`): ``localhost:PORT`` is dialed inside the network namespace of the pod's first
 running container process (``nsenter --net``, as containerd dials inside the sandbox's namespace) by
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from lab.kube import errors, spdy
+from lab.kube.spdystreams import PORTFORWARD_PROTOCOLS, SpdyConnection, is_spdy, negotiate
 
 if TYPE_CHECKING:
     from lab.kube.kubelet import PodWorker
@@ -155,9 +158,11 @@ async def serve(lab: Lab, request: web.Request, pod: Obj) -> web.StreamResponse:
         raise errors.bad_request(f"pod {name} does not have a host assigned")
     from lab.kube.podstreams import is_websocket
 
+    if is_spdy(request):
+        return await serve_spdy(lab, request, pod)
     if not is_websocket(request):
-        return web.Response(status=400, text="lab: only WebSocket port-forwarding is served "
-                            f"({TUNNEL_PROTOCOL} or v4.channel.k8s.io); SPDY is not", content_type="text/plain")
+        return web.Response(status=400, text="unable to upgrade: missing upgrade headers in request",
+                            content_type="text/plain")
     requested = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
     if TUNNEL_PROTOCOL in requested:
         return await serve_tunnel(lab, request, pod)
@@ -182,32 +187,32 @@ async def serve(lab: Lab, request: web.Request, pod: Obj) -> web.StreamResponse:
 async def serve_tunnel(lab: Lab, request: web.Request, pod: Obj) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(protocols=(TUNNEL_PROTOCOL,), max_msg_size=0)
     await ws.prepare(request)
-    session = spdy.Session()
-    lock = asyncio.Lock()
+    await run_session(lab, pod, SpdyConnection.over_websocket(ws))
+    return ws
+
+
+async def serve_spdy(lab: Lab, request: web.Request, pod: Obj) -> web.StreamResponse:
+    negotiated = negotiate(request, PORTFORWARD_PROTOCOLS)
+    if isinstance(negotiated, web.Response):
+        return negotiated
+    conn, response = await SpdyConnection.upgrade(request, negotiated)
+    await run_session(lab, pod, conn)
+    return response
+
+
+async def run_session(lab: Lab, pod: Obj, conn: SpdyConnection) -> None:
     worker = _worker(lab, pod)
     pending: dict[str, dict[str, int]] = {}  # requestid -> streamtype -> stream id
     forwards: dict[int, Forward] = {}  # data stream id -> its forward
     tasks: set[asyncio.Task] = set()
-
-    async def send(*frames: bytes) -> None:
-        async with lock:
-            for frame in frames:
-                if ws.closed:
-                    return
-                await ws.send_bytes(frame)
-
-    async def reply(stream_id: int) -> None:
-        async with lock:  # header blocks share one compression context: compress and send in order
-            if not ws.closed:
-                await ws.send_bytes(session.syn_reply_frame(stream_id))
 
     async def run(forward: Forward, data_id: int, error_id: int) -> None:
         try:
             await forward.run()
         except Exception:  # noqa: BLE001 - a broken forward ends its streams, not the session
             log.exception("port-forward to %s failed", forward.port)
-        await send(*spdy.Session.data_frames(data_id, b"", fin=True),
-                   *spdy.Session.data_frames(error_id, b"", fin=True))
+        await conn.send(*spdy.Session.data_frames(data_id, b"", fin=True),
+                        *spdy.Session.data_frames(error_id, b"", fin=True))
         forwards.pop(data_id, None)
 
     def start(request_id: str, port_text: str) -> None:
@@ -219,10 +224,10 @@ async def serve_tunnel(lab: Lab, request: web.Request, pod: Obj) -> web.WebSocke
             port = 0
 
         async def on_data(chunk: bytes) -> None:
-            await send(*spdy.Session.data_frames(data_id, chunk))
+            await conn.send(*spdy.Session.data_frames(data_id, chunk))
 
         async def on_error(message: str) -> None:
-            await send(*spdy.Session.data_frames(error_id, message.encode()))
+            await conn.send(*spdy.Session.data_frames(error_id, message.encode()))
 
         forward = Forward(lab, worker, pod, port, on_data, on_error)
         forwards[data_id] = forward
@@ -231,45 +236,31 @@ async def serve_tunnel(lab: Lab, request: web.Request, pod: Obj) -> web.WebSocke
         task.add_done_callback(tasks.discard)
 
     try:
-        async for message in ws:
-            if message.type != WSMsgType.BINARY:
-                continue
-            try:
-                frames = session.feed(bytes(message.data))
-            except spdy.ProtocolError as exc:
-                log.info("port-forward: %s", exc)
-                break
-            for frame in frames:
-                if frame.kind == "syn":
-                    await reply(frame.stream_id)
-                    request_id = frame.headers.get("requestid", "")
-                    kinds = pending.setdefault(request_id, {})
-                    kinds[frame.headers.get("streamtype", "")] = frame.stream_id
-                    if "data" in kinds and "error" in kinds:
-                        start(request_id, frame.headers.get("port", ""))
-                elif frame.kind == "data":
-                    forward = forwards.get(frame.stream_id)
-                    if forward is not None:
-                        if frame.data:
-                            forward.put(frame.data)
-                        if frame.fin:
-                            forward.put(None)
-                elif frame.kind == "rst":
-                    forward = forwards.pop(frame.stream_id, None)
-                    if forward is not None:
-                        forward.kill()
-                elif frame.kind == "ping":
-                    await send(session.ping_frame(frame.data))
-                elif frame.kind == "goaway":
-                    break
+        async for frame in conn.frames():
+            if frame.kind == "syn":
+                await conn.reply(frame.stream_id)
+                request_id = frame.headers.get("requestid", "")
+                kinds = pending.setdefault(request_id, {})
+                kinds[frame.headers.get("streamtype", "")] = frame.stream_id
+                if "data" in kinds and "error" in kinds:
+                    start(request_id, frame.headers.get("port", ""))
+            elif frame.kind == "data":
+                forward = forwards.get(frame.stream_id)
+                if forward is not None:
+                    if frame.data:
+                        forward.put(frame.data)
+                    if frame.fin:
+                        forward.put(None)
+            elif frame.kind == "rst":
+                forward = forwards.pop(frame.stream_id, None)
+                if forward is not None:
+                    forward.kill()
     finally:
         for forward in list(forwards.values()):
             forward.kill()
         for task in list(tasks):
             task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(), 5)
-    return ws
+        await conn.close()
 
 
 # ---------------------------------------------------------------- the kubelet's channel protocol

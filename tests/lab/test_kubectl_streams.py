@@ -269,6 +269,32 @@ def test_kubectl_port_forward(kubeconfig: Path, web: tuple[str, int], tmp_path: 
     assert f"dial tcp4 127.0.0.1:{port + 1}: connect: connection refused" in err
 
 
+def test_spdy_for_clients_that_ask_for_it(kubeconfig: Path, web: tuple[str, int], tmp_path: Path) -> None:
+    """kubectl before 1.30/1.31 (here: the same kubectl told to) upgrades with SPDY/3.1 instead of WebSockets."""
+    namespace, port = web
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path),
+           "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}
+
+    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess:
+        return subprocess.run(["kubectl", *args], capture_output=True, text=True, env=env, timeout=30, **kw)
+
+    ran = run("exec", "-i", "-v=6", "web", "-n", namespace, "-c", "server", "--", "sh", "-c",
+              "tr a-z A-Z; echo oops >&2; exit 5", input="over spdy\n")
+    assert ran.stdout == "OVER SPDY\n" and ran.returncode == 5
+    assert "oops\ncommand terminated with exit code 5" in ran.stderr
+    assert 'verb="POST"' in ran.stderr and 'status="101 Switching Protocols"' in ran.stderr
+    local = free_port()
+    proc = subprocess.Popen(["kubectl", "port-forward", "-n", namespace, "pod/web", f"{local}:{port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("Forwarding from")
+        with urllib.request.urlopen(f"http://127.0.0.1:{local}/marker", timeout=10) as response:
+            assert response.read() == b"ready"
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
 # ---------------------------------------------------------------- the Python client
 
 
