@@ -320,7 +320,9 @@ def webhook_called(pod: Obj, namespace: str, settings: WebhookSettings, namespac
 # ---------------------------------------------------------------- the handler
 
 
-DecisionLog = Callable[[list[Obj]], None]
+# Given the serving pod's --log-level, the records it writes for one request.
+Records = Callable[[str], list[Obj]]
+DecisionLog = Callable[[Records], None]
 # mlog's levels as logr verbosities: controller-runtime's per-request lines are V(5), shown from "trace" on
 VERBOSE_LEVELS = ("trace", "all")
 
@@ -351,14 +353,14 @@ def admit_pod(
         mutated = mutation.run(get_service_account)
     except ApiError as exc:
         if decision_log is not None:
-            decision_log(decision_records(mutation, settings, exc))
+            decision_log(lambda level, denial=exc: decision_records(mutation, level, denial))
         raise
     if decision_log is not None:
-        decision_log(decision_records(mutation, settings, None))
+        decision_log(lambda level: decision_records(mutation, level, None))
     return mutated
 
 
-def decision_records(mutation: PodMutation, settings: WebhookSettings, denial: ApiError | None) -> list[Obj]:
+def decision_records(mutation: PodMutation, log_level: str, denial: ApiError | None) -> list[Obj]:
     """What the webhook logs for one request, as mlog's JSON lines (without ``ts``, added when written).
 
     The handler logs only its failures: ``logger.Error("<step>", err)`` on a logger named "handler" carrying
@@ -366,7 +368,7 @@ def decision_records(mutation: PodMutation, settings: WebhookSettings, denial: A
     "received request" and "wrote response" at V(5), which mlog shows from --log-level=trace.
     """
     records: list[Obj] = []
-    verbose = settings.log_level in VERBOSE_LEVELS
+    verbose = log_level in VERBOSE_LEVELS
     name = mutation.meta.get("name") or ""
     if verbose:  # the request's user is not known to the lab's in-process webhook, so "user" is left out
         records.append({"level": "debug", "logger": "admission", "msg": "received request",

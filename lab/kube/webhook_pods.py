@@ -138,12 +138,22 @@ def serving_pods(lab: Lab) -> list[Obj]:
                   key=lambda p: p["metadata"]["name"])
 
 
-def decision_log(lab: Lab) -> webhook.DecisionLog:
-    """Where the webhook call of one admission writes its log lines: one serving pod's manager log."""
+def log_level_of(pod: Obj) -> str:
+    """The manager's --log-level (as its flag parses it: the last one given), "" when not set."""
+    level = ""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if container.get("name") == "manager":
+            for arg in [*(container.get("command") or []), *(container.get("args") or [])]:
+                if arg.startswith(("--log-level=", "-log-level=")):
+                    level = arg.split("=", 1)[1]
+    return level
 
-    def write(records: list[Obj]) -> None:
-        if not records:
-            return
+
+def decision_log(lab: Lab) -> webhook.DecisionLog:
+    """Where the webhook call of one admission writes its log lines: one serving pod's manager log, at that
+    pod's own --log-level."""
+
+    def write(records_at: webhook.Records) -> None:
         pods = serving_pods(lab)
         if not pods:
             return
@@ -153,7 +163,7 @@ def decision_log(lab: Lab) -> webhook.DecisionLog:
         if sink is None:
             return
         at = time.time()
-        for record in records:
+        for record in records_at(log_level_of(pod)):
             sink.extend(_line(record, at))
 
     return write

@@ -52,7 +52,7 @@ def test_the_webhook_runs_as_pods_behind_its_service_and_logs_its_denials(kubect
     deployment = as_json(kubectl, "get", "deploy", DEPLOYMENT, "-n", "kube-system")
     assert deployment["status"]["availableReplicas"] == 2
     replicasets = as_json(kubectl, "get", "rs", "-n", "kube-system", "-l", SYSTEM)["items"]
-    assert [rs["metadata"]["ownerReferences"][0]["name"] for rs in replicasets] == [DEPLOYMENT]
+    assert {rs["metadata"]["ownerReferences"][0]["name"] for rs in replicasets} == {DEPLOYMENT}
     pods = webhook_pods(kubectl)
     assert len(pods) == 2 and all(ready(p) for p in pods)
     assert {c["name"] for p in pods for c in p["spec"]["containers"]} == {"manager"}
@@ -147,6 +147,30 @@ def test_a_configuration_the_webhook_refuses_crashes_it_and_leaves_its_service_w
         restart_pods()
     wait_for(lambda: len(webhook_pods(kubectl)) == 2 and all(ready(p) for p in webhook_pods(kubectl)),
              what="webhook pods ready again")
+
+
+def test_at_trace_level_the_webhook_logs_every_request(kubectl, namespace: str) -> None:
+    def set_level(level: str) -> None:
+        patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/args/0", "value": f"--log-level={level}"}]
+        kubectl("patch", "deploy", DEPLOYMENT, "-n", "kube-system", "--type=json", "-p", json.dumps(patch))
+        kubectl("rollout", "status", f"deploy/{DEPLOYMENT}", "-n", "kube-system", "--timeout=30s")
+
+    set_level("trace")
+    try:
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "traced", "namespace": namespace,
+                            "labels": {"azure.workload.identity/use": "true"}},
+               "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+        kubectl("create", "-f", "-", input=json.dumps(pod))
+        logs = kubectl("logs", "-n", "kube-system", "-l", SYSTEM, "--tail=-1").stdout.splitlines()
+        records = [json.loads(line) for line in logs if line.startswith("{")]
+        received = next(r for r in records if r["msg"] == "received request" and r.get("name") == "traced")
+        assert (received["logger"], received["namespace"]) == ("admission", namespace)
+        answer = next(r for r in records if r["msg"] == "wrote response" and r["requestID"] == received["requestID"])
+        assert answer["allowed"] is True and answer["code"] == 200
+    finally:
+        set_level("info")
+        kubectl("delete", "pod", "traced", "-n", namespace, "--wait=false", check=False)
 
 
 # ---------------------------------------------------------------- kubectl logs
