@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from lab.kube import errors, podsandbox, spdystreams
+from lab.kube import errors, podsandbox, spdystreams, streams
 from lab.kube.authz import Attributes, require
 from lab.kube.images import ImageConfig, parse_image, resolve_image
 
@@ -240,6 +240,15 @@ async def serve(lab: Lab, request: web.Request, user: KubeUser, rt: Any, namespa
                               "the server does not allow this method on the requested resource", {})
     require(lab.kube, user, Attributes(verb="create", resource="pods", group="", namespace=namespace, name=name,
                                        subresource=subresource))
+    forget = streams.track_stream(request)  # the lab's shutdown ends open sessions
+    try:
+        return await _serve(lab, request, rt, namespace, name, subresource)
+    finally:
+        forget()
+
+
+async def _serve(lab: Lab, request: web.Request, rt: Any, namespace: str, name: str,
+                 subresource: str) -> web.StreamResponse:
     pod = lab.kube.store.get(rt, namespace, name)
     if subresource == "portforward":
         from lab.kube import portforward
@@ -518,6 +527,9 @@ async def run_exec(lab: Lab, worker: PodWorker, cs: ContainerState, options: Str
         code = _exit_code(await waiter)
         await asyncio.wait(pumps, timeout=2.0)
     finally:
+        if proc.returncode is None:  # cancelled (the lab stopping): the command goes too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
         for task in [client, *pumps]:
             task.cancel()
         if master is not None:
