@@ -257,6 +257,7 @@ async def _serve(lab: Lab, request: web.Request, rt: Any, namespace: str, name: 
     options = StreamOptions.from_query(request)
     container = choose_container(pod, request.query.get("container", ""))
     if subresource == "exec" and not options.command:
+        # unverified: the server's wording; this is the text kubectl itself gives before it ever asks
         raise errors.bad_request("you must specify at least one command for the container")
     if not (pod.get("spec") or {}).get("nodeName"):
         raise errors.bad_request(f"pod {name} does not have a host assigned")
