@@ -217,13 +217,14 @@ class Lab:
     def _bootstrap_cluster_objects(self) -> None:
         """What an API server and its controller manager put in every cluster: default RBAC, the kubernetes
         Service, Endpoints/EndpointSlices of Services."""
-        from lab.kube import endpoints, rbac_defaults
+        from lab.kube import endpoints, eviction, rbac_defaults
 
         store = self.kube.store
         rbac_defaults.bootstrap(store)
         kube = self.endpoints["kube"].rsplit(":", 1)
         endpoints.ensure_kubernetes_service(store, kube[0].removeprefix("https://"), int(kube[1]))
         endpoints.EndpointsController(store)
+        eviction.DisruptionController(store)
 
     def _build_apps(self) -> dict[str, web.Application]:
         from lab import control

@@ -31,6 +31,7 @@ from lab.kube import (
     discovery,
     ephemeral,
     errors,
+    eviction,
     fieldvalidation,
     gotypes,
     impersonation,
@@ -368,6 +369,8 @@ class ApiServer:
                                           target.name, target.subresource)
         if target.subresource == ephemeral.SUBRESOURCE:
             return await ephemeral.serve(self.lab, request, user, target.rt, target.namespace_or_empty, target.name)
+        if target.subresource == eviction.SUBRESOURCE:
+            return await eviction.serve(self, request, user, target)
         verb = verb_for(request.method, target, request.query)
         if target.subresource and verb not in SUBRESOURCE_VERBS.get(target.subresource, set()):
             raise method_not_allowed()

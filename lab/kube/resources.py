@@ -46,7 +46,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         True,
         short_names=("po",),
         categories=("all",),
-        subresources=("log", "status", "exec", "attach", "portforward", "ephemeralcontainers"),
+        subresources=("log", "status", "exec", "attach", "portforward", "ephemeralcontainers", "eviction"),
     ),
     _type("", "v1", "events", "Event", True, short_names=("ev",)),
     _type("", "v1", "configmaps", "ConfigMap", True, short_names=("cm",)),
@@ -109,6 +109,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         subresources=("status",),
     ),
     _type("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
+    _type("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, short_names=("pdb",),
+          subresources=("status",)),
     _type("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, short_names=("pc",)),
     # networking.k8s.io/v1: enforced for lab pods' egress by their relays (lab.egress)
     _type("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",)),
@@ -193,6 +195,7 @@ SUBRESOURCES: dict[str, Subresource] = {
     "attach": Subresource("PodAttachOptions", ("create", "get")),
     "portforward": Subresource("PodPortForwardOptions", ("create", "get")),
     "ephemeralcontainers": Subresource(None, ("get", "patch", "update")),
+    "eviction": Subresource("Eviction", ("create",), group="policy", version="v1"),
 }
 
 

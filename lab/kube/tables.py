@@ -328,6 +328,13 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ("Endpoints", "string", 0, _slice_endpoints_column),
         AGE,
     ],
+    ("policy", "poddisruptionbudgets"): [
+        NAME,
+        ("Min Available", "string", 0, lambda p: str(p.get("spec", {}).get("minAvailable", "N/A"))),
+        ("Max Unavailable", "string", 0, lambda p: str(p.get("spec", {}).get("maxUnavailable", "N/A"))),
+        ("Allowed Disruptions", "integer", 0, _status("disruptionsAllowed")),
+        AGE,
+    ],
     ("scheduling.k8s.io", "priorityclasses"): [
         NAME,
         ("Value", "integer", 0, lambda p: p.get("value", 0)),

@@ -176,3 +176,38 @@ rules:
         kubectl("delete", "clusterrole", extra)
     wait_for(lambda: {"apiGroups": ["example.com"], "resources": ["widgets"], "verbs": ["get"]}
              not in get(kubectl, "clusterrole", "view")["rules"])
+
+
+def test_eviction_respects_the_pod_disruption_budget(kubectl: Kubectl, kube_api: Any, namespace: str) -> None:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    ns = ("-n", namespace)
+    kubectl("create", "deployment", "guarded", f"--image={IDLE_IMAGE}", "--replicas=1", *ns)
+    kubectl("create", "poddisruptionbudget", "guarded", "--selector=app=guarded", "--min-available=1", *ns)
+
+    def ready_pods() -> list[str]:
+        pods = get(kubectl, "pods", "-l", "app=guarded", *ns)["items"]
+        return sorted(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp") and any(
+            c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or []))
+
+    wait_for(lambda: len(ready_pods()) == 1)
+    wait_for(lambda: get(kubectl, "pdb", "guarded", *ns).get("status", {}).get("currentHealthy") == 1)
+    row = kubectl("get", "pdb", "guarded", *ns).stdout.split("\n")[1].split()
+    assert row[:4] == ["guarded", "1", "N/A", "0"]
+
+    core = client.CoreV1Api(kube_api)
+    victim = ready_pods()[0]
+    body = client.V1Eviction(metadata=client.V1ObjectMeta(name=victim, namespace=namespace))
+    with pytest.raises(ApiException) as refused:
+        core.create_namespaced_pod_eviction(victim, namespace, body)
+    assert refused.value.status == 429
+    status = json.loads(refused.value.body)
+    assert status["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+    assert status["details"]["causes"][0]["message"] == (
+        "The disruption budget guarded needs 1 healthy pods and has 1 currently")
+
+    kubectl("scale", "deployment", "guarded", "--replicas=2", *ns)
+    wait_for(lambda: get(kubectl, "pdb", "guarded", *ns)["status"].get("disruptionsAllowed") == 1)
+    core.create_namespaced_pod_eviction(victim, namespace, body)
+    wait_for(lambda: victim not in ready_pods())
