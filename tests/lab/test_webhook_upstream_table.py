@@ -10,7 +10,7 @@ Deliberate difference: ``TestGetAzureAuthorityHost`` maps cloud names to soverei
 webhook injects the lab's own Entra instead (by design), so that table is checked against the lab's mapping
 function only, not against what the lab injects. ``TestHandleError``'s "failed to decode pod" case feeds raw bytes
 to the handler; the lab's webhook runs inside the API server after the body was decoded, so that case is checked
-at the API server's door instead (see test_kubectl_workloads).
+at the API server's door instead (test_kubectl_workloads: ``couldn't get version/kind``).
 """
 
 from __future__ import annotations
