@@ -33,6 +33,9 @@ class Entry:
     fix: str
     reproduced_by: tuple[str, ...] = ()
     no_lab_fault: str = ""  # why no lab fault reproduces it yet (when reproduced_by holds no lab kind)
+    # why no command repairs it (the fix is advice: wait, a clock, a person's policy), so the remediation
+    # test (tests/harness/test_remediation_repairs_lab.py) has nothing to run for it
+    advice_only: str = ""
 
     @property
     def severities(self) -> tuple[str, ...]:
@@ -44,8 +47,8 @@ class Entry:
 
 
 def _e(code: str, layer: str, severity: str, meaning: str, fix: str, *reproduced_by: str,
-       no_lab_fault: str = "") -> Entry:
-    return Entry(code, layer, severity, meaning, fix, reproduced_by, no_lab_fault)
+       no_lab_fault: str = "", advice_only: str = "") -> Entry:
+    return Entry(code, layer, severity, meaning, fix, reproduced_by, no_lab_fault, advice_only)
 
 CATALOGUE: tuple[Entry, ...] = (
     # ------------------------------------------------------------------ cluster
@@ -54,6 +57,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "The cluster's OIDC issuer is off: no token it issues can be exchanged.",
         "`az aks update --enable-oidc-issuer`, then restart the workloads.",
         "fault:oidc-issuer-disabled",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "OIDC_ISSUER_UNKNOWN", "cluster", "error",
@@ -74,6 +78,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Workload identity (the AKS add-on) is off on the cluster.",
         "`az aks update --enable-workload-identity`.",
         "scenario:webhook-absent",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "CLUSTER_IDENTITY_UNEXPECTED", "cluster", "error|warning",
@@ -137,6 +142,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "the JWKS (a recent rotation or a new issuer).",
         "Wait for Entra's metadata cache to expire (minutes); do not rotate again.",
         "test:tests/harness/test_transient_lab.py::test_a_key_rotation_entra_has_not_seen_is_named_as_such",
+        advice_only="the keys are right: only Entra's cache expiring repairs it, and a rotation starts the wait "
+                    "over",
     ),
     # ------------------------------------------------------------------ webhook
     _e(
@@ -144,18 +151,21 @@ CATALOGUE: tuple[Entry, ...] = (
         "No workload identity mutating webhook: labelled pods are admitted unmutated.",
         "`az aks update --enable-workload-identity` (or install the Helm chart).",
         "scenario:webhook-absent",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "WEBHOOK_FAILURE_POLICY_IGNORE", "webhook", "error",
         "The webhook's failurePolicy is Ignore: when it is down pods start silently without identity.",
         "`kubectl patch` the MutatingWebhookConfiguration to failurePolicy Fail.",
         "fault:failure-policy-ignore",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "WEBHOOK_OBJECT_SELECTOR_MISSING", "webhook", "error",
         "The webhook has no objectSelector on the use label: it is called for every pod of the cluster.",
         "Restore objectSelector azure.workload.identity/use: \"true\" (reinstall the add-on or chart).",
         "fault:object-selector-removed",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "WEBHOOK_NOT_READY", "webhook", "error",
@@ -176,6 +186,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Keep one: helm uninstall the chart, or az aks update --disable-workload-identity.",
         "test:tests/harness/test_real_cluster_cases_lab.py::test_the_chart_alone_passes_and_the_chart_wit"
         "h_the_add_on_is_a_duplicate",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "WEBHOOK_UNAVAILABLE", "webhook", "error",
@@ -212,6 +223,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "The ServiceAccount does not exist in its namespace.",
         "`kubectl create serviceaccount`, annotated with the identity's client id.",
         "fault:service-account-missing",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "SA_NOT_ANNOTATED", "serviceaccount", "error",
@@ -222,6 +234,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "fault:annotation-removed",
         "unit:tests/harness/test_checks.py::test_an_annotation_on_the_deployment_instead_of_the_service_a"
         "ccount_is_named",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "SA_ANNOTATION_MISSPELLED", "serviceaccount", "error",
@@ -229,6 +242,7 @@ CATALOGUE: tuple[Entry, ...] = (
         " on the Deployment or pod instead of the ServiceAccount.",
         "Annotate the ServiceAccount with the right key and the value found; remove the wrong one.",
         "scenario:sa-not-annotated",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "SA_CLIENT_ID_MALFORMED", "serviceaccount", "error",
@@ -275,6 +289,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Add the label to the pod template.",
         "test:tests/harness/test_real_cluster_cases_lab.py::test_a_deployment_whose_template_lost_the_lab"
         "el_fails_a_default_run",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "POD_NOT_MUTATED", "pod", "error",
@@ -305,6 +320,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "fault:principal-id-annotated",
         "unit:tests/harness/test_live_pods.py::test_a_pod_created_before_the_client_id_changed_needs_a_re"
         "start",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "POD_CONTAINER_SKIPPED", "pod", "warning",
@@ -331,12 +347,14 @@ CATALOGUE: tuple[Entry, ...] = (
         "Add an exemption for the harness's pods, or adapt probe.* to the policy.",
         "test:tests/harness/test_admission_cases_lab.py::test_a_gatekeeper_denial_is_a_policy_rejection_n"
         "aming_the_webhook",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "POD_REJECTED_BY_QUOTA", "pod", "error",
         "A ResourceQuota refused the probe pod.",
         "Free quota or raise it in that namespace.",
         "test:tests/harness/test_admission_cases_lab.py::test_a_used_up_pod_quota_is_a_quota_rejection",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     # ------------------------------------------------------------------ probe
     _e(
@@ -441,6 +459,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "The token has no exp, or Entra found it outside its validity window (clock skew; AADSTS700024).",
         "Sync the node's and Entra's clocks (NTP); recreate the pod.",
         "fault:entra-clock-skew",
+        advice_only="a clock is repaired by its time sync (chrony, systemd-timesyncd), not by a command the "
+                    "harness can print; the printed kubectl debug only reads the node's time",
     ),
     _e(
         "TOKEN_LIFETIME_UNEXPECTED", "token", "warning",
@@ -495,9 +515,9 @@ CATALOGUE: tuple[Entry, ...] = (
         "APPLICATION_DISABLED", "identity", "error",
         "The application's service principal is disabled (AADSTS7000112).",
         "`az ad sp update --id <appId> --set accountEnabled=true`.",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
         "unit:tests/harness/test_checks.py::test_conditional_access_and_a_disabled_application_get_their_"
         "own_codes",
-        no_lab_fault="the lab's Entra does not disable service principals",
     ),
     _e(
         "FIC_MISSING", "federation", "error",
@@ -505,6 +525,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "`az identity federated-credential create` with the cluster's issuer and the ServiceAccount's "
         "subject.",
         "fault:fic-deleted",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "FIC_ISSUER_MISMATCH", "federation", "error",
@@ -512,6 +533,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "(AADSTS700211).",
         "`az identity federated-credential update --issuer <exact issuer URL>`.",
         "scenario:issuer-without-slash",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "FIC_SUBJECT_MISMATCH", "federation", "error",
@@ -519,6 +541,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "is named.",
         "Create a credential for the subject.",
         "scenario:wrong-subject",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "FIC_SUBJECT_CASE_MISMATCH", "federation", "error",
@@ -526,12 +549,14 @@ CATALOGUE: tuple[Entry, ...] = (
         "case-sensitive.",
         "Update that credential's subject to the exact case.",
         "fault:fic-subject-case",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "FIC_AUDIENCE_MISMATCH", "federation", "error",
         "The credential's audience is not api://AzureADTokenExchange (AADSTS700212).",
         "`az identity federated-credential update --audiences api://AzureADTokenExchange`.",
         "fault:fic-audience",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "FIC_LIMIT_REACHED", "federation", "warning",
@@ -549,6 +574,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "g_credential_and_with_the_attempts",
         "unit:tests/harness/test_wrong_identity_checks.py::test_without_the_annotations_fault_a_matching_young_"
         "credential_is_still_propagation",
+        advice_only="the credential is right: only time repairs it",
         no_lab_fault="the lab's propagation window is shorter than the probe's retries in its lab test, "
                      "which passes",
     ),
@@ -558,6 +584,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "The exchange failed with an answer the harness has no finer name for.",
         "Read the AADSTS code in the evidence.",
         no_lab_fault="every answer the lab's Entra gives has a finer code",
+        advice_only="an answer the harness has no name for has no known repair",
     ),
     _e(
         "EGRESS_BLOCKED", "entra", "error",
@@ -589,6 +616,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "unit:tests/harness/test_checks.py::test_conditional_access_and_a_disabled_application_get_their_"
         "own_codes",
         no_lab_fault="the lab's Entra has no Conditional Access",
+        advice_only="whether a security policy excludes the workload is its owner's decision; the printed az rest "
+                    "lists the enabled policies",
     ),
     _e(
         "EXCHANGE_WRONG_IDENTITY", "entra", "error",
@@ -609,6 +638,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "`az role assignment create --role 'Key Vault Secrets User'` (or Storage Blob Data Reader) at the"
         " resource.",
         "scenario:missing-role",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "ROLE_WRONG_SCOPE", "access", "error",
@@ -616,6 +646,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Assign the role at the target's scope.",
         "test:tests/harness/test_access_verdicts_lab.py::test_why_a_read_is_refused_is_told_apart_by_the_"
         "identitys_roles",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "ROLE_INSUFFICIENT", "access", "error",
@@ -623,6 +654,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Assign a data role (Key Vault Secrets User, Storage Blob Data Reader).",
         "test:tests/harness/test_access_verdicts_lab.py::test_why_a_read_is_refused_is_told_apart_by_the_"
         "identitys_roles",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "ROLE_PROPAGATION_PENDING", "access", "error",
@@ -630,6 +662,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Wait a few minutes and run again.",
         "test:tests/harness/test_access_verdicts_lab.py::test_why_a_read_is_refused_is_told_apart_by_the_"
         "identitys_roles",
+        advice_only="the assignment is right: only time repairs it",
     ),
     _e(
         "ACCESS_DENIED_UNEXPECTEDLY", "access", "error",
@@ -643,6 +676,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "A read expected to be denied was allowed: least privilege is broken.",
         "Remove the assignment that grants it.",
         "fault:deny-target-granted",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "DENY_NOT_PROVEN", "access", "warning",
@@ -658,6 +692,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Add the cluster's network to the vault's rules (or a private endpoint).",
         "test:tests/harness/test_access_verdicts_lab.py::test_network_rules_never_prove_a_deny_and_are_na"
         "med_on_allow_targets",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "STORAGE_FIREWALL", "access", "error",
@@ -665,6 +700,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Add the cluster's network to the account's rules.",
         "test:tests/harness/test_access_verdicts_lab.py::test_network_rules_never_prove_a_deny_and_are_na"
         "med_on_allow_targets",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "KEYVAULT_ACCESS_POLICY_MISSING", "access", "error",
@@ -672,6 +708,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "`az keyvault set-policy --secret-permissions get` (a role would not help).",
         "test:tests/harness/test_access_verdicts_lab.py::test_an_access_policy_vault_is_fixed_with_set_po"
         "licy",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "SECRET_NOT_FOUND", "access", "error",
@@ -694,6 +731,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "`az keyvault secret set-attributes --enabled true`.",
         "fault:secret-disabled",
         "unit:tests/harness/test_checks.py::test_only_authorization_refusals_prove_a_deny",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "ACCESS_TARGET_NOT_TRUSTED", "access", "error",
@@ -780,6 +818,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "A check raised an exception (a harness bug): the other checks still ran.",
         "Report it with run.json.",
         no_lab_fault="a bug, not a fault",
+        advice_only="a bug in the harness",
     ),
     # ------------------------------------------------------------------ inventory suite
     _e(
@@ -952,7 +991,9 @@ def render_markdown() -> str:
         if entry.no_lab_fault:
             reproduced += f" (no lab fault: {entry.no_lab_fault})"
         severity = entry.severity.replace("|", " or ")
-        cells = [f"`{entry.code}`", entry.layer, severity, entry.meaning, entry.fix, reproduced]
+        fix = f"Advice only, no command repairs it ({entry.advice_only}): {entry.fix}" if entry.advice_only \
+            else entry.fix
+        cells = [f"`{entry.code}`", entry.layer, severity, entry.meaning, fix, reproduced]
         lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -90,6 +90,9 @@ CATALOGUE: dict[int, AadstsCode] = dict([
        "OBS"),
     _c(7000222, "invalid_client", 401, "The provided client secret keys for app '{client_id}' are expired.",
        "OBS; status [unverified]"),
+    _c(7000112, "unauthorized_client", 400, "Application '{client_id}'({display_name}) is disabled.",
+       "OBS Worklytics/psoxy#74 (client credentials: unauthorized_client), MicrosoftDocs/azure-docs#28469; "
+       "status [unverified]"),
     _c(7000229, "invalid_client", 401,
        "The client application {client_id} is missing service principal in the tenant {tenant_id}. See "
        "instructions here: https://go.microsoft.com/fwlink/?linkid=2225119",

@@ -397,6 +397,8 @@ class EntraService:
 
         if isinstance(principal, AppRegistration) and not principal.has_service_principal:
             raise aadsts(7000229, client_id=principal.client_id, tenant_id=principal.tenant_id)
+        if isinstance(principal, AppRegistration) and not principal.service_principal_enabled:
+            raise aadsts(7000112, client_id=principal.client_id, display_name=principal.display_name)
         audience = self._resolve_resource(requested, tenant)
         roles = principal.graph_permissions if self._is_graph(audience) else ()
         token, expires_in = issue_access_token(self.lab, principal, audience, appidacr, roles)

@@ -105,6 +105,8 @@ class AppRegistration(Principal):
     client_secrets: dict[str, str] = field(default_factory=dict)
     object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     service_principal_created_at: float = field(default_factory=time.time)
+    # the service principal's accountEnabled (Graph PATCH; "Disabled" in the portal): Entra issues it no token
+    service_principal_enabled: bool = True
 
     @property
     def kind(self) -> str:

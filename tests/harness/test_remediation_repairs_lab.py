@@ -400,9 +400,9 @@ def _heal_namespace(w: World) -> None:
 APP_NAMESPACE = "wi-app"
 
 
-def _service_principal_deleted(w: World) -> None:
-    """What azwi serviceaccount create makes (an app, its service principal, a credential, the ServiceAccount),
-    then the service principal deleted (the enterprise application removed in the portal)."""
+def _app_workload(w: World) -> dict[str, Any]:
+    """What azwi serviceaccount create makes: an app, its service principal, a credential, the ServiceAccount;
+    the case's harness.yaml names that workload alone. The service principal is returned."""
     app = w.person.graph("POST", "/applications", {"displayName": "wi-harness-remediation-app"})
     w.app = app
     principal = w.person.graph("POST", "/servicePrincipals", {"appId": app["appId"]})
@@ -412,7 +412,17 @@ def _service_principal_deleted(w: World) -> None:
     w.kubectl(f"create namespace {APP_NAMESPACE}", f"create serviceaccount -n {APP_NAMESPACE} app-sa",
               f"annotate serviceaccount -n {APP_NAMESPACE} app-sa {CLIENT_ID}={app['appId']}")
     w.config_with({"namespace": APP_NAMESPACE, "service_account": "app-sa", "client_id": app["appId"]})
-    w.person.graph("DELETE", f"/servicePrincipals/{principal['id']}")
+    return principal
+
+
+def _service_principal_deleted(w: World) -> None:
+    """The enterprise application deleted in the portal: the app stays, its service principal is gone."""
+    w.person.graph("DELETE", f"/servicePrincipals/{_app_workload(w)['id']}")
+
+
+def _service_principal_disabled(w: World) -> None:
+    """The enterprise application's "Enabled for users to sign in" set to No (accountEnabled false)."""
+    w.person.graph("PATCH", f"/servicePrincipals/{_app_workload(w)['id']}", {"accountEnabled": False})
 
 
 def _heal_app(w: World) -> None:
@@ -522,6 +532,18 @@ def _patch_webhook(operation: dict[str, Any]) -> Callable[[World], None]:
     return breaks
 
 
+def _policy_denies_finance(w: World) -> None:
+    """Azure Policy (Gatekeeper) refusing new pods in finance. kubectl api-resources refreshes the person's
+    discovery cache, as it would be on a cluster whose Gatekeeper was installed long before."""
+    w.ctl("policy", "deny", "--namespace", "finance", "--message", "pods in finance need an approved image")
+    w.shell.must("kubectl api-resources -o name > /dev/null")
+
+
+def _quota_full(w: World) -> None:
+    """A ResourceQuota that allows no more pods in finance (its own pods already use what it allows)."""
+    w.kubectl("create quota wi-full -n finance --hard=pods=0")
+
+
 def _keep_the_chart(line: str) -> bool:
     """WEBHOOK_DUPLICATE: the test keeps the chart (the printed 'to keep the chart' option, az), not the add-on
     (helm uninstall: no helm here, and the lab's chart objects are not a Helm release)."""
@@ -542,6 +564,7 @@ CASES = [
     Case("SA_NOT_FOUND", _delete_sa, _heal_sa),
     Case("NAMESPACE_NOT_FOUND", _namespace_gone, _heal_namespace, where=f"{RESTORED}/backend-sa"),
     Case("SERVICE_PRINCIPAL_MISSING", _service_principal_deleted, _heal_app, where=f"{APP_NAMESPACE}/app-sa"),
+    Case("APPLICATION_DISABLED", _service_principal_disabled, _heal_app, where=f"{APP_NAMESPACE}/app-sa"),
     Case("POD_NOT_LABELLED", _unlabel_template, _heal_template),
     Case("POD_NOT_MUTATED", _unmutated_pods, _heal_annotation),
     Case("POD_STALE_CLIENT_ID", _stale_pods, _heal_annotation),
@@ -583,6 +606,14 @@ CASES = [
          where="run"),
     Case("WEBHOOK_OBJECT_SELECTOR_MISSING", _patch_webhook({"op": "remove", "path": "/webhooks/0/objectSelector"}),
          _heal_cluster, where="run"),
+    Case("POD_REJECTED_BY_POLICY", _policy_denies_finance, lambda w: w.ctl("policy", "clear"),
+         decision=Decision("exempt the namespace from the policy (an Azure Policy assignment's exclusion) or make "
+                           "the probe comply (probe.* in harness.yaml): the printed commands show which constraint "
+                           "refused it")),
+    Case("POD_REJECTED_BY_QUOTA", _quota_full,
+         lambda w: w.shell.must("kubectl delete resourcequota wi-full -n finance --ignore-not-found"),
+         decision=Decision("free or raise the namespace's quota, or fit probe.resources in harness.yaml within "
+                           "it: the printed describe shows which")),
     Case("WEBHOOK_NOT_INSTALLED", lambda w: w.ctl("webhook", "--mode", "absent"), _heal_cluster, where="run"),
     Case("WEBHOOK_DUPLICATE", lambda w: w.ctl("webhook", "--install", "both"), _heal_cluster, where="run",
          decision=Decision("keep the AKS add-on or the Helm chart, not both: the printed fix offers both; the test "
@@ -651,7 +682,9 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
         chosen = commands
     else:
         chosen = [line for line in commands if case.decision.run(line)]
-        assert blanks or len(chosen) < len(commands), f"{case.code}: no decision left in {printed}"
+        advised = [line for line in printed if not is_command(line)]  # a choice written as the fix's advice
+        assert blanks or len(chosen) < len(commands) or (advised and not case.decision.repairs), \
+            f"{case.code}: no decision left in {printed}"
 
     applied = shell.run(chosen)
     assert applied.returncode == 0, f"{case.code}: the printed fix failed:\n{chr(10).join(chosen)}\n" \

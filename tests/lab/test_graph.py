@@ -306,6 +306,34 @@ def test_an_app_registration_federated_through_graph_signs_in_with_workload_iden
     assert "AADSTS700213" in str(mismatch.value)
 
 
+def test_a_disabled_service_principal_gets_no_token_until_it_is_enabled_again(lab, kube_api, tmp_path) -> None:
+    """az ad sp update --id APPID --set accountEnabled=false|true: Graph PATCHes the one property; Entra refuses a
+    disabled application with AADSTS7000112 (unauthorized_client), as Worklytics/psoxy#74 captured it."""
+    app = new_app(lab)
+    namespace, service_account, sa_token = make_sa_and_token(kube_api, app["appId"])
+    fics = f"/applications(appId='{app['appId']}')/federatedIdentityCredentials"
+    subject = f"system:serviceaccount:{namespace}:{service_account}"
+    assert graph(lab, "POST", fics, body=fic_body("kube", lab.issuer_url, subject)).status_code == 201
+    token_file = tmp_path / "token"
+    token_file.write_text(sa_token)
+    sp = f"/servicePrincipals(appId='{app['appId']}')"
+
+    def sign_in() -> str:
+        return WorkloadIdentityCredential(tenant_id=lab.tenant_id, client_id=app["appId"],
+                                          token_file_path=str(token_file), authority=lab.authority_host
+                                          ).get_token(ARM_SCOPE).token
+
+    assert graph(lab, "PATCH", sp, body={"accountEnabled": False}).status_code == 204
+    assert graph(lab, "GET", sp).json()["accountEnabled"] is False
+    with pytest.raises(ClientAuthenticationError) as refused:
+        sign_in()
+    assert f"AADSTS7000112: Application '{app['appId']}'({app['displayName']}) is disabled." in str(refused.value)
+    assert "unauthorized_client" in str(refused.value)
+    assert_graph_error(graph(lab, "PATCH", sp, body={"accountEnabled": "no"}), 400, "Request_BadRequest")
+    assert graph(lab, "PATCH", sp, body={"accountEnabled": True}).status_code == 204
+    assert sign_in()
+
+
 def test_state_files_name_the_graph_endpoint_and_both_subscriptions(lab) -> None:
     env = dict(line.removeprefix("export ").split("=", 1) for line in (lab.state_dir / "env.sh").read_text().splitlines()
                if line.startswith("export "))

@@ -211,7 +211,20 @@ class Directory:
             raise errors.service_principal_name_taken(app_id)
         app.principal_id = new_guid()
         app.service_principal_created_at = self.clock()
+        app.service_principal_enabled = True
         return app
+
+    def update_service_principal(self, principal: Principal, body: dict[str, Any]) -> None:
+        """PATCH: the lab models accountEnabled of an application's service principal; other properties it
+        does not keep are accepted and ignored, as they change nothing Entra decides on here."""
+        if "accountEnabled" in body:
+            enabled = body["accountEnabled"]
+            if not isinstance(enabled, bool):
+                raise errors.invalid_property("accountEnabled", "ServicePrincipal")
+            if isinstance(principal, ManagedIdentity):
+                raise errors.insufficient_privileges()  # [UNV] ARM owns a managed identity's service principal
+            assert isinstance(principal, AppRegistration)
+            principal.service_principal_enabled = enabled
 
     def delete_service_principal(self, principal: Principal) -> None:
         if isinstance(principal, ManagedIdentity):

@@ -78,7 +78,7 @@ def service_principal(principal: Principal, names: list[str]) -> dict[str, Any]:
     return {
         "id": principal.principal_id,
         "deletedDateTime": None,
-        "accountEnabled": True,
+        "accountEnabled": principal.service_principal_enabled if isinstance(principal, AppRegistration) else True,
         "alternativeNames": ["isExplicit=True", principal.resource_id] if managed else [],
         "appDisplayName": None if managed else principal.display_name,
         "appDescription": None,

@@ -251,6 +251,9 @@ class GraphService:
             raise errors.unknown_segment(tail[0])
         if method == "GET":
             return self.respond(request, 200, {"@odata.context": f"{context}/$entity", **_service_principal(principal)})
+        if method == "PATCH":  # az ad sp update --set accountEnabled=...: the changed properties only
+            self.directory.update_service_principal(principal, await _json_body(request))
+            return self.respond(request, 204, None)
         _only(method, "DELETE")
         self.directory.delete_service_principal(principal)
         return self.respond(request, 204, None)
