@@ -36,6 +36,7 @@ from lab.kube import (
     gotypes,
     impersonation,
     issuer,
+    metrics,
     podstreams,
     reviews,
     streams,
@@ -371,6 +372,8 @@ class ApiServer:
             return await ephemeral.serve(self.lab, request, user, target.rt, target.namespace_or_empty, target.name)
         if target.subresource == eviction.SUBRESOURCE:
             return await eviction.serve(self, request, user, target)
+        if target.rt.group == metrics.GROUP:
+            return await metrics.serve(self, request, user, target)
         verb = verb_for(request.method, target, request.query)
         if target.subresource and verb not in SUBRESOURCE_VERBS.get(target.subresource, set()):
             raise method_not_allowed()

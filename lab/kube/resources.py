@@ -112,6 +112,9 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _type("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, short_names=("pdb",),
           subresources=("status",)),
     _type("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, short_names=("pc",)),
+    # metrics.k8s.io/v1beta1: metrics-server's API, computed per request (lab.kube.metrics)
+    _type("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", True, verbs=("get", "list")),
+    _type("metrics.k8s.io", "v1beta1", "nodes", "NodeMetrics", False, verbs=("get", "list")),
     # networking.k8s.io/v1: enforced for lab pods' egress by their relays (lab.egress)
     _type("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, short_names=("netpol",)),
     # coordination.k8s.io/v1: the kubelet's node Lease in kube-node-lease (lab.kube.node)

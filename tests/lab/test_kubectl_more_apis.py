@@ -211,3 +211,23 @@ def test_eviction_respects_the_pod_disruption_budget(kubectl: Kubectl, kube_api:
     wait_for(lambda: get(kubectl, "pdb", "guarded", *ns)["status"].get("disruptionsAllowed") == 1)
     core.create_namespaced_pod_eviction(victim, namespace, body)
     wait_for(lambda: victim not in ready_pods())
+
+
+def test_kubectl_top_pod_and_node(kubectl: Kubectl, namespace: str) -> None:
+    ns = ("-n", namespace)
+    kubectl("run", "busy", "--image=lab/python:3", *ns, "--", "-c",
+            "import time\nwhile True: sum(range(100000)); time.sleep(0.01)")
+    wait_for(lambda: get(kubectl, "pod", "busy", *ns)["status"].get("phase") == "Running")
+    top = kubectl("top", "pod", "busy", *ns).stdout.split("\n")
+    assert top[0].split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    name, cpu, memory = top[1].split()
+    assert name == "busy" and cpu.endswith("m") and memory.endswith("Mi") and int(memory[:-2]) > 0
+    containers = kubectl("top", "pod", "busy", "--containers", *ns).stdout.split("\n")[1].split()
+    assert containers[:2] == ["busy", "busy"]
+    missing = kubectl("top", "pod", "nothing-here", *ns, check=False)
+    assert 'podmetrics.metrics.k8s.io "nothing-here" not found' in missing.stderr
+
+    node = kubectl("top", "node").stdout.split("\n")
+    assert node[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+    assert node[1].split()[2].endswith("%")
+    kubectl("delete", "pod", "busy", "--grace-period=0", "--force", *ns)
