@@ -6,7 +6,8 @@ returns the Pod; PUT and PATCH (kubectl sends a strategic merge patch) may only 
 ``spec.ephemeralContainers``: every other change to the pod is ignored, an existing ephemeral container may not
 be changed or removed, a new one needs a unique name and an image, ``targetContainerName`` must name one of the
 pod's containers, and the fields an ephemeral container cannot have (ports, probes, lifecycle, resources)
-are refused; a strategic merge patch naming an existing one merges into it, which is a change. Authorization asks ``get``/``update``/``patch`` on ``pods/ephemeralcontainers``.
+are refused; a strategic merge patch naming an existing one merges into it, which is a change.
+Authorization asks ``get``/``update``/``patch`` on ``pods/ephemeralcontainers``.
 
 Kubelet (:func:`sync`): a new ephemeral container of a running pod is pulled and started like any container
 (restart policy Never) and reported in ``status.ephemeralContainerStatuses``; ``kubectl attach`` and

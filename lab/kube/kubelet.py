@@ -69,7 +69,7 @@ from urllib.parse import urlsplit
 
 from lab import tasks
 from lab.clock import rfc3339
-from lab.kube import ephemeral, errors, podenv, podsandbox, scheduler, tokens, volumes
+from lab.kube import ephemeral, errors, podenv, podsandbox, podstreams, scheduler, tokens, volumes
 from lab.kube.containerlogs import ContainerLog
 from lab.kube.events import EventRecorder
 from lab.kube.images import (
@@ -300,6 +300,7 @@ class PodWorker:
                             for c in self.spec.get("containers") or []]
         self.ephemeral_states: list[ContainerState] = []
         self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.ttys: dict[str, int] = {}  # container -> its terminal's master side (containers with tty: true)
         self.pumps: dict[str, list[asyncio.Task]] = {}
         self.transitions: dict[str, tuple[str, str]] = {}
         self.forced_phase: str | None = None
@@ -847,7 +848,7 @@ class PodWorker:
         spec = {"argv": launch.argv, "env": launch.env, "cwd": launch.cwd, "mounts": launch.mounts,
                 "user": launch.user, "traverse": launch.traverse, "status_fd": write_fd,
                 "sandbox": self.kubelet.sandbox.isolated, "stage": str(stage),
-                "hostname": launch.env.get("HOSTNAME", self.name)}
+                "hostname": launch.env.get("HOSTNAME", self.name), "tty": bool(cs.spec.get("tty"))}
         manifests = getattr(self.lab, "pod_manifests", None)  # stand-in labs in tests serve no unix sockets
         if self.kubelet.sandbox.network and manifests is not None:
             spec["network"] = {"manifest": str(manifests.path(self.pod))}
@@ -856,22 +857,37 @@ class PodWorker:
         with os.fdopen(fd, "w") as handle:
             json.dump(spec, handle)
         logs = self.new_log(cs)
+        # stdin: true keeps stdin open for ``kubectl attach -i`` / ``run -i``; tty: true gives the container a
+        # terminal (lab.kube.podstreams writes to and resizes it)
+        stdin = asyncio.subprocess.PIPE if cs.spec.get("stdin") else asyncio.subprocess.DEVNULL
+        stdio: dict[str, Any] = {"stdin": stdin, "stdout": asyncio.subprocess.PIPE,
+                                 "stderr": asyncio.subprocess.PIPE}
+        master = slave = None
+        if cs.spec.get("tty"):
+            master, slave = os.openpty()
+            os.set_blocking(master, False)
+            stdio = {"stdin": slave if cs.spec.get("stdin") else asyncio.subprocess.DEVNULL, "stdout": slave,
+                     "stderr": slave}
         try:
             proc = await asyncio.create_subprocess_exec(
-                # stdin: true keeps a pipe open for ``kubectl attach -i`` / ``run -i`` (lab.kube.podstreams)
-                *self.kubelet.sandbox.argv(str(spec_path)),
-                stdin=asyncio.subprocess.PIPE if cs.spec.get("stdin") else asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, pass_fds=(write_fd,),
+                *self.kubelet.sandbox.argv(str(spec_path)), **stdio, pass_fds=(write_fd,),
                 start_new_session=True, env={"PATH": os.environ.get("PATH", os.defpath)},
             )
         except OSError as exc:
             os.close(read_fd)
+            if master is not None:
+                os.close(master)
             return podsandbox.START_ERROR_PREFIX + f"{exc}: unknown"
         finally:
             os.close(write_fd)
+            if slave is not None:
+                os.close(slave)
         self.procs[cs.name] = proc
-        self.pumps[cs.name] = [spawn(self._pump(proc.stdout, logs)),
-                               spawn(self._pump(proc.stderr, logs))]
+        if master is not None:
+            self.ttys[cs.name] = master
+            self.pumps[cs.name] = [spawn(self._pump_tty(master, logs))]
+        else:
+            self.pumps[cs.name] = [spawn(self._pump(proc.stdout, logs)), spawn(self._pump(proc.stderr, logs))]
         report = await self._read_status(read_fd)
         if report:
             await proc.wait()
@@ -920,6 +936,13 @@ class PodWorker:
             _, pending = await asyncio.wait(pumps, timeout=timeout)
             for task in pending:
                 task.cancel()
+        master = self.ttys.pop(name, None)
+        if master is not None:
+            os.close(master)
+
+    async def _pump_tty(self, master: int, sink: bytearray) -> None:
+        async for chunk in podstreams.pty_chunks(master):
+            sink.extend(chunk)
 
     async def wait_exit(self, cs: ContainerState) -> int:
         proc = self.procs[cs.name]

@@ -348,12 +348,12 @@ def launch(spec: dict[str, Any]) -> None:
             os.setuid(user["uid"])
     except OSError as exc:
         fail("StartError", f"setting user {user}: {exc.strerror}: unknown")
-    if spec.get("tty"):  # an exec with a terminal: the pty on fd 0 becomes the controlling terminal
+    if spec.get("tty"):  # a container or exec with a terminal (on stdout at least): its controlling terminal
         import fcntl
         import termios
 
         with contextlib.suppress(OSError):
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            fcntl.ioctl(1, termios.TIOCSCTTY, 0)
     cwd = spec.get("cwd") or "/"
     try:
         os.chdir(cwd)

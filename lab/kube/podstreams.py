@@ -30,7 +30,8 @@ namespace to enter; exec then starts a fresh sandbox made from the same containe
 same mountPaths, same env, user and working directory, a network namespace of its own).
 
 Attach streams what the container writes from now on (stdout and stderr together on stdout: the kubelet
-keeps one log buffer per container) and, for a container with ``stdin: true``, forwards stdin to it.
+keeps one log buffer per container) and, for a container with ``stdin: true``, forwards stdin to it (to its
+terminal when the container has ``tty: true``, which the kubelet then gives it; resize events resize it).
 
 Port-forward: :mod:`lab.kube.portforward`.
 """
@@ -414,7 +415,8 @@ async def _pump_reader(reader: asyncio.StreamReader | None, sock: Channels, chan
         await sock.send(channel, chunk)
 
 
-async def _pump_master(master: int, sock: Channels) -> None:
+async def pty_chunks(master: int) -> AsyncIterator[bytes]:
+    """What a terminal's programs write, read from its (non-blocking) master side until every slave is closed."""
     loop = asyncio.get_running_loop()
     readable = asyncio.Event()
     loop.add_reader(master, readable.set)
@@ -430,12 +432,17 @@ async def _pump_master(master: int, sock: Channels) -> None:
                 return
             if not chunk:
                 return
-            await sock.send(STDOUT, chunk)
+            yield chunk
     finally:
         loop.remove_reader(master)
 
 
-async def _write_master(master: int, data: bytes) -> None:
+async def _pump_master(master: int, sock: Channels) -> None:
+    async for chunk in pty_chunks(master):
+        await sock.send(STDOUT, chunk)
+
+
+async def write_master(master: int, data: bytes) -> None:
     while data:
         try:
             written = os.write(master, data)
@@ -479,7 +486,7 @@ def _stdin_handlers(proc: asyncio.subprocess.Process, master: int | None
         if closed:
             return
         if master is not None:
-            await _write_master(master, data)
+            await write_master(master, data)
         elif proc.stdin is not None:
             with contextlib.suppress(ConnectionError):
                 proc.stdin.write(data)
@@ -492,7 +499,7 @@ def _stdin_handlers(proc: asyncio.subprocess.Process, master: int | None
         closed = True
         if master is not None:
             with contextlib.suppress(OSError):
-                await _write_master(master, b"\x04")  # a terminal's end of input
+                await write_master(master, b"\x04")  # a terminal's end of input
         elif proc.stdin is not None:
             with contextlib.suppress(ConnectionError, OSError):
                 proc.stdin.close()
@@ -553,21 +560,36 @@ async def run_attach(lab: Lab, worker: PodWorker, cs: ContainerState, options: S
                      sock: Channels) -> Obj:
     key = (worker.namespace, worker.name, cs.name)
     proc = worker.procs.get(cs.name)
+    master = worker.ttys.get(cs.name)  # the container's terminal, when it has tty: true
     logs = lab.kube.pod_logs.get(key)
     offset = len(logs) if logs is not None else 0
 
     async def write(data: bytes) -> None:
-        if options.stdin and proc is not None and proc.stdin is not None:
+        if not (options.stdin and cs.spec.get("stdin")):
+            return
+        if master is not None:
+            with contextlib.suppress(OSError):
+                await write_master(master, data)
+        elif proc is not None and proc.stdin is not None:
             with contextlib.suppress(ConnectionError):
                 proc.stdin.write(data)
                 await proc.stdin.drain()
 
     async def close() -> None:
-        if cs.spec.get("stdinOnce") and proc is not None and proc.stdin is not None:
+        if not cs.spec.get("stdinOnce"):
+            return
+        if master is not None:
+            with contextlib.suppress(OSError):
+                await write_master(master, b"\x04")  # a terminal's end of input
+        elif proc is not None and proc.stdin is not None:
             with contextlib.suppress(ConnectionError, OSError):
                 proc.stdin.close()
 
-    client = asyncio.ensure_future(read_client(sock, write, close, lambda _p: None))
+    def resize(payload: bytes) -> None:
+        if options.tty:
+            _resize(master, payload)
+
+    client = asyncio.ensure_future(read_client(sock, write, close, resize))
     async def flush() -> None:
         nonlocal logs, offset
         current = lab.kube.pod_logs.get(key)
@@ -590,7 +612,5 @@ async def run_attach(lab: Lab, worker: PodWorker, cs: ContainerState, options: S
             await asyncio.sleep(ATTACH_POLL_SECONDS)
     finally:
         client.cancel()
-        if cs.spec.get("stdinOnce") and proc is not None and proc.stdin is not None:
-            with contextlib.suppress(ConnectionError, OSError):
-                proc.stdin.close()
+        await close()
     return SUCCESS

@@ -42,7 +42,13 @@ spec:
     image: lab/python:3
     workingDir: /data
     env: [{{name: GREETING, value: hello-from-spec}}]
-    args: ["-c", "import http.server, os; open('/data/marker', 'w').write('ready'); os.chdir('/data'); http.server.ThreadingHTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()"]
+    args:
+    - -c
+    - |
+      import http.server, os
+      open('/data/marker', 'w').write('ready')
+      os.chdir('/data')
+      http.server.ThreadingHTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()
     volumeMounts: [{{name: data, mountPath: /data}}]
   - name: idle
     image: myacr.azurecr.io/finance/backend:1.0
@@ -255,7 +261,7 @@ def test_kubectl_port_forward(kubeconfig: Path, web: tuple[str, int], tmp_path: 
     try:
         assert proc.stdout is not None
         lines = [proc.stdout.readline() for _ in range(2)]
-        assert lines[0] == f"Forwarding from 127.0.0.1:{local} -> {port}\n", (lines, proc.stderr.read() if proc.stderr else "")
+        assert lines[0] == f"Forwarding from 127.0.0.1:{local} -> {port}\n", lines
         for _ in range(2):  # one connection after another over the same tunnel
             with urllib.request.urlopen(f"http://127.0.0.1:{local}/marker", timeout=10) as response:
                 assert response.read() == b"ready"
@@ -321,6 +327,19 @@ def test_python_client_stream_exec_tty_and_portforward(kube_api: Any, web: tuple
         stream(core.connect_get_namespaced_pod_exec, "web", namespace, container="nope", command=["true"],
                stdout=True)
     assert "400 Bad Request" in str(refused.value) and "container nope is not valid for pod web" in str(refused.value)
+    container = {"name": "c", "image": "busybox:1.37", "stdin": True, "tty": True,
+                 "command": ["sh", "-c", "read line; echo got:$line; test -t 1 && echo on-a-tty; stty size; sleep 1"]}
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "term"},
+                                           "spec": {"restartPolicy": "Never", "containers": [container]}})
+    wait_for(lambda: core.read_namespaced_pod("term", namespace).status.phase == "Running")
+    attached = stream(core.connect_get_namespaced_pod_attach, "term", namespace, stdin=True, stdout=True,
+                      tty=True, _preload_content=False)
+    attached.write_channel(RESIZE_CHANNEL, json.dumps({"Width": 90, "Height": 30}))
+    time.sleep(0.2)
+    attached.write_stdin("hello\n")
+    attached.run_forever(timeout=10)
+    shown = attached.read_stdout()
+    assert "got:hello\r\non-a-tty\r\n30 90" in shown, shown  # the terminal's line endings, resized
     forward = portforward(core.connect_get_namespaced_pod_portforward, "web", namespace, ports=str(port))
     sock = forward.socket(port)
     sock.settimeout(10)
