@@ -96,7 +96,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         categories=("all",),
         subresources=("status", "scale"),
     ),
-    # batch/v1 (stored only: the lab has no Job controller)
+    # batch/v1: Jobs run by lab.kube.jobs; CronJobs stored only (no CronJob controller)
     _type("batch", "v1", "jobs", "Job", True, categories=("all",), subresources=("status",)),
     _type(
         "batch",
