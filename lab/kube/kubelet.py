@@ -46,7 +46,10 @@ per-container root ``pods/<ns>/<pod>/rootfs/<container>/`` with symlinks at the 
 name a path under a mountPath are rewritten to it, and the pod gets a Warning Event ``LabSandboxFallback``.
 
 stdout and stderr are appended to ``KubeCluster.pod_logs[(ns, pod, container)]`` as the process writes
-them (the current run of the container only, as ``kubectl logs`` shows).
+them (the current run of the container only, as ``kubectl logs`` shows). A container with ``stdin: true``
+keeps its stdin open for ``kubectl attach``; one with ``tty: true`` runs on a terminal whose output is its log.
+Ephemeral containers (:mod:`lab.kube.ephemeral`) start when a running pod gains them. Exec, attach and
+port-forward: :mod:`lab.kube.podstreams`.
 """
 
 from __future__ import annotations
