@@ -31,6 +31,7 @@ from lab.kube import (
     discovery,
     ephemeral,
     errors,
+    events_v1,
     eviction,
     fieldvalidation,
     gotypes,
@@ -374,6 +375,8 @@ class ApiServer:
             return await eviction.serve(self, request, user, target)
         if target.rt.group == metrics.GROUP:
             return await metrics.serve(self, request, user, target)
+        if target.rt.group == events_v1.GROUP:
+            return await events_v1.serve(self, request, user, target)
         verb = verb_for(request.method, target, request.query)
         if target.subresource and verb not in SUBRESOURCE_VERBS.get(target.subresource, set()):
             raise method_not_allowed()

@@ -112,6 +112,9 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     _type("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, short_names=("pdb",),
           subresources=("status",)),
     _type("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", False, short_names=("pc",)),
+    # events.k8s.io/v1: a view of the core/v1 Events (lab.kube.events_v1)
+    _type("events.k8s.io", "v1", "events", "Event", True, short_names=("ev",),
+          verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
     # metrics.k8s.io/v1beta1: metrics-server's API, computed per request (lab.kube.metrics)
     _type("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", True, verbs=("get", "list")),
     _type("metrics.k8s.io", "v1beta1", "nodes", "NodeMetrics", False, verbs=("get", "list")),

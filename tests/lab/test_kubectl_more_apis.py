@@ -231,3 +231,40 @@ def test_kubectl_top_pod_and_node(kubectl: Kubectl, namespace: str) -> None:
     assert node[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
     assert node[1].split()[2].endswith("%")
     kubectl("delete", "pod", "busy", "--grace-period=0", "--force", *ns)
+
+
+def test_events_k8s_io_is_the_same_events_in_the_newer_shape(kubectl: Kubectl, namespace: str) -> None:
+    ns = ("-n", namespace)
+    kubectl("run", "noted", f"--image={IDLE_IMAGE}", *ns)
+    wait_for(lambda: any(e["reason"] == "Started" and e["involvedObject"]["name"] == "noted"
+                         for e in get(kubectl, "events", *ns)["items"]))
+    newer = get(kubectl, "events.v1.events.k8s.io", *ns)
+    started = next(e for e in newer["items"] if e["reason"] == "Started" and e["regarding"]["name"] == "noted")
+    assert started["apiVersion"] == "events.k8s.io/v1"
+    assert started["regarding"]["name"] == "noted" and started["reportingController"] == "kubelet"
+    assert started["note"].startswith("Started container") and "message" not in started
+
+    incomplete = kubectl("create", *ns, "-f", "-", check=False, input="""\
+apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: by-hand}
+note: rehearsal
+""")
+    assert incomplete.returncode != 0
+    assert 'The Event "by-hand" is invalid: \n* eventTime: Required value\n* reportingController' in incomplete.stderr
+    kubectl("create", *ns, "-f", "-", input="""\
+apiVersion: events.k8s.io/v1
+kind: Event
+metadata: {name: by-hand}
+eventTime: "2026-01-01T00:00:00.000000Z"
+reportingController: example.com/rehearsal
+reportingInstance: rehearsal-1
+action: Checked
+reason: Rehearsed
+note: rehearsal
+type: Normal
+regarding: {kind: Pod, name: noted, namespace: NAMESPACE}
+""".replace("NAMESPACE", namespace))
+    core = get(kubectl, "event", "by-hand", *ns)
+    assert (core["message"], core["reportingComponent"], core["involvedObject"]["name"]) == (
+        "rehearsal", "example.com/rehearsal", "noted")
