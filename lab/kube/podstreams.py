@@ -93,30 +93,6 @@ def _flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "").lower() in ("true", "1")
 
 
-def _go_list(names: list[str]) -> str:
-    return "[" + " ".join(names) + "]"
-
-
-def choose_container(pod: Obj, requested: str) -> str:
-    """The container a stream is for, with the API server's errors (registry/core/pod strategy streamLocation)."""
-    spec, name = pod.get("spec") or {}, pod["metadata"]["name"]
-    containers = [c.get("name", "") for c in spec.get("containers") or []]
-    init_containers = [c.get("name", "") for c in spec.get("initContainers") or []]
-    ephemeral = [c.get("name", "") for c in spec.get("ephemeralContainers") or []]
-    if requested:
-        if requested not in containers + init_containers + ephemeral:
-            raise errors.bad_request(f"container {requested} is not valid for pod {name}")
-        return requested
-    if len(containers) == 1:
-        return containers[0]
-    if not containers:
-        raise errors.bad_request(f"a container name must be specified for pod {name}")
-    message = f"a container name must be specified for pod {name}, choose one of: {_go_list(containers)}"
-    if init_containers:
-        message += f" or one of the init containers: {_go_list(init_containers)}"
-    raise errors.bad_request(message)
-
-
 class KubeletRefusal(Exception):
     """The kubelet's refusal before the upgrade: plain text, which kubectl prints after
     ``unable to upgrade connection: ``."""
@@ -222,7 +198,7 @@ def exit_status(command: list[str], code: int) -> Obj:
     """The kubelet's Status for a command that exited non-zero (remotecommand NonZeroExitCode)."""
     return {"metadata": {}, "status": "Failure",
             "message": f"command terminated with non-zero exit code: error executing command "
-                       f"{_go_list(command)}, exit code {code}",
+                       f"[{' '.join(command)}], exit code {code}",
             "reason": "NonZeroExitCode", "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]}}
 
 
@@ -256,7 +232,7 @@ async def _serve(lab: Lab, request: web.Request, rt: Any, namespace: str, name: 
 
         return await portforward.serve(lab, request, pod)
     options = StreamOptions.from_query(request)
-    container = choose_container(pod, request.query.get("container", ""))
+    container = streams.choose_container(pod, request.query.get("container", ""))
     if subresource == "exec" and not options.command:
         # unverified: the server's wording; this is the text kubectl itself gives before it ever asks
         raise errors.bad_request("you must specify at least one command for the container")

@@ -211,12 +211,15 @@ def choose_container(pod: Obj, requested: str) -> str:
     spec, name = pod.get("spec") or {}, pod["metadata"]["name"]
     containers = [c.get("name", "") for c in spec.get("containers") or []]
     init_containers = [c.get("name", "") for c in spec.get("initContainers") or []]
+    ephemeral = [c.get("name", "") for c in spec.get("ephemeralContainers") or []]
     if requested:
-        if requested not in containers + init_containers:
+        if requested not in containers + init_containers + ephemeral:
             raise errors.bad_request(f"container {requested} is not valid for pod {name}")
         return requested
     if len(containers) == 1:
         return containers[0]
+    if not containers:
+        raise errors.bad_request(f"a container name must be specified for pod {name}")
     message = f"a container name must be specified for pod {name}, choose one of: {_go_list(containers)}"
     if init_containers:
         message += f" or one of the init containers: {_go_list(init_containers)}"
@@ -225,7 +228,8 @@ def choose_container(pod: Obj, requested: str) -> str:
 
 def _container_status(pod: Obj, container: str) -> dict[str, Any] | None:
     status = pod.get("status") or {}
-    for entry in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+    for entry in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or []),
+                  *(status.get("ephemeralContainerStatuses") or [])]:
         if entry.get("name") == container:
             return entry
     return None

@@ -237,6 +237,7 @@ def test_kubectl_debug_adds_an_ephemeral_container_and_attaches(kubectl: Kubectl
     status = wait_for(lambda: json.loads(kubectl("get", "pod", "web", "-n", namespace, "-o", "json").stdout)
                       ["status"]["ephemeralContainerStatuses"][0]["state"].get("terminated"))
     assert status["exitCode"] == 0
+    assert kubectl("logs", "web", "-n", namespace, "-c", "dbg").stdout == "debug ping\nenv:\n"
     refused = kubectl("debug", "web", "-n", namespace, "--image=busybox:1.37", "--target=nope", "--", "true",
                       check=False)
     assert ('The Pod "web" is invalid: spec.ephemeralContainers[1].targetContainerName: Not found: "nope"'
@@ -328,7 +329,7 @@ def test_python_client_stream_exec_tty_and_portforward(kube_api: Any, web: tuple
                stdout=True)
     assert "400 Bad Request" in str(refused.value) and "container nope is not valid for pod web" in str(refused.value)
     container = {"name": "c", "image": "busybox:1.37", "stdin": True, "tty": True,
-                 "command": ["sh", "-c", "read line; echo got:$line; test -t 1 && echo on-a-tty; stty size; sleep 1"]}
+                 "command": ["sh", "-c", "read line; echo got:$line; test -t 1 && echo on-a-tty; stty size"]}
     core.create_namespaced_pod(namespace, {"metadata": {"name": "term"},
                                            "spec": {"restartPolicy": "Never", "containers": [container]}})
     wait_for(lambda: core.read_namespaced_pod("term", namespace).status.phase == "Running")
@@ -350,3 +351,7 @@ def test_python_client_stream_exec_tty_and_portforward(kube_api: Any, web: tuple
     sock.close()
     assert received.startswith(b"HTTP/1.0 200") and received.endswith(b"ready")
     assert forward.error(port) is None
+    refused = portforward(core.connect_get_namespaced_pod_portforward, "web", namespace, ports=str(port + 1))
+    assert refused.socket(port + 1).recv(1) == b""
+    wait_for(lambda: refused.error(port + 1))
+    assert f"dial tcp4 127.0.0.1:{port + 1}: connect: connection refused" in refused.error(port + 1)
