@@ -17,15 +17,23 @@ updates and Recreate, scaling events, history cleanup and the status ``kubectl r
 - Status: replicas (pods of all its ReplicaSets), updatedReplicas, ready/available, unavailableReplicas, and the
   Available and Progressing conditions with the controller's reasons and messages.
 
-Not modelled: ``progressDeadlineSeconds`` running out (ProgressDeadlineExceeded), paused Deployments' special
-cases beyond not rolling, proportional scaling of several active ReplicaSets, minReadySeconds.
+- A rollout that makes no progress for ``progressDeadlineSeconds`` gets Progressing False
+  ``ProgressDeadlineExceeded`` (``kubectl rollout status``: ``exceeded its progress deadline``); the controller
+  looks again when the deadline would pass, as requeueStuckDeployment does.
+
+Not modelled: paused Deployments' special cases beyond not rolling, proportional scaling of several active
+ReplicaSets, minReadySeconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import logging
 import math
 import secrets
+import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from lab.clock import rfc3339
@@ -35,6 +43,9 @@ from lab.kube.store import Obj, ResourceType, Store
 if TYPE_CHECKING:
     from lab.runtime import Lab
 
+log = logging.getLogger("lab.kube.rollout")
+_REQUEUES: dict[tuple[int, str, str], asyncio.TimerHandle] = {}  # one pending look per Deployment
+
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
@@ -43,6 +54,15 @@ MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 # annotations the controller keeps off the ReplicaSet it copies the Deployment's annotations to
 NOT_COPIED = {"kubectl.kubernetes.io/last-applied-configuration", REVISION, REVISION_HISTORY, DESIRED_REPLICAS,
               MAX_REPLICAS, "deprecated.deployment.rollback.to"}
+
+
+def _age_seconds(timestamp: str | None) -> float:
+    if not timestamp:
+        return 0.0
+    try:
+        return time.time() - datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def revision_of(obj: Obj) -> int:
@@ -270,7 +290,19 @@ class DeploymentController:
         previous = {c["type"]: c for c in (deployment.get("status") or {}).get("conditions") or []}
         conditions = [self.available_condition(previous, available >= desired - max_unavailable)]
         if new is not None:
-            conditions.append(self.progressing_condition(previous, new, owned, desired, updated, available, actual))
+            old_status = deployment.get("status") or {}
+            # deploymentutil.DeploymentProgressing: more updated/ready/available pods or fewer old ones
+            progressed = (updated > old_status.get("updatedReplicas", 0)
+                          or actual - updated < old_status.get("replicas", 0) - old_status.get("updatedReplicas", 0)
+                          or ready > old_status.get("readyReplicas", 0)
+                          or available > old_status.get("availableReplicas", 0))
+            complete = (updated == desired and actual == updated and available >= updated
+                        and _replicas(new) == desired)
+            condition = self.progressing_condition(previous, new, complete, progressed,
+                                                   int(spec.get("progressDeadlineSeconds", 600)))
+            conditions.append(condition)
+            if not complete and condition["status"] == "True":
+                self.requeue(deployment, condition, int(spec.get("progressDeadlineSeconds", 600)))
         status["conditions"] = conditions
         if deployment.get("status") != status:
             self.store.replace(deployments, {**deployment, "status": status}, check_version=False)
@@ -293,20 +325,46 @@ class DeploymentController:
         return self._condition(previous, "Available", "False", "MinimumReplicasUnavailable",
                                "Deployment does not have minimum availability.")
 
-    def progressing_condition(self, previous: dict[str, Obj], new: Obj, owned: list[Obj], desired: int,
-                              updated: int, available: int, actual: int) -> Obj:
+    def progressing_condition(self, previous: dict[str, Obj], new: Obj, complete: bool, progressed: bool,
+                              deadline: int) -> Obj:
+        """syncRolloutStatus: complete, just created, progressing (lastUpdateTime moves), or timed out once
+        progressDeadlineSeconds pass without progress."""
         name = new["metadata"]["name"]
-        complete = (updated == desired and actual == updated and available >= updated
-                    and _replicas(new) == desired)
+        before = previous.get("Progressing") or {}
         if complete:
             return self._condition(previous, "Progressing", "True", "NewReplicaSetAvailable",
                                    f'ReplicaSet "{name}" has successfully progressed.')
-        before = previous.get("Progressing") or {}
         if f'"{name}"' not in before.get("message", ""):  # this ReplicaSet was just made
             return self._condition(previous, "Progressing", "True", "NewReplicaSetCreated",
                                    f'Created new replica set "{name}"')
-        return self._condition(previous, "Progressing", "True", "ReplicaSetUpdated",
-                               f'ReplicaSet "{name}" is progressing.')
+        if progressed:
+            now = rfc3339()
+            return {**self._condition(previous, "Progressing", "True", "ReplicaSetUpdated",
+                                      f'ReplicaSet "{name}" is progressing.'), "lastUpdateTime": now}
+        if before.get("reason") == "ProgressDeadlineExceeded" or _age_seconds(before.get("lastUpdateTime")) > deadline:
+            return self._condition(previous, "Progressing", "False", "ProgressDeadlineExceeded",
+                                   f'ReplicaSet "{name}" has timed out progressing.')
+        return dict(before)
+
+    def requeue(self, deployment: Obj, condition: Obj, deadline: int) -> None:
+        """requeueStuckDeployment: look again when the deadline would pass without progress."""
+        meta = deployment["metadata"]
+        delay = max(0.0, deadline - _age_seconds(condition.get("lastUpdateTime"))) + 1.0
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        def again() -> None:
+            try:
+                self.reconcile(meta["namespace"], meta["name"])
+            except Exception:  # a controller never takes the API server down
+                log.exception("deployment controller: requeue of %s/%s", meta["namespace"], meta["name"])
+
+        key = (id(self.store), meta["namespace"], meta["name"])
+        if key in _REQUEUES:
+            _REQUEUES[key].cancel()
+        _REQUEUES[key] = loop.call_later(delay, again)
 
     # -- events
 

@@ -307,6 +307,20 @@ def test_rollout_revisions_history_undo_and_scaling(kubectl, lab, lab_thread, na
     assert "CONTAINERS" in wide and "busybox:1.36" in wide and "app=web,pod-template-hash=" in wide
 
 
+def test_a_rollout_that_makes_no_progress_exceeds_its_deadline(kubectl, namespace: str) -> None:
+    stuck = WEB.format(ns=namespace).replace('image: "busybox"', 'image: "myacr.azurecr.io/nothing:1"').replace(
+        "  replicas: 1\n", "  replicas: 1\n  progressDeadlineSeconds: 2\n")
+    kubectl("apply", "-f", "-", input=stuck)
+    status = kubectl("rollout", "status", "deploy/web", "-n", namespace, "--timeout=20s", check=False)
+    assert status.returncode == 1
+    assert 'error: deployment "web" exceeded its progress deadline' in status.stderr
+    conditions = {c["type"]: c for c in as_json(kubectl, "get", "deploy", "web", "-n", namespace)["status"]
+                  ["conditions"]}
+    assert (conditions["Progressing"]["status"], conditions["Progressing"]["reason"]) == (
+        "False", "ProgressDeadlineExceeded")
+    assert conditions["Progressing"]["message"].endswith("has timed out progressing.")
+
+
 # ---------------------------------------------------------------- the node
 
 
