@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from lab.kube import errors, podsandbox, spdystreams, streams
+from lab.kube import errors, podenv, podsandbox, spdystreams, streams
 from lab.kube.authz import Attributes, require
 from lab.kube.images import ImageConfig, parse_image, resolve_image
 
@@ -300,33 +300,51 @@ def _image(lab: Lab, cs: ContainerState) -> tuple[str, ImageConfig]:
 def exec_spec(lab: Lab, worker: PodWorker, cs: ContainerState, command: list[str], tty: bool,
               status_fd: int) -> tuple[list[str], Obj, Path]:
     """The argv that runs ``command`` in the container, the launcher spec, and the directory it is written to."""
-    kind, image = _image(lab, cs)
-    launch = worker.launch_spec(cs, image)
     sandbox = worker.kubelet.sandbox
     cdir = worker.dir / "containers" / cs.name
-    exec_id = uuid.uuid4().hex
-    spec: Obj = {"argv": command, "env": launch.env, "cwd": launch.cwd, "user": launch.user,
-                 "status_fd": status_fd, "tty": tty, "sandbox": False}
-    proc = worker.procs.get(cs.name)
-    if proc is not None and sandbox.isolated:
-        argv = exec_argv(proc.pid, sandbox)
-    else:
-        # no process to enter (an idle image) or no namespaces at all: a sandbox of its own from the same spec
-        if not sandbox.isolated:
-            worker._fallback_paths(cs, launch)
-            spec.update(env=launch.env, cwd=launch.cwd, user=None)
-            argv = sandbox.argv("")[:-1]
-        else:
-            stage = cdir / f"exec-{exec_id}"
-            stage.mkdir(parents=True, exist_ok=True)
-            spec.update(sandbox=True, stage=str(stage), mounts=launch.mounts, traverse=launch.traverse,
-                        hostname=launch.env.get("HOSTNAME", worker.name))
-            manifests = getattr(lab, "pod_manifests", None)
-            if sandbox.network and manifests is not None:
-                spec["network"] = {"manifest": str(manifests.path(worker.pod))}
-            argv = sandbox.argv("")[:-1]
     cdir.mkdir(parents=True, exist_ok=True)
-    return argv, spec, cdir / f"exec-{exec_id}.json"
+    exec_id = uuid.uuid4().hex
+    spec: Obj = {"argv": command, "status_fd": status_fd, "tty": tty, "sandbox": False}
+    proc = worker.procs.get(cs.name)
+    started_env = _process_env(proc.pid) if proc is not None and proc.returncode is None else None
+    if proc is not None and started_env is not None:
+        # a running process: the environment it started with (the runtime execs with the container's process
+        # spec, not with what its ConfigMaps say now), the container's user and working directory
+        workdir = os.path.normpath("/" + (cs.spec.get("workingDir") or "/").lstrip("/"))
+        spec.update(env=started_env, user=worker._user(cs.spec), cwd=workdir)
+        if sandbox.isolated:
+            return exec_argv(proc.pid, sandbox), spec, cdir / f"exec-{exec_id}.json"
+        with contextlib.suppress(OSError):  # no namespaces: a host process, beside the container in its directory
+            spec.update(cwd=os.readlink(f"/proc/{proc.pid}/cwd"), user=None)
+        return sandbox.argv("")[:-1], spec, cdir / f"exec-{exec_id}.json"
+    # no process to enter (an idle image): a sandbox of its own made from the same container spec
+    kind, image = _image(lab, cs)
+    launch = worker.launch_spec(cs, image)
+    if not sandbox.isolated:
+        worker._fallback_paths(cs, launch)
+    spec.update(env=launch.env, cwd=launch.cwd, user=launch.user)
+    if sandbox.isolated:
+        stage = cdir / f"exec-{exec_id}"
+        stage.mkdir(parents=True, exist_ok=True)
+        spec.update(sandbox=True, stage=str(stage), mounts=launch.mounts, traverse=launch.traverse,
+                    hostname=launch.env.get("HOSTNAME", worker.name))
+        manifests = getattr(lab, "pod_manifests", None)
+        if sandbox.network and manifests is not None:
+            spec["network"] = {"manifest": str(manifests.path(worker.pod))}
+    return sandbox.argv("")[:-1], spec, cdir / f"exec-{exec_id}.json"
+
+
+def _process_env(pid: int) -> dict[str, str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    env = {}
+    for item in raw.split(b"\0"):
+        name, sep, value = item.partition(b"=")
+        if sep and name:
+            env[os.fsdecode(name)] = os.fsdecode(value)
+    return env
 
 
 def exec_argv(pid: int, sandbox: podsandbox.SandboxMode) -> list[str]:
@@ -491,7 +509,7 @@ async def run_exec(lab: Lab, worker: PodWorker, cs: ContainerState, options: Str
                    sock: Channels) -> Obj:
     try:
         launched = await launch_exec(lab, worker, cs, options)
-    except OSError as exc:
+    except (OSError, podenv.ConfigError) as exc:
         return internal_error(f"error executing command in container: {exc}")
     proc, master = launched.proc, launched.master
     write, close = _stdin_handlers(proc, master)
