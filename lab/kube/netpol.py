@@ -14,6 +14,7 @@ Denied connections are dropped, not rejected, as Azure NPM and Cilium do: the cl
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 from lab.kube.store import Obj
@@ -133,3 +134,98 @@ def egress_allowed(policies: list[Obj], pod: Obj, host: str, port: int, protocol
 def selecting_policies(policies: list[Obj], pod: Obj) -> list[str]:
     """Names of the policies that isolate ``pod`` for egress."""
     return sorted(policy["metadata"]["name"] for policy in policies if selects(policy, pod))
+
+
+# ---------------------------------------------------------------------------- validation (422)
+#
+# ValidateNetworkPolicySpec (pkg/apis/networking/validation): ports, peers and policyTypes, with its messages.
+
+Cause = tuple[str, str, str]  # (reason, field, message), as lab.kube.validation reports them
+PORT_RANGE = "must be between 1 and 65535, inclusive"
+
+
+def _port_causes(port: Any, path: str) -> list[Cause]:
+    if not isinstance(port, dict):
+        return []
+    causes: list[Cause] = []
+    protocol = port.get("protocol")
+    if protocol is not None and protocol not in ("TCP", "UDP", "SCTP"):
+        causes.append(("FieldValueNotSupported", f"{path}.protocol",
+                       f'Unsupported value: "{protocol}": supported values: "TCP", "UDP", "SCTP"'))
+    number, end = port.get("port"), port.get("endPort")
+    if isinstance(number, int):
+        if not 1 <= number <= 65535:
+            causes.append(("FieldValueInvalid", f"{path}.port", f"Invalid value: {number}: {PORT_RANGE}"))
+        if isinstance(end, int):
+            if end < number:
+                causes.append(("FieldValueInvalid", f"{path}.endPort",
+                               f"Invalid value: {number}: must be greater than or equal to `port`"))
+            if not 1 <= end <= 65535:
+                causes.append(("FieldValueInvalid", f"{path}.endPort", f"Invalid value: {end}: {PORT_RANGE}"))
+    elif number is not None and end is not None:
+        causes.append(("FieldValueInvalid", f"{path}.endPort",
+                       f"Invalid value: {end}: may not be specified when `port` is non-numeric"))
+    elif number is None and end is not None:
+        causes.append(("FieldValueInvalid", f"{path}.endPort",
+                       f"Invalid value: {end}: may not be specified when `port` is not specified"))
+    return causes
+
+
+def _cidr(text: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(str(text), strict=False) if isinstance(text, str) and "/" in text else None
+    except ValueError:
+        return None
+
+
+def _ip_block_causes(block: dict[str, Any], path: str) -> list[Cause]:
+    cidr = block.get("cidr")
+    if not cidr:
+        return [("FieldValueRequired", f"{path}.cidr", "Required value")]
+    network = _cidr(cidr)
+    if network is None:
+        return [("FieldValueInvalid", f"{path}.cidr", f'Invalid value: "{cidr}": not a valid CIDR')]
+    causes: list[Cause] = []
+    for index, text in enumerate(block.get("except") or []):
+        where = f"{path}.except[{index}]"
+        excepted = _cidr(text)
+        if excepted is None:
+            causes.append(("FieldValueInvalid", where, f'Invalid value: "{text}": not a valid CIDR'))
+        elif (excepted.version != network.version or excepted.network_address not in network
+              or network.prefixlen >= excepted.prefixlen):
+            causes.append(("FieldValueInvalid", where, f'Invalid value: "{text}": must be a strict subset of `cidr`'))
+    return causes
+
+
+def _peer_causes(peer: Any, path: str) -> list[Cause]:
+    peer = peer if isinstance(peer, dict) else {}
+    kinds = [key for key in ("podSelector", "namespaceSelector", "ipBlock") if peer.get(key) is not None]
+    causes = _ip_block_causes(peer["ipBlock"], f"{path}.ipBlock") if isinstance(peer.get("ipBlock"), dict) else []
+    if not kinds:
+        causes.append(("FieldValueRequired", path, "Required value: must specify a peer"))
+    elif len(kinds) > 1 and "ipBlock" in kinds:
+        causes.append(("FieldValueForbidden", path, "Forbidden: may not specify both ipBlock and another peer"))
+    return causes
+
+
+def validation_causes(policy: Obj) -> list[Cause]:
+    spec = policy.get("spec") or {}
+    causes: list[Cause] = []
+    for direction, peers in (("ingress", "from"), ("egress", "to")):
+        for index, rule in enumerate(spec.get(direction) or []):
+            rule = rule if isinstance(rule, dict) else {}
+            base = f"spec.{direction}[{index}]"
+            for number, port in enumerate(rule.get("ports") or []):
+                causes += _port_causes(port, f"{base}.ports[{number}]")
+            for number, peer in enumerate(rule.get(peers) or []):
+                causes += _peer_causes(peer, f"{base}.{peers}[{number}]")
+    types = spec.get("policyTypes") or []
+    if len(types) > 2:
+        causes.append(("FieldValueInvalid", "spec.policyTypes",
+                       f"Invalid value: {json.dumps(types)}: may not specify more than two policyTypes"))
+        return causes
+    for index, kind in enumerate(types):
+        if kind not in ("Ingress", "Egress"):
+            causes.append(("FieldValueNotSupported", f"spec.policyTypes[{index}]",
+                           f'Unsupported value: "{kind}": supported values: "Ingress", "Egress"'))
+    return causes

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from lab.kube import errors, volume_validation
+from lab.kube import errors, netpol, volume_validation
 from lab.kube.store import Obj, ResourceType, name_problems
 
 Cause = tuple[str, str, str]  # (reason, field, message)
@@ -235,6 +235,8 @@ def _kind_causes(rt: ResourceType, obj: Obj) -> list[Cause]:
         return volume_validation.config_data_causes(CONFIG_KINDS[rt.group_resource], obj)
     if rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions"):
         return crd_causes(obj)
+    if rt.group_resource == (netpol.GROUP, netpol.PLURAL):
+        return netpol.validation_causes(obj)
     return []
 
 
