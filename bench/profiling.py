@@ -21,7 +21,7 @@ def available() -> bool:
 
 def wrap(command: list[str], output: Path) -> list[str]:
     """``command`` run under py-spy (its subprocesses too), writing raw collapsed stacks to ``output``."""
-    return ["py-spy", "record", "--nonblocking", "-r", str(RATE), "-s", "-f", "raw", "-o", str(output), "--",
+    return ["py-spy", "record", "--nonblocking", "--idle", "-r", str(RATE), "-s", "-f", "raw", "-o", str(output), "--",
             *command]
 
 

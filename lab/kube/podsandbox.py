@@ -39,9 +39,6 @@ import shutil
 import socket
 import stat
 import sys
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 MS_RDONLY = 1
@@ -548,7 +545,15 @@ def _main(args: list[str]) -> None:
     launch(spec)
 
 
+if __name__ == "__main__":  # the launcher stops here: every container start would pay the kubelet side's imports
+    _main(sys.argv[1:])
+    sys.exit(0)
+
 # ======================================================================= kubelet side
+
+import tempfile  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -634,6 +639,3 @@ async def detect(requested: str | None = None) -> SandboxMode:
         problems.append(f"{kind}: {problem}")
     return SandboxMode("none", reason="; ".join(problems))
 
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])
