@@ -72,3 +72,47 @@ def test_egress_a_network_policy_denies_times_out_and_deleting_it_lifts_it(kube_
     finally:
         networking.delete_namespaced_network_policy("only-the-api-server", "default")
     assert _run_pod(kube_api, lab).split("\n")[:3] == ["entra open", "keyvault open", "kube open"]
+
+
+LOOP = """
+import socket, sys, time
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", {port}), timeout=1).close()
+        print("open", flush=True)
+    except OSError as exc:
+        print(type(exc).__name__, flush=True)
+    time.sleep(0.2)
+"""
+
+
+def test_a_running_pods_egress_follows_policies_as_they_come_and_go(kube_api, lab) -> None:
+    _require_network_isolation(lab)
+    core, networking = client.CoreV1Api(kube_api), client.NetworkingV1Api(kube_api)
+    name = f"loop-{uuid.uuid4().hex[:6]}"
+    core.create_namespaced_pod("default", {
+        "metadata": {"name": name, "labels": {"role": name}},
+        "spec": {"containers": [{"name": "c", "image": "lab/python:3",
+                                 "args": ["-c", LOOP.format(port=_port(lab.endpoints["entra"]))]}]},
+    })
+
+    def last_line() -> str:
+        lines = core.read_namespaced_pod_log(name, "default").split()
+        return lines[-1] if lines else ""
+
+    def wait_for(wanted: str) -> None:
+        deadline = time.monotonic() + 30
+        while last_line() != wanted:
+            assert time.monotonic() < deadline, f"still {last_line()!r}, not {wanted!r}"
+            time.sleep(0.3)
+
+    try:
+        wait_for("open")
+        networking.create_namespaced_network_policy("default", {
+            "metadata": {"name": name},
+            "spec": {"podSelector": {"matchLabels": {"role": name}}, "policyTypes": ["Egress"]}})
+        wait_for("TimeoutError")
+        networking.delete_namespaced_network_policy(name, "default")
+        wait_for("open")
+    finally:
+        core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
