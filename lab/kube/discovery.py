@@ -6,7 +6,8 @@
   legacy documents when the answer is plain ``application/json`` (kubectl-and-client-wire.md §2.3).
 - ``/openapi/v3``: the documents that let ``kubectl apply`` validate (§3.2): per kind one ``patch``
   operation carrying its GVK and an operation-level ``fieldValidation`` parameter; and, for
-  ``kubectl explain``, ``components.schemas`` of the built-in kinds (lab.kube.openapi).
+  ``kubectl explain``, ``components.schemas`` of the built-in kinds and of custom resources whose CRD has a
+  schema (lab.kube.openapi).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hashlib
 from typing import Any
 
 from lab.kube import openapi
+from lab.kube.fieldvalidation import custom_resource_schema
 from lab.kube.resources import SUBRESOURCES, all_groups, is_builtin, served_versions
 from lab.kube.store import ResourceType, Store
 
@@ -158,9 +160,14 @@ def openapi_v3_group_version(store: Store, group: str, version: str) -> dict[str
         }
         for rt in types
     }
-    kinds = [(rt.group, version, rt.kind) for rt in types_in_group_version(store, group, version) if is_builtin(rt)]
+    served = types_in_group_version(store, group, version)
+    kinds = [(rt.group, version, rt.kind) for rt in served if is_builtin(rt)]
     document: dict[str, Any] = {"openapi": "3.0.0", "info": OPENAPI_INFO, "paths": paths}
-    schemas = openapi.component_schemas(kinds)
+    schemas = dict(openapi.component_schemas(kinds))
+    for rt in served:
+        crd_schema = None if is_builtin(rt) else custom_resource_schema(store, rt, version)
+        if crd_schema is not None:
+            schemas.update(openapi.custom_resource_schemas(rt.group, version, rt.kind, crd_schema))
     if schemas:
         document["components"] = {"schemas": schemas}
     return document

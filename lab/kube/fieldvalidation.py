@@ -9,7 +9,7 @@
 - Warn (also when the parameter is absent, the server's default): one ``Warning`` header per error.
 - Ignore: nothing; the unknown fields are dropped as decoding into the Go struct drops them.
 A type error (lab.kube.gotypes) beats strict errors, as the decoder's non-strict errors do. Custom
-resources are not checked here.
+resources are checked against their CRD's structural schema the same way (pruning's unknown fields).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from typing import Any
 from aiohttp import web
 
 from lab.kube import apischema, codec, errors, gotypes
-from lab.kube.resources import is_builtin
-from lab.kube.store import Obj, ResourceType
+from lab.kube.resources import crd_for, is_builtin
+from lab.kube.store import Obj, ResourceType, Store
 
 STRICT, WARN, IGNORE = "Strict", "Warn", "Ignore"
+OBJECT_META = "V1ObjectMeta"  # the client's model of metadata, which custom resources share
 SUPPORTED = (IGNORE, WARN, STRICT)  # the order meta/v1 validation lists them in
 
 
@@ -108,13 +109,73 @@ def _add(out: list[str], problem: str) -> None:
         out.append(problem)
 
 
-def strict_errors(rt: ResourceType, version: str, document: Any) -> list[str]:
-    model = apischema.model_for_kind(rt.group, version, rt.kind) if is_builtin(rt) else None
-    if model is None:
-        return []
+def strict_errors(rt: ResourceType, version: str, document: Any, store: Store | None = None) -> list[str]:
     out: list[str] = []
-    _walk(model, document, "", out)
+    model = apischema.model_for_kind(rt.group, version, rt.kind) if is_builtin(rt) else None
+    if model is not None:
+        _walk(model, document, "", out)
+    elif (schema := custom_resource_schema(store, rt, version)) is not None:
+        _walk_structural(schema, document, "", out, root=True)
     return out
+
+
+# ---------------------------------------------------------------- custom resources (structural schemas)
+
+
+def custom_resource_schema(store: Store | None, rt: ResourceType, version: str) -> dict[str, Any] | None:
+    """The openAPIV3Schema of the CRD version serving ``rt``; None for built-in kinds or no schema."""
+    crd = crd_for(store, rt) if store is not None else None
+    for served in ((crd or {}).get("spec") or {}).get("versions") or []:
+        if isinstance(served, dict) and served.get("name") == version:
+            schema = (served.get("schema") or {}).get("openAPIV3Schema")
+            return schema if isinstance(schema, dict) else None
+    return None
+
+
+def _structural_fields(schema: dict[str, Any], root: bool) -> tuple[dict[str, Any], Any, bool, bool]:
+    """(properties, additionalProperties, keeps unknown fields, is an embedded object)."""
+    properties = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
+    embedded = root or schema.get("x-kubernetes-embedded-resource") is True
+    keeps = schema.get("x-kubernetes-preserve-unknown-fields") is True or schema.get("additionalProperties") is True
+    return properties, schema.get("additionalProperties"), keeps, embedded
+
+
+def _walk_structural(schema: Any, value: Any, path: str, out: list[str], root: bool = False,
+                     prune: bool = False) -> None:
+    """Unknown fields as the apiextensions pruning reports them (apiVersion, kind and metadata of the root and
+    of embedded resources are the object's own; metadata is an ObjectMeta), or drops them (``prune``)."""
+    if not isinstance(schema, dict):
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _walk_structural(schema.get("items"), item, f"{path}[{index}]", out, prune=prune)
+        return
+    if not isinstance(value, dict):
+        return
+    properties, additional, keeps, embedded = _structural_fields(schema, root)
+    seen: set[str] = set()
+    for key in list(getattr(value, "keys_in_order", list(value))):
+        child = _join(path, key)
+        if key in seen:
+            _add(out, f'duplicate field "{child}"')
+            continue
+        seen.add(key)
+        if embedded and key in ("apiVersion", "kind"):
+            continue
+        if embedded and key == "metadata":
+            if prune:
+                _prune(OBJECT_META, value[key])
+            else:
+                _walk(OBJECT_META, value[key], child, out)
+        elif key in properties:
+            _walk_structural(properties[key], value[key], child, out, prune=prune)
+        elif isinstance(additional, dict):
+            _walk_structural(additional, value[key], child, out, prune=prune)
+        elif not keeps:
+            if prune:
+                del value[key]
+            else:
+                _add(out, f'unknown field "{child}"')
 
 
 def _strict_error(problems: list[str]) -> str:
@@ -122,7 +183,7 @@ def _strict_error(problems: list[str]) -> str:
 
 
 def check_body(rt: ResourceType, version: str, raw: bytes, content_type: str | None, body: Obj,
-               mode: str) -> list[str]:
+               mode: str, store: Store | None = None) -> list[str]:
     """For a create or update body: warnings to send (Warn), 400 (Strict), nothing (Ignore)."""
     if mode == IGNORE:
         return []
@@ -130,7 +191,7 @@ def check_body(rt: ResourceType, version: str, raw: bytes, content_type: str | N
     if go_type is not None and gotypes.type_error(go_type, body):
         return []  # the decoder's type error is reported instead
     document = parse_with_duplicates(raw, content_type)
-    problems = strict_errors(rt, version, body if document is None else document)
+    problems = strict_errors(rt, version, body if document is None else document, store)
     if not problems or mode == WARN:
         return problems
     raise errors.bad_request(
@@ -151,7 +212,7 @@ def go_value(value: Any) -> str:
 
 
 def check_patch(rt: ResourceType, version: str, raw_patch: bytes, media: str, patched: Any,
-                mode: str) -> list[str]:
+                mode: str, store: Store | None = None) -> list[str]:
     """For a JSON, merge or strategic merge patch: duplicate keys in the patch itself, then unknown fields
     of the patched object. Warn returns them; Strict answers 422 as the patch handler does."""
     if mode == IGNORE or media == codec.APPLY_PATCH:
@@ -163,7 +224,7 @@ def check_patch(rt: ResourceType, version: str, raw_patch: bytes, media: str, pa
         patch_document = None
     if isinstance(patch_document, dict) and media != codec.JSON_PATCH:
         _walk_map("object", patch_document, "", problems)
-    for problem in strict_errors(rt, version, patched):
+    for problem in strict_errors(rt, version, patched, store):
         _add(problems, problem)
     if not problems or mode == WARN:
         return problems
@@ -176,11 +237,14 @@ def check_patch(rt: ResourceType, version: str, raw_patch: bytes, media: str, pa
                           {"causes": [{"reason": "FieldValueInvalid", "message": message, "field": "patch"}]})
 
 
-def prune(rt: ResourceType, version: str, obj: Any) -> None:
-    """Drop the fields a kind does not have, as decoding into its Go struct does (whatever the directive)."""
+def prune(rt: ResourceType, version: str, obj: Any, store: Store | None = None) -> None:
+    """Drop the fields a kind does not have, as decoding into its Go struct (or a custom resource's
+    structural pruning) does, whatever the directive."""
     model = apischema.model_for_kind(rt.group, version, rt.kind) if is_builtin(rt) else None
     if model is not None:
         _prune(model, obj)
+    elif (schema := custom_resource_schema(store, rt, version)) is not None:
+        _walk_structural(schema, obj, "", [], root=True, prune=True)
 
 
 def _prune(type_name: str, value: Any) -> None:
@@ -204,20 +268,21 @@ def _prune(type_name: str, value: Any) -> None:
 WARNINGS_KEY: web.RequestKey[list[str]] = web.RequestKey("strict_decoding_warnings", list)
 
 
-async def check_request_body(request: web.Request, rt: ResourceType, version: str, body: Obj) -> None:
+async def check_request_body(request: web.Request, rt: ResourceType, version: str, body: Obj,
+                             store: Store | None = None) -> None:
     """A create or update body: 400 under Strict, warnings kept for the response under Warn; pruned."""
     options = "UpdateOptions" if request.method == "PUT" else "CreateOptions"
     mode = directive(request.query, options)
-    warnings = check_body(rt, version, await request.read(), request.headers.get("Content-Type"), body, mode)
-    request[WARNINGS_KEY] = warnings
-    prune(rt, version, body)
+    raw = await request.read()
+    request[WARNINGS_KEY] = check_body(rt, version, raw, request.headers.get("Content-Type"), body, mode, store)
+    prune(rt, version, body, store)
 
 
 async def check_request_patch(request: web.Request, rt: ResourceType, version: str, media: str,
-                              patched: Obj) -> None:
+                              patched: Obj, store: Store | None = None) -> None:
     mode = directive(request.query, "PatchOptions")
-    request[WARNINGS_KEY] = check_patch(rt, version, await request.read(), media, patched, mode)
-    prune(rt, version, patched)
+    request[WARNINGS_KEY] = check_patch(rt, version, await request.read(), media, patched, mode, store)
+    prune(rt, version, patched, store)
 
 
 def _warning_header(text: str) -> str:
@@ -278,15 +343,51 @@ def _walk_apply(type_name: str, value: Any, path: str, field: str, out: list[str
             _walk_apply(inner, item, f"{path}.{key}", key, out)
 
 
-def check_apply(rt: ResourceType, version: str, document: Any) -> None:
+def _structural_element(schema: dict[str, Any], index: int, item: Any) -> str:
+    """A list item's path element: by its keys in a map list, by value in a set, else by index."""
+    list_type = schema.get("x-kubernetes-list-type")
+    keys = schema.get("x-kubernetes-list-map-keys") or []
+    if list_type == "map" and isinstance(item, dict) and keys and all(key in item for key in keys):
+        return "[" + ",".join(f"{key}={json.dumps(item[key])}" for key in sorted(keys)) + "]"
+    if list_type == "set" and not isinstance(item, dict | list):
+        return f"[={json.dumps(item)}]"
+    return f"[{index}]"
+
+
+def _walk_apply_structural(schema: Any, value: Any, path: str, out: list[str], root: bool = False) -> None:
+    if not isinstance(schema, dict):
+        return
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _walk_apply_structural(schema.get("items"), item, path + _structural_element(schema, index, item), out)
+        return
+    if not isinstance(value, dict):
+        return
+    properties, additional, keeps, embedded = _structural_fields(schema, root)
+    for key, item in value.items():
+        if embedded and key in ("apiVersion", "kind", "metadata"):
+            if key == "metadata":
+                _walk_apply(OBJECT_META, item, f"{path}.metadata", "metadata", out)
+        elif key in properties:
+            _walk_apply_structural(properties[key], item, f"{path}.{key}", out)
+        elif isinstance(additional, dict):
+            _walk_apply_structural(additional, item, f"{path}.{key}", out)
+        elif not keeps:
+            out.append(f"{path}.{key}")
+
+
+def check_apply(rt: ResourceType, version: str, document: Any, store: Store | None = None) -> None:
     """Server-side apply converts the applied configuration to its typed form whatever the directive, and
     a field the schema does not declare fails that (structured-merge-diff typed/validate.go); the 1.32 API
     server passes the plain error on, so it answers 500 with no reason (kubernetes/kubernetes#122480)."""
-    model = apischema.model_for_kind(rt.group, version, rt.kind) if is_builtin(rt) else None
-    if model is None or not isinstance(document, dict):
+    if not isinstance(document, dict):
         return
     unknown: list[str] = []
-    _walk_apply(model, document, "", "", unknown)
+    model = apischema.model_for_kind(rt.group, version, rt.kind) if is_builtin(rt) else None
+    if model is not None:
+        _walk_apply(model, document, "", "", unknown)
+    elif (schema := custom_resource_schema(store, rt, version)) is not None:
+        _walk_apply_structural(schema, document, "", unknown, root=True)
     if not unknown:
         return
     problems = [f"{path}: field not declared in schema" for path in unknown]

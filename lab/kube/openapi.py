@@ -15,11 +15,13 @@ these schemas, which do not carry the patch strategies (merge keys) of the built
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
 from lab.kube import apischema
 
+OBJECT_META = "V1ObjectMeta"
 SCALAR_SCHEMAS: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
     "int": {"type": "integer", "format": "int64"},
@@ -99,3 +101,31 @@ def _schemas_for(kinds: tuple[tuple[str, str, str], ...]) -> dict[str, Any]:
 def component_schemas(kinds: list[tuple[str, str, str]]) -> dict[str, Any]:
     """Schemas of the built-in kinds (group, version, kind) and of every type their fields use."""
     return _schemas_for(tuple(sorted(kinds)))
+
+
+def custom_resource_schemas(group: str, version: str, kind: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A custom resource's component, as the API server publishes a CRD version's openAPIV3Schema: named by
+    the reversed group (``com.example.v1.Widget``), GVK-tagged, with the object's own apiVersion, kind and
+    metadata (an ObjectMeta) added; plus the schemas metadata refers to."""
+    published = copy.deepcopy(schema)
+    properties = published.setdefault("properties", {})
+    own = apischema.fields(apischema.model_for_kind("", "v1", "Pod") or "")  # apiVersion and kind read alike
+    for name in ("apiVersion", "kind"):
+        if name in own:
+            properties[name] = {"type": "string", "description": own[name].description}
+    pending = [OBJECT_META]
+    properties["metadata"] = {**_ref(OBJECT_META), "description": apischema.description(OBJECT_META)}
+    published["x-kubernetes-group-version-kind"] = [{"group": group, "kind": kind, "version": version}]
+    name = ".".join([*reversed(group.split(".")), version, kind])
+    return {**_closure(pending), name: published}
+
+
+def _closure(pending: list[str]) -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    done: set[str] = set()
+    while pending:
+        model = pending.pop()
+        if model not in done:
+            done.add(model)
+            schemas[apischema.schema_name(model)] = _model_schema(model, pending)
+    return schemas

@@ -333,3 +333,72 @@ spec:
         '.spec.containers[name="main"].ports[containerPort=80,protocol="TCP"].hostPortt: field not declared in schema')
     applied = kubectl("apply", "--server-side", "-f", "-", input=pod.replace("hostPortt", "hostPort"))
     assert applied.stdout.strip() == "pod/ssa serverside-applied"
+
+
+# ---------------------------------------------------------------- custom resources: the CRD's structural schema
+
+WIDGET_CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.semantics.example.com}
+spec:
+  group: semantics.example.com
+  names: {kind: Widget, listKind: WidgetList, plural: widgets, singular: widget}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            description: What the widget should be.
+            properties:
+              size: {type: integer, description: How big the widget is.}
+              parts:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [name]
+                items: {type: object, properties: {name: {type: string}}}
+              free: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+WIDGET = """\
+apiVersion: semantics.example.com/v1
+kind: Widget
+metadata: {name: NAME, namespace: NS}
+spec:
+  size: 3
+  sise: 4
+  parts: [{name: a, colour: red}]
+  free: {anything: [1, 2]}
+"""
+
+
+@pytest.fixture(scope="module")
+def widgets(kubectl: Kubectl) -> Iterator[None]:
+    kubectl("apply", "-f", "-", input=WIDGET_CRD)
+    yield
+    kubectl("delete", "crd", "widgets.semantics.example.com", "--wait=false", check=False)
+
+
+def test_custom_resources_follow_their_schema(kubectl: Kubectl, namespace: str, widgets: None) -> None:
+    widget = WIDGET.replace("NS", namespace)
+    strict = kubectl("apply", "-f", "-", input=widget.replace("NAME", "strict"), check=False)
+    assert strict.stderr.strip() == (
+        'Error from server (BadRequest): error when creating "STDIN": Widget in version "v1" cannot be handled '
+        'as a Widget: strict decoding error: unknown field "spec.parts[0].colour", unknown field "spec.sise"')
+    kubectl("apply", "--validate=warn", "-f", "-", input=widget.replace("NAME", "pruned"))
+    stored = json.loads(kubectl("get", "widget", "pruned", "-n", namespace, "-o", "json").stdout)["spec"]
+    assert stored == {"size": 3, "parts": [{"name": "a"}], "free": {"anything": [1, 2]}}
+    applied = kubectl("apply", "--server-side", "-f", "-", input=widget.replace("NAME", "ssa"), check=False)
+    assert applied.stderr.strip() == "\n".join([
+        f"Error from server: failed to create typed patch object ({namespace}/ssa; semantics.example.com/v1, "
+        "Kind=Widget): errors:",
+        '  .spec.parts[name="a"].colour: field not declared in schema',
+        "  .spec.sise: field not declared in schema"])
+    explained = kubectl("explain", "widget.spec").stdout
+    assert "DESCRIPTION:\n    What the widget should be." in explained
+    assert "  size\t<integer>\n    How big the widget is.\n" in explained
