@@ -132,9 +132,9 @@ CATALOGUE: tuple[Entry, ...] = (
         "The token's signing key (kid) is not in the JWKS the issuer publishes (AADSTS7000272).",
         "Publish the API server's current keys; for an AKS-managed issuer az aks oidc-issuer "
         "rotate-signing-keys.",
+        "fault:issuer-key-unpublished",
         "unit:tests/harness/test_issuer_keys_and_retries.py::test_a_key_the_aks_issuer_does_not_publish_i"
         "s_not_found_and_rotation_is_offered",
-        no_lab_fault="the lab's issuer always publishes the key it signs with",
     ),
     _e(
         "ISSUER_KEYS_NOT_YET_SEEN", "entra", "warning",

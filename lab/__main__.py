@@ -17,7 +17,7 @@ examples:
   python -m lab ctl --state-dir DIR status
   python -m lab ctl --state-dir DIR webhook --mode down        (up | down | absent; --layout v1.5|v1.6|pr1749)
   python -m lab ctl --state-dir DIR webhook --install helm     (addon | helm | both: who installed the webhook)
-  python -m lab ctl --state-dir DIR issuer --rotate-keys        (--unreachable on|off)
+  python -m lab ctl --state-dir DIR issuer --rotate-keys        (--unreachable on|off, --stale-jwks on|off)
   python -m lab ctl --state-dir DIR kubelet --pod-start-latency 5
   python -m lab ctl --state-dir DIR clock --skew 7200          (Entra's clock, seconds)
   python -m lab ctl --state-dir DIR fault arm --rate-429 0.5 --retry-after 2 --latency-ms 200
@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     issuer = actions.add_parser("issuer")
     issuer.add_argument("--rotate-keys", action="store_true")
     issuer.add_argument("--unreachable", choices=["on", "off"])
+    issuer.add_argument("--stale-jwks", choices=["on", "off"],
+                        help="on: the issuer keeps publishing today's JWKS whatever keys sign later (a self-managed "
+                             "issuer not re-uploaded after a key change); off: it follows the API server again")
     kubelet = actions.add_parser("kubelet")
     kubelet.add_argument("--pod-start-latency", type=_seconds, required=True, metavar="SECONDS")
     clock = actions.add_parser("clock")
@@ -110,7 +113,8 @@ def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
         "webhook": {"mode": args.__dict__.get("mode"), "layout": args.__dict__.get("layout"),
                     "install": args.__dict__.get("install")},
         "issuer": {"rotate_keys": args.__dict__.get("rotate_keys") or None,
-                   "unreachable": {"on": True, "off": False}.get(args.__dict__.get("unreachable") or "")},
+                   "unreachable": {"on": True, "off": False}.get(args.__dict__.get("unreachable") or ""),
+                   "stale_jwks": {"on": True, "off": False}.get(args.__dict__.get("stale_jwks") or "")},
         "kubelet": {"pod_start_latency_seconds": args.__dict__.get("pod_start_latency")},
         "clock": {"skew_seconds": args.__dict__.get("skew")},
         "fault": {"service": args.__dict__.get("service"), "latency_ms": args.__dict__.get("latency_ms"),

@@ -18,7 +18,7 @@ from aiohttp import web
 from lab import bodies, egress
 from lab.azure.metadata_cache import MAX_SECONDS as MAX_CACHE_SECONDS
 from lab.faults import SERVICES, Handler
-from lab.kube.issuer import rotate_issuer_keys
+from lab.kube.issuer import rotate_issuer_keys, set_stale_jwks
 from lab.unexpected import unexpected_error_middleware
 
 if TYPE_CHECKING:
@@ -139,8 +139,12 @@ def set_issuer(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
         rotate_issuer_keys(lab, **keep)
     if "unreachable" in body:
         lab.faults.issuer_unreachable = bool(body["unreachable"])
+    if "stale_jwks" in body:
+        set_stale_jwks(lab, bool(body["stale_jwks"]))
+    frozen = lab.kube.issuer_jwks_frozen
     return {"unreachable": lab.faults.issuer_unreachable,
-            "kids": [key.kid for key in lab.kube.issuer_keys.published()]}
+            "kids": [key.kid for key in lab.kube.issuer_keys.published()],
+            "published_kids": [key.get("kid") for key in frozen["keys"]] if frozen is not None else None}
 
 
 def set_kubelet(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:

@@ -528,6 +528,8 @@ async def _federated_credentials(
             fic = FederatedCredential(
                 name=key, issuer=issuer, subject=subject, audiences=audiences, description=description
             )
+            if existing:
+                fic.first_created_at = existing[1].first_created_at or existing[1].created_at
             mi.federated_credentials[key] = fic
             return json_response(render.federated_credential(mi, fic), status=200 if existing else 201)
     if method == "DELETE":

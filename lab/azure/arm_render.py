@@ -118,6 +118,10 @@ def federated_credential(mi: ManagedIdentity, fic: FederatedCredential) -> dict[
         "name": fic.name,
         "type": FIC_TYPE,
         "properties": properties,
+        # ARM's proxy-resource metadata (the REST spec's SystemData on federatedIdentityCredentials, 2023-01-31):
+        # the times only; the lab does not record who wrote it
+        "systemData": {"createdAt": iso8601(fic.first_created_at or fic.created_at),
+                       "lastModifiedAt": iso8601(fic.created_at)},
     }
 
 

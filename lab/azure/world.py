@@ -51,8 +51,9 @@ class FederatedCredential:
     subject: str
     audiences: list[str]
     description: str = ""
-    created_at: float = field(default_factory=time.time)
+    created_at: float = field(default_factory=time.time)  # when last written: propagation starts over then
     credential_id: str = field(default_factory=lambda: str(uuid.uuid4()))  # Microsoft Graph's id for it
+    first_created_at: float | None = None  # ARM's systemData.createdAt, when an update re-stamped created_at
 
 
 @dataclass

@@ -57,6 +57,9 @@ class KubeCluster:
     # username -> rules; a user with no entry may do everything (cluster-admin), like the kubeconfig's admin.
     policy: dict[str, list[AccessRule]] = field(default_factory=dict)
     issuer_keys: KeySet = field(default_factory=KeySet)
+    # The JWKS the issuer publishes when it no longer follows the API server's keys (lab ctl issuer --stale-jwks
+    # on): what a self-managed issuer serves whose JWKS is not uploaded again after the signing key changes.
+    issuer_jwks_frozen: dict[str, Any] | None = None
     version: dict[str, Any] = field(default_factory=lambda: dict(KUBERNETES_VERSION))
     pod_start_latency_seconds: float = 0.0
     # Images the kubelet can run: image name (without tag) -> command (argv) prepended to the container's args.

@@ -63,6 +63,20 @@ def jwks_document(lab: Lab) -> dict[str, Any]:
     return lab.kube.issuer_keys.jwks()
 
 
+def published_jwks(lab: Lab) -> dict[str, Any]:
+    """The JWKS the issuer URL serves (to Entra and to anyone): the API server's keys, or the copy frozen by
+    :func:`set_stale_jwks`. The API server's own ``/openid/v1/jwks`` always shows its keys."""
+    frozen = lab.kube.issuer_jwks_frozen
+    return frozen if frozen is not None else jwks_document(lab)
+
+
+def set_stale_jwks(lab: Lab, stale: bool) -> None:
+    """On: the issuer keeps publishing the JWKS as it is now, whatever keys the API server signs with later (a
+    self-managed issuer whose JWKS document is not uploaded again after a key change; azure-workload-identity's
+    self-managed docs upload it by hand). Off: it publishes the API server's keys again."""
+    lab.kube.issuer_jwks_frozen = jwks_document(lab) if stale else None
+
+
 def rotate_issuer_keys(lab: Lab, keep_old_for_seconds: float = 24 * 3600) -> SigningKey:
     """``az aks oidc-issuer rotate-signing-keys``: a new signing key; the old one stays published (24 h)."""
     return lab.kube.issuer_keys.rotate(keep_old_for_seconds)
@@ -125,7 +139,7 @@ def build_app(lab: Lab) -> web.Application:
         if path == base + DISCOVERY_PATH:
             return _json_blob(discovery_document(lab))
         if path == base + JWKS_PATH:
-            return _json_blob(jwks_document(lab))
+            return _json_blob(published_jwks(lab))
         if path.startswith(base):
             return blob_error(404, "BlobNotFound", "The specified blob does not exist.")
         return blob_error(404, "ResourceNotFound", "The specified resource does not exist.")

@@ -354,6 +354,17 @@ def _issuer_unreachable(lab: Lab) -> list[str]:
     return _workload(lab)
 
 
+def _issuer_key_unpublished(lab: Lab) -> list[str]:
+    """The issuer keeps publishing its old JWKS while the API server signs with a new key (a self-managed
+    issuer's JWKS not uploaded again after the key changed). Entra's copy of the metadata is emptied on the way
+    out, or the next faults would meet the stale copy; the probe waits out AADSTS7000272 5 s, not 30."""
+    lab.ctl("entra", "--metadata-cache-seconds", "0", undo=("entra", "--metadata-cache-seconds", "120"))
+    lab.ctl("issuer", "--stale-jwks", "on", undo=("issuer", "--stale-jwks", "off"))
+    lab.ctl("issuer", "--rotate-keys")
+    path = lab.config(lambda data: data.setdefault("probe", {}).update(retry_seconds=5))
+    return ["--config", path, "--workload", FINANCE]
+
+
 def _keyvault_egress_blocked(lab: Lab) -> list[str]:
     lab.ctl("egress", "--block", "keyvault", undo=("egress", "--unblock", "keyvault"))
     # a NetworkPolicy drops the connections: a short request timeout and no retries keep the run short
@@ -505,6 +516,12 @@ FAULTS = {
     ),
     # the webhook injects what the annotation says (Entra knows no such client id); the workload's running pods
     # still carry the client id harness.yaml expects, so they are not stale: the annotation is what is wrong
+    "issuer-key-unpublished": Fault(
+        "lab ctl issuer --stale-jwks on, then --rotate-keys: the API server signs with a key the issuer does not "
+        "publish",
+        _issuer_key_unpublished,
+        expect(FINANCE, "exchange.succeeds", "ISSUER_KEY_NOT_FOUND"),
+    ),
     "client-id-malformed": Fault(
         "kubectl: the client-id annotation is a name, not a GUID",
         _client_id_malformed,
@@ -627,6 +644,10 @@ def test_a_fault_made_through_the_public_apis_gives_exactly_its_codes(
         assert all(c["evidence"]["blocked_by"] == "pod.admitted" for c in access)
         assert all(c["message"] == "skipped because pod.admitted failed" for c in access)
         assert "ROLE_ASSIGNMENT_MISSING" not in codes(document, "error")
+    if name == "issuer-key-unpublished":
+        found = next(f for f in next(w for w in document["workloads"] if w["id"] == FINANCE)["findings"]
+                     if f["code"] == "ISSUER_KEY_NOT_FOUND")
+        assert found["evidence"]["token_kid"] not in found["evidence"]["published_kids"]
     if name == "client-id-of-another-identity":
         exchange = checks_of(document, FINANCE)["exchange.succeeds"]
         assert exchange["status"] == "skip" and exchange["evidence"]["blocked_by"] == "sa.client_id_annotation"

@@ -429,10 +429,16 @@ def test_fic_create_update_list_delete(arm: Arm, lab, identity) -> None:
             "subject": "system:serviceaccount:finance:backend-sa",
             "audiences": [EXCHANGE],
         },
+        "systemData": created.json()["systemData"],
     }
     assert created.json()["id"].lower() == fic.lower()
+    first = created.json()["systemData"]
+    assert first["createdAt"] == first["lastModifiedAt"] and first["createdAt"].endswith("Z")
     updated = arm.request("PUT", fic, admin, json=fic_body(subject="system:serviceaccount:finance:other"))
     assert updated.status_code == 200
+    # an update is a new write (its propagation starts over) of the same credential: created stays
+    assert updated.json()["systemData"]["createdAt"] == first["createdAt"]
+    assert updated.json()["systemData"]["lastModifiedAt"] >= first["lastModifiedAt"]
     listed = arm.request("GET", f"{path}/federatedIdentityCredentials", admin).json()["value"]
     assert [(f["name"], f["properties"]["subject"]) for f in listed] == [
         ("backend", "system:serviceaccount:finance:other")

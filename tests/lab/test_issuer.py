@@ -128,3 +128,25 @@ def test_rotation_publishes_both_keys_and_new_tokens_use_the_new_one(lab, lab_th
             keys.current, keys.retired = saved[0], saved[1]
 
         lab_thread.call(restore).result(10)
+
+
+def test_a_stale_jwks_keeps_publishing_the_old_keys_while_the_api_server_signs_with_a_new_one(
+        lab, lab_thread, ca: str) -> None:
+    keys = lab.kube.issuer_keys
+    saved = (keys.current, list(keys.retired))
+    try:
+        old_kid = keys.current.kid
+        lab_thread.call(lambda: issuer.set_stale_jwks(lab, True)).result(10)
+        new_key = lab_thread.call(lambda: issuer.rotate_issuer_keys(lab)).result(10)
+        published = [k["kid"] for k in get(lab.issuer_url + "openid/v1/jwks", ca).json()["keys"]]
+        assert published == [old_kid]  # the new key signs, the issuer does not publish it
+        assert new_key.kid in [k["kid"] for k in issuer.jwks_document(lab)["keys"]]  # the API server's own
+        lab_thread.call(lambda: issuer.set_stale_jwks(lab, False)).result(10)
+        published = [k["kid"] for k in get(lab.issuer_url + "openid/v1/jwks", ca).json()["keys"]]
+        assert new_key.kid in published and old_kid in published
+    finally:
+        def restore() -> None:
+            keys.current, keys.retired = saved[0], saved[1]
+            issuer.set_stale_jwks(lab, False)
+
+        lab_thread.call(restore).result(10)

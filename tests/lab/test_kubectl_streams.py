@@ -184,7 +184,7 @@ def test_exec_needs_create_on_pods_exec(kubectl: Kubectl, lab: Lab, lab_thread: 
 def test_cp_round_trip_through_tar_over_exec(kubectl: Kubectl, web: tuple[str, int], tmp_path: Path) -> None:
     namespace, _ = web
     source = tmp_path / "in.txt"
-    source.write_bytes(b"line one\n" + bytes(range(256)) * 64)
+    source.write_bytes(b"line one\n" + bytes(range(256)) * 1024)  # 256 KiB: many frames each way
     kubectl("cp", str(source), f"{namespace}/web:/data/in.txt", "-c", "server")
     assert kubectl("exec", "web", "-n", namespace, "-c", "server", "--", "wc", "-c", "in.txt").stdout.split()[0] \
         == str(source.stat().st_size)
