@@ -487,7 +487,7 @@ class ApiServer:
         body = codec.decode_object(await request.read(), request.headers.get("Content-Type"))
         check_type_meta(self.store, target, body, expected_kind, expected_api_version)
         if expected_kind == target.rt.kind and target.rt.group_resource not in REVIEW_RESOURCES:
-            await fieldvalidation.check_request_body(request, target.rt, target.version, body)
+            await fieldvalidation.check_request_body(request, target.rt, target.version, body, self.store)
         return body
 
     # -- creating
@@ -575,7 +575,7 @@ class ApiServer:
             raise errors.ApiError(415, "UnsupportedMediaType", unsupported_patch_message(target.rt))
         document = codec.decode_patch(await request.read(), media)
         if media == codec.APPLY_PATCH and target.subresource != "scale":
-            fieldvalidation.check_apply(target.rt, target.version, document)
+            fieldvalidation.check_apply(target.rt, target.version, document, self.store)
         current = self.store.find(target.rt, target.namespace_or_empty, target.name)
         if current is None:
             if media == codec.APPLY_PATCH and not target.subresource:
@@ -586,7 +586,7 @@ class ApiServer:
         patched = apply_patch(target.rt, current, document, media)
         if not isinstance(patched, dict):
             raise errors.bad_request("the patch produced something that is not an object")
-        await fieldvalidation.check_request_patch(request, target.rt, target.version, media, patched)
+        await fieldvalidation.check_request_patch(request, target.rt, target.version, media, patched, self.store)
         return self.update_object(request, target, current, patched)
 
     def server_side_apply_create(self, request: web.Request, target: Target, document: Obj) -> web.Response:
