@@ -588,10 +588,14 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "EGRESS_BLOCKED", "entra", "error",
-        "The pod cannot open a connection to Entra or the resource (network policy, firewall, proxy).",
-        "Allow egress to the authority host and the resource hosts.",
+        "The pod cannot open a connection to Entra or the resource (network policy, firewall, proxy); the "
+        "NetworkPolicies isolating the probe pod are named when the harness may list them.",
+        "Allow egress to the authority host and the resource hosts (an egress rule in the policy named, or "
+        "`kubectl delete networkpolicy` if nothing else needs it).",
         "scenario:egress-blocked",
         "fault:keyvault-egress-blocked",
+        "test:tests/harness/test_network_policy_lab.py::test_a_policy_denying_egress_to_entra_fails_the_run_and_"
+        "deleting_it_repairs_it",
     ),
     _e(
         "TENANT_NOT_FOUND", "entra", "error",
