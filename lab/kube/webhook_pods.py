@@ -19,7 +19,7 @@ server finds no endpoint behind the Service and refuses labelled pods with ``no 
 
 Otherwise the admission decision follows ``lab ctl webhook`` (:func:`lab.kube.webhook.admit_pod`), not the pods'
 readiness: a request is admitted while fresh pods are still starting. ReplicaSets refused while the pods were
-crashed retry when something touches them (``lab ctl webhook``, their own events), not on a back-off timer.
+crashed try again when a webhook pod serves again (the real controller's back-off retry gets there later).
 """
 
 from __future__ import annotations
