@@ -39,7 +39,6 @@ CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 LEGACY_CONTROLLER_UID_LABEL = "controller-uid"
 LEGACY_JOB_NAME_LABEL = "job-name"
-SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's rand.String alphabet
 BACKOFF_MESSAGE = "Job has reached the specified backoff limit"
 
 
@@ -113,11 +112,11 @@ class JobController:
         meta = job["metadata"]
         namespace, prefix = meta["namespace"], f"{meta['name']}-"
         template = copy.deepcopy((job.get("spec") or {}).get("template") or {})
-        suffix = "".join(secrets.choice(SAFE_ALPHABET) for _ in range(5))
         owner = {"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"],
                  "controller": True, "blockOwnerDeletion": True}
         pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {**template.get("metadata", {}), "name": prefix + suffix, "namespace": namespace,
+               # no name: the API server makes it after mutating admission (the webhook sees generateName)
+               "metadata": {**template.get("metadata", {}), "namespace": namespace,
                             "generateName": prefix, "ownerReferences": [owner]},
                "spec": template.get("spec") or {}}
         try:

@@ -293,6 +293,40 @@ def test_replicaset_pods_are_named_after_admission(kubectl: Kubectl, webhook_lay
         kubectl("delete", "deployment", "wi-deploy", "-n", "finance", "--wait=false")
 
 
+WI_JOB = """\
+apiVersion: batch/v1
+kind: Job
+metadata: {name: wi-job, namespace: finance}
+spec:
+  template:
+    metadata:
+      labels: {app: wi-job, azure.workload.identity/use: "true"}
+    spec:
+      restartPolicy: Never
+      serviceAccountName: backend-sa
+      containers:
+      - {name: main, image: myacr.azurecr.io/finance/backend:1.0}
+"""
+
+
+def test_job_pods_are_named_after_admission(kubectl: Kubectl, webhook_layout: Any) -> None:
+    """The Job controller also sends generateName only (podControl.CreatePodsWithGenerateName)."""
+    webhook_layout("v1.6")
+    kubectl("apply", "-f", "-", input=WI_JOB)
+    try:
+        deadline = time.monotonic() + 10
+        pods: list[Any] = []
+        while not pods and time.monotonic() < deadline:
+            listed = kubectl("get", "pods", "-n", "finance", "-l", "app=wi-job", "-o", "json").stdout
+            pods = json.loads(listed)["items"]
+            time.sleep(0.1)
+        assert len(pods) == 1 and pods[0]["metadata"]["generateName"] == "wi-job-"
+        volumes = [v["name"] for v in pods[0]["spec"]["volumes"] if v["name"].startswith(RESERVED_PREFIX)]
+        assert volumes == [upstream_volume_name("wi-job- (prefix)")]
+    finally:
+        kubectl("delete", "job", "wi-job", "-n", "finance", "--wait=false")
+
+
 def test_what_mutation_adds_is_validated(kubectl: Kubectl, webhook_layout: Any) -> None:
     webhook_layout("v1.5")  # fixed volume name azure-identity-token; a user volume of that name clashes
     clash = WI_POD.format(name_field="name: wi-clash", volumes="[{name: azure-identity-token, emptyDir: {}}]")
