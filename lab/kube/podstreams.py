@@ -290,6 +290,7 @@ class Launched:
     status_read: int
     master: int | None  # the pty's master side when tty
     stage: str | None  # the fresh sandbox's staging directory (an empty directory on the host)
+    spec_path: Path  # the launcher deletes it once read; left behind only when it never ran
 
 
 def _image(lab: Lab, cs: ContainerState) -> tuple[str, ImageConfig]:
@@ -388,7 +389,7 @@ async def launch_exec(lab: Lab, worker: PodWorker, cs: ContainerState, options: 
         os.close(status_write)
         if slave is not None:
             os.close(slave)
-    return Launched(proc, status_read, master, spec.get("stage"))
+    return Launched(proc, status_read, master, spec.get("stage"), spec_path)
 
 
 async def _read_all(fd: int) -> str:
@@ -539,6 +540,8 @@ async def run_exec(lab: Lab, worker: PodWorker, cs: ContainerState, options: Str
         if launched.stage:
             with contextlib.suppress(OSError):
                 os.rmdir(launched.stage)
+        with contextlib.suppress(OSError):
+            launched.spec_path.unlink()
     if report:
         _, _, message = report.partition("\t")
         return internal_error("error executing command in container: failed to exec in container: failed to start "
