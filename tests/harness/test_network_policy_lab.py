@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -58,6 +59,7 @@ def test_a_policy_denying_egress_to_entra_fails_the_run_and_deleting_it_repairs_
     port = _entra_port(running_lab)
     applied = kubectl(running_lab, "apply", "-f", "-", input=ENTRA_ONLY_DENIED.format(below=port - 1, above=port + 1))
     assert applied.returncode == 0, applied.stderr
+    printed: list[str] = []
     try:
         listed = kubectl(running_lab, "get", "networkpolicy", "-n", "finance")
         assert listed.stdout.split("\n")[1].split()[:2] == ["no-entra", "<none>"], listed.stdout
@@ -66,9 +68,13 @@ def test_a_policy_denying_egress_to_entra_fails_the_run_and_deleting_it_repairs_
         workload = document["workloads"][0]
         blocked = next(f for f in workload["findings"] if f["code"] == "EGRESS_BLOCKED")
         assert "timeout" in json.dumps(blocked["evidence"]) or "timed out" in blocked["message"], blocked
-        assert "no-entra" in "\n".join(blocked["remediation"]), blocked["remediation"]
+        assert blocked["evidence"]["egress_network_policies"] == ["no-entra"]
+        printed = [line for line in blocked["remediation"] if line.startswith("kubectl delete networkpolicy")]
+        assert printed == ["kubectl delete networkpolicy -n finance no-entra"], blocked["remediation"]
     finally:
-        deleted = kubectl(running_lab, "delete", "networkpolicy", "-n", "finance", "no-entra")
+        # the printed fix, as a person would paste it (here with the lab's kubeconfig)
+        deleted = kubectl(running_lab, *shlex.split(printed[0])[1:] if printed else
+                          ("delete", "networkpolicy", "-n", "finance", "no-entra"))
     assert deleted.returncode == 0, deleted.stderr
     result, document = run_suites(tmp_path / "repaired", "--config", config, "--workload", "finance/backend-sa")
     assert result.returncode == 0, result.stdout[-3000:]
