@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +26,8 @@ _TOKEN_PATH_LAYOUTS = {
     "/var/run/secrets/azure/tokens/azure-identity-token": "webhook v1.0-v1.5",
     "/var/run/secrets/azure/wi/token/azure-identity-token": "webhook v1.6+",
 }
+# Azure/azure-workload-identity PR #1749: the mount path carries the pod's hash segment
+_HASHED_TOKEN_PATH = re.compile(r"/var/run/secrets/azure/wi/[0-9a-f]{30}/token/azure-identity-token")
 _MAX_TOKEN_BYTES = 1 << 20
 _MAX_ENV_VALUE = 200
 
@@ -67,7 +70,8 @@ def env_step(ctx: Context) -> StepOutcome:
         evidence["authority_host_trailing_slash"] = authority.endswith("/")
     path = values[TOKEN_FILE_ENV]
     if path:
-        evidence["token_path_layout"] = _TOKEN_PATH_LAYOUTS.get(path, "custom")
+        evidence["token_path_layout"] = _TOKEN_PATH_LAYOUTS.get(path) or (
+            "webhook PR #1749 (per-pod mount path)" if _HASHED_TOKEN_PATH.fullmatch(path) else "custom")
     if missing:
         message = f"missing environment variables: {', '.join(missing)}"
         if len(missing) == len(REQUIRED_ENV):

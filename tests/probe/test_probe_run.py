@@ -132,6 +132,19 @@ def test_env_partial_still_reads_token(run_probe: RunProbe, environ: dict[str, s
     assert run.step("exchange")["reason"] == "because env failed"
 
 
+@pytest.mark.parametrize("path, layout", [
+    ("/var/run/secrets/azure/tokens/azure-identity-token", "webhook v1.0-v1.5"),
+    ("/var/run/secrets/azure/wi/token/azure-identity-token", "webhook v1.6+"),
+    ("/var/run/secrets/azure/wi/0123456789abcdef0123456789abcd/token/azure-identity-token",
+     "webhook PR #1749 (per-pod mount path)"),
+    ("/var/run/secrets/azure/wi/not-a-hash/token/azure-identity-token", "custom"),
+])
+def test_env_names_the_token_path_layout(run_probe: RunProbe, environ: dict[str, str], path: str,
+                                         layout: str) -> None:
+    run = run_probe([], dict(environ, AZURE_FEDERATED_TOKEN_FILE=path))
+    assert run.step("env")["evidence"]["token_path_layout"] == layout
+
+
 def test_env_reports_values_layout_and_azure_kubernetes_vars(
     run_probe: RunProbe, environ: dict[str, str], entra_ok: Handler
 ) -> None:
