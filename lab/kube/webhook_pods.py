@@ -19,7 +19,7 @@ server finds no endpoint behind the Service and refuses labelled pods with ``no 
 
 Otherwise the admission decision follows ``lab ctl webhook`` (:func:`lab.kube.webhook.admit_pod`), not the pods'
 readiness: a request is admitted while fresh pods are still starting. ReplicaSets refused while the pods were
-crashed retry when something touches them (``lab ctl webhook``, their own events), not on a back-off timer.
+crashed try again when a webhook pod serves again (the real controller's back-off retry gets there later).
 """
 
 from __future__ import annotations
@@ -98,10 +98,19 @@ async def run_manager(lab: Lab, pod: Obj, container: str, log: bytearray) -> int
         if problem is not None:
             log.extend(f"panic: unable to set up pod mutator: {problem}\n".encode())
             return 2
+        retry_refused_workloads(lab)
         while lab.kube.webhook.mode != "down":
             await asyncio.sleep(POLL_SECONDS)
     log.extend(_line({"level": "error", "msg": DOWN_ERROR}))
     return 1
+
+
+def retry_refused_workloads(lab: Lab) -> None:
+    """A webhook pod serves again: ReplicaSets whose pods were refused meanwhile try again now. (The real
+    ReplicaSet controller requeues a failed sync with a growing back-off and so gets there at its next try.)"""
+    controllers = getattr(lab.kube, "_controllers", None)
+    if controllers is not None:
+        asyncio.get_running_loop().call_later(POLL_SECONDS, controllers.reconcile_workloads)
 
 
 def crashed(lab: Lab) -> bool:

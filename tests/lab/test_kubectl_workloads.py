@@ -146,12 +146,23 @@ def test_a_configuration_the_webhook_refuses_crashes_it_and_leaves_its_service_w
         refused = kubectl("create", "-f", "-", input=json.dumps(pod), check=False)
         assert refused.returncode == 1
         assert 'no endpoints available for service "azure-wi-webhook-webhook-service"' in refused.stderr
+        labelled = WEB.format(ns=namespace).replace("labels: {app: web}}", 'labels: {app: web, '
+                                                    'azure.workload.identity/use: "true"}}')
+        kubectl("apply", "-f", "-", input=labelled)
+        wait_for(lambda: any(e["reason"] == "FailedCreate" and "no endpoints available" in e["message"]
+                             for e in as_json(kubectl, "get", "events", "-n", namespace)["items"]),
+                 what="the ReplicaSet's FailedCreate")
     finally:
         kubectl("patch", "configmap", "azure-wi-webhook-config", "-n", "kube-system", "--type=merge",
                 "-p", '{"data":{"AZURE_ENVIRONMENT":"AzurePublicCloud"}}')
         restart_pods()
     wait_for(lambda: len(webhook_pods(kubectl)) == 2 and all(ready(p) for p in webhook_pods(kubectl)),
              what="webhook pods ready again")
+    # the ReplicaSet tries again once the webhook serves: its pod is created, mutated
+    wait_for(lambda: len(as_json(kubectl, "get", "pods", "-n", namespace, "-l", "app=web")["items"]) == 1,
+             what="the Deployment's pod")
+    created = as_json(kubectl, "get", "pods", "-n", namespace, "-l", "app=web")["items"][0]
+    assert any(e["name"] == "AZURE_FEDERATED_TOKEN_FILE" for e in created["spec"]["containers"][0]["env"])
 
 
 def test_at_trace_level_the_webhook_logs_every_request(kubectl, namespace: str) -> None:
