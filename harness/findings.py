@@ -804,6 +804,15 @@ CATALOGUE: tuple[Entry, ...] = (
         no_lab_fault="the migration and inventory suites warn instead (POD_IDENTITY_UNREADABLE)",
     ),
     _e(
+        "PROBE_FORBIDDEN", "harness", "error",
+        "The harness may not create its probe pod (or the probe's source ConfigMap) in the workload's namespace "
+        "(RBAC 403); the other workloads still run.",
+        "Apply the Role and RoleBinding wi-harness-probe of the rendered manifests/harness-rbac.yaml.j2 in that "
+        "namespace (kubectl auth can-i create pods -n NS --as ... shows the gap).",
+        "test:tests/harness/test_reliability_lab.py::test_without_pod_create_in_one_namespace_that_workload_is_pro"
+        "be_forbidden",
+    ),
+    _e(
         "KUBE_UNREACHABLE", "harness", "error",
         "The API server did not answer.",
         "Check the network path to it.",

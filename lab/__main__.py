@@ -89,6 +89,10 @@ def _parser() -> argparse.ArgumentParser:
     fault.add_argument("--rate-503", type=_seconds, metavar="FRACTION")
     fault.add_argument("--retry-after", type=int)
     fault.add_argument("--seed", type=int, help="reseed the faults' random choices (all services share them)")
+    outage = actions.add_parser("outage", help="a service hard down (connections refused) or back up")
+    outage.add_argument("service", choices=["kube", "issuer", "entra", "arm", "graph", "keyvault", "storage"])
+    outage.add_argument("--down", dest="down", action="store_true", default=None)
+    outage.add_argument("--up", dest="down", action="store_false")
     egress = actions.add_parser("egress")
     egress.add_argument("--block", nargs="+", default=[])
     egress.add_argument("--unblock", nargs="+", default=[])
@@ -121,6 +125,7 @@ def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
                   "rate_429": args.__dict__.get("rate_429"), "rate_503": args.__dict__.get("rate_503"),
                   "retry_after_seconds": args.__dict__.get("retry_after"), "seed": args.__dict__.get("seed")},
         "egress": {"block": args.__dict__.get("block"), "unblock": args.__dict__.get("unblock")},
+        "outage": {"service": args.__dict__.get("service"), "down": args.__dict__.get("down")},
         "propagation": {"fic_seconds": args.__dict__.get("fic_seconds"),
                         "role_seconds": args.__dict__.get("role_seconds")},
         "entra": {"metadata_cache_seconds": args.__dict__.get("metadata_cache_seconds")},

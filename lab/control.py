@@ -6,6 +6,7 @@ from lab.json as a bearer token.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hmac
 import json
@@ -284,6 +285,18 @@ def status(lab: Lab, _: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def set_outage(lab: Lab, body: dict[str, Any]) -> Any:
+    """A service hard down (its listeners closed: connections refused) or back up (lab/outage.py)."""
+    from lab.outage import set_down
+
+    service = body.get("service")
+    if service not in SERVICES:
+        raise ControlError(f"service: must be one of {', '.join(SERVICES)}")
+    if not isinstance(body.get("down"), bool):
+        raise ControlError("down: true or false is required")
+    return set_down(lab, service, body["down"])
+
+
 COMMANDS: dict[str, Command] = {
     "status": status,
     "webhook": set_webhook,
@@ -295,6 +308,7 @@ COMMANDS: dict[str, Command] = {
     "propagation": set_propagation,
     "entra": set_entra,
     "policy": set_policy,
+    "outage": set_outage,
 }
 
 
@@ -327,6 +341,8 @@ def build_app(lab: Lab) -> web.Application:
             return web.json_response({"error": "body: a JSON object is required"}, status=400)
         try:
             answer = command(lab, body)
+            if asyncio.iscoroutine(answer):
+                answer = await answer
             if command is set_webhook:  # answer once the webhook's pods show the new mode, as a rollout waits
                 from lab.kube.webhook_pods import settled
 

@@ -120,7 +120,18 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             evidence,
             [fix.kubectl("get", "namespace", ctx.namespace, "--show-labels")],
         )
-    elif error is not None and status in (0, 401, 403):
+    elif error is not None and status == 403:  # RBAC (a quota's or a limit's 403 is matched above)
+        finding = Finding(
+            "PROBE_FORBIDDEN",
+            ERROR,
+            "harness",
+            f"the harness may not create {what} in {ctx.namespace}: {message}",
+            {**evidence, "server": ctx.cluster.server, "context": ctx.cluster.context},
+            [fix.can_i("create", refused, ctx.namespace),
+             advice(f"apply the Role and RoleBinding wi-harness-probe of manifests/harness-rbac.yaml.j2 in "
+                    f"{ctx.namespace}")],
+        )
+    elif error is not None and status in (0, 401):
         finding = kube_failure_finding(
             error,
             "pod",

@@ -823,7 +823,7 @@ def test_a_quota_or_limit_range_refusal_is_not_rbac(message: str) -> None:
     finding = _refused(403, message)
     assert finding.code == "POD_REJECTED_BY_QUOTA"
     assert finding.fix_lines()[0] == "kubectl describe resourcequota,limitrange -n finance"
-    assert _refused(403, 'pods is forbidden: User "x" cannot create resource "pods"').code == "KUBE_FORBIDDEN"
+    assert _refused(403, 'pods is forbidden: User "x" cannot create resource "pods"').code == "PROBE_FORBIDDEN"
 
 
 def _waiting_probe(pod_status: dict[str, Any], **facts: Any) -> Outcome:

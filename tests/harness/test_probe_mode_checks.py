@@ -69,7 +69,7 @@ def test_a_refused_source_configmap_names_configmaps_not_pods(run_world: RunWorl
     admitted = results.workloads["finance/backend-sa"].check("pod.admitted")
     assert admitted.status == FAIL and "source ConfigMap" in admitted.message
     finding = admitted.findings[0]
-    assert finding.code == "KUBE_FORBIDDEN"
+    assert finding.code == "PROBE_FORBIDDEN"
     assert "kubectl auth can-i create configmaps -n finance" in finding.fix_lines()
     assert results.workloads["finance/backend-sa"].check("probe.completed").status != PASS
 
