@@ -14,6 +14,7 @@ probe processes, their sandbox launchers and network relays) spent during the ru
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -93,19 +94,25 @@ def measure(lab: BenchLab, args: argparse.Namespace) -> int:
             ok = best.document is not None and all(w["verdict"] == "pass" for w in best.document["workloads"])
             ok = ok and len(best.document["workloads"]) == count  # type: ignore[index]
             failed |= not ok
-            rows.append((count, best, lab_cpu))
+            load = os.getloadavg()[0]  # the machine is shared: how busy it was, beside each time
+            rows.append((count, best, lab_cpu, load))
             print(f"  N={count:<4} T={best.seconds:6.1f} s  harness CPU {best.cpu_seconds:5.1f} s  "
                   f"lab CPU {lab_cpu[0]:5.1f} s  pods' CPU {lab_cpu[1]:5.1f} s  "
-                  f"harness peak RSS {best.peak_rss_mb:6.1f} MB  ({verdicts(best.document)})", flush=True)
+                  f"harness peak RSS {best.peak_rss_mb:6.1f} MB  load {load:4.1f}  ({verdicts(best.document)})",
+                  flush=True)
             if not ok:
                 print("    run did not pass:", *failures(best.document), sep="\n      ", flush=True)
                 if best.document is None:
                     print(best.output[-3000:])
         base = rows[0][1].seconds
-        print("\n  N     T(N) s   T(N)/T(1)   harness CPU s   lab CPU s   pods' CPU s   harness peak RSS MB")
-        for count, measured, (lab_own, pods) in rows:
+        # All CPU of a run (harness, lab, pods) over 2 cores is the least time it can take on this machine alone
+        print("\n  N     T(N) s   T(N)/T(1)   harness CPU s   lab CPU s   pods' CPU s   all CPU / cores s   "
+              "harness peak RSS MB   load")
+        for count, measured, (lab_own, pods), load in rows:
+            floor = (measured.cpu_seconds + lab_own + pods) / (os.cpu_count() or 1)
             print(f"  {count:<5} {measured.seconds:7.1f}   {measured.seconds / base:8.2f}   "
-                  f"{measured.cpu_seconds:12.1f}   {lab_own:8.1f}   {pods:10.1f}   {measured.peak_rss_mb:18.1f}")
+                  f"{measured.cpu_seconds:12.1f}   {lab_own:8.1f}   {pods:10.1f}   {floor:16.1f}   "
+                  f"{measured.peak_rss_mb:18.1f}   {load:4.1f}")
     return 1 if failed else 0
 
 

@@ -33,6 +33,7 @@ I/O and the steps are unit-testable without servers.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -352,15 +353,33 @@ async def fetch_signing_keys(issuer: str, fetch: Fetcher) -> list[dict[str, Any]
 
 async def issuer_signing_keys(issuer: str, fetch: Fetcher,
                               cache: IssuerMetadataCache | None = None) -> list[dict[str, Any]]:
-    """The issuer's keys as Entra holds them: its cached copy while fresh, else fetched (and then kept)."""
-    if cache is not None:
-        cached = cache.fresh(issuer)
-        if cached is not None:
-            return cached
-    keys = await fetch_signing_keys(issuer, fetch)
-    if cache is not None:
+    """The issuer's keys as Entra holds them: its cached copy while fresh, else fetched (and then kept).
+
+    With the cache on, exchanges that find no fresh copy while a fetch of the same issuer is under way wait for
+    that fetch and share its outcome (keys or AADSTS code) instead of each fetching again: a run's probes all
+    exchange within seconds, and a cache that answers them with one fetch is what makes it a cache (fifty
+    simultaneous fetches of one issuer, in a lab that serves the issuer too, ran into the fetch timeout)."""
+    if cache is None or cache.seconds <= 0:  # no cache: every exchange fetches (the copy is still kept)
+        keys = await fetch_signing_keys(issuer, fetch)
+        if cache is not None:
+            cache.store(issuer, keys)
+        return keys
+    cached = cache.fresh(issuer)
+    if cached is not None:
+        return cached
+    pending = cache.pending.get(issuer)
+    if pending is None:
+        pending = cache.pending[issuer] = asyncio.ensure_future(_fetch_and_keep(issuer, fetch, cache))
+    return list(await asyncio.shield(pending))  # one exchange given up (its client gone) leaves the rest theirs
+
+
+async def _fetch_and_keep(issuer: str, fetch: Fetcher, cache: IssuerMetadataCache) -> list[dict[str, Any]]:
+    try:
+        keys = await fetch_signing_keys(issuer, fetch)
         cache.store(issuer, keys)
-    return keys
+        return keys
+    finally:
+        cache.pending.pop(issuer, None)
 
 
 def candidate_keys(assertion: Assertion, keys: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ Microsoft documents no value). What the cache holds, its key and its lifetime ar
 
 - keyed by the token's ``iss`` exactly as presented ([unverified]: whether Entra normalises it is unknown);
 - only a successfully parsed key set is kept; a failed fetch (AADSTS50166/90061/900612) is answered again on
-  the next request ([unverified]);
+  the next request ([unverified]); requests that arrive while a fetch is under way share its outcome;
 - an unknown ``kid`` does not make Entra fetch again before expiry (what the reports of a long 7000272 after a
   rotation imply; [unverified]).
 
@@ -24,6 +24,7 @@ Pure state: the clock is injected (monotonic by default) so tests can expire ent
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class IssuerMetadataCache:
     seconds: float = DEFAULT_SECONDS
     clock: Callable[[], float] = time.monotonic
     entries: dict[str, CachedKeys] = field(default_factory=dict)
+    # issuer -> the fetch under way, which exchanges arriving meanwhile wait for (lab.azure.federation)
+    pending: dict[str, asyncio.Future[list[dict[str, Any]]]] = field(default_factory=dict)
 
     def fresh(self, issuer: str) -> list[dict[str, Any]] | None:
         """The signing keys Entra still holds for ``issuer``, or None when it must fetch them again."""
