@@ -35,6 +35,15 @@ def _review(kind: str, group: str, body: Obj, status: dict[str, Any]) -> Obj:
     }
 
 
+def _non_resource_matches(rule: Obj, path: str, verb: str) -> bool:
+    """rbac.NonResourceURLMatches and VerbMatches: "*", a prefix ending in "*", or the exact path."""
+    verbs = rule.get("verbs") or []
+    if "*" not in verbs and verb not in verbs:
+        return False
+    return any(url == "*" or url == path or (url.endswith("*") and path.startswith(url[:-1]))
+               for url in rule.get("nonResourceURLs") or [])
+
+
 def self_subject_access_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
     spec = body.get("spec") or {}
     resource = spec.get("resourceAttributes")
@@ -49,7 +58,9 @@ def self_subject_access_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
         )
         allowed = is_allowed(lab.kube, user, attributes)
     elif isinstance(spec.get("nonResourceAttributes"), dict):
-        allowed = is_unrestricted(lab.kube, user)
+        path, verb = spec["nonResourceAttributes"].get("path", ""), spec["nonResourceAttributes"].get("verb", "")
+        allowed = is_unrestricted(lab.kube, user) or any(
+            _non_resource_matches(rule, path, verb) for rule in rbac_rules(lab.kube.store, user, ""))
     else:
         raise errors.ApiError(
             422,
@@ -83,23 +94,12 @@ def self_subject_rules_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
             for rule in rbac_rules(lab.kube.store, user, namespace)
             if rule.get("resources")
         ]
+        # from the bound ClusterRoles: system:discovery, system:public-info-viewer, and for ServiceAccounts
+        # system:service-account-issuer-discovery (lab.kube.rbac_defaults)
         non_resource_rules = [
-            {
-                "verbs": ["get"],
-                "nonResourceURLs": [
-                    "/api",
-                    "/api/*",
-                    "/apis",
-                    "/apis/*",
-                    "/healthz",
-                    "/livez",
-                    "/readyz",
-                    "/version",
-                    "/version/",
-                    "/openapi",
-                    "/openapi/*",
-                ],
-            }
+            {"verbs": list(rule.get("verbs") or []), "nonResourceURLs": list(rule["nonResourceURLs"])}
+            for rule in rbac_rules(lab.kube.store, user, namespace)
+            if rule.get("nonResourceURLs")
         ]
     status = {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": False}
     return _review("SelfSubjectRulesReview", "authorization.k8s.io", body, status)

@@ -150,6 +150,11 @@ def test_default_cluster_roles_are_bootstrapped_and_aggregated(kubectl: Kubectl,
                                     "name": "system:masters"}]
 
     account = f"system:serviceaccount:{namespace}:default"
+    # non-resource URLs through the bootstrapped bindings: issuer discovery for every ServiceAccount
+    assert kubectl("auth", "can-i", "get", "/openid/v1/jwks", f"--as={account}").stdout.strip() == "yes"
+    assert kubectl("auth", "can-i", "get", "/metrics", f"--as={account}", check=False).stdout.strip() == "no"
+    listed = kubectl("auth", "can-i", "--list", f"--as={account}", "-n", namespace).stdout
+    assert "[/.well-known/openid-configuration]" in listed and "selfsubjectaccessreviews" in listed
     can_list = ("auth", "can-i", "list", "pods", "-n", namespace, f"--as={account}")
     assert kubectl(*can_list, check=False).stdout.strip() == "no"
     kubectl("create", "rolebinding", "viewers", "--clusterrole=view", f"--serviceaccount={namespace}:default",
