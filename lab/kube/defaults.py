@@ -122,9 +122,13 @@ def _template_defaults(obj: Obj) -> None:
 def deployment_defaults(deployment: Obj) -> None:
     spec = deployment.setdefault("spec", {})
     spec.setdefault("replicas", 1)
-    spec.setdefault(
-        "strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
-    )
+    # field by field, as SetDefaults_Deployment: kubectl's protobuf bodies carry an empty strategy struct
+    strategy = spec["strategy"] = spec.get("strategy") or {}
+    strategy["type"] = strategy.get("type") or "RollingUpdate"
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy["rollingUpdate"] = strategy.get("rollingUpdate") or {}
+        rolling.setdefault("maxUnavailable", "25%")
+        rolling.setdefault("maxSurge", "25%")
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("progressDeadlineSeconds", 600)
     _template_defaults(deployment)
@@ -133,9 +137,12 @@ def deployment_defaults(deployment: Obj) -> None:
 
 def daemonset_defaults(daemonset: Obj) -> None:
     spec = daemonset.setdefault("spec", {})
-    spec.setdefault(
-        "updateStrategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
-    )
+    strategy = spec["updateStrategy"] = spec.get("updateStrategy") or {}  # SetDefaults_DaemonSet, field by field
+    strategy["type"] = strategy.get("type") or "RollingUpdate"
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy["rollingUpdate"] = strategy.get("rollingUpdate") or {}
+        rolling.setdefault("maxUnavailable", 1)
+        rolling.setdefault("maxSurge", 0)
     spec.setdefault("revisionHistoryLimit", 10)
     _template_defaults(daemonset)
     daemonset.setdefault(
