@@ -224,8 +224,17 @@ def write_chart(root: Path, name: str, template: str, values: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def namespace() -> str:
-    return f"helm-{uuid.uuid4().hex[:8]}"
+def namespace(kube_api: Any) -> Iterator[str]:
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    name = f"helm-{uuid.uuid4().hex[:8]}"
+    yield name
+    try:  # helm install --create-namespace makes it; helm uninstall leaves it, as on a cluster
+        client.CoreV1Api(kube_api).delete_namespace(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 @pytest.fixture(scope="module")
