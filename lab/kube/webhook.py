@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.kube import helm_release
 from lab.kube.errors import ApiError
 
 Obj = dict[str, Any]
@@ -59,6 +60,7 @@ ADDON_NAMESPACE = "kube-system"
 CHART_NAME = "workload-identity-webhook"
 CHART_RELEASE = "workload-identity-webhook"
 CHART_NAMESPACE = "azure-workload-identity-system"
+CHART_DESCRIPTION = "A Helm chart to install the azure-workload-identity webhook"  # its Chart.yaml
 INSTALLS = ("addon", "helm", "both")
 SYSTEM_LABEL = "azure-workload-identity.io/system"
 
@@ -806,11 +808,24 @@ def webhook_objects(settings: WebhookSettings) -> list[tuple[str, str, str, Obj]
                 mutating_webhook_configuration(settings))]
     for install in installs_of(settings):
         ns = install.namespace
-        objects += [
+        made = [
             ("apps", "deployments", ns, deployment(settings, install)),
             ("", "configmaps", ns, config_map(settings, install)),
             ("", "serviceaccounts", ns, service_account(settings, install)),
             ("", "services", ns, service(settings, install)),
             ("", "secrets", ns, server_cert_secret(settings, install)),
         ]
+        objects += made
+        if install.chart:  # helm list/status/get find the chart's release, as after its README's helm install
+            manifest = [objects[0][3], *(obj for *_, obj in made)]
+            objects.append(("", "secrets", ns, chart_release(settings, install, manifest)))
     return objects
+
+
+def chart_release(settings: WebhookSettings, install: Install, objects: list[Obj]) -> Obj:
+    version = settings.image_tag.removeprefix("v")
+    chart = {"name": CHART_NAME, "version": version, "description": CHART_DESCRIPTION, "apiVersion": "v2",
+             "appVersion": f"v{version}", "type": "application"}
+    record = helm_release.release_record(name=install.release, namespace=install.namespace, chart=chart,
+                                         values={"azureTenantID": settings.tenant_id}, objects=objects)
+    return helm_release.release_secret(record)
