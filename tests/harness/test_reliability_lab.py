@@ -4,8 +4,9 @@
   each of the healthy world and two failing ones give the verdicts and finding codes their fault-free runs give;
   the retries that made it so are counted (run.json ``retries``, the probe's ``retries`` evidence). The
   harness's backoffs are scaled down (WI_HARNESS_RETRY_DELAY_SCALE) so the runs stay short; the probe's are not.
-- a hard-down service (``lab ctl outage``: its listeners closed, connections refused) for the whole run: the run
-  ends well within its timeout, every finding names that service's address, and no other cause is claimed.
+- a hard-down service (``lab ctl outage``: its listeners closed, connections refused) for the whole run, each of
+  Entra, ARM, Graph, Key Vault, the issuer and the API server: the run ends well within its timeout, every
+  finding names that service's address, and no other cause is claimed.
 - least privilege: a ServiceAccount bound to exactly manifests/harness-rbac.yaml.j2 passes the suites; without
   pod create in one namespace, that workload gets PROBE_FORBIDDEN and the other still passes.
 """
@@ -185,14 +186,22 @@ def host(url: str) -> str:
     return url.split("://", 1)[1].split("/", 1)[0]
 
 
-@pytest.mark.parametrize("service", ["entra", "arm", "keyvault"])
+# What each outage may be called: the harness's own reads (AZURE_UNREACHABLE, KUBE_UNREACHABLE, the issuer's
+# discovery document), the pods' (EGRESS_BLOCKED: the pod cannot reach it), Entra's (it could not fetch the issuer).
+BLAMED = {"entra": {"AZURE_UNREACHABLE", "EGRESS_BLOCKED"}, "arm": {"AZURE_UNREACHABLE"},
+          "graph": {"AZURE_UNREACHABLE"}, "keyvault": {"EGRESS_BLOCKED"}, "kube": {"KUBE_UNREACHABLE"},
+          "issuer": {"ISSUER_DISCOVERY_UNREACHABLE", "ISSUER_UNREACHABLE_FROM_ENTRA"}}
+
+
+@pytest.mark.parametrize("service", sorted(BLAMED))
 def test_a_hard_down_service_is_named_and_nothing_else_is_blamed(
     running_lab: RunningLab, tmp_path: Path, service: str
 ) -> None:
     config = yaml.safe_load(running_lab.harness_config.read_text())
-    cloud = config["azure"]["cloud"]
+    cloud, endpoints = config["azure"]["cloud"], running_lab.info()["endpoints"]
     hosts = {"entra": [host(cloud["authority_host"])], "arm": [host(cloud["resource_manager"])],
-             "keyvault": cloud["keyvault_hosts"]}[service]
+             "graph": [host(cloud["microsoft_graph"])], "keyvault": cloud["keyvault_hosts"],
+             "kube": [host(endpoints["kube"])], "issuer": [host(endpoints["issuer"])]}[service]
     ctl(running_lab, "outage", service, "--down")
     try:
         started = time.monotonic()
@@ -207,7 +216,7 @@ def test_a_hard_down_service_is_named_and_nothing_else_is_blamed(
     for finding in findings:
         assert any(h in finding["message"] for h in hosts), (finding["code"], finding["message"])
     blamed = {f["code"] for f in findings}
-    assert blamed <= {"AZURE_UNREACHABLE", "EGRESS_BLOCKED"}, blamed
+    assert blamed <= BLAMED[service], blamed
 
 
 # ---------------------------------------------------------------- least privilege
