@@ -1,5 +1,6 @@
 """Admission for object creation, in the API server's order: in-tree mutating plugins (LimitRanger,
-ServiceAccount, DefaultTolerationSeconds), mutating webhooks (the workload identity webhook), then name
+ServiceAccount, DefaultTolerationSeconds), mutating webhooks (those the stored MutatingWebhookConfigurations
+select, :mod:`lab.kube.webhook_dispatch`; the workload identity webhook among them), then name
 generation and validation of the mutated object, then the validating plugins (LimitRanger, PodSecurity whose ``warn`` results become ``Warning``
 headers), validating webhooks (Gatekeeper, when ``lab ctl policy deny`` installed it) and ResourceQuota last
 (kube-apiserver's plugin order).
@@ -20,8 +21,7 @@ from lab.kube import (
     podsecurity,
     quota,
     validation,
-    webhook,
-    webhook_pods,
+    webhook_dispatch,
 )
 from lab.kube.store import Obj, ResourceType
 
@@ -156,10 +156,8 @@ def mutate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str) -> Obj:
     limitrange.mutate(lab.kube.store, obj, namespace)
     service_account_admission(lab, obj, namespace)
     default_toleration_seconds(obj)
-    return webhook.admit_pod(
-        obj, namespace, lab.kube.webhook, _service_account_getter(lab), namespace_labels(lab, namespace),
-        decision_log=webhook_pods.decision_log(lab), endpoints_ready=not webhook_pods.crashed(lab),
-    )
+    return webhook_dispatch.mutate(lab, rt, obj, namespace, namespace_labels(lab, namespace),
+                                   _service_account_getter(lab))
 
 
 def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, dry_run: bool = False) -> list[str]:

@@ -1,8 +1,10 @@
 """The azure-workload-identity mutating admission webhook, as the AKS add-on installs it.
 
-A pure emulation of ``pkg/webhook/webhook.go`` (``podMutator.Handle``) for the v1.5.1, v1.6.0
-and PR #1749 layouts (reference ``azure-workload-identity.md`` sections 1.2-1.10), plus the two pieces of the API
-server that decide whether the webhook is called at all:
+A pure emulation of ``pkg/webhook/webhook.go`` (``podMutator.Handle``, :func:`serve_pod`) for the v1.5.1, v1.6.0
+and PR #1749 layouts (reference ``azure-workload-identity.md`` sections 1.2-1.10), and the objects the add-on and
+the chart install. Whether the webhook is called is the API server's decision from the stored
+MutatingWebhookConfigurations (:mod:`lab.kube.webhook_dispatch`); :func:`admit_pod` makes it from the
+configuration as installed, for the table tests:
 
 * the MutatingWebhookConfiguration's ``objectSelector`` (pod label ``azure.workload.identity/use: "true"``,
   exact value) and ``rules`` (pods, CREATE only: the caller only calls :func:`admit_pod` on CREATE);
@@ -102,11 +104,14 @@ ENFORCER_NAMESPACE_SELECTOR: Obj = {
     ]
 }
 
+SERVICE_CLUSTER_IP = "10.0.184.9"
+
+
 def webhook_unreachable(namespace: str = "kube-system") -> str:
     """The dispatcher's ErrCallingWebhook text for a service with no listener behind its ClusterIP."""
     return (f'failed calling webhook "{WEBHOOK_NAME}": failed to call webhook: Post '
             f'"https://{SERVICE_NAME}.{namespace}.svc:443/mutate-v1-pod?timeout=10s": '
-            "dial tcp 10.0.184.9:443: connect: connection refused")
+            f"dial tcp {SERVICE_CLUSTER_IP}:443: connect: connection refused")
 
 
 @dataclass(frozen=True)
@@ -338,7 +343,9 @@ def admit_pod(
     decision_log: DecisionLog | None = None,
     endpoints_ready: bool = True,
 ) -> Obj:
-    """Mutating admission for a pod CREATE. Returns the (possibly) mutated pod; raises ApiError on denial.
+    """Mutating admission for a pod CREATE against the configuration the lab installs (``settings``), for the
+    webhook's own table tests; the lab's API server dispatches from the stored configurations instead
+    (:mod:`lab.kube.webhook_dispatch`). Returns the (possibly) mutated pod; raises ApiError on denial.
 
     ``get_service_account(namespace, name)`` returns the ServiceAccount object or None. ``decision_log`` gets
     the JSON log records the serving webhook pod writes for this request (see :func:`decision_records`).
@@ -350,6 +357,13 @@ def admit_pod(
         raise unreachable(settings.namespace)
     if not endpoints_ready:
         raise no_endpoints(settings.namespace)
+    return serve_pod(pod, namespace, settings, get_service_account, decision_log)
+
+
+def serve_pod(pod: Obj, namespace: str, settings: WebhookSettings, get_service_account: ServiceAccountGetter,
+              decision_log: DecisionLog | None = None) -> Obj:
+    """The webhook's handler for one AdmissionReview of a pod CREATE that reached it (the lab's API server
+    decides that from the stored configurations: :mod:`lab.kube.webhook_dispatch`)."""
     mutation = PodMutation(copy.deepcopy(pod), namespace, settings)
     try:
         mutated = mutation.run(get_service_account)

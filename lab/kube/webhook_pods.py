@@ -17,9 +17,10 @@ A configuration ``NewPodMutator`` refuses (``azure-wi-webhook-config`` without A
 AZURE_ENVIRONMENT) makes a starting manager panic, as setupWebhook does; once every pod has crashed the API
 server finds no endpoint behind the Service and refuses labelled pods with ``no endpoints available``.
 
-Otherwise the admission decision follows ``lab ctl webhook`` (:func:`lab.kube.webhook.admit_pod`), not the pods'
-readiness: a request is admitted while fresh pods are still starting. ReplicaSets refused while the pods were
-crashed try again when a webhook pod serves again (the real controller's back-off retry gets there later).
+The API server reaches these pods through the Service's ready Endpoints (:mod:`lab.kube.webhook_dispatch`):
+while none is ready, labelled pods get ``no endpoints available`` (failurePolicy Fail). ReplicaSets refused while
+the pods were crashed try again when a webhook pod serves again (the real controller's back-off retry gets there
+later).
 """
 
 from __future__ import annotations
@@ -113,23 +114,6 @@ def retry_refused_workloads(lab: Lab) -> None:
         asyncio.get_running_loop().call_later(POLL_SECONDS, controllers.reconcile_workloads)
 
 
-def crashed(lab: Lab) -> bool:
-    """The webhook is up by ``lab ctl`` but its pods have all crashed (none ready, one at least restarted or
-    dead): the API server finds no endpoint behind the Service. A webhook whose pods are still starting is not
-    counted, so a fresh lab admits at once."""
-    settings = lab.kube.webhook
-    if settings.mode != "up" or getattr(lab, "kubelet", None) is None:
-        return False
-    pods_type = core_type(lab.kube.store, "pods")
-    pods, _ = lab.kube.store.list(pods_type, settings.namespace, f"{webhook.SYSTEM_LABEL}=true")
-    pods = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-    if not pods or any(_ready(p) for p in pods):
-        return False
-    statuses = [s for p in pods for s in (p.get("status") or {}).get("containerStatuses") or []]
-    return bool(statuses) and all(s.get("restartCount") or "terminated" in (s.get("state") or {})
-                                  or "terminated" in (s.get("lastState") or {}) for s in statuses)
-
-
 # ---------------------------------------------------------------- decisions
 
 
@@ -158,12 +142,12 @@ def log_level_of(pod: Obj) -> str:
     return level
 
 
-def decision_log(lab: Lab) -> webhook.DecisionLog:
-    """Where the webhook call of one admission writes its log lines: one serving pod's manager log, at that
-    pod's own --log-level."""
+def decision_log(lab: Lab, served_by: Obj | None = None) -> webhook.DecisionLog:
+    """Where the webhook call of one admission writes its log lines: the manager log of the pod the API server
+    reached (else one serving pod's, round robin), at that pod's own --log-level."""
 
     def write(records_at: webhook.Records) -> None:
-        pods = serving_pods(lab)
+        pods = [served_by] if served_by is not None else serving_pods(lab)
         if not pods:
             return
         pod = pods[next(_turn) % len(pods)]

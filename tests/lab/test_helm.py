@@ -316,8 +316,6 @@ def test_install_list_upgrade_uninstall(cfg: Any, core: Any, kube_api: Any, name
     assert "web-sa" not in names(core.list_namespaced_service_account(namespace).items)
 
 
-@pytest.mark.xfail(strict=True, reason="the lab's server-side apply merges the applied configuration into the "
-                   "live object: no managedFields, so a field the manager applied before and drops now stays")
 def test_upgrade_removes_a_key_the_chart_no_longer_renders(cfg: Any, core: Any, namespace: str,
                                                            tmp_path_factory: pytest.TempPathFactory) -> None:
     chart = write_chart(tmp_path_factory.mktemp("charts"), "rehearsal", TEMPLATE, VALUES_YAML)
@@ -354,8 +352,6 @@ def test_the_labs_chart_installed_webhook_is_a_helm_release(lab: Any, lab_thread
     assert not release_secrets(core, CHART_NAMESPACE, CHART_RELEASE)  # the chart went, and its record with it
 
 
-@pytest.mark.xfail(strict=True, reason="the lab's admission follows lab ctl webhook (its settings), not the "
-                   "MutatingWebhookConfiguration: with the chart's objects uninstalled, labelled pods are still mutated")
 def test_uninstalling_the_labs_chart_release_stops_the_mutation(lab: Any, lab_thread: Any, kubeconfig: Path,
                                                                 core: Any) -> None:
     from kubernetes import client

@@ -1,0 +1,233 @@
+"""Mutating admission webhooks as the API server's generic dispatcher calls them: from the
+MutatingWebhookConfigurations stored in the API, not from ``lab ctl webhook``.
+
+As staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook does for a CREATE:
+
+* configurations in name order, each one's webhooks in order (generic/webhook.go, mutating/dispatcher.go);
+* ``rules`` (predicates/rules/rules.go): operations, apiGroups, apiVersions and resources (``*`` for every
+  resource without a subresource, ``*/*`` for all, ``<res>/<sub>``) each match on ``*`` or equality, and
+  ``scope`` ``Namespaced`` wants a namespace, ``Cluster`` none, ``*`` (or unset) either;
+* ``namespaceSelector`` (predicates/namespace): the namespace's labels, always a match for a cluster-scoped
+  object; ``objectSelector`` (predicates/object): the object's labels; both label selectors with matchLabels and
+  In/NotIn/Exists/DoesNotExist expressions, an empty or absent selector matching everything;
+* the AKS admissions enforcer on top (see :mod:`lab.kube.webhook`): kube-system and namespaces labelled
+  ``control-plane: "true"`` or ``kubernetes.azure.com/managedby: aks`` are kept away from every webhook unless
+  its configuration is annotated ``admissions.enforcer/disabled: "true"`` (AKS FAQ);
+* the call (webhook/client.go ``HookClient`` with the endpoint service resolver, util/proxy ``ResolveEndpoint``):
+  ``clientConfig.service`` names a Service that must exist, not be ExternalName, have the port, and whose
+  Endpoints have a ready address on that port's name, else ``service "x" not found`` / ``no service port N found
+  for service "x"`` / ``endpoints "x" not found`` / ``no endpoints available for service "x"``. The address is
+  dialled: the lab serves only pods running the Workload ID webhook image (``lab.kube.webhook_pods``) on the
+  manager's port 9443 while the webhook is not set down, at ``/mutate-v1-pod``; any other address, a
+  ``clientConfig.url``, or that webhook set down refuses the connection;
+* a failed call is ``failed calling webhook "<name>": failed to call webhook: Post "<url>?timeout=<n>s":
+  <cause>`` (webhookutil.ErrCallingWebhook); ``failurePolicy: Ignore`` admits the object unmutated, ``Fail``
+  (the v1 default) answers 500 InternalError ``Internal error occurred: <that>``.
+
+Not emulated: ``matchConditions`` (CEL; a webhook carrying them is called as if they matched), reinvocation,
+``matchPolicy: Equivalent`` conversions (pods have a single version), caBundle/TLS checks.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from lab.kube import webhook, webhook_pods
+from lab.kube.errors import ApiError
+from lab.kube.images import emulated_runner, parse_image
+from lab.kube.store import Obj, ResourceType
+
+if TYPE_CHECKING:
+    from lab.runtime import Lab
+
+log = logging.getLogger(__name__)
+
+ENFORCER_OPT_OUT = "admissions.enforcer/disabled"
+WEBHOOK_SERVER_PORT = 9443  # controller-runtime's webhook server default; the manager passes no --port
+MUTATE_PATH = "/mutate-v1-pod"
+_turn = itertools.count()
+
+
+class CallError(Exception):
+    """webhookutil.ErrCallingWebhook's Reason."""
+
+
+@dataclass(frozen=True)
+class Attributes:
+    operation: str
+    group: str
+    version: str
+    resource: str
+    subresource: str
+    namespace: str
+
+
+# ---------------------------------------------------------------- matching
+
+
+def _match_list(values: list[str] | None, wanted: str) -> bool:
+    return any(v == "*" or v == wanted for v in values or [])
+
+
+def _resource_matches(resources: list[str] | None, attrs: Attributes) -> bool:
+    for entry in resources or []:
+        res, _, sub = entry.partition("/")
+        if (res == "*" or res == attrs.resource) and (sub == "*" or sub == attrs.subresource):
+            return True
+    return False
+
+
+def rule_matches(rule: Obj, attrs: Attributes) -> bool:
+    scope = rule.get("scope") or "*"
+    in_scope = scope == "*" or (scope == "Namespaced") == bool(attrs.namespace)
+    return (in_scope and _match_list(rule.get("operations"), attrs.operation)
+            and _match_list(rule.get("apiGroups"), attrs.group)
+            and _match_list(rule.get("apiVersions"), attrs.version)
+            and _resource_matches(rule.get("resources"), attrs))
+
+
+def selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
+    """metav1.LabelSelectorAsSelector(selector).Matches(labels); nil/empty matches everything."""
+    selector = selector or {}
+    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
+        return False
+    for requirement in selector.get("matchExpressions") or []:
+        key, operator, values = requirement.get("key"), requirement.get("operator"), requirement.get("values") or []
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def hook_applies(config: Obj, hook: Obj, attrs: Attributes, obj: Obj, namespace_labels: dict[str, str]) -> bool:
+    if not any(rule_matches(rule, attrs) for rule in hook.get("rules") or []):
+        return False
+    if attrs.namespace:
+        if not selector_matches(hook.get("namespaceSelector"), namespace_labels):
+            return False
+        opted_out = ((config.get("metadata") or {}).get("annotations") or {}).get(ENFORCER_OPT_OUT) == "true"
+        if not opted_out and webhook.namespace_excluded(attrs.namespace, namespace_labels):
+            return False
+    return selector_matches(hook.get("objectSelector"), dict((obj.get("metadata") or {}).get("labels") or {}))
+
+
+# ---------------------------------------------------------------- calling
+
+
+def _url(hook: Obj) -> str:
+    client = hook.get("clientConfig") or {}
+    timeout = hook.get("timeoutSeconds") or 10
+    if client.get("url"):
+        return f"{client['url']}?timeout={timeout}s"
+    service = client.get("service") or {}
+    path = service.get("path") or "/"
+    return (f"https://{service.get('name')}.{service.get('namespace')}.svc:{service.get('port') or 443}"
+            f"{path}?timeout={timeout}s")
+
+
+def _lab_serves_without_pods(lab: Lab, namespace: str, name: str) -> bool:
+    """A lab started without a kubelet runs no pods: the Service the lab made for its webhook stands for them."""
+    settings = lab.kube.webhook
+    return (getattr(lab, "kubelet", None) is None and settings.mode != "absent" and name == webhook.SERVICE_NAME
+            and namespace in {install.namespace for install in webhook.installs_of(settings)})
+
+
+def resolve(lab: Lab, namespace: str, name: str, port: int) -> tuple[str, int, Obj | None]:
+    """proxy.ResolveEndpoint: (address, port, the endpoint's pod) or CallError with the resolver's text."""
+    store = lab.kube.store
+    service = store.objects.get(("", "services"), {}).get((namespace, name))
+    if service is None:
+        raise CallError(f'service "{name}" not found')
+    spec = service.get("spec") or {}
+    if spec.get("type", "ClusterIP") not in ("ClusterIP", "LoadBalancer", "NodePort"):
+        raise CallError(f'unsupported service type "{spec.get("type")}"')
+    service_port = next((p for p in spec.get("ports") or [] if p.get("port") == port), None)
+    if service_port is None:
+        raise CallError(f'no service port {port} found for service "{name}"')
+    endpoints = store.objects.get(("", "endpoints"), {}).get((namespace, name))
+    if endpoints is None:
+        raise CallError(f'endpoints "{name}" not found')
+    wanted = service_port.get("name", "")
+    candidates = [(address, endpoint_port["port"]) for subset in endpoints.get("subsets") or []
+                  for endpoint_port in subset.get("ports") or [] if endpoint_port.get("name", "") == wanted
+                  for address in subset.get("addresses") or []]
+    if not candidates:
+        raise CallError(f'no endpoints available for service "{name}"')
+    address, number = candidates[next(_turn) % len(candidates)]
+    ref = address.get("targetRef") or {}
+    pod = store.objects.get(("", "pods"), {}).get((ref.get("namespace", namespace), ref.get("name", "")))
+    return address["ip"], number, pod
+
+
+def _runs_webhook_image(lab: Lab, pod: Obj | None) -> bool:
+    for container in ((pod or {}).get("spec") or {}).get("containers") or []:
+        if emulated_runner(lab.kube, parse_image(container.get("image") or "")) is webhook_pods.run_manager:
+            return True
+    return False
+
+
+def call(lab: Lab, hook: Obj, obj: Obj, namespace: str, get_service_account: webhook.ServiceAccountGetter) -> Obj:
+    """Send the object to the webhook; the (maybe mutated) object, ApiError for a denial, CallError otherwise."""
+    url = _url(hook)
+    client = hook.get("clientConfig") or {}
+    settings = lab.kube.webhook
+    try:
+        if client.get("url"):
+            host = urlsplit(client["url"])
+            raise CallError(f"dial tcp {host.hostname}:{host.port or 443}: connect: connection refused")
+        service = client.get("service") or {}
+        ns, name, port = service.get("namespace", ""), service.get("name", ""), service.get("port") or 443
+        if _lab_serves_without_pods(lab, ns, name):
+            if settings.mode == "down":
+                raise CallError(f"dial tcp {webhook.SERVICE_CLUSTER_IP}:{port}: connect: connection refused")
+            pod = None
+        else:
+            ip, number, pod = resolve(lab, ns, name, port)
+            if not _runs_webhook_image(lab, pod) or number != WEBHOOK_SERVER_PORT or settings.mode == "down":
+                raise CallError(f"dial tcp {ip}:{number}: connect: connection refused")
+        if (service.get("path") or "/") != MUTATE_PATH:
+            raise CallError("the server could not find the requested resource")
+    except CallError as exc:
+        raise CallError(f"failed to call webhook: Post {webhook.go_quote(url)}: {exc}") from None
+    if "spec" not in obj or obj.get("kind", "Pod") != "Pod":
+        return obj  # the lab's webhook handles pods only
+    return webhook.serve_pod(obj, namespace, settings, get_service_account,
+                             decision_log=webhook_pods.decision_log(lab, pod))
+
+
+# ---------------------------------------------------------------- the dispatcher
+
+
+def mutate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, namespace_labels: dict[str, str],
+           get_service_account: webhook.ServiceAccountGetter, operation: str = "CREATE") -> Obj:
+    """Run every matching mutating webhook in turn on ``obj``; returns the object to store."""
+    store = lab.kube.store
+    configs = sorted(store.objects.get(("admissionregistration.k8s.io", "mutatingwebhookconfigurations"), {}).items())
+    if not configs:
+        return obj
+    attrs = Attributes(operation, rt.group, rt.version, rt.plural, "", namespace if rt.namespaced else "")
+    for _, config in configs:
+        for hook in config.get("webhooks") or []:
+            if not hook_applies(config, hook, attrs, obj, namespace_labels):
+                continue
+            try:
+                obj = call(lab, hook, copy.deepcopy(obj), namespace, get_service_account)
+            except CallError as exc:
+                cause = f'failed calling webhook "{hook.get("name")}": {exc}'
+                if hook.get("failurePolicy", "Fail") == "Ignore":
+                    log.warning("Failed calling webhook, failing open %s: %s", hook.get("name"), cause)
+                    continue
+                raise ApiError(500, "InternalError", f"Internal error occurred: {cause}",
+                               {"causes": [{"message": cause}]}) from None
+    return obj
