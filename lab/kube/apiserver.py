@@ -37,6 +37,7 @@ from lab.kube import (
     gotypes,
     impersonation,
     issuer,
+    managedfields,
     metrics,
     podstreams,
     reviews,
@@ -497,10 +498,13 @@ class ApiServer:
         body = await self.read_object(request, target, target.rt.kind, target.api_version)
         return self.create_object(request, target, body)
 
-    def create_object(self, request: web.Request, target: Target, body: Obj) -> web.Response:
+    def create_object(self, request: web.Request, target: Target, body: Obj,
+                      managed: list[Obj] | None = None) -> web.Response:
         rt, namespace = target.rt, target.namespace_or_empty
         gotypes.check_object(rt, body)
         obj = prepare_for_create(rt, body, namespace)
+        obj["metadata"]["managedFields"] = managed if managed is not None else managedfields.record_create(
+            rt, obj, field_manager(request), now_rfc3339())
         if rt.namespaced and self.store.find(NAMESPACE_TYPE, "", namespace) is None:
             raise errors.not_found("namespaces", "", namespace)
         dry_run = is_true(request.query.get("dryRun")) or request.query.get("dryRun") == "All"
@@ -540,12 +544,12 @@ class ApiServer:
     async def update(self, request: web.Request, target: Target) -> web.Response:
         if target.subresource == "scale":
             body = await self.read_object(request, target, "Scale", "autoscaling/v1")
-            return self.rescale(target, body)
+            return self.rescale(target, body, field_manager(request))
         body = await self.read_object(request, target, target.rt.kind, target.api_version)
         current = self.store.get(target.rt, target.namespace_or_empty, target.name)
         return self.update_object(request, target, current, body)
 
-    def rescale(self, target: Target, scale: Obj) -> web.Response:
+    def rescale(self, target: Target, scale: Obj, manager: str) -> web.Response:
         """The scale subresource (``kubectl scale``): only spec.replicas of the parent changes."""
         replicas = (scale.get("spec") or {}).get("replicas", 0)
         if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
@@ -553,15 +557,22 @@ class ApiServer:
                 ("FieldValueInvalid", "spec.replicas",
                  f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0")])
         current = self.store.get(target.rt, target.namespace_or_empty, target.name)
+        before = copy.deepcopy(current)
         current.setdefault("spec", {})["replicas"] = replicas
+        current["metadata"]["managedFields"] = managedfields.record_update(
+            target.rt, before, current, manager, now_rfc3339(), "scale")
         return json_response(scale_of(target, self.store.replace(target.rt, current, check_version=False)))
 
-    def update_object(self, request: web.Request, target: Target, current: Obj, new: Obj) -> web.Response:
+    def update_object(self, request: web.Request, target: Target, current: Obj, new: Obj,
+                      managed: list[Obj] | None = None) -> web.Response:
         rt = target.rt
         gotypes.check_object(rt, new)
         check_identity(target, new)
         obj = prepare_for_update(rt, current, new, target.subresource)
         defaults.apply_defaults(rt, obj)
+        obj["metadata"]["managedFields"] = managed if managed is not None else managedfields.record_update(
+            rt, current, obj, field_manager(request), now_rfc3339(), target.subresource,
+            (new.get("metadata") or {}).get("managedFields"))
         validation.validate_update(rt, current, obj)
         if rt.group_resource == CRD_TYPE.group_resource:
             obj["status"] = defaults.crd_established_status(obj, now_rfc3339())
@@ -574,6 +585,7 @@ class ApiServer:
         if media not in codec.PATCH_TYPES:
             raise errors.ApiError(415, "UnsupportedMediaType", unsupported_patch_message(target.rt))
         document = codec.decode_patch(await request.read(), media)
+        managedfields.check_manager(request.query.get("fieldManager"), media == codec.APPLY_PATCH)
         if media == codec.APPLY_PATCH and target.subresource != "scale":
             fieldvalidation.check_apply(target.rt, target.version, document, self.store)
         current = self.store.find(target.rt, target.namespace_or_empty, target.name)
@@ -582,18 +594,25 @@ class ApiServer:
                 return self.server_side_apply_create(request, target, document)
             raise errors.not_found(target.rt.plural, target.rt.group, target.name)
         if target.subresource == "scale":
-            return self.rescale(target, apply_patch(target.rt, scale_of(target, current), document, media))
-        patched = apply_patch(target.rt, current, document, media)
+            scale = apply_patch(target.rt, scale_of(target, current), document, media)
+            return self.rescale(target, scale, field_manager(request))
+        if media == codec.APPLY_PATCH and not target.subresource:
+            patched = managedfields.apply(target.rt, current, document, field_manager(request),
+                                          is_true(request.query.get("force")), now_rfc3339())
+        else:
+            patched = apply_patch(target.rt, current, document, media)
         if not isinstance(patched, dict):
             raise errors.bad_request("the patch produced something that is not an object")
         await fieldvalidation.check_request_patch(request, target.rt, target.version, media, patched, self.store)
-        return self.update_object(request, target, current, patched)
+        managed = patched["metadata"].get("managedFields") if media == codec.APPLY_PATCH else None
+        return self.update_object(request, target, current, patched, managed)
 
     def server_side_apply_create(self, request: web.Request, target: Target, document: Obj) -> web.Response:
         check_type_meta(self.store, target, document, target.rt.kind, target.api_version)
         document.setdefault("metadata", {}).setdefault("name", target.name)
         check_identity(target, document)
-        return self.create_object(request, target, document)
+        applied = managedfields.apply(target.rt, None, document, field_manager(request), True, now_rfc3339())
+        return self.create_object(request, target, document, applied["metadata"]["managedFields"])
 
     # -- deleting
     async def delete(self, request: web.Request, target: Target) -> web.Response:
@@ -655,6 +674,10 @@ class ApiServer:
 
 def now_rfc3339() -> str:
     return rfc3339()
+
+
+def field_manager(request: web.Request) -> str:
+    return managedfields.manager_name(request.query.get("fieldManager"), request.headers.get("User-Agent"))
 
 
 def check_type_meta(store: Store, target: Target, body: Obj, kind: str, api_version: str) -> None:

@@ -1,0 +1,107 @@
+"""Server-side apply through the real kubectl: managedFields recorded on every write, fields an applier drops
+are removed, conflicts with another manager answer 409 with the API server's message, ``--force-conflicts``
+takes the field over, and ``kubectl scale`` makes the scale subresource's manager own spec.replicas."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+pytestmark = [
+    pytest.mark.kubectl,
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed"),
+]
+
+Kubectl = Callable[..., Any]
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      containers:
+      - name: app
+        image: mcr.microsoft.com/azure-cli:2.60.0
+        ports: [{{containerPort: 8080}}]
+{env}"""
+ENV = "        env: [{name: MODE, value: blue}]\n"
+
+
+@pytest.fixture(scope="module")
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    name = f"ssa-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def managers(kubectl: Kubectl, namespace: str, *what: str) -> dict[tuple[str, str], Any]:
+    shown = json.loads(kubectl("get", *what, "-n", namespace, "-o", "json", "--show-managed-fields").stdout)
+    return {(entry["manager"], entry["operation"]): entry for entry in shown["metadata"]["managedFields"]}
+
+
+def test_server_side_apply_records_managed_fields_and_removes_what_the_applier_dropped(
+        kubectl: Kubectl, namespace: str) -> None:
+    applied = kubectl("apply", "--server-side", "-n", namespace, "-f", "-",
+                      input=DEPLOYMENT.format(replicas=0, env=ENV))
+    assert "deployment.apps/web serverside-applied" in applied.stdout
+    entry = managers(kubectl, namespace, "deployment", "web")[("kubectl", "Apply")]
+    assert entry["apiVersion"] == "apps/v1" and entry["fieldsType"] == "FieldsV1" and entry["time"]
+    container = entry["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:containers"]['k:{"name":"app"}']
+    assert container["f:env"] == {'k:{"name":"MODE"}': {".": {}, "f:name": {}, "f:value": {}}}
+    assert 'k:{"containerPort":8080,"protocol":"TCP"}' in container["f:ports"]
+    assert "f:strategy" not in entry["fieldsV1"]["f:spec"]  # defaulted by the server: nobody's
+    assert "managedFields" not in kubectl("get", "deployment", "web", "-n", namespace, "-o", "yaml").stdout
+
+    kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=DEPLOYMENT.format(replicas=0, env=""))
+    live = json.loads(kubectl("get", "deployment", "web", "-n", namespace, "-o", "json").stdout)
+    [app] = live["spec"]["template"]["spec"]["containers"]
+    assert "env" not in app and app["ports"][0]["containerPort"] == 8080
+
+
+def test_a_client_side_apply_owns_its_fields_and_a_server_side_apply_conflicts(
+        kubectl: Kubectl, namespace: str) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-",
+            input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {color: red}\n")
+    assert ("kubectl-client-side-apply", "Update") in managers(kubectl, namespace, "configmap", "settings")
+    change = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {color: blue}\n"
+    refused = kubectl("apply", "--server-side", "--field-manager=deployer", "-n", namespace, "-f", "-",
+                      input=change, check=False)
+    assert refused.returncode != 0
+    assert ('Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using v1: .data.color'
+            in refused.stderr), refused.stderr
+    kubectl("apply", "--server-side", "--field-manager=deployer", "--force-conflicts", "-n", namespace, "-f", "-",
+            input=change)
+    owners = managers(kubectl, namespace, "configmap", "settings")
+    assert owners[("deployer", "Apply")]["fieldsV1"] == {"f:data": {"f:color": {}}}
+    assert "f:data" not in owners.get(("kubectl-client-side-apply", "Update"), {}).get("fieldsV1", {})
+    data = json.loads(kubectl("get", "configmap", "settings", "-n", namespace, "-o", "json").stdout)["data"]
+    assert data == {"color": "blue"}
+
+
+def test_kubectl_scale_owns_replicas_so_applying_another_count_conflicts(kubectl: Kubectl, namespace: str) -> None:
+    kubectl("apply", "--server-side", "--field-manager=ci", "-n", namespace, "-f", "-",
+            input=DEPLOYMENT.format(replicas=0, env="").replace("name: web", "name: scaled", 1))
+    kubectl("scale", "deployment/scaled", "--replicas=0", "-n", namespace)  # same count: nothing taken
+    assert len(managers(kubectl, namespace, "deployment", "scaled")) == 1
+    kubectl("scale", "deployment/scaled", "--replicas=2", "-n", namespace)
+    owners = managers(kubectl, namespace, "deployment", "scaled")
+    [scaler] = [entry for key, entry in owners.items() if key != ("ci", "Apply")]
+    assert (scaler["subresource"], scaler["apiVersion"], scaler["fieldsV1"]) == (
+        "scale", "apps/v1", {"f:spec": {"f:replicas": {}}})
+    assert "f:replicas" not in owners[("ci", "Apply")]["fieldsV1"]["f:spec"]
+    refused = kubectl("apply", "--server-side", "--field-manager=ci", "-n", namespace, "-f", "-",
+                      input=DEPLOYMENT.format(replicas=3, env="").replace("name: web", "name: scaled", 1),
+                      check=False)
+    expected = (f'Apply failed with 1 conflict: conflict with "{scaler["manager"]}" with subresource "scale" '
+                "using apps/v1: .spec.replicas")
+    assert expected in refused.stderr, refused.stderr
