@@ -283,6 +283,7 @@ def test_sweep_deletes_leftovers_of_earlier_runs(pytester: pytest.Pytester) -> N
         "wi-probe-backend-sa-old",
         **{"app.kubernetes.io/managed-by": "wi-harness", "wi-harness/run-id": "20240101T000000Z-000000"},
     )
+    leftover["metadata"]["creationTimestamp"] = "2024-01-01T00:00:00Z"  # long past its deadline: a leftover
     world.existing_pods = [leftover]
     project(pytester, world)
     result = pytester.runpytest("suites", "--config", "harness.yaml", "--sweep")
