@@ -104,3 +104,37 @@ def test_a_deployment_whose_template_lost_the_label_fails_a_default_run(
     finally:
         assert kubectl(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge",
                        "-p", relabel).returncode == 0
+
+
+def test_a_deleted_webhook_configuration_is_webhook_not_installed_and_pods_go_unmutated(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    config = str(running_lab.state_dir / "harness.yaml")
+    mwc = "azure-wi-webhook-mutating-webhook-configuration"
+    saved = kubectl(running_lab, "get", "mutatingwebhookconfiguration", mwc, "-o", "json")
+    if "No such file" in saved.stderr:
+        pytest.skip("kubectl is not installed")
+    assert saved.returncode == 0, saved.stderr
+    kept = json.loads(saved.stdout)
+    for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
+        kept["metadata"].pop(key, None)
+    assert kubectl(running_lab, "delete", "mutatingwebhookconfiguration", mwc).returncode == 0
+    try:
+        result, document = run_suites(tmp_path, "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode != 0
+        assert "WEBHOOK_NOT_INSTALLED" in finding_codes(document)
+        checks = {c["id"]: c["status"] for c in document["workloads"][0]["checks"]}
+        assert checks["pod.admitted"] == "pass" and checks["pod.mutated"] == "fail"
+        pod = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {
+            "name": "by-hand", "namespace": "finance", "labels": {"azure.workload.identity/use": "true"}},
+            "spec": {"serviceAccountName": "backend-sa", "containers": [{"name": "c", "image": "busybox"}]}})
+        made = subprocess.run(["kubectl", "--kubeconfig", str(running_lab.state_dir / "kubeconfig"), "create",
+                               "-f", "-", "-o", "json"], input=pod, capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+        kubectl(running_lab, "delete", "pod", "by-hand", "-n", "finance", "--wait=false")
+        assert "AZURE_CLIENT_ID" not in {e["name"] for e in json.loads(made.stdout)["spec"]["containers"][0].get(
+            "env", [])}
+    finally:
+        restored = subprocess.run(["kubectl", "--kubeconfig", str(running_lab.state_dir / "kubeconfig"), "create",
+                                   "-f", "-"], input=json.dumps(kept), capture_output=True, text=True, timeout=60)
+        assert restored.returncode == 0, restored.stderr
