@@ -585,7 +585,8 @@ class ApiServer:
         if media not in codec.PATCH_TYPES:
             raise errors.ApiError(415, "UnsupportedMediaType", unsupported_patch_message(target.rt))
         document = codec.decode_patch(await request.read(), media)
-        managedfields.check_manager(request.query.get("fieldManager"), media == codec.APPLY_PATCH)
+        managedfields.check_patch_options(request.query.get("fieldManager"), request.query.get("force"),
+                                          media == codec.APPLY_PATCH)
         if media == codec.APPLY_PATCH and target.subresource != "scale":
             fieldvalidation.check_apply(target.rt, target.version, document, self.store)
         current = self.store.find(target.rt, target.namespace_or_empty, target.name)

@@ -269,17 +269,27 @@ def manager_name(field_manager: str | None, user_agent: str | None) -> str:
     return (user_agent or "").split("/")[0][:MAX_MANAGER_LENGTH]
 
 
-def check_manager(field_manager: str | None, applying: bool) -> None:
-    """ValidatePatchOptions / ValidateFieldManager."""
-    prefix = 'PatchOptions.meta.k8s.io "" is invalid' if applying else None
+def check_patch_options(field_manager: str | None, force: str | None, applying: bool) -> None:
+    """ValidatePatchOptions: an apply needs a fieldManager, only an apply may force, and a manager's name is
+    at most 128 printable characters (422 naming PatchOptions.meta.k8s.io)."""
+    causes: list[tuple[str, str, str]] = []
     if applying and not field_manager:
-        raise errors.ApiError(422, "Invalid", f"{prefix}: fieldManager: Required value: is required for apply patch",
-                              {"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [
-                                  {"reason": "FieldValueRequired", "message": "Required value: is required for "
-                                   "apply patch", "field": "fieldManager"}]})
+        causes.append(("FieldValueRequired", "fieldManager", "Required value: is required for apply patch"))
+    if not applying and force is not None:
+        causes.append(("FieldValueForbidden", "force", "Forbidden: may not be specified for non-apply patch"))
     if field_manager and len(field_manager) > MAX_MANAGER_LENGTH:
-        message = f"Too long: may not be more than {MAX_MANAGER_LENGTH} bytes"
-        raise errors.ApiError(422, "Invalid", f"fieldManager: {message}")
+        causes.append(("FieldValueTooLong", "fieldManager",
+                       f"Too long: may not be more than {MAX_MANAGER_LENGTH} bytes"))
+    if field_manager and not field_manager.isprintable():
+        causes.append(("FieldValueInvalid", "fieldManager",
+                       f"Invalid value: {json.dumps(field_manager)}: invalid characters"))
+    if not causes:
+        return
+    parts = [f"{field}: {message}" for _, field, message in causes]
+    summary = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
+    raise errors.ApiError(422, "Invalid", f'PatchOptions.meta.k8s.io "" is invalid: {summary}', {
+        "group": "meta.k8s.io", "kind": "PatchOptions",
+        "causes": [{"reason": reason, "message": message, "field": field} for reason, field, message in causes]})
 
 
 def _take(managers: list[Manager], identity: tuple[str, str, str, str]) -> Manager | None:

@@ -105,3 +105,41 @@ def test_kubectl_scale_owns_replicas_so_applying_another_count_conflicts(kubectl
     expected = (f'Apply failed with 1 conflict: conflict with "{scaler["manager"]}" with subresource "scale" '
                 "using apps/v1: .spec.replicas")
     assert expected in refused.stderr, refused.stderr
+
+
+def test_patch_options_are_validated_as_the_api_server_does(kube_api: Any, kubectl: Kubectl, namespace: str) -> None:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    core = client.CoreV1Api(kube_api)
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "options"}, "data": {"a": "1"}}
+    with pytest.raises(ApiException) as unnamed:
+        core.patch_namespaced_config_map("options", namespace, body, _content_type="application/apply-patch+yaml")
+    assert (unnamed.value.status, json.loads(unnamed.value.body)["message"]) == (
+        422, 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch')
+    core.patch_namespaced_config_map("options", namespace, body, field_manager="py",
+                                     _content_type="application/apply-patch+yaml")
+    with pytest.raises(ApiException) as forced:
+        core.patch_namespaced_config_map("options", namespace, {"data": {"a": "2"}}, force=True)
+    assert json.loads(forced.value.body)["message"] == (
+        'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be specified for non-apply patch')
+    updated = core.patch_namespaced_config_map("options", namespace, {"data": {"a": "2"}})
+    owners = {(entry.manager, entry.operation): entry.fields_v1 for entry in updated.metadata.managed_fields}
+    # the update took the applier's only field, and a manager that owns nothing is no longer listed
+    assert owners == {("OpenAPI-Generator", "Update"): {"f:data": {"f:a": {}}}}
+
+
+def test_kubectls_migration_from_client_side_apply_removes_what_only_the_client_side_apply_set(
+        kubectl: Kubectl, namespace: str) -> None:
+    """After an apply --server-side that did not conflict, kubectl (manager "kubectl") moves the
+    client-side-apply entry's fields into its own with a JSON patch of managedFields (csaupgrade) and applies
+    again, so a field only the client-side configuration had is removed."""
+    kubectl("apply", "-n", namespace, "-f", "-",
+            input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: upgraded}\ndata: {color: red, size: s}\n")
+    kubectl("apply", "--server-side", "-n", namespace, "-f", "-",
+            input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: upgraded}\ndata: {color: red}\n")
+    owners = managers(kubectl, namespace, "configmap", "upgraded")
+    assert ("kubectl-client-side-apply", "Update") not in owners
+    assert owners[("kubectl", "Apply")]["fieldsV1"] == {"f:data": {"f:color": {}}}
+    live = json.loads(kubectl("get", "configmap", "upgraded", "-n", namespace, "-o", "json").stdout)
+    assert live["data"] == {"color": "red"}
