@@ -31,7 +31,7 @@ from harness.collect.probe_source import (
     source_configmap_name,
     source_volume,
 )
-from harness.collect.sweep import DEADLINE_ANNOTATION, sweep_leftovers
+from harness.collect.sweep import DEADLINE_ANNOTATION, mark_run_ended, sweep_leftovers
 from harness.config import ProbeSettings, WorkloadConfig
 from harness.facts import KubeFailure, PodFacts
 from harness.manifests import render
@@ -284,6 +284,8 @@ def run_probe_pods(
             read_all(lambda facts: delete_pod(api, facts), created, KUBE_WORKERS)
             read_all(lambda namespace: _delete_config_map(api, namespace, source_configmap_name(run_id)), sources,
                      KUBE_WORKERS)
+        else:  # kept for a look, and done with: the next --sweep may take them at once (collect/sweep.py)
+            mark_run_ended(api, sorted({f.namespace for f in created} | set(sources)), run_id)
     return results
 
 

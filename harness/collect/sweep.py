@@ -7,10 +7,15 @@ old (its run's deadline is in its :data:`DEADLINE_ANNOTATION`) and no pod of its
 bound. So two runs against one cluster, both with ``--sweep``, never delete each other's objects, and a run
 killed outright (SIGKILL, a node lost) is cleaned up by the first ``--sweep`` after its deadline. Ages are read
 from ``metadata.creationTimestamp`` against this machine's clock.
+
+A run that keeps its objects (``--keep``) says it is done with them: a marker ConfigMap per namespace
+(:data:`ENDED_LABEL`), made after them. The next ``--sweep`` takes what was made before the marker at once, and
+the marker with the last of them.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -22,6 +27,24 @@ from harness.names import MANAGED_BY, MANAGED_BY_LABEL, RUN_ID_LABEL
 DEADLINE_ANNOTATION = "wi-harness/probe-deadline-seconds"
 MARGIN_SECONDS = 10.0
 UNKNOWN_DEADLINE_SECONDS = 3600.0  # probe.timeout_seconds's maximum: a ConfigMap that does not say its deadline
+ENDED_LABEL = "wi-harness/run-ended"
+
+
+def ended_marker_name(run_id: str) -> str:
+    stem = re.sub(r"[^a-z0-9-]+", "-", run_id.lower()).strip("-")[:200] or "run"
+    return f"wi-harness-ended-{stem}"
+
+
+def mark_run_ended(api: KubeApi, namespaces: list[str], run_id: str) -> None:
+    """Best effort: a kept run's objects are left for a person, and no live run needs them any more."""
+    for namespace in namespaces:
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": ended_marker_name(run_id), "namespace": namespace,
+                             "labels": {MANAGED_BY_LABEL: MANAGED_BY, RUN_ID_LABEL: run_id, ENDED_LABEL: "true"}}}
+        try:
+            api.create_config_map(namespace, body)
+        except KubeError:
+            continue
 
 
 def created_at(obj: dict[str, Any]) -> float | None:
@@ -70,12 +93,22 @@ def sweep_leftovers(
     swept: list[str] = []
     alive: set[str] = set()  # runs with a pod still within its bound
     moment = now()
+    config_maps = _managed(lambda ns, sel: (api.list_config_maps(ns, sel), None), namespaces, selector)
+    ended: dict[str, float] = {}  # run -> when it said it was done (its latest marker)
+    for config_map in config_maps:
+        labels = (config_map.get("metadata") or {}).get("labels") or {}
+        made = created_at(config_map)
+        if labels.get(ENDED_LABEL) == "true" and made is not None:
+            run = str(labels.get(RUN_ID_LABEL))
+            ended[run] = max(made, ended.get(run, made))
     for pod in _managed(api.list_pods, namespaces, selector):
         meta = pod.get("metadata") or {}
         run = (meta.get("labels") or {}).get(RUN_ID_LABEL)
         if run == current_run_id:
             continue
-        if not pod_expired(pod, moment, grace):
+        made = created_at(pod)
+        done = str(run) in ended and made is not None and made <= ended[str(run)]
+        if not done and not pod_expired(pod, moment, grace):
             alive.add(str(run))
             continue
         try:
@@ -83,12 +116,14 @@ def sweep_leftovers(
             swept.append(f"{meta.get('namespace')}/{meta.get('name')}")
         except KubeError:
             continue
-    for config_map in _managed(lambda ns, sel: (api.list_config_maps(ns, sel), None), namespaces, selector):
+    for config_map in config_maps:
         meta = config_map.get("metadata") or {}
         labels = meta.get("labels") or {}
         run = labels.get(RUN_ID_LABEL)
         # only what a run made: never a ConfigMap a person labelled managed-by wi-harness (the Job's config)
-        if run is None or run == current_run_id or run in alive or not config_map_expired(config_map, moment, grace):
+        if run is None or run == current_run_id or run in alive:
+            continue
+        if run not in ended and not config_map_expired(config_map, moment, grace):
             continue
         try:
             api.delete_config_map(meta.get("namespace", ""), meta.get("name", ""))

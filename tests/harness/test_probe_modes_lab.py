@@ -15,6 +15,7 @@ import yaml
 from test_e2e_lab import checks_of, run_suites
 
 from harness.collect.probe_source import probe_source_files, source_configmap_name
+from harness.collect.sweep import ended_marker_name
 from harness.config import STOCK_PYTHON_IMAGE
 
 pytestmark = pytest.mark.slow
@@ -71,7 +72,10 @@ def test_the_configmap_goes_with_the_pods_or_stays_with_keep_until_swept(
     result, kept = run_suites(tmp_path / "kept", "--config", config, "--workload", "finance/backend-sa", "--keep")
     assert result.returncode == 0, result.stdout[-4000:]
     pods, config_maps = run_objects(kube_api, kept["run_id"])
-    (pod,), (config_map,) = pods, config_maps
+    # beside the source, the kept run's marker that it is done with them (harness/collect/sweep.py)
+    assert sorted(c.metadata.name for c in config_maps) == [ended_marker_name(kept["run_id"]),
+                                                          source_configmap_name(kept["run_id"])]
+    (pod,), (config_map,) = pods, [c for c in config_maps if c.metadata.name.startswith("wi-probe-src-")]
     container = pod.spec.containers[0]
     assert (container.image, container.command) == (STOCK_PYTHON_IMAGE, ["python3", "-m", "probe"])
     assert [(m.mount_path, m.read_only) for m in container.volume_mounts if m.name == "wi-probe-source"] == [

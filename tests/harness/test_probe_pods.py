@@ -27,6 +27,7 @@ from harness.collect.probe_pods import (
     sweep,
 )
 from harness.collect.probe_source import probe_source_files, source_configmap, source_configmap_name
+from harness.collect.sweep import ended_marker_name
 from harness.config import STOCK_PYTHON_IMAGE, ProbeSettings, WorkloadConfig
 from harness.facts import KubeFailure, PodFacts
 from harness.values import is_object_name, parse_quantity
@@ -378,7 +379,9 @@ def test_keep_leaves_the_pods_and_their_configmap() -> None:
     kube = World.healthy().backend().kube
     pods = run_probe_pods(kube, one_request(), "run", settings(), keep=True)
     assert not pods["finance/backend-sa"].deleted and kube.deleted == []  # type: ignore[attr-defined]
-    assert list(kube.config_maps) == [("finance", source_configmap_name("run"))]  # type: ignore[attr-defined]
+    assert list(kube.config_maps) == [  # type: ignore[attr-defined]
+        ("finance", source_configmap_name("run")), ("finance", ended_marker_name("run"))  # the run says it is done
+    ]
 
 
 class InterruptedKube(FakeKube):
@@ -404,7 +407,9 @@ def test_delete_run_pods_removes_only_this_run_s_pods_and_configmaps() -> None:
         run_probe_pods(kube, one_request(), run, settings(), keep=True)
     delete_run_pods(kube, ["finance"], RUN)  # what the plugin calls when a run ends abruptly
     assert [p["metadata"]["labels"]["wi-harness/run-id"] for p in kube.pods.values()] == ["other-run"]  # type: ignore[attr-defined]
-    assert list(kube.config_maps) == [("finance", source_configmap_name("other-run"))]  # type: ignore[attr-defined]
+    assert sorted(kube.config_maps) == [  # type: ignore[attr-defined]
+        ("finance", ended_marker_name("other-run")), ("finance", source_configmap_name("other-run"))
+    ]
 
 
 def test_sweep_deletes_only_other_runs_pods_and_configmaps() -> None:
@@ -416,10 +421,11 @@ def test_sweep_deletes_only_other_runs_pods_and_configmaps() -> None:
     for obj in [*kube.pods.values(), *kube.config_maps.values()]:  # type: ignore[attr-defined]
         obj["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"  # long past every deadline
     swept = sweep(kube, ["finance"], "this-run")
-    assert len(swept) == 2 and swept[0].startswith("finance/wi-probe-backend-sa-")
-    assert swept[1] == f"finance/configmap/{source_configmap_name('old-run')}"
+    assert len(swept) == 3 and swept[0].startswith("finance/wi-probe-backend-sa-")
+    assert swept[1:] == [f"finance/configmap/{source_configmap_name('old-run')}",
+                         f"finance/configmap/{ended_marker_name('old-run')}"]
     remaining = kube.list_pods("finance", "app.kubernetes.io/managed-by=wi-harness")[0]
     assert [p["metadata"]["labels"]["wi-harness/run-id"] for p in remaining] == ["this-run"]
     assert sorted(name for _, name in kube.config_maps) == sorted(  # type: ignore[attr-defined]
-        [source_configmap_name("this-run"), "wi-harness-config"]
+        [source_configmap_name("this-run"), ended_marker_name("this-run"), "wi-harness-config"]
     )

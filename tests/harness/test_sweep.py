@@ -10,7 +10,7 @@ from fakeworld import World
 from harness.collect.kube_api import KubeError
 from harness.collect.probe_pods import GRACE_SECONDS, ProbeRequest, run_probe_pods, sweep
 from harness.collect.probe_source import source_configmap_name
-from harness.collect.sweep import DEADLINE_ANNOTATION, MARGIN_SECONDS
+from harness.collect.sweep import DEADLINE_ANNOTATION, MARGIN_SECONDS, ended_marker_name
 from harness.config import ProbeSettings
 from harness.facts import KubeFailure
 
@@ -22,14 +22,36 @@ def stamp(obj: dict[str, Any], age: float) -> None:
     obj["metadata"]["creationTimestamp"] = datetime.fromtimestamp(NOW - age, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def leftovers(kube: Any, ages: dict[str, float]) -> None:
-    """One kept pod + source ConfigMap per run, each as old as ``ages`` says."""
+def leftovers(kube: Any, ages: dict[str, float], ended: bool = False) -> None:
+    """One pod + source ConfigMap per run, each as old as ``ages`` says; the run's end-of-run marker only when
+    ``ended`` (a run killed outright leaves none)."""
     for run, age in ages.items():
         run_probe_pods(kube, [ProbeRequest("finance/backend-sa", "finance", "backend-sa", {})], run,
                        ProbeSettings(timeout_seconds=TIMEOUT), keep=True)
+        if not ended:
+            del kube.config_maps[("finance", ended_marker_name(run))]
         for obj in [*kube.pods.values(), *kube.config_maps.values()]:
             if obj["metadata"]["labels"].get("wi-harness/run-id") == run:
                 stamp(obj, age)
+
+
+def test_a_kept_run_is_swept_at_once_a_live_one_is_not() -> None:
+    """--keep: the run made a marker after its objects; what came before it is done with, however young."""
+    kube = World.healthy().backend().kube
+    leftovers(kube, {"kept-run": 5}, ended=True)
+    leftovers(kube, {"live-run": 5})
+    swept = sweep(kube, ["finance"], "this-run", now=lambda: NOW)
+    assert runs_left(kube) == ["live-run"]
+    assert sorted(s.split("/")[-1] for s in swept if "configmap" in s) == sorted(
+        [source_configmap_name("kept-run"), ended_marker_name("kept-run")])
+
+
+def test_a_pod_made_after_the_marker_is_not_covered_by_it() -> None:
+    kube = World.healthy().backend().kube
+    leftovers(kube, {"run-a": 5}, ended=True)
+    kube.config_maps[("finance", ended_marker_name("run-a"))]["metadata"]["creationTimestamp"] = (
+        datetime.fromtimestamp(NOW - 10, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))  # before the pod (5 s old)
+    assert sweep(kube, ["finance"], "this-run", now=lambda: NOW) == []
 
 
 def runs_left(kube: Any) -> list[str]:
