@@ -285,7 +285,7 @@ def run_probe_pods(
             read_all(lambda namespace: _delete_config_map(api, namespace, source_configmap_name(run_id)), sources,
                      KUBE_WORKERS)
         else:  # kept for a look, and done with: the next --sweep may take them at once (collect/sweep.py)
-            mark_run_ended(api, sorted({f.namespace for f in created} | set(sources)), run_id)
+            mark_run_ended(api, sorted({f.namespace for f in created} | set(sources)), run_id, settings.labels)
     return results
 
 

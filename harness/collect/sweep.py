@@ -35,12 +35,15 @@ def ended_marker_name(run_id: str) -> str:
     return f"wi-harness-ended-{stem}"
 
 
-def mark_run_ended(api: KubeApi, namespaces: list[str], run_id: str) -> None:
-    """Best effort: a kept run's objects are left for a person, and no live run needs them any more."""
+def mark_run_ended(
+    api: KubeApi, namespaces: list[str], run_id: str, extra_labels: dict[str, str] | None = None
+) -> None:
+    """Best effort: a kept run's objects are left for a person, and no live run needs them any more. The marker
+    carries probe.labels as the run's other objects do (a policy may require them on every object)."""
+    labels = {**(extra_labels or {}), MANAGED_BY_LABEL: MANAGED_BY, RUN_ID_LABEL: run_id, ENDED_LABEL: "true"}
     for namespace in namespaces:
         body = {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": ended_marker_name(run_id), "namespace": namespace,
-                             "labels": {MANAGED_BY_LABEL: MANAGED_BY, RUN_ID_LABEL: run_id, ENDED_LABEL: "true"}}}
+                "metadata": {"name": ended_marker_name(run_id), "namespace": namespace, "labels": dict(labels)}}
         try:
             api.create_config_map(namespace, body)
         except KubeError:
