@@ -7,19 +7,21 @@ As staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook does for a CREATE:
 * ``rules`` (predicates/rules/rules.go): operations, apiGroups, apiVersions and resources (``*`` for every
   resource without a subresource, ``*/*`` for all, ``<res>/<sub>``) each match on ``*`` or equality, and
   ``scope`` ``Namespaced`` wants a namespace, ``Cluster`` none, ``*`` (or unset) either;
-* ``namespaceSelector`` (predicates/namespace): the namespace's labels, always a match for a cluster-scoped
-  object; ``objectSelector`` (predicates/object): the object's labels; both label selectors with matchLabels and
-  In/NotIn/Exists/DoesNotExist expressions, an empty or absent selector matching everything;
+* ``namespaceSelector`` (predicates/namespace): the namespace's labels (a Namespace's own), always a match for
+  any other cluster-scoped object; ``objectSelector`` (predicates/object): the object's labels; both label
+  selectors with matchLabels and In/NotIn/Exists/DoesNotExist expressions, an empty or absent selector matching
+  everything;
 * the AKS admissions enforcer on top (see :mod:`lab.kube.webhook`): kube-system and namespaces labelled
   ``control-plane: "true"`` or ``kubernetes.azure.com/managedby: aks`` are kept away from every webhook unless
-  its configuration is annotated ``admissions.enforcer/disabled: "true"`` (AKS FAQ);
+  its configuration is annotated ``admissions.enforcer/disabled: "true"`` (AKS FAQ, Azure/AKS#4002);
 * the call (webhook/client.go ``HookClient`` with the endpoint service resolver, util/proxy ``ResolveEndpoint``):
   ``clientConfig.service`` names a Service that must exist, not be ExternalName, have the port, and whose
   Endpoints have a ready address on that port's name, else ``service "x" not found`` / ``no service port N found
   for service "x"`` / ``endpoints "x" not found`` / ``no endpoints available for service "x"``. The address is
   dialled: the lab serves only pods running the Workload ID webhook image (``lab.kube.webhook_pods``) on the
-  manager's port 9443 while the webhook is not set down, at ``/mutate-v1-pod``; any other address, a
-  ``clientConfig.url``, or that webhook set down refuses the connection;
+  manager's port 9443 while the webhook is not set down (another path answers 404: ``the server could not
+  find the requested resource``); any other address, a ``clientConfig.url``, or that webhook set down refuses
+  the connection;
 * a failed call is ``failed calling webhook "<name>": failed to call webhook: Post "<url>?timeout=<n>s":
   <cause>`` (webhookutil.ErrCallingWebhook); ``failurePolicy: Ignore`` admits the object unmutated, ``Fail``
   (the v1 default) answers 500 InternalError ``Internal error occurred: <that>``.
@@ -113,13 +115,18 @@ def selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
 def hook_applies(config: Obj, hook: Obj, attrs: Attributes, obj: Obj, namespace_labels: dict[str, str]) -> bool:
     if not any(rule_matches(rule, attrs) for rule in hook.get("rules") or []):
         return False
-    if attrs.namespace:
+    labels = dict((obj.get("metadata") or {}).get("labels") or {})
+    namespace = attrs.namespace
+    if (attrs.group, attrs.resource, attrs.subresource) == ("", "namespaces", ""):
+        # a Namespace is matched by its own labels (predicates/namespace GetNamespaceLabels)
+        namespace, namespace_labels = (obj.get("metadata") or {}).get("name") or "", labels
+    if namespace:
         if not selector_matches(hook.get("namespaceSelector"), namespace_labels):
             return False
         opted_out = ((config.get("metadata") or {}).get("annotations") or {}).get(ENFORCER_OPT_OUT) == "true"
-        if not opted_out and webhook.namespace_excluded(attrs.namespace, namespace_labels):
+        if not opted_out and webhook.namespace_excluded(namespace, namespace_labels):
             return False
-    return selector_matches(hook.get("objectSelector"), dict((obj.get("metadata") or {}).get("labels") or {}))
+    return selector_matches(hook.get("objectSelector"), labels)
 
 
 # ---------------------------------------------------------------- calling

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from lab.kube.webhook_dispatch import Attributes, hook_applies, rule_matches
+
 MWC = "azure-wi-webhook-mutating-webhook-configuration"
 DEPLOYMENT = "azure-wi-webhook-controller-manager"
 SERVICE = "azure-wi-webhook-webhook-service"
@@ -82,6 +84,48 @@ USE = {"azure.workload.identity/use": "true"}
 
 def patch_webhook(kubectl, *ops: dict[str, Any]) -> None:
     kubectl("patch", "mutatingwebhookconfiguration", MWC, "--type=json", "-p", json.dumps(list(ops)))
+
+
+POD = Attributes("CREATE", "", "v1", "pods", "", "apps")
+
+
+@pytest.mark.parametrize(("rule", "attrs", "matches"), [
+    ({"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}, POD, True),
+    ({"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}, POD, False),
+    ({"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]}, POD, True),
+    ({"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"]},
+     Attributes("CREATE", "", "v1", "pods", "binding", "apps"), False),  # "*" is no subresource
+    ({"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["pods/*"]},
+     Attributes("CREATE", "", "v1", "pods", "binding", "apps"), True),
+    ({"operations": ["*"], "apiGroups": ["apps"], "apiVersions": ["*"], "resources": ["*"]}, POD, False),
+    ({"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"], "scope": "Cluster"},
+     POD, False),
+    ({"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"], "scope": "Namespaced"},
+     POD, True),
+])
+def test_rules_match_as_upstreams_matcher(rule: dict[str, Any], attrs: Attributes, matches: bool) -> None:
+    assert rule_matches(rule, attrs) is matches
+
+
+def test_selectors_and_the_aks_enforcer() -> None:
+    hook = {"rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["*"]}],
+            "namespaceSelector": {"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["dev"]}]},
+            "objectSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]}}
+    config: dict[str, Any] = {"metadata": {"name": "c"}}
+    team = {"metadata": {"labels": {"team": "a"}}}
+    assert hook_applies(config, hook, POD, team, {})
+    assert not hook_applies(config, hook, POD, team, {"env": "dev"})
+    assert not hook_applies(config, hook, POD, {"metadata": {}}, {})
+    system = Attributes("CREATE", "", "v1", "pods", "", "kube-system")
+    assert not hook_applies(config, hook, system, team, {})  # the enforcer keeps kube-system away
+    opted_out = {"metadata": {"name": "c", "annotations": {"admissions.enforcer/disabled": "true"}}}
+    assert hook_applies(opted_out, hook, system, team, {})
+    # a Namespace is matched by its own labels; other cluster-scoped objects skip the namespaceSelector
+    namespace = Attributes("CREATE", "", "v1", "namespaces", "", "")
+    assert not hook_applies(config, hook, namespace, {"metadata": {"name": "x", "labels": {"env": "dev",
+                                                                                           "team": "a"}}}, {})
+    assert hook_applies(config, hook, namespace, {"metadata": {"name": "x", "labels": {"team": "a"}}}, {})
+    assert hook_applies(config, hook, Attributes("CREATE", "", "v1", "nodes", "", ""), team, {})
 
 
 def test_deleting_the_configuration_stops_the_mutation_and_restoring_it_brings_it_back(
