@@ -1,6 +1,7 @@
 """Cases where real clusters differ from the healthy lab, made through the public APIs (kubectl, lab ctl where no
 API exists) against one lab: who installed the webhook (the Helm chart alone passes; the chart plus the add-on is
-WEBHOOK_DUPLICATE although they share one configuration), and a workload whose own pods lost the use label."""
+WEBHOOK_DUPLICATE although they share one configuration), a workload whose own pods lost the use label, and the
+webhook's configuration deleted by hand (WEBHOOK_NOT_INSTALLED; the lab then mutates nothing, as an API server)."""
 
 from __future__ import annotations
 
