@@ -597,9 +597,9 @@ class ApiServer:
         if target.subresource == "scale":
             scale = apply_patch(target.rt, scale_of(target, current), document, media)
             return self.rescale(target, scale, field_manager(request))
-        if media == codec.APPLY_PATCH and not target.subresource:
+        if media == codec.APPLY_PATCH and target.subresource in ("", "status"):
             patched = managedfields.apply(target.rt, current, document, field_manager(request),
-                                          is_true(request.query.get("force")), now_rfc3339())
+                                          is_true(request.query.get("force")), now_rfc3339(), target.subresource)
         else:
             patched = apply_patch(target.rt, current, document, media)
         if not isinstance(patched, dict):

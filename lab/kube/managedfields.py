@@ -51,6 +51,7 @@ LIST_MAP_KEYS: dict[str, tuple[str, ...]] = {
     "topologySpreadConstraints": ("topologyKey", "whenUnsatisfiable"),
     "resourceClaims": ("name",),
     "secrets": ("name",),
+    "webhooks": ("name",),  # Mutating/ValidatingWebhookConfiguration
 }
 # Lists whose key depends on the item type: ContainerPort and ServicePort are keyed with their protocol.
 ITEM_KEYS: dict[str, tuple[str, ...]] = {
@@ -59,6 +60,9 @@ ITEM_KEYS: dict[str, tuple[str, ...]] = {
 }
 KEY_DEFAULTS = {"protocol": "TCP"}  # a key field's schema default stands in when the item leaves it out
 SET_LISTS = {"finalizers"}  # `+listType=set`
+KUBECTL = "kubectl"  # the manager whose applies upgrade from client-side apply (lastAppliedManager/Updater)
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+BEFORE_FIRST_APPLY = "before-first-apply"
 DEDUCED = ""  # no schema: maps of anything, atomic lists
 
 Path = tuple[str, ...]
@@ -145,7 +149,7 @@ def owned_view(rt: ResourceType, obj: Obj, subresource: str = "") -> Obj:
         replicas = (obj.get("spec") or {}).get("replicas")
         return {"spec": {"replicas": replicas}} if replicas is not None else {}
     view = {key: value for key, value in obj.items() if key not in ("apiVersion", "kind")}
-    if "status" in rt.subresources and rt.group_resource != ("", "namespaces"):
+    if "status" in rt.subresources:
         view.pop("status", None)
     meta = {key: value for key, value in (obj.get("metadata") or {}).items() if key not in STRIPPED_METADATA}
     if meta:
@@ -315,6 +319,8 @@ def record_update(rt: ResourceType, live: Obj | None, new: Obj, manager: str, no
     managers = managers_of(live)
     if not subresource and isinstance(sent, list) and sent:
         managers = [] if sent == [{}] else (managers_of({"metadata": {"managedFields": sent}}) or managers)
+    if live is not None and not managers:
+        return []  # an existing object nobody tracks stays untracked until an apply (skipNonAppliedManager)
     before = field_values(rt, live, subresource) if live else {}
     changed, removed = _compare(before, field_values(rt, new, subresource))
     if subresource == "scale" and changed:
@@ -420,32 +426,69 @@ class ApplyConflict(errors.ApiError):
         super().__init__(409, "Conflict", message, {"causes": causes})
 
 
-def apply(rt: ResourceType, live: Obj | None, config: Obj, manager: str, force: bool, now: str) -> Obj:
+def apply(rt: ResourceType, live: Obj | None, config: Obj, manager: str, force: bool, now: str,
+          subresource: str = "") -> Obj:
     """The object after ``manager`` applies ``config`` to ``live`` (None: the object is created), with its
-    managedFields; raises ApplyConflict for fields another manager owns with another value unless forced."""
+    managedFields; raises ApplyConflict for fields another manager owns with another value unless forced.
+    Through ``/status`` only the configuration's status counts."""
     model = apischema.model_for_kind(rt.group, rt.version, rt.kind) or DEDUCED
+    if subresource == "status":
+        config = {"status": config["status"]} if "status" in config else {}
     base = copy.deepcopy(live) if live else {}
     merged = merge(base, config, model)
     managers = managers_of(live)
-    identity = (manager, APPLY, "", "")
+    if live and not managers:  # the first apply to an untracked object: its fields are someone else's
+        managers = managers_of({"metadata": {"managedFields": record_update(rt, None, live, BEFORE_FIRST_APPLY, now)}})
+    identity = (manager, APPLY, "", subresource)
     previous = _take(managers, identity)
-    applied = set(field_values(rt, config))
+    applied = set(field_values(rt, config, subresource))
     owned_by_others = set().union(*(m.fields for m in managers)) if managers else set()
     if previous is not None:
         keep = applied | owned_by_others
-        present = field_values(rt, merged)
+        present = field_values(rt, merged, subresource)
         remove_paths(merged, [path for path in previous.fields - keep if path in present
                               and not any(p[: len(path)] == path for p in keep if len(p) > len(path))])
-    before = field_values(rt, live) if live else {}
-    changed, removed = _compare(before, field_values(rt, merged))
+    before = field_values(rt, live, subresource) if live else {}
+    changed, removed = _compare(before, field_values(rt, merged, subresource))
     conflicts = [(other, path) for other in managers for path in sorted(other.fields & changed)]
     if conflicts and not force:
-        raise ApplyConflict(conflicts)
+        allowed = _unchanged_since_client_side_apply(rt, live) if manager == KUBECTL else set()
+        remaining = [(other, path) for other, path in conflicts if path not in allowed]
+        if remaining:
+            raise ApplyConflict(remaining)
     for other in managers:
         other.fields -= changed | removed
-    mine = Manager(manager, APPLY, str(config.get("apiVersion") or rt.api_version), "", now, applied)
+    annotations = (merged.get("metadata") or {}).get("annotations") or {}
+    if manager == KUBECTL and LAST_APPLIED in annotations:  # lastAppliedUpdater keeps kubectl's annotation in step
+        annotations[LAST_APPLIED] = last_applied(config)
+    mine = Manager(manager, APPLY, str(config.get("apiVersion") or rt.api_version), subresource, now, applied)
     merged.setdefault("metadata", {})["managedFields"] = entries([*managers, mine])
     return merged
+
+
+def last_applied(config: Obj) -> str:
+    """The configuration as kubectl's last-applied annotation holds it: without that annotation, as Go encodes."""
+    shown = copy.deepcopy(config)
+    annotations = (shown.get("metadata") or {}).get("annotations")
+    if isinstance(annotations, dict):
+        annotations.pop(LAST_APPLIED, None)
+    text = json.dumps(shown, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026") + "\n"
+
+
+def _unchanged_since_client_side_apply(rt: ResourceType, live: Obj | None) -> set[Path]:
+    """lastAppliedManager: the fields of kubectl's last client-side apply that still hold the values it set,
+    which kubectl's own server-side apply may take over without a conflict."""
+    text = (((live or {}).get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        configuration = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return set()
+    if not isinstance(configuration, dict) or live is None:
+        return set()
+    current = field_values(rt, live)
+    return {path for path, value in field_values(rt, configuration).items()
+            if path in current and (value is _CONTAINER or current[path] is _CONTAINER or current[path] == value)}
 
 
 def record_create(rt: ResourceType, obj: Obj, manager: str, now: str) -> list[Obj]:

@@ -143,3 +143,37 @@ def test_kubectls_migration_from_client_side_apply_removes_what_only_the_client_
     assert owners[("kubectl", "Apply")]["fieldsV1"] == {"f:data": {"f:color": {}}}
     live = json.loads(kubectl("get", "configmap", "upgraded", "-n", namespace, "-o", "json").stdout)
     assert live["data"] == {"color": "red"}
+
+
+def test_kubectls_server_side_apply_takes_over_its_client_side_fields_unless_changed_since(
+        kubectl: Kubectl, namespace: str) -> None:
+    """Manager "kubectl" may take fields its last client-side apply set and that still hold those values
+    (the API server's lastAppliedManager); a field someone changed since is a conflict with them."""
+    kubectl("apply", "-n", namespace, "-f", "-",
+            input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: takeover}\ndata: {color: red, size: s}\n")
+    kubectl("patch", "configmap", "takeover", "-n", namespace, "-p", '{"data": {"size": "m"}}')
+    refused = kubectl("apply", "--server-side", "-n", namespace, "-f", "-", check=False,
+                      input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: takeover}\ndata: {color: blue, size: l}\n")
+    assert 'Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .data.size' in refused.stderr, \
+        refused.stderr
+    kubectl("apply", "--server-side", "-n", namespace, "-f", "-",
+            input="apiVersion: v1\nkind: ConfigMap\nmetadata: {name: takeover}\ndata: {color: blue, size: m}\n")
+    live = json.loads(kubectl("get", "configmap", "takeover", "-n", namespace, "-o", "json").stdout)
+    assert live["data"] == {"color": "blue", "size": "m"}
+    assert json.loads(live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])[
+        "data"] == {"color": "blue", "size": "m"}
+
+
+def test_the_first_apply_to_an_untracked_object_conflicts_with_what_it_had(kubectl: Kubectl) -> None:
+    """The scenario's ServiceAccount was stored without managedFields (as an object from before field
+    tracking): the first apply gives its fields to "before-first-apply" (skipNonAppliedManager), so changing
+    one conflicts. --dry-run=server: the shared scenario object stays as it is."""
+    sa = json.loads(kubectl("get", "serviceaccount", "backend-sa", "-n", "finance", "-o", "json",
+                            "--show-managed-fields").stdout)
+    assert "managedFields" not in sa["metadata"]
+    change = ("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: backend-sa\n  annotations:\n"
+              "    azure.workload.identity/client-id: 00000000-0000-0000-0000-000000000000\n")
+    refused = kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=ci", "-n", "finance", "-f", "-",
+                      input=change, check=False)
+    assert ('Apply failed with 1 conflict: conflict with "before-first-apply" using v1: '
+            ".metadata.annotations.azure.workload.identity/client-id") in refused.stderr, refused.stderr
