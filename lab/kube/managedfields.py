@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from lab.kube import apischema, defaults, errors
@@ -243,12 +244,23 @@ class Manager:
     def entry(self) -> Obj:
         entry: Obj = {"manager": self.manager, "operation": self.operation, "apiVersion": self.api_version}
         if self.time:
-            entry["time"] = self.time
+            entry["time"] = _rfc3339(self.time)
         entry["fieldsType"] = FIELDS_V1
         entry["fieldsV1"] = encode(self.fields)
         if self.subresource:
             entry["subresource"] = self.subresource
         return entry
+
+
+def _rfc3339(text: str) -> str:
+    """A time a client sent back (the Python client writes +00:00) as metav1.Time renders it."""
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return str(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def managers_of(obj: Obj | None) -> list[Manager]:

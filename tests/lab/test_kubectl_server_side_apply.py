@@ -127,6 +127,15 @@ def test_patch_options_are_validated_as_the_api_server_does(kube_api: Any, kubec
     owners = {(entry.manager, entry.operation): entry.fields_v1 for entry in updated.metadata.managed_fields}
     # the update took the applier's only field, and a manager that owns nothing is no longer listed
     assert owners == {("OpenAPI-Generator", "Update"): {"f:data": {"f:a": {}}}}
+    core.patch_namespaced_config_map("options", namespace, {**body, "data": {"c": "1"}}, field_manager="py",
+                                     _content_type="application/apply-patch+yaml")
+    read = core.read_namespaced_config_map("options", namespace)
+    read.data["b"] = "1"  # a replace sends the managedFields back as the client writes times (+00:00)
+    core.replace_namespaced_config_map("options", namespace, read)
+    owners = managers(kubectl, namespace, "configmap", "options")
+    assert owners[("OpenAPI-Generator", "Update")]["fieldsV1"] == {"f:data": {"f:a": {}, "f:b": {}}}
+    assert owners[("py", "Apply")]["fieldsV1"] == {"f:data": {"f:c": {}}}
+    assert all(entry["time"].endswith("Z") for entry in owners.values()), owners
 
 
 def test_kubectls_migration_from_client_side_apply_removes_what_only_the_client_side_apply_set(
