@@ -274,6 +274,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "fault:principal-id-annotated",
         "unit:tests/harness/test_identity_checks.py::test_a_principal_id_in_the_annotation_is_named_with_"
         "the_client_id_to_use",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     # ------------------------------------------------------------------ pod
     _e(
@@ -495,7 +496,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "IDENTITY_CLIENT_ID_MISMATCH", "identity", "error",
         "The configured identity_resource_id has another client id than the annotation.",
         "Fix harness.yaml's identity_resource_id or the annotation.",
-        no_lab_fault="a harness.yaml inconsistency, not a cluster fault",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "IDENTITY_TENANT_MISMATCH", "identity", "warning",

@@ -383,6 +383,46 @@ def _malformed_client_id(w: World) -> None:
     w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}=backend-identity --overwrite")
 
 
+def _finance_entry(w: World, **identity: str) -> dict[str, Any]:
+    """finance's harness.yaml entry with its identity named by ``identity`` alone (client_id and
+    identity_resource_id dropped, then the given ones set)."""
+    data = yaml.safe_load(w.lab.harness_config.read_text())
+    entry = next(x for x in data["workloads"] if f"{x['namespace']}/{x['service_account']}" == WORKLOAD)
+    entry.pop("client_id", None)
+    entry.pop("identity_resource_id", None)
+    return {**entry, **identity}
+
+
+def _principal_id_annotated(w: World) -> None:
+    """The identity's principal (object) id pasted into the annotation; harness.yaml leaves the identity to the
+    annotation, as a person's first harness.yaml does."""
+    w.config_with(_finance_entry(w))
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}={w.principal_id} --overwrite")
+    w.restart()
+
+
+def _moved_to_orders_identity(w: World) -> None:
+    """The workload moved to another identity (orders'): its credential for finance's ServiceAccount and its role
+    on finance-kv made, harness.yaml's identity_resource_id changed, the annotation forgotten."""
+    orders = w.person.arm("GET", w.orders_identity, IDENTITY_API)["properties"]
+    w.person.arm("PUT", f"{w.orders_identity}/federatedIdentityCredentials/{MOVED_FIC}", IDENTITY_API,
+                 {"properties": {"issuer": w.person.info["issuer_url"],
+                                 "subject": "system:serviceaccount:finance:backend-sa",
+                                 "audiences": [EXCHANGE_AUDIENCE]}})
+    w.made.append(w.person.grant(w.finance_kv, SECRETS_USER, orders["principalId"]))
+    w.config_with(_finance_entry(w, identity_resource_id=w.orders_identity))
+
+
+def _heal_moved(w: World) -> None:
+    w.person.arm("DELETE", f"{w.orders_identity}/federatedIdentityCredentials/{MOVED_FIC}", IDENTITY_API)
+    while w.made:
+        w.person.arm("DELETE", w.made.pop(), ROLE_API)
+    _heal_annotation(w)
+
+
+MOVED_FIC = "fed-cred-finance-backend"
+
+
 RESTORED = "wi-restored"  # a namespace deleted with its ServiceAccount; its identity's credential still trusts it
 
 
@@ -562,6 +602,8 @@ CASES = [
                            repairs=True)),
     Case("SA_CLIENT_ID_MALFORMED", _malformed_client_id, _heal_annotation),
     Case("SA_NOT_FOUND", _delete_sa, _heal_sa),
+    Case("SA_ANNOTATION_IS_PRINCIPAL_ID", _principal_id_annotated, _heal_annotation),
+    Case("IDENTITY_CLIENT_ID_MISMATCH", _moved_to_orders_identity, _heal_moved),
     Case("NAMESPACE_NOT_FOUND", _namespace_gone, _heal_namespace, where=f"{RESTORED}/backend-sa"),
     Case("SERVICE_PRINCIPAL_MISSING", _service_principal_deleted, _heal_app, where=f"{APP_NAMESPACE}/app-sa"),
     Case("APPLICATION_DISABLED", _service_principal_disabled, _heal_app, where=f"{APP_NAMESPACE}/app-sa"),
