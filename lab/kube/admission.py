@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lab.kube import (
+    crdschema,
     defaults,
     errors,
     gatekeeper,
@@ -194,7 +195,7 @@ def admit_create(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, now: str,
     obj = mutate(lab, rt, obj, namespace)
     generate_name(obj)
     defaults.apply_defaults(rt, obj)
-    validation.validate_create(rt, obj)
+    validation.validate_create(rt, obj, crdschema.schema_for(lab.kube.store, rt, obj))
     warnings = validate(lab, rt, obj, namespace, dry_run=dry_run)
     if rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io":
         obj["status"] = defaults.crd_established_status(obj, now)

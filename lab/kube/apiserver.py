@@ -27,6 +27,7 @@ from lab.faults import fault_middleware
 from lab.kube import (
     admission,
     codec,
+    crdschema,
     defaults,
     discovery,
     ephemeral,
@@ -573,7 +574,7 @@ class ApiServer:
         obj["metadata"]["managedFields"] = managed if managed is not None else managedfields.record_update(
             rt, current, obj, field_manager(request), now_rfc3339(), target.subresource,
             (new.get("metadata") or {}).get("managedFields"))
-        validation.validate_update(rt, current, obj)
+        validation.validate_update(rt, current, obj, crdschema.schema_for(self.store, rt, obj))
         if rt.group_resource == CRD_TYPE.group_resource:
             obj["status"] = defaults.crd_established_status(obj, now_rfc3339())
         if is_true(request.query.get("dryRun")) or request.query.get("dryRun") == "All":

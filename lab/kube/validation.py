@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from lab.kube import errors, netpol, volume_validation
+from lab.kube import crdschema, errors, netpol, volume_validation
 from lab.kube.store import Obj, ResourceType, name_problems
 
 Cause = tuple[str, str, str]  # (reason, field, message)
@@ -206,7 +206,7 @@ def crd_causes(crd: Obj) -> list[Cause]:
                 "spec.versions", versions, "must have exactly one version marked as storage version"
             )
         )
-    return causes
+    return causes + crdschema.structural_causes(spec)
 
 
 # ---------------------------------------------------------------- entry points
@@ -240,22 +240,27 @@ def _kind_causes(rt: ResourceType, obj: Obj) -> list[Cause]:
     return []
 
 
-def validate_create(rt: ResourceType, obj: Obj) -> None:
+def validate_create(rt: ResourceType, obj: Obj, schema: dict[str, Any] | None = None) -> None:
+    """``schema``: a custom resource's openAPIV3Schema (lab.kube.crdschema.schema_for)."""
     causes = name_causes(rt, obj) + label_causes(obj)
     if rt.group_resource == ("", "pods"):
         causes += pod_spec_causes(obj.get("spec"))
     else:
         causes += _kind_causes(rt, obj)
+    if schema is not None:
+        causes += crdschema.value_causes(schema, obj)
     if causes:
         raise invalid(rt, (obj.get("metadata") or {}).get("name") or "", causes)
 
 
-def validate_update(rt: ResourceType, old: Obj, new: Obj) -> None:
+def validate_update(rt: ResourceType, old: Obj, new: Obj, schema: dict[str, Any] | None = None) -> None:
     causes = label_causes(new)
     if rt.group_resource == ("", "pods"):
         causes += pod_update_causes(old, new)
     else:
         causes += _kind_causes(rt, new)
+    if schema is not None:
+        causes += crdschema.value_causes(schema, new)
     crd = rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions")
     if crd and (new.get("spec") or {}).get("group") != (old.get("spec") or {}).get("group"):
         causes.append(
