@@ -135,6 +135,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "fault:issuer-key-unpublished",
         "unit:tests/harness/test_issuer_keys_and_retries.py::test_a_key_the_aks_issuer_does_not_publish_i"
         "s_not_found_and_rotation_is_offered",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "ISSUER_KEYS_NOT_YET_SEEN", "entra", "warning",
@@ -906,6 +907,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "`kubectl delete crd` for each.",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "POD_IDENTITY_OBJECTS_PRESENT", "migration", "error|warning",
@@ -917,16 +919,20 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "POD_IDENTITY_NMI_INSTALLED", "migration", "error|warning",
         "NMI still intercepts IMDS on every node.",
-        "`helm uninstall` the aad-pod-identity release.",
+        "`helm uninstall` the aad-pod-identity release; `kubectl delete` it where it was applied from "
+        "manifests.",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "POD_IDENTITY_MIC_INSTALLED", "migration", "error|warning",
         "MIC still assigns identities to nodes.",
-        "`helm uninstall` the aad-pod-identity release.",
+        "`helm uninstall` the aad-pod-identity release; `kubectl delete` it where it was applied from "
+        "manifests.",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "POD_IDENTITY_PODS_LABELLED", "migration", "error|warning",
@@ -934,6 +940,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Move them to Workload ID and remove the label.",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "POD_IDENTITY_BINDING_NOT_MIGRATED", "migration", "error|warning",

@@ -403,6 +403,8 @@ async def _resource(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, tail
             return await _federated_credentials(ctx, method, rg, name, tail[2] if len(tail) == 3 else None)
         if kind == "vaults" and child == "accesspolicies" and len(tail) == 3:
             return await _vault_access_policies(ctx, method, rg, name, tail[2], scope)
+        if kind == "managedClusters" and child == "rotateserviceaccountsigningkeys" and len(tail) == 2:
+            return _rotate_signing_keys(ctx, method, rtype, rg, name, scope)
         raise errors.invalid_resource_type(f"{rtype[1]}/{tail[1]}", rtype[0], ctx.api_version)
 
     if method == "GET":
@@ -637,6 +639,27 @@ def _put_cluster(
     if isinstance(pod_identity, dict):
         _put_pod_identity_profile(cluster, pod_identity)
     return json_response(render.managed_cluster(ctx.lab, cluster))
+
+
+def _rotate_signing_keys(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, name: str,
+                         scope: str) -> web.Response:
+    """``az aks oidc-issuer rotate-signing-keys``: POST .../rotateServiceAccountSigningKeys (the ManagedClusters
+    REST spec answers 202 with a Location or 204; the lab is done at once: 204, which azure-core's poller takes as
+    finished). AKS makes a new key pair and publishes it at the managed issuer, the old key published beside it
+    for a while: a JWKS left stale (``lab ctl issuer --stale-jwks on``) is published afresh."""
+    if method != "POST":
+        raise errors.method_not_allowed(method)
+    ctx.authorize(scope, _action_prefix(rtype) + "rotateServiceAccountSigningKeys/action")
+    require_group(ctx, rg)
+    if _one(ctx, rtype, rg, name) is None:
+        raise _not_found(rtype, rg, name)
+    own = ctx.lab.extra.get("cluster") or {}
+    if (name.lower(), rg.lower()) == (str(own.get("name")).lower(), str(own.get("resource_group")).lower()):
+        from lab.kube.issuer import rotate_issuer_keys, set_stale_jwks
+
+        rotate_issuer_keys(ctx.lab)
+        set_stale_jwks(ctx.lab, False)
+    return web.Response(status=204)
 
 
 def _put_pod_identity_profile(cluster: ManagedCluster, profile: dict[str, Any]) -> None:

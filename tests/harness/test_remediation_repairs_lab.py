@@ -423,6 +423,89 @@ def _heal_moved(w: World) -> None:
 MOVED_FIC = "fed-cred-finance-backend"
 
 
+def _issuer_key_unpublished(w: World) -> None:
+    """The API server signs with a key the AKS-managed issuer does not publish (its JWKS left as it was, then a
+    new key: lab ctl issuer --stale-jwks on, --rotate-keys). Entra's metadata cache is off for the case, or its
+    copy would make the repaired run wait out ISSUER_KEYS_NOT_YET_SEEN; the probe waits out AADSTS7000272 5 s."""
+    w.ctl("entra", "--metadata-cache-seconds", "0")
+    w.ctl("issuer", "--stale-jwks", "on")
+    w.ctl("issuer", "--rotate-keys")
+    w.config_with(_finance_entry(w, client_id=w.client_id, identity_resource_id=w.identity_id))
+    assert w.override is not None
+    data = yaml.safe_load(Path(w.override).read_text())
+    data.setdefault("probe", {})["retry_seconds"] = 5
+    Path(w.override).write_text(yaml.safe_dump(data))
+
+
+def _heal_issuer(w: World) -> None:
+    w.ctl("issuer", "--stale-jwks", "off")
+    w.ctl("entra", "--metadata-cache-seconds", "120")
+
+
+# ------------------------------------------------ pod-managed identity leftovers (the migration runbook's checks)
+#
+# Each case leaves one kind of aad-pod-identity leftover, made with kubectl as upstream's deploy/infra manifests
+# (deployment.yaml: NMI DaemonSet and MIC Deployment in default, labelled component/k8s-app/tier) and CRDs make
+# them; harness.yaml declares the migration complete (expect.migration_complete: true: leftovers are errors) and
+# names finance alone. Not here: leftovers whose fix is ``az aks pod-identity`` or ``az aks update
+# --disable-pod-identity`` (aks-preview, an extension az installs from the network), ``helm uninstall`` (no helm,
+# and the lab's chart objects are no Helm release), and the objects and bindings (their CRDs stay, so the run
+# fails on those until the CRDs' own fix is run).
+
+POD_IDENTITY_IMAGES = "mcr.microsoft.com/oss/azure/aad-pod-identity"
+LEGACY_POD = "legacy-worker"
+
+
+def _migration_complete(w: World) -> None:
+    w.config_with(_finance_entry(w, client_id=w.client_id, identity_resource_id=w.identity_id))
+    assert w.override is not None
+    data = yaml.safe_load(Path(w.override).read_text())
+    data.setdefault("expect", {})["migration_complete"] = True
+    Path(w.override).write_text(yaml.safe_dump(data))
+
+
+def _apply(w: World, manifest: dict[str, Any]) -> None:
+    w.shell.must(f"kubectl apply -f - <<'EOF'\n{json.dumps(manifest)}\nEOF")
+
+
+def _pod_identity_crd(w: World) -> None:
+    _migration_complete(w)
+    _apply(w, {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": "azureidentities.aadpodidentity.k8s.io"},
+               "spec": {"group": "aadpodidentity.k8s.io", "scope": "Namespaced",
+                        "names": {"kind": "AzureIdentity", "listKind": "AzureIdentityList",
+                                  "plural": "azureidentities", "singular": "azureidentity"},
+                        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}})
+
+
+def _pod_identity_component(component: str) -> Callable[[World], None]:
+    """NMI (a DaemonSet) or MIC (a Deployment), as deploy/infra/deployment.yaml names and labels them."""
+    def breaks(w: World) -> None:
+        _migration_complete(w)
+        labels = {"component": component, "k8s-app": "aad-pod-id", **({"tier": "node"} if component == "nmi" else {})}
+        _apply(w, {"apiVersion": "apps/v1", "kind": "DaemonSet" if component == "nmi" else "Deployment",
+                   "metadata": {"name": component, "namespace": "default", "labels": labels},
+                   "spec": {"selector": {"matchLabels": {"component": component}},
+                            "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                                {"name": component, "image": f"{POD_IDENTITY_IMAGES}/{component}:v1.8.17"}]}}}})
+    return breaks
+
+
+def _legacy_pod(w: World) -> None:
+    """A bare pod still labelled aadpodidbinding (kubectl run, as a person starts a one-off worker)."""
+    _migration_complete(w)
+    w.kubectl(f"run {LEGACY_POD} -n finance --image=myacr.azurecr.io/finance/backend:1.0 "
+              "--labels=aadpodidbinding=backend-identity-binding")
+
+
+def _heal_pod_identity(w: World) -> None:
+    w.shell.must("kubectl delete crd azureidentities.aadpodidentity.k8s.io --ignore-not-found",
+                 "kubectl delete daemonset -n default nmi --ignore-not-found",
+                 "kubectl delete deployment -n default mic --ignore-not-found",
+                 f"kubectl delete pod -n finance {LEGACY_POD} --ignore-not-found")
+
+
 RESTORED = "wi-restored"  # a namespace deleted with its ServiceAccount; its identity's credential still trusts it
 
 
@@ -656,6 +739,11 @@ CASES = [
          lambda w: w.shell.must("kubectl delete resourcequota wi-full -n finance --ignore-not-found"),
          decision=Decision("free or raise the namespace's quota, or fit probe.resources in harness.yaml within "
                            "it: the printed describe shows which")),
+    Case("ISSUER_KEY_NOT_FOUND", _issuer_key_unpublished, _heal_issuer),
+    Case("POD_IDENTITY_CRDS_PRESENT", _pod_identity_crd, _heal_pod_identity, where="run"),
+    Case("POD_IDENTITY_NMI_INSTALLED", _pod_identity_component("nmi"), _heal_pod_identity, where="run"),
+    Case("POD_IDENTITY_MIC_INSTALLED", _pod_identity_component("mic"), _heal_pod_identity, where="run"),
+    Case("POD_IDENTITY_PODS_LABELLED", _legacy_pod, _heal_pod_identity, where="run"),
     Case("WEBHOOK_NOT_INSTALLED", lambda w: w.ctl("webhook", "--mode", "absent"), _heal_cluster, where="run"),
     Case("WEBHOOK_DUPLICATE", lambda w: w.ctl("webhook", "--install", "both"), _heal_cluster, where="run",
          decision=Decision("keep the AKS add-on or the Helm chart, not both: the printed fix offers both; the test "
