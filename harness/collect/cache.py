@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 from harness.collect.arm_api import ArmGet
 from harness.facts import Fetched
 
-# ARM allows a service principal 250 reads at once per subscription, refilled at 25 a second (learn.microsoft.com,
-# "Understand how Azure Resource Manager throttles requests"): 16 at a time stays far below the bucket and hides
-# the round trip of a run's hundred-odd reads; RequestsArm's sessions keep as many connections.
-WORKERS = 16
+# ARM's read bucket is 250 per subscription, principal and region, refilled at 25 a second (learn.microsoft.com,
+# "Understand how Azure Resource Manager throttles requests"): a burst of 50 reads is a fifth of it and reads an
+# inventory's credential lists of 50 identities in one round trip; a 429 with Retry-After is retried anyway.
+# RequestsArm's sessions keep as many connections (harness.collect.retrying.POOL_CONNECTIONS).
+WORKERS = 50
 KUBE_WORKERS = 8  # the kubernetes client keeps 5 connections per core (Configuration.connection_pool_maxsize)
 T = TypeVar("T")
 R = TypeVar("R")

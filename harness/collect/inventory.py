@@ -24,7 +24,7 @@ from typing import Any
 from harness import values
 from harness.collect.arm import ARG_PATH, AUTHORIZATION_API, IDENTITY_TYPE, MSI_API
 from harness.collect.arm_api import ArmGet
-from harness.collect.cache import WORKERS, cached, read_all
+from harness.collect.cache import cached, read_all
 from harness.collect.graph import VERSION as GRAPH_VERSION
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.pages import list_all
@@ -50,6 +50,9 @@ APPLICATIONS_PATH = (
     "&$expand=federatedIdentityCredentials&$top=999"
 )
 MAX_ARG_PAGES = 100
+# Up to this many named identities list their own role assignments (``$filter=principalId eq``); with more, one
+# list of the subscription's serves them all
+ROLE_LISTS_AT_MOST = 16
 MAX_SHOWN = 200  # annotation values kept in the inventory (a GUID is 36 characters)
 
 
@@ -161,22 +164,25 @@ def managed_identity_rows(arm: ArmGet, azure: AzureConfig, facts: InventoryFacts
     return listed
 
 
-def _managed_identity(arm: ArmGet, row: dict[str, Any]) -> InventoryIdentity:
+def _managed_identity(row: dict[str, Any]) -> InventoryIdentity:
     props = row.get("properties") or {}
-    resource_id = str(row.get("id") or "")
-    identity = InventoryIdentity(
+    return InventoryIdentity(
         kind="managed_identity",
         client_id=str(props.get("clientId") or ""),
         name=str(row.get("name") or ""),
-        resource_id=resource_id,
+        resource_id=str(row.get("id") or ""),
         principal_id=str(props.get("principalId") or "") or None,
     )
-    credentials, failed = list_all(arm, f"{resource_id}/federatedIdentityCredentials?api-version={MSI_API}")
+
+
+def _managed_credentials(arm: ArmGet, identity: InventoryIdentity) -> None:
+    credentials, failed = list_all(
+        arm, f"{identity.resource_id}/federatedIdentityCredentials?api-version={MSI_API}"
+    )
     if failed is not None:
         identity.credentials_error = failed
     else:
         identity.federated_credentials = [credential_of(c) for c in credentials]
-    return identity
 
 
 def applications(graph: ArmGet, facts: InventoryFacts) -> list[InventoryIdentity] | None:
@@ -401,7 +407,7 @@ def collect_inventory(
 
     # Many identities to read roles for: one list of the subscription's assignments beats one list each, and it
     # and the role definitions it names are read beside the identities (the run's cache hands them over)
-    everyone = len(named) > WORKERS
+    everyone = len(named) > ROLE_LISTS_AT_MOST
     principals: Future[set[str]] = Future()
     prefetch = threading.Thread(target=_prefetch_roles, args=(arm, azure.subscription_id, principals),
                                 name="wi-read-roles", daemon=True)
@@ -418,15 +424,33 @@ def collect_inventory(
         return facts  # the harness cannot call Azure at all: nothing later would fare better
 
     def managed(row: dict[str, Any]) -> InventoryIdentity:
-        identity = _managed_identity(arm, row)
-        if identity.client_id.lower() in named:  # always relevant: its roles now, in the same pool's turn
-            _roles(arm, azure, identity, everyone)
+        identity = _managed_identity(row)
+        if identity.client_id.lower() not in named:
+            _managed_credentials(arm, identity)
+            return identity
+        # always relevant: its roles now, beside its credentials (each needs only the Resource Graph row)
+        read_all(lambda read: read(), [lambda: _managed_credentials(arm, identity),
+                                       lambda: _roles(arm, azure, identity, everyone)])
         return identity
 
-    identities = read_all(managed, rows)
+    # Graph's applications (another service) are listed while ARM reads the managed identities' credentials
+    apps_read: Future[list[InventoryIdentity] | None] = Future()
+
+    def read_applications() -> None:
+        try:
+            apps_read.set_result(applications(graph, facts) if graph is not None else None)
+        except BaseException as exc:  # raised below, in the caller's thread
+            apps_read.set_exception(exc)
+
+    apps_thread = threading.Thread(target=read_applications, name="wi-read-applications", daemon=True)
+    apps_thread.start()
+    try:
+        identities = read_all(managed, rows)
+    finally:
+        apps_thread.join()
     if everyone:
         prefetch.join()
-    apps = applications(graph, facts) if graph is not None else None
+    apps = apps_read.result()
     if graph is None:
         facts.searched.append("Microsoft Graph: not configured for this cloud (azure.cloud.microsoft_graph)")
     identities += apps or []

@@ -181,14 +181,17 @@ def retry_for(service: str, ledger: RetryLedger | None = None, policy: ServicePo
     )
 
 
+# as many kept connections as harness.collect.cache.WORKERS reads run at once (requests keeps 10)
+POOL_CONNECTIONS = 50
+
+
 def mount_retries(
     session: Any, service: str, ledger: RetryLedger | None = None, policy: ServicePolicy | None = None
 ) -> Any:
     """``session`` (a requests.Session) with ``service``'s policy on https:// and http://."""
     from requests.adapters import HTTPAdapter
 
-    # as many kept connections as harness.collect.cache.WORKERS reads run at once (requests keeps 10)
-    adapter = HTTPAdapter(max_retries=retry_for(service, ledger, policy), pool_maxsize=16)
+    adapter = HTTPAdapter(max_retries=retry_for(service, ledger, policy), pool_maxsize=POOL_CONNECTIONS)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

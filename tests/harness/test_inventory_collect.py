@@ -332,9 +332,9 @@ def test_reads_run_at_most_workers_at_a_time() -> None:
         with lock:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.02)
+        time.sleep(0.2)  # long enough for every worker thread to have started under load
         with lock:
             running -= 1
 
-    read_all(read, range(40))
-    assert peak == WORKERS == 16
+    read_all(read, range(WORKERS + 20))
+    assert peak == WORKERS == 50

@@ -10,8 +10,7 @@ from typing import Any
 
 from test_inventory_collect import AZURE, ISSUER, SUB, identity_row, kube
 
-from harness.collect.cache import WORKERS
-from harness.collect.inventory import collect_inventory
+from harness.collect.inventory import ROLE_LISTS_AT_MOST, collect_inventory
 from harness.facts import Fetched
 
 ROLES = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments"
@@ -73,7 +72,7 @@ def expected(count: int) -> dict[str, list[str]]:
 
 
 def test_many_identities_share_one_list_of_the_subscriptions_role_assignments() -> None:
-    count = WORKERS + 4
+    count = ROLE_LISTS_AT_MOST + 4
     arm, roles = run(count)
     assert roles == expected(count)  # each its own, the stranger's nobody's
     role_lists = [p for p in arm.calls if p.startswith(ROLES + "?")]
