@@ -605,6 +605,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Fix the tenant-id annotation (or the webhook's tenant).",
         "fault:tenant-unknown",
         "fault:tenant-id-malformed",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "RESOURCE_NOT_IN_TENANT", "entra", "error",

@@ -301,8 +301,10 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     elif code == "TOKEN_TIME_INVALID":
         remediation += fix.node_clock(ctx.node_name)
     elif code == "TENANT_NOT_FOUND":
+        # the annotation's tenant is the one Entra does not know: the fix names the tenant harness.yaml names
+        known = ctx.workload.tenant_id or (ctx.azure.tenant_id if ctx.azure else None)
         remediation += [
-            fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, ctx.expected_tenant_id),
+            fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, known),
             *restart_workload(ctx),
         ]
     return Finding(

@@ -48,6 +48,7 @@ CLOSED_PORT = 9  # discard: nothing listens on loopback; a proxied request fails
 PLACEHOLDER_RE = re.compile(r"<[^<>\s][^<>]*>")
 CLIENT_ID = "azure.workload.identity/client-id"
 USE_LABEL = "azure.workload.identity/use"
+TENANT_ID = "azure.workload.identity/tenant-id"
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 IDENTITY_API, ROLE_API, VAULT_API, STORAGE_API, CLUSTER_API, KV_DATA_API = (
     "2023-01-31", "2022-04-01", "2023-07-01", "2023-05-01", "2024-09-01", "7.4")
@@ -347,6 +348,17 @@ def _misannotate(w: World) -> None:
 def _misspell(w: World) -> None:
     w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}- azure.workload.identity/client_id="
               f"{w.client_id}")
+    w.restart()
+
+
+def _unknown_tenant(w: World) -> None:
+    """The tenant-id annotation set to a tenant that does not exist (a GUID from another directory, mistyped)."""
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {TENANT_ID}=8f3c0b5e-2d4a-4c1e-9b7a-5e6f7a8b9c0d "
+              "--overwrite")
+
+
+def _heal_tenant(w: World) -> None:
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {TENANT_ID}-")
     w.restart()
 
 
@@ -690,6 +702,7 @@ CASES = [
     Case("NAMESPACE_NOT_FOUND", _namespace_gone, _heal_namespace, where=f"{RESTORED}/backend-sa"),
     Case("SERVICE_PRINCIPAL_MISSING", _service_principal_deleted, _heal_app, where=f"{APP_NAMESPACE}/app-sa"),
     Case("APPLICATION_DISABLED", _service_principal_disabled, _heal_app, where=f"{APP_NAMESPACE}/app-sa"),
+    Case("TENANT_NOT_FOUND", _unknown_tenant, _heal_tenant),
     Case("POD_NOT_LABELLED", _unlabel_template, _heal_template),
     Case("POD_NOT_MUTATED", _unmutated_pods, _heal_annotation),
     Case("POD_STALE_CLIENT_ID", _stale_pods, _heal_annotation),
