@@ -537,6 +537,10 @@ class ApiServer:
             result = reviews.self_subject_access_review(self.lab, user, body)
         elif plural == "selfsubjectrulesreviews":
             result = reviews.self_subject_rules_review(self.lab, user, body)
+        elif plural == "tokenreviews":
+            result = reviews.token_review(self.lab, body)
+        elif plural == "subjectaccessreviews":
+            result = reviews.subject_access_review(self.lab, body)
         else:
             result = reviews.self_subject_review(user, body)
         return json_response(result, status=201)

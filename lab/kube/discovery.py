@@ -139,7 +139,9 @@ def _object_path(rt: ResourceType, version: str) -> str:
 
 def openapi_v3_group_version(store: Store, group: str, version: str) -> dict[str, Any] | None:
     types = [rt for rt in types_in_group_version(store, group, version) if "patch" in rt.verbs]
-    if not types:
+    # create-only kinds (the reviews) have a POST path only, as the API server publishes them
+    posted = [rt for rt in types_in_group_version(store, group, version) if rt.verbs == ("create",)]
+    if not types and not posted:
         return None
     paths = {
         _object_path(rt, version): {
@@ -160,6 +162,10 @@ def openapi_v3_group_version(store: Store, group: str, version: str) -> dict[str
         }
         for rt in types
     }
+    for rt in posted:
+        paths[f"/{_gv_path(rt.group, version)}/{rt.plural}"] = {"post": {
+            "x-kubernetes-group-version-kind": {"group": rt.group, "version": version, "kind": rt.kind},
+            "x-kubernetes-action": "post", "responses": {"201": {"description": "Created"}}}}
     served = types_in_group_version(store, group, version)
     kinds = [(rt.group, version, rt.kind) for rt in served if is_builtin(rt)]
     document: dict[str, Any] = {"openapi": "3.0.0", "info": OPENAPI_INFO, "paths": paths}

@@ -219,6 +219,14 @@ REVIEWS: dict[str, Struct] = {
     )),
     "selfsubjectrulesreviews": _kind("SelfSubjectRulesReview",
                                      spec=_struct("SelfSubjectRulesReviewSpec", namespace=STRING)),
+    "tokenreviews": _kind("TokenReview", spec=_struct("TokenReviewSpec", token=STRING, audiences=STRINGS)),
+    "subjectaccessreviews": _kind("SubjectAccessReview", spec=_struct(
+        "SubjectAccessReviewSpec",
+        resourceAttributes=_struct("ResourceAttributes", namespace=STRING, verb=STRING, group=STRING,
+                                   version=STRING, resource=STRING, subresource=STRING, name=STRING),
+        nonResourceAttributes=_struct("NonResourceAttributes", path=STRING, verb=STRING),
+        user=STRING, groups=STRINGS, uid=STRING,
+    )),
 }
 DELETE_OPTIONS = _struct(
     "DeleteOptions", gracePeriodSeconds=INT64, orphanDependents=BOOL, propagationPolicy=STRING,

@@ -173,6 +173,8 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         verbs=CREATE_ONLY,
     ),
     _type("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False, verbs=CREATE_ONLY),
+    _type("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False, verbs=CREATE_ONLY),
+    _type("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", False, verbs=CREATE_ONLY),
 )
 
 BUILTIN_GROUPS = tuple(dict.fromkeys(rt.group for rt in BUILTIN_TYPES))

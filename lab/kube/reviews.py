@@ -1,14 +1,24 @@
 """Requests that compute an answer instead of storing an object: SelfSubjectAccessReview (``auth can-i``),
-SelfSubjectRulesReview (``auth can-i --list``), SelfSubjectReview (``auth whoami``) and TokenRequest
+SelfSubjectRulesReview (``auth can-i --list``), SelfSubjectReview (``auth whoami``), TokenReview and
+SubjectAccessReview (what webhooks and proxies ask the API server), and TokenRequest
 (``create token``, the ``serviceaccounts/token`` subresource)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import jwt
+
 from lab.clock import rfc3339
 from lab.kube import errors, tokens
-from lab.kube.authz import Attributes, ImpersonatedUser, is_allowed, is_unrestricted, rbac_rules
+from lab.kube.authz import (
+    Attributes,
+    ImpersonatedUser,
+    is_allowed,
+    is_unrestricted,
+    rbac_rules,
+    service_account_user,
+)
 from lab.kube.cluster import KubeUser
 from lab.kube.store import Obj
 
@@ -44,7 +54,7 @@ def _non_resource_matches(rule: Obj, path: str, verb: str) -> bool:
                for url in rule.get("nonResourceURLs") or [])
 
 
-def self_subject_access_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
+def self_subject_access_review(lab: Lab, user: KubeUser, body: Obj, kind: str = "SelfSubjectAccessReview") -> Obj:
     spec = body.get("spec") or {}
     resource = spec.get("resourceAttributes")
     if isinstance(resource, dict):
@@ -65,12 +75,12 @@ def self_subject_access_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
         raise errors.ApiError(
             422,
             "Invalid",
-            'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: '
+            f'{kind}.authorization.k8s.io "" is invalid: '
             'spec.resourceAttributes: Invalid value: "null": exactly one of '
             "nonResourceAttributes or resourceAttributes must be specified",
-            {"kind": "SelfSubjectAccessReview", "group": "authorization.k8s.io"},
+            {"kind": kind, "group": "authorization.k8s.io"},
         )
-    return _review("SelfSubjectAccessReview", "authorization.k8s.io", body, {"allowed": allowed})
+    return _review(kind, "authorization.k8s.io", body, {"allowed": allowed})
 
 
 def self_subject_rules_review(lab: Lab, user: KubeUser, body: Obj) -> Obj:
@@ -194,3 +204,50 @@ def token_request(lab: Lab, namespace: str, service_account: Obj, body: Obj) -> 
 def default_audiences(lab: Lab) -> list[str]:
     """The API server's own audiences (--api-audiences): on AKS its URL; here the lab's kube endpoint."""
     return [lab.endpoints.get("kube", "https://kubernetes.default.svc")]
+
+
+# ---------------------------------------------------------------- TokenReview and SubjectAccessReview
+
+
+def token_review(lab: Lab, body: Obj) -> Obj:
+    """authentication.k8s.io TokenReview (registry/authentication/tokenreview): the API server's authenticators
+    run on spec.token for spec.audiences (none: the API server's own); an empty token is a 400, a token the
+    authenticators refuse answers authenticated false with an empty user."""
+    spec = body.get("spec") or {}
+    token = spec.get("token") or ""
+    if not token:
+        raise errors.bad_request("token is required for TokenReview in authentication")
+    wanted = list(spec.get("audiences") or []) or default_audiences(lab)
+    user = lab.kube.users.get(token)
+    audiences = wanted
+    if user is None:
+        user = service_account_user(lab.kube, token, wanted)
+        audiences = [audience for audience in wanted if audience in _token_audiences(token)]
+    status: dict[str, Any] = {"user": {}}
+    if user is not None:
+        status = {"authenticated": True, "user": _user_info(user), "audiences": audiences}
+    return _review("TokenReview", "authentication.k8s.io", body, status)
+
+
+def _token_audiences(token: str) -> list[str]:
+    try:
+        audiences = jwt.decode(token, options={"verify_signature": False}).get("aud")
+    except jwt.PyJWTError:
+        return []
+    return audiences if isinstance(audiences, list) else [audiences]
+
+
+def subject_access_review(lab: Lab, body: Obj) -> Obj:
+    """authorization.k8s.io SubjectAccessReview: the access review for the user and groups the spec names
+    (ValidateSubjectAccessReviewSpec wants a user or a group); the lab's own users keep their policy."""
+    spec = body.get("spec") or {}
+    if not spec.get("user") and not spec.get("groups"):
+        message = 'Invalid value: "": at least one of user or group must be specified'
+        raise errors.ApiError(
+            422, "Invalid", f'SubjectAccessReview.authorization.k8s.io "" is invalid: spec.user: {message}',
+            {"kind": "SubjectAccessReview", "group": "authorization.k8s.io",
+             "causes": [{"reason": "FieldValueInvalid", "message": message, "field": "spec.user"}]})
+    extra = spec.get("extra") if isinstance(spec.get("extra"), dict) else {}
+    subject = ImpersonatedUser(name=spec.get("user") or "", token="", groups=list(spec.get("groups") or []),
+                               uid=spec.get("uid") or "", extra={k: list(v) for k, v in extra.items()})
+    return self_subject_access_review(lab, subject, body, kind="SubjectAccessReview")

@@ -173,3 +173,52 @@ def test_structural_schema_units() -> None:
         "n: Invalid value: 2.5: n in body should be less than 2.5",
         's: Invalid value: "a": s in body should be at least 2 chars long',
     ]
+
+
+# ---------------------------------------------------------------- TokenReview and SubjectAccessReview
+
+BACKEND_SA = "system:serviceaccount:finance:backend-sa"  # the healthy scenario's workload identity SA
+
+
+def _create_review(kubectl: Kubectl, review: dict[str, Any], check: bool = True) -> Any:
+    # kubectl validates kinds without a PATCH operation client-side from /openapi/v2, which the lab does not serve
+    return kubectl("create", "-f", "-", "-o", "json", "--validate=false", input=json.dumps(review), check=check)
+
+
+def test_token_review(kubectl: Kubectl) -> None:
+    token = kubectl("create", "token", "backend-sa", "-n", "finance").stdout.strip()
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+    status = json.loads(_create_review(kubectl, review).stdout)["status"]
+    assert status["authenticated"] is True
+    assert status["user"]["username"] == BACKEND_SA
+    assert status["user"]["groups"] == ["system:serviceaccounts", "system:serviceaccounts:finance",
+                                        "system:authenticated"]
+    assert status["audiences"]
+    # a token for another audience is not one the API server accepts for the audience asked about
+    review["spec"]["audiences"] = ["api://AzureADTokenExchange"]
+    assert json.loads(_create_review(kubectl, review).stdout)["status"] == {"user": {}}
+    review["spec"] = {"token": token[:-4] + "AAAA"}
+    assert json.loads(_create_review(kubectl, review).stdout)["status"] == {"user": {}}
+    review["spec"] = {}
+    empty = _create_review(kubectl, review, check=False)
+    assert empty.stderr.strip() == "Error from server (BadRequest): error when creating \"STDIN\": " \
+        "token is required for TokenReview in authentication"
+
+
+def test_subject_access_review(kubectl: Kubectl) -> None:
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
+        "user": BACKEND_SA, "groups": ["system:serviceaccounts", "system:serviceaccounts:finance"],
+        "resourceAttributes": {"namespace": "finance", "verb": "create", "resource": "pods"}}}
+    assert json.loads(_create_review(kubectl, review).stdout)["status"] == {"allowed": False}
+    review["spec"] = {"user": "someone", "groups": ["system:masters"],
+                      "resourceAttributes": {"namespace": "finance", "verb": "create", "resource": "pods"}}
+    assert json.loads(_create_review(kubectl, review).stdout)["status"] == {"allowed": True}
+    review["spec"] = {"user": "someone", "nonResourceAttributes": {"path": "/healthz", "verb": "get"},
+                      "groups": ["system:authenticated"]}
+    assert json.loads(_create_review(kubectl, review).stdout)["status"] == {"allowed": True}
+    review["spec"] = {"resourceAttributes": {"verb": "get", "resource": "pods"}}
+    refused = _create_review(kubectl, review, check=False)
+    assert refused.stderr.strip() == (
+        'The SubjectAccessReview "" is invalid: spec.user: Invalid value: "": '
+        "at least one of user or group must be specified"
+    )
