@@ -598,6 +598,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "fault:keyvault-egress-blocked",
         "test:tests/harness/test_network_policy_lab.py::test_a_policy_denying_egress_to_entra_fails_the_run_and_"
         "deleting_it_repairs_it",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "TENANT_NOT_FOUND", "entra", "error",
@@ -842,6 +843,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "An annotated ServiceAccount's identity has no credential for this cluster's issuer and subject.",
         "`az identity federated-credential create`.",
         "test:tests/harness/test_inventory_lab.py::test_a_service_account_without_a_credential",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "SA_ANNOTATION_WRONG_IDENTITY", "inventory", "error",

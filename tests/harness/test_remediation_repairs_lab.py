@@ -518,6 +518,29 @@ def _heal_pod_identity(w: World) -> None:
                  f"kubectl delete pod -n finance {LEGACY_POD} --ignore-not-found")
 
 
+def _sa_without_fic(w: World) -> None:
+    """A second ServiceAccount annotated with finance's identity, no credential made for it (the inventory's
+    SA_WITHOUT_FIC; the run's finding)."""
+    w.kubectl("create serviceaccount -n finance reports-sa",
+              f"annotate serviceaccount -n finance reports-sa {CLIENT_ID}={w.client_id}")
+
+
+def _heal_sa_without_fic(w: World) -> None:
+    w.shell.must("kubectl delete serviceaccount -n finance reports-sa --ignore-not-found")
+    w.heal_fics()
+
+
+def _egress_blocked(w: World) -> None:
+    """Pods cannot reach Key Vault: a NetworkPolicy (lab ctl egress --block keyvault makes one in the namespace);
+    short request timeouts and no retries keep the run short."""
+    w.ctl("egress", "--block", "keyvault")
+    w.config_with(_finance_entry(w, client_id=w.client_id, identity_resource_id=w.identity_id))
+    assert w.override is not None
+    data = yaml.safe_load(Path(w.override).read_text())
+    data.setdefault("probe", {}).update(request_timeout_seconds=2, retry_seconds=0)
+    Path(w.override).write_text(yaml.safe_dump(data))
+
+
 RESTORED = "wi-restored"  # a namespace deleted with its ServiceAccount; its identity's credential still trusts it
 
 
@@ -685,6 +708,11 @@ def _keep_the_chart(line: str) -> bool:
     return not line.startswith("helm ")
 
 
+def _not_the_curl_check(line: str) -> bool:
+    """EGRESS_BLOCKED: every printed line but the check from a curl pod."""
+    return not line.startswith("kubectl run ")
+
+
 CASES = [
     Case("SA_NOT_ANNOTATED", _unannotate, _heal_annotation),
     Case("SA_CLIENT_ID_MISMATCH", _misannotate, _heal_annotation),
@@ -703,6 +731,12 @@ CASES = [
     Case("SERVICE_PRINCIPAL_MISSING", _service_principal_deleted, _heal_app, where=f"{APP_NAMESPACE}/app-sa"),
     Case("APPLICATION_DISABLED", _service_principal_disabled, _heal_app, where=f"{APP_NAMESPACE}/app-sa"),
     Case("TENANT_NOT_FOUND", _unknown_tenant, _heal_tenant),
+    Case("SA_WITHOUT_FIC", _sa_without_fic, _heal_sa_without_fic, where="run"),
+    Case("EGRESS_BLOCKED", _egress_blocked, lambda w: w.ctl("egress", "--unblock", "keyvault"),
+         decision=Decision("delete the policy or add an egress rule to it, as what else the namespace needs "
+                           "decides; the printed fix's last line checks the path from a curlimages/curl pod (kubectl "
+                           "run -it), an image the lab does not run: the test runs the lines before it",
+                           run=_not_the_curl_check, repairs=True)),
     Case("POD_NOT_LABELLED", _unlabel_template, _heal_template),
     Case("POD_NOT_MUTATED", _unmutated_pods, _heal_annotation),
     Case("POD_STALE_CLIENT_ID", _stale_pods, _heal_annotation),
