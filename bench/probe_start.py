@@ -12,14 +12,18 @@ PYTHONPATH as the ConfigMap puts it there:
 - the probe itself: ``python3 -m probe`` with the environment the webhook injects (a ServiceAccount token
   made by the lab's API server for ``api://AzureADTokenExchange``) and the WI_PROBE_CONFIG the harness builds
   for finance/backend-sa: the token exchange with the lab's Entra and one Key Vault secret read.
+
+The imports and the run are timed twice, side by side: from the source alone and from the source with the
+bytecode the ConfigMap ships beside it (harness.collect.probe_source), both read-only and with
+PYTHONDONTWRITEBYTECODE=1 as in a pod, so no run leaves bytecode for the next.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -30,7 +34,7 @@ from pathlib import Path
 
 from kubernetes import client as k8s
 
-from bench.world import REPO, BenchLab, bench_lab, machine
+from bench.world import BenchLab, bench_lab, machine
 from lab.kube.images import stdlib_python
 
 
@@ -99,24 +103,45 @@ def measure(lab: BenchLab, args: argparse.Namespace) -> int:
         scratch = Path(scratch_name)
         python = str(stdlib_python(scratch / "python") / "python3")  # what a lab pod's stock image runs
         env = _probe_env(lab, scratch)
-        # the probe's source alone in a directory, as the ConfigMap mounts it at /opt/wi-probe
-        source = scratch / "wi-probe"
-        shutil.copytree(REPO / "probe", source / "probe", ignore=shutil.ignore_patterns("__pycache__"))
-        env["PYTHONPATH"] = str(source)
-        plain = {"PATH": env["PATH"], "PYTHONPATH": str(source)}
+        # the probe's files in a read-only directory as the ConfigMap mounts them at /opt/wi-probe: the source
+        # alone, and the source with the shipped bytecode
+        from harness.collect.probe_source import source_configmap
+
+        config_map = source_configmap("bench", "bench", {})
+        source, shipped = scratch / "source-only", scratch / "wi-probe"
+        for root, binary in ((source, {}), (shipped, config_map.get("binaryData") or {})):
+            (root / "probe" / "__pycache__").mkdir(parents=True)
+            for name, text in config_map["data"].items():
+                (root / "probe" / name).write_text(text)
+            for name, data in binary.items():
+                (root / "probe" / "__pycache__" / name).write_bytes(base64.b64decode(data))
+            for directory in (root / "probe" / "__pycache__", root / "probe"):
+                directory.chmod(0o555)
+        nowrite = {"PATH": env["PATH"], "PYTHONDONTWRITEBYTECODE": "1"}
         cases = {
-            "bare interpreter (python3 -c pass)": ([python, "-c", "pass"], plain),
-            "probe imports (python3 -c 'import probe.cli')": ([python, "-c", "import probe.cli"], plain),
-            "probe run (python3 -m probe: exchange + 1 Key Vault read)": ([python, "-m", "probe"], env),
+            "bare interpreter (python3 -c pass)": ([python, "-c", "pass"], nowrite, shipped),
+            "probe imports, source only (import probe.cli)": (
+                [python, "-c", "import probe.cli"], {**nowrite, "PYTHONPATH": str(source)}, source),
+            "probe imports, source + bytecode (as shipped)": (
+                [python, "-c", "import probe.cli"], {**nowrite, "PYTHONPATH": str(shipped)}, shipped),
+            "probe run, source only": (
+                [python, "-m", "probe"], {**env, **nowrite, "PYTHONPATH": str(source)}, source),
+            "probe run (python3 -m probe: exchange + 1 Key Vault read)": (
+                [python, "-m", "probe"], {**env, **nowrite, "PYTHONPATH": str(shipped)}, shipped),
         }
         times: dict[str, list[Timed]] = {name: [] for name in cases}
-        for _ in range(args.runs):
-            for name, (command, environment) in cases.items():
-                done = _timed(command, environment, source)
-                if done.returncode != 0:
-                    print(f"  {name}: exit {done.returncode}: {done.stdout[-800:]!r} {done.stderr[-800:]!r}")
-                    return 1
-                times[name].append(done)
+        try:
+            for _ in range(args.runs):
+                for name, (command, environment, cwd) in cases.items():
+                    done = _timed(command, environment, cwd)
+                    if done.returncode != 0:
+                        print(f"  {name}: exit {done.returncode}: {done.stdout[-800:]!r} {done.stderr[-800:]!r}")
+                        return 1
+                    times[name].append(done)
+        finally:  # writable again, for the scratch directory's removal
+            for root in (source, shipped):
+                for directory in (root / "probe", root / "probe" / "__pycache__"):
+                    directory.chmod(0o755)
         bare = statistics.median(t.seconds for t in times[next(iter(cases))])
         bare_cpu = statistics.median(t.cpu_seconds for t in times[next(iter(cases))])
         print(f"\n  {'what':58} wall ms  / bare    CPU ms  / bare")
@@ -125,6 +150,8 @@ def measure(lab: BenchLab, args: argparse.Namespace) -> int:
             cpu = statistics.median(t.cpu_seconds for t in values)
             print(f"  {name:58} {wall * 1000:7.1f} {wall / bare:7.2f}   {cpu * 1000:7.1f} {cpu / max(bare_cpu, 1e-3):6.2f}")
         result = json.loads(done.stdout)
+        print(f"  ('probe run (python3 -m probe ...)' is as shipped: the source with its bytecode; "
+              f"{len(config_map.get('binaryData') or {})} .pyc files)")
         print(f"\n  the probe's verdict: ok={result['ok']}, steps: "
               + ", ".join(f"{s['name']}={s['status']}" for s in result.get("steps", [])))
     return 0

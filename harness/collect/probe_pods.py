@@ -26,9 +26,11 @@ from harness.collect.probe_source import (
     SOURCE_ROOT,
     ca_file_in_pod,
     ca_volume,
+    probe_bytecode_files,
     probe_source_files,
     source_configmap,
     source_configmap_name,
+    source_keys,
     source_volume,
 )
 from harness.collect.sweep import DEADLINE_ANNOTATION, mark_run_ended, sweep_leftovers
@@ -122,7 +124,10 @@ def build_probe_pod(
     extra_env: dict[str, str] = {}
     command: list[str] | None = None
     if settings.mode == "configmap":
-        files = source_files or list(probe_source_files())
+        if source_files is None:
+            installed = probe_source_files()
+            source_files = source_keys(installed, probe_bytecode_files(installed))
+        files = source_files
         volumes.append(source_volume(run_id, files))
         mounts.append({"name": PROBE_SOURCE_VOLUME, "mountPath": SOURCE_ROOT, "readOnly": True})
         extra_env["PYTHONPATH"] = SOURCE_ROOT
@@ -230,11 +235,12 @@ def run_probe_pods(
     try:
         source_refused: dict[str, KubeFailure] = {}
         files = probe_source_files() if settings.mode == "configmap" and requests else {}
+        bytecode = probe_bytecode_files(files)
         # Creates, log reads and deletes go KUBE_WORKERS at a time, not a round trip each in a row (an interrupt
         # meanwhile still deletes by the run's label, below).
 
         def create_source(namespace: str) -> None:
-            body = source_configmap(namespace, run_id, settings.labels, files)
+            body = source_configmap(namespace, run_id, settings.labels, files, bytecode)
             # how long this run may need it: --sweep of another run leaves it alone until then
             body["metadata"]["annotations"] = {DEADLINE_ANNOTATION: str(settings.timeout_seconds)}
             try:
@@ -250,7 +256,7 @@ def run_probe_pods(
         bodies = {}
         for request in requests:
             bodies[request.workload_id] = body = build_probe_pod(request, run_id, settings, image,
-                                                                 source_files=list(files))
+                                                                 source_files=source_keys(files, bytecode))
             results[request.workload_id] = PodFacts(namespace=request.namespace, name=body["metadata"]["name"])
 
         def create(request: ProbeRequest) -> None:

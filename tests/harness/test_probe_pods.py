@@ -4,7 +4,10 @@ fallback and a deadline), cleaned up (also when interrupted) and swept."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +29,12 @@ from harness.collect.probe_pods import (
     run_probe_pods,
     sweep,
 )
-from harness.collect.probe_source import probe_source_files, source_configmap, source_configmap_name
+from harness.collect.probe_source import (
+    probe_bytecode_files,
+    probe_source_files,
+    source_configmap,
+    source_configmap_name,
+)
 from harness.collect.sweep import ended_marker_name
 from harness.config import STOCK_PYTHON_IMAGE, ProbeSettings, WorkloadConfig
 from harness.facts import KubeFailure, PodFacts
@@ -139,8 +147,12 @@ def test_configmap_mode_runs_python3_from_the_run_s_configmap_in_the_stock_image
     assert volume["configMap"]["name"] == source_configmap_name(RUN)
     assert volume["configMap"]["defaultMode"] == 0o444
     items = volume["configMap"]["items"]
-    assert {item["key"] for item in items} == set(probe_source_files())
-    assert all(item["path"] == f"probe/{item['key']}" for item in items)
+    files = probe_source_files()
+    bytecode = probe_bytecode_files(files)
+    assert bytecode and {item["key"] for item in items} == set(files) | set(bytecode)
+    assert all(item["path"] == f"probe/{item['key']}" for item in items if item["key"] in files)
+    assert all(item["path"] == f"probe/__pycache__/{item['key']}" for item in items if item["key"] in bytecode)
+    assert set(bytecode) == {f"{name[:-3]}.{sys.implementation.cache_tag}.pyc" for name in files}
 
 
 def test_image_mode_runs_the_image_s_own_entrypoint_and_probe_image_overrides_the_image() -> None:
@@ -230,17 +242,24 @@ def test_the_source_configmap_holds_the_installed_probe_and_is_labelled_like_its
         "wi-harness/run-id": RUN,
     }
     assert config_map["data"] == files and config_map["immutable"] is True
+    assert {name: base64.b64decode(data) for name, data in config_map["binaryData"].items()} == (
+        probe_bytecode_files(files)
+    )
 
 
 def test_the_configmap_s_files_alone_are_a_runnable_stdlib_probe(tmp_path: Path) -> None:
     """As in the pod: the ConfigMap's keys at probe/<key>, PYTHONPATH at their parent, no site-packages (-S: a
     stock image has no azure-identity), nothing of this repository on the path."""
     package = tmp_path / "probe"
-    package.mkdir()
-    for name, text in source_configmap("orders", RUN, {})["data"].items():
+    (package / "__pycache__").mkdir(parents=True)
+    config_map = source_configmap("orders", RUN, {})
+    for name, text in config_map["data"].items():
         (package / name).write_text(text)
+    for name, data in config_map["binaryData"].items():
+        (package / "__pycache__" / name).write_bytes(base64.b64decode(data))
+    (package / "__pycache__").chmod(0o555)  # read-only, as mounted
     result = subprocess.run(
-        [sys.executable, "-S", "-m", "probe", "--config-json", '{"checks": []}'],
+        [sys.executable, "-S", "-v", "-m", "probe", "--config-json", '{"checks": []}'],
         cwd=tmp_path, env={"PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"},
         capture_output=True, text=True, timeout=60,
     )
@@ -248,7 +267,26 @@ def test_the_configmap_s_files_alone_are_a_runnable_stdlib_probe(tmp_path: Path)
     assert error is None, result.stdout + result.stderr
     assert doc is not None and doc["steps"][0] == {**doc["steps"][0], "name": "config", "status": "pass"}
     assert result.returncode == 1  # no webhook env outside a pod: the env step fails, as it should
-    assert not list(package.glob("__pycache__"))
+    # -v: importlib says where each module's code came from; the shipped bytecode, not a compile of the source
+    loaded = re.findall(r"^# code object from '?([^'\n]+)'?$", result.stderr, re.M)
+    probe_code = [path for path in loaded if f"{package}{os.sep}" in path]
+    assert probe_code and all(path.endswith(".pyc") for path in probe_code), probe_code
+    assert {p.name for p in (package / "__pycache__").iterdir()} == set(config_map["binaryData"])  # none written
+
+
+def test_bytecode_that_does_not_match_its_source_is_not_run(tmp_path: Path) -> None:
+    """Hash-checked: a stale .pyc beside changed source is compiled anew from the source, never run."""
+    package = tmp_path / "probe"
+    (package / "__pycache__").mkdir(parents=True)
+    stale = probe_bytecode_files({"__init__.py": "WHICH = 'stale bytecode'\n"})
+    (package / "__init__.py").write_text("WHICH = 'source'\n")
+    for name, data in stale.items():
+        (package / "__pycache__" / name).write_bytes(data)
+    result = subprocess.run([sys.executable, "-S", "-c", "import probe; print(probe.WHICH)"], cwd=tmp_path,
+                            env={"PYTHONPATH": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "source", result.stderr
+    assert [path.read_bytes() for path in (package / "__pycache__").iterdir()] == list(stale.values())
 
 
 def test_the_probe_config_is_one_the_probe_accepts() -> None:
