@@ -724,6 +724,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Fix the secret's name in harness.yaml, or create it.",
         "test:tests/harness/test_access_verdicts_lab.py::test_why_a_read_is_refused_is_told_apart_by_the_"
         "identitys_roles",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "BLOB_NOT_FOUND", "access", "error",
@@ -732,6 +733,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_access_verdicts_lab.py::test_a_blob_deleted_through_the_storage_api_is_blob_not_f"
         "ound",
         "unit:tests/harness/test_checks.py::test_only_authorization_refusals_prove_a_deny",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "SECRET_DISABLED", "access", "error",

@@ -280,7 +280,6 @@ def missing_object(
     ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, code: str, evidence: dict[str, Any]
 ) -> Outcome:
     what, detail = check.describe(), _detail(evidence)
-    name = resource_name(ctx, check)
     if code == "SECRET_DISABLED":
         assert isinstance(check, KeyVaultSecretAccess)
         message = f"{what} is disabled ({detail})"
@@ -291,7 +290,7 @@ def missing_object(
                   advice("fix the secret's name in harness.yaml, or create the secret")]
     else:
         message = f"{what} does not exist ({detail})"
-        repair = [fix.list_blobs(name, check.container),
+        repair = [fix.list_blobs(check.account_url, check.container),
                   advice("fix the container/blob in harness.yaml, or upload the blob")]
     return failed(f"{what}: expected {check.expect}: {message}", evidence,
                   Finding(code, ERROR, "access", message, evidence, repair))

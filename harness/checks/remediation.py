@@ -586,9 +586,14 @@ def vault_url_or(vault_url: str) -> str:
     """The vault's URL as the workload reads it (what ``az keyvault secret ... --id`` takes), else a placeholder.
     ``--vault-name`` would make az build ``https://NAME.<the cloud's Key Vault suffix>``, which misses a vault
     reached by another name (a private endpoint's, the lab's)."""
-    parts = urllib.parse.urlsplit(vault_url) if vault_url.isprintable() and " " not in vault_url else None
+    return url_or(vault_url, "<vault-url>")
+
+
+def url_or(url: str, placeholder: str) -> str:
+    """An https URL with a host and no query or fragment, else ``placeholder``."""
+    parts = urllib.parse.urlsplit(url) if url.isprintable() and " " not in url else None
     usable = parts is not None and parts.scheme == "https" and bool(parts.hostname) and not parts.query
-    return vault_url if usable and not parts.fragment else "<vault-url>"
+    return url if usable and not parts.fragment else placeholder
 
 
 def secret_id(vault_url: str, secret: str) -> str:
@@ -608,9 +613,11 @@ def list_secrets(vault_url: str) -> Command:
                    "-o", "tsv")
 
 
-def list_blobs(account: str, container: str) -> Command:
-    return command("az", "storage", "blob", "list", "--account-name", account, "--container-name", container,
-                   "--auth-mode", "login", "--query", "[].name", "-o", "tsv")
+def list_blobs(account_url: str, container: str) -> Command:
+    """``--blob-endpoint``, not ``--account-name``: az would build ``https://NAME.blob.<suffix>``, which misses an
+    account reached by another name (a private endpoint's, the lab's), as for a vault."""
+    return command("az", "storage", "blob", "list", "--blob-endpoint", url_or(account_url, "<account-url>"),
+                   "--container-name", container, "--auth-mode", "login", "--query", "[].name", "-o", "tsv")
 
 
 def rotate_issuer_keys(azure: AzureConfig | None) -> Command:

@@ -1,4 +1,4 @@
-"""Blob storage with Entra bearer tokens: the read path, and Put Blob / Delete Blob (what a person uploads or
+"""Blob storage with Entra bearer tokens: the read path, List Blobs, and Put Blob / Delete Blob (what a person uploads or
 deletes a blob with, Storage Blob Data Contributor's write and delete data actions). One base URL per account:
 ``https://127.0.0.1:PORT/<account>/`` (the Azurite-style form azure-storage-blob accepts for 127.0.0.1).
 
@@ -250,11 +250,14 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     claims = _authenticate(request, lab)
     if method not in ("GET", "HEAD", "PUT", "DELETE"):
         raise StorageError(405, "UnsupportedHttpVerb", "The resource doesn't support specified Http Verb.")
+    if (method == "GET" and len(parts) == 2 and parts[1] and request.query.get("restype") == "container"
+            and request.query.get("comp") == "list"):
+        return _list_blobs(lab, account, parts[1], claims, f"{request.url.origin()}/{account.name}/")
     if len(parts) < 3 or not parts[1] or not parts[2]:
         raise StorageError(
             400,
             "UnsupportedQueryParameter",
-            "The lab's blob service answers blob reads, Put Blob and Delete Blob only (/<account>/<container>/<blob>).",
+            "The lab's blob service answers blob reads, Put Blob, Delete Blob and List Blobs only.",
         )
     container_name, blob_name = parts[1], parts[2]
     action = {"PUT": WRITE_ACTION, "DELETE": DELETE_ACTION}.get(method, READ_ACTION)
@@ -314,6 +317,37 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return web.Response(status=200, headers=headers)
     response = web.Response(status=status, body=body, headers=headers)
     return response
+
+
+def _list_blobs(lab: Lab, account: StorageAccount, container_name: str, claims: dict[str, Any],
+                endpoint: str) -> web.Response:
+    """List Blobs (``?restype=container&comp=list``, what ``az storage blob list`` sends): one page, every blob,
+    under the read data action at the container or above (the REST reference's EnumerationResults document)."""
+    scope = f"{account.resource_id}/blobServices/default/containers/{container_name}"
+    if not lab.azure.permits(str(claims.get("oid", "")), scope, READ_ACTION, data_action=True):
+        raise StorageError(
+            403,
+            "AuthorizationPermissionMismatch",
+            "This request is not authorized to perform this operation using this permission.",
+        )
+    container = account.containers.get(container_name)
+    if container is None:
+        raise StorageError(404, "ContainerNotFound", "The specified container does not exist.")
+    blobs = []
+    for name, data in sorted(container.items()):
+        etag, modified = _etag_and_time(account.name, container_name, name, data)
+        stamp = formatdate(modified, usegmt=True)
+        blobs.append(
+            f"<Blob><Name>{escape(name)}</Name><Properties><Creation-Time>{stamp}</Creation-Time>"
+            f"<Last-Modified>{stamp}</Last-Modified><Etag>{escape(etag)}</Etag>"
+            f"<Content-Length>{len(data)}</Content-Length><Content-Type>application/octet-stream</Content-Type>"
+            "<BlobType>BlockBlob</BlobType><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>"
+            "<ServerEncrypted>true</ServerEncrypted></Properties></Blob>"
+        )
+    body = ('<?xml version="1.0" encoding="utf-8"?>'
+            f'<EnumerationResults ServiceEndpoint="{escape(endpoint)}" ContainerName="{escape(container_name)}">'
+            f"<Blobs>{''.join(blobs)}</Blobs><NextMarker /></EnumerationResults>")
+    return web.Response(status=200, body=body.encode(), content_type="application/xml")
 
 
 async def _put_blob(request: web.Request, account: StorageAccount, container_name: str, blob_name: str,

@@ -196,7 +196,8 @@ def test_a_blob_deleted_through_the_storage_api_is_blob_not_found(
         assert {code for code, f in findings.items() if f["severity"] == "error"} == {"BLOB_NOT_FOUND"}, findings
         checks = checks_of(document, "orders/orders-sa")
         assert checks["access.blob:ordersdata/reports/daily.csv"]["status"] == "fail"
-        assert any(line.startswith("az storage blob list --account-name ordersdata --container-name reports")
+        listing = f"az storage blob list --blob-endpoint {person.info['storage_accounts']['ordersdata']} "
+        assert any(line.startswith(listing + "--container-name reports")
                    for line in findings["BLOB_NOT_FOUND"]["remediation"])
     finally:
         blob.upload_blob(content, overwrite=True)

@@ -613,6 +613,36 @@ def _unmutated_pods(w: World) -> None:
         w.ctl("webhook", "--mode", "up")
 
 
+def _entry_with(w: World, workload: str, **access: str) -> dict[str, Any]:
+    """``workload``'s harness.yaml entry with its first access entry changed by ``access`` (a typo by hand)."""
+    data = yaml.safe_load(w.lab.harness_config.read_text())
+    entry = next(x for x in data["workloads"] if f"{x['namespace']}/{x['service_account']}" == workload)
+    entry["access"][0].update(access)
+    return entry
+
+
+def _admin_takes(w: World, scope: str, role: str) -> None:
+    """The person (the lab's admin, an Owner: no data-plane role) takes one to look, as a person must."""
+    admin = w.person.graph("GET", f"/servicePrincipals(appId='{w.person.info['admin']['client_id']}')")
+    w.made.append(w.person.grant(scope, role, admin["id"]))
+
+
+def _secret_name_typo(w: World) -> None:
+    """harness.yaml names db-pasword: Key Vault lets the identity look (SecretNotFound, not Forbidden)."""
+    w.config_with(_entry_with(w, WORKLOAD, secret="db-pasword"))
+    _admin_takes(w, w.finance_kv, SECRETS_USER)
+
+
+def _blob_name_typo(w: World) -> None:
+    w.config_with(_entry_with(w, "orders/orders-sa", blob="dailly.csv"))
+    _admin_takes(w, w.ordersdata, BLOB_READER)
+
+
+def _drop_made(w: World) -> None:
+    while w.made:
+        w.person.arm("DELETE", w.made.pop(), ROLE_API)
+
+
 def _preset_env(w: World) -> None:
     w.kubectl("set env deployment/backend -n finance AZURE_CLIENT_ID=11111111-2222-3333-4444-555555555555")
 
@@ -791,6 +821,13 @@ CASES = [
     Case("POD_IDENTITY_NMI_INSTALLED", _pod_identity_component("nmi"), _heal_pod_identity, where="run"),
     Case("POD_IDENTITY_MIC_INSTALLED", _pod_identity_component("mic"), _heal_pod_identity, where="run"),
     Case("POD_IDENTITY_PODS_LABELLED", _legacy_pod, _heal_pod_identity, where="run"),
+    Case("SECRET_NOT_FOUND", _secret_name_typo, _drop_made,
+         decision=Decision("fix the secret's name in harness.yaml (the first option; the printed list names the "
+                           "vault's secrets) or create the secret: the harness cannot tell a typo from a missing "
+                           "secret, and an edit of harness.yaml is no command")),
+    Case("BLOB_NOT_FOUND", _blob_name_typo, _drop_made, where="orders/orders-sa",
+         decision=Decision("fix the blob's name in harness.yaml (the first option; the printed list names the "
+                           "container's blobs) or upload the blob: an edit of harness.yaml is no command")),
     Case("WEBHOOK_NOT_INSTALLED", lambda w: w.ctl("webhook", "--mode", "absent"), _heal_cluster, where="run"),
     Case("WEBHOOK_DUPLICATE", lambda w: w.ctl("webhook", "--install", "both"), _heal_cluster, where="run",
          decision=Decision("keep the AKS add-on or the Helm chart, not both: the printed fix offers both; the test "
