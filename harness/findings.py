@@ -171,9 +171,11 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "WEBHOOK_NOT_READY", "webhook", "error",
         "The webhook Deployment has no ready replica (or is missing).",
-        "`kubectl -n kube-system get deploy,pods -l azure-workload-identity.io/system=true`; fix its pods.",
+        "`kubectl -n kube-system get deploy,pods -l azure-workload-identity.io/system=true`; scale it back up "
+        "(scaled to zero) or restart its pods.",
         "scenario:webhook-down",
         "fault:webhook-down-and-role-missing",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "WEBHOOK_DEGRADED", "webhook", "warning",
@@ -192,9 +194,10 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "WEBHOOK_UNAVAILABLE", "webhook", "error",
         "The API server could not call the webhook (failurePolicy Fail): labelled pods are refused.",
-        "Bring the webhook's pods back (kubectl -n kube-system rollout restart).",
+        "Bring the webhook's pods back (kubectl -n kube-system scale, or rollout restart).",
         "scenario:webhook-down",
         "fault:webhook-down-and-role-missing",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "POD_REJECTED_BY_WEBHOOK", "webhook", "error",

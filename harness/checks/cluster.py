@@ -538,15 +538,20 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
         ready_any = ready_any or ready > 0
         degraded = degraded or ready < wanted
     namespace = fix.namespace_or(str(evidence["deployments"][0]["namespace"]))
+    first = evidence["deployments"][0]
     remediation = [
         fix.kubectl("-n", namespace, "get", "pods", "-l", "azure-workload-identity.io/system=true"),
-        fix.kubectl("-n", namespace, "logs", f"deploy/{WEBHOOK_DEPLOYMENT}", note="errors start with E"),
+        # scaled to zero: no pod has a log (kubectl logs deploy/... waits for one, then fails)
+        *([] if first["replicas"] == 0 else
+          [fix.kubectl("-n", namespace, "logs", f"deploy/{WEBHOOK_DEPLOYMENT}", note="errors start with E")]),
     ]
+    back = fix.webhook_pods_back(namespace, str(first["name"]), first["replicas"])
     if not ready_any:
         return failed(
             "the webhook has no ready replica: with failurePolicy Fail, labelled pods are refused",
             evidence,
-            Finding("WEBHOOK_NOT_READY", ERROR, "webhook", "no ready webhook replica", evidence, remediation),
+            Finding("WEBHOOK_NOT_READY", ERROR, "webhook", "no ready webhook replica", evidence,
+                    [*remediation, *back]),
         )
     if degraded:
         return warned(

@@ -100,6 +100,7 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
                 fix.kubectl("-n", fix.namespace_or(namespace), "get", "pods", "-l",
                             "azure-workload-identity.io/system=true"),
                 fix.kubectl("-n", fix.namespace_or(namespace), "get", "endpoints", fix.object_or(service, "<service>")),
+                *_webhook_pods_back(ctx, namespace),
             ],
         )
     elif "denied the request" in message:
@@ -438,3 +439,13 @@ def _mutation_remediation(ctx: WorkloadContext) -> list[Step]:
         *enable_webhook(ctx.cluster, ctx.azure),
         *restart_workload(ctx),
     ]
+
+
+def _webhook_pods_back(ctx: WorkloadContext, namespace: str) -> list[Step]:
+    """The webhook's own Deployment (in the Service's namespace) brought back; none read: nothing to name."""
+    found = [d for d in ctx.cluster.webhook_deployments if (d.get("metadata") or {}).get("namespace") == namespace]
+    if not found:
+        return []
+    meta, spec = found[0].get("metadata") or {}, found[0].get("spec") or {}
+    return fix.webhook_pods_back(namespace, str(meta.get("name") or ""), spec.get("replicas", 1))
+

@@ -426,6 +426,15 @@ def rollout_restart(kind: str, namespace: str, name: str) -> Command:
                    note="the webhook acts on pod CREATE only")
 
 
+def webhook_pods_back(namespace: str, deployment: str, replicas: int | None) -> list[Step]:
+    """The webhook's pods made again: a Deployment scaled to zero is scaled to the chart's replicaCount (2); one
+    whose pods fail is restarted (new pods, once their cause is fixed); then wait for them to be ready."""
+    ref = f"deployment/{object_or(deployment, '<deployment>')}"
+    again = (kubectl("-n", namespace_or(namespace), "scale", ref, "--replicas=2", note="the chart's replicaCount")
+             if replicas == 0 else kubectl("-n", namespace_or(namespace), "rollout", "restart", ref))
+    return [again, kubectl("-n", namespace_or(namespace), "rollout", "status", ref, "--timeout=120s")]
+
+
 def delete_pod(namespace: str, pod: str) -> Command:
     return kubectl("delete", "pod", "-n", namespace_or(namespace), object_or(pod, "<pod>"))
 

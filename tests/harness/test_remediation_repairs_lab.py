@@ -643,6 +643,20 @@ def _drop_made(w: World) -> None:
         w.person.arm("DELETE", w.made.pop(), ROLE_API)
 
 
+WEBHOOK_NS, WEBHOOK_DEPLOY = "kube-system", "azure-wi-webhook-controller-manager"  # the AKS add-on's
+
+
+def _webhook_scaled_to_zero(w: World) -> None:
+    """The webhook's Deployment scaled to zero by hand: no pod behind its Service, labelled pods refused."""
+    w.kubectl(f"-n {WEBHOOK_NS} scale deployment/{WEBHOOK_DEPLOY} --replicas=0",
+              f"-n {WEBHOOK_NS} wait --for=delete pod -l azure-workload-identity.io/system=true --timeout=60s")
+
+
+def _heal_webhook_replicas(w: World) -> None:
+    w.kubectl(f"-n {WEBHOOK_NS} scale deployment/{WEBHOOK_DEPLOY} --replicas=2",
+              f"-n {WEBHOOK_NS} rollout status deployment/{WEBHOOK_DEPLOY} --timeout=120s")
+
+
 def _preset_env(w: World) -> None:
     w.kubectl("set env deployment/backend -n finance AZURE_CLIENT_ID=11111111-2222-3333-4444-555555555555")
 
@@ -828,6 +842,8 @@ CASES = [
     Case("BLOB_NOT_FOUND", _blob_name_typo, _drop_made, where="orders/orders-sa",
          decision=Decision("fix the blob's name in harness.yaml (the first option; the printed list names the "
                            "container's blobs) or upload the blob: an edit of harness.yaml is no command")),
+    Case("WEBHOOK_NOT_READY", _webhook_scaled_to_zero, _heal_webhook_replicas, where="run"),
+    Case("WEBHOOK_UNAVAILABLE", _webhook_scaled_to_zero, _heal_webhook_replicas),
     Case("WEBHOOK_NOT_INSTALLED", lambda w: w.ctl("webhook", "--mode", "absent"), _heal_cluster, where="run"),
     Case("WEBHOOK_DUPLICATE", lambda w: w.ctl("webhook", "--install", "both"), _heal_cluster, where="run",
          decision=Decision("keep the AKS add-on or the Helm chart, not both: the printed fix offers both; the test "
