@@ -488,6 +488,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "fault:principal-id-annotated",
         "fault:unknown-client-id",
         "fault:client-id-malformed",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "IDENTITY_NOT_VISIBLE", "harness", "warning",

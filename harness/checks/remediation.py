@@ -521,6 +521,13 @@ def show_application(app_id: str | None) -> Command:
                    "{appId: appId, id: id, displayName: displayName}")
 
 
+def find_application(app_id: str | None) -> Command:
+    """An app registration by appId, listed (empty when there is none): ``az ad app show`` would fail there and
+    stop the fix's other lines."""
+    return command("az", "ad", "app", "list", "--filter", f"appId eq '{guid_or(app_id, '<app-id>')}'", "--query",
+                   "[].{appId: appId, id: id, displayName: displayName}", "-o", "table")
+
+
 def show_service_principal(object_id: str | None) -> Command:
     return command("az", "ad", "sp", "show", "--id", guid_or(object_id, "<object-id>"), "--query",
                    "{appId: appId, id: id, type: servicePrincipalType, name: displayName}")
@@ -530,7 +537,7 @@ def find_identity_anywhere(client_id: str | None) -> list[Step]:
     """Where a client id may live: a managed identity of the current subscription, or an app registration."""
     return [
         find_identity_by_client_id(guid_or(client_id, "<client-id>")),
-        show_application(client_id),
+        find_application(client_id),
         advice("a managed identity in another subscription: az account list, then az identity list "
                "--subscription <id> for each, or az graph query (resource-graph extension)"),
     ]

@@ -190,6 +190,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     ),
     "create_service_principal": lambda d: fix.create_service_principal(d(nasty_text)),
     "show_application": lambda d: fix.show_application(d(nasty_text)),
+    "find_application": lambda d: fix.find_application(d(nasty_text)),
     "show_service_principal": lambda d: fix.show_service_principal(d(nasty_text)),
     "find_identity_anywhere": lambda d: fix.find_identity_anywhere(d(nasty_text)),
     "grant_harness_graph_read": lambda d: fix.grant_harness_graph_read(azure_of(d)),

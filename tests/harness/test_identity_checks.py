@@ -148,7 +148,8 @@ def test_nothing_found_nothing_refused_and_no_exchange_is_not_found() -> None:
     assert outcome.status == FAIL and outcome.findings[0].code == "IDENTITY_NOT_FOUND"
     assert outcome.findings[0].fix_lines()[:2] == [
         f"az identity list --query '[?clientId=='\"'\"'{CLIENT}'\"'\"']' -o table",
-        f"az ad app show --id {CLIENT} --query '{{appId: appId, id: id, displayName: displayName}}'",
+        f"az ad app list --filter 'appId eq '\"'\"'{CLIENT}'\"'\"'' --query "
+        "'[].{appId: appId, id: id, displayName: displayName}' -o table",
     ]
 
 

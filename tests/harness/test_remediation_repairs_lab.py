@@ -643,6 +643,15 @@ def _drop_made(w: World) -> None:
         w.person.arm("DELETE", w.made.pop(), ROLE_API)
 
 
+def _unknown_identity_annotated(w: World) -> None:
+    """harness.yaml leaves the identity to the annotation, which names a client id no identity or app has (the
+    identity deleted, or a GUID from another directory)."""
+    w.config_with(_finance_entry(w))
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}=6b1f0e4a-93c2-4d7e-8a51-2f0c9d3e7b64 "
+              "--overwrite")
+    w.restart()
+
+
 WEBHOOK_NS, WEBHOOK_DEPLOY = "kube-system", "azure-wi-webhook-controller-manager"  # the AKS add-on's
 
 
@@ -842,6 +851,10 @@ CASES = [
     Case("BLOB_NOT_FOUND", _blob_name_typo, _drop_made, where="orders/orders-sa",
          decision=Decision("fix the blob's name in harness.yaml (the first option; the printed list names the "
                            "container's blobs) or upload the blob: an edit of harness.yaml is no command")),
+    Case("IDENTITY_NOT_FOUND", _unknown_identity_annotated, _heal_annotation,
+         decision=Decision("which identity the workload should use: harness.yaml names none and the annotated "
+                           "client id has none; the printed look-ups (managed identities, app registrations) run, "
+                           "the annotation keeps its <client-id>")),
     Case("WEBHOOK_NOT_READY", _webhook_scaled_to_zero, _heal_webhook_replicas, where="run"),
     Case("WEBHOOK_UNAVAILABLE", _webhook_scaled_to_zero, _heal_webhook_replicas),
     Case("WEBHOOK_NOT_INSTALLED", lambda w: w.ctl("webhook", "--mode", "absent"), _heal_cluster, where="run"),
