@@ -881,6 +881,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "twin).",
         "Delete it; create one for the current issuer.",
         "test:tests/harness/test_inventory_lab.py::test_a_trailing_slash_twin",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "FIC_LIMIT_NEAR", "inventory", "warning",
@@ -894,6 +895,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "subscription or group scope.",
         "Replace it with a data role at the resource.",
         "test:tests/harness/test_inventory_lab.py::test_owner_on_a_workload_identity",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "INVENTORY_INCOMPLETE", "inventory", "warning",

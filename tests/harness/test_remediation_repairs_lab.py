@@ -56,6 +56,7 @@ SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"  # Key Vault Secrets User
 SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"  # Key Vault Secrets Officer
 VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"  # Key Vault Reader: control plane only
 BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"  # Storage Blob Data Reader
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"  # Contributor
 WORKLOAD = "finance/backend-sa"
 
 
@@ -652,6 +653,16 @@ def _unknown_identity_annotated(w: World) -> None:
     w.restart()
 
 
+def _contributor_on_the_vault(w: World) -> None:
+    """Contributor (an error: it may change the vault's access) given to finance's identity on finance-kv."""
+    w.made.append(w.person.grant(w.finance_kv, CONTRIBUTOR, w.principal_id))
+
+
+def _heal_broad_role(w: World) -> None:
+    w.made.clear()  # heal_roles deletes every assignment of the identity, the case's included
+    w.heal_roles()
+
+
 WEBHOOK_NS, WEBHOOK_DEPLOY = "kube-system", "azure-wi-webhook-controller-manager"  # the AKS add-on's
 
 
@@ -855,6 +866,9 @@ CASES = [
          decision=Decision("which identity the workload should use: harness.yaml names none and the annotated "
                            "client id has none; the printed look-ups (managed identities, app registrations) run, "
                            "the annotation keeps its <client-id>")),
+    Case("FIC_OLD_ISSUER", lambda w: _fic_change(issuer=w.person.info["issuer_url"].rstrip("/"))(w),
+         World.heal_fics, where="run"),
+    Case("ROLE_OVERLY_BROAD", _contributor_on_the_vault, _heal_broad_role, where="run"),
     Case("WEBHOOK_NOT_READY", _webhook_scaled_to_zero, _heal_webhook_replicas, where="run"),
     Case("WEBHOOK_UNAVAILABLE", _webhook_scaled_to_zero, _heal_webhook_replicas),
     Case("WEBHOOK_NOT_INSTALLED", lambda w: w.ctl("webhook", "--mode", "absent"), _heal_cluster, where="run"),
