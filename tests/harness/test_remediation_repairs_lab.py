@@ -329,6 +329,8 @@ class Case:
     decision: Decision | None = None
     label: str = ""  # told apart from another case of the same code (the test id)
     broken: Callable[[dict[str, Any]], None] | None = None  # more to assert of the failing run's run.json
+    # codes whose printed fixes the repair also needs (the same scope's): every one's lines, in the report's order
+    with_codes: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -461,9 +463,9 @@ def _heal_issuer(w: World) -> None:
 # (deployment.yaml: NMI DaemonSet and MIC Deployment in default, labelled component/k8s-app/tier) and CRDs make
 # them; harness.yaml declares the migration complete (expect.migration_complete: true: leftovers are errors) and
 # names finance alone. Not here: leftovers whose fix is ``az aks pod-identity`` or ``az aks update
-# --disable-pod-identity`` (aks-preview, an extension az installs from the network), ``helm uninstall`` (no helm,
-# and the lab's chart objects are no Helm release), and the objects and bindings (their CRDs stay, so the run
-# fails on those until the CRDs' own fix is run).
+# --disable-pod-identity`` (aks-preview, an extension az installs from the network) and ``helm uninstall`` (no helm,
+# and the lab's chart objects are no Helm release). Objects need their CRDs, whose own finding stays until its fix
+# runs: such a case runs both findings' printed fixes, in the report's order (Case.with_codes).
 
 POD_IDENTITY_IMAGES = "mcr.microsoft.com/oss/azure/aad-pod-identity"
 LEGACY_POD = "legacy-worker"
@@ -510,6 +512,15 @@ def _legacy_pod(w: World) -> None:
     _migration_complete(w)
     w.kubectl(f"run {LEGACY_POD} -n finance --image=myacr.azurecr.io/finance/backend:1.0 "
               "--labels=aadpodidbinding=backend-identity-binding")
+
+
+def _pod_identity_object(w: World) -> None:
+    """An AzureIdentity left in finance (its CRD with it), as aad-pod-identity's docs make one with kubectl."""
+    _pod_identity_crd(w)
+    w.shell.must("kubectl wait --for=condition=Established crd/azureidentities.aadpodidentity.k8s.io --timeout=30s")
+    _apply(w, {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzureIdentity",
+               "metadata": {"name": "backend-identity", "namespace": "finance"},
+               "spec": {"type": 0, "resourceID": w.identity_id, "clientID": w.client_id}})
 
 
 def _heal_pod_identity(w: World) -> None:
@@ -871,6 +882,8 @@ CASES = [
     Case("ROLE_OVERLY_BROAD", _contributor_on_the_vault, _heal_broad_role, where="run"),
     Case("WEBHOOK_NOT_READY", _webhook_scaled_to_zero, _heal_webhook_replicas, where="run"),
     Case("WEBHOOK_UNAVAILABLE", _webhook_scaled_to_zero, _heal_webhook_replicas),
+    Case("POD_IDENTITY_OBJECTS_PRESENT", _pod_identity_object, _heal_pod_identity, where="run",
+         with_codes=("POD_IDENTITY_CRDS_PRESENT",)),
     Case("WEBHOOK_NOT_INSTALLED", lambda w: w.ctl("webhook", "--mode", "absent"), _heal_cluster, where="run"),
     Case("WEBHOOK_DUPLICATE", lambda w: w.ctl("webhook", "--install", "both"), _heal_cluster, where="run",
          decision=Decision("keep the AKS add-on or the Helm chart, not both: the printed fix offers both; the test "
@@ -930,7 +943,10 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
     assert found, f"{case.code} not reported for {case.where}: {error_codes(before)}"
     if case.broken is not None:
         case.broken(before)
-    printed: list[str] = found[0]["remediation"]
+    printed: list[str] = [line for f in findings_of(before, case.where) if f["code"] in case.with_codes
+                          or f is found[0] for line in f["remediation"]]
+    missing = set(case.with_codes) - {f["code"] for f in findings_of(before, case.where)}
+    assert not missing, f"{case.code}: {missing} not reported for {case.where}: {error_codes(before)}"
     commands = [line for line in printed if is_command(line)]
     assert commands, printed
     blanks = [word for line in commands for word in placeholders(line)]
