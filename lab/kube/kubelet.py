@@ -278,6 +278,10 @@ class LaunchSpec:
     mounts: list[Obj]
     user: Obj | None
     traverse: list[str]
+    # host directories that make up the emulated image (the interpreter's prefixes, the lab's code): a volume
+    # mounted over an ancestor of one (an emptyDir at /tmp, with the lab checked out under /tmp) must not hide it,
+    # as a real image's files are never under the host's /tmp
+    image_paths: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- one pod
@@ -762,13 +766,16 @@ class PodWorker:
         runs_as_root = (user["uid"] if user else os.geteuid()) == 0
         image_env = {"PATH": IMAGE_PATH, "HOME": "/root" if runs_as_root else "/", "LANG": "C.UTF-8"}
         traverse: list[str] = []
+        image_paths: list[str] = []
         if image.runtime == LAB_RUNTIME:
             image_env.update(PATH=f"{os.path.dirname(sys.executable)}:{IMAGE_PATH}", PYTHONPATH=str(REPO_ROOT))
             traverse.append(str(REPO_ROOT))
+            image_paths += [sys.prefix, sys.base_prefix, str(REPO_ROOT)]
         elif image.runtime == PYTHON_RUNTIME:
             python_bin = self.kubelet.stdlib_python()
             image_env["PATH"] = f"{python_bin}:{IMAGE_PATH}"
             traverse.append(str(python_bin.parent))
+            image_paths += [str(python_bin.parent), sys.base_prefix]
         hostname = (self.spec.get("hostname") or self.name)[:63]
         final = {**image_env, "HOSTNAME": hostname, **env}
         mounts = []
@@ -798,7 +805,8 @@ class PodWorker:
             final.setdefault(name, POD_CA_PATH)
         # unverified: the runtime's answer to a relative workingDir; the lab roots it, so it cannot climb out
         cwd = os.path.normpath("/" + (container.get("workingDir") or "/").lstrip("/"))
-        return LaunchSpec(argv=argv, env=final, cwd=cwd, mounts=mounts, user=user, traverse=traverse)
+        return LaunchSpec(argv=argv, env=final, cwd=cwd, mounts=mounts, user=user, traverse=traverse,
+                          image_paths=list(dict.fromkeys(image_paths)))
 
     def _fallback_paths(self, cs: ContainerState, launch: LaunchSpec) -> None:
         """No mount namespace: symlinks under a per-container root, env values rewritten to point there."""
@@ -849,7 +857,8 @@ class PodWorker:
             self._fallback_paths(cs, launch)
         read_fd, write_fd = os.pipe()
         spec = {"argv": launch.argv, "env": launch.env, "cwd": launch.cwd, "mounts": launch.mounts,
-                "user": launch.user, "traverse": launch.traverse, "status_fd": write_fd,
+                "user": launch.user, "traverse": launch.traverse, "image_paths": launch.image_paths,
+                "status_fd": write_fd,
                 "sandbox": self.kubelet.sandbox.isolated, "stage": str(stage),
                 "hostname": launch.env.get("HOSTNAME", self.name), "tty": bool(cs.spec.get("tty"))}
         manifests = getattr(self.lab, "pod_manifests", None)  # stand-in labs in tests serve no unix sockets

@@ -318,9 +318,15 @@ def launch(spec: dict[str, Any]) -> None:
             items = spec.get("mounts", [])
             # every source held open before the first bind, for the same reason as the stage
             held = [None if item.get("verify") else os.open(item["source"], os.O_PATH) for item in items]
+            shadowed = [path for path in spec.get("image_paths", []) if os.path.isdir(path)
+                        and any(_under(path, item["target"]) and path != item["target"] for item in items)]
+            image_held = [os.open(path, os.O_PATH | os.O_DIRECTORY) for path in shadowed]
             for item, fd in zip(items, held, strict=True):
                 source = item["source"] if fd is None else f"/proc/self/fd/{fd}"
                 plan.bind(source, item["target"], item.get("readonly", False), item.get("verify", False))
+            # the image's own directories a volume now covers are bound back, read-only, inside that volume
+            for path, fd in zip(shadowed, image_held, strict=True):
+                plan.bind(f"/proc/self/fd/{fd}", path, readonly=True)
             if user and user["uid"] != 0:
                 gids = {user["gid"], *user.get("groups", [])}
                 executable = _which(argv[0], env) if argv else None

@@ -328,7 +328,7 @@ def exec_spec(lab: Lab, worker: PodWorker, cs: ContainerState, command: list[str
         stage = cdir / f"exec-{exec_id}"
         stage.mkdir(parents=True, exist_ok=True)
         spec.update(sandbox=True, stage=str(stage), mounts=launch.mounts, traverse=launch.traverse,
-                    hostname=launch.env.get("HOSTNAME", worker.name))
+                    image_paths=launch.image_paths, hostname=launch.env.get("HOSTNAME", worker.name))
         manifests = getattr(lab, "pod_manifests", None)
         if sandbox.network and manifests is not None:
             spec["network"] = {"manifest": str(manifests.path(worker.pod))}

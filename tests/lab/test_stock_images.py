@@ -119,3 +119,21 @@ def test_the_zero_build_probe_runs_from_a_configmap_in_a_stock_image(mini: MiniL
     steps = {step["name"]: step for step in doc["steps"]}
     assert steps["config"]["status"] == "pass"
     assert steps["env"]["status"] == "fail"  # no webhook here: no AZURE_* env, as outside Workload ID
+
+
+def test_an_empty_dir_over_tmp_hides_the_hosts_tmp_but_not_the_image(mini: MiniLab) -> None:
+    """Read-only-root pods mount an emptyDir at /tmp. The lab's images are host directories, often under /tmp
+    (its state dir, a checkout or a venv there): the volume must hide the host's /tmp, never the image's files."""
+    script = "import os, sys; open('/tmp/mine', 'w').write('x'); print(sys.prefix, sorted(os.listdir('/tmp')))"
+    mini.pod("tmp-volume", [{"name": "main", "image": "python:3.12", "command": ["python3", "-c", script],
+                             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}],
+             securityContext=NON_ROOT, volumes=[{"name": "tmp", "emptyDir": {}}])
+    mini.wait("tmp-volume", phase_is("Succeeded"))
+    prefix, _, listing = mini.logs("tmp-volume", "main").strip().partition(" ")
+    seen = eval(listing)  # noqa: S307 - a list literal this test printed
+    assert "mine" in seen
+    assert prefix == str(mini.kubelet.stdlib_python().parent)  # the image's own interpreter, not another python3
+    # the host's /tmp is hidden: only what the pod wrote and the top directory of the image's own path show
+    assert len(seen) <= 2, seen
+    if prefix.startswith("/tmp/"):
+        assert prefix.split("/")[2] in seen
