@@ -682,6 +682,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Grant the read role at the resource.",
         "test:tests/harness/test_access_verdicts_lab.py::test_network_rules_never_prove_a_deny_and_are_na"
         "med_on_allow_targets",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "ACCESS_ALLOWED_UNEXPECTEDLY", "access", "error",

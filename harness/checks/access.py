@@ -88,7 +88,8 @@ def resource_name(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess
     return fix.storage_account_name(check.account_url)
 
 
-def _grant_read(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, principal: str | None) -> list[Step]:
+def _grant_read(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
+                principal: str | Var | None) -> list[Step]:
     """Grant the read role at the resource (the container, for a blob): its id from ARM when the harness read
     it, else looked up into $SCOPE first."""
     role = READ_ROLES[check.kind]
@@ -238,7 +239,11 @@ def _rbac_denial(
     what, detail = check.describe(), _detail(evidence)
     assignments = ctx.facts.identity.role_assignments
     target = target_scope(ctx, check)
-    repair: list[Step] = [*_grant_read(ctx, check, principal), fix.list_roles(principal)]
+    who: str | Var | None = principal
+    lookup: list[Step] = []
+    if principal is None and ctx.expected_client_id:  # the harness could not read the identity: the person can
+        lookup, who = [fix.principal_of_client_id(ctx.expected_client_id)], Var("PRINCIPAL")
+    repair: list[Step] = [*lookup, *_grant_read(ctx, check, who), fix.list_roles(who)]
     if assignments is None or target is None:
         code = "ACCESS_DENIED_UNEXPECTEDLY"
         why = "role assignments take minutes to propagate"

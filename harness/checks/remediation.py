@@ -314,9 +314,20 @@ def egress_test(namespace: str, url: str, policies: list[str] | None = None) -> 
     ]
 
 
-def grant_role(principal_id: str | None, role: str, scope: str | Var) -> Command:
+def principal_or(principal_id: str | Var | None) -> str | Var:
+    return principal_id if isinstance(principal_id, Var) else guid_or(principal_id, "<principal-id>")
+
+
+def principal_of_client_id(client_id: str | None, capture: str = "PRINCIPAL") -> Command:
+    """The object id role assignments name, looked up by the person from the client id (a managed identity's
+    service principal has its client id as appId): for a harness that could not read the identity itself."""
+    return command("az", "ad", "sp", "show", "--id", guid_or(client_id, "<client-id>"), "--query", "id", "-o", "tsv",
+                   capture=capture)
+
+
+def grant_role(principal_id: str | Var | None, role: str, scope: str | Var) -> Command:
     return command(
-        "az", "role", "assignment", "create", "--assignee-object-id", guid_or(principal_id, "<principal-id>"),
+        "az", "role", "assignment", "create", "--assignee-object-id", principal_or(principal_id),
         "--assignee-principal-type", "ServicePrincipal", "--role", role, "--scope", scope,
     )
 
@@ -334,8 +345,8 @@ def container_scope(container: str, capture: str = "SCOPE") -> Var:
     return Var(capture, f"/blobServices/default/containers/{container}")
 
 
-def list_roles(principal_id: str | None) -> Command:
-    return command("az", "role", "assignment", "list", "--assignee", guid_or(principal_id, "<principal-id>"),
+def list_roles(principal_id: str | Var | None) -> Command:
+    return command("az", "role", "assignment", "list", "--assignee", principal_or(principal_id),
                    "--all", "-o", "table")
 
 

@@ -952,8 +952,9 @@ def test_fixes_name_the_resource_arm_listed_for_the_url() -> None:
     step = {"name": "access", "index": 0, "status": "fail", "outcome": "deny",
             "evidence": {"http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByRbac"}}
     ctx.facts.pod.probe = {"steps": [step]}
-    grant = access_outcome(ctx, 0, check).findings[0].fix_lines()[0]
-    assert grant.startswith("az role assignment create") and grant.endswith(f"--scope {vault_id}")
+    lines = access_outcome(ctx, 0, check).findings[0].fix_lines()
+    grant = next(line for line in lines if line.startswith("az role assignment create"))
+    assert grant.endswith(f"--scope {vault_id}")
     step["evidence"] = {"http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByFirewall"}
     firewall = access_outcome(ctx, 0, check).findings[0]
     assert firewall.fix_lines()[0] == "az keyvault network-rule list --name finance-kv"

@@ -175,6 +175,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "storage_network_rules": lambda d: fix.storage_network_rules(d(nasty_text)),
     "rollout_restart": lambda d: fix.rollout_restart(d(nasty_text), d(nasty_text), d(nasty_text)),
     "delete_pod": lambda d: fix.delete_pod(d(nasty_text), d(nasty_text)),
+    "principal_of_client_id": lambda d: fix.principal_of_client_id(d(nasty_text)),
     "webhook_pods_back": lambda d: fix.webhook_pods_back(d(nasty_text), d(nasty_text),
                                                          d(st.one_of(st.none(), st.integers(0, 5)))),
     "patch_template_labels": lambda d: fix.patch_template_labels(

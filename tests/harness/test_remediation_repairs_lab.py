@@ -674,6 +674,36 @@ def _heal_broad_role(w: World) -> None:
     w.heal_roles()
 
 
+HARNESS_ROLES: list[tuple[str, str, str]] = []  # (scope, role id, principal) the harness held, put back on restore
+
+
+def _harness_principal(w: World) -> str:
+    client_id = yaml.safe_load(w.lab.harness_config.read_text())["azure"]["credential"]["client_id"]
+    return w.person.graph("GET", f"/servicePrincipals(appId='{client_id}')")["id"]
+
+
+def _blind_harness_and_no_role(w: World) -> None:
+    """The workload's role assignment deleted while the harness's own Reader is gone too: the roles cannot be
+    read, so the refusal is not diagnosed (the plain ACCESS_DENIED_UNEXPECTEDLY)."""
+    principal = _harness_principal(w)
+    for assignment in w.assignments(principal):
+        props = assignment["properties"]
+        HARNESS_ROLES.append((props["scope"], props["roleDefinitionId"].rsplit("/", 1)[-1], principal))
+        w.person.arm("DELETE", assignment["id"], ROLE_API)
+    _role_elsewhere(lambda w: "", "")(w)
+
+
+def _heal_harness_roles(w: World) -> None:
+    """The harness's roles as they were (ARM_QUERY_FAILED's printed fix may have granted some back)."""
+    while HARNESS_ROLES:
+        scope, role, principal = HARNESS_ROLES.pop()
+        held = {(a["properties"]["scope"].lower(), a["properties"]["roleDefinitionId"].rsplit("/", 1)[-1])
+                for a in w.assignments(principal)}
+        if (scope.lower(), role) not in held:
+            w.person.grant(scope, role, principal)
+    w.heal_roles()
+
+
 WEBHOOK_NS, WEBHOOK_DEPLOY = "kube-system", "azure-wi-webhook-controller-manager"  # the AKS add-on's
 
 
@@ -880,6 +910,8 @@ CASES = [
     Case("FIC_OLD_ISSUER", lambda w: _fic_change(issuer=w.person.info["issuer_url"].rstrip("/"))(w),
          World.heal_fics, where="run"),
     Case("ROLE_OVERLY_BROAD", _contributor_on_the_vault, _heal_broad_role, where="run"),
+    Case("ACCESS_DENIED_UNEXPECTEDLY", _blind_harness_and_no_role, _heal_harness_roles,
+         with_codes=("ARM_QUERY_FAILED",)),
     Case("WEBHOOK_NOT_READY", _webhook_scaled_to_zero, _heal_webhook_replicas, where="run"),
     Case("WEBHOOK_UNAVAILABLE", _webhook_scaled_to_zero, _heal_webhook_replicas),
     Case("POD_IDENTITY_OBJECTS_PRESENT", _pod_identity_object, _heal_pod_identity, where="run",
