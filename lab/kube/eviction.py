@@ -23,7 +23,7 @@ from aiohttp import web
 from lab.clock import rfc3339
 from lab.kube import codec, errors
 from lab.kube.authz import Attributes, require
-from lab.kube.netpol import selector_matches
+from lab.kube.labelselector import matches as selector_matches
 from lab.kube.store import Obj, ResourceType, Store, WatchEvent
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from lab.kube import defaults, errors
+from lab.kube import defaults, errors, labelselector
 from lab.kube.store import Obj, ResourceType, Store
 
 NAMESPACE = "gatekeeper-system"
@@ -122,25 +122,6 @@ def constraint(name: str, namespace: str, message: str) -> Obj:
 # ---------------------------------------------------------------- admission
 
 
-def _selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
-    """A metav1.LabelSelector (matchLabels, matchExpressions) against a label set."""
-    selector = selector or {}
-    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
-        return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator = expression.get("key"), expression.get("operator")
-        values = list(expression.get("values") or [])
-        if operator == "In" and labels.get(key) not in values:
-            return False
-        if operator == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if operator == "Exists" and key not in labels:
-            return False
-        if operator == "DoesNotExist" and key in labels:
-            return False
-    return True
-
-
 def _constraint_matches(spec: Obj, namespace: str) -> bool:
     match = spec.get("match") or {}
     kinds = match.get("kinds") or [{"apiGroups": ["*"], "kinds": ["*"]}]
@@ -168,7 +149,7 @@ def admit(store: Store, rt: ResourceType, namespace: str, namespace_labels: dict
     if webhook is None or constraints is None:
         return []
     labels = {"kubernetes.io/metadata.name": namespace, **namespace_labels}
-    if not _selector_matches(webhook.get("namespaceSelector"), labels):
+    if not labelselector.matches(webhook.get("namespaceSelector"), labels):
         return []
     denials, warnings = [], []
     for item in store.list(constraints)[0]:

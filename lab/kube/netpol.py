@@ -17,42 +17,11 @@ import ipaddress
 import json
 from typing import Any
 
+from lab.kube.labelselector import matches as selector_matches
 from lab.kube.store import Obj
 
 GROUP = "networking.k8s.io"
 PLURAL = "networkpolicies"
-
-
-def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    """A metav1.LabelSelector against a label set; ``{}`` selects everything."""
-    selector = selector or {}
-    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
-        return False
-    for expression in selector.get("matchExpressions") or []:
-        key, operator = expression.get("key"), expression.get("operator")
-        values = list(expression.get("values") or [])
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
-
-
-def format_selector(selector: dict[str, Any] | None) -> str:
-    """metav1.FormatLabelSelector: ``<none>`` for an empty selector, else its requirements joined by commas."""
-    selector = selector or {}
-    parts = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
-    for expression in selector.get("matchExpressions") or []:
-        key, operator = expression.get("key", ""), expression.get("operator", "")
-        values = ",".join(sorted(expression.get("values") or []))
-        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key,
-                      "DoesNotExist": f"!{key}"}.get(operator, key))
-    return ",".join(parts) or "<none>"
 
 
 def policy_types(policy: Obj) -> list[str]:

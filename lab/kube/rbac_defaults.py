@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from lab.kube.netpol import selector_matches
+from lab.kube.labelselector import matches as selector_matches
 from lab.kube.store import Obj, ResourceType, Store, WatchEvent
 
 GROUP = "rbac.authorization.k8s.io"

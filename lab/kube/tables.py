@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from lab.kube import netpol
+from lab.kube import labelselector
 from lab.kube.store import Obj, ResourceType
 
 Column = tuple[str, str, int, Callable[[Obj], Any]]  # name, type, priority, cell
@@ -172,19 +172,8 @@ def _template_containers(obj: Obj, key: str) -> str:
 _TEMPLATE_WIDE: list[Column] = [
     ("Containers", "string", 1, lambda o: _template_containers(o, "name")),
     ("Images", "string", 1, lambda o: _template_containers(o, "image")),
-    ("Selector", "string", 1, lambda o: _label_selector(o.get("spec", {}).get("selector") or {})),
+    ("Selector", "string", 1, lambda o: labelselector.format_selector(o.get("spec", {}).get("selector") or {})),
 ]
-
-
-def _label_selector(selector: Obj) -> str:
-    """metav1.FormatLabelSelector for matchLabels and the common matchExpressions."""
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        op, values = expr.get("operator", ""), ",".join(expr.get("values") or [])
-        key = expr.get("key", "")
-        parts.append({"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key,
-                      "DoesNotExist": f"!{key}"}.get(op, key))
-    return ",".join(parts) or "<none>"
 
 
 def _more(items: list[str]) -> str:
@@ -344,7 +333,7 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
     ],
     ("networking.k8s.io", "networkpolicies"): [
         NAME,
-        ("Pod-Selector", "string", 0, lambda n: netpol.format_selector(n.get("spec", {}).get("podSelector"))),
+        ("Pod-Selector", "string", 0, lambda n: labelselector.format_selector(n.get("spec", {}).get("podSelector"))),
         AGE,
     ],
     ("apiextensions.k8s.io", "customresourcedefinitions"): [

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.kube import helm_release
+from lab.kube import helm_release, labelselector
 from lab.kube.errors import ApiError
 
 Obj = dict[str, Any]
@@ -294,23 +294,12 @@ def go_parse_int(text: str, bits: int) -> int:
 # ---------------------------------------------------------------- is the webhook called?
 
 
-def _selector_requirement_matches(labels: dict[str, str], requirement: Obj) -> bool:
-    key, operator, values = requirement["key"], requirement["operator"], requirement.get("values") or []
-    if operator == "In":
-        return key in labels and labels[key] in values
-    if operator == "NotIn":
-        return key not in labels or labels[key] not in values
-    if operator == "Exists":
-        return key in labels
-    return key not in labels  # DoesNotExist
-
-
 def namespace_excluded(namespace: str, namespace_labels: dict[str, str]) -> bool:
     """The AKS admissions enforcer keeps kube-system and AKS-managed namespaces away from webhooks."""
     if namespace == "kube-system":
         return True
     labels = namespace_labels or {}
-    return not all(_selector_requirement_matches(labels, r) for r in ENFORCER_NAMESPACE_SELECTOR["matchExpressions"])
+    return not all(labelselector.requirement_matches(r, labels) for r in ENFORCER_NAMESPACE_SELECTOR["matchExpressions"])
 
 
 def pod_selected(pod: Obj) -> bool:

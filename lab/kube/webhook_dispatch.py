@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 from lab.kube import webhook, webhook_pods
 from lab.kube.errors import ApiError
 from lab.kube.images import emulated_runner, parse_image
+from lab.kube.labelselector import matches as selector_matches
 from lab.kube.store import Obj, ResourceType
 
 if TYPE_CHECKING:
@@ -91,25 +92,6 @@ def rule_matches(rule: Obj, attrs: Attributes) -> bool:
             and _match_list(rule.get("apiGroups"), attrs.group)
             and _match_list(rule.get("apiVersions"), attrs.version)
             and _resource_matches(rule.get("resources"), attrs))
-
-
-def selector_matches(selector: Obj | None, labels: dict[str, str]) -> bool:
-    """metav1.LabelSelectorAsSelector(selector).Matches(labels); nil/empty matches everything."""
-    selector = selector or {}
-    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
-        return False
-    for requirement in selector.get("matchExpressions") or []:
-        key, operator, values = requirement.get("key"), requirement.get("operator"), requirement.get("values") or []
-        present = key in labels
-        if operator == "In" and not (present and labels[key] in values):
-            return False
-        if operator == "NotIn" and present and labels[key] in values:
-            return False
-        if operator == "Exists" and not present:
-            return False
-        if operator == "DoesNotExist" and present:
-            return False
-    return True
 
 
 def hook_applies(config: Obj, hook: Obj, attrs: Attributes, obj: Obj, namespace_labels: dict[str, str]) -> bool:
