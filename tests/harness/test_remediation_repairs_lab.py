@@ -170,7 +170,8 @@ def shell(tools: dict[str, str], running_lab: RunningLab, tmp_path_factory: pyte
         f"az cloud register --name {CLOUD} --endpoint-resource-manager {info['endpoints']['arm']}/ --only-show-errors",
         f"az cloud set --name {CLOUD} --only-show-errors",
     )
-    login = shell.run([f'az login --service-principal --username {admin["client_id"]} --password "$LAB_ADMIN_SECRET" '
+    # --password=...: a client secret may begin with '-' (az's help: "Use --password=secret if the first character...")
+    login = shell.run([f'az login --service-principal --username {admin["client_id"]} --password="$LAB_ADMIN_SECRET" '
                        f'--tenant {info["tenant_id"]} --only-show-errors -o none',
                        f"az account set --subscription {info['subscription_id']}"],
                       extra_env={"LAB_ADMIN_SECRET": admin["client_secret"]})
