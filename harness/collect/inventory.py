@@ -352,9 +352,14 @@ def _hidden(graph: ArmGet | None, guid: str, facts: InventoryFacts) -> dict[str,
     """The service principal whose appId is ``guid``: the identity exists in Entra, but neither Resource Graph
     nor Graph's applications showed it (a managed identity in a subscription the harness cannot read, or an
     application of another tenant)."""
+    return _graph_service_principal(graph, f"/{GRAPH_VERSION}/servicePrincipals(appId='{guid}')", facts)
+
+
+def _graph_service_principal(graph: ArmGet | None, path: str, facts: InventoryFacts) -> dict[str, Any] | None:
+    """One service principal read from Graph, summarised; a 404/400 is "none", any other failure is recorded."""
     if graph is None:
         return None
-    principal = graph(f"/{GRAPH_VERSION}/servicePrincipals(appId='{guid}')")
+    principal = graph(path)
     if principal.ok and isinstance(principal.body, dict):
         return _service_principal_summary(principal.body)
     if principal.status not in (404, 400):
@@ -374,14 +379,7 @@ def _principal_of(
                 "name": row.get("name"),
                 "resource_id": row.get("id"),
             }
-    if graph is None:
-        return None
-    principal = graph(f"/{GRAPH_VERSION}/servicePrincipals/{guid}")
-    if principal.ok and isinstance(principal.body, dict):
-        return _service_principal_summary(principal.body)
-    if principal.status not in (404, 400):
-        _record(facts, principal)
-    return None
+    return _graph_service_principal(graph, f"/{GRAPH_VERSION}/servicePrincipals/{guid}", facts)
 
 
 def collect_inventory(

@@ -458,7 +458,9 @@ async def _update_secret(
     return _json(_item(lab, vault, key, version, with_version=True))
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def _json_value(request: web.Request) -> Any:
+    """The request body as JSON (an empty body reads as ``{}``), with Key Vault's answers to one too large or not
+    JSON."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -469,28 +471,20 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
         text = raw.decode("utf-8") if raw else "{}"
         if bodies.json_too_deep(text) is not None:
             raise ValueError("nested too deeply")  # [UNV] answered as any other body that is not JSON
-        body = json.loads(text)
+        return json.loads(text)
     except ValueError:
         raise _bad_parameter("The request body is not valid JSON.") from None
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    body = await _json_value(request)
     if not isinstance(body, dict):
         raise _bad_parameter("The request body must be a JSON object.")
     return body
 
 
 async def _set_secret(request: web.Request, lab: Lab, vault: Vault, name: str) -> web.Response:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        # [UNV] Key Vault's answer to a body over its size limit (the lab's limit: MAX_BODY_BYTES)
-        raise KvError(413, "RequestEntityTooLarge",
-                      f"The request body is larger than the maximum of {MAX_BODY_BYTES} bytes.") from None
-    try:
-        text = raw.decode("utf-8") if raw else "{}"
-        if bodies.json_too_deep(text) is not None:
-            raise ValueError("nested too deeply")  # [UNV] answered as any other body that is not JSON
-        body = json.loads(text)
-    except ValueError:
-        raise _bad_parameter("The request body is not valid JSON.") from None
+    body = await _json_value(request)
     if not isinstance(body, dict) or not isinstance(body.get("value"), str):
         raise _bad_parameter("The parameter 'value' is required and must be a string.")
     if not all(c.isalnum() or c == "-" for c in name) or not 1 <= len(name) <= 127:
