@@ -320,6 +320,9 @@ def launch(spec: dict[str, Any]) -> None:
             held = [None if item.get("verify") else os.open(item["source"], os.O_PATH) for item in items]
             shadowed = [path for path in spec.get("image_paths", []) if os.path.isdir(path)
                         and any(_under(path, item["target"]) and path != item["target"] for item in items)]
+            # only the outermost: a venv inside the checkout comes back with the checkout
+            shadowed = [path for path in shadowed if not any(_under(path, other) and path != other
+                                                             for other in shadowed)]
             image_held = [os.open(path, os.O_PATH | os.O_DIRECTORY) for path in shadowed]
             for item, fd in zip(items, held, strict=True):
                 source = item["source"] if fd is None else f"/proc/self/fd/{fd}"
