@@ -93,6 +93,7 @@ CATALOGUE: tuple[Entry, ...] = (
         " too).",
         "`curl` the discovery URL; check the issuer's storage or network path.",
         "fault:issuer-unreachable",
+        advice_only="an issuer that answers no one is repaired where it is hosted: an AKS-managed issuer is Microsoft's (an outage no command of the cluster's owner ends), a self-hosted one is the owner's storage or network; the printed curl and az aks show only locate the break",
     ),
     _e(
         "ISSUER_DISCOVERY_INVALID", "cluster", "error",
@@ -126,6 +127,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Entra could not fetch the issuer's metadata (AADSTS50166/501661/90061).",
         "Make the issuer reachable from the internet (public storage, no firewall).",
         "fault:issuer-unreachable",
+        advice_only="Entra fetches the issuer from the internet: an AKS-managed issuer's outage is Microsoft's to end, a self-hosted issuer's firewall or storage access is its owner's; no command the harness can print makes Entra reach it",
     ),
     _e(
         "ISSUER_KEY_NOT_FOUND", "cluster", "error",
@@ -698,6 +700,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Run from a network the resource admits.",
         "test:tests/harness/test_access_verdicts_lab.py::test_network_rules_never_prove_a_deny_and_are_na"
         "med_on_allow_targets",
+        advice_only="the deny is unproven because the resource's network rules refused first: proving it needs a run from a network the rules admit (a person's choice of where the harness runs); opening the firewall to prove it would weaken the resource, so no printed command is the repair (the printed az role assignment list reads the rights instead)",
     ),
     _e(
         "KEYVAULT_FIREWALL", "access", "error",
@@ -912,6 +915,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "`az aks update --disable-pod-identity`.",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
+        advice_only="its commands (az aks pod-identity delete, az aks update --disable-pod-identity) come from the aks-preview extension, which az installs from the network (core azure-cli has neither): the test cannot run them without leaving the machine; the lab's ARM takes the podIdentityProfile they send (lab/azure/arm.py _put_pod_identity_profile)",
     ),
     _e(
         "POD_IDENTITY_CRDS_PRESENT", "migration", "error|warning",
