@@ -379,16 +379,17 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "PROBE_UNSCHEDULABLE", "probe", "error",
         "No node accepts the probe pod (taints, selectors, resources).",
-        "Set probe.tolerations / node_selector / resources for the cluster.",
+        "Remove the taint every node has and the probe does not tolerate (kubectl taint nodes --all KEY-), or "
+        "set probe.tolerations / node_selector / resources for the cluster.",
         "test:tests/harness/test_admission_cases_lab.py::test_a_tainted_node_leaves_the_probe_unschedulab"
         "le",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "PROBE_TIMEOUT", "probe", "error",
         "The probe pod did not finish in probe.timeout_seconds.",
         "Raise probe.timeout_seconds; look at why the pod is slow.",
-        "test:tests/harness/test_admission_cases_lab.py::test_a_tainted_node_leaves_the_probe_unschedulab"
-        "le",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "PROBE_OUTPUT_INVALID", "probe", "error",

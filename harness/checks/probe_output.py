@@ -10,7 +10,7 @@ from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, Finding, Outcome, failed, passed
 from harness.checks.podspec import env_map
-from harness.commands import advice
+from harness.commands import Step, advice
 from harness.names import FATAL_WAITING, INJECTED_ENV, PROBE_CA_VOLUME, PROBE_CONTAINER, PROBE_SOURCE_VOLUME
 
 
@@ -55,12 +55,7 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 "probe",
                 f"no node accepts the probe pod: {unschedulable}",
                 evidence,
-                [
-                    fix.describe_pod(pod.namespace, pod.name, note="with --keep: the scheduler's events"),
-                    fix.kubectl("get", "nodes", "-o", "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints"),
-                    advice("set probe.node_selector / probe.tolerations in harness.yaml to the workload's "
-                           "node pool"),
-                ],
+                _unschedulable_fix(pod.namespace, pod.name, unschedulable),
             ),
         )
     if (pod.timed_out or deadline_exceeded(pod.pod)) and pod.probe is None:
@@ -83,9 +78,10 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 what,
                 evidence,
                 [
-                    fix.describe_pod(pod.namespace, pod.name, note="with --keep"),
-                    advice("raise probe.timeout_seconds, or use an image the nodes already hold"
-                           if pulling else "raise probe.timeout_seconds if the cluster is slow to start pods"),
+                    advice("raise probe.timeout_seconds in harness.yaml, or use an image the nodes already hold"
+                           if pulling else "raise probe.timeout_seconds in harness.yaml if the cluster is slow to "
+                           "start pods"),
+                    fix.kept_pod(pod.namespace, pod.name, "the pod's events say where the time went"),
                 ],
             ),
         )
@@ -135,6 +131,18 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
 
 
 _STARTING = ("ContainerCreating", "PodInitializing")
+
+
+def _unschedulable_fix(namespace: str, pod: str, message: str) -> list[Step]:
+    """Remove the taint every node has and the probe does not tolerate (the scheduler's message names its key),
+    or keep it and say so in harness.yaml; the nodes' taints listed first, the kept pod's events last."""
+    listed = fix.kubectl("get", "nodes", "-o", "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints")
+    removals = [fix.remove_taint_everywhere(key) for key, _value, count, total in fix.untolerated_taints(message)
+                if count == total]
+    keep = ("or keep the taint: " if removals else "") + (
+        "set probe.tolerations / probe.node_selector in harness.yaml to the workload's node pool")
+    return [listed, *removals, advice(keep),
+            fix.kept_pod(namespace, pod, "the scheduler's events")]
 
 
 def unschedulable_message(pod: dict[str, Any] | None) -> str | None:

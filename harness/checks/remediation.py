@@ -14,7 +14,7 @@ import re
 import urllib.parse
 
 from harness import values
-from harness.commands import Command, Step, Var, advice, command
+from harness.commands import Advice, Command, Step, Var, advice, command
 from harness.config import AzureConfig
 from harness.names import TOKEN_AUDIENCE
 
@@ -182,6 +182,38 @@ def restart_pods(namespace: str) -> Command:
 
 def describe_pod(namespace: str, pod: str, note: str = "") -> Command:
     return kubectl("describe", "pod", "-n", namespace_or(namespace), object_or(pod, "<pod>"), note=note)
+
+
+def kept_pod(namespace: str, pod: str, why: str) -> Advice:
+    """A look at the probe pod, which the harness deletes unless --keep: a comment, so a pasted fix does not stop
+    at a pod that is gone."""
+    return advice(f"{why}: run with --keep, then kubectl describe pod -n {namespace_or(namespace)} "
+                  f"{object_or(pod, '<pod>')}")
+
+
+# one taint the scheduler names, as the TaintToleration plugin words it ("N node(s) had untolerated taint {key:
+# value}"), after "0/TOTAL nodes are available: "
+_TAINT_RE = re.compile(r"(\d+) node\(s\) had untolerated taint \{([^:{}\s]+): ?([^{}]*)\}")
+_TOTAL_RE = re.compile(r"^0/(\d+) nodes are available")
+_TAINT_KEY_RE = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+
+
+def untolerated_taints(scheduler_message: str) -> list[tuple[str, str, int, int]]:
+    """(key, value, nodes with it, nodes in all) of each taint the scheduler's message says the pod does not
+    tolerate; none when the message is not the scheduler's own."""
+    total = _TOTAL_RE.match(scheduler_message)
+    if total is None:
+        return []
+    first = scheduler_message.split(". preemption:", 1)[0]
+    return [(key, value.strip(), int(count), int(total.group(1)))
+            for count, key, value in _TAINT_RE.findall(first) if _TAINT_KEY_RE.fullmatch(key)]
+
+
+def remove_taint_everywhere(key: str) -> Command:
+    """The key alone with a trailing '-' makes kubectl taint remove the key's taints of every effect; --all takes
+    every node (kubectl fails on a node without the taint: only printed when the scheduler says all have it)."""
+    key = key if _TAINT_KEY_RE.fullmatch(key) else "<taint-key>"
+    return kubectl("taint", "nodes", "--all", f"{key}-", note="removes the taint from every node")
 
 
 def pod_logs(namespace: str, pod: str, note: str = "") -> Command:

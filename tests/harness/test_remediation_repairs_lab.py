@@ -319,6 +319,9 @@ class Decision:
     reason: str
     run: Callable[[str], bool] = lambda line: not placeholders(line)
     repairs: bool = False
+    # the option the fix advises that is no command (an edit of harness.yaml): the test makes it, as the person
+    # would, after the printed lines; then the run must pass
+    edit: Callable[[World], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -332,6 +335,8 @@ class Case:
     broken: Callable[[dict[str, Any]], None] | None = None  # more to assert of the failing run's run.json
     # codes whose printed fixes the repair also needs (the same scope's): every one's lines, in the report's order
     with_codes: tuple[str, ...] = ()
+    # a warning does not fail a run: before, it is reported (the run may pass); after the printed fix it is gone
+    severity: str = "error"
 
     @property
     def id(self) -> str:
@@ -819,6 +824,43 @@ def _not_the_curl_check(line: str) -> bool:
     return not line.startswith("kubectl run ")
 
 
+def _probe_settings(w: World, **probe: Any) -> None:
+    """The case's harness.yaml: finance alone, its probe settings changed by ``probe``."""
+    if w.override is None:
+        w.config_with(_finance_entry(w, client_id=w.client_id, identity_resource_id=w.identity_id))
+    assert w.override is not None
+    data = yaml.safe_load(Path(w.override).read_text())
+    data.setdefault("probe", {}).update(probe)
+    Path(w.override).write_text(yaml.safe_dump(data))
+
+
+TAINT_KEY = "wi-harness.test/dedicated"
+
+
+def _tainted_node(w: World) -> None:
+    """The node tainted as a dedicated pool (kubectl taint ... NoSchedule): the probe tolerates no taint. The
+    running pods stay; the probe waits 15 s, not probe.timeout_seconds' 2 minutes, to be named unschedulable."""
+    _probe_settings(w, timeout_seconds=15)
+    node = w.shell.must("kubectl get nodes -o jsonpath='{.items[0].metadata.name}'").strip()
+    w.kubectl(f"taint nodes {node} {TAINT_KEY}=batch:NoSchedule")
+
+
+def _untaint(w: World) -> None:
+    w.shell.run([f"kubectl taint nodes --all {TAINT_KEY}-"])  # the printed fix may have removed it already
+
+
+def _slow_cluster(w: World) -> None:
+    """A cluster slow to start pods (the lab's kubelet waits 12 s before it starts a container) and
+    probe.timeout_seconds at its least, 10 s: the probe pod cannot finish in time."""
+    w.ctl("kubelet", "--pod-start-latency", "12")
+    _probe_settings(w, timeout_seconds=10)
+
+
+def _raise_probe_timeout(w: World) -> None:
+    """The advised edit: probe.timeout_seconds raised in the case's harness.yaml (the cluster stays slow)."""
+    _probe_settings(w, timeout_seconds=60)
+
+
 CASES = [
     Case("SA_NOT_ANNOTATED", _unannotate, _heal_annotation),
     Case("SA_CLIENT_ID_MISMATCH", _misannotate, _heal_annotation),
@@ -922,6 +964,11 @@ CASES = [
          decision=Decision("keep the AKS add-on or the Helm chart, not both: the printed fix offers both; the test "
                            "keeps the chart (az aks update --disable-workload-identity)",
                            run=_keep_the_chart, repairs=True)),
+    Case("PROBE_UNSCHEDULABLE", _tainted_node, _untaint),
+    Case("PROBE_TIMEOUT", _slow_cluster, lambda w: w.ctl("kubelet", "--pod-start-latency", "0"),
+         decision=Decision("wait longer or make the cluster faster: raising probe.timeout_seconds is an edit of "
+                           "harness.yaml, no command; the test makes it (60 s) and runs the printed lines (none: "
+                           "the probe pod is gone without --keep)", edit=_raise_probe_timeout)),
 ]
 DECISIONS = {case.code: case.decision.reason for case in CASES if case.decision}
 
@@ -939,6 +986,13 @@ def findings_of(document: dict[str, Any], where: str) -> list[dict[str, Any]]:
     if where == "run":
         return document["findings"]
     return next(w for w in document["workloads"] if w["id"] == where)["findings"]
+
+
+def codes_of(document: dict[str, Any]) -> dict[str, list[str]]:
+    """Every code with its severity, per scope (the run's, each workload's)."""
+    scopes = {"run": document["findings"], **{w["id"]: w["findings"] for w in document["workloads"]}}
+    codes = {scope: sorted({f"{f['code']}:{f['severity']}" for f in found}) for scope, found in scopes.items()}
+    return {k: v for k, v in codes.items() if v}
 
 
 def error_codes(document: dict[str, Any]) -> dict[str, list[str]]:
@@ -971,9 +1025,10 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
     case.breaks(w)
     config = w.override or w.config
     result, before = run_suites(tmp_path / "before", "--config", config)
-    assert result.returncode == 1 and before["verdict"] == "fail", result.stdout[-3000:]
-    found = [f for f in findings_of(before, case.where) if f["code"] == case.code and f["severity"] == "error"]
-    assert found, f"{case.code} not reported for {case.where}: {error_codes(before)}"
+    if case.severity == "error":
+        assert result.returncode == 1 and before["verdict"] == "fail", result.stdout[-3000:]
+    found = [f for f in findings_of(before, case.where) if f["code"] == case.code and f["severity"] == case.severity]
+    assert found, f"{case.code} ({case.severity}) not reported for {case.where}: {codes_of(before)}"
     if case.broken is not None:
         case.broken(before)
     printed: list[str] = [line for f in findings_of(before, case.where) if f["code"] in case.with_codes
@@ -981,7 +1036,7 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
     missing = set(case.with_codes) - {f["code"] for f in findings_of(before, case.where)}
     assert not missing, f"{case.code}: {missing} not reported for {case.where}: {error_codes(before)}"
     commands = [line for line in printed if is_command(line)]
-    assert commands, printed
+    assert commands or (case.decision and case.decision.edit), printed
     blanks = [word for line in commands for word in placeholders(line)]
     if case.decision is None:
         assert blanks == [], f"{case.code} prints a placeholder, a decision left to a person: {printed}"
@@ -989,7 +1044,8 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
     else:
         chosen = [line for line in commands if case.decision.run(line)]
         advised = [line for line in printed if not is_command(line)]  # a choice written as the fix's advice
-        assert blanks or len(chosen) < len(commands) or (advised and not case.decision.repairs), \
+        assert blanks or len(chosen) < len(commands) or (advised and (not case.decision.repairs
+                                                                      or case.decision.edit is not None)), \
             f"{case.code}: no decision left in {printed}"
 
     applied = shell.run(chosen)
@@ -998,13 +1054,18 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
     for text in (applied.stdout, applied.stderr):
         assert contains_secret(text, shell.secrets) == []
     assert_az_talked_to_the_lab_only(shell)
+    if case.decision is not None and case.decision.edit is not None:
+        case.decision.edit(w)
 
     result, after = run_suites(tmp_path / "after", "--config", config)
-    if case.decision is not None and not case.decision.repairs:
+    if case.decision is not None and not case.decision.repairs and case.decision.edit is None:
         assert case.code in {f["code"] for f in findings_of(after, case.where)}, error_codes(after)
         return
     assert result.returncode == 0 and after["verdict"] == "pass", (
         f"{case.code}: after running\n{chr(10).join(chosen)}\nthe run still fails: {error_codes(after)}")
+    if case.severity != "error":
+        left = [f for f in findings_of(after, case.where) if f["code"] == case.code]
+        assert left == [], f"{case.code}: still reported after running\n{chr(10).join(chosen)}\n{codes_of(after)}"
 
 
 def assert_az_talked_to_the_lab_only(shell: Shell) -> None:
