@@ -822,10 +822,12 @@ CATALOGUE: tuple[Entry, ...] = (
         "PROBE_FORBIDDEN", "harness", "error",
         "The harness may not create its probe pod (or the probe's source ConfigMap) in the workload's namespace "
         "(RBAC 403); the other workloads still run.",
-        "Apply the Role and RoleBinding wi-harness-probe of the rendered manifests/harness-rbac.yaml.j2 in that "
-        "namespace (kubectl auth can-i create pods -n NS --as ... shows the gap).",
+        "Grant the harness's identity what manifests/harness-rbac.yaml.j2's wi-harness-probe Role grants in that "
+        "namespace (the printed kubectl create role/rolebinding, one per rule; for the Job: manifests render and "
+        "apply), then kubectl auth can-i create pods -n NS --as ... answers yes.",
         "test:tests/harness/test_reliability_lab.py::test_without_pod_create_in_one_namespace_that_workload_is_pro"
         "be_forbidden",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "KUBE_UNREACHABLE", "harness", "error",

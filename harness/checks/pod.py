@@ -128,9 +128,7 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             "harness",
             f"the harness may not create {what} in {ctx.namespace}: {message}",
             {**evidence, "server": ctx.cluster.server, "context": ctx.cluster.context},
-            [fix.can_i("create", refused, ctx.namespace),
-             advice(f"apply the Role and RoleBinding wi-harness-probe of manifests/harness-rbac.yaml.j2 in "
-                    f"{ctx.namespace}")],
+            _probe_rbac_fix(ctx, refused, message),
         )
     elif error is not None and status in (0, 401):
         finding = kube_failure_finding(
@@ -150,6 +148,24 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
         evidence,
         finding,
     )
+
+
+_FORBIDDEN_USER_RE = re.compile(r'User "([^"]+)" cannot')
+
+
+def _probe_rbac_fix(ctx: WorkloadContext, refused: str, message: str) -> list[Step]:
+    """The probe's RBAC in the namespace for whoever the harness runs as (the API server's SelfSubjectReview,
+    else the name its 403 gives), the gap's can-i as the check after."""
+    username = (ctx.cluster.run_by_kubernetes or {}).get("username")
+    if not isinstance(username, str) or not username:
+        named = _FORBIDDEN_USER_RE.search(message)
+        username = named.group(1) if named else None
+    return [
+        *fix.probe_rbac(ctx.namespace, username),
+        advice(f"or, for the in-cluster Job: python -m harness manifests render with {ctx.namespace} among the "
+               "workloads, and kubectl apply its 01-rbac.yaml"),
+        fix.can_i_advice("create", refused, ctx.namespace, username),
+    ]
 
 
 def probe_launch(pod: dict[str, Any] | None) -> dict[str, Any]:

@@ -225,6 +225,41 @@ def can_i(verb: str, resource: str, namespace: str | None = None) -> Command:
     return kubectl("auth", "can-i", verb, resource, *scope)
 
 
+def can_i_advice(verb: str, resource: str, namespace: str | None, username: str | None) -> Advice:
+    """The can-i check exits 1 while the answer is no: a pasted fix under set -e would stop at it, so it is
+    printed as the check to run after the fix."""
+    scope = f" -n {namespace_or(namespace)}" if namespace else ""
+    who = f" --as {username}" if username and _USERNAME_RE.fullmatch(username) else ""
+    return advice(f"then check: kubectl auth can-i {verb} {resource}{scope}{who} (yes once the gap is closed)")
+
+
+_USERNAME_RE = re.compile(r"[A-Za-z0-9@._:-]{1,253}")
+_SERVICE_ACCOUNT_USER_RE = re.compile(r"system:serviceaccount:([a-z0-9-]{1,63}):([a-z0-9.-]{1,253})")
+# manifests/harness-rbac.yaml.j2's wi-harness-probe Role, rule by rule: (name suffix, verbs, resource)
+PROBE_RULES = (
+    ("pods", "create,get,list,watch,delete", "pods"),
+    ("logs", "get", "pods/log"),
+    ("source", "create,list,delete", "configmaps"),
+)
+
+
+def probe_rbac(namespace: str, username: str | None) -> list[Command]:
+    """What harness-rbac.yaml.j2's wi-harness-probe Role grants in ``namespace``, for the identity the harness runs
+    as: kubectl create role takes one verb list for all its resources, so one Role and RoleBinding per rule (RBAC
+    adds them up), named apart from the template's own so they never collide with a Role that exists."""
+    ns = namespace_or(namespace)
+    account = _SERVICE_ACCOUNT_USER_RE.fullmatch(username or "")
+    if account:
+        subject = f"--serviceaccount={account.group(1)}:{account.group(2)}"
+    else:
+        subject = f"--user={username if username and _USERNAME_RE.fullmatch(username) else '<user>'}"
+    roles = [kubectl("create", "role", f"wi-harness-probe-{suffix}", "-n", ns, f"--verb={verbs}",
+                     f"--resource={resource}") for suffix, verbs, resource in PROBE_RULES]
+    bindings = [kubectl("create", "rolebinding", f"wi-harness-probe-{suffix}", "-n", ns,
+                        f"--role=wi-harness-probe-{suffix}", subject) for suffix, _verbs, _resource in PROBE_RULES]
+    return [*roles, *bindings]
+
+
 def federated_credential(verb: str, resource_id: str | None, name: str, issuer: str, subject: str) -> Command:
     return command(
         "az", "identity", "federated-credential", verb, "--name", name, *identity_location(resource_id),

@@ -38,6 +38,7 @@ import yaml
 from test_e2e_lab import run_suites
 from test_identities_lab import Person
 
+from harness.manifests import render
 from harness.redact import Redactor, contains_secret
 from lab.bootstrap import RunningLab
 
@@ -861,6 +862,42 @@ def _raise_probe_timeout(w: World) -> None:
     _probe_settings(w, timeout_seconds=60)
 
 
+RUNNER_NS, RUNNER = "wi-runner", "runner"  # the harness run as a ServiceAccount bound to the rendered RBAC alone
+
+
+def _runner_without_finance(w: World) -> None:
+    """The harness runs as a ServiceAccount holding manifests/harness-rbac.yaml.j2 rendered before finance was
+    among the workloads (its namespaces: orders alone), its token in a kubeconfig of its own: creating the probe
+    pod in finance is forbidden."""
+    w.kubectl(f"create namespace {RUNNER_NS}", f"create serviceaccount -n {RUNNER_NS} {RUNNER}")
+    documents = render("harness-rbac.yaml.j2", subject_kind="ServiceAccount", subject_name=RUNNER,
+                       subject_namespace=RUNNER_NS, namespaces=["orders"], webhook_namespace=WEBHOOK_NS)
+    for document in documents:
+        _apply(w, document)
+    token = w.shell.must(f"kubectl create token {RUNNER} -n {RUNNER_NS} --duration=1h").strip()
+    kubeconfig = yaml.safe_load((w.lab.state_dir / "kubeconfig").read_text())
+    for user in kubeconfig["users"]:
+        user["user"] = {"token": token}
+    path = w.shell.home / "runner-kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig))
+    path.chmod(0o600)
+    w.shell.secrets.append(token)
+    _probe_settings(w)
+    assert w.override is not None
+    data = yaml.safe_load(Path(w.override).read_text())
+    data["cluster"]["kubeconfig"] = str(path)
+    Path(w.override).write_text(yaml.safe_dump(data))
+
+
+def _heal_runner(w: World) -> None:
+    w.shell.must(f"kubectl delete namespace {RUNNER_NS} --ignore-not-found",
+                 "kubectl delete clusterrolebinding,clusterrole wi-harness-reader --ignore-not-found",
+                 f"kubectl delete rolebinding,role -n {WEBHOOK_NS} wi-harness-webhook-reader --ignore-not-found",
+                 "kubectl delete rolebinding,role -n orders wi-harness-probe --ignore-not-found",
+                 *(f"kubectl delete rolebinding,role -n finance wi-harness-probe-{suffix} --ignore-not-found"
+                   for suffix in ("pods", "logs", "source")))
+
+
 CASES = [
     Case("SA_NOT_ANNOTATED", _unannotate, _heal_annotation),
     Case("SA_CLIENT_ID_MISMATCH", _misannotate, _heal_annotation),
@@ -964,6 +1001,7 @@ CASES = [
          decision=Decision("keep the AKS add-on or the Helm chart, not both: the printed fix offers both; the test "
                            "keeps the chart (az aks update --disable-workload-identity)",
                            run=_keep_the_chart, repairs=True)),
+    Case("PROBE_FORBIDDEN", _runner_without_finance, _heal_runner),
     Case("PROBE_UNSCHEDULABLE", _tainted_node, _untaint),
     Case("PROBE_TIMEOUT", _slow_cluster, lambda w: w.ctl("kubelet", "--pod-start-latency", "0"),
          decision=Decision("wait longer or make the cluster faster: raising probe.timeout_seconds is an edit of "
