@@ -86,6 +86,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "runbook expects user-assigned).",
         "`az aks update --assign-identity` with a user-assigned identity, or set expect.cluster_identity.",
         "fault:cluster-identity-unexpected",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "ISSUER_DISCOVERY_UNREACHABLE", "cluster", "error",
@@ -788,6 +789,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "The harness's own Azure identity got no token.",
         "Fix azure.credential in harness.yaml (or az login).",
         "fault:harness-secret-wrong",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "AZURE_UNREACHABLE", "harness", "error",

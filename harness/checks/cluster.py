@@ -322,10 +322,13 @@ def cluster_identity_type(ctx: ClusterContext) -> Outcome:
 def _identity_fix(ctx: ClusterContext, expected: str) -> list[Step]:
     if expected == "userAssigned":
         return [
-            fix.aks_update(ctx.azure, "--enable-managed-identity", "--assign-identity", "<identity-resource-id>"),
+            fix.aks_update(ctx.azure, "--enable-managed-identity", "--assign-identity", "<identity-resource-id>",
+                           "--yes", note="which user-assigned identity is yours to choose; --yes: az asks before "
+                           "it changes the identity, and a pasted line would answer"),
             advice("then: az aks nodepool upgrade --node-image-only for each pool, so nodes use the new identity"),
         ]
-    return [fix.aks_update(ctx.azure, "--enable-managed-identity")]
+    return [fix.aks_update(ctx.azure, "--enable-managed-identity", "--yes",
+                           note="--yes: az asks before it changes the identity, and a pasted line would answer")]
 
 
 def _mwc_summary(mwc: dict[str, Any]) -> dict[str, Any]:

@@ -72,8 +72,8 @@ def cluster_location(azure: AzureConfig | None) -> tuple[str, ...]:
     return ("--resource-group", rg, "--name", name, "--subscription", subscription_of(azure))
 
 
-def aks_update(azure: AzureConfig | None, *flags: str) -> Command:
-    return command("az", "aks", "update", *cluster_location(azure), *flags)
+def aks_update(azure: AzureConfig | None, *flags: str, note: str = "") -> Command:
+    return command("az", "aks", "update", *cluster_location(azure), *flags, note=note)
 
 
 def aks_show(azure: AzureConfig | None, *query: str) -> Command:

@@ -323,6 +323,13 @@ class Decision:
     # the option the fix advises that is no command (an edit of harness.yaml): the test makes it, as the person
     # would, after the printed lines; then the run must pass
     edit: Callable[[World], None] | None = None
+    # the person's choice written into the printed placeholders (<placeholder> -> value): the filled lines run too
+    fill: Callable[[World], dict[str, str]] | None = None
+
+    @property
+    def completes(self) -> bool:
+        """The person's part (an edit, a filled placeholder) is made, so the run must pass after it."""
+        return self.repairs or self.edit is not None or self.fill is not None
 
 
 @dataclass(frozen=True)
@@ -898,6 +905,51 @@ def _heal_runner(w: World) -> None:
                    for suffix in ("pods", "logs", "source")))
 
 
+SECRET_FILE = "harness-client-secret"
+
+
+def _secret_id_in_the_file(w: World) -> None:
+    """harness.yaml's client secret file holds the secret's ID (the portal's "Secret ID" column), not its value:
+    a person copied the wrong column."""
+    _probe_settings(w)
+    assert w.override is not None
+    data = yaml.safe_load(Path(w.override).read_text())
+    client_id = data["azure"]["credential"]["client_id"]
+    app = w.person.graph("GET", f"/applications(appId='{client_id}')")
+    path = w.shell.home / SECRET_FILE
+    path.write_text(app["passwordCredentials"][0]["keyId"] + "\n")
+    path.chmod(0o600)
+    data["azure"]["credential"] = {"client_id": client_id, "client_secret_file": str(path)}
+    Path(w.override).write_text(yaml.safe_dump(data))
+
+
+def _secret_value_in_the_file(w: World) -> None:
+    """The advised edit: the secret's value (the lab made it and keeps it in its state directory) in the file."""
+    (w.shell.home / SECRET_FILE).write_text((w.lab.state_dir / "secrets" / SECRET_FILE).read_text())
+
+
+CONTROL_PLANE: list[str] = []  # the cluster's own identity before the case, put back on restore
+
+
+def _system_assigned_cluster(w: World) -> None:
+    """The cluster switched to a system-assigned identity (what az aks update --enable-managed-identity sends:
+    the managed cluster PUT back with identity.type SystemAssigned); harness.yaml expects user-assigned (the
+    default)."""
+    body = w.person.arm("GET", w.cluster_id, CLUSTER_API)
+    CONTROL_PLANE[:] = list(body["identity"]["userAssignedIdentities"])
+    body["identity"] = {"type": "SystemAssigned"}
+    w.person.arm("PUT", w.cluster_id, CLUSTER_API, body)
+    _probe_settings(w)
+
+
+def _heal_control_plane(w: World) -> None:
+    if CONTROL_PLANE:
+        body = w.person.arm("GET", w.cluster_id, CLUSTER_API)
+        body["identity"] = {"type": "UserAssigned", "userAssignedIdentities": {CONTROL_PLANE[0]: {}}}
+        w.person.arm("PUT", w.cluster_id, CLUSTER_API, body)
+        CONTROL_PLANE.clear()
+
+
 CASES = [
     Case("SA_NOT_ANNOTATED", _unannotate, _heal_annotation),
     Case("SA_CLIENT_ID_MISMATCH", _misannotate, _heal_annotation),
@@ -1002,6 +1054,14 @@ CASES = [
                            "keeps the chart (az aks update --disable-workload-identity)",
                            run=_keep_the_chart, repairs=True)),
     Case("PROBE_FORBIDDEN", _runner_without_finance, _heal_runner),
+    Case("HARNESS_CREDENTIAL_FAILED", _secret_id_in_the_file, lambda w: None, where="run",
+         decision=Decision("a client secret's value is shown once, when it is made: putting it in the file is the "
+                           "person's edit (the test writes the lab's); the printed az ad app credential list runs",
+                           edit=_secret_value_in_the_file)),
+    Case("CLUSTER_IDENTITY_UNEXPECTED", _system_assigned_cluster, _heal_control_plane, where="run",
+         decision=Decision("which user-assigned identity the control plane uses: a system-assigned cluster names "
+                           "none; the test chooses the one the cluster had",
+                           fill=lambda w: {"<identity-resource-id>": CONTROL_PLANE[0]})),
     Case("PROBE_UNSCHEDULABLE", _tainted_node, _untaint),
     Case("PROBE_TIMEOUT", _slow_cluster, lambda w: w.ctl("kubelet", "--pod-start-latency", "0"),
          decision=Decision("wait longer or make the cluster faster: raising probe.timeout_seconds is an edit of "
@@ -1014,6 +1074,13 @@ DECISIONS = {case.code: case.decision.reason for case in CASES if case.decision}
 def placeholders(line: str) -> list[str]:
     """The ``<placeholder>`` words of a command line (its trailing ``# note`` is not the command)."""
     return [word for word in shlex.split(line, comments=True) if PLACEHOLDER_RE.search(word)]
+
+
+def _filled(line: str, values: dict[str, str]) -> str:
+    """The line with each ``<placeholder>`` the person chose a value for replaced by it (one shell word)."""
+    for blank, value in values.items():
+        line = line.replace(blank, shlex.quote(value))
+    return line
 
 
 def is_command(line: str) -> bool:
@@ -1080,7 +1147,9 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
         assert blanks == [], f"{case.code} prints a placeholder, a decision left to a person: {printed}"
         chosen = commands
     else:
-        chosen = [line for line in commands if case.decision.run(line)]
+        filled = case.decision.fill(w) if case.decision.fill else {}
+        assert set(filled) <= set(blanks), f"{case.code}: {sorted(filled)} not printed in {printed}"
+        chosen = [line for line in (_filled(line, filled) for line in commands) if case.decision.run(line)]
         advised = [line for line in printed if not is_command(line)]  # a choice written as the fix's advice
         assert blanks or len(chosen) < len(commands) or (advised and (not case.decision.repairs
                                                                       or case.decision.edit is not None)), \
@@ -1096,7 +1165,7 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
         case.decision.edit(w)
 
     result, after = run_suites(tmp_path / "after", "--config", config)
-    if case.decision is not None and not case.decision.repairs and case.decision.edit is None:
+    if case.decision is not None and not case.decision.completes:
         assert case.code in {f["code"] for f in findings_of(after, case.where)}, error_codes(after)
         return
     assert result.returncode == 0 and after["verdict"] == "pass", (
