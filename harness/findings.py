@@ -370,6 +370,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "The probe image cannot be pulled.",
         "Use an image the nodes can pull (probe.image, a mirror in your registry).",
         "test:tests/harness/test_probe_modes_lab.py::test_a_probe_image_no_registry_has_is_err_image_pull",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "PROBE_NOT_STARTED", "probe", "error",

@@ -37,9 +37,9 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 f"the probe container did not start: {pod.waiting_reason}",
                 evidence,
                 [
-                    fix.describe_pod(pod.namespace, pod.name),
                     *(fix.mirror_probe_image(image) if runs_from_configmap(pod.pod)
                       else fix.build_probe_image(image)),
+                    fix.kept_pod(pod.namespace, pod.name, "the kubelet's pull error"),
                 ],
             ),
         )

@@ -950,6 +950,22 @@ def _heal_control_plane(w: World) -> None:
         CONTROL_PLANE.clear()
 
 
+MISSING_IMAGE = "example.azurecr.io/mirrors/python:3.12"  # a mirror that never got the image
+
+
+def _probe_image_missing(w: World) -> None:
+    """probe.image names the person's registry mirror, which does not hold the image: ErrImagePull."""
+    _probe_settings(w, image=MISSING_IMAGE)
+
+
+def _default_probe_image(w: World) -> None:
+    """The advised edit's other half: probe.image names an image the nodes can pull (here: the default again)."""
+    assert w.override is not None
+    data = yaml.safe_load(Path(w.override).read_text())
+    data["probe"].pop("image")
+    Path(w.override).write_text(yaml.safe_dump(data))
+
+
 CASES = [
     Case("SA_NOT_ANNOTATED", _unannotate, _heal_annotation),
     Case("SA_CLIENT_ID_MISMATCH", _misannotate, _heal_annotation),
@@ -1062,6 +1078,11 @@ CASES = [
          decision=Decision("which user-assigned identity the control plane uses: a system-assigned cluster names "
                            "none; the test chooses the one the cluster had",
                            fill=lambda w: {"<identity-resource-id>": CONTROL_PLANE[0]})),
+    Case("PROBE_IMAGE_PULL_FAILED", _probe_image_missing, lambda w: None,
+         decision=Decision("which registry the nodes pull from is the person's: the printed az acr import names "
+                           "a <registry> (and the lab has no container registry); the test takes the other option, "
+                           "probe.image naming an image the nodes can pull (an edit of harness.yaml)",
+                           edit=_default_probe_image)),
     Case("PROBE_UNSCHEDULABLE", _tainted_node, _untaint),
     Case("PROBE_TIMEOUT", _slow_cluster, lambda w: w.ctl("kubelet", "--pod-start-latency", "0"),
          decision=Decision("wait longer or make the cluster faster: raising probe.timeout_seconds is an edit of "
