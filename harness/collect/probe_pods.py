@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,6 +215,122 @@ def settled(facts: PodFacts) -> bool:
 # ---------------------------------------------------------------- lifecycle
 
 
+class ProbeRun:
+    """One run's probe pods, made as their workloads' facts come in and awaited together.
+
+    :meth:`create` (from any thread) makes a workload's pod at once, after its namespace's source ConfigMap
+    (configmap mode; made by the first create there, which the others in that namespace wait for). :meth:`finish`
+    awaits them all, reading each pod's log and deleting it as soon as it settles (not after the last one), then
+    deletes the ConfigMaps. Used as a context manager: an exception or interrupt (Ctrl-C, or SIGTERM, which the
+    plugin turns into KeyboardInterrupt) before :meth:`finish` returned deletes every pod and ConfigMap of the run
+    in the namespaces it touched, found by the run's label, including one whose create was sent but not answered."""
+
+    def __init__(self, api: KubeApi, run_id: str, settings: ProbeSettings, image: str | None = None,
+                 keep: bool = False, monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.api, self.run_id, self.settings, self.image, self.keep = api, run_id, settings, image, keep
+        self.monotonic, self.sleep = monotonic, sleep
+        self.results: dict[str, PodFacts] = {}
+        self.files = probe_source_files() if settings.mode == "configmap" else {}
+        self.bytecode = probe_bytecode_files(self.files)
+        self._lock = threading.Lock()
+        self._sources: dict[str, Future[KubeFailure | None]] = {}  # namespace -> its ConfigMap's create
+        self._touched: list[str] = []  # namespaces a create was sent to (cleaned up on an interrupt)
+        self._created: list[PodFacts] = []
+        self._pool = ThreadPoolExecutor(max_workers=KUBE_WORKERS, thread_name_prefix="wi-probe")
+
+    def __enter__(self) -> ProbeRun:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if kind is not None and not self.keep:
+            delete_run_pods(self.api, list(self._touched), self.run_id)
+
+    def _touch(self, namespace: str) -> None:
+        with self._lock:
+            if namespace not in self._touched:
+                self._touched.append(namespace)
+
+    def _source(self, namespace: str) -> KubeFailure | None:
+        """The namespace's source ConfigMap, made once (the first caller makes it, the others wait); the API
+        server's refusal, or None."""
+        with self._lock:
+            made = self._sources.get(namespace)
+            first = made is None
+            if made is None:
+                made = self._sources[namespace] = Future()
+        if first:
+            self._touch(namespace)
+            body = source_configmap(namespace, self.run_id, self.settings.labels, self.files, self.bytecode)
+            # how long this run may need it: --sweep of another run leaves it alone until then
+            body["metadata"]["annotations"] = {DEADLINE_ANNOTATION: str(self.settings.timeout_seconds)}
+            try:
+                self.api.create_config_map(namespace, body)
+                made.set_result(None)
+            except KubeError as exc:  # 409: this run's own, from an earlier attempt of the same request
+                made.set_result(None if exc.failure.status == 409 else exc.failure)
+            except BaseException as exc:
+                made.set_exception(exc)
+                raise
+        return made.result()
+
+    def create(self, request: ProbeRequest) -> PodFacts:
+        body = build_probe_pod(request, self.run_id, self.settings, self.image,
+                               source_files=source_keys(self.files, self.bytecode))
+        facts = PodFacts(namespace=request.namespace, name=body["metadata"]["name"])
+        with self._lock:
+            self.results[request.workload_id] = facts
+        refused = self._source(request.namespace) if self.files else None
+        if refused is not None:
+            facts.create_error, facts.refused_resource = refused, "configmaps"
+            return facts
+        self._touch(request.namespace)
+        try:
+            observe(facts, self.api.create_pod(request.namespace, body))
+        except KubeError as exc:
+            mine = _own_pod_after_retry(self.api, exc, request.namespace, facts.name, self.run_id)
+            if mine is None:
+                facts.create_error = exc.failure
+                return facts
+            observe(facts, mine)
+        facts.created = True
+        with self._lock:
+            self._created.append(facts)
+        return facts
+
+    def _done_with(self, facts: PodFacts) -> None:
+        read_probe_output(self.api, facts)
+        if not self.keep:
+            delete_pod(self.api, facts)
+
+    def finish(self) -> dict[str, PodFacts]:
+        """Await every created pod; each one's log is read (and the pod deleted) as it settles, the rest at the
+        deadline; then the NetworkPolicies that select them are read and the ConfigMaps deleted."""
+        created = list(self._created)
+        deadline = self.monotonic() + self.settings.timeout_seconds + GRACE_SECONDS
+        pending: dict[int, Future[None]] = {}
+
+        def done_with(facts: PodFacts) -> None:
+            pending[id(facts)] = self._pool.submit(self._done_with, facts)
+
+        await_pods(self.api, created, self.run_id, deadline, self.monotonic, self.sleep, on_settled=done_with)
+        for facts in created:  # settled before the wait began, or timed out
+            if id(facts) not in pending:
+                done_with(facts)
+        for future in pending.values():
+            future.result()
+        read_egress_policies(self.api, created)
+        sources = [namespace for namespace, made in self._sources.items() if made.done() and made.result() is None]
+        if self.keep:  # kept for a look, and done with: the next --sweep may take them at once (collect/sweep.py)
+            mark_run_ended(self.api, sorted({f.namespace for f in created} | set(sources)), self.run_id,
+                           self.settings.labels)
+        else:
+            list(self._pool.map(lambda namespace: _delete_config_map(
+                self.api, namespace, source_configmap_name(self.run_id)), sources))
+        return self.results
+
+
 def run_probe_pods(
     api: KubeApi,
     requests: list[ProbeRequest],
@@ -223,76 +341,12 @@ def run_probe_pods(
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, PodFacts]:
-    """Create every probe pod at once (in configmap mode after its namespace's source ConfigMap), await them
-    all, read their logs; delete them and the ConfigMaps unless ``keep``.
-
-    Interrupted (Ctrl-C, or SIGTERM, which the plugin turns into KeyboardInterrupt), it still deletes them,
-    including one whose create request was sent but not yet answered: found by the run's label."""
-    results: dict[str, PodFacts] = {}
-    created: list[PodFacts] = []
-    namespaces = sorted({r.namespace for r in requests})
-    sources: list[str] = []  # namespaces holding this run's source ConfigMap
-    try:
-        source_refused: dict[str, KubeFailure] = {}
-        files = probe_source_files() if settings.mode == "configmap" and requests else {}
-        bytecode = probe_bytecode_files(files)
-        # Creates, log reads and deletes go KUBE_WORKERS at a time, not a round trip each in a row (an interrupt
-        # meanwhile still deletes by the run's label, below).
-
-        def create_source(namespace: str) -> None:
-            body = source_configmap(namespace, run_id, settings.labels, files, bytecode)
-            # how long this run may need it: --sweep of another run leaves it alone until then
-            body["metadata"]["annotations"] = {DEADLINE_ANNOTATION: str(settings.timeout_seconds)}
-            try:
-                api.create_config_map(namespace, body)
-            except KubeError as exc:
-                if exc.failure.status != 409:  # 409: this run's own, from an earlier attempt
-                    source_refused[namespace] = exc.failure
-
-        if files:
-            read_all(create_source, namespaces, KUBE_WORKERS)
-            sources.extend(namespace for namespace in namespaces if namespace not in source_refused)
-
-        bodies = {}
-        for request in requests:
-            bodies[request.workload_id] = body = build_probe_pod(request, run_id, settings, image,
-                                                                 source_files=source_keys(files, bytecode))
-            results[request.workload_id] = PodFacts(namespace=request.namespace, name=body["metadata"]["name"])
-
-        def create(request: ProbeRequest) -> None:
-            facts, body = results[request.workload_id], bodies[request.workload_id]
-            refused = source_refused.get(request.namespace)
-            if refused is not None:
-                facts.create_error, facts.refused_resource = refused, "configmaps"
-                return
-            try:
-                observe(facts, api.create_pod(request.namespace, body))
-            except KubeError as exc:
-                mine = _own_pod_after_retry(api, exc, request.namespace, facts.name, run_id)
-                if mine is None:
-                    facts.create_error = exc.failure
-                    return
-                observe(facts, mine)
-            facts.created = True
-
-        read_all(create, requests, KUBE_WORKERS)
-        created.extend(results[r.workload_id] for r in requests if results[r.workload_id].created)
-        deadline = monotonic() + settings.timeout_seconds + GRACE_SECONDS
-        await_pods(api, created, run_id, deadline, monotonic, sleep)
-        read_all(lambda facts: read_probe_output(api, facts), created, KUBE_WORKERS)
-        read_egress_policies(api, created)
-    except BaseException:
-        if not keep:
-            delete_run_pods(api, namespaces, run_id)
-        raise
-    finally:
-        if not keep:
-            read_all(lambda facts: delete_pod(api, facts), created, KUBE_WORKERS)
-            read_all(lambda namespace: _delete_config_map(api, namespace, source_configmap_name(run_id)), sources,
-                     KUBE_WORKERS)
-        else:  # kept for a look, and done with: the next --sweep may take them at once (collect/sweep.py)
-            mark_run_ended(api, sorted({f.namespace for f in created} | set(sources)), run_id, settings.labels)
-    return results
+    """Every probe pod of ``requests`` at once (:class:`ProbeRun`): created KUBE_WORKERS at a time, awaited,
+    their logs read; deleted with their ConfigMaps unless ``keep``; results in the requests' order."""
+    with ProbeRun(api, run_id, settings, image, keep, monotonic, sleep) as run:
+        made = read_all(run.create, requests, KUBE_WORKERS)
+        run.finish()
+    return {request.workload_id: facts for request, facts in zip(requests, made, strict=True)}
 
 
 def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> None:
@@ -336,9 +390,19 @@ def await_pods(
     deadline: float,
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    on_settled: Callable[[PodFacts], None] | None = None,
 ) -> None:
-    """Watch each namespace's probe pods until they settle or the deadline passes (polls if watch fails)."""
+    """Watch each namespace's probe pods until they settle or the deadline passes (polls if watch fails);
+    ``on_settled`` is called once for each pod as it is first seen settled."""
     selector = f"{RUN_ID_LABEL}={run_id}"
+    told: set[int] = set()
+
+    def seen(facts: PodFacts, pod: dict[str, Any]) -> None:
+        observe(facts, pod)
+        if on_settled is not None and id(facts) not in told and settled(facts):
+            told.add(id(facts))
+            on_settled(facts)
+
     by_namespace: dict[str, dict[str, PodFacts]] = {}
     for facts in pods:
         by_namespace.setdefault(facts.namespace, {})[facts.name] = facts
@@ -353,7 +417,7 @@ def await_pods(
             for item in items:
                 name = (item.get("metadata") or {}).get("name")
                 if name in mine:
-                    observe(mine[name], item)
+                    seen(mine[name], item)
             if all(settled(f) for f in mine.values()):
                 break
             if not watch_supported:
@@ -370,7 +434,7 @@ def await_pods(
                             mine[name].phase = "Failed"
                             mine[name].waiting_message = "the pod was deleted before it finished"
                         elif kind != "DELETED":
-                            observe(mine[name], obj)
+                            seen(mine[name], obj)
                     if all(settled(f) for f in mine.values()) or monotonic() >= deadline:
                         break
             except KubeError:

@@ -19,7 +19,7 @@ from harness.collect.kube import collect_service_account, collect_webhook, slim
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.live_pods import collect_live_pods
 from harness.collect.migration import collect_migration
-from harness.collect.probe_pods import ProbeRequest, probe_config_for, run_probe_pods, sweep
+from harness.collect.probe_pods import ProbeRequest, ProbeRun, probe_config_for, run_probe_pods, sweep
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.facts import ClusterFacts, PodFacts, RunFacts, WorkloadFacts
 from harness.names import CLIENT_ID_ANNOTATION
@@ -105,8 +105,9 @@ def collect_workloads(
     keep: bool,
     issuer: str | None = None,
 ) -> dict[str, WorkloadFacts]:
-    """ServiceAccounts and identities, then every probe pod at once (only where the ServiceAccount exists). The
-    identity's credentials and the cluster's ``issuer`` decide which Entra answers the probe may wait out."""
+    """ServiceAccounts and identities, and each workload's probe pod as soon as they are read (only where the
+    ServiceAccount exists); then every pod awaited. The identity's credentials and the cluster's ``issuer`` decide
+    which Entra answers the probe may wait out."""
 
     def read(workload: WorkloadConfig) -> WorkloadFacts:
         sa = collect_service_account(backend.kube, workload.namespace, workload.service_account)
@@ -126,27 +127,28 @@ def collect_workloads(
             else None,
         )
 
-    # each workload's reads are a few round trips in a row: many workloads at once, within read_all's bound
-    out = {facts.workload_id: facts for facts in read_all(read, workloads)}
-    requests: list[ProbeRequest] = []
-    for workload in workloads:
-        facts = out[workload.id]
+    def read_and_probe(workload: WorkloadConfig, probes: ProbeRun) -> WorkloadFacts:
+        facts = read(workload)
         if facts.sa.found:
-            requests.append(
-                ProbeRequest(
-                    workload.id,
-                    workload.namespace,
-                    workload.service_account,
-                    probe_config_for(workload, config.probe, config.cloud, retryable_aadsts(
-                        facts.identity, issuer,
-                        service_account_subject(workload.namespace, workload.service_account),
-                        facts.sa.annotations.get(CLIENT_ID_ANNOTATION))),
-                )
-            )
-    pods = run_probe_pods(backend.kube, requests, run_id, config.probe, image, keep=keep)
-    for workload_id, pod in pods.items():
-        out[workload_id].pod = pod
-        out[workload_id].collected_at = time.time()
+            facts.pod = probes.create(ProbeRequest(
+                workload.id,
+                workload.namespace,
+                workload.service_account,
+                probe_config_for(workload, config.probe, config.cloud, retryable_aadsts(
+                    facts.identity, issuer,
+                    service_account_subject(workload.namespace, workload.service_account),
+                    facts.sa.annotations.get(CLIENT_ID_ANNOTATION))),
+            ))
+        return facts
+
+    # Each workload's reads are a few round trips in a row, and its probe pod is created as soon as they are done:
+    # many workloads at once (within read_all's bound), the first pods starting while later workloads are read.
+    with ProbeRun(backend.kube, run_id, config.probe, image, keep) as probes:
+        out = {facts.workload_id: facts for facts in read_all(lambda w: read_and_probe(w, probes), workloads)}
+        probes.finish()
+    for facts in out.values():
+        if facts.pod is not None:
+            facts.collected_at = time.time()
     return out
 
 

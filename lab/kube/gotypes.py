@@ -11,6 +11,7 @@ field (Go leaves the zero value); fields not declared here are not checked.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,7 @@ BYTES = Scalar("[]uint8")  # []byte: a base64 string on the wire
 STRINGS = Slice(STRING)
 STRING_MAP = Map(STRING)
 BASE64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_WELL_FORMED_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 
 
@@ -272,6 +274,8 @@ def _check_struct(struct: Struct, obj: dict[str, Any], path: list[str]) -> str |
 
 def _base64_error(text: str) -> str | None:
     """encoding/base64's complaint about a []byte value, which encoding/json passes on as it is."""
+    if len(text) % 4 == 0 and _WELL_FORMED_BASE64.fullmatch(text):
+        return None  # the common case, without a character-by-character walk (a probe ConfigMap's pycs: 180 KB)
     for index, char in enumerate(text):
         if char not in BASE64_ALPHABET and not (char == "=" and index >= len(text) - 2):
             return f"illegal base64 data at input byte {index}"

@@ -373,7 +373,7 @@ def test_a_probe_that_never_finishes_times_out_and_is_still_deleted() -> None:
     assert kube.config_maps == {}  # type: ignore[attr-defined]
 
 
-def test_the_source_configmap_is_created_before_the_pods_and_deleted_after_them() -> None:
+def test_each_namespace_s_source_configmap_is_created_before_its_pods_and_deleted_after_them() -> None:
     kube = World.healthy().backend().kube
     requests = [
         ProbeRequest("finance/backend-sa", "finance", "backend-sa", {}),
@@ -381,15 +381,18 @@ def test_the_source_configmap_is_created_before_the_pods_and_deleted_after_them(
         ProbeRequest("orders/orders-sa", "orders", "orders-sa", {}),
     ]
     pods = run_probe_pods(kube, requests, RUN, settings())
+    assert list(pods) == [r.workload_id for r in requests]  # the requests' order, whatever order they ran in
     assert all(facts.probe is not None and facts.deleted for facts in pods.values())  # the pods could mount it
     events = kube.events  # type: ignore[attr-defined]
     name = source_configmap_name(RUN)
     creates = [e for e in events if e.startswith("create configmap")]
-    assert creates == [f"create configmap finance/{name}", f"create configmap orders/{name}"]  # one per namespace
-    first_pod = next(i for i, e in enumerate(events) if e.startswith("create pod"))
-    last_pod_delete = max(i for i, e in enumerate(events) if e.startswith("delete pod"))
-    assert max(events.index(c) for c in creates) < first_pod
-    assert min(i for i, e in enumerate(events) if e.startswith("delete configmap")) > last_pod_delete
+    assert sorted(creates) == [f"create configmap finance/{name}", f"create configmap orders/{name}"]  # one each
+    for namespace in ("finance", "orders"):
+        pod_events = [i for i, e in enumerate(events) if e.startswith(("create pod", "delete pod"))
+                      and f" {namespace}/" in e]
+        assert pod_events
+        assert events.index(f"create configmap {namespace}/{name}") < min(pod_events)
+        assert events.index(f"delete configmap {namespace}/{name}") > max(pod_events)
     assert kube.config_maps == {}  # type: ignore[attr-defined]
 
 
