@@ -7,7 +7,6 @@ collection of facts (and so one set of probe pods) through a file lock.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shutil
@@ -162,9 +161,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if suites_requested(config):
             raise pytest.UsageError(NO_TARGET)
         return
-    # What is loaded by now (the kubernetes client's models, pydantic's schemas) lives as long as the run: frozen,
-    # the garbage collector no longer walks it, in its passes during the run nor in pytest's closing gc.collect()s.
-    gc.freeze()
+    fixtures.keep_for_the_run()  # what is loaded by now (the kubernetes client, pydantic's schemas)
     _interrupt_on_sigterm(config)
     config.pluginmanager.register(fixtures, "wi-harness-fixtures")
     try:
@@ -413,6 +410,8 @@ def pytest_configure_node(node: Any) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION, None)
+    if session is not None:
+        fixtures.keep_for_the_run()  # the reports: pytest's closing gc.collect()s (five) need not walk them
     try:
         if session is None or session.is_worker:
             return
@@ -492,6 +491,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         "wi_inventory_check" in getattr(item, "fixturenames", ()) for item in keep
     )
     session.selected_pods = list(dict.fromkeys(pods))
+    fixtures.keep_for_the_run()  # the items
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -547,6 +547,7 @@ class RunRecorder:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.payloads and not self.errors:
             return
+        fixtures.keep_for_the_run()  # the items' reports and payloads
         s = self.session
         fallback = {
             "kind": s.target_kind,
