@@ -273,6 +273,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "The tenant-id annotation is not a GUID.",
         "Annotate with the tenant's GUID, or remove the annotation.",
         "fault:tenant-id-malformed",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "SA_ANNOTATION_IS_PRINCIPAL_ID", "serviceaccount", "error",
@@ -501,6 +502,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Grant the harness Reader there (and Graph Application.Read.All).",
         "test:tests/harness/test_identities_lab.py::test_an_identity_the_harness_may_not_read_is_a_warnin"
         "g_and_the_workload_passes",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "IDENTITY_CLIENT_ID_MISMATCH", "identity", "error",
@@ -884,6 +886,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "A credential for this issuer names a ServiceAccount that does not exist.",
         "Delete the credential.",
         "test:tests/harness/test_inventory_lab.py::test_an_orphaned_credential",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "FIC_OLD_ISSUER", "inventory", "error|warning",

@@ -6,6 +6,7 @@ view, never a failed workload."""
 from __future__ import annotations
 
 import difflib
+import re
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.token import claims
-from harness.commands import Command, Step, advice
+from harness.commands import Command, Step
 from harness.facts import Fetched, IdentityFacts
 from harness.names import TOKEN_AUDIENCE
 
@@ -241,14 +242,22 @@ def _not_visible(ctx: WorkloadContext, evidence: dict[str, Any], what: str) -> O
     graph_refused = [f for f in facts.refused if _is_graph_call(f)]
     remediation: list[Step] = []
     if len(graph_refused) < len(facts.refused) or not facts.refused:
-        remediation += [
-            fix.grant_harness_reader(ctx.azure),
-            advice("and Reader on the subscription (or management group) that holds the identity"),
-        ]
+        if len(graph_refused) < len(facts.refused):
+            remediation.append(fix.grant_harness_reader(ctx.azure))
+        remediation.append(fix.grant_harness_reader_at(ctx.azure, _identity_subscription(ctx)))
     if graph_refused or not facts.refused:
         remediation += fix.grant_harness_graph_read(ctx.azure)
     return warned(message, evidence, Finding("IDENTITY_NOT_VISIBLE", WARNING, "harness", message, evidence,
                                               remediation))
+
+
+def _identity_subscription(ctx: WorkloadContext) -> str:
+    """The scope that holds the identity: harness.yaml's identity_resource_id names its subscription; else a
+    placeholder (the harness cannot see where it lives)."""
+    resource_id = ctx.workload.identity_resource_id or ""
+    match = re.match(r"/subscriptions/([^/]+)/", resource_id, re.IGNORECASE)
+    subscription = fix.guid_or(match.group(1) if match else None, "<subscription-holding-the-identity>")
+    return f"/subscriptions/{subscription}"
 
 
 @dataclass
