@@ -576,6 +576,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "The identity is at the limit of 20 federated credentials.",
         "Delete unused credentials, or use another identity.",
         "fault:twenty-credentials",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "FIC_PROPAGATION_PENDING", "federation", "warning",
@@ -898,9 +899,10 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "FIC_LIMIT_NEAR", "inventory", "warning",
-        "An identity has 19 or more of its 20 federated credentials.",
+        "An identity has 18 or more of its 20 federated credentials.",
         "Consolidate identities or credentials.",
         "test:tests/harness/test_inventory_lab.py::test_an_identity_at_19_credentials",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "ROLE_OVERLY_BROAD", "inventory", "error|warning",

@@ -18,7 +18,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.token import claims
-from harness.commands import Command, Step
+from harness.commands import Command, Step, advice
 from harness.facts import Fetched, IdentityFacts
 from harness.names import TOKEN_AUDIENCE
 
@@ -352,7 +352,14 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                     "federation",
                     "the identity is at the limit of 20 federated credentials",
                     evidence,
-                    [],
+                    [
+                        fix.app_credential_list(facts.application.get("appId") or ctx.expected_client_id)
+                        if facts.kind == "application" and facts.application
+                        else fix.identity_credential_list(facts.resource_id),
+                        advice("delete the credentials no cluster uses any more (the run's FIC_ORPHANED and "
+                               "FIC_OLD_ISSUER print their delete commands), or give further workloads an identity "
+                               "of their own"),
+                    ],
                 ),
             )
         return passed(

@@ -341,7 +341,8 @@ class Case:
     decision: Decision | None = None
     label: str = ""  # told apart from another case of the same code (the test id)
     broken: Callable[[dict[str, Any]], None] | None = None  # more to assert of the failing run's run.json
-    # codes whose printed fixes the repair also needs (the same scope's): every one's lines, in the report's order
+    # codes whose printed fixes the repair also needs (the same scope's, then the run's): every one's lines, in the
+    # report's order
     with_codes: tuple[str, ...] = ()
     # a warning does not fail a run: before, it is reported (the run may pass); after the printed fix it is gone
     severity: str = "error"
@@ -1033,6 +1034,17 @@ def _heal_hidden(w: World) -> None:
     _heal_annotation(w)
 
 
+def _credentials_for_old_service_accounts(extra: int) -> Callable[[World], None]:
+    """``extra`` credentials on finance's identity for ServiceAccounts of finance that no longer exist (one per
+    retired worker): with the workload's own, 18 is near the limit of 20, 20 is at it."""
+    def breaks(w: World) -> None:
+        for n in range(extra):
+            w.put_fic(f"finance-old-worker-{n}", w.person.info["issuer_url"],
+                      f"system:serviceaccount:finance:old-worker-{n}")
+        _probe_settings(w)
+    return breaks
+
+
 CASES = [
     Case("SA_NOT_ANNOTATED", _unannotate, _heal_annotation),
     Case("SA_CLIENT_ID_MISMATCH", _misannotate, _heal_annotation),
@@ -1158,6 +1170,10 @@ CASES = [
                            "the first option (Graph's Application.Read.All is for app registrations)",
                            run=lambda line: line.startswith("az role assignment create"),
                            fill=lambda w: {"<subscription-holding-the-identity>": _shared_subscription(w)[15:]})),
+    Case("FIC_LIMIT_NEAR", _credentials_for_old_service_accounts(17), World.heal_fics, where="run",
+         severity="warning", with_codes=("FIC_ORPHANED",)),
+    Case("FIC_LIMIT_REACHED", _credentials_for_old_service_accounts(19), World.heal_fics, severity="warning",
+         with_codes=("FIC_ORPHANED",)),
     Case("PROBE_UNSCHEDULABLE", _tainted_node, _untaint),
     Case("PROBE_TIMEOUT", _slow_cluster, lambda w: w.ctl("kubelet", "--pod-start-latency", "0"),
          decision=Decision("wait longer or make the cluster faster: raising probe.timeout_seconds is an edit of "
@@ -1234,9 +1250,11 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
     assert found, f"{case.code} ({case.severity}) not reported for {case.where}: {codes_of(before)}"
     if case.broken is not None:
         case.broken(before)
-    printed: list[str] = [line for f in findings_of(before, case.where) if f["code"] in case.with_codes
+    # with_codes: the case's scope's findings first, then the run's (a workload's fix may point at the run's)
+    scoped = findings_of(before, case.where) + (before["findings"] if case.where != "run" else [])
+    printed: list[str] = [line for f in scoped if f["code"] in case.with_codes
                           or f is found[0] for line in f["remediation"]]
-    missing = set(case.with_codes) - {f["code"] for f in findings_of(before, case.where)}
+    missing = set(case.with_codes) - {f["code"] for f in scoped}
     assert not missing, f"{case.code}: {missing} not reported for {case.where}: {error_codes(before)}"
     commands = [line for line in printed if is_command(line)]
     assert commands or (case.decision and case.decision.edit), printed
