@@ -61,11 +61,17 @@ def config(running_lab: RunningLab, path: Path, **probe: Any) -> Path:
     return path
 
 
+def _as_from_a_terminal() -> None:
+    """SIGINT as a terminal's Ctrl-C meets it: a test run started in the background of a non-interactive shell
+    (``.ci/run &``) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(config_file: Path, report_dir: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "suites", "--config", str(config_file), "--workload", WORKLOAD,
          "--report-dir", str(report_dir), "-p", "no:cacheprovider", "-q", *args],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_as_from_a_terminal)
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> Any:
