@@ -989,9 +989,11 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "POD_IDENTITY_UNREADABLE", "migration", "warning",
         "The harness may not list the pod identity kinds.",
-        "Apply the rendered harness RBAC.",
+        "Grant the harness list on them (the printed kubectl create clusterrole/clusterrolebinding; for the Job: the "
+        "rendered harness RBAC).",
         "test:tests/harness/test_migration_lab.py::test_a_harness_that_may_not_list_the_pod_identity_kind"
         "s_warns_and_does_not_fail",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
 )
 

@@ -91,7 +91,7 @@ def _judge(
     evidence = {**evidence, **({"unreadable": [_describe(u) for u, _ in unreadable]} if unreadable else {})}
     forbidden = [listed for listed, error in unreadable if error.status == 403]
     other = [(listed, error) for listed, error in unreadable if error.status != 403]
-    notes = [_unreadable_finding(forbidden)] if forbidden else []
+    notes = [_unreadable_finding(ctx, forbidden)] if forbidden else []
     if other:
         listed, error = other[0]
         notes.append(kube_failure_finding(error, LAYER, f"list {listed.resource}",
@@ -113,16 +113,26 @@ def _describe(listed: ObjectList) -> dict[str, Any]:
     return {"resource": listed.resource, **(asdict(error) if error else {})}
 
 
-def _unreadable_finding(forbidden: list[ObjectList]) -> Finding:
+def _unreadable_finding(ctx: MigrationContext, forbidden: list[ObjectList]) -> Finding:
+    """The reads manifests/harness-rbac.yaml.j2 grants (list), for the identity the harness runs as."""
     what = ", ".join(u.resource for u in forbidden)
+    username = (ctx.cluster.run_by_kubernetes or {}).get("username")
+    username = username if isinstance(username, str) else None
+    # kubectl create clusterrole refuses a resource the server does not serve (no CRD: the kinds of a cluster
+    # that never ran pod identity), but takes *.group: the group's four kinds are all harness-rbac.yaml.j2 lists
+    resources = list(dict.fromkeys(
+        f"*.{POD_IDENTITY_GROUP}" if r.endswith(f".{POD_IDENTITY_GROUP}") else r
+        for u in forbidden for r in u.resource.split(",")))
     return Finding(
         "POD_IDENTITY_UNREADABLE",
         WARNING,
         LAYER,
         f"the harness may not list {what}: pod-managed identity leftovers there cannot be ruled out",
         {"unreadable": [_describe(u) for u in forbidden]},
-        [*(fix.can_i("list", u.resource.split(",")[0]) for u in forbidden),
-         advice("render manifests/harness-rbac.yaml.j2 and apply it (it grants these reads)")],
+        [*fix.cluster_list_rbac("wi-harness-pod-identity-reader", resources, username),
+         advice("or, for the in-cluster Job: python -m harness manifests render and kubectl apply its 01-rbac.yaml "
+                "(its ClusterRole wi-harness-reader grants these reads)"),
+         *(fix.can_i_advice("list", u.resource.split(",")[0], None, username) for u in forbidden)],
     )
 
 

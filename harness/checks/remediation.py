@@ -248,16 +248,33 @@ def probe_rbac(namespace: str, username: str | None) -> list[Command]:
     as: kubectl create role takes one verb list for all its resources, so one Role and RoleBinding per rule (RBAC
     adds them up), named apart from the template's own so they never collide with a Role that exists."""
     ns = namespace_or(namespace)
-    account = _SERVICE_ACCOUNT_USER_RE.fullmatch(username or "")
-    if account:
-        subject = f"--serviceaccount={account.group(1)}:{account.group(2)}"
-    else:
-        subject = f"--user={username if username and _USERNAME_RE.fullmatch(username) else '<user>'}"
+    subject = kube_subject(username)
     roles = [kubectl("create", "role", f"wi-harness-probe-{suffix}", "-n", ns, f"--verb={verbs}",
                      f"--resource={resource}") for suffix, verbs, resource in PROBE_RULES]
     bindings = [kubectl("create", "rolebinding", f"wi-harness-probe-{suffix}", "-n", ns,
                         f"--role=wi-harness-probe-{suffix}", subject) for suffix, _verbs, _resource in PROBE_RULES]
     return [*roles, *bindings]
+
+
+_RESOURCE_RE = re.compile(r"(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+
+
+def kube_subject(username: str | None) -> str:
+    """The subject flag of a (cluster) role binding made with kubectl create, for a user name the API server
+    gave."""
+    account = _SERVICE_ACCOUNT_USER_RE.fullmatch(username or "")
+    if account:
+        return f"--serviceaccount={account.group(1)}:{account.group(2)}"
+    return f"--user={username if username and _USERNAME_RE.fullmatch(username) else '<user>'}"
+
+
+def cluster_list_rbac(name: str, resources: list[str], username: str | None) -> list[Command]:
+    """A ClusterRole that may list ``resources`` (resource.group, as discovery names them; ``*.group``: every
+    resource of the group) and its binding to the identity the harness runs as."""
+    name = object_or(name, "<name>")
+    listed = ",".join(r if _RESOURCE_RE.fullmatch(r) else "<resource>" for r in resources) or "<resource>"
+    return [kubectl("create", "clusterrole", name, "--verb=list", f"--resource={listed}"),
+            kubectl("create", "clusterrolebinding", name, f"--clusterrole={name}", kube_subject(username))]
 
 
 def federated_credential(verb: str, resource_id: str | None, name: str, issuer: str, subject: str) -> Command:

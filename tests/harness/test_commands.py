@@ -135,6 +135,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "restart_pods": lambda d: fix.restart_pods(d(nasty_text)),
     "remove_taint_everywhere": lambda d: fix.remove_taint_everywhere(d(nasty_text)),
     "probe_rbac": lambda d: fix.probe_rbac(d(nasty_text), d(nasty_text)),
+    "cluster_list_rbac": lambda d: fix.cluster_list_rbac(d(nasty_text), [d(nasty_text)], d(nasty_text)),
     "describe_pod": lambda d: fix.describe_pod(d(nasty_text), d(nasty_text), d(nasty_text)),
     "pod_logs": lambda d: fix.pod_logs(d(nasty_text), d(nasty_text), d(nasty_text)),
     "can_i": lambda d: fix.can_i(d(nasty_text), d(nasty_text), d(nasty_text)),
