@@ -977,6 +977,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "Do what the coverage row says it lacks.",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "POD_IDENTITY_COVERAGE_UNKNOWN", "migration", "warning",

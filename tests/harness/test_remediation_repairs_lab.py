@@ -538,6 +538,56 @@ def _pod_identity_object(w: World) -> None:
                "spec": {"type": 0, "resourceID": w.identity_id, "clientID": w.client_id}})
 
 
+LEGACY_NS, WORKER_ID = "legacy", "worker-id"
+
+
+def _crd(plural: str, kind: str) -> dict[str, Any]:
+    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": f"{plural}.aadpodidentity.k8s.io"},
+            "spec": {"group": "aadpodidentity.k8s.io", "scope": "Namespaced",
+                     "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+                     "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                         "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+def _binding_not_migrated(w: World) -> None:
+    """A workload still on pod-managed identity, its migration not begun: the legacy/worker Deployment's pods
+    labelled aadpodidbinding=worker-binding, an AzureIdentity and AzureIdentityBinding for the worker-id managed
+    identity (as aad-pod-identity's docs make them); its ServiceAccount not annotated, no federated credential, no
+    pod labelled for Workload ID. The migration is in progress (harness.yaml's default): a warning."""
+    identity = w.person.arm("PUT", f"/subscriptions/{w.person.info['subscription_id']}/resourceGroups/"
+                                   f"{w.identity_id.split('/')[4]}/providers/Microsoft.ManagedIdentity/"
+                                   f"userAssignedIdentities/{WORKER_ID}", IDENTITY_API, {"location": "eastus"})
+    w.app = {"worker": identity["id"]}
+    _apply(w, _crd("azureidentities", "AzureIdentity"))
+    _apply(w, _crd("azureidentitybindings", "AzureIdentityBinding"))
+    w.shell.must("kubectl wait --for=condition=Established --timeout=30s "
+                 "crd/azureidentities.aadpodidentity.k8s.io crd/azureidentitybindings.aadpodidentity.k8s.io")
+    w.kubectl(f"create namespace {LEGACY_NS}", f"create serviceaccount -n {LEGACY_NS} worker-sa")
+    _apply(w, {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzureIdentity",
+               "metadata": {"name": "worker-identity", "namespace": LEGACY_NS},
+               "spec": {"type": 0, "resourceID": identity["id"], "clientID": identity["properties"]["clientId"]}})
+    _apply(w, {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzureIdentityBinding",
+               "metadata": {"name": "worker-binding", "namespace": LEGACY_NS},
+               "spec": {"azureIdentity": "worker-identity", "selector": "worker-binding"}})
+    labels = {"app": "worker", "aadpodidbinding": "worker-binding"}
+    _apply(w, {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "worker", "namespace": LEGACY_NS},
+               "spec": {"selector": {"matchLabels": {"app": "worker"}}, "template": {
+                   "metadata": {"labels": labels}, "spec": {"serviceAccountName": "worker-sa", "containers": [
+                       {"name": "worker", "image": "myacr.azurecr.io/finance/backend:1.0"}]}}}})
+    w.shell.must(f"kubectl rollout status deployment/worker -n {LEGACY_NS} --timeout=60s")
+    _probe_settings(w)
+
+
+def _heal_binding(w: World) -> None:
+    w.shell.must(f"kubectl delete namespace {LEGACY_NS} --ignore-not-found",
+                 "kubectl delete crd azureidentities.aadpodidentity.k8s.io azureidentitybindings.aadpodidentity.k8s.io "
+                 "--ignore-not-found")
+    if w.app is not None:
+        w.person.arm("DELETE", w.app["worker"], IDENTITY_API)
+        w.app = None
+
+
 def _heal_pod_identity(w: World) -> None:
     w.shell.must("kubectl delete crd azureidentities.aadpodidentity.k8s.io --ignore-not-found",
                  "kubectl delete daemonset -n default nmi --ignore-not-found",
@@ -1191,6 +1241,7 @@ CASES = [
     Case("FIC_LIMIT_REACHED", _credentials_for_old_service_accounts(19), World.heal_fics, severity="warning",
          with_codes=("FIC_ORPHANED",)),
     Case("POD_IDENTITY_UNREADABLE", _runner_blind_to_pod_identity, _heal_runner, where="run", severity="warning"),
+    Case("POD_IDENTITY_BINDING_NOT_MIGRATED", _binding_not_migrated, _heal_binding, where="run", severity="warning"),
     Case("PROBE_UNSCHEDULABLE", _tainted_node, _untaint),
     Case("PROBE_TIMEOUT", _slow_cluster, lambda w: w.ctl("kubelet", "--pod-start-latency", "0"),
          decision=Decision("wait longer or make the cluster faster: raising probe.timeout_seconds is an edit of "
