@@ -10,7 +10,12 @@ again: they pass.
 
 A line holding a ``<placeholder>`` is a decision a person makes: such a code is listed in DECISIONS with the reason,
 the test asserts the placeholder is printed, runs the lines that hold none (they must be valid and succeed) and
-restores the lab itself. A fix that offers alternatives runs the option named in its case.
+restores the lab itself. A fix that offers alternatives runs the option named in its case. Where the case makes the
+person's part (``Decision.fill``: the value chosen for a placeholder, the filled line then runs; ``Decision.edit``:
+an advised edit of harness.yaml or of a file the harness reads, made after the printed lines), the run must pass.
+
+A warning does not fail a run (``Case.severity``): before, the warning is reported; after the printed fix, it is
+gone and the run passes.
 
 az talks to the lab only: HTTP(S)_PROXY point at a closed loopback port with NO_PROXY for 127.0.0.1, so any
 request for another host fails instead of leaving the machine, and az's own log (every connection urllib3 opens)
