@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -864,10 +863,8 @@ class PodWorker:
         manifests = getattr(self.lab, "pod_manifests", None)  # stand-in labs in tests serve no unix sockets
         if self.kubelet.sandbox.network and manifests is not None:
             spec["network"] = {"manifest": str(manifests.path(self.pod))}
-        spec_path = cdir / f"launch-{cs.restart_count}.json"
-        fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(spec, handle)
+        spec_path = cdir / f"launch-{cs.restart_count}.spec"
+        podsandbox.write_spec(str(spec_path), spec)
         logs = self.new_log(cs)
         # stdin: true keeps stdin open for ``kubectl attach -i`` / ``run -i``; tty: true gives the container a
         # terminal (lab.kube.podstreams writes to and resizes it)

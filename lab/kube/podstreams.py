@@ -314,10 +314,10 @@ def exec_spec(lab: Lab, worker: PodWorker, cs: ContainerState, command: list[str
         workdir = os.path.normpath("/" + (cs.spec.get("workingDir") or "/").lstrip("/"))
         spec.update(env=started_env, user=worker._user(cs.spec), cwd=workdir)
         if sandbox.isolated:
-            return exec_argv(proc.pid, sandbox), spec, cdir / f"exec-{exec_id}.json"
+            return exec_argv(proc.pid, sandbox), spec, cdir / f"exec-{exec_id}.spec"
         with contextlib.suppress(OSError):  # no namespaces: a host process, beside the container in its directory
             spec.update(cwd=os.readlink(f"/proc/{proc.pid}/cwd"), user=None)
-        return sandbox.argv("")[:-1], spec, cdir / f"exec-{exec_id}.json"
+        return sandbox.argv("")[:-1], spec, cdir / f"exec-{exec_id}.spec"
     # no process to enter (an idle image): a sandbox of its own made from the same container spec
     kind, image = _image(lab, cs)
     launch = worker.launch_spec(cs, image)
@@ -332,7 +332,7 @@ def exec_spec(lab: Lab, worker: PodWorker, cs: ContainerState, command: list[str
         manifests = getattr(lab, "pod_manifests", None)
         if sandbox.network and manifests is not None:
             spec["network"] = {"manifest": str(manifests.path(worker.pod))}
-    return sandbox.argv("")[:-1], spec, cdir / f"exec-{exec_id}.json"
+    return sandbox.argv("")[:-1], spec, cdir / f"exec-{exec_id}.spec"
 
 
 def _process_env(pid: int) -> dict[str, str] | None:
@@ -362,9 +362,7 @@ def exec_argv(pid: int, sandbox: podsandbox.SandboxMode) -> list[str]:
 async def launch_exec(lab: Lab, worker: PodWorker, cs: ContainerState, options: StreamOptions) -> Launched:
     status_read, status_write = os.pipe()
     argv, spec, spec_path = exec_spec(lab, worker, cs, options.command, options.tty, status_write)
-    fd = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(spec, handle)
+    podsandbox.write_spec(str(spec_path), spec)
     master = slave = None
     if options.tty:
         master, slave = os.openpty()
