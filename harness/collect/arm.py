@@ -37,6 +37,45 @@ def resource_graph_query(client_or_principal_id: str) -> str:
     )
 
 
+# client/principal ids per batched Resource Graph query: 100 comparisons in one where, and at most 2 rows each stays
+# under the 100 rows Resource Graph answers without paging (rows beyond it would need $skipToken: not primed then)
+SEARCH_BATCH = 40
+ARG_PAGE = 100
+
+
+def resource_graph_query_many(guids: list[str]) -> str:
+    """One KQL for the user-assigned identities whose clientId or principalId is any of ``guids`` (GUIDs only:
+    the caller checks, so no value can end its string literal)."""
+    matches = " or ".join(f"properties.clientId =~ '{guid}' or properties.principalId =~ '{guid}'" for guid in guids)
+    return (f"resources | where type =~ '{IDENTITY_TYPE}' | where {matches} "
+            "| project id, name, subscriptionId, resourceGroup, properties")
+
+
+def prefetch_identity_searches(arm: ArmGet | None, guids: list[str]) -> None:
+    """Ask Resource Graph once per SEARCH_BATCH client ids instead of once per workload, and answer each
+    workload's own search (:func:`search_managed_identities`) from it: Resource Graph throttles per user and time
+    window (15 queries per 5 seconds in Microsoft's "Guidance for throttled requests in Azure Resource Graph"), so
+    50 workloads' searches one by one meet 429s. Only a cache (RunCache) can be primed; a batch that fails or may
+    be paged primes nothing, and those searches go out one by one as before."""
+    prime = getattr(arm, "prime", None)
+    wanted = sorted({guid for guid in guids if values.is_guid(guid)})
+    if arm is None or prime is None or len(wanted) < 2:
+        return
+    for start in range(0, len(wanted), SEARCH_BATCH):
+        batch = wanted[start:start + SEARCH_BATCH]
+        answer = arm(ARG_PATH, {"query": resource_graph_query_many(batch)})
+        body = answer.body if isinstance(answer.body, dict) else {}
+        rows = body.get("data")
+        if not answer.ok or not isinstance(rows, list) or body.get("$skipToken") or len(rows) >= ARG_PAGE:
+            continue
+        for guid in batch:
+            mine = [row for row in rows if isinstance(row, dict) and guid.lower() in {
+                str((row.get("properties") or {}).get(key, "")).lower() for key in ("clientId", "principalId")}]
+            prime(ARG_PATH, {"query": resource_graph_query(guid)},
+                  Fetched(answer.url, answer.status, {"totalRecords": len(mine), "count": len(mine), "data": mine,
+                                                      "facets": [], "resultTruncated": "false"}))
+
+
 def _refused(fetched: Fetched) -> bool:
     return fetched.status in (401, 403)
 

@@ -58,6 +58,16 @@ class RunCache:
             fetched, body=copy.deepcopy(fetched.body)
         )  # callers may keep and change it
 
+    def prime(self, path_or_url: str, body: dict[str, Any] | None, answer: Fetched) -> None:
+        """Answer later calls for (``path_or_url``, ``body``) with ``answer`` (known from a wider read), unless
+        that call was already made."""
+        key = (path_or_url, None if body is None else json.dumps(body, sort_keys=True, default=str))
+        with self._lock:
+            if key not in self._answers:
+                known: Future[Fetched] = Future()
+                known.set_result(answer)
+                self._answers[key] = known
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):  # not set yet (copying): never recurse into ourselves
             raise AttributeError(name)

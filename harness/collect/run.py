@@ -8,7 +8,7 @@ from typing import Any
 
 from harness.checks.transient import retryable_aadsts, service_account_subject
 from harness.collect.access_resources import collect_access_resources
-from harness.collect.arm import collect_identity, collect_managed_cluster
+from harness.collect.arm import collect_identity, collect_managed_cluster, prefetch_identity_searches
 from harness.collect.arm_api import ArmGet
 from harness.collect.cache import cached, read_all
 from harness.collect.caller import azure_caller, kubernetes_user
@@ -105,12 +105,20 @@ def collect_workloads(
     keep: bool,
     issuer: str | None = None,
 ) -> dict[str, WorkloadFacts]:
-    """ServiceAccounts and identities, and each workload's probe pod as soon as they are read (only where the
+    """ServiceAccounts (all first, so that the identities to look up by client id are searched for together), then
+    each workload's identity and live pods, and its probe pod as soon as they are read (only where the
     ServiceAccount exists); then every pod awaited. The identity's credentials and the cluster's ``issuer`` decide
     which Entra answers the probe may wait out."""
 
+    service_accounts = dict(zip([w.id for w in workloads], read_all(
+        lambda w: collect_service_account(backend.kube, w.namespace, w.service_account), workloads), strict=True))
+    # the identities to look up by client id, in a few Resource Graph queries rather than one per workload
+    prefetch_identity_searches(backend.arm, [
+        client_id for w in workloads if not w.identity_resource_id
+        for client_id in [w.client_id or service_accounts[w.id].annotations.get(CLIENT_ID_ANNOTATION)] if client_id])
+
     def read(workload: WorkloadConfig) -> WorkloadFacts:
-        sa = collect_service_account(backend.kube, workload.namespace, workload.service_account)
+        sa = service_accounts[workload.id]
         client_id = workload.client_id or sa.annotations.get(CLIENT_ID_ANNOTATION) or None
         identity = collect_identity(
             backend.arm, config.azure, workload.identity_resource_id, client_id, backend.graph

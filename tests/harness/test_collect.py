@@ -6,6 +6,7 @@ failing fast) and the webhook Deployment's namespaces."""
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from fakeworld import closed_port
 
-from harness.collect.arm import collect_identity, list_all
+from harness.collect.arm import SEARCH_BATCH, collect_identity, list_all, prefetch_identity_searches
 from harness.collect.arm_api import RequestsArm, credential_failure_text, graph_client
+from harness.collect.cache import cached
 from harness.collect.http import HttpResponse, HttpUnreachable, fetch_json
 from harness.collect.issuer import collect_issuer, discovery_url
 from harness.collect.kube import collect_webhook
@@ -214,6 +216,52 @@ def test_an_identity_in_another_subscription_is_found_with_resource_graph() -> N
     assert f"properties.clientId =~ '{CLIENT}'" in query and "userassignedidentities" in query
     assert apis.graph_calls == []  # a managed identity: Graph is not asked
     assert collect_identity(None, None, None, CLIENT).configured is False
+
+
+class GraphOfIdentities:
+    """Resource Graph over ``count`` identities (client id, principal id), answering every query the harness sends
+    from the GUIDs it names; records the queries."""
+
+    def __init__(self, count: int) -> None:
+        self.ids = [(f"{i:08x}-0000-4000-8000-000000000001", f"{i:08x}-0000-4000-8000-000000000002")
+                    for i in range(count)]
+        self.queries: list[str] = []
+
+    def id_of(self, index: int) -> str:
+        return f"/subscriptions/{SUB}/resourcegroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{index}"
+
+    def arm(self, path: str, body: Any = None) -> Fetched:
+        if path.startswith("/providers/Microsoft.ResourceGraph/resources"):
+            query = body["query"]
+            self.queries.append(query)
+            named = {guid.lower() for guid in re.findall(r"'([0-9a-fA-F-]{36})'", query)}
+            rows = [{"id": self.id_of(i), "properties": {"clientId": c, "principalId": p}}
+                    for i, (c, p) in enumerate(self.ids) if c in named or p in named]
+            return Fetched(path, 200, {"data": rows, "count": len(rows)})
+        index = int(path.split("?")[0].split("/")[8])
+        if path.split("?")[0].endswith("federatedIdentityCredentials"):
+            return Fetched(path, 200, {"value": []})
+        client, principal = self.ids[index]
+        return Fetched(path, 200, {"id": self.id_of(index), "properties": {"clientId": client, "principalId": ""}})
+
+
+def test_identities_of_many_workloads_are_searched_for_in_a_few_resource_graph_queries() -> None:
+    world = GraphOfIdentities(SEARCH_BATCH + 10)
+    arm = cached(world.arm)
+    clients = [client.upper() if i % 2 else client for i, (client, _) in enumerate(world.ids)]  # as annotated
+    prefetch_identity_searches(arm, [*clients, "not-a-guid"])
+    assert len(world.queries) == 2  # SEARCH_BATCH GUIDs per query
+    found = [collect_identity(arm, azure(), None, client) for client in clients]
+    assert len(world.queries) == 2  # each workload's own search was answered from them
+    assert [f.resource_id for f in found] == [world.id_of(i) for i in range(len(clients))]
+    assert all(f.resolved_by == "resource_graph" and f.error is None for f in found)
+
+
+def test_without_a_cache_or_with_one_client_id_nothing_is_prefetched() -> None:
+    world = GraphOfIdentities(3)
+    prefetch_identity_searches(world.arm, [c for c, _ in world.ids])  # no RunCache: nothing to prime
+    prefetch_identity_searches(cached(world.arm), [world.ids[0][0]])  # one workload: its own query will do
+    assert world.queries == []
 
 
 def test_when_resource_graph_is_refused_the_configured_subscription_is_listed() -> None:
