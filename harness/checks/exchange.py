@@ -263,6 +263,8 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
             )
         remediation.append(fic_fix(ctx, "create", fix.fic_name(ctx.namespace, ctx.service_account), issuer))
     elif code.startswith("ISSUER_"):
+        if issuer:  # the one address in question: Entra's own text does not name it
+            meaning = f"{meaning} ({issuer.rstrip('/')}/.well-known/openid-configuration)"
         remediation += [
             fix.show_issuer(ctx.azure),
             fix.curl((issuer or "<issuer>").rstrip("/") + "/.well-known/openid-configuration"),
