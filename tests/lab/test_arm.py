@@ -936,6 +936,41 @@ def test_managed_cluster_shape(arm: Arm, lab) -> None:
     )
 
 
+def test_a_cluster_identity_changes_type_as_az_aks_update_sends_it(arm: Arm, lab) -> None:
+    """az aks update --enable-managed-identity [--assign-identity ID] (azure-cli's update_identity): the cluster
+    PUT back with identity SystemAssigned, or UserAssigned with exactly one identity (the REST spec's
+    ManagedClusterIdentity); an identity that is not there is refused and changes nothing."""
+    rg = arm.group("aksid")
+
+    def make():
+        control = lab.azure.add_identity("aks-id-control", rg)
+        cluster = ManagedCluster(name="aks-id", subscription_id=lab.subscription_id, resource_group=rg,
+                                 location="eastus", issuer_url=lab.issuer_url, control_plane_identity=control)
+        lab.azure.clusters[cluster.resource_id.lower()] = cluster
+        return control
+
+    control = arm.run(make)
+    path = f"{arm.sub}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/aks-id"
+
+    def put(identity: dict) -> requests.Response:
+        body = arm.request("GET", path, arm.admin()).json()
+        body["identity"] = identity
+        return arm.request("PUT", path, arm.admin(), json=body)
+
+    system = put({"type": "SystemAssigned"})
+    assert system.status_code == 200 and system.json()["identity"]["type"] == "SystemAssigned"
+    assert "userAssignedIdentities" not in system.json()["identity"]
+    two = put({"type": "UserAssigned", "userAssignedIdentities": {control.resource_id: {}, f"{control.resource_id}x": {}}})
+    assert two.status_code == 400 and error_of(two)[0] == "InvalidRequestContent"
+    gone = put({"type": "UserAssigned", "userAssignedIdentities": {f"{control.resource_id}-gone": {}}})
+    assert gone.status_code == 404 and error_of(gone)[0] == "ResourceNotFound"
+    assert arm.request("GET", path, arm.admin()).json()["identity"]["type"] == "SystemAssigned"
+    user = put({"type": "UserAssigned", "userAssignedIdentities": {control.resource_id: {}}})
+    assert user.status_code == 200, user.text
+    assert user.json()["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {
+        control.resource_id: {"principalId": control.principal_id, "clientId": control.client_id}}}
+
+
 def test_the_labs_own_cluster_installs_and_removes_the_add_on_webhook_with_its_flag(arm: Arm, lab) -> None:
     """az aks update --disable-workload-identity / --enable-workload-identity: GET the cluster, PUT it back with
     securityProfile.workloadIdentity changed; AKS removes or installs the add-on's webhook with it."""
