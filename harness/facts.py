@@ -160,6 +160,7 @@ class WorkloadFacts:
     pod: PodFacts | None = None
     live_pods: LivePodsFacts | None = None  # None: not looked at (--pod runs)
     probe_pod: PodFacts | None = None  # --pod: the probe pod run under the existing pod's ServiceAccount
+    harness_retries: dict[str, int] = field(default_factory=dict)  # service -> the harness's retries for it
 
 
 @dataclass

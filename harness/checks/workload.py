@@ -109,4 +109,20 @@ POD_CHECK_IDS = [spec.id for spec in POD_CHAIN]
 def run_workload_checks(context: WorkloadContext) -> list[CheckResult]:
     if context.facts.pod is not None and context.facts.pod.existing:
         return run_chain(POD_CHAIN, context)
-    return run_chain(workload_chain(context.workload), context)
+    return with_harness_retries(run_chain(workload_chain(context.workload), context), context.facts.harness_retries)
+
+
+# The services the harness itself read for each check (the probe's own retries are in its steps' evidence)
+SERVICES_BEHIND = (("sa.", ("kube",)), ("pod.", ("kube",)), ("workload.", ("kube",)), ("probe.", ("kube",)),
+                   ("identity.", ("arm", "graph")), ("federation.", ("arm", "graph")), ("access.", ("arm",)))
+
+
+def with_harness_retries(results: list[CheckResult], retries: dict[str, int]) -> list[CheckResult]:
+    """Each check's evidence counts the harness's retries (429, 5xx, resets: collect/retrying.py) of the
+    services behind it, made while collecting this workload: a verdict reached through retries says so."""
+    for result in results:
+        services = next((named for prefix, named in SERVICES_BEHIND if result.id.startswith(prefix)), ())
+        counted = {service: retries[service] for service in services if retries.get(service)}
+        if counted:
+            result.evidence["harness_retries"] = counted
+    return results

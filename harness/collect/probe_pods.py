@@ -35,6 +35,7 @@ from harness.collect.probe_source import (
     source_keys,
     source_volume,
 )
+from harness.collect.retrying import LEDGER
 from harness.collect.sweep import DEADLINE_ANNOTATION, mark_run_ended, sweep_leftovers
 from harness.config import ProbeSettings, WorkloadConfig
 from harness.facts import KubeFailure, PodFacts
@@ -237,6 +238,7 @@ class ProbeRun:
         self._sources: dict[str, Future[KubeFailure | None]] = {}  # namespace -> its ConfigMap's create
         self._touched: list[str] = []  # namespaces a create was sent to (cleaned up on an interrupt)
         self._created: list[PodFacts] = []
+        self._scopes: dict[int, str | None] = {}  # id(PodFacts) -> the retry scope its create ran in
         self._pool = ThreadPoolExecutor(max_workers=KUBE_WORKERS, thread_name_prefix="wi-probe")
 
     def __enter__(self) -> ProbeRun:
@@ -275,7 +277,14 @@ class ProbeRun:
                 raise
         return made.result()
 
-    def create(self, request: ProbeRequest) -> PodFacts:
+    def create(self, request: ProbeRequest, scope: str | None = None) -> PodFacts:
+        """``scope``: the retry scope (collect/retrying.py) the pod's later reads and delete count for."""
+        with LEDGER.scope(scope):
+            facts = self._create(request)
+        self._scopes[id(facts)] = scope
+        return facts
+
+    def _create(self, request: ProbeRequest) -> PodFacts:
         body = build_probe_pod(request, self.run_id, self.settings, self.image,
                                source_files=source_keys(self.files, self.bytecode))
         facts = PodFacts(namespace=request.namespace, name=body["metadata"]["name"])
@@ -300,9 +309,10 @@ class ProbeRun:
         return facts
 
     def _done_with(self, facts: PodFacts) -> None:
-        read_probe_output(self.api, facts)
-        if not self.keep:
-            delete_pod(self.api, facts)
+        with LEDGER.scope(self._scopes.get(id(facts))):
+            read_probe_output(self.api, facts)
+            if not self.keep:
+                delete_pod(self.api, facts)
 
     def finish(self) -> dict[str, PodFacts]:
         """Await every created pod; each one's log is read (and the pod deleted) as it settles, the rest at the

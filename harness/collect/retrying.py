@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,15 +67,36 @@ def policies() -> dict[str, ServicePolicy]:
 
 @dataclass
 class RetryLedger:
-    """Every retry of a run, per service: the evidence behind "retried N times"."""
+    """Every retry of a run, per service: the evidence behind "retried N times". A retry made while a
+    :meth:`scope` is open in that thread (a workload's collection) is also counted for that scope."""
 
     entries: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def record(self, service: str, method: str | None, url: str | None, answer: str) -> None:
         with self._lock:
             self.entries.append({"service": service, "method": method or "", "path": urlsplit(url or "").path,
-                                 "answer": answer})
+                                 "answer": answer, "scope": getattr(self._local, "scope", None)})
+
+    @contextmanager
+    def scope(self, name: str | None) -> Iterator[None]:
+        """Count this thread's retries for ``name`` (None: for none) until the block ends."""
+        outer = getattr(self._local, "scope", None)
+        self._local.scope = name
+        try:
+            yield
+        finally:
+            self._local.scope = outer
+
+    def scoped(self, name: str) -> dict[str, int]:
+        """``{service: retries}`` made within ``name``'s scopes."""
+        with self._lock:
+            found: dict[str, int] = {}
+            for entry in self.entries:
+                if entry.get("scope") == name:
+                    found[entry["service"]] = found.get(entry["service"], 0) + 1
+            return found
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -20,8 +20,9 @@ from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.live_pods import collect_live_pods
 from harness.collect.migration import collect_migration
 from harness.collect.probe_pods import ProbeRequest, ProbeRun, probe_config_for, run_probe_pods, sweep
+from harness.collect.retrying import LEDGER
 from harness.config import HarnessConfig, WorkloadConfig
-from harness.facts import ClusterFacts, PodFacts, RunFacts, WorkloadFacts
+from harness.facts import ClusterFacts, PodFacts, RunFacts, ServiceAccountFacts, WorkloadFacts
 from harness.names import CLIENT_ID_ANNOTATION
 
 
@@ -110,8 +111,16 @@ def collect_workloads(
     ServiceAccount exists); then every pod awaited. The identity's credentials and the cluster's ``issuer`` decide
     which Entra answers the probe may wait out."""
 
-    service_accounts = dict(zip([w.id for w in workloads], read_all(
-        lambda w: collect_service_account(backend.kube, w.namespace, w.service_account), workloads), strict=True))
+    def retry_scope(workload_id: str) -> str:
+        """Where the harness's retries for the workload are counted (this run's: a process may collect more
+        than one run); reads shared by workloads count for the one that made them."""
+        return f"{run_id} {workload_id}"
+
+    def read_service_account(workload: WorkloadConfig) -> ServiceAccountFacts:
+        with LEDGER.scope(retry_scope(workload.id)):
+            return collect_service_account(backend.kube, workload.namespace, workload.service_account)
+
+    service_accounts = dict(zip([w.id for w in workloads], read_all(read_service_account, workloads), strict=True))
     # the identities to look up by client id, in a few Resource Graph queries rather than one per workload
     prefetch_identity_searches(backend.arm, [
         client_id for w in workloads if not w.identity_resource_id
@@ -136,7 +145,8 @@ def collect_workloads(
         )
 
     def read_and_probe(workload: WorkloadConfig, probes: ProbeRun) -> WorkloadFacts:
-        facts = read(workload)
+        with LEDGER.scope(retry_scope(workload.id)):
+            facts = read(workload)
         if facts.sa.found:
             facts.pod = probes.create(ProbeRequest(
                 workload.id,
@@ -146,7 +156,7 @@ def collect_workloads(
                     facts.identity, issuer,
                     service_account_subject(workload.namespace, workload.service_account),
                     facts.sa.annotations.get(CLIENT_ID_ANNOTATION))),
-            ))
+            ), scope=retry_scope(workload.id))
         return facts
 
     # Each workload's reads are a few round trips in a row, and its probe pod is created as soon as they are done:
@@ -155,6 +165,7 @@ def collect_workloads(
         out = {facts.workload_id: facts for facts in read_all(lambda w: read_and_probe(w, probes), workloads)}
         probes.finish()
     for facts in out.values():
+        facts.harness_retries = LEDGER.scoped(retry_scope(facts.workload_id))
         if facts.pod is not None:
             facts.collected_at = time.time()
     return out

@@ -125,10 +125,14 @@ def orders_credential(person: Person) -> dict[str, Any]:
 
 
 def retries_seen(documents: list[dict[str, Any]]) -> tuple[int, int]:
-    """(the harness's retries, the probe's retried steps) over ``documents``."""
+    """(the harness's retries, the probe's retried steps) over ``documents``; the harness's retries made for a
+    workload are also in the evidence of that workload's checks that rest on them."""
     harness = sum(s["retries"] for d in documents for s in (d.get("retries") or {}).values())
     probe = sum(json.dumps(c["evidence"]).count('"answers"') for d in documents for w in d["workloads"]
                 for c in w["checks"])
+    in_checks = sum(n for d in documents for w in d["workloads"] for c in w["checks"]
+                    for n in (c["evidence"].get("harness_retries") or {}).values())
+    assert in_checks > 0, "no check's evidence counts the harness's retries"
     return harness, probe
 
 

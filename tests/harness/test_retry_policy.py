@@ -130,3 +130,25 @@ def test_the_kube_client_gets_the_kube_policy(tmp_path: object) -> None:
     configuration.retries = retry
     pool = client.ApiClient(configuration).rest_client.pool_manager
     assert pool.connection_pool_kw["retries"].policy.service == "kube"
+
+
+def test_retries_made_for_a_workload_are_counted_for_it_and_in_its_checks_evidence() -> None:
+    from harness.checks.model import CheckResult
+    from harness.checks.workload import with_harness_retries
+
+    ledger = RetryLedger()
+    with ledger.scope("run-1 finance/backend-sa"):
+        ledger.record("kube", "GET", "https://kube/api/v1/namespaces/finance/serviceaccounts/backend-sa", "HTTP 503")
+        ledger.record("arm", "GET", "https://arm/subscriptions/s/identity", "HTTP 429")
+        ledger.record("arm", "GET", "https://arm/subscriptions/s/identity/fics", "HTTP 429")
+        other = threading.Thread(target=ledger.record, args=("arm", "GET", "https://arm/x", "HTTP 429"))
+        other.start()
+        other.join()  # another thread: not this workload's
+    ledger.record("kube", "GET", "https://kube/api/v1/pods", "HTTP 503")  # outside any workload
+    counted = ledger.scoped("run-1 finance/backend-sa")
+    assert counted == {"kube": 1, "arm": 2} and ledger.counts() == {"kube": 2, "arm": 3}
+    checks = [CheckResult(check_id, "pass", "") for check_id in
+              ("sa.exists", "identity.matches", "token.subject", "access.keyvault:finance-kv/db-password")]
+    evidence = {c.id: c.evidence.get("harness_retries") for c in with_harness_retries(checks, counted)}
+    assert evidence == {"sa.exists": {"kube": 1}, "identity.matches": {"arm": 2}, "token.subject": None,
+                        "access.keyvault:finance-kv/db-password": {"arm": 2}}
