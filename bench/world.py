@@ -220,8 +220,11 @@ def process_cpu(pid: int) -> tuple[float, float]:
 def machine() -> str:
     import platform
 
+    # PYTHONDONTWRITEBYTECODE set (some CI images set it): every pytest process compiles the harness again, about
+    # 0.5 s of CPU that a person's run does not pay; it lengthens T(1) more than T(N)
+    cache = "off (PYTHONDONTWRITEBYTECODE)" if os.environ.get("PYTHONDONTWRITEBYTECODE") else "on"
     return (f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+            f"bytecode cache {cache}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
 def self_peak_rss_mb() -> float:
