@@ -70,7 +70,10 @@ def test_a_refused_source_configmap_names_configmaps_not_pods(run_world: RunWorl
     assert admitted.status == FAIL and "source ConfigMap" in admitted.message
     finding = admitted.findings[0]
     assert finding.code == "PROBE_FORBIDDEN"
-    assert "kubectl auth can-i create configmaps -n finance" in finding.fix_lines()
+    lines = finding.fix_lines()  # the Role that lets the harness make the ConfigMap there, then the check
+    assert "kubectl create role wi-harness-probe-source -n finance --verb=create,list,delete --resource=configmaps" \
+        in lines
+    assert any("kubectl auth can-i create configmaps -n finance" in line and line.startswith("#") for line in lines)
     assert results.workloads["finance/backend-sa"].check("probe.completed").status != PASS
 
 
