@@ -588,9 +588,9 @@ CATALOGUE: tuple[Entry, ...] = (
         "g_credential_and_with_the_attempts",
         "unit:tests/harness/test_wrong_identity_checks.py::test_without_the_annotations_fault_a_matching_young_"
         "credential_is_still_propagation",
+        "test:tests/harness/test_transient_lab.py::test_a_credential_still_propagating_after_the_retries_is_named_"
+        "propagation_pending",
         advice_only="the credential is right: only time repairs it",
-        no_lab_fault="the lab's propagation window is shorter than the probe's retries in its lab test, "
-                     "which passes",
     ),
     # ------------------------------------------------------------------ entra (the exchange)
     _e(

@@ -8,6 +8,8 @@
   (``lab ctl propagation --fic-seconds``): the probe's exchange is refused at first, retried, and passes; its
   evidence counts the attempts. 20 s rather than a few: the run needs about 5 s before its first exchange, so a
   shorter delay could be over before the probe asks, and there would be no retry to see.
+- The same credential with propagation outlasting the probe's retries (120 s against probe.retry_seconds 4): the
+  run reports FIC_PROPAGATION_PENDING, a warning naming the credential and its age, not a missing or wrong one.
 """
 
 from __future__ import annotations
@@ -126,3 +128,27 @@ def test_a_credential_created_just_before_the_run_passes_thanks_to_the_retries(
     assert retries["attempts"] >= 2 and retries["answers"][-1] == "HTTP 200" and not retries["exhausted"]
     assert set(retries["answers"][:-1]) <= {"AADSTS700211", "AADSTS700213"}, retries
     assert retries["waited_seconds"] > 0 and time.monotonic() - created >= 20
+
+
+def test_a_credential_still_propagating_after_the_retries_is_named_propagation_pending(
+    running_lab: RunningLab, person: Person, tmp_path: Path
+) -> None:
+    identity = finance_identity(person)
+    credentials = person.arm("GET", f"{identity['id']}/federatedIdentityCredentials", FIC_API)["value"]
+    (credential,) = [c for c in credentials if c["properties"]["subject"] == "system:serviceaccount:finance:backend-sa"]
+    config = config_with(running_lab, tmp_path / "harness.yaml", retry_seconds=4)
+    ctl(running_lab, "propagation", "--fic-seconds", "120")
+    try:
+        person.arm("DELETE", credential["id"], FIC_API)
+        person.arm("PUT", credential["id"], FIC_API, {"properties": credential["properties"]})
+        result, document = run_suites(tmp_path / "run", "--config", str(config), "--workload", WORKLOAD)
+    finally:
+        ctl(running_lab, "propagation", "--fic-seconds", "0")
+    assert result.returncode == 1, result.stdout[-3000:]
+    codes = finding_codes(document, WORKLOAD)
+    assert set(codes) == {"FIC_PROPAGATION_PENDING"}, codes
+    found = codes["FIC_PROPAGATION_PENDING"]
+    assert found["severity"] == "warning" and credential["name"] in found["message"] and "s ago" in found["message"]
+    retries = found["evidence"]["retries"]
+    assert retries["exhausted"] and retries["attempts"] >= 2 and retries["bound_seconds"] == 4, retries
+    assert checks_of(document, WORKLOAD)["exchange.succeeds"]["status"] == "fail"
