@@ -382,8 +382,9 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "PROBE_UNSCHEDULABLE", "probe", "error",
         "No node accepts the probe pod (taints, selectors, resources).",
-        "Remove the taint every node has and the probe does not tolerate (kubectl taint nodes --all KEY-), or "
-        "set probe.tolerations / node_selector / resources for the cluster.",
+        "Set probe.tolerations for the taint every node has (printed from the scheduler's message), or "
+        "probe.node_selector / resources for the workload's node pool (on AKS a node pool's taints change only "
+        "through the AKS API).",
         "test:tests/harness/test_admission_cases_lab.py::test_a_tainted_node_leaves_the_probe_unschedulab"
         "le",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",

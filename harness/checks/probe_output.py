@@ -134,14 +134,14 @@ _STARTING = ("ContainerCreating", "PodInitializing")
 
 
 def _unschedulable_fix(namespace: str, pod: str, message: str) -> list[Step]:
-    """Remove the taint every node has and the probe does not tolerate (the scheduler's message names its key),
-    or keep it and say so in harness.yaml; the nodes' taints listed first, the kept pod's events last."""
+    """The nodes' taints listed; for each taint every node has and the probe does not tolerate (the scheduler's
+    message names it), probe.tolerations that tolerate it; else probe.node_selector / tolerations for the
+    workload's node pool; the kept pod's events last."""
     listed = fix.kubectl("get", "nodes", "-o", "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints")
-    removals = [fix.remove_taint_everywhere(key) for key, _value, count, total in fix.untolerated_taints(message)
-                if count == total]
-    keep = ("or keep the taint: " if removals else "") + (
-        "set probe.tolerations / probe.node_selector in harness.yaml to the workload's node pool")
-    return [listed, *removals, advice(keep),
+    tolerations = [fix.tolerate_taint(key, value) for key, value, count, total in fix.untolerated_taints(message)
+                   if count == total]
+    return [listed, *(tolerations or [advice(
+        "set probe.tolerations / probe.node_selector in harness.yaml to the workload's node pool")]),
             fix.kept_pod(namespace, pod, "the scheduler's events")]
 
 

@@ -195,6 +195,7 @@ def kept_pod(namespace: str, pod: str, why: str) -> Advice:
 # value}"), after "0/TOTAL nodes are available: "
 _TAINT_RE = re.compile(r"(\d+) node\(s\) had untolerated taint \{([^:{}\s]+): ?([^{}]*)\}")
 _TOTAL_RE = re.compile(r"^0/(\d+) nodes are available")
+_TAINT_VALUE_RE = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")  # a label value, non-empty
 _TAINT_KEY_RE = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 
 
@@ -209,11 +210,15 @@ def untolerated_taints(scheduler_message: str) -> list[tuple[str, str, int, int]
             for count, key, value in _TAINT_RE.findall(first) if _TAINT_KEY_RE.fullmatch(key)]
 
 
-def remove_taint_everywhere(key: str) -> Command:
-    """The key alone with a trailing '-' makes kubectl taint remove the key's taints of every effect; --all takes
-    every node (kubectl fails on a node without the taint: only printed when the scheduler says all have it)."""
+def tolerate_taint(key: str, value: str) -> Advice:
+    """probe.tolerations for a taint the scheduler named: the probe runs where the workloads run (they tolerate
+    it). No effect is named, so every effect of that key and value is tolerated. Removing the taint instead is no
+    command to print: on AKS a node pool's taints change only through the AKS API ("Use node taints in an AKS
+    cluster": node pool taints cannot be modified from the Kubernetes API), and the taint is there on purpose."""
     key = key if _TAINT_KEY_RE.fullmatch(key) else "<taint-key>"
-    return kubectl("taint", "nodes", "--all", f"{key}-", note="removes the taint from every node")
+    entry = (f'{{key: "{key}", operator: Equal, value: "{value}"}}' if _TAINT_VALUE_RE.fullmatch(value)
+             else f'{{key: "{key}", operator: Exists}}')
+    return advice(f"tolerate it, as the workloads on these nodes do: in harness.yaml, probe.tolerations: [{entry}]")
 
 
 def pod_logs(namespace: str, pod: str, note: str = "") -> Command:

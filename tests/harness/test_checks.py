@@ -845,6 +845,11 @@ def test_an_unschedulable_probe_is_named_with_the_schedulers_message() -> None:
         phase="Pending", timed_out=True,
     )
     assert outcome.findings[0].code == "PROBE_UNSCHEDULABLE" and "CriticalAddonsOnly" in outcome.findings[0].message
+    lines = outcome.findings[0].fix_lines()
+    # the probe tolerates what the workloads there tolerate; AKS changes a node pool's taints only through its API
+    assert '# tolerate it, as the workloads on these nodes do: in harness.yaml, probe.tolerations: [{key: ' \
+           '"CriticalAddonsOnly", operator: Equal, value: "true"}]' in lines
+    assert not any(line.startswith("kubectl taint") for line in lines)
 
 
 def test_a_deadline_hit_while_pulling_says_so() -> None:

@@ -133,7 +133,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "remove_sa_label": lambda d: fix.remove_sa_label(d(nasty_text), d(nasty_text), d(nasty_text)),
     "node_clock": lambda d: fix.node_clock(d(nasty_text)),
     "restart_pods": lambda d: fix.restart_pods(d(nasty_text)),
-    "remove_taint_everywhere": lambda d: fix.remove_taint_everywhere(d(nasty_text)),
+    "tolerate_taint": lambda d: fix.tolerate_taint(d(nasty_text), d(nasty_text)),
     "probe_rbac": lambda d: fix.probe_rbac(d(nasty_text), d(nasty_text)),
     "cluster_list_rbac": lambda d: fix.cluster_list_rbac(d(nasty_text), [d(nasty_text)], d(nasty_text)),
     "describe_pod": lambda d: fix.describe_pod(d(nasty_text), d(nasty_text), d(nasty_text)),

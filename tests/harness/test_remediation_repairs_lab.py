@@ -910,7 +910,12 @@ def _tainted_node(w: World) -> None:
 
 
 def _untaint(w: World) -> None:
-    w.shell.run([f"kubectl taint nodes --all {TAINT_KEY}-"])  # the printed fix may have removed it already
+    w.kubectl(f"taint nodes --all {TAINT_KEY}-")
+
+
+def _tolerate_the_taint(w: World) -> None:
+    """The advised edit, as printed: probe.tolerations with the taint's key and value."""
+    _probe_settings(w, tolerations=[{"key": TAINT_KEY, "operator": "Equal", "value": "batch"}])
 
 
 def _slow_cluster(w: World) -> None:
@@ -1247,7 +1252,10 @@ CASES = [
          with_codes=("FIC_ORPHANED",)),
     Case("POD_IDENTITY_UNREADABLE", _runner_blind_to_pod_identity, _heal_runner, where="run", severity="warning"),
     Case("POD_IDENTITY_BINDING_NOT_MIGRATED", _binding_not_migrated, _heal_binding, where="run", severity="warning"),
-    Case("PROBE_UNSCHEDULABLE", _tainted_node, _untaint),
+    Case("PROBE_UNSCHEDULABLE", _tainted_node, _untaint,
+         decision=Decision("the taint is the cluster owner's (on AKS a node pool's taints change only through the "
+                           "AKS API): the probe is to tolerate it, an edit of harness.yaml; the printed node list "
+                           "runs, the test makes the edit", edit=_tolerate_the_taint)),
     Case("PROBE_TIMEOUT", _slow_cluster, lambda w: w.ctl("kubelet", "--pod-start-latency", "0"),
          decision=Decision("wait longer or make the cluster faster: raising probe.timeout_seconds is an edit of "
                            "harness.yaml, no command; the test makes it (60 s) and runs the printed lines (none: "
