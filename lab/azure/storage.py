@@ -261,20 +261,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         )
     container_name, blob_name = parts[1], parts[2]
     action = {"PUT": WRITE_ACTION, "DELETE": DELETE_ACTION}.get(method, READ_ACTION)
-    if not lab.azure.permits(
-        str(claims.get("oid", "")),
-        blob_resource_id(account, container_name, blob_name),
-        action,
-        data_action=True,
-    ):
-        raise StorageError(
-            403,
-            "AuthorizationPermissionMismatch",
-            "This request is not authorized to perform this operation using this permission.",
-        )
-    container = account.containers.get(container_name)
-    if container is None:
-        raise StorageError(404, "ContainerNotFound", "The specified container does not exist.")
+    container = _permitted_container(lab, account, container_name, claims,
+                                     blob_resource_id(account, container_name, blob_name), action)
     if method == "PUT":
         return await _put_blob(request, account, container_name, blob_name, container)
     if method == "DELETE":
@@ -319,12 +307,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _list_blobs(lab: Lab, account: StorageAccount, container_name: str, claims: dict[str, Any],
-                endpoint: str) -> web.Response:
-    """List Blobs (``?restype=container&comp=list``, what ``az storage blob list`` sends): one page, every blob,
-    under the read data action at the container or above (the REST reference's EnumerationResults document)."""
-    scope = f"{account.resource_id}/blobServices/default/containers/{container_name}"
-    if not lab.azure.permits(str(claims.get("oid", "")), scope, READ_ACTION, data_action=True):
+def _permitted_container(lab: Lab, account: StorageAccount, container_name: str, claims: dict[str, Any],
+                         scope: str, action: str) -> dict[str, bytes]:
+    """The container's blobs, once the caller holds the data action at ``scope`` (the service checks the
+    authorization before it looks the container up: a caller without it learns nothing of what exists)."""
+    if not lab.azure.permits(str(claims.get("oid", "")), scope, action, data_action=True):
         raise StorageError(
             403,
             "AuthorizationPermissionMismatch",
@@ -333,6 +320,15 @@ def _list_blobs(lab: Lab, account: StorageAccount, container_name: str, claims: 
     container = account.containers.get(container_name)
     if container is None:
         raise StorageError(404, "ContainerNotFound", "The specified container does not exist.")
+    return container
+
+
+def _list_blobs(lab: Lab, account: StorageAccount, container_name: str, claims: dict[str, Any],
+                endpoint: str) -> web.Response:
+    """List Blobs (``?restype=container&comp=list``, what ``az storage blob list`` sends): one page, every blob,
+    under the read data action at the container or above (the REST reference's EnumerationResults document)."""
+    scope = f"{account.resource_id}/blobServices/default/containers/{container_name}"
+    container = _permitted_container(lab, account, container_name, claims, scope, READ_ACTION)
     blobs = []
     for name, data in sorted(container.items()):
         etag, modified = _etag_and_time(account.name, container_name, name, data)
