@@ -231,7 +231,6 @@ class ProbeRun:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.api, self.run_id, self.settings, self.image, self.keep = api, run_id, settings, image, keep
         self.monotonic, self.sleep = monotonic, sleep
-        self.results: dict[str, PodFacts] = {}
         self.files = probe_source_files() if settings.mode == "configmap" else {}
         self.bytecode = probe_bytecode_files(self.files)
         self._lock = threading.Lock()
@@ -288,8 +287,6 @@ class ProbeRun:
         body = build_probe_pod(request, self.run_id, self.settings, self.image,
                                source_files=source_keys(self.files, self.bytecode))
         facts = PodFacts(namespace=request.namespace, name=body["metadata"]["name"])
-        with self._lock:
-            self.results[request.workload_id] = facts
         refused = self._source(request.namespace) if self.files else None
         if refused is not None:
             facts.create_error, facts.refused_resource = refused, "configmaps"
@@ -314,7 +311,7 @@ class ProbeRun:
             if not self.keep:
                 delete_pod(self.api, facts)
 
-    def finish(self) -> dict[str, PodFacts]:
+    def finish(self) -> None:
         """Await every created pod; each one's log is read (and the pod deleted) as it settles, the rest at the
         deadline; then the NetworkPolicies that select them are read and the ConfigMaps deleted."""
         created = list(self._created)
@@ -338,7 +335,6 @@ class ProbeRun:
         else:
             list(self._pool.map(lambda namespace: _delete_config_map(
                 self.api, namespace, source_configmap_name(self.run_id)), sources))
-        return self.results
 
 
 def run_probe_pods(
