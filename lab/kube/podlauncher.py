@@ -567,19 +567,6 @@ def selftest(directory: str) -> None:
         raise SystemExit("read-only remount did not take")
 
 
-def _main(args: list[str]) -> None:
-    if args[:1] == ["--selftest"]:
-        selftest(args[1])
-        return
-    if args[:1] == ["--selftest-network"]:
-        _loopback_up()
-        return
-    with open(args[0], "rb") as handle:
-        spec = marshal.load(handle)
-    os.unlink(args[0])
-    launch(spec)
-
-
 def write_spec(path: str, spec: dict[str, Any]) -> None:
     """The launch spec :func:`main` reads, readable by its owner only (marshal: a builtin, no import to pay)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -588,10 +575,15 @@ def write_spec(path: str, spec: dict[str, Any]) -> None:
 
 
 def main(args: list[str]) -> None:
-    """What the kubelet's ``python -I -S -c`` runs (lab.kube.podsandbox.SandboxMode.argv)."""
-    _main(args)
+    """What the kubelet's ``python -I -S -c`` runs (lab.kube.podsandbox.SandboxMode.argv): a container's launch
+    (the spec file, deleted once read; never returns), or one of the self-tests the kubelet's detect runs."""
+    if args[:1] == ["--selftest"]:
+        selftest(args[1])
+    elif args[:1] == ["--selftest-network"]:
+        _loopback_up()
+    else:
+        with open(args[0], "rb") as handle:
+            spec = marshal.load(handle)
+        os.unlink(args[0])
+        launch(spec)
     sys.exit(0)
-
-
-if __name__ == "__main__":  # the self-tests run this file as a script
-    main(sys.argv[1:])
