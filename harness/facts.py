@@ -100,7 +100,7 @@ class PodFacts:
     probe: dict[str, Any] | None = None  # the parsed wi-probe/v1 document
     probe_error: str | None = None
     deleted: bool = False
-    egress_policies: list[str] | None = None  # NetworkPolicies isolating the pod for egress; None: not readable
+    network_policies: list[dict[str, Any]] | None = None  # the NetworkPolicies of its namespace; None: not readable
 
 
 @dataclass

@@ -14,6 +14,7 @@ from harness.checks.federation import credential_delete, expected_issuer, fic_fi
 from harness.checks.issuer_keys import issuer_key_finding, retry_summary
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
+from harness.checks.network_policies import egress_policies
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
 from harness.commands import Step, advice
@@ -212,7 +213,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     issuer, _ = expected_issuer(ctx)
     remediation: list[Step] = []
     if error.get("kind") in EGRESS_KINDS or str(error.get("kind", "")).startswith("tls"):
-        policies = ctx.facts.pod.egress_policies if ctx.facts.pod else None
+        policies = egress_policies(ctx.facts.pod)
         if policies:
             evidence["egress_network_policies"] = policies
         steps = fix.egress_test(ctx.namespace, str(evidence.get("token_url")), policies)

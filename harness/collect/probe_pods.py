@@ -21,7 +21,6 @@ from harness.clouds import CloudEndpoints
 from harness.collect.cache import KUBE_WORKERS, read_all
 from harness.collect.kube import slim
 from harness.collect.kube_api import KubeApi, KubeError
-from harness.collect.network_policies import read_egress_policies
 from harness.collect.probe_source import (
     CA_DIRECTORY,
     PROBE_COMMAND,
@@ -327,7 +326,7 @@ class ProbeRun:
                 done_with(facts)
         for future in pending.values():
             future.result()
-        read_egress_policies(self.api, created)
+        read_network_policies(self.api, created)
         sources = [namespace for namespace, made in self._sources.items() if made.done() and made.result() is None]
         if self.keep:  # kept for a look, and done with: the next --sweep may take them at once (collect/sweep.py)
             mark_run_ended(self.api, sorted({f.namespace for f in created} | set(sources)), self.run_id,
@@ -353,6 +352,22 @@ def run_probe_pods(
         made = read_all(run.create, requests, KUBE_WORKERS)
         run.finish()
     return {request.workload_id: facts for request, facts in zip(requests, made, strict=True)}
+
+
+def read_network_policies(api: KubeApi, pods: list[PodFacts]) -> None:
+    """Each pod's namespace's NetworkPolicies (name, namespace, spec), which the checks match against the pod
+    (harness.checks.network_policies); left None when the harness may not list them."""
+    if not pods:
+        return
+    try:
+        policies = api.list_objects("networking.k8s.io", "v1", "networkpolicies")
+    except KubeError:
+        return
+    for facts in pods:
+        facts.network_policies = [
+            {"metadata": {"name": (p.get("metadata") or {}).get("name"), "namespace": facts.namespace},
+             "spec": p.get("spec") or {}}
+            for p in policies if (p.get("metadata") or {}).get("namespace") == facts.namespace]
 
 
 def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> None:

@@ -1,15 +1,15 @@
-"""Which NetworkPolicies isolate each probe pod for egress, so an EGRESS_BLOCKED finding can name them.
+"""Which NetworkPolicies isolate a probe pod for egress, so an EGRESS_BLOCKED finding can name them.
 
 A pod is isolated for egress by every policy in its namespace whose ``podSelector`` selects its labels and whose
 ``policyTypes`` include ``Egress`` (unset: ``Egress`` when the policy has egress rules), per the
-networking.k8s.io/v1 API reference. The harness reads them only if it may list them; otherwise it says nothing.
+networking.k8s.io/v1 API reference. Pure: the policies are the ones collected beside the pod
+(harness.collect.probe_pods); when the harness may not list them, it says nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from harness.collect.kube_api import KubeApi, KubeError
 from harness.facts import PodFacts
 
 
@@ -35,16 +35,10 @@ def isolates_egress(policy: dict[str, Any], namespace: str, labels: dict[str, st
             and selector_matches(spec.get("podSelector"), labels))
 
 
-def read_egress_policies(api: KubeApi, pods: list[PodFacts]) -> None:
-    """Set each pod's ``egress_policies``; left None when the policies cannot be listed."""
-    if not pods:
-        return
-    try:
-        policies = api.list_objects("networking.k8s.io", "v1", "networkpolicies")
-    except KubeError:
-        return
-    for facts in pods:
-        labels = ((facts.pod or {}).get("metadata") or {}).get("labels") or {}
-        facts.egress_policies = sorted(
-            str((p.get("metadata") or {}).get("name")) for p in policies if isolates_egress(p, facts.namespace, labels)
-        )
+def egress_policies(pod: PodFacts | None) -> list[str] | None:
+    """The names of the NetworkPolicies that isolate the probe pod for egress; None when they were not read."""
+    if pod is None or pod.network_policies is None:
+        return None
+    labels = ((pod.pod or {}).get("metadata") or {}).get("labels") or {}
+    return sorted(str((p.get("metadata") or {}).get("name")) for p in pod.network_policies
+                  if isolates_egress(p, pod.namespace, labels))
