@@ -107,16 +107,22 @@ def test_a_key_rotation_entra_has_not_seen_is_named_as_such(
     assert exchange_now(running_lab, client_id).status_code == 200  # with the cache emptied: the new key is seen
 
 
-def test_a_credential_created_just_before_the_run_passes_thanks_to_the_retries(
-    running_lab: RunningLab, person: Person, tmp_path: Path
-) -> None:
+def recreate_the_workloads_credential(person: Person) -> dict[str, Any]:
+    """finance/backend-sa's federated credential deleted and made again through ARM (as new to Entra): returns it."""
     identity = finance_identity(person)
     credentials = person.arm("GET", f"{identity['id']}/federatedIdentityCredentials", FIC_API)["value"]
     (credential,) = [c for c in credentials if c["properties"]["subject"] == "system:serviceaccount:finance:backend-sa"]
+    person.arm("DELETE", credential["id"], FIC_API)
+    person.arm("PUT", credential["id"], FIC_API, {"properties": credential["properties"]})
+    return credential
+
+
+def test_a_credential_created_just_before_the_run_passes_thanks_to_the_retries(
+    running_lab: RunningLab, person: Person, tmp_path: Path
+) -> None:
     ctl(running_lab, "propagation", "--fic-seconds", "20")
     try:
-        person.arm("DELETE", credential["id"], FIC_API)
-        person.arm("PUT", credential["id"], FIC_API, {"properties": credential["properties"]})
+        recreate_the_workloads_credential(person)
         created = time.monotonic()
         result, document = run_suites(tmp_path, "--config", str(running_lab.harness_config), "--workload", WORKLOAD)
     finally:
@@ -133,14 +139,10 @@ def test_a_credential_created_just_before_the_run_passes_thanks_to_the_retries(
 def test_a_credential_still_propagating_after_the_retries_is_named_propagation_pending(
     running_lab: RunningLab, person: Person, tmp_path: Path
 ) -> None:
-    identity = finance_identity(person)
-    credentials = person.arm("GET", f"{identity['id']}/federatedIdentityCredentials", FIC_API)["value"]
-    (credential,) = [c for c in credentials if c["properties"]["subject"] == "system:serviceaccount:finance:backend-sa"]
     config = config_with(running_lab, tmp_path / "harness.yaml", retry_seconds=4)
     ctl(running_lab, "propagation", "--fic-seconds", "120")
     try:
-        person.arm("DELETE", credential["id"], FIC_API)
-        person.arm("PUT", credential["id"], FIC_API, {"properties": credential["properties"]})
+        credential = recreate_the_workloads_credential(person)
         result, document = run_suites(tmp_path / "run", "--config", str(config), "--workload", WORKLOAD)
     finally:
         ctl(running_lab, "propagation", "--fic-seconds", "0")
