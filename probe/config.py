@@ -31,8 +31,7 @@ import os
 import ssl
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from probe.retry import DEFAULT_RETRY_SECONDS, MAX_RETRY_SECONDS, TRANSIENT_AADSTS
 from probe.targets import HostPattern, UrlProblem, default_patterns, known_resource, parse_https_url
@@ -65,8 +64,7 @@ class ConfigError(ValueError):
         return {"kind": "invalid_config", "field": self.field, "message": self.message}
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     kind: str
     expect: str
     scope: str
@@ -85,20 +83,18 @@ class Check:
         return blob_url(self.params["account_url"], self.params["container"], self.params["blob"])
 
 
-@dataclass(frozen=True)
-class ProbeConfig:
+class ProbeConfig(NamedTuple):
     scope: str = DEFAULT_SCOPE
     timeout_seconds: float = DEFAULT_TIMEOUT
     ca_file: str | None = None
     sdk_cross_check: bool = True
-    checks: tuple[Check, ...] = field(default_factory=tuple)
+    checks: tuple[Check, ...] = ()
     source: str = "defaults"
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     retry_aadsts: tuple[int, ...] = TRANSIENT_AADSTS
 
 
-@dataclass(frozen=True)
-class TlsTrust:
+class TlsTrust(NamedTuple):
     source: str  # "ca_file" | "REQUESTS_CA_BUNDLE" | "SSL_CERT_FILE" | "system"
     path: str | None
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from dataclasses import dataclass, field
 from typing import Any
 
 from probe import __version__
@@ -31,12 +30,15 @@ def token_url(authority_host: str, tenant_id: str) -> str:
     return f"{authority}{urllib.parse.quote(tenant_id.strip(), safe='')}/oauth2/v2.0/token"
 
 
-@dataclass
 class TokenResult:
-    ok: bool
-    evidence: dict[str, Any]
-    error: dict[str, Any] | None
-    access_token: str | None = field(default=None, repr=False)
+    __slots__ = ("ok", "evidence", "error", "access_token")
+
+    def __init__(self, ok: bool, evidence: dict[str, Any], error: dict[str, Any] | None,
+                 access_token: str | None = None) -> None:
+        self.ok = ok
+        self.evidence = evidence
+        self.error = error
+        self.access_token = access_token  # the raw token: never in a repr, evidence or output
 
 
 def exchange(

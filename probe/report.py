@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,14 +14,17 @@ from probe.jwtutil import redact
 _MIN_SCRUB_LEN = 8
 
 
-@dataclass
 class StepOutcome:
     """What a step function returns; the runner adds name, timing and skip handling."""
 
-    status: str  # "pass" | "fail"
-    evidence: dict[str, Any]
-    error: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("status", "evidence", "error", "extra")
+
+    def __init__(self, status: str, evidence: dict[str, Any], error: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.status = status  # "pass" | "fail"
+        self.evidence = evidence
+        self.error = error
+        self.extra = {} if extra is None else extra
 
 
 def passed(evidence: dict[str, Any], **extra: Any) -> StepOutcome:

@@ -22,7 +22,6 @@ import email.utils
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from probe.transport import Response, TransportError
@@ -38,15 +37,20 @@ TRANSIENT_AADSTS = (*FIC_PROPAGATION_AADSTS, *METADATA_CACHE_AADSTS)
 TRANSIENT_TRANSPORT = frozenset({"connection_reset", "timeout"})
 
 
-@dataclass
 class RetryPolicy:
     """The run's retry budget; one instance is shared by every exchange of a probe run."""
 
-    bound_seconds: float = DEFAULT_RETRY_SECONDS
-    transient_aadsts: frozenset[int] = frozenset(TRANSIENT_AADSTS)
-    monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-    deadline: float | None = None  # set at the run's first transient answer
+    __slots__ = ("bound_seconds", "transient_aadsts", "monotonic", "sleep", "deadline")
+
+    def __init__(self, bound_seconds: float = DEFAULT_RETRY_SECONDS,
+                 transient_aadsts: frozenset[int] = frozenset(TRANSIENT_AADSTS),
+                 monotonic: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 deadline: float | None = None) -> None:
+        self.bound_seconds = bound_seconds
+        self.transient_aadsts = transient_aadsts
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.deadline = deadline  # set at the run's first transient answer
 
     def delay(self, attempt: int, headers: Mapping[str, str]) -> float | None:
         """Seconds to wait before attempt ``attempt + 1``, or None when the bound does not allow another one."""
@@ -63,15 +67,17 @@ class RetryPolicy:
         return min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2 ** (attempt - 1), remaining)
 
 
-@dataclass
 class RetryLog:
     """What the step's evidence says about the attempts: every answer, in order."""
 
-    bound_seconds: float
-    answers: list[str] = field(default_factory=list)
-    waited_seconds: float = 0.0
-    exhausted: bool = False  # the last answer was transient, and the bound allowed no other attempt
-    transient_seen: bool = False
+    __slots__ = ("bound_seconds", "answers", "waited_seconds", "exhausted", "transient_seen")
+
+    def __init__(self, bound_seconds: float) -> None:
+        self.bound_seconds = bound_seconds
+        self.answers: list[str] = []
+        self.waited_seconds = 0.0
+        self.exhausted = False  # the last answer was transient, and the bound allowed no other attempt
+        self.transient_seen = False
 
     @property
     def attempts(self) -> int:

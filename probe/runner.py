@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from probe.access import access_step
@@ -15,18 +14,24 @@ from probe.steps import TOKEN_FILE_ENV, Context, env_step, exchange_step, token_
 from probe.transport import Transport, urllib_transport
 
 
-@dataclass
 class ConfigSource:
-    config_json: str | None = None
-    config_file: str | None = None
-    error: ConfigError | None = None  # a command-line problem found before the run
+    __slots__ = ("config_json", "config_file", "error")
+
+    def __init__(self, config_json: str | None = None, config_file: str | None = None,
+                 error: ConfigError | None = None) -> None:
+        self.config_json = config_json
+        self.config_file = config_file
+        self.error = error  # a command-line problem found before the run
 
 
-@dataclass
 class RunResult:
-    doc: dict[str, Any]
-    sensitive: set[str] = field(default_factory=set)
-    config_error: ConfigError | None = None
+    __slots__ = ("doc", "sensitive", "config_error")
+
+    def __init__(self, doc: dict[str, Any], sensitive: set[str] | None = None,
+                 config_error: ConfigError | None = None) -> None:
+        self.doc = doc
+        self.sensitive = set() if sensitive is None else sensitive
+        self.config_error = config_error
 
 
 def run_probe(

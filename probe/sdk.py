@@ -7,16 +7,14 @@ pay for them otherwise.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from probe.jwtutil import redact
 
 _MAX_ERROR = 2000
 
 
-@dataclass(frozen=True)
-class SdkRequest:
+class SdkRequest(NamedTuple):
     tenant_id: str
     client_id: str
     token_file: str

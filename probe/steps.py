@@ -7,7 +7,6 @@ import re
 import stat
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from probe.config import ProbeConfig, TlsTrust
@@ -32,22 +31,27 @@ _MAX_TOKEN_BYTES = 1 << 20
 _MAX_ENV_VALUE = 200
 
 
-@dataclass
 class Context:
     """Everything the steps share. Raw secrets live here, never in evidence."""
 
-    environ: Mapping[str, str]
-    transport: Transport
-    clock: Callable[[], float]
-    sdk_check: SdkCheck | None
-    monotonic: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
-    config: ProbeConfig | None = None
-    trust: TlsTrust | None = None
-    sensitive: set[str] = field(default_factory=set)
-    token: str | None = field(default=None, repr=False)
-    exchanger: Exchanger | None = None
-    retry: RetryPolicy | None = None  # the run's one retry budget (exchanges and access reads)
+    __slots__ = ("environ", "transport", "clock", "sdk_check", "monotonic", "sleep", "config", "trust",
+                 "sensitive", "token", "exchanger", "retry")
+
+    def __init__(self, environ: Mapping[str, str], transport: Transport, clock: Callable[[], float],
+                 sdk_check: SdkCheck | None, monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.environ = environ
+        self.transport = transport
+        self.clock = clock
+        self.sdk_check = sdk_check
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self.config: ProbeConfig | None = None
+        self.trust: TlsTrust | None = None
+        self.sensitive: set[str] = set()
+        self.token: str | None = None  # the raw projected token: never in a repr, evidence or output
+        self.exchanger: Exchanger | None = None
+        self.retry: RetryPolicy | None = None  # the run's one retry budget (exchanges and access reads)
 
     def env(self, name: str) -> str | None:
         value = self.environ.get(name)

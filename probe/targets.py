@@ -14,8 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import urllib.parse
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 HTTPS_PORT = 443
 ANY_PORT = "*"
@@ -45,8 +44,7 @@ class UrlProblem(ValueError):
     """Why a URL may not receive a token; the message never repeats a user name or password."""
 
 
-@dataclass(frozen=True)
-class HttpsTarget:
+class HttpsTarget(NamedTuple):
     host: str  # lower-cased; an IPv6 address keeps its brackets
     port: int
 
@@ -113,8 +111,7 @@ def _port(text: str) -> int:
     return int(text)
 
 
-@dataclass(frozen=True)
-class HostPattern:
+class HostPattern(NamedTuple):
     host: str  # a suffix starts with "."
     port: int | None  # None: any port
 
