@@ -27,17 +27,18 @@ successful ``exec`` shows as EOF and any failure before it as one line ``KIND<TA
 which the kubelet turns into a ``StartError`` like containerd's.
 
 It runs at every container start, so it imports as little as it can (no json, contextlib, shutil or typing: about
-8 ms of each start) and is imported rather than run as a script, so its bytecode is cached (a script is compiled
+8 ms of each start; ``_socket``, not ``socket``, whose import builds an enum of every constant: about 10 ms more)
+and is imported rather than run as a script, so its bytecode is cached (a script is compiled
 again at every start). The kubelet's side, :mod:`lab.kube.podsandbox`, imports it too.
 """
 
 # ruff: noqa: SIM105 -- try/except/pass instead of contextlib.suppress: contextlib is not imported (docstring)
 from __future__ import annotations
 
+import _socket  # not socket: its import builds the enums of every constant, ~10 ms of each container start
 import ctypes
 import marshal
 import os
-import socket
 import stat
 import sys
 import warnings  # noqa: F401 -- os.execvpe imports it (get_exec_path): in an exec's nsenter --root it may be out of reach
@@ -358,7 +359,7 @@ def launch(spec: dict[str, Any]) -> None:
             plan.finish()
             if spec.get("hostname"):
                 try:
-                    socket.sethostname(spec["hostname"])
+                    _socket.sethostname(spec["hostname"])
                 except OSError:
                     pass
     except (OSError, SandboxError) as exc:
@@ -409,13 +410,16 @@ def _loopback_up() -> None:
     import fcntl
     import struct
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
         request = struct.pack("16sh", b"lo", 0)
-        flags = struct.unpack("16sh", fcntl.ioctl(sock, SIOCGIFFLAGS, request))[1]
-        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
+        flags = struct.unpack("16sh", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sh", b"lo", flags | IFF_UP))
+    finally:
+        sock.close()
 
 
-def _pipe_one_way(source: socket.socket, sink: socket.socket) -> None:
+def _pipe_one_way(source: _socket.socket, sink: _socket.socket) -> None:
     try:
         while chunk := source.recv(65536):
             sink.sendall(chunk)
@@ -423,15 +427,15 @@ def _pipe_one_way(source: socket.socket, sink: socket.socket) -> None:
         pass
     finally:
         try:
-            sink.shutdown(socket.SHUT_WR)
+            sink.shutdown(_socket.SHUT_WR)
         except OSError:
             pass
 
 
-def _relay_connection(conn: socket.socket, socket_path: str) -> None:
+def _relay_connection(conn: _socket.socket, socket_path: str) -> None:
     import threading
 
-    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    upstream = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         upstream.connect(socket_path)
     except OSError:
@@ -446,14 +450,15 @@ def _relay_connection(conn: socket.socket, socket_path: str) -> None:
     upstream.close()
 
 
-def _accept_loop(listener: socket.socket, socket_path: str) -> None:
+def _accept_loop(listener: _socket.socket, socket_path: str) -> None:
     import threading
 
     while True:
         try:
-            conn, _ = listener.accept()
+            fd, _ = listener._accept()  # what socket.socket.accept does, without the socket module
         except OSError:
             return  # the listener was closed: the port is blocked or gone
+        conn = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM, 0, fd)
         threading.Thread(target=_relay_connection, args=(conn, socket_path), daemon=True).start()
 
 
@@ -468,14 +473,21 @@ def _read_manifest(path: str) -> dict[int, str | None]:
             for port, entry in manifest["ports"].items()}
 
 
-def _dropping_listener(port: int) -> tuple[socket.socket, socket.socket]:
+def _listener(port: int, backlog: int) -> _socket.socket:
+    listener = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    listener.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(backlog)
+    return listener
+
+
+def _dropping_listener(port: int) -> tuple[_socket.socket, _socket.socket]:
     """A listener whose accept queue is full and never drained: the kernel drops further SYNs, so a client's
     connect times out as it does against a CNI that drops denied packets. Returns (listener, the filler)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(0)
-    filler = socket.create_connection(("127.0.0.1", port), timeout=5)
+    listener = _listener(port, 0)
+    filler = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    filler.settimeout(5)
+    filler.connect(("127.0.0.1", port))
     return listener, filler
 
 
@@ -483,7 +495,7 @@ def _relay(manifest_path: str, ready_fd: int, parent: int) -> None:
     import threading
     import time
 
-    listeners: dict[int, tuple[str | None, list[socket.socket]]] = {}
+    listeners: dict[int, tuple[str | None, list[_socket.socket]]] = {}
     seen = None
     while os.getppid() == parent:
         try:
@@ -494,7 +506,7 @@ def _relay(manifest_path: str, ready_fd: int, parent: int) -> None:
                 for port in [p for p, (target, _) in listeners.items() if wanted.get(p, "") != target]:
                     for sock in listeners.pop(port)[1]:
                         try:
-                            sock.shutdown(socket.SHUT_RDWR)
+                            sock.shutdown(_socket.SHUT_RDWR)
                         except OSError:
                             pass
                         sock.close()
@@ -504,10 +516,7 @@ def _relay(manifest_path: str, ready_fd: int, parent: int) -> None:
                     if path is None:
                         listeners[port] = (None, list(_dropping_listener(port)))
                         continue
-                    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    listener.bind(("127.0.0.1", port))
-                    listener.listen(128)
+                    listener = _listener(port, 128)
                     listeners[port] = (path, [listener])
                     threading.Thread(target=_accept_loop, args=(listener, path), daemon=True).start()
         except OSError:
