@@ -204,6 +204,28 @@ def _delete(credential: Credential) -> Command:
     return fix.identity_credential_delete(identity.resource_id, credential.name)
 
 
+def _update(credential: Credential, issuer: str) -> Command:
+    """The credential made right where it is (same name): this issuer, its subject, the exchange audience."""
+    identity = credential.identity
+    if identity.kind == "application":
+        return fix.app_federated_credential("update", identity.client_id, credential.name, issuer,
+                                            credential.subject)
+    return fix.federated_credential("update", identity.resource_id, credential.name, issuer, credential.subject)
+
+
+def _refusal(ctx: InventoryContext, identity: InventoryIdentity, audience: bool) -> str:
+    """What Entra answers this ServiceAccount's token exchange, the codes as Entra sends them today (AADSTS70021
+    was their one code until 2022): no credential at all 70025, none for the token's issuer 700211, none for its
+    subject 700213, the subject's credential with another audience 700212."""
+    if audience:
+        return "the token exchange fails with AADSTS700212 (audience)"
+    if not identity.federated_credentials:
+        return "the token exchange fails with AADSTS70025 (no federated credentials)"
+    if any(c.identity is identity and c.relation == EXACT for c in ctx.credentials):
+        return "the token exchange fails with AADSTS700213 (subject)"
+    return "the token exchange fails with AADSTS700211 (issuer)"
+
+
 def _free_name(identity: InventoryIdentity, namespace: str, service_account: str) -> str:
     """A credential name the identity does not use yet: creating one under a taken name would overwrite it."""
     taken = {str(c.get("name") or "").lower() for c in identity.federated_credentials or []}
@@ -469,7 +491,7 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
             if audience
             else ""
         )
-        cases.append(f"{ref} -> {short(identity)}{detail}")
+        cases.append(f"{ref} -> {short(identity)}{detail}: {_refusal(ctx, identity, bool(audience))}")
         items.append(
             {
                 "service_account": ref,
@@ -482,7 +504,10 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
                 },
             }
         )
-        steps.append(_create(identity, ref, issuer))
+        # a credential with this issuer and subject (its audience wrong) is corrected in place: ARM refuses a
+        # second credential with the same issuer and subject ("Issuer and subject combination already exists for
+        # this Managed Identity.", the managed identities' documented error), so a create would fail
+        steps.append(_update(audience[0], issuer) if audience else _create(identity, ref, issuer))
     evidence: dict[str, Any] = {"missing": items, "checked": checked}
     findings = [_annotation_names_wrong_identity(wrong, issuer)] if wrong else []
     if wrong:
@@ -496,7 +521,7 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
     if items:
         message = (
             f"{_plural(len(items), 'ServiceAccount has', 'ServiceAccounts have')} no federated credential for "
-            f"issuer {issuer} and its subject: {_listed(cases)}; the token exchange fails (AADSTS70021)"
+            f"issuer {issuer} and its subject: {_listed(cases)}"
         )
         findings.append(Finding("SA_WITHOUT_FIC", ERROR, LAYER, message, evidence, steps))
     return _judge(findings, "", evidence)
@@ -586,7 +611,7 @@ def no_old_issuers(ctx: InventoryContext) -> Outcome:
     severity = ERROR if broken else WARNING
     consequence = (
         f"; {', '.join(sa for sa, _ in broken)} ha{'s' if len(broken) == 1 else 've'} no credential for "
-        f"{issuer}, so the token exchange fails (AADSTS70021)"
+        f"{issuer}, so the token exchange fails (AADSTS700211: no credential has the token's issuer)"
         if broken
         else "; each such ServiceAccount also has a working one: the stale credentials only take slots"
     )

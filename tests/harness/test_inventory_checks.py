@@ -269,6 +269,48 @@ def test_a_credential_with_the_wrong_audience_is_no_credential() -> None:
         set(found) == {"SA_WITHOUT_FIC"}
         and "has audiences ['api://something-else']" in found["SA_WITHOUT_FIC"].message
     )
+    assert "AADSTS700212" in found["SA_WITHOUT_FIC"].message
+    # the credential is corrected under its own name: ARM refuses a second credential with the same issuer and
+    # subject (400 "Issuer and subject combination already exists for this Managed Identity."), so a create fails
+    [command] = words(found["SA_WITHOUT_FIC"])
+    assert command[:6] == ["az", "identity", "federated-credential", "update", "--name", "fed-cred-backend"]
+    assert command[command.index("--issuer") + 1] == ISSUER
+    assert command[command.index("--subject") + 1] == "system:serviceaccount:finance:backend-sa"
+    assert command[command.index("--audiences") + 1:] == ["api://AzureADTokenExchange"]
+
+
+def test_an_application_credential_with_the_wrong_audience_is_updated_through_graph() -> None:
+    facts = healthy()
+    facts.service_accounts.append(sa("web", "app-sa", APP_ID))
+    facts.all_service_accounts.append("web/app-sa")
+    facts.identities.append(
+        InventoryIdentity(
+            kind="application",
+            client_id=APP_ID,
+            name="web-app",
+            object_id="o-1",
+            federated_credentials=[
+                credential("web-cred", "system:serviceaccount:web:app-sa", audiences=["api://AzureADTokenExchang"])
+            ],
+            role_assignments=[],
+        )
+    )
+    found = findings(run(facts))
+    assert set(found) == {"SA_WITHOUT_FIC"}
+    [command] = words(found["SA_WITHOUT_FIC"])
+    assert command[:9] == ["az", "ad", "app", "federated-credential", "update", "--id", APP_ID,
+                           "--federated-credential-id", "web-cred"]
+    assert '"audiences": ["api://AzureADTokenExchange"]' in command[-1]
+
+
+def test_a_service_account_without_a_credential_names_what_entra_answers() -> None:
+    facts = healthy()
+    facts.service_accounts.append(sa("batch", "nightly-sa", "11111111-2222-4333-8444-555555555555"))
+    facts.all_service_accounts.append("batch/nightly-sa")
+    facts.identities.append(managed("nightlyId", "11111111-2222-4333-8444-555555555555", [], subscription=SHARED))
+    assert "AADSTS70025" in findings(run(facts))["SA_WITHOUT_FIC"].message  # no credential at all
+    facts.identities[-1].federated_credentials = [credential("other", "system:serviceaccount:batch:other-sa")]
+    assert "AADSTS700213" in findings(run(facts))["SA_WITHOUT_FIC"].message  # this issuer, another subject
 
 
 def test_a_trailing_slash_twin_beside_the_working_credential_is_a_warning() -> None:

@@ -612,6 +612,13 @@ def _heal_sa_without_fic(w: World) -> None:
     w.heal_fics()
 
 
+def _audience_typo(w: World) -> None:
+    """The workload's credential made again with another audience (az identity federated-credential update
+    --audiences, a typo for api://AzureADTokenExchange)."""
+    w.put_fic(w.the_fic()["name"], w.person.info["issuer_url"], "system:serviceaccount:finance:backend-sa",
+              ["api://backend"])
+
+
 def _egress_blocked(w: World) -> None:
     """Pods cannot reach Key Vault: a NetworkPolicy (lab ctl egress --block keyvault makes one in the namespace);
     short request timeouts and no retries keep the run short."""
@@ -1155,9 +1162,10 @@ CASES = [
     Case("FIC_SUBJECT_CASE_MISMATCH", _fic_change(subject="system:serviceaccount:finance:Backend-sa"),
          World.heal_fics),
     Case("FIC_SUBJECT_MISMATCH", _fic_change(subject="system:serviceaccount:finance:backend"), World.heal_fics),
-    Case("FIC_AUDIENCE_MISMATCH", lambda w: w.put_fic(w.the_fic()["name"], w.person.info["issuer_url"],
-                                                      "system:serviceaccount:finance:backend-sa", ["api://backend"]),
-         World.heal_fics),
+    Case("FIC_AUDIENCE_MISMATCH", _audience_typo, World.heal_fics),
+    # the run's finding for the same break: the credential is updated in place (a second one with its issuer and
+    # subject is refused by ARM: "Issuer and subject combination already exists for this Managed Identity.")
+    Case("SA_WITHOUT_FIC", _audience_typo, World.heal_fics, where="run", label="audience"),
     Case("ROLE_ASSIGNMENT_MISSING", _role_elsewhere(lambda w: "", ""), World.heal_roles),
     Case("ROLE_WRONG_SCOPE", _role_elsewhere(lambda w: w.platform_kv, SECRETS_USER), World.heal_roles),
     Case("ROLE_INSUFFICIENT", _role_elsewhere(lambda w: w.finance_kv, VAULT_READER), World.heal_roles),
