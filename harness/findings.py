@@ -312,7 +312,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "The pod got everything but AZURE_CLIENT_ID: the ServiceAccount was annotated after the pod was "
         "created.",
         "Restart the pods.",
-        no_lab_fault="needs a pod made before the annotation; no lab fault orders that yet",
+        "test:tests/harness/test_hand_breakages_lab.py::test_a_pod_created_before_its_service_account_was_annotated_"
+        "is_restarted_by_its_own_deployments_name",
     ),
     _e(
         "POD_ENV_CONFLICT", "pod", "error",

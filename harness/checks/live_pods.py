@@ -11,7 +11,7 @@ from harness.checks import remediation as fix
 from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
-from harness.checks.podspec import annotation, containers, env_map, token_volumes
+from harness.checks.podspec import annotation, containers, controller_of, env_map, token_volumes
 from harness.commands import Step, advice
 from harness.facts import LivePod
 from harness.names import CLIENT_ID_ANNOTATION, INJECTED_ENV, SKIP_CONTAINERS_ANNOTATION, USE_LABEL
@@ -190,18 +190,23 @@ def restart_workload(ctx: WorkloadContext) -> list[Step]:
     """Restart, by name, what runs under the workload's ServiceAccount, so that its pods are created again for
     the webhook (which acts on pod CREATE only): ``kubectl rollout restart`` of each Deployment, StatefulSet or
     DaemonSet that owns one of its live pods, ``kubectl delete pod`` of a pod no such controller owns. With no
-    live pod there is nothing to restart (a note says so); when the live pods were not read (``--pod``, or the
-    list was refused), the command with a ``<deployment>`` for a person to fill in."""
+    live pod there is nothing to restart (a note says so). With ``--pod`` the live pods are not listed: the given
+    pod's own controller (its ownerReferences) is restarted. When neither is known (the list was refused), the
+    command with a ``<deployment>`` for a person to fill in."""
     facts = ctx.facts.live_pods
-    if facts is None or facts.error is not None:
+    owners: dict[tuple[str, str], list[str]] = {}
+    existing = ctx.facts.pod
+    if facts is None and existing is not None and existing.existing and existing.pod:
+        owners[controller_of(existing.pod)] = [_name(existing.pod) or existing.name]
+    elif facts is None or facts.error is not None:
         return [fix.restart_pods(ctx.namespace)]
-    if not facts.pods:
+    elif not facts.pods:
         return [advice(f"no pod runs under {ctx.namespace}/{ctx.service_account} now: the pods created from now on "
                        "get the change")]
+    else:
+        for live in facts.pods:
+            owners.setdefault((live.owner_kind, live.owner_name), []).append(_name(live.pod))
     steps: list[Step] = []
-    owners: dict[tuple[str, str], list[str]] = {}
-    for live in facts.pods:
-        owners.setdefault((live.owner_kind, live.owner_name), []).append(_name(live.pod))
     for (kind, name), pods in owners.items():
         if kind in _RESTARTABLE:
             steps.append(fix.rollout_restart(kind, ctx.namespace, name))

@@ -32,6 +32,27 @@ class TokenVolume:
         return "v1.5" if self.volume == V15_VOLUME_NAME else "custom"
 
 
+_POD_TEMPLATE_HASH = "pod-template-hash"
+
+
+def controller_of(pod: Obj) -> tuple[str, str]:
+    """(kind, name) of the controller to restart or patch: a ReplicaSet named ``<deployment>-<pod-template-hash>``
+    belongs to that Deployment (the Deployment controller names its ReplicaSets so); a pod no controller owns is
+    ("Pod", its name)."""
+    meta = pod.get("metadata") or {}
+    controller = next(
+        (ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")),
+        None,
+    )
+    if controller is None:
+        return "Pod", str(meta.get("name") or "")
+    kind, name = str(controller.get("kind") or ""), str(controller.get("name") or "")
+    template_hash = (meta.get("labels") or {}).get(_POD_TEMPLATE_HASH)
+    if kind == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
+        return "Deployment", name[: -len(template_hash) - 1]
+    return kind, name
+
+
 def spec(pod: Obj | None) -> Obj:
     return (pod or {}).get("spec") or {}
 

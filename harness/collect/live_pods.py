@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.checks.podspec import controller_of
 from harness.collect.kube import slim
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.facts import LivePod, LivePodsFacts
 from harness.names import MANAGED_BY, MANAGED_BY_LABEL, TERMINAL_PHASES
-
-_POD_TEMPLATE_HASH = "pod-template-hash"
 
 
 def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> LivePodsFacts:
@@ -46,17 +45,5 @@ def _is_live_pod_of(pod: dict[str, Any], service_account: str) -> bool:
 
 
 def owner_of(pod: dict[str, Any]) -> tuple[str, str]:
-    """(kind, name) of the controller to restart or patch: a ReplicaSet named ``<deployment>-<pod-template-hash>``
-    belongs to that Deployment."""
-    meta = pod.get("metadata") or {}
-    controller = next(
-        (ref for ref in meta.get("ownerReferences") or [] if ref.get("controller")),
-        None,
-    )
-    if controller is None:
-        return "Pod", str(meta.get("name") or "")
-    kind, name = str(controller.get("kind") or ""), str(controller.get("name") or "")
-    template_hash = (meta.get("labels") or {}).get(_POD_TEMPLATE_HASH)
-    if kind == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
-        return "Deployment", name[: -len(template_hash) - 1]
-    return kind, name
+    """(kind, name) of the controller to restart or patch (:func:`harness.checks.podspec.controller_of`)."""
+    return controller_of(pod)

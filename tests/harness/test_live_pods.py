@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from harness.checks.context import WorkloadContext
-from harness.checks.live_pods import live_pods
+from harness.checks.live_pods import live_pods, restart_workload
 from harness.checks.model import FAIL, PASS, WARN
 from harness.collect.live_pods import collect_live_pods, owner_of
+from harness.commands import render_all
 from harness.config import WorkloadConfig
 from harness.facts import (
     ClusterFacts,
@@ -19,6 +20,7 @@ from harness.facts import (
     KubeFailure,
     LivePod,
     LivePodsFacts,
+    PodFacts,
     ServiceAccountFacts,
     WorkloadFacts,
 )
@@ -147,6 +149,25 @@ def test_a_list_the_harness_may_not_make_is_named() -> None:
 def test_owners_are_traced_to_the_controller_to_restart(references: list, labels: dict, expected: tuple) -> None:
     pod = {"metadata": {"name": "p", "ownerReferences": references, "labels": labels}}
     assert owner_of(pod) == expected
+
+
+@pytest.mark.parametrize(("references", "labels", "expected"), [
+    ([{"kind": "ReplicaSet", "name": "backend-7d9f", "controller": True}], {"pod-template-hash": "7d9f"},
+     ["kubectl rollout restart deployment/backend -n finance"]),
+    ([{"kind": "StatefulSet", "name": "db", "controller": True}], {},
+     ["kubectl rollout restart statefulset/db -n finance"]),
+    ([], {}, ["kubectl delete pod -n finance p"]),
+])
+def test_with_pod_the_restart_names_the_given_pods_own_controller(references: list, labels: dict,
+                                                                   expected: list[str]) -> None:
+    """--pod lists no live pods, but the pod it names says who owns it: no ``<deployment>`` to fill in."""
+    ctx = context(None)
+    pod = {"metadata": {"name": "p", "namespace": "finance", "ownerReferences": references, "labels": labels}}
+    ctx.facts.pod = PodFacts("finance", "p", existing=True, created=True, pod=pod)
+    commands = [line.split("#")[0].strip() for line in render_all(restart_workload(ctx)) if not line.startswith("#")]
+    assert commands == expected
+    ctx.facts.pod = None  # nothing known: the placeholder, for a person to fill in
+    assert "<deployment>" in render_all(restart_workload(ctx))[0]
 
 
 class ListingKube:

@@ -1,0 +1,106 @@
+"""Workload ID broken by hand with kubectl, as platform engineers break it, then the harness run as a troubleshooter
+types it (``--pod NS/POD``, ``--workload NS/SA``): the verdict, the first broken link, and the printed fix pasted
+into a shell as printed, against one lab of this module's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_e2e_lab import checks_of, run_suites
+
+from lab.bootstrap import RunningLab
+
+pytestmark = pytest.mark.slow
+
+CLIENT_ID = "azure.workload.identity/client-id"
+
+
+def kubectl(lab: RunningLab, *args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["kubectl", "--kubeconfig", str(lab.state_dir / "kubeconfig"), *args],
+                              capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        pytest.skip("kubectl is not installed")
+
+
+def ok(lab: RunningLab, *args: str) -> str:
+    done = kubectl(lab, *args)
+    assert done.returncode == 0, (args, done.stderr)
+    return done.stdout
+
+
+def paste(lab: RunningLab, line: str) -> None:
+    """One printed fix line run by a shell as a person pastes it (its ``# ...`` note is a shell comment)."""
+    env = {**os.environ, "KUBECONFIG": str(lab.state_dir / "kubeconfig")}
+    done = subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, (line, done.stdout, done.stderr)
+
+
+def running_pods(lab: RunningLab, namespace: str, selector: str) -> list[dict[str, Any]]:
+    items = json.loads(ok(lab, "get", "pods", "-n", namespace, "-l", selector, "-o", "json"))["items"]
+    return [p for p in items if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
+
+
+def wait_for_one_new_pod(lab: RunningLab, namespace: str, selector: str, old: set[str]) -> dict[str, Any]:
+    """The rollout's new pod, once it runs and the old ones are gone."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pods = running_pods(lab, namespace, selector)
+        names = {p["metadata"]["name"] for p in pods}
+        if len(pods) == 1 and not names & old:
+            return pods[0]
+        time.sleep(0.5)
+    raise AssertionError(f"no new pod of {selector} in {namespace}: {sorted(names)}")
+
+
+def client_id_env(pod: dict[str, Any]) -> str | None:
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env") or []}
+    return env.get("AZURE_CLIENT_ID")
+
+
+def test_a_pod_created_before_its_service_account_was_annotated_is_restarted_by_its_own_deployments_name(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """``kubectl annotate sa ... client-id-``, a rollout, the annotation put back without a restart: the running
+    pod has every injected variable but AZURE_CLIENT_ID (the webhook reads the annotation at pod CREATE only).
+    ``--pod`` names POD_MISSING_CLIENT_ID at pod.mutated, and its restart names the pod's own Deployment (from its
+    ownerReferences), not a ``<deployment>`` to fill in: pasted as printed, the new pod has the client id."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    sa = json.loads(ok(running_lab, "get", "serviceaccount", "orders-sa", "-n", "orders", "-o", "json"))
+    client_id = sa["metadata"]["annotations"][CLIENT_ID]
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "orders", "app=orders-api")}
+    ok(running_lab, "annotate", "serviceaccount", "orders-sa", "-n", "orders", f"{CLIENT_ID}-")
+    try:
+        ok(running_lab, "rollout", "restart", "deployment/orders-api", "-n", "orders")
+        made = wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before)
+    finally:
+        ok(running_lab, "annotate", "serviceaccount", "orders-sa", "-n", "orders", f"{CLIENT_ID}={client_id}",
+           "--overwrite")
+    assert client_id_env(made) is None
+    pod = made["metadata"]["name"]
+
+    result, document = run_suites(tmp_path / "before", "--config", config, "--pod", f"orders/{pod}")
+    assert result.returncode == 1, result.stdout[-3000:]
+    checks = checks_of(document, f"orders/{pod}")
+    failing = [cid for cid, c in checks.items() if c["status"] == "fail"]
+    assert failing == ["pod.mutated"], failing
+    workload = next(w for w in document["workloads"] if w["id"] == f"orders/{pod}")
+    finding = next(f for f in workload["findings"] if f["code"] == "POD_MISSING_CLIENT_ID")
+    restart = [line.split("#")[0].strip() for line in finding["remediation"] if "rollout restart" in line]
+    assert restart == ["kubectl rollout restart deployment/orders-api -n orders"]
+    assert not any("<" in line for line in finding["remediation"] if not line.startswith("#"))
+
+    for line in finding["remediation"]:
+        if not line.startswith("#"):
+            paste(running_lab, line)
+    fixed = wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before | {pod})
+    assert client_id_env(fixed) == client_id
+    result, document = run_suites(tmp_path / "after", "--config", config, "--pod",
+                                  f"orders/{fixed['metadata']['name']}")
+    assert result.returncode == 0, result.stdout[-3000:]
