@@ -110,6 +110,12 @@ def _put_role_assignment(ctx: Ctx, scope: str, name: str, body: dict[str, Any]) 
     principal_type = properties.get("principalType")
     if principal is None and not principal_type:
         raise errors.principal_not_found(principal_id, world.tenant_id)
+    # ARM looks the principal up and refuses a principalType that is not its type (UnmatchedPrincipalType, as
+    # deployments report it, e.g. az role assignment create --assignee-object-id OID --assignee-principal-type User
+    # for a managed identity). Every principal of the lab's directory is a service principal (managed identities
+    # and apps' service principals). [UNV] whether the comparison ignores case (az sends the enum's spelling).
+    if principal is not None and principal_type and str(principal_type).lower() != "serviceprincipal":
+        raise errors.unmatched_principal_type(principal_id, "ServicePrincipal", str(principal_type))
     principal_type = str(principal_type or "ServicePrincipal")
     role_definition_id = role.resource_id(subscription_of(scope) or world.subscription_id)
 

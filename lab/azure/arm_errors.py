@@ -335,6 +335,19 @@ def role_definition_not_found(role_id: str) -> ArmError:  # GET of an unknown de
     )
 
 
+def unmatched_principal_type(principal_id: str, actual: str, specified: str) -> ArmError:
+    """ARM's text as deployments print it (azd's and Bicep users' logs, 2023-2025), the id without dashes, the
+    space before the comma and the service's own misspelling "PrinciaplType" included."""
+    return ArmError(
+        400,
+        "UnmatchedPrincipalType",
+        (
+            f"The PrincipalId '{principal_id.replace('-', '')}' has type '{actual}' , which is different from "
+            f"specified PrinciaplType '{specified}'."
+        ),
+    )
+
+
 def principal_not_found(principal_id: str, tenant_id: str) -> ArmError:
     return ArmError(
         400,

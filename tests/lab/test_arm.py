@@ -718,6 +718,29 @@ def test_role_assignment_validation(arm: Arm, lab) -> None:
     assert trusted.status_code == 201
 
 
+def test_role_assignment_principal_type_must_be_the_principals(arm: Arm, lab) -> None:
+    """``az role assignment create --assignee-object-id OID --assignee-principal-type User`` for a managed identity
+    (a service principal): ARM refuses it (400 UnmatchedPrincipalType, as deployments report it) and makes nothing;
+    the same call with ServicePrincipal is made."""
+    admin = arm.admin()
+    base = f"{arm.sub}/providers/Microsoft.Authorization/roleAssignments"
+    grantee = arm.principal()
+    name = str(uuid.uuid4())
+    for wrong in ("User", "Group"):
+        refused = arm.request("PUT", f"{base}/{name}", admin,
+                              json=assignment_body(READER, grantee.principal_id, principal_type=wrong))
+        assert refused.status_code == 400, refused.text
+        assert error_of(refused) == (
+            "UnmatchedPrincipalType",
+            f"The PrincipalId '{grantee.principal_id.replace('-', '')}' has type 'ServicePrincipal' , which is "
+            f"different from specified PrinciaplType '{wrong}'.",
+        )
+    assert arm.request("GET", f"{base}/{name}", admin).status_code == 404
+    assert not arm.run(lambda: lab.azure.permits(grantee.principal_id, arm.sub, "Microsoft.Resources/subscriptions/read"))
+    made = arm.request("PUT", f"{base}/{name}", admin, json=assignment_body(READER, grantee.principal_id))
+    assert made.status_code == 201 and made.json()["properties"]["principalType"] == "ServicePrincipal"
+
+
 def test_contributor_cannot_assign_roles(arm: Arm) -> None:
     contributor = arm.principal("Contributor")
     grantee = arm.principal()
