@@ -272,7 +272,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         ]
     elif code == "IDENTITY_NOT_FOUND":
         remediation += [
-            fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.expected_client_id),
+            *_unknown_client_id_fix(ctx, str(evidence.get("client_id") or "")),
             advice("if the identity lives in another tenant, the ServiceAccount must name that tenant:"),
             fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, None),
             *restart_workload(ctx),
@@ -318,6 +318,18 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         evidence,
         remediation,
     )
+
+
+def _unknown_client_id_fix(ctx: WorkloadContext, exchanged: str) -> list[Step]:
+    """Entra knows no identity with the client id the pod exchanged as. The annotation is set to the client id of
+    the identity the harness read (an identity deleted and created again under its name has a new one), else to
+    harness.yaml's; where that is the very client id Entra refused, annotating it again changes nothing, and the
+    fix is finding the identity."""
+    read = identity_client_id(ctx.facts.identity)
+    target = read or ctx.expected_client_id
+    if not target or (exchanged and target.lower() == exchanged.lower()):
+        return fix.find_identity_anywhere(exchanged or target)
+    return [fix.annotate_sa(ctx.namespace, ctx.service_account, target)]
 
 
 def _resource_of(error: dict[str, Any]) -> str | None:

@@ -48,6 +48,7 @@ from harness.facts import (
 from harness.redact import Redactor
 
 CLIENT = "3b1a6f2e-5c1d-4e2f-9a8b-7c6d5e4f3a2b"
+IDENTITY_ID = "/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/myRg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/backend"
 
 
 def statuses(results: Any) -> dict[str, str]:
@@ -780,6 +781,43 @@ def test_an_unknown_application_also_suggests_the_tenant_annotation() -> None:
     )
     assert finding.code == "IDENTITY_NOT_FOUND"
     assert any("azure.workload.identity/tenant-id=" in line for line in finding.fix_lines())
+
+
+def _unknown_client_id(identity: IdentityFacts, **workload: Any) -> Finding:
+    """AADSTS700016 for the annotated client id (the pod exchanged as CLIENT)."""
+    ctx = context_for(_pod(*V16), **workload)
+    assert ctx.facts.pod is not None
+    ctx.facts.identity = identity
+    error = {"kind": "entra_error", "http_status": 400, "error": "unauthorized_client", "aadsts": "AADSTS700016",
+             "message": f"AADSTS700016: Application with identifier '{CLIENT}' was not found in the directory "
+                        "'Contoso'."}
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"client_id": CLIENT},
+                                      "error": error}]}
+    finding = exchange_succeeds(ctx).findings[0]
+    assert finding.code == "IDENTITY_NOT_FOUND"
+    return finding
+
+
+def test_an_identity_created_again_is_annotated_with_its_new_client_id() -> None:
+    """az identity delete + az identity create under the same name: a new client id, the annotation (and
+    harness.yaml) keep the old one, which Entra no longer knows. The fix names the client id the harness read."""
+    new = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
+    identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                             identity={"id": IDENTITY_ID, "properties": {"clientId": new}})
+    lines = _unknown_client_id(identity, client_id=CLIENT).fix_lines()
+    assert lines[0] == (f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={new}"
+                        " --overwrite")
+    assert not any(f"client-id={CLIENT}" in line for line in lines)
+
+
+def test_an_unknown_client_id_is_looked_up_not_annotated_again() -> None:
+    """No identity read and harness.yaml names the annotated client id: annotating it again would change nothing;
+    the fix looks the client id up (managed identities, app registrations)."""
+    lines = _unknown_client_id(IdentityFacts(configured=True), client_id=CLIENT).fix_lines()
+    assert not any(f"client-id={CLIENT}" in line for line in lines)
+    assert lines[0].startswith("az identity list --query") and CLIENT in lines[0]
+    assert any(line.startswith("az ad app list --filter") for line in lines)
+    assert any("azure.workload.identity/tenant-id=" in line for line in lines)
 
 
 # ---------------------------------------------------------------- why the probe did not run

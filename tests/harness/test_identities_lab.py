@@ -178,3 +178,34 @@ def test_an_identity_the_harness_may_not_read_is_a_warning_and_the_workload_pass
     workload = next(w for w in document["workloads"] if w["id"] == f"{shared['namespace']}/app-sa")
     visible = next(f for f in workload["findings"] if f["code"] == "IDENTITY_NOT_VISIBLE")
     assert visible["severity"] == "warning" and visible["remediation"]
+
+
+def test_an_identity_deleted_and_created_again_is_annotated_with_its_new_client_id(
+    running_lab: RunningLab, person: Person, tmp_path: Path
+) -> None:
+    """``az identity delete`` then ``az identity create`` under the same name (a common "start over"): the identity
+    has a new client id, the ServiceAccount and harness.yaml keep the old one, which Entra no longer knows
+    (AADSTS700016). The printed fixes name the new client id; none annotates the old one again (a no-op)."""
+    namespace = f"again-{uuid.uuid4().hex[:6]}"
+    path = (f"/subscriptions/{person.info['subscription_id']}/resourceGroups/myRg/providers/"
+            f"Microsoft.ManagedIdentity/userAssignedIdentities/{namespace}-id")
+    old = person.arm("PUT", path, "2023-01-31", {"location": "eastus"})
+    person.arm("PUT", f"{old['id']}/federatedIdentityCredentials/{namespace}", "2023-01-31", {"properties": {
+        "issuer": person.info["issuer_url"], "subject": f"system:serviceaccount:{namespace}:app-sa",
+        "audiences": [EXCHANGE_AUDIENCE]}})
+    service_account(running_lab, namespace, "app-sa", old["properties"]["clientId"])
+    person.arm("DELETE", path, "2023-01-31")
+    new = person.arm("PUT", path, "2023-01-31", {"location": "eastus"})["properties"]["clientId"]
+    assert new != old["properties"]["clientId"]
+    entry = {"namespace": namespace, "service_account": "app-sa", "client_id": old["properties"]["clientId"],
+             "identity_resource_id": old["id"]}
+    result, document = run_suites(tmp_path / "reports", "--config", config_with(running_lab, tmp_path, [entry]))
+    assert result.returncode == 1 and document["verdict"] == "fail", result.stdout[-4000:]
+    workload = next(w for w in document["workloads"] if w["id"] == f"{namespace}/app-sa")
+    by_code = {f["code"]: f for f in workload["findings"]}
+    assert {"IDENTITY_CLIENT_ID_MISMATCH", "IDENTITY_NOT_FOUND"} <= set(by_code), sorted(by_code)
+    annotate = f"kubectl annotate serviceaccount -n {namespace} app-sa azure.workload.identity/client-id="
+    for code in ("IDENTITY_CLIENT_ID_MISMATCH", "IDENTITY_NOT_FOUND"):
+        lines = by_code[code]["remediation"]
+        assert f"{annotate}{new} --overwrite" in lines, (code, lines)
+        assert not any(line.startswith(f"{annotate}{old['properties']['clientId']}") for line in lines), (code, lines)
