@@ -686,9 +686,16 @@ def credential_limits(ctx: InventoryContext) -> Outcome:
         )
     )
     evidence = {"near_limit": {label(i): len(i.federated_credentials or []) for i in near}, "counts": counts}
+    full = [i for i in near if len(i.federated_credentials or []) >= MAX_FEDERATED_CREDENTIALS]
+    consequence = (
+        f"; {_plural(len(full), 'identity is', 'identities are')} at it: ARM refuses a further credential (a new "
+        "cluster, namespace or ServiceAccount) until one is deleted"
+        if full
+        else "; one more cluster or namespace may not fit"
+    )
     message = (
         f"{_plural(len(near), 'identity', 'identities')} near the limit of {MAX_FEDERATED_CREDENTIALS} "
-        f"federated credentials: {_listed(cases)}; one more cluster or namespace may not fit"
+        f"federated credentials: {_listed(cases)}{consequence}"
     )
     return _judge([Finding("FIC_LIMIT_NEAR", WARNING, LAYER, message, evidence, steps)], "", evidence)
 

@@ -386,8 +386,14 @@ def test_an_identity_near_the_limit() -> None:
     )
     found = findings(run(facts))
     assert set(found) == {"FIC_LIMIT_NEAR"} and found["FIC_LIMIT_NEAR"].severity == "warning"
-    assert "18 of 20" in found["FIC_LIMIT_NEAR"].message
+    assert "18 of 20" in found["FIC_LIMIT_NEAR"].message and "may not fit" in found["FIC_LIMIT_NEAR"].message
     assert words(found["FIC_LIMIT_NEAR"])[0][:4] == ["az", "identity", "federated-credential", "list"]
+    backend(facts).federated_credentials += [
+        credential(f"last-{n}", f"y-{n}", issuer="https://cluster-y.example/") for n in range(2)
+    ]
+    message = findings(run(facts))["FIC_LIMIT_NEAR"].message
+    # at 20 a 21st is refused (the lab and ARM answer 400): no "may" about it
+    assert "20 of 20" in message and "ARM refuses a further credential" in message and "may not fit" not in message
 
 
 @pytest.mark.parametrize(
