@@ -142,11 +142,26 @@ class LivePod:
 
 
 @dataclass
+class RefusedController:
+    """A Deployment whose pod template runs under the workload's ServiceAccount and whose ReplicaSet cannot create
+    its pods: the ReplicaFailure condition the Deployment controller copies from it (reason FailedCreate, the
+    API server's refusal as its message)."""
+
+    kind: str
+    name: str
+    reason: str
+    message: str
+    template_annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class LivePodsFacts:
-    """The workload's live pods: what the webhook really did to the pods that serve traffic."""
+    """The workload's live pods: what the webhook really did to the pods that serve traffic; and the
+    controllers meant to run pods under its ServiceAccount whose pods are refused (none of them run)."""
 
     pods: list[LivePod] = field(default_factory=list)
     error: KubeFailure | None = None
+    refused: list[RefusedController] = field(default_factory=list)
 
 
 @dataclass

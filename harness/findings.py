@@ -204,11 +204,13 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_REJECTED_BY_WEBHOOK", "webhook", "error",
-        "The workload identity webhook denied the pod (e.g. an invalid annotation value).",
-        "Fix what the denial names on the ServiceAccount or pod.",
+        "The workload identity webhook denied the pod (e.g. an invalid annotation value): the probe pod, or "
+        "every new pod of a Deployment that runs under the ServiceAccount (its ReplicaFailure condition).",
+        "Fix what the denial names on the ServiceAccount or pod template.",
+        "test:tests/harness/test_hand_breakages_lab.py::test_a_deployment_whose_new_pods_the_webhook_denies_fails"
+        "_and_the_printed_patch_rolls_it_out",
         "unit:tests/harness/test_checks.py::test_a_policy_engine_refusal_is_named_and_not_blamed_on_workl"
         "oad_identity",
-        no_lab_fault="the lab's webhook denies nothing the harness's probe pod carries",
     ),
     _e(
         "AUTHORITY_HOST_MISMATCH", "webhook", "warning",

@@ -13,8 +13,15 @@ from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.checks.podspec import annotation, containers, controller_of, env_map, token_volumes
 from harness.commands import Step, advice
-from harness.facts import LivePod
-from harness.names import CLIENT_ID_ANNOTATION, INJECTED_ENV, SKIP_CONTAINERS_ANNOTATION, USE_LABEL
+from harness.facts import LivePod, RefusedController
+from harness.names import (
+    CLIENT_ID_ANNOTATION,
+    EXPIRATION_ANNOTATION,
+    INJECTED_ENV,
+    SKIP_CONTAINERS_ANNOTATION,
+    USE_LABEL,
+    WEBHOOK_NAME,
+)
 
 _RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")
 _SHOWN_PODS = 10
@@ -36,7 +43,11 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
             facts.error, "pod", f"list the pods in {ctx.namespace}", fix.can_i("list", "pods", ctx.namespace),
             ctx.cluster, ctx.azure,
         )
-    if not facts.pods:
+    findings: list[Finding] = [_webhook_denial(ctx, refused) for refused in facts.refused
+                                if _DENIED_BY_WEBHOOK in refused.message]
+    summary: list[dict[str, Any]] = [{"owner": f"{f.evidence['owner']}", "pods": [], "problems": [f.code]}
+                                     for f in findings]
+    if not facts.pods and not findings:
         return passed(
             f"no live pods run under ServiceAccount {ctx.namespace}/{ctx.service_account} (nothing to inspect)",
             {"pods": []},
@@ -46,8 +57,6 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
     groups: dict[tuple[str, str], list[LivePod]] = {}
     for live in facts.pods:
         groups.setdefault((live.owner_kind, live.owner_name), []).append(live)
-    findings: list[Finding] = []
-    summary: list[dict[str, Any]] = []
     for (kind, name), members in groups.items():
         problems = [p for live in members for p in pod_problems(live, annotations, sa_labels, ctx.workload.client_id)]
         summary.append({"owner": f"{kind}/{name}", "pods": [_name(m.pod) for m in members],
@@ -68,6 +77,39 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
     return passed(
         f"{len(facts.pods)} live pod(s) of {owners}: labelled, mutated, AZURE_CLIENT_ID matches the "
         "ServiceAccount", evidence,
+    )
+
+
+_DENIED_BY_WEBHOOK = f'admission webhook "{WEBHOOK_NAME}" denied the request'
+
+
+def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding:
+    """The workload identity webhook refuses every pod of a Deployment that runs under the ServiceAccount (its
+    ReplicaSet's FailedCreate): none of its new pods exist, so no pod check and no probe pod can show it. An
+    invalid service-account-token-expiration on the pod template (the webhook reads the pod's annotation before
+    the ServiceAccount's, and denies a value outside 3600-86400 or not a number) is removed: the pods then get
+    the ServiceAccount's expiration, or the default 3600 s."""
+    ref = f"{refused.kind}/{refused.name}"
+    said = refused.message.split(_DENIED_BY_WEBHOOK, 1)[-1].lstrip(": ").strip()
+    evidence = {"owner": ref, "reason": refused.reason, "denial": refused.message}
+    steps: list[Step]
+    if EXPIRATION_ANNOTATION in refused.template_annotations and ("token expiration" in said or "ParseInt" in said):
+        evidence[EXPIRATION_ANNOTATION] = refused.template_annotations[EXPIRATION_ANNOTATION]
+        steps = [
+            fix.remove_template_annotation(refused.kind, ctx.namespace, refused.name, EXPIRATION_ANNOTATION),
+            advice(f"or set {EXPIRATION_ANNOTATION} on the pod template to whole seconds from 3600 to 86400"),
+        ]
+    else:
+        steps = [
+            fix.kubectl("describe", f"{refused.kind.lower()}/{refused.name}", "-n", fix.namespace_or(ctx.namespace)),
+            advice(f"fix what the webhook's denial names in the pod template of {ref} (or on ServiceAccount "
+                   f"{ctx.namespace}/{ctx.service_account}); its ReplicaSet creates the pods again"),
+        ]
+    return Finding(
+        "POD_REJECTED_BY_WEBHOOK", ERROR, "webhook",
+        f"{ref}: the workload identity webhook denies its pods, none of its current template runs ({refused.reason}):"
+        f" {said}",
+        evidence, steps,
     )
 
 

@@ -539,6 +539,13 @@ def delete_pod(namespace: str, pod: str) -> Command:
     return kubectl("delete", "pod", "-n", namespace_or(namespace), object_or(pod, "<pod>"))
 
 
+def remove_template_annotation(kind: str, namespace: str, name: str, key: str) -> Command:
+    """A JSON patch removing one annotation of the pod template (``/`` in the key escaped as ``~1``)."""
+    path = "/spec/template/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+    patch = json.dumps([{"op": "remove", "path": path}], separators=(",", ":"))
+    return kubectl("patch", _workload_ref(kind, name), "-n", namespace_or(namespace), "--type", "json", "-p", patch)
+
+
 def patch_template_labels(kind: str, namespace: str, name: str, labels: dict[str, str]) -> Command:
     patch = json.dumps({"spec": {"template": {"metadata": {"labels": labels}}}}, separators=(",", ":"))
     return kubectl("patch", _workload_ref(kind, name), "-n", namespace_or(namespace), "--type", "merge", "-p",
@@ -631,6 +638,12 @@ def find_application(app_id: str | None) -> Command:
 def show_service_principal(object_id: str | None) -> Command:
     return command("az", "ad", "sp", "show", "--id", guid_or(object_id, "<object-id>"), "--query",
                    "{appId: appId, id: id, type: servicePrincipalType, name: displayName}")
+
+
+def config_client_id(workload: str, configured: str, client_id: str) -> Step:
+    """harness.yaml's client_id for a workload is out of date; the annotation (the identity's) is right."""
+    return advice(f"set client_id: {client_id} for {workload} in harness.yaml (it names {configured}, which is not "
+                  "the identity's); the annotation is right")
 
 
 def find_identity_anywhere(client_id: str | None) -> list[Step]:

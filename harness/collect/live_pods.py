@@ -8,7 +8,7 @@ from typing import Any
 from harness.checks.podspec import controller_of
 from harness.collect.kube import slim
 from harness.collect.kube_api import KubeApi, KubeError
-from harness.facts import LivePod, LivePodsFacts
+from harness.facts import LivePod, LivePodsFacts, RefusedController
 from harness.names import MANAGED_BY, MANAGED_BY_LABEL, TERMINAL_PHASES
 
 
@@ -32,7 +32,32 @@ def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> Liv
                     deployments[name] = None  # the pod alone still tells what the webhook did
             owner = deployments[name]
         facts.pods.append(LivePod(slim(pod) or {}, kind, name, owner))
+    try:
+        listed = api.list_deployments(namespace)
+    except KubeError:
+        listed = []  # the pods' own view stands; the rendered RBAC grants this list
+    facts.refused = refused_deployments(listed, service_account)
     return facts
+
+
+def refused_deployments(deployments: list[dict[str, Any]], service_account: str) -> list[RefusedController]:
+    """Deployments whose pods would run under ``service_account`` and whose ReplicaSet's pod creation fails: a
+    ReplicaFailure condition with status True (kubernetes' deployment controller copies it from the ReplicaSet,
+    getReplicaFailures in pkg/controller/deployment/progress.go)."""
+    found = []
+    for deployment in deployments:
+        template = (deployment.get("spec") or {}).get("template") or {}
+        spec = template.get("spec") or {}
+        if (spec.get("serviceAccountName") or spec.get("serviceAccount") or "default") != service_account:
+            continue
+        for condition in (deployment.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+                found.append(RefusedController(
+                    "Deployment", str((deployment.get("metadata") or {}).get("name") or ""),
+                    str(condition.get("reason") or ""), str(condition.get("message") or ""),
+                    {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("annotations") or {}).items()},
+                ))
+    return sorted(found, key=lambda r: r.name)
 
 
 def _is_live_pod_of(pod: dict[str, Any], service_account: str) -> bool:

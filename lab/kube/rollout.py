@@ -303,9 +303,30 @@ class DeploymentController:
             conditions.append(condition)
             if not complete and condition["status"] == "True":
                 self.requeue(deployment, condition, int(spec.get("progressDeadlineSeconds", 600)))
+        failure = self.replica_failure(previous, new, owned)
+        if failure is not None:
+            conditions.append(failure)
         status["conditions"] = conditions
         if deployment.get("status") != status:
             self.store.replace(deployments, {**deployment, "status": status}, check_version=False)
+
+    @staticmethod
+    def replica_failure(previous: dict[str, Obj], new: Obj | None, owned: list[Obj]) -> Obj | None:
+        """syncRolloutStatus moves a ReplicaSet's ReplicaFailure condition to the Deployment (getReplicaFailures:
+        the new ReplicaSet's first, else an old one's; util.ReplicaSetToDeploymentCondition), kept as it is while
+        its status and reason stay (SetDeploymentCondition), gone once no ReplicaSet has one."""
+        for rs in ([new] if new is not None else []) + [rs for rs in owned if rs is not new]:
+            for c in (rs.get("status") or {}).get("conditions") or []:
+                if c.get("type") != "ReplicaFailure":
+                    continue
+                before = previous.get("ReplicaFailure")
+                if before and before.get("status") == c.get("status") and before.get("reason") == c.get("reason"):
+                    return dict(before)
+                return {"type": "ReplicaFailure", "status": c.get("status"),
+                        "lastUpdateTime": c.get("lastTransitionTime"),
+                        "lastTransitionTime": c.get("lastTransitionTime"),
+                        "reason": c.get("reason"), "message": c.get("message")}
+        return None
 
     @staticmethod
     def _condition(previous: dict[str, Obj], type_: str, status: str, reason: str, message: str) -> Obj:

@@ -73,8 +73,8 @@ class WorkloadControllers:
         if replicaset is None:
             return
         wanted = int((replicaset.get("spec") or {}).get("replicas", 1))
-        self._converge(replicaset, wanted, prefix=f"{name}-")
-        self._owned_status(replicaset, replicasets, wanted)
+        refused = self._converge(replicaset, wanted, prefix=f"{name}-")
+        self._owned_status(replicaset, replicasets, wanted, refused)
 
     # -- DaemonSets: the lab has one node
     def reconcile_daemonset(self, namespace: str, name: str) -> None:
@@ -99,7 +99,8 @@ class WorkloadControllers:
         return [pod for pod in self.store.list(pods, owner["metadata"]["namespace"])[0]
                 if _owned_by(pod, owner) and _active(pod)]
 
-    def _converge(self, owner: Obj, wanted: int, prefix: str) -> None:
+    def _converge(self, owner: Obj, wanted: int, prefix: str) -> str | None:
+        """Create or delete pods until ``wanted`` run; the API server's message when it refused a pod."""
         pods_type = core_type(self.store, "pods")
         pods = self._pods_of(owner)
         namespace = owner["metadata"]["namespace"]
@@ -107,10 +108,12 @@ class WorkloadControllers:
             self.store.delete(pods_type, namespace, extra["metadata"]["name"])
             self._event(owner, "SuccessfulDelete", f"Deleted pod: {extra['metadata']['name']}")
         for _ in range(wanted - len(pods)):
-            if not self._create_pod(owner, pods_type, prefix):
-                break
+            refused = self._create_pod(owner, pods_type, prefix)
+            if refused is not None:
+                return refused
+        return None
 
-    def _create_pod(self, owner: Obj, pods_type: ResourceType, prefix: str) -> bool:
+    def _create_pod(self, owner: Obj, pods_type: ResourceType, prefix: str) -> str | None:
         namespace = owner["metadata"]["namespace"]
         template = copy.deepcopy((owner.get("spec") or {}).get("template") or {})
         pod = {"apiVersion": "v1", "kind": "Pod",
@@ -123,17 +126,31 @@ class WorkloadControllers:
             self.store.create(pods_type, admitted, namespace=namespace)
         except errors.ApiError as exc:
             self._event(owner, "FailedCreate", f"Error creating: {exc.message}", "Warning")
-            return False
+            return exc.message
         self._event(owner, "SuccessfulCreate", f"Created pod: {admitted['metadata']['name']}")
-        return True
+        return None
 
-    def _owned_status(self, owner: Obj, rt: ResourceType, wanted: int) -> None:
+    def _owned_status(self, owner: Obj, rt: ResourceType, wanted: int, refused: str | None = None) -> None:
+        """The ReplicaSet's status as calculateStatus (pkg/controller/replicaset/replica_set_utils.go) makes it:
+        counts from its pods, and a ``ReplicaFailure`` condition (reason ``FailedCreate``, the refusal's message)
+        added when creating a pod failed and none is there yet, removed once pods are made without error (e.g.
+        the webhook denied the template's pods: ``kubectl get rs -o yaml`` shows why none run)."""
         pods = self._pods_of(owner)
         ready = sum(1 for pod in pods if _pod_ready(pod))
-        status = {"replicas": len(pods), "fullyLabeledReplicas": len(pods),
-                  "observedGeneration": owner["metadata"].get("generation", 1)}
+        status: Obj = {"replicas": len(pods), "fullyLabeledReplicas": len(pods),
+                       "observedGeneration": owner["metadata"].get("generation", 1)}
         if ready:
             status.update({"readyReplicas": ready, "availableReplicas": ready})
+        conditions = [c for c in (owner.get("status") or {}).get("conditions") or []]
+        failure = next((c for c in conditions if c.get("type") == "ReplicaFailure"), None)
+        if refused is not None and failure is None:
+            conditions.append({"type": "ReplicaFailure", "status": "True", "lastTransitionTime": rfc3339(),
+                               "reason": "FailedCreate" if len(pods) < wanted else "FailedDelete",
+                               "message": refused})
+        elif refused is None and failure is not None:
+            conditions.remove(failure)
+        if conditions:
+            status["conditions"] = conditions
         if owner.get("status") != status:
             self.store.replace(rt, {**owner, "status": status}, check_version=False)
 

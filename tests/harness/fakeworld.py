@@ -303,6 +303,9 @@ class FakeKube:
         status = {"replicas": 2, **({"readyReplicas": ready, "availableReplicas": ready} if ready else {})}
         return {"metadata": {"name": name, "namespace": namespace}, "spec": {"replicas": 2}, "status": status}
 
+    def list_deployments(self, namespace: str) -> list[dict[str, Any]]:
+        return []  # no workload Deployment of the fake world has a ReplicaFailure
+
     def openid_configuration(self) -> Fetched:
         issuer = self.world.token_issuer or self.world.issuer
         return Fetched(

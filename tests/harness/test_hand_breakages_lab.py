@@ -104,3 +104,51 @@ def test_a_pod_created_before_its_service_account_was_annotated_is_restarted_by_
     result, document = run_suites(tmp_path / "after", "--config", config, "--pod",
                                   f"orders/{fixed['metadata']['name']}")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+EXPIRATION = "azure.workload.identity/service-account-token-expiration"
+
+
+def test_a_deployment_whose_new_pods_the_webhook_denies_fails_and_the_printed_patch_rolls_it_out(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """``kubectl patch deployment`` giving the pod template ``service-account-token-expiration: "100"`` (below the
+    webhook's 3600): the webhook denies every new pod (token expiration 100 not valid), the ReplicaSet records
+    ReplicaFailure/FailedCreate and the Deployment carries it, the old pod keeps running. The probe pod (no such
+    annotation) and the old pod are fine, so only the Deployment tells: workload.live_pods fails with
+    POD_REJECTED_BY_WEBHOOK, and its printed patch, pasted, lets the rollout finish and the run pass."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
+    patch = json.dumps({"spec": {"template": {"metadata": {"annotations": {EXPIRATION: "100"}}}}})
+    ok(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge", "-p", patch)
+    deadline = time.monotonic() + 30
+    while True:
+        deployment = json.loads(ok(running_lab, "-n", "finance", "get", "deployment", "backend", "-o", "json"))
+        failure = next((c for c in deployment["status"].get("conditions") or [] if c["type"] == "ReplicaFailure"),
+                       None)
+        if failure is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert failure is not None and failure["reason"] == "FailedCreate", deployment["status"]
+    assert "token expiration 100 not valid" in failure["message"]
+    assert {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")} == before
+
+    result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 1, result.stdout[-3000:]
+    checks = checks_of(document, "finance/backend-sa")
+    assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
+    assert checks["exchange.succeeds"]["status"] == "pass"  # the probe alone would have passed
+    workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
+    finding = next(f for f in workload["findings"] if f["code"] == "POD_REJECTED_BY_WEBHOOK")
+    assert finding["evidence"]["owner"] == "Deployment/backend"
+    assert "first broken link workload.live_pods" in result.stdout
+
+    for line in finding["remediation"]:
+        if not line.startswith("#"):
+            paste(running_lab, line)
+    fixed = wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
+    volumes = [v for v in fixed["spec"]["volumes"] if "projected" in v]
+    assert any(s.get("serviceAccountToken", {}).get("expirationSeconds") == 3600
+               for v in volumes for s in v["projected"]["sources"])
+    result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -171,8 +171,9 @@ def test_with_pod_the_restart_names_the_given_pods_own_controller(references: li
 
 
 class ListingKube:
-    def __init__(self, pods: list[dict[str, Any]]) -> None:
+    def __init__(self, pods: list[dict[str, Any]], deployments: list[dict[str, Any]] | None = None) -> None:
         self.pods = pods
+        self.deployments = deployments or []
         self.read: list[str] = []
 
     def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str]:
@@ -181,6 +182,9 @@ class ListingKube:
     def deployment(self, namespace: str, name: str) -> dict[str, Any]:
         self.read.append(name)
         return deployment()
+
+    def list_deployments(self, namespace: str) -> list[dict[str, Any]]:
+        return self.deployments
 
 
 def test_the_collector_keeps_live_pods_of_the_service_account_only() -> None:
@@ -194,3 +198,55 @@ def test_the_collector_keeps_live_pods_of_the_service_account_only() -> None:
     facts = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
     assert [p.pod["metadata"]["name"] for p in facts.pods] == ["a", "b"]
     assert kube.read == ["backend"]  # the Deployment read once for both pods
+
+
+DENIAL = ('admission webhook "mutation.azure-workload-identity.io" denied the request: token expiration 100 not '
+          "valid. Expected value to be between 3600 and 86400")
+
+
+def failing_deployment(name: str, sa: str, message: str, annotations: dict[str, str] | None = None,
+                       status: str = "True") -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "finance"},
+            "spec": {"template": {"metadata": {"annotations": annotations or {}},
+                                  "spec": {"serviceAccountName": sa, "containers": [{"name": "app"}]}}},
+            "status": {"conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                {"type": "ReplicaFailure", "status": status, "reason": "FailedCreate", "message": message}]}}
+
+
+def test_the_collector_keeps_the_service_accounts_deployments_whose_pods_are_refused() -> None:
+    expiry = {"azure.workload.identity/service-account-token-expiration": "100"}
+    kube = ListingKube([], [failing_deployment("backend", "backend-sa", DENIAL, expiry),
+                            failing_deployment("other", "other-sa", DENIAL),
+                            failing_deployment("healed", "backend-sa", DENIAL, status="False")])
+    facts = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert [(r.kind, r.name, r.reason) for r in facts.refused] == [("Deployment", "backend", "FailedCreate")]
+    assert facts.refused[0].template_annotations == expiry
+
+
+def test_a_deployment_whose_pods_the_webhook_denies_fails_although_no_pod_runs() -> None:
+    """No live pod to inspect, and the probe pod (which carries no template annotation) is admitted: only the
+    Deployment's ReplicaFailure says the webhook refuses every pod of it. The fix removes the template's invalid
+    token expiration (the webhook reads the pod's before the ServiceAccount's)."""
+    expiry = {"azure.workload.identity/service-account-token-expiration": "100"}
+    facts = collect_live_pods(ListingKube([], [failing_deployment("backend", "backend-sa", DENIAL, expiry)]),  # type: ignore[arg-type]
+                              "finance", "backend-sa")
+    ctx = context([])
+    ctx.facts.live_pods = facts
+    outcome = live_pods(ctx)
+    assert outcome.status == FAIL
+    finding = outcome.findings[0]
+    assert finding.code == "POD_REJECTED_BY_WEBHOOK" and "token expiration 100 not valid" in finding.message
+    assert finding.fix_lines()[0] == (
+        "kubectl patch deployment/backend -n finance --type json -p "
+        """'[{"op":"remove","path":"/spec/template/metadata/annotations/"""
+        """azure.workload.identity~1service-account-token-expiration"}]'""")
+
+
+def test_a_refusal_that_is_not_the_webhooks_is_not_blamed_on_workload_identity() -> None:
+    quota = 'pods "backend-x" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2'
+    facts = collect_live_pods(ListingKube([], [failing_deployment("backend", "backend-sa", quota)]),  # type: ignore[arg-type]
+                              "finance", "backend-sa")
+    ctx = context([])
+    ctx.facts.live_pods = facts
+    assert live_pods(ctx).status == PASS

@@ -79,6 +79,22 @@ def test_a_replicaset_reports_the_webhook_refusal_and_recovers(kubectl, lab, lab
         assert failed["message"].startswith('Error creating: Internal error occurred: failed calling webhook '
                                             '"mutation.azure-workload-identity.io"')
         assert pods(kubectl, namespace) == []
+        # calculateStatus (replica_set_utils.go): a ReplicaFailure condition, the refusal as its message; the
+        # Deployment controller copies it (getReplicaFailures, progress.go): `kubectl describe deploy` shows it
+        wait_for(lambda: replica_failure(kubectl, namespace, "deploy") is not None)
+        for kind in ("rs", "deploy"):
+            condition = replica_failure(kubectl, namespace, kind)
+            assert condition is not None and condition["status"] == "True", kind
+            assert condition["reason"] == "FailedCreate"
+            assert condition["message"] == failed["message"].removeprefix("Error creating: ")
     finally:
         lab_thread.call(lambda: set_webhook(lab, {"mode": "up"})).result(10)
     wait_for(running(kubectl, namespace, 1))
+    wait_for(lambda: replica_failure(kubectl, namespace, "deploy") is None)  # pods made: the condition goes
+    assert replica_failure(kubectl, namespace, "rs") is None
+
+
+def replica_failure(kubectl, namespace: str, kind: str) -> dict | None:
+    items = json.loads(kubectl("get", kind, "-n", namespace, "-o", "json").stdout)["items"]
+    return next((c for item in items for c in (item.get("status") or {}).get("conditions") or []
+                 if c["type"] == "ReplicaFailure"), None)
