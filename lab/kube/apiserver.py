@@ -118,9 +118,7 @@ def _warning_header(text: str) -> str:
 
 
 def json_response(body: Any, status: int = 200, warnings: list[str] | tuple[str, ...] = ()) -> web.Response:
-    response = web.Response(
-        text=json.dumps(body, separators=(",", ":")), status=status, content_type="application/json"
-    )
+    response = errors.json_body_response(json.dumps(body, separators=(",", ":")), status)
     for warning in warnings:
         response.headers.add("Warning", _warning_header(warning))
     return response
@@ -134,14 +132,14 @@ def render_fault(status: int, retry_after: int) -> web.Response:
             "Too many requests, please try again later.",
             {"retryAfterSeconds": retry_after},
         ).status()
-        return web.json_response(body, status=429, headers={"Retry-After": str(retry_after)})
+        return errors.json_body_response(json.dumps(body), 429, {"Retry-After": str(retry_after)})
     body = errors.ApiError(
         503,
         "ServiceUnavailable",
         "the server is currently unable to handle the request",
         {"retryAfterSeconds": retry_after},
     ).status()
-    return web.json_response(body, status=503, headers={"Retry-After": str(retry_after)})
+    return errors.json_body_response(json.dumps(body), 503, {"Retry-After": str(retry_after)})
 
 
 @web.middleware

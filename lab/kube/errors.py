@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -40,7 +41,13 @@ class ApiError(Exception):
         return body
 
     def response(self) -> web.Response:
-        return web.json_response(self.status(), status=self.code)
+        return json_body_response(json.dumps(self.status()), self.code)
+
+
+def json_body_response(text: str, status: int, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer with ``Content-Type: application/json`` exactly, as the API server's responsewriters set it
+    (the negotiated serializer's media type, no parameters); aiohttp adds ``; charset=utf-8`` to a text body."""
+    return web.Response(body=text.encode(), status=status, content_type="application/json", headers=headers)
 
 
 def resource_ref(plural: str, group: str) -> str:

@@ -749,6 +749,15 @@ def test_injected_faults_render_as_status(raw: Raw, lab: Lab) -> None:
     assert raw("GET", "/api/v1/namespaces").status_code == 200
 
 
+def test_json_answers_are_application_json_without_a_charset(raw: Raw) -> None:
+    """As the API server's responsewriters set it (the negotiated serializer's media type, no parameters); aiohttp
+    would add "; charset=utf-8" to a text body."""
+    found = raw("GET", "/api/v1/namespaces")
+    missing = raw("GET", "/api/v1/namespaces/no-such-namespace")
+    assert (found.status_code, missing.status_code) == (200, 404)
+    assert found.headers["Content-Type"] == missing.headers["Content-Type"] == "application/json"
+
+
 def test_service_account_tokens_authenticate_and_rbac_authorizes(
     raw: Raw, core: client.CoreV1Api, kube_api: Any, namespace: str
 ) -> None:

@@ -94,6 +94,14 @@ def test_impersonated_user_with_groups_and_uid(kubectl: Kubectl, namespace: str)
 
 
 def test_impersonation_needs_the_impersonate_verb(kubectl: Kubectl, reader: Any) -> None:
+    # The refusal covers discovery too (the impersonation filter runs before any handler). kubectl 1.37+ stops at
+    # a failed discovery with "Error from server (Forbidden): unknown" (client-go's Raw() keeps no Status), so the
+    # discovery cache is filled first, as any earlier kubectl command against the cluster would have done.
+    kubectl("api-resources")
+    raw = kubectl("--token", reader.token, "get", "--raw", "/api/v1/namespaces/finance/pods", f"--as={BACKEND_SA}",
+                  check=False)
+    assert raw.returncode == 1
+    assert 'cannot impersonate resource "serviceaccounts" in API group "" in the namespace "finance"' in raw.stderr
     refused = kubectl("--token", reader.token, "get", "pods", "-n", "finance", f"--as={BACKEND_SA}",
                       check=False)
     assert refused.returncode == 1
