@@ -78,6 +78,9 @@ class ServiceAccountFacts:
     annotations: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     error: KubeFailure | None = None
+    # --pod, its ServiceAccount without the client-id annotation: the namespace's ServiceAccounts that have one
+    # (name -> client id), the ones the pod may have been meant to run under
+    annotated_neighbours: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

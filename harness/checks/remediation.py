@@ -546,6 +546,14 @@ def remove_template_annotation(kind: str, namespace: str, name: str, key: str) -
     return kubectl("patch", _workload_ref(kind, name), "-n", namespace_or(namespace), "--type", "json", "-p", patch)
 
 
+def patch_template_service_account(kind: str, namespace: str, name: str, service_account: str) -> Command:
+    """The pod template's serviceAccountName set (a template change rolls the pods: no restart needed)."""
+    patch = json.dumps({"spec": {"template": {"spec": {"serviceAccountName": service_account}}}},
+                       separators=(",", ":"))
+    return kubectl("patch", _workload_ref(kind, name), "-n", namespace_or(namespace), "--type", "merge", "-p",
+                   patch)
+
+
 def patch_template_labels(kind: str, namespace: str, name: str, labels: dict[str, str]) -> Command:
     patch = json.dumps({"spec": {"template": {"metadata": {"labels": labels}}}}, separators=(",", ":"))
     return kubectl("patch", _workload_ref(kind, name), "-n", namespace_or(namespace), "--type", "merge", "-p",

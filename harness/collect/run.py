@@ -187,6 +187,16 @@ def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str
         pod_facts.phase = (pod.get("status") or {}).get("phase")
         service_account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
     sa = collect_service_account(backend.kube, namespace, service_account)
+    if pod is not None and sa.found and CLIENT_ID_ANNOTATION not in sa.annotations:
+        try:
+            listed = backend.kube.list_service_accounts(namespace)
+        except KubeError:
+            listed = []  # the fix then names no other ServiceAccount
+        for other in listed:
+            meta = other.get("metadata") or {}
+            client_id = (meta.get("annotations") or {}).get(CLIENT_ID_ANNOTATION)
+            if client_id and meta.get("name") != service_account:
+                sa.annotated_neighbours[str(meta.get("name"))] = str(client_id)[:64]
     configured = config.workload(f"{namespace}/{service_account}")
     client_id = (configured.client_id if configured else None) or sa.annotations.get(CLIENT_ID_ANNOTATION)
     identity = collect_identity(

@@ -412,6 +412,34 @@ def test_an_annotation_on_the_deployment_instead_of_the_service_account_is_named
     assert sa_client_id_annotation(unrelated).findings[0].code == "SA_NOT_ANNOTATED"
 
 
+def test_with_pod_under_an_unannotated_service_account_the_fix_moves_it_to_the_annotated_one() -> None:
+    """--pod on a Deployment's pod left under ``default`` (serviceAccountName left out) while backend-sa in the
+    namespace names the identity: the first fix sets the template's serviceAccountName; annotating ``default``
+    (which would need its own federated credential) comes after, as the alternative."""
+    pod = {"metadata": {"name": "backend-7d9f-x", "labels": {"pod-template-hash": "7d9f"},
+                        "ownerReferences": [{"kind": "ReplicaSet", "name": "backend-7d9f", "controller": True}]},
+           "spec": {"serviceAccountName": "default"}}
+    ctx = context_for(pod)
+    ctx.facts.pod = PodFacts("finance", "backend-7d9f-x", existing=True, created=True, pod=pod)
+    ctx.facts.service_account = "default"
+    ctx.facts.sa = ServiceAccountFacts("finance", "default", True, True, {}, {},
+                                       annotated_neighbours={"backend-sa": CLIENT})
+    finding = sa_client_id_annotation(ctx).findings[0]
+    assert finding.code == "SA_NOT_ANNOTATED" and "backend-sa" in finding.message
+    lines = finding.fix_lines()
+    assert lines[1] == ("kubectl patch deployment/backend -n finance --type merge -p "
+                        """'{"spec":{"template":{"spec":{"serviceAccountName":"backend-sa"}}}}'""")
+    assert lines[2].startswith("# or, if default itself is meant to carry an identity")
+    two = context_for(pod)
+    two.facts.pod, two.facts.service_account = ctx.facts.pod, "default"
+    two.facts.sa = ServiceAccountFacts("finance", "default", True, True, {}, {},
+                                       annotated_neighbours={"backend-sa": CLIENT, "batch-sa": CLIENT})
+    assert not any(line.startswith("kubectl patch") for line in sa_client_id_annotation(two).findings[0].fix_lines())
+    alone = context_for(pod)  # no other ServiceAccount names an identity: the annotation alone
+    alone.facts.sa.annotations = {}
+    assert sa_client_id_annotation(alone).findings[0].fix_lines()[0].startswith("kubectl annotate serviceaccount")
+
+
 def test_sa_without_annotation_skips_everything_downstream_of_the_mutation(run_world: RunWorld) -> None:
     world = World.healthy()
     world.workloads[0].annotate = False
@@ -818,6 +846,28 @@ def test_an_unknown_client_id_is_looked_up_not_annotated_again() -> None:
     assert lines[0].startswith("az identity list --query") and CLIENT in lines[0]
     assert any(line.startswith("az ad app list --filter") for line in lines)
     assert any("azure.workload.identity/tenant-id=" in line for line in lines)
+
+
+def test_harness_yaml_naming_the_old_client_id_of_an_identity_made_again_is_the_fix() -> None:
+    """harness.yaml names the identity by resource id and its old client id; the ServiceAccount is annotated with
+    the identity's new one (made again under its name). The annotation is right: neither finding prints a kubectl
+    annotate pointing it back at the old client id; both name harness.yaml's client_id."""
+    new = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
+    ctx = context_for(None, client_id=CLIENT, identity_resource_id=IDENTITY_ID)
+    ctx.facts.sa.annotations["azure.workload.identity/client-id"] = new
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config",
+                                       identity={"id": IDENTITY_ID, "properties": {"clientId": new}})
+    for outcome in (sa_client_id_annotation(ctx), identity_matches(ctx)):
+        assert outcome.status == FAIL
+        [finding] = outcome.findings
+        assert finding.code in ("SA_CLIENT_ID_MISMATCH", "IDENTITY_CLIENT_ID_MISMATCH")
+        assert finding.fix_lines() == [f"# set client_id: {new} for finance/backend-sa in harness.yaml (it names "
+                                       f"{CLIENT}, which is not the identity's); the annotation is right"]
+    # the annotation naming neither: the annotation is the fix, as before
+    ctx.facts.sa.annotations["azure.workload.identity/client-id"] = "11111111-2222-4333-8444-555555555555"
+    assert sa_client_id_annotation(ctx).findings[0].fix_lines()[0].startswith(
+        f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT}")
 
 
 # ---------------------------------------------------------------- why the probe did not run

@@ -152,3 +152,42 @@ def test_a_deployment_whose_new_pods_the_webhook_denies_fails_and_the_printed_pa
                for v in volumes for s in v["projected"]["sources"])
     result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_deployment_left_under_the_default_service_account_is_moved_to_the_annotated_one(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """A chart rendered without its ServiceAccount name (``serviceAccountName: default``, and the deprecated
+    ``serviceAccount`` the API server keeps beside it): the pod is labelled and mutated but gets no AZURE_CLIENT_ID.
+    ``--pod`` fails at sa.client_id_annotation for finance/default and, since backend-sa in finance names the
+    identity, its first fix moves the Deployment to backend-sa (annotating ``default`` would need a credential
+    for its subject too). Pasted up to the alternative, the new pod runs under backend-sa and ``--pod`` passes."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
+    wrong = json.dumps({"spec": {"template": {"spec": {"serviceAccountName": "default", "serviceAccount": "default"}}}})
+    ok(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge", "-p", wrong)
+    moved = wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
+    assert moved["spec"]["serviceAccountName"] == "default" and client_id_env(moved) is None
+    pod = moved["metadata"]["name"]
+
+    result, document = run_suites(tmp_path / "wrong", "--config", config, "--pod", f"finance/{pod}")
+    assert result.returncode == 1, result.stdout[-3000:]
+    checks = checks_of(document, f"finance/{pod}")
+    assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["sa.client_id_annotation"]
+    workload = next(w for w in document["workloads"] if w["id"] == f"finance/{pod}")
+    finding = next(f for f in workload["findings"] if f["code"] == "SA_NOT_ANNOTATED")
+    assert "backend-sa" in finding["message"]
+    first = []
+    for line in finding["remediation"]:
+        if line.startswith("# or"):
+            break
+        if not line.startswith("#"):
+            first.append(line)
+    assert first and all("serviceAccountName" in line for line in first), finding["remediation"]
+    for line in first:
+        paste(running_lab, line)
+    fixed = wait_for_one_new_pod(running_lab, "finance", "app=backend", before | {pod})
+    assert fixed["spec"]["serviceAccountName"] == "backend-sa" and client_id_env(fixed)
+    result, document = run_suites(tmp_path / "fixed", "--config", config, "--pod",
+                                  f"finance/{fixed['metadata']['name']}")
+    assert result.returncode == 0, result.stdout[-3000:]
