@@ -13,6 +13,7 @@ from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
+from harness.checks.podspec import controller_of
 from harness.commands import Step, advice, command
 from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
 
@@ -117,6 +118,27 @@ def misplaced_annotations(ctx: WorkloadContext) -> list[str]:
     return places
 
 
+def _other_service_account(ctx: WorkloadContext, neighbours: dict[str, str]) -> list[Step]:
+    """--pod on a pod whose ServiceAccount names no identity while others of its namespace do: the usual cause is
+    the pod template's serviceAccountName (left out: ``default``; or another's). With one such ServiceAccount,
+    the patch that moves the pod's controller to it; annotating the pod's own ServiceAccount (below it) would
+    also need a federated credential for that ServiceAccount's subject."""
+    pod = ctx.pod or {}
+    kind, name = controller_of(pod)
+    steps: list[Step] = [advice(f"pod {ctx.facts.pod.name if ctx.facts.pod else '<pod>'} runs under "
+                                f"{ctx.namespace}/{ctx.service_account}, which names no identity; "
+                                f"{', '.join(sorted(neighbours))} in {ctx.namespace} does: if the pod is meant to "
+                                "run under it, set the pod template's serviceAccountName:")]
+    if len(neighbours) == 1 and kind in ("Deployment", "StatefulSet", "DaemonSet"):
+        steps.append(fix.patch_template_service_account(kind, ctx.namespace, name, next(iter(neighbours))))
+    else:
+        steps.append(advice(f"set spec.serviceAccountName in {kind}/{name}'s manifest to "
+                            f"{' or '.join(sorted(neighbours))} and apply it again"))
+    steps.append(advice(f"or, if {ctx.service_account} itself is meant to carry an identity (its federated "
+                        f"credential must name {ctx.subject}):"))
+    return steps
+
+
 def _not_annotated(
     ctx: WorkloadContext, evidence: dict[str, Any], expected: str | None, fix_it: list[Step]
 ) -> Outcome:
@@ -134,12 +156,18 @@ def _not_annotated(
     else:
         hint = ""
     if not near and not elsewhere:
+        neighbours = sa.annotated_neighbours
+        if neighbours:
+            evidence["annotated_in_namespace"] = dict(sorted(neighbours.items()))
+            hint = (f"; ServiceAccount(s) of {ctx.namespace} that name an identity: {', '.join(sorted(neighbours))}"
+                    " (is the pod's serviceAccountName the wrong one?)")
+            fix_it = [*_other_service_account(ctx, neighbours), *fix_it]
         return failed(
-            f"ServiceAccount {where} has no {CLIENT_ID_ANNOTATION} annotation",
+            f"ServiceAccount {where} has no {CLIENT_ID_ANNOTATION} annotation{hint}",
             evidence,
             Finding("SA_NOT_ANNOTATED", ERROR, "serviceaccount",
-                    f"{where} lacks the {CLIENT_ID_ANNOTATION} annotation: the webhook injects no AZURE_CLIENT_ID",
-                    evidence, fix_it),
+                    f"{where} lacks the {CLIENT_ID_ANNOTATION} annotation: the webhook injects no AZURE_CLIENT_ID"
+                    f"{hint}", evidence, fix_it),
         )
     meant = expected or next(
         (value for key in near if values.is_guid(value := sa.annotations.get(key) or sa.labels.get(key) or "")),
@@ -206,6 +234,26 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
         answer = _exchange_as(ctx, value)
         if answer:
             evidence["exchange_as_annotated"] = answer
+        if ctx.stale_configured_client_id is not None:
+            # the annotation names the identity harness.yaml names by its resource id: re-annotating with
+            # harness.yaml's client id would point the workload at an identity that is no longer there
+            evidence["identity_client_id"] = value
+            return failed(
+                f"{CLIENT_ID_ANNOTATION}={value} but harness.yaml expects {expected}; {value} is the client id of "
+                f"the identity harness.yaml names ({ctx.workload.identity_resource_id}): harness.yaml's client_id "
+                "is out of date",
+                evidence,
+                Finding(
+                    "SA_CLIENT_ID_MISMATCH",
+                    ERROR,
+                    "serviceaccount",
+                    f"{where} is annotated with client id {value}, the client id of the identity harness.yaml names "
+                    f"by identity_resource_id; harness.yaml's client_id {expected} is another (an identity deleted "
+                    "and created again under its name gets a new client id)",
+                    evidence,
+                    [fix.config_client_id(where, expected, value)],
+                ),
+            )
         return failed(
             f"{CLIENT_ID_ANNOTATION}={value} but harness.yaml expects {expected}{answer and '; ' + answer}",
             evidence,
