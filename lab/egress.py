@@ -47,6 +47,7 @@ class PodManifests:
         self.lab = lab
         self.dir = Path(lab.net_dir) / "pods"
         self.written: dict[tuple[str, str], tuple[str, str]] = {}  # (namespace, name) -> (uid, content)
+        self.labels: dict[tuple[str, str], Any] = {}  # (namespace, name) -> the labels the content was made for
         lab.kube.store.listeners.append(self._changed)
 
     def path(self, pod: Obj) -> Path:
@@ -62,9 +63,14 @@ class PodManifests:
             "dropped": denied_ports(self.lab, pod, ports),
         })
 
-    def _write(self, pod: Obj, force: bool = False) -> None:
+    def _write(self, pod: Obj, force: bool = False, policies_changed: bool = False) -> None:
         meta = pod["metadata"]
         key, uid = (meta.get("namespace", ""), meta["name"]), meta["uid"]
+        labels = meta.get("labels")
+        # a pod's own changes (its status, a dozen times as it runs) matter only through its labels
+        if not (force or policies_changed) and self.written.get(key, ("",))[0] == uid and self.labels.get(key) == labels:
+            return
+        self.labels[key] = dict(labels) if isinstance(labels, dict) else labels
         content = self._content(pod)
         if not force and self.written.get(key) == (uid, content):
             return
@@ -80,9 +86,10 @@ class PodManifests:
             pod = pods.get(key)
             if pod is None or pod["metadata"].get("uid") != uid:
                 self.written.pop(key)
+                self.labels.pop(key, None)
                 (self.dir / f"{uid}.json").unlink(missing_ok=True)
             else:
-                self._write(pod)
+                self._write(pod, policies_changed=True)
 
     def _changed(self, event: WatchEvent) -> None:
         if event.resource not in _WATCHED:
@@ -95,6 +102,13 @@ class PodManifests:
             if event.type != "DELETED":
                 self._write(event.object)
                 return
+            # the lab's services are outside the cluster: one pod going changes no other pod's egress to them
+            uid = self.written[key][0]
+            if uid == meta.get("uid"):
+                self.written.pop(key)
+                self.labels.pop(key, None)
+                (self.dir / f"{uid}.json").unlink(missing_ok=True)
+            return
         self.refresh()
 
 

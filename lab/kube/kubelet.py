@@ -1142,16 +1142,18 @@ class PodWorker:
                         self.removed = True
                 if not self.removed:
                     return  # finalizers still hold the object: the DELETED event finishes the job
-            self.cleanup()
+            await self.cleanup()
         except Exception:
             log.exception("kubelet: stopping pod %s/%s", self.namespace, self.name)
-            self.cleanup()
+            await self.cleanup()
 
-    def cleanup(self) -> None:
+    async def cleanup(self) -> None:
         if self._cleaned:
             return
         self._cleaned = True
-        shutil.rmtree(self.dir, ignore_errors=True)
+        # in a thread: removing the directories the container's mount namespace had mounts on takes the kernel
+        # milliseconds each (tens of ms a pod), which would stall every other request of the lab
+        await asyncio.to_thread(shutil.rmtree, self.dir, True)
         for key in [k for k in self.lab.kube.pod_logs if k[:2] == (self.namespace, self.name)]:
             del self.lab.kube.pod_logs[key]
         self.kubelet.events.forget(self.uid)
