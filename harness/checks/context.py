@@ -65,6 +65,20 @@ class WorkloadContext:
         return self.workload.client_id or self.annotated_client_id
 
     @property
+    def stale_configured_client_id(self) -> str | None:
+        """The client id of the managed identity harness.yaml names (identity_resource_id, as ARM answers it) where
+        the ServiceAccount is annotated with it and harness.yaml's client_id is another: harness.yaml is out of date
+        (an identity deleted and created again under its name gets a new client id), not the annotation."""
+        facts, configured = self.facts.identity, self.workload.client_id
+        if facts.kind != "managed_identity" or facts.resolved_by != "config" or not configured:
+            return None
+        read = str(((facts.identity or {}).get("properties") or {}).get("clientId") or "")
+        annotated = self.annotated_client_id or ""
+        if read and read.lower() == annotated.lower() and read.lower() != configured.lower():
+            return read
+        return None
+
+    @property
     def expected_tenant_id(self) -> str | None:
         return (
             self.workload.tenant_id

@@ -62,6 +62,22 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
         "tenantId": props.get("tenantId"),
     }
     expected = ctx.expected_client_id
+    if expected and ctx.stale_configured_client_id is not None:
+        return failed(
+            f"identity {facts.resource_id} has client id {props.get('clientId')}, harness.yaml's client_id is "
+            f"{expected}",
+            evidence,
+            Finding(
+                "IDENTITY_CLIENT_ID_MISMATCH",
+                ERROR,
+                "identity",
+                f"harness.yaml's client id {expected} is not the identity's {props.get('clientId')}, with which the "
+                "ServiceAccount is annotated",
+                evidence,
+                [fix.config_client_id(f"{ctx.namespace}/{ctx.service_account}", expected,
+                                      str(props.get("clientId")))],
+            ),
+        )
     if expected and str(props.get("clientId", "")).lower() != expected.lower():
         return failed(
             f"identity {facts.resource_id} has client id {props.get('clientId')}, the workload uses "

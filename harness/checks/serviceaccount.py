@@ -234,6 +234,26 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
         answer = _exchange_as(ctx, value)
         if answer:
             evidence["exchange_as_annotated"] = answer
+        if ctx.stale_configured_client_id is not None:
+            # the annotation names the identity harness.yaml names by its resource id: re-annotating with
+            # harness.yaml's client id would point the workload at an identity that is no longer there
+            evidence["identity_client_id"] = value
+            return failed(
+                f"{CLIENT_ID_ANNOTATION}={value} but harness.yaml expects {expected}; {value} is the client id of "
+                f"the identity harness.yaml names ({ctx.workload.identity_resource_id}): harness.yaml's client_id "
+                "is out of date",
+                evidence,
+                Finding(
+                    "SA_CLIENT_ID_MISMATCH",
+                    ERROR,
+                    "serviceaccount",
+                    f"{where} is annotated with client id {value}, the client id of the identity harness.yaml names "
+                    f"by identity_resource_id; harness.yaml's client_id {expected} is another (an identity deleted "
+                    "and created again under its name gets a new client id)",
+                    evidence,
+                    [fix.config_client_id(where, expected, value)],
+                ),
+            )
         return failed(
             f"{CLIENT_ID_ANNOTATION}={value} but harness.yaml expects {expected}{answer and '; ' + answer}",
             evidence,

@@ -209,3 +209,18 @@ def test_an_identity_deleted_and_created_again_is_annotated_with_its_new_client_
         lines = by_code[code]["remediation"]
         assert f"{annotate}{new} --overwrite" in lines, (code, lines)
         assert not any(line.startswith(f"{annotate}{old['properties']['clientId']}") for line in lines), (code, lines)
+
+    # the person annotates the new client id, as printed; harness.yaml still names the old one. The annotation is
+    # now right: no fix may point it back at the identity that is gone, and harness.yaml's client_id is the edit
+    api = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(running_lab.state_dir / "kubeconfig")))
+    api.patch_namespaced_service_account("app-sa", namespace, {"metadata": {"annotations": {
+        "azure.workload.identity/client-id": new}}})
+    result, document = run_suites(tmp_path / "again", "--config", config_with(running_lab, tmp_path, [entry]))
+    assert result.returncode == 1, result.stdout[-4000:]
+    workload = next(w for w in document["workloads"] if w["id"] == f"{namespace}/app-sa")
+    by_code = {f["code"]: f for f in workload["findings"]}
+    assert {"SA_CLIENT_ID_MISMATCH", "IDENTITY_CLIENT_ID_MISMATCH", "FIC_MISSING"} <= set(by_code), sorted(by_code)
+    for code in ("SA_CLIENT_ID_MISMATCH", "IDENTITY_CLIENT_ID_MISMATCH"):
+        lines = by_code[code]["remediation"]
+        assert not any(line.startswith("kubectl annotate") for line in lines), (code, lines)
+        assert any(line.startswith(f"# set client_id: {new} for {namespace}/app-sa in harness.yaml") for line in lines)
