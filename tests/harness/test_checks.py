@@ -848,6 +848,28 @@ def test_an_unknown_client_id_is_looked_up_not_annotated_again() -> None:
     assert any("azure.workload.identity/tenant-id=" in line for line in lines)
 
 
+def test_harness_yaml_naming_the_old_client_id_of_an_identity_made_again_is_the_fix() -> None:
+    """harness.yaml names the identity by resource id and its old client id; the ServiceAccount is annotated with
+    the identity's new one (made again under its name). The annotation is right: neither finding prints a kubectl
+    annotate pointing it back at the old client id; both name harness.yaml's client_id."""
+    new = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
+    ctx = context_for(None, client_id=CLIENT, identity_resource_id=IDENTITY_ID)
+    ctx.facts.sa.annotations["azure.workload.identity/client-id"] = new
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config",
+                                       identity={"id": IDENTITY_ID, "properties": {"clientId": new}})
+    for outcome in (sa_client_id_annotation(ctx), identity_matches(ctx)):
+        assert outcome.status == FAIL
+        [finding] = outcome.findings
+        assert finding.code in ("SA_CLIENT_ID_MISMATCH", "IDENTITY_CLIENT_ID_MISMATCH")
+        assert finding.fix_lines() == [f"# set client_id: {new} for finance/backend-sa in harness.yaml (it names "
+                                       f"{CLIENT}, which is not the identity's); the annotation is right"]
+    # the annotation naming neither: the annotation is the fix, as before
+    ctx.facts.sa.annotations["azure.workload.identity/client-id"] = "11111111-2222-4333-8444-555555555555"
+    assert sa_client_id_annotation(ctx).findings[0].fix_lines()[0].startswith(
+        f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT}")
+
+
 # ---------------------------------------------------------------- why the probe did not run
 
 
