@@ -369,10 +369,15 @@ def _not_an_authorization_answer(
         )
     if meaning == "network":
         code = "KEYVAULT_FIREWALL" if is_vault else "STORAGE_FIREWALL"
-        repair = (
-            fix.keyvault_network_rules(resource_name(ctx, check)) if is_vault
-            else fix.storage_network_rules(resource_name(ctx, check))
-        )
+        if is_vault and evidence.get("innererror") == "ForbiddenByConnection":  # public network access disabled
+            why = ("the vault's public network access is disabled: it refused the request before the identity's "
+                   "rights were looked at, and honours no network rule while disabled")
+            repair = fix.keyvault_public_access(resource_name(ctx, check))
+        else:
+            repair = (
+                fix.keyvault_network_rules(resource_name(ctx, check)) if is_vault
+                else fix.storage_network_rules(resource_name(ctx, check))
+            )
         return failed(f"{what}: {why} ({detail})", evidence,
                       Finding(code, ERROR, "access", f"{what}: {why} ({detail})", evidence, repair))
     if meaning == "unauthenticated":

@@ -705,6 +705,28 @@ def keyvault_network_rules(vault: str) -> list[Step]:
     ]
 
 
+def keyvault_public_access(vault: str) -> list[Step]:
+    """The vault refuses every public request (publicNetworkAccess Disabled: Key Vault's ForbiddenByConnection):
+    its network rules are not honoured then (azure-mgmt-keyvault's VaultProperties.public_network_access: "This will
+    override the set firewall rules, meaning that even if the firewall rules are present we will not honor the
+    rules"), so adding one changes nothing. Public access back on, its default action Deny, then the cluster's
+    network admitted; or a private endpoint."""
+    return [
+        command("az", "keyvault", "show", "--name", vault, "--query",
+                "{publicNetworkAccess: properties.publicNetworkAccess, defaultAction: "
+                "properties.networkAcls.defaultAction, privateEndpoints: "
+                "properties.privateEndpointConnections[].privateEndpoint.id}"),
+        advice("public network access is disabled: the vault honours no network rule until it is enabled; "
+               "enable it with the firewall closed, then admit the cluster's network"),
+        command("az", "keyvault", "update", "--name", vault, "--public-network-access", "Enabled",
+                "--default-action", "Deny"),
+        command("az", "keyvault", "network-rule", "add", "--name", vault, "--subnet", "<aks-node-subnet-id>",
+                note="or --ip-address <the cluster's egress IP>"),
+        advice("or keep public access disabled and reach the vault through a private endpoint the cluster's "
+               "network resolves"),
+    ]
+
+
 def storage_network_rules(account: str) -> list[Step]:
     return [
         command("az", "storage", "account", "network-rule", "list", "--account-name", account),

@@ -1003,6 +1003,20 @@ def test_a_firewall_never_proves_a_deny_and_is_named_on_an_allow() -> None:
     assert _answered("blob", "deny", 403, code="AuthorizationFailure").findings[0].code == "DENY_NOT_PROVEN"
 
 
+def test_a_vault_with_public_access_disabled_is_opened_not_given_a_network_rule() -> None:
+    """ForbiddenByConnection: publicNetworkAccess Disabled. The vault honours no network rule then (the management
+    SDK's public_network_access: "even if the firewall rules are present we will not honor the rules"): the fix
+    enables public access with the firewall closed before it adds one."""
+    blocked = _answered("keyvault_secret", "allow", 403, code="Forbidden", innererror="ForbiddenByConnection")
+    assert blocked.status == FAIL and blocked.findings[0].code == "KEYVAULT_FIREWALL"
+    assert "public network access is disabled" in blocked.findings[0].message
+    lines = blocked.findings[0].fix_lines()
+    update = "az keyvault update --name finance-kv --public-network-access Enabled --default-action Deny"
+    rule = next(i for i, line in enumerate(lines) if line.startswith("az keyvault network-rule add"))
+    assert update in lines and lines.index(update) < rule
+    assert not any("role assignment create" in line for line in lines)
+
+
 def test_only_authorization_refusals_prove_a_deny() -> None:
     assert _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="ForbiddenByRbac").status == PASS
     assert _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="AccessDenied").status == PASS

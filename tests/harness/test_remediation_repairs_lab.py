@@ -64,6 +64,7 @@ VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"  # Key Vault Reader: contr
 BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"  # Storage Blob Data Reader
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"  # Contributor
 WORKLOAD = "finance/backend-sa"
+LAB_EGRESS = "127.0.0.1"  # the address the lab's services see the pods' requests come from
 
 
 # ------------------------------------------------------------------------------------------------ the tools
@@ -1177,6 +1178,17 @@ CASES = [
          lambda w: w.vault(w.finance_kv, networkAcls={"defaultAction": "Allow", "ipRules": []}),
          decision=Decision("which network the cluster reaches the vault from: its node subnet (a service "
                            "endpoint), its egress IP, or a private endpoint; the harness knows none of them")),
+    # az keyvault update --public-network-access Disabled: network rules are not honoured while it is; the printed
+    # update opens it with the firewall closed, the person admits the cluster's egress address (the lab's pods
+    # reach the vault from 127.0.0.1), and the run passes
+    Case("KEYVAULT_FIREWALL", lambda w: w.vault(w.finance_kv, publicNetworkAccess="Disabled"),
+         lambda w: w.vault(w.finance_kv, publicNetworkAccess="Enabled",
+                           networkAcls={"defaultAction": "Allow", "ipRules": []}),
+         label="public-access-disabled",
+         decision=Decision("which network the cluster reaches the vault from (a subnet, its egress IP or a private "
+                           "endpoint); the test runs the printed show and update, then adds the lab's egress address",
+                           edit=lambda w: w.shell.must(f"az keyvault network-rule add --name finance-kv "
+                                                       f"--ip-address {LAB_EGRESS}"))),
     Case("STORAGE_FIREWALL", lambda w: w.person.arm("PATCH", w.ordersdata, STORAGE_API,
                                                     {"properties": {"networkAcls": {"defaultAction": "Deny"}}}),
          lambda w: w.person.arm("PATCH", w.ordersdata, STORAGE_API,
