@@ -29,6 +29,7 @@ from harness.checks.podspec import (
 )
 from harness.commands import Step, advice
 from harness.names import (
+    EXPIRATION_ANNOTATION,
     INJECTED_ENV,
     PROBE_CONTAINER,
     PROBE_SOURCE_VOLUME,
@@ -110,7 +111,7 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             "webhook",
             f"the webhook denied the pod: {message}",
             evidence,
-            [fix.kubectl("get", "serviceaccount", "-n", ctx.namespace, ctx.service_account, "-o", "yaml")],
+            _denial_fixes(ctx, message),
         )
     elif "PodSecurity" in message:
         finding = Finding(
@@ -192,6 +193,21 @@ _QUOTA_RE = re.compile(
     r"\b(?:exceeded quota|failed quota|must specify (?:limits|requests)\.|"
     r"(?:maximum|minimum) (?:cpu|memory|ephemeral-storage|storage) usage per (?:Container|Pod))"
 )
+
+
+def _denial_fixes(ctx: WorkloadContext, message: str) -> list[Step]:
+    """The webhook's denial of the probe pod, which carries nothing of its own the webhook validates: what it
+    names is on the ServiceAccount. An invalid service-account-token-expiration there (upstream
+    getServiceAccountTokenExpiration: not a number, or outside 3600-86400: "token expiration N not valid") is
+    removed, which gives the pods the default 3600 s; anything else is read on the ServiceAccount."""
+    look = fix.kubectl("get", "serviceaccount", "-n", ctx.namespace, ctx.service_account, "-o", "yaml")
+    if EXPIRATION_ANNOTATION in ctx.facts.sa.annotations and ("token expiration" in message or "ParseInt" in message):
+        return [
+            fix.remove_sa_annotation(ctx.namespace, ctx.service_account, EXPIRATION_ANNOTATION),
+            advice(f"or set {EXPIRATION_ANNOTATION} on the ServiceAccount to whole seconds from 3600 to 86400 "
+                   "(kubectl annotate ... --overwrite)"),
+        ]
+    return [look]
 
 
 def refusing_webhook(message: str) -> tuple[str, str] | None:

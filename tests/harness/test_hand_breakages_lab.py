@@ -191,3 +191,30 @@ def test_a_deployment_left_under_the_default_service_account_is_moved_to_the_ann
     result, document = run_suites(tmp_path / "fixed", "--config", config, "--pod",
                                   f"finance/{fixed['metadata']['name']}")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_an_out_of_range_token_expiration_on_the_service_account_is_removed_by_the_printed_fix(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """``kubectl annotate sa orders-sa service-account-token-expiration=90000`` (above the webhook's 86400): the
+    webhook denies every pod under it, the probe pod first, so pod.admitted is the first broken link with
+    POD_REJECTED_BY_WEBHOOK. Its fix removes the annotation (it printed only a kubectl get of the ServiceAccount);
+    pasted, the next run passes."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    ok(running_lab, "-n", "orders", "annotate", "serviceaccount", "orders-sa", f"{EXPIRATION}=90000")
+    try:
+        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "orders/orders-sa")
+        assert result.returncode == 1, result.stdout[-3000:]
+        checks = checks_of(document, "orders/orders-sa")
+        assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["pod.admitted"]
+        workload = next(w for w in document["workloads"] if w["id"] == "orders/orders-sa")
+        finding = next(f for f in workload["findings"] if f["code"] == "POD_REJECTED_BY_WEBHOOK")
+        assert "token expiration 90000 not valid" in finding["message"]
+        commands = [line for line in finding["remediation"] if not line.startswith("#")]
+        assert commands == [f"kubectl annotate serviceaccount -n orders orders-sa {EXPIRATION}-"]
+        for line in commands:
+            paste(running_lab, line)
+    finally:
+        kubectl(running_lab, "-n", "orders", "annotate", "serviceaccount", "orders-sa", f"{EXPIRATION}-")
+    result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "orders/orders-sa")
+    assert result.returncode == 0, result.stdout[-3000:]
