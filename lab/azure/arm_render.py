@@ -286,6 +286,16 @@ def storage_account(lab: Lab, account: StorageAccount) -> dict[str, Any]:
             "minimumTlsVersion": "TLS1_2",
             "publicNetworkAccess": account.public_network_access,
             "supportsHttpsTrafficOnly": True,
+            "creationTime": iso8601(account.created_at),
+            # every account is encrypted at rest with Microsoft-managed keys unless a customer's key is set, and
+            # ARM always answers it (e.g. azure-quickstart-templates' recorded GETs): az storage account update
+            # reads instance.encryption.key_source and fails on an account without it
+            "encryption": {
+                "requireInfrastructureEncryption": False,
+                "services": {service: {"keyType": "Account", "enabled": True,
+                                       "lastEnabledTime": iso8601(account.created_at)} for service in ("blob", "file")},
+                "keySource": "Microsoft.Storage",
+            },
             "networkAcls": {
                 "bypass": account.network_bypass,
                 "defaultAction": account.network_default_action,

@@ -297,6 +297,7 @@ class StorageAccount:
     ip_rules: list[str] = field(default_factory=list)
     network_bypass: str = "AzureServices"
     virtual_network_rules: list[dict[str, Any]] = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)  # properties.creationTime
 
     @property
     def resource_id(self) -> str:

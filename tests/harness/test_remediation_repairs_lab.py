@@ -1189,8 +1189,9 @@ CASES = [
                            "endpoint); the test runs the printed show and update, then adds the lab's egress address",
                            edit=lambda w: w.shell.must(f"az keyvault network-rule add --name finance-kv "
                                                        f"--ip-address {LAB_EGRESS}"))),
-    Case("STORAGE_FIREWALL", lambda w: w.person.arm("PATCH", w.ordersdata, STORAGE_API,
-                                                    {"properties": {"networkAcls": {"defaultAction": "Deny"}}}),
+    # broken as a person does it, with the real az (it reads the account's encryption before its PATCH)
+    Case("STORAGE_FIREWALL", lambda w: w.shell.must(f"az storage account update --ids {w.ordersdata} "
+                                                    "--default-action Deny -o none"),
          lambda w: w.person.arm("PATCH", w.ordersdata, STORAGE_API,
                                 {"properties": {"networkAcls": {"defaultAction": "Allow", "ipRules": []}}}),
          where="orders/orders-sa",

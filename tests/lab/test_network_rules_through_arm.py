@@ -155,3 +155,31 @@ def test_storage_network_rules_from_az_shaped_patches_are_authorization_failures
     assert disabled.value.error_code == "AuthorizationFailure"
     bad = arm("PATCH", path, API_STORAGE, {"properties": {"networkAcls": {"defaultAction": "Maybe"}}})
     assert bad.status_code == 400
+
+
+def test_a_storage_account_answers_its_encryption_as_az_storage_account_update_reads_it(lab, lab_thread) -> None:
+    """Every account is encrypted at rest (Microsoft-managed keys unless a customer's is set) and ARM says so in
+    properties.encryption; az storage account update (its --default-action, --public-network-access) reads
+    instance.encryption.key_source before it PATCHes, and failed with 'NoneType' object has no attribute
+    'key_source' on an account that had none. creationTime is always there too."""
+    rg, name = f"encst-{uuid.uuid4().hex[:8]}", f"st{uuid.uuid4().hex[:12]}"
+
+    def make() -> None:
+        lab.azure.add_resource_group(rg)
+        lab.azure.storage_accounts[name] = StorageAccount(name=name, subscription_id=lab.subscription_id,
+                                                          resource_group=rg, location="eastus")
+
+    lab_thread.call(make).result(30)
+    path = f"/subscriptions/{lab.subscription_id}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}"
+    arm = Arm(lab)
+    properties = arm("GET", path, API_STORAGE).json()["properties"]
+    encryption = properties["encryption"]
+    assert encryption["keySource"] == "Microsoft.Storage"
+    assert encryption["services"]["blob"]["enabled"] is True and encryption["services"]["blob"]["keyType"] == "Account"
+    assert properties["creationTime"].endswith("Z")
+    # what az sends back in its PATCH (the encryption it read, the setting changed) is taken
+    changed = arm("PATCH", path, API_STORAGE, {"properties": {"encryption": encryption,
+                                                             "networkAcls": {"defaultAction": "Deny"}}})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["properties"]["networkAcls"]["defaultAction"] == "Deny"
+    assert changed.json()["properties"]["encryption"]["keySource"] == "Microsoft.Storage"
