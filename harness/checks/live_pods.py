@@ -4,6 +4,7 @@ created before the label or the annotation, which a fresh probe pod cannot show.
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,15 @@ from harness.checks import remediation as fix
 from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
-from harness.checks.podspec import annotation, containers, controller_of, env_map, token_volumes
+from harness.checks.podspec import (
+    annotation,
+    containers,
+    controller_of,
+    env_map,
+    mounts_of,
+    token_file_of,
+    token_volumes,
+)
 from harness.commands import Step, advice
 from harness.facts import LivePod, RefusedController
 from harness.names import (
@@ -32,6 +41,7 @@ class Problem:
     code: str
     pod: str
     detail: str
+    variable: str = "AZURE_CLIENT_ID"  # POD_ENV_CONFLICT: the variable the pod sets itself
 
 
 def live_pods(ctx: WorkloadContext) -> Outcome:
@@ -153,6 +163,14 @@ def pod_problems(
                 problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has AZURE_CLIENT_ID="
                                         f"{client_id} but the ServiceAccount now says {annotated}: the pod "
                                         "predates the annotation's change"))
+        token_file = env.get("AZURE_FEDERATED_TOKEN_FILE")
+        projected = sorted({token_file_of(mount, token) for token in token_volumes(pod)
+                            for mount in mounts_of(container, token.volume)})
+        if token_file and projected and posixpath.normpath(token_file) not in projected:
+            # the webhook appends only the variables a container does not set (addEnvironmentVariables)
+            problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_FEDERATED_TOKEN_FILE="
+                                    f"{token_file} itself, but its projected token is {projected[0]}: the SDK reads "
+                                    "a file that is not there", "AZURE_FEDERATED_TOKEN_FILE"))
     if not mutated_any:
         problems.append(Problem("POD_NOT_MUTATED", name, "labelled, but no AZURE_* env and no projected token: "
                                 "created before the label, or while the webhook was down"))
@@ -186,7 +204,7 @@ _MEANING = {
     "POD_NOT_LABELLED": (ERROR, "the webhook never sees the workload's pods"),
     "POD_NOT_MUTATED": (ERROR, "the workload's pods run without the injected identity"),
     "POD_STALE_CLIENT_ID": (ERROR, "the workload's pods carry an old client id: restart them"),
-    "POD_ENV_CONFLICT": (ERROR, "the workload presets AZURE_CLIENT_ID, which the webhook never overwrites"),
+    "POD_ENV_CONFLICT": (ERROR, "the workload presets an AZURE_* variable, which the webhook never overwrites"),
     "POD_CONTAINER_SKIPPED": (WARNING, "a container of the workload is skipped by the webhook"),
 }
 
@@ -199,10 +217,12 @@ def _finding(ctx: WorkloadContext, kind: str, name: str, problems: list[Problem]
     evidence = {"owner": f"{kind}/{name}", "pods": pods[:_SHOWN_PODS], "pod_count": len(pods),
                 "detail": problems[0].detail}
     message = f"{kind}/{name} ({shown}): {meaning}: {problems[0].detail}"
-    return Finding(code, severity, "pod", message, evidence, _repair(ctx, code, kind, name, pods))
+    variables = list(dict.fromkeys(p.variable for p in problems))
+    return Finding(code, severity, "pod", message, evidence, _repair(ctx, code, kind, name, pods, variables))
 
 
-def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[str]) -> list[Step]:
+def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[str],
+            variables: list[str] | None = None) -> list[Step]:
     namespace = ctx.namespace
     restart: list[Step] = (
         [fix.rollout_restart(kind, namespace, name)] if kind in _RESTARTABLE
@@ -214,9 +234,10 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
             return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"})]
         return [advice(f'add the label {USE_LABEL}: "true" to the pod template of {kind}/{name}'), *restart]
     if code == "POD_ENV_CONFLICT":
+        preset = variables or ["AZURE_CLIENT_ID"]
         if kind in _RESTARTABLE:
-            return [fix.unset_env(kind, namespace, name, "AZURE_CLIENT_ID")]
-        return [advice("remove AZURE_CLIENT_ID from the container's env (or envFrom sources)"), *restart]
+            return [fix.unset_env(kind, namespace, name, variable) for variable in preset]
+        return [advice(f"remove {' and '.join(preset)} from the container's env (or envFrom sources)"), *restart]
     if code == "POD_CONTAINER_SKIPPED":
         return [advice(f"remove the container from {SKIP_CONTAINERS_ANNOTATION} on {kind}/{name}'s pod template "
                        "if it needs the identity")]

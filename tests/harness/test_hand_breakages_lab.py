@@ -218,3 +218,35 @@ def test_an_out_of_range_token_expiration_on_the_service_account_is_removed_by_t
         kubectl(running_lab, "-n", "orders", "annotate", "serviceaccount", "orders-sa", f"{EXPIRATION}-")
     result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "orders/orders-sa")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_template_presetting_the_token_file_path_is_an_env_conflict_unset_by_the_printed_fix(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """``kubectl set env deployment/backend AZURE_FEDERATED_TOKEN_FILE=<webhook v1.6's path>``: the webhook never
+    overwrites a variable the container sets, and the lab's webhook (v1.5 layout, as AKS's add-on) mounts the token
+    under /var/run/secrets/azure/tokens, so the app's SDK reads a missing file. It passed (the probe pod does not
+    carry the template's env); now workload.live_pods fails with POD_ENV_CONFLICT, and the printed
+    ``kubectl set env ... AZURE_FEDERATED_TOKEN_FILE-``, pasted, makes the run pass."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
+    ok(running_lab, "-n", "finance", "set", "env", "deployment/backend",
+       "AZURE_FEDERATED_TOKEN_FILE=/var/run/secrets/azure/wi/token/azure-identity-token")
+    preset = wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
+    env = {e["name"]: e.get("value") for e in preset["spec"]["containers"][0]["env"]}
+    assert env["AZURE_FEDERATED_TOKEN_FILE"] == "/var/run/secrets/azure/wi/token/azure-identity-token"
+
+    result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 1, result.stdout[-3000:]
+    checks = checks_of(document, "finance/backend-sa")
+    assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
+    workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
+    finding = next(f for f in workload["findings"] if f["code"] == "POD_ENV_CONFLICT")
+    assert finding["remediation"] == [
+        "kubectl set env deployment/backend -n finance AZURE_FEDERATED_TOKEN_FILE-"]
+    paste(running_lab, finding["remediation"][0])
+    fixed = wait_for_one_new_pod(running_lab, "finance", "app=backend", before | {preset["metadata"]["name"]})
+    env = {e["name"]: e.get("value") for e in fixed["spec"]["containers"][0]["env"]}
+    assert env["AZURE_FEDERATED_TOKEN_FILE"] == "/var/run/secrets/azure/tokens/azure-identity-token"
+    result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -250,3 +250,24 @@ def test_a_refusal_that_is_not_the_webhooks_is_not_blamed_on_workload_identity()
     ctx = context([])
     ctx.facts.live_pods = facts
     assert live_pods(ctx).status == PASS
+
+
+def test_a_preset_token_file_that_is_not_the_projected_token_is_a_conflict_unset_by_name() -> None:
+    """A template that sets AZURE_FEDERATED_TOKEN_FILE itself (copied from a v1.6 manifest) keeps it: the webhook
+    appends only the variables a container lacks. The SDK then reads a file that is not there."""
+    pod = workload_pod()
+    app = pod["spec"]["containers"][0]
+    app["volumeMounts"] = [{"name": "azure-identity-token", "mountPath": "/var/run/secrets/azure/tokens",
+                            "readOnly": True}]
+    for env in app["env"]:
+        if env["name"] == "AZURE_FEDERATED_TOKEN_FILE":
+            env["value"] = "/var/run/secrets/azure/wi/token/azure-identity-token"
+    outcome = live_pods(context([live(pod)]))
+    assert outcome.status == FAIL
+    finding = outcome.findings[0]
+    assert finding.code == "POD_ENV_CONFLICT" and "/var/run/secrets/azure/tokens/azure-identity-token" in finding.message
+    assert finding.fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_FEDERATED_TOKEN_FILE-"]
+    for env in app["env"]:  # the projected token itself, spelled with a ./ segment: no conflict
+        if env["name"] == "AZURE_FEDERATED_TOKEN_FILE":
+            env["value"] = "/var/run/secrets/azure/tokens/./azure-identity-token"
+    assert live_pods(context([live(pod)])).status == PASS
