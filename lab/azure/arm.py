@@ -17,6 +17,7 @@ lab.azure.arm_resources.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import time
@@ -405,6 +406,8 @@ async def _resource(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, tail
             return await _vault_access_policies(ctx, method, rg, name, tail[2], scope)
         if kind == "managedClusters" and child == "rotateserviceaccountsigningkeys" and len(tail) == 2:
             return _rotate_signing_keys(ctx, method, rtype, rg, name, scope)
+        if kind == "managedClusters" and child in _CREDENTIAL_LISTS and len(tail) == 2:
+            return _cluster_credentials(ctx, method, rtype, rg, name, scope, _CREDENTIAL_LISTS[child])
         raise errors.invalid_resource_type(f"{rtype[1]}/{tail[1]}", rtype[0], ctx.api_version)
 
     if method == "GET":
@@ -667,6 +670,41 @@ def _put_cluster_identity(ctx: Ctx, cluster: ManagedCluster, identity: dict[str,
                 f"Microsoft.ManagedIdentity/userAssignedIdentities/{str(resource_id).rsplit('/', 1)[-1]}",
                 group.group(1) if group else "")
         cluster.control_plane_identity = found
+
+
+_CREDENTIAL_LISTS = {"listclusterusercredential": ("listClusterUserCredential", "clusterUser"),
+                     "listclusteradmincredential": ("listClusterAdminCredential", "clusterAdmin")}
+
+
+def _cluster_credentials(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, name: str, scope: str,
+                         which: tuple[str, str]) -> web.Response:
+    """``az aks get-credentials [--admin]``: POST .../listClusterUserCredential | listClusterAdminCredential (the
+    ManagedClusters REST spec: 200 CredentialResults ``{"kubeconfigs": [{"name": "clusterUser", "value": <base64
+    kubeconfig>}]}``; az decodes kubeconfigs[0].value and merges it, the context named after the cluster). The
+    kubeconfig is the lab's own (its API server, CA and token), its context and user named as AKS names them
+    (CLUSTER; clusterUser_RG_CLUSTER). Only the lab's own cluster has an API server: another answers 404 as a
+    cluster that is not there would. Not emulated: AAD clusters' exec-plugin kubeconfigs (--format)."""
+    if method != "POST":
+        raise errors.method_not_allowed(method)
+    action, credential = which
+    ctx.authorize(scope, _action_prefix(rtype) + f"{action}/action")
+    require_group(ctx, rg)
+    own = ctx.lab.extra.get("cluster") or {}
+    if _one(ctx, rtype, rg, name) is None or (name.lower(), rg.lower()) != (
+            str(own.get("name")).lower(), str(own.get("resource_group")).lower()):
+        raise _not_found(rtype, rg, name)
+    import yaml
+
+    from lab.statefiles import kubeconfig
+
+    config = kubeconfig(ctx.lab)
+    cluster_name = str(own.get("name"))
+    user = f"{credential}_{own.get('resource_group')}_{cluster_name}"
+    config["users"] = [{"name": user, "user": config["users"][0]["user"]}]
+    config["contexts"] = [{"name": cluster_name, "context": {"cluster": config["clusters"][0]["name"], "user": user}}]
+    config["current-context"] = cluster_name
+    value = base64.b64encode(yaml.safe_dump(config, sort_keys=False).encode()).decode()
+    return json_response({"kubeconfigs": [{"name": credential, "value": value}]})
 
 
 def _rotate_signing_keys(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, name: str,

@@ -1286,3 +1286,37 @@ def test_tokens_from_the_labs_entra_work(arm: Arm, lab, monkeypatch) -> None:
     assert refused.status_code == 403 and error_of(refused)[0] == "AuthorizationFailed"
     created = arm.request("PUT", f"{arm.sub}/resourcegroups/{rg}", token=admin, json={"location": "eastus"})
     assert created.status_code == 201
+
+
+def test_cluster_credentials_are_the_labs_kubeconfig_as_az_aks_get_credentials_merges_it(arm: Arm, lab) -> None:
+    """``az aks get-credentials [--admin]``: POST listClusterUserCredential / listClusterAdminCredential answers
+    CredentialResults, kubeconfigs[0].value a base64 kubeconfig whose context is named after the cluster and whose
+    user is clusterUser_RG_NAME (clusterAdmin_...: az renames that context NAME-admin). It reaches the lab's API
+    server. A Reader may not list them (the action is not a read); a cluster that is not there is a 404."""
+    import base64
+
+    import yaml
+
+    own = lab.extra["cluster"]
+    path = (f"{arm.sub}/resourceGroups/{own['resource_group']}/providers/Microsoft.ContainerService/"
+            f"managedClusters/{own['name']}")
+    admin = arm.admin()
+    for action, credential in (("listClusterUserCredential", "clusterUser"),
+                               ("listClusterAdminCredential", "clusterAdmin")):
+        answer = arm.request("POST", f"{path}/{action}", admin, api="2024-09-01")
+        assert answer.status_code == 200, answer.text
+        [entry] = answer.json()["kubeconfigs"]
+        assert entry["name"] == credential
+        config = yaml.safe_load(base64.b64decode(entry["value"]))
+        user = f"{credential}_{own['resource_group']}_{own['name']}"
+        assert config["current-context"] == own["name"]
+        assert config["contexts"] == [{"name": own["name"], "context": {"cluster": own["name"], "user": user}}]
+        assert config["clusters"][0]["cluster"]["server"] == lab.endpoints["kube"]
+        assert [u["name"] for u in config["users"]] == [user] and config["users"][0]["user"]["token"]
+    reader = arm.principal("Reader")
+    refused = arm.request("POST", f"{path}/listClusterUserCredential", reader, api="2024-09-01")
+    assert refused.status_code == 403 and error_of(refused)[0] == "AuthorizationFailed"
+    assert "managedClusters/listClusterUserCredential/action" in error_of(refused)[1]
+    missing = arm.request("POST", f"{path}-gone/listClusterUserCredential", admin, api="2024-09-01")
+    assert missing.status_code == 404 and error_of(missing)[0] == "ResourceNotFound"
+    assert arm.request("GET", f"{path}/listClusterUserCredential", admin, api="2024-09-01").status_code == 405
