@@ -224,6 +224,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return list_generic_resources(ctx, rest[1])
     if rest_low[0] == "resourcegroups" and len(rest_low) == 2:
         return await _resource_group(ctx, method, rest[1])
+    if rest_low == ["providers", "microsoft.storage", "checknameavailability"]:
+        only(method, "POST")
+        return await _storage_name_available(ctx)
     if rest_low[0] == "providers" and len(rest_low) == 3:
         only(method, "GET")
         return _list_resources(ctx, _resource_type(ctx, rest[1], rest[2]), None)
@@ -833,6 +836,28 @@ def _put_vault(
 
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9]{3,24}$")
+
+
+def _storage_name_invalid(name: str) -> str:
+    return (f"{name} is not a valid storage account name. Storage account name must be between 3 and 24 characters "
+            "in length and use numbers and lower-case letters only.")
+
+
+async def _storage_name_available(ctx: Ctx) -> web.Response:
+    """``az storage account create`` asks first: POST /subscriptions/S/providers/Microsoft.Storage/
+    checkNameAvailability {name, type} (the Storage REST spec's StorageAccounts_CheckNameAvailability: 200
+    CheckNameAvailabilityResult {nameAvailable, reason AccountNameInvalid | AlreadyExists, message}). Names are
+    global: an account of any subscription takes its name."""
+    ctx.authorize(sub_scope(ctx), "Microsoft.Storage/checknameavailability/read")
+    body = await ctx.body()
+    name = str(body.get("name") or "") if isinstance(body, dict) else ""
+    if not _STORAGE_NAME.match(name):
+        return json_response({"nameAvailable": False, "reason": "AccountNameInvalid",
+                              "message": _storage_name_invalid(name)})
+    if name.lower() in ctx.world.storage_accounts:
+        return json_response({"nameAvailable": False, "reason": "AlreadyExists",
+                              "message": f"The storage account named {name} is already taken."})
+    return json_response({"nameAvailable": True})
 
 
 def _put_storage_account(

@@ -1320,3 +1320,26 @@ def test_cluster_credentials_are_the_labs_kubeconfig_as_az_aks_get_credentials_m
     missing = arm.request("POST", f"{path}-gone/listClusterUserCredential", admin, api="2024-09-01")
     assert missing.status_code == 404 and error_of(missing)[0] == "ResourceNotFound"
     assert arm.request("GET", f"{path}/listClusterUserCredential", admin, api="2024-09-01").status_code == 405
+
+
+def test_storage_name_availability_as_az_storage_account_create_asks_it(arm: Arm, lab) -> None:
+    """``az storage account create`` first POSTs Microsoft.Storage/checkNameAvailability (it died on the lab's
+    405): a free name is available, a taken one AlreadyExists (names are global), a malformed one
+    AccountNameInvalid with the text the account PUT refuses it with."""
+    admin = arm.admin()
+    url = f"{arm.sub}/providers/Microsoft.Storage/checkNameAvailability"
+    taken = next(iter(lab.azure.storage_accounts.values())).name
+
+    def ask(name: str) -> dict:
+        answer = arm.request("POST", url, admin, api="2023-05-01",
+                             json={"name": name, "type": "Microsoft.Storage/storageAccounts"})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    assert ask(f"free{uuid.uuid4().hex[:12]}") == {"nameAvailable": True}
+    assert ask(taken) == {"nameAvailable": False, "reason": "AlreadyExists",
+                          "message": f"The storage account named {taken} is already taken."}
+    invalid = ask("Bad_Name")
+    assert (invalid["nameAvailable"], invalid["reason"]) == (False, "AccountNameInvalid")
+    assert invalid["message"].startswith("Bad_Name is not a valid storage account name.")
+    assert arm.request("GET", url, admin, api="2023-05-01").status_code == 405
