@@ -64,11 +64,13 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
         )
     annotations = ctx.facts.sa.annotations
     sa_labels = ctx.facts.sa.labels
+    injected = _injected(ctx)
     groups: dict[tuple[str, str], list[LivePod]] = {}
     for live in facts.pods:
         groups.setdefault((live.owner_kind, live.owner_name), []).append(live)
     for (kind, name), members in groups.items():
-        problems = [p for live in members for p in pod_problems(live, annotations, sa_labels, ctx.workload.client_id)]
+        problems = [p for live in members
+                    for p in pod_problems(live, annotations, sa_labels, ctx.workload.client_id, injected)]
         summary.append({"owner": f"{kind}/{name}", "pods": [_name(m.pod) for m in members],
                         "problems": sorted({p.code for p in problems})})
         for code in dict.fromkeys(p.code for p in problems):
@@ -124,7 +126,8 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
 
 
 def pod_problems(
-    live: LivePod, sa_annotations: dict[str, str], sa_labels: dict[str, str], expected: str | None = None
+    live: LivePod, sa_annotations: dict[str, str], sa_labels: dict[str, str], expected: str | None = None,
+    injected: dict[str, str] | None = None,
 ) -> list[Problem]:
     """What is wrong with one live pod; ``expected`` is the client id harness.yaml names. A pod that carries it
     while the ServiceAccount says another is not stale: the annotation is wrong (sa.client_id_annotation says so),
@@ -163,6 +166,11 @@ def pod_problems(
                 problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has AZURE_CLIENT_ID="
                                         f"{client_id} but the ServiceAccount now says {annotated}: the pod "
                                         "predates the annotation's change"))
+        for variable, wanted in (injected or {}).items():
+            value = env.get(variable)
+            if value and not _same(variable, value, wanted) and _preset_in_template(live, cname, variable):
+                problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets {variable}={value} itself;"
+                                        f" the webhook injects {wanted} for this ServiceAccount", variable))
         token_file = env.get("AZURE_FEDERATED_TOKEN_FILE")
         projected = sorted({token_file_of(mount, token) for token in token_volumes(pod)
                             for mount in mounts_of(container, token.volume)})
@@ -192,12 +200,31 @@ def _label_whereabouts(live: LivePod, sa_labels: dict[str, str]) -> str:
     return f"the pod's {USE_LABEL} label is {state}{found}"
 
 
-def _preset_in_template(live: LivePod, container_name: str) -> bool:
+def _preset_in_template(live: LivePod, container_name: str, variable: str = "AZURE_CLIENT_ID") -> bool:
     template = ((live.owner or {}).get("spec") or {}).get("template")
     for container in containers(template) if template else containers(live.pod):
         if container.get("name") == container_name:
-            return any(e.get("name") == "AZURE_CLIENT_ID" for e in container.get("env") or [])
+            return any(e.get("name") == variable for e in container.get("env") or [])
     return False
+
+
+def _injected(ctx: WorkloadContext) -> dict[str, str]:
+    """AZURE_TENANT_ID and AZURE_AUTHORITY_HOST as the webhook injects them now: the probe pod's, which sets none
+    itself (empty when no probe pod was admitted and mutated)."""
+    probe = ctx.facts.pod
+    if probe is None or probe.existing or not probe.pod:
+        return {}
+    for container in containers(probe.pod):
+        env = env_map(container)
+        if env.get("AZURE_FEDERATED_TOKEN_FILE"):
+            return {var: str(env[var]) for var in ("AZURE_TENANT_ID", "AZURE_AUTHORITY_HOST") if env.get(var)}
+    return {}
+
+
+def _same(variable: str, a: str, b: str) -> bool:
+    if variable == "AZURE_AUTHORITY_HOST":
+        return a.rstrip("/").lower() == b.rstrip("/").lower()
+    return a.strip().lower() == b.strip().lower()
 
 
 _MEANING = {

@@ -250,3 +250,27 @@ def test_a_template_presetting_the_token_file_path_is_an_env_conflict_unset_by_t
     assert env["AZURE_FEDERATED_TOKEN_FILE"] == "/var/run/secrets/azure/tokens/azure-identity-token"
     result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_template_presetting_another_tenant_is_an_env_conflict_unset_by_the_printed_fix(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """``kubectl set env deployment/backend AZURE_TENANT_ID=<another tenant>`` (values copied from another
+    environment): the webhook keeps it, the app asks the wrong tenant. The probe pod shows what the webhook injects
+    for the ServiceAccount; workload.live_pods fails with POD_ENV_CONFLICT and its printed unset repairs it."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
+    ok(running_lab, "-n", "finance", "set", "env", "deployment/backend",
+       "AZURE_TENANT_ID=72f988bf-86f1-41af-91ab-2d7cd011db47")
+    preset = wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
+    result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 1, result.stdout[-3000:]
+    checks = checks_of(document, "finance/backend-sa")
+    assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
+    workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
+    finding = next(f for f in workload["findings"] if f["code"] == "POD_ENV_CONFLICT")
+    assert finding["remediation"] == ["kubectl set env deployment/backend -n finance AZURE_TENANT_ID-"]
+    paste(running_lab, finding["remediation"][0])
+    wait_for_one_new_pod(running_lab, "finance", "app=backend", before | {preset["metadata"]["name"]})
+    result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -271,3 +271,24 @@ def test_a_preset_token_file_that_is_not_the_projected_token_is_a_conflict_unset
         if env["name"] == "AZURE_FEDERATED_TOKEN_FILE":
             env["value"] = "/var/run/secrets/azure/tokens/./azure-identity-token"
     assert live_pods(context([live(pod)])).status == PASS
+
+
+def test_a_preset_tenant_or_authority_other_than_the_webhooks_is_a_conflict() -> None:
+    """AZURE_TENANT_ID / AZURE_AUTHORITY_HOST set in the template (copied from another environment) stay as set;
+    what the webhook injects now is the probe pod's. The same values, spelled otherwise, are no conflict."""
+    pod = workload_pod()
+    pod["spec"]["containers"][0]["env"][1]["value"] = "72f988bf-86f1-41af-91ab-2d7cd011db47"  # AZURE_TENANT_ID
+    owner = deployment(template_env=[{"name": "AZURE_TENANT_ID", "value": "72f988bf-86f1-41af-91ab-2d7cd011db47"}])
+    ctx = context([live(pod, owner)])
+    probe = workload_pod(name="wi-probe-backend-sa-1")
+    probe["spec"]["containers"][0]["env"][1]["value"] = "T"  # what the webhook injects for this ServiceAccount
+    ctx.facts.pod = PodFacts("finance", "wi-probe-backend-sa-1", created=True, pod=probe)
+    outcome = live_pods(ctx)
+    assert outcome.status == FAIL and outcome.findings[0].code == "POD_ENV_CONFLICT"
+    assert "AZURE_TENANT_ID=72f988bf" in outcome.findings[0].message
+    assert outcome.findings[0].fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_TENANT_ID-"]
+    pod["spec"]["containers"][0]["env"][1]["value"] = "t"  # the injected tenant in other case
+    assert live_pods(ctx).status == PASS
+    ctx.facts.pod = None  # no probe pod: nothing to compare with
+    pod["spec"]["containers"][0]["env"][1]["value"] = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    assert live_pods(ctx).status == PASS
