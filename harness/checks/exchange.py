@@ -262,7 +262,14 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
                 evidence,
                 [credential_delete(ctx, name), fic_fix(ctx, "create", name, issuer)],
             )
-        remediation.append(fic_fix(ctx, "create", fix.fic_name(ctx.namespace, ctx.service_account), issuer))
+        mine = match_fic(ctx.facts.identity.federated_credentials or [], issuer, ctx.subject) if same else None
+        if mine is not None and mine.audience_differs:
+            # the subject's credential with another audience is made right in place: ARM refuses a second
+            # credential with its issuer and subject ("Issuer and subject combination already exists for this
+            # Managed Identity."), so a create would fail
+            remediation.append(fic_fix(ctx, "update", str(mine.audience_differs[0]["name"]), issuer))
+        else:
+            remediation.append(fic_fix(ctx, "create", fix.fic_name(ctx.namespace, ctx.service_account), issuer))
     elif code.startswith("ISSUER_"):
         if issuer:  # the one address in question: Entra's own text does not name it
             meaning = f"{meaning} ({issuer.rstrip('/')}/.well-known/openid-configuration)"

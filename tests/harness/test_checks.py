@@ -848,6 +848,30 @@ def test_an_unknown_client_id_is_looked_up_not_annotated_again() -> None:
     assert any("azure.workload.identity/tenant-id=" in line for line in lines)
 
 
+def test_an_exchange_refused_for_the_audience_updates_the_credential_it_does_not_create_one() -> None:
+    """AADSTS700212: the subject's credential has another audience (az identity federated-credential update
+    --audiences with a typo). ARM refuses a second credential with the same issuer and subject, so the exchange's
+    fix updates that credential, as federation.credential's does."""
+    ctx = context_for(_pod(*V16), client_id=CLIENT)
+    assert ctx.facts.pod is not None
+    ctx.facts.identity = IdentityFacts(
+        configured=True, kind="managed_identity", resource_id=IDENTITY_ID, resolved_by="config",
+        identity={"id": IDENTITY_ID, "properties": {"clientId": CLIENT}},
+        federated_credentials=[{"name": "fed-cred-backend", "properties": {
+            "issuer": ISSUER, "subject": "system:serviceaccount:finance:backend-sa",
+            "audiences": ["api://AzureADTokenExchang"]}}])
+    error = {"kind": "entra_error", "http_status": 401, "error": "invalid_client", "aadsts": "AADSTS700212",
+             "message": "AADSTS700212: No matching federated identity record found for presented assertion audience "
+                        "'api://AzureADTokenExchange'."}
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"client_id": CLIENT},
+                                      "error": error}]}
+    finding = exchange_succeeds(ctx).findings[0]
+    assert finding.code == "FIC_AUDIENCE_MISMATCH"
+    [line] = [line for line in finding.fix_lines() if "federated-credential" in line]
+    assert line.startswith("az identity federated-credential update --name fed-cred-backend ")
+    assert line.endswith("--audiences api://AzureADTokenExchange")
+
+
 def test_harness_yaml_naming_the_old_client_id_of_an_identity_made_again_is_the_fix() -> None:
     """harness.yaml names the identity by resource id and its old client id; the ServiceAccount is annotated with
     the identity's new one (made again under its name). The annotation is right: neither finding prints a kubectl

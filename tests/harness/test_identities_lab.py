@@ -224,3 +224,31 @@ def test_an_identity_deleted_and_created_again_is_annotated_with_its_new_client_
         lines = by_code[code]["remediation"]
         assert not any(line.startswith("kubectl annotate") for line in lines), (code, lines)
         assert any(line.startswith(f"# set client_id: {new} for {namespace}/app-sa in harness.yaml") for line in lines)
+
+
+def test_a_credential_with_a_mistyped_audience_is_updated_by_every_printed_fix(
+    running_lab: RunningLab, person: Person, tmp_path: Path
+) -> None:
+    """``az identity federated-credential update --audiences api://AzureADTokenExchang`` (one letter short): the
+    federation check, the failed exchange (AADSTS700212) and the inventory each print a fix, and each updates that
+    credential: ARM refuses a second credential with its issuer and subject (400 "Issuer and subject combination
+    already exists for this Managed Identity."), so no printed line may create one."""
+    namespace = f"aud-{uuid.uuid4().hex[:6]}"
+    identity = person.arm("PUT", f"/subscriptions/{person.info['subscription_id']}/resourceGroups/myRg/providers/"
+                                 f"Microsoft.ManagedIdentity/userAssignedIdentities/{namespace}-id", "2023-01-31",
+                          {"location": "eastus"})
+    subject = f"system:serviceaccount:{namespace}:app-sa"
+    person.arm("PUT", f"{identity['id']}/federatedIdentityCredentials/{namespace}", "2023-01-31", {"properties": {
+        "issuer": person.info["issuer_url"], "subject": subject, "audiences": ["api://AzureADTokenExchang"]}})
+    service_account(running_lab, namespace, "app-sa", identity["properties"]["clientId"])
+    entry = {"namespace": namespace, "service_account": "app-sa", "client_id": identity["properties"]["clientId"],
+             "identity_resource_id": identity["id"]}
+    result, document = run_suites(tmp_path / "reports", "--config", config_with(running_lab, tmp_path, [entry]))
+    assert result.returncode == 1, result.stdout[-4000:]
+    checks = checks_of(document, f"{namespace}/app-sa")
+    assert checks["federation.credential"]["status"] == "fail" and checks["exchange.succeeds"]["status"] == "fail"
+    printed = [line.strip().removeprefix("fix: ") for line in result.stdout.splitlines()
+               if "federated-credential" in line and subject in line]
+    assert len(printed) >= 3, result.stdout[-4000:]  # the federation check's, the exchange's, the inventory's
+    assert all(line.startswith(f"az identity federated-credential update --name {namespace} ") for line in printed), \
+        printed
