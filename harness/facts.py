@@ -81,6 +81,8 @@ class ServiceAccountFacts:
     # --pod, its ServiceAccount without the client-id annotation: the namespace's ServiceAccounts that have one
     # (name -> client id), the ones the pod may have been meant to run under
     annotated_neighbours: dict[str, str] = field(default_factory=dict)
+    # the namespace's labels, read when the probe pod came back unmutated (a namespaceSelector may exclude it)
+    namespace_labels: dict[str, str] | None = None
 
 
 @dataclass

@@ -304,9 +304,13 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_NOT_MUTATED", "pod", "error",
-        "A labelled pod has no injected env or projected token.",
-        "Recreate the pod once the webhook works (kubectl rollout restart).",
+        "A labelled pod has no injected env or projected token (the webhook was down, or its namespaceSelector "
+        "excludes the namespace, e.g. a control-plane: \"true\" label).",
+        "Recreate the pod once the webhook works (kubectl rollout restart); remove the namespace label the "
+        "selector excludes.",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+        "test:tests/harness/test_hand_breakages_lab.py::test_a_namespace_labelled_control_plane_is_excluded_by_the_"
+        "webhook_and_the_printed_fix_unlabels_it",
         "unit:tests/harness/test_checks.py::test_broken_mutations",
     ),
     _e(

@@ -444,6 +444,11 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
     skip = annotation(ctx.pod, SKIP_CONTAINERS_ANNOTATION)
     if skip:
         reasons.append(f"{SKIP_CONTAINERS_ANNOTATION}={skip}")
+    excluded = _excluding_requirements(ctx)
+    if excluded and not reasons:
+        reasons.append(f"the webhook's namespaceSelector excludes namespace {ctx.namespace}: "
+                       + "; ".join(text for text, _ in excluded))
+        evidence["namespace_labels"] = ctx.facts.sa.namespace_labels
     if not reasons:
         reasons.append(
             "the webhook did not act on the pod (was it created before the webhook was ready, or "
@@ -460,9 +465,60 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
             "webhook" if code == "WEBHOOK_NOT_INSTALLED" else "pod",
             "the pod was not mutated: " + "; ".join(reasons),
             evidence,
-            _mutation_remediation(ctx),
+            _namespace_fixes(ctx, excluded) if excluded and code == "POD_NOT_MUTATED" else _mutation_remediation(ctx),
         ),
     )
+
+
+def _excluding_requirements(ctx: WorkloadContext) -> list[tuple[str, Step | None]]:
+    """The workload identity webhook's namespaceSelector requirements the namespace's labels fail (as the API
+    server matches a LabelSelector: matchLabels, and matchExpressions In/NotIn/Exists/DoesNotExist), each with
+    the label change that lets the namespace in, or None when no label change can (the API server sets
+    kubernetes.io/metadata.name itself). AKS's add-on selects namespaces without control-plane: "true" and
+    kubernetes.azure.com/managedby: aks, so such a label on a workload namespace turns the webhook off there."""
+    labels = ctx.facts.sa.namespace_labels
+    if labels is None:
+        return []
+    out: list[tuple[str, Step | None]] = []
+    ns = fix.namespace_or(ctx.namespace)
+    for configuration in ctx.cluster.webhook_configurations:
+        for hook in configuration.get("webhooks") or []:
+            if hook.get("name") != WEBHOOK_NAME:
+                continue
+            selector = hook.get("namespaceSelector") or {}
+            requirements = [{"key": k, "operator": "In", "values": [v]}
+                            for k, v in (selector.get("matchLabels") or {}).items()]
+            requirements += list(selector.get("matchExpressions") or [])
+            for req in requirements:
+                key, op = str(req.get("key") or ""), str(req.get("operator") or "")
+                values = [str(v) for v in req.get("values") or []]
+                has, value = key in labels, labels.get(key)
+                fixed_by_api = key == "kubernetes.io/metadata.name"
+                if op == "In" and value not in values:
+                    out.append((f"it needs {key} in {values}, the namespace has "
+                                f"{value if has else 'no such label'}",
+                                None if fixed_by_api else fix.kubectl("label", "namespace", ns, f"{key}={values[0]}",
+                                                                      "--overwrite")))
+                elif op == "NotIn" and has and value in values:
+                    out.append((f"the namespace's label {key}={value} is one it excludes ({key} NotIn {values})",
+                                None if fixed_by_api else fix.kubectl("label", "namespace", ns, f"{key}-")))
+                elif op == "Exists" and not has:
+                    out.append((f"it needs a label {key}", None))
+                elif op == "DoesNotExist" and has:
+                    out.append((f"the namespace has the label {key}, which it excludes",
+                                None if fixed_by_api else fix.kubectl("label", "namespace", ns, f"{key}-")))
+    return out
+
+
+def _namespace_fixes(ctx: WorkloadContext, excluded: list[tuple[str, Step | None]]) -> list[Step]:
+    """The label changes that let the namespace in, then the pods made again; a requirement no label change meets
+    (the namespace excluded by name) is the webhook configuration's own, restored by reinstalling it."""
+    steps: list[Step] = [step for _, step in excluded if step is not None]
+    if any(step is None for _, step in excluded):
+        steps += [advice(f"the webhook configuration {webhook_configuration_name(ctx.cluster) or '<name>'} itself "
+                         f"excludes {ctx.namespace}: restore its namespaceSelector (reinstall the add-on or chart)"),
+                  *enable_webhook(ctx.cluster, ctx.azure)]
+    return [*steps, *restart_workload(ctx)]
 
 
 def _mutation_remediation(ctx: WorkloadContext) -> list[Step]:

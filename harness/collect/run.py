@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.checks.podspec import token_volumes
 from harness.checks.transient import retryable_aadsts, service_account_subject
 from harness.collect.access_resources import collect_access_resources
 from harness.collect.arm import collect_identity, collect_managed_cluster, prefetch_identity_searches
@@ -157,6 +158,9 @@ def collect_workloads(
                     service_account_subject(workload.namespace, workload.service_account),
                     facts.sa.annotations.get(CLIENT_ID_ANNOTATION))),
             ), scope=retry_scope(workload.id))
+            admitted = facts.pod.pod if facts.pod is not None and facts.pod.created else None
+            if admitted is not None and not token_volumes(admitted):
+                facts.sa.namespace_labels = read_namespace_labels(backend.kube, workload.namespace)
         return facts
 
     # Each workload's reads are a few round trips in a row, and its probe pod is created as soon as they are done:
@@ -169,6 +173,17 @@ def collect_workloads(
         if facts.pod is not None:
             facts.collected_at = time.time()
     return out
+
+
+def read_namespace_labels(api: KubeApi, namespace: str) -> dict[str, str] | None:
+    """The namespace's labels (which the webhook's namespaceSelector is matched against), None when unreadable."""
+    try:
+        found = api.namespace(namespace)
+    except KubeError:
+        return None
+    if found is None:
+        return None
+    return {str(k): str(v) for k, v in ((found.get("metadata") or {}).get("labels") or {}).items()}
 
 
 def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str, name: str) -> WorkloadFacts:
@@ -187,6 +202,8 @@ def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str
         pod_facts.phase = (pod.get("status") or {}).get("phase")
         service_account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
     sa = collect_service_account(backend.kube, namespace, service_account)
+    if pod is not None and not token_volumes(pod):
+        sa.namespace_labels = read_namespace_labels(backend.kube, namespace)
     if pod is not None and sa.found and CLIENT_ID_ANNOTATION not in sa.annotations:
         try:
             listed = backend.kube.list_service_accounts(namespace)

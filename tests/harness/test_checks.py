@@ -216,6 +216,38 @@ def test_broken_mutations(pod: dict[str, Any], fragment: str) -> None:
     assert outcome.findings[0].code == "POD_NOT_MUTATED"
 
 
+AKS_SELECTOR = {"matchExpressions": [
+    {"key": "control-plane", "operator": "NotIn", "values": ["true"]},
+    {"key": "kubernetes.azure.com/managedby", "operator": "NotIn", "values": ["aks"]}]}
+
+
+@pytest.mark.parametrize(("selector", "labels", "fragment", "first_fix"), [
+    (AKS_SELECTOR, {"kubernetes.io/metadata.name": "finance", "control-plane": "true"},
+     "control-plane=true is one it excludes", "kubectl label namespace finance control-plane-"),
+    ({"matchLabels": {"wi": "on"}}, {"kubernetes.io/metadata.name": "finance"},
+     "it needs wi in ['on']", "kubectl label namespace finance wi=on --overwrite"),
+    ({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["finance"]}]},
+     {"kubernetes.io/metadata.name": "finance"}, "kubernetes.io/metadata.name NotIn", "# the webhook configuration"),
+])
+def test_a_namespace_the_webhooks_namespace_selector_excludes_is_named_with_the_label_to_change(
+    selector: dict[str, Any], labels: dict[str, str], fragment: str, first_fix: str
+) -> None:
+    """An unmutated labelled pod in a namespace the namespaceSelector does not select: the requirement it fails
+    and the label change that lets it in (none for the name the API server sets: the configuration's own)."""
+    pod = {"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "true"}},
+           "spec": {"containers": [{"name": "probe"}]}}
+    ctx = context_for(pod)
+    ctx.cluster.webhook_configurations = [{"metadata": {"name": "azure-wi-webhook"}, "webhooks": [
+        {"name": "mutation.azure-workload-identity.io", "namespaceSelector": selector}]}]
+    ctx.facts.sa.namespace_labels = labels
+    outcome = pod_mutated(ctx)
+    assert outcome.status == FAIL and fragment in outcome.message
+    assert outcome.findings[0].code == "POD_NOT_MUTATED"
+    assert outcome.findings[0].fix_lines()[0].startswith(first_fix)
+    ctx.facts.sa.namespace_labels = {"kubernetes.io/metadata.name": "elsewhere", "wi": "on"}  # selected: the old
+    assert "was it created before the webhook was ready" in pod_mutated(ctx).message  # question stands
+
+
 def test_token_file_pointing_elsewhere_than_the_mount() -> None:
     pod = _pod(*V16)
     pod["spec"]["containers"][0]["env"][2]["value"] = "/var/run/secrets/azure/tokens/azure-identity-token"

@@ -274,3 +274,34 @@ def test_a_template_presetting_another_tenant_is_an_env_conflict_unset_by_the_pr
     wait_for_one_new_pod(running_lab, "finance", "app=backend", before | {preset["metadata"]["name"]})
     result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_namespace_labelled_control_plane_is_excluded_by_the_webhook_and_the_printed_fix_unlabels_it(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """``kubectl label namespace finance control-plane=true`` (a label copied onto a workload namespace): AKS's
+    webhook configuration selects namespaces whose control-plane is NotIn ["true"], so the webhook is never
+    called for finance's pods. pod.mutated names the namespaceSelector's requirement and the label to remove, not
+    az aks update --enable-workload-identity (which leaves the label, and the webhook still skips the namespace);
+    pasted with the restart it prints, the run passes."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
+    ok(running_lab, "label", "namespace", "finance", "control-plane=true")
+    try:
+        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 1, result.stdout[-3000:]
+        checks = checks_of(document, "finance/backend-sa")
+        assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["pod.mutated"]
+        workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
+        finding = next(f for f in workload["findings"] if f["code"] == "POD_NOT_MUTATED")
+        assert "control-plane=true" in finding["message"]
+        commands = [line for line in finding["remediation"] if not line.startswith("#")]
+        assert commands[0] == "kubectl label namespace finance control-plane-"
+        assert not any(line.startswith("az aks update") for line in commands)
+        for line in commands:
+            paste(running_lab, line)
+    finally:
+        kubectl(running_lab, "label", "namespace", "finance", "control-plane-")
+    wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
+    result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 0, result.stdout[-3000:]
