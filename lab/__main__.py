@@ -28,6 +28,8 @@ examples:
   python -m lab ctl --state-dir DIR policy deny --namespace NS --message TEXT   (Azure Policy / Gatekeeper refuses
                                                                  new pods in NS; --constraint NAME)
   python -m lab ctl --state-dir DIR policy clear                (removes the Gatekeeper webhook and constraints)
+  python -m lab ctl --state-dir DIR cluster --oidc-issuer off   (a cluster made before its OIDC issuer was enabled;
+                                                                 ARM refuses to turn it off)
 """
 
 
@@ -102,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     entra = actions.add_parser("entra", help="Entra's own behaviour: how long it caches issuers' OIDC metadata")
     entra.add_argument("--metadata-cache-seconds", type=_seconds, required=True, metavar="SECONDS",
                        help="keep an issuer's discovery document and JWKS this long (default 120; 0: off)")
+    cluster = actions.add_parser("cluster", help="what the managed cluster was made with: its OIDC issuer off")
+    cluster.add_argument("--oidc-issuer", choices=["on", "off"], required=True)
     policy = actions.add_parser("policy", help="an Azure Policy / Gatekeeper admission webhook refusing pods")
     policy_actions = policy.add_subparsers(dest="policy_action", required=True)
     deny = policy_actions.add_parser("deny", help="refuse new pods in a namespace with a message")
@@ -129,6 +133,7 @@ def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
         "propagation": {"fic_seconds": args.__dict__.get("fic_seconds"),
                         "role_seconds": args.__dict__.get("role_seconds")},
         "entra": {"metadata_cache_seconds": args.__dict__.get("metadata_cache_seconds")},
+        "cluster": {"oidc_issuer": {"on": True, "off": False}.get(args.__dict__.get("oidc_issuer") or "")},
         "policy": {"action": args.__dict__.get("policy_action"), "namespace": args.__dict__.get("namespace"),
                    "message": args.__dict__.get("message"), "constraint": args.__dict__.get("constraint")},
     }.get(args.action, {})

@@ -218,6 +218,23 @@ def set_entra(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     return lab.azure.issuer_metadata.snapshot()
 
 
+def set_cluster(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
+    """What the managed cluster was made with that ARM cannot change now: ``oidc_issuer`` false is a cluster
+    created before its OIDC issuer was enabled (AKS refuses to turn an enabled one off: ARM answers
+    OIDCIssuerFeatureCannotBeDisabled); ``az aks update --enable-oidc-issuer`` turns it on."""
+    own = lab.extra.get("cluster") or {}
+    cluster = next((c for c in lab.azure.clusters.values()
+                    if (c.name.lower(), c.resource_group.lower())
+                    == (str(own.get("name")).lower(), str(own.get("resource_group")).lower())), None)
+    if cluster is None:
+        raise ControlError("this lab has no managed cluster")
+    if "oidc_issuer" in body:
+        if not isinstance(body["oidc_issuer"], bool):
+            raise ControlError("oidc_issuer: true or false is required")
+        cluster.oidc_issuer_enabled = body["oidc_issuer"]
+    return {"name": cluster.name, "oidc_issuer": cluster.oidc_issuer_enabled}
+
+
 def _text(body: dict[str, Any], key: str, limit: int) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -307,6 +324,7 @@ COMMANDS: dict[str, Command] = {
     "egress": set_egress,
     "propagation": set_propagation,
     "entra": set_entra,
+    "cluster": set_cluster,
     "policy": set_policy,
     "outage": set_outage,
 }

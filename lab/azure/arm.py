@@ -629,6 +629,10 @@ def _put_cluster(
     properties = _properties(body)
     oidc = properties.get("oidcIssuerProfile")
     if isinstance(oidc, dict) and "enabled" in oidc:
+        if cluster.oidc_issuer_enabled and not oidc["enabled"]:
+            # AKS's answer to turning it off (Terraform users' logs: 400 OIDCIssuerFeatureCannotBeDisabled); az has
+            # no flag for it. A cluster without it is one made before it was enabled: lab ctl cluster --oidc-issuer
+            raise errors.ArmError(400, "OIDCIssuerFeatureCannotBeDisabled", "OIDC issuer feature cannot be disabled.")
         cluster.oidc_issuer_enabled = bool(oidc["enabled"])
     security = properties.get("securityProfile")
     if (

@@ -417,7 +417,8 @@ def _object_selector_removed(lab: Lab) -> list[str]:
 
 
 def _oidc_issuer_disabled(lab: Lab) -> list[str]:
-    lab.cluster(oidcIssuerProfile={"enabled": False})
+    """A cluster made before its OIDC issuer was enabled (ARM refuses to turn an enabled one off)."""
+    lab.ctl("cluster", "--oidc-issuer", "off", undo=("cluster", "--oidc-issuer", "on"))
     return _workload(lab)
 
 
@@ -570,7 +571,7 @@ FAULTS = {
         expect("cluster", "cluster.webhook_object_selector", "WEBHOOK_OBJECT_SELECTOR_MISSING"),
     ),
     "oidc-issuer-disabled": Fault(
-        "ARM: the cluster's OIDC issuer turned off",
+        "lab ctl cluster --oidc-issuer off: a cluster made before its OIDC issuer was enabled",
         _oidc_issuer_disabled,
         expect("cluster", "cluster.oidc_issuer_enabled", "OIDC_ISSUER_DISABLED"),
     ),

@@ -1200,7 +1200,8 @@ CASES = [
     Case("SECRET_DISABLED", _disable_secret, _heal_secret),
     Case("WORKLOAD_IDENTITY_DISABLED", lambda w: w.cluster(securityProfile={"workloadIdentity": {"enabled": False}}),
          _heal_cluster, where="run"),
-    Case("OIDC_ISSUER_DISABLED", lambda w: w.cluster(oidcIssuerProfile={"enabled": False}), _heal_cluster,
+    # a cluster made before its OIDC issuer was enabled (ARM refuses to turn an enabled one off)
+    Case("OIDC_ISSUER_DISABLED", lambda w: w.ctl("cluster", "--oidc-issuer", "off"), _heal_cluster,
          where="run"),
     Case("WEBHOOK_FAILURE_POLICY_IGNORE",
          _patch_webhook({"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"}), _heal_cluster,

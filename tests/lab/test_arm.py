@@ -1343,3 +1343,34 @@ def test_storage_name_availability_as_az_storage_account_create_asks_it(arm: Arm
     assert (invalid["nameAvailable"], invalid["reason"]) == (False, "AccountNameInvalid")
     assert invalid["message"].startswith("Bad_Name is not a valid storage account name.")
     assert arm.request("GET", url, admin, api="2023-05-01").status_code == 405
+
+
+def test_an_enabled_oidc_issuer_cannot_be_turned_off(arm: Arm, lab) -> None:
+    """AKS refuses to turn a cluster's OIDC issuer off (400 OIDCIssuerFeatureCannotBeDisabled, "OIDC issuer feature
+    cannot be disabled.", as Terraform users meet it; az has no flag for it) and changes nothing. A cluster without
+    one is one made before it was enabled (lab ctl cluster --oidc-issuer off); az aks update --enable-oidc-issuer
+    (a PUT with it enabled) turns it on."""
+    from lab.control import set_cluster
+
+    own = lab.extra["cluster"]
+    path = (f"{arm.sub}/resourceGroups/{own['resource_group']}/providers/Microsoft.ContainerService/"
+            f"managedClusters/{own['name']}")
+    admin = arm.admin()
+    body = arm.request("GET", path, admin, api="2024-09-01").json()
+    assert body["properties"]["oidcIssuerProfile"]["enabled"] is True
+    body["properties"]["oidcIssuerProfile"] = {"enabled": False}
+    refused = arm.request("PUT", path, admin, api="2024-09-01", json=body)
+    assert refused.status_code == 400
+    assert error_of(refused) == ("OIDCIssuerFeatureCannotBeDisabled", "OIDC issuer feature cannot be disabled.")
+    assert arm.request("GET", path, admin, api="2024-09-01").json()["properties"]["oidcIssuerProfile"] == {
+        "enabled": True, "issuerURL": lab.issuer_url}
+    try:
+        assert arm.run(lambda: set_cluster(lab, {"oidc_issuer": False}))["oidc_issuer"] is False
+        made = arm.request("GET", path, admin, api="2024-09-01").json()
+        assert made["properties"]["oidcIssuerProfile"] == {"enabled": False}
+        made["properties"]["oidcIssuerProfile"] = {"enabled": True}
+        enabled = arm.request("PUT", path, admin, api="2024-09-01", json=made)
+        assert enabled.status_code == 200, enabled.text
+        assert enabled.json()["properties"]["oidcIssuerProfile"]["issuerURL"] == lab.issuer_url
+    finally:
+        arm.run(lambda: set_cluster(lab, {"oidc_issuer": True}))
