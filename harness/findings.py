@@ -347,9 +347,11 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_NOT_ADMITTED", "pod", "error",
-        "The API server refused the probe pod for another reason.",
-        "Read the refusal; fix what it names.",
-        no_lab_fault="the lab's other refusals have their own codes",
+        "The API server refused the probe pod for another reason, or refuses a Deployment's pods once the webhook "
+        "has mutated them (a template volume named like the webhook's).",
+        "Read the refusal; fix what it names (rename the template's volume).",
+        "test:tests/harness/test_hand_breakages_lab.py::test_a_template_volume_named_like_the_webhooks_fails_the_"
+        "workload_until_renamed",
     ),
     _e(
         "POD_SECURITY_REJECTED", "pod", "error",

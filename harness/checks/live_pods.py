@@ -5,6 +5,7 @@ created before the label or the annotation, which a fresh probe pod cannot show.
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,8 @@ from harness.names import (
     INJECTED_ENV,
     SKIP_CONTAINERS_ANNOTATION,
     USE_LABEL,
+    V15_VOLUME_NAME,
+    V16_VOLUME_PREFIX,
     WEBHOOK_NAME,
 )
 
@@ -55,6 +58,8 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
         )
     findings: list[Finding] = [_webhook_denial(ctx, refused) for refused in facts.refused
                                 if _DENIED_BY_WEBHOOK in refused.message]
+    findings += [_volume_clash(ctx, refused, volume) for refused in facts.refused
+                 for volume in [_clashing_volume(refused.message)] if volume]
     summary: list[dict[str, Any]] = [{"owner": f"{f.evidence['owner']}", "pods": [], "problems": [f.code]}
                                      for f in findings]
     if not facts.pods and not findings:
@@ -122,6 +127,33 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
         f"{ref}: the workload identity webhook denies its pods, none of its current template runs ({refused.reason}):"
         f" {said}",
         evidence, steps,
+    )
+
+
+_DUPLICATE_VOLUME_RE = re.compile(r'spec\.volumes\[\d+\]\.name: Duplicate value: "([^"]+)"')
+
+
+def _clashing_volume(message: str) -> str | None:
+    """The webhook's own volume name when the API server refused the mutated pod over a duplicate volume: webhook
+    v1.5 (AKS's add-on) appends its azure-identity-token volume unless one projecting its token path is there, so
+    a template volume of that name of another kind makes every pod invalid (422 Duplicate value)."""
+    match = _DUPLICATE_VOLUME_RE.search(message)
+    if match and (match.group(1) == V15_VOLUME_NAME or match.group(1).startswith(V16_VOLUME_PREFIX)):
+        return match.group(1)
+    return None
+
+
+def _volume_clash(ctx: WorkloadContext, refused: RefusedController, volume: str) -> Finding:
+    ref = f"{refused.kind}/{refused.name}"
+    return Finding(
+        "POD_NOT_ADMITTED", ERROR, "pod",
+        f"{ref}: the API server refuses its pods once the webhook has mutated them ({refused.reason}): the pod "
+        f"template has a volume named {volume}, the name of the volume the webhook injects: {refused.message}",
+        {"owner": ref, "reason": refused.reason, "refusal": refused.message, "volume": volume},
+        [fix.kubectl("get", f"{refused.kind.lower()}/{refused.name}", "-n", fix.namespace_or(ctx.namespace), "-o",
+                     "jsonpath={.spec.template.spec.volumes[*].name}"),
+         advice(f"rename the template's volume {volume} (and the volumeMounts that name it) in {ref}'s manifest, "
+                "and apply it: the webhook adds its own")],
     )
 
 

@@ -305,3 +305,36 @@ def test_a_namespace_labelled_control_plane_is_excluded_by_the_webhook_and_the_p
     wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
     result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_template_volume_named_like_the_webhooks_fails_the_workload_until_renamed(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """A template volume ``azure-identity-token`` (an emptyDir): webhook v1.5, as AKS's add-on, appends its own
+    volume of that name, and the API server refuses every mutated pod (Duplicate value); the old pod keeps
+    running and the probe pod is fine, so it passed. workload.live_pods now fails with POD_NOT_ADMITTED naming the
+    volume; renamed as the advice says, the rollout finishes and the run passes."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
+    clash = json.dumps({"spec": {"template": {"spec": {"volumes": [{"name": "azure-identity-token",
+                                                                     "emptyDir": {}}]}}}})
+    ok(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge", "-p", clash)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = json.loads(ok(running_lab, "-n", "finance", "get", "deployment", "backend", "-o", "json"))["status"]
+        if any(c["type"] == "ReplicaFailure" for c in status.get("conditions") or []):
+            break
+        time.sleep(0.3)
+    result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 1, result.stdout[-3000:]
+    checks = checks_of(document, "finance/backend-sa")
+    assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
+    workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
+    finding = next(f for f in workload["findings"] if f["code"] == "POD_NOT_ADMITTED")
+    assert finding["evidence"]["volume"] == "azure-identity-token"
+    paste(running_lab, finding["remediation"][0])  # the look it prints runs as printed
+    rename = json.dumps([{"op": "replace", "path": "/spec/template/spec/volumes/0/name", "value": "scratch"}])
+    ok(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "json", "-p", rename)
+    wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
+    result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -292,3 +292,23 @@ def test_a_preset_tenant_or_authority_other_than_the_webhooks_is_a_conflict() ->
     ctx.facts.pod = None  # no probe pod: nothing to compare with
     pod["spec"]["containers"][0]["env"][1]["value"] = "72f988bf-86f1-41af-91ab-2d7cd011db47"
     assert live_pods(ctx).status == PASS
+
+
+def test_a_template_volume_named_like_the_webhooks_makes_every_pod_invalid_and_is_named() -> None:
+    """Webhook v1.5 appends its azure-identity-token volume unless one projects its token path: a template volume
+    of that name (an emptyDir) makes every mutated pod invalid (422 Duplicate value). Another volume's duplicate
+    is not the webhook's doing."""
+    clash = 'Pod "backend-x" is invalid: spec.volumes[1].name: Duplicate value: "azure-identity-token"'
+    facts = collect_live_pods(ListingKube([], [failing_deployment("backend", "backend-sa", clash)]),  # type: ignore[arg-type]
+                              "finance", "backend-sa")
+    ctx = context([])
+    ctx.facts.live_pods = facts
+    outcome = live_pods(ctx)
+    assert outcome.status == FAIL
+    finding = outcome.findings[0]
+    assert finding.code == "POD_NOT_ADMITTED" and finding.evidence["volume"] == "azure-identity-token"
+    assert finding.fix_lines()[0].startswith("kubectl get deployment/backend -n finance -o")
+    other = 'Pod "backend-x" is invalid: spec.volumes[1].name: Duplicate value: "data"'
+    ctx.facts.live_pods = collect_live_pods(
+        ListingKube([], [failing_deployment("backend", "backend-sa", other)]), "finance", "backend-sa")  # type: ignore[arg-type]
+    assert live_pods(ctx).status == PASS
