@@ -369,10 +369,16 @@ def _not_an_authorization_answer(
         )
     if meaning == "network":
         code = "KEYVAULT_FIREWALL" if is_vault else "STORAGE_FIREWALL"
-        if is_vault and evidence.get("innererror") == "ForbiddenByConnection":  # public network access disabled
+        found = resource_of(ctx, check) or {}
+        closed = str(found.get("public_network_access") or "").lower() == "disabled"
+        if is_vault and (evidence.get("innererror") == "ForbiddenByConnection" or closed):
             why = ("the vault's public network access is disabled: it refused the request before the identity's "
                    "rights were looked at, and honours no network rule while disabled")
             repair = fix.keyvault_public_access(resource_name(ctx, check))
+        elif closed:  # Storage answers AuthorizationFailure either way: ARM's publicNetworkAccess tells them apart
+            why = ("the storage account's public network access is disabled (ARM): it refused the request before the "
+                   "identity's rights were looked at, and honours no network rule while disabled")
+            repair = fix.storage_public_access(resource_name(ctx, check), found.get("id"))
         else:
             repair = (
                 fix.keyvault_network_rules(resource_name(ctx, check)) if is_vault

@@ -727,6 +727,26 @@ def keyvault_public_access(vault: str) -> list[Step]:
     ]
 
 
+def storage_public_access(account: str, account_id: str | None) -> list[Step]:
+    """The account's public network access is disabled: it "denies all logins that match IP or virtual
+    network-based firewall rules" (Azure Policy's built-in b2982f36, Storage accounts should disable public network
+    access), so a network rule alone changes nothing. Public access back on with the firewall closed, then the
+    cluster's network admitted; or a private endpoint."""
+    target = ("--ids", account_id) if account_id else ("--name", account)
+    return [
+        command("az", "storage", "account", "show", *target, "--query",
+                "{publicNetworkAccess: publicNetworkAccess, defaultAction: networkRuleSet.defaultAction}"),
+        advice("public network access is disabled: the account honours no network rule until it is enabled; "
+               "enable it with the firewall closed, then admit the cluster's network"),
+        command("az", "storage", "account", "update", *target, "--public-network-access", "Enabled",
+                "--default-action", "Deny"),
+        command("az", "storage", "account", "network-rule", "add", "--account-name", account,
+                "--subnet", "<aks-node-subnet-id>", note="or --ip-address <the cluster's egress IP>"),
+        advice("or keep public access disabled and reach the account through a private endpoint the cluster's "
+               "network resolves"),
+    ]
+
+
 def storage_network_rules(account: str) -> list[Step]:
     return [
         command("az", "storage", "account", "network-rule", "list", "--account-name", account),

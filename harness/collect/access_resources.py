@@ -18,7 +18,8 @@ STORAGE_API = "2023-05-01"
 def collect_access_resources(
     arm: ArmGet | None, azure: AzureConfig | None, workloads: list[WorkloadConfig]
 ) -> dict[str, dict[str, str]]:
-    """endpoint_key(url) -> {id, name, resource_group} for every access URL ARM resolves (best effort: a list
+    """endpoint_key(url) -> {id, name, resource_group[, public_network_access]} for every access URL ARM resolves
+    (best effort: a list
     the harness may not read leaves the fixes with the name taken from the URL)."""
     if arm is None or azure is None:
         return {}
@@ -37,6 +38,9 @@ def collect_access_resources(
             resource = _resource(item)
             if resource is None:
                 continue
+            public = (item.get("properties") or {}).get("publicNetworkAccess")
+            if isinstance(public, str) and public:  # Disabled: no network rule is honoured, the fix differs
+                resource["public_network_access"] = public
             for endpoint in endpoints_of(item.get("properties") or {}):
                 if isinstance(endpoint, str) and endpoint:
                     found[endpoint_key(endpoint)] = resource

@@ -1030,7 +1030,8 @@ def test_an_existing_pod_is_judged_by_the_container_the_webhook_mutated_not_a_me
 # ---------------------------------------------------------------- access verdicts by the service's own code
 
 
-def _answered(kind: str, expect: str, status: int, **codes: str) -> Outcome:
+def _answered(kind: str, expect: str, status: int, resources: dict[str, dict[str, str]] | None = None,
+              **codes: str) -> Outcome:
     check: KeyVaultSecretAccess | BlobAccess = (
         KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect=expect)
         if kind == "keyvault_secret"
@@ -1038,6 +1039,7 @@ def _answered(kind: str, expect: str, status: int, **codes: str) -> Outcome:
     )
     ctx = context_for()
     assert ctx.facts.pod is not None
+    ctx.cluster.access_resources = resources or {}
     step = {"name": "access", "index": 0, "status": "fail", "outcome": "deny",  # what an older probe said
             "evidence": {"http_status": status, **codes, "token": {"aud": "https://vault.azure.net"}},
             "error": {"kind": "expectation_mismatch"}}
@@ -1057,6 +1059,26 @@ def test_a_firewall_never_proves_a_deny_and_is_named_on_an_allow() -> None:
     assert storage.findings[0].code == "STORAGE_FIREWALL"
     assert storage.findings[0].fix_lines()[0] == "az storage account network-rule list --account-name ordersdata"
     assert _answered("blob", "deny", 403, code="AuthorizationFailure").findings[0].code == "DENY_NOT_PROVEN"
+
+
+def test_a_storage_account_with_public_access_disabled_is_opened_not_given_a_network_rule() -> None:
+    """Storage answers AuthorizationFailure for its firewall and for public access disabled alike; ARM's
+    publicNetworkAccess (read with the account) tells them apart. Disabled, the account honours no network rule
+    (Azure Policy b2982f36: it "denies all logins that match IP or virtual network-based firewall rules")."""
+    account_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.Storage/storageAccounts/ordersdata"
+    resource = {"id": account_id, "name": "ordersdata", "resource_group": "myRg"}
+    key = ACCOUNT.rstrip("/")
+    opened = _answered("blob", "allow", 403, {key: {**resource, "public_network_access": "Enabled"}},
+                       code="AuthorizationFailure")
+    assert opened.findings[0].fix_lines()[0] == "az storage account network-rule list --account-name ordersdata"
+    closed = _answered("blob", "allow", 403, {key: {**resource, "public_network_access": "Disabled"}},
+                       code="AuthorizationFailure")
+    assert closed.status == FAIL and closed.findings[0].code == "STORAGE_FIREWALL"
+    assert "public network access is disabled" in closed.findings[0].message
+    lines = closed.findings[0].fix_lines()
+    update = f"az storage account update --ids {account_id} --public-network-access Enabled --default-action Deny"
+    rule = next(i for i, line in enumerate(lines) if line.startswith("az storage account network-rule add"))
+    assert update in lines and lines.index(update) < rule
 
 
 def test_a_vault_with_public_access_disabled_is_opened_not_given_a_network_rule() -> None:

@@ -1189,6 +1189,19 @@ CASES = [
                            "endpoint); the test runs the printed show and update, then adds the lab's egress address",
                            edit=lambda w: w.shell.must(f"az keyvault network-rule add --name finance-kv "
                                                        f"--ip-address {LAB_EGRESS}"))),
+    # az storage account update --public-network-access Disabled: Storage answers AuthorizationFailure as for its
+    # firewall, ARM's publicNetworkAccess tells them apart; the printed update opens it with the firewall closed,
+    # the person admits the lab's egress address, and the run passes
+    Case("STORAGE_FIREWALL", lambda w: w.shell.must(f"az storage account update --ids {w.ordersdata} "
+                                                    "--public-network-access Disabled -o none"),
+         lambda w: w.person.arm("PATCH", w.ordersdata, STORAGE_API, {"properties": {
+             "publicNetworkAccess": "Enabled", "networkAcls": {"defaultAction": "Allow", "ipRules": []}}}),
+         where="orders/orders-sa", label="public-access-disabled",
+         decision=Decision("which network the cluster reaches the account from (its node subnet, egress IP or a "
+                           "private endpoint); the test runs the printed show and update, then adds the lab's "
+                           "egress address",
+                           edit=lambda w: w.shell.must(f"az storage account network-rule add --account-name ordersdata "
+                                                       f"--ip-address {LAB_EGRESS} -o none"))),
     # broken as a person does it, with the real az (it reads the account's encryption before its PATCH)
     Case("STORAGE_FIREWALL", lambda w: w.shell.must(f"az storage account update --ids {w.ordersdata} "
                                                     "--default-action Deny -o none"),
