@@ -17,6 +17,7 @@ from harness.checks.federation import principal_id_of
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.checks.network_policies import egress_policies
 from harness.checks.roles import diagnose_denial, view_assignments
+from harness.checks.transient import identity_client_id
 from harness.commands import Command, Step, Var, advice, command
 from harness.config import BlobAccess, KeyVaultSecretAccess
 from harness.values import endpoint_key
@@ -136,6 +137,29 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     if outcome in NOT_AN_AUTHORIZATION_ANSWER:
         return _not_an_authorization_answer(ctx, check, outcome, evidence, principal)
     if outcome == "deny" and check.expect == "allow" and _access_policy_refusal(evidence):
+        vault = resource_name(ctx, check)
+        client_id = identity_client_id(ctx.facts.identity) or ctx.expected_client_id
+        named = {i.lower() for i in str((resource_of(ctx, check) or {}).get("access_policy_object_ids") or "")
+                 .split(",") if i}
+        if client_id and client_id.lower() in named and (principal or "").lower() not in named:
+            # az keyvault set-policy --object-id <client id>: Key Vault takes any GUID, and the policy is for an
+            # object that does not exist; an access policy names the principal (object) id (az's --object-id: "A
+            # GUID that identifies the principal"; --spn <client id> resolves it)
+            evidence["policy_names_client_id"] = client_id
+            return failed(
+                f"{what}: denied, expected allow ({detail}): the vault's access policy names the identity's client "
+                f"id {client_id} as its object id, not its principal (object) id {principal}",
+                evidence,
+                Finding(
+                    "KEYVAULT_ACCESS_POLICY_MISSING", ERROR, "access",
+                    f"the vault of {what} authorizes by access policy, and its policy for the identity names the "
+                    f"client id {client_id} as the object id (az keyvault set-policy --object-id takes the "
+                    f"principal id, {principal}); no policy lets the identity get secrets ({detail})",
+                    evidence,
+                    [fix.keyvault_set_secret_policy(vault, principal), fix.keyvault_delete_policy(vault, client_id),
+                     fix.keyvault_policies(vault)],
+                ),
+            )
         return failed(
             f"{what}: denied, expected allow ({detail}): the vault uses access policies, not RBAC",
             evidence,

@@ -688,6 +688,10 @@ def keyvault_set_secret_policy(vault: str, principal_id: str | None) -> Command:
                    guid_or(principal_id, "<principal-id>"), "--secret-permissions", "get")
 
 
+def keyvault_delete_policy(vault: str, object_id: str) -> Command:
+    return command("az", "keyvault", "delete-policy", "--name", vault, "--object-id", guid_or(object_id, "<object-id>"))
+
+
 def keyvault_policies(vault: str) -> Command:
     return command("az", "keyvault", "show", "--name", vault, "--query",
                    "{rbac: properties.enableRbacAuthorization, policies: properties.accessPolicies[].objectId}")

@@ -38,9 +38,14 @@ def collect_access_resources(
             resource = _resource(item)
             if resource is None:
                 continue
-            public = (item.get("properties") or {}).get("publicNetworkAccess")
+            properties = item.get("properties") or {}
+            public = properties.get("publicNetworkAccess")
             if isinstance(public, str) and public:  # Disabled: no network rule is honoured, the fix differs
                 resource["public_network_access"] = public
+            policies = properties.get("accessPolicies")
+            if isinstance(policies, list):  # a vault's: whose object ids its access policies name
+                resource["access_policy_object_ids"] = ",".join(
+                    str(p.get("objectId")) for p in policies if isinstance(p, dict) and p.get("objectId"))
             for endpoint in endpoints_of(item.get("properties") or {}):
                 if isinstance(endpoint, str) and endpoint:
                     found[endpoint_key(endpoint)] = resource

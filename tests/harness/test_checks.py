@@ -48,6 +48,7 @@ from harness.facts import (
 from harness.redact import Redactor
 
 CLIENT = "3b1a6f2e-5c1d-4e2f-9a8b-7c6d5e4f3a2b"
+PRINCIPAL = "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a"
 IDENTITY_ID = "/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/myRg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/backend"
 
 
@@ -1079,6 +1080,31 @@ def test_a_storage_account_with_public_access_disabled_is_opened_not_given_a_net
     update = f"az storage account update --ids {account_id} --public-network-access Enabled --default-action Deny"
     rule = next(i for i, line in enumerate(lines) if line.startswith("az storage account network-rule add"))
     assert update in lines and lines.index(update) < rule
+
+
+def test_an_access_policy_naming_the_client_id_is_named_and_replaced() -> None:
+    """az keyvault set-policy --object-id CLIENT_ID: Key Vault takes any GUID, so the vault has a policy for an
+    object that does not exist and the identity (its principal id) none. The finding says so, and its fix makes the
+    principal's policy and deletes the client id's."""
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
+    ctx = context_for(client_id=CLIENT)
+    assert ctx.facts.pod is not None
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config", identity={"id": IDENTITY_ID, "properties": {
+                                           "clientId": CLIENT, "principalId": PRINCIPAL}})
+    vault_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
+    ctx.cluster.access_resources = {VAULT.rstrip("/"): {"id": vault_id, "name": "finance-kv", "resource_group": "myRg",
+                                                        "access_policy_object_ids": f"{CLIENT},other"}}
+    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": {
+        "http_status": 403, "code": "Forbidden", "innererror": "AccessDenied"}}]}
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert finding.code == "KEYVAULT_ACCESS_POLICY_MISSING" and f"names the client id {CLIENT}" in finding.message
+    assert finding.fix_lines()[:2] == [
+        f"az keyvault set-policy --name finance-kv --object-id {PRINCIPAL} --secret-permissions get",
+        f"az keyvault delete-policy --name finance-kv --object-id {CLIENT}"]
+    ctx.cluster.access_resources[VAULT.rstrip("/")]["access_policy_object_ids"] = "other"  # no such policy
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert "client id" not in finding.message and not any("delete-policy" in line for line in finding.fix_lines())
 
 
 def test_a_vault_with_public_access_disabled_is_opened_not_given_a_network_rule() -> None:

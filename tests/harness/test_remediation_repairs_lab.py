@@ -613,6 +613,12 @@ def _heal_sa_without_fic(w: World) -> None:
     w.heal_fics()
 
 
+def _policy_for_the_client_id(w: World) -> None:
+    """finance-kv moved to access policies, its policy made with az keyvault set-policy --object-id CLIENT_ID."""
+    w.vault(w.finance_kv, enableRbacAuthorization=False)
+    w.shell.must(f"az keyvault set-policy --name finance-kv --object-id {w.client_id} --secret-permissions get -o none")
+
+
 def _audience_typo(w: World) -> None:
     """The workload's credential made again with another audience (az identity federated-credential update
     --audiences, a typo for api://AzureADTokenExchange)."""
@@ -1174,6 +1180,10 @@ CASES = [
     Case("ACCESS_ALLOWED_UNEXPECTEDLY", _grant_the_other_vault, World.heal_roles),
     Case("KEYVAULT_ACCESS_POLICY_MISSING", lambda w: w.vault(w.finance_kv, enableRbacAuthorization=False),
          lambda w: w.vault(w.finance_kv, enableRbacAuthorization=True, accessPolicies=[])),
+    # the policy made with the client id as its object id (Key Vault takes any GUID): the printed lines make the
+    # principal's policy and delete that one
+    Case("KEYVAULT_ACCESS_POLICY_MISSING", _policy_for_the_client_id,
+         lambda w: w.vault(w.finance_kv, enableRbacAuthorization=True, accessPolicies=[]), label="client-id"),
     Case("KEYVAULT_FIREWALL", lambda w: w.vault(w.finance_kv, networkAcls={"defaultAction": "Deny"}),
          lambda w: w.vault(w.finance_kv, networkAcls={"defaultAction": "Allow", "ipRules": []}),
          decision=Decision("which network the cluster reaches the vault from: its node subnet (a service "
