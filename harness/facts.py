@@ -167,6 +167,8 @@ class LivePodsFacts:
     pods: list[LivePod] = field(default_factory=list)
     error: KubeFailure | None = None
     refused: list[RefusedController] = field(default_factory=list)
+    # labelled pods of the namespace under other ServiceAccounts that got no AZURE_CLIENT_ID (at most 10)
+    unannotated: list[LivePod] = field(default_factory=list)
 
 
 @dataclass

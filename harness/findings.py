@@ -346,6 +346,14 @@ CATALOGUE: tuple[Entry, ...] = (
         no_lab_fault="no lab fault sets skip-containers yet",
     ),
     _e(
+        "POD_WRONG_SERVICE_ACCOUNT", "pod", "warning",
+        "No pod runs under the workload's ServiceAccount, while labelled pods of its namespace run under one that "
+        "names no identity (no AZURE_CLIENT_ID): their serviceAccountName is likely left out or wrong.",
+        "Set the pod template's serviceAccountName to the workload's ServiceAccount (kubectl patch).",
+        "test:tests/harness/test_hand_breakages_lab.py::test_a_deployment_under_the_default_service_account_warns_"
+        "the_workload_and_the_printed_patch_moves_it",
+    ),
+    _e(
         "POD_NOT_ADMITTED", "pod", "error",
         "The API server refused the probe pod for another reason, or refuses a Deployment's pods once the webhook "
         "has mutated them (a template volume named like the webhook's).",

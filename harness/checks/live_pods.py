@@ -63,6 +63,9 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
     summary: list[dict[str, Any]] = [{"owner": f"{f.evidence['owner']}", "pods": [], "problems": [f.code]}
                                      for f in findings]
     if not facts.pods and not findings:
+        if facts.unannotated:
+            stray = _wrong_service_account(ctx, facts.unannotated)
+            return warned(stray.message, {"pods": [], "unannotated": stray.evidence["pods"]}, stray)
         return passed(
             f"no live pods run under ServiceAccount {ctx.namespace}/{ctx.service_account} (nothing to inspect)",
             {"pods": []},
@@ -127,6 +130,34 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
         f"{ref}: the workload identity webhook denies its pods, none of its current template runs ({refused.reason}):"
         f" {said}",
         evidence, steps,
+    )
+
+
+def _wrong_service_account(ctx: WorkloadContext, strays: list[LivePod]) -> Finding:
+    """No pod runs under the workload's ServiceAccount while labelled pods of its namespace run under one that
+    names no identity (no AZURE_CLIENT_ID): a pod template whose serviceAccountName was left out (``default``) or
+    names another. A warning: which ServiceAccount those pods are meant for is the owner's to say."""
+    owners: dict[tuple[str, str], list[str]] = {}
+    accounts: set[str] = set()
+    for live in strays:
+        owners.setdefault((live.owner_kind, live.owner_name), []).append(_name(live.pod))
+        spec = live.pod.get("spec") or {}
+        accounts.add(str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"))
+    shown = ", ".join(f"{kind}/{name}" for kind, name in owners)
+    steps: list[Step] = [advice(f"if {shown} should run under {ctx.service_account}, set its pod template's "
+                                "serviceAccountName:")]
+    for kind, name in owners:
+        if kind in _RESTARTABLE:
+            steps.append(fix.patch_template_service_account(kind, ctx.namespace, name, ctx.service_account))
+        else:
+            steps.append(advice(f"set spec.serviceAccountName: {ctx.service_account} in {kind}/{name}'s manifest "
+                                "and create its pods again"))
+    return Finding(
+        "POD_WRONG_SERVICE_ACCOUNT", WARNING, "pod",
+        f"no pod runs under {ctx.namespace}/{ctx.service_account}, but {shown} (labelled for Workload ID) runs "
+        f"under {', '.join(sorted(accounts))}, which names no identity: its pods got no AZURE_CLIENT_ID",
+        {"pods": sorted(p for pods in owners.values() for p in pods), "service_accounts": sorted(accounts)},
+        steps,
     )
 
 

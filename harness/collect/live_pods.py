@@ -9,7 +9,7 @@ from harness.checks.podspec import controller_of
 from harness.collect.kube import slim
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.facts import LivePod, LivePodsFacts, RefusedController
-from harness.names import MANAGED_BY, MANAGED_BY_LABEL, TERMINAL_PHASES
+from harness.names import MANAGED_BY, MANAGED_BY_LABEL, TERMINAL_PHASES, USE_LABEL
 
 
 def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> LivePodsFacts:
@@ -21,6 +21,9 @@ def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> Liv
     deployments: dict[str, dict[str, Any] | None] = {}
     for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
         if not _is_live_pod_of(pod, service_account):
+            if _labelled_without_identity(pod) and len(facts.unannotated) < 10:
+                kind, name = owner_of(pod)
+                facts.unannotated.append(LivePod(slim(pod) or {}, kind, name))
             continue
         kind, name = owner_of(pod)
         owner = None
@@ -58,6 +61,19 @@ def refused_deployments(deployments: list[dict[str, Any]], service_account: str)
                     {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("annotations") or {}).items()},
                 ))
     return sorted(found, key=lambda r: r.name)
+
+
+def _labelled_without_identity(pod: dict[str, Any]) -> bool:
+    """A live pod of someone else's ServiceAccount, labelled for Workload ID, whose containers got no
+    AZURE_CLIENT_ID: its ServiceAccount named no identity when it was made."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    if (meta.get("labels") or {}).get(USE_LABEL) != "true" or (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == \
+            MANAGED_BY:
+        return False
+    if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        return False
+    return not any(env.get("name") == "AZURE_CLIENT_ID" for c in spec.get("containers") or []
+                   for env in c.get("env") or [])
 
 
 def _is_live_pod_of(pod: dict[str, Any], service_account: str) -> bool:

@@ -338,3 +338,32 @@ def test_a_template_volume_named_like_the_webhooks_fails_the_workload_until_rena
     wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
     result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_deployment_under_the_default_service_account_warns_the_workload_and_the_printed_patch_moves_it(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """The same chart rendered without its ServiceAccount name, seen from ``--workload finance/backend-sa``: no
+    pod runs under backend-sa ("nothing to inspect", a pass), while Deployment/backend runs labelled under
+    ``default`` with no AZURE_CLIENT_ID. workload.live_pods warns with POD_WRONG_SERVICE_ACCOUNT and the patch;
+    pasted, the Deployment runs under backend-sa and the warning is gone."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
+    wrong = json.dumps({"spec": {"template": {"spec": {"serviceAccountName": "default", "serviceAccount": "default"}}}})
+    ok(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge", "-p", wrong)
+    moved = wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
+    result, document = run_suites(tmp_path / "wrong", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 0, result.stdout[-3000:]  # a warning: which account is meant is the owner's call
+    checks = checks_of(document, "finance/backend-sa")
+    assert checks["workload.live_pods"]["status"] == "warn"
+    workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
+    finding = next(f for f in workload["findings"] if f["code"] == "POD_WRONG_SERVICE_ACCOUNT")
+    assert finding["evidence"]["pods"] == [moved["metadata"]["name"]]
+    for line in finding["remediation"]:
+        if not line.startswith("#"):
+            paste(running_lab, line)
+    fixed = wait_for_one_new_pod(running_lab, "finance", "app=backend", before | {moved["metadata"]["name"]})
+    assert fixed["spec"]["serviceAccountName"] == "backend-sa"
+    result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert checks_of(document, "finance/backend-sa")["workload.live_pods"]["status"] == "pass"

@@ -312,3 +312,25 @@ def test_a_template_volume_named_like_the_webhooks_makes_every_pod_invalid_and_i
     ctx.facts.live_pods = collect_live_pods(
         ListingKube([], [failing_deployment("backend", "backend-sa", other)]), "finance", "backend-sa")  # type: ignore[arg-type]
     assert live_pods(ctx).status == PASS
+
+
+def test_no_pod_under_the_service_account_but_a_labelled_one_under_default_is_a_warning_with_the_patch() -> None:
+    """A Deployment whose template lost its serviceAccountName runs under ``default``: labelled, mutated, no
+    AZURE_CLIENT_ID. The workload itself has no pod to inspect; the warning names that Deployment and the patch
+    moving it to the workload's ServiceAccount. A labelled pod under an annotated ServiceAccount (it has a client
+    id) is another workload's, not named."""
+    stray = workload_pod(name="backend-7d9f-x", client_id=None)
+    stray["spec"]["serviceAccountName"] = "default"
+    other = workload_pod(name="batch-1", client_id=OLD_CLIENT)
+    other["spec"]["serviceAccountName"] = "batch-sa"
+    ctx = context([])
+    ctx.facts.live_pods = collect_live_pods(ListingKube([stray, other]), "finance", "backend-sa")  # type: ignore[arg-type]
+    outcome = live_pods(ctx)
+    assert outcome.status == WARN
+    finding = outcome.findings[0]
+    assert finding.code == "POD_WRONG_SERVICE_ACCOUNT" and "Deployment/backend" in finding.message
+    assert finding.evidence["pods"] == ["backend-7d9f-x"]
+    assert finding.fix_lines()[1] == ("kubectl patch deployment/backend -n finance --type merge -p "
+                                      """'{"spec":{"template":{"spec":{"serviceAccountName":"backend-sa"}}}}'""")
+    ctx.facts.live_pods = collect_live_pods(ListingKube([other]), "finance", "backend-sa")  # type: ignore[arg-type]
+    assert live_pods(ctx).status == PASS
