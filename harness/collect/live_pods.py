@@ -64,7 +64,7 @@ def refused_deployments(deployments: list[dict[str, Any]], service_account: str)
 
 
 def _labelled_without_identity(pod: dict[str, Any]) -> bool:
-    """A live pod of someone else's ServiceAccount, labelled for Workload ID, whose containers got no
+    """A live pod of someone else's ServiceAccount, labelled for Workload ID and mutated, whose containers got no
     AZURE_CLIENT_ID: its ServiceAccount named no identity when it was made."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     if (meta.get("labels") or {}).get(USE_LABEL) != "true" or (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == \
@@ -72,8 +72,9 @@ def _labelled_without_identity(pod: dict[str, Any]) -> bool:
         return False
     if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return False
-    return not any(env.get("name") == "AZURE_CLIENT_ID" for c in spec.get("containers") or []
-                   for env in c.get("env") or [])
+    names = {env.get("name") for c in spec.get("containers") or [] for env in c.get("env") or []}
+    # mutated (the webhook injected the token file) yet no client id; an unmutated pod says nothing of its account
+    return "AZURE_FEDERATED_TOKEN_FILE" in names and "AZURE_CLIENT_ID" not in names
 
 
 def _is_live_pod_of(pod: dict[str, Any], service_account: str) -> bool:

@@ -334,3 +334,7 @@ def test_no_pod_under_the_service_account_but_a_labelled_one_under_default_is_a_
                                       """'{"spec":{"template":{"spec":{"serviceAccountName":"backend-sa"}}}}'""")
     ctx.facts.live_pods = collect_live_pods(ListingKube([other]), "finance", "backend-sa")  # type: ignore[arg-type]
     assert live_pods(ctx).status == PASS
+    unmutated = workload_pod(name="backend-7d9f-y", mutated=False)  # made while the webhook was down: says nothing
+    unmutated["spec"]["serviceAccountName"] = "default"
+    ctx.facts.live_pods = collect_live_pods(ListingKube([unmutated]), "finance", "backend-sa")  # type: ignore[arg-type]
+    assert live_pods(ctx).status == PASS
