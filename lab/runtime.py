@@ -62,6 +62,21 @@ def _bind_loopback() -> socket.socket:
     return sock
 
 
+
+UNIX_PATH_MAX = 107  # sun_path is 108 bytes with its NUL
+SOCKET_NAME = "65535.sock"  # the longest name a port's socket gets
+
+
+def short_socket_dir() -> Path:
+    """A new directory for the lab's unix sockets: under TMPDIR when a socket path there fits in sun_path, else under
+    /tmp (a deep TMPDIR, as pytest's tmp_path or macOS's /var/folders give, made the lab fail to start with
+    "AF_UNIX path too long")."""
+    directory = Path(tempfile.mkdtemp(prefix="wi-lab-net-"))
+    if len(str(directory / SOCKET_NAME).encode()) <= UNIX_PATH_MAX:
+        return directory
+    directory.rmdir()
+    return Path(tempfile.mkdtemp(prefix="wi-lab-net-", dir="/tmp"))
+
 class Lab:
     """A whole emulated environment. ``await start()`` inside an event loop; see :class:`LabThread`."""
 
@@ -95,7 +110,7 @@ class Lab:
         self._keyvault_runner: web.AppRunner | None = None
         # Pods live in network namespaces of their own and reach lab services through unix sockets here
         # (see lab.kube.podsandbox); a short path, since unix socket paths are limited to 107 bytes.
-        self.net_dir = Path(tempfile.mkdtemp(prefix="wi-lab-net-"))
+        self.net_dir = short_socket_dir()
         self._net_ports: dict[int, str] = {}  # port -> service, for the pods' relay manifest
         self.pod_manifests: PodManifests | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
