@@ -223,6 +223,18 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "app_credential_delete": lambda d: fix.app_credential_delete(d(nasty_text), d(nasty_text)),
     "app_credential_list": lambda d: fix.app_credential_list(d(nasty_text)),
     "resource_graph_identities": lambda d: fix.resource_graph_identities(),
+    "config_client_id": lambda d: fix.config_client_id(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "keyvault_delete_policy": lambda d: fix.keyvault_delete_policy(d(nasty_text), d(nasty_text)),
+    "keyvault_public_access": lambda d: fix.keyvault_public_access(d(nasty_text)),
+    "storage_public_access": lambda d: fix.storage_public_access(
+        d(nasty_text), d(st.one_of(st.none(), nasty_text))
+    ),
+    "remove_template_annotation": lambda d: fix.remove_template_annotation(
+        d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)
+    ),
+    "patch_template_service_account": lambda d: fix.patch_template_service_account(
+        d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)
+    ),
     "identity_name_rg": lambda d: fix.federated_credential(
         "create",
         f"/subscriptions/s/resourceGroups/{d(nasty_text)}/providers/Microsoft.ManagedIdentity/"
