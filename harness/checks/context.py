@@ -6,9 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from harness.checks.podspec import container, containers, env_map, spec
+from harness.checks.podspec import container, containers, controller_of, env_map, spec
 from harness.config import AzureConfig, WorkloadConfig
-from harness.facts import ClusterFacts, PodFacts, WorkloadFacts
+from harness.facts import ClusterFacts, LivePod, LivePodsFacts, PodFacts, WorkloadFacts
 from harness.names import CLIENT_ID_ANNOTATION, INJECTED_ENV, PROBE_CONTAINER, TENANT_ID_ANNOTATION
 
 
@@ -21,8 +21,14 @@ class WorkloadContext:
     now: float
 
     def with_pod(self, pod: PodFacts) -> WorkloadContext:
-        """The same workload seen through another pod (--pod: the probe under the pod's ServiceAccount)."""
-        return dataclasses.replace(self, facts=dataclasses.replace(self.facts, pod=pod))
+        """The same workload seen through another pod (--pod: the probe under the pod's ServiceAccount). The
+        existing pod stays known as the one live pod, so that a restart a fix prints names its controller."""
+        live = self.facts.live_pods
+        existing = self.facts.pod
+        if live is None and existing is not None and existing.existing and existing.pod:
+            kind, name = controller_of(existing.pod)
+            live = LivePodsFacts([LivePod(existing.pod, kind, name)])
+        return dataclasses.replace(self, facts=dataclasses.replace(self.facts, pod=pod, live_pods=live))
 
     @property
     def namespace(self) -> str:

@@ -259,8 +259,12 @@ def collect_existing_pods(
     if requests:
         probes = run_probe_pods(backend.kube, requests, run_id, config.probe, image, keep=keep)
         for pod_id, probe_pod in probes.items():
-            out[pod_id].probe_pod = probe_pod
-            out[pod_id].collected_at = time.time()
+            facts = out[pod_id]
+            facts.probe_pod = probe_pod
+            if (facts.sa.namespace_labels is None and probe_pod.created and probe_pod.pod is not None
+                    and not token_volumes(probe_pod.pod)):
+                facts.sa.namespace_labels = read_namespace_labels(backend.kube, facts.namespace)
+            facts.collected_at = time.time()
     return out
 
 

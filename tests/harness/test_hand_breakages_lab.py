@@ -298,6 +298,12 @@ def test_a_namespace_labelled_control_plane_is_excluded_by_the_webhook_and_the_p
         commands = [line for line in finding["remediation"] if not line.startswith("#")]
         assert commands[0] == "kubectl label namespace finance control-plane-"
         assert not any(line.startswith("az aks update") for line in commands)
+        pod = next(iter(before))  # --pod on the workload's pod: both its view and the probe's name the Deployment
+        result, by_pod = run_suites(tmp_path / "by-pod", "--config", config, "--pod", f"finance/{pod}")
+        assert result.returncode == 1, result.stdout[-3000:]
+        lines = [line for w in by_pod["workloads"] for f in w["findings"] for line in f["remediation"]]
+        assert "kubectl label namespace finance control-plane-" in lines
+        assert not any("<deployment>" in line for line in lines), lines
         for line in commands:
             paste(running_lab, line)
     finally:

@@ -338,3 +338,18 @@ def test_no_pod_under_the_service_account_but_a_labelled_one_under_default_is_a_
     unmutated["spec"]["serviceAccountName"] = "default"
     ctx.facts.live_pods = collect_live_pods(ListingKube([unmutated]), "finance", "backend-sa")  # type: ignore[arg-type]
     assert live_pods(ctx).status == PASS
+
+
+def test_the_probe_view_of_pod_still_restarts_the_given_pods_own_controller() -> None:
+    """--pod judges the later links over the probe pod (WorkloadContext.with_pod); a fix printed there (the probe
+    not mutated, the exchange refused) restarts the given pod's Deployment, not a ``<deployment>``."""
+    ctx = context(None)
+    pod = {"metadata": {"name": "backend-7d9f-x", "namespace": "finance", "labels": {"pod-template-hash": "7d9f"},
+                        "ownerReferences": [{"kind": "ReplicaSet", "name": "backend-7d9f", "controller": True}]}}
+    ctx.facts.pod = PodFacts("finance", "backend-7d9f-x", existing=True, created=True, pod=pod)
+    probe = PodFacts("finance", "wi-probe-backend-sa-1", created=True, pod=workload_pod(name="wi-probe-backend-sa-1"))
+    ctx.facts.probe_pod = probe
+    view = ctx.with_pod(probe)
+    assert view.facts.pod is probe
+    assert [line.split("#")[0].strip() for line in render_all(restart_workload(view))] == [
+        "kubectl rollout restart deployment/backend -n finance"]
