@@ -80,7 +80,8 @@ def kube_failure_finding(
 
 
 def arm_failure_finding(
-    fetched: Fetched, layer: str, what: str, not_found_code: str, read_command: Command, azure: AzureConfig | None
+    fetched: Fetched, layer: str, what: str, not_found_code: str, read_command: Command, azure: AzureConfig | None,
+    not_found_steps: list[Step] | None = None,
 ) -> Finding:
     """``what`` could not be read from ARM: the harness's own credential failed, the network kept it from the
     authority or ARM, the resource is not there (``not_found_code``), the harness may not read it, or ARM failed
@@ -107,7 +108,8 @@ def arm_failure_finding(
         )
     if fetched.status == 404:
         return Finding(
-            not_found_code, ERROR, layer, f"{what}: {fetched.describe()}", evidence, [read_command]
+            not_found_code, ERROR, layer, f"{what}: {fetched.describe()}", evidence,
+            not_found_steps if not_found_steps is not None else [read_command],
         )
     remediation: list[Step] = [read_command]
     if fetched.status in (401, 403):

@@ -45,6 +45,8 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
                 if facts.kind == "application"
                 else fix.show_identity(facts.resource_id),
                 ctx.azure,
+                # az identity show of an identity that is not there only fails again
+                None if facts.kind == "application" else fix.identity_gone(facts.resource_id),
             ),
         )
     if facts.kind is None:

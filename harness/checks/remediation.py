@@ -50,6 +50,24 @@ def identity_name_rg(resource_id: str | None) -> tuple[str, str]:
     return match.group(3), match.group(2)
 
 
+def identity_gone(resource_id: str | None) -> list[Step]:
+    """The managed identity harness.yaml names is not there (az identity show answers ResourceNotFound): the
+    identities its resource group holds, and the way back if it was deleted. One made again is a new identity: a
+    new client id and principal id, no federated credential, no role."""
+    name, rg = identity_name_rg(resource_id)
+    match = _IDENTITY_RE.fullmatch(resource_id or "")
+    subscription = guid_or(match.group(1) if match else None, "<subscription-id>")
+    where = ("--resource-group", rg, "--subscription", subscription)
+    return [
+        command("az", "identity", "list", *where, "--query", "[].{name: name, clientId: clientId}", "-o", "table"),
+        advice("harness.yaml's identity_resource_id names an identity that is not there: a typo (fix it in "
+               "harness.yaml), or it was deleted; made again, it has a new client id and principal id: annotate the "
+               "ServiceAccount with the new client id, and create its federated credential and role assignments "
+               "again"),
+        command("az", "identity", "create", "--name", name, *where),
+    ]
+
+
 def identity_id_or(resource_id: str | None) -> str:
     return resource_id if resource_id and _IDENTITY_RE.fullmatch(resource_id) else "<identity-resource-id>"
 

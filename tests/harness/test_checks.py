@@ -905,6 +905,25 @@ def test_an_exchange_refused_for_the_audience_updates_the_credential_it_does_not
     assert line.endswith("--audiences api://AzureADTokenExchange")
 
 
+def test_an_identity_that_is_not_there_is_listed_and_made_again_not_shown() -> None:
+    """harness.yaml's identity_resource_id answers 404 (az identity delete): az identity show would only fail
+    again; the fix lists the resource group's identities and names the way back (az identity create, a new client
+    id and principal id to annotate, federate and grant)."""
+    ctx = context_for(None, client_id=CLIENT, identity_resource_id=IDENTITY_ID)
+    ctx.facts.identity = IdentityFacts(configured=True, resource_id=IDENTITY_ID, error=Fetched(
+        f"https://arm.test{IDENTITY_ID}?api-version=2023-01-31", status=404, code="ResourceNotFound",
+        error="The Resource 'Microsoft.ManagedIdentity/userAssignedIdentities/backend' under resource group 'myRg' "
+              "was not found."))
+    [finding] = identity_matches(ctx).findings
+    assert finding.code == "IDENTITY_NOT_FOUND"
+    lines = finding.fix_lines()
+    sub = "00000000-0000-0000-0000-000000000001"
+    assert lines[0] == (f"az identity list --resource-group myRg --subscription {sub} --query "
+                        "'[].{name: name, clientId: clientId}' -o table")
+    assert lines[-1] == f"az identity create --name backend --resource-group myRg --subscription {sub}"
+    assert not any(line.startswith("az identity show") for line in lines)
+
+
 def test_harness_yaml_naming_the_old_client_id_of_an_identity_made_again_is_the_fix() -> None:
     """harness.yaml names the identity by resource id and its old client id; the ServiceAccount is annotated with
     the identity's new one (made again under its name). The annotation is right: neither finding prints a kubectl

@@ -252,3 +252,28 @@ def test_a_credential_with_a_mistyped_audience_is_updated_by_every_printed_fix(
     assert len(printed) >= 3, result.stdout[-4000:]  # the federation check's, the exchange's, the inventory's
     assert all(line.startswith(f"az identity federated-credential update --name {namespace} ") for line in printed), \
         printed
+
+
+def test_a_deleted_identity_is_listed_and_made_again_not_shown(
+    running_lab: RunningLab, person: Person, tmp_path: Path
+) -> None:
+    """``az identity delete`` of the identity harness.yaml names: ARM answers 404 for it. The printed fix lists
+    the resource group's identities and names az identity create (a new identity: new client id, no credential,
+    no role), not az identity show, which would only fail again."""
+    namespace = f"gone-{uuid.uuid4().hex[:6]}"
+    group = "myRg"
+    identity = person.arm("PUT", f"/subscriptions/{person.info['subscription_id']}/resourceGroups/{group}/providers/"
+                                 f"Microsoft.ManagedIdentity/userAssignedIdentities/{namespace}-id", "2023-01-31",
+                          {"location": "eastus"})
+    service_account(running_lab, namespace, "app-sa", identity["properties"]["clientId"])
+    person.arm("DELETE", identity["id"], "2023-01-31")
+    entry = {"namespace": namespace, "service_account": "app-sa", "client_id": identity["properties"]["clientId"],
+             "identity_resource_id": identity["id"]}
+    result, document = run_suites(tmp_path / "reports", "--config", config_with(running_lab, tmp_path, [entry]))
+    assert result.returncode == 1, result.stdout[-4000:]
+    workload = next(w for w in document["workloads"] if w["id"] == f"{namespace}/app-sa")
+    found = next(f for f in workload["findings"] if f["code"] == "IDENTITY_NOT_FOUND")
+    where = f"--resource-group {group} --subscription {person.info['subscription_id']}"
+    assert found["remediation"][0].startswith(f"az identity list {where} ")
+    assert f"az identity create --name {namespace}-id {where}" in found["remediation"]
+    assert not any(line.startswith("az identity show") for line in found["remediation"])
