@@ -8,6 +8,7 @@ from typing import Any
 
 from harness import values
 from harness.checks import remediation as fix
+from harness.checks.cluster import chart_install
 from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import credential_delete, expected_issuer, fic_fix, match_fic
@@ -18,6 +19,7 @@ from harness.checks.network_policies import egress_policies
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
 from harness.commands import Step, advice
+from harness.names import TENANT_ID_ANNOTATION
 
 # AADSTS code -> (finding code, layer, what it means)
 AADSTS_MEANINGS: dict[str, tuple[str, str, str]] = {
@@ -311,12 +313,24 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     elif code == "TOKEN_TIME_INVALID":
         remediation += fix.node_clock(ctx.node_name)
     elif code == "TENANT_NOT_FOUND":
-        # the annotation's tenant is the one Entra does not know: the fix names the tenant harness.yaml names
+        # the tenant Entra does not know came from the ServiceAccount's tenant-id annotation, else from the
+        # webhook's own configuration (getTenantID: the annotation, else config.TenantID): a Helm chart installed
+        # with another azureTenantID gives every pod that tenant, fixed in the chart's values, not per account
         known = ctx.workload.tenant_id or (ctx.azure.tenant_id if ctx.azure else None)
-        remediation += [
-            fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, known),
-            *restart_workload(ctx),
-        ]
+        chart = chart_install(ctx.cluster)
+        if chart is not None and TENANT_ID_ANNOTATION not in ctx.facts.sa.annotations:
+            evidence["tenant_from"] = f"the webhook's azure-wi-webhook-config in {chart.namespace} (azureTenantID)"
+            remediation += [
+                advice(f"the tenant comes from {chart.describe()}: its azureTenantID value, injected into every "
+                       "pod whose ServiceAccount names no tenant"),
+                *fix.helm_set_chart_tenant(chart.release, chart.namespace, known),
+                *restart_workload(ctx),
+            ]
+        else:
+            remediation += [
+                fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, known),
+                *restart_workload(ctx),
+            ]
     return Finding(
         code,
         ERROR,

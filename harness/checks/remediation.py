@@ -531,6 +531,22 @@ def helm_upgrade_chart(release: str | None, namespace: str) -> Command:
                    "azure-workload-identity/workload-identity-webhook", "--reuse-values")
 
 
+def helm_set_chart_tenant(release: str | None, namespace: str, tenant_id: str | None) -> list[Step]:
+    """The chart's azureTenantID (its azure-wi-webhook-config AZURE_TENANT_ID, the tenant the webhook injects into
+    every pod whose ServiceAccount names none) set again, the release's other values kept; then the webhook's pods
+    made again: the manager reads the ConfigMap through envFrom at start-up (pkg/config ParseConfig), and the
+    chart's Deployment carries no checksum of it, so helm upgrade alone leaves the running pods on the old tenant."""
+    ns = namespace_or(namespace)
+    return [
+        command("helm", "upgrade", "-n", ns, object_or(release, "workload-identity-webhook"),
+                "azure-workload-identity/workload-identity-webhook", "--reuse-values",
+                "--set", f"azureTenantID={guid_or(tenant_id, '<tenant-id>')}"),
+        kubectl("-n", ns, "rollout", "restart", "deployment/azure-wi-webhook-controller-manager",
+                note="the webhook reads its ConfigMap at start-up"),
+        kubectl("-n", ns, "rollout", "status", "deployment/azure-wi-webhook-controller-manager", "--timeout=120s"),
+    ]
+
+
 def helm_uninstall(release: str | None, namespace: str) -> Command:
     return command("helm", "uninstall", "-n", namespace_or(namespace), object_or(release, "<release>"))
 

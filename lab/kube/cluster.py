@@ -70,6 +70,8 @@ class KubeCluster:
     emulated_images: dict[str, Any] = field(default_factory=dict)
     # (namespace, pod, container) -> everything the container wrote to stdout/stderr, for pods/log.
     pod_logs: dict[tuple[str, str, str], bytearray] = field(default_factory=dict)
+    # (namespace, pod) -> the azure-wi-webhook-config data a webhook manager read (envFrom) when it started.
+    webhook_pod_config: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def add_user(self, name: str, groups: list[str] | None = None, rules: list[AccessRule] | None = None) -> KubeUser:
         user = KubeUser(name=name, token=secrets.token_urlsafe(32),

@@ -191,7 +191,7 @@ def call(lab: Lab, hook: Obj, obj: Obj, namespace: str, get_service_account: web
         raise CallError(f"failed to call webhook: Post {webhook.go_quote(url)}: {exc}") from None
     if "spec" not in obj or obj.get("kind", "Pod") != "Pod":
         return obj  # the lab's webhook handles pods only
-    return webhook.serve_pod(obj, namespace, settings, get_service_account,
+    return webhook.serve_pod(obj, namespace, webhook_pods.settings_of(lab, pod), get_service_account,
                              decision_log=webhook_pods.decision_log(lab, pod))
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import time
@@ -71,12 +72,17 @@ def startup_records(settings: webhook.WebhookSettings, namespace: str) -> list[O
     ]
 
 
+def config_data(lab: Lab, namespace: str) -> dict[str, str]:
+    """azure-wi-webhook-config's data in the webhook's namespace (the manager's envFrom), {} when absent."""
+    configmaps = lab.kube.store.type_for("", "configmaps")
+    found = lab.kube.store.find(configmaps, namespace, webhook.CONFIGMAP_NAME) if configmaps else None
+    return {str(k): str(v) for k, v in ((found or {}).get("data") or {}).items()}
+
+
 def config_error(lab: Lab, namespace: str) -> str | None:
     """What NewPodMutator refuses in azure-wi-webhook-config (read through envFrom at container start):
     config.ParseConfig's required AZURE_TENANT_ID, getAzureAuthorityHost's unknown AZURE_ENVIRONMENT."""
-    configmaps = lab.kube.store.type_for("", "configmaps")
-    found = lab.kube.store.find(configmaps, namespace, webhook.CONFIGMAP_NAME) if configmaps else None
-    data = (found or {}).get("data") or {}
+    data = config_data(lab, namespace)
     if not data.get("AZURE_TENANT_ID"):
         return "AZURE_TENANT_ID is required"
     try:
@@ -99,11 +105,34 @@ async def run_manager(lab: Lab, pod: Obj, container: str, log: bytearray) -> int
         if problem is not None:
             log.extend(f"panic: unable to set up pod mutator: {problem}\n".encode())
             return 2
+        # envFrom is resolved once, at container start: a ConfigMap edited later changes nothing until the pods
+        # are made again (pkg/config ParseConfig reads the env in NewPodMutator, at start-up)
+        lab.kube.webhook_pod_config[(namespace, pod["metadata"]["name"])] = config_data(lab, namespace)
         retry_refused_workloads(lab)
         while lab.kube.webhook.mode != "down":
             await asyncio.sleep(POLL_SECONDS)
     log.extend(_line({"level": "error", "msg": DOWN_ERROR}))
     return 1
+
+
+def settings_of(lab: Lab, pod: Obj | None) -> webhook.WebhookSettings:
+    """The settings the webhook pod that serves a call runs with: the lab's, with the AZURE_TENANT_ID and
+    AZURE_ENVIRONMENT its manager read from azure-wi-webhook-config when it started (getTenantID falls back to
+    config.TenantID; getAzureAuthorityHost maps the cloud). An environment the lab was set up with keeps the lab's
+    own Entra as the authority host; another one injects that cloud's real host, as a real webhook would."""
+    settings = lab.kube.webhook
+    meta = (pod or {}).get("metadata") or {}
+    started = lab.kube.webhook_pod_config.get((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+    if not started:
+        return settings
+    changes: dict[str, str] = {}
+    if started.get("AZURE_TENANT_ID") and started["AZURE_TENANT_ID"] != settings.tenant_id:
+        changes["tenant_id"] = started["AZURE_TENANT_ID"]
+    cloud = started.get("AZURE_ENVIRONMENT") or "AzurePublicCloud"
+    if cloud.upper() != settings.azure_environment.upper():
+        with contextlib.suppress(ValueError):  # an unknown cloud never starts (config_error)
+            changes["authority_host"] = webhook.azure_authority_host(cloud)
+    return dataclasses.replace(settings, **changes) if changes else settings
 
 
 def retry_refused_workloads(lab: Lab) -> None:

@@ -139,3 +139,69 @@ def test_a_deleted_webhook_configuration_is_webhook_not_installed_and_pods_go_un
         restored = subprocess.run(["kubectl", "--kubeconfig", str(running_lab.state_dir / "kubeconfig"), "create",
                                    "-f", "-"], input=json.dumps(kept), capture_output=True, text=True, timeout=60)
         assert restored.returncode == 0, restored.stderr
+
+
+def _tenant_env(lab: RunningLab, namespace: str, selector: str) -> set[str]:
+    listed = kubectl(lab, "-n", namespace, "get", "pods", "-l", selector, "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    return {e.get("value") for p in json.loads(listed.stdout)["items"] for c in p["spec"]["containers"]
+            for e in c.get("env") or [] if e["name"] == "AZURE_TENANT_ID"}
+
+
+def _restart(lab: RunningLab, namespace: str, deployment: str) -> None:
+    for verb in (("rollout", "restart"), ("rollout", "status")):
+        done = kubectl(lab, "-n", namespace, *verb, f"deployment/{deployment}",
+                       *(["--timeout=60s"] if verb[1] == "status" else []))
+        assert done.returncode == 0, done.stderr
+
+
+def test_a_chart_installed_with_another_tenant_is_fixed_in_the_charts_values_not_per_service_account(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """helm install ... --set azureTenantID=<another tenant>: the chart's azure-wi-webhook-config names it, the
+    webhook's pods read it at start-up (envFrom) and inject it into every pod whose ServiceAccount names no tenant,
+    and Entra answers AADSTS90002. The fix is the chart's value (helm upgrade --reuse-values --set azureTenantID)
+    and a restart of the webhook's pods, not a tenant-id annotation on each ServiceAccount."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    system, manager = "azure-workload-identity-system", "azure-wi-webhook-controller-manager"
+    tenant = running_lab.info()["tenant_id"]
+    other = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    try:
+        assert ctl(running_lab, "webhook", "--install", "helm")["install"] == "helm"
+        patch = json.dumps({"data": {"AZURE_TENANT_ID": other}})
+        patched = kubectl(running_lab, "-n", system, "patch", "configmap", "azure-wi-webhook-config",
+                          "--type", "merge", "-p", patch)
+        if "No such file" in patched.stderr:
+            pytest.skip("kubectl is not installed")
+        assert patched.returncode == 0, patched.stderr
+        _restart(running_lab, "finance", "backend")
+        assert _tenant_env(running_lab, "finance", "app=backend") == {tenant}  # the running manager kept its env
+        _restart(running_lab, system, manager)
+        _restart(running_lab, "finance", "backend")
+        assert _tenant_env(running_lab, "finance", "app=backend") == {other}
+
+        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode != 0
+        workload = document["workloads"][0]
+        statuses = {c["id"]: c["status"] for c in workload["checks"]}
+        assert statuses["pod.mutated"] == "pass" and statuses["exchange.succeeds"] == "fail"
+        found = next(f for f in workload["findings"] if f["code"] == "TENANT_NOT_FOUND")
+        fixes = "\n".join(found["remediation"])
+        assert (f"helm upgrade -n {system} workload-identity-webhook azure-workload-identity/workload-identity-webhook"
+                f" --reuse-values --set azureTenantID={tenant}") in fixes
+        assert f"kubectl -n {system} rollout restart deployment/{manager}" in fixes
+        assert "azure.workload.identity/tenant-id" not in fixes
+
+        # what the helm upgrade changes (the ConfigMap), then the printed restarts: the workload passes again
+        restore = json.dumps({"data": {"AZURE_TENANT_ID": tenant}})
+        assert kubectl(running_lab, "-n", system, "patch", "configmap", "azure-wi-webhook-config", "--type",
+                       "merge", "-p", restore).returncode == 0
+        _restart(running_lab, system, manager)
+        _restart(running_lab, "finance", "backend")
+        result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 0, result.stdout[-4000:]
+    finally:
+        kubectl(running_lab, "-n", system, "patch", "configmap", "azure-wi-webhook-config", "--type", "merge",
+                "-p", json.dumps({"data": {"AZURE_TENANT_ID": tenant}}))
+        ctl(running_lab, "webhook", "--install", "addon")
+        _restart(running_lab, "finance", "backend")
