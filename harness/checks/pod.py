@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.checks import remediation as fix
 from harness.checks.cluster import (
+    chart_install,
     enable_webhook,
     webhook_configuration_name,
     webhook_namespace,
@@ -447,7 +448,7 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
     excluded = _excluding_requirements(ctx)
     if excluded and not reasons:
         reasons.append(f"the webhook's namespaceSelector excludes namespace {ctx.namespace}: "
-                       + "; ".join(text for text, _ in excluded))
+                       + "; ".join(text for text, _, _ in excluded))
         evidence["namespace_labels"] = ctx.facts.sa.namespace_labels
     if not reasons:
         reasons.append(
@@ -470,54 +471,99 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
     )
 
 
-def _excluding_requirements(ctx: WorkloadContext) -> list[tuple[str, Step | None]]:
+def _excluding_requirements(ctx: WorkloadContext) -> list[tuple[str, Step | None, bool]]:
     """The workload identity webhook's namespaceSelector requirements the namespace's labels fail (as the API
     server matches a LabelSelector: matchLabels, and matchExpressions In/NotIn/Exists/DoesNotExist), each with
-    the label change that lets the namespace in, or None when no label change can (the API server sets
-    kubernetes.io/metadata.name itself). AKS's add-on selects namespaces without control-plane: "true" and
+    the change that lets the namespace in and whether that change is to the webhook configuration itself (a
+    requirement on kubernetes.io/metadata.name, which the API server sets and no label change can meet), or None
+    when none can be named. AKS's add-on selects namespaces without control-plane: "true" and
     kubernetes.azure.com/managedby: aks, so such a label on a workload namespace turns the webhook off there."""
     labels = ctx.facts.sa.namespace_labels
     if labels is None:
         return []
-    out: list[tuple[str, Step | None]] = []
+    out: list[tuple[str, Step | None, bool]] = []
     ns = fix.namespace_or(ctx.namespace)
     for configuration in ctx.cluster.webhook_configurations:
-        for hook in configuration.get("webhooks") or []:
+        name = str((configuration.get("metadata") or {}).get("name") or "")
+        for index, hook in enumerate(configuration.get("webhooks") or []):
             if hook.get("name") != WEBHOOK_NAME:
                 continue
             selector = hook.get("namespaceSelector") or {}
-            requirements = [{"key": k, "operator": "In", "values": [v]}
-                            for k, v in (selector.get("matchLabels") or {}).items()]
-            requirements += list(selector.get("matchExpressions") or [])
-            for req in requirements:
+            requirements: list[tuple[dict[str, Any], int | None]] = [
+                ({"key": k, "operator": "In", "values": [v]}, None)
+                for k, v in (selector.get("matchLabels") or {}).items()]
+            requirements += [(req, position) for position, req in enumerate(selector.get("matchExpressions") or [])
+                             if isinstance(req, dict)]
+            for req, position in requirements:
                 key, op = str(req.get("key") or ""), str(req.get("operator") or "")
                 values = [str(v) for v in req.get("values") or []]
                 has, value = key in labels, labels.get(key)
-                fixed_by_api = key == "kubernetes.io/metadata.name"
+                by_name = key == "kubernetes.io/metadata.name"
+                where = (name, index, position, req)
                 if op == "In" and value not in values:
                     out.append((f"it needs {key} in {values}, the namespace has "
                                 f"{value if has else 'no such label'}",
-                                None if fixed_by_api else fix.kubectl("label", "namespace", ns, f"{key}={values[0]}",
-                                                                      "--overwrite")))
+                                (_selector_patch(*where, "add", ctx.namespace) if position is not None else None)
+                                if by_name else fix.kubectl("label", "namespace", ns, f"{key}={values[0]}",
+                                                            "--overwrite"), by_name))
                 elif op == "NotIn" and has and value in values:
                     out.append((f"the namespace's label {key}={value} is one it excludes ({key} NotIn {values})",
-                                None if fixed_by_api else fix.kubectl("label", "namespace", ns, f"{key}-")))
+                                _selector_patch(*where, "drop", str(value)) if by_name
+                                else fix.kubectl("label", "namespace", ns, f"{key}-"), by_name))
                 elif op == "Exists" and not has:
-                    out.append((f"it needs a label {key}", None))
+                    out.append((f"it needs a label {key}", None, False))
                 elif op == "DoesNotExist" and has:
                     out.append((f"the namespace has the label {key}, which it excludes",
-                                None if fixed_by_api else fix.kubectl("label", "namespace", ns, f"{key}-")))
+                                _selector_patch(*where, "drop", str(value)) if by_name
+                                else fix.kubectl("label", "namespace", ns, f"{key}-"), by_name))
     return out
 
 
-def _namespace_fixes(ctx: WorkloadContext, excluded: list[tuple[str, Step | None]]) -> list[Step]:
-    """The label changes that let the namespace in, then the pods made again; a requirement no label change meets
-    (the namespace excluded by name) is the webhook configuration's own, restored by reinstalling it."""
-    steps: list[Step] = [step for _, step in excluded if step is not None]
-    if any(step is None for _, step in excluded):
-        steps += [advice(f"the webhook configuration {webhook_configuration_name(ctx.cluster) or '<name>'} itself "
-                         f"excludes {ctx.namespace}: restore its namespaceSelector (reinstall the add-on or chart)"),
-                  *enable_webhook(ctx.cluster, ctx.azure)]
+def _selector_patch(configuration: str, hook: int, position: int | None, req: dict[str, Any], change: str,
+                    namespace: str) -> Step:
+    """A JSON patch of the webhook configuration's namespaceSelector that lets the namespace in: its name added
+    to an In requirement's values, or taken out of a NotIn requirement's (the whole requirement when it is the
+    only value: the API server refuses an empty NotIn), or a DoesNotExist requirement removed. A "test" of the
+    requirement first, so a configuration changed since the run is refused, not patched in the wrong place."""
+    if position is None:
+        return advice(f"remove kubernetes.io/metadata.name from the namespaceSelector's matchLabels of webhook "
+                      f"{WEBHOOK_NAME} in {configuration}")
+    path = f"/webhooks/{hook}/namespaceSelector/matchExpressions/{position}"
+    values = [str(v) for v in req.get("values") or []]
+    ops: list[dict[str, Any]] = [{"op": "test", "path": path, "value": req}]
+    if change == "add":
+        ops.append({"op": "add", "path": f"{path}/values/-", "value": namespace})
+    elif req.get("operator") == "NotIn" and len(values) > 1:
+        ops.append({"op": "remove", "path": f"{path}/values/{values.index(namespace)}"})
+    else:
+        ops.append({"op": "remove", "path": path})
+    return fix.kubectl("patch", "mutatingwebhookconfiguration", fix.object_or(configuration, "<configuration>"),
+                       "--type", "json", "-p", json.dumps(ops, separators=(",", ":")))
+
+
+def _namespace_fixes(ctx: WorkloadContext, excluded: list[tuple[str, Step | None, bool]]) -> list[Step]:
+    """The label changes that let the namespace in, then the pods made again. A requirement no label change meets
+    (the namespace excluded or left out by name) is the webhook configuration's own: under the Helm chart it comes
+    from the release's mutatingWebhookNamespaceSelector value, which helm upgrade --reuse-values keeps, so the
+    configuration is patched and the value named; under the add-on, the add-on is reinstalled."""
+    steps: list[Step] = [step for _, step, own in excluded if step is not None and not own]
+    own = [(text, step) for text, step, mine in excluded if mine or step is None]
+    if own:
+        name = webhook_configuration_name(ctx.cluster) or "<name>"
+        chart = chart_install(ctx.cluster)
+        patches = [step for _, step in own if step is not None]
+        if chart is not None and patches:
+            steps += [advice(f"the webhook configuration {name} itself excludes {ctx.namespace}; the chart "
+                             "renders its namespaceSelector from the release's mutatingWebhookNamespaceSelector "
+                             "value (helm upgrade --reuse-values keeps it), so let the namespace in there:"),
+                      *reversed(patches),  # a later index first: a removal shifts the ones after it
+                      fix.helm_get_values(chart.release, chart.namespace),
+                      advice("and take mutatingWebhookNamespaceSelector out of those values (or let the namespace "
+                             "in there) before the next helm upgrade, or it comes back")]
+        else:
+            steps += [advice(f"the webhook configuration {name} itself excludes {ctx.namespace}: restore its "
+                             "namespaceSelector (reinstall the add-on or chart)"),
+                      *enable_webhook(ctx.cluster, ctx.azure)]
     return [*steps, *restart_workload(ctx)]
 
 

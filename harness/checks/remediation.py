@@ -547,6 +547,11 @@ def helm_set_chart_tenant(release: str | None, namespace: str, tenant_id: str | 
     ]
 
 
+def helm_get_values(release: str | None, namespace: str) -> Command:
+    """The values a release was installed or last upgraded with (its overrides only)."""
+    return command("helm", "get", "values", "-n", namespace_or(namespace), object_or(release, "<release>"))
+
+
 def helm_uninstall(release: str | None, namespace: str) -> Command:
     return command("helm", "uninstall", "-n", namespace_or(namespace), object_or(release, "<release>"))
 

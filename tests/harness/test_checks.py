@@ -9,6 +9,8 @@ We test these aspects:
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -247,6 +249,70 @@ def test_a_namespace_the_webhooks_namespace_selector_excludes_is_named_with_the_
     assert outcome.findings[0].fix_lines()[0].startswith(first_fix)
     ctx.facts.sa.namespace_labels = {"kubernetes.io/metadata.name": "elsewhere", "wi": "on"}  # selected: the old
     assert "was it created before the webhook was ready" in pod_mutated(ctx).message  # question stands
+
+
+def _json_patch(document: Any, ops: list[dict[str, Any]]) -> Any:
+    """RFC 6902 test/add/remove, enough to apply the printed kubectl patch --type json to a configuration."""
+    document = json.loads(json.dumps(document))
+    for op in ops:
+        *parents, last = [part.replace("~1", "/").replace("~0", "~") for part in op["path"].split("/")[1:]]
+        target = document
+        try:
+            for part in parents:
+                target = target[int(part)] if isinstance(target, list) else target[part]
+            found = target[int(last)] if isinstance(target, list) and last != "-" else target.get(last) \
+                if isinstance(target, dict) else None
+        except (IndexError, KeyError):
+            found = None
+        if op["op"] == "test":
+            assert found == op["value"], "test failed"
+        elif op["op"] == "add":
+            target.append(op["value"]) if last == "-" else target.insert(int(last), op["value"])
+        else:
+            del target[int(last) if isinstance(target, list) else last]
+    return document
+
+
+@pytest.mark.parametrize("expressions", [
+    [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["finance"]}],
+    [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "finance"]}],
+    [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["payments"]}],
+    [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["finance"]},
+     {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["finance", "other"]}],
+])
+def test_a_chart_whose_namespace_selector_value_leaves_the_namespace_out_is_patched_not_reinstalled(
+    expressions: list[dict[str, Any]]
+) -> None:
+    """helm install --set-json mutatingWebhookNamespaceSelector=...: a requirement on the namespace's name. helm
+    upgrade --reuse-values renders the same selector again, so the fix patches the configuration (a JSON patch that
+    tests the requirement first) and names the release's values; applied, it lets the namespace in."""
+    pod = {"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "true"}},
+           "spec": {"containers": [{"name": "probe"}]}}
+    ctx = context_for(pod)
+    configuration = {"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"}, "webhooks": [
+        {"name": "other.example.com", "namespaceSelector": {}},
+        {"name": "mutation.azure-workload-identity.io",
+         "namespaceSelector": {"matchExpressions": [*AKS_SELECTOR["matchExpressions"], *expressions]}}]}
+    ctx.cluster.webhook_configurations = [configuration]
+    ctx.cluster.webhook_deployments = [{"metadata": {
+        "namespace": "azure-workload-identity-system", "name": "azure-wi-webhook-controller-manager",
+        "annotations": {"meta.helm.sh/release-name": "wi-webhook"}}}]
+    ctx.facts.sa.namespace_labels = {"kubernetes.io/metadata.name": "finance"}
+    finding = pod_mutated(ctx).findings[0]
+    lines = finding.fix_lines()
+    assert not any(line.startswith(("helm upgrade", "az aks update")) for line in lines)
+    assert "helm get values -n azure-workload-identity-system wi-webhook" in lines
+    patches = [shlex.split(line) for line in lines if line.startswith("kubectl patch mutatingwebhookconfiguration")]
+    assert len(patches) == len(expressions)
+    patched = configuration
+    for argv in patches:
+        assert argv[3] == "azure-wi-webhook-mutating-webhook-configuration"
+        patched = _json_patch(patched, json.loads(argv[argv.index("-p") + 1]))
+    ctx.cluster.webhook_configurations = [patched]
+    assert "was it created before the webhook was ready" in pod_mutated(ctx).message  # finance is selected now
+    with pytest.raises(AssertionError, match="test failed"):  # pasted twice: the test op refuses the second
+        for argv in patches:
+            patched = _json_patch(patched, json.loads(argv[argv.index("-p") + 1]))
 
 
 def test_token_file_pointing_elsewhere_than_the_mount() -> None:

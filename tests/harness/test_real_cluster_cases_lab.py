@@ -6,6 +6,7 @@ webhook's configuration deleted by hand (WEBHOOK_NOT_INSTALLED; the lab then mut
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,46 @@ def test_a_chart_installed_with_another_tenant_is_fixed_in_the_charts_values_not
                 "-p", json.dumps({"data": {"AZURE_TENANT_ID": tenant}}))
         ctl(running_lab, "webhook", "--install", "addon")
         _restart(running_lab, "finance", "backend")
+
+
+def test_a_chart_whose_namespace_selector_leaves_a_namespace_out_is_repaired_by_the_printed_patch(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """helm install --set-json 'mutatingWebhookNamespaceSelector={"matchExpressions":[{"key":
+    "kubernetes.io/metadata.name","operator":"NotIn","values":["finance"]}]}' (here: the configuration patched to
+    what that renders). No namespace label can meet it, and helm upgrade --reuse-values renders it again: the fix
+    is a patch of the configuration; pasted as printed, the workload passes."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    mwc = "azure-wi-webhook-mutating-webhook-configuration"
+    saved = kubectl(running_lab, "get", "mutatingwebhookconfiguration", mwc, "-o", "json")
+    if "No such file" in saved.stderr:
+        pytest.skip("kubectl is not installed")
+    assert saved.returncode == 0, saved.stderr
+    selector = json.loads(saved.stdout)["webhooks"][0].get("namespaceSelector") or {}
+    exclude = {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["finance"]}
+    try:
+        assert ctl(running_lab, "webhook", "--install", "helm")["install"] == "helm"
+        widened = {**selector, "matchExpressions": [*selector.get("matchExpressions", []), exclude]}
+        patch = json.dumps([{"op": "replace", "path": "/webhooks/0/namespaceSelector", "value": widened}])
+        assert kubectl(running_lab, "patch", "mutatingwebhookconfiguration", mwc, "--type", "json",
+                       "-p", patch).returncode == 0
+        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode != 0
+        workload = document["workloads"][0]
+        assert {c["id"]: c["status"] for c in workload["checks"]}["pod.mutated"] == "fail"
+        found = next(f for f in workload["findings"] if f["code"] == "POD_NOT_MUTATED")
+        assert not any(line.startswith(("helm upgrade", "az aks update")) for line in found["remediation"])
+        assert "helm get values -n azure-workload-identity-system workload-identity-webhook" in found["remediation"]
+        for line in found["remediation"]:
+            if line.startswith(("kubectl patch mutatingwebhookconfiguration", "kubectl rollout restart")):
+                argv = shlex.split(line.split(" # ")[0])
+                done = kubectl(running_lab, *argv[1:])
+                assert done.returncode == 0, (line, done.stderr)
+        assert kubectl(running_lab, "-n", "finance", "rollout", "status", "deployment/backend",
+                       "--timeout=60s").returncode == 0
+        result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 0, result.stdout[-4000:]
+    finally:
+        restore = json.dumps([{"op": "replace", "path": "/webhooks/0/namespaceSelector", "value": selector}])
+        kubectl(running_lab, "patch", "mutatingwebhookconfiguration", mwc, "--type", "json", "-p", restore)
+        ctl(running_lab, "webhook", "--install", "addon")
