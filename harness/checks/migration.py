@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness import values
 from harness.checks import remediation as fix
 from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.common import kube_failure_finding
@@ -459,7 +460,8 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
     leftovers = []
     if behind:
         steps = [step for row in behind for step in _coverage_steps(ctx, row)]
-        text = "; ".join(f"{r['binding']} lacks {', '.join(r['missing'])}" for r in behind)
+        text = "; ".join(f"{r['binding']} lacks {', '.join(r['missing'])}"
+                         + (f" (cannot tell {', '.join(r['unknown'])})" if r["unknown"] else "") for r in behind)
         leftovers.append(_finding(ctx, "POD_IDENTITY_BINDING_NOT_MIGRATED",
                                   f"{len(behind)} of {len(rows)} AzureIdentityBindings have no complete Workload ID "
                                   f"replacement: {text}", {"bindings": behind}, steps))
@@ -482,25 +484,51 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
 
 
 def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
+    """The work left for one binding, in order: the ServiceAccount annotated (with the tenant too when its
+    AzureIdentity is a service principal of another tenant: the webhook injects the cluster's tenant otherwise),
+    the federated credential (listed first when the harness could not read the identity's; on the app registration
+    for a service principal, on the managed identity named by resourceID for an MSI), then the pods labelled, once
+    the credential exists: a labelled pod exchanges its token with Entra at its next start."""
     namespace = row["binding"].split("/", 1)[0]
     legacy = [p for p in ctx.facts.legacy_pods.items if f"{p['namespace']}/{p['name']}" in row["legacy_pods"]]
     accounts = [tuple(ref.split("/", 1)) for ref in row["service_accounts"]] or sorted(
         {(p["namespace"], p["service_account"]) for p in legacy}) or [(namespace, "<service-account>")]
     steps: list[Step] = [advice(f"{row['binding']} (selector {row['selector']}, client id {row['client_id']}):")]
+    spec = next((i.get("spec") or {} for i in ctx.facts.azure_identities.items
+                 if f"{i['namespace']}/{i['name']}" == row["azure_identity"]), {})
+    identity = ctx.facts.identities.get(str(row["client_id"]).lower())
+    application = identity.kind == "application" if identity is not None and identity.kind else (
+        row["identity_type"] == 1)
+    tenant, home = str(spec.get("tenantID") or ""), ctx.azure.tenant_id if ctx.azure else None
+    other_tenant = application and values.is_guid(tenant) and bool(home) and tenant.lower() != str(home).lower()
     if MISSING_SERVICE_ACCOUNT in row["missing"]:
         steps += [fix.annotate_sa(ns, sa, row["client_id"]) for ns, sa in accounts]
-    if MISSING_CREDENTIAL in row["missing"]:
-        identity = ctx.facts.identities.get(str(row["client_id"]).lower())
+        if other_tenant:
+            steps += [advice(f"its AzureIdentity is a service principal of tenant {tenant}, not this cluster's "
+                             f"{home}: the ServiceAccount names that tenant, or the webhook injects the cluster's")]
+            steps += [fix.annotate_sa_tenant(ns, sa, tenant) for ns, sa in accounts]
+    credential_unknown = MISSING_CREDENTIAL in row["unknown"] and row["azure_identity"] is not None
+    if MISSING_CREDENTIAL in row["missing"] or credential_unknown:
         issuer = ctx.cluster.issuer_url or "<issuer>"
+        resource_id = (identity.resource_id if identity is not None else None) or (
+            None if application else _text(spec.get("resourceID")))
+        if credential_unknown:
+            steps.append(advice("the harness could not read this identity's federated credentials: list them, "
+                                + ("in its tenant (az login --tenant " + tenant + "), " if other_tenant else "")
+                                + "and create one for each ServiceAccount below that none trusts:"))
+            steps.append(fix.app_credential_list(row["client_id"]) if application
+                         else fix.identity_credential_list(resource_id))
         for ns, sa in accounts:
             subject = f"system:serviceaccount:{ns}:{sa}"
-            if identity is not None and identity.kind == "application":
+            if application:
                 steps.append(fix.app_federated_credential("create", row["client_id"], fix.fic_name(ns, sa), issuer,
                                                           subject))
             else:
-                steps.append(fix.federated_credential("create", identity.resource_id if identity else None,
-                                                      fix.fic_name(ns, sa), issuer, subject))
+                steps.append(fix.federated_credential("create", resource_id, fix.fic_name(ns, sa), issuer, subject))
     if MISSING_PODS in row["missing"]:
+        if MISSING_CREDENTIAL in row["missing"] or credential_unknown:
+            steps.append(advice("then, once the credential exists (a labelled pod exchanges its token with Entra "
+                                "from its next start):"))
         owners = sorted({(p["namespace"], str(p.get("owner_kind")), str(p.get("owner_name"))) for p in legacy})
         for ns, kind, name in owners:
             if kind == "Pod":

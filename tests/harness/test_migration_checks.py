@@ -318,6 +318,51 @@ def test_an_identity_the_harness_cannot_see_leaves_the_credential_unknown() -> N
     assert "POD_IDENTITY_COVERAGE_UNKNOWN" in {f.code for f in result.findings}
 
 
+SP_TENANT = "00000000-0000-4000-8000-0000000000f1"
+
+
+def test_a_service_principal_of_another_tenant_the_harness_cannot_see_gets_its_tenant_and_a_credential_first() -> None:
+    """An AzureIdentity of type 1 (a service principal, clientPassword) whose tenantID is not the cluster's, its
+    app registration invisible to the harness (another tenant), its pods still on aadpodidbinding. The fix annotates
+    the ServiceAccount with the client id and that tenant (the webhook injects the cluster's tenant otherwise),
+    lists and creates the credential on the app registration (not az identity federated-credential with a
+    placeholder), and labels the pods only after it; the message says what it cannot tell."""
+    facts, cluster = leftover()
+    facts.azure_identities.items[1]["spec"] = {"type": 1, "clientID": CLIENT_PAYMENTS, "tenantID": SP_TENANT}
+    facts.identities[CLIENT_PAYMENTS] = IdentityFacts(configured=True, note="not visible")
+    row = coverage_rows(facts, ISSUER)[1]
+    assert row["identity_type"] == 1 and row["unknown"] == ["federated_credential"]
+    result = {r.id: r for r in run_migration_checks(facts, cluster, AZURE)}["migration.bindings_migrated"]
+    finding = next(f for f in result.findings if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
+    assert "(cannot tell federated_credential)" in finding.message
+    fixes = finding.fix_lines()
+    tenant = next(i for i, line in enumerate(fixes) if "azure.workload.identity/tenant-id=" in line)
+    assert fixes[tenant] == (f"kubectl annotate serviceaccount -n payments payments-sa "
+                             f"azure.workload.identity/tenant-id={SP_TENANT} --overwrite")
+    listed = next(i for i, line in enumerate(fixes) if line.startswith("az ad app federated-credential list"))
+    created = next(i for i, line in enumerate(fixes) if line.startswith("az ad app federated-credential create"))
+    assert f"--id {CLIENT_PAYMENTS}" in fixes[created] and "system:serviceaccount:payments:payments-sa" in fixes[created]
+    assert not any(line.startswith("az identity federated-credential") for line in fixes)
+    assert not any("<" in line for line in fixes if not line.startswith("#"))
+    # the bare pod is recreated labelled only after the credential
+    recreate = next(i for i, line in enumerate(fixes) if "recreate pod payments/payments-worker" in line)
+    assert tenant < listed < created < recreate
+
+
+def test_an_msi_the_harness_cannot_see_gets_its_credential_on_the_resource_id_its_azure_identity_names() -> None:
+    facts, cluster = leftover()
+    facts.azure_identities.items[1]["spec"] = {"type": 0, "clientID": CLIENT_PAYMENTS,
+                                               "resourceID": MI_ID + "paymentsId", "tenantID": SP_TENANT}
+    facts.identities[CLIENT_PAYMENTS] = IdentityFacts(configured=True, note="not visible")
+    result = {r.id: r for r in run_migration_checks(facts, cluster, AZURE)}["migration.bindings_migrated"]
+    fixes = next(f for f in result.findings if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
+    assert any(line.startswith("az identity federated-credential list") and "--identity-name paymentsId" in line
+               for line in fixes)
+    assert any(line.startswith("az identity federated-credential create") and "--identity-name paymentsId" in line
+               for line in fixes)
+    assert not any("tenant-id=" in line for line in fixes)  # an MSI's tenantID is not where it signs in
+
+
 def test_what_the_harness_may_not_list_is_unknown_in_the_coverage_never_missing() -> None:
     facts, cluster = leftover()
     facts.service_accounts = ObjectList("serviceaccounts", error=FORBIDDEN)

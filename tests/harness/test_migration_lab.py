@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -284,3 +285,88 @@ def test_a_harness_that_may_not_list_the_pod_identity_kinds_warns_and_does_not_f
         *(f"{plural}.aadpodidentity.k8s.io" for plural in ("azureidentities", "azureidentitybindings",
                                                            "azurepodidentityexceptions", "azureassignedidentities"))}
     assert all(u["status"] == 403 for u in document["leftovers"]["unreadable"])
+
+
+# ---------------------------------------------------------------- made by hand with kubectl
+
+SP_TENANT = "11111111-2222-4333-8444-555555555555"
+SP_CLIENT = "3c8a2f7e-9b1d-4e6a-8f2c-5d7e9a1b3c4d"  # an app registration of another tenant: the lab has none
+
+
+def _pod_identity_by_hand() -> list[dict[str, Any]]:
+    """What a platform team applies for aad-pod-identity: its CRDs (the upstream ones carry full schemas; kept as
+    sent here), a service principal AzureIdentity (type 1, its secret in clientPassword) of another tenant, its
+    binding, and the Deployment whose pods use it through the aadpodidbinding label."""
+    crds = [{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+             "metadata": {"name": f"{plural}.aadpodidentity.k8s.io"},
+             "spec": {"group": "aadpodidentity.k8s.io", "scope": "Namespaced",
+                      "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural,
+                                "singular": kind.lower()},
+                      "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                          "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+            for plural, kind in (("azureidentities", "AzureIdentity"), ("azureidentitybindings", "AzureIdentityBinding"),
+                                 ("azureassignedidentities", "AzureAssignedIdentity"),
+                                 ("azurepodidentityexceptions", "AzurePodIdentityException"))]
+    return crds + [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "legacy"}},
+        {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzureIdentity",
+         "metadata": {"name": "sp-identity", "namespace": "legacy"},
+         "spec": {"type": 1, "tenantID": SP_TENANT, "clientID": SP_CLIENT,
+                  "clientPassword": {"name": "sp-secret", "namespace": "legacy"}}},
+        {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzureIdentityBinding",
+         "metadata": {"name": "sp-binding", "namespace": "legacy"},
+         "spec": {"azureIdentity": "sp-identity", "selector": "sp-app"}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sp-sa", "namespace": "legacy"}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sp-worker", "namespace": "legacy"},
+         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "sp-worker"}}, "template": {
+             "metadata": {"labels": {"app": "sp-worker", "aadpodidbinding": "sp-app"}},
+             "spec": {"serviceAccountName": "sp-sa",
+                      "containers": [{"name": "w", "image": "myacr.azurecr.io/finance/backend:1.0"}]}}}},
+    ]
+
+
+def test_a_service_principal_binding_of_another_tenant_made_by_hand_gets_its_tenant_and_credential_first(
+    tmp_path: Path
+) -> None:
+    """kubectl apply of an AzureIdentity type 1 whose tenantID is not the cluster's: the binding's row cannot tell
+    the credential (the app is in a tenant the harness does not read), and the printed fix annotates the
+    ServiceAccount with the client id and that tenant, lists and creates the credential on the app registration,
+    and only then labels the Deployment. The kubectl lines pasted as printed leave only the credential and pods."""
+    lab = start_lab(tmp_path / "lab")
+    try:
+        manifest = tmp_path / "pod-identity.yaml"
+        docs = _pod_identity_by_hand()
+        manifest.write_text(yaml.safe_dump_all(docs[:4]))
+        kubectl(lab, "apply", "-f", str(manifest))
+        wait_for(lambda: "azureidentities" in kubectl(lab, "api-resources", "--api-group", "aadpodidentity.k8s.io"))
+        manifest.write_text(yaml.safe_dump_all(docs[4:]))
+        kubectl(lab, "apply", "-f", str(manifest))
+        wait_for(lambda: bool(kubectl(lab, "get", "pods", "-n", "legacy", "-l", "aadpodidbinding=sp-app",
+                                      "-o", "name").strip()))
+        config = str(lab.harness_config)
+        result, document = migration_only(lab, tmp_path / "before", config)
+        row = next(r for r in document["coverage"] if r["binding"] == "legacy/sp-binding")
+        assert row["identity_type"] == 1 and row["missing"] == ["service_account", "labelled_pods"]
+        assert row["unknown"] == ["federated_credential"]
+        finding = pod_identity_findings(document)["POD_IDENTITY_BINDING_NOT_MIGRATED"]
+        fixes = finding["remediation"]
+        order = [next(i for i, line in enumerate(fixes) if line.startswith(start)) for start in (
+            f"kubectl annotate serviceaccount -n legacy sp-sa azure.workload.identity/client-id={SP_CLIENT}",
+            f"kubectl annotate serviceaccount -n legacy sp-sa azure.workload.identity/tenant-id={SP_TENANT}",
+            f"az ad app federated-credential list --id {SP_CLIENT}",
+            f"az ad app federated-credential create --id {SP_CLIENT}",
+            "kubectl patch deployment/sp-worker -n legacy --type merge")]
+        assert order == sorted(order), fixes
+        assert not any(line.startswith("az identity federated-credential") for line in fixes)
+
+        for line in fixes:
+            if line.startswith("kubectl annotate serviceaccount"):
+                kubectl(lab, *shlex.split(line)[1:])
+        annotations = json.loads(kubectl(lab, "get", "sa", "-n", "legacy", "sp-sa", "-o", "json"))["metadata"][
+            "annotations"]
+        assert annotations["azure.workload.identity/tenant-id"] == SP_TENANT
+        result, document = migration_only(lab, tmp_path / "after", config)
+        row = next(r for r in document["coverage"] if r["binding"] == "legacy/sp-binding")
+        assert row["service_accounts"] == ["legacy/sp-sa"] and row["missing"] == ["labelled_pods"]
+    finally:
+        lab.stop()
