@@ -493,6 +493,17 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
     legacy = [p for p in ctx.facts.legacy_pods.items if f"{p['namespace']}/{p['name']}" in row["legacy_pods"]]
     accounts = [tuple(ref.split("/", 1)) for ref in row["service_accounts"]] or sorted(
         {(p["namespace"], p["service_account"]) for p in legacy}) or [(namespace, "<service-account>")]
+    binding = next((b for b in ctx.facts.azure_identity_bindings.items
+                    if f"{b['namespace']}/{b['name']}" == row["binding"]), {})
+    if row["azure_identity"] is None and ctx.facts.azure_identities.error is None:
+        # MIC looks the binding's identity up in the binding's own namespace and, without it, assigns nothing
+        # (pkg/mic/mic.go: "%s identity not found when using %s/%s binding"): no workload ever had an identity
+        # through it, so there is nothing to move, and annotating a ServiceAccount would need a client id it has not
+        named = str((binding.get("spec") or {}).get("azureIdentity") or "")
+        return [advice(f"{row['binding']} names AzureIdentity {named or '(none)'}, which {namespace} does not have: "
+                       "MIC never assigned an identity through it, so its pods had none; delete it (or, if a "
+                       "workload needs an identity, give it one under Workload ID from the start)"),
+                fix.delete_objects("azureidentitybinding", namespace, [row["binding"].split("/", 1)[1]])]
     steps: list[Step] = [advice(f"{row['binding']} (selector {row['selector']}, client id {row['client_id']}):")]
     spec = next((i.get("spec") or {} for i in ctx.facts.azure_identities.items
                  if f"{i['namespace']}/{i['name']}" == row["azure_identity"]), {})

@@ -349,6 +349,19 @@ def test_a_service_principal_of_another_tenant_the_harness_cannot_see_gets_its_t
     assert tenant < listed < created < recreate
 
 
+def test_a_binding_naming_an_azure_identity_its_namespace_lacks_is_deleted_not_migrated() -> None:
+    """A typo in spec.azureIdentity: MIC finds no identity in the binding's namespace and assigns nothing, so the
+    fix is deleting the binding, not annotating a ServiceAccount with a client id there is none of."""
+    facts, cluster = leftover()
+    facts.azure_identity_bindings.items[1]["spec"]["azureIdentity"] = "payments-identty"
+    row = coverage_rows(facts, ISSUER)[1]
+    assert row["azure_identity"] is None and row["client_id"] is None and not row["migrated"]
+    result = {r.id: r for r in run_migration_checks(facts, cluster, AZURE)}["migration.bindings_migrated"]
+    fixes = next(f for f in result.findings if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
+    assert "kubectl delete azureidentitybinding -n payments payments-identity-binding" in fixes
+    assert not any("client-id" in line or "<" in line for line in fixes if not line.startswith("#"))
+
+
 def test_an_msi_the_harness_cannot_see_gets_its_credential_on_the_resource_id_its_azure_identity_names() -> None:
     facts, cluster = leftover()
     facts.azure_identities.items[1]["spec"] = {"type": 0, "clientID": CLIENT_PAYMENTS,

@@ -316,6 +316,9 @@ def _pod_identity_by_hand() -> list[dict[str, Any]]:
         {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzureIdentityBinding",
          "metadata": {"name": "sp-binding", "namespace": "legacy"},
          "spec": {"azureIdentity": "sp-identity", "selector": "sp-app"}},
+        {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzureIdentityBinding",  # a typo in the identity's name
+         "metadata": {"name": "typo-binding", "namespace": "legacy"},
+         "spec": {"azureIdentity": "sp-identty", "selector": "sp-app"}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sp-sa", "namespace": "legacy"}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sp-worker", "namespace": "legacy"},
          "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "sp-worker"}}, "template": {
@@ -358,6 +361,8 @@ def test_a_service_principal_binding_of_another_tenant_made_by_hand_gets_its_ten
             "kubectl patch deployment/sp-worker -n legacy --type merge")]
         assert order == sorted(order), fixes
         assert not any(line.startswith("az identity federated-credential") for line in fixes)
+        typo = fixes.index("kubectl delete azureidentitybinding -n legacy typo-binding")
+        assert "does not have" in fixes[typo - 1] and "<client-id>" not in "\n".join(fixes)
 
         for line in fixes:
             if line.startswith("kubectl annotate serviceaccount"):
