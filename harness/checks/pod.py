@@ -422,7 +422,7 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                 "the webhook injects another cloud's authority host",
                 evidence,
                 [fix.kubectl("-n", fix.namespace_or(webhook_namespace(ctx.cluster)), "get", "configmap",
-                             "azure-wi-webhook-config", "-o", "yaml")],
+                             "azure-wi-webhook-config", "-o", "yaml"), *_chart_environment_fix(ctx)],
             ),
         )
     return passed(
@@ -431,6 +431,29 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
         f"AZURE_FEDERATED_TOKEN_FILE={token_file}",
         evidence,
     )
+
+
+# the webhook's AZURE_ENVIRONMENT names (go-autorest's environments, getAzureAuthorityHost) by authority host
+WEBHOOK_ENVIRONMENTS = {
+    "https://login.microsoftonline.com/": "AzurePublicCloud",
+    "https://login.chinacloudapi.cn/": "AzureChinaCloud",
+    "https://login.microsoftonline.us/": "AzureUSGovernmentCloud",
+}
+
+
+def _chart_environment_fix(ctx: WorkloadContext) -> list[Step]:
+    """Under the Helm chart, the webhook's cloud is its azureEnvironment value (the ConfigMap's
+    AZURE_ENVIRONMENT, read at the manager's start): set to the configured cloud's, the webhook restarted, the
+    workload's pods made again. The add-on's ConfigMap is AKS's own: nothing to print but the look at it."""
+    chart = chart_install(ctx.cluster)
+    if chart is None or ctx.azure is None:
+        return []
+    environment = WEBHOOK_ENVIRONMENTS.get(ctx.azure.cloud.endpoints.authority_host.rstrip("/") + "/")
+    if environment is None:
+        return [advice(f"set the chart's azureEnvironment to the cloud of {ctx.azure.cloud.endpoints.authority_host}"
+                       " (helm upgrade --reuse-values --set azureEnvironment=...), restart its webhook Deployment, "
+                       "then the workload")]
+    return [*fix.helm_set_chart_environment(chart.release, chart.namespace, environment), *restart_workload(ctx)]
 
 
 def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:

@@ -547,6 +547,24 @@ def helm_set_chart_tenant(release: str | None, namespace: str, tenant_id: str | 
     ]
 
 
+WEBHOOK_ENVIRONMENTS = ("AzurePublicCloud", "AzureChinaCloud", "AzureUSGovernmentCloud")
+
+
+def helm_set_chart_environment(release: str | None, namespace: str, environment: str | None) -> list[Step]:
+    """The chart's azureEnvironment (its ConfigMap's AZURE_ENVIRONMENT, the cloud whose authority host the webhook
+    injects) set again, the release's other values kept; then the webhook's pods made again (read at start-up)."""
+    ns = namespace_or(namespace)
+    value = environment if environment in WEBHOOK_ENVIRONMENTS else "<environment>"
+    return [
+        command("helm", "upgrade", "-n", ns, object_or(release, "workload-identity-webhook"),
+                "azure-workload-identity/workload-identity-webhook", "--reuse-values",
+                "--set", f"azureEnvironment={value}"),
+        kubectl("-n", ns, "rollout", "restart", "deployment/azure-wi-webhook-controller-manager",
+                note="the webhook reads its ConfigMap at start-up"),
+        kubectl("-n", ns, "rollout", "status", "deployment/azure-wi-webhook-controller-manager", "--timeout=120s"),
+    ]
+
+
 def helm_get_values(release: str | None, namespace: str) -> Command:
     """The values a release was installed or last upgraded with (its overrides only)."""
     return command("helm", "get", "values", "-n", namespace_or(namespace), object_or(release, "<release>"))

@@ -35,7 +35,14 @@ from harness.checks.serviceaccount import sa_client_id_annotation, sa_exists
 from harness.checks.token import token_issuer
 from harness.collect.probe_pods import observe, settled
 from harness.collect.run import Selection, collect_run
-from harness.config import BlobAccess, ExpectConfig, KeyVaultSecretAccess, WorkloadConfig, parse_config
+from harness.config import (
+    AzureConfig,
+    BlobAccess,
+    ExpectConfig,
+    KeyVaultSecretAccess,
+    WorkloadConfig,
+    parse_config,
+)
 from harness.facts import (
     ClusterFacts,
     Fetched,
@@ -313,6 +320,34 @@ def test_a_chart_whose_namespace_selector_value_leaves_the_namespace_out_is_patc
     with pytest.raises(AssertionError, match="test failed"):  # pasted twice: the test op refuses the second
         for argv in patches:
             patched = _json_patch(patched, json.loads(argv[argv.index("-p") + 1]))
+
+
+@pytest.mark.parametrize("install", ["chart", "addon"])
+def test_a_chart_injecting_another_clouds_authority_host_is_fixed_in_its_azure_environment_value(install: str) -> None:
+    """helm install --set azureEnvironment=AzureChinaCloud on a public-cloud cluster: the pod is mutated with
+    login.chinacloudapi.cn. Under the chart the fix is its azureEnvironment value and the webhook's restart (it
+    reads the ConfigMap at start-up), then the workload; the add-on's ConfigMap is AKS's, so only the look."""
+    pod = _pod(*V15)
+    pod["spec"]["containers"][0]["env"][3]["value"] = "https://login.chinacloudapi.cn/"
+    ctx = context_for(pod)
+    ctx.azure = AzureConfig(tenant_id="00000000-0000-4000-8000-000000000002",
+                            subscription_id="00000000-0000-4000-8000-000000000001", resource_group="rg",
+                            cluster_name="aks")
+    namespace = "azure-workload-identity-system" if install == "chart" else "kube-system"
+    ctx.cluster.webhook_deployments = [{"metadata": {
+        "namespace": namespace, "name": "azure-wi-webhook-controller-manager",
+        "annotations": {"meta.helm.sh/release-name": "wi-webhook" if install == "chart" else "aks-managed"}}}]
+    outcome = pod_mutated(ctx)
+    assert outcome.status == WARN and outcome.findings[0].code == "AUTHORITY_HOST_MISMATCH"
+    lines = outcome.findings[0].fix_lines()
+    upgrade = ("helm upgrade -n azure-workload-identity-system wi-webhook azure-workload-identity/"
+               "workload-identity-webhook --reuse-values --set azureEnvironment=AzurePublicCloud")
+    if install == "chart":
+        assert upgrade in lines
+        assert lines.index(upgrade) < next(i for i, line in enumerate(lines) if "rollout restart deployment/azure-wi"
+                                           in line)
+    else:
+        assert not any(line.startswith("helm") for line in lines)
 
 
 def test_token_file_pointing_elsewhere_than_the_mount() -> None:

@@ -173,6 +173,9 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "helm_upgrade_chart": lambda d: fix.helm_upgrade_chart(d(nasty_text), d(nasty_text)),
     "helm_uninstall": lambda d: fix.helm_uninstall(d(nasty_text), d(nasty_text)),
     "helm_get_values": lambda d: fix.helm_get_values(d(nasty_text), d(nasty_text)),
+    "helm_set_chart_environment": lambda d: fix.helm_set_chart_environment(
+        d(nasty_text), d(nasty_text), d(st.one_of(nasty_text, st.sampled_from(fix.WEBHOOK_ENVIRONMENTS)))
+    ),
     "helm_set_chart_tenant": lambda d: fix.helm_set_chart_tenant(d(nasty_text), d(nasty_text), d(nasty_text)),
     "keyvault_set_secret_policy": lambda d: fix.keyvault_set_secret_policy(d(nasty_text), d(nasty_text)),
     "keyvault_policies": lambda d: fix.keyvault_policies(d(nasty_text)),

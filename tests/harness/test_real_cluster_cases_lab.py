@@ -9,6 +9,7 @@ import json
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,9 @@ def _restart(lab: RunningLab, namespace: str, deployment: str) -> None:
     for verb in (("rollout", "restart"), ("rollout", "status")):
         done = kubectl(lab, "-n", namespace, *verb, f"deployment/{deployment}",
                        *(["--timeout=60s"] if verb[1] == "status" else []))
+        if "within the past second" in done.stderr:  # kubectl's restartedAt has a one-second resolution
+            time.sleep(1.1)
+            done = kubectl(lab, "-n", namespace, *verb, f"deployment/{deployment}")
         assert done.returncode == 0, done.stderr
 
 
@@ -248,4 +252,48 @@ def test_a_chart_whose_namespace_selector_leaves_a_namespace_out_is_repaired_by_
     finally:
         restore = json.dumps([{"op": "replace", "path": "/webhooks/0/namespaceSelector", "value": selector}])
         kubectl(running_lab, "patch", "mutatingwebhookconfiguration", mwc, "--type", "json", "-p", restore)
+        ctl(running_lab, "webhook", "--install", "addon")
+
+
+def test_the_charts_webhook_injects_the_cloud_its_config_map_named_when_its_pods_started(
+    running_lab: RunningLab,
+) -> None:
+    """helm upgrade --set azureEnvironment=AzureChinaCloud: the webhook reads AZURE_ENVIRONMENT once, at start-up
+    (getAzureAuthorityHost in NewPodMutator), so a pod made before its restart gets the lab's Entra and one made
+    after gets login.chinacloudapi.cn. (The harness's fix for it is unit-tested: a probe here would dial the
+    real host.)"""
+    system, manager = "azure-workload-identity-system", "azure-wi-webhook-controller-manager"
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {
+        "name": "cloud-check", "namespace": "finance", "labels": {"azure.workload.identity/use": "true"}},
+        "spec": {"serviceAccountName": "backend-sa",
+                 "containers": [{"name": "c", "image": "myacr.azurecr.io/finance/backend:1.0"}]}}
+
+    def authority() -> str:
+        made = subprocess.run(["kubectl", "--kubeconfig", str(running_lab.state_dir / "kubeconfig"), "create",
+                               "-f", "-", "-o", "json"], input=json.dumps(pod), capture_output=True, text=True,
+                              timeout=60)
+        assert made.returncode == 0, made.stderr
+        kubectl(running_lab, "delete", "pod", "cloud-check", "-n", "finance", "--wait=false")
+        env = json.loads(made.stdout)["spec"]["containers"][0].get("env") or []
+        return next(e["value"] for e in env if e["name"] == "AZURE_AUTHORITY_HOST")
+
+    try:
+        assert ctl(running_lab, "webhook", "--install", "helm")["install"] == "helm"
+        lab_entra = running_lab.info()["authority_host"]
+        patched = kubectl(running_lab, "-n", system, "patch", "configmap", "azure-wi-webhook-config", "--type",
+                          "merge", "-p", json.dumps({"data": {"AZURE_ENVIRONMENT": "AzureChinaCloud"}}))
+        if "No such file" in patched.stderr:
+            pytest.skip("kubectl is not installed")
+        assert patched.returncode == 0, patched.stderr
+        assert authority().rstrip("/") == lab_entra.rstrip("/")  # the running pods kept what they read
+        _restart(running_lab, system, manager)
+        wait = subprocess.run(["kubectl", "--kubeconfig", str(running_lab.state_dir / "kubeconfig"), "wait",
+                               "--for=delete", "pod/cloud-check", "-n", "finance", "--timeout=30s"],
+                              capture_output=True, text=True, timeout=60)
+        assert wait.returncode == 0 or "not found" in wait.stderr, wait.stderr
+        assert authority() == "https://login.chinacloudapi.cn/"
+    finally:
+        kubectl(running_lab, "-n", system, "patch", "configmap", "azure-wi-webhook-config", "--type", "merge",
+                "-p", json.dumps({"data": {"AZURE_ENVIRONMENT": "AzurePublicCloud"}}))
+        kubectl(running_lab, "delete", "pod", "cloud-check", "-n", "finance", "--ignore-not-found")
         ctl(running_lab, "webhook", "--install", "addon")
