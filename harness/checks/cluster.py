@@ -3,6 +3,7 @@ failurePolicy Fail, objectSelector, ready)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -491,10 +492,30 @@ def webhook_object_selector(ctx: ClusterContext) -> Outcome:
             f"the webhook does not select pods by the {USE_LABEL} label",
             {"objectSelector": selectors},
             [fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.facts), "-o", "yaml"),
-             advice("reinstall the webhook as it ships (its objectSelector selects the label):"),
-             *enable_webhook(ctx.facts, ctx.azure)],
+             advice(f"put back the objectSelector the webhook ships with (matchLabels {USE_LABEL}: \"true\"); "
+                    "a reinstall (helm upgrade) alone merges its selector into the edited one and keeps the "
+                    "labels added by hand:"),
+             *_object_selector_patches(ctx, set(selectors) - set(good))],
         ),
     )
+
+
+def _object_selector_patches(ctx: ClusterContext, names: set[str]) -> list[Step]:
+    """kubectl patch --type json per webhook whose objectSelector lost the label: a test of the webhook's name at
+    its index (a configuration changed since the run is refused), then the chart's and add-on's objectSelector."""
+    steps: list[Step] = []
+    shipped = {"matchLabels": {USE_LABEL: "true"}}
+    for mwc in ctx.facts.webhook_configurations:
+        name = str((mwc.get("metadata") or {}).get("name") or "")
+        for index, hook in enumerate(mwc.get("webhooks") or []):
+            if str(hook.get("name")) not in names:
+                continue
+            ops = [{"op": "test", "path": f"/webhooks/{index}/name", "value": hook.get("name")},
+                   {"op": "replace" if "objectSelector" in hook else "add",
+                    "path": f"/webhooks/{index}/objectSelector", "value": shipped}]
+            steps.append(fix.kubectl("patch", "mutatingwebhookconfiguration", fix.object_or(name, "<configuration>"),
+                                     "--type", "json", "-p", json.dumps(ops, separators=(",", ":"))))
+    return steps
 
 
 def webhook_ready(ctx: ClusterContext) -> Outcome:

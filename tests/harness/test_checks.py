@@ -259,7 +259,7 @@ def test_a_namespace_the_webhooks_namespace_selector_excludes_is_named_with_the_
 
 
 def _json_patch(document: Any, ops: list[dict[str, Any]]) -> Any:
-    """RFC 6902 test/add/remove, enough to apply the printed kubectl patch --type json to a configuration."""
+    """RFC 6902 test/add/replace/remove, enough to apply the printed kubectl patch --type json to a configuration."""
     document = json.loads(json.dumps(document))
     for op in ops:
         *parents, last = [part.replace("~1", "/").replace("~0", "~") for part in op["path"].split("/")[1:]]
@@ -273,8 +273,12 @@ def _json_patch(document: Any, ops: list[dict[str, Any]]) -> Any:
             found = None
         if op["op"] == "test":
             assert found == op["value"], "test failed"
+        elif op["op"] == "add" and isinstance(target, dict):
+            target[last] = op["value"]
         elif op["op"] == "add":
             target.append(op["value"]) if last == "-" else target.insert(int(last), op["value"])
+        elif op["op"] == "replace":
+            target[int(last) if isinstance(target, list) else last] = op["value"]
         else:
             del target[int(last) if isinstance(target, list) else last]
     return document
@@ -1387,3 +1391,31 @@ def test_role_wildcards_and_exclusions_decide_what_a_role_grants() -> None:
     assert not grants({"actions": ["*"]}, action)  # Owner/Contributor: control plane only
     assert covers("/subscriptions/s", VAULT_ID + "/secrets/x") and not covers(OTHER_VAULT_ID, VAULT_ID)
     assert not covers(VAULT_ID, VAULT_ID + "2")
+
+
+@pytest.mark.parametrize("edited", [{"matchLabels": {"team": "finance"}}, None])
+def test_an_object_selector_edited_by_hand_is_put_back_by_a_patch_not_a_reinstall(
+    edited: dict[str, Any] | None
+) -> None:
+    """kubectl edit of the webhook's objectSelector (another label; or removed, which the API server stores as
+    {}): helm upgrade's three-way merge would add the chart's label beside the one added by hand, so the fix is a
+    JSON patch that tests the webhook's name at its index and replaces the selector with the shipped one."""
+    from harness.checks.cluster import ClusterContext, webhook_object_selector
+
+    hook: dict[str, Any] = {"name": "mutation.azure-workload-identity.io", "failurePolicy": "Fail"}
+    if edited is not None:
+        hook["objectSelector"] = edited
+    configuration = {"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"},
+                     "webhooks": [{"name": "other.example.com"}, hook]}
+    facts = ClusterFacts(time.time(), webhook_configurations=[configuration], webhook_deployments=[{"metadata": {
+        "namespace": "azure-workload-identity-system", "name": "azure-wi-webhook-controller-manager",
+        "annotations": {"meta.helm.sh/release-name": "wi-webhook"}}}])
+    outcome = webhook_object_selector(ClusterContext(facts, None, ExpectConfig()))
+    assert outcome.status == FAIL
+    lines = outcome.findings[0].fix_lines()
+    assert not any(line.startswith(("helm upgrade", "az aks update")) for line in lines)
+    patch = next(shlex.split(line) for line in lines if line.startswith("kubectl patch mutatingwebhookconfiguration"))
+    patched = _json_patch(configuration, json.loads(patch[patch.index("-p") + 1]))
+    assert patched["webhooks"][0] == {"name": "other.example.com"}
+    facts.webhook_configurations = [patched]
+    assert webhook_object_selector(ClusterContext(facts, None, ExpectConfig())).status == PASS

@@ -297,3 +297,36 @@ def test_the_charts_webhook_injects_the_cloud_its_config_map_named_when_its_pods
                 "-p", json.dumps({"data": {"AZURE_ENVIRONMENT": "AzurePublicCloud"}}))
         kubectl(running_lab, "delete", "pod", "cloud-check", "-n", "finance", "--ignore-not-found")
         ctl(running_lab, "webhook", "--install", "addon")
+
+
+def test_a_charts_object_selector_edited_by_hand_is_put_back_by_the_printed_patch(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """kubectl edit of the chart's webhook: objectSelector matchLabels team: finance instead of the use label.
+    The printed fix (a JSON patch back to the shipped selector, not helm upgrade, whose three-way merge would keep
+    team: finance beside the chart's label) pasted as printed makes the run pass again."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    mwc = "azure-wi-webhook-mutating-webhook-configuration"
+    try:
+        assert ctl(running_lab, "webhook", "--install", "helm")["install"] == "helm"
+        edit = json.dumps([{"op": "replace", "path": "/webhooks/0/objectSelector",
+                            "value": {"matchLabels": {"team": "finance"}}}])
+        patched = kubectl(running_lab, "patch", "mutatingwebhookconfiguration", mwc, "--type", "json", "-p", edit)
+        if "No such file" in patched.stderr:
+            pytest.skip("kubectl is not installed")
+        assert patched.returncode == 0, patched.stderr
+        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode != 0
+        found = next(f for f in document["findings"] if f["code"] == "WEBHOOK_OBJECT_SELECTOR_MISSING")
+        assert not any(line.startswith(("helm upgrade", "az aks update")) for line in found["remediation"])
+        patches = [line for line in found["remediation"] if line.startswith("kubectl patch")]
+        assert len(patches) == 1
+        done = kubectl(running_lab, *shlex.split(patches[0])[1:])
+        assert done.returncode == 0, done.stderr
+        result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 0, result.stdout[-4000:]
+    finally:
+        restore = json.dumps([{"op": "replace", "path": "/webhooks/0/objectSelector",
+                               "value": {"matchLabels": {"azure.workload.identity/use": "true"}}}])
+        kubectl(running_lab, "patch", "mutatingwebhookconfiguration", mwc, "--type", "json", "-p", restore)
+        ctl(running_lab, "webhook", "--install", "addon")
