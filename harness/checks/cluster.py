@@ -467,20 +467,54 @@ def webhook_failure_policy(ctx: ClusterContext) -> Outcome:
     )
 
 
+def _uses_label(requirement: dict[str, Any]) -> bool:
+    return (requirement.get("key") == USE_LABEL and requirement.get("operator") == "In"
+            and "true" in (requirement.get("values") or []))
+
+
+def _extra_requirements(selector: dict[str, Any] | None) -> list[str]:
+    """What an objectSelector requires beside the use label (the chart and add-on ship that label alone): each
+    one a labelled pod must also meet, or the API server does not call the webhook for it."""
+    selector = selector or {}
+    extra = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items() if k != USE_LABEL]
+    extra += [f"{e.get('key')} {e.get('operator')}" + (f" {e['values']}" if e.get("values") else "")
+              for e in selector.get("matchExpressions") or [] if isinstance(e, dict) and not _uses_label(e)]
+    return extra
+
+
+def _selects_use(selector: dict[str, Any] | None) -> bool:
+    selector = selector or {}
+    return ((selector.get("matchLabels") or {}).get(USE_LABEL) == "true"
+            or any(_uses_label(e) for e in selector.get("matchExpressions") or [] if isinstance(e, dict)))
+
+
 def webhook_object_selector(ctx: ClusterContext) -> Outcome:
     selectors = {str(h.get("name")): h.get("objectSelector") for h in _hooks(ctx)}
-    good = {
-        name: s
-        for name, s in selectors.items()
-        if ((s or {}).get("matchLabels") or {}).get(USE_LABEL) == "true"
-        or any(
-            e.get("key") == USE_LABEL and e.get("operator") == "In" and "true" in (e.get("values") or [])
-            for e in (s or {}).get("matchExpressions") or []
-        )
-    }
+    good = {name: s for name, s in selectors.items() if _selects_use(s) and not _extra_requirements(s)}
     if len(good) == len(selectors):
         return passed(
             f'objectSelector selects pods labelled {USE_LABEL}: "true"', {"objectSelector": selectors}
+        )
+    bad = [name for name in selectors if name not in good]
+    narrowed = {name: _extra_requirements(selectors[name]) for name in bad if _selects_use(selectors[name])}
+    if narrowed and len(narrowed) == len(bad):
+        also = "; ".join(f"{name} also requires {', '.join(extra)}" for name, extra in narrowed.items())
+        return failed(
+            f'objectSelector requires more than {USE_LABEL}: "true" ({also}): a pod with the use label alone is '
+            "not mutated",
+            {"objectSelector": selectors},
+            Finding(
+                "WEBHOOK_OBJECT_SELECTOR_MISSING",
+                ERROR,
+                "webhook",
+                f"the webhook selects pods by more than the {USE_LABEL} label: {also}",
+                {"objectSelector": selectors},
+                [fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.facts), "-o",
+                             "yaml"),
+                 advice(f"put back the objectSelector the webhook ships with (matchLabels {USE_LABEL}: \"true\" "
+                        "alone):"),
+                 *object_selector_patches(ctx, set(narrowed))],
+            ),
         )
     return failed(
         f"objectSelector does not select on {USE_LABEL}=true: {selectors}",
@@ -495,12 +529,12 @@ def webhook_object_selector(ctx: ClusterContext) -> Outcome:
              advice(f"put back the objectSelector the webhook ships with (matchLabels {USE_LABEL}: \"true\"); "
                     "a reinstall (helm upgrade) alone merges its selector into the edited one and keeps the "
                     "labels added by hand:"),
-             *_object_selector_patches(ctx, set(selectors) - set(good))],
+             *object_selector_patches(ctx, set(selectors) - set(good))],
         ),
     )
 
 
-def _object_selector_patches(ctx: ClusterContext, names: set[str]) -> list[Step]:
+def object_selector_patches(ctx: ClusterContext, names: set[str]) -> list[Step]:
     """kubectl patch --type json per webhook whose objectSelector lost the label: a test of the webhook's name at
     its index (a configuration changed since the run is refused), then the chart's and add-on's objectSelector."""
     steps: list[Step] = []

@@ -9,8 +9,10 @@ from typing import Any
 
 from harness.checks import remediation as fix
 from harness.checks.cluster import (
+    ClusterContext,
     chart_install,
     enable_webhook,
+    object_selector_patches,
     webhook_configuration_name,
     webhook_namespace,
     webhook_service,
@@ -468,6 +470,10 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
     skip = annotation(ctx.pod, SKIP_CONTAINERS_ANNOTATION)
     if skip:
         reasons.append(f"{SKIP_CONTAINERS_ANNOTATION}={skip}")
+    narrowed = _object_selector_unmet(ctx, labels)
+    if narrowed and not reasons:
+        reasons.append("the webhook's objectSelector also requires " + ", ".join(narrowed)
+                       + ", which the pod does not meet (the webhook ships selecting on the use label alone)")
     excluded = _excluding_requirements(ctx)
     if excluded and not reasons:
         reasons.append(f"the webhook's namespaceSelector excludes namespace {ctx.namespace}: "
@@ -480,6 +486,13 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
         )
     evidence["labels"] = labels
     code = "WEBHOOK_NOT_INSTALLED" if not ctx.cluster.webhook_configurations else "POD_NOT_MUTATED"
+    if narrowed:
+        remediation = [*object_selector_patches(ClusterContext(ctx.cluster, ctx.azure), {WEBHOOK_NAME}),
+                       *restart_workload(ctx)]
+    elif excluded and code == "POD_NOT_MUTATED":
+        remediation = _namespace_fixes(ctx, excluded)
+    else:
+        remediation = _mutation_remediation(ctx)
     return failed(
         "the pod was not mutated: no AZURE_* env and no projected token (" + "; ".join(reasons) + ")",
         evidence,
@@ -489,9 +502,33 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
             "webhook" if code == "WEBHOOK_NOT_INSTALLED" else "pod",
             "the pod was not mutated: " + "; ".join(reasons),
             evidence,
-            _namespace_fixes(ctx, excluded) if excluded and code == "POD_NOT_MUTATED" else _mutation_remediation(ctx),
+            remediation,
         ),
     )
+
+
+def _object_selector_unmet(ctx: WorkloadContext, labels: dict[str, Any]) -> list[str]:
+    """The workload identity webhook's objectSelector requirements beside the use label that the pod's labels
+    fail (matched as the API server matches a LabelSelector), for a pod that has the use label."""
+    if labels.get(USE_LABEL) != "true":
+        return []
+    unmet: list[str] = []
+    for configuration in ctx.cluster.webhook_configurations:
+        for hook in configuration.get("webhooks") or []:
+            if hook.get("name") != WEBHOOK_NAME:
+                continue
+            selector = hook.get("objectSelector") or {}
+            for key, value in (selector.get("matchLabels") or {}).items():
+                if labels.get(key) != value:
+                    unmet.append(f"{key}={value}")
+            for req in selector.get("matchExpressions") or []:
+                key, op = str(req.get("key") or ""), str(req.get("operator") or "")
+                values = [str(v) for v in req.get("values") or []]
+                has = key in labels
+                if ((op == "In" and labels.get(key) not in values) or (op == "NotIn" and has and labels[key] in values)
+                        or (op == "Exists" and not has) or (op == "DoesNotExist" and has)):
+                    unmet.append(f"{key} {op}" + (f" {values}" if values else ""))
+    return unmet
 
 
 def _excluding_requirements(ctx: WorkloadContext) -> list[tuple[str, Step | None, bool]]:

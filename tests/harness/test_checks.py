@@ -1393,7 +1393,13 @@ def test_role_wildcards_and_exclusions_decide_what_a_role_grants() -> None:
     assert not covers(VAULT_ID, VAULT_ID + "2")
 
 
-@pytest.mark.parametrize("edited", [{"matchLabels": {"team": "finance"}}, None])
+@pytest.mark.parametrize("edited", [
+    {"matchLabels": {"team": "finance"}},
+    None,
+    {"matchLabels": {"azure.workload.identity/use": "true", "team": "finance"}},
+    {"matchLabels": {"azure.workload.identity/use": "true"},
+     "matchExpressions": [{"key": "tier", "operator": "In", "values": ["web"]}]},
+])
 def test_an_object_selector_edited_by_hand_is_put_back_by_a_patch_not_a_reinstall(
     edited: dict[str, Any] | None
 ) -> None:
@@ -1412,6 +1418,9 @@ def test_an_object_selector_edited_by_hand_is_put_back_by_a_patch_not_a_reinstal
         "annotations": {"meta.helm.sh/release-name": "wi-webhook"}}}])
     outcome = webhook_object_selector(ClusterContext(facts, None, ExpectConfig()))
     assert outcome.status == FAIL
+    if edited and "azure.workload.identity/use" in edited.get("matchLabels", {}):  # narrowed, not missing
+        assert "also requires " in outcome.message and "not mutated" in outcome.message
+        assert ("team=finance" in outcome.message) != ("tier In ['web']" in outcome.message)
     lines = outcome.findings[0].fix_lines()
     assert not any(line.startswith(("helm upgrade", "az aks update")) for line in lines)
     patch = next(shlex.split(line) for line in lines if line.startswith("kubectl patch mutatingwebhookconfiguration"))
@@ -1419,3 +1428,18 @@ def test_an_object_selector_edited_by_hand_is_put_back_by_a_patch_not_a_reinstal
     assert patched["webhooks"][0] == {"name": "other.example.com"}
     facts.webhook_configurations = [patched]
     assert webhook_object_selector(ClusterContext(facts, None, ExpectConfig())).status == PASS
+
+
+def test_a_labelled_pod_the_narrowed_object_selector_skips_is_named_with_the_patch() -> None:
+    pod = {"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "true"}},
+           "spec": {"containers": [{"name": "probe"}]}}
+    ctx = context_for(pod)
+    ctx.cluster.webhook_configurations = [{"metadata": {"name": "azure-wi-webhook"}, "webhooks": [
+        {"name": "mutation.azure-workload-identity.io", "objectSelector": {
+            "matchLabels": {"azure.workload.identity/use": "true"},
+            "matchExpressions": [{"key": "team", "operator": "In", "values": ["finance"]}]}}]}]
+    outcome = pod_mutated(ctx)
+    assert outcome.status == FAIL and "objectSelector also requires team In ['finance']" in outcome.message
+    assert outcome.findings[0].fix_lines()[0].startswith("kubectl patch mutatingwebhookconfiguration azure-wi-webhook")
+    pod["metadata"]["labels"]["team"] = "finance"  # meets it: the question of timing stands
+    assert "was it created before the webhook was ready" in pod_mutated(ctx).message

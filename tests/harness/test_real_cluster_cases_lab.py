@@ -299,8 +299,9 @@ def test_the_charts_webhook_injects_the_cloud_its_config_map_named_when_its_pods
         ctl(running_lab, "webhook", "--install", "addon")
 
 
+@pytest.mark.parametrize("edited", [{"team": "finance"}, {"azure.workload.identity/use": "true", "team": "finance"}])
 def test_a_charts_object_selector_edited_by_hand_is_put_back_by_the_printed_patch(
-    running_lab: RunningLab, tmp_path: Path
+    running_lab: RunningLab, tmp_path: Path, edited: dict[str, str]
 ) -> None:
     """kubectl edit of the chart's webhook: objectSelector matchLabels team: finance instead of the use label.
     The printed fix (a JSON patch back to the shipped selector, not helm upgrade, whose three-way merge would keep
@@ -310,7 +311,7 @@ def test_a_charts_object_selector_edited_by_hand_is_put_back_by_the_printed_patc
     try:
         assert ctl(running_lab, "webhook", "--install", "helm")["install"] == "helm"
         edit = json.dumps([{"op": "replace", "path": "/webhooks/0/objectSelector",
-                            "value": {"matchLabels": {"team": "finance"}}}])
+                            "value": {"matchLabels": edited}}])
         patched = kubectl(running_lab, "patch", "mutatingwebhookconfiguration", mwc, "--type", "json", "-p", edit)
         if "No such file" in patched.stderr:
             pytest.skip("kubectl is not installed")
@@ -321,6 +322,11 @@ def test_a_charts_object_selector_edited_by_hand_is_put_back_by_the_printed_patc
         assert not any(line.startswith(("helm upgrade", "az aks update")) for line in found["remediation"])
         patches = [line for line in found["remediation"] if line.startswith("kubectl patch")]
         assert len(patches) == 1
+        if len(edited) == 2:  # narrowed: the webhook skipped the probe pod, and the workload names why
+            workload = document["workloads"][0]
+            unmutated = next(f for f in workload["findings"] if f["code"] == "POD_NOT_MUTATED")
+            assert "objectSelector also requires team=finance" in unmutated["message"]
+            assert patches[0] in unmutated["remediation"]
         done = kubectl(running_lab, *shlex.split(patches[0])[1:])
         assert done.returncode == 0, done.stderr
         result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
