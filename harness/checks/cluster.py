@@ -580,6 +580,7 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
     evidence: dict[str, Any] = {"deployments": []}
     ready_any = False
     degraded = False
+    stuck: list[str] = []
     for deployment in facts.webhook_deployments:
         meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}
         wanted = (deployment.get("spec") or {}).get("replicas", 1)
@@ -595,6 +596,14 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
         )
         ready_any = ready_any or ready > 0
         degraded = degraded or ready < wanted
+        # a rollout whose new pods do not become ready: the old ReplicaSet's pods keep serving (maxUnavailable),
+        # so readyReplicas looks whole while status.replicas counts the new, unready pods too
+        updated = status.get("updatedReplicas", 0) or 0
+        unavailable = status.get("unavailableReplicas", 0) or 0
+        if ready >= wanted and (unavailable > 0 or updated < wanted):
+            evidence["deployments"][-1].update({"updatedReplicas": updated, "unavailableReplicas": unavailable})
+            stuck.append(f"{meta.get('namespace')}/{meta.get('name')}: {updated} of {wanted} pods run the current "
+                         f"template, {unavailable} unavailable")
     namespace = fix.namespace_or(str(evidence["deployments"][0]["namespace"]))
     first = evidence["deployments"][0]
     remediation = [
@@ -622,6 +631,28 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
                 "some webhook replicas are not ready",
                 evidence,
                 remediation,
+            ),
+        )
+    if stuck:
+        return warned(
+            "the webhook serves from its previous pods, but its rollout does not complete ("
+            + "; ".join(stuck) + "): its new pods are not ready, and once the old ones go (a node drained, "
+            "an eviction) nothing serves",
+            evidence,
+            Finding(
+                "WEBHOOK_DEGRADED",
+                WARNING,
+                "webhook",
+                "the webhook's rollout is stuck: " + "; ".join(stuck),
+                evidence,
+                [fix.kubectl("-n", namespace, "get", "pods", "-l", "azure-workload-identity.io/system=true"),
+                 fix.kubectl("-n", namespace, "logs", "-l", "azure-workload-identity.io/system=true", "--prefix",
+                             "--tail=5", note="the new pods' last lines say why they stop"),
+                 fix.kubectl("-n", namespace, "get", "configmap", "azure-wi-webhook-config", "-o", "yaml",
+                             note="read at start-up: AZURE_TENANT_ID is required"),
+                 advice("fix what the log names (a crashing pod reads its ConfigMap again when it next restarts), "
+                        "or go back to the previous template:"),
+                 fix.kubectl("-n", namespace, "rollout", "undo", f"deployment/{fix.object_or(str(first['name']), '<deployment>')}")],
             ),
         )
     return passed(

@@ -1443,3 +1443,23 @@ def test_a_labelled_pod_the_narrowed_object_selector_skips_is_named_with_the_pat
     assert outcome.findings[0].fix_lines()[0].startswith("kubectl patch mutatingwebhookconfiguration azure-wi-webhook")
     pod["metadata"]["labels"]["team"] = "finance"  # meets it: the question of timing stands
     assert "was it created before the webhook was ready" in pod_mutated(ctx).message
+
+
+def test_a_webhook_rollout_whose_new_pods_crash_is_degraded_although_the_old_pods_serve() -> None:
+    """kubectl rollout restart after azure-wi-webhook-config lost AZURE_TENANT_ID: the new pod panics, the old
+    ReplicaSet's two pods keep serving, readyReplicas 2 of 2; status.replicas 3, updatedReplicas 1."""
+    from harness.checks.cluster import ClusterContext, webhook_ready
+
+    deployment = {"metadata": {"namespace": "azure-workload-identity-system",
+                               "name": "azure-wi-webhook-controller-manager"},
+                  "spec": {"replicas": 2},
+                  "status": {"replicas": 3, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 1,
+                             "unavailableReplicas": 1}}
+    facts = ClusterFacts(time.time(), webhook_deployments=[deployment])
+    outcome = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
+    assert outcome.status == WARN and outcome.findings[0].code == "WEBHOOK_DEGRADED"
+    assert "1 of 2 pods run the current template, 1 unavailable" in outcome.message
+    assert any("rollout undo deployment/azure-wi-webhook-controller-manager" in line
+               for line in outcome.findings[0].fix_lines())
+    deployment["status"] = {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2}
+    assert webhook_ready(ClusterContext(facts, None, ExpectConfig())).status == PASS

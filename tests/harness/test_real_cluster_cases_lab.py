@@ -336,3 +336,48 @@ def test_a_charts_object_selector_edited_by_hand_is_put_back_by_the_printed_patc
                                "value": {"matchLabels": {"azure.workload.identity/use": "true"}}}])
         kubectl(running_lab, "patch", "mutatingwebhookconfiguration", mwc, "--type", "json", "-p", restore)
         ctl(running_lab, "webhook", "--install", "addon")
+
+
+def test_a_chart_rollout_whose_new_pods_crash_on_its_config_map_is_a_degraded_webhook(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """azure-wi-webhook-config's AZURE_TENANT_ID emptied by hand, then kubectl rollout restart of the chart's
+    webhook: the new pod panics (AZURE_TENANT_ID is required), the old pods keep serving. The run warns
+    WEBHOOK_DEGRADED (it passed before: readyReplicas was whole); the ConfigMap put back, the crashing pod's next
+    start reads it and the rollout completes."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    system, manager = "azure-workload-identity-system", "azure-wi-webhook-controller-manager"
+    tenant = running_lab.info()["tenant_id"]
+    try:
+        assert ctl(running_lab, "webhook", "--install", "helm")["install"] == "helm"
+        emptied = kubectl(running_lab, "-n", system, "patch", "configmap", "azure-wi-webhook-config", "--type",
+                          "merge", "-p", json.dumps({"data": {"AZURE_TENANT_ID": ""}}))
+        if "No such file" in emptied.stderr:
+            pytest.skip("kubectl is not installed")
+        assert emptied.returncode == 0, emptied.stderr
+        assert kubectl(running_lab, "-n", system, "rollout", "restart", f"deployment/{manager}").returncode == 0
+
+        def unavailable() -> int:
+            got = kubectl(running_lab, "-n", system, "get", f"deployment/{manager}", "-o", "json")
+            return int(json.loads(got.stdout)["status"].get("unavailableReplicas") or 0)
+
+        deadline = time.monotonic() + 30
+        while unavailable() == 0:
+            assert time.monotonic() < deadline, "the new webhook pod never showed as unavailable"
+            time.sleep(0.5)
+        result, document = run_suites(tmp_path / "stuck", "--config", config, "-k", "test_cluster")
+        ready = next(c for c in document["checks"] if c["id"] == "cluster.webhook_ready")
+        assert ready["status"] == "warn", ready["message"]
+        assert any(f["code"] == "WEBHOOK_DEGRADED" for f in document["findings"])
+
+        assert kubectl(running_lab, "-n", system, "patch", "configmap", "azure-wi-webhook-config", "--type",
+                       "merge", "-p", json.dumps({"data": {"AZURE_TENANT_ID": tenant}})).returncode == 0
+        done = kubectl(running_lab, "-n", system, "rollout", "status", f"deployment/{manager}", "--timeout=90s")
+        assert done.returncode == 0, done.stderr
+        result, document = run_suites(tmp_path / "fixed", "--config", config, "-k", "test_cluster")
+        ready = next(c for c in document["checks"] if c["id"] == "cluster.webhook_ready")
+        assert ready["status"] == "pass", ready["message"]
+    finally:
+        kubectl(running_lab, "-n", system, "patch", "configmap", "azure-wi-webhook-config", "--type", "merge",
+                "-p", json.dumps({"data": {"AZURE_TENANT_ID": tenant}}))
+        ctl(running_lab, "webhook", "--install", "addon")
