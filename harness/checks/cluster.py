@@ -535,7 +535,7 @@ def webhook_object_selector(ctx: ClusterContext) -> Outcome:
 
 
 def object_selector_patches(ctx: ClusterContext, names: set[str]) -> list[Step]:
-    """kubectl patch --type json per webhook whose objectSelector lost the label: a test of the webhook's name at
+    """A JSON patch (kubectl's --type json) per webhook whose objectSelector lost the label: a test of the name at
     its index (a configuration changed since the run is refused), then the chart's and add-on's objectSelector."""
     steps: list[Step] = []
     shipped = {"matchLabels": {USE_LABEL: "true"}}
@@ -598,7 +598,7 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
         degraded = degraded or ready < wanted
         # a rollout whose new pods do not become ready: the old ReplicaSet's pods keep serving (maxUnavailable),
         # so readyReplicas looks whole while status.replicas counts the new, unready pods too
-        updated = status.get("updatedReplicas", 0) or 0
+        updated = status.get("updatedReplicas", wanted) or 0  # absent: a status that does not say (older facts)
         unavailable = status.get("unavailableReplicas", 0) or 0
         if ready >= wanted and (unavailable > 0 or updated < wanted):
             evidence["deployments"][-1].update({"updatedReplicas": updated, "unavailableReplicas": unavailable})
