@@ -265,8 +265,10 @@ def objects_removed(ctx: MigrationContext) -> Outcome:
                                     "binding stops its pods' tokens")]
         if through_arm:
             steps += [fix.aks_preview_extension(), *through_arm]
-        steps += [fix.delete_objects(resource, namespace, names)
-                  for (resource, namespace), names in sorted(by_namespace.items(), key=lambda kv: _order(kv[0]))]
+        for (resource, namespace), names in sorted(by_namespace.items(), key=lambda kv: _order(kv[0])):
+            if resource == "azureassignedidentity":
+                steps += _finalizer_steps(ctx, namespace, names)
+            steps.append(fix.delete_objects(resource, namespace, names))
         summary = ", ".join(f"{len(names)} {kind}" for kind, names in present.items())
         leftovers.append(_finding(ctx, "POD_IDENTITY_OBJECTS_PRESENT", f"aad-pod-identity objects remain: {summary}",
                                   evidence, steps))
@@ -274,6 +276,26 @@ def objects_removed(ctx: MigrationContext) -> Outcome:
     total = sum(len(names) for names in present.values())
     return _judge(ctx, found, leftovers, f"{total} aad-pod-identity objects remain", evidence,
                   "no AzureIdentity, AzureIdentityBinding, AzurePodIdentityException or AzureAssignedIdentity")
+
+
+ASSIGNED_FINALIZER = "azureassignedidentity.finalizers.aadpodidentity.k8s.io"  # pkg/crd/crd.go
+
+
+def _finalizer_steps(ctx: MigrationContext, namespace: str, names: list[str]) -> list[Step]:
+    """AzureAssignedIdentities carry MIC's finalizer (aad-pod-identity 1.6.1 and later); MIC removes it once the
+    identity is off the node. With no MIC left to do so, kubectl delete waits for ever (the Troubleshooting page:
+    set the finalizers to null first)."""
+    if ctx.facts.components.error is not None or any(
+            c.get("component") == "mic" for c in ctx.facts.components.items):
+        return []
+    held = [item["name"] for item in ctx.facts.azure_assigned_identities.items
+            if item["namespace"] == namespace and item["name"] in names
+            and ASSIGNED_FINALIZER in (item.get("finalizers") or [])]
+    if not held:
+        return []
+    return [advice("no MIC is left to remove the AzureAssignedIdentities' finalizer, so a delete would wait for "
+                   "ever: drop it first (the identity may still be on the node's VMSS: az vmss identity show)"),
+            *(fix.remove_finalizers("azureassignedidentity", namespace, name) for name in held)]
 
 
 def _order(key: tuple[str, str]) -> tuple[int, str]:

@@ -654,6 +654,13 @@ def delete_objects(resource: str, namespace: str, names: list[str]) -> Command:
     return kubectl("delete", resource, "-n", namespace_or(namespace), *(object_or(n, "<name>") for n in names))
 
 
+def remove_finalizers(resource: str, namespace: str, name: str) -> Command:
+    """The object's finalizers dropped (a merge patch setting them to null), so a delete no controller finishes
+    can complete."""
+    return kubectl("patch", resource, "-n", namespace_or(namespace), object_or(name, "<name>"), "--type", "merge",
+                   "-p", '{"metadata":{"finalizers":null}}')
+
+
 def delete_crds(names: list[str]) -> Command:
     return kubectl("delete", "crd", *(object_or(n, "<crd>") for n in names),
                    note="also deletes every object of these kinds still there")

@@ -120,6 +120,7 @@ def _assigned(obj: dict[str, Any]) -> dict[str, Any]:
         "azureIdentity": f"{identity.get('namespace') or ''}/{identity.get('name') or ''}",
         "azureIdentityBinding": f"{binding.get('namespace') or ''}/{binding.get('name') or ''}",
         "status": ((obj.get("status") or {}).get("status")),
+        "finalizers": [str(f) for f in (obj.get("metadata") or {}).get("finalizers") or []][:10],
     }
 
 

@@ -581,6 +581,9 @@ class ApiServer:
             obj["status"] = defaults.crd_established_status(obj, now_rfc3339())
         if is_true(request.query.get("dryRun")) or request.query.get("dryRun") == "All":
             return json_response(obj)
+        if (not is_builtin(rt) and current["metadata"].get("deletionTimestamp")
+                and not obj["metadata"].get("finalizers")):  # the last finalizer gone: the delete completes
+            return json_response(self.store.delete(rt, target.namespace_or_empty, target.name))
         return json_response(self.store.replace(rt, obj))
 
     async def patch(self, request: web.Request, target: Target) -> web.Response:
@@ -630,6 +633,15 @@ class ApiServer:
             deleted = current
         elif target.rt.group_resource == ("", "pods"):
             deleted = self.delete_pod(target, current, grace_period(request.query, options, current))
+        elif not is_builtin(target.rt) and current["metadata"].get("finalizers"):
+            # a custom resource with finalizers is only marked: the API server sets deletionTimestamp and keeps it
+            # until its controllers remove the last finalizer (aad-pod-identity's AzureAssignedIdentity, whose
+            # finalizer MIC removes: with MIC gone, kubectl delete waits for ever, its Troubleshooting page)
+            if not current["metadata"].get("deletionTimestamp"):
+                current["metadata"]["deletionTimestamp"] = now_rfc3339()
+                current["metadata"]["deletionGracePeriodSeconds"] = 0
+                current = self.store.replace(target.rt, current, check_version=False)
+            return json_response(current)
         else:
             deleted = self.store.delete(target.rt, target.namespace_or_empty, target.name)
         return json_response(deletion_result(target.rt, deleted))

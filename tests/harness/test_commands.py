@@ -212,6 +212,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "disable_pod_identity": lambda d: fix.disable_pod_identity(azure_of(d)),
     "delete_objects": lambda d: fix.delete_objects(d(nasty_text), d(nasty_text), [d(nasty_text), d(nasty_text)]),
     "delete_crds": lambda d: fix.delete_crds([d(nasty_text), d(nasty_text)]),
+    "remove_finalizers": lambda d: fix.remove_finalizers(d(nasty_text), d(nasty_text), d(nasty_text)),
     "remove_pod_label": lambda d: fix.remove_pod_label(d(nasty_text), d(nasty_text), d(nasty_text)),
     "remove_template_label": lambda d: fix.remove_template_label(
         d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)

@@ -362,6 +362,22 @@ def test_a_binding_naming_an_azure_identity_its_namespace_lacks_is_deleted_not_m
     assert not any("client-id" in line or "<" in line for line in fixes if not line.startswith("#"))
 
 
+def test_an_assigned_identity_whose_finalizer_no_mic_will_remove_gets_it_dropped_before_its_delete() -> None:
+    facts, cluster = leftover()
+    facts.azure_assigned_identities.items[0]["finalizers"] = ["azureassignedidentity.finalizers.aadpodidentity.k8s.io"]
+    name = facts.azure_assigned_identities.items[0]["name"]
+    facts.components.items = [c for c in facts.components.items if c["component"] != "mic"]  # MIC uninstalled
+    result = {r.id: r for r in run_migration_checks(facts, cluster, AZURE)}["migration.objects_removed"]
+    fixes = result.findings[0].fix_lines()
+    patch = fixes.index(f"kubectl patch azureassignedidentity -n default {name} --type merge -p "
+                        "'{\"metadata\":{\"finalizers\":null}}'")
+    assert patch < fixes.index(f"kubectl delete azureassignedidentity -n default {name}")
+    facts, cluster = leftover()  # MIC still runs: it removes the finalizer itself
+    facts.azure_assigned_identities.items[0]["finalizers"] = ["azureassignedidentity.finalizers.aadpodidentity.k8s.io"]
+    result = {r.id: r for r in run_migration_checks(facts, cluster, AZURE)}["migration.objects_removed"]
+    assert not any(line.startswith("kubectl patch") for line in result.findings[0].fix_lines())
+
+
 def test_an_msi_the_harness_cannot_see_gets_its_credential_on_the_resource_id_its_azure_identity_names() -> None:
     facts, cluster = leftover()
     facts.azure_identities.items[1]["spec"] = {"type": 0, "clientID": CLIENT_PAYMENTS,

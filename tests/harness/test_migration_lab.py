@@ -319,6 +319,10 @@ def _pod_identity_by_hand() -> list[dict[str, Any]]:
         {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzureIdentityBinding",  # a typo in the identity's name
          "metadata": {"name": "typo-binding", "namespace": "legacy"},
          "spec": {"azureIdentity": "sp-identty", "selector": "sp-app"}},
+        {"apiVersion": "aadpodidentity.k8s.io/v1", "kind": "AzureAssignedIdentity",  # left by a MIC now gone
+         "metadata": {"name": "sp-worker-legacy-sp-identity", "namespace": "default",
+                      "finalizers": ["azureassignedidentity.finalizers.aadpodidentity.k8s.io"]},
+         "spec": {"pod": "sp-worker", "podNamespace": "legacy", "nodename": "aks-nodepool1-0"}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sp-sa", "namespace": "legacy"}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sp-worker", "namespace": "legacy"},
          "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "sp-worker"}}, "template": {
@@ -363,6 +367,19 @@ def test_a_service_principal_binding_of_another_tenant_made_by_hand_gets_its_ten
         assert not any(line.startswith("az identity federated-credential") for line in fixes)
         typo = fixes.index("kubectl delete azureidentitybinding -n legacy typo-binding")
         assert "does not have" in fixes[typo - 1] and "<client-id>" not in "\n".join(fixes)
+
+        # the assigned identity MIC would have released: a delete only marks it; the printed patch lets it go
+        objects = pod_identity_findings(document)["POD_IDENTITY_OBJECTS_PRESENT"]["remediation"]
+        assigned = "sp-worker-legacy-sp-identity"
+        unpin = next(line for line in objects if line.startswith(f"kubectl patch azureassignedidentity -n default "
+                                                                  f"{assigned} "))
+        assert objects.index(unpin) < objects.index(f"kubectl delete azureassignedidentity -n default {assigned}")
+        kubectl(lab, "delete", "azureassignedidentity", "-n", "default", assigned, "--wait=false")
+        marked = json.loads(kubectl(lab, "get", "azureassignedidentity", "-n", "default", assigned, "-o", "json"))
+        assert marked["metadata"].get("deletionTimestamp")
+        kubectl(lab, *shlex.split(unpin)[1:])
+        assert not kubectl(lab, "get", "azureassignedidentity", "-n", "default", "--ignore-not-found",
+                           "-o", "name").strip()
 
         for line in fixes:
             if line.startswith("kubectl annotate serviceaccount"):
