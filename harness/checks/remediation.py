@@ -536,15 +536,7 @@ def helm_set_chart_tenant(release: str | None, namespace: str, tenant_id: str | 
     every pod whose ServiceAccount names none) set again, the release's other values kept; then the webhook's pods
     made again: the manager reads the ConfigMap through envFrom at start-up (pkg/config ParseConfig), and the
     chart's Deployment carries no checksum of it, so helm upgrade alone leaves the running pods on the old tenant."""
-    ns = namespace_or(namespace)
-    return [
-        command("helm", "upgrade", "-n", ns, object_or(release, "workload-identity-webhook"),
-                "azure-workload-identity/workload-identity-webhook", "--reuse-values",
-                "--set", f"azureTenantID={guid_or(tenant_id, '<tenant-id>')}"),
-        kubectl("-n", ns, "rollout", "restart", "deployment/azure-wi-webhook-controller-manager",
-                note="the webhook reads its ConfigMap at start-up"),
-        kubectl("-n", ns, "rollout", "status", "deployment/azure-wi-webhook-controller-manager", "--timeout=120s"),
-    ]
+    return _helm_set_chart_value(release, namespace, f"azureTenantID={guid_or(tenant_id, '<tenant-id>')}")
 
 
 WEBHOOK_ENVIRONMENTS = ("AzurePublicCloud", "AzureChinaCloud", "AzureUSGovernmentCloud")
@@ -553,12 +545,17 @@ WEBHOOK_ENVIRONMENTS = ("AzurePublicCloud", "AzureChinaCloud", "AzureUSGovernmen
 def helm_set_chart_environment(release: str | None, namespace: str, environment: str | None) -> list[Step]:
     """The chart's azureEnvironment (its ConfigMap's AZURE_ENVIRONMENT, the cloud whose authority host the webhook
     injects) set again, the release's other values kept; then the webhook's pods made again (read at start-up)."""
-    ns = namespace_or(namespace)
     value = environment if environment in WEBHOOK_ENVIRONMENTS else "<environment>"
+    return _helm_set_chart_value(release, namespace, f"azureEnvironment={value}")
+
+
+def _helm_set_chart_value(release: str | None, namespace: str, assignment: str) -> list[Step]:
+    """One value of the webhook's chart set again (the release's other values kept), then its pods made again: the
+    manager reads its ConfigMap at start-up, and the chart's Deployment carries no checksum of it."""
+    ns = namespace_or(namespace)
     return [
         command("helm", "upgrade", "-n", ns, object_or(release, "workload-identity-webhook"),
-                "azure-workload-identity/workload-identity-webhook", "--reuse-values",
-                "--set", f"azureEnvironment={value}"),
+                "azure-workload-identity/workload-identity-webhook", "--reuse-values", "--set", assignment),
         kubectl("-n", ns, "rollout", "restart", "deployment/azure-wi-webhook-controller-manager",
                 note="the webhook reads its ConfigMap at start-up"),
         kubectl("-n", ns, "rollout", "status", "deployment/azure-wi-webhook-controller-manager", "--timeout=120s"),
