@@ -64,38 +64,21 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
         "tenantId": props.get("tenantId"),
     }
     expected = ctx.expected_client_id
-    if expected and ctx.stale_configured_client_id is not None:
+    actual = str(props.get("clientId"))
+    if expected and (ctx.stale_configured_client_id is not None or actual.lower() != expected.lower()):
+        if ctx.stale_configured_client_id is not None:  # the annotation is the identity's: harness.yaml is stale
+            holder, message = "harness.yaml's client_id is", (
+                f"harness.yaml's client id {expected} is not the identity's {actual}, with which the ServiceAccount "
+                "is annotated")
+            fixes = [fix.config_client_id(f"{ctx.namespace}/{ctx.service_account}", expected, actual)]
+        else:
+            holder, message = "the workload uses", (
+                f"the ServiceAccount's client id {expected} is not the identity's {actual}")
+            fixes = [fix.annotate_sa(ctx.namespace, ctx.service_account, actual), *restart_workload(ctx)]
         return failed(
-            f"identity {facts.resource_id} has client id {props.get('clientId')}, harness.yaml's client_id is "
-            f"{expected}",
+            f"identity {facts.resource_id} has client id {props.get('clientId')}, {holder} {expected}",
             evidence,
-            Finding(
-                "IDENTITY_CLIENT_ID_MISMATCH",
-                ERROR,
-                "identity",
-                f"harness.yaml's client id {expected} is not the identity's {props.get('clientId')}, with which the "
-                "ServiceAccount is annotated",
-                evidence,
-                [fix.config_client_id(f"{ctx.namespace}/{ctx.service_account}", expected,
-                                      str(props.get("clientId")))],
-            ),
-        )
-    if expected and str(props.get("clientId", "")).lower() != expected.lower():
-        return failed(
-            f"identity {facts.resource_id} has client id {props.get('clientId')}, the workload uses "
-            f"{expected}",
-            evidence,
-            Finding(
-                "IDENTITY_CLIENT_ID_MISMATCH",
-                ERROR,
-                "identity",
-                f"the ServiceAccount's client id {expected} is not the identity's {props.get('clientId')}",
-                evidence,
-                [
-                    fix.annotate_sa(ctx.namespace, ctx.service_account, str(props.get("clientId"))),
-                    *restart_workload(ctx),
-                ],
-            ),
+            Finding("IDENTITY_CLIENT_ID_MISMATCH", ERROR, "identity", message, evidence, fixes),
         )
     mismatch = _tenant_mismatch(ctx, props.get("tenantId"), evidence)
     if mismatch is not None:
