@@ -214,6 +214,15 @@ def failing_deployment(name: str, sa: str, message: str, annotations: dict[str, 
                 {"type": "ReplicaFailure", "status": status, "reason": "FailedCreate", "message": message}]}}
 
 
+def context_with_failing_deployment(*args: object) -> WorkloadContext:
+    """finance/backend-sa's context with no live pod and one Deployment (``failing_deployment(*args)``) whose
+    ReplicaSet cannot create its pods, collected as the collector does."""
+    ctx = context([])
+    ctx.facts.live_pods = collect_live_pods(ListingKube([], [failing_deployment(*args)]),  # type: ignore[arg-type]
+                                            "finance", "backend-sa")
+    return ctx
+
+
 def test_the_collector_keeps_the_service_accounts_deployments_whose_pods_are_refused() -> None:
     expiry = {"azure.workload.identity/service-account-token-expiration": "100"}
     kube = ListingKube([], [failing_deployment("backend", "backend-sa", DENIAL, expiry),
@@ -229,10 +238,7 @@ def test_a_deployment_whose_pods_the_webhook_denies_fails_although_no_pod_runs()
     Deployment's ReplicaFailure says the webhook refuses every pod of it. The fix removes the template's invalid
     token expiration (the webhook reads the pod's before the ServiceAccount's)."""
     expiry = {"azure.workload.identity/service-account-token-expiration": "100"}
-    facts = collect_live_pods(ListingKube([], [failing_deployment("backend", "backend-sa", DENIAL, expiry)]),  # type: ignore[arg-type]
-                              "finance", "backend-sa")
-    ctx = context([])
-    ctx.facts.live_pods = facts
+    ctx = context_with_failing_deployment("backend", "backend-sa", DENIAL, expiry)
     outcome = live_pods(ctx)
     assert outcome.status == FAIL
     finding = outcome.findings[0]
@@ -245,10 +251,7 @@ def test_a_deployment_whose_pods_the_webhook_denies_fails_although_no_pod_runs()
 
 def test_a_refusal_that_is_not_the_webhooks_is_not_blamed_on_workload_identity() -> None:
     quota = 'pods "backend-x" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2'
-    facts = collect_live_pods(ListingKube([], [failing_deployment("backend", "backend-sa", quota)]),  # type: ignore[arg-type]
-                              "finance", "backend-sa")
-    ctx = context([])
-    ctx.facts.live_pods = facts
+    ctx = context_with_failing_deployment("backend", "backend-sa", quota)
     assert live_pods(ctx).status == PASS
 
 
@@ -299,10 +302,7 @@ def test_a_template_volume_named_like_the_webhooks_makes_every_pod_invalid_and_i
     of that name (an emptyDir) makes every mutated pod invalid (422 Duplicate value). Another volume's duplicate
     is not the webhook's doing."""
     clash = 'Pod "backend-x" is invalid: spec.volumes[1].name: Duplicate value: "azure-identity-token"'
-    facts = collect_live_pods(ListingKube([], [failing_deployment("backend", "backend-sa", clash)]),  # type: ignore[arg-type]
-                              "finance", "backend-sa")
-    ctx = context([])
-    ctx.facts.live_pods = facts
+    ctx = context_with_failing_deployment("backend", "backend-sa", clash)
     outcome = live_pods(ctx)
     assert outcome.status == FAIL
     finding = outcome.findings[0]

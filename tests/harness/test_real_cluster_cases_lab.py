@@ -83,6 +83,18 @@ def kubectl(lab: RunningLab, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60)
 
 
+MWC = "azure-wi-webhook-mutating-webhook-configuration"
+
+
+def webhook_configuration(lab: RunningLab) -> dict:
+    """The webhook's MutatingWebhookConfiguration as kubectl gets it (the test is skipped without kubectl)."""
+    saved = kubectl(lab, "get", "mutatingwebhookconfiguration", MWC, "-o", "json")
+    if "No such file" in saved.stderr:
+        pytest.skip("kubectl is not installed")
+    assert saved.returncode == 0, saved.stderr
+    return json.loads(saved.stdout)
+
+
 def test_a_deployment_whose_template_lost_the_label_fails_a_default_run(
     running_lab: RunningLab, tmp_path: Path
 ) -> None:
@@ -113,12 +125,8 @@ def test_a_deleted_webhook_configuration_is_webhook_not_installed_and_pods_go_un
     running_lab: RunningLab, tmp_path: Path
 ) -> None:
     config = str(running_lab.state_dir / "harness.yaml")
-    mwc = "azure-wi-webhook-mutating-webhook-configuration"
-    saved = kubectl(running_lab, "get", "mutatingwebhookconfiguration", mwc, "-o", "json")
-    if "No such file" in saved.stderr:
-        pytest.skip("kubectl is not installed")
-    assert saved.returncode == 0, saved.stderr
-    kept = json.loads(saved.stdout)
+    mwc = MWC
+    kept = webhook_configuration(running_lab)
     for key in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
         kept["metadata"].pop(key, None)
     assert kubectl(running_lab, "delete", "mutatingwebhookconfiguration", mwc).returncode == 0
@@ -220,12 +228,8 @@ def test_a_chart_whose_namespace_selector_leaves_a_namespace_out_is_repaired_by_
     what that renders). No namespace label can meet it, and helm upgrade --reuse-values renders it again: the fix
     is a patch of the configuration; pasted as printed, the workload passes."""
     config = str(running_lab.state_dir / "harness.yaml")
-    mwc = "azure-wi-webhook-mutating-webhook-configuration"
-    saved = kubectl(running_lab, "get", "mutatingwebhookconfiguration", mwc, "-o", "json")
-    if "No such file" in saved.stderr:
-        pytest.skip("kubectl is not installed")
-    assert saved.returncode == 0, saved.stderr
-    selector = json.loads(saved.stdout)["webhooks"][0].get("namespaceSelector") or {}
+    mwc = MWC
+    selector = webhook_configuration(running_lab)["webhooks"][0].get("namespaceSelector") or {}
     exclude = {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["finance"]}
     try:
         assert ctl(running_lab, "webhook", "--install", "helm")["install"] == "helm"
@@ -307,7 +311,7 @@ def test_a_charts_object_selector_edited_by_hand_is_put_back_by_the_printed_patc
     The printed fix (a JSON patch back to the shipped selector, not helm upgrade, whose three-way merge would keep
     team: finance beside the chart's label) pasted as printed makes the run pass again."""
     config = str(running_lab.state_dir / "harness.yaml")
-    mwc = "azure-wi-webhook-mutating-webhook-configuration"
+    mwc = MWC
     try:
         assert ctl(running_lab, "webhook", "--install", "helm")["install"] == "helm"
         edit = json.dumps([{"op": "replace", "path": "/webhooks/0/objectSelector",
