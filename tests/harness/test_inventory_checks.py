@@ -228,26 +228,20 @@ def test_a_service_account_without_a_credential() -> None:
     ]
 
 
-def test_an_application_without_a_credential_is_fixed_through_graph_under_a_free_name() -> None:
+def with_web_app(credentials: list[dict[str, Any]]) -> InventoryFacts:
+    """The healthy facts plus web/app-sa, annotated with the app registration web-app holding ``credentials``."""
     facts = healthy()
     facts.service_accounts.append(sa("web", "app-sa", APP_ID))
     facts.all_service_accounts.append("web/app-sa")
-    facts.identities.append(
-        InventoryIdentity(
-            kind="application",
-            client_id=APP_ID,
-            name="web-app",
-            object_id="o-1",
-            federated_credentials=[
-                credential(
-                    "web-app-sa",
-                    "repo:org/web:ref:refs/heads/main",
-                    issuer="https://token.actions.githubusercontent.com",
-                )
-            ],
-            role_assignments=[],
-        )
-    )
+    facts.identities.append(InventoryIdentity(kind="application", client_id=APP_ID, name="web-app", object_id="o-1",
+                                              federated_credentials=credentials, role_assignments=[]))
+    return facts
+
+
+def test_an_application_without_a_credential_is_fixed_through_graph_under_a_free_name() -> None:
+    facts = with_web_app([
+        credential("web-app-sa", "repo:org/web:ref:refs/heads/main", issuer="https://token.actions.githubusercontent.com")
+    ])
     found = findings(run(facts))
     assert set(found) == {"SA_WITHOUT_FIC"}
     [command] = words(found["SA_WITHOUT_FIC"])
@@ -280,21 +274,9 @@ def test_a_credential_with_the_wrong_audience_is_no_credential() -> None:
 
 
 def test_an_application_credential_with_the_wrong_audience_is_updated_through_graph() -> None:
-    facts = healthy()
-    facts.service_accounts.append(sa("web", "app-sa", APP_ID))
-    facts.all_service_accounts.append("web/app-sa")
-    facts.identities.append(
-        InventoryIdentity(
-            kind="application",
-            client_id=APP_ID,
-            name="web-app",
-            object_id="o-1",
-            federated_credentials=[
-                credential("web-cred", "system:serviceaccount:web:app-sa", audiences=["api://AzureADTokenExchang"])
-            ],
-            role_assignments=[],
-        )
-    )
+    facts = with_web_app([
+        credential("web-cred", "system:serviceaccount:web:app-sa", audiences=["api://AzureADTokenExchang"])
+    ])
     found = findings(run(facts))
     assert set(found) == {"SA_WITHOUT_FIC"}
     [command] = words(found["SA_WITHOUT_FIC"])
