@@ -59,6 +59,18 @@ def wait_for_one_new_pod(lab: RunningLab, namespace: str, selector: str, old: se
     raise AssertionError(f"no new pod of {selector} in {namespace}: {sorted(names)}")
 
 
+Outcome = tuple[subprocess.CompletedProcess[str], dict[str, Any], dict[str, Any], dict[str, Any]]
+
+
+def run_for(directory: Path, config: str, flag: str, target: str, returncode: int) -> Outcome:
+    """The suites for one ``--workload`` or ``--pod`` TARGET, ending with ``returncode``: (the process, run.json,
+    the target's checks by id, its entry in run.json's workloads)."""
+    result, document = run_suites(directory, "--config", config, flag, target)
+    assert result.returncode == returncode, result.stdout[-3000:]
+    workload = next(w for w in document["workloads"] if w["id"] == target)
+    return result, document, checks_of(document, target), workload
+
+
 def client_id_env(pod: dict[str, Any]) -> str | None:
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0].get("env") or []}
     return env.get("AZURE_CLIENT_ID")
@@ -170,11 +182,9 @@ def test_a_deployment_left_under_the_default_service_account_is_moved_to_the_ann
     assert moved["spec"]["serviceAccountName"] == "default" and client_id_env(moved) is None
     pod = moved["metadata"]["name"]
 
-    result, document = run_suites(tmp_path / "wrong", "--config", config, "--pod", f"finance/{pod}")
-    assert result.returncode == 1, result.stdout[-3000:]
-    checks = checks_of(document, f"finance/{pod}")
+    result, document, checks, workload = run_for(
+        tmp_path / "wrong", config, "--pod", f"finance/{pod}", returncode=1)
     assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["sa.client_id_annotation"]
-    workload = next(w for w in document["workloads"] if w["id"] == f"finance/{pod}")
     finding = next(f for f in workload["findings"] if f["code"] == "SA_NOT_ANNOTATED")
     assert "backend-sa" in finding["message"]
     first = []
@@ -203,11 +213,9 @@ def test_an_out_of_range_token_expiration_on_the_service_account_is_removed_by_t
     config = str(running_lab.state_dir / "harness.yaml")
     ok(running_lab, "-n", "orders", "annotate", "serviceaccount", "orders-sa", f"{EXPIRATION}=90000")
     try:
-        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "orders/orders-sa")
-        assert result.returncode == 1, result.stdout[-3000:]
-        checks = checks_of(document, "orders/orders-sa")
+        result, document, checks, workload = run_for(
+            tmp_path / "broken", config, "--workload", "orders/orders-sa", returncode=1)
         assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["pod.admitted"]
-        workload = next(w for w in document["workloads"] if w["id"] == "orders/orders-sa")
         finding = next(f for f in workload["findings"] if f["code"] == "POD_REJECTED_BY_WEBHOOK")
         assert "token expiration 90000 not valid" in finding["message"]
         commands = [line for line in finding["remediation"] if not line.startswith("#")]
@@ -236,11 +244,9 @@ def test_a_template_presetting_the_token_file_path_is_an_env_conflict_unset_by_t
     env = {e["name"]: e.get("value") for e in preset["spec"]["containers"][0]["env"]}
     assert env["AZURE_FEDERATED_TOKEN_FILE"] == "/var/run/secrets/azure/wi/token/azure-identity-token"
 
-    result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
-    assert result.returncode == 1, result.stdout[-3000:]
-    checks = checks_of(document, "finance/backend-sa")
+    result, document, checks, workload = run_for(
+        tmp_path / "broken", config, "--workload", "finance/backend-sa", returncode=1)
     assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
-    workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
     finding = next(f for f in workload["findings"] if f["code"] == "POD_ENV_CONFLICT")
     assert finding["remediation"] == [
         "kubectl set env deployment/backend -n finance AZURE_FEDERATED_TOKEN_FILE-"]
@@ -263,11 +269,9 @@ def test_a_template_presetting_another_tenant_is_an_env_conflict_unset_by_the_pr
     ok(running_lab, "-n", "finance", "set", "env", "deployment/backend",
        "AZURE_TENANT_ID=72f988bf-86f1-41af-91ab-2d7cd011db47")
     preset = wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
-    result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
-    assert result.returncode == 1, result.stdout[-3000:]
-    checks = checks_of(document, "finance/backend-sa")
+    result, document, checks, workload = run_for(
+        tmp_path / "broken", config, "--workload", "finance/backend-sa", returncode=1)
     assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
-    workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
     finding = next(f for f in workload["findings"] if f["code"] == "POD_ENV_CONFLICT")
     assert finding["remediation"] == ["kubectl set env deployment/backend -n finance AZURE_TENANT_ID-"]
     paste(running_lab, finding["remediation"][0])
@@ -288,11 +292,9 @@ def test_a_namespace_labelled_control_plane_is_excluded_by_the_webhook_and_the_p
     before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
     ok(running_lab, "label", "namespace", "finance", "control-plane=true")
     try:
-        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
-        assert result.returncode == 1, result.stdout[-3000:]
-        checks = checks_of(document, "finance/backend-sa")
+        result, document, checks, workload = run_for(
+            tmp_path / "broken", config, "--workload", "finance/backend-sa", returncode=1)
         assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["pod.mutated"]
-        workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
         finding = next(f for f in workload["findings"] if f["code"] == "POD_NOT_MUTATED")
         assert "control-plane=true" in finding["message"]
         commands = [line for line in finding["remediation"] if not line.startswith("#")]
@@ -331,11 +333,9 @@ def test_a_template_volume_named_like_the_webhooks_fails_the_workload_until_rena
         if any(c["type"] == "ReplicaFailure" for c in status.get("conditions") or []):
             break
         time.sleep(0.3)
-    result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
-    assert result.returncode == 1, result.stdout[-3000:]
-    checks = checks_of(document, "finance/backend-sa")
+    result, document, checks, workload = run_for(
+        tmp_path / "broken", config, "--workload", "finance/backend-sa", returncode=1)
     assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
-    workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
     finding = next(f for f in workload["findings"] if f["code"] == "POD_NOT_ADMITTED")
     assert finding["evidence"]["volume"] == "azure-identity-token"
     paste(running_lab, finding["remediation"][0])  # the look it prints runs as printed
@@ -358,11 +358,9 @@ def test_a_deployment_under_the_default_service_account_warns_the_workload_and_t
     wrong = json.dumps({"spec": {"template": {"spec": {"serviceAccountName": "default", "serviceAccount": "default"}}}})
     ok(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge", "-p", wrong)
     moved = wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
-    result, document = run_suites(tmp_path / "wrong", "--config", config, "--workload", "finance/backend-sa")
-    assert result.returncode == 0, result.stdout[-3000:]  # a warning: which account is meant is the owner's call
-    checks = checks_of(document, "finance/backend-sa")
+    result, document, checks, workload = run_for(
+        tmp_path / "wrong", config, "--workload", "finance/backend-sa", returncode=0)  # a warning: which account is meant is the owner's call
     assert checks["workload.live_pods"]["status"] == "warn"
-    workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
     finding = next(f for f in workload["findings"] if f["code"] == "POD_WRONG_SERVICE_ACCOUNT")
     assert finding["evidence"]["pods"] == [moved["metadata"]["name"]]
     for line in finding["remediation"]:
