@@ -85,11 +85,14 @@ class PodManifests:
         for key, (uid, _) in list(self.written.items()):
             pod = pods.get(key)
             if pod is None or pod["metadata"].get("uid") != uid:
-                self.written.pop(key)
-                self.labels.pop(key, None)
-                (self.dir / f"{uid}.json").unlink(missing_ok=True)
+                self._forget(key)
             else:
                 self._write(pod, policies_changed=True)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        uid = self.written.pop(key)[0]
+        self.labels.pop(key, None)
+        (self.dir / f"{uid}.json").unlink(missing_ok=True)
 
     def _changed(self, event: WatchEvent) -> None:
         if event.resource not in _WATCHED:
@@ -103,11 +106,8 @@ class PodManifests:
                 self._write(event.object)
                 return
             # the lab's services are outside the cluster: one pod going changes no other pod's egress to them
-            uid = self.written[key][0]
-            if uid == meta.get("uid"):
-                self.written.pop(key)
-                self.labels.pop(key, None)
-                (self.dir / f"{uid}.json").unlink(missing_ok=True)
+            if self.written[key][0] == meta.get("uid"):
+                self._forget(key)
             return
         self.refresh()
 
