@@ -108,6 +108,10 @@ def _put_role_assignment(ctx: Ctx, scope: str, name: str, body: dict[str, Any]) 
         raise errors.invalid_body(f"The principal ID '{principal_id}' is not valid. It must be a GUID.")
     principal = world.principal_by_object_id(principal_id)
     principal_type = properties.get("principalType")
+    if principal is None and any(a.object_id.lower() == principal_id.lower() for a in world.apps.values()):
+        # the app registration's object id, not its service principal's (the portal shows both as "Object ID")
+        # unverified: whether ARM answers UnmatchedPrincipalType instead when a principalType is given
+        raise errors.principal_type_not_supported("Application")
     if principal is None and not principal_type:
         raise errors.principal_not_found(principal_id, world.tenant_id)
     # ARM looks the principal up and refuses a principalType that is not its type (UnmatchedPrincipalType, as

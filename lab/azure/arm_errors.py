@@ -348,6 +348,14 @@ def unmatched_principal_type(principal_id: str, actual: str, specified: str) -> 
     )
 
 
+def principal_type_not_supported(kind: str) -> ArmError:
+    """A role assignment whose principalId is an application (app registration) object, not its service
+    principal: ARM's text as az, PowerShell and Terraform users report it (Azure/azure-cli#5340,
+    MicrosoftDocs/azure-docs#31896, almenscorner/intunecd-monitor#24 with the code PrincipalTypeNotSupported)."""
+    return ArmError(400, "PrincipalTypeNotSupported",
+                    f"Principals of type {kind} cannot validly be used in role assignments.")
+
+
 def principal_not_found(principal_id: str, tenant_id: str) -> ArmError:
     return ArmError(
         400,

@@ -741,6 +741,26 @@ def test_role_assignment_principal_type_must_be_the_principals(arm: Arm, lab) ->
     assert made.status_code == 201 and made.json()["properties"]["principalType"] == "ServicePrincipal"
 
 
+def test_a_role_assignment_to_an_applications_object_id_is_refused(arm: Arm, lab) -> None:
+    """The app registration's object id given where its service principal's belongs (``az role assignment create
+    --assignee-object-id <app object id>``): ARM refuses it (400 PrincipalTypeNotSupported, the text az, PowerShell
+    and Terraform users report) with or without a principalType, and makes nothing; the service principal's is
+    made."""
+    admin = arm.admin()
+    base = f"{arm.sub}/providers/Microsoft.Authorization/roleAssignments"
+    grantee = arm.principal()
+    for principal_type in ("ServicePrincipal", None):
+        name = str(uuid.uuid4())
+        refused = arm.request("PUT", f"{base}/{name}", admin,
+                              json=assignment_body(READER, grantee.object_id, principal_type=principal_type))
+        assert refused.status_code == 400, refused.text
+        assert error_of(refused) == ("PrincipalTypeNotSupported",
+                                     "Principals of type Application cannot validly be used in role assignments.")
+        assert arm.request("GET", f"{base}/{name}", admin).status_code == 404
+    made = arm.request("PUT", f"{base}/{uuid.uuid4()}", admin, json=assignment_body(READER, grantee.principal_id))
+    assert made.status_code == 201
+
+
 def test_contributor_cannot_assign_roles(arm: Arm) -> None:
     contributor = arm.principal("Contributor")
     grantee = arm.principal()
