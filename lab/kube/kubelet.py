@@ -7,7 +7,8 @@ Lifecycle of a pod (each step a status write through the store, so watchers see 
    (Pending forever, as with a node that does not exist). A pod the node does not fit (an untolerated taint,
    cordon, nodeSelector; :mod:`lab.kube.scheduler`) stays Pending with ``PodScheduled`` False/Unschedulable and
    a ``FailedScheduling`` event, and is tried again when the node or the pod changes.
-2. *Sandbox*: ``startTime``, ``hostIP``; volumes written under ``<state-dir>/pods/<ns>/<pod>/volumes/``
+2. *Sandbox*: ``startTime``, ``hostIP``; volumes written under ``<pods dir>/<ns>/<pod>/volumes/`` (a tmpfs
+   directory linked from ``<state-dir>/pods``: :mod:`lab.kube.poddirs`)
    (``FailedMount`` events and retries while a ConfigMap/Secret/ServiceAccount is missing); then ``podIP``
    and ``PodReadyToStartContainers``. Both IPs are 127.0.0.1: pods share the host network here.
 3. After ``KubeCluster.pod_start_latency_seconds`` (read at run time): init containers one by one, then the
@@ -87,6 +88,7 @@ from lab.kube.images import (
     stdlib_python,
 )
 from lab.kube.node import HOST_IP, NODE_NAME, NodeLease, node_object
+from lab.kube.poddirs import PodDirs
 from lab.kube.resources import core_type
 from lab.kube.store import ResourceType, Store
 
@@ -1189,7 +1191,7 @@ class Kubelet:
         self.image_backoff = (10.0, 300.0)  # base, cap
         self.crash_backoff = (10.0, 300.0)
         self.volume_resync_seconds = 10.0
-        self.pods_dir = Path(lab.state_dir) / "pods"
+        self.pod_dirs = PodDirs(Path(lab.state_dir))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped = False
         self._service_env: dict[str, str] | None = None
@@ -1199,6 +1201,11 @@ class Kubelet:
     @property
     def store(self) -> Store:
         return self.lab.kube.store
+
+    @property
+    def pods_dir(self) -> Path:
+        """Each pod's directory is ``<pods_dir>/<namespace>/<name>`` (on a tmpfs when there is one: lab.kube.poddirs)."""
+        return self.pod_dirs.path
 
     @property
     def pod_type(self) -> ResourceType:
@@ -1236,10 +1243,7 @@ class Kubelet:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopped = False
-        if self.pods_dir.exists():  # left by an earlier lab on this state dir: nothing of it runs any more
-            shutil.rmtree(self.pods_dir, ignore_errors=True)
-        self.pods_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.pods_dir, 0o700)
+        self.pod_dirs.open()
         self.sandbox = await podsandbox.detect(self.sandbox_request)
         if not self.sandbox.isolated:
             log.warning("kubelet: containers run without a mount namespace: %s", self.sandbox.reason)
@@ -1261,6 +1265,7 @@ class Kubelet:
         self.workers.clear()
         self.latest.clear()
         await asyncio.gather(*(w.shutdown(0.5) for w in workers), return_exceptions=True)
+        await asyncio.to_thread(self.pod_dirs.close)
 
     def _register_node(self) -> None:
         node_type = self.store.type_for("", "nodes")

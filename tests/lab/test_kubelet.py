@@ -651,7 +651,7 @@ def test_fallback_without_mount_namespace(tmp_path: Path) -> None:
         pod = other.wait("fb", phase_is("Succeeded", "Failed"))
         assert pod["status"]["phase"] == "Succeeded", other.logs("fb", "main")
         path, head = other.logs("fb", "main").splitlines()
-        assert path.endswith("/rootfs/main" + WI_TOKEN) and path.startswith(str(tmp_path))
+        assert path.endswith("/rootfs/main" + WI_TOKEN) and path.startswith(str(other.kubelet.pods_dir) + "/")
         assert head == "eyJ"
         fallback = [e for e in other.events("default", "fb") if e["reason"] == "LabSandboxFallback"]
         assert fallback and fallback[0]["type"] == "Warning"
