@@ -187,12 +187,18 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
     owner = facts.principal_of
     if owner is not None:
         evidence["identity"] = owner
-        what = "managed identity" if owner.get("kind") == "managed_identity" else "service principal"
         named = owner.get("resource_id") or owner.get("name")
-        message = (
-            f"{annotated} is the principal (object) id of the {what} {named}, not a client id: the annotation "
-            f"must hold its client id {owner.get('client_id')}"
-        )
+        if owner.get("kind") == "application":
+            message = (
+                f"{annotated} is the object id of the application {named}, not its client id: the annotation "
+                f"must hold its application (client) id, appId {owner.get('client_id')}"
+            )
+        else:
+            what = "managed identity" if owner.get("kind") == "managed_identity" else "service principal"
+            message = (
+                f"{annotated} is the principal (object) id of the {what} {named}, not a client id: the annotation "
+                f"must hold its client id {owner.get('client_id')}"
+            )
         return failed(
             message,
             evidence,

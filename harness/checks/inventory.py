@@ -419,10 +419,11 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
             steps += fix.find_identity_anywhere(None)
         elif owner is not None:
             severity = ERROR
-            cases.append(
-                f"{ref}: {client_id} is the principal (object) id of {owner.get('kind')} "
-                f"{owner.get('name')}, whose client id is {owner.get('client_id')}"
-            )
+            kind = str(owner.get("kind"))
+            what = "object id of application" if kind == "application" else \
+                f"principal (object) id of {kind.replace('_', ' ')}"
+            cases.append(f"{ref}: {client_id} is the {what} {owner.get('name')}, whose client id is "
+                         f"{owner.get('client_id')}")
             steps += [
                 fix.annotate_sa(sa["namespace"], sa["name"], owner.get("client_id")),
                 fix.restart_pods(sa["namespace"]),
@@ -687,8 +688,11 @@ def credential_limits(ctx: InventoryContext) -> Outcome:
     )
     evidence = {"near_limit": {label(i): len(i.federated_credentials or []) for i in near}, "counts": counts}
     full = [i for i in near if len(i.federated_credentials or []) >= MAX_FEDERATED_CREDENTIALS]
+    # a managed identity's credentials are ARM's, an app registration's Microsoft Graph's
+    refusers = sorted({"Microsoft Graph" if i.kind == "application" else "ARM" for i in full})
     consequence = (
-        f"; {_plural(len(full), 'identity is', 'identities are')} at it: ARM refuses a further credential (a new "
+        f"; {_plural(len(full), 'identity is', 'identities are')} at it: {' and '.join(refusers)} "
+        f"{'refuses' if len(refusers) == 1 else 'refuse'} a further credential (a new "
         "cluster, namespace or ServiceAccount) until one is deleted"
         if full
         else "; one more cluster or namespace may not fit"

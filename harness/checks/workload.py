@@ -92,8 +92,11 @@ POD_CHAIN: list[Spec] = [
 
 def workload_chain(workload: WorkloadConfig) -> list[Spec]:
     ids = access_check_ids(workload.access)
+    # an access token of another identity (exchange.identity failed: another client id annotated, whose
+    # identity also trusts the ServiceAccount) reads with that identity's roles: judging the answer against the
+    # expected identity's role assignments would name a cause that is not one (a propagation wait, a scope)
     access = [
-        Spec(ids[i], check.describe(), make_access_check(i, check), ("exchange.succeeds",))
+        Spec(ids[i], check.describe(), make_access_check(i, check), ("exchange.succeeds", "exchange.identity"))
         for i, check in enumerate(workload.access)
     ]
     return PROBE_CHAIN + access

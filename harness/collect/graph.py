@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.collect.arm_api import ArmGet
 from harness.collect.pages import list_all
-from harness.facts import IdentityFacts
+from harness.facts import Fetched, IdentityFacts
 
 VERSION = "v1.0"
 
@@ -43,7 +43,9 @@ def collect_application(graph: ArmGet | None, app_id: str, facts: IdentityFacts)
 
 
 def principal_of_service_principal(graph: ArmGet | None, object_id: str, facts: IdentityFacts) -> dict[str, Any] | None:
-    """The service principal whose object id is ``object_id`` (a GUID), as {kind, client_id, name, resource_id}."""
+    """The service principal whose object id is ``object_id`` (a GUID), as {kind, client_id, name, resource_id},
+    else the application whose object id it is (the app registration's "Object ID", which the portal shows next
+    to its "Application (client) ID" and people copy by mistake)."""
     if graph is None:
         return None
     principal = graph(f"/{VERSION}/servicePrincipals/{object_id}")
@@ -55,4 +57,20 @@ def principal_of_service_principal(graph: ArmGet | None, object_id: str, facts: 
                 "name": body.get("displayName"), "resource_id": names[0] if names else None}
     if principal.status != 404:
         facts.refused.append(principal)
-    return None
+        return None
+    found, failure = application_of_object_id(graph, object_id)
+    if failure is not None:
+        facts.refused.append(failure)
+    return found
+
+
+def application_of_object_id(graph: ArmGet, object_id: str) -> tuple[dict[str, Any] | None, Fetched | None]:
+    """The application whose object id is ``object_id``, as {kind: application, client_id, name, resource_id};
+    (None, None) when there is none (404, or 400 for an id Graph does not take), (None, the answer) when the
+    lookup failed otherwise."""
+    application = graph(f"/{VERSION}/applications/{object_id}")
+    if application.ok and isinstance(application.body, dict):
+        body = application.body
+        return {"kind": "application", "client_id": body.get("appId"), "name": body.get("displayName"),
+                "resource_id": None}, None
+    return None, (None if application.status in (404, 400) else application)

@@ -26,6 +26,7 @@ from harness.collect.arm import ARG_PATH, AUTHORIZATION_API, IDENTITY_TYPE, MSI_
 from harness.collect.arm_api import ArmGet
 from harness.collect.cache import cached, read_all
 from harness.collect.graph import VERSION as GRAPH_VERSION
+from harness.collect.graph import application_of_object_id
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.pages import list_all
 from harness.config import AzureConfig
@@ -379,7 +380,13 @@ def _principal_of(
                 "name": row.get("name"),
                 "resource_id": row.get("id"),
             }
-    return _graph_service_principal(graph, f"/{GRAPH_VERSION}/servicePrincipals/{guid}", facts)
+    principal = _graph_service_principal(graph, f"/{GRAPH_VERSION}/servicePrincipals/{guid}", facts)
+    if principal is not None or graph is None:
+        return principal
+    found, failure = application_of_object_id(graph, guid)  # the app registration's object id, not its appId
+    if failure is not None:
+        _record(facts, failure)
+    return found
 
 
 def collect_inventory(

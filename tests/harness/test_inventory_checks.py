@@ -378,6 +378,18 @@ def test_an_identity_near_the_limit() -> None:
     assert "20 of 20" in message and "ARM refuses a further credential" in message and "may not fit" not in message
 
 
+def test_an_app_registration_at_the_limit_is_refused_by_graph_not_arm() -> None:
+    """An app registration's credentials are Microsoft Graph's (az ad app federated-credential create answers
+    from Graph), so at 20 of 20 the message names Graph, not ARM."""
+    facts = with_web_app([
+        credential(f"c-{n}", f"repo:org/web:environment:e{n}", issuer="https://token.actions.githubusercontent.com")
+        for n in range(19)
+    ] + [credential("web-app-sa", "system:serviceaccount:web:app-sa")])
+    message = findings(run(facts))["FIC_LIMIT_NEAR"].message
+    assert "20 of 20" in message and "Microsoft Graph refuses a further credential" in message
+    assert "ARM" not in message
+
+
 @pytest.mark.parametrize(
     ("client_id", "refused", "severity", "text"),
     [

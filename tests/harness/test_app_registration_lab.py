@@ -1,0 +1,168 @@
+"""An Entra app registration as a workload's identity, broken by hand with the real az CLI (``az ad app``, ``az ad
+sp``, ``az ad app federated-credential``, ``az role assignment``) and kubectl, as a person breaks it; the harness's
+verdict, its first finding, and the printed fix run exactly as printed (then the suites pass).
+
+The workload is made as azwi makes one (``az ad app create``, ``az ad sp create``, a federated credential for the
+ServiceAccount, ``Key Vault Secrets User`` on finance-kv for the service principal) in a namespace of its own; each
+test's harness.yaml names that workload alone. az is the real CLI aimed at the lab (``WI_HARNESS_AZ``, else az on
+PATH; the module is skipped without one), through the remediation test's shell.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_e2e_lab import checks_of, run_suites
+from test_remediation_repairs_lab import Shell, shell, tools  # noqa: F401  (fixtures)
+
+from lab.bootstrap import RunningLab
+
+pytestmark = pytest.mark.slow
+CLIENT_ID = "azure.workload.identity/client-id"
+EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
+
+@dataclass
+class App:
+    """One app registration as az shows it: appId (the client id), its object id, its service principal's."""
+
+    app_id: str
+    object_id: str
+    principal_id: str
+
+
+@dataclass
+class AppWorkload:
+    namespace: str
+    service_account: str
+    app: App
+    vault_id: str
+    config: Path  # harness.yaml naming this workload with its client id
+    config_without_client_id: Path  # the same, the client id taken from the ServiceAccount
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.service_account}"
+
+
+def make_app(sh: Shell, name: str) -> App:
+    app_id = sh.must(f"az ad app create --display-name {name} --query appId -o tsv --only-show-errors").strip()
+    principal_id = sh.must(f"az ad sp create --id {app_id} --query id -o tsv --only-show-errors").strip()
+    object_id = sh.must(f"az ad app show --id {app_id} --query id -o tsv").strip()
+    return App(app_id, object_id, principal_id)
+
+
+def trust(sh: Shell, app: App, issuer: str, namespace: str, service_account: str, name: str) -> None:
+    body = {"name": name, "issuer": issuer, "subject": f"system:serviceaccount:{namespace}:{service_account}",
+            "audiences": [EXCHANGE_AUDIENCE]}
+    sh.must(f"az ad app federated-credential create --id {app.app_id} --parameters "
+               f"{shlex.quote(json.dumps(body))} -o none --only-show-errors")
+
+
+@pytest.fixture(scope="module")
+def workload(shell: Shell, running_lab: RunningLab) -> AppWorkload:  # noqa: F811
+    info = running_lab.info()
+    namespace, account = f"web-{uuid.uuid4().hex[:6]}", "web-sa"
+    app = make_app(shell, f"{namespace}-app")
+    trust(shell, app, info["issuer_url"], namespace, account, "kubernetes-federated-credential")
+    vault_id = shell.must("az keyvault show -n finance-kv --query id -o tsv").strip()
+    shell.must(f"az role assignment create --assignee-object-id {app.principal_id} --assignee-principal-type "
+               f"ServicePrincipal --role 'Key Vault Secrets User' --scope {vault_id} -o none --only-show-errors",
+               f"kubectl create namespace {namespace}", f"kubectl create serviceaccount -n {namespace} {account}",
+               f"kubectl annotate serviceaccount -n {namespace} {account} {CLIENT_ID}={app.app_id}")
+    data = yaml.safe_load(running_lab.harness_config.read_text())
+    finance = next(w for w in data["workloads"] if w["namespace"] == "finance")
+    entry = {"namespace": namespace, "service_account": account, "client_id": app.app_id,
+             "access": [a for a in finance["access"] if a.get("name") == "finance-kv"]}
+    configs = []
+    for suffix, workload_entry in (("", entry), ("-annotated", {k: v for k, v in entry.items() if k != "client_id"})):
+        path = shell.home / f"{namespace}{suffix}.yaml"
+        path.write_text(yaml.safe_dump({**data, "workloads": [workload_entry]}))
+        configs.append(path)
+    return AppWorkload(namespace, account, app, vault_id, configs[0], configs[1])
+
+
+@pytest.fixture
+def healthy(workload: AppWorkload, shell: Shell) -> Iterator[AppWorkload]:  # noqa: F811
+    """The workload as made; whatever a test changed of its annotation is put back after it."""
+    yield workload
+    shell.must(f"kubectl annotate serviceaccount -n {workload.namespace} {workload.service_account} "
+               f"{CLIENT_ID}={workload.app.app_id} --overwrite")
+
+
+def run(tmp_path: Path, config: Path, ref: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
+    """The suites for ``ref``: (run.json, the workload's checks by id, its entry in run.json's workloads)."""
+    _, document = run_suites(tmp_path / uuid.uuid4().hex[:8], "--config", str(config), "--workload", ref)
+    entry = next(w for w in document["workloads"] if w["id"] == ref)
+    return document, checks_of(document, ref), entry
+
+
+def paste(sh: Shell, finding: dict[str, Any]) -> None:
+    """The finding's printed fix, every line that is not a comment, in one bash as a person pastes it."""
+    lines = [line for line in finding["remediation"] if not line.lstrip().startswith("#")]
+    assert lines, finding
+    done = sh.run(lines)
+    assert done.returncode == 0, sh.shown(done)
+
+
+def test_the_suites_pass_for_the_app_registration_as_made(healthy: AppWorkload, tmp_path: Path) -> None:
+    document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert checks["identity.matches"]["evidence"]["kind"] == "application"
+
+
+def test_the_app_registrations_object_id_annotated_is_named_with_its_app_id(
+    healthy: AppWorkload, shell: Shell, tmp_path: Path  # noqa: F811
+) -> None:
+    """The portal's app registration page shows "Object ID" next to "Application (client) ID"; the object id
+    copied into the annotation is no client id (AADSTS700016). It was IDENTITY_NOT_FOUND, whose printed look-ups
+    (az identity list, az ad app list --filter appId eq ...) find nothing; the harness now names the application
+    and its appId, in the workload's findings and the inventory's, and the printed annotation repairs it."""
+    app = healthy.app
+    shell.must(f"kubectl annotate serviceaccount -n {healthy.namespace} {healthy.service_account} "
+               f"{CLIENT_ID}={app.object_id} --overwrite")
+    document, checks, entry = run(tmp_path, healthy.config_without_client_id, healthy.ref)
+    assert entry["verdict"] == "fail"
+    first = entry["findings"][0]
+    assert first["code"] == "SA_ANNOTATION_IS_PRINCIPAL_ID", [f["code"] for f in entry["findings"]]
+    assert f"{app.object_id} is the object id of the application" in first["message"]
+    assert f"appId {app.app_id}" in first["message"]
+    assert checks["identity.matches"]["status"] == "fail"
+    unknown = next(f for f in document["findings"] if f["code"] == "SA_CLIENT_ID_UNKNOWN")
+    assert f"{app.object_id} is the object id of application" in unknown["message"]
+    assert any(f"{CLIENT_ID}={app.app_id}" in line for line in unknown["remediation"])
+    paste(shell, first)
+    _, checks, entry = run(tmp_path, healthy.config_without_client_id, healthy.ref)
+    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+
+
+def test_another_apps_token_is_not_judged_by_the_expected_apps_role_assignments(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """A second app registration that also trusts the ServiceAccount (a credential made on the wrong app, say),
+    and the ServiceAccount annotated with that app's client id: Entra issues the pod a token as the other app,
+    which holds no role on the vault. The denial is that app's, not the expected one's: the access check is
+    skipped because of exchange.identity, and no role finding claims a cause (it was ROLE_PROPAGATION_PENDING,
+    "wait a few minutes", from the expected app's young assignment). The printed annotation repairs it."""
+    other = make_app(shell, f"{healthy.namespace}-other")
+    trust(shell, other, running_lab.info()["issuer_url"], healthy.namespace, healthy.service_account, "copied")
+    shell.must(f"kubectl annotate serviceaccount -n {healthy.namespace} {healthy.service_account} "
+               f"{CLIENT_ID}={other.app_id} --overwrite")
+    _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+    codes = [f["code"] for f in entry["findings"]]
+    assert entry["verdict"] == "fail" and codes[0] == "SA_CLIENT_ID_MISMATCH", codes
+    assert checks["exchange.identity"]["status"] == "fail"
+    access = checks["access.keyvault:finance-kv/db-password"]
+    assert access["status"] == "skip" and access["evidence"]["blocked_by"] == "exchange.identity", access
+    assert not {c for c in codes if c.startswith("ROLE_") or c.startswith("ACCESS_")}, codes
+    paste(shell, entry["findings"][0])
+    _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
