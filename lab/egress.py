@@ -13,7 +13,7 @@ The lab's services are all on 127.0.0.1, so a policy tells them apart by port on
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,18 +46,19 @@ class PodManifests:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.dir = Path(lab.net_dir) / "pods"
-        self.written: dict[tuple[str, str], tuple[str, str]] = {}  # (namespace, name) -> (uid, content)
+        self.written: dict[tuple[str, str], tuple[str, bytes]] = {}  # (namespace, name) -> (uid, content)
         self.labels: dict[tuple[str, str], Any] = {}  # (namespace, name) -> the labels the content was made for
         lab.kube.store.listeners.append(self._changed)
 
     def path(self, pod: Obj) -> Path:
         """Write ``pod``'s manifest now and return its path (the kubelet hands it to the pod's relay)."""
         self._write(pod, force=True)
-        return self.dir / f"{pod['metadata']['uid']}.json"
+        return self.dir / f"{pod['metadata']['uid']}.relay"
 
-    def _content(self, pod: Obj) -> str:
+    def _content(self, pod: Obj) -> bytes:
+        """marshal, which the relay reads without an import (lab.kube.podlauncher._read_manifest)."""
         ports = dict(self.lab._net_ports)
-        return json.dumps({
+        return marshal.dumps({
             "ports": {str(port): {"service": service, "socket": str(Path(self.lab.net_dir) / f"{port}.sock")}
                       for port, service in sorted(ports.items())},
             "dropped": denied_ports(self.lab, pod, ports),
@@ -75,9 +76,9 @@ class PodManifests:
         if not force and self.written.get(key) == (uid, content):
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        temporary = self.dir / f"{uid}.json.tmp"
-        temporary.write_text(content)
-        os.replace(temporary, self.dir / f"{uid}.json")
+        temporary = self.dir / f"{uid}.relay.tmp"
+        temporary.write_bytes(content)
+        os.replace(temporary, self.dir / f"{uid}.relay")
         self.written[key] = (uid, content)
 
     def refresh(self) -> None:
@@ -92,7 +93,7 @@ class PodManifests:
     def _forget(self, key: tuple[str, str]) -> None:
         uid = self.written.pop(key)[0]
         self.labels.pop(key, None)
-        (self.dir / f"{uid}.json").unlink(missing_ok=True)
+        (self.dir / f"{uid}.relay").unlink(missing_ok=True)
 
     def _changed(self, event: WatchEvent) -> None:
         if event.resource not in _WATCHED:

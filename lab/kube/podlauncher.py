@@ -36,6 +36,7 @@ again at every start). The kubelet's side, :mod:`lab.kube.podsandbox`, imports i
 from __future__ import annotations
 
 import _socket  # not socket: its import builds the enums of every constant, ~10 ms of each container start
+import _thread  # not threading: its import (collections, functools) was ~4 ms of each pod's relay start
 import ctypes
 import marshal
 import os
@@ -433,8 +434,6 @@ def _pipe_one_way(source: _socket.socket, sink: _socket.socket) -> None:
 
 
 def _relay_connection(conn: _socket.socket, socket_path: str) -> None:
-    import threading
-
     upstream = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         upstream.connect(socket_path)
@@ -442,32 +441,38 @@ def _relay_connection(conn: _socket.socket, socket_path: str) -> None:
         conn.close()
         upstream.close()
         return
-    back = threading.Thread(target=_pipe_one_way, args=(upstream, conn), daemon=True)
-    back.start()
+    back_done = _thread.allocate_lock()
+    back_done.acquire()
+
+    def back() -> None:
+        try:
+            _pipe_one_way(upstream, conn)
+        finally:
+            back_done.release()
+
+    _thread.start_new_thread(back, ())
     _pipe_one_way(conn, upstream)
-    back.join()
+    back_done.acquire()  # the other direction is finished too
     conn.close()
     upstream.close()
 
 
 def _accept_loop(listener: _socket.socket, socket_path: str) -> None:
-    import threading
-
     while True:
         try:
             fd, _ = listener._accept()  # what socket.socket.accept does, without the socket module
         except OSError:
             return  # the listener was closed: the port is blocked or gone
         conn = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM, 0, fd)
-        threading.Thread(target=_relay_connection, args=(conn, socket_path), daemon=True).start()
+        _thread.start_new_thread(_relay_connection, (conn, socket_path))
 
 
 def _read_manifest(path: str) -> dict[int, str | None]:
-    """Port -> the unix socket its connections are relayed to, or None when the pod's NetworkPolicies deny it."""
-    import json  # in the relay only (a fork of the launcher), not at every container start
-
-    with open(path) as handle:
-        manifest = json.load(handle)
+    """Port -> the unix socket its connections are relayed to, or None when the pod's NetworkPolicies deny it.
+    The manifest is marshal (lab.egress writes it), as the launch spec is: json would cost the relay ~6 ms of
+    imports (re, enum) at every pod start."""
+    with open(path, "rb") as handle:
+        manifest = marshal.load(handle)
     dropped = {int(port) for port in manifest.get("dropped", [])}
     return {int(port): None if int(port) in dropped else entry["socket"]
             for port, entry in manifest["ports"].items()}
@@ -492,7 +497,6 @@ def _dropping_listener(port: int) -> tuple[_socket.socket, _socket.socket]:
 
 
 def _relay(manifest_path: str, ready_fd: int, parent: int) -> None:
-    import threading
     import time
 
     listeners: dict[int, tuple[str | None, list[_socket.socket]]] = {}
@@ -518,7 +522,7 @@ def _relay(manifest_path: str, ready_fd: int, parent: int) -> None:
                         continue
                     listener = _listener(port, 128)
                     listeners[port] = (path, [listener])
-                    threading.Thread(target=_accept_loop, args=(listener, path), daemon=True).start()
+                    _thread.start_new_thread(_accept_loop, (listener, path))
         except OSError:
             pass
         if ready_fd >= 0:
