@@ -123,6 +123,20 @@ class AppRegistration(Principal):
         return value
 
 
+@dataclass
+class DeletedItem:
+    """A soft-deleted application or service principal in Graph's deleted items: restorable with its object id
+    (and so its role assignments, which name that id) for 30 days. An application's service principal is deleted
+    with it, as an item of its own; restoring the application does not restore it (Graph's "Restore deleted
+    item" documentation)."""
+
+    kind: str  # "application" | "servicePrincipal"
+    object_id: str  # the application's object id, or the service principal's
+    app: AppRegistration
+    deleted_at: float
+    service_principal_enabled: bool = True  # a service principal's accountEnabled when it was deleted
+
+
 @dataclass(frozen=True)
 class RoleDefinition:
     role_id: str  # the GUID
@@ -351,6 +365,7 @@ class AzureWorld:
     tenants: dict[str, Tenant] = field(default_factory=dict)
     identities: dict[str, ManagedIdentity] = field(default_factory=dict)  # lower(resource id) -> identity
     apps: dict[str, AppRegistration] = field(default_factory=dict)  # client (app) id -> app
+    deleted_items: dict[str, DeletedItem] = field(default_factory=dict)  # lower(object id) -> Graph deleted item
     resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)  # group_key(sub, name) -> group
     clusters: dict[str, ManagedCluster] = field(default_factory=dict)  # lower(resource id) -> cluster
     vaults: dict[str, Vault] = field(default_factory=dict)  # lower(name) -> vault

@@ -115,6 +115,57 @@ def test_deleting_an_application_deletes_its_service_principal(lab) -> None:
                        "Request_ResourceNotFound")
 
 
+def deleted(lab, kind: str, app_id: str, who: str = "admin") -> list[dict[str, Any]]:
+    listed = graph(lab, "GET", f"/directory/deletedItems/microsoft.graph.{kind}", who=who,
+                   **{"$filter": f"appId eq '{app_id}'"})
+    assert listed.status_code == 200, listed.text
+    return listed.json()["value"]
+
+
+def test_a_deleted_application_and_its_service_principal_are_deleted_items_restored_with_their_ids(lab) -> None:
+    """Graph's deleted items: a deleted application and the service principal deleted with it stay restorable
+    (30 days) under their object ids, each restored on its own (restoring the application does not restore its
+    service principal, as Graph's "Restore deleted item" says), the service principal only once its application
+    is back; a restored application keeps its appId and federated credentials. Reading them takes
+    Application.Read.All (the harness's), restoring Application.ReadWrite.All."""
+    app = new_app(lab)
+    principal = graph(lab, "GET", f"/servicePrincipals(appId='{app['appId']}')").json()
+    fic = {"name": "kept", "issuer": "https://issuer.example/", "subject": "system:serviceaccount:a:b",
+           "audiences": [EXCHANGE_AUDIENCE]}
+    assert graph(lab, "POST", f"/applications/{app['id']}/federatedIdentityCredentials", body=fic).status_code == 201
+    assert graph(lab, "DELETE", f"/applications/{app['id']}").status_code == 204
+    [gone_app] = deleted(lab, "application", app["appId"], who="harness")
+    [gone_sp] = deleted(lab, "servicePrincipal", app["appId"], who="harness")
+    assert (gone_app["id"], gone_sp["id"]) == (app["id"], principal["id"])
+    assert gone_app["deletedDateTime"] and gone_app["@odata.type"] == "#microsoft.graph.application"
+    assert graph(lab, "GET", f"/directory/deletedItems/{principal['id']}").json()["appId"] == app["appId"]
+    assert_graph_error(graph(lab, "POST", f"/directory/deletedItems/{app['id']}/restore", who="harness"), 403,
+                       "Authorization_RequestDenied")
+    assert_graph_error(graph(lab, "POST", f"/directory/deletedItems/{principal['id']}/restore"), 400,
+                       "Request_BadRequest")  # its application first
+    restored = graph(lab, "POST", f"/directory/deletedItems/{app['id']}/restore")
+    assert restored.status_code == 200 and restored.json()["appId"] == app["appId"]
+    assert [f["name"] for f in graph(lab, "GET", f"/applications/{app['id']}/federatedIdentityCredentials")
+            .json()["value"]] == ["kept"]
+    assert_graph_error(graph(lab, "GET", f"/servicePrincipals(appId='{app['appId']}')"), 404,
+                       "Request_ResourceNotFound")
+    assert graph(lab, "POST", f"/directory/deletedItems/{principal['id']}/restore").status_code == 200
+    assert graph(lab, "GET", f"/servicePrincipals(appId='{app['appId']}')").json()["id"] == principal["id"]
+    assert deleted(lab, "application", app["appId"]) == deleted(lab, "servicePrincipal", app["appId"]) == []
+    assert_graph_error(graph(lab, "GET", "/directory/deletedItems"), 400, "Request_BadRequest")
+
+
+def test_a_deleted_service_principal_made_again_cannot_be_restored_over_the_new_one(lab) -> None:
+    app = new_app(lab)
+    old = graph(lab, "GET", f"/servicePrincipals(appId='{app['appId']}')").json()["id"]
+    assert graph(lab, "DELETE", f"/servicePrincipals/{old}").status_code == 204
+    assert [i["id"] for i in deleted(lab, "servicePrincipal", app["appId"])] == [old]
+    assert graph(lab, "POST", "/servicePrincipals", body={"appId": app["appId"]}).status_code == 201
+    assert_graph_error(graph(lab, "POST", f"/directory/deletedItems/{old}/restore"), 400, "Request_BadRequest")
+    assert graph(lab, "DELETE", f"/directory/deletedItems/{old}").status_code == 204
+    assert_graph_error(graph(lab, "GET", f"/directory/deletedItems/{old}"), 404, "Request_ResourceNotFound")
+
+
 # ---------------------------------------------------------------------------------------------- federated credentials
 
 

@@ -17,6 +17,7 @@ from lab.azure.graph import errors
 from lab.azure.world import (
     AppRegistration,
     AzureWorld,
+    DeletedItem,
     FederatedCredential,
     ManagedIdentity,
     Principal,
@@ -24,6 +25,7 @@ from lab.azure.world import (
 )
 
 FIC_LIMIT = 20  # per application (documented)
+DELETED_ITEM_DAYS = 30  # "A recently deleted item remains available for up to 30 days" (Graph: restore deleted item)
 FIC_FIELD_LIMIT = 600
 FIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{2,119}$")
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -126,8 +128,12 @@ class Directory:
             app.display_name = name
 
     def delete_application(self, app: AppRegistration) -> None:
-        """Deleting an application deletes its service principal too; role assignments stay, orphaned."""
+        """Deleting an application deletes its service principal too, each into deleted items; role assignments
+        stay, naming the deleted service principal's object id (a restore brings them back to life)."""
+        if app.has_service_principal:
+            self._soft_delete_service_principal(app)
         self.world.apps.pop(app.client_id, None)
+        self.world.deleted_items[app.object_id.lower()] = DeletedItem("application", app.object_id, app, self.clock())
 
     # ------------------------------------------------------------------ federated identity credentials
     def credentials(self, app: AppRegistration) -> list[FederatedCredential]:
@@ -231,7 +237,61 @@ class Directory:
             # [UNV] Graph refuses to delete a managed identity's service principal; ARM owns its lifecycle.
             raise errors.insufficient_privileges()
         assert isinstance(principal, AppRegistration)
-        principal.principal_id = ""
+        self._soft_delete_service_principal(principal)
+
+    def _soft_delete_service_principal(self, app: AppRegistration) -> None:
+        self.world.deleted_items[app.principal_id.lower()] = DeletedItem(
+            "servicePrincipal", app.principal_id, app, self.clock(), app.service_principal_enabled)
+        app.principal_id = ""
+
+    # ------------------------------------------------------------------ deleted items
+    def deleted_items(self, kind: str, terms: list[Term]) -> list[DeletedItem]:
+        """The deleted applications or service principals (``kind``) still in deleted items, oldest first."""
+        found = [i for i in self._live_deleted_items() if i.kind.lower() == kind.lower()]
+        return [i for i in found if all(t.holds(self._deleted_values(i)) for t in terms)]
+
+    def deleted_item(self, object_id: str) -> DeletedItem:
+        require_guid(object_id)
+        found = next((i for i in self._live_deleted_items() if i.object_id.lower() == object_id.lower()), None)
+        if found is None:
+            raise errors.not_found(object_id)
+        return found
+
+    def _live_deleted_items(self) -> list[DeletedItem]:
+        """Items deleted within the last 30 days; older ones are gone for good."""
+        horizon = self.clock() - DELETED_ITEM_DAYS * 86400
+        for key, item in list(self.world.deleted_items.items()):
+            if item.deleted_at < horizon:
+                del self.world.deleted_items[key]
+        return sorted(self.world.deleted_items.values(), key=lambda i: (i.deleted_at, i.object_id))
+
+    @staticmethod
+    def _deleted_values(item: DeletedItem) -> dict[str, Any]:
+        names = [item.app.client_id] if item.kind == "servicePrincipal" else []
+        return {"appid": item.app.client_id, "displayname": item.app.display_name, "id": item.object_id,
+                "serviceprincipalname": names}
+
+    def restore(self, item: DeletedItem) -> None:
+        """POST /directory/deletedItems/{id}/restore: the object comes back with its object id (an application
+        with its appId and federated credentials; a service principal onto its application, which must be there
+        and have no other service principal)."""
+        if item.kind == "application":
+            if item.app.client_id in self.world.apps:  # unverified: text; an appId is unique in the tenant
+                raise errors.restore_conflict(item.object_id)
+            self.world.apps[item.app.client_id] = item.app
+        else:
+            app = self.world.apps.get(item.app.client_id)
+            if app is not item.app:  # unverified: text; its application is itself deleted (restore that first)
+                raise errors.restore_without_application(item.object_id)
+            if app.has_service_principal:  # unverified: text; a new service principal was made for the app
+                raise errors.restore_conflict(item.object_id)
+            app.principal_id = item.object_id
+            app.service_principal_enabled = item.service_principal_enabled
+        del self.world.deleted_items[item.object_id.lower()]
+
+    def purge(self, item: DeletedItem) -> None:
+        """DELETE /directory/deletedItems/{id}: gone for good."""
+        del self.world.deleted_items[item.object_id.lower()]
 
     # ------------------------------------------------------------------ directoryObjects/getByIds
     def get_by_ids(self, ids: list[str], types: list[str]) -> list[Principal | tuple[str, AppRegistration]]:

@@ -147,3 +147,20 @@ def throttled(retry_after: int) -> GraphError:  # [UNV] text
 def unavailable(retry_after: int) -> GraphError:  # [UNV] code and text
     return GraphError(503, "ServiceNotAvailable", "The service is temporarily unavailable.",
                       headers={"Retry-After": str(retry_after)})
+
+
+# -- deleted items
+def restore_conflict(identifier: str) -> GraphError:  # [UNV] text: an object with its key exists again
+    return GraphError(400, "Request_BadRequest",
+                      f"The object '{identifier}' cannot be restored: an object with the same key already exists.")
+
+
+def restore_without_application(identifier: str) -> GraphError:  # [UNV] text: restore the application first
+    return GraphError(400, "Request_BadRequest",
+                      f"The service principal '{identifier}' cannot be restored: its application is deleted.")
+
+
+def cast_required() -> GraphError:  # [UNV] text; "calling GET /directory/deleteditems without a type is not supported"
+    return GraphError(400, "Request_BadRequest",
+                      "The OData cast type (microsoft.graph.application, microsoft.graph.servicePrincipal, ...) is "
+                      "a required part of the URI.")

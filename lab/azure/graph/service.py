@@ -7,6 +7,8 @@
     GET|POST          /v1.0/servicePrincipals                             ($filter incl. servicePrincipalNames/any)
     GET|DELETE        /v1.0/servicePrincipals/{id}  and  /v1.0/servicePrincipals(appId='{appId}')
     POST              /v1.0/directoryObjects/getByIds
+    GET               /v1.0/directory/deletedItems/microsoft.graph.application|servicePrincipal   ($filter)
+    GET|DELETE        /v1.0/directory/deletedItems/{id};  POST /v1.0/directory/deletedItems/{id}/restore
 
 ``/beta`` answers the same (older az versions send federated credential calls there). A token must be one the
 lab's Entra issued for Microsoft Graph (``https://graph.microsoft.com``, its app id, or the lab's own Graph
@@ -21,6 +23,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +38,7 @@ from lab.azure.graph import errors
 from lab.azure.graph import render as shapes
 from lab.azure.graph.directory import Directory, parse_filter, service_principal_names
 from lab.azure.graph.errors import GraphError
-from lab.azure.world import AppRegistration, AzureWorld, FederatedCredential, Principal
+from lab.azure.world import AppRegistration, AzureWorld, DeletedItem, FederatedCredential, Principal
 from lab.faults import Faults, fault_middleware
 from lab.unexpected import unexpected_error_middleware
 
@@ -138,6 +141,8 @@ class GraphService:
             return await self._applications(request, version, method, roles, rest, alternate)
         if head == "serviceprincipals" or (alternate and alternate.group(1).lower() == "serviceprincipals"):
             return await self._service_principals(request, version, method, roles, rest, alternate)
+        if head == "directory" and len(rest) >= 2 and rest[1].lower() == "deleteditems":
+            return await self._deleted_items(request, version, method, roles, rest[2:])
         if head == "directoryobjects" and len(rest) == 2 and rest[1].lower() == "getbyids":
             _only(method, "POST")
             _require(roles, READ_DIRECTORY_OBJECTS)
@@ -257,6 +262,56 @@ class GraphService:
         _only(method, "DELETE")
         self.directory.delete_service_principal(principal)
         return self.respond(request, 204, None)
+
+    # ------------------------------------------------------------------ deleted items
+    async def _deleted_items(self, request: web.Request, version: str, method: str, roles: set[str],
+                             rest: list[str]) -> web.Response:
+        """GET /directory/deletedItems/microsoft.graph.application|servicePrincipal ($filter as their collections
+        take it), GET|DELETE /directory/deletedItems/{id}, POST /directory/deletedItems/{id}/restore. Reading
+        them needs what reading applications needs (Application.Read.All), restoring what writing needs."""
+        context = f"{self.base_url()}/{version}/$metadata#directory/deletedItems"
+        if not rest:
+            raise errors.cast_required()
+        cast = rest[0].lower()
+        if cast in ("microsoft.graph.application", "microsoft.graph.serviceprincipal") and len(rest) == 1:
+            _only(method, "GET")
+            _require(roles, READ_APPLICATIONS)
+            kind = "application" if cast.endswith("application") else "servicePrincipal"
+            terms = parse_filter(request.query.get("$filter"), kind == "servicePrincipal")
+            items = [self._deleted(i) for i in self.directory.deleted_items(kind, terms)]
+            return self._page(request, f"{context}/{rest[0]}", items)
+        if len(rest) == 1:
+            _require(roles, READ_APPLICATIONS if method == "GET" else WRITE_APPLICATIONS)
+            item = self.directory.deleted_item(rest[0])
+            if method == "GET":
+                return self.respond(request, 200, {"@odata.context": f"{context}/$entity", **self._deleted(item)})
+            _only(method, "DELETE")
+            self.directory.purge(item)
+            return self.respond(request, 204, None)
+        if len(rest) == 2 and rest[1].lower() == "restore":
+            _only(method, "POST")
+            _require(roles, WRITE_APPLICATIONS)
+            item = self.directory.deleted_item(rest[0])
+            self.directory.restore(item)
+            log.info("graph: %s %s restored from deleted items", item.kind, item.object_id)
+            if item.kind == "application":
+                body = {"@odata.type": "#microsoft.graph.application", **self._application(item.app)}
+            else:
+                body = {"@odata.type": "#microsoft.graph.servicePrincipal", **_service_principal(item.app)}
+            return self.respond(request, 200, {"@odata.context": f"{self.base_url()}/{version}/$metadata#"
+                                                                 "directoryObjects/$entity", **body})
+        raise errors.unknown_segment(rest[-1])
+
+    def _deleted(self, item: DeletedItem) -> dict[str, Any]:
+        """A deleted application or service principal as Graph lists it: the object, with its deletedDateTime."""
+        if item.kind == "application":
+            body = {"@odata.type": "#microsoft.graph.application", **self._application(item.app)}
+        else:
+            principal = replace(item.app, principal_id=item.object_id,
+                                service_principal_enabled=item.service_principal_enabled)
+            body = {"@odata.type": "#microsoft.graph.servicePrincipal", **_service_principal(principal)}
+        body["deletedDateTime"] = shapes.timestamp(item.deleted_at)
+        return body
 
     # ------------------------------------------------------------------ directory objects
     async def _get_by_ids(self, request: web.Request, version: str) -> web.Response:
