@@ -54,6 +54,7 @@ user name or password. Secrets never live in the file itself and never appear in
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import typing
@@ -834,7 +835,30 @@ def parse_config(
     try:
         return HarnessConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError(source, [_problem_line(error) for error in exc.errors()]) from None
+        raise ConfigError(source, _problem_lines(exc.errors())) from None
+
+
+def _problem_lines(errors: list[Any]) -> list[str]:
+    """One line per problem; an unknown field that is a misspelling of a required field missing beside it
+    (``servce_account`` for ``service_account``) is one problem, said on one line, not two."""
+    missing = {tuple(e.get("loc", ())): e for e in errors if e.get("type") == "missing"}
+    typos: dict[int, str] = {}
+    for index, error in enumerate(errors):
+        loc = tuple(error.get("loc", ()))
+        if error.get("type") != "extra_forbidden" or not loc or not isinstance(loc[-1], str):
+            continue
+        candidates = [str(m[-1]) for m in missing if m[:-1] == loc[:-1] and isinstance(m[-1], str)]
+        match = difflib.get_close_matches(loc[-1], candidates, n=1, cutoff=0.75)
+        if match:
+            typos[index] = match[0]
+            missing.pop((*loc[:-1], match[0]))
+    kept = {id(e) for e in missing.values()}
+    return [
+        mask_userinfo(f"{_format_loc(tuple(error.get('loc', ())))}: unknown field: did you mean {typos[index]}? "
+                      "(it is required)") if index in typos else _problem_line(error)
+        for index, error in enumerate(errors)
+        if error.get("type") != "missing" or id(error) in kept
+    ]
 
 
 def _problem_line(error: Any) -> str:

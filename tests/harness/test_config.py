@@ -193,6 +193,19 @@ def test_an_unknown_field_lists_the_fields_of_its_section(tmp_path: Path) -> Non
     ]
 
 
+def test_a_misspelt_required_field_is_one_problem_naming_the_field_meant(tmp_path: Path) -> None:
+    data = good(tmp_path)
+    data["workloads"][0]["servce_account"] = data["workloads"][0].pop("service_account")
+    data["azure"]["credential"]["clientid"] = data["azure"]["credential"].pop("client_id")
+    data["workloads"][0]["colour"] = "blue"  # near nothing missing: the section's fields, as before
+    assert sorted(problems(data, tmp_path)) == [
+        "azure.credential.clientid: unknown field: did you mean client_id? (it is required)",
+        "workloads[0].colour: unknown field (allowed: access, client_id, identity_resource_id, namespace, scope, "
+        "service_account, tenant_id)",
+        "workloads[0].servce_account: unknown field: did you mean service_account? (it is required)",
+    ]
+
+
 def test_a_secret_pasted_where_its_variable_name_belongs_is_not_echoed(tmp_path: Path) -> None:
     data = good(tmp_path)
     data["azure"]["credential"] = {"client_id": CLIENT, "client_secret_env": "Q8~pasted.secret-VALUE"}
