@@ -377,10 +377,35 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_REJECTED_BY_QUOTA", "pod", "error",
-        "A ResourceQuota refused the probe pod.",
-        "Free quota or raise it in that namespace.",
+        "A ResourceQuota or LimitRange refused the probe pod.",
+        "Free quota or raise it in that namespace, or set probe.resources within its LimitRange.",
         "test:tests/harness/test_admission_cases_lab.py::test_a_used_up_pod_quota_is_a_quota_rejection",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+    ),
+    _e(
+        "OTHER_WEBHOOK_UNAVAILABLE", "pod", "error",
+        "The API server cannot call another admission webhook (a mesh's sidecar injector, a policy engine; not "
+        "Workload ID's) whose failurePolicy is Fail: it refuses every pod that webhook matches, the probe among "
+        "them.",
+        "Bring back the pods behind that webhook's Service, or delete the configuration an uninstalled product "
+        "left behind; a person decides which.",
+        "test:tests/harness/test_admission_cases_lab.py::test_another_vendors_webhook_that_cannot_be_called_is_"
+        "named_not_workload_identity",
+        advice_only="whether the webhook's product should be running (bring its pods back) or was uninstalled "
+        "(delete its configuration) is the cluster owner's call; the printed commands locate the configuration "
+        "and its Service",
+    ),
+    _e(
+        "WORKLOAD_PODS_REFUSED", "pod", "warning",
+        "A Deployment under the workload's ServiceAccount cannot create its pods for a reason that is not Workload "
+        "ID (Pod Security admission, a policy engine, a ResourceQuota or LimitRange, another webhook that cannot be "
+        "called): its current pod template does not run.",
+        "Change what the refusal names (the pod template, the namespace's Pod Security level, the policy or the "
+        "quota); the ReplicaSet creates the pods once they are admitted.",
+        "test:tests/harness/test_admission_cases_lab.py::test_a_deployment_refused_by_pod_security_is_named_for_"
+        "the_workload",
+        advice_only="whether the template or the namespace's level, policy or quota changes is the workload "
+        "owner's call; the printed commands show the refusal and the namespace's settings",
     ),
     # ------------------------------------------------------------------ probe
     _e(

@@ -10,6 +10,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.checks import remediation as fix
+from harness.checks.admission import (
+    pod_security_level,
+    quota_refusal,
+    refusal_cause,
+    unreachable_webhook,
+    unreachable_webhook_fixes,
+)
 from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
@@ -60,6 +67,8 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
                                 if _DENIED_BY_WEBHOOK in refused.message]
     findings += [_volume_clash(ctx, refused, volume) for refused in facts.refused
                  for volume in [_clashing_volume(refused.message)] if volume]
+    findings += [_refused_elsewhere(ctx, refused, cause) for refused in facts.refused
+                 for cause in [refusal_cause(refused.message)] if cause]
     summary: list[dict[str, Any]] = [{"owner": f"{f.evidence['owner']}", "pods": [], "problems": [f.code]}
                                      for f in findings]
     if not facts.pods and not findings:
@@ -130,6 +139,42 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
         f"{ref}: the workload identity webhook denies its pods, none of its current template runs ({refused.reason}):"
         f" {said}",
         evidence, steps,
+    )
+
+
+def _refused_elsewhere(ctx: WorkloadContext, refused: RefusedController, cause: str) -> Finding:
+    """A Deployment under the ServiceAccount whose ReplicaSet cannot create pods for a reason that is not Workload
+    ID (Pod Security admission, a policy engine, a quota or LimitRange, another vendor's webhook that cannot be
+    called): its current template does not run, whatever pods of an older one still serve. A warning: the
+    identity chain is proved by the probe; what to change is a person's call (the template, the namespace's
+    level, the policy, the quota), and the ReplicaSet creates the pods again once it admits them."""
+    ref = f"{refused.kind}/{refused.name}"
+    namespace = fix.namespace_or(ctx.namespace)
+    steps: list[Step] = [fix.kubectl("describe", f"{refused.kind.lower()}/{refused.name}", "-n", namespace)]
+    unreachable = unreachable_webhook(refused.message)
+    if unreachable is not None:
+        steps += unreachable_webhook_fixes(unreachable[0], refused.message)
+    elif pod_security_level(refused.message) is not None:
+        steps += [
+            fix.kubectl("get", "namespace", namespace, "--show-labels"),
+            advice(f"a person decides: give the pod template of {ref} what the refusal names (each field it lists, "
+                   "under securityContext), or relax the namespace's pod-security.kubernetes.io/enforce label"),
+        ]
+    elif quota_refusal(refused.message):
+        steps += [
+            fix.kubectl("describe", "resourcequota,limitrange", "-n", namespace),
+            advice(f"a person decides: fit the resources of {ref}'s pod template to the namespace's limits, or "
+                   "raise the quota"),
+        ]
+    else:
+        steps.append(advice(f"a person decides: make the pod template of {ref} comply with the policy that refused "
+                            f"it, or exempt namespace {namespace} from it"))
+    return Finding(
+        "WORKLOAD_PODS_REFUSED", WARNING, "pod",
+        f"{ref}: the API server refuses its new pods, not for Workload ID but {cause}: "
+        f"{refused.message}",
+        {"owner": ref, "reason": refused.reason, "refusal": refused.message, "cause": cause},
+        steps,
     )
 
 

@@ -8,6 +8,12 @@ import re
 from typing import Any
 
 from harness.checks import remediation as fix
+from harness.checks.admission import (
+    quota_refusal,
+    refusing_webhook,
+    unreachable_webhook,
+    unreachable_webhook_fixes,
+)
 from harness.checks.cluster import (
     ClusterContext,
     chart_install,
@@ -66,7 +72,20 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
     status = error.status if error else 0
     hint = _WEBHOOK_HINTS.get(status, "")
     webhook = refusing_webhook(message)
-    if webhook is not None and webhook[0] != WEBHOOK_NAME:
+    unreachable = unreachable_webhook(message)
+    if unreachable is not None and unreachable[0] != WEBHOOK_NAME:
+        name, cause = unreachable
+        evidence["webhook"] = name
+        finding = Finding(
+            "OTHER_WEBHOOK_UNAVAILABLE",
+            ERROR,
+            "pod",
+            f"the admission webhook {name} (not Workload ID's) cannot be called: {cause}; its failurePolicy is "
+            "Fail, so the API server refuses every pod it matches, the probe among them",
+            evidence,
+            unreachable_webhook_fixes(name, message),
+        )
+    elif webhook is not None and webhook[0] != WEBHOOK_NAME:
         name, said = webhook
         evidence["webhook"] = name
         finding = Finding(
@@ -187,17 +206,6 @@ def probe_launch(pod: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-_REFUSING_WEBHOOK_RE = re.compile(
-    r'admission webhook "(?P<name>[^"]+)" denied the request(?::\s*(?P<said>.*))?'
-    r'|failed (?:calling|to call) webhook "(?P<down>[^"]+)"',
-    re.DOTALL,
-)
-_QUOTA_RE = re.compile(
-    r"\b(?:exceeded quota|failed quota|must specify (?:limits|requests)\.|"
-    r"(?:maximum|minimum) (?:cpu|memory|ephemeral-storage|storage) usage per (?:Container|Pod))"
-)
-
-
 def _denial_fixes(ctx: WorkloadContext, message: str) -> list[Step]:
     """The webhook's denial of the probe pod, which carries nothing of its own the webhook validates: what it
     names is on the ServiceAccount. An invalid service-account-token-expiration there (upstream
@@ -211,22 +219,6 @@ def _denial_fixes(ctx: WorkloadContext, message: str) -> list[Step]:
                    "(kubectl annotate ... --overwrite)"),
         ]
     return [look]
-
-
-def refusing_webhook(message: str) -> tuple[str, str] | None:
-    """(webhook name, what it said) when an admission webhook refused a request or could not be called."""
-    match = _REFUSING_WEBHOOK_RE.search(message)
-    if match is None:
-        return None
-    if match.group("down"):
-        return match.group("down"), "the webhook could not be called (failurePolicy Fail)"
-    return match.group("name"), (match.group("said") or "").strip()
-
-
-def quota_refusal(message: str) -> bool:
-    """A ResourceQuota (403 'failed quota' / 'exceeded quota') or LimitRange ('maximum cpu usage per Container')
-    answer: the namespace's budget, not RBAC."""
-    return _QUOTA_RE.search(message) is not None
 
 
 def _policy_fixes(webhook: str, namespace: str) -> list[Step]:

@@ -45,6 +45,14 @@ def _guarded(action: Callable[[], None]) -> None:
         log.exception("controller action failed")
 
 
+# What admission reads besides the pod and its namespace: webhook configurations and Gatekeeper's constraints.
+# The ReplicaSet controller retries the pods admission refused: a sync whose creates failed is requeued with
+# AddRateLimited (kubernetes pkg/controller/replicaset/replica_set.go processNextWorkItem; the default rate
+# limiter backs off from 5 ms doubling up to 1000 s). The lab has no timers, so it retries when something
+# admission reads changes (quotas above, namespaces' labels, these groups), which is when a retry can succeed.
+_ADMISSION_GROUPS = ("admissionregistration.k8s.io", "constraints.gatekeeper.sh")
+
+
 class Controllers:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
@@ -95,6 +103,10 @@ class Controllers:
                 _later(lambda: self.populate_namespace(name))
             elif event.type == "DELETED":
                 self.empty_namespace(name)
+            else:
+                self.reconcile_workloads()  # its labels may admit what they refused (Pod Security, selectors)
+        elif event.resource[0] in _ADMISSION_GROUPS:
+            self.reconcile_workloads()  # a webhook configuration or a policy constraint changed
         elif event.resource == ("", "serviceaccounts") and event.type == "DELETED" and name == "default":
             namespace = event.object["metadata"].get("namespace", "")
             _later(lambda: self.populate_namespace(namespace))

@@ -151,3 +151,152 @@ def test_a_tainted_node_leaves_the_probe_unschedulable(
     finally:
         untainted = kubectl(running_lab, kube_home, "taint", "nodes", node, TAINT + "-")
     assert untainted.returncode == 0, untainted.stderr
+
+
+INJECTOR = {
+    "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+    "metadata": {"name": "istio-sidecar-injector"},
+    "webhooks": [{
+        "name": "namespace.sidecar-injector.istio.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+        "failurePolicy": "Fail",
+        "clientConfig": {"service": {"name": "istiod", "namespace": "istio-system", "path": "/inject", "port": 443}},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+        "namespaceSelector": {"matchLabels": {"istio-injection": "enabled"}},
+    }],
+}
+
+
+def paste(lab: RunningLab, home: Path, line: str) -> subprocess.CompletedProcess[str]:
+    """One printed fix line run by a shell as a person pastes it (its ``# ...`` note is a shell comment)."""
+    env = {**os.environ, "HOME": str(home), "KUBECONFIG": str(lab.state_dir / "kubeconfig")}
+    return subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_another_vendors_webhook_that_cannot_be_called_is_named_not_workload_identity(
+    running_lab: RunningLab, kube_home: Path, tmp_path: Path
+) -> None:
+    """A mesh's sidecar injector left with failurePolicy Fail and no Service (istiod uninstalled, its
+    configuration kept) refuses every pod of a namespace labelled istio-injection=enabled, the probe among them:
+    OTHER_WEBHOOK_UNAVAILABLE naming it and its Service, no Workload ID webhook finding. The printed look finds
+    the configuration; deleting it (the person's decision the finding names) lets the next run pass."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    manifest = tmp_path / "injector.json"
+    manifest.write_text(json.dumps(INJECTOR))
+    applied = kubectl(running_lab, kube_home, "apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    labelled = kubectl(running_lab, kube_home, "label", "namespace", "finance", "istio-injection=enabled")
+    assert labelled.returncode == 0, labelled.stderr
+    try:
+        by_hand = kubectl(running_lab, kube_home, "-n", "finance", "run", "by-hand", "--image=busybox")
+        assert by_hand.stderr.strip() == (
+            'Error from server (InternalError): Internal error occurred: failed calling webhook '
+            '"namespace.sidecar-injector.istio.io": failed to call webhook: Post '
+            '"https://istiod.istio-system.svc:443/inject?timeout=10s": service "istiod" not found')
+
+        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode != 0
+        workload = next(w for w in document["workloads"] if w["id"] == WORKLOAD)
+        first = workload["findings"][0]
+        assert first["code"] == "OTHER_WEBHOOK_UNAVAILABLE"
+        assert first["evidence"]["webhook"] == "namespace.sidecar-injector.istio.io"
+        assert first["message"].startswith('the admission webhook namespace.sidecar-injector.istio.io (not Workload '
+                                           "ID's) cannot be called: service \"istiod\" not found;")
+        assert not [code for code in all_codes(document) if code.startswith("WEBHOOK_") or code == "POD_NOT_MUTATED"]
+        listing, endpoints, pods, decision = first["remediation"]
+        looked = paste(running_lab, kube_home, listing)
+        assert looked.returncode == 0, looked.stderr
+        assert any(line.split()[:3] == ["istio-sidecar-injector", "namespace.sidecar-injector.istio.io", "Fail"]
+                   for line in looked.stdout.splitlines()), looked.stdout
+        assert endpoints == "kubectl get endpoints -n istio-system istiod   # no address: no pod serves it"
+        # kubectl itself reports the namespace when the object is not found and its namespace is gone too
+        assert paste(running_lab, kube_home, endpoints).stderr.strip() == \
+            'Error from server (NotFound): namespaces "istio-system" not found'
+        assert pods == "kubectl get pods -n istio-system"
+        assert decision.startswith("# a person decides")
+
+        deleted = kubectl(running_lab, kube_home, "delete", "mutatingwebhookconfiguration", "istio-sidecar-injector")
+        assert deleted.returncode == 0, deleted.stderr
+        result, document = run_suites(tmp_path / "repaired", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode == 0, result.stdout[-3000:]
+    finally:
+        kubectl(running_lab, kube_home, "delete", "mutatingwebhookconfiguration", "istio-sidecar-injector",
+                "--ignore-not-found")
+        kubectl(running_lab, kube_home, "label", "namespace", "finance", "istio-injection-")
+
+
+def deployment_condition(lab: RunningLab, home: Path, kind: str) -> dict[str, Any] | None:
+    shown = kubectl(lab, home, "-n", "finance", "get", "deployment", "backend", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    return next((c for c in json.loads(shown.stdout)["status"].get("conditions") or [] if c["type"] == kind), None)
+
+
+def wait_for(what: str, ready: Any, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"never {what}")
+
+
+def test_a_deployment_refused_by_pod_security_is_named_for_the_workload(
+    running_lab: RunningLab, kube_home: Path, tmp_path: Path
+) -> None:
+    """The workload's own Deployment, its template without a securityContext, restarted after its namespace was
+    labelled pod-security.kubernetes.io/enforce=restricted: its ReplicaSet's pods are refused (ReplicaFailure
+    FailedCreate) while the old pod serves and the probe, which meets restricted, proves the chain. A warning,
+    WORKLOAD_PODS_REFUSED, naming Pod Security admission and never Workload ID; once the person relaxes the
+    label, the ReplicaSet creates the pod and the next run has no such warning."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    saved = kubectl(running_lab, kube_home, "-n", "finance", "get", "deployment", "backend", "-o", "json")
+    assert saved.returncode == 0, saved.stderr
+    template = json.loads(saved.stdout)["spec"]["template"]["spec"]
+    undo = json.dumps([{"op": "add", "path": "/spec/template/spec/securityContext", "value": template["securityContext"]},
+                       {"op": "add", "path": "/spec/template/spec/containers/0/securityContext",
+                        "value": template["containers"][0]["securityContext"]}])
+    bare = json.dumps([{"op": "remove", "path": "/spec/template/spec/securityContext"},
+                       {"op": "remove", "path": "/spec/template/spec/containers/0/securityContext"}])
+    patched = kubectl(running_lab, kube_home, "-n", "finance", "patch", "deployment", "backend", "--type", "json",
+                      "-p", bare)
+    assert patched.returncode == 0, patched.stderr
+    try:
+        rolled = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "deployment", "backend",
+                         "--timeout", "60s")
+        assert rolled.returncode == 0, rolled.stderr
+        labelled = kubectl(running_lab, kube_home, "label", "namespace", "finance",
+                           "pod-security.kubernetes.io/enforce=restricted")
+        assert labelled.returncode == 0, labelled.stderr
+        restarted = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "restart", "deployment", "backend")
+        assert restarted.returncode == 0, restarted.stderr
+        wait_for("a ReplicaFailure", lambda: deployment_condition(running_lab, kube_home, "ReplicaFailure"))
+
+        result, document = run_suites(tmp_path / "refused", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode == 0, result.stdout[-3000:]  # a warning: the identity chain is proved
+        workload = next(w for w in document["workloads"] if w["id"] == WORKLOAD)
+        assert [f["code"] for f in workload["findings"]] == ["WORKLOAD_PODS_REFUSED"]
+        refused = workload["findings"][0]
+        assert refused["severity"] == "warning"
+        assert refused["message"].startswith(
+            "Deployment/backend: the API server refuses its new pods, not for Workload ID but Pod Security "
+            'admission (the namespace enforces "restricted:latest"): pods "backend-')
+        assert 'container "backend" must set securityContext.allowPrivilegeEscalation=false' in refused["message"]
+        describe, labels, decision = refused["remediation"]
+        assert describe == "kubectl describe deployment/backend -n finance"
+        assert paste(running_lab, kube_home, describe).returncode == 0
+        shown = paste(running_lab, kube_home, labels)
+        assert "pod-security.kubernetes.io/enforce=restricted" in shown.stdout, shown.stderr
+        assert decision.startswith("# a person decides")
+
+        relaxed = kubectl(running_lab, kube_home, "label", "namespace", "finance", "pod-security.kubernetes.io/enforce-")
+        assert relaxed.returncode == 0, relaxed.stderr
+        rolled = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "deployment", "backend",
+                         "--timeout", "60s")
+        assert rolled.returncode == 0, rolled.stderr  # the ReplicaSet retried once the label changed
+        result, document = run_suites(tmp_path / "relaxed", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert "WORKLOAD_PODS_REFUSED" not in all_codes(document)
+    finally:
+        kubectl(running_lab, kube_home, "label", "namespace", "finance", "pod-security.kubernetes.io/enforce-")
+        kubectl(running_lab, kube_home, "-n", "finance", "patch", "deployment", "backend", "--type", "json", "-p", undo)
+        kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "deployment", "backend", "--timeout",
+                "60s")

@@ -1075,11 +1075,33 @@ def test_a_policy_engine_refusal_is_named_and_not_blamed_on_workload_identity() 
     assert finding.fix_lines()[1] == "kubectl get constraints -o wide   # which constraint refused it"
     down = _refused(500, 'Internal error occurred: failed calling webhook "validation.gatekeeper.sh": '
                          "failed to call webhook: context deadline exceeded")
-    assert down.code == "POD_REJECTED_BY_POLICY"
+    assert down.code == "OTHER_WEBHOOK_UNAVAILABLE" and "context deadline exceeded" in down.message
     workload_identity = _refused(
         400, 'admission webhook "mutation.azure-workload-identity.io" denied the request: service account '
         "not found")
     assert workload_identity.code == "POD_REJECTED_BY_WEBHOOK"
+
+
+def test_another_vendors_webhook_that_cannot_be_called_is_named_with_its_service() -> None:
+    """A mesh's sidecar injector whose Service has no pod, under failurePolicy Fail: the API server refuses every
+    pod it matches. Named with the Service its URL names, never as a policy's refusal nor as Workload ID's."""
+    finding = _refused(
+        500, 'Internal error occurred: failed calling webhook "namespace.sidecar-injector.istio.io": failed to call '
+        'webhook: Post "https://istiod.istio-system.svc:443/inject?timeout=10s": dial tcp 10.0.0.12:443: connect: '
+        "connection refused")
+    assert finding.code == "OTHER_WEBHOOK_UNAVAILABLE"
+    assert finding.message.startswith("the admission webhook namespace.sidecar-injector.istio.io (not Workload "
+                                      "ID's) cannot be called: dial tcp 10.0.0.12:443: connect: connection refused;")
+    assert finding.evidence["webhook"] == "namespace.sidecar-injector.istio.io"
+    assert finding.fix_lines()[1:3] == [
+        "kubectl get endpoints -n istio-system istiod   # no address: no pod serves it",
+        "kubectl get pods -n istio-system",
+    ]
+    assert finding.fix_lines()[-1].startswith("# a person decides: bring back the pods that serve "
+                                              "namespace.sidecar-injector.istio.io")
+    by_url = _refused(500, 'Internal error occurred: failed calling webhook "x.example.com": failed to call '
+                           'webhook: Post "https://hooks.example.com/x?timeout=10s": EOF')
+    assert by_url.code == "OTHER_WEBHOOK_UNAVAILABLE" and len(by_url.fix_lines()) == 2
 
 
 @pytest.mark.parametrize("message", [

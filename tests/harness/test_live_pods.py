@@ -249,10 +249,43 @@ def test_a_deployment_whose_pods_the_webhook_denies_fails_although_no_pod_runs()
         """azure.workload.identity~1service-account-token-expiration"}]'""")
 
 
-def test_a_refusal_that_is_not_the_webhooks_is_not_blamed_on_workload_identity() -> None:
-    quota = 'pods "backend-x" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2'
-    ctx = context_with_failing_deployment("backend", "backend-sa", quota)
-    assert live_pods(ctx).status == PASS
+PSA = ('pods "backend-x" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != '
+       'false (container "app" must set securityContext.allowPrivilegeEscalation=false)')
+INJECTOR_DOWN = ('Internal error occurred: failed calling webhook "namespace.sidecar-injector.istio.io": failed to '
+                 'call webhook: Post "https://istiod.istio-system.svc:443/inject?timeout=10s": dial tcp '
+                 "10.0.0.12:443: connect: connection refused")
+
+
+@pytest.mark.parametrize(("message", "cause", "look"), [
+    ('pods "backend-x" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=2, limited: pods=2',
+     "a ResourceQuota or LimitRange", "kubectl describe resourcequota,limitrange -n finance"),
+    (PSA, 'Pod Security admission (the namespace enforces "restricted:latest")',
+     "kubectl get namespace finance --show-labels"),
+    (INJECTOR_DOWN, "namespace.sidecar-injector.istio.io cannot be called",
+     "kubectl get endpoints -n istio-system istiod   # no address: no pod serves it"),
+    ('admission webhook "validation.gatekeeper.sh" denied the request: [azurepolicy-x] no limits',
+     "validation.gatekeeper.sh (a policy engine or another product, not Workload ID)", "kubectl describe"),
+])
+def test_a_refusal_that_is_not_the_webhooks_is_named_and_not_blamed_on_workload_identity(
+    message: str, cause: str, look: str
+) -> None:
+    """A Deployment whose ReplicaSet another part of the cluster refuses is a warning naming that part, never a
+    Workload ID finding: the probe proves the chain, the template that does not run is the owner's to change."""
+    ctx = context_with_failing_deployment("backend", "backend-sa", message)
+    outcome = live_pods(ctx)
+    assert outcome.status == WARN
+    assert [f.code for f in outcome.findings] == ["WORKLOAD_PODS_REFUSED"]
+    finding = outcome.findings[0]
+    assert cause in finding.message and "not for Workload ID" in finding.message
+    lines = finding.fix_lines()
+    assert lines[0] == "kubectl describe deployment/backend -n finance"
+    assert any(line.startswith(look) for line in lines), lines
+    assert lines[-1].startswith("# a person decides")
+
+
+def test_the_workload_identity_webhook_unreachable_is_not_named_as_another_refusal() -> None:
+    down = INJECTOR_DOWN.replace("namespace.sidecar-injector.istio.io", "mutation.azure-workload-identity.io")
+    assert live_pods(context_with_failing_deployment("backend", "backend-sa", down)).status == PASS
 
 
 def test_a_preset_token_file_that_is_not_the_projected_token_is_a_conflict_unset_by_name() -> None:

@@ -1,0 +1,117 @@
+"""What the API server's refusal of a pod says about its cause, read from its message alone (pure): another
+admission webhook that denied it or could not be called, a ResourceQuota or LimitRange, Pod Security admission.
+Used for the probe pod (pod.admitted) and for the workload's own Deployments whose ReplicaSet cannot create
+pods (workload.live_pods), so neither blames Workload ID for what another part of the cluster refused.
+
+The texts are the API server's: a webhook that denied, ``admission webhook "<name>" denied the request: <msg>``
+(apiserver webhookerrors.ToStatusErr); one that could not be called under failurePolicy Fail, ``Internal error
+occurred: failed calling webhook "<name>": failed to call webhook: Post "https://<service>.<namespace>.svc:<port>
+<path>?timeout=<n>s": <cause>`` (webhookutil.ErrCallingWebhook; the URL built from clientConfig.service by
+webhookutil's service resolver); ResourceQuota ``exceeded quota`` / ``failed quota`` / ``must specify``
+(plugin/pkg/admission/resourcequota); LimitRanger ``maximum cpu usage per Container is ...``; Pod Security
+``violates PodSecurity "<level>:<version>": ...`` (k8s.io/pod-security-admission).
+"""
+
+from __future__ import annotations
+
+import re
+
+from harness.checks import remediation as fix
+from harness.commands import Step, advice
+from harness.names import WEBHOOK_NAME
+
+_REFUSING_WEBHOOK_RE = re.compile(
+    r'admission webhook "(?P<name>[^"]+)" denied the request(?::\s*(?P<said>.*))?'
+    r'|failed (?:calling|to call) webhook "(?P<down>[^"]+)"(?::\s*(?P<cause>.*))?',
+    re.DOTALL,
+)
+_QUOTA_RE = re.compile(
+    r"\b(?:exceeded quota|failed quota|must specify (?:limits|requests)\.|"
+    r"(?:maximum|minimum) (?:cpu|memory|ephemeral-storage|storage) usage per (?:Container|Pod))"
+)
+# the Service URL webhookutil builds from clientConfig.service: https://<name>.<namespace>.svc:<port><path>
+_SERVICE_URL_RE = re.compile(r'Post "https://(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.'
+                             r'(?P<namespace>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(?::\d+)?[/?"]')
+_POST_RE = re.compile(r'^Post "[^"]*": ')  # the URL, which the Service named by webhook_service stands for
+_POD_SECURITY_RE = re.compile(r'violates PodSecurity "(?P<level>[^"]+)"')
+_WEBHOOK_CONFIGURATIONS = "mutatingwebhookconfigurations,validatingwebhookconfigurations"
+
+
+def refusing_webhook(message: str) -> tuple[str, str] | None:
+    """(webhook name, what it said) when an admission webhook refused a request or could not be called."""
+    match = _REFUSING_WEBHOOK_RE.search(message)
+    if match is None:
+        return None
+    if match.group("down"):
+        return match.group("down"), "the webhook could not be called (failurePolicy Fail)"
+    return match.group("name"), (match.group("said") or "").strip()
+
+
+def unreachable_webhook(message: str) -> tuple[str, str] | None:
+    """(webhook name, why the call failed, without the URL) when the API server could not call an admission
+    webhook whose failurePolicy is Fail; None for a webhook that answered (a denial) or any other refusal."""
+    match = _REFUSING_WEBHOOK_RE.search(message)
+    if match is None or not match.group("down"):
+        return None
+    cause = (match.group("cause") or "").strip().removeprefix("failed to call webhook: ")
+    return match.group("down"), _POST_RE.sub("", cause, count=1).strip()
+
+
+def webhook_service(message: str) -> tuple[str, str] | None:
+    """(namespace, name) of the Service the failed webhook call went to, read from its URL; None for a webhook
+    called by clientConfig.url."""
+    match = _SERVICE_URL_RE.search(message)
+    return (match.group("namespace"), match.group("name")) if match else None
+
+
+def quota_refusal(message: str) -> bool:
+    """A ResourceQuota (403 'failed quota' / 'exceeded quota') or LimitRange ('maximum cpu usage per Container')
+    answer: the namespace's budget, not RBAC."""
+    return _QUOTA_RE.search(message) is not None
+
+
+def pod_security_level(message: str) -> str | None:
+    """The ``<level>:<version>`` a Pod Security enforce refusal names, else None."""
+    match = _POD_SECURITY_RE.search(message)
+    return match.group("level") if match else None
+
+
+def unreachable_webhook_fixes(webhook: str, message: str) -> list[Step]:
+    """Another vendor's webhook (a mesh's sidecar injector, a policy engine) the API server cannot call: which
+    configuration holds it and with what failurePolicy, its Service's endpoints and pods; then what a person
+    decides, since the harness cannot tell a product that is down from one uninstalled that left its
+    configuration behind."""
+    steps: list[Step] = [fix.kubectl(
+        "get", _WEBHOOK_CONFIGURATIONS, "-o",
+        "custom-columns=NAME:.metadata.name,WEBHOOKS:.webhooks[*].name,FAILURE:.webhooks[*].failurePolicy",
+        note=f"the configuration holding {webhook}",
+    )]
+    service = webhook_service(message)
+    if service is not None:
+        namespace, name = service
+        steps += [fix.kubectl("get", "endpoints", "-n", namespace, name, note="no address: no pod serves it"),
+                  fix.kubectl("get", "pods", "-n", namespace)]
+    steps.append(advice(
+        f"a person decides: bring back the pods that serve {webhook} (the product that installed it), or, if "
+        "that product was uninstalled and left its configuration behind, kubectl delete the configuration named "
+        "above; Workload ID is not involved"))
+    return steps
+
+
+def refusal_cause(message: str) -> str | None:
+    """One phrase naming what refused a pod when it is not Workload ID, else None (the Workload ID webhook's
+    own denial or unreachability, or a refusal this module cannot name)."""
+    webhook = refusing_webhook(message)
+    if webhook is not None:
+        name = webhook[0]
+        if name == WEBHOOK_NAME:
+            return None
+        if unreachable_webhook(message) is not None:
+            return f"the admission webhook {name} cannot be called and its failurePolicy is Fail"
+        return f"the admission webhook {name} (a policy engine or another product, not Workload ID) denied them"
+    level = pod_security_level(message)
+    if level is not None:
+        return f'Pod Security admission (the namespace enforces "{level}")'
+    if quota_refusal(message):
+        return "a ResourceQuota or LimitRange of the namespace"
+    return None
