@@ -646,14 +646,32 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "EGRESS_BLOCKED", "entra", "error",
         "The pod cannot open a connection to Entra or the resource (network policy, firewall, proxy); the "
-        "NetworkPolicies isolating the probe pod are named when the harness may list them.",
+        "NetworkPolicies isolating the probe pod are named when the harness may list them (and those that select "
+        "none of the workload's pods said to block only the probe). Also when the probe got through but the "
+        "workload's own pods cannot: NetworkPolicies that select them and not the probe pod allow no connection "
+        "to Entra's port.",
         "Allow egress to the authority host and the resource hosts (an egress rule in the policy named, or "
         "`kubectl delete networkpolicy` if nothing else needs it).",
         "scenario:egress-blocked",
         "fault:keyvault-egress-blocked",
         "test:tests/harness/test_network_policy_lab.py::test_a_policy_denying_egress_to_entra_fails_the_run_and_"
         "deleting_it_repairs_it",
+        "test:tests/harness/test_network_policy_lab.py::test_a_policy_for_the_apps_labels_fails_the_run_though_the_"
+        "probe_gets_through",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+    ),
+    _e(
+        "WORKLOAD_EGRESS_UNPROVEN", "entra", "warning",
+        "The probe reached Entra, but NetworkPolicies restrict the egress of the workload's own pods and not the "
+        "probe pod's alike, with rules the harness cannot judge (an ipBlock against a host name): the probe's "
+        "success does not show the workload's pods get through.",
+        "Check that the named policies' egress rules allow the authority host and the resource hosts (and DNS).",
+        "unit:tests/harness/test_network_policies.py::test_a_policy_the_harness_cannot_judge_for_the_apps_pods_is_"
+        "a_warning",
+        "test:tests/harness/test_network_policy_lab.py::test_a_policy_for_the_apps_labels_the_harness_cannot_judge_"
+        "is_a_warning",
+        advice_only="whether an address block holds Entra's and the resources' addresses is for a person who "
+        "knows the network; the printed command shows the policy",
     ),
     _e(
         "TENANT_NOT_FOUND", "entra", "error",

@@ -12,10 +12,9 @@ from typing import Any
 from harness.checks import remediation as fix
 from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
-from harness.checks.exchange import EGRESS_KINDS, describe_exchange_error
+from harness.checks.exchange import EGRESS_KINDS, describe_exchange_error, egress_fix
 from harness.checks.federation import principal_id_of
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
-from harness.checks.network_policies import egress_policies
 from harness.checks.roles import diagnose_denial, view_assignments
 from harness.checks.transient import identity_client_id
 from harness.commands import Command, Step, Var, advice, command
@@ -202,8 +201,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         ]
     elif kind in EGRESS_KINDS or kind.startswith("tls"):
         code, message = "EGRESS_BLOCKED", f"the pod cannot reach {step.get('target')}: {error.get('message')}"
-        remediation = fix.egress_test(ctx.namespace, str(step.get("target")),
-                                      egress_policies(ctx.facts.pod))
+        remediation = egress_fix(ctx, str(step.get("target")), evidence)
     elif kind in UNTRUSTED_TARGET_KINDS:
         code, message = "ACCESS_TARGET_NOT_TRUSTED", f"{what}: no token was sent: {error.get('message')}"
         remediation = _real_endpoint(check, resource_name(ctx, check))

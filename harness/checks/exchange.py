@@ -4,6 +4,7 @@ AADSTS codes map to the link of the chain they point at."""
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Any
 
 from harness import values
@@ -15,7 +16,7 @@ from harness.checks.federation import credential_delete, expected_issuer, fic_fi
 from harness.checks.issuer_keys import issuer_key_finding, retry_summary
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
-from harness.checks.network_policies import egress_policies
+from harness.checks.network_policies import egress_policies, probe_only_policies, workload_egress_gaps
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
 from harness.commands import Step, advice
@@ -127,6 +128,9 @@ def exchange_succeeds(ctx: WorkloadContext) -> Outcome:
             f"Entra exchanged the projected token at {evidence.get('token_url')} for an access token "
             f"(aud {claims.get('aud')}, sha256 {evidence.get('fingerprint')})"
         )
+        network = _workload_egress(ctx, message, evidence)
+        if network is not None:
+            return network
         if sdk.get("available") and sdk.get("agrees") is False:
             return warned(
                 message + f"; but azure-identity's WorkloadIdentityCredential failed: {sdk.get('error')}",
@@ -153,6 +157,93 @@ def exchange_succeeds(ctx: WorkloadContext) -> Outcome:
         evidence,
         _exchange_finding(ctx, error, evidence),
     )
+
+
+def egress_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any]) -> list[Step]:
+    """EGRESS_BLOCKED's steps for the probe pod that could not connect to ``url``: the NetworkPolicies that
+    isolate it named first (in the evidence too), and those of them that select none of the workload's own pods
+    said to block the harness's probe rather than the workload."""
+    policies = egress_policies(ctx.facts.pod)
+    if policies:
+        evidence["egress_network_policies"] = policies
+    steps = fix.egress_test(ctx.namespace, url, policies)
+    probe_only = probe_only_policies(ctx.facts.pod, _live_pods(ctx))
+    if probe_only:
+        evidence["probe_only_network_policies"] = probe_only
+        several = len(probe_only) > 1
+        steps.insert(0, advice(f"NetworkPolic{'ies' if several else 'y'} {', '.join(probe_only[:5])} "
+                               f"{'select' if several else 'selects'} the probe pod and none of the workload's own "
+                               "pods: the probe is blocked, not necessarily the workload"))
+    return steps
+
+
+def _live_pods(ctx: WorkloadContext) -> list[tuple[str, dict[str, Any]]]:
+    live = ctx.facts.live_pods
+    return [(f"{pod.owner_kind}/{pod.owner_name}", pod.pod) for pod in (live.pods if live else [])]
+
+
+def _hosts(ctx: WorkloadContext, token_url: str) -> list[str]:
+    """Where the workload's pods must connect: Entra's token endpoint, then each access entry's service."""
+    urls = [token_url, *[str(getattr(check, "vault_url", None) or getattr(check, "account_url", None) or "")
+                         for check in ctx.workload.access]]
+    return list(dict.fromkeys(netloc for url in urls if (netloc := urllib.parse.urlsplit(url).netloc)))
+
+
+def _workload_egress_steps(namespace: str, owner: str, policies: list[str], hosts: list[str],
+                          blocked: bool) -> list[Step]:
+    """NetworkPolicies that restrict the egress of the workload's own pods (``owner``: Kind/name) and not the
+    probe pod's alike: shown, then an egress rule for the hosts they must reach; when they certainly block
+    Entra, deleting them (every one that isolates the pods) is the repair a person may paste."""
+    names = [fix.object_or(name, "<policy>") for name in policies[:5]]
+    reach = ", ".join(hosts[:5]) or "Entra and the resources"
+    several = len(names) > 1
+    shown = f"NetworkPolic{'ies' if several else 'y'} {', '.join(names)}"
+    steps: list[Step] = [fix.kubectl("get", "networkpolicy", "-n", fix.namespace_or(namespace), *names, "-o", "yaml")]
+    if blocked:
+        return [
+            *steps,
+            advice(f"{shown} {'leave' if several else 'leaves'} {owner}'s pods no way to Entra: add an egress rule "
+                   f"that allows {reach} (and DNS), or delete {'them' if several else 'it'} if nothing else needs "
+                   f"{'them' if several else 'it'}:"),
+            *[fix.kubectl("delete", "networkpolicy", "-n", fix.namespace_or(namespace), name) for name in names],
+        ]
+    return [*steps, advice(f"check that an egress rule of {shown} lets {owner}'s pods reach {reach} (and DNS): "
+                           "the probe pod is not restricted alike, so its success does not show it")]
+
+
+def _workload_egress(ctx: WorkloadContext, message: str, evidence: dict[str, Any]) -> Outcome | None:
+    """The probe pod reached Entra, but NetworkPolicies restrict the egress of the workload's own pods and not
+    the probe's alike (a policy written for the app's labels): when no egress rule of theirs allows Entra's
+    port, they cannot reach it (EGRESS_BLOCKED, whatever the probe did); otherwise the probe's success says
+    nothing of theirs (a warning)."""
+    gaps = workload_egress_gaps(ctx.facts.pod, _live_pods(ctx))
+    if not gaps:
+        return None
+    token_url = str(evidence.get("token_url") or "")
+    split = urllib.parse.urlsplit(token_url)
+    try:
+        port = split.port or (80 if split.scheme == "http" else 443)
+    except ValueError:
+        port = 443
+    hosts = _hosts(ctx, token_url)
+    evidence["workload_egress"] = [{"owner": gap.owner, "pods": gap.pods[:5], "network_policies": gap.policies}
+                                   for gap in gaps]
+    blocked = [gap for gap in gaps if not gap.may_open(port)]
+    gap = (blocked or gaps)[0]
+    several = len(gap.policies) > 1
+    shown = f"NetworkPolic{'ies' if several else 'y'} {', '.join(gap.policies[:5])}"
+    pods = ", ".join(gap.pods[:5]) + (f" and {len(gap.pods) - 5} more" if len(gap.pods) > 5 else "")
+    steps = _workload_egress_steps(ctx.namespace, gap.owner, gap.policies, hosts, bool(blocked))
+    if blocked:
+        allows = "no egress at all" if not gap.rules else f"no connection to port {port}"
+        said = (f"{gap.owner}'s pods ({pods}) cannot reach Entra at {token_url}: {shown} "
+                f"{'isolate' if several else 'isolates'} them for egress and {'allow' if several else 'allows'} "
+                f"{allows}; the probe pod, not restricted alike, reached it")
+        return failed(said, evidence, Finding("EGRESS_BLOCKED", ERROR, "entra", said, evidence, steps))
+    said = (f"{shown} {'restrict' if several else 'restricts'} the egress of {gap.owner}'s pods ({pods}) and not "
+            "the probe pod's alike: the probe reaching Entra and the resources does not prove they can")
+    return warned(f"{said} ({message})", evidence,
+                  Finding("WORKLOAD_EGRESS_UNPROVEN", WARNING, "entra", said, evidence, steps))
 
 
 def _refused_as_another_identity(
@@ -215,10 +306,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     issuer, _ = expected_issuer(ctx)
     remediation: list[Step] = []
     if error.get("kind") in EGRESS_KINDS or str(error.get("kind", "")).startswith("tls"):
-        policies = egress_policies(ctx.facts.pod)
-        if policies:
-            evidence["egress_network_policies"] = policies
-        steps = fix.egress_test(ctx.namespace, str(evidence.get("token_url")), policies)
+        steps = egress_fix(ctx, str(evidence.get("token_url")), evidence)
         if str(error.get("kind", "")).startswith("tls"):
             steps += proxy_ca_steps(ctx)
         return Finding(

@@ -8,6 +8,7 @@ networking.k8s.io/v1 API reference. Pure: the policies are the ones collected be
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from harness.facts import PodFacts
@@ -42,3 +43,97 @@ def egress_policies(pod: PodFacts | None) -> list[str] | None:
     labels = ((pod.pod or {}).get("metadata") or {}).get("labels") or {}
     return sorted(str((p.get("metadata") or {}).get("name")) for p in pod.network_policies
                   if isolates_egress(p, pod.namespace, labels))
+
+
+@dataclass(frozen=True)
+class WorkloadEgress:
+    """The workload's pods of one controller whose egress NetworkPolicies restrict where the probe pod's is not
+    restricted alike: the probe's connections prove nothing about theirs."""
+
+    owner: str  # Kind/name
+    pods: list[str]
+    policies: list[str]  # the policies that isolate these pods for egress
+    rules: list[dict[str, Any]]  # their egress rules: what the pods may open, and nothing else
+
+    def may_open(self, port: int) -> bool:
+        """Whether any rule may let these pods open a TCP connection to ``port`` (of some address: the peers
+        are not judged, host names cannot be matched against ipBlocks): a rule without ports allows every
+        port; a named port may be any."""
+        for rule in self.rules:
+            entries = rule.get("ports") or []
+            if not entries:
+                return True
+            for entry in entries:
+                if str(entry.get("protocol") or "TCP").upper() != "TCP":
+                    continue
+                first, last = entry.get("port"), entry.get("endPort")
+                if first is None or isinstance(first, str):
+                    return True
+                if int(first) == port or (last is not None and int(first) <= port <= int(last)):
+                    return True
+        return False
+
+
+def _isolating(policies: list[dict[str, Any]], namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+    return [p for p in policies if isolates_egress(p, namespace, labels)]
+
+
+def _name(policy: dict[str, Any]) -> str:
+    return str((policy.get("metadata") or {}).get("name"))
+
+
+def _labels(pod: dict[str, Any] | None) -> dict[str, str]:
+    return ((pod or {}).get("metadata") or {}).get("labels") or {}
+
+
+def _rules(policy: dict[str, Any]) -> bool:
+    return bool((policy.get("spec") or {}).get("egress"))
+
+
+def _unproven(probe_set: list[dict[str, Any]], pod_set: list[dict[str, Any]]) -> bool:
+    """Whether what a pod isolated by ``pod_set`` may reach can be less than what the probe pod, isolated by
+    ``probe_set``, may: a pod isolated for egress may open what any policy selecting it allows, and nothing else
+    (networking.k8s.io/v1 NetworkPolicySpec). Unisolated, the pod may open anything; a probe unisolated reached
+    Entra through no rule; a policy of the probe's that the pod escapes, if it has rules, may be what let the
+    probe through."""
+    if not pod_set:
+        return False
+    if not probe_set:
+        return True
+    pod_names = {_name(p) for p in pod_set}
+    return any(_rules(p) for p in probe_set if _name(p) not in pod_names)
+
+
+def workload_egress_gaps(probe: PodFacts | None, live: list[tuple[str, dict[str, Any]]]) -> list[WorkloadEgress]:
+    """The workload's own pods (``(Kind/name of their controller, pod)``, in the probe pod's namespace) whose
+    egress the probe's does not prove: a NetworkPolicy written for the app's labels (and not the probe's) can
+    leave them unable to reach Entra or the resources while the probe reaches both. Grouped by controller;
+    empty when the policies were not read."""
+    if probe is None or probe.network_policies is None:
+        return []
+    policies = probe.network_policies
+    probe_set = _isolating(policies, probe.namespace, _labels(probe.pod))
+    grouped: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
+    for owner, pod in live:
+        meta = pod.get("metadata") or {}
+        if meta.get("namespace", probe.namespace) != probe.namespace:
+            continue
+        pod_set = _isolating(policies, probe.namespace, _labels(pod))
+        if _unproven(probe_set, pod_set):
+            grouped.setdefault(owner, []).append((str(meta.get("name") or ""), pod_set))
+    return [
+        WorkloadEgress(owner, sorted(name for name, _ in members), sorted(policies),
+                       [rule for policy in policies.values() for rule in (policy.get("spec") or {}).get("egress") or []])
+        for owner, members in grouped.items()
+        for policies in [{_name(p): p for _, found in members for p in found}]
+    ]
+
+
+def probe_only_policies(probe: PodFacts | None, live: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The policies that isolate the probe pod for egress and none of the workload's live pods (when it has
+    some): a policy written for the probe's labels blocks the harness, not the workload."""
+    if probe is None or probe.network_policies is None or not live:
+        return []
+    selected = {_name(p) for _, pod in live for p in _isolating(probe.network_policies, probe.namespace, _labels(pod))}
+    return sorted({_name(p) for p in _isolating(probe.network_policies, probe.namespace, _labels(probe.pod))}
+                  - selected)

@@ -1,11 +1,30 @@
-"""Which NetworkPolicies isolate the probe pod for egress: a pure function of the pod and its namespace's policies."""
+"""Which NetworkPolicies isolate the probe pod for egress, and the workload's own pods where the probe's are not
+restricted alike: pure functions of the pods and their namespace's policies."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from harness.checks.network_policies import egress_policies
-from harness.facts import PodFacts
+from harness.checks.context import WorkloadContext
+from harness.checks.exchange import exchange_succeeds
+from harness.checks.model import FAIL, PASS, WARN, Outcome
+from harness.checks.network_policies import (
+    WorkloadEgress,
+    egress_policies,
+    probe_only_policies,
+    workload_egress_gaps,
+)
+from harness.config import WorkloadConfig
+from harness.facts import (
+    ClusterFacts,
+    IdentityFacts,
+    LivePod,
+    LivePodsFacts,
+    PodFacts,
+    ServiceAccountFacts,
+    WorkloadFacts,
+)
 
 
 def policy(name: str, selector: dict[str, Any], **spec: Any) -> dict[str, Any]:
@@ -33,3 +52,104 @@ def test_policies_that_select_the_pod_and_isolate_egress_are_named() -> None:
 def test_unread_policies_say_nothing_and_none_isolate_an_empty_namespace() -> None:
     assert egress_policies(probe_pod(None)) is None and egress_policies(None) is None
     assert egress_policies(probe_pod([])) == []
+
+
+# ---------------------------------------------------------------- the workload's own pods against the probe's
+
+
+APP = {"metadata": {"name": "backend-1", "namespace": "finance", "labels": {"app": "backend"}}}
+TOKEN_URL = "https://login.microsoftonline.com/t/oauth2/v2.0/token"
+
+
+def _gaps(policies: list[dict[str, Any]]) -> list[WorkloadEgress]:
+    return workload_egress_gaps(probe_pod(policies), [("Deployment/backend", APP)])
+
+
+def test_a_policy_for_the_apps_labels_alone_leaves_its_pods_where_the_probe_does_not_go() -> None:
+    deny = policy("backend-deny-egress", {"matchLabels": {"app": "backend"}}, policyTypes=["Egress"])
+    dns = policy("backend-dns", {"matchLabels": {"app": "backend"}}, policyTypes=["Egress"],
+                 egress=[{"to": [{"namespaceSelector": {}}], "ports": [{"protocol": "UDP", "port": 53},
+                                                                      {"protocol": "TCP", "port": 53}]}])
+    vnet = policy("backend-vnet", {"matchLabels": {"app": "backend"}}, egress=[{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}])
+    ranged = policy("backend-ranged", {"matchLabels": {"app": "backend"}}, policyTypes=["Egress"],
+                    egress=[{"ports": [{"port": 400, "endPort": 500}]}])
+    (gap,) = _gaps([deny])
+    assert (gap.owner, gap.pods, gap.policies, gap.rules) == ("Deployment/backend", ["backend-1"],
+                                                              ["backend-deny-egress"], [])
+    assert not gap.may_open(443)
+    (gap,) = _gaps([deny, dns])  # "deny all but DNS": port 53 only, whatever the peers
+    assert gap.policies == ["backend-deny-egress", "backend-dns"] and not gap.may_open(443) and gap.may_open(53)
+    (gap,) = _gaps([vnet])  # an ipBlock the harness cannot match a host name against: unproven, not blocked
+    assert gap.may_open(443)
+    (gap,) = _gaps([ranged])
+    assert gap.may_open(443) and not gap.may_open(8443)
+
+
+def test_policies_that_treat_the_probe_and_the_app_alike_leave_no_gap() -> None:
+    everyone = policy("default-deny", {}, policyTypes=["Egress"])  # the probe is blocked too: its own finding
+    ingress = policy("ingress-only", {"matchLabels": {"app": "backend"}}, ingress=[{"from": []}])
+    allow_all = policy("allow-entra", {}, policyTypes=["Egress"], egress=[{"ports": [{"port": 443}]}])
+    app_deny = policy("backend-deny", {"matchLabels": {"app": "backend"}}, policyTypes=["Egress"])
+    assert _gaps([everyone]) == [] and _gaps([ingress]) == [] and _gaps([]) == []
+    assert _gaps([allow_all, app_deny]) == []  # the app may open all the probe may: rules add up
+    assert workload_egress_gaps(probe_pod(None), [("Deployment/backend", APP)]) == []  # not read: silent
+    other = {"metadata": {"name": "x", "namespace": "orders", "labels": {"app": "backend"}}}
+    assert workload_egress_gaps(probe_pod([app_deny]), [("Deployment/x", other)]) == []
+
+
+def test_a_probe_let_through_by_a_rule_the_app_escapes_proves_nothing_for_the_app() -> None:
+    probe_allow = policy("probe-egress", {"matchLabels": {"tier": "probe"}}, policyTypes=["Egress"],
+                         egress=[{}])
+    app_deny = policy("backend-deny", {"matchLabels": {"app": "backend"}}, policyTypes=["Egress"])
+    (gap,) = _gaps([probe_allow, app_deny])
+    assert gap.policies == ["backend-deny"] and not gap.may_open(443)
+
+
+def test_a_policy_for_the_probes_labels_alone_is_named_as_the_probes() -> None:
+    probe_deny = policy("probe-deny", {"matchLabels": {"app.kubernetes.io/name": "wi-probe"}}, policyTypes=["Egress"])
+    everyone = policy("default-deny", {}, policyTypes=["Egress"])
+    live = [("Deployment/backend", APP)]
+    assert probe_only_policies(probe_pod([probe_deny, everyone]), live) == ["probe-deny"]
+    assert probe_only_policies(probe_pod([probe_deny]), []) == []  # no live pod: nothing to compare
+
+
+def _passing_exchange(policies: list[dict[str, Any]]) -> Outcome:
+    pod = probe_pod(policies)
+    pod.probe = {"steps": [{"name": "exchange", "status": "pass",
+                            "evidence": {"token_url": TOKEN_URL, "claims": {"aud": "https://vault.azure.net"}}}]}
+    facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(),
+                          ServiceAccountFacts("finance", "backend-sa", True, True, {}), IdentityFacts(), pod,
+                          live_pods=LivePodsFacts([LivePod(APP, "Deployment", "backend")]))
+    workload = WorkloadConfig(namespace="finance", service_account="backend-sa", access=[
+        {"kind": "keyvault_secret", "vault_url": "https://finance-kv.vault.azure.net/", "secret": "s",
+         "expect": "allow"}])
+    return exchange_succeeds(WorkloadContext(facts, workload, ClusterFacts(time.time()), None, time.time()))
+
+
+def test_the_probes_exchange_does_not_pass_a_workload_whose_pods_a_policy_cuts_off() -> None:
+    outcome = _passing_exchange([policy("backend-dns", {"matchLabels": {"app": "backend"}}, policyTypes=["Egress"],
+                                        egress=[{"ports": [{"protocol": "UDP", "port": 53}]}])])
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "EGRESS_BLOCKED" and finding.severity == "error"
+    assert finding.message.startswith("Deployment/backend's pods (backend-1) cannot reach Entra at "
+                                      f"{TOKEN_URL}: NetworkPolicy backend-dns isolates them for egress and allows "
+                                      "no connection to port 443")
+    assert finding.fix_lines() == [
+        "kubectl get networkpolicy -n finance backend-dns -o yaml",
+        "# NetworkPolicy backend-dns leaves Deployment/backend's pods no way to Entra: add an egress rule that allows "
+        "login.microsoftonline.com, finance-kv.vault.azure.net (and DNS), or delete it if nothing else needs it:",
+        "kubectl delete networkpolicy -n finance backend-dns",
+    ]
+    assert outcome.evidence["workload_egress"] == [{"owner": "Deployment/backend", "pods": ["backend-1"],
+                                                    "network_policies": ["backend-dns"]}]
+
+
+def test_a_policy_the_harness_cannot_judge_for_the_apps_pods_is_a_warning() -> None:
+    outcome = _passing_exchange([policy("backend-vnet", {"matchLabels": {"app": "backend"}}, policyTypes=["Egress"],
+                                        egress=[{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}])])
+    assert outcome.status == WARN
+    (finding,) = outcome.findings
+    assert finding.code == "WORKLOAD_EGRESS_UNPROVEN" and finding.severity == "warning"
+    assert finding.fix_lines()[0] == "kubectl get networkpolicy -n finance backend-vnet -o yaml"
+    assert _passing_exchange([]).status == PASS

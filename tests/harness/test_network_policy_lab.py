@@ -8,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -97,3 +98,107 @@ def test_the_egress_fault_is_a_network_policy_kubectl_shows_and_deletes(running_
     finally:
         assert ctl(running_lab, "egress", "--unblock", "entra")["egress_blocked"] == []
     assert kubectl(running_lab, "get", "networkpolicy", "-A", "-o", "name").stdout == ""
+
+
+APP_ONLY_DNS = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: backend-dns-only, namespace: finance}
+spec:
+  podSelector: {matchLabels: {app: backend}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {}}]
+    ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]
+"""
+
+APP_ONLY_VNET = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: backend-vnet, namespace: finance}
+spec:
+  podSelector: {matchLabels: {app: backend}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{ipBlock: {cidr: 10.0.0.0/8}}]
+"""
+
+PROBE_ONLY_DENIED = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: probe-deny, namespace: finance}
+spec:
+  podSelector: {matchLabels: {app.kubernetes.io/name: wi-probe}}
+  policyTypes: [Egress]
+"""
+
+
+def _workload(document: dict[str, Any]) -> dict[str, Any]:
+    return document["workloads"][0]
+
+
+def test_a_policy_for_the_apps_labels_fails_the_run_though_the_probe_gets_through(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """"Deny all but DNS" written for the app's labels: the probe pod, which it does not select, reaches Entra,
+    and the run passed; the app's pods cannot (the lab's relay drops them), and the run now says so. The
+    printed delete, pasted, repairs it."""
+    config = _fast_config(running_lab, tmp_path)
+    applied = kubectl(running_lab, "apply", "-f", "-", input=APP_ONLY_DNS)
+    assert applied.returncode == 0, applied.stderr
+    printed: list[str] = []
+    try:
+        result, document = run_suites(tmp_path / "blocked", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode != 0
+        checks = {c["id"]: c for c in _workload(document)["checks"]}
+        assert checks["exchange.succeeds"]["status"] == "fail", checks["exchange.succeeds"]
+        (blocked,) = [f for f in _workload(document)["findings"] if f["code"] == "EGRESS_BLOCKED"]
+        assert blocked["message"].startswith("Deployment/backend's pods (backend-"), blocked["message"]
+        assert "NetworkPolicy backend-dns-only isolates them for egress and allows no connection to port" in (
+            blocked["message"])
+        printed = [line for line in blocked["remediation"] if line.startswith("kubectl delete networkpolicy")]
+        assert printed == ["kubectl delete networkpolicy -n finance backend-dns-only"], blocked["remediation"]
+    finally:
+        deleted = kubectl(running_lab, *shlex.split(printed[0])[1:] if printed else
+                          ("delete", "networkpolicy", "-n", "finance", "backend-dns-only"))
+    assert deleted.returncode == 0, deleted.stderr
+    result, document = run_suites(tmp_path / "repaired", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert document["verdict"] == "pass"
+
+
+def test_a_policy_for_the_probes_labels_is_named_as_blocking_the_probe_not_the_workload(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    config = _fast_config(running_lab, tmp_path)
+    applied = kubectl(running_lab, "apply", "-f", "-", input=PROBE_ONLY_DENIED)
+    assert applied.returncode == 0, applied.stderr
+    try:
+        result, document = run_suites(tmp_path / "blocked", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode != 0
+        (blocked,) = [f for f in _workload(document)["findings"] if f["code"] == "EGRESS_BLOCKED"]
+        assert blocked["evidence"]["egress_network_policies"] == ["probe-deny"]
+        assert blocked["evidence"]["probe_only_network_policies"] == ["probe-deny"]
+        assert blocked["remediation"][0] == ("# NetworkPolicy probe-deny selects the probe pod and none of the "
+                                             "workload's own pods: the probe is blocked, not necessarily the workload")
+    finally:
+        assert kubectl(running_lab, "delete", "networkpolicy", "-n", "finance", "probe-deny").returncode == 0
+
+
+def test_a_policy_for_the_apps_labels_the_harness_cannot_judge_is_a_warning(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """An egress rule to an address block: whether it holds Entra's addresses the harness cannot tell (a host
+    name), so the probe's pass is kept, with a warning naming the policy."""
+    config = _fast_config(running_lab, tmp_path)
+    applied = kubectl(running_lab, "apply", "-f", "-", input=APP_ONLY_VNET)
+    assert applied.returncode == 0, applied.stderr
+    try:
+        result, document = run_suites(tmp_path / "run", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 0, result.stdout[-3000:]
+        (warning,) = [f for f in _workload(document)["findings"] if f["code"] == "WORKLOAD_EGRESS_UNPROVEN"]
+        assert warning["message"].startswith("NetworkPolicy backend-vnet restricts the egress of Deployment/backend's "
+                                             "pods (backend-"), warning["message"]
+        assert warning["remediation"][0] == "kubectl get networkpolicy -n finance backend-vnet -o yaml"
+    finally:
+        assert kubectl(running_lab, "delete", "networkpolicy", "-n", "finance", "backend-vnet").returncode == 0
