@@ -130,6 +130,10 @@ class IdentityFacts:
     role_permissions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     # The annotation is the principal (object) id of this identity: {kind, client_id, name, resource_id}
     principal_of: dict[str, Any] | None = None
+    # Graph's deleted items with this appId (az ad app delete / az ad sp delete within 30 days): restorable under
+    # their object ids, so the role assignments that name the service principal's hold again
+    deleted_application: dict[str, Any] | None = None
+    deleted_service_principal: dict[str, Any] | None = None
     searched: list[str] = field(default_factory=list)  # where the client id was looked for, in order
     refused: list[Fetched] = field(default_factory=list)  # lookups the harness was not allowed to make
     error: Fetched | None = None  # the call that failed and left nothing to judge
@@ -259,6 +263,9 @@ class InventoryFacts:
     # annotated client ids Entra knows (a service principal has that appId) but the harness cannot read the
     # identity of: {kind, client_id, name, resource_id}
     hidden: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # annotated client ids of applications in Graph's deleted items (deleted within 30 days):
+    # {application: the deleted application, service_principal: the one deleted with it, or None}
+    deleted: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

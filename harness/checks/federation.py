@@ -145,18 +145,24 @@ def _application_matches(ctx: WorkloadContext) -> Outcome:
     if principal is None:
         lookup = facts.service_principal_lookup
         if lookup is not None and lookup.status == 404:
+            deleted = facts.deleted_service_principal
+            message = f"the application {app.get('appId')} has no service principal (enterprise application)"
+            if deleted is not None:
+                # a new service principal would have a new object id: the role assignments name the deleted one's
+                evidence["deleted_service_principal"] = {"id": deleted.get("id"),
+                                                         "deletedDateTime": deleted.get("deletedDateTime")}
+                message += (
+                    f": its service principal {deleted.get('id')} was deleted {deleted.get('deletedDateTime')} and "
+                    "can be restored, with the role assignments that name it, for 30 days after its deletion"
+                )
+                repair: list[Step] = [fix.restore_deleted_item(graph_endpoint(ctx), deleted.get("id"))]
+            else:
+                repair = [fix.create_service_principal(app.get("appId")), *_regrant(ctx)]
             return failed(
                 f"application {app.get('displayName')} (appId {app.get('appId')}) has no service principal in the "
                 "tenant: Entra issues it no token (AADSTS7000229)",
                 evidence,
-                Finding(
-                    "SERVICE_PRINCIPAL_MISSING",
-                    ERROR,
-                    "identity",
-                    f"the application {app.get('appId')} has no service principal (enterprise application)",
-                    evidence,
-                    [fix.create_service_principal(app.get("appId"))],
-                ),
+                Finding("SERVICE_PRINCIPAL_MISSING", ERROR, "identity", message, evidence, repair),
             )
         evidence["service_principal_lookup"] = lookup.describe() if lookup is not None else None
         return _not_visible(ctx, evidence, f"the application {app.get('appId')}'s service principal")
@@ -214,6 +220,8 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
                 ],
             ),
         )
+    if facts.deleted_application is not None:
+        return _application_deleted(ctx, evidence)
     if facts.refused or exchange_succeeded(ctx):
         return _not_visible(ctx, evidence, f"the identity with client id {annotated}")
     return failed(
@@ -228,6 +236,47 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
             fix.find_identity_anywhere(annotated),
         ),
     )
+
+
+def _application_deleted(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
+    """The client id is an application's in Graph's deleted items (az ad app delete, within 30 days): restored,
+    it comes back with its appId and federated credentials; its service principal, deleted with it, is restored
+    on its own (Graph restores them one by one), and with it the role assignments that name its object id."""
+    facts = ctx.facts.identity
+    app = facts.deleted_application or {}
+    principal = facts.deleted_service_principal
+    graph = graph_endpoint(ctx)
+    evidence["deleted_application"] = {"id": app.get("id"), "appId": app.get("appId"),
+                                       "displayName": app.get("displayName"),
+                                       "deletedDateTime": app.get("deletedDateTime")}
+    message = (
+        f"the application {app.get('displayName')} (appId {app.get('appId')}, object id {app.get('id')}) was "
+        f"deleted {app.get('deletedDateTime')}: Entra knows no application with this client id (AADSTS700016); "
+        "Microsoft Graph keeps it for 30 days after its deletion, and a restore brings it back with its federated "
+        "credentials"
+    )
+    repair: list[Step] = [fix.restore_deleted_item(graph, app.get("id"), note="the application")]
+    if principal is not None:
+        evidence["deleted_service_principal"] = {"id": principal.get("id"),
+                                                 "deletedDateTime": principal.get("deletedDateTime")}
+        repair.append(fix.restore_deleted_item(graph, principal.get("id"),
+                                               note="its service principal, which the role assignments name"))
+    else:
+        repair += [fix.create_service_principal(app.get("appId")), *_regrant(ctx)]
+    return failed(message, evidence, Finding("IDENTITY_NOT_FOUND", ERROR, "identity", message, evidence, repair))
+
+
+def _regrant(ctx: WorkloadContext) -> list[Step]:
+    """What a new service principal (a new object id) lacks: the roles the workload's access checks need."""
+    if not any(check.expect == "allow" for check in ctx.workload.access):
+        return []
+    return [advice("a new service principal has a new object id and none of the old one's role assignments: "
+                   "grant it the roles the workload needs (the next run names each that is missing)")]
+
+
+def graph_endpoint(ctx: WorkloadContext) -> str | None:
+    """The cloud's Microsoft Graph (``https://graph.microsoft.com/`` for the public cloud)."""
+    return ctx.azure.cloud.endpoints.microsoft_graph if ctx.azure is not None else None
 
 
 def _not_visible(ctx: WorkloadContext, evidence: dict[str, Any], what: str) -> Outcome:

@@ -402,7 +402,12 @@ def identities_listed(ctx: InventoryContext) -> Outcome:
 # ---------------------------------------------------------------- cross-match
 
 
+def _graph(ctx: InventoryContext) -> str | None:
+    return ctx.azure.cloud.endpoints.microsoft_graph if ctx.azure is not None else None
+
+
 def client_ids_known(ctx: InventoryContext) -> Outcome:
+    restoring: set[str] = set()  # deleted applications whose restore is printed (several ServiceAccounts, one app)
     cases: list[str] = []
     items: list[dict[str, Any]] = []
     steps: list[Step] = []
@@ -413,6 +418,7 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
             continue
         owner = ctx.facts.principal_of.get(str(client_id).lower())
         hidden = ctx.facts.hidden.get(str(client_id).lower())
+        deleted = ctx.facts.deleted.get(str(client_id).lower())
         if not values.is_guid(client_id):
             severity = ERROR
             cases.append(f"{ref}: {values.printable(str(client_id), 60)!r} is not a GUID")
@@ -439,12 +445,27 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
                 if where
                 else fix.grant_harness_reader(ctx.azure)
             )
+        elif deleted is not None:  # az ad app delete: restorable for 30 days, with its credentials
+            severity = ERROR
+            app, principal = deleted["application"], deleted.get("service_principal")
+            cases.append(f"{ref}: {client_id} is application {app.get('displayName')}, deleted "
+                         f"{app.get('deletedDateTime')} (Microsoft Graph keeps it for 30 days)")
+            if not restoring & {str(app.get("id")).lower()}:
+                restoring.add(str(app.get("id")).lower())
+                steps.append(fix.restore_deleted_item(_graph(ctx), app.get("id"), note="the application"))
+                steps.append(
+                    fix.restore_deleted_item(_graph(ctx), principal.get("id"),
+                                             note="its service principal, which the role assignments name")
+                    if principal is not None
+                    else fix.create_service_principal(app.get("appId"))
+                )
         else:
             severity = severity if ctx.lookups_refused else ERROR
             cases.append(f"{ref}: {client_id}")
             steps += fix.find_identity_anywhere(client_id)
         items.append(
-            {"service_account": ref, "client_id": client_id, "principal_of": owner, "in_entra": hidden}
+            {"service_account": ref, "client_id": client_id, "principal_of": owner, "in_entra": hidden,
+             "deleted": deleted}
         )
     evidence = {"unknown": items, "searched": ctx.facts.searched}
     if not items:

@@ -692,6 +692,15 @@ def create_service_principal(app_id: str | None) -> Command:
     return command("az", "ad", "sp", "create", "--id", guid_or(app_id, "<app-id>"))
 
 
+def restore_deleted_item(graph: str | None, object_id: str | None, note: str = "") -> Command:
+    """Graph's ``POST /directory/deletedItems/{id}/restore`` through ``az rest`` (az has no command for it), at the
+    cloud's Microsoft Graph: a deleted application or service principal back under its object id, for 30 days
+    after its deletion."""
+    base = url_or((graph or "").rstrip("/"), "<microsoft-graph-endpoint>")
+    return command("az", "rest", "--method", "POST", "--url",
+                   f"{base}/v1.0/directory/deletedItems/{guid_or(object_id, '<object-id>')}/restore", note=note)
+
+
 def show_application(app_id: str | None) -> Command:
     return command("az", "ad", "app", "show", "--id", guid_or(app_id, "<app-id>"), "--query",
                    "{appId: appId, id: id, displayName: displayName}")

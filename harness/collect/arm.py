@@ -9,7 +9,11 @@ from typing import Any
 
 from harness import values
 from harness.collect.arm_api import ArmGet
-from harness.collect.graph import collect_application, principal_of_service_principal
+from harness.collect.graph import (
+    collect_application,
+    collect_deleted_application,
+    principal_of_service_principal,
+)
 from harness.collect.pages import list_all
 from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, Fetched, IdentityFacts
@@ -157,6 +161,8 @@ def collect_identity(
             facts.principal_of = _principal_of(found, client_id) or principal_of_service_principal(
                 graph, client_id, facts
             )
+            if facts.principal_of is None:
+                collect_deleted_application(graph, client_id, facts)
             facts.note = f"no managed identity or application with client id {client_id} is visible to the harness"
             return facts
         facts.resource_id = str(by_client_id[0].get("id"))

@@ -26,7 +26,7 @@ from harness.collect.arm import ARG_PATH, AUTHORIZATION_API, IDENTITY_TYPE, MSI_
 from harness.collect.arm_api import ArmGet
 from harness.collect.cache import cached, read_all
 from harness.collect.graph import VERSION as GRAPH_VERSION
-from harness.collect.graph import application_of_object_id
+from harness.collect.graph import application_of_object_id, deleted_item
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.pages import list_all
 from harness.config import AzureConfig
@@ -480,6 +480,11 @@ def collect_inventory(
             facts.hidden[guid] = hidden
         if owner is not None:
             facts.principal_of[guid] = owner
+        if hidden is None and owner is None and graph is not None:
+            application = deleted_item(graph, "application", guid)
+            if application is not None:
+                facts.deleted[guid] = {"application": application,
+                                       "service_principal": deleted_item(graph, "servicePrincipal", guid)}
     used = [i for i in facts.identities if i.client_id.lower() in named]
     read_all(lambda i: _service_principal_id(graph, i) if i.kind == "application" else None, used)
     read_all(lambda i: _roles(arm, azure, i, everyone), [i for i in used if i.kind != "managed_identity"])

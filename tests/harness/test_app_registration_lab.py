@@ -166,3 +166,76 @@ def test_another_apps_token_is_not_judged_by_the_expected_apps_role_assignments(
     paste(shell, entry["findings"][0])
     _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
     assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+
+
+def restore_line(object_id: str) -> str:
+    return f"/v1.0/directory/deletedItems/{object_id}/restore"
+
+
+def test_a_deleted_service_principal_is_restored_not_made_again(
+    healthy: AppWorkload, shell: Shell, tmp_path: Path  # noqa: F811
+) -> None:
+    """``az ad sp delete`` (the enterprise application deleted): SERVICE_PRINCIPAL_MISSING. Its printed fix was
+    ``az ad sp create``: a new service principal, a new object id, and the vault's role assignment (which names
+    the old one) no longer applies, so the next run failed with ROLE_ASSIGNMENT_MISSING. Graph keeps the deleted
+    service principal for 30 days: the printed fix restores it (az rest), and the run passes at once."""
+    app = healthy.app
+    shell.must(f"az ad sp delete --id {app.app_id}")
+    _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+    first = entry["findings"][0]
+    assert first["code"] == "SERVICE_PRINCIPAL_MISSING", [f["code"] for f in entry["findings"]]
+    assert f"its service principal {app.principal_id} was deleted" in first["message"]
+    assert [line for line in first["remediation"] if restore_line(app.principal_id) in line]
+    assert not [line for line in first["remediation"] if "az ad sp create" in line]
+    paste(shell, first)
+    _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+
+
+def test_a_deleted_application_is_restored_with_its_credentials_and_service_principal(
+    healthy: AppWorkload, shell: Shell, tmp_path: Path  # noqa: F811
+) -> None:
+    """``az ad app delete``: Entra knows the client id no more (AADSTS700016). It was IDENTITY_NOT_FOUND whose
+    look-ups find nothing (and the inventory's SA_CLIENT_ID_UNKNOWN, the same); the application and the service
+    principal deleted with it are in Graph's deleted items, so both findings print their restores, the
+    application's first (Graph restores a service principal only onto its application), and pasting the
+    workload's repairs the lab: its federated credential and role assignment are back with it."""
+    app = healthy.app
+    shell.must(f"az ad app delete --id {app.app_id}")
+    document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+    first = entry["findings"][0]
+    assert first["code"] == "IDENTITY_NOT_FOUND", [f["code"] for f in entry["findings"]]
+    assert f"object id {app.object_id}) was deleted" in first["message"]
+    restores = [line for line in first["remediation"] if "/restore" in line]
+    assert [restore_line(app.object_id) in restores[0], restore_line(app.principal_id) in restores[1]] == [True, True]
+    unknown = next(f for f in document["findings"] if f["code"] == "SA_CLIENT_ID_UNKNOWN")
+    assert "deleted" in unknown["message"] and [line for line in unknown["remediation"] if "/restore" in line]
+    paste(shell, first)
+    document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert document["verdict"] == "pass"
+
+
+def test_a_service_principal_deleted_for_good_is_made_again_and_its_roles_granted_again(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """The service principal deleted and then purged from deleted items (or past its 30 days): the printed fix
+    makes a new one and says its roles must be granted again; the next run names the missing role, whose printed
+    grant repairs the lab."""
+    app = healthy.app
+    graph = running_lab.info()["endpoints"]["graph"]
+    shell.must(f"az ad sp delete --id {app.app_id}",
+               f"az rest --method DELETE --url {graph}/v1.0/directory/deletedItems/{app.principal_id}")
+    _, _, entry = run(tmp_path, healthy.config, healthy.ref)
+    first = entry["findings"][0]
+    assert first["code"] == "SERVICE_PRINCIPAL_MISSING"
+    assert [line for line in first["remediation"] if line.startswith("az ad sp create")]
+    assert [line for line in first["remediation"] if "grant it the roles" in line]
+    paste(shell, first)
+    app.principal_id = shell.must(f"az ad sp show --id {app.app_id} --query id -o tsv").strip()
+    _, _, entry = run(tmp_path, healthy.config, healthy.ref)
+    missing = entry["findings"][0]
+    assert missing["code"] == "ROLE_ASSIGNMENT_MISSING", [f["code"] for f in entry["findings"]]
+    paste(shell, missing)
+    _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]

@@ -198,6 +198,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
         d(st.sampled_from(["create", "update"])), d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)
     ),
     "create_service_principal": lambda d: fix.create_service_principal(d(nasty_text)),
+    "restore_deleted_item": lambda d: fix.restore_deleted_item(d(nasty_text), d(nasty_text), d(nasty_text)),
     "show_application": lambda d: fix.show_application(d(nasty_text)),
     "find_application": lambda d: fix.find_application(d(nasty_text)),
     "show_service_principal": lambda d: fix.show_service_principal(d(nasty_text)),

@@ -93,6 +93,36 @@ def test_an_application_without_a_service_principal_gets_one() -> None:
     assert finding.fix_lines() == [f"az ad sp create --id {CLIENT}"]
 
 
+def test_a_deleted_service_principal_is_restored_with_its_object_id() -> None:
+    """Graph keeps a deleted service principal for 30 days: restored, it keeps its object id, which the role
+    assignments name; a new one (az ad sp create) would hold none of them."""
+    facts = application(service_principal=False)
+    facts.deleted_service_principal = {"id": SP_ID, "appId": CLIENT, "deletedDateTime": "2026-12-01T10:00:00Z"}
+    finding = identity_matches(context_with(facts)).findings[0]
+    assert finding.code == "SERVICE_PRINCIPAL_MISSING"
+    assert f"its service principal {SP_ID} was deleted 2026-12-01T10:00:00Z" in finding.message
+    assert finding.fix_lines() == [
+        f"az rest --method POST --url https://graph.microsoft.com/v1.0/directory/deletedItems/{SP_ID}/restore"]
+
+
+def test_a_deleted_application_is_restored_then_its_service_principal() -> None:
+    deleted = {"id": APP_OBJECT_ID, "appId": CLIENT, "displayName": "backend-app",
+               "deletedDateTime": "2026-12-01T10:00:00Z"}
+    facts = IdentityFacts(configured=True, note="nothing", deleted_application=deleted,
+                          deleted_service_principal={"id": SP_ID, "appId": CLIENT})
+    outcome = identity_matches(context_with(facts, exchanged=False))
+    assert outcome.status == FAIL
+    finding = outcome.findings[0]
+    assert finding.code == "IDENTITY_NOT_FOUND" and "was deleted 2026-12-01T10:00:00Z" in finding.message
+    base = "az rest --method POST --url https://graph.microsoft.com/v1.0/directory/deletedItems"
+    assert finding.fix_lines() == [f"{base}/{APP_OBJECT_ID}/restore   # the application",
+                                   f"{base}/{SP_ID}/restore   # its service principal, which the role assignments "
+                                   "name"]
+    facts.deleted_service_principal = None  # purged, or the app never had one
+    lines = identity_matches(context_with(facts, exchanged=False)).findings[0].fix_lines()
+    assert lines == [f"{base}/{APP_OBJECT_ID}/restore   # the application", f"az ad sp create --id {CLIENT}"]
+
+
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
     ctx = context_with(application(service_principal=False))
     assert ctx.facts.pod is not None
