@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,11 @@ from harness.values import printable
 
 Obj = dict[str, Any]
 REQUEST_TIMEOUT = (10.0, 30.0)  # connect, read
+# Requests in flight at once (the run reads up to harness.collect.cache.WORKERS workloads at a time). The client
+# keeps this many connections, plus a few for watches: above its pool size (5 a core by default), urllib3 drops
+# each returned connection, and the next request pays a new TLS handshake (61 handshakes at 50 workloads).
+CONCURRENT_REQUESTS = 16
+POOL_CONNECTIONS = CONCURRENT_REQUESTS + 4
 
 
 class KubeError(Exception):
@@ -301,6 +307,7 @@ class OfficialKubeApi:
         try:
             configuration = client.Configuration()
             configuration.retries = retry_for("kube")  # the pool's default for every call (collect/retrying.py)
+            configuration.connection_pool_maxsize = POOL_CONNECTIONS
             if kubeconfig is None and _in_cluster():
                 kube_config.load_incluster_config(client_configuration=configuration)
                 self._api_client = client.ApiClient(configuration)
@@ -325,6 +332,7 @@ class OfficialKubeApi:
         self._admission = client.AdmissionregistrationV1Api(self._api_client)
         self._authentication = client.AuthenticationV1Api(self._api_client)
         self._unreachable: KubeFailure | None = None
+        self._in_flight = threading.BoundedSemaphore(CONCURRENT_REQUESTS)
 
     def _refuse_failed_exec_plugin(
         self, kubeconfig: Path | None, context: str | None, logged: list[str]
@@ -366,14 +374,15 @@ class OfficialKubeApi:
         self._fail_fast()
         kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
         try:
-            response = fn(*args, _preload_content=False, **kwargs)
+            with self._in_flight:
+                response = fn(*args, _preload_content=False, **kwargs)
+                data = response.data
         except ApiException as exc:
             if missing_ok and exc.status == 404:
                 return None
             raise KubeError(_failure(exc.status or 0, exc.reason or "", exc.body)) from None
         except (HTTPError, OSError) as exc:
             raise KubeError(self._no_answer(exc)) from None
-        data = response.data
         if raw:
             return data.decode("utf-8", "replace")
         try:
