@@ -55,7 +55,7 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 "probe",
                 f"no node accepts the probe pod: {unschedulable}",
                 evidence,
-                _unschedulable_fix(pod.namespace, pod.name, unschedulable),
+                _unschedulable_fix(pod.namespace, pod.name, unschedulable, pod.pod),
             ),
         )
     if (pod.timed_out or deadline_exceeded(pod.pod)) and pod.probe is None:
@@ -133,16 +133,41 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
 _STARTING = ("ContainerCreating", "PodInitializing")
 
 
-def _unschedulable_fix(namespace: str, pod: str, message: str) -> list[Step]:
+# the scheduler's filter plugins' reasons (kubernetes pkg/scheduler/framework/plugins): NodeUnschedulable's
+# ErrReasonUnschedulable (a cordoned node) and NodeAffinity's ErrReasonPod (nodeSelector / required affinity)
+_CORDONED = "node(s) were unschedulable"
+_SELECTOR_MISSED = "node(s) didn't match Pod's node affinity/selector"
+
+
+def _unschedulable_fix(namespace: str, pod: str, message: str, spec_pod: dict[str, Any] | None = None) -> list[Step]:
     """The nodes' taints listed; for each taint every node has and the probe does not tolerate (the scheduler's
-    message names it), probe.tolerations that tolerate it; else probe.node_selector / tolerations for the
-    workload's node pool; the kept pod's events last."""
+    message names it), probe.tolerations that tolerate it; a cordoned node (kubectl cordon, a drain, an upgrade)
+    is a person's maintenance to end, never a toleration; a nodeSelector no node meets (probe.node_selector) is
+    looked up as a label query; else probe.node_selector / tolerations for the workload's node pool; the kept
+    pod's events last."""
     listed = fix.kubectl("get", "nodes", "-o", "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints")
     tolerations = [fix.tolerate_taint(key, value) for key, value, count, total in fix.untolerated_taints(message)
                    if count == total]
-    return [listed, *(tolerations or [advice(
-        "set probe.tolerations / probe.node_selector in harness.yaml to the workload's node pool")]),
-            fix.kept_pod(namespace, pod, "the scheduler's events")]
+    steps: list[Step] = [listed, *tolerations]
+    if _CORDONED in message:
+        steps += [
+            fix.kubectl("get", "nodes", note="SchedulingDisabled: cordoned"),
+            advice("a person decides: a cordoned node takes no new pods until kubectl uncordon NODE, once the drain "
+                   "or upgrade that cordoned it is over; do not tolerate node.kubernetes.io/unschedulable"),
+        ]
+    selector = ((spec_pod or {}).get("spec") or {}).get("nodeSelector") or {}
+    if _SELECTOR_MISSED in message and selector:
+        wanted = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        steps += [
+            fix.kubectl("get", "nodes", "-l", wanted, note="no node has every label the probe's nodeSelector names"),
+            fix.kubectl("get", "pods", "-n", fix.namespace_or(namespace), "-o", "wide",
+                        note="the nodes the workload runs on"),
+            advice(f"set probe.node_selector in harness.yaml to labels those nodes have (kubectl get nodes "
+                   f"--show-labels), or remove it: the probe pod asks for {wanted}"),
+        ]
+    if len(steps) == 1:
+        steps.append(advice("set probe.tolerations / probe.node_selector in harness.yaml to the workload's node pool"))
+    return [*steps, fix.kept_pod(namespace, pod, "the scheduler's events")]
 
 
 def unschedulable_message(pod: dict[str, Any] | None) -> str | None:

@@ -300,3 +300,67 @@ def test_a_deployment_refused_by_pod_security_is_named_for_the_workload(
         kubectl(running_lab, kube_home, "-n", "finance", "patch", "deployment", "backend", "--type", "json", "-p", undo)
         kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "deployment", "backend", "--timeout",
                 "60s")
+
+
+def quick_config(lab: RunningLab, path: Path, **probe: Any) -> str:
+    data = yaml.safe_load((lab.state_dir / "harness.yaml").read_text())
+    data.setdefault("probe", {}).update({"timeout_seconds": 10, **probe})  # the pod never starts: no long wait
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def unschedulable_fixes(document: dict[str, Any]) -> list[str]:
+    finding = workload_findings(document)["PROBE_UNSCHEDULABLE"]
+    assert "PROBE_TIMEOUT" not in all_codes(document)
+    return list(finding["remediation"])
+
+
+def test_a_cordoned_node_is_named_and_left_to_a_person_not_tolerated(
+    running_lab: RunningLab, kube_home: Path, tmp_path: Path
+) -> None:
+    """kubectl cordon leaves the probe Pending with NodeUnschedulable's reason. The fix shows the node's STATUS
+    (SchedulingDisabled) and leaves kubectl uncordon to a person; it never offers a toleration. Uncordoned, the
+    next run passes."""
+    config = quick_config(running_lab, tmp_path / "harness.yaml")
+    node = kubectl(running_lab, kube_home, "get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout.strip()
+    cordoned = kubectl(running_lab, kube_home, "cordon", node)
+    assert cordoned.returncode == 0, cordoned.stderr
+    try:
+        result, document = run_suites(tmp_path / "cordoned", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode != 0
+        lines = unschedulable_fixes(document)
+        assert "1 node(s) were unschedulable" in workload_findings(document)["PROBE_UNSCHEDULABLE"]["message"]
+        look = next(line for line in lines if line.endswith("# SchedulingDisabled: cordoned"))
+        shown = paste(running_lab, kube_home, look)
+        assert "Ready,SchedulingDisabled" in shown.stdout, shown.stderr
+        assert any(line.startswith("# a person decides: a cordoned node takes no new pods") for line in lines)
+        assert not any("probe.tolerations" in line for line in lines)
+    finally:
+        uncordoned = kubectl(running_lab, kube_home, "uncordon", node)
+    assert uncordoned.returncode == 0, uncordoned.stderr
+    result, _ = run_suites(tmp_path / "uncordoned", "--config", config, "--workload", WORKLOAD)
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_probe_node_selector_no_node_meets_is_looked_up_and_set_right(
+    running_lab: RunningLab, kube_home: Path, tmp_path: Path
+) -> None:
+    """probe.node_selector naming a pool the cluster does not have (agentpool: gpu): the printed label query
+    finds no node, the workload's pods show where it runs, and probe.node_selector set to that pool's label (as
+    the fix says) passes."""
+    config = quick_config(running_lab, tmp_path / "gpu.yaml", node_selector={"agentpool": "gpu"})
+    result, document = run_suites(tmp_path / "gpu", "--config", config, "--workload", WORKLOAD)
+    assert result.returncode != 0
+    lines = unschedulable_fixes(document)
+    query = "kubectl get nodes -l agentpool=gpu,kubernetes.io/os=linux   # no node has every label the probe's " \
+            "nodeSelector names"
+    assert query in lines
+    assert paste(running_lab, kube_home, query).stderr.strip() == "No resources found"
+    where = paste(running_lab, kube_home, "kubectl get pods -n finance -o wide   # the nodes the workload runs on")
+    assert where.returncode == 0, where.stderr
+    assert any(line.startswith("# set probe.node_selector in harness.yaml to labels those nodes have")
+               for line in lines)
+    pool = kubectl(running_lab, kube_home, "get", "nodes", "-o", "jsonpath={.items[0].metadata.labels.agentpool}")
+    config = quick_config(running_lab, tmp_path / "pool.yaml", node_selector={"agentpool": pool.stdout.strip()})
+    result, _ = run_suites(tmp_path / "pool", "--config", config, "--workload", WORKLOAD)
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -1143,6 +1143,40 @@ def test_an_unschedulable_probe_is_named_with_the_schedulers_message() -> None:
     assert not any(line.startswith("kubectl taint") for line in lines)
 
 
+def _unscheduled(message: str, node_selector: dict[str, str] | None = None) -> list[str]:
+    pod = _pod(*V16)
+    pod["spec"]["nodeSelector"] = node_selector or {"kubernetes.io/os": "linux"}
+    pod["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                                                         "reason": "Unschedulable", "message": message}]}
+    ctx = context_for(pod)
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.phase, ctx.facts.pod.timed_out = "Pending", True
+    outcome = probe_completed(ctx)
+    assert outcome.findings[0].code == "PROBE_UNSCHEDULABLE"
+    return outcome.findings[0].fix_lines()
+
+
+def test_a_cordoned_node_is_a_persons_maintenance_not_a_toleration() -> None:
+    """NodeUnschedulable's reason: the fix shows the nodes' STATUS and leaves uncordon to a person, and never
+    offers a toleration or a node selector for it."""
+    lines = _unscheduled("0/1 nodes are available: 1 node(s) were unschedulable. preemption: 0/1 nodes are "
+                         "available: 1 Preemption is not helpful for scheduling.")
+    assert "kubectl get nodes   # SchedulingDisabled: cordoned" in lines
+    assert any(line.startswith("# a person decides: a cordoned node takes no new pods until kubectl uncordon")
+               for line in lines)
+    assert not any("probe.tolerations" in line or "probe.node_selector" in line for line in lines)
+
+
+def test_a_node_selector_no_node_meets_is_looked_up_by_its_labels() -> None:
+    lines = _unscheduled("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. "
+                         "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.",
+                         {"kubernetes.io/os": "linux", "agentpool": "gpu"})
+    assert ("kubectl get nodes -l agentpool=gpu,kubernetes.io/os=linux   # no node has every label the probe's "
+            "nodeSelector names") in lines
+    assert "kubectl get pods -n finance -o wide   # the nodes the workload runs on" in lines
+    assert any(line.startswith("# set probe.node_selector in harness.yaml") for line in lines)
+
+
 def test_a_deadline_hit_while_pulling_says_so() -> None:
     outcome = _waiting_probe({"phase": "Failed", "reason": "DeadlineExceeded"}, phase="Failed",
                              waiting_reason="ContainerCreating")
