@@ -367,6 +367,14 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
     if code == "POD_NOT_LABELLED":
         if kind in _RESTARTABLE:
             return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"})]
+        if kind == "Job":  # a Job's pod template is immutable (batch/v1 validation): a new Job it must be
+            return [advice(f'a Job\'s pod template cannot be changed: add the label {USE_LABEL}: "true" to the pod '
+                           f"template in Job/{name}'s manifest (or its CronJob's jobTemplate), then delete the Job "
+                           "and create it again")]
+        if kind == "Pod":  # no controller: the pod's own manifest, and a new pod for the webhook to see
+            return [advice(f'add the label {USE_LABEL}: "true" to pod {name}\'s manifest (metadata.labels), then '
+                           "delete it and create it again: the webhook acts on pod CREATE only"),
+                    *[fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]]]
         return [advice(f'add the label {USE_LABEL}: "true" to the pod template of {kind}/{name}'), *restart]
     if code == "POD_ENV_CONFLICT":
         preset = variables or ["AZURE_CLIENT_ID"]
@@ -382,6 +390,14 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
         fix.kubectl("get", "mutatingwebhookconfigurations"),
         *restart,
     ]
+
+
+def label_repair(ctx: WorkloadContext) -> list[Step]:
+    """The use label put where the given pod (--pod) comes from: its controller's pod template (a Deployment's,
+    a StatefulSet's, a DaemonSet's patched; a Job's recreated), or a bare pod's manifest."""
+    pod = ctx.pod or {}
+    kind, name = controller_of(pod)
+    return _repair(ctx, "POD_NOT_LABELLED", kind, name, [_name(pod) or (ctx.facts.pod.name if ctx.facts.pod else "")])
 
 
 def restart_workload(ctx: WorkloadContext) -> list[Step]:

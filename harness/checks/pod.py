@@ -25,7 +25,7 @@ from harness.checks.cluster import (
 )
 from harness.checks.common import kube_call_failed, kube_failure_finding
 from harness.checks.context import WorkloadContext
-from harness.checks.live_pods import restart_workload
+from harness.checks.live_pods import label_repair, restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.podspec import (
     all_token_audiences,
@@ -282,13 +282,7 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
             f'pod lacks {USE_LABEL}: "true" (it belongs on the pod TEMPLATE, not on the Deployment, '
             "the ServiceAccount or a Service)",
             evidence,
-            [
-                fix.kubectl(
-                    "patch", "deployment", "-n", ctx.namespace, "<deployment>", "--type", "merge", "-p",
-                    json.dumps({"spec": {"template": {"metadata": {"labels": {USE_LABEL: "true"}}}}},
-                               separators=(",", ":")),
-                )
-            ],
+            label_repair(ctx),
         ),
     )
 
@@ -483,6 +477,9 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
                        *restart_workload(ctx)]
     elif excluded and code == "POD_NOT_MUTATED":
         remediation = _namespace_fixes(ctx, excluded)
+    elif len(reasons) == 1 and reasons[0].startswith("the pod lacks the label") and code == "POD_NOT_MUTATED" and (
+            ctx.facts.pod is not None and ctx.facts.pod.existing):
+        remediation = label_repair(ctx)  # the webhook is there: the given pod never asked it (pod.labelled)
     else:
         remediation = _mutation_remediation(ctx)
     return failed(

@@ -371,3 +371,31 @@ def test_a_deployment_under_the_default_service_account_warns_the_workload_and_t
     result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
     assert result.returncode == 0, result.stdout[-3000:]
     assert checks_of(document, "finance/backend-sa")["workload.live_pods"]["status"] == "pass"
+
+
+def test_pod_of_a_deployment_whose_template_lost_the_label_is_labelled_by_the_deployments_name(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """kubectl patch --type json removes the use label from the Deployment's template; --pod on the rollout's new
+    pod printed ``kubectl patch deployment '<deployment>'`` (and a reinstall of the webhook for POD_NOT_MUTATED):
+    now the Deployment by name, which, pasted, rolls out labelled pods that pass."""
+    config = str(running_lab.harness_config)
+    old = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
+    ok(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "json", "-p", json.dumps(
+        [{"op": "remove", "path": "/spec/template/metadata/labels/azure.workload.identity~1use"}]))
+    try:
+        pod = wait_for_one_new_pod(running_lab, "finance", "app=backend", old)["metadata"]["name"]
+        _, _, checks, workload = run_for(tmp_path / "broken", config, "--pod", f"finance/{pod}", 1)
+        assert checks["pod.labelled"]["status"] == "fail"
+        findings = {f["code"]: f for f in workload["findings"]}
+        expected = ["kubectl patch deployment/backend -n finance --type merge -p "
+                    "'{\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"azure.workload.identity/use\":\"true\"}}}}}'"]
+        assert findings["POD_NOT_LABELLED"]["remediation"] == expected
+        assert findings["POD_NOT_MUTATED"]["remediation"] == expected
+        for line in expected:
+            paste(running_lab, line)
+    finally:
+        ok(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge", "-p",
+           json.dumps({"spec": {"template": {"metadata": {"labels": {"azure.workload.identity/use": "true"}}}}}))
+    pod = wait_for_one_new_pod(running_lab, "finance", "app=backend", old | {pod})["metadata"]["name"]
+    run_for(tmp_path / "repaired", config, "--pod", f"finance/{pod}", 0)

@@ -11,6 +11,7 @@ import pytest
 from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import live_pods, restart_workload
 from harness.checks.model import FAIL, PASS, WARN
+from harness.checks.pod import pod_labelled, pod_mutated
 from harness.collect.live_pods import collect_live_pods, owner_of
 from harness.commands import render_all
 from harness.config import WorkloadConfig
@@ -386,3 +387,30 @@ def test_the_probe_view_of_pod_still_restarts_the_given_pods_own_controller() ->
     assert view.facts.pod is probe
     assert [line.split("#")[0].strip() for line in render_all(restart_workload(view))] == [
         "kubectl rollout restart deployment/backend -n finance"]
+
+
+@pytest.mark.parametrize(("references", "labels", "expected"), [
+    ([{"kind": "ReplicaSet", "name": "backend-7d9f", "controller": True}], {"pod-template-hash": "7d9f"},
+     ["kubectl patch deployment/backend -n finance --type merge -p "
+      "'{\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"azure.workload.identity/use\":\"true\"}}}}}'"]),
+    ([{"kind": "Job", "name": "nightly", "controller": True}], {},
+     ["# a Job's pod template cannot be changed: add the label azure.workload.identity/use: \"true\" to the pod "
+      "template in Job/nightly's manifest (or its CronJob's jobTemplate), then delete the Job and create it again"]),
+    ([], {}, ["# add the label azure.workload.identity/use: \"true\" to pod p's manifest (metadata.labels), then "
+              "delete it and create it again: the webhook acts on pod CREATE only",
+              "kubectl delete pod -n finance p"]),
+])
+def test_with_pod_an_unlabelled_pod_is_labelled_where_it_comes_from(references: list, labels: dict,
+                                                                    expected: list[str]) -> None:
+    """--pod of a pod without the use label: POD_NOT_LABELLED (and POD_NOT_MUTATED, whose only reason it is) put
+    the label on the pod's own controller's template, never a ``kubectl patch deployment '<deployment>'`` (nor a
+    reinstall of a webhook that is there) for a Job's or a bare pod."""
+    ctx = context(None)
+    ctx.cluster.webhook_configurations = [{"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"}}]
+    pod = {"metadata": {"name": "p", "namespace": "finance", "ownerReferences": references, "labels": labels},
+           "spec": {"containers": [{"name": "app", "image": "busybox"}]}}
+    ctx.facts.pod = PodFacts("finance", "p", existing=True, created=True, pod=pod)
+    (labelled,) = pod_labelled(ctx).findings
+    (mutated,) = pod_mutated(ctx).findings
+    assert (labelled.code, mutated.code) == ("POD_NOT_LABELLED", "POD_NOT_MUTATED")
+    assert labelled.fix_lines() == expected and mutated.fix_lines() == expected
