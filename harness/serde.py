@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from typing import Any, TypeVar
@@ -39,9 +40,14 @@ def _build(hint: Any, data: Any) -> Any:
         _, item = typing.get_args(hint) or (Any, Any)
         return {k: _build(item, v) for k, v in data.items()}
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        hints = typing.get_type_hints(hint)
-        kwargs = {
-            f.name: _build(hints[f.name], data[f.name]) for f in dataclasses.fields(hint) if f.name in data
-        }
+        kwargs = {name: _build(field_hint, data[name]) for name, field_hint in _fields(hint) if name in data}
         return hint(**kwargs)
     return data
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
+    """(name, resolved type hint) of each field of the dataclass ``cls``: get_type_hints evaluates every string
+    annotation again at each call (a run's facts hold hundreds of dataclass instances)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls))
