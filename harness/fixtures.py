@@ -29,16 +29,23 @@ NO_WORKLOADS = (
 )
 
 
-def nothing_found(discovery: dict[str, Any]) -> str:
-    """Why a whole-cluster run has no workload to verify: the ServiceAccounts could not be listed, or none
-    carries the client-id annotation or the use label."""
+def nothing_found(discovery: dict[str, Any], configured: bool = False) -> str:
+    """Why a whole-cluster run has no workload to verify: the ServiceAccounts could not be listed, a namespace
+    --namespace names does not exist, or none carries the client-id annotation or the use label. ``configured``:
+    harness.yaml lists workloads (in other namespaces than --namespace's)."""
     namespaces = discovery.get("namespaces") or []
     where = f"namespace(s) {', '.join(namespaces)}" if namespaces else "all namespaces"
     error = discovery.get("error")
     if error:
         return (f"whole-cluster run: could not list the ServiceAccounts of {where}: {error.get('status')} "
                 f"{error.get('reason')}: {error.get('message')}")
-    return (f"whole-cluster run (harness.yaml lists no workloads): no ServiceAccount in {where} has the "
+    missing = discovery.get("missing_namespaces") or []
+    if missing:
+        return (f"whole-cluster run: {'namespaces' if len(missing) > 1 else 'namespace'} {', '.join(missing)} "
+                f"{'do' if len(missing) > 1 else 'does'} not exist in the cluster (kubectl get namespaces), so "
+                "nothing was verified; check --namespace and the kubeconfig context")
+    listed = f"harness.yaml lists none in {where}" if configured else "harness.yaml lists no workloads"
+    return (f"whole-cluster run ({listed}): no ServiceAccount in {where} has the "
             f"{CLIENT_ID_ANNOTATION} annotation or the {USE_LABEL} label, so nothing was verified; "
             "annotate the workloads' ServiceAccounts, or list them under workloads: in harness.yaml")
 
@@ -156,7 +163,8 @@ def wi_workload_check(request: pytest.FixtureRequest, wi_session: HarnessSession
     if request.param is None:
         # Nothing verified is not a pass: a smoke test with an empty workload list must not go green.
         discovery = wi_session.discovery
-        pytest.fail(NO_WORKLOADS if discovery is None else nothing_found(discovery), pytrace=False)
+        pytest.fail(NO_WORKLOADS if discovery is None else
+                    nothing_found(discovery, bool(wi_session.config.workloads)), pytrace=False)
     workload_id = request.param[0]
     order = [w.id for w in wi_session.workloads].index(workload_id)
     return _subject_check(request, "workload", order)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.collect.inventory import list_service_accounts
-from harness.collect.kube_api import kubeconfig_bearer_token
+from harness.collect.kube_api import KubeError, kubeconfig_bearer_token
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.lab_bootstrap import EmbeddedLab
 from harness.redact import Redactor
@@ -123,7 +123,17 @@ def discover(kube: Any, namespaces: list[str]) -> dict[str, Any]:
     found["service_accounts"] = accounts
     if error is not None:
         found["error"] = {"status": error.status, "reason": error.reason, "message": error.message}
+    elif namespaces and not accounts:  # a namespace of another cluster, or a typo: say so, not "none annotated"
+        found["missing_namespaces"] = [name for name in namespaces if _absent_namespace(kube, name)]
     return found
+
+
+def _absent_namespace(kube: Any, name: str) -> bool:
+    """The API server answers that ``name`` does not exist (a refusal to read it says nothing)."""
+    try:
+        return kube.namespace(name) is None
+    except KubeError:
+        return False
 
 
 def workloads_for(

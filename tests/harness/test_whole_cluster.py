@@ -107,6 +107,21 @@ def test_a_run_that_finds_no_service_account_fails_and_says_why(pytester: pytest
     assert run_json(pytester)["verdict"] == "fail"
 
 
+def test_a_namespace_that_does_not_exist_is_named_not_called_unannotated(pytester: pytest.Pytester) -> None:
+    """--namespace with a typo (or a namespace of another cluster), beside a harness.yaml that lists workloads
+    elsewhere: one line saying the namespace does not exist, not that harness.yaml lists no workloads."""
+    project(pytester, World.healthy())
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "--namespace", "fnance")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=CLUSTER_TESTS, errors=1)
+    result.stdout.fnmatch_lines(["whole-cluster run: namespace fnance does not exist in the cluster (kubectl get "
+                                 "namespaces), so nothing was verified; check --namespace and the kubeconfig context"])
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "--namespace", "kube-system")
+    result.stdout.fnmatch_lines(["*whole-cluster run (harness.yaml lists none in namespace(s) kube-system): no "
+                                 "ServiceAccount in namespace(s) kube-system has the*"])
+    assert "Traceback" not in result.stdout.str()
+
+
 def test_service_accounts_the_harness_may_not_list_fail_the_run_with_the_refusal(
     pytester: pytest.Pytester,
 ) -> None:
