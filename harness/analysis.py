@@ -121,7 +121,7 @@ def analyse(
         results.coverage = coverage_rows(facts.migration, facts.cluster.issuer_url)
     if facts.inventory is not None:
         results.inventory_checks = run_inventory_checks(
-            facts.inventory, facts.cluster, config.azure, config.expect
+            facts.inventory, facts.cluster, config.azure, config.expect, config.workloads
         )
         results.inventory = inventory_section(facts.inventory, facts.cluster, config.expect)
     for workload in workloads:

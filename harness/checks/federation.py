@@ -487,9 +487,11 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                 [fic_fix(ctx, "update", str(fic["name"]), issuer)],
             ),
         )
+    # Entra's code today: none at all AADSTS70025, none for the token's issuer 700211 (70021 until 2022)
+    code = "AADSTS70025" if not credentials else "AADSTS700211"
     return failed(
         f"the identity has no federated credential for issuer {issuer!r} and subject {ctx.subject!r} "
-        "(Entra: AADSTS70021/700211)",
+        f"(Entra: {code})",
         evidence,
         Finding(
             "FIC_MISSING",

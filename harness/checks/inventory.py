@@ -46,7 +46,7 @@ from harness.checks.model import (
     warned,
 )
 from harness.commands import Command, Step, advice, render
-from harness.config import AzureConfig, ExpectConfig
+from harness.config import AzureConfig, ExpectConfig, WorkloadConfig
 from harness.facts import (
     CREDENTIAL_ERROR,
     NETWORK_ERROR,
@@ -123,6 +123,8 @@ class InventoryContext:
     cluster: ClusterFacts
     azure: AzureConfig | None
     expect: ExpectConfig = field(default_factory=ExpectConfig)
+    # NS/SA -> lower-cased client id, for harness.yaml's workloads that name one: the identity a person declared
+    configured: dict[str, str] = field(default_factory=dict)
 
     @property
     def issuer(self) -> str | None:
@@ -504,7 +506,8 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
             continue  # working, or FIC_OLD_ISSUER says what is wrong with the one it has
         trusting = list({id(c.identity): c.identity for c in ctx.credentials
                          if c.usable and c.service_account == ref and c.identity is not identity}.values())
-        if trusting and not mine:
+        confirmed = ctx.configured.get(ref) == identity.client_id.lower()
+        if trusting and not mine and not confirmed:
             wrong.append((sa, identity, trusting))
             continue
         audience = [c for c in mine if c.relation == EXACT]
@@ -513,6 +516,9 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
             if audience
             else ""
         )
+        if trusting and not mine:  # harness.yaml names the annotated identity: the credential belongs on it
+            detail = (f" (harness.yaml names it; {', '.join(short(i) for i in trusting)} has a credential for "
+                      f"{ref} instead: delete that one if it was made there by mistake)")
         cases.append(f"{ref} -> {short(identity)}{detail}: {_refusal(ctx, identity, bool(audience))}")
         items.append(
             {
@@ -531,7 +537,7 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
         # this Managed Identity.", the managed identities' documented error), so a create would fail
         steps.append(_update(audience[0], issuer) if audience else _create(identity, ref, issuer))
     evidence: dict[str, Any] = {"missing": items, "checked": checked}
-    findings = [_annotation_names_wrong_identity(wrong, issuer)] if wrong else []
+    findings = [_annotation_names_wrong_identity(ctx, wrong, issuer)] if wrong else []
     if wrong:
         evidence["wrong_identity"] = findings[0].evidence["service_accounts"]
     if not items and not findings:
@@ -550,13 +556,15 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
 
 
 def _annotation_names_wrong_identity(
-    wrong: list[tuple[dict[str, Any], InventoryIdentity, list[InventoryIdentity]]], issuer: str
+    ctx: InventoryContext, wrong: list[tuple[dict[str, Any], InventoryIdentity, list[InventoryIdentity]]],
+    issuer: str,
 ) -> Finding:
     """ServiceAccounts whose annotated identity has no credential for them while another identity has one that
     lets them in (this issuer, their subject, the exchange audience): the annotation names the wrong identity
     (another workload's, copied by hand), and the fix is the annotation, not a credential that would let this
     ServiceAccount act as that other identity."""
     cases, rows, steps = [], [], []
+    refusals: set[str] = set()
     for sa, named, trusting in wrong:
         ref = f"{sa['namespace']}/{sa['name']}"
         right = trusting[0]
@@ -566,10 +574,11 @@ def _annotation_names_wrong_identity(
         rows.append({"service_account": ref, "annotated": label(named), "annotated_client_id": named.client_id,
                      "trusted_by": [label(i) for i in trusting], "trusted_by_client_id": right.client_id})
         steps += [fix.annotate_sa(sa["namespace"], sa["name"], right.client_id), fix.restart_pods(sa["namespace"])]
+        refusals.add(_refusal(ctx, named, False))
     message = (
         f"{_plural(len(wrong), 'ServiceAccount is', 'ServiceAccounts are')} annotated with an identity that has "
         f"no federated credential for it (issuer {issuer}), while another identity has one: {_listed(cases)}; the "
-        "annotation names the wrong identity (the token exchange fails, AADSTS700213)"
+        f"annotation names the wrong identity: {'; '.join(sorted(refusals))}"
     )
     evidence = {"service_accounts": rows}
     return Finding("SA_ANNOTATION_WRONG_IDENTITY", ERROR, LAYER, message, evidence, steps)
@@ -934,5 +943,7 @@ def run_inventory_checks(
     cluster: ClusterFacts,
     azure: AzureConfig | None,
     expect: ExpectConfig | None = None,
+    workloads: list[WorkloadConfig] | None = None,
 ) -> list[CheckResult]:
-    return run_chain(INVENTORY_CHECKS, InventoryContext(facts, cluster, azure, expect or ExpectConfig()))
+    configured = {w.id: w.client_id.lower() for w in workloads or [] if w.client_id}
+    return run_chain(INVENTORY_CHECKS, InventoryContext(facts, cluster, azure, expect or ExpectConfig(), configured))

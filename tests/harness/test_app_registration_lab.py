@@ -239,3 +239,29 @@ def test_a_service_principal_deleted_for_good_is_made_again_and_its_roles_grante
     paste(shell, missing)
     _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
     assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+
+
+def test_a_credential_made_on_the_wrong_app_is_made_on_the_app_harness_yaml_names(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """The federated credential made on another app registration than the one the ServiceAccount and harness.yaml
+    name (AADSTS70025 for the named app). The inventory said SA_ANNOTATION_WRONG_IDENTITY and printed an
+    annotation with the other app's client id, against harness.yaml and the workload's FIC_MISSING (a credential
+    on the named app, which holds the roles): two errors, opposite fixes. Where harness.yaml names the annotated
+    app, the inventory now asks for the credential on it too (SA_WITHOUT_FIC), and the workload's fix repairs the
+    run."""
+    app = healthy.app
+    wrong = make_app(shell, f"{healthy.namespace}-wrong")
+    trust(shell, wrong, running_lab.info()["issuer_url"], healthy.namespace, healthy.service_account, "misplaced")
+    names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
+    shell.must(*(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
+                 for name in names))
+    document, _, entry = run(tmp_path, healthy.config, healthy.ref)
+    first = entry["findings"][0]
+    assert first["code"] == "FIC_MISSING", [f["code"] for f in entry["findings"]]
+    assert all(app.app_id in line for line in first["remediation"])
+    run_codes = {f["code"] for f in document["findings"]}
+    assert "SA_ANNOTATION_WRONG_IDENTITY" not in run_codes and "SA_WITHOUT_FIC" in run_codes, run_codes
+    paste(shell, first)
+    document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+    assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]

@@ -12,10 +12,12 @@ from typing import Any
 
 from fakeworld import ISSUER
 from test_inventory_checks import BACKEND_ID, ORDERS_ID, healthy, sa
+from test_inventory_checks import ISSUER as INVENTORY_ISSUER
 from test_inventory_checks import run as run_inventory
 
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_succeeds
+from harness.checks.inventory import run_inventory_checks
 from harness.checks.live_pods import pod_problems
 from harness.checks.model import FAIL, SKIP
 from harness.checks.serviceaccount import sa_client_id_annotation
@@ -146,3 +148,21 @@ def test_the_inventory_names_the_identity_that_trusts_the_service_account_and_se
     assert wrong.fix_lines()[0] == (f"kubectl annotate serviceaccount -n finance backend-sa {CLIENT_ID}={BACKEND_ID} "
                                     "--overwrite")
     assert not any("federated-credential create" in line for line in wrong.fix_lines())
+
+
+def test_when_harness_yaml_names_the_annotated_identity_the_credential_is_added_to_it_not_the_annotation_moved() -> None:
+    """harness.yaml declares finance/backend-sa's identity and the annotation agrees: the credential another
+    identity holds for the ServiceAccount (made on the wrong identity) does not make the annotation wrong. The
+    inventory then asks for the credential on the declared identity, as the workload's FIC_MISSING does, instead of
+    an annotation that sends the workload to an identity without its roles."""
+    facts = healthy(service_accounts=[sa("finance", "backend-sa", ORDERS_ID), sa("orders", "orders-sa", ORDERS_ID)])
+    cluster = ClusterFacts(collected_at=0.0, issuer_url=INVENTORY_ISSUER, context="ctx", server="https://kube")
+    declared = WorkloadConfig(namespace="finance", service_account="backend-sa", client_id=ORDERS_ID)
+    results = run_inventory_checks(facts, cluster, None, None, [declared])
+    findings = {f.code: f for r in results for f in r.findings}
+    assert "SA_ANNOTATION_WRONG_IDENTITY" not in findings
+    missing = findings["SA_WITHOUT_FIC"]
+    assert "harness.yaml names it; managed identity myWorkloadId has a credential for finance/backend-sa" in \
+        missing.message
+    assert any("federated-credential create" in line and "ordersWorkloadId" in line for line in missing.fix_lines())
+    assert not any("kubectl annotate" in line for line in missing.fix_lines())
