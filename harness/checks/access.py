@@ -369,9 +369,14 @@ def _not_an_authorization_answer(
     """A network rule, an unaccepted token or an unexplained 403: the identity's rights were never judged."""
     what, detail = check.describe(), _detail(evidence)
     is_vault = isinstance(check, KeyVaultSecretAccess)
+    found = resource_of(ctx, check) or {}
+    closed = str(found.get("public_network_access") or "").lower() == "disabled"
+    # Key Vault says ForbiddenByConnection; Storage answers AuthorizationFailure either way (ARM tells them apart)
+    disabled = closed or (is_vault and evidence.get("innererror") == "ForbiddenByConnection")
     why = {
-        "network": f"the {'vault' if is_vault else 'storage account'}'s network rules refused the request "
-                   "before the identity's rights were looked at",
+        "network": f"the {'vault' if is_vault else 'storage account'}'s "
+                   f"{'public network access is disabled: it' if disabled else 'network rules'} refused the "
+                   "request before the identity's rights were looked at",
         "unauthenticated": "the service did not accept the token (audience or tenant)",
         "refused": "a 403 that is not an authorization answer",
     }[meaning]
@@ -391,9 +396,7 @@ def _not_an_authorization_answer(
         )
     if meaning == "network":
         code = "KEYVAULT_FIREWALL" if is_vault else "STORAGE_FIREWALL"
-        found = resource_of(ctx, check) or {}
-        closed = str(found.get("public_network_access") or "").lower() == "disabled"
-        if is_vault and (evidence.get("innererror") == "ForbiddenByConnection" or closed):
+        if is_vault and disabled:
             why = ("the vault's public network access is disabled: it refused the request before the identity's "
                    "rights were looked at, and honours no network rule while disabled")
             repair = fix.keyvault_public_access(resource_name(ctx, check))

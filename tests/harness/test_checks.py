@@ -1082,6 +1082,27 @@ def test_a_policy_engine_refusal_is_named_and_not_blamed_on_workload_identity() 
     assert workload_identity.code == "POD_REJECTED_BY_WEBHOOK"
 
 
+def test_an_allowed_repositories_policy_refusing_the_probe_image_prints_where_to_take_it_from() -> None:
+    """gatekeeper-library's allowedrepos text naming the probe container: the image imported into a registry the
+    policy allows and named in probe.image, or a Python image from the repositories it lists."""
+    image = "mcr.microsoft.com/azurelinux/base/python:3.12"
+    finding = _refused(
+        403, 'admission webhook "validation.gatekeeper.sh" denied the request: [allowed-repos] container <probe> has '
+        f'an invalid image repo <{image}>, allowed repos are ["myacr.azurecr.io/"]')
+    assert finding.code == "POD_REJECTED_BY_POLICY"
+    assert finding.fix_lines()[1:] == [
+        "kubectl get constraints -o wide   # which constraint refused it",
+        f"az acr import --name '<registry>' --source {image} --image wi-harness/python:3.12",
+        "# then set probe.image: <registry>.azurecr.io/wi-harness/python:3.12 in harness.yaml (configmap mode runs "
+        "the probe in any image with python3), or pass --probe-image",
+        '# or set probe.image in harness.yaml to a Python image under the repositories the policy allows: '
+        '["myacr.azurecr.io/"]',
+    ]
+    other = _refused(403, 'admission webhook "validation.gatekeeper.sh" denied the request: [allowed-repos] '
+                          'container <sidecar> has an invalid image repo <x>, allowed repos are ["a/"]')
+    assert not any("probe.image" in line for line in other.fix_lines())
+
+
 def test_another_vendors_webhook_that_cannot_be_called_is_named_with_its_service() -> None:
     """A mesh's sidecar injector whose Service has no pod, under failurePolicy Fail: the API server refuses every
     pod it matches. Named with the Service its URL names, never as a policy's refusal nor as Workload ID's."""
@@ -1299,6 +1320,10 @@ def test_a_vault_with_public_access_disabled_is_opened_not_given_a_network_rule(
     rule = next(i for i, line in enumerate(lines) if line.startswith("az keyvault network-rule add"))
     assert update in lines and lines.index(update) < rule
     assert not any("role assignment create" in line for line in lines)
+    unproven = _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="ForbiddenByConnection")
+    assert unproven.findings[0].code == "DENY_NOT_PROVEN"
+    assert "the vault's public network access is disabled: it refused the request" in unproven.findings[0].message
+    assert "network rules" not in unproven.findings[0].message
 
 
 def test_only_authorization_refusals_prove_a_deny() -> None:
