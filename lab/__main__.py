@@ -27,6 +27,7 @@ examples:
                                                                  discovery document and JWKS; 0: no cache)
   python -m lab ctl --state-dir DIR policy deny --namespace NS --message TEXT   (Azure Policy / Gatekeeper refuses
                                                                  new pods in NS; --constraint NAME)
+  python -m lab ctl --state-dir DIR policy allowed-repos --namespace NS --repo PREFIX   (images elsewhere refused)
   python -m lab ctl --state-dir DIR policy clear                (removes the Gatekeeper webhook and constraints)
   python -m lab ctl --state-dir DIR cluster --oidc-issuer off   (a cluster made before its OIDC issuer was enabled;
                                                                  ARM refuses to turn it off)
@@ -112,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     deny.add_argument("--namespace", required=True)
     deny.add_argument("--message", required=True)
     deny.add_argument("--constraint", help="the constraint's name (default: azurepolicy-k8slabdenypods-<hash>)")
+    repos = policy_actions.add_parser("allowed-repos", help="refuse pods in a namespace whose images start with "
+                                      "none of the given prefixes (gatekeeper-library's K8sAllowedRepos)")
+    repos.add_argument("--namespace", required=True)
+    repos.add_argument("--repo", action="append", required=True, dest="repos", metavar="PREFIX")
+    repos.add_argument("--constraint", help="the constraint's name (default: allowed-repos-<namespace>)")
     policy_actions.add_parser("clear", help="remove the webhook and its constraints")
     return parser
 
@@ -135,7 +141,8 @@ def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
         "entra": {"metadata_cache_seconds": args.__dict__.get("metadata_cache_seconds")},
         "cluster": {"oidc_issuer": {"on": True, "off": False}.get(args.__dict__.get("oidc_issuer") or "")},
         "policy": {"action": args.__dict__.get("policy_action"), "namespace": args.__dict__.get("namespace"),
-                   "message": args.__dict__.get("message"), "constraint": args.__dict__.get("constraint")},
+                   "message": args.__dict__.get("message"), "constraint": args.__dict__.get("constraint"),
+                   "repos": args.__dict__.get("repos")},
     }.get(args.action, {})
     return {key: value for key, value in pairs.items() if value is not None}
 

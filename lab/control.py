@@ -246,7 +246,8 @@ def _text(body: dict[str, Any], key: str, limit: int) -> str:
 
 def set_policy(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     """An Azure Policy / Gatekeeper refusal: ``deny`` installs Gatekeeper's webhook and a constraint refusing new
-    pods in a namespace (lab.kube.gatekeeper); ``clear`` removes them again."""
+    pods in a namespace (lab.kube.gatekeeper), ``allowed-repos`` one refusing pods whose images start with none of
+    the given prefixes (gatekeeper-library's K8sAllowedRepos); ``clear`` removes them again."""
     import base64
 
     from lab.clock import rfc3339
@@ -265,13 +266,26 @@ def set_policy(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
             raise ControlError(f"constraint: {name!r} is not a valid object name")
         ca_bundle = base64.b64encode(lab.tls.ca_pem).decode()
         gatekeeper.deny(store, ca_bundle, rfc3339(), name, namespace, message)
+    elif action == "allowed-repos":
+        namespace = _text(body, "namespace", 63)
+        if name_problems(namespace, label_only=True):
+            raise ControlError(f"namespace: {namespace!r} is not a valid namespace name")
+        repos = body.get("repos")
+        if not isinstance(repos, list) or not repos or not all(isinstance(r, str) and r and len(r) <= 512
+                                                               for r in repos):
+            raise ControlError("repos: a non-empty list of image prefixes is required")
+        name = body.get("constraint") or f"allowed-repos-{namespace}"
+        if not isinstance(name, str) or name_problems(name, label_only=False):
+            raise ControlError(f"constraint: {name!r} is not a valid object name")
+        ca_bundle = base64.b64encode(lab.tls.ca_pem).decode()
+        gatekeeper.allow_repos(store, ca_bundle, rfc3339(), name, namespace, repos)
     elif action == "clear":
         gatekeeper.clear(store)
         controllers = getattr(lab.kube, "_controllers", None)
         if controllers is not None:
             controllers.reconcile_workloads()  # ReplicaSets retry the pods the policy refused
     else:
-        raise ControlError("action: must be one of deny, clear")
+        raise ControlError("action: must be one of deny, allowed-repos, clear")
     return _policy_state(lab)
 
 

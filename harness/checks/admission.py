@@ -32,6 +32,10 @@ _QUOTA_RE = re.compile(
 # the Service URL webhookutil builds from clientConfig.service: https://<name>.<namespace>.svc:<port><path>
 _SERVICE_URL_RE = re.compile(r'Post "https://(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.'
                              r'(?P<namespace>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(?::\d+)?[/?"]')
+# gatekeeper-library's allowedrepos Rego: "container <name> has an invalid image repo <image>, allowed repos are
+# ["prefix", ...]" (initContainer / ephemeralContainer for those)
+_IMAGE_REPO_RE = re.compile(r"\b(?:container|initContainer|ephemeralContainer) <(?P<container>[^<>]+)> has an "
+                            r"invalid image repo <(?P<image>[^<>]+)>, allowed repos are (?P<repos>\[[^\]]*\])")
 _POST_RE = re.compile(r'^Post "[^"]*": ')  # the URL, which the Service named by webhook_service stands for
 _POD_SECURITY_RE = re.compile(r'violates PodSecurity "(?P<level>[^"]+)"')
 _WEBHOOK_CONFIGURATIONS = "mutatingwebhookconfigurations,validatingwebhookconfigurations"
@@ -62,6 +66,15 @@ def webhook_service(message: str) -> tuple[str, str] | None:
     called by clientConfig.url."""
     match = _SERVICE_URL_RE.search(message)
     return (match.group("namespace"), match.group("name")) if match else None
+
+
+def image_repo_refusal(message: str, container: str) -> tuple[str, str] | None:
+    """(image, allowed repos as the policy lists them) when an allowed-repositories policy refused ``container``'s
+    image, else None."""
+    for match in _IMAGE_REPO_RE.finditer(message):
+        if match.group("container") == container:
+            return match.group("image"), match.group("repos")
+    return None
 
 
 def quota_refusal(message: str) -> bool:
@@ -108,7 +121,7 @@ def refusal_cause(message: str) -> str | None:
             return None
         if unreachable_webhook(message) is not None:
             return f"the admission webhook {name} cannot be called and its failurePolicy is Fail"
-        return f"the admission webhook {name} (a policy engine or another product, not Workload ID) denied them"
+        return f"the admission webhook {name} (a policy engine or another product) denied them"
     level = pod_security_level(message)
     if level is not None:
         return f'Pod Security admission (the namespace enforces "{level}")'

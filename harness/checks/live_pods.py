@@ -167,6 +167,8 @@ def _refused_elsewhere(ctx: WorkloadContext, refused: RefusedController, cause: 
                    "raise the quota"),
         ]
     else:
+        if "gatekeeper.sh" in refused.message:  # Azure Policy for AKS and OPA Gatekeeper
+            steps.append(fix.kubectl("get", "constraints", "-o", "wide", note="which constraint refused it"))
         steps.append(advice(f"a person decides: make the pod template of {ref} comply with the policy that refused "
                             f"it, or exempt namespace {namespace} from it"))
     return Finding(

@@ -9,6 +9,7 @@ from typing import Any
 
 from harness.checks import remediation as fix
 from harness.checks.admission import (
+    image_repo_refusal,
     quota_refusal,
     refusing_webhook,
     unreachable_webhook,
@@ -96,7 +97,7 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             evidence,
             [
                 fix.kubectl("get", "validatingwebhookconfigurations,mutatingwebhookconfigurations"),
-                *_policy_fixes(name, ctx.namespace),
+                *_policy_fixes(name, ctx.namespace, said),
             ],
         )
     elif quota_refusal(message):
@@ -221,10 +222,24 @@ def _denial_fixes(ctx: WorkloadContext, message: str) -> list[Step]:
     return [look]
 
 
-def _policy_fixes(webhook: str, namespace: str) -> list[Step]:
-    if webhook.endswith("gatekeeper.sh"):  # Azure Policy for AKS and OPA Gatekeeper
+def _policy_fixes(webhook: str, namespace: str, said: str = "") -> list[Step]:
+    """What the policy wants of the probe. An allowed-repositories policy (gatekeeper-library's allowedrepos text)
+    that refused the probe container's image: the image imported into a registry the policy allows and named in
+    probe.image, or another Python image from one of the repositories it lists."""
+    gatekeeper = webhook.endswith("gatekeeper.sh")  # Azure Policy for AKS and OPA Gatekeeper
+    which = fix.kubectl("get", "constraints", "-o", "wide", note="which constraint refused it")
+    refused_image = image_repo_refusal(said, PROBE_CONTAINER)
+    if refused_image is not None:
+        image, repos = refused_image
         return [
-            fix.kubectl("get", "constraints", "-o", "wide", note="which constraint refused it"),
+            *([which] if gatekeeper else []),
+            *fix.mirror_probe_image(image),
+            advice(f"or set probe.image in harness.yaml to a Python image under the repositories the policy allows: "
+                   f"{repos}"),
+        ]
+    if gatekeeper:
+        return [
+            which,
             advice(f"exempt namespace {namespace} or make the probe comply (probe.resources, probe.labels in "
                    "harness.yaml); Azure Policy assignments live on the cluster's scope in Azure"),
         ]

@@ -170,7 +170,7 @@ def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, dry_run: bool
         labels = namespace_labels(lab, namespace)
         limitrange.validate(lab.kube.store, rt, obj, namespace)
         warnings = podsecurity.check_pod_security(obj, labels, **kwargs)
-        warnings += gatekeeper.admit(lab.kube.store, rt, namespace, labels)
+        warnings += gatekeeper.admit(lab.kube.store, rt, namespace, labels, obj)
     quota.admit(lab.kube.store, rt, obj, namespace, dry_run=dry_run)
     return warnings
 

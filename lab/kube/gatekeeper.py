@@ -4,7 +4,9 @@
 (namespace ``gatekeeper-system``, ValidatingWebhookConfiguration
 ``gatekeeper-validating-webhook-configuration`` whose webhook is ``validation.gatekeeper.sh``, the
 ConstraintTemplate CRD) plus one ConstraintTemplate of the lab's own (``K8sLabDenyPods``: no Rego, it refuses
-every pod it matches) and a constraint of that kind matching pods in NS. The API server's
+every pod it matches) and a constraint of that kind matching pods in NS; ``policy allowed-repos --namespace NS
+--repo PREFIX`` a K8sAllowedRepos constraint (gatekeeper-library's template, evaluated by the lab as its Rego
+does) refusing pods in NS whose images start with no PREFIX. The API server's
 ValidatingAdmissionWebhook step (:func:`admit`) then evaluates the stored constraints, so ``kubectl get
 constraints`` shows what refuses, and deleting the constraint lifts it.
 
@@ -22,6 +24,7 @@ generated CRDs; Azure Policy's constraint names are ``azurepolicy-<template>-<ha
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from lab.kube import defaults, errors, labelselector
@@ -37,6 +40,15 @@ CONSTRAINT_GROUP = "constraints.gatekeeper.sh"
 CONSTRAINT_VERSION = "v1beta1"
 LAB_TEMPLATE_KIND = "K8sLabDenyPods"
 LAB_TEMPLATE_PLURAL = LAB_TEMPLATE_KIND.lower()
+# gatekeeper-library's "Kubernetes Allowed Repositories" template (src/general/allowedrepos), which Azure Policy's
+# allowed-registries definitions resemble: every container, initContainer and ephemeralContainer whose image does
+# not start with one of parameters.repos is a violation "<kind> <name> has an invalid image repo <image>, allowed
+# repos are <repos>" (the Rego's sprintf %v of the array, which OPA renders as ["a", "b"]).
+ALLOWED_REPOS_KIND = "K8sAllowedRepos"
+ALLOWED_REPOS_PLURAL = ALLOWED_REPOS_KIND.lower()
+_KINDS = {LAB_TEMPLATE_PLURAL: LAB_TEMPLATE_KIND, ALLOWED_REPOS_PLURAL: ALLOWED_REPOS_KIND}
+_REPO_CONTAINERS = (("containers", "container"), ("initContainers", "initContainer"),
+                    ("ephemeralContainers", "ephemeralContainer"))
 
 Installed = list[tuple[str, str, str, Obj]]  # (group, plural, namespace, object)
 
@@ -71,17 +83,22 @@ def install_objects(ca_bundle: str) -> Installed:
         "status": {"phase": "Active"}}
     template_crd = _crd(TEMPLATE_GROUP, "ConstraintTemplate", "constrainttemplates",
                         ["v1", "v1beta1", "v1alpha1"])
-    constraint_crd = _crd(CONSTRAINT_GROUP, LAB_TEMPLATE_KIND, LAB_TEMPLATE_PLURAL,
-                          [CONSTRAINT_VERSION, "v1", "v1alpha1"], ["constraint", "constraints"])
-    constraint_crd["metadata"]["labels"] = {"gatekeeper.sh/constraint": "yes"}
-    template = {
+    constraint_crds = []
+    for plural, kind in _KINDS.items():
+        crd = _crd(CONSTRAINT_GROUP, kind, plural, [CONSTRAINT_VERSION, "v1", "v1alpha1"], ["constraint", "constraints"])
+        crd["metadata"]["labels"] = {"gatekeeper.sh/constraint": "yes"}
+        constraint_crds.append(crd)
+    said = {LAB_TEMPLATE_PLURAL: "every matched pod is refused with parameters.message",
+            ALLOWED_REPOS_PLURAL: "gatekeeper-library's allowedrepos: an image not starting with one of "
+                                  "parameters.repos is refused"}
+    templates = [{
         "apiVersion": f"{TEMPLATE_GROUP}/v1", "kind": "ConstraintTemplate",
-        "metadata": {"name": LAB_TEMPLATE_PLURAL},
-        "spec": {"crd": {"spec": {"names": {"kind": LAB_TEMPLATE_KIND}}},
+        "metadata": {"name": plural},
+        "spec": {"crd": {"spec": {"names": {"kind": kind}}},
                  "targets": [{"target": "admission.k8s.gatekeeper.sh",
-                              "rego": "# the lab evaluates this template itself: every matched pod is "
-                                      "refused with parameters.message\npackage k8slabdenypods\n"}]},
-    }
+                              "rego": f"# the lab evaluates this template itself: {said[plural]}\n"
+                                      f"package {plural}\n"}]},
+    } for plural, kind in _KINDS.items()]
     webhook = {
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": CONFIGURATION_NAME, "labels": dict(SYSTEM_LABELS)},
@@ -103,8 +120,8 @@ def install_objects(ca_bundle: str) -> Installed:
     return [
         ("", "namespaces", "", namespace),
         ("apiextensions.k8s.io", "customresourcedefinitions", "", template_crd),
-        ("apiextensions.k8s.io", "customresourcedefinitions", "", constraint_crd),
-        (TEMPLATE_GROUP, "constrainttemplates", "", template),
+        *(("apiextensions.k8s.io", "customresourcedefinitions", "", crd) for crd in constraint_crds),
+        *((TEMPLATE_GROUP, "constrainttemplates", "", template) for template in templates),
         ("admissionregistration.k8s.io", "validatingwebhookconfigurations", "", webhook),
     ]
 
@@ -117,6 +134,33 @@ def constraint(name: str, namespace: str, message: str) -> Obj:
                  "match": {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}], "namespaces": [namespace]},
                  "parameters": {"message": message}},
     }
+
+
+def allowed_repos_constraint(name: str, namespace: str, repos: list[str]) -> Obj:
+    return {
+        "apiVersion": f"{CONSTRAINT_GROUP}/{CONSTRAINT_VERSION}", "kind": ALLOWED_REPOS_KIND,
+        "metadata": {"name": name},
+        "spec": {"enforcementAction": "deny",
+                 "match": {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}], "namespaces": [namespace]},
+                 "parameters": {"repos": list(repos)}},
+    }
+
+
+def _rego_array(values: list[str]) -> str:
+    """OPA's sprintf %v of an array of strings (ast.Array's String: quoted elements joined by ", ")."""
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def _allowed_repos_violations(spec: Obj, pod: Obj) -> list[str]:
+    repos = [r for r in (spec.get("parameters") or {}).get("repos") or [] if isinstance(r, str)]
+    found = []
+    for field, word in _REPO_CONTAINERS:
+        for container in (pod.get("spec") or {}).get(field) or []:
+            image = str(container.get("image") or "")
+            if not any(image.startswith(repo) for repo in repos):
+                found.append(f"{word} <{container.get('name')}> has an invalid image repo <{image}>, allowed repos "
+                             f"are {_rego_array(repos)}")
+    return found
 
 
 # ---------------------------------------------------------------- admission
@@ -136,7 +180,17 @@ def constraint_type(store: Store) -> ResourceType | None:
     return store.type_for(CONSTRAINT_GROUP, LAB_TEMPLATE_PLURAL)
 
 
-def admit(store: Store, rt: ResourceType, namespace: str, namespace_labels: dict[str, str]) -> list[str]:
+def _constraints(store: Store) -> list[Obj]:
+    """Every stored constraint of the kinds the lab evaluates, in name order."""
+    found = []
+    for plural in _KINDS:
+        rt = store.type_for(CONSTRAINT_GROUP, plural)
+        found += store.list(rt)[0] if rt is not None else []
+    return sorted(found, key=lambda item: item["metadata"]["name"])
+
+
+def admit(store: Store, rt: ResourceType, namespace: str, namespace_labels: dict[str, str],
+          pod: Obj | None = None) -> list[str]:
     """The ValidatingAdmissionWebhook call to validation.gatekeeper.sh for a pod CREATE: raises the 403 a
     Gatekeeper denial gets through the API server; returns the warnings of ``warn`` constraints."""
     if rt.group_resource != ("", "pods"):
@@ -145,23 +199,26 @@ def admit(store: Store, rt: ResourceType, namespace: str, namespace_labels: dict
     configuration = store.find(configurations, "", CONFIGURATION_NAME) if configurations else None
     webhooks = (configuration or {}).get("webhooks") or []
     webhook = next((w for w in webhooks if w.get("name") == WEBHOOK_NAME), None)
-    constraints = constraint_type(store)
-    if webhook is None or constraints is None:
+    if webhook is None:
         return []
     labels = {"kubernetes.io/metadata.name": namespace, **namespace_labels}
     if not labelselector.matches(webhook.get("namespaceSelector"), labels):
         return []
     denials, warnings = [], []
-    for item in store.list(constraints)[0]:
+    for item in _constraints(store):
         spec = item.get("spec") or {}
         if not _constraint_matches(spec, namespace):
             continue
-        text = f"[{item['metadata']['name']}] {(spec.get('parameters') or {}).get('message', '')}"
+        if item.get("kind") == ALLOWED_REPOS_KIND:
+            said = _allowed_repos_violations(spec, pod or {})
+        else:
+            said = [str((spec.get("parameters") or {}).get("message", ""))]
+        texts = [f"[{item['metadata']['name']}] {text}" for text in said]
         action = spec.get("enforcementAction") or "deny"
         if action == "deny":
-            denials.append(text)
+            denials += texts
         elif action == "warn":
-            warnings.append(text)
+            warnings += texts
     if denials:
         raise errors.ApiError(403, "Forbidden",
                               f'admission webhook "{WEBHOOK_NAME}" denied the request: ' + "\n".join(denials))
@@ -195,14 +252,29 @@ def deny(store: Store, ca_bundle: str, now: str, name: str, namespace: str, mess
     return store.replace(rt, {**current, "spec": wanted["spec"]}, check_version=False)
 
 
+def allow_repos(store: Store, ca_bundle: str, now: str, name: str, namespace: str, repos: list[str]) -> Obj:
+    """Install Gatekeeper if needed and store (or replace) a K8sAllowedRepos constraint for pods in
+    ``namespace``."""
+    install(store, ca_bundle, now)
+    rt = store.type_for(CONSTRAINT_GROUP, ALLOWED_REPOS_PLURAL)
+    if rt is None:
+        raise RuntimeError("the constraint CRD is not served")
+    wanted = allowed_repos_constraint(name, namespace, repos)
+    current = store.find(rt, "", name)
+    if current is None:
+        return store.create(rt, wanted)
+    return store.replace(rt, {**current, "spec": wanted["spec"]}, check_version=False)
+
+
 def clear(store: Store) -> list[str]:
     """Remove every lab constraint and what :func:`install` put in the API; returns the constraints removed.
     """
     removed = []
-    rt = constraint_type(store)
-    for item in store.list(rt)[0] if rt is not None else []:
-        store.delete(rt, "", item["metadata"]["name"])
-        removed.append(item["metadata"]["name"])
+    for item in _constraints(store):
+        rt = store.type_for(CONSTRAINT_GROUP, item["kind"].lower())
+        if rt is not None:
+            store.delete(rt, "", item["metadata"]["name"])
+            removed.append(item["metadata"]["name"])
     for group, plural, namespace, obj in reversed(install_objects("")):
         rt = store.type_for(group, plural)
         if rt is not None and store.find(rt, namespace, obj["metadata"]["name"]) is not None:
@@ -211,9 +283,15 @@ def clear(store: Store) -> list[str]:
 
 
 def constraints(store: Store) -> list[Obj]:
-    rt = constraint_type(store)
-    return [{"name": item["metadata"]["name"],
-             "namespaces": ((item.get("spec") or {}).get("match") or {}).get("namespaces") or [],
-             "message": ((item.get("spec") or {}).get("parameters") or {}).get("message", ""),
-             "enforcementAction": (item.get("spec") or {}).get("enforcementAction", "deny")}
-            for item in (store.list(rt)[0] if rt is not None else [])]
+    shown = []
+    for item in _constraints(store):
+        parameters = (item.get("spec") or {}).get("parameters") or {}
+        entry = {"name": item["metadata"]["name"],
+                 "namespaces": ((item.get("spec") or {}).get("match") or {}).get("namespaces") or []}
+        if item.get("kind") == ALLOWED_REPOS_KIND:
+            entry.update(kind=ALLOWED_REPOS_KIND, repos=parameters.get("repos") or [])
+        else:
+            entry["message"] = parameters.get("message", "")
+        entry["enforcementAction"] = (item.get("spec") or {}).get("enforcementAction", "deny")
+        shown.append(entry)
+    return shown

@@ -364,3 +364,45 @@ def test_a_probe_node_selector_no_node_meets_is_looked_up_and_set_right(
     config = quick_config(running_lab, tmp_path / "pool.yaml", node_selector={"agentpool": pool.stdout.strip()})
     result, _ = run_suites(tmp_path / "pool", "--config", config, "--workload", WORKLOAD)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_an_allowed_repositories_policy_refuses_the_probe_image_and_the_workloads_rollout(
+    running_lab: RunningLab, kube_home: Path, tmp_path: Path
+) -> None:
+    """An allowed-repositories policy (gatekeeper-library's K8sAllowedRepos, ``lab ctl policy allowed-repos``)
+    allowing only docker.io/library/: the probe's MCR image is POD_REJECTED_BY_POLICY with the policy's own text,
+    and the fix names where an allowed image comes from; probe.image set to a Python image there (as the fix says)
+    passes. The workload's restarted Deployment, whose image is from its own registry, is WORKLOAD_PODS_REFUSED
+    naming Gatekeeper, never Workload ID; cleared, its ReplicaSet creates the pod."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    ctl(running_lab, "policy", "allowed-repos", "--namespace", "finance", "--repo", "docker.io/library/")
+    try:
+        result, document = run_suites(tmp_path / "refused", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode != 0
+        policy = workload_findings(document)["POD_REJECTED_BY_POLICY"]
+        assert ("[allowed-repos-finance] container <probe> has an invalid image repo <mcr.microsoft.com/"
+                in policy["message"])
+        assert policy["message"].endswith('allowed repos are ["docker.io/library/"]')
+        assert policy["remediation"][-1] == ("# or set probe.image in harness.yaml to a Python image under the "
+                                             'repositories the policy allows: ["docker.io/library/"]')
+        assert any(line.startswith("az acr import --name '<registry>' --source mcr.microsoft.com/")
+                   for line in policy["remediation"])
+        assert not [code for code in all_codes(document) if code.startswith("WEBHOOK_")]
+
+        allowed = quick_config(running_lab, tmp_path / "allowed.yaml", image="docker.io/library/python:3.12",
+                               timeout_seconds=120)
+        restarted = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "restart", "deployment", "backend")
+        assert restarted.returncode == 0, restarted.stderr
+        wait_for("a ReplicaFailure", lambda: deployment_condition(running_lab, kube_home, "ReplicaFailure"))
+        result, document = run_suites(tmp_path / "allowed", "--config", allowed, "--workload", WORKLOAD)
+        assert result.returncode == 0, result.stdout[-3000:]  # the probe passes; the rollout is a warning
+        refused = workload_findings(document)["WORKLOAD_PODS_REFUSED"]
+        assert refused["severity"] == "warning"
+        assert ("container <backend> has an invalid image repo <myacr.azurecr.io/finance/backend:1.4.2>"
+                in refused["message"])
+        assert "kubectl get constraints -o wide   # which constraint refused it" in refused["remediation"]
+    finally:
+        ctl(running_lab, "policy", "clear")
+    rolled = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "deployment", "backend",
+                     "--timeout", "60s")
+    assert rolled.returncode == 0, rolled.stderr

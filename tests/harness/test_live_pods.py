@@ -265,7 +265,8 @@ INJECTOR_DOWN = ('Internal error occurred: failed calling webhook "namespace.sid
     (INJECTOR_DOWN, "namespace.sidecar-injector.istio.io cannot be called",
      "kubectl get endpoints -n istio-system istiod   # no address: no pod serves it"),
     ('admission webhook "validation.gatekeeper.sh" denied the request: [azurepolicy-x] no limits',
-     "validation.gatekeeper.sh (a policy engine or another product, not Workload ID)", "kubectl describe"),
+     "validation.gatekeeper.sh (a policy engine or another product) denied them",
+     "kubectl get constraints -o wide   # which constraint refused it"),
 ])
 def test_a_refusal_that_is_not_the_webhooks_is_named_and_not_blamed_on_workload_identity(
     message: str, cause: str, look: str

@@ -191,3 +191,31 @@ def test_gatekeeper_joins_denials_keeps_warnings_and_skips_ignored_namespaces() 
     assert gatekeeper.admit(only_warn, only_warn.type_for("", "pods"), "ns", {}) == ["[b-warn] prefer limits"]
     assert gatekeeper.clear(only_warn) == ["b-warn"]
     assert gatekeeper.admit(only_warn, only_warn.type_for("", "pods"), "ns", {}) == []
+
+
+def test_gatekeeper_allowed_repos_refuses_each_container_whose_image_starts_with_no_repo() -> None:
+    """gatekeeper-library's allowedrepos Rego: a violation per container, initContainer and ephemeralContainer
+    whose image starts with none of parameters.repos, the repos printed as OPA's sprintf %v prints an array."""
+    store = gatekeeper_store()
+    rt = store.type_for(gatekeeper.CONSTRAINT_GROUP, gatekeeper.ALLOWED_REPOS_PLURAL)
+    store.create(rt, gatekeeper.allowed_repos_constraint("repos", "ns", ["docker.io/library/", "myacr.azurecr.io/"]))
+    pods = store.type_for("", "pods")
+    allowed = {"spec": {"containers": [{"name": "app", "image": "myacr.azurecr.io/app:1"}]}}
+    assert gatekeeper.admit(store, pods, "ns", {}, allowed) == []
+    assert gatekeeper.admit(store, pods, "elsewhere", {}, {"spec": {"containers": [{"name": "a", "image": "x"}]}}) \
+        == []
+    refused = {"spec": {"initContainers": [{"name": "init", "image": "busybox"}],
+                        "containers": [{"name": "probe", "image": "mcr.microsoft.com/azurelinux/base/python:3.12"},
+                                       {"name": "app", "image": "docker.io/library/python:3.12"}]}}
+    with pytest.raises(errors.ApiError) as denied:
+        gatekeeper.admit(store, pods, "ns", {}, refused)
+    assert denied.value.message == (
+        'admission webhook "validation.gatekeeper.sh" denied the request: '
+        '[repos] container <probe> has an invalid image repo <mcr.microsoft.com/azurelinux/base/python:3.12>, '
+        'allowed repos are ["docker.io/library/", "myacr.azurecr.io/"]\n'
+        '[repos] initContainer <init> has an invalid image repo <busybox>, allowed repos are '
+        '["docker.io/library/", "myacr.azurecr.io/"]')
+    assert [(c["name"], c["kind"], c["repos"]) for c in gatekeeper.constraints(store)] == [
+        ("repos", "K8sAllowedRepos", ["docker.io/library/", "myacr.azurecr.io/"])]
+    assert gatekeeper.clear(store) == ["repos"]
+    assert gatekeeper.admit(store, pods, "ns", {}, refused) == []

@@ -136,6 +136,10 @@ def test_policy_control_refuses_bad_input_in_one_line(lab: Lab) -> None:
     assert no_message.stderr == "error: message: a non-empty string is required\n"
     missing = run("policy", "deny", "--namespace", "default")
     assert missing.returncode == 2 and "--message" in missing.stderr
+    no_repo = run("policy", "allowed-repos", "--namespace", "default", "--repo", "")
+    assert (no_repo.returncode, no_repo.stderr) == (1, "error: repos: a non-empty list of image prefixes is required\n")
+    bad_repos_ns = run("policy", "allowed-repos", "--namespace", "Not_A_Namespace", "--repo", "x/")
+    assert bad_repos_ns.stderr == "error: namespace: 'Not_A_Namespace' is not a valid namespace name\n"
     assert ctl(lab, "status")["policy"] == {"webhook": None, "configuration": None, "constraints": []}
 
 
