@@ -49,26 +49,40 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
                 "NAMESPACE_NOT_FOUND",
                 ERROR,
                 "serviceaccount",
-                f"namespace {ctx.namespace} not found",
-                {"namespace": ctx.namespace},
+                f"namespace {ctx.namespace} not found{_meant(sa.near_names)}",
+                {"namespace": ctx.namespace, "near_names": sa.near_names},
                 [
+                    *_typo_steps(ctx, sa.near_names),
                     fix.kubectl("create", "namespace", fix.namespace_or(ctx.namespace)),
                     *_create_sa(ctx),
                 ],
             ),
         )
     return failed(
-        f"ServiceAccount {where} does not exist",
-        {"namespace_found": sa.namespace_found},
+        f"ServiceAccount {where} does not exist{_meant(sa.near_names)}",
+        {"namespace_found": sa.namespace_found, "near_names": sa.near_names},
         Finding(
             "SA_NOT_FOUND",
             ERROR,
             "serviceaccount",
-            f"ServiceAccount {where} not found",
-            {"namespace": ctx.namespace, "service_account": ctx.service_account},
-            _create_sa(ctx),
+            f"ServiceAccount {where} not found{_meant(sa.near_names)}",
+            {"namespace": ctx.namespace, "service_account": ctx.service_account, "near_names": sa.near_names},
+            [*_typo_steps(ctx, sa.near_names), *_create_sa(ctx)],
         ),
     )
+
+
+def _meant(near: list[str]) -> str:
+    return f"; did you mean {' or '.join(near)}?" if near else ""
+
+
+def _typo_steps(ctx: WorkloadContext, near: list[str]) -> list[Step]:
+    """A name close to an existing ServiceAccount is more often a typo (in --workload or harness.yaml) than one
+    to create: the existing one first; creating the name asked for stays, for a person who meant it."""
+    if not near:
+        return []
+    return [advice(f"{' or '.join(near)} exists: if that is the workload, correct --workload (or harness.yaml's "
+                   f"entry) and run again; if {ctx.namespace}/{ctx.service_account} is to be made:")]
 
 
 def _create_sa(ctx: WorkloadContext) -> list[Step]:

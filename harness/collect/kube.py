@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from harness.collect.kube_api import KubeApi, KubeError
@@ -80,6 +81,29 @@ def collect_webhook(
     return mwcs, mwc_error, deployments, deployment_error
 
 
+def _names(items: list[dict[str, Any]]) -> list[str]:
+    return [str((item.get("metadata") or {}).get("name") or "") for item in items]
+
+
+def near_service_accounts(api: KubeApi, namespace: str, name: str, namespace_found: bool | None) -> list[str]:
+    """Existing ServiceAccounts (NS/NAME) a missing NAMESPACE/NAME was likely a typo of: a close name in the
+    namespace, or, with the namespace missing, the name (or a close one) in a close namespace. Best effort: a
+    refused list suggests nothing."""
+    close = lambda word, words: difflib.get_close_matches(word, [w for w in words if w != word], 3, 0.6)  # noqa: E731
+    try:
+        if namespace_found:
+            return [f"{namespace}/{found}" for found in close(name, _names(api.list_service_accounts(namespace)))]
+        if namespace_found is False:
+            near: list[str] = []
+            for other in close(namespace, _names(api.list_objects("", "v1", "namespaces"))):
+                names = _names(api.list_service_accounts(other))
+                near += [f"{other}/{found}" for found in ([name] if name in names else close(name, names))]
+            return near[:3]
+    except KubeError:
+        pass
+    return []
+
+
 def collect_service_account(api: KubeApi, namespace: str, name: str) -> ServiceAccountFacts:
     facts = ServiceAccountFacts(namespace=namespace, name=name)
     try:
@@ -92,6 +116,7 @@ def collect_service_account(api: KubeApi, namespace: str, name: str) -> ServiceA
             facts.namespace_found = api.namespace(namespace) is not None
         except KubeError:
             facts.namespace_found = None  # many harness identities may not read namespaces
+        facts.near_names = near_service_accounts(api, namespace, name, facts.namespace_found)
         return facts
     meta = service_account.get("metadata") or {}
     facts.namespace_found = True

@@ -399,3 +399,22 @@ def test_pod_of_a_deployment_whose_template_lost_the_label_is_labelled_by_the_de
            json.dumps({"spec": {"template": {"metadata": {"labels": {"azure.workload.identity/use": "true"}}}}}))
     pod = wait_for_one_new_pod(running_lab, "finance", "app=backend", old | {pod})["metadata"]["name"]
     run_for(tmp_path / "repaired", config, "--pod", f"finance/{pod}", 0)
+
+
+@pytest.mark.parametrize(("target", "code", "message"), [
+    ("fnance/backend-sa", "NAMESPACE_NOT_FOUND", "namespace fnance not found; did you mean finance/backend-sa?"),
+    ("finance/backend", "SA_NOT_FOUND", "ServiceAccount finance/backend not found; did you mean finance/backend-sa?"),
+])
+def test_a_typo_in_workload_names_the_service_account_meant(
+    running_lab: RunningLab, tmp_path: Path, target: str, code: str, message: str
+) -> None:
+    """A troubleshooter's typo: the one finding names the ServiceAccount that exists (its printed fix began with
+    creating the namespace or ServiceAccount typed); only that target is in the report."""
+    result, document, checks, workload = run_for(tmp_path, str(running_lab.harness_config), "--workload", target, 1)
+    assert [w["id"] for w in document["workloads"]] == [target]
+    assert checks["sa.exists"]["status"] == "fail"
+    (finding,) = workload["findings"]
+    assert (finding["code"], finding["message"]) == (code, message)
+    assert finding["remediation"][0].startswith("# finance/backend-sa exists: if that is the workload, correct "
+                                                "--workload")
+    assert "Traceback" not in result.stdout + result.stderr
