@@ -391,6 +391,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "left behind; a person decides which.",
         "test:tests/harness/test_admission_cases_lab.py::test_another_vendors_webhook_that_cannot_be_called_is_"
         "named_not_workload_identity",
+        "test:tests/harness/test_admission_cases_lab.py::test_a_validating_policy_webhook_left_without_its_service_"
+        "is_named_not_workload_identity",
         advice_only="whether the webhook's product should be running (bring its pods back) or was uninstalled "
         "(delete its configuration) is the cluster owner's call; the printed commands locate the configuration "
         "and its Service",

@@ -171,6 +171,7 @@ def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, dry_run: bool
         limitrange.validate(lab.kube.store, rt, obj, namespace)
         warnings = podsecurity.check_pod_security(obj, labels, **kwargs)
         warnings += gatekeeper.admit(lab.kube.store, rt, namespace, labels, obj)
+        webhook_dispatch.validate(lab, rt, obj, namespace, labels, frozenset({gatekeeper.CONFIGURATION_NAME}))
     quota.admit(lab.kube.store, rt, obj, namespace, dry_run=dry_run)
     return warnings
 

@@ -26,6 +26,9 @@ As staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook does for a CREATE:
   <cause>`` (webhookutil.ErrCallingWebhook); ``failurePolicy: Ignore`` admits the object unmutated, ``Fail``
   (the v1 default) answers 500 InternalError ``Internal error occurred: <that>``.
 
+ValidatingWebhookConfigurations made by hand (:func:`validate`) are matched the same way; the lab serves no
+validating webhook (Gatekeeper's is evaluated by :mod:`lab.kube.gatekeeper`), so their calls fail as above.
+
 Not emulated: ``matchConditions`` (CEL; a webhook carrying them is called as if they matched), reinvocation,
 ``matchPolicy: Equivalent`` conversions (pods have a single version), caBundle/TLS checks.
 """
@@ -220,3 +223,47 @@ def mutate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, namespace_label
                 raise ApiError(500, "InternalError", f"Internal error occurred: {cause}",
                                {"causes": [{"message": cause}]}) from None
     return obj
+
+
+def _call_unserved(lab: Lab, hook: Obj) -> None:
+    """A call to a webhook the lab runs no server for: CallError with the resolver's text (no Service, no port, no
+    endpoints) or, once resolved, a refused connection, as for any address nothing listens on."""
+    client = hook.get("clientConfig") or {}
+    try:
+        if client.get("url"):
+            host = urlsplit(client["url"])
+            raise CallError(f"dial tcp {host.hostname}:{host.port or 443}: connect: connection refused")
+        service = client.get("service") or {}
+        ip, number, _ = resolve(lab, service.get("namespace", ""), service.get("name", ""),
+                                service.get("port") or 443)
+        raise CallError(f"dial tcp {ip}:{number}: connect: connection refused")
+    except CallError as exc:
+        raise CallError(f"failed to call webhook: Post {webhook.go_quote(_url(hook))}: {exc}") from None
+
+
+def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, namespace_labels: dict[str, str],
+             served: frozenset[str] = frozenset(), operation: str = "CREATE") -> None:
+    """The ValidatingAdmissionWebhook plugin for the configurations made by hand (``served`` names those the lab
+    evaluates itself, Gatekeeper's): the lab runs no validating webhook server, so a matching webhook (same rules,
+    selectors and AKS enforcer as the mutating dispatcher) cannot be called; ``failurePolicy: Ignore`` admits the
+    object, ``Fail`` (the v1 default) answers 500 InternalError, as validating/dispatcher.go does with
+    apierrors.NewInternalError(ErrCallingWebhook)."""
+    store = lab.kube.store
+    configs = sorted(store.objects.get(("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+                                       {}).items())
+    attrs = Attributes(operation, rt.group, rt.version, rt.plural, "", namespace if rt.namespaced else "")
+    for (_, name), config in configs:
+        if name in served:
+            continue
+        for hook in config.get("webhooks") or []:
+            if not hook_applies(config, hook, attrs, obj, namespace_labels):
+                continue
+            try:
+                _call_unserved(lab, hook)
+            except CallError as exc:
+                cause = f'failed calling webhook "{hook.get("name")}": {exc}'
+                if hook.get("failurePolicy", "Fail") == "Ignore":
+                    log.warning("Failed calling webhook, failing open %s: %s", hook.get("name"), cause)
+                    continue
+                raise ApiError(500, "InternalError", f"Internal error occurred: {cause}",
+                               {"causes": [{"message": cause}]}) from None

@@ -406,3 +406,47 @@ def test_an_allowed_repositories_policy_refuses_the_probe_image_and_the_workload
     rolled = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "deployment", "backend",
                      "--timeout", "60s")
     assert rolled.returncode == 0, rolled.stderr
+
+
+def test_a_validating_policy_webhook_left_without_its_service_is_named_not_workload_identity(
+    running_lab: RunningLab, kube_home: Path, tmp_path: Path
+) -> None:
+    """Kyverno's fail-closed validating webhook applied by hand with no kyverno-svc (Kyverno scaled to zero or
+    uninstalled, its configuration kept): OTHER_WEBHOOK_UNAVAILABLE naming it, no Workload ID finding; deleting the
+    configuration, the person's decision the finding names, lets the next run pass."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    manifest = tmp_path / "kyverno.json"
+    manifest.write_text(json.dumps({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "kyverno-resource-validating-webhook-cfg"},
+        "webhooks": [{
+            "name": "validate.kyverno.svc-fail", "admissionReviewVersions": ["v1"], "sideEffects": "NoneOnDryRun",
+            "failurePolicy": "Fail", "timeoutSeconds": 10,
+            "clientConfig": {"service": {"name": "kyverno-svc", "namespace": "kyverno", "path": "/validate/fail",
+                                         "port": 443}},
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["*"], "apiVersions": ["*"],
+                       "resources": ["*"]}],
+            "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                                                        "values": ["kyverno", "kube-system"]}]},
+        }],
+    }))
+    applied = kubectl(running_lab, kube_home, "apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    try:
+        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode != 0
+        first = next(w for w in document["workloads"] if w["id"] == WORKLOAD)["findings"][0]
+        assert first["code"] == "OTHER_WEBHOOK_UNAVAILABLE"
+        assert first["message"].startswith("the admission webhook validate.kyverno.svc-fail (not Workload ID's) "
+                                           'cannot be called: service "kyverno-svc" not found;')
+        assert "kubectl get endpoints -n kyverno kyverno-svc   # no address: no pod serves it" in first["remediation"]
+        assert not [code for code in all_codes(document) if code.startswith("WEBHOOK_")]
+        looked = paste(running_lab, kube_home, first["remediation"][0])
+        assert any(line.split() == ["kyverno-resource-validating-webhook-cfg", "validate.kyverno.svc-fail", "Fail"]
+                   for line in looked.stdout.splitlines()), (looked.stdout, looked.stderr)
+    finally:
+        deleted = kubectl(running_lab, kube_home, "delete", "validatingwebhookconfiguration",
+                          "kyverno-resource-validating-webhook-cfg")
+    assert deleted.returncode == 0, deleted.stderr
+    result, _ = run_suites(tmp_path / "repaired", "--config", config, "--workload", WORKLOAD)
+    assert result.returncode == 0, result.stdout[-3000:]

@@ -143,6 +143,51 @@ def test_policy_control_refuses_bad_input_in_one_line(lab: Lab) -> None:
     assert ctl(lab, "status")["policy"] == {"webhook": None, "configuration": None, "constraints": []}
 
 
+def validating_configuration(name: str, hook: str, namespace: str, failure_policy: str) -> str:
+    return json.dumps({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": hook, "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": failure_policy,
+            "clientConfig": {"service": {"name": "kyverno-svc", "namespace": "kyverno", "path": "/validate/fail",
+                                         "port": 443}},
+            "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": ["*"], "apiVersions": ["*"],
+                       "resources": ["*"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+        }],
+    })
+
+
+def test_a_validating_webhook_made_by_hand_that_cannot_be_called_refuses_pods_under_fail(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    """A Kyverno-style ValidatingWebhookConfiguration applied by hand whose Service is gone: under failurePolicy
+    Fail every matching pod is refused with the dispatcher's InternalError (kubectl prints its reason), under
+    Ignore admitted; deleting it lets a ReplicaSet's refused pods be created."""
+    fail = validating_configuration("kyverno-fail", "validate.kyverno.svc-fail", namespace, "Fail")
+    kubectl("apply", "-f", "-", input=fail)
+    try:
+        refused = kubectl("apply", "-f", "-", input=pod_manifest("web", namespace), check=False)
+        assert refused.returncode == 1
+        assert refused.stderr.strip() == (
+            'Error from server (InternalError): error when creating "STDIN": Internal error occurred: failed calling '
+            'webhook "validate.kyverno.svc-fail": failed to call webhook: Post '
+            '"https://kyverno-svc.kyverno.svc:443/validate/fail?timeout=10s": service "kyverno-svc" not found')
+        kubectl("create", "deployment", "api", "--image", IDLE_IMAGE, "-n", namespace)
+        wait_for(lambda: [e for e in get_json(kubectl, "events", "-n", namespace)["items"]
+                          if e["reason"] == "FailedCreate"])
+    finally:
+        kubectl("delete", "validatingwebhookconfiguration", "kyverno-fail")
+    wait_for(lambda: get_json(kubectl, "pods", "-n", namespace, "-l", "app=api")["items"])  # the RS retries
+    ignore = validating_configuration("kyverno-ignore", "validate.kyverno.svc-ignore", namespace, "Ignore")
+    kubectl("apply", "-f", "-", input=ignore)
+    try:
+        admitted = kubectl("apply", "-f", "-", input=pod_manifest("web", namespace))
+        assert admitted.stdout.strip() == "pod/web created"
+    finally:
+        kubectl("delete", "validatingwebhookconfiguration", "kyverno-ignore")
+
+
 # ---------------------------------------------------------------- ResourceQuota
 
 
