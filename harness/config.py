@@ -838,6 +838,9 @@ def parse_config(
         raise ConfigError(source, _problem_lines(exc.errors())) from None
 
 
+_NOT_A_MAPPING = ("model_type", "model_attributes_type", "dict_type")  # pydantic's error types
+
+
 def _problem_lines(errors: list[Any]) -> list[str]:
     """One line per problem; an unknown field that is a misspelling of a required field missing beside it
     (``servce_account`` for ``service_account``) is one problem, said on one line, not two."""
@@ -871,6 +874,9 @@ def _problem_line(error: Any) -> str:
     elif kind == "extra_forbidden":
         allowed = _allowed_fields(tuple(error.get("loc", ())))
         message = "unknown field" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+    elif kind in _NOT_A_MAPPING:  # "Input should be a valid dictionary or instance of ProbeSettings": a class name
+        found = "nothing (an empty section)" if given is None else f"a {_yaml_kind(given)}"
+        message = f"must be a mapping of fields (key: value lines indented under it), got {found}"
     elif kind == "union_tag_invalid":
         tags = error.get("ctx", {}).get("expected_tags", "")
         message = f"kind must be one of {tags}, got {error.get('ctx', {}).get('tag')!r}"
@@ -881,12 +887,23 @@ def _problem_line(error: Any) -> str:
     elif message.startswith("Assertion failed, "):
         message = message.removeprefix("Assertion failed, ")
     if (
-        kind not in ("missing", "extra_forbidden", "union_tag_invalid", _ACCESS_TARGET_ERROR)
+        kind not in ("missing", "extra_forbidden", "union_tag_invalid", *_NOT_A_MAPPING, _ACCESS_TARGET_ERROR)
         and _printable(loc, given)
         and str(given) not in message
     ):
         message += f" (got {given!r})"
     return mask_userinfo(f"{loc or '(file)'}: {message}")
+
+
+def _yaml_kind(value: Any) -> str:
+    """What YAML made of a value, in YAML's words."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, list):
+        return "list"
+    return "string" if isinstance(value, str) else type(value).__name__
 
 
 def _printable(loc: str, given: Any) -> bool:

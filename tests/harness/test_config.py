@@ -206,6 +206,17 @@ def test_a_misspelt_required_field_is_one_problem_naming_the_field_meant(tmp_pat
     ]
 
 
+def test_a_section_that_is_not_a_mapping_is_said_in_yaml_words_not_a_class_name(tmp_path: Path) -> None:
+    """``probe:`` with its fields commented out is null; pydantic said "a valid dictionary or instance of
+    ProbeSettings"."""
+    data = good(tmp_path)
+    data["probe"], data["workloads"][0]["access"][0] = None, "db-password"
+    assert sorted(problems(data, tmp_path)) == [
+        "probe: must be a mapping of fields (key: value lines indented under it), got nothing (an empty section)",
+        "workloads[0].access[0]: must be a mapping of fields (key: value lines indented under it), got a string",
+    ]
+
+
 def test_a_secret_pasted_where_its_variable_name_belongs_is_not_echoed(tmp_path: Path) -> None:
     data = good(tmp_path)
     data["azure"]["credential"] = {"client_id": CLIENT, "client_secret_env": "Q8~pasted.secret-VALUE"}
