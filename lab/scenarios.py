@@ -136,7 +136,9 @@ def _healthy(lab: Lab) -> None:
     admin_app = azure.add_app("lab-admin")
     azure.assign_role(admin_app, "Owner", subscription_scope)
     azure.assign_role(admin_app, "Owner", shared.resource_id)
-    admin_app.graph_permissions.update({"Application.ReadWrite.All", "Directory.Read.All"})
+    # AppRoleAssignment.ReadWrite.All: to grant (and revoke) application permissions, the harness's included
+    admin_app.graph_permissions.update({"Application.ReadWrite.All", "Directory.Read.All",
+                                        "AppRoleAssignment.ReadWrite.All"})
     lab.credentials["harness"] = {"client_id": harness_app.client_id, "client_secret": harness_app.add_secret()}
     lab.credentials["admin"] = {"client_id": admin_app.client_id, "client_secret": admin_app.add_secret()}
 

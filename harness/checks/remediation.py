@@ -739,12 +739,23 @@ def harness_client_id(azure: AzureConfig | None) -> str:
 
 
 def grant_harness_graph_read(azure: AzureConfig | None) -> list[Step]:
-    """Application.Read.All on Microsoft Graph for the harness's app registration, with admin consent."""
-    harness = harness_client_id(azure)
+    """Application.Read.All on Microsoft Graph granted to the harness's service principal (an admin's consent to
+    an application permission is that app role assignment), through Graph itself: ``az ad app permission
+    admin-consent`` calls the portal's own API and refuses every cloud but the public one ("This command is not
+    yet supported on sovereign clouds", azure-cli's role module), and ``az ad app permission add`` needs an app
+    registration, which a harness running as a managed identity (the in-cluster Job) does not have. The first line
+    reads both service principals' object ids into the assignment's body; the second makes it."""
+    harness = guid_or(harness_client_id(azure), "<harness-client-id>")
+    graph = azure.cloud.endpoints.microsoft_graph if azure is not None else ""
+    base = url_or(graph.rstrip("/"), "<microsoft-graph-endpoint>")
+    body = (f"{{principalId: [?appId=='{harness}'].id | [0], resourceId: [?appId=='{GRAPH_APP_ID}'].id | [0], "
+            f"appRoleId: '{APPLICATION_READ_ALL}'}}")
     return [
-        command("az", "ad", "app", "permission", "add", "--id", harness, "--api", GRAPH_APP_ID,
-                "--api-permissions", f"{APPLICATION_READ_ALL}=Role", note="Application.Read.All"),
-        command("az", "ad", "app", "permission", "admin-consent", "--id", harness),
+        command("az", "ad", "sp", "list", "--filter", f"appId in ('{harness}', '{GRAPH_APP_ID}')", "--query", body,
+                "-o", "json", capture="GRANT"),
+        command("az", "rest", "--method", "POST", "--url",
+                f"{base}/v1.0/servicePrincipals(appId='{harness}')/appRoleAssignments", "--body", Var("GRANT"),
+                note="Application.Read.All for the harness (admin consent)"),
     ]
 
 

@@ -123,6 +123,36 @@ class AppRegistration(Principal):
         return value
 
 
+# Microsoft Graph's application permissions (app roles) the lab models: name -> app role id, as Graph's permissions
+# reference lists them (GET servicePrincipals(appId='00000003-0000-0000-c000-000000000000')?$select=appRoles)
+GRAPH_APP_ROLES = {
+    "Application.Read.All": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
+    "Application.ReadWrite.All": "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9",
+    "AppRoleAssignment.ReadWrite.All": "06b708a9-e830-4db3-a914-8e69da51d44f",
+    "Directory.Read.All": "7ab1d382-f21e-4acd-a863-ba3e13f7da61",
+    "Directory.ReadWrite.All": "19dbc75e-c2e2-444c-a770-ec69d8559fc7",
+}
+MICROSOFT_SERVICES_TENANT = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"  # owner of first-party apps (Microsoft Graph)
+
+
+@dataclass
+class FirstPartyServicePrincipal(Principal):
+    """A Microsoft application's service principal in the tenant (Microsoft Graph's): the resource whose app roles
+    are assigned to the tenant's principals (application permissions, admin consent). Entra issues it no token."""
+
+    app_roles: dict[str, str] = field(default_factory=dict)  # name -> app role id
+
+    @property
+    def kind(self) -> str:
+        return "ServicePrincipal"
+
+
+def _graph_service_principal() -> FirstPartyServicePrincipal:
+    return FirstPartyServicePrincipal(client_id=GRAPH_APP_ID, principal_id=new_guid(),
+                                      tenant_id=MICROSOFT_SERVICES_TENANT, display_name="Microsoft Graph",
+                                      app_roles=dict(GRAPH_APP_ROLES))
+
+
 @dataclass
 class DeletedItem:
     """A soft-deleted application or service principal in Graph's deleted items: restorable with its object id
@@ -366,6 +396,7 @@ class AzureWorld:
     identities: dict[str, ManagedIdentity] = field(default_factory=dict)  # lower(resource id) -> identity
     apps: dict[str, AppRegistration] = field(default_factory=dict)  # client (app) id -> app
     deleted_items: dict[str, DeletedItem] = field(default_factory=dict)  # lower(object id) -> Graph deleted item
+    graph_service_principal: FirstPartyServicePrincipal = field(default_factory=_graph_service_principal)
     resource_groups: dict[str, ResourceGroup] = field(default_factory=dict)  # group_key(sub, name) -> group
     clusters: dict[str, ManagedCluster] = field(default_factory=dict)  # lower(resource id) -> cluster
     vaults: dict[str, Vault] = field(default_factory=dict)  # lower(name) -> vault

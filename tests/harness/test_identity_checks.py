@@ -146,6 +146,18 @@ def test_a_principal_id_in_the_annotation_is_named_with_the_client_id_to_use() -
     )
 
 
+GRAPH = "00000003-0000-0000-c000-000000000000"
+# Graph's Application.Read.All granted as Graph grants app roles (az ad app permission admin-consent refuses every
+# cloud but the public one, and a managed identity has no app registration to add a permission to)
+GRANT_GRAPH_READ = [
+    f"GRANT=$(az ad sp list --filter 'appId in ('\"'\"'{HARNESS}'\"'\"', '\"'\"'{GRAPH}'\"'\"')' --query "
+    f"'{{principalId: [?appId=='\"'\"'{HARNESS}'\"'\"'].id | [0], resourceId: [?appId=='\"'\"'{GRAPH}'\"'\"'].id "
+    "| [0], appRoleId: '\"'\"'9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30'\"'\"'}' -o json)",
+    f"az rest --method POST --url 'https://graph.microsoft.com/v1.0/servicePrincipals(appId='\"'\"'{HARNESS}'\"'\"')"
+    "/appRoleAssignments' --body \"$GRANT\"   # Application.Read.All for the harness (admin consent)",
+]
+
+
 def test_an_identity_the_harness_cannot_see_is_a_warning_when_the_exchange_worked() -> None:
     unseen = IdentityFacts(configured=True, note="nothing", searched=["Azure Resource Graph", "Microsoft Graph"])
     outcome = identity_matches(context_with(unseen, exchanged=True))
@@ -157,9 +169,7 @@ def test_an_identity_the_harness_cannot_see_is_a_warning_when_the_exchange_worke
         # cluster's subscription, which the harness already reads
         f"az role assignment create --assignee {HARNESS} --role Reader --scope "
         "'/subscriptions/<subscription-holding-the-identity>'",
-        f"az ad app permission add --id {HARNESS} --api 00000003-0000-0000-c000-000000000000 --api-permissions "
-        "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30=Role   # Application.Read.All",
-        f"az ad app permission admin-consent --id {HARNESS}",
+        *GRANT_GRAPH_READ,
     ]
     assert federated_credential(context_with(unseen, exchanged=True)).status == SKIP
 
@@ -169,8 +179,7 @@ def test_a_refused_graph_lookup_asks_only_for_graph_rights() -> None:
                       None, "Insufficient privileges to complete the operation.", "Authorization_RequestDenied")
     outcome = identity_matches(context_with(IdentityFacts(configured=True, refused=[refused]), exchanged=False))
     assert outcome.status == WARN and outcome.findings[0].code == "IDENTITY_NOT_VISIBLE"
-    assert [line.split()[:4] for line in outcome.findings[0].fix_lines()] == [
-        ["az", "ad", "app", "permission"], ["az", "ad", "app", "permission"]]
+    assert outcome.findings[0].fix_lines() == GRANT_GRAPH_READ
 
 
 def test_nothing_found_nothing_refused_and_no_exchange_is_not_found() -> None:

@@ -166,6 +166,40 @@ def test_a_deleted_service_principal_made_again_cannot_be_restored_over_the_new_
     assert_graph_error(graph(lab, "GET", f"/directory/deletedItems/{old}"), 404, "Request_ResourceNotFound")
 
 
+def test_graph_app_roles_are_app_role_assignments_that_make_the_next_tokens_roles(lab) -> None:
+    """Admin consent to an application permission is an app role assignment on Microsoft Graph's service principal
+    (appId 00000003-..., its appRoles in the tenant): granted by POST .../appRoleAssignments (the lab's admin holds
+    AppRoleAssignment.ReadWrite.All, Graph's least privileged for it; Application.ReadWrite.All alone does not do),
+    listed, revoked by DELETE, and the app's next Graph token carries exactly what is granted. ``appId in (...)``
+    finds both service principals in one list, as a printed fix asks."""
+    app = new_app(lab)
+    graph_app_id = "00000003-0000-0000-c000-000000000000"
+    listed = graph(lab, "GET", "/servicePrincipals", **{"$filter": f"appId in ('{app['appId']}', '{graph_app_id}')"})
+    by_app = {p["appId"]: p for p in listed.json()["value"]}
+    assert set(by_app) == {app["appId"], graph_app_id}
+    resource = by_app[graph_app_id]
+    read_all = next(r["id"] for r in resource["appRoles"] if r["value"] == "Application.Read.All")
+    assert read_all == "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"
+    principal = by_app[app["appId"]]["id"]
+    body = {"principalId": principal, "resourceId": resource["id"], "appRoleId": read_all}
+    path = f"/servicePrincipals(appId='{app['appId']}')/appRoleAssignments"
+    made = graph(lab, "POST", path, body=body)
+    assert made.status_code == 201, made.text
+    assert made.json()["resourceDisplayName"] == "Microsoft Graph" and made.json()["principalId"] == principal
+    assert_graph_error(graph(lab, "POST", path, body=body), 400, "Request_BadRequest")  # granted already
+    assert_graph_error(graph(lab, "POST", path, body={**body, "appRoleId": str(uuid.uuid4())}), 400,
+                       "Request_BadRequest")
+    assert [a["appRoleId"] for a in graph(lab, "GET", f"/servicePrincipals/{principal}/appRoleAssignments")
+            .json()["value"]] == [read_all]
+    assert next(a for a in lab.azure.apps.values() if a.client_id == app["appId"]).graph_permissions == {
+        "Application.Read.All"}
+    assert_graph_error(graph(lab, "DELETE", f"/servicePrincipals/{principal}/appRoleAssignments/x", who="harness"),
+                       403, "Authorization_RequestDenied")
+    gone = graph(lab, "DELETE", f"/servicePrincipals/{principal}/appRoleAssignments/{made.json()['id']}")
+    assert gone.status_code == 204
+    assert graph(lab, "GET", f"/servicePrincipals/{principal}/appRoleAssignments").json()["value"] == []
+
+
 # ---------------------------------------------------------------------------------------------- federated credentials
 
 

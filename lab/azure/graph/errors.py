@@ -164,3 +164,12 @@ def cast_required() -> GraphError:  # [UNV] text; "calling GET /directory/delete
     return GraphError(400, "Request_BadRequest",
                       "The OData cast type (microsoft.graph.application, microsoft.graph.servicePrincipal, ...) is "
                       "a required part of the URI.")
+
+
+# -- app role assignments
+def app_role_not_found() -> GraphError:  # [UNV] text, as people quote it for an appRoleId the resource lacks
+    return GraphError(400, "Request_BadRequest", "Permission being assigned was not found on application.")
+
+
+def app_role_assigned() -> GraphError:  # [UNV] text, as people quote it for a grant made twice
+    return GraphError(400, "Request_BadRequest", "Permission being assigned already exists on the object")

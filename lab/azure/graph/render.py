@@ -7,7 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from lab.azure.world import AppRegistration, FederatedCredential, ManagedIdentity, Principal
+from lab.azure.world import (
+    AppRegistration,
+    FederatedCredential,
+    FirstPartyServicePrincipal,
+    ManagedIdentity,
+    Principal,
+)
 
 # The "Microsoft Services" tenant owns first-party apps, managed identities' included (OBS in AADSTS7000229
 # reports and Graph answers for managed identities).
@@ -72,6 +78,16 @@ def application(app: AppRegistration, publisher_domain: str) -> dict[str, Any]:
 
 
 def service_principal(principal: Principal, names: list[str]) -> dict[str, Any]:
+    body = _service_principal(principal, names)
+    if isinstance(principal, FirstPartyServicePrincipal):  # Microsoft Graph: its app roles, Microsoft's tenant
+        body.update({"appDisplayName": principal.display_name, "appOwnerOrganizationId": principal.tenant_id,
+                     "appRoles": [{"allowedMemberTypes": ["Application"], "description": name,
+                                   "displayName": name, "id": role, "isEnabled": True, "origin": "Application",
+                                   "value": name} for name, role in sorted(principal.app_roles.items())]})
+    return body
+
+
+def _service_principal(principal: Principal, names: list[str]) -> dict[str, Any]:
     managed = isinstance(principal, ManagedIdentity)
     created = (principal.service_principal_created_at if isinstance(principal, AppRegistration)
                else principal.created_at)

@@ -7,6 +7,7 @@
     GET|POST          /v1.0/servicePrincipals                             ($filter incl. servicePrincipalNames/any)
     GET|DELETE        /v1.0/servicePrincipals/{id}  and  /v1.0/servicePrincipals(appId='{appId}')
     POST              /v1.0/directoryObjects/getByIds
+    GET|POST          /v1.0/servicePrincipals/{id}/appRoleAssignments   (Microsoft Graph's app roles; DELETE .../{id})
     GET               /v1.0/directory/deletedItems/microsoft.graph.application|servicePrincipal   ($filter)
     GET|DELETE        /v1.0/directory/deletedItems/{id};  POST /v1.0/directory/deletedItems/{id}/restore
 
@@ -55,6 +56,10 @@ READ_APPLICATIONS = frozenset({"Application.Read.All", "Application.ReadWrite.Al
                                "Directory.ReadWrite.All"})
 WRITE_APPLICATIONS = frozenset({"Application.ReadWrite.All", "Directory.ReadWrite.All"})
 READ_DIRECTORY_OBJECTS = frozenset({"Directory.Read.All", "Directory.ReadWrite.All"})
+# Granting an app role (admin consent to an application permission): Graph's "Grant an appRoleAssignment to a service
+# principal" names AppRoleAssignment.ReadWrite.All as the least privileged. unverified: whether
+# Application.ReadWrite.All alone suffices (the lab says no)
+WRITE_APP_ROLE_ASSIGNMENTS = frozenset({"AppRoleAssignment.ReadWrite.All", "Directory.ReadWrite.All"})
 
 NAVIGATION_CREDENTIALS = "federatedIdentityCredentials"
 _ALTERNATE_KEY = re.compile(r"^(applications|serviceprincipals)\(appId='([^']*)'\)$", re.IGNORECASE)
@@ -247,13 +252,18 @@ class GraphService:
             _require(roles, WRITE_APPLICATIONS)
             created = self.directory.create_service_principal(await _json_body(request))
             return self.respond(request, 201, {"@odata.context": f"{context}/$entity", **_service_principal(created)})
-        _require(roles, READ_APPLICATIONS if method == "GET" else WRITE_APPLICATIONS)
+        writes_assignments = method != "GET" and len(rest) > (1 if alternate is not None else 2)
+        _require(roles, READ_APPLICATIONS if method == "GET" else
+                 WRITE_APP_ROLE_ASSIGNMENTS if writes_assignments else WRITE_APPLICATIONS)
         if alternate is not None:
             principal, tail = self.directory.service_principal(app_id=alternate.group(2)), rest[1:]
         else:
             principal, tail = self.directory.service_principal(object_id=rest[1]), rest[2:]
         if tail:
-            raise errors.unknown_segment(tail[0])
+            if tail[0].lower() != "approleassignments" or len(tail) > 2:
+                raise errors.unknown_segment(tail[0])
+            return await self._app_role_assignments(request, version, method, roles, principal,
+                                                    tail[1] if len(tail) == 2 else None)
         if method == "GET":
             return self.respond(request, 200, {"@odata.context": f"{context}/$entity", **_service_principal(principal)})
         if method == "PATCH":  # az ad sp update --set accountEnabled=...: the changed properties only
@@ -262,6 +272,36 @@ class GraphService:
         _only(method, "DELETE")
         self.directory.delete_service_principal(principal)
         return self.respond(request, 204, None)
+
+    # ------------------------------------------------------------------ app role assignments
+    async def _app_role_assignments(self, request: web.Request, version: str, method: str, roles: set[str],
+                                    principal: Principal, identifier: str | None) -> web.Response:
+        """GET|POST /servicePrincipals/{id}/appRoleAssignments, DELETE .../appRoleAssignments/{id}: Microsoft
+        Graph's application permissions granted to the principal (admin consent; the roles of its Graph tokens
+        from its next token on)."""
+        context = (f"{self.base_url()}/{version}/$metadata#servicePrincipals('{principal.principal_id}')"
+                   "/appRoleAssignments")
+        if identifier is None:
+            if method == "GET":
+                items = [self._assignment(principal, i, r) for i, r in self.directory.app_role_assignments(principal)]
+                return self._page(request, context, items)
+            _only(method, "POST")
+            made = self.directory.assign_app_role(principal, await _json_body(request))
+            log.info("graph: app role assignment %s made for %s", made, principal.client_id)
+            role = next(r for i, r in self.directory.app_role_assignments(principal) if i == made)
+            return self.respond(request, 201, {"@odata.context": f"{context}/$entity",
+                                               **self._assignment(principal, made, role)})
+        _only(method, "DELETE")
+        self.directory.unassign_app_role(principal, identifier)
+        return self.respond(request, 204, None)
+
+    def _assignment(self, principal: Principal, identifier: str, role: str) -> dict[str, Any]:
+        graph = self.world.graph_service_principal
+        return {"id": identifier, "deletedDateTime": None, "appRoleId": role,
+                "createdDateTime": shapes.timestamp(principal.created_at),
+                "principalDisplayName": principal.display_name, "principalId": principal.principal_id,
+                "principalType": "ServicePrincipal", "resourceDisplayName": graph.display_name,
+                "resourceId": graph.principal_id}
 
     # ------------------------------------------------------------------ deleted items
     async def _deleted_items(self, request: web.Request, version: str, method: str, roles: set[str],
