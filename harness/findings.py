@@ -279,9 +279,12 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "SA_ANNOTATION_IS_PRINCIPAL_ID", "serviceaccount", "error",
-        "The client-id annotation holds the identity's principal (object) id, not its client id.",
-        "Annotate with the identity's clientId.",
+        "The client-id annotation holds the identity's principal (object) id, or its app registration's object "
+        "id, not its client id.",
+        "Annotate with the identity's clientId (an app registration's appId).",
         "fault:principal-id-annotated",
+        "test:tests/harness/test_app_registration_lab.py::test_the_app_registrations_object_id_annotated_is_name"
+        "d_with_its_app_id",
         "unit:tests/harness/test_identity_checks.py::test_a_principal_id_in_the_annotation_is_named_with_"
         "the_client_id_to_use",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
@@ -534,9 +537,13 @@ CATALOGUE: tuple[Entry, ...] = (
     # ------------------------------------------------------------------ identity and federation
     _e(
         "IDENTITY_NOT_FOUND", "identity", "error",
-        "No managed identity or application has the annotated client id (Entra: AADSTS700016).",
-        "Annotate with an existing identity's client id (az identity show).",
+        "No managed identity or application has the annotated client id (Entra: AADSTS700016); an application "
+        "deleted within 30 days is named with its deletion.",
+        "Annotate with an existing identity's client id (az identity show); a deleted application: restore it and "
+        "its service principal (az rest POST <graph>/v1.0/directory/deletedItems/<object-id>/restore).",
         "fault:principal-id-annotated",
+        "test:tests/harness/test_app_registration_lab.py::test_a_deleted_application_is_restored_with_its_creden"
+        "tials_and_service_principal",
         "fault:unknown-client-id",
         "fault:client-id-malformed",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
@@ -544,9 +551,12 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "IDENTITY_NOT_VISIBLE", "harness", "warning",
         "The harness may not read where the identity lives; the workload is judged by its exchange alone.",
-        "Grant the harness Reader there (and Graph Application.Read.All).",
+        "Grant the harness Reader there (and Graph Application.Read.All, an app role assignment made through "
+        "Graph: az ad app permission admin-consent works in the public cloud only).",
         "test:tests/harness/test_identities_lab.py::test_an_identity_the_harness_may_not_read_is_a_warnin"
         "g_and_the_workload_passes",
+        "test:tests/harness/test_app_registration_lab.py::test_the_harness_without_application_read_all_says_so_"
+        "once_per_scope_and_its_grant_works_on_any_cloud",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
@@ -564,7 +574,10 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "SERVICE_PRINCIPAL_MISSING", "identity", "error",
         "The application has no service principal in the tenant (AADSTS7000229).",
-        "`az ad sp create --id <appId>`.",
+        "Restore the deleted one (az rest POST <graph>/v1.0/directory/deletedItems/<object-id>/restore: its object "
+        "id, and so its role assignments, come back); else `az ad sp create --id <appId>` and grant its roles again.",
+        "test:tests/harness/test_app_registration_lab.py::test_a_deleted_service_principal_is_restored_not_made_ag"
+        "ain",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
         "unit:tests/harness/test_identity_checks.py::test_an_application_without_a_service_principal_gets"
         "_one",
