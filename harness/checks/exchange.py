@@ -228,7 +228,7 @@ def _workload_egress(ctx: WorkloadContext, message: str, evidence: dict[str, Any
     hosts = _hosts(ctx, token_url)
     evidence["workload_egress"] = [{"owner": gap.owner, "pods": gap.pods[:5], "network_policies": gap.policies}
                                    for gap in gaps]
-    blocked = [gap for gap in gaps if not gap.may_open(port)]
+    blocked = [gap for gap in gaps if not gap.proxied and not gap.may_open(port)]
     gap = (blocked or gaps)[0]
     several = len(gap.policies) > 1
     shown = f"NetworkPolic{'ies' if several else 'y'} {', '.join(gap.policies[:5])}"

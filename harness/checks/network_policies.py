@@ -54,6 +54,9 @@ class WorkloadEgress:
     pods: list[str]
     policies: list[str]  # the policies that isolate these pods for egress
     rules: list[dict[str, Any]]  # their egress rules: what the pods may open, and nothing else
+    # a container sets HTTPS_PROXY (AKS's HTTP proxy configuration puts it in every pod): its connections go to
+    # the proxy's port, not Entra's, so a rule for Entra's port proves nothing either way
+    proxied: bool = False
 
     def may_open(self, port: int) -> bool:
         """Whether any rule may let these pods open a TCP connection to ``port`` (of some address: the peers
@@ -104,6 +107,17 @@ def _unproven(probe_set: list[dict[str, Any]], pod_set: list[dict[str, Any]]) ->
     return any(_rules(p) for p in probe_set if _name(p) not in pod_names)
 
 
+# the variables Python's urllib, Go's net/http and curl read: https_proxy and http_proxy, in either case
+_PROXY_VARIABLES = {name for scheme in ("https", "http") for name in (f"{scheme}_proxy", f"{scheme}_proxy".upper())}
+
+
+def _proxied(pod: dict[str, Any]) -> bool:
+    spec = pod.get("spec") or {}
+    return any(variable.get("name") in _PROXY_VARIABLES
+               for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+               for variable in container.get("env") or [])
+
+
 def workload_egress_gaps(probe: PodFacts | None, live: list[tuple[str, dict[str, Any]]]) -> list[WorkloadEgress]:
     """The workload's own pods (``(Kind/name of their controller, pod)``, in the probe pod's namespace) whose
     egress the probe's does not prove: a NetworkPolicy written for the app's labels (and not the probe's) can
@@ -113,19 +127,20 @@ def workload_egress_gaps(probe: PodFacts | None, live: list[tuple[str, dict[str,
         return []
     policies = probe.network_policies
     probe_set = _isolating(policies, probe.namespace, _labels(probe.pod))
-    grouped: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
+    grouped: dict[str, list[tuple[str, list[dict[str, Any]], bool]]] = {}
     for owner, pod in live:
         meta = pod.get("metadata") or {}
         if meta.get("namespace", probe.namespace) != probe.namespace:
             continue
         pod_set = _isolating(policies, probe.namespace, _labels(pod))
         if _unproven(probe_set, pod_set):
-            grouped.setdefault(owner, []).append((str(meta.get("name") or ""), pod_set))
+            grouped.setdefault(owner, []).append((str(meta.get("name") or ""), pod_set, _proxied(pod)))
     return [
-        WorkloadEgress(owner, sorted(name for name, _ in members), sorted(policies),
-                       [rule for policy in policies.values() for rule in (policy.get("spec") or {}).get("egress") or []])
+        WorkloadEgress(owner, sorted(name for name, _, _ in members), sorted(policies),
+                       [rule for policy in policies.values() for rule in (policy.get("spec") or {}).get("egress") or []],
+                       any(proxied for _, _, proxied in members))
         for owner, members in grouped.items()
-        for policies in [{_name(p): p for _, found in members for p in found}]
+        for policies in [{_name(p): p for _, found, _ in members for p in found}]
     ]
 
 

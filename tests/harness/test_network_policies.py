@@ -113,13 +113,13 @@ def test_a_policy_for_the_probes_labels_alone_is_named_as_the_probes() -> None:
     assert probe_only_policies(probe_pod([probe_deny]), []) == []  # no live pod: nothing to compare
 
 
-def _passing_exchange(policies: list[dict[str, Any]]) -> Outcome:
+def _passing_exchange(policies: list[dict[str, Any]], app: dict[str, Any] = APP) -> Outcome:
     pod = probe_pod(policies)
     pod.probe = {"steps": [{"name": "exchange", "status": "pass",
                             "evidence": {"token_url": TOKEN_URL, "claims": {"aud": "https://vault.azure.net"}}}]}
     facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(),
                           ServiceAccountFacts("finance", "backend-sa", True, True, {}), IdentityFacts(), pod,
-                          live_pods=LivePodsFacts([LivePod(APP, "Deployment", "backend")]))
+                          live_pods=LivePodsFacts([LivePod(app, "Deployment", "backend")]))
     workload = WorkloadConfig(namespace="finance", service_account="backend-sa", access=[
         {"kind": "keyvault_secret", "vault_url": "https://finance-kv.vault.azure.net/", "secret": "s",
          "expect": "allow"}])
@@ -149,6 +149,12 @@ def test_a_policy_the_harness_cannot_judge_for_the_apps_pods_is_a_warning() -> N
     outcome = _passing_exchange([policy("backend-vnet", {"matchLabels": {"app": "backend"}}, policyTypes=["Egress"],
                                         egress=[{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}])])
     assert outcome.status == WARN
+    proxy_only = policy("backend-proxy", {"matchLabels": {"app": "backend"}}, policyTypes=["Egress"],
+                        egress=[{"ports": [{"port": 3128}]}])
+    proxied = {**APP, "spec": {"containers": [{"name": "app", "env": [{"name": "HTTPS_PROXY",
+                                                                       "value": "http://10.0.0.4:3128/"}]}]}}
+    assert _passing_exchange([proxy_only]).status == FAIL  # port 3128 only, no proxy: Entra is out of reach
+    assert _passing_exchange([proxy_only], proxied).status == WARN  # through a proxy: its port, not Entra's
     (finding,) = outcome.findings
     assert finding.code == "WORKLOAD_EGRESS_UNPROVEN" and finding.severity == "warning"
     assert finding.fix_lines()[0] == "kubectl get networkpolicy -n finance backend-vnet -o yaml"
