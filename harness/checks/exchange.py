@@ -236,9 +236,9 @@ def _workload_egress(ctx: WorkloadContext, message: str, evidence: dict[str, Any
     steps = _workload_egress_steps(ctx.namespace, gap.owner, gap.policies, hosts, bool(blocked))
     if blocked:
         allows = "no egress at all" if not gap.rules else f"no connection to port {port}"
-        said = (f"{gap.owner}'s pods ({pods}) cannot reach Entra at {token_url}: {shown} "
-                f"{'isolate' if several else 'isolates'} them for egress and {'allow' if several else 'allows'} "
-                f"{allows}; the probe pod, not restricted alike, reached it")
+        said = (f"{shown} {'cut' if several else 'cuts'} {gap.owner}'s pods ({pods}) off from Entra "
+                f"({split.netloc or token_url}): {'they isolate' if several else 'it isolates'} them for egress and "
+                f"{'allow' if several else 'allows'} {allows}; the probe pod, not restricted alike, reached it")
         return failed(said, evidence, Finding("EGRESS_BLOCKED", ERROR, "entra", said, evidence, steps))
     said = (f"{shown} {'restrict' if several else 'restricts'} the egress of {gap.owner}'s pods ({pods}) and not "
             "the probe pod's alike: the probe reaching Entra and the resources does not prove they can")

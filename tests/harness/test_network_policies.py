@@ -132,9 +132,9 @@ def test_the_probes_exchange_does_not_pass_a_workload_whose_pods_a_policy_cuts_o
     assert outcome.status == FAIL
     (finding,) = outcome.findings
     assert finding.code == "EGRESS_BLOCKED" and finding.severity == "error"
-    assert finding.message.startswith("Deployment/backend's pods (backend-1) cannot reach Entra at "
-                                      f"{TOKEN_URL}: NetworkPolicy backend-dns isolates them for egress and allows "
-                                      "no connection to port 443")
+    assert finding.message == ("NetworkPolicy backend-dns cuts Deployment/backend's pods (backend-1) off from Entra "
+                               "(login.microsoftonline.com): it isolates them for egress and allows no connection to "
+                               "port 443; the probe pod, not restricted alike, reached it")
     assert finding.fix_lines() == [
         "kubectl get networkpolicy -n finance backend-dns -o yaml",
         "# NetworkPolicy backend-dns leaves Deployment/backend's pods no way to Entra: add an egress rule that allows "

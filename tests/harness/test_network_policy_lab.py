@@ -153,9 +153,9 @@ def test_a_policy_for_the_apps_labels_fails_the_run_though_the_probe_gets_throug
         checks = {c["id"]: c for c in _workload(document)["checks"]}
         assert checks["exchange.succeeds"]["status"] == "fail", checks["exchange.succeeds"]
         (blocked,) = [f for f in _workload(document)["findings"] if f["code"] == "EGRESS_BLOCKED"]
-        assert blocked["message"].startswith("Deployment/backend's pods (backend-"), blocked["message"]
-        assert "NetworkPolicy backend-dns-only isolates them for egress and allows no connection to port" in (
-            blocked["message"])
+        assert blocked["message"].startswith("NetworkPolicy backend-dns-only cuts Deployment/backend's pods (backend-"
+                                             ), blocked["message"]
+        assert "it isolates them for egress and allows no connection to port" in blocked["message"]
         printed = [line for line in blocked["remediation"] if line.startswith("kubectl delete networkpolicy")]
         assert printed == ["kubectl delete networkpolicy -n finance backend-dns-only"], blocked["remediation"]
     finally:
