@@ -778,7 +778,22 @@ def least_privilege(ctx: InventoryContext) -> Outcome:
                     "why": why,
                 }
             )
-            steps.append(fix.delete_role_assignment_id(str(assignment.get("id") or "")))
+            narrower = any(
+                other is not assignment and other.get("role") == assignment.get("role") and broad_reason(other) is None
+                for other in identity.role_assignments or []
+            )
+            if level == ERROR or narrower:
+                steps.append(fix.delete_role_assignment_id(str(assignment.get("id") or "")))
+            else:
+                # a role on a whole group or subscription may be the only grant the workload reads through (Key
+                # Vault Secrets User on the group, say): deleting it first turns a passing workload into a failing
+                # one, so the narrow grant comes first, on a resource the person names, and the delete after it
+                steps += [
+                    fix.grant_role(identity.principal_id, str(assignment.get("role") or "<role>"),
+                                   f"<the-resource-under-{assignment.get('scope')}>"),
+                    advice(f"once the workload reads through it: az role assignment delete --ids "
+                           f"{assignment.get('id')}"),
+                ]
     evidence = {
         "broad": items,
         "identities": [label(i) for i in read],

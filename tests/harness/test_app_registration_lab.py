@@ -300,3 +300,44 @@ def test_the_harness_without_application_read_all_says_so_once_per_scope_and_its
             shell.must(f"az rest --method POST --url {assignments} --body {shlex.quote(body)}")
     document, checks, entry = run(tmp_path, healthy.config_without_client_id, healthy.ref)
     assert entry["findings"] == [] and document["findings"] == [], (entry["findings"], document["findings"])
+
+
+def test_a_role_on_the_whole_resource_group_is_narrowed_before_it_is_deleted(
+    healthy: AppWorkload, shell: Shell, tmp_path: Path  # noqa: F811
+) -> None:
+    """``az role assignment create --assignee APPID --scope <the resource group>``: the workload reads its secret
+    (a pass) and the inventory warns ROLE_OVERLY_BROAD. Its printed fix was the delete of that assignment, the
+    only one the workload reads through, so pasting it turned a passing run into ROLE_ASSIGNMENT_MISSING. Now the
+    narrow grant comes first, on a resource the person names (here the vault), and the delete is advised after
+    it: the run passes throughout and the warning goes once the advised delete is made."""
+    app = healthy.app
+    group = healthy.vault_id.split("/providers/")[0]
+    for line in shell.must(f"az role assignment list --assignee {app.principal_id} --all --query '[].id' -o tsv") \
+            .split():
+        shell.must(f"az role assignment delete --ids {line}")
+    shell.must(f"az role assignment create --assignee {app.app_id} --role 'Key Vault Secrets User' --scope {group} "
+               "-o none --only-show-errors")
+    try:
+        document, _, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert document["verdict"] == "pass" and entry["verdict"] == "pass"
+        broad = next(f for f in document["findings"] if f["code"] == "ROLE_OVERLY_BROAD")
+        commands = [line for line in broad["remediation"] if not line.startswith("#")]
+        assert not [line for line in commands if "assignment delete" in line], commands  # not first, not alone
+        placeholder = f"<the-resource-under-{group}>"
+        assert len(commands) == 1 and placeholder in commands[0], commands
+        done = shell.run([commands[0].replace(f"'{placeholder}'", healthy.vault_id)])  # the person's choice
+        assert done.returncode == 0, shell.shown(done)
+        document, _, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert document["verdict"] == "pass" and entry["verdict"] == "pass"
+        advised = next(line for line in broad["remediation"] if "az role assignment delete" in line)
+        shell.must(advised.split(": ", 1)[1])
+        document, _, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert document["findings"] == [] and entry["findings"] == [], document["findings"]
+    finally:
+        for line in shell.must(f"az role assignment list --assignee {app.principal_id} --all "
+                               f"--query \"[?scope=='{group}'].id\" -o tsv").split():
+            shell.must(f"az role assignment delete --ids {line}")
+        if not shell.must(f"az role assignment list --assignee {app.principal_id} --scope {healthy.vault_id} "
+                          "--query '[].id' -o tsv").split():
+            shell.must(f"az role assignment create --assignee-object-id {app.principal_id} --assignee-principal-type "
+                       f"ServicePrincipal --role 'Key Vault Secrets User' --scope {healthy.vault_id} -o none")

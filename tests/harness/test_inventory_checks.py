@@ -502,15 +502,25 @@ def test_broad_roles_on_an_identity_a_workload_uses() -> None:
             "--ids",
             f"{VAULT}/providers/Microsoft.Authorization/roleAssignments/owner-1",
         ],
+        # Reader on the whole group may be what the workload reads through: narrowed first (on a resource the
+        # person names), its delete only advised after that
         [
             "az",
             "role",
             "assignment",
-            "delete",
-            "--ids",
-            f"/subscriptions/{SUB}/resourceGroups/myRg/providers/Microsoft.Authorization/roleAssignments/r-1",
+            "create",
+            "--assignee-object-id",
+            "<principal-id>",  # the fake principal id is no GUID
+            "--assignee-principal-type",
+            "ServicePrincipal",
+            "--role",
+            "Reader",
+            "--scope",
+            f"<the-resource-under-/subscriptions/{SUB}/resourceGroups/myRg>",
         ],
     ]
+    assert (f"# once the workload reads through it: az role assignment delete --ids /subscriptions/{SUB}/"
+            "resourceGroups/myRg/providers/Microsoft.Authorization/roleAssignments/r-1") in broad.fix_lines()
 
 
 def test_a_role_at_a_subscription_alone_is_a_warning() -> None:
