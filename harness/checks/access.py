@@ -202,6 +202,10 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     elif kind in EGRESS_KINDS or kind.startswith("tls"):
         code, message = "EGRESS_BLOCKED", f"the pod cannot reach {step.get('target')}: {error.get('message')}"
         remediation = egress_fix(ctx, str(step.get("target")), evidence)
+        others = _other_unreachable_hosts(ctx, str(step.get("target")))
+        if others:  # one finding per code: the rule to add must cover every host, not only this one's
+            message += f"; nor {', '.join(others)} (the other access entries' hosts)"
+            evidence["unreachable_hosts"] = others
     elif kind in UNTRUSTED_TARGET_KINDS:
         code, message = "ACCESS_TARGET_NOT_TRUSTED", f"{what}: no token was sent: {error.get('message')}"
         remediation = _real_endpoint(check, resource_name(ctx, check))
@@ -214,6 +218,17 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         evidence,
         Finding(code, ERROR, "access", message, evidence, remediation),
     )
+
+
+def _other_unreachable_hosts(ctx: WorkloadContext, target: str) -> list[str]:
+    """The hosts of the probe's other access steps that could not connect either (a network error, not an answer),
+    other than ``target``'s: EGRESS_BLOCKED is reported once, for the first, and its fix must name them all."""
+    own = urllib.parse.urlsplit(target).netloc
+    hosts = [urllib.parse.urlsplit(str(s.get("target") or "")).netloc
+             for s in (ctx.probe or {}).get("steps") or [] if s.get("name") == "access"
+             and (str((s.get("error") or {}).get("kind") or "") in EGRESS_KINDS
+                  or str((s.get("error") or {}).get("kind") or "").startswith("tls"))]
+    return [host for host in dict.fromkeys(hosts) if host and host != own][:5]
 
 
 def target_scope(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from harness.checks.access import access_outcome
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_succeeds
 from harness.checks.model import FAIL, PASS, WARN, Outcome
@@ -15,7 +16,7 @@ from harness.checks.network_policies import (
     probe_only_policies,
     workload_egress_gaps,
 )
-from harness.config import WorkloadConfig
+from harness.config import KeyVaultSecretAccess, WorkloadConfig
 from harness.facts import (
     ClusterFacts,
     IdentityFacts,
@@ -159,3 +160,27 @@ def test_a_policy_the_harness_cannot_judge_for_the_apps_pods_is_a_warning() -> N
     assert finding.code == "WORKLOAD_EGRESS_UNPROVEN" and finding.severity == "warning"
     assert finding.fix_lines()[0] == "kubectl get networkpolicy -n finance backend-vnet -o yaml"
     assert _passing_exchange([]).status == PASS
+
+
+def test_an_access_egress_block_names_every_host_the_probe_could_not_reach() -> None:
+    """EGRESS_BLOCKED is reported once per workload: the first access entry's finding names the hosts of the
+    others that timed out too, so the egress rule a person adds covers them all."""
+    pod = probe_pod([])
+    timeout = {"kind": "timeout", "message": "TimeoutError: timed out"}
+    pod.probe = {"steps": [
+        {"name": "access", "index": 0, "status": "fail", "target": "https://a.vault.azure.net/secrets/s", "evidence": {},
+         "error": timeout},
+        {"name": "access", "index": 1, "status": "fail", "target": "https://b.vault.azure.net/secrets/t", "evidence": {},
+         "error": timeout},
+        {"name": "access", "index": 2, "status": "pass", "target": "https://c.blob.core.windows.net/x/y",
+         "evidence": {"http_status": 200}}]}
+    facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(),
+                          ServiceAccountFacts("finance", "backend-sa", True, True, {}), IdentityFacts(), pod)
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url="https://a.vault.azure.net/", secret="s",
+                                 expect="allow")
+    ctx = WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa"),
+                          ClusterFacts(time.time()), None, time.time())
+    (finding,) = access_outcome(ctx, 0, check).findings
+    assert finding.code == "EGRESS_BLOCKED"
+    assert finding.message == ("the pod cannot reach https://a.vault.azure.net/secrets/s: TimeoutError: timed out; "
+                               "nor b.vault.azure.net (the other access entries' hosts)")
