@@ -83,6 +83,9 @@ class ServiceAccountFacts:
     annotated_neighbours: dict[str, str] = field(default_factory=dict)
     # the namespace's labels, read when the probe pod came back unmutated (a namespaceSelector may exclude it)
     namespace_labels: dict[str, str] | None = None
+    # a namespace being deleted (deletionTimestamp set, phase Terminating), read when the ServiceAccount is not
+    # found: {"since": deletionTimestamp, "conditions": [{type, status, reason, message}]} of the namespace controller
+    namespace_deleting: dict[str, Any] | None = None
     # not found: existing ServiceAccounts (NS/NAME) whose names are close to the one asked for, a typo's target
     near_names: list[str] = field(default_factory=list)
 

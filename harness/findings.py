@@ -386,6 +386,17 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
+        "NAMESPACE_TERMINATING", "serviceaccount|pod", "error",
+        "The workload's namespace is being deleted (Terminating): its content, the ServiceAccount among it, is gone "
+        "and the API server refuses anything new in it; what remains holds it there (finalizers).",
+        "Let the finalizers' controller finish, or remove finalizers it will never remove; then create the "
+        "namespace and the workload again.",
+        "test:tests/harness/test_namespace_terminating_lab.py::test_a_namespace_stuck_terminating_is_named_not_"
+        "a_missing_service_account",
+        advice_only="whether the namespace was meant to go, and whether a finalizer may be removed by hand (its "
+        "controller's cleanup skipped), is the owner's call; the printed commands show what holds it",
+    ),
+    _e(
         "OTHER_WEBHOOK_UNAVAILABLE", "pod", "error",
         "The API server cannot call another admission webhook (a mesh's sidecar injector, a policy engine; not "
         "Workload ID's) whose failurePolicy is Fail: it refuses every pod that webhook matches, the probe among "

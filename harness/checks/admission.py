@@ -15,6 +15,7 @@ webhookutil's service resolver); ResourceQuota ``exceeded quota`` / ``failed quo
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from harness.checks import remediation as fix
 from harness.commands import Step, advice
@@ -108,6 +109,29 @@ def unreachable_webhook_fixes(webhook: str, message: str) -> list[Step]:
         f"a person decides: bring back the pods that serve {webhook} (the product that installed it), or, if "
         "that product was uninstalled and left its configuration behind, kubectl delete the configuration named "
         "above; Workload ID is not involved"))
+    return steps
+
+
+_REMAINING_RE = re.compile(r"([a-z0-9][-a-z0-9.]*?)\.? has \d+ resource instances")
+TERMINATING_TEXT = "because it is being terminated"  # NamespaceLifecycle's refusal of new content
+
+
+def namespace_terminating_fixes(namespace: str, conditions: list[dict[str, Any]]) -> list[Step]:
+    """A namespace stuck in Terminating: its conditions, each kind of object the namespace controller says remains
+    (with the finalizers that hold it), and the person's call: the finalizers' controller ends them, or they are
+    removed by hand; the namespace and the workload are made again once it is gone."""
+    ns = fix.namespace_or(namespace)
+    steps: list[Step] = [fix.kubectl("describe", "namespace", ns, note="what remains and what holds it")]
+    remaining = next((str(c.get("message") or "") for c in conditions if c.get("type") == "NamespaceContentRemaining"
+                      and c.get("status") == "True"), "")
+    for resource in dict.fromkeys(_REMAINING_RE.findall(remaining)):
+        steps.append(fix.kubectl("get", resource, "-n", ns, "-o",
+                                 "custom-columns=NAME:.metadata.name,FINALIZERS:.metadata.finalizers"))
+    steps.append(advice(
+        "a person decides: the controller that owns those finalizers removes them when it runs again; if it is gone "
+        f"for good, remove them: kubectl patch <resource> <name> -n {ns} --type merge -p "
+        "'{\"metadata\":{\"finalizers\":null}}'. Once the namespace is gone, create it again with the workload "
+        "(the next run names what is missing)"))
     return steps
 
 

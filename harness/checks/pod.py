@@ -9,7 +9,9 @@ from typing import Any
 
 from harness.checks import remediation as fix
 from harness.checks.admission import (
+    TERMINATING_TEXT,
     image_repo_refusal,
+    namespace_terminating_fixes,
     quota_refusal,
     refusing_webhook,
     unreachable_webhook,
@@ -99,6 +101,16 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
                 fix.kubectl("get", "validatingwebhookconfigurations,mutatingwebhookconfigurations"),
                 *_policy_fixes(name, ctx.namespace, said),
             ],
+        )
+    elif TERMINATING_TEXT in message:
+        finding = Finding(
+            "NAMESPACE_TERMINATING",
+            ERROR,
+            "pod",
+            f"namespace {ctx.namespace} is being deleted: the API server refuses anything new in it, the probe pod "
+            f"among it: {message}",
+            evidence,
+            namespace_terminating_fixes(ctx.namespace, []),
         )
     elif quota_refusal(message):
         finding = Finding(

@@ -9,6 +9,7 @@ from typing import Any
 
 from harness import values
 from harness.checks import remediation as fix
+from harness.checks.admission import namespace_terminating_fixes
 from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
@@ -41,6 +42,8 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
         )
     if sa.found:
         return passed(f"ServiceAccount {where} exists", {"annotations": sa.annotations, "labels": sa.labels})
+    if sa.namespace_deleting is not None:
+        return _namespace_deleting(ctx, sa.namespace_deleting)
     if sa.namespace_found is False:
         return failed(
             f"namespace {ctx.namespace} does not exist",
@@ -83,6 +86,20 @@ def _typo_steps(ctx: WorkloadContext, near: list[str]) -> list[Step]:
         return []
     return [advice(f"{' or '.join(near)} exists: if that is the workload, correct --workload (or harness.yaml's "
                    f"entry) and run again; if {ctx.namespace}/{ctx.service_account} is to be made:")]
+
+
+def _namespace_deleting(ctx: WorkloadContext, deleting: dict[str, Any]) -> Outcome:
+    """The ServiceAccount is gone because its namespace is being deleted (kubectl delete namespace): the namespace
+    controller deleted its content and the API server refuses anything new in it (NamespaceLifecycle), so creating
+    the ServiceAccount again cannot work until the namespace is gone; what still holds it is in its conditions."""
+    conditions = [c for c in deleting.get("conditions") or [] if isinstance(c, dict)]
+    held = "; ".join(str(c.get("message")) for c in conditions if c.get("status") == "True" and c.get("message"))
+    evidence = {"namespace": ctx.namespace, "deletionTimestamp": deleting.get("since"), "remaining": held or None}
+    message = (f"namespace {ctx.namespace} is being deleted (Terminating since {deleting.get('since')}): its "
+               f"content, ServiceAccount {ctx.service_account} among it, is deleted and nothing new may be created "
+               "in it until it is gone" + (f"; {held}" if held else ""))
+    return failed(message, evidence, Finding("NAMESPACE_TERMINATING", ERROR, "serviceaccount", message, evidence,
+                                             namespace_terminating_fixes(ctx.namespace, conditions)))
 
 
 def _create_sa(ctx: WorkloadContext) -> list[Step]:

@@ -104,6 +104,17 @@ def near_service_accounts(api: KubeApi, namespace: str, name: str, namespace_fou
     return []
 
 
+def namespace_deleting(namespace: dict[str, Any] | None) -> dict[str, Any] | None:
+    """When, and with what the namespace controller says remains, a namespace is being deleted; None when not."""
+    meta = (namespace or {}).get("metadata") or {}
+    if not meta.get("deletionTimestamp"):
+        return None
+    conditions = ((namespace or {}).get("status") or {}).get("conditions") or []
+    return {"since": str(meta["deletionTimestamp"]),
+            "conditions": [{key: str(c.get(key) or "")[:1000] for key in ("type", "status", "reason", "message")}
+                           for c in conditions[:10] if isinstance(c, dict)]}
+
+
 def collect_service_account(api: KubeApi, namespace: str, name: str) -> ServiceAccountFacts:
     facts = ServiceAccountFacts(namespace=namespace, name=name)
     try:
@@ -113,7 +124,9 @@ def collect_service_account(api: KubeApi, namespace: str, name: str) -> ServiceA
         return facts
     if service_account is None:
         try:
-            facts.namespace_found = api.namespace(namespace) is not None
+            found = api.namespace(namespace)
+            facts.namespace_found = found is not None
+            facts.namespace_deleting = namespace_deleting(found)
         except KubeError:
             facts.namespace_found = None  # many harness identities may not read namespaces
         facts.near_names = near_service_accounts(api, namespace, name, facts.namespace_found)

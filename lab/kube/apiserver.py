@@ -504,8 +504,12 @@ class ApiServer:
         obj = prepare_for_create(rt, body, namespace)
         obj["metadata"]["managedFields"] = managed if managed is not None else managedfields.record_create(
             rt, obj, field_manager(request), now_rfc3339())
-        if rt.namespaced and self.store.find(NAMESPACE_TYPE, "", namespace) is None:
-            raise errors.not_found("namespaces", "", namespace)
+        if rt.namespaced:
+            found = self.store.find(NAMESPACE_TYPE, "", namespace)
+            if found is None:
+                raise errors.not_found("namespaces", "", namespace)
+            if (found.get("metadata") or {}).get("deletionTimestamp"):
+                raise namespace_terminating(rt, obj, namespace)
         dry_run = is_true(request.query.get("dryRun")) or request.query.get("dryRun") == "All"
         obj, warnings = self.admit_create(rt, obj, namespace, dry_run)
         if dry_run:
@@ -633,6 +637,15 @@ class ApiServer:
             deleted = current
         elif target.rt.group_resource == ("", "pods"):
             deleted = self.delete_pod(target, current, grace_period(request.query, options, current))
+        elif target.rt.group_resource == NAMESPACE_TYPE.group_resource:
+            # the namespace registry only marks it (phase Terminating); the namespace controller deletes its
+            # content, then the namespace (lab.kube.controllers finalize_namespace)
+            if not current["metadata"].get("deletionTimestamp"):
+                current["metadata"]["deletionTimestamp"] = now_rfc3339()
+                current["metadata"]["deletionGracePeriodSeconds"] = 0
+                current["status"] = {**(current.get("status") or {}), "phase": "Terminating"}
+                current = self.store.replace(target.rt, current, check_version=False)
+            return json_response(current)
         elif not is_builtin(target.rt) and current["metadata"].get("finalizers"):
             # a custom resource with finalizers is only marked: the API server sets deletionTimestamp and keeps it
             # until its controllers remove the last finalizer (aad-pod-identity's AzureAssignedIdentity, whose
@@ -686,6 +699,19 @@ class ApiServer:
 
 
 # ---------------------------------------------------------------- pipeline helpers
+
+
+def namespace_terminating(rt: ResourceType, obj: Obj, namespace: str) -> errors.ApiError:
+    """The NamespaceLifecycle admission plugin's refusal (plugin/pkg/admission/namespace/lifecycle): 403 Forbidden
+    with a NamespaceTerminating cause on metadata.namespace."""
+    said = f"unable to create new content in namespace {namespace} because it is being terminated"
+    name = (obj.get("metadata") or {}).get("name") or ""
+    resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
+    named = f'{resource} "{name}"' if name else resource  # NewForbidden; a generateName object has none yet
+    return errors.ApiError(403, "Forbidden", f"{named} is forbidden: {said}",
+                           {"name": name, "group": rt.group, "kind": rt.plural,
+                            "causes": [{"reason": "NamespaceTerminating", "message": said,
+                                        "field": "metadata.namespace"}]})
 
 
 def now_rfc3339() -> str:

@@ -12,13 +12,15 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from lab.clock import rfc3339
 from lab.kube import errors, quota
 from lab.kube.jobs import JobController
-from lab.kube.resources import CRD_TYPE, NAMESPACE_TYPE, resource_type_from_crd
+from lab.kube.resources import CRD_TYPE, NAMESPACE_TYPE, is_builtin, resource_type_from_crd
 from lab.kube.store import Obj, Store, WatchEvent
 from lab.kube.workloads import WorkloadControllers
 
@@ -51,6 +53,27 @@ def _guarded(action: Callable[[], None]) -> None:
 # limiter backs off from 5 ms doubling up to 1000 s). The lab has no timers, so it retries when something
 # admission reads changes (quotas above, namespaces' labels, these groups), which is when a retry can succeed.
 _ADMISSION_GROUPS = ("admissionregistration.k8s.io", "constraints.gatekeeper.sh")
+
+
+def _deletion_conditions(resources: dict[str, int], finalizers: dict[str, int], now: str) -> list[Obj]:
+    """The namespace controller's conditions while content remains (status_condition_utils.go's types, reasons and
+    messages, as kubectl describe namespace shows them)."""
+    def condition(kind: str, status: str, reason: str, message: str) -> Obj:
+        return {"type": kind, "status": status, "lastTransitionTime": now, "reason": reason, "message": message}
+
+    content = ", ".join(f"{key} has {count} resource instances" for key, count in sorted(resources.items()))
+    held = ", ".join(f"{name} in {count} resource instances" for name, count in sorted(finalizers.items()))
+    return [
+        condition("NamespaceDeletionDiscoveryFailure", "False", "ResourcesDiscovered",
+                  "All resources successfully discovered"),
+        condition("NamespaceDeletionGroupVersionParsingFailure", "False", "ParsedGroupVersions",
+                  "All legacy kube types successfully parsed"),
+        condition("NamespaceDeletionContentFailure", "False", "ContentDeleted",
+                  "All content successfully deleted, may be waiting on finalization"),
+        condition("NamespaceContentRemaining", "True", "SomeResourcesRemain", f"Some resources are remaining: {content}"),
+        condition("NamespaceFinalizersRemaining", "True", "SomeFinalizersRemain",
+                  f"Some content in the namespace has finalizers remaining: {held}"),
+    ]
 
 
 class Controllers:
@@ -103,6 +126,8 @@ class Controllers:
                 _later(lambda: self.populate_namespace(name))
             elif event.type == "DELETED":
                 self.empty_namespace(name)
+            elif (event.object.get("metadata") or {}).get("deletionTimestamp"):
+                _later(lambda: self.finalize_namespace(name))
             else:
                 self.reconcile_workloads()  # its labels may admit what they refused (Pod Security, selectors)
         elif event.resource[0] in _ADMISSION_GROUPS:
@@ -114,6 +139,9 @@ class Controllers:
         self._quota_event(event)
         if event.type == "DELETED":
             self.collect_garbage(event.object.get("metadata", {}).get("uid"))
+            namespace = (event.object.get("metadata") or {}).get("namespace")
+            if namespace and self._terminating(namespace):  # the last finalizer of its content may have gone
+                _later(lambda: self.finalize_namespace(namespace))
 
     def _workload_event(self, event: WatchEvent) -> None:
         meta = event.object.get("metadata", {})
@@ -156,8 +184,8 @@ class Controllers:
 
     # -- namespaces
     def populate_namespace(self, namespace: str) -> None:
-        if self.store.find(NAMESPACE_TYPE, "", namespace) is None:
-            return
+        if self.store.find(NAMESPACE_TYPE, "", namespace) is None or self._terminating(namespace):
+            return  # the ServiceAccount controller and root-ca publisher skip a namespace being deleted
         sa_type = self.store.type_for("", "serviceaccounts")
         if sa_type and self.store.find(sa_type, namespace, "default") is None:
             self._create_quietly(sa_type, {"metadata": {"name": "default"}}, namespace)
@@ -187,6 +215,53 @@ class Controllers:
         except errors.ApiError as exc:
             if exc.code != 409:
                 raise
+
+    def _terminating(self, namespace: str) -> bool:
+        found = self.store.find(NAMESPACE_TYPE, "", namespace)
+        return bool(found and (found.get("metadata") or {}).get("deletionTimestamp"))
+
+    def finalize_namespace(self, namespace: str) -> None:
+        """The namespace controller for a namespace being deleted (kubernetes pkg/controller/namespace/deletion):
+        it deletes the namespace's content; a custom resource with finalizers is only marked (deletionTimestamp)
+        and stays until its controller removes them. With nothing left the namespace goes; otherwise its status
+        carries the controller's conditions (status_condition_utils.go): NamespaceContentRemaining "Some resources
+        are remaining: <resource>.<group> has N resource instances" and NamespaceFinalizersRemaining "Some content
+        in the namespace has finalizers remaining: <finalizer> in N resource instances". Built-in objects' own
+        finalizers are not kept by the lab's API server (only custom resources'), so they never hold it."""
+        current = self.store.find(NAMESPACE_TYPE, "", namespace)
+        if current is None or not (current.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        resources: dict[str, int] = {}
+        finalizers: dict[str, int] = {}
+        for rt in list(self.store.types.values()):
+            if not rt.namespaced:
+                continue
+            for (ns, name), obj in list(self.store.objects.get(rt.group_resource, {}).items()):
+                if ns != namespace:
+                    continue
+                held = (obj.get("metadata") or {}).get("finalizers") or []
+                if not held or is_builtin(rt):
+                    self._delete_quietly(rt, ns, name)
+                    continue
+                if not obj["metadata"].get("deletionTimestamp"):
+                    marked = copy.deepcopy(obj)
+                    marked["metadata"]["deletionTimestamp"] = rfc3339()
+                    marked["metadata"]["deletionGracePeriodSeconds"] = 0
+                    self.store.replace(rt, marked, check_version=False)
+                key = f"{rt.plural}.{rt.group}"
+                resources[key] = resources.get(key, 0) + 1
+                for finalizer in held:
+                    finalizers[finalizer] = finalizers.get(finalizer, 0) + 1
+        if not resources:
+            self._delete_quietly(NAMESPACE_TYPE, "", namespace)
+            return
+        conditions = _deletion_conditions(resources, finalizers, rfc3339())
+        status = current.get("status") or {}
+        if [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in status.get("conditions") or []] == \
+                [{k: v for k, v in c.items() if k != "lastTransitionTime"} for c in conditions]:
+            return
+        self.store.replace(NAMESPACE_TYPE, {**current, "status": {**status, "phase": "Terminating",
+                                                                  "conditions": conditions}}, check_version=False)
 
     def empty_namespace(self, namespace: str) -> None:
         for rt in list(self.store.types.values()):

@@ -1103,6 +1103,13 @@ def test_an_allowed_repositories_policy_refusing_the_probe_image_prints_where_to
     assert not any("probe.image" in line for line in other.fix_lines())
 
 
+def test_a_probe_refused_in_a_namespace_being_deleted_is_not_rbac() -> None:
+    finding = _refused(403, 'pods "wi-probe-x" is forbidden: unable to create new content in namespace finance '
+                            "because it is being terminated")
+    assert finding.code == "NAMESPACE_TERMINATING"
+    assert finding.fix_lines()[0] == "kubectl describe namespace finance   # what remains and what holds it"
+
+
 def test_another_vendors_webhook_that_cannot_be_called_is_named_with_its_service() -> None:
     """A mesh's sidecar injector whose Service has no pod, under failurePolicy Fail: the API server refuses every
     pod it matches. Named with the Service its URL names, never as a policy's refusal nor as Workload ID's."""

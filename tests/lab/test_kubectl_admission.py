@@ -317,3 +317,49 @@ def test_limit_range_defaults_and_refuses_with_the_plugins_texts(kubectl: Kubect
     assert big.returncode == 1
     assert big.stderr.strip() == ('Error from server (Forbidden): error when creating "STDIN": pods "big" is '
                                   "forbidden: maximum cpu usage per Container is 500m, but limit is 2")
+
+
+# ---------------------------------------------------------------- a namespace being deleted
+
+WIDGETS_CRD = json.dumps({
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced",
+             "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
+})
+
+
+def test_a_namespace_held_by_a_finalizer_stays_terminating_and_refuses_new_content(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    """kubectl delete namespace with a custom resource holding a finalizer: the namespace is marked Terminating,
+    its other content deleted, the namespace controller's conditions say what remains, a create is refused by
+    NamespaceLifecycle (403), and removing the finalizer lets the namespace go."""
+    kubectl("apply", "-f", "-", input=WIDGETS_CRD)
+    wait_for(lambda: kubectl("get", "widgets", "-n", namespace, check=False).returncode == 0)
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget",
+              "metadata": {"name": "held", "namespace": namespace, "finalizers": ["example.com/cleanup"]}}
+    kubectl("apply", "-f", "-", input=json.dumps(widget))
+    kubectl("create", "configmap", "settings", "-n", namespace)
+    deleted = kubectl("delete", "namespace", namespace, "--wait=false")
+    assert deleted.stdout.strip() == f'namespace "{namespace}" deleted'
+    shown = wait_for(lambda: (ns := get_json(kubectl, "namespace", namespace))["status"].get("conditions") and ns)
+    assert shown["status"]["phase"] == "Terminating" and shown["metadata"]["deletionTimestamp"]
+    remaining = {c["type"]: (c["status"], c["reason"], c["message"]) for c in shown["status"]["conditions"]}
+    assert remaining["NamespaceContentRemaining"] == (
+        "True", "SomeResourcesRemain", "Some resources are remaining: widgets.example.com has 1 resource instances")
+    assert remaining["NamespaceFinalizersRemaining"] == (
+        "True", "SomeFinalizersRemain",
+        "Some content in the namespace has finalizers remaining: example.com/cleanup in 1 resource instances")
+    assert kubectl("get", "configmap", "settings", "-n", namespace, check=False).returncode == 1
+    assert kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 1
+    assert get_json(kubectl, "widget", "held", "-n", namespace)["metadata"]["deletionTimestamp"]
+    refused = kubectl("apply", "-f", "-", input=pod_manifest("web", namespace), check=False)
+    assert refused.stderr.strip() == (
+        f'Error from server (Forbidden): error when creating "STDIN": pods "web" is forbidden: unable to create new '
+        f"content in namespace {namespace} because it is being terminated")
+    kubectl("patch", "widget", "held", "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}')
+    wait_for(lambda: kubectl("get", "namespace", namespace, check=False).returncode == 1)
