@@ -4,6 +4,7 @@ network reach), and a probe report that lacks a step."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,7 +105,7 @@ def arm_failure_finding(
             "harness",
             f"{what}: the harness's own Azure identity got no token: {fetched.error}",
             evidence,
-            fix.harness_credential(azure),
+            harness_token_fix(azure, fetched),
         )
     if fetched.status == 404:
         return Finding(
@@ -115,6 +116,30 @@ def arm_failure_finding(
     if fetched.status in (401, 403):
         remediation.append(fix.grant_harness_reader(azure))
     return Finding("ARM_QUERY_FAILED", ERROR, layer, f"{what}: {fetched.describe()}", evidence, remediation)
+
+
+_UNKNOWN_RESOURCE_RE = re.compile(r"AADSTS500011: The resource principal named (\S+?) was not found")
+
+
+def harness_token_fix(azure: AzureConfig | None, fetched: Fetched) -> list[Step]:
+    """What repairs the harness's own token request. Entra refusing the RESOURCE (AADSTS500011: "The resource
+    principal named X was not found in the tenant") is no credential problem: harness.yaml's azure.cloud names an
+    endpoint (microsoft_graph, resource_manager) that is not this cloud's, and a new secret would not help."""
+    match = _UNKNOWN_RESOURCE_RE.search(str(fetched.error or ""))
+    if match is None:
+        return fix.harness_credential(azure)
+    resource = match.group(1).rstrip("/")
+    endpoints = azure.cloud.endpoints if azure is not None else None
+    named = next((field for field, value in (
+        ("microsoft_graph", endpoints.microsoft_graph if endpoints else ""),
+        ("resource_manager", endpoints.resource_manager if endpoints else ""),
+        ("resource_manager_audience", endpoints.resource_manager_audience if endpoints else ""),
+    ) if value and value.rstrip("/").lower() == resource.lower()), None)
+    where = f"azure.cloud.{named}" if named else "azure.cloud"
+    return [advice(f"Entra knows no resource {resource} in this tenant (AADSTS500011): {where} in harness.yaml "
+                   "names an endpoint of no service of this cloud; set it to the cloud's own (Microsoft Graph: "
+                   "https://graph.microsoft.com/ in the public cloud; `az cloud show --query endpoints` lists a "
+                   "registered cloud's)")]
 
 
 def azure_unreachable(host: str, cause: str, azure: AzureConfig | None) -> list[Step]:

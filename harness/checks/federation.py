@@ -13,13 +13,13 @@ from typing import Any
 
 from harness.checks import remediation as fix
 from harness.checks.cluster import slash_hint
-from harness.checks.common import arm_failure_finding
+from harness.checks.common import arm_failure_finding, harness_token_fix
 from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.token import claims
 from harness.commands import Command, Step, advice
-from harness.facts import Fetched, IdentityFacts
+from harness.facts import CREDENTIAL_ERROR, Fetched, IdentityFacts
 from harness.names import TOKEN_AUDIENCE
 
 MAX_FEDERATED_CREDENTIALS = 20
@@ -295,10 +295,13 @@ def _not_visible(ctx: WorkloadContext, evidence: dict[str, Any], what: str) -> O
         else "the token exchange decides whether the workload works"
     )
     message = f"the harness cannot see {what} ({reason}); {verdict}; its federated credentials and roles go unchecked"
-    graph_refused = [f for f in facts.refused if _is_graph_call(f)]
-    remediation: list[Step] = []
-    if len(graph_refused) < len(facts.refused) or not facts.refused:
-        if len(graph_refused) < len(facts.refused):
+    # the harness got no token at all (its credential, or an endpoint Entra does not know): no grant helps
+    untokened = [f for f in facts.refused if f.code == CREDENTIAL_ERROR]
+    refused = [f for f in facts.refused if f.code != CREDENTIAL_ERROR]
+    graph_refused = [f for f in refused if _is_graph_call(f)]
+    remediation: list[Step] = harness_token_fix(ctx.azure, untokened[0]) if untokened else []
+    if len(graph_refused) < len(refused) or not facts.refused:
+        if len(graph_refused) < len(refused):
             remediation.append(fix.grant_harness_reader(ctx.azure))
         remediation.append(fix.grant_harness_reader_at(ctx.azure, _identity_subscription(ctx)))
     if graph_refused or not facts.refused:

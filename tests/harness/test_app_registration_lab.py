@@ -341,3 +341,30 @@ def test_a_role_on_the_whole_resource_group_is_narrowed_before_it_is_deleted(
                           "--query '[].id' -o tsv").split():
             shell.must(f"az role assignment create --assignee-object-id {app.principal_id} --assignee-principal-type "
                        f"ServicePrincipal --role 'Key Vault Secrets User' --scope {healthy.vault_id} -o none")
+
+
+def test_a_graph_endpoint_entra_does_not_know_names_the_setting_not_the_secret(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """harness.yaml's azure.cloud.microsoft_graph set to an address that is no service of the cloud (here the
+    lab's ARM): Entra refuses the harness a token for it, AADSTS500011. It was HARNESS_CREDENTIAL_FAILED with the
+    fix for an expired secret (az ad app credential list, put the secret's value in the file) and, for the
+    workload, the Graph permission grant: neither helps. Both now name azure.cloud.microsoft_graph, and setting it
+    back repairs the run."""
+    data = yaml.safe_load(healthy.config.read_text())
+    right = data["azure"]["cloud"]["microsoft_graph"]
+    data["azure"]["cloud"]["microsoft_graph"] = running_lab.info()["endpoints"]["arm"] + "/"
+    broken = healthy.config.with_name("wrong-graph.yaml")
+    broken.write_text(yaml.safe_dump(data))
+    document, _, entry = run(tmp_path, broken, healthy.ref)
+    assert document["verdict"] == "fail"
+    failed = next(f for f in document["findings"] if f["code"] == "HARNESS_CREDENTIAL_FAILED")
+    assert "AADSTS500011" in failed["message"]
+    assert failed["remediation"] and all("azure.cloud.microsoft_graph in harness.yaml" in line
+                                         for line in failed["remediation"]), failed["remediation"]
+    hidden = next(f for f in entry["findings"] if f["code"] == "IDENTITY_NOT_VISIBLE")
+    assert not [line for line in hidden["remediation"] if "appRoleAssignments" in line or "credential" in line]
+    data["azure"]["cloud"]["microsoft_graph"] = right  # the person's edit the fix asks for
+    broken.write_text(yaml.safe_dump(data))
+    document, checks, entry = run(tmp_path, broken, healthy.ref)
+    assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]

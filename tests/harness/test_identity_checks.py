@@ -20,7 +20,7 @@ from harness.checks.federation import federated_credential, identity_matches
 from harness.checks.model import FAIL, PASS, SKIP, WARN
 from harness.collect.run import Selection, collect_run
 from harness.config import AzureConfig, KeyVaultSecretAccess, parse_config
-from harness.facts import Fetched, IdentityFacts
+from harness.facts import CREDENTIAL_ERROR, Fetched, IdentityFacts
 from harness.redact import Redactor
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -172,6 +172,24 @@ def test_an_identity_the_harness_cannot_see_is_a_warning_when_the_exchange_worke
         *GRANT_GRAPH_READ,
     ]
     assert federated_credential(context_with(unseen, exchanged=True)).status == SKIP
+
+
+def test_a_graph_endpoint_entra_does_not_know_is_named_not_granted() -> None:
+    """harness.yaml's azure.cloud.microsoft_graph names no resource of the cloud (a typo, another cloud's Graph):
+    Entra refuses the harness's token for it (AADSTS500011). No grant or new secret helps: the fix names the
+    setting."""
+    text = ("the harness could not get an Microsoft Graph token: Authentication failed: AADSTS500011: The resource "
+            "principal named https://graph.microsoft.us was not found in the tenant named Contoso.")
+    refused = Fetched("https://graph.microsoft.us/v1.0/applications(appId='x')", None, None, text, CREDENTIAL_ERROR)
+    ctx = context_with(IdentityFacts(configured=True, refused=[refused]), exchanged=True)
+    assert ctx.azure is not None
+    ctx.azure = ctx.azure.model_copy(update={
+        "cloud": ctx.azure.cloud.model_copy(update={"microsoft_graph": "https://graph.microsoft.us/"})})
+    finding = identity_matches(ctx).findings[0]
+    assert finding.code == "IDENTITY_NOT_VISIBLE"
+    [line] = finding.fix_lines()
+    assert line.startswith("# Entra knows no resource https://graph.microsoft.us in this tenant (AADSTS500011): "
+                           "azure.cloud.microsoft_graph in harness.yaml")
 
 
 def test_a_refused_graph_lookup_asks_only_for_graph_rights() -> None:
