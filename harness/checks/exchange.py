@@ -16,7 +16,12 @@ from harness.checks.federation import credential_delete, expected_issuer, fic_fi
 from harness.checks.issuer_keys import issuer_key_finding, retry_summary
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
-from harness.checks.network_policies import egress_policies, probe_only_policies, workload_egress_gaps
+from harness.checks.network_policies import (
+    egress_policies,
+    probe_only_policies,
+    unenforced,
+    workload_egress_gaps,
+)
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
 from harness.commands import Step, advice
@@ -164,6 +169,12 @@ def egress_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any]) -> list
     isolate it named first (in the evidence too), and those of them that select none of the workload's own pods
     said to block the harness's probe rather than the workload."""
     policies = egress_policies(ctx.facts.pod)
+    if policies and unenforced(ctx.cluster):  # stored, shown by kubectl, enforced by nothing: not the cause
+        evidence["unenforced_network_policies"] = policies
+        return [advice(f"the cluster enforces no NetworkPolicy (ARM networkProfile.networkPolicy: none), so "
+                       f"{', '.join(policies[:5])} {'do' if len(policies) > 1 else 'does'} not block the pod: look at "
+                       "the egress firewall, the subnet's NSG and route table, or a proxy"),
+                *fix.egress_test(ctx.namespace, url, None)]
     if policies:
         evidence["egress_network_policies"] = policies
     steps = fix.egress_test(ctx.namespace, url, policies)
@@ -216,7 +227,7 @@ def _workload_egress(ctx: WorkloadContext, message: str, evidence: dict[str, Any
     the probe's alike (a policy written for the app's labels): when no egress rule of theirs allows Entra's
     port, they cannot reach it (EGRESS_BLOCKED, whatever the probe did); otherwise the probe's success says
     nothing of theirs (a warning)."""
-    gaps = workload_egress_gaps(ctx.facts.pod, _live_pods(ctx))
+    gaps = [] if unenforced(ctx.cluster) else workload_egress_gaps(ctx.facts.pod, _live_pods(ctx))
     if not gaps:
         return None
     token_url = str(evidence.get("token_url") or "")

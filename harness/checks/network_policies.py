@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from harness.facts import PodFacts
+from harness.facts import ClusterFacts, PodFacts
 
 
 def selector_matches(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -152,3 +152,15 @@ def probe_only_policies(probe: PodFacts | None, live: list[tuple[str, dict[str, 
     selected = {_name(p) for _, pod in live for p in _isolating(probe.network_policies, probe.namespace, _labels(pod))}
     return sorted({_name(p) for p in _isolating(probe.network_policies, probe.namespace, _labels(probe.pod))}
                   - selected)
+
+
+def unenforced(cluster: ClusterFacts | None) -> bool:
+    """ARM says no engine enforces NetworkPolicies on the cluster: ``networkProfile.networkPolicy`` "none", or
+    unset ("Network policies will not be enforced. This is the default value when NetworkPolicy is not
+    specified": the ContainerService API's NetworkPolicy enum). The API server still stores them, so kubectl shows
+    policies that block nothing. False when ARM was not read or did not describe the network."""
+    fetched = cluster.arm_cluster if cluster else None
+    if fetched is None or not fetched.ok or not isinstance(fetched.body, dict):
+        return False
+    profile = (fetched.body.get("properties") or {}).get("networkProfile")
+    return isinstance(profile, dict) and str(profile.get("networkPolicy") or "none").lower() == "none"

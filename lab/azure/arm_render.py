@@ -132,15 +132,20 @@ def _identity_ref(mi: ManagedIdentity | None) -> dict[str, Any] | None:
 
 
 def _network_profile(cluster: ManagedCluster) -> dict[str, Any]:
-    """What ``az aks create`` gives a cluster today (Azure CNI overlay behind a standard load balancer with one
-    managed outbound IP), in the shape of the REST specs' ManagedClustersGet example. ``az aks update`` reads it
-    (the outbound type, the load balancer profile) before it PUTs the cluster back, whatever flag it was given."""
+    """What ``az aks create --network-dataplane cilium`` gives a cluster today (Azure CNI overlay powered by Cilium
+    behind a standard load balancer with one managed outbound IP), in the shape of the REST specs'
+    ManagedClustersGet example. ``az aks update`` reads it (the outbound type, the load balancer profile) before it
+    PUTs the cluster back, whatever flag it was given. The lab enforces NetworkPolicies (each pod's relay), so its
+    cluster says an engine does: ARM's networkPolicy unset means "none", "Network policies will not be enforced.
+    This is the default value when NetworkPolicy is not specified" (the ContainerService API's NetworkPolicy enum),
+    and "cilium" "requires networkDataplane to be 'cilium'"."""
     outbound_ip = (f"/subscriptions/{cluster.subscription_id}/resourceGroups/{cluster.node_resource_group}"
                    f"/providers/Microsoft.Network/publicIPAddresses/{_stable_guid('outbound-ip', cluster.resource_id.lower())}")
     return {
         "networkPlugin": "azure",
         "networkPluginMode": "overlay",
-        "networkDataplane": "azure",
+        "networkDataplane": "cilium",
+        "networkPolicy": "cilium",
         "podCidr": "10.244.0.0/16",
         "serviceCidr": "10.0.0.0/16",
         "dnsServiceIP": "10.0.0.10",

@@ -14,11 +14,13 @@ from harness.checks.network_policies import (
     WorkloadEgress,
     egress_policies,
     probe_only_policies,
+    unenforced,
     workload_egress_gaps,
 )
 from harness.config import KeyVaultSecretAccess, WorkloadConfig
 from harness.facts import (
     ClusterFacts,
+    Fetched,
     IdentityFacts,
     LivePod,
     LivePodsFacts,
@@ -184,3 +186,41 @@ def test_an_access_egress_block_names_every_host_the_probe_could_not_reach() -> 
     assert finding.code == "EGRESS_BLOCKED"
     assert finding.message == ("the pod cannot reach https://a.vault.azure.net/secrets/s: TimeoutError: timed out; "
                                "nor b.vault.azure.net (the other access entries' hosts)")
+
+
+def _cluster(profile: dict[str, Any] | None, status: int = 200) -> ClusterFacts:
+    body = {"properties": {} if profile is None else {"networkProfile": profile}}
+    return ClusterFacts(time.time(), arm_cluster=Fetched("https://management.azure.com/x", status, body))
+
+
+def test_a_cluster_without_a_policy_engine_enforces_no_network_policy() -> None:
+    """ARM's networkPolicy unset is "none" ("Network policies will not be enforced. This is the default value
+    when NetworkPolicy is not specified"): the API server keeps the objects, nothing enforces them."""
+    assert unenforced(_cluster({"networkPlugin": "azure"})) and unenforced(_cluster({"networkPolicy": "none"}))
+    assert not unenforced(_cluster({"networkPolicy": "cilium"})) and not unenforced(_cluster({"networkPolicy": "azure"}))
+    assert not unenforced(_cluster(None)) and not unenforced(_cluster({}, status=403)) and not unenforced(None)
+    assert not unenforced(ClusterFacts(time.time()))  # ARM not read: the policies may be enforced
+
+
+def test_unenforced_policies_are_neither_blamed_nor_compared() -> None:
+    """On such a cluster a policy written for the app's labels changes nothing (no finding), and a probe that
+    cannot connect is not told to delete a policy that blocks nothing."""
+    deny = policy("backend-deny-egress", {"matchLabels": {"app": "backend"}}, policyTypes=["Egress"])
+    pod = probe_pod([deny, policy("default-deny", {}, policyTypes=["Egress"])])
+    pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"token_url": TOKEN_URL},
+                            "error": {"kind": "timeout", "message": "TimeoutError: timed out"}}]}
+    facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(),
+                          ServiceAccountFacts("finance", "backend-sa", True, True, {}), IdentityFacts(), pod,
+                          live_pods=LivePodsFacts([LivePod(APP, "Deployment", "backend")]))
+    ctx = WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa"),
+                          _cluster({"networkPlugin": "azure"}), None, time.time())
+    (finding,) = exchange_succeeds(ctx).findings
+    assert finding.code == "EGRESS_BLOCKED"
+    lines = finding.fix_lines()
+    assert lines[0] == ("# the cluster enforces no NetworkPolicy (ARM networkProfile.networkPolicy: none), so "
+                        "default-deny does not block the pod: look at the egress firewall, the subnet's NSG and route "
+                        "table, or a proxy")
+    assert not any(line.startswith("kubectl delete networkpolicy") for line in lines)
+    assert finding.evidence["unenforced_network_policies"] == ["default-deny"]
+    pod.probe["steps"][0] = {"name": "exchange", "status": "pass", "evidence": {"token_url": TOKEN_URL}}
+    assert exchange_succeeds(ctx).status == PASS
