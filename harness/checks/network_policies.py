@@ -54,8 +54,8 @@ class WorkloadEgress:
     pods: list[str]
     policies: list[str]  # the policies that isolate these pods for egress
     rules: list[dict[str, Any]]  # their egress rules: what the pods may open, and nothing else
-    # a container sets HTTPS_PROXY (AKS's HTTP proxy configuration puts it in every pod): its connections go to
-    # the proxy's port, not Entra's, so a rule for Entra's port proves nothing either way
+    # a container sets HTTPS_PROXY (AKS's HTTP proxy configuration puts it in every pod), or a mesh's proxy runs
+    # beside it: its connections may go to the proxy's port, not Entra's, so Entra's port proves nothing either way
     proxied: bool = False
 
     def may_open(self, port: int) -> bool:
@@ -111,11 +111,15 @@ def _unproven(probe_set: list[dict[str, Any]], pod_set: list[dict[str, Any]]) ->
 _PROXY_VARIABLES = {name for scheme in ("https", "http") for name in (f"{scheme}_proxy", f"{scheme}_proxy".upper())}
 
 
+# a mesh's proxy in the pod (Istio's, Linkerd's): what leaves the pod may go to an egress gateway on its own port
+_MESH_PROXIES = ("istio-proxy", "linkerd-proxy")
+
+
 def _proxied(pod: dict[str, Any]) -> bool:
     spec = pod.get("spec") or {}
-    return any(variable.get("name") in _PROXY_VARIABLES
-               for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
-               for variable in container.get("env") or [])
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return any(container.get("name") in _MESH_PROXIES for container in containers) or any(
+        variable.get("name") in _PROXY_VARIABLES for container in containers for variable in container.get("env") or [])
 
 
 def workload_egress_gaps(probe: PodFacts | None, live: list[tuple[str, dict[str, Any]]]) -> list[WorkloadEgress]:

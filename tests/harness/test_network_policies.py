@@ -158,6 +158,8 @@ def test_a_policy_the_harness_cannot_judge_for_the_apps_pods_is_a_warning() -> N
                                                                        "value": "http://10.0.0.4:3128/"}]}]}}
     assert _passing_exchange([proxy_only]).status == FAIL  # port 3128 only, no proxy: Entra is out of reach
     assert _passing_exchange([proxy_only], proxied).status == WARN  # through a proxy: its port, not Entra's
+    meshed = {**APP, "spec": {"containers": [{"name": "app"}], "initContainers": [{"name": "istio-proxy"}]}}
+    assert _passing_exchange([proxy_only], meshed).status == WARN  # a mesh's egress gateway may be the way out
     (finding,) = outcome.findings
     assert finding.code == "WORKLOAD_EGRESS_UNPROVEN" and finding.severity == "warning"
     assert finding.fix_lines()[0] == "kubectl get networkpolicy -n finance backend-vnet -o yaml"
