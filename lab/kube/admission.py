@@ -24,6 +24,7 @@ from lab.kube import (
     validation,
     webhook_dispatch,
 )
+from lab.kube.resources import core_type
 from lab.kube.store import Obj, ResourceType
 
 if TYPE_CHECKING:
@@ -161,12 +162,28 @@ def mutate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str) -> Obj:
                                    _service_account_getter(lab))
 
 
+def _server_minor(lab: Lab) -> dict[str, Any]:
+    minor = "".join(ch for ch in str(lab.kube.version.get("minor", "")) if ch in string.digits)
+    return {"server_minor": int(minor)} if minor else {}
+
+
+def namespace_pod_security(lab: Lab, obj: Obj, old: Obj | None = None) -> list[str]:
+    """The PodSecurity plugin for a namespace CREATE or UPDATE (podsecurity.validate_namespace): 422 for labels
+    that do not parse, and the warnings about existing pods an enforce level made stricter would refuse."""
+    name = str((obj.get("metadata") or {}).get("name") or "")
+    labels = dict((obj.get("metadata") or {}).get("labels") or {})
+    old_labels = None if old is None else dict((old.get("metadata") or {}).get("labels") or {})
+    pods = lab.kube.store.list(core_type(lab.kube.store, "pods"), name)[0] if old is not None else []
+    return podsecurity.validate_namespace(name, old_labels, labels, pods, **_server_minor(lab))
+
+
 def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, dry_run: bool = False) -> list[str]:
     """Validating admission for a CREATE; returns warnings, raises ApiError (403) to reject."""
     warnings: list[str] = []
+    if rt.group_resource == ("", "namespaces"):
+        warnings = namespace_pod_security(lab, obj)
     if _is_pod(rt):
-        minor = "".join(ch for ch in str(lab.kube.version.get("minor", "")) if ch in string.digits)
-        kwargs: dict[str, Any] = {"server_minor": int(minor)} if minor else {}
+        kwargs = _server_minor(lab)
         labels = namespace_labels(lab, namespace)
         limitrange.validate(lab.kube.store, rt, obj, namespace)
         warnings = podsecurity.check_pod_security(obj, labels, **kwargs)

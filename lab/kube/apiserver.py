@@ -583,12 +583,15 @@ class ApiServer:
         validation.validate_update(rt, current, obj, crdschema.schema_for(self.store, rt, obj))
         if rt.group_resource == CRD_TYPE.group_resource:
             obj["status"] = defaults.crd_established_status(obj, now_rfc3339())
+        warnings: list[str] = []
+        if rt.group_resource == NAMESPACE_TYPE.group_resource and not target.subresource:
+            warnings = admission.namespace_pod_security(self.lab, obj, current)
         if is_true(request.query.get("dryRun")) or request.query.get("dryRun") == "All":
-            return json_response(obj)
+            return json_response(obj, warnings=warnings)
         if (not is_builtin(rt) and current["metadata"].get("deletionTimestamp")
                 and not obj["metadata"].get("finalizers")):  # the last finalizer gone: the delete completes
             return json_response(self.store.delete(rt, target.namespace_or_empty, target.name))
-        return json_response(self.store.replace(rt, obj))
+        return json_response(self.store.replace(rt, obj), warnings=warnings)
 
     async def patch(self, request: web.Request, target: Target) -> web.Response:
         media = codec.media_type(request.headers.get("Content-Type"))

@@ -33,12 +33,13 @@ the ``image`` volume source, and evaluation of pod controllers (Deployments etc.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lab.kube.errors import ApiError, forbidden
+from lab.kube.errors import ApiError, forbidden, invalid
 
 Obj = dict[str, Any]
 
@@ -633,3 +634,64 @@ def check_pod_security(pod: Obj, namespace_labels: dict[str, str],
     the ``warn``-mode warnings (``would violate PodSecurity ...``). Audit violations do not produce
     warnings in the real API server; use :func:`evaluate_pod_security` to get the audit annotation."""
     return evaluate_pod_security(pod, namespace_labels, server_minor).warnings
+
+
+# ---------------------------------------------------------------- namespaces (admission/admission.go ValidateNamespace)
+
+
+def label_errors(namespace_labels: dict[str, str]) -> list[tuple[str, str, str]]:
+    """api.PolicyToEvaluate's errors, as (reason, field, message) for errors.invalid: a level that is not one of
+    privileged, baseline, restricted, a version that is not "latest" or "v1.x"."""
+    found = []
+    for mode in MODES:
+        for key, valid, said in ((f"{LABEL_PREFIX}{mode}", lambda v: v in LEVELS,
+                                  "must be one of " + ", ".join(LEVELS)),
+                                 (f"{LABEL_PREFIX}{mode}-version", lambda v: v == "latest" or _VERSION.match(v),
+                                  'must be "latest" or "v1.x"')):
+            if key in namespace_labels and not valid(namespace_labels[key]):
+                value = json.dumps(namespace_labels[key])
+                found.append(("FieldValueInvalid", f"metadata.labels[{key}]", f"Invalid value: {value}: {said}"))
+    return found
+
+
+def validate_namespace(name: str, old_labels: dict[str, str] | None, new_labels: dict[str, str],
+                       pods: list[Obj], server_minor: int = DEFAULT_SERVER_MINOR) -> list[str]:
+    """The PodSecurity plugin for a namespace CREATE (old_labels None) or UPDATE: labels that do not parse are
+    refused (422, on an update only when they changed); an update that makes enforce stricter, or changes its
+    version, dry-runs the namespace's pods and warns (EvaluatePodsInNamespace): "existing pods in namespace %q
+    violate the new PodSecurity enforce level %q", then one line per distinct set of forbidden reasons, prefixed
+    with the lexically first pod's name and "(and N other pods)"."""
+    errors = label_errors(new_labels)
+    if errors and (old_labels is None or errors != label_errors(old_labels)):
+        raise invalid("Namespace", "", name, errors)
+    if old_labels is None:
+        return []
+    new, old = namespace_policy(new_labels).enforce, namespace_policy(old_labels).enforce
+    if new == old or new.level == "privileged":
+        return []
+    if new.version == old.version and LEVELS.index(new.level) <= LEVELS.index(old.level):
+        return []
+    counts: dict[str, tuple[str, int]] = {}
+    order: list[str] = []
+    for pod in pods:
+        violations = evaluate(pod, new.level, new.minor(server_minor))
+        if not violations:
+            continue
+        reason = ", ".join(reason for reason, _ in violations)  # AggregateCheckResult.ForbiddenReason
+        pod_name = str((pod.get("metadata") or {}).get("name") or "")
+        if reason not in counts:
+            order.append(reason)
+            counts[reason] = (pod_name, 1)
+        else:
+            first, count = counts[reason]
+            counts[reason] = (min(first, pod_name), count + 1)
+    if not order:
+        return []
+
+    def decorated(reason: str) -> str:
+        first, count = counts[reason]
+        others = "" if count == 1 else " (and 1 other pod)" if count == 2 else f" (and {count - 1} other pods)"
+        return f"{first}{others}: {reason}"
+
+    return [f'existing pods in namespace "{name}" violate the new PodSecurity enforce level "{new}"',
+            *sorted(decorated(reason) for reason in order)]

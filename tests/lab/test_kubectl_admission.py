@@ -363,3 +363,28 @@ def test_a_namespace_held_by_a_finalizer_stays_terminating_and_refuses_new_conte
         f"content in namespace {namespace} because it is being terminated")
     kubectl("patch", "widget", "held", "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}')
     wait_for(lambda: kubectl("get", "namespace", namespace, check=False).returncode == 1)
+
+
+# ---------------------------------------------------------------- Pod Security labels on a namespace
+
+
+def test_labelling_a_namespace_restricted_warns_about_its_pods_and_a_bad_level_is_refused(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    """kubectl label namespace ... enforce=restricted over a pod without a securityContext: the API server's
+    PodSecurity warnings as kubectl prints them; a level that is not one of the three is refused (422)."""
+    kubectl("apply", "-f", "-", input=pod_manifest("web", namespace))
+    labelled = kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    assert labelled.stdout.strip() == f"namespace/{namespace} labeled"
+    assert labelled.stderr.splitlines() == [
+        f'Warning: existing pods in namespace "{namespace}" violate the new PodSecurity enforce level '
+        '"restricted:latest"',
+        "Warning: web: allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, "
+        "seccompProfile",
+    ]
+    refused = kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=strict", "--overwrite",
+                      check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f'The Namespace "{namespace}" is invalid: metadata.labels[pod-security.kubernetes.io/enforce]: Invalid '
+        'value: "strict": must be one of privileged, baseline, restricted')

@@ -321,3 +321,38 @@ def test_probe_hosts_are_checked_from_policy_134() -> None:
     assert check_pod_security(body, BASELINE) == [], "not a check before 1.34 (default server 1.32)"
     assert forbidden_message(body, BASELINE, server_minor=34).endswith(
         '"baseline:latest": probe or lifecycle host (container "c" uses probe or lifecycle host "10.0.0.1")')
+
+
+def test_labelling_a_namespace_stricter_warns_about_its_pods_and_bad_labels_are_invalid() -> None:
+    """admission.go ValidateNamespace: a stricter enforce level dry-runs the namespace's pods (one warning per set of
+    reasons, the lexically first pod named, the others counted); a relaxed or unchanged level, or privileged,
+    does not; labels that do not parse are refused on create, and on update when they changed."""
+    from lab.kube.podsecurity import validate_namespace
+
+    pods = [bare_pod(name="web-b"), bare_pod(name="web-a"), bare_pod(name="web-c"), hardened_pod("ok"),
+            bare_pod(name="priv", securityContext={"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}})]
+    warnings = validate_namespace("apps", {}, RESTRICTED, pods)
+    assert warnings == [
+        'existing pods in namespace "apps" violate the new PodSecurity enforce level "restricted:latest"',
+        "priv: allowPrivilegeEscalation != false, unrestricted capabilities",
+        "web-a (and 2 other pods): allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != "
+        "true, seccompProfile",
+    ]
+    assert validate_namespace("apps", RESTRICTED, BASELINE, pods) == []  # relaxed
+    assert validate_namespace("apps", RESTRICTED, dict(RESTRICTED), pods) == []  # unchanged
+    assert validate_namespace("apps", {}, BASELINE, pods) == []  # every pod meets baseline
+    assert validate_namespace("apps", {}, RESTRICTED, [hardened_pod()]) == []
+    assert validate_namespace("apps", None, RESTRICTED, pods) == []  # a create dry-runs nothing
+    with pytest.raises(ApiError) as bad:
+        validate_namespace("apps", {}, {"pod-security.kubernetes.io/enforce": "strict"}, pods)
+    assert (bad.value.code, bad.value.message) == (422, 'Namespace "apps" is invalid: metadata.labels'
+                                                        '[pod-security.kubernetes.io/enforce]: Invalid value: "strict": '
+                                                        "must be one of privileged, baseline, restricted")
+    both = {"pod-security.kubernetes.io/warn": "strict", "pod-security.kubernetes.io/warn-version": "1.30"}
+    with pytest.raises(ApiError) as two:
+        validate_namespace("apps", None, both, [])
+    assert two.value.message.endswith('[metadata.labels[pod-security.kubernetes.io/warn]: Invalid value: "strict": '
+                                      "must be one of privileged, baseline, restricted, metadata.labels"
+                                      '[pod-security.kubernetes.io/warn-version]: Invalid value: "1.30": must be '
+                                      '"latest" or "v1.x"]')
+    assert validate_namespace("apps", both, {**both, "team": "x"}, []) == []  # unchanged bad labels stay
