@@ -35,7 +35,20 @@ def _policies(lab: Lab) -> list[Obj]:
     return list(lab.kube.store.objects.get((netpol.GROUP, netpol.PLURAL), {}).values())
 
 
+def enforced(lab: Lab) -> bool:
+    """Whether the lab's cluster has a NetworkPolicy engine (ARM's networkProfile.networkPolicy not "none"): without
+    one the API server stores policies and nothing enforces them ("Network policies will not be enforced", the
+    ContainerService API's NetworkPolicy enum)."""
+    own = getattr(lab, "extra", {}).get("cluster") or {}
+    clusters = getattr(getattr(lab, "azure", None), "clusters", {}) or {}
+    return not any((c.name.lower(), c.resource_group.lower())
+                   == (str(own.get("name")).lower(), str(own.get("resource_group")).lower())
+                   and c.network_policy == "none" for c in clusters.values())
+
+
 def denied_ports(lab: Lab, pod: Obj, ports: dict[int, str]) -> list[int]:
+    if not enforced(lab):
+        return []
     policies = _policies(lab)
     return sorted(port for port in ports if not netpol.egress_allowed(policies, pod, SERVICE_HOST, port))
 

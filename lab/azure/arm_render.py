@@ -144,8 +144,9 @@ def _network_profile(cluster: ManagedCluster) -> dict[str, Any]:
     return {
         "networkPlugin": "azure",
         "networkPluginMode": "overlay",
-        "networkDataplane": "cilium",
-        "networkPolicy": "cilium",
+        # Cilium's dataplane cannot run without its policy engine; a cluster without one runs Azure's
+        "networkDataplane": "cilium" if cluster.network_policy == "cilium" else "azure",
+        "networkPolicy": cluster.network_policy,
         "podCidr": "10.244.0.0/16",
         "serviceCidr": "10.0.0.0/16",
         "dnsServiceIP": "10.0.0.10",

@@ -365,6 +365,9 @@ class ManagedCluster:
     control_plane_identity: ManagedIdentity | None = None
     kubernetes_version: str = "1.32.6"
     node_resource_group: str = ""
+    # ARM's networkProfile.networkPolicy: "cilium" (the lab's relays enforce NetworkPolicies), or "none": a cluster
+    # made without an engine, which stores NetworkPolicies and enforces none (lab ctl cluster --network-policy none)
+    network_policy: str = "cilium"
 
     @property
     def resource_id(self) -> str:
