@@ -37,6 +37,10 @@ _SERVICE_URL_RE = re.compile(r'Post "https://(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9
 # ["prefix", ...]" (initContainer / ephemeralContainer for those)
 _IMAGE_REPO_RE = re.compile(r"\b(?:container|initContainer|ephemeralContainer) <(?P<container>[^<>]+)> has an "
                             r"invalid image repo <(?P<image>[^<>]+)>, allowed repos are (?P<repos>\[[^\]]*\])")
+# gatekeeper-library's containerlimits Rego: "container <name> cpu limit <X> is higher than the maximum allowed of
+# <Y>" (memory likewise)
+_LIMIT_RE = re.compile(r"\bcontainer <(?P<container>[^<>]+)> (?P<resource>cpu|memory) limit <[^<>]*> is higher than "
+                       r"the maximum allowed of <(?P<most>[^<>]+)>")
 _POST_RE = re.compile(r'^Post "[^"]*": ')  # the URL, which the Service named by webhook_service stands for
 _POD_SECURITY_RE = re.compile(r'violates PodSecurity "(?P<level>[^"]+)"')
 _WEBHOOK_CONFIGURATIONS = "mutatingwebhookconfigurations,validatingwebhookconfigurations"
@@ -76,6 +80,13 @@ def image_repo_refusal(message: str, container: str) -> tuple[str, str] | None:
         if match.group("container") == container:
             return match.group("image"), match.group("repos")
     return None
+
+
+def limit_refusal(message: str, container: str) -> dict[str, str]:
+    """{resource: the highest limit allowed} for each limit of ``container`` a container-limits policy found too
+    high, else {}."""
+    return {m.group("resource"): m.group("most") for m in _LIMIT_RE.finditer(message)
+            if m.group("container") == container}
 
 
 def quota_refusal(message: str) -> bool:

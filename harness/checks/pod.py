@@ -11,6 +11,7 @@ from harness.checks import remediation as fix
 from harness.checks.admission import (
     TERMINATING_TEXT,
     image_repo_refusal,
+    limit_refusal,
     namespace_terminating_fixes,
     quota_refusal,
     refusing_webhook,
@@ -248,6 +249,14 @@ def _policy_fixes(webhook: str, namespace: str, said: str = "") -> list[Step]:
             *fix.mirror_probe_image(image),
             advice(f"or set probe.image in harness.yaml to a Python image under the repositories the policy allows: "
                    f"{repos}"),
+        ]
+    limits = limit_refusal(said, PROBE_CONTAINER)
+    if limits:  # a container-limits policy: the probe's limits set within its maxima
+        wanted = ", ".join(f"{resource}: {most}" for resource, most in sorted(limits.items()))
+        return [
+            *([which] if gatekeeper else []),
+            advice(f"set probe.resources in harness.yaml within what the policy allows: limits: {{{wanted}}} (or "
+                   "lower); the probe needs little"),
         ]
     if gatekeeper:
         return [

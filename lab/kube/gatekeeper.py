@@ -28,6 +28,7 @@ import json
 from typing import Any
 
 from lab.kube import defaults, errors, labelselector
+from lab.kube.quantity import Quantity, QuantityError
 from lab.kube.store import Obj, ResourceType, Store
 
 NAMESPACE = "gatekeeper-system"
@@ -46,7 +47,13 @@ LAB_TEMPLATE_PLURAL = LAB_TEMPLATE_KIND.lower()
 # repos are <repos>" (the Rego's sprintf %v of the array, which OPA renders as ["a", "b"]).
 ALLOWED_REPOS_KIND = "K8sAllowedRepos"
 ALLOWED_REPOS_PLURAL = ALLOWED_REPOS_KIND.lower()
-_KINDS = {LAB_TEMPLATE_PLURAL: LAB_TEMPLATE_KIND, ALLOWED_REPOS_PLURAL: ALLOWED_REPOS_KIND}
+# gatekeeper-library's "Container Limits" template (src/general/containerlimits), which Azure Policy's
+# k8sazurecontainerlimits resembles: containers and initContainers need cpu and memory limits no higher than
+# parameters.cpu / parameters.memory ("-1" for cpu: not checked).
+CONTAINER_LIMITS_KIND = "K8sContainerLimits"
+CONTAINER_LIMITS_PLURAL = CONTAINER_LIMITS_KIND.lower()
+_KINDS = {LAB_TEMPLATE_PLURAL: LAB_TEMPLATE_KIND, ALLOWED_REPOS_PLURAL: ALLOWED_REPOS_KIND,
+          CONTAINER_LIMITS_PLURAL: CONTAINER_LIMITS_KIND}
 _REPO_CONTAINERS = (("containers", "container"), ("initContainers", "initContainer"),
                     ("ephemeralContainers", "ephemeralContainer"))
 
@@ -90,7 +97,9 @@ def install_objects(ca_bundle: str) -> Installed:
         constraint_crds.append(crd)
     said = {LAB_TEMPLATE_PLURAL: "every matched pod is refused with parameters.message",
             ALLOWED_REPOS_PLURAL: "gatekeeper-library's allowedrepos: an image not starting with one of "
-                                  "parameters.repos is refused"}
+                                  "parameters.repos is refused",
+            CONTAINER_LIMITS_PLURAL: "gatekeeper-library's containerlimits: cpu and memory limits required, at "
+                                     "most parameters.cpu and parameters.memory"}
     templates = [{
         "apiVersion": f"{TEMPLATE_GROUP}/v1", "kind": "ConstraintTemplate",
         "metadata": {"name": plural},
@@ -144,6 +153,53 @@ def allowed_repos_constraint(name: str, namespace: str, repos: list[str]) -> Obj
                  "match": {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}], "namespaces": [namespace]},
                  "parameters": {"repos": list(repos)}},
     }
+
+
+def container_limits_constraint(name: str, namespace: str, cpu: str, memory: str) -> Obj:
+    return {
+        "apiVersion": f"{CONSTRAINT_GROUP}/{CONSTRAINT_VERSION}", "kind": CONTAINER_LIMITS_KIND,
+        "metadata": {"name": name},
+        "spec": {"enforcementAction": "deny",
+                 "match": {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}], "namespaces": [namespace]},
+                 "parameters": {"cpu": cpu, "memory": memory}},
+    }
+
+
+def _quantity(value: object) -> Quantity | None:
+    try:
+        return Quantity.parse(value)
+    except (QuantityError, TypeError, ValueError):
+        return None
+
+
+def _container_limits_violations(spec: Obj, pod: Obj) -> list[str]:
+    """The containerlimits Rego's general_violation over containers and initContainers (ephemeral ones cannot set
+    resources). A container without limits gets only "has no resource limits" (the Rego's missing() is undefined
+    on an absent limits object); the messages of one constraint come back sorted, as a Rego set's are
+    (# unverified: the order Gatekeeper joins them in)."""
+    parameters = spec.get("parameters") or {}
+    max_cpu, max_memory = str(parameters.get("cpu", "-1")), parameters.get("memory")
+    found: set[str] = set()
+    for field in ("containers", "initContainers"):
+        for container in (pod.get("spec") or {}).get(field) or []:
+            name = container.get("name")
+            limits = (container.get("resources") or {}).get("limits")
+            if not isinstance(limits, dict):  # an empty limits object is there: its cpu and memory are missing
+                found.add(f"container <{name}> has no resource limits")
+                continue
+            cpu, memory = limits.get("cpu"), limits.get("memory")
+            if max_cpu != "-1" and cpu in (None, ""):
+                found.add(f"container <{name}> has no cpu limit")
+            if memory in (None, ""):
+                found.add(f"container <{name}> has no memory limit")
+            if max_cpu != "-1" and cpu not in (None, "") and (have := _quantity(cpu)) and (top := _quantity(max_cpu)) \
+                    and have.value > top.value:
+                found.add(f"container <{name}> cpu limit <{cpu}> is higher than the maximum allowed of <{max_cpu}>")
+            if memory not in (None, "") and max_memory is not None and (have := _quantity(memory)) \
+                    and (top := _quantity(max_memory)) and have.value > top.value:
+                found.add(f"container <{name}> memory limit <{memory}> is higher than the maximum allowed of "
+                          f"<{max_memory}>")
+    return sorted(found)
 
 
 def _rego_array(values: list[str]) -> str:
@@ -211,6 +267,8 @@ def admit(store: Store, rt: ResourceType, namespace: str, namespace_labels: dict
             continue
         if item.get("kind") == ALLOWED_REPOS_KIND:
             said = _allowed_repos_violations(spec, pod or {})
+        elif item.get("kind") == CONTAINER_LIMITS_KIND:
+            said = _container_limits_violations(spec, pod or {})
         else:
             said = [str((spec.get("parameters") or {}).get("message", ""))]
         texts = [f"[{item['metadata']['name']}] {text}" for text in said]
@@ -255,11 +313,21 @@ def deny(store: Store, ca_bundle: str, now: str, name: str, namespace: str, mess
 def allow_repos(store: Store, ca_bundle: str, now: str, name: str, namespace: str, repos: list[str]) -> Obj:
     """Install Gatekeeper if needed and store (or replace) a K8sAllowedRepos constraint for pods in
     ``namespace``."""
+    return _put(store, ca_bundle, now, allowed_repos_constraint(name, namespace, repos))
+
+
+def limit_containers(store: Store, ca_bundle: str, now: str, name: str, namespace: str, cpu: str, memory: str) -> Obj:
+    """Install Gatekeeper if needed and store (or replace) a K8sContainerLimits constraint for pods in
+    ``namespace``."""
+    return _put(store, ca_bundle, now, container_limits_constraint(name, namespace, cpu, memory))
+
+
+def _put(store: Store, ca_bundle: str, now: str, wanted: Obj) -> Obj:
     install(store, ca_bundle, now)
-    rt = store.type_for(CONSTRAINT_GROUP, ALLOWED_REPOS_PLURAL)
+    rt = store.type_for(CONSTRAINT_GROUP, wanted["kind"].lower())
     if rt is None:
         raise RuntimeError("the constraint CRD is not served")
-    wanted = allowed_repos_constraint(name, namespace, repos)
+    name = wanted["metadata"]["name"]
     current = store.find(rt, "", name)
     if current is None:
         return store.create(rt, wanted)
@@ -290,6 +358,8 @@ def constraints(store: Store) -> list[Obj]:
                  "namespaces": ((item.get("spec") or {}).get("match") or {}).get("namespaces") or []}
         if item.get("kind") == ALLOWED_REPOS_KIND:
             entry.update(kind=ALLOWED_REPOS_KIND, repos=parameters.get("repos") or [])
+        elif item.get("kind") == CONTAINER_LIMITS_KIND:
+            entry.update(kind=CONTAINER_LIMITS_KIND, cpu=parameters.get("cpu"), memory=parameters.get("memory"))
         else:
             entry["message"] = parameters.get("message", "")
         entry["enforcementAction"] = (item.get("spec") or {}).get("enforcementAction", "deny")

@@ -1110,6 +1110,16 @@ def test_a_probe_refused_in_a_namespace_being_deleted_is_not_rbac() -> None:
     assert finding.fix_lines()[0] == "kubectl describe namespace finance   # what remains and what holds it"
 
 
+def test_a_container_limits_policy_refusing_the_probe_sets_probe_resources_within_it() -> None:
+    finding = _refused(
+        403, 'admission webhook "validation.gatekeeper.sh" denied the request: [limits] container <probe> cpu limit '
+        "<200m> is higher than the maximum allowed of <100m>\n[limits] container <probe> memory limit <128Mi> is "
+        "higher than the maximum allowed of <64Mi>")
+    assert finding.code == "POD_REJECTED_BY_POLICY"
+    assert finding.fix_lines()[-1] == ("# set probe.resources in harness.yaml within what the policy allows: limits: "
+                                       "{cpu: 100m, memory: 64Mi} (or lower); the probe needs little")
+
+
 def test_another_vendors_webhook_that_cannot_be_called_is_named_with_its_service() -> None:
     """A mesh's sidecar injector whose Service has no pod, under failurePolicy Fail: the API server refuses every
     pod it matches. Named with the Service its URL names, never as a policy's refusal nor as Workload ID's."""

@@ -219,3 +219,35 @@ def test_gatekeeper_allowed_repos_refuses_each_container_whose_image_starts_with
         ("repos", "K8sAllowedRepos", ["docker.io/library/", "myacr.azurecr.io/"])]
     assert gatekeeper.clear(store) == ["repos"]
     assert gatekeeper.admit(store, pods, "ns", {}, refused) == []
+
+
+def test_gatekeeper_container_limits_wants_cpu_and_memory_limits_within_the_maxima() -> None:
+    """gatekeeper-library's containerlimits Rego over containers and initContainers: no limits at all is one
+    violation; a missing cpu (unless cpu is "-1") or memory limit, and a limit above the maximum, one each."""
+    store = gatekeeper_store()
+    rt = store.type_for(gatekeeper.CONSTRAINT_GROUP, gatekeeper.CONTAINER_LIMITS_PLURAL)
+    store.create(rt, gatekeeper.container_limits_constraint("limits", "ns", "100m", "256Mi"))
+    pods = store.type_for("", "pods")
+
+    def pod(**resources: Any) -> dict[str, Any]:
+        return {"spec": {"containers": [{"name": "probe", "image": "x", "resources": resources}]}}
+
+    assert gatekeeper.admit(store, pods, "ns", {}, pod(limits={"cpu": "100m", "memory": "128Mi"})) == []
+    refused = {
+        "spec": {"initContainers": [{"name": "init", "image": "x", "resources": {"limits": {"memory": "1Gi"}}}],
+                 "containers": [{"name": "probe", "image": "x",
+                                 "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}}},
+                                {"name": "bare", "image": "x"}]}}
+    with pytest.raises(errors.ApiError) as denied:
+        gatekeeper.admit(store, pods, "ns", {}, refused)
+    assert denied.value.message.split("\n") == [
+        'admission webhook "validation.gatekeeper.sh" denied the request: [limits] container <bare> has no resource '
+        "limits",
+        "[limits] container <init> has no cpu limit",
+        "[limits] container <init> memory limit <1Gi> is higher than the maximum allowed of <256Mi>",
+        "[limits] container <probe> cpu limit <200m> is higher than the maximum allowed of <100m>",
+    ]
+    store.replace(rt, gatekeeper.container_limits_constraint("limits", "ns", "-1", "256Mi") | {
+        "metadata": store.find(rt, "", "limits")["metadata"]}, check_version=False)
+    assert gatekeeper.admit(store, pods, "ns", {}, pod(limits={"memory": "128Mi"})) == []
+    assert gatekeeper.admit(store, pods, "ns", {}, pod(limits={"cpu": "4", "memory": "128Mi"})) == []
