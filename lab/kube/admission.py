@@ -177,11 +177,20 @@ def namespace_pod_security(lab: Lab, obj: Obj, old: Obj | None = None) -> list[s
     return podsecurity.validate_namespace(name, old_labels, labels, pods, **_server_minor(lab))
 
 
+def controller_pod_security(lab: Lab, rt: ResourceType, obj: Obj, namespace: str) -> list[str]:
+    """The PodSecurity plugin's warnings for a workload resource's pod template (podsecurity.controller_warnings)."""
+    if not namespace:
+        return []
+    return podsecurity.controller_warnings(rt.group_resource, obj, namespace_labels(lab, namespace),
+                                           **_server_minor(lab))
+
+
 def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, dry_run: bool = False) -> list[str]:
     """Validating admission for a CREATE; returns warnings, raises ApiError (403) to reject."""
     warnings: list[str] = []
     if rt.group_resource == ("", "namespaces"):
         warnings = namespace_pod_security(lab, obj)
+    warnings += controller_pod_security(lab, rt, obj, namespace)
     if _is_pod(rt):
         kwargs = _server_minor(lab)
         labels = namespace_labels(lab, namespace)

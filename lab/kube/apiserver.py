@@ -586,6 +586,8 @@ class ApiServer:
         warnings: list[str] = []
         if rt.group_resource == NAMESPACE_TYPE.group_resource and not target.subresource:
             warnings = admission.namespace_pod_security(self.lab, obj, current)
+        elif not target.subresource:
+            warnings = admission.controller_pod_security(self.lab, rt, obj, target.namespace_or_empty)
         if is_true(request.query.get("dryRun")) or request.query.get("dryRun") == "All":
             return json_response(obj, warnings=warnings)
         if (not is_builtin(rt) and current["metadata"].get("deletionTimestamp")

@@ -695,3 +695,39 @@ def validate_namespace(name: str, old_labels: dict[str, str] | None, new_labels:
 
     return [f'existing pods in namespace "{name}" violate the new PodSecurity enforce level "{new}"',
             *sorted(decorated(reason) for reason in order)]
+
+
+# ---------------------------------------------------------------- pod controllers (ValidatePodController)
+
+# DefaultPodSpecExtractor's resources besides pods, and where each keeps its pod template
+_TEMPLATE_PATHS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "replicationcontrollers"): ("spec", "template"),
+    ("", "podtemplates"): ("template",),
+    ("apps", "replicasets"): ("spec", "template"),
+    ("apps", "deployments"): ("spec", "template"),
+    ("apps", "statefulsets"): ("spec", "template"),
+    ("apps", "daemonsets"): ("spec", "template"),
+    ("batch", "jobs"): ("spec", "template"),
+    ("batch", "cronjobs"): ("spec", "jobTemplate", "spec", "template"),
+}
+
+
+def controller_warnings(group_resource: tuple[str, str], obj: Obj, namespace_labels: dict[str, str],
+                        server_minor: int = DEFAULT_SERVER_MINOR) -> list[str]:
+    """ValidatePodController for a create or update (not a subresource) of a workload resource: never enforced;
+    its pod template evaluated at the warn level (``would violate PodSecurity "<level>:<version>": ...``), which
+    defaults to the enforce level when no warn label is set (namespace_policy)."""
+    path = _TEMPLATE_PATHS.get(group_resource)
+    if path is None:
+        return []
+    template: Any = obj
+    for key in path:
+        template = template.get(key) if isinstance(template, dict) else None
+    if not isinstance(template, dict):
+        return []  # an optional pod spec left out: nothing to evaluate
+    policy = namespace_policy(namespace_labels)
+    if policy.warn.level == "privileged":
+        return []
+    pod = {"metadata": template.get("metadata") or {}, "spec": template.get("spec") or {}}
+    violations = evaluate(pod, policy.warn.level, policy.warn.minor(server_minor))
+    return [violation_text("would violate", policy.warn, violations)] if violations else []

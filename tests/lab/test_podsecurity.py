@@ -356,3 +356,24 @@ def test_labelling_a_namespace_stricter_warns_about_its_pods_and_bad_labels_are_
                                       '[pod-security.kubernetes.io/warn-version]: Invalid value: "1.30": must be '
                                       '"latest" or "v1.x"]')
     assert validate_namespace("apps", both, {**both, "team": "x"}, []) == []  # unchanged bad labels stay
+
+
+def test_a_workload_resource_is_never_refused_but_warned_about_at_the_warn_level() -> None:
+    """ValidatePodController: the pod template of a Deployment, a CronJob's job template... evaluated at the warn
+    level (the enforce level when no warn label is set), a warning only; privileged warns nothing."""
+    from lab.kube.podsecurity import controller_warnings
+
+    bare = bare_pod()
+    deployment = {"spec": {"template": {"metadata": {}, "spec": bare["spec"]}}}
+    assert controller_warnings(("apps", "deployments"), deployment, RESTRICTED) == [
+        f'would violate PodSecurity "restricted:latest": {BARE_C}']
+    cronjob = {"spec": {"jobTemplate": {"spec": {"template": {"spec": bare["spec"]}}}}}
+    warn_only = {"pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/warn-version": "v1.30"}
+    assert controller_warnings(("batch", "cronjobs"), cronjob, warn_only) == [
+        f'would violate PodSecurity "restricted:v1.30": {BARE_C}']
+    assert controller_warnings(("apps", "deployments"), deployment, {}) == []
+    assert controller_warnings(("apps", "deployments"), deployment, BASELINE) == []
+    hardened = {"spec": {"template": {"spec": hardened_pod()["spec"]}}}
+    assert controller_warnings(("apps", "deployments"), hardened, RESTRICTED) == []
+    assert controller_warnings(("", "configmaps"), {"data": {}}, RESTRICTED) == []
+    assert controller_warnings(("apps", "deployments"), {"spec": {}}, RESTRICTED) == []
