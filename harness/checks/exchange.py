@@ -12,7 +12,13 @@ from harness.checks import remediation as fix
 from harness.checks.cluster import chart_install
 from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
-from harness.checks.federation import credential_delete, expected_issuer, fic_fix, match_fic
+from harness.checks.federation import (
+    credential_delete,
+    expected_issuer,
+    fic_fix,
+    match_fic,
+    service_principal_repair,
+)
 from harness.checks.issuer_keys import issuer_key_finding, retry_summary
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
@@ -403,7 +409,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
             advice("exclude this workload identity from the blocking policy, or allow its network location"),
         ]
     elif code == "SERVICE_PRINCIPAL_MISSING":
-        remediation.append(fix.create_service_principal(ctx.expected_client_id))
+        remediation += service_principal_repair(ctx, ctx.expected_client_id)
     elif code == "APPLICATION_DISABLED":
         remediation += [
             fix.service_principal_enabled(ctx.expected_client_id),

@@ -155,9 +155,7 @@ def _application_matches(ctx: WorkloadContext) -> Outcome:
                     f": its service principal {deleted.get('id')} was deleted {deleted.get('deletedDateTime')} and "
                     "can be restored, with the role assignments that name it, for 30 days after its deletion"
                 )
-                repair: list[Step] = [fix.restore_deleted_item(graph_endpoint(ctx), deleted.get("id"))]
-            else:
-                repair = [fix.create_service_principal(app.get("appId")), *_regrant(ctx)]
+            repair = service_principal_repair(ctx, app.get("appId"))
             return failed(
                 f"application {app.get('displayName')} (appId {app.get('appId')}) has no service principal in the "
                 "tenant: Entra issues it no token (AADSTS7000229)",
@@ -264,6 +262,22 @@ def _application_deleted(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outc
     else:
         repair += [fix.create_service_principal(app.get("appId")), *_regrant(ctx)]
     return failed(message, evidence, Finding("IDENTITY_NOT_FOUND", ERROR, "identity", message, evidence, repair))
+
+
+def service_principal_repair(ctx: WorkloadContext, app_id: str | None) -> list[Step]:
+    """An application without a service principal: the deleted one restored (Graph's deleted items keep it 30
+    days, under the object id its role assignments name), else a new one, whose roles are granted again. When the
+    harness could not look (no Graph read), the person is told to look before making a new one."""
+    deleted = ctx.facts.identity.deleted_service_principal
+    if deleted is not None:
+        return [fix.restore_deleted_item(graph_endpoint(ctx), deleted.get("id"))]
+    steps: list[Step] = []
+    if ctx.facts.identity.kind != "application":  # the harness did not read the application (no Graph read)
+        steps.append(advice("deleted within the last 30 days? restore it instead, with its object id and role "
+                            "assignments: az rest --method GET --url '<graph>/v1.0/directory/deletedItems/"
+                            "microsoft.graph.servicePrincipal' lists them, POST .../deletedItems/<id>/restore "
+                            "restores one"))
+    return [*steps, fix.create_service_principal(app_id), *_regrant(ctx)]
 
 
 def _regrant(ctx: WorkloadContext) -> list[Step]:

@@ -368,3 +368,39 @@ def test_a_graph_endpoint_entra_does_not_know_names_the_setting_not_the_secret(
     broken.write_text(yaml.safe_dump(data))
     document, checks, entry = run(tmp_path, broken, healthy.ref)
     assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+
+
+def test_without_graph_read_a_missing_service_principal_is_looked_for_in_deleted_items_first(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """The harness without Application.Read.All cannot see Graph's deleted items: after ``az ad sp delete`` it
+    knows only Entra's AADSTS7000229. Its fix was ``az ad sp create`` alone (a new object id: the vault's role
+    assignment no longer applies); it now says first where a deleted one is, and the person who follows that
+    (list, restore) has the workload whole again."""
+    info = running_lab.info()
+    graph, harness, app = info["endpoints"]["graph"], info["harness"]["client_id"], healthy.app
+    principal = shell.must(f"az ad sp show --id {harness} --query id -o tsv").strip()
+    assignments = f"{graph}/v1.0/servicePrincipals/{principal}/appRoleAssignments"
+    granted = shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split()
+    shell.must(*(f"az rest --method DELETE --url {assignments}/{identifier}" for identifier in granted),
+               f"az ad sp delete --id {app.app_id}")
+    try:
+        _, _, entry = run(tmp_path, healthy.config, healthy.ref)
+        codes = [(f["code"], f["severity"]) for f in entry["findings"]]
+        assert codes == [("IDENTITY_NOT_VISIBLE", "warning"), ("SERVICE_PRINCIPAL_MISSING", "error")], codes
+        first = entry["findings"][1]  # the one error: the harness's blind spot is a warning beside it
+        assert "deletedItems/microsoft.graph.servicePrincipal" in first["remediation"][0]
+        assert first["remediation"][1] == f"az ad sp create --id {app.app_id}"
+        listed = f"{graph}/v1.0/directory/deletedItems/microsoft.graph.servicePrincipal"
+        found = shell.must(f"az rest --method GET --url {listed} --query \"value[?appId=='{app.app_id}'].id\" "
+                           "-o tsv").split()
+        assert found == [app.principal_id]
+        shell.must(f"az rest --method POST --url {graph}/v1.0/directory/deletedItems/{found[0]}/restore -o none")
+        document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    finally:
+        if not shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split():
+            graph_sp = shell.must("az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv").strip()
+            body = json.dumps({"principalId": principal, "resourceId": graph_sp,
+                               "appRoleId": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"})
+            shell.must(f"az rest --method POST --url {assignments} --body {shlex.quote(body)}")

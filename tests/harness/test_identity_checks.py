@@ -133,6 +133,23 @@ def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> N
     assert finding.code == "SERVICE_PRINCIPAL_MISSING" and finding.fix_lines() == [f"az ad sp create --id {CLIENT}"]
 
 
+def test_a_missing_service_principal_the_harness_could_not_look_up_is_looked_for_in_deleted_items_first() -> None:
+    """Without Graph read the harness cannot tell a deleted service principal from one never made: before the
+    new one (a new object id, none of the old one's role assignments), the fix says where a deleted one is."""
+    refused = Fetched("https://graph.microsoft.com/v1.0/applications(appId='x')", 403, None, "denied",
+                      "Authorization_RequestDenied")
+    ctx = context_with(IdentityFacts(configured=True, refused=[refused]))
+    assert ctx.facts.pod is not None
+    error = {"kind": "entra_error", "http_status": 401, "error": "invalid_client", "aadsts": "AADSTS7000229",
+             "message": f"AADSTS7000229: The client application {CLIENT} is missing service principal in the tenant"}
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {}, "error": error}]}
+    finding = exchange_succeeds(ctx).findings[0]
+    assert finding.code == "SERVICE_PRINCIPAL_MISSING"
+    lines = finding.fix_lines()
+    assert lines[0].startswith("# deleted within the last 30 days? restore it instead") and "deletedItems" in lines[0]
+    assert lines[1:] == [f"az ad sp create --id {CLIENT}"]
+
+
 def test_a_principal_id_in_the_annotation_is_named_with_the_client_id_to_use() -> None:
     owner = {"kind": "managed_identity", "client_id": REAL_CLIENT, "name": "shared-id", "resource_id": IDENTITY_ID}
     outcome = identity_matches(context_with(IdentityFacts(configured=True, principal_of=owner)))
