@@ -383,6 +383,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "A ResourceQuota or LimitRange refused the probe pod.",
         "Free quota or raise it in that namespace, or set probe.resources within its LimitRange.",
         "test:tests/harness/test_admission_cases_lab.py::test_a_used_up_pod_quota_is_a_quota_rejection",
+        "test:tests/harness/test_limit_range_lab.py::test_a_limit_range_below_the_probe_names_the_probe_resources_"
+        "that_meet_it",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(

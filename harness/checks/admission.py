@@ -89,6 +89,22 @@ def limit_refusal(message: str, container: str) -> dict[str, str]:
             if m.group("container") == container}
 
 
+# the LimitRanger's texts (plugin/pkg/admission/limitranger): "maximum cpu usage per Container is 100m, but limit
+# is 200m", "minimum memory usage per Container is 64Mi, but request is 32Mi"
+_LIMIT_RANGE_RE = re.compile(r"\b(?P<bound>maximum|minimum) (?P<resource>cpu|memory) usage per Container is "
+                             r"(?P<value>[0-9]+(?:\.[0-9]+)?(?:[eE][0-9]+|[A-Za-z]+)?)")
+
+
+def limit_range_bounds(message: str) -> dict[str, dict[str, str]]:
+    """What a LimitRange's refusal asks of a container: {"limits": {resource: its maximum}, "requests":
+    {resource: its minimum}}, only the parts the message names."""
+    wanted: dict[str, dict[str, str]] = {}
+    for match in _LIMIT_RANGE_RE.finditer(message):
+        part = "limits" if match.group("bound") == "maximum" else "requests"
+        wanted.setdefault(part, {})[match.group("resource")] = match.group("value")
+    return wanted
+
+
 def quota_refusal(message: str) -> bool:
     """A ResourceQuota (403 'failed quota' / 'exceeded quota') or LimitRange ('maximum cpu usage per Container')
     answer: the namespace's budget, not RBAC."""

@@ -11,6 +11,7 @@ from harness.checks import remediation as fix
 from harness.checks.admission import (
     TERMINATING_TEXT,
     image_repo_refusal,
+    limit_range_bounds,
     limit_refusal,
     namespace_terminating_fixes,
     quota_refusal,
@@ -122,7 +123,8 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             evidence,
             [
                 fix.kubectl("describe", "resourcequota,limitrange", "-n", ctx.namespace),
-                advice("set probe.resources in harness.yaml within the namespace's limits, or raise the quota"),
+                advice(_within_limit_range(message)
+                       or "set probe.resources in harness.yaml within the namespace's limits, or raise the quota"),
             ],
         )
     elif "failed calling webhook" in message or "failed to call webhook" in message:
@@ -185,6 +187,17 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
         evidence,
         finding,
     )
+
+
+def _within_limit_range(message: str) -> str | None:
+    """probe.resources that meet the bounds a LimitRange's refusal names, as harness.yaml takes them."""
+    wanted = limit_range_bounds(message)
+    if not wanted:
+        return None
+    parts = ", ".join(f"{part}: {{" + ", ".join(f"{k}: {v}" for k, v in sorted(values.items())) + "}"
+                      for part, values in sorted(wanted.items()))
+    return (f"set probe.resources in harness.yaml within the namespace's LimitRange: {{{parts}}} (limits at most, "
+            "requests at least), or change the LimitRange")
 
 
 _FORBIDDEN_USER_RE = re.compile(r'User "([^"]+)" cannot')
