@@ -182,9 +182,11 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "WEBHOOK_DEGRADED", "webhook", "warning",
-        "Some webhook replicas are not ready.",
-        "Look at the webhook's pods (kubectl describe); it still answers.",
-        no_lab_fault="the lab's webhook is one emulated service: all replicas are ready or none",
+        "Some webhook replicas are not ready, or its rollout does not complete (new pods crash, or the API server "
+        "refuses them: a quota, Pod Security, a policy).",
+        "Look at the webhook's pods (kubectl describe); it still answers. A refusal names what to change.",
+        "test:tests/harness/test_webhook_refused_lab.py::test_a_quota_refusing_the_webhooks_rollout_is_named_not_a_"
+        "crash",
     ),
     _e(
         "WEBHOOK_DUPLICATE", "webhook", "error",

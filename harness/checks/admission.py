@@ -162,6 +162,22 @@ def namespace_terminating_fixes(namespace: str, conditions: list[dict[str, Any]]
     return steps
 
 
+def refusal_looks(message: str, namespace: str) -> list[Step]:
+    """The commands that show what refused a pod, by its cause: the quota or LimitRange, the namespace's Pod
+    Security labels, an unreachable webhook's configuration and Service, Gatekeeper's constraints."""
+    ns = fix.namespace_or(namespace)
+    unreachable = unreachable_webhook(message)
+    if unreachable is not None:
+        return unreachable_webhook_fixes(unreachable[0], message)[:-1]
+    if pod_security_level(message) is not None:
+        return [fix.kubectl("get", "namespace", ns, "--show-labels")]
+    if quota_refusal(message):
+        return [fix.kubectl("describe", "resourcequota,limitrange", "-n", ns)]
+    if "gatekeeper.sh" in message:
+        return [fix.kubectl("get", "constraints", "-o", "wide", note="which constraint refused it")]
+    return []
+
+
 def refusal_cause(message: str) -> str | None:
     """One phrase naming what refused a pod when it is not Workload ID, else None (the Workload ID webhook's
     own denial or unreachability, or a refusal this module cannot name)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.checks import remediation as fix
+from harness.checks.admission import refusal_cause, refusal_looks
 from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.common import arm_failure_finding, kube_call_failed
 from harness.checks.model import (
@@ -581,6 +582,7 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
     ready_any = False
     degraded = False
     stuck: list[str] = []
+    refused: list[tuple[str, str, str]] = []  # (namespace, name, the ReplicaSet's refusal)
     for deployment in facts.webhook_deployments:
         meta, status = deployment.get("metadata") or {}, deployment.get("status") or {}
         wanted = (deployment.get("spec") or {}).get("replicas", 1)
@@ -596,6 +598,11 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
         )
         ready_any = ready_any or ready > 0
         degraded = degraded or ready < wanted
+        failure = next((str(c.get("message") or "") for c in status.get("conditions") or []
+                        if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), None)
+        if failure:  # its ReplicaSet cannot create pods (the deployment controller copies the condition)
+            evidence["deployments"][-1]["replicaFailure"] = failure
+            refused.append((str(meta.get("namespace") or ""), str(meta.get("name") or ""), failure))
         # a rollout whose new pods do not become ready: the old ReplicaSet's pods keep serving (maxUnavailable),
         # so readyReplicas looks whole while status.replicas counts the new, unready pods too
         updated = status.get("updatedReplicas", wanted) or 0  # absent: a status that does not say (older facts)
@@ -613,6 +620,8 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
           [fix.kubectl("-n", namespace, "logs", f"deploy/{WEBHOOK_DEPLOYMENT}", note="errors start with E")]),
     ]
     back = fix.webhook_pods_back(namespace, str(first["name"]), first["replicas"])
+    if refused:
+        return _webhook_pods_refused(refused, evidence, ready_any)
     if not ready_any:
         return failed(
             "the webhook has no ready replica: with failurePolicy Fail, labelled pods are refused",
@@ -663,6 +672,28 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
         ),
         evidence,
     )
+
+
+def _webhook_pods_refused(refused: list[tuple[str, str, str]], evidence: dict[str, Any], ready_any: bool) -> Outcome:
+    """The webhook's ReplicaSet cannot create pods (ReplicaFailure): the API server refuses them for what its
+    message names (a quota, Pod Security, a policy, another webhook), not a crash; pods' logs and the ConfigMap say
+    nothing of it. With a ready replica left it is a warning (the old pods serve until they go)."""
+    said = "; ".join(f"{ns}/{name}: {failure}" for ns, name, failure in refused)
+    namespace, name, failure = refused[0]
+    ns = fix.namespace_or(namespace)
+    cause = refusal_cause(failure)
+    steps: list[Step] = [
+        fix.kubectl("-n", ns, "describe", f"deployment/{fix.object_or(name, '<deployment>')}"),
+        *refusal_looks(failure, namespace),
+        advice("a person decides: change what refuses the webhook's pods (" + (cause or "the refusal above")
+               + "); its ReplicaSet creates them once they are admitted"),
+    ]
+    message = f"the API server refuses the webhook's new pods: {said}"
+    if not ready_any:
+        return failed(message + ": with failurePolicy Fail, labelled pods are refused", evidence,
+                      Finding("WEBHOOK_NOT_READY", ERROR, "webhook", message, evidence, steps))
+    return warned(message + "; the previous pods serve until they go", evidence,
+                  Finding("WEBHOOK_DEGRADED", WARNING, "webhook", message, evidence, steps))
 
 
 def slash_hint(got: str, want: str) -> str:

@@ -1547,6 +1547,35 @@ def test_a_labelled_pod_the_narrowed_object_selector_skips_is_named_with_the_pat
     assert "was it created before the webhook was ready" in pod_mutated(ctx).message
 
 
+def test_a_webhook_whose_new_pods_the_api_server_refuses_names_the_refusal_not_a_crash() -> None:
+    """A ResourceQuota in the webhook's namespace refuses its rollout's new pod (ReplicaFailure FailedCreate):
+    the finding names the quota and its look, not the pods' logs and the ConfigMap; with no replica left ready
+    (all refused) it is WEBHOOK_NOT_READY with the same cause."""
+    from harness.checks.cluster import ClusterContext, webhook_ready
+
+    refusal = ('pods "azure-wi-webhook-controller-manager-x-y" is forbidden: exceeded quota: q, requested: pods=1, '
+               "used: pods=2, limited: pods=2")
+    deployment = {"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"},
+                  "spec": {"replicas": 2},
+                  "status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 0,
+                             "unavailableReplicas": 1,
+                             "conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                                             "message": refusal}]}}
+    facts = ClusterFacts(time.time(), webhook_deployments=[deployment])
+    outcome = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
+    assert outcome.status == WARN and outcome.findings[0].code == "WEBHOOK_DEGRADED"
+    assert refusal in outcome.message
+    assert outcome.findings[0].fix_lines() == [
+        "kubectl -n kube-system describe deployment/azure-wi-webhook-controller-manager",
+        "kubectl describe resourcequota,limitrange -n kube-system",
+        "# a person decides: change what refuses the webhook's pods (a ResourceQuota or LimitRange of the "
+        "namespace); its ReplicaSet creates them once they are admitted",
+    ]
+    deployment["status"].update(readyReplicas=0, availableReplicas=0)
+    gone = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
+    assert gone.status == FAIL and gone.findings[0].code == "WEBHOOK_NOT_READY" and refusal in gone.message
+
+
 def test_a_webhook_rollout_whose_new_pods_crash_is_degraded_although_the_old_pods_serve() -> None:
     """kubectl rollout restart after azure-wi-webhook-config lost AZURE_TENANT_ID: the new pod panics, the old
     ReplicaSet's two pods keep serving, readyReplicas 2 of 2; status.replicas 3, updatedReplicas 1."""
