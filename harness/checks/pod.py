@@ -119,12 +119,11 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             "POD_REJECTED_BY_QUOTA",
             ERROR,
             "pod",
-            f"a ResourceQuota or LimitRange in {ctx.namespace} refused the probe pod: {message}",
+            f"a ResourceQuota or LimitRange in {ctx.namespace} refused {what}: {message}",
             evidence,
             [
                 fix.kubectl("describe", "resourcequota,limitrange", "-n", ctx.namespace),
-                advice(_within_limit_range(message)
-                       or "set probe.resources in harness.yaml within the namespace's limits, or raise the quota"),
+                advice(_within_limit_range(message) or _quota_advice(message)),
             ],
         )
     elif "failed calling webhook" in message or "failed to call webhook" in message:
@@ -187,6 +186,27 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
         evidence,
         finding,
     )
+
+
+# ResourceQuota's "exceeded quota: <name>, requested: pods=1, used: pods=10, limited: pods=10" (object counts
+# pods, configmaps, count/<resource>; or compute resources: requests.cpu, limits.memory, cpu...)
+_REQUESTED_RE = re.compile(r"exceeded quota: [^,]+, requested: (?P<requested>[^\s,=]+=[^\s,]+(?:,[^\s,=]+=[^\s,]+)*)")
+
+
+def _quota_advice(message: str) -> str:
+    """What meets a ResourceQuota's refusal: an object count (pods, configmaps) is freed or raised, the probe's
+    size does not matter; compute resources fit probe.resources; a ConfigMap count is also avoided by probe.mode
+    image, which needs no ConfigMap."""
+    match = _REQUESTED_RE.search(message)
+    requested = [item.split("=", 1)[0] for item in match.group("requested").split(",")] if match else []
+    counts = [name for name in requested if name in ("pods", "configmaps") or name.startswith("count/")]
+    if requested and len(counts) == len(requested):
+        which = " and ".join(counts)
+        tail = (" or run the probe with probe.mode image (an image holding the probe: no ConfigMap)"
+                if any("configmaps" in name for name in counts) else "")
+        return (f"the quota counts {which}, whatever the probe's size: free some (or raise the quota: a person "
+                f"decides),{tail or ' then run again'}")
+    return "set probe.resources in harness.yaml within the namespace's limits, or raise the quota"
 
 
 def _within_limit_range(message: str) -> str | None:

@@ -34,6 +34,13 @@ def test_a_limit_range_below_the_probe_names_the_probe_resources_that_meet_it(
 ) -> None:
     applied = kubectl(running_lab, tmp_path, "apply", "-f", "-", stdin=json.dumps(LIMIT_RANGE))
     assert applied.returncode == 0, applied.stderr
+    try:
+        limited(running_lab, tmp_path)
+    finally:
+        kubectl(running_lab, tmp_path, "-n", "finance", "delete", "limitrange", "small")
+
+
+def limited(running_lab: RunningLab, tmp_path: Path) -> None:
     config = str(running_lab.state_dir / "harness.yaml")
     result, document = run_suites(tmp_path / "refused", "--config", config, "--workload", WORKLOAD)
     assert result.returncode != 0
@@ -53,3 +60,34 @@ def test_a_limit_range_below_the_probe_names_the_probe_resources_that_meet_it(
     within.write_text(yaml.safe_dump(data))
     result, document = run_suites(tmp_path / "within", "--config", str(within), "--workload", WORKLOAD)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_configmap_count_quota_names_the_probes_configmap_not_its_size(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """A ResourceQuota counting ConfigMaps, used up (kubectl create quota --hard=configmaps=N): probe.mode configmap's
+    source ConfigMap is refused first. The finding says so (not "the probe pod") and that the probe's size does not
+    matter; the quota raised (the person's call), the next run passes."""
+    listed = kubectl(running_lab, tmp_path, "-n", "finance", "get", "configmaps", "-o", "json")
+    used = len(json.loads(listed.stdout)["items"])
+    created = kubectl(running_lab, tmp_path, "-n", "finance", "create", "quota", "objects", f"--hard=configmaps={used}")
+    assert created.returncode == 0, created.stderr
+    config = str(running_lab.state_dir / "harness.yaml")
+    try:
+        result, document = run_suites(tmp_path / "refused", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode != 0
+        finding = next(w for w in document["workloads"] if w["id"] == WORKLOAD)["findings"][0]
+        assert finding["code"] == "POD_REJECTED_BY_QUOTA"
+        assert finding["message"].startswith("a ResourceQuota or LimitRange in finance refused the probe's source "
+                                             'ConfigMap: configmaps "wi-probe-src-')
+        assert f"exceeded quota: objects, requested: configmaps=1, used: configmaps={used}" in finding["message"]
+        assert finding["remediation"][1] == (
+            "# the quota counts configmaps, whatever the probe's size: free some (or raise the quota: a person "
+            "decides), or run the probe with probe.mode image (an image holding the probe: no ConfigMap)")
+        raised = kubectl(running_lab, tmp_path, "-n", "finance", "patch", "resourcequota", "objects", "--type",
+                         "merge", "-p", json.dumps({"spec": {"hard": {"configmaps": str(used + 5)}}}))
+        assert raised.returncode == 0, raised.stderr
+        result, _ = run_suites(tmp_path / "raised", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode == 0, result.stdout[-3000:]
+    finally:
+        kubectl(running_lab, tmp_path, "-n", "finance", "delete", "resourcequota", "objects")
