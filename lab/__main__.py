@@ -28,6 +28,8 @@ examples:
   python -m lab ctl --state-dir DIR policy deny --namespace NS --message TEXT   (Azure Policy / Gatekeeper refuses
                                                                  new pods in NS; --constraint NAME)
   python -m lab ctl --state-dir DIR policy allowed-repos --namespace NS --repo PREFIX   (images elsewhere refused)
+  python -m lab ctl --state-dir DIR policy container-limits --namespace NS --cpu 500m --memory 512Mi
+                                                                (containers without limits, or above them, refused)
   python -m lab ctl --state-dir DIR policy clear                (removes the Gatekeeper webhook and constraints)
   python -m lab ctl --state-dir DIR cluster --oidc-issuer off   (a cluster made before its OIDC issuer was enabled;
                                                                  ARM refuses to turn it off)
@@ -118,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     repos.add_argument("--namespace", required=True)
     repos.add_argument("--repo", action="append", required=True, dest="repos", metavar="PREFIX")
     repos.add_argument("--constraint", help="the constraint's name (default: allowed-repos-<namespace>)")
+    limits = policy_actions.add_parser("container-limits", help="refuse pods in a namespace whose containers lack "
+                                       "cpu/memory limits or exceed these (gatekeeper-library's K8sContainerLimits)")
+    limits.add_argument("--namespace", required=True)
+    limits.add_argument("--cpu", required=True, help="the highest cpu limit allowed (-1: cpu not checked)")
+    limits.add_argument("--memory", required=True, help="the highest memory limit allowed")
+    limits.add_argument("--constraint", help="the constraint's name (default: container-limits-<namespace>)")
     policy_actions.add_parser("clear", help="remove the webhook and its constraints")
     return parser
 
@@ -142,7 +150,8 @@ def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
         "cluster": {"oidc_issuer": {"on": True, "off": False}.get(args.__dict__.get("oidc_issuer") or "")},
         "policy": {"action": args.__dict__.get("policy_action"), "namespace": args.__dict__.get("namespace"),
                    "message": args.__dict__.get("message"), "constraint": args.__dict__.get("constraint"),
-                   "repos": args.__dict__.get("repos")},
+                   "repos": args.__dict__.get("repos"), "cpu": args.__dict__.get("cpu"),
+                   "memory": args.__dict__.get("memory")},
     }.get(args.action, {})
     return {key: value for key, value in pairs.items() if value is not None}
 

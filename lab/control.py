@@ -247,7 +247,8 @@ def _text(body: dict[str, Any], key: str, limit: int) -> str:
 def set_policy(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     """An Azure Policy / Gatekeeper refusal: ``deny`` installs Gatekeeper's webhook and a constraint refusing new
     pods in a namespace (lab.kube.gatekeeper), ``allowed-repos`` one refusing pods whose images start with none of
-    the given prefixes (gatekeeper-library's K8sAllowedRepos); ``clear`` removes them again."""
+    the given prefixes (gatekeeper-library's K8sAllowedRepos), ``container-limits`` one refusing containers without
+    cpu and memory limits or above the given maxima (K8sContainerLimits); ``clear`` removes them again."""
     import base64
 
     from lab.clock import rfc3339
@@ -279,14 +280,37 @@ def set_policy(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
             raise ControlError(f"constraint: {name!r} is not a valid object name")
         ca_bundle = base64.b64encode(lab.tls.ca_pem).decode()
         gatekeeper.allow_repos(store, ca_bundle, rfc3339(), name, namespace, repos)
+    elif action == "container-limits":
+        namespace = _text(body, "namespace", 63)
+        if name_problems(namespace, label_only=True):
+            raise ControlError(f"namespace: {namespace!r} is not a valid namespace name")
+        cpu, memory = _text(body, "cpu", 32), _text(body, "memory", 32)
+        for key, value in (("cpu", cpu), ("memory", memory)):
+            if not (key == "cpu" and value == "-1") and not _is_quantity(value):
+                raise ControlError(f"{key}: {value!r} is not a quantity (e.g. 500m, 1, 512Mi)")
+        name = body.get("constraint") or f"container-limits-{namespace}"
+        if not isinstance(name, str) or name_problems(name, label_only=False):
+            raise ControlError(f"constraint: {name!r} is not a valid object name")
+        ca_bundle = base64.b64encode(lab.tls.ca_pem).decode()
+        gatekeeper.limit_containers(store, ca_bundle, rfc3339(), name, namespace, cpu, memory)
     elif action == "clear":
         gatekeeper.clear(store)
         controllers = getattr(lab.kube, "_controllers", None)
         if controllers is not None:
             controllers.reconcile_workloads()  # ReplicaSets retry the pods the policy refused
     else:
-        raise ControlError("action: must be one of deny, allowed-repos, clear")
+        raise ControlError("action: must be one of deny, allowed-repos, container-limits, clear")
     return _policy_state(lab)
+
+
+def _is_quantity(value: str) -> bool:
+    from lab.kube.quantity import Quantity, QuantityError
+
+    try:
+        Quantity.parse(value)
+    except (QuantityError, ValueError):
+        return False
+    return True
 
 
 def _policy_state(lab: Lab) -> dict[str, Any]:

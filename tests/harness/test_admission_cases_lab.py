@@ -450,3 +450,38 @@ def test_a_validating_policy_webhook_left_without_its_service_is_named_not_workl
     assert deleted.returncode == 0, deleted.stderr
     result, _ = run_suites(tmp_path / "repaired", "--config", config, "--workload", WORKLOAD)
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_container_limits_policy_refuses_a_probe_above_it_and_a_workload_without_limits(
+    running_lab: RunningLab, kube_home: Path, tmp_path: Path
+) -> None:
+    """A container-limits policy (gatekeeper-library's K8sContainerLimits, ``lab ctl policy container-limits``) with
+    a 100m cpu maximum: the probe's default 200m limit is POD_REJECTED_BY_POLICY with the policy's text, and the fix
+    names the probe.resources that comply; set so in harness.yaml, the probe passes. The workload's restarted
+    Deployment, whose template has no limits, is WORKLOAD_PODS_REFUSED, a warning; cleared, it rolls out."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    ctl(running_lab, "policy", "container-limits", "--namespace", "finance", "--cpu", "100m", "--memory", "1Gi")
+    try:
+        result, document = run_suites(tmp_path / "refused", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode != 0
+        policy = workload_findings(document)["POD_REJECTED_BY_POLICY"]
+        assert policy["message"].endswith("[container-limits-finance] container <probe> cpu limit <200m> is higher "
+                                          "than the maximum allowed of <100m>")
+        assert policy["remediation"][-1] == ("# set probe.resources in harness.yaml within what the policy allows: "
+                                             "limits: {cpu: 100m} (or lower); the probe needs little")
+
+        within = quick_config(running_lab, tmp_path / "within.yaml", resources={"limits": {"cpu": "100m"}},
+                              timeout_seconds=120)
+        restarted = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "restart", "deployment", "backend")
+        assert restarted.returncode == 0, restarted.stderr
+        wait_for("a ReplicaFailure", lambda: deployment_condition(running_lab, kube_home, "ReplicaFailure"))
+        result, document = run_suites(tmp_path / "within", "--config", within, "--workload", WORKLOAD)
+        assert result.returncode == 0, result.stdout[-3000:]
+        refused = workload_findings(document)["WORKLOAD_PODS_REFUSED"]
+        assert "container <backend> has no resource limits" in refused["message"]
+        assert "POD_REJECTED_BY_POLICY" not in all_codes(document)
+    finally:
+        ctl(running_lab, "policy", "clear")
+    rolled = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "deployment", "backend",
+                     "--timeout", "60s")
+    assert rolled.returncode == 0, rolled.stderr

@@ -138,6 +138,8 @@ def test_policy_control_refuses_bad_input_in_one_line(lab: Lab) -> None:
     assert missing.returncode == 2 and "--message" in missing.stderr
     no_repo = run("policy", "allowed-repos", "--namespace", "default", "--repo", "")
     assert (no_repo.returncode, no_repo.stderr) == (1, "error: repos: a non-empty list of image prefixes is required\n")
+    bad_cpu = run("policy", "container-limits", "--namespace", "default", "--cpu", "lots", "--memory", "1Gi")
+    assert (bad_cpu.returncode, bad_cpu.stderr) == (1, "error: cpu: 'lots' is not a quantity (e.g. 500m, 1, 512Mi)\n")
     bad_repos_ns = run("policy", "allowed-repos", "--namespace", "Not_A_Namespace", "--repo", "x/")
     assert bad_repos_ns.stderr == "error: namespace: 'Not_A_Namespace' is not a valid namespace name\n"
     assert ctl(lab, "status")["policy"] == {"webhook": None, "configuration": None, "constraints": []}
@@ -382,6 +384,15 @@ def test_labelling_a_namespace_restricted_warns_about_its_pods_and_a_bad_level_i
         "Warning: web: allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, "
         "seccompProfile",
     ]
+    created = kubectl("create", "deployment", "api", "--image", IDLE_IMAGE, "-n", namespace)
+    assert created.stderr.strip() == (
+        'Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container '
+        '"backend" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container '
+        '"backend" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container '
+        '"backend" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "backend" must set '
+        'securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")')
+    scaled = kubectl("scale", "deployment", "api", "--replicas", "2", "-n", namespace)
+    assert scaled.stderr == ""  # the scale subresource is not evaluated
     refused = kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=strict", "--overwrite",
                       check=False)
     assert refused.returncode == 1
