@@ -33,6 +33,8 @@ examples:
   python -m lab ctl --state-dir DIR policy clear                (removes the Gatekeeper webhook and constraints)
   python -m lab ctl --state-dir DIR cluster --oidc-issuer off   (a cluster made before its OIDC issuer was enabled;
                                                                  ARM refuses to turn it off)
+  python -m lab ctl --state-dir DIR cluster --network-policy none   (a cluster made without a NetworkPolicy engine:
+                                                                 policies are stored, none enforced)
 """
 
 
@@ -107,8 +109,11 @@ def _parser() -> argparse.ArgumentParser:
     entra = actions.add_parser("entra", help="Entra's own behaviour: how long it caches issuers' OIDC metadata")
     entra.add_argument("--metadata-cache-seconds", type=_seconds, required=True, metavar="SECONDS",
                        help="keep an issuer's discovery document and JWKS this long (default 120; 0: off)")
-    cluster = actions.add_parser("cluster", help="what the managed cluster was made with: its OIDC issuer off")
-    cluster.add_argument("--oidc-issuer", choices=["on", "off"], required=True)
+    cluster = actions.add_parser("cluster", help="what the managed cluster was made with: its OIDC issuer off, no "
+                                 "NetworkPolicy engine")
+    cluster.add_argument("--oidc-issuer", choices=["on", "off"])
+    cluster.add_argument("--network-policy", choices=["cilium", "none"],
+                         help="none: NetworkPolicies are stored and not enforced (ARM networkPolicy none)")
     policy = actions.add_parser("policy", help="an Azure Policy / Gatekeeper admission webhook refusing pods")
     policy_actions = policy.add_subparsers(dest="policy_action", required=True)
     deny = policy_actions.add_parser("deny", help="refuse new pods in a namespace with a message")
@@ -147,7 +152,8 @@ def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
         "propagation": {"fic_seconds": args.__dict__.get("fic_seconds"),
                         "role_seconds": args.__dict__.get("role_seconds")},
         "entra": {"metadata_cache_seconds": args.__dict__.get("metadata_cache_seconds")},
-        "cluster": {"oidc_issuer": {"on": True, "off": False}.get(args.__dict__.get("oidc_issuer") or "")},
+        "cluster": {"oidc_issuer": {"on": True, "off": False}.get(args.__dict__.get("oidc_issuer") or ""),
+                    "network_policy": args.__dict__.get("network_policy")},
         "policy": {"action": args.__dict__.get("policy_action"), "namespace": args.__dict__.get("namespace"),
                    "message": args.__dict__.get("message"), "constraint": args.__dict__.get("constraint"),
                    "repos": args.__dict__.get("repos"), "cpu": args.__dict__.get("cpu"),

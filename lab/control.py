@@ -221,7 +221,9 @@ def set_entra(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
 def set_cluster(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     """What the managed cluster was made with that ARM cannot change now: ``oidc_issuer`` false is a cluster
     created before its OIDC issuer was enabled (AKS refuses to turn an enabled one off: ARM answers
-    OIDCIssuerFeatureCannotBeDisabled); ``az aks update --enable-oidc-issuer`` turns it on."""
+    OIDCIssuerFeatureCannotBeDisabled); ``az aks update --enable-oidc-issuer`` turns it on. ``network_policy``
+    "none" is a cluster created without a NetworkPolicy engine (the lab's default is Cilium's, which AKS cannot
+    uninstall)."""
     own = lab.extra.get("cluster") or {}
     cluster = next((c for c in lab.azure.clusters.values()
                     if (c.name.lower(), c.resource_group.lower())
@@ -232,7 +234,13 @@ def set_cluster(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body["oidc_issuer"], bool):
             raise ControlError("oidc_issuer: true or false is required")
         cluster.oidc_issuer_enabled = body["oidc_issuer"]
-    return {"name": cluster.name, "oidc_issuer": cluster.oidc_issuer_enabled}
+    if "network_policy" in body:  # made with or without a NetworkPolicy engine: each pod's relay follows it
+        if body["network_policy"] not in ("cilium", "none"):
+            raise ControlError("network_policy: cilium or none is required")
+        cluster.network_policy = body["network_policy"]
+        if lab.pod_manifests is not None:
+            lab.pod_manifests.refresh()
+    return {"name": cluster.name, "oidc_issuer": cluster.oidc_issuer_enabled, "network_policy": cluster.network_policy}
 
 
 def _text(body: dict[str, Any], key: str, limit: int) -> str:

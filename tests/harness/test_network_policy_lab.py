@@ -202,3 +202,36 @@ def test_a_policy_for_the_apps_labels_the_harness_cannot_judge_is_a_warning(
         assert warning["remediation"][0] == "kubectl get networkpolicy -n finance backend-vnet -o yaml"
     finally:
         assert kubectl(running_lab, "delete", "networkpolicy", "-n", "finance", "backend-vnet").returncode == 0
+
+
+CONNECT = """\
+import socket, sys
+s = socket.socket(); s.settimeout(3)
+try:
+    s.connect(("127.0.0.1", int(sys.argv[1]))); print("connected")
+except OSError as e:
+    print("blocked", type(e).__name__)
+"""
+
+
+def test_a_cluster_without_a_policy_engine_enforces_none_and_the_run_blames_none(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """A cluster made without a NetworkPolicy engine (ARM networkPolicy none): kubectl stores the policies, the
+    app's pod still connects to Entra, the probe gets through, and the run passes, naming no policy."""
+    config = _fast_config(running_lab, tmp_path)
+    assert ctl(running_lab, "cluster", "--network-policy", "none")["network_policy"] == "none"
+    try:
+        for manifest in (APP_ONLY_DNS, PROBE_ONLY_DENIED):
+            applied = kubectl(running_lab, "apply", "-f", "-", input=manifest)
+            assert applied.returncode == 0, applied.stderr
+        pod = kubectl(running_lab, "get", "pods", "-n", "finance", "-l", "app=backend", "-o", "name").stdout.split()[0]
+        reached = kubectl(running_lab, "exec", "-n", "finance", pod, "--", "python3", "-c", CONNECT,
+                          str(_entra_port(running_lab)))
+        assert reached.stdout.strip() == "connected", (reached.stdout, reached.stderr)
+        result, document = run_suites(tmp_path / "run", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert not _workload(document)["findings"]
+    finally:
+        assert ctl(running_lab, "cluster", "--network-policy", "cilium")["network_policy"] == "cilium"
+        kubectl(running_lab, "delete", "networkpolicy", "-n", "finance", "backend-dns-only", "probe-deny")
