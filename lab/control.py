@@ -261,44 +261,34 @@ def set_policy(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
 
     from lab.clock import rfc3339
     from lab.kube import gatekeeper
-    from lab.kube.store import name_problems
 
     store = lab.kube.store
     action = body.get("action")
     if action == "deny":
-        namespace = _text(body, "namespace", 63)
-        if name_problems(namespace, label_only=True):
-            raise ControlError(f"namespace: {namespace!r} is not a valid namespace name")
+        namespace = _policy_namespace(body)
         message = _text(body, "message", 4096)
         name = body.get("constraint") or gatekeeper.default_constraint_name(namespace)
-        if not isinstance(name, str) or name_problems(name, label_only=False):
-            raise ControlError(f"constraint: {name!r} is not a valid object name")
+        _check_constraint_name(name)
         ca_bundle = base64.b64encode(lab.tls.ca_pem).decode()
         gatekeeper.deny(store, ca_bundle, rfc3339(), name, namespace, message)
     elif action == "allowed-repos":
-        namespace = _text(body, "namespace", 63)
-        if name_problems(namespace, label_only=True):
-            raise ControlError(f"namespace: {namespace!r} is not a valid namespace name")
+        namespace = _policy_namespace(body)
         repos = body.get("repos")
         if not isinstance(repos, list) or not repos or not all(isinstance(r, str) and r and len(r) <= 512
                                                                for r in repos):
             raise ControlError("repos: a non-empty list of image prefixes is required")
         name = body.get("constraint") or f"allowed-repos-{namespace}"
-        if not isinstance(name, str) or name_problems(name, label_only=False):
-            raise ControlError(f"constraint: {name!r} is not a valid object name")
+        _check_constraint_name(name)
         ca_bundle = base64.b64encode(lab.tls.ca_pem).decode()
         gatekeeper.allow_repos(store, ca_bundle, rfc3339(), name, namespace, repos)
     elif action == "container-limits":
-        namespace = _text(body, "namespace", 63)
-        if name_problems(namespace, label_only=True):
-            raise ControlError(f"namespace: {namespace!r} is not a valid namespace name")
+        namespace = _policy_namespace(body)
         cpu, memory = _text(body, "cpu", 32), _text(body, "memory", 32)
         for key, value in (("cpu", cpu), ("memory", memory)):
             if not (key == "cpu" and value == "-1") and not _is_quantity(value):
                 raise ControlError(f"{key}: {value!r} is not a quantity (e.g. 500m, 1, 512Mi)")
         name = body.get("constraint") or f"container-limits-{namespace}"
-        if not isinstance(name, str) or name_problems(name, label_only=False):
-            raise ControlError(f"constraint: {name!r} is not a valid object name")
+        _check_constraint_name(name)
         ca_bundle = base64.b64encode(lab.tls.ca_pem).decode()
         gatekeeper.limit_containers(store, ca_bundle, rfc3339(), name, namespace, cpu, memory)
     elif action == "clear":
@@ -309,6 +299,22 @@ def set_policy(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     else:
         raise ControlError("action: must be one of deny, allowed-repos, container-limits, clear")
     return _policy_state(lab)
+
+
+def _policy_namespace(body: dict[str, Any]) -> str:
+    from lab.kube.store import name_problems
+
+    namespace = _text(body, "namespace", 63)
+    if name_problems(namespace, label_only=True):
+        raise ControlError(f"namespace: {namespace!r} is not a valid namespace name")
+    return namespace
+
+
+def _check_constraint_name(name: Any) -> None:
+    from lab.kube.store import name_problems
+
+    if not isinstance(name, str) or name_problems(name, label_only=False):
+        raise ControlError(f"constraint: {name!r} is not a valid object name")
 
 
 def _is_quantity(value: str) -> bool:

@@ -216,13 +216,19 @@ def mutate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, namespace_label
             try:
                 obj = call(lab, hook, copy.deepcopy(obj), namespace, get_service_account)
             except CallError as exc:
-                cause = f'failed calling webhook "{hook.get("name")}": {exc}'
-                if hook.get("failurePolicy", "Fail") == "Ignore":
-                    log.warning("Failed calling webhook, failing open %s: %s", hook.get("name"), cause)
-                    continue
-                raise ApiError(500, "InternalError", f"Internal error occurred: {cause}",
-                               {"causes": [{"message": cause}]}) from None
+                _failed_call(hook, exc)
     return obj
+
+
+def _failed_call(hook: Obj, exc: CallError) -> None:
+    """A webhook that could not be called: ``failurePolicy: Ignore`` admits (logged, as the apiserver logs "failing
+    open"), ``Fail`` (the v1 default) refuses with 500 InternalError (ErrCallingWebhook)."""
+    cause = f'failed calling webhook "{hook.get("name")}": {exc}'
+    if hook.get("failurePolicy", "Fail") == "Ignore":
+        log.warning("Failed calling webhook, failing open %s: %s", hook.get("name"), cause)
+        return
+    raise ApiError(500, "InternalError", f"Internal error occurred: {cause}",
+                   {"causes": [{"message": cause}]}) from None
 
 
 def _call_unserved(lab: Lab, hook: Obj) -> None:
@@ -261,9 +267,4 @@ def validate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, namespace_lab
             try:
                 _call_unserved(lab, hook)
             except CallError as exc:
-                cause = f'failed calling webhook "{hook.get("name")}": {exc}'
-                if hook.get("failurePolicy", "Fail") == "Ignore":
-                    log.warning("Failed calling webhook, failing open %s: %s", hook.get("name"), cause)
-                    continue
-                raise ApiError(500, "InternalError", f"Internal error occurred: {cause}",
-                               {"causes": [{"message": cause}]}) from None
+                _failed_call(hook, exc)
