@@ -323,11 +323,11 @@ def test_limit_range_defaults_and_refuses_with_the_plugins_texts(kubectl: Kubect
 
 # ---------------------------------------------------------------- a namespace being deleted
 
-WIDGETS_CRD = json.dumps({
+GADGETS_CRD = json.dumps({
     "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "widgets.example.com"},
-    "spec": {"group": "example.com", "scope": "Namespaced",
-             "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "listKind": "WidgetList"},
+    "metadata": {"name": "gadgets.termination.example.com"},
+    "spec": {"group": "termination.example.com", "scope": "Namespaced",
+             "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
              "versions": [{"name": "v1", "served": True, "storage": True,
                            "schema": {"openAPIV3Schema": {"type": "object",
                                                           "x-kubernetes-preserve-unknown-fields": True}}}]},
@@ -340,11 +340,11 @@ def test_a_namespace_held_by_a_finalizer_stays_terminating_and_refuses_new_conte
     """kubectl delete namespace with a custom resource holding a finalizer: the namespace is marked Terminating,
     its other content deleted, the namespace controller's conditions say what remains, a create is refused by
     NamespaceLifecycle (403), and removing the finalizer lets the namespace go."""
-    kubectl("apply", "-f", "-", input=WIDGETS_CRD)
-    wait_for(lambda: kubectl("get", "widgets", "-n", namespace, check=False).returncode == 0)
-    widget = {"apiVersion": "example.com/v1", "kind": "Widget",
-              "metadata": {"name": "held", "namespace": namespace, "finalizers": ["example.com/cleanup"]}}
-    kubectl("apply", "-f", "-", input=json.dumps(widget))
+    kubectl("apply", "-f", "-", input=GADGETS_CRD)
+    wait_for(lambda: kubectl("get", "gadgets", "-n", namespace, check=False).returncode == 0)
+    gadget = {"apiVersion": "termination.example.com/v1", "kind": "Gadget",
+              "metadata": {"name": "held", "namespace": namespace, "finalizers": ["termination.example.com/cleanup"]}}
+    kubectl("apply", "-f", "-", input=json.dumps(gadget))
     kubectl("create", "configmap", "settings", "-n", namespace)
     deleted = kubectl("delete", "namespace", namespace, "--wait=false")
     assert deleted.stdout.strip() == f'namespace "{namespace}" deleted'
@@ -352,19 +352,21 @@ def test_a_namespace_held_by_a_finalizer_stays_terminating_and_refuses_new_conte
     assert shown["status"]["phase"] == "Terminating" and shown["metadata"]["deletionTimestamp"]
     remaining = {c["type"]: (c["status"], c["reason"], c["message"]) for c in shown["status"]["conditions"]}
     assert remaining["NamespaceContentRemaining"] == (
-        "True", "SomeResourcesRemain", "Some resources are remaining: widgets.example.com has 1 resource instances")
+        "True", "SomeResourcesRemain", "Some resources are remaining: gadgets.termination.example.com has 1 resource instances")
     assert remaining["NamespaceFinalizersRemaining"] == (
         "True", "SomeFinalizersRemain",
-        "Some content in the namespace has finalizers remaining: example.com/cleanup in 1 resource instances")
+        "Some content in the namespace has finalizers remaining: termination.example.com/cleanup in 1 resource instances")
     assert kubectl("get", "configmap", "settings", "-n", namespace, check=False).returncode == 1
     assert kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 1
-    assert get_json(kubectl, "widget", "held", "-n", namespace)["metadata"]["deletionTimestamp"]
+    assert get_json(kubectl, "gadget", "held", "-n", namespace)["metadata"]["deletionTimestamp"]
     refused = kubectl("apply", "-f", "-", input=pod_manifest("web", namespace), check=False)
     assert refused.stderr.strip() == (
         f'Error from server (Forbidden): error when creating "STDIN": pods "web" is forbidden: unable to create new '
         f"content in namespace {namespace} because it is being terminated")
-    kubectl("patch", "widget", "held", "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}')
+    kubectl("patch", "gadget", "held", "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}')
     wait_for(lambda: kubectl("get", "namespace", namespace, check=False).returncode == 1)
+    # a CRD of its own, removed again: the session lab is shared, and another module's Widget kind must stay unambiguous
+    kubectl("delete", "crd", "gadgets.termination.example.com", "--wait=false", check=False)
 
 
 # ---------------------------------------------------------------- Pod Security labels on a namespace
