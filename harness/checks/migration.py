@@ -32,7 +32,13 @@ from harness.checks.model import (
 from harness.commands import Step, advice
 from harness.config import AzureConfig, ExpectConfig
 from harness.facts import ClusterFacts, IdentityFacts, MigrationFacts, ObjectList
-from harness.names import POD_IDENTITY_GROUP, POD_IDENTITY_LABEL, POD_IDENTITY_PLURALS, USE_LABEL
+from harness.names import (
+    POD_IDENTITY_GROUP,
+    POD_IDENTITY_LABEL,
+    POD_IDENTITY_PLURALS,
+    TOKEN_AUDIENCE,
+    USE_LABEL,
+)
 
 LAYER = "migration"
 SINGULAR = {  # resource plural -> (kind, what kubectl takes)
@@ -406,6 +412,19 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _injected_with(pod: dict[str, Any], client_id: Any) -> bool:
+    """Whether the webhook gave this labelled pod the binding's identity: a projected token for
+    api://AzureADTokenExchange and AZURE_CLIENT_ID = its client id. The webhook mutates pods on CREATE only
+    (its MutatingWebhookConfiguration's rule: operations [CREATE], resources [pods]): a pod labelled with kubectl
+    label afterwards, or created before its ServiceAccount was annotated, has neither or no client id. Pods whose
+    spec was not looked at (no token_audiences or client_ids) count as injected."""
+    audiences, client_ids = pod.get("token_audiences"), pod.get("client_ids")
+    if audiences is None and client_ids is None:
+        return True
+    return TOKEN_AUDIENCE in (audiences or []) and bool(client_id) and str(client_id).lower() in {
+        str(c).lower() for c in client_ids or []}
+
+
 def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, Any]]:
     """One row per AzureIdentityBinding (by namespace, name): what replaces it under Workload ID."""
     identities = {(i["namespace"], i["name"]): i for i in facts.azure_identities.items}
@@ -424,10 +443,9 @@ def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, A
         subjects = {f"system:serviceaccount:{ref.replace('/', ':', 1)}" for ref in accounts}
         credentials = _credentials(looked_up)
         trusting = [c for c in credentials or [] if issuer and c.get("issuer") == issuer]
-        labelled = sorted(
-            f"{p['namespace']}/{p['name']}" for p in facts.labelled_pods.items
-            if f"{p['namespace']}/{p['service_account']}" in accounts
-        )
+        under = [p for p in facts.labelled_pods.items if f"{p['namespace']}/{p['service_account']}" in accounts]
+        labelled = sorted(f"{p['namespace']}/{p['name']}" for p in under if _injected_with(p, client_id))
+        uninjected = sorted(f"{p['namespace']}/{p['name']}" for p in under if not _injected_with(p, client_id))
         legacy = sorted(
             f"{p['namespace']}/{p['name']}" for p in facts.legacy_pods.items
             if selector is not None and (p.get("labels") or {}).get(POD_IDENTITY_LABEL) == selector
@@ -448,7 +466,7 @@ def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, A
             missing.append(MISSING_CREDENTIAL)
         if facts.labelled_pods.error is not None or not accounts_known:
             unknown.append(MISSING_PODS)
-        elif not labelled:
+        elif not labelled or uninjected:
             missing.append(MISSING_PODS)
         kind = identity_spec.get("type")
         rows.append({
@@ -464,6 +482,7 @@ def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, A
             "federated": None if credentials is None or not issuer else bool(trusting),
             "federated_subjects": sorted(str(c.get("subject")) for c in trusting),
             "labelled_pods": labelled,
+            "uninjected_pods": uninjected,
             "legacy_pods": legacy,
             "migrated": not missing and not unknown,
             "missing": missing,
@@ -483,7 +502,10 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
     if behind:
         steps = [step for row in behind for step in _coverage_steps(ctx, row)]
         text = "; ".join(f"{r['binding']} lacks {', '.join(r['missing'])}"
-                         + (f" (cannot tell {', '.join(r['unknown'])})" if r["unknown"] else "") for r in behind)
+                         + (f" (cannot tell {', '.join(r['unknown'])})" if r["unknown"] else "")
+                         + (f" ({', '.join(r['uninjected_pods'])} labelled {USE_LABEL} but run without its identity: "
+                            "created before the label or the annotation; the webhook acts on pod CREATE only)"
+                            if r["uninjected_pods"] and MISSING_PODS in r["missing"] else "") for r in behind)
         leftovers.append(_finding(ctx, "POD_IDENTITY_BINDING_NOT_MIGRATED",
                                   f"{len(behind)} of {len(rows)} AzureIdentityBindings have no complete Workload ID "
                                   f"replacement: {text}", {"bindings": behind}, steps))
@@ -562,13 +584,21 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
         if MISSING_CREDENTIAL in row["missing"] or credential_unknown:
             steps.append(advice("then, once the credential exists (a labelled pod exchanges its token with Entra "
                                 "from its next start):"))
-        owners = sorted({(p["namespace"], str(p.get("owner_kind")), str(p.get("owner_name"))) for p in legacy})
+        uninjected = [p for p in ctx.facts.labelled_pods.items
+                      if f"{p['namespace']}/{p['name']}" in row.get("uninjected_pods", [])]
+        stale = {(p["namespace"], str(p.get("owner_kind")), str(p.get("owner_name"))) for p in uninjected}
+        owners = sorted({(p["namespace"], str(p.get("owner_kind")), str(p.get("owner_name"))) for p in legacy}
+                        | stale)
         for ns, kind, name in owners:
             if kind == "Pod":
                 steps.append(advice(f"recreate pod {ns}/{name} labelled {USE_LABEL}: \"true\", without "
                                     f"{POD_IDENTITY_LABEL}"))
             else:
+                # the template labelled (a no-op where it already is), then new pods: a label put on a running
+                # pod, or an annotation made after it started, reaches no pod until the webhook sees it created
                 steps.append(fix.patch_template_labels(kind, ns, name, {USE_LABEL: "true"}))
+                if (ns, kind, name) in stale:
+                    steps.append(fix.rollout_restart(kind, ns, name))
         if not owners:
             steps.append(advice(f"label the pod template of each workload running as "
                                 f"{', '.join(f'{ns}/{sa}' for ns, sa in accounts)} with {USE_LABEL}: \"true\""))

@@ -193,6 +193,15 @@ def _pod(pod: dict[str, Any]) -> dict[str, Any] | None:
         "phase": (pod.get("status") or {}).get("phase"),
         "owner_kind": kind,
         "owner_name": name,
+        # what the webhook injected when it created the pod (it acts on CREATE only): a pod labelled afterwards
+        # (kubectl label pod), or created before its ServiceAccount was annotated, runs without the identity
+        "token_audiences": sorted({
+            str(token.get("audience")) for volume in spec.get("volumes") or []
+            for source in (volume.get("projected") or {}).get("sources") or []
+            if isinstance(token := source.get("serviceAccountToken"), dict) and token.get("audience")}),
+        "client_ids": sorted({
+            str(env.get("value")) for container in spec.get("containers") or [] for env in container.get("env") or []
+            if env.get("name") == "AZURE_CLIENT_ID" and env.get("value")}),
     }
 
 

@@ -77,6 +77,9 @@ class CoverageRow(_Strict):
     federated_subjects: list[str]
     labelled_pods: list[str]  # NS/POD labelled azure.workload.identity/use: "true" under those ServiceAccounts
     legacy_pods: list[str]  # NS/POD still labelled aadpodidbinding: <selector>
+    # NS/POD labelled azure.workload.identity/use: "true" under those ServiceAccounts that the webhook did not give
+    # the identity (no projected token, or no AZURE_CLIENT_ID of its client id): labelled or annotated after creation
+    uninjected_pods: list[str] = []
     migrated: bool
     missing: list[Literal["service_account", "federated_credential", "labelled_pods"]]
     unknown: list[Literal["service_account", "federated_credential", "labelled_pods"]]

@@ -22,7 +22,13 @@ from typing import Any
 import pytest
 from fakeworld import ISSUER, FakeKube, World
 
-from harness.checks.migration import coverage_rows, leftovers_section, run_migration_checks
+from harness.checks.migration import (
+    MigrationContext,
+    bindings_migrated,
+    coverage_rows,
+    leftovers_section,
+    run_migration_checks,
+)
 from harness.checks.model import FAIL, PASS, SKIP, WARN, CheckResult
 from harness.collect.migration import collect_migration, component_of
 from harness.config import AzureConfig, ExpectConfig
@@ -287,12 +293,44 @@ def test_coverage_rows_say_what_replaces_each_binding() -> None:
         "identity_kind": "managed_identity", "identity_lookup": "found",
         "service_accounts": ["finance/backend-sa"], "federated": True,
         "federated_subjects": ["system:serviceaccount:finance:backend-sa"],
-        "labelled_pods": ["finance/backend-abc-1"], "legacy_pods": [], "migrated": True, "missing": [], "unknown": [],
+        "labelled_pods": ["finance/backend-abc-1"], "uninjected_pods": [], "legacy_pods": [], "migrated": True,
+        "missing": [], "unknown": [],
     }
     assert payments["legacy_pods"] == ["payments/payments-worker"] and payments["federated"] is False
     assert payments["missing"] == ["service_account", "federated_credential", "labelled_pods"]
     CoverageRow.model_validate(finance)
     CoverageRow.model_validate(payments)
+
+
+def test_a_labelled_pod_the_webhook_never_mutated_does_not_cover_its_binding() -> None:
+    """kubectl label pod ... azure.workload.identity/use=true on a running pod: the webhook acts on CREATE only, so
+    the pod has no projected token and no AZURE_CLIENT_ID; a pod created before the ServiceAccount was annotated has
+    the token but not the client id. Neither covers the binding; the fix labels the template and restarts it."""
+    facts, cluster = leftover()
+    injected = {"token_audiences": ["api://AzureADTokenExchange"], "client_ids": [CLIENT_BACKEND]}
+    for extra, covered in (({"token_audiences": [], "client_ids": []}, False),
+                           ({"token_audiences": ["api://AzureADTokenExchange"], "client_ids": []}, False),
+                           ({"token_audiences": ["api://AzureADTokenExchange"], "client_ids": [CLIENT_PAYMENTS]}, False),
+                           ({**injected, "client_ids": [CLIENT_BACKEND.upper()]}, True)):
+        facts.labelled_pods.items = [{**pod("finance", "backend-abc-1", "backend-sa",
+                                            {"azure.workload.identity/use": "true"}, ("Deployment", "backend")),
+                                      **extra}]
+        finance = coverage_rows(facts, ISSUER)[0]
+        assert finance["migrated"] is covered, extra
+        assert finance["uninjected_pods"] == ([] if covered else ["finance/backend-abc-1"])
+        assert finance["missing"] == ([] if covered else ["labelled_pods"])
+        CoverageRow.model_validate(finance)
+    facts.labelled_pods.items = [{**pod("finance", "backend-abc-1", "backend-sa",
+                                        {"azure.workload.identity/use": "true"}, ("Deployment", "backend")),
+                                  "token_audiences": [], "client_ids": []},
+                                 {**pod("finance", "backend-abc-2", "backend-sa",
+                                        {"azure.workload.identity/use": "true"}, ("Deployment", "backend")), **injected}]
+    outcome = bindings_migrated(MigrationContext(facts, cluster, AZURE, ExpectConfig(migration_complete=True)))
+    finding = next(f for f in outcome.findings if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
+    assert "finance/backend-abc-1 labelled azure.workload.identity/use but run without its identity" in finding.message
+    lines = finding.fix_lines()
+    patch = next(i for i, line in enumerate(lines) if line.startswith("kubectl patch deployment/backend -n finance"))
+    assert lines[patch + 1].startswith("kubectl rollout restart deployment/backend -n finance"), lines
 
 
 def test_a_credential_for_another_issuer_or_another_service_account_does_not_cover() -> None:

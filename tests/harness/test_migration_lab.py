@@ -392,3 +392,42 @@ def test_a_service_principal_binding_of_another_tenant_made_by_hand_gets_its_ten
         assert row["service_accounts"] == ["legacy/sp-sa"] and row["missing"] == ["labelled_pods"]
     finally:
         lab.stop()
+
+
+def test_a_pod_labelled_by_hand_is_no_migration_and_the_printed_template_fix_and_restart_repair_it(
+    tmp_path: Path
+) -> None:
+    """kubectl label pod reports-api-... azure.workload.identity/use=true aadpodidbinding-: the running pod now
+    looks migrated, but the webhook mutates pods on CREATE only, so it has no token and no AZURE_* env (and its
+    Deployment would bring pod identity back). Its binding is not migrated and names the pod; the printed patch and
+    rollout restart, pasted as printed, give the Deployment a mutated pod, and the next run counts it."""
+    lab = start_lab(tmp_path / "lab", scenario="migration")
+    try:
+        pod = kubectl(lab, "get", "pods", "-n", "reports", "-l", "app=reports-api", "-o", "name").strip()
+        kubectl(lab, "label", "-n", "reports", pod, "azure.workload.identity/use=true", "aadpodidbinding-")
+        config = str(lab.harness_config)
+        result, document = migration_only(lab, tmp_path / "before", config)
+        row = next(r for r in document["coverage"] if r["binding"] == "reports/reports-binding")
+        name = f"reports/{pod.split('/', 1)[1]}"
+        assert (row["migrated"], row["labelled_pods"], row["uninjected_pods"], row["missing"]) == (
+            False, [], [name], ["labelled_pods"])
+        finding = pod_identity_findings(document)["POD_IDENTITY_BINDING_NOT_MIGRATED"]
+        assert f"{name} labelled azure.workload.identity/use but run without its identity" in finding["message"]
+        fixes = [line for line in finding["remediation"] if " deployment/reports-api " in line]
+        assert [shlex.split(line)[1:3] for line in fixes] == [["patch", "deployment/reports-api"],
+                                                               ["rollout", "restart"]], fixes
+        for line in fixes:
+            kubectl(lab, *shlex.split(line, comments=True)[1:])
+
+        def replaced() -> bool:
+            pods = json.loads(kubectl(lab, "get", "pods", "-n", "reports", "-l", "app=reports-api", "-o", "json"))
+            return [p["metadata"]["name"] for p in pods["items"]] != [pod.split("/", 1)[1]] and all(
+                any(e["name"] == "AZURE_FEDERATED_TOKEN_FILE" for c in p["spec"]["containers"] for e in c.get("env", []))
+                for p in pods["items"] if not p["metadata"].get("deletionTimestamp"))
+
+        wait_for(replaced)
+        result, document = migration_only(lab, tmp_path / "after", config)
+        row = next(r for r in document["coverage"] if r["binding"] == "reports/reports-binding")
+        assert row["migrated"] is True and row["uninjected_pods"] == [] and len(row["labelled_pods"]) == 1
+    finally:
+        lab.stop()
