@@ -393,12 +393,12 @@ CATALOGUE: tuple[Entry, ...] = (
         "NAMESPACE_TERMINATING", "serviceaccount|pod", "error",
         "The workload's namespace is being deleted (Terminating): its content, the ServiceAccount among it, is gone "
         "and the API server refuses anything new in it; what remains holds it there (finalizers).",
-        "Let the finalizers' controller finish, or remove finalizers it will never remove; then create the "
-        "namespace and the workload again.",
+        "Let the finalizers' controller finish, or remove finalizers it will never remove (whether the namespace "
+        "was meant to go, and whether a finalizer may be removed by hand, its controller's cleanup skipped, is the "
+        "owner's call; the printed commands show what holds it); then create the namespace and the workload again.",
         "test:tests/harness/test_namespace_terminating_lab.py::test_a_namespace_stuck_terminating_is_named_not_"
         "a_missing_service_account",
-        advice_only="whether the namespace was meant to go, and whether a finalizer may be removed by hand (its "
-        "controller's cleanup skipped), is the owner's call; the printed commands show what holds it",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "OTHER_WEBHOOK_UNAVAILABLE", "pod", "error",
@@ -411,9 +411,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "named_not_workload_identity",
         "test:tests/harness/test_admission_cases_lab.py::test_a_validating_policy_webhook_left_without_its_service_"
         "is_named_not_workload_identity",
-        advice_only="whether the webhook's product should be running (bring its pods back) or was uninstalled "
-        "(delete its configuration) is the cluster owner's call; the printed commands locate the configuration "
-        "and its Service",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "WORKLOAD_PODS_REFUSED", "pod", "warning",
@@ -421,11 +419,10 @@ CATALOGUE: tuple[Entry, ...] = (
         "ID (Pod Security admission, a policy engine, a ResourceQuota or LimitRange, another webhook that cannot be "
         "called): its current pod template does not run.",
         "Change what the refusal names (the pod template, the namespace's Pod Security level, the policy or the "
-        "quota); the ReplicaSet creates the pods once they are admitted.",
+        "quota: the workload owner decides which); the ReplicaSet creates the pods once they are admitted.",
         "test:tests/harness/test_admission_cases_lab.py::test_a_deployment_refused_by_pod_security_is_named_for_"
         "the_workload",
-        advice_only="whether the template or the namespace's level, policy or quota changes is the workload "
-        "owner's call; the printed commands show the refusal and the namespace's settings",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     # ------------------------------------------------------------------ probe
     _e(
@@ -695,13 +692,13 @@ CATALOGUE: tuple[Entry, ...] = (
         "The probe reached Entra, but NetworkPolicies restrict the egress of the workload's own pods and not the "
         "probe pod's alike, with rules the harness cannot judge (an ipBlock against a host name): the probe's "
         "success does not show the workload's pods get through.",
-        "Check that the named policies' egress rules allow the authority host and the resource hosts (and DNS).",
+        "Check that the named policies' egress rules allow the authority host and the resource hosts (and DNS); "
+        "whether an address block holds their addresses is for a person who knows the network.",
         "unit:tests/harness/test_network_policies.py::test_a_policy_the_harness_cannot_judge_for_the_apps_pods_is_"
         "a_warning",
         "test:tests/harness/test_network_policy_lab.py::test_a_policy_for_the_apps_labels_the_harness_cannot_judge_"
         "is_a_warning",
-        advice_only="whether an address block holds Entra's and the resources' addresses is for a person who "
-        "knows the network; the printed command shows the policy",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "TENANT_NOT_FOUND", "entra", "error",

@@ -1135,6 +1135,119 @@ def _credentials_for_old_service_accounts(extra: int) -> Callable[[World], None]
     return breaks
 
 
+# another product's admission webhook left behind (istiod uninstalled, its injector's configuration kept), as
+# Istio's sidecar injector is configured; the finance namespace labelled for injection
+INJECTOR = {
+    "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+    "metadata": {"name": "istio-sidecar-injector"},
+    "webhooks": [{
+        "name": "namespace.sidecar-injector.istio.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+        "failurePolicy": "Fail",
+        "clientConfig": {"service": {"name": "istiod", "namespace": "istio-system", "path": "/inject", "port": 443}},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+        "namespaceSelector": {"matchLabels": {"istio-injection": "enabled"}},
+    }],
+}
+
+
+def _orphaned_injector(w: World) -> None:
+    w.shell.must(f"kubectl apply -f - <<'EOF'\n{json.dumps(INJECTOR)}\nEOF",
+                 "kubectl label namespace finance istio-injection=enabled --overwrite")
+
+
+def _heal_injector(w: World) -> None:
+    w.kubectl("delete mutatingwebhookconfiguration istio-sidecar-injector --ignore-not-found",
+              "label namespace finance istio-injection-")
+
+
+def _not_the_missing_service(line: str) -> bool:
+    """OTHER_WEBHOOK_UNAVAILABLE: the look at the webhook's endpoints answers NotFound (exit 1) when its product
+    is gone with its namespace, which is what the person looks for; the other lines run."""
+    return not line.startswith("kubectl get endpoints ")
+
+
+SAVED_TEMPLATE: list[dict[str, Any]] = []  # finance's pod template as it was, put back on restore
+
+
+def _refused_by_pod_security(w: World) -> None:
+    """finance's Deployment template stripped of its securityContext, then its namespace labelled
+    enforce=restricted and the Deployment restarted: its new pods are refused (ReplicaFailure) while the old pod
+    serves; the probe, which meets restricted, proves the chain."""
+    template = json.loads(w.shell.must("kubectl get deployment backend -n finance -o json"))["spec"]["template"]
+    SAVED_TEMPLATE.append(template)
+    bare = [{"op": "remove", "path": "/spec/template/spec/securityContext"},
+            {"op": "remove", "path": "/spec/template/spec/containers/0/securityContext"}]
+    w.kubectl(f"patch deployment backend -n finance --type json -p {shlex.quote(json.dumps(bare))}",
+              "rollout status deployment/backend -n finance --timeout=60s",
+              "label namespace finance pod-security.kubernetes.io/enforce=restricted")
+    w.restart()
+    w.kubectl("wait --for=condition=ReplicaFailure deployment/backend -n finance --timeout=30s")
+
+
+def _relax_pod_security(w: World) -> None:
+    """The person's choice: the namespace's enforce label removed; the ReplicaSet creates the pods."""
+    w.kubectl("label namespace finance pod-security.kubernetes.io/enforce-",
+              "rollout status deployment/backend -n finance --timeout=60s")
+
+
+def _heal_pod_security(w: World) -> None:
+    w.kubectl("label namespace finance pod-security.kubernetes.io/enforce-")
+    while SAVED_TEMPLATE:
+        patch = {"spec": {"template": SAVED_TEMPLATE.pop()}}
+        w.kubectl(f"patch deployment backend -n finance --type merge -p {shlex.quote(json.dumps(patch))}",
+                  "rollout status deployment/backend -n finance --timeout=60s")
+
+
+# an egress rule to an address block: whether it holds Entra's and the vault's addresses is for a person to judge
+VNET_ONLY = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": "backend-vnet", "namespace": "finance"},
+             "spec": {"podSelector": {"matchLabels": {"app": "backend"}}, "policyTypes": ["Egress"],
+                      "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]}}
+
+
+def _vnet_only_egress(w: World) -> None:
+    w.shell.must(f"kubectl apply -f - <<'EOF'\n{json.dumps(VNET_ONLY)}\nEOF")
+
+
+def _drop_vnet_policy(w: World) -> None:
+    w.kubectl("delete networkpolicy backend-vnet -n finance --ignore-not-found")
+
+
+# a custom resource with a finalizer whose controller is gone, in a namespace then deleted by hand
+HOLDER_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "sprockets.remediation.example.com"},
+    "spec": {"group": "remediation.example.com", "scope": "Namespaced",
+             "names": {"kind": "Sprocket", "plural": "sprockets", "singular": "sprocket", "listKind": "SprocketList"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+def _namespace_stuck_terminating(w: World) -> None:
+    """wi-restored made with its ServiceAccount and a Sprocket holding remediation.example.com/cleanup, then
+    kubectl delete namespace: it stays Terminating (NamespaceFinalizersRemaining)."""
+    holder = {"apiVersion": "remediation.example.com/v1", "kind": "Sprocket",
+              "metadata": {"name": "held", "namespace": RESTORED, "finalizers": ["remediation.example.com/cleanup"]}}
+    w.shell.must(f"kubectl apply -f - <<'EOF'\n{json.dumps(HOLDER_CRD)}\nEOF",
+                 "kubectl wait --for=condition=Established crd/sprockets.remediation.example.com --timeout=30s",
+                 f"kubectl create namespace {RESTORED}", f"kubectl create serviceaccount -n {RESTORED} backend-sa",
+                 f"kubectl apply -f - <<'EOF'\n{json.dumps(holder)}\nEOF",
+                 f"kubectl delete namespace {RESTORED} --wait=false",
+                 f"for _ in $(seq 100); do kubectl get namespace {RESTORED} -o json | grep -q "
+                 "NamespaceFinalizersRemaining && break; sleep 0.2; done")
+    w.config_with({"namespace": RESTORED, "service_account": "backend-sa", "client_id": w.client_id,
+                   "identity_resource_id": w.identity_id})
+
+
+def _heal_stuck_namespace(w: World) -> None:
+    w.shell.run([f"kubectl patch sprockets.remediation.example.com held -n {RESTORED} --type merge "
+                 "-p '{\"metadata\":{\"finalizers\":null}}'"])
+    w.shell.must(f"kubectl wait --for=delete namespace/{RESTORED} --timeout=30s || true",
+                 "kubectl delete crd sprockets.remediation.example.com --ignore-not-found")
+
+
 CASES = [
     Case("SA_NOT_ANNOTATED", _unannotate, _heal_annotation),
     Case("SA_CLIENT_ID_MISMATCH", _misannotate, _heal_annotation),
@@ -1305,6 +1418,24 @@ CASES = [
          decision=Decision("wait longer or make the cluster faster: raising probe.timeout_seconds is an edit of "
                            "harness.yaml, no command; the test makes it (60 s) and runs the printed lines (none: "
                            "the probe pod is gone without --keep)", edit=_raise_probe_timeout)),
+    Case("OTHER_WEBHOOK_UNAVAILABLE", _orphaned_injector, _heal_injector,
+         decision=Decision("bring the other product's pods back or delete the configuration it left: the cluster "
+                           "owner's call; the printed looks run (the endpoints look answers NotFound for a product "
+                           "gone with its namespace), the test deletes the configuration",
+                           run=_not_the_missing_service,
+                           edit=lambda w: w.kubectl("delete mutatingwebhookconfiguration istio-sidecar-injector"))),
+    Case("NAMESPACE_TERMINATING", _namespace_stuck_terminating, _heal_stuck_namespace, where=f"{RESTORED}/backend-sa",
+         decision=Decision("whether the namespace was meant to go, and whether a finalizer whose controller is gone "
+                           "may be removed by hand, is the owner's: the printed looks (describe, what holds it) run "
+                           "and the namespace stays (test_namespace_terminating_lab.py removes it and repairs)")),
+    Case("WORKLOAD_PODS_REFUSED", _refused_by_pod_security, _heal_pod_security, severity="warning",
+         decision=Decision("the pod template or the namespace's Pod Security level changes: the workload owner's "
+                           "call; the printed looks run, the test relaxes the namespace's label",
+                           edit=_relax_pod_security)),
+    Case("WORKLOAD_EGRESS_UNPROVEN", _vnet_only_egress, _drop_vnet_policy, severity="warning",
+         decision=Decision("whether an address block holds Entra's and the resources' addresses is for a person who "
+                           "knows the network: the printed look runs, the test deletes the policy",
+                           edit=_drop_vnet_policy)),
 ]
 DECISIONS = {case.code: case.decision.reason for case in CASES if case.decision}
 
