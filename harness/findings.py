@@ -1051,6 +1051,16 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
+        "POD_IDENTITY_REMOVED_EARLY", "migration", "error",
+        "NMI is gone while pods labelled aadpodidbinding with a binding's selector have no Workload ID token: "
+        "their IMDS token requests reach the node's IMDS, which knows no binding (an error even before the "
+        "migration is declared complete).",
+        "Move those workloads to Workload ID now (the coverage fixes it prints), or put NMI back until they are "
+        "moved.",
+        "test:tests/harness/test_migration_lab.py::test_nmi_removed_before_the_workloads_moved_is_an_error_and_"
+        "moving_them_as_printed_clears_it",
+    ),
+    _e(
         "POD_IDENTITY_PODS_LABELLED", "migration", "error|warning",
         "Pods still carry the aadpodidbinding label.",
         "Move them to Workload ID and remove the label.",

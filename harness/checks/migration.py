@@ -347,8 +347,46 @@ def components_removed(ctx: MigrationContext) -> Outcome:
                                   {"components": [e for e in evidence["components"] if e["component"] == component]},
                                   steps))
     names = ", ".join(f"{c['namespace']}/{c['name']}" for c in listed.items)
-    return _judge(ctx, [listed], leftovers, f"aad-pod-identity's NMI/MIC still run: {names}", evidence,
-                  "no aad-pod-identity NMI DaemonSet or MIC Deployment")
+    outcome = _judge(ctx, [listed], leftovers, f"aad-pod-identity's NMI/MIC still run: {names}", evidence,
+                     "no aad-pod-identity NMI DaemonSet or MIC Deployment")
+    early = _removed_early(ctx)
+    if early is None:
+        return outcome
+    return failed(early.message, {**evidence, "depending_pods": early.evidence["pods"]}, early, *outcome.findings)
+
+
+def _removed_early(ctx: MigrationContext) -> Finding | None:
+    """NMI gone while pods still depend on pod identity: pods labelled aadpodidbinding with the selector of an
+    AzureIdentityBinding, to which the webhook has not given a Workload ID token. NMI is what answers their IMDS
+    token requests (aad-pod-identity docs/concepts/nmi: IMDS traffic on port 80 is redirected to NMI, which finds
+    the pod's AzureAssignedIdentity); without it they reach the node's IMDS, which knows no binding: any identity
+    assigned to the node, or none (GHSA-p82q-rxpm-hjpc: a request that bypasses NMI "would be sent to IMDS allowing
+    a pod in the cluster to access identities that it shouldn't have access to"). An error whether or not the
+    migration is declared complete: those workloads have lost the identity they ran with, and none replaces it.
+    MIC gone alone is not judged: the pods it already assigned keep their identity."""
+    listed, pods = ctx.facts.components, ctx.facts.legacy_pods
+    if listed.error is not None or pods.error is not None or ctx.facts.azure_identity_bindings.error is not None:
+        return None
+    if any(item.get("component") == "nmi" for item in listed.items):
+        return None
+    selectors = {str((b.get("spec") or {}).get("selector")) for b in ctx.facts.azure_identity_bindings.items}
+    depending = [p for p in pods.items
+                 if (p.get("labels") or {}).get(POD_IDENTITY_LABEL) in selectors
+                 and not ((p.get("labels") or {}).get(USE_LABEL) == "true"
+                          and TOKEN_AUDIENCE in (p.get("token_audiences") or []))]
+    if not depending:
+        return None
+    refs = [f"{p['namespace']}/{p['name']}" for p in depending]
+    rows = [row for row in coverage_rows(ctx.facts, ctx.cluster.issuer_url)
+            if set(row["legacy_pods"]) & set(refs) and row["missing"]]
+    steps: list[Step] = [advice("move these workloads to Workload ID now (or put aad-pod-identity's NMI back until "
+                                "they are moved):")]
+    steps += [step for row in rows for step in _coverage_steps(ctx, row)]
+    return Finding(
+        "POD_IDENTITY_REMOVED_EARLY", ERROR, LAYER,
+        f"aad-pod-identity's NMI is gone, yet {len(refs)} pods still depend on pod identity with no Workload ID "
+        f"token: {', '.join(refs)}: their IMDS token requests reach the node's IMDS, which knows no binding",
+        {"pods": refs}, steps)
 
 
 def pods_unlabelled(ctx: MigrationContext) -> Outcome:

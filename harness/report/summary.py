@@ -63,7 +63,9 @@ def _line(name: str, checks: list[dict[str, Any]], findings: list[dict[str, Any]
     line = f"  {verdict}  {name:<32} {tally}"
     first = next((c for c in checks if c["status"] == "fail"), None)
     if first is not None:
-        codes = ",".join(f["code"] for f in findings[:3])
+        # the failing check's own findings (a layer's findings of other checks, warnings say, are no evidence of it)
+        own = [f for f in findings if f.get("check") == first["id"]]
+        codes = ",".join(f["code"] for f in (own or findings)[:3])
         line += f"\n          first failure {first['id']}: {first['message'][:160]}" + (
             f"  [{codes}]" if codes else ""
         )

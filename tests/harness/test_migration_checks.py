@@ -25,6 +25,7 @@ from fakeworld import ISSUER, FakeKube, World
 from harness.checks.migration import (
     MigrationContext,
     bindings_migrated,
+    components_removed,
     coverage_rows,
     leftovers_section,
     run_migration_checks,
@@ -331,6 +332,32 @@ def test_a_labelled_pod_the_webhook_never_mutated_does_not_cover_its_binding() -
     lines = finding.fix_lines()
     patch = next(i for i, line in enumerate(lines) if line.startswith("kubectl patch deployment/backend -n finance"))
     assert lines[patch + 1].startswith("kubectl rollout restart deployment/backend -n finance"), lines
+
+
+def test_nmi_gone_while_bound_pods_have_no_workload_id_token_is_an_error_even_before_complete() -> None:
+    """payments-worker (bound, no Workload ID) loses NMI: an error first in components_removed, with the coverage
+    fixes; a pod whose label matches no binding, or one already injected with a token, does not count; MIC gone
+    alone, or a components list the harness may not read, is not judged."""
+    facts, cluster = leftover()
+    ctx = MigrationContext(facts, cluster, AZURE, ExpectConfig(migration_complete=False))
+    assert components_removed(ctx).status == WARN
+    facts.components.items = [c for c in facts.components.items if c["component"] != "nmi"]
+    outcome = components_removed(ctx)
+    assert outcome.status == FAIL and [f.code for f in outcome.findings] == [
+        "POD_IDENTITY_REMOVED_EARLY", "POD_IDENTITY_MIC_INSTALLED"]
+    early = outcome.findings[0]
+    assert early.severity == "error" and early.evidence["pods"] == ["payments/payments-worker"]  # reports: no binding
+    assert any(line.startswith("kubectl annotate serviceaccount -n payments payments-sa ") for line in early.fix_lines())
+    facts.legacy_pods.items[0] = {**facts.legacy_pods.items[0], "labels": {
+        "aadpodidbinding": "payments", "azure.workload.identity/use": "true"},
+        "token_audiences": ["api://AzureADTokenExchange"], "client_ids": [CLIENT_PAYMENTS]}
+    assert components_removed(ctx).status == WARN
+    facts, cluster = leftover()
+    facts.components.items = [c for c in facts.components.items if c["component"] != "mic"]
+    assert components_removed(MigrationContext(facts, cluster, AZURE)).status == WARN
+    facts.components.items, facts.components.error = [], KubeFailure(status=403, reason="Forbidden", message="no")
+    assert all(f.code != "POD_IDENTITY_REMOVED_EARLY" for f in components_removed(
+        MigrationContext(facts, cluster, AZURE)).findings)
 
 
 def test_a_credential_for_another_issuer_or_another_service_account_does_not_cover() -> None:

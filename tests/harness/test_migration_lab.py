@@ -431,3 +431,57 @@ def test_a_pod_labelled_by_hand_is_no_migration_and_the_printed_template_fix_and
         assert row["migrated"] is True and row["uninjected_pods"] == [] and len(row["labelled_pods"]) == 1
     finally:
         lab.stop()
+
+
+def test_nmi_removed_before_the_workloads_moved_is_an_error_and_moving_them_as_printed_clears_it(
+    tmp_path: Path
+) -> None:
+    """kubectl delete daemonset aad-pod-identity-nmi mid-migration, the migration not declared complete: the
+    reports and payments pods still labelled aadpodidbinding now reach the node's IMDS, which knows no binding.
+    That is an error (POD_IDENTITY_REMOVED_EARLY, first in its check), not one more warning; its printed kubectl
+    and az lines, pasted as printed, move reports-api, and with the bare payments pod recreated as the finding's
+    comment says, the next run no longer reports it."""
+    lab = start_lab(tmp_path / "lab", scenario="migration")
+    try:
+        kubectl(lab, "delete", "daemonset", "-n", MIGRATION.chart_namespace, f"{MIGRATION.chart_release}-nmi")
+        config = str(lab.harness_config)
+        result, document = migration_only(lab, tmp_path / "before", config)
+        assert result.returncode == 1 and document["verdict"] == "fail"
+        check = migration_checks(document)["migration.components_removed"]
+        assert check["status"] == "fail" and "NMI is gone" in check["message"]
+        codes = [f["code"] for f in document["findings"] if f["check"] == "migration.components_removed"]
+        assert codes == ["POD_IDENTITY_REMOVED_EARLY", "POD_IDENTITY_MIC_INSTALLED"], codes
+        early = pod_identity_findings(document)["POD_IDENTITY_REMOVED_EARLY"]
+        assert early["severity"] == "error" and "payments/payments-worker" in early["message"]
+        assert "first failure migration.components_removed" in result.stdout
+        assert "[POD_IDENTITY_REMOVED_EARLY," in result.stdout
+        person = Person(lab.info(), str(lab.state_dir / "ca.pem"))
+        for line in early["remediation"]:
+            if line.startswith("kubectl "):
+                kubectl(lab, *shlex.split(line, comments=True)[1:])
+            elif line.startswith("az identity federated-credential create "):
+                args = dict(zip(*[iter(shlex.split(line)[4:])] * 2, strict=True))
+                person.arm("PUT", f"/subscriptions/{args['--subscription']}/resourceGroups/{args['--resource-group']}"
+                           "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/"
+                           f"{args['--identity-name']}/federatedIdentityCredentials/{args['--name']}", "2023-01-31",
+                           {"properties": {"issuer": args["--issuer"], "subject": args["--subject"],
+                                           "audiences": [args["--audiences"]]}})
+        assert '# recreate pod payments/payments-worker labelled azure.workload.identity/use: "true", without ' \
+               "aadpodidbinding" in early["remediation"]
+        pod = json.loads(kubectl(lab, "get", "pod", "-n", "payments", "payments-worker", "-o", "json"))
+        kubectl(lab, "delete", "pod", "-n", "payments", "payments-worker")
+        labels = {k: v for k, v in pod["metadata"]["labels"].items() if k != "aadpodidbinding"}
+        manifest = tmp_path / "payments-worker.yaml"
+        manifest.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "payments-worker", "namespace": "payments",
+                                                            "labels": {**labels, "azure.workload.identity/use": "true"}},
+            "spec": {"serviceAccountName": pod["spec"]["serviceAccountName"],
+                     "containers": [{"name": c["name"], "image": c["image"]} for c in pod["spec"]["containers"]]}}))
+        kubectl(lab, "apply", "-f", str(manifest))
+        wait_for(lambda: not kubectl(lab, "get", "pods", "-A", "-l", "aadpodidbinding,!azure.workload.identity/use",
+                                     "-o", "name").strip())
+        result, document = migration_only(lab, tmp_path / "after", config)
+        assert "POD_IDENTITY_REMOVED_EARLY" not in pod_identity_findings(document), result.stdout[-3000:]
+        assert migration_checks(document)["migration.components_removed"]["status"] == "warn"
+    finally:
+        lab.stop()
