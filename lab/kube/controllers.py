@@ -21,6 +21,7 @@ from lab.clock import rfc3339
 from lab.kube import errors, quota
 from lab.kube.jobs import JobController
 from lab.kube.resources import CRD_TYPE, NAMESPACE_TYPE, is_builtin, resource_type_from_crd
+from lab.kube.scheduler import UNSCHEDULABLE_TAINT
 from lab.kube.store import Obj, Store, WatchEvent
 from lab.kube.workloads import WorkloadControllers
 
@@ -132,6 +133,8 @@ class Controllers:
                 self.reconcile_workloads()  # its labels may admit what they refused (Pod Security, selectors)
         elif event.resource[0] in _ADMISSION_GROUPS:
             self.reconcile_workloads()  # a webhook configuration or a policy constraint changed
+        elif event.resource == ("", "nodes") and event.type != "DELETED":
+            _later(lambda: self.taint_unschedulable(name))
         elif event.resource == ("", "serviceaccounts") and event.type == "DELETED" and name == "default":
             namespace = event.object["metadata"].get("namespace", "")
             _later(lambda: self.populate_namespace(namespace))
@@ -168,6 +171,33 @@ class Controllers:
             _later(lambda: quota.sync_namespace(self.store, namespace))
         if event.resource == quota.QUOTA_GROUP_RESOURCE and (namespace is not None or event.type == "DELETED"):
             self.reconcile_workloads()  # a new, edited or deleted quota: ReplicaSets retry the pods it refused
+
+    # -- nodes
+    def taint_unschedulable(self, name: str) -> None:
+        """The node lifecycle controller's NoSchedule pass (kubernetes pkg/controller/nodelifecycle,
+        doNoScheduleTaintingPass): a node with spec.unschedulable (kubectl cordon) gets the taint
+        node.kubernetes.io/unschedulable:NoSchedule, stamped with timeAdded (SwapNodeControllerTaint), and loses it
+        when uncordoned. The scheduler's NodeUnschedulable filter still answers first ("node(s) were
+        unschedulable"); kubectl describe node and the taints column show it."""
+        node_type = self.store.type_for("", "nodes")
+        node = self.store.find(node_type, "", name) if node_type is not None else None
+        if node_type is None or node is None:
+            return
+        spec = node.get("spec") or {}
+        taints = [t for t in spec.get("taints") or [] if isinstance(t, dict)]
+        held = [t for t in taints if t.get("key") == UNSCHEDULABLE_TAINT and t.get("effect") == "NoSchedule"]
+        if bool(spec.get("unschedulable")) == bool(held):
+            return
+        if held:
+            kept = [t for t in taints if t not in held]
+        else:
+            kept = [*taints, {"key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule", "timeAdded": rfc3339()}]
+        changed = copy.deepcopy(node)
+        if kept:
+            changed.setdefault("spec", {})["taints"] = kept
+        else:
+            changed.setdefault("spec", {}).pop("taints", None)
+        self.store.replace(node_type, changed, check_version=False)
 
     # -- custom resource definitions
     def serve_crd(self, crd: Obj) -> None:

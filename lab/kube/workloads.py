@@ -54,6 +54,41 @@ def _active(pod: Obj) -> bool:
     return phase not in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp")
 
 
+# kubernetes pkg/controller/daemon/util/daemonset_util.go AddOrUpdateDaemonPodTolerations: a DaemonSet's pods
+# survive taint-based eviction and, per TaintNodesByCondition, tolerate the condition taints and a cordon
+# (node.kubernetes.io/unschedulable), so kubectl cordon leaves them schedulable on the node
+_DAEMON_TOLERATIONS = (
+    ("node.kubernetes.io/not-ready", "NoExecute"),
+    ("node.kubernetes.io/unreachable", "NoExecute"),
+    ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+    ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+    ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+    ("node.kubernetes.io/unschedulable", "NoSchedule"),
+)
+
+
+def add_daemon_pod_tolerations(spec: Obj) -> None:
+    """AddOrUpdateDaemonPodTolerations on a pod spec: each toleration (operator Exists, no tolerationSeconds)
+    replaces those that MatchToleration it (same key, operator, value and effect: one with tolerationSeconds
+    loses them), else is appended (v1helper.AddOrUpdateTolerationInPodSpec); network-unavailable only for
+    hostNetwork pods."""
+    wanted = list(_DAEMON_TOLERATIONS)
+    if spec.get("hostNetwork"):
+        wanted.append(("node.kubernetes.io/network-unavailable", "NoSchedule"))
+    tolerations = [t for t in spec.get("tolerations") or [] if isinstance(t, dict)]
+    for key, effect in wanted:
+        toleration = {"key": key, "operator": "Exists", "effect": effect}
+
+        def matches(t: Obj, key: str = key, effect: str = effect) -> bool:
+            return (t.get("key") == key and t.get("operator") == "Exists" and not t.get("value")
+                    and t.get("effect") == effect)
+        if any(matches(t) for t in tolerations):
+            tolerations = [dict(toleration) if matches(t) else t for t in tolerations]
+        else:
+            tolerations.append(toleration)
+    spec["tolerations"] = tolerations
+
+
 class WorkloadControllers:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
@@ -116,6 +151,8 @@ class WorkloadControllers:
     def _create_pod(self, owner: Obj, pods_type: ResourceType, prefix: str) -> str | None:
         namespace = owner["metadata"]["namespace"]
         template = copy.deepcopy((owner.get("spec") or {}).get("template") or {})
+        if owner.get("kind") == "DaemonSet":
+            add_daemon_pod_tolerations(template.setdefault("spec", {}))
         pod = {"apiVersion": "v1", "kind": "Pod",
                # no name: the API server makes it after mutating admission (the webhook sees generateName)
                "metadata": {**template.get("metadata", {}), "namespace": namespace,

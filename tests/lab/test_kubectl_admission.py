@@ -293,6 +293,43 @@ def test_an_untolerated_taint_leaves_a_pod_pending_until_it_goes(kubectl: Kubect
         kubectl("uncordon", node, check=False)
 
 
+def test_a_cordon_taints_the_node_and_daemonset_pods_tolerate_it(kubectl: Kubectl, namespace: str) -> None:
+    """kubectl cordon: the node lifecycle controller adds node.kubernetes.io/unschedulable:NoSchedule with its
+    timeAdded (doNoScheduleTaintingPass, SwapNodeControllerTaint) and removes it on uncordon; a DaemonSet's pod
+    carries AddOrUpdateDaemonPodTolerations' tolerations and runs on the cordoned node, a bare pod does not."""
+    node = kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}").stdout.strip()
+    daemonset = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": namespace},
+                 "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                          "template": {"metadata": {"labels": {"app": "agent"}},
+                                       "spec": {"containers": [{"name": "agent", "image": "busybox",
+                                                                "command": ["sleep", "3600"]}]}}}}
+    kubectl("cordon", node)
+    try:
+        taints = wait_for(lambda: get_json(kubectl, "node", node)["spec"].get("taints"))
+        assert [{k: v for k, v in t.items() if k != "timeAdded"} for t in taints] == [
+            {"effect": "NoSchedule", "key": "node.kubernetes.io/unschedulable"}]
+        assert taints[0]["timeAdded"].endswith("Z")
+        assert "Taints:             node.kubernetes.io/unschedulable:NoSchedule" in kubectl(
+            "describe", "node", node).stdout
+        kubectl("apply", "-f", "-", input=json.dumps(daemonset))
+        pods = wait_for(lambda: [p for p in get_json(kubectl, "pods", "-n", namespace, "-l", "app=agent")["items"]
+                                 if p["spec"].get("nodeName") == node])
+        assert pods[0]["spec"]["tolerations"] == [
+            {"key": key, "operator": "Exists", "effect": effect} for key, effect in (
+                ("node.kubernetes.io/not-ready", "NoExecute"), ("node.kubernetes.io/unreachable", "NoExecute"),
+                ("node.kubernetes.io/disk-pressure", "NoSchedule"), ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+                ("node.kubernetes.io/pid-pressure", "NoSchedule"), ("node.kubernetes.io/unschedulable", "NoSchedule"))]
+        kubectl("apply", "-f", "-", input=pod_manifest("bare", namespace))
+        condition = wait_for(lambda: pod_scheduled(kubectl, namespace, "bare"))
+        assert condition["message"] == "0/1 nodes are available: 1 node(s) were unschedulable. " + NO_PREEMPTION
+        kubectl("uncordon", node)
+        assert wait_for(lambda: not get_json(kubectl, "node", node)["spec"].get("taints"))
+        assert wait_for(lambda: (pod_scheduled(kubectl, namespace, "bare") or {}).get("status") == "True")
+    finally:
+        kubectl("uncordon", node, check=False)
+        kubectl("delete", "daemonset", "agent", "-n", namespace, "--ignore-not-found", check=False)
+
+
 # ---------------------------------------------------------------- LimitRange
 
 
