@@ -1052,7 +1052,7 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_IDENTITY_REMOVED_EARLY", "migration", "error",
-        "NMI is gone while pods labelled aadpodidbinding with a binding's selector have no Workload ID token: "
+        "NMI is not running while pods labelled aadpodidbinding with a binding's selector have no Workload ID token: "
         "their IMDS token requests reach the node's IMDS, which knows no binding (an error even before the "
         "migration is declared complete).",
         "Move those workloads to Workload ID now (the coverage fixes it prints), or put NMI back until they are "

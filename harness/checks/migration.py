@@ -384,7 +384,7 @@ def _removed_early(ctx: MigrationContext) -> Finding | None:
     steps += [step for row in rows for step in _coverage_steps(ctx, row)]
     return Finding(
         "POD_IDENTITY_REMOVED_EARLY", ERROR, LAYER,
-        f"aad-pod-identity's NMI is gone, yet {len(refs)} pods still depend on pod identity with no Workload ID "
+        f"aad-pod-identity's NMI is not running, yet {len(refs)} pods still depend on pod identity with no Workload ID "
         f"token: {', '.join(refs)}: their IMDS token requests reach the node's IMDS, which knows no binding",
         {"pods": refs}, steps)
 

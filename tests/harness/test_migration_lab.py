@@ -448,7 +448,7 @@ def test_nmi_removed_before_the_workloads_moved_is_an_error_and_moving_them_as_p
         result, document = migration_only(lab, tmp_path / "before", config)
         assert result.returncode == 1 and document["verdict"] == "fail"
         check = migration_checks(document)["migration.components_removed"]
-        assert check["status"] == "fail" and "NMI is gone" in check["message"]
+        assert check["status"] == "fail" and "NMI is not running" in check["message"]
         codes = [f["code"] for f in document["findings"] if f["check"] == "migration.components_removed"]
         assert codes == ["POD_IDENTITY_REMOVED_EARLY", "POD_IDENTITY_MIC_INSTALLED"], codes
         early = pod_identity_findings(document)["POD_IDENTITY_REMOVED_EARLY"]
