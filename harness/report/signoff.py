@@ -408,6 +408,39 @@ def _duration(started: str, finished: str) -> str:
     return f" ({int(seconds // 60)} min {int(seconds % 60)} s)" if seconds >= 0 else ""
 
 
+_NOT_LEFTOVERS = ("POD_IDENTITY_UNREADABLE", "POD_IDENTITY_COVERAGE_UNKNOWN")  # doubts, not pod identity left
+
+
+def migration_state(document: dict[str, Any]) -> str | None:
+    """Whether the cluster is off pod-managed identity, in one cell of the header: the run's verdict alone cannot
+    say (before expect.migration_complete, every leftover is a warning and the run may pass with bindings not
+    moved). From the migration checks, the coverage table and the migration findings; None when the migration
+    suite did not run."""
+    checks = [c for c in document.get("checks") or [] if str(c.get("id", "")).startswith("migration.")]
+    if not checks:
+        return None
+    coverage = document.get("coverage")
+    rows = [r for r in coverage if isinstance(r, dict)] if isinstance(coverage, list) else []
+    codes = list(dict.fromkeys(str(f.get("code")) for f in document.get("findings") or []
+                               if f.get("layer") == "migration"))
+    leftovers = [code for code in codes if code not in _NOT_LEFTOVERS]
+    doubtful = [c for c in checks if c.get("status") in ("fail", "warn")]
+    skipped = [str(c.get("id")) for c in checks if c.get("status") == "skip"]
+    if leftovers:
+        behind = [str(r.get("binding")) for r in rows if not r.get("migrated")]
+        bindings = (f"{len(rows) - len(behind)} of {len(rows)} AzureIdentityBindings migrated"
+                    + (f" (not: {', '.join(behind)})" if behind else "")) if rows else "no AzureIdentityBinding"
+        left = document.get("leftovers")
+        complete = left.get("migration_complete") if isinstance(left, dict) else None
+        how = ("expect.migration_complete: true, so they fail the run" if complete else
+               "expect.migration_complete is not set, so they are warnings and do not fail the run")
+        return f"NO: {bindings}; pod identity left: {', '.join(leftovers)} ({how})"
+    if doubtful:
+        return "CANNOT TELL: " + "; ".join(cell(c.get("message")) for c in doubtful)
+    return "YES: no AzureIdentityBinding, aad-pod-identity object, labelled pod, NMI/MIC, CRD or add-on pod " \
+           "identity left" + (f" (not checked: {', '.join(skipped)})" if skipped else "")
+
+
 def run_view(document: dict[str, Any]) -> RunView:
     target = document.get("target") or {}
     run_by = target.get("run_by") or {}
@@ -428,6 +461,7 @@ def run_view(document: dict[str, Any]) -> RunView:
         ("Run by (Kubernetes)", _run_by(run_by.get("kubernetes"), KUBE_USER_LABELS)),
         ("Run by (Azure)", _run_by(run_by.get("azure"), AZURE_CALLER_LABELS)),
         ("Verdict", str(document.get("verdict", "")).upper()),
+        *((("Off pod identity", migration),) if (migration := migration_state(document)) else ()),
     ]
     columns: list[str] = []
     for workload in workloads:

@@ -117,6 +117,7 @@ def test_the_signoff_of_a_lab_run_renders_again_the_same(tmp_path: Path) -> None
     md = (run_dir / "signoff.md").read_text()
     assert "**Verdict: PASS**" in md and f"| Run id | {document['run_id']} |" in md
     assert "## Workload `finance/backend-sa`: PASS" in md and "## Workload `orders/orders-sa`: PASS" in md
+    assert "| Off pod identity | YES: no AzureIdentityBinding, aad-pod-identity object" in md  # the migration suite
     for text in (result.stdout, *(p.read_text() for p in run_dir.iterdir())):
         assert contains_secret(text, []) == []  # no JWT, no URL credentials
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import html
 import json
 import os
 import re
@@ -574,3 +575,29 @@ def test_python_m_harness_end_to_end_and_usage_errors(run_world: Callable[..., A
     assert (
         usage.returncode == 2 and "invalid choice: 'pdf'" in usage.stderr and "Traceback" not in usage.stderr
     )
+
+
+def test_the_header_says_whether_the_cluster_is_off_pod_identity_whatever_the_verdict(
+    run_world: Callable[..., Any],
+) -> None:
+    """Before expect.migration_complete, every pod identity leftover is a warning and the run may PASS with
+    bindings not moved: the header says NO, naming them, in both formats; all migration checks passing says YES;
+    checks that could only warn that they may not read say CANNOT TELL; no migration suite, no row."""
+    document = copy.deepcopy(failing_document(run_world))
+    document["verdict"] = "pass"
+    assert "Off pod identity" not in render(document, "md")
+    ids = ["migration.bindings_migrated", "migration.pods_unlabelled", "migration.objects_removed"]
+    document["checks"] = [{"id": i, "status": "pass", "message": "ok", "evidence": {}} for i in ids]
+    document["coverage"], document["leftovers"] = [], {"migration_complete": False}
+    assert "| Off pod identity | YES: no AzureIdentityBinding" in render(document, "md")
+    document["checks"][0].update(status="warn", message="1 of 2 AzureIdentityBindings are not migrated")
+    document["coverage"] = [{"binding": "payments/payments-binding", "migrated": False},
+                            {"binding": "finance/backend-binding", "migrated": True}]
+    document["findings"] = [{"code": "POD_IDENTITY_BINDING_NOT_MIGRATED", "severity": "warning", "layer": "migration",
+                             "check": ids[0], "message": "m", "evidence": {}, "remediation": []}]
+    for fmt in FORMATS:
+        text = md_unescape(render(document, fmt)) if fmt == "md" else html.unescape(render(document, fmt))
+        assert "NO: 1 of 2 AzureIdentityBindings migrated (not: payments/payments-binding); pod identity left: " \
+               "POD_IDENTITY_BINDING_NOT_MIGRATED (expect.migration_complete is not set" in text, fmt
+    document["findings"][0]["code"] = "POD_IDENTITY_UNREADABLE"
+    assert "| Off pod identity | CANNOT TELL: 1 of 2 AzureIdentityBindings are not migrated |" in render(document, "md")
