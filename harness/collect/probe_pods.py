@@ -372,9 +372,10 @@ def read_network_policies(api: KubeApi, pods: list[PodFacts]) -> None:
 
 def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> None:
     """Delete every pod of this run in ``namespaces`` by its run-id label, then the run's ConfigMaps there
-    (best effort: the run is ending)."""
+    (best effort: the run is ending); several namespaces at once, as the run made them."""
     selector = f"{RUN_ID_LABEL}={run_id}"
-    for namespace in namespaces:
+
+    def clear(namespace: str) -> None:
         try:
             pods, _ = api.list_pods(namespace, selector)
         except KubeError:
@@ -389,11 +390,13 @@ def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> None:
         try:
             config_maps = api.list_config_maps(namespace, selector)
         except KubeError:
-            continue
+            return
         for config_map in config_maps:
             name = (config_map.get("metadata") or {}).get("name")
             if name:
                 _delete_config_map(api, namespace, name)
+
+    read_all(clear, namespaces, KUBE_WORKERS)
 
 
 def _delete_config_map(api: KubeApi, namespace: str, name: str) -> bool:

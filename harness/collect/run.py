@@ -140,9 +140,6 @@ def collect_workloads(
             collected_at=time.time(),
             sa=sa,
             identity=identity,
-            live_pods=collect_live_pods(backend.kube, workload.namespace, workload.service_account)
-            if sa.found
-            else None,
         )
 
     def read_and_probe(workload: WorkloadConfig, probes: ProbeRun) -> WorkloadFacts:
@@ -158,9 +155,12 @@ def collect_workloads(
                     service_account_subject(workload.namespace, workload.service_account),
                     facts.sa.annotations.get(CLIENT_ID_ANNOTATION))),
             ), scope=retry_scope(workload.id))
-            admitted = facts.pod.pod if facts.pod is not None and facts.pod.created else None
-            if admitted is not None and not token_volumes(admitted):
-                facts.sa.namespace_labels = read_namespace_labels(backend.kube, workload.namespace)
+            # read while the probe pod starts: the probe does not need them (its own pods are not listed as the app's)
+            with LEDGER.scope(retry_scope(workload.id)):
+                facts.live_pods = collect_live_pods(backend.kube, workload.namespace, workload.service_account)
+                admitted = facts.pod.pod if facts.pod is not None and facts.pod.created else None
+                if admitted is not None and not token_volumes(admitted):
+                    facts.sa.namespace_labels = read_namespace_labels(backend.kube, workload.namespace)
         return facts
 
     # Each workload's reads are a few round trips in a row, and its probe pod is created as soon as they are done:
