@@ -337,6 +337,9 @@ def components_removed(ctx: MigrationContext) -> Outcome:
                 step = fix.helm_uninstall(release, item["namespace"])
             elif (item.get("labels") or {}).get("kubernetes.azure.com/managedby") == "aks":  # unverified label
                 step = fix.disable_pod_identity(ctx.azure)
+                # az 2.91 without aks-preview: "ERROR: unrecognized arguments: --disable-pod-identity" (run by hand)
+                if fix.aks_preview_extension() not in steps:
+                    steps.append(fix.aks_preview_extension())
             else:
                 step = fix.delete_objects(str(item["kind"]).lower(), item["namespace"], [item["name"]])
             if step not in steps:

@@ -360,6 +360,18 @@ def test_nmi_gone_while_bound_pods_have_no_workload_id_token_is_an_error_even_be
         MigrationContext(facts, cluster, AZURE)).findings)
 
 
+def test_the_add_ons_own_nmi_is_removed_through_az_with_aks_preview_first() -> None:
+    """NMI the AKS add-on runs goes with az aks update --disable-pod-identity, a flag az 2.91 has only with the
+    aks-preview extension ("unrecognized arguments: --disable-pod-identity" without it): the extension first."""
+    facts, cluster = leftover()
+    facts.components.items[0]["labels"] = {"kubernetes.azure.com/managedby": "aks"}
+    facts.components.items[0]["annotations"] = {}
+    outcome = components_removed(MigrationContext(facts, cluster, AZURE))
+    nmi = next(f for f in outcome.findings if f.code == "POD_IDENTITY_NMI_INSTALLED")
+    assert nmi.fix_lines()[0].startswith("az extension add --upgrade --name aks-preview")
+    assert nmi.fix_lines()[1].startswith("az aks update ") and "--disable-pod-identity" in nmi.fix_lines()[1]
+
+
 def test_a_credential_for_another_issuer_or_another_service_account_does_not_cover() -> None:
     facts, _ = leftover()
     facts.identities[CLIENT_BACKEND] = managed_identity("myWorkloadId", CLIENT_BACKEND,
