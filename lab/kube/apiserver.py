@@ -50,6 +50,7 @@ from lab.kube import (
 from lab.kube.authz import Attributes, authenticate, require
 from lab.kube.cluster import KubeUser
 from lab.kube.controllers import install_controllers
+from lab.kube.deletion import finalized, mark_deleted
 from lab.kube.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from lab.kube.resources import (
     CRD_TYPE,
@@ -590,8 +591,7 @@ class ApiServer:
             warnings = admission.controller_pod_security(self.lab, rt, obj, target.namespace_or_empty)
         if is_true(request.query.get("dryRun")) or request.query.get("dryRun") == "All":
             return json_response(obj, warnings=warnings)
-        if (not is_builtin(rt) and current["metadata"].get("deletionTimestamp")
-                and not obj["metadata"].get("finalizers")):  # the last finalizer gone: the delete completes
+        if finalized(current, obj):  # the last finalizer gone: the delete completes
             return json_response(self.store.delete(rt, target.namespace_or_empty, target.name))
         return json_response(self.store.replace(rt, obj), warnings=warnings)
 
@@ -651,15 +651,13 @@ class ApiServer:
                 current["status"] = {**(current.get("status") or {}), "phase": "Terminating"}
                 current = self.store.replace(target.rt, current, check_version=False)
             return json_response(current)
-        elif not is_builtin(target.rt) and current["metadata"].get("finalizers"):
-            # a custom resource with finalizers is only marked: the API server sets deletionTimestamp and keeps it
-            # until its controllers remove the last finalizer (aad-pod-identity's AzureAssignedIdentity, whose
-            # finalizer MIC removes: with MIC gone, kubectl delete waits for ever, its Troubleshooting page)
-            if not current["metadata"].get("deletionTimestamp"):
-                current["metadata"]["deletionTimestamp"] = now_rfc3339()
-                current["metadata"]["deletionGracePeriodSeconds"] = 0
-                current = self.store.replace(target.rt, current, check_version=False)
-            return json_response(current)
+        elif current["metadata"].get("finalizers"):
+            # an object with finalizers, built-in or custom, is only marked: the API server sets deletionTimestamp
+            # and keeps it until its controllers remove the last finalizer (aad-pod-identity's
+            # AzureAssignedIdentity, whose finalizer MIC removes: with MIC gone, kubectl delete waits for ever, its
+            # Troubleshooting page; a ConfigMap or ServiceAccount alike: the generic registry's
+            # updateForGracefulDeletionAndFinalizers, staging/src/k8s.io/apiserver/pkg/registry/generic/registry)
+            return json_response(mark_deleted(self.store, target.rt, current))
         else:
             deleted = self.store.delete(target.rt, target.namespace_or_empty, target.name)
         return json_response(deletion_result(target.rt, deleted))
@@ -671,6 +669,8 @@ class ApiServer:
         scheduled = bool((pod.get("spec") or {}).get("nodeName"))
         finished = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
         if grace <= 0 or not scheduled or finished:
+            if meta.get("finalizers"):  # kept, grace 0, until its finalizers go (even with --force)
+                return mark_deleted(self.store, target.rt, pod)
             return self.store.delete(target.rt, target.namespace_or_empty, target.name)
         if meta.get("deletionTimestamp"):
             return pod

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 
 from lab.clock import rfc3339
 from lab.kube import errors, quota
+from lab.kube.deletion import delete_or_mark, mark_deleted
 from lab.kube.jobs import JobController
-from lab.kube.resources import CRD_TYPE, NAMESPACE_TYPE, is_builtin, resource_type_from_crd
+from lab.kube.resources import CRD_TYPE, NAMESPACE_TYPE, resource_type_from_crd
 from lab.kube.scheduler import UNSCHEDULABLE_TAINT
 from lab.kube.store import Obj, Store, WatchEvent
 from lab.kube.workloads import WorkloadControllers
@@ -256,8 +257,8 @@ class Controllers:
         and stays until its controller removes them. With nothing left the namespace goes; otherwise its status
         carries the controller's conditions (status_condition_utils.go): NamespaceContentRemaining "Some resources
         are remaining: <resource>.<group> has N resource instances" and NamespaceFinalizersRemaining "Some content
-        in the namespace has finalizers remaining: <finalizer> in N resource instances". Built-in objects' own
-        finalizers are not kept by the lab's API server (only custom resources'), so they never hold it."""
+        in the namespace has finalizers remaining: <finalizer> in N resource instances". A built-in object with
+        finalizers (a pod, a ConfigMap, a ServiceAccount) holds it as a custom resource does."""
         current = self.store.find(NAMESPACE_TYPE, "", namespace)
         if current is None or not (current.get("metadata") or {}).get("deletionTimestamp"):
             return
@@ -270,15 +271,11 @@ class Controllers:
                 if ns != namespace:
                     continue
                 held = (obj.get("metadata") or {}).get("finalizers") or []
-                if not held or is_builtin(rt):
+                if not held:
                     self._delete_quietly(rt, ns, name)
                     continue
-                if not obj["metadata"].get("deletionTimestamp"):
-                    marked = copy.deepcopy(obj)
-                    marked["metadata"]["deletionTimestamp"] = rfc3339()
-                    marked["metadata"]["deletionGracePeriodSeconds"] = 0
-                    self.store.replace(rt, marked, check_version=False)
-                key = f"{rt.plural}.{rt.group}"
+                mark_deleted(self.store, rt, obj)
+                key = f"{rt.plural}.{rt.group}"  # "pods." for the core group, as upstream's "%s.%s" writes it
                 resources[key] = resources.get(key, 0) + 1
                 for finalizer in held:
                     finalizers[finalizer] = finalizers.get(finalizer, 0) + 1
@@ -310,7 +307,7 @@ class Controllers:
             for (ns, name), obj in list(self.store.objects.get(rt.group_resource, {}).items()):
                 owners = obj.get("metadata", {}).get("ownerReferences") or []
                 if any(ref.get("uid") == owner_uid for ref in owners):
-                    self._delete_quietly(rt, ns, name)
+                    delete_or_mark(self.store, rt, ns, name)  # the collector deletes through the API
 
     def _delete_quietly(self, rt, namespace: str, name: str) -> None:
         try:

@@ -406,6 +406,39 @@ def test_a_namespace_held_by_a_finalizer_stays_terminating_and_refuses_new_conte
     kubectl("delete", "crd", "gadgets.termination.example.com", "--wait=false", check=False)
 
 
+def test_built_in_objects_with_finalizers_stay_until_they_go_and_hold_their_namespace(
+    kubectl: Kubectl, namespace: str
+) -> None:
+    """A ConfigMap, a ServiceAccount and a pod never scheduled, each with a finalizer: kubectl delete marks them
+    (deletionTimestamp, deletionGracePeriodSeconds 0) and they stay, as the generic registry keeps any object with
+    finalizers; the finalizer removed, the object goes. One left in a deleted namespace holds it Terminating, named
+    as upstream names a core resource ("configmaps. has 1 resource instances")."""
+    kubectl("create", "configmap", "kept", "-n", namespace)
+    kubectl("create", "serviceaccount", "kept", "-n", namespace)
+    nowhere = pod_manifest("kept", namespace, nodeSelector={"agentpool": "nowhere"})
+    kubectl("apply", "-f", "-", input=nowhere)
+    for kind in ("configmap", "serviceaccount", "pod"):
+        kubectl("patch", kind, "kept", "-n", namespace, "--type", "merge", "-p",
+                '{"metadata":{"finalizers":["example.com/keep"]}}')
+        deleted = kubectl("delete", kind, "kept", "-n", namespace, "--wait=false")
+        assert deleted.stdout.strip() == f'{kind} "kept" deleted from {namespace} namespace'
+        meta = get_json(kubectl, kind, "kept", "-n", namespace)["metadata"]
+        assert meta["deletionTimestamp"] and meta["deletionGracePeriodSeconds"] == 0, (kind, meta)
+        assert meta["finalizers"] == ["example.com/keep"]
+    assert "Terminating" in kubectl("get", "pod", "kept", "-n", namespace).stdout
+    for kind in ("serviceaccount", "pod"):
+        kubectl("patch", kind, "kept", "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}')
+        wait_for(lambda kind=kind: kubectl("get", kind, "kept", "-n", namespace, check=False).returncode == 1)
+    kubectl("delete", "namespace", namespace, "--wait=false")
+    shown = wait_for(lambda: (ns := get_json(kubectl, "namespace", namespace))["status"].get("conditions") and ns)
+    remaining = {c["type"]: c["message"] for c in shown["status"]["conditions"]}
+    assert remaining["NamespaceContentRemaining"] == "Some resources are remaining: configmaps. has 1 resource instances"
+    assert remaining["NamespaceFinalizersRemaining"] == (
+        "Some content in the namespace has finalizers remaining: example.com/keep in 1 resource instances")
+    kubectl("patch", "configmap", "kept", "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}')
+    wait_for(lambda: kubectl("get", "namespace", namespace, check=False).returncode == 1)
+
+
 # ---------------------------------------------------------------- Pod Security labels on a namespace
 
 
