@@ -545,6 +545,8 @@ def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
                 run.run_id,
                 _started(run),
                 run.verdict.upper(),
+                # YES / NO / CANNOT TELL (the run's header says why); — when the migration suite did not run
+                next((value.split(":", 1)[0] for label, value in run.header if label == "Off pod identity"), "—"),
                 f"{workloads['pass']}/{workloads['total']}",
                 *(str(checks[s]) for s in STATUS_ORDER),
                 str(findings["error"]),
@@ -556,6 +558,7 @@ def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
         "Run",
         "Started",
         "Verdict",
+        "Off pod identity",
         "Workloads passed",
         *(f"Checks {status}" for status in STATUS_ORDER),
         "Error findings",

@@ -439,6 +439,7 @@ def test_merge_of_three_runs_on_two_clusters_one_failing(
             "Run",
             "Started",
             "Verdict",
+            "Off pod identity",
             "Workloads passed",
             "Checks pass",
             "Checks fail",
@@ -452,6 +453,7 @@ def test_merge_of_three_runs_on_two_clusters_one_failing(
             "20250101T000000Z-aaaaaa",
             "2025-01-01T10:00:00Z",
             "PASS",
+            "—",
             "2/2",
             "45",
             "0",
@@ -465,6 +467,7 @@ def test_merge_of_three_runs_on_two_clusters_one_failing(
             "20250102T000000Z-bbbbbb",
             "2025-01-02T10:00:00Z",
             "PASS",
+            "—",
             "2/2",
             "45",
             "0",
@@ -478,6 +481,7 @@ def test_merge_of_three_runs_on_two_clusters_one_failing(
             "20250101T000000Z-cccccc",
             "2025-01-01T10:00:00Z",
             "FAIL",
+            "—",
             "1/2",
             "40",
             "2",
@@ -599,5 +603,7 @@ def test_the_header_says_whether_the_cluster_is_off_pod_identity_whatever_the_ve
         text = md_unescape(render(document, fmt)) if fmt == "md" else html.unescape(render(document, fmt))
         assert "NO: 1 of 2 AzureIdentityBindings migrated (not: payments/payments-binding); pod identity left: " \
                "POD_IDENTITY_BINDING_NOT_MIGRATED (expect.migration_complete is not set" in text, fmt
+    fleet = render_fleet([document], "md")
+    assert md_cells(next(line for line in fleet.splitlines() if line.startswith("| dev-aks")))[3:5] == ["PASS", "NO"]
     document["findings"][0]["code"] = "POD_IDENTITY_UNREADABLE"
     assert "| Off pod identity | CANNOT TELL: 1 of 2 AzureIdentityBindings are not migrated |" in render(document, "md")
