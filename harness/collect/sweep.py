@@ -82,6 +82,18 @@ def config_map_expired(config_map: dict[str, Any], now: float, grace: float) -> 
     return now - created > bound + grace + MARGIN_SECONDS
 
 
+def held_note(obj: dict[str, Any], kind: str) -> str:
+    """What follows a swept object's name when finalizers keep it: the API server only marks an object with
+    finalizers (deletionTimestamp) and keeps it, Terminating, until their controllers remove them (the generic
+    registry's graceful deletion; a finalizer whose controller is gone holds it for ever)."""
+    meta = obj.get("metadata") or {}
+    finalizers = [str(f) for f in meta.get("finalizers") or []]
+    if not finalizers:
+        return ""
+    return (f" (not gone: finalizers {', '.join(finalizers)} keep it Terminating until their controller removes "
+            f"them; kubectl get {kind} -n {meta.get('namespace')} {meta.get('name')} -o yaml shows them)")
+
+
 def sweep_leftovers(
     api: KubeApi,
     namespaces: list[str],
@@ -109,6 +121,11 @@ def sweep_leftovers(
         run = (meta.get("labels") or {}).get(RUN_ID_LABEL)
         if run == current_run_id:
             continue
+        if meta.get("deletionTimestamp") and meta.get("finalizers"):
+            # deleted already (its run or an earlier sweep), kept by its finalizers: no run waits for it, and
+            # deleting it again changes nothing; named, not claimed swept
+            swept.append(f"{meta.get('namespace')}/{meta.get('name')}{held_note(pod, 'pod')}")
+            continue
         made = created_at(pod)
         done = str(run) in ended and made is not None and made <= ended[str(run)]
         if not done and not pod_expired(pod, moment, grace):
@@ -116,7 +133,7 @@ def sweep_leftovers(
             continue
         try:
             api.delete_pod(meta.get("namespace", ""), meta.get("name", ""))
-            swept.append(f"{meta.get('namespace')}/{meta.get('name')}")
+            swept.append(f"{meta.get('namespace')}/{meta.get('name')}{held_note(pod, 'pod')}")
         except KubeError:
             continue
     for config_map in config_maps:
@@ -130,7 +147,7 @@ def sweep_leftovers(
             continue
         try:
             api.delete_config_map(meta.get("namespace", ""), meta.get("name", ""))
-            swept.append(f"{meta.get('namespace')}/configmap/{meta.get('name')}")
+            swept.append(f"{meta.get('namespace')}/configmap/{meta.get('name')}{held_note(config_map, 'configmap')}")
         except KubeError:
             continue
     return swept

@@ -470,3 +470,24 @@ def test_sweep_deletes_only_other_runs_pods_and_configmaps() -> None:
     assert sorted(name for _, name in kube.config_maps) == sorted(  # type: ignore[attr-defined]
         [source_configmap_name("this-run"), ended_marker_name("this-run"), "wi-harness-config"]
     )
+
+
+def test_sweep_names_a_leftover_its_finalizers_keep_and_does_not_delete_it_again() -> None:
+    """A probe pod deleted already and kept Terminating by a finalizer (its controller gone): --sweep does not
+    claim it gone, nor send another delete; a leftover with a finalizer still deleted is named the same way."""
+    kube = World.healthy().backend().kube
+    for run in ("old-run", "held-run"):
+        run_probe_pods(kube, one_request(), run, settings(), keep=True)
+    pods = {p["metadata"]["labels"]["wi-harness/run-id"]: p for p in kube.pods.values()}  # type: ignore[attr-defined]
+    for obj in [*kube.pods.values(), *kube.config_maps.values()]:  # type: ignore[attr-defined]
+        obj["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    pods["old-run"]["metadata"]["finalizers"] = ["example.com/audit"]
+    pods["held-run"]["metadata"].update(finalizers=["example.com/audit"], deletionTimestamp="2026-01-01T00:05:00Z")
+    swept = sweep(kube, ["finance"], "this-run")
+    held = [line for line in swept if "not gone" in line]
+    assert len(held) == 2, swept
+    name = pods["held-run"]["metadata"]["name"]
+    assert f"finance/{name} (not gone: finalizers example.com/audit keep it Terminating until their controller " \
+           f"removes them; kubectl get pod -n finance {name} -o yaml shows them)" in held
+    remaining = [p["metadata"]["name"] for p in kube.list_pods("finance", "app.kubernetes.io/managed-by=wi-harness")[0]]
+    assert remaining == [name]  # the fake has no finalizers: the one already marked was not deleted again
