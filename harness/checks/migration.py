@@ -590,6 +590,16 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
                        "workload needs an identity, give it one under Workload ID from the start)"),
                 fix.delete_objects("azureidentitybinding", namespace, [row["binding"].split("/", 1)[1]])]
     steps: list[Step] = [advice(f"{row['binding']} (selector {row['selector']}, client id {row['client_id']}):")]
+    unused = (not row["legacy_pods"] and not row["service_accounts"] and not row["labelled_pods"]
+              and not row.get("uninjected_pods") and ctx.facts.legacy_pods.error is None
+              and ctx.facts.service_accounts.error is None)
+    if unused:
+        # nothing links the binding to a workload now: one moved to another identity is done (its ServiceAccount
+        # names that identity; annotating it with this client id would take it away), one between runs is not
+        steps.append(advice(f"no pod is labelled {POD_IDENTITY_LABEL}={row['selector']} and no ServiceAccount names "
+                            "this client id: if its workload moved to another identity under Workload ID, leave its "
+                            "ServiceAccount as it is and only delete this binding (objects_removed); if it is scaled "
+                            "to zero or a CronJob between runs, move it to this identity:"))
     spec = next((i.get("spec") or {} for i in ctx.facts.azure_identities.items
                  if f"{i['namespace']}/{i['name']}" == row["azure_identity"]), {})
     identity = ctx.facts.identities.get(str(row["client_id"]).lower())

@@ -372,6 +372,24 @@ def test_the_add_ons_own_nmi_is_removed_through_az_with_aks_preview_first() -> N
     assert nmi.fix_lines()[1].startswith("az aks update ") and "--disable-pod-identity" in nmi.fix_lines()[1]
 
 
+def test_a_binding_nothing_uses_warns_before_annotating_a_service_account_that_moved_to_another_identity() -> None:
+    """payments-worker recreated for Workload ID with a new identity (its ServiceAccount names that one): no pod
+    is labelled with the binding's selector and no ServiceAccount names its client id. The fix says so before its
+    annotate line, whose <sa> a person fills: with the moved workload's ServiceAccount it would take the new
+    identity away."""
+    facts, cluster = leftover()
+    facts.legacy_pods.items = [p for p in facts.legacy_pods.items if p["name"] != "payments-worker"]
+    outcome = bindings_migrated(MigrationContext(facts, cluster, AZURE))
+    lines = next(f for f in outcome.findings if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
+    note = next(i for i, line in enumerate(lines) if "no pod is labelled aadpodidbinding=payments" in line)
+    annotate = next(i for i, line in enumerate(lines) if line.startswith("kubectl annotate serviceaccount -n payments"))
+    assert note < annotate and "'<sa>'" in lines[annotate]
+    facts, cluster = leftover()  # the bare pod still there: no such note
+    lines = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                 if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
+    assert not any("no pod is labelled" in line for line in lines)
+
+
 def test_a_credential_for_another_issuer_or_another_service_account_does_not_cover() -> None:
     facts, _ = leftover()
     facts.identities[CLIENT_BACKEND] = managed_identity("myWorkloadId", CLIENT_BACKEND,
