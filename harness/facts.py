@@ -55,6 +55,8 @@ class ClusterFacts:
     webhook_configurations_error: KubeFailure | None = None
     webhook_deployments: list[dict[str, Any]] = field(default_factory=list)
     webhook_deployment_error: KubeFailure | None = None
+    # "NS/POD: the scheduler's message" for each webhook pod left Pending, unschedulable (a cordoned or tainted node)
+    webhook_unschedulable: list[str] = field(default_factory=list)
     kube_discovery: Fetched | None = None  # the API server's /.well-known/openid-configuration
     arm_cluster: Fetched | None = None  # the managedClusters resource, when Azure is configured
     issuer_url: str | None = None

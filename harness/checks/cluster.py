@@ -622,6 +622,8 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
     back = fix.webhook_pods_back(namespace, str(first["name"]), first["replicas"])
     if refused:
         return _webhook_pods_refused(refused, evidence, ready_any)
+    if facts.webhook_unschedulable and (not ready_any or degraded):
+        return _webhook_pods_unschedulable(facts.webhook_unschedulable, namespace, evidence, ready_any)
     if not ready_any:
         return failed(
             "the webhook has no ready replica: with failurePolicy Fail, labelled pods are refused",
@@ -672,6 +674,51 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
         ),
         evidence,
     )
+
+
+# the scheduler's filter plugins' reasons (kubernetes pkg/scheduler/framework/plugins): NodeUnschedulable's
+# ErrReasonUnschedulable (a cordoned node: kubectl cordon or drain, an upgrade) and TaintToleration's
+_CORDONED = "node(s) were unschedulable"
+_UNTOLERATED = "had untolerated taint"
+
+
+def _webhook_pods_unschedulable(pending: list[str], namespace: str, evidence: dict[str, Any],
+                                ready_any: bool) -> Outcome:
+    """The webhook's pods exist but no node takes them (PodScheduled False: a node cordoned for a drain or an
+    upgrade, a taint they do not tolerate): restarting them makes more pods that wait the same way, so the fix
+    names the scheduler's reason and leaves the node to a person; once a node takes them they run, no restart."""
+    evidence = {**evidence, "unschedulable": list(pending)}
+    said = pending[0].split(": ", 1)[-1]
+    grouped: dict[str, list[str]] = {}
+    for line in pending:
+        pod, _, why = line.partition(": ")
+        grouped.setdefault(why, []).append(pod)
+    shown = "; ".join(f"{pods[0]}{f' and {len(pods) - 1} other' if len(pods) > 1 else ''}: {why}"
+                      for why, pods in grouped.items())
+    steps: list[Step] = [fix.kubectl("-n", namespace, "get", "pods", "-l", "azure-workload-identity.io/system=true",
+                                     "-o", "wide")]
+    if _CORDONED in said:
+        steps += [fix.kubectl("get", "nodes", note="SchedulingDisabled: cordoned"),
+                  advice("a person decides: a cordoned node takes no new pods; once the drain or upgrade that "
+                         "cordoned it is over, kubectl uncordon NODE and the webhook's pending pods are scheduled "
+                         "(no restart needed)")]
+    elif _UNTOLERATED in said:
+        steps += [fix.kubectl("get", "nodes", "-o", "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints"),
+                  advice("a person decides: the webhook's pods tolerate no such taint; give them a node pool they "
+                         "may run on (on AKS a node pool's taints change with az aks nodepool update "
+                         "--node-taints); a restart does not help")]
+    else:
+        steps += [fix.kubectl("-n", namespace, "describe", "pods", "-l", "azure-workload-identity.io/system=true",
+                              note="the scheduler's events"),
+                  advice("a person decides: give the webhook's pods a node they fit (selectors, resources); a "
+                         "restart does not help")]
+    message = f"the webhook's pods cannot be scheduled: {shown}"
+    if not ready_any:
+        return failed(message + ": with failurePolicy Fail, labelled pods are refused", evidence,
+                      Finding("WEBHOOK_NOT_READY", ERROR, "webhook", "no ready webhook replica: " + message, evidence,
+                              steps))
+    return warned(message + "; the ready ones serve", evidence,
+                  Finding("WEBHOOK_DEGRADED", WARNING, "webhook", message, evidence, steps))
 
 
 def _webhook_pods_refused(refused: list[tuple[str, str, str]], evidence: dict[str, Any], ready_any: bool) -> Outcome:

@@ -10,6 +10,8 @@ from harness.facts import ServiceAccountFacts
 from harness.names import MWC_PREFIX, WEBHOOK_DEPLOYMENT, WEBHOOK_NAME, WEBHOOK_NAMESPACES
 from harness.values import shorten
 
+WEBHOOK_POD_SELECTOR = "azure-workload-identity.io/system=true"  # the chart's and the add-on's pod label
+
 # Annotation values are kept up to this many characters (the API server allows 256 KiB for all of an object's
 # annotations; a fake or a lab may allow more): every value a check reads is far shorter, and a longer one must
 # not be carried whole into the shared facts and the reports. Messages shorten what they echo much further.
@@ -79,6 +81,28 @@ def collect_webhook(
         if found is not None:
             deployments.append(slim(found) or {})
     return mwcs, mwc_error, deployments, deployment_error
+
+
+def webhook_unscheduled(api: KubeApi, deployments: list[dict[str, Any]]) -> list[str]:
+    """``NS/POD: message`` for each of the webhook's pods whose PodScheduled condition is False (the scheduler's
+    own words: a cordoned node, an untolerated taint). Best effort: a list the harness may not make says nothing."""
+    found: list[str] = []
+    for namespace in dict.fromkeys(str((d.get("metadata") or {}).get("namespace") or "") for d in deployments):
+        if not namespace:
+            continue
+        try:
+            pods, _ = api.list_pods(namespace, WEBHOOK_POD_SELECTOR)
+        except KubeError:
+            continue
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            if meta.get("deletionTimestamp"):
+                continue
+            for condition in (pod.get("status") or {}).get("conditions") or []:
+                if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                    message = str(condition.get("message") or condition.get("reason") or "Unschedulable")
+                    found.append(f"{namespace}/{meta.get('name')}: {message}")
+    return found
 
 
 def _names(items: list[dict[str, Any]]) -> list[str]:

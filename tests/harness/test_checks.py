@@ -1579,6 +1579,37 @@ def test_a_webhook_whose_new_pods_the_api_server_refuses_names_the_refusal_not_a
     assert gone.status == FAIL and gone.findings[0].code == "WEBHOOK_NOT_READY" and refusal in gone.message
 
 
+def test_a_webhook_whose_pods_no_node_takes_names_the_scheduler_not_a_restart() -> None:
+    """kubectl drain (or an upgrade) cordons the one node: the webhook's evicted pods come back Pending, 'node(s)
+    were unschedulable'. A rollout restart only makes more pods that wait the same way, so WEBHOOK_NOT_READY names
+    the scheduler's reason and leaves the uncordon to a person; a taint names the node pool's taints."""
+    from harness.checks.cluster import ClusterContext, webhook_ready
+
+    cordoned = ("0/1 nodes are available: 1 node(s) were unschedulable. preemption: 0/1 nodes are available: 1 "
+                "Preemption is not helpful for scheduling.")
+    deployment = {"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"},
+                  "spec": {"replicas": 2}, "status": {"replicas": 2, "unavailableReplicas": 2}}
+    facts = ClusterFacts(time.time(), webhook_deployments=[deployment],
+                         webhook_unschedulable=[f"kube-system/azure-wi-webhook-a: {cordoned}",
+                                                f"kube-system/azure-wi-webhook-b: {cordoned}"])
+    outcome = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
+    assert outcome.status == FAIL and outcome.findings[0].code == "WEBHOOK_NOT_READY"
+    assert outcome.findings[0].message == ("no ready webhook replica: the webhook's pods cannot be scheduled: "
+                                           f"kube-system/azure-wi-webhook-a and 1 other: {cordoned}")
+    lines = outcome.findings[0].fix_lines()
+    assert lines[:2] == ["kubectl -n kube-system get pods -l azure-workload-identity.io/system=true -o wide",
+                         "kubectl get nodes   # SchedulingDisabled: cordoned"]
+    assert lines[2].startswith("# a person decides: a cordoned node takes no new pods")
+    assert not [line for line in lines if "rollout restart" in line]
+    tainted = ("0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}. preemption: 0/1 nodes "
+               "are available: 1 Preemption is not helpful for scheduling.")
+    facts.webhook_unschedulable = [f"kube-system/azure-wi-webhook-c: {tainted}"]
+    deployment["status"] = {"replicas": 2, "readyReplicas": 1, "availableReplicas": 1}
+    degraded = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
+    assert degraded.status == WARN and degraded.findings[0].code == "WEBHOOK_DEGRADED"
+    assert "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints" in degraded.findings[0].fix_lines()[1]
+
+
 def test_a_webhook_rollout_whose_new_pods_crash_is_degraded_although_the_old_pods_serve() -> None:
     """kubectl rollout restart after azure-wi-webhook-config lost AZURE_TENANT_ID: the new pod panics, the old
     ReplicaSet's two pods keep serving, readyReplicas 2 of 2; status.replicas 3, updatedReplicas 1."""

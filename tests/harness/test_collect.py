@@ -20,7 +20,7 @@ from harness.collect.arm_api import RequestsArm, credential_failure_text, graph_
 from harness.collect.cache import cached
 from harness.collect.http import HttpResponse, HttpUnreachable, fetch_json
 from harness.collect.issuer import collect_issuer, discovery_url
-from harness.collect.kube import collect_webhook
+from harness.collect.kube import collect_webhook, webhook_unscheduled
 from harness.collect.kube_api import (
     KubeError,
     OfficialKubeApi,
@@ -513,3 +513,32 @@ def test_only_the_webhooks_own_namespace_counts_when_its_deployment_cannot_be_re
     own_refused = WebhookReads({"kube-system": forbidden})
     _, _, _, error = collect_webhook(own_refused)  # type: ignore[arg-type]
     assert error is not None and error.failure == forbidden
+
+
+def test_the_webhooks_pods_no_node_takes_are_read_with_the_schedulers_words() -> None:
+    """The webhook's pods whose PodScheduled condition is False, in its Deployment's namespace, by the chart's and
+    the add-on's pod label; a pod being deleted, a scheduled one, or a list the harness may not make says nothing."""
+    said = "0/1 nodes are available: 1 node(s) were unschedulable."
+
+    class Pods:
+        def __init__(self, failing: bool = False) -> None:
+            self.failing = failing
+            self.asked: list[tuple[str | None, str]] = []
+
+        def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict], str | None]:
+            self.asked.append((namespace, label_selector))
+            if self.failing:
+                raise KubeError(KubeFailure(403, "Forbidden", "pods is forbidden"))
+            return [
+                {"metadata": {"name": "wh-a"}, "status": {"conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": said}]}},
+                {"metadata": {"name": "wh-b", "deletionTimestamp": "2026-01-01T00:00:00Z"}, "status": {"conditions": [
+                    {"type": "PodScheduled", "status": "False", "message": said}]}},
+                {"metadata": {"name": "wh-c"}, "status": {"conditions": [{"type": "PodScheduled", "status": "True"}]}},
+            ], None
+
+    deployments = [{"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"}}]
+    api = Pods()
+    assert webhook_unscheduled(api, deployments) == [f"kube-system/wh-a: {said}"]  # type: ignore[arg-type]
+    assert api.asked == [("kube-system", "azure-workload-identity.io/system=true")]
+    assert webhook_unscheduled(Pods(failing=True), deployments) == []  # type: ignore[arg-type]
