@@ -345,6 +345,15 @@ def test_the_labs_chart_installed_webhook_is_a_helm_release(lab: Any, lab_thread
             manifest = chart_cfg.status(CHART_RELEASE)["manifest"]
             assert "kind: MutatingWebhookConfiguration" in manifest and "name: azure-wi-webhook-controller-manager" \
                 in manifest
+            assert "kind: PodDisruptionBudget" in manifest  # the chart's, minAvailable 1 (its values.yaml)
+        from kubernetes import client
+
+        budget = client.PolicyV1Api(core.api_client).read_namespaced_pod_disruption_budget(
+            "azure-wi-webhook-controller-manager", CHART_NAMESPACE)
+        assert budget.spec.min_available == 1
+        assert budget.spec.selector.match_labels == {"azure-workload-identity.io/system": "true",
+                                                     "app": "workload-identity-webhook",
+                                                     "chart": "workload-identity-webhook", "release": CHART_RELEASE}
         [secret] = release_secrets(core, CHART_NAMESPACE, CHART_RELEASE)
         assert secret.type == "helm.sh/release.v1"
     finally:
