@@ -23,8 +23,9 @@ from lab.kube.deletion import delete_or_mark, mark_deleted
 from lab.kube.jobs import JobController
 from lab.kube.resources import CRD_TYPE, NAMESPACE_TYPE, resource_type_from_crd
 from lab.kube.scheduler import UNSCHEDULABLE_TAINT
+from lab.kube.statefulsets import StatefulSetController
 from lab.kube.store import Obj, Store, WatchEvent
-from lab.kube.workloads import WorkloadControllers
+from lab.kube.workloads import WorkloadControllers, template_hash
 
 if TYPE_CHECKING:
     from lab.runtime import Lab
@@ -83,6 +84,7 @@ class Controllers:
         self.lab = lab
         self.store: Store = lab.kube.store
         self.workloads = WorkloadControllers(lab)
+        self.statefulsets = StatefulSetController(lab, template_hash)
         self.jobs = JobController(lab)
 
     # -- wiring
@@ -98,7 +100,7 @@ class Controllers:
         self.reconcile_workloads()
 
     def reconcile_workloads(self) -> None:
-        """Every Deployment, ReplicaSet and DaemonSet, e.g. after the webhook came back up."""
+        """Every Deployment, ReplicaSet, DaemonSet and StatefulSet, e.g. after the webhook came back up."""
         for plural, reconcile in self._workload_reconcilers().items():
             rt = self.store.type_for("apps", plural)
             for obj in self.store.list(rt)[0] if rt else []:
@@ -108,7 +110,8 @@ class Controllers:
     def _workload_reconcilers(self) -> dict[str, Callable[[str, str], None]]:
         return {"deployments": self.workloads.reconcile_deployment,
                 "replicasets": self.workloads.reconcile_replicaset,
-                "daemonsets": self.workloads.reconcile_daemonset}
+                "daemonsets": self.workloads.reconcile_daemonset,
+                "statefulsets": self.statefulsets.reconcile}
 
     def on_event(self, event: WatchEvent) -> None:
         try:
@@ -162,7 +165,7 @@ class Controllers:
         if owner and (group, plural) in (("", "pods"), ("apps", "replicasets")):
             kind, owner_name = owner
             owner_plural = {"ReplicaSet": "replicasets", "Deployment": "deployments",
-                            "DaemonSet": "daemonsets"}.get(kind)
+                            "DaemonSet": "daemonsets", "StatefulSet": "statefulsets"}.get(kind)
             if owner_plural:
                 _later(lambda: reconcilers[owner_plural](namespace, owner_name))
 

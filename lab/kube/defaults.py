@@ -151,6 +151,24 @@ def daemonset_defaults(daemonset: Obj) -> None:
     )
 
 
+def statefulset_defaults(statefulset: Obj) -> None:
+    """SetDefaults_StatefulSet (pkg/apis/apps/v1/defaults.go), field by field."""
+    spec = statefulset.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    spec["podManagementPolicy"] = spec.get("podManagementPolicy") or "OrderedReady"
+    strategy = spec["updateStrategy"] = spec.get("updateStrategy") or {}
+    strategy["type"] = strategy.get("type") or "RollingUpdate"
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy["rollingUpdate"] = strategy.get("rollingUpdate") or {}
+        rolling.setdefault("partition", 0)
+    spec.setdefault("revisionHistoryLimit", 10)
+    retention = spec["persistentVolumeClaimRetentionPolicy"] = spec.get("persistentVolumeClaimRetentionPolicy") or {}
+    retention.setdefault("whenDeleted", "Retain")
+    retention.setdefault("whenScaled", "Retain")
+    _template_defaults(statefulset)
+    statefulset.setdefault("status", {"replicas": 0, "availableReplicas": 0})
+
+
 def replicaset_defaults(replicaset: Obj) -> None:
     replicaset.setdefault("spec", {}).setdefault("replicas", 1)
     _template_defaults(replicaset)
@@ -262,6 +280,7 @@ DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("apps", "deployments"): deployment_defaults,
     ("apps", "daemonsets"): daemonset_defaults,
     ("apps", "replicasets"): replicaset_defaults,
+    ("apps", "statefulsets"): statefulset_defaults,
     ("batch", "jobs"): job_defaults,
     ("apiextensions.k8s.io", "customresourcedefinitions"): crd_defaults,
     ("networking.k8s.io", "networkpolicies"): netpol.defaults,

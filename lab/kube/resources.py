@@ -86,6 +86,17 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         categories=("all",),
         subresources=("status",),
     ),
+    # apps/v1 StatefulSets: pods <name>-<ordinal> made in order by lab.kube.statefulsets
+    _type(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        True,
+        short_names=("sts",),
+        categories=("all",),
+        subresources=("status", "scale"),
+    ),
     _type(
         "apps",
         "v1",

@@ -281,6 +281,18 @@ COLUMNS: dict[tuple[str, str], list[Column]] = {
         ),
         AGE,
     ],
+    # statefulSetColumnDefinitions: Name, Ready (readyReplicas/replicas), Age; wide: Containers, Images
+    ("apps", "statefulsets"): [
+        NAME,
+        (
+            "Ready",
+            "string",
+            0,
+            lambda d: f"{d.get('status', {}).get('readyReplicas', 0)}/{d.get('spec', {}).get('replicas', 1)}",
+        ),
+        AGE,
+        *_TEMPLATE_WIDE[:2],
+    ],
     ("apps", "replicasets"): [
         NAME,
         ("Desired", "integer", 0, lambda r: r.get("spec", {}).get("replicas", 1)),

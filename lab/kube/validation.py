@@ -216,6 +216,7 @@ WORKLOAD_TYPES = {
     ("apps", "deployments"),
     ("apps", "daemonsets"),
     ("apps", "replicasets"),
+    ("apps", "statefulsets"),
     ("batch", "jobs"),
 }
 CONFIG_KINDS = {("", "configmaps"): "ConfigMap", ("", "secrets"): "Secret"}

@@ -349,3 +349,69 @@ def test_the_node_shows_its_status_columns_conditions_and_lease(kubectl) -> None
     assert lease["spec"]["holderIdentity"] == node and lease["spec"]["leaseDurationSeconds"] == 40
     assert lease["metadata"]["ownerReferences"][0]["kind"] == "Node"
     assert kubectl("get", "lease", "-n", "kube-node-lease").stdout.split()[:3] == ["NAME", "HOLDER", "AGE"]
+
+
+LEDGER = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{name: ledger, namespace: {ns}}}
+spec:
+  serviceName: ledger
+  replicas: 2
+  selector: {{matchLabels: {{app: ledger}}}}
+  template:
+    metadata: {{labels: {{app: ledger}}}}
+    spec:
+      containers: [{{name: main, image: busybox, command: [sleep, "3600"]}}]
+"""
+
+
+def statefulset_events(kubectl, namespace: str) -> list[str]:
+    items = sorted(as_json(kubectl, "get", "events", "-n", namespace)["items"],
+                   key=lambda e: int(e["metadata"]["resourceVersion"]))  # in the order they were made
+    return [e["message"] for e in items if e["involvedObject"]["kind"] == "StatefulSet"]
+
+
+def test_a_statefulset_makes_its_pods_in_order_and_rolls_them_back_to_front(kubectl, lab, lab_thread,
+                                                                             namespace: str) -> None:
+    """apps/v1 StatefulSets are served (kubectl get sts) and run: SetDefaults_StatefulSet's fields, pods
+    <set>-<ordinal> made in order with their identity labels, hostname and subdomain, the controller's event
+    words, kubectl rollout status/restart (highest ordinal first) and a refused pod's FailedCreate event."""
+    kubectl("apply", "-f", "-", input=LEDGER.format(ns=namespace))
+    status = kubectl("rollout", "status", "sts/ledger", "-n", namespace, "--timeout=30s").stdout
+    assert status.strip() == "partitioned roll out complete: 2 new pods have been updated..."
+    sts = as_json(kubectl, "get", "sts", "ledger", "-n", namespace)
+    assert (sts["spec"]["podManagementPolicy"], sts["spec"]["updateStrategy"]) == (
+        "OrderedReady", {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}})
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    revision = sts["status"]["updateRevision"]
+    assert sts["status"]["currentRevision"] == revision and revision.startswith("ledger-")
+    assert (sts["status"]["replicas"], sts["status"]["readyReplicas"], sts["status"]["updatedReplicas"]) == (2, 2, 2)
+    pod = as_json(kubectl, "get", "pod", "ledger-0", "-n", namespace)
+    assert {k: v for k, v in pod["metadata"]["labels"].items() if k != "app"} == {
+        "controller-revision-hash": revision, "statefulset.kubernetes.io/pod-name": "ledger-0",
+        "apps.kubernetes.io/pod-index": "0"}
+    assert (pod["spec"]["hostname"], pod["spec"]["subdomain"]) == ("ledger-0", "ledger")
+    assert kubectl("get", "sts", "-n", namespace).stdout.split() == ["NAME", "READY", "AGE", "ledger", "2/2",
+                                                                     kubectl("get", "sts", "-n", namespace)
+                                                                     .stdout.split()[-1]]
+    assert statefulset_events(kubectl, namespace)[:2] == [
+        "create Pod ledger-0 in StatefulSet ledger successful", "create Pod ledger-1 in StatefulSet ledger successful"]
+
+    kubectl("rollout", "restart", "sts/ledger", "-n", namespace)
+    wait_for(lambda: (s := as_json(kubectl, "get", "sts", "ledger", "-n", namespace)["status"])
+             .get("currentRevision") == s.get("updateRevision") != revision and s.get("readyReplicas") == 2,
+             what="the restart rolled")
+    deletes = [m for m in statefulset_events(kubectl, namespace) if m.startswith("delete Pod")]
+    assert deletes[:2] == ["delete Pod ledger-1 in StatefulSet ledger successful",
+                           "delete Pod ledger-0 in StatefulSet ledger successful"]
+
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    kubectl("delete", "pod", "ledger-1", "-n", namespace, "--wait=true")
+    wait_for(lambda: any("failed error" in m for m in statefulset_events(kubectl, namespace)), what="FailedCreate")
+    refused = next(m for m in statefulset_events(kubectl, namespace) if "failed error" in m)
+    assert refused.startswith('create Pod ledger-1 in StatefulSet ledger failed error: pods "ledger-1" is forbidden: '
+                              'violates PodSecurity "restricted:latest": ')
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce-")
+    status = kubectl("rollout", "status", "sts/ledger", "-n", namespace, "--timeout=30s").stdout
+    assert status.strip().endswith("partitioned roll out complete: 2 new pods have been updated...")
