@@ -50,7 +50,7 @@ from lab.kube import (
 from lab.kube.authz import Attributes, authenticate, require
 from lab.kube.cluster import KubeUser
 from lab.kube.controllers import install_controllers
-from lab.kube.deletion import finalized, mark_deleted
+from lab.kube.deletion import delete_or_mark, finalized, mark_deleted
 from lab.kube.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from lab.kube.resources import (
     CRD_TYPE,
@@ -689,9 +689,12 @@ class ApiServer:
         items, _ = self.store.list(
             target.rt, target.namespace, query.get("labelSelector"), query.get("fieldSelector")
         )
+        # each item as its own DELETE would go: one with finalizers is marked and kept (the generic registry's
+        # DeleteCollection deletes item by item)
         deleted = [
-            self.store.delete(target.rt, item["metadata"].get("namespace", ""), item["metadata"]["name"])
-            for item in items
+            found for item in items
+            if (found := delete_or_mark(self.store, target.rt, item["metadata"].get("namespace", ""),
+                                        item["metadata"]["name"])) is not None
         ]
         return json_response(
             {

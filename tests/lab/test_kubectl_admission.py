@@ -439,6 +439,24 @@ def test_built_in_objects_with_finalizers_stay_until_they_go_and_hold_their_name
     wait_for(lambda: kubectl("get", "namespace", namespace, check=False).returncode == 1)
 
 
+def test_a_delete_collection_keeps_the_objects_finalizers_hold(kubectl: Kubectl, kube_api: Any,
+                                                               namespace: str) -> None:
+    """DELETE on a collection (what client libraries send: delete_collection_namespaced_config_map) deletes item
+    by item as the generic registry does: one with finalizers is marked and stays, the others go."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_api)
+    for name in ("plain", "kept"):
+        kubectl("create", "configmap", name, "-n", namespace)
+    kubectl("patch", "configmap", "kept", "-n", namespace, "--type", "merge", "-p",
+            '{"metadata":{"finalizers":["example.com/keep"]}}')
+    core.delete_collection_namespaced_config_map(namespace, label_selector="")
+    left = {c.metadata.name: c.metadata for c in core.list_namespaced_config_map(namespace).items}
+    assert "plain" not in left and left["kept"].deletion_timestamp is not None
+    kubectl("patch", "configmap", "kept", "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}')
+    assert kubectl("get", "configmap", "kept", "-n", namespace, check=False).returncode == 1
+
+
 # ---------------------------------------------------------------- Pod Security labels on a namespace
 
 
