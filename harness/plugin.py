@@ -51,6 +51,7 @@ from harness.values import image_reference_problem, printable
 SESSION = pytest.StashKey[HarnessSession]()
 PAYLOAD = pytest.StashKey[dict[str, Any]]()
 PREVIOUS_SIGTERM = pytest.StashKey[Any]()
+PREVIOUS_SIGINT = pytest.StashKey[Any]()
 NO_TARGET = (
     "the verification suites need a target: pass --lab (start the embedded lab) or "
     "--config harness.yaml (a real cluster and Azure scope)"
@@ -177,27 +178,55 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _interrupt_on_sigterm(config: pytest.Config) -> None:
-    """SIGTERM (a CI job cancelled, ``kill``, a pod evicted) ends the run as Ctrl-C does, through pytest's
-    KeyboardInterrupt path: probe pods are deleted, the shared directory with its lock and the lab are removed,
-    and a report is still written. The default action would kill the process and leave all of them behind.
-    In each xdist worker too (the worker that creates the probe pods cleans them up)."""
+    """SIGTERM (a CI job cancelled, ``kill``, ``timeout``, a pod evicted) ends the run as Ctrl-C does, through
+    pytest's KeyboardInterrupt path: probe pods are deleted, the shared directory with its lock and the lab are
+    removed, and a report is still written (verdict FAIL: an interrupted run never passes). The default action
+    would kill the process and leave all of them behind. The first SIGINT or SIGTERM interrupts; later ones, while
+    that clean-up runs (Ctrl-C pressed twice, a CI runner's TERM after a person's Ctrl-C), are noted on stderr and
+    let it finish, instead of breaking it off half way with a traceback and the pods left behind. In each xdist
+    worker too (the worker that creates the probe pods cleans them up)."""
     if threading.current_thread() is not threading.main_thread():
         return
+    INTERRUPTED.clear()
+    FINISHING.clear()
     try:
         config.stash[PREVIOUS_SIGTERM] = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        # Ctrl-C only where Python's own handler is in place (a SIGINT inherited as ignored stays ignored)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            config.stash[PREVIOUS_SIGINT] = signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
     except (ValueError, OSError):  # no signals here (an embedded interpreter)
         return
 
 
+INTERRUPTED: list[str] = []  # the signal that interrupted this run, once one did
+FINISHING: list[bool] = []  # every test has run: the report is being written, the run cleaned up
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    FINISHING.append(True)
+
+
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"stopped by signal {signal.Signals(signum).name}")
+    name = signal.Signals(signum).name
+    if INTERRUPTED or FINISHING:  # already stopping, or every check ran: let the report and the clean-up finish
+        sys.stderr.write(f"\nwi-harness: {name}: {'again: ' if INTERRUPTED else ''}still writing the run's report "
+                         "and deleting its probe pods; kill -9 stops at once (then the next run's --sweep removes "
+                         "what is left)\n")
+        sys.stderr.flush()
+        return
+    INTERRUPTED.append(name)
+    raise KeyboardInterrupt(f"stopped by signal {name}")
 
 
 def _restore_sigterm(config: pytest.Config) -> None:
-    previous = config.stash.get(PREVIOUS_SIGTERM, None)
-    if previous is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, previous)
-        del config.stash[PREVIOUS_SIGTERM]
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for key, signum in ((PREVIOUS_SIGTERM, signal.SIGTERM), (PREVIOUS_SIGINT, signal.SIGINT)):
+        previous = config.stash.get(key, None)
+        if previous is not None:
+            signal.signal(signum, previous)
+            del config.stash[key]
 
 
 def _refs(config: pytest.Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -536,6 +565,7 @@ class RunRecorder:
         self.document: dict[str, Any] | None = None
         self.path: Path | None = None
         self.write_error: str | None = None
+        self.interrupted: str | None = None  # the signal that stopped the run before it finished
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, "wi_harness", None)
@@ -545,6 +575,9 @@ class RunRecorder:
             self.errors += 1
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if INTERRUPTED:  # stopped by a signal: checks not run yet would not be in it, so never a PASS
+            self.interrupted = INTERRUPTED[0]
+            self.errors += 1
         if not self.payloads and not self.errors:
             return
         fixtures.keep_for_the_run()  # the items' reports and payloads
@@ -572,6 +605,10 @@ class RunRecorder:
             terminalreporter.write_line(encodable(self.session.redactor.text(line), encoding))
         for line in summary_lines(self.document, self.path):
             terminalreporter.write_line(encodable(self.session.redactor.text(line), encoding))
+        if self.interrupted:
+            terminalreporter.write_line(
+                f"interrupted ({self.interrupted}) before every check ran: the verdict is FAIL whatever the checks "
+                "that ran say", red=True)
         if self.path is not None:
             run_dir = self.path.parent
             terminalreporter.write_line(f"sign-off {run_dir / 'signoff.md'}  {run_dir / 'signoff.html'}")
