@@ -14,6 +14,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -29,6 +30,7 @@ from harness.collect.kube_api import KubeError, OfficialKubeApi, kube_target_pro
 from harness.collect.probe_pods import delete_run_pods
 from harness.config import ConfigError, HarnessConfig, load_config
 from harness.lab_bootstrap import LabUnavailable, start_embedded_lab
+from harness.names import RUN_ID_LABEL
 from harness.redact import Redactor
 from harness.report.run_json import build_run, rfc3339, write_run
 from harness.report.summary import summary_lines
@@ -452,14 +454,54 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _restore_sigterm(config)
 
 
-def _delete_leftover_probe_pods(session: HarnessSession) -> None:
-    """The run's probe pods that are still there (an interrupted run: an xdist worker that created them may have
-    been killed before it could delete them), found by the run-id label and deleted; nothing unless the plugin
+LEFTOVER_RETRY_SECONDS = 6.0  # an API server that blinked at the end of the run (a restart, an upgrade's failover)
+
+
+def _delete_leftover_probe_pods(session: HarnessSession, sleep: Any = time.sleep) -> None:
+    """The run's probe pods and ConfigMaps that are still there (an interrupted run: an xdist worker that created
+    them may have been killed before it could delete them; deletes that met an API server briefly down), found by
+    the run-id label and deleted, tried again for a few seconds while the API server does not answer or they are
+    still there; what is left then is named on stderr with the command that deletes it. Nothing unless the plugin
     built the Kubernetes client itself (no fake backend) and --keep is not given."""
     if session.keep or session.kube is None:
         return
     namespaces = sorted({w.namespace for w in session.workloads})
-    delete_run_pods(session.kube, namespaces, session.run_id)
+    deadline = time.monotonic() + LEFTOVER_RETRY_SECONDS
+    delay = 0.5
+    while True:
+        # the client stops calling an API server it could not connect to (OfficialKubeApi's fail-fast, for the run's
+        # reads); here each attempt asks again, so one that was down for a moment and is back is used
+        if getattr(session.kube, "_unreachable", None) is not None:
+            session.kube._unreachable = None
+        delete_run_pods(session.kube, namespaces, session.run_id)
+        left = _run_objects_left(session.kube, namespaces, session.run_id)
+        if left is not None and not left:
+            return
+        if time.monotonic() + delay > deadline:
+            break
+        sleep(delay)
+        delay = min(delay * 2, 2.0)
+    what = (f"{len(left)} left: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}" if left
+            else "the API server did not answer")
+    sys.stderr.write(f"wi-harness: could not make sure this run's probe objects are gone ({what}); delete them "
+                     f"with: kubectl delete pods,configmaps -A -l {RUN_ID_LABEL}={session.run_id} (or the next run's "
+                     "--sweep)\n")
+
+
+def _run_objects_left(api: Any, namespaces: list[str], run_id: str) -> list[str] | None:
+    """NS/KIND/NAME of the run's pods and ConfigMaps still there and not being deleted (a Terminating one is on its
+    way); None when the API server did not answer."""
+    selector = f"{RUN_ID_LABEL}={run_id}"
+    left: list[str] = []
+    try:
+        for namespace in namespaces:
+            pods, _ = api.list_pods(namespace, selector)
+            for kind, items in (("pod", pods), ("configmap", api.list_config_maps(namespace, selector))):
+                left += [f"{namespace}/{kind}/{(item.get('metadata') or {}).get('name')}" for item in items
+                         if not (item.get("metadata") or {}).get("deletionTimestamp")]
+    except KubeError:
+        return None
+    return left
 
 
 # ---------------------------------------------------------------- collection

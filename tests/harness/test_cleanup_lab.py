@@ -171,6 +171,31 @@ def test_an_interrupted_run_leaves_nothing(
         assert document["verdict"] == "fail" and "before every check ran: the verdict is FAIL" in output
 
 
+def test_an_api_server_down_for_a_moment_mid_run_leaves_nothing(running_lab: RunningLab, tmp_path: Path) -> None:
+    """The API server refuses connections for ~4 s while the probe pod runs (a control-plane restart): the run's
+    deletes fail, and the end of the run tries again once it is back; the failure names the API server."""
+    api = core(running_lab)
+    before = objects(api)
+    ctl(running_lab, "kubelet", "--pod-start-latency", "2")
+    try:
+        run = start(running_lab.harness_config, tmp_path)
+        wait_for(lambda: new_pods(api, before), 60, "a probe pod")
+        ctl(running_lab, "outage", "kube", "--down")
+        try:
+            time.sleep(3.5)  # past the probe's end (2 s after its pod was made): its log read and delete fail
+        finally:
+            ctl(running_lab, "outage", "kube", "--up")
+        output = run.communicate(timeout=120)[0]
+    finally:
+        ctl(running_lab, "kubelet", "--pod-start-latency", "0")
+    assert objects(api) == before, output[-3000:]
+    assert "Traceback" not in output and "could not make sure" not in output, output[-3000:]
+    document = run_json(tmp_path)
+    server = running_lab.info()["endpoints"]["kube"].split("://", 1)[1].rstrip("/")
+    assert document["verdict"] == "fail"
+    assert server in json.dumps([w["findings"][0]["message"] for w in document["workloads"] if w["findings"]])
+
+
 def run_json(report_dir: Path) -> dict[str, Any]:
     return json.loads((report_dir / "latest" / "run.json").read_text())
 
