@@ -132,7 +132,7 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
         steps = [
             fix.kubectl("describe", f"{refused.kind.lower()}/{refused.name}", "-n", fix.namespace_or(ctx.namespace)),
             advice(f"fix what the webhook's denial names in the pod template of {ref} (or on ServiceAccount "
-                   f"{ctx.namespace}/{ctx.service_account}); its ReplicaSet creates the pods again"),
+                   f"{ctx.namespace}/{ctx.service_account}); its controller creates the pods again"),
         ]
     return Finding(
         "POD_REJECTED_BY_WEBHOOK", ERROR, "webhook",

@@ -75,6 +75,8 @@ class KubeApi(Protocol):
     def list_config_maps(self, namespace: str | None, label_selector: str) -> list[Obj]: ...
     def delete_config_map(self, namespace: str, name: str) -> None: ...
     def list_objects(self, group: str, version: str, plural: str) -> list[Obj]: ...
+    def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                        field_selector: str = "") -> list[Obj]: ...
     def self_subject_review(self) -> Obj: ...
 
 
@@ -472,6 +474,17 @@ class OfficialKubeApi:
         does not serve is a KubeError with status 404."""
         prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
         return list(self._call(self._get_path, f"{prefix}/{plural}").get("items") or [])
+
+    def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                        field_selector: str = "") -> list[Obj]:
+        """Every object of one resource in ``namespace`` (``kubectl get PLURAL.GROUP -n NS``), optionally by a field
+        selector (``--field-selector``)."""
+        from urllib.parse import quote
+
+        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        query = f"?fieldSelector={quote(field_selector, safe='')}" if field_selector else ""
+        path = f"{prefix}/namespaces/{quote(namespace, safe='')}/{plural}{query}"
+        return list(self._call(self._get_path, path).get("items") or [])
 
     def _get_path(self, path: str, _preload_content: bool = False, _request_timeout: Any = None) -> Any:
         """GET a path of the API with the client's credentials; a non-2xx answer raises as the generated API

@@ -3,6 +3,7 @@ controller that owns it (a ReplicaSet's pods are traced to their Deployment, who
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from harness.checks.podspec import controller_of
@@ -39,8 +40,79 @@ def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> Liv
         listed = api.list_deployments(namespace)
     except KubeError:
         listed = []  # the pods' own view stands; the rendered RBAC grants this list
-    facts.refused = refused_deployments(listed, service_account)
+    facts.refused = refused_deployments(listed, service_account) + refused_by_events(api, namespace,
+                                                                                      service_account, pods)
     return facts
+
+
+# The workload kinds whose controllers record a refused create only as a FailedCreate event on themselves (their
+# status has no ReplicaFailure condition): the StatefulSet controller's "create Pod web-0 in StatefulSet web failed
+# error: <refusal>" (stateful_pod_control.go recordPodEvent), the DaemonSet and Job controllers' "Error creating:
+# <refusal>" (controller_utils.go RealPodControl, FailedCreatePodReason).
+EVENT_KINDS = (("apps", "v1", "statefulsets", "StatefulSet"), ("apps", "v1", "daemonsets", "DaemonSet"),
+               ("batch", "v1", "jobs", "Job"))
+_EVENT_PREFIX = re.compile(r"^(?:create Pod \S+ in StatefulSet \S+ failed error: |Error creating: )")
+
+
+def _short(kind: str, obj: dict[str, Any], made: int) -> bool:
+    """Fewer of its pods exist than it wants now: a refused create still stands (an old event alone is history)."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    if kind == "StatefulSet":
+        return made < int(spec.get("replicas", 1) or 0)
+    if kind == "DaemonSet":
+        return made < int(status.get("desiredNumberScheduled") or 0)
+    done = any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+    return not done and made < int(spec.get("parallelism", 1) or 0) - int(status.get("succeeded") or 0)
+
+
+def refused_by_events(api: KubeApi, namespace: str, service_account: str,
+                      pods: list[dict[str, Any]]) -> list[RefusedController]:
+    """StatefulSets, DaemonSets and Jobs whose pods would run under ``service_account``, that have fewer pods
+    than they want, and whose latest event is a refused create (FailedCreate): the refusal, as the controller
+    recorded it. Best effort: a list the harness may not make says nothing."""
+    owned: dict[str, int] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+            continue
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("controller"):
+                owned[str(ref.get("uid"))] = owned.get(str(ref.get("uid")), 0) + 1
+    short: list[tuple[str, dict[str, Any]]] = []
+    for group, version, plural, kind in EVENT_KINDS:
+        try:
+            listed = api.list_namespaced(group, version, plural, namespace)
+        except KubeError:
+            continue
+        for obj in listed:
+            template = (obj.get("spec") or {}).get("template") or {}
+            spec = template.get("spec") or {}
+            if (spec.get("serviceAccountName") or spec.get("serviceAccount") or "default") != service_account:
+                continue
+            if _short(kind, obj, owned.get(str((obj.get("metadata") or {}).get("uid")), 0)):
+                short.append((kind, obj))
+    if not short:
+        return []
+    try:
+        events = api.list_namespaced("", "v1", "events", namespace, "reason=FailedCreate")
+    except KubeError:
+        return []
+    found = []
+    for kind, obj in short:
+        meta = obj.get("metadata") or {}
+        mine = [e for e in events if (e.get("involvedObject") or {}).get("uid") == meta.get("uid")
+                and (e.get("involvedObject") or {}).get("kind") == kind]
+        if not mine:
+            continue
+        latest = max(mine, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        template = (obj.get("spec") or {}).get("template") or {}
+        found.append(RefusedController(
+            kind, str(meta.get("name") or ""), "FailedCreate",
+            _EVENT_PREFIX.sub("", str(latest.get("message") or "")),
+            {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("annotations") or {}).items()},
+        ))
+    return sorted(found, key=lambda r: (r.kind, r.name))
 
 
 def refused_deployments(deployments: list[dict[str, Any]], service_account: str) -> list[RefusedController]:

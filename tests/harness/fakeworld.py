@@ -306,6 +306,10 @@ class FakeKube:
     def list_deployments(self, namespace: str) -> list[dict[str, Any]]:
         return []  # no workload Deployment of the fake world has a ReplicaFailure
 
+    def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                        field_selector: str = "") -> list[dict[str, Any]]:
+        return []  # no StatefulSet, DaemonSet or Job of the fake world is refused its pods
+
     def openid_configuration(self) -> Fetched:
         issuer = self.world.token_issuer or self.world.issuer
         return Fetched(

@@ -176,6 +176,8 @@ class ListingKube:
         self.pods = pods
         self.deployments = deployments or []
         self.read: list[str] = []
+        self.controllers: list[dict[str, Any]] = []  # StatefulSets, DaemonSets, Jobs (with a "plural" key)
+        self.events: list[dict[str, Any]] = []
 
     def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str]:
         return self.pods, "1"
@@ -186,6 +188,13 @@ class ListingKube:
 
     def list_deployments(self, namespace: str) -> list[dict[str, Any]]:
         return self.deployments
+
+    def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                        field_selector: str = "") -> list[dict[str, Any]]:
+        if plural == "events":
+            assert field_selector == "reason=FailedCreate"
+            return self.events
+        return [o for o in self.controllers if o["plural"] == plural]
 
 
 def test_the_collector_keeps_live_pods_of_the_service_account_only() -> None:
@@ -415,3 +424,25 @@ def test_with_pod_an_unlabelled_pod_is_labelled_where_it_comes_from(references: 
     (mutated,) = pod_mutated(ctx).findings
     assert (labelled.code, mutated.code) == ("POD_NOT_LABELLED", "POD_NOT_MUTATED")
     assert labelled.fix_lines() == expected and mutated.fix_lines() == expected
+
+
+def test_a_statefulset_whose_pod_is_refused_is_named_from_its_failedcreate_event() -> None:
+    """A StatefulSet (or DaemonSet, Job) records a refused create only as a FailedCreate event on itself (no
+    ReplicaFailure condition): with fewer pods than it wants, its latest such event is read, the controller's
+    prefix dropped, and the refusal judged as a Deployment's is (here Pod Security: a warning naming it)."""
+    sts = {"plural": "statefulsets", "metadata": {"name": "ledger", "namespace": "finance", "uid": "u-1"},
+           "spec": {"replicas": 2, "template": {"spec": {"serviceAccountName": "backend-sa"}}}, "status": {}}
+    pod = workload_pod(name="ledger-0")
+    pod["metadata"]["ownerReferences"] = [{"kind": "StatefulSet", "name": "ledger", "uid": "u-1", "controller": True}]
+    kube = ListingKube([pod])
+    kube.controllers = [sts]
+    kube.events = [
+        {"involvedObject": {"kind": "StatefulSet", "uid": "u-1"}, "lastTimestamp": "2026-01-01T00:00:01Z",
+         "message": f"create Pod ledger-1 in StatefulSet ledger failed error: {PSA}"},
+        {"involvedObject": {"kind": "StatefulSet", "uid": "u-1"}, "lastTimestamp": "2026-01-01T00:00:00Z",
+         "message": "create Pod ledger-1 in StatefulSet ledger failed error: an older refusal"},
+    ]
+    facts = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert [(r.kind, r.name, r.message) for r in facts.refused] == [("StatefulSet", "ledger", PSA)]
+    sts["spec"]["replicas"] = 1  # all its pods made: an old event is history
+    assert collect_live_pods(kube, "finance", "backend-sa").refused == []  # type: ignore[arg-type]
