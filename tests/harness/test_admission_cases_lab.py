@@ -485,3 +485,51 @@ def test_a_container_limits_policy_refuses_a_probe_above_it_and_a_workload_witho
     rolled = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "deployment", "backend",
                      "--timeout", "60s")
     assert rolled.returncode == 0, rolled.stderr
+
+
+LEDGER = {
+    "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "ledger", "namespace": "finance"},
+    "spec": {"serviceName": "ledger", "replicas": 2, "selector": {"matchLabels": {"app": "ledger"}},
+             "template": {"metadata": {"labels": {"app": "ledger", "azure.workload.identity/use": "true"}},
+                          "spec": {"serviceAccountName": "backend-sa",
+                                   "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"]}]}}},
+}
+
+
+def test_a_statefulset_refused_by_pod_security_is_named_from_its_event(
+    running_lab: RunningLab, kube_home: Path, tmp_path: Path
+) -> None:
+    """A StatefulSet under the workload's ServiceAccount, restarted after finance was labelled enforce=restricted:
+    its controller records the refusal only as a FailedCreate event. WORKLOAD_PODS_REFUSED names it (a warning,
+    not Workload ID); the printed looks run, the label relaxed (the person's choice), the StatefulSet makes its
+    pod and the next run has no such warning."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    manifest = tmp_path / "ledger.json"
+    manifest.write_text(json.dumps(LEDGER))
+    assert kubectl(running_lab, kube_home, "apply", "-f", str(manifest)).returncode == 0
+    try:
+        rolled = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "sts/ledger", "--timeout=60s")
+        assert rolled.returncode == 0, rolled.stderr
+        assert kubectl(running_lab, kube_home, "label", "namespace", "finance",
+                       "pod-security.kubernetes.io/enforce=restricted").returncode == 0
+        assert kubectl(running_lab, kube_home, "-n", "finance", "rollout", "restart", "sts/ledger").returncode == 0
+        wait_for("a FailedCreate event", lambda: "failed error" in kubectl(
+            running_lab, kube_home, "-n", "finance", "get", "events", "--field-selector", "reason=FailedCreate").stdout)
+
+        result, document = run_suites(tmp_path / "refused", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode == 0, result.stdout[-3000:]  # a warning: the probe proves the chain
+        refused = workload_findings(document)["WORKLOAD_PODS_REFUSED"]
+        assert refused["message"].startswith("StatefulSet/ledger: the API server refuses its new pods, not for "
+                                             "Workload ID but Pod Security admission")
+        for line in refused["remediation"]:
+            if not line.startswith("#"):
+                assert paste(running_lab, kube_home, line).returncode == 0, line
+        assert kubectl(running_lab, kube_home, "label", "namespace", "finance",
+                       "pod-security.kubernetes.io/enforce-").returncode == 0
+        rolled = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "sts/ledger", "--timeout=60s")
+        assert rolled.returncode == 0, rolled.stderr
+        result, document = run_suites(tmp_path / "relaxed", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode == 0 and "WORKLOAD_PODS_REFUSED" not in all_codes(document)
+    finally:
+        kubectl(running_lab, kube_home, "label", "namespace", "finance", "pod-security.kubernetes.io/enforce-")
+        kubectl(running_lab, kube_home, "delete", "statefulset", "ledger", "-n", "finance", "--ignore-not-found")
