@@ -455,6 +455,17 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
+        "PROBE_POD_DELETED", "probe", "error",
+        "Someone else deleted the probe pod before the probe printed its report (kubectl delete, an eviction or a "
+        "node drain, a cleanup job): nothing after its admission was verified. An eviction is named by the pod's "
+        "DisruptionTarget condition; a namespace deleted under the run is NAMESPACE_NOT_FOUND or "
+        "NAMESPACE_TERMINATING instead.",
+        "Read the pod's events (kubectl get events --field-selector involvedObject.name=POD: they outlive it) and "
+        "run again once the drain, upgrade or cleanup is over.",
+        "test:tests/harness/test_cleanup_lab.py::test_a_probe_pod_deleted_or_evicted_mid_run_is_named_as_such",
+        advice_only="a deletion by someone else is over by the time it is reported: running again is the repair",
+    ),
+    _e(
         "PROBE_OUTPUT_INVALID", "probe", "error",
         "The probe printed no parsable document.",
         "Read the pod's log (kubectl logs); the image must run python3 -m probe.",

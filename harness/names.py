@@ -50,3 +50,10 @@ POD_IDENTITY_PLURALS = (
     "azureassignedidentities",
 )
 POD_IDENTITY_IMAGE_PATH = "/aad-pod-identity/"  # mcr.microsoft.com/oss/azure/aad-pod-identity/{nmi,mic}:TAG
+
+# PodFacts.waiting_message of a probe pod someone else deleted before it finished (kubectl delete, an eviction or a
+# drain, its namespace's deletion): what the collector saw, then how it went (harness/collect/probe_pods.py)
+POD_DELETED = "the pod was deleted before it finished"
+EVICTED = "evicted"  # "...: evicted (DisruptionTarget ...)"
+NAMESPACE_DELETED = "its namespace was deleted"
+NAMESPACE_DELETING = "its namespace is being deleted"

@@ -3,15 +3,29 @@ admitted."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from harness.checks import remediation as fix
-from harness.checks.common import missing_probe_step
+from harness.checks.admission import namespace_terminating_fixes
+from harness.checks.common import kube_failure_finding, missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.model import ERROR, Finding, Outcome, failed, passed
 from harness.checks.podspec import env_map
+from harness.checks.serviceaccount import create_sa_steps
 from harness.commands import Step, advice
-from harness.names import FATAL_WAITING, INJECTED_ENV, PROBE_CA_VOLUME, PROBE_CONTAINER, PROBE_SOURCE_VOLUME
+from harness.facts import KubeFailure
+from harness.names import (
+    EVICTED,
+    FATAL_WAITING,
+    INJECTED_ENV,
+    NAMESPACE_DELETED,
+    NAMESPACE_DELETING,
+    POD_DELETED,
+    PROBE_CA_VOLUME,
+    PROBE_CONTAINER,
+    PROBE_SOURCE_VOLUME,
+)
 
 
 def probe_completed(ctx: WorkloadContext) -> Outcome:
@@ -58,6 +72,8 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 _unschedulable_fix(pod.namespace, pod.name, unschedulable, pod.pod),
             ),
         )
+    if pod.probe is None and (pod.waiting_message or "").startswith(POD_DELETED):
+        return _deleted(ctx, evidence)
     if (pod.timed_out or deadline_exceeded(pod.pod)) and pod.probe is None:
         pulling = pod.waiting_reason in _STARTING
         what = (
@@ -84,6 +100,16 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                     fix.kept_pod(pod.namespace, pod.name, "the pod's events say where the time went"),
                 ],
             ),
+        )
+    unreachable = _LOG_UNREACHABLE.match(pod.probe_error or "") if pod.probe is None else None
+    if unreachable is not None:  # the API server did not answer the log read: the probe's output is not at fault
+        evidence["error"] = pod.probe_error
+        return failed(
+            f"no probe report: {pod.probe_error}",
+            evidence,
+            kube_failure_finding(KubeFailure(0, "Unreachable", unreachable.group(1)), "probe",
+                                 f"read the probe's log (pod {pod.namespace}/{pod.name})",
+                                 fix.can_i("get", "pods/log", pod.namespace), ctx.cluster, ctx.azure),
         )
     if pod.probe is None:
         evidence["error"] = pod.probe_error
@@ -131,6 +157,45 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
 
 
 _STARTING = ("ContainerCreating", "PodInitializing")
+# harness/collect/probe_pods.py read_probe_output's text for a log read the API server did not answer (KubeError)
+_LOG_UNREACHABLE = re.compile(r"could not read the probe's log: 0 Unreachable: (.*)", re.S)
+
+
+def _deleted(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
+    """The probe pod went before the probe printed its report, deleted by someone else (kubectl delete, an
+    eviction or a node drain, its namespace's deletion): nothing after its admission was verified, and the cause
+    is that deletion, not the probe's output."""
+    pod = ctx.facts.pod
+    assert pod is not None
+    how = str(pod.waiting_message)
+    evidence["deleted_by_someone_else"] = how
+    where = f"{pod.namespace}/{pod.name}"
+    if NAMESPACE_DELETED in how or NAMESPACE_DELETING in how:
+        terminating = NAMESPACE_DELETING in how
+        message = (f"namespace {pod.namespace} was deleted during the run, the probe pod {where} with it"
+                   + (f" ({how.split(NAMESPACE_DELETING, 1)[1].strip(' ()')})" if terminating else "")
+                   + ": nothing after the probe pod's admission was verified")
+        steps = (namespace_terminating_fixes(pod.namespace, []) if terminating else [
+            advice(f"if {pod.namespace} was deleted on purpose, take the workload out of harness.yaml; if not, "
+                   "make it again:"),
+            fix.kubectl("create", "namespace", fix.namespace_or(pod.namespace)),
+            *create_sa_steps(ctx),
+        ])
+        code, layer = ("NAMESPACE_TERMINATING", "serviceaccount") if terminating else (
+            "NAMESPACE_NOT_FOUND", "serviceaccount")
+        return failed(message, evidence, Finding(code, ERROR, layer, message, evidence, steps))
+    evicted = f": {EVICTED} " in how
+    detail = how[len(POD_DELETED):].removeprefix(f": {EVICTED}").strip(" ;:")
+    message = (f"the probe pod {where} was {'evicted' if evicted else 'deleted'} before the probe finished"
+               + (f" {detail}" if detail else "") + ": nothing after its admission was verified; run again")
+    steps: list[Step] = [fix.kubectl("get", "events", "-n", fix.namespace_or(pod.namespace), "--field-selector",
+                                     f"involvedObject.name={pod.name}",
+                                     note="who stopped it: Killing, Evicted, a drain's eviction")]
+    if evicted:
+        steps.append(fix.kubectl("get", "nodes", note="SchedulingDisabled: a drain or an upgrade under way"))
+    steps.append(advice("run again once whatever deletes pods there (a drain, an upgrade, a cleanup job, a "
+                        "person) is done"))
+    return failed(message, evidence, Finding("PROBE_POD_DELETED", ERROR, "probe", message, evidence, steps))
 
 
 # the scheduler's filter plugins' reasons (kubernetes pkg/scheduler/framework/plugins): NodeUnschedulable's

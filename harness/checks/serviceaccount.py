@@ -103,12 +103,19 @@ def _namespace_deleting(ctx: WorkloadContext, deleting: dict[str, Any]) -> Outco
 
 
 def _create_sa(ctx: WorkloadContext) -> list[Step]:
+    return create_sa_steps(ctx)
+
+
+def create_sa_steps(ctx: WorkloadContext) -> list[Step]:
     """The ServiceAccount as harness.yaml describes it: created, and annotated when harness.yaml names the client
-    id (a namespace that is gone took its ServiceAccounts with it)."""
+    id (a namespace that is gone took its ServiceAccounts with it), else with the one it had when the harness read
+    it (deleted during the run)."""
     steps: list[Step] = [fix.kubectl("create", "serviceaccount", "-n", fix.namespace_or(ctx.namespace),
                                      fix.object_or(ctx.service_account, "<sa>"))]
-    if ctx.workload.client_id:
-        steps.append(fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.workload.client_id))
+    client_id = ctx.workload.client_id or (ctx.facts.sa.annotations.get(CLIENT_ID_ANNOTATION)
+                                           if ctx.facts.sa.found else None)
+    if client_id:
+        steps.append(fix.annotate_sa(ctx.namespace, ctx.service_account, client_id))
     else:
         steps.append(advice(f"annotate it with the client id of the identity that trusts {ctx.subject}:"))
         steps.append(fix.annotate_sa(ctx.namespace, ctx.service_account, None))

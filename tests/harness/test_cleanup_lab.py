@@ -200,6 +200,54 @@ def run_json(report_dir: Path) -> dict[str, Any]:
     return json.loads((report_dir / "latest" / "run.json").read_text())
 
 
+def break_the_probe_pod_mid_run(running_lab: RunningLab, report_dir: Path, config_file: Path, workload: str,
+                                breakage: Any) -> tuple[str, dict[str, Any], str]:
+    """A run whose probe pod ``breakage(api, namespace, pod)`` hits while it starts: (its output, run.json, the
+    pod's name); nothing of the run is left."""
+    api = core(running_lab)
+    before = objects(api)
+    ctl(running_lab, "kubelet", "--pod-start-latency", "3")
+    try:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "suites", "--config", str(config_file), "--workload", workload,
+             "--report-dir", str(report_dir), "-p", "no:cacheprovider", "-q"],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        ((_, namespace, pod, _),) = wait_for(lambda: new_pods(api, before), 60, "the probe pod")
+        breakage(api, namespace, pod)
+        output = run.communicate(timeout=120)[0]
+    finally:
+        ctl(running_lab, "kubelet", "--pod-start-latency", "0")
+    assert "Traceback" not in output, output[-3000:]
+    assert objects(api) == before, output[-3000:]
+    return output, run_json(report_dir), pod
+
+
+def _delete(api: k8s.CoreV1Api, namespace: str, pod: str) -> None:
+    api.delete_namespaced_pod(pod, namespace)
+
+
+def _evict(api: k8s.CoreV1Api, namespace: str, pod: str) -> None:  # what kubectl drain posts for each pod
+    api.create_namespaced_pod_eviction(pod, namespace, {"apiVersion": "policy/v1", "kind": "Eviction",
+                                                        "metadata": {"name": pod, "namespace": namespace}})
+
+
+@pytest.mark.parametrize("breakage", [_delete, _evict], ids=["kubectl-delete", "eviction"])
+def test_a_probe_pod_deleted_or_evicted_mid_run_is_named_as_such(
+    running_lab: RunningLab, tmp_path: Path, breakage: Any
+) -> None:
+    """Not PROBE_OUTPUT_INVALID with a 'kubectl logs ... --keep' fix (the log of a pod someone else deleted is
+    gone): PROBE_POD_DELETED, naming the pod and its events; the printed repair, a run once it is over, passes."""
+    output, document, pod = break_the_probe_pod_mid_run(running_lab, tmp_path / "broken", running_lab.harness_config,
+                                                        WORKLOAD, breakage)
+    (workload,) = document["workloads"]
+    assert workload["verdict"] == "fail" and [f["code"] for f in workload["findings"]] == ["PROBE_POD_DELETED"]
+    finding = workload["findings"][0]
+    assert f"{WORKLOAD.split('/')[0]}/{pod}" in finding["message"] and "\n" not in finding["message"]
+    assert finding["remediation"][0].startswith(f"kubectl get events -n finance --field-selector involvedObject.name={pod}")
+    again = start(running_lab.harness_config, tmp_path / "again")
+    assert again.communicate(timeout=120)[0] and again.returncode == 0
+
+
 def test_sweep_after_the_deadline_removes_exactly_the_killed_runs_objects(
     running_lab: RunningLab, tmp_path: Path
 ) -> None:

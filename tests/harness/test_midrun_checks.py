@@ -1,0 +1,36 @@
+"""Breakages made while a run runs, on fake facts: the probe pod deleted by someone else, the API server not
+answering the probe's log read."""
+
+from __future__ import annotations
+
+import pytest
+from test_checks import _waiting_probe
+
+from harness.checks.model import FAIL
+from harness.names import POD_DELETED
+
+
+def test_a_probe_log_the_api_server_did_not_answer_is_kube_unreachable_not_invalid_output() -> None:
+    """The API server refused connections for a moment as the probe ended: the log read failed. Not
+    PROBE_OUTPUT_INVALID with a 'kubectl logs ... --keep' fix: the API server is named."""
+    outcome = _waiting_probe({"phase": "Succeeded"}, exit_code=0, probe=None, probe_error=(
+        "could not read the probe's log: 0 Unreachable: no answer from the API server https://127.0.0.1:6443: "
+        "NewConnectionError: [Errno 111] Connection refused"))
+    assert outcome.status == FAIL and outcome.findings[0].code == "KUBE_UNREACHABLE"
+    assert "read the probe's log" in outcome.findings[0].message and "Connection refused" in outcome.findings[0].message
+
+
+@pytest.mark.parametrize(("how", "code", "said"), [
+    ("", "PROBE_POD_DELETED", "was deleted before the probe finished: nothing after"),
+    (": evicted (DisruptionTarget EvictionByEvictionAPI: Eviction API: evicting)", "PROBE_POD_DELETED",
+     "was evicted before the probe finished (DisruptionTarget EvictionByEvictionAPI"),
+    ("; its namespace was deleted", "NAMESPACE_NOT_FOUND", "namespace finance was deleted during the run"),
+    ("; its namespace is being deleted (Terminating since 2026-12-05T01:00:00Z)", "NAMESPACE_TERMINATING",
+     "(Terminating since 2026-12-05T01:00:00Z)"),
+])
+def test_a_probe_pod_someone_else_deleted_is_named_not_invalid_output(how: str, code: str, said: str) -> None:
+    outcome = _waiting_probe({"phase": "Failed"}, probe=None, waiting_message=POD_DELETED + how,
+                             probe_error="could not read the probe's log: 404 NotFound: pods \"p\" not found")
+    assert outcome.status == FAIL and [f.code for f in outcome.findings] == [code]
+    assert said in outcome.findings[0].message, outcome.findings[0].message
+    assert not any("--keep" in line for line in outcome.findings[0].fix_lines())
