@@ -8,7 +8,10 @@ Transient, so retried with capped exponential backoff (1, 2, 4, 8, 8 ... s) whil
   answer), and AADSTS7000272 (Entra's older copy of the issuer's keys, after a key rotation or for a new issuer).
 - a connection reset or a timeout once the request had gone out (the answer was lost on the way), as the
   harness's policy retries read errors (harness/collect/retrying.py).
-Permanent, never retried: any other 4xx or AADSTS code, and a connection that could not be made (DNS, refused,
+- a connection refused, at most CONNECT_RETRIES more times (0, 1.6, 3.2 s apart): what azure-core's RetryPolicy,
+  under the Azure SDKs and azure-identity, does by default (retry_connect=3, retry_backoff_factor=0.8, no wait
+  before the first retry), so a service restarting for a few seconds fails the probe no more than the workload.
+Permanent, never retried: any other 4xx or AADSTS code, and a connection that could not be made otherwise (DNS,
 TLS, a connect timeout: in a pod that is a network rule or a proxy, which waiting does not change).
 
 The bound is one budget for the whole probe run, started at the first transient answer: no attempt starts after
@@ -35,6 +38,9 @@ FIC_PROPAGATION_AADSTS = (70021, 700211, 700213)
 METADATA_CACHE_AADSTS = (7000272,)
 TRANSIENT_AADSTS = (*FIC_PROPAGATION_AADSTS, *METADATA_CACHE_AADSTS)
 TRANSIENT_TRANSPORT = frozenset({"connection_reset", "timeout"})
+REFUSED = "connection_refused"
+CONNECT_RETRIES = 3  # azure-core RetryPolicy's retry_connect default
+CONNECT_BACKOFF = 0.8  # ... and its retry_backoff_factor: backoff * 2 ** (n - 1) before the n-th, none before the first
 
 
 class RetryPolicy:
@@ -100,10 +106,11 @@ def send_with_retries(
             resp: Response | TransportError = send()
         except TransportError as exc:
             log.answers.append(exc.kind)
-            if exc.kind not in TRANSIENT_TRANSPORT or not exc.sent or policy is None:
+            refused = exc.kind == REFUSED and not exc.sent
+            if policy is None or not (refused or (exc.kind in TRANSIENT_TRANSPORT and exc.sent)):
                 return exc, log
             log.transient_seen = True
-            wait = policy.delay(log.attempts, {})
+            wait = connect_delay(policy, log) if refused else policy.delay(log.attempts, {})
             if wait is None:
                 log.exhausted = True
                 return exc, log
@@ -121,6 +128,24 @@ def send_with_retries(
             return resp, log
         policy.sleep(wait)  # type: ignore[union-attr]  # wait is None without a policy
         log.waited_seconds += wait
+
+
+def connect_delay(policy: RetryPolicy, log: RetryLog) -> float | None:
+    """Seconds before another attempt after ``log``'s latest refused connection, or None: azure-core's backoff
+    for its consecutive connection errors (0 s, then 1.6, 3.2), at most CONNECT_RETRIES of them, within the run's
+    bound."""
+    refused = 0
+    for answer in reversed(log.answers):
+        if answer != REFUSED:
+            break
+        refused += 1
+    if refused > CONNECT_RETRIES:
+        return None
+    now = policy.monotonic()
+    if policy.deadline is None:
+        policy.deadline = now + policy.bound_seconds
+    wait = 0.0 if refused <= 1 else CONNECT_BACKOFF * 2 ** (refused - 1)
+    return wait if now + wait <= policy.deadline else None
 
 
 def classify(resp: Response, transient_aadsts: Iterable[int]) -> tuple[str, bool]:

@@ -12,7 +12,7 @@ from typing import Any
 from harness.checks import remediation as fix
 from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
-from harness.checks.exchange import EGRESS_KINDS, describe_exchange_error, egress_fix
+from harness.checks.exchange import EGRESS_KINDS, describe_exchange_error, egress_fix, refused_note
 from harness.checks.federation import principal_id_of
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.checks.roles import diagnose_denial, view_assignments
@@ -200,7 +200,8 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
             )
         ]
     elif kind in EGRESS_KINDS or kind.startswith("tls"):
-        code, message = "EGRESS_BLOCKED", f"the pod cannot reach {step.get('target')}: {error.get('message')}"
+        code, message = "EGRESS_BLOCKED", (f"the pod cannot reach {step.get('target')}: {error.get('message')}"
+                                           f"{refused_note(error, evidence.get('retries'))}")
         remediation = egress_fix(ctx, str(step.get("target")), evidence)
         others = _other_unreachable_hosts(ctx, str(step.get("target")))
         if others:  # one finding per code: the rule to add must cover every host, not only this one's

@@ -318,6 +318,18 @@ def describe_exchange_error(error: dict[str, Any]) -> str:
     return f"{error.get('kind')}: {error.get('message')}"
 
 
+def refused_note(error: dict[str, Any], retries: Any) -> str:
+    """After a refused connection the probe tried again (probe/retry.py, as azure-core does): how often, and what a
+    refusal that outlasts it means, so a service down for longer is not read as a network rule alone."""
+    if error.get("kind") != "connection_refused" or not isinstance(retries, dict):
+        return ""
+    attempts = retries.get("attempts")
+    if not isinstance(attempts, int) or attempts < 2:
+        return ""
+    return (f" (refused {attempts} times over {retries.get('waited_seconds')} s: nothing accepted the connection "
+            "there; the service down or restarting, or a proxy or firewall refusing it)")
+
+
 def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dict[str, Any]) -> Finding:
     aadsts = str(error.get("aadsts") or "")
     issuer, _ = expected_issuer(ctx)
@@ -330,7 +342,8 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
             "EGRESS_BLOCKED",
             ERROR,
             "entra",
-            f"the pod cannot reach Entra at {evidence.get('token_url')}: {describe_exchange_error(error)}",
+            f"the pod cannot reach Entra at {evidence.get('token_url')}: {describe_exchange_error(error)}"
+            f"{refused_note(error, evidence.get('retries'))}",
             evidence,
             steps,
         )

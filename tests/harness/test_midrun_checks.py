@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from test_checks import _waiting_probe
 
+from harness.checks.exchange import refused_note
 from harness.checks.model import FAIL
 from harness.names import POD_DELETED
 
@@ -34,3 +35,10 @@ def test_a_probe_pod_someone_else_deleted_is_named_not_invalid_output(how: str, 
     assert outcome.status == FAIL and [f.code for f in outcome.findings] == [code]
     assert said in outcome.findings[0].message, outcome.findings[0].message
     assert not any("--keep" in line for line in outcome.findings[0].fix_lines())
+
+
+def test_a_refusal_that_outlasted_the_retries_says_so() -> None:
+    error = {"kind": "connection_refused", "message": "ConnectionRefusedError: [Errno 111] Connection refused"}
+    note = refused_note(error, {"attempts": 4, "waited_seconds": 4.8, "exhausted": True})
+    assert note.startswith(" (refused 4 times over 4.8 s: nothing accepted the connection there")
+    assert refused_note(error, {"attempts": 1}) == "" and refused_note({"kind": "dns"}, {"attempts": 4}) == ""

@@ -223,6 +223,32 @@ def test_a_hard_down_service_is_named_and_nothing_else_is_blamed(
     assert blamed <= BLAMED[service], blamed
 
 
+def test_entra_down_for_a_moment_mid_run_is_ridden_out_as_the_sdk_does(running_lab: RunningLab, tmp_path: Path) -> None:
+    """Entra refuses connections for ~2 s as the probe starts (a restart, a failover): the probe tries again as
+    azure-core does for the workload (3 more times, 0, 1.6, 3.2 s apart), so the verdict is the fault-free one and
+    the evidence counts the refusals."""
+    api = k8s.CoreV1Api(k8s_config.new_client_from_config(config_file=str(running_lab.state_dir / "kubeconfig")))
+    ctl(running_lab, "kubelet", "--pod-start-latency", "2")
+    try:
+        run = start(tmp_path, running_lab.harness_config, WORKLOADS, "--workload", "finance/backend-sa")
+        deadline = time.monotonic() + 60
+        while not api.list_pod_for_all_namespaces(label_selector="app.kubernetes.io/managed-by=wi-harness").items:
+            assert time.monotonic() < deadline, "no probe pod"
+            time.sleep(0.05)
+        ctl(running_lab, "outage", "entra", "--down")
+        try:
+            time.sleep(2.5)
+        finally:
+            ctl(running_lab, "outage", "entra", "--up")
+        document = finish(run, tmp_path)
+    finally:
+        ctl(running_lab, "kubelet", "--pod-start-latency", "0")
+    assert document["verdict"] == "pass", document["_output"][-3000:]
+    (workload,) = document["workloads"]
+    retries = next(c for c in workload["checks"] if c["id"] == "exchange.succeeds")["evidence"]["retries"]
+    assert retries["answers"][0] == "connection_refused" and retries["answers"][-1] == "HTTP 200", retries
+
+
 # ---------------------------------------------------------------- least privilege
 
 RUNNER_NS, RUNNER = "default", "wi-harness-runner"

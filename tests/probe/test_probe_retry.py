@@ -126,11 +126,27 @@ def test_a_transient_answer_then_success_stops_retrying() -> None:
 
 def test_permanent_answers_and_network_errors_are_never_retried() -> None:
     for answer in (entra_error(700212), entra_error(700016, 400), json_response(403, {}),
-                   TransportError("connection_refused", "refused")):
+                   TransportError("dns", "Name or service not known"), TransportError("timeout", "connect timeout")):
         clock = FakeClock()
         send, calls = sender(answer)
         _, log = send_with_retries(send, policy(clock))
         assert len(calls) == 1 and clock.waits == [] and not log.transient_seen
+
+
+def test_a_refused_connection_is_tried_again_as_azure_core_does() -> None:
+    """azure-core's RetryPolicy (under azure-identity and the Azure SDKs) retries a connection error 3 times
+    (retry_connect), 0, 1.6 and 3.2 s apart (retry_backoff_factor 0.8): a service restarting for a few seconds."""
+    refused = TransportError("connection_refused", "refused")
+    clock = FakeClock()
+    send, calls = sender(refused, refused, json_response(200, {}))
+    resp, log = send_with_retries(send, policy(clock))
+    assert isinstance(resp, Response) and resp.status == 200 and clock.waits == [0.0, 1.6]
+    assert log.answers == ["connection_refused", "connection_refused", "HTTP 200"] and not log.exhausted
+    clock = FakeClock()
+    send, calls = sender(refused)
+    resp, log = send_with_retries(send, policy(clock))
+    assert isinstance(resp, TransportError) and len(calls) == 4 and clock.waits == [0.0, 1.6, 3.2]
+    assert log.exhausted and log.transient_seen
 
 
 def test_retry_after_is_honoured_and_never_cut_short() -> None:
@@ -209,10 +225,12 @@ def test_a_successful_first_answer_adds_no_retry_evidence(
     assert "retries" not in run.step("exchange")["evidence"]
 
 
-def test_network_errors_are_not_retried(run_probe: RunProbe, environ: dict[str, str], fake_clock: FakeClock) -> None:
+def test_a_refused_connection_is_retried_then_reported(
+    run_probe: RunProbe, environ: dict[str, str], fake_clock: FakeClock
+) -> None:
     transport = FakeTransport({TOKEN_URL: refuse})
     run = run_probe([], environ, transport)
-    assert len(transport.calls) == 1 and run.step("exchange")["error"]["kind"] == "connection_refused"
+    assert len(transport.calls) == 4 and run.step("exchange")["error"]["kind"] == "connection_refused"
 
 
 def test_an_access_checks_own_exchange_shows_its_retries(
