@@ -698,6 +698,9 @@ def _webhook_pods_back(ctx: WorkloadContext, namespace: str) -> list[Step]:
     found = [d for d in ctx.cluster.webhook_deployments if (d.get("metadata") or {}).get("namespace") == namespace]
     if not found:
         return []
+    if ctx.cluster.webhook_unschedulable:  # a restart makes more pods that wait for a node the same way
+        return [advice("the webhook's pods wait for a node that takes them (the run's WEBHOOK_NOT_READY names the "
+                       "scheduler's reason): no restart brings them back; once a node takes them, they serve")]
     meta, spec = found[0].get("metadata") or {}, found[0].get("spec") or {}
     return fix.webhook_pods_back(namespace, str(meta.get("name") or ""), spec.get("replicas", 1))
 

@@ -463,6 +463,19 @@ def await_pods(
                         break
             except KubeError:
                 watch_supported = False
+    # the namespaces are watched one after another within the one deadline: pods of one that never settle (no
+    # node takes them) hold the watch until the deadline, and the namespaces after it were never read. Their
+    # pods ran all the same: each is read once now, so a probe that finished is not taken for a timeout, nor an
+    # unschedulable one
+    for namespace in sorted({f.namespace for f in pods if not settled(f)}):
+        try:
+            items, _ = api.list_pods(namespace, selector)
+        except KubeError:
+            continue
+        for item in items:
+            name = (item.get("metadata") or {}).get("name")
+            if name in by_namespace[namespace] and not settled(by_namespace[namespace][name]):
+                seen(by_namespace[namespace][name], item)
     for facts in pods:
         if not settled(facts):
             facts.timed_out = True

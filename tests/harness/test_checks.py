@@ -1628,3 +1628,24 @@ def test_a_webhook_rollout_whose_new_pods_crash_is_degraded_although_the_old_pod
                for line in outcome.findings[0].fix_lines())
     deployment["status"] = {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 2}
     assert webhook_ready(ClusterContext(facts, None, ExpectConfig())).status == PASS
+
+
+def test_a_workloads_webhook_unavailable_prints_no_restart_for_pods_no_node_takes() -> None:
+    """WEBHOOK_UNAVAILABLE's own lines for a webhook whose pods wait Pending (a cordoned node): no rollout restart
+    (it makes more pods that wait the same way); it points at the run's WEBHOOK_NOT_READY, which names the cause."""
+    from types import SimpleNamespace
+
+    from harness.checks.pod import _webhook_pods_back
+    from harness.commands import render_all
+
+    deployment = {"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"},
+                  "spec": {"replicas": 2}}
+    cluster = ClusterFacts(time.time(), webhook_deployments=[deployment])
+    ctx = SimpleNamespace(cluster=cluster)
+    restart = render_all(_webhook_pods_back(ctx, "kube-system"))  # type: ignore[arg-type]
+    assert restart[0] == "kubectl -n kube-system rollout restart deployment/azure-wi-webhook-controller-manager"
+    cluster.webhook_unschedulable = ["kube-system/azure-wi-webhook-a: 0/1 nodes are available: 1 node(s) were "
+                                     "unschedulable."]
+    waiting = render_all(_webhook_pods_back(ctx, "kube-system"))  # type: ignore[arg-type]
+    assert len(waiting) == 1 and waiting[0].startswith("# the webhook's pods wait for a node") and \
+        "WEBHOOK_NOT_READY" in waiting[0]

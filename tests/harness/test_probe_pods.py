@@ -356,6 +356,34 @@ def test_await_gives_up_at_the_deadline() -> None:
     assert facts.timed_out and facts.phase == "Running"
 
 
+class TwoNamespaceKube:
+    """finance's pod never leaves Pending (no node takes it); orders' pod has succeeded already. Watching is
+    not supported, so the harness polls."""
+
+    def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        if namespace == "finance":
+            return [{"metadata": {"name": "f"}, "status": {"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": "0/1 nodes are available: 1 node(s) were unschedulable."}]}}], "1"
+        return [{"metadata": {"name": "o"}, "status": {"phase": "Succeeded"}}], "1"
+
+    def watch_pods(self, *args: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        raise KubeError(KubeFailure(405, "MethodNotAllowed", "watch not supported"))
+        yield  # pragma: no cover
+
+
+def test_a_namespace_whose_pods_never_settle_does_not_hide_the_next_namespaces_pods() -> None:
+    """The namespaces are watched one after another within one deadline: finance's unschedulable pod held it to
+    the end and orders' pod, which had succeeded, was never read (PROBE_TIMEOUT for a working workload). Each pod
+    not settled at the deadline is read once more."""
+    clock = iter(range(0, 1000, 10))
+    finance, orders = PodFacts("finance", "f", created=True), PodFacts("orders", "o", created=True)
+    await_pods(TwoNamespaceKube(), [finance, orders], "run", deadline=35,  # type: ignore[arg-type]
+               monotonic=lambda: next(clock), sleep=lambda _: None)
+    assert finance.timed_out and finance.phase == "Pending"
+    assert not orders.timed_out and orders.phase == "Succeeded"
+
+
 def one_request() -> list[ProbeRequest]:
     return [ProbeRequest("finance/backend-sa", "finance", "backend-sa", {})]
 
