@@ -466,6 +466,18 @@ CATALOGUE: tuple[Entry, ...] = (
         advice_only="a deletion by someone else is over by the time it is reported: running again is the repair",
     ),
     _e(
+        "SERVICE_TIMEOUT", "entra|access", "error",
+        "Entra, Key Vault or Storage took the probe's request and did not answer within "
+        "probe.request_timeout_seconds, through the probe's retries (a read timeout or a reset after the request "
+        "went out): the service is slow or failing, which no network rule explains (EGRESS_BLOCKED is a connection "
+        "that could not be made).",
+        "Look at the service's health (Azure status, Resource Health, throttling metrics) and run again; raise "
+        "probe.request_timeout_seconds if it is this slow by design.",
+        "test:tests/harness/test_reliability_lab.py::test_a_service_slower_than_the_probes_timeout_is_named_slow"
+        "_not_blocked",
+        advice_only="a slow service recovers by itself or by its owner's hand; running again shows it",
+    ),
+    _e(
         "PROBE_OUTPUT_INVALID", "probe", "error",
         "The probe printed no parsable document.",
         "Read the pod's log (kubectl logs); the image must run python3 -m probe.",

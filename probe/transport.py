@@ -14,7 +14,7 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class Response(NamedTuple):
@@ -40,8 +40,10 @@ class TransportError(Exception):
         self.message = message
         self.sent = sent  # the request had gone out (the answer was lost), not a connection never opened
 
-    def to_dict(self) -> dict[str, str]:
-        return {"kind": self.kind, "message": self.message}
+    def to_dict(self) -> dict[str, Any]:
+        """``sent`` only when true: the service got the request and did not answer in time (a slow service, not a
+        blocked network)."""
+        return {"kind": self.kind, "message": self.message, **({"sent": True} if self.sent else {})}
 
 
 _ERRNO_KINDS = {

@@ -12,7 +12,14 @@ from typing import Any
 from harness.checks import remediation as fix
 from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
-from harness.checks.exchange import EGRESS_KINDS, describe_exchange_error, egress_fix, refused_note
+from harness.checks.exchange import (
+    EGRESS_KINDS,
+    describe_exchange_error,
+    egress_fix,
+    refused_note,
+    service_timeout,
+    slow_service,
+)
 from harness.checks.federation import principal_id_of
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.checks.roles import diagnose_denial, view_assignments
@@ -199,6 +206,13 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
                 "(e.g. https://vault.azure.net/.default, https://storage.azure.com/.default)"
             )
         ]
+    elif slow_service(error):
+        evidence["error"] = error
+        url = str(error.get("url") or step.get("target") or "")
+        retries = evidence.get("retries") or evidence.get("challenge_retries")
+        service = "Key Vault" if check.kind == "keyvault_secret" else "Storage"
+        finding = service_timeout(service, url, error, retries, "access", evidence)
+        return failed(f"{what}: {finding.message}", evidence, finding)
     elif kind in EGRESS_KINDS or kind.startswith("tls"):
         code, message = "EGRESS_BLOCKED", (f"the pod cannot reach {step.get('target')}: {error.get('message')}"
                                            f"{refused_note(error, evidence.get('retries'))}")

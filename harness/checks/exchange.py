@@ -318,6 +318,27 @@ def describe_exchange_error(error: dict[str, Any]) -> str:
     return f"{error.get('kind')}: {error.get('message')}"
 
 
+def slow_service(error: dict[str, Any]) -> bool:
+    """The probe's request went out and no answer came in time (a read timeout, a reset mid-answer), after its
+    retries: the service is slow or failing, which no network rule explains."""
+    return error.get("kind") in ("timeout", "connection_reset") and error.get("sent") is True
+
+
+def service_timeout(service: str, url: str, error: dict[str, Any], retries: Any, layer: str,
+                    evidence: dict[str, Any]) -> Finding:
+    """SERVICE_TIMEOUT for ``service`` at ``url``: one line with the attempts the probe made."""
+    tried = ""
+    if isinstance(retries, dict) and isinstance(retries.get("attempts"), int):
+        tried = f", {retries['attempts']} attempt(s) over {retries.get('waited_seconds')} s of waiting"
+    host = urllib.parse.urlsplit(url).netloc or url
+    message = (f"{service} at {host} took the request and did not answer in time ({error.get('kind')}: "
+               f"{error.get('message')}{tried}): the service is slow or failing, not a network rule")
+    return Finding("SERVICE_TIMEOUT", ERROR, layer, message, evidence, [
+        advice(f"look at {service}'s health (Azure status, Resource Health, its throttling metrics) and run again"),
+        advice("if it is this slow by design, raise probe.request_timeout_seconds in harness.yaml"),
+    ])
+
+
 def refused_note(error: dict[str, Any], retries: Any) -> str:
     """After a refused connection the probe tried again (probe/retry.py, as azure-core does): how often, and what a
     refusal that outlasts it means, so a service down for longer is not read as a network rule alone."""
@@ -334,6 +355,9 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     aadsts = str(error.get("aadsts") or "")
     issuer, _ = expected_issuer(ctx)
     remediation: list[Step] = []
+    if slow_service(error):
+        return service_timeout("Entra", str(evidence.get("token_url")), error, evidence.get("retries"), "entra",
+                               evidence)
     if error.get("kind") in EGRESS_KINDS or str(error.get("kind", "")).startswith("tls"):
         steps = egress_fix(ctx, str(evidence.get("token_url")), evidence)
         if str(error.get("kind", "")).startswith("tls"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_checks import _waiting_probe
 
-from harness.checks.exchange import refused_note
+from harness.checks.exchange import refused_note, service_timeout, slow_service
 from harness.checks.model import FAIL
 from harness.names import POD_DELETED
 
@@ -42,3 +42,16 @@ def test_a_refusal_that_outlasted_the_retries_says_so() -> None:
     note = refused_note(error, {"attempts": 4, "waited_seconds": 4.8, "exhausted": True})
     assert note.startswith(" (refused 4 times over 4.8 s: nothing accepted the connection there")
     assert refused_note(error, {"attempts": 1}) == "" and refused_note({"kind": "dns"}, {"attempts": 4}) == ""
+
+
+def test_a_read_timeout_is_a_slow_service_and_a_connect_timeout_is_not() -> None:
+    """The probe marks an error whose request had gone out (sent): Entra not answering in time is SERVICE_TIMEOUT,
+    a connection never made stays EGRESS_BLOCKED's."""
+    sent = {"kind": "timeout", "message": "TimeoutError: The read operation timed out", "sent": True}
+    assert slow_service(sent) and not slow_service({**sent, "sent": False})
+    assert not slow_service({"kind": "connection_refused", "message": "refused", "sent": True})
+    finding = service_timeout("Entra", "https://login.microsoftonline.com/t/oauth2/v2.0/token", sent,
+                              {"attempts": 3, "waited_seconds": 3.0}, "entra", {})
+    assert finding.code == "SERVICE_TIMEOUT" and finding.message.startswith(
+        "Entra at login.microsoftonline.com took the request and did not answer in time (timeout: ")
+    assert "3 attempt(s) over 3.0 s of waiting" in finding.message

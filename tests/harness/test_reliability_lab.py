@@ -249,6 +249,27 @@ def test_entra_down_for_a_moment_mid_run_is_ridden_out_as_the_sdk_does(running_l
     assert retries["answers"][0] == "connection_refused" and retries["answers"][-1] == "HTTP 200", retries
 
 
+def test_a_service_slower_than_the_probes_timeout_is_named_slow_not_blocked(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """Key Vault answers 1.5 s late against probe.request_timeout_seconds 1 (retry_seconds 2 to keep it short):
+    SERVICE_TIMEOUT naming the vault and the attempts, not EGRESS_BLOCKED with NetworkPolicy advice; no other
+    cause is claimed."""
+    config = config_with(running_lab, tmp_path / "slow.yaml",
+                         lambda d: d["probe"].update(request_timeout_seconds=1, retry_seconds=2))
+    ctl(running_lab, "fault", "keyvault", "--latency-ms", "1500")
+    try:
+        document = finish(start(tmp_path, config, WORKLOADS, "--workload", "orders/orders-sa"), tmp_path)
+    finally:
+        ctl(running_lab, "fault", "keyvault", "--latency-ms", "0")
+    (workload,) = document["workloads"]
+    assert [f["code"] for f in workload["findings"]] == ["SERVICE_TIMEOUT"], document["_output"][-3000:]
+    vault = host(next(a["vault_url"] for a in yaml.safe_load(config.read_text())["workloads"][1]["access"]
+                      if a["kind"] == "keyvault_secret"))
+    message = workload["findings"][0]["message"]
+    assert message.startswith(f"Key Vault at {vault} took the request and did not answer in time") and "attempt" in message
+
+
 # ---------------------------------------------------------------- least privilege
 
 RUNNER_NS, RUNNER = "default", "wi-harness-runner"
