@@ -41,6 +41,7 @@ from harness.checks.podspec import (
     token_file_of,
     token_volumes,
 )
+from harness.checks.serviceaccount import create_sa_steps
 from harness.commands import Step, advice
 from harness.names import (
     EXPIRATION_ANNOTATION,
@@ -103,6 +104,19 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
                 fix.kubectl("get", "validatingwebhookconfigurations,mutatingwebhookconfigurations"),
                 *_policy_fixes(name, ctx.namespace, said),
             ],
+        )
+    elif (gone := _SA_GONE_RE.search(message)) is not None:
+        # read by the harness a moment before, deleted since: the ServiceAccount admission plugin's 403
+        # ("error looking up service account NS/NAME: serviceaccount \"NAME\" not found"), not RBAC
+        evidence["service_account"] = f"{gone.group(1)}/{gone.group(2)}"
+        finding = Finding(
+            "SA_NOT_FOUND",
+            ERROR,
+            "serviceaccount",
+            f"ServiceAccount {gone.group(1)}/{gone.group(2)} was deleted during the run: the harness read it, then "
+            f"the API server refused the probe pod: {message}",
+            evidence,
+            create_sa_steps(ctx),
         )
     elif TERMINATING_TEXT in message:
         finding = Finding(
@@ -220,6 +234,9 @@ def _within_limit_range(message: str) -> str | None:
             "requests at least), or change the LimitRange")
 
 
+# the ServiceAccount admission plugin (plugin/pkg/admission/serviceaccount/admission.go): admission.NewForbidden
+# with "error looking up service account %s/%s: %w" when the pod's ServiceAccount cannot be read
+_SA_GONE_RE = re.compile(r'error looking up service account ([^/\s]+)/([^:\s]+): serviceaccounts? "[^"]*" not found')
 _FORBIDDEN_USER_RE = re.compile(r'User "([^"]+)" cannot')
 
 

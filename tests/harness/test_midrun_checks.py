@@ -1,10 +1,12 @@
 """Breakages made while a run runs, on fake facts: the probe pod deleted by someone else, the API server not
-answering the probe's log read."""
+answering the probe's log read, a slow or refusing service, a ServiceAccount deleted between the harness's read
+and the probe pod's create (the lab makes the same 403; its window is too narrow for a lab test to hit
+reliably)."""
 
 from __future__ import annotations
 
 import pytest
-from test_checks import _waiting_probe
+from test_checks import _refused, _waiting_probe
 
 from harness.checks.exchange import refused_note, service_timeout, slow_service
 from harness.checks.model import FAIL
@@ -55,3 +57,14 @@ def test_a_read_timeout_is_a_slow_service_and_a_connect_timeout_is_not() -> None
     assert finding.code == "SERVICE_TIMEOUT" and finding.message.startswith(
         "Entra at login.microsoftonline.com took the request and did not answer in time (timeout: ")
     assert "3 attempt(s) over 3.0 s of waiting" in finding.message
+
+
+def test_a_service_account_deleted_after_the_harness_read_it_is_not_rbac() -> None:
+    """The ServiceAccount admission plugin's 403 (admission.NewForbidden, "error looking up service account ..."),
+    which is no missing right of the harness: SA_NOT_FOUND, with the ServiceAccount made again as the fix."""
+    finding = _refused(403, 'pods "wi-probe-backend-sa-c0b3a5" is forbidden: error looking up service account '
+                            'finance/backend-sa: serviceaccount "backend-sa" not found')
+    assert finding.code == "SA_NOT_FOUND" and "deleted during the run" in finding.message
+    assert finding.fix_lines()[0] == "kubectl create serviceaccount -n finance backend-sa"
+    assert finding.fix_lines()[1].startswith("kubectl annotate serviceaccount -n finance backend-sa "
+                                             "azure.workload.identity/client-id=")
