@@ -40,9 +40,13 @@ from harness.config import ProbeSettings, WorkloadConfig
 from harness.facts import KubeFailure, PodFacts
 from harness.manifests import render
 from harness.names import (
+    EVICTED,
     FATAL_WAITING,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    NAMESPACE_DELETED,
+    NAMESPACE_DELETING,
+    POD_DELETED,
     PROBE_CA_VOLUME,
     PROBE_CONTAINER,
     PROBE_SCHEMA,
@@ -321,6 +325,7 @@ class ProbeRun:
             pending[id(facts)] = self._pool.submit(self._done_with, facts)
 
         await_pods(self.api, created, self.run_id, deadline, self.monotonic, self.sleep, on_settled=done_with)
+        note_namespace_deletions(self.api, created)
         for facts in created:  # settled before the wait began, or timed out
             if id(facts) not in pending:
                 done_with(facts)
@@ -352,6 +357,40 @@ def run_probe_pods(
         made = read_all(run.create, requests, KUBE_WORKERS)
         run.finish()
     return {request.workload_id: facts for request, facts in zip(requests, made, strict=True)}
+
+
+def gone(facts: PodFacts, last: dict[str, Any] | None, removed: bool = True) -> None:
+    """Someone else deleted the pod before it finished (not this run: the harness deletes a pod only once it
+    settled): ``last`` is its state then (its deletionTimestamp set, or the watch's DELETED object), ``removed``
+    when the object is gone. An eviction (kubectl drain, the Eviction API) is named by the DisruptionTarget
+    condition the API server adds before it deletes (pod disruption conditions, Kubernetes 1.26+: reason
+    EvictionByEvictionAPI, DeletionByTaintManager, ...)."""
+    if last is not None:
+        observe(facts, last)
+    if removed:
+        facts.phase = "Failed"
+    conditions = ((last or {}).get("status") or {}).get("conditions") or []
+    disrupted = next((c for c in conditions if isinstance(c, dict) and c.get("type") == "DisruptionTarget"
+                      and c.get("status") == "True"), None)
+    how = (f": {EVICTED} (DisruptionTarget {disrupted.get('reason')}: {disrupted.get('message')})"
+           if disrupted is not None else "")
+    facts.waiting_message = POD_DELETED + how
+
+
+def note_namespace_deletions(api: KubeApi, pods: list[PodFacts]) -> None:
+    """For each pod deleted before it finished: whether its namespace went (NamespaceLifecycle; the namespace
+    controller deletes its content), which is then the cause to name."""
+    for namespace in sorted({f.namespace for f in pods if (f.waiting_message or "").startswith(POD_DELETED)}):
+        try:
+            found = api.namespace(namespace)
+        except KubeError:
+            continue
+        since = ((found or {}).get("metadata") or {}).get("deletionTimestamp")
+        note = (f"; {NAMESPACE_DELETED}" if found is None
+                else f"; {NAMESPACE_DELETING} (Terminating since {since})" if since else "")
+        for facts in pods:
+            if facts.namespace == namespace and (facts.waiting_message or "").startswith(POD_DELETED):
+                facts.waiting_message = (facts.waiting_message or "") + note
 
 
 def read_network_policies(api: KubeApi, pods: list[PodFacts]) -> None:
@@ -422,7 +461,11 @@ def await_pods(
     told: set[int] = set()
 
     def seen(facts: PodFacts, pod: dict[str, Any]) -> None:
-        observe(facts, pod)
+        deleted = (facts.waiting_message or "").startswith(POD_DELETED)
+        if deleted or (not settled(facts) and (pod.get("metadata") or {}).get("deletionTimestamp")):
+            gone(facts, pod, removed=False)  # deleted gracefully: its container is being stopped
+        else:
+            observe(facts, pod)
         if on_settled is not None and id(facts) not in told and settled(facts):
             told.add(id(facts))
             on_settled(facts)
@@ -438,10 +481,15 @@ def await_pods(
             except KubeError:
                 sleep(1.0)
                 continue
+            listed = set()
             for item in items:
                 name = (item.get("metadata") or {}).get("name")
+                listed.add(name)
                 if name in mine:
                     seen(mine[name], item)
+            for name, facts in mine.items():
+                if name not in listed and not settled(facts):  # deleted while no watch was open
+                    gone(facts, None)
             if all(settled(f) for f in mine.values()):
                 break
             if not watch_supported:
@@ -454,9 +502,8 @@ def await_pods(
                     if kind == "ERROR":
                         break  # e.g. 410 Gone: relist
                     if name in mine:
-                        if kind == "DELETED" and mine[name].phase not in TERMINAL_PHASES:
-                            mine[name].phase = "Failed"
-                            mine[name].waiting_message = "the pod was deleted before it finished"
+                        if kind == "DELETED" and not settled(mine[name]):
+                            gone(mine[name], obj)
                         elif kind != "DELETED":
                             seen(mine[name], obj)
                     if all(settled(f) for f in mine.values()) or monotonic() >= deadline:
@@ -472,10 +519,15 @@ def await_pods(
             items, _ = api.list_pods(namespace, selector)
         except KubeError:
             continue
+        listed = set()
         for item in items:
             name = (item.get("metadata") or {}).get("name")
+            listed.add(name)
             if name in by_namespace[namespace] and not settled(by_namespace[namespace][name]):
                 seen(by_namespace[namespace][name], item)
+        for name, facts in by_namespace[namespace].items():
+            if name not in listed and not settled(facts):  # gone since the last look
+                gone(facts, None)
     for facts in pods:
         if not settled(facts):
             facts.timed_out = True

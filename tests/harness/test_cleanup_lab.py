@@ -248,6 +248,25 @@ def test_a_probe_pod_deleted_or_evicted_mid_run_is_named_as_such(
     assert again.communicate(timeout=120)[0] and again.returncode == 0
 
 
+def test_a_namespace_deleted_mid_run_is_named_not_the_probe(running_lab: RunningLab, tmp_path: Path) -> None:
+    """kubectl delete namespace while the probe pod starts: the namespace is named, nothing is left behind."""
+    api = core(running_lab)
+    api.create_namespace({"metadata": {"name": "scratch"}})
+    document = yaml.safe_load(running_lab.harness_config.read_text())
+    api.create_namespaced_service_account("scratch", {"metadata": {"name": "app-sa", "annotations": {
+        "azure.workload.identity/client-id": document["workloads"][0]["client_id"]}}})
+    document["workloads"].append({**document["workloads"][0], "namespace": "scratch", "service_account": "app-sa"})
+    config_file = tmp_path / "harness.yaml"
+    config_file.write_text(yaml.safe_dump(document))
+    _, document, _ = break_the_probe_pod_mid_run(running_lab, tmp_path / "r", config_file, "scratch/app-sa",
+                                                 lambda api, namespace, _: api.delete_namespace(namespace))
+    (workload,) = document["workloads"]
+    codes = [f["code"] for f in workload["findings"]]
+    assert codes[0] in ("NAMESPACE_NOT_FOUND", "NAMESPACE_TERMINATING"), codes
+    assert "PROBE_OUTPUT_INVALID" not in codes and "PROBE_POD_DELETED" not in codes
+    assert "namespace scratch was deleted during the run" in workload["findings"][0]["message"]
+
+
 def test_sweep_after_the_deadline_removes_exactly_the_killed_runs_objects(
     running_lab: RunningLab, tmp_path: Path
 ) -> None:

@@ -5,11 +5,16 @@ reliably)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from test_checks import _refused, _waiting_probe
 
 from harness.checks.exchange import refused_note, service_timeout, slow_service
 from harness.checks.model import FAIL
+from harness.collect.probe_pods import await_pods
+from harness.facts import PodFacts
 from harness.names import POD_DELETED
 
 
@@ -68,3 +73,41 @@ def test_a_service_account_deleted_after_the_harness_read_it_is_not_rbac() -> No
     assert finding.fix_lines()[0] == "kubectl create serviceaccount -n finance backend-sa"
     assert finding.fix_lines()[1].startswith("kubectl annotate serviceaccount -n finance backend-sa "
                                              "azure.workload.identity/client-id=")
+
+
+class DeletedMidRun:
+    """The API server of a probe pod someone deletes while it runs: the list shows it running; the watch gives
+    its graceful deletion (deletionTimestamp, then the container stopped with 143) and its DELETED object, which
+    carries the eviction's DisruptionTarget condition; ``listed`` False: it is gone before the first list."""
+
+    def __init__(self, listed: bool = True) -> None:
+        self.listed = listed
+
+    def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        running = {"metadata": {"name": "p"}, "status": {"phase": "Running"}}
+        return ([running] if self.listed else []), "1"
+
+    def watch_pods(self, *_: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        meta = {"name": "p", "deletionTimestamp": "2026-12-05T01:00:00Z"}
+        evicted = [{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+                    "message": "Eviction API: evicting"}]
+        yield "MODIFIED", {"metadata": meta, "status": {"phase": "Running", "conditions": evicted}}
+        yield "MODIFIED", {"metadata": meta, "status": {"phase": "Running", "conditions": evicted,
+                                                         "containerStatuses": [{"name": "probe", "state": {
+                                                             "terminated": {"exitCode": 143}}}]}}
+        yield "DELETED", {"metadata": meta, "status": {"phase": "Failed", "conditions": evicted}}
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["evicted-while-watched", "gone-before-the-list"])
+def test_a_probe_pod_deleted_while_it_runs_is_recorded_as_deleted(listed: bool) -> None:
+    facts = PodFacts("finance", "p", created=True)
+    settled_seen: list[str] = []
+    await_pods(DeletedMidRun(listed), [facts], "run", deadline=10,  # type: ignore[arg-type]
+               monotonic=lambda: 0.0, sleep=lambda _: None, on_settled=lambda f: settled_seen.append(f.name))
+    assert (facts.waiting_message or "").startswith(POD_DELETED) and not facts.timed_out
+    if listed:  # the container's end (143) settles it; the eviction is named
+        assert settled_seen == ["p"] and facts.exit_code == 143
+        assert facts.waiting_message == (POD_DELETED + ": evicted (DisruptionTarget EvictionByEvictionAPI: "
+                                         "Eviction API: evicting)")
+    else:
+        assert facts.phase == "Failed" and facts.waiting_message == POD_DELETED
