@@ -237,6 +237,18 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
+        "SA_CHANGED_DURING_RUN", "serviceaccount", "error",
+        "The ServiceAccount's client-id annotation changed while the run ran: the webhook injected into the probe "
+        "pod another client id than the harness had read a moment before (or another mutating webhook sets "
+        "AZURE_CLIENT_ID). The checks after it would mix the two identities, so none is blamed.",
+        "Look at the ServiceAccount now (kubectl get serviceaccount -o yaml: its managedFields say who changed it) "
+        "and run again once it is settled.",
+        "unit:tests/harness/test_midrun_checks.py::test_an_annotation_changed_mid_run_is_named_not_a_preset_env",
+        no_lab_fault="made by hand (ARM latency to widen the window, kubectl annotate --overwrite after the "
+                     "harness's read); a lab test cannot time it reliably",
+        advice_only="a change someone makes during the run is over by the next run",
+    ),
+    _e(
         "SA_NOT_ANNOTATED", "serviceaccount", "error",
         "The ServiceAccount has no azure.workload.identity/client-id annotation: the webhook injects no "
         "AZURE_CLIENT_ID.",

@@ -452,6 +452,24 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
             "webhook ran, e.g. by another webhook?)"
         )
     annotated = ctx.annotated_client_id
+    injected = env.get("AZURE_CLIENT_ID")
+    made = ctx.facts.pod is not None and not ctx.facts.pod.existing  # the harness's own probe pod, not --pod
+    if made and injected and annotated and injected.lower() != annotated.lower():
+        # the harness's own probe pod sets no AZURE_CLIENT_ID: the webhook injected what the ServiceAccount said when
+        # the pod was admitted, which is not what the harness read a moment before
+        evidence["annotation_read"], evidence["injected"] = annotated, injected
+        message = (f"the ServiceAccount's client-id annotation changed during the run: the harness read "
+                   f"{printable(annotated, 80)}, the webhook injected {printable(injected, 80)} into the probe pod "
+                   "moments later (or another mutating webhook sets AZURE_CLIENT_ID); the checks that follow mix "
+                   "the two: run again once it is settled")
+        return failed(message, evidence, Finding(
+            "SA_CHANGED_DURING_RUN", ERROR, "serviceaccount", message, evidence, [
+                fix.kubectl("get", "serviceaccount", "-n", fix.namespace_or(ctx.namespace),
+                            fix.object_or(ctx.service_account, "<sa>"), "-o", "yaml",
+                            note="its annotation now, and who changed it (managedFields)"),
+                fix.kubectl("get", "mutatingwebhookconfigurations",
+                            note="if nobody changed it: another webhook that sets AZURE_CLIENT_ID"),
+            ]))
     if env.get("AZURE_CLIENT_ID") and annotated and env["AZURE_CLIENT_ID"].lower() != annotated.lower():
         problems.append(
             f"AZURE_CLIENT_ID={printable(env['AZURE_CLIENT_ID'], 80)} in the pod spec, but the ServiceAccount says "

@@ -362,9 +362,14 @@ def test_token_file_pointing_elsewhere_than_the_mount() -> None:
 
 
 def test_preset_client_id_conflicting_with_the_annotation() -> None:
+    """An existing pod (--pod) that sets AZURE_CLIENT_ID itself; the harness's own probe pod sets none, so there
+    the same difference is an annotation changed during the run (test_midrun_checks.py)."""
     pod = _pod(*V16)
     pod["spec"]["containers"][0]["env"][0]["value"] = "11111111-1111-1111-1111-111111111111"
-    outcome = pod_mutated(context_for(pod))
+    ctx = context_for(pod)
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.existing = True
+    outcome = pod_mutated(ctx)
     assert outcome.status == FAIL and outcome.findings[0].code == "POD_ENV_CONFLICT"
 
 

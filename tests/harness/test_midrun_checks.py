@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_checks import _refused, _waiting_probe
+from test_checks import V16, _pod, _refused, _waiting_probe, context_for
 
 from harness.checks.exchange import refused_note, service_timeout, slow_service
 from harness.checks.model import FAIL
+from harness.checks.pod import pod_mutated
 from harness.collect.probe_pods import await_pods
 from harness.facts import PodFacts
 from harness.names import POD_DELETED
@@ -111,3 +112,19 @@ def test_a_probe_pod_deleted_while_it_runs_is_recorded_as_deleted(listed: bool) 
                                          "Eviction API: evicting)")
     else:
         assert facts.phase == "Failed" and facts.waiting_message == POD_DELETED
+
+
+def test_an_annotation_changed_mid_run_is_named_not_a_preset_env() -> None:
+    """kubectl annotate --overwrite between the harness's read and the probe pod's admission: the webhook injects
+    the new client id. The harness's probe pod presets no AZURE_CLIENT_ID, so this is no POD_ENV_CONFLICT (whose
+    fix, 'remove AZURE_CLIENT_ID from the container's env', would be wrong); an existing pod (--pod) still is."""
+    other = "976fade1-c36f-4086-9738-1fb8240746d6"
+    pod = _pod(*V16)
+    pod["spec"]["containers"][0]["env"][0]["value"] = other
+    ctx = context_for(pod)
+    outcome = pod_mutated(ctx)
+    assert outcome.status == FAIL and [f.code for f in outcome.findings] == ["SA_CHANGED_DURING_RUN"]
+    assert f"the webhook injected {other} into the probe pod" in outcome.findings[0].message
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.existing = True
+    assert [f.code for f in pod_mutated(ctx).findings] == ["POD_ENV_CONFLICT"]
