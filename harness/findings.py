@@ -175,8 +175,10 @@ CATALOGUE: tuple[Entry, ...] = (
         "WEBHOOK_NOT_READY", "webhook", "error",
         "The webhook Deployment has no ready replica (or is missing).",
         "`kubectl -n kube-system get deploy,pods -l azure-workload-identity.io/system=true`; scale it back up "
-        "(scaled to zero) or restart its pods.",
+        "(scaled to zero) or restart its pods; pods no node takes (a node cordoned by a drain or an upgrade, a "
+        "taint) are named with the scheduler's reason, and uncordoning is a person's call, not a restart.",
         "scenario:webhook-down",
+        "unit:tests/harness/test_checks.py::test_a_webhook_whose_pods_no_node_takes_names_the_scheduler_not_a_restart",
         "fault:webhook-down-and-role-missing",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
@@ -427,13 +429,15 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "WORKLOAD_PODS_REFUSED", "pod", "warning",
-        "A Deployment under the workload's ServiceAccount cannot create its pods for a reason that is not Workload "
-        "ID (Pod Security admission, a policy engine, a ResourceQuota or LimitRange, another webhook that cannot be "
-        "called): its current pod template does not run.",
+        "A Deployment, StatefulSet, DaemonSet or Job under the workload's ServiceAccount cannot create its pods for "
+        "a reason that is not Workload ID (Pod Security admission, a policy engine, a ResourceQuota or LimitRange, "
+        "another webhook that cannot be called): its current pod template does not run.",
         "Change what the refusal names (the pod template, the namespace's Pod Security level, the policy or the "
-        "quota: the workload owner decides which); the ReplicaSet creates the pods once they are admitted.",
+        "quota: the workload owner decides which); its controller creates the pods once they are admitted.",
         "test:tests/harness/test_admission_cases_lab.py::test_a_deployment_refused_by_pod_security_is_named_for_"
         "the_workload",
+        "test:tests/harness/test_admission_cases_lab.py::test_a_statefulset_refused_by_pod_security_is_named_from_"
+        "its_event",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     # ------------------------------------------------------------------ probe
