@@ -329,7 +329,9 @@ def service_timeout(service: str, url: str, error: dict[str, Any], retries: Any,
     """SERVICE_TIMEOUT for ``service`` at ``url``: one line with the attempts the probe made."""
     tried = ""
     if isinstance(retries, dict) and isinstance(retries.get("attempts"), int):
-        tried = f", {retries['attempts']} attempt(s) over {retries.get('waited_seconds')} s of waiting"
+        waited = retries.get("waited_seconds")
+        tried = (f", {retries['attempts']} attempt(s)"
+                 + (f" over {waited:.1f} s of waiting" if isinstance(waited, int | float) else ""))
     host = urllib.parse.urlsplit(url).netloc or url
     message = (f"{service} at {host} took the request and did not answer in time ({error.get('kind')}: "
                f"{error.get('message')}{tried}): the service is slow or failing, not a network rule")
