@@ -76,8 +76,12 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
         return _deleted(ctx, evidence)
     if (pod.timed_out or deadline_exceeded(pod.pod)) and pod.probe is None:
         pulling = pod.waiting_reason in _STARTING
+        unmounted = pulling and (pod.waiting_message or "").startswith("FailedMount")
+        if unmounted:
+            return _never_mounted(ctx, evidence)
         what = (
             f"the deadline passed while the probe's image was still being pulled ({_image(pod.pod)})"
+            + (f"; the kubelet said {pod.waiting_message}" if pod.waiting_message else "")
             if pulling
             else "the probe pod did not finish within probe.timeout_seconds"
         )
@@ -159,6 +163,28 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
 _STARTING = ("ContainerCreating", "PodInitializing")
 # harness/collect/probe_pods.py read_probe_output's text for a log read the API server did not answer (KubeError)
 _LOG_UNREACHABLE = re.compile(r"could not read the probe's log: 0 Unreachable: (.*)", re.S)
+
+
+def _never_mounted(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
+    """Still ContainerCreating at the deadline and the kubelet's latest warning is FailedMount: a volume's source
+    is missing, which no longer timeout repairs. The run's own source ConfigMap gone means someone deleted it
+    while the pod started."""
+    pod = ctx.facts.pod
+    assert pod is not None
+    said = str(pod.waiting_message)
+    evidence["kubelet"] = said
+    source = _volume_configmap(pod.pod, PROBE_SOURCE_VOLUME)
+    mine = source is not None and f'configmap "{source}" not found' in said
+    what = ("the probe's source ConfigMap " + f"{pod.namespace}/{source} was deleted before the pod could mount it "
+            f"({said})" if mine else f"the probe pod's volumes were never mounted ({said})")
+    steps: list[Step] = ([advice("something deleted the run's own ConfigMap while its pod started (a person, a "
+                                 "cleanup job): run again, and keep it away from objects labelled "
+                                 "app.kubernetes.io/managed-by=wi-harness")] if mine else
+                         [advice("create what FailedMount names in the workload's namespace (probe.ca_configmap's "
+                                 "ConfigMap, with its key), or fix its name in harness.yaml")])
+    steps.append(fix.kept_pod(pod.namespace, pod.name, "the pod's events"))
+    return failed(f"the probe did not start: {what}", evidence,
+                  Finding("PROBE_TIMEOUT", ERROR, "probe", what, evidence, steps))
 
 
 def _deleted(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:

@@ -326,6 +326,7 @@ class ProbeRun:
 
         await_pods(self.api, created, self.run_id, deadline, self.monotonic, self.sleep, on_settled=done_with)
         note_namespace_deletions(self.api, created)
+        note_why_not_started(self.api, created)
         for facts in created:  # settled before the wait began, or timed out
             if id(facts) not in pending:
                 done_with(facts)
@@ -391,6 +392,30 @@ def note_namespace_deletions(api: KubeApi, pods: list[PodFacts]) -> None:
         for facts in pods:
             if facts.namespace == namespace and (facts.waiting_message or "").startswith(POD_DELETED):
                 facts.waiting_message = (facts.waiting_message or "") + note
+
+
+STARTING = ("ContainerCreating", "PodInitializing")
+
+
+def note_why_not_started(api: KubeApi, pods: list[PodFacts]) -> None:
+    """For a pod still starting at the deadline (ContainerCreating: its volumes being mounted, or its image
+    pulled): the kubelet's latest failure event about it (FailedMount of a ConfigMap that went, a pull failing)
+    as its waiting message, which the kubelet leaves empty there. Nothing when events cannot be listed."""
+    for facts in pods:
+        ended = facts.timed_out or ((facts.pod or {}).get("status") or {}).get("reason") == "DeadlineExceeded"
+        if not ended or facts.waiting_reason not in STARTING or facts.waiting_message:
+            continue
+        try:
+            events = api.list_namespaced("", "v1", "events", facts.namespace, f"involvedObject.name={facts.name}")
+        except (KubeError, AttributeError):
+            continue
+        # the kubelet's failures (FailedMount, FailedAttachVolume, FailedCreatePodSandBox, Failed for a pull), not
+        # the scheduler's wait nor the deadline's end
+        warnings = [e for e in events if e.get("type") == "Warning" and str(e.get("reason") or "").startswith("Failed")
+                    and e.get("reason") != "FailedScheduling"]
+        if warnings:
+            latest = max(warnings, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+            facts.waiting_message = f"{latest.get('reason')}: {latest.get('message')}"
 
 
 def read_network_policies(api: KubeApi, pods: list[PodFacts]) -> None:

@@ -14,7 +14,8 @@ from test_checks import V16, _pod, _refused, _waiting_probe, context_for
 from harness.checks.exchange import refused_note, service_timeout, slow_service
 from harness.checks.model import FAIL
 from harness.checks.pod import pod_mutated
-from harness.collect.probe_pods import await_pods
+from harness.checks.probe_output import probe_completed
+from harness.collect.probe_pods import await_pods, note_why_not_started
 from harness.facts import PodFacts
 from harness.names import POD_DELETED
 
@@ -128,3 +129,36 @@ def test_an_annotation_changed_mid_run_is_named_not_a_preset_env() -> None:
     assert ctx.facts.pod is not None
     ctx.facts.pod.existing = True
     assert [f.code for f in pod_mutated(ctx).findings] == ["POD_ENV_CONFLICT"]
+
+
+class Events:
+    """The events of a probe pod whose source ConfigMap went before the kubelet mounted it (as the lab's kubelet
+    and the real one write them), ended by its activeDeadlineSeconds."""
+
+    def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                        field_selector: str = "") -> list[dict[str, Any]]:
+        assert (plural, field_selector) == ("events", "involvedObject.name=p")
+        return [{"type": "Warning", "reason": "FailedMount", "lastTimestamp": "2026-12-05T11:50:46Z",
+                 "message": 'MountVolume.SetUp failed for volume "wi-probe-source" : configmap '
+                            '"wi-probe-src-run" not found'},
+                {"type": "Warning", "reason": "DeadlineExceeded", "lastTimestamp": "2026-12-05T11:50:48Z",
+                 "message": "Pod was active on the node longer than the specified deadline"}]
+
+
+def test_a_source_configmap_deleted_before_the_mount_is_named_not_a_slow_pull() -> None:
+    """Not 'the deadline passed while the probe's image was still being pulled' with 'raise probe.timeout_seconds':
+    the kubelet's FailedMount names the run's own ConfigMap, deleted while the pod started."""
+    pod = _pod(*V16)
+    pod["spec"]["volumes"].append({"name": "wi-probe-source", "configMap": {"name": "wi-probe-src-run"}})
+    pod["status"] = {"phase": "Failed", "reason": "DeadlineExceeded"}
+    ctx = context_for(pod)
+    facts = ctx.facts.pod
+    assert facts is not None
+    facts.phase, facts.waiting_reason = "Failed", "ContainerCreating"
+    note_why_not_started(Events(), [facts])  # type: ignore[arg-type]
+    assert facts.waiting_message is not None and facts.waiting_message.startswith("FailedMount: ")
+    outcome = probe_completed(ctx)
+    assert [f.code for f in outcome.findings] == ["PROBE_TIMEOUT"]
+    assert outcome.findings[0].message.startswith(
+        "the probe's source ConfigMap finance/wi-probe-src-run was deleted before the pod could mount it")
+    assert not any("timeout_seconds" in line for line in outcome.findings[0].fix_lines())
