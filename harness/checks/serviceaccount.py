@@ -224,6 +224,25 @@ def _not_annotated(
     )
 
 
+def _principal_named(ctx: WorkloadContext, value: str) -> dict[str, str] | None:
+    """The identity the harness read for harness.yaml's entry when ``value`` is its principal (object) id: the
+    managed identity's principalId, the application's object id or its service principal's id."""
+    facts = ctx.facts.identity
+    identity = facts.identity or {}
+    candidates = [
+        ("principal (object) id of the managed identity", ((identity.get("properties") or {}).get("principalId")),
+         identity.get("id") or identity.get("name")),
+        ("object id of the application", (facts.application or {}).get("id"),
+         (facts.application or {}).get("displayName")),
+        ("object id of the service principal", (facts.service_principal or {}).get("id"),
+         (facts.service_principal or {}).get("displayName")),
+    ]
+    for what, object_id, name in candidates:
+        if object_id and str(object_id).lower() == value.lower():
+            return {"what": what, "object_id": str(object_id), "name": str(name or object_id)}
+    return None
+
+
 def _exchange_as(ctx: WorkloadContext, client_id: str) -> str:
     """What Entra answered the probe, which exchanged as ``client_id`` (the annotation, which the webhook
     injected): names the identity the annotation really points at. Empty when the probe did not exchange as it."""
@@ -269,6 +288,15 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
             ),
         )
     if expected is not None and value.lower() != expected.lower():
+        principal = _principal_named(ctx, value)
+        if principal is not None:
+            # the identity harness.yaml names, by its principal (object) id: a common paste from the portal
+            evidence["identity"] = principal
+            message = (f"{value} is the {principal['what']} {principal['name']} harness.yaml names, not a client "
+                       f"id: the annotation must hold its client id {expected}")
+            return failed(message, evidence,
+                          Finding("SA_ANNOTATION_IS_PRINCIPAL_ID", ERROR, "serviceaccount", f"{where}: {message}",
+                                  evidence, fix_it))
         answer = _exchange_as(ctx, value)
         if answer:
             evidence["exchange_as_annotated"] = answer

@@ -316,3 +316,24 @@ def test_the_principal_id_in_the_annotation_fails_with_its_own_code(tmp_path: Pa
     identity = results.workloads["finance/backend-sa"].check("identity.matches")
     assert identity.status == FAIL and identity.findings[0].code == "SA_ANNOTATION_IS_PRINCIPAL_ID"
     assert workload.client_id in identity.findings[0].fix_lines()[0]
+
+
+def test_the_principal_id_of_the_identity_harness_yaml_names_is_named_so() -> None:
+    """harness.yaml names the identity (client_id, identity_resource_id) and the annotation holds that identity's
+    principal id (pasted from the portal's Object (principal) ID): SA_ANNOTATION_IS_PRINCIPAL_ID saying so, with
+    harness.yaml's client id to annotate, not a mismatch with 'no identity has the client id'."""
+    from harness.checks.serviceaccount import sa_client_id_annotation
+
+    principal = "0f0e0d0c-0b0a-4909-8807-060504030201"
+    ctx = context_for(client_id=REAL_CLIENT, identity_resource_id=IDENTITY_ID)
+    ctx.facts.sa.annotations["azure.workload.identity/client-id"] = principal
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       identity={"id": IDENTITY_ID, "properties": {"principalId": principal,
+                                                                                   "clientId": REAL_CLIENT}})
+    finding = sa_client_id_annotation(ctx).findings[0]
+    assert finding.code == "SA_ANNOTATION_IS_PRINCIPAL_ID"
+    assert f"{principal} is the principal (object) id of the managed identity {IDENTITY_ID}" in finding.message
+    assert finding.fix_lines()[0] == (f"kubectl annotate serviceaccount -n finance backend-sa "
+                                      f"azure.workload.identity/client-id={REAL_CLIENT} --overwrite")
+    ctx.facts.identity.identity = {"id": IDENTITY_ID, "properties": {"principalId": "another"}}
+    assert sa_client_id_annotation(ctx).findings[0].code == "SA_CLIENT_ID_MISMATCH"
