@@ -437,6 +437,12 @@ def _principal_id_annotated(w: World) -> None:
     w.restart()
 
 
+def _principal_id_over_the_named_identity(w: World) -> None:
+    """The same paste while harness.yaml names the identity (client_id, identity_resource_id)."""
+    w.kubectl(f"annotate serviceaccount -n finance backend-sa {CLIENT_ID}={w.principal_id} --overwrite")
+    w.restart()
+
+
 def _moved_to_orders_identity(w: World) -> None:
     """The workload moved to another identity (orders'): its credential for finance's ServiceAccount and its role
     on finance-kv made, harness.yaml's identity_resource_id changed, the annotation forgotten."""
@@ -1261,6 +1267,8 @@ CASES = [
     Case("SA_CLIENT_ID_MALFORMED", _malformed_client_id, _heal_annotation),
     Case("SA_NOT_FOUND", _delete_sa, _heal_sa),
     Case("SA_ANNOTATION_IS_PRINCIPAL_ID", _principal_id_annotated, _heal_annotation),
+    Case("SA_ANNOTATION_IS_PRINCIPAL_ID", _principal_id_over_the_named_identity, _heal_annotation,
+         label="harness-yaml-names-it"),
     Case("IDENTITY_CLIENT_ID_MISMATCH", _moved_to_orders_identity, _heal_moved),
     Case("NAMESPACE_NOT_FOUND", _namespace_gone, _heal_namespace, where=f"{RESTORED}/backend-sa"),
     Case("SERVICE_PRINCIPAL_MISSING", _service_principal_deleted, _heal_app, where=f"{APP_NAMESPACE}/app-sa"),
