@@ -447,7 +447,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         if session is None or session.is_worker:
             return
         shutil.rmtree(session.shared_dir, ignore_errors=True)
-        _delete_leftover_probe_pods(session)
+        recorder = config.pluginmanager.get_plugin("wi-harness-recorder")
+        _delete_leftover_probe_pods(session, made=_may_have_made_pods(recorder))
         if session.lab is not None:
             session.lab.stop(remove_state=not session.keep)
     finally:
@@ -457,7 +458,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 LEFTOVER_RETRY_SECONDS = 6.0  # an API server that blinked at the end of the run (a restart, an upgrade's failover)
 
 
-def _delete_leftover_probe_pods(session: HarnessSession, sleep: Any = time.sleep) -> None:
+def _may_have_made_pods(recorder: Any) -> bool:
+    """Whether the run may have made probe objects: a probe pod was admitted, or the run ended before saying (an
+    interrupt); not when no pod.admitted passed (refused or skipped: an API server down for the whole run made
+    nothing)."""
+    admitted = [p["check"] for p in getattr(recorder, "payloads", None) or []
+                if (p.get("check") or {}).get("id") == "pod.admitted"]
+    return not admitted or bool(INTERRUPTED) or any(c.get("status") == "pass" for c in admitted)
+
+
+def _delete_leftover_probe_pods(session: HarnessSession, sleep: Any = time.sleep, made: bool = True) -> None:
     """The run's probe pods and ConfigMaps that are still there (an interrupted run: an xdist worker that created
     them may have been killed before it could delete them; deletes that met an API server briefly down), found by
     the run-id label and deleted, tried again for a few seconds while the API server does not answer or they are
@@ -476,6 +486,10 @@ def _delete_leftover_probe_pods(session: HarnessSession, sleep: Any = time.sleep
         delete_run_pods(session.kube, namespaces, session.run_id)
         left = _run_objects_left(session.kube, namespaces, session.run_id)
         if left is not None and not left:
+            return
+        if not made:  # nothing to make sure of: one look, and no word when the API server does not answer
+            if left:
+                break
             return
         if time.monotonic() + delay > deadline:
             break
