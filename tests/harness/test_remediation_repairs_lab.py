@@ -566,7 +566,9 @@ def _binding_not_migrated(w: World) -> None:
     """A workload still on pod-managed identity, its migration not begun: the legacy/worker Deployment's pods
     labelled aadpodidbinding=worker-binding, an AzureIdentity and AzureIdentityBinding for the worker-id managed
     identity (as aad-pod-identity's docs make them); its ServiceAccount not annotated, no federated credential, no
-    pod labelled for Workload ID. The migration is in progress (harness.yaml's default): a warning."""
+    pod labelled for Workload ID. The migration is in progress (harness.yaml's default): the binding is a warning.
+    This lab runs no NMI, so those pods have lost their identity too: POD_IDENTITY_REMOVED_EARLY, an error of the
+    run, whose printed fix is the same binding's coverage steps (the repair clears both)."""
     identity = w.person.arm("PUT", f"/subscriptions/{w.person.info['subscription_id']}/resourceGroups/"
                                    f"{w.identity_id.split('/')[4]}/providers/Microsoft.ManagedIdentity/"
                                    f"userAssignedIdentities/{WORKER_ID}", IDENTITY_API, {"location": "eastus"})
