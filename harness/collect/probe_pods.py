@@ -366,6 +366,7 @@ def gone(facts: PodFacts, last: dict[str, Any] | None, removed: bool = True) -> 
     when the object is gone. An eviction (kubectl drain, the Eviction API) is named by the DisruptionTarget
     condition the API server adds before it deletes (pod disruption conditions, Kubernetes 1.26+: reason
     EvictionByEvictionAPI, DeletionByTaintManager, ...)."""
+    earlier = facts.waiting_message or ""
     if last is not None:
         observe(facts, last)
     if removed:
@@ -375,6 +376,9 @@ def gone(facts: PodFacts, last: dict[str, Any] | None, removed: bool = True) -> 
                       and c.get("status") == "True"), None)
     how = (f": {EVICTED} (DisruptionTarget {disrupted.get('reason')}: {disrupted.get('message')})"
            if disrupted is not None else "")
+    if not how and earlier.startswith(POD_DELETED):  # a later status without the condition: what was seen stays
+        facts.waiting_message = earlier
+        return
     facts.waiting_message = POD_DELETED + how
 
 

@@ -118,6 +118,20 @@ def _too_many(message: str, cause: str, name: str) -> errors.ApiError:
         "name": name, "kind": "pods", "causes": [{"reason": "DisruptionBudget", "message": cause}]})
 
 
+def _mark_disruption_target(store: Store, rt: ResourceType, pod: Obj) -> Obj:
+    """addConditionAndDeletePod (registry/core/pod/storage/eviction.go; pod disruption conditions, GA in 1.31):
+    before the delete, the pod's status gets DisruptionTarget True, reason EvictionByEvictionAPI, message
+    'Eviction API: evicting' (the text GitLab runners quote as 'is disrupted: reason "EvictionByEvictionAPI",
+    message "Eviction API: evicting"'), so whoever watches the pod sees it was evicted, not deleted."""
+    updated = copy.deepcopy(pod)
+    conditions = [c for c in (updated.setdefault("status", {}).get("conditions") or [])
+                  if c.get("type") != "DisruptionTarget"]
+    conditions.append({"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+                       "message": "Eviction API: evicting", "lastTransitionTime": rfc3339()})
+    updated["status"]["conditions"] = conditions
+    return store.replace(rt, updated, check_version=False)
+
+
 async def serve(api: ApiServer, request: web.Request, user: KubeUser, target: Target) -> web.Response:
     from lab.kube.apiserver import json_response, method_not_allowed
 
@@ -160,6 +174,7 @@ async def serve(api: ApiServer, request: web.Request, user: KubeUser, target: Ta
     if not dry_run:
         from lab.kube.apiserver import grace_period
 
+        pod = _mark_disruption_target(store, target.rt, pod)
         api.delete_pod(target, pod, grace_period({}, options, pod))
     return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                           "code": 201}, status=201)

@@ -105,6 +105,8 @@ POD_CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+# kubetypes.PodConditionByKubelet: the conditions the kubelet writes; any other type on a pod is someone else's
+KUBELET_CONDITIONS = ("PodScheduled", "Ready", "Initialized", "ContainersReady", "PodReadyToStartContainers")
 
 class PodGone(Exception):
     """The pod (this uid) is no longer in the store."""
@@ -480,7 +482,11 @@ class PodWorker:
         status = dict(pod.get("status") or {})
         for key in ("reason", "message", "podIP", "podIPs"):
             status.pop(key, None)
+        # the status manager's mergePodStatus (pkg/kubelet/status/status_manager.go): conditions the kubelet does
+        # not own (the API server's DisruptionTarget on an eviction, readiness gates' types) are kept
+        kept = [c for c in status.get("conditions") or [] if c.get("type") not in KUBELET_CONDITIONS]
         status.update(self.build_status())
+        status["conditions"] = [*kept, *status["conditions"]]
         pod["status"] = status
         self.write(pod)
 

@@ -213,6 +213,7 @@ def break_the_probe_pod_mid_run(running_lab: RunningLab, report_dir: Path, confi
              "--report-dir", str(report_dir), "-p", "no:cacheprovider", "-q"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ((_, namespace, pod, _),) = wait_for(lambda: new_pods(api, before), 60, "the probe pod")
+        time.sleep(1)  # the run is watching its pod by now (it starts 3 s after it was made)
         breakage(api, namespace, pod)
         output = run.communicate(timeout=120)[0]
     finally:
@@ -244,6 +245,9 @@ def test_a_probe_pod_deleted_or_evicted_mid_run_is_named_as_such(
     finding = workload["findings"][0]
     assert f"{WORKLOAD.split('/')[0]}/{pod}" in finding["message"] and "\n" not in finding["message"]
     assert finding["remediation"][0].startswith(f"kubectl get events -n finance --field-selector involvedObject.name={pod}")
+    if breakage is _evict:  # the API server marks an evicted pod before it deletes it (pod disruption conditions)
+        assert "was evicted before the probe finished (DisruptionTarget EvictionByEvictionAPI: Eviction API: " \
+               "evicting)" in finding["message"], finding["message"]
     again = start(running_lab.harness_config, tmp_path / "again")
     assert again.communicate(timeout=120)[0] and again.returncode == 0
 
