@@ -1,7 +1,9 @@
-"""core/v1 Events about pods, recorded the way the kubelet records them."""
+"""core/v1 Events: about pods, recorded the way the kubelet records them; about a controller's own objects, the
+way the workload controllers record them."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +14,25 @@ if TYPE_CHECKING:
     from lab.kube.kubelet import Kubelet
 
 Obj = dict[str, Any]
+
+
+def controller_event(store: Any, obj: Obj, api_version: str, kind: str, reason: str, message: str,
+                     type_: str, component: str, reporting_component: str | None = None) -> None:
+    """A controller's Event about ``obj`` (a Deployment, ReplicaSet, DaemonSet, StatefulSet, Job): a new one each
+    time, count 1, ``source.component`` the controller's name (``reporting_component`` when it reports another)."""
+    meta = obj["metadata"]
+    now = rfc3339()
+    store.create(core_type(store, "events"), {
+        "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
+        "involvedObject": {"apiVersion": api_version, "kind": kind, "name": meta["name"],
+                           "namespace": meta["namespace"], "uid": meta["uid"],
+                           "resourceVersion": meta.get("resourceVersion")},
+        "reason": reason, "message": message, "type": type_, "count": 1,
+        "source": {"component": component},
+        "firstTimestamp": now, "lastTimestamp": now,
+        "reportingComponent": component if reporting_component is None else reporting_component,
+        "reportingInstance": "",
+    }, namespace=meta["namespace"])
 
 
 class EventRecorder:

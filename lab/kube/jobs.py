@@ -24,11 +24,11 @@ pods' own deadline works), ttlSecondsAfterFinished, pod replacement policy, back
 from __future__ import annotations
 
 import copy
-import secrets
 from typing import TYPE_CHECKING
 
 from lab.clock import rfc3339
 from lab.kube import admission, errors
+from lab.kube.events import controller_event
 from lab.kube.resources import core_type
 from lab.kube.store import Obj, ResourceType, Store
 
@@ -154,19 +154,7 @@ class JobController:
             self.store.replace(jobs, {**job, "status": status}, check_version=False)
 
     def _event(self, job: Obj, reason: str, message: str, type_: str = "Normal") -> None:
-        events = core_type(self.store, "events")
-        meta = job["metadata"]
-        now = rfc3339()
-        self.store.create(events, {
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta["uid"],
-                               "resourceVersion": meta.get("resourceVersion")},
-            "reason": reason, "message": message, "type": type_, "count": 1,
-            "source": {"component": "job-controller"},
-            "firstTimestamp": now, "lastTimestamp": now, "reportingComponent": "job-controller",
-            "reportingInstance": "",
-        }, namespace=meta["namespace"])
+        controller_event(self.store, job, "batch/v1", "Job", reason, message, type_, "job-controller")
 
 
 def _condition(type_: str, reason: str, message: str, now: str) -> Obj:

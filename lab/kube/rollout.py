@@ -31,13 +31,12 @@ import asyncio
 import copy
 import logging
 import math
-import secrets
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from lab.clock import rfc3339
-from lab.kube.resources import core_type
+from lab.kube.events import controller_event
 from lab.kube.store import Obj, ResourceType, Store
 
 if TYPE_CHECKING:
@@ -390,18 +389,7 @@ class DeploymentController:
     # -- events
 
     def scaling_event(self, deployment: Obj, rs: Obj, before: int, after: int) -> None:
-        events = core_type(self.store, "events")
-        meta = deployment["metadata"]
-        now = rfc3339()
         direction = "up" if after > before else "down"
-        self.store.create(events, {
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta["uid"],
-                               "resourceVersion": meta.get("resourceVersion")},
-            "reason": "ScalingReplicaSet", "type": "Normal", "count": 1,
-            "message": f"Scaled {direction} replica set {rs['metadata']['name']} from {before} to {after}",
-            "source": {"component": "deployment-controller"},
-            "firstTimestamp": now, "lastTimestamp": now, "reportingComponent": "deployment-controller",
-            "reportingInstance": "",
-        }, namespace=meta["namespace"])
+        controller_event(self.store, deployment, "apps/v1", "Deployment", "ScalingReplicaSet",
+                         f"Scaled {direction} replica set {rs['metadata']['name']} from {before} to {after}",
+                         "Normal", "deployment-controller")

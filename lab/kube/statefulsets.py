@@ -20,11 +20,11 @@ ControllerRevision objects are not emulated.
 from __future__ import annotations
 
 import copy
-import secrets
 from typing import TYPE_CHECKING
 
 from lab.clock import rfc3339
 from lab.kube import admission, errors
+from lab.kube.events import controller_event
 from lab.kube.resources import core_type
 from lab.kube.store import Obj, Store
 
@@ -172,15 +172,4 @@ class StatefulSetController:
             self.store.replace(sets, {**sts, "status": status}, check_version=False)
 
     def _event(self, sts: Obj, reason: str, message: str, type_: str = "Normal") -> None:
-        events = core_type(self.store, "events")
-        meta = sts["metadata"]
-        now = rfc3339()
-        self.store.create(events, {
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta["uid"],
-                               "resourceVersion": meta.get("resourceVersion")},
-            "reason": reason, "message": message, "type": type_, "count": 1,
-            "source": {"component": COMPONENT},
-            "firstTimestamp": now, "lastTimestamp": now, "reportingComponent": COMPONENT, "reportingInstance": "",
-        }, namespace=meta["namespace"])
+        controller_event(self.store, sts, "apps/v1", "StatefulSet", reason, message, type_, COMPONENT)

@@ -12,11 +12,11 @@ import copy
 import hashlib
 import json
 import logging
-import secrets
 from typing import TYPE_CHECKING
 
 from lab.clock import rfc3339
 from lab.kube import admission, errors
+from lab.kube.events import controller_event
 from lab.kube.resources import core_type
 from lab.kube.rollout import DeploymentController
 from lab.kube.store import Obj, ResourceType, Store
@@ -192,19 +192,9 @@ class WorkloadControllers:
             self.store.replace(rt, {**owner, "status": status}, check_version=False)
 
     def _event(self, owner: Obj, reason: str, message: str, type_: str = "Normal") -> None:
-        events = core_type(self.store, "events")
-        meta = owner["metadata"]
-        now = rfc3339()
-        self.store.create(events, {
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta["uid"],
-                               "resourceVersion": meta.get("resourceVersion")},
-            "reason": reason, "message": message, "type": type_, "count": 1,
-            "source": {"component": "replicaset-controller" if owner["kind"] == "ReplicaSet"
-                       else "daemonset-controller"},
-            "firstTimestamp": now, "lastTimestamp": now, "reportingComponent": "", "reportingInstance": "",
-        }, namespace=meta["namespace"])
+        component = "replicaset-controller" if owner["kind"] == "ReplicaSet" else "daemonset-controller"
+        controller_event(self.store, owner, owner["apiVersion"], owner["kind"], reason, message, type_, component,
+                         reporting_component="")
 
     def owner_of(self, obj: Obj) -> tuple[str, str] | None:
         """(kind, name) of a pod's or ReplicaSet's controlling owner."""
