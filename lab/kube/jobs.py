@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from lab.clock import rfc3339
 from lab.kube import admission, errors
 from lab.kube.events import controller_event
-from lab.kube.resources import core_type
+from lab.kube.resources import core_type, pods_controlled_by
 from lab.kube.store import Obj, ResourceType, Store
 
 if TYPE_CHECKING:
@@ -101,11 +101,7 @@ class JobController:
         return self.store.replace(jobs, job, check_version=False)
 
     def _pods_of(self, job: Obj) -> list[Obj]:
-        pods = core_type(self.store, "pods")
-        uid = job["metadata"]["uid"]
-        return [pod for pod in self.store.list(pods, job["metadata"]["namespace"])[0]
-                if any(ref.get("uid") == uid and ref.get("controller")
-                       for ref in pod["metadata"].get("ownerReferences") or [])]
+        return pods_controlled_by(self.store, job)
 
     def _create_pod(self, job: Obj) -> Obj | None:
         pods_type = core_type(self.store, "pods")

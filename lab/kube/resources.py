@@ -313,6 +313,14 @@ def core_type(store: Store, plural: str) -> ResourceType:
     return store.type_for("", plural) or ResourceType("", "v1", plural, _KINDS[plural], plural != "nodes")
 
 
+def pods_controlled_by(store: Store, owner: Obj) -> list[Obj]:
+    """The pods of ``owner``'s namespace whose controller ownerReference is ``owner`` (a StatefulSet's, a Job's)."""
+    uid = owner["metadata"]["uid"]
+    return [pod for pod in store.list(core_type(store, "pods"), owner["metadata"]["namespace"])[0]
+            if any(ref.get("uid") == uid and ref.get("controller")
+                   for ref in pod["metadata"].get("ownerReferences") or [])]
+
+
 # ---------------------------------------------------------------- field selectors
 
 # The field labels each built-in resource supports beyond metadata.name / metadata.namespace

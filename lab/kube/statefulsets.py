@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from lab.clock import rfc3339
 from lab.kube import admission, errors
 from lab.kube.events import controller_event
-from lab.kube.resources import core_type
+from lab.kube.resources import core_type, pods_controlled_by
 from lab.kube.store import Obj, Store
 
 if TYPE_CHECKING:
@@ -98,11 +98,7 @@ class StatefulSetController:
                 return
 
     def _pods_of(self, sts: Obj) -> list[Obj]:
-        pods = core_type(self.store, "pods")
-        uid = sts["metadata"]["uid"]
-        return [pod for pod in self.store.list(pods, sts["metadata"]["namespace"])[0]
-                if any(ref.get("uid") == uid and ref.get("controller")
-                       for ref in pod["metadata"].get("ownerReferences") or [])]
+        return pods_controlled_by(self.store, sts)
 
     def _create(self, sts: Obj, ordinal: int, revision: str) -> None:
         pods_type = core_type(self.store, "pods")
