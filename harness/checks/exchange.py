@@ -423,6 +423,9 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
             fix.show_issuer(ctx.azure),
             fix.curl((issuer or "<issuer>").rstrip("/") + "/.well-known/openid-configuration"),
         ]
+    elif code == "IDENTITY_NOT_FOUND" and _principal_owner(ctx):
+        # the client id exchanged as is an identity's object id (identity.matches names whose): no tenant question
+        remediation += [*_unknown_client_id_fix(ctx, str(evidence.get("client_id") or "")), *restart_workload(ctx)]
     elif code == "IDENTITY_NOT_FOUND":
         remediation += [
             *_unknown_client_id_fix(ctx, str(evidence.get("client_id") or "")),
@@ -489,12 +492,22 @@ def _unknown_client_id_fix(ctx: WorkloadContext, exchanged: str) -> list[Step]:
     """Entra knows no identity with the client id the pod exchanged as. The annotation is set to the client id of
     the identity the harness read (an identity deleted and created again under its name has a new one), else to
     harness.yaml's; where that is the very client id Entra refused, annotating it again changes nothing, and the
-    fix is finding the identity."""
-    read = identity_client_id(ctx.facts.identity)
+    fix is finding the identity. Where the annotation is an identity's principal (object) id (the harness found
+    whose: an application's object id, a service principal's or a managed identity's principalId), the annotation
+    is set to that identity's client id, as SA_ANNOTATION_IS_PRINCIPAL_ID's fix does: a look-up of the object id
+    as a client id finds nothing."""
+    read = identity_client_id(ctx.facts.identity) or _principal_owner(ctx)
     target = read or ctx.expected_client_id
     if not target or (exchanged and target.lower() == exchanged.lower()):
         return fix.find_identity_anywhere(exchanged or target)
     return [fix.annotate_sa(ctx.namespace, ctx.service_account, target)]
+
+
+def _principal_owner(ctx: WorkloadContext) -> str | None:
+    """The client id of the identity whose principal (object) id the annotation holds (facts.principal_of, found
+    when the annotated GUID is no client id), else None."""
+    owner = ctx.facts.identity.principal_of if ctx.facts.identity is not None else None
+    return str(owner["client_id"]) if owner and owner.get("client_id") else None
 
 
 def _resource_of(error: dict[str, Any]) -> str | None:

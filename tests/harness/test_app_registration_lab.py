@@ -119,25 +119,33 @@ def test_the_suites_pass_for_the_app_registration_as_made(healthy: AppWorkload, 
     assert checks["identity.matches"]["evidence"]["kind"] == "application"
 
 
+@pytest.mark.parametrize("copied", ["application", "service principal"])
 def test_the_app_registrations_object_id_annotated_is_named_with_its_app_id(
-    healthy: AppWorkload, shell: Shell, tmp_path: Path  # noqa: F811
+    healthy: AppWorkload, shell: Shell, tmp_path: Path, copied: str  # noqa: F811
 ) -> None:
-    """The portal's app registration page shows "Object ID" next to "Application (client) ID"; the object id
-    copied into the annotation is no client id (AADSTS700016). It was IDENTITY_NOT_FOUND, whose printed look-ups
-    (az identity list, az ad app list --filter appId eq ...) find nothing; the harness now names the application
-    and its appId, in the workload's findings and the inventory's, and the printed annotation repairs it."""
+    """The portal's app registration page shows "Object ID" next to "Application (client) ID" (and the enterprise
+    application's page its service principal's Object ID); the object id copied into the annotation is no client
+    id (AADSTS700016). It was IDENTITY_NOT_FOUND, whose printed look-ups (az identity list, az ad app list
+    --filter appId eq ...) find nothing; the harness now names the application and its appId, in the workload's
+    findings and the inventory's, and the printed annotation repairs it. The exchange's own AADSTS700016 finding
+    also set the annotation to the appId (it printed those look-ups and the tenant annotation, for the service
+    principal's object id too)."""
     app = healthy.app
+    object_id = app.object_id if copied == "application" else app.principal_id
     shell.must(f"kubectl annotate serviceaccount -n {healthy.namespace} {healthy.service_account} "
-               f"{CLIENT_ID}={app.object_id} --overwrite")
+               f"{CLIENT_ID}={object_id} --overwrite")
     document, checks, entry = run(tmp_path, healthy.config_without_client_id, healthy.ref)
     assert entry["verdict"] == "fail"
     first = entry["findings"][0]
     assert first["code"] == "SA_ANNOTATION_IS_PRINCIPAL_ID", [f["code"] for f in entry["findings"]]
-    assert f"{app.object_id} is the object id of the application" in first["message"]
-    assert f"appId {app.app_id}" in first["message"]
+    assert f"{object_id} is the {'' if copied == 'application' else 'principal ('}object" in first["message"]
+    assert f"{copied} {healthy.namespace}-app" in first["message"] and app.app_id in first["message"]
     assert checks["identity.matches"]["status"] == "fail"
+    for finding in entry["findings"]:
+        assert [line for line in finding["remediation"] if f"{CLIENT_ID}={app.app_id}" in line], finding
+        assert not [line for line in finding["remediation"] if object_id in line or "tenant-id" in line], finding
     unknown = next(f for f in document["findings"] if f["code"] == "SA_CLIENT_ID_UNKNOWN")
-    assert f"{app.object_id} is the object id of application" in unknown["message"]
+    assert f"{object_id} is the" in unknown["message"] and f"{copied} {healthy.namespace}-app" in unknown["message"]
     assert any(f"{CLIENT_ID}={app.app_id}" in line for line in unknown["remediation"])
     paste(shell, first)
     _, checks, entry = run(tmp_path, healthy.config_without_client_id, healthy.ref)

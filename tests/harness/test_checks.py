@@ -991,6 +991,19 @@ def test_an_unknown_client_id_is_looked_up_not_annotated_again() -> None:
     assert any("azure.workload.identity/tenant-id=" in line for line in lines)
 
 
+def test_a_service_principals_object_id_annotated_is_annotated_with_its_app_id_not_looked_up() -> None:
+    """The enterprise application's Object ID (the service principal's) in the annotation, harness.yaml naming no
+    client id: identity.matches says whose object id it is; the exchange's AADSTS700016 printed look-ups of the
+    object id as a client id (they find nothing) and the tenant annotation. It now sets the app's client id."""
+    app_id = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
+    identity = IdentityFacts(configured=True, principal_of={"kind": "service_principal", "client_id": app_id,
+                                                            "name": "web-app", "resource_id": None})
+    lines = _unknown_client_id(identity).fix_lines()
+    assert lines[0] == (f"kubectl annotate serviceaccount -n finance backend-sa "
+                        f"azure.workload.identity/client-id={app_id} --overwrite")
+    assert not any("az identity list" in line or "tenant-id=" in line for line in lines), lines
+
+
 def test_an_exchange_refused_for_the_audience_updates_the_credential_it_does_not_create_one() -> None:
     """AADSTS700212: the subject's credential has another audience (az identity federated-credential update
     --audiences with a typo). ARM refuses a second credential with the same issuer and subject, so the exchange's
