@@ -579,6 +579,20 @@ def sa_token(world: World, w: FakeWorkload, pod: dict[str, Any], now: float) -> 
     return jwt.encode(claims, _KEY, algorithm="RS256", headers={"kid": _KID})
 
 
+class VirtualClock:
+    """The probe's monotonic clock and sleep for an in-process run: a retry's wait moves the clock on at once, so a
+    fake world whose answers never change ends its retries within their bound without waiting it out."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def run_real_probe(pod: dict[str, Any], world: World, sa: FakeWorkload) -> tuple[str, int]:
     """Run probe.cli.main in-process with the pod's env; the token file lives in a temp dir standing in for
     the mount (paths are mapped back, as a mount namespace would)."""
@@ -594,8 +608,10 @@ def run_real_probe(pod: dict[str, Any], world: World, sa: FakeWorkload) -> tuple
             local.write_text(sa_token(world, sa, pod, time.time()))
             environ["AZURE_FEDERATED_TOKEN_FILE"] = str(local)
         out, err = io.StringIO(), io.StringIO()
+        clock = VirtualClock()
         code = main(
-            [], environ=environ, transport=FakeAzureData(world), sdk_check=None, stdout=out, stderr=err
+            [], environ=environ, transport=FakeAzureData(world), sdk_check=None, stdout=out, stderr=err,
+            monotonic=clock.monotonic, sleep=clock.sleep,
         )
         text = err.getvalue() + out.getvalue()
         return text.replace(tmp, ""), code
