@@ -134,6 +134,8 @@ def _merge(runs: list[Path], out_dir: Path) -> int:
         f"{fleet.counts['failed_runs']} failed; wrote {', '.join(str(p) for p in paths)}",
         file=sys.stderr,
     )
+    if fleet.table.note:  # several runs of one cluster: each counts
+        print(fleet.table.note, file=sys.stderr)
     return 0
 
 

@@ -48,7 +48,7 @@ from harness.session import (
     workloads_for,
 )
 from harness.shared import compute_once
-from harness.values import image_reference_problem, printable
+from harness.values import image_reference_problem, printable, shorten
 
 SESSION = pytest.StashKey[HarnessSession]()
 PAYLOAD = pytest.StashKey[dict[str, Any]]()
@@ -590,7 +590,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if payload is not None and report.when == "call":
         report.wi_harness = payload  # crosses xdist with the report (TestReport keeps extra attributes)
     elif report.failed and report.when != "call" and any(n.startswith("wi_") for n in item.fixturenames):
-        report.wi_harness_error = True  # a harness test errored outside its check: the run cannot pass
+        # a harness test errored outside its check: the run cannot pass, and run.json says why (one line, a str
+        # so it crosses xdist with the report)
+        report.wi_harness_error = error_line(report)
+
+
+def error_line(report: pytest.TestReport) -> str:
+    """Why a test errored, on one bounded line: pytest's crash message (``Failed: `` dropped), else the last line
+    of its report."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = str(getattr(crash, "message", "") or "")
+    if not text:
+        lines = [line for line in str(report.longrepr or "").splitlines() if line.strip()]
+        text = lines[-1] if lines else "errored"
+    text = text.removeprefix("Failed: ")
+    return shorten(" ".join(text.split()), 400) or "errored"
 
 
 def redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
@@ -617,7 +631,7 @@ class RunRecorder:
     def __init__(self, session: HarnessSession) -> None:
         self.session = session
         self.payloads: list[dict[str, Any]] = []
-        self.errors = 0
+        self.errors: list[dict[str, str]] = []  # the harness's tests that errored without a check result
         self.document: dict[str, Any] | None = None
         self.path: Path | None = None
         self.write_error: str | None = None
@@ -628,13 +642,14 @@ class RunRecorder:
         if payload is not None:
             self.payloads.append(payload)
         elif getattr(report, "wi_harness_error", False):
-            self.errors += 1
+            message = report.wi_harness_error
+            self.errors.append({"test": report.nodeid,
+                                "message": message if isinstance(message, str) else "errored"})
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if INTERRUPTED:  # stopped by a signal: checks not run yet would not be in it, so never a PASS
             self.interrupted = INTERRUPTED[0]
-            self.errors += 1
-        if not self.payloads and not self.errors:
+        if not self.payloads and not self.errors and not self.interrupted:
             return
         fixtures.keep_for_the_run()  # the items' reports and payloads
         s = self.session
@@ -644,7 +659,8 @@ class RunRecorder:
             "cluster": s.config.azure.cluster_name if s.config.azure else "",
             "issuer": "",
         }
-        self.document = build_run(s.run_id, s.started_at, rfc3339(), self.payloads, fallback, self.errors)
+        self.document = build_run(s.run_id, s.started_at, rfc3339(), self.payloads, fallback, self.errors,
+                                  self.interrupted)
         try:
             self.path = write_run(s.report_dir, self.document, s.redactor)
         except (OSError, ValueError) as exc:

@@ -78,8 +78,14 @@ def build_run(
     finished_at: str,
     payloads: list[dict[str, Any]],
     fallback_target: dict[str, Any],
-    harness_errors: int = 0,
+    harness_errors: int | list[dict[str, str]] = 0,
+    interrupted: str | None = None,
 ) -> dict[str, Any]:
+    """run.json from the tests' payloads. ``harness_errors``: the harness's tests that errored without a check
+    result, each ``{test, message}`` (a bare count for callers that know no more); ``interrupted``: the signal
+    that stopped the run. Either makes the verdict FAIL, and the document's ``incomplete`` says why."""
+    if isinstance(harness_errors, int):
+        harness_errors = [{"test": "(unknown)", "message": "errored without a check result"}] * harness_errors
     # run.json's checks and findings: the cluster's, then the migration suite's, then the inventory suite's
     cluster = sorted((p for p in payloads if p["scope"] in RUN_SCOPES),
                      key=lambda p: (RUN_SCOPES.index(p["scope"]), p["order"]))
@@ -107,7 +113,8 @@ def build_run(
     failed = (
         any(c["status"] == "fail" for c in cluster_checks)
         or any(w["verdict"] == "fail" for w in workloads)
-        or harness_errors > 0
+        or bool(harness_errors)
+        or interrupted is not None
     )
     document = {
         "schema": SCHEMA,
@@ -130,6 +137,8 @@ def build_run(
     retries = merged_retries(payloads)
     if retries:
         document["retries"] = retries
+    if harness_errors or interrupted is not None:
+        document["incomplete"] = {"interrupted": interrupted, "errors": [dict(e) for e in harness_errors]}
     return document
 
 

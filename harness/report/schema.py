@@ -115,6 +115,22 @@ class Inventory(_Strict):
     unreadable: list[dict[str, Any]]
 
 
+class HarnessError(_Strict):
+    """A test of the harness that errored without a check result (a fixture's failure: a whole-cluster run that
+    found nothing to verify, a bug): the run cannot pass, and this says why."""
+
+    test: str  # the pytest node id
+    message: str  # one line
+
+
+class Incomplete(_Strict):
+    """Why the verdict is FAIL beyond what the checks say: the run was stopped by a signal before every check ran
+    (checks not run are not in the document), and the harness's tests that errored without a check result."""
+
+    interrupted: str | None = None  # SIGINT or SIGTERM; null when the run finished
+    errors: list[HarnessError] = []
+
+
 class RunReport(_Strict):
     schema_: Literal["wi-harness/run/v1"] = Field(alias="schema")
     run_id: str = Field(min_length=1)
@@ -131,6 +147,8 @@ class RunReport(_Strict):
     inventory: Inventory | None = None  # the inventory suite (inventory.* checks): absent when it did not run
     # the harness's own retries of transient answers, per service {retries, answers: {answer: n}}; absent: none
     retries: dict[str, Any] | None = None
+    # absent when every test ran and each gave its check result; present, the verdict is FAIL
+    incomplete: Incomplete | None = None
 
 
 def validate_run(document: dict[str, Any]) -> RunReport:

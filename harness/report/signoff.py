@@ -20,6 +20,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError
 
+from harness.checks.migration import MIGRATION_CHECK_IDS
 from harness.report.schema import validate_run
 
 FORMATS = ("md", "html")
@@ -128,6 +129,7 @@ class RunView:
     cluster_findings: list[FindingView]
     workloads: list[WorkloadView]
     sections: list[Table] = field(default_factory=list)
+    incomplete: str = ""  # why the verdict is FAIL beyond the checks (incomplete_text); "" for a whole run
 
 
 def cell(value: Any) -> str:
@@ -411,6 +413,24 @@ def _duration(started: str, finished: str) -> str:
 _NOT_LEFTOVERS = ("POD_IDENTITY_UNREADABLE", "POD_IDENTITY_COVERAGE_UNKNOWN")  # doubts, not pod identity left
 
 
+def incomplete_text(document: dict[str, Any]) -> str:
+    """Why the verdict is FAIL beyond the checks, in one header cell: the run stopped by a signal, the harness's
+    tests that errored without a check result (the first one's message); "" for a run that finished whole."""
+    incomplete = document.get("incomplete")
+    if not isinstance(incomplete, dict):
+        return ""
+    parts = []
+    if incomplete.get("interrupted"):
+        parts.append(f"interrupted ({incomplete['interrupted']}) before every check ran: checks not run are not "
+                     "in this document, and the verdict is FAIL whatever those that ran say")
+    errors = [e for e in incomplete.get("errors") or [] if isinstance(e, dict)]
+    if errors:
+        first = errors[0]
+        parts.append(f"{len(errors)} test(s) of the harness errored without a check result, first "
+                     f"{first.get('test')}: {first.get('message')}")
+    return cell("; ".join(parts)) if parts else ""
+
+
 def migration_state(document: dict[str, Any]) -> str | None:
     """Whether the cluster is off pod-managed identity, in one cell of the header: the run's verdict alone cannot
     say (before expect.migration_complete, every leftover is a warning and the run may pass with bindings not
@@ -426,6 +446,7 @@ def migration_state(document: dict[str, Any]) -> str | None:
     leftovers = [code for code in codes if code not in _NOT_LEFTOVERS]
     doubtful = [c for c in checks if c.get("status") in ("fail", "warn")]
     skipped = [str(c.get("id")) for c in checks if c.get("status") == "skip"]
+    missing = [i for i in MIGRATION_CHECK_IDS if i not in {c.get("id") for c in checks}]
     if leftovers:
         behind = [str(r.get("binding")) for r in rows if not r.get("migrated")]
         bindings = (f"{len(rows) - len(behind)} of {len(rows)} AzureIdentityBindings migrated"
@@ -437,6 +458,9 @@ def migration_state(document: dict[str, Any]) -> str | None:
         return f"NO: {bindings}; pod identity left: {', '.join(leftovers)} ({how})"
     if doubtful:
         return "CANNOT TELL: " + "; ".join(cell(c.get("message")) for c in doubtful)
+    if missing:  # an interrupted run, a migration test that errored: what did not run cannot say YES
+        return f"CANNOT TELL: {', '.join(missing)} did not run" + (
+            " (the run was not complete)" if document.get("incomplete") else "")
     return "YES: no AzureIdentityBinding, aad-pod-identity object, labelled pod, NMI/MIC, CRD or add-on pod " \
            "identity left" + (f" (not checked: {', '.join(skipped)})" if skipped else "")
 
@@ -461,6 +485,7 @@ def run_view(document: dict[str, Any]) -> RunView:
         ("Run by (Kubernetes)", _run_by(run_by.get("kubernetes"), KUBE_USER_LABELS)),
         ("Run by (Azure)", _run_by(run_by.get("azure"), AZURE_CALLER_LABELS)),
         ("Verdict", str(document.get("verdict", "")).upper()),
+        *((("Not complete", unfinished),) if (unfinished := incomplete_text(document)) else ()),
         *((("Off pod identity", migration),) if (migration := migration_state(document)) else ()),
     ]
     columns: list[str] = []
@@ -519,6 +544,7 @@ def run_view(document: dict[str, Any]) -> RunView:
         cluster_findings=_findings(document.get("findings") or []),
         workloads=views,
         sections=[t for key in extra for t in section_tables(_title(key), document[key])],
+        incomplete=incomplete_text(document),
     )
 
 
@@ -544,7 +570,7 @@ def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
                 run.cluster,
                 run.run_id,
                 _started(run),
-                run.verdict.upper(),
+                run.verdict.upper() + (" (not complete)" if run.incomplete else ""),
                 # YES / NO / CANNOT TELL (the run's header says why); — when the migration suite did not run
                 next((value.split(":", 1)[0] for label, value in run.header if label == "Off pod identity"), "—"),
                 f"{workloads['pass']}/{workloads['total']}",
@@ -567,7 +593,7 @@ def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
     failed = [r for r in runs if r.verdict != "pass"]
     return FleetView(
         verdict="fail" if failed or not runs else "pass",
-        table=Table("Fleet", columns, rows),
+        table=Table("Fleet", columns, rows, repeated_clusters(clusters)),
         clusters=list(clusters.items()),
         counts={
             "clusters": len(clusters),
@@ -576,6 +602,21 @@ def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
             "failed_clusters": len({r.cluster for r in failed}),
         },
     )
+
+
+def repeated_clusters(clusters: dict[str, list[RunView]]) -> str:
+    """A cluster with several runs in one merge: every run counts toward the fleet verdict (a later pass does
+    not hide an earlier failure), which the sign-off says, naming each such cluster's latest run."""
+    parts = []
+    for cluster, runs in clusters.items():
+        if len(runs) > 1:
+            latest = runs[-1]  # runs are sorted by start
+            parts.append(f"{cluster}: {len(runs)} runs, the latest {latest.run_id} ({_started(latest)}) "
+                         f"{latest.verdict.upper()}")
+    if not parts:
+        return ""
+    return ("Several runs of one cluster: " + "; ".join(parts) + ". Every run counts toward the fleet verdict, "
+            "an earlier failure too: merge only the runs to sign.")
 
 
 def _started(run: RunView) -> str:

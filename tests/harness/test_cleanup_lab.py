@@ -175,6 +175,8 @@ def test_an_interrupted_run_leaves_nothing(
         assert document["verdict"] == "pass"
     else:
         assert document["verdict"] == "fail" and "before every check ran: the verdict is FAIL" in output
+        # and the sign-off says so: run.json names the signal (the checks that ran may all pass)
+        assert document["incomplete"]["interrupted"] == ("SIGINT" if signum == "SIGINT-twice" else signum.name)
 
 
 def test_an_api_server_down_for_a_moment_mid_run_leaves_nothing(running_lab: RunningLab, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from fakeworld import ISSUER, SECRET_VALUES, World
 
+from harness.checks.migration import MIGRATION_CHECK_IDS
 from harness.cli import main
 from harness.redact import Redactor, contains_secret
 from harness.report.run_json import build_run_from_results, write_run
@@ -590,7 +591,7 @@ def test_the_header_says_whether_the_cluster_is_off_pod_identity_whatever_the_ve
     document = copy.deepcopy(failing_document(run_world))
     document["verdict"] = "pass"
     assert "Off pod identity" not in render(document, "md")
-    ids = ["migration.bindings_migrated", "migration.pods_unlabelled", "migration.objects_removed"]
+    ids = list(MIGRATION_CHECK_IDS)  # all of them: a migration check not in run.json says CANNOT TELL
     document["checks"] = [{"id": i, "status": "pass", "message": "ok", "evidence": {}} for i in ids]
     document["coverage"], document["leftovers"] = [], {"migration_complete": False}
     assert "| Off pod identity | YES: no AzureIdentityBinding" in render(document, "md")
@@ -607,3 +608,75 @@ def test_the_header_says_whether_the_cluster_is_off_pod_identity_whatever_the_ve
     assert md_cells(next(line for line in fleet.splitlines() if line.startswith("| dev-aks")))[3:5] == ["PASS", "NO"]
     document["findings"][0]["code"] = "POD_IDENTITY_UNREADABLE"
     assert "| Off pod identity | CANNOT TELL: 1 of 2 AzureIdentityBindings are not migrated |" in render(document, "md")
+
+
+# ---------------------------------------------------------------- a run that did not finish, several runs of one cluster
+
+
+def test_an_incomplete_run_says_why_it_failed_and_never_says_off_pod_identity_yes(
+    run_world: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that failed with no check failing (a test of the harness errored: a whole-cluster run whose
+    --namespace does not exist; or Ctrl-C before every check ran) said only 'Verdict FAIL' over green checks, in
+    the sign-off and in the fleet's table; and with a migration check not run, 'Off pod identity' said YES from
+    the checks that did. Now run.json's ``incomplete`` names the signal and each errored test, the header says
+    it, the fleet row says FAIL (not complete), and a migration check that did not run is CANNOT TELL."""
+    from harness.report.run_json import build_run
+    from harness.report.schema import validate_run
+
+    migration = ["migration.bindings_migrated", "migration.pods_unlabelled"]  # interrupted after these two
+    payloads = [
+        {"scope": "migration", "order": i, "workload": None, "target": {}, "swept": [], "kept": [],
+         "check": {"id": c, "status": "pass", "message": "ok", "evidence": {}}, "findings": []}
+        for i, c in enumerate(migration)
+    ]
+    target = {"kind": "lab", "context": "lab", "cluster": "dev-aks", "issuer": ISSUER}
+    errors = [{"test": "suites/test_workloads.py::test_workload[no-workloads]",
+               "message": "whole-cluster run: namespace financ does not exist in the cluster"}]
+    document = build_run("20250101T000000Z-dddddd", "2025-01-01T10:00:00Z", "2025-01-01T10:01:00Z", payloads,
+                         target, errors, "SIGTERM")
+    validate_run(document)
+    assert document["verdict"] == "fail"
+    assert document["incomplete"] == {"interrupted": "SIGTERM", "errors": errors}
+    md = md_unescape(render(document, "md"))
+    page = html.unescape(render(document, "html"))
+    for text in (md, page):
+        assert "interrupted (SIGTERM) before every check ran" in text
+        assert "1 test(s) of the harness errored without a check result, first " \
+               "suites/test_workloads.py::test_workload[no-workloads]: whole-cluster run: namespace financ" in text
+        assert "CANNOT TELL: migration.objects_removed, migration.components_removed, migration.crds_removed, " \
+               "migration.addon_disabled did not run (the run was not complete)" in text
+        assert "YES:" not in text
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(document))
+    assert main(["report", "merge", str(path), "-o", str(tmp_path / "fleet")]) == 0
+    assert "fleet verdict FAIL: 1 cluster(s), 1 run(s), 1 failed" in capsys.readouterr().err
+    fleet = md_unescape((tmp_path / "fleet" / "signoff.md").read_text())
+    row = next(line for line in fleet.splitlines() if line.startswith("| dev-aks"))
+    assert md_cells(row)[3:5] == ["FAIL (not complete)", "CANNOT TELL"]
+    whole = build_run("r", "2025-01-01T10:00:00Z", "2025-01-01T10:01:00Z", payloads, target)
+    assert "incomplete" not in whole and "Not complete" not in render(whole, "md")
+
+
+def test_several_runs_of_one_cluster_are_named_and_each_counts(
+    run_world: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fleet merge of runs/*/run.json that holds a cluster's failed run and its later passing one is FAIL
+    (every run counts), and says so: the fleet table's note and the command's stderr name the cluster, how many
+    runs and its latest, so the reader knows why and merges only the runs to sign."""
+    results, _ = run_world(World.healthy())
+    earlier = failing_document(run_world, "20250101T000000Z-eeeeee")
+    later = build_run_from_results("20250102T000000Z-ffffff", "2025-01-02T10:00:00Z", "2025-01-02T10:01:00Z",
+                                   results)
+    paths = []
+    for document in (later, earlier):
+        paths.append(tmp_path / f"{document['run_id']}.json")
+        paths[-1].write_text(json.dumps(document))
+    assert main(["report", "merge", *map(str, paths), "-o", str(tmp_path / "fleet")]) == 0
+    err = capsys.readouterr().err
+    note = ("Several runs of one cluster: dev-aks: 2 runs, the latest 20250102T000000Z-ffffff "
+            "(2025-01-02T10:00:00Z) PASS. Every run counts toward the fleet verdict, an earlier failure too")
+    assert "fleet verdict FAIL: 1 cluster(s), 2 run(s), 1 failed" in err and note in err
+    assert note in md_unescape((tmp_path / "fleet" / "signoff.md").read_text())
+    assert note in html.unescape((tmp_path / "fleet" / "signoff.html").read_text())
+    assert fleet_view([later]).table.note == ""

@@ -104,7 +104,14 @@ def test_a_run_that_finds_no_service_account_fails_and_says_why(pytester: pytest
             "namespace(s) kube-system has the azure.workload.identity/client-id annotation*"
         ]
     )
-    assert run_json(pytester)["verdict"] == "fail"
+    document = run_json(pytester)
+    assert document["verdict"] == "fail"
+    # the sign-off says why a run with no failing check failed: run.json names the test and its one line
+    [error] = document["incomplete"]["errors"]
+    assert error["test"] == "suites/test_workloads.py::test_workload[no-workloads]"
+    assert error["message"].startswith("whole-cluster run (harness.yaml lists no workloads): no ServiceAccount in "
+                                       "namespace(s) kube-system has the azure.workload.identity/client-id")
+    assert document["incomplete"]["interrupted"] is None
 
 
 def test_a_namespace_that_does_not_exist_is_named_not_called_unannotated(pytester: pytest.Pytester) -> None:
