@@ -344,8 +344,14 @@ def missing_object(
         repair: list[Step] = [fix.enable_secret(check.vault_url, check.secret)]
     elif isinstance(check, KeyVaultSecretAccess):
         message = f"{what} does not exist ({detail}); the identity was allowed to look"
-        repair = [fix.list_secrets(check.vault_url),
-                  advice("fix the secret's name in harness.yaml, or create the secret")]
+        # Key Vault answers a soft-deleted secret's get as it answers a name it never had, and refuses to create a
+        # deleted name again (409 ObjectIsDeletedButRecoverable) until it is recovered or purged: the second list
+        # tells a deleted secret from a wrong name
+        repair = [fix.list_secrets(check.vault_url), fix.list_deleted_secrets(check.vault_url),
+                  advice(f"if the second list names {check.secret}, it was deleted: recover it (creating it again is "
+                         "refused while it is deleted):"),
+                  fix.recover_secret(check.vault_url, check.secret),
+                  advice("else fix the secret's name in harness.yaml, or create the secret")]
     else:
         message = f"{what} does not exist ({detail})"
         repair = [fix.list_blobs(check.account_url, check.container),

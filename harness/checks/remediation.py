@@ -877,6 +877,19 @@ def list_secrets(vault_url: str) -> Command:
                    "-o", "tsv")
 
 
+def list_deleted_secrets(vault_url: str) -> Command:
+    """The vault's soft-deleted secrets (kept for its retention days; their names cannot be set again meanwhile)."""
+    return command("az", "keyvault", "secret", "list-deleted", "--id", vault_url_or(vault_url), "--query",
+                   "[].name", "-o", "tsv")
+
+
+def recover_secret(vault_url: str, secret: str) -> Command:
+    """``--id`` takes the deleted secret's recovery id, ``VAULT_URL/deletedsecrets/NAME``."""
+    return command("az", "keyvault", "secret", "recover", "--id",
+                   vault_url_or(vault_url).rstrip("/") + "/deletedsecrets/"
+                   + checked(secret, values.is_keyvault_object_name, "<secret-name>"))
+
+
 def list_blobs(account_url: str, container: str) -> Command:
     """``--blob-endpoint``, not ``--account-name``: az would build ``https://NAME.blob.<suffix>``, which misses an
     account reached by another name (a private endpoint's, the lab's), as for a vault."""

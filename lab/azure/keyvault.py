@@ -6,7 +6,9 @@ Order of checks, as the real service: challenge (401 + WWW-Authenticate when no 
 access, firewall) -> authorization (RBAC data actions at secret/vault/ancestors, or access policies)
 -> the secret. Bodies and texts: reference section 4.
 
-Operations: get secret (latest or a version), list secrets, list a secret's versions, set secret.
+Operations: get secret (latest or a version), list secrets, list a secret's versions, set secret, update a
+secret's attributes, delete (soft: the vault keeps it, as every vault does since soft delete became mandatory),
+list / get deleted secrets, recover and purge one.
 
 Secret ids are ``<vault url>secrets/<name>/<version>``, as azure-keyvault-secrets parses them
 (``scheme://host[:port]/secrets/<name>[/<version>]``) and as a client can request them again.
@@ -24,7 +26,7 @@ from aiohttp import web
 from lab import bodies
 from lab.azure.access_tokens import TokenRejected, sts_issuer, verify_access_token
 from lab.azure.bearer import caller_description, client_address, new_request_id, read_authorization
-from lab.azure.world import KEYVAULT_AUDIENCE, SecretVersion, Vault
+from lab.azure.world import KEYVAULT_AUDIENCE, DeletedSecret, SecretVersion, Vault
 from lab.faults import fault_middleware
 from lab.unexpected import unexpected_error_middleware
 
@@ -36,6 +38,12 @@ ACTION_GET = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
 ACTION_METADATA = "Microsoft.KeyVault/vaults/secrets/readMetadata/action"
 ACTION_SET = "Microsoft.KeyVault/vaults/secrets/setSecret/action"
 ACTION_UPDATE = "Microsoft.KeyVault/vaults/secrets/update/action"
+ACTION_DELETE = "Microsoft.KeyVault/vaults/secrets/delete"
+ACTION_RECOVER = "Microsoft.KeyVault/vaults/secrets/recover/action"
+ACTION_PURGE = "Microsoft.KeyVault/vaults/secrets/purge/action"
+# unverified: which data action lists and reads deleted secrets; the REST reference says the secrets/list
+# permission for access policies, so the RBAC counterpart is taken to be readMetadata (what listing needs)
+ACTION_READ_DELETED = ACTION_METADATA
 RECOVERABLE_DAYS = 90
 MAX_PAGE = 25
 MAX_BODY_BYTES = 1024 * 1024
@@ -316,13 +324,37 @@ def _find_secret(vault: Vault, name: str) -> tuple[str, list[SecretVersion]] | N
 
 
 def _attributes(version: SecretVersion) -> dict[str, Any]:
-    return {
-        "enabled": version.enabled,
+    attributes: dict[str, Any] = {"enabled": version.enabled}
+    if version.not_before is not None:
+        attributes["nbf"] = version.not_before
+    if version.expires is not None:
+        attributes["exp"] = version.expires
+    attributes.update({
         "created": version.created,
-        "updated": version.created,
+        "updated": version.updated or version.created,
         "recoveryLevel": "Recoverable+Purgeable",
         "recoverableDays": RECOVERABLE_DAYS,
-    }
+    })
+    return attributes
+
+
+def _set_attributes(version: SecretVersion, attributes: Any) -> None:
+    """enabled, nbf and exp from a request's ``attributes`` (set / update secret); a null nbf or exp clears it. Key
+    Vault records nbf and exp and does not enforce them on get: an expired secret's GET answers 200
+    (Azure/AzureKeyVault#19, 2024; Altinn/altinn-studio#5029)."""
+    if attributes is None:
+        return
+    if not isinstance(attributes, dict):
+        raise _bad_parameter("The parameter 'attributes' must be an object.")
+    if attributes.get("enabled") is not None:
+        version.enabled = bool(attributes["enabled"])
+    for key, field_name in (("nbf", "not_before"), ("exp", "expires")):
+        if key not in attributes:
+            continue
+        value = attributes[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise _bad_parameter(f"The attribute '{key}' must be a number of seconds since the epoch.")  # [UNV] text
+        setattr(version, field_name, None if value is None else int(value))
 
 
 def _bundle(lab: Lab, vault: Vault, name: str, version: SecretVersion) -> dict[str, Any]:
@@ -378,6 +410,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     rest = request.path.lstrip("/").split("/")
     if rest and rest[-1] == "":
         rest = rest[:-1]  # the SDK asks for /secrets/<name>/ (trailing slash) for the latest version
+    if rest and rest[0].lower() == "deletedsecrets":
+        return _deleted_secrets(request, lab, vault, claims, method, rest)
     if not rest or rest[0].lower() != "secrets":
         raise _bad_parameter(f"The request URI '{request.path}' is not a Key Vault secrets operation.")
     secrets_scope = f"{vault.resource_id}/secrets"
@@ -397,6 +431,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if len(rest) == 2 and method == "PUT":
         _authorize(lab, vault, claims, ACTION_SET, "set", resource)
         return await _set_secret(request, lab, vault, name)
+    if method == "DELETE" and len(rest) == 2:
+        _authorize(lab, vault, claims, ACTION_DELETE, "delete", resource)
+        return _delete_secret(lab, vault, name)
     if method == "PATCH" and len(rest) <= 3:
         _authorize(lab, vault, claims, ACTION_UPDATE, "set", resource)
         return await _update_secret(request, lab, vault, name, rest[2] if len(rest) == 3 else None)
@@ -446,15 +483,12 @@ async def _update_secret(
         if chosen is None:
             raise _secret_not_found(name, version_id)
         version = chosen
-    attributes = body.get("attributes")
-    if attributes is not None and not isinstance(attributes, dict):
-        raise _bad_parameter("The parameter 'attributes' must be an object.")
-    if isinstance(attributes, dict) and attributes.get("enabled") is not None:
-        version.enabled = bool(attributes["enabled"])
+    _set_attributes(version, body.get("attributes"))
     if isinstance(body.get("contentType"), str):
         version.content_type = body["contentType"]
     if isinstance(body.get("tags"), dict):
         version.tags = {str(k): str(v) for k, v in body["tags"].items()}
+    version.updated = int(time.time())
     return _json(_item(lab, vault, key, version, with_version=True))
 
 
@@ -492,6 +526,13 @@ async def _set_secret(request: web.Request, lab: Lab, vault: Vault, name: str) -
             f"The secret name '{name}' is invalid. Secret names may contain only 0-9, a-z, A-Z and -, and be "
             "at most 127 characters long."
         )
+    if _find_deleted(vault, name) is not None:
+        raise KvError(
+            409, "Conflict",
+            f"Secret {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this "
+            "state, the secret can only be recovered or purged.",
+            inner="ObjectIsDeletedButRecoverable",
+        )
     found = _find_secret(vault, name)
     key = found[0] if found else name
     version = vault.set_secret(key, body["value"])
@@ -500,7 +541,72 @@ async def _set_secret(request: web.Request, lab: Lab, vault: Vault, name: str) -
         version.content_type = body["contentType"]
     if isinstance(body.get("tags"), dict):
         version.tags = {str(k): str(v) for k, v in body["tags"].items()}
-    attributes = body.get("attributes")
-    if isinstance(attributes, dict) and "enabled" in attributes:
-        version.enabled = bool(attributes["enabled"])
+    _set_attributes(version, body.get("attributes"))
     return _json(_bundle(lab, vault, key, version))
+
+
+# ---------------------------------------------------------------------------- soft delete
+# Bodies: the REST reference's DeleteSecret example (recoveryId, deletedDate, scheduledPurgeDate, then the secret's
+# id, attributes, tags); 404 for a name not deleted: SecretNotFound "Deleted Secret not found: <name>" (the SDKs'
+# recorded answers); re-creating a deleted name: 409 Conflict, innererror ObjectIsDeletedButRecoverable.
+
+
+def _find_deleted(vault: Vault, name: str) -> str | None:
+    return next((key for key in vault.deleted_secrets if key.lower() == name.lower()), None)
+
+
+def _deleted_not_found(name: str) -> KvError:
+    return KvError(404, "SecretNotFound", f"Deleted Secret not found: {name}")
+
+
+def _deleted_item(lab: Lab, vault: Vault, key: str, deleted: DeletedSecret, with_version: bool) -> dict[str, Any]:
+    return {
+        "recoveryId": f"{secret_id_base(lab, vault)}/deletedsecrets/{key}",
+        "deletedDate": deleted.deleted_date,
+        "scheduledPurgeDate": deleted.scheduled_purge_date,
+        **_item(lab, vault, key, deleted.versions[-1], with_version=with_version),
+    }
+
+
+def _delete_secret(lab: Lab, vault: Vault, name: str) -> web.Response:
+    found = _find_secret(vault, name)
+    if found is None or not found[1]:
+        raise _secret_not_found(name, None)
+    key, versions = found
+    now = int(time.time())
+    deleted = DeletedSecret(versions=versions, deleted_date=now, scheduled_purge_date=now + RECOVERABLE_DAYS * 86400)
+    del vault.secrets[key]
+    vault.deleted_secrets[key] = deleted
+    return _json(_deleted_item(lab, vault, key, deleted, with_version=True))
+
+
+def _deleted_secrets(
+    request: web.Request, lab: Lab, vault: Vault, claims: dict[str, Any], method: str, rest: list[str]
+) -> web.Response:
+    """GET /deletedsecrets, GET and DELETE (purge) /deletedsecrets/{name}, POST /deletedsecrets/{name}/recover."""
+    if len(rest) == 1 and method == "GET":
+        _authorize(lab, vault, claims, ACTION_READ_DELETED, "list", vault.resource_id)
+        return _page(request, [_deleted_item(lab, vault, key, vault.deleted_secrets[key], with_version=False)
+                               for key in sorted(vault.deleted_secrets, key=str.lower)])
+    if len(rest) < 2 or len(rest) > 3 or (len(rest) == 3 and (rest[2].lower() != "recover" or method != "POST")):
+        raise _bad_parameter(f"The request URI '{request.path}' with method {method} is not supported.")
+    name = rest[1]
+    resource = f"{vault.resource_id}/secrets/{name}"
+    if len(rest) == 3:
+        _authorize(lab, vault, claims, ACTION_RECOVER, "recover", resource)
+    elif method == "GET":
+        _authorize(lab, vault, claims, ACTION_READ_DELETED, "list", resource)
+    elif method == "DELETE":
+        _authorize(lab, vault, claims, ACTION_PURGE, "purge", resource)
+    else:
+        raise _bad_parameter(f"The request URI '{request.path}' with method {method} is not supported.")
+    key = _find_deleted(vault, name)
+    if key is None:
+        raise _deleted_not_found(name)
+    if method == "GET":
+        return _json(_deleted_item(lab, vault, key, vault.deleted_secrets[key], with_version=True))
+    deleted = vault.deleted_secrets.pop(key)
+    if method == "DELETE":
+        return web.Response(status=204)
+    vault.secrets[key] = deleted.versions
+    return _json(_item(lab, vault, key, deleted.versions[-1], with_version=True))

@@ -299,6 +299,20 @@ class SecretVersion:
     enabled: bool = True
     created: int = field(default_factory=lambda: int(time.time()))
     tags: dict[str, str] = field(default_factory=dict)
+    # nbf / exp (unix seconds): Key Vault records them and does not enforce them on get (Azure/AzureKeyVault#19,
+    # Altinn/altinn-studio#5029: an expired secret's GET answers 200)
+    not_before: int | None = None
+    expires: int | None = None
+    updated: int | None = None
+
+
+@dataclass
+class DeletedSecret:
+    """A soft-deleted secret (az keyvault secret delete): its versions kept until it is recovered or purged."""
+
+    versions: list[SecretVersion]
+    deleted_date: int
+    scheduled_purge_date: int
 
 
 @dataclass
@@ -315,6 +329,7 @@ class Vault:
     public_network_access: str = "Enabled"
     ip_rules: list[str] = field(default_factory=list)
     secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)
+    deleted_secrets: dict[str, DeletedSecret] = field(default_factory=dict)
 
     @property
     def resource_id(self) -> str:

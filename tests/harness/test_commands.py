@@ -167,6 +167,8 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "delete_role_assignment_id": lambda d: fix.delete_role_assignment_id(d(nasty_text)),
     "enable_secret": lambda d: fix.enable_secret(d(nasty_text), d(nasty_text)),
     "list_secrets": lambda d: fix.list_secrets(d(nasty_text)),
+    "list_deleted_secrets": lambda d: fix.list_deleted_secrets(d(nasty_text)),
+    "recover_secret": lambda d: fix.recover_secret(d(nasty_text), d(nasty_text)),
     "list_blobs": lambda d: fix.list_blobs(d(nasty_text), d(nasty_text)),
     "rotate_issuer_keys": lambda d: fix.rotate_issuer_keys(azure_of(d)),
     "api_server_jwks": lambda d: fix.api_server_jwks(),

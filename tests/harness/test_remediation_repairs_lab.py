@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 from test_e2e_lab import run_suites
 from test_identities_lab import Person
@@ -737,6 +738,27 @@ def _secret_name_typo(w: World) -> None:
     _admin_takes(w, w.finance_kv, SECRETS_USER)
 
 
+def _kv_data(w: World, method: str, path: str) -> requests.Response:
+    """One call to finance-kv's data plane as the person (no assertion on the answer)."""
+    token = w.person.credential.get_token("https://vault.azure.net/.default").token
+    return requests.request(method, f"{w.person.info['vaults']['finance-kv']}{path}", timeout=30, verify=w.person.ca,
+                            params={"api-version": KV_DATA_API}, headers={"Authorization": f"Bearer {token}"})
+
+
+def _secret_deleted(w: World) -> None:
+    """az keyvault secret delete of the secret finance reads: Key Vault keeps it (soft delete) and answers its get as
+    for a name never set; setting it again would be refused (409) until it is recovered."""
+    _admin_takes(w, w.finance_kv, SECRETS_OFFICER)
+    deleted = _kv_data(w, "DELETE", "secrets/db-password")
+    assert deleted.status_code == 200, deleted.text
+
+
+def _heal_deleted_secret(w: World) -> None:
+    if _kv_data(w, "GET", "deletedsecrets/db-password").status_code == 200:
+        assert _kv_data(w, "POST", "deletedsecrets/db-password/recover").status_code == 200
+    _drop_made(w)
+
+
 def _blob_name_typo(w: World) -> None:
     w.config_with(_entry_with(w, "orders/orders-sa", blob="dailly.csv"))
     _admin_takes(w, w.ordersdata, BLOB_READER)
@@ -1370,7 +1392,11 @@ CASES = [
     Case("SECRET_NOT_FOUND", _secret_name_typo, _drop_made,
          decision=Decision("fix the secret's name in harness.yaml (the first option; the printed list names the "
                            "vault's secrets) or create the secret: the harness cannot tell a typo from a missing "
-                           "secret, and an edit of harness.yaml is no command")),
+                           "secret, and an edit of harness.yaml is no command; the recover line is for a name the "
+                           "deleted list shows (none here)", run=lambda line: " secret recover " not in line
+                           and not placeholders(line))),
+    # the printed lines as they are: the deleted list names it, the recover line brings it back
+    Case("SECRET_NOT_FOUND", _secret_deleted, _heal_deleted_secret, label="deleted"),
     Case("BLOB_NOT_FOUND", _blob_name_typo, _drop_made, where="orders/orders-sa",
          decision=Decision("fix the blob's name in harness.yaml (the first option; the printed list names the "
                            "container's blobs) or upload the blob: an edit of harness.yaml is no command")),

@@ -6,6 +6,7 @@ Each test makes its own vault, secrets and app registrations through lab.azure o
 
 from __future__ import annotations
 
+import datetime
 import time
 import uuid
 from typing import Any
@@ -327,6 +328,49 @@ def test_update_secret_properties_disables_and_enables_without_touching_the_valu
                  token=kv.credential(kv.app("Key Vault Secrets Officer", vault.resource_id))
                  .get_token("https://vault.azure.net/.default").token, json={"attributes": {"enabled": True}})
     assert raw.status_code == 200 and "value" not in raw.json()
+
+
+def test_expiry_and_activation_dates_are_kept_and_not_enforced(kv: KvLab) -> None:
+    """``az keyvault secret set-attributes --expires/--not-before``: Key Vault records exp and nbf and still answers
+    an expired or not-yet-valid secret's get (Azure/AzureKeyVault#19: 200 after the expiry date)."""
+    vault = kv.vault(secrets={"db-password": "s3cret-value"})
+    officer = kv.client(vault, kv.app("Key Vault Secrets Officer", vault.resource_id))
+    past, future = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC), datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC)
+    updated = officer.update_secret_properties("db-password", expires_on=past, not_before=future)
+    assert (updated.expires_on, updated.not_before) == (past, future)
+    secret = kv.client(vault, kv.app("Key Vault Secrets User", vault.resource_id)).get_secret("db-password")
+    assert secret.value == "s3cret-value" and secret.properties.expires_on == past
+
+
+def test_a_deleted_secret_is_kept_until_recovered_or_purged(kv: KvLab) -> None:
+    """az keyvault secret delete: get answers SecretNotFound as for a name never set, the name cannot be set again
+    (409 ObjectIsDeletedButRecoverable), list-deleted names it, recover brings it back with its value, purge ends
+    it; a Secrets User may not delete."""
+    vault = kv.vault(secrets={"db-password": "s3cret-value"})
+    officer = kv.client(vault, kv.app("Key Vault Secrets Officer", vault.resource_id))
+    reader = kv.client(vault, kv.app("Key Vault Secrets User", vault.resource_id))
+    with pytest.raises(HttpResponseError) as denied:
+        reader.begin_delete_secret("db-password")
+    assert "Action: 'Microsoft.KeyVault/vaults/secrets/delete'" in str(denied.value)
+    deleted = officer.begin_delete_secret("db-password").result()
+    assert deleted.recovery_id == f"{kv.lab.vault_url(vault.name)}deletedsecrets/db-password"
+    assert deleted.deleted_date is not None and deleted.scheduled_purge_date is not None
+    with pytest.raises(ResourceNotFoundError) as missing:
+        reader.get_secret("db-password")
+    assert "If you recently deleted this secret" in str(missing.value)
+    with pytest.raises(HttpResponseError) as conflict:
+        officer.set_secret("db-password", "new")
+    assert conflict.value.status_code == 409 and inner_code(conflict.value) == "ObjectIsDeletedButRecoverable"
+    assert [d.name for d in officer.list_deleted_secrets()] == ["db-password"]
+    officer.begin_recover_deleted_secret("db-password").result()
+    assert reader.get_secret("db-password").value == "s3cret-value"
+    with pytest.raises(ResourceNotFoundError) as gone:
+        officer.get_deleted_secret("db-password")
+    assert "Deleted Secret not found: db-password" in str(gone.value)
+    officer.begin_delete_secret("db-password").result()
+    officer.purge_deleted_secret("db-password")
+    assert list(officer.list_deleted_secrets()) == []
+    assert officer.set_secret("db-password", "new").value == "new"
 
 
 # ---------------------------------------------------------------------------- the wire
