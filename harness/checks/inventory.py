@@ -206,21 +206,53 @@ def _delete(credential: Credential) -> Command:
     return fix.identity_credential_delete(identity.resource_id, credential.name)
 
 
-def _update(credential: Credential, issuer: str) -> Command:
-    """The credential made right where it is (same name): this issuer, its subject, the exchange audience."""
-    identity = credential.identity
+def _update(credential: Credential, issuer: str, subject: str | None = None) -> Command:
+    """The credential made right where it is (same name): this issuer, its subject (or ``subject``: the one a
+    case-only typo misspells), the exchange audience."""
+    identity, subject = credential.identity, subject or credential.subject
     if identity.kind == "application":
-        return fix.app_federated_credential("update", identity.client_id, credential.name, issuer,
-                                            credential.subject)
-    return fix.federated_credential("update", identity.resource_id, credential.name, issuer, credential.subject)
+        return fix.app_federated_credential("update", identity.client_id, credential.name, issuer, subject)
+    return fix.federated_credential("update", identity.resource_id, credential.name, issuer, subject)
 
 
-def _refusal(ctx: InventoryContext, identity: InventoryIdentity, audience: bool) -> str:
+def _case_twin(ctx: InventoryContext, identity: InventoryIdentity, ref: str) -> Credential | None:
+    """A credential of ``identity`` for this issuer whose subject names ``ref`` (NS/SA) in other letter case
+    (``system:serviceaccount:web:Web-sa``): Entra matches subjects case-sensitively and refuses the token
+    (AADSTS7002138), and no ServiceAccount can be named so (Kubernetes names are lower case)."""
+    for credential in ctx.credentials:
+        named = credential.service_account
+        if (credential.identity is identity and credential.relation == EXACT and named and named != ref
+                and named.lower() == ref.lower()):
+            return credential
+    return None
+
+
+def _mistyped_case(ctx: InventoryContext) -> list[tuple[str, Credential]]:
+    """(NS/SA, its case twin) for each ServiceAccount whose identity has no usable credential for it but one whose
+    subject differs from its own in letter case alone: SA_WITHOUT_FIC updates that credential's subject."""
+    out = []
+    for sa in ctx.facts.service_accounts:
+        identity = ctx.identity_of(sa)
+        if identity is None or identity.federated_credentials is None:
+            continue
+        ref = f"{sa['namespace']}/{sa['name']}"
+        if any(c.identity is identity and c.service_account == ref for c in ctx.credentials):
+            continue
+        twin = _case_twin(ctx, identity, ref)
+        if twin is not None:
+            out.append((ref, twin))
+    return out
+
+
+def _refusal(ctx: InventoryContext, identity: InventoryIdentity, audience: bool, case: bool = False) -> str:
     """What Entra answers this ServiceAccount's token exchange, the codes as Entra sends them today (AADSTS70021
     was their one code until 2022): no credential at all 70025, none for the token's issuer 700211, none for its
-    subject 700213, the subject's credential with another audience 700212."""
+    subject 700213 (7002138 where one matches it but for letter case), the subject's credential with another
+    audience 700212."""
     if audience:
         return "the token exchange fails with AADSTS700212 (audience)"
+    if case:
+        return "the token exchange fails with AADSTS7002138 (the subject matches only ignoring case)"
     if not identity.federated_credentials:
         return "the token exchange fails with AADSTS70025 (no federated credentials)"
     if any(c.identity is identity and c.relation == EXACT for c in ctx.credentials):
@@ -507,6 +539,16 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
         trusting = list({id(c.identity): c.identity for c in ctx.credentials
                          if c.usable and c.service_account == ref and c.identity is not identity}.values())
         confirmed = ctx.configured.get(ref) == identity.client_id.lower()
+        twin = None if mine else _case_twin(ctx, identity, ref)
+        if twin is not None:  # its subject mistyped in case only: corrected in place, as the workload's fix does
+            cases.append(f"{ref} -> {short(identity)} (credential {twin.name} has subject {twin.subject!r}, which "
+                         f"differs only in letter case: Entra matches subjects case-sensitively): "
+                         f"{_refusal(ctx, identity, False, case=True)}")
+            items.append({"service_account": ref, "identity": label(identity), "client_id": identity.client_id,
+                          "case_twin": twin.name, "expected": {"issuer": issuer, "subject": subject_of(
+                              sa["namespace"], sa["name"]), "audiences": [TOKEN_AUDIENCE]}})
+            steps.append(_update(twin, issuer, subject_of(sa["namespace"], sa["name"])))
+            continue
         if trusting and not mine and not confirmed:
             wrong.append((sa, identity, trusting))
             continue
@@ -662,7 +704,9 @@ def no_orphaned_credentials(ctx: InventoryContext) -> Outcome:
     blocked = _needs_issuer(ctx)
     if blocked is not None:
         return blocked
-    orphans = [c for c in ctx.credentials if c.relation is not None and c.service_account not in ctx.existing]
+    mistyped = {id(twin) for _, twin in _mistyped_case(ctx)}  # SA_WITHOUT_FIC corrects their subjects
+    orphans = [c for c in ctx.credentials
+               if c.relation is not None and c.service_account not in ctx.existing and id(c) not in mistyped]
     trusted = [c for c in ctx.credentials if c.relation is not None]
     if not orphans:
         return passed(

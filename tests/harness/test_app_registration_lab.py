@@ -275,6 +275,33 @@ def test_a_credential_made_on_the_wrong_app_is_made_on_the_app_harness_yaml_name
     assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
 
 
+def test_a_subject_mistyped_in_case_is_corrected_in_place_by_the_run_and_the_workload_alike(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """``az ad app federated-credential update`` with the subject ``system:serviceaccount:NS:Web-sa``: Entra
+    refuses with AADSTS7002138. The workload said FIC_SUBJECT_CASE_MISMATCH (update that credential); the
+    inventory said SA_WITHOUT_FIC "AADSTS700213 (subject)" with a create of a second credential, and FIC_ORPHANED
+    for NS/Web-sa, "whoever creates it there gets the identity's access", a ServiceAccount Kubernetes cannot name
+    (its names are lower case). Both now print the same update, and the inventory's, pasted, repairs the run."""
+    app, issuer = healthy.app, running_lab.info()["issuer_url"]
+    name = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[0].name' -o tsv").strip()
+    body = {"name": name, "issuer": issuer, "subject": f"system:serviceaccount:{healthy.namespace}:Web-sa",
+            "audiences": [EXCHANGE_AUDIENCE]}
+    shell.must(f"az ad app federated-credential update --id {app.app_id} --federated-credential-id {name} "
+               f"--parameters {shlex.quote(json.dumps(body))}")
+    document, _, entry = run(tmp_path, healthy.config, healthy.ref)
+    first = entry["findings"][0]
+    assert first["code"] == "FIC_SUBJECT_CASE_MISMATCH", [f["code"] for f in entry["findings"]]
+    run_codes = {f["code"]: f for f in document["findings"]}
+    assert set(run_codes) == {"SA_WITHOUT_FIC"}, set(run_codes)
+    missing = run_codes["SA_WITHOUT_FIC"]
+    assert "AADSTS7002138" in missing["message"]
+    assert missing["remediation"] == [line for line in first["remediation"] if not line.startswith("#")]
+    paste(shell, missing)
+    document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+    assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+
+
 def test_the_harness_without_application_read_all_says_so_once_per_scope_and_its_grant_works_on_any_cloud(
     healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
 ) -> None:

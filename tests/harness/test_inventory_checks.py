@@ -295,6 +295,28 @@ def test_a_service_account_without_a_credential_names_what_entra_answers() -> No
     assert "AADSTS700213" in findings(run(facts))["SA_WITHOUT_FIC"].message  # this issuer, another subject
 
 
+@pytest.mark.parametrize("kind", ["managed_identity", "application"])
+def test_a_subject_mistyped_in_letter_case_is_corrected_in_place_not_called_an_orphan(kind: str) -> None:
+    """``system:serviceaccount:finance:Backend-sa`` (az ... federated-credential update by hand): Entra refuses
+    the token with AADSTS7002138. The inventory said SA_WITHOUT_FIC "AADSTS700213 (subject)" and created a second
+    credential, against the workload's FIC_SUBJECT_CASE_MISMATCH (update that one), and FIC_ORPHANED for
+    finance/Backend-sa, "whoever creates it there gets the identity's access": no ServiceAccount can be named so
+    (Kubernetes names are lower case). Now one finding, the same update as the workload's."""
+    wrong = "system:serviceaccount:finance:Backend-sa"
+    facts = healthy()
+    if kind == "application":
+        facts.identities[0] = InventoryIdentity(kind="application", client_id=BACKEND_ID, name="backend-app",
+                                                federated_credentials=[], role_assignments=[])
+    backend(facts).federated_credentials = [credential("fed-cred-backend", wrong)]
+    found = findings(run(facts))
+    assert set(found) == {"SA_WITHOUT_FIC"}, set(found)
+    message = found["SA_WITHOUT_FIC"].message
+    assert "AADSTS7002138" in message and f"credential fed-cred-backend has subject {wrong!r}" in message
+    [command] = words(found["SA_WITHOUT_FIC"])
+    assert "update" in command and "create" not in command
+    assert "system:serviceaccount:finance:backend-sa" in " ".join(command) and wrong not in " ".join(command)
+
+
 def test_a_trailing_slash_twin_beside_the_working_credential_is_a_warning() -> None:
     facts = healthy()
     backend(facts).federated_credentials.append(
