@@ -323,11 +323,14 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_NOT_MUTATED", "pod", "error",
-        "A labelled pod has no injected env or projected token (the webhook was down, or its namespaceSelector "
-        "excludes the namespace, e.g. a control-plane: \"true\" label).",
+        "A labelled pod has no injected env or projected token (the webhook was down, under failurePolicy Ignore "
+        "too, or its namespaceSelector excludes the namespace, e.g. a control-plane: \"true\" label; or the label "
+        "was put on the running pod by hand).",
         "Recreate the pod once the webhook works (kubectl rollout restart); remove the namespace label the "
-        "selector excludes.",
+        "selector excludes; a label put on a running pod by hand goes on its pod template (kubectl patch).",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+        "test:tests/harness/test_hand_breakages_lab.py::test_a_pod_labelled_by_hand_is_labelled_on_its_template_by_"
+        "the_printed_fix",
         "test:tests/harness/test_hand_breakages_lab.py::test_a_namespace_labelled_control_plane_is_excluded_by_the_"
         "webhook_and_the_printed_fix_unlabels_it",
         "unit:tests/harness/test_checks.py::test_broken_mutations",
@@ -358,11 +361,14 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
-        "POD_CONTAINER_SKIPPED", "pod", "warning",
-        "A container is in the skip-containers annotation: it gets no AZURE_* env.",
-        "Remove it from azure.workload.identity/skip-containers if it needs the identity.",
+        "POD_CONTAINER_SKIPPED", "pod", "error|warning",
+        "A container (or init container) is in the skip-containers annotation: it gets no AZURE_* env. An error "
+        "when every container of the pod is: nothing in it can use the identity.",
+        "Remove it from azure.workload.identity/skip-containers if it needs the identity (every container skipped: "
+        "kubectl patch removes the annotation from the pod template).",
+        "test:tests/harness/test_hand_breakages_lab.py::test_skip_containers_naming_the_apps_only_container_fails_"
+        "and_the_printed_patch_removes_it",
         "unit:tests/harness/test_live_pods.py::test_a_skipped_container_is_a_warning",
-        no_lab_fault="no lab fault sets skip-containers yet",
     ),
     _e(
         "POD_WRONG_SERVICE_ACCOUNT", "pod", "warning",

@@ -625,8 +625,11 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
     if facts.webhook_unschedulable and (not ready_any or degraded):
         return _webhook_pods_unschedulable(facts.webhook_unschedulable, namespace, evidence, ready_any)
     if not ready_any:
+        ignored = any(h.get("failurePolicy", "Fail") == "Ignore" for h in _hooks(ctx))
         return failed(
-            "the webhook has no ready replica: with failurePolicy Fail, labelled pods are refused",
+            "the webhook has no ready replica: " + (
+                "with failurePolicy Ignore, labelled pods are admitted without identity (no AZURE_* env, no token)"
+                if ignored else "with failurePolicy Fail, labelled pods are refused"),
             evidence,
             Finding("WEBHOOK_NOT_READY", ERROR, "webhook", "no ready webhook replica", evidence,
                     [*remediation, *back]),

@@ -52,6 +52,7 @@ class Problem:
     pod: str
     detail: str
     variable: str = "AZURE_CLIENT_ID"  # POD_ENV_CONFLICT: the variable the pod sets itself
+    severity: str | None = None  # another severity than the code's usual one (_MEANING)
 
 
 def live_pods(ctx: WorkloadContext) -> Outcome:
@@ -247,8 +248,20 @@ def pod_problems(
     labels = (pod.get("metadata") or {}).get("labels") or {}
     if labels.get(USE_LABEL) != "true":
         return [Problem("POD_NOT_LABELLED", name, _label_whereabouts(live, sa_labels))]
-    skipped = {c.strip() for c in (annotation(pod, SKIP_CONTAINERS_ANNOTATION) or "").split(";") if c.strip()}
-    problems: list[Problem] = []
+    skipped = skipped_containers(pod)
+    everything = [str(c.get("name") or "") for c in containers(pod, include_init=True)]
+    if skipped and everything and all(cname in skipped for cname in everything):
+        # the webhook adds the token volume but mounts it and sets the env in no container (mutateContainers
+        # skips each one named): a pod labelled for Workload ID in which nothing can use the identity
+        return [Problem("POD_CONTAINER_SKIPPED", name, f"every container of the pod ({', '.join(everything)}) is "
+                        f"in {SKIP_CONTAINERS_ANNOTATION}: none gets the AZURE_* env or the token mount",
+                        severity=ERROR)]
+    problems: list[Problem] = [
+        Problem("POD_CONTAINER_SKIPPED", name, f"init container {str(c.get('name'))} is in "
+                f"{SKIP_CONTAINERS_ANNOTATION}: it gets no AZURE_* env")
+        for c in (pod.get("spec") or {}).get("initContainers") or []
+        if str(c.get("name") or "") in skipped and not any(env_map(c).get(var) for var in INJECTED_ENV)
+    ]
     annotated = sa_annotations.get(CLIENT_ID_ANNOTATION)
     mutated_any = bool(token_volumes(pod))
     for container in containers(pod):
@@ -290,9 +303,29 @@ def pod_problems(
                                     f"{token_file} itself, but its projected token is {projected[0]}: the SDK reads "
                                     "a file that is not there", "AZURE_FEDERATED_TOKEN_FILE"))
     if not mutated_any:
-        problems.append(Problem("POD_NOT_MUTATED", name, "labelled, but no AZURE_* env and no projected token: "
-                                "created before the label, or while the webhook was down"))
+        if _template_unlabelled(live):
+            problems.append(Problem("POD_NOT_MUTATED", name, f"the pod carries the label but its {live.owner_kind}'s "
+                                    f"pod template does not: it was labelled by hand after it was created (kubectl "
+                                    "label pod), and the webhook acts on pod CREATE only; a restart would make "
+                                    "unlabelled pods"))
+        else:
+            problems.append(Problem("POD_NOT_MUTATED", name, "labelled, but no AZURE_* env and no projected token: "
+                                    "created before the label, or while the webhook was down"))
     return problems
+
+
+def _template_unlabelled(live: LivePod) -> bool:
+    """The pod's controller was read and its pod template lacks the use label the pod carries."""
+    if live.owner is None or live.owner_kind not in _RESTARTABLE:
+        return False
+    template = ((live.owner.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return (template.get("labels") or {}).get(USE_LABEL) != "true"
+
+
+def skipped_containers(pod: dict[str, Any] | None) -> set[str]:
+    """The container names in the pod's skip-containers annotation (``;``-separated, each trimmed, as the
+    webhook's getSkipContainers splits them); they apply to init containers too."""
+    return {c.strip() for c in (annotation(pod, SKIP_CONTAINERS_ANNOTATION) or "").split(";") if c.strip()}
 
 
 def _label_whereabouts(live: LivePod, sa_labels: dict[str, str]) -> str:
@@ -349,13 +382,32 @@ _MEANING = {
 def _finding(ctx: WorkloadContext, kind: str, name: str, problems: list[Problem]) -> Finding:
     code = problems[0].code
     severity, meaning = _MEANING[code]
+    if any(p.severity == ERROR for p in problems):
+        severity, meaning = ERROR, "no container of the workload's pods gets the identity"
+        problems = [p for p in problems if p.severity == ERROR]
     pods = sorted({p.pod for p in problems})
     shown = ", ".join(pods[:_SHOWN_PODS]) + (f" and {len(pods) - _SHOWN_PODS} more" if len(pods) > _SHOWN_PODS else "")
     evidence = {"owner": f"{kind}/{name}", "pods": pods[:_SHOWN_PODS], "pod_count": len(pods),
                 "detail": problems[0].detail}
     message = f"{kind}/{name} ({shown}): {meaning}: {problems[0].detail}"
     variables = list(dict.fromkeys(p.variable for p in problems))
+    if severity == ERROR and code == "POD_CONTAINER_SKIPPED":
+        return Finding(code, severity, "pod", message, evidence, unskip_repair(ctx, kind, name, pods))
     return Finding(code, severity, "pod", message, evidence, _repair(ctx, code, kind, name, pods, variables))
+
+
+def unskip_repair(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -> list[Step]:
+    """Every container of the pods skipped: the skip-containers annotation removed from the pod template (a
+    template change rolls the pods, which the webhook then mutates in full); a Job's template cannot change, a
+    bare pod's is its manifest."""
+    namespace = ctx.namespace
+    if kind in _RESTARTABLE:
+        return [fix.remove_template_annotation(kind, namespace, name, SKIP_CONTAINERS_ANNOTATION)]
+    where = f"Job/{name}'s manifest (a Job's pod template cannot change: delete the Job and create it again)" \
+        if kind == "Job" else f"{kind}/{name}'s manifest, then create its pods again"
+    return [advice(f"remove {SKIP_CONTAINERS_ANNOTATION} (or the containers that need the identity from it) from the "
+                   f"pod template in {where}"),
+            *([fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]] if kind == "Pod" else [])]
 
 
 def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[str],
@@ -388,6 +440,11 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
                        "if it needs the identity")]
     if code == "POD_STALE_CLIENT_ID":
         return [*restart]
+    if code == "POD_NOT_MUTATED" and kind in _RESTARTABLE and any(
+            _template_unlabelled(live) for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else [])
+            if (live.owner_kind, live.owner_name) == (kind, name)):
+        # the label on the template: the change rolls the pods, which the webhook then sees at CREATE
+        return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"})]
     return [
         fix.kubectl("get", "mutatingwebhookconfigurations"),
         *restart,

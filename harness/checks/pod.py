@@ -30,12 +30,13 @@ from harness.checks.cluster import (
 )
 from harness.checks.common import kube_call_failed, kube_failure_finding
 from harness.checks.context import WorkloadContext
-from harness.checks.live_pods import label_repair, restart_workload
+from harness.checks.live_pods import label_repair, restart_workload, skipped_containers, unskip_repair
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.podspec import (
     all_token_audiences,
     annotation,
     containers,
+    controller_of,
     env_map,
     mounts_of,
     token_file_of,
@@ -389,12 +390,13 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
         # The webhook did its part; the client id comes from the ServiceAccount's annotation, already the root.
         evidence["note"] = "the webhook injects AZURE_CLIENT_ID from that annotation; everything else was injected"
         return skipped("skipped because sa.client_id_annotation failed", evidence, blocked_by="sa.client_id_annotation")
-    skipped_containers = {
-        c.strip() for c in (annotation(pod, SKIP_CONTAINERS_ANNOTATION) or "").split(";") if c.strip()
-    }
+    skipped_names = skipped_containers(pod)
+    everything = [str(c.get("name") or "") for c in containers(pod, include_init=True)]
+    if volumes and skipped_names and everything and all(name in skipped_names for name in everything):
+        return _every_container_skipped(ctx, evidence, everything)
     evidence["containers_without_env"] = [
         str(c.get("name")) for c in containers(pod)
-        if c.get("name") not in skipped_containers and not any(env_map(c).get(name) for name in INJECTED_ENV)
+        if c.get("name") not in skipped_names and not any(env_map(c).get(name) for name in INJECTED_ENV)
     ]
     problems: list[str] = []
     findings: list[Finding] = []
@@ -525,6 +527,20 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
     )
 
 
+def _every_container_skipped(ctx: WorkloadContext, evidence: dict[str, Any], names: list[str]) -> Outcome:
+    """The webhook ran (the token volume is there) but mounted it and set the env in no container: each is in the
+    pod's skip-containers annotation (mutateContainers skips the containers it names, init containers too). Not a
+    webhook to reinstall nor a pod to restart: the annotation on the pod template is what to change."""
+    evidence[SKIP_CONTAINERS_ANNOTATION] = annotation(ctx.pod, SKIP_CONTAINERS_ANNOTATION)
+    message = (f"every container of the pod ({', '.join(names)}) is in {SKIP_CONTAINERS_ANNOTATION}: the webhook "
+               "added the token volume but no AZURE_* env or token mount to any of them, so nothing in the pod can "
+               "use the identity")
+    kind, name = controller_of(ctx.pod or {})
+    pod_name = str(((ctx.pod or {}).get("metadata") or {}).get("name") or "")
+    return failed(message, evidence, Finding("POD_CONTAINER_SKIPPED", ERROR, "pod", message, evidence,
+                                             unskip_repair(ctx, kind, name, [pod_name])))
+
+
 # the webhook's AZURE_ENVIRONMENT names (go-autorest's environments, getAzureAuthorityHost) by authority host
 WEBHOOK_ENVIRONMENTS = {
     "https://login.microsoftonline.com/": "AzurePublicCloud",
@@ -569,6 +585,16 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
         reasons.append(f"the webhook's namespaceSelector excludes namespace {ctx.namespace}: "
                        + "; ".join(text for text, _, _ in excluded))
         evidence["namespace_labels"] = ctx.facts.sa.namespace_labels
+    down = _webhook_down_under_ignore(ctx)
+    if down and not reasons:
+        reasons.append(f"the webhook has no ready replica and its failurePolicy is Ignore ({down}): the API server "
+                       "admitted the pod without calling it")
+    existing = ctx.facts.pod is not None and ctx.facts.pod.existing
+    works = not reasons and existing and labels.get(USE_LABEL) == "true" and _probe_mutated(ctx)
+    if works:
+        reasons.append("the webhook works now (the probe pod run under the same ServiceAccount was mutated): the pod "
+                       "was created before it acted on the pod, or the label was put on the running pod by hand "
+                       "(kubectl label pod), which the webhook never sees (it acts on pod CREATE only)")
     if not reasons:
         reasons.append(
             "the webhook did not act on the pod (was it created before the webhook was ready, or "
@@ -584,6 +610,10 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
     elif len(reasons) == 1 and reasons[0].startswith("the pod lacks the label") and code == "POD_NOT_MUTATED" and (
             ctx.facts.pod is not None and ctx.facts.pod.existing):
         remediation = label_repair(ctx)  # the webhook is there: the given pod never asked it (pod.labelled)
+    elif down and code == "POD_NOT_MUTATED":
+        remediation = [*_webhook_pods_back(ctx, webhook_namespace(ctx.cluster)), *restart_workload(ctx)]
+    elif works:
+        remediation = [*_template_label(ctx), *restart_workload(ctx)]
     else:
         remediation = _mutation_remediation(ctx)
     return failed(
@@ -598,6 +628,37 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
             remediation,
         ),
     )
+
+
+def _webhook_down_under_ignore(ctx: WorkloadContext) -> str:
+    """The workload identity webhook's Deployments have no ready replica while its failurePolicy is Ignore: the
+    API server admits labelled pods unmutated (a failed call under Ignore). The Deployments, or "" if not so."""
+    deployments = ctx.cluster.webhook_deployments
+    if not deployments or any(((d.get("status") or {}).get("readyReplicas") or 0) > 0 for d in deployments):
+        return ""
+    policies = [hook.get("failurePolicy", "Fail") for configuration in ctx.cluster.webhook_configurations
+                for hook in configuration.get("webhooks") or [] if hook.get("name") == WEBHOOK_NAME]
+    if "Ignore" not in policies:
+        return ""
+    return ", ".join(f"{(d.get('metadata') or {}).get('namespace')}/{(d.get('metadata') or {}).get('name')}"
+                     for d in deployments)
+
+
+def _probe_mutated(ctx: WorkloadContext) -> bool:
+    """--pod: the probe pod run under the given pod's ServiceAccount got the webhook's token volume."""
+    probe = ctx.facts.probe_pod
+    return probe is not None and probe.pod is not None and bool(token_volumes(probe.pod))
+
+
+def _template_label(ctx: WorkloadContext) -> list[Step]:
+    """The use label put on the given pod's controller's template too, before its restart: a label put on the
+    running pod by hand is not on the template, so the restart alone would make unlabelled pods."""
+    kind, name = controller_of(ctx.pod or {})
+    if kind not in ("Deployment", "StatefulSet", "DaemonSet"):
+        return []
+    return [advice(f"the use label on {kind}/{name}'s pod template (no change if it is there already; a label put on "
+                   "the running pod by hand is not):"),
+            fix.patch_template_labels(kind, ctx.namespace, name, {USE_LABEL: "true"})]
 
 
 def _object_selector_unmet(ctx: WorkloadContext, labels: dict[str, Any]) -> list[str]:

@@ -418,3 +418,76 @@ def test_a_typo_in_workload_names_the_service_account_meant(
     assert finding["remediation"][0].startswith("# finance/backend-sa exists: if that is the workload, correct "
                                                 "--workload")
     assert "Traceback" not in result.stdout + result.stderr
+
+
+SKIP_CONTAINERS = "azure.workload.identity/skip-containers"
+
+
+def test_skip_containers_naming_the_apps_only_container_fails_and_the_printed_patch_removes_it(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """``kubectl patch`` giving orders-api's pod template ``skip-containers: orders-api`` (the container the app
+    runs in, its only one): the webhook adds the token volume but no env or mount, so the app has no identity.
+    ``--workload`` passed with a warning and ``--pod`` printed az aks update --enable-workload-identity and a
+    restart; both now fail with POD_CONTAINER_SKIPPED and print the patch that removes the annotation, which,
+    pasted, makes the next run pass."""
+    config = str(running_lab.harness_config)
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "orders", "app=orders-api")}
+    skip = json.dumps({"spec": {"template": {"metadata": {"annotations": {SKIP_CONTAINERS: "orders-api"}}}}})
+    ok(running_lab, "-n", "orders", "patch", "deployment", "orders-api", "--type", "merge", "-p", skip)
+    pod = wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before)
+    assert client_id_env(pod) is None and any(v["name"] == "azure-identity-token" for v in pod["spec"]["volumes"])
+    unskip = ("kubectl patch deployment/orders-api -n orders --type json -p '[{\"op\":\"remove\",\"path\":"
+              "\"/spec/template/metadata/annotations/azure.workload.identity~1skip-containers\"}]'")
+    try:
+        _, _, checks, workload = run_for(tmp_path / "workload", config, "--workload", "orders/orders-sa", 1)
+        assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
+        (finding,) = [f for f in workload["findings"] if f["code"] == "POD_CONTAINER_SKIPPED"]
+        assert finding["severity"] == "error" and finding["remediation"] == [unskip]
+        name = pod["metadata"]["name"]
+        _, _, checks, workload = run_for(tmp_path / "pod", config, "--pod", f"orders/{name}", 1)
+        assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["pod.mutated"]
+        assert [f["code"] for f in workload["findings"]] == ["POD_CONTAINER_SKIPPED"]
+        assert workload["findings"][0]["remediation"] == [unskip]
+        paste(running_lab, unskip)
+    finally:
+        kubectl(running_lab, "-n", "orders", "patch", "deployment", "orders-api", "--type", "merge", "-p",
+                json.dumps({"spec": {"template": {"metadata": {"annotations": {SKIP_CONTAINERS: None}}}}}))
+    fixed = wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before | {pod["metadata"]["name"]})
+    assert client_id_env(fixed)
+    run_for(tmp_path / "fixed", config, "--workload", "orders/orders-sa", 0)
+
+
+def test_a_pod_labelled_by_hand_is_labelled_on_its_template_by_the_printed_fix(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """The template without the use label, and ``kubectl label pod <its pod> azure.workload.identity/use=true``
+    (the way people try it): the pod stays unmutated (the webhook acts on CREATE only). The fix was a rollout
+    restart, which made an unlabelled pod again; now ``--workload`` prints the template patch and ``--pod`` the
+    patch then the restart; pasted as printed, the next runs pass."""
+    config = str(running_lab.harness_config)
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "orders", "app=orders-api")}
+    ok(running_lab, "-n", "orders", "patch", "deployment", "orders-api", "--type", "json", "-p", json.dumps(
+        [{"op": "remove", "path": "/spec/template/metadata/labels/azure.workload.identity~1use"}]))
+    label = {"spec": {"template": {"metadata": {"labels": {"azure.workload.identity/use": "true"}}}}}
+    patch = ("kubectl patch deployment/orders-api -n orders --type merge -p "
+             "'{\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"azure.workload.identity/use\":\"true\"}}}}}'")
+    try:
+        name = wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before)["metadata"]["name"]
+        ok(running_lab, "-n", "orders", "label", "pod", name, "azure.workload.identity/use=true")
+        _, _, checks, workload = run_for(tmp_path / "workload", config, "--workload", "orders/orders-sa", 1)
+        (finding,) = [f for f in workload["findings"] if f["code"] == "POD_NOT_MUTATED"]
+        assert "labelled by hand" in finding["message"] and finding["remediation"] == [patch]
+        _, _, checks, workload = run_for(tmp_path / "pod", config, "--pod", f"orders/{name}", 1)
+        (finding,) = [f for f in workload["findings"] if f["code"] == "POD_NOT_MUTATED"]
+        commands = [line for line in finding["remediation"] if not line.startswith("#")]
+        assert commands[0] == patch and "rollout restart deployment/orders-api" in commands[1], commands
+        for line in commands:
+            paste(running_lab, line)
+    finally:
+        ok(running_lab, "-n", "orders", "patch", "deployment", "orders-api", "--type", "merge", "-p",
+           json.dumps(label))
+    ok(running_lab, "-n", "orders", "rollout", "status", "deployment/orders-api", "--timeout=60s")
+    fixed = wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before | {name})
+    assert client_id_env(fixed)
+    run_for(tmp_path / "fixed", config, "--pod", f"orders/{fixed['metadata']['name']}", 0)

@@ -446,3 +446,104 @@ def test_a_statefulset_whose_pod_is_refused_is_named_from_its_failedcreate_event
     assert [(r.kind, r.name, r.message) for r in facts.refused] == [("StatefulSet", "ledger", PSA)]
     sts["spec"]["replicas"] = 1  # all its pods made: an old event is history
     assert collect_live_pods(kube, "finance", "backend-sa").refused == []  # type: ignore[arg-type]
+
+
+SKIP = "azure.workload.identity/skip-containers"
+UNSKIP = ("kubectl patch deployment/backend -n finance --type json -p "
+          "'[{\"op\":\"remove\",\"path\":\"/spec/template/metadata/annotations/azure.workload.identity~1skip-containers\"}]'")
+
+
+def all_skipped_pod() -> dict[str, Any]:
+    """``skip-containers`` naming the app's only container: the webhook adds the token volume, no env or mount."""
+    pod = workload_pod(annotations={SKIP: " app "})
+    pod["spec"]["containers"][0]["env"] = []
+    return pod
+
+
+def test_every_container_skipped_is_an_error_and_the_printed_patch_removes_the_annotation() -> None:
+    """skip-containers naming the container the app runs in (its only one): labelled, the token volume there, but
+    nothing in the pod can use the identity. It passed (a warning); now an error, fixed on the template."""
+    outcome = live_pods(context([live(all_skipped_pod(), deployment())]))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert (finding.code, finding.severity) == ("POD_CONTAINER_SKIPPED", "error")
+    assert "every container of the pod (app)" in finding.message
+    assert finding.fix_lines() == [UNSKIP]
+
+
+def test_every_container_skipped_given_with_pod_names_the_annotation_not_a_webhook_reinstall() -> None:
+    """--pod on that pod: it printed "only partly mutated" with az aks update --enable-workload-identity and a
+    restart, neither of which repairs it."""
+    ctx = context(None)
+    ctx.cluster.webhook_configurations = [{"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"}}]
+    ctx.facts.pod = PodFacts("finance", "backend-7d9f-abcde", existing=True, created=True, pod=all_skipped_pod())
+    outcome = pod_mutated(ctx)
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert (finding.code, finding.severity) == ("POD_CONTAINER_SKIPPED", "error")
+    assert finding.fix_lines() == [UNSKIP]
+
+
+def test_a_skipped_init_container_is_a_warning_too() -> None:
+    """The webhook skips the init containers skip-containers names as well (a migration run as an init container
+    gets no identity); the app container still gets it."""
+    pod = workload_pod(annotations={SKIP: "migrate"})
+    pod["spec"]["initContainers"] = [{"name": "migrate"}]
+    outcome = live_pods(context([live(pod)]))
+    assert outcome.status == WARN
+    assert [f.code for f in outcome.findings] == ["POD_CONTAINER_SKIPPED"]
+    assert "init container migrate" in outcome.findings[0].message
+
+
+def test_a_pod_labelled_by_hand_is_fixed_on_its_template_not_by_a_restart() -> None:
+    """``kubectl label pod X azure.workload.identity/use=true`` on a running pod whose Deployment's template lacks
+    the label: unmutated (the webhook acts on CREATE only). The restart it printed made unlabelled pods again; the
+    label on the template rolls pods the webhook sees."""
+    outcome = live_pods(context([live(workload_pod(mutated=False), deployment())]))
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_MUTATED" and "labelled by hand" in finding.message
+    assert finding.fix_lines() == [
+        "kubectl patch deployment/backend -n finance --type merge -p "
+        "'{\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"azure.workload.identity/use\":\"true\"}}}}}'"]
+    labelled_template = deployment()
+    labelled_template["spec"]["template"]["metadata"]["labels"] = {USE: "true"}
+    outcome = live_pods(context([live(workload_pod(mutated=False), labelled_template)]))
+    assert outcome.findings[0].fix_lines()[-1].startswith("kubectl rollout restart deployment/backend -n finance")
+
+
+def test_with_pod_a_pod_the_working_webhook_never_mutated_gets_the_template_label_and_a_restart() -> None:
+    """--pod on a labelled, unmutated pod while the probe pod under its ServiceAccount was mutated: the webhook
+    works; it was az aks update --enable-workload-identity and a restart (which, for a pod labelled by hand, makes
+    unlabelled pods). Now the template label (a no-op when there) and the restart."""
+    ctx = context(None)
+    ctx.cluster.webhook_configurations = [{"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"}}]
+    ctx.facts.pod = PodFacts("finance", "backend-7d9f-abcde", existing=True, created=True,
+                             pod=workload_pod(mutated=False))
+    ctx.facts.probe_pod = PodFacts("finance", "wi-probe", created=True, pod=workload_pod(name="wi-probe"))
+    (finding,) = pod_mutated(ctx).findings
+    assert finding.code == "POD_NOT_MUTATED" and "kubectl label pod" in finding.message
+    lines = [line.split("#")[0].strip() for line in finding.fix_lines() if not line.startswith("#")]
+    assert lines == [
+        "kubectl patch deployment/backend -n finance --type merge -p "
+        "'{\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"azure.workload.identity/use\":\"true\"}}}}}'",
+        "kubectl rollout restart deployment/backend -n finance"]
+    assert not any(line.startswith("az ") for line in lines)
+
+
+def test_a_webhook_down_under_failure_policy_ignore_is_named_and_brought_back_before_the_restart() -> None:
+    """failurePolicy Ignore and the webhook's Deployment scaled to 0: the probe pod is admitted unmutated. It said
+    "was it created before the webhook was ready...?" and printed az aks update; now the cause, the scale back
+    up, then the restart."""
+    ctx = context(None)
+    ctx.cluster.webhook_configurations = [{"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"},
+                                           "webhooks": [{"name": "mutation.azure-workload-identity.io",
+                                                         "failurePolicy": "Ignore"}]}]
+    ctx.cluster.webhook_deployments = [{"metadata": {"name": "azure-wi-webhook-controller-manager",
+                                                     "namespace": "kube-system"},
+                                        "spec": {"replicas": 0}, "status": {}}]
+    ctx.facts.pod = PodFacts("finance", "wi-probe", created=True, pod=workload_pod(name="wi-probe", mutated=False))
+    (finding,) = pod_mutated(ctx).findings
+    assert finding.code == "POD_NOT_MUTATED" and "failurePolicy is Ignore" in finding.message
+    lines = [line.split("#")[0].strip() for line in finding.fix_lines()]
+    assert lines[0] == "kubectl -n kube-system scale deployment/azure-wi-webhook-controller-manager --replicas=2"
+    assert not any(line.startswith("az ") for line in lines)
