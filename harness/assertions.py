@@ -8,6 +8,8 @@ import warnings
 import pytest
 
 from harness.checks.model import FAIL, SKIP, WARN, CheckResult
+from harness.commands import pasteable
+from harness.values import visible
 
 
 class HarnessWarning(UserWarning):
@@ -15,16 +17,19 @@ class HarnessWarning(UserWarning):
 
 
 def failure_text(result: CheckResult) -> str:
-    lines = [f"{result.id}: {result.message}"]
+    """What pytest prints for a failed (or warned) check: each message on one line with any control character
+    shown escaped (a cluster value or a service's error text echoing one must not act on the terminal), and each
+    fix as it can be pasted (:func:`harness.commands.pasteable`)."""
+    lines = [f"{result.id}: {visible(result.message)}"]
     for finding in result.findings:
-        lines.append(f"  [{finding.code}] {finding.message}")
-        lines += [f"      fix: {command}" for command in finding.fix_lines()]
+        lines.append(f"  [{finding.code}] {visible(finding.message)}")
+        lines += [f"      fix: {pasteable(command)}" for command in finding.fix_lines()]
     return "\n".join(lines)
 
 
 def verify(result: CheckResult) -> None:
     if result.status == SKIP:
-        pytest.skip(f"{result.id}: {result.message}")
+        pytest.skip(f"{result.id}: {visible(result.message)}")
     if result.status == FAIL:
         pytest.fail(failure_text(result), pytrace=False)
     if result.status == WARN:

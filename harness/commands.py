@@ -21,6 +21,8 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from harness.values import visible
+
 _VARIABLE_RE = re.compile(r"[A-Z][A-Z0-9_]*")
 _MAX_COMMENT = 300
 
@@ -107,6 +109,20 @@ def _comment_text(text: str) -> str:
     """A comment ends at the line's end: no character may start a new line, and nothing else matters after '#'."""
     flat = "".join(ch if ch.isprintable() else " " for ch in text)
     return flat if len(flat) <= _MAX_COMMENT else flat[:_MAX_COMMENT] + "…"
+
+
+def pasteable(line: str, limit: int | None = None) -> str:
+    """A rendered fix as a terminal or a sign-off shows it for pasting: itself when it is one line of printable
+    characters (within ``limit``); otherwise a shell comment, so a paste runs nothing: a value holding a newline or
+    an escape (quoted, so the command is right in run.json) would be flattened or act on the terminal, and a
+    command cut short would run something else, or leave a quote open for the next line typed."""
+    if line.isprintable() and (limit is None or len(line) <= limit):
+        return line
+    why = f"{len(line)} characters" if line.isprintable() else "it holds a newline or control character"
+    shown = visible(line)
+    room = 160 if limit is None else max(40, limit // 2)
+    preview = shown if len(shown) <= room else shown[:room] + "…"
+    return f"# not shown whole ({why}): run.json's remediation has it exactly: {preview}"
 
 
 def join_words(words: Sequence[str]) -> str:

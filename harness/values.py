@@ -134,6 +134,21 @@ def shorten(value: str, limit: int = DEFAULT_SHOWN) -> str:
     return value[:limit] + TRUNCATION_MARKER + f" ({len(value)} characters)"
 
 
+# What a terminal, a pager or a Markdown viewer acts on rather than shows: C0 and C1 control characters (ESC starts
+# the sequences that clear a screen, set a title, or write the clipboard: OSC 52), DEL, and the invisible and
+# direction-changing format characters (zero-width, line/paragraph separators, bidi embeddings and isolates, BOM).
+_CONTROL_RE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_NEWLINE_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def visible(text: str, newlines: bool = False) -> str:
+    """``text`` with each control or invisible format character shown as its escape (``\\x1b``, ``\\u202e``),
+    so printing it (a terminal, ``cat signoff.md``, a browser) shows what it holds and runs nothing; newlines kept
+    only when ``newlines``."""
+    pattern = _CONTROL_RE if newlines else _NEWLINE_CONTROL_RE
+    return pattern.sub(lambda m: repr(m.group(0))[1:-1], text)
+
+
 def printable(value: str, limit: int = DEFAULT_SHOWN) -> str:
     """``value`` on one line (control characters shown escaped) and shortened: safe to put in a message."""
     escaped = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in value[:limit])

@@ -274,7 +274,7 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
         shown = values.printable(value, 80)
         evidence["value"] = shown
         return failed(
-            f"{CLIENT_ID_ANNOTATION}={shown!r} is not a GUID (the identity's client id, not its name)",
+            f"{CLIENT_ID_ANNOTATION}='{shown}' is not a GUID (the identity's client id, not its name)",
             evidence,
             Finding(
                 "SA_CLIENT_ID_MALFORMED",
@@ -336,7 +336,7 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
     if tenant is not None and not values.is_guid(tenant):
         evidence["tenant_id"] = values.printable(tenant, 80)
         return warned(
-            f"{TENANT_ID_ANNOTATION}={evidence['tenant_id']!r} is not a GUID",
+            f"{TENANT_ID_ANNOTATION}='{evidence['tenant_id']}' is not a GUID",
             evidence,
             Finding(
                 "SA_TENANT_ID_MALFORMED",

@@ -21,7 +21,9 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError
 
 from harness.checks.migration import MIGRATION_CHECK_IDS
+from harness.commands import pasteable
 from harness.report.schema import validate_run
+from harness.values import visible
 
 FORMATS = ("md", "html")
 SIGNOFF_FILES = {"md": "signoff.md", "html": "signoff.html"}
@@ -237,7 +239,7 @@ def _findings(findings: list[dict[str, Any]]) -> list[FindingView]:
             str(f.get("severity")),
             str(f.get("layer") or ""),
             str(f.get("message") or ""),
-            [str(line) for line in f.get("remediation") or []],
+            [pasteable(str(line)) for line in f.get("remediation") or []],
         )
         for f in findings
     ]
@@ -681,15 +683,19 @@ def _check_format(fmt: str) -> None:
 
 
 def render(document: dict[str, Any], fmt: str) -> str:
-    """The sign-off of one run, as Markdown or one self-contained HTML page."""
+    """The sign-off of one run, as Markdown or one self-contained HTML page; a control character a cluster value
+    carried into it is shown escaped (``cat signoff.md`` must not act on the terminal), a fix holding one is a
+    comment (:func:`harness.commands.pasteable`)."""
     _check_format(fmt)
-    return _tidy(_environment(fmt).get_template(f"signoff.{fmt}.j2").render(run=run_view(document)))
+    return visible(_tidy(_environment(fmt).get_template(f"signoff.{fmt}.j2").render(run=run_view(document))),
+                   newlines=True)
 
 
 def render_fleet(documents: list[dict[str, Any]], fmt: str) -> str:
     """One sign-off over several runs (several clusters)."""
     _check_format(fmt)
-    return _tidy(_environment(fmt).get_template(f"fleet.{fmt}.j2").render(fleet=fleet_view(documents)))
+    return visible(_tidy(_environment(fmt).get_template(f"fleet.{fmt}.j2").render(fleet=fleet_view(documents))),
+                   newlines=True)
 
 
 def _tidy(text: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.values import visible
+
 MIGRATION_PREFIX = "migration."
 INVENTORY_PREFIX = "inventory."
 MAX_COVERAGE_LINES = 20
@@ -66,7 +68,7 @@ def _line(name: str, checks: list[dict[str, Any]], findings: list[dict[str, Any]
         # the failing check's own findings (a layer's findings of other checks, warnings say, are no evidence of it)
         own = [f for f in findings if f.get("check") == first["id"]]
         codes = ",".join(f["code"] for f in (own or findings)[:3])
-        line += f"\n          first failure {first['id']}: {first['message'][:160]}" + (
+        line += f"\n          first failure {first['id']}: {visible(first['message'])[:160]}" + (
             f"  [{codes}]" if codes else ""
         )
     return line

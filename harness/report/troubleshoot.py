@@ -13,8 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from harness.commands import pasteable
 from harness.report.summary import INVENTORY_PREFIX, MIGRATION_PREFIX
-from harness.values import TRUNCATION_MARKER, shorten
+from harness.values import TRUNCATION_MARKER, shorten, visible
 
 MAX_MESSAGE = 160  # characters of a check's message on its line
 MAX_EVIDENCE = 240  # characters of the one evidence line
@@ -132,7 +133,7 @@ def broken_link_lines(check: dict[str, Any], findings: list[dict[str, Any]], mar
             f"{indent}{finding['code']} ({finding.get('severity')}, {finding.get('layer')}): {message}"
         )
         for fix in finding.get("remediation") or []:
-            lines.append(f"{indent}  fix: {_bounded(_one_line(fix), MAX_FIX, marks)}")
+            lines.append(f"{indent}  fix: {pasteable(fix, MAX_FIX)}")
     return lines
 
 
@@ -170,7 +171,8 @@ def _scalar(value: Any) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
+    """One line: line breaks and runs of white space as one space, any other control character shown escaped."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in visible(str(text), newlines=True)).split())
 
 
 def _bounded(text: str, limit: int, marks: Marks) -> str:

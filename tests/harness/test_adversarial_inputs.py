@@ -573,6 +573,8 @@ def test_a_client_id_annotation_with_a_trailing_newline_is_malformed() -> None:
     outcome = sa_client_id_annotation(ctx)
     assert outcome.status == "fail" and outcome.findings[0].code == "SA_CLIENT_ID_MALFORMED"
     assert "\n" not in outcome.message
+    # the newline shown escaped once, as the evidence shows it (a repr of the escaped text doubled the backslash)
+    assert f"client-id='{GUID}\\n' is not a GUID" in outcome.message
 
 
 class OneServiceAccount:

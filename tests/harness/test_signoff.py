@@ -680,3 +680,27 @@ def test_several_runs_of_one_cluster_are_named_and_each_counts(
     assert note in md_unescape((tmp_path / "fleet" / "signoff.md").read_text())
     assert note in html.unescape((tmp_path / "fleet" / "signoff.html").read_text())
     assert fleet_view([later]).table.note == ""
+
+
+def test_control_characters_from_the_cluster_never_reach_the_signoff_raw(run_world: Callable[..., Any]) -> None:
+    """An annotation (or a service's error text echoing it) holding ESC, BEL, a carriage return or a bidi
+    override reached signoff.md and signoff.html as raw bytes: ``cat signoff.md`` set the terminal's title and
+    cleared its screen, and a fix holding one was shown as a command with the raw bytes in it. Now each is shown
+    escaped (\\x1b), in both formats and the fleet's, and such a fix is a comment that runs nothing."""
+    from harness.checks.remediation import find_identity_by_client_id
+    from harness.commands import render as render_fix
+
+    hostile = "abc\x1b]0;pwned\x07\x1b[2J\r\u202e; $(touch PWNED)\nline2"
+    document = copy.deepcopy(failing_document(run_world))
+    workload = document["workloads"][0]
+    workload["checks"][0]["message"] = f"client-id {hostile} is not a GUID"
+    workload["checks"][0]["evidence"]["value"] = hostile
+    workload["findings"][0]["message"] = f"annotated with {hostile}"
+    workload["findings"][0]["remediation"] = [render_fix(find_identity_by_client_id(hostile))]
+    for text in (render(document, "md"), render(document, "html"), render_fleet([document], "md"),
+                 render_fleet([document], "html")):
+        assert all(line.isprintable() for line in text.splitlines()), [
+            line for line in text.splitlines() if not line.isprintable()][:2]
+        assert "pwned\\x07\\x1b[2J\\r\\u202e" in html.unescape(md_unescape(text))
+        assert "# not shown whole (it holds a newline or control character): run.json's remediation has it" \
+            in html.unescape(text)

@@ -215,3 +215,54 @@ def test_the_plugin_prints_the_view_after_the_run(pytester: pytest.Pytester) -> 
         ]
     )
     assert run_json(pytester)["workloads"][0]["findings"][0]["check"] == "federation.credential"
+
+
+HOSTILE = "abc\x1b]0;pwned\x07\x1b[2J\u202e; $(touch PWNED)\nline2"  # a client-id annotation someone wrote
+
+
+def test_fixes_that_cannot_be_shown_whole_are_comments_and_nothing_acts_on_the_terminal(tmp_path: Any) -> None:
+    """A fix holding a value with a newline or an escape (quoted: right in run.json) was printed flattened (the
+    newline a space, the escape dropped), so its paste ran another command than run.json's; one over MAX_FIX was
+    cut inside its quote, so a paste left the shell waiting for the quote's end with the next line typed. Both are
+    now a shell comment naming why, with the value shown escaped; messages show any escape as text (\\x1b), never
+    as the raw byte a terminal acts on (ESC ] 0 sets the title, ESC [ 2 J clears the screen). The same in pytest's
+    failure block (harness.assertions)."""
+    import shlex
+    import subprocess
+
+    from harness.assertions import failure_text
+    from harness.checks.model import CheckResult, Finding
+    from harness.checks.remediation import find_identity_by_client_id, kubectl
+    from harness.commands import pasteable, render
+    from harness.report.troubleshoot import MAX_FIX
+
+    hostile_fix = render(find_identity_by_client_id(HOSTILE))
+    long_fix = render(kubectl("annotate", "serviceaccount", "-n", "finance", "backend-sa", "x=" + "y" * 500))
+    plain_fix = render(kubectl("get", "serviceaccount", "-n", "finance", "backend-sa", "-o", "yaml"))
+    broken = workload(
+        "finance/backend-sa",
+        [check("sa.client_id_annotation", "fail", f"client-id {HOSTILE} is not a GUID", value=HOSTILE)],
+        [finding("SA_CLIENT_ID_MALFORMED", "sa.client_id_annotation", hostile_fix, long_fix, plain_fix)],
+    )
+    lines = troubleshooting_lines(document(broken), narrowed=True)
+    fixes = [line.split("fix: ", 1)[1] for line in lines if "fix: " in line]
+    assert fixes[0].startswith("# not shown whole (it holds a newline or control character): run.json's "
+                               "remediation has it exactly: az identity list --query")
+    assert "abc\\x1b]0;pwned\\x07\\x1b[2J\\u202e; $(touch PWNED)\\nline2" in fixes[0]
+    assert fixes[1].startswith(f"# not shown whole ({len(long_fix)} characters)") and len(fixes[1]) <= MAX_FIX
+    assert fixes[2] == plain_fix == pasteable(plain_fix, MAX_FIX)
+    for line in lines:
+        assert line.isprintable(), repr(line)
+    assert "client-id abc\\x1b]0;pwned\\x07\\x1b[2J\\u202e; $(touch PWNED) line2 is not a GUID" in "\n".join(lines)
+    # pasted into bash as printed, the fixes run nothing but the one that is whole
+    script = "\n".join(fixes)
+    result = subprocess.run(["bash", "-c", "kubectl() { printf '%s\\n' \"$*\"; }\n" + script], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert result.stdout.splitlines() == [shlex.join(shlex.split(plain_fix)[1:])] and not list(tmp_path.iterdir())
+
+    result = CheckResult("sa.client_id_annotation", "fail", f"client-id {HOSTILE} is not a GUID", {}, [
+        Finding("SA_CLIENT_ID_MALFORMED", "error", "serviceaccount", f"annotated with {HOSTILE}", {},
+                [find_identity_by_client_id(HOSTILE)])])
+    text = failure_text(result)
+    assert all(line.isprintable() for line in text.splitlines()) and len(text.splitlines()) == 3
+    assert text.splitlines()[2].startswith("      fix: # not shown whole (it holds a newline or control character)")
