@@ -68,8 +68,9 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
                                 if _DENIED_BY_WEBHOOK in refused.message]
     findings += [_volume_clash(ctx, refused, volume) for refused in facts.refused
                  for volume in [_clashing_volume(refused.message)] if volume]
+    findings += [_proxy_refused(ctx, refused) for refused in facts.refused if _refuses_the_proxy(refused)]
     findings += [_refused_elsewhere(ctx, refused, cause) for refused in facts.refused
-                 for cause in [refusal_cause(refused.message)] if cause]
+                 for cause in [refusal_cause(refused.message)] if cause and not _refuses_the_proxy(refused)]
     summary: list[dict[str, Any]] = [{"owner": f"{f.evidence['owner']}", "pods": [], "problems": [f.code]}
                                      for f in findings]
     if not facts.pods and not findings:
@@ -140,6 +141,42 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
         f"{ref}: the workload identity webhook denies its pods, none of its current template runs ({refused.reason}):"
         f" {said}",
         evidence, steps,
+    )
+
+
+# the migration proxy's containers the webhook injects for inject-proxy-sidecar (pkg/webhook consts)
+INJECT_PROXY_ANNOTATION = "azure.workload.identity/inject-proxy-sidecar"
+_PROXY_CONTAINERS = ("azwi-proxy-init", "azwi-proxy")
+
+
+def _refuses_the_proxy(refused: RefusedController) -> bool:
+    """Pod Security refuses the pods for a container the webhook injected: the migration proxy's azwi-proxy-init
+    runs privileged, as root, with NET_ADMIN (it rewrites the pod's iptables), which the restricted and baseline
+    levels forbid whatever the template says. The template's inject-proxy-sidecar annotation asked for it (its
+    presence, whatever its value: shouldInjectProxySidecar reads no value, so "false" injects too)."""
+    return (INJECT_PROXY_ANNOTATION in refused.template_annotations
+            and pod_security_level(refused.message) is not None
+            and any(f'container "{name}"' in refused.message for name in _PROXY_CONTAINERS))
+
+
+def _proxy_refused(ctx: WorkloadContext, refused: RefusedController) -> Finding:
+    ref = f"{refused.kind}/{refused.name}"
+    value = refused.template_annotations.get(INJECT_PROXY_ANNOTATION)
+    namespace = fix.namespace_or(ctx.namespace)
+    steps: list[Step] = [
+        fix.remove_template_annotation(refused.kind, ctx.namespace, refused.name, INJECT_PROXY_ANNOTATION),
+        advice(f"or, if the app still needs the proxy (an old SDK that asks IMDS), a person decides whether {namespace} "
+               "may run privileged pods (pod-security.kubernetes.io/enforce=privileged)"),
+    ]
+    said = f"{INJECT_PROXY_ANNOTATION}={value!r}" + (' (only the key\'s presence counts: "false" injects too)'
+                                                      if str(value).lower() == "false" else "")
+    return Finding(
+        "POD_NOT_ADMITTED", ERROR, "pod",
+        f"{ref}: Pod Security refuses its new pods for the migration proxy the webhook injects ({said} on the pod "
+        f"template): azwi-proxy-init runs privileged with NET_ADMIN, which the namespace's level forbids; none of "
+        f"its current template runs ({refused.reason}): {refused.message}",
+        {"owner": ref, "reason": refused.reason, "refusal": refused.message, INJECT_PROXY_ANNOTATION: value},
+        steps,
     )
 
 

@@ -491,3 +491,39 @@ def test_a_pod_labelled_by_hand_is_labelled_on_its_template_by_the_printed_fix(
     fixed = wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before | {name})
     assert client_id_env(fixed)
     run_for(tmp_path / "fixed", config, "--pod", f"orders/{fixed['metadata']['name']}", 0)
+
+
+def test_a_migration_proxy_asked_for_in_a_restricted_namespace_fails_and_the_printed_patch_drops_it(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """``inject-proxy-sidecar: "false"`` on orders-api's template (meant to turn the proxy off; the webhook reads
+    only the key's presence): the webhook injects azwi-proxy-init, privileged with NET_ADMIN, and orders enforces
+    Pod Security restricted, so every new pod is refused. It passed with a warning "not for Workload ID" asking
+    for the template's securityContext; now POD_NOT_ADMITTED, and the printed patch, pasted, rolls the template
+    out and the run passes."""
+    config = str(running_lab.harness_config)
+    proxy = {"spec": {"template": {"metadata": {"annotations": {"azure.workload.identity/inject-proxy-sidecar":
+                                                                "false"}}}}}
+    ok(running_lab, "-n", "orders", "patch", "deployment", "orders-api", "--type", "merge", "-p", json.dumps(proxy))
+    drop = ("kubectl patch deployment/orders-api -n orders --type json -p '[{\"op\":\"remove\",\"path\":"
+            "\"/spec/template/metadata/annotations/azure.workload.identity~1inject-proxy-sidecar\"}]'")
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = json.loads(ok(running_lab, "-n", "orders", "get", "deployment", "orders-api", "-o",
+                                   "json"))["status"]
+            if any(c["type"] == "ReplicaFailure" for c in status.get("conditions") or []):
+                break
+            time.sleep(0.3)
+        _, _, checks, workload = run_for(tmp_path / "broken", config, "--workload", "orders/orders-sa", 1)
+        assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
+        (finding,) = [f for f in workload["findings"] if f["code"] == "POD_NOT_ADMITTED"]
+        assert "azwi-proxy-init" in finding["message"]
+        assert finding["remediation"][0] == drop
+        paste(running_lab, drop)
+    finally:
+        kubectl(running_lab, "-n", "orders", "patch", "deployment", "orders-api", "--type", "merge", "-p",
+                json.dumps({"spec": {"template": {"metadata": {"annotations": {
+                    "azure.workload.identity/inject-proxy-sidecar": None}}}}}))
+    ok(running_lab, "-n", "orders", "rollout", "status", "deployment/orders-api", "--timeout=60s")
+    run_for(tmp_path / "fixed", config, "--workload", "orders/orders-sa", 0)

@@ -547,3 +547,30 @@ def test_a_webhook_down_under_failure_policy_ignore_is_named_and_brought_back_be
     lines = [line.split("#")[0].strip() for line in finding.fix_lines()]
     assert lines[0] == "kubectl -n kube-system scale deployment/azure-wi-webhook-controller-manager --replicas=2"
     assert not any(line.startswith("az ") for line in lines)
+
+
+PROXY_PSA = ('pods "backend-x" is forbidden: violates PodSecurity "restricted:latest": privileged (container '
+             '"azwi-proxy-init" must not set securityContext.privileged=true), unrestricted capabilities (container '
+             '"azwi-proxy-init" must not include "NET_ADMIN" in securityContext.capabilities.add)')
+
+
+@pytest.mark.parametrize("value", ["true", "false"])
+def test_pod_security_refusing_the_injected_migration_proxy_is_workload_identitys_and_the_annotation_goes(
+    value: str
+) -> None:
+    """inject-proxy-sidecar on the template (``"false"`` too: the webhook reads the key's presence only): the
+    webhook injects azwi-proxy-init (privileged, root, NET_ADMIN), which a restricted namespace refuses. It was a
+    warning "not for Workload ID" telling the owner to give the template what the refusal names (which no
+    template can: the webhook sets it); now an error whose fix removes the annotation."""
+    annotations = {"azure.workload.identity/inject-proxy-sidecar": value}
+    outcome = live_pods(context_with_failing_deployment("backend", "backend-sa", PROXY_PSA, annotations))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_ADMITTED" and "migration proxy" in finding.message
+    assert ('"false" injects too' in finding.message) == (value == "false")
+    assert finding.fix_lines()[0] == (
+        "kubectl patch deployment/backend -n finance --type json -p "
+        """'[{"op":"remove","path":"/spec/template/metadata/annotations/"""
+        """azure.workload.identity~1inject-proxy-sidecar"}]'""")
+    # the same refusal without the annotation (the app's own privileged container of that name) stays another's
+    assert live_pods(context_with_failing_deployment("backend", "backend-sa", PROXY_PSA)).status == WARN
