@@ -152,6 +152,8 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
             # object that does not exist; an access policy names the principal (object) id (az's --object-id: "A
             # GUID that identifies the principal"; --spn <client id> resolves it)
             evidence["policy_names_client_id"] = client_id
+            keep = [*_policy_secret_permissions(ctx, check, client_id), *_policy_secret_permissions(ctx, check,
+                                                                                                  principal)]
             return failed(
                 f"{what}: denied, expected allow ({detail}): the vault's access policy names the identity's client "
                 f"id {client_id} as its object id, not its principal (object) id {principal}",
@@ -162,21 +164,28 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
                     f"client id {client_id} as the object id (az keyvault set-policy --object-id takes the "
                     f"principal id, {principal}); no policy lets the identity get secrets ({detail})",
                     evidence,
-                    [fix.keyvault_set_secret_policy(vault, principal), fix.keyvault_delete_policy(vault, client_id),
-                     fix.keyvault_policies(vault)],
+                    [fix.keyvault_set_secret_policy(vault, principal, keep),
+                     fix.keyvault_delete_policy(vault, client_id), fix.keyvault_policies(vault)],
                 ),
             )
+        held = _policy_secret_permissions(ctx, check, principal)
+        listed = principal is not None and principal.lower() in named
+        holds = (f"; its policy grants secrets {' '.join(held)}, yet Key Vault refused (a policy for another tenant, "
+                 "or a change not yet in effect)" if {p.lower() for p in held} & {"get", "all"}
+                 else f"; its policy grants secrets {' '.join(held)}, not get" if held
+                 else "; its policy grants no secret permission" if listed
+                 else f"; no policy names its principal id {principal}" if principal and named else "")
         return failed(
-            f"{what}: denied, expected allow ({detail}): the vault uses access policies, not RBAC",
+            f"{what}: denied, expected allow ({detail}): the vault uses access policies, not RBAC{holds}",
             evidence,
             Finding(
                 "KEYVAULT_ACCESS_POLICY_MISSING",
                 ERROR,
                 "access",
                 f"the vault of {what} authorizes by access policy and none lets the identity get secrets "
-                f"({detail}); a role assignment would not help",
+                f"({detail}){holds}; a role assignment would not help",
                 evidence,
-                [fix.keyvault_set_secret_policy(resource_name(ctx, check), principal),
+                [fix.keyvault_set_secret_policy(resource_name(ctx, check), principal, held),
                  fix.keyvault_policies(resource_name(ctx, check))],
             ),
         )
@@ -389,6 +398,16 @@ def answer_meaning(kind: str, evidence: dict[str, Any]) -> str | None:
             return "deny"
         return "network" if codes & NETWORK_REFUSALS.get(kind, set()) else "refused"
     return "error"
+
+
+def _policy_secret_permissions(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
+                               object_id: str | None) -> list[str]:
+    """The secret permissions the vault's access policy for ``object_id`` grants, as ARM listed them."""
+    listed = str((resource_of(ctx, check) or {}).get("access_policy_secret_permissions") or "")
+    if not object_id:
+        return []
+    return [p for entry in listed.split(";") if "=" in entry
+            and entry.split("=", 1)[0].lower() == object_id.lower() for p in entry.split("=", 1)[1].split()]
 
 
 def _access_policy_refusal(evidence: dict[str, Any]) -> bool:

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import re
 import urllib.parse
+from collections.abc import Sequence
 
 from harness import values
 from harness.commands import Advice, Command, Step, Var, advice, command
@@ -764,9 +765,17 @@ def grant_harness_reader_at(azure: AzureConfig | None, scope: str) -> Command:
                    "Reader", "--scope", scope)
 
 
-def keyvault_set_secret_policy(vault: str, principal_id: str | None) -> Command:
+# what az keyvault set-policy --secret-permissions accepts (az keyvault set-policy -h)
+SECRET_PERMISSIONS = ("all", "backup", "delete", "get", "list", "purge", "recover", "restore", "set")
+
+
+def keyvault_set_secret_policy(vault: str, principal_id: str | None, keep: Sequence[str] = ()) -> Command:
+    """get added to the secret permissions ``keep`` (those the object's policy already grants): az replaces an
+    existing policy's secret permissions with the ones given, so leaving one out takes it away."""
+    kept = [p.lower() for p in keep if p.lower() in SECRET_PERMISSIONS]
+    permissions = list(dict.fromkeys([*kept, "get"])) if "all" not in kept else ["all"]
     return command("az", "keyvault", "set-policy", "--name", vault, "--object-id",
-                   guid_or(principal_id, "<principal-id>"), "--secret-permissions", "get")
+                   guid_or(principal_id, "<principal-id>"), "--secret-permissions", *permissions)
 
 
 def keyvault_delete_policy(vault: str, object_id: str) -> Command:

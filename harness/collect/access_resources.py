@@ -44,8 +44,12 @@ def collect_access_resources(
                 resource["public_network_access"] = public
             policies = properties.get("accessPolicies")
             if isinstance(policies, list):  # a vault's: whose object ids its access policies name
-                resource["access_policy_object_ids"] = ",".join(
-                    str(p.get("objectId")) for p in policies if isinstance(p, dict) and p.get("objectId"))
+                named = [p for p in policies if isinstance(p, dict) and p.get("objectId")]
+                resource["access_policy_object_ids"] = ",".join(str(p.get("objectId")) for p in named)
+                # and each one's secret permissions, "OID=get list;OID2=...": az keyvault set-policy replaces an
+                # existing policy's secret permissions with the ones it is given, so a fix must repeat them
+                resource["access_policy_secret_permissions"] = ";".join(
+                    f"{p.get('objectId')}={' '.join(_secret_permissions(p))}" for p in named)
             for endpoint in endpoints_of(item.get("properties") or {}):
                 if isinstance(endpoint, str) and endpoint:
                     found[endpoint_key(endpoint)] = resource
@@ -60,3 +64,8 @@ def _resource(item: dict[str, Any]) -> dict[str, str] | None:
     lowered = [s.lower() for s in segments]
     group = segments[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered[:-1] else ""
     return {"id": resource_id, "name": name, "resource_group": group}
+
+
+def _secret_permissions(policy: dict[str, Any]) -> list[str]:
+    secrets = (policy.get("permissions") or {}).get("secrets") if isinstance(policy.get("permissions"), dict) else []
+    return [str(p) for p in secrets if isinstance(p, str) and p] if isinstance(secrets, list) else []

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -33,6 +34,7 @@ from harness.checks.probe_output import probe_completed
 from harness.checks.roles import covers, grants
 from harness.checks.serviceaccount import sa_client_id_annotation, sa_exists
 from harness.checks.token import token_issuer
+from harness.collect.access_resources import collect_access_resources
 from harness.collect.probe_pods import observe, settled
 from harness.collect.run import Selection, collect_run
 from harness.config import (
@@ -1348,6 +1350,54 @@ def test_an_access_policy_naming_the_client_id_is_named_and_replaced() -> None:
     ctx.cluster.access_resources[VAULT.rstrip("/")]["access_policy_object_ids"] = "other"  # no such policy
     [finding] = access_outcome(ctx, 0, check).findings
     assert "client id" not in finding.message and not any("delete-policy" in line for line in finding.fix_lines())
+
+
+def test_set_policy_keeps_the_secret_permissions_the_policy_already_grants() -> None:
+    """az keyvault set-policy --secret-permissions replaces an existing policy's secret permissions (azure-cli's
+    set_policy: ``secrets = ... if secret_permissions is None else secret_permissions``): a policy granting list but
+    not get is given 'list get', not 'get', which would take list away. The same for the client id's policy, whose
+    permissions were meant for the identity."""
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
+    ctx = context_for(client_id=CLIENT)
+    assert ctx.facts.pod is not None
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config", identity={"id": IDENTITY_ID, "properties": {
+                                           "clientId": CLIENT, "principalId": PRINCIPAL}})
+    vault_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
+    resource = {"id": vault_id, "name": "finance-kv", "resource_group": "myRg",
+                "access_policy_object_ids": f"{PRINCIPAL},other",
+                "access_policy_secret_permissions": f"{PRINCIPAL.upper()}=list set;other=get"}
+    ctx.cluster.access_resources = {VAULT.rstrip("/"): resource}
+    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": {
+        "http_status": 403, "code": "Forbidden", "innererror": "AccessDenied"}}]}
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert "its policy grants secrets list set, not get" in finding.message
+    assert finding.fix_lines()[0] == (
+        f"az keyvault set-policy --name finance-kv --object-id {PRINCIPAL} --secret-permissions list set get")
+    resource.update(access_policy_object_ids="other", access_policy_secret_permissions="other=get")
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert f"no policy names its principal id {PRINCIPAL}" in finding.message
+    assert finding.fix_lines()[0].endswith("--secret-permissions get")
+    resource.update(access_policy_object_ids=CLIENT, access_policy_secret_permissions=f"{CLIENT}=list")
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert finding.fix_lines()[:2] == [
+        f"az keyvault set-policy --name finance-kv --object-id {PRINCIPAL} --secret-permissions list get",
+        f"az keyvault delete-policy --name finance-kv --object-id {CLIENT}"]
+
+
+def test_access_resources_keep_each_policys_secret_permissions() -> None:
+    vault = {"id": "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv",
+             "name": "finance-kv", "properties": {"vaultUri": VAULT, "accessPolicies": [
+                 {"tenantId": "t", "objectId": PRINCIPAL, "permissions": {"secrets": ["list", 7], "keys": ["get"]}},
+                 {"tenantId": "t", "objectId": "other", "permissions": {}}, {"objectId": None}]}}
+    azure = SimpleNamespace(subscription_id="s")  # the collector reads the subscription and the access kinds only
+    workload = SimpleNamespace(access=[KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT,
+                                                            secret="db-password", expect="allow")])
+    found = collect_access_resources(lambda path: Fetched(url=path, status=200, body={"value": [vault]}),
+                                     azure, [workload])  # type: ignore[arg-type]
+    [resource] = found.values()
+    assert resource["access_policy_object_ids"] == f"{PRINCIPAL},other"
+    assert resource["access_policy_secret_permissions"] == f"{PRINCIPAL}=list;other="
 
 
 def test_a_vault_with_public_access_disabled_is_opened_not_given_a_network_rule() -> None:

@@ -628,6 +628,19 @@ def _policy_for_the_client_id(w: World) -> None:
     w.shell.must(f"az keyvault set-policy --name finance-kv --object-id {w.client_id} --secret-permissions get -o none")
 
 
+def _policy_without_get(w: World) -> None:
+    """finance-kv moved to access policies, the identity's policy granting list but not get."""
+    w.vault(w.finance_kv, enableRbacAuthorization=False)
+    w.shell.must(f"az keyvault set-policy --name finance-kv --object-id {w.principal_id} --secret-permissions list "
+                 "-o none")
+
+
+def _keeps_list(run: dict[str, Any]) -> None:
+    """az keyvault set-policy replaces the policy's secret permissions: the printed line must repeat list."""
+    [finding] = [f for f in findings_of(run, WORKLOAD) if f["code"] == "KEYVAULT_ACCESS_POLICY_MISSING"]
+    assert finding["remediation"][0].endswith(" --secret-permissions list get"), finding["remediation"]
+
+
 def _audience_typo(w: World) -> None:
     """The workload's credential made again with another audience (az identity federated-credential update
     --audiences, a typo for api://AzureADTokenExchange)."""
@@ -1329,6 +1342,9 @@ CASES = [
     # principal's policy and delete that one
     Case("KEYVAULT_ACCESS_POLICY_MISSING", _policy_for_the_client_id,
          lambda w: w.vault(w.finance_kv, enableRbacAuthorization=True, accessPolicies=[]), label="client-id"),
+    Case("KEYVAULT_ACCESS_POLICY_MISSING", _policy_without_get,
+         lambda w: w.vault(w.finance_kv, enableRbacAuthorization=True, accessPolicies=[]), label="list-only",
+         broken=_keeps_list),
     Case("KEYVAULT_FIREWALL", lambda w: w.vault(w.finance_kv, networkAcls={"defaultAction": "Deny"}),
          lambda w: w.vault(w.finance_kv, networkAcls={"defaultAction": "Allow", "ipRules": []}),
          decision=Decision("which network the cluster reaches the vault from: its node subnet (a service "
