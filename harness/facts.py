@@ -141,6 +141,9 @@ class IdentityFacts:
     # their object ids, so the role assignments that name the service principal's hold again
     deleted_application: dict[str, Any] | None = None
     deleted_service_principal: dict[str, Any] | None = None
+    # live applications with the deleted one's displayName (made again by hand: az ad app create under the same
+    # name gives a new appId), each {application, federated_credentials (None: not readable)}
+    namesakes: list[dict[str, Any]] = field(default_factory=list)
     searched: list[str] = field(default_factory=list)  # where the client id was looked for, in order
     refused: list[Fetched] = field(default_factory=list)  # lookups the harness was not allowed to make
     error: Fetched | None = None  # the call that failed and left nothing to judge

@@ -18,7 +18,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.token import claims
-from harness.commands import Command, Step, advice
+from harness.commands import Command, Step, advice, render
 from harness.facts import CREDENTIAL_ERROR, Fetched, IdentityFacts
 from harness.names import TOKEN_AUDIENCE
 
@@ -261,7 +261,50 @@ def _application_deleted(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outc
                                                note="its service principal, which the role assignments name"))
     else:
         repair += [fix.create_service_principal(app.get("appId")), *_regrant(ctx)]
+    successor = _namesake_trusting(ctx)
+    if successor is not None:
+        # az ad app delete, then az ad app create under the same name with a credential for this ServiceAccount:
+        # the person started over, and the new app's client id is what the annotation must name (a restore
+        # would bring the old one back beside it)
+        new = str(successor.get("appId"))
+        evidence["made_again"] = {"id": successor.get("id"), "appId": new,
+                                  "displayName": successor.get("displayName"),
+                                  "createdDateTime": successor.get("createdDateTime")}
+        message += (f"; an application of the same name, appId {new}, made since, has a federated credential for "
+                    f"{ctx.subject}: annotate it if it replaces the deleted one")
+        configured = ctx.workload.client_id
+        repair = [
+            fix.annotate_sa(ctx.namespace, ctx.service_account, new),
+            *([advice(f"set client_id: {new} for {ctx.namespace}/{ctx.service_account} in harness.yaml (it names "
+                      f"{configured}, the deleted application's)")]
+              if configured and configured.lower() != new.lower() else []),
+            *restart_workload(ctx),
+            *restore_instead(repair),
+        ]
     return failed(message, evidence, Finding("IDENTITY_NOT_FOUND", ERROR, "identity", message, evidence, repair))
+
+
+def restore_instead(repair: list[Step]) -> list[Step]:
+    """A deleted application's restore, offered as the other way (comments: a paste of the fix annotates the
+    application made again and restores nothing)."""
+    lines = [render(Command(step.argv)) for step in repair if isinstance(step, Command)]
+    if not lines:
+        return []
+    return [advice("or, to bring the deleted one back instead (its credentials and role assignments with it):"),
+            *(advice(f"  {line}") for line in lines)]
+
+
+def _namesake_trusting(ctx: WorkloadContext) -> dict[str, Any] | None:
+    """The live application named as the deleted one whose federated credential lets this ServiceAccount's
+    token in (this issuer, its subject, the exchange audience), else None."""
+    issuer, _ = expected_issuer(ctx)
+    if not issuer:
+        return None
+    for namesake in ctx.facts.identity.namesakes:
+        credentials = namesake.get("federated_credentials")
+        if credentials and match_fic(credentials, issuer, ctx.subject).exact is not None:
+            return dict(namesake.get("application") or {})
+    return None
 
 
 def service_principal_repair(ctx: WorkloadContext, app_id: str | None) -> list[Step]:

@@ -33,7 +33,7 @@ from harness import values
 from harness.checks import remediation as fix
 from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.common import arm_failure_finding, kube_failure_finding
-from harness.checks.federation import MAX_FEDERATED_CREDENTIALS
+from harness.checks.federation import MAX_FEDERATED_CREDENTIALS, restore_instead
 from harness.checks.model import (
     ERROR,
     WARNING,
@@ -484,15 +484,25 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
             app, principal = deleted["application"], deleted.get("service_principal")
             cases.append(f"{ref}: {client_id} is application {app.get('displayName')}, deleted "
                          f"{app.get('deletedDateTime')} (Microsoft Graph keeps it for 30 days)")
+            restores: list[Step] = []
             if not restoring & {str(app.get("id")).lower()}:
                 restoring.add(str(app.get("id")).lower())
-                steps.append(fix.restore_deleted_item(_graph(ctx), app.get("id"), note="the application"))
-                steps.append(
+                restores.append(fix.restore_deleted_item(_graph(ctx), app.get("id"), note="the application"))
+                restores.append(
                     fix.restore_deleted_item(_graph(ctx), principal.get("id"),
                                              note="its service principal, which the role assignments name")
                     if principal is not None
                     else fix.create_service_principal(app.get("appId"))
                 )
+            trusting = list({id(c.identity): c.identity for c in ctx.credentials
+                             if c.usable and c.service_account == ref}.values())
+            if len(trusting) == 1:  # made again since (az ad app create), with a credential for the account
+                cases[-1] += (f"; {short(trusting[0])} (client id {trusting[0].client_id}) has a federated "
+                              "credential for it now")
+                steps += [fix.annotate_sa(sa["namespace"], sa["name"], trusting[0].client_id),
+                          fix.restart_pods(sa["namespace"]), *restore_instead(restores)]
+            else:
+                steps += restores
         else:
             severity = severity if ctx.lookups_refused else ERROR
             cases.append(f"{ref}: {client_id}")

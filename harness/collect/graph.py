@@ -54,6 +54,30 @@ def collect_deleted_application(graph: ArmGet | None, app_id: str, facts: Identi
     if facts.deleted_application is not None:
         facts.searched.append("Microsoft Graph: deleted applications with this appId")
         facts.deleted_service_principal = deleted_item(graph, "servicePrincipal", app_id)
+        facts.namesakes = namesakes(graph, facts.deleted_application)
+
+
+MAX_NAMESAKES = 5
+
+
+def namesakes(graph: ArmGet, deleted: dict[str, Any]) -> list[dict[str, Any]]:
+    """The live applications named as the deleted one (az ad app create under the same name after az ad app
+    delete: a new appId), each with its federated credentials, so a check can tell whether one of them trusts
+    the ServiceAccount now. A refused or failed listing is no namesake: the restore is judged without it."""
+    name = str(deleted.get("displayName") or "")
+    if not name:
+        return []
+    query = urllib.parse.quote("displayName eq '{}'".format(name.replace("'", "''")))
+    listed = graph(f"/{VERSION}/applications?$filter={query}&$top={MAX_NAMESAKES}")
+    items = listed.body.get("value") if listed.ok and isinstance(listed.body, dict) else None
+    out = []
+    for item in (items or [])[:MAX_NAMESAKES]:
+        if not isinstance(item, dict) or not item.get("id") or str(item.get("appId", "")).lower() == str(
+                deleted.get("appId", "")).lower():
+            continue
+        credentials, failed = list_all(graph, f"/{VERSION}/applications/{item['id']}/federatedIdentityCredentials")
+        out.append({"application": item, "federated_credentials": None if failed is not None else credentials})
+    return out
 
 
 def deleted_item(graph: ArmGet, kind: str, app_id: str) -> dict[str, Any] | None:

@@ -224,6 +224,40 @@ def test_a_deleted_application_is_restored_with_its_credentials_and_service_prin
     assert document["verdict"] == "pass"
 
 
+def test_an_application_deleted_and_made_again_under_its_name_is_annotated_with_its_new_client_id(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """``az ad app delete``, then the app made again as at first (az ad app create under the same name, a
+    service principal, a credential for the ServiceAccount, the vault role): the person started over, and the
+    annotation keeps the old client id. The fix was the restore of the deleted app alone (it comes back beside
+    the new one); it is now the new app's client id in the annotation, workload and inventory alike, with the
+    restore as the other way in comments, and pasted it repairs the run."""
+    app, graph = healthy.app, running_lab.info()["endpoints"]["graph"]
+    shell.must(f"az ad app delete --id {app.app_id}")
+    again = make_app(shell, f"{healthy.namespace}-app")
+    try:
+        trust(shell, again, running_lab.info()["issuer_url"], healthy.namespace, healthy.service_account, "again")
+        shell.must(f"az role assignment create --assignee {again.app_id} --role 'Key Vault Secrets User' "
+                   f"--scope {healthy.vault_id} -o none --only-show-errors")
+        document, _, entry = run(tmp_path, healthy.config_without_client_id, healthy.ref)
+        first = entry["findings"][0]
+        assert first["code"] == "IDENTITY_NOT_FOUND", [f["code"] for f in entry["findings"]]
+        assert f"appId {again.app_id}, made since" in first["message"]
+        unknown = next(f for f in document["findings"] if f["code"] == "SA_CLIENT_ID_UNKNOWN")
+        for finding in (first, unknown):
+            commands = [line for line in finding["remediation"] if not line.startswith("#")]
+            assert f"{CLIENT_ID}={again.app_id}" in commands[0], finding["remediation"]
+            assert not [line for line in commands if "/restore" in line], finding["remediation"]
+        paste(shell, first)
+        document, checks, entry = run(tmp_path, healthy.config_without_client_id, healthy.ref)
+        assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values()
+                                               if c["status"] != "pass"]
+    finally:  # the module's app back (the healthy fixture annotates it again), the new one gone
+        shell.must(f"az ad app delete --id {again.app_id}",
+                   *(f"az rest --method POST --url {graph}{restore_line(object_id)} -o none"
+                     for object_id in (app.object_id, app.principal_id)))
+
+
 def test_a_service_principal_deleted_for_good_is_made_again_and_its_roles_granted_again(
     healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
 ) -> None:

@@ -123,6 +123,31 @@ def test_a_deleted_application_is_restored_then_its_service_principal() -> None:
     assert lines == [f"{base}/{APP_OBJECT_ID}/restore   # the application", f"az ad sp create --id {CLIENT}"]
 
 
+def test_a_deleted_application_made_again_under_its_name_is_annotated_and_the_restore_is_the_other_way() -> None:
+    """``az ad app delete`` then ``az ad app create`` under the same name, with a federated credential for the
+    ServiceAccount (the person started over): the fix was the restore alone, which brings the old app back beside
+    the new one. The new app's client id is annotated first; the restore stays as comments (a paste runs none)."""
+    deleted = {"id": APP_OBJECT_ID, "appId": CLIENT, "displayName": "backend-app",
+               "deletedDateTime": "2026-12-01T10:00:00Z"}
+    trusting = {"name": "kfc", "issuer": ISSUER, "subject": SUBJECT, "audiences": [AUDIENCE]}
+    facts = IdentityFacts(configured=True, note="nothing", deleted_application=deleted,
+                          deleted_service_principal={"id": SP_ID, "appId": CLIENT},
+                          namesakes=[{"application": {"id": "o", "appId": REAL_CLIENT, "displayName": "backend-app"},
+                                      "federated_credentials": [trusting]}])
+    ctx = context_for(client_id=CLIENT)  # harness.yaml names the deleted app's client id
+    ctx.azure, ctx.facts.identity = azure(), facts
+    finding = identity_matches(ctx).findings[0]
+    assert finding.code == "IDENTITY_NOT_FOUND" and f"appId {REAL_CLIENT}, made since" in finding.message
+    lines = finding.fix_lines()
+    assert lines[0] == (f"kubectl annotate serviceaccount -n finance backend-sa "
+                        f"azure.workload.identity/client-id={REAL_CLIENT} --overwrite")
+    assert lines[1].startswith(f"# set client_id: {REAL_CLIENT} for finance/backend-sa in harness.yaml")
+    assert [line for line in lines if "/restore" in line] and all(
+        line.startswith("#") for line in lines if "/restore" in line)
+    facts.namesakes[0]["federated_credentials"] = [{**trusting, "subject": "system:serviceaccount:web:other"}]
+    assert identity_matches(ctx).findings[0].fix_lines()[0].startswith("az rest")  # trusts another account
+
+
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
     ctx = context_with(application(service_principal=False))
     assert ctx.facts.pod is not None

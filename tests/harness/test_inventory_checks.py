@@ -317,6 +317,24 @@ def test_a_subject_mistyped_in_letter_case_is_corrected_in_place_not_called_an_o
     assert "system:serviceaccount:finance:backend-sa" in " ".join(command) and wrong not in " ".join(command)
 
 
+def test_a_deleted_application_made_again_is_annotated_and_the_restore_is_the_other_way() -> None:
+    """The annotated app deleted and another made with a credential for the ServiceAccount: the annotation is set
+    to the one that trusts it; the restore of the deleted one is printed as comments, the other way."""
+    facts = with_web_app([credential("web-cred", "system:serviceaccount:web:app-sa")])
+    facts.service_accounts[-1]["client_id"] = ORDERS_ID.replace("4f", "5f")
+    deleted = facts.service_accounts[-1]["client_id"]
+    facts.deleted[deleted] = {"application": {"id": "obj", "appId": deleted, "displayName": "web-app",
+                                              "deletedDateTime": "2026-12-01T10:00:00Z"},
+                              "service_principal": {"id": "sp"}}
+    found = findings(run(facts))
+    unknown = found["SA_CLIENT_ID_UNKNOWN"]
+    assert f"(client id {APP_ID}) has a federated credential for it now" in unknown.message
+    lines = unknown.fix_lines()
+    assert lines[0] == f"kubectl annotate serviceaccount -n web app-sa azure.workload.identity/client-id={APP_ID} " \
+                       "--overwrite"
+    assert all(line.startswith("#") for line in lines if "/restore" in line) and "/restore" in " ".join(lines)
+
+
 def test_a_trailing_slash_twin_beside_the_working_credential_is_a_warning() -> None:
     facts = healthy()
     backend(facts).federated_credentials.append(
