@@ -323,6 +323,16 @@ def _rbac_denial(
             repair = [*_grant_read(ctx, check, principal),
                       advice("then remove the assignment on the wrong scope if nothing else needs it:"),
                       *[fix.delete_role_assignment_id(a.id) for a in misplaced[:3]]]
+    ignored = _policy_secret_permissions(ctx, check, principal) if evidence.get("innererror") == "ForbiddenByRbac" \
+        else []
+    if ignored and code != "ROLE_PROPAGATION_PENDING":
+        # a vault switched to RBAC (az keyvault update --enable-rbac-authorization true) keeps its access policies
+        # in ARM and ignores them: "When true, the key vault will use Role Based Access Control (RBAC) for
+        # authorization of data actions, and the access policies specified in vault properties will be ignored"
+        # (the management API's enableRbacAuthorization, KeyVaultPatchProperties)
+        evidence["ignored_access_policy"] = ignored
+        why += (f"; the vault's access policy for the identity (secrets {' '.join(ignored)}) no longer counts: the "
+                "vault authorizes by RBAC (enableRbacAuthorization true) and ignores access policies")
     return failed(
         f"{what}: denied, expected allow ({detail}): {why}",
         evidence,

@@ -1385,6 +1385,31 @@ def test_set_policy_keeps_the_secret_permissions_the_policy_already_grants() -> 
         f"az keyvault delete-policy --name finance-kv --object-id {CLIENT}"]
 
 
+def test_a_vault_switched_to_rbac_says_its_access_policy_no_longer_counts() -> None:
+    """az keyvault update --enable-rbac-authorization true over a vault whose policy let the identity read: ARM keeps
+    the policies, Key Vault ignores them (ForbiddenByRbac). ROLE_ASSIGNMENT_MISSING says so, with the role grant."""
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
+    ctx = context_for(client_id=CLIENT)
+    assert ctx.facts.pod is not None
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config", identity={"id": IDENTITY_ID, "properties": {
+                                           "clientId": CLIENT, "principalId": PRINCIPAL}},
+                                       role_assignments=[], role_names={})
+    vault_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
+    ctx.cluster.access_resources = {VAULT.rstrip("/"): {
+        "id": vault_id, "name": "finance-kv", "resource_group": "myRg", "access_policy_object_ids": PRINCIPAL,
+        "access_policy_secret_permissions": f"{PRINCIPAL}=get list"}}
+    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": {
+        "http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByRbac"}}]}
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert finding.code == "ROLE_ASSIGNMENT_MISSING"
+    assert "access policy for the identity (secrets get list) no longer counts" in finding.message
+    assert finding.fix_lines()[0].startswith("az role assignment create ")
+    ctx.cluster.access_resources[VAULT.rstrip("/")]["access_policy_secret_permissions"] = "other=get"
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert "access polic" not in finding.message
+
+
 def test_access_resources_keep_each_policys_secret_permissions() -> None:
     vault = {"id": "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv",
              "name": "finance-kv", "properties": {"vaultUri": VAULT, "accessPolicies": [
