@@ -28,6 +28,7 @@ from harness.checks.podspec import (
     mounts_of,
     token_file_of,
     token_volumes,
+    value_source,
 )
 from harness.commands import Step, advice
 from harness.facts import LivePod, RefusedController
@@ -313,7 +314,13 @@ def pod_problems(
             continue
         mutated_any = True
         client_id = env.get("AZURE_CLIENT_ID")
-        if annotated and not client_id:
+        source = value_source(container, "AZURE_CLIENT_ID")
+        if annotated and not client_id and source:
+            problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_CLIENT_ID itself, from "
+                                    f"{source}: the webhook never sets a variable the container names, so the app "
+                                    f"gets what that holds (the harness does not read it), not the ServiceAccount's "
+                                    f"{annotated}"))
+        elif annotated and not client_id:
             problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has no AZURE_CLIENT_ID: "
                                     "the pod was created before the ServiceAccount was annotated"))
         elif annotated and client_id and client_id.lower() != annotated.lower():

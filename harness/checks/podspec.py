@@ -74,6 +74,26 @@ def env_map(container: Obj | None) -> dict[str, str | None]:
     return {e.get("name", ""): e.get("value") for e in (container or {}).get("env") or []}
 
 
+def value_source(container: Obj | None, name: str) -> str | None:
+    """Where a variable the container sets with ``valueFrom`` comes from (``secret app-ids key client-id``), or
+    None when the container does not set it that way. The webhook appends only the variables a container does not
+    name at all (addEnvironmentVariables keys on the name), so such a variable keeps its source's value."""
+    for env in (container or {}).get("env") or []:
+        if env.get("name") != name or "value" in env and env.get("value") is not None:
+            continue
+        source = env.get("valueFrom") or {}
+        for key, kind in (("secretKeyRef", "secret"), ("configMapKeyRef", "configmap")):
+            ref = source.get(key)
+            if isinstance(ref, dict):
+                return f"{kind} {ref.get('name')} key {ref.get('key')}"
+        if isinstance(source.get("fieldRef"), dict):
+            return f"field {source['fieldRef'].get('fieldPath')}"
+        if source:
+            return "valueFrom"
+        return None
+    return None
+
+
 def token_volumes(pod: Obj | None, audience: str = TOKEN_AUDIENCE) -> list[TokenVolume]:
     out: list[TokenVolume] = []
     for volume in spec(pod).get("volumes") or []:

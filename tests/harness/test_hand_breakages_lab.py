@@ -527,3 +527,30 @@ def test_a_migration_proxy_asked_for_in_a_restricted_namespace_fails_and_the_pri
                     "azure.workload.identity/inject-proxy-sidecar": None}}}}}))
     ok(running_lab, "-n", "orders", "rollout", "status", "deployment/orders-api", "--timeout=60s")
     run_for(tmp_path / "fixed", config, "--workload", "orders/orders-sa", 0)
+
+
+def test_a_client_id_set_from_a_secret_is_an_env_conflict_unset_by_the_printed_fix(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """``kubectl set env deployment/orders-api --from=secret/app-ids`` with a Secret holding another AZURE_CLIENT_ID
+    (copied from another environment): the template names the variable (valueFrom), so the webhook injects none
+    and the app runs as whatever the Secret says. It was POD_STALE_CLIENT_ID with a restart, which changes nothing;
+    now POD_ENV_CONFLICT naming the Secret, and its printed unset, pasted, makes the run pass."""
+    config = str(running_lab.harness_config)
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "orders", "app=orders-api")}
+    ok(running_lab, "-n", "orders", "create", "secret", "generic", "app-ids",
+       "--from-literal=AZURE_CLIENT_ID=00000000-1111-2222-3333-444444444444")
+    try:
+        ok(running_lab, "-n", "orders", "set", "env", "deployment/orders-api", "--from=secret/app-ids")
+        preset = wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before)
+        _, _, checks, workload = run_for(tmp_path / "broken", config, "--workload", "orders/orders-sa", 1)
+        assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
+        (finding,) = [f for f in workload["findings"] if f["code"] == "POD_ENV_CONFLICT"]
+        assert "secret app-ids" in finding["message"]
+        assert finding["remediation"] == ["kubectl set env deployment/orders-api -n orders AZURE_CLIENT_ID-"]
+        paste(running_lab, finding["remediation"][0])
+    finally:
+        kubectl(running_lab, "-n", "orders", "set", "env", "deployment/orders-api", "AZURE_CLIENT_ID-")
+        kubectl(running_lab, "-n", "orders", "delete", "secret", "app-ids")
+    wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before | {preset["metadata"]["name"]})
+    run_for(tmp_path / "fixed", config, "--workload", "orders/orders-sa", 0)

@@ -574,3 +574,16 @@ def test_pod_security_refusing_the_injected_migration_proxy_is_workload_identity
         """azure.workload.identity~1inject-proxy-sidecar"}]'""")
     # the same refusal without the annotation (the app's own privileged container of that name) stays another's
     assert live_pods(context_with_failing_deployment("backend", "backend-sa", PROXY_PSA)).status == WARN
+
+
+def test_a_client_id_the_template_takes_from_a_secret_is_a_conflict_not_a_stale_pod() -> None:
+    """``kubectl set env deployment/backend --from=secret/app-ids``: AZURE_CLIENT_ID with valueFrom. The webhook
+    keys on the name (addEnvironmentVariables), so it injects none and the pod spec shows no value: it was called
+    stale ("created before the ServiceAccount was annotated") and a restart printed, which changes nothing."""
+    preset = {"name": "AZURE_CLIENT_ID", "valueFrom": {"secretKeyRef": {"name": "app-ids", "key": "AZURE_CLIENT_ID"}}}
+    pod = workload_pod(client_id=None)
+    pod["spec"]["containers"][0]["env"].insert(0, preset)
+    outcome = live_pods(context([live(pod, deployment(template_env=[preset]))]))
+    (finding,) = outcome.findings
+    assert finding.code == "POD_ENV_CONFLICT" and "from secret app-ids key AZURE_CLIENT_ID" in finding.message
+    assert finding.fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_CLIENT_ID-"]
