@@ -426,6 +426,21 @@ def fic_fix(ctx: WorkloadContext, verb: str, name: str, issuer: str) -> Command:
     if facts.kind == "application":
         app_id = (facts.application or {}).get("appId") or ctx.expected_client_id
         return fix.app_federated_credential(verb, app_id, name, issuer, ctx.subject)
+    client_id = ctx.expected_client_id
+    if facts.kind is None and not facts.resource_id and client_id:
+        # the harness could not see the identity (its lookups refused), so not whether it is an app registration
+        # or a managed identity: the command for the kind the refusals point at, the other in its comment. Only
+        # Microsoft Graph refused (no managed identity of the subscriptions it reads has the client id): an app
+        # registration, whose command needs nothing but the client id
+        refused = [f.url for f in facts.refused]
+        if refused and all("/v1.0/" in url or "/beta/" in url for url in refused):
+            app = fix.app_federated_credential(verb, client_id, name, issuer, ctx.subject)
+            return Command(app.argv, note=f"if {client_id} is an app registration (a managed identity's: az identity "
+                                          f"federated-credential {verb}, the same name, issuer and subject)")
+        managed = fix.federated_credential(verb, None, name, issuer, ctx.subject)
+        return Command(managed.argv, note=f"if {client_id} is a managed identity (an app registration's: az ad app "
+                                          f"federated-credential {verb} --id {client_id}, the same name, issuer and "
+                                          "subject)")
     return fix.federated_credential(verb, facts.resource_id, name, issuer, ctx.subject)
 
 

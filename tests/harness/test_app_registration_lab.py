@@ -473,3 +473,37 @@ def test_without_graph_read_a_missing_service_principal_is_looked_for_in_deleted
             body = json.dumps({"principalId": principal, "resourceId": graph_sp,
                                "appRoleId": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"})
             shell.must(f"az rest --method POST --url {assignments} --body {shlex.quote(body)}")
+
+
+def test_without_graph_read_a_missing_credential_is_made_on_the_app_registration(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """The harness without Application.Read.All, and the app's federated credential deleted: Entra answers
+    AADSTS70025. FIC_MISSING's fix was ``az identity federated-credential create`` with three placeholders (a
+    managed identity's command) for an app registration; only Graph refused the harness, so it is now the app
+    registration's command, whole, and pasted it repairs the workload."""
+    info = running_lab.info()
+    graph, harness, app = info["endpoints"]["graph"], info["harness"]["client_id"], healthy.app
+    principal = shell.must(f"az ad sp show --id {harness} --query id -o tsv").strip()
+    assignments = f"{graph}/v1.0/servicePrincipals/{principal}/appRoleAssignments"
+    granted = shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split()
+    names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
+    shell.must(*(f"az rest --method DELETE --url {assignments}/{identifier}" for identifier in granted),
+               *(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
+                 for name in names))
+    try:
+        _, _, entry = run(tmp_path, healthy.config, healthy.ref)
+        missing = next(f for f in entry["findings"] if f["code"] == "FIC_MISSING")
+        assert missing["remediation"][0].startswith(f"az ad app federated-credential create --id {app.app_id} ")
+        assert not [line for line in missing["remediation"] if line.startswith("az identity")], missing
+        paste(shell, missing)
+        _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    finally:
+        if not shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split():
+            graph_sp = shell.must("az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv").strip()
+            body = json.dumps({"principalId": principal, "resourceId": graph_sp,
+                               "appRoleId": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"})
+            shell.must(f"az rest --method POST --url {assignments} --body {shlex.quote(body)}")
+        if not shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split():
+            trust(shell, app, info["issuer_url"], healthy.namespace, healthy.service_account, "restored")

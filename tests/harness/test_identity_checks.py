@@ -148,6 +148,38 @@ def test_a_deleted_application_made_again_under_its_name_is_annotated_and_the_re
     assert identity_matches(ctx).findings[0].fix_lines()[0].startswith("az rest")  # trusts another account
 
 
+def test_a_credential_the_harness_cannot_see_is_made_where_the_refusals_point() -> None:
+    """AADSTS70025 for a client id the harness could not look up. Microsoft Graph alone refused (no managed
+    identity of the subscriptions the harness reads has it): an app registration, so the fix is az ad app
+    federated-credential create --id CLIENT; it was az identity federated-credential create with three
+    placeholders, a managed identity's command for an app. With ARM refused too, the managed identity's stays
+    first and the app registration's is named in its comment."""
+    graph = Fetched(f"https://graph.microsoft.com/v1.0/applications(appId='{CLIENT}')", 403, None, "denied",
+                    "Authorization_RequestDenied")
+    arm = Fetched("https://management.azure.com/subscriptions/x/providers/Microsoft.ManagedIdentity/"
+                  "userAssignedIdentities?api-version=2023-01-31", 403, None, "denied", "AuthorizationFailed")
+    error = {"kind": "entra_error", "http_status": 401, "error": "invalid_client", "aadsts": "AADSTS70025",
+             "message": f"AADSTS70025: The client '{CLIENT}'(web-app) has no configured federated identity "
+                        "credentials."}
+
+    def first_line(*refused: Fetched) -> str:
+        ctx = context_for(client_id=CLIENT)
+        ctx.azure, ctx.facts.identity = azure(), IdentityFacts(configured=True, refused=list(refused))
+        assert ctx.facts.pod is not None
+        ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "error": error,
+                                          "evidence": {"client_id": CLIENT}}]}
+        finding = exchange_succeeds(ctx).findings[0]
+        assert finding.code == "FIC_MISSING"
+        return finding.fix_lines()[0]
+
+    line = first_line(graph)
+    assert line.startswith(f"az ad app federated-credential create --id {CLIENT} --parameters ")
+    assert "<" not in line.split("   #")[0] and f"# if {CLIENT} is an app registration" in line
+    line = first_line(graph, arm)
+    assert line.startswith("az identity federated-credential create")
+    assert f"az ad app federated-credential create --id {CLIENT}" in line.split("   #")[1]
+
+
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
     ctx = context_with(application(service_principal=False))
     assert ctx.facts.pod is not None
