@@ -217,9 +217,12 @@ CATALOGUE: tuple[Entry, ...] = (
         "oad_identity",
     ),
     _e(
-        "AUTHORITY_HOST_MISMATCH", "webhook", "warning",
-        "The webhook injects another cloud's AZURE_AUTHORITY_HOST.",
+        "AUTHORITY_HOST_MISMATCH", "webhook", "error|warning",
+        "The webhook injects another cloud's AZURE_AUTHORITY_HOST (a warning on pod.mutated); the probe pod's "
+        "AZURE_AUTHORITY_HOST is not the configured cloud's authority host, or not https, so the probe does not "
+        "send its ServiceAccount token there (an error on exchange.succeeds).",
         "Configure the webhook's cloud (AZURE_ENVIRONMENT) to the cluster's.",
+        "unit:tests/harness/test_access_targets.py::test_the_probe_exchanges_the_token_at_the_clouds_authority_only",
         no_lab_fault="the lab's webhook injects the lab's own authority",
     ),
     # ------------------------------------------------------------------ serviceaccount

@@ -102,7 +102,7 @@ def probe_documents(config: HarnessConfig) -> dict[str, list[dict[str, Any]]]:
     for workload in config.workloads:
         request = ProbeRequest(
             workload.id, workload.namespace, workload.service_account,
-            probe_config_for(workload, settings, config.cloud),
+            probe_config_for(workload, settings, config.cloud, cloud_configured=config.azure is not None),
         )
         pod = build_probe_pod(
             request, BY_HAND_RUN_ID, settings, name=by_hand_pod_name(workload.service_account),

@@ -21,6 +21,11 @@ No URL may carry a user name or password.
 ``retry_aadsts`` names which of Entra's wait-and-see answers count as transient (default: all four; the harness
 leaves the federated-credential codes out when it knows no credential matches, so a misconfiguration is never
 waited on).
+
+``authority_hosts`` names the only hosts the ServiceAccount token may be exchanged at (``host`` or ``host:PORT``,
+as ``allowed_hosts``): the harness gives its cloud's authority host, so a pod whose AZURE_AUTHORITY_HOST names
+another host (another cloud's webhook, another mutating webhook, a value copied from elsewhere) never sends its
+token there. Absent: any https host. An authority that is not https is never used.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ KEYVAULT_SCOPE = "https://vault.azure.net/.default"
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 ENV_VAR = "WI_PROBE_CONFIG"
 
-_TOP_FIELDS = {"scope", "timeout_seconds", "ca_file", "sdk_cross_check", "checks", "retry_seconds", "retry_aadsts"}
+_TOP_FIELDS = {"scope", "timeout_seconds", "ca_file", "sdk_cross_check", "checks", "retry_seconds", "retry_aadsts",
+               "authority_hosts"}
 _CHECK_FIELDS = {
     "keyvault_secret": ({"vault_url", "secret"}, KEYVAULT_SCOPE),
     "blob": ({"account_url", "container", "blob"}, STORAGE_SCOPE),
@@ -92,6 +98,7 @@ class ProbeConfig(NamedTuple):
     source: str = "defaults"
     retry_seconds: float = DEFAULT_RETRY_SECONDS
     retry_aadsts: tuple[int, ...] = TRANSIENT_AADSTS
+    authority_hosts: tuple[HostPattern, ...] = ()  # where the token may be exchanged; empty: any https host
 
 
 class TlsTrust(NamedTuple):
@@ -152,6 +159,9 @@ def parse(raw: Any, source: str = "defaults") -> ProbeConfig:
         source=source,
         retry_seconds=_retry_seconds(raw.get("retry_seconds", DEFAULT_RETRY_SECONDS)),
         retry_aadsts=_retry_aadsts(raw.get("retry_aadsts", list(TRANSIENT_AADSTS))),
+        authority_hosts=()
+        if raw.get("authority_hosts") is None
+        else _host_patterns(raw["authority_hosts"], "authority", "authority_hosts"),
     )
 
 

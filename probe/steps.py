@@ -15,6 +15,7 @@ from probe.jwtutil import JwtDecodeError, decode_unverified, fingerprint, pick, 
 from probe.report import StepOutcome, failed, passed
 from probe.retry import RetryPolicy
 from probe.sdk import SdkCheck, SdkRequest, sdk_importable
+from probe.targets import HostPattern, UrlProblem, parse_https_url
 from probe.transport import Transport
 
 REQUIRED_ENV = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST")
@@ -170,6 +171,10 @@ def exchange_step(ctx: Context) -> StepOutcome:
     tenant_id = ctx.env("AZURE_TENANT_ID") or ""
     authority = ctx.env("AZURE_AUTHORITY_HOST") or ""
     url = token_url(authority, tenant_id)
+    refused = untrusted_authority(url, ctx.config.authority_hosts)
+    if refused is not None:  # the token is never sent: no exchange, no SDK cross-check
+        return failed({"token_url": url, "client_id": client_id, "tenant_id": tenant_id},
+                      {"kind": "untrusted_authority", "message": refused})
     retry = RetryPolicy(ctx.config.retry_seconds, frozenset(ctx.config.retry_aadsts), ctx.monotonic, ctx.sleep)
     ctx.retry = retry
     ctx.exchanger = Exchanger(ctx.transport, url, client_id, ctx.token, ctx.config.timeout_seconds, ctx.sensitive,
@@ -190,6 +195,20 @@ def exchange_step(ctx: Context) -> StepOutcome:
         return passed(evidence)
     assert result.error is not None
     return failed(evidence, result.error)
+
+
+def untrusted_authority(url: str, allowed: tuple[HostPattern, ...]) -> str | None:
+    """Why the ServiceAccount token must not be sent to ``url`` (from AZURE_AUTHORITY_HOST), or None: it must be
+    https, and on one of ``allowed`` when the config names them (the harness names its cloud's authority host)."""
+    try:
+        target = parse_https_url(url)
+    except UrlProblem as exc:
+        return f"the token endpoint {url} from AZURE_AUTHORITY_HOST {exc}: the ServiceAccount token was not sent"
+    if allowed and not any(pattern.matches(target) for pattern in allowed):
+        named = ", ".join(pattern.text for pattern in allowed)
+        return (f"AZURE_AUTHORITY_HOST names {target.authority}, not the cloud's authority host ({named}): the "
+                "ServiceAccount token was not sent there")
+    return None
 
 
 def _sdk_summary(ctx: Context, request: SdkRequest, raw_ok: bool) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from harness.checks.network_policies import (
     unenforced,
     workload_egress_gaps,
 )
+from harness.checks.pod import authority_fix
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
 from harness.commands import Step, advice
@@ -357,6 +358,16 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     aadsts = str(error.get("aadsts") or "")
     issuer, _ = expected_issuer(ctx)
     remediation: list[Step] = []
+    if error.get("kind") == "untrusted_authority":  # the probe kept the token: the pod's authority is not the cloud's
+        return Finding(
+            "AUTHORITY_HOST_MISMATCH",
+            ERROR,
+            "webhook",
+            f"the probe did not exchange the token: {values.visible(str(error.get('message')))}; a workload's SDK "
+            "would send its ServiceAccount token to that host",
+            evidence,
+            authority_fix(ctx),
+        )
     if slow_service(error):
         return service_timeout("Entra", str(evidence.get("token_url")), error, evidence.get("retries"), "entra",
                                evidence)

@@ -515,8 +515,7 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                 "webhook",
                 "the webhook injects another cloud's authority host",
                 evidence,
-                [fix.kubectl("-n", fix.namespace_or(webhook_namespace(ctx.cluster)), "get", "configmap",
-                             "azure-wi-webhook-config", "-o", "yaml"), *_chart_environment_fix(ctx)],
+                authority_fix(ctx),
             ),
         )
     return passed(
@@ -547,6 +546,13 @@ WEBHOOK_ENVIRONMENTS = {
     "https://login.chinacloudapi.cn/": "AzureChinaCloud",
     "https://login.microsoftonline.us/": "AzureUSGovernmentCloud",
 }
+
+
+def authority_fix(ctx: WorkloadContext) -> list[Step]:
+    """AUTHORITY_HOST_MISMATCH's fix: the webhook's cloud, as its ConfigMap holds it, and the chart's value set to the
+    configured cloud's where the Helm chart installed it."""
+    return [fix.kubectl("-n", fix.namespace_or(webhook_namespace(ctx.cluster)), "get", "configmap",
+                        "azure-wi-webhook-config", "-o", "yaml"), *_chart_environment_fix(ctx)]
 
 
 def _chart_environment_fix(ctx: WorkloadContext) -> list[Step]:

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.clouds import CloudEndpoints
+from harness.clouds import CloudEndpoints, resource_domain
 from harness.collect.cache import KUBE_WORKERS, read_all
 from harness.collect.kube import slim
 from harness.collect.kube_api import KubeApi, KubeError
@@ -74,11 +74,14 @@ def probe_config_for(
     settings: ProbeSettings,
     cloud: CloudEndpoints,
     retry_aadsts: list[int] | None = None,
+    cloud_configured: bool = True,
 ) -> dict[str, Any]:
     """The WI_PROBE_CONFIG document for one workload: each check carries its token scope and the only hosts
     of ``cloud`` that may receive the token (and, for Key Vault, the resource its challenge must name). The
     probe waits out transient answers for at most :func:`retry_seconds`; ``retry_aadsts`` are the Entra codes
-    it may wait on for this workload (harness.checks.transient; None: the probe's default, all of them)."""
+    it may wait on for this workload (harness.checks.transient; None: the probe's default, all of them). When
+    harness.yaml names the cloud (``cloud_configured``: an azure section), the probe exchanges the token at its
+    authority host only, whatever the pod's AZURE_AUTHORITY_HOST says; without one, at any https host."""
     config: dict[str, Any] = {
         "timeout_seconds": settings.request_timeout_seconds,
         "sdk_cross_check": settings.sdk_cross_check,
@@ -87,6 +90,8 @@ def probe_config_for(
     }
     if retry_aadsts is not None:
         config["retry_aadsts"] = list(retry_aadsts)
+    if cloud_configured and cloud.authority_host:  # the token is exchanged there and nowhere else
+        config["authority_hosts"] = [resource_domain(cloud.authority_host)]
     scope = workload.scope or exchange_scope(cloud)
     if scope:
         config["scope"] = scope

@@ -372,3 +372,41 @@ def test_known_clouds_list_their_data_hosts() -> None:
     assert [s.resource for s in china.keyvault] == ["https://vault.azure.cn", "https://managedhsm.azure.cn"]
     assert [p.text for s in china.storage for p in s.patterns] == [".blob.core.chinacloudapi.cn"]
     assert {s.resource for c in KNOWN_CLOUDS.values() for s in c.storage} == {"https://storage.azure.com"}
+
+
+# ---------------------------------------------------------------- the exchange's own host
+
+
+@pytest.mark.parametrize(("cloud", "authority"), [
+    ("AzureCloud", "login.microsoftonline.com"), ("AzureChinaCloud", "login.chinacloudapi.cn"),
+    ("AzureUSGovernment", "login.microsoftonline.us"),
+    ({"name": "lab", "authority_host": "https://127.0.0.1:8443/", "resource_manager": "https://127.0.0.1:8444/"},
+     "127.0.0.1:8443"),
+])
+def test_the_probe_exchanges_the_token_at_the_clouds_authority_only(
+    tmp_path: Path, cloud: Any, authority: str
+) -> None:
+    """The probe's config names the configured cloud's authority host, so a probe pod whose AZURE_AUTHORITY_HOST
+    names another (the webhook of another cloud: a real host the lab's token would reach, a mutating webhook or a
+    template that sets it first) keeps its ServiceAccount token; the harness names that AUTHORITY_HOST_MISMATCH,
+    an error on exchange.succeeds, with the webhook's cloud to look at."""
+    from test_checks import context_for
+
+    from harness.checks.exchange import exchange_succeeds
+
+    data = config_with(vault(VAULT), cloud=cloud)
+    data["workloads"][0]["access"] = []
+    config = parse_config(data, base_dir=tmp_path, environ={})
+    assert probe_config_for(config.workloads[0], config.probe, config.cloud)["authority_hosts"] == [authority]
+
+    ctx = context_for()
+    assert ctx.facts.pod is not None
+    error = {"kind": "untrusted_authority", "message": "AZURE_AUTHORITY_HOST names login.chinacloudapi.cn, not the "
+             "cloud's authority host (login.microsoftonline.com): the ServiceAccount token was not sent there"}
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {}, "error": error}]}
+    outcome = exchange_succeeds(ctx)
+    assert outcome.status == "fail" and [(f.code, f.severity) for f in outcome.findings] == [
+        ("AUTHORITY_HOST_MISMATCH", "error")]
+    assert outcome.findings[0].message.startswith("the probe did not exchange the token: AZURE_AUTHORITY_HOST names "
+                                                  "login.chinacloudapi.cn, not the cloud's authority host")
+    assert outcome.findings[0].fix_lines()[0] == "kubectl -n kube-system get configmap azure-wi-webhook-config -o yaml"

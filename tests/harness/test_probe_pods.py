@@ -114,6 +114,7 @@ def test_the_probe_pod_is_labelled_configured_and_bounded() -> None:
     config = json.loads(env["WI_PROBE_CONFIG"]["value"])
     assert config == {
         "scope": "https://vault.azure.net/.default",  # the exchange step's, from the cloud
+        "authority_hosts": ["login.microsoftonline.com"],  # the token is exchanged at the cloud's Entra only
         "timeout_seconds": 7.0,
         "sdk_cross_check": True,
         "retry_seconds": 30,

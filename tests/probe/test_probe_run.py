@@ -662,3 +662,41 @@ def test_raw_tokens_and_secret_value_never_printed(
             assert segment not in run.stdout
     assert SECRET_VALUE not in run.stdout and SECRET_VALUE not in run.stderr
     assert "eyJ" not in run.stdout
+
+
+# ---------------------------------------------------------------- the token goes to the cloud's authority only
+
+
+@pytest.mark.parametrize(("authority", "reason"), [
+    ("https://login.microsoftonline.com.attacker.example/", "names login.microsoftonline.com.attacker.example, not "
+                                                             "the cloud's authority host (login.microsoftonline.com)"),
+    ("https://login.microsoftonline.com:8443/", "names login.microsoftonline.com:8443, not the cloud's"),
+    ("http://login.microsoftonline.com/", "must be an absolute https URL"),
+    ("https://user@login.microsoftonline.com/", "must not contain a user name or password"),
+])
+def test_the_token_is_never_sent_to_an_authority_that_is_not_the_clouds(
+    run_probe: RunProbe, environ: dict[str, str], entra_ok: Handler, authority: str, reason: str
+) -> None:
+    """AZURE_AUTHORITY_HOST comes from the webhook (its cloud), or from a mutating webhook or a template that sets
+    it first (the webhook never overwrites an env var): the probe exchanged the ServiceAccount token wherever it
+    pointed. With ``authority_hosts`` (the harness gives its cloud's), another host, or an authority that is not
+    https, gets no request at all, neither from the raw exchange nor from the SDK cross-check; the run says why."""
+    transport = FakeTransport({TOKEN_URL: entra_ok})
+    sdk_calls: list[SdkRequest] = []
+    run = run_probe(config_json(authority_hosts=["login.microsoftonline.com"]),
+                    dict(environ, AZURE_AUTHORITY_HOST=authority), transport,
+                    sdk_check=lambda request: sdk_calls.append(request) or {"available": True})
+    exchange = run.step("exchange")
+    assert exchange["status"] == "fail" and exchange["error"]["kind"] == "untrusted_authority"
+    assert reason in exchange["error"]["message"] and "the ServiceAccount token was not sent" in \
+        exchange["error"]["message"]
+    assert transport.calls == [] and sdk_calls == []
+    # the configured authority itself is used as before
+    same = run_probe(config_json(authority_hosts=["login.microsoftonline.com"]), environ,
+                     FakeTransport({TOKEN_URL: entra_ok}))
+    assert same.step("exchange")["status"] == "pass"
+
+
+def test_authority_hosts_is_validated_like_allowed_hosts(run_probe: RunProbe, environ: dict[str, str]) -> None:
+    run = run_probe(config_json(authority_hosts=["https://login.microsoftonline.com/"]), environ)
+    assert run.code != 0 and "authority_hosts[0]" in run.stdout + run.stderr
