@@ -3,6 +3,7 @@ delete) and role definitions."""
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any
 
@@ -19,7 +20,7 @@ from lab.azure.rbac import (
     parse_assignment_filter,
     role_guid_from_id,
 )
-from lab.azure.world import RoleAssignment, subscription_of
+from lab.azure.world import RoleAssignment, RoleDefinition, subscription_of
 
 A_ASSIGNMENT = "Microsoft.Authorization/roleAssignments/"
 
@@ -39,6 +40,8 @@ async def authorization_provider(ctx: Ctx, method: str, scope: str, rest: list[s
             only(method, "GET")
             return _list_role_assignments(ctx, scope)
         return await _role_assignment(ctx, method, scope, rest[1])
+    if kind == "roledefinitions" and len(rest) == 2 and method in ("PUT", "DELETE"):
+        return await _custom_role(ctx, method, scope, rest[1])
     if kind == "roledefinitions" and len(rest) in (1, 2):
         only(method, "GET")
         return _role_definitions(ctx, scope, rest[1] if len(rest) == 2 else None)
@@ -171,7 +174,66 @@ def _role_definitions(ctx: Ctx, scope: str, role_id: str | None) -> web.Response
         if match := _ROLE_NAME_EQ.match(text):
             roles = [r for r in roles if r.role_name.lower() == match.group(1).lower()]
         elif match := _TYPE_EQ.match(text):
-            roles = roles if match.group(1).lower() == "builtinrole" else []
+            wanted = match.group(1).lower()
+            roles = [r for r in roles if ("customrole" if r.custom else "builtinrole") == wanted]
         else:
             raise errors.unsupported_filter(text)
     return page(ctx, [render.role_definition(r, subscription) for r in roles])
+
+
+A_DEFINITION = "Microsoft.Authorization/roleDefinitions/"
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value if isinstance(v, str) and v) if isinstance(value, list) else ()
+
+
+async def _custom_role(ctx: Ctx, method: str, scope: str, role_id: str) -> web.Response:
+    """Create, update (PUT) or delete a custom role definition: what az role definition create / update / delete send
+    (PUT {first assignable scope}/providers/Microsoft.Authorization/roleDefinitions/{new guid}, properties roleName,
+    description, type CustomRole, permissions [{actions, notActions, dataActions, notDataActions}],
+    assignableScopes)."""
+    target = f"{scope.rstrip('/')}/providers/Microsoft.Authorization/roleDefinitions/{role_id}"
+    validate_scope(ctx, scope)
+    world = ctx.world
+    existing = world.role_definitions.get(role_id.lower())
+    if method == "DELETE":
+        ctx.authorize(target, A_DEFINITION + "delete")
+        if existing is None:
+            return web.Response(status=204)
+        if not existing.custom:
+            raise errors.role_definition_not_found(role_id)  # [UNV] the answer to deleting a built-in role
+        if any(a.role_guid.lower() == existing.role_id.lower() for a in world.role_assignments.values()):
+            raise errors.role_definition_has_assignments()
+        del world.role_definitions[existing.role_id.lower()]
+        return json_response(render.role_definition(existing, ctx.subscription_id or None))
+    ctx.authorize(target, A_DEFINITION + "write")
+    if not is_guid(role_id):
+        raise errors.invalid_body(f"The role definition ID '{role_id}' is not valid. It must be a GUID.")  # [UNV]
+    if existing is not None and not existing.custom:
+        raise errors.invalid_body("Built-in role definitions cannot be changed.")  # [UNV] text
+    body = await ctx.body()
+    properties = body.get("properties") if isinstance(body, dict) else None
+    if not isinstance(properties, dict) or not str(properties.get("roleName") or "").strip():
+        raise errors.invalid_body("The request content was invalid: 'properties.roleName' is required.")  # [UNV]
+    name = str(properties["roleName"]).strip()
+    scopes = _strings(properties.get("assignableScopes"))
+    if not scopes:
+        raise errors.invalid_body("The role definition must have at least one assignable scope.")  # [UNV] text
+    if any(r.role_name.lower() == name.lower() and r.role_id.lower() != role_id.lower()
+           for r in world.role_definitions.values()):
+        raise errors.role_definition_name_exists()
+    permissions = [p for p in properties.get("permissions") or [] if isinstance(p, dict)]
+    role = RoleDefinition(
+        role_id=canonical_guid(role_id).lower(), role_name=name, description=str(properties.get("description") or ""),
+        actions=tuple(a for p in permissions for a in _strings(p.get("actions"))),
+        not_actions=tuple(a for p in permissions for a in _strings(p.get("notActions"))),
+        data_actions=tuple(a for p in permissions for a in _strings(p.get("dataActions"))),
+        not_data_actions=tuple(a for p in permissions for a in _strings(p.get("notDataActions"))),
+        custom=True, assignable_scopes=scopes,
+        created_on=existing.created_on if existing else datetime.datetime.now(datetime.UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S.%fZ"),
+    )
+    world.role_definitions[role.role_id] = role
+    return json_response(render.role_definition(role, subscription_of(scopes[0]) or ctx.subscription_id or None),
+                         status=200 if existing else 201)

@@ -409,3 +409,13 @@ def unavailable() -> ArmError:  # [UNV] text
     return ArmError(
         503, "ServiceUnavailable", "The service is currently unavailable. Please try again later."
     )
+
+
+def role_definition_name_exists() -> ArmError:  # [UNV] text; the code is what az and Terraform users report
+    return ArmError(409, "RoleDefinitionWithSameNameExists",
+                    "A custom role with the same name already exists in this directory. Use a different name.")
+
+
+def role_definition_has_assignments() -> ArmError:  # [UNV] text
+    return ArmError(409, "RoleDefinitionHasAssignments",
+                    "There are existing role assignments referencing role. Delete them before deleting the role.")

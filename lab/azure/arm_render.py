@@ -344,9 +344,9 @@ def role_definition(role: RoleDefinition, subscription_id: str | None) -> dict[s
         "type": ROLE_DEFINITION_TYPE,
         "properties": {
             "roleName": role.role_name,
-            "type": "BuiltInRole",
+            "type": "CustomRole" if role.custom else "BuiltInRole",
             "description": role.description,
-            "assignableScopes": ["/"],
+            "assignableScopes": list(role.assignable_scopes),
             "permissions": [
                 {
                     "actions": list(role.actions),
@@ -355,8 +355,8 @@ def role_definition(role: RoleDefinition, subscription_id: str | None) -> dict[s
                     "notDataActions": list(role.not_data_actions),
                 }
             ],
-            "createdOn": BUILTIN_CREATED_ON,
-            "updatedOn": BUILTIN_UPDATED_ON,
+            "createdOn": role.created_on or BUILTIN_CREATED_ON,
+            "updatedOn": role.created_on or BUILTIN_UPDATED_ON,
             "createdBy": None,
             "updatedBy": None,
         },

@@ -176,6 +176,10 @@ class RoleDefinition:
     not_actions: tuple[str, ...] = ()
     data_actions: tuple[str, ...] = ()
     not_data_actions: tuple[str, ...] = ()
+    # a custom role (az role definition create): its assignable scopes and when it was made; built-ins have neither
+    custom: bool = False
+    assignable_scopes: tuple[str, ...] = ("/",)
+    created_on: str | None = None
 
     def resource_id(self, subscription_id: str) -> str:
         return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{self.role_id}"

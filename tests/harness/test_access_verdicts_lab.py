@@ -5,13 +5,16 @@ the lab's admin credentials would (az keyvault update / az storage account updat
   DENY_NOT_PROVEN, a warning: the identity's rights were never evaluated, so least privilege is unproven;
 - a storage account network rule on an allow target is STORAGE_FIREWALL;
 - a vault switched to access policies is KEYVAULT_ACCESS_POLICY_MISSING (az keyvault set-policy, not a role);
-- a blob deleted through the storage API (az storage blob delete --auth-mode login) is BLOB_NOT_FOUND, not a role.
+- a blob deleted through the storage API (az storage blob delete --auth-mode login) is BLOB_NOT_FOUND, not a role;
+- a custom role (az role definition create) holding the control-plane action Microsoft.KeyVault/vaults/secrets/read
+  and no data action is ROLE_INSUFFICIENT naming that role, fixed by the read role.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +205,41 @@ def test_a_blob_deleted_through_the_storage_api_is_blob_not_found(
     finally:
         blob.upload_blob(content, overwrite=True)
         person.arm("DELETE", made, "2022-04-01")
+
+
+def test_a_custom_role_without_data_actions_is_insufficient_and_named(
+    running_lab: RunningLab, person: Person, tmp_path: Path
+) -> None:
+    """The finance identity's role on finance-kv replaced by a custom role made as az role definition create makes
+    it (PUT at its assignable scope), whose Actions hold Microsoft.KeyVault/vaults/secrets/read, ARM's view of a
+    secret, and no DataActions: Key Vault refuses the read (ForbiddenByRbac) and the run names the custom role as
+    control plane only, with Key Vault Secrets User on the vault as the fix."""
+    finance_kv = resource_id(person, "Microsoft.KeyVault/vaults", "finance-kv")
+    principal = finance_principal(person)
+    subscription = f"/subscriptions/{person.info['subscription_id']}"
+    role = f"{subscription}/providers/Microsoft.Authorization/roleDefinitions/{uuid.uuid4()}"
+    original = [a for a in assignments_of(person, principal) if a["properties"]["scope"].lower() == finance_kv.lower()]
+    person.arm("PUT", role, "2022-04-01", {"properties": {
+        "roleName": "Finance secret reader", "type": "CustomRole", "description": "by hand",
+        "permissions": [{"actions": ["Microsoft.KeyVault/vaults/secrets/read"], "notActions": [], "dataActions": [],
+                         "notDataActions": []}], "assignableScopes": [subscription]}})
+    made = None
+    try:
+        for assignment in original:
+            person.arm("DELETE", assignment["id"], "2022-04-01")
+        made = person.grant(finance_kv, role.rsplit("/", 1)[-1], principal)
+        result, document = run_suites(tmp_path, "--config", str(running_lab.state_dir / "harness.yaml"),
+                                      "--workload", "finance/backend-sa")
+    finally:
+        if made:
+            person.arm("DELETE", made, "2022-04-01")
+        person.arm("DELETE", role, "2022-04-01")
+        for assignment in original:
+            person.arm("PUT", assignment["id"], "2022-04-01", {"properties": {
+                "roleDefinitionId": assignment["properties"]["roleDefinitionId"], "principalId": principal,
+                "principalType": "ServicePrincipal"}})
+    assert result.returncode == 1, result.stdout[-3000:]
+    codes = findings_of(document, "finance/backend-sa")
+    assert {c for c, f in codes.items() if f["severity"] == "error"} == {"ROLE_INSUFFICIENT"}, codes
+    assert "Finance secret reader" in codes["ROLE_INSUFFICIENT"]["message"]
+    assert codes["ROLE_INSUFFICIENT"]["remediation"][0].endswith(f"--role 'Key Vault Secrets User' --scope {finance_kv}")

@@ -895,6 +895,53 @@ def test_role_definitions(arm: Arm) -> None:
     assert arm.request("GET", f"{base}/{uuid.uuid4()}", reader).status_code == 404
 
 
+def test_custom_role_definitions(arm: Arm, lab) -> None:
+    """az role definition create / delete: PUT {assignable scope}/providers/Microsoft.Authorization/roleDefinitions/
+    {new guid} with roleName, permissions and assignableScopes; the role is then listed (type CustomRole), assignable
+    by id, and what it permits is its own actions and dataActions (a role of control-plane actions only reads no
+    secret); a second role of the same name is refused; a role with assignments is not deleted."""
+    admin, reader = arm.admin(), arm.principal("Reader")
+    base = f"{arm.sub}/providers/Microsoft.Authorization/roleDefinitions"
+    role_id = str(uuid.uuid4())
+
+    def body(name: str, actions: list[str], data_actions: list[str]) -> dict[str, Any]:
+        return {"properties": {"roleName": name, "description": "made by hand", "type": "CustomRole",
+                               "permissions": [{"actions": actions, "notActions": [], "dataActions": data_actions,
+                                                "notDataActions": []}], "assignableScopes": [arm.sub]}}
+
+    created = arm.request("PUT", f"{base}/{role_id}", admin,
+                          json=body("Secret reader (control)", ["Microsoft.KeyVault/vaults/secrets/read"], []))
+    assert created.status_code == 201, created.text
+    props = created.json()["properties"]
+    assert props["type"] == "CustomRole" and props["assignableScopes"] == [arm.sub]
+    assert props["permissions"][0]["actions"] == ["Microsoft.KeyVault/vaults/secrets/read"]
+    assert arm.request("PUT", f"{base}/{role_id}", reader, json=body("x", [], [])).status_code == 403
+    again = arm.request("PUT", f"{base}/{uuid.uuid4()}", admin, json=body("secret reader (CONTROL)", [], []))
+    assert again.status_code == 409 and error_of(again)[0] == "RoleDefinitionWithSameNameExists"
+    listed = collect(arm, base, reader, params={"$filter": "type eq 'CustomRole'"})[0]
+    assert [d["properties"]["roleName"] for d in listed] == ["Secret reader (control)"]
+    grantee = arm.principal()
+    scope = f"{arm.sub}/resourceGroups/{arm.group()}"
+    assignment = f"{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
+    assert arm.request("PUT", assignment, admin, json=assignment_body(role_id, grantee.principal_id)).status_code == 201
+    vault = f"{scope}/providers/Microsoft.KeyVault/vaults/v"
+
+    def reads() -> bool:
+        return arm.run(lambda: lab.azure.permits(grantee.principal_id, f"{vault}/secrets/s",
+                                                 "Microsoft.KeyVault/vaults/secrets/getSecret/action", data_action=True))
+
+    assert not reads()
+    updated = arm.request("PUT", f"{base}/{role_id}", admin, json=body(
+        "Secret reader (control)", [], ["Microsoft.KeyVault/vaults/secrets/getSecret/action"]))
+    assert updated.status_code == 200 and reads()
+    refused = arm.request("DELETE", f"{base}/{role_id}", admin)
+    assert refused.status_code == 409 and error_of(refused)[0] == "RoleDefinitionHasAssignments"
+    assert arm.request("DELETE", assignment, admin).status_code == 200
+    assert arm.request("DELETE", f"{base}/{role_id}", admin).status_code == 200
+    assert arm.request("GET", f"{base}/{role_id}", reader).status_code == 404
+    assert arm.request("DELETE", f"{base}/{SECRETS_USER}", admin).status_code == 404  # a built-in stays
+
+
 # ---------------------------------------------------------------------------- clusters, vaults, storage
 
 
