@@ -320,7 +320,13 @@ def _rbac_denial(
             repair = [advice("wait a few minutes and run again: nothing to change"), fix.list_roles(principal)]
         elif code == "ROLE_WRONG_SCOPE":
             misplaced = [a for a in diagnosis.assignments if a.grants and not a.covers]
-            repair = [*_grant_read(ctx, check, principal),
+            # roles given per secret (a scope .../vaults/V/secrets/S; Key Vault honours them): the fix keeps that
+            # grain and grants on this secret, not the whole vault
+            per_secret = isinstance(check, KeyVaultSecretAccess) and all(
+                "/secrets/" in a.scope.lower() for a in misplaced)
+            grant = ([fix.grant_role(principal, READ_ROLES[check.kind], target)] if per_secret and target
+                     else _grant_read(ctx, check, principal))
+            repair = [*grant,
                       advice("then remove the assignment on the wrong scope if nothing else needs it:"),
                       *[fix.delete_role_assignment_id(a.id) for a in misplaced[:3]]]
     ignored = _policy_secret_permissions(ctx, check, principal) if evidence.get("innererror") == "ForbiddenByRbac" \

@@ -990,6 +990,10 @@ def test_an_unknown_client_id_is_looked_up_not_annotated_again() -> None:
     assert not any(f"client-id={CLIENT}" in line for line in lines)
     assert lines[0].startswith("az identity list --query") and CLIENT in lines[0]
     assert any(line.startswith("az ad app list --filter") for line in lines)
+    # the harness cannot tell an object id from a client id without Graph read: the person's az can (the
+    # application's and the service principal's object id, filtered by id, name the appId to annotate)
+    for kind in ("app", "sp"):
+        assert any(line.startswith(f"az ad {kind} list --filter 'id eq '\"'\"'{CLIENT}'") for line in lines), lines
     assert any("azure.workload.identity/tenant-id=" in line for line in lines)
 
 
@@ -1567,6 +1571,17 @@ def test_a_fitting_role_on_another_vault_is_the_wrong_scope() -> None:
     assert finding.fix_lines()[-1] == (
         f"az role assignment delete --ids {OTHER_VAULT_ID}/providers/Microsoft.Authorization/roleAssignments/a0"
     )
+
+
+def test_a_role_on_another_secret_is_fixed_on_this_secret_not_the_vault() -> None:
+    """Roles given per secret (az role assignment create --scope VAULT_ID/secrets/other): the fix keeps that grain and
+    grants Key Vault Secrets User on the secret read, not on the whole vault."""
+    finding = _rbac_refused([(SECRETS_USER_ID, f"{VAULT_ID}/secrets/other-secret", OLD)])
+    assert finding.code == "ROLE_WRONG_SCOPE"
+    assert finding.fix_lines()[0].endswith(f"--role 'Key Vault Secrets User' --scope {VAULT_ID}/secrets/db-password")
+    mixed = _rbac_refused([(SECRETS_USER_ID, f"{VAULT_ID}/secrets/other-secret", OLD),
+                           (SECRETS_USER_ID, OTHER_VAULT_ID, OLD)])
+    assert mixed.fix_lines()[0].endswith(f"--scope {VAULT_ID}")
 
 
 def test_a_control_plane_role_at_the_right_scope_is_insufficient() -> None:
