@@ -730,9 +730,21 @@ def find_identity_anywhere(client_id: str | None) -> list[Step]:
     return [
         find_identity_by_client_id(guid_or(client_id, "<client-id>")),
         find_application(client_id),
+        *find_by_object_id(client_id),
         advice("a managed identity in another subscription: az account list, then az identity list "
                "--subscription <id> for each, or az graph query (resource-graph extension)"),
     ]
+
+
+def find_by_object_id(guid: str | None) -> list[Command]:
+    """The application and the service principal whose object id is ``guid`` (Graph filters both by id), listed:
+    the portal shows an app registration's and an enterprise application's Object ID beside the client id, and
+    the one copied into the annotation is found here (the harness names it itself when it may read Graph)."""
+    value = guid_or(guid, "<client-id>")
+    return [command("az", "ad", kind, "list", "--filter", f"id eq '{value}'", "--query",
+                    "[].{appId: appId, displayName: displayName}", "-o", "table",
+                    note=f"{what} object id in place of the client id: annotate this appId")
+            for kind, what in (("app", "an app registration's"), ("sp", "a service principal's (an enterprise application's or a managed identity's)"))]
 
 
 def harness_client_id(azure: AzureConfig | None) -> str:
