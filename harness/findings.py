@@ -290,10 +290,13 @@ CATALOGUE: tuple[Entry, ...] = (
         "other_identity_is_skipped_for_it",
     ),
     _e(
-        "SA_TENANT_ID_MALFORMED", "serviceaccount", "warning",
-        "The tenant-id annotation is not a GUID.",
-        "Annotate with the tenant's GUID, or remove the annotation.",
+        "SA_TENANT_ID_MALFORMED", "serviceaccount", "error|warning",
+        "The tenant-id annotation is not a GUID (a warning: a domain names a tenant too), or is empty (an error: the "
+        "webhook takes the annotation whenever it is there, and the pods get no AZURE_TENANT_ID).",
+        "Annotate with the tenant's GUID, or remove the annotation; then restart the pods.",
         "fault:tenant-id-malformed",
+        "unit:tests/harness/test_hand_broken_links.py::test_an_empty_tenant_id_annotation_is_an_error_removed_and_the_"
+        "pods_restarted",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
@@ -384,10 +387,13 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "POD_NOT_ADMITTED", "pod", "error",
         "The API server refused the probe pod for another reason, or refuses a Deployment's pods once the webhook "
-        "has mutated them (a template volume named like the webhook's).",
-        "Read the refusal; fix what it names (rename the template's volume).",
+        "has mutated them (a template volume named like the webhook's; Pod Security refusing the migration proxy "
+        "that inject-proxy-sidecar asks for).",
+        "Read the refusal; fix what it names (rename the template's volume; remove inject-proxy-sidecar).",
         "test:tests/harness/test_hand_breakages_lab.py::test_a_template_volume_named_like_the_webhooks_fails_the_"
         "workload_until_renamed",
+        "test:tests/harness/test_hand_breakages_lab.py::test_a_migration_proxy_asked_for_in_a_restricted_namespace_"
+        "fails_and_the_printed_patch_drops_it",
     ),
     _e(
         "POD_SECURITY_REJECTED", "pod", "error",

@@ -333,6 +333,17 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
             ),
         )
     tenant = sa.annotations.get(TENANT_ID_ANNOTATION)
+    if tenant is not None and not tenant.strip():
+        # getTenantID takes the annotation whenever the key is there, even empty, and the webhook appends only
+        # non-empty variables: the pods get no AZURE_TENANT_ID, and the SDK's workload identity credential has none
+        evidence["tenant_id"] = tenant
+        message = (f"{TENANT_ID_ANNOTATION} is empty: the webhook takes the annotation whenever it is there, so "
+                   "the pods get no AZURE_TENANT_ID (not the cluster's tenant)")
+        return failed(message, evidence, Finding(
+            "SA_TENANT_ID_MALFORMED", ERROR, "serviceaccount", f"{where}: {message}", evidence,
+            [fix.remove_sa_annotation(ctx.namespace, ctx.service_account, TENANT_ID_ANNOTATION),
+             *restart_workload(ctx)],
+        ))
     if tenant is not None and not values.is_guid(tenant):
         evidence["tenant_id"] = values.printable(tenant, 80)
         return warned(
@@ -344,7 +355,8 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
                 "serviceaccount",
                 f"{where}: tenant-id annotation is not a GUID",
                 evidence,
-                [fix.remove_sa_annotation(ctx.namespace, ctx.service_account, TENANT_ID_ANNOTATION)],
+                [fix.remove_sa_annotation(ctx.namespace, ctx.service_account, TENANT_ID_ANNOTATION),
+                 *restart_workload(ctx)],
             ),
         )
     source = "matches harness.yaml" if expected else "no expectation in harness.yaml: taken as the client id"

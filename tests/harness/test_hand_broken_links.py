@@ -1,0 +1,38 @@
+"""Links broken by hand with kubectl, judged on plain facts: what the webhook makes of an annotation a person wrote
+(pkg/webhook/webhook.go getTenantID, addEnvironmentVariables)."""
+
+from __future__ import annotations
+
+from test_live_pods import CLIENT, context, deployment, live, workload_pod
+
+from harness.checks.model import FAIL, WARN
+from harness.checks.serviceaccount import sa_client_id_annotation
+
+TENANT = "azure.workload.identity/tenant-id"
+
+
+def test_an_empty_tenant_id_annotation_is_an_error_removed_and_the_pods_restarted() -> None:
+    """``kubectl annotate sa backend-sa azure.workload.identity/tenant-id=``: getTenantID takes the annotation when
+    the key is there, even empty, and the webhook appends only non-empty variables, so the pods get no
+    AZURE_TENANT_ID. It was a warning ("not a GUID") whose fix left the running pods as they were, while the
+    first broken link was pod.mutated with az aks update."""
+    ctx = context([live(workload_pod(), deployment())], sa_annotations={
+        "azure.workload.identity/client-id": CLIENT, TENANT: ""})
+    outcome = sa_client_id_annotation(ctx)
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert (finding.code, finding.severity) == ("SA_TENANT_ID_MALFORMED", "error")
+    assert "no AZURE_TENANT_ID" in finding.message
+    assert [line.split("#")[0].strip() for line in finding.fix_lines()] == [
+        f"kubectl annotate serviceaccount -n finance backend-sa {TENANT}-",
+        "kubectl rollout restart deployment/backend -n finance"]
+
+
+def test_a_tenant_id_that_is_not_a_guid_stays_a_warning_and_its_fix_restarts_the_pods() -> None:
+    """A domain (contoso.onmicrosoft.com) is a tenant Entra knows by name: a warning, as before, now with the
+    restart the removal needs (the webhook acts on pod CREATE only)."""
+    ctx = context([live(workload_pod(), deployment())], sa_annotations={
+        "azure.workload.identity/client-id": CLIENT, TENANT: "contoso.onmicrosoft.com"})
+    outcome = sa_client_id_annotation(ctx)
+    assert outcome.status == WARN
+    assert outcome.findings[0].fix_lines()[-1].startswith("kubectl rollout restart deployment/backend -n finance")
