@@ -113,6 +113,8 @@ class PodFacts:
     probe_error: str | None = None
     deleted: bool = False
     network_policies: list[dict[str, Any]] | None = None  # the NetworkPolicies of its namespace; None: not readable
+    # --pod NS/POD not found: the pods of NS now (names only), for the one it most likely was (a rollout replaced it)
+    namespace_pods: list[str] | None = None
 
 
 @dataclass

@@ -3,6 +3,7 @@ layout); with --pod: the existing pod exists and is labelled."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from typing import Any
@@ -338,18 +339,49 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
             ctx.cluster,
             ctx.azure,
         )
+    sa = ctx.facts.sa
+    if sa.namespace_found is False:  # --pod names a namespace that is not there: say so, with the near ones
+        namespaces = list(dict.fromkeys(near.split("/", 1)[0] for near in sa.near_names))
+        said = f"pod {pod.namespace}/{pod.name} not found: namespace {pod.namespace} does not exist" + (
+            f"; did you mean {' or '.join(namespaces)}?" if namespaces else "")
+        return failed(said, {"namespace_found": False, "near_names": namespaces}, Finding(
+            "POD_NOT_FOUND", ERROR, "pod", said, {"namespace_found": False},
+            [fix.kubectl("get", "pods", "-A", "--field-selector", f"metadata.name={pod.name}")]))
+    near = near_pod_names(pod.name, pod.namespace_pods or [])
+    said = f"pod {pod.namespace}/{pod.name} not found" + (
+        f"; its namespace has {', '.join(near)} (a rollout replaces a Deployment's pods: --pod "
+        f"{pod.namespace}/{near[0]})" if near else "")
     return failed(
-        f"pod {pod.namespace}/{pod.name} not found",
-        {},
+        said,
+        {"near_names": near},
         Finding(
             "POD_NOT_FOUND",
             ERROR,
             "pod",
-            f"pod {pod.namespace}/{pod.name} not found",
-            {},
-            [fix.kubectl("get", "pods", "-n", fix.namespace_or(pod.namespace))],
+            said,
+            {"near_names": near},
+            [fix.kubectl("get", "pods", "-n", fix.namespace_or(pod.namespace)),
+             *([] if near else [fix.kubectl("get", "pods", "-A", "--field-selector", f"metadata.name={pod.name}")])],
         ),
     )
+
+
+def near_pod_names(name: str, names: list[str], most: int = 3) -> list[str]:
+    """The pods that ``name`` most likely meant: those of its controller now (a Deployment's pod is
+    NAME-HASH-RANDOM, a ReplicaSet's, DaemonSet's or Job's NAME-RANDOM, a StatefulSet's NAME-N), else a close
+    spelling."""
+    parts = name.rsplit("-", 2)
+    stems = [parts[0] + "-"] if len(parts) == 3 else []
+    stems += [name.rsplit("-", 1)[0] + "-"] if "-" in name else []
+    for stem in stems[::-1]:  # the longer stem first: the same ReplicaSet before the same Deployment
+        same = [n for n in names if n.startswith(stem) and n != name and "-" not in n[len(stem):]]
+        if same:
+            return same[:most]
+    for stem in stems:
+        same = [n for n in names if n.startswith(stem) and n != name]
+        if same:
+            return same[:most]
+    return difflib.get_close_matches(name, names, n=most, cutoff=0.8)
 
 
 def pod_labelled(ctx: WorkloadContext) -> Outcome:

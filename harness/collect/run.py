@@ -197,6 +197,12 @@ def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str
     except KubeError as exc:
         pod_facts.create_error = exc.failure
     service_account = "default"
+    if pod is None and pod_facts.create_error is None:  # gone (a rollout since), or a typo: what is there now
+        try:
+            items, _ = backend.kube.list_pods(namespace, "")
+            pod_facts.namespace_pods = sorted(str((i.get("metadata") or {}).get("name")) for i in items)
+        except KubeError:
+            pass
     if pod is not None:
         pod_facts.created = True
         pod_facts.pod = slim(pod)

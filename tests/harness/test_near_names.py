@@ -83,3 +83,55 @@ def test_the_finding_names_the_service_account_meant_before_creating_the_one_ask
     finding = _check(ServiceAccountFacts("finance", "zzz", namespace_found=True))
     assert finding.message == "ServiceAccount finance/zzz not found"
     assert finding.fix_lines()[0] == "kubectl create serviceaccount -n finance zzz"
+
+
+# ---------------------------------------------------------------- --pod NS/POD that is not there
+
+
+def _pod_finding(namespace: str, name: str, namespace_pods: list[str], namespace_found: bool = True,
+                 near_namespaces: list[str] | None = None) -> Any:
+    from harness.checks.pod import pod_exists
+    from harness.facts import PodFacts
+
+    sa = ServiceAccountFacts(namespace, "default", namespace_found=namespace_found,
+                             near_names=[f"{n}/default" for n in near_namespaces or []])
+    pod = PodFacts(namespace, name, existing=True, namespace_pods=namespace_pods)
+    facts = WorkloadFacts(f"{namespace}/{name}", namespace, "default", time.time(), sa, IdentityFacts(), pod)
+    ctx = WorkloadContext(facts, WorkloadConfig(namespace=namespace, service_account="default"),
+                          ClusterFacts(time.time()), None, time.time())
+    outcome = pod_exists(ctx)
+    assert outcome.status == "fail"
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_FOUND"
+    return finding
+
+
+def test_a_pod_a_rollout_replaced_is_named_with_the_pods_there_now() -> None:
+    """--pod with a name copied from an earlier kubectl get pods (the Deployment rolled since, or a typo in the
+    random suffix): 'not found' alone sent the person back to kubectl; the line now names the pods of the same
+    ReplicaSet, else of the same Deployment, else a close spelling, and the --pod to use."""
+    from harness.checks.pod import near_pod_names
+
+    pods = ["backend-7d9f6c8b5-x2x2x", "backend-7d9f6c8b5-y3y3y", "backend-5c4b3a291-zzzzz", "orders-api-6b5-aaaaa",
+            "web-0", "web-1", "nightly-28991234-q8v7z"]
+    assert near_pod_names("backend-7d9f6c8b5-abcde", pods) == ["backend-7d9f6c8b5-x2x2x", "backend-7d9f6c8b5-y3y3y"]
+    assert near_pod_names("backend-1111111-abcde", pods) == ["backend-7d9f6c8b5-x2x2x", "backend-7d9f6c8b5-y3y3y",
+                                                              "backend-5c4b3a291-zzzzz"]
+    assert near_pod_names("web-2", pods) == ["web-0", "web-1"]
+    assert near_pod_names("orders-api-6b5-aaaab", pods) == ["orders-api-6b5-aaaaa"]
+    assert near_pod_names("nothing-like-it", pods) == [] and near_pod_names("x", []) == []
+
+    finding = _pod_finding("finance", "backend-7d9f6c8b5-abcde", pods)
+    assert finding.message == (
+        "pod finance/backend-7d9f6c8b5-abcde not found; its namespace has backend-7d9f6c8b5-x2x2x, "
+        "backend-7d9f6c8b5-y3y3y (a rollout replaces a Deployment's pods: --pod finance/backend-7d9f6c8b5-x2x2x)")
+    assert finding.fix_lines() == ["kubectl get pods -n finance"]
+    # nothing like it there (another namespace?): where a pod of that name is, cluster-wide
+    finding = _pod_finding("orders", "backend-7d9f6c8b5-abcde", ["orders-api-6b5-aaaaa"])
+    assert finding.message == "pod orders/backend-7d9f6c8b5-abcde not found"
+    assert finding.fix_lines() == ["kubectl get pods -n orders",
+                                   "kubectl get pods -A --field-selector metadata.name=backend-7d9f6c8b5-abcde"]
+    # a namespace that does not exist is named as such, with the close one
+    finding = _pod_finding("fnance", "backend-7d9f6c8b5-abcde", [], namespace_found=False, near_namespaces=["finance"])
+    assert finding.message == ("pod fnance/backend-7d9f6c8b5-abcde not found: namespace fnance does not exist; did you "
+                               "mean finance?")
