@@ -261,6 +261,16 @@ def _exchange_as(ctx: WorkloadContext, client_id: str) -> str:
     return ""
 
 
+def _why_not_a_guid(value: str) -> str:
+    """What makes a pasted client id not one: whitespace around it or braces (``{guid}``, as .NET and the registry
+    print GUIDs) are sent to Entra as they are (the webhook copies the annotation into AZURE_CLIENT_ID verbatim)."""
+    if values.is_guid(value.strip()):
+        return "whitespace around it: the webhook injects the value as it is, spaces included"
+    if values.is_guid(value.strip().strip("{}")):
+        return "braces around it: the client id is the bare GUID"
+    return "the identity's client id, not its name"
+
+
 def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
     sa = ctx.facts.sa
     where = f"{ctx.namespace}/{ctx.service_account}"
@@ -274,7 +284,7 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
         shown = values.printable(value, 80)
         evidence["value"] = shown
         return failed(
-            f"{CLIENT_ID_ANNOTATION}='{shown}' is not a GUID (the identity's client id, not its name)",
+            f"{CLIENT_ID_ANNOTATION}='{shown}' is not a GUID ({_why_not_a_guid(value)})",
             evidence,
             Finding(
                 "SA_CLIENT_ID_MALFORMED",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from test_live_pods import CLIENT, context, deployment, live, workload_pod
 
 from harness.checks.model import FAIL, WARN
@@ -36,3 +37,17 @@ def test_a_tenant_id_that_is_not_a_guid_stays_a_warning_and_its_fix_restarts_the
     outcome = sa_client_id_annotation(ctx)
     assert outcome.status == WARN
     assert outcome.findings[0].fix_lines()[-1].startswith("kubectl rollout restart deployment/backend -n finance")
+
+
+@pytest.mark.parametrize(("value", "said"), [
+    (f" {CLIENT} ", "whitespace around it"),
+    (f"{{{CLIENT}}}", "braces around it"),
+    ("myWorkloadId", "the identity's client id, not its name"),
+])
+def test_a_pasted_client_id_that_is_not_a_guid_says_what_is_around_it(value: str, said: str) -> None:
+    """``kubectl annotate sa ... client-id=' <guid> '`` (copied with spaces) or ``{<guid>}``: it said "(the
+    identity's client id, not its name)" for both, while the GUID is right there."""
+    ctx = context([], sa_annotations={"azure.workload.identity/client-id": value})
+    outcome = sa_client_id_annotation(ctx)
+    assert outcome.status == FAIL and outcome.findings[0].code == "SA_CLIENT_ID_MALFORMED"
+    assert said in outcome.message
