@@ -396,6 +396,8 @@ NETWORK_REFUSALS = {
     "blob": {"AuthorizationFailure"},
 }
 NOT_AN_AUTHORIZATION_ANSWER = ("network", "unauthenticated", "refused")
+# Key Vault's ForbiddenByFirewall message names the address the request came from: "Client address: 203.0.113.7"
+_CLIENT_ADDRESS_RE = re.compile(r"Client address: ([0-9A-Fa-f:.]{2,45})")
 
 
 def answer_meaning(kind: str, evidence: dict[str, Any]) -> str | None:
@@ -475,11 +477,14 @@ def _not_an_authorization_answer(
             why = ("the storage account's public network access is disabled (ARM): it refused the request before the "
                    "identity's rights were looked at, and honours no network rule while disabled")
             repair = fix.storage_public_access(resource_name(ctx, check), found.get("id"))
+        elif is_vault:
+            seen = _CLIENT_ADDRESS_RE.search(str(evidence.get("message") or ""))
+            if seen:
+                evidence["client_address"] = seen.group(1)
+                why += f" (Key Vault saw the request come from {seen.group(1)})"
+            repair = fix.keyvault_network_rules(resource_name(ctx, check), seen.group(1) if seen else None)
         else:
-            repair = (
-                fix.keyvault_network_rules(resource_name(ctx, check)) if is_vault
-                else fix.storage_network_rules(resource_name(ctx, check))
-            )
+            repair = fix.storage_network_rules(resource_name(ctx, check))
         return failed(f"{what}: {why} ({detail})", evidence,
                       Finding(code, ERROR, "access", f"{what}: {why} ({detail})", evidence, repair))
     if meaning == "unauthenticated":

@@ -799,16 +799,43 @@ def keyvault_policies(vault: str) -> Command:
                    "{rbac: properties.enableRbacAuthorization, policies: properties.accessPolicies[].objectId}")
 
 
-def keyvault_network_rules(vault: str) -> list[Step]:
-    return [
+# "any IP range inside 10.0.0.0-10.255.255.255 (private IP addresses) cannot be used to add network rules"
+# (Add-AzKeyVaultNetworkRule); the other private ranges are taken to be the same (unverified)
+_VNET_PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                        "100.64.0.0/10"))
+
+
+def keyvault_network_rules(vault: str, client_address: str | None = None) -> list[Step]:
+    """Look at the vault's network rules, then admit the cluster. ``client_address``: the address Key Vault's
+    ForbiddenByFirewall answer names ("Client address: X"), where the pod's request came from: a public one (the
+    cluster's egress, a load balancer's or NAT gateway's IP) is admitted by an IP rule as printed; a private one
+    came over a virtual network (a service endpoint), which an IP rule cannot admit: its subnet is."""
+    looks: list[Step] = [
         command("az", "keyvault", "network-rule", "list", "--name", vault),
         command("az", "keyvault", "show", "--name", vault, "--query",
                 "{defaultAction: properties.networkAcls.defaultAction, publicNetworkAccess: "
                 "properties.publicNetworkAccess}"),
-        command("az", "keyvault", "network-rule", "add", "--name", vault, "--subnet", "<aks-node-subnet-id>",
-                note="or --ip-address <the cluster's egress IP>"),
-        advice("or reach the vault through a private endpoint the cluster's network resolves"),
     ]
+    try:
+        address = ipaddress.ip_address(client_address or "")
+    except ValueError:
+        address = None
+    if isinstance(address, ipaddress.IPv4Address) and not any(address in n for n in _VNET_PRIVATE):
+        return [*looks,
+                command("az", "keyvault", "network-rule", "add", "--name", vault, "--ip-address", str(address),
+                        note="the address Key Vault saw the pod's request come from"),
+                advice("if the cluster's egress address is not static, admit its node subnet (--subnet, with a "
+                       "Microsoft.KeyVault service endpoint) or reach the vault through a private endpoint")]
+    subnet = command("az", "keyvault", "network-rule", "add", "--name", vault, "--subnet", "<aks-node-subnet-id>",
+                     note="or --ip-address <the cluster's egress IP>")
+    if isinstance(address, ipaddress.IPv4Address):
+        return [*looks,
+                advice(f"the request came from the private address {address}, over a virtual network (a service "
+                       "endpoint): an IP rule cannot admit it, the node subnet can"),
+                command("az", "keyvault", "network-rule", "add", "--name", vault, "--subnet",
+                        "<aks-node-subnet-id>"),
+                advice("or reach the vault through a private endpoint the cluster's network resolves")]
+    return [*looks, subnet, advice("or reach the vault through a private endpoint the cluster's network resolves")]
 
 
 def keyvault_public_access(vault: str) -> list[Step]:

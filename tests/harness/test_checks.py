@@ -1429,6 +1429,29 @@ def test_access_resources_keep_each_policys_secret_permissions() -> None:
     assert resource["access_policy_secret_permissions"] == f"{PRINCIPAL}=list;other="
 
 
+def test_a_vault_firewall_fix_admits_the_address_key_vault_saw() -> None:
+    """ForbiddenByFirewall's message names where the request came from ("Client address: X"): a public address (the
+    cluster's egress) is admitted by the printed IP rule; a private one came over a virtual network, which an IP rule
+    cannot admit (Add-AzKeyVaultNetworkRule: private ranges "cannot be used to add network rules"): the subnet is."""
+    def message(address: str) -> str:
+        return (f"Client address is not authorized and caller is not a trusted service.\r\nClient address: {address}"
+                "\r\nCaller: appid=a;oid=o;iss=https://sts.windows.net/t/\r\nVault: finance-kv;location=eastus")
+
+    public = _answered("keyvault_secret", "allow", 403, code="Forbidden", innererror="ForbiddenByFirewall",
+                       message=message("20.62.133.7"))
+    [finding] = public.findings
+    assert finding.code == "KEYVAULT_FIREWALL" and "Key Vault saw the request come from 20.62.133.7" in finding.message
+    assert "az keyvault network-rule add --name finance-kv --ip-address 20.62.133.7   # the address Key Vault saw " \
+           "the pod's request come from" in finding.fix_lines()
+    assert finding.evidence["client_address"] == "20.62.133.7"
+    private = _answered("keyvault_secret", "allow", 403, code="Forbidden", innererror="ForbiddenByFirewall",
+                        message=message("10.224.0.5"))
+    lines = private.findings[0].fix_lines()
+    assert not any("--ip-address 10.224.0.5" in line for line in lines)
+    assert "az keyvault network-rule add --name finance-kv --subnet '<aks-node-subnet-id>'" in lines
+    assert any("private address 10.224.0.5" in line for line in lines)
+
+
 def test_a_vault_with_public_access_disabled_is_opened_not_given_a_network_rule() -> None:
     """ForbiddenByConnection: publicNetworkAccess Disabled. The vault honours no network rule then (the management
     SDK's public_network_access: "even if the firewall rules are present we will not honor the rules"): the fix

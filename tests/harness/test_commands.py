@@ -181,7 +181,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "helm_set_chart_tenant": lambda d: fix.helm_set_chart_tenant(d(nasty_text), d(nasty_text), d(nasty_text)),
     "keyvault_set_secret_policy": lambda d: fix.keyvault_set_secret_policy(d(nasty_text), d(nasty_text)),
     "keyvault_policies": lambda d: fix.keyvault_policies(d(nasty_text)),
-    "keyvault_network_rules": lambda d: fix.keyvault_network_rules(d(nasty_text)),
+    "keyvault_network_rules": lambda d: fix.keyvault_network_rules(d(nasty_text), d(nasty_text)),
     "storage_network_rules": lambda d: fix.storage_network_rules(d(nasty_text)),
     "rollout_restart": lambda d: fix.rollout_restart(d(nasty_text), d(nasty_text), d(nasty_text)),
     "delete_pod": lambda d: fix.delete_pod(d(nasty_text), d(nasty_text)),
