@@ -76,6 +76,8 @@ class WorkloadContext:
         the ServiceAccount is annotated with it and harness.yaml's client_id is another: harness.yaml is out of date
         (an identity deleted and created again under its name gets a new client id), not the annotation."""
         facts, configured = self.facts.identity, self.workload.client_id
+        if self.configured_object_id_of is not None:
+            return self.annotated_client_id
         if facts.kind != "managed_identity" or facts.resolved_by != "config" or not configured:
             return None
         read = str(((facts.identity or {}).get("properties") or {}).get("clientId") or "")
@@ -83,6 +85,17 @@ class WorkloadContext:
         if read and read.lower() == annotated.lower() and read.lower() != configured.lower():
             return read
         return None
+
+    @property
+    def configured_object_id_of(self) -> dict[str, Any] | None:
+        """The identity ({kind, client_id, name, resource_id}) whose principal (object) id harness.yaml's client_id
+        is, where the ServiceAccount is annotated with that identity's client id: the portal's Object ID copied
+        into harness.yaml, the annotation right. None otherwise."""
+        owner, configured = self.facts.identity.principal_of, self.workload.client_id
+        annotated = (self.annotated_client_id or "").lower()
+        if not owner or not configured or not annotated or annotated == configured.lower():
+            return None
+        return owner if str(owner.get("client_id") or "").lower() == annotated else None
 
     @property
     def expected_tenant_id(self) -> str | None:

@@ -531,7 +531,9 @@ def exchange_identity(ctx: WorkloadContext) -> Outcome:
     evidence_in = exchange_step(ctx).get("evidence") or {}
     claims = evidence_in.get("claims") or {}
     appid = claims.get("appid") or claims.get("azp")
-    expected_client = ctx.expected_client_id or evidence_in.get("client_id")
+    # harness.yaml's client_id out of date (or an object id) where the annotation is the identity's: the token is
+    # judged against the annotation, sa.client_id_annotation names harness.yaml's fault
+    expected_client = ctx.stale_configured_client_id or ctx.expected_client_id or evidence_in.get("client_id")
     expected_tenant = ctx.expected_tenant_id or evidence_in.get("tenant_id")
     evidence = {
         "appid": appid,

@@ -189,6 +189,16 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
         "refused": [f.describe() for f in facts.refused],
     }
     owner = facts.principal_of
+    if owner is not None and ctx.configured_object_id_of is not None:
+        # harness.yaml's client_id is the object id; the annotation holds the identity's client id, rightly
+        evidence["identity"] = owner
+        return skipped(
+            f"skipped because sa.client_id_annotation failed: harness.yaml's client_id {annotated} is the object "
+            f"id of {str(owner.get('kind')).replace('_', ' ')} {owner.get('resource_id') or owner.get('name')}, "
+            f"whose client id {owner.get('client_id')} the ServiceAccount is annotated with",
+            evidence,
+            blocked_by="sa.client_id_annotation",
+        )
     if owner is not None:
         evidence["identity"] = owner
         named = owner.get("resource_id") or owner.get("name")

@@ -310,6 +310,19 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
         answer = _exchange_as(ctx, value)
         if answer:
             evidence["exchange_as_annotated"] = answer
+        owner = ctx.configured_object_id_of
+        if owner is not None:
+            # harness.yaml's client_id is the object id of the identity the annotation names by its client id (the
+            # portal's Object ID beside the client id): annotating it would break a working workload (AADSTS700016)
+            evidence["identity_client_id"], evidence["identity"] = value, owner
+            what = str(owner.get("kind")).replace("_", " ")
+            message = (f"{where} is annotated with client id {value}, the client id of {what} "
+                       f"{owner.get('resource_id') or owner.get('name')}; harness.yaml's client_id {expected} is "
+                       "its object id, not its client id")
+            return failed(message, evidence, Finding(
+                "SA_CLIENT_ID_MISMATCH", ERROR, "serviceaccount", message, evidence,
+                [advice(f"set client_id: {value} for {where} in harness.yaml (it names {expected}, the {what}'s "
+                        "object id); the annotation is right")]))
         if ctx.stale_configured_client_id is not None:
             # the annotation names the identity harness.yaml names by its resource id: re-annotating with
             # harness.yaml's client id would point the workload at an identity that is no longer there

@@ -152,6 +152,30 @@ def test_the_app_registrations_object_id_annotated_is_named_with_its_app_id(
     assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
 
 
+def test_the_object_id_in_harness_yaml_is_fixed_in_harness_yaml_not_in_the_annotation(
+    healthy: AppWorkload, tmp_path: Path
+) -> None:
+    """harness.yaml's client_id is the app registration's Object ID, the ServiceAccount rightly annotated with its
+    appId (the workload works). The run printed an annotation with the object id (pasted, the workload fails with
+    AADSTS700016), SA_ANNOTATION_IS_PRINCIPAL_ID asking for the appId the annotation holds, and
+    EXCHANGE_WRONG_IDENTITY; it now says harness.yaml's client_id is the object id, and the edit it asks for
+    passes."""
+    app = healthy.app
+    data = yaml.safe_load(healthy.config.read_text())
+    data["workloads"][0]["client_id"] = app.object_id
+    config = healthy.config.with_name("object-id.yaml")
+    config.write_text(yaml.safe_dump(data))
+    _, checks, entry = run(tmp_path, config, healthy.ref)
+    assert [f["code"] for f in entry["findings"]] == ["SA_CLIENT_ID_MISMATCH"], entry["findings"]
+    (line,) = entry["findings"][0]["remediation"]
+    assert line.startswith(f"# set client_id: {app.app_id} for {healthy.ref} in harness.yaml"), line
+    assert checks["exchange.identity"]["status"] == "pass"
+    data["workloads"][0]["client_id"] = app.app_id  # the edit
+    config.write_text(yaml.safe_dump(data))
+    _, checks, entry = run(tmp_path, config, healthy.ref)
+    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+
+
 def test_another_apps_token_is_not_judged_by_the_expected_apps_role_assignments(
     healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
 ) -> None:

@@ -15,9 +15,10 @@ from test_checks import CLIENT, context_for
 
 from harness.analysis import analyse
 from harness.checks.access import access_outcome
-from harness.checks.exchange import exchange_succeeds
+from harness.checks.exchange import exchange_identity, exchange_succeeds
 from harness.checks.federation import federated_credential, identity_matches
 from harness.checks.model import FAIL, PASS, SKIP, WARN
+from harness.checks.serviceaccount import sa_client_id_annotation
 from harness.collect.run import Selection, collect_run
 from harness.config import AzureConfig, KeyVaultSecretAccess, parse_config
 from harness.facts import CREDENTIAL_ERROR, Fetched, IdentityFacts
@@ -178,6 +179,32 @@ def test_a_credential_the_harness_cannot_see_is_made_where_the_refusals_point() 
     line = first_line(graph, arm)
     assert line.startswith("az identity federated-credential create")
     assert f"az ad app federated-credential create --id {CLIENT}" in line.split("   #")[1]
+
+
+def test_an_object_id_in_harness_yaml_is_harness_yamls_fault_not_the_annotations() -> None:
+    """harness.yaml's client_id is the app registration's Object ID (or its service principal's, or a managed
+    identity's principalId), the ServiceAccount rightly annotated with its client id, and the workload works. It
+    was SA_CLIENT_ID_MISMATCH whose fix annotated the object id (breaking the workload: AADSTS700016),
+    SA_ANNOTATION_IS_PRINCIPAL_ID saying the annotation must hold the client id it holds, and
+    EXCHANGE_WRONG_IDENTITY. Now one finding, the harness.yaml edit; the token is judged against the annotation."""
+    for kind in ("application", "service_principal", "managed_identity"):
+        ctx = context_for(client_id=APP_OBJECT_ID)  # the annotation is CLIENT
+        ctx.azure = azure()
+        ctx.facts.identity = IdentityFacts(configured=True, principal_of={
+            "kind": kind, "client_id": CLIENT, "name": "backend-app", "resource_id": None})
+        assert ctx.facts.pod is not None
+        ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "pass", "evidence": {
+            "client_id": CLIENT, "claims": {"appid": CLIENT, "tid": TENANT}}}]}
+        annotation = sa_client_id_annotation(ctx)
+        (mismatch,) = annotation.findings
+        assert mismatch.code == "SA_CLIENT_ID_MISMATCH", kind
+        assert f"harness.yaml's client_id {APP_OBJECT_ID} is its object id" in mismatch.message
+        assert mismatch.fix_lines() == [f"# set client_id: {CLIENT} for finance/backend-sa in harness.yaml (it names "
+                                        f"{APP_OBJECT_ID}, the {kind.replace('_', ' ')}'s object id); the annotation "
+                                        "is right"]
+        matches = identity_matches(ctx)
+        assert matches.status == SKIP and matches.blocked_by == "sa.client_id_annotation" and not matches.findings
+        assert exchange_identity(ctx).status == PASS
 
 
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
