@@ -42,6 +42,7 @@ from harness.checks.podspec import (
     mounts_of,
     token_file_of,
     token_volumes,
+    value_source,
 )
 from harness.checks.serviceaccount import create_sa_steps
 from harness.commands import Step, advice
@@ -51,6 +52,7 @@ from harness.names import (
     PROBE_CONTAINER,
     PROBE_SOURCE_VOLUME,
     SKIP_CONTAINERS_ANNOTATION,
+    TENANT_ID_ANNOTATION,
     TOKEN_AUDIENCE,
     USE_LABEL,
     WEBHOOK_NAME,
@@ -422,6 +424,11 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
         # The webhook did its part; the client id comes from the ServiceAccount's annotation, already the root.
         evidence["note"] = "the webhook injects AZURE_CLIENT_ID from that annotation; everything else was injected"
         return skipped("skipped because sa.client_id_annotation failed", evidence, blocked_by="sa.client_id_annotation")
+    tenant = ctx.facts.sa.annotations.get(TENANT_ID_ANNOTATION)
+    if missing == ["AZURE_TENANT_ID"] and tenant is not None and not tenant.strip() and volumes:
+        # getTenantID takes the annotation even empty, and the webhook appends only non-empty variables
+        evidence["note"] = "the webhook takes AZURE_TENANT_ID from that empty annotation; everything else was injected"
+        return skipped("skipped because sa.client_id_annotation failed", evidence, blocked_by="sa.client_id_annotation")
     skipped_names = skipped_containers(pod)
     everything = [str(c.get("name") or "") for c in containers(pod, include_init=True)]
     if volumes and skipped_names and everything and all(name in skipped_names for name in everything):
@@ -432,6 +439,21 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
     ]
     problems: list[str] = []
     findings: list[Finding] = []
+    preset = {name: source for name in missing for source in [value_source(container, name)] if source}
+    if preset:
+        # the webhook appends only the variables a container does not name (addEnvironmentVariables keys on the
+        # name): one set with valueFrom keeps its source's value, which the pod spec does not show
+        evidence["value_from"] = preset
+        said = "; ".join(f"{name} from {source}" for name, source in preset.items())
+        problems.append(f"the container sets {said} itself (valueFrom): the webhook never sets a variable the "
+                        "container names")
+        findings.append(Finding(
+            "POD_ENV_CONFLICT", ERROR, "pod",
+            f"container {evidence['container']} sets {said} itself: the webhook never overwrites a variable the "
+            "container names, so the app gets what that holds (the harness does not read it)",
+            evidence, _unset_preset(ctx, list(preset)),
+        ))
+        missing = [name for name in missing if name not in preset]
     if missing:
         problems.append(f"missing env {', '.join(missing)}")
         if missing == ["AZURE_CLIENT_ID"]:
@@ -556,6 +578,16 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
         f"AZURE_FEDERATED_TOKEN_FILE={token_file}",
         evidence,
     )
+
+
+def _unset_preset(ctx: WorkloadContext, variables: list[str]) -> list[Step]:
+    """The variables the given pod's containers set themselves removed from its controller's template (a template
+    change rolls the pods); a Job's or a bare pod's manifest is a person's to change."""
+    kind, name = controller_of(ctx.pod or {})
+    if kind in ("Deployment", "StatefulSet", "DaemonSet"):
+        return [fix.unset_env(kind, ctx.namespace, name, variable) for variable in variables]
+    return [advice(f"remove {' and '.join(variables)} from the container's env in {kind}/{name}'s manifest"),
+            *restart_workload(ctx)]
 
 
 def _every_container_skipped(ctx: WorkloadContext, evidence: dict[str, Any], names: list[str]) -> Outcome:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from test_live_pods import CLIENT, context, deployment, live, workload_pod
 
-from harness.checks.model import FAIL, WARN
+from harness.checks.model import FAIL, SKIP, WARN
+from harness.checks.pod import pod_mutated
 from harness.checks.serviceaccount import sa_client_id_annotation
+from harness.facts import PodFacts
 
 TENANT = "azure.workload.identity/tenant-id"
 
@@ -51,3 +53,31 @@ def test_a_pasted_client_id_that_is_not_a_guid_says_what_is_around_it(value: str
     outcome = sa_client_id_annotation(ctx)
     assert outcome.status == FAIL and outcome.findings[0].code == "SA_CLIENT_ID_MALFORMED"
     assert said in outcome.message
+
+
+def test_with_pod_a_client_id_from_a_secret_is_a_conflict_unset_on_its_deployment() -> None:
+    """--pod on a pod whose template sets AZURE_CLIENT_ID from a Secret (``kubectl set env --from=secret/...``):
+    the webhook injected the rest, and the spec shows no value. It was POD_MISSING_CLIENT_ID ('the ServiceAccount
+    had no client-id annotation') with an annotate and a restart, neither of which changes it."""
+    pod = workload_pod(client_id=None)
+    pod["spec"]["containers"][0]["env"].insert(0, {"name": "AZURE_CLIENT_ID", "valueFrom": {
+        "secretKeyRef": {"name": "app-ids", "key": "AZURE_CLIENT_ID"}}})
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "azure-identity-token", "readOnly": True,
+                                                     "mountPath": "/var/run/secrets/azure/tokens"}]
+    ctx = context(None)
+    ctx.facts.pod = PodFacts("finance", "backend-7d9f-abcde", existing=True, created=True, pod=pod)
+    (finding,) = pod_mutated(ctx).findings
+    assert finding.code == "POD_ENV_CONFLICT" and "secret app-ids" in finding.message
+    assert finding.fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_CLIENT_ID-"]
+
+
+def test_a_tenant_id_missing_for_an_empty_annotation_is_left_to_the_annotation() -> None:
+    """The empty tenant-id annotation is the root (sa.client_id_annotation): pod.mutated, which printed az aks
+    update for the missing AZURE_TENANT_ID, is skipped behind it."""
+    pod = workload_pod()
+    probe = pod["spec"]["containers"][0]
+    probe["name"], probe["env"] = "probe", [e for e in probe["env"] if e["name"] != "AZURE_TENANT_ID"]
+    ctx = context(None, sa_annotations={"azure.workload.identity/client-id": CLIENT, TENANT: ""})
+    ctx.facts.pod = PodFacts("finance", "wi-probe", created=True, pod=pod)
+    outcome = pod_mutated(ctx)
+    assert outcome.status == SKIP and outcome.blocked_by == "sa.client_id_annotation"
