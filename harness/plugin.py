@@ -624,6 +624,19 @@ def redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
 # ---------------------------------------------------------------- the run report
 
 
+def _junit_beside(config: pytest.Config, run_dir: Path) -> None:
+    """junit.xml where run.json went instead: pytest's junitxml makes its file's directory and would fail with a
+    traceback where the report directory has gone."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is not None and Path(xml.logfile).parent != run_dir:
+        try:
+            Path(xml.logfile).parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            xml.logfile = str(run_dir / "junit.xml")
+
+
 class RunRecorder:
     """In the process that owns the run (the xdist controller, or the only process): gather every test's
     check payload, write run.json at the end, print the summary."""
@@ -646,6 +659,7 @@ class RunRecorder:
             self.errors.append({"test": report.nodeid,
                                 "message": message if isinstance(message, str) else "errored"})
 
+    @pytest.hookimpl(tryfirst=True)  # before junitxml's, which writes into the same directory (see _report_elsewhere)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if INTERRUPTED:  # stopped by a signal: checks not run yet would not be in it, so never a PASS
             self.interrupted = INTERRUPTED[0]
@@ -663,8 +677,18 @@ class RunRecorder:
                                   self.interrupted)
         try:
             self.path = write_run(s.report_dir, self.document, s.redactor)
-        except (OSError, ValueError) as exc:
-            self.write_error = f"{type(exc).__name__}: {exc}"
+        except OSError as exc:
+            # the report directory went (deleted, replaced by a file, its disk full) after the start's check: the
+            # run's work is not lost, it is written to a new temporary directory and the summary says where
+            self.write_error = f"{s.report_dir}: {exc.strerror or exc}"
+            try:
+                self.path = write_run(Path(tempfile.mkdtemp(prefix="wi-harness-report-")), self.document,
+                                      s.redactor)
+                _junit_beside(session.config, self.path.parent)
+            except (OSError, ValueError) as again:
+                self.write_error += f"; nor in a temporary directory: {type(again).__name__}: {again}"
+        except ValueError as exc:
+            self.write_error = f"{s.report_dir}: {type(exc).__name__}: {exc}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.document is None:
@@ -685,8 +709,10 @@ class RunRecorder:
             run_dir = self.path.parent
             terminalreporter.write_line(f"sign-off {run_dir / 'signoff.md'}  {run_dir / 'signoff.html'}")
         if self.write_error:
+            instead = f": written to {self.path.parent} instead" if self.path is not None else ""
             terminalreporter.write_line(
-                f"could not write the run report: {self.session.redactor.text(self.write_error)}", red=True
+                f"could not write the run report to {self.session.redactor.text(self.write_error)}{instead}",
+                red=True,
             )
         kept = sorted({k for p in self.payloads for k in p.get("kept") or []})
         for pod in kept:

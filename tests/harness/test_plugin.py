@@ -430,3 +430,34 @@ def test_an_unreachable_api_server_is_a_finding_and_the_report_is_still_written(
     finance = doc["workloads"][0]
     assert finance["findings"][0]["code"] == "KUBE_UNREACHABLE"
     assert {c["id"]: c["status"] for c in finance["checks"]}["pod.admitted"] == "skip"
+
+
+def test_a_report_directory_gone_by_the_end_loses_no_work(pytester: pytest.Pytester) -> None:
+    """--report-dir is checked at the start; one deleted or replaced by a file while the run ran (a clean-up of
+    the workspace, a full disk) made the end print 'could not write the run report' and the run's report was
+    lost. It is now written to a new temporary directory, and the line says where."""
+    project(pytester, World.healthy())
+    pytester.makeconftest((pytester.path / "conftest.py").read_text() + '''
+
+import shutil
+from pathlib import Path
+
+
+def pytest_collection_finish(session):  # once the run has started: its report directory was checked and made
+    reports = Path(session.config.rootpath) / "gone"
+    shutil.rmtree(reports, ignore_errors=True)
+    reports.write_text("a file now")
+''')
+    result = pytester.runpytest("suites", "--config", "harness.yaml", "--report-dir", "gone")
+    assert result.ret == 0
+    out = result.stdout.str()
+    line = next(line for line in out.splitlines() if line.startswith("could not write the run report to "))
+    assert f"{pytester.path / 'gone'}: " in line and ": written to " in line and line.endswith(" instead")
+    written = Path(line.rsplit(": written to ", 1)[1].removesuffix(" instead"))
+    try:
+        document = json.loads((written / "run.json").read_text())
+        assert document["verdict"] == "pass" and (written / "signoff.md").is_file()
+        assert (written / "junit.xml").is_file() and "Traceback" not in out + result.stderr.str()
+        assert f"report {written / 'run.json'}" in out
+    finally:
+        shutil.rmtree(written.parent)
