@@ -132,6 +132,8 @@ class RunView:
     workloads: list[WorkloadView]
     sections: list[Table] = field(default_factory=list)
     incomplete: str = ""  # why the verdict is FAIL beyond the checks (incomplete_text); "" for a whole run
+    # which cluster: its name is not enough (clusters of one name in other resource groups or subscriptions)
+    cluster_key: tuple[str, str, str] = ("", "", "")
 
 
 def cell(value: Any) -> str:
@@ -547,6 +549,7 @@ def run_view(document: dict[str, Any]) -> RunView:
         workloads=views,
         sections=[t for key in extra for t in section_tables(_title(key), document[key])],
         incomplete=incomplete_text(document),
+        cluster_key=(cluster, str(target.get("resource_group") or ""), str(target.get("subscription_id") or "")),
     )
 
 
@@ -560,7 +563,15 @@ class FleetView:
 
 def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
     """One sign-off over several runs: fail when any run failed; a row per run, a section per cluster."""
-    runs = sorted((run_view(d) for d in documents), key=lambda r: (r.cluster, _started(r), r.run_id))
+    runs = sorted((run_view(d) for d in documents), key=lambda r: (r.cluster_key, _started(r), r.run_id))
+    names: dict[str, set[tuple[str, str, str]]] = {}
+    for run in runs:
+        names.setdefault(run.cluster, set()).add(run.cluster_key)
+    for run in runs:  # two clusters of one name are told apart by where they are
+        if len(names[run.cluster]) > 1:
+            _, group, subscription = run.cluster_key
+            run.cluster = f"{run.cluster} ({group or '(no resource group)'}, subscription " \
+                          f"{subscription or '(none)'})"
     clusters: dict[str, list[RunView]] = {}
     for run in runs:
         clusters.setdefault(run.cluster, []).append(run)

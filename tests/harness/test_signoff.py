@@ -668,6 +668,7 @@ def test_several_runs_of_one_cluster_are_named_and_each_counts(
     earlier = failing_document(run_world, "20250101T000000Z-eeeeee")
     later = build_run_from_results("20250102T000000Z-ffffff", "2025-01-02T10:00:00Z", "2025-01-02T10:01:00Z",
                                    results)
+    later["target"] = copy.deepcopy(earlier["target"])  # the same cluster (each fake world has its subscription)
     paths = []
     for document in (later, earlier):
         paths.append(tmp_path / f"{document['run_id']}.json")
@@ -704,3 +705,20 @@ def test_control_characters_from_the_cluster_never_reach_the_signoff_raw(run_wor
         assert "pwned\\x07\\x1b[2J\\r\\u202e" in html.unescape(md_unescape(text))
         assert "# not shown whole (it holds a newline or control character): run.json's remediation has it" \
             in html.unescape(text)
+
+
+def test_clusters_of_one_name_elsewhere_are_two_clusters(run_world: Callable[..., Any]) -> None:
+    """Two clusters named alike (aks-prod in two resource groups or subscriptions, a name every region's team
+    uses) were merged as one cluster: one section, '1 cluster(s)', and their runs read as reruns of each other.
+    A cluster is its name, resource group and subscription; names that collide are shown with where they are."""
+    east = failing_document(run_world, "20250101T000000Z-111111")
+    west = copy.deepcopy(east)
+    west["run_id"], west["verdict"] = "20250101T000000Z-222222", "pass"
+    west["target"]["resource_group"] = "west-rg"
+    fleet = fleet_view([east, west])
+    assert fleet.counts["clusters"] == 2 and fleet.table.note == ""
+    subscription = east["target"]["subscription_id"]
+    assert [name for name, _ in fleet.clusters] == [f"dev-aks (dev-rg, subscription {subscription})",
+                                                    f"dev-aks (west-rg, subscription {subscription})"]
+    assert [row[0] for row in fleet.table.rows] == [name for name, _ in fleet.clusters]
+    assert fleet_view([east]).clusters[0][0] == "dev-aks"  # a name that collides with none stays as it is
