@@ -760,6 +760,15 @@ def load_run(path: Path) -> dict[str, Any]:
         raise ReportInputError(f"{exc.path}: {exc.reason}") from None
     try:
         document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        ended = exc.msg.startswith("Unterminated string") or (
+            exc.pos >= len(text.rstrip()) and not exc.msg.startswith("Extra data"))
+        if text.strip() and ended:  # the text ends inside the document
+            raise ReportInputError(
+                f"{path}: cut short: the JSON ends after {len(text.rstrip())} characters, inside the document (a "
+                "copy that did not finish, or a Job log line that log rotation cut: take run.json from "
+                "harness.report_claim's volume)") from None
+        raise ReportInputError(f"{path}: not JSON ({exc})") from None
     except ValueError as exc:
         raise ReportInputError(f"{path}: not JSON ({exc})") from None
     schema = document.get("schema") if isinstance(document, dict) else None
