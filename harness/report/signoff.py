@@ -20,9 +20,10 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError
 
+from harness import __version__
 from harness.checks.migration import MIGRATION_CHECK_IDS
 from harness.commands import pasteable
-from harness.report.schema import validate_run
+from harness.report.schema import SCHEMA, validate_run
 from harness.values import visible
 
 FORMATS = ("md", "html")
@@ -774,6 +775,10 @@ def load_run(path: Path) -> dict[str, Any]:
     schema = document.get("schema") if isinstance(document, dict) else None
     if not isinstance(schema, str) or not schema.startswith("wi-harness/run/"):
         raise ReportInputError(f'{path}: not a run.json (no "schema": "wi-harness/run/v1")')
+    if schema != SCHEMA:
+        raise ReportInputError(f"{path}: a run.json of schema {schema!r}, which this harness "
+                               f"({__version__}) does not read: it reads {SCHEMA!r}; render it with the harness "
+                               "version that wrote it")
     try:
         validate_run(document)
     except ValidationError as exc:

@@ -520,11 +520,15 @@ def _bad_inputs(tmp_path: Path, good: Path) -> list[tuple[list[str], str]]:
     broken.write_text(json.dumps(document))
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
+    newer = tmp_path / "newer.json"
+    newer.write_text(good.read_text().replace('"wi-harness/run/v1"', '"wi-harness/run/v2"', 1))
     cut = tmp_path / "cut.json"  # a Job's log line that log rotation cut, a copy that did not finish
     cut.write_text(good.read_text()[:3000])
     return [
         (["render", str(cut), "--format", "md"], "cut.json: cut short: the JSON ends after "),
         (["merge", str(good), str(cut), "-o", str(tmp_path / "f")], "cut.json: cut short"),
+        (["render", str(newer), "--format", "md"], "newer.json: a run.json of schema 'wi-harness/run/v2', which this "
+                                                    "harness ("),
         (["render", str(tmp_path / "missing.json"), "--format", "md"], "missing.json: file not found"),
         (["render", str(tmp_path), "--format", "md"], f"{tmp_path}: is a directory, not a regular file"),
         (["render", str(not_json), "--format", "html"], "not.json: not JSON (Expecting property name"),
