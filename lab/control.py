@@ -71,9 +71,20 @@ def sync_webhook_objects(lab: Lab) -> None:
                 store.delete(rt, namespace, obj["metadata"]["name"])
         elif current is None:
             store.create(rt, wanted[key], namespace=namespace or None)
+        elif _helm_owner(current) != _helm_owner(wanted[key]):
+            # a cluster-scoped object (the MutatingWebhookConfiguration, the ClusterRole) another install now
+            # owns: the add-on turned off deletes its own, and helm install creates the chart's, with the
+            # chart's release in its ownership annotations (helm refuses to adopt another release's object)
+            store.delete(rt, namespace, obj["metadata"]["name"])
+            store.create(rt, wanted[key], namespace=namespace or None)
         else:
             store.replace(rt, {**current, **{k: v for k, v in wanted[key].items() if k != "metadata"}},
                           check_version=False)
+
+
+def _helm_owner(obj: dict[str, Any]) -> tuple[str | None, str | None]:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return annotations.get("meta.helm.sh/release-name"), annotations.get("meta.helm.sh/release-namespace")
 
 
 def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:

@@ -232,6 +232,20 @@ def webhook_installs(facts: ClusterFacts) -> list[WebhookInstall]:
         release = (meta.get("annotations") or {}).get("meta.helm.sh/release-name")
         kind = "addon" if namespace == WEBHOOK_NAMESPACES[0] else "chart"
         installs[namespace] = WebhookInstall(kind, namespace, str(release) if release else None)
+    if not installs:
+        # no webhook Deployment (kubectl delete deployment, a half-done helm uninstall): the webhook's
+        # configuration still says whose it is, by the Helm release that owns it and the Service it calls
+        for configuration in facts.webhook_configurations:
+            annotations = (configuration.get("metadata") or {}).get("annotations") or {}
+            for hook in configuration.get("webhooks") or []:
+                if hook.get("name") != WEBHOOK_NAME:
+                    continue
+                service = (hook.get("clientConfig") or {}).get("service") or {}
+                namespace = str(annotations.get("meta.helm.sh/release-namespace") or service.get("namespace") or "")
+                if namespace and namespace not in installs:
+                    release = annotations.get("meta.helm.sh/release-name")
+                    kind = "addon" if namespace == WEBHOOK_NAMESPACES[0] else "chart"
+                    installs[namespace] = WebhookInstall(kind, namespace, str(release) if release else None)
     return list(installs.values())
 
 
@@ -248,6 +262,15 @@ def enable_webhook(facts: ClusterFacts, azure: AzureConfig | None) -> list[Step]
     if chart is not None:
         return [fix.helm_upgrade_chart(chart.release, chart.namespace)]
     return [fix.aks_update(azure, "--enable-oidc-issuer", "--enable-workload-identity")]
+
+
+def _reinstall_deleted(facts: ClusterFacts, azure: AzureConfig | None) -> list[Step]:
+    """The webhook Deployment gone while its configuration stays: the install that owns the configuration made
+    again (helm upgrade creates the chart's objects that are missing; the add-on's are AKS's to reconcile)."""
+    if not webhook_installs(facts):
+        return []
+    return [advice("the webhook's configuration is still there: the install that owns it makes its Deployment again"),
+            *enable_webhook(facts, azure)]
 
 
 def workload_identity_enabled(ctx: ClusterContext) -> Outcome:
@@ -575,7 +598,8 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
                 "webhook",
                 "webhook deployment not found",
                 {},
-                [fix.kubectl("get", "deployment", "-A", "-l", "azure-workload-identity.io/system=true")],
+                [fix.kubectl("get", "deployment", "-A", "-l", "azure-workload-identity.io/system=true"),
+                 *_reinstall_deleted(facts, ctx.azure)],
             ),
         )
     evidence: dict[str, Any] = {"deployments": []}

@@ -81,3 +81,24 @@ def test_a_tenant_id_missing_for_an_empty_annotation_is_left_to_the_annotation()
     ctx.facts.pod = PodFacts("finance", "wi-probe", created=True, pod=pod)
     outcome = pod_mutated(ctx)
     assert outcome.status == SKIP and outcome.blocked_by == "sa.client_id_annotation"
+
+
+def test_a_webhook_configuration_without_its_deployment_still_names_the_install_that_owns_it() -> None:
+    """Only the configuration left (the Deployment deleted by hand): the Helm release that owns it, or the Service
+    it calls, says whose it is, so the chart is not taken for an add-on to enable over it."""
+    from harness.checks.cluster import chart_install, webhook_installs
+    from harness.facts import ClusterFacts
+
+    facts = ClusterFacts(0.0)
+    facts.webhook_configurations = [{
+        "metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration", "annotations": {
+            "meta.helm.sh/release-name": "workload-identity-webhook",
+            "meta.helm.sh/release-namespace": "azure-workload-identity-system"}},
+        "webhooks": [{"name": "mutation.azure-workload-identity.io", "clientConfig": {"service": {
+            "name": "azure-wi-webhook-webhook-service", "namespace": "azure-workload-identity-system"}}}]}]
+    install = chart_install(facts)
+    assert install is not None and (install.release, install.namespace) == (
+        "workload-identity-webhook", "azure-workload-identity-system")
+    facts.webhook_configurations[0]["metadata"]["annotations"] = {}
+    facts.webhook_configurations[0]["webhooks"][0]["clientConfig"]["service"]["namespace"] = "kube-system"
+    assert [i.kind for i in webhook_installs(facts)] == ["addon"]

@@ -385,3 +385,35 @@ def test_a_chart_rollout_whose_new_pods_crash_on_its_config_map_is_a_degraded_we
         kubectl(running_lab, "-n", system, "patch", "configmap", "azure-wi-webhook-config", "--type", "merge",
                 "-p", json.dumps({"data": {"AZURE_TENANT_ID": tenant}}))
         ctl(running_lab, "webhook", "--install", "addon")
+
+
+def test_a_charts_webhook_deployment_deleted_by_hand_is_reinstalled_by_the_chart_not_the_add_on(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """The chart installed (its MutatingWebhookConfiguration owned by its release, as helm install makes it:
+    the lab kept the add-on's ownership annotations on the configuration it had), then ``kubectl delete
+    deployment`` of the chart's webhook. The harness no longer saw the chart (it looked at Deployments only), so
+    cluster.workload_identity_enabled failed with WORKLOAD_IDENTITY_DISABLED and az aks update
+    --enable-workload-identity (the add-on on top of the chart, Azure/azure-workload-identity#1295). Now the
+    configuration's owner says it is the chart's: that link passes, and WEBHOOK_NOT_READY prints helm upgrade."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    try:
+        ctl(running_lab, "webhook", "--install", "helm")
+        owner = webhook_configuration(running_lab)["metadata"]["annotations"]
+        assert owner == {"meta.helm.sh/release-name": "workload-identity-webhook",
+                         "meta.helm.sh/release-namespace": "azure-workload-identity-system"}
+        deleted = kubectl(running_lab, "-n", "azure-workload-identity-system", "delete", "deployment",
+                          "azure-wi-webhook-controller-manager")
+        assert deleted.returncode == 0, deleted.stderr
+        result, document = run_suites(tmp_path / "deleted", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 1, result.stdout[-3000:]
+        checks = {c["id"]: c for c in document["checks"]}
+        assert checks["cluster.workload_identity_enabled"]["status"] == "pass"
+        assert checks["cluster.webhook_ready"]["status"] == "fail"
+        lines = [line for f in document["findings"] for line in f["remediation"]]
+        lines += [line for w in document["workloads"] for f in w["findings"] for line in f["remediation"]]
+        assert "helm upgrade --install -n azure-workload-identity-system workload-identity-webhook " \
+               "azure-workload-identity/workload-identity-webhook --reuse-values" in lines
+        assert not any(line.startswith("az aks update") for line in lines), lines
+    finally:
+        ctl(running_lab, "webhook", "--install", "addon")
