@@ -558,6 +558,20 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
             )
         return failed("the webhook's mutation is incomplete: " + "; ".join(problems), evidence, *findings)
     authority = env.get("AZURE_AUTHORITY_HOST") or ""
+    webhook_now = _probe_env(ctx).get("AZURE_AUTHORITY_HOST")
+    if webhook_now and authority and authority.rstrip("/").lower() != webhook_now.rstrip("/").lower():
+        # --pod: the given pod's authority is not what the webhook injects under its ServiceAccount (the probe pod,
+        # which sets none itself): the pod sets it (the webhook never overwrites a variable already set), or it was
+        # made under another webhook configuration; its SDK exchanges the ServiceAccount token at that host
+        evidence["webhook_injects"] = {"AZURE_AUTHORITY_HOST": webhook_now}
+        message = (f"AZURE_AUTHORITY_HOST={printable(authority, 120)} in the pod, but the webhook injects "
+                   f"{webhook_now} under ServiceAccount {ctx.service_account}: the pod spec sets it (the webhook "
+                   "never overwrites a variable already set), or the pod predates a change of the webhook's cloud; "
+                   "the workload's SDK sends its ServiceAccount token to that host")
+        return failed(message, evidence, Finding(
+            "POD_ENV_CONFLICT", ERROR, "pod", message, evidence,
+            [advice("remove AZURE_AUTHORITY_HOST from the container's env (or its envFrom source)"),
+             *restart_workload(ctx)]))
     if ctx.azure and authority.rstrip("/") != ctx.azure.cloud.endpoints.authority_host.rstrip("/"):
         return warned(
             f"mutated, but AZURE_AUTHORITY_HOST={authority} is not the configured cloud's "
@@ -712,6 +726,19 @@ def _webhook_down_under_ignore(ctx: WorkloadContext) -> str:
         return ""
     return ", ".join(f"{(d.get('metadata') or {}).get('namespace')}/{(d.get('metadata') or {}).get('name')}"
                      for d in deployments)
+
+
+def _probe_env(ctx: WorkloadContext) -> dict[str, str]:
+    """--pod: the env the webhook gave the probe pod run under the given pod's ServiceAccount (the probe sets no
+    AZURE_* itself, so this is what the webhook injects there now); {} otherwise."""
+    probe = ctx.facts.probe_pod
+    if ctx.facts.pod is None or not ctx.facts.pod.existing or probe is None or not probe.pod:
+        return {}
+    for container in containers(probe.pod):
+        env = env_map(container)
+        if env.get("AZURE_FEDERATED_TOKEN_FILE"):
+            return {k: str(v) for k, v in env.items() if k.startswith("AZURE_") and v}
+    return {}
 
 
 def _probe_mutated(ctx: WorkloadContext) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_checks import V16, _pod, _refused, _waiting_probe, context_for
+from test_checks import V15, V16, _pod, _refused, _waiting_probe, context_for
 
 from harness.checks.exchange import refused_note, service_timeout, slow_service
 from harness.checks.model import FAIL
@@ -162,3 +162,29 @@ def test_a_source_configmap_deleted_before_the_mount_is_named_not_a_slow_pull() 
     assert outcome.findings[0].message.startswith(
         "the probe's source ConfigMap finance/wi-probe-src-run was deleted before the pod could mount it")
     assert not any("timeout_seconds" in line for line in outcome.findings[0].fix_lines())
+
+
+def test_pod_an_existing_pod_that_sets_its_own_authority_host_is_a_conflict_not_the_webhooks_cloud() -> None:
+    """--pod of a pod whose spec sets AZURE_AUTHORITY_HOST (https://evil.example/, or another cloud's copied from a
+    template) was a warning blaming the webhook's AZURE_ENVIRONMENT, and the run passed; the webhook never overwrites
+    a variable already set, so the pod's SDK sends its ServiceAccount token there. The probe pod under the same
+    ServiceAccount shows what the webhook injects now: when they differ, it is POD_ENV_CONFLICT (error), with the
+    variable removed and the pod made again."""
+    from harness.facts import PodFacts
+
+    existing = _pod(*V15)
+    existing["spec"]["containers"][0]["env"][3]["value"] = "https://evil.example/\x1b[2J"
+    ctx = context_for(existing)
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.existing = True
+    ctx.facts.probe_pod = PodFacts("finance", "wi-probe-backend-sa-1", created=True, pod=_pod(*V15))
+    outcome = pod_mutated(ctx)
+    assert outcome.status == FAIL and [f.code for f in outcome.findings] == ["POD_ENV_CONFLICT"]
+    assert outcome.message.startswith("AZURE_AUTHORITY_HOST=https://evil.example/\\x1b[2J in the pod, but the "
+                                      "webhook injects https://login.microsoftonline.com/ under ServiceAccount "
+                                      "backend-sa: the pod spec sets it")
+    assert outcome.findings[0].fix_lines()[0] == (
+        "# remove AZURE_AUTHORITY_HOST from the container's env (or its envFrom source)")
+    # the same authority as the webhook's (a trailing slash aside): no conflict
+    existing["spec"]["containers"][0]["env"][3]["value"] = "https://login.microsoftonline.com"
+    assert pod_mutated(ctx).status != FAIL
