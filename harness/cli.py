@@ -1,8 +1,8 @@
 """``python -m harness``: commands around the suites (which run under pytest).
 
 * ``report render RUN.json --format md|html [-o FILE]`` re-renders one run's sign-off (stdout without -o);
-* ``report merge RUN.json... -o DIR`` writes one sign-off over several runs (a fleet) as DIR/signoff.md and
-  DIR/signoff.html;
+* ``report merge RUN.json... -o DIR [--expect CLUSTER]...`` writes one sign-off over several runs (a fleet) as
+  DIR/signoff.md and DIR/signoff.html; an expected cluster without a run fails the fleet;
 * ``manifests render --config harness.yaml --out DIR`` writes the Job, its ServiceAccount and RBAC, and a probe
   pod per workload for ``kubectl apply`` (:mod:`harness.shipping`);
 * ``findings [--format md|text]`` prints the findings catalogue (harness.findings): docs/findings.md is
@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge_cmd.add_argument("runs", type=Path, nargs="+", metavar="RUN.json")
     merge_cmd.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    merge_cmd.add_argument(
+        "--expect", action="append", default=[], metavar="CLUSTER",
+        help="a cluster (by name) that must have a run: without one the fleet verdict is FAIL (repeatable)",
+    )
     manifests = commands.add_parser("manifests", help="Kubernetes manifests for a harness.yaml")
     manifests_actions = manifests.add_subparsers(dest="action", required=True, metavar="ACTION")
     render_manifests = manifests_actions.add_parser(
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "render":
             return _render(args.run, args.format, args.output)
-        return _merge(args.runs, args.output)
+        return _merge(args.runs, args.output, args.expect)
     except ReportInputError as exc:
         print(f"{PROG} report {args.action}: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
@@ -110,7 +114,7 @@ def _render(run: Path, fmt: str, output: Path | None) -> int:
     return 0
 
 
-def _merge(runs: list[Path], out_dir: Path) -> int:
+def _merge(runs: list[Path], out_dir: Path, expected: list[str] | None = None) -> int:
     documents = []
     seen: dict[str, Path] = {}
     for path in runs:
@@ -124,17 +128,18 @@ def _merge(runs: list[Path], out_dir: Path) -> int:
     scrub = Redactor().text
     paths = [out_dir / SIGNOFF_FILES[fmt] for fmt in FORMATS]
     try:
-        write_documents(out_dir, {fmt: render_fleet(documents, fmt) for fmt in FORMATS}, scrub)
+        write_documents(out_dir, {fmt: render_fleet(documents, fmt, expected or ()) for fmt in FORMATS}, scrub)
     except OSError as exc:
         raise ReportInputError(f"{out_dir}: cannot write there: {exc.strerror or exc}") from None
-    fleet = fleet_view(documents)
+    fleet = fleet_view(documents, expected or ())
+    missing = f", {fleet.counts['missing']} cluster(s) without a run" if fleet.counts["missing"] else ""
     print(
         f"fleet verdict {fleet.verdict.upper()}: {fleet.counts['clusters']} cluster(s), "
         f"{fleet.counts['runs']} run(s), "
-        f"{fleet.counts['failed_runs']} failed; wrote {', '.join(str(p) for p in paths)}",
+        f"{fleet.counts['failed_runs']} failed{missing}; wrote {', '.join(str(p) for p in paths)}",
         file=sys.stderr,
     )
-    if fleet.table.note:  # several runs of one cluster: each counts
+    if fleet.table.note:  # a cluster expected without a run; several runs of one cluster: each counts
         print(fleet.table.note, file=sys.stderr)
     return 0
 

@@ -562,9 +562,13 @@ class FleetView:
     counts: dict[str, int]
 
 
-def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
-    """One sign-off over several runs: fail when any run failed; a row per run, a section per cluster."""
+def fleet_view(documents: list[dict[str, Any]], expected: Iterable[str] = ()) -> FleetView:
+    """One sign-off over several runs: fail when any run failed, or when a cluster in ``expected`` (by name) has no
+    run (its job failed before it wrote run.json: a merge of the files that are there would otherwise pass); a row
+    per run and per missing cluster, a section per cluster."""
     runs = sorted((run_view(d) for d in documents), key=lambda r: (r.cluster_key, _started(r), r.run_id))
+    present = {run.cluster_key[0] for run in runs}
+    missing = [name for name in dict.fromkeys(expected) if name not in present]
     names: dict[str, set[tuple[str, str, str]]] = {}
     for run in runs:
         names.setdefault(run.cluster, set()).add(run.cluster_key)
@@ -593,6 +597,8 @@ def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
                 str(findings["warning"]),
             ]
         )
+    rows += [[name, "—", "—", "MISSING: no run.json", "—", "—", *("—" for _ in STATUS_ORDER), "—", "—"]
+             for name in missing]
     columns = [
         "Cluster",
         "Run",
@@ -605,15 +611,18 @@ def fleet_view(documents: list[dict[str, Any]]) -> FleetView:
         "Warning findings",
     ]
     failed = [r for r in runs if r.verdict != "pass"]
+    notes = [f"No run of {', '.join(missing)}: the fleet verdict is FAIL until each expected cluster has a run."
+             if missing else "", repeated_clusters(clusters)]
     return FleetView(
-        verdict="fail" if failed or not runs else "pass",
-        table=Table("Fleet", columns, rows, repeated_clusters(clusters)),
+        verdict="fail" if failed or missing or not runs else "pass",
+        table=Table("Fleet", columns, rows, " ".join(note for note in notes if note)),
         clusters=list(clusters.items()),
         counts={
-            "clusters": len(clusters),
+            "clusters": len(clusters) + len(missing),
             "runs": len(runs),
             "failed_runs": len(failed),
-            "failed_clusters": len({r.cluster for r in failed}),
+            "failed_clusters": len({r.cluster for r in failed}) + len(missing),
+            "missing": len(missing),
         },
     )
 
@@ -703,11 +712,11 @@ def render(document: dict[str, Any], fmt: str) -> str:
                    newlines=True)
 
 
-def render_fleet(documents: list[dict[str, Any]], fmt: str) -> str:
-    """One sign-off over several runs (several clusters)."""
+def render_fleet(documents: list[dict[str, Any]], fmt: str, expected: Iterable[str] = ()) -> str:
+    """One sign-off over several runs (several clusters); ``expected``: the clusters that must each have one."""
     _check_format(fmt)
-    return visible(_tidy(_environment(fmt).get_template(f"fleet.{fmt}.j2").render(fleet=fleet_view(documents))),
-                   newlines=True)
+    fleet = fleet_view(documents, expected)
+    return visible(_tidy(_environment(fmt).get_template(f"fleet.{fmt}.j2").render(fleet=fleet)), newlines=True)
 
 
 def _tidy(text: str) -> str:

@@ -730,3 +730,28 @@ def test_clusters_of_one_name_elsewhere_are_two_clusters(run_world: Callable[...
                                                     f"dev-aks (west-rg, subscription {subscription})"]
     assert [row[0] for row in fleet.table.rows] == [name for name, _ in fleet.clusters]
     assert fleet_view([east]).clusters[0][0] == "dev-aks"  # a name that collides with none stays as it is
+
+
+def test_an_expected_cluster_without_a_run_fails_the_fleet(
+    run_world: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The fleet workflow merges runs/*/run.json: a cluster whose job failed before writing run.json (its
+    credentials, kubelogin) simply dropped out, and the merge of the others said PASS. With --expect CLUSTER
+    (the workflow passes its matrix's clusters) a cluster without a run is a MISSING row and the fleet is FAIL."""
+    results, _ = run_world(World.healthy())
+    dev = build_run_from_results("20250102T000000Z-aaaaaa", "2025-01-02T10:00:00Z", "2025-01-02T10:01:00Z", results)
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(dev))
+    assert main(["report", "merge", str(path), "-o", str(tmp_path / "all"), "--expect", "dev-aks"]) == 0
+    assert "fleet verdict PASS: 1 cluster(s), 1 run(s), 0 failed;" in capsys.readouterr().err
+    assert main(["report", "merge", str(path), "-o", str(tmp_path / "fleet"), "--expect", "dev-aks",
+                 "--expect", "prod-aks"]) == 0
+    err = capsys.readouterr().err
+    assert "fleet verdict FAIL: 2 cluster(s), 1 run(s), 0 failed, 1 cluster(s) without a run;" in err
+    assert "No run of prod-aks: the fleet verdict is FAIL until each expected cluster has a run." in err
+    md = md_unescape((tmp_path / "fleet" / "signoff.md").read_text())
+    assert "**Fleet verdict: FAIL**" in md
+    row = next(line for line in md.splitlines() if line.startswith("| prod-aks"))
+    assert md_cells(row)[:4] == ["prod-aks", "—", "—", "MISSING: no run.json"]
+    page = html.unescape((tmp_path / "fleet" / "signoff.html").read_text())
+    assert "MISSING: no run.json" in page and "No run of prod-aks" in page
