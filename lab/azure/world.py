@@ -241,6 +241,25 @@ BUILTIN_ROLES: tuple[RoleDefinition, ...] = (
                             "Microsoft.KeyVault/vaults/*/read", "Microsoft.KeyVault/operations/read"),
                    data_actions=("Microsoft.KeyVault/vaults/*/read",
                                  "Microsoft.KeyVault/vaults/secrets/readMetadata/action")),
+    # learn.microsoft.com built-in roles (security): Key Vault Contributor manages vaults, with no data action (it
+    # may change a vault's access policies, not read a secret under RBAC); Key Vault Administrator, every data action
+    RoleDefinition("f25e0fa2-a7c8-4377-a976-54943a77a395", "Key Vault Contributor", "Lets you manage key vaults, "
+                   "but not access to them.",
+                   actions=("Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*", "Microsoft.KeyVault/*",
+                            "Microsoft.Resources/deployments/*", "Microsoft.Resources/subscriptions/resourceGroups/read",
+                            "Microsoft.Support/*"),
+                   not_actions=("Microsoft.KeyVault/locations/deletedVaults/purge/action",
+                                "Microsoft.KeyVault/hsmPools/*", "Microsoft.KeyVault/managedHsms/*")),
+    RoleDefinition("00482a5a-887f-4fb3-b363-3b7fe8e74483", "Key Vault Administrator", "Perform all data plane "
+                   "operations on a key vault and all objects in it, including certificates, keys, and secrets. Cannot "
+                   "manage key vault resources or manage role assignments. Only works for key vaults that use the "
+                   "'Azure role-based access control' permission model.",
+                   actions=("Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*",
+                            "Microsoft.Resources/deployments/*", "Microsoft.Resources/subscriptions/resourceGroups/read",
+                            "Microsoft.Support/*", "Microsoft.KeyVault/checkNameAvailability/read",
+                            "Microsoft.KeyVault/deletedVaults/read", "Microsoft.KeyVault/locations/*/read",
+                            "Microsoft.KeyVault/vaults/*/read", "Microsoft.KeyVault/operations/read"),
+                   data_actions=("Microsoft.KeyVault/vaults/*",)),
     RoleDefinition("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1", "Storage Blob Data Reader", "Read and list Azure "
                    "Storage containers and blobs.",
                    actions=("Microsoft.Storage/storageAccounts/blobServices/containers/read",
