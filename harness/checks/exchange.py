@@ -16,6 +16,7 @@ from harness.checks.federation import (
     credential_delete,
     expected_issuer,
     fic_fix,
+    free_fic_name,
     match_fic,
     service_principal_repair,
 )
@@ -426,7 +427,8 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
             # Managed Identity."), so a create would fail
             remediation.append(fic_fix(ctx, "update", str(mine.audience_differs[0]["name"]), issuer))
         else:
-            remediation.append(fic_fix(ctx, "create", fix.fic_name(ctx.namespace, ctx.service_account), issuer))
+            name = free_fic_name(ctx.facts.identity.federated_credentials or [], ctx.namespace, ctx.service_account)
+            remediation.append(fic_fix(ctx, "create", name, issuer))
     elif code.startswith("ISSUER_"):
         if issuer:  # the one address in question: Entra's own text does not name it
             meaning = f"{meaning} ({issuer.rstrip('/')}/.well-known/openid-configuration)"

@@ -454,6 +454,18 @@ def fic_fix(ctx: WorkloadContext, verb: str, name: str, issuer: str) -> Command:
     return fix.federated_credential(verb, facts.resource_id, name, issuer, ctx.subject)
 
 
+def free_fic_name(credentials: list[dict[str, Any]], namespace: str, service_account: str) -> str:
+    """A name for a new federated credential that the identity's credentials do not use yet: Graph refuses a
+    taken one ("FederatedIdentityCredential with name X already exists."), and ARM's PUT overwrites it (another
+    ServiceAccount's credential, say)."""
+    taken = {str(c.get("name") or "").lower() for c in credentials}
+    base = fix.fic_name(namespace, service_account)
+    name, counter = base, 2
+    while name.lower() in taken:
+        name, counter = f"{base[:115]}-{counter}", counter + 1
+    return name
+
+
 def credential_delete(ctx: WorkloadContext, name: str) -> Command:
     """Delete a federated credential where the identity keeps it (ARM, or Microsoft Graph for an application)."""
     facts = ctx.facts.identity
@@ -480,7 +492,7 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
         },
         "federated_credentials": [_fic(c) for c in credentials],
     }
-    name = fix.fic_name(ctx.namespace, ctx.service_account)
+    name = free_fic_name(credentials, ctx.namespace, ctx.service_account)
     if match.exact is not None:
         if len(credentials) >= MAX_FEDERATED_CREDENTIALS:
             return warned(

@@ -33,7 +33,7 @@ from harness import values
 from harness.checks import remediation as fix
 from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.common import arm_failure_finding, kube_failure_finding
-from harness.checks.federation import MAX_FEDERATED_CREDENTIALS, restore_instead
+from harness.checks.federation import MAX_FEDERATED_CREDENTIALS, free_fic_name, restore_instead
 from harness.checks.model import (
     ERROR,
     WARNING,
@@ -262,12 +262,7 @@ def _refusal(ctx: InventoryContext, identity: InventoryIdentity, audience: bool,
 
 def _free_name(identity: InventoryIdentity, namespace: str, service_account: str) -> str:
     """A credential name the identity does not use yet: creating one under a taken name would overwrite it."""
-    taken = {str(c.get("name") or "").lower() for c in identity.federated_credentials or []}
-    base = fix.fic_name(namespace, service_account)
-    name, counter = base, 2
-    while name.lower() in taken:
-        name, counter = f"{base[:115]}-{counter}", counter + 1
-    return name
+    return free_fic_name(identity.federated_credentials or [], namespace, service_account)
 
 
 def _create(identity: InventoryIdentity, service_account: str, issuer: str) -> Command:

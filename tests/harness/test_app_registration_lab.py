@@ -360,6 +360,36 @@ def test_a_subject_mistyped_in_case_is_corrected_in_place_by_the_run_and_the_wor
     assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
 
 
+def test_a_credential_for_a_mistyped_namespace_is_joined_by_one_under_a_free_name(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """The app's credential made under the name the harness prints (NS-SA) for a mistyped namespace: the run says
+    FIC_SUBJECT_MISMATCH and printed a create under that same name, which Graph refuses ("FederatedIdentity
+    Credential with name ... already exists."). The create now takes a free name, and pasted it repairs the run."""
+    app, issuer = healthy.app, running_lab.info()["issuer_url"]
+    names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
+    shell.must(*(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
+                 for name in names))
+    taken = f"{healthy.namespace}-{healthy.service_account}"
+    body = {"name": taken, "issuer": issuer, "subject": f"system:serviceaccount:{healthy.namespace}x:"
+            f"{healthy.service_account}", "audiences": [EXCHANGE_AUDIENCE]}
+    shell.must(f"az ad app federated-credential create --id {app.app_id} --parameters "
+               f"{shlex.quote(json.dumps(body))} -o none --only-show-errors")
+    try:
+        _, _, entry = run(tmp_path, healthy.config, healthy.ref)
+        first = entry["findings"][0]
+        assert first["code"] == "FIC_SUBJECT_MISMATCH", [f["code"] for f in entry["findings"]]
+        assert f'"name": "{taken}-2"' in first["remediation"][0]
+        paste(shell, first)
+        _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    finally:  # the credential as the module made it
+        names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
+        shell.must(*(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
+                     for name in names))
+        trust(shell, app, issuer, healthy.namespace, healthy.service_account, "kubernetes-federated-credential")
+
+
 def test_the_harness_without_application_read_all_says_so_once_per_scope_and_its_grant_works_on_any_cloud(
     healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
 ) -> None:

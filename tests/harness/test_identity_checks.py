@@ -207,6 +207,21 @@ def test_an_object_id_in_harness_yaml_is_harness_yamls_fault_not_the_annotations
         assert exchange_identity(ctx).status == PASS
 
 
+def test_a_new_credential_is_named_so_that_it_takes_no_name_in_use() -> None:
+    """The app's credential finance-backend-sa made for another subject (a namespace typo): the fix creates a
+    credential for the ServiceAccount, and it was named finance-backend-sa too, which Graph refuses ("Federated
+    IdentityCredential with name finance-backend-sa already exists.") and ARM's PUT would overwrite."""
+    typo = {"id": "f1", "name": "finance-backend-sa", "issuer": ISSUER,
+            "subject": "system:serviceaccount:finance-1:backend-sa", "audiences": [AUDIENCE]}
+    taken = {**typo, "name": "finance-backend-sa-2", "subject": "system:serviceaccount:other:sa"}
+    outcome = federated_credential(context_with(application(fics=[typo, taken])))
+    (finding,) = outcome.findings
+    assert finding.code == "FIC_SUBJECT_MISMATCH"
+    assert '"name": "finance-backend-sa-3"' in finding.fix_lines()[0]
+    assert '"name": "finance-backend-sa"' in federated_credential(context_with(application(fics=[
+        {**typo, "name": "other"}]))).findings[0].fix_lines()[0]  # the usual name where it is free
+
+
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
     ctx = context_with(application(service_principal=False))
     assert ctx.facts.pod is not None
