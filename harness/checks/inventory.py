@@ -705,6 +705,12 @@ def no_old_issuers(ctx: InventoryContext) -> Outcome:
     return _judge([Finding("FIC_OLD_ISSUER", severity, LAYER, message, evidence, steps)], "", evidence)
 
 
+def _nameable(ref: str | None) -> bool:
+    """Whether NS/SA could be made: a namespace (DNS label) and a ServiceAccount name (DNS subdomain)."""
+    namespace, _, name = str(ref or "").partition("/")
+    return values.is_namespace(namespace) and values.is_object_name(name)
+
+
 def no_orphaned_credentials(ctx: InventoryContext) -> Outcome:
     blocked = _needs_issuer(ctx)
     if blocked is not None:
@@ -723,16 +729,22 @@ def no_orphaned_credentials(ctx: InventoryContext) -> Outcome:
         f"{c.name} on {short(c.identity)}: "
         + (
             f"{c.service_account} does not exist"
+            if _nameable(c.service_account)
+            else f"{values.printable(str(c.service_account), 80)!r} can be no ServiceAccount (Kubernetes names are "
+                 "lower-case DNS names), so it lets nothing in"
             if c.service_account
             else f"subject {values.printable(c.subject, 80)!r} is no ServiceAccount's"
         )
         for c in orphans
     ]
     evidence = {"credentials": [c.row(label(c.identity), False) for c in orphans]}
+    # a ServiceAccount made under a credential's subject gets the identity's access; one Kubernetes refuses to
+    # name (upper case, a space pasted with it) never comes
+    risk = ("; whoever creates it there gets the identity's access"
+            if any(_nameable(c.service_account) for c in orphans) else "")
     message = (
         f"{_plural(len(orphans), 'federated credential trusts', 'federated credentials trust')} this cluster "
-        f"for a ServiceAccount that does not exist: {_listed(cases)}; whoever creates it there gets the "
-        "identity's access"
+        f"for a ServiceAccount that does not exist: {_listed(cases)}{risk}"
     )
     steps: list[Step] = [_delete(c) for c in orphans]
     steps.append(advice("or, if the ServiceAccount was deleted by mistake, create it again"))

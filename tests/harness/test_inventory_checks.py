@@ -195,6 +195,20 @@ def test_an_orphaned_credential() -> None:
     assert words(orphan)[1][4:6] == ["--name", "odd"]
 
 
+def test_an_orphaned_credential_no_service_account_can_match_claims_no_risk() -> None:
+    """A credential whose subject names a ServiceAccount Kubernetes cannot name (a space pasted after it, an upper
+    case letter in a namespace no ServiceAccount of the cluster is a case twin of): still FIC_ORPHANED with its
+    delete, but "whoever creates it there gets the identity's access" was false: nobody can."""
+    facts = healthy()
+    backend(facts).federated_credentials += [credential("pasted", "system:serviceaccount:finance:batch-sa "),
+                                             credential("typed", "system:serviceaccount:Billing:batch-sa")]
+    orphan = findings(run(facts))["FIC_ORPHANED"]
+    assert "'finance/batch-sa ' can be no ServiceAccount" in orphan.message
+    assert "'Billing/batch-sa' can be no ServiceAccount" in orphan.message
+    assert "whoever creates it" not in orphan.message
+    assert [w[4:6] for w in words(orphan)[:2]] == [["--name", "pasted"], ["--name", "typed"]]
+
+
 def test_a_service_account_without_a_credential() -> None:
     facts = healthy()
     facts.service_accounts.append(sa("batch", "nightly-sa", "11111111-2222-4333-8444-555555555555"))
