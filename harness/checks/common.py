@@ -119,12 +119,21 @@ def arm_failure_finding(
 
 
 _UNKNOWN_RESOURCE_RE = re.compile(r"AADSTS500011: The resource principal named (\S+?) was not found")
+_DISABLED_RE = re.compile(r"AADSTS7000112: Application '([0-9A-Fa-f-]{36})'")
 
 
 def harness_token_fix(azure: AzureConfig | None, fetched: Fetched) -> list[Step]:
     """What repairs the harness's own token request. Entra refusing the RESOURCE (AADSTS500011: "The resource
     principal named X was not found in the tenant") is no credential problem: harness.yaml's azure.cloud names an
     endpoint (microsoft_graph, resource_manager) that is not this cloud's, and a new secret would not help."""
+    disabled = _DISABLED_RE.search(str(fetched.error or ""))
+    if disabled is not None:
+        # the harness's own enterprise application switched off (az ad sp update --set accountEnabled=false, or
+        # "Enabled for users to sign in?" No): no new secret helps, enabling it does (Entra: AADSTS7000112
+        # "Application '<appId>'(<name>) is disabled.")
+        client_id = disabled.group(1)
+        return [advice(f"the harness's own service principal ({client_id}) is disabled: enable it"),
+                fix.service_principal_enabled(client_id), fix.enable_service_principal(client_id)]
     match = _UNKNOWN_RESOURCE_RE.search(str(fetched.error or ""))
     if match is None:
         return fix.harness_credential(azure)

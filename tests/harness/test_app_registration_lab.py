@@ -561,3 +561,25 @@ def test_without_graph_read_a_missing_credential_is_made_on_the_app_registration
             shell.must(f"az rest --method POST --url {assignments} --body {shlex.quote(body)}")
         if not shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split():
             trust(shell, app, info["issuer_url"], healthy.namespace, healthy.service_account, "restored")
+
+
+def test_the_harness_disabled_is_told_to_enable_itself_not_to_renew_its_secret(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """The harness's own enterprise application disabled (az ad sp update --set accountEnabled=false): Entra
+    refuses its tokens with AADSTS7000112. HARNESS_CREDENTIAL_FAILED printed the expired-secret repair; it now
+    enables the service principal, and pasted, the run passes."""
+    harness = running_lab.info()["harness"]["client_id"]
+    shell.must(f"az ad sp update --id {harness} --set accountEnabled=false")
+    try:
+        document, _, _ = run(tmp_path, healthy.config, healthy.ref)
+        failed = next(f for f in document["findings"] if f["code"] == "HARNESS_CREDENTIAL_FAILED")
+        assert "AADSTS7000112" in failed["message"]
+        assert f"az ad sp update --id {harness} --set accountEnabled=true" in failed["remediation"], failed
+        assert not [line for line in failed["remediation"] if "credential list" in line]
+        paste(shell, failed)
+        document, checks, _ = run(tmp_path, healthy.config, healthy.ref)
+        assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values()
+                                               if c["status"] != "pass"]
+    finally:
+        shell.must(f"az ad sp update --id {harness} --set accountEnabled=true")

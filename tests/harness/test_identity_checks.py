@@ -222,6 +222,23 @@ def test_a_new_credential_is_named_so_that_it_takes_no_name_in_use() -> None:
         {**typo, "name": "other"}]))).findings[0].fix_lines()[0]  # the usual name where it is free
 
 
+def test_the_harness_disabled_is_enabled_not_given_a_new_secret() -> None:
+    """The harness's own service principal disabled (az ad sp update --id <harness> --set accountEnabled=false):
+    Entra refuses its token with AADSTS7000112. HARNESS_CREDENTIAL_FAILED printed the expired-secret repair (az ad
+    app credential list, put the secret's value in the file); it now enables the service principal."""
+    failure = Fetched("https://management.azure.com/x", None, None,
+                      f"the harness could not get an ARM token: Authentication failed: AADSTS7000112: Application "
+                      f"'{HARNESS}'(wi-harness) is disabled.", CREDENTIAL_ERROR)
+    ctx = context_for()
+    ctx.azure = azure()
+    ctx.facts.identity = IdentityFacts(configured=True, resource_id="/x", error=failure)
+    finding = identity_matches(ctx).findings[0]
+    assert finding.code == "HARNESS_CREDENTIAL_FAILED"
+    assert finding.fix_lines()[1:] == [f"az ad sp show --id {HARNESS} --query accountEnabled",
+                                       f"az ad sp update --id {HARNESS} --set accountEnabled=true"]
+    assert not any("credential list" in line for line in finding.fix_lines())
+
+
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
     ctx = context_with(application(service_principal=False))
     assert ctx.facts.pod is not None
