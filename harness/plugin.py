@@ -624,6 +624,25 @@ def redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
 # ---------------------------------------------------------------- the run report
 
 
+def narrowed_by(config: pytest.Config) -> dict[str, Any]:
+    """What of the command line narrowed the run to part of the suites (run.json's ``narrowed``): -k, -m, test
+    files or node ids (a directory, the suites themselves, narrows nothing), --workload, --pod, --namespace."""
+    options = config.option
+    tests = []
+    for arg in config.args:
+        path = arg.split("::", 1)[0]
+        if "::" in arg or not Path(config.invocation_params.dir, path).is_dir():
+            tests.append(f"{Path(path).name}{arg[len(path):]}")
+    return {
+        "keyword": str(getattr(options, "keyword", "") or ""),
+        "markexpr": str(getattr(options, "markexpr", "") or ""),
+        "tests": tests,
+        "workloads": list(getattr(options, "wi_workloads", None) or []),
+        "pods": list(getattr(options, "wi_pods", None) or []),
+        "namespaces": list(getattr(options, "wi_namespaces", None) or []),
+    }
+
+
 def _junit_beside(config: pytest.Config, run_dir: Path) -> None:
     """junit.xml where run.json went instead: pytest's junitxml makes its file's directory and would fail with a
     traceback where the report directory has gone."""
@@ -674,7 +693,7 @@ class RunRecorder:
             "issuer": "",
         }
         self.document = build_run(s.run_id, s.started_at, rfc3339(), self.payloads, fallback, self.errors,
-                                  self.interrupted)
+                                  self.interrupted, narrowed_by(session.config))
         try:
             self.path = write_run(s.report_dir, self.document, s.redactor)
         except OSError as exc:

@@ -80,6 +80,7 @@ def build_run(
     fallback_target: dict[str, Any],
     harness_errors: int | list[dict[str, str]] = 0,
     interrupted: str | None = None,
+    narrowed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """run.json from the tests' payloads. ``harness_errors``: the harness's tests that errored without a check
     result, each ``{test, message}`` (a bare count for callers that know no more); ``interrupted``: the signal
@@ -139,6 +140,8 @@ def build_run(
         document["retries"] = retries
     if harness_errors or interrupted is not None:
         document["incomplete"] = {"interrupted": interrupted, "errors": [dict(e) for e in harness_errors]}
+    if narrowed and any(narrowed.values()):
+        document["narrowed"] = {key: value for key, value in narrowed.items() if value}
     return document
 
 

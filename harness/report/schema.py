@@ -131,6 +131,18 @@ class Incomplete(_Strict):
     errors: list[HarnessError] = []
 
 
+class Narrowed(_Strict):
+    """What narrowed the run to part of the suites: pytest's -k and -m expressions, test paths or node ids named
+    on the command line, --workload, --pod and --namespace. The verdict covers only the checks the run selected."""
+
+    keyword: str = ""
+    markexpr: str = ""
+    tests: list[str] = []
+    workloads: list[str] = []
+    pods: list[str] = []
+    namespaces: list[str] = []
+
+
 class RunReport(_Strict):
     schema_: Literal["wi-harness/run/v1"] = Field(alias="schema")
     run_id: str = Field(min_length=1)
@@ -149,6 +161,7 @@ class RunReport(_Strict):
     retries: dict[str, Any] | None = None
     # absent when every test ran and each gave its check result; present, the verdict is FAIL
     incomplete: Incomplete | None = None
+    narrowed: Narrowed | None = None  # absent when the whole suites ran over every workload
 
 
 def validate_run(document: dict[str, Any]) -> RunReport:

@@ -43,6 +43,7 @@ KNOWN_KEYS = {
     "checks",
     "findings",
     "workloads",
+    "narrowed",  # the header's "Narrowed to" row
 }
 SECTION_ORDER = ("inventory", "leftovers", "coverage")
 MAX_CELL = 400
@@ -133,6 +134,7 @@ class RunView:
     workloads: list[WorkloadView]
     sections: list[Table] = field(default_factory=list)
     incomplete: str = ""  # why the verdict is FAIL beyond the checks (incomplete_text); "" for a whole run
+    narrowed: bool = False  # -k, -m, named tests, --workload, --pod, --namespace: part of the suites ran
     # which cluster: its name is not enough (clusters of one name in other resource groups or subscriptions)
     cluster_key: tuple[str, str, str] = ("", "", "")
 
@@ -418,6 +420,22 @@ def _duration(started: str, finished: str) -> str:
 _NOT_LEFTOVERS = ("POD_IDENTITY_UNREADABLE", "POD_IDENTITY_COVERAGE_UNKNOWN")  # doubts, not pod identity left
 
 
+def narrowed_text(document: dict[str, Any]) -> str:
+    """What narrowed the run, in one header cell: the verdict covers only what the run selected."""
+    narrowed = document.get("narrowed")
+    if not isinstance(narrowed, dict):
+        return ""
+    parts = [f"{flag} {narrowed[key]!r}" for key, flag in (("keyword", "-k"), ("markexpr", "-m"))
+             if narrowed.get(key)]
+    parts += [f"{flag} {value}" for key, flag in (("tests", "tests"), ("workloads", "--workload"),
+                                                   ("pods", "--pod"), ("namespaces", "--namespace"))
+              for value in narrowed.get(key) or []]
+    if not parts:
+        return ""
+    return cell(", ".join(parts) + ": the verdict covers only the checks this run selected, not the whole chain "
+                "of every workload")
+
+
 def incomplete_text(document: dict[str, Any]) -> str:
     """Why the verdict is FAIL beyond the checks, in one header cell: the run stopped by a signal, the harness's
     tests that errored without a check result (the first one's message); "" for a run that finished whole."""
@@ -491,6 +509,7 @@ def run_view(document: dict[str, Any]) -> RunView:
         ("Run by (Azure)", _run_by(run_by.get("azure"), AZURE_CALLER_LABELS)),
         ("Verdict", str(document.get("verdict", "")).upper()),
         *((("Not complete", unfinished),) if (unfinished := incomplete_text(document)) else ()),
+        *((("Narrowed to", narrowed),) if (narrowed := narrowed_text(document)) else ()),
         *((("Off pod identity", migration),) if (migration := migration_state(document)) else ()),
     ]
     columns: list[str] = []
@@ -550,6 +569,7 @@ def run_view(document: dict[str, Any]) -> RunView:
         workloads=views,
         sections=[t for key in extra for t in section_tables(_title(key), document[key])],
         incomplete=incomplete_text(document),
+        narrowed=bool(narrowed_text(document)),
         cluster_key=(cluster, str(target.get("resource_group") or ""), str(target.get("subscription_id") or "")),
     )
 
@@ -588,7 +608,7 @@ def fleet_view(documents: list[dict[str, Any]], expected: Iterable[str] = ()) ->
                 run.cluster,
                 run.run_id,
                 _started(run),
-                run.verdict.upper() + (" (not complete)" if run.incomplete else ""),
+                run.verdict.upper() + (" (not complete)" if run.incomplete else " (narrowed)" if run.narrowed else ""),
                 # YES / NO / CANNOT TELL (the run's header says why); — when the migration suite did not run
                 next((value.split(":", 1)[0] for label, value in run.header if label == "Off pod identity"), "—"),
                 f"{workloads['pass']}/{workloads['total']}",

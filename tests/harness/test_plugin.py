@@ -183,6 +183,14 @@ def test_k_selects_by_workload_id(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("suites", "--config", "harness.yaml", "-k", "orders/orders-sa and token")
     result.assert_outcomes(passed=5)
     assert [p.split("/")[0] for p in created(pytester)] == ["orders"]
+    # a PASS of five checks is not the chain's: run.json (and the sign-off's header) says what narrowed it
+    assert run_json(pytester)["narrowed"] == {"keyword": "orders/orders-sa and token"}
+    result = pytester.runpytest("suites/test_cluster.py::test_cluster", "--config", "harness.yaml",
+                                "--workload", "finance/backend-sa")
+    assert run_json(pytester)["narrowed"] == {"tests": ["test_cluster.py::test_cluster"],
+                                              "workloads": ["finance/backend-sa"]}
+    pytester.runpytest("suites", "--config", "harness.yaml")
+    assert "narrowed" not in run_json(pytester)
 
 
 def test_without_azure_the_suites_still_pass(pytester: pytest.Pytester) -> None:

@@ -755,3 +755,19 @@ def test_an_expected_cluster_without_a_run_fails_the_fleet(
     assert md_cells(row)[:4] == ["prod-aks", "—", "—", "MISSING: no run.json"]
     page = html.unescape((tmp_path / "fleet" / "signoff.html").read_text())
     assert "MISSING: no run.json" in page and "No run of prod-aks" in page
+
+
+def test_a_narrowed_run_says_so_in_the_header_and_the_fleet(run_world: Callable[..., Any]) -> None:
+    """pytest suites -k sa.exists --workload finance/backend-sa ran one check and wrote a sign-off whose header
+    said 'Verdict PASS' like a whole run's. run.json's ``narrowed`` (what -k, -m, named tests, --workload, --pod,
+    --namespace left out) is a 'Narrowed to' row, and the fleet's verdict cell says PASS (narrowed)."""
+    results, _ = run_world(World.healthy())
+    document = build_run_from_results("20250102T000000Z-aaaaaa", "2025-01-02T10:00:00Z", "2025-01-02T10:01:00Z",
+                                      results)
+    document["narrowed"] = {"keyword": "sa.exists", "workloads": ["finance/backend-sa"]}
+    for fmt in FORMATS:
+        text = md_unescape(render(document, fmt)) if fmt == "md" else html.unescape(render(document, fmt))
+        assert "-k 'sa.exists', --workload finance/backend-sa: the verdict covers only the checks this run " \
+               "selected" in text, fmt
+    row = next(line for line in render_fleet([document], "md").splitlines() if line.startswith("| dev-aks"))
+    assert md_cells(row)[3] == "PASS (narrowed)"
