@@ -32,7 +32,7 @@ from harness.config import ConfigError, HarnessConfig, load_config
 from harness.lab_bootstrap import LabUnavailable, start_embedded_lab
 from harness.names import RUN_ID_LABEL
 from harness.redact import Redactor
-from harness.report.run_json import build_run, rfc3339, write_run
+from harness.report.run_json import build_run, point_latest, rfc3339, write_run
 from harness.report.summary import summary_lines
 from harness.report.troubleshoot import encodable, marks_for, troubleshooting_lines
 from harness.session import (
@@ -667,6 +667,7 @@ class RunRecorder:
         self.document: dict[str, Any] | None = None
         self.path: Path | None = None
         self.write_error: str | None = None
+        self.latest_error: str | None = None  # the run's report is written, <report-dir>/latest does not point at it
         self.interrupted: str | None = None  # the signal that stopped the run before it finished
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -695,7 +696,11 @@ class RunRecorder:
         self.document = build_run(s.run_id, s.started_at, rfc3339(), self.payloads, fallback, self.errors,
                                   self.interrupted, narrowed_by(session.config))
         try:
-            self.path = write_run(s.report_dir, self.document, s.redactor)
+            self.path = write_run(s.report_dir, self.document, s.redactor, latest=False)
+            try:
+                point_latest(s.report_dir, self.document["run_id"])
+            except OSError as exc:  # the run's report is written; only the latest link is not
+                self.latest_error = str(exc) if not exc.strerror else f"{s.report_dir / 'latest'}: {exc.strerror}"
         except OSError as exc:
             # the report directory went (deleted, replaced by a file, its disk full) after the start's check: the
             # run's work is not lost, it is written to a new temporary directory and the summary says where
@@ -727,6 +732,8 @@ class RunRecorder:
         if self.path is not None:
             run_dir = self.path.parent
             terminalreporter.write_line(f"sign-off {run_dir / 'signoff.md'}  {run_dir / 'signoff.html'}")
+        if self.latest_error:
+            terminalreporter.write_line(f"{self.latest_error}: it does not point at this run", yellow=True)
         if self.write_error:
             instead = f": written to {self.path.parent} instead" if self.path is not None else ""
             terminalreporter.write_line(

@@ -181,9 +181,9 @@ def build_run_from_results(
     return build_run(run_id, started_at, finished_at, payloads, results.target)
 
 
-def write_run(report_dir: Path, document: dict[str, Any], redactor: Redactor) -> Path:
+def write_run(report_dir: Path, document: dict[str, Any], redactor: Redactor, latest: bool = True) -> Path:
     """Validate, redact (a last pass over the serialised text) and write run.json, then signoff.md and signoff.html
-    rendered from it; returns the run.json path."""
+    rendered from it, and (``latest``) point ``<report-dir>/latest`` at them; returns the run.json path."""
     validate_run(document)
     text = redactor.text(json.dumps(document, indent=2, sort_keys=False, default=str))
     validate_run(json.loads(text))
@@ -194,13 +194,23 @@ def write_run(report_dir: Path, document: dict[str, Any], redactor: Redactor) ->
     tmp.write_text(text + "\n")
     os.replace(tmp, path)
     write_signoff(run_dir, json.loads(text), redactor.text)  # from the redacted document, as written
-    point_latest(report_dir, document["run_id"])
+    if latest:
+        point_latest(report_dir, document["run_id"])
     return path
 
 
 def point_latest(report_dir: Path, run_id: str) -> None:
+    """``<report-dir>/latest`` -> the run's directory (a symlink, replaced at once); OSError when it cannot be, and
+    never over a ``latest`` that is not the harness's symlink (a directory a CI step or a person made there)."""
     latest = report_dir / "latest"
+    if latest.exists() and not latest.is_symlink():
+        kind = "a directory" if latest.is_dir() else "a file"
+        raise OSError(f"{latest} is {kind}, not the harness's symlink: left as it is")
     tmp = report_dir / f".latest-{os.getpid()}"
     tmp.unlink(missing_ok=True)
     os.symlink(run_id, tmp)
-    os.replace(tmp, latest)
+    try:
+        os.replace(tmp, latest)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise

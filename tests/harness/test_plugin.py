@@ -469,3 +469,22 @@ def pytest_collection_finish(session):  # once the run has started: its report d
         assert f"report {written / 'run.json'}" in out
     finally:
         shutil.rmtree(written.parent)
+
+
+def test_a_latest_that_is_a_directory_is_left_and_the_run_still_reported(pytester: pytest.Pytester) -> None:
+    """reports/latest made a real directory (a CI step's mkdir -p reports/latest && mv run.json there, a copied
+    artifact): pointing the link failed after run.json was written, and the end said the report could not be
+    written at all. Now the run's report is where it belongs, named in the summary, and the one line says that
+    latest (left as it is) does not point at it."""
+    project(pytester, World.healthy())
+    (pytester.path / "reports" / "latest").mkdir(parents=True)
+    (pytester.path / "reports" / "latest" / "run.json").write_text("{}")
+    result = pytester.runpytest("suites", "--config", "harness.yaml")
+    assert result.ret == 0
+    out = result.stdout.str()
+    written = sorted((pytester.path / "reports").glob("2*/run.json"))
+    assert len(written) == 1 and f"report {written[0]}" in out
+    assert f"{pytester.path / 'reports' / 'latest'} is a directory, not the harness's symlink: left as it is: it " \
+           "does not point at this run" in out
+    assert (pytester.path / "reports" / "latest" / "run.json").read_text() == "{}"
+    assert "could not write" not in out and not list((pytester.path / "reports").glob(".latest-*"))
