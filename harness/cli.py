@@ -105,6 +105,8 @@ def _render_manifests(config_path: Path, out_dir: Path, image: str | None, names
 
 
 def _render(run: Path, fmt: str, output: Path | None) -> int:
+    if output is not None and output.exists() and output.resolve() == run.resolve():
+        raise ReportInputError(f"{output}: is the run.json being rendered: writing the sign-off there would replace it")
     text = Redactor().text(render(load_run(run), fmt))
     if output is None:
         sys.stdout.write(text)

@@ -546,6 +546,8 @@ def _bad_inputs(tmp_path: Path, good: Path) -> list[tuple[list[str], str]]:
             f"{tmp_path}: is a directory, not a file",
         ),
         (["merge", str(good), "-o", str(a_file)], "a-file: is a file, not a directory"),
+        (["render", str(good), "--format", "md", "-o", str(good)],
+         "run.json: is the run.json being rendered: writing the sign-off there would replace it"),
         (["merge", str(good), "-o", str(a_file / "sub")], "a-file/sub: cannot create the directory:"),
         (["merge", str(good), str(good), "-o", str(tmp_path / "f")], "is given twice"),
         (["merge", str(good), str(broken), "-o", str(tmp_path / "f")], "broken.json: does not match"),
