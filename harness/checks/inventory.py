@@ -15,7 +15,8 @@ Findings (one per code, naming every case, each with the commands that fix it, r
 - FIC_ORPHANED: a credential for this cluster's issuer (any spelling) names a ServiceAccount that does not
   exist (a warning: a stale trust that whoever creates that ServiceAccount inherits);
 - FIC_LIMIT_NEAR: 18 or more of the 20 credentials an identity may hold (a warning);
-- ROLE_OVERLY_BROAD: Owner, Contributor or User Access Administrator (an error), or any role at subscription,
+- ROLE_OVERLY_BROAD: Owner, Contributor, User Access Administrator or Key Vault Contributor (an error), or any
+  role at subscription,
   resource-group or management-group scope (a warning), held by an identity a ServiceAccount names;
 - INVENTORY_INCOMPLETE: what the harness may not read (a warning about its own view).
 
@@ -66,6 +67,10 @@ PRIVILEGED_ROLES = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
     "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
     "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
+    # "a user with the Contributor, Key Vault Contributor, or any other role that includes
+    # Microsoft.KeyVault/vaults/write ... can grant themselves data plane access by setting a Key Vault access
+    # policy" (learn.microsoft.com key-vault/general/rbac-access-policy); it also changes the vault's network rules
+    "f25e0fa2-a7c8-4377-a976-54943a77a395": "Key Vault Contributor",
 }
 _SUBJECT_RE = re.compile(r"system:serviceaccount:([^:]+):([^:]+)")
 _SUBSCRIPTION_SCOPE = re.compile(r"/subscriptions/[^/]+", re.IGNORECASE)
@@ -802,6 +807,9 @@ def broad_reason(assignment: dict[str, Any]) -> tuple[str, str] | None:
     privileged = PRIVILEGED_ROLES.get(definition) or next(
         (name for name in PRIVILEGED_ROLES.values() if name.lower() == role.lower()), None
     )
+    if privileged == "Key Vault Contributor":
+        return ERROR, ("Key Vault Contributor lets the workload change its vaults (network rules, permission model) "
+                       "and, under access policies, grant itself their secrets")
     if privileged:
         return ERROR, f"{privileged} lets the workload change or grant access to everything in its scope"
     scope = str(assignment.get("scope") or "").rstrip("/")

@@ -577,6 +577,19 @@ def test_broad_roles_on_an_identity_a_workload_uses() -> None:
             "resourceGroups/myRg/providers/Microsoft.Authorization/roleAssignments/r-1") in broad.fix_lines()
 
 
+def test_key_vault_contributor_on_a_workload_identity_is_an_error() -> None:
+    """Key Vault Contributor (no data action: the workload's read fails with ROLE_INSUFFICIENT, and a person adds
+    Key Vault Secrets User beside it) still lets the workload reconfigure its vault and, under access policies, grant
+    itself the secrets: an error, deleted by id."""
+    facts = healthy()
+    backend(facts).role_assignments += [
+        assignment("Key Vault Contributor", "f25e0fa2-a7c8-4377-a976-54943a77a395", VAULT, "kvc-1")]
+    broad = findings(run(facts))["ROLE_OVERLY_BROAD"]
+    assert broad.severity == "error" and "grant itself their secrets" in broad.message
+    assert words(broad)[0] == ["az", "role", "assignment", "delete", "--ids",
+                               f"{VAULT}/providers/Microsoft.Authorization/roleAssignments/kvc-1"]
+
+
 def test_a_role_at_a_subscription_alone_is_a_warning() -> None:
     facts = healthy()
     backend(facts).role_assignments = [assignment("Reader", READER, f"/subscriptions/{SUB}", "r-2")]
