@@ -625,17 +625,29 @@ def redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
 
 
 def narrowed_by(config: pytest.Config) -> dict[str, Any]:
-    """What of the command line narrowed the run to part of the suites (run.json's ``narrowed``): -k, -m, test
-    files or node ids (a directory, the suites themselves, narrows nothing), --workload, --pod, --namespace."""
+    """What of the command line narrowed the run to part of the suites (run.json's ``narrowed``): -k, -m, --lf,
+    --sw, --deselect, --ignore, test files or node ids (a directory, the suites themselves, narrows nothing),
+    --workload, --pod, --namespace."""
     options = config.option
     tests = []
     for arg in config.args:
         path = arg.split("::", 1)[0]
         if "::" in arg or not Path(config.invocation_params.dir, path).is_dir():
             tests.append(f"{Path(path).name}{arg[len(path):]}")
+    selected = []
+    lf = config.pluginmanager.get_plugin("lfplugin")
+    rerun = getattr(lf, "_previously_failed_count", None)  # how many it selected (None: it did not select here)
+    if getattr(options, "lf", False) and (rerun if rerun is not None else getattr(lf, "lastfailed", True)):
+        selected.append("--lf")  # only the checks that failed last time: with none recorded, pytest runs them all
+    if getattr(options, "stepwise", False):
+        selected.append("--sw")
+    selected += [f"--deselect {item}" for item in getattr(options, "deselect", None) or []]
+    selected += [f"--ignore {item}" for item in getattr(options, "ignore", None) or []]
+    selected += [f"--ignore-glob {item}" for item in getattr(options, "ignore_glob", None) or []]
     return {
         "keyword": str(getattr(options, "keyword", "") or ""),
         "markexpr": str(getattr(options, "markexpr", "") or ""),
+        "options": selected,
         "tests": tests,
         "workloads": list(getattr(options, "wi_workloads", None) or []),
         "pods": list(getattr(options, "wi_pods", None) or []),

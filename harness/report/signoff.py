@@ -427,6 +427,7 @@ def narrowed_text(document: dict[str, Any]) -> str:
         return ""
     parts = [f"{flag} {narrowed[key]!r}" for key, flag in (("keyword", "-k"), ("markexpr", "-m"))
              if narrowed.get(key)]
+    parts += [str(option) for option in narrowed.get("options") or []]
     parts += [f"{flag} {value}" for key, flag in (("tests", "tests"), ("workloads", "--workload"),
                                                    ("pods", "--pod"), ("namespaces", "--namespace"))
               for value in narrowed.get(key) or []]

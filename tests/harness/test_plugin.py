@@ -191,6 +191,16 @@ def test_k_selects_by_workload_id(pytester: pytest.Pytester) -> None:
                                               "workloads": ["finance/backend-sa"]}
     pytester.runpytest("suites", "--config", "harness.yaml")
     assert "narrowed" not in run_json(pytester)
+    # --lf after a failure: the rerun of the failed checks alone that passes is a narrowed PASS, not the chain's
+    pytester.runpytest("suites", "--config", "harness.yaml", "-p", "cacheprovider", "--lf")  # no failures: all ran
+    assert "narrowed" not in run_json(pytester)
+    broken = World.healthy()
+    broken.workloads[0].fic_issuer = ISSUER.rstrip("/")
+    (pytester.path / "world.pickle").write_bytes(pickle.dumps(broken))
+    whole = pytester.runpytest("suites", "--config", "harness.yaml", "-p", "cacheprovider").parseoutcomes()
+    rerun = pytester.runpytest("suites", "--config", "harness.yaml", "-p", "cacheprovider", "--lf").parseoutcomes()
+    assert sum(rerun.values()) < sum(whole.values()) - whole.get("deselected", 0)  # only the failed ones ran
+    assert run_json(pytester)["narrowed"] == {"options": ["--lf"]}
 
 
 def test_without_azure_the_suites_still_pass(pytester: pytest.Pytester) -> None:

@@ -773,3 +773,5 @@ def test_a_narrowed_run_says_so_in_the_header_and_the_fleet(run_world: Callable[
                "selected" in text, fmt
     row = next(line for line in render_fleet([document], "md").splitlines() if line.startswith("| dev-aks"))
     assert md_cells(row)[3] == "PASS (narrowed)"
+    document["narrowed"] = {"options": ["--lf"]}  # a rerun of last time's failures alone
+    assert "| Narrowed to | --lf: the verdict covers only" in render(document, "md")
