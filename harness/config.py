@@ -58,6 +58,7 @@ import difflib
 import os
 import re
 import typing
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -664,6 +665,26 @@ class KeyVaultSecretAccess(_Access):
     url_field: ClassVar[str] = "vault_url"
     service_label: ClassVar[str] = "Key Vault"
     hosts_field: ClassVar[str] = "keyvault_hosts"
+
+    @field_validator("vault_url")
+    @classmethod
+    def _vault_root(cls, value: str) -> str:
+        """The vault's own URL (its vaultUri, https://NAME.vault.azure.net/): a secret's id pasted here
+        (.../secrets/NAME[/VERSION]) would be read as .../secrets/NAME/secrets/SECRET, which Key Vault refuses."""
+        path = urllib.parse.urlsplit(value).path
+        if path.strip("/"):
+            raise ValueError(f"has a path ({values.printable(path, 60)}): it is the vault's own URL, "
+                             "https://NAME.vault.azure.net/ (az keyvault show --name NAME --query properties.vaultUri); "
+                             "the secret's name goes in secret:")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_name(cls, value: str) -> str:
+        if not values.is_keyvault_object_name(value):
+            raise ValueError(f"{values.printable(value, 80)!r} is not a Key Vault secret name (1-127 letters, digits "
+                             "and hyphens)")
+        return value
 
     def describe(self) -> str:
         return f"Key Vault secret {self.secret!r} in {self.vault_url}"

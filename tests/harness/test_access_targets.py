@@ -111,6 +111,27 @@ def test_a_hostile_access_url_is_one_line_naming_the_field(
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        # a secret's id pasted as the vault's URL: read as .../secrets/db-password/secrets/SECRET, a 400 from Key Vault
+        ("vault_url", "https://finance-kv.vault.azure.net/secrets/db-password",
+         "vault_url: has a path (/secrets/db-password): it is the vault's own URL, https://NAME.vault.azure.net/"),
+        ("vault_url", "https://finance-kv.vault.azure.net/secrets/db-password/4387e9f3d6e14c459867679a90fd0f79",
+         "the secret's name goes in secret:"),
+        ("secret", "db password", "secret: 'db password' is not a Key Vault secret name"),
+        ("secret", "db_password", "secret: 'db_password' is not a Key Vault secret name"),
+        ("secret", "x" * 128, "is not a Key Vault secret name"),
+    ],
+)
+def test_a_secret_id_or_an_impossible_secret_name_is_one_line(tmp_path: Path, field: str, value: str,
+                                                               expected: str) -> None:
+    access = vault("https://finance-kv.vault.azure.net/")
+    access[field] = value
+    [line] = problems(config_with(access), tmp_path)
+    assert line.startswith(f"workloads[0].access[1].{field}: ") and expected in line, line
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "https://FINANCE-KV.VAULT.AZURE.NET/",
