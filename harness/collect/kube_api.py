@@ -194,10 +194,10 @@ def kube_target_problem(kubeconfig: Path | None, context: str | None) -> str | N
         return str(exc)
     where, names = config.where, config.context_names()
     if context is not None and context not in names:
-        return f"cluster.context: {_shown(context)} is not a context of {where} (it has: {', '.join(names)})"
+        return f"cluster.context: {_shown(context)} is not a context of {where} (it has: {', '.join(printable(str(n), 80) for n in names)})"
     name = context or config.current_context
     if name is None:
-        return f"cluster.context: {where} has no current-context: name one (it has: {', '.join(names)})"
+        return f"cluster.context: {where} has no current-context: name one (it has: {', '.join(printable(str(n), 80) for n in names)})"
     found = config.entry("contexts", name)
     if found is None:
         return f"cluster.kubeconfig: {where}: its current-context {_shown(name)} is not one of its contexts"

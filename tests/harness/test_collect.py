@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from azure.core.exceptions import ClientAuthenticationError
 from fakeworld import closed_port
 
@@ -438,6 +439,13 @@ def test_kube_target_problems_are_read_from_the_file_alone(tmp_path: Path) -> No
     assert kube_target_problem(good, "lab") is None and kube_target_problem(good, None) is None
     assert kube_target_problem(good, "prod") == (
         f"cluster.context: 'prod' is not a context of {good} (it has: lab)"
+    )
+    # a context name holding an escape (ESC ] 0 sets the terminal's title) is listed escaped, never raw
+    data = yaml.safe_load(good.read_text())
+    data["contexts"].append({"name": "evil\x1b]0;t\x07", "context": data["contexts"][0]["context"]})
+    good.write_text(yaml.safe_dump(data))
+    assert kube_target_problem(good, "prod") == (
+        f"cluster.context: 'prod' is not a context of {good} (it has: lab, evil\\x1b]0;t\\x07)"
     )
     empty = tmp_path / "empty"
     empty.write_text("apiVersion: v1\nkind: Config\n")
