@@ -120,6 +120,8 @@ def arm_failure_finding(
 
 _UNKNOWN_RESOURCE_RE = re.compile(r"AADSTS500011: The resource principal named (\S+?) was not found")
 _DISABLED_RE = re.compile(r"AADSTS7000112: Application '([0-9A-Fa-f-]{36})'")
+_NO_SERVICE_PRINCIPAL_RE = re.compile(r"AADSTS7000229: The client application ([0-9A-Fa-f-]{36}) is missing "
+                                      r"service principal")
 
 
 def harness_token_fix(azure: AzureConfig | None, fetched: Fetched) -> list[Step]:
@@ -134,6 +136,21 @@ def harness_token_fix(azure: AzureConfig | None, fetched: Fetched) -> list[Step]
         client_id = disabled.group(1)
         return [advice(f"the harness's own service principal ({client_id}) is disabled: enable it"),
                 fix.service_principal_enabled(client_id), fix.enable_service_principal(client_id)]
+    missing = _NO_SERVICE_PRINCIPAL_RE.search(str(fetched.error or ""))
+    if missing is not None:
+        # the harness's own enterprise application deleted (az ad sp delete): its secret is fine. Restored from
+        # Graph's deleted items it keeps its object id and every grant; a new one needs its grants again
+        client_id = missing.group(1)
+        graph = (azure.cloud.endpoints.microsoft_graph if azure is not None else "").rstrip("/") or "<graph>"
+        return [advice(f"the harness's own service principal ({client_id}) is missing; deleted within the last 30 "
+                       "days? restore it instead of the lines below (it keeps its object id and grants):"),
+                advice(f"  az rest --method GET --url '{graph}/v1.0/directory/deletedItems/microsoft.graph."
+                       f"servicePrincipal' --query \"value[?appId=='{client_id}'].id\" -o tsv"),
+                advice(f"  az rest --method POST --url '{graph}/v1.0/directory/deletedItems/<that-id>/restore'"),
+                fix.create_service_principal(client_id),
+                advice("a new service principal holds none of the old one's grants: Reader where the harness "
+                       "reads, and Microsoft Graph's Application.Read.All"),
+                fix.grant_harness_reader(azure), *fix.grant_harness_graph_read(azure)]
     match = _UNKNOWN_RESOURCE_RE.search(str(fetched.error or ""))
     if match is None:
         return fix.harness_credential(azure)

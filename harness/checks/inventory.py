@@ -496,6 +496,8 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
                 )
             trusting = list({id(c.identity): c.identity for c in ctx.credentials
                              if c.usable and c.service_account == ref}.values())
+            namesakes = [i for i in trusting if i.name == app.get("displayName")]
+            trusting = namesakes if len(namesakes) == 1 else trusting  # made again under its name, first
             if len(trusting) == 1:  # made again since (az ad app create), with a credential for the account
                 cases[-1] += (f"; {short(trusting[0])} (client id {trusting[0].client_id}) has a federated "
                               "credential for it now")

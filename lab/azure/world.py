@@ -165,6 +165,11 @@ class DeletedItem:
     app: AppRegistration
     deleted_at: float
     service_principal_enabled: bool = True  # a service principal's accountEnabled when it was deleted
+    # the app roles (Microsoft Graph's application permissions) granted to the deleted service principal: an
+    # appRoleAssignment names the service principal's object id (its principalId), so a new service principal made
+    # for the app holds none of them, and a restore brings them back with the object id ("recover the service
+    # principal's previous configurations", learn.microsoft.com, Restore a soft deleted enterprise application)
+    graph_permissions: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

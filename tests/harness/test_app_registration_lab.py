@@ -583,3 +583,34 @@ def test_the_harness_disabled_is_told_to_enable_itself_not_to_renew_its_secret(
                                                if c["status"] != "pass"]
     finally:
         shell.must(f"az ad sp update --id {harness} --set accountEnabled=true")
+
+
+def test_the_harness_without_its_service_principal_is_told_to_restore_or_make_it_with_its_grants(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """The harness's own enterprise application deleted (az ad sp delete): Entra refuses its tokens with
+    AADSTS7000229. HARNESS_CREDENTIAL_FAILED printed the expired-secret repair; it now says to restore it from
+    Graph's deleted items (comments: the person's choice), else prints a new one with the grants the harness
+    needs (Reader, Application.Read.All); pasted, the run passes."""
+    info = running_lab.info()
+    harness, graph = info["harness"]["client_id"], info["endpoints"]["graph"]
+    old = shell.must(f"az ad sp show --id {harness} --query id -o tsv").strip()
+    shell.must(f"az ad sp delete --id {harness}")
+    try:
+        document, _, _ = run(tmp_path, healthy.config, healthy.ref)
+        failed = next(f for f in document["findings"] if f["code"] == "HARNESS_CREDENTIAL_FAILED")
+        assert "AADSTS7000229" in failed["message"]
+        commands = [line for line in failed["remediation"] if not line.startswith("#")]
+        assert commands[0] == f"az ad sp create --id {harness}", failed["remediation"]
+        assert [line for line in failed["remediation"] if line.startswith("#") and "/restore" in line]
+        assert not [line for line in failed["remediation"] if "credential list" in line]
+        paste(shell, failed)
+        document, checks, _ = run(tmp_path, healthy.config, healthy.ref)
+        assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values()
+                                               if c["status"] != "pass"]
+    finally:  # the harness's own service principal back, with every grant it had
+        made = shell.run([f"az ad sp show --id {harness} --query id -o tsv"])
+        if made.returncode == 0 and made.stdout.strip() != old:
+            shell.must(f"az ad sp delete --id {harness}")
+        if shell.run([f"az ad sp show --id {harness} --query id -o tsv"]).returncode != 0:
+            shell.must(f"az rest --method POST --url {graph}{restore_line(old)} -o none")

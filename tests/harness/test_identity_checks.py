@@ -239,6 +239,27 @@ def test_the_harness_disabled_is_enabled_not_given_a_new_secret() -> None:
     assert not any("credential list" in line for line in finding.fix_lines())
 
 
+def test_the_harness_without_its_service_principal_is_restored_or_made_with_its_grants() -> None:
+    """The harness's own service principal deleted (AADSTS7000229 for its token): no new secret helps. The restore
+    from Graph's deleted items comes first, as comments (the person looks); the lines make a new one and grant it
+    Reader and Application.Read.All, which a new object id lacks."""
+    failure = Fetched("https://management.azure.com/x", None, None,
+                      f"the harness could not get an ARM token: Authentication failed: AADSTS7000229: The client "
+                      f"application {HARNESS} is missing service principal in the tenant {TENANT}.", CREDENTIAL_ERROR)
+    ctx = context_for()
+    ctx.azure = azure()
+    ctx.facts.identity = IdentityFacts(configured=True, resource_id="/x", error=failure)
+    finding = identity_matches(ctx).findings[0]
+    assert finding.code == "HARNESS_CREDENTIAL_FAILED"
+    lines = finding.fix_lines()
+    commands = [line for line in lines if not line.startswith("#")]
+    assert commands[:2] == [f"az ad sp create --id {HARNESS}", f"az role assignment create --assignee {HARNESS} "
+                            "--role Reader --scope /subscriptions/0b1f6471-1bf0-4dda-aec3-111122223333"]
+    assert commands[2].startswith("GRANT=$(az ad sp list")
+    assert "deletedItems/microsoft.graph.servicePrincipal" in lines[1] and lines[1].startswith("#")
+    assert not any("credential list" in line for line in lines)
+
+
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
     ctx = context_with(application(service_principal=False))
     assert ctx.facts.pod is not None

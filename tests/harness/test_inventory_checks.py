@@ -340,7 +340,10 @@ def test_a_deleted_application_made_again_is_annotated_and_the_restore_is_the_ot
     facts.deleted[deleted] = {"application": {"id": "obj", "appId": deleted, "displayName": "web-app",
                                               "deletedDateTime": "2026-12-01T10:00:00Z"},
                               "service_principal": {"id": "sp"}}
-    found = findings(run(facts))
+    facts.identities.append(InventoryIdentity(kind="application", client_id=ORDERS_ID.replace("4f", "6f"),
+                                              name="other-app", federated_credentials=[
+                                                  credential("copy", "system:serviceaccount:web:app-sa")]))
+    found = findings(run(facts))  # the one of the deleted app's name, though another trusts the account too
     unknown = found["SA_CLIENT_ID_UNKNOWN"]
     assert f"(client id {APP_ID}) has a federated credential for it now" in unknown.message
     lines = unknown.fix_lines()

@@ -166,6 +166,24 @@ def test_a_deleted_service_principal_made_again_cannot_be_restored_over_the_new_
     assert_graph_error(graph(lab, "GET", f"/directory/deletedItems/{old}"), 404, "Request_ResourceNotFound")
 
 
+def test_app_roles_belong_to_the_service_principal_not_to_one_made_again(lab) -> None:
+    """An appRoleAssignment names the service principal's object id: a new service principal made for the app
+    (az ad sp delete, then az ad sp create) holds none of the deleted one's Graph permissions; restored instead,
+    the deleted one has them back. The lab kept them on the application, so a new one held them too."""
+    app = new_app(lab)
+    graph_sp = graph(lab, "GET", "/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')").json()["id"]
+    old = graph(lab, "GET", f"/servicePrincipals(appId='{app['appId']}')").json()["id"]
+    body = {"principalId": old, "resourceId": graph_sp, "appRoleId": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"}
+    assert graph(lab, "POST", f"/servicePrincipals/{old}/appRoleAssignments", body=body).status_code == 201
+    assert graph(lab, "DELETE", f"/servicePrincipals/{old}").status_code == 204
+    new = graph(lab, "POST", "/servicePrincipals", body={"appId": app["appId"]}).json()["id"]
+    assert graph(lab, "GET", f"/servicePrincipals/{new}/appRoleAssignments").json()["value"] == []
+    assert graph(lab, "DELETE", f"/servicePrincipals/{new}").status_code == 204
+    assert graph(lab, "POST", f"/directory/deletedItems/{old}/restore").status_code == 200
+    assert [a["appRoleId"] for a in graph(lab, "GET", f"/servicePrincipals/{old}/appRoleAssignments")
+            .json()["value"]] == [body["appRoleId"]]
+
+
 def test_graph_app_roles_are_app_role_assignments_that_make_the_next_tokens_roles(lab) -> None:
     """Admin consent to an application permission is an app role assignment on Microsoft Graph's service principal
     (appId 00000003-..., its appRoles in the tenant): granted by POST .../appRoleAssignments (the lab's admin holds

@@ -253,8 +253,10 @@ class Directory:
 
     def _soft_delete_service_principal(self, app: AppRegistration) -> None:
         self.world.deleted_items[app.principal_id.lower()] = DeletedItem(
-            "servicePrincipal", app.principal_id, app, self.clock(), app.service_principal_enabled)
+            "servicePrincipal", app.principal_id, app, self.clock(), app.service_principal_enabled,
+            frozenset(app.graph_permissions))
         app.principal_id = ""
+        app.graph_permissions = set()  # the deleted service principal's: a new one for the app holds none
 
     # ------------------------------------------------------------------ app role assignments (admin consent)
     def app_role_assignments(self, principal: Principal) -> list[tuple[str, str]]:
@@ -334,6 +336,7 @@ class Directory:
                 raise errors.restore_conflict(item.object_id)
             app.principal_id = item.object_id
             app.service_principal_enabled = item.service_principal_enabled
+            app.graph_permissions = set(item.graph_permissions)
         del self.world.deleted_items[item.object_id.lower()]
 
     def purge(self, item: DeletedItem) -> None:
