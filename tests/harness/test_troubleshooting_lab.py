@@ -4,6 +4,7 @@ which checks the pod as admitted and then probes under its ServiceAccount."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import kubernetes
@@ -62,3 +63,47 @@ def test_pod_checks_an_existing_pod_then_probes_under_its_service_account(
     lines = view_lines(result.stdout)  # narrowed by --pod: shown although it passes
     assert lines[1].startswith(f"── finance/{pod}: PASS")
     assert any(line.startswith("  ✓ exchange.identity") for line in lines)
+
+
+def test_pod_that_sets_its_own_authority_host_is_named_and_the_printed_fix_repairs_it(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """A pod whose spec sets AZURE_AUTHORITY_HOST to a host that is not Entra (the webhook never overwrites it, so
+    its SDK sends the ServiceAccount token there), made by hand with kubectl: --pod names POD_ENV_CONFLICT on
+    pod.mutated, with the webhook's own value from the probe pod; the printed delete of the pod, and the pod made
+    again without the variable, passes."""
+    kubeconfig = str(running_lab.state_dir / "kubeconfig")
+    client = kubernetes.config.new_client_from_config(config_file=kubeconfig)
+    core = kubernetes.client.CoreV1Api(client)
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "sets-authority", "namespace": "finance",
+                        "labels": {"azure.workload.identity/use": "true"}},
+           "spec": {"serviceAccountName": "backend-sa", "containers": [{
+               "name": "app", "image": "myacr.azurecr.io/finance/backend:1.0",
+               "env": [{"name": "AZURE_AUTHORITY_HOST", "value": "https://login.attacker.example/"}]}]}}
+    core.create_namespaced_pod("finance", pod)
+    try:
+        result, document = run_suites(tmp_path / "broken", "--config", str(running_lab.harness_config),
+                                      "--pod", "finance/sets-authority")
+        assert result.returncode == 1, result.stdout[-3000:]
+        (workload,) = document["workloads"]
+        mutated = checks_of(document, "finance/sets-authority")["pod.mutated"]
+        assert mutated["status"] == "fail" and [f["code"] for f in workload["findings"]] == ["POD_ENV_CONFLICT"]
+        assert mutated["message"].startswith("AZURE_AUTHORITY_HOST=https://login.attacker.example/ in the pod, but "
+                                             "the webhook injects https://127.0.0.1:")
+        fixes = workload["findings"][0]["remediation"]
+        assert fixes[1] == "kubectl delete pod -n finance sets-authority"
+        assert checks_of(document, "finance/sets-authority")["exchange.succeeds"]["status"] == "pass"  # the probe's
+        deleted = subprocess.run(["kubectl", "--kubeconfig", kubeconfig, *fixes[1].split()[1:], "--wait=true"],
+                                 capture_output=True, text=True, timeout=60)
+        assert deleted.returncode == 0, deleted.stderr
+        del pod["spec"]["containers"][0]["env"]  # the advice: the variable removed from the spec
+        core.create_namespaced_pod("finance", pod)
+        result, document = run_suites(tmp_path / "fixed", "--config", str(running_lab.harness_config),
+                                      "--pod", "finance/sets-authority")
+        assert result.returncode == 0, result.stdout[-3000:]
+    finally:
+        try:
+            core.delete_namespaced_pod("sets-authority", "finance", grace_period_seconds=0)
+        except kubernetes.client.exceptions.ApiException as exc:
+            assert exc.status == 404
