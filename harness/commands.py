@@ -120,8 +120,7 @@ def pasteable(line: str, limit: int | None = None) -> str:
         return line
     why = f"{len(line)} characters" if line.isprintable() else "it holds a newline or control character"
     shown = visible(line)
-    room = 160 if limit is None else max(40, limit // 2)
-    preview = shown if len(shown) <= room else shown[:room] + "…"
+    preview = shown if len(shown) <= 160 else shown[:160] + "…"
     return f"# not shown whole ({why}): run.json's remediation has it exactly: {preview}"
 
 

@@ -20,7 +20,9 @@ from harness.values import TRUNCATION_MARKER, shorten, visible
 MAX_MESSAGE = 160  # characters of a check's message on its line
 MAX_EVIDENCE = 240  # characters of the one evidence line
 MAX_FINDING = 200  # characters of a finding's message
-MAX_FIX = 400  # characters of one fix command (a longer one is in run.json whole)
+# characters of one fix command shown to paste: a real one reaches ~450 (az ad app federated-credential update
+# with its --parameters JSON and an AKS issuer); a longer one (a value of kilobytes) is a comment, whole in run.json
+MAX_FIX = 2000
 MAX_VALUE = 120  # characters of one evidence value (as many as a long word of a check's message)
 MAX_REPEATED = 40  # an evidence value longer than this is shown once
 ID_WIDTH = 34

@@ -237,7 +237,9 @@ def test_fixes_that_cannot_be_shown_whole_are_comments_and_nothing_acts_on_the_t
     from harness.report.troubleshoot import MAX_FIX
 
     hostile_fix = render(find_identity_by_client_id(HOSTILE))
-    long_fix = render(kubectl("annotate", "serviceaccount", "-n", "finance", "backend-sa", "x=" + "y" * 500))
+    long_fix = render(kubectl("annotate", "serviceaccount", "-n", "finance", "backend-sa", "x=" + "y" * 5000))
+    real_fix = "az ad app federated-credential update --parameters " + "x" * 420  # a real one reaches ~450
+    assert pasteable(real_fix, MAX_FIX) == real_fix
     plain_fix = render(kubectl("get", "serviceaccount", "-n", "finance", "backend-sa", "-o", "yaml"))
     broken = workload(
         "finance/backend-sa",
