@@ -611,7 +611,7 @@ def fleet_view(documents: list[dict[str, Any]], expected: Iterable[str] = ()) ->
                 _started(run),
                 run.verdict.upper() + (" (not complete)" if run.incomplete else " (narrowed)" if run.narrowed else ""),
                 # YES / NO / CANNOT TELL (the run's header says why); — when the migration suite did not run
-                next((value.split(":", 1)[0] for label, value in run.header if label == "Off pod identity"), "—"),
+                _migration_cell(run),
                 f"{workloads['pass']}/{workloads['total']}",
                 *(str(checks[s]) for s in STATUS_ORDER),
                 str(findings["error"]),
@@ -646,6 +646,15 @@ def fleet_view(documents: list[dict[str, Any]], expected: Iterable[str] = ()) ->
             "missing": len(missing),
         },
     )
+
+
+def _migration_cell(run: RunView) -> str:
+    """The fleet table's 'Off pod identity' cell: the header's YES / NO / CANNOT TELL, and a YES with checks that
+    were skipped (the add-on's, without ARM) says so, as the run's header does."""
+    value = next((value for label, value in run.header if label == "Off pod identity"), None)
+    if value is None:
+        return "—"
+    return value.split(":", 1)[0] + (" (not all checked)" if "(not checked: " in value else "")
 
 
 def repeated_clusters(clusters: dict[str, list[RunView]]) -> str:

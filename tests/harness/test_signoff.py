@@ -616,6 +616,13 @@ def test_the_header_says_whether_the_cluster_is_off_pod_identity_whatever_the_ve
                "POD_IDENTITY_BINDING_NOT_MIGRATED (expect.migration_complete is not set" in text, fmt
     fleet = render_fleet([document], "md")
     assert md_cells(next(line for line in fleet.splitlines() if line.startswith("| dev-aks")))[3:5] == ["PASS", "NO"]
+    skipped = copy.deepcopy(document)  # the add-on's check skipped (no ARM): YES in the header with the caveat
+    skipped["checks"] = [{"id": i, "status": "pass", "message": "ok", "evidence": {}} for i in ids]
+    skipped["checks"][-1].update(status="skip", message="no Azure access configured")
+    skipped["findings"], skipped["coverage"] = [], []
+    assert "(not checked: migration.addon_disabled)" in render(skipped, "md")
+    fleet_row = next(line for line in render_fleet([skipped], "md").splitlines() if line.startswith("| dev-aks"))
+    assert md_cells(fleet_row)[4] == "YES (not all checked)"  # not a bare YES in the fleet's table
     document["findings"][0]["code"] = "POD_IDENTITY_UNREADABLE"
     assert "| Off pod identity | CANNOT TELL: 1 of 2 AzureIdentityBindings are not migrated |" in render(document, "md")
 
