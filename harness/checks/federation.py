@@ -65,6 +65,26 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
     }
     expected = ctx.expected_client_id
     actual = str(props.get("clientId"))
+    configured, annotated = ctx.workload.client_id or "", ctx.annotated_client_id or ""
+    if (expected and actual.lower() != expected.lower() and facts.resolved_by == "config" and configured
+            and configured.lower() == annotated.lower() and exchange_succeeded(ctx)):
+        # harness.yaml's client_id and the ServiceAccount agree on one identity, which Entra knows (the exchange
+        # worked: not an identity deleted and made again under its name), its identity_resource_id names another:
+        # harness.yaml contradicts itself, and annotating the other identity's client id would move a workload
+        # that runs (the next run then asks to annotate it back)
+        where = f"{ctx.namespace}/{ctx.service_account}"
+        message = (f"harness.yaml names two identities for {where}: client_id {configured}, with which the "
+                   f"ServiceAccount is annotated, and identity_resource_id {facts.resource_id}, whose client id is "
+                   f"{actual}")
+        return failed(
+            f"identity {facts.resource_id} has client id {actual}; harness.yaml's client_id and the ServiceAccount "
+            f"name {configured}",
+            evidence,
+            Finding("IDENTITY_CLIENT_ID_MISMATCH", ERROR, "identity", message, evidence, [
+                advice(f"in harness.yaml, for {where}: drop identity_resource_id if the workload runs as "
+                       f"{configured}, as its ServiceAccount says; else set client_id: {actual} there, and the "
+                       "next run prints the annotation")]),
+        )
     if expected and (ctx.stale_configured_client_id is not None or actual.lower() != expected.lower()):
         if ctx.stale_configured_client_id is not None:  # the annotation is the identity's: harness.yaml is stale
             holder, message = "harness.yaml's client_id is", (

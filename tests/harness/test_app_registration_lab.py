@@ -176,6 +176,28 @@ def test_the_object_id_in_harness_yaml_is_fixed_in_harness_yaml_not_in_the_annot
     assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
 
 
+def test_harness_yaml_naming_a_managed_identity_beside_the_apps_client_id_is_fixed_in_harness_yaml(
+    healthy: AppWorkload, shell: Shell, tmp_path: Path  # noqa: F811
+) -> None:
+    """harness.yaml names the app's client id (as the ServiceAccount does, and the workload works) and, left from a
+    managed identity the workload used before, an identity_resource_id. The fix annotated the managed identity's
+    client id, moving a working workload (the next run asked to annotate the app back); it now asks to drop the
+    identity_resource_id (or name that identity throughout), and the edit passes."""
+    managed = shell.must("az identity list --query '[0].id' -o tsv").strip()
+    data = yaml.safe_load(healthy.config.read_text())
+    data["workloads"][0]["identity_resource_id"] = managed
+    config = healthy.config.with_name("two-identities.yaml")
+    config.write_text(yaml.safe_dump(data))
+    _, _, entry = run(tmp_path, config, healthy.ref)
+    assert [f["code"] for f in entry["findings"]] == ["IDENTITY_CLIENT_ID_MISMATCH"], entry["findings"]
+    (line,) = entry["findings"][0]["remediation"]
+    assert line.startswith(f"# in harness.yaml, for {healthy.ref}: drop identity_resource_id"), line
+    del data["workloads"][0]["identity_resource_id"]  # the edit
+    config.write_text(yaml.safe_dump(data))
+    _, checks, entry = run(tmp_path, config, healthy.ref)
+    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+
+
 def test_another_apps_token_is_not_judged_by_the_expected_apps_role_assignments(
     healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
 ) -> None:

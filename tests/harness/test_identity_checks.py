@@ -260,6 +260,32 @@ def test_the_harness_without_its_service_principal_is_restored_or_made_with_its_
     assert not any("credential list" in line for line in lines)
 
 
+def test_harness_yaml_naming_two_identities_is_fixed_in_harness_yaml_not_by_moving_a_working_workload() -> None:
+    """harness.yaml's client_id (an app registration's, with which the ServiceAccount is annotated and as which the
+    pod exchanges its token) and its identity_resource_id (a managed identity, another client id) disagree. The fix
+    annotated the managed identity's client id, moving a working workload; the next run then asked to annotate it
+    back (SA_ANNOTATION_WRONG_IDENTITY) and to edit harness.yaml. It now asks for the harness.yaml edit. An
+    identity deleted and made again under its name (the exchange fails) still gets the new client id annotated."""
+    def outcome(exchanged: bool) -> Any:
+        ctx = context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID)
+        ctx.azure = azure()
+        ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                           resolved_by="config", identity={"id": IDENTITY_ID, "properties": {
+                                               "clientId": REAL_CLIENT, "principalId": SP_ID}})
+        assert ctx.facts.pod is not None
+        ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "pass" if exchanged else "fail",
+                                          "evidence": {"client_id": CLIENT}, "error": {}}]}
+        return identity_matches(ctx)
+
+    (finding,) = outcome(exchanged=True).findings
+    assert finding.code == "IDENTITY_CLIENT_ID_MISMATCH" and "harness.yaml names two identities" in finding.message
+    assert finding.fix_lines() == [f"# in harness.yaml, for finance/backend-sa: drop identity_resource_id if the "
+                                   f"workload runs as {CLIENT}, as its ServiceAccount says; else set client_id: "
+                                   f"{REAL_CLIENT} there, and the next run prints the annotation"]
+    assert outcome(exchanged=False).findings[0].fix_lines()[0].startswith(
+        f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={REAL_CLIENT}")
+
+
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
     ctx = context_with(application(service_principal=False))
     assert ctx.facts.pod is not None
