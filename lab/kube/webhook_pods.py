@@ -115,6 +115,35 @@ async def run_manager(lab: Lab, pod: Obj, container: str, log: bytearray) -> int
     return 1
 
 
+def image_version(image: str) -> tuple[str, tuple[int, int, int]] | None:
+    """(tag, (major, minor, patch)) of a ``...webhook:vX.Y.Z[-suffix]`` image; None for a digest or another tag."""
+    name = image.split("@", 1)[0]
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else ""
+    parts = tag.removeprefix("v").split("-", 1)[0].split(".")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    return tag, (int(parts[0]), int(parts[1]), int(parts[2]))
+
+
+def image_changes(settings: webhook.WebhookSettings, pod: Obj | None) -> dict[str, str]:
+    """The token layout and image tag of the webhook version the serving pod runs (``kubectl set image``, a chart
+    pinned with ``--set image.release=``): v1.0 to v1.5 mount /var/run/secrets/azure/tokens, v1.6.0 moved it to
+    /var/run/secrets/azure/wi (reference azure-workload-identity.md 3, table 1.8); the proxy images it injects
+    carry its own tag. A pod of the lab's own image, or an image whose tag is not a version, changes nothing.
+    unverified: the v0.x webhook's other behaviour (mutation on a ServiceAccount label) is not emulated."""
+    for container in ((pod or {}).get("spec") or {}).get("containers") or []:
+        image = str(container.get("image") or "")
+        if not image.split("@", 1)[0].rsplit(":", 1)[0].endswith("/webhook"):
+            continue
+        found = image_version(image)
+        if found is None or found[0] == settings.image_tag:
+            return {}
+        tag, version = found
+        layout = "v1.5" if version < (1, 6, 0) else settings.layout if settings.layout != "v1.5" else "v1.6"
+        return {"version": tag, **({"layout": layout} if layout != settings.layout else {})}
+    return {}
+
+
 def settings_of(lab: Lab, pod: Obj | None) -> webhook.WebhookSettings:
     """The settings the webhook pod that serves a call runs with: the lab's, with the AZURE_TENANT_ID and
     AZURE_ENVIRONMENT its manager read from azure-wi-webhook-config when it started (getTenantID falls back to
@@ -123,9 +152,9 @@ def settings_of(lab: Lab, pod: Obj | None) -> webhook.WebhookSettings:
     settings = lab.kube.webhook
     meta = (pod or {}).get("metadata") or {}
     started = lab.kube.webhook_pod_config.get((str(meta.get("namespace") or ""), str(meta.get("name") or "")))
+    changes: dict[str, str] = image_changes(settings, pod)
     if not started:
-        return settings
-    changes: dict[str, str] = {}
+        return dataclasses.replace(settings, **changes) if changes else settings
     if started.get("AZURE_TENANT_ID") and started["AZURE_TENANT_ID"] != settings.tenant_id:
         changes["tenant_id"] = started["AZURE_TENANT_ID"]
     cloud = started.get("AZURE_ENVIRONMENT") or "AzurePublicCloud"

@@ -554,3 +554,39 @@ def test_a_client_id_set_from_a_secret_is_an_env_conflict_unset_by_the_printed_f
         kubectl(running_lab, "-n", "orders", "delete", "secret", "app-ids")
     wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before | {preset["metadata"]["name"]})
     run_for(tmp_path / "fixed", config, "--workload", "orders/orders-sa", 0)
+
+
+def test_a_webhook_upgraded_by_hand_leaves_a_hardcoded_token_path_behind_and_the_printed_unset_repairs_it(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """``kubectl set image`` of the add-on's webhook to v1.6.0 (which mounts the token under
+    /var/run/secrets/azure/wi), while orders-api's template sets AZURE_FEDERATED_TOKEN_FILE to the v1.5 path its
+    docs showed: the webhook keeps the preset, the app reads a file that is not there. (The lab injected the v1.5
+    layout whatever image served.) POD_ENV_CONFLICT names both paths, and its printed unset, pasted, passes."""
+    config = str(running_lab.harness_config)
+    image = "mcr.microsoft.com/oss/azure/workload-identity/webhook"
+    try:
+        ok(running_lab, "-n", "kube-system", "set", "image", "deployment/azure-wi-webhook-controller-manager",
+           f"manager={image}:v1.6.0")
+        ok(running_lab, "-n", "kube-system", "rollout", "status", "deployment/azure-wi-webhook-controller-manager",
+           "--timeout=60s")
+        before = {p["metadata"]["name"] for p in running_pods(running_lab, "orders", "app=orders-api")}
+        ok(running_lab, "-n", "orders", "set", "env", "deployment/orders-api",
+           "AZURE_FEDERATED_TOKEN_FILE=/var/run/secrets/azure/tokens/azure-identity-token")
+        preset = wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before)
+        assert any(v["name"].startswith("azure-workload-identity-reserved-") for v in preset["spec"]["volumes"])
+        _, _, checks, workload = run_for(tmp_path / "broken", config, "--workload", "orders/orders-sa", 1)
+        (finding,) = [f for f in workload["findings"] if f["code"] == "POD_ENV_CONFLICT"]
+        assert "/var/run/secrets/azure/wi/token/azure-identity-token" in finding["message"]
+        assert finding["remediation"] == ["kubectl set env deployment/orders-api -n orders AZURE_FEDERATED_TOKEN_FILE-"]
+        paste(running_lab, finding["remediation"][0])
+        fixed = wait_for_one_new_pod(running_lab, "orders", "app=orders-api", before | {preset["metadata"]["name"]})
+        env = {e["name"]: e.get("value") for e in fixed["spec"]["containers"][0]["env"]}
+        assert env["AZURE_FEDERATED_TOKEN_FILE"] == "/var/run/secrets/azure/wi/token/azure-identity-token"
+        run_for(tmp_path / "fixed", config, "--workload", "orders/orders-sa", 0)
+    finally:
+        kubectl(running_lab, "-n", "orders", "set", "env", "deployment/orders-api", "AZURE_FEDERATED_TOKEN_FILE-")
+        kubectl(running_lab, "-n", "kube-system", "set", "image", "deployment/azure-wi-webhook-controller-manager",
+                f"manager={image}:v1.5.1")
+        kubectl(running_lab, "-n", "kube-system", "rollout", "status",
+                "deployment/azure-wi-webhook-controller-manager", "--timeout=60s")
