@@ -17,6 +17,7 @@ from harness.checks.federation import (
     expected_issuer,
     fic_fix,
     free_fic_name,
+    graph_endpoint,
     match_fic,
     service_principal_repair,
 )
@@ -32,7 +33,7 @@ from harness.checks.network_policies import (
 from harness.checks.pod import authority_fix
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
-from harness.commands import Step, advice
+from harness.commands import Step, advice, command
 from harness.names import TENANT_ID_ANNOTATION
 
 # AADSTS code -> (finding code, layer, what it means)
@@ -442,6 +443,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     elif code == "IDENTITY_NOT_FOUND":
         remediation += [
             *_unknown_client_id_fix(ctx, str(evidence.get("client_id") or "")),
+            *_deleted_application_lookup(ctx, str(evidence.get("client_id") or "")),
             advice("if the identity lives in another tenant, the ServiceAccount must name that tenant:"),
             fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, None),
             *restart_workload(ctx),
@@ -514,6 +516,21 @@ def _unknown_client_id_fix(ctx: WorkloadContext, exchanged: str) -> list[Step]:
     if not target or (exchanged and target.lower() == exchanged.lower()):
         return fix.find_identity_anywhere(exchanged or target)
     return [fix.annotate_sa(ctx.namespace, ctx.service_account, target)]
+
+
+def _deleted_application_lookup(ctx: WorkloadContext, client_id: str) -> list[Step]:
+    """Where Microsoft Graph refused the harness, it cannot tell whether the client id's application was deleted
+    (az ad app delete: Graph keeps it 30 days, restorable with its credentials): the person's az can list it (az
+    has no command for deleted items; az rest reaches Graph's). Nothing where the harness looked itself."""
+    refused = ctx.facts.identity.refused if ctx.facts.identity is not None else []
+    if not values.is_guid(client_id) or not any("/v1.0/" in f.url or "/beta/" in f.url for f in refused):
+        return []
+    graph = (graph_endpoint(ctx) or "").rstrip("/") or "<microsoft-graph-endpoint>"
+    return [command("az", "rest", "--method", "GET", "--url",
+                    f"{graph}/v1.0/directory/deletedItems/microsoft.graph.application", "--query",
+                    f"value[?appId=='{client_id}'].{{objectId: id, name: displayName, deleted: deletedDateTime}}",
+                    "-o", "table", note="deleted within 30 days? az rest --method POST --url "
+                                        ".../deletedItems/<id>/restore restores it, then its service principal")]
 
 
 def _principal_owner(ctx: WorkloadContext) -> str | None:

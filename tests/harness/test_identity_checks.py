@@ -286,6 +286,32 @@ def test_harness_yaml_naming_two_identities_is_fixed_in_harness_yaml_not_by_movi
         f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={REAL_CLIENT}")
 
 
+def test_without_graph_read_an_unknown_client_id_is_also_looked_for_in_deleted_applications() -> None:
+    """AADSTS700016 with Graph refusing the harness: the application may have been deleted (az ad app delete), which
+    the harness cannot see; the look-ups listed live identities only. The person's az now lists Graph's deleted
+    applications with that appId (object id to restore). With Graph readable the harness looks itself."""
+    refused = Fetched(f"https://graph.microsoft.com/v1.0/applications(appId='{CLIENT}')", 403, None, "denied",
+                      "Authorization_RequestDenied")
+
+    def lines(*found: Fetched) -> list[str]:
+        ctx = context_for()
+        ctx.azure, ctx.facts.identity = azure(), IdentityFacts(configured=True, refused=list(found))
+        assert ctx.facts.pod is not None
+        error = {"kind": "entra_error", "http_status": 400, "error": "unauthorized_client", "aadsts": "AADSTS700016",
+                 "message": f"AADSTS700016: Application with identifier '{CLIENT}' was not found"}
+        ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "error": error,
+                                          "evidence": {"client_id": CLIENT}}]}
+        finding = exchange_succeeds(ctx).findings[0]
+        assert finding.code == "IDENTITY_NOT_FOUND"
+        return finding.fix_lines()
+
+    listed = [line for line in lines(refused) if "deletedItems" in line]
+    assert len(listed) == 1 and listed[0].startswith(
+        "az rest --method GET --url https://graph.microsoft.com/v1.0/directory/deletedItems/microsoft.graph.application")
+    assert f"value[?appId=='\"'\"'{CLIENT}'\"'\"'].{{objectId: id" in listed[0]
+    assert not [line for line in lines() if "deletedItems" in line]
+
+
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
     ctx = context_with(application(service_principal=False))
     assert ctx.facts.pod is not None
