@@ -797,7 +797,9 @@ def load_run(path: Path) -> dict[str, Any]:
     try:
         text = read_text(path, MAX_RUN_BYTES)
     except InputFileError as exc:
-        raise ReportInputError(f"{exc.path}: {exc.reason}") from None
+        inside = path / "run.json" if path.is_dir() else None  # a run's directory (reports/latest) named
+        hint = f": did you mean {inside}?" if inside is not None and inside.is_file() else ""
+        raise ReportInputError(f"{exc.path}: {exc.reason}{hint}") from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:

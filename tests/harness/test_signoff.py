@@ -530,7 +530,8 @@ def _bad_inputs(tmp_path: Path, good: Path) -> list[tuple[list[str], str]]:
         (["render", str(newer), "--format", "md"], "newer.json: a run.json of schema 'wi-harness/run/v2', which this "
                                                     "harness ("),
         (["render", str(tmp_path / "missing.json"), "--format", "md"], "missing.json: file not found"),
-        (["render", str(tmp_path), "--format", "md"], f"{tmp_path}: is a directory, not a regular file"),
+        (["render", str(tmp_path), "--format", "md"],
+         f"{tmp_path}: is a directory, not a regular file: did you mean {tmp_path / 'run.json'}?"),
         (["render", str(not_json), "--format", "html"], "not.json: not JSON (Expecting property name"),
         (
             ["render", str(other), "--format", "md"],
