@@ -20,6 +20,7 @@ from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passe
 from harness.checks.token import claims
 from harness.commands import Command, Step, advice, render
 from harness.facts import CREDENTIAL_ERROR, Fetched, IdentityFacts
+from harness.issuers import issuer_relation
 from harness.names import TOKEN_AUDIENCE
 
 MAX_FEDERATED_CREDENTIALS = 20
@@ -542,6 +543,15 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
     if match.issuer_differs:
         fic = match.issuer_differs[0]
         hint = slash_hint(str(fic["issuer"]), issuer)
+        repair: list[Step] = [fic_fix(ctx, "update", str(fic["name"]), issuer)]
+        if issuer_relation(str(fic["issuer"]), issuer) is None:
+            # another cluster's issuer (a blue/green pair, a cluster copied from): that credential may still let
+            # that cluster's workload in, so this cluster gets one of its own, as the inventory's FIC_OLD_ISSUER
+            # says; updating it in place would move the other cluster's trust here
+            hint = " (another cluster's issuer)"
+            repair = [fic_fix(ctx, "create", name, issuer),
+                      advice(f"credential {fic['name']} may still serve the cluster of {fic['issuer']}: delete it "
+                             "only if no cluster uses it")]
         return failed(
             f"federated credential {fic['name']} has issuer {fic['issuer']!r}, the token says "
             f"{issuer!r}{hint} (Entra: AADSTS700211)",
@@ -552,7 +562,7 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                 "federation",
                 f"FIC {fic['name']} issuer {fic['issuer']!r} != {issuer!r}{hint}",
                 evidence,
-                [fic_fix(ctx, "update", str(fic["name"]), issuer)],
+                repair,
             ),
         )
     if match.subject_differs:

@@ -412,6 +412,41 @@ def test_a_credential_for_a_mistyped_namespace_is_joined_by_one_under_a_free_nam
         trust(shell, app, issuer, healthy.namespace, healthy.service_account, "kubernetes-federated-credential")
 
 
+def test_a_credential_for_another_clusters_issuer_is_joined_by_one_for_this_cluster_not_moved(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """The app's credential names another cluster's issuer (the app serves a blue/green pair). The workload's
+    FIC_ISSUER_MISMATCH updated it to this cluster's issuer, taking the trust from the other cluster, while the
+    run's FIC_OLD_ISSUER created a new one. Both print the same create now; pasted, the run passes and the other
+    cluster's credential is still there."""
+    app, issuer = healthy.app, running_lab.info()["issuer_url"]
+    other = "https://eastus.oic.prod-aks.azure.com/72f988bf-86f1-41af-91ab-2d7cd011db47/0f0e0d0c-1111-2222-3333-4444/"
+    names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
+    shell.must(*(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
+                 for name in names))
+    body = {"name": "blue", "issuer": other, "subject": f"system:serviceaccount:{healthy.namespace}:"
+            f"{healthy.service_account}", "audiences": [EXCHANGE_AUDIENCE]}
+    shell.must(f"az ad app federated-credential create --id {app.app_id} --parameters "
+               f"{shlex.quote(json.dumps(body))} -o none --only-show-errors")
+    try:
+        document, _, entry = run(tmp_path, healthy.config, healthy.ref)
+        first = entry["findings"][0]
+        assert first["code"] == "FIC_ISSUER_MISMATCH", [f["code"] for f in entry["findings"]]
+        stale = next(f for f in document["findings"] if f["code"] == "FIC_OLD_ISSUER")
+        commands = [line for line in first["remediation"] if not line.startswith("#")]
+        assert commands == [line for line in stale["remediation"] if not line.startswith("#")], (first, stale)
+        paste(shell, first)
+        _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+        issuers = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].issuer' -o tsv")
+        assert sorted(issuers.split()) == sorted([other, issuer])
+    finally:  # the credential as the module made it
+        names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
+        shell.must(*(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
+                     for name in names))
+        trust(shell, app, issuer, healthy.namespace, healthy.service_account, "kubernetes-federated-credential")
+
+
 def test_the_harness_without_application_read_all_says_so_once_per_scope_and_its_grant_works_on_any_cloud(
     healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
 ) -> None:

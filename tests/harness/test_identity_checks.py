@@ -312,6 +312,24 @@ def test_without_graph_read_an_unknown_client_id_is_also_looked_for_in_deleted_a
     assert not [line for line in lines() if "deletedItems" in line]
 
 
+def test_a_credential_for_another_clusters_issuer_is_joined_not_moved() -> None:
+    """The ServiceAccount's only credential names another cluster's issuer (the same app serves a blue/green pair,
+    or the credential was copied from a cluster's set-up): FIC_ISSUER_MISMATCH updated it to this issuer, taking
+    the trust from that cluster, where the inventory's FIC_OLD_ISSUER creates one. Both create now; a spelling twin
+    (a trailing slash) is still updated in place."""
+    other = "https://eastus.oic.prod-aks.azure.com/72f988bf-86f1-41af-91ab-2d7cd011db47/0f0e0d0c-1111-2222-3333-4444/"
+    blue = {"id": "f1", "name": "blue", "issuer": other, "subject": SUBJECT, "audiences": [AUDIENCE]}
+    (finding,) = federated_credential(context_with(application(fics=[blue]))).findings
+    assert finding.code == "FIC_ISSUER_MISMATCH" and "another cluster's issuer" in finding.message
+    lines = finding.fix_lines()
+    assert lines[0].startswith(f"az ad app federated-credential create --id {CLIENT} ") and ISSUER in lines[0]
+    assert lines[1].startswith("# credential blue may still serve the cluster of")
+    twin = {**blue, "issuer": ISSUER.rstrip("/")}
+    (finding,) = federated_credential(context_with(application(fics=[twin]))).findings
+    assert finding.fix_lines()[0].startswith(f"az ad app federated-credential update --id {CLIENT} "
+                                             "--federated-credential-id blue ")
+
+
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
     ctx = context_with(application(service_principal=False))
     assert ctx.facts.pod is not None
