@@ -307,7 +307,11 @@ def _backend_overridden(config: pytest.Config) -> bool:
 
 
 def _report_dir(config: pytest.Config) -> Path:
-    return Path(config.invocation_params.dir) / config.getoption("wi_report_dir")
+    value = config.getoption("wi_report_dir")
+    if not str(value).strip():  # --report-dir "$REPORT_DIR" with the variable unset: not the current directory
+        raise pytest.UsageError("--report-dir is empty (an unset variable?): name a directory, or leave the option "
+                                "out for reports/")
+    return Path(config.invocation_params.dir) / value
 
 
 def _check_report_dir(report_dir: Path) -> None:

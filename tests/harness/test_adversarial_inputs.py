@@ -393,6 +393,8 @@ REFERENCE_CASES = [
     pytest.param(
         "--workload", "finance/sa\x1b[2J", "contains whitespace or a control character", id="escape"
     ),
+    # --report-dir "$REPORT_DIR" with the variable unset wrote the run and a latest link into the current directory
+    pytest.param("--report-dir", "", "is empty (an unset variable?)", id="empty-report-dir"),
 ]
 
 
