@@ -162,6 +162,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if not _active(config):
         if suites_requested(config):
+            if config.getoption("wi_config") is not None:  # --config "$CONFIG" with the variable unset
+                raise pytest.UsageError("--config is empty (an unset variable?): name the harness.yaml to use")
             raise pytest.UsageError(NO_TARGET)
         return
     fixtures.keep_for_the_run()  # what is loaded by now (the kubernetes client, pydantic's schemas)
@@ -274,7 +276,11 @@ def _build(
     discovery: dict[str, Any] | None = None,
 ) -> HarnessSession:
     workload_refs, pod_refs = _refs(config)
-    image = config.getoption("wi_probe_image") or harness_config.probe.resolved_image
+    given = config.getoption("wi_probe_image")
+    if given is not None and not given.strip():  # --probe-image "$IMAGE" with the variable unset
+        raise pytest.UsageError("--probe-image is empty (an unset variable?): name an image, or leave the option out "
+                                "for probe.image")
+    image = given or harness_config.probe.resolved_image
     problem = image_reference_problem(image)
     if problem is not None:
         raise pytest.UsageError(f"--probe-image: {problem} (got {printable(image, 80)!r})")

@@ -395,6 +395,8 @@ REFERENCE_CASES = [
     ),
     # --report-dir "$REPORT_DIR" with the variable unset wrote the run and a latest link into the current directory
     pytest.param("--report-dir", "", "is empty (an unset variable?)", id="empty-report-dir"),
+    pytest.param("--config", "", "is empty (an unset variable?)", id="empty-config"),  # not 'pass --config'
+    pytest.param("--probe-image", "", "is empty (an unset variable?)", id="empty-probe-image"),  # not ignored
 ]
 
 
