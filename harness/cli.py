@@ -36,6 +36,13 @@ USAGE_ERROR = 2
 PROG = "python -m harness"
 
 
+def _path(value: str) -> Path:
+    """A path argument; an empty one (a CI's "$VAR" unset) would be the current directory, so it is refused."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset variable?)")
+    return Path(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="wi-harness commands (the suites run under pytest)"
@@ -44,14 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="render or merge run reports (run.json) into sign-offs")
     actions = report.add_subparsers(dest="action", required=True, metavar="ACTION")
     render_cmd = actions.add_parser("render", help="render one run.json as a sign-off (Markdown or HTML)")
-    render_cmd.add_argument("run", type=Path, metavar="RUN.json")
+    render_cmd.add_argument("run", type=_path, metavar="RUN.json")
     render_cmd.add_argument("--format", choices=FORMATS, required=True)
-    render_cmd.add_argument("-o", "--output", type=Path, metavar="FILE", help="write here (default: stdout)")
+    render_cmd.add_argument("-o", "--output", type=_path, metavar="FILE", help="write here (default: stdout)")
     merge_cmd = actions.add_parser(
         "merge", help="one sign-off over several runs (clusters): DIR/signoff.md, .html"
     )
-    merge_cmd.add_argument("runs", type=Path, nargs="+", metavar="RUN.json")
-    merge_cmd.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    merge_cmd.add_argument("runs", type=_path, nargs="+", metavar="RUN.json")
+    merge_cmd.add_argument("-o", "--output", type=_path, required=True, metavar="DIR")
     merge_cmd.add_argument(
         "--expect", action="append", default=[], metavar="CLUSTER",
         help="a cluster (by name) that must have a run: without one the fleet verdict is FAIL (repeatable)",
@@ -61,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     render_manifests = manifests_actions.add_parser(
         "render", help="the harness's Job, ServiceAccount, RBAC, and a probe pod per workload, into DIR"
     )
-    render_manifests.add_argument("--config", type=Path, required=True, metavar="harness.yaml")
-    render_manifests.add_argument("--out", type=Path, required=True, metavar="DIR")
+    render_manifests.add_argument("--config", type=_path, required=True, metavar="harness.yaml")
+    render_manifests.add_argument("--out", type=_path, required=True, metavar="DIR")
     render_manifests.add_argument("--image", metavar="IMAGE", help="the harness image, in place of harness.image")
     render_manifests.add_argument(
         "--namespace", dest="namespaces", action="append", default=[], metavar="NS",

@@ -783,3 +783,20 @@ def test_a_narrowed_run_says_so_in_the_header_and_the_fleet(run_world: Callable[
     assert md_cells(row)[3] == "PASS (narrowed)"
     document["narrowed"] = {"options": ["--lf"]}  # a rerun of last time's failures alone
     assert "| Narrowed to | --lf: the verdict covers only" in render(document, "md")
+
+
+@pytest.mark.parametrize("argv", [
+    ["report", "render", "", "--format", "md"],
+    ["report", "merge", "run.json", "-o", ""],
+    ["manifests", "render", "--config", "harness.yaml", "--out", ""],
+])
+def test_an_empty_path_argument_is_refused_not_the_current_directory(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-o "$OUT" with the variable unset wrote signoff.md and signoff.html (manifests: the whole bundle) into the
+    current directory; each path argument now refuses an empty value, as argparse refuses a bad one."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and "is empty (an unset variable?)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
