@@ -118,9 +118,13 @@ class AppRegistration(Principal):
         return bool(self.principal_id)
 
     def add_secret(self) -> str:
-        value = secrets.token_urlsafe(30)
-        self.client_secrets[new_guid()] = value
-        return value
+        return self.add_secret_with_id()[1]
+
+    def add_secret_with_id(self) -> tuple[str, str]:
+        """A new client secret: (its keyId, its value)."""
+        key_id, value = new_guid(), secrets.token_urlsafe(30)
+        self.client_secrets[key_id] = value
+        return key_id, value
 
 
 # Microsoft Graph's application permissions (app roles) the lab models: name -> app role id, as Graph's permissions

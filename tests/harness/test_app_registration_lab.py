@@ -90,6 +90,30 @@ def workload(shell: Shell, running_lab: RunningLab) -> AppWorkload:  # noqa: F81
     return AppWorkload(namespace, account, app, vault_id, configs[0], configs[1])
 
 
+def test_an_app_made_by_create_for_rbac_as_the_quick_start_does_passes(
+    workload: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """``az ad sp create-for-rbac --name X`` (azure-workload-identity's quick start makes the app so: application,
+    service principal and a client secret in one command, the secret through Graph's addPassword, which the lab
+    refused: "Resource not found for the segment 'addPassword'"), then the credential, the role and the
+    ServiceAccount as for any app: the suites pass."""
+    namespace = f"rbac-{uuid.uuid4().hex[:6]}"
+    app_id = shell.must(f"az ad sp create-for-rbac --name {namespace}-app --query appId -o tsv "
+                        "--only-show-errors").strip()
+    app = App(app_id, "", shell.must(f"az ad sp show --id {app_id} --query id -o tsv").strip())
+    trust(shell, app, running_lab.info()["issuer_url"], namespace, "web-sa", "kubernetes-federated-credential")
+    shell.must(f"az role assignment create --assignee {app_id} --role 'Key Vault Secrets User' --scope "
+               f"{workload.vault_id} -o none --only-show-errors", f"kubectl create namespace {namespace}",
+               f"kubectl create serviceaccount -n {namespace} web-sa",
+               f"kubectl annotate serviceaccount -n {namespace} web-sa {CLIENT_ID}={app_id}")
+    data = yaml.safe_load(workload.config.read_text())
+    data["workloads"][0].update(namespace=namespace, client_id=app_id)
+    config = workload.config.with_name(f"{namespace}.yaml")
+    config.write_text(yaml.safe_dump(data))
+    _, checks, entry = run(tmp_path, config, f"{namespace}/web-sa")
+    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+
+
 @pytest.fixture
 def healthy(workload: AppWorkload, shell: Shell) -> Iterator[AppWorkload]:  # noqa: F811
     """The workload as made; whatever a test changed of its annotation is put back after it."""

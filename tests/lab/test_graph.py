@@ -99,6 +99,26 @@ def test_an_application_is_created_and_found_by_id_by_app_id_and_by_filter(lab) 
     assert listed["@odata.context"] == f"{lab.endpoints['graph']}/v1.0/$metadata#applications"
 
 
+def test_add_password_returns_a_secret_once_that_authenticates_the_app(lab) -> None:
+    """application: addPassword, as az ad sp create-for-rbac and az ad app credential reset call it: 200 with a
+    passwordCredential whose secretText is the secret (shown once: the application lists its hint only), and the
+    app's service principal gets tokens with it."""
+    app = new_app(lab)
+    made = graph(lab, "POST", f"/applications/{app['id']}/addPassword",
+                 body={"passwordCredential": {"displayName": "rbac", "endDateTime": "2027-12-05T00:00:00Z"}})
+    assert made.status_code == 200, made.text
+    secret = made.json()
+    assert secret["displayName"] == "rbac" and secret["endDateTime"] == "2027-12-05T00:00:00Z"
+    assert secret["hint"] == secret["secretText"][:3] and uuid.UUID(secret["keyId"])
+    listed = graph(lab, "GET", f"/applications/{app['id']}").json()["passwordCredentials"]
+    assert [(c["keyId"], c["secretText"]) for c in listed] == [(secret["keyId"], None)]
+    credential = ClientSecretCredential(lab.tenant_id, app["appId"], secret["secretText"],
+                                        authority=lab.authority_host, disable_instance_discovery=True)
+    assert credential.get_token(GRAPH_SCOPE).token
+    assert_graph_error(graph(lab, "POST", f"/applications/{app['id']}/addPassword", who="harness", body={}), 403,
+                       "Authorization_RequestDenied")
+
+
 def test_the_app_id_is_not_the_object_id(lab) -> None:
     """The common mistake: /applications/{appId}. Graph answers 404 with its own error shape."""
     app = new_app(lab, service_principal=False)

@@ -4,6 +4,7 @@
     GET|PATCH|DELETE  /v1.0/applications/{id}  and  /v1.0/applications(appId='{appId}')   ($select, $expand)
     GET|POST          /v1.0/applications/{id}/federatedIdentityCredentials         (and the appId form)
     GET|PATCH|DELETE  /v1.0/applications/{id}/federatedIdentityCredentials/{id or name}
+    POST              /v1.0/applications/{id}/addPassword                 (a client secret, returned once)
     GET|POST          /v1.0/servicePrincipals                             ($filter incl. servicePrincipalNames/any)
     GET|DELETE        /v1.0/servicePrincipals/{id}  and  /v1.0/servicePrincipals(appId='{appId}')
     POST              /v1.0/directoryObjects/getByIds
@@ -184,6 +185,21 @@ class GraphService:
             _only(method, "DELETE")
             self.directory.delete_application(app)
             return self.respond(request, 204, None)
+        if tail[0].lower() == "addpassword" and len(tail) == 1:
+            # application: addPassword (az ad sp create-for-rbac, az ad app credential reset): Graph makes the
+            # secret and returns it once, in secretText ("If successful, this method returns a 200 OK response
+            # code and a new passwordCredential object"; learn.microsoft.com, application: addPassword)
+            _only(method, "POST")
+            body = await _json_body(request)
+            asked = body.get("passwordCredential") if isinstance(body.get("passwordCredential"), dict) else {}
+            key_id, value = app.add_secret_with_id()
+            log.info("graph: a client secret added to app %s", app.client_id)
+            return self.respond(request, 200, {
+                "@odata.context": f"{self.base_url()}/{version}/$metadata#microsoft.graph.passwordCredential",
+                "customKeyIdentifier": None, "displayName": asked.get("displayName"),
+                "endDateTime": asked.get("endDateTime"), "hint": value[:3], "keyId": key_id, "secretText": value,
+                "startDateTime": asked.get("startDateTime") or shapes.timestamp(self.directory.clock()),
+            })
         if tail[0].lower() != "federatedidentitycredentials" or len(tail) > 2:
             raise errors.unknown_segment(tail[0])
         return await self._credentials(request, version, method, app, tail[1] if len(tail) == 2 else None)
