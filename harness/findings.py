@@ -201,10 +201,13 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "WEBHOOK_UNAVAILABLE", "webhook", "error",
         "The API server could not call the webhook (failurePolicy Fail): labelled pods are refused.",
-        "Bring the webhook's pods back (kubectl -n kube-system scale, or rollout restart).",
+        "Bring the webhook's pods back (kubectl -n kube-system scale, or rollout restart); pods ready but no "
+        "endpoint: the Service selects none of them, put back by the install that owns it.",
         "scenario:webhook-down",
         "fault:webhook-down-and-role-missing",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+        "test:tests/harness/test_real_cluster_cases_lab.py::test_a_webhook_service_whose_selector_was_edited_is_"
+        "named_not_restarted",
     ),
     _e(
         "POD_REJECTED_BY_WEBHOOK", "webhook", "error",

@@ -156,7 +156,8 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
                 fix.kubectl("-n", fix.namespace_or(namespace), "get", "pods", "-l",
                             "azure-workload-identity.io/system=true"),
                 fix.kubectl("-n", fix.namespace_or(namespace), "get", "endpoints", fix.object_or(service, "<service>")),
-                *_webhook_pods_back(ctx, namespace),
+                *(_service_selects_no_ready_pod(ctx, namespace, service) if "no endpoints available" in message
+                  and _ready_webhook_replicas(ctx, namespace) else _webhook_pods_back(ctx, namespace)),
             ],
         )
     elif "denied the request" in message:
@@ -660,6 +661,10 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
     skip = annotation(ctx.pod, SKIP_CONTAINERS_ANNOTATION)
     if skip:
         reasons.append(f"{SKIP_CONTAINERS_ANNOTATION}={skip}")
+    rules = _rules_miss_pod_create(ctx)
+    if rules and not reasons:
+        reasons.append(f"the webhook's rules do not select pod CREATE ({rules}): the API server never calls it for a "
+                       "new pod (the add-on and the chart ship operations [CREATE] on v1 pods)")
     narrowed = _object_selector_unmet(ctx, labels)
     if narrowed and not reasons:
         reasons.append("the webhook's objectSelector also requires " + ", ".join(narrowed)
@@ -712,6 +717,27 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
             remediation,
         ),
     )
+
+
+def _matches(values: Any, wanted: str) -> bool:
+    return any(v in ("*", wanted) for v in values or [])
+
+
+def _rules_miss_pod_create(ctx: WorkloadContext) -> str:
+    """The workload identity webhook's rules, shown, when none of them matches a pod CREATE (group "", version v1,
+    resource pods) as the API server matches rules (edited by hand: operations [UPDATE], resources
+    [deployments]); "" when one does, or when no such webhook is configured."""
+    hooks = [hook for configuration in ctx.cluster.webhook_configurations for hook in configuration.get("webhooks") or []
+             if hook.get("name") == WEBHOOK_NAME]
+    if not hooks or not all(hook.get("rules") for hook in hooks):  # rules not read: nothing to say
+        return ""
+    for hook in hooks:
+        for rule in hook.get("rules") or []:
+            if (_matches(rule.get("operations"), "CREATE") and _matches(rule.get("apiGroups"), "")
+                    and _matches(rule.get("apiVersions"), "v1")
+                    and any(r in ("*", "*/*", "pods") for r in rule.get("resources") or [])):
+                return ""
+    return "; ".join(json.dumps(hook.get("rules") or [], separators=(",", ":")) for hook in hooks)
 
 
 def _webhook_down_under_ignore(ctx: WorkloadContext) -> str:
@@ -883,6 +909,27 @@ def _mutation_remediation(ctx: WorkloadContext) -> list[Step]:
         fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.cluster), "-o", "yaml"),
         *enable_webhook(ctx.cluster, ctx.azure),
         *restart_workload(ctx),
+    ]
+
+
+def _ready_webhook_replicas(ctx: WorkloadContext, namespace: str) -> int:
+    return sum(int(((d.get("status") or {}).get("readyReplicas")) or 0) for d in ctx.cluster.webhook_deployments
+               if (d.get("metadata") or {}).get("namespace") == namespace)
+
+
+def _service_selects_no_ready_pod(ctx: WorkloadContext, namespace: str, service: str) -> list[Step]:
+    """"no endpoints available" while the webhook's Deployment has ready pods: the Service selects none of them (its
+    selector or targetPort edited, or the pods' labels): restarting the pods changes nothing. The Service's
+    selector and the pods' labels side by side, and the install that owns the Service put back as it ships it."""
+    ns = fix.namespace_or(namespace)
+    return [
+        fix.kubectl("-n", ns, "get", "service", fix.object_or(service, "<service>"), "-o",
+                    "jsonpath={.spec.selector} {.spec.ports}", note="the chart and add-on select "
+                    "azure-workload-identity.io/system=true, targetPort 9443"),
+        fix.kubectl("-n", ns, "get", "pods", "--show-labels"),
+        advice(f"the webhook's pods are ready but Service {ns}/{service} sends to none of them: put the Service back "
+               "as its install ships it:"),
+        *enable_webhook(ctx.cluster, ctx.azure),
     ]
 
 

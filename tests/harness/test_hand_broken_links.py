@@ -64,6 +64,9 @@ def test_with_pod_a_client_id_from_a_secret_is_a_conflict_unset_on_its_deploymen
         "secretKeyRef": {"name": "app-ids", "key": "AZURE_CLIENT_ID"}}})
     pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "azure-identity-token", "readOnly": True,
                                                      "mountPath": "/var/run/secrets/azure/tokens"}]
+    for env in pod["spec"]["containers"][0]["env"]:
+        if env["name"] == "AZURE_FEDERATED_TOKEN_FILE":
+            env["value"] = "/var/run/secrets/azure/tokens/azure-identity-token"
     ctx = context(None)
     ctx.facts.pod = PodFacts("finance", "backend-7d9f-abcde", existing=True, created=True, pod=pod)
     (finding,) = pod_mutated(ctx).findings
@@ -102,3 +105,46 @@ def test_a_webhook_configuration_without_its_deployment_still_names_the_install_
     facts.webhook_configurations[0]["metadata"]["annotations"] = {}
     facts.webhook_configurations[0]["webhooks"][0]["clientConfig"]["service"]["namespace"] = "kube-system"
     assert [i.kind for i in webhook_installs(facts)] == ["addon"]
+
+
+MWC = {"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"},
+       "webhooks": [{"name": "mutation.azure-workload-identity.io", "failurePolicy": "Fail",
+                     "clientConfig": {"service": {"name": "azure-wi-webhook-webhook-service",
+                                                  "namespace": "kube-system"}},
+                     "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
+                                "resources": ["pods"]}]}]}
+READY_WEBHOOK = {"metadata": {"name": "azure-wi-webhook-controller-manager", "namespace": "kube-system"},
+                 "spec": {"replicas": 2}, "status": {"readyReplicas": 2}}
+
+
+def test_webhook_rules_edited_away_from_pod_create_are_named_as_the_reason() -> None:
+    """kubectl patch of the configuration's rules to operations [UPDATE]: the probe pod is admitted unmutated;
+    the reason said "was it created before the webhook was ready, or does a namespaceSelector exclude...?"."""
+    ctx = context(None)
+    ctx.cluster.webhook_configurations = [MWC]
+    ctx.cluster.webhook_deployments = [READY_WEBHOOK]
+    ctx.facts.pod = PodFacts("finance", "wi-probe", created=True, pod=workload_pod(name="wi-probe", mutated=False))
+    (finding,) = pod_mutated(ctx).findings
+    assert finding.code == "POD_NOT_MUTATED" and "rules do not select pod CREATE" in finding.message
+    assert '"operations":["UPDATE"]' in finding.message
+
+
+def test_no_endpoints_while_the_webhook_pods_are_ready_points_at_the_service_not_a_restart() -> None:
+    """The webhook Service's selector edited by hand: its pods are ready, the API server finds no endpoint. The
+    fix restarted the webhook's pods, which changes nothing; now the selector and labels, then the reinstall."""
+    from harness.checks.pod import pod_admitted
+    from harness.facts import KubeFailure
+
+    ctx = context(None)
+    ctx.cluster.webhook_configurations = [MWC]
+    ctx.cluster.webhook_deployments = [READY_WEBHOOK]
+    message = ('Internal error occurred: failed calling webhook "mutation.azure-workload-identity.io": failed to '
+               'call webhook: Post "https://azure-wi-webhook-webhook-service.kube-system.svc:443/mutate-v1-pod?'
+               'timeout=10s": no endpoints available for service "azure-wi-webhook-webhook-service"')
+    ctx.facts.pod = PodFacts("finance", "wi-probe", create_error=KubeFailure(500, "InternalError", message))
+    (finding,) = pod_admitted(ctx).findings
+    lines = finding.fix_lines()
+    assert finding.code == "WEBHOOK_UNAVAILABLE"
+    assert any("get service azure-wi-webhook-webhook-service" in line for line in lines)
+    assert not any("rollout restart" in line or "scale" in line for line in lines), lines
+    assert lines[-1].startswith("az aks update")

@@ -417,3 +417,29 @@ def test_a_charts_webhook_deployment_deleted_by_hand_is_reinstalled_by_the_chart
         assert not any(line.startswith("az aks update") for line in lines), lines
     finally:
         ctl(running_lab, "webhook", "--install", "addon")
+
+
+def test_a_webhook_service_whose_selector_was_edited_is_named_not_restarted(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """kubectl patch of the add-on's webhook Service selector (azure-workload-identity.io/system: "yes"): its pods
+    are ready, the API server finds no endpoint and refuses labelled pods. WEBHOOK_UNAVAILABLE printed a rollout
+    restart of the webhook, which changes nothing; now the Service's selector beside the pods' labels, and the
+    add-on put back (az aks update, which reconciles the add-on's objects); the selector restored, the run passes."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    service = ("-n", "kube-system", "patch", "service", "azure-wi-webhook-webhook-service", "--type", "merge", "-p")
+    try:
+        edited = kubectl(running_lab, *service, '{"spec":{"selector":{"azure-workload-identity.io/system":"yes"}}}')
+        assert edited.returncode == 0, edited.stderr
+        result, document = run_suites(tmp_path / "edited", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 1, result.stdout[-3000:]
+        (workload,) = document["workloads"]
+        (finding,) = [f for f in workload["findings"] if f["code"] == "WEBHOOK_UNAVAILABLE"]
+        lines = finding["remediation"]
+        assert any("get service azure-wi-webhook-webhook-service" in line for line in lines), lines
+        assert not any("rollout restart" in line or " scale " in line for line in lines), lines
+        assert lines[-1].startswith("az aks update")
+    finally:
+        kubectl(running_lab, *service, '{"spec":{"selector":{"azure-workload-identity.io/system":"true"}}}')
+    result, document = run_suites(tmp_path / "restored", "--config", config, "--workload", "finance/backend-sa")
+    assert result.returncode == 0, result.stdout[-3000:]
