@@ -14,7 +14,7 @@ from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
-from harness.checks.podspec import controller_of
+from harness.checks.podspec import containers, controller_of, env_map
 from harness.commands import Step, advice, command
 from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
 
@@ -114,12 +114,29 @@ def create_sa_steps(ctx: WorkloadContext) -> list[Step]:
                                      fix.object_or(ctx.service_account, "<sa>"))]
     client_id = ctx.workload.client_id or (ctx.facts.sa.annotations.get(CLIENT_ID_ANNOTATION)
                                            if ctx.facts.sa.found else None)
+    injected = _injected_client_id(ctx) if not client_id else None
     if client_id:
         steps.append(fix.annotate_sa(ctx.namespace, ctx.service_account, client_id))
+    elif injected:  # --pod: the pod was made while the ServiceAccount still was, and annotated
+        steps.append(advice(f"with the client id the webhook gave pod {ctx.namespace}/{ctx.facts.pod.name} from it "
+                            "when the pod was made:" if ctx.facts.pod else "with the client id it had:"))
+        steps.append(fix.annotate_sa(ctx.namespace, ctx.service_account, injected))
     else:
         steps.append(advice(f"annotate it with the client id of the identity that trusts {ctx.subject}:"))
         steps.append(fix.annotate_sa(ctx.namespace, ctx.service_account, None))
     return steps
+
+
+def _injected_client_id(ctx: WorkloadContext) -> str | None:
+    """--pod: the AZURE_CLIENT_ID the webhook gave the existing pod (a GUID), which its ServiceAccount's annotation
+    held when the pod was made; None for the harness's own probe pod, or none there."""
+    if ctx.facts.pod is None or not ctx.facts.pod.existing:
+        return None
+    for item in containers(ctx.pod or {}):
+        value = env_map(item).get("AZURE_CLIENT_ID")
+        if value and values.is_guid(str(value)):
+            return str(value)
+    return None
 
 
 def near_miss_keys(keys: list[str]) -> list[str]:

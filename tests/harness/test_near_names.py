@@ -135,3 +135,27 @@ def test_a_pod_a_rollout_replaced_is_named_with_the_pods_there_now() -> None:
     finding = _pod_finding("fnance", "backend-7d9f6c8b5-abcde", [], namespace_found=False, near_namespaces=["finance"])
     assert finding.message == ("pod fnance/backend-7d9f6c8b5-abcde not found: namespace fnance does not exist; did you "
                                "mean finance?")
+
+
+def test_pod_whose_service_account_was_deleted_gets_it_back_with_the_client_id_the_pod_carries() -> None:
+    """--pod of a pod whose ServiceAccount was deleted after the pod was made: SA_NOT_FOUND printed the annotate
+    with '<client-id>' to fill in, though the pod carries the AZURE_CLIENT_ID the webhook took from that
+    ServiceAccount's annotation; the annotate now names it (a paste recreates what was there)."""
+    from harness.checks.serviceaccount import sa_exists
+    from harness.facts import PodFacts
+
+    guid = "b9b3ec24-ca37-428a-aad5-b3eaedee7d72"
+    pod = {"metadata": {"name": "orphan"}, "spec": {"serviceAccountName": "tmp-sa", "containers": [
+        {"name": "app", "env": [{"name": "AZURE_CLIENT_ID", "value": guid}]}]}}
+    sa = ServiceAccountFacts("finance", "tmp-sa", namespace_found=True)
+    facts = WorkloadFacts("finance/orphan", "finance", "tmp-sa", time.time(), sa, IdentityFacts(),
+                          PodFacts("finance", "orphan", existing=True, created=True, pod=pod))
+    ctx = WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="tmp-sa"),
+                          ClusterFacts(time.time()), None, time.time())
+    (finding,) = sa_exists(ctx).findings
+    assert finding.code == "SA_NOT_FOUND"
+    assert finding.fix_lines() == [
+        "kubectl create serviceaccount -n finance tmp-sa",
+        "# with the client id the webhook gave pod finance/orphan from it when the pod was made:",
+        f"kubectl annotate serviceaccount -n finance tmp-sa azure.workload.identity/client-id={guid} --overwrite",
+    ]
