@@ -134,6 +134,8 @@ class IdentityFacts:
     # ARM ({name, properties: {issuer, subject, audiences}}) or Graph ({name, issuer, subject, audiences}) shapes
     federated_credentials: list[dict[str, Any]] | None = None
     role_assignments: list[dict[str, Any]] | None = None
+    # assignments naming the identity's client id as their principal id (granting nothing: no such principal)
+    client_id_role_assignments: list[dict[str, Any]] = field(default_factory=list)
     role_names: dict[str, str] = field(default_factory=dict)  # lower-cased roleDefinitionId -> roleName
     # lower-cased roleDefinitionId -> {actions, notActions, dataActions, notDataActions}
     role_permissions: dict[str, dict[str, list[str]]] = field(default_factory=dict)

@@ -22,7 +22,7 @@ from harness.checks.exchange import (
 )
 from harness.checks.federation import principal_id_of
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
-from harness.checks.roles import diagnose_denial, view_assignments
+from harness.checks.roles import Assignment, diagnose_denial, view_assignments
 from harness.checks.transient import identity_client_id
 from harness.commands import Command, Step, Var, advice, command
 from harness.config import BlobAccess, KeyVaultSecretAccess
@@ -293,6 +293,18 @@ def _revoke_read(
     return steps
 
 
+def _client_id_assignments(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
+                           target: str | None) -> list[Assignment]:
+    """Assignments that name the identity's client id as their principal id and would grant the read on the
+    target had they named its principal (object) id."""
+    facts = ctx.facts.identity
+    if not facts.client_id_role_assignments or target is None:
+        return []
+    views = view_assignments(facts.client_id_role_assignments, facts.role_names, facts.role_permissions, check.kind,
+                             target)
+    return [a for a in views if a.grants and a.covers]
+
+
 def _rbac_denial(
     ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, evidence: dict[str, Any], principal: str | None
 ) -> Outcome:
@@ -329,6 +341,18 @@ def _rbac_denial(
             repair = [*grant,
                       advice("then remove the assignment on the wrong scope if nothing else needs it:"),
                       *[fix.delete_role_assignment_id(a.id) for a in misplaced[:3]]]
+    misnamed = _client_id_assignments(ctx, check, target)
+    if misnamed and code != "ROLE_PROPAGATION_PENDING":
+        # az role assignment create --assignee-object-id <client id> --assignee-principal-type ServicePrincipal:
+        # ARM does not look a principal up when its type is given, and the assignment names an object that does
+        # not exist (the portal lists it as "Identity not found"); --assignee-object-id takes the principal
+        # (object) id, --assignee the client id
+        client_id = identity_client_id(ctx.facts.identity)
+        evidence["assignments_naming_client_id"] = [a.id for a in misnamed]
+        why += (f"; {misnamed[0].role} on {misnamed[0].scope} is assigned to the client id {client_id} as its "
+                f"principal id, which names no principal (the service principal's object id is {principal})")
+        repair = [*repair, advice("then delete the assignment made for the client id:"),
+                  *[fix.delete_role_assignment_id(a.id) for a in misnamed[:3]]]
     ignored = _policy_secret_permissions(ctx, check, principal) if evidence.get("innererror") == "ForbiddenByRbac" \
         else []
     if ignored and code != "ROLE_PROPAGATION_PENDING":

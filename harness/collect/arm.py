@@ -204,16 +204,20 @@ def collect_application_roles(arm: ArmGet, azure: AzureConfig, facts: IdentityFa
 def collect_role_assignments(
     arm: ArmGet, azure: AzureConfig, principal_id: str, facts: IdentityFacts
 ) -> None:
-    """Role assignments of the principal anywhere in the subscription, with role names; best effort."""
-    query = urllib.parse.quote(f"principalId eq '{principal_id}'")
-    path = (
-        f"/subscriptions/{azure.subscription_id}/providers/Microsoft.Authorization/roleAssignments"
-        f"?api-version={AUTHORIZATION_API}&$filter={query}"
-    )
-    assignments, failed = list_all(arm, path)
+    """Role assignments of the principal anywhere in the subscription, with role names; best effort. Also those
+    that name the identity's client id as their principal id (az role assignment create --assignee-object-id
+    <client id> --assignee-principal-type ServicePrincipal: ARM takes an id it cannot find when the principal
+    type is given), which grant nothing."""
+    assignments, failed = _assignments_of(arm, azure, principal_id)
     if failed is not None:
         return  # evidence only: a harness without Microsoft.Authorization/*/read still checks everything else
     facts.role_assignments = assignments
+    client_id = str((facts.application or {}).get("appId")
+                    or ((facts.identity or {}).get("properties") or {}).get("clientId") or "")
+    if values.is_guid(client_id) and client_id.lower() != principal_id.lower():
+        misnamed, failed = _assignments_of(arm, azure, client_id)
+        facts.client_id_role_assignments = misnamed if failed is None else []
+        assignments = [*assignments, *facts.client_id_role_assignments]
     for assignment in assignments:
         definition_id = str((assignment.get("properties") or {}).get("roleDefinitionId") or "")
         if definition_id and definition_id.lower() not in facts.role_names:
@@ -223,6 +227,12 @@ def collect_role_assignments(
             facts.role_names[definition_id.lower()] = str(name or definition_id.rsplit("/", 1)[-1])
             if definition.ok:
                 facts.role_permissions[definition_id.lower()] = role_permissions(properties)
+
+
+def _assignments_of(arm: ArmGet, azure: AzureConfig, principal_id: str) -> tuple[list[dict[str, Any]], Fetched | None]:
+    query = urllib.parse.quote(f"principalId eq '{principal_id}'")
+    return list_all(arm, f"/subscriptions/{azure.subscription_id}/providers/Microsoft.Authorization/roleAssignments"
+                         f"?api-version={AUTHORIZATION_API}&$filter={query}")
 
 
 def role_permissions(properties: dict[str, Any]) -> dict[str, list[str]]:

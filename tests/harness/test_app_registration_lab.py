@@ -506,6 +506,31 @@ def test_the_harness_without_application_read_all_says_so_once_per_scope_and_its
     assert entry["findings"] == [] and document["findings"] == [], (entry["findings"], document["findings"])
 
 
+def test_a_role_assigned_to_the_client_id_as_object_id_is_granted_right_and_deleted(
+    healthy: AppWorkload, shell: Shell, tmp_path: Path  # noqa: F811
+) -> None:
+    """``az role assignment create --assignee-object-id <appId> --assignee-principal-type ServicePrincipal``: ARM
+    takes the client id as a principal id when the principal type is given (the portal then lists "Identity not
+    found") and the read is refused. ROLE_ASSIGNMENT_MISSING said only that no assignment allows it; it now names
+    the assignment made for the client id, and its printed fix grants the service principal and deletes that one."""
+    app = healthy.app
+    for line in shell.must(f"az role assignment list --assignee {app.principal_id} --all --query '[].id' -o tsv") \
+            .split():
+        shell.must(f"az role assignment delete --ids {line}")
+    shell.must(f"az role assignment create --assignee-object-id {app.app_id} --assignee-principal-type "
+               f"ServicePrincipal --role 'Key Vault Secrets User' --scope {healthy.vault_id} -o none --only-show-errors")
+    _, _, entry = run(tmp_path, healthy.config, healthy.ref)
+    first = entry["findings"][0]
+    assert first["code"] == "ROLE_ASSIGNMENT_MISSING", [f["code"] for f in entry["findings"]]
+    assert f"assigned to the client id {app.app_id} as its principal id" in first["message"]
+    assert first["remediation"][-1].startswith(f"az role assignment delete --ids {healthy.vault_id}/providers/")
+    paste(shell, first)
+    _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert not shell.must(f"az role assignment list --assignee-object-id {app.app_id} --all --query '[].id' "
+                          "-o tsv").split()
+
+
 def test_a_role_on_the_whole_resource_group_is_narrowed_before_it_is_deleted(
     healthy: AppWorkload, shell: Shell, tmp_path: Path  # noqa: F811
 ) -> None:

@@ -1550,8 +1550,10 @@ SECRETS_USER_ID = "/subscriptions/s/providers/Microsoft.Authorization/roleDefini
 READER_ID = "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/21090545"
 
 
-def _rbac_refused(assignments: list[tuple[str, str, str]], now: float | None = None) -> Finding:
-    """A ForbiddenByRbac read of finance-kv/db-password; ``assignments`` are (role definition, scope, createdOn)."""
+def _rbac_refused(assignments: list[tuple[str, str, str]], now: float | None = None,
+                  for_client_id: tuple[tuple[str, str, str], ...] = ()) -> Finding:
+    """A ForbiddenByRbac read of finance-kv/db-password; ``assignments`` are (role definition, scope, createdOn),
+    ``for_client_id`` those that name the identity's client id as their principal id."""
     check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
     ctx = context_for()
     assert ctx.facts.pod is not None
@@ -1560,11 +1562,16 @@ def _rbac_refused(assignments: list[tuple[str, str, str]], now: float | None = N
     ctx.cluster.access_resources = {VAULT.rstrip("/"): {"id": VAULT_ID, "name": "finance-kv",
                                                         "resource_group": "myRg"}}
     identity = ctx.facts.identity
-    identity.identity = {"properties": {"principalId": "22222222-3333-4444-5555-666666666666"}}
+    identity.identity = {"properties": {"principalId": "22222222-3333-4444-5555-666666666666", "clientId": CLIENT}}
     identity.role_assignments = [
         {"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/a{i}",
          "properties": {"roleDefinitionId": role, "scope": scope, "createdOn": created}}
         for i, (role, scope, created) in enumerate(assignments)
+    ]
+    identity.client_id_role_assignments = [
+        {"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/c{i}",
+         "properties": {"roleDefinitionId": role, "scope": scope, "createdOn": created, "principalId": CLIENT}}
+        for i, (role, scope, created) in enumerate(for_client_id)
     ]
     identity.role_names = {SECRETS_USER_ID.lower(): "Key Vault Secrets User", READER_ID.lower(): "Key Vault Reader"}
     identity.role_permissions = {
@@ -1586,6 +1593,19 @@ def test_no_fitting_role_anywhere_is_a_missing_assignment_with_the_real_scope() 
     finding = _rbac_refused([])
     assert finding.code == "ROLE_ASSIGNMENT_MISSING"
     assert finding.fix_lines()[0].endswith(f"--role 'Key Vault Secrets User' --scope {VAULT_ID}")
+
+
+def test_a_role_assigned_to_the_client_id_as_object_id_is_named_and_its_assignment_deleted() -> None:
+    """az role assignment create --assignee-object-id <client id> --assignee-principal-type ServicePrincipal: ARM
+    takes it (no principal is looked up when the type is given) and it grants nothing. The finding said only
+    that no assignment allows the read; it now names that assignment and deletes it after the right grant."""
+    finding = _rbac_refused([], for_client_id=((SECRETS_USER_ID, VAULT_ID, OLD),))
+    assert finding.code == "ROLE_ASSIGNMENT_MISSING"
+    assert f"is assigned to the client id {CLIENT} as its principal id" in finding.message
+    lines = finding.fix_lines()
+    assert "--assignee-object-id 22222222-3333-4444-5555-666666666666" in lines[0]
+    assert lines[-1] == f"az role assignment delete --ids {VAULT_ID}/providers/Microsoft.Authorization/roleAssignments/c0"
+    assert "client id" not in _rbac_refused([], for_client_id=((READER_ID, VAULT_ID, OLD),)).message  # no read
 
 
 def test_a_fitting_role_on_another_vault_is_the_wrong_scope() -> None:
