@@ -522,11 +522,15 @@ def _bad_inputs(tmp_path: Path, good: Path) -> list[tuple[list[str], str]]:
     a_file.write_text("x")
     newer = tmp_path / "newer.json"
     newer.write_text(good.read_text().replace('"wi-harness/run/v1"', '"wi-harness/run/v2"', 1))
+    log = tmp_path / "log.json"  # kubectl logs job/wi-harness > run.json, without the sed
+    log.write_text("..........\n1 passed in 1.2s\nWI-HARNESS-RUN-JSON " + good.read_text() + "\n")
     cut = tmp_path / "cut.json"  # a Job's log line that log rotation cut, a copy that did not finish
     cut.write_text(good.read_text()[:3000])
     return [
         (["render", str(cut), "--format", "md"], "cut.json: cut short: the JSON ends after "),
         (["merge", str(good), str(cut), "-o", str(tmp_path / "f")], "cut.json: cut short"),
+        (["render", str(log), "--format", "md"], "log.json: the Job's log, not its run.json: take the line the "
+                                                  "harness tagged, sed -n 's/^WI-HARNESS-RUN-JSON //p'"),
         (["render", str(newer), "--format", "md"], "newer.json: a run.json of schema 'wi-harness/run/v2', which this "
                                                     "harness ("),
         (["render", str(tmp_path / "missing.json"), "--format", "md"], "missing.json: file not found"),
