@@ -322,6 +322,14 @@ CATALOGUE: tuple[Entry, ...] = (
         no_lab_fault="a --pod typo, not a lab fault",
     ),
     _e(
+        "POD_NOT_A_WORKLOAD", "pod", "error",
+        "--pod names the Workload ID webhook's own pod (azure-workload-identity.io/system=true), not a workload that "
+        "uses Workload ID; no probe pod is run in its namespace.",
+        "Pass --pod NS/POD of the workload to check (kubectl get pods -A -l azure.workload.identity/use=true).",
+        "unit:tests/harness/test_hand_broken_links.py::test_pod_naming_the_webhooks_own_pod_says_so_in_one_line",
+        no_lab_fault="a --pod mistake, not a lab fault",
+    ),
+    _e(
         "POD_NOT_LABELLED", "pod", "error",
         "The pod (or the workload's pod template) lacks the label azure.workload.identity/use: \"true\": "
         "the webhook skips it.",

@@ -16,6 +16,7 @@ WEBHOOK_DEPLOYMENT = "azure-wi-webhook-controller-manager"
 WEBHOOK_SERVICE = "azure-wi-webhook-webhook-service"
 WEBHOOK_MWC = "azure-wi-webhook-mutating-webhook-configuration"
 WEBHOOK_NAMESPACES = ("kube-system", "azure-workload-identity-system")  # AKS add-on, OSS install
+WEBHOOK_SYSTEM_LABEL = "azure-workload-identity.io/system"  # on the webhook's own pods (chart and add-on): "true"
 V16_VOLUME_PREFIX = "azure-workload-identity-reserved-"
 V15_VOLUME_NAME = "azure-identity-token"
 DEFAULT_EXPIRATION = 3600

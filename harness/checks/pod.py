@@ -39,6 +39,7 @@ from harness.checks.podspec import (
     containers,
     controller_of,
     env_map,
+    is_webhook_pod,
     mounts_of,
     token_file_of,
     token_volumes,
@@ -56,6 +57,7 @@ from harness.names import (
     TOKEN_AUDIENCE,
     USE_LABEL,
     WEBHOOK_NAME,
+    WEBHOOK_SYSTEM_LABEL,
 )
 from harness.values import printable
 
@@ -326,6 +328,15 @@ def _policy_fixes(webhook: str, namespace: str, said: str = "") -> list[Step]:
 def pod_exists(ctx: WorkloadContext) -> Outcome:
     pod = ctx.facts.pod
     assert pod is not None
+    if pod.created and is_webhook_pod(pod.pod):
+        kind, name = controller_of(pod.pod or {})
+        said = (f"pod {pod.namespace}/{pod.name} is the Workload ID webhook's own pod ({kind}/{name}, labelled "
+                f"{WEBHOOK_SYSTEM_LABEL}=true), not a workload that uses Workload ID: --pod takes a pod of the "
+                "workload to check")
+        evidence = {"labels": ((pod.pod or {}).get("metadata") or {}).get("labels") or {}}
+        return failed(said, evidence, Finding(
+            "POD_NOT_A_WORKLOAD", ERROR, "pod", said, evidence,
+            [fix.kubectl("get", "pods", "-A", "-l", f"{USE_LABEL}=true", note="the pods labelled for Workload ID")]))
     if pod.created:
         return passed(
             f"pod {pod.namespace}/{pod.name} found (phase {pod.phase}, service account "

@@ -13,6 +13,7 @@ from harness.names import (
     TOKEN_AUDIENCE,
     V15_VOLUME_NAME,
     V16_VOLUME_PREFIX,
+    WEBHOOK_SYSTEM_LABEL,
 )
 
 Obj = dict[str, Any]
@@ -72,6 +73,12 @@ def container(pod: Obj | None, name: str | None) -> Obj | None:
 def env_map(container: Obj | None) -> dict[str, str | None]:
     """name -> literal value (None when it comes from valueFrom)."""
     return {e.get("name", ""): e.get("value") for e in (container or {}).get("env") or []}
+
+
+def is_webhook_pod(pod: Obj | None) -> bool:
+    """The Workload ID webhook's own pod (the chart's and the add-on's pods carry azure-workload-identity.io/system:
+    "true"), not a workload that uses Workload ID."""
+    return (((pod or {}).get("metadata") or {}).get("labels") or {}).get(WEBHOOK_SYSTEM_LABEL) == "true"
 
 
 def value_source(container: Obj | None, name: str) -> str | None:

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.checks.podspec import token_volumes
+from harness.checks.podspec import is_webhook_pod, token_volumes
 from harness.checks.transient import retryable_aadsts, service_account_subject
 from harness.collect.access_resources import collect_access_resources
 from harness.collect.arm import collect_identity, collect_managed_cluster, prefetch_identity_searches
@@ -253,8 +253,8 @@ def collect_existing_pods(
     out = {f"{ns}/{name}": collect_existing_pod(backend, config, ns, name) for ns, name in refs}
     requests = []
     for pod_id, facts in out.items():
-        if facts.pod is None or not facts.pod.created or not facts.sa.found:
-            continue
+        if facts.pod is None or not facts.pod.created or not facts.sa.found or is_webhook_pod(facts.pod.pod):
+            continue  # the webhook's own pod (pod.exists says so): no probe pod in its namespace
         configured = config.workload(f"{facts.namespace}/{facts.service_account}")
         workload = (configured.model_copy(update={"access": []}) if configured
                     else WorkloadConfig(namespace=facts.namespace, service_account=facts.service_account))

@@ -148,3 +148,27 @@ def test_no_endpoints_while_the_webhook_pods_are_ready_points_at_the_service_not
     assert any("get service azure-wi-webhook-webhook-service" in line for line in lines)
     assert not any("rollout restart" in line or "scale" in line for line in lines), lines
     assert lines[-1].startswith("az aks update")
+
+
+def test_pod_naming_the_webhooks_own_pod_says_so_in_one_line() -> None:
+    """--pod kube-system/azure-wi-webhook-controller-manager-... (a troubleshooter picking the pod that 'does'
+    Workload ID): it ran a probe pod in kube-system and printed four failures, among them a patch labelling the
+    webhook's own Deployment for Workload ID and an annotation of its ServiceAccount with '<client-id>'. Now one
+    finding on pod.exists, and the collector runs no probe pod for it."""
+    from harness.checks.pod import pod_exists
+    from harness.checks.podspec import is_webhook_pod
+
+    pod = {"metadata": {"name": "azure-wi-webhook-controller-manager-7d9f-x", "namespace": "kube-system",
+                        "labels": {"azure-workload-identity.io/system": "true", "pod-template-hash": "7d9f"},
+                        "ownerReferences": [{"kind": "ReplicaSet", "controller": True,
+                                             "name": "azure-wi-webhook-controller-manager-7d9f"}]},
+           "spec": {"serviceAccountName": "azure-wi-webhook-admin", "containers": [{"name": "manager"}]}}
+    assert is_webhook_pod(pod) and not is_webhook_pod(workload_pod())
+    ctx = context(None)
+    ctx.facts.pod = PodFacts("kube-system", pod["metadata"]["name"], existing=True, created=True, pod=pod)
+    outcome = pod_exists(ctx)
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_A_WORKLOAD"
+    assert "Deployment/azure-wi-webhook-controller-manager" in finding.message
+    assert finding.fix_lines()[0].startswith("kubectl get pods -A -l azure.workload.identity/use=true")
