@@ -497,7 +497,20 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                 path = token_file_of(mount, volume)
                 if token_file and path == token_file.rstrip("/"):
                     mounted = (volume, mount)
-        if mounted is None:
+        # the token mounted in this container elsewhere: the webhook sets the variable to its own mount's path and
+        # never overwrites one the container sets, so a value that is no mount's path is the pod spec's own
+        elsewhere = sorted({token_file_of(mount, volume) for volume in volumes
+                            for mount in mounts_of(container, volume.volume)})
+        if mounted is None and token_file and elsewhere:
+            said = (f"AZURE_FEDERATED_TOKEN_FILE={printable(token_file, 120)} is set in the pod spec (no mount of the "
+                    f"token volume there; the token is at {elsewhere[0]}): the webhook never overwrites a variable "
+                    "already set, so the SDK reads a file that is not the token")
+            problems.append(said)
+            findings.append(Finding(
+                "POD_ENV_CONFLICT", ERROR, "pod", said, evidence,
+                [advice("remove AZURE_FEDERATED_TOKEN_FILE from the container's env (or its envFrom source)"),
+                 *restart_workload(ctx)]))
+        elif mounted is None:
             problems.append(
                 f"no mount of the token volume at the path in AZURE_FEDERATED_TOKEN_FILE ({token_file})"
             )

@@ -188,3 +188,22 @@ def test_pod_an_existing_pod_that_sets_its_own_authority_host_is_a_conflict_not_
     # the same authority as the webhook's (a trailing slash aside): no conflict
     existing["spec"]["containers"][0]["env"][3]["value"] = "https://login.microsoftonline.com"
     assert pod_mutated(ctx).status != FAIL
+
+
+def test_a_token_file_the_pod_sets_itself_is_a_conflict_not_a_webhook_to_reinstall() -> None:
+    """A pod spec that sets AZURE_FEDERATED_TOKEN_FILE (a path with '..', a path copied from another layout) keeps
+    it: the webhook mounts the token at its own path and never overwrites the variable. pod.mutated said
+    POD_NOT_MUTATED 'no mount of the token volume at the path in AZURE_FEDERATED_TOKEN_FILE' with the webhook's
+    configuration and az aks update --enable-workload-identity as the fix; it is POD_ENV_CONFLICT naming where the
+    token is, with the variable removed and the pod made again."""
+    pod = _pod(*V15)
+    pod["spec"]["containers"][0]["env"][2]["value"] = "/var/run/secrets/azure/tokens/../../../../../etc/shadow"
+    outcome = pod_mutated(context_for(pod))
+    assert outcome.status == FAIL and [f.code for f in outcome.findings] == ["POD_ENV_CONFLICT"]
+    assert outcome.findings[0].message == (
+        "AZURE_FEDERATED_TOKEN_FILE=/var/run/secrets/azure/tokens/../../../../../etc/shadow is set in the pod spec "
+        "(no mount of the token volume there; the token is at /var/run/secrets/azure/tokens/azure-identity-token): "
+        "the webhook never overwrites a variable already set, so the SDK reads a file that is not the token")
+    lines = outcome.findings[0].fix_lines()
+    assert lines[0] == "# remove AZURE_FEDERATED_TOKEN_FILE from the container's env (or its envFrom source)"
+    assert not any("az aks update" in line for line in lines)
