@@ -388,12 +388,16 @@ CATALOGUE: tuple[Entry, ...] = (
         "unit:tests/harness/test_live_pods.py::test_a_skipped_container_is_a_warning",
     ),
     _e(
-        "POD_WRONG_SERVICE_ACCOUNT", "pod", "warning",
+        "POD_WRONG_SERVICE_ACCOUNT", "pod", "error|warning",
         "No pod runs under the workload's ServiceAccount, while labelled pods of its namespace run under one that "
-        "names no identity (no AZURE_CLIENT_ID): their serviceAccountName is likely left out or wrong.",
+        "names no identity (no AZURE_CLIENT_ID): their serviceAccountName is likely left out or wrong (a warning). "
+        "An error when the Deployment that runs the workload's pods now names a ServiceAccount that does not exist: "
+        "the API server refuses its new pods.",
         "Set the pod template's serviceAccountName to the workload's ServiceAccount (kubectl patch).",
         "test:tests/harness/test_hand_breakages_lab.py::test_a_deployment_under_the_default_service_account_warns_"
         "the_workload_and_the_printed_patch_moves_it",
+        "test:tests/harness/test_hand_breakages_lab.py::test_a_template_naming_a_service_account_that_does_not_"
+        "exist_fails_and_the_printed_patch_puts_it_back",
     ),
     _e(
         "POD_NOT_ADMITTED", "pod", "error",

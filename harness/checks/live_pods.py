@@ -70,6 +70,8 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
     findings += [_volume_clash(ctx, refused, volume) for refused in facts.refused
                  for volume in [_clashing_volume(refused.message)] if volume]
     findings += [_proxy_refused(ctx, refused) for refused in facts.refused if _refuses_the_proxy(refused)]
+    findings += [_account_not_found(ctx, refused, account) for refused in facts.refused
+                 for account in [_missing_account(refused.message)] if account]
     findings += [_refused_elsewhere(ctx, refused, cause) for refused in facts.refused
                  for cause in [refusal_cause(refused.message)] if cause and not _refuses_the_proxy(refused)]
     summary: list[dict[str, Any]] = [{"owner": f"{f.evidence['owner']}", "pods": [], "problems": [f.code]}
@@ -142,6 +144,35 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
         f"{ref}: the workload identity webhook denies its pods, none of its current template runs ({refused.reason}):"
         f" {said}",
         evidence, steps,
+    )
+
+
+# the ServiceAccount admission plugin's refusal of a pod whose serviceAccountName does not exist
+# (plugin/pkg/admission/serviceaccount: "error looking up service account %s/%s: %v")
+_ACCOUNT_LOOKUP = re.compile(r'error looking up service account [^/\s]+/(\S+): serviceaccount "[^"]+" not found')
+
+
+def _missing_account(message: str) -> str | None:
+    match = _ACCOUNT_LOOKUP.search(message)
+    return match.group(1) if match else None
+
+
+def _account_not_found(ctx: WorkloadContext, refused: RefusedController, account: str) -> Finding:
+    """A Deployment whose live pods run under the workload's ServiceAccount, and whose template now names one that
+    does not exist (a typo in a later change): the API server refuses every new pod, its running pods are of the
+    template before. Its serviceAccountName put back to the workload's (the one its pods run under) rolls it out."""
+    ref = f"{refused.kind}/{refused.name}"
+    steps: list[Step] = [fix.patch_template_service_account(refused.kind, ctx.namespace, refused.name,
+                                                            ctx.service_account)]
+    if account == ctx.service_account:  # the workload's own ServiceAccount gone: sa.exists says what to make
+        steps = [advice(f"ServiceAccount {ctx.namespace}/{account} does not exist: create it (sa.exists)")]
+    return Finding(
+        "POD_WRONG_SERVICE_ACCOUNT", ERROR, "pod",
+        f"{ref}: its pod template names ServiceAccount {account}, which does not exist in {ctx.namespace}: the API "
+        f"server refuses every new pod ({refused.reason}), and the pods that run are of its template before, under "
+        f"{ctx.service_account}: {refused.message}",
+        {"owner": ref, "reason": refused.reason, "refusal": refused.message, "service_account": account},
+        steps,
     )
 
 

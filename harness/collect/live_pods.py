@@ -40,8 +40,9 @@ def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> Liv
         listed = api.list_deployments(namespace)
     except KubeError:
         listed = []  # the pods' own view stands; the rendered RBAC grants this list
-    facts.refused = refused_deployments(listed, service_account) + refused_by_events(api, namespace,
-                                                                                      service_account, pods)
+    owners = {p.owner_name for p in facts.pods if p.owner_kind == "Deployment"}
+    facts.refused = refused_deployments(listed, service_account, owners) + refused_by_events(api, namespace,
+                                                                                              service_account, pods)
     return facts
 
 
@@ -115,15 +116,19 @@ def refused_by_events(api: KubeApi, namespace: str, service_account: str,
     return sorted(found, key=lambda r: (r.kind, r.name))
 
 
-def refused_deployments(deployments: list[dict[str, Any]], service_account: str) -> list[RefusedController]:
-    """Deployments whose pods would run under ``service_account`` and whose ReplicaSet's pod creation fails: a
+def refused_deployments(deployments: list[dict[str, Any]], service_account: str,
+                        owners: set[str] | None = None) -> list[RefusedController]:
+    """Deployments whose pods would run under ``service_account`` (or that own live pods of it, ``owners``: a
+    template changed since to name another ServiceAccount) and whose ReplicaSet's pod creation fails: a
     ReplicaFailure condition with status True (kubernetes' deployment controller copies it from the ReplicaSet,
     getReplicaFailures in pkg/controller/deployment/progress.go)."""
     found = []
     for deployment in deployments:
         template = (deployment.get("spec") or {}).get("template") or {}
         spec = template.get("spec") or {}
-        if (spec.get("serviceAccountName") or spec.get("serviceAccount") or "default") != service_account:
+        name = str((deployment.get("metadata") or {}).get("name") or "")
+        if ((spec.get("serviceAccountName") or spec.get("serviceAccount") or "default") != service_account
+                and name not in (owners or set())):
             continue
         for condition in (deployment.get("status") or {}).get("conditions") or []:
             if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":

@@ -590,3 +590,35 @@ def test_a_webhook_upgraded_by_hand_leaves_a_hardcoded_token_path_behind_and_the
                 f"manager={image}:v1.5.1")
         kubectl(running_lab, "-n", "kube-system", "rollout", "status",
                 "deployment/azure-wi-webhook-controller-manager", "--timeout=60s")
+
+
+def test_a_template_naming_a_service_account_that_does_not_exist_fails_and_the_printed_patch_puts_it_back(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """kubectl patch of orders-api's template to serviceAccountName orders-sa2 (a typo in a later change): the
+    API server refuses every new pod ('error looking up service account orders/orders-sa2'), the old pod runs on
+    under orders-sa, and the run passed. Now POD_WRONG_SERVICE_ACCOUNT (error) on workload.live_pods with the patch
+    back to orders-sa; pasted, the rollout finishes and the run passes."""
+    config = str(running_lab.harness_config)
+    typo = json.dumps({"spec": {"template": {"spec": {"serviceAccountName": "orders-sa2"}}}})
+    back = ("kubectl patch deployment/orders-api -n orders --type merge -p "
+            "'{\"spec\":{\"template\":{\"spec\":{\"serviceAccountName\":\"orders-sa\"}}}}'")
+    ok(running_lab, "-n", "orders", "patch", "deployment", "orders-api", "--type", "merge", "-p", typo)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = json.loads(ok(running_lab, "-n", "orders", "get", "deployment", "orders-api", "-o",
+                                   "json"))["status"]
+            if any(c["type"] == "ReplicaFailure" for c in status.get("conditions") or []):
+                break
+            time.sleep(0.3)
+        _, _, checks, workload = run_for(tmp_path / "broken", config, "--workload", "orders/orders-sa", 1)
+        assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
+        (finding,) = [f for f in workload["findings"] if f["code"] == "POD_WRONG_SERVICE_ACCOUNT"]
+        assert "orders-sa2" in finding["message"] and finding["remediation"] == [back]
+        paste(running_lab, back)
+    finally:
+        kubectl(running_lab, "-n", "orders", "patch", "deployment", "orders-api", "--type", "merge", "-p",
+                json.dumps({"spec": {"template": {"spec": {"serviceAccountName": "orders-sa"}}}}))
+    ok(running_lab, "-n", "orders", "rollout", "status", "deployment/orders-api", "--timeout=60s")
+    run_for(tmp_path / "fixed", config, "--workload", "orders/orders-sa", 0)

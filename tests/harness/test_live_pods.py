@@ -587,3 +587,26 @@ def test_a_client_id_the_template_takes_from_a_secret_is_a_conflict_not_a_stale_
     (finding,) = outcome.findings
     assert finding.code == "POD_ENV_CONFLICT" and "from secret app-ids key AZURE_CLIENT_ID" in finding.message
     assert finding.fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_CLIENT_ID-"]
+
+
+def test_a_deployment_whose_template_now_names_a_missing_service_account_fails_and_is_patched_back() -> None:
+    """kubectl patch of backend's template to serviceAccountName backend-sa2 (a typo): the ServiceAccount admission
+    plugin refuses every new pod; the old pod runs on under backend-sa, so the run passed ('nothing wrong with the
+    live pod'), the Deployment's template matching no ServiceAccount the collector looked for. Now the Deployment
+    that owns the live pod is read for its refusal, and the patch back to backend-sa is printed."""
+    refusal = ('pods "backend-x-" is forbidden: error looking up service account finance/backend-sa2: '
+               'serviceaccount "backend-sa2" not found')
+    moved = failing_deployment("backend", "backend-sa2", refusal)
+    live_pod = workload_pod()
+    kube = ListingKube([live_pod], [moved])
+    facts = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert [(r.kind, r.name) for r in facts.refused] == [("Deployment", "backend")]
+    ctx = context([])
+    ctx.facts.live_pods = facts
+    outcome = live_pods(ctx)
+    assert outcome.status == FAIL
+    (finding,) = [f for f in outcome.findings if f.code == "POD_WRONG_SERVICE_ACCOUNT"]
+    assert finding.severity == "error" and "backend-sa2, which does not exist" in finding.message
+    assert finding.fix_lines() == [
+        "kubectl patch deployment/backend -n finance --type merge -p "
+        "'{\"spec\":{\"template\":{\"spec\":{\"serviceAccountName\":\"backend-sa\"}}}}'"]
