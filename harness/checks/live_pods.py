@@ -149,7 +149,8 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
 
 # the ServiceAccount admission plugin's refusal of a pod whose serviceAccountName does not exist
 # (plugin/pkg/admission/serviceaccount: "error looking up service account %s/%s: %v")
-_ACCOUNT_LOOKUP = re.compile(r'error looking up service account [^/\s]+/(\S+): serviceaccount "[^"]+" not found')
+_ACCOUNT_LOOKUP = re.compile(r'error looking up service account [^/\s]+/(\S+): serviceaccount "[^"]+" not found',
+                             re.IGNORECASE)  # older API servers wrote "Error looking up" (unverified: which release changed it)
 
 
 def _missing_account(message: str) -> str | None:
