@@ -133,6 +133,14 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
             fix.remove_template_annotation(refused.kind, ctx.namespace, refused.name, EXPIRATION_ANNOTATION),
             advice(f"or set {EXPIRATION_ANNOTATION} on the pod template to whole seconds from 3600 to 86400"),
         ]
+    elif INJECT_PROXY_ANNOTATION in refused.template_annotations and "proxy sidecar" in said:
+        # "hostNetwork is set to true, cannot inject proxy sidecar" (#1090), "failed to parse proxy sidecar port"
+        evidence[INJECT_PROXY_ANNOTATION] = refused.template_annotations[INJECT_PROXY_ANNOTATION]
+        steps = [
+            fix.remove_template_annotation(refused.kind, ctx.namespace, refused.name, INJECT_PROXY_ANNOTATION),
+            advice("or, if the app still needs the proxy (an old SDK that asks IMDS), fix what the denial names in the "
+                   f"pod template of {ref}: no hostNetwork, a numeric proxy-sidecar-port"),
+        ]
     else:
         steps = [
             fix.kubectl("describe", f"{refused.kind.lower()}/{refused.name}", "-n", fix.namespace_or(ctx.namespace)),

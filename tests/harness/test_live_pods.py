@@ -610,3 +610,19 @@ def test_a_deployment_whose_template_now_names_a_missing_service_account_fails_a
     assert finding.fix_lines() == [
         "kubectl patch deployment/backend -n finance --type merge -p "
         "'{\"spec\":{\"template\":{\"spec\":{\"serviceAccountName\":\"backend-sa\"}}}}'"]
+
+
+def test_a_proxy_the_webhook_cannot_inject_under_host_network_is_dropped_by_the_printed_patch() -> None:
+    """inject-proxy-sidecar on a hostNetwork template: the webhook denies every pod ('hostNetwork is set to true,
+    cannot inject proxy sidecar', #1090). It printed a describe and 'fix what the denial names'; now the patch that
+    removes the annotation (the proxy is for old SDKs only), with the hostNetwork alternative as advice."""
+    denial = ('admission webhook "mutation.azure-workload-identity.io" denied the request: hostNetwork is set to '
+              "true, cannot inject proxy sidecar")
+    ctx = context_with_failing_deployment("backend", "backend-sa", denial,
+                                          {"azure.workload.identity/inject-proxy-sidecar": "true"})
+    (finding,) = live_pods(ctx).findings
+    assert finding.code == "POD_REJECTED_BY_WEBHOOK"
+    assert finding.fix_lines()[0] == (
+        "kubectl patch deployment/backend -n finance --type json -p "
+        """'[{"op":"remove","path":"/spec/template/metadata/annotations/"""
+        """azure.workload.identity~1inject-proxy-sidecar"}]'""")
