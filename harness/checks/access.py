@@ -192,6 +192,18 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     if outcome == "deny" and check.expect == "allow":
         return _rbac_denial(ctx, check, evidence, principal)
     if outcome == "allow" and check.expect == "deny":
+        policy = _policy_revocation(ctx, check, principal)
+        if policy is not None:
+            evidence["access_policy_grants"] = policy[0]
+            return failed(
+                f"{what}: ALLOWED, expected deny: the identity has more access than intended ({detail}); the vault "
+                f"authorizes by access policy, and the identity's grants secrets {' '.join(policy[0])}",
+                evidence,
+                Finding("ACCESS_ALLOWED_UNEXPECTEDLY", ERROR, "access",
+                        f"least privilege violated: the workload can read {what}: the vault's access policy for the "
+                        f"identity grants secrets {' '.join(policy[0])} (a role assignment has no part in it)",
+                        evidence, policy[1]),
+            )
         return failed(
             f"{what}: ALLOWED, expected deny: the identity has more access than intended ({detail})",
             evidence,
@@ -318,7 +330,16 @@ def _rbac_denial(
     if principal is None and ctx.expected_client_id:  # the harness could not read the identity: the person can
         lookup, who = [fix.principal_of_client_id(ctx.expected_client_id)], Var("PRINCIPAL")
     repair: list[Step] = [*lookup, *_grant_read(ctx, check, who), fix.list_roles(who)]
-    if assignments is None or target is None:
+    found = resource_of(ctx, check) or {}
+    if found.get("found_by") == "resource_graph" and assignments is not None:
+        # in another subscription (found through Resource Graph): the role assignments the harness read are its own
+        # subscription's, so they cannot tell a missing role from one not yet in effect
+        code = "ACCESS_DENIED_UNEXPECTEDLY"
+        subscription = found["id"].split("/")[2] if found["id"].count("/") > 2 else "?"
+        why = (f"the resource is in subscription {subscription}, whose role assignments the harness does not read: "
+               "grant the read role on it there (a new assignment takes minutes to take effect)")
+        evidence["resource_subscription"] = subscription
+    elif assignments is None or target is None:
         code = "ACCESS_DENIED_UNEXPECTEDLY"
         why = "role assignments take minutes to propagate"
     else:
@@ -440,6 +461,20 @@ def answer_meaning(kind: str, evidence: dict[str, Any]) -> str | None:
             return "deny"
         return "network" if codes & NETWORK_REFUSALS.get(kind, set()) else "refused"
     return "error"
+
+
+def _policy_revocation(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
+                       principal: str | None) -> tuple[list[str], list[Step]] | None:
+    """A vault under access policies (ARM's enableRbacAuthorization false) whose policy for the identity grants get:
+    what it grants, and its policy without get (role revocations would change nothing there)."""
+    found = resource_of(ctx, check) or {}
+    if not isinstance(check, KeyVaultSecretAccess) or found.get("rbac_authorization") != "false":
+        return None
+    held = _policy_secret_permissions(ctx, check, principal)
+    if not {p.lower() for p in held} & {"get", "all"}:
+        return None
+    vault = resource_name(ctx, check)
+    return held, [fix.keyvault_revoke_secret_get(vault, principal, held), fix.keyvault_policies(vault)]
 
 
 def _policy_secret_permissions(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,

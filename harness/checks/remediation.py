@@ -790,6 +790,21 @@ def keyvault_set_secret_policy(vault: str, principal_id: str | None, keep: Seque
                    guid_or(principal_id, "<principal-id>"), "--secret-permissions", *permissions)
 
 
+def keyvault_revoke_secret_get(vault: str, principal_id: str | None, held: Sequence[str]) -> Command:
+    """The object's policy without get: set-policy with the secret permissions it keeps (az replaces them), or, when
+    get (or all) was all it held of secrets, the policy deleted."""
+    kept = [p.lower() for p in held if p.lower() in SECRET_PERMISSIONS]
+    if "all" in kept:
+        kept = [p for p in SECRET_PERMISSIONS if p != "all"]
+    kept = list(dict.fromkeys(p for p in kept if p != "get"))
+    if kept:
+        return command("az", "keyvault", "set-policy", "--name", vault, "--object-id",
+                       guid_or(principal_id, "<principal-id>"), "--secret-permissions", *kept)
+    return command("az", "keyvault", "delete-policy", "--name", vault, "--object-id",
+                   guid_or(principal_id, "<principal-id>"),
+                   note="its key and certificate permissions go too, if it has any")
+
+
 def keyvault_delete_policy(vault: str, object_id: str) -> Command:
     return command("az", "keyvault", "delete-policy", "--name", vault, "--object-id", guid_or(object_id, "<object-id>"))
 

@@ -4,8 +4,11 @@ as ARM knows it (name, resource group, id) rather than a guess from the URL's ho
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from typing import Any
 
+from harness.collect.arm import ARG_PATH
 from harness.collect.arm_api import ArmGet
 from harness.collect.pages import list_all
 from harness.config import AzureConfig, BlobAccess, KeyVaultSecretAccess, WorkloadConfig
@@ -13,6 +16,8 @@ from harness.values import endpoint_key
 
 VAULT_API = "2023-07-01"
 STORAGE_API = "2023-05-01"
+VAULT_TYPE, STORAGE_TYPE = "microsoft.keyvault/vaults", "microsoft.storage/storageaccounts"
+_ARG_NAME = re.compile(r"[A-Za-z0-9-]{3,24}")  # a vault's or storage account's name (a subset: no quote, no space)
 
 
 def collect_access_resources(
@@ -34,26 +39,63 @@ def collect_access_resources(
                       f"?api-version={STORAGE_API}", lambda props: [(props.get("primaryEndpoints") or {}).get("blob")]))
     for path, endpoints_of in lists:
         items, _ = list_all(arm, path)
-        for item in items:
-            resource = _resource(item)
-            if resource is None:
-                continue
-            properties = item.get("properties") or {}
-            public = properties.get("publicNetworkAccess")
-            if isinstance(public, str) and public:  # Disabled: no network rule is honoured, the fix differs
-                resource["public_network_access"] = public
-            policies = properties.get("accessPolicies")
-            if isinstance(policies, list):  # a vault's: whose object ids its access policies name
-                named = [p for p in policies if isinstance(p, dict) and p.get("objectId")]
-                resource["access_policy_object_ids"] = ",".join(str(p.get("objectId")) for p in named)
-                # and each one's secret permissions, "OID=get list;OID2=...": az keyvault set-policy replaces an
-                # existing policy's secret permissions with the ones it is given, so a fix must repeat them
-                resource["access_policy_secret_permissions"] = ";".join(
-                    f"{p.get('objectId')}={' '.join(_secret_permissions(p))}" for p in named)
-            for endpoint in endpoints_of(item.get("properties") or {}):
-                if isinstance(endpoint, str) and endpoint:
-                    found[endpoint_key(endpoint)] = resource
+        _add(found, items, endpoints_of)
+    _add(found, _elsewhere(arm, workloads, found), lambda props: [
+        props.get("vaultUri"), (props.get("primaryEndpoints") or {}).get("blob")], elsewhere=True)
     return found
+
+
+def _elsewhere(arm: ArmGet, workloads: list[WorkloadConfig], found: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """The vaults and storage accounts the subscription's lists did not have (another subscription: a shared
+    "secrets" subscription is common), looked up by name through Azure Resource Graph, which spans every
+    subscription the harness reads; without them a fix would name a resource az cannot find (az keyvault show
+    --name looks in the current subscription only: "The Vault 'X' not found within subscription")."""
+    wanted: set[tuple[str, str]] = set()
+    for check in (c for workload in workloads for c in workload.access):
+        url = check.vault_url if isinstance(check, KeyVaultSecretAccess) else check.account_url
+        if endpoint_key(url) in found:
+            continue
+        host = urllib.parse.urlsplit(url).hostname or ""
+        name = check.name or host.split(".", 1)[0]
+        kind = VAULT_TYPE if isinstance(check, KeyVaultSecretAccess) else STORAGE_TYPE
+        if _ARG_NAME.fullmatch(name):  # only such names go into the query's string literals
+            wanted.add((kind, name.lower()))
+    if not wanted:
+        return []
+    query = "resources | where " + " or ".join(f"type =~ '{kind}' and name =~ '{name}'"
+                                               for kind, name in sorted(wanted))
+    answer = arm(ARG_PATH, {"query": query})
+    rows = answer.body.get("data") if answer.ok and isinstance(answer.body, dict) else None
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+
+
+def _add(found: dict[str, dict[str, str]], items: list[dict[str, Any]], endpoints_of: Any,
+         elsewhere: bool = False) -> None:
+    """Each resource under the endpoints its properties name (``elsewhere``: found through Resource Graph)."""
+    for item in items:
+        resource = _resource(item)
+        if resource is None:
+            continue
+        if elsewhere:
+            resource["found_by"] = "resource_graph"
+        properties = item.get("properties") or {}
+        public = properties.get("publicNetworkAccess")
+        if isinstance(public, str) and public:  # Disabled: no network rule is honoured, the fix differs
+            resource["public_network_access"] = public
+        rbac = properties.get("enableRbacAuthorization")
+        if isinstance(rbac, bool):  # a vault's permission model: false, its access policies authorize data reads
+            resource["rbac_authorization"] = str(rbac).lower()
+        policies = properties.get("accessPolicies")
+        if isinstance(policies, list):  # a vault's: whose object ids its access policies name
+            named = [p for p in policies if isinstance(p, dict) and p.get("objectId")]
+            resource["access_policy_object_ids"] = ",".join(str(p.get("objectId")) for p in named)
+            # and each one's secret permissions, "OID=get list;OID2=...": az keyvault set-policy replaces an
+            # existing policy's secret permissions with the ones it is given, so a fix must repeat them
+            resource["access_policy_secret_permissions"] = ";".join(
+                f"{p.get('objectId')}={' '.join(_secret_permissions(p))}" for p in named)
+        for endpoint in endpoints_of(properties if isinstance(properties, dict) else {}):
+            if isinstance(endpoint, str) and endpoint:
+                found[endpoint_key(endpoint)] = resource
 
 
 def _resource(item: dict[str, Any]) -> dict[str, str] | None:

@@ -1414,6 +1414,36 @@ def test_a_vault_switched_to_rbac_says_its_access_policy_no_longer_counts() -> N
     assert "access polic" not in finding.message
 
 
+def test_a_deny_target_read_through_an_access_policy_is_revoked_in_the_policy() -> None:
+    """The deny target's vault authorizes by access policy (ARM: enableRbacAuthorization false) and the identity's
+    policy grants get: the fix takes get out of that policy (set-policy with what it keeps, or delete-policy when get
+    was all), not a role assignment."""
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="deny")
+    ctx = context_for(client_id=CLIENT)
+    assert ctx.facts.pod is not None
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config", identity={"id": IDENTITY_ID, "properties": {
+                                           "clientId": CLIENT, "principalId": PRINCIPAL}})
+    vault_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
+    resource = {"id": vault_id, "name": "finance-kv", "resource_group": "myRg", "rbac_authorization": "false",
+                "access_policy_object_ids": PRINCIPAL, "access_policy_secret_permissions": f"{PRINCIPAL}=get list"}
+    ctx.cluster.access_resources = {VAULT.rstrip("/"): resource}
+    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": {
+        "http_status": 200}}]}
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert finding.code == "ACCESS_ALLOWED_UNEXPECTEDLY" and "grants secrets get list" in finding.message
+    assert finding.fix_lines()[0] == (
+        f"az keyvault set-policy --name finance-kv --object-id {PRINCIPAL} --secret-permissions list")
+    resource["access_policy_secret_permissions"] = f"{PRINCIPAL}=Get"
+    assert access_outcome(ctx, 0, check).findings[0].fix_lines()[0].startswith(
+        f"az keyvault delete-policy --name finance-kv --object-id {PRINCIPAL}")
+    resource["access_policy_secret_permissions"] = f"{PRINCIPAL}=all"
+    assert access_outcome(ctx, 0, check).findings[0].fix_lines()[0].endswith(
+        "--secret-permissions backup delete list purge recover restore set")
+    resource["rbac_authorization"] = "true"  # RBAC: the policy does not count, the role revocation is printed
+    assert not any("policy" in line for line in access_outcome(ctx, 0, check).findings[0].fix_lines())
+
+
 def test_access_resources_keep_each_policys_secret_permissions() -> None:
     vault = {"id": "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv",
              "name": "finance-kv", "properties": {"vaultUri": VAULT, "accessPolicies": [
@@ -1450,6 +1480,41 @@ def test_a_vault_firewall_fix_admits_the_address_key_vault_saw() -> None:
     assert not any("--ip-address 10.224.0.5" in line for line in lines)
     assert "az keyvault network-rule add --name finance-kv --subnet '<aks-node-subnet-id>'" in lines
     assert any("private address 10.224.0.5" in line for line in lines)
+
+
+def test_a_vault_in_another_subscription_is_found_through_resource_graph() -> None:
+    """The subscription's vault list lacks the vault (it is in a shared subscription): one Resource Graph query by
+    name finds it; the refusal's grant names its id (az keyvault show --name looks in the current subscription only)
+    and the role diagnosis, from this subscription's assignments, is not made."""
+    shared_id = "/subscriptions/s2/resourceGroups/shared-rg/providers/Microsoft.KeyVault/vaults/finance-kv"
+    asked: list[tuple[str, Any]] = []
+
+    def arm(path: str, body: Any = None) -> Fetched:
+        asked.append((path, body))
+        if body is None:
+            return Fetched(url=path, status=200, body={"value": []})
+        return Fetched(url=path, status=200, body={"data": [
+            {"id": shared_id, "name": "finance-kv", "type": "microsoft.keyvault/vaults",
+             "properties": {"vaultUri": VAULT}}]})
+
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
+    found = collect_access_resources(arm, SimpleNamespace(subscription_id="s"),  # type: ignore[arg-type]
+                                     [SimpleNamespace(access=[check])])  # type: ignore[list-item]
+    assert asked[-1][1] == {"query": "resources | where type =~ 'microsoft.keyvault/vaults' and name =~ 'finance-kv'"}
+    [resource] = found.values()
+    assert resource["id"] == shared_id and resource["found_by"] == "resource_graph"
+    ctx = context_for(client_id=CLIENT)
+    assert ctx.facts.pod is not None
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config", identity={"id": IDENTITY_ID, "properties": {
+                                           "clientId": CLIENT, "principalId": PRINCIPAL}},
+                                       role_assignments=[], role_names={})
+    ctx.cluster.access_resources = found
+    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": {
+        "http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByRbac"}}]}
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert finding.code == "ACCESS_DENIED_UNEXPECTEDLY" and "in subscription s2" in finding.message
+    assert finding.fix_lines()[0].endswith(f"--role 'Key Vault Secrets User' --scope {shared_id}")
 
 
 def test_a_vault_with_public_access_disabled_is_opened_not_given_a_network_rule() -> None:

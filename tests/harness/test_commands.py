@@ -180,6 +180,8 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     ),
     "helm_set_chart_tenant": lambda d: fix.helm_set_chart_tenant(d(nasty_text), d(nasty_text), d(nasty_text)),
     "keyvault_set_secret_policy": lambda d: fix.keyvault_set_secret_policy(d(nasty_text), d(nasty_text)),
+    "keyvault_revoke_secret_get": lambda d: fix.keyvault_revoke_secret_get(d(nasty_text), d(nasty_text),
+                                                                           [d(nasty_text)]),
     "keyvault_policies": lambda d: fix.keyvault_policies(d(nasty_text)),
     "keyvault_network_rules": lambda d: fix.keyvault_network_rules(d(nasty_text), d(nasty_text)),
     "storage_network_rules": lambda d: fix.storage_network_rules(d(nasty_text)),

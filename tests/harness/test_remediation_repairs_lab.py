@@ -47,6 +47,7 @@ from test_identities_lab import Person
 from harness.manifests import render
 from harness.redact import Redactor, contains_secret
 from lab.bootstrap import RunningLab
+from lab.scenarios import SHARED_IDENTITY_RESOURCE_GROUP, SHARED_IDENTITY_SUBSCRIPTION
 
 pytestmark = pytest.mark.slow
 AZ_ENV = "WI_HARNESS_AZ"
@@ -635,6 +636,13 @@ def _policy_without_get(w: World) -> None:
                  "-o none")
 
 
+def _policy_reads_the_deny_target(w: World) -> None:
+    """platform-kv (finance's deny target) moved to access policies, a policy letting finance's identity get."""
+    w.vault(w.platform_kv, enableRbacAuthorization=False)
+    w.shell.must(f"az keyvault set-policy --name platform-kv --object-id {w.principal_id} --secret-permissions get "
+                 "-o none")
+
+
 def _keeps_list(run: dict[str, Any]) -> None:
     """az keyvault set-policy replaces the policy's secret permissions: the printed line must repeat list."""
     [finding] = [f for f in findings_of(run, WORKLOAD) if f["code"] == "KEYVAULT_ACCESS_POLICY_MISSING"]
@@ -769,6 +777,54 @@ def _secret_deleted(w: World) -> None:
 def _heal_deleted_secret(w: World) -> None:
     if _kv_data(w, "GET", "deletedsecrets/db-password").status_code == 200:
         assert _kv_data(w, "POST", "deletedsecrets/db-password/recover").status_code == 200
+    _drop_made(w)
+
+
+SHARED_VAULT = "shared-kv"
+
+
+def _shared_vault_id(w: World) -> str:
+    subscriptions = w.person.arm("GET", "/subscriptions", "2022-12-01")["value"]
+    shared = next(s for s in subscriptions if s["displayName"] == SHARED_IDENTITY_SUBSCRIPTION)
+    return (f"/subscriptions/{shared['subscriptionId']}/resourceGroups/{SHARED_IDENTITY_RESOURCE_GROUP}/providers/"
+            f"Microsoft.KeyVault/vaults/{SHARED_VAULT}")
+
+
+def _vault_in_another_subscription(w: World) -> None:
+    """finance also reads a secret of a vault in the shared subscription (az keyvault create --subscription SHARED),
+    where it holds no role. The harness's vault list is its own subscription's; the vault is found through Resource
+    Graph, so the printed grant names its id (az keyvault show --name would look in the current subscription only)."""
+    vault_id = _shared_vault_id(w)
+    made = w.person.arm("PUT", vault_id, VAULT_API, {"location": "eastus", "properties": {
+        "tenantId": w.person.info["tenant_id"], "sku": {"family": "A", "name": "standard"},
+        "enableRbacAuthorization": True}})
+    url = made["properties"]["vaultUri"]
+    _admin_takes(w, vault_id, SECRETS_OFFICER)
+    w.person._call("PUT", f"{url}secrets/shared-secret", "https://vault.azure.net/.default", {"value": "shared"},
+                   **{"api-version": KV_DATA_API})
+    entry = _entry_with(w, WORKLOAD)
+    entry["access"].append({"kind": "keyvault_secret", "vault_url": url, "name": SHARED_VAULT,
+                            "secret": "shared-secret", "expect": "allow"})
+    w.config_with(entry)
+    assert w.override is not None
+    data = yaml.safe_load(Path(w.override).read_text())
+    data["azure"]["cloud"]["keyvault_hosts"].append(url.split("/")[2])
+    Path(w.override).write_text(yaml.safe_dump(data))
+
+
+def _names_the_shared_vault(run: dict[str, Any]) -> None:
+    [finding] = [f for f in findings_of(run, WORKLOAD) if f["code"] == "ACCESS_DENIED_UNEXPECTEDLY"]
+    assert "in subscription" in finding["message"], finding["message"]
+    assert finding["remediation"][0].endswith(f"/providers/Microsoft.KeyVault/vaults/{SHARED_VAULT}"), \
+        finding["remediation"]
+
+
+def _heal_shared_vault(w: World) -> None:
+    vault_id = _shared_vault_id(w)
+    listing = w.person.arm("GET", f"{vault_id}/providers/Microsoft.Authorization/roleAssignments", ROLE_API)
+    for assignment in listing["value"]:
+        if assignment["properties"]["principalId"] == w.principal_id:
+            w.person.arm("DELETE", assignment["id"], ROLE_API)
     _drop_made(w)
 
 
@@ -1336,6 +1392,9 @@ CASES = [
     Case("ROLE_INSUFFICIENT", _role_elsewhere(lambda w: w.finance_kv, VAULT_READER), World.heal_roles),
     Case("ROLE_ASSIGNMENT_MISSING", _no_blob_role, World.heal_orders_roles, where="orders/orders-sa", label="blob"),
     Case("ACCESS_ALLOWED_UNEXPECTEDLY", _grant_the_other_vault, World.heal_roles),
+    # the deny target read through an access policy: the printed delete-policy revokes it (no role has a part)
+    Case("ACCESS_ALLOWED_UNEXPECTEDLY", _policy_reads_the_deny_target,
+         lambda w: w.vault(w.platform_kv, enableRbacAuthorization=True, accessPolicies=[]), label="access-policy"),
     Case("KEYVAULT_ACCESS_POLICY_MISSING", lambda w: w.vault(w.finance_kv, enableRbacAuthorization=False),
          lambda w: w.vault(w.finance_kv, enableRbacAuthorization=True, accessPolicies=[])),
     # the policy made with the client id as its object id (Key Vault takes any GUID): the printed lines make the
@@ -1425,6 +1484,8 @@ CASES = [
     Case("ROLE_OVERLY_BROAD", _contributor_on_the_vault, _heal_broad_role, where="run"),
     Case("ACCESS_DENIED_UNEXPECTEDLY", _blind_harness_and_no_role, _heal_harness_roles,
          with_codes=("ARM_QUERY_FAILED",)),
+    Case("ACCESS_DENIED_UNEXPECTEDLY", _vault_in_another_subscription, _heal_shared_vault,
+         label="other-subscription", broken=_names_the_shared_vault),
     Case("WEBHOOK_NOT_READY", _webhook_scaled_to_zero, _heal_webhook_replicas, where="run"),
     Case("WEBHOOK_UNAVAILABLE", _webhook_scaled_to_zero, _heal_webhook_replicas),
     Case("POD_IDENTITY_OBJECTS_PRESENT", _pod_identity_object, _heal_pod_identity, where="run",
