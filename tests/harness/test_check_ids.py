@@ -27,7 +27,7 @@ def test_ids_name_the_vault_and_secret_or_the_account_container_and_blob() -> No
     config = workload(
         secret("https://finance-kv.vault.azure.net/", "db-password"),
         blob("https://ordersdata.blob.core.windows.net/", "reports", "daily.csv"),
-        secret("https://127.0.0.1:8443/platform-kv/", "admin-api-key", "deny"),  # a path-style (lab) URL
+        secret("https://platform-kv.vault.azure.net:443/", "admin-api-key", "deny"),  # an explicit port
     )
     assert access_check_ids(config.access) == [
         "access.keyvault:finance-kv/db-password",
