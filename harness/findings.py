@@ -843,7 +843,8 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "ACCESS_DENIED_UNEXPECTEDLY", "access", "error",
-        "The read was refused and the roles do not tell why (the harness could not read them).",
+        "The read was refused and the roles do not tell why (the harness could not read them, or the resource is "
+        "in another subscription, whose role assignments it does not read).",
         "Grant the read role at the resource.",
         "test:tests/harness/test_access_verdicts_lab.py::test_network_rules_never_prove_a_deny_and_are_na"
         "med_on_allow_targets",
@@ -852,7 +853,8 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "ACCESS_ALLOWED_UNEXPECTEDLY", "access", "error",
         "A read expected to be denied was allowed: least privilege is broken.",
-        "Remove the assignment that grants it.",
+        "Remove the assignment that grants it (on a vault under access policies, take get out of the identity's "
+        "policy).",
         "fault:deny-target-granted",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
