@@ -33,6 +33,8 @@ def summary_lines(document: dict[str, Any], path: Path | None) -> list[str]:
         lines.append(_line("inventory", inventory, found))
     for workload in document["workloads"]:
         lines.append(_line(workload["id"], workload["checks"], workload["findings"]))
+    for error in (document.get("incomplete") or {}).get("errors") or []:  # why a FAIL over checks that passed
+        lines.append(f"  ERROR {error['test']}: {visible(error['message'])[:200]}")
     lines.append(f"verdict {document['verdict'].upper()}" + (f"  report {path}" if path else ""))
     return lines
 

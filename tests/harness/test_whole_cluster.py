@@ -112,6 +112,10 @@ def test_a_run_that_finds_no_service_account_fails_and_says_why(pytester: pytest
     assert error["message"].startswith("whole-cluster run (harness.yaml lists no workloads): no ServiceAccount in "
                                        "namespace(s) kube-system has the azure.workload.identity/client-id")
     assert document["incomplete"]["interrupted"] is None
+    # and the summary at the end says it above the verdict, where every suite's line reads PASS
+    summary = result.stdout.str().split("== wi-harness ==", 1)[1]
+    assert "  ERROR suites/test_workloads.py::test_workload[no-workloads]: whole-cluster run (harness.yaml lists " \
+           "no workloads): no ServiceAccount" in summary.split("verdict FAIL", 1)[0]
 
 
 def test_a_namespace_that_does_not_exist_is_named_not_called_unannotated(pytester: pytest.Pytester) -> None:
