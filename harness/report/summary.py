@@ -35,7 +35,15 @@ def summary_lines(document: dict[str, Any], path: Path | None) -> list[str]:
         lines.append(_line(workload["id"], workload["checks"], workload["findings"]))
     for error in (document.get("incomplete") or {}).get("errors") or []:  # why a FAIL over checks that passed
         lines.append(f"  ERROR {error['test']}: {visible(error['message'])[:200]}")
-    lines.append(f"verdict {document['verdict'].upper()}" + (f"  report {path}" if path else ""))
+    narrowed = document.get("narrowed") or {}
+    flags = {"keyword": "-k", "markexpr": "-m", "options": "", "tests": "", "workloads": "--workload",
+             "pods": "--pod", "namespaces": "--namespace"}
+    narrowing = ", ".join(dict.fromkeys(flags[key] or (", ".join(map(str, value)) if isinstance(value, list)
+                                                         else str(value))
+                                        for key, value in narrowed.items() if key in flags and value))
+    lines.append(f"verdict {document['verdict'].upper()}" + (f" (narrowed: {visible(narrowing)[:120]})"
+                                                              if narrowing else "")
+                 + (f"  report {path}" if path else ""))
     return lines
 
 

@@ -185,6 +185,7 @@ def test_k_selects_by_workload_id(pytester: pytest.Pytester) -> None:
     assert [p.split("/")[0] for p in created(pytester)] == ["orders"]
     # a PASS of five checks is not the chain's: run.json (and the sign-off's header) says what narrowed it
     assert run_json(pytester)["narrowed"] == {"keyword": "orders/orders-sa and token"}
+    result.stdout.fnmatch_lines(["verdict PASS (narrowed: -k)  report */run.json"])  # the terminal says it too
     result = pytester.runpytest("suites/test_cluster.py::test_cluster", "--config", "harness.yaml",
                                 "--workload", "finance/backend-sa")
     assert run_json(pytester)["narrowed"] == {"tests": ["test_cluster.py::test_cluster"],
