@@ -632,8 +632,12 @@ def fleet_view(documents: list[dict[str, Any]], expected: Iterable[str] = ()) ->
         "Warning findings",
     ]
     failed = [r for r in runs if r.verdict != "pass"]
+    narrowed = [r for r in runs if r.narrowed and not r.incomplete]
     notes = [f"No run of {', '.join(missing)}: the fleet verdict is FAIL until each expected cluster has a run."
-             if missing else "", repeated_clusters(clusters)]
+             if missing else "", repeated_clusters(clusters),
+             f"{len(narrowed)} run(s) narrowed to part of the suites ({', '.join(r.run_id for r in narrowed)}): "
+             "each verdict covers only the checks that run selected (its header says what narrowed it)."
+             if narrowed else ""]
     return FleetView(
         verdict="fail" if failed or missing or not runs else "pass",
         table=Table("Fleet", columns, rows, " ".join(note for note in notes if note)),

@@ -785,6 +785,9 @@ def test_a_narrowed_run_says_so_in_the_header_and_the_fleet(run_world: Callable[
                "selected" in text, fmt
     row = next(line for line in render_fleet([document], "md").splitlines() if line.startswith("| dev-aks"))
     assert md_cells(row)[3] == "PASS (narrowed)"
+    assert fleet_view([document]).table.note == (
+        "1 run(s) narrowed to part of the suites (20250102T000000Z-aaaaaa): each verdict covers only the checks "
+        "that run selected (its header says what narrowed it).")
     document["narrowed"] = {"options": ["--lf"]}  # a rerun of last time's failures alone
     assert "| Narrowed to | --lf: the verdict covers only" in render(document, "md")
 
