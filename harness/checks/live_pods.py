@@ -325,7 +325,7 @@ def pod_problems(
     name = _name(pod)
     labels = (pod.get("metadata") or {}).get("labels") or {}
     if labels.get(USE_LABEL) != "true":
-        return [Problem("POD_NOT_LABELLED", name, _label_whereabouts(live, sa_labels))]
+        return [Problem("POD_NOT_LABELLED", name, _label_whereabouts(live, sa_labels, sa_annotations))]
     skipped = skipped_containers(pod)
     everything = [str(c.get("name") or "") for c in containers(pod, include_init=True)]
     if skipped and everything and all(cname in skipped for cname in everything):
@@ -412,13 +412,15 @@ def skipped_containers(pod: dict[str, Any] | None) -> set[str]:
     return {c.strip() for c in (annotation(pod, SKIP_CONTAINERS_ANNOTATION) or "").split(";") if c.strip()}
 
 
-def _label_whereabouts(live: LivePod, sa_labels: dict[str, str]) -> str:
+def _label_whereabouts(live: LivePod, sa_labels: dict[str, str], sa_annotations: dict[str, str] | None = None) -> str:
     places = []
     owner_meta = (live.owner or {}).get("metadata") or {}
     if (owner_meta.get("labels") or {}).get(USE_LABEL) == "true":
         places.append(f"on the {live.owner_kind}'s own metadata, not its pod template")
     if sa_labels.get(USE_LABEL) == "true":
         places.append("on the ServiceAccount")
+    elif (sa_annotations or {}).get(USE_LABEL) is not None:  # v0.x read it there; v1 reads the pod's label only
+        places.append("as an annotation of the ServiceAccount")
     if annotation(live.pod, USE_LABEL) is not None:
         places.append("as an annotation of the pod")
     value = ((live.pod.get("metadata") or {}).get("labels") or {}).get(USE_LABEL)

@@ -626,3 +626,11 @@ def test_a_proxy_the_webhook_cannot_inject_under_host_network_is_dropped_by_the_
         "kubectl patch deployment/backend -n finance --type json -p "
         """'[{"op":"remove","path":"/spec/template/metadata/annotations/"""
         """azure.workload.identity~1inject-proxy-sidecar"}]'""")
+
+
+def test_the_use_label_written_as_an_annotation_of_the_service_account_is_named() -> None:
+    """kubectl annotate sa backend-sa azure.workload.identity/use=true (v0.x's webhook read it there; v1.x reads
+    the pod's label only, reference azure-workload-identity.md 1.1): the finding said only 'absent'."""
+    outcome = live_pods(context([live(workload_pod(labelled=False), deployment())], sa_annotations={
+        "azure.workload.identity/client-id": CLIENT, USE: "true"}))
+    assert "as an annotation of the ServiceAccount" in outcome.findings[0].message
