@@ -919,6 +919,14 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
+        "SECRET_EXPIRED", "access", "warning",
+        "The workload read the secret, but its expiry date (exp) has passed: Key Vault serves an expired secret "
+        "(it does not enforce exp), so the value is one its owner meant to have rotated.",
+        "Rotate the secret (a new version), or move its expiry (`az keyvault secret set-attributes --expires`).",
+        "unit:tests/harness/test_checks.py::test_an_expired_secret_read_is_a_warning",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+    ),
+    _e(
         "ACCESS_TARGET_NOT_TRUSTED", "access", "error",
         "The probe kept the token: the host is not the cloud's, or the vault's challenge named another "
         "resource.",

@@ -3,6 +3,7 @@ privilege is proven too."""
 
 from __future__ import annotations
 
+import datetime
 import re
 import urllib.parse
 from collections import Counter
@@ -136,6 +137,11 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         evidence["identity_roles"] = roles
     if outcome == check.expect:
         verb = "allowed as expected" if outcome == "allow" else "denied as expected, by the service's authorization"
+        expired = _expired_at(evidence, ctx.now) if isinstance(check, KeyVaultSecretAccess) else None
+        if outcome == "allow" and expired is not None:
+            assert isinstance(check, KeyVaultSecretAccess)
+            return warned(f"{what}: {verb} ({detail}), but its expiry date passed ({expired})", evidence,
+                          _secret_expired(check, expired, evidence))
         return passed(f"{what}: {verb} ({detail})", evidence)
     missing = _missing_object(check, evidence)
     if missing is not None:
@@ -388,6 +394,29 @@ def _rbac_denial(
         f"{what}: denied, expected allow ({detail}): {why}",
         evidence,
         Finding(code, ERROR, "access", f"the workload cannot read {what} ({detail}): {why}", evidence, repair),
+    )
+
+
+def _expired_at(evidence: dict[str, Any], now: float) -> str | None:
+    """The secret version's expiry (attributes.exp, seconds since the epoch), as UTC text, when it has passed."""
+    exp = (evidence.get("attributes") or {}).get("exp") if isinstance(evidence.get("attributes"), dict) else None
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or exp > now:
+        return None
+    return datetime.datetime.fromtimestamp(exp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _secret_expired(check: KeyVaultSecretAccess, expired: str, evidence: dict[str, Any]) -> Finding:
+    """Key Vault serves a secret past its exp (it records exp and does not enforce it: Azure/AzureKeyVault#19), so
+    the read passes while the value is one its owner meant to have rotated by then."""
+    evidence["expired_at"] = expired
+    return Finding(
+        "SECRET_EXPIRED", WARNING, "access",
+        f"{check.describe()} expired at {expired}: Key Vault still serves it (it does not enforce the expiry "
+        "date), so the workload reads a value its owner meant to have replaced",
+        evidence,
+        [fix.show_secret_dates(check.vault_url, check.secret),
+         advice("rotate it (a new version, with a new expiry), or, if the value is still good, move its expiry:"),
+         fix.set_secret_expiry(check.vault_url, check.secret)],
     )
 
 

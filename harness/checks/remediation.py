@@ -935,6 +935,17 @@ def enable_secret(vault_url: str, secret: str) -> Command:
                    "--enabled", "true")
 
 
+def show_secret_dates(vault_url: str, secret: str) -> Command:
+    return command("az", "keyvault", "secret", "show", "--id", secret_id(vault_url, secret), "--query",
+                   "attributes.{enabled: enabled, notBefore: notBefore, expires: expires, updated: updated}")
+
+
+def set_secret_expiry(vault_url: str, secret: str) -> Command:
+    """A new expiry on the latest version: the date is the owner's decision (a placeholder)."""
+    return command("az", "keyvault", "secret", "set-attributes", "--id", secret_id(vault_url, secret),
+                   "--expires", "<new-expiry-utc>", note="e.g. 2027-01-31T00:00:00Z")
+
+
 def list_secrets(vault_url: str) -> Command:
     return command("az", "keyvault", "secret", "list", "--id", vault_url_or(vault_url), "--query", "[].name",
                    "-o", "tsv")

@@ -1459,6 +1459,31 @@ def test_access_resources_keep_each_policys_secret_permissions() -> None:
     assert resource["access_policy_secret_permissions"] == f"{PRINCIPAL}=list;other="
 
 
+def test_an_expired_secret_read_is_a_warning() -> None:
+    """az keyvault secret set-attributes --expires <past>: Key Vault still answers 200 with the value (it records exp
+    and does not enforce it: Azure/AzureKeyVault#19), so the read passes; the harness warns SECRET_EXPIRED with the
+    dates and a new expiry (the owner's date: a placeholder). An expiry ahead, or none, passes quietly."""
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
+    ctx = context_for()
+    assert ctx.facts.pod is not None
+
+    def read(attributes: dict[str, Any]) -> Outcome:
+        assert ctx.facts.pod is not None
+        ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "pass", "outcome": "allow",
+                                          "evidence": {"http_status": 200, "attributes": attributes}}]}
+        return access_outcome(ctx, 0, check)
+
+    expired = read({"enabled": True, "exp": 1577836800, "created": 1500000000})
+    assert expired.status == WARN and "expiry date passed (2020-01-01T00:00:00Z)" in expired.message
+    [finding] = expired.findings
+    assert finding.code == "SECRET_EXPIRED" and finding.severity == "warning"
+    assert finding.fix_lines()[-1] == (
+        "az keyvault secret set-attributes --id https://finance-kv.vault.azure.net/secrets/db-password --expires "
+        "'<new-expiry-utc>'   # e.g. 2027-01-31T00:00:00Z")
+    assert read({"enabled": True, "exp": ctx.now + 86400}).status == PASS
+    assert read({"enabled": True}).status == PASS
+
+
 def test_a_vault_firewall_fix_admits_the_address_key_vault_saw() -> None:
     """ForbiddenByFirewall's message names where the request came from ("Client address: X"): a public address (the
     cluster's egress) is admitted by the printed IP rule; a private one came over a virtual network, which an IP rule

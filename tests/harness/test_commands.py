@@ -167,6 +167,8 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "delete_role_assignment_id": lambda d: fix.delete_role_assignment_id(d(nasty_text)),
     "enable_secret": lambda d: fix.enable_secret(d(nasty_text), d(nasty_text)),
     "list_secrets": lambda d: fix.list_secrets(d(nasty_text)),
+    "show_secret_dates": lambda d: fix.show_secret_dates(d(nasty_text), d(nasty_text)),
+    "set_secret_expiry": lambda d: fix.set_secret_expiry(d(nasty_text), d(nasty_text)),
     "list_deleted_secrets": lambda d: fix.list_deleted_secrets(d(nasty_text)),
     "recover_secret": lambda d: fix.recover_secret(d(nasty_text), d(nasty_text)),
     "list_blobs": lambda d: fix.list_blobs(d(nasty_text), d(nasty_text)),

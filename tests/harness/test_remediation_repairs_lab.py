@@ -958,6 +958,23 @@ def _disable_secret(w: World) -> None:
     w.secret(enabled=False)
 
 
+def _secret_expired(w: World) -> None:
+    """az keyvault secret set-attributes --expires 2020-01-01T00:00:00Z on the secret finance reads: Key Vault still
+    serves it (the read passes), the run warns SECRET_EXPIRED."""
+    admin = w.person.graph("GET", f"/servicePrincipals(appId='{w.person.info['admin']['client_id']}')")
+    w.made.append(w.person.grant(w.finance_kv, SECRETS_OFFICER, admin["id"]))
+    url = f"{w.person.info['vaults']['finance-kv']}secrets/db-password/"
+    w.person._call("PATCH", url, "https://vault.azure.net/.default", {"attributes": {"exp": 1577836800}},
+                   **{"api-version": KV_DATA_API})
+
+
+def _heal_expired_secret(w: World) -> None:
+    url = f"{w.person.info['vaults']['finance-kv']}secrets/db-password/"
+    w.person._call("PATCH", url, "https://vault.azure.net/.default", {"attributes": {"exp": None}},
+                   **{"api-version": KV_DATA_API})
+    _drop_made(w)
+
+
 def _heal_secret(w: World) -> None:
     w.secret(enabled=True)
     while w.made:
@@ -1441,6 +1458,10 @@ CASES = [
          decision=Decision("which network the cluster reaches the account from (its node subnet or egress IP): "
                            "the harness knows neither")),
     Case("SECRET_DISABLED", _disable_secret, _heal_secret),
+    # Key Vault serves an expired secret: a warning; the owner's new expiry filled in, the printed line moves it
+    Case("SECRET_EXPIRED", _secret_expired, _heal_expired_secret, severity="warning",
+         decision=Decision("the secret's new expiry is its owner's date (or a rotation instead)",
+                           fill=lambda w: {"<new-expiry-utc>": "2099-01-31T00:00:00Z"})),
     Case("WORKLOAD_IDENTITY_DISABLED", lambda w: w.cluster(securityProfile={"workloadIdentity": {"enabled": False}}),
          _heal_cluster, where="run"),
     # a cluster made before its OIDC issuer was enabled (ARM refuses to turn an enabled one off)
