@@ -98,6 +98,19 @@ class WorkloadContext:
         return owner if str(owner.get("client_id") or "").lower() == annotated else None
 
     @property
+    def pod_tenant_id(self) -> str | None:
+        """The tenant the pod's token exchange goes to: the ServiceAccount's tenant-id annotation, else the
+        harness's azure.tenant_id (the webhook's own, the cluster's tenant on AKS)."""
+        return self.facts.sa.annotations.get(TENANT_ID_ANNOTATION) or (self.azure.tenant_id if self.azure else None)
+
+    def configured_tenant_wrong(self, actual: str | None) -> bool:
+        """harness.yaml's tenant_id for the workload is not ``actual`` (the identity's tenant, the token's tid),
+        which is the tenant the pod's exchange goes to: harness.yaml names another tenant, not the ServiceAccount."""
+        configured, pod = self.workload.tenant_id, self.pod_tenant_id
+        return bool(configured and actual and pod and configured.lower() != str(actual).lower()
+                    and pod.lower() == str(actual).lower())
+
+    @property
     def expected_tenant_id(self) -> str | None:
         return (
             self.workload.tenant_id

@@ -13,6 +13,7 @@ from harness.checks.cluster import chart_install
 from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import (
+    config_tenant,
     credential_delete,
     expected_issuer,
     fic_fix,
@@ -573,6 +574,12 @@ def exchange_identity(ctx: WorkloadContext) -> Outcome:
     ):
         problems.append(f"tid {claims.get('tid')} != tenant {expected_tenant}")
     if problems:
+        repair: list[Step] = [fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.workload.client_id)]
+        if len(problems) == 1 and problems[0].startswith("tid ") and ctx.configured_tenant_wrong(claims.get("tid")):
+            # the right identity, in the tenant the pod asks: harness.yaml's tenant_id is the odd one (annotating
+            # the client id again changed nothing)
+            repair = [config_tenant(f"{ctx.namespace}/{ctx.service_account}", str(expected_tenant),
+                                    str(claims.get("tid")))]
         return failed(
             "the access token is not the expected identity's: " + "; ".join(problems),
             evidence,
@@ -582,7 +589,7 @@ def exchange_identity(ctx: WorkloadContext) -> Outcome:
                 "entra",
                 "the exchange returned a token for another identity or tenant: " + "; ".join(problems),
                 evidence,
-                [fix.annotate_sa(ctx.namespace, ctx.service_account, ctx.workload.client_id)],
+                repair,
             ),
         )
     resource_id = ctx.facts.identity.resource_id

@@ -118,6 +118,16 @@ _RESOLVED_BY = {
 
 def _tenant_mismatch(ctx: WorkloadContext, tenant_of_identity: Any, evidence: dict[str, Any]) -> Outcome | None:
     tenant = ctx.expected_tenant_id
+    if ctx.configured_tenant_wrong(tenant_of_identity):
+        where = f"{ctx.namespace}/{ctx.service_account}"
+        return warned(
+            f"identity tenant {tenant_of_identity} differs from harness.yaml's tenant_id {tenant}; the pod's token "
+            "goes to the identity's tenant",
+            evidence,
+            Finding("IDENTITY_TENANT_MISMATCH", WARNING, "identity",
+                    f"harness.yaml's tenant_id {tenant} for {where} is not the identity's tenant {tenant_of_identity}",
+                    evidence, [config_tenant(where, str(tenant), str(tenant_of_identity))]),
+        )
     if tenant and tenant_of_identity and str(tenant_of_identity).lower() != tenant.lower():
         return warned(
             f"identity tenant {tenant_of_identity} differs from the expected tenant {tenant}",
@@ -133,6 +143,12 @@ def _tenant_mismatch(ctx: WorkloadContext, tenant_of_identity: Any, evidence: di
             ),
         )
     return None
+
+
+def config_tenant(where: str, configured: str, actual: str) -> Step:
+    """harness.yaml's tenant_id for a workload names another tenant than its identity's (and its pod's)."""
+    return advice(f"set tenant_id: {actual} for {where} in harness.yaml, or drop it (it names {configured}; the "
+                  "identity, the ServiceAccount and the token are in the other)")
 
 
 def exchange_succeeded(ctx: WorkloadContext) -> bool:

@@ -330,6 +330,25 @@ def test_a_credential_for_another_clusters_issuer_is_joined_not_moved() -> None:
                                              "--federated-credential-id blue ")
 
 
+def test_a_wrong_tenant_id_in_harness_yaml_is_fixed_in_harness_yaml() -> None:
+    """harness.yaml's tenant_id for the workload names another tenant than the one its app registration, its
+    ServiceAccount (no tenant annotation: the cluster's) and its token are in. IDENTITY_TENANT_MISMATCH printed a
+    tenant annotation with the tenant the pod already uses, EXCHANGE_WRONG_IDENTITY an annotation of the client id
+    it already has: neither changed anything. Both now ask for the harness.yaml edit."""
+    other = "11111111-2222-4333-8444-555555555555"
+    ctx = context_for(client_id=CLIENT, tenant_id=other)
+    ctx.azure, ctx.facts.identity = azure(), application()
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "pass", "evidence": {
+        "client_id": CLIENT, "claims": {"appid": CLIENT, "tid": TENANT}}}]}
+    edit = (f"# set tenant_id: {TENANT} for finance/backend-sa in harness.yaml, or drop it (it names {other}; the "
+            "identity, the ServiceAccount and the token are in the other)")
+    (mismatch,) = identity_matches(ctx).findings
+    assert mismatch.code == "IDENTITY_TENANT_MISMATCH" and mismatch.fix_lines() == [edit]
+    (wrong,) = exchange_identity(ctx).findings
+    assert wrong.code == "EXCHANGE_WRONG_IDENTITY" and wrong.fix_lines() == [edit]
+
+
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
     ctx = context_with(application(service_principal=False))
     assert ctx.facts.pod is not None
