@@ -730,10 +730,20 @@ def find_identity_anywhere(client_id: str | None) -> list[Step]:
     return [
         find_identity_by_client_id(guid_or(client_id, "<client-id>")),
         find_application(client_id),
-        *find_by_object_id(client_id),
+        *(find_by_object_id(client_id) if values.is_guid(client_id) else []),
         advice("a managed identity in another subscription: az account list, then az identity list "
                "--subscription <id> for each, or az graph query (resource-graph extension)"),
     ]
+
+
+def find_identity_by_name(name: str) -> list[Command]:
+    """A name pasted where the client id belongs: the managed identities and app registrations of that name, with
+    the client id to annotate (names are not unique: each is listed)."""
+    return [command("az", "identity", "list", "--query",
+                    f"[?name=={jmespath_literal(name)}].{{name: name, clientId: clientId, group: resourceGroup}}",
+                    "-o", "table"),
+            command("az", "ad", "app", "list", "--display-name", name, "--query",
+                    "[].{displayName: displayName, appId: appId}", "-o", "table")]
 
 
 def find_by_object_id(guid: str | None) -> list[Command]:

@@ -15,7 +15,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.checks.podspec import containers, controller_of, env_map
-from harness.commands import Step, advice, command
+from harness.commands import Command, Step, advice, command
 from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
 
 # Near misses people write instead of the exact annotation key (issue #1026 and friends).
@@ -288,6 +288,18 @@ def _why_not_a_guid(value: str) -> str:
     return "the identity's client id, not its name"
 
 
+def _client_id_lookup(ctx: WorkloadContext, value: str) -> list[Command]:
+    """Where the client id to annotate is read: the configured (or read) managed identity; else, for a name in
+    the annotation (an identity's or an app registration's, as people paste them), the identities and apps of
+    that name; else a managed identity to be named."""
+    resource_id = ctx.facts.identity.resource_id or ctx.workload.identity_resource_id
+    name = value.strip()
+    if resource_id is None and not values.is_guid(name.strip("{}")) and values.is_azure_resource_name(name):
+        return fix.find_identity_by_name(name)
+    return [command("az", "identity", "show", "--ids", fix.identity_id_or(resource_id), "--query", "clientId",
+                    "-o", "tsv")]
+
+
 def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
     sa = ctx.facts.sa
     where = f"{ctx.namespace}/{ctx.service_account}"
@@ -309,9 +321,7 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
                 "serviceaccount",
                 f"{where}: the client-id annotation is not a client id (GUID)",
                 evidence,
-                [command("az", "identity", "show", "--ids", fix.identity_id_or(ctx.facts.identity.resource_id
-                                                                          or ctx.workload.identity_resource_id),
-                         "--query", "clientId", "-o", "tsv"), *fix_it],
+                [*_client_id_lookup(ctx, value), *fix_it],
             ),
         )
     if expected is not None and value.lower() != expected.lower():

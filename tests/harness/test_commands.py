@@ -210,6 +210,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "show_service_principal": lambda d: fix.show_service_principal(d(nasty_text)),
     "find_identity_anywhere": lambda d: fix.find_identity_anywhere(d(nasty_text)),
     "find_by_object_id": lambda d: fix.find_by_object_id(d(nasty_text)),
+    "find_identity_by_name": lambda d: fix.find_identity_by_name(d(nasty_text)),
     "grant_harness_graph_read": lambda d: fix.grant_harness_graph_read(azure_of(d)),
     "grant_harness_reader_at": lambda d: fix.grant_harness_reader_at(azure_of(d), d(nasty_text)),
     "aks_preview_extension": lambda d: fix.aks_preview_extension(),

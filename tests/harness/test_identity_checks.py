@@ -17,11 +17,12 @@ from harness.analysis import analyse
 from harness.checks.access import access_outcome
 from harness.checks.exchange import exchange_identity, exchange_succeeds
 from harness.checks.federation import federated_credential, identity_matches
+from harness.checks.inventory import InventoryContext, client_ids_known
 from harness.checks.model import FAIL, PASS, SKIP, WARN
 from harness.checks.serviceaccount import sa_client_id_annotation
 from harness.collect.run import Selection, collect_run
 from harness.config import AzureConfig, KeyVaultSecretAccess, parse_config
-from harness.facts import CREDENTIAL_ERROR, Fetched, IdentityFacts
+from harness.facts import CREDENTIAL_ERROR, ClusterFacts, Fetched, IdentityFacts, InventoryFacts
 from harness.redact import Redactor
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -347,6 +348,30 @@ def test_a_wrong_tenant_id_in_harness_yaml_is_fixed_in_harness_yaml() -> None:
     assert mismatch.code == "IDENTITY_TENANT_MISMATCH" and mismatch.fix_lines() == [edit]
     (wrong,) = exchange_identity(ctx).findings
     assert wrong.code == "EXCHANGE_WRONG_IDENTITY" and wrong.fix_lines() == [edit]
+
+
+def test_a_name_in_the_annotation_is_looked_up_by_name() -> None:
+    """The app registration's (or managed identity's) name pasted into the annotation: SA_CLIENT_ID_MALFORMED
+    printed az identity show --ids '<identity-resource-id>' (a placeholder; an app registration has none), and
+    the run's SA_CLIENT_ID_UNKNOWN look-ups with <client-id>. Both now list the identities and apps of that name
+    with their client ids; a configured identity_resource_id is still shown directly."""
+    ctx = context_for()
+    ctx.azure, ctx.facts.identity = azure(), IdentityFacts(configured=True)
+    ctx.facts.sa.annotations["azure.workload.identity/client-id"] = "web-app"
+    lines = sa_client_id_annotation(ctx).findings[0].fix_lines()
+    assert lines[:2] == [
+        "az identity list --query '[?name=='\"'\"'web-app'\"'\"'].{name: name, clientId: clientId, group: "
+        "resourceGroup}' -o table",
+        "az ad app list --display-name web-app --query '[].{displayName: displayName, appId: appId}' -o table"]
+    configured = context_for(identity_resource_id=IDENTITY_ID)
+    configured.azure, configured.facts.identity = azure(), IdentityFacts(configured=True)
+    configured.facts.sa.annotations["azure.workload.identity/client-id"] = "web-app"
+    assert sa_client_id_annotation(configured).findings[0].fix_lines()[0].startswith("az identity show --ids")
+    facts = InventoryFacts(collected_at=0.0, azure_configured=True, all_service_accounts=["web/app-sa"],
+                           service_accounts=[{"namespace": "web", "name": "app-sa", "client_id": "web-app",
+                                              "tenant_id": None, "use_label": None}])
+    unknown = client_ids_known(InventoryContext(facts, ClusterFacts(0.0, issuer_url=ISSUER), azure()))
+    assert unknown.findings[0].fix_lines()[1].startswith("az ad app list --display-name web-app")
 
 
 def test_entra_saying_the_service_principal_is_missing_gets_the_same_code() -> None:
