@@ -171,6 +171,9 @@ class WebhookSettings:
     ca_data: str = ""
     ca_configmap_name: str = ""
     extra_labels: dict[str, str] = field(default_factory=dict)
+    # every manager image the lab itself wrote into a webhook Deployment: a pod running one of them follows these
+    # settings (a layout switched by `lab ctl webhook --layout` included); any other image is a person's choice
+    deployed_images: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -699,6 +702,7 @@ def _manager_container(settings: WebhookSettings, install: Install) -> Obj:
     args = [f"--log-level={settings.log_level}", "--metrics-addr=:8095", "--metrics-backend=prometheus"]
     if install.chart:  # the chart's template passes these two
         args = ["--arc-cluster=false", "--log-encoder=console", *args]
+    settings.deployed_images.add(settings.webhook_image)
     return {
         "name": "manager",
         "image": settings.webhook_image,

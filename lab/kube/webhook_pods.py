@@ -129,12 +129,15 @@ def image_changes(settings: webhook.WebhookSettings, pod: Obj | None) -> dict[st
     """The token layout and image tag of the webhook version the serving pod runs (``kubectl set image``, a chart
     pinned with ``--set image.release=``): v1.0 to v1.5 mount /var/run/secrets/azure/tokens, v1.6.0 moved it to
     /var/run/secrets/azure/wi (reference azure-workload-identity.md 3, table 1.8); the proxy images it injects
-    carry its own tag. A pod of the lab's own image, or an image whose tag is not a version, changes nothing.
+    carry its own tag. A pod of an image the lab deployed (whatever layout the lab is set to now), or an image whose
+    tag is not a version, changes nothing.
     unverified: the v0.x webhook's other behaviour (mutation on a ServiceAccount label) is not emulated."""
     for container in ((pod or {}).get("spec") or {}).get("containers") or []:
         image = str(container.get("image") or "")
         if not image.split("@", 1)[0].rsplit(":", 1)[0].endswith("/webhook"):
             continue
+        if image in settings.deployed_images:
+            return {}
         found = image_version(image)
         if found is None or found[0] == settings.image_tag:
             return {}
