@@ -515,16 +515,22 @@ def _unknown_client_id_fix(ctx: WorkloadContext, exchanged: str) -> list[Step]:
     read = identity_client_id(ctx.facts.identity) or _principal_owner(ctx)
     target = read or ctx.expected_client_id
     if not target or (exchanged and target.lower() == exchanged.lower()):
-        return fix.find_identity_anywhere(exchanged or target)
+        return fix.find_identity_anywhere(exchanged or target, by_object_id=_graph_refused(ctx))
     return [fix.annotate_sa(ctx.namespace, ctx.service_account, target)]
+
+
+def _graph_refused(ctx: WorkloadContext) -> bool:
+    """Microsoft Graph refused the harness a look-up of the identity (no Application.Read.All): it could not tell
+    whose object id a GUID is, nor whether an application was deleted."""
+    refused = ctx.facts.identity.refused if ctx.facts.identity is not None else []
+    return any("/v1.0/" in f.url or "/beta/" in f.url for f in refused)
 
 
 def _deleted_application_lookup(ctx: WorkloadContext, client_id: str) -> list[Step]:
     """Where Microsoft Graph refused the harness, it cannot tell whether the client id's application was deleted
     (az ad app delete: Graph keeps it 30 days, restorable with its credentials): the person's az can list it (az
     has no command for deleted items; az rest reaches Graph's). Nothing where the harness looked itself."""
-    refused = ctx.facts.identity.refused if ctx.facts.identity is not None else []
-    if not values.is_guid(client_id) or not any("/v1.0/" in f.url or "/beta/" in f.url for f in refused):
+    if not values.is_guid(client_id) or not _graph_refused(ctx):
         return []
     graph = (graph_endpoint(ctx) or "").rstrip("/") or "<microsoft-graph-endpoint>"
     return [command("az", "rest", "--method", "GET", "--url",

@@ -510,7 +510,7 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
         else:
             severity = severity if ctx.lookups_refused else ERROR
             cases.append(f"{ref}: {client_id}")
-            steps += fix.find_identity_anywhere(client_id)
+            steps += fix.find_identity_anywhere(client_id, by_object_id=ctx.lookups_refused)
         items.append(
             {"service_account": ref, "client_id": client_id, "principal_of": owner, "in_entra": hidden,
              "deleted": deleted}

@@ -725,12 +725,14 @@ def config_client_id(workload: str, configured: str, client_id: str) -> Step:
                   "the identity's); the annotation is right")
 
 
-def find_identity_anywhere(client_id: str | None) -> list[Step]:
-    """Where a client id may live: a managed identity of the current subscription, or an app registration."""
+def find_identity_anywhere(client_id: str | None, by_object_id: bool = False) -> list[Step]:
+    """Where a client id may live: a managed identity of the current subscription, or an app registration; with
+    ``by_object_id`` (the harness could not ask Microsoft Graph whose object id the GUID is) also the
+    application and service principal whose object id it is."""
     return [
         find_identity_by_client_id(guid_or(client_id, "<client-id>")),
         find_application(client_id),
-        *(find_by_object_id(client_id) if values.is_guid(client_id) else []),
+        *(find_by_object_id(client_id) if by_object_id and values.is_guid(client_id) else []),
         advice("a managed identity in another subscription: az account list, then az identity list "
                "--subscription <id> for each, or az graph query (resource-graph extension)"),
     ]

@@ -990,8 +990,12 @@ def test_an_unknown_client_id_is_looked_up_not_annotated_again() -> None:
     assert not any(f"client-id={CLIENT}" in line for line in lines)
     assert lines[0].startswith("az identity list --query") and CLIENT in lines[0]
     assert any(line.startswith("az ad app list --filter") for line in lines)
+    # the harness reads Graph here and found no object id of that GUID itself: no object-id look-ups
+    assert not any("'id eq " in line for line in lines), lines
     # the harness cannot tell an object id from a client id without Graph read: the person's az can (the
     # application's and the service principal's object id, filtered by id, name the appId to annotate)
+    refused = Fetched(f"https://graph.microsoft.com/v1.0/applications(appId='{CLIENT}')", 403, None, "denied")
+    lines = _unknown_client_id(IdentityFacts(configured=True, refused=[refused]), client_id=CLIENT).fix_lines()
     for kind in ("app", "sp"):
         assert any(line.startswith(f"az ad {kind} list --filter 'id eq '\"'\"'{CLIENT}'") for line in lines), lines
     assert any("azure.workload.identity/tenant-id=" in line for line in lines)
