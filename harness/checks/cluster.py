@@ -484,7 +484,8 @@ def webhook_failure_policy(ctx: ClusterContext) -> Outcome:
             "the webhook's failurePolicy is not Fail",
             {"failurePolicy": policies},
             [
-                advice("upgrade the webhook: failurePolicy is Fail since v1.0.0"),
+                advice("the add-on and the chart ship failurePolicy Fail (since v1.0.0): an older webhook, or the "
+                       "configuration edited by hand; its install puts it back:"),
                 *enable_webhook(ctx.facts, ctx.azure),
             ],
         ),
