@@ -25,6 +25,7 @@ from harness.checks.podspec import (
     containers,
     controller_of,
     env_map,
+    injected_azure_env,
     mounts_of,
     token_file_of,
     token_volumes,
@@ -443,11 +444,8 @@ def _injected(ctx: WorkloadContext) -> dict[str, str]:
     probe = ctx.facts.pod
     if probe is None or probe.existing or not probe.pod:
         return {}
-    for container in containers(probe.pod):
-        env = env_map(container)
-        if env.get("AZURE_FEDERATED_TOKEN_FILE"):
-            return {var: str(env[var]) for var in ("AZURE_TENANT_ID", "AZURE_AUTHORITY_HOST") if env.get(var)}
-    return {}
+    env = injected_azure_env(probe.pod)
+    return {var: env[var] for var in ("AZURE_TENANT_ID", "AZURE_AUTHORITY_HOST") if var in env}
 
 
 def _same(variable: str, a: str, b: str) -> bool:

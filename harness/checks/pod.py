@@ -39,6 +39,7 @@ from harness.checks.podspec import (
     containers,
     controller_of,
     env_map,
+    injected_azure_env,
     is_webhook_pod,
     mounts_of,
     token_file_of,
@@ -784,11 +785,7 @@ def _probe_env(ctx: WorkloadContext) -> dict[str, str]:
     probe = ctx.facts.probe_pod
     if ctx.facts.pod is None or not ctx.facts.pod.existing or probe is None or not probe.pod:
         return {}
-    for container in containers(probe.pod):
-        env = env_map(container)
-        if env.get("AZURE_FEDERATED_TOKEN_FILE"):
-            return {k: str(v) for k, v in env.items() if k.startswith("AZURE_") and v}
-    return {}
+    return injected_azure_env(probe.pod)
 
 
 def _probe_mutated(ctx: WorkloadContext) -> bool:

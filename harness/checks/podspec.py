@@ -75,6 +75,17 @@ def env_map(container: Obj | None) -> dict[str, str | None]:
     return {e.get("name", ""): e.get("value") for e in (container or {}).get("env") or []}
 
 
+def injected_azure_env(pod: Obj | None) -> dict[str, str]:
+    """The AZURE_* variables with a literal value in the first container the webhook gave a token file (the one
+    with AZURE_FEDERATED_TOKEN_FILE); {} when none has it. Read from a probe pod, which sets no AZURE_* itself,
+    this is what the webhook injects now."""
+    for item in containers(pod):
+        env = env_map(item)
+        if env.get("AZURE_FEDERATED_TOKEN_FILE"):
+            return {k: str(v) for k, v in env.items() if k.startswith("AZURE_") and v}
+    return {}
+
+
 def is_webhook_pod(pod: Obj | None) -> bool:
     """The Workload ID webhook's own pod (the chart's and the add-on's pods carry azure-workload-identity.io/system:
     "true"), not a workload that uses Workload ID."""
