@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import logging
 import math
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 CTL_EXAMPLES = """\
 examples:
@@ -173,6 +175,10 @@ def ctl(args: argparse.Namespace) -> int:
         print(f"error: {state_file} not found: is `python -m lab up --state-dir {args.state_dir}` running?",
               file=sys.stderr)
         return 2
+    except OSError as exc:  # --state-dir names a file, or an unreadable directory
+        print(f"error: cannot read {state_file}: {exc.strerror or exc}: is --state-dir the directory "
+              "`python -m lab up` was given?", file=sys.stderr)
+        return 2
     except (ValueError, KeyError, TypeError):
         print(f"error: {state_file} is not a lab's state file", file=sys.stderr)
         return 2
@@ -194,6 +200,31 @@ def ctl(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(response.json(), indent=2))
     return 0
+
+
+def _claim_state_dir(state_dir: Path) -> IO[str] | str:
+    """Lock DIR/lab.lock for this process's lifetime, or say why not. A second ``lab up`` on the same directory
+    would rewrite lab.json, kubeconfig and ca.pem under the running lab, which then no one can reach."""
+    if state_dir.exists() and not state_dir.is_dir():
+        return f"--state-dir {state_dir} is a file, not a directory"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(state_dir / "lab.lock", "a+")  # noqa: SIM115 - held (and its lock) until the process ends
+    except OSError as exc:
+        return f"cannot use --state-dir {state_dir}: {exc.strerror or exc}"
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        return (f"a lab is already running with --state-dir {state_dir} (pid {holder}): stop it, or give this "
+                "one another directory")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 async def _run_up(args: argparse.Namespace) -> int:
@@ -237,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario not in SCENARIOS:
         print(f"error: --scenario: unknown scenario {args.scenario!r}; choose one of: {', '.join(SCENARIOS)}",
               file=sys.stderr)
+        return 2
+    claimed = _claim_state_dir(args.state_dir)
+    if isinstance(claimed, str):
+        print(f"error: {claimed}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(_run_up(args))

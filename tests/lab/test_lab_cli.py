@@ -59,6 +59,25 @@ def test_ctl_without_a_running_lab_says_so(tmp_path: Path) -> None:
                                      f"--state-dir {tmp_path}` running?")
 
 
+def test_a_state_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    state = tmp_path / "lab"
+    state.write_text("")
+    up = run_lab("up", "--state-dir", str(state))
+    assert (up.returncode, up.stderr) == (2, f"error: --state-dir {state} is a file, not a directory\n")
+    ctl = run_lab("ctl", "--state-dir", str(state), "status")
+    assert ctl.returncode == 2 and ctl.stderr.startswith(f"error: cannot read {state / 'lab.json'}: Not a directory")
+    assert ctl.stderr.count("\n") == 1, ctl.stderr
+
+
+def test_a_second_lab_up_on_a_running_labs_state_dir_is_refused(running: RunningLab) -> None:
+    before = (running.state_dir / "lab.json").read_text()
+    result = run_lab("up", "--state-dir", str(running.state_dir))
+    assert result.returncode == 2
+    assert result.stderr == (f"error: a lab is already running with --state-dir {running.state_dir} "
+                             f"(pid {running.process.pid}): stop it, or give this one another directory\n")
+    assert (running.state_dir / "lab.json").read_text() == before
+
+
 def test_state_dir_holds_everything_a_user_needs(running: RunningLab) -> None:
     state = running.state_dir
     info = running.info()
