@@ -31,8 +31,8 @@ NO_WORKLOADS = (
 
 def nothing_found(discovery: dict[str, Any], configured: bool = False) -> str:
     """Why a whole-cluster run has no workload to verify: the ServiceAccounts could not be listed, a namespace
-    --namespace names does not exist, or none carries the client-id annotation or the use label. ``configured``:
-    harness.yaml lists workloads (in other namespaces than --namespace's)."""
+    --namespace names does not exist or is being deleted, or none carries the client-id annotation or the use
+    label. ``configured``: harness.yaml lists workloads (in other namespaces than --namespace's)."""
     namespaces = discovery.get("namespaces") or []
     where = f"namespace(s) {', '.join(namespaces)}" if namespaces else "all namespaces"
     error = discovery.get("error")
@@ -44,6 +44,14 @@ def nothing_found(discovery: dict[str, Any], configured: bool = False) -> str:
         return (f"whole-cluster run: {'namespaces' if len(missing) > 1 else 'namespace'} {', '.join(missing)} "
                 f"{'do' if len(missing) > 1 else 'does'} not exist in the cluster (kubectl get namespaces), so "
                 "nothing was verified; check --namespace and the kubeconfig context")
+    terminating = discovery.get("terminating_namespaces") or []
+    if terminating:  # kubectl delete namespace: its ServiceAccounts were deleted with the rest of its content
+        return "; ".join(
+            f"whole-cluster run: namespace {ns['name']} is being deleted (Terminating since {ns['since']}): its "
+            "ServiceAccounts were deleted with its content and nothing new may be created in it until it is gone, "
+            "so nothing was verified" + (f"; {ns['held']}" if ns.get("held") else
+                                         f"; see what holds it: kubectl get namespace {ns['name']} -o yaml")
+            for ns in terminating)
     listed = f"harness.yaml lists none in {where}" if configured else "harness.yaml lists no workloads"
     return (f"whole-cluster run ({listed}): no ServiceAccount in {where} has the "
             f"{CLIENT_ID_ANNOTATION} annotation or the {USE_LABEL} label, so nothing was verified; "

@@ -123,17 +123,31 @@ def discover(kube: Any, namespaces: list[str]) -> dict[str, Any]:
     found["service_accounts"] = accounts
     if error is not None:
         found["error"] = {"status": error.status, "reason": error.reason, "message": error.message}
-    elif namespaces and not accounts:  # a namespace of another cluster, or a typo: say so, not "none annotated"
-        found["missing_namespaces"] = [name for name in namespaces if _absent_namespace(kube, name)]
+    elif namespaces and not accounts:  # a namespace of another cluster, a typo, or one being deleted: say so
+        read = {name: _read_namespace(kube, name) for name in namespaces}
+        found["missing_namespaces"] = [name for name, ns in read.items() if ns is None]
+        found["terminating_namespaces"] = [
+            {"name": name, "since": deleting, "held": _held_by(ns)}
+            for name, ns in read.items()
+            if isinstance(ns, dict) and (deleting := (ns.get("metadata") or {}).get("deletionTimestamp"))
+        ]
     return found
 
 
-def _absent_namespace(kube: Any, name: str) -> bool:
-    """The API server answers that ``name`` does not exist (a refusal to read it says nothing)."""
+def _read_namespace(kube: Any, name: str) -> Any:
+    """The namespace as the API server answers (None: it does not exist); a refusal to read it says nothing (False)."""
     try:
-        return kube.namespace(name) is None
+        return kube.namespace(name)
     except KubeError:
         return False
+
+
+def _held_by(namespace: dict[str, Any]) -> str | None:
+    """What the namespace controller says still holds a namespace being deleted (its True conditions' messages)."""
+    conditions = (namespace.get("status") or {}).get("conditions") or []
+    held = [str(c.get("message")) for c in conditions
+            if isinstance(c, dict) and c.get("status") == "True" and c.get("message")]
+    return "; ".join(held) or None
 
 
 def workloads_for(

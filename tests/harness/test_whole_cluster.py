@@ -12,6 +12,9 @@ import yaml
 from fakeworld import FakeWorkload, World
 from test_plugin import CLUSTER_TESTS, created, project, run_json
 
+from harness.fixtures import nothing_found
+from harness.session import discover
+
 pytest_plugins = ["pytester"]
 CHAIN = 16  # checks of a workload without access checks
 
@@ -166,3 +169,27 @@ def test_bad_namespace_options_are_usage_errors(
     result = pytester.runpytest("suites", "--config", "harness.yaml", *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+class _DeletedNamespaceKube:
+    """kubectl delete namespace gone, a finalizer holding it: its ServiceAccounts were deleted with its content."""
+
+    def list_service_accounts(self, namespace: str | None) -> list[dict[str, object]]:
+        return []
+
+    def namespace(self, name: str) -> dict[str, object] | None:
+        held = {"type": "NamespaceFinalizersRemaining", "status": "True",
+                "message": "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource "
+                           "instances"}
+        return {"metadata": {"name": name, "deletionTimestamp": "2026-12-05T15:11:09Z"},
+                "status": {"phase": "Terminating", "conditions": [held]}} if name == "gone" else None
+
+
+def test_a_namespace_being_deleted_is_named_not_called_unannotated() -> None:
+    """--namespace of a namespace stuck Terminating (found by hand: a ConfigMap with a finalizer, kubectl delete
+    namespace): not 'annotate the workloads' ServiceAccounts', which nothing may be created there to do."""
+    message = nothing_found(discover(_DeletedNamespaceKube(), ["gone"]))
+    assert message == ("whole-cluster run: namespace gone is being deleted (Terminating since 2026-12-05T15:11:09Z): "
+                       "its ServiceAccounts were deleted with its content and nothing new may be created in it until "
+                       "it is gone, so nothing was verified; Some content in the namespace has finalizers remaining: "
+                       "example.com/hold in 1 resource instances")
