@@ -152,7 +152,7 @@ def test_ctl_rejects_bad_values_in_one_line(running: RunningLab) -> None:
 
 @pytest.mark.parametrize("args", [("clock", "--skew", "nan"), ("webhook", "--mode", "sideways"),
                                   ("propagation", "--fic-seconds", "inf"), ("entra", "--metadata-cache-seconds", "x"),
-                                  ("entra",), ("nonsense",)])
+                                  ("entra",), ("nonsense",), ("outage", "kube")])
 def test_ctl_bad_arguments_are_one_line(tmp_path: Path, args: tuple[str, ...]) -> None:
     result = run_lab("ctl", "--state-dir", str(tmp_path), *args)
     assert result.returncode == 2 and result.stdout == ""
