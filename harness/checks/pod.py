@@ -681,7 +681,8 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
         reasons.append(f'the pod lacks the label {USE_LABEL}: "true"')
     if not ctx.cluster.webhook_configurations:
         reasons.append("no workload identity webhook is installed")
-    if ctx.namespace == "kube-system":
+    kube_system = ctx.namespace == "kube-system" and not _enforcer_opted_out(ctx)
+    if kube_system:
         reasons.append("AKS keeps webhooks away from kube-system")
     skip = annotation(ctx.pod, SKIP_CONTAINERS_ANNOTATION)
     if skip:
@@ -728,6 +729,8 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
         remediation = [*_webhook_pods_back(ctx, webhook_namespace(ctx.cluster)), *restart_workload(ctx)]
     elif works:
         remediation = [*_template_label(ctx), *restart_workload(ctx)]
+    elif kube_system and code == "POD_NOT_MUTATED":
+        remediation = _kube_system_fixes(ctx)
     else:
         remediation = _mutation_remediation(ctx)
     return failed(
@@ -923,6 +926,31 @@ def _namespace_fixes(ctx: WorkloadContext, excluded: list[tuple[str, Step | None
                              "namespaceSelector (reinstall the add-on or chart)"),
                       *enable_webhook(ctx.cluster, ctx.azure)]
     return [*steps, *restart_workload(ctx)]
+
+
+ENFORCER_OPT_OUT = "admissions.enforcer/disabled"
+
+
+def _enforcer_opted_out(ctx: WorkloadContext) -> bool:
+    """The webhook's configuration carries admissions.enforcer/disabled: "true", which keeps AKS's admissions
+    enforcer from excluding kube-system and AKS-internal namespaces from it (AKS FAQ; Azure/AKS#4002)."""
+    return any(((c.get("metadata") or {}).get("annotations") or {}).get(ENFORCER_OPT_OUT) == "true"
+               for c in ctx.cluster.webhook_configurations)
+
+
+def _kube_system_fixes(ctx: WorkloadContext) -> list[Step]:
+    """A workload in kube-system: AKS's admissions enforcer keeps every webhook away from it, so enabling the
+    add-on again changes nothing. azure-workload-identity's known issues (docs/book/src/known-issues.md) annotate
+    the webhook's configuration to opt out; running the workload in a namespace of its own needs no exception."""
+    # unverified: whether AKS reconciles the add-on's own configuration back without the annotation
+    return [
+        advice("AKS's admissions enforcer keeps every webhook away from kube-system (AKS FAQ): run the workload "
+               "under a ServiceAccount in a namespace of its own, annotated and federated like this one, or let "
+               "the webhook into kube-system:"),
+        fix.kubectl("annotate", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.cluster),
+                    f"{ENFORCER_OPT_OUT}=true"),
+        *restart_workload(ctx),
+    ]
 
 
 def _mutation_remediation(ctx: WorkloadContext) -> list[Step]:

@@ -260,6 +260,24 @@ def test_a_namespace_the_webhooks_namespace_selector_excludes_is_named_with_the_
     assert "was it created before the webhook was ready" in pod_mutated(ctx).message  # question stands
 
 
+def test_a_workload_in_kube_system_is_let_in_by_the_enforcers_opt_out_not_by_enabling_the_add_on_again() -> None:
+    """Found by hand (kubectl create sa -n kube-system, annotated): AKS's admissions enforcer keeps every webhook
+    away from kube-system, and the printed az aks update --enable-workload-identity changed nothing. The fix is
+    the opt-out azure-workload-identity's known issues name (pasted in the lab, the pod was mutated); with it on
+    the configuration already, kube-system is no reason."""
+    pod = {"metadata": {"name": "p", "labels": {"azure.workload.identity/use": "true"}},
+           "spec": {"containers": [{"name": "probe"}]}}
+    ctx = context_for(pod)
+    ctx.facts.namespace = "kube-system"
+    outcome = pod_mutated(ctx)
+    assert outcome.status == FAIL and "AKS keeps webhooks away from kube-system" in outcome.message
+    lines = outcome.findings[0].fix_lines()
+    assert "kubectl annotate mutatingwebhookconfiguration azure-wi-webhook admissions.enforcer/disabled=true" in lines
+    assert not any("az aks update" in line for line in lines)
+    ctx.cluster.webhook_configurations[0]["metadata"]["annotations"] = {"admissions.enforcer/disabled": "true"}
+    assert "kube-system" not in pod_mutated(ctx).message
+
+
 def _json_patch(document: Any, ops: list[dict[str, Any]]) -> Any:
     """RFC 6902 test/add/replace/remove, enough to apply the printed kubectl patch --type json to a configuration."""
     document = json.loads(json.dumps(document))
