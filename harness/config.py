@@ -637,7 +637,12 @@ class _Access(_Model):
         problem = f"host {target.authority} is not a {self.service_label} host of cloud {cloud.name}"
         if not self.services(cloud):
             return f"{problem}: it declares none (azure.cloud.{self.hosts_field} and its resource)"
-        return f"{problem} (expected {expected_hosts(self.services(cloud))})"
+        if cloud.known:
+            return f"{problem} (expected {expected_hosts(self.services(cloud))})"
+        # A custom cloud lists its hosts one by one (the lab: a port per vault), so a vault made since is refused
+        # until it is listed: say where.
+        return (f"{problem} (expected {expected_hosts(self.services(cloud))}; if it is one, add it to "
+                f"azure.cloud.{self.hosts_field})")
 
     def token_scope(self, cloud: CloudEndpoints) -> str:
         """An explicit scope: wins; otherwise the resource its host implies (a vault in China: vault.azure.cn)."""

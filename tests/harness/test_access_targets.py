@@ -214,9 +214,9 @@ def test_a_custom_cloud_declares_its_hosts_and_the_resource_they_imply(tmp_path:
     data["workloads"][0]["access"] = [vault("https://127.0.0.1:6/"), blob("https://127.0.0.1:4/x/")]
     assert problems(data, tmp_path) == [
         "workloads[0].access[0].vault_url: host 127.0.0.1:6 is not a Key Vault host of cloud lab "
-        "(expected 127.0.0.1:4 or 127.0.0.1:5)",
+        "(expected 127.0.0.1:4 or 127.0.0.1:5; if it is one, add it to azure.cloud.keyvault_hosts)",
         "workloads[0].access[1].account_url: host 127.0.0.1:4 is not a Blob Storage host of cloud lab "
-        "(expected 127.0.0.1:3)",
+        "(expected 127.0.0.1:3; if it is one, add it to azure.cloud.storage_hosts)",
     ]
 
 
