@@ -174,6 +174,17 @@ class InventoryContext:
         client_id = sa.get("client_id")
         return self.by_client_id.get(str(client_id).lower()) if values.is_guid(client_id) else None
 
+    @cached_property
+    def credentials_read(self) -> list[tuple[dict[str, Any], str, InventoryIdentity]]:
+        """(ServiceAccount, NS/SA, its annotated identity) for each ServiceAccount whose identity's federated
+        credentials the harness read: the ones whose credentials can be judged."""
+        out = []
+        for sa in self.facts.service_accounts:
+            identity = self.identity_of(sa)
+            if identity is not None and identity.federated_credentials is not None:
+                out.append((sa, f"{sa['namespace']}/{sa['name']}", identity))
+        return out
+
     @property
     def lookups_refused(self) -> bool:
         return bool(self.facts.refused)
@@ -236,11 +247,7 @@ def _mistyped_case(ctx: InventoryContext) -> list[tuple[str, Credential]]:
     """(NS/SA, its case twin) for each ServiceAccount whose identity has no usable credential for it but one whose
     subject differs from its own in letter case alone: SA_WITHOUT_FIC updates that credential's subject."""
     out = []
-    for sa in ctx.facts.service_accounts:
-        identity = ctx.identity_of(sa)
-        if identity is None or identity.federated_credentials is None:
-            continue
-        ref = f"{sa['namespace']}/{sa['name']}"
+    for _, ref, identity in ctx.credentials_read:
         if any(c.identity is identity and c.service_account == ref for c in ctx.credentials):
             continue
         twin = _case_twin(ctx, identity, ref)
@@ -540,13 +547,8 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
     items: list[dict[str, Any]] = []
     steps: list[Step] = []
     wrong: list[tuple[dict[str, Any], InventoryIdentity, list[InventoryIdentity]]] = []
-    checked = 0
-    for sa in ctx.facts.service_accounts:
-        identity = ctx.identity_of(sa)
-        if identity is None or identity.federated_credentials is None:
-            continue
-        checked += 1
-        ref = f"{sa['namespace']}/{sa['name']}"
+    checked = len(ctx.credentials_read)
+    for sa, ref, identity in ctx.credentials_read:
         mine = [c for c in ctx.credentials if c.identity is identity and c.service_account == ref]
         if any(c.usable for c in mine) or any(c.relation != EXACT for c in mine):
             continue  # working, or FIC_OLD_ISSUER says what is wrong with the one it has
