@@ -509,8 +509,7 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
             problems.append(said)
             findings.append(Finding(
                 "POD_ENV_CONFLICT", ERROR, "pod", said, evidence,
-                [advice("remove AZURE_FEDERATED_TOKEN_FILE from the container's env (or its envFrom source)"),
-                 *restart_workload(ctx)]))
+                _remove_env_and_restart(ctx, "AZURE_FEDERATED_TOKEN_FILE")))
         elif mounted is None:
             problems.append(
                 f"no mount of the token volume at the path in AZURE_FEDERATED_TOKEN_FILE ({token_file})"
@@ -564,10 +563,7 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                 "pod",
                 "AZURE_CLIENT_ID is preset in the pod spec and differs from the ServiceAccount's annotation",
                 evidence,
-                [
-                    advice("remove AZURE_CLIENT_ID from the container's env (or from envFrom sources)"),
-                    *restart_workload(ctx),
-                ],
+                _remove_env_and_restart(ctx, "AZURE_CLIENT_ID"),
             )
         )
     if problems:
@@ -584,20 +580,9 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
             )
         return failed("the webhook's mutation is incomplete: " + "; ".join(problems), evidence, *findings)
     authority = env.get("AZURE_AUTHORITY_HOST") or ""
-    webhook_now = _probe_env(ctx).get("AZURE_AUTHORITY_HOST")
-    if webhook_now and authority and authority.rstrip("/").lower() != webhook_now.rstrip("/").lower():
-        # --pod: the given pod's authority is not what the webhook injects under its ServiceAccount (the probe pod,
-        # which sets none itself): the pod sets it (the webhook never overwrites a variable already set), or it was
-        # made under another webhook configuration; its SDK exchanges the ServiceAccount token at that host
-        evidence["webhook_injects"] = {"AZURE_AUTHORITY_HOST": webhook_now}
-        message = (f"AZURE_AUTHORITY_HOST={printable(authority, 120)} in the pod, but the webhook injects "
-                   f"{webhook_now} under ServiceAccount {ctx.service_account}: the pod spec sets it (the webhook "
-                   "never overwrites a variable already set), or the pod predates a change of the webhook's cloud; "
-                   "the workload's SDK sends its ServiceAccount token to that host")
-        return failed(message, evidence, Finding(
-            "POD_ENV_CONFLICT", ERROR, "pod", message, evidence,
-            [advice("remove AZURE_AUTHORITY_HOST from the container's env (or its envFrom source)"),
-             *restart_workload(ctx)]))
+    conflict = _authority_conflict(ctx, authority, evidence)
+    if conflict is not None:
+        return conflict
     if ctx.azure and authority.rstrip("/") != ctx.azure.cloud.endpoints.authority_host.rstrip("/"):
         return warned(
             f"mutated, but AZURE_AUTHORITY_HOST={authority} is not the configured cloud's "
@@ -618,6 +603,28 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
         f"AZURE_FEDERATED_TOKEN_FILE={token_file}",
         evidence,
     )
+
+
+def _authority_conflict(ctx: WorkloadContext, authority: str, evidence: dict[str, Any]) -> Outcome | None:
+    """--pod: the given pod's AZURE_AUTHORITY_HOST is not what the webhook injects under its ServiceAccount now (the
+    probe pod's, which sets none itself): the pod sets it (the webhook never overwrites a variable already set), or
+    it was made under another webhook configuration; its SDK exchanges the ServiceAccount token at that host."""
+    webhook_now = _probe_env(ctx).get("AZURE_AUTHORITY_HOST")
+    if not webhook_now or not authority or authority.rstrip("/").lower() == webhook_now.rstrip("/").lower():
+        return None
+    evidence["webhook_injects"] = {"AZURE_AUTHORITY_HOST": webhook_now}
+    message = (f"AZURE_AUTHORITY_HOST={printable(authority, 120)} in the pod, but the webhook injects "
+               f"{webhook_now} under ServiceAccount {ctx.service_account}: the pod spec sets it (the webhook "
+               "never overwrites a variable already set), or the pod predates a change of the webhook's cloud; "
+               "the workload's SDK sends its ServiceAccount token to that host")
+    return failed(message, evidence, Finding("POD_ENV_CONFLICT", ERROR, "pod", message, evidence,
+                                             _remove_env_and_restart(ctx, "AZURE_AUTHORITY_HOST")))
+
+
+def _remove_env_and_restart(ctx: WorkloadContext, variable: str) -> list[Step]:
+    """A variable the pod spec sets itself (literally) taken out, then the pods made again: the webhook never
+    overwrites a variable a container names."""
+    return [advice(f"remove {variable} from the container's env (or its envFrom source)"), *restart_workload(ctx)]
 
 
 def _unset_preset(ctx: WorkloadContext, variables: list[str]) -> list[Step]:
