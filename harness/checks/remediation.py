@@ -793,10 +793,15 @@ def grant_harness_reader_at(azure: AzureConfig | None, scope: str) -> Command:
 SECRET_PERMISSIONS = ("all", "backup", "delete", "get", "list", "purge", "recover", "restore", "set")
 
 
+def _known_secret_permissions(given: Sequence[str]) -> list[str]:
+    """The permissions az accepts among ``given`` (a policy's, as ARM returned them), lower-cased."""
+    return [p.lower() for p in given if p.lower() in SECRET_PERMISSIONS]
+
+
 def keyvault_set_secret_policy(vault: str, principal_id: str | None, keep: Sequence[str] = ()) -> Command:
     """get added to the secret permissions ``keep`` (those the object's policy already grants): az replaces an
     existing policy's secret permissions with the ones given, so leaving one out takes it away."""
-    kept = [p.lower() for p in keep if p.lower() in SECRET_PERMISSIONS]
+    kept = _known_secret_permissions(keep)
     permissions = list(dict.fromkeys([*kept, "get"])) if "all" not in kept else ["all"]
     return command("az", "keyvault", "set-policy", "--name", vault, "--object-id",
                    guid_or(principal_id, "<principal-id>"), "--secret-permissions", *permissions)
@@ -805,7 +810,7 @@ def keyvault_set_secret_policy(vault: str, principal_id: str | None, keep: Seque
 def keyvault_revoke_secret_get(vault: str, principal_id: str | None, held: Sequence[str]) -> Command:
     """The object's policy without get: set-policy with the secret permissions it keeps (az replaces them), or, when
     get (or all) was all it held of secrets, the policy deleted."""
-    kept = [p.lower() for p in held if p.lower() in SECRET_PERMISSIONS]
+    kept = _known_secret_permissions(held)
     if "all" in kept:
         kept = [p for p in SECRET_PERMISSIONS if p != "all"]
     kept = list(dict.fromkeys(p for p in kept if p != "get"))
