@@ -57,12 +57,20 @@ def _seconds(text: str) -> float:
 _seconds.__name__ = "number"  # argparse names the type in its error: "invalid number value: 'inf'"
 
 
+def _directory(text: str) -> Path:
+    """--state-dir: "" would be Path("."), the lab's files written into wherever the command was typed."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a directory is required, not an empty string")
+    return Path(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m lab", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="run the lab in the foreground (Ctrl-C stops it)")
-    up.add_argument("--state-dir", required=True, type=Path, help="where kubeconfig, ca.pem, lab.json, env.sh go")
+    up.add_argument("--state-dir", required=True, type=_directory,
+                    help="where kubeconfig, ca.pem, lab.json, env.sh go")
     up.add_argument("--scenario", default="healthy", help="see `python -m lab scenarios` (default: healthy)")
     up.add_argument("--webhook-layout", choices=["v1.5", "v1.6", "pr1749"], default=None,
                     help="token path layout of the emulated webhook (default v1.5, the /tokens path AKS ships)")
@@ -72,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ctl = commands.add_parser("ctl", help="change a running lab", epilog=CTL_EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    ctl.add_argument("--state-dir", required=True, type=Path)
+    ctl.add_argument("--state-dir", required=True, type=_directory)
     actions = ctl.add_subparsers(dest="action", required=True)
     actions.add_parser("status")
     webhook = actions.add_parser("webhook")

@@ -69,6 +69,14 @@ def test_a_state_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     assert ctl.stderr.count("\n") == 1, ctl.stderr
 
 
+@pytest.mark.parametrize("command", ["up", "ctl"])
+def test_an_empty_state_dir_is_refused_not_the_current_directory(command: str) -> None:
+    result = run_lab(command, "--state-dir", "", *(["status"] if command == "ctl" else []))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"error: python -m lab {command}: argument --state-dir: a directory is required, not "
+                             f"an empty string (see python -m lab {command} --help)\n")
+
+
 def test_a_second_lab_up_on_a_running_labs_state_dir_is_refused(running: RunningLab) -> None:
     before = (running.state_dir / "lab.json").read_text()
     result = run_lab("up", "--state-dir", str(running.state_dir))
