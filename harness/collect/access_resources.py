@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from harness.collect.arm import ARG_PATH
@@ -13,6 +14,9 @@ from harness.collect.arm_api import ArmGet
 from harness.collect.pages import list_all
 from harness.config import AzureConfig, BlobAccess, KeyVaultSecretAccess, WorkloadConfig
 from harness.values import endpoint_key
+
+# a resource's properties -> the endpoint URLs it is reached by (a vault's vaultUri, an account's blob endpoint)
+EndpointsOf = Callable[[dict[str, Any]], list[Any]]
 
 VAULT_API = "2023-07-01"
 STORAGE_API = "2023-05-01"
@@ -30,7 +34,7 @@ def collect_access_resources(
         return {}
     kinds = {type(check) for workload in workloads for check in workload.access}
     found: dict[str, dict[str, str]] = {}
-    lists: list[tuple[str, Any]] = []
+    lists: list[tuple[str, EndpointsOf]] = []
     if KeyVaultSecretAccess in kinds:
         lists.append((f"/subscriptions/{azure.subscription_id}/providers/Microsoft.KeyVault/vaults"
                       f"?api-version={VAULT_API}", lambda props: [props.get("vaultUri")]))
@@ -69,7 +73,7 @@ def _elsewhere(arm: ArmGet, workloads: list[WorkloadConfig], found: dict[str, di
     return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
 
-def _add(found: dict[str, dict[str, str]], items: list[dict[str, Any]], endpoints_of: Any,
+def _add(found: dict[str, dict[str, str]], items: list[dict[str, Any]], endpoints_of: EndpointsOf,
          elsewhere: bool = False) -> None:
     """Each resource under the endpoints its properties name (``elsewhere``: found through Resource Graph)."""
     for item in items:
