@@ -15,8 +15,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import Any
 
 import pytest
@@ -221,6 +222,21 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
         return
     INTERRUPTED.append(name)
     raise KeyboardInterrupt(f"stopped by signal {name}")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Leave out of the interrupt's traceback any entry without a line number. CPython 3.11 can give a frame the
+    signal landed in ``tb_lineno`` None, and pytest's terminal reporter then fails while showing the interrupt with
+    a TypeError and its own traceback (seen here once under load; pytest-xdist#1196 shows the same failure)."""
+    if any(tb.tb_lineno is None for tb in traceback_entries(excinfo.tb)):
+        excinfo.traceback = excinfo.traceback.filter(lambda entry: entry._rawentry.tb_lineno is not None)
+
+
+def traceback_entries(tb: TracebackType | None) -> Iterator[TracebackType]:
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
 
 
 def _restore_sigterm(config: pytest.Config) -> None:

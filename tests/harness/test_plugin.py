@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -459,6 +461,8 @@ def test_a_report_directory_gone_by_the_end_loses_no_work(pytester: pytest.Pytes
     pytester.makeconftest((pytester.path / "conftest.py").read_text() + '''
 
 import shutil
+import sys
+import types
 from pathlib import Path
 
 
@@ -499,3 +503,24 @@ def test_a_latest_that_is_a_directory_is_left_and_the_run_still_reported(pyteste
            "does not point at this run" in out
     assert (pytester.path / "reports" / "latest" / "run.json").read_text() == "{}"
     assert "could not write" not in out and not list((pytester.path / "reports").glob(".latest-*"))
+
+
+def _interrupted_where_a_frame_has_no_line_number() -> pytest.ExceptionInfo[BaseException]:
+    try:
+        raise KeyboardInterrupt("stopped by signal SIGINT")
+    except KeyboardInterrupt as exc:
+        # an instruction offset past the code's end: tb_lineno reads None, as CPython 3.11 gives a frame a signal
+        # landed in at an instruction without a line
+        exc.__traceback__ = types.TracebackType(exc.__traceback__, sys._getframe(), 10**6, -1)
+        return pytest.ExceptionInfo.from_exception(exc)
+
+
+def test_an_interrupt_whose_traceback_has_an_entry_without_a_line_is_shown_not_a_crash() -> None:
+    from harness.plugin import pytest_keyboard_interrupt
+
+    with pytest.raises(TypeError):  # what pytest's terminal reporter met in a SIGINT test under load
+        _interrupted_where_a_frame_has_no_line_number().getrepr(funcargs=True)
+    excinfo = _interrupted_where_a_frame_has_no_line_number()
+    pytest_keyboard_interrupt(excinfo)
+    shown = str(excinfo.getrepr(funcargs=True))
+    assert "KeyboardInterrupt: stopped by signal SIGINT" in shown
