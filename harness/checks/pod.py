@@ -623,7 +623,12 @@ def _authority_conflict(ctx: WorkloadContext, authority: str, evidence: dict[str
 
 def _remove_env_and_restart(ctx: WorkloadContext, variable: str) -> list[Step]:
     """A variable the pod spec sets itself (literally) taken out, then the pods made again: the webhook never
-    overwrites a variable a container names."""
+    overwrites a variable a container names. A Deployment's, StatefulSet's or DaemonSet's pod: the variable unset
+    on its template (which rolls the pods), as workload.live_pods prints for the same conflict; a restart alone
+    would make the pods again with it."""
+    kind, name = controller_of(ctx.pod or {})
+    if kind in ("Deployment", "StatefulSet", "DaemonSet"):
+        return [fix.unset_env(kind, ctx.namespace, name, variable)]
     return [advice(f"remove {variable} from the container's env (or its envFrom source)"), *restart_workload(ctx)]
 
 

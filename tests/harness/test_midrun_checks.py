@@ -207,3 +207,20 @@ def test_a_token_file_the_pod_sets_itself_is_a_conflict_not_a_webhook_to_reinsta
     lines = outcome.findings[0].fix_lines()
     assert lines[0] == "# remove AZURE_FEDERATED_TOKEN_FILE from the container's env (or its envFrom source)"
     assert not any("az aks update" in line for line in lines)
+
+
+def test_a_deployment_pods_preset_variable_is_unset_on_its_template_as_the_live_pods_view_prints() -> None:
+    """--pod of a Deployment's pod whose template sets AZURE_FEDERATED_TOKEN_FILE itself: pod.mutated printed the
+    advice to remove it and kubectl rollout restart, which makes the pods again with the variable, while
+    workload.live_pods prints kubectl set env deployment/NAME VAR- for the same conflict. Both print the unset now
+    (the template change rolls the pods); a bare pod keeps the advice and its delete."""
+    pod = _pod(*V15)
+    pod["spec"]["containers"][0]["env"][2]["value"] = "/var/run/secrets/tokens/other"
+    pod["metadata"]["labels"] = {**(pod["metadata"].get("labels") or {}), "pod-template-hash": "7d9f"}
+    pod["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "backend-7d9f", "controller": True}]
+    ctx = context_for(pod)
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.existing = True
+    [finding] = pod_mutated(ctx).findings
+    assert finding.code == "POD_ENV_CONFLICT"
+    assert finding.fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_FEDERATED_TOKEN_FILE-"]
