@@ -67,6 +67,13 @@ def trust(sh: Shell, app: App, issuer: str, namespace: str, service_account: str
                f"{shlex.quote(json.dumps(body))} -o none --only-show-errors")
 
 
+def delete_credentials(sh: Shell, app: App) -> None:
+    """Every federated credential of the app deleted."""
+    names = sh.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
+    sh.must(*(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
+              for name in names))
+
+
 @pytest.fixture(scope="module")
 def workload(shell: Shell, running_lab: RunningLab) -> AppWorkload:  # noqa: F811
     info = running_lab.info()
@@ -365,9 +372,7 @@ def test_a_credential_made_on_the_wrong_app_is_made_on_the_app_harness_yaml_name
     app = healthy.app
     wrong = make_app(shell, f"{healthy.namespace}-wrong")
     trust(shell, wrong, running_lab.info()["issuer_url"], healthy.namespace, healthy.service_account, "misplaced")
-    names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
-    shell.must(*(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
-                 for name in names))
+    delete_credentials(shell, app)
     document, _, entry = run(tmp_path, healthy.config, healthy.ref)
     first = entry["findings"][0]
     assert first["code"] == "FIC_MISSING", [f["code"] for f in entry["findings"]]
@@ -413,14 +418,9 @@ def test_a_credential_for_a_mistyped_namespace_is_joined_by_one_under_a_free_nam
     FIC_SUBJECT_MISMATCH and printed a create under that same name, which Graph refuses ("FederatedIdentity
     Credential with name ... already exists."). The create now takes a free name, and pasted it repairs the run."""
     app, issuer = healthy.app, running_lab.info()["issuer_url"]
-    names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
-    shell.must(*(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
-                 for name in names))
+    delete_credentials(shell, app)
     taken = f"{healthy.namespace}-{healthy.service_account}"
-    body = {"name": taken, "issuer": issuer, "subject": f"system:serviceaccount:{healthy.namespace}x:"
-            f"{healthy.service_account}", "audiences": [EXCHANGE_AUDIENCE]}
-    shell.must(f"az ad app federated-credential create --id {app.app_id} --parameters "
-               f"{shlex.quote(json.dumps(body))} -o none --only-show-errors")
+    trust(shell, app, issuer, f"{healthy.namespace}x", healthy.service_account, taken)  # another namespace's
     try:
         _, _, entry = run(tmp_path, healthy.config, healthy.ref)
         first = entry["findings"][0]
@@ -430,9 +430,7 @@ def test_a_credential_for_a_mistyped_namespace_is_joined_by_one_under_a_free_nam
         _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
         assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
     finally:  # the credential as the module made it
-        names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
-        shell.must(*(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
-                     for name in names))
+        delete_credentials(shell, app)
         trust(shell, app, issuer, healthy.namespace, healthy.service_account, "kubernetes-federated-credential")
 
 
@@ -445,13 +443,8 @@ def test_a_credential_for_another_clusters_issuer_is_joined_by_one_for_this_clus
     cluster's credential is still there."""
     app, issuer = healthy.app, running_lab.info()["issuer_url"]
     other = "https://eastus.oic.prod-aks.azure.com/72f988bf-86f1-41af-91ab-2d7cd011db47/0f0e0d0c-1111-2222-3333-4444/"
-    names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
-    shell.must(*(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
-                 for name in names))
-    body = {"name": "blue", "issuer": other, "subject": f"system:serviceaccount:{healthy.namespace}:"
-            f"{healthy.service_account}", "audiences": [EXCHANGE_AUDIENCE]}
-    shell.must(f"az ad app federated-credential create --id {app.app_id} --parameters "
-               f"{shlex.quote(json.dumps(body))} -o none --only-show-errors")
+    delete_credentials(shell, app)
+    trust(shell, app, other, healthy.namespace, healthy.service_account, "blue")
     try:
         document, _, entry = run(tmp_path, healthy.config, healthy.ref)
         first = entry["findings"][0]
@@ -465,9 +458,7 @@ def test_a_credential_for_another_clusters_issuer_is_joined_by_one_for_this_clus
         issuers = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].issuer' -o tsv")
         assert sorted(issuers.split()) == sorted([other, issuer])
     finally:  # the credential as the module made it
-        names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
-        shell.must(*(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
-                     for name in names))
+        delete_credentials(shell, app)
         trust(shell, app, issuer, healthy.namespace, healthy.service_account, "kubernetes-federated-credential")
 
 
