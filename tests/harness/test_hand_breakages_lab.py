@@ -59,6 +59,17 @@ def wait_for_one_new_pod(lab: RunningLab, namespace: str, selector: str, old: se
     raise AssertionError(f"no new pod of {selector} in {namespace}: {sorted(names)}")
 
 
+def wait_for_replica_failure(lab: RunningLab, namespace: str, deployment: str) -> None:
+    """Up to 30 s for the Deployment's ReplicaFailure condition (its ReplicaSet's new pods refused), then return
+    either way: the run that follows says what it sees."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status = json.loads(ok(lab, "-n", namespace, "get", "deployment", deployment, "-o", "json"))["status"]
+        if any(c["type"] == "ReplicaFailure" for c in status.get("conditions") or []):
+            return
+        time.sleep(0.3)
+
+
 Outcome = tuple[subprocess.CompletedProcess[str], dict[str, Any], dict[str, Any], dict[str, Any]]
 
 
@@ -327,12 +338,7 @@ def test_a_template_volume_named_like_the_webhooks_fails_the_workload_until_rena
     clash = json.dumps({"spec": {"template": {"spec": {"volumes": [{"name": "azure-identity-token",
                                                                      "emptyDir": {}}]}}}})
     ok(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge", "-p", clash)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status = json.loads(ok(running_lab, "-n", "finance", "get", "deployment", "backend", "-o", "json"))["status"]
-        if any(c["type"] == "ReplicaFailure" for c in status.get("conditions") or []):
-            break
-        time.sleep(0.3)
+    wait_for_replica_failure(running_lab, "finance", "backend")
     result, document, checks, workload = run_for(
         tmp_path / "broken", config, "--workload", "finance/backend-sa", returncode=1)
     assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
@@ -508,13 +514,7 @@ def test_a_migration_proxy_asked_for_in_a_restricted_namespace_fails_and_the_pri
     drop = ("kubectl patch deployment/orders-api -n orders --type json -p '[{\"op\":\"remove\",\"path\":"
             "\"/spec/template/metadata/annotations/azure.workload.identity~1inject-proxy-sidecar\"}]'")
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status = json.loads(ok(running_lab, "-n", "orders", "get", "deployment", "orders-api", "-o",
-                                   "json"))["status"]
-            if any(c["type"] == "ReplicaFailure" for c in status.get("conditions") or []):
-                break
-            time.sleep(0.3)
+        wait_for_replica_failure(running_lab, "orders", "orders-api")
         _, _, checks, workload = run_for(tmp_path / "broken", config, "--workload", "orders/orders-sa", 1)
         assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
         (finding,) = [f for f in workload["findings"] if f["code"] == "POD_NOT_ADMITTED"]
@@ -605,13 +605,7 @@ def test_a_template_naming_a_service_account_that_does_not_exist_fails_and_the_p
             "'{\"spec\":{\"template\":{\"spec\":{\"serviceAccountName\":\"orders-sa\"}}}}'")
     ok(running_lab, "-n", "orders", "patch", "deployment", "orders-api", "--type", "merge", "-p", typo)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status = json.loads(ok(running_lab, "-n", "orders", "get", "deployment", "orders-api", "-o",
-                                   "json"))["status"]
-            if any(c["type"] == "ReplicaFailure" for c in status.get("conditions") or []):
-                break
-            time.sleep(0.3)
+        wait_for_replica_failure(running_lab, "orders", "orders-api")
         _, _, checks, workload = run_for(tmp_path / "broken", config, "--workload", "orders/orders-sa", 1)
         assert [cid for cid, c in checks.items() if c["status"] == "fail"] == ["workload.live_pods"]
         (finding,) = [f for f in workload["findings"] if f["code"] == "POD_WRONG_SERVICE_ACCOUNT"]
