@@ -18,7 +18,7 @@ from harness.checks.access import access_outcome
 from harness.checks.exchange import exchange_identity, exchange_succeeds
 from harness.checks.federation import federated_credential, identity_matches
 from harness.checks.inventory import InventoryContext, client_ids_known
-from harness.checks.model import FAIL, PASS, SKIP, WARN
+from harness.checks.model import FAIL, PASS, SKIP, WARN, Finding
 from harness.checks.serviceaccount import sa_client_id_annotation
 from harness.collect.run import Selection, collect_run
 from harness.config import AzureConfig, KeyVaultSecretAccess, parse_config
@@ -223,18 +223,24 @@ def test_a_new_credential_is_named_so_that_it_takes_no_name_in_use() -> None:
         {**typo, "name": "other"}]))).findings[0].fix_lines()[0]  # the usual name where it is free
 
 
-def test_the_harness_disabled_is_enabled_not_given_a_new_secret() -> None:
-    """The harness's own service principal disabled (az ad sp update --id <harness> --set accountEnabled=false):
-    Entra refuses its token with AADSTS7000112. HARNESS_CREDENTIAL_FAILED printed the expired-secret repair (az ad
-    app credential list, put the secret's value in the file); it now enables the service principal."""
+def _harness_credential_failed(entra_error: str) -> Finding:
+    """identity.matches' first finding when Entra refuses the harness's own ARM token with ``entra_error``; it must
+    be HARNESS_CREDENTIAL_FAILED."""
     failure = Fetched("https://management.azure.com/x", None, None,
-                      f"the harness could not get an ARM token: Authentication failed: AADSTS7000112: Application "
-                      f"'{HARNESS}'(wi-harness) is disabled.", CREDENTIAL_ERROR)
+                      f"the harness could not get an ARM token: Authentication failed: {entra_error}", CREDENTIAL_ERROR)
     ctx = context_for()
     ctx.azure = azure()
     ctx.facts.identity = IdentityFacts(configured=True, resource_id="/x", error=failure)
     finding = identity_matches(ctx).findings[0]
     assert finding.code == "HARNESS_CREDENTIAL_FAILED"
+    return finding
+
+
+def test_the_harness_disabled_is_enabled_not_given_a_new_secret() -> None:
+    """The harness's own service principal disabled (az ad sp update --id <harness> --set accountEnabled=false):
+    Entra refuses its token with AADSTS7000112. HARNESS_CREDENTIAL_FAILED printed the expired-secret repair (az ad
+    app credential list, put the secret's value in the file); it now enables the service principal."""
+    finding = _harness_credential_failed(f"AADSTS7000112: Application '{HARNESS}'(wi-harness) is disabled.")
     assert finding.fix_lines()[1:] == [f"az ad sp show --id {HARNESS} --query accountEnabled",
                                        f"az ad sp update --id {HARNESS} --set accountEnabled=true"]
     assert not any("credential list" in line for line in finding.fix_lines())
@@ -244,14 +250,8 @@ def test_the_harness_without_its_service_principal_is_restored_or_made_with_its_
     """The harness's own service principal deleted (AADSTS7000229 for its token): no new secret helps. The restore
     from Graph's deleted items comes first, as comments (the person looks); the lines make a new one and grant it
     Reader and Application.Read.All, which a new object id lacks."""
-    failure = Fetched("https://management.azure.com/x", None, None,
-                      f"the harness could not get an ARM token: Authentication failed: AADSTS7000229: The client "
-                      f"application {HARNESS} is missing service principal in the tenant {TENANT}.", CREDENTIAL_ERROR)
-    ctx = context_for()
-    ctx.azure = azure()
-    ctx.facts.identity = IdentityFacts(configured=True, resource_id="/x", error=failure)
-    finding = identity_matches(ctx).findings[0]
-    assert finding.code == "HARNESS_CREDENTIAL_FAILED"
+    finding = _harness_credential_failed(f"AADSTS7000229: The client application {HARNESS} is missing service "
+                                         f"principal in the tenant {TENANT}.")
     lines = finding.fix_lines()
     commands = [line for line in lines if not line.startswith("#")]
     assert commands[:2] == [f"az ad sp create --id {HARNESS}", f"az role assignment create --assignee {HARNESS} "
