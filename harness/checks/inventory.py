@@ -463,9 +463,8 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
         if not values.is_guid(client_id):
             severity = ERROR
             cases.append(f"{ref}: {values.printable(str(client_id), 60)!r} is not a GUID")
-            name = str(client_id).strip()  # a name pasted for the client id: the identities and apps of that name
-            steps += (fix.find_identity_by_name(name) if values.is_azure_resource_name(name)
-                      and not values.is_guid(name.strip("{}")) else fix.find_identity_anywhere(None))
+            name = fix.pasted_name(str(client_id))  # a name pasted for the client id: the identities and apps of it
+            steps += fix.find_identity_by_name(name) if name is not None else fix.find_identity_anywhere(None)
         elif owner is not None:
             severity = ERROR
             kind = str(owner.get("kind"))

@@ -738,6 +738,13 @@ def find_identity_anywhere(client_id: str | None, by_object_id: bool = False) ->
     ]
 
 
+def pasted_name(value: str) -> str | None:
+    """``value`` (a client-id annotation that is not a GUID) stripped, when it reads as an identity's or app
+    registration's name pasted for its client id; None for a GUID in braces or spaces, or no name at all."""
+    name = value.strip()
+    return name if values.is_azure_resource_name(name) and not values.is_guid(name.strip("{}")) else None
+
+
 def find_identity_by_name(name: str) -> list[Command]:
     """A name pasted where the client id belongs: the managed identities and app registrations of that name, with
     the client id to annotate (names are not unique: each is listed)."""

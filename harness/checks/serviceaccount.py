@@ -293,8 +293,8 @@ def _client_id_lookup(ctx: WorkloadContext, value: str) -> list[Command]:
     the annotation (an identity's or an app registration's, as people paste them), the identities and apps of
     that name; else a managed identity to be named."""
     resource_id = ctx.facts.identity.resource_id or ctx.workload.identity_resource_id
-    name = value.strip()
-    if resource_id is None and not values.is_guid(name.strip("{}")) and values.is_azure_resource_name(name):
+    name = fix.pasted_name(value)
+    if resource_id is None and name is not None:
         return fix.find_identity_by_name(name)
     return [command("az", "identity", "show", "--ids", fix.identity_id_or(resource_id), "--query", "clientId",
                     "-o", "tsv")]
