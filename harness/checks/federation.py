@@ -556,6 +556,25 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
             f"federated credential {match.exact['name']} matches issuer, subject and audience exactly",
             evidence,
         )
+    # An identity holds one credential per issuer and subject (ARM and Graph refuse a second: 'Issuer and subject
+    # combination already exists'), so one with the token's issuer and subject is the one Entra weighs, and its
+    # audience fails the exchange (AADSTS700212) whatever other credentials say; creating another for the subject,
+    # or moving one to this issuer, would be refused.
+    if match.audience_differs:
+        fic = match.audience_differs[0]
+        return failed(
+            f"federated credential {fic['name']} has audiences {fic['audiences']}, it must be exactly "
+            f"[{TOKEN_AUDIENCE!r}] (Entra: AADSTS700212)",
+            evidence,
+            Finding(
+                "FIC_AUDIENCE_MISMATCH",
+                ERROR,
+                "federation",
+                f"FIC {fic['name']} audiences {fic['audiences']}",
+                evidence,
+                [fic_fix(ctx, "update", str(fic["name"]), issuer)],
+            ),
+        )
     if match.issuer_differs:
         fic = match.issuer_differs[0]
         hint = slash_hint(str(fic["issuer"]), issuer)
@@ -613,21 +632,6 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                 f"no FIC for subject {ctx.subject!r} (found {subjects}){note}",
                 evidence,
                 [fic_fix(ctx, "create", name, issuer)],
-            ),
-        )
-    if match.audience_differs:
-        fic = match.audience_differs[0]
-        return failed(
-            f"federated credential {fic['name']} has audiences {fic['audiences']}, it must be exactly "
-            f"[{TOKEN_AUDIENCE!r}] (Entra: AADSTS700212)",
-            evidence,
-            Finding(
-                "FIC_AUDIENCE_MISMATCH",
-                ERROR,
-                "federation",
-                f"FIC {fic['name']} audiences {fic['audiences']}",
-                evidence,
-                [fic_fix(ctx, "update", str(fic["name"]), issuer)],
             ),
         )
     # Entra's code today: none at all AADSTS70025, none for the token's issuer 700211 (70021 until 2022)

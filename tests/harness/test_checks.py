@@ -27,7 +27,7 @@ from harness.checks.chain import CheckSpec, run_chain, verdict
 from harness.checks.cluster import run_cluster_checks
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_succeeds
-from harness.checks.federation import identity_matches
+from harness.checks.federation import federated_credential, identity_matches
 from harness.checks.model import FAIL, PASS, SKIP, WARN, Finding, Outcome, failed, passed, skipped
 from harness.checks.pod import pod_admitted, pod_mutated
 from harness.checks.probe_output import probe_completed
@@ -1054,6 +1054,29 @@ def test_an_exchange_refused_for_the_audience_updates_the_credential_it_does_not
     [line] = [line for line in finding.fix_lines() if "federated-credential" in line]
     assert line.startswith("az identity federated-credential update --name fed-cred-backend ")
     assert line.endswith("--audiences api://AzureADTokenExchange")
+
+
+def test_the_subjects_credential_with_another_audience_is_updated_though_another_subject_is_trusted() -> None:
+    """By hand on the lab: the quick start's credential fic3 for the ServiceAccount made with --audience api://wrong,
+    the identity's other credential trusting another ServiceAccount. federation.credential said FIC_SUBJECT_MISMATCH
+    and printed a create for the subject, which ARM refuses ('Issuer and subject combination already exists for this
+    Managed Identity.'; Graph: the combination 'must be unique on the app'). Entra weighs the subject's credential
+    and refuses its audience (AADSTS700212): update it."""
+    ctx = context_for(_pod(*V16), client_id=CLIENT)
+    subject = "system:serviceaccount:finance:backend-sa"
+    ctx.facts.identity = IdentityFacts(
+        configured=True, kind="managed_identity", resource_id=IDENTITY_ID, resolved_by="config",
+        identity={"id": IDENTITY_ID, "properties": {"clientId": CLIENT}},
+        federated_credentials=[
+            {"name": "other-sa", "properties": {"issuer": ISSUER, "subject": "system:serviceaccount:finance:other",
+                                                "audiences": ["api://AzureADTokenExchange"]}},
+            {"name": "fic3", "properties": {"issuer": ISSUER, "subject": subject, "audiences": ["api://wrong"]}},
+            {"name": "old-cluster", "properties": {"issuer": "https://other.example/", "subject": subject,
+                                                   "audiences": ["api://AzureADTokenExchange"]}}])
+    [finding] = federated_credential(ctx).findings
+    assert finding.code == "FIC_AUDIENCE_MISMATCH"
+    [line] = [line for line in finding.fix_lines() if "federated-credential" in line]
+    assert line.startswith("az identity federated-credential update --name fic3 ")
 
 
 def test_an_identity_that_is_not_there_is_listed_and_made_again_not_shown() -> None:
