@@ -209,6 +209,15 @@ def role_permits(role: RoleDefinition, action: str, data_action: bool) -> bool:
     return any(_wildcard_match(p, action) for p in allowed) and not any(_wildcard_match(p, action) for p in denied)
 
 
+# the control-plane actions the Key Vault data roles (Secrets Officer, Reader, Administrator) share, as the built-in
+# roles reference lists them for each
+_KEY_VAULT_DATA_ROLE_ACTIONS = (
+    "Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*", "Microsoft.Resources/deployments/*",
+    "Microsoft.Resources/subscriptions/resourceGroups/read", "Microsoft.Support/*",
+    "Microsoft.KeyVault/checkNameAvailability/read", "Microsoft.KeyVault/deletedVaults/read",
+    "Microsoft.KeyVault/locations/*/read", "Microsoft.KeyVault/vaults/*/read", "Microsoft.KeyVault/operations/read",
+)
+
 # Built-in roles with their real ids and permissions (Azure built-in roles reference).
 BUILTIN_ROLES: tuple[RoleDefinition, ...] = (
     RoleDefinition("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner", "Grants full access to manage all resources, "
@@ -233,21 +242,13 @@ BUILTIN_ROLES: tuple[RoleDefinition, ...] = (
     RoleDefinition("b86a8fe4-44ce-4948-aee5-eccb2c155cd7", "Key Vault Secrets Officer", "Perform any action on "
                    "the secrets of a key vault, except manage permissions. Only works for key vaults that use "
                    "the 'Azure role-based access control' permission model.",
-                   actions=("Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*",
-                            "Microsoft.Resources/deployments/*", "Microsoft.Resources/subscriptions/resourceGroups/read",
-                            "Microsoft.Support/*", "Microsoft.KeyVault/checkNameAvailability/read",
-                            "Microsoft.KeyVault/deletedVaults/read", "Microsoft.KeyVault/locations/*/read",
-                            "Microsoft.KeyVault/vaults/*/read", "Microsoft.KeyVault/operations/read"),
+                   actions=_KEY_VAULT_DATA_ROLE_ACTIONS,
                    data_actions=("Microsoft.KeyVault/vaults/secrets/*",)),
     RoleDefinition("21090545-7ca7-4776-b22c-e363652d74d2", "Key Vault Reader", "Read metadata of key vaults and "
                    "its certificates, keys, and secrets. Cannot read sensitive values such as secret contents or "
                    "key material. Only works for key vaults that use the 'Azure role-based access control' "
                    "permission model.",
-                   actions=("Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*",
-                            "Microsoft.Resources/deployments/*", "Microsoft.Resources/subscriptions/resourceGroups/read",
-                            "Microsoft.Support/*", "Microsoft.KeyVault/checkNameAvailability/read",
-                            "Microsoft.KeyVault/deletedVaults/read", "Microsoft.KeyVault/locations/*/read",
-                            "Microsoft.KeyVault/vaults/*/read", "Microsoft.KeyVault/operations/read"),
+                   actions=_KEY_VAULT_DATA_ROLE_ACTIONS,
                    data_actions=("Microsoft.KeyVault/vaults/*/read",
                                  "Microsoft.KeyVault/vaults/secrets/readMetadata/action")),
     # learn.microsoft.com built-in roles (security): Key Vault Contributor manages vaults, with no data action (it
@@ -263,11 +264,7 @@ BUILTIN_ROLES: tuple[RoleDefinition, ...] = (
                    "operations on a key vault and all objects in it, including certificates, keys, and secrets. Cannot "
                    "manage key vault resources or manage role assignments. Only works for key vaults that use the "
                    "'Azure role-based access control' permission model.",
-                   actions=("Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*",
-                            "Microsoft.Resources/deployments/*", "Microsoft.Resources/subscriptions/resourceGroups/read",
-                            "Microsoft.Support/*", "Microsoft.KeyVault/checkNameAvailability/read",
-                            "Microsoft.KeyVault/deletedVaults/read", "Microsoft.KeyVault/locations/*/read",
-                            "Microsoft.KeyVault/vaults/*/read", "Microsoft.KeyVault/operations/read"),
+                   actions=_KEY_VAULT_DATA_ROLE_ACTIONS,
                    data_actions=("Microsoft.KeyVault/vaults/*",)),
     RoleDefinition("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1", "Storage Blob Data Reader", "Read and list Azure "
                    "Storage containers and blobs.",
