@@ -244,9 +244,14 @@ def check_container_started(pod: Obj, container: str, has_logs: bool) -> None:
         return
     if state.get("waiting") or (pod.get("status") or {}).get("phase", "Pending") == "Pending":
         reason = (state.get("waiting") or {}).get("reason") or "ContainerCreating"
+        # the kubelet's validateContainerLogStatus (pkg/kubelet/kubelet_pods.go) words the two pull failures
+        reason = PULL_FAILURE_WORDS.get(reason, reason)
         raise errors.bad_request(
             f'container "{container}" in pod "{pod["metadata"]["name"]}" is waiting to start: {reason}'
         )
+
+
+PULL_FAILURE_WORDS = {"ErrImagePull": "image can't be pulled", "ImagePullBackOff": "trying and failing to pull image"}
 
 
 def container_finished(pod: Obj | None, container: str) -> bool:

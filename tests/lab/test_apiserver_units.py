@@ -15,6 +15,7 @@ from lab.kube.apiserver import error_middleware, paginate, parse_target
 from lab.kube.patch import PatchError, json_patch, merge_patch, strategic_merge_patch
 from lab.kube.resources import ensure_builtin_types, resource_type_from_crd
 from lab.kube.store import Store
+from lab.kube.streams import check_container_started
 
 # ---------------------------------------------------------------- protobuf (kubectl typed commands)
 
@@ -395,3 +396,16 @@ def test_custom_resource_printer_columns() -> None:
     table = tables.render_table(widgets, [widget], "1", columns)
     assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Size", "Age"]
     assert table["rows"][0]["cells"][:2] == ["w", 3]
+
+
+@pytest.mark.parametrize(("reason", "words"), [
+    ("ErrImagePull", "image can't be pulled"), ("ImagePullBackOff", "trying and failing to pull image"),
+    ("ContainerCreating", "ContainerCreating"), ("CreateContainerConfigError", "CreateContainerConfigError")])
+def test_logs_of_a_container_waiting_to_start_in_the_kubelets_words(reason: str, words: str) -> None:
+    """kubectl logs of a pod whose image cannot be pulled (the azure-workload-identity quick start's msal-go, which
+    the lab does not run): the kubelet's validateContainerLogStatus words the two pull failures itself."""
+    pod = {"metadata": {"name": "quick-start"}, "status": {"phase": "Pending", "containerStatuses": [
+        {"name": "oidc", "state": {"waiting": {"reason": reason}}}]}}
+    with pytest.raises(errors.ApiError) as caught:
+        check_container_started(pod, "oidc", has_logs=False)
+    assert caught.value.message == f'container "oidc" in pod "quick-start" is waiting to start: {words}'
