@@ -118,7 +118,7 @@ def test_an_app_made_by_create_for_rbac_as_the_quick_start_does_passes(
     config = workload.config.with_name(f"{namespace}.yaml")
     config.write_text(yaml.safe_dump(data))
     _, checks, entry = run(tmp_path, config, f"{namespace}/web-sa")
-    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert entry["verdict"] == "pass", not_passing(checks)
 
 
 @pytest.fixture
@@ -136,6 +136,11 @@ def run(tmp_path: Path, config: Path, ref: str) -> tuple[dict[str, Any], dict[st
     return document, checks_of(document, ref), entry
 
 
+def not_passing(checks: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """(id, message) of each check that did not pass: what a failed 'the run passes' assertion shows."""
+    return [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+
+
 def paste(sh: Shell, finding: dict[str, Any]) -> None:
     """The finding's printed fix, every line that is not a comment, in one bash as a person pastes it."""
     lines = [line for line in finding["remediation"] if not line.lstrip().startswith("#")]
@@ -146,7 +151,7 @@ def paste(sh: Shell, finding: dict[str, Any]) -> None:
 
 def test_the_suites_pass_for_the_app_registration_as_made(healthy: AppWorkload, tmp_path: Path) -> None:
     document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert entry["verdict"] == "pass", not_passing(checks)
     assert checks["identity.matches"]["evidence"]["kind"] == "application"
 
 
@@ -180,7 +185,7 @@ def test_the_app_registrations_object_id_annotated_is_named_with_its_app_id(
     assert any(f"{CLIENT_ID}={app.app_id}" in line for line in unknown["remediation"])
     paste(shell, first)
     _, checks, entry = run(tmp_path, healthy.config_without_client_id, healthy.ref)
-    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert entry["verdict"] == "pass", not_passing(checks)
 
 
 def test_the_object_id_in_harness_yaml_is_fixed_in_harness_yaml_not_in_the_annotation(
@@ -204,7 +209,7 @@ def test_the_object_id_in_harness_yaml_is_fixed_in_harness_yaml_not_in_the_annot
     data["workloads"][0]["client_id"] = app.app_id  # the edit
     config.write_text(yaml.safe_dump(data))
     _, checks, entry = run(tmp_path, config, healthy.ref)
-    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert entry["verdict"] == "pass", not_passing(checks)
 
 
 def test_harness_yaml_naming_a_managed_identity_beside_the_apps_client_id_is_fixed_in_harness_yaml(
@@ -226,7 +231,7 @@ def test_harness_yaml_naming_a_managed_identity_beside_the_apps_client_id_is_fix
     del data["workloads"][0]["identity_resource_id"]  # the edit
     config.write_text(yaml.safe_dump(data))
     _, checks, entry = run(tmp_path, config, healthy.ref)
-    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert entry["verdict"] == "pass", not_passing(checks)
 
 
 def test_another_apps_token_is_not_judged_by_the_expected_apps_role_assignments(
@@ -250,7 +255,7 @@ def test_another_apps_token_is_not_judged_by_the_expected_apps_role_assignments(
     assert not {c for c in codes if c.startswith("ROLE_") or c.startswith("ACCESS_")}, codes
     paste(shell, entry["findings"][0])
     _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert entry["verdict"] == "pass", not_passing(checks)
 
 
 def restore_line(object_id: str) -> str:
@@ -274,7 +279,7 @@ def test_a_deleted_service_principal_is_restored_not_made_again(
     assert not [line for line in first["remediation"] if "az ad sp create" in line]
     paste(shell, first)
     _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert entry["verdict"] == "pass", not_passing(checks)
 
 
 def test_a_deleted_application_is_restored_with_its_credentials_and_service_principal(
@@ -297,7 +302,7 @@ def test_a_deleted_application_is_restored_with_its_credentials_and_service_prin
     assert "deleted" in unknown["message"] and [line for line in unknown["remediation"] if "/restore" in line]
     paste(shell, first)
     document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert entry["verdict"] == "pass", not_passing(checks)
     assert document["verdict"] == "pass"
 
 
@@ -357,7 +362,7 @@ def test_a_service_principal_deleted_for_good_is_made_again_and_its_roles_grante
     assert missing["code"] == "ROLE_ASSIGNMENT_MISSING", [f["code"] for f in entry["findings"]]
     paste(shell, missing)
     _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert entry["verdict"] == "pass", not_passing(checks)
 
 
 def test_a_credential_made_on_the_wrong_app_is_made_on_the_app_harness_yaml_names(
@@ -381,7 +386,7 @@ def test_a_credential_made_on_the_wrong_app_is_made_on_the_app_harness_yaml_name
     assert "SA_ANNOTATION_WRONG_IDENTITY" not in run_codes and "SA_WITHOUT_FIC" in run_codes, run_codes
     paste(shell, first)
     document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-    assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert document["verdict"] == "pass", not_passing(checks)
 
 
 def test_a_subject_mistyped_in_case_is_corrected_in_place_by_the_run_and_the_workload_alike(
@@ -408,7 +413,7 @@ def test_a_subject_mistyped_in_case_is_corrected_in_place_by_the_run_and_the_wor
     assert missing["remediation"] == [line for line in first["remediation"] if not line.startswith("#")]
     paste(shell, missing)
     document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-    assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert document["verdict"] == "pass", not_passing(checks)
 
 
 def test_a_credential_for_a_mistyped_namespace_is_joined_by_one_under_a_free_name(
@@ -428,7 +433,7 @@ def test_a_credential_for_a_mistyped_namespace_is_joined_by_one_under_a_free_nam
         assert f'"name": "{taken}-2"' in first["remediation"][0]
         paste(shell, first)
         _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-        assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+        assert entry["verdict"] == "pass", not_passing(checks)
     finally:  # the credential as the module made it
         delete_credentials(shell, app)
         trust(shell, app, issuer, healthy.namespace, healthy.service_account, "kubernetes-federated-credential")
@@ -454,7 +459,7 @@ def test_a_credential_for_another_clusters_issuer_is_joined_by_one_for_this_clus
         assert commands == [line for line in stale["remediation"] if not line.startswith("#")], (first, stale)
         paste(shell, first)
         _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-        assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+        assert entry["verdict"] == "pass", not_passing(checks)
         issuers = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].issuer' -o tsv")
         assert sorted(issuers.split()) == sorted([other, issuer])
     finally:  # the credential as the module made it
@@ -517,7 +522,7 @@ def test_a_role_assigned_to_the_client_id_as_object_id_is_granted_right_and_dele
     assert first["remediation"][-1].startswith(f"az role assignment delete --ids {healthy.vault_id}/providers/")
     paste(shell, first)
     _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-    assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert entry["verdict"] == "pass", not_passing(checks)
     assert not shell.must(f"az role assignment list --assignee-object-id {app.app_id} --all --query '[].id' "
                           "-o tsv").split()
 
@@ -587,7 +592,7 @@ def test_a_graph_endpoint_entra_does_not_know_names_the_setting_not_the_secret(
     data["azure"]["cloud"]["microsoft_graph"] = right  # the person's edit the fix asks for
     broken.write_text(yaml.safe_dump(data))
     document, checks, entry = run(tmp_path, broken, healthy.ref)
-    assert document["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+    assert document["verdict"] == "pass", not_passing(checks)
 
 
 def test_without_graph_read_a_missing_service_principal_is_looked_for_in_deleted_items_first(
@@ -617,7 +622,7 @@ def test_without_graph_read_a_missing_service_principal_is_looked_for_in_deleted
         assert found == [app.principal_id]
         shell.must(f"az rest --method POST --url {graph}/v1.0/directory/deletedItems/{found[0]}/restore -o none")
         document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-        assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+        assert entry["verdict"] == "pass", not_passing(checks)
     finally:
         if not shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split():
             graph_sp = shell.must("az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv").strip()
@@ -649,7 +654,7 @@ def test_without_graph_read_a_missing_credential_is_made_on_the_app_registration
         assert not [line for line in missing["remediation"] if line.startswith("az identity")], missing
         paste(shell, missing)
         _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
-        assert entry["verdict"] == "pass", [(c["id"], c["message"]) for c in checks.values() if c["status"] != "pass"]
+        assert entry["verdict"] == "pass", not_passing(checks)
     finally:
         if not shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split():
             graph_sp = shell.must("az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv").strip()
