@@ -1376,21 +1376,36 @@ def test_a_storage_account_with_public_access_disabled_is_opened_not_given_a_net
     assert update in lines and lines.index(update) < rule
 
 
+DENIED = {"http_status": 403, "code": "Forbidden", "innererror": "AccessDenied"}
+FORBIDDEN_BY_RBAC = {"http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByRbac"}
+
+
+def _finance_kv_read(expect: str, evidence: dict[str, Any], vault: dict[str, str] | None,
+                     roles_read: bool = False) -> tuple[WorkloadContext, KeyVaultSecretAccess]:
+    """A read of finance-kv's db-password (``expect``) by the managed identity (CLIENT, principal PRINCIPAL) whose
+    probe step answered ``evidence``; ``vault``: what the collector found of the vault besides its id, name and
+    group (None: nothing found); ``roles_read``: the identity's role assignments were read (none)."""
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect=expect)
+    ctx = context_for(client_id=CLIENT)
+    assert ctx.facts.pod is not None
+    ctx.facts.identity = IdentityFacts(
+        configured=True, kind="managed_identity", resource_id=IDENTITY_ID, resolved_by="config",
+        identity={"id": IDENTITY_ID, "properties": {"clientId": CLIENT, "principalId": PRINCIPAL}})
+    if roles_read:
+        ctx.facts.identity.role_assignments, ctx.facts.identity.role_names = [], {}
+    if vault is not None:
+        ctx.cluster.access_resources = {VAULT.rstrip("/"): {
+            "id": "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv",
+            "name": "finance-kv", "resource_group": "myRg", **vault}}
+    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": dict(evidence)}]}
+    return ctx, check
+
+
 def test_an_access_policy_naming_the_client_id_is_named_and_replaced() -> None:
     """az keyvault set-policy --object-id CLIENT_ID: Key Vault takes any GUID, so the vault has a policy for an
     object that does not exist and the identity (its principal id) none. The finding says so, and its fix makes the
     principal's policy and deletes the client id's."""
-    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
-    ctx = context_for(client_id=CLIENT)
-    assert ctx.facts.pod is not None
-    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
-                                       resolved_by="config", identity={"id": IDENTITY_ID, "properties": {
-                                           "clientId": CLIENT, "principalId": PRINCIPAL}})
-    vault_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
-    ctx.cluster.access_resources = {VAULT.rstrip("/"): {"id": vault_id, "name": "finance-kv", "resource_group": "myRg",
-                                                        "access_policy_object_ids": f"{CLIENT},other"}}
-    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": {
-        "http_status": 403, "code": "Forbidden", "innererror": "AccessDenied"}}]}
+    ctx, check = _finance_kv_read("allow", DENIED, {"access_policy_object_ids": f"{CLIENT},other"})
     [finding] = access_outcome(ctx, 0, check).findings
     assert finding.code == "KEYVAULT_ACCESS_POLICY_MISSING" and f"names the client id {CLIENT}" in finding.message
     assert finding.fix_lines()[:2] == [
@@ -1406,19 +1421,10 @@ def test_set_policy_keeps_the_secret_permissions_the_policy_already_grants() -> 
     set_policy: ``secrets = ... if secret_permissions is None else secret_permissions``): a policy granting list but
     not get is given 'list get', not 'get', which would take list away. The same for the client id's policy, whose
     permissions were meant for the identity."""
-    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
-    ctx = context_for(client_id=CLIENT)
-    assert ctx.facts.pod is not None
-    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
-                                       resolved_by="config", identity={"id": IDENTITY_ID, "properties": {
-                                           "clientId": CLIENT, "principalId": PRINCIPAL}})
-    vault_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
-    resource = {"id": vault_id, "name": "finance-kv", "resource_group": "myRg",
-                "access_policy_object_ids": f"{PRINCIPAL},other",
-                "access_policy_secret_permissions": f"{PRINCIPAL.upper()}=list set;other=get"}
-    ctx.cluster.access_resources = {VAULT.rstrip("/"): resource}
-    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": {
-        "http_status": 403, "code": "Forbidden", "innererror": "AccessDenied"}}]}
+    ctx, check = _finance_kv_read("allow", DENIED, {
+        "access_policy_object_ids": f"{PRINCIPAL},other",
+        "access_policy_secret_permissions": f"{PRINCIPAL.upper()}=list set;other=get"})
+    resource = ctx.cluster.access_resources[VAULT.rstrip("/")]
     [finding] = access_outcome(ctx, 0, check).findings
     assert "its policy grants secrets list set, not get" in finding.message
     assert finding.fix_lines()[0] == (
@@ -1437,19 +1443,9 @@ def test_set_policy_keeps_the_secret_permissions_the_policy_already_grants() -> 
 def test_a_vault_switched_to_rbac_says_its_access_policy_no_longer_counts() -> None:
     """az keyvault update --enable-rbac-authorization true over a vault whose policy let the identity read: ARM keeps
     the policies, Key Vault ignores them (ForbiddenByRbac). ROLE_ASSIGNMENT_MISSING says so, with the role grant."""
-    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
-    ctx = context_for(client_id=CLIENT)
-    assert ctx.facts.pod is not None
-    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
-                                       resolved_by="config", identity={"id": IDENTITY_ID, "properties": {
-                                           "clientId": CLIENT, "principalId": PRINCIPAL}},
-                                       role_assignments=[], role_names={})
-    vault_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
-    ctx.cluster.access_resources = {VAULT.rstrip("/"): {
-        "id": vault_id, "name": "finance-kv", "resource_group": "myRg", "access_policy_object_ids": PRINCIPAL,
-        "access_policy_secret_permissions": f"{PRINCIPAL}=get list"}}
-    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": {
-        "http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByRbac"}}]}
+    ctx, check = _finance_kv_read("allow", FORBIDDEN_BY_RBAC, {
+        "access_policy_object_ids": PRINCIPAL, "access_policy_secret_permissions": f"{PRINCIPAL}=get list"},
+        roles_read=True)
     [finding] = access_outcome(ctx, 0, check).findings
     assert finding.code == "ROLE_ASSIGNMENT_MISSING"
     assert "access policy for the identity (secrets get list) no longer counts" in finding.message
@@ -1463,18 +1459,10 @@ def test_a_deny_target_read_through_an_access_policy_is_revoked_in_the_policy() 
     """The deny target's vault authorizes by access policy (ARM: enableRbacAuthorization false) and the identity's
     policy grants get: the fix takes get out of that policy (set-policy with what it keeps, or delete-policy when get
     was all), not a role assignment."""
-    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="deny")
-    ctx = context_for(client_id=CLIENT)
-    assert ctx.facts.pod is not None
-    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
-                                       resolved_by="config", identity={"id": IDENTITY_ID, "properties": {
-                                           "clientId": CLIENT, "principalId": PRINCIPAL}})
-    vault_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
-    resource = {"id": vault_id, "name": "finance-kv", "resource_group": "myRg", "rbac_authorization": "false",
-                "access_policy_object_ids": PRINCIPAL, "access_policy_secret_permissions": f"{PRINCIPAL}=get list"}
-    ctx.cluster.access_resources = {VAULT.rstrip("/"): resource}
-    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": {
-        "http_status": 200}}]}
+    ctx, check = _finance_kv_read("deny", {"http_status": 200}, {
+        "rbac_authorization": "false", "access_policy_object_ids": PRINCIPAL,
+        "access_policy_secret_permissions": f"{PRINCIPAL}=get list"})
+    resource = ctx.cluster.access_resources[VAULT.rstrip("/")]
     [finding] = access_outcome(ctx, 0, check).findings
     assert finding.code == "ACCESS_ALLOWED_UNEXPECTEDLY" and "grants secrets get list" in finding.message
     assert finding.fix_lines()[0] == (
@@ -1567,21 +1555,13 @@ def test_a_vault_in_another_subscription_is_found_through_resource_graph() -> No
             {"id": shared_id, "name": "finance-kv", "type": "microsoft.keyvault/vaults",
              "properties": {"vaultUri": VAULT}}]})
 
-    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
+    ctx, check = _finance_kv_read("allow", FORBIDDEN_BY_RBAC, None, roles_read=True)
     found = collect_access_resources(arm, SimpleNamespace(subscription_id="s"),  # type: ignore[arg-type]
                                      [SimpleNamespace(access=[check])])  # type: ignore[list-item]
     assert asked[-1][1] == {"query": "resources | where type =~ 'microsoft.keyvault/vaults' and name =~ 'finance-kv'"}
     [resource] = found.values()
     assert resource["id"] == shared_id and resource["found_by"] == "resource_graph"
-    ctx = context_for(client_id=CLIENT)
-    assert ctx.facts.pod is not None
-    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
-                                       resolved_by="config", identity={"id": IDENTITY_ID, "properties": {
-                                           "clientId": CLIENT, "principalId": PRINCIPAL}},
-                                       role_assignments=[], role_names={})
     ctx.cluster.access_resources = found
-    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": {
-        "http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByRbac"}}]}
     [finding] = access_outcome(ctx, 0, check).findings
     assert finding.code == "ACCESS_DENIED_UNEXPECTEDLY" and "in subscription s2" in finding.message
     assert finding.fix_lines()[0].endswith(f"--role 'Key Vault Secrets User' --scope {shared_id}")
