@@ -99,11 +99,12 @@ class Controllers:
             self.populate_namespace(namespace["metadata"]["name"])
         self.reconcile_workloads()
 
-    def reconcile_workloads(self) -> None:
-        """Every Deployment, ReplicaSet, DaemonSet and StatefulSet, e.g. after the webhook came back up."""
+    def reconcile_workloads(self, namespace: str | None = None) -> None:
+        """Every Deployment, ReplicaSet, DaemonSet and StatefulSet (of a namespace), e.g. after the webhook came back
+        up."""
         for plural, reconcile in self._workload_reconcilers().items():
             rt = self.store.type_for("apps", plural)
-            for obj in self.store.list(rt)[0] if rt else []:
+            for obj in self.store.list(rt, namespace or None)[0] if rt else []:
                 meta = obj["metadata"]
                 _later(lambda r=reconcile, ns=meta["namespace"], n=meta["name"]: r(ns, n))
 
@@ -142,6 +143,10 @@ class Controllers:
         elif event.resource == ("", "serviceaccounts") and event.type == "DELETED" and name == "default":
             namespace = event.object["metadata"].get("namespace", "")
             _later(lambda: self.populate_namespace(namespace))
+        elif event.resource == ("", "serviceaccounts") and event.type == "ADDED":
+            # the ServiceAccount admission plugin refused the pods of a template naming it before it existed (a
+            # bundle applied Deployment first): its ReplicaSets retry them now
+            self.reconcile_workloads(event.object["metadata"].get("namespace", ""))
         self._workload_event(event)
         self._quota_event(event)
         if event.type == "DELETED":

@@ -98,3 +98,15 @@ def replica_failure(kubectl, namespace: str, kind: str) -> dict | None:
     items = json.loads(kubectl("get", kind, "-n", namespace, "-o", "json").stdout)["items"]
     return next((c for item in items for c in (item.get("status") or {}).get("conditions") or []
                  if c["type"] == "ReplicaFailure"), None)
+
+
+def test_pods_refused_for_a_service_account_not_made_yet_are_made_once_it_is(kubectl, namespace: str) -> None:
+    """A bundle applied Deployment before ServiceAccount: the ServiceAccount admission plugin refuses the pods
+    ('error looking up service account NS/SA'), and the ReplicaSet controller's rate-limited requeue makes them
+    once the ServiceAccount exists. The lab's ReplicaSet never tried again (by hand: no pod 30 s after)."""
+    kubectl("apply", "-f", "-", input=DEPLOYMENT.format(ns=namespace, replicas=1).replace(
+        "serviceAccountName: default", "serviceAccountName: late-sa"))
+    wait_for(lambda: "error looking up service account" in kubectl("get", "events", "-n", namespace).stdout)
+    assert pods(kubectl, namespace) == []
+    kubectl("create", "serviceaccount", "late-sa", "-n", namespace)
+    wait_for(running(kubectl, namespace, 1))
