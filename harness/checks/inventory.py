@@ -463,8 +463,11 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
         if not values.is_guid(client_id):
             severity = ERROR
             cases.append(f"{ref}: {values.printable(str(client_id), 60)!r} is not a GUID")
-            name = fix.pasted_name(str(client_id))  # a name pasted for the client id: the identities and apps of it
-            steps += fix.find_identity_by_name(name) if name is not None else fix.find_identity_anywhere(None)
+            name, guid = fix.pasted_name(str(client_id)), fix.pasted_guid(str(client_id))
+            if guid is not None:  # pasted with whitespace or braces around it: the GUID inside, annotated bare
+                steps += [fix.annotate_sa(sa["namespace"], sa["name"], guid), fix.restart_pods(sa["namespace"])]
+            else:  # a name pasted for the client id: the identities and apps of that name
+                steps += fix.find_identity_by_name(name) if name is not None else fix.find_identity_anywhere(None)
         elif owner is not None:
             severity = ERROR
             kind = str(owner.get("kind"))

@@ -745,6 +745,13 @@ def pasted_name(value: str) -> str | None:
     return name if values.is_azure_resource_name(name) and not values.is_guid(name.strip("{}")) else None
 
 
+def pasted_guid(value: str) -> str | None:
+    """The GUID in a client-id annotation pasted with whitespace or braces around it (``{guid}``, as .NET and the
+    registry print GUIDs); None when there is none."""
+    inner = value.strip().strip("{}")
+    return inner if values.is_guid(inner) else None
+
+
 def find_identity_by_name(name: str) -> list[Command]:
     """A name pasted where the client id belongs: the managed identities and app registrations of that name, with
     the client id to annotate (names are not unique: each is listed)."""

@@ -300,6 +300,15 @@ def _client_id_lookup(ctx: WorkloadContext, value: str) -> list[Command]:
                     "-o", "tsv")]
 
 
+def _malformed_repair(ctx: WorkloadContext, value: str, fix_it: list[Step]) -> list[Step]:
+    """Where the client id is read, then the annotation with it (``fix_it``). A GUID pasted with whitespace or
+    braces around it, with harness.yaml naming no client id, is the one to annotate: nothing to look up."""
+    guid = fix.pasted_guid(value)
+    if ctx.workload.client_id is None and guid is not None:
+        return [fix.annotate_sa(ctx.namespace, ctx.service_account, guid), *restart_workload(ctx)]
+    return [*_client_id_lookup(ctx, value), *fix_it]
+
+
 def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
     sa = ctx.facts.sa
     where = f"{ctx.namespace}/{ctx.service_account}"
@@ -321,7 +330,7 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
                 "serviceaccount",
                 f"{where}: the client-id annotation is not a client id (GUID)",
                 evidence,
-                [*_client_id_lookup(ctx, value), *fix_it],
+                _malformed_repair(ctx, value, fix_it),
             ),
         )
     if expected is not None and value.lower() != expected.lower():

@@ -53,6 +53,13 @@ def test_a_pasted_client_id_that_is_not_a_guid_says_what_is_around_it(value: str
     outcome = sa_client_id_annotation(ctx)
     assert outcome.status == FAIL and outcome.findings[0].code == "SA_CLIENT_ID_MALFORMED"
     assert said in outcome.message
+    # the GUID around which it was pasted is the one annotated (harness.yaml names none): it printed an az identity
+    # show --ids '<identity-resource-id>' and client-id=<client-id> to fill in, while saying the GUID is right there
+    lines = outcome.findings[0].fix_lines()
+    if "around it" in said:
+        assert lines[0] == (f"kubectl annotate serviceaccount -n finance backend-sa "
+                            f"azure.workload.identity/client-id={CLIENT} --overwrite")
+        assert not any("<" in line for line in lines if not line.startswith("#"))
 
 
 def test_with_pod_a_client_id_from_a_secret_is_a_conflict_unset_on_its_deployment() -> None:

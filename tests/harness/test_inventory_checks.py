@@ -475,6 +475,19 @@ def test_an_unknown_client_id(client_id: str, refused: bool, severity: str, text
     )
 
 
+def test_a_client_id_pasted_in_braces_is_annotated_bare_as_the_workload_view_prints() -> None:
+    """``{guid}`` (as .NET and the registry print GUIDs) in the annotation: SA_CLIENT_ID_UNKNOWN printed az identity
+    list / az ad app list with <client-id> placeholders; it now annotates the GUID inside, as the workload's
+    SA_CLIENT_ID_MALFORMED does."""
+    facts = healthy()
+    guid = "22222222-3333-4444-8555-666666666666"
+    facts.service_accounts.append(sa("web", "app-sa", f"{{{guid}}}"))
+    unknown = findings(run(facts))["SA_CLIENT_ID_UNKNOWN"]
+    lines = unknown.fix_lines()
+    assert lines[0] == f"kubectl annotate serviceaccount -n web app-sa azure.workload.identity/client-id={guid} --overwrite"
+    assert len(lines) == 2 and lines[1].startswith("kubectl rollout restart deployment -n web")
+
+
 def test_an_identity_entra_knows_but_the_harness_cannot_read_is_a_warning() -> None:
     facts = healthy()
     hidden = "55555555-6666-4777-8888-999999999999"
