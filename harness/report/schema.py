@@ -131,6 +131,11 @@ class Incomplete(_Strict):
     errors: list[HarnessError] = []
 
 
+# the command-line flag behind each of Narrowed's fields that one flag sets (options and tests list what was given)
+NARROWING_FLAGS = {"keyword": "-k", "markexpr": "-m", "workloads": "--workload", "pods": "--pod",
+                   "namespaces": "--namespace"}
+
+
 class Narrowed(_Strict):
     """What narrowed the run to part of the suites: pytest's -k and -m expressions, test paths or node ids named
     on the command line, --workload, --pod and --namespace. The verdict covers only the checks the run selected."""

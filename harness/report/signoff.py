@@ -23,7 +23,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateError
 from harness import __version__
 from harness.checks.migration import MIGRATION_CHECK_IDS
 from harness.commands import pasteable
-from harness.report.schema import SCHEMA, validate_run
+from harness.report.schema import NARROWING_FLAGS, SCHEMA, validate_run
 from harness.values import visible
 
 FORMATS = ("md", "html")
@@ -425,11 +425,9 @@ def narrowed_text(document: dict[str, Any]) -> str:
     narrowed = document.get("narrowed")
     if not isinstance(narrowed, dict):
         return ""
-    parts = [f"{flag} {narrowed[key]!r}" for key, flag in (("keyword", "-k"), ("markexpr", "-m"))
-             if narrowed.get(key)]
+    parts = [f"{NARROWING_FLAGS[key]} {narrowed[key]!r}" for key in ("keyword", "markexpr") if narrowed.get(key)]
     parts += [str(option) for option in narrowed.get("options") or []]
-    parts += [f"{flag} {value}" for key, flag in (("tests", "tests"), ("workloads", "--workload"),
-                                                   ("pods", "--pod"), ("namespaces", "--namespace"))
+    parts += [f"{NARROWING_FLAGS.get(key, key)} {value}" for key in ("tests", "workloads", "pods", "namespaces")
               for value in narrowed.get(key) or []]
     if not parts:
         return ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.report.schema import NARROWING_FLAGS
 from harness.values import visible
 
 MIGRATION_PREFIX = "migration."
@@ -36,8 +37,7 @@ def summary_lines(document: dict[str, Any], path: Path | None) -> list[str]:
     for error in (document.get("incomplete") or {}).get("errors") or []:  # why a FAIL over checks that passed
         lines.append(f"  ERROR {error['test']}: {visible(error['message'])[:200]}")
     narrowed = document.get("narrowed") or {}
-    flags = {"keyword": "-k", "markexpr": "-m", "options": "", "tests": "", "workloads": "--workload",
-             "pods": "--pod", "namespaces": "--namespace"}
+    flags = {**NARROWING_FLAGS, "options": "", "tests": ""}  # options and tests: the values themselves
     narrowing = ", ".join(dict.fromkeys(flags[key] or (", ".join(map(str, value)) if isinstance(value, list)
                                                          else str(value))
                                         for key, value in narrowed.items() if key in flags and value))
