@@ -16,6 +16,13 @@ from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, ClusterFacts, Fetched, KubeFailure
 
 
+def is_graph_call(fetched: Fetched) -> bool:
+    """A call to Microsoft Graph (its versioned paths, /v1.0/ or /beta/), not to ARM: which of the harness's reads
+    a refusal hit decides whose permission is missing and which kind of identity a fix is for."""
+    path = urlsplit(fetched.url or "").path
+    return "/v1.0/" in path or "/beta/" in path
+
+
 def kube_call_failed(
     error: KubeFailure,
     layer: str,

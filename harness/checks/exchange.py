@@ -10,7 +10,7 @@ from typing import Any
 from harness import values
 from harness.checks import remediation as fix
 from harness.checks.cluster import chart_install
-from harness.checks.common import missing_probe_step
+from harness.checks.common import is_graph_call, missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import (
     config_tenant,
@@ -523,7 +523,7 @@ def _graph_refused(ctx: WorkloadContext) -> bool:
     """Microsoft Graph refused the harness a look-up of the identity (no Application.Read.All): it could not tell
     whose object id a GUID is, nor whether an application was deleted."""
     refused = ctx.facts.identity.refused if ctx.facts.identity is not None else []
-    return any("/v1.0/" in f.url or "/beta/" in f.url for f in refused)
+    return any(is_graph_call(f) for f in refused)
 
 
 def _deleted_application_lookup(ctx: WorkloadContext, client_id: str) -> list[Step]:

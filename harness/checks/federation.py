@@ -7,24 +7,22 @@ from __future__ import annotations
 
 import difflib
 import re
-import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 from harness.checks import remediation as fix
 from harness.checks.cluster import slash_hint
-from harness.checks.common import arm_failure_finding, harness_token_fix
+from harness.checks.common import arm_failure_finding, harness_token_fix, is_graph_call
 from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.token import claims
 from harness.commands import Command, Step, advice, render
-from harness.facts import CREDENTIAL_ERROR, Fetched, IdentityFacts
+from harness.facts import CREDENTIAL_ERROR, IdentityFacts
 from harness.issuers import issuer_relation
 from harness.names import TOKEN_AUDIENCE
 
 MAX_FEDERATED_CREDENTIALS = 20
-GRAPH_VERSION = "v1.0"
 
 
 def identity_matches(ctx: WorkloadContext) -> Outcome:
@@ -161,10 +159,6 @@ def principal_id_of(facts: IdentityFacts) -> str | None:
     if facts.kind == "application":
         return str((facts.service_principal or {}).get("id") or "") or None
     return str(((facts.identity or {}).get("properties") or {}).get("principalId") or "") or None
-
-
-def _is_graph_call(fetched: Fetched) -> bool:
-    return f"/{GRAPH_VERSION}/" in urllib.parse.urlsplit(fetched.url or "").path
 
 
 def _application_matches(ctx: WorkloadContext) -> Outcome:
@@ -402,7 +396,7 @@ def _not_visible(ctx: WorkloadContext, evidence: dict[str, Any], what: str) -> O
     # the harness got no token at all (its credential, or an endpoint Entra does not know): no grant helps
     untokened = [f for f in facts.refused if f.code == CREDENTIAL_ERROR]
     refused = [f for f in facts.refused if f.code != CREDENTIAL_ERROR]
-    graph_refused = [f for f in refused if _is_graph_call(f)]
+    graph_refused = [f for f in refused if is_graph_call(f)]
     remediation: list[Step] = harness_token_fix(ctx.azure, untokened[0]) if untokened else []
     if len(graph_refused) < len(refused) or not facts.refused:
         if len(graph_refused) < len(refused):
@@ -479,8 +473,7 @@ def fic_fix(ctx: WorkloadContext, verb: str, name: str, issuer: str) -> Command:
         # or a managed identity: the command for the kind the refusals point at, the other in its comment. Only
         # Microsoft Graph refused (no managed identity of the subscriptions it reads has the client id): an app
         # registration, whose command needs nothing but the client id
-        refused = [f.url for f in facts.refused]
-        if refused and all("/v1.0/" in url or "/beta/" in url for url in refused):
+        if facts.refused and all(is_graph_call(f) for f in facts.refused):
             app = fix.app_federated_credential(verb, client_id, name, issuer, ctx.subject)
             return Command(app.argv, note=f"if {client_id} is an app registration (a managed identity's: az identity "
                                           f"federated-credential {verb}, the same name, issuer and subject)")

@@ -33,7 +33,7 @@ from typing import Any
 from harness import values
 from harness.checks import remediation as fix
 from harness.checks.chain import CheckSpec, run_chain
-from harness.checks.common import arm_failure_finding, kube_failure_finding
+from harness.checks.common import arm_failure_finding, is_graph_call, kube_failure_finding
 from harness.checks.federation import MAX_FEDERATED_CREDENTIALS, free_fic_name, restore_instead
 from harness.checks.model import (
     ERROR,
@@ -52,7 +52,6 @@ from harness.facts import (
     CREDENTIAL_ERROR,
     NETWORK_ERROR,
     ClusterFacts,
-    Fetched,
     InventoryFacts,
     InventoryIdentity,
 )
@@ -365,10 +364,6 @@ def service_accounts_listed(ctx: InventoryContext) -> Outcome:
 # ---------------------------------------------------------------- the Azure side
 
 
-def _is_graph(fetched: Fetched) -> bool:
-    return "/v1.0/" in fetched.url or "/beta/" in fetched.url
-
-
 def unreadable_rows(facts: InventoryFacts) -> list[dict[str, Any]]:
     return [
         {"url": f.url, "status": f.status, "code": f.code, "error": f.error}
@@ -380,8 +375,8 @@ def _incomplete(ctx: InventoryContext) -> Finding | None:
     missed = [*ctx.facts.refused, *ctx.facts.failed]
     if not missed:
         return None
-    graph = [f for f in ctx.facts.refused if _is_graph(f)]
-    arm = [f for f in ctx.facts.refused if not _is_graph(f)]
+    graph = [f for f in ctx.facts.refused if is_graph_call(f)]
+    arm = [f for f in ctx.facts.refused if not is_graph_call(f)]
     steps: list[Step] = []
     if arm:
         steps += [
