@@ -872,16 +872,19 @@ def keyvault_network_rules(vault: str, client_address: str | None = None) -> lis
                         note="the address Key Vault saw the pod's request come from"),
                 advice("if the cluster's egress address is not static, admit its node subnet (--subnet, with a "
                        "Microsoft.KeyVault service endpoint) or reach the vault through a private endpoint")]
-    subnet = command("az", "keyvault", "network-rule", "add", "--name", vault, "--subnet", "<aks-node-subnet-id>",
-                     note="or --ip-address <the cluster's egress IP>")
+    private_endpoint = advice("or reach the vault through a private endpoint the cluster's network resolves")
     if isinstance(address, ipaddress.IPv4Address):
         return [*looks,
                 advice(f"the request came from the private address {address}, over a virtual network (a service "
                        "endpoint): an IP rule cannot admit it, the node subnet can"),
                 command("az", "keyvault", "network-rule", "add", "--name", vault, "--subnet",
                         "<aks-node-subnet-id>"),
-                advice("or reach the vault through a private endpoint the cluster's network resolves")]
-    return [*looks, subnet, advice("or reach the vault through a private endpoint the cluster's network resolves")]
+                private_endpoint]
+    # no address named: the node subnet, or the egress IP (both the person's to fill in)
+    return [*looks,
+            command("az", "keyvault", "network-rule", "add", "--name", vault, "--subnet", "<aks-node-subnet-id>",
+                    note="or --ip-address <the cluster's egress IP>"),
+            private_endpoint]
 
 
 def keyvault_public_access(vault: str) -> list[Step]:
