@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from harness.values import visible
@@ -124,6 +124,3 @@ def pasteable(line: str, limit: int | None = None) -> str:
     return f"# not shown whole ({why}): run.json's remediation has it exactly: {preview}"
 
 
-def join_words(words: Sequence[str]) -> str:
-    """A command given as words, rendered (for evidence that shows what the harness itself ran)."""
-    return shlex.join(words)

@@ -17,13 +17,6 @@ _DNS_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Key Vault object names: 1-127 characters, letters, digits and dashes (learn.microsoft.com, "Key Vault naming").
 _KEYVAULT_OBJECT_RE = re.compile(r"[0-9A-Za-z-]{1,127}")
-# Key Vault names: 3-24 characters, start with a letter, end with a letter or digit, no consecutive dashes.
-_KEYVAULT_NAME_RE = re.compile(r"(?!.*--)[A-Za-z][0-9A-Za-z-]{1,22}[0-9A-Za-z]")
-# Storage accounts: 3-24 lower-case letters and digits; containers: 3-63, lower-case letters, digits, single '-',
-# starting and ending with a letter or digit ($root and $web are the two special names).
-_STORAGE_ACCOUNT_RE = re.compile(r"[a-z0-9]{3,24}")
-_STORAGE_CONTAINER_RE = re.compile(r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]|\$root|\$web")
-_RESOURCE_GROUP_RE = re.compile(r"[-\w._()]{0,89}[-\w_()]", re.UNICODE)
 _AZURE_RESOURCE_NAME_RE = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]{0,127}")
 
 # The distribution reference grammar (github.com/distribution/reference, regexp.go): name [":" tag] ["@" digest].
@@ -83,22 +76,6 @@ def is_env_name(value: object) -> bool:
 
 def is_keyvault_object_name(value: object) -> bool:
     return isinstance(value, str) and _KEYVAULT_OBJECT_RE.fullmatch(value) is not None
-
-
-def is_keyvault_name(value: object) -> bool:
-    return isinstance(value, str) and _KEYVAULT_NAME_RE.fullmatch(value) is not None
-
-
-def is_storage_account_name(value: object) -> bool:
-    return isinstance(value, str) and _STORAGE_ACCOUNT_RE.fullmatch(value) is not None
-
-
-def is_storage_container_name(value: object) -> bool:
-    return isinstance(value, str) and _STORAGE_CONTAINER_RE.fullmatch(value) is not None
-
-
-def is_resource_group_name(value: object) -> bool:
-    return isinstance(value, str) and _RESOURCE_GROUP_RE.fullmatch(value) is not None
 
 
 def is_azure_resource_name(value: object) -> bool:
