@@ -134,6 +134,7 @@ def analyse(
             facts.cluster,
             config.azure,
             workload_facts.collected_at if now is None else now,
+            facts.inventory.identities if facts.inventory is not None else None,
         )
         results.workloads[workload.id] = WorkloadResults(
             workload.id, workload.namespace, workload.service_account, run_workload_checks(context)
@@ -147,7 +148,8 @@ def analyse(
             namespace=pod_facts.namespace, service_account=pod_facts.service_account
         )
         context = WorkloadContext(
-            pod_facts, bare, facts.cluster, config.azure, pod_facts.collected_at if now is None else now
+            pod_facts, bare, facts.cluster, config.azure, pod_facts.collected_at if now is None else now,
+            facts.inventory.identities if facts.inventory is not None else None,
         )
         results.pods[pod_id] = WorkloadResults(
             pod_id, pod_facts.namespace, pod_facts.service_account, run_workload_checks(context), kind="pod"

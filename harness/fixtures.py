@@ -37,7 +37,8 @@ def nothing_found(discovery: dict[str, Any], configured: bool = False) -> str:
     where = f"namespace(s) {', '.join(namespaces)}" if namespaces else "all namespaces"
     error = discovery.get("error")
     if error:
-        return (f"whole-cluster run: could not list the ServiceAccounts of {where}: {error.get('status')} "
+        listing = error.get("listing") or "the ServiceAccounts"
+        return (f"whole-cluster run: could not list {listing} of {where}: {error.get('status')} "
                 f"{error.get('reason')}: {error.get('message')}")
     missing = discovery.get("missing_namespaces") or []
     if missing:

@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.collect.inventory import list_service_accounts
+from harness.collect.inventory import list_service_accounts, service_accounts_of_labelled_pods
 from harness.collect.kube_api import KubeError, kubeconfig_bearer_token
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.lab_bootstrap import EmbeddedLab
+from harness.names import USE_LABEL
 from harness.redact import Redactor
 from harness.values import namespace_problem, object_name_problem, printable, split_reference
 
@@ -112,14 +113,20 @@ def whole_cluster(
 
 def discover(kube: Any, namespaces: list[str]) -> dict[str, Any]:
     """The ServiceAccounts with the client-id annotation or the use label in ``namespaces`` (all when empty),
-    as JSON the xdist workers read back; a refusal is kept as ``error`` for the workload suite to report."""
+    and those that pods labelled azure.workload.identity/use: "true" there run as (one more list), as JSON the
+    xdist workers read back; a refusal is kept as ``error`` for the workload suite to report."""
     found: dict[str, Any] = {"namespaces": namespaces, "service_accounts": [], "error": None}
     if kube is None:
         message = ("no Kubernetes client to list ServiceAccounts with (a conftest that supplies wi_backend "
                    "must also define wi_kube())")
         found["error"] = {"status": 0, "reason": "NoClient", "message": message}
         return found
-    accounts, _, error = list_service_accounts(kube, namespaces)
+    asked, error = service_accounts_of_labelled_pods(kube, namespaces)
+    if error is not None:  # not all the workloads that asked for Workload ID can be named: say so, verify none
+        found["error"] = {"status": error.status, "reason": error.reason, "message": error.message,
+                          "listing": f"the pods labelled {USE_LABEL}=true"}
+        return found
+    accounts, _, error = list_service_accounts(kube, namespaces, also=asked)
     found["service_accounts"] = accounts
     if error is not None:
         found["error"] = {"status": error.status, "reason": error.reason, "message": error.message}

@@ -194,6 +194,26 @@ def _other_service_account(ctx: WorkloadContext, neighbours: dict[str, str]) -> 
     return steps
 
 
+def _trusted_client_id(ctx: WorkloadContext, evidence: dict[str, Any], fix_it: list[Step]) -> list[Step]:
+    """harness.yaml names no client id: the one of the identity (the inventory read) whose federated credential
+    already trusts this ServiceAccount; with several, each named in a comment above the placeholder."""
+    trusting = sorted(ctx.trusting(), key=lambda i: (i.name, i.client_id))
+    if not trusting:
+        return fix_it
+    evidence["trusted_by"] = [{"kind": i.kind, "name": i.name, "client_id": i.client_id} for i in trusting]
+    annotate = fix.annotate_sa(ctx.namespace, ctx.service_account, trusting[0].client_id)
+    if len(trusting) == 1:
+        return [annotate, *fix_it[1:]]
+    named: list[Step] = [advice(f"{len(trusting)} identities have a federated credential for {ctx.subject}; "
+                                "annotate the client id of the one this workload is meant to use:")]
+    named += [advice(f"{_kind_word(i.kind)} {i.name}: client id {i.client_id}") for i in trusting]
+    return [*named, *fix_it]
+
+
+def _kind_word(kind: str) -> str:
+    return "managed identity" if kind == "managed_identity" else "app registration"
+
+
 def _not_annotated(
     ctx: WorkloadContext, evidence: dict[str, Any], expected: str | None, fix_it: list[Step]
 ) -> Outcome:
@@ -211,6 +231,8 @@ def _not_annotated(
     else:
         hint = ""
     if not near and not elsewhere:
+        if expected is None:
+            fix_it = _trusted_client_id(ctx, evidence, fix_it)
         neighbours = sa.annotated_neighbours
         if neighbours:
             evidence["annotated_in_namespace"] = dict(sorted(neighbours.items()))

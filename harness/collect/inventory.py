@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import Future
 from typing import Any
 
@@ -82,11 +82,35 @@ def slim_service_account(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def list_service_accounts(
+def service_accounts_of_labelled_pods(
     kube: KubeApi, namespaces: Iterable[str] = ()
+) -> tuple[set[str], KubeFailure | None]:
+    """NS/NAME of the ServiceAccounts that pods labelled ``azure.workload.identity/use: "true"`` (the label the
+    webhook's objectSelector matches) run as, in ``namespaces`` or all of them: one list per namespace (one in
+    all), as the ServiceAccounts are listed. A pod asking for Workload ID under a ServiceAccount with neither
+    the annotation nor the label is mutated without AZURE_CLIENT_ID; its ServiceAccount is to be verified."""
+    refs: set[str] = set()
+    try:
+        for namespace in list(dict.fromkeys(namespaces)) or [None]:
+            pods, _ = kube.list_pods(namespace, f"{USE_LABEL}=true")
+            for pod in pods:
+                meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+                refs.add(f"{meta.get('namespace') or namespace}/{spec.get('serviceAccountName') or 'default'}")
+    except KubeError as exc:
+        return set(), exc.failure
+    return refs, None
+
+
+def _ref(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def list_service_accounts(
+    kube: KubeApi, namespaces: Iterable[str] = (), also: Collection[str] = ()
 ) -> tuple[list[dict[str, Any]], list[str], KubeFailure | None]:
-    """(the workload identity ServiceAccounts, slimmed and sorted; NS/NAME of every ServiceAccount; the
-    refusal) in ``namespaces``, or in all of them when none is given."""
+    """(the workload identity ServiceAccounts, and those ``also`` names (NS/NAME), slimmed and sorted; NS/NAME
+    of every ServiceAccount; the refusal) in ``namespaces``, or in all of them when none is given."""
     found: list[dict[str, Any]] = []
     try:
         for namespace in list(dict.fromkeys(namespaces)) or [None]:
@@ -95,7 +119,8 @@ def list_service_accounts(
         return [], [], exc.failure
     every = sorted({f"{s['namespace']}/{s['name']}" for s in map(slim_service_account, found)})
     chosen = sorted(
-        (slim_service_account(o) for o in found if is_workload_identity_service_account(o)),
+        (slim_service_account(o) for o in found
+         if is_workload_identity_service_account(o) or _ref(o) in also),
         key=lambda s: (s["namespace"], s["name"]),
     )
     return chosen, every, None

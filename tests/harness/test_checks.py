@@ -49,6 +49,7 @@ from harness.facts import (
     ClusterFacts,
     Fetched,
     IdentityFacts,
+    InventoryIdentity,
     KubeFailure,
     LivePod,
     LivePodsFacts,
@@ -573,6 +574,41 @@ def test_an_annotation_on_the_deployment_instead_of_the_service_account_is_named
     unrelated = context_for()
     unrelated.facts.sa.annotations = {"team": "finance"}
     assert sa_client_id_annotation(unrelated).findings[0].code == "SA_NOT_ANNOTATED"
+
+
+def _trusting(name: str, client_id: str, subject: str = "system:serviceaccount:finance:backend-sa",
+              issuer: str = ISSUER) -> InventoryIdentity:
+    return InventoryIdentity("managed_identity", client_id, name, federated_credentials=[
+        {"name": "fic", "issuer": issuer, "subject": subject, "audiences": ["api://AzureADTokenExchange"]}])
+
+
+def test_an_unannotated_service_account_an_identity_already_trusts_is_annotated_with_its_client_id() -> None:
+    """Found by hand (whole-cluster run, no workloads: in harness.yaml): billingWorkloadId's federated credential
+    trusted billing/billing-sa, which had no annotation; the fix said client-id=<client-id> though the
+    inventory had read the one identity that trusts it. One: its client id; several: each named, placeholder
+    kept; another subject or another cluster's issuer: not counted."""
+    other = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
+    ctx = context_for()
+    ctx.facts.sa.annotations = {}
+    ctx.inventory_identities = [_trusting("backendWorkloadId", CLIENT),
+                                _trusting("elsewhere", other, subject="system:serviceaccount:finance:other-sa"),
+                                _trusting("otherCluster", other, issuer="https://oidc.example/other/")]
+    finding = sa_client_id_annotation(ctx).findings[0]
+    assert finding.code == "SA_NOT_ANNOTATED"
+    assert finding.fix_lines()[0] == (
+        f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT} --overwrite")
+    ctx.inventory_identities.append(_trusting("batchWorkloadId", other))
+    lines = sa_client_id_annotation(ctx).findings[0].fix_lines()
+    assert lines[:4] == [
+        "# 2 identities have a federated credential for system:serviceaccount:finance:backend-sa; annotate the "
+        "client id of the one this workload is meant to use:",
+        f"# managed identity backendWorkloadId: client id {CLIENT}",
+        f"# managed identity batchWorkloadId: client id {other}",
+        "kubectl annotate serviceaccount -n finance backend-sa 'azure.workload.identity/client-id=<client-id>' "
+        "--overwrite",
+    ]
+    ctx.inventory_identities = None  # no inventory read (--workload, or no azure section): the placeholder
+    assert "<client-id>" in sa_client_id_annotation(ctx).findings[0].fix_lines()[0]
 
 
 def test_with_pod_under_an_unannotated_service_account_the_fix_moves_it_to_the_annotated_one() -> None:

@@ -12,6 +12,8 @@ import yaml
 from fakeworld import FakeWorkload, World
 from test_plugin import CLUSTER_TESTS, created, project, run_json
 
+from harness.collect.kube_api import KubeError
+from harness.facts import KubeFailure
 from harness.fixtures import nothing_found
 from harness.session import discover
 
@@ -177,6 +179,9 @@ class _DeletedNamespaceKube:
     def list_service_accounts(self, namespace: str | None) -> list[dict[str, object]]:
         return []
 
+    def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, object]], str | None]:
+        return [], None
+
     def namespace(self, name: str) -> dict[str, object] | None:
         held = {"type": "NamespaceFinalizersRemaining", "status": "True",
                 "message": "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource "
@@ -193,3 +198,45 @@ def test_a_namespace_being_deleted_is_named_not_called_unannotated() -> None:
                        "its ServiceAccounts were deleted with its content and nothing new may be created in it until "
                        "it is gone, so nothing was verified; Some content in the namespace has finalizers remaining: "
                        "example.com/hold in 1 resource instances")
+
+
+class _LabelledPodKube:
+    """billing's Deployment template carries azure.workload.identity/use: "true" and runs as billing-sa, which
+    has neither the client-id annotation nor the use label (found by hand in the lab: the pod was mutated without
+    AZURE_CLIENT_ID and the whole-cluster run passed without verifying it)."""
+
+    def __init__(self, refuse_pods: bool = False) -> None:
+        self.refuse_pods = refuse_pods
+        self.pod_lists: list[tuple[str | None, str]] = []
+
+    def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, object]], str | None]:
+        self.pod_lists.append((namespace, label_selector))
+        if self.refuse_pods:
+            raise KubeError(KubeFailure(403, "Forbidden", 'pods is forbidden: User "harness" cannot list resource '
+                                                          '"pods" in API group "" at the cluster scope'))
+        pods = [{"metadata": {"namespace": "billing", "name": "billing-1"},
+                 "spec": {"serviceAccountName": "billing-sa"}},
+                {"metadata": {"namespace": "web", "name": "web-1"}, "spec": {}}]  # no serviceAccountName: default
+        return [p for p in pods if namespace in (None, p["metadata"]["namespace"])], "1"
+
+    def list_service_accounts(self, namespace: str | None) -> list[dict[str, object]]:
+        accounts = [{"metadata": {"namespace": ns, "name": name, "annotations": notes}} for ns, name, notes in [
+            ("billing", "billing-sa", {}), ("billing", "plain-sa", {}), ("web", "default", {}),
+            ("finance", "backend-sa", {"azure.workload.identity/client-id": "3b1a6f2e-5c1d-4e2f-9a8b-7c6d5e4f3a2b"})]]
+        return [a for a in accounts if namespace in (None, a["metadata"]["namespace"])]
+
+
+def test_service_accounts_that_labelled_pods_run_as_are_verified_too() -> None:
+    kube = _LabelledPodKube()
+    found = discover(kube, [])
+    assert [f"{s['namespace']}/{s['name']}" for s in found["service_accounts"]] == [
+        "billing/billing-sa", "finance/backend-sa", "web/default"]
+    assert kube.pod_lists == [(None, "azure.workload.identity/use=true")]  # one list, cluster-wide
+    narrowed = discover(kube, ["billing"])  # --namespace billing: that namespace's pods only
+    assert [s["name"] for s in narrowed["service_accounts"]] == ["billing-sa"]
+    assert kube.pod_lists[1:] == [("billing", "azure.workload.identity/use=true")]
+    refused = discover(_LabelledPodKube(refuse_pods=True), [])
+    assert refused["service_accounts"] == [] and nothing_found(refused) == (
+        "whole-cluster run: could not list the pods labelled azure.workload.identity/use=true of all namespaces: "
+        '403 Forbidden: pods is forbidden: User "harness" cannot list resource "pods" in API group "" at the '
+        "cluster scope")
