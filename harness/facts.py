@@ -85,6 +85,9 @@ class ServiceAccountFacts:
     annotated_neighbours: dict[str, str] = field(default_factory=dict)
     # the namespace's labels, read when the probe pod came back unmutated (a namespaceSelector may exclude it)
     namespace_labels: dict[str, str] | None = None
+    # the namespace's annotations, read when the ServiceAccount lacks the client-id annotation (a person may have
+    # put it on the Namespace, which the webhook never reads); None: not read or not readable
+    namespace_annotations: dict[str, str] | None = None
     # a namespace being deleted (deletionTimestamp set, phase Terminating), read when the ServiceAccount is not
     # found: {"since": deletionTimestamp, "conditions": [{type, status, reason, message}]} of the namespace controller
     namespace_deleting: dict[str, Any] | None = None

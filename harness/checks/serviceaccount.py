@@ -159,9 +159,11 @@ def _letters(key: str) -> str:
 
 
 def misplaced_annotations(ctx: WorkloadContext) -> list[str]:
-    """Where the client-id annotation sits instead of the ServiceAccount: the workload's pods, their Deployment
-    or its pod template."""
+    """Where the client-id annotation sits instead of the ServiceAccount: its Namespace, the workload's pods, their
+    Deployment or its pod template."""
     places: list[str] = []
+    if CLIENT_ID_ANNOTATION in (ctx.facts.sa.namespace_annotations or {}):
+        places.append(f"Namespace/{ctx.namespace}")
     for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else []):
         owner = live.owner or {}
         template = ((owner.get("spec") or {}).get("template") or {}).get("metadata") or {}

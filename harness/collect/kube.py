@@ -7,7 +7,13 @@ from typing import Any
 
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.facts import ServiceAccountFacts
-from harness.names import MWC_PREFIX, WEBHOOK_DEPLOYMENT, WEBHOOK_NAME, WEBHOOK_NAMESPACES
+from harness.names import (
+    CLIENT_ID_ANNOTATION,
+    MWC_PREFIX,
+    WEBHOOK_DEPLOYMENT,
+    WEBHOOK_NAME,
+    WEBHOOK_NAMESPACES,
+)
 from harness.values import shorten
 
 WEBHOOK_POD_SELECTOR = "azure-workload-identity.io/system=true"  # the chart's and the add-on's pod label
@@ -160,4 +166,11 @@ def collect_service_account(api: KubeApi, namespace: str, name: str) -> ServiceA
     facts.found = True
     facts.annotations = bounded(dict(meta.get("annotations") or {}))
     facts.labels = bounded(dict(meta.get("labels") or {}))
+    if CLIENT_ID_ANNOTATION not in facts.annotations:  # put on the Namespace by hand? the webhook reads the SA only
+        try:
+            found = api.namespace(namespace)
+        except KubeError:
+            found = None  # many harness identities may not read namespaces
+        if found is not None:
+            facts.namespace_annotations = bounded(dict((found.get("metadata") or {}).get("annotations") or {}))
     return facts

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from test_live_pods import CLIENT, context, deployment, live, workload_pod
 
 from harness.checks.model import FAIL, SKIP, WARN
 from harness.checks.pod import pod_mutated
 from harness.checks.serviceaccount import sa_client_id_annotation
+from harness.collect.kube import collect_service_account
 from harness.facts import PodFacts
 
 TENANT = "azure.workload.identity/tenant-id"
@@ -179,3 +182,53 @@ def test_pod_naming_the_webhooks_own_pod_says_so_in_one_line() -> None:
     assert finding.code == "POD_NOT_A_WORKLOAD"
     assert "Deployment/azure-wi-webhook-controller-manager" in finding.message
     assert finding.fix_lines()[0].startswith("kubectl get pods -A -l azure.workload.identity/use=true")
+
+
+class _NamespaceAnnotated:
+    """The API as a person left it: ``kubectl annotate ns finance azure.workload.identity/client-id=<guid>``
+    and ``kubectl annotate sa backend-sa azure.workload.identity/client-id-``."""
+
+    def service_account(self, namespace: str, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": namespace, "annotations": {}}}
+
+    def namespace(self, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "annotations": {"azure.workload.identity/client-id": CLIENT}}}
+
+
+def test_a_client_id_annotated_on_the_namespace_is_named_there_and_put_on_the_service_account() -> None:
+    """Found by hand in the lab: with the client id on the Namespace instead of the ServiceAccount (the webhook
+    reads it from the ServiceAccount only, pkg/webhook/webhook.go), the finding said only "lacks the annotation",
+    placed_on=[]. The collector now reads the namespace's annotations when the ServiceAccount lacks it."""
+    sa = collect_service_account(_NamespaceAnnotated(), "finance", "backend-sa")  # type: ignore[arg-type]
+    assert sa.namespace_annotations == {"azure.workload.identity/client-id": CLIENT}
+    ctx = context([live(workload_pod(), deployment())], sa_annotations={})
+    ctx.facts.sa.namespace_annotations = sa.namespace_annotations
+    ctx.workload = ctx.workload.model_copy(update={"client_id": CLIENT})
+    outcome = sa_client_id_annotation(ctx)
+    (finding,) = outcome.findings
+    assert finding.code == "SA_ANNOTATION_MISSPELLED"
+    assert finding.evidence["placed_on"] == ["Namespace/finance"]
+    assert "it is on Namespace/finance instead, the webhook reads it from the ServiceAccount only" in outcome.message
+    assert [line.split("#")[0].strip() for line in finding.fix_lines()] == [
+        f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT} "
+        "--overwrite",
+        "kubectl rollout restart deployment/backend -n finance"]
+
+
+def test_a_client_id_annotated_on_the_deployment_and_its_template_is_named_on_each() -> None:
+    """``kubectl annotate deploy backend ...client-id=`` and the same key in the pod template's annotations
+    (so on the pods too): each place is named, and the fix annotates the ServiceAccount and restarts."""
+    owner = deployment()
+    owner["metadata"]["annotations"] = {"azure.workload.identity/client-id": CLIENT}
+    owner["spec"]["template"]["metadata"]["annotations"] = {"azure.workload.identity/client-id": CLIENT}
+    pod = workload_pod()
+    pod["metadata"].setdefault("annotations", {})["azure.workload.identity/client-id"] = CLIENT
+    ctx = context([live(pod, owner)], sa_annotations={})
+    ctx.workload = ctx.workload.model_copy(update={"client_id": CLIENT})
+    (finding,) = sa_client_id_annotation(ctx).findings
+    assert finding.code == "SA_ANNOTATION_MISSPELLED"
+    assert finding.evidence["placed_on"][:2] == ["Deployment/backend", "Deployment/backend's pod template"]
+    assert finding.evidence["placed_on"][2].startswith("pod ")
+    assert finding.fix_lines()[0] == (f"kubectl annotate serviceaccount -n finance backend-sa "
+                                      f"azure.workload.identity/client-id={CLIENT} --overwrite")
+    assert finding.fix_lines()[-1].startswith("kubectl rollout restart deployment/backend -n finance")
