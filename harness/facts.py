@@ -118,6 +118,8 @@ class PodFacts:
     network_policies: list[dict[str, Any]] | None = None  # the NetworkPolicies of its namespace; None: not readable
     # --pod NS/POD not found: the pods of NS now (names only), for the one it most likely was (a rollout replaced it)
     namespace_pods: list[str] | None = None
+    # --pod on a pod without the use label: its Deployment as read (the label may sit on its own metadata.labels)
+    owner: dict[str, Any] | None = None
 
 
 @dataclass

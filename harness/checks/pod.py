@@ -404,8 +404,13 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
     value = labels.get(USE_LABEL)
     if value == "true":
         return passed(f'pod labelled {USE_LABEL}: "true"', {"labels": labels})
-    evidence = {"labels": labels, "value": value}
+    evidence: dict[str, Any] = {"labels": labels, "value": value}
     why = "absent" if value is None else f'{value!r}, and only the exact value "true" selects the pod'
+    owner = ctx.facts.pod.owner if ctx.facts.pod else None
+    if owner and ((owner.get("metadata") or {}).get("labels") or {}).get(USE_LABEL) == "true":
+        evidence["placed_on"] = f"Deployment/{(owner.get('metadata') or {}).get('name')} metadata.labels"
+        why += (f"; it sits on Deployment/{(owner.get('metadata') or {}).get('name')}'s own metadata.labels, "
+                "it must be under spec.template.metadata.labels")
     return failed(
         f"the pod's {USE_LABEL} label is {why}: the webhook never sees it",
         evidence,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.checks.podspec import is_webhook_pod, token_volumes
+from harness.checks.podspec import controller_of, is_webhook_pod, token_volumes
 from harness.checks.transient import retryable_aadsts, service_account_subject
 from harness.collect.access_resources import collect_access_resources
 from harness.collect.arm import collect_identity, collect_managed_cluster, prefetch_identity_searches
@@ -24,7 +25,7 @@ from harness.collect.probe_pods import ProbeRequest, ProbeRun, probe_config_for,
 from harness.collect.retrying import LEDGER
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.facts import ClusterFacts, PodFacts, RunFacts, ServiceAccountFacts, WorkloadFacts
-from harness.names import CLIENT_ID_ANNOTATION
+from harness.names import CLIENT_ID_ANNOTATION, USE_LABEL
 
 
 @dataclass
@@ -208,6 +209,10 @@ def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str
         pod_facts.pod = slim(pod)
         pod_facts.phase = (pod.get("status") or {}).get("phase")
         service_account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        kind, owner = controller_of(pod)
+        if kind == "Deployment" and ((pod.get("metadata") or {}).get("labels") or {}).get(USE_LABEL) != "true":
+            with contextlib.suppress(KubeError):  # refused: the pod alone still fails pod.labelled
+                pod_facts.owner = slim(backend.kube.deployment(namespace, owner))  # the label on its own metadata?
     sa = collect_service_account(backend.kube, namespace, service_account)
     if pod is not None and not token_volumes(pod):
         sa.namespace_labels = read_namespace_labels(backend.kube, namespace)

@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 from test_live_pods import CLIENT, context, deployment, live, workload_pod
 
+from harness.checks.context import WorkloadContext
 from harness.checks.model import FAIL, SKIP, WARN
-from harness.checks.pod import pod_mutated
+from harness.checks.pod import pod_labelled, pod_mutated
 from harness.checks.serviceaccount import sa_client_id_annotation
 from harness.collect.kube import collect_service_account
-from harness.facts import PodFacts
+from harness.collect.run import Backend, collect_existing_pod
+from harness.config import HarnessConfig, WorkloadConfig
+from harness.facts import ClusterFacts, PodFacts
 
 TENANT = "azure.workload.identity/tenant-id"
 
@@ -232,3 +236,42 @@ def test_a_client_id_annotated_on_the_deployment_and_its_template_is_named_on_ea
     assert finding.fix_lines()[0] == (f"kubectl annotate serviceaccount -n finance backend-sa "
                                       f"azure.workload.identity/client-id={CLIENT} --overwrite")
     assert finding.fix_lines()[-1].startswith("kubectl rollout restart deployment/backend -n finance")
+
+
+class _LabelOnTheDeployment:
+    """``kubectl label deploy backend azure.workload.identity/use=true`` with the template's label removed: the
+    Deployment carries it on its own metadata.labels, its pods do not."""
+
+    def pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return workload_pod(name, labelled=False, mutated=False)
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        return deployment(labels={"azure.workload.identity/use": "true"})
+
+    def service_account(self, namespace: str, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "annotations": {"azure.workload.identity/client-id": CLIENT}}}
+
+    def namespace(self, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name}}
+
+
+def test_with_pod_a_use_label_on_the_deployments_own_metadata_is_named_there_and_patched_onto_its_template() -> None:
+    """Found by hand in the lab: --pod on such a pod said only "label is absent" (the workload run named the
+    Deployment's metadata, --pod read no Deployment). The collector now reads the pod's Deployment when the pod
+    lacks the label, and pod.labelled says where it sits and where it must go; the printed patch (run as printed
+    in the lab) labels the template and the next run passed."""
+    backend = Backend(kube=_LabelOnTheDeployment(), http=None)  # type: ignore[arg-type]
+    facts = collect_existing_pod(backend, HarnessConfig(), "finance", "backend-7d9f-abcde")
+    assert facts.pod is not None and facts.pod.owner is not None
+    ctx = WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa"),
+                          ClusterFacts(time.time()), None, time.time())
+    outcome = pod_labelled(ctx)
+    assert outcome.status == FAIL
+    assert ("it sits on Deployment/backend's own metadata.labels, it must be under spec.template.metadata.labels"
+            in outcome.message)
+    assert outcome.evidence["placed_on"] == "Deployment/backend metadata.labels"
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_LABELLED"
+    assert finding.fix_lines()[0] == (
+        "kubectl patch deployment/backend -n finance --type merge -p "
+        """'{"spec":{"template":{"metadata":{"labels":{"azure.workload.identity/use":"true"}}}}}'""")
