@@ -175,6 +175,19 @@ def misplaced_annotations(ctx: WorkloadContext) -> list[str]:
     return places
 
 
+def _misplaced_client_id(ctx: WorkloadContext) -> str | None:
+    """The client id (a GUID) a person put on the Namespace, the Deployment, its pod template or a pod instead of
+    the ServiceAccount: the one to annotate when harness.yaml names none."""
+    metas = [{"annotations": ctx.facts.sa.namespace_annotations or {}}]
+    for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else []):
+        owner = live.owner or {}
+        metas += [owner.get("metadata") or {}, ((owner.get("spec") or {}).get("template") or {}).get("metadata") or {},
+                  live.pod.get("metadata") or {}]
+    found = {str(v).strip() for m in metas if values.is_guid(str(v := (m.get("annotations") or {}).get(
+        CLIENT_ID_ANNOTATION) or "").strip())}
+    return next(iter(found)) if len(found) == 1 else None
+
+
 def _other_service_account(ctx: WorkloadContext, neighbours: dict[str, str]) -> list[Step]:
     """--pod on a pod whose ServiceAccount names no identity while others of its namespace do: the usual cause is
     the pod template's serviceAccountName (left out: ``default``; or another's). With one such ServiceAccount,
@@ -251,7 +264,7 @@ def _not_annotated(
     meant = expected or next(
         (value for key in near if values.is_guid(value := sa.annotations.get(key) or sa.labels.get(key) or "")),
         None,
-    )
+    ) or (_misplaced_client_id(ctx) if not near else None)
     repair: list[Step] = [fix.annotate_sa(ctx.namespace, ctx.service_account, meant)]
     repair += [fix.remove_sa_annotation(ctx.namespace, ctx.service_account, key) for key in near
                if key in sa.annotations]

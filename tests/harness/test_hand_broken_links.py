@@ -217,6 +217,11 @@ def test_a_client_id_annotated_on_the_namespace_is_named_there_and_put_on_the_se
         f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT} "
         "--overwrite",
         "kubectl rollout restart deployment/backend -n finance"]
+    # harness.yaml names no client id: the GUID put on the Namespace is the one annotated, not <client-id>
+    ctx.workload = ctx.workload.model_copy(update={"client_id": None})
+    assert sa_client_id_annotation(ctx).findings[0].fix_lines()[0] == (
+        f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT} "
+        "--overwrite")
 
 
 def test_a_client_id_annotated_on_the_deployment_and_its_template_is_named_on_each() -> None:
