@@ -11,6 +11,7 @@ same failure instead of each waiting out its own connect timeouts and retries.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -91,9 +92,10 @@ class KubeconfigProblem(ValueError):
 
 @dataclass
 class Kubeconfig:
-    """The kubeconfig files merged as the ``kubernetes`` client merges them (clusters, contexts and users: the
-    first of a name wins; current-context: the last file that sets one), each entry with the file it came from
-    (relative paths in it are relative to that file)."""
+    """The kubeconfig files merged as kubectl merges them (client-go's clientcmd: the first file to set a value
+    or map key wins, so the first of a name wins and so does the first current-context; the ``kubernetes``
+    client takes the last file's current-context, so the harness passes the context it reads here), each entry
+    with the file it came from (relative paths in it are relative to that file)."""
 
     where: str  # the file, or $KUBECONFIG's list, for messages
     entries: dict[str, dict[str, tuple[dict[str, Any], Path]]] = field(default_factory=dict)
@@ -166,7 +168,7 @@ def read_kubeconfig(kubeconfig: Path | None) -> Kubeconfig:
                 if not isinstance(name, str) or not name:
                     raise KubeconfigProblem(f"{prefix}: {in_file}{kind}[{index}] has no name")
                 merged.entries.setdefault(kind, {}).setdefault(name, (item, path))
-        if isinstance(data.get("current-context"), str) and data["current-context"]:
+        if merged.current_context is None and isinstance(data.get("current-context"), str) and data["current-context"]:
             merged.current_context = data["current-context"]
     if not merged.context_names():
         raise KubeconfigProblem(f"{prefix}: it has no contexts")
@@ -315,8 +317,12 @@ class OfficialKubeApi:
                 self._api_client = client.ApiClient(configuration)
                 self.context = "in-cluster"
             else:
-                self._api_client = kube_config.new_client_from_config(
-                    config_file=str(kubeconfig) if kubeconfig else None, context=context, persist_config=False,
+                if context is None:  # kubectl's current-context (first file of $KUBECONFIG), not the client's (last)
+                    with contextlib.suppress(KubeconfigProblem):  # the client says why below
+                        context = read_kubeconfig(kubeconfig).current_context
+                self._api_client = kube_config.new_client_from_config(  # $KUBECONFIG as it is now, not at import
+                    config_file=str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or None,
+                    context=context, persist_config=False,
                     client_configuration=configuration,
                 )
                 self.context = context or _current_context(kubeconfig)

@@ -429,6 +429,21 @@ def test_every_process_redactor_knows_the_default_kubeconfig_token_and_ambient_a
     assert set(secrets) == {"kube-token-value", "ambient-client-secret"}
 
 
+def test_kubeconfig_list_takes_the_first_files_current_context_as_kubectl_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KUBECONFIG=mine:theirs, both with a current-context: kubectl (client-go: the first file to set a value
+    wins) uses mine's; the kubernetes client alone would take theirs' and verify another cluster."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "theirs").mkdir()
+    mine = kubeconfig(tmp_path / "mine", "https://mine.test", token="mine-token", context="mine")
+    theirs = kubeconfig(tmp_path / "theirs", "https://theirs.test", token="theirs-token", context="theirs")
+    monkeypatch.setenv("KUBECONFIG", f"{mine}:{theirs}")
+    api = OfficialKubeApi(None, None)
+    assert (api.context, api.server, api.bearer_token) == ("mine", "https://mine.test", "mine-token")
+    assert kubeconfig_bearer_token(None, None) == "mine-token"
+
+
 def test_the_live_bearer_token_is_known_to_the_backend(tmp_path: Path) -> None:
     api = OfficialKubeApi(kubeconfig(tmp_path, "https://kube.test", token="live-token-value"), None)
     assert api.bearer_token == "live-token-value"
