@@ -466,6 +466,17 @@ def _injected_with(pod: dict[str, Any], client_id: Any) -> bool:
         str(c).lower() for c in client_ids or []}
 
 
+def _moved_to(facts: MigrationFacts, bound: list[dict[str, Any]], client_id: Any) -> list[str]:
+    """NS/SA=CLIENT_ID for each ServiceAccount the binding's pods (labelled aadpodidbinding with its selector) run
+    as that names another identity's client id: the team moved that workload to another identity under Workload ID,
+    and annotating it with the binding's client id (--overwrite) would take that identity away."""
+    runs_as = {(p["namespace"], str(p.get("service_account"))) for p in bound}
+    return sorted(
+        f"{sa['namespace']}/{sa['name']}={sa['client_id']}" for sa in facts.service_accounts.items
+        if (sa["namespace"], sa["name"]) in runs_as and values.is_guid(str(sa.get("client_id") or ""))
+        and str(sa["client_id"]).lower() != str(client_id or "").lower())
+
+
 def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, Any]]:
     """One row per AzureIdentityBinding (by namespace, name): what replaces it under Workload ID."""
     identities = {(i["namespace"], i["name"]): i for i in facts.azure_identities.items}
@@ -487,10 +498,10 @@ def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, A
         under = [p for p in facts.labelled_pods.items if f"{p['namespace']}/{p['service_account']}" in accounts]
         labelled = sorted(f"{p['namespace']}/{p['name']}" for p in under if _injected_with(p, client_id))
         uninjected = sorted(f"{p['namespace']}/{p['name']}" for p in under if not _injected_with(p, client_id))
-        legacy = sorted(
-            f"{p['namespace']}/{p['name']}" for p in facts.legacy_pods.items
-            if selector is not None and (p.get("labels") or {}).get(POD_IDENTITY_LABEL) == selector
-        )
+        bound = [p for p in facts.legacy_pods.items
+                 if selector is not None and (p.get("labels") or {}).get(POD_IDENTITY_LABEL) == selector]
+        legacy = sorted(f"{p['namespace']}/{p['name']}" for p in bound)
+        moved_to = _moved_to(facts, bound, client_id)
         missing, unknown = [], []
         # the client id unknown (its AzureIdentity could not be read), or the ServiceAccounts: nothing follows
         blind = azure_identity is None and facts.azure_identities.error is not None
@@ -525,6 +536,7 @@ def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, A
             "labelled_pods": labelled,
             "uninjected_pods": uninjected,
             "legacy_pods": legacy,
+            "moved_to": moved_to,
             "migrated": not missing and not unknown,
             "missing": missing,
             "unknown": unknown,
@@ -543,6 +555,10 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
     if behind:
         steps = [step for row in behind for step in _coverage_steps(ctx, row)]
         text = "; ".join(f"{r['binding']} lacks {', '.join(r['missing'])}"
+                         + (" (its pods run as " + ", ".join(
+                             m.replace("=", ", which names another identity's client id ", 1) for m in r["moved_to"])
+                            + ": the workload moved to it; whether it may reach what this one could is not checked)"
+                            if r.get("moved_to") else "")
                          + (f" (cannot tell {', '.join(r['unknown'])})" if r["unknown"] else "")
                          + (f" ({', '.join(r['uninjected_pods'])} labelled {USE_LABEL} but run without its identity: "
                             "created before the label or the annotation; the webhook acts on pod CREATE only)"
@@ -607,6 +623,33 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
         row["identity_type"] == 1)
     tenant, home = str(spec.get("tenantID") or ""), ctx.azure.tenant_id if ctx.azure else None
     other_tenant = application and values.is_guid(tenant) and bool(home) and tenant.lower() != str(home).lower()
+    moved = dict(ref.split("=", 1) for ref in row.get("moved_to") or [])
+    if moved and MISSING_SERVICE_ACCOUNT in row["missing"]:
+        # the ServiceAccount names another identity: whoever moved it chose that identity, and what the old one may
+        # reach (Key Vault, storage ...) only moves with it if its roles were granted to the new one too
+        for ref, other in moved.items():
+            steps.append(advice(f"its pods run as {ref}, which names client id {other}: they moved to that "
+                                "identity, so leave the annotation; before this binding goes, grant it each role "
+                                "the old identity holds that they need:"))
+        steps.append(fix.list_roles(row["client_id"]))
+        # its pods that the webhook has not yet given that identity: the template labelled, new pods
+        for p in legacy:
+            other = moved.get(f"{p['namespace']}/{p.get('service_account')}")
+            if other is None or _injected_with(p, other) and (p.get("labels") or {}).get(USE_LABEL) == "true":
+                continue
+            kind, name = str(p.get("owner_kind")), str(p.get("owner_name"))
+            if kind == "Pod":
+                step: Step = advice(f"recreate pod {p['namespace']}/{name} labelled {USE_LABEL}: \"true\"")
+                if step not in steps:
+                    steps.append(step)
+                continue
+            for step in (fix.patch_template_labels(kind, p["namespace"], name, {USE_LABEL: "true"}),
+                         fix.rollout_restart(kind, p["namespace"], name)):
+                if step not in steps:
+                    steps.append(step)
+        accounts = [(ns, sa) for ns, sa in accounts if f"{ns}/{sa}" not in moved]
+        if not accounts:
+            return steps
     if MISSING_SERVICE_ACCOUNT in row["missing"]:
         steps += [fix.annotate_sa(ns, sa, row["client_id"]) for ns, sa in accounts]
         if other_tenant:

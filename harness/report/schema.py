@@ -80,6 +80,8 @@ class CoverageRow(_Strict):
     # NS/POD labelled azure.workload.identity/use: "true" under those ServiceAccounts that the webhook did not give
     # the identity (no projected token, or no AZURE_CLIENT_ID of its client id): labelled or annotated after creation
     uninjected_pods: list[str] = []
+    # NS/SA=CLIENT_ID: ServiceAccounts the binding's pods run as that name another identity's client id (moved to it)
+    moved_to: list[str] = []
     migrated: bool
     missing: list[Literal["service_account", "federated_credential", "labelled_pods"]]
     unknown: list[Literal["service_account", "federated_credential", "labelled_pods"]]

@@ -294,7 +294,7 @@ def test_coverage_rows_say_what_replaces_each_binding() -> None:
         "identity_kind": "managed_identity", "identity_lookup": "found",
         "service_accounts": ["finance/backend-sa"], "federated": True,
         "federated_subjects": ["system:serviceaccount:finance:backend-sa"],
-        "labelled_pods": ["finance/backend-abc-1"], "uninjected_pods": [], "legacy_pods": [], "migrated": True,
+        "labelled_pods": ["finance/backend-abc-1"], "uninjected_pods": [], "legacy_pods": [], "moved_to": [], "migrated": True,
         "missing": [], "unknown": [],
     }
     assert payments["legacy_pods"] == ["payments/payments-worker"] and payments["federated"] is False
@@ -601,3 +601,37 @@ def test_fake_kube_lists_pods_by_label_existence() -> None:
     kube.pods[("a", "p")] = {"metadata": {"name": "p", "namespace": "a", "labels": {"aadpodidbinding": "x"}}}
     kube.pods[("a", "q")] = {"metadata": {"name": "q", "namespace": "a", "labels": {}}}
     assert [p["metadata"]["name"] for p in kube.list_pods(None, "aadpodidbinding")[0]] == ["p"]
+
+
+def test_a_binding_whose_pods_run_as_a_service_account_naming_another_identity_keeps_that_annotation() -> None:
+    """By hand in the lab: reports-sa annotated (--overwrite) with a new identity, federated, the template labelled;
+    its pods still carry aadpodidbinding=reports. The fix annotated reports-sa with the binding's old client id
+    --overwrite, taking the workload back off the identity it was moved to (and, with no restart, reaching no pod).
+    Now the row names the move, and the fix lists the old identity's roles to grant the new one."""
+    old, new = "12121212-3434-4565-8787-909090909090", "abababab-cdcd-4efe-8a8a-bcbcbcbcbcbc"
+    facts, cluster = leftover()
+    facts.azure_identities.items.append(
+        {"namespace": "reports", "name": "reports-identity", "spec": {"type": 0, "clientID": old}})
+    facts.azure_identity_bindings.items.append(
+        {"namespace": "reports", "name": "reports-binding", "spec": {"azureIdentity": "reports-identity",
+                                                                     "selector": "reports"}})
+    facts.identities[old] = managed_identity("reportsId", old, ["system:serviceaccount:reports:reports-sa"])
+    facts.service_accounts.items.append({"namespace": "reports", "name": "reports-sa", "client_id": new})
+    legacy = next(p for p in facts.legacy_pods.items if p["name"] == "reports-api-abc-1")
+    legacy["labels"] = {"aadpodidbinding": "reports", "azure.workload.identity/use": "true"}
+    legacy |= {"token_audiences": ["api://AzureADTokenExchange"], "client_ids": [new]}
+    row = next(r for r in coverage_rows(facts, ISSUER) if r["binding"] == "reports/reports-binding")
+    assert row["moved_to"] == [f"reports/reports-sa={new}"] and not row["migrated"]
+    CoverageRow.model_validate(row)
+    finding = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                   if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
+    assert f"reports/reports-sa, which names another identity's client id {new}" in finding.message
+    fixes = finding.fix_lines()
+    assert not any("annotate serviceaccount -n reports" in line for line in fixes)
+    at = fixes.index(f"az role assignment list --assignee {old} --all -o table")
+    assert f"names client id {new}" in fixes[at - 1] and "leave the annotation" in fixes[at - 1]
+    assert not any("deployment/reports-api" in line for line in fixes)  # its pods already have that identity
+    legacy |= {"client_ids": [], "token_audiences": []}  # started before the annotation: new pods are needed
+    fixes = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                 if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
+    assert "kubectl rollout restart deployment/reports-api -n reports" in " ".join(fixes)
