@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lab.kube.workloads")
 
 HASH_LABEL = "pod-template-hash"
+REVISION_LABEL = "controller-revision-hash"  # a DaemonSet's pods: its template's revision
 SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # apimachinery's rand.String alphabet
 
 
@@ -113,15 +114,33 @@ class WorkloadControllers:
 
     # -- DaemonSets: the lab has one node
     def reconcile_daemonset(self, namespace: str, name: str) -> None:
+        """One pod on the lab's node, labelled with its template's revision (``controller-revision-hash``, the
+        hash alone, and ``pod-template-generation``, as pkg/controller/daemon/util CreatePodTemplate labels it).
+        Under ``updateStrategy: RollingUpdate`` (the default) a pod of an older template is deleted and made again
+        from the current one: a template change, ``kubectl rollout restart daemonset`` among them, replaces it
+        (the "Perform a Rolling Update on a DaemonSet" task: "old DaemonSet pods will be killed, and new
+        DaemonSet pods will be created automatically"); under ``OnDelete`` it stays until a person deletes it.
+        The surge (``maxSurge``) is not emulated: the old pod goes first, as with the default maxSurge 0."""
         daemonsets = self._type("apps", "daemonsets")
         daemonset = self.store.find(daemonsets, namespace, name) if daemonsets else None
         if daemonset is None:
             return
-        self._converge(daemonset, 1, prefix=f"{name}-")
+        spec = daemonset.get("spec") or {}
+        revision = template_hash(spec.get("template") or {})
+        strategy = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate")
+        if strategy == "RollingUpdate":
+            pods_type = core_type(self.store, "pods")
+            for old in self._pods_of(daemonset):
+                if (old["metadata"].get("labels") or {}).get(REVISION_LABEL) != revision:
+                    self.store.delete(pods_type, namespace, old["metadata"]["name"])
+                    self._event(daemonset, "SuccessfulDelete", f"Deleted pod: {old['metadata']['name']}")
+        self._converge(daemonset, 1, prefix=f"{name}-", labels={
+            REVISION_LABEL: revision, "pod-template-generation": str(daemonset["metadata"].get("generation", 1))})
         pods = self._pods_of(daemonset)
         ready = sum(1 for pod in pods if _pod_ready(pod))
+        updated = sum(1 for pod in pods if (pod["metadata"].get("labels") or {}).get(REVISION_LABEL) == revision)
         status = {"currentNumberScheduled": len(pods), "desiredNumberScheduled": 1, "numberMisscheduled": 0,
-                  "numberReady": ready, "updatedNumberScheduled": len(pods), "numberAvailable": ready,
+                  "numberReady": ready, "updatedNumberScheduled": updated, "numberAvailable": ready,
                   "observedGeneration": daemonset["metadata"].get("generation", 1)}
         if ready < 1:
             status["numberUnavailable"] = 1
@@ -134,8 +153,9 @@ class WorkloadControllers:
         return [pod for pod in self.store.list(pods, owner["metadata"]["namespace"])[0]
                 if _owned_by(pod, owner) and _active(pod)]
 
-    def _converge(self, owner: Obj, wanted: int, prefix: str) -> str | None:
-        """Create or delete pods until ``wanted`` run; the API server's message when it refused a pod."""
+    def _converge(self, owner: Obj, wanted: int, prefix: str, labels: Obj | None = None) -> str | None:
+        """Create or delete pods until ``wanted`` run (new ones with ``labels`` added to the template's); the API
+        server's message when it refused a pod."""
         pods_type = core_type(self.store, "pods")
         pods = self._pods_of(owner)
         namespace = owner["metadata"]["namespace"]
@@ -143,14 +163,17 @@ class WorkloadControllers:
             self.store.delete(pods_type, namespace, extra["metadata"]["name"])
             self._event(owner, "SuccessfulDelete", f"Deleted pod: {extra['metadata']['name']}")
         for _ in range(wanted - len(pods)):
-            refused = self._create_pod(owner, pods_type, prefix)
+            refused = self._create_pod(owner, pods_type, prefix, labels)
             if refused is not None:
                 return refused
         return None
 
-    def _create_pod(self, owner: Obj, pods_type: ResourceType, prefix: str) -> str | None:
+    def _create_pod(self, owner: Obj, pods_type: ResourceType, prefix: str, labels: Obj | None = None) -> str | None:
         namespace = owner["metadata"]["namespace"]
         template = copy.deepcopy((owner.get("spec") or {}).get("template") or {})
+        if labels:
+            meta = template.setdefault("metadata", {})
+            meta["labels"] = {**(meta.get("labels") or {}), **labels}
         if owner.get("kind") == "DaemonSet":
             add_daemon_pod_tolerations(template.setdefault("spec", {}))
         pod = {"apiVersion": "v1", "kind": "Pod",

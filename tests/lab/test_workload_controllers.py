@@ -110,3 +110,41 @@ def test_pods_refused_for_a_service_account_not_made_yet_are_made_once_it_is(kub
     assert pods(kubectl, namespace) == []
     kubectl("create", "serviceaccount", "late-sa", "-n", namespace)
     wait_for(running(kubectl, namespace, 1))
+
+
+DAEMONSET = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: agent, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: agent}}}}
+  updateStrategy: {{type: {strategy}}}
+  template:
+    metadata: {{labels: {{app: agent}}}}
+    spec:
+      containers: [{{name: agent, image: "myacr.azurecr.io/finance/backend:1.4.2"}}]
+"""
+
+
+@pytest.mark.parametrize("strategy", ["RollingUpdate", "OnDelete"])
+def test_a_daemonset_replaces_its_pod_when_its_template_changes_unless_on_delete(kubectl, namespace: str,
+                                                                                 strategy: str) -> None:
+    """Found by hand: kubectl patch daemonset agent (the use label onto its template), as the harness prints for
+    POD_NOT_LABELLED, left the old pod running and status.updatedNumberScheduled 1; kubectl rollout restart
+    daemonset did nothing either. A RollingUpdate DaemonSet replaces a pod of an older template (kubernetes docs,
+    "Perform a Rolling Update on a DaemonSet"); an OnDelete one keeps it until it is deleted."""
+    kubectl("apply", "-f", "-", input=DAEMONSET.format(ns=namespace, strategy=strategy))
+    wait_for(running(kubectl, namespace, 1))
+    (first,) = pods(kubectl, namespace)
+    assert first["metadata"]["labels"]["controller-revision-hash"]
+    kubectl("rollout", "restart", "daemonset/agent", "-n", namespace)
+    if strategy == "OnDelete":
+        time.sleep(1)
+        assert [p["metadata"]["name"] for p in pods(kubectl, namespace)] == [first["metadata"]["name"]]
+        return
+    wait_for(lambda: [p["metadata"]["name"] for p in pods(kubectl, namespace)
+                      if p["status"].get("phase") == "Running"] not in ([], [first["metadata"]["name"]]))
+    (second,) = [p for p in pods(kubectl, namespace) if not p["metadata"].get("deletionTimestamp")]
+    assert second["metadata"]["labels"]["controller-revision-hash"] != first["metadata"]["labels"][
+        "controller-revision-hash"]
+    assert "kubectl.kubernetes.io/restartedAt" in second["metadata"].get("annotations", {})
