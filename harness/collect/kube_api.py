@@ -81,9 +81,22 @@ class KubeApi(Protocol):
     def self_subject_review(self) -> Obj: ...
 
 
+def _kubeconfig_list() -> list[Path]:
+    """$KUBECONFIG's files, empty entries skipped; an empty or unset $KUBECONFIG is ~/.kube/config (client-go's
+    loading rules: only a non-empty value is a list)."""
+    listed = [Path(p).expanduser() for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return listed or [Path("~/.kube/config").expanduser()]
+
+
 def default_kubeconfig() -> Path:
     """Where kubectl looks without --kubeconfig: the first entry of $KUBECONFIG, else ~/.kube/config."""
-    return Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]).expanduser()
+    return _kubeconfig_list()[0]
+
+
+def _client_config_file(kubeconfig: Path | None) -> str:
+    """The kubernetes client's ``config_file``: the harness's file, else $KUBECONFIG's list as it is now (the
+    client's own default is read when it is imported, and an empty $KUBECONFIG there is no file at all)."""
+    return str(kubeconfig) if kubeconfig else os.pathsep.join(str(p) for p in _kubeconfig_list())
 
 
 class KubeconfigProblem(ValueError):
@@ -137,15 +150,14 @@ def read_kubeconfig(kubeconfig: Path | None) -> Kubeconfig:
     ~/.kube/config) with the same bounds and strict YAML as harness.yaml; :class:`KubeconfigProblem` says why
     it cannot be used. No file it names is opened and no exec plugin is run."""
     if kubeconfig is not None:
-        files, prefix = [kubeconfig], f"cluster.kubeconfig: cannot use {kubeconfig}"
+        files, where = [kubeconfig], str(kubeconfig)
+        prefix = f"cluster.kubeconfig: cannot use {kubeconfig}"
     else:
-        listed = [Path(p).expanduser() for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-        files = [p for p in listed if p.exists()] or [listed[0] if listed else default_kubeconfig()]
-        where = os.environ.get("KUBECONFIG") or str(default_kubeconfig())
+        listed = _kubeconfig_list()
+        files = [p for p in listed if p.exists()] or listed[:1]
+        where = os.pathsep.join(str(p) for p in listed)
         prefix = f"cluster.kubeconfig: not set, and the default kubeconfig {where} cannot be used"
-    merged = Kubeconfig(
-        where=str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or str(files[0])
-    )
+    merged = Kubeconfig(where=where)
     for path in files:
         try:
             data = read_yaml(path, MAX_KUBECONFIG_BYTES)
@@ -320,9 +332,8 @@ class OfficialKubeApi:
                 if context is None:  # kubectl's current-context (first file of $KUBECONFIG), not the client's (last)
                     with contextlib.suppress(KubeconfigProblem):  # the client says why below
                         context = read_kubeconfig(kubeconfig).current_context
-                self._api_client = kube_config.new_client_from_config(  # $KUBECONFIG as it is now, not at import
-                    config_file=str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG") or None,
-                    context=context, persist_config=False,
+                self._api_client = kube_config.new_client_from_config(
+                    config_file=_client_config_file(kubeconfig), context=context, persist_config=False,
                     client_configuration=configuration,
                 )
                 self.context = context or _current_context(kubeconfig)
@@ -617,7 +628,7 @@ def _current_context(kubeconfig: Path | None) -> str | None:
     from kubernetes import config as kube_config
 
     try:
-        _, active = kube_config.list_kube_config_contexts(config_file=str(kubeconfig) if kubeconfig else None)
+        _, active = kube_config.list_kube_config_contexts(config_file=_client_config_file(kubeconfig))
     except Exception:  # noqa: BLE001 - only a label for the report
         return None
     return active.get("name") if active else None

@@ -444,6 +444,19 @@ def test_kubeconfig_list_takes_the_first_files_current_context_as_kubectl_does(
     assert kubeconfig_bearer_token(None, None) == "mine-token"
 
 
+def test_an_empty_kubeconfig_variable_is_the_home_kubeconfig_as_for_kubectl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KUBECONFIG= (a CI variable that expanded to nothing) is unset for client-go: ~/.kube/config, not '.'."""
+    (tmp_path / ".kube").mkdir()
+    kubeconfig(tmp_path / ".kube", "https://home.test", context="home").rename(tmp_path / ".kube" / "config")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KUBECONFIG", "")
+    assert kube_target_problem(None, None) is None
+    api = OfficialKubeApi(None, None)
+    assert (api.context, api.server) == ("home", "https://home.test")
+
+
 def test_the_live_bearer_token_is_known_to_the_backend(tmp_path: Path) -> None:
     api = OfficialKubeApi(kubeconfig(tmp_path, "https://kube.test", token="live-token-value"), None)
     assert api.bearer_token == "live-token-value"
