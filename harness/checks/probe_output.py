@@ -14,6 +14,7 @@ from harness.checks.model import ERROR, Finding, Outcome, failed, passed
 from harness.checks.podspec import env_map
 from harness.checks.serviceaccount import create_sa_steps
 from harness.commands import Step, advice
+from harness.config import STOCK_PYTHON_IMAGE
 from harness.facts import KubeFailure
 from harness.names import (
     EVICTED,
@@ -26,6 +27,7 @@ from harness.names import (
     PROBE_CONTAINER,
     PROBE_SOURCE_VOLUME,
 )
+from harness.values import is_image_reference
 
 
 def probe_completed(ctx: WorkloadContext) -> Outcome:
@@ -48,11 +50,13 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 "PROBE_IMAGE_PULL_FAILED" if "Image" in (pod.waiting_reason or "") else "PROBE_NOT_STARTED",
                 ERROR,
                 "probe",
-                f"the probe container did not start: {pod.waiting_reason}",
+                f"the probe container did not start: {pod.waiting_reason}"
+                + (f" ({pod.waiting_message})" if pod.waiting_message else ""),
                 evidence,
                 [
-                    *(fix.mirror_probe_image(image) if runs_from_configmap(pod.pod)
-                      else fix.build_probe_image(image)),
+                    *(_registry_pull_fixes(ctx, image, str(pod.waiting_message or ""), runs_from_configmap(pod.pod))
+                      or (fix.mirror_probe_image(image) if runs_from_configmap(pod.pod)
+                          else fix.build_probe_image(image))),
                     fix.kept_pod(pod.namespace, pod.name, "the kubelet's pull error"),
                 ],
             ),
@@ -158,6 +162,64 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
             ),
         )
     return passed(f"probe finished (phase {pod.phase}, exit {pod.exit_code}): {', '.join(steps)}", evidence)
+
+
+# an Azure Container Registry's login server, <name>.azurecr.io (azurecr.cn, azurecr.us in the sovereign clouds),
+# whose registry name is 5-50 letters and digits (Microsoft.ContainerRegistry naming rules)
+_ACR_IMAGE_RE = re.compile(r"(?P<name>[a-zA-Z0-9]{5,50})\.azurecr\.(?:io|cn|us)/(?P<path>[^@:]+)"
+                           r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@.+)?")
+
+
+def acr_image(image: str) -> tuple[str, str, str] | None:
+    """(registry name, login server, repository:tag) of an image in an Azure Container Registry, else None; an
+    image named by digest alone keeps the repository with the tag ``3`` (what ``az acr import --image`` then
+    makes, for probe.image to name)."""
+    match = _ACR_IMAGE_RE.fullmatch(image) if is_image_reference(image) else None
+    if match is None:
+        return None
+    server = image.split("/", 1)[0]
+    return match.group("name"), server, f"{match.group('path')}:{match.group('tag') or '3'}"
+
+
+# containerd's pull errors as the kubelet reports them: a registry that refused the node's credentials ("failed to
+# authorize: failed to fetch anonymous token: unexpected status from GET request to https://<acr>.azurecr.io/oauth2/
+# token?...: 401 Unauthorized", the AKS troubleshooting article "Fail to pull images from Azure Container Registry to
+# Azure Kubernetes Service cluster"; "pull access denied", "insufficient_scope"), and a reference it does not hold
+# ("rpc error: code = NotFound desc = failed to pull and unpack image ...: not found")
+_PULL_REFUSED_RE = re.compile(r"401 Unauthorized|403 Forbidden|failed to authorize|unauthorized|pull access denied|"
+                              r"insufficient_scope", re.IGNORECASE)
+_PULL_NOT_FOUND_RE = re.compile(r"code = NotFound|: not found\b|manifest unknown")
+
+
+def _registry_pull_fixes(ctx: WorkloadContext, image: str, said: str, from_configmap: bool) -> list[Step]:
+    """The nodes could not pull probe.image from a registry of the team's own (a mirror in an Azure Container
+    Registry, say): when the registry refused the nodes, the cluster's kubelet identity needs AcrPull there
+    (``az aks check-acr`` shows it, ``az aks update --attach-acr`` grants it); when the registry has no such
+    image, the stock Python image is imported there under the name probe.image gives (configmap mode runs the
+    probe in any image with python3). Empty when the image is not in an ACR, or the error is neither: the
+    caller's mirror / build steps then apply."""
+    acr = acr_image(image)
+    if acr is None:
+        if _PULL_REFUSED_RE.search(said):
+            return [advice(f"the registry refused the nodes' pull of {image}: give the nodes a credential for it "
+                           "(an imagePullSecret on the workload's ServiceAccount, which the API server adds to the "
+                           "probe pod), or set probe.image to an image in a registry the nodes can pull from")]
+        return []
+    name, server, repository = acr
+    if _PULL_REFUSED_RE.search(said):
+        return [
+            fix.command("az", "aks", "check-acr", *fix.cluster_location(ctx.azure), "--acr", server,
+                        note="can the cluster's kubelet identity pull from it?"),
+            fix.aks_update(ctx.azure, "--attach-acr", name,
+                           note="grants the kubelet identity AcrPull on the registry (an ACR in another "
+                                "subscription: pass its resource id)"),
+        ]
+    if _PULL_NOT_FOUND_RE.search(said) and from_configmap:
+        return [
+            fix.command("az", "acr", "import", "--name", name, "--source", STOCK_PYTHON_IMAGE, "--image",
+                        repository, note=f"{image} is not in {server}: put the stock Python image there"),
+        ]
+    return []
 
 
 _STARTING = ("ContainerCreating", "PodInitializing")

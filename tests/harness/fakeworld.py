@@ -102,6 +102,7 @@ class World:
     workload_identity_enabled: bool = True
     issuer_reachable: bool = True
     probe_image_pullable: bool = True
+    probe_pull_error: str = "not found"  # the kubelet's ErrImagePull message when the image cannot be pulled
     probe_settings: dict[str, Any] = field(default_factory=dict)  # harness.yaml's probe: (timeout_seconds: 30)
     configmaps_forbidden: bool = False  # the harness may not create ConfigMaps (RBAC)
     entra_certificate_untrusted: bool = False  # a TLS-inspecting proxy re-signs Entra's certificate
@@ -372,7 +373,8 @@ class FakeKube:
                 "containerStatuses": [
                     {
                         "name": "probe",
-                        "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}},
+                        "state": {"waiting": {"reason": "ErrImagePull",
+                                             "message": self.world.probe_pull_error}},
                     }
                 ],
             }

@@ -140,3 +140,40 @@ def test_an_untrusted_certificate_with_a_ca_configmap_mounted_says_the_bundle_is
                      "was shown: put the proxy's CA bundle (PEM) under its key"]
     without = [render(step) for step in proxy_ca_steps(context_for({"spec": {}}))]
     assert any("kubectl create configmap" in line for line in without)
+
+
+# containerd's words through the kubelet, as AKS users report them for an ACR the kubelet identity may not pull from
+_ACR_401 = ('rpc error: code = Unknown desc = failed to pull and unpack image "{0}": failed to resolve reference '
+            '"{0}": failed to authorize: failed to fetch anonymous token: unexpected status from GET request to '
+            'https://mirrorreg.azurecr.io/oauth2/token?scope=repository%3Awi-harness%2Fpython%3Apull&service='
+            'mirrorreg.azurecr.io: 401 Unauthorized')
+_NOT_FOUND = ('rpc error: code = NotFound desc = failed to pull and unpack image "{0}": failed to resolve reference '
+              '"{0}": {0}: not found')
+MIRROR = "mirrorreg.azurecr.io/wi-harness/python:3"
+
+
+def test_a_mirror_in_an_acr_without_the_image_gets_the_stock_image_imported_under_its_name(
+    run_world: RunWorld,
+) -> None:
+    world = World.healthy(probe_image_pullable=False, probe_pull_error=_NOT_FOUND.format(MIRROR),
+                          probe_settings={"image": MIRROR})
+    results, _ = run_world(world)
+    finding = finding_of(results, "probe.completed")
+    assert finding.code == "PROBE_IMAGE_PULL_FAILED" and "not found" in finding.message
+    lines = finding.fix_lines()
+    assert lines[0].startswith(f"az acr import --name mirrorreg --source {STOCK_PYTHON_IMAGE} --image "
+                               "wi-harness/python:3"), lines
+    assert not any("<registry>" in line for line in lines), lines
+
+
+def test_a_mirror_in_an_acr_the_nodes_may_not_pull_from_is_attached_to_the_cluster(run_world: RunWorld) -> None:
+    world = World.healthy(probe_image_pullable=False, probe_pull_error=_ACR_401.format(MIRROR),
+                          probe_settings={"image": MIRROR})
+    results, config = run_world(world)
+    lines = finding_of(results, "probe.completed").fix_lines()
+    azure = config.azure
+    where = (f"--resource-group {azure.resource_group} --name {azure.cluster_name} "
+             f"--subscription {azure.subscription_id}")
+    assert lines[0].startswith(f"az aks check-acr {where} --acr mirrorreg.azurecr.io"), lines
+    assert lines[1].startswith(f"az aks update {where} --attach-acr mirrorreg"), lines
+    assert not any(line.startswith("az acr import") for line in lines), lines
