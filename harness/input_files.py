@@ -290,6 +290,8 @@ def yaml_problem(exc: yaml.YAMLError | RecursionError) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
     problem = getattr(exc, "problem", None) or "not valid YAML"
+    if "'\\t'" in problem:  # PyYAML refuses a tab even after 'key:', where kubectl's YAML takes one
+        problem += " (a tab: indent and separate with spaces)"
     return f"not valid YAML{where}: {problem}"
 
 

@@ -230,6 +230,11 @@ def _tab_indented(config: Path, tmp: Path) -> Path:
     return config
 
 
+def _tab_after_colon(config: Path, tmp: Path) -> Path:
+    config.write_text("probe:\n  timeout_seconds:\t60\n")  # kubectl's YAML takes it, PyYAML does not
+    return config
+
+
 def _two_documents(config: Path, tmp: Path) -> Path:
     config.write_text(config.read_text() + "---\nprobe: {}\n")
     return config
@@ -248,7 +253,12 @@ CONFIG_FILE_CASES = [
     pytest.param(_recursive_alias, ["an alias refers to its own anchor"], id="recursive-alias"),
     pytest.param(_a_list, ["must be a mapping of sections, got list"], id="yaml-list"),
     pytest.param(
-        _tab_indented, ["not valid YAML at line 2 column 1", "cannot start any token"], id="tab-indent"
+        _tab_indented,
+        ["not valid YAML at line 2 column 1", "cannot start any token (a tab: indent and separate with spaces)"],
+        id="tab-indent",
+    ),
+    pytest.param(
+        _tab_after_colon, ["at line 2 column 19", "(a tab: indent and separate with spaces)"], id="tab-after-colon"
     ),
     pytest.param(_two_documents, ["not valid YAML", "another document"], id="two-documents"),
 ]
