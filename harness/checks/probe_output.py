@@ -73,7 +73,7 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
                 "probe",
                 f"no node accepts the probe pod: {unschedulable}",
                 evidence,
-                _unschedulable_fix(pod.namespace, pod.name, unschedulable, pod.pod),
+                _unschedulable_fix(pod.namespace, pod.name, unschedulable, pod.pod, _live_pod_specs(ctx)),
             ),
         )
     if pod.probe is None and (pod.waiting_message or "").startswith(POD_DELETED):
@@ -292,15 +292,48 @@ _CORDONED = "node(s) were unschedulable"
 _SELECTOR_MISSED = "node(s) didn't match Pod's node affinity/selector"
 
 
-def _unschedulable_fix(namespace: str, pod: str, message: str, spec_pod: dict[str, Any] | None = None) -> list[Step]:
+def _live_pod_specs(ctx: WorkloadContext) -> list[dict[str, Any]]:
+    live = ctx.facts.live_pods
+    return [pod.pod for pod in (live.pods if live else [])]
+
+
+def _tolerates(toleration: dict[str, Any], key: str, value: str) -> bool:
+    """v1.Toleration.ToleratesTaint for a taint the scheduler named by key and value (its effect unsaid)."""
+    operator = toleration.get("operator") or "Equal"
+    if toleration.get("key") not in (None, "", key) or (not toleration.get("key") and operator != "Exists"):
+        return False
+    return operator == "Exists" or (operator == "Equal" and str(toleration.get("value") or "") == value)
+
+
+def _pool_taints(untolerated: list[tuple[str, str, int, int]], live: list[dict[str, Any]]) -> list[Step]:
+    """Taints that each hold only some nodes (a system pool's CriticalAddonsOnly, a spot pool's
+    kubernetes.azure.com/scalesetpriority=spot): the probe tolerates the one the workload's own pods tolerate,
+    so it runs in their node pool; with no pod of the workload to go by, each is named for a person to choose."""
+    tolerated = [(key, value) for key, value, _, _ in untolerated
+                 if any(isinstance(t, dict) and _tolerates(t, key, value)
+                        for pod in live for t in (pod.get("spec") or {}).get("tolerations") or [])]
+    if tolerated:  # one is enough for the scheduler: the pool it names takes the probe
+        return [fix.tolerate_taint(*tolerated[0])]
+    if not untolerated or live:
+        return []
+    named = ", ".join(f"{key}={value}" if value else key for key, value, _, _ in untolerated)
+    return [advice(f"each node pool has a taint the probe does not tolerate ({named}): tolerate the one of the pool "
+                   "the workload runs in (probe.tolerations in harness.yaml, as the workload's pod template "
+                   "tolerates it)")]
+
+
+def _unschedulable_fix(namespace: str, pod: str, message: str, spec_pod: dict[str, Any] | None = None,
+                       live: list[dict[str, Any]] | None = None) -> list[Step]:
     """The nodes' taints listed; for each taint every node has and the probe does not tolerate (the scheduler's
-    message names it), probe.tolerations that tolerate it; a cordoned node (kubectl cordon, a drain, an upgrade)
-    is a person's maintenance to end, never a toleration; a nodeSelector no node meets (probe.node_selector) is
-    looked up as a label query; else probe.node_selector / tolerations for the workload's node pool; the kept
-    pod's events last."""
+    message names it), probe.tolerations that tolerate it; taints of separate node pools, the one the workload's
+    own pods (``live``) tolerate; a cordoned node (kubectl cordon, a drain, an upgrade) is a person's maintenance
+    to end, never a toleration; a nodeSelector no node meets (probe.node_selector) is looked up as a label query;
+    else probe.node_selector / tolerations for the workload's node pool; the kept pod's events last."""
     listed = fix.kubectl("get", "nodes", "-o", "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints")
-    tolerations = [fix.tolerate_taint(key, value) for key, value, count, total in fix.untolerated_taints(message)
-                   if count == total]
+    untolerated = fix.untolerated_taints(message)
+    tolerations = [fix.tolerate_taint(key, value) for key, value, count, total in untolerated if count == total]
+    if not tolerations:
+        tolerations = _pool_taints(untolerated, live or [])
     steps: list[Step] = [listed, *tolerations]
     if _CORDONED in message:
         steps += [

@@ -1317,6 +1317,32 @@ def test_a_cordoned_node_is_a_persons_maintenance_not_a_toleration() -> None:
     assert not any("probe.tolerations" in line or "probe.node_selector" in line for line in lines)
 
 
+def test_taints_of_separate_node_pools_are_tolerated_as_the_workloads_pods_tolerate_them() -> None:
+    """AKS: a system pool tainted CriticalAddonsOnly and a spot user pool (kubernetes.azure.com/scalesetpriority=
+    spot:NoSchedule) where the workload runs: no taint holds every node, so the toleration the fix prints is the
+    one of the workload's own pods, which pasted into harness.yaml lets the probe into their pool."""
+    message = ("0/2 nodes are available: 1 node(s) had untolerated taint {CriticalAddonsOnly: true}, 1 node(s) had "
+               "untolerated taint {kubernetes.azure.com/scalesetpriority: spot}. preemption: 0/2 nodes are "
+               "available: 2 Preemption is not helpful for scheduling.")
+    pod = _pod(*V16)
+    pod["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                                                         "reason": "Unschedulable", "message": message}]}
+    ctx = context_for(pod)
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.phase, ctx.facts.pod.timed_out = "Pending", True
+    app = {"metadata": {"name": "backend-1", "namespace": "finance"},
+           "spec": {"tolerations": [{"key": "kubernetes.azure.com/scalesetpriority", "operator": "Equal",
+                                     "value": "spot", "effect": "NoSchedule"}]}}
+    ctx.facts.live_pods = LivePodsFacts(pods=[LivePod(app, "Deployment", "backend")])
+    lines = probe_completed(ctx).findings[0].fix_lines()
+    assert ('# tolerate it, as the workloads on these nodes do: in harness.yaml, probe.tolerations: [{key: '
+            '"kubernetes.azure.com/scalesetpriority", operator: Equal, value: "spot"}]') in lines
+    assert not any("CriticalAddonsOnly\", operator" in line for line in lines)
+    ctx.facts.live_pods = LivePodsFacts()  # scaled to zero: both named, for a person to choose
+    lines = probe_completed(ctx).findings[0].fix_lines()
+    assert any("CriticalAddonsOnly=true, kubernetes.azure.com/scalesetpriority=spot" in line for line in lines)
+
+
 def test_a_node_selector_no_node_meets_is_looked_up_by_its_labels() -> None:
     lines = _unscheduled("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. "
                          "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.",
