@@ -370,7 +370,12 @@ def _removed_early(ctx: MigrationContext) -> Finding | None:
     listed, pods = ctx.facts.components, ctx.facts.legacy_pods
     if listed.error is not None or pods.error is not None or ctx.facts.azure_identity_bindings.error is not None:
         return None
-    if any(item.get("component") == "nmi" for item in listed.items):
+    nmi = [item for item in listed.items if item.get("component") == "nmi"]
+    # a DaemonSet that schedules no pod (desiredNumberScheduled 0: a nodeSelector no node matches, the usual way
+    # to "scale it to 0") runs no NMI: an NMI pod that stops deletes its iptables chain (pkg/nmi/server/server.go
+    # handleTermination: iptables.DeleteCustomChain on SIGTERM), so IMDS requests reach the node's IMDS again
+    idle = [item for item in nmi if item.get("kind") == "DaemonSet" and not item.get("desired")]
+    if len(idle) < len(nmi):
         return None
     selectors = {str((b.get("spec") or {}).get("selector")) for b in ctx.facts.azure_identity_bindings.items}
     depending = [p for p in pods.items
@@ -385,9 +390,11 @@ def _removed_early(ctx: MigrationContext) -> Finding | None:
     steps: list[Step] = [advice("move these workloads to Workload ID now (or put aad-pod-identity's NMI back until "
                                 "they are moved):")]
     steps += [step for row in rows for step in _coverage_steps(ctx, row)]
+    why = ("" if not idle else " (" + ", ".join(f"DaemonSet {c['namespace']}/{c['name']}" for c in idle)
+           + " schedules no pod: desiredNumberScheduled 0, its nodeSelector or node affinity matches no node)")
     return Finding(
         "POD_IDENTITY_REMOVED_EARLY", ERROR, LAYER,
-        f"aad-pod-identity's NMI is not running, yet {len(refs)} pods still depend on pod identity with no Workload ID "
+        f"aad-pod-identity's NMI is not running{why}, yet {len(refs)} pods still depend on pod identity with no Workload ID "
         f"token: {', '.join(refs)}: their IMDS token requests reach the node's IMDS, which knows no binding",
         {"pods": refs}, steps)
 

@@ -108,6 +108,12 @@ class Controllers:
                 meta = obj["metadata"]
                 _later(lambda r=reconcile, ns=meta["namespace"], n=meta["name"]: r(ns, n))
 
+    def _reconcile_daemonsets(self) -> None:
+        rt = self.store.type_for("apps", "daemonsets")
+        for obj in self.store.list(rt)[0] if rt else []:
+            meta = obj["metadata"]
+            _later(lambda ns=meta["namespace"], n=meta["name"]: self.workloads.reconcile_daemonset(ns, n))
+
     def _workload_reconcilers(self) -> dict[str, Callable[[str, str], None]]:
         return {"deployments": self.workloads.reconcile_deployment,
                 "replicasets": self.workloads.reconcile_replicaset,
@@ -140,6 +146,7 @@ class Controllers:
             self.reconcile_workloads()  # a webhook configuration or a policy constraint changed
         elif event.resource == ("", "nodes") and event.type != "DELETED":
             _later(lambda: self.taint_unschedulable(name))
+            self._reconcile_daemonsets()  # a node's labels decide which DaemonSets run a pod on it
         elif event.resource == ("", "serviceaccounts") and event.type == "DELETED" and name == "default":
             namespace = event.object["metadata"].get("namespace", "")
             _later(lambda: self.populate_namespace(namespace))

@@ -134,18 +134,34 @@ class WorkloadControllers:
                 if (old["metadata"].get("labels") or {}).get(REVISION_LABEL) != revision:
                     self.store.delete(pods_type, namespace, old["metadata"]["name"])
                     self._event(daemonset, "SuccessfulDelete", f"Deleted pod: {old['metadata']['name']}")
-        self._converge(daemonset, 1, prefix=f"{name}-", labels={
+        wanted = self._daemon_nodes(spec)
+        self._converge(daemonset, wanted, prefix=f"{name}-", labels={
             REVISION_LABEL: revision, "pod-template-generation": str(daemonset["metadata"].get("generation", 1))})
         pods = self._pods_of(daemonset)
         ready = sum(1 for pod in pods if _pod_ready(pod))
         updated = sum(1 for pod in pods if (pod["metadata"].get("labels") or {}).get(REVISION_LABEL) == revision)
-        status = {"currentNumberScheduled": len(pods), "desiredNumberScheduled": 1, "numberMisscheduled": 0,
+        status = {"currentNumberScheduled": len(pods), "desiredNumberScheduled": wanted, "numberMisscheduled": 0,
                   "numberReady": ready, "updatedNumberScheduled": updated, "numberAvailable": ready,
                   "observedGeneration": daemonset["metadata"].get("generation", 1)}
-        if ready < 1:
-            status["numberUnavailable"] = 1
+        if ready < wanted:
+            status["numberUnavailable"] = wanted - ready
         if daemonset.get("status") != status:
             self.store.replace(daemonsets, {**daemonset, "status": status}, check_version=False)
+
+    def _daemon_nodes(self, spec: Obj) -> int:
+        """How many nodes the DaemonSet runs a pod on: those its template's nodeSelector and required node affinity
+        match (kubernetes docs, DaemonSet "Running Pods on select Nodes": "the DaemonSet controller will create Pods
+        on nodes which match that node selector"; pkg/controller/daemon NodeShouldRunDaemonPod). A nodeSelector no
+        node matches, the usual way to "scale a DaemonSet to 0", gives desiredNumberScheduled 0 and no pod, not a
+        Pending one. Taints the pod does not tolerate are not judged here (the scheduler leaves its pod Pending)."""
+        from lab.kube.scheduler import matches_node_affinity
+
+        nodes_type = self._type("", "nodes")
+        nodes = self.store.list(nodes_type)[0] if nodes_type else []
+        if not nodes:
+            return 1  # no Node objects served: the lab's one node, as before
+        template_spec = (spec.get("template") or {}).get("spec") or {}
+        return sum(1 for node in nodes[:1] if matches_node_affinity(template_spec, node))  # one node runs pods
 
     # -- shared
     def _pods_of(self, owner: Obj) -> list[Obj]:

@@ -352,6 +352,13 @@ def test_nmi_gone_while_bound_pods_have_no_workload_id_token_is_an_error_even_be
         "aadpodidbinding": "payments", "azure.workload.identity/use": "true"},
         "token_audiences": ["api://AzureADTokenExchange"], "client_ids": [CLIENT_PAYMENTS]}
     assert components_removed(ctx).status == WARN
+    # NMI's DaemonSet "scaled to 0" by hand (a nodeSelector no node matches): no NMI pod anywhere, the same
+    facts, cluster = leftover()
+    nmi = next(c for c in facts.components.items if c["component"] == "nmi")
+    nmi |= {"desired": 0, "ready": 0}
+    outcome = components_removed(MigrationContext(facts, cluster, AZURE))
+    assert outcome.status == FAIL and outcome.findings[0].code == "POD_IDENTITY_REMOVED_EARLY"
+    assert "DaemonSet kube-system/aad-pod-identity-nmi schedules no pod" in outcome.findings[0].message
     facts, cluster = leftover()
     facts.components.items = [c for c in facts.components.items if c["component"] != "mic"]
     assert components_removed(MigrationContext(facts, cluster, AZURE)).status == WARN

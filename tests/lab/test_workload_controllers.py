@@ -148,3 +148,24 @@ def test_a_daemonset_replaces_its_pod_when_its_template_changes_unless_on_delete
     assert second["metadata"]["labels"]["controller-revision-hash"] != first["metadata"]["labels"][
         "controller-revision-hash"]
     assert "kubectl.kubernetes.io/restartedAt" in second["metadata"].get("annotations", {})
+
+
+def test_a_daemonset_runs_no_pod_while_its_node_selector_matches_no_node(kubectl, namespace: str) -> None:
+    """Found by hand: kubectl patch daemonset aad-pod-identity-nmi with a nodeSelector no node has (the usual way to
+    "scale a DaemonSet to 0") left desiredNumberScheduled 1 and a Pending pod. The DaemonSet controller creates pods
+    only on nodes its template's node selector matches (kubernetes docs, DaemonSet "Running Pods on select
+    Nodes"): none, and desiredNumberScheduled 0; the selector removed, the pod comes back."""
+    kubectl("apply", "-f", "-", input=DAEMONSET.format(ns=namespace, strategy="RollingUpdate"))
+    wait_for(running(kubectl, namespace, 1))
+    kubectl("patch", "daemonset/agent", "-n", namespace, "-p",
+            '{"spec":{"template":{"spec":{"nodeSelector":{"non-existing":"true"}}}}}')
+
+    def status() -> dict:
+        return json.loads(kubectl("get", "daemonset/agent", "-n", namespace, "-o", "json").stdout)["status"]
+
+    wait_for(lambda: status().get("desiredNumberScheduled") == 0
+             and not [p for p in pods(kubectl, namespace) if not p["metadata"].get("deletionTimestamp")])
+    kubectl("patch", "daemonset/agent", "-n", namespace, "--type", "json", "-p",
+            '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]')
+    wait_for(running(kubectl, namespace, 1))
+    assert status()["desiredNumberScheduled"] == 1
