@@ -3,6 +3,7 @@ AADSTS codes map to the link of the chain they point at."""
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
 from typing import Any
@@ -26,6 +27,7 @@ from harness.checks.issuer_keys import issuer_key_finding, retry_summary
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.network_policies import (
+    dns_blocking_policies,
     egress_policies,
     probe_only_policies,
     unenforced,
@@ -174,10 +176,46 @@ def exchange_succeeds(ctx: WorkloadContext) -> Outcome:
     )
 
 
-def egress_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any]) -> list[Step]:
+# DNS egress, as a rule added to an egress policy's list: UDP and TCP port 53 to any peer (a node-local DNS cache
+# or a custom resolver answers at an address no pod selector names)
+_DNS_RULE = {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+
+
+def _dns_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any]) -> list[Step] | None:
+    """The pod could not resolve ``url``'s host and the NetworkPolicies isolating it let no DNS query out (egress
+    to port 443 allowed, port 53 forgotten, or allowed over TCP only): DNS added to one of them as an egress rule,
+    which repairs every one (a pod may open what any policy selecting it allows). None when a policy allows DNS
+    or none isolates the pod: the name itself, or the resolver, is then at fault."""
+    blocking = dns_blocking_policies(ctx.facts.pod)
+    if not blocking or unenforced(ctx.cluster):
+        return None
+    names = [str((p.get("metadata") or {}).get("name")) for p in blocking]
+    evidence["dns_blocked_by_network_policies"] = names
+    host = urllib.parse.urlsplit(url).hostname or url
+    several = len(names) > 1
+    shown = f"NetworkPolic{'ies' if several else 'y'} {', '.join(names[:5])}"
+    ns = fix.namespace_or(ctx.namespace)
+    steps: list[Step] = [fix.kubectl("get", "networkpolicy", "-n", ns, *[fix.object_or(n, "<policy>") for n in names[:5]],
+                                     "-o", "yaml")]
+    target = next((p for p in blocking if (p.get("spec") or {}).get("egress")), None)
+    said = (f"{shown} {'isolate' if several else 'isolates'} the pod for egress and {'let' if several else 'lets'} "
+            f"no DNS query out (UDP port 53), so {host} cannot be resolved")
+    if target is None:
+        return [*steps, advice(f"{said}: add an egress rule that allows DNS and {host}")]
+    name = fix.object_or(str((target.get("metadata") or {}).get("name")), "<policy>")
+    patch = json.dumps([{"op": "add", "path": "/spec/egress/-", "value": _DNS_RULE}], separators=(",", ":"))
+    return [*steps, advice(f"{said}: add DNS to its egress rules"),
+            fix.kubectl("patch", "networkpolicy", name, "-n", ns, "--type", "json", "-p", patch)]
+
+
+def egress_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any], kind: str = "") -> list[Step]:
     """EGRESS_BLOCKED's steps for the probe pod that could not connect to ``url``: the NetworkPolicies that
     isolate it named first (in the evidence too), and those of them that select none of the workload's own pods
-    said to block the harness's probe rather than the workload."""
+    said to block the harness's probe rather than the workload. A name that could not be resolved (``kind``
+    dns) behind policies that let no DNS query out gets DNS added to one of them."""
+    dns = _dns_fix(ctx, url, evidence) if kind == "dns" else None
+    if dns is not None:
+        return [*dns, *fix.egress_test(ctx.namespace, url, None)]
     policies = egress_policies(ctx.facts.pod)
     if policies and unenforced(ctx.cluster):  # stored, shown by kubectl, enforced by nothing: not the cause
         evidence["unenforced_network_policies"] = policies
@@ -375,7 +413,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         return service_timeout("Entra", str(evidence.get("token_url")), error, evidence.get("retries"), "entra",
                                evidence)
     if error.get("kind") in EGRESS_KINDS or str(error.get("kind", "")).startswith("tls"):
-        steps = egress_fix(ctx, str(evidence.get("token_url")), evidence)
+        steps = egress_fix(ctx, str(evidence.get("token_url")), evidence, str(error.get("kind") or ""))
         if str(error.get("kind", "")).startswith("tls"):
             steps += proxy_ca_steps(ctx)
         return Finding(

@@ -45,6 +45,36 @@ def egress_policies(pod: PodFacts | None) -> list[str] | None:
                   if isolates_egress(p, pod.namespace, labels))
 
 
+def _opens_dns(rule: dict[str, Any]) -> bool:
+    """Whether an egress rule lets a pod send DNS queries: UDP port 53 (a port entry's protocol is TCP when
+    unset, so ``ports: [{port: 53}]`` lets only DNS over TCP out, and resolvers ask over UDP first); a rule
+    without ports, an entry without a port, or a named port (CoreDNS names its ports "dns" and "dns-tcp") may."""
+    entries = rule.get("ports") or []
+    if not entries:
+        return True
+    for entry in entries:
+        if str(entry.get("protocol") or "TCP").upper() != "UDP":
+            continue
+        first, last = entry.get("port"), entry.get("endPort")
+        if first is None or isinstance(first, str):
+            return True
+        if int(first) == 53 or (last is not None and int(first) <= 53 <= int(last)):
+            return True
+    return False
+
+
+def dns_blocking_policies(pod: PodFacts | None) -> list[dict[str, Any]]:
+    """The NetworkPolicies that isolate the probe pod for egress when none of their rules lets it send DNS
+    queries (a pod isolated for egress may open only what some policy selecting it allows): all of them, so
+    a rule added to one repairs it; empty when one allows DNS, none isolates the pod or they were not read."""
+    if pod is None or pod.network_policies is None:
+        return []
+    found = sorted(_isolating(pod.network_policies, pod.namespace, _labels(pod.pod)), key=_name)
+    if any(_opens_dns(rule) for policy in found for rule in (policy.get("spec") or {}).get("egress") or []):
+        return []
+    return found
+
+
 @dataclass(frozen=True)
 class WorkloadEgress:
     """The workload's pods of one controller whose egress NetworkPolicies restrict where the probe pod's is not

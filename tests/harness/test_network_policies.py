@@ -226,3 +226,36 @@ def test_unenforced_policies_are_neither_blamed_nor_compared() -> None:
     assert finding.evidence["unenforced_network_policies"] == ["default-deny"]
     pod.probe["steps"][0] = {"name": "exchange", "status": "pass", "evidence": {"token_url": TOKEN_URL}}
     assert exchange_succeeds(ctx).status == PASS
+
+
+def _unresolved_exchange(policies: list[dict[str, Any]]) -> Outcome:
+    """The probe could not resolve Entra's host (glibc's EAI_AGAIN when no DNS answer comes back)."""
+    pod = probe_pod(policies)
+    pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"token_url": TOKEN_URL},
+                            "error": {"kind": "dns", "message": "gaierror: [Errno -3] Temporary failure in name "
+                                                                "resolution"}}]}
+    facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(),
+                          ServiceAccountFacts("finance", "backend-sa", True, True, {}), IdentityFacts(), pod)
+    workload = WorkloadConfig(namespace="finance", service_account="backend-sa")
+    return exchange_succeeds(WorkloadContext(facts, workload, ClusterFacts(time.time()), None, time.time()))
+
+
+def test_a_policy_that_lets_https_out_but_no_dns_gets_dns_added_to_its_rules() -> None:
+    """Egress to 443 allowed and port 53 forgotten (or allowed as TCP, a port entry's default protocol): the pod
+    cannot resolve Entra's host; the fix adds UDP and TCP 53 to the policy's egress rules (JSON patch, one line)
+    instead of deleting it, and one policy allowing DNS is enough for none to be blamed."""
+    https_only = policy("egress-https", {}, policyTypes=["Egress"], egress=[{"ports": [{"port": 443}]}])
+    tcp_dns = policy("egress-dns-tcp", {}, policyTypes=["Egress"], egress=[{"ports": [{"port": 53}]}])
+    (finding,) = _unresolved_exchange([https_only, tcp_dns]).findings
+    assert finding.code == "EGRESS_BLOCKED"
+    assert finding.evidence["dns_blocked_by_network_policies"] == ["egress-dns-tcp", "egress-https"]
+    lines = finding.fix_lines()
+    assert any("let no DNS query out (UDP port 53), so login.microsoftonline.com cannot be resolved" in line
+               for line in lines), lines
+    assert ("kubectl patch networkpolicy egress-dns-tcp -n finance --type json -p '[{\"op\":\"add\",\"path\":"
+            "\"/spec/egress/-\",\"value\":{\"ports\":[{\"protocol\":\"UDP\",\"port\":53},{\"protocol\":\"TCP\","
+            "\"port\":53}]}}]'") in lines
+    assert not any(line.startswith("kubectl delete networkpolicy") for line in lines)
+    udp_dns = policy("egress-dns", {}, policyTypes=["Egress"], egress=[{"ports": [{"protocol": "UDP", "port": 53}]}])
+    (finding,) = _unresolved_exchange([https_only, udp_dns]).findings
+    assert "dns_blocked_by_network_policies" not in finding.evidence
