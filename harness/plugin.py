@@ -650,10 +650,11 @@ def redact_report(report: pytest.TestReport, redactor: Redactor) -> None:
 # ---------------------------------------------------------------- the run report
 
 
-def narrowed_by(config: pytest.Config) -> dict[str, Any]:
+def narrowed_by(config: pytest.Config, stopped: bool = False) -> dict[str, Any]:
     """What of the command line narrowed the run to part of the suites (run.json's ``narrowed``): -k, -m, --lf,
     --sw, --deselect, --ignore, test files or node ids (a directory, the suites themselves, narrows nothing),
-    --workload, --pod, --namespace."""
+    --workload, --pod, --namespace, and -x/--maxfail when it ``stopped`` the run (the checks after it, other
+    workloads among them, did not run)."""
     options = config.option
     tests = []
     for arg in config.args:
@@ -667,6 +668,9 @@ def narrowed_by(config: pytest.Config) -> dict[str, Any]:
         selected.append("--lf")  # only the checks that failed last time: with none recorded, pytest runs them all
     if getattr(options, "stepwise", False):
         selected.append("--sw")
+    maxfail = getattr(options, "maxfail", 0) or 0
+    if stopped and maxfail > 0:
+        selected.append("-x" if maxfail == 1 else f"--maxfail {maxfail}")
     selected += [f"--deselect {item}" for item in getattr(options, "deselect", None) or []]
     selected += [f"--ignore {item}" for item in getattr(options, "ignore", None) or []]
     selected += [f"--ignore-glob {item}" for item in getattr(options, "ignore_glob", None) or []]
@@ -732,7 +736,7 @@ class RunRecorder:
             "issuer": "",
         }
         self.document = build_run(s.run_id, s.started_at, rfc3339(), self.payloads, fallback, self.errors,
-                                  self.interrupted, narrowed_by(session.config))
+                                  self.interrupted, narrowed_by(session.config, bool(session.shouldfail)))
         try:
             self.path = write_run(s.report_dir, self.document, s.redactor, latest=False)
             try:

@@ -144,7 +144,7 @@ class Narrowed(_Strict):
 
     keyword: str = ""
     markexpr: str = ""
-    options: list[str] = []  # pytest's other selections: --lf (with failures to rerun), --sw, --deselect, --ignore
+    options: list[str] = []  # pytest's other selections: --lf (with failures to rerun), --sw, --deselect, --ignore, -x/--maxfail (stopped)
     tests: list[str] = []
     workloads: list[str] = []
     pods: list[str] = []

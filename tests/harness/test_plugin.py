@@ -204,6 +204,12 @@ def test_k_selects_by_workload_id(pytester: pytest.Pytester) -> None:
     rerun = pytester.runpytest("suites", "--config", "harness.yaml", "-p", "cacheprovider", "--lf").parseoutcomes()
     assert sum(rerun.values()) < sum(whole.values()) - whole.get("deselected", 0)  # only the failed ones ran
     assert run_json(pytester)["narrowed"] == {"options": ["--lf"]}
+    # -x stopped the run at that failure: the checks after it (orders/orders-sa's among them) did not run
+    stopped = pytester.runpytest("suites", "--config", "harness.yaml", "-x")
+    stopped.stdout.fnmatch_lines(["verdict FAIL (narrowed: -x)  report */run.json"])
+    assert run_json(pytester)["narrowed"] == {"options": ["-x"]}
+    pytester.runpytest("suites", "--config", "harness.yaml", "--maxfail", "100")  # it stopped nothing
+    assert "narrowed" not in run_json(pytester)
 
 
 def test_without_azure_the_suites_still_pass(pytester: pytest.Pytester) -> None:
