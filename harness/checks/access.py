@@ -243,7 +243,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     elif kind in EGRESS_KINDS or kind.startswith("tls"):
         code, message = "EGRESS_BLOCKED", (f"the pod cannot reach {step.get('target')}: {error.get('message')}"
                                            f"{refused_note(error, evidence.get('retries'))}")
-        remediation = egress_fix(ctx, str(step.get("target")), evidence, kind)
+        remediation = egress_fix(ctx, str(step.get("target")), evidence, kind, str(error.get("message") or ""))
         others = _other_unreachable_hosts(ctx, str(step.get("target")))
         if others:  # one finding per code: the rule to add must cover every host, not only this one's
             message += f"; nor {', '.join(others)} (the other access entries' hosts)"

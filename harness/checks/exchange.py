@@ -37,7 +37,7 @@ from harness.checks.pod import authority_fix
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
 from harness.commands import Step, advice, command
-from harness.names import TENANT_ID_ANNOTATION
+from harness.names import PROBE_CONTAINER, TENANT_ID_ANNOTATION
 
 # AADSTS code -> (finding code, layer, what it means)
 AADSTS_MEANINGS: dict[str, tuple[str, str, str]] = {
@@ -208,14 +208,61 @@ def _dns_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any]) -> list[S
             fix.kubectl("patch", "networkpolicy", name, "-n", ns, "--type", "json", "-p", patch)]
 
 
-def egress_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any], kind: str = "") -> list[Step]:
+# http.client's HTTPConnection._tunnel when the proxy answers CONNECT with anything but 200:
+# OSError("Tunnel connection failed: <code> <reason>")
+_TUNNEL_REFUSED_RE = re.compile(r"Tunnel connection failed: (\d{3}[^\n]*)")
+
+
+def _https_proxy(pod: dict[str, Any] | None) -> str | None:
+    """host:port of the HTTPS proxy the probe container was given (AKS's HTTP proxy feature injects HTTPS_PROXY
+    and https_proxy into every pod's containers), without any user:password in its URL; None when it has none."""
+    for container in ((pod or {}).get("spec") or {}).get("containers") or []:
+        if container.get("name") != PROBE_CONTAINER:
+            continue
+        for variable in container.get("env") or []:
+            if variable.get("name") in ("HTTPS_PROXY", "https_proxy") and variable.get("value"):
+                split = urllib.parse.urlsplit(str(variable["value"]))
+                try:
+                    port = split.port
+                except ValueError:
+                    port = None
+                return f"{split.hostname}{f':{port}' if port else ''}" if split.hostname else "the proxy"
+    return None
+
+
+def _proxy_fix(ctx: WorkloadContext, url: str, said: str, evidence: dict[str, Any]) -> list[Step] | None:
+    """The pod's HTTPS proxy refused to open a tunnel to ``url``'s host (an allow list without it): the proxy's
+    rule is what repairs it, or NO_PROXY in the cluster's HTTP proxy configuration when the pod may go there
+    directly; no NetworkPolicy is at fault. None when no proxy refused."""
+    refused = _TUNNEL_REFUSED_RE.search(said)
+    if refused is None:
+        return None
+    proxy = _https_proxy(ctx.facts.pod.pod if ctx.facts.pod else None) or "the HTTPS proxy"
+    host = urllib.parse.urlsplit(url).hostname or url
+    evidence["proxy_refused"] = {"proxy": proxy, "host": host, "answer": refused.group(1).strip()}
+    return [
+        advice(f"{proxy} (the pod's HTTPS_PROXY) refused to open a tunnel to {host} ({refused.group(1).strip()}): "
+               f"allow {host}:443 on the proxy (AKS's required outbound rules list login.microsoftonline.com), or, "
+               "if the pods may reach it directly, add it to noProxy in the cluster's HTTP proxy configuration "
+               "(az aks update --http-proxy-config FILE)"),
+        fix.command("az", "aks", "show", *fix.cluster_location(ctx.azure), "--query", "httpProxyConfig",
+                    note="the proxy and noProxy the pods are given"),
+    ]
+
+
+def egress_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any], kind: str = "",
+               said: str = "") -> list[Step]:
     """EGRESS_BLOCKED's steps for the probe pod that could not connect to ``url``: the NetworkPolicies that
     isolate it named first (in the evidence too), and those of them that select none of the workload's own pods
     said to block the harness's probe rather than the workload. A name that could not be resolved (``kind``
-    dns) behind policies that let no DNS query out gets DNS added to one of them."""
+    dns) behind policies that let no DNS query out gets DNS added to one of them; a tunnel the pod's HTTPS
+    proxy refused (``said``, the error's message) is the proxy's allow list."""
     dns = _dns_fix(ctx, url, evidence) if kind == "dns" else None
     if dns is not None:
         return [*dns, *fix.egress_test(ctx.namespace, url, None)]
+    proxied = _proxy_fix(ctx, url, said, evidence)
+    if proxied is not None:
+        return [*proxied, *fix.egress_test(ctx.namespace, url, None)[:1]]
     policies = egress_policies(ctx.facts.pod)
     if policies and unenforced(ctx.cluster):  # stored, shown by kubectl, enforced by nothing: not the cause
         evidence["unenforced_network_policies"] = policies
@@ -413,7 +460,8 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         return service_timeout("Entra", str(evidence.get("token_url")), error, evidence.get("retries"), "entra",
                                evidence)
     if error.get("kind") in EGRESS_KINDS or str(error.get("kind", "")).startswith("tls"):
-        steps = egress_fix(ctx, str(evidence.get("token_url")), evidence, str(error.get("kind") or ""))
+        steps = egress_fix(ctx, str(evidence.get("token_url")), evidence, str(error.get("kind") or ""),
+                           str(error.get("message") or ""))
         if str(error.get("kind", "")).startswith("tls"):
             steps += proxy_ca_steps(ctx)
         return Finding(

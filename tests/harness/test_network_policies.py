@@ -228,12 +228,19 @@ def test_unenforced_policies_are_neither_blamed_nor_compared() -> None:
     assert exchange_succeeds(ctx).status == PASS
 
 
-def _unresolved_exchange(policies: list[dict[str, Any]]) -> Outcome:
-    """The probe could not resolve Entra's host (glibc's EAI_AGAIN when no DNS answer comes back)."""
+DNS_FAILURE = {"kind": "dns", "message": "gaierror: [Errno -3] Temporary failure in name resolution"}
+
+
+def _unresolved_exchange(policies: list[dict[str, Any]], error: dict[str, Any] = DNS_FAILURE,
+                         env: list[dict[str, Any]] | None = None) -> Outcome:
+    """The probe could not resolve Entra's host (glibc's EAI_AGAIN when no DNS answer comes back), or another
+    connection ``error``; ``env`` is the probe container's as admitted."""
     pod = probe_pod(policies)
+    if env is not None:
+        assert pod.pod is not None
+        pod.pod["spec"] = {"containers": [{"name": "probe", "env": env}]}
     pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"token_url": TOKEN_URL},
-                            "error": {"kind": "dns", "message": "gaierror: [Errno -3] Temporary failure in name "
-                                                                "resolution"}}]}
+                            "error": error}]}
     facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(),
                           ServiceAccountFacts("finance", "backend-sa", True, True, {}), IdentityFacts(), pod)
     workload = WorkloadConfig(namespace="finance", service_account="backend-sa")
@@ -259,3 +266,24 @@ def test_a_policy_that_lets_https_out_but_no_dns_gets_dns_added_to_its_rules() -
     udp_dns = policy("egress-dns", {}, policyTypes=["Egress"], egress=[{"ports": [{"protocol": "UDP", "port": 53}]}])
     (finding,) = _unresolved_exchange([https_only, udp_dns]).findings
     assert "dns_blocked_by_network_policies" not in finding.evidence
+
+
+def test_a_tunnel_the_pods_https_proxy_refused_is_the_proxys_allow_list_not_a_network_policy() -> None:
+    """AKS's HTTP proxy feature puts HTTPS_PROXY in every pod; a proxy whose allow list lacks Entra's host answers
+    CONNECT with 403, which http.client raises as 'Tunnel connection failed: 403 Forbidden'. The finding names the
+    proxy (never the user:password in its URL) and the host, and prints the cluster's proxy configuration, not a
+    NetworkPolicy deletion."""
+    refused = {"kind": "connection", "message": "OSError: Tunnel connection failed: 403 Forbidden"}
+    env = [{"name": "HTTPS_PROXY", "value": "http://svc-user:s3cret@proxy.corp.example:3128/"}]
+    outcome = _unresolved_exchange([policy("deny-all-egress", {}, policyTypes=["Egress"])], refused, env)
+    (finding,) = outcome.findings
+    assert finding.code == "EGRESS_BLOCKED"
+    assert finding.evidence["proxy_refused"] == {"proxy": "proxy.corp.example:3128",
+                                                 "host": "login.microsoftonline.com", "answer": "403 Forbidden"}
+    lines = finding.fix_lines()
+    assert lines[0].startswith("# proxy.corp.example:3128 (the pod's HTTPS_PROXY) refused to open a tunnel to "
+                               "login.microsoftonline.com (403 Forbidden): allow login.microsoftonline.com:443 on "
+                               "the proxy"), lines
+    assert any(line.startswith("az aks show ") and "--query httpProxyConfig" in line for line in lines), lines
+    assert not any(line.startswith("kubectl delete networkpolicy") for line in lines), lines
+    assert not any("s3cret" in line for line in lines) and "s3cret" not in str(finding.evidence)
