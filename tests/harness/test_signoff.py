@@ -574,6 +574,26 @@ def test_bad_input_is_one_line_naming_the_file_exit_2(
     assert not (tmp_path / "f").exists()
 
 
+def test_a_run_json_a_newer_harness_wrote_under_the_same_schema_renders(
+    run_world: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """v1 grows by addition (narrowed, inventory, harness_version came later): a newer harness's run.json with a
+    section and fields this one does not know renders (the section as a table), it is not 'does not match'."""
+    document = failing_document(run_world)
+    document["some_future_section"] = {"rows": [{"cluster": "aks-1"}]}
+    document["checks"][0]["duration_ms"] = 12
+    document["workloads"][0]["owner"] = "team-a"
+    newer = tmp_path / "run.json"
+    newer.write_text(json.dumps(document))
+    assert main(["report", "render", str(newer), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "## Some future section" in out and "aks-1" in out
+    document["checks"][0]["status"] = "error"  # a field it knows, with a value it does not: still refused
+    newer.write_text(json.dumps(document))
+    assert main(["report", "render", str(newer), "--format", "md"]) == 2
+    assert "does not match the run.json schema: checks.0.status:" in capsys.readouterr().err
+
+
 def test_python_m_harness_end_to_end_and_usage_errors(run_world: Callable[..., Any], tmp_path: Path) -> None:
     good = tmp_path / "run.json"
     good.write_text(json.dumps(failing_document(run_world)))
