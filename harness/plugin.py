@@ -104,7 +104,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         default=[],
         metavar="NS/POD",
-        help="inspect this existing pod instead of deploying a probe (repeatable)",
+        help="check this existing pod as admitted (labelled, mutated), then a probe pod under its ServiceAccount "
+             "(repeatable)",
     )
     group.addoption(
         "--report-dir",

@@ -170,6 +170,13 @@ def test_healthy_world_passes_and_reports(pytester: pytest.Pytester) -> None:
     assert len(created(pytester)) == 2
 
 
+def test_the_help_says_pod_runs_a_probe_under_the_pods_service_account(pytester: pytest.Pytester) -> None:
+    project(pytester, World.healthy())
+    text = " ".join(pytester.runpytest("--help").stdout.str().split())
+    assert "--pod=NS/POD check this existing pod as admitted (labelled, mutated), then a probe pod under its" in text
+    assert "instead of deploying a probe" not in text  # it does deploy one (README: Troubleshooting one workload)
+
+
 def test_workload_option_runs_only_that_workload(pytester: pytest.Pytester) -> None:
     project(pytester, World.healthy())
     result = pytester.runpytest(
