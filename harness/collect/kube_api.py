@@ -205,7 +205,7 @@ def kube_target_problem(kubeconfig: Path | None, context: str | None) -> str | N
     try:
         config = read_kubeconfig(kubeconfig)
     except KubeconfigProblem as exc:
-        return str(exc)
+        return str(exc) + (_no_mounted_token() if kubeconfig is None else "")
     where, names = config.where, config.context_names()
     if context is not None and context not in names:
         return f"cluster.context: {_shown(context)} is not a context of {where} (it has: {', '.join(printable(str(n), 80) for n in names)})"
@@ -610,6 +610,17 @@ def _not_json(status: int) -> KubeFailure:
 def _short(exc: BaseException, limit: int = 300) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _no_mounted_token() -> str:
+    """In a pod (the kubernetes service's variables are set) whose ServiceAccount token is not mounted: why
+    in-cluster config was not used either ('' outside a pod)."""
+    from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
+
+    if not os.environ.get("KUBERNETES_SERVICE_HOST") or Path(SERVICE_TOKEN_FILENAME).is_file():
+        return ""
+    return (f"; in a pod (KUBERNETES_SERVICE_HOST is set) but no ServiceAccount token at {SERVICE_TOKEN_FILENAME}: "
+            "set automountServiceAccountToken: true on the pod (or its ServiceAccount)")
 
 
 def _in_cluster() -> bool:

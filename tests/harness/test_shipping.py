@@ -158,11 +158,15 @@ def test_in_cluster_needs_the_service_variables_and_a_mounted_token(
     monkeypatch.setattr(incluster, "SERVICE_TOKEN_FILENAME", str(token))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
-    assert kube_target_problem(None, None) is not None  # no token mounted: not in a pod, the kubeconfig is missing
+    problem = kube_target_problem(None, None)  # no token mounted (automountServiceAccountToken: false): why, said
+    assert problem is not None and problem.endswith(
+        f"; in a pod (KUBERNETES_SERVICE_HOST is set) but no ServiceAccount token at {token}: "
+        "set automountServiceAccountToken: true on the pod (or its ServiceAccount)"
+    )
     token.write_text("a-token")
     assert kube_target_problem(None, None) is None  # in-cluster: load_incluster_config
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
-    assert kube_target_problem(None, None) is not None
+    assert "KUBERNETES_SERVICE_HOST" not in str(kube_target_problem(None, None))  # not in a pod: no word of it
 
 
 @pytest.mark.slow
