@@ -68,14 +68,19 @@ class RunResults:
 
 
 def unique_findings(checks: list[CheckResult]) -> list[Finding]:
-    """Findings in chain order, one per code (the first, most upstream, wins)."""
+    """Findings in chain order, each code from the first (most upstream) check that raised it. That check's
+    findings of the code are all kept (workload.live_pods raises one per owner: a DaemonSet's, a StatefulSet's,
+    each with its own fix), the same message once."""
     seen: set[str] = set()
     out: list[Finding] = []
     for check in checks:
+        own: set[tuple[str, str]] = set()
         for finding in check.findings:
-            if finding.code not in seen:
-                seen.add(finding.code)
-                out.append(finding)
+            if finding.code in seen or (finding.code, finding.message) in own:
+                continue
+            own.add((finding.code, finding.message))
+            out.append(finding)
+        seen |= {code for code, _message in own}
     return out
 
 

@@ -118,8 +118,10 @@ class PodFacts:
     network_policies: list[dict[str, Any]] | None = None  # the NetworkPolicies of its namespace; None: not readable
     # --pod NS/POD not found: the pods of NS now (names only), for the one it most likely was (a rollout replaced it)
     namespace_pods: list[str] | None = None
-    # --pod on a pod without the use label: its Deployment as read (the label may sit on its own metadata.labels)
+    # --pod on a pod without the use label: its controller (Deployment, StatefulSet, DaemonSet, Job) as read (the
+    # label may sit on its own metadata.labels), and a Job's CronJob
     owner: dict[str, Any] | None = None
+    cronjob: dict[str, Any] | None = None
 
 
 @dataclass
@@ -166,7 +168,8 @@ class LivePod:
     pod: dict[str, Any]
     owner_kind: str  # Deployment | StatefulSet | DaemonSet | Job | ReplicaSet | ... | Pod (no controller)
     owner_name: str
-    owner: dict[str, Any] | None = None  # the owning Deployment as read, when it was read
+    owner: dict[str, Any] | None = None  # the owning Deployment, StatefulSet, DaemonSet or Job as read, when read
+    cronjob: dict[str, Any] | None = None  # a Job's own CronJob as read, when read
 
 
 @dataclass

@@ -37,7 +37,7 @@ class WorkloadContext:
         existing = self.facts.pod
         if live is None and existing is not None and existing.existing and existing.pod:
             kind, name = controller_of(existing.pod)
-            live = LivePodsFacts([LivePod(existing.pod, kind, name)])
+            live = LivePodsFacts([LivePod(existing.pod, kind, name, existing.owner, existing.cronjob)])
         return dataclasses.replace(self, facts=dataclasses.replace(self.facts, pod=pod, live_pods=live))
 
     @property

@@ -413,11 +413,34 @@ def skipped_containers(pod: dict[str, Any] | None) -> set[str]:
     return {c.strip() for c in (annotation(pod, SKIP_CONTAINERS_ANNOTATION) or "").split(";") if c.strip()}
 
 
+def misplaced_use_label(kind: str, owner: dict[str, Any] | None, cronjob: dict[str, Any] | None
+                        ) -> tuple[str, str, str] | None:
+    """(where the use label sits, the same in words, where it must go) when a pod's controller carries it on its own metadata.labels
+    (``kubectl label deploy|sts|ds|job``), or a Job's CronJob on its own or on its jobTemplate's metadata (which
+    labels the Job, not its pods): the webhook's objectSelector reads the pod's labels, made from the template."""
+    def labelled(meta: Any) -> bool:
+        return isinstance(meta, dict) and (meta.get("labels") or {}).get(USE_LABEL) == "true"
+
+    if cronjob is not None:
+        ref = f"CronJob/{(cronjob.get('metadata') or {}).get('name')}"
+        job_template = (cronjob.get("spec") or {}).get("jobTemplate") or {}
+        for place, words, meta in (("metadata.labels", "own metadata.labels", cronjob.get("metadata")),
+                                   ("spec.jobTemplate.metadata.labels", "spec.jobTemplate.metadata.labels (the "
+                                    "Job's labels, not its pods')", job_template.get("metadata"))):
+            if labelled(meta):
+                return f"{ref} {place}", f"{ref}'s {words}", "spec.jobTemplate.spec.template.metadata.labels"
+    if owner is not None and labelled(owner.get("metadata")):
+        ref = f"{kind}/{(owner.get('metadata') or {}).get('name')}"
+        return f"{ref} metadata.labels", f"{ref}'s own metadata.labels", "spec.template.metadata.labels"
+    return None
+
+
 def _label_whereabouts(live: LivePod, sa_labels: dict[str, str], sa_annotations: dict[str, str] | None = None) -> str:
     places = []
-    owner_meta = (live.owner or {}).get("metadata") or {}
-    if (owner_meta.get("labels") or {}).get(USE_LABEL) == "true":
-        places.append(f"on the {live.owner_kind}'s own metadata, not its pod template")
+    misplaced = misplaced_use_label(live.owner_kind, live.owner, live.cronjob)
+    if misplaced is not None:
+        places.append(f"on {misplaced[1]}, not under {misplaced[2]}" if misplaced[0].startswith("CronJob/")
+                      else f"on the {live.owner_kind}'s own metadata, not its pod template")
     if sa_labels.get(USE_LABEL) == "true":
         places.append("on the ServiceAccount")
     elif (sa_annotations or {}).get(USE_LABEL) is not None:  # v0.x read it there; v1 reads the pod's label only
@@ -505,6 +528,12 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
     if code == "POD_NOT_LABELLED":
         if kind in _RESTARTABLE:
             return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"})]
+        cronjob = _cronjob_of(ctx, name) if kind == "Job" else None
+        if cronjob is not None:  # its CronJob's pod template (mutable) labelled; the Job made without it goes
+            return [fix.patch_cronjob_template_labels(namespace, cronjob, {USE_LABEL: "true"}),
+                    fix.delete_job(namespace, name),
+                    advice(f"CronJob/{cronjob}'s next Job gets the label; to run one now: kubectl create job -n "
+                           f"{fix.namespace_or(namespace)} --from=cronjob/{cronjob} {cronjob}-wi")]
         if kind == "Job":  # a Job's pod template is immutable (batch/v1 validation): a new Job it must be
             return [advice(f'a Job\'s pod template cannot be changed: add the label {USE_LABEL}: "true" to the pod '
                            f"template in Job/{name}'s manifest (or its CronJob's jobTemplate), then delete the Job "
@@ -572,6 +601,17 @@ def restart_workload(ctx: WorkloadContext) -> list[Step]:
             steps.append(advice(f"recreate the pods of {kind}/{name} if nothing does: the webhook acts on pod CREATE "
                                 "only"))
     return steps
+
+
+def _cronjob_of(ctx: WorkloadContext, job: str) -> str | None:
+    """The name of Job ``job``'s CronJob, as read with the pods (live, or the --pod one)."""
+    existing = ctx.facts.pod
+    found = [live.cronjob for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else [])
+             if (live.owner_kind, live.owner_name) == ("Job", job)]
+    if existing is not None and existing.existing and existing.pod and controller_of(existing.pod) == ("Job", job):
+        found.append(existing.cronjob)
+    name = next((str((c.get("metadata") or {}).get("name") or "") for c in found if c), "")
+    return name or None
 
 
 def _name(pod: dict[str, Any]) -> str:

@@ -31,7 +31,13 @@ from harness.checks.cluster import (
 )
 from harness.checks.common import kube_call_failed, kube_failure_finding
 from harness.checks.context import WorkloadContext
-from harness.checks.live_pods import label_repair, restart_workload, skipped_containers, unskip_repair
+from harness.checks.live_pods import (
+    label_repair,
+    misplaced_use_label,
+    restart_workload,
+    skipped_containers,
+    unskip_repair,
+)
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.podspec import (
     all_token_audiences,
@@ -406,11 +412,12 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
         return passed(f'pod labelled {USE_LABEL}: "true"', {"labels": labels})
     evidence: dict[str, Any] = {"labels": labels, "value": value}
     why = "absent" if value is None else f'{value!r}, and only the exact value "true" selects the pod'
-    owner = ctx.facts.pod.owner if ctx.facts.pod else None
-    if owner and ((owner.get("metadata") or {}).get("labels") or {}).get(USE_LABEL) == "true":
-        evidence["placed_on"] = f"Deployment/{(owner.get('metadata') or {}).get('name')} metadata.labels"
-        why += (f"; it sits on Deployment/{(owner.get('metadata') or {}).get('name')}'s own metadata.labels, "
-                "it must be under spec.template.metadata.labels")
+    existing, kind = ctx.facts.pod, controller_of(ctx.pod or {})[0]
+    misplaced = misplaced_use_label(kind, existing.owner, existing.cronjob) if existing else None
+    controller = "CronJob" if existing and existing.cronjob else kind if kind != "Pod" else "Deployment"
+    if misplaced is not None:
+        evidence["placed_on"] = misplaced[0]
+        why += f"; it sits on {misplaced[1]}, it must be under {misplaced[2]}"
     return failed(
         f"the pod's {USE_LABEL} label is {why}: the webhook never sees it",
         evidence,
@@ -418,7 +425,7 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
             "POD_NOT_LABELLED",
             ERROR,
             "pod",
-            f'pod lacks {USE_LABEL}: "true" (it belongs on the pod TEMPLATE, not on the Deployment, '
+            f'pod lacks {USE_LABEL}: "true" (it belongs on the pod TEMPLATE, not on the {controller}, '
             "the ServiceAccount or a Service)",
             evidence,
             label_repair(ctx),

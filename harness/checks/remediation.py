@@ -615,6 +615,20 @@ def patch_template_labels(kind: str, namespace: str, name: str, labels: dict[str
                    patch)
 
 
+def patch_cronjob_template_labels(namespace: str, name: str, labels: dict[str, str]) -> Command:
+    """Labels onto a CronJob's pod template (spec.jobTemplate.spec.template): the Jobs it makes from then on
+    carry them to their pods (a Job's own pod template cannot change)."""
+    patch = json.dumps({"spec": {"jobTemplate": {"spec": {"template": {"metadata": {"labels": labels}}}}}},
+                       separators=(",", ":"))
+    return kubectl("patch", _workload_ref("CronJob", name), "-n", namespace_or(namespace), "--type", "merge", "-p",
+                   patch)
+
+
+def delete_job(namespace: str, name: str) -> Command:
+    """A Job deleted with its pods (kubectl's default propagation is background: the pods go too)."""
+    return kubectl("delete", "job", "-n", namespace_or(namespace), object_or(name, "<job>"))
+
+
 def unset_env(kind: str, namespace: str, name: str, variable: str) -> Command:
     return kubectl("set", "env", _workload_ref(kind, name), "-n", namespace_or(namespace), f"{variable}-")
 

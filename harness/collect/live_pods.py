@@ -19,7 +19,7 @@ def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> Liv
     except KubeError as exc:
         return LivePodsFacts(error=exc.failure)
     facts = LivePodsFacts()
-    deployments: dict[str, dict[str, Any] | None] = {}
+    controllers: dict[tuple[str, str], tuple[dict[str, Any] | None, dict[str, Any] | None]] = {}
     for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
         if not _is_live_pod_of(pod, service_account):
             if _labelled_without_identity(pod) and len(facts.unannotated) < 10:
@@ -27,15 +27,10 @@ def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> Liv
                 facts.unannotated.append(LivePod(slim(pod) or {}, kind, name))
             continue
         kind, name = owner_of(pod)
-        owner = None
-        if kind == "Deployment":
-            if name not in deployments:
-                try:
-                    deployments[name] = slim(api.deployment(namespace, name))
-                except KubeError:
-                    deployments[name] = None  # the pod alone still tells what the webhook did
-            owner = deployments[name]
-        facts.pods.append(LivePod(slim(pod) or {}, kind, name, owner))
+        if (kind, name) not in controllers:
+            controllers[(kind, name)] = read_controller(api, namespace, kind, name)
+        owner, cronjob = controllers[(kind, name)]
+        facts.pods.append(LivePod(slim(pod) or {}, kind, name, owner, cronjob))
     try:
         listed = api.list_deployments(namespace)
     except KubeError:
@@ -53,6 +48,38 @@ def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> Liv
 EVENT_KINDS = (("apps", "v1", "statefulsets", "StatefulSet"), ("apps", "v1", "daemonsets", "DaemonSet"),
                ("batch", "v1", "jobs", "Job"))
 _EVENT_PREFIX = re.compile(r"^(?:create Pod \S+ in StatefulSet \S+ failed error: |Error creating: )")
+
+
+# The controllers read besides Deployments (a GET): one list by metadata.name each, the verb
+# manifests/harness-rbac.yaml.j2 grants (list items carry no kind)
+_LISTED_CONTROLLERS = {"StatefulSet": ("apps", "v1", "statefulsets"), "DaemonSet": ("apps", "v1", "daemonsets"),
+                       "Job": ("batch", "v1", "jobs"), "CronJob": ("batch", "v1", "cronjobs")}
+
+
+def read_controller(api: KubeApi, namespace: str, kind: str, name: str
+                    ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(the pod's controller, a Job's CronJob) as read; None where it is no kind read, is gone, or the read was
+    refused (the pod alone still tells what the webhook did). Where the use label was put (the controller's own
+    metadata, a CronJob's) and what its template says come from them."""
+    owner = _read_one(api, namespace, kind, name)
+    if kind != "Job" or owner is None:
+        return owner, None
+    kind_of_parent, parent = next(((str(r.get("kind")), str(r.get("name") or "")) for r in
+                                   (owner.get("metadata") or {}).get("ownerReferences") or [] if r.get("controller")),
+                                  ("", ""))
+    return owner, _read_one(api, namespace, "CronJob", parent) if kind_of_parent == "CronJob" else None
+
+
+def _read_one(api: KubeApi, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    try:
+        if kind == "Deployment":
+            return slim(api.deployment(namespace, name))
+        if kind not in _LISTED_CONTROLLERS or not name:
+            return None
+        listed = api.list_namespaced(*_LISTED_CONTROLLERS[kind], namespace, f"metadata.name={name}")
+    except KubeError:
+        return None
+    return slim(next((o for o in listed if (o.get("metadata") or {}).get("name") == name), None))
 
 
 def _short(kind: str, obj: dict[str, Any], made: int) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from harness.collect.inventory import collect_inventory
 from harness.collect.issuer import collect_issuer
 from harness.collect.kube import collect_service_account, collect_webhook, slim, webhook_unscheduled
 from harness.collect.kube_api import KubeApi, KubeError
-from harness.collect.live_pods import collect_live_pods
+from harness.collect.live_pods import collect_live_pods, read_controller
 from harness.collect.migration import collect_migration
 from harness.collect.probe_pods import ProbeRequest, ProbeRun, probe_config_for, run_probe_pods, sweep
 from harness.collect.retrying import LEDGER
@@ -209,10 +208,9 @@ def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str
         pod_facts.pod = slim(pod)
         pod_facts.phase = (pod.get("status") or {}).get("phase")
         service_account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
-        kind, owner = controller_of(pod)
-        if kind == "Deployment" and ((pod.get("metadata") or {}).get("labels") or {}).get(USE_LABEL) != "true":
-            with contextlib.suppress(KubeError):  # refused: the pod alone still fails pod.labelled
-                pod_facts.owner = slim(backend.kube.deployment(namespace, owner))  # the label on its own metadata?
+        if ((pod.get("metadata") or {}).get("labels") or {}).get(USE_LABEL) != "true":
+            # the label on its controller's own metadata (or a CronJob's)? refused: the pod alone fails pod.labelled
+            pod_facts.owner, pod_facts.cronjob = read_controller(backend.kube, namespace, *controller_of(pod))
     sa = collect_service_account(backend.kube, namespace, service_account)
     if pod is not None and not token_volumes(pod):
         sa.namespace_labels = read_namespace_labels(backend.kube, namespace)

@@ -72,6 +72,22 @@ def _dedupe(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return out
 
 
+def _findings_once(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each code from the first check that raised it (the most upstream), with all that check's findings of the
+    code (workload.live_pods raises one per owner, each with its own fix), the same message once; as
+    :func:`harness.analysis.unique_findings` keeps them."""
+    first: dict[str, Any] = {}
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for finding in findings:
+        code, key = finding["code"], (finding["code"], str(finding.get("message")))
+        if first.setdefault(code, finding.get("check")) != finding.get("check") or key in seen:
+            continue
+        seen.add(key)
+        out.append(finding)
+    return out
+
+
 def build_run(
     run_id: str,
     started_at: str,
@@ -107,7 +123,7 @@ def build_run(
                 "service_account": items[0]["workload"]["service_account"],
                 "verdict": "fail" if any(c["status"] == "fail" for c in checks) else "pass",
                 "checks": checks,
-                "findings": _dedupe([f for p in items for f in p["findings"]], "code"),
+                "findings": _findings_once([f for p in items for f in p["findings"]]),
             }
         )
     cluster_checks = _dedupe([p["check"] for p in cluster], "id")
@@ -126,7 +142,7 @@ def build_run(
         "target": target,
         "verdict": "fail" if failed else "pass",
         "checks": cluster_checks,
-        "findings": _dedupe([f for p in cluster for f in p["findings"]], "code"),
+        "findings": _findings_once([f for p in cluster for f in p["findings"]]),
         "workloads": workloads,
     }
     migration = next((p["migration"] for p in payloads if p.get("migration")), None)

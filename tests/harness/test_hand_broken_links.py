@@ -280,3 +280,91 @@ def test_with_pod_a_use_label_on_the_deployments_own_metadata_is_named_there_and
     assert finding.fix_lines()[0] == (
         "kubectl patch deployment/backend -n finance --type merge -p "
         """'{"spec":{"template":{"metadata":{"labels":{"azure.workload.identity/use":"true"}}}}}'""")
+
+
+class _LabelOnTheController:
+    """``kubectl label sts ledger azure.workload.identity/use=true`` (or on a CronJob, whose Job made the pod): the
+    controller carries the label on its own metadata.labels, the pods do not. StatefulSets, DaemonSets, Jobs and
+    CronJobs are read by a list by metadata.name (list items carry no kind)."""
+
+    def __init__(self, pod: dict[str, Any], objects: dict[str, list[dict[str, Any]]]) -> None:
+        self._pod, self.objects, self.selectors = pod, objects, []
+
+    def pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._pod
+
+    def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                        field_selector: str = "") -> list[dict[str, Any]]:
+        self.selectors.append((plural, field_selector))
+        return self.objects.get(plural, [])  # the selector ignored: the collector picks the name itself
+
+    def service_account(self, namespace: str, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "annotations": {"azure.workload.identity/client-id": CLIENT}}}
+
+    def namespace(self, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name}}
+
+
+def _owned_pod(name: str, kind: str, owner: str) -> dict[str, Any]:
+    pod = workload_pod(name, labelled=False, mutated=False)
+    pod["metadata"]["labels"] = {"app": owner}
+    pod["metadata"]["ownerReferences"] = [{"kind": kind, "name": owner, "controller": True}]
+    return pod
+
+
+def _pod_labelled_with(kube: _LabelOnTheController, pod: str) -> Any:
+    facts = collect_existing_pod(Backend(kube=kube, http=None), HarnessConfig(), "finance", pod)  # type: ignore[arg-type]
+    ctx = WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa"),
+                          ClusterFacts(time.time()), None, time.time())
+    return pod_labelled(ctx)
+
+
+def test_with_pod_a_use_label_on_a_statefulsets_own_metadata_is_named_there_and_patched_onto_its_template() -> None:
+    """Found by hand in the lab: --pod finance/ledger-0 of a StatefulSet labelled with kubectl label sts said only
+    "label is absent" (da17469 read Deployments only). The printed patch, run as printed, rolled ledger-0 and the
+    next run passed."""
+    other = {"metadata": {"name": "ledger-archive", "labels": {}}}
+    ledger = {"metadata": {"name": "ledger", "labels": {"azure.workload.identity/use": "true"}},
+              "spec": {"template": {"metadata": {"labels": {"app": "ledger"}}}}}
+    kube = _LabelOnTheController(_owned_pod("ledger-0", "StatefulSet", "ledger"), {"statefulsets": [other, ledger]})
+    outcome = _pod_labelled_with(kube, "ledger-0")
+    assert ("statefulsets", "metadata.name=ledger") in kube.selectors
+    assert outcome.status == FAIL
+    assert ("it sits on StatefulSet/ledger's own metadata.labels, it must be under spec.template.metadata.labels"
+            in outcome.message)
+    assert outcome.evidence["placed_on"] == "StatefulSet/ledger metadata.labels"
+    (finding,) = outcome.findings
+    assert "not on the StatefulSet" in finding.message
+    assert finding.fix_lines() == [
+        "kubectl patch statefulset/ledger -n finance --type merge -p "
+        """'{"spec":{"template":{"metadata":{"labels":{"azure.workload.identity/use":"true"}}}}}'"""]
+
+
+@pytest.mark.parametrize(("placed", "where"), [
+    ("metadata", "CronJob/nightly metadata.labels"),
+    ("jobTemplate", "CronJob/nightly spec.jobTemplate.metadata.labels"),
+])
+def test_with_pod_a_use_label_on_a_cronjob_is_named_there_and_patched_onto_its_job_template(placed: str,
+                                                                                            where: str) -> None:
+    """Found by hand in the lab: the label on a CronJob's own metadata (or its jobTemplate's, which labels the Jobs
+    and not their pods) gave "label is absent" and advice to recreate the Job by hand. The CronJob's jobTemplate
+    is patched (a Job's pod template cannot change) and the Job made without the label is deleted; pasted as
+    printed, with kubectl create job --from=cronjob/nightly as the comment says, the next run passed."""
+    labelled = {"azure.workload.identity/use": "true"}
+    cronjob = {"metadata": {"name": "nightly", "labels": labelled if placed == "metadata" else {}},
+               "spec": {"jobTemplate": {"metadata": {"labels": labelled if placed == "jobTemplate" else {}},
+                                        "spec": {"template": {"metadata": {"labels": {"app": "nightly"}}}}}}}
+    job = {"metadata": {"name": "nightly-29410", "labels": labelled if placed == "jobTemplate" else {},
+                        "ownerReferences": [{"kind": "CronJob", "name": "nightly", "controller": True}]}}
+    kube = _LabelOnTheController(_owned_pod("nightly-29410-x7k2p", "Job", "nightly-29410"),
+                                 {"jobs": [job], "cronjobs": [cronjob]})
+    outcome = _pod_labelled_with(kube, "nightly-29410-x7k2p")
+    assert outcome.evidence["placed_on"] == where
+    assert "it must be under spec.jobTemplate.spec.template.metadata.labels" in outcome.message
+    (finding,) = outcome.findings
+    assert "not on the CronJob" in finding.message
+    assert finding.fix_lines()[:2] == [
+        "kubectl patch cronjob/nightly -n finance --type merge -p "
+        """'{"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"labels":{"azure.workload.identity/use":"true"}}}}}}}'""",
+        "kubectl delete job -n finance nightly-29410"]
+    assert "kubectl create job -n finance --from=cronjob/nightly" in finding.fix_lines()[2]

@@ -634,3 +634,34 @@ def test_the_use_label_written_as_an_annotation_of_the_service_account_is_named(
     outcome = live_pods(context([live(workload_pod(labelled=False), deployment())], sa_annotations={
         "azure.workload.identity/client-id": CLIENT, USE: "true"}))
     assert "as an annotation of the ServiceAccount" in outcome.findings[0].message
+
+
+def test_each_owner_whose_pods_lack_the_label_gets_its_own_fix_in_run_json() -> None:
+    """Found by hand in the lab: a DaemonSet and a StatefulSet under the ServiceAccount, each labelled with kubectl
+    label on its own metadata: the check named both, but run.json (and the view) kept one POD_NOT_LABELLED, the
+    DaemonSet's, so pasting the printed fix left the StatefulSet failing the next run. The StatefulSet is read
+    too (a list by name), the label's place named, and each owner's finding kept."""
+    from harness.report.run_json import build_run
+
+    labelled = {"azure.workload.identity/use": "true"}
+    pods = []
+    for kind, owner, name in (("DaemonSet", "agent", "agent-x7k2p"), ("StatefulSet", "ledger", "ledger-0")):
+        pod = workload_pod(name, labelled=False, mutated=False)
+        pod["metadata"]["ownerReferences"] = [{"kind": kind, "name": owner, "controller": True}]
+        pods.append(pod)
+    kube = ListingKube(pods)
+    kube.controllers = [{"plural": plural, "metadata": {"name": name, "labels": labelled}, "spec": {}}
+                        for plural, name in (("daemonsets", "agent"), ("statefulsets", "ledger"))]
+    ctx = context(None)
+    ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    outcome = live_pods(ctx)
+    assert [f.code for f in outcome.findings] == ["POD_NOT_LABELLED", "POD_NOT_LABELLED"]
+    assert "it sits on the StatefulSet's own metadata, not its pod template" in outcome.findings[1].message
+    payload = {"scope": "workload", "order": 0, "target": {},
+               "workload": {"id": "finance/backend-sa", "namespace": "finance", "service_account": "backend-sa",
+                            "order": 0},
+               "check": {"id": "workload.live_pods", "status": "fail", "message": "", "evidence": {}},
+               "findings": [{**f.to_json(), "check": "workload.live_pods"} for f in outcome.findings * 2]}
+    (workload,) = build_run("r", "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", [payload], {})["workloads"]
+    assert [f["remediation"][0].split(" -n ")[0] for f in workload["findings"]] == [
+        "kubectl patch daemonset/agent", "kubectl patch statefulset/ledger"]
