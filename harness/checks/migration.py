@@ -399,6 +399,64 @@ def _removed_early(ctx: MigrationContext) -> Finding | None:
         {"pods": refs}, steps)
 
 
+def _unbound(ctx: MigrationContext) -> list[dict[str, Any]]:
+    """Pods labelled aadpodidbinding whose value is no AzureIdentityBinding's selector, to which the webhook gave no
+    Workload ID token: they get no token at all. MIC matches the label to a selector exactly (pkg/mic/mic.go
+    createDesiredAssignedIdentityList: ``allBinding.Spec.Selector == crdPodLabelVal``), and NMI answers a pod MIC
+    assigned nothing with an error. Their binding deleted (or its selector edited) before they moved, or a label
+    that never matched; an AzureIdentity of their namespace that no binding names is the likely identity."""
+    facts = ctx.facts
+    if facts.azure_identity_bindings.error is not None or facts.legacy_pods.error is not None:
+        return []
+    bindings = facts.azure_identity_bindings.items
+    selectors = {str((b.get("spec") or {}).get("selector")) for b in bindings}
+    named = {(b["namespace"], str((b.get("spec") or {}).get("azureIdentity") or "")) for b in bindings}
+    issuer = ctx.cluster.issuer_url or "<issuer>"
+    out = []
+    for p in facts.legacy_pods.items:
+        labels = p.get("labels") or {}
+        value = str(labels.get(POD_IDENTITY_LABEL))
+        if value in selectors or (labels.get(USE_LABEL) == "true"
+                                  and TOKEN_AUDIENCE in (p.get("token_audiences") or [])):
+            continue
+        ref, namespace, account = f"{p['namespace']}/{p['name']}", p["namespace"], str(p.get("service_account"))
+        near = sorted(f"{b['namespace']}/{b['name']}" for b in bindings
+                      if str((b.get("spec") or {}).get("selector")).strip().lower() == value.strip().lower())
+        why = (f"{ref}'s {POD_IDENTITY_LABEL}={value!r} matches no AzureIdentityBinding's selector"
+               + (f" (it differs from {', '.join(near)}'s only in case or spaces: MIC matches exactly)" if near else "")
+               + " and it has no Workload ID token: it gets no token at all")
+        orphans = [i for i in facts.azure_identities.items
+                   if i["namespace"] == namespace and (namespace, i["name"]) not in named]
+        steps: list[Step] = []
+        if len(orphans) == 1 and facts.azure_identities.error is None:
+            spec = orphans[0].get("spec") or {}
+            client_id = _text(spec.get("clientID"))
+            why += (f"; AzureIdentity {namespace}/{orphans[0]['name']} (client id {client_id}) is named by no "
+                    "binding: its binding deleted before the workload moved?")
+            steps.append(advice(f"{ref} has no identity now; if {namespace}/{orphans[0]['name']} was its identity, "
+                                "move it to Workload ID with it:"))
+            if not any((sa["namespace"], sa["name"]) == (namespace, account)
+                       and str(sa.get("client_id")).lower() == str(client_id).lower()
+                       for sa in facts.service_accounts.items):
+                steps.append(fix.annotate_sa(namespace, account, client_id))
+            subject = f"system:serviceaccount:{namespace}:{account}"
+            credentials = _credentials(facts.identities.get(str(client_id).lower()))
+            if not any(c.get("issuer") == ctx.cluster.issuer_url and c.get("subject") == subject
+                       for c in credentials or []):
+                steps.append(fix.app_federated_credential("create", client_id, fix.fic_name(namespace, account),
+                                                          issuer, subject) if spec.get("type") == 1 else
+                             fix.federated_credential("create", _text(spec.get("resourceID")),
+                                                      fix.fic_name(namespace, account), issuer, subject))
+            kind, name = str(p.get("owner_kind")), str(p.get("owner_name"))
+            if kind == "Pod":
+                steps.append(advice(f"recreate pod {ref} labelled {USE_LABEL}: \"true\""))
+            else:
+                steps += [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}),
+                          fix.rollout_restart(kind, namespace, name)]
+        out.append({"pod": ref, "why": why, "steps": steps})
+    return out
+
+
 def pods_unlabelled(ctx: MigrationContext) -> Outcome:
     listed = ctx.facts.legacy_pods
     pods = [
@@ -406,11 +464,15 @@ def pods_unlabelled(ctx: MigrationContext) -> Outcome:
          "service_account": p.get("service_account"), "owner": f"{p.get('owner_kind')}/{p.get('owner_name')}"}
         for p in listed.items
     ]
-    evidence = {"pods": pods}
+    evidence: dict[str, Any] = {"pods": pods}
     leftovers = []
+    unbound = _unbound(ctx)
+    if unbound:
+        evidence["unbound"] = [u["pod"] for u in unbound]
     if pods:
-        steps: list[Step] = [advice("once the workload uses Workload ID (the coverage table), drop the label from "
-                                    "what creates the pods:")]
+        steps: list[Step] = [step for u in unbound for step in u["steps"]]
+        steps.append(advice("once the workload uses Workload ID (the coverage table), drop the label from what "
+                            "creates the pods:"))
         for pod in listed.items:
             kind, name, namespace = str(pod.get("owner_kind")), str(pod.get("owner_name")), pod["namespace"]
             step = (fix.remove_pod_label(namespace, pod["name"], POD_IDENTITY_LABEL) if kind == "Pod"
@@ -420,7 +482,7 @@ def pods_unlabelled(ctx: MigrationContext) -> Outcome:
         leftovers.append(_finding(
             ctx, "POD_IDENTITY_PODS_LABELLED",
             f"{len(pods)} pods still carry the {POD_IDENTITY_LABEL} label: "
-            + ", ".join(p["pod"] for p in pods), evidence, steps,
+            + ", ".join(p["pod"] for p in pods) + "".join(f"; {u['why']}" for u in unbound), evidence, steps,
         ))
     return _judge(ctx, [listed], leftovers, f"{len(pods)} pods still labelled {POD_IDENTITY_LABEL}", evidence,
                   f"no pod is labelled {POD_IDENTITY_LABEL}")

@@ -253,12 +253,17 @@ def _identities(
     graph: ArmGet | None,
     known: list[IdentityFacts],
 ) -> dict[str, IdentityFacts]:
-    """The identity behind every AzureIdentity a binding names, by client id; one lookup per client id."""
+    """The identity behind every AzureIdentity a binding names, by client id; one lookup per client id. Then those
+    no binding names, in a namespace where pods are still labelled aadpodidbinding (the binding deleted before they
+    moved: migration.pods_unlabelled's fix creates a federated credential on it unless one is there)."""
     reused = {str(identity_client_id(i)).lower(): i for i in known if identity_client_id(i)}
     by_key = {(i["namespace"], i["name"]): i for i in facts.azure_identities.items}
+    named = [by_key.get((b["namespace"], str(b["spec"].get("azureIdentity") or "")))
+             for b in facts.azure_identity_bindings.items]
+    labelled = {p["namespace"] for p in facts.legacy_pods.items}
+    orphans = [i for i in facts.azure_identities.items if i["namespace"] in labelled and i not in named]
     out: dict[str, IdentityFacts] = {}
-    for binding in facts.azure_identity_bindings.items:
-        identity = by_key.get((binding["namespace"], str(binding["spec"].get("azureIdentity") or "")))
+    for identity in [*named, *orphans]:
         client_id = str((identity or {}).get("spec", {}).get("clientID") or "")
         if not values.is_guid(client_id) or client_id.lower() in out:
             continue

@@ -28,6 +28,7 @@ from harness.checks.migration import (
     components_removed,
     coverage_rows,
     leftovers_section,
+    pods_unlabelled,
     run_migration_checks,
 )
 from harness.checks.model import FAIL, PASS, SKIP, WARN, CheckResult
@@ -589,6 +590,16 @@ def test_collector_looks_each_identity_up_once_and_reuses_the_workloads() -> Non
     again = world.backend()
     reused = collect_migration(again.kube, again.arm, azure, again.graph, [known])
     assert reused.identities[client_id.lower()] is known and again.arm.calls == []  # type: ignore[attr-defined]
+    # the bindings deleted, a pod of finance still labelled aadpodidbinding: its namespace's AzureIdentity that no
+    # binding names is looked up (pods_unlabelled reads its federated credentials); none left labelled: not
+    world.kube_objects["azureidentitybindings.aadpodidentity.k8s.io"] = []
+    for labelled, looked_up in ((False, False), (True, True)):
+        orphan = world.backend()
+        if labelled:
+            orphan.kube.pods[("finance", "p")] = {  # type: ignore[attr-defined]
+                "metadata": {"name": "p", "namespace": "finance", "labels": {"aadpodidbinding": "a"}}, "spec": {}}
+        facts = collect_migration(orphan.kube, orphan.arm, azure, orphan.graph)
+        assert (client_id.lower() in facts.identities) is looked_up
 
 
 def test_component_detection_by_chart_labels_manifest_labels_or_image() -> None:
@@ -642,3 +653,34 @@ def test_a_binding_whose_pods_run_as_a_service_account_naming_another_identity_k
     fixes = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
                  if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
     assert "kubectl rollout restart deployment/reports-api -n reports" in " ".join(fixes)
+
+
+def test_a_pod_whose_binding_was_deleted_before_it_moved_is_named_as_having_no_identity_and_moved() -> None:
+    """By hand in the lab: kubectl delete azureidentitybinding reports-binding while reports-api still ran on pod
+    identity (its template's use label removed). POD_IDENTITY_PODS_LABELLED only said to drop the label 'once the
+    workload uses Workload ID'. Now it says the pod gets no token at all (MIC matches the selector exactly), names
+    the AzureIdentity no binding names, and moves the workload to it first, skipping what is already there."""
+    client = "13131313-2424-4353-8464-575757575757"
+    facts, cluster = leftover()
+    facts.azure_identities.items.append({"namespace": "reports", "name": "reports-identity",
+                                         "spec": {"type": 0, "clientID": client, "resourceID": MI_ID + "reportsId"}})
+    facts.service_accounts.items.append({"namespace": "reports", "name": "reports-sa", "client_id": client})
+    outcome = pods_unlabelled(MigrationContext(facts, cluster, AZURE))
+    finding = outcome.findings[0]
+    assert finding.code == "POD_IDENTITY_PODS_LABELLED" and outcome.evidence["unbound"] == [
+        "reports/reports-api-abc-1"]  # payments-worker's label matches payments-identity-binding
+    assert ("reports/reports-api-abc-1's aadpodidbinding='reports' matches no AzureIdentityBinding's selector and it "
+            "has no Workload ID token: it gets no token at all; AzureIdentity reports/reports-identity") in finding.message
+    fixes = finding.fix_lines()
+    assert not any(line.startswith("kubectl annotate") for line in fixes)  # reports-sa already names it
+    create = fixes.index(next(line for line in fixes if "federated-credential create" in line))
+    assert "--identity-name reportsId" in fixes[create] and "system:serviceaccount:reports:reports-sa" in fixes[create]
+    assert fixes[create + 2] == "kubectl rollout restart deployment/reports-api -n reports   # the webhook acts on pod CREATE only"
+    assert fixes.index(next(line for line in fixes if '"op": "remove"' in line)) > create  # the label goes last
+    facts.identities[client] = managed_identity("reportsId", client, ["system:serviceaccount:reports:reports-sa"])
+    assert not any("federated-credential create" in line
+                   for line in pods_unlabelled(MigrationContext(facts, cluster, AZURE)).findings[0].fix_lines())
+    # a label differing from a binding's selector only in case: named, and never given that identity
+    facts.legacy_pods.items[0]["labels"] = {"aadpodidbinding": "Payments "}
+    message = pods_unlabelled(MigrationContext(facts, cluster, AZURE)).findings[0].message
+    assert "differs from payments/payments-identity-binding's only in case or spaces: MIC matches exactly" in message
