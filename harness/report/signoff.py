@@ -483,8 +483,11 @@ def migration_state(document: dict[str, Any]) -> str | None:
     if missing:  # an interrupted run, a migration test that errored: what did not run cannot say YES
         return f"CANNOT TELL: {', '.join(missing)} did not run" + (
             " (the run was not complete)" if document.get("incomplete") else "")
+    narrowed = document.get("narrowed")
+    where = (" in every namespace (--namespace does not narrow the migration checks: they list cluster-wide)"
+             if isinstance(narrowed, dict) and narrowed.get("namespaces") else "")
     return "YES: no AzureIdentityBinding, aad-pod-identity object, labelled pod, NMI/MIC, CRD or add-on pod " \
-           "identity left" + (f" (not checked: {', '.join(skipped)})" if skipped else "")
+           "identity left" + where + (f" (not checked: {', '.join(skipped)})" if skipped else "")
 
 
 def run_view(document: dict[str, Any]) -> RunView:

@@ -630,6 +630,10 @@ def test_the_header_says_whether_the_cluster_is_off_pod_identity_whatever_the_ve
     document["checks"] = [{"id": i, "status": "pass", "message": "ok", "evidence": {}} for i in ids]
     document["coverage"], document["leftovers"] = [], {"migration_complete": False}
     assert "| Off pod identity | YES: no AzureIdentityBinding" in render(document, "md")
+    # a run narrowed with --namespace still lists pod identity cluster-wide (collect_migration takes no namespace)
+    narrowed = {**document, "narrowed": {"namespaces": ["finance"]}}
+    assert "left in every namespace (--namespace does not narrow the migration checks" in md_unescape(
+        render(narrowed, "md"))
     document["checks"][0].update(status="warn", message="1 of 2 AzureIdentityBindings are not migrated")
     document["coverage"] = [{"binding": "payments/payments-binding", "migrated": False},
                             {"binding": "finance/backend-binding", "migrated": True}]
