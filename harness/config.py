@@ -54,6 +54,7 @@ user name or password. Secrets never live in the file itself and never appear in
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import os
 import re
@@ -908,6 +909,9 @@ def _problem_line(error: Any) -> str:
         message = f"kind must be one of {tags}, got {error.get('ctx', {}).get('tag')!r}"
     elif kind == "union_tag_not_found":
         message = "kind is required (keyvault_secret or blob)"
+    elif kind == "string_type" and isinstance(given, bool | int | float | datetime.date):
+        # client_id: 12345678, namespace: 2024, service_account: yes: YAML typed it before the harness saw it
+        message = f"must be text, but YAML read the value as a {_yaml_kind(given)}: put it in quotes"
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
     elif message.startswith("Assertion failed, "):
@@ -927,6 +931,8 @@ def _yaml_kind(value: Any) -> str:
         return "boolean"
     if isinstance(value, int | float):
         return "number"
+    if isinstance(value, datetime.date):
+        return "date"
     if isinstance(value, list):
         return "list"
     return "string" if isinstance(value, str) else type(value).__name__

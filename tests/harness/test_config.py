@@ -217,6 +217,21 @@ def test_a_section_that_is_not_a_mapping_is_said_in_yaml_words_not_a_class_name(
     ]
 
 
+def test_a_value_yaml_typed_where_text_belongs_says_to_quote_it(tmp_path: Path) -> None:
+    """client_id: 12345678, service_account: 2024, namespace: yes, client_id: 2024-01-01 unquoted: YAML made a
+    number, a boolean, a date of them; pydantic said only 'Input should be a valid string'."""
+    data = yaml.safe_load("client_id: 12345678\nservice_account: 2024\nnamespace: yes\ntenant_id: 2024-01-01\n")
+    data["access"] = []
+    problems_ = problems({"workloads": [data]}, tmp_path)
+    quote = "must be text, but YAML read the value as a"
+    assert sorted(problems_) == [
+        f"workloads[0].client_id: {quote} number: put it in quotes (got 12345678)",
+        f"workloads[0].namespace: {quote} boolean: put it in quotes (got True)",
+        f"workloads[0].service_account: {quote} number: put it in quotes (got 2024)",
+        f"workloads[0].tenant_id: {quote} date: put it in quotes",
+    ]
+
+
 def test_a_secret_pasted_where_its_variable_name_belongs_is_not_echoed(tmp_path: Path) -> None:
     data = good(tmp_path)
     data["azure"]["credential"] = {"client_id": CLIENT, "client_secret_env": "Q8~pasted.secret-VALUE"}
