@@ -900,7 +900,10 @@ def _problem_line(error: Any) -> str:
         message = "required"
     elif kind == "extra_forbidden":
         allowed = _allowed_fields(tuple(error.get("loc", ())))
-        message = "unknown field" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+        key = str((error.get("loc") or ("",))[-1])
+        near = difflib.get_close_matches(key, allowed, n=1, cutoff=0.75)  # clientid, prob, timeout
+        message = "unknown field" + (f": did you mean {near[0]}?" if near else "") + (
+            f" (allowed: {', '.join(allowed)})" if allowed else "")
     elif kind in _NOT_A_MAPPING:  # "Input should be a valid dictionary or instance of ProbeSettings": a class name
         found = "nothing (an empty section)" if given is None else f"a {_yaml_kind(given)}"
         message = f"must be a mapping of fields (key: value lines indented under it), got {found}"

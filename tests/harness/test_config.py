@@ -184,13 +184,23 @@ def test_a_url_with_a_sas_token_is_refused_without_echoing_it(tmp_path: Path) ->
 
 
 def test_an_unknown_field_lists_the_fields_of_its_section(tmp_path: Path) -> None:
+    """...and names the optional field it is close to (the required ones: the test below)."""
     data = good(tmp_path)
     data["workloads"][0]["access"][0]["secert"] = "db"
     data["azure"]["credential"]["secret_file"] = "secret"
-    assert problems(data, tmp_path) == [
-        "azure.credential.secret_file: unknown field (allowed: client_id, client_secret_env, client_secret_file)",
-        "workloads[0].access[0].secert: unknown field (allowed: expect, kind, name, scope, secret, vault_url)",
-    ]
+    data["workloads"][0]["clientid"] = data["workloads"][0].pop("client_id")
+    data["prob"] = {}
+    data["workloads"][0]["access"][0]["colour"] = "blue"  # near nothing: the section's fields alone
+    assert sorted(problems(data, tmp_path)) == sorted([
+        "prob: unknown field: did you mean probe? (allowed: azure, cluster, expect, harness, probe, workloads)",
+        "azure.credential.secret_file: unknown field: did you mean client_secret_file? (allowed: client_id, "
+        "client_secret_env, client_secret_file)",
+        "workloads[0].clientid: unknown field: did you mean client_id? (allowed: access, client_id, "
+        "identity_resource_id, namespace, scope, service_account, tenant_id)",
+        "workloads[0].access[0].secert: unknown field: did you mean secret? (allowed: expect, kind, name, scope, "
+        "secret, vault_url)",
+        "workloads[0].access[0].colour: unknown field (allowed: expect, kind, name, scope, secret, vault_url)",
+    ])
 
 
 def test_a_misspelt_required_field_is_one_problem_naming_the_field_meant(tmp_path: Path) -> None:
