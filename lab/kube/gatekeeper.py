@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from lab.kube import defaults, errors, labelselector
@@ -52,8 +53,16 @@ ALLOWED_REPOS_PLURAL = ALLOWED_REPOS_KIND.lower()
 # parameters.cpu / parameters.memory ("-1" for cpu: not checked).
 CONTAINER_LIMITS_KIND = "K8sContainerLimits"
 CONTAINER_LIMITS_PLURAL = CONTAINER_LIMITS_KIND.lower()
+# gatekeeper-library's "Required Labels" template (src/general/requiredlabels/src.rego; Azure Policy's
+# k8sazurepodenforcelabels says the same): parameters.labels [{key, allowedRegex}]; an object without one of the
+# keys is refused with "you must provide labels: <set>" (OPA's %v of a set of strings: sorted, {"a", "b"}), one
+# whose value does not match allowedRegex with "Label <key: value> does not satisfy allowed regex: <regex>";
+# parameters.message replaces either text. The lab matches the regex with Python's re.search (Rego's regex.match
+# is RE2, unanchored: # unverified for the constructs the two engines read differently).
+REQUIRED_LABELS_KIND = "K8sRequiredLabels"
+REQUIRED_LABELS_PLURAL = REQUIRED_LABELS_KIND.lower()
 _KINDS = {LAB_TEMPLATE_PLURAL: LAB_TEMPLATE_KIND, ALLOWED_REPOS_PLURAL: ALLOWED_REPOS_KIND,
-          CONTAINER_LIMITS_PLURAL: CONTAINER_LIMITS_KIND}
+          CONTAINER_LIMITS_PLURAL: CONTAINER_LIMITS_KIND, REQUIRED_LABELS_PLURAL: REQUIRED_LABELS_KIND}
 _REPO_CONTAINERS = (("containers", "container"), ("initContainers", "initContainer"),
                     ("ephemeralContainers", "ephemeralContainer"))
 
@@ -99,7 +108,9 @@ def install_objects(ca_bundle: str) -> Installed:
             ALLOWED_REPOS_PLURAL: "gatekeeper-library's allowedrepos: an image not starting with one of "
                                   "parameters.repos is refused",
             CONTAINER_LIMITS_PLURAL: "gatekeeper-library's containerlimits: cpu and memory limits required, at "
-                                     "most parameters.cpu and parameters.memory"}
+                                     "most parameters.cpu and parameters.memory",
+            REQUIRED_LABELS_PLURAL: "gatekeeper-library's requiredlabels: every parameters.labels key, its value "
+                                    "matching allowedRegex"}
     templates = [{
         "apiVersion": f"{TEMPLATE_GROUP}/v1", "kind": "ConstraintTemplate",
         "metadata": {"name": plural},
@@ -202,6 +213,27 @@ def _container_limits_violations(spec: Obj, pod: Obj) -> list[str]:
     return sorted(found)
 
 
+def _required_labels_violations(spec: Obj, pod: Obj) -> list[str]:
+    parameters = spec.get("parameters") or {}
+    wanted = [item for item in parameters.get("labels") or [] if isinstance(item, dict) and item.get("key")]
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    custom = parameters.get("message")
+    found = []
+    missing = sorted({str(item["key"]) for item in wanted} - set(labels))
+    if missing:
+        found.append(custom or "you must provide labels: {" + ", ".join(json.dumps(k) for k in missing) + "}")
+    for item in wanted:
+        key, pattern = str(item["key"]), str(item.get("allowedRegex") or "")
+        if key in labels and pattern:
+            try:
+                ok = re.search(pattern, str(labels[key])) is not None
+            except re.error:
+                ok = False
+            if not ok:
+                found.append(custom or f"Label <{key}: {labels[key]}> does not satisfy allowed regex: {pattern}")
+    return found
+
+
 def _rego_array(values: list[str]) -> str:
     """OPA's sprintf %v of an array of strings (ast.Array's String: quoted elements joined by ", ")."""
     return "[" + ", ".join(json.dumps(v) for v in values) + "]"
@@ -269,6 +301,8 @@ def admit(store: Store, rt: ResourceType, namespace: str, namespace_labels: dict
             said = _allowed_repos_violations(spec, pod or {})
         elif item.get("kind") == CONTAINER_LIMITS_KIND:
             said = _container_limits_violations(spec, pod or {})
+        elif item.get("kind") == REQUIRED_LABELS_KIND:
+            said = _required_labels_violations(spec, pod or {})
         else:
             said = [str((spec.get("parameters") or {}).get("message", ""))]
         texts = [f"[{item['metadata']['name']}] {text}" for text in said]
@@ -360,6 +394,8 @@ def constraints(store: Store) -> list[Obj]:
             entry.update(kind=ALLOWED_REPOS_KIND, repos=parameters.get("repos") or [])
         elif item.get("kind") == CONTAINER_LIMITS_KIND:
             entry.update(kind=CONTAINER_LIMITS_KIND, cpu=parameters.get("cpu"), memory=parameters.get("memory"))
+        elif item.get("kind") == REQUIRED_LABELS_KIND:
+            entry.update(kind=REQUIRED_LABELS_KIND, labels=parameters.get("labels") or [])
         else:
             entry["message"] = parameters.get("message", "")
         entry["enforcementAction"] = (item.get("spec") or {}).get("enforcementAction", "deny")

@@ -251,3 +251,33 @@ def test_gatekeeper_container_limits_wants_cpu_and_memory_limits_within_the_maxi
         "metadata": store.find(rt, "", "limits")["metadata"]}, check_version=False)
     assert gatekeeper.admit(store, pods, "ns", {}, pod(limits={"memory": "128Mi"})) == []
     assert gatekeeper.admit(store, pods, "ns", {}, pod(limits={"cpu": "4", "memory": "128Mi"})) == []
+
+
+def test_gatekeeper_required_labels_names_the_missing_keys_as_a_set_and_checks_each_allowed_regex() -> None:
+    """gatekeeper-library's requiredlabels Rego: the keys missing as OPA prints a set of strings (sorted, quoted),
+    a value outside its allowedRegex on its own; what kubectl apply puts in the API as a constraint is
+    evaluated, and deleting it lifts it."""
+    store = gatekeeper_store()
+    rt = store.type_for(gatekeeper.CONSTRAINT_GROUP, gatekeeper.REQUIRED_LABELS_PLURAL)
+    store.create(rt, {"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": gatekeeper.REQUIRED_LABELS_KIND,
+                      "metadata": {"name": "owner"},
+                      "spec": {"match": {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}], "namespaces": ["ns"]},
+                               "parameters": {"labels": [{"key": "team"},
+                                                         {"key": "costcenter", "allowedRegex": "^cc-[0-9]+$"}]}}})
+    pods = store.type_for("", "pods")
+
+    def pod(**labels: str) -> dict[str, Any]:
+        return {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "probe", "image": "x"}]}}
+
+    assert gatekeeper.admit(store, pods, "ns", {}, pod(team="payments", costcenter="cc-4711")) == []
+    with pytest.raises(errors.ApiError) as denied:
+        gatekeeper.admit(store, pods, "ns", {}, pod(app="x"))
+    assert denied.value.message == ('admission webhook "validation.gatekeeper.sh" denied the request: [owner] you '
+                                    'must provide labels: {"costcenter", "team"}')
+    with pytest.raises(errors.ApiError) as denied:
+        gatekeeper.admit(store, pods, "ns", {}, pod(team="payments", costcenter="4711"))
+    assert denied.value.message.endswith("[owner] Label <costcenter: 4711> does not satisfy allowed regex: "
+                                         "^cc-[0-9]+$")
+    assert [(c["name"], c["kind"]) for c in gatekeeper.constraints(store)] == [("owner", "K8sRequiredLabels")]
+    store.delete(rt, "", "owner")
+    assert gatekeeper.admit(store, pods, "ns", {}, pod()) == []
