@@ -454,11 +454,32 @@ def _label_whereabouts(live: LivePod, sa_labels: dict[str, str], sa_annotations:
 
 
 def _preset_in_template(live: LivePod, container_name: str, variable: str = "AZURE_CLIENT_ID") -> bool:
+    """The container names ``variable`` itself: in its controller's pod template when that was read; else (a bare
+    pod, or a controller not read) in the pod, unless it is in the run of variables the webhook appended."""
     template = ((live.owner or {}).get("spec") or {}).get("template")
     for container in containers(template) if template else containers(live.pod):
         if container.get("name") == container_name:
-            return any(e.get("name") == variable for e in container.get("env") or [])
+            env = list(container.get("env") or [])
+            if template is None and variable in _appended_by_webhook(env):
+                return False
+            return any(e.get("name") == variable for e in env)
     return False
+
+
+def _appended_by_webhook(env: list[dict[str, Any]]) -> set[str]:
+    """The variables at the end of a mutated container's env that the webhook appended: it adds each of
+    AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST the container does not name,
+    in that order, as a plain value, after the container's own (addEnvironmentVariables). A container's own
+    variable sitting just where the webhook would have put it reads as appended: the pod alone cannot tell."""
+    appended: set[str] = set()
+    after = len(INJECTED_ENV)
+    for entry in reversed(env):
+        name = entry.get("name")
+        if name not in INJECTED_ENV or INJECTED_ENV.index(name) >= after or "valueFrom" in entry:
+            break
+        appended.add(str(name))
+        after = INJECTED_ENV.index(name)
+    return appended
 
 
 def _injected(ctx: WorkloadContext) -> dict[str, str]:
@@ -523,7 +544,9 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
     restart: list[Step] = (
         [fix.rollout_restart(kind, namespace, name)] if kind in _RESTARTABLE
         else [fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]]
-        + [advice("recreate the pods from their manifest: the webhook acts on pod CREATE only")]
+        + [advice("recreate the pods from their manifest: the webhook acts on pod CREATE only" if kind == "Pod"
+                  else f"{kind}/{name} makes the deleted pods again (a Job while it has not completed); the webhook "
+                  "acts on pod CREATE only")]
     )
     if code == "POD_NOT_LABELLED":
         if kind in _RESTARTABLE:

@@ -1,8 +1,9 @@
 """The workload's own pods: every live pod in its namespace running under its ServiceAccount, with the
-controller that owns it (a ReplicaSet's pods are traced to their Deployment, whose template is read too)."""
+controller that owns it (a ReplicaSet's pods are traced to their Deployment), read too (a Job's CronJob with it)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -50,9 +51,10 @@ EVENT_KINDS = (("apps", "v1", "statefulsets", "StatefulSet"), ("apps", "v1", "da
 _EVENT_PREFIX = re.compile(r"^(?:create Pod \S+ in StatefulSet \S+ failed error: |Error creating: )")
 
 
-# The controllers read besides Deployments (a GET): one list by metadata.name each, the verb
-# manifests/harness-rbac.yaml.j2 grants (list items carry no kind)
-_LISTED_CONTROLLERS = {"StatefulSet": ("apps", "v1", "statefulsets"), "DaemonSet": ("apps", "v1", "daemonsets"),
+# The controllers read by a list by metadata.name, the verb manifests/harness-rbac.yaml.j2 grants (list items
+# carry no kind); a Deployment by a GET first (an admin's kubeconfig), which that ClusterRole does not grant
+_LISTED_CONTROLLERS = {"Deployment": ("apps", "v1", "deployments"),
+                       "StatefulSet": ("apps", "v1", "statefulsets"), "DaemonSet": ("apps", "v1", "daemonsets"),
                        "Job": ("batch", "v1", "jobs"), "CronJob": ("batch", "v1", "cronjobs")}
 
 
@@ -71,11 +73,12 @@ def read_controller(api: KubeApi, namespace: str, kind: str, name: str
 
 
 def _read_one(api: KubeApi, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
-    try:
-        if kind == "Deployment":
+    if kind not in _LISTED_CONTROLLERS or not name:
+        return None
+    if kind == "Deployment":
+        with contextlib.suppress(KubeError):  # refused (harness-rbac grants list): the list below
             return slim(api.deployment(namespace, name))
-        if kind not in _LISTED_CONTROLLERS or not name:
-            return None
+    try:
         listed = api.list_namespaced(*_LISTED_CONTROLLERS[kind], namespace, f"metadata.name={name}")
     except KubeError:
         return None

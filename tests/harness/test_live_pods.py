@@ -665,3 +665,52 @@ def test_each_owner_whose_pods_lack_the_label_gets_its_own_fix_in_run_json() -> 
     (workload,) = build_run("r", "2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", [payload], {})["workloads"]
     assert [f["remediation"][0].split(" -n ")[0] for f in workload["findings"]] == [
         "kubectl patch daemonset/agent", "kubectl patch statefulset/ledger"]
+
+
+def test_a_jobs_pod_with_a_stale_client_id_is_deleted_for_its_job_to_make_again() -> None:
+    """By hand in the lab: the ServiceAccount annotated again while a CronJob's Job ran: the fix deleted the pod
+    and said "recreate the pods from their manifest", while the Job controller makes it again (it did; the next
+    run passed)."""
+    pod = workload_pod("nightly-wi2-hcrv2", client_id="00000000-0000-0000-0000-000000000001")
+    pod["metadata"]["ownerReferences"] = [{"kind": "Job", "name": "nightly-wi2", "controller": True}]
+    (finding,) = live_pods(context([LivePod(pod, "Job", "nightly-wi2")])).findings
+    assert finding.code == "POD_STALE_CLIENT_ID"
+    assert finding.fix_lines() == [
+        "kubectl delete pod -n finance nightly-wi2-hcrv2",
+        "# Job/nightly-wi2 makes the deleted pods again (a Job while it has not completed); the webhook acts on pod "
+        "CREATE only"]
+
+
+class _NoDeploymentGet(ListingKube):
+    """manifests/harness-rbac.yaml.j2 grants deployments list cluster-wide, get in the webhook's namespace only."""
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any]:
+        from harness.collect.kube_api import KubeError
+
+        raise KubeError(KubeFailure(403, "Forbidden", f'deployments.apps "{name}" is forbidden'))
+
+
+def test_under_the_least_privilege_role_a_stale_pod_is_stale_not_an_env_conflict() -> None:
+    """The ServiceAccount annotated again (kubectl annotate --overwrite) while the pods ran: with the Deployment
+    GET refused (harness-rbac grants list only), the pod's own env stood in for the template, and the client id
+    the webhook had appended read as set by the container (POD_ENV_CONFLICT, kubectl set env AZURE_CLIENT_ID-).
+    The Deployment is read by a list by name instead; without any template, what the webhook appended (the run of
+    its variables, in its order, at the end of the env) is not the container's own."""
+    old = "00000000-0000-0000-0000-000000000001"
+    kube = _NoDeploymentGet([workload_pod(client_id=old)])
+    kube.controllers = [{"plural": "deployments", **deployment()}]
+    ctx = context(None)
+    ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert ctx.facts.live_pods.pods[0].owner is not None
+    (finding,) = live_pods(ctx).findings
+    assert finding.code == "POD_STALE_CLIENT_ID"
+    assert finding.fix_lines() == ["kubectl rollout restart deployment/backend -n finance   # the webhook acts on "
+                                   "pod CREATE only"]
+    kube.controllers = []  # nothing read: the pod alone
+    ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert [f.code for f in live_pods(ctx).findings] == ["POD_STALE_CLIENT_ID"]
+    preset = workload_pod(client_id=None)  # the container's own, before its LOG_LEVEL and the webhook's three
+    preset["spec"]["containers"][0]["env"][:0] = [{"name": "AZURE_CLIENT_ID", "value": old},
+                                                  {"name": "LOG_LEVEL", "value": "info"}]
+    ctx.facts.live_pods = collect_live_pods(_NoDeploymentGet([preset]), "finance", "backend-sa")  # type: ignore[arg-type]
+    assert [f.code for f in live_pods(ctx).findings] == ["POD_ENV_CONFLICT"]
