@@ -546,6 +546,43 @@ def _moved_to(facts: MigrationFacts, bound: list[dict[str, Any]], client_id: Any
         and str(sa["client_id"]).lower() != str(client_id or "").lower())
 
 
+def _principal_id(identity: IdentityFacts | None) -> str | None:
+    """The object id role assignments name: a managed identity's principalId, an application's service principal."""
+    if identity is None:
+        return None
+    if identity.kind == "application":
+        return _text((identity.service_principal or {}).get("id"))
+    return _text(((identity.identity or {}).get("properties") or {}).get("principalId"))
+
+
+def _covers(scope: str, within: str) -> bool:
+    """Whether a role assignment at ``scope`` grants at ``within`` too (ARM scopes inherit downward)."""
+    scope, within = scope.lower().rstrip("/"), within.lower().rstrip("/")
+    return within == scope or within.startswith(scope + "/")
+
+
+def roles_not_moved(facts: MigrationFacts, old: Any, new: str) -> list[tuple[str, str]] | None:
+    """(role name, scope) of each role assignment the old identity holds that the new one holds at no scope covering
+    it (the same role definition there or above); None when either's assignments could not be read."""
+    was, now = facts.identities.get(str(old).lower()), facts.identities.get(new.lower())
+    if was is None or now is None or was.role_assignments is None or now.role_assignments is None:
+        return None
+    held = [((a.get("properties") or {}).get("roleDefinitionId", ""), (a.get("properties") or {}).get("scope", ""))
+            for a in now.role_assignments]
+    lacking = []
+    for assignment in was.role_assignments:
+        properties = assignment.get("properties") or {}
+        definition, scope = str(properties.get("roleDefinitionId") or ""), str(properties.get("scope") or "")
+        if not definition or not scope or any(
+                str(d).lower().rsplit("/", 1)[-1] == definition.lower().rsplit("/", 1)[-1] and _covers(str(s), scope)
+                for d, s in held):
+            continue
+        role = was.role_names.get(definition.lower()) or definition.rsplit("/", 1)[-1]
+        if (role, scope) not in lacking:
+            lacking.append((role, scope))
+    return lacking
+
+
 def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, Any]]:
     """One row per AzureIdentityBinding (by namespace, name): what replaces it under Workload ID."""
     identities = {(i["namespace"], i["name"]): i for i in facts.azure_identities.items}
@@ -613,6 +650,16 @@ def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, A
     return rows
 
 
+def _moved_text(ctx: MigrationContext, row: dict[str, Any], moved: str) -> str:
+    ref, other = moved.split("=", 1)
+    lacking = roles_not_moved(ctx.facts, row["client_id"], other)
+    access = ("whether it may reach what this one could was not read" if lacking is None else
+              "it holds every role this one holds" if not lacking else
+              "it lacks " + ", ".join(f"{role} on {scope}" for role, scope in lacking) + ", which this one holds")
+    return f" (its pods run as {ref}, which names another identity's client id {other}: the workload moved to it; " \
+           f"{access})"
+
+
 def bindings_migrated(ctx: MigrationContext) -> Outcome:
     rows = coverage_rows(ctx.facts, ctx.cluster.issuer_url)
     bindings = ctx.facts.azure_identity_bindings
@@ -624,10 +671,7 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
     if behind:
         steps = [step for row in behind for step in _coverage_steps(ctx, row)]
         text = "; ".join(f"{r['binding']} lacks {', '.join(r['missing'])}"
-                         + (" (its pods run as " + ", ".join(
-                             m.replace("=", ", which names another identity's client id ", 1) for m in r["moved_to"])
-                            + ": the workload moved to it; whether it may reach what this one could is not checked)"
-                            if r.get("moved_to") else "")
+                         + "".join(_moved_text(ctx, r, m) for m in r.get("moved_to") or [])
                          + (f" (cannot tell {', '.join(r['unknown'])})" if r["unknown"] else "")
                          + (f" ({', '.join(r['uninjected_pods'])} labelled {USE_LABEL} but run without its identity: "
                             "created before the label or the annotation; the webhook acts on pod CREATE only)"
@@ -697,10 +741,20 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
         # the ServiceAccount names another identity: whoever moved it chose that identity, and what the old one may
         # reach (Key Vault, storage ...) only moves with it if its roles were granted to the new one too
         for ref, other in moved.items():
+            lacking = roles_not_moved(ctx.facts, row["client_id"], other)
             steps.append(advice(f"its pods run as {ref}, which names client id {other}: they moved to that "
-                                "identity, so leave the annotation; before this binding goes, grant it each role "
-                                "the old identity holds that they need:"))
-        steps.append(fix.list_roles(row["client_id"]))
+                                "identity, so leave the annotation; "
+                                + ("before this binding goes, grant it each role the old identity holds that they "
+                                   "need:" if lacking is None else
+                                   "it holds every role the old identity holds" if not lacking else
+                                   f"it lacks {len(lacking)} role(s) the old identity holds: grant those they need "
+                                   "before this binding goes:")))
+            if lacking is None:
+                if fix.list_roles(row["client_id"]) not in steps:
+                    steps.append(fix.list_roles(row["client_id"]))
+                continue
+            principal = _principal_id(ctx.facts.identities.get(other.lower()))
+            steps += [fix.grant_role(principal, role, scope) for role, scope in lacking]
         # its pods that the webhook has not yet given that identity: the template labelled, new pods
         for p in legacy:
             other = moved.get(f"{p['namespace']}/{p.get('service_account')}")

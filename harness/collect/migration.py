@@ -262,9 +262,13 @@ def _identities(
              for b in facts.azure_identity_bindings.items]
     labelled = {p["namespace"] for p in facts.legacy_pods.items}
     orphans = [i for i in facts.azure_identities.items if i["namespace"] in labelled and i not in named]
+    # the identities named by the ServiceAccounts those pods run as: a workload moved to another identity than its
+    # binding's, whose role assignments migration.bindings_migrated compares with the old identity's
+    runs_as = {(p["namespace"], str(p.get("service_account"))) for p in facts.legacy_pods.items}
+    moved = [sa["client_id"] for sa in facts.service_accounts.items if (sa["namespace"], sa["name"]) in runs_as]
     out: dict[str, IdentityFacts] = {}
-    for identity in [*named, *orphans]:
-        client_id = str((identity or {}).get("spec", {}).get("clientID") or "")
+    for client_id in [str((identity or {}).get("spec", {}).get("clientID") or "") for identity in [*named, *orphans]
+                      ] + [str(c) for c in moved]:
         if not values.is_guid(client_id) or client_id.lower() in out:
             continue
         out[client_id.lower()] = reused.get(client_id.lower()) or collect_identity(arm, azure, None, client_id, graph)

@@ -595,11 +595,15 @@ def test_collector_looks_each_identity_up_once_and_reuses_the_workloads() -> Non
     world.kube_objects["azureidentitybindings.aadpodidentity.k8s.io"] = []
     for labelled, looked_up in ((False, False), (True, True)):
         orphan = world.backend()
+        other = world.workloads[1]  # the pod runs as a ServiceAccount naming another identity: looked up too
         if labelled:
-            orphan.kube.pods[("finance", "p")] = {  # type: ignore[attr-defined]
-                "metadata": {"name": "p", "namespace": "finance", "labels": {"aadpodidbinding": "a"}}, "spec": {}}
+            orphan.kube.pods[(other.namespace, "p")] = {  # type: ignore[attr-defined]
+                "metadata": {"name": "p", "namespace": other.namespace, "labels": {"aadpodidbinding": "a"}},
+                "spec": {"serviceAccountName": other.service_account}}
+            world.kube_objects["azureidentities.aadpodidentity.k8s.io"][0]["metadata"]["namespace"] = other.namespace
         facts = collect_migration(orphan.kube, orphan.arm, azure, orphan.graph)
         assert (client_id.lower() in facts.identities) is looked_up
+        assert (other.client_id.lower() in facts.identities) is looked_up
 
 
 def test_component_detection_by_chart_labels_manifest_labels_or_image() -> None:
@@ -649,6 +653,26 @@ def test_a_binding_whose_pods_run_as_a_service_account_naming_another_identity_k
     at = fixes.index(f"az role assignment list --assignee {old} --all -o table")
     assert f"names client id {new}" in fixes[at - 1] and "leave the annotation" in fixes[at - 1]
     assert not any("deployment/reports-api" in line for line in fixes)  # its pods already have that identity
+    # both identities' role assignments read: the old one's Key Vault role the new one lacks is granted to it
+    kv = f"/subscriptions/{SUB}/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/reports-kv"
+    role = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6"
+    facts.identities[old].role_assignments = [{"properties": {"roleDefinitionId": role, "scope": kv}}]
+    facts.identities[old].role_names = {role.lower(): "Key Vault Secrets User"}
+    facts.identities[new] = managed_identity("reportsWiId", new, ["system:serviceaccount:reports:reports-sa"])
+    facts.identities[new].identity["properties"]["principalId"] = "cdcdcdcd-1111-4222-8333-444444444444"  # type: ignore[index]
+    facts.identities[new].role_assignments = []
+    finding = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                   if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
+    assert f"it lacks Key Vault Secrets User on {kv}, which this one holds" in finding.message
+    assert ("az role assignment create --assignee-object-id cdcdcdcd-1111-4222-8333-444444444444 --assignee-principal-type "
+            f"ServicePrincipal --role 'Key Vault Secrets User' --scope {kv}") in finding.fix_lines()
+    # granted at the resource group above the vault (as pasted, or broader): every role moved
+    facts.identities[new].role_assignments = [{"properties": {"roleDefinitionId": role.upper(),
+                                                              "scope": kv.rsplit("/providers/", 1)[0]}}]
+    finding = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                   if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
+    assert "it holds every role this one holds" in finding.message
+    assert not any(line.startswith("az role assignment") for line in finding.fix_lines())
     legacy |= {"client_ids": [], "token_audiences": []}  # started before the annotation: new pods are needed
     fixes = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
                  if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
