@@ -150,9 +150,10 @@ class Controllers:
         elif event.resource == ("", "serviceaccounts") and event.type == "DELETED" and name == "default":
             namespace = event.object["metadata"].get("namespace", "")
             _later(lambda: self.populate_namespace(namespace))
-        elif event.resource == ("", "serviceaccounts") and event.type == "ADDED":
+        elif event.resource == ("", "serviceaccounts") and event.type in ("ADDED", "MODIFIED"):
             # the ServiceAccount admission plugin refused the pods of a template naming it before it existed (a
-            # bundle applied Deployment first): its ReplicaSets retry them now
+            # bundle applied Deployment first), or the webhook refused them over its annotations (a token
+            # expiration it cannot parse): its controllers retry them now, as their rate-limited requeue does
             self.reconcile_workloads(event.object["metadata"].get("namespace", ""))
         self._workload_event(event)
         self._quota_event(event)

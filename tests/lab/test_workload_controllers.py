@@ -112,6 +112,25 @@ def test_pods_refused_for_a_service_account_not_made_yet_are_made_once_it_is(kub
     wait_for(running(kubectl, namespace, 1))
 
 
+
+def test_pods_the_webhook_refused_over_the_service_accounts_annotation_are_made_once_it_is_fixed(
+        kubectl, namespace: str) -> None:
+    """By hand: kubectl annotate sa ... service-account-token-expiration=24h (a duration, as azwi's flag takes it)
+    and a StatefulSet restarted: the webhook refuses its pod (strconv.ParseInt: parsing "24h"); the harness's
+    printed fix removes the annotation, and the controller's rate-limited requeue makes the pod; the lab's never
+    tried again (no pod 8 s after, the next run failed on workload.live_pods)."""
+    kubectl("create", "serviceaccount", "app-sa", "-n", namespace)
+    kubectl("annotate", "serviceaccount", "app-sa", "-n", namespace,
+            "azure.workload.identity/service-account-token-expiration=24h")
+    kubectl("apply", "-f", "-", input=DEPLOYMENT.format(ns=namespace, replicas=1).replace(
+        "serviceAccountName: default", "serviceAccountName: app-sa"))
+    wait_for(lambda: 'parsing "24h"' in kubectl("get", "events", "-n", namespace).stdout)
+    assert pods(kubectl, namespace) == []
+    kubectl("annotate", "serviceaccount", "app-sa", "-n", namespace,
+            "azure.workload.identity/service-account-token-expiration-")
+    wait_for(running(kubectl, namespace, 1))
+
+
 DAEMONSET = """
 apiVersion: apps/v1
 kind: DaemonSet
