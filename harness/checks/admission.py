@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from harness import values
 from harness.checks import remediation as fix
 from harness.commands import Step, advice
 from harness.names import WEBHOOK_NAME
@@ -103,6 +104,107 @@ def limit_range_bounds(message: str) -> dict[str, dict[str, str]]:
         part = "limits" if match.group("bound") == "maximum" else "requests"
         wanted.setdefault(part, {})[match.group("resource")] = match.group("value")
     return wanted
+
+
+# ResourceQuota admission (plugin/pkg/admission/resourcequota/controller.go): "exceeded quota: <name>, requested:
+# <r=q,...>, used: <r=q,...>, limited: <r=q,...>", each masked to the resources the pod would exceed
+_EXCEEDED_RE = re.compile(r"exceeded quota: [^,]+, requested: (?P<requested>\S+), used: (?P<used>\S+), "
+                          r"limited: (?P<limited>\S+)")
+# the compute resources a quota names and where they sit in a container's resources (a bare "cpu" is requests.cpu)
+_QUOTA_COMPUTE = {f"{part}.{resource}": (part, resource) for part in ("requests", "limits")
+                  for resource in ("cpu", "memory")} | {"cpu": ("requests", "cpu"), "memory": ("requests", "memory")}
+_MEBI = 1024 ** 2
+
+
+def _quota_list(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.split(",") if "=" in item)
+
+
+def quota_room(message: str) -> dict[str, dict[str, str]] | None:
+    """What a compute ResourceQuota's refusal leaves for the probe: {"limits"|"requests": {resource: limited -
+    used}} for each cpu or memory quantity it names (cpu in millicores, memory in Mi, rounded down); {} when one
+    has no room left at all; None when the message is no such refusal (an object count, a LimitRange)."""
+    match = _EXCEEDED_RE.search(message)
+    if match is None:
+        return None
+    used, limited = _quota_list(match.group("used")), _quota_list(match.group("limited"))
+    if not limited or any(name not in _QUOTA_COMPUTE for name in limited):
+        return None
+    room: dict[str, dict[str, str]] = {}
+    for name, (part, resource) in _QUOTA_COMPUTE.items():
+        most, spent = values.parse_quantity(limited.get(name, "")), values.parse_quantity(used.get(name, "0"))
+        if most is None or spent is None:
+            continue
+        left = most - spent
+        text = f"{int(left * 1000)}m" if resource == "cpu" else f"{int(left / _MEBI)}Mi"
+        if text in ("0m", "0Mi") or left <= 0:
+            return {}
+        room.setdefault(part, {})[resource] = text
+    return room
+
+
+# gatekeeper-library's requiredlabels (and Azure Policy's k8sazurepodenforcelabels): "you must provide labels:
+# {"a", "b"}", OPA's rendering of a set of strings
+_REQUIRED_LABELS_RE = re.compile(r"you must provide labels: \{(?P<labels>[^{}]*)\}")
+
+
+# its other text: "Label <key: value> does not satisfy allowed regex: <regex>"
+_LABEL_REGEX_RE = re.compile(r"Label <(?P<key>[^:<>]+): [^<>]*> does not satisfy allowed regex: (?P<regex>\S+)")
+
+
+def required_labels(message: str) -> list[str]:
+    """The label keys a required-labels policy found missing, or whose value it refused, in the order it names
+    them."""
+    match = _REQUIRED_LABELS_RE.search(message)
+    missing = re.findall(r'"([^"]+)"', match.group("labels")) if match else []
+    return list(dict.fromkeys([*missing, *(m.group("key") for m in _LABEL_REGEX_RE.finditer(message))]))
+
+
+# gatekeeper-library's disallowedtags ("container <c> uses a disallowed tag <image>; disallowed tags are [...]",
+# "container <c> didn't specify an image tag <image>") and imagedigests ("container <c> uses an image without a
+# digest <image>")
+_IMAGE_PIN_RE = re.compile(r"\bcontainer <(?P<container>[^<>]+)> (?:uses a disallowed tag|didn't specify an image "
+                           r"tag|uses an image without a digest) <(?P<image>[^<>]+)>")
+
+
+def unpinned_image(message: str, container: str) -> str | None:
+    """The image of ``container`` a policy refused for its tag (``latest``, none) or for naming no digest."""
+    return next((m.group("image") for m in _IMAGE_PIN_RE.finditer(message) if m.group("container") == container),
+                None)
+
+
+def quota_room_advice(message: str) -> str | None:
+    """probe.resources within what a compute ResourceQuota has left, as harness.yaml takes them; what to do when
+    it has nothing left; None for other refusals."""
+    room = quota_room(message)
+    if room is None:
+        return None
+    if not room:
+        return ("the quota has nothing left for the probe: free some (pods of the namespace that hold it) or raise "
+                "it (a person decides), then run again")
+    parts = ", ".join(f"{part}: {{" + ", ".join(f"{k}: {v}" for k, v in sorted(found.items())) + "}"
+                      for part, found in sorted(room.items()))
+    return (f"set probe.resources in harness.yaml within what the quota has left: {{{parts}}} (or lower; the probe "
+            "needs little), or free some of the quota or raise it")
+
+
+def probe_policy_advice(said: str, container: str, labels: dict[str, str]) -> list[Step]:
+    """What a policy engine's refusal of the probe container asks of harness.yaml: the labels a required-labels
+    policy misses, as probe.labels (with the values the workload's own pods carry, ``labels``, which the same
+    policy admitted), or an image pinned by digest for a policy against a tag (latest, none) or for digests."""
+    missing = required_labels(said)
+    if missing:
+        entries = ", ".join(f'{key}: "{labels.get(key, "<value>")}"' for key in missing)
+        source = (" (the values the workload's pods carry)" if all(key in labels for key in missing) else
+                  " (the workload's pods carry no value for some: put one the policy's owner accepts)")
+        return [advice(f"set probe.labels in harness.yaml: {{{entries}}}{source}")]
+    image = unpinned_image(said, container)
+    if image is not None:
+        return [advice(f"set probe.image in harness.yaml to {image.split('@', 1)[0]} pinned by digest "
+                       "(REPOSITORY@sha256:...; az acr repository show --name REGISTRY --image REPOSITORY:TAG "
+                       "--query digest prints it for an ACR), or remove probe.image: the default image is pinned "
+                       "by digest")]
+    return []
 
 
 def quota_refusal(message: str) -> bool:

@@ -15,7 +15,9 @@ from harness.checks.admission import (
     limit_range_bounds,
     limit_refusal,
     namespace_terminating_fixes,
+    probe_policy_advice,
     quota_refusal,
+    quota_room_advice,
     refusing_webhook,
     unreachable_webhook,
     unreachable_webhook_fixes,
@@ -115,7 +117,7 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             evidence,
             [
                 fix.kubectl("get", "validatingwebhookconfigurations,mutatingwebhookconfigurations"),
-                *_policy_fixes(name, ctx.namespace, said),
+                *_policy_fixes(name, ctx.namespace, said, _app_labels(ctx)),
             ],
         )
     elif (gone := _SA_GONE_RE.search(message)) is not None:
@@ -150,7 +152,7 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             evidence,
             [
                 fix.kubectl("describe", "resourcequota,limitrange", "-n", ctx.namespace),
-                advice(_within_limit_range(message) or _quota_advice(message)),
+                advice(_within_limit_range(message) or quota_room_advice(message) or _quota_advice(message)),
             ],
         )
     elif "failed calling webhook" in message or "failed to call webhook" in message:
@@ -242,10 +244,12 @@ def _within_limit_range(message: str) -> str | None:
     wanted = limit_range_bounds(message)
     if not wanted:
         return None
+    for resource, least in wanted.get("requests", {}).items():  # the LimitRanger holds a limit to the minimum too
+        wanted.setdefault("limits", {}).setdefault(resource, least)
     parts = ", ".join(f"{part}: {{" + ", ".join(f"{k}: {v}" for k, v in sorted(values.items())) + "}"
                       for part, values in sorted(wanted.items()))
-    return (f"set probe.resources in harness.yaml within the namespace's LimitRange: {{{parts}}} (limits at most, "
-            "requests at least), or change the LimitRange")
+    return (f"set probe.resources in harness.yaml within the namespace's LimitRange: {{{parts}}} (a maximum: at "
+            "most; a minimum: at least, for the request and the limit), or change the LimitRange")
 
 
 # the ServiceAccount admission plugin (plugin/pkg/admission/serviceaccount/admission.go): admission.NewForbidden
@@ -299,10 +303,18 @@ def _denial_fixes(ctx: WorkloadContext, message: str) -> list[Step]:
     return [look]
 
 
-def _policy_fixes(webhook: str, namespace: str, said: str = "") -> list[Step]:
+def _app_labels(ctx: WorkloadContext) -> dict[str, str]:
+    """The labels of the workload's first live pod (the same policies admitted it)."""
+    live = ctx.facts.live_pods
+    pod = live.pods[0].pod if live and live.pods else {}
+    return dict((pod.get("metadata") or {}).get("labels") or {})
+
+
+def _policy_fixes(webhook: str, namespace: str, said: str = "", labels: dict[str, str] | None = None) -> list[Step]:
     """What the policy wants of the probe. An allowed-repositories policy (gatekeeper-library's allowedrepos text)
     that refused the probe container's image: the image imported into a registry the policy allows and named in
-    probe.image, or another Python image from one of the repositories it lists."""
+    probe.image, or another Python image from one of the repositories it lists; required labels (as the
+    workload's pods carry them) or an image pinned by digest, in harness.yaml (admission.probe_policy_advice)."""
     gatekeeper = webhook.endswith("gatekeeper.sh")  # Azure Policy for AKS and OPA Gatekeeper
     which = fix.kubectl("get", "constraints", "-o", "wide", note="which constraint refused it")
     refused_image = image_repo_refusal(said, PROBE_CONTAINER)
@@ -322,6 +334,9 @@ def _policy_fixes(webhook: str, namespace: str, said: str = "") -> list[Step]:
             advice(f"set probe.resources in harness.yaml within what the policy allows: limits: {{{wanted}}} (or "
                    "lower); the probe needs little"),
         ]
+    asked = probe_policy_advice(said, PROBE_CONTAINER, labels or {})
+    if asked:
+        return [*([which] if gatekeeper else []), *asked]
     if gatekeeper:
         return [
             which,

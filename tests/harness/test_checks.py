@@ -1159,8 +1159,12 @@ def test_harness_yaml_naming_the_old_client_id_of_an_identity_made_again_is_the_
 # ---------------------------------------------------------------- why the probe did not run
 
 
-def _refused(status: int, message: str) -> Finding:
+def _refused(status: int, message: str, app_labels: dict[str, str] | None = None) -> Finding:
+    """The probe pod refused with ``message``; ``app_labels``: a live pod of the workload carrying them."""
     ctx = context_for(None)
+    if app_labels is not None:
+        app = {"metadata": {"name": "backend-1", "namespace": "finance", "labels": app_labels}}
+        ctx.facts.live_pods = LivePodsFacts([LivePod(app, "Deployment", "backend")])
     assert ctx.facts.pod is not None
     ctx.facts.pod.created = False
     ctx.facts.pod.create_error = KubeFailure(status, "Forbidden" if status == 403 else "BadRequest", message)
@@ -1225,6 +1229,32 @@ def test_a_container_limits_policy_refusing_the_probe_sets_probe_resources_withi
                                        "{cpu: 100m, memory: 64Mi} (or lower); the probe needs little")
 
 
+def test_a_required_labels_policy_gets_probe_labels_with_the_values_the_workloads_pods_carry() -> None:
+    """gatekeeper-library's requiredlabels text (Azure Policy's k8sazurepodenforcelabels says the same): the
+    missing keys become probe.labels, valued as the workload's own pods (which the policy admitted) carry them."""
+    said = ('admission webhook "validation.gatekeeper.sh" denied the request: [azurepolicy-k8sazurepodenforcelabels-'
+            '1f2e] you must provide labels: {"costcenter", "team"}')
+    finding = _refused(403, said, {"app": "backend", "costcenter": "cc-4711", "team": "payments"})
+    assert finding.code == "POD_REJECTED_BY_POLICY"
+    assert finding.fix_lines()[-1] == ('# set probe.labels in harness.yaml: {costcenter: "cc-4711", team: "payments"} '
+                                       "(the values the workload's pods carry)")
+    assert '{costcenter: "<value>", team: "<value>"}' in _refused(403, said).fix_lines()[-1]
+    outside = _refused(403, 'admission webhook "validation.gatekeeper.sh" denied the request: [owner] Label '
+                            "<costcenter: x> does not satisfy allowed regex: ^cc-[0-9]+$", {"costcenter": "cc-4711"})
+    assert outside.fix_lines()[-1].startswith('# set probe.labels in harness.yaml: {costcenter: "cc-4711"}')
+
+
+def test_a_policy_against_the_latest_tag_asks_for_a_probe_image_pinned_by_digest() -> None:
+    """gatekeeper-library's disallowedtags (AKS Deployment Safeguards refuse :latest too): probe.image pinned by
+    digest, or the default image, which is."""
+    finding = _refused(
+        403, 'admission webhook "validation.gatekeeper.sh" denied the request: [no-latest] container <probe> uses a '
+        'disallowed tag <myacr.azurecr.io/python:latest>; disallowed tags are ["latest"]')
+    assert finding.code == "POD_REJECTED_BY_POLICY"
+    assert finding.fix_lines()[-1].startswith("# set probe.image in harness.yaml to myacr.azurecr.io/python:latest "
+                                              "pinned by digest")
+
+
 def test_another_vendors_webhook_that_cannot_be_called_is_named_with_its_service() -> None:
     """A mesh's sidecar injector whose Service has no pod, under failurePolicy Fail: the API server refuses every
     pod it matches. Named with the Service its URL names, never as a policy's refusal nor as Workload ID's."""
@@ -1251,19 +1281,28 @@ def test_another_vendors_webhook_that_cannot_be_called_is_named_with_its_service
     'pods "wi-probe-x" is forbidden: failed quota: compute-quota: must specify limits.cpu for: probe',
     'pods "wi-probe-x" is forbidden: exceeded quota: compute-resources, requested: pods=1, used: pods=10, '
     "limited: pods=10",
+    'pods "wi-probe-x" is forbidden: exceeded quota: compute, requested: limits.cpu=200m,limits.memory=128Mi, used: '
+    "limits.cpu=900m,limits.memory=900Mi, limited: limits.cpu=1,limits.memory=1Gi",
     'pods "wi-probe-x" is forbidden: maximum cpu usage per Container is 500m, but limit is 1',
+    'pods "wi-probe-x" is forbidden: minimum memory usage per Container is 256Mi, but request is 32Mi',
 ])
 def test_a_quota_or_limit_range_refusal_is_not_rbac(message: str) -> None:
     finding = _refused(403, message)
     assert finding.code == "POD_REJECTED_BY_QUOTA"
     assert finding.fix_lines()[0] == "kubectl describe resourcequota,limitrange -n finance"
+    if "limits.cpu=200m" in message:  # compute: probe.resources within what is left
+        assert finding.fix_lines()[1] == ("# set probe.resources in harness.yaml within what the quota has left: "
+                                          "{limits: {cpu: 100m, memory: 124Mi}} (or lower; the probe needs little), "
+                                          "or free some of the quota or raise it")
     if "requested: pods=1" in message:  # an object count: the probe's size does not matter
         assert finding.fix_lines()[1] == ("# the quota counts pods, whatever the probe's size: free some (or raise the "
                                           "quota: a person decides), then run again")
-    if "usage per Container" in message:  # a LimitRange: the probe.resources that meet it
+    if "maximum cpu usage per Container" in message:  # a LimitRange: the probe.resources that meet it
         assert finding.fix_lines()[1] == ("# set probe.resources in harness.yaml within the namespace's LimitRange: "
-                                          "{limits: {cpu: 500m}} (limits at most, requests at least), or change the "
-                                          "LimitRange")
+                                          "{limits: {cpu: 500m}} (a maximum: at most; a minimum: at least, for the "
+                                          "request and the limit), or change the LimitRange")
+    if "minimum memory" in message:  # the LimitRanger holds the limit to the minimum too (minConstraint)
+        assert "{limits: {memory: 256Mi}, requests: {memory: 256Mi}}" in finding.fix_lines()[1]
     assert _refused(403, 'pods is forbidden: User "x" cannot create resource "pods"').code == "PROBE_FORBIDDEN"
 
 

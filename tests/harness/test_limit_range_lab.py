@@ -52,7 +52,8 @@ def limited(running_lab: RunningLab, tmp_path: Path) -> None:
     look, decision = finding["remediation"]
     assert look == "kubectl describe resourcequota,limitrange -n finance"
     assert decision == ("# set probe.resources in harness.yaml within the namespace's LimitRange: {limits: {cpu: "
-                        "100m, memory: 64Mi}} (limits at most, requests at least), or change the LimitRange")
+                        "100m, memory: 64Mi}} (a maximum: at most; a minimum: at least, for the request and the "
+                        "limit), or change the LimitRange")
 
     data = yaml.safe_load(Path(config).read_text())
     data.setdefault("probe", {})["resources"] = {"limits": {"cpu": "100m", "memory": "64Mi"}}  # as printed
