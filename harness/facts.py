@@ -93,6 +93,9 @@ class ServiceAccountFacts:
     namespace_deleting: dict[str, Any] | None = None
     # not found: existing ServiceAccounts (NS/NAME) whose names are close to the one asked for, a typo's target
     near_names: list[str] = field(default_factory=list)
+    # not found, but a Deployment of that name is there (--workload given a Deployment's name): the ServiceAccount
+    # its pods run as; None: no such Deployment, or not read
+    deployment_runs_as: str | None = None
 
 
 @dataclass

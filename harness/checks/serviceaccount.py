@@ -61,16 +61,26 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
                 ],
             ),
         )
+    meant, steps, also = _meant(sa.near_names), _typo_steps(ctx, sa.near_names), {}
+    if sa.deployment_runs_as is not None:  # --workload given a Deployment's name
+        also = {"deployment_runs_as": sa.deployment_runs_as}
+        runs_as = f"{ctx.namespace}/{sa.deployment_runs_as}"
+        meant = (f"; {where} is a Deployment, its pods run as ServiceAccount {sa.deployment_runs_as}: "
+                 f"--workload {runs_as}")
+        steps = [advice(f"verify Deployment {where} as its ServiceAccount: --workload {runs_as} (or "
+                        f"service_account: {sa.deployment_runs_as} in harness.yaml's entry); if ServiceAccount "
+                        f"{where} is to be made:")]
     return failed(
-        f"ServiceAccount {where} does not exist{_meant(sa.near_names)}",
-        {"namespace_found": sa.namespace_found, "near_names": sa.near_names},
+        f"ServiceAccount {where} does not exist{meant}",
+        {"namespace_found": sa.namespace_found, "near_names": sa.near_names, **also},
         Finding(
             "SA_NOT_FOUND",
             ERROR,
             "serviceaccount",
-            f"ServiceAccount {where} not found{_meant(sa.near_names)}",
-            {"namespace": ctx.namespace, "service_account": ctx.service_account, "near_names": sa.near_names},
-            [*_typo_steps(ctx, sa.near_names), *_create_sa(ctx)],
+            f"ServiceAccount {where} not found{meant}",
+            {"namespace": ctx.namespace, "service_account": ctx.service_account, "near_names": sa.near_names,
+             **also},
+            [*steps, *_create_sa(ctx)],
         ),
     )
 

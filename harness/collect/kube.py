@@ -145,7 +145,24 @@ def namespace_deleting(namespace: dict[str, Any] | None) -> dict[str, Any] | Non
                            for c in conditions[:10] if isinstance(c, dict)]}
 
 
-def collect_service_account(api: KubeApi, namespace: str, name: str) -> ServiceAccountFacts:
+def deployment_runs_as(api: KubeApi, namespace: str, name: str) -> str | None:
+    """The ServiceAccount the pods of Deployment NAMESPACE/NAME run as; None when there is no such Deployment or
+    it cannot be read (the Role manifests render writes grants get on deployments)."""
+    try:
+        deployment = api.deployment(namespace, name)
+    except KubeError:
+        return None
+    if deployment is None:
+        return None
+    spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+
+
+def collect_service_account(
+    api: KubeApi, namespace: str, name: str, deployment_too: bool = False
+) -> ServiceAccountFacts:
+    """The ServiceAccount and, when it is not found, what it may have been meant as: a close name, a namespace
+    being deleted, and (``deployment_too``: a --workload or harness.yaml name) a Deployment of that name."""
     facts = ServiceAccountFacts(namespace=namespace, name=name)
     try:
         service_account = api.service_account(namespace, name)
@@ -160,6 +177,8 @@ def collect_service_account(api: KubeApi, namespace: str, name: str) -> ServiceA
         except KubeError:
             facts.namespace_found = None  # many harness identities may not read namespaces
         facts.near_names = near_service_accounts(api, namespace, name, facts.namespace_found)
+        if deployment_too and facts.namespace_found is not False and facts.namespace_deleting is None:
+            facts.deployment_runs_as = deployment_runs_as(api, namespace, name)
         return facts
     meta = service_account.get("metadata") or {}
     facts.namespace_found = True

@@ -85,6 +85,36 @@ def test_the_finding_names_the_service_account_meant_before_creating_the_one_ask
     assert finding.fix_lines()[0] == "kubectl create serviceaccount -n finance zzz"
 
 
+def test_a_deployments_name_given_as_the_workload_names_the_service_account_it_runs_as() -> None:
+    """--workload orders/orders-api (the Deployment, as kubectl get deploy lists it): its ServiceAccount is what
+    to verify, not a new ServiceAccount of the Deployment's name."""
+
+    class WithDeployment(Cluster):
+        def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+            self._refused("deployments")
+            spec = {"serviceAccountName": "orders-sa"} if name == "orders-api" else {}  # none: runs as default
+            return {"spec": {"template": {"spec": spec}}} if name in ("orders-api", "worker") else None
+
+    def read(name: str, refuse: tuple[str, ...] = (), deployment_too: bool = True) -> ServiceAccountFacts:
+        return collect_service_account(WithDeployment(CLUSTER, refuse), "orders", name,  # type: ignore[arg-type]
+                                       deployment_too=deployment_too)
+
+    assert read("orders-api").deployment_runs_as == "orders-sa"
+    assert read("worker").deployment_runs_as == "default"
+    assert read("nothing").deployment_runs_as is None
+    assert read("orders-api", refuse=("deployments",)).deployment_runs_as is None  # refused: as before
+    assert read("orders-api", deployment_too=False).deployment_runs_as is None  # --pod's ServiceAccount: not read
+    finding = _check(read("orders-api"))
+    assert finding.code == "SA_NOT_FOUND"
+    assert finding.message == ("ServiceAccount orders/orders-api not found; orders/orders-api is a Deployment, its "
+                               "pods run as ServiceAccount orders-sa: --workload orders/orders-sa")
+    assert finding.fix_lines()[:2] == [
+        "# verify Deployment orders/orders-api as its ServiceAccount: --workload orders/orders-sa (or "
+        "service_account: orders-sa in harness.yaml's entry); if ServiceAccount orders/orders-api is to be made:",
+        "kubectl create serviceaccount -n orders orders-api",
+    ]
+
+
 # ---------------------------------------------------------------- --pod NS/POD that is not there
 
 
