@@ -215,10 +215,12 @@ def _registry_pull_fixes(ctx: WorkloadContext, image: str, said: str, from_confi
                                 "subscription: pass its resource id)"),
         ]
     if _PULL_NOT_FOUND_RE.search(said) and from_configmap:
-        return [
-            fix.command("az", "acr", "import", "--name", name, "--source", STOCK_PYTHON_IMAGE, "--image",
-                        repository, note=f"{image} is not in {server}: put the stock Python image there"),
-        ]
+        imported = fix.command("az", "acr", "import", "--name", name, "--source", STOCK_PYTHON_IMAGE, "--image",
+                               repository, note=f"{image} is not in {server}: put the stock Python image there")
+        if "@" not in image:
+            return [imported]
+        return [imported, advice(f"then set probe.image: {server}/{repository} in harness.yaml (a digest names "
+                                 "one manifest, which the import need not make)")]
     return []
 
 

@@ -164,6 +164,13 @@ def test_a_mirror_in_an_acr_without_the_image_gets_the_stock_image_imported_unde
     assert lines[0].startswith(f"az acr import --name mirrorreg --source {STOCK_PYTHON_IMAGE} --image "
                                "wi-harness/python:3"), lines
     assert not any("<registry>" in line for line in lines), lines
+    pinned = "mirrorreg.azurecr.io/wi-harness/python@sha256:" + "0" * 64
+    world = World.healthy(probe_image_pullable=False, probe_pull_error=_NOT_FOUND.format(pinned),
+                          probe_settings={"image": pinned})
+    lines = finding_of(run_world(world)[0], "probe.completed").fix_lines()
+    assert lines[0].startswith(f"az acr import --name mirrorreg --source {STOCK_PYTHON_IMAGE} --image "
+                               "wi-harness/python:3"), lines
+    assert lines[1].startswith("# then set probe.image: mirrorreg.azurecr.io/wi-harness/python:3 in harness.yaml")
 
 
 def test_a_mirror_in_an_acr_the_nodes_may_not_pull_from_is_attached_to_the_cluster(run_world: RunWorld) -> None:
