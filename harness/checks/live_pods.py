@@ -70,6 +70,8 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
                                 if _DENIED_BY_WEBHOOK in refused.message]
     findings += [_volume_clash(ctx, refused, volume) for refused in facts.refused
                  for volume in [_clashing_volume(refused.message)] if volume]
+    findings += [_mount_clash(ctx, refused, path) for refused in facts.refused
+                 for path in [_clashing_mount(refused.message)] if path]
     findings += [_proxy_refused(ctx, refused) for refused in facts.refused if _refuses_the_proxy(refused)]
     findings += [_account_not_found(ctx, refused, account) for refused in facts.refused
                  for account in [_missing_account(refused.message)] if account]
@@ -299,6 +301,35 @@ def _clashing_volume(message: str) -> str | None:
     if match and (match.group(1) == V15_VOLUME_NAME or match.group(1).startswith(V16_VOLUME_PREFIX)):
         return match.group(1)
     return None
+
+
+_DUPLICATE_MOUNT_RE = re.compile(r'spec\.(?:initContainers|containers)\[\d+\]\.volumeMounts\[\d+\]\.mountPath: Invalid '
+                                 r'value: "([^"]+)": must be unique')
+# where the webhook mounts its token: v1.0-v1.5 (AKS's add-on), v1.6
+_WEBHOOK_MOUNT_PATHS = ("/var/run/secrets/azure/tokens", "/var/run/secrets/azure/wi")
+
+
+def _clashing_mount(message: str) -> str | None:
+    """The webhook's mount path when the API server refused the mutated pod over a duplicate mountPath: the
+    webhook appends its mount unless the container has one named like its volume (addProjectedTokenVolumeMount
+    looks at the name only), so a template mounting its own volume at that path (a token projected by hand before
+    the webhook) makes every pod invalid (422 ... mountPath: Invalid value: "...": must be unique)."""
+    match = _DUPLICATE_MOUNT_RE.search(message)
+    return match.group(1) if match and match.group(1).rstrip("/") in _WEBHOOK_MOUNT_PATHS else None
+
+
+def _mount_clash(ctx: WorkloadContext, refused: RefusedController, path: str) -> Finding:
+    ref = f"{refused.kind}/{refused.name}"
+    return Finding(
+        "POD_NOT_ADMITTED", ERROR, "pod",
+        f"{ref}: the API server refuses its pods once the webhook has mutated them ({refused.reason}): the pod "
+        f"template mounts a volume of its own at {path}, where the webhook mounts its token: {refused.message}",
+        {"owner": ref, "reason": refused.reason, "refusal": refused.message, "mount_path": path},
+        [fix.kubectl("get", f"{refused.kind.lower()}/{refused.name}", "-n", fix.namespace_or(ctx.namespace), "-o",
+                     "jsonpath={.spec.template.spec.containers[*].volumeMounts}"),
+         advice(f"remove the template's own mount at {path} (and its volume) from {ref}'s manifest, and apply it: "
+                "the webhook mounts the token there, and the app finds it through AZURE_FEDERATED_TOKEN_FILE")],
+    )
 
 
 def _volume_clash(ctx: WorkloadContext, refused: RefusedController, volume: str) -> Finding:

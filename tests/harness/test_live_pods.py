@@ -714,3 +714,24 @@ def test_under_the_least_privilege_role_a_stale_pod_is_stale_not_an_env_conflict
                                                   {"name": "LOG_LEVEL", "value": "info"}]
     ctx.facts.live_pods = collect_live_pods(_NoDeploymentGet([preset]), "finance", "backend-sa")  # type: ignore[arg-type]
     assert [f.code for f in live_pods(ctx).findings] == ["POD_ENV_CONFLICT"]
+
+
+def test_a_template_mounting_its_own_volume_where_the_webhook_mounts_the_token_fails() -> None:
+    """By hand in the lab: a token volume projected by hand before Workload ID (an emptyDir here) mounted at
+    /var/run/secrets/azure/tokens: the webhook appends its mount by name (addProjectedTokenVolumeMount), so the
+    new ReplicaSet's pods are invalid (mountPath must be unique) while the old pods keep running, and the run
+    PASSED. Removing the template's mount and volume (kubectl patch --type json), the next run passed."""
+    refusal = ('Pod "backend-m8n2pvh6ss-gbjf6" is invalid: spec.containers[0].volumeMounts[2].mountPath: Invalid '
+               'value: "/var/run/secrets/azure/tokens": must be unique')
+    outcome = live_pods(context_with_failing_deployment("backend", "backend-sa", refusal))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_ADMITTED"
+    assert "mounts a volume of its own at /var/run/secrets/azure/tokens, where the webhook mounts its token" \
+        in finding.message
+    assert finding.evidence["mount_path"] == "/var/run/secrets/azure/tokens"
+    assert finding.fix_lines()[0] == ("kubectl get deployment/backend -n finance -o "
+                                      "'jsonpath={.spec.template.spec.containers[*].volumeMounts}'")
+    other = refusal.replace("/var/run/secrets/azure/tokens", "/data")  # not the webhook's: not this finding
+    assert all(f.evidence.get("mount_path") is None
+               for f in live_pods(context_with_failing_deployment("backend", "backend-sa", other)).findings)
