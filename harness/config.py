@@ -29,6 +29,7 @@ Shape (relative paths are relative to the file's directory)::
       resources: {requests: {cpu, memory}, limits: {cpu, memory}}   # merged over the defaults (a CPU limit stays)
       node_selector: {KEY: VALUE}, tolerations: [{key, operator, value, effect, tolerationSeconds}]
       labels: {KEY: VALUE}, annotations: {KEY: VALUE}   # never the harness's own labels or the use label
+      image_pull_secrets: [NAME]        # docker-registry Secrets in each workload's namespace, for a private image
     harness:                                                   # the harness as a Job (manifests render); optional
       client_id: GUID                   # its own identity, annotated on its ServiceAccount (Workload ID)
       namespace: NS, service_account: NAME   # default wi-harness, wi-harness
@@ -543,6 +544,9 @@ class ProbeSettings(_Model):
     tolerations: list[Toleration] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    # Secrets (kubernetes.io/dockerconfigjson) in each workload's namespace the kubelet pulls probe.image with: a
+    # private registry the nodes hold no credential for (an ACR attached to the cluster needs none)
+    image_pull_secrets: list[DnsSubdomain] = Field(default_factory=list)
 
     @field_validator("node_selector")
     @classmethod

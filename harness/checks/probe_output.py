@@ -200,12 +200,22 @@ def _registry_pull_fixes(ctx: WorkloadContext, image: str, said: str, from_confi
     caller's mirror / build steps then apply."""
     acr = acr_image(image)
     if acr is None:
-        if _PULL_REFUSED_RE.search(said):
-            return [advice(f"the registry refused the nodes' pull of {image}: give the nodes a credential for it "
-                           "(an imagePullSecret on the workload's ServiceAccount, which the API server adds to the "
-                           "probe pod), or set probe.image to an image in a registry the nodes can pull from")]
-        return []
+        if not _PULL_REFUSED_RE.search(said):
+            return []
+        secrets = [str(s.get("name")) for s in (((ctx.facts.pod.pod if ctx.facts.pod else None) or {}).get("spec")
+                                                or {}).get("imagePullSecrets") or []]
+        ns = fix.namespace_or(ctx.namespace)
+        if secrets:
+            return [fix.kubectl("get", "secret", "-n", ns, *[fix.object_or(s, "<secret>") for s in secrets[:5]],
+                                note="the probe pod's imagePullSecrets"),
+                    advice(f"the registry refused the credential of {', '.join(secrets[:5])} for {image}: put one it "
+                           f"accepts in the Secret (kubectl create secret docker-registry, in namespace {ns})")]
+        return [advice(f"the registry refused the nodes' pull of {image}: make a docker-registry Secret with a "
+                       f"credential it accepts in namespace {ns} (kubectl create secret docker-registry NAME "
+                       "--docker-server ... ) and name it in probe.image_pull_secrets in harness.yaml, or set "
+                       "probe.image to an image in a registry the nodes can pull from")]
     name, server, repository = acr
+    name = name.lower()  # az acr's --name: the registry name in lower case
     if _PULL_REFUSED_RE.search(said):
         return [
             fix.command("az", "aks", "check-acr", *fix.cluster_location(ctx.azure), "--acr", server,

@@ -166,6 +166,7 @@ def build_probe_pod(
         resources={"requests": settings.resources.requests, "limits": settings.resources.limits},
         node_selector={"kubernetes.io/os": "linux", **settings.node_selector},
         tolerations=[toleration.spec() for toleration in settings.tolerations],
+        image_pull_secrets=[{"name": name} for name in dict.fromkeys(settings.image_pull_secrets)],
         volumes=volumes,
         volume_mounts=mounts,
         probe_config=json.dumps(request.probe_config, separators=(",", ":")),

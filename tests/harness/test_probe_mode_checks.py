@@ -184,3 +184,21 @@ def test_a_mirror_in_an_acr_the_nodes_may_not_pull_from_is_attached_to_the_clust
     assert lines[0].startswith(f"az aks check-acr {where} --acr mirrorreg.azurecr.io"), lines
     assert lines[1].startswith(f"az aks update {where} --attach-acr mirrorreg"), lines
     assert not any(line.startswith("az acr import") for line in lines), lines
+
+
+def test_a_private_registry_that_refuses_the_nodes_asks_for_probe_image_pull_secrets(run_world: RunWorld) -> None:
+    """Not an ACR (no kubelet identity to attach): a docker-registry Secret named in probe.image_pull_secrets;
+    with one named already, the Secret's credential is what the registry refused."""
+    private = "harbor.corp.example/mirror/python:3.12"
+    refused = (f'rpc error: code = Unknown desc = failed to pull and unpack image "{private}": failed to resolve '
+               f'reference "{private}": pull access denied, repository does not exist or may require authorization: '
+               "server message: insufficient_scope: authorization failed")
+    world = World.healthy(probe_image_pullable=False, probe_pull_error=refused, probe_settings={"image": private})
+    lines = finding_of(run_world(world)[0], "probe.completed").fix_lines()
+    assert lines[0].startswith(f"# the registry refused the nodes' pull of {private}: make a docker-registry Secret")
+    assert "probe.image_pull_secrets" in lines[0] and not any(line.startswith("az acr import") for line in lines)
+    world = World.healthy(probe_image_pullable=False, probe_pull_error=refused,
+                          probe_settings={"image": private, "image_pull_secrets": ["harbor-pull"]})
+    lines = finding_of(run_world(world)[0], "probe.completed").fix_lines()
+    assert lines[0] == "kubectl get secret -n finance harbor-pull   # the probe pod's imagePullSecrets"
+    assert lines[1].startswith("# the registry refused the credential of harbor-pull")

@@ -80,6 +80,7 @@ EVERYTHING = {  # every knob of probe: that shapes the pod
     "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists", "effect": "NoSchedule"}],
     "labels": {"cost-center": "platform"},
     "annotations": {"example.com/owner": "platform team"},
+    "image_pull_secrets": ["mirror-pull", "mirror-pull"],
 }
 
 
@@ -184,6 +185,8 @@ def test_node_selector_tolerations_labels_and_annotations_reach_the_pod() -> Non
     assert meta["labels"]["cost-center"] == "platform" and meta["labels"]["wi-harness/run-id"] == RUN
     assert meta["annotations"] == {"example.com/owner": "platform team", "wi-harness/workload": "orders/orders-sa"}
     assert "tolerations" not in build_probe_pod(request(), RUN, settings())["spec"]
+    assert spec["imagePullSecrets"] == [{"name": "mirror-pull"}]
+    assert "imagePullSecrets" not in build_probe_pod(request(), RUN, settings())["spec"]
 
 
 def test_the_ca_configmap_is_mounted_and_is_the_probe_s_ca_file() -> None:
@@ -222,6 +225,7 @@ def test_the_ca_configmap_is_mounted_and_is_the_probe_s_ca_file() -> None:
         ({"mode": "image"}, "set image"),
         ({"ca_file": "/x.pem", "ca_configmap": "proxy-ca"}, "one of ca_file, ca_configmap"),
         ({"ca_configmap": "Not_A_Name"}, "DNS-1123"),
+        ({"image_pull_secrets": ["Mirror_Pull"]}, "DNS-1123"),
     ],
 )
 def test_probe_settings_are_checked_as_the_api_server_would(fields: dict[str, Any], problem: str) -> None:
