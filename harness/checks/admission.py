@@ -188,6 +188,31 @@ def quota_room_advice(message: str) -> str | None:
             "needs little), or free some of the quota or raise it")
 
 
+# Kyverno's denial (its webhooks validate.kyverno.svc-fail / mutate.kyverno.svc-fail): "resource Pod/<ns>/<name> was
+# blocked due to the following policies\n\n<policy>:\n  <rule>: '<message>'", a policy per unindented line
+_KYVERNO_BLOCKED = "was blocked due to the following policies"
+_KYVERNO_POLICY_RE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?):\s*$", re.MULTILINE)
+
+
+def kyverno_policies(message: str) -> list[str]:
+    """The Kyverno (Cluster)Policies a Kyverno denial names, in its order; [] for any other refusal."""
+    if _KYVERNO_BLOCKED not in message:
+        return []
+    return list(dict.fromkeys(m.group(1) for m in _KYVERNO_POLICY_RE.finditer(message.split(_KYVERNO_BLOCKED, 1)[1])))
+
+
+def kyverno_fixes(policies: list[str], namespace: str) -> list[Step]:
+    """The Kyverno policies that refused the probe shown, and what a person decides: the probe made to comply in
+    harness.yaml, or a PolicyException for the harness's pods."""
+    return [
+        *[fix.kubectl("get", "clusterpolicies.kyverno.io,policies.kyverno.io", "-A", "--field-selector",
+                      f"metadata.name={name}", "-o", "yaml") for name in policies[:3]],
+        advice(f"make the probe comply as the rule says (probe.labels, probe.resources, probe.image in harness.yaml), "
+               f"or exempt the harness's pods in {fix.namespace_or(namespace)} with a Kyverno PolicyException matching "
+               "the label app.kubernetes.io/managed-by=wi-harness"),
+    ]
+
+
 def probe_policy_advice(said: str, container: str, labels: dict[str, str]) -> list[Step]:
     """What a policy engine's refusal of the probe container asks of harness.yaml: the labels a required-labels
     policy misses, as probe.labels (with the values the workload's own pods carry, ``labels``, which the same

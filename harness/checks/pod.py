@@ -12,6 +12,8 @@ from harness.checks import remediation as fix
 from harness.checks.admission import (
     TERMINATING_TEXT,
     image_repo_refusal,
+    kyverno_fixes,
+    kyverno_policies,
     limit_range_bounds,
     limit_refusal,
     namespace_terminating_fixes,
@@ -337,6 +339,9 @@ def _policy_fixes(webhook: str, namespace: str, said: str = "", labels: dict[str
     asked = probe_policy_advice(said, PROBE_CONTAINER, labels or {})
     if asked:
         return [*([which] if gatekeeper else []), *asked]
+    kyverno = kyverno_policies(said)
+    if kyverno:
+        return kyverno_fixes(kyverno, namespace)
     if gatekeeper:
         return [
             which,

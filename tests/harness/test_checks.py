@@ -1255,6 +1255,25 @@ def test_a_policy_against_the_latest_tag_asks_for_a_probe_image_pinned_by_digest
                                               "pinned by digest")
 
 
+def test_a_kyverno_denial_names_its_policies_and_the_exception_that_exempts_the_probe() -> None:
+    """Kyverno's text (webhook validate.kyverno.svc-fail): each policy on a line of its own after 'was blocked due
+    to the following policies', its rules indented under it."""
+    finding = _refused(
+        400, 'admission webhook "validate.kyverno.svc-fail" denied the request: \n\nresource Pod/finance/wi-probe-x '
+        "was blocked due to the following policies\n\nrequire-team-label:\n  check-team: 'validation error: label "
+        "team is required. rule check-team failed at path /metadata/labels/team/'\ndisallow-latest:\n  "
+        "check-tag: 'validation error: no latest'")
+    assert finding.code == "POD_REJECTED_BY_POLICY" and "validate.kyverno.svc-fail" in finding.message
+    lines = finding.fix_lines()
+    assert lines[1:3] == [
+        "kubectl get clusterpolicies.kyverno.io,policies.kyverno.io -A --field-selector metadata.name=require-team-label"
+        " -o yaml",
+        "kubectl get clusterpolicies.kyverno.io,policies.kyverno.io -A --field-selector metadata.name=disallow-latest "
+        "-o yaml",
+    ]
+    assert "PolicyException" in lines[3]
+
+
 def test_another_vendors_webhook_that_cannot_be_called_is_named_with_its_service() -> None:
     """A mesh's sidecar injector whose Service has no pod, under failurePolicy Fail: the API server refuses every
     pod it matches. Named with the Service its URL names, never as a policy's refusal nor as Workload ID's."""
