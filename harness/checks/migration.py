@@ -650,6 +650,13 @@ def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, A
     return rows
 
 
+def _deleted(ctx: MigrationContext, row: dict[str, Any]) -> bool:
+    """The collector's GET of the row's AzureIdentity resourceID answered 404 (harness/collect/migration.py
+    RESOURCE_GONE): its managed identity is deleted, not merely out of the harness's sight."""
+    looked = ctx.facts.identities.get(str(row["client_id"]).lower())
+    return looked is not None and looked.resolved_by == "resource_id_gone" and not looked.kind
+
+
 def _moved_text(ctx: MigrationContext, row: dict[str, Any], moved: str) -> str:
     ref, other = moved.split("=", 1)
     lacking = roles_not_moved(ctx.facts, row["client_id"], other)
@@ -672,6 +679,9 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
         steps = [step for row in behind for step in _coverage_steps(ctx, row)]
         text = "; ".join(f"{r['binding']} lacks {', '.join(r['missing'])}"
                          + "".join(_moved_text(ctx, r, m) for m in r.get("moved_to") or [])
+                         + (" (its managed identity is deleted: its AzureIdentity's resourceID is not there, or holds "
+                            "another client id)"
+                            if _deleted(ctx, r) else "")
                          + (f" (cannot tell {', '.join(r['unknown'])})" if r["unknown"] else "")
                          + (f" ({', '.join(r['uninjected_pods'])} labelled {USE_LABEL} but run without its identity: "
                             "created before the label or the annotation; the webhook acts on pod CREATE only)"
@@ -719,6 +729,25 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
                        "workload needs an identity, give it one under Workload ID from the start)"),
                 fix.delete_objects("azureidentitybinding", namespace, [row["binding"].split("/", 1)[1]])]
     steps: list[Step] = [advice(f"{row['binding']} (selector {row['selector']}, client id {row['client_id']}):")]
+    resource_id = _text(next((i.get("spec") or {} for i in ctx.facts.azure_identities.items
+                              if f"{i['namespace']}/{i['name']}" == row["azure_identity"]), {}).get("resourceID"))
+    deleted = _deleted(ctx, row)
+    if deleted and row["identity_type"] != 1 and resource_id and not row.get("moved_to"):
+        # the AzureIdentity's managed identity is found nowhere the harness looked (deleted: az identity show and
+        # federated-credential commands answer "(NotFound) The parent user-assigned identity doesn't exist."):
+        # annotating its client id or creating a credential on it cannot work; MIC assigned nothing through it
+        gone = fix.identity_gone(resource_id)
+        name, group = fix.identity_name_rg(resource_id)
+        return [*steps,
+                advice(f"its AzureIdentity {row['azure_identity']} names managed identity {name} (resource group "
+                       f"{group}), which is deleted (ARM answers 404 for its resourceID, or it holds another client id): MIC "
+                       "assigns nothing through a missing identity, so these pods have had none. What that resource "
+                       "group holds:"),
+                gone[0],
+                advice("make it again (a new client id and principal id, no federated credential, no role), "
+                       "annotate the ServiceAccount with its new client id, grant it what the workload needs, and run "
+                       "the harness again: the workload's checks print its federated credential:"),
+                gone[-1]]
     unused = (not row["legacy_pods"] and not row["service_accounts"] and not row["labelled_pods"]
               and not row.get("uninjected_pods") and ctx.facts.legacy_pods.error is None
               and ctx.facts.service_accounts.error is None)
@@ -742,15 +771,18 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
         # reach (Key Vault, storage ...) only moves with it if its roles were granted to the new one too
         for ref, other in moved.items():
             lacking = roles_not_moved(ctx.facts, row["client_id"], other)
+            gone = deleted
             steps.append(advice(f"its pods run as {ref}, which names client id {other}: they moved to that "
                                 "identity, so leave the annotation; "
-                                + ("before this binding goes, grant it each role the old identity holds that they "
+                                + ("the old identity is deleted, its roles with it: grant the new one what the "
+                                   "workload needs" if gone else
+                                   "before this binding goes, grant it each role the old identity holds that they "
                                    "need:" if lacking is None else
                                    "it holds every role the old identity holds" if not lacking else
                                    f"it lacks {len(lacking)} role(s) the old identity holds: grant those they need "
                                    "before this binding goes:")))
             if lacking is None:
-                if fix.list_roles(row["client_id"]) not in steps:
+                if not gone and fix.list_roles(row["client_id"]) not in steps:
                     steps.append(fix.list_roles(row["client_id"]))
                 continue
             principal = _principal_id(ctx.facts.identities.get(other.lower()))

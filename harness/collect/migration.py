@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from harness import values
-from harness.collect.arm import collect_identity
+from harness.collect.arm import MSI_API, collect_identity
 from harness.collect.arm_api import ArmGet
 from harness.collect.kube import bounded
 from harness.collect.kube_api import KubeApi, KubeError
@@ -272,4 +272,29 @@ def _identities(
         if not values.is_guid(client_id) or client_id.lower() in out:
             continue
         out[client_id.lower()] = reused.get(client_id.lower()) or collect_identity(arm, azure, None, client_id, graph)
+    for identity in [*named, *orphans]:
+        _resource_gone(arm, (identity or {}).get("spec") or {}, out)
     return out
+
+
+# IdentityFacts.resolved_by: the AzureIdentity's resourceID answered 404, or holds another client id (made again)
+RESOURCE_GONE = "resource_id_gone"
+
+
+def _resource_gone(arm: ArmGet | None, spec: dict[str, Any], out: dict[str, IdentityFacts]) -> None:
+    """An MSI AzureIdentity (type 0) whose client id no readable subscription holds: a GET of its resourceID (az
+    identity show --ids) tells a deleted identity (404 ResourceNotFound, or the name made again with a new client id)
+    from one the harness may not read (403, recorded as refused). Resource Graph answers only what the caller may read, so not finding it proves nothing."""
+    looked_up = out.get(str(spec.get("clientID") or "").lower())
+    resource_id = str(spec.get("resourceID") or "")
+    if (arm is None or looked_up is None or not looked_up.configured or looked_up.kind or looked_up.error
+            or spec.get("type") == 1 or "/userassignedidentities/" not in resource_id.lower()
+            or looked_up.resolved_by == RESOURCE_GONE):
+        return
+    answer = arm(f"{resource_id}?api-version={MSI_API}")
+    now = str(((answer.body or {}).get("properties") or {}).get("clientId") or "") if answer.ok else ""
+    # 404, or the name made again (az identity create: a new client id): the client id's identity is deleted
+    if answer.status == 404 or (values.is_guid(now) and now.lower() != str(spec.get("clientID")).lower()):
+        looked_up.resource_id, looked_up.resolved_by = resource_id, RESOURCE_GONE
+    elif answer.status == 403:
+        looked_up.refused.append(answer)

@@ -32,7 +32,7 @@ from harness.checks.migration import (
     run_migration_checks,
 )
 from harness.checks.model import FAIL, PASS, SKIP, WARN, CheckResult
-from harness.collect.migration import collect_migration, component_of
+from harness.collect.migration import RESOURCE_GONE, collect_migration, component_of
 from harness.config import AzureConfig, ExpectConfig
 from harness.facts import ClusterFacts, Fetched, IdentityFacts, KubeFailure, MigrationFacts, ObjectList
 from harness.report.schema import CoverageRow, Leftovers
@@ -708,3 +708,64 @@ def test_a_pod_whose_binding_was_deleted_before_it_moved_is_named_as_having_no_i
     facts.legacy_pods.items[0]["labels"] = {"aadpodidbinding": "Payments "}
     message = pods_unlabelled(MigrationContext(facts, cluster, AZURE)).findings[0].message
     assert "differs from payments/payments-identity-binding's only in case or spaces: MIC matches exactly" in message
+
+
+def test_a_binding_whose_managed_identity_was_deleted_makes_it_again_rather_than_annotating_a_dead_client_id() -> None:
+    """By hand in the lab: az identity delete goneId, its AzureIdentity (type 0, resourceID) and binding left, a
+    Deployment labelled aadpodidbinding. The fix annotated the ServiceAccount with the dead client id and created a
+    federated credential on it: az answered '(NotFound) The parent user-assigned identity doesn't exist.'. Now: what
+    the resource group holds, az identity create, and once the ServiceAccount names the new one, no role listing of
+    the old."""
+    dead, new = "14141414-2525-4363-8474-585858585858", "15151515-2626-4373-8484-595959595959"
+    facts, cluster = leftover()
+    facts.azure_identities.items.append({"namespace": "reports", "name": "gone-identity", "spec": {
+        "type": 0, "clientID": dead, "resourceID": MI_ID + "goneId"}})
+    facts.azure_identity_bindings.items.append({"namespace": "reports", "name": "gone-binding",
+                                                "spec": {"azureIdentity": "gone-identity", "selector": "reports"}})
+    # found nowhere by client id, and the GET of its resourceID answered 404 (the collector's RESOURCE_GONE)
+    facts.identities[dead] = IdentityFacts(configured=True, resource_id=MI_ID + "goneId", resolved_by=RESOURCE_GONE)
+
+    def fixes() -> tuple[str, list[str]]:
+        finding = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                       if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
+        at = finding.fix_lines().index(f"# reports/gone-binding (selector reports, client id {dead}):")
+        return finding.message, finding.fix_lines()[at:]
+
+    message, lines = fixes()
+    assert "reports/gone-binding lacks service_account, labelled_pods (its managed identity is deleted: its " \
+           "AzureIdentity's resourceID is not there, or holds another client id)" in message
+    assert lines[2] == f"az identity list --resource-group myRg --subscription {SUB} --query " \
+                       "'[].{name: name, clientId: clientId}' -o table"
+    assert lines[4] == f"az identity create --name goneId --resource-group myRg --subscription {SUB}"
+    assert not any(dead in line for line in lines[1:] if not line.startswith("#"))
+    facts.service_accounts.items.append({"namespace": "reports", "name": "reports-sa", "client_id": new})
+    _, lines = fixes()  # made again and annotated: moved to it, and the dead one's roles are not listed
+    assert "the old identity is deleted, its roles with it" in lines[1]
+    assert not any(line.startswith(("az role assignment list", "az identity create")) for line in lines)
+
+
+def test_the_collector_tells_a_deleted_managed_identity_by_a_get_of_its_resource_id() -> None:
+    """Resource Graph answers only what the harness may read: a client id found nowhere proves nothing. The GET of
+    the AzureIdentity's resourceID does: 404 (az identity show: ResourceNotFound) is deleted."""
+    world = World.healthy()
+    dead = "16161616-2727-4383-8494-505050505050"
+    gone_id = f"/subscriptions/{world.subscription_id}/resourcegroups/myRg/providers/" \
+              "Microsoft.ManagedIdentity/userAssignedIdentities/goneId"
+    world.kube_objects = {
+        "customresourcedefinitions.apiextensions.k8s.io": [crd("azureidentities"), crd("azureidentitybindings")],
+        "azureidentities.aadpodidentity.k8s.io": [{"metadata": {"namespace": "finance", "name": "gone"},
+                                                   "spec": {"type": 0, "clientID": dead, "resourceID": gone_id}}],
+        "azureidentitybindings.aadpodidentity.k8s.io": [
+            {"metadata": {"namespace": "finance", "name": "b"}, "spec": {"azureIdentity": "gone", "selector": "b"}}],
+    }
+    backend = world.backend()
+    azure = AzureConfig(tenant_id=world.tenant_id, subscription_id=world.subscription_id, resource_group="dev-rg",
+                        cluster_name="dev-aks")
+    looked_up = collect_migration(backend.kube, backend.arm, azure, backend.graph).identities[dead]
+    assert (looked_up.kind, looked_up.resolved_by, looked_up.resource_id) == (None, RESOURCE_GONE, gone_id)
+    # its name made again (az identity create): another client id at that resourceID, the old one deleted all the same
+    again = world.identity_id(world.workloads[0])
+    world.kube_objects["azureidentities.aadpodidentity.k8s.io"][0]["spec"]["resourceID"] = again
+    backend = world.backend()
+    looked_up = collect_migration(backend.kube, backend.arm, azure, backend.graph).identities[dead]
+    assert (looked_up.resolved_by, looked_up.resource_id) == (RESOURCE_GONE, again)
