@@ -59,7 +59,9 @@ def coverage_lines(rows: list[dict[str, Any]], limit: int = MAX_COVERAGE_LINES) 
         else:
             lacks = f"lacks {', '.join(row['missing'])}" if row["missing"] else ""
             unknown = f"cannot tell {', '.join(row['unknown'])}" if row["unknown"] else ""
-            state = "; ".join(part for part in (lacks, unknown) if part)
+            # its pods' ServiceAccount names another identity (migration.coverage_rows' moved_to)
+            moved = f"moved to {', '.join(row['moved_to'])}" if row.get("moved_to") else ""
+            state = "; ".join(part for part in (moved, lacks, unknown) if part)
         lines.append(f"            {row['binding']:<40} client {row['client_id'] or '?'}  {state}")
     if len(rows) > limit:
         lines.append(f"            ... {len(rows) - limit} more in run.json (coverage)")

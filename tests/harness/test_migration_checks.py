@@ -36,6 +36,7 @@ from harness.collect.migration import RESOURCE_GONE, collect_migration, componen
 from harness.config import AzureConfig, ExpectConfig
 from harness.facts import ClusterFacts, Fetched, IdentityFacts, KubeFailure, MigrationFacts, ObjectList
 from harness.report.schema import CoverageRow, Leftovers
+from harness.report.summary import coverage_lines
 
 CLIENT_PAYMENTS = "11111111-2222-4333-8444-555555555555"
 CLIENT_BACKEND = "66666666-7777-4888-9999-aaaaaaaaaaaa"
@@ -769,3 +770,11 @@ def test_the_collector_tells_a_deleted_managed_identity_by_a_get_of_its_resource
     backend = world.backend()
     looked_up = collect_migration(backend.kube, backend.arm, azure, backend.graph).identities[dead]
     assert (looked_up.resolved_by, looked_up.resource_id) == (RESOURCE_GONE, again)
+
+
+def test_the_terminals_coverage_line_names_the_identity_a_binding_moved_to() -> None:
+    """The terminal said 'reports/reports-binding ... lacks service_account, labelled_pods' for a workload the team
+    had moved to another identity; the row's moved_to is named first."""
+    row = {"binding": "reports/reports-binding", "client_id": "c", "migrated": False,
+           "missing": ["service_account", "labelled_pods"], "unknown": [], "moved_to": ["reports/reports-sa=n"]}
+    assert coverage_lines([row])[1].endswith("moved to reports/reports-sa=n; lacks service_account, labelled_pods")
