@@ -27,7 +27,7 @@ from harness.checks.cluster import CLUSTER_CHECK_IDS
 from harness.checks.inventory import INVENTORY_CHECK_IDS
 from harness.checks.migration import MIGRATION_CHECK_IDS
 from harness.checks.workload import POD_CHECK_IDS, workload_check_ids
-from harness.collect.kube_api import KubeError, OfficialKubeApi, kube_target_problem
+from harness.collect.kube_api import KubeError, OfficialKubeApi, kube_target_problem, kubectl_elsewhere
 from harness.collect.probe_pods import delete_run_pods
 from harness.config import ConfigError, HarnessConfig, load_config
 from harness.lab_bootstrap import LabUnavailable, start_embedded_lab
@@ -757,6 +757,20 @@ class RunRecorder:
         except ValueError as exc:
             self.write_error = f"{s.report_dir}: {type(exc).__name__}: {exc}"
 
+    def _kubectl_elsewhere(self, config: pytest.Config) -> str | None:
+        """The line saying the printed kubectl fixes would act on another cluster than the run read (harness.yaml
+        names a kubeconfig or context the shell's kubectl is not at); None without such fixes, with --lab or a
+        conftest's own backend (no kubeconfig read)."""
+        document = self.document or {}
+        findings = [*(document.get("findings") or []),
+                    *(f for w in document.get("workloads") or [] for f in w.get("findings") or [])]
+        if not any(str(line).startswith("kubectl ") for f in findings for line in f.get("remediation") or []):
+            return None
+        if self.session.lab is not None or _backend_overridden(config):
+            return None
+        cluster = self.session.config.cluster
+        return kubectl_elsewhere(cluster.kubeconfig, cluster.context)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.document is None:
             return
@@ -766,6 +780,9 @@ class RunRecorder:
         encoding = getattr(getattr(terminalreporter._tw, "_file", None), "encoding", None) or sys.stdout.encoding
         for line in troubleshooting_lines(self.document, narrowed, marks_for(encoding)):
             terminalreporter.write_line(encodable(self.session.redactor.text(line), encoding))
+        elsewhere = self._kubectl_elsewhere(terminalreporter.config)
+        if elsewhere:
+            terminalreporter.write_line(encodable(self.session.redactor.text(elsewhere), encoding), yellow=True)
         for line in summary_lines(self.document, self.path):
             terminalreporter.write_line(encodable(self.session.redactor.text(line), encoding))
         if self.interrupted:

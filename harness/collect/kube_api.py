@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import threading
 from collections.abc import Iterator
@@ -231,6 +232,35 @@ def kube_target_problem(kubeconfig: Path | None, context: str | None) -> str | N
                 "is not a mapping"
             )
     return _referenced_file_problem(config, name, cluster, user)
+
+
+def kubectl_elsewhere(kubeconfig: Path | None, context: str | None) -> str | None:
+    """One line when the printed fixes' kubectl (the shell's $KUBECONFIG or ~/.kube/config and its
+    current-context) would act on another cluster than the one harness.yaml's cluster.kubeconfig/context made
+    the run read, saying what to run before pasting them; None when they agree or cannot be told."""
+    if kubeconfig is None and context is None:
+        return None
+    try:
+        mine = read_kubeconfig(None)
+    except KubeconfigProblem:
+        mine = None
+    listed = {p.resolve() for p in _kubeconfig_list() if p.exists()}
+    steps = []
+    if kubeconfig is not None and kubeconfig.resolve() not in listed:
+        steps.append(f"export KUBECONFIG={shlex.quote(str(kubeconfig))}")
+        try:
+            current = read_kubeconfig(kubeconfig).current_context
+        except KubeconfigProblem:
+            return None
+    else:
+        current = mine.current_context if mine is not None else None
+    if context is not None and context != current:
+        steps.append(f"kubectl config use-context {shlex.quote(context)}")
+    if not steps:
+        return None
+    used = f"{kubeconfig} context {context or current}" if kubeconfig else f"context {context}"
+    return (f"the fixes' kubectl commands act on your shell's kubeconfig and current context, this run read {used} "
+            f"(harness.yaml's cluster section): run {' && '.join(steps)} before pasting them")
 
 
 _REFERENCED_FILES = (  # (section, key, what it must be)

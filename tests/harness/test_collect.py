@@ -27,6 +27,7 @@ from harness.collect.kube_api import (
     OfficialKubeApi,
     kube_target_problem,
     kubeconfig_bearer_token,
+    kubectl_elsewhere,
 )
 from harness.config import AzureConfig, parse_config
 from harness.facts import CREDENTIAL_ERROR, Fetched, KubeFailure
@@ -455,6 +456,28 @@ def test_an_empty_kubeconfig_variable_is_the_home_kubeconfig_as_for_kubectl(
     assert kube_target_problem(None, None) is None
     api = OfficialKubeApi(None, None)
     assert (api.context, api.server) == ("home", "https://home.test")
+
+
+def test_a_run_whose_kubeconfig_or_context_kubectl_is_not_at_says_what_to_run_before_pasting_fixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """harness.yaml names cluster.kubeconfig/context; the fixes are plain kubectl, which acts on the shell's
+    $KUBECONFIG and current-context: on another cluster, unless the person switches first."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "prod").mkdir()
+    mine = kubeconfig(tmp_path / "mine", "https://mine.test", context="dev")
+    prod = kubeconfig(tmp_path / "prod", "https://prod.test", context="prod")
+    monkeypatch.setenv("KUBECONFIG", str(mine))
+    assert kubectl_elsewhere(None, None) is None and kubectl_elsewhere(mine, "dev") is None  # they agree
+    assert kubectl_elsewhere(prod, None) == (
+        f"the fixes' kubectl commands act on your shell's kubeconfig and current context, this run read {prod} "
+        f"context prod (harness.yaml's cluster section): run export KUBECONFIG={prod} before pasting them")
+    assert str(kubectl_elsewhere(None, "staging")).endswith(
+        "this run read context staging (harness.yaml's cluster section): run kubectl config use-context staging "
+        "before pasting them")
+    monkeypatch.setenv("KUBECONFIG", f"{prod}:{mine}")  # prod listed, but kubectl is at its current-context
+    assert kubectl_elsewhere(prod, None) is None
+    assert str(kubectl_elsewhere(prod, "dev")).endswith("run kubectl config use-context dev before pasting them")
 
 
 def test_the_live_bearer_token_is_known_to_the_backend(tmp_path: Path) -> None:
