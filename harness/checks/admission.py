@@ -14,6 +14,7 @@ webhookutil's service resolver); ResourceQuota ``exceeded quota`` / ``failed quo
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -29,7 +30,8 @@ _REFUSING_WEBHOOK_RE = re.compile(
 )
 _QUOTA_RE = re.compile(
     r"\b(?:exceeded quota|failed quota|must specify (?:limits|requests)\.|"
-    r"(?:maximum|minimum) (?:cpu|memory|ephemeral-storage|storage) usage per (?:Container|Pod))"
+    r"(?:maximum|minimum) (?:cpu|memory|ephemeral-storage|storage) usage per (?:Container|Pod)|"
+    r"max limit to request ratio per (?:Container|Pod))"
 )
 # the Service URL webhookutil builds from clientConfig.service: https://<name>.<namespace>.svc:<port><path>
 _SERVICE_URL_RE = re.compile(r'Post "https://(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.'
@@ -171,6 +173,32 @@ def unpinned_image(message: str, container: str) -> str | None:
     """The image of ``container`` a policy refused for its tag (``latest``, none) or for naming no digest."""
     return next((m.group("image") for m in _IMAGE_PIN_RE.finditer(message) if m.group("container") == container),
                 None)
+
+
+# the LimitRanger's maxLimitRequestRatio (limitRequestRatioConstraint): "cpu max limit to request ratio per Container
+# is 4, but provided ratio is 20.000000" (or "..., but no request is specified or request is 0")
+_RATIO_RE = re.compile(r"\b(?P<resource>cpu|memory) max limit to request ratio per Container is "
+                       r"(?P<ratio>[0-9]+(?:\.[0-9]+)?)")
+
+
+def limit_ratio_advice(message: str, limits: dict[str, str]) -> str | None:
+    """probe.resources whose requests keep each limit (``limits``: the probe's defaults) within a LimitRange's
+    maxLimitRequestRatio; None for other refusals."""
+    wanted = {}
+    for match in _RATIO_RE.finditer(message):
+        resource, ratio = match.group("resource"), values.parse_quantity(match.group("ratio"))
+        limit = values.parse_quantity(limits.get(resource, ""))
+        if not ratio or limit is None:
+            continue
+        least = limit / ratio
+        wanted[resource] = f"{math.ceil(least * 1000)}m" if resource == "cpu" else f"{math.ceil(least / _MEBI)}Mi"
+    if not wanted:
+        return None
+    requests = ", ".join(f"{k}: {v}" for k, v in sorted(wanted.items()))
+    shown = ", ".join(f"{k} {limits[k]}" for k in sorted(wanted))
+    return (f"set probe.resources in harness.yaml so that no limit is more than the LimitRange's ratio times its "
+            f"request: {{requests: {{{requests}}}}} with the default limits ({shown}), or lower limits; or change "
+            "the LimitRange")
 
 
 def quota_room_advice(message: str) -> str | None:

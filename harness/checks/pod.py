@@ -15,6 +15,7 @@ from harness.checks.admission import (
     kyverno_fixes,
     kyverno_policies,
     limit_range_bounds,
+    limit_ratio_advice,
     limit_refusal,
     namespace_terminating_fixes,
     probe_policy_advice,
@@ -58,6 +59,7 @@ from harness.checks.podspec import (
 )
 from harness.checks.serviceaccount import create_sa_steps
 from harness.commands import Step, advice
+from harness.config import DEFAULT_PROBE_LIMITS
 from harness.names import (
     EXPIRATION_ANNOTATION,
     INJECTED_ENV,
@@ -154,7 +156,8 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             evidence,
             [
                 fix.kubectl("describe", "resourcequota,limitrange", "-n", ctx.namespace),
-                advice(_within_limit_range(message) or quota_room_advice(message) or _quota_advice(message)),
+                advice(_within_limit_range(message) or quota_room_advice(message)
+                       or limit_ratio_advice(message, DEFAULT_PROBE_LIMITS) or _quota_advice(message)),
             ],
         )
     elif "failed calling webhook" in message or "failed to call webhook" in message:
