@@ -112,6 +112,31 @@ def _grant_read(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
     return [fix.storage_account_id(name), fix.grant_role(principal, role, fix.container_scope(check.container))]
 
 
+def grant_read_if_missing(ctx: WorkloadContext, principal: str | None) -> tuple[list[Step], list[str]]:
+    """The grants of each allow target's read role that the identity's role assignments do not cover yet (an RBAC
+    vault or a storage account the harness found in ARM; an access-policy vault is left to KEYVAULT_ACCESS_POLICY_
+    MISSING), and the scopes granted on."""
+    assignments = ctx.facts.identity.role_assignments
+    if principal is None or assignments is None:
+        return [], []
+    steps: list[Step] = []
+    scopes: list[str] = []
+    for check in ctx.workload.access:
+        found, target = resource_of(ctx, check), target_scope(ctx, check)
+        if check.expect != "allow" or found is None or target is None or found.get("rbac_authorization") == "false":
+            continue
+        views = view_assignments(assignments, ctx.facts.identity.role_names, ctx.facts.identity.role_permissions,
+                                 check.kind, target)
+        if any(a.grants and a.covers for a in views):
+            continue
+        suffix = "" if isinstance(check, KeyVaultSecretAccess) else f"/blobServices/default/containers/{check.container}"
+        scope = found["id"] + suffix
+        if scope not in scopes:
+            steps.append(fix.grant_role(principal, READ_ROLES[check.kind], scope))
+            scopes.append(scope)
+    return steps, scopes
+
+
 def make_access_check(
     index: int, check: KeyVaultSecretAccess | BlobAccess
 ) -> Callable[[WorkloadContext], Outcome]:

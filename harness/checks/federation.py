@@ -90,6 +90,18 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
                 f"harness.yaml's client id {expected} is not the identity's {actual}, with which the ServiceAccount "
                 "is annotated")
             fixes = [fix.config_client_id(f"{ctx.namespace}/{ctx.service_account}", expected, actual)]
+        elif facts.resolved_by == "config" and facts.kind == "managed_identity" and _unknown_to_entra(ctx, expected):
+            # az identity delete + az identity create under the same name: a new clientId and principalId, no
+            # federated credentials (they were the old identity's child resources) and no role assignments (the
+            # old ones stay, naming a principal that no longer exists: az role assignment list shows them with an
+            # empty principalName). Annotating alone leaves the next runs to find each of those in turn
+            name, _ = fix.identity_name_rg(facts.resource_id)
+            holder, message = "the workload uses", (
+                f"identity {name} was deleted and created again under its name: Entra knows no client id {expected} "
+                f"(AADSTS700016), the identity now has client id {actual} and principal id "
+                f"{props.get('principalId')}, without the old one's federated credentials and role assignments")
+            fixes = [fix.annotate_sa(ctx.namespace, ctx.service_account, actual), *_recreated_identity_fixes(ctx),
+                     *restart_workload(ctx)]
         else:
             holder, message = "the workload uses", (
                 f"the ServiceAccount's client id {expected} is not the identity's {actual}")
@@ -105,6 +117,39 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
     name, _ = fix.identity_name_rg(facts.resource_id)
     where = "" if facts.resolved_by == "config" else f", found by {_RESOLVED_BY.get(str(facts.resolved_by), 'lookup')}"
     return passed(f"identity {name} (client id {props.get('clientId')}{where}) backs the workload", evidence)
+
+
+def _unknown_to_entra(ctx: WorkloadContext, client_id: str) -> bool:
+    """The pod's exchange as ``client_id`` failed with AADSTS700016: Entra has no application or identity with it."""
+    step = ctx.step("exchange") or {}
+    return (step.get("status") == "fail" and (step.get("error") or {}).get("aadsts") == "AADSTS700016"
+            and str((step.get("evidence") or {}).get("client_id") or client_id).lower() == client_id.lower())
+
+
+def _recreated_identity_fixes(ctx: WorkloadContext) -> list[Step]:
+    """What an identity made again under its name lacks, in the order the next run would find it: harness.yaml's
+    client_id, the federated credential for this ServiceAccount, the read roles of its allow targets (on an RBAC
+    vault or a storage account); then a look-up of the assignments the old principal left behind."""
+    from harness.checks.access import grant_read_if_missing  # access imports this module
+
+    facts = ctx.facts.identity
+    identity = facts.identity or {}
+    props = identity.get("properties") or {}
+    where, configured = f"{ctx.namespace}/{ctx.service_account}", ctx.workload.client_id or ""
+    steps: list[Step] = []
+    if configured and configured.lower() != str(props.get("clientId") or "").lower():
+        steps.append(fix.config_client_id(where, configured, str(props.get("clientId"))))
+    issuer, _ = expected_issuer(ctx)
+    credentials = facts.federated_credentials
+    if issuer is not None and credentials is not None and match_fic(credentials, issuer, ctx.subject).exact is None:
+        steps.append(fic_fix(ctx, "create", free_fic_name(credentials, ctx.namespace, ctx.service_account), issuer))
+    grants, scopes = grant_read_if_missing(ctx, str(props.get("principalId") or "") or None)
+    steps += grants
+    for scope in scopes:
+        steps.append(advice(f"then delete what the old identity left on {scope} (an empty principalName: its "
+                            "principal no longer exists), with az role assignment delete --ids:"))
+        steps.append(fix.orphaned_role_assignments(scope))
+    return steps
 
 
 _RESOLVED_BY = {

@@ -953,6 +953,13 @@ def storage_network_rules(account: str) -> list[Step]:
     ]
 
 
+def orphaned_role_assignments(scope: str) -> Command:
+    """The role assignments at exactly ``scope`` whose principal no longer exists (a deleted identity's): az role
+    assignment list leaves their principalName empty, as Microsoft Graph resolves no object for them."""
+    return command("az", "role", "assignment", "list", "--scope", scope or "<scope>", "--query",
+                   "[?!principalName].{id: id, role: roleDefinitionName, principalId: principalId}", "-o", "table")
+
+
 def delete_role_assignment_id(assignment_id: str) -> Command:
     return command("az", "role", "assignment", "delete", "--ids", assignment_id or "<assignment-id>")
 

@@ -287,6 +287,53 @@ def test_harness_yaml_naming_two_identities_is_fixed_in_harness_yaml_not_by_movi
         f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={REAL_CLIENT}")
 
 
+def test_an_identity_deleted_and_created_again_gets_its_credential_and_roles_back_in_one_fix() -> None:
+    """az identity delete + az identity create under the same name: a new client id and principal id, no federated
+    credential, no role (the old assignment stays, naming a principal that is gone). The fix annotated only, so the
+    next runs found harness.yaml, FIC_MISSING, then ROLE_ASSIGNMENT_MISSING one at a time. It now names the
+    re-creation and prints all of it (pasted in the lab: the next run passed), with the orphaned assignments' look-up."""
+    vault = "https://finance-kv.vault.azure.net/"
+    vault_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
+    ctx = context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID, access=[
+        KeyVaultSecretAccess(kind="keyvault_secret", vault_url=vault, secret="db", expect="allow"),
+        KeyVaultSecretAccess(kind="keyvault_secret", vault_url="https://other-kv.vault.azure.net/", secret="x",
+                             expect="deny")])
+    ctx.azure = azure()
+    ctx.cluster.access_resources = {vault.rstrip("/"): {"id": vault_id, "name": "finance-kv", "resource_group": "myRg",
+                                                        "rbac_authorization": "true"}}
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config", federated_credentials=[], role_assignments=[],
+                                       identity={"id": IDENTITY_ID, "properties": {"clientId": REAL_CLIENT,
+                                                                                   "principalId": SP_ID}})
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"client_id": CLIENT},
+                                      "error": {"aadsts": "AADSTS700016"}}]}
+    (finding,) = identity_matches(ctx).findings
+    assert finding.code == "IDENTITY_CLIENT_ID_MISMATCH"
+    assert "shared-id was deleted and created again under its name" in finding.message
+    lines = finding.fix_lines()
+    assert lines[0] == (f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id="
+                        f"{REAL_CLIENT} --overwrite")
+    assert lines[1].startswith(f"# set client_id: {REAL_CLIENT} for finance/backend-sa in harness.yaml")
+    assert lines[2].startswith("az identity federated-credential create --name finance-backend-sa --identity-name "
+                               f"shared-id --resource-group shared --subscription 0b1f6471-1bf0-4dda-aec3-111122223333 "
+                               f"--issuer {ISSUER} --subject {SUBJECT}")
+    assert lines[3] == (f"az role assignment create --assignee-object-id {SP_ID} --assignee-principal-type "
+                        f"ServicePrincipal --role 'Key Vault Secrets User' --scope {vault_id}")
+    assert lines[5] == (f"az role assignment list --scope {vault_id} --query '[?!principalName].{{id: id, role: "
+                        "roleDefinitionName, principalId: principalId}' -o table")
+    assert not any("other-kv" in line for line in lines)  # a deny target gets no grant
+
+    # a credential and a role already given to the new identity are not given again
+    ctx.facts.identity.federated_credentials = [{"name": "kube", "properties": {
+        "issuer": ISSUER, "subject": SUBJECT, "audiences": [AUDIENCE]}}]
+    ctx.facts.identity.role_assignments = [{"id": "a1", "properties": {"roleDefinitionId": "r/user",
+                                                                       "scope": vault_id}}]
+    ctx.facts.identity.role_permissions = {"r/user": {"dataActions": ["Microsoft.KeyVault/vaults/secrets/*"]}}
+    lines = identity_matches(ctx).findings[0].fix_lines()
+    assert not any(line.startswith(("az identity federated-credential", "az role")) for line in lines), lines
+
+
 def test_without_graph_read_an_unknown_client_id_is_also_looked_for_in_deleted_applications() -> None:
     """AADSTS700016 with Graph refusing the harness: the application may have been deleted (az ad app delete), which
     the harness cannot see; the look-ups listed live identities only. The person's az now lists Graph's deleted
