@@ -732,6 +732,15 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
     resource_id = _text(next((i.get("spec") or {} for i in ctx.facts.azure_identities.items
                               if f"{i['namespace']}/{i['name']}" == row["azure_identity"]), {}).get("resourceID"))
     deleted = _deleted(ctx, row)
+    unused = (not row["legacy_pods"] and not row["service_accounts"] and not row["labelled_pods"]
+              and not row.get("uninjected_pods") and ctx.facts.legacy_pods.error is None
+              and ctx.facts.service_accounts.error is None)
+    if deleted and unused:  # nothing uses it and its identity is gone: nothing to move
+        return [*steps,
+                advice(f"its managed identity is deleted and no pod is labelled {POD_IDENTITY_LABEL}={row['selector']}: "
+                       "nothing to move; delete the binding and its AzureIdentity"),
+                fix.delete_objects("azureidentitybinding", namespace, [row["binding"].split("/", 1)[1]]),
+                fix.delete_objects("azureidentity", namespace, [str(row["azure_identity"]).split("/", 1)[1]])]
     if deleted and row["identity_type"] != 1 and resource_id and not row.get("moved_to"):
         # the AzureIdentity's managed identity is found nowhere the harness looked (deleted: az identity show and
         # federated-credential commands answer "(NotFound) The parent user-assigned identity doesn't exist."):
@@ -748,9 +757,6 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
                        "annotate the ServiceAccount with its new client id, grant it what the workload needs, and run "
                        "the harness again: the workload's checks print its federated credential:"),
                 gone[-1]]
-    unused = (not row["legacy_pods"] and not row["service_accounts"] and not row["labelled_pods"]
-              and not row.get("uninjected_pods") and ctx.facts.legacy_pods.error is None
-              and ctx.facts.service_accounts.error is None)
     if unused:
         # nothing links the binding to a workload now: one moved to another identity is done (its ServiceAccount
         # names that identity; annotating it with this client id would take it away), one between runs is not

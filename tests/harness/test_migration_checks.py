@@ -743,6 +743,10 @@ def test_a_binding_whose_managed_identity_was_deleted_makes_it_again_rather_than
     _, lines = fixes()  # made again and annotated: moved to it, and the dead one's roles are not listed
     assert "the old identity is deleted, its roles with it" in lines[1]
     assert not any(line.startswith(("az role assignment list", "az identity create")) for line in lines)
+    facts.legacy_pods.items = [p for p in facts.legacy_pods.items if p["namespace"] != "reports"]  # label dropped
+    _, lines = fixes()  # nothing uses it now and its identity is gone: deleted, not made again
+    assert lines[2:4] == ["kubectl delete azureidentitybinding -n reports gone-binding",
+                          "kubectl delete azureidentity -n reports gone-identity"]
 
 
 def test_the_collector_tells_a_deleted_managed_identity_by_a_get_of_its_resource_id() -> None:
