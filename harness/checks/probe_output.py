@@ -200,6 +200,11 @@ def _registry_pull_fixes(ctx: WorkloadContext, image: str, said: str, from_confi
     caller's mirror / build steps then apply."""
     acr = acr_image(image)
     if acr is None:
+        if (from_configmap and image != STOCK_PYTHON_IMAGE and _PULL_NOT_FOUND_RE.search(said)
+                and not _PULL_REFUSED_RE.search(said)):
+            # the registry answered that it has no such image: importing it from there cannot work either
+            return [advice(f"{image} is not in its registry: set probe.image in harness.yaml to a Python image that "
+                           "exists, or remove probe.image (the default is a stock Python image pinned by digest)")]
         if not _PULL_REFUSED_RE.search(said):
             return []
         secrets = [str(s.get("name")) for s in (((ctx.facts.pod.pod if ctx.facts.pod else None) or {}).get("spec")

@@ -202,3 +202,13 @@ def test_a_private_registry_that_refuses_the_nodes_asks_for_probe_image_pull_sec
     lines = finding_of(run_world(world)[0], "probe.completed").fix_lines()
     assert lines[0] == "kubectl get secret -n finance harbor-pull   # the probe pod's imagePullSecrets"
     assert lines[1].startswith("# the registry refused the credential of harbor-pull")
+
+
+def test_a_probe_image_its_registry_does_not_have_is_corrected_not_imported_from_there(run_world: RunWorld) -> None:
+    """Not an ACR, and the registry answered NotFound: importing the image from that registry cannot work."""
+    missing = "ghcr.io/myorg/python:3.12"
+    world = World.healthy(probe_image_pullable=False, probe_pull_error=_NOT_FOUND.format(missing),
+                          probe_settings={"image": missing})
+    lines = finding_of(run_world(world)[0], "probe.completed").fix_lines()
+    assert lines[0].startswith(f"# {missing} is not in its registry: set probe.image in harness.yaml"), lines
+    assert not any(line.startswith("az acr import") for line in lines), lines
