@@ -291,6 +291,9 @@ class InventoryFacts:
     # annotated client ids of applications in Graph's deleted items (deleted within 30 days):
     # {application: the deleted application, service_principal: the one deleted with it, or None}
     deleted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # NS/SA -> {kind, name, pods} of the controllers (or bare pods) whose live pods labelled
+    # azure.workload.identity/use: "true" run under it: what a fix restarts; None: the pods were not listed
+    pod_owners: dict[str, list[dict[str, Any]]] | None = None
 
 
 @dataclass

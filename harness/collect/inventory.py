@@ -22,6 +22,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from harness import values
+from harness.checks.podspec import controller_of
 from harness.collect.arm import ARG_PATH, AUTHORIZATION_API, IDENTITY_TYPE, MSI_API
 from harness.collect.arm_api import ArmGet
 from harness.collect.cache import cached, read_all
@@ -39,7 +40,14 @@ from harness.facts import (
     KubeFailure,
 )
 from harness.issuers import issuer_relation
-from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION, USE_LABEL
+from harness.names import (
+    CLIENT_ID_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    TENANT_ID_ANNOTATION,
+    TERMINAL_PHASES,
+    USE_LABEL,
+)
 
 ARG_PAGE = 1000  # Resource Graph's largest $top
 IDENTITIES_QUERY = (
@@ -99,6 +107,26 @@ def service_accounts_of_labelled_pods(
     except KubeError as exc:
         return set(), exc.failure
     return refs, None
+
+
+def labelled_pod_owners(kube: KubeApi) -> dict[str, list[dict[str, Any]]] | None:
+    """NS/SA -> {kind, name, pods} of what owns the live pods labelled for Workload ID under each ServiceAccount
+    (one list, cluster-wide, the verb the rendered RBAC grants): what a fix that changes the ServiceAccount
+    restarts by name. None: the list was refused."""
+    try:
+        pods, _ = kube.list_pods(None, f"{USE_LABEL}=true")
+    except KubeError:
+        return None
+    owners: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
+        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+        if (meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
+                or (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY):
+            continue
+        ref = f"{meta.get('namespace')}/{spec.get('serviceAccountName') or spec.get('serviceAccount') or 'default'}"
+        owners.setdefault(ref, {}).setdefault(controller_of(pod), []).append(str(meta.get("name") or ""))
+    return {ref: [{"kind": kind, "name": name, "pods": names} for (kind, name), names in found.items()]
+            for ref, found in owners.items()}
 
 
 def _ref(obj: dict[str, Any]) -> str:
@@ -426,6 +454,8 @@ def collect_inventory(
     facts.service_accounts, facts.all_service_accounts, facts.service_accounts_error = list_service_accounts(
         kube
     )
+    if facts.service_accounts:
+        facts.pod_owners = labelled_pod_owners(kube)
     if arm is None or azure is None:
         return facts
     arm, graph = cached(arm), cached(graph)

@@ -705,3 +705,21 @@ def test_hundreds_of_orphans_are_one_finding_with_a_bounded_fix_list() -> None:
     assert orphan.message.startswith("120 federated credentials trust this cluster")
     assert len(orphan.remediation) == 61
     assert orphan.fix_lines()[-1].startswith("# and 61 more of the same kind")  # 120 deletes and one advice
+
+
+def test_the_inventorys_restart_names_what_runs_under_the_service_account() -> None:
+    """By hand in the lab (whole-cluster run): orders-sa annotated {client-id}: the inventory's fix printed
+    kubectl rollout restart deployment -n orders '<deployment>', which fails as pasted, while the workload view
+    named deployment/orders-api. The inventory lists the labelled pods once (pod_owners) and restarts each owner
+    by name; pasted as printed, the next run passed."""
+    facts = healthy()
+    guid = "22222222-3333-4444-8555-666666666666"
+    facts.service_accounts.append(sa("web", "app-sa", f"{{{guid}}}"))
+    facts.pod_owners = {"web/app-sa": [{"kind": "Deployment", "name": "web-api", "pods": ["web-api-7d9f-x"]},
+                                       {"kind": "Job", "name": "nightly-29410", "pods": ["nightly-29410-k2p"]}],
+                        "web/other-sa": [{"kind": "StatefulSet", "name": "db", "pods": ["db-0"]}]}
+    lines = findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()
+    assert [line.split("   #")[0] for line in lines[1:]] == ["kubectl rollout restart deployment/web-api -n web",
+                                                             "kubectl delete pod -n web nightly-29410-k2p"]
+    facts.pod_owners = {}  # listed: no labelled pod runs under it, nothing to restart
+    assert len(findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()) == 1

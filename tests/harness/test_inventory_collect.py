@@ -338,3 +338,38 @@ def test_reads_run_at_most_workers_at_a_time() -> None:
 
     read_all(read, range(WORKERS + 20))
     assert peak == WORKERS == 50
+
+
+def test_the_labelled_pods_are_traced_to_their_owners_per_service_account() -> None:
+    """One cluster-wide list of the pods labelled for Workload ID: each live one under its ServiceAccount's
+    NS/SA with its controller (a ReplicaSet's pod to its Deployment); finished, deleting and probe pods left out;
+    a refused list is None (the fix keeps its placeholder)."""
+    from harness.collect.inventory import labelled_pod_owners
+    from harness.collect.kube_api import KubeError
+    from harness.facts import KubeFailure
+
+    def pod(name: str, owner: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": "web", "labels": {"pod-template-hash": "7d9f", **extra},
+                             "ownerReferences": [owner] if owner else []},
+                "spec": {"serviceAccountName": "app-sa"}, "status": {"phase": "Running"}}
+
+    class Kube:
+        refuse = False
+
+        def list_pods(self, namespace: str | None, selector: str) -> tuple[list[dict[str, Any]], str]:
+            assert (namespace, selector) == (None, "azure.workload.identity/use=true")
+            if self.refuse:
+                raise KubeError(KubeFailure(403, "Forbidden", "pods is forbidden"))
+            done = pod("job-x", {"kind": "Job", "name": "job", "controller": True})
+            done["status"]["phase"] = "Succeeded"
+            return [pod("api-7d9f-b", {"kind": "ReplicaSet", "name": "api-7d9f", "controller": True}),
+                    pod("api-7d9f-a", {"kind": "ReplicaSet", "name": "api-7d9f", "controller": True}),
+                    pod("debug", None), done,
+                    pod("wi-probe-app-sa-1", None, **{"app.kubernetes.io/managed-by": "wi-harness"})], "1"
+
+    kube = Kube()
+    assert labelled_pod_owners(kube) == {"web/app-sa": [  # type: ignore[arg-type]
+        {"kind": "Deployment", "name": "api", "pods": ["api-7d9f-a", "api-7d9f-b"]},
+        {"kind": "Pod", "name": "debug", "pods": ["debug"]}]}
+    kube.refuse = True
+    assert labelled_pod_owners(kube) is None  # type: ignore[arg-type]
