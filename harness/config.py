@@ -859,6 +859,14 @@ def parse_config(
 ) -> HarnessConfig:
     if not isinstance(data, dict):
         raise ConfigError(source, [f"(file): must be a mapping of sections, got {type(data).__name__}"])
+    kubeconfig = data.get("kind") == "Config" or {"clusters", "contexts", "users"} <= set(data)
+    if not set(data) & set(HarnessConfig.model_fields) and (kubeconfig or isinstance(data.get("kind"), str)):
+        # --config ~/.kube/config, or a manifest: one line saying what the file is, not one per key
+        what = ("a kubeconfig" if kubeconfig
+                else f"a Kubernetes manifest (kind {values.printable(str(data['kind']), 40)})")
+        hint = (": name it as cluster.kubeconfig in harness.yaml (cp harness.example.yaml harness.yaml)"
+                if what == "a kubeconfig" else ": --config takes harness.yaml (cp harness.example.yaml harness.yaml)")
+        raise ConfigError(source, [f"(file): is {what}, not a harness config{hint}"])
     context = {
         "base_dir": str(base_dir or Path.cwd()),
         "environ": environ if environ is not None else os.environ,

@@ -252,6 +252,22 @@ def test_a_secret_pasted_where_its_variable_name_belongs_is_not_echoed(tmp_path:
     ]
 
 
+def test_a_kubeconfig_or_a_manifest_given_as_the_config_is_one_line_saying_so(tmp_path: Path) -> None:
+    """--config ~/.kube/config: one line, not one 'unknown field' per key (with 'clusters: did you mean
+    cluster?' among them)."""
+    kubeconfig = {"apiVersion": "v1", "kind": "Config", "clusters": [], "contexts": [], "users": [],
+                  "current-context": "aks", "preferences": {}}
+    assert problems(kubeconfig, tmp_path) == [
+        "(file): is a kubeconfig, not a harness config: name it as cluster.kubeconfig in harness.yaml "
+        "(cp harness.example.yaml harness.yaml)"]
+    del kubeconfig["kind"]
+    assert problems(kubeconfig, tmp_path)[0].startswith("(file): is a kubeconfig, not a harness config")
+    assert problems({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {}}, tmp_path) == [
+        "(file): is a Kubernetes manifest (kind ServiceAccount), not a harness config: --config takes "
+        "harness.yaml (cp harness.example.yaml harness.yaml)"]
+    assert len(problems({"kind": "x", "workloads": "y"}, tmp_path)) == 2  # a harness section: its fields' lines
+
+
 def test_duplicate_workloads(tmp_path: Path) -> None:
     data = good(tmp_path)
     data["workloads"].append(dict(data["workloads"][0]))
