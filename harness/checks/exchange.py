@@ -260,6 +260,14 @@ def egress_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any], kind: s
     dns = _dns_fix(ctx, url, evidence) if kind == "dns" else None
     if dns is not None:
         return [*dns, *fix.egress_test(ctx.namespace, url, None)]
+    if kind == "dns":  # no policy keeps DNS queries in: the name itself, or the resolvers behind the cluster's DNS
+        host = urllib.parse.urlsplit(url).hostname or url
+        return [fix.kubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns",
+                            note="the cluster's DNS (CoreDNS): Running and Ready?"),
+                advice(f"{host} did not resolve in the pod: check the host name (harness.yaml, the pod's "
+                       "AZURE_AUTHORITY_HOST), and that the DNS servers CoreDNS forwards to (the VNet's custom DNS, a "
+                       "private DNS zone linked to it) answer for it"),
+                *fix.egress_test(ctx.namespace, url, None)]
     proxied = _proxy_fix(ctx, url, said, evidence)
     if proxied is not None:
         return [*proxied, *fix.egress_test(ctx.namespace, url, None)[:1]]

@@ -266,6 +266,9 @@ def test_a_policy_that_lets_https_out_but_no_dns_gets_dns_added_to_its_rules() -
     udp_dns = policy("egress-dns", {}, policyTypes=["Egress"], egress=[{"ports": [{"protocol": "UDP", "port": 53}]}])
     (finding,) = _unresolved_exchange([https_only, udp_dns]).findings
     assert "dns_blocked_by_network_policies" not in finding.evidence
+    assert finding.fix_lines()[0] == ("kubectl get pods -n kube-system -l k8s-app=kube-dns   # the cluster's DNS "
+                                      "(CoreDNS): Running and Ready?")
+    assert not any(line.startswith("kubectl delete networkpolicy") for line in finding.fix_lines())
 
 
 def test_a_tunnel_the_pods_https_proxy_refused_is_the_proxys_allow_list_not_a_network_policy() -> None:
