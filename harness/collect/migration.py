@@ -294,7 +294,9 @@ def _resource_gone(arm: ArmGet | None, spec: dict[str, Any], out: dict[str, Iden
     answer = arm(f"{resource_id}?api-version={MSI_API}")
     now = str(((answer.body or {}).get("properties") or {}).get("clientId") or "") if answer.ok else ""
     # 404, or the name made again (az identity create: a new client id): the client id's identity is deleted
-    if answer.status == 404 or (values.is_guid(now) and now.lower() != str(spec.get("clientID")).lower()):
+    # SubscriptionNotFound (a subscription of another tenant, or a typo) is no proof the identity is gone
+    if (answer.status == 404 and answer.code in ("ResourceNotFound", "ResourceGroupNotFound")) or (
+            values.is_guid(now) and now.lower() != str(spec.get("clientID")).lower()):
         looked_up.resource_id, looked_up.resolved_by = resource_id, RESOURCE_GONE
     elif answer.status == 403:
         looked_up.refused.append(answer)

@@ -774,6 +774,14 @@ def test_the_collector_tells_a_deleted_managed_identity_by_a_get_of_its_resource
     backend = world.backend()
     looked_up = collect_migration(backend.kube, backend.arm, azure, backend.graph).identities[dead]
     assert (looked_up.resolved_by, looked_up.resource_id) == (RESOURCE_GONE, again)
+    # az rest GET in another tenant's or a mistyped subscription: SubscriptionNotFound, which proves nothing
+    from harness.collect.migration import _resource_gone
+
+    for code, gone in (("SubscriptionNotFound", False), ("ResourceGroupNotFound", True)):
+        out = {dead: IdentityFacts(configured=True)}
+        _resource_gone(lambda url, code=code: Fetched(url, 404, None, "not found", code),
+                       {"type": 0, "clientID": dead, "resourceID": gone_id}, out)
+        assert (out[dead].resolved_by == RESOURCE_GONE) is gone
 
 
 def test_the_terminals_coverage_line_names_the_identity_a_binding_moved_to() -> None:
