@@ -277,7 +277,11 @@ def egress_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any], kind: s
         return [advice(f"the cluster enforces no NetworkPolicy (ARM networkProfile.networkPolicy: none), so "
                        f"{', '.join(policies[:5])} {'do' if len(policies) > 1 else 'does'} not block the pod: look at "
                        "the egress firewall, the subnet's NSG and route table, or a proxy"),
-                *fix.egress_test(ctx.namespace, url, None)]
+                *_outside_the_cluster(ctx, url), *fix.egress_test(ctx.namespace, url, None)]
+    if not policies:
+        outside = _outside_the_cluster(ctx, url)
+        if outside:
+            return [*outside, *fix.egress_test(ctx.namespace, url, None)]
     if policies:
         evidence["egress_network_policies"] = policies
     steps = fix.egress_test(ctx.namespace, url, policies)
@@ -288,6 +292,29 @@ def egress_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any], kind: s
         steps.insert(0, advice(f"NetworkPolic{'ies' if several else 'y'} {', '.join(probe_only[:5])} "
                                f"{'select' if several else 'selects'} the probe pod and none of the workload's own "
                                "pods: the probe is blocked, not necessarily the workload"))
+    return steps
+
+
+def _outside_the_cluster(ctx: WorkloadContext, url: str) -> list[Step]:
+    """Where else the pod's egress is filtered, as ARM describes the cluster: outboundType userDefinedRouting sends
+    it through the route table's next hop (an Azure Firewall or an appliance), whose rules must allow the host
+    (AKS's required outbound network rules list login.microsoftonline.com:443); Cilium's dataplane also enforces
+    CiliumNetworkPolicies (FQDN egress filtering among them), which the harness does not read."""
+    fetched = ctx.cluster.arm_cluster if ctx.cluster else None
+    body = fetched.body if fetched is not None and fetched.ok and isinstance(fetched.body, dict) else {}
+    profile = (body.get("properties") or {}).get("networkProfile") or {}
+    if not isinstance(profile, dict):
+        return []
+    host = urllib.parse.urlsplit(url).hostname or url
+    steps: list[Step] = []
+    if str(profile.get("outboundType") or "").lower() == "userdefinedrouting":
+        steps.append(advice(f"the cluster's egress leaves through its route table's next hop (ARM outboundType "
+                            f"userDefinedRouting: an Azure Firewall or another appliance): allow {host}:443 in its "
+                            "rules (AKS's required outbound rules list login.microsoftonline.com)"))
+    if str(profile.get("networkDataplane") or "").lower() == "cilium":
+        steps.append(fix.kubectl("get", "ciliumnetworkpolicies.cilium.io,ciliumclusterwidenetworkpolicies.cilium.io",
+                                 "-A", note="Cilium's own policies (FQDN egress rules), which the harness does not "
+                                            "read"))
     return steps
 
 

@@ -290,3 +290,27 @@ def test_a_tunnel_the_pods_https_proxy_refused_is_the_proxys_allow_list_not_a_ne
     assert any(line.startswith("az aks show ") and "--query httpProxyConfig" in line for line in lines), lines
     assert not any(line.startswith("kubectl delete networkpolicy") for line in lines), lines
     assert not any("s3cret" in line for line in lines) and "s3cret" not in str(finding.evidence)
+
+
+def test_egress_no_network_policy_blocks_is_looked_for_where_the_cluster_sends_it() -> None:
+    """No NetworkPolicy isolates the probe pod and Entra timed out: ARM's networkProfile says where else egress is
+    filtered: outboundType userDefinedRouting (a firewall behind the route table, whose rules must allow the
+    host), and Cilium's dataplane (CiliumNetworkPolicies, FQDN rules among them, which the harness does not read)."""
+    pod = probe_pod([])
+    pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"token_url": TOKEN_URL},
+                            "error": {"kind": "timeout", "message": "TimeoutError: timed out"}}]}
+    facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(),
+                          ServiceAccountFacts("finance", "backend-sa", True, True, {}), IdentityFacts(), pod)
+    workload = WorkloadConfig(namespace="finance", service_account="backend-sa")
+    cluster = _cluster({"outboundType": "userDefinedRouting", "networkDataplane": "cilium",
+                        "networkPolicy": "cilium"})
+    (finding,) = exchange_succeeds(WorkloadContext(facts, workload, cluster, None, time.time())).findings
+    lines = finding.fix_lines()
+    assert lines[0].startswith("# the cluster's egress leaves through its route table's next hop (ARM outboundType "
+                               "userDefinedRouting"), lines
+    assert "allow login.microsoftonline.com:443" in lines[0]
+    assert lines[1].startswith("kubectl get ciliumnetworkpolicies.cilium.io,ciliumclusterwidenetworkpolicies.cilium.io"
+                               " -A"), lines
+    plain = _cluster({"outboundType": "loadBalancer", "networkDataplane": "azure", "networkPolicy": "azure"})
+    (finding,) = exchange_succeeds(WorkloadContext(facts, workload, plain, None, time.time())).findings
+    assert finding.fix_lines()[0].startswith("kubectl run ")
