@@ -647,6 +647,18 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
+        "IDENTITY_RESOURCE_ID_STALE", "identity", "warning",
+        "harness.yaml's identity_resource_id names no identity (ARM: 404), but the managed identity with the "
+        "workload's client id is elsewhere: moved (az resource move keeps its client id and principal id) or a typo; "
+        "the harness judged that one.",
+        "Set identity_resource_id in harness.yaml to the id the finding names.",
+        "unit:tests/harness/test_identity_checks.py::test_an_identity_moved_to_another_group_is_found_by_its_client_i"
+        "d_and_harness_yaml_named",
+        no_lab_fault="the lab's ARM has no moveResources (az resource move answers InvalidRequestUri); by hand, "
+                     "harness.yaml naming the identity under a group it is not in gives it",
+        advice_only="harness.yaml is the person's file: the finding names the id to put there",
+    ),
+    _e(
         "IDENTITY_TENANT_MISMATCH", "identity", "warning",
         "The identity lives in another tenant than expected.",
         "Annotate azure.workload.identity/tenant-id with the identity's tenant.",

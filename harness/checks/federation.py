@@ -116,6 +116,22 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
         return mismatch
     name, _ = fix.identity_name_rg(facts.resource_id)
     where = "" if facts.resolved_by == "config" else f", found by {_RESOLVED_BY.get(str(facts.resolved_by), 'lookup')}"
+    configured_id = ctx.workload.identity_resource_id
+    if configured_id and facts.resource_id and configured_id.lower() != facts.resource_id.lower():
+        # ARM answered 404 for harness.yaml's id and the collector found the client id elsewhere: az resource move
+        # to another group or subscription (a moved identity keeps its client id and principal id), or a typo
+        evidence["configured_resource_id"] = configured_id
+        workload = f"{ctx.namespace}/{ctx.service_account}"
+        message = (f"harness.yaml's identity_resource_id for {workload} names no identity ({configured_id}); the "
+                   f"identity with client id {props.get('clientId')} is {facts.resource_id} (moved, or a typo)")
+        _, group = fix.identity_name_rg(facts.resource_id)
+        return warned(
+            f"harness.yaml's identity_resource_id names no identity: client id {props.get('clientId')} is identity "
+            f"{name} in resource group {group}{where} (moved?)",
+            evidence,
+            Finding("IDENTITY_RESOURCE_ID_STALE", WARNING, "identity", message, evidence, [
+                advice(f"set identity_resource_id: {facts.resource_id} for {workload} in harness.yaml")]),
+        )
     return passed(f"identity {name} (client id {props.get('clientId')}{where}) backs the workload", evidence)
 
 

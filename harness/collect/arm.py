@@ -169,6 +169,13 @@ def collect_identity(
         facts.resolved_by = "subscription_list" if len(facts.searched) > 1 else "resource_graph"
     facts.kind = "managed_identity"
     identity = arm(f"{facts.resource_id}?api-version={MSI_API}")
+    if not identity.ok and identity.status == 404 and facts.resolved_by == "config" and client_id \
+            and values.is_guid(client_id):
+        # harness.yaml's identity_resource_id is not there (az resource move to another group or subscription, or
+        # a typo): the identity with the client id, wherever it is now (the check names harness.yaml's stale id)
+        moved = _moved_identity(arm, azure, client_id, facts)
+        if moved is not None:
+            facts.resource_id, identity = moved
     if not identity.ok:
         facts.error = identity
         return facts
@@ -184,6 +191,24 @@ def collect_identity(
     if principal_id:
         collect_role_assignments(arm, azure, principal_id, facts)
     return facts
+
+
+def _moved_identity(arm: ArmGet, azure: AzureConfig, client_id: str,
+                    facts: IdentityFacts) -> tuple[str, Fetched] | None:
+    """The managed identity with ``client_id`` at another resource id than harness.yaml's, and ARM's answer for it;
+    None (and the facts as they were) when no other identity has it."""
+    searched, refused = list(facts.searched), list(facts.refused)
+    found = search_managed_identities(arm, azure, client_id, facts) or []
+    facts.error = None
+    for candidate in found:
+        if str((candidate.get("properties") or {}).get("clientId", "")).lower() == client_id.lower() \
+                and str(candidate.get("id") or "").lower() != str(facts.resource_id).lower():
+            answer = arm(f"{candidate['id']}?api-version={MSI_API}")
+            if answer.ok:
+                facts.resolved_by = "subscription_list" if len(facts.searched) > len(searched) + 1 else "resource_graph"
+                return str(candidate["id"]), answer
+    facts.searched, facts.refused = searched, refused
+    return None
 
 
 def _principal_of(found: list[dict[str, Any]], guid: str) -> dict[str, Any] | None:

@@ -334,6 +334,40 @@ def test_an_identity_deleted_and_created_again_gets_its_credential_and_roles_bac
     assert not any(line.startswith(("az identity federated-credential", "az role")) for line in lines), lines
 
 
+def test_an_identity_moved_to_another_group_is_found_by_its_client_id_and_harness_yaml_named() -> None:
+    """az resource move of the identity to another resource group (its client id and principal id kept): ARM answers
+    404 for harness.yaml's identity_resource_id. The run failed IDENTITY_NOT_FOUND, printing az identity create in
+    the old group, though the exchange and the reads worked (the token's xms_mirid named the new id). The collector
+    now finds the client id elsewhere and judges that identity; the check warns and names the id for harness.yaml."""
+    from test_collect import SUB, AzureApis, identity_reads
+    from test_collect import azure as collect_azure
+
+    from harness.collect.arm import collect_identity
+
+    old = f"/subscriptions/{SUB}/resourcegroups/oldRg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i"
+    new = f"/subscriptions/{SUB}/resourceGroups/idRg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/i"
+    row = {"id": new, "properties": {"clientId": CLIENT, "principalId": "p"}}
+    apis = AzureApis(arg=Fetched("arg", 200, {"data": [row]}), arm={
+        old: Fetched(old, 404, None, "Resource group 'oldRg' could not be found.", "ResourceGroupNotFound"),
+        **identity_reads(new)})
+    facts = collect_identity(apis.arm, collect_azure(), old, CLIENT, apis.graph)
+    assert (facts.resource_id, facts.resolved_by, facts.error) == (new, "resource_graph", None)
+    assert facts.federated_credentials == []
+    # no identity has the client id: the 404 stands, as before
+    apis.arg = Fetched("arg", 200, {"data": []})
+    gone = collect_identity(apis.arm, collect_azure(), old, CLIENT, apis.graph)
+    assert gone.error is not None and gone.error.status == 404 and gone.resource_id == old and gone.searched == []
+
+    ctx = context_for(client_id=CLIENT, identity_resource_id=old)
+    ctx.azure, ctx.facts.identity = azure(), facts
+    facts.kind = "managed_identity"
+    outcome = identity_matches(ctx)
+    assert outcome.status == WARN and "client id " + CLIENT + " is identity i in resource group idRg" in outcome.message
+    (finding,) = outcome.findings
+    assert finding.code == "IDENTITY_RESOURCE_ID_STALE"
+    assert finding.fix_lines() == [f"# set identity_resource_id: {new} for finance/backend-sa in harness.yaml"]
+
+
 def test_without_graph_read_an_unknown_client_id_is_also_looked_for_in_deleted_applications() -> None:
     """AADSTS700016 with Graph refusing the harness: the application may have been deleted (az ad app delete), which
     the harness cannot see; the look-ups listed live identities only. The person's az now lists Graph's deleted
