@@ -425,6 +425,16 @@ def _unbound(ctx: MigrationContext) -> list[dict[str, Any]]:
         why = (f"{ref}'s {POD_IDENTITY_LABEL}={value!r} matches no AzureIdentityBinding's selector"
                + (f" (it differs from {', '.join(near)}'s only in case or spaces: MIC matches exactly)" if near else "")
                + " and it has no Workload ID token: it gets no token at all")
+        client_ids = {str(sa.get("client_id")).lower() for sa in facts.service_accounts.items
+                      if (sa["namespace"], sa["name"]) == (namespace, account)}
+        by_identity = sorted(f"{b['namespace']}/{b['name']} (selector {str((b.get('spec') or {}).get('selector'))!r})"
+                             for b in bindings for i in facts.azure_identities.items
+                             if (i["namespace"], i["name"]) == (b["namespace"], str((b.get("spec") or {}).get(
+                                 "azureIdentity") or ""))
+                             and str((i.get("spec") or {}).get("clientID")).lower() in client_ids)
+        if by_identity and not near:
+            why += (f"; its ServiceAccount {namespace}/{account} names the identity of {', '.join(by_identity)}: that "
+                    "selector, or this label, edited?")
         orphans = [i for i in facts.azure_identities.items
                    if i["namespace"] == namespace and (namespace, i["name"]) not in named]
         steps: list[Step] = []
@@ -842,8 +852,12 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
         uninjected = [p for p in ctx.facts.labelled_pods.items
                       if f"{p['namespace']}/{p['name']}" in row.get("uninjected_pods", [])]
         stale = {(p["namespace"], str(p.get("owner_kind")), str(p.get("owner_name"))) for p in uninjected}
-        owners = sorted({(p["namespace"], str(p.get("owner_kind")), str(p.get("owner_name"))) for p in legacy}
-                        | stale)
+        # pods running as its ServiceAccounts whose aadpodidbinding value is not this selector (the binding's
+        # selector edited, or the label): theirs are the templates to label too
+        runs_as = [p for p in ctx.facts.legacy_pods.items
+                   if (p["namespace"], str(p.get("service_account"))) in set(accounts) and p not in legacy]
+        owners = sorted({(p["namespace"], str(p.get("owner_kind")), str(p.get("owner_name")))
+                         for p in [*legacy, *runs_as]} | stale)
         for ns, kind, name in owners:
             if kind == "Pod":
                 steps.append(advice(f"recreate pod {ns}/{name} labelled {USE_LABEL}: \"true\", without "

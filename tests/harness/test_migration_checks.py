@@ -790,3 +790,26 @@ def test_the_terminals_coverage_line_names_the_identity_a_binding_moved_to() -> 
     row = {"binding": "reports/reports-binding", "client_id": "c", "migrated": False,
            "missing": ["service_account", "labelled_pods"], "unknown": [], "moved_to": ["reports/reports-sa=n"]}
     assert coverage_lines([row])[1].endswith("moved to reports/reports-sa=n; lacks service_account, labelled_pods")
+
+
+def test_a_binding_whose_selector_was_edited_away_from_its_pods_labels_their_template() -> None:
+    """By hand in the lab: kubectl patch azureidentitybinding reports-binding selector reports-v2, reports-api's
+    pods still aadpodidbinding=reports under reports-sa (annotated, federated). The binding's fix was only 'label
+    the pod template of each workload running as reports/reports-sa'; the pods' message did not say why they had
+    no identity. Now the template patch is printed, and the pod names the binding whose identity its ServiceAccount
+    names."""
+    client = "17171717-2828-4393-8a0a-515151515151"
+    facts, cluster = leftover()
+    facts.azure_identities.items.append({"namespace": "reports", "name": "reports-identity",
+                                         "spec": {"type": 0, "clientID": client}})
+    facts.azure_identity_bindings.items.append({"namespace": "reports", "name": "reports-binding",
+                                                "spec": {"azureIdentity": "reports-identity", "selector": "reports-v2"}})
+    facts.service_accounts.items.append({"namespace": "reports", "name": "reports-sa", "client_id": client})
+    facts.identities[client] = managed_identity("reportsId", client, ["system:serviceaccount:reports:reports-sa"])
+    fixes = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                 if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
+    assert "kubectl patch deployment/reports-api -n reports --type merge -p " \
+           "'{\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"azure.workload.identity/use\":\"true\"}}}}}'" in fixes
+    message = pods_unlabelled(MigrationContext(facts, cluster, AZURE)).findings[0].message
+    assert "its ServiceAccount reports/reports-sa names the identity of reports/reports-binding (selector " \
+           "'reports-v2'): that selector, or this label, edited?" in message
