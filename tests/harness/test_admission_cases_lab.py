@@ -533,3 +533,50 @@ def test_a_statefulset_refused_by_pod_security_is_named_from_its_event(
     finally:
         kubectl(running_lab, kube_home, "label", "namespace", "finance", "pod-security.kubernetes.io/enforce-")
         kubectl(running_lab, kube_home, "delete", "statefulset", "ledger", "-n", "finance", "--ignore-not-found")
+
+
+REQUIRED_TEAM = {
+    "apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sRequiredLabels",
+    "metadata": {"name": "pods-need-a-team"},
+    "spec": {"match": {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}], "namespaces": ["finance"]},
+             "parameters": {"labels": [{"key": "team", "allowedRegex": "^[a-z]+$"}]}},
+}
+
+
+def test_a_required_labels_policy_is_met_by_the_probe_labels_the_fix_prints(
+    running_lab: RunningLab, kube_home: Path, tmp_path: Path
+) -> None:
+    """A team's gatekeeper-library K8sRequiredLabels constraint, applied with kubectl after the Deployment's pods
+    got the label: the probe is POD_REJECTED_BY_POLICY, and the fix prints probe.labels with the value the
+    workload's pods carry; set so in harness.yaml, the next run passes."""
+    template = '{"spec":{"template":{"metadata":{"labels":{"team":%s}}}}}'
+    ctl(running_lab, "policy", "allowed-repos", "--namespace", "wi-harness-unused", "--repo", "x")  # the CRDs
+    try:
+        patched = kubectl(running_lab, kube_home, "-n", "finance", "patch", "deployment", "backend", "--type",
+                          "merge", "-p", template % '"payments"')
+        assert patched.returncode == 0, patched.stderr
+        rolled = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "deployment", "backend",
+                         "--timeout", "60s")
+        assert rolled.returncode == 0, rolled.stderr
+        (tmp_path / "team.yaml").write_text(yaml.safe_dump(REQUIRED_TEAM))
+        applied = kubectl(running_lab, kube_home, "apply", "-f", str(tmp_path / "team.yaml"))
+        assert applied.returncode == 0, applied.stderr
+        config = quick_config(running_lab, tmp_path / "refused.yaml")
+        result, document = run_suites(tmp_path / "refused", "--config", config, "--workload", WORKLOAD)
+        assert result.returncode != 0
+        policy = workload_findings(document)["POD_REJECTED_BY_POLICY"]
+        assert policy["message"].endswith('[pods-need-a-team] you must provide labels: {"team"}')
+        assert policy["remediation"][-1] == ('# set probe.labels in harness.yaml: {team: "payments"} (the values the '
+                                             "workload's pods carry)")
+
+        labelled = quick_config(running_lab, tmp_path / "labelled.yaml", labels={"team": "payments"},
+                                timeout_seconds=120)
+        result, document = run_suites(tmp_path / "labelled", "--config", labelled, "--workload", WORKLOAD)
+        assert result.returncode == 0, result.stdout[-3000:]
+    finally:
+        ctl(running_lab, "policy", "clear")
+        kubectl(running_lab, kube_home, "-n", "finance", "patch", "deployment", "backend", "--type", "merge", "-p",
+                template % "null")
+    rolled = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "deployment", "backend",
+                     "--timeout", "60s")
+    assert rolled.returncode == 0, rolled.stderr
