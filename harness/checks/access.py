@@ -242,7 +242,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
                 "ACCESS_ALLOWED_UNEXPECTEDLY",
                 ERROR,
                 "access",
-                f"least privilege violated: the workload can read {what}",
+                f"least privilege violated: the workload can read {what}{_granted_by(ctx, check)}",
                 evidence,
                 _revoke_read(ctx, check, principal),
             ),
@@ -308,6 +308,23 @@ def target_scope(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess)
     return f"{found['id']}/blobServices/default/containers/{check.container}/blobs/{check.blob}"
 
 
+def _granted_by(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> str:
+    """``: <role> on <scope> grants it (inherited from ...)`` for the assignments that let the identity read."""
+    resource = resource_of(ctx, check)
+    granting = [] if resource is None else granting_assignments(ctx, check)
+    if not granting:
+        return ""
+    parts = []
+    for a in granting[:3]:
+        segments = [x.lower() for x in a.scope.strip("/").split("/")]
+        inherited = "" if a.scope.lower().startswith(resource["id"].lower()) else (
+            " (inherited from the subscription)" if len(segments) == 2 and segments[0] == "subscriptions"
+            else f" (inherited from resource group {a.scope.strip('/').split('/')[3]})"
+            if len(segments) == 4 and segments[2] == "resourcegroups" else " (inherited)")
+        parts.append(f"{a.role} on {a.scope}{inherited}")
+    return ": " + "; ".join(parts) + (" grants it" if len(parts) == 1 else " grant it")
+
+
 def _revoke_read(
     ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, principal: str | None
 ) -> list[Step]:
@@ -315,12 +332,8 @@ def _revoke_read(
     target's chain): those on the resource itself (or below) deleted by id; one on a wider scope (a group, the
     subscription) may carry reads the workload needs, so a person narrows it (a ``<placeholder>``), as when the
     assignments could not be read or the right comes from elsewhere (a group, an access policy)."""
-    assignments, target, resource = ctx.facts.identity.role_assignments, target_scope(ctx, check), \
-        resource_of(ctx, check)
-    granting = [] if assignments is None or target is None or resource is None else [
-        a for a in view_assignments(assignments, ctx.facts.identity.role_names,
-                                    ctx.facts.identity.role_permissions, check.kind, target)
-        if a.grants and a.covers]
+    resource = resource_of(ctx, check)
+    granting = [] if resource is None else granting_assignments(ctx, check)
     on_resource = [a for a in granting if a.scope.lower().startswith(resource["id"].lower())][:3]
     wider = [a for a in granting if a not in on_resource][:3]
     steps: list[Step] = []
@@ -329,11 +342,42 @@ def _revoke_read(
                          + "; ".join(f"{a.role} on {a.scope}" for a in on_resource)),
                   *[fix.delete_role_assignment_id(a.id) for a in on_resource]]
     if wider:
-        steps.append(advice("narrow what grants it on a wider scope (grant at the scopes the workload needs, then "
-                            "delete it): " + "; ".join(f"{a.role} on {a.scope} ({a.id})" for a in wider)))
-    if wider or not on_resource:
+        # an assignment inherited from a resource group or the subscription: the allow targets it alone covers keep
+        # their read through a grant at their own resource, then it goes
+        steps.append(advice("narrow what grants it on a wider scope, if nothing else the identity does needs it: "
+                            + "; ".join(f"{a.role} on {a.scope}" for a in wider)
+                            + ": grant the reads the workload needs at their resources, then delete it"))
+        steps += _keep_reads(ctx, principal, {a.id for a in wider})
+        steps += [fix.delete_role_assignment_id(a.id) for a in wider]
+    if not on_resource and not wider:
         steps += [fix.list_roles(principal), fix.delete_role_assignment()]
     return steps
+
+
+def granting_assignments(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> list[Assignment]:
+    """The identity's assignments whose role grants the check's read on a scope on its target's chain (none when
+    the assignments or the resource are not known)."""
+    assignments, target = ctx.facts.identity.role_assignments, target_scope(ctx, check)
+    if assignments is None or target is None:
+        return []
+    return [a for a in view_assignments(assignments, ctx.facts.identity.role_names,
+                                        ctx.facts.identity.role_permissions, check.kind, target)
+            if a.grants and a.covers]
+
+
+def _keep_reads(ctx: WorkloadContext, principal: str | None, removed: set[str]) -> list[Command]:
+    """Grants at their resources of the allow targets that only the ``removed`` assignments let the identity read."""
+    grants: list[Command] = []
+    for other in ctx.workload.access:
+        found = resource_of(ctx, other)
+        fitting = granting_assignments(ctx, other) if other.expect == "allow" and found is not None else []
+        if fitting and all(a.id in removed for a in fitting) and found is not None:
+            suffix = "" if isinstance(other, KeyVaultSecretAccess) else \
+                f"/blobServices/default/containers/{other.container}"
+            grant = fix.grant_role(principal, READ_ROLES[other.kind], found["id"] + suffix)
+            if grant not in grants:
+                grants.append(grant)
+    return grants
 
 
 def _client_id_assignments(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,

@@ -368,6 +368,43 @@ def test_an_identity_moved_to_another_group_is_found_by_its_client_id_and_harnes
     assert finding.fix_lines() == [f"# set identity_resource_id: {new} for finance/backend-sa in harness.yaml"]
 
 
+def test_a_deny_target_read_through_a_group_assignment_keeps_the_allowed_reads_and_deletes_it() -> None:
+    """Key Vault Secrets User given on the resource group (az role assignment create --scope <group id>) instead of
+    the vault: the workload reads its own vault and also the platform vault it must not. The finding said only
+    'least privilege violated' and printed a comment, az role assignment list and a delete with a placeholder id.
+    It now says which assignment grants it and where it is inherited from, and prints the grant on the vault the
+    workload needs, then the delete by id (pasted in the lab: the next run passed)."""
+    group = "/subscriptions/s/resourceGroups/myRg"
+    own, platform = "https://finance-kv.vault.azure.net/", "https://platform-kv.vault.azure.net/"
+    checks = [KeyVaultSecretAccess(kind="keyvault_secret", vault_url=own, secret="db", expect="allow"),
+              KeyVaultSecretAccess(kind="keyvault_secret", vault_url=platform, secret="admin", expect="deny")]
+    ctx = context_for(client_id=CLIENT, access=checks)
+    ctx.azure = azure()
+    ctx.cluster.access_resources = {
+        url.rstrip("/"): {"id": f"{group}/providers/Microsoft.KeyVault/vaults/{name}", "name": name,
+                          "resource_group": "myRg", "rbac_authorization": "true"}
+        for url, name in ((own, "finance-kv"), (platform, "platform-kv"))}
+    assignment = f"{group}/providers/Microsoft.Authorization/roleAssignments/a1"
+    ctx.facts.identity = IdentityFacts(
+        configured=True, kind="managed_identity", resource_id=IDENTITY_ID, resolved_by="config",
+        identity={"id": IDENTITY_ID, "properties": {"clientId": CLIENT, "principalId": SP_ID}},
+        role_assignments=[{"id": assignment, "properties": {"roleDefinitionId": "r/user", "scope": group}}],
+        role_names={"r/user": "Key Vault Secrets User"},
+        role_permissions={"r/user": {"dataActions": ["Microsoft.KeyVault/vaults/secrets/getSecret/action"]}})
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 1, "status": "fail", "outcome": "allow",
+                                      "evidence": {"outcome": "allow", "status": 200}}]}
+    (finding,) = access_outcome(ctx, 1, checks[1]).findings
+    assert finding.code == "ACCESS_ALLOWED_UNEXPECTEDLY"
+    assert finding.message.endswith(f": Key Vault Secrets User on {group} (inherited from resource group myRg) "
+                                    "grants it"), finding.message
+    lines = [line for line in finding.fix_lines() if not line.startswith("#")]
+    assert lines == [f"az role assignment create --assignee-object-id {SP_ID} --assignee-principal-type "
+                     f"ServicePrincipal --role 'Key Vault Secrets User' --scope {group}/providers/"
+                     "Microsoft.KeyVault/vaults/finance-kv",
+                     f"az role assignment delete --ids {assignment}"]
+
+
 def test_without_graph_read_an_unknown_client_id_is_also_looked_for_in_deleted_applications() -> None:
     """AADSTS700016 with Graph refusing the harness: the application may have been deleted (az ad app delete), which
     the harness cannot see; the look-ups listed live identities only. The person's az now lists Graph's deleted
