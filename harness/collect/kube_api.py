@@ -18,6 +18,8 @@ import os
 import re
 import shlex
 import shutil
+import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -326,10 +328,56 @@ class _KubeConfigErrors(logging.Handler):
             self.messages.append(record.getMessage())
 
 
+EXEC_PLUGIN_TIMEOUT = 60.0  # kubelogin and az get a token in seconds; a device-code sign-in waits 15 minutes
+_TIMED_OUT = "wi-harness: stopped, no credential within"
+
+
+class _BoundedPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """The kubernetes client's exec credential plugin, given :data:`EXEC_PLUGIN_TIMEOUT` to answer: the client
+    waits without a limit, and under pytest (no terminal) a plugin that waits for an interactive sign-in
+    (kubelogin's default devicecode login) would hold the run forever with its prompt captured, unseen. Its own
+    process group, so that what it started (az, a shell's children) is stopped with it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("start_new_session", True)
+        super().__init__(*args, **kwargs)
+
+    def communicate(self, input: Any = None, timeout: float | None = None) -> tuple[Any, Any]:  # noqa: A002
+        try:
+            return super().communicate(input, EXEC_PLUGIN_TIMEOUT if timeout is None else timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(self.pid, signal.SIGKILL)
+            out, err = super().communicate()
+            return out, f"{_TIMED_OUT} {EXEC_PLUGIN_TIMEOUT:.0f} s\n{err or ''}"
+
+
+class _ExecProviderSubprocess:
+    """``subprocess`` as the client's exec_provider module sees it: the same, but Popen bounded."""
+
+    Popen = _BoundedPopen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+
+def _bound_exec_plugins() -> None:
+    from kubernetes.config import exec_provider
+
+    if not isinstance(exec_provider.subprocess, _ExecProviderSubprocess):
+        exec_provider.subprocess = _ExecProviderSubprocess()  # type: ignore[assignment]
+
+
 def exec_failure_reason(message: str) -> str:
     """A one-line reason from the client's exec-plugin error: "command not found", "exited with status 1: <the
-    first line it printed on stderr>" or the error itself, shortened."""
+    first line it printed on stderr>", "gave no credential within 60 s ..." or the error itself, shortened."""
     exited = re.match(r"exec: process returned (-?\d+)\.? ?(.*)", message, re.DOTALL)
+    if exited and exited.group(2).startswith(_TIMED_OUT):
+        said = [line.strip() for line in exited.group(2).splitlines()[1:] if line.strip()]
+        return (f"gave no credential within {EXEC_PLUGIN_TIMEOUT:.0f} s and was stopped: it waits for an "
+                "interactive sign-in" + (f" ({printable(said[0], 200)})" if said else "") + "; sign in once where "
+                "kubectl can prompt (kubectl get namespaces), or make it non-interactive: kubelogin "
+                "convert-kubeconfig -l azurecli (or -l workloadidentity in CI)")
     if exited:
         first_line = next((line.strip() for line in exited.group(2).splitlines() if line.strip()), "")
         return f"exited with status {exited.group(1)}" + (
@@ -359,6 +407,7 @@ class OfficialKubeApi:
                 self._api_client = client.ApiClient(configuration)
                 self.context = "in-cluster"
             else:
+                _bound_exec_plugins()
                 if context is None:  # kubectl's current-context (first file of $KUBECONFIG), not the client's (last)
                     with contextlib.suppress(KubeconfigProblem):  # the client says why below
                         context = read_kubeconfig(kubeconfig).current_context

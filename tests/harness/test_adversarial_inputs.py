@@ -555,6 +555,30 @@ def test_a_failing_exec_plugin_that_prints_the_secret_is_redacted(
     assert PLANTED_SECRET not in line
 
 
+def test_an_exec_plugin_waiting_for_a_device_code_sign_in_is_stopped_and_named(
+    pytester: pytest.Pytester, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kubelogin's default devicecode login prints its prompt on stderr (captured by the client) and waits 15
+    minutes: under pytest the run hung without a word. The plugin is stopped (a child it started too) and its
+    prompt is the usage line's reason."""
+    import harness.collect.kube_api as kube_api
+
+    monkeypatch.setattr(kube_api, "EXEC_PLUGIN_TIMEOUT", 2.0)
+    project(pytester, fake_backend=False)
+    script = pytester.path / "kubelogin-waits"
+    script.write_text("#!/bin/sh\necho 'To sign in, use a web browser to open the page "
+                      "https://microsoft.com/devicelogin and enter the code ABCD1234 to authenticate.' >&2\n"
+                      "sleep 300\n")
+    script.chmod(0o755)
+    (pytester.path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig(_exec_user(str(script)))))
+    started = time.monotonic()
+    result, before = run_cli(pytester, private_tmp, "suites", "--config", "harness.yaml")
+    assert time.monotonic() - started < 30
+    assert_one_usage_line(result, pytester, before, "kubelogin-waits' failed: gave no credential within 2 s and "
+                          "was stopped: it waits for an interactive sign-in (To sign in, use a web browser",
+                          "kubelogin convert-kubeconfig -l azurecli")
+
+
 def test_a_default_kubeconfig_that_is_a_device_is_one_usage_line(
     pytester: pytest.Pytester, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
