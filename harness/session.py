@@ -31,7 +31,23 @@ def parse_ref(value: str, option: str) -> tuple[str, str]:
     try:
         return split_reference(value)
     except ValueError as exc:
-        raise BadReference(f"{option} '{printable(value, 80)}': {exc}") from None
+        raise BadReference(f"{option} '{printable(value, 80)}': {exc}{_meant_reference(value, option)}") from None
+
+
+def _meant_reference(value: str, option: str) -> str:
+    """The form a person meant, when it is plain: a federated credential's subject or NS:NAME copied in, or
+    several references in one value."""
+    parts = value.removeprefix("system:serviceaccount:").split(":")
+    if len(parts) == 2 and "/" not in value:
+        try:
+            namespace, name = split_reference("/".join(parts))
+        except ValueError:
+            return ""
+        return f"; did you mean {option} {namespace}/{name}?"
+    if "," in value:
+        return f"; name one per {option}, repeated: " + " ".join(
+            f"{option} {printable(part.strip(), 80)}" for part in value.split(",")[:3] if part.strip())
+    return ""
 
 
 def parse_namespace(value: str, option: str) -> str:

@@ -396,6 +396,13 @@ REFERENCE_CASES = [
     ),
     pytest.param("--workload", "backend-sa", "expected NAMESPACE/NAME", id="no-slash"),
     pytest.param("--workload", "finance/backend/sa", "expected NAMESPACE/NAME", id="two-slashes"),
+    # a federated credential's subject, NS:NAME, or several in one value: the form meant is named
+    pytest.param("--workload", "system:serviceaccount:finance:backend-sa",
+                 "; did you mean --workload finance/backend-sa?", id="fic-subject"),
+    pytest.param("--pod", "finance:backend-7d9f", "; did you mean --pod finance/backend-7d9f?", id="colon"),
+    pytest.param("--workload", "finance/backend-sa,orders/orders-sa",
+                 "; name one per --workload, repeated: --workload finance/backend-sa --workload orders/orders-sa",
+                 id="comma-list"),
     pytest.param("--pod", "Finance/Pod", "the namespace must be a DNS-1123 label", id="upper-case"),
     pytest.param(
         "--workload", "finance/" + "s" * 254, "the name must be a DNS-1123 subdomain", id="254-char-name"
