@@ -309,6 +309,16 @@ _CORDONED = "node(s) were unschedulable"
 _SELECTOR_MISSED = "node(s) didn't match Pod's node affinity/selector"
 
 
+# what the node lifecycle controller taints a node with for its conditions (kubernetes.io "Taints and Tolerations":
+# Taint based Evictions, Taint Nodes by Condition), and the cloud provider's taint on a node it has not initialized:
+# a node's state to repair, never a taint to tolerate
+_CONDITION_TAINTS = frozenset({
+    "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable", "node.kubernetes.io/memory-pressure",
+    "node.kubernetes.io/disk-pressure", "node.kubernetes.io/pid-pressure", "node.kubernetes.io/network-unavailable",
+    "node.cloudprovider.kubernetes.io/uninitialized",
+})
+
+
 def _live_pod_specs(ctx: WorkloadContext) -> list[dict[str, Any]]:
     live = ctx.facts.live_pods
     return [pod.pod for pod in (live.pods if live else [])]
@@ -347,11 +357,21 @@ def _unschedulable_fix(namespace: str, pod: str, message: str, spec_pod: dict[st
     to end, never a toleration; a nodeSelector no node meets (probe.node_selector) is looked up as a label query;
     else probe.node_selector / tolerations for the workload's node pool; the kept pod's events last."""
     listed = fix.kubectl("get", "nodes", "-o", "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints")
-    untolerated = fix.untolerated_taints(message)
+    found = fix.untolerated_taints(message)
+    unhealthy = sorted({key for key, _, _, _ in found if key in _CONDITION_TAINTS})
+    untolerated = [taint for taint in found if taint[0] not in _CONDITION_TAINTS]
     tolerations = [fix.tolerate_taint(key, value) for key, value, count, total in untolerated if count == total]
     if not tolerations:
         tolerations = _pool_taints(untolerated, live or [])
     steps: list[Step] = [listed, *tolerations]
+    if unhealthy:
+        steps += [
+            fix.kubectl("get", "nodes", "-o", "custom-columns=NAME:.metadata.name,READY:.status.conditions[?(@.type"
+                        '=="Ready")].status', note="the nodes' state"),
+            advice(f"{', '.join(unhealthy)}: the taint the node controller puts on a node in that condition (not "
+                   "ready, unreachable, under memory, disk or PID pressure): a person repairs the nodes (kubectl "
+                   "describe node: Conditions, Events), or waits for new ones; the probe must not tolerate it"),
+        ]
     if _CORDONED in message:
         steps += [
             fix.kubectl("get", "nodes", note="SchedulingDisabled: cordoned"),

@@ -1405,6 +1405,17 @@ def test_taints_of_separate_node_pools_are_tolerated_as_the_workloads_pods_toler
     assert any("CriticalAddonsOnly=true, kubernetes.azure.com/scalesetpriority=spot" in line for line in lines)
 
 
+def test_a_node_condition_taint_is_the_nodes_state_to_repair_not_a_toleration() -> None:
+    """The node controller's taints for a node's conditions (not-ready, unreachable, memory/disk/PID pressure):
+    the node is unwell, so the fix shows the nodes' Ready state and never offers to tolerate the taint."""
+    lines = _unscheduled("0/2 nodes are available: 2 node(s) had untolerated taint {node.kubernetes.io/not-ready: }. "
+                         "preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.")
+    assert not any("probe.tolerations" in line for line in lines), lines
+    assert any(line.startswith("# node.kubernetes.io/not-ready: the taint the node controller puts on a node")
+               for line in lines), lines
+    assert any(line.startswith("kubectl get nodes -o 'custom-columns=NAME:.metadata.name,READY:") for line in lines)
+
+
 def test_a_node_selector_no_node_meets_is_looked_up_by_its_labels() -> None:
     lines = _unscheduled("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. "
                          "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.",
