@@ -275,13 +275,33 @@ def objects_removed(ctx: MigrationContext) -> Outcome:
             if resource == "azureassignedidentity":
                 steps += _finalizer_steps(ctx, namespace, names)
             steps.append(fix.delete_objects(resource, namespace, names))
+        steps += _password_steps(ctx)
         summary = ", ".join(f"{len(names)} {kind}" for kind, names in present.items())
+        passwords = sum(1 for i in ctx.facts.azure_identities.items if (i.get("spec") or {}).get("clientPassword"))
+        summary += f" (and the {passwords} Secret(s) their clientPassword names)" if passwords else ""
         leftovers.append(_finding(ctx, "POD_IDENTITY_OBJECTS_PRESENT", f"aad-pod-identity objects remain: {summary}",
                                   evidence, steps))
     found = [listed for listed in ctx.lists().values() if listed.served]
     total = sum(len(names) for names in present.values())
     return _judge(ctx, found, leftovers, f"{total} aad-pod-identity objects remain", evidence,
                   "no AzureIdentity, AzureIdentityBinding, AzurePodIdentityException or AzureAssignedIdentity")
+
+
+def _password_steps(ctx: MigrationContext) -> list[Step]:
+    """A service principal AzureIdentity (type 1, or 2 with a certificate) names the Secret holding its app's client
+    secret (clientPassword: NMI reads its first value, or certificate and password, pkg/nmi/standard.go); deleting the AzureIdentity leaves the Secret, and the app keeps
+    the password. Workload ID needs neither. The harness reads no Secrets: the delete tolerates one already gone."""
+    found = [(str((i["spec"].get("clientPassword") or {}).get("namespace") or i["namespace"]),
+              str(i["spec"]["clientPassword"]["name"]), _text(i["spec"].get("clientID")))
+             for i in ctx.facts.azure_identities.items if (i.get("spec") or {}).get("clientPassword")]
+    if not found:
+        return []
+    apps = ", ".join(sorted({str(client) for _, _, client in found}))
+    return [advice(f"clientPassword Secrets hold the client secret (or certificate) of app(s) {apps}, which "
+                   "Workload ID does not use: delete them, and that credential on the app (az ad app credential "
+                   "list, then az ad app credential delete --id APP_ID --key-id KEY_ID)"),
+            *(fix.kubectl("delete", "secret", "-n", fix.namespace_or(ns), fix.object_or(name, "<secret>"),
+                          "--ignore-not-found") for ns, name, _ in found)]
 
 
 ASSIGNED_FINALIZER = "azureassignedidentity.finalizers.aadpodidentity.k8s.io"  # pkg/crd/crd.go

@@ -94,6 +94,11 @@ def _helm(meta: dict[str, Any]) -> dict[str, str]:
 def _azure_identity(obj: dict[str, Any]) -> dict[str, Any]:
     spec = obj.get("spec") or {}
     kept = {key: spec_field(spec, key) for key in ("type", "clientID", "resourceID", "tenantID")}
+    # a service principal's (type 1) Secret reference {name, namespace}: where NMI reads its client secret
+    # (pkg/nmi/standard.go: sc.KubeClient.GetSecret(&azureID.Spec.ClientPassword)); the reference only, no value
+    password = spec_field(spec, "clientPassword")
+    if isinstance(password, dict) and password.get("name") and kept["type"] in (1, 2):  # 2: its certificate
+        kept["clientPassword"] = {k: values.shorten(str(password.get(k) or ""), 253) for k in ("name", "namespace")}
     return {**_meta(obj), "spec": {k: v for k, v in kept.items() if v is not None}}
 
 

@@ -813,3 +813,26 @@ def test_a_binding_whose_selector_was_edited_away_from_its_pods_labels_their_tem
     message = pods_unlabelled(MigrationContext(facts, cluster, AZURE)).findings[0].message
     assert "its ServiceAccount reports/reports-sa names the identity of reports/reports-binding (selector " \
            "'reports-v2'): that selector, or this label, edited?" in message
+
+
+def test_a_service_principal_identitys_client_secret_secret_is_deleted_with_it() -> None:
+    """By hand in the lab: batch-identity (type 1) names clientPassword batch/batch-identity-secret, where NMI read
+    the app's client secret (pkg/nmi/standard.go); POD_IDENTITY_OBJECTS_PRESENT deleted the AzureIdentity and left
+    the Secret (and the app's password). The collector keeps the reference only; the fix deletes the Secret,
+    tolerating one already gone (the harness reads no Secrets)."""
+    facts, cluster = leftover()
+    facts.azure_identities.items.append({"namespace": "batch", "name": "batch-identity", "spec": {
+        "type": 1, "clientID": CLIENT_PAYMENTS, "clientPassword": {"name": "batch-identity-secret", "namespace": ""}}})
+    outcome = {r.id: r for r in run_migration_checks(facts, cluster, AZURE)}["migration.objects_removed"]
+    finding = outcome.findings[0]
+    assert finding.message.endswith("(and the 1 Secret(s) their clientPassword names)")
+    assert "kubectl delete secret -n batch batch-identity-secret --ignore-not-found" in finding.fix_lines()
+    world = World.healthy()
+    world.kube_objects = {"customresourcedefinitions.apiextensions.k8s.io": [crd("azureidentities")],
+                          "azureidentities.aadpodidentity.k8s.io": [{
+        "metadata": {"namespace": "batch", "name": "b"},
+        "spec": {"type": 1, "clientID": CLIENT_PAYMENTS, "clientPassword": {"name": "s", "namespace": "batch"},
+                 "clientSecret": "never-kept"}}]}
+    backend = world.backend()
+    kept = collect_migration(backend.kube, None, None).azure_identities.items[0]["spec"]
+    assert kept == {"type": 1, "clientID": CLIENT_PAYMENTS, "clientPassword": {"name": "s", "namespace": "batch"}}
