@@ -758,13 +758,15 @@ class RunRecorder:
             self.write_error = f"{s.report_dir}: {type(exc).__name__}: {exc}"
 
     def _kubectl_elsewhere(self, config: pytest.Config) -> str | None:
-        """The line saying the printed kubectl fixes would act on another cluster than the run read (harness.yaml
+        """The line saying the printed kubectl (kubelogin, az aks get-credentials) fixes would act on another
+        cluster or kubeconfig than the run read (harness.yaml
         names a kubeconfig or context the shell's kubectl is not at); None without such fixes, with --lab or a
         conftest's own backend (no kubeconfig read)."""
         document = self.document or {}
         findings = [*(document.get("findings") or []),
                     *(f for w in document.get("workloads") or [] for f in w.get("findings") or [])]
-        if not any(str(line).startswith("kubectl ") for f in findings for line in f.get("remediation") or []):
+        if not any(str(line).startswith(("kubectl ", "kubelogin ", "az aks get-credentials "))
+                   for f in findings for line in f.get("remediation") or []):
             return None
         if self.session.lab is not None or _backend_overridden(config):
             return None

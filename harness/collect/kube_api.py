@@ -238,7 +238,7 @@ def kube_target_problem(kubeconfig: Path | None, context: str | None) -> str | N
 
 def kubectl_elsewhere(kubeconfig: Path | None, context: str | None) -> str | None:
     """One line when the printed fixes' kubectl (the shell's $KUBECONFIG or ~/.kube/config and its
-    current-context) would act on another cluster than the one harness.yaml's cluster.kubeconfig/context made
+    current-context; kubelogin and az aks get-credentials write $KUBECONFIG too) would act on another cluster than the one harness.yaml's cluster.kubeconfig/context made
     the run read, saying what to run before pasting them; None when they agree or cannot be told."""
     if kubeconfig is None and context is None:
         return None
@@ -261,7 +261,8 @@ def kubectl_elsewhere(kubeconfig: Path | None, context: str | None) -> str | Non
     if not steps:
         return None
     used = f"{kubeconfig} context {context or current}" if kubeconfig else f"context {context}"
-    return (f"the fixes' kubectl commands act on your shell's kubeconfig and current context, this run read {used} "
+    return (f"the fixes' kubectl, kubelogin and az aks get-credentials act on your shell's kubeconfig and current "
+            f"context, this run read {used} "
             f"(harness.yaml's cluster section): run {' && '.join(steps)} before pasting them")
 
 

@@ -470,7 +470,8 @@ def test_a_run_whose_kubeconfig_or_context_kubectl_is_not_at_says_what_to_run_be
     monkeypatch.setenv("KUBECONFIG", str(mine))
     assert kubectl_elsewhere(None, None) is None and kubectl_elsewhere(mine, "dev") is None  # they agree
     assert kubectl_elsewhere(prod, None) == (
-        f"the fixes' kubectl commands act on your shell's kubeconfig and current context, this run read {prod} "
+        "the fixes' kubectl, kubelogin and az aks get-credentials act on your shell's kubeconfig and current "
+        f"context, this run read {prod} "
         f"context prod (harness.yaml's cluster section): run export KUBECONFIG={prod} before pasting them")
     assert str(kubectl_elsewhere(None, "staging")).endswith(
         "this run read context staging (harness.yaml's cluster section): run kubectl config use-context staging "
