@@ -306,6 +306,8 @@ def _deleted(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
 # the scheduler's filter plugins' reasons (kubernetes pkg/scheduler/framework/plugins): NodeUnschedulable's
 # ErrReasonUnschedulable (a cordoned node) and NodeAffinity's ErrReasonPod (nodeSelector / required affinity)
 _CORDONED = "node(s) were unschedulable"
+# NodeResourcesFit's reasons (noderesources/fit.go): "Insufficient <resource>", "Too many pods"
+_NO_ROOM_RE = re.compile(r"\b\d+ (Insufficient [a-z0-9./-]+|Too many pods)")
 _SELECTOR_MISSED = "node(s) didn't match Pod's node affinity/selector"
 
 
@@ -387,6 +389,15 @@ def _unschedulable_fix(namespace: str, pod: str, message: str, spec_pod: dict[st
                         note="the nodes the workload runs on"),
             advice(f"set probe.node_selector in harness.yaml to labels those nodes have (kubectl get nodes "
                    f"--show-labels), or remove it: the probe pod asks for {wanted}"),
+        ]
+    short = sorted(set(_NO_ROOM_RE.findall(message.split(". preemption:", 1)[0])))
+    if short:
+        steps += [
+            fix.kubectl("describe", "nodes", note="Allocated resources: what the nodes' pods already request"),
+            advice(f"the nodes have no room left for the probe ({', '.join(short)}): scale the node pool out (az "
+                   "aks nodepool scale --node-count N, or its cluster autoscaler: az aks nodepool update "
+                   "--enable-cluster-autoscaler --min-count N --max-count M), free room, or lower "
+                   "probe.resources.requests in harness.yaml"),
         ]
     if len(steps) == 1:
         steps.append(advice("set probe.tolerations / probe.node_selector in harness.yaml to the workload's node pool"))

@@ -1416,6 +1416,17 @@ def test_a_node_condition_taint_is_the_nodes_state_to_repair_not_a_toleration() 
     assert any(line.startswith("kubectl get nodes -o 'custom-columns=NAME:.metadata.name,READY:") for line in lines)
 
 
+def test_nodes_without_room_for_the_probe_are_scaled_out_not_tolerated() -> None:
+    """NodeResourcesFit's reasons (Insufficient cpu, Too many pods): the nodes are full, which no toleration or
+    node selector repairs."""
+    lines = _unscheduled("0/3 nodes are available: 1 Too many pods, 2 Insufficient cpu. preemption: 0/3 nodes are "
+                         "available: 3 No preemption victims found for incoming pod.")
+    assert "kubectl describe nodes   # Allocated resources: what the nodes' pods already request" in lines
+    assert any(line.startswith("# the nodes have no room left for the probe (Insufficient cpu, Too many pods): "
+                               "scale the node pool out") for line in lines), lines
+    assert not any("probe.tolerations" in line for line in lines), lines
+
+
 def test_a_node_selector_no_node_meets_is_looked_up_by_its_labels() -> None:
     lines = _unscheduled("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector. "
                          "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling.",
