@@ -565,6 +565,20 @@ def credential_delete(ctx: WorkloadContext, name: str) -> Command:
     return fix.identity_credential_delete(facts.resource_id, name)
 
 
+def room_for_one(ctx: WorkloadContext, credentials: list[dict[str, Any]]) -> list[Step]:
+    """Before a create on an identity that holds the most federated credentials it may (ARM and Graph refuse the
+    21st): the listing, and which to delete first."""
+    if len(credentials) < MAX_FEDERATED_CREDENTIALS:
+        return []
+    facts = ctx.facts.identity
+    listing = (fix.app_credential_list((facts.application or {}).get("appId") or ctx.expected_client_id)
+               if facts.kind == "application" else fix.identity_credential_list(facts.resource_id))
+    return [advice(f"the identity holds {len(credentials)} federated credentials, the most it may: the create below "
+                   "is refused until one is deleted; delete one no cluster uses (the inventory's FIC_ORPHANED and "
+                   "FIC_OLD_ISSUER print their deletes), or give this workload an identity of its own"),
+            listing]
+
+
 def federated_credential(ctx: WorkloadContext) -> Outcome:
     facts = ctx.facts.identity
     if facts.kind is None or facts.federated_credentials is None:
@@ -638,7 +652,7 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
             # that cluster's workload in, so this cluster gets one of its own, as the inventory's FIC_OLD_ISSUER
             # says; updating it in place would move the other cluster's trust here
             hint = " (another cluster's issuer)"
-            repair = [fic_fix(ctx, "create", name, issuer),
+            repair = [*room_for_one(ctx, credentials), fic_fix(ctx, "create", name, issuer),
                       advice(f"credential {fic['name']} may still serve the cluster of {fic['issuer']}: delete it "
                              "only if no cluster uses it")]
         return failed(
@@ -672,6 +686,19 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                     [fic_fix(ctx, "update", str(twin["name"]), issuer)],
                 ),
             )
+        spaced = next((f for f in match.subject_differs if str(f["subject"]).strip() == ctx.subject), None)
+        if spaced is not None:
+            # a subject pasted with the line end or a space around it (az sends the argument as given, ARM keeps
+            # it; unverified whether real ARM trims or refuses it): Entra compares it exactly, so the credential is
+            # corrected in place (a second one with the same issuer and clean subject would do, at one more of 20)
+            message = (f"federated credential {spaced['name']} has subject {spaced['subject']!r}, the token says "
+                       f"{ctx.subject!r}: equal but for whitespace around it (pasted with a line end?)")
+            return failed(
+                f"{message} (Entra: AADSTS700213)",
+                evidence,
+                Finding("FIC_SUBJECT_MISMATCH", ERROR, "federation", message, evidence,
+                        [fic_fix(ctx, "update", str(spaced["name"]), issuer)]),
+            )
         nearest = difflib.get_close_matches(ctx.subject, [str(s) for s in subjects], n=1, cutoff=0.0)
         evidence["nearest_subject"] = nearest[0] if nearest else None
         note = f"; the nearest is {nearest[0]!r}" if nearest else ""
@@ -685,7 +712,7 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                 "federation",
                 f"no FIC for subject {ctx.subject!r} (found {subjects}){note}",
                 evidence,
-                [fic_fix(ctx, "create", name, issuer)],
+                [*room_for_one(ctx, credentials), fic_fix(ctx, "create", name, issuer)],
             ),
         )
     # Entra's code today: none at all AADSTS70025, none for the token's issuer 700211 (70021 until 2022)
@@ -700,6 +727,6 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
             "federation",
             f"no federated identity credential for {ctx.subject}",
             evidence,
-            [fic_fix(ctx, "create", name, issuer)],
+            [*room_for_one(ctx, credentials), fic_fix(ctx, "create", name, issuer)],
         ),
     )

@@ -405,6 +405,33 @@ def test_a_deny_target_read_through_a_group_assignment_keeps_the_allowed_reads_a
                      f"az role assignment delete --ids {assignment}"]
 
 
+def test_a_subject_pasted_with_a_line_end_is_updated_and_a_full_identity_is_told_to_make_room_first() -> None:
+    """az identity federated-credential update --subject "system:serviceaccount:ns:sa<newline>" (pasted from a
+    terminal; az and the lab's ARM keep it): the fix created a second credential, leaving the broken one. It is
+    now named and updated in place. And on an identity holding 20 credentials, a create is refused by ARM: the
+    fix says to delete one first and lists them (pasted in the lab after deleting an orphan: the run passed)."""
+    def credential(name: str, subject: str) -> dict[str, Any]:
+        return {"name": name, "properties": {"issuer": ISSUER, "subject": subject, "audiences": [AUDIENCE]}}
+
+    ctx = context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID)
+    ctx.azure = azure()
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config", federated_credentials=[credential("kube", SUBJECT + "\n")],
+                                       identity={"id": IDENTITY_ID, "properties": {"clientId": CLIENT}})
+    (finding,) = federated_credential(ctx).findings
+    assert finding.code == "FIC_SUBJECT_MISMATCH" and "equal but for whitespace around it" in finding.message
+    assert finding.fix_lines()[0].startswith("az identity federated-credential update --name kube ")
+
+    ctx.facts.identity.federated_credentials = [credential(f"c{i}", f"system:serviceaccount:gone-{i}:app")
+                                                for i in range(20)]
+    lines = federated_credential(ctx).findings[0].fix_lines()
+    assert lines[0].startswith("# the identity holds 20 federated credentials, the most it may")
+    assert lines[1].startswith("az identity federated-credential list --identity-name shared-id ")
+    assert lines[2].startswith("az identity federated-credential create ")
+    ctx.facts.identity.federated_credentials = ctx.facts.identity.federated_credentials[:19]
+    assert federated_credential(ctx).findings[0].fix_lines()[0].startswith("az identity federated-credential create")
+
+
 def test_without_graph_read_an_unknown_client_id_is_also_looked_for_in_deleted_applications() -> None:
     """AADSTS700016 with Graph refusing the harness: the application may have been deleted (az ad app delete), which
     the harness cannot see; the look-ups listed live identities only. The person's az now lists Graph's deleted
