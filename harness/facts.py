@@ -121,8 +121,8 @@ class PodFacts:
     network_policies: list[dict[str, Any]] | None = None  # the NetworkPolicies of its namespace; None: not readable
     # --pod NS/POD not found: the pods of NS now (names only), for the one it most likely was (a rollout replaced it)
     namespace_pods: list[str] | None = None
-    # --pod on a pod without the use label: its controller (Deployment, StatefulSet, DaemonSet, Job) as read (the
-    # label may sit on its own metadata.labels), and a Job's CronJob
+    # --pod: its controller (Deployment, StatefulSet, DaemonSet, Job) as read (the use label may sit on its own
+    # metadata.labels; its template says which AZURE_* env the container sets), and a Job's CronJob
     owner: dict[str, Any] | None = None
     cronjob: dict[str, Any] | None = None
 

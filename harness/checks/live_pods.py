@@ -396,9 +396,9 @@ def pod_problems(
             problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has no AZURE_CLIENT_ID: "
                                     "the pod was created before the ServiceAccount was annotated"))
         elif annotated and client_id and client_id.lower() != annotated.lower():
-            if expected and client_id.lower() == expected.lower() and not _preset_in_template(live, cname):
+            if expected and client_id.lower() == expected.lower() and not preset_in_template(live, cname):
                 continue
-            if _preset_in_template(live, cname):
+            if preset_in_template(live, cname):
                 problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_CLIENT_ID="
                                         f"{client_id} itself; the ServiceAccount says {annotated}"))
             else:
@@ -407,7 +407,7 @@ def pod_problems(
                                         "predates the annotation's change"))
         for variable, wanted in (injected or {}).items():
             value = env.get(variable)
-            if value and not _same(variable, value, wanted) and _preset_in_template(live, cname, variable):
+            if value and not _same(variable, value, wanted) and preset_in_template(live, cname, variable):
                 problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets {variable}={value} itself;"
                                         f" the webhook injects {wanted} for this ServiceAccount", variable))
         token_file = env.get("AZURE_FEDERATED_TOKEN_FILE")
@@ -484,33 +484,16 @@ def _label_whereabouts(live: LivePod, sa_labels: dict[str, str], sa_annotations:
     return f"the pod's {USE_LABEL} label is {state}{found}"
 
 
-def _preset_in_template(live: LivePod, container_name: str, variable: str = "AZURE_CLIENT_ID") -> bool:
+def preset_in_template(live: LivePod, container_name: str, variable: str = "AZURE_CLIENT_ID") -> bool:
     """The container names ``variable`` itself: in its controller's pod template when that was read; else (a bare
-    pod, or a controller not read) in the pod, unless it is in the run of variables the webhook appended."""
+    pod, or a controller not read) the pod's own env, where the webhook's appended variables cannot be told from
+    the container's (it appends in its order after the container's own, addEnvironmentVariables): taken as the
+    container's, whose fix (remove it, then restart) repairs a stale value too."""
     template = ((live.owner or {}).get("spec") or {}).get("template")
     for container in containers(template) if template else containers(live.pod):
         if container.get("name") == container_name:
-            env = list(container.get("env") or [])
-            if template is None and variable in _appended_by_webhook(env):
-                return False
-            return any(e.get("name") == variable for e in env)
+            return any(e.get("name") == variable for e in container.get("env") or [])
     return False
-
-
-def _appended_by_webhook(env: list[dict[str, Any]]) -> set[str]:
-    """The variables at the end of a mutated container's env that the webhook appended: it adds each of
-    AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE, AZURE_AUTHORITY_HOST the container does not name,
-    in that order, as a plain value, after the container's own (addEnvironmentVariables). A container's own
-    variable sitting just where the webhook would have put it reads as appended: the pod alone cannot tell."""
-    appended: set[str] = set()
-    after = len(INJECTED_ENV)
-    for entry in reversed(env):
-        name = entry.get("name")
-        if name not in INJECTED_ENV or INJECTED_ENV.index(name) >= after or "valueFrom" in entry:
-            break
-        appended.add(str(name))
-        after = INJECTED_ENV.index(name)
-    return appended
 
 
 def _injected(ctx: WorkloadContext) -> dict[str, str]:
@@ -626,18 +609,19 @@ def label_repair(ctx: WorkloadContext) -> list[Step]:
     return _repair(ctx, "POD_NOT_LABELLED", kind, name, [_name(pod) or (ctx.facts.pod.name if ctx.facts.pod else "")])
 
 
-def restart_workload(ctx: WorkloadContext) -> list[Step]:
+def restart_workload(ctx: WorkloadContext, carrying: str | None = None) -> list[Step]:
     """Restart, by name, what runs under the workload's ServiceAccount, so that its pods are created again for
     the webhook (which acts on pod CREATE only): ``kubectl rollout restart`` of each Deployment, StatefulSet or
     DaemonSet that owns one of its live pods, ``kubectl delete pod`` of a pod no such controller owns. With no
     live pod there is nothing to restart (a note says so). With ``--pod`` the live pods are not listed: the given
     pod's own controller (its ownerReferences) is restarted. When neither is known (the list was refused), the
-    command with a ``<deployment>`` for a person to fill in."""
+    command with a ``<deployment>`` for a person to fill in. ``carrying``: the client id the fix annotates; pods
+    whose injected AZURE_CLIENT_ID is already that one are left running (a bare pod deleted would not come back)."""
     facts = ctx.facts.live_pods
-    owners: dict[tuple[str, str], list[str]] = {}
+    owners: dict[tuple[str, str], list[dict[str, Any]]] = {}
     existing = ctx.facts.pod
     if facts is None and existing is not None and existing.existing and existing.pod:
-        owners[controller_of(existing.pod)] = [_name(existing.pod) or existing.name]
+        owners[controller_of(existing.pod)] = [existing.pod]
     elif facts is None or facts.error is not None:
         return [fix.restart_pods(ctx.namespace)]
     elif not facts.pods:
@@ -645,16 +629,30 @@ def restart_workload(ctx: WorkloadContext) -> list[Step]:
                        "get the change")]
     else:
         for live in facts.pods:
-            owners.setdefault((live.owner_kind, live.owner_name), []).append(_name(live.pod))
+            owners.setdefault((live.owner_kind, live.owner_name), []).append(live.pod)
     steps: list[Step] = []
+    kept: list[str] = []
     for (kind, name), pods in owners.items():
+        if carrying and all(_carries(pod, carrying) for pod in pods):
+            kept.append(f"{kind}/{name}")
+            continue
         if kind in _RESTARTABLE:
             steps.append(fix.rollout_restart(kind, ctx.namespace, name))
         else:
-            steps += [fix.delete_pod(ctx.namespace, pod) for pod in pods[:_SHOWN_PODS]]
+            steps += [fix.delete_pod(ctx.namespace, _name(pod) or (existing.name if existing else ""))
+                      for pod in pods[:_SHOWN_PODS]]
             steps.append(advice(f"recreate the pods of {kind}/{name} if nothing does: the webhook acts on pod CREATE "
                                 "only"))
+    if kept:
+        steps.append(advice(f"{', '.join(kept)}: the running pods already carry AZURE_CLIENT_ID={carrying}, no "
+                            "restart needed"))
     return steps
+
+
+def _carries(pod: dict[str, Any], client_id: str) -> bool:
+    """Every container the webhook mutated carries ``client_id`` as AZURE_CLIENT_ID (and one was mutated)."""
+    mutated = [env_map(c) for c in containers(pod) if any(env_map(c).get(var) for var in INJECTED_ENV)]
+    return bool(mutated) and all((env.get("AZURE_CLIENT_ID") or "").lower() == client_id.lower() for env in mutated)
 
 
 def _cronjob_of(ctx: WorkloadContext, job: str) -> str | None:

@@ -39,6 +39,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import (
     label_repair,
     misplaced_use_label,
+    preset_in_template,
     restart_workload,
     skipped_containers,
     unskip_repair,
@@ -60,6 +61,7 @@ from harness.checks.podspec import (
 from harness.checks.serviceaccount import create_sa_steps
 from harness.commands import Step, advice
 from harness.config import DEFAULT_PROBE_LIMITS
+from harness.facts import LivePod
 from harness.names import (
     EXPIRATION_ANNOTATION,
     INJECTED_ENV,
@@ -586,7 +588,13 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                 fix.kubectl("get", "mutatingwebhookconfigurations",
                             note="if nobody changed it: another webhook that sets AZURE_CLIENT_ID"),
             ]))
-    if env.get("AZURE_CLIENT_ID") and annotated and env["AZURE_CLIENT_ID"].lower() != annotated.lower():
+    stale = _stale_client_id(ctx, env.get("AZURE_CLIENT_ID"), annotated)
+    if stale is not None:
+        if stale:  # the webhook's own, from before the annotation changed: the restart gives the pod the new one
+            problems.append(stale)
+            findings.append(Finding("POD_STALE_CLIENT_ID", ERROR, "pod", f"the pod's {stale}", evidence,
+                                    restart_workload(ctx)))
+    elif env.get("AZURE_CLIENT_ID") and annotated and env["AZURE_CLIENT_ID"].lower() != annotated.lower():
         problems.append(
             f"AZURE_CLIENT_ID={printable(env['AZURE_CLIENT_ID'], 80)} in the pod spec, but the ServiceAccount says "
             f"{printable(annotated, 80)} (the webhook never overwrites a variable already set)"
@@ -613,6 +621,8 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
                     _mutation_remediation(ctx),
                 )
             )
+        if [f.code for f in findings] == ["POD_STALE_CLIENT_ID"] and len(problems) == 1:
+            return failed(f"the pod's {problems[0]}", evidence, *findings)
         return failed("the webhook's mutation is incomplete: " + "; ".join(problems), evidence, *findings)
     authority = env.get("AZURE_AUTHORITY_HOST") or ""
     conflict = _authority_conflict(ctx, authority, evidence)
@@ -638,6 +648,25 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
         f"AZURE_FEDERATED_TOKEN_FILE={token_file}",
         evidence,
     )
+
+
+def _stale_client_id(ctx: WorkloadContext, pod_client_id: str | None, annotated: str | None) -> str | None:
+    """--pod: the given pod's AZURE_CLIENT_ID is not the ServiceAccount's annotation and the webhook put it there
+    (its controller's template, as read, does not set it): the pod predates the annotation's change. "" when it is
+    harness.yaml's client id (the annotation is what is wrong, sa.client_id_annotation says so, and a restart would
+    hand the pod the wrong identity); None otherwise (the container sets it, or that cannot be told)."""
+    pod = ctx.facts.pod
+    if (pod is None or not pod.existing or not pod_client_id or not annotated
+            or pod_client_id.lower() == annotated.lower()):
+        return None
+    if ctx.workload.client_id and pod_client_id.lower() == ctx.workload.client_id.lower():
+        return ""
+    kind, name = controller_of(ctx.pod or {})
+    if preset_in_template(LivePod(ctx.pod or {}, kind, name, pod.owner, pod.cronjob),
+                          str((ctx.container or {}).get("name") or "")):
+        return None
+    return (f"AZURE_CLIENT_ID={printable(pod_client_id, 80)} was injected when the pod was created, but the "
+            f"ServiceAccount now says {printable(annotated, 80)}: the pod predates the annotation's change")
 
 
 def _authority_conflict(ctx: WorkloadContext, authority: str, evidence: dict[str, Any]) -> Outcome | None:

@@ -362,7 +362,8 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
     value = sa.annotations.get(CLIENT_ID_ANNOTATION)
     expected = ctx.workload.client_id
     evidence = {"annotation": CLIENT_ID_ANNOTATION, "value": value, "expected": expected}
-    fix_it = [fix.annotate_sa(ctx.namespace, ctx.service_account, expected), *restart_workload(ctx)]
+    fix_it = [fix.annotate_sa(ctx.namespace, ctx.service_account, expected),
+              *restart_workload(ctx, expected if values.is_guid(expected) else None)]
     if value is None:
         return _not_annotated(ctx, evidence, expected, fix_it)
     if not values.is_guid(value):

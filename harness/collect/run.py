@@ -24,7 +24,7 @@ from harness.collect.probe_pods import ProbeRequest, ProbeRun, probe_config_for,
 from harness.collect.retrying import LEDGER
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.facts import ClusterFacts, PodFacts, RunFacts, ServiceAccountFacts, WorkloadFacts
-from harness.names import CLIENT_ID_ANNOTATION, USE_LABEL
+from harness.names import CLIENT_ID_ANNOTATION
 
 
 @dataclass
@@ -209,9 +209,9 @@ def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str
         pod_facts.pod = slim(pod)
         pod_facts.phase = (pod.get("status") or {}).get("phase")
         service_account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
-        if ((pod.get("metadata") or {}).get("labels") or {}).get(USE_LABEL) != "true":
-            # the label on its controller's own metadata (or a CronJob's)? refused: the pod alone fails pod.labelled
-            pod_facts.owner, pod_facts.cronjob = read_controller(backend.kube, namespace, *controller_of(pod))
+        # where the use label sits when the pod lacks it (its controller's own metadata, a CronJob's), and whether
+        # its AZURE_* env came from the template; refused: the pod alone says what it can
+        pod_facts.owner, pod_facts.cronjob = read_controller(backend.kube, namespace, *controller_of(pod))
     sa = collect_service_account(backend.kube, namespace, service_account)
     if pod is not None and not token_volumes(pod):
         sa.namespace_labels = read_namespace_labels(backend.kube, namespace)

@@ -368,3 +368,76 @@ def test_with_pod_a_use_label_on_a_cronjob_is_named_there_and_patched_onto_its_j
         """'{"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"labels":{"azure.workload.identity/use":"true"}}}}}}}'""",
         "kubectl delete job -n finance nightly-29410"]
     assert "kubectl create job -n finance --from=cronjob/nightly" in finding.fix_lines()[2]
+
+
+class _AnnotatedAgain:
+    """kubectl annotate sa backend-sa client-id=<another> --overwrite after the pod was made: the pod keeps the
+    AZURE_CLIENT_ID the webhook injected then."""
+
+    def __init__(self, pod: dict[str, Any], annotated: str, owner: dict[str, Any] | None) -> None:
+        self._pod, self.annotated, self.owner = pod, annotated, owner
+
+    def pod(self, namespace: str, name: str) -> dict[str, Any]:
+        return self._pod
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.owner
+
+    def list_namespaced(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        return []
+
+    def service_account(self, namespace: str, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "annotations": {"azure.workload.identity/client-id": self.annotated}}}
+
+    def namespace(self, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name}}
+
+
+def _mounted(pod: dict[str, Any]) -> dict[str, Any]:
+    """workload_pod with its token mounted where AZURE_FEDERATED_TOKEN_FILE points, as the webhook (v1.5) makes it."""
+    container = pod["spec"]["containers"][0]
+    container["volumeMounts"] = [{"name": "azure-identity-token", "mountPath": "/var/run/secrets/azure/tokens",
+                                  "readOnly": True}]
+    for entry in container["env"]:
+        if entry["name"] == "AZURE_FEDERATED_TOKEN_FILE":
+            entry["value"] = "/var/run/secrets/azure/tokens/azure-identity-token"
+    return pod
+
+
+def _existing(kube: _AnnotatedAgain, configured: str | None = None) -> WorkloadContext:
+    facts = collect_existing_pod(Backend(kube=kube, http=None), HarnessConfig(), "finance", "p")  # type: ignore[arg-type]
+    return WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa",
+                                                 client_id=configured),
+                           ClusterFacts(time.time()), None, time.time())
+
+
+def test_with_pod_a_pod_made_before_the_annotation_changed_is_stale_and_restarted() -> None:
+    """By hand in the lab: the ServiceAccount annotated with the right client id after the Deployment's pods were
+    made with another: --pod said POD_ENV_CONFLICT 'AZURE_CLIENT_ID is preset in the pod spec' (the pod's env
+    stood in for the template). The pod's Deployment is read with --pod now; its template sets no
+    AZURE_CLIENT_ID, so the webhook injected it: POD_STALE_CLIENT_ID and the restart, which (pasted) passed."""
+    old = "00000000-0000-0000-0000-000000000001"
+    ctx = _existing(_AnnotatedAgain(_mounted(workload_pod(client_id=old)), CLIENT, deployment()))
+    outcome = pod_mutated(ctx)
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_STALE_CLIENT_ID"
+    assert outcome.message.startswith(f"the pod's AZURE_CLIENT_ID={old} was injected when the pod was created")
+    assert finding.fix_lines() == ["kubectl rollout restart deployment/backend -n finance   # the webhook acts on pod "
+                                   "CREATE only"]
+
+
+def test_with_pod_a_bare_pod_carrying_the_configured_client_id_is_left_running() -> None:
+    """By hand in the lab: kubectl run debug (a bare pod) under backend-sa, then the ServiceAccount annotated with
+    a wrong client id: SA_CLIENT_ID_MISMATCH's fix deleted the pod (which nothing makes again) though it carries
+    harness.yaml's client id, and pod.mutated said it presets AZURE_CLIENT_ID. The pod is not at fault, and the
+    fix annotates the ServiceAccount only; pasted as printed, the next --pod run passed."""
+    pod = _mounted(workload_pod("debug"))
+    pod["metadata"]["ownerReferences"] = []
+    ctx = _existing(_AnnotatedAgain(pod, "00000000-0000-0000-0000-000000000002", None), configured=CLIENT)
+    assert pod_mutated(ctx).findings == []
+    (finding,) = sa_client_id_annotation(ctx).findings
+    assert finding.fix_lines() == [
+        f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT} "
+        "--overwrite",
+        f"# Pod/debug: the running pods already carry AZURE_CLIENT_ID={CLIENT}, no restart needed"]
