@@ -919,6 +919,12 @@ def _problem_line(error: Any) -> str:
     elif kind in _NOT_A_MAPPING:  # "Input should be a valid dictionary or instance of ProbeSettings": a class name
         found = "nothing (an empty section)" if given is None else f"a {_yaml_kind(given)}"
         message = f"must be a mapping of fields (key: value lines indented under it), got {found}"
+        path = tuple(error.get("loc", ()))
+        if len(path) == 2 and path[0] == "workloads" and isinstance(given, str) and given.count("/") == 1:
+            namespace, name = (values.printable(part, 80) for part in given.split("/"))  # - finance/backend-sa
+            message += f" ('{namespace}/{name}': write namespace: {namespace} and service_account: {name})"
+    elif kind == "list_type":  # workloads: finance/backend-sa
+        message = f"must be a list (one '- ' entry per item, indented under it), not a {_yaml_kind(given)}"
     elif kind == "union_tag_invalid":
         tags = error.get("ctx", {}).get("expected_tags", "")
         message = f"kind must be one of {tags}, got {error.get('ctx', {}).get('tag')!r}"

@@ -242,6 +242,15 @@ def test_a_value_yaml_typed_where_text_belongs_says_to_quote_it(tmp_path: Path) 
     ]
 
 
+def test_a_workload_written_as_ns_slash_name_says_how_to_write_it(tmp_path: Path) -> None:
+    assert problems({"workloads": ["finance/backend-sa"]}, tmp_path) == [
+        "workloads[0]: must be a mapping of fields (key: value lines indented under it), got a string "
+        "('finance/backend-sa': write namespace: finance and service_account: backend-sa)"]
+    assert problems({"workloads": "finance/backend-sa"}, tmp_path) == [
+        "workloads: must be a list (one '- ' entry per item, indented under it), not a string "
+        "(got 'finance/backend-sa')"]
+
+
 def test_a_secret_pasted_where_its_variable_name_belongs_is_not_echoed(tmp_path: Path) -> None:
     data = good(tmp_path)
     data["azure"]["credential"] = {"client_id": CLIENT, "client_secret_env": "Q8~pasted.secret-VALUE"}
