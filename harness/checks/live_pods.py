@@ -559,8 +559,8 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
         [fix.rollout_restart(kind, namespace, name)] if kind in _RESTARTABLE
         else [fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]]
         + [advice("recreate the pods from their manifest: the webhook acts on pod CREATE only" if kind == "Pod"
-                  else f"{kind}/{name} makes the deleted pods again (a Job while it has not completed); the webhook "
-                  "acts on pod CREATE only")]
+                  else f"{kind}/{name} makes the deleted pods again{' (while it has not completed)' if kind == 'Job' else ''}"
+                  "; the webhook acts on pod CREATE only")]
     )
     if code == "POD_NOT_LABELLED":
         if kind in _RESTARTABLE:
@@ -575,6 +575,8 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
             return [advice(f'a Job\'s pod template cannot be changed: add the label {USE_LABEL}: "true" to the pod '
                            f"template in Job/{name}'s manifest (or its CronJob's jobTemplate), then delete the Job "
                            "and create it again")]
+        if kind == "ReplicaSet":  # its template may change, but only pods it makes from now on carry the label
+            return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}), *restart]
         if kind == "Pod":  # no controller: the pod's own manifest, and a new pod for the webhook to see
             return [advice(f'add the label {USE_LABEL}: "true" to pod {name}\'s manifest (metadata.labels), then '
                            "delete it and create it again: the webhook acts on pod CREATE only"),

@@ -678,8 +678,8 @@ def test_a_jobs_pod_with_a_stale_client_id_is_deleted_for_its_job_to_make_again(
     assert finding.code == "POD_STALE_CLIENT_ID"
     assert finding.fix_lines() == [
         "kubectl delete pod -n finance nightly-wi2-hcrv2",
-        "# Job/nightly-wi2 makes the deleted pods again (a Job while it has not completed); the webhook acts on pod "
-        "CREATE only"]
+        "# Job/nightly-wi2 makes the deleted pods again (while it has not completed); the webhook acts on pod CREATE "
+        "only"]
 
 
 class _NoDeploymentGet(ListingKube):
@@ -731,3 +731,20 @@ def test_a_template_mounting_its_own_volume_where_the_webhook_mounts_the_token_f
     other = refusal.replace("/var/run/secrets/azure/tokens", "/data")  # not the webhook's: not this finding
     assert all(f.evidence.get("mount_path") is None
                for f in live_pods(context_with_failing_deployment("backend", "backend-sa", other)).findings)
+
+
+def test_a_bare_replicasets_unlabelled_template_is_patched_and_its_pods_deleted() -> None:
+    """By hand in the lab: a ReplicaSet applied on its own (no Deployment), its template unlabelled: the fix was a
+    comment to add the label and kubectl delete pod, which made another unlabelled pod. Its template is patched
+    (a ReplicaSet's template changes only the pods it makes next), then the pod deleted; pasted, the next run
+    passed."""
+    pod = workload_pod("worker-57vq8", labelled=False, mutated=False)
+    pod["metadata"]["labels"] = {"app": "worker"}
+    pod["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "worker", "controller": True}]
+    (finding,) = live_pods(context([LivePod(pod, "ReplicaSet", "worker")])).findings
+    assert finding.code == "POD_NOT_LABELLED"
+    assert finding.fix_lines() == [
+        "kubectl patch replicaset/worker -n finance --type merge -p "
+        "'{\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"azure.workload.identity/use\":\"true\"}}}}}'",
+        "kubectl delete pod -n finance worker-57vq8",
+        "# ReplicaSet/worker makes the deleted pods again; the webhook acts on pod CREATE only"]
