@@ -21,6 +21,10 @@ from typing import Any
 RUN_JSON_TAG = "WI-HARNESS-RUN-JSON"
 PRINT_RUN_JSON = "--print-run-json"
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+# pytest's cache plugin's options: wi-harness runs without the cache (see main)
+CACHE_OPTIONS = ("--lf", "--last-failed", "--ff", "--failed-first", "--nf", "--new-first", "--sw", "--stepwise",
+                 "--sw-skip", "--stepwise-skip", "--sw-reset", "--stepwise-reset", "--lfnf", "--last-failed-no-failures",
+                 "--cache-show", "--cache-clear")
 
 
 def suite_arguments(args: list[str], suites_dir: Path = SUITES_DIR) -> list[str]:
@@ -69,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     if PRINT_RUN_JSON in args:
         args = [arg for arg in args if arg != PRINT_RUN_JSON]
         plugins.append(_RunJsonPrinter())
+    cached = next((arg for arg in args if arg.split("=", 1)[0] in CACHE_OPTIONS), None)
+    if cached is not None:
+        print(f"wi-harness: {cached.split('=', 1)[0]} needs pytest's cache, which wi-harness leaves off (the installed "
+              "suites may be read-only): run pytest suites with it from a checkout, or name the checks "
+              "(-k, --workload)", file=sys.stderr)
+        return int(pytest.ExitCode.USAGE_ERROR)
     if not SUITES_DIR.is_dir():
         print(f"wi-harness: the suites are not installed with the package (no {SUITES_DIR})", file=sys.stderr)
         return 2

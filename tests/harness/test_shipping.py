@@ -147,6 +147,19 @@ def test_wi_harness_maps_test_arguments_into_the_installed_suites() -> None:
     assert suite_arguments(["--config", "other.py"]) == [suites, "--config", "other.py"]  # not a suite: left alone
 
 
+def test_wi_harness_says_in_one_line_that_cache_options_are_not_available(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """wi-harness runs with -p no:cacheprovider (read-only site-packages): --lf was pytest's two-line usage error
+    'unrecognized arguments' with the pytest.ini path."""
+    from harness.console import main
+
+    assert main(["--config", "harness.yaml", "--lf"]) == pytest.ExitCode.USAGE_ERROR
+    assert capsys.readouterr().err.splitlines() == [
+        "wi-harness: --lf needs pytest's cache, which wi-harness leaves off (the installed suites may be "
+        "read-only): run pytest suites with it from a checkout, or name the checks (-k, --workload)"]
+
+
 def test_in_cluster_needs_the_service_variables_and_a_mounted_token(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
