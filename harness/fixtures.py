@@ -44,7 +44,8 @@ def nothing_found(discovery: dict[str, Any], configured: bool = False) -> str:
     if missing:
         return (f"whole-cluster run: {'namespaces' if len(missing) > 1 else 'namespace'} {', '.join(missing)} "
                 f"{'do' if len(missing) > 1 else 'does'} not exist in the cluster (kubectl get namespaces), so "
-                "nothing was verified; check --namespace and the kubeconfig context")
+                "nothing was verified; check --namespace and the kubeconfig context"
+                + "".join(f"; did you mean --namespace {near}?" for near in discovery.get("near_namespaces") or []))
     terminating = discovery.get("terminating_namespaces") or []
     if terminating:  # kubectl delete namespace: its ServiceAccounts were deleted with the rest of its content
         return "; ".join(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -149,12 +150,25 @@ def discover(kube: Any, namespaces: list[str]) -> dict[str, Any]:
     elif namespaces and not accounts:  # a namespace of another cluster, a typo, or one being deleted: say so
         read = {name: _read_namespace(kube, name) for name in namespaces}
         found["missing_namespaces"] = [name for name, ns in read.items() if ns is None]
+        if found["missing_namespaces"]:
+            found["near_namespaces"] = _near_namespaces(kube, found["missing_namespaces"])
         found["terminating_namespaces"] = [
             {"name": name, "since": deleting, "held": _held_by(ns)}
             for name, ns in read.items()
             if isinstance(ns, dict) and (deleting := (ns.get("metadata") or {}).get("deletionTimestamp"))
         ]
     return found
+
+
+def _near_namespaces(kube: Any, missing: list[str]) -> list[str]:
+    """The cluster's namespaces close to the ``missing`` ones (a typo in --namespace); none when they cannot be
+    listed."""
+    try:
+        names = [str((item.get("metadata") or {}).get("name") or "") for item in kube.list_objects("", "v1",
+                                                                                                 "namespaces")]
+    except KubeError:
+        return []
+    return [near for name in missing for near in difflib.get_close_matches(name, names, 1, 0.6)]
 
 
 def _read_namespace(kube: Any, name: str) -> Any:

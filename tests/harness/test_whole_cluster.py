@@ -190,6 +190,28 @@ class _DeletedNamespaceKube:
                 "status": {"phase": "Terminating", "conditions": [held]}} if name == "gone" else None
 
 
+def test_a_namespace_typo_names_the_namespace_it_is_close_to() -> None:
+    """--namespace fnance (found by hand in the lab): the namespace it is close to is named; refused, nothing."""
+
+    class Typo(_DeletedNamespaceKube):
+        refuse = False
+
+        def namespace(self, name: str) -> None:
+            return None
+
+        def list_objects(self, group: str, version: str, plural: str) -> list[dict[str, object]]:
+            if self.refuse:
+                raise KubeError(KubeFailure(403, "Forbidden", "namespaces is forbidden"))
+            return [{"metadata": {"name": name}} for name in ("default", "finance", "orders", "kube-system")]
+
+    assert nothing_found(discover(Typo(), ["fnance"])) == (
+        "whole-cluster run: namespace fnance does not exist in the cluster (kubectl get namespaces), so nothing was "
+        "verified; check --namespace and the kubeconfig context; did you mean --namespace finance?")
+    refused = Typo()
+    refused.refuse = True
+    assert nothing_found(discover(refused, ["fnance"])).endswith("check --namespace and the kubeconfig context")
+
+
 def test_a_namespace_being_deleted_is_named_not_called_unannotated() -> None:
     """--namespace of a namespace stuck Terminating (found by hand: a ConfigMap with a finalizer, kubectl delete
     namespace): not 'annotate the workloads' ServiceAccounts', which nothing may be created there to do."""
