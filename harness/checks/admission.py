@@ -241,6 +241,24 @@ def kyverno_fixes(policies: list[str], namespace: str) -> list[Step]:
     ]
 
 
+# gatekeeper-library's psp volumes (k8spspvolumetypes; Azure Policy's 'allowed volume types' alike): "The volume type
+# <field> is not allowed, pod: <name>. Allowed volume types: [...]"
+_VOLUME_TYPE_RE = re.compile(r"The volume type (?P<kind>[A-Za-z]+) is not allowed, pod: ")
+_VOLUME_ADVICE = {
+    "projected": "the policy refuses projected volumes, the kind Workload ID's webhook mounts the ServiceAccount token "
+                 "in, in every labelled pod (the workload's own too): no Workload ID pod can start under it until "
+                 "{kind} is added to the constraint's parameters.volumes",
+    "configMap": "the policy refuses configMap volumes, the one probe.mode configmap mounts the probe's source from: "
+                 "set probe.mode: image in harness.yaml (an image holding the probe, probe.image), or add {kind} to "
+                 "the constraint's parameters.volumes",
+}
+
+
+def refused_volume_types(message: str) -> list[str]:
+    """The volume types an allowed-volume-types policy refused, in the order it names them."""
+    return list(dict.fromkeys(m.group("kind") for m in _VOLUME_TYPE_RE.finditer(message)))
+
+
 def probe_policy_advice(said: str, container: str, labels: dict[str, str]) -> list[Step]:
     """What a policy engine's refusal of the probe container asks of harness.yaml: the labels a required-labels
     policy misses, as probe.labels (with the values the workload's own pods carry, ``labels``, which the same
@@ -251,6 +269,11 @@ def probe_policy_advice(said: str, container: str, labels: dict[str, str]) -> li
         source = (" (the values the workload's pods carry)" if all(key in labels for key in missing) else
                   " (the workload's pods carry no value for some: put one the policy's owner accepts)")
         return [advice(f"set probe.labels in harness.yaml: {{{entries}}}{source}")]
+    volumes = refused_volume_types(said)
+    if volumes:
+        return [advice(_VOLUME_ADVICE.get(kind, f"the policy refuses {kind} volumes, which the probe pod has: add "
+                                                "{kind} to the constraint's parameters.volumes").format(kind=kind))
+                for kind in volumes]
     image = unpinned_image(said, container)
     if image is not None:
         return [advice(f"set probe.image in harness.yaml to {image.split('@', 1)[0]} pinned by digest "

@@ -1244,6 +1244,20 @@ def test_a_required_labels_policy_gets_probe_labels_with_the_values_the_workload
     assert outside.fix_lines()[-1].startswith('# set probe.labels in harness.yaml: {costcenter: "cc-4711"}')
 
 
+def test_a_volume_types_policy_refusing_the_token_volume_is_named_as_every_workload_identity_pods() -> None:
+    """gatekeeper-library's psp volumes text: 'projected' refused is the volume Workload ID's webhook mounts the
+    token in (every labelled pod's), 'configMap' the probe's own source, which probe.mode image avoids."""
+    finding = _refused(
+        403, 'admission webhook "validation.gatekeeper.sh" denied the request: [psp-volumes] The volume type '
+        'configMap is not allowed, pod: wi-probe-x. Allowed volume types: ["emptyDir", "secret"]\n[psp-volumes] The '
+        'volume type projected is not allowed, pod: wi-probe-x. Allowed volume types: ["emptyDir", "secret"]')
+    assert finding.code == "POD_REJECTED_BY_POLICY"
+    configmap, projected = finding.fix_lines()[-2:]
+    assert configmap.startswith("# the policy refuses configMap volumes") and "probe.mode: image" in configmap
+    assert projected.startswith("# the policy refuses projected volumes, the kind Workload ID's webhook mounts")
+    assert projected.endswith("until projected is added to the constraint's parameters.volumes")
+
+
 def test_a_policy_against_the_latest_tag_asks_for_a_probe_image_pinned_by_digest() -> None:
     """gatekeeper-library's disallowedtags (AKS Deployment Safeguards refuse :latest too): probe.image pinned by
     digest, or the default image, which is."""
