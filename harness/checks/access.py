@@ -424,6 +424,16 @@ def _rbac_denial(
         code, why = diagnosis.code, diagnosis.detail
         evidence["role_diagnosis"] = {"target_scope": target,
                                       "assignments": [a.__dict__ for a in diagnosis.assignments]}
+        conditional = [a for a in diagnosis.assignments if a.grants and a.covers and a.condition]
+        if code == "ACCESS_DENIED_UNEXPECTEDLY" and conditional and all(
+                a.condition for a in diagnosis.assignments if a.grants and a.covers):
+            # granted only under an ABAC condition the read did not meet: granting the role again at that scope
+            # is refused as a duplicate (RoleAssignmentExists), so the assignment is replaced, a person's choice
+            evidence["conditional_assignments"] = [a.id for a in conditional]
+            repair = [advice("the condition is its owner's choice: if it is not meant to exclude this read, widen it "
+                             "(az role assignment update), or replace the assignment by one without a condition:"),
+                      *[step for a in conditional[:3]
+                        for step in (fix.delete_role_assignment_id(a.id), fix.grant_role(principal, a.role, a.scope))]]
         if code == "ROLE_PROPAGATION_PENDING":
             repair = [advice("wait a few minutes and run again: nothing to change"), fix.list_roles(principal)]
         elif code == "ROLE_WRONG_SCOPE":

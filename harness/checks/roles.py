@@ -27,6 +27,11 @@ class Assignment:
     created_on: float | None
     grants: bool  # the role's data actions cover the read
     covers: bool  # the scope is the target or one of its parents
+    # an ABAC condition (az role assignment create --condition, conditionVersion 2.0): the role's actions hold only
+    # where it is true; Azure evaluates it for Storage blob and queue data actions only (learn.microsoft.com,
+    # "Add or edit Azure role assignment conditions": conditions can be added to roles with blob or queue storage
+    # data actions). The harness does not evaluate it
+    condition: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ def view_assignments(
             created_on=created_on(properties.get("createdOn")),
             grants=grants(role_permissions.get(definition), data_action),
             covers=covers(scope, target),
+            condition=str(properties.get("condition") or "") or None,
         ))
     return views
 
@@ -90,6 +96,15 @@ def view_assignments(
 def diagnose_denial(views: list[Assignment], target: str, now: float) -> RoleDiagnosis:
     """The finest true cause of an authorization refusal, most actionable first."""
     fitting_here = [a for a in views if a.grants and a.covers]
+    if fitting_here and all(a.condition for a in fitting_here):
+        # only under ABAC conditions: named before a young assignment's wait, which a condition excluding the read
+        # outlasts
+        conditional = fitting_here[0]
+        age = "" if conditional.created_on is None or now - conditional.created_on >= PROPAGATION_SECONDS else (
+            f" (assigned {int(now - conditional.created_on)} s ago: if the condition allows it, wait a few minutes)")
+        return RoleDiagnosis("ACCESS_DENIED_UNEXPECTEDLY",
+                             f"{conditional.role} on {conditional.scope} grants it only under a condition, which "
+                             f"this read did not meet{age}: {' '.join(str(conditional.condition).split())}", views)
     young = [a for a in fitting_here if a.created_on is not None and now - a.created_on < PROPAGATION_SECONDS]
     if young:
         age = int(now - max(a.created_on or 0 for a in young))

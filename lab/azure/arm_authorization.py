@@ -149,6 +149,8 @@ def _put_role_assignment(ctx: Ctx, scope: str, name: str, body: dict[str, Any]) 
         role_definition_id=role_definition_id,
         principal_id=principal.principal_id if principal else principal_id,
         principal_type=principal_type,
+        condition=str(properties.get("condition") or "") or None,
+        condition_version=str(properties.get("conditionVersion") or "") or None,
     )
     world.role_assignments[name] = assignment
     ctx.state.assignment_creators[name] = ctx.oid

@@ -7,6 +7,7 @@ probe + fake ARM, Resource Graph, Graph and Entra).
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +431,51 @@ def test_a_subject_pasted_with_a_line_end_is_updated_and_a_full_identity_is_told
     assert lines[2].startswith("az identity federated-credential create ")
     ctx.facts.identity.federated_credentials = ctx.facts.identity.federated_credentials[:19]
     assert federated_credential(ctx).findings[0].fix_lines()[0].startswith("az identity federated-credential create")
+
+
+def test_a_read_refused_under_an_abac_condition_names_the_condition_not_a_propagation_wait() -> None:
+    """Storage Blob Data Reader on the account with --condition limiting blob reads to container 'archive': the
+    read of reports/ is refused. The young assignment read as ROLE_PROPAGATION_PENDING ('wait a few minutes:
+    nothing to change'), a settled one as 'should allow the read'. The condition is now named, and the fix replaces
+    the assignment by one without it (granting the role again at that scope is a duplicate); in the lab, pasted
+    as printed, the next run passed."""
+    from harness.config import BlobAccess
+
+    account_url = "https://ordersdata.blob.core.windows.net/"
+    account = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.Storage/storageAccounts/ordersdata"
+    check = BlobAccess(kind="blob", account_url=account_url, container="reports", blob="daily.csv", expect="allow")
+    ctx = context_for(client_id=CLIENT, access=[check])
+    ctx.azure = azure()
+    ctx.cluster.access_resources = {account_url.rstrip("/"): {"id": account, "name": "ordersdata",
+                                                              "resource_group": "myRg"}}
+    condition = ("((!(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read'})) OR\n"
+                 " (@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'archive'))")
+    assignment = f"{account}/providers/Microsoft.Authorization/roleAssignments/a1"
+    ctx.facts.identity = IdentityFacts(
+        configured=True, kind="managed_identity", resource_id=IDENTITY_ID, resolved_by="config",
+        identity={"id": IDENTITY_ID, "properties": {"clientId": CLIENT, "principalId": SP_ID}},
+        role_assignments=[{"id": assignment, "properties": {
+            "roleDefinitionId": "r/reader", "scope": account, "condition": condition, "conditionVersion": "2.0",
+            "createdOn": "2000-01-01T00:00:00Z"}}],
+        role_names={"r/reader": "Storage Blob Data Reader"},
+        role_permissions={"r/reader": {"dataActions": [
+            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"]}})
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "outcome": "deny", "evidence": {
+        "outcome": "deny", "status": 403, "code": "AuthorizationPermissionMismatch"}}]}
+    (finding,) = access_outcome(ctx, 0, check).findings
+    assert finding.code == "ACCESS_DENIED_UNEXPECTEDLY"
+    assert (f"Storage Blob Data Reader on {account} grants it only under a condition, which this read did not meet: "
+            "((!(ActionMatches{") in finding.message and "StringEquals 'archive'))" in finding.message
+    assert [line for line in finding.fix_lines() if not line.startswith("#")] == [
+        f"az role assignment delete --ids {assignment}",
+        f"az role assignment create --assignee-object-id {SP_ID} --assignee-principal-type ServicePrincipal --role "
+        f"'Storage Blob Data Reader' --scope {account}"]
+
+    ctx.facts.identity.role_assignments[0]["properties"]["createdOn"] = datetime.datetime.now(
+        datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # just made: still the condition, and the wait said
+    (finding,) = access_outcome(ctx, 0, check).findings
+    assert finding.code == "ACCESS_DENIED_UNEXPECTEDLY" and "s ago: if the condition allows it, wait" in finding.message
 
 
 def test_without_graph_read_an_unknown_client_id_is_also_looked_for_in_deleted_applications() -> None:

@@ -684,6 +684,39 @@ def test_role_assignment_put_get_duplicate_delete(arm: Arm, lab) -> None:
     assert arm.request("GET", path, admin).status_code == 404
 
 
+BLOB_READ = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
+ONLY_ARCHIVE = (f"((!(ActionMatches{{'{BLOB_READ}'}})) OR "
+                "(@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'archive'))")
+
+
+def test_an_abac_condition_is_kept_and_lets_storage_reads_through_only_where_it_holds(arm: Arm, lab) -> None:
+    """az role assignment create --condition C --condition-version 2.0: ARM keeps and returns both (the lab
+    returned null), and Storage honours the condition for the actions it targets (Azure ABAC: blob and queue data
+    actions); the documented simple shape on a container's or account's name is evaluated."""
+    from lab.azure.world import condition_holds
+
+    rg, grantee = arm.group(), arm.principal()
+    account = f"{arm.sub}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/acct"
+    body = assignment_body("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1", grantee.principal_id)
+    body["properties"] |= {"condition": ONLY_ARCHIVE, "conditionVersion": "2.0"}
+    path = f"{account}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
+    created = arm.request("PUT", path, arm.admin(), json=body)
+    assert created.status_code == 201, created.text
+    assert (created.json()["properties"]["condition"], created.json()["properties"]["conditionVersion"]) == (
+        ONLY_ARCHIVE, "2.0")
+    blob = f"{account}/blobServices/default/containers/%s/blobs/b.csv"
+    assert arm.run(lambda: lab.azure.permits(grantee.principal_id, blob % "archive", BLOB_READ, data_action=True))
+    assert not arm.run(lambda: lab.azure.permits(grantee.principal_id, blob % "reports", BLOB_READ, data_action=True))
+
+    write = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
+    assert condition_holds(ONLY_ARCHIVE, write, blob % "reports")  # an action the condition does not target
+    assert condition_holds(ONLY_ARCHIVE.replace("StringEquals", "StringEqualsIgnoreCase"), BLOB_READ,
+                           blob % "ARCHIVE")
+    tagged = f"((!(ActionMatches{{'{BLOB_READ}'}})) OR (@Resource[Microsoft.Storage/storageAccounts/blobServices/" \
+             "containers/blobs/tags:Project<$key_case_sensitive$>] StringEquals 'Cascade'))"
+    assert not condition_holds(tagged, BLOB_READ, blob % "archive")  # unverified attributes are not met
+
+
 def test_role_assignment_validation(arm: Arm, lab) -> None:
     admin = arm.admin()
     base = f"{arm.sub}/providers/Microsoft.Authorization/roleAssignments"
