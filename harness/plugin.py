@@ -699,6 +699,15 @@ def _junit_beside(config: pytest.Config, run_dir: Path) -> None:
             xml.logfile = str(run_dir / "junit.xml")
 
 
+_KUBECONFIG_COMMANDS = (("kubectl",), ("kubelogin",), ("az", "aks", "get-credentials"))
+
+
+def _acts_on_kubeconfig(line: str) -> bool:
+    """A printed fix whose program reads or writes the shell's kubeconfig."""
+    words = line.split()
+    return any(tuple(words[:len(program)]) == program for program in _KUBECONFIG_COMMANDS)
+
+
 class RunRecorder:
     """In the process that owns the run (the xdist controller, or the only process): gather every test's
     check payload, write run.json at the end, print the summary."""
@@ -765,8 +774,7 @@ class RunRecorder:
         document = self.document or {}
         findings = [*(document.get("findings") or []),
                     *(f for w in document.get("workloads") or [] for f in w.get("findings") or [])]
-        if not any(str(line).startswith(("kubectl ", "kubelogin ", "az aks get-credentials "))
-                   for f in findings for line in f.get("remediation") or []):
+        if not any(_acts_on_kubeconfig(str(line)) for f in findings for line in f.get("remediation") or []):
             return None
         if self.session.lab is not None or _backend_overridden(config):
             return None

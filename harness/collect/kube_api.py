@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.collect.retrying import retry_for
+from harness.commands import command, render
 from harness.facts import Fetched, KubeFailure
 from harness.input_files import (
     MAX_CA_BYTES,
@@ -249,7 +249,7 @@ def kubectl_elsewhere(kubeconfig: Path | None, context: str | None) -> str | Non
     listed = {p.resolve() for p in _kubeconfig_list() if p.exists()}
     steps = []
     if kubeconfig is not None and kubeconfig.resolve() not in listed:
-        steps.append(f"export KUBECONFIG={shlex.quote(str(kubeconfig))}")
+        steps.append(command("export", f"KUBECONFIG={kubeconfig}"))
         try:
             current = read_kubeconfig(kubeconfig).current_context
         except KubeconfigProblem:
@@ -257,13 +257,13 @@ def kubectl_elsewhere(kubeconfig: Path | None, context: str | None) -> str | Non
     else:
         current = mine.current_context if mine is not None else None
     if context is not None and context != current:
-        steps.append(f"kubectl config use-context {shlex.quote(context)}")
+        steps.append(command("kubectl", "config", "use-context", context))
     if not steps:
         return None
     used = f"{kubeconfig} context {context or current}" if kubeconfig else f"context {context}"
     return (f"the fixes' kubectl, kubelogin and az aks get-credentials act on your shell's kubeconfig and current "
             f"context, this run read {used} "
-            f"(harness.yaml's cluster section): run {' && '.join(steps)} before pasting them")
+            f"(harness.yaml's cluster section): run {' && '.join(render(step) for step in steps)} before pasting them")
 
 
 _REFERENCED_FILES = (  # (section, key, what it must be)
