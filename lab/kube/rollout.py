@@ -11,7 +11,9 @@ updates and Recreate, scaling events, history cleanup and the status ``kubectl r
 - RollingUpdate: maxSurge rounds up, maxUnavailable down (both 0 -> unavailable 1). The new ReplicaSet grows
   while the total stays within ``replicas + maxSurge``; old ReplicaSets shrink only as far as
   ``replicas - maxUnavailable`` available pods allow, so with the defaults an old pod stays until its
-  replacement is available. Recreate scales the old ReplicaSets to 0 and waits for their pods to go first.
+  replacement is available; an old ReplicaSet's pods that are not available go first (a template whose pods
+  were refused is given up before the last running pods). Recreate scales the old ReplicaSets to 0 and waits
+  for their pods to go first.
 - Every scale is an Event ``ScalingReplicaSet`` ``Scaled up|down replica set <rs> from <a> to <b>`` from the
   deployment-controller. Old ReplicaSets at 0 beyond ``revisionHistoryLimit`` are deleted, oldest first.
 - Status: replicas (pods of all its ReplicaSets), updatedReplicas, ready/available, unavailableReplicas, and the
@@ -212,17 +214,34 @@ class DeploymentController:
                 self.scale(deployment, new, _replicas(new) + grow, desired, surge)
         elif _replicas(new) > desired:
             self.scale(deployment, new, desired, desired, surge)
+        # rolling.go reconcileOldReplicaSets: first the old ReplicaSets' replicas that are not available
+        # (cleanupUnhealthyReplicas: a template whose pods are refused, or never become ready), then available ones
+        # only while more than replicas - maxUnavailable stay available (scaleDownOldReplicaSetsForRollingUpdate):
+        # a rollout over a failed one keeps the last pods that run
+        min_available = desired - unavailable
         total = _replicas(new) + sum(_replicas(rs) for rs in old)
         new_unavailable = max(0, _replicas(new) - _status(new, "availableReplicas"))
-        room = total - (desired - unavailable) - new_unavailable
+        room = total - min_available - new_unavailable
+        if room <= 0:
+            return
         for rs in old:  # oldest first
+            unhealthy = _replicas(rs) - _status(rs, "availableReplicas")
             if room <= 0:
+                break
+            if _replicas(rs) == 0 or unhealthy <= 0:
+                continue
+            down = min(room, unhealthy)
+            self.scale(deployment, rs, _replicas(rs) - down, desired, surge)
+            room -= down
+        spare = sum(_status(rs, "availableReplicas") for rs in [new, *old]) - min_available
+        for rs in old:
+            if spare <= 0:
                 break
             if _replicas(rs) == 0:
                 continue
-            down = min(room, _replicas(rs))
+            down = min(spare, _replicas(rs))
             self.scale(deployment, rs, _replicas(rs) - down, desired, surge)
-            room -= down
+            spare -= down
 
     def recreate(self, deployment: Obj, new: Obj, old: list[Obj], desired: int) -> None:
         for rs in old:
