@@ -1145,11 +1145,12 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_IDENTITY_REMOVED_EARLY", "migration", "error",
-        "NMI is not running while pods labelled aadpodidbinding with a binding's selector have no Workload ID token: "
-        "their IMDS token requests reach the node's IMDS, which knows no binding (an error even before the "
-        "migration is declared complete).",
-        "Move those workloads to Workload ID now (the coverage fixes it prints), or put NMI back until they are "
-        "moved.",
+        "NMI is not running (or its DaemonSet schedules no pod) while pods labelled aadpodidbinding with a binding's "
+        "selector have no Workload ID token: their IMDS token requests reach the node's IMDS, which knows no binding; "
+        "or MIC is gone while NMI runs in standard mode and such pods have no AzureAssignedIdentity: NMI gives them "
+        "no token (an error even before the migration is declared complete).",
+        "Move those workloads to Workload ID now (the coverage fixes it prints), or put NMI (MIC) back until they "
+        "are moved.",
         "test:tests/harness/test_migration_lab.py::test_nmi_removed_before_the_workloads_moved_is_an_error_and_"
         "moving_them_as_printed_clears_it",
     ),

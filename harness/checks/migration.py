@@ -396,7 +396,7 @@ def _removed_early(ctx: MigrationContext) -> Finding | None:
     # handleTermination: iptables.DeleteCustomChain on SIGTERM), so IMDS requests reach the node's IMDS again
     idle = [item for item in nmi if item.get("kind") == "DaemonSet" and not item.get("desired")]
     if len(idle) < len(nmi):
-        return None
+        return _unassigned(ctx, nmi)
     selectors = {str((b.get("spec") or {}).get("selector")) for b in ctx.facts.azure_identity_bindings.items}
     depending = [p for p in pods.items
                  if (p.get("labels") or {}).get(POD_IDENTITY_LABEL) in selectors
@@ -485,6 +485,39 @@ def _unbound(ctx: MigrationContext) -> list[dict[str, Any]]:
                           fix.rollout_restart(kind, namespace, name)]
         out.append({"pod": ref, "why": why, "steps": steps})
     return out
+
+
+def _unassigned(ctx: MigrationContext, nmi: list[dict[str, Any]]) -> Finding | None:
+    """NMI running in standard mode with MIC gone: NMI answers a pod only from the AzureAssignedIdentities MIC made
+    for it (pkg/nmi/standard.go listPodIDsWithRetry: "getting assigned identities for pod ... in CREATED state
+    failed ... Check MIC pod logs"), so a bound pod created since MIC went (a rollout, a restart) has no identity;
+    those assigned before keep theirs. Managed mode (--operation-mode=managed) runs without MIC."""
+    facts = ctx.facts
+    if (any(c.get("component") == "mic" for c in facts.components.items)
+            or any(c.get("operation_mode", "standard") != "standard" for c in nmi)
+            or facts.azure_assigned_identities.error is not None or not facts.azure_assigned_identities.served):
+        return None
+    selectors = {str((b.get("spec") or {}).get("selector")) for b in facts.azure_identity_bindings.items}
+    assigned = {(str(a.get("podNamespace")), str(a.get("pod"))) for a in facts.azure_assigned_identities.items}
+    depending = [p for p in facts.legacy_pods.items
+                 if (p.get("labels") or {}).get(POD_IDENTITY_LABEL) in selectors
+                 and (p["namespace"], p["name"]) not in assigned
+                 and not ((p.get("labels") or {}).get(USE_LABEL) == "true"
+                          and TOKEN_AUDIENCE in (p.get("token_audiences") or []))]
+    if not depending:
+        return None
+    refs = [f"{p['namespace']}/{p['name']}" for p in depending]
+    rows = [row for row in coverage_rows(facts, ctx.cluster.issuer_url)
+            if set(row["legacy_pods"]) & set(refs) and row["missing"]]
+    steps: list[Step] = [advice("move these workloads to Workload ID now (or put aad-pod-identity's MIC back until "
+                                "they are moved):")]
+    steps += [step for row in rows for step in _coverage_steps(ctx, row)]
+    return Finding(
+        "POD_IDENTITY_REMOVED_EARLY", ERROR, LAYER,
+        f"aad-pod-identity's MIC is not running, yet {len(refs)} pods labelled with a binding's selector have no "
+        f"AzureAssignedIdentity and no Workload ID token: {', '.join(refs)}: NMI answers a pod only from the "
+        "assigned identities MIC makes, so they get no token (created since MIC went)",
+        {"pods": refs}, steps)
 
 
 def pods_unlabelled(ctx: MigrationContext) -> Outcome:

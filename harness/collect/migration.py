@@ -166,9 +166,22 @@ def _component(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
         "labels": bounded(meta.get("labels") or {}),
         "annotations": _helm(meta),
         "images": [str(c.get("image") or "") for c in template_spec.get("containers") or []],
+        # NMI's --operation-mode (cmd/nmi/main.go: "standard" by default; "managed" runs without MIC)
+        "operation_mode": _operation_mode(template_spec),
         "desired": desired or 0,
         "ready": ready or 0,
     }
+
+
+def _operation_mode(template_spec: dict[str, Any]) -> str:
+    args = [str(a) for c in template_spec.get("containers") or [] for a in [*(c.get("command") or []),
+                                                                            *(c.get("args") or [])]]
+    for i, arg in enumerate(args):
+        if arg.startswith("--operation-mode="):
+            return arg.split("=", 1)[1].lower()
+        if arg == "--operation-mode" and i + 1 < len(args):
+            return args[i + 1].lower()
+    return "standard"
 
 
 def _components(api: KubeApi) -> ObjectList:

@@ -836,3 +836,28 @@ def test_a_service_principal_identitys_client_secret_secret_is_deleted_with_it()
     backend = world.backend()
     kept = collect_migration(backend.kube, None, None).azure_identities.items[0]["spec"]
     assert kept == {"type": 1, "clientID": CLIENT_PAYMENTS, "clientPassword": {"name": "s", "namespace": "batch"}}
+
+
+def test_mic_gone_while_nmi_runs_in_standard_mode_leaves_new_bound_pods_without_an_identity() -> None:
+    """By hand in the lab: kubectl delete deploy aad-pod-identity-mic, then reports-api rolled out still bound
+    (aadpodidbinding=reports, no use label): no AzureAssignedIdentity for the new pod, and NMI (standard mode)
+    answers only from those (pkg/nmi/standard.go listPodIDsWithRetry). Only a warning that MIC is deployed had been
+    said, then nothing. Pods MIC assigned before keep theirs; NMI in managed mode needs no MIC."""
+    facts, cluster = leftover()
+    facts.azure_identities.items.append({"namespace": "reports", "name": "reports-identity",
+                                         "spec": {"type": 0, "clientID": CLIENT_BACKEND}})
+    facts.azure_identity_bindings.items.append({"namespace": "reports", "name": "reports-binding",
+                                                "spec": {"azureIdentity": "reports-identity", "selector": "reports"}})
+    facts.components.items = [c for c in facts.components.items if c["component"] != "mic"]
+    outcome = components_removed(MigrationContext(facts, cluster, AZURE))
+    assert outcome.status == FAIL and outcome.findings[0].code == "POD_IDENTITY_REMOVED_EARLY"
+    assert outcome.findings[0].evidence["pods"] == ["reports/reports-api-abc-1"]  # payments-worker was assigned
+    assert "aad-pod-identity's MIC is not running" in outcome.findings[0].message
+    nmi = next(c for c in facts.components.items if c["component"] == "nmi")
+    nmi["operation_mode"] = "managed"
+    assert components_removed(MigrationContext(facts, cluster, AZURE)).status == WARN
+    from harness.collect.migration import _operation_mode
+
+    assert [_operation_mode({"containers": [{"args": args}]}) for args in (
+        ["--operation-mode=Managed"], ["--operation-mode", "managed"], ["--http-probe-port=8085"])] == [
+        "managed", "managed", "standard"]
