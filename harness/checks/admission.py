@@ -94,7 +94,8 @@ def limit_refusal(message: str, container: str) -> dict[str, str]:
 
 # the LimitRanger's texts (plugin/pkg/admission/limitranger): "maximum cpu usage per Container is 100m, but limit
 # is 200m", "minimum memory usage per Container is 64Mi, but request is 32Mi"
-_LIMIT_RANGE_RE = re.compile(r"\b(?P<bound>maximum|minimum) (?P<resource>cpu|memory) usage per Container is "
+# (a type: Pod item's "per Pod" bounds the pod's sum, which for the probe, one container, is the container's)
+_LIMIT_RANGE_RE = re.compile(r"\b(?P<bound>maximum|minimum) (?P<resource>cpu|memory) usage per (?:Container|Pod) is "
                              r"(?P<value>[0-9]+(?:\.[0-9]+)?(?:[eE][0-9]+|[A-Za-z]+)?)")
 
 

@@ -1317,6 +1317,7 @@ def test_another_vendors_webhook_that_cannot_be_called_is_named_with_its_service
     'pods "wi-probe-x" is forbidden: exceeded quota: compute, requested: limits.cpu=200m,limits.memory=128Mi, used: '
     "limits.cpu=900m,limits.memory=900Mi, limited: limits.cpu=1,limits.memory=1Gi",
     'pods "wi-probe-x" is forbidden: maximum cpu usage per Container is 500m, but limit is 1',
+    'pods "wi-probe-x" is forbidden: maximum cpu usage per Pod is 500m, but limit is 200m',
     'pods "wi-probe-x" is forbidden: minimum memory usage per Container is 256Mi, but request is 32Mi',
     'pods "wi-probe-x" is forbidden: cpu max limit to request ratio per Container is 4, but provided ratio is '
     "20.000000",
@@ -1332,7 +1333,7 @@ def test_a_quota_or_limit_range_refusal_is_not_rbac(message: str) -> None:
     if "requested: pods=1" in message:  # an object count: the probe's size does not matter
         assert finding.fix_lines()[1] == ("# the quota counts pods, whatever the probe's size: free some (or raise the "
                                           "quota: a person decides), then run again")
-    if "maximum cpu usage per Container" in message:  # a LimitRange: the probe.resources that meet it
+    if "maximum cpu usage per" in message:  # a LimitRange (per Container or per Pod): the probe.resources within
         assert finding.fix_lines()[1] == ("# set probe.resources in harness.yaml within the namespace's LimitRange: "
                                           "{limits: {cpu: 500m}} (a maximum: at most; a minimum: at least, for the "
                                           "request and the limit), or change the LimitRange")
