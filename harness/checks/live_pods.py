@@ -130,7 +130,18 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
     said = refused.message.split(_DENIED_BY_WEBHOOK, 1)[-1].lstrip(": ").strip()
     evidence = {"owner": ref, "reason": refused.reason, "denial": refused.message}
     steps: list[Step]
-    if EXPIRATION_ANNOTATION in refused.template_annotations and ("token expiration" in said or "ParseInt" in said):
+    bad_port = "failed to parse proxy sidecar port" in said
+    if PROXY_PORT_ANNOTATION in refused.template_annotations and bad_port:
+        # the proxy asked for, with a port that is no number: without the annotation it listens on 8000, and
+        # azwi-proxy-init redirects the pod's IMDS traffic to whatever port it is (the app names no port)
+        evidence[PROXY_PORT_ANNOTATION] = refused.template_annotations[PROXY_PORT_ANNOTATION]
+        steps = [
+            fix.remove_template_annotation(refused.kind, ctx.namespace, refused.name, PROXY_PORT_ANNOTATION),
+            advice(f"the proxy then listens on 8000; if a container of {ref} uses that port, set "
+                   f"{PROXY_PORT_ANNOTATION} on its pod template to a free port number instead"),
+        ]
+    elif EXPIRATION_ANNOTATION in refused.template_annotations and not bad_port and (
+            "token expiration" in said or "ParseInt" in said):
         evidence[EXPIRATION_ANNOTATION] = refused.template_annotations[EXPIRATION_ANNOTATION]
         steps = [
             fix.remove_template_annotation(refused.kind, ctx.namespace, refused.name, EXPIRATION_ANNOTATION),
@@ -190,6 +201,7 @@ def _account_not_found(ctx: WorkloadContext, refused: RefusedController, account
 
 # the migration proxy's containers the webhook injects for inject-proxy-sidecar (pkg/webhook consts)
 INJECT_PROXY_ANNOTATION = "azure.workload.identity/inject-proxy-sidecar"
+PROXY_PORT_ANNOTATION = "azure.workload.identity/proxy-sidecar-port"  # default 8000
 _PROXY_CONTAINERS = ("azwi-proxy-init", "azwi-proxy")
 
 

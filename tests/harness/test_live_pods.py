@@ -748,3 +748,21 @@ def test_a_bare_replicasets_unlabelled_template_is_patched_and_its_pods_deleted(
         "'{\"spec\":{\"template\":{\"metadata\":{\"labels\":{\"azure.workload.identity/use\":\"true\"}}}}}'",
         "kubectl delete pod -n finance worker-57vq8",
         "# ReplicaSet/worker makes the deleted pods again; the webhook acts on pod CREATE only"]
+
+
+def test_a_proxy_port_that_is_no_number_is_removed_not_the_proxy() -> None:
+    """By hand in the lab: inject-proxy-sidecar "true" with proxy-sidecar-port "8080a" on backend's template: the
+    webhook denies every pod ('failed to parse proxy sidecar port'), and the fix removed inject-proxy-sidecar, the
+    proxy the app asked for. It removes the port now (the proxy listens on 8000; azwi-proxy-init redirects IMDS
+    traffic to it whatever it is); pasted as printed, the refusal was gone. A valid token expiration beside it
+    stays (the denial's ParseInt is the port's)."""
+    denial = ('admission webhook "mutation.azure-workload-identity.io" denied the request: failed to parse proxy '
+              'sidecar port: strconv.ParseInt: parsing "8080a": invalid syntax')
+    annotations = {"azure.workload.identity/inject-proxy-sidecar": "true",
+                   "azure.workload.identity/proxy-sidecar-port": "8080a",
+                   "azure.workload.identity/service-account-token-expiration": "7200"}
+    (finding,) = live_pods(context_with_failing_deployment("backend", "backend-sa", denial, annotations)).findings
+    assert finding.code == "POD_REJECTED_BY_WEBHOOK"
+    assert finding.fix_lines()[0] == (
+        "kubectl patch deployment/backend -n finance --type json -p "
+        """'[{"op":"remove","path":"/spec/template/metadata/annotations/azure.workload.identity~1proxy-sidecar-port"}]'""")
