@@ -45,7 +45,8 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
                 else fix.show_identity(facts.resource_id),
                 ctx.azure,
                 # az identity show of an identity that is not there only fails again
-                None if facts.kind == "application" else fix.identity_gone(facts.resource_id),
+                None if facts.kind == "application" else fix.identity_gone(
+                    facts.resource_id, error.code == "ResourceGroupNotFound", _cluster_location(ctx)),
             ),
         )
     if facts.kind is None:
@@ -161,11 +162,18 @@ def _recreated_identity_fixes(ctx: WorkloadContext) -> list[Step]:
         steps.append(fic_fix(ctx, "create", free_fic_name(credentials, ctx.namespace, ctx.service_account), issuer))
     grants, scopes = grant_read_if_missing(ctx, str(props.get("principalId") or "") or None)
     steps += grants
-    for scope in scopes:
-        steps.append(advice(f"then delete what the old identity left on {scope} (an empty principalName: its "
-                            "principal no longer exists), with az role assignment delete --ids:"))
-        steps.append(fix.orphaned_role_assignments(scope))
+    if scopes:
+        steps.append(advice("then delete the role assignments the old identity left (those below with an empty "
+                            "principalName: their principal no longer exists), with az role assignment delete --ids:"))
+        steps.append(fix.orphaned_role_assignments())
     return steps
+
+
+def _cluster_location(ctx: WorkloadContext) -> str | None:
+    """The managed cluster's region, as ARM answered it."""
+    arm_cluster = ctx.cluster.arm_cluster
+    body = arm_cluster.body if arm_cluster is not None and arm_cluster.ok else None
+    return str(body.get("location") or "") or None if isinstance(body, dict) else None
 
 
 _RESOLVED_BY = {

@@ -51,14 +51,26 @@ def identity_name_rg(resource_id: str | None) -> tuple[str, str]:
     return match.group(3), match.group(2)
 
 
-def identity_gone(resource_id: str | None) -> list[Step]:
+def identity_gone(resource_id: str | None, group_gone: bool = False, location: str | None = None) -> list[Step]:
     """The managed identity harness.yaml names is not there (az identity show answers ResourceNotFound): the
     identities its resource group holds, and the way back if it was deleted. One made again is a new identity: a
-    new client id and principal id, no federated credential, no role."""
+    new client id and principal id, no federated credential, no role. ``group_gone`` (ARM: ResourceGroupNotFound,
+    the group deleted with what it held, or a typo): az identity list and create in it would fail, so the group
+    is made first, in ``location`` (the cluster's) when known."""
     name, rg = identity_name_rg(resource_id)
     match = _IDENTITY_RE.fullmatch(resource_id or "")
     subscription = guid_or(match.group(1) if match else None, "<subscription-id>")
     where = ("--resource-group", rg, "--subscription", subscription)
+    if group_gone:
+        return [
+            advice(f"resource group {rg} is not there: a typo in harness.yaml's identity_resource_id (fix it there), "
+                   "or the group was deleted with the identity; made again, the identity has a new client id and "
+                   "principal id (the next run prints its annotation, federated credential and roles)"),
+            command("az", "group", "create", "--name", rg, "--location",
+                    location if location and re.fullmatch(r"[a-z0-9]+", location) else "<location>",
+                    "--subscription", subscription),
+            command("az", "identity", "create", "--name", name, *where),
+        ]
     return [
         command("az", "identity", "list", *where, "--query", "[].{name: name, clientId: clientId}", "-o", "table"),
         advice("harness.yaml's identity_resource_id names an identity that is not there: a typo (fix it in "
@@ -953,11 +965,13 @@ def storage_network_rules(account: str) -> list[Step]:
     ]
 
 
-def orphaned_role_assignments(scope: str) -> Command:
-    """The role assignments at exactly ``scope`` whose principal no longer exists (a deleted identity's): az role
-    assignment list leaves their principalName empty, as Microsoft Graph resolves no object for them."""
-    return command("az", "role", "assignment", "list", "--scope", scope or "<scope>", "--query",
-                   "[?!principalName].{id: id, role: roleDefinitionName, principalId: principalId}", "-o", "table")
+def orphaned_role_assignments() -> Command:
+    """The subscription's role assignments whose principal no longer exists (a deleted identity's, at whatever
+    scope): az role assignment list leaves their principalName empty, as Microsoft Graph resolves no object for
+    them."""
+    return command("az", "role", "assignment", "list", "--all", "--query",
+                   "[?!principalName].{id: id, role: roleDefinitionName, scope: scope, principalId: principalId}",
+                   "-o", "table")
 
 
 def delete_role_assignment_id(assignment_id: str) -> Command:

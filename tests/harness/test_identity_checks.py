@@ -247,6 +247,24 @@ def test_the_harness_disabled_is_enabled_not_given_a_new_secret() -> None:
     assert not any("credential list" in line for line in finding.fix_lines())
 
 
+def test_a_harness_yaml_tenant_or_client_id_entra_does_not_know_is_fixed_in_harness_yaml_not_with_a_secret() -> None:
+    """By hand in the lab: azure.tenant_id of another GUID (MSAL: 'Unable to get authority configuration'; Entra:
+    AADSTS90002) and azure.credential.client_id set to the app's object id (AADSTS700016): both printed the
+    expired-secret repair. Each now names the harness.yaml field and the az command that prints the right value
+    (run in the lab: az account show --query tenantId, az ad app show --id <object id> --query appId)."""
+    tenant = _harness_credential_failed("Unable to get authority configuration for https://login.microsoftonline"
+                                        ".com/00000000-0000-0000-0000-000000000002. Authority would typically be ...")
+    assert tenant.fix_lines()[1] == ("az account show --subscription 0b1f6471-1bf0-4dda-aec3-111122223333 --query "
+                                     "tenantId -o tsv")
+    assert tenant.fix_lines()[0].startswith(f"# azure.tenant_id {TENANT} in harness.yaml is not a tenant Entra knows")
+    client = _harness_credential_failed(f"AADSTS700016: Application with identifier '{HARNESS}' was not found in "
+                                        f"the directory '{TENANT}'.")
+    assert client.fix_lines()[1] == f"az ad app show --id {HARNESS} --query appId -o tsv"
+    assert "Application (client) ID, not its Object ID" in client.fix_lines()[0]
+    for finding in (tenant, client):
+        assert not any("credential list" in line or "VALUE" in line for line in finding.fix_lines())
+
+
 def test_the_harness_without_its_service_principal_is_restored_or_made_with_its_grants() -> None:
     """The harness's own service principal deleted (AADSTS7000229 for its token): no new secret helps. The restore
     from Graph's deleted items comes first, as comments (the person looks); the lines make a new one and grant it
@@ -321,8 +339,8 @@ def test_an_identity_deleted_and_created_again_gets_its_credential_and_roles_bac
                                f"--issuer {ISSUER} --subject {SUBJECT}")
     assert lines[3] == (f"az role assignment create --assignee-object-id {SP_ID} --assignee-principal-type "
                         f"ServicePrincipal --role 'Key Vault Secrets User' --scope {vault_id}")
-    assert lines[5] == (f"az role assignment list --scope {vault_id} --query '[?!principalName].{{id: id, role: "
-                        "roleDefinitionName, principalId: principalId}' -o table")
+    assert lines[5] == ("az role assignment list --all --query '[?!principalName].{id: id, role: roleDefinitionName, "
+                        "scope: scope, principalId: principalId}' -o table")
     assert not any("other-kv" in line for line in lines)  # a deny target gets no grant
 
     # a credential and a role already given to the new identity are not given again
@@ -476,6 +494,31 @@ def test_a_read_refused_under_an_abac_condition_names_the_condition_not_a_propag
         datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # just made: still the condition, and the wait said
     (finding,) = access_outcome(ctx, 0, check).findings
     assert finding.code == "ACCESS_DENIED_UNEXPECTEDLY" and "s ago: if the condition allows it, wait" in finding.message
+
+
+def test_an_identity_whose_resource_group_was_deleted_gets_the_group_made_first() -> None:
+    """az group delete of the group holding the identity (ARM: 404 ResourceGroupNotFound for harness.yaml's id, and
+    no identity has the client id any more): the printed az identity list and az identity create in that group both
+    failed with ResourceGroupNotFound. The group is now made first, in the cluster's region; pasted in the lab, the
+    next run named the identity made again and its fix made the run pass."""
+    ctx = context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID)
+    ctx.azure = azure()
+    ctx.cluster.arm_cluster = Fetched("aks", 200, {"location": "westeurope"})
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config", error=Fetched(
+                                           IDENTITY_ID, 404, None, "Resource group 'shared' could not be found.",
+                                           "ResourceGroupNotFound"))
+    (finding,) = identity_matches(ctx).findings
+    assert finding.code == "IDENTITY_NOT_FOUND"
+    lines = finding.fix_lines()
+    assert lines[0].startswith("# resource group shared is not there: a typo in harness.yaml's identity_resource_id")
+    assert lines[1:] == ["az group create --name shared --location westeurope --subscription "
+                         "0b1f6471-1bf0-4dda-aec3-111122223333",
+                         "az identity create --name shared-id --resource-group shared --subscription "
+                         "0b1f6471-1bf0-4dda-aec3-111122223333"]
+    assert ctx.facts.identity.error is not None
+    ctx.facts.identity.error = Fetched(IDENTITY_ID, 404, None, "not found", "ResourceNotFound")  # the group is there
+    assert identity_matches(ctx).findings[0].fix_lines()[0].startswith("az identity list --resource-group shared ")
 
 
 def test_without_graph_read_an_unknown_client_id_is_also_looked_for_in_deleted_applications() -> None:
