@@ -27,6 +27,7 @@ NOT_FINDING_CODES = {
     "AZURE_FEDERATED_TOKEN_FILE",
     "AZURE_PASSWORD",
     "AZURE_TENANT_ID",
+    "HTTPS_PROXY",  # the proxy variable AKS's HTTP proxy feature puts in pods (checks.exchange)
     "KUBERNETES_SERVICE_HOST",
     "O_CLOEXEC",
     "WI_HARNESS_RETRY_DELAY_SCALE",
