@@ -419,9 +419,12 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "POD_REJECTED_BY_POLICY", "pod", "error",
         "A policy engine (Azure Policy, Gatekeeper, Kyverno) refused the probe pod.",
-        "Add an exemption for the harness's pods, or adapt probe.* to the policy.",
+        "Add an exemption for the harness's pods, or adapt probe.* to the policy (the fix prints the probe.labels, "
+        "probe.resources or probe.image a known policy asks for).",
         "test:tests/harness/test_admission_cases_lab.py::test_a_gatekeeper_denial_is_a_policy_rejection_n"
         "aming_the_webhook",
+        "test:tests/harness/test_admission_cases_lab.py::test_a_required_labels_policy_is_met_by_the_probe_labels_"
+        "the_fix_prints",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
@@ -474,7 +477,9 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "PROBE_IMAGE_PULL_FAILED", "probe", "error",
         "The probe image cannot be pulled.",
-        "Use an image the nodes can pull (probe.image, a mirror in your registry).",
+        "Use an image the nodes can pull (probe.image, a mirror in your registry): an ACR without it gets the "
+        "stock image imported, an ACR refusing the nodes is attached to the cluster (az aks update --attach-acr), "
+        "another private registry needs probe.image_pull_secrets.",
         "test:tests/harness/test_probe_modes_lab.py::test_a_probe_image_no_registry_has_is_err_image_pull",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
@@ -487,9 +492,10 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "PROBE_UNSCHEDULABLE", "probe", "error",
         "No node accepts the probe pod (taints, selectors, resources).",
-        "Set probe.tolerations for the taint every node has (printed from the scheduler's message), or "
-        "probe.node_selector / resources for the workload's node pool (on AKS a node pool's taints change only "
-        "through the AKS API).",
+        "Set probe.tolerations for the taint every node has, or the one the workload's pods tolerate when node "
+        "pools differ (printed from the scheduler's message), or probe.node_selector / resources for the workload's "
+        "node pool (on AKS a node pool's taints change only through the AKS API); a node-condition taint (not-ready, "
+        "pressure) or full nodes are the nodes' to repair, never tolerated.",
         "test:tests/harness/test_admission_cases_lab.py::test_a_tainted_node_leaves_the_probe_unschedulab"
         "le",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
