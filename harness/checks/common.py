@@ -127,6 +127,9 @@ def arm_failure_finding(
 
 _UNKNOWN_RESOURCE_RE = re.compile(r"AADSTS500011: The resource principal named (\S+?) was not found")
 _DISABLED_RE = re.compile(r"AADSTS7000112: Application '([0-9A-Fa-f-]{36})'")
+_NO_SUCH_APPLICATION_RE = re.compile(r"AADSTS700016: Application with identifier '([^']{1,100})' was not found")
+# MSAL python when the tenant's OpenID configuration is refused (Entra: AADSTS90002 "Tenant '...' not found")
+_NO_SUCH_TENANT_RE = re.compile(r"AADSTS90002|Unable to get authority configuration")
 _NO_SERVICE_PRINCIPAL_RE = re.compile(r"AADSTS7000229: The client application ([0-9A-Fa-f-]{36}) is missing "
                                       r"service principal")
 
@@ -143,7 +146,22 @@ def harness_token_fix(azure: AzureConfig | None, fetched: Fetched) -> list[Step]
         client_id = disabled.group(1)
         return [advice(f"the harness's own service principal ({client_id}) is disabled: enable it"),
                 fix.service_principal_enabled(client_id), fix.enable_service_principal(client_id)]
-    missing = _NO_SERVICE_PRINCIPAL_RE.search(str(fetched.error or ""))
+    error = str(fetched.error or "")
+    if azure is not None and _NO_SUCH_TENANT_RE.search(error):
+        # harness.yaml's azure.tenant_id is no tenant (a typo, another GUID pasted): no secret helps
+        return [advice(f"azure.tenant_id {azure.tenant_id} in harness.yaml is not a tenant Entra knows: set it to "
+                       "the tenant of the cluster's subscription, which this prints:"),
+                command("az", "account", "show", "--subscription", azure.subscription_id, "--query", "tenantId",
+                        "-o", "tsv")]
+    if azure is not None and azure.credential is not None and _NO_SUCH_APPLICATION_RE.search(error):
+        # azure.credential.client_id is no application in this tenant: a typo, or the app's object id pasted (az ad
+        # app show --id takes either, and prints the application (client) id)
+        return [advice(f"azure.credential.client_id {azure.credential.client_id} in harness.yaml is no application "
+                       f"in tenant {azure.tenant_id}: set it to the harness's app registration's Application "
+                       "(client) ID, not its Object ID; with its object id this prints the client id:"),
+                command("az", "ad", "app", "show", "--id", azure.credential.client_id, "--query", "appId",
+                        "-o", "tsv")]
+    missing = _NO_SERVICE_PRINCIPAL_RE.search(error)
     if missing is not None:
         # the harness's own enterprise application deleted (az ad sp delete): its secret is fine. Restored from
         # Graph's deleted items it keeps its object id and every grant; a new one needs its grants again
