@@ -778,6 +778,12 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
     the credential exists: a labelled pod exchanges its token with Entra at its next start."""
     namespace = row["binding"].split("/", 1)[0]
     legacy = [p for p in ctx.facts.legacy_pods.items if f"{p['namespace']}/{p['name']}" in row["legacy_pods"]]
+    if not legacy and row["selector"] is not None:
+        # pods whose label differs from the selector only in case or spaces (MIC matches exactly: they never had
+        # this identity, but they are the workload the binding was written for)
+        wanted = str(row["selector"]).strip().lower()
+        legacy = [p for p in ctx.facts.legacy_pods.items
+                  if str((p.get("labels") or {}).get(POD_IDENTITY_LABEL)).strip().lower() == wanted]
     accounts = [tuple(ref.split("/", 1)) for ref in row["service_accounts"]] or sorted(
         {(p["namespace"], p["service_account"]) for p in legacy}) or [(namespace, "<service-account>")]
     binding = next((b for b in ctx.facts.azure_identity_bindings.items
@@ -791,11 +797,13 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
                        "MIC never assigned an identity through it, so its pods had none; delete it (or, if a "
                        "workload needs an identity, give it one under Workload ID from the start)"),
                 fix.delete_objects("azureidentitybinding", namespace, [row["binding"].split("/", 1)[1]])]
-    steps: list[Step] = [advice(f"{row['binding']} (selector {row['selector']}, client id {row['client_id']}):")]
+    selector = row["selector"]
+    shown = selector if selector and str(selector) == str(selector).strip() else repr(selector)  # "payments "
+    steps: list[Step] = [advice(f"{row['binding']} (selector {shown}, client id {row['client_id']}):")]
     resource_id = _text(next((i.get("spec") or {} for i in ctx.facts.azure_identities.items
                               if f"{i['namespace']}/{i['name']}" == row["azure_identity"]), {}).get("resourceID"))
     deleted = _deleted(ctx, row)
-    unused = (not row["legacy_pods"] and not row["service_accounts"] and not row["labelled_pods"]
+    unused = (not legacy and not row["service_accounts"] and not row["labelled_pods"]
               and not row.get("uninjected_pods") and ctx.facts.legacy_pods.error is None
               and ctx.facts.service_accounts.error is None)
     if deleted and unused:  # nothing uses it and its identity is gone: nothing to move

@@ -706,9 +706,20 @@ def test_a_pod_whose_binding_was_deleted_before_it_moved_is_named_as_having_no_i
     assert not any("federated-credential create" in line
                    for line in pods_unlabelled(MigrationContext(facts, cluster, AZURE)).findings[0].fix_lines())
     # a label differing from a binding's selector only in case: named, and never given that identity
-    facts.legacy_pods.items[0]["labels"] = {"aadpodidbinding": "Payments "}
+    facts.legacy_pods.items[0]["labels"] = {"aadpodidbinding": "Payments"}
     message = pods_unlabelled(MigrationContext(facts, cluster, AZURE)).findings[0].message
     assert "differs from payments/payments-identity-binding's only in case or spaces: MIC matches exactly" in message
+    # a selector with a trailing space (a label value cannot hold one): the binding's fix quotes it
+    facts.legacy_pods.items[0]["labels"] = {"aadpodidbinding": "payments"}
+    facts.azure_identity_bindings.items[1]["spec"]["selector"] = "payments "
+    assert "differs from payments/payments-identity-binding's" in pods_unlabelled(
+        MigrationContext(facts, cluster, AZURE)).findings[0].message
+    fixes = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                 if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
+    assert "# payments/payments-identity-binding (selector 'payments ', client id " in " ".join(fixes)
+    # its workload is the pod labelled 'payments': its ServiceAccount is annotated, not a '<sa>' placeholder
+    assert f"kubectl annotate serviceaccount -n payments payments-sa azure.workload.identity/client-id=" \
+           f"{CLIENT_PAYMENTS} --overwrite" in fixes
 
 
 def test_a_binding_whose_managed_identity_was_deleted_makes_it_again_rather_than_annotating_a_dead_client_id() -> None:
