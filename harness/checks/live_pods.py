@@ -556,7 +556,8 @@ def unskip_repair(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -
     bare pod's is its manifest."""
     namespace = ctx.namespace
     if kind in _RESTARTABLE:
-        return [fix.remove_template_annotation(kind, namespace, name, SKIP_CONTAINERS_ANNOTATION)]
+        return [fix.remove_template_annotation(kind, namespace, name, SKIP_CONTAINERS_ANNOTATION),
+                *_template_change_rolls(ctx, kind, name, pods)]
     where = f"Job/{name}'s manifest (a Job's pod template cannot change: delete the Job and create it again)" \
         if kind == "Job" else f"{kind}/{name}'s manifest, then create its pods again"
     return [advice(f"remove {SKIP_CONTAINERS_ANNOTATION} (or the containers that need the identity from it) from the "
@@ -567,8 +568,10 @@ def unskip_repair(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -
 def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[str],
             variables: list[str] | None = None) -> list[Step]:
     namespace = ctx.namespace
+    rolled = _template_change_rolls(ctx, kind, name, pods)
     restart: list[Step] = (
-        [fix.rollout_restart(kind, namespace, name)] if kind in _RESTARTABLE
+        [fix.rollout_restart(kind, namespace, name)] if kind in _RESTARTABLE and not rolled
+        else rolled if rolled
         else [fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]]
         + [advice("recreate the pods from their manifest: the webhook acts on pod CREATE only" if kind == "Pod"
                   else f"{kind}/{name} makes the deleted pods again{' (while it has not completed)' if kind == 'Job' else ''}"
@@ -576,7 +579,7 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
     )
     if code == "POD_NOT_LABELLED":
         if kind in _RESTARTABLE:
-            return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"})]
+            return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}), *rolled]
         cronjob = _cronjob_of(ctx, name) if kind == "Job" else None
         if cronjob is not None:  # its CronJob's pod template (mutable) labelled; the Job made without it goes
             return [fix.patch_cronjob_template_labels(namespace, cronjob, {USE_LABEL: "true"}),
@@ -597,7 +600,7 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
     if code == "POD_ENV_CONFLICT":
         preset = variables or ["AZURE_CLIENT_ID"]
         if kind in _RESTARTABLE:
-            return [fix.unset_env(kind, namespace, name, variable) for variable in preset]
+            return [*(fix.unset_env(kind, namespace, name, variable) for variable in preset), *rolled]
         return [advice(f"remove {' and '.join(preset)} from the container's env (or envFrom sources)"), *restart]
     if code == "POD_CONTAINER_SKIPPED":
         return [advice(f"remove the container from {SKIP_CONTAINERS_ANNOTATION} on {kind}/{name}'s pod template "
@@ -608,11 +611,34 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
             _template_unlabelled(live) for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else [])
             if (live.owner_kind, live.owner_name) == (kind, name)):
         # the label on the template: the change rolls the pods, which the webhook then sees at CREATE
-        return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"})]
+        return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}), *rolled]
     return [
         fix.kubectl("get", "mutatingwebhookconfigurations"),
         *restart,
     ]
+
+
+def _on_delete(ctx: WorkloadContext, kind: str, name: str) -> bool:
+    """The StatefulSet or DaemonSet, as read with its pods, has ``updateStrategy: OnDelete``: a change to its
+    template (kubectl rollout restart's included) replaces no pod; its controller makes a deleted one again from
+    the template as it is then."""
+    existing = ctx.facts.pod
+    owners = [live.owner for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else [])
+              if (live.owner_kind, live.owner_name) == (kind, name)]
+    if existing is not None and existing.existing and existing.pod and controller_of(existing.pod) == (kind, name):
+        owners.append(existing.owner)
+    return kind in ("StatefulSet", "DaemonSet") and any(
+        ((o.get("spec") or {}).get("updateStrategy") or {}).get("type") == "OnDelete" for o in owners if o)
+
+
+def _template_change_rolls(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -> list[Step]:
+    """What makes the pods again after a change to the template of an OnDelete StatefulSet or DaemonSet (their
+    deletion, one by one); nothing for the others, whose controller rolls them."""
+    if not _on_delete(ctx, kind, name):
+        return []
+    return [*(fix.delete_pod(ctx.namespace, pod) for pod in pods[:_SHOWN_PODS]),
+            advice(f"{kind}/{name} has updateStrategy OnDelete: a template change replaces no pod, it makes each "
+                   "deleted one again from the template")]
 
 
 def label_repair(ctx: WorkloadContext) -> list[Step]:
@@ -650,11 +676,14 @@ def restart_workload(ctx: WorkloadContext, carrying: str | None = None) -> list[
         if carrying and all(_carries(pod, carrying) for pod in pods):
             kept.append(f"{kind}/{name}")
             continue
-        if kind in _RESTARTABLE:
+        names = [_name(pod) or (existing.name if existing else "") for pod in pods]
+        rolled = _template_change_rolls(ctx, kind, name, names)
+        if rolled:
+            steps += rolled
+        elif kind in _RESTARTABLE:
             steps.append(fix.rollout_restart(kind, ctx.namespace, name))
         else:
-            steps += [fix.delete_pod(ctx.namespace, _name(pod) or (existing.name if existing else ""))
-                      for pod in pods[:_SHOWN_PODS]]
+            steps += [fix.delete_pod(ctx.namespace, pod) for pod in names[:_SHOWN_PODS]]
             steps.append(advice(f"recreate the pods of {kind}/{name} if nothing does: the webhook acts on pod CREATE "
                                 "only"))
     if kept:

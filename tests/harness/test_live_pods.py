@@ -766,3 +766,25 @@ def test_a_proxy_port_that_is_no_number_is_removed_not_the_proxy() -> None:
     assert finding.fix_lines()[0] == (
         "kubectl patch deployment/backend -n finance --type json -p "
         """'[{"op":"remove","path":"/spec/template/metadata/annotations/azure.workload.identity~1proxy-sidecar-port"}]'""")
+
+
+def test_an_on_delete_statefulsets_pods_are_deleted_where_a_rollout_restart_replaces_none() -> None:
+    """By hand in the lab: a StatefulSet with updateStrategy OnDelete whose pod predates the ServiceAccount's new
+    client id: the fix was kubectl rollout restart statefulset/ledger, which changes its template and replaces no
+    pod under OnDelete (the next run failed the same). Its pods are deleted now (the controller makes them again
+    from the template); pasted as printed, the next run passed. A template patch (the use label) is followed by
+    the same deletes."""
+    on_delete = {"metadata": {"name": "ledger", "labels": {}},
+                 "spec": {"updateStrategy": {"type": "OnDelete"},
+                          "template": {"metadata": {"labels": {}}, "spec": {"containers": [{"name": "app"}]}}}}
+    stale = workload_pod("ledger-0", client_id="00000000-0000-0000-0000-000000000001")
+    stale["metadata"]["ownerReferences"] = [{"kind": "StatefulSet", "name": "ledger", "controller": True}]
+    (finding,) = live_pods(context([LivePod(stale, "StatefulSet", "ledger", on_delete)])).findings
+    assert finding.code == "POD_STALE_CLIENT_ID"
+    assert finding.fix_lines()[0] == "kubectl delete pod -n finance ledger-0"
+    assert "updateStrategy OnDelete" in finding.fix_lines()[1]
+    unlabelled = workload_pod("ledger-0", labelled=False, mutated=False)
+    unlabelled["metadata"]["ownerReferences"] = stale["metadata"]["ownerReferences"]
+    (finding,) = live_pods(context([LivePod(unlabelled, "StatefulSet", "ledger", on_delete)])).findings
+    assert [line.split(" -p ")[0] for line in finding.fix_lines()[:2]] == [
+        "kubectl patch statefulset/ledger -n finance --type merge", "kubectl delete pod -n finance ledger-0"]
