@@ -218,7 +218,10 @@ def _resolve(value: Path | None, info: ValidationInfo, must_exist: bool = True) 
         (base / value.expanduser()).resolve() if not value.expanduser().is_absolute() else value.expanduser()
     )
     if must_exist and not path.exists():
-        raise ValueError(f"file not found: {path}")
+        unexpanded = re.search(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", str(value))  # $HOME/.kube/config, ${DIR}/ca.pem
+        raise ValueError(f"file not found: {path}" + (
+            f" (harness.yaml does not expand {unexpanded.group(0)}: write the path, or ~ for the home directory)"
+            if unexpanded else ""))
     return path
 
 

@@ -251,6 +251,13 @@ def test_a_workload_written_as_ns_slash_name_says_how_to_write_it(tmp_path: Path
         "(got 'finance/backend-sa')"]
 
 
+def test_a_path_with_a_shell_variable_says_it_is_not_expanded(tmp_path: Path) -> None:
+    """cluster.kubeconfig: $HOME/.kube/config (as in a shell script) was 'file not found: <dir>/$HOME/...'."""
+    (problem,) = problems({"cluster": {"kubeconfig": "$HOME/.kube/config"}}, tmp_path)
+    assert problem == (f"cluster.kubeconfig: file not found: {tmp_path.resolve()}/$HOME/.kube/config (harness.yaml "
+                       "does not expand $HOME: write the path, or ~ for the home directory)")
+
+
 def test_a_secret_pasted_where_its_variable_name_belongs_is_not_echoed(tmp_path: Path) -> None:
     data = good(tmp_path)
     data["azure"]["credential"] = {"client_id": CLIENT, "client_secret_env": "Q8~pasted.secret-VALUE"}
