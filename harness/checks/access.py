@@ -434,6 +434,11 @@ def _rbac_denial(
                              "(az role assignment update), or replace the assignment by one without a condition:"),
                       *[step for a in conditional[:3]
                         for step in (fix.delete_role_assignment_id(a.id), fix.grant_role(principal, a.role, a.scope))]]
+        elif code == "ACCESS_DENIED_UNEXPECTEDLY" and any(a.grants and a.covers for a in diagnosis.assignments):
+            # a settled fitting assignment: granting it again is refused as a duplicate (RoleAssignmentExists); what
+            # refuses the read is looked for (deny assignments cover data actions only when Azure Blueprints or a
+            # managed application made them: az role deny-assignment create supports no data actions)
+            repair = [fix.deny_assignments(found.get("id") or target), fix.list_roles(principal)]
         if code == "ROLE_PROPAGATION_PENDING":
             repair = [advice("wait a few minutes and run again: nothing to change"), fix.list_roles(principal)]
         elif code == "ROLE_WRONG_SCOPE":

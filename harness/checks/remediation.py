@@ -965,6 +965,11 @@ def storage_network_rules(account: str) -> list[Step]:
     ]
 
 
+def deny_assignments(scope: str | None) -> Command:
+    """The deny assignments that apply at ``scope`` (at it and above: Deny Assignments - List For Scope)."""
+    return command("az", "role", "deny-assignment", "list", "--scope", scope or "<scope>", "-o", "table")
+
+
 def orphaned_role_assignments() -> Command:
     """The subscription's role assignments whose principal no longer exists (a deleted identity's, at whatever
     scope): az role assignment list leaves their principalName empty, as Microsoft Graph resolves no object for

@@ -122,6 +122,8 @@ def diagnose_denial(views: list[Assignment], target: str, now: float) -> RoleDia
                              f"{roles} at the right scope has no data action to read (control plane only)", views)
     if fitting_here:  # a fitting, settled assignment and still refused: a deny assignment or a condition
         return RoleDiagnosis("ACCESS_DENIED_UNEXPECTEDLY",
-                             f"{fitting_here[0].role} on {fitting_here[0].scope} should allow the read", views)
+                             f"{fitting_here[0].role} on {fitting_here[0].scope} should allow the read, and has "
+                             "been in effect for over 10 minutes: a deny assignment (made by Azure Blueprints or a "
+                             "managed application) may refuse what the role grants", views)
     return RoleDiagnosis("ROLE_ASSIGNMENT_MISSING", "the identity holds no role assignment that allows the read",
                          views)

@@ -40,6 +40,14 @@ async def authorization_provider(ctx: Ctx, method: str, scope: str, rest: list[s
             only(method, "GET")
             return _list_role_assignments(ctx, scope)
         return await _role_assignment(ctx, method, scope, rest[1])
+    if kind == "denyassignments" and len(rest) == 1:
+        # Deny Assignments - List For Scope (az role deny-assignment list --scope S). Deny assignments that cover
+        # data actions are made by Azure Blueprints and managed applications only (az role deny-assignment create
+        # supports no DataActions), neither of which the lab has: the list is empty
+        only(method, "GET")
+        ctx.authorize(scope, "Microsoft.Authorization/denyAssignments/read")
+        validate_scope(ctx, scope)
+        return page(ctx, [])
     if kind == "roledefinitions" and len(rest) == 2 and method in ("PUT", "DELETE"):
         return await _custom_role(ctx, method, scope, rest[1])
     if kind == "roledefinitions" and len(rest) in (1, 2):

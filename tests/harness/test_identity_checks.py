@@ -495,6 +495,16 @@ def test_a_read_refused_under_an_abac_condition_names_the_condition_not_a_propag
     (finding,) = access_outcome(ctx, 0, check).findings
     assert finding.code == "ACCESS_DENIED_UNEXPECTEDLY" and "s ago: if the condition allows it, wait" in finding.message
 
+    # no condition, settled, still refused: the grant printed again was a duplicate (ARM: RoleAssignmentExists);
+    # the deny assignments that apply are listed instead (az role deny-assignment list, which the lab answers)
+    properties = ctx.facts.identity.role_assignments[0]["properties"]
+    del properties["condition"]
+    properties["createdOn"] = "2000-01-01T00:00:00Z"
+    (finding,) = access_outcome(ctx, 0, check).findings
+    assert finding.code == "ACCESS_DENIED_UNEXPECTEDLY" and "a deny assignment" in finding.message
+    assert finding.fix_lines() == [f"az role deny-assignment list --scope {account} -o table",
+                                   f"az role assignment list --assignee {SP_ID} --all -o table"]
+
 
 def test_an_identity_whose_resource_group_was_deleted_gets_the_group_made_first() -> None:
     """az group delete of the group holding the identity (ARM: 404 ResourceGroupNotFound for harness.yaml's id, and

@@ -716,6 +716,11 @@ def test_an_abac_condition_is_kept_and_lets_storage_reads_through_only_where_it_
              "containers/blobs/tags:Project<$key_case_sensitive$>] StringEquals 'Cascade'))"
     assert not condition_holds(tagged, BLOB_READ, blob % "archive")  # unverified attributes are not met
 
+    # az role deny-assignment list --scope S (what ACCESS_DENIED_UNEXPECTEDLY prints for a settled, fitting role):
+    # the lab has none (only Blueprints and managed applications make ones covering data actions)
+    denied = arm.request("GET", f"{account}/providers/Microsoft.Authorization/denyAssignments", arm.admin())
+    assert denied.status_code == 200 and denied.json()["value"] == [], denied.text
+
 
 def test_role_assignment_validation(arm: Arm, lab) -> None:
     admin = arm.admin()
