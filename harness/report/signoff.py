@@ -805,6 +805,10 @@ def load_run(path: Path) -> dict[str, Any]:
         inside = path / "run.json" if path.is_dir() else None  # a run's directory (reports/latest) named
         hint = f": did you mean {inside}?" if inside is not None and inside.is_file() else ""
         raise ReportInputError(f"{exc.path}: {exc.reason}{hint}") from None
+    if not text.strip():  # sed -n 's/^WI-HARNESS-RUN-JSON //p' of a Job's log without that line
+        raise ReportInputError(
+            f"{path}: is empty: no run was written into it (if it came from the Job's log, the run stopped before "
+            "it wrote one, and the log says why: kubectl -n wi-harness logs job/wi-harness)")
     if not text.lstrip().startswith("{") and "WI-HARNESS-RUN-JSON " in text:  # the Job's log saved whole
         raise ReportInputError(
             f"{path}: the Job's log, not its run.json: take the line the harness tagged, sed -n "

@@ -526,7 +526,11 @@ def _bad_inputs(tmp_path: Path, good: Path) -> list[tuple[list[str], str]]:
     log.write_text("..........\n1 passed in 1.2s\nWI-HARNESS-RUN-JSON " + good.read_text() + "\n")
     cut = tmp_path / "cut.json"  # a Job's log line that log rotation cut, a copy that did not finish
     cut.write_text(good.read_text()[:3000])
+    empty = tmp_path / "empty.json"  # the Job's log had no tagged line (its run stopped before writing one)
+    empty.write_text("")
     return [
+        (["render", str(empty), "--format", "md"], "empty.json: is empty: no run was written into it (if it came "
+                                                    "from the Job's log, the run stopped before it wrote one"),
         (["render", str(cut), "--format", "md"], "cut.json: cut short: the JSON ends after "),
         (["merge", str(good), str(cut), "-o", str(tmp_path / "f")], "cut.json: cut short"),
         (["render", str(log), "--format", "md"], "log.json: the Job's log, not its run.json: take the line the "
