@@ -239,12 +239,16 @@ def _proxy_fix(ctx: WorkloadContext, url: str, said: str, evidence: dict[str, An
         return None
     proxy = _https_proxy(ctx.facts.pod.pod if ctx.facts.pod else None) or "the HTTPS proxy"
     host = urllib.parse.urlsplit(url).hostname or url
-    evidence["proxy_refused"] = {"proxy": proxy, "host": host, "answer": refused.group(1).strip()}
+    answer = refused.group(1).strip()
+    evidence["proxy_refused"] = {"proxy": proxy, "host": host, "answer": answer}
+    what = (f"{proxy} (the pod's HTTPS_PROXY) wants credentials to open a tunnel to {host} ({answer}): give the "
+            "proxy URL in the cluster's HTTP proxy configuration its user and password, or let the cluster's egress "
+            "through unauthenticated" if answer.startswith("407") else
+            f"{proxy} (the pod's HTTPS_PROXY) refused to open a tunnel to {host} ({answer}): allow {host}:443 on "
+            "the proxy (AKS's required outbound rules list login.microsoftonline.com)")
     return [
-        advice(f"{proxy} (the pod's HTTPS_PROXY) refused to open a tunnel to {host} ({refused.group(1).strip()}): "
-               f"allow {host}:443 on the proxy (AKS's required outbound rules list login.microsoftonline.com), or, "
-               "if the pods may reach it directly, add it to noProxy in the cluster's HTTP proxy configuration "
-               "(az aks update --http-proxy-config FILE)"),
+        advice(f"{what}; or, if the pods may reach {host} directly, add it to noProxy in the cluster's HTTP proxy "
+               "configuration (az aks update --http-proxy-config FILE)"),
         fix.command("az", "aks", "show", *fix.cluster_location(ctx.azure), "--query", "httpProxyConfig",
                     note="the proxy and noProxy the pods are given"),
     ]

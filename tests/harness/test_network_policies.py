@@ -290,6 +290,11 @@ def test_a_tunnel_the_pods_https_proxy_refused_is_the_proxys_allow_list_not_a_ne
     assert any(line.startswith("az aks show ") and "--query httpProxyConfig" in line for line in lines), lines
     assert not any(line.startswith("kubectl delete networkpolicy") for line in lines), lines
     assert not any("s3cret" in line for line in lines) and "s3cret" not in str(finding.evidence)
+    wants = {"kind": "connection", "message": "OSError: Tunnel connection failed: 407 Proxy Authentication Required"}
+    (finding,) = _unresolved_exchange([], wants, env).findings
+    assert finding.fix_lines()[0].startswith("# proxy.corp.example:3128 (the pod's HTTPS_PROXY) wants credentials "
+                                             "to open a tunnel to login.microsoftonline.com (407 Proxy "
+                                             "Authentication Required)")
 
 
 def test_egress_no_network_policy_blocks_is_looked_for_where_the_cluster_sends_it() -> None:
