@@ -368,7 +368,7 @@ def pod_problems(
     pod = live.pod
     name = _name(pod)
     labels = (pod.get("metadata") or {}).get("labels") or {}
-    if labels.get(USE_LABEL) != "true":
+    if labels.get(USE_LABEL) != "true" and not unlabelled_after_mutation(live):
         return [Problem("POD_NOT_LABELLED", name, _label_whereabouts(live, sa_labels, sa_annotations))]
     skipped = skipped_containers(pod)
     everything = [str(c.get("name") or "") for c in containers(pod, include_init=True)]
@@ -478,6 +478,16 @@ def misplaced_use_label(kind: str, owner: dict[str, Any] | None, cronjob: dict[s
     return None
 
 
+def unlabelled_after_mutation(live: LivePod) -> bool:
+    """The pod lacks the use label, yet the webhook mutated it (its token volume is there) and its controller's
+    template, as read, carries the label: the label was taken off the running pod (kubectl label pod ...-), which
+    changes nothing the webhook did (it acts on CREATE) nor its replacements, made from the template."""
+    if live.owner is None or live.owner_kind not in _RESTARTABLE or not token_volumes(live.pod):
+        return False
+    template = ((live.owner.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return (template.get("labels") or {}).get(USE_LABEL) == "true"
+
+
 def _label_whereabouts(live: LivePod, sa_labels: dict[str, str], sa_annotations: dict[str, str] | None = None) -> str:
     places = []
     misplaced = misplaced_use_label(live.owner_kind, live.owner, live.cronjob)
@@ -493,7 +503,9 @@ def _label_whereabouts(live: LivePod, sa_labels: dict[str, str], sa_annotations:
     value = ((live.pod.get("metadata") or {}).get("labels") or {}).get(USE_LABEL)
     found = "; it sits " + " and ".join(places) if places else ""
     state = "absent" if value is None else f"{value!r}, not \"true\""
-    return f"the pod's {USE_LABEL} label is {state}{found}"
+    made = (f" (this pod was mutated when it was made, under an earlier selector or label; the {live.owner_kind}'s "
+            "next pods will not be)") if token_volumes(live.pod) else ""
+    return f"the pod's {USE_LABEL} label is {state}{found}{made}"
 
 
 def preset_in_template(live: LivePod, container_name: str, variable: str = "AZURE_CLIENT_ID") -> bool:

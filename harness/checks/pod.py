@@ -42,6 +42,7 @@ from harness.checks.live_pods import (
     preset_in_template,
     restart_workload,
     skipped_containers,
+    unlabelled_after_mutation,
     unskip_repair,
 )
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
@@ -435,9 +436,13 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
     value = labels.get(USE_LABEL)
     if value == "true":
         return passed(f'pod labelled {USE_LABEL}: "true"', {"labels": labels})
+    existing, (kind, name) = ctx.facts.pod, controller_of(ctx.pod or {})
+    if existing is not None and unlabelled_after_mutation(LivePod(ctx.pod or {}, kind, name, existing.owner)):
+        return passed(f"the pod lacks {USE_LABEL} (taken off after it was made), but the webhook mutated it and "
+                      f"{kind}/{name}'s pod template carries the label: its next pods are labelled too",
+                      {"labels": labels, "template_labelled": f"{kind}/{name}"})
     evidence: dict[str, Any] = {"labels": labels, "value": value}
     why = "absent" if value is None else f'{value!r}, and only the exact value "true" selects the pod'
-    existing, kind = ctx.facts.pod, controller_of(ctx.pod or {})[0]
     misplaced = misplaced_use_label(kind, existing.owner, existing.cronjob) if existing else None
     controller = "CronJob" if existing and existing.cronjob else kind if kind != "Pod" else "Deployment"
     if misplaced is not None:

@@ -10,6 +10,7 @@ import pytest
 from test_live_pods import CLIENT, context, deployment, live, workload_pod
 
 from harness.checks.context import WorkloadContext
+from harness.checks.live_pods import live_pods
 from harness.checks.model import FAIL, SKIP, WARN
 from harness.checks.pod import pod_labelled, pod_mutated
 from harness.checks.serviceaccount import sa_client_id_annotation
@@ -441,3 +442,21 @@ def test_with_pod_a_bare_pod_carrying_the_configured_client_id_is_left_running()
         f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT} "
         "--overwrite",
         f"# Pod/debug: the running pods already carry AZURE_CLIENT_ID={CLIENT}, no restart needed"]
+
+
+def test_a_use_label_taken_off_a_mutated_pod_whose_template_carries_it_is_no_failure() -> None:
+    """By hand in the lab: kubectl label pod backend-... azure.workload.identity/use- on a running, mutated pod
+    whose Deployment's template keeps the label: --pod and --workload said POD_NOT_LABELLED 'the webhook never
+    sees it' and printed the template patch, a no-op (the template has it), so the next run failed the same. The
+    webhook acts on CREATE: the pod keeps its identity and its replacements are labelled; both views pass now.
+    Without the template's label (the #751 upgrade: pods mutated under the old selector) it still fails, saying
+    this pod was mutated and the next ones will not be."""
+    pod = _mounted(workload_pod(labelled=False))
+    labelled = deployment()
+    labelled["spec"]["template"]["metadata"]["labels"] = {"azure.workload.identity/use": "true"}
+    ctx = _existing(_AnnotatedAgain(pod, CLIENT, labelled))
+    outcome = pod_labelled(ctx)
+    assert outcome.status != FAIL and "taken off after it was made" in outcome.message
+    assert live_pods(context([live(pod, labelled)])).findings == []
+    (finding,) = live_pods(context([live(pod, deployment())])).findings
+    assert finding.code == "POD_NOT_LABELLED" and "the Deployment's next pods will not be" in finding.message
