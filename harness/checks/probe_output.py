@@ -306,6 +306,7 @@ def _deleted(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
 # the scheduler's filter plugins' reasons (kubernetes pkg/scheduler/framework/plugins): NodeUnschedulable's
 # ErrReasonUnschedulable (a cordoned node) and NodeAffinity's ErrReasonPod (nodeSelector / required affinity)
 _CORDONED = "node(s) were unschedulable"
+_LINUX_ONLY = {"kubernetes.io/os": "linux"}  # build_probe_pod's nodeSelector without probe.node_selector
 # NodeResourcesFit's reasons (noderesources/fit.go): "Insufficient <resource>", "Too many pods"
 _NO_ROOM_RE = re.compile(r"\b\d+ (Insufficient [a-z0-9./-]+|Too many pods)")
 _SELECTOR_MISSED = "node(s) didn't match Pod's node affinity/selector"
@@ -343,12 +344,12 @@ def _pool_taints(untolerated: list[tuple[str, str, int, int]], live: list[dict[s
                         for pod in live for t in (pod.get("spec") or {}).get("tolerations") or [])]
     if tolerated:  # one is enough for the scheduler: the pool it names takes the probe
         return [fix.tolerate_taint(*tolerated[0])]
-    if not untolerated or live:
+    if not untolerated:
         return []
     named = ", ".join(f"{key}={value}" if value else key for key, value, _, _ in untolerated)
-    return [advice(f"each node pool has a taint the probe does not tolerate ({named}): tolerate the one of the pool "
-                   "the workload runs in (probe.tolerations in harness.yaml, as the workload's pod template "
-                   "tolerates it)")]
+    return [advice(f"the nodes that could take the probe carry taints it does not tolerate ({named}): tolerate one in "
+                   "probe.tolerations in harness.yaml (the workload's pool's, as its pod template tolerates it, where "
+                   "the workload runs on Linux)")]
 
 
 def _unschedulable_fix(namespace: str, pod: str, message: str, spec_pod: dict[str, Any] | None = None,
@@ -381,7 +382,10 @@ def _unschedulable_fix(namespace: str, pod: str, message: str, spec_pod: dict[st
                    "or upgrade that cordoned it is over; do not tolerate node.kubernetes.io/unschedulable"),
         ]
     selector = ((spec_pod or {}).get("spec") or {}).get("nodeSelector") or {}
-    if _SELECTOR_MISSED in message and selector:
+    if _SELECTOR_MISSED in message and selector == _LINUX_ONLY:  # the one the harness always sets
+        steps.append(advice("the probe runs on Linux nodes only (kubernetes.io/os=linux): the other nodes (Windows "
+                            "pools) cannot take it, whatever the workload runs on"))
+    elif _SELECTOR_MISSED in message and selector:
         wanted = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
         steps += [
             fix.kubectl("get", "nodes", "-l", wanted, note="no node has every label the probe's nodeSelector names"),

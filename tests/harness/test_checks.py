@@ -1420,6 +1420,19 @@ def test_taints_of_separate_node_pools_are_tolerated_as_the_workloads_pods_toler
     assert any("CriticalAddonsOnly=true, kubernetes.azure.com/scalesetpriority=spot" in line for line in lines)
 
 
+def test_a_windows_pool_beside_a_tainted_linux_system_pool_is_named_as_linux_only() -> None:
+    """A Windows workload's pool and a Linux system pool tainted CriticalAddonsOnly: the probe's own
+    kubernetes.io/os=linux keeps it off the Windows nodes, which no probe.node_selector changes; the system pool's
+    taint is the one to tolerate."""
+    lines = _unscheduled("0/3 nodes are available: 1 node(s) had untolerated taint {CriticalAddonsOnly: true}, 2 "
+                         "node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: 3 "
+                         "Preemption is not helpful for scheduling.")
+    assert any(line.startswith("# the probe runs on Linux nodes only (kubernetes.io/os=linux)") for line in lines)
+    assert any("taints it does not tolerate (CriticalAddonsOnly=true): tolerate one in probe.tolerations" in line
+               for line in lines), lines
+    assert not any("or remove it" in line for line in lines), lines
+
+
 def test_a_node_condition_taint_is_the_nodes_state_to_repair_not_a_toleration() -> None:
     """The node controller's taints for a node's conditions (not-ready, unreachable, memory/disk/PID pressure):
     the node is unwell, so the fix shows the nodes' Ready state and never offers to tolerate the taint."""
