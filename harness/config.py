@@ -926,6 +926,9 @@ def _problem_line(error: Any) -> str:
         if len(path) == 2 and path[0] == "workloads" and isinstance(given, str) and given.count("/") == 1:
             namespace, name = (values.printable(part, 80) for part in given.split("/"))  # - finance/backend-sa
             message += f" ('{namespace}/{name}': write namespace: {namespace} and service_account: {name})"
+    elif kind in ("int_parsing", "float_parsing") and isinstance(given, str):  # timeout_seconds: 2m, 120s
+        unit = " of seconds" if loc.endswith("_seconds") else ""
+        message = f"must be a number{unit}, without a unit"
     elif kind == "list_type":  # workloads: finance/backend-sa
         message = f"must be a list (one '- ' entry per item, indented under it), not a {_yaml_kind(given)}"
     elif kind == "union_tag_invalid":

@@ -258,6 +258,15 @@ def test_a_path_with_a_shell_variable_says_it_is_not_expanded(tmp_path: Path) ->
                        "does not expand $HOME: write the path, or ~ for the home directory)")
 
 
+def test_a_duration_with_a_unit_says_to_write_a_number_of_seconds(tmp_path: Path) -> None:
+    """probe.timeout_seconds: 2m was pydantic's 'Input should be a valid integer, unable to parse string as an
+    integer'."""
+    assert sorted(problems({"probe": {"timeout_seconds": "2m", "retry_seconds": "30s"}}, tmp_path)) == [
+        "probe.retry_seconds: must be a number of seconds, without a unit (got '30s')",
+        "probe.timeout_seconds: must be a number of seconds, without a unit (got '2m')",
+    ]
+
+
 def test_a_secret_pasted_where_its_variable_name_belongs_is_not_echoed(tmp_path: Path) -> None:
     data = good(tmp_path)
     data["azure"]["credential"] = {"client_id": CLIENT, "client_secret_env": "Q8~pasted.secret-VALUE"}
