@@ -349,7 +349,15 @@ def _revoke_read(
                             + ": grant the reads the workload needs at their resources, then delete it"))
         steps += _keep_reads(ctx, principal, {a.id for a in wider})
         steps += [fix.delete_role_assignment_id(a.id) for a in wider]
-    if not on_resource and not wider:
+    if not on_resource and not wider and resource is not None and ctx.facts.identity.role_assignments is not None:
+        # none of the identity's own assignments grants it: Azure RBAC honours the assignments of the groups a
+        # service principal is in (az role assignment list --include-groups asks ARM for assignedTo(), which
+        # includes them), or the right comes from outside RBAC
+        steps += [advice("none of the identity's own role assignments grants the read: one of a group it is a member "
+                         "of may (listed below with --include-groups), or an access policy of a vault not on RBAC; "
+                         "delete that one, or take the identity out of the group, if nothing else needs it"),
+                  fix.list_roles_with_groups(principal), fix.delete_role_assignment()]
+    elif not on_resource and not wider:
         steps += [fix.list_roles(principal), fix.delete_role_assignment()]
     return steps
 

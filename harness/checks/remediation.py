@@ -470,6 +470,12 @@ def list_roles(principal_id: str | Var | None) -> Command:
                    "--all", "-o", "table")
 
 
+def list_roles_with_groups(principal_id: str | Var | None) -> Command:
+    """The principal's role assignments and those of the groups it is in, transitively (az: assignedTo())."""
+    return command("az", "role", "assignment", "list", "--assignee", principal_or(principal_id), "--all",
+                   "--include-groups", "-o", "table")
+
+
 def delete_role_assignment() -> Command:
     return command("az", "role", "assignment", "delete", "--ids", "<the assignment that grants it>")
 

@@ -167,6 +167,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "delete_role_assignment_id": lambda d: fix.delete_role_assignment_id(d(nasty_text)),
     "orphaned_role_assignments": lambda d: fix.orphaned_role_assignments(),
     "deny_assignments": lambda d: fix.deny_assignments(d(nasty_text)),
+    "list_roles_with_groups": lambda d: fix.list_roles_with_groups(d(nasty_text)),
     "enable_secret": lambda d: fix.enable_secret(d(nasty_text), d(nasty_text)),
     "list_secrets": lambda d: fix.list_secrets(d(nasty_text)),
     "show_secret_dates": lambda d: fix.show_secret_dates(d(nasty_text), d(nasty_text)),

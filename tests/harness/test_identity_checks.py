@@ -423,6 +423,14 @@ def test_a_deny_target_read_through_a_group_assignment_keeps_the_allowed_reads_a
                      "Microsoft.KeyVault/vaults/finance-kv",
                      f"az role assignment delete --ids {assignment}"]
 
+    # granted through an Entra group the identity is in (RBAC honours group membership for service principals):
+    # none of the identity's own assignments grants it, and the listing includes the groups'
+    ctx.facts.identity.role_assignments = []
+    (finding,) = access_outcome(ctx, 1, checks[1]).findings
+    lines = finding.fix_lines()
+    assert lines[0].startswith("# none of the identity's own role assignments grants the read: one of a group")
+    assert lines[1] == f"az role assignment list --assignee {SP_ID} --all --include-groups -o table"
+
 
 def test_a_subject_pasted_with_a_line_end_is_updated_and_a_full_identity_is_told_to_make_room_first() -> None:
     """az identity federated-credential update --subject "system:serviceaccount:ns:sa<newline>" (pasted from a
