@@ -304,9 +304,19 @@ def _referenced_file_problem(
     if command is not None and user is not None and _exec_command_missing(command, user[1]):
         return (
             f"cluster.kubeconfig: {config.where}: the exec credential plugin {_shown(command, 240)} of user "
-            f"{_shown(user[0].get('name'))} is not installed (command not found)"
+            f"{_shown(user[0].get('name'))} is not installed (command not found)" + _install_hint(command, user[0])
         )
     return None
+
+
+def _install_hint(command: str, user: dict[str, Any]) -> str:
+    """How to install a missing exec plugin: kubelogin's own way (AKS's kubeconfigs name it in installHint),
+    else the first line of the kubeconfig's installHint, as kubectl prints it."""
+    if Path(command).name in ("kubelogin", "kubelogin.exe"):
+        return ": install it with az aks install-cli (or from https://aka.ms/aks/kubelogin), or put it on PATH"
+    hint = _section(_section(user, "user"), "exec").get("installHint")
+    first = next((line.strip() for line in str(hint or "").splitlines() if line.strip()), "")
+    return f": {printable(first, 200)}" if first else ""
 
 
 def _exec_command_missing(command: str, defined_in: Path) -> bool:

@@ -528,6 +528,18 @@ KUBECONFIG_CASES = [
         ["exec credential plugin 'kubelogin-not-installed-here'", "is not installed (command not found)"],
         id="exec-plugin-not-found",
     ),
+    pytest.param(  # AKS's Entra-enabled kubeconfig on a runner without kubelogin
+        lambda tmp: yaml.safe_dump(kubeconfig(_exec_user("/nonexistent/bin/kubelogin"))).encode(),
+        ["is not installed (command not found): install it with az aks install-cli (or from "
+         "https://aka.ms/aks/kubelogin), or put it on PATH"],
+        id="kubelogin-not-found",
+    ),
+    pytest.param(  # another plugin: the kubeconfig's own installHint, as kubectl prints it
+        lambda tmp: yaml.safe_dump(kubeconfig({"exec": {**_exec_user("gke-auth-missing")["exec"],
+                                                        "installHint": "\nInstall gke-auth from the portal\n"}})).encode(),
+        ["'gke-auth-missing'", "is not installed (command not found): Install gke-auth from the portal"],
+        id="exec-plugin-install-hint",
+    ),
     pytest.param(
         lambda tmp: yaml.safe_dump(kubeconfig(_exec_user(_failing_plugin(tmp)))).encode(),
         [
