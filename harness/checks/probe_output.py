@@ -213,8 +213,10 @@ def _registry_pull_fixes(ctx: WorkloadContext, image: str, said: str, from_confi
         if secrets:
             return [fix.kubectl("get", "secret", "-n", ns, *[fix.object_or(s, "<secret>") for s in secrets[:5]],
                                 note="the probe pod's imagePullSecrets"),
-                    advice(f"the registry refused the credential of {', '.join(secrets[:5])} for {image}: put one it "
-                           f"accepts in the Secret (kubectl create secret docker-registry, in namespace {ns})")]
+                    advice(f"the registry refused the pull of {image} with {', '.join(secrets[:5])}: create the "
+                           f"Secret in namespace {ns} if the look above answers NotFound (the kubelet then pulls "
+                           "without it), else put a credential the registry accepts in it (kubectl create secret "
+                           "docker-registry)")]
         return [advice(f"the registry refused the nodes' pull of {image}: make a docker-registry Secret with a "
                        f"credential it accepts in namespace {ns} (kubectl create secret docker-registry NAME "
                        "--docker-server ... ) and name it in probe.image_pull_secrets in harness.yaml, or set "

@@ -201,7 +201,8 @@ def test_a_private_registry_that_refuses_the_nodes_asks_for_probe_image_pull_sec
                           probe_settings={"image": private, "image_pull_secrets": ["harbor-pull"]})
     lines = finding_of(run_world(world)[0], "probe.completed").fix_lines()
     assert lines[0] == "kubectl get secret -n finance harbor-pull   # the probe pod's imagePullSecrets"
-    assert lines[1].startswith("# the registry refused the credential of harbor-pull")
+    assert lines[1].startswith(f"# the registry refused the pull of {private} with harbor-pull: create the Secret in "
+                               "namespace finance if the look above answers NotFound")
 
 
 def test_a_probe_image_its_registry_does_not_have_is_corrected_not_imported_from_there(run_world: RunWorld) -> None:
