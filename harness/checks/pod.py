@@ -61,7 +61,7 @@ from harness.checks.podspec import (
 )
 from harness.checks.serviceaccount import create_sa_steps
 from harness.commands import Step, advice
-from harness.config import DEFAULT_PROBE_LIMITS
+from harness.config import DEFAULT_PROBE_LIMITS, DEFAULT_PROBE_REQUESTS
 from harness.facts import LivePod
 from harness.names import (
     EXPIRATION_ANNOTATION,
@@ -75,7 +75,7 @@ from harness.names import (
     WEBHOOK_NAME,
     WEBHOOK_SYSTEM_LABEL,
 )
-from harness.values import printable
+from harness.values import parse_quantity, printable
 
 _WEBHOOK_HINTS = {
     400: "the webhook denied it",
@@ -254,6 +254,10 @@ def _within_limit_range(message: str) -> str | None:
         return None
     for resource, least in wanted.get("requests", {}).items():  # the LimitRanger holds a limit to the minimum too
         wanted.setdefault("limits", {}).setdefault(resource, least)
+    for resource, most in dict(wanted.get("limits", {})).items():  # a request above the new limit: harness.yaml
+        request, top = parse_quantity(DEFAULT_PROBE_REQUESTS.get(resource, "")), parse_quantity(most)
+        if request is not None and top is not None and request > top:  # refuses it (and so would the API server)
+            wanted.setdefault("requests", {}).setdefault(resource, most)
     parts = ", ".join(f"{part}: {{" + ", ".join(f"{k}: {v}" for k, v in sorted(values.items())) + "}"
                       for part, values in sorted(wanted.items()))
     return (f"set probe.resources in harness.yaml within the namespace's LimitRange: {{{parts}}} (a maximum: at "
