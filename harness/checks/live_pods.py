@@ -189,11 +189,15 @@ def _account_not_found(ctx: WorkloadContext, refused: RefusedController, account
                                                             ctx.service_account)]
     if account == ctx.service_account:  # the workload's own ServiceAccount gone: sa.exists says what to make
         steps = [advice(f"ServiceAccount {ctx.namespace}/{account} does not exist: create it (sa.exists)")]
+    running = any((live.owner_kind, live.owner_name) == (refused.kind, refused.name)
+                  for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else []))
+    now = (f"the pods that run are of its template before, under {ctx.service_account}" if running else
+           f"none of its pods runs (its rolling update deleted those of its template before, a name close to "
+           f"{ctx.service_account}'s)")
     return Finding(
         "POD_WRONG_SERVICE_ACCOUNT", ERROR, "pod",
         f"{ref}: its pod template names ServiceAccount {account}, which does not exist in {ctx.namespace}: the API "
-        f"server refuses every new pod ({refused.reason}), and the pods that run are of its template before, under "
-        f"{ctx.service_account}: {refused.message}",
+        f"server refuses every new pod ({refused.reason}), and {now}: {refused.message}",
         {"owner": ref, "reason": refused.reason, "refusal": refused.message, "service_account": account},
         steps,
     )

@@ -788,3 +788,31 @@ def test_an_on_delete_statefulsets_pods_are_deleted_where_a_rollout_restart_repl
     (finding,) = live_pods(context([LivePod(unlabelled, "StatefulSet", "ledger", on_delete)])).findings
     assert [line.split(" -p ")[0] for line in finding.fix_lines()[:2]] == [
         "kubectl patch statefulset/ledger -n finance --type merge", "kubectl delete pod -n finance ledger-0"]
+
+
+def test_a_statefulset_rolled_onto_a_mistyped_service_account_is_found_under_the_one_it_left() -> None:
+    """By hand in the lab: kubectl patch statefulset ledger serviceAccountName backend-sa-v2 (no such account):
+    its rolling update deleted ledger-0, the new one is refused ('error looking up service account
+    finance/backend-sa-v2'), and no live pod ties the StatefulSet to backend-sa any more: --workload
+    finance/backend-sa PASSED. A template labelled for Workload ID naming a close name that does not exist is
+    kept: POD_WRONG_SERVICE_ACCOUNT puts the name back; pasted as printed, ledger-0 ran and the next run passed.
+    Another ServiceAccount's workload refused for another reason stays out."""
+    refusal = ('pods "ledger-0" is forbidden: error looking up service account finance/backend-sa-v2: '
+               'serviceaccount "backend-sa-v2" not found')
+    sts = {"plural": "statefulsets", "metadata": {"name": "ledger", "namespace": "finance", "uid": "u-1"},
+           "spec": {"replicas": 1, "template": {
+               "metadata": {"labels": {"azure.workload.identity/use": "true"}},
+               "spec": {"serviceAccountName": "backend-sa-v2"}}}, "status": {}}
+    kube = ListingKube([])
+    kube.controllers = [sts]
+    kube.events = [{"involvedObject": {"kind": "StatefulSet", "uid": "u-1"}, "lastTimestamp": "2026-01-01T00:00:01Z",
+                    "message": f"create Pod ledger-0 in StatefulSet ledger failed error: {refusal}"}]
+    ctx = context([])
+    ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    (finding,) = live_pods(ctx).findings
+    assert finding.code == "POD_WRONG_SERVICE_ACCOUNT"
+    assert "none of its pods runs" in finding.message
+    assert finding.fix_lines() == ["kubectl patch statefulset/ledger -n finance --type merge -p "
+                                   """'{"spec":{"template":{"spec":{"serviceAccountName":"backend-sa"}}}}'"""]
+    kube.events[0]["message"] = f"create Pod ledger-0 in StatefulSet ledger failed error: {PSA}"
+    assert collect_live_pods(kube, "finance", "backend-sa").refused == []  # type: ignore[arg-type]
