@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     render_cmd = actions.add_parser("render", help="render one run.json as a sign-off (Markdown or HTML)")
     render_cmd.add_argument("run", type=_path, metavar="RUN.json")
     render_cmd.add_argument("--format", choices=FORMATS, required=True)
-    render_cmd.add_argument("-o", "--output", type=_path, metavar="FILE", help="write here (default: stdout)")
+    render_cmd.add_argument("-o", "--output", type=_path, metavar="FILE", help="write here (default, or -: stdout)")
     merge_cmd = actions.add_parser(
         "merge", help="one sign-off over several runs (clusters): DIR/signoff.md, .html"
     )
@@ -115,7 +115,7 @@ def _render(run: Path, fmt: str, output: Path | None) -> int:
     if output is not None and output.exists() and output.resolve() == run.resolve():
         raise ReportInputError(f"{output}: is the run.json being rendered: writing the sign-off there would replace it")
     text = Redactor().text(render(load_run(run), fmt))
-    if output is None:
+    if output is None or str(output) == "-":  # -o -: stdout, as for most commands, not a file named '-'
         sys.stdout.write(text)
         return 0
     _write(output, text)

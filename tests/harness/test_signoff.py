@@ -598,6 +598,19 @@ def test_a_run_json_a_newer_harness_wrote_under_the_same_schema_renders(
     assert "does not match the run.json schema: checks.0.status:" in capsys.readouterr().err
 
 
+def test_render_to_dash_writes_stdout_not_a_file_named_dash(
+    run_world: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """report render run.json --format md -o - wrote a file named '-' (and 'wrote -')."""
+    good = tmp_path / "run.json"
+    good.write_text(json.dumps(failing_document(run_world)))
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "render", str(good), "--format", "md", "-o", "-"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("#") and captured.err == ""
+    assert not (tmp_path / "-").exists()
+
+
 def test_python_m_harness_end_to_end_and_usage_errors(run_world: Callable[..., Any], tmp_path: Path) -> None:
     good = tmp_path / "run.json"
     good.write_text(json.dumps(failing_document(run_world)))
