@@ -21,6 +21,7 @@ from typing import Any
 from harness import values
 from harness.checks import remediation as fix
 from harness.commands import Step, advice
+from harness.config import DEFAULT_PROBE_REQUESTS
 from harness.names import WEBHOOK_NAME
 
 _REFUSING_WEBHOOK_RE = re.compile(
@@ -211,6 +212,10 @@ def quota_room_advice(message: str) -> str | None:
     if not room:
         return ("the quota has nothing left for the probe: free some (pods of the namespace that hold it) or raise "
                 "it (a person decides), then run again")
+    for resource, most in dict(room.get("limits", {})).items():  # harness.yaml wants each request within its limit
+        request, top = values.parse_quantity(DEFAULT_PROBE_REQUESTS.get(resource, "")), values.parse_quantity(most)
+        if request is not None and top is not None and request > top:
+            room.setdefault("requests", {}).setdefault(resource, most)
     parts = ", ".join(f"{part}: {{" + ", ".join(f"{k}: {v}" for k, v in sorted(found.items())) + "}"
                       for part, found in sorted(room.items()))
     return (f"set probe.resources in harness.yaml within what the quota has left: {{{parts}}} (or lower; the probe "

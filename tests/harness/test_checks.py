@@ -1319,6 +1319,8 @@ def test_another_vendors_webhook_that_cannot_be_called_is_named_with_its_service
     'pods "wi-probe-x" is forbidden: maximum cpu usage per Container is 500m, but limit is 1',
     'pods "wi-probe-x" is forbidden: maximum cpu usage per Pod is 500m, but limit is 200m',
     'pods "wi-probe-x" is forbidden: maximum memory usage per Container is 24Mi, but limit is 128Mi',
+    'pods "wi-probe-x" is forbidden: exceeded quota: mem, requested: limits.memory=128Mi, used: limits.memory=1004Mi, '
+    "limited: limits.memory=1Gi",
     'pods "wi-probe-x" is forbidden: minimum memory usage per Container is 256Mi, but request is 32Mi',
     'pods "wi-probe-x" is forbidden: cpu max limit to request ratio per Container is 4, but provided ratio is '
     "20.000000",
@@ -1340,6 +1342,8 @@ def test_a_quota_or_limit_range_refusal_is_not_rbac(message: str) -> None:
                                           "request and the limit), or change the LimitRange")
     if "ratio" in message:  # maxLimitRequestRatio: a 403 too, and not RBAC; the request that keeps the ratio
         assert "{requests: {cpu: 50m}} with the default limits (cpu 200m)" in finding.fix_lines()[1]
+    if "used: limits.memory=1004Mi" in message:  # 20Mi left, under the default 32Mi request: both within it
+        assert "{limits: {memory: 20Mi}, requests: {memory: 20Mi}}" in finding.fix_lines()[1]
     if "maximum memory" in message:  # below the default 32Mi request: harness.yaml wants the request within it
         assert "{limits: {memory: 24Mi}, requests: {memory: 24Mi}}" in finding.fix_lines()[1]
     if "minimum memory" in message:  # the LimitRanger holds the limit to the minimum too (minConstraint)
