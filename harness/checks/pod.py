@@ -341,10 +341,15 @@ def _policy_fixes(webhook: str, namespace: str, said: str = "", labels: dict[str
     limits = limit_refusal(said, PROBE_CONTAINER)
     if limits:  # a container-limits policy: the probe's limits set within its maxima
         wanted = ", ".join(f"{resource}: {most}" for resource, most in sorted(limits.items()))
+        lowered = {resource: most for resource, most in limits.items()  # harness.yaml wants requests within limits
+                   if (request := parse_quantity(DEFAULT_PROBE_REQUESTS.get(resource, ""))) is not None
+                   and (top := parse_quantity(most)) is not None and request > top}
+        requests = (", requests: {" + ", ".join(f"{r}: {v}" for r, v in sorted(lowered.items())) + "}"
+                    if lowered else "")
         return [
             *([which] if gatekeeper else []),
-            advice(f"set probe.resources in harness.yaml within what the policy allows: limits: {{{wanted}}} (or "
-                   "lower); the probe needs little"),
+            advice(f"set probe.resources in harness.yaml within what the policy allows: limits: {{{wanted}}}"
+                   f"{requests} (or lower); the probe needs little"),
         ]
     asked = probe_policy_advice(said, PROBE_CONTAINER, labels or {})
     if asked:

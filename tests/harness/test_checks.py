@@ -1227,6 +1227,10 @@ def test_a_container_limits_policy_refusing_the_probe_sets_probe_resources_withi
     assert finding.code == "POD_REJECTED_BY_POLICY"
     assert finding.fix_lines()[-1] == ("# set probe.resources in harness.yaml within what the policy allows: limits: "
                                        "{cpu: 100m, memory: 64Mi} (or lower); the probe needs little")
+    below = _refused(
+        403, 'admission webhook "validation.gatekeeper.sh" denied the request: [limits] container <probe> memory limit '
+        "<128Mi> is higher than the maximum allowed of <24Mi>")
+    assert "limits: {memory: 24Mi}, requests: {memory: 24Mi} (or lower)" in below.fix_lines()[-1]
 
 
 def test_a_required_labels_policy_gets_probe_labels_with_the_values_the_workloads_pods_carry() -> None:
