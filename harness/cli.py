@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="render or merge run reports (run.json) into sign-offs")
     actions = report.add_subparsers(dest="action", required=True, metavar="ACTION")
     render_cmd = actions.add_parser("render", help="render one run.json as a sign-off (Markdown or HTML)")
-    render_cmd.add_argument("run", type=_path, metavar="RUN.json")
+    render_cmd.add_argument("run", type=_path, metavar="RUN.json", help="the run's run.json (-: read it from stdin)")
     render_cmd.add_argument("--format", choices=FORMATS, required=True)
     render_cmd.add_argument("-o", "--output", type=_path, metavar="FILE", help="write here (default, or -: stdout)")
     merge_cmd = actions.add_parser(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -799,12 +800,15 @@ def load_run(path: Path) -> dict[str, Any]:
 
     from harness.input_files import InputFileError, read_text
 
-    try:
-        text = read_text(path, MAX_RUN_BYTES)
-    except InputFileError as exc:
-        inside = path / "run.json" if path.is_dir() else None  # a run's directory (reports/latest) named
-        hint = f": did you mean {inside}?" if inside is not None and inside.is_file() else ""
-        raise ReportInputError(f"{exc.path}: {exc.reason}{hint}") from None
+    if str(path) == "-":  # ... | sed -n 's/^WI-HARNESS-RUN-JSON //p' | python -m harness report render -
+        text, path = _read_stdin(), Path("(stdin)")
+    else:
+        try:
+            text = read_text(path, MAX_RUN_BYTES)
+        except InputFileError as exc:
+            inside = path / "run.json" if path.is_dir() else None  # a run's directory (reports/latest) named
+            hint = f": did you mean {inside}?" if inside is not None and inside.is_file() else ""
+            raise ReportInputError(f"{exc.path}: {exc.reason}{hint}") from None
     if not text.strip():  # sed -n 's/^WI-HARNESS-RUN-JSON //p' of a Job's log without that line
         raise ReportInputError(
             f"{path}: is empty: no run was written into it (if it came from the Job's log, the run stopped before "
@@ -842,6 +846,17 @@ def load_run(path: Path) -> dict[str, Any]:
         if problems:
             raise ReportInputError(f"{path}: does not match the run.json schema: {_first_error(problems)}") from None
     return document
+
+
+def _read_stdin() -> str:
+    """run.json piped in (``-``), within the same bound as a file."""
+    data = sys.stdin.buffer.read(MAX_RUN_BYTES + 1)
+    if len(data) > MAX_RUN_BYTES:
+        raise ReportInputError(f"(stdin): over the {MAX_RUN_BYTES // (1024 * 1024)} MiB limit of a run.json")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ReportInputError(f"(stdin): not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start}") from None
 
 
 def _first_error(errors: list[Any]) -> str:

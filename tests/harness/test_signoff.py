@@ -611,6 +611,22 @@ def test_render_to_dash_writes_stdout_not_a_file_named_dash(
     assert not (tmp_path / "-").exists()
 
 
+def test_render_reads_the_run_json_piped_from_the_jobs_log(
+    run_world: Callable[..., Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kubectl logs job/wi-harness | sed -n 's/^WI-HARNESS-RUN-JSON //p' | python -m harness report render - ...:
+    '-' was 'file not found'. Piped nothing (the run wrote none), it says so."""
+    import io
+
+    line = json.dumps(failing_document(run_world), separators=(",", ":")) + "\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(line.encode())))
+    assert main(["report", "render", "-", "--format", "md"]) == 0
+    assert capsys.readouterr().out.startswith("# Workload ID sign-off")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    assert main(["report", "render", "-", "--format", "md"]) == 2
+    assert "(stdin): is empty: no run was written into it" in capsys.readouterr().err
+
+
 def test_python_m_harness_end_to_end_and_usage_errors(run_world: Callable[..., Any], tmp_path: Path) -> None:
     good = tmp_path / "run.json"
     good.write_text(json.dumps(failing_document(run_world)))
