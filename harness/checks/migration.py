@@ -10,6 +10,7 @@ and the pods labelled for Workload ID running as those ServiceAccounts. Pure fun
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -405,11 +406,8 @@ def _removed_early(ctx: MigrationContext) -> Finding | None:
     if not depending:
         return None
     refs = [f"{p['namespace']}/{p['name']}" for p in depending]
-    rows = [row for row in coverage_rows(ctx.facts, ctx.cluster.issuer_url)
-            if set(row["legacy_pods"]) & set(refs) and row["missing"]]
     steps: list[Step] = [advice("move these workloads to Workload ID now (or put aad-pod-identity's NMI back until "
-                                "they are moved):")]
-    steps += [step for row in rows for step in _coverage_steps(ctx, row)]
+                                "they are moved):"), *_depending_steps(ctx, depending)]
     why = ("" if not idle else " (" + ", ".join(f"DaemonSet {c['namespace']}/{c['name']}" for c in idle)
            + " schedules no pod: desiredNumberScheduled 0, its nodeSelector or node affinity matches no node)")
     return Finding(
@@ -481,10 +479,61 @@ def _unbound(ctx: MigrationContext) -> list[dict[str, Any]]:
             if kind == "Pod":
                 steps.append(advice(f"recreate pod {ref} labelled {USE_LABEL}: \"true\""))
             else:
-                steps += [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}),
-                          fix.rollout_restart(kind, namespace, name)]
+                steps += _use_label_steps(kind, namespace, name, restart=True)
         out.append({"pod": ref, "why": why, "steps": steps})
     return out
+
+
+def _depending_steps(ctx: MigrationContext, depending: list[dict[str, Any]]) -> list[Step]:
+    """The coverage fixes of the bindings these pods depend on; for a pod whose binding's row lacks nothing (its
+    ServiceAccount annotated and federated, other pods of it moved: a CronJob's Job, a pod recreated bound), its
+    owner's template labelled for Workload ID."""
+    refs = {f"{p['namespace']}/{p['name']}" for p in depending}
+    rows = [row for row in coverage_rows(ctx.facts, ctx.cluster.issuer_url) if set(row["legacy_pods"]) & refs]
+    steps = [step for row in rows if row["missing"] for step in _coverage_steps(ctx, row)]
+    behind = {ref for row in rows if row["missing"] for ref in row["legacy_pods"]}
+    for p in depending:
+        if f"{p['namespace']}/{p['name']}" in behind:
+            continue
+        kind, name = str(p.get("owner_kind")), str(p.get("owner_name"))
+        more = ([advice(f"recreate pod {p['namespace']}/{name} labelled {USE_LABEL}: \"true\"")] if kind == "Pod"
+                else _use_label_steps(kind, p["namespace"], name, restart=True))
+        if kind == "CronJob" and p.get("job"):  # the Job made before runs on without an identity
+            more += [advice(f"Job {p['namespace']}/{p['job']}, made before, runs without an identity: delete it (its "
+                            "pods go too); the CronJob's next Job runs with the identity"),
+                     fix.delete_job(p["namespace"], str(p["job"]))]
+        steps += [step for step in more if step not in steps]
+    return steps
+
+
+def _use_label_steps(kind: str, namespace: str, name: str, restart: bool) -> list[Step]:
+    """The use label onto what makes the pods. A Job's pod template cannot change once it started (the API server:
+    "spec.template: ... field is immutable"): a CronJob's jobTemplate takes it for its next Jobs; a Job of its own
+    is made again. Deployments, StatefulSets, DaemonSets: the template, then new pods."""
+    if kind == "CronJob":
+        return [fix.patch_cronjob_template_labels(namespace, name, {USE_LABEL: "true"}),
+                advice(f"its next Job gets the identity (or now: kubectl create job -n {namespace} --from="
+                       f"cronjob/{name} <job-name>)")]
+    if kind == "Job":
+        return [advice(f"Job {namespace}/{name}'s pod template cannot change: make it again from its manifest with "
+                       f"{USE_LABEL}: \"true\" (and without {POD_IDENTITY_LABEL}) on its pod template")]
+    return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}),
+            *([fix.rollout_restart(kind, namespace, name)] if restart else [])]
+
+
+def _drop_label_step(pod: dict[str, Any]) -> Step:
+    kind, name, namespace = str(pod.get("owner_kind")), str(pod.get("owner_name")), pod["namespace"]
+    if kind == "Pod":
+        return fix.remove_pod_label(namespace, pod["name"], POD_IDENTITY_LABEL)
+    if kind == "CronJob":  # its jobTemplate's pod template; its running Jobs keep the label until they end
+        pointer = POD_IDENTITY_LABEL.replace("~", "~0").replace("/", "~1")
+        return fix.kubectl("patch", f"cronjob/{fix.object_or(name, '<name>')}", "-n", fix.namespace_or(namespace),
+                           "--type", "json", "-p", json.dumps(
+                               [{"op": "remove", "path": f"/spec/jobTemplate/spec/template/metadata/labels/{pointer}"}]))
+    if kind == "Job":
+        return advice(f"Job {namespace}/{name}'s pod template cannot change: its pods keep {POD_IDENTITY_LABEL} "
+                      "until they end; make it again without it if it runs again")
+    return fix.remove_template_label(kind, namespace, name, POD_IDENTITY_LABEL)
 
 
 def _unassigned(ctx: MigrationContext, nmi: list[dict[str, Any]]) -> Finding | None:
@@ -507,11 +556,8 @@ def _unassigned(ctx: MigrationContext, nmi: list[dict[str, Any]]) -> Finding | N
     if not depending:
         return None
     refs = [f"{p['namespace']}/{p['name']}" for p in depending]
-    rows = [row for row in coverage_rows(facts, ctx.cluster.issuer_url)
-            if set(row["legacy_pods"]) & set(refs) and row["missing"]]
     steps: list[Step] = [advice("move these workloads to Workload ID now (or put aad-pod-identity's MIC back until "
-                                "they are moved):")]
-    steps += [step for row in rows for step in _coverage_steps(ctx, row)]
+                                "they are moved):"), *_depending_steps(ctx, depending)]
     return Finding(
         "POD_IDENTITY_REMOVED_EARLY", ERROR, LAYER,
         f"aad-pod-identity's MIC is not running, yet {len(refs)} pods labelled with a binding's selector have no "
@@ -537,9 +583,7 @@ def pods_unlabelled(ctx: MigrationContext) -> Outcome:
         steps.append(advice("once the workload uses Workload ID (the coverage table), drop the label from what "
                             "creates the pods:"))
         for pod in listed.items:
-            kind, name, namespace = str(pod.get("owner_kind")), str(pod.get("owner_name")), pod["namespace"]
-            step = (fix.remove_pod_label(namespace, pod["name"], POD_IDENTITY_LABEL) if kind == "Pod"
-                    else fix.remove_template_label(kind, namespace, name, POD_IDENTITY_LABEL))
+            step = _drop_label_step(pod)
             if step not in steps:
                 steps.append(step)
         leftovers.append(_finding(
@@ -875,8 +919,7 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
                 if step not in steps:
                     steps.append(step)
                 continue
-            for step in (fix.patch_template_labels(kind, p["namespace"], name, {USE_LABEL: "true"}),
-                         fix.rollout_restart(kind, p["namespace"], name)):
+            for step in _use_label_steps(kind, p["namespace"], name, restart=True):
                 if step not in steps:
                     steps.append(step)
         accounts = [(ns, sa) for ns, sa in accounts if f"{ns}/{sa}" not in moved]
@@ -926,9 +969,7 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
             else:
                 # the template labelled (a no-op where it already is), then new pods: a label put on a running
                 # pod, or an annotation made after it started, reaches no pod until the webhook sees it created
-                steps.append(fix.patch_template_labels(kind, ns, name, {USE_LABEL: "true"}))
-                if (ns, kind, name) in stale:
-                    steps.append(fix.rollout_restart(kind, ns, name))
+                steps += _use_label_steps(kind, ns, name, restart=(ns, kind, name) in stale)
         if not owners:
             steps.append(advice(f"label the pod template of each workload running as "
                                 f"{', '.join(f'{ns}/{sa}' for ns, sa in accounts)} with {USE_LABEL}: \"true\""))

@@ -223,6 +223,28 @@ def _pod(pod: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def _cronjob_owners(api: KubeApi, pods: ObjectList) -> ObjectList:
+    """A pod of a Job a CronJob made names the CronJob as its owner: a Job's pod template cannot change, its
+    CronJob's jobTemplate is what to patch. One jobs list per namespace with such pods (harness-rbac lists jobs);
+    a refusal leaves the Job as the owner."""
+    for namespace in sorted({p["namespace"] for p in pods.items if p.get("owner_kind") == "Job"}):
+        try:
+            jobs = api.list_namespaced("batch", "v1", "jobs", namespace)
+        except KubeError:
+            continue
+        parents = {}
+        for job in jobs:
+            meta = job.get("metadata") or {}
+            ref = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+            if ref is not None and ref.get("kind") == "CronJob":
+                parents[str(meta.get("name"))] = str(ref.get("name"))
+        for pod in pods.items:
+            if pod["namespace"] == namespace and pod.get("owner_kind") == "Job" and pod.get("owner_name") in parents:
+                pod["job"] = pod["owner_name"]
+                pod["owner_kind"], pod["owner_name"] = "CronJob", parents[str(pod["owner_name"])]
+    return pods
+
+
 def _service_account(obj: dict[str, Any]) -> dict[str, Any] | None:
     client_id = ((obj.get("metadata") or {}).get("annotations") or {}).get(CLIENT_ID_ANNOTATION)
     if client_id is None:
@@ -256,7 +278,7 @@ def collect_migration(
         azure_pod_identity_exceptions=_keep(kinds["azurepodidentityexceptions"], _exception),
         azure_assigned_identities=_keep(kinds["azureassignedidentities"], _assigned),
         components=_components(api),
-        legacy_pods=_keep(_pods(api, POD_IDENTITY_LABEL), _pod),
+        legacy_pods=_cronjob_owners(api, _keep(_pods(api, POD_IDENTITY_LABEL), _pod)),
         labelled_pods=_keep(_pods(api, f"{USE_LABEL}=true"), _pod),
         service_accounts=_keep(list_all(api, "", "v1", "serviceaccounts"), _service_account),
     )

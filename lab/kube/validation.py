@@ -254,6 +254,19 @@ def validate_create(rt: ResourceType, obj: Obj, schema: dict[str, Any] | None = 
         raise invalid(rt, (obj.get("metadata") or {}).get("name") or "", causes)
 
 
+def _job_template_causes(rt: ResourceType, old: Obj, new: Obj) -> list[Cause]:
+    """A Job's pod template cannot change once it may have started (pkg/apis/batch/validation ValidateJobSpecUpdate:
+    ValidateImmutableField on spec.template; kubernetes docs, JobMutableNodeSchedulingDirectives: only node
+    scheduling directives of a suspended Job that never started may change, which the lab does not emulate)."""
+    if rt.group_resource != ("batch", "jobs"):
+        return []
+    before, after = (old.get("spec") or {}).get("template"), (new.get("spec") or {}).get("template")
+    if before == after:
+        return []
+    # unverified: the API server prints the Go value (core.PodTemplateSpec{ObjectMeta:...}) in full; shortened here
+    return [("FieldValueInvalid", "spec.template", "Invalid value: core.PodTemplateSpec{...}: field is immutable")]
+
+
 def validate_update(rt: ResourceType, old: Obj, new: Obj, schema: dict[str, Any] | None = None) -> None:
     causes = label_causes(new)
     if rt.group_resource == ("", "pods"):
@@ -262,6 +275,7 @@ def validate_update(rt: ResourceType, old: Obj, new: Obj, schema: dict[str, Any]
         causes += _kind_causes(rt, new)
     if schema is not None:
         causes += crdschema.value_causes(schema, new)
+    causes += _job_template_causes(rt, old, new)
     crd = rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions")
     if crd and (new.get("spec") or {}).get("group") != (old.get("spec") or {}).get("group"):
         causes.append(

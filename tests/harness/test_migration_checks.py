@@ -872,3 +872,50 @@ def test_mic_gone_while_nmi_runs_in_standard_mode_leaves_new_bound_pods_without_
     assert [_operation_mode({"containers": [{"args": args}]}) for args in (
         ["--operation-mode=Managed"], ["--operation-mode", "managed"], ["--http-probe-port=8085"])] == [
         "managed", "managed", "standard"]
+
+
+def test_a_cronjobs_bound_pods_are_fixed_on_its_job_template_not_on_the_job() -> None:
+    """By hand in the lab: CronJob reports/nightly with aadpodidbinding=reports on its jobTemplate, kubectl create
+    job --from=cronjob/nightly, MIC gone. The fixes patched job/nightly-manual's spec.template (immutable once a Job
+    started: a real API server refuses it) and REMOVED_EARLY printed nothing to do. Now the CronJob's jobTemplate
+    is patched, and the Job made before is deleted."""
+    facts, cluster = leftover()
+    facts.azure_identities.items.append({"namespace": "reports", "name": "reports-identity",
+                                         "spec": {"type": 0, "clientID": CLIENT_BACKEND}})
+    facts.azure_identity_bindings.items.append({"namespace": "reports", "name": "reports-binding",
+                                                "spec": {"azureIdentity": "reports-identity", "selector": "reports"}})
+    facts.service_accounts.items.append({"namespace": "reports", "name": "reports-sa", "client_id": CLIENT_BACKEND})
+    facts.identities[CLIENT_BACKEND] = managed_identity("myWorkloadId", CLIENT_BACKEND, [
+        "system:serviceaccount:finance:backend-sa", "system:serviceaccount:reports:reports-sa"])
+    facts.legacy_pods.items[1] |= {"owner_kind": "CronJob", "owner_name": "nightly", "job": "nightly-manual"}
+    facts.components.items = [c for c in facts.components.items if c["component"] != "mic"]
+    early = components_removed(MigrationContext(facts, cluster, AZURE)).findings[0]
+    assert early.code == "POD_IDENTITY_REMOVED_EARLY"
+    assert early.fix_lines()[1:] == [
+        "kubectl patch cronjob/nightly -n reports --type merge -p '{\"spec\":{\"jobTemplate\":{\"spec\":{\"template\":"
+        "{\"metadata\":{\"labels\":{\"azure.workload.identity/use\":\"true\"}}}}}}}'",
+        "# its next Job gets the identity (or now: kubectl create job -n reports --from=cronjob/nightly <job-name>)",
+        "# Job reports/nightly-manual, made before, runs without an identity: delete it (its pods go too); the "
+        "CronJob's next Job runs with the identity",
+        "kubectl delete job -n reports nightly-manual"]
+    drop = pods_unlabelled(MigrationContext(facts, cluster, AZURE)).findings[0].fix_lines()
+    assert "kubectl patch cronjob/nightly -n reports --type json -p '[{\"op\": \"remove\", \"path\": " \
+           "\"/spec/jobTemplate/spec/template/metadata/labels/aadpodidbinding\"}]'" in drop
+    assert not any("job/nightly-manual" in line for line in drop)
+
+
+def test_the_collector_names_the_cronjob_of_a_bound_jobs_pod() -> None:
+    class Kube(FakeKube):
+        def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                            field_selector: str = "") -> list[dict[str, Any]]:
+            assert (group, plural, namespace) == ("batch", "jobs", "reports")
+            return [{"metadata": {"name": "nightly-manual", "ownerReferences": [
+                {"kind": "CronJob", "name": "nightly", "controller": True}]}}]
+
+    kube = Kube(World.healthy())
+    kube.pods[("reports", "nightly-manual-x")] = {
+        "metadata": {"name": "nightly-manual-x", "namespace": "reports", "labels": {"aadpodidbinding": "reports"},
+                     "ownerReferences": [{"kind": "Job", "name": "nightly-manual", "controller": True}]},
+        "spec": {"serviceAccountName": "reports-sa"}}
+    (pod,) = collect_migration(kube, None, None).legacy_pods.items
+    assert (pod["owner_kind"], pod["owner_name"], pod["job"]) == ("CronJob", "nightly", "nightly-manual")

@@ -188,3 +188,16 @@ def test_a_daemonset_runs_no_pod_while_its_node_selector_matches_no_node(kubectl
             '[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]')
     wait_for(running(kubectl, namespace, 1))
     assert status()["desiredNumberScheduled"] == 1
+
+
+def test_a_jobs_pod_template_cannot_change(kubectl, namespace: str) -> None:
+    """Found by hand: kubectl patch job/nightly-manual removing a pod template label (as the harness printed for
+    POD_IDENTITY_PODS_LABELLED) was accepted; a real API server refuses it (ValidateJobSpecUpdate:
+    ValidateImmutableField on spec.template). Its metadata may still change."""
+    kubectl("create", "job", "-n", namespace, "once", "--image=myacr.azurecr.io/finance/backend:1.4.2")
+    refused = kubectl("patch", "job/once", "-n", namespace, "--type", "merge", "-p",
+                      '{"spec":{"template":{"metadata":{"labels":{"azure.workload.identity/use":"true"}}}}}',
+                      check=False)
+    assert refused.returncode == 1 and 'The Job "once" is invalid: spec.template: Invalid value: ' in refused.stderr
+    assert "field is immutable" in refused.stderr
+    kubectl("label", "job/once", "-n", namespace, "team=reports")
