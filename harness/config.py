@@ -153,7 +153,9 @@ class ConfigError(Exception):
 
 def _guid(value: str) -> str:
     if not values.is_guid(value):
-        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000")
+        braces = value.startswith("{") and value.endswith("}") and values.is_guid(value[1:-1])  # PowerShell's [guid]
+        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000"
+                         + (", without the braces" if braces else ""))
     return value.lower()
 
 

@@ -267,6 +267,14 @@ def test_a_duration_with_a_unit_says_to_write_a_number_of_seconds(tmp_path: Path
     ]
 
 
+def test_a_guid_in_braces_says_to_drop_them(tmp_path: Path) -> None:
+    guid = "df588759-bc2b-4a7c-aee9-14fbd5da852b"
+    workload = {"namespace": "finance", "service_account": "backend-sa", "client_id": "{" + guid + "}"}
+    assert problems({"workloads": [workload]}, tmp_path) == [
+        "workloads[0].client_id: must be a GUID like 00000000-0000-0000-0000-000000000000, without the braces "
+        f"(got '{{{guid}}}')"]
+
+
 def test_a_secret_pasted_where_its_variable_name_belongs_is_not_echoed(tmp_path: Path) -> None:
     data = good(tmp_path)
     data["azure"]["credential"] = {"client_id": CLIENT, "client_secret_env": "Q8~pasted.secret-VALUE"}
