@@ -186,6 +186,7 @@ class RefusedController:
     reason: str
     message: str
     template_annotations: dict[str, str] = field(default_factory=dict)
+    cronjob: str | None = None  # a Job's CronJob (its controller), whose jobTemplate is what may change
 
 
 @dataclass

@@ -120,6 +120,26 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
 _DENIED_BY_WEBHOOK = f'admission webhook "{WEBHOOK_NAME}" denied the request'
 
 
+def _job_template_fix(ctx: WorkloadContext, refused: RefusedController, change: str,
+                      annotation_removed: str | None) -> list[Step]:
+    """A refused Job's template fix (none for other kinds): a Job's pod template cannot change (batch/v1
+    ValidateJobSpecUpdate: spec.template is immutable), so its CronJob's jobTemplate is patched and the Job
+    deleted (the next Job carries the change), or, for a Job of its own, its manifest is changed and the Job
+    made again. ``annotation_removed``: the pod template annotation the change removes; else the ServiceAccount
+    is set."""
+    if refused.kind != "Job":
+        return []
+    ns, cronjob = ctx.namespace, refused.cronjob
+    if cronjob is None:
+        return [advice(f"a Job's pod template cannot be changed: {change} in the pod template of Job/{refused.name}'s "
+                       "manifest, then delete the Job and create it again")]
+    patch = (fix.remove_cronjob_template_annotation(ns, cronjob, annotation_removed) if annotation_removed
+             else fix.patch_cronjob_template_service_account(ns, cronjob, ctx.service_account))
+    return [patch, fix.delete_job(ns, refused.name),
+            advice(f"CronJob/{cronjob}'s next Job gets the change; to run one now: kubectl create job -n "
+                   f"{fix.namespace_or(ns)} --from=cronjob/{cronjob} {cronjob}-wi")]
+
+
 def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding:
     """The workload identity webhook refuses every pod of a Deployment that runs under the ServiceAccount (its
     ReplicaSet's FailedCreate): none of its new pods exist, so no pod check and no probe pod can show it. An
@@ -135,7 +155,7 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
         # the proxy asked for, with a port that is no number: without the annotation it listens on 8000, and
         # azwi-proxy-init redirects the pod's IMDS traffic to whatever port it is (the app names no port)
         evidence[PROXY_PORT_ANNOTATION] = refused.template_annotations[PROXY_PORT_ANNOTATION]
-        steps = [
+        steps = _job_template_fix(ctx, refused, f"remove {PROXY_PORT_ANNOTATION}", PROXY_PORT_ANNOTATION) or [
             fix.remove_template_annotation(refused.kind, ctx.namespace, refused.name, PROXY_PORT_ANNOTATION),
             advice(f"the proxy then listens on 8000; if a container of {ref} uses that port, set "
                    f"{PROXY_PORT_ANNOTATION} on its pod template to a free port number instead"),
@@ -143,14 +163,15 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
     elif EXPIRATION_ANNOTATION in refused.template_annotations and not bad_port and (
             "token expiration" in said or "ParseInt" in said):
         evidence[EXPIRATION_ANNOTATION] = refused.template_annotations[EXPIRATION_ANNOTATION]
-        steps = [
+        steps = _job_template_fix(ctx, refused, f"remove {EXPIRATION_ANNOTATION} (or set it to whole seconds from "
+                                  "3600 to 86400)", EXPIRATION_ANNOTATION) or [
             fix.remove_template_annotation(refused.kind, ctx.namespace, refused.name, EXPIRATION_ANNOTATION),
             advice(f"or set {EXPIRATION_ANNOTATION} on the pod template to whole seconds from 3600 to 86400"),
         ]
     elif INJECT_PROXY_ANNOTATION in refused.template_annotations and "proxy sidecar" in said:
         # "hostNetwork is set to true, cannot inject proxy sidecar" (#1090), "failed to parse proxy sidecar port"
         evidence[INJECT_PROXY_ANNOTATION] = refused.template_annotations[INJECT_PROXY_ANNOTATION]
-        steps = [
+        steps = _job_template_fix(ctx, refused, f"remove {INJECT_PROXY_ANNOTATION}", INJECT_PROXY_ANNOTATION) or [
             fix.remove_template_annotation(refused.kind, ctx.namespace, refused.name, INJECT_PROXY_ANNOTATION),
             advice("or, if the app still needs the proxy (an old SDK that asks IMDS), fix what the denial names in the "
                    f"pod template of {ref}: no hostNetwork, a numeric proxy-sidecar-port"),
@@ -185,8 +206,8 @@ def _account_not_found(ctx: WorkloadContext, refused: RefusedController, account
     does not exist (a typo in a later change): the API server refuses every new pod, its running pods are of the
     template before. Its serviceAccountName put back to the workload's (the one its pods run under) rolls it out."""
     ref = f"{refused.kind}/{refused.name}"
-    steps: list[Step] = [fix.patch_template_service_account(refused.kind, ctx.namespace, refused.name,
-                                                            ctx.service_account)]
+    steps: list[Step] = _job_template_fix(ctx, refused, f"set serviceAccountName: {ctx.service_account}", None) or [
+        fix.patch_template_service_account(refused.kind, ctx.namespace, refused.name, ctx.service_account)]
     if account == ctx.service_account:  # the workload's own ServiceAccount gone: sa.exists says what to make
         steps = [advice(f"ServiceAccount {ctx.namespace}/{account} does not exist: create it (sa.exists)")]
     running = any((live.owner_kind, live.owner_name) == (refused.kind, refused.name)

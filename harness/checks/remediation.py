@@ -642,6 +642,22 @@ def patch_cronjob_template_labels(namespace: str, name: str, labels: dict[str, s
                    patch)
 
 
+def remove_cronjob_template_annotation(namespace: str, name: str, key: str) -> Command:
+    """A JSON patch removing one annotation of a CronJob's pod template (spec.jobTemplate.spec.template)."""
+    path = "/spec/jobTemplate/spec/template/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+    patch = json.dumps([{"op": "remove", "path": path}], separators=(",", ":"))
+    return kubectl("patch", _workload_ref("CronJob", name), "-n", namespace_or(namespace), "--type", "json", "-p",
+                   patch)
+
+
+def patch_cronjob_template_service_account(namespace: str, name: str, service_account: str) -> Command:
+    """A CronJob's pod template's serviceAccountName set: the Jobs it makes from then on run under it."""
+    patch = json.dumps({"spec": {"jobTemplate": {"spec": {"template": {"spec": {
+        "serviceAccountName": service_account}}}}}}, separators=(",", ":"))
+    return kubectl("patch", _workload_ref("CronJob", name), "-n", namespace_or(namespace), "--type", "merge", "-p",
+                   patch)
+
+
 def delete_job(namespace: str, name: str) -> Command:
     """A Job deleted with its pods (kubectl's default propagation is background: the pods go too)."""
     return kubectl("delete", "job", "-n", namespace_or(namespace), object_or(name, "<job>"))

@@ -149,8 +149,15 @@ def refused_by_events(api: KubeApi, namespace: str, service_account: str,
             kind, str(meta.get("name") or ""), "FailedCreate",
             _EVENT_PREFIX.sub("", str(latest.get("message") or "")),
             {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("annotations") or {}).items()},
+            _cronjob_name(obj) if kind == "Job" else None,
         ))
     return sorted(found, key=lambda r: (r.kind, r.name))
+
+
+def _cronjob_name(job: dict[str, Any]) -> str | None:
+    """The CronJob that made a Job (its controller reference), if one did."""
+    return next((str(r.get("name")) for r in (job.get("metadata") or {}).get("ownerReferences") or []
+                 if r.get("controller") and r.get("kind") == "CronJob" and r.get("name")), None)
 
 
 def _renamed_from(template: dict[str, Any], named: str, service_account: str) -> bool:

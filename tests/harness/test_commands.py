@@ -202,6 +202,10 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
         d(nasty_text), d(nasty_text), {d(nasty_text): d(nasty_text)}
     ),
     "delete_job": lambda d: fix.delete_job(d(nasty_text), d(nasty_text)),
+    "remove_cronjob_template_annotation": lambda d: fix.remove_cronjob_template_annotation(
+        d(nasty_text), d(nasty_text), d(nasty_text)),
+    "patch_cronjob_template_service_account": lambda d: fix.patch_cronjob_template_service_account(
+        d(nasty_text), d(nasty_text), d(nasty_text)),
     "unset_env": lambda d: fix.unset_env(d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)),
     "find_service_principal": lambda d: fix.find_service_principal(d(nasty_text)),
     "list_conditional_access_policies": lambda d: fix.list_conditional_access_policies(),

@@ -816,3 +816,35 @@ def test_a_statefulset_rolled_onto_a_mistyped_service_account_is_found_under_the
                                    """'{"spec":{"template":{"spec":{"serviceAccountName":"backend-sa"}}}}'"""]
     kube.events[0]["message"] = f"create Pod ledger-0 in StatefulSet ledger failed error: {PSA}"
     assert collect_live_pods(kube, "finance", "backend-sa").refused == []  # type: ignore[arg-type]
+
+
+def test_a_cronjobs_job_refused_by_the_webhook_is_fixed_on_the_cronjob_not_the_job() -> None:
+    """By hand in the lab: a CronJob whose jobTemplate's pod template carries service-account-token-expiration
+    "100"; kubectl create job --from=cronjob/nightly: the webhook denies its pod (FailedCreate on the Job), and the
+    fix was kubectl patch job/... removing the annotation, which a real API server refuses (a Job's spec.template
+    is immutable, ValidateJobSpecUpdate). The CronJob's jobTemplate is patched and the Job deleted; pasted as
+    printed (with kubectl create job --from), the next run passed. A Job of its own gets the manifest advice."""
+    denial = ('admission webhook "mutation.azure-workload-identity.io" denied the request: token expiration 100 not '
+              "valid. Expected value to be between 3600 and 86400")
+    job = {"plural": "jobs", "metadata": {"name": "nightly-29410", "namespace": "finance", "uid": "u-9",
+                                          "ownerReferences": [{"kind": "CronJob", "name": "nightly",
+                                                               "controller": True}]},
+           "spec": {"parallelism": 1, "template": {
+               "metadata": {"annotations": {"azure.workload.identity/service-account-token-expiration": "100"}},
+               "spec": {"serviceAccountName": "backend-sa"}}}, "status": {}}
+    kube = ListingKube([])
+    kube.controllers = [job]
+    kube.events = [{"involvedObject": {"kind": "Job", "uid": "u-9"}, "lastTimestamp": "2026-01-01T00:00:01Z",
+                    "message": f"Error creating: {denial}"}]
+    ctx = context([])
+    ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    (finding,) = live_pods(ctx).findings
+    assert finding.code == "POD_REJECTED_BY_WEBHOOK"
+    assert finding.fix_lines()[:2] == [
+        "kubectl patch cronjob/nightly -n finance --type json -p '[{\"op\":\"remove\",\"path\":\"/spec/jobTemplate/"
+        "spec/template/metadata/annotations/azure.workload.identity~1service-account-token-expiration\"}]'",
+        "kubectl delete job -n finance nightly-29410"]
+    job["metadata"]["ownerReferences"] = []
+    ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    (finding,) = live_pods(ctx).findings
+    assert finding.fix_lines()[0].startswith("# a Job's pod template cannot be changed: remove ")
