@@ -351,6 +351,24 @@ def _check_report_dir(report_dir: Path) -> None:
         ) from None
 
 
+def _check_junit_path(config: pytest.Config) -> None:
+    """--junitxml where pytest cannot write (its junitxml makes the directory at the very end, and a traceback there
+    took the summary and the verdict's exit status with it): a usage error now, before anything runs."""
+    given = getattr(config.option, "xmlpath", None)
+    if not given:
+        return
+    path = Path(os.path.abspath(os.path.expanduser(os.path.expandvars(given))))  # as pytest's LogXML takes it
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise pytest.UsageError(f"--junitxml {given}: {above} is a file, not a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise pytest.UsageError(f"--junitxml {given}: cannot write there: {exc.strerror or exc}") from None
+
+
 def _kube_target(config: pytest.Config, harness_config: HarnessConfig, config_path: Path) -> Any:
     """The Kubernetes client for the run, built now: a kubeconfig, context, user, tokenFile or exec plugin that
     cannot be used is ONE usage error naming it, not one error per test later (nor a 401 that hides it). None
@@ -371,6 +389,7 @@ def _kube_target(config: pytest.Config, harness_config: HarnessConfig, config_pa
 def _controller_session(config: pytest.Config) -> HarnessSession:
     _refs(config)  # bad references and an unwritable report directory fail before a lab is started
     _check_report_dir(_report_dir(config))
+    _check_junit_path(config)
     lab = None
     if config.getoption("lab"):
         if config.getoption("wi_config"):

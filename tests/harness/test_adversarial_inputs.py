@@ -427,6 +427,21 @@ def test_a_reference_the_config_would_refuse_is_one_usage_line(
     assert "\x1b" not in line and len(line) < 400
 
 
+def test_a_junitxml_path_pytest_cannot_write_is_one_usage_line_before_the_run(
+    pytester: pytest.Pytester, private_tmp: Path
+) -> None:
+    """--junitxml under a file (or where no directory can be made): pytest's junitxml failed at the very end with a
+    traceback that took the summary with it and made a PASS exit 1. Now one line, before anything runs."""
+    project(pytester)
+    (pytester.path / "a-file").write_text("x")
+    result, before = run_cli(pytester, private_tmp, "suites", "--config", "harness.yaml",
+                             "--junitxml", "a-file/junit.xml")
+    assert_one_usage_line(result, pytester, before, "--junitxml a-file/junit.xml: ", "a-file is a file, not a "
+                          "directory")
+    result, _ = run_cli(pytester, private_tmp, "suites", "--config", "harness.yaml", "--junitxml", "new/dir/j.xml")
+    assert result.ret == pytest.ExitCode.OK and (pytester.path / "new" / "dir" / "j.xml").is_file()
+
+
 def test_every_reference_the_cli_accepts_the_config_accepts(tmp_path: Path) -> None:
     from harness.session import BadReference, parse_ref
 
