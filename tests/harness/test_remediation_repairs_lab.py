@@ -1370,10 +1370,7 @@ CASES = [
     Case("SA_ANNOTATION_MISSPELLED", _misspell, _heal_annotation),
     Case("SA_CLIENT_ID_MISMATCH", _other_workloads_client_id, _heal_annotation, label="other-identity",
          broken=_named_the_annotation_not_a_credential),
-    Case("SA_ANNOTATION_WRONG_IDENTITY", _other_workloads_client_id, _heal_annotation, where="run",
-         decision=Decision("which workloads run under the ServiceAccount: the inventory reads no pods, so its restart "
-                           "names a <deployment>; finance's pods still carry the right client id",
-                           repairs=True)),
+    Case("SA_ANNOTATION_WRONG_IDENTITY", _other_workloads_client_id, _heal_annotation, where="run"),
     Case("SA_CLIENT_ID_MALFORMED", _malformed_client_id, _heal_annotation),
     Case("SA_NOT_FOUND", _delete_sa, _heal_sa),
     Case("SA_ANNOTATION_IS_PRINCIPAL_ID", _principal_id_annotated, _heal_annotation),
