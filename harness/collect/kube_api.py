@@ -217,16 +217,20 @@ def kube_target_problem(kubeconfig: Path | None, context: str | None) -> str | N
         return f"cluster.context: {where} has no current-context: name one (it has: {', '.join(printable(str(n), 80) for n in names)})"
     found = config.entry("contexts", name)
     if found is None:
-        return f"cluster.kubeconfig: {where}: its current-context {_shown(name)} is not one of its contexts"
+        return (f"cluster.kubeconfig: {where}: its current-context {_shown(name)} is not one of its contexts: set "
+                f"cluster.context in harness.yaml to one of them ({', '.join(printable(str(n), 80) for n in names)}), "
+                "or kubectl config use-context NAME")
     in_file = f"cluster.kubeconfig: {where}: context {_shown(name)}"
     if not isinstance(found[0].get("context"), dict):
         return f"{in_file} is not a mapping (cluster, user, namespace)"
     cluster_name, user_name = found[0]["context"].get("cluster"), found[0]["context"].get("user")
     cluster, user = config.entry("clusters", cluster_name), config.entry("users", user_name)
     if cluster is None:
-        return f"{in_file} names cluster {_shown(cluster_name)} which is not in the kubeconfig"
+        return (f"{in_file} names cluster {_shown(cluster_name)} which is not in the kubeconfig: write its entry "
+                "again (az aks get-credentials for an AKS cluster), or name another context in cluster.context")
     if user_name is not None and user is None:
-        return f"{in_file} names user {_shown(user_name)} which is not in the kubeconfig"
+        return (f"{in_file} names user {_shown(user_name)} which is not in the kubeconfig: write its entry again "
+                "(az aks get-credentials for an AKS cluster), or name another context in cluster.context")
     for kind, entry in (("cluster", cluster), ("user", user)):
         if entry is not None and not isinstance(entry[0].get(kind), dict):
             return (

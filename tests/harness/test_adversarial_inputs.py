@@ -530,7 +530,8 @@ KUBECONFIG_CASES = [
     ),
     pytest.param(
         lambda tmp: yaml.safe_dump(kubeconfig(cluster="gone")).encode(),
-        ["context 'fake' names cluster 'gone' which is not in the kubeconfig"],
+        ["context 'fake' names cluster 'gone' which is not in the kubeconfig: write its entry again (az aks "
+         "get-credentials for an AKS cluster), or name another context in cluster.context"],
         id="kubeconfig-missing-cluster",
     ),
     pytest.param(

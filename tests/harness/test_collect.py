@@ -499,6 +499,11 @@ def test_kube_target_problems_are_read_from_the_file_alone(tmp_path: Path) -> No
     assert kube_target_problem(good, "prod") == (
         f"cluster.context: 'prod' is not a context of {good} (it has: lab, evil\\x1b]0;t\\x07)"
     )
+    gone = tmp_path / "gone"  # kubectl config delete-context of the current one
+    gone.write_text(good.read_text().replace("current-context: lab", "current-context: deleted"))
+    assert kube_target_problem(gone, None) == (
+        f"cluster.kubeconfig: {gone}: its current-context 'deleted' is not one of its contexts: set cluster.context "
+        "in harness.yaml to one of them (lab, evil\\x1b]0;t\\x07), or kubectl config use-context NAME")
     empty = tmp_path / "empty"
     empty.write_text("apiVersion: v1\nkind: Config\n")
     assert str(kube_target_problem(empty, None)).startswith(f"cluster.kubeconfig: cannot use {empty}: ")
