@@ -679,7 +679,8 @@ def mutating_webhook_configuration(settings: WebhookSettings) -> Obj:
         "webhooks": [{
             "name": WEBHOOK_NAME,
             "admissionReviewVersions": ["v1", "v1beta1"],
-            "clientConfig": {"service": {
+            # caBundle: the Secret's ca.crt, as the running webhook's cert-controller injects it (lab.kube.webhook_tls)
+            "clientConfig": {"caBundle": server_cert_data(settings.namespace)["ca.crt"], "service": {
                 "name": SERVICE_NAME, "namespace": settings.namespace, "path": "/mutate-v1-pod", "port": 443,
             }},
             "failurePolicy": "Fail",
@@ -783,15 +784,13 @@ _CERTS: dict[str, dict[str, str]] = {}
 
 
 def server_cert_data(namespace: str) -> dict[str, str]:
-    """What cert-controller's rotator keeps in the Secret: its CA (organization azure-workload-identity) and a
-    serving certificate for <service>.<namespace>.svc, base64 as Secret data. Made once per namespace."""
+    """What cert-controller's rotator keeps in the Secret: its CA (CN azure-workload-identity-ca, O
+    azure-workload-identity) and a serving certificate for <service>.<namespace>.svc, base64 as Secret data
+    (lab.kube.webhook_tls). Made once per namespace."""
     if namespace not in _CERTS:
-        import trustme
+        from lab.kube import webhook_tls
 
-        ca = trustme.CA(organization_name="azure-workload-identity", organization_unit_name=CA_NAME)
-        leaf = ca.issue_cert(f"{SERVICE_NAME}.{namespace}.svc")
-        parts = {"ca.crt": ca.cert_pem.bytes(), "ca.key": ca.private_key_pem.bytes(),
-                 "tls.crt": leaf.cert_chain_pems[0].bytes(), "tls.key": leaf.private_key_pem.bytes()}
+        parts = webhook_tls.secret_data(namespace)
         _CERTS[namespace] = {key: base64.b64encode(value).decode() for key, value in parts.items()}
     return dict(_CERTS[namespace])
 

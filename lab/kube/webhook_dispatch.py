@@ -22,6 +22,9 @@ As staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook does for a CREATE:
   manager's port 9443 while the webhook is not set down (another path answers 404: ``the server could not
   find the requested resource``); any other address, a ``clientConfig.url``, or that webhook set down refuses
   the connection;
+* the TLS handshake (:mod:`lab.kube.webhook_tls`): the serving pod's certificate (its ``cert`` Secret's tls.crt)
+  verified against ``clientConfig.caBundle`` and ``<service>.<namespace>.svc`` (``tls: failed to verify
+  certificate: x509: ...``); a pod whose Secret is gone serves no certificate the lab can check, and is let through;
 * a failed call is ``failed calling webhook "<name>": failed to call webhook: Post "<url>?timeout=<n>s":
   <cause>`` (webhookutil.ErrCallingWebhook); ``failurePolicy: Ignore`` admits the object unmutated, ``Fail``
   (the v1 default) answers 500 InternalError ``Internal error occurred: <that>``.
@@ -30,7 +33,7 @@ ValidatingWebhookConfigurations made by hand (:func:`validate`) are matched the 
 validating webhook (Gatekeeper's is evaluated by :mod:`lab.kube.gatekeeper`), so their calls fail as above.
 
 Not emulated: ``matchConditions`` (CEL; a webhook carrying them is called as if they matched), reinvocation,
-``matchPolicy: Equivalent`` conversions (pods have a single version), caBundle/TLS checks.
+``matchPolicy: Equivalent`` conversions (pods have a single version), a ``clientConfig.url``'s TLS.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from lab.kube import webhook, webhook_pods
+from lab.kube import webhook, webhook_pods, webhook_tls
 from lab.kube.errors import ApiError
 from lab.kube.images import emulated_runner, parse_image
 from lab.kube.labelselector import matches as selector_matches
@@ -183,11 +186,17 @@ def call(lab: Lab, hook: Obj, obj: Obj, namespace: str, get_service_account: web
         if _lab_serves_without_pods(lab, ns, name):
             if settings.mode == "down":
                 raise CallError(f"dial tcp {webhook.SERVICE_CLUSTER_IP}:{port}: connect: connection refused")
-            pod = None
+            pod, pod_namespace = None, ns
         else:
             ip, number, pod = resolve(lab, ns, name, port)
             if not _runs_webhook_image(lab, pod) or number != WEBHOOK_SERVER_PORT or settings.mode == "down":
                 raise CallError(f"dial tcp {ip}:{number}: connect: connection refused")
+            pod_namespace = str(((pod or {}).get("metadata") or {}).get("namespace") or ns)
+        serving = webhook_tls.serving_cert(lab, pod, pod_namespace)
+        if serving is not None:  # the handshake: the manager's certificate against caBundle and the Service's name
+            problem = webhook_tls.verify(str(client.get("caBundle") or ""), serving, f"{name}.{ns}.svc")
+            if problem is not None:
+                raise CallError(problem)
         if (service.get("path") or "/") != MUTATE_PATH:
             raise CallError("the server could not find the requested resource")
     except CallError as exc:

@@ -33,7 +33,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from lab.kube import webhook
+from lab.kube import webhook, webhook_tls
 from lab.kube.resources import core_type
 
 if TYPE_CHECKING:
@@ -109,7 +109,11 @@ async def run_manager(lab: Lab, pod: Obj, container: str, log: bytearray) -> int
         # are made again (pkg/config ParseConfig reads the env in NewPodMutator, at start-up)
         lab.kube.webhook_pod_config[(namespace, pod["metadata"]["name"])] = config_data(lab, namespace)
         retry_refused_workloads(lab)
+        rotating = webhook_tls.rotation_enabled(pod)
         while lab.kube.webhook.mode != "down":
+            if rotating:  # cert-controller's rotator watching its Secret and the configuration (webhook_tls)
+                with contextlib.suppress(Exception):
+                    webhook_tls.reconcile(lab, namespace, pod["metadata"]["name"])
             await asyncio.sleep(POLL_SECONDS)
     log.extend(_line({"level": "error", "msg": DOWN_ERROR}))
     return 1

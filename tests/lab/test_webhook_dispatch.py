@@ -4,6 +4,7 @@ selectors, failurePolicy or service, scale the webhook away) changes admission a
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -212,3 +213,49 @@ def test_lab_ctl_webhook_down_leaves_the_service_without_endpoints(lab: Any, lab
         set_mode("up")
     wait_for(lambda: webhook_ready(kubectl), what="the webhook's pods ready")
     assert mutated(create_pod(kubectl, namespace, USE))
+
+
+def test_the_serving_certificate_is_checked_against_ca_bundle_which_the_rotator_puts_back(
+        kubectl, namespace: str, restore: None) -> None:
+    """cert-controller's rotator (every manager pod) writes its Secret's ca.crt back into caBundle at once; with
+    --disable-cert-rotation nothing does, and the API server's handshake fails as on AKS: an empty caBundle leaves
+    the system roots, a CA of the same name that did not sign the serving certificate (a rotated Secret) adds Go's
+    hint. failurePolicy decides: Fail refuses, Ignore admits unmutated."""
+    from lab.kube.webhook_tls import make_ca
+
+    def ca_bundle() -> str:
+        return as_json(kubectl, "get", "mutatingwebhookconfiguration", MWC)["webhooks"][0]["clientConfig"].get(
+            "caBundle", "")
+
+    injected = ca_bundle()
+    assert injected
+    patch_webhook(kubectl, {"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": ""})
+    wait_for(lambda: ca_bundle() == injected, what="the rotator's caBundle back")
+    assert mutated(create_pod(kubectl, namespace, USE))
+
+    arg = "/spec/template/spec/containers/0/args"
+    kubectl("patch", "deploy", DEPLOYMENT, "-n", "kube-system", "--type=json", "-p",
+            json.dumps([{"op": "add", "path": f"{arg}/-", "value": "--disable-cert-rotation"}]))
+    try:
+        kubectl("rollout", "status", "deploy", DEPLOYMENT, "-n", "kube-system", "--timeout=60s")
+        patch_webhook(kubectl, {"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": ""})
+        time.sleep(0.5)  # no rotator runs: it stays empty
+        assert ca_bundle() == ""
+        refused = create_pod(kubectl, namespace, USE, check=False)
+        assert refused.returncode == 1
+        assert (CALL + "tls: failed to verify certificate: x509: certificate signed by unknown authority\n"
+                in refused.stderr), refused.stderr
+        other = base64.b64encode(make_ca()[0]).decode()
+        patch_webhook(kubectl, {"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": other})
+        refused = create_pod(kubectl, namespace, USE, check=False)
+        assert (CALL + 'tls: failed to verify certificate: x509: certificate signed by unknown authority (possibly '
+                'because of "crypto/rsa: verification error" while trying to verify candidate authority certificate '
+                '"azure-workload-identity-ca")' in refused.stderr), refused.stderr
+        patch_webhook(kubectl, {"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"})
+        assert not mutated(create_pod(kubectl, namespace, USE))  # admitted, unmutated
+    finally:
+        template = as_json(kubectl, "get", "deploy", DEPLOYMENT, "-n", "kube-system")["spec"]["template"]
+        args = template["spec"]["containers"][0]["args"]
+        kubectl("patch", "deploy", DEPLOYMENT, "-n", "kube-system", "--type=json", "-p", json.dumps(
+            [{"op": "remove", "path": f"{arg}/{args.index('--disable-cert-rotation')}"}]))
+        kubectl("rollout", "status", "deploy", DEPLOYMENT, "-n", "kube-system", "--timeout=60s")
