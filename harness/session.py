@@ -38,6 +38,14 @@ def parse_ref(value: str, option: str) -> tuple[str, str]:
 def _meant_reference(value: str, option: str) -> str:
     """The form a person meant, when it is plain: a federated credential's subject or NS:NAME copied in, or
     several references in one value."""
+    trimmed = value.strip().strip("/")  # ' finance/backend-sa', 'finance/backend-sa/' (a shell completion's slash)
+    if trimmed != value:
+        try:
+            namespace, name = split_reference(trimmed)
+        except ValueError:
+            pass
+        else:
+            return f"; did you mean {option} {namespace}/{name}?"
     parts = value.removeprefix("system:serviceaccount:").split(":")
     if len(parts) == 2 and "/" not in value:
         try:

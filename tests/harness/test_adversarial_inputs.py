@@ -400,6 +400,10 @@ REFERENCE_CASES = [
     pytest.param("--workload", "system:serviceaccount:finance:backend-sa",
                  "; did you mean --workload finance/backend-sa?", id="fic-subject"),
     pytest.param("--pod", "finance:backend-7d9f", "; did you mean --pod finance/backend-7d9f?", id="colon"),
+    pytest.param("--workload", "finance/backend-sa/", "; did you mean --workload finance/backend-sa?",
+                 id="trailing-slash"),
+    pytest.param("--workload", " finance/backend-sa ", "contains whitespace or a control character; did you mean "
+                 "--workload finance/backend-sa?", id="spaces"),
     pytest.param("--workload", "finance/backend-sa,orders/orders-sa",
                  "; name one per --workload, repeated: --workload finance/backend-sa --workload orders/orders-sa",
                  id="comma-list"),
