@@ -208,7 +208,11 @@ def kube_target_problem(kubeconfig: Path | None, context: str | None) -> str | N
     try:
         config = read_kubeconfig(kubeconfig)
     except KubeconfigProblem as exc:
-        return str(exc) + (_no_mounted_token() if kubeconfig is None else "")
+        if kubeconfig is not None:
+            return str(exc)
+        none = not any(path.exists() for path in _kubeconfig_list())
+        return str(exc) + (": write one with az aks get-credentials --resource-group RG --name CLUSTER, or set "
+                           "cluster.kubeconfig in harness.yaml" if none else "") + _no_mounted_token()
     where, names = config.where, config.context_names()
     if context is not None and context not in names:
         return f"cluster.context: {_shown(context)} is not a context of {where} (it has: {', '.join(printable(str(n), 80) for n in names)})"

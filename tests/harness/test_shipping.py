@@ -172,7 +172,9 @@ def test_in_cluster_needs_the_service_variables_and_a_mounted_token(
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
     problem = kube_target_problem(None, None)  # no token mounted (automountServiceAccountToken: false): why, said
-    assert problem is not None and problem.endswith(
+    assert problem is not None and ": file not found: write one with az aks get-credentials --resource-group RG " \
+        "--name CLUSTER, or set cluster.kubeconfig in harness.yaml; in a pod" in problem
+    assert problem.endswith(
         f"; in a pod (KUBERNETES_SERVICE_HOST is set) but no ServiceAccount token at {token}: "
         "set automountServiceAccountToken: true on the pod (or its ServiceAccount)"
     )
