@@ -764,10 +764,19 @@ def _deleted(ctx: MigrationContext, row: dict[str, Any]) -> bool:
     return looked is not None and looked.resolved_by == "resource_id_gone" and not looked.kind
 
 
+def _roleless(ctx: MigrationContext, row: dict[str, Any]) -> bool:
+    """The old identity's role assignments were read and there are none: an access gap in the making (its roles
+    taken away before the new identity was granted them) compares as 'every role moved'."""
+    was = ctx.facts.identities.get(str(row["client_id"]).lower())
+    return was is not None and was.role_assignments == []
+
+
 def _moved_text(ctx: MigrationContext, row: dict[str, Any], moved: str) -> str:
     ref, other = moved.split("=", 1)
     lacking = roles_not_moved(ctx.facts, row["client_id"], other)
     access = ("whether it may reach what this one could was not read" if lacking is None else
+              "this one holds no role now (taken away before the move?): nothing to compare, the workload's access "
+              "checks say what it reaches" if _roleless(ctx, row) else
               "it holds every role this one holds" if not lacking else
               "it lacks " + ", ".join(f"{role} on {scope}" for role, scope in lacking) + ", which this one holds")
     return f" (its pods run as {ref}, which names another identity's client id {other}: the workload moved to it; " \
@@ -899,6 +908,8 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
                                    "workload needs" if gone else
                                    "before this binding goes, grant it each role the old identity holds that they "
                                    "need:" if lacking is None else
+                                   "the old identity holds no role now (taken away before the move?): grant the "
+                                   "new one what the workload needs" if _roleless(ctx, row) else
                                    "it holds every role the old identity holds" if not lacking else
                                    f"it lacks {len(lacking)} role(s) the old identity holds: grant those they need "
                                    "before this binding goes:")))

@@ -674,6 +674,13 @@ def test_a_binding_whose_pods_run_as_a_service_account_naming_another_identity_k
                    if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
     assert "it holds every role this one holds" in finding.message
     assert not any(line.startswith("az role assignment") for line in finding.fix_lines())
+    # the old identity's role taken away before the new one was granted it: no 'every role' reassurance
+    facts.identities[old].role_assignments = []
+    facts.identities[new].role_assignments = []
+    finding = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                   if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
+    assert "this one holds no role now (taken away before the move?)" in finding.message
+    assert "every role" not in finding.message
     legacy |= {"client_ids": [], "token_audiences": []}  # started before the annotation: new pods are needed
     fixes = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
                  if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
