@@ -66,7 +66,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("wi-harness", "Entra Workload ID verification (suites/)")
     group.addoption("--lab", action="store_true", help="start the embedded lab for this session and test it")
     group.addoption(
-        "--lab-scenario", default="healthy", metavar="NAME", help="lab scenario (default healthy)"
+        "--lab-scenario", default=None, metavar="NAME", help="lab scenario (default healthy)"
     )
     group.addoption(
         "--lab-webhook-layout",
@@ -390,6 +390,13 @@ def _controller_session(config: pytest.Config) -> HarnessSession:
     _refs(config)  # bad references and an unwritable report directory fail before a lab is started
     _check_report_dir(_report_dir(config))
     _check_junit_path(config)
+    lab_only = [f"--{name.replace('_', '-')}" for name in ("lab_scenario", "lab_webhook_layout")
+                if config.getoption(name) is not None]
+    if lab_only and not config.getoption("lab"):  # else silently a run of harness.yaml's target, healthy or not
+        one = len(lab_only) == 1
+        raise pytest.UsageError(f"{' and '.join(lab_only)} {'chooses' if one else 'choose'} the embedded lab's "
+                                f"state: {'it needs' if one else 'they need'} --lab (this run reads harness.yaml's "
+                                "target)")
     lab = None
     if config.getoption("lab"):
         if config.getoption("wi_config"):
@@ -397,7 +404,8 @@ def _controller_session(config: pytest.Config) -> HarnessSession:
                 "--lab and --config exclude each other: --lab writes its own harness.yaml"
             )
         try:
-            lab = start_embedded_lab(config.getoption("lab_scenario"), config.getoption("lab_webhook_layout"))
+            lab = start_embedded_lab(config.getoption("lab_scenario") or "healthy",
+                                     config.getoption("lab_webhook_layout"))
         except LabUnavailable as exc:
             raise pytest.UsageError(f"--lab: the lab did not start: {exc}") from None
         config_path = lab.config_path

@@ -418,6 +418,9 @@ REFERENCE_CASES = [
     pytest.param("--report-dir", "", "is empty (an unset variable?)", id="empty-report-dir"),
     pytest.param("--config", "", "is empty (an unset variable?)", id="empty-config"),  # not 'pass --config'
     pytest.param("--probe-image", "", "is empty (an unset variable?)", id="empty-probe-image"),  # not ignored
+    # a lab scenario beside --config: the run read harness.yaml's target, 'wrong-subject' or not, and passed
+    pytest.param("--lab-scenario", "wrong-subject", "--lab-scenario chooses the embedded lab's state: it needs --lab",
+                 id="lab-scenario-without-lab"),
 ]
 
 
