@@ -3,8 +3,9 @@
 * ``report render RUN.json --format md|html [-o FILE]`` re-renders one run's sign-off (stdout without -o);
 * ``report merge RUN.json... -o DIR [--expect CLUSTER]...`` writes one sign-off over several runs (a fleet) as
   DIR/signoff.md and DIR/signoff.html; an expected cluster without a run fails the fleet;
-* ``manifests render --config harness.yaml --out DIR`` writes the Job, its ServiceAccount and RBAC, and a probe
-  pod per workload for ``kubectl apply`` (:mod:`harness.shipping`);
+* ``manifests render --config harness.yaml --out DIR [--probes-only]`` writes the Job, its ServiceAccount and
+  RBAC, and a probe pod per workload for ``kubectl apply`` (:mod:`harness.shipping`); ``--probes-only`` the probe
+  pods alone;
 * ``findings [--format md|text]`` prints the findings catalogue (harness.findings): docs/findings.md is
   ``python -m harness findings --format md > docs/findings.md``.
 
@@ -72,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     render_manifests.add_argument("--out", type=_path, required=True, metavar="DIR")
     render_manifests.add_argument("--image", metavar="IMAGE", help="the harness image, in place of harness.image")
     render_manifests.add_argument(
+        "--probes-only", action="store_true",
+        help="only DIR/probes/ (a probe pod per workload, for kubectl apply by hand): no harness: section needed",
+    )
+    render_manifests.add_argument(
         "--namespace", dest="namespaces", action="append", default=[], metavar="NS",
         help="a namespace the Job may create probe pods in, besides the workloads' (repeatable)",
     )
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(render_markdown() if args.format == "md" else render_text())
         return 0
     if args.command == "manifests":
-        return _render_manifests(args.config, args.out, args.image, args.namespaces)
+        return _render_manifests(args.config, args.out, args.image, args.namespaces, args.probes_only)
     try:
         if args.action == "render":
             return _render(args.run, args.format, args.output)
@@ -96,13 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
 
 
-def _render_manifests(config_path: Path, out_dir: Path, image: str | None, namespaces: list[str]) -> int:
+def _render_manifests(
+    config_path: Path, out_dir: Path, image: str | None, namespaces: list[str], probes_only: bool = False
+) -> int:
     from harness.config import ConfigError
     from harness.shipping import RenderError, load_for_render, render_bundle
 
     try:
         config, raw = load_for_render(config_path)
-        written = render_bundle(config, raw, out_dir, image, namespaces)
+        written = render_bundle(config, raw, out_dir, image, namespaces, probes_only=probes_only)
     except (ConfigError, RenderError) as exc:
         print(f"{PROG} manifests render: error: {exc}", file=sys.stderr)
         return USAGE_ERROR

@@ -134,19 +134,25 @@ def render_bundle(
     image: str | None = None,
     namespaces: list[str] | None = None,
     pytest_args: list[str] | None = None,
+    probes_only: bool = False,
 ) -> list[Rendered]:
-    """Write the manifests for ``config`` into ``out_dir``; raise :class:`RenderError` with one line."""
+    """Write the manifests for ``config`` into ``out_dir`` (``probes_only``: its probes/ alone, which need no
+    harness: section); raise :class:`RenderError` with one line."""
     own = config.harness
+    if probes_only:
+        return _write(out_dir, {f"probes/{name}": yaml.safe_dump_all(docs, sort_keys=False)
+                                for name, docs in probe_documents(config).items()})
     if own.client_id is None:
         raise RenderError(
             "harness.client_id: required: the client id of the harness's own identity, annotated on its "
             "ServiceAccount for Workload ID (it needs a federated credential for "
-            f"system:serviceaccount:{own.namespace}:{own.service_account})"
+            f"system:serviceaccount:{own.namespace}:{own.service_account}); for probe pods alone: --probes-only"
         )
     image = image or own.image
     if not image:
         raise RenderError(
-            "harness.image (or --image): required: the image built from the Dockerfile's harness target"
+            "harness.image (or --image): required: the image built from the Dockerfile's harness target; for "
+            "probe pods alone: --probes-only"
         )
     problem = image_reference_problem(image)
     if problem is not None:
@@ -190,6 +196,10 @@ def render_bundle(
     )
     for name, docs in probe_documents(config).items():
         documents[f"probes/{name}"] = yaml.safe_dump_all(docs, sort_keys=False)
+    return _write(out_dir, documents)
+
+
+def _write(out_dir: Path, documents: dict[str, str]) -> list[Rendered]:
     written: list[Rendered] = []
     try:
         (out_dir / "probes").mkdir(parents=True, exist_ok=True)

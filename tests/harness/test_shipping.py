@@ -116,6 +116,21 @@ def test_bad_input_is_one_line(tmp_path: Path, edit, extra: list[str], expected:
     assert expected in done.stderr and "Traceback" not in done.stderr
 
 
+def test_probes_only_needs_no_harness_section(tmp_path: Path) -> None:
+    """README's troubleshooting: a probe pod by hand from manifests render; without a harness: section (a
+    troubleshooter who runs no Job) it stopped at 'harness.client_id: required'. --probes-only writes probes/ alone
+    (applied by hand in the lab: the pod completed, its log the wi-probe/v1 document)."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.pop("harness")
+    (tmp_path / "harness.yaml").write_text(yaml.safe_dump(data))
+    refused = render_cli("--config", str(tmp_path / "harness.yaml"), "--out", str(tmp_path / "job"))
+    assert refused.returncode == 2 and refused.stderr.rstrip().endswith("for probe pods alone: --probes-only")
+    done = render_cli("--config", str(tmp_path / "harness.yaml"), "--out", str(tmp_path / "out"), "--probes-only")
+    assert done.returncode == 0, done.stderr
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.yaml"))
+    assert written and all(name.startswith("probes/") for name in written)
+
+
 def test_an_unwritable_output_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     done = render_cli("--config", str(EXAMPLE), "--out", str(tmp_path / "file"))
