@@ -140,8 +140,12 @@ def render_bundle(
     harness: section); raise :class:`RenderError` with one line."""
     own = config.harness
     if probes_only:
+        probes = probe_documents(config)
+        if not probes:
+            raise RenderError("--probes-only: harness.yaml lists no workloads, so there is no probe pod to write: "
+                              "list them under workloads:")
         return _write(out_dir, {f"probes/{name}": yaml.safe_dump_all(docs, sort_keys=False)
-                                for name, docs in probe_documents(config).items()})
+                                for name, docs in probes.items()})
     if own.client_id is None:
         raise RenderError(
             "harness.client_id: required: the client id of the harness's own identity, annotated on its "

@@ -129,6 +129,10 @@ def test_probes_only_needs_no_harness_section(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.yaml"))
     assert written and all(name.startswith("probes/") for name in written)
+    data.pop("workloads")  # nothing to write: said, not an empty directory and exit 0
+    (tmp_path / "harness.yaml").write_text(yaml.safe_dump(data))
+    empty = render_cli("--config", str(tmp_path / "harness.yaml"), "--out", str(tmp_path / "none"), "--probes-only")
+    assert empty.returncode == 2 and "harness.yaml lists no workloads, so there is no probe pod" in empty.stderr
 
 
 def test_an_unwritable_output_is_one_line(tmp_path: Path) -> None:
