@@ -513,9 +513,18 @@ class OfficialKubeApi:
 
     def _no_answer(self, exc: BaseException) -> KubeFailure:
         """A transport failure as a KubeFailure; remembered when no connection could be opened at all."""
-        from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+        from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, SSLError
 
         reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
+        if isinstance(reason, SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(reason):
+            # it answered, with a certificate the kubeconfig's CA does not sign: the same on every call
+            self._unreachable = KubeFailure(
+                0, "Unreachable",
+                f"the TLS certificate of the API server {self.server} is not signed by the kubeconfig's "
+                "certificate-authority (CERTIFICATE_VERIFY_FAILED): the cluster's CA was rotated (az aks "
+                "rotate-certs) or the kubeconfig holds another cluster's CA; write it again: az aks get-credentials "
+                "--overwrite-existing")
+            return self._unreachable
         failure = KubeFailure(
             0, "Unreachable", f"no answer from the API server {self.server}: {_short(reason)}"
         )

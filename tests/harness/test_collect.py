@@ -5,8 +5,11 @@ failing fast) and the webhook Deployment's namespaces."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
+import threading
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -507,6 +510,58 @@ def test_kube_target_problems_are_read_from_the_file_alone(tmp_path: Path) -> No
     empty = tmp_path / "empty"
     empty.write_text("apiVersion: v1\nkind: Config\n")
     assert str(kube_target_problem(empty, None)).startswith(f"cluster.kubeconfig: cannot use {empty}: ")
+
+
+def test_an_api_server_certificate_the_kubeconfig_ca_does_not_sign_is_named_once(tmp_path: Path) -> None:
+    """After az aks rotate-certs an old kubeconfig's CA signs nothing the API server shows: by hand in the lab
+    (certificate-authority-data of another CA) every call said 'no answer ... SSLError' and the fixes spoke of
+    private clusters. It is named, with get-credentials, and not asked again."""
+    import base64
+    import ssl
+
+    import trustme
+
+    server_ca, other_ca = trustme.CA(), trustme.CA()
+    cert = server_ca.issue_cert("127.0.0.1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert.configure_cert(context)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with contextlib.suppress(OSError, ssl.SSLError):
+                context.wrap_socket(conn, server_side=True).close()
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        path = kubeconfig(tmp_path, f"https://127.0.0.1:{port}")
+        data = json.loads(path.read_text())
+        data["clusters"][0]["cluster"]["certificate-authority-data"] = base64.b64encode(
+            other_ca.cert_pem.bytes()).decode()
+        path.write_text(json.dumps(data))
+        api = OfficialKubeApi(path, None)
+        with pytest.raises(KubeError) as first:
+            api.service_account("finance", "backend-sa")
+        assert "is not signed by the kubeconfig's certificate-authority (CERTIFICATE_VERIFY_FAILED)" in \
+            first.value.failure.message and "az aks get-credentials --overwrite-existing" in first.value.failure.message
+        with pytest.raises(KubeError) as again:  # not asked again
+            api.namespace("finance")
+        assert again.value.failure == first.value.failure
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
 
 
 def test_an_unreachable_api_server_is_asked_once_then_fails_fast(tmp_path: Path) -> None:
