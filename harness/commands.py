@@ -29,10 +29,12 @@ _MAX_COMMENT = 300
 
 @dataclass(frozen=True)
 class Var:
-    """The value of a variable captured by an earlier line, optionally followed by a literal suffix."""
+    """The value of a variable captured by an earlier line, optionally between a literal prefix and suffix (a
+    JSON patch holding it: ``'[{"value":"'"$CA"'"}]'``, still one word)."""
 
     name: str
     suffix: str = ""
+    prefix: str = ""
 
     def __post_init__(self) -> None:
         if not _VARIABLE_RE.fullmatch(self.name):
@@ -96,12 +98,13 @@ def render_all(steps: Iterable[Step]) -> list[str]:
 
 def intended_words(step: Command) -> list[str]:
     """What ``shlex.split`` of the rendered argv must give back: the tests' oracle (a Var stays ``$NAME``)."""
-    return [arg if isinstance(arg, str) else f"${arg.name}{arg.suffix}" for arg in step.argv]
+    return [arg if isinstance(arg, str) else f"{arg.prefix}${arg.name}{arg.suffix}" for arg in step.argv]
 
 
 def _word(arg: Arg) -> str:
     if isinstance(arg, Var):
-        return f'"${arg.name}"' + (shlex.quote(arg.suffix) if arg.suffix else "")
+        return ((shlex.quote(arg.prefix) if arg.prefix else "") + f'"${arg.name}"'
+                + (shlex.quote(arg.suffix) if arg.suffix else ""))
     return shlex.quote(arg)
 
 

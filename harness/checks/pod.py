@@ -60,7 +60,7 @@ from harness.checks.podspec import (
     value_source,
 )
 from harness.checks.serviceaccount import create_sa_steps
-from harness.commands import Step, advice
+from harness.commands import Step, Var, advice, command
 from harness.config import DEFAULT_PROBE_LIMITS, DEFAULT_PROBE_REQUESTS
 from harness.facts import LivePod
 from harness.names import (
@@ -72,7 +72,9 @@ from harness.names import (
     TENANT_ID_ANNOTATION,
     TOKEN_AUDIENCE,
     USE_LABEL,
+    WEBHOOK_CERT_SECRET,
     WEBHOOK_NAME,
+    WEBHOOK_SERVICE_ACCOUNT,
     WEBHOOK_SYSTEM_LABEL,
 )
 from harness.values import parse_quantity, printable
@@ -163,13 +165,27 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
                        or limit_ratio_advice(message, DEFAULT_PROBE_LIMITS) or _quota_advice(message)),
             ],
         )
-    elif "failed calling webhook" in message or "failed to call webhook" in message:
-        namespace, service = webhook_service(ctx.cluster)
+    elif ("failed calling webhook" in message or "failed to call webhook" in message) and \
+            "x509: " in (cause := (unreachable or ("", ""))[1]):
+        namespace, _ = webhook_service(ctx.cluster)
         finding = Finding(
             "WEBHOOK_UNAVAILABLE",
             ERROR,
             "webhook",
-            "the API server cannot reach the workload identity webhook, so labelled pods are refused",
+            "the API server does not trust the webhook's serving certificate (labelled pods refused): "
+            + cause.removeprefix("tls: failed to verify certificate: "),
+            evidence,
+            _webhook_certificate_fixes(ctx, namespace, cause),
+        )
+    elif "failed calling webhook" in message or "failed to call webhook" in message:
+        namespace, service = webhook_service(ctx.cluster)
+        cause = (unreachable or ("", ""))[1]
+        finding = Finding(
+            "WEBHOOK_UNAVAILABLE",
+            ERROR,
+            "webhook",
+            "the API server cannot reach the workload identity webhook, so labelled pods are refused"
+            + (f": {cause}" if cause else ""),
             evidence,
             [
                 fix.kubectl("-n", fix.namespace_or(namespace), "get", "pods", "-l",
@@ -1070,6 +1086,74 @@ def _service_selects_no_ready_pod(ctx: WorkloadContext, namespace: str, service:
                "as its install ships it:"),
         *enable_webhook(ctx.cluster, ctx.azure),
     ]
+
+
+def _webhook_certificate_fixes(ctx: WorkloadContext, namespace: str, cause: str) -> list[Step]:
+    """The API server's TLS handshake with the webhook failed (caBundle, a rotated or expired serving certificate).
+    The webhook's cert-controller (open-policy-agent/cert-controller's rotator, on unless the manager runs with
+    --disable-cert-rotation) writes its Secret's ca.crt into the configuration's caBundle when it starts and at
+    every change of the configuration or the Secret, and renews a serving certificate its CA did not sign or that
+    is within 90 days of expiry: with it on, the pods restarted put caBundle back (a caBundle that stays wrong while
+    they run means it may not write the configuration: the can-i look). With it off, the certificates are the
+    person's: caBundle is given the Secret's own ca.crt, or, for an expired or misnamed certificate, the flag is
+    taken off so the rotator makes one."""
+    ns = fix.namespace_or(namespace)
+    found = [d for d in ctx.cluster.webhook_deployments if (d.get("metadata") or {}).get("namespace") == namespace]
+    template = ((found[0].get("spec") or {}).get("template") or {}).get("spec") or {} if found else {}
+    deployment = str((found[0].get("metadata") or {}).get("name") or "") if found else ""
+    disabled = _rotation_flag(template)
+    secret = next((str((v.get("secret") or {}).get("secretName")) for v in template.get("volumes") or []
+                   if v.get("name") == "cert" and (v.get("secret") or {}).get("secretName")), WEBHOOK_CERT_SECRET)
+    if disabled is None:
+        return [
+            *_webhook_pods_back(ctx, namespace),
+            advice("cert-controller in the webhook's pods writes its Secret's ca.crt into the configuration's caBundle "
+                   "as they start; if the next run fails the same, it may not update the configuration: 'no' below "
+                   "means its role lost that right (reinstall the webhook)"),
+            fix.kubectl("auth", "can-i", "update", "mutatingwebhookconfigurations",
+                        f"--as=system:serviceaccount:{ns}:{_webhook_service_account(template)}"),
+        ]
+    ref = f"deployment/{fix.object_or(deployment, '<deployment>')}"
+    index, arg = disabled
+    remove = fix.kubectl("-n", ns, "patch", ref, "--type", "json", "-p", json.dumps(
+        [{"op": "remove", "path": f"/spec/template/spec/containers/{index}/args/{arg}"}], separators=(",", ":")),
+        note="takes --disable-cert-rotation off: its cert-controller renews the certificate and caBundle")
+    if "signed by unknown authority" not in cause:  # expired, or for another name: the certificate itself
+        return [advice(f"the webhook runs with --disable-cert-rotation, so nothing renews its serving certificate "
+                       f"(Secret {ns}/{secret}): issue a valid one where it comes from, or let the webhook rotate it:"),
+                remove, fix.kubectl("-n", ns, "rollout", "status", ref, "--timeout=120s")]
+    hook = _webhook_index(ctx)
+    return [
+        advice("the webhook runs with --disable-cert-rotation, so nothing puts its CA into the configuration's "
+               f"caBundle: give it the ca.crt of Secret {ns}/{secret} (or take the flag off the Deployment's args: "
+               "its cert-controller then keeps caBundle in step)"),
+        command("kubectl", "-n", ns, "get", "secret", secret, "-o", "jsonpath={.data.ca\\.crt}", capture="CA"),
+        command("kubectl", "patch", "mutatingwebhookconfiguration",
+                fix.object_or(webhook_configuration_name(ctx.cluster), "<name>"), "--type", "json", "-p",
+                Var("CA", '"}]', f'[{{"op":"add","path":"/webhooks/{hook}/clientConfig/caBundle","value":"')),
+    ]
+
+
+def _rotation_flag(pod_spec: dict[str, Any]) -> tuple[int, int] | None:
+    """(container, arg) index of the manager's --disable-cert-rotation, None when it rotates its certificates."""
+    for c_index, container in enumerate(pod_spec.get("containers") or []):
+        for a_index, arg in enumerate(container.get("args") or []):
+            if arg in ("--disable-cert-rotation", "-disable-cert-rotation", "--disable-cert-rotation=true",
+                       "-disable-cert-rotation=true"):
+                return c_index, a_index
+    return None
+
+
+def _webhook_service_account(pod_spec: dict[str, Any]) -> str:
+    return str(pod_spec.get("serviceAccountName") or WEBHOOK_SERVICE_ACCOUNT)
+
+
+def _webhook_index(ctx: WorkloadContext) -> int:
+    for mwc in ctx.cluster.webhook_configurations:
+        for index, hook in enumerate(mwc.get("webhooks") or []):
+            if hook.get("name") == WEBHOOK_NAME:
+                return index
+    return 0
 
 
 def _webhook_pods_back(ctx: WorkloadContext, namespace: str) -> list[Step]:

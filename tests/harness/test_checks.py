@@ -2100,3 +2100,43 @@ def test_a_workloads_webhook_unavailable_prints_no_restart_for_pods_no_node_take
     waiting = render_all(_webhook_pods_back(ctx, "kube-system"))  # type: ignore[arg-type]
     assert len(waiting) == 1 and waiting[0].startswith("# the webhook's pods wait for a node") and \
         "WEBHOOK_NOT_READY" in waiting[0]
+
+
+def test_a_webhook_certificate_the_api_server_does_not_trust_gets_what_puts_ca_bundle_back() -> None:
+    """WEBHOOK_UNAVAILABLE for a TLS failure (x509): with cert-controller on, a restart of the webhook (it injects
+    caBundle as it starts) and the can-i look at its right to update the configuration; with
+    --disable-cert-rotation, the Secret's ca.crt copied into caBundle (one shell word around $CA), or, for an
+    expired certificate, the flag taken off at its index so the rotator renews it."""
+    from harness.checks.pod import _webhook_certificate_fixes
+    from harness.commands import render_all
+
+    manager = {"name": "manager", "args": ["--log-level=info", "--disable-cert-rotation"]}
+    deployment = {"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"},
+                  "spec": {"replicas": 2, "template": {"spec": {
+                      "serviceAccountName": "azure-wi-webhook-admin", "containers": [manager],
+                      "volumes": [{"name": "cert", "secret": {"secretName": "azure-wi-webhook-server-cert"}}]}}}}
+    mwc = {"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"},
+           "webhooks": [{"name": "other.example.com"}, {"name": "mutation.azure-workload-identity.io"}]}
+    ctx = SimpleNamespace(cluster=ClusterFacts(time.time(), webhook_deployments=[deployment],
+                                               webhook_configurations=[mwc]))
+    unknown = render_all(_webhook_certificate_fixes(ctx, "kube-system",  # type: ignore[arg-type]
+                                                    "tls: failed to verify certificate: x509: certificate signed by "
+                                                    "unknown authority"))
+    assert unknown[1] == ("CA=$(kubectl -n kube-system get secret azure-wi-webhook-server-cert -o "
+                          "'jsonpath={.data.ca\\.crt}')")
+    assert unknown[2] == ("kubectl patch mutatingwebhookconfiguration azure-wi-webhook-mutating-webhook-configuration "
+                          "--type json -p '[{\"op\":\"add\",\"path\":\"/webhooks/1/clientConfig/caBundle\",\"value\":\""
+                          "'\"$CA\"'\"}]'")
+    expired = render_all(_webhook_certificate_fixes(ctx, "kube-system",  # type: ignore[arg-type]
+                                                    "tls: failed to verify certificate: x509: certificate has expired "
+                                                    "or is not yet valid: current time x is after y"))
+    assert expired[1].startswith("kubectl -n kube-system patch deployment/azure-wi-webhook-controller-manager --type "
+                                 "json -p '[{\"op\":\"remove\",\"path\":\"/spec/template/spec/containers/0/args/1\"}]'")
+    assert expired[2].startswith("kubectl -n kube-system rollout status")
+    manager["args"] = ["--log-level=info"]
+    rotating = render_all(_webhook_certificate_fixes(ctx, "kube-system",  # type: ignore[arg-type]
+                                                     "tls: failed to verify certificate: x509: certificate signed by "
+                                                     "unknown authority"))
+    assert rotating[0] == "kubectl -n kube-system rollout restart deployment/azure-wi-webhook-controller-manager"
+    assert rotating[-1] == ("kubectl auth can-i update mutatingwebhookconfigurations "
+                            "--as=system:serviceaccount:kube-system:azure-wi-webhook-admin")

@@ -99,6 +99,12 @@ def test_a_captured_variable_stays_one_word_whatever_follows_it(suffix: str) -> 
     assert words_of(render(step), step) == ["az", "role", "assignment", "create", "--scope", "$SCOPE" + suffix]
 
 
+@given(nasty_text, nasty_text)
+def test_a_captured_variable_stays_one_word_between_a_prefix_and_a_suffix(prefix: str, suffix: str) -> None:
+    step = command("kubectl", "patch", "-p", Var("CA", suffix, prefix))
+    assert words_of(render(step), step) == ["kubectl", "patch", "-p", prefix + "$CA" + suffix]
+
+
 def test_strings_are_not_fixes() -> None:
     with pytest.raises(TypeError, match="Command or an Advice"):
         render("kubectl get pods")  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ webhook's configuration deleted by hand (WEBHOOK_NOT_INSTALLED; the lab then mut
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -443,3 +444,52 @@ def test_a_webhook_service_whose_selector_was_edited_is_named_not_restarted(
         kubectl(running_lab, *service, '{"spec":{"selector":{"azure-workload-identity.io/system":"true"}}}')
     result, document = run_suites(tmp_path / "restored", "--config", config, "--workload", "finance/backend-sa")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_a_ca_bundle_the_webhook_does_not_keep_is_named_and_the_printed_copy_repairs_it(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """A webhook run with --disable-cert-rotation (its certificates brought by hand) whose configuration's caBundle
+    holds another CA of the same name (the Secret rotated, the configuration not): every labelled pod is refused
+    with 'tls: failed to verify certificate: x509: certificate signed by unknown authority (possibly because of
+    ...)'. WEBHOOK_UNAVAILABLE is the first finding and quotes the x509 cause; its printed lines, pasted into bash,
+    copy the Secret's ca.crt into caBundle and the next run passes."""
+    import base64
+
+    from lab.kube.webhook_tls import make_ca
+
+    config = str(running_lab.state_dir / "harness.yaml")
+    deploy = ("-n", "kube-system", "patch", "deployment", "azure-wi-webhook-controller-manager", "--type", "json",
+              "-p")
+    arg = "/spec/template/spec/containers/0/args"
+    assert kubectl(running_lab, *deploy, json.dumps([{"op": "add", "path": f"{arg}/-",
+                                                       "value": "--disable-cert-rotation"}])).returncode == 0
+    rollout = ("-n", "kube-system", "rollout", "status", "deployment/azure-wi-webhook-controller-manager",
+               "--timeout=60s")
+    try:
+        assert kubectl(running_lab, *rollout).returncode == 0
+        other = base64.b64encode(make_ca()[0]).decode()
+        patched = kubectl(running_lab, "patch", "mutatingwebhookconfiguration", MWC, "--type", "json", "-p",
+                          json.dumps([{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": other}]))
+        assert patched.returncode == 0, patched.stderr
+        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 1, result.stdout[-3000:]
+        (workload,) = document["workloads"]
+        first = workload["findings"][0]
+        assert first["code"] == "WEBHOOK_UNAVAILABLE", [f["code"] for f in workload["findings"]]
+        assert "x509: certificate signed by unknown authority (possibly because of" in first["message"]
+        script = tmp_path / "fix.sh"
+        script.write_text("set -e\n" + "\n".join(first["remediation"]) + "\n")
+        pasted = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "KUBECONFIG": str(running_lab.state_dir / "kubeconfig")})
+        assert pasted.returncode == 0, pasted.stderr
+        result, document = run_suites(tmp_path / "fixed", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 0, result.stdout[-3000:]
+    finally:
+        template = json.loads(kubectl(running_lab, "-n", "kube-system", "get", "deployment",
+                                      "azure-wi-webhook-controller-manager", "-o", "json").stdout)
+        args = template["spec"]["template"]["spec"]["containers"][0]["args"]
+        if "--disable-cert-rotation" in args:
+            kubectl(running_lab, *deploy, json.dumps(
+                [{"op": "remove", "path": f"{arg}/{args.index('--disable-cert-rotation')}"}]))
+            kubectl(running_lab, *rollout)
