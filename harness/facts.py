@@ -18,7 +18,8 @@ class Fetched:
     body: Any = None  # the parsed JSON body, when it was JSON
     error: str | None = None  # transport failure, or "not JSON", or the service's error message
     code: str | None = None  # the service's error code (ARM's error.code), when it gave one
-    host: str | None = None  # NETWORK_ERROR: the host that could not be reached (the authority, for a token)
+    host: str | None = None  # NETWORK_ERROR: the host that could not be reached (the authority, for a token);
+    # CREDENTIAL_ERROR: the authority asked for the token
 
     @property
     def ok(self) -> bool:

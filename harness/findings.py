@@ -530,6 +530,21 @@ CATALOGUE: tuple[Entry, ...] = (
         advice_only="a slow service recovers by itself or by its owner's hand; running again shows it",
     ),
     _e(
+        "SERVICE_UNAVAILABLE", "entra|access|harness", "error",
+        "Entra, Key Vault or Storage kept answering 429 or 5xx (Entra's AADSTS90033 \"A transient error has "
+        "occurred\", a front door's 503) through the probe's retries: the service was failing or throttling for the "
+        "whole of probe.retry_seconds, which no configuration of the workload explains. Also Entra failing the "
+        "harness's own token request through azure-identity's retries (not HARNESS_CREDENTIAL_FAILED: no new "
+        "secret helps).",
+        "Look at the service's health (Azure status, Resource Health, throttling metrics) and run again; for "
+        "throttling that lasts longer, raise probe.retry_seconds.",
+        "unit:tests/harness/test_midrun_checks.py::test_a_service_answering_503_through_the_retries_is_named_not"
+        "_the_configuration",
+        no_lab_fault="made by hand with lab ctl fault keyvault --rate-503 1 (or entra), but each run waits out "
+                     "probe.retry_seconds: no lab test yet",
+        advice_only="a failing service recovers by itself or by its owner's hand; running again shows it",
+    ),
+    _e(
         "PROBE_OUTPUT_INVALID", "probe", "error",
         "The probe printed no parsable document.",
         "Read the pod's log (kubectl logs); the image must run python3 -m probe.",

@@ -19,7 +19,9 @@ from harness.checks.exchange import (
     egress_fix,
     refused_note,
     service_timeout,
+    service_unavailable,
     slow_service,
+    unavailable_status,
 )
 from harness.checks.federation import principal_id_of
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
@@ -258,6 +260,14 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
                 "(e.g. https://vault.azure.net/.default, https://storage.azure.com/.default)"
             )
         ]
+    elif _unavailable_answer(evidence, kind) is not None:
+        evidence["error"] = error
+        status, retries = _unavailable_answer(evidence, kind)  # type: ignore[misc]  # not None: just checked
+        url = str(evidence.get("url") or step.get("target") or "")
+        service = "Key Vault" if check.kind == "keyvault_secret" else "Storage"
+        finding = service_unavailable(service, url, status, str(evidence.get("code") or ""), retries, "access",
+                                      evidence)
+        return failed(f"{what}: {finding.message}", evidence, finding)
     elif slow_service(error):
         evidence["error"] = error
         url = str(error.get("url") or step.get("target") or "")
@@ -285,6 +295,17 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         evidence,
         Finding(code, ERROR, "access", message, evidence, remediation),
     )
+
+
+def _unavailable_answer(evidence: dict[str, Any], kind: str) -> tuple[int, Any] | None:
+    """(status, retries) when the service's last answer, after the probe's retries, was 429 or 5xx: to the request
+    for the vault's challenge (which then names nothing: no token was sent, yet the host is no impostor) or to
+    the read itself; None otherwise."""
+    if kind in UNTRUSTED_TARGET_KINDS:
+        status, retries = (evidence.get("challenge") or {}).get("http_status"), evidence.get("challenge_retries")
+    else:
+        status, retries = evidence.get("http_status"), evidence.get("retries")
+    return (int(status), retries) if unavailable_status(status) else None
 
 
 def _other_unreachable_hosts(ctx: WorkloadContext, target: str) -> list[str]:

@@ -105,6 +105,22 @@ def arm_failure_finding(
             {**evidence, "host": host},
             azure_unreachable(host, str(fetched.error), azure),
         )
+    unavailable = _ENTRA_UNAVAILABLE_RE.search(str(fetched.error or "")) if fetched.code == CREDENTIAL_ERROR else None
+    if unavailable is not None:
+        # Entra failing or throttling the harness's own token request (MSAL raises "HTTP Error: 503" for a 5xx it
+        # got through azure-core's retries; AADSTS90033 is Entra's "A transient error has occurred"): a new secret
+        # would not help, and the finding must not ask for one
+        host = fetched.host or "the authority host"
+        return Finding(
+            "SERVICE_UNAVAILABLE",
+            ERROR,
+            "harness",
+            f"{what}: Entra at {host} answered the harness's own token request with {unavailable.group(0)} through "
+            f"azure-identity's retries: the service is failing or throttling, not the harness's credential "
+            f"({fetched.error})",
+            {**evidence, "host": host},
+            [advice("look at Entra's health (Azure status, Resource Health) and run again")],
+        )
     if fetched.code == CREDENTIAL_ERROR:
         return Finding(
             "HARNESS_CREDENTIAL_FAILED",
@@ -125,6 +141,9 @@ def arm_failure_finding(
     return Finding("ARM_QUERY_FAILED", ERROR, layer, f"{what}: {fetched.describe()}", evidence, remediation)
 
 
+# Entra's transient answers to a token request, as azure-identity words them: MSAL's NormalizedResponse
+# raise_for_status ("HTTP Error: 503") and Entra's own code for them (AADSTS90033 "A transient error has occurred")
+_ENTRA_UNAVAILABLE_RE = re.compile(r"HTTP Error: (?:429|5\d\d)\b|AADSTS90033\b")
 _UNKNOWN_RESOURCE_RE = re.compile(r"AADSTS500011: The resource principal named (\S+?) was not found")
 _DISABLED_RE = re.compile(r"AADSTS7000112: Application '([0-9A-Fa-f-]{36})'")
 _NO_SUCH_APPLICATION_RE = re.compile(r"AADSTS700016: Application with identifier '([^']{1,100})' was not found")

@@ -469,6 +469,33 @@ def service_timeout(service: str, url: str, error: dict[str, Any], retries: Any,
     ])
 
 
+def unavailable_status(status: Any) -> bool:
+    """An HTTP status the probe retries as transient (probe/retry.py classify: 429 and any 5xx): when it is still
+    the answer after the retries, the service was failing or throttling for the whole bound."""
+    return isinstance(status, int) and not isinstance(status, bool) and (status == 429 or 500 <= status <= 599)
+
+
+def service_unavailable(service: str, url: str, status: int, detail: str, retries: Any, layer: str,
+                        evidence: dict[str, Any]) -> Finding:
+    """SERVICE_UNAVAILABLE for ``service`` at ``url``: it kept answering ``status`` (429 or 5xx) through the
+    probe's retries, so no configuration of the workload is at fault; one line with the attempts made."""
+    tried = ""
+    if isinstance(retries, dict) and isinstance(retries.get("attempts"), int):
+        waited = retries.get("waited_seconds")
+        tried = (f" through {retries['attempts']} attempt(s)"
+                 + (f" over {waited:.1f} s of waiting" if isinstance(waited, int | float) else ""))
+    host = urllib.parse.urlsplit(url).netloc or url
+    said = f" ({detail})" if detail else ""
+    message = (f"{service} at {host} kept answering HTTP {status}{said}{tried}: the service is failing or "
+               "throttling, not the workload's configuration")
+    steps = [advice(f"look at {service}'s health (Azure status, Resource Health, its throttling metrics) and run "
+                    "again")]
+    if status == 429:
+        steps.append(advice("if the throttling lasts longer than the probe waits, raise probe.retry_seconds in "
+                            "harness.yaml"))
+    return Finding("SERVICE_UNAVAILABLE", ERROR, layer, message, evidence, steps)
+
+
 def refused_note(error: dict[str, Any], retries: Any) -> str:
     """After a refused connection the probe tried again (probe/retry.py, as azure-core does): how often, and what a
     refusal that outlasts it means, so a service down for longer is not read as a network rule alone."""
@@ -498,6 +525,12 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     if slow_service(error):
         return service_timeout("Entra", str(evidence.get("token_url")), error, evidence.get("retries"), "entra",
                                evidence)
+    if error.get("kind") == "entra_error" and unavailable_status(error.get("http_status")):
+        # Entra's own transient answers (AADSTS90033 "A transient error has occurred", a 429), still there after
+        # the probe's retries: not the federation, not the workload
+        return service_unavailable("Entra", str(evidence.get("token_url")), int(error["http_status"]),
+                                   str(error.get("aadsts") or error.get("error") or ""), evidence.get("retries"),
+                                   "entra", evidence)
     if error.get("kind") in EGRESS_KINDS or str(error.get("kind", "")).startswith("tls"):
         steps = egress_fix(ctx, str(evidence.get("token_url")), evidence, str(error.get("kind") or ""),
                            str(error.get("message") or ""))

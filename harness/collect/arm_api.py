@@ -125,6 +125,7 @@ class RequestsArm:
                     None,
                     f"the harness could not get an {self._service} token: {credential_failure_text(exc)}",
                     CREDENTIAL_ERROR,
+                    self._authority_host,  # the service that refused or failed it, for Entra's own 5xx
                 )
             return self._failed_before_sending(url)
         try:

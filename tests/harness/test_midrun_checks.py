@@ -9,14 +9,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_checks import V15, V16, _pod, _refused, _waiting_probe, context_for
+from test_checks import V15, V16, VAULT, _pod, _refused, _waiting_probe, context_for
 
-from harness.checks.exchange import refused_note, service_timeout, slow_service
+from harness.checks.access import access_outcome
+from harness.checks.common import arm_failure_finding
+from harness.checks.exchange import exchange_succeeds, refused_note, service_timeout, slow_service
 from harness.checks.model import FAIL
 from harness.checks.pod import pod_mutated
 from harness.checks.probe_output import probe_completed
 from harness.collect.probe_pods import await_pods, note_why_not_started
-from harness.facts import PodFacts
+from harness.commands import command
+from harness.config import KeyVaultSecretAccess
+from harness.facts import CREDENTIAL_ERROR, Fetched, PodFacts
 from harness.names import POD_DELETED
 
 
@@ -64,6 +68,65 @@ def test_a_read_timeout_is_a_slow_service_and_a_connect_timeout_is_not() -> None
     assert finding.code == "SERVICE_TIMEOUT" and finding.message.startswith(
         "Entra at login.microsoftonline.com took the request and did not answer in time (timeout: ")
     assert "3 attempt(s) over 3.0 s of waiting" in finding.message
+
+
+_RETRIED = {"attempts": 30, "answers": ["HTTP 503"] * 30, "waited_seconds": 29.0, "bound_seconds": 30.0,
+            "exhausted": True}
+
+
+def test_a_service_answering_503_through_the_retries_is_named_not_the_configuration() -> None:
+    """By hand in the lab (lab ctl fault keyvault --rate-503 1, then entra): a vault answering 503 to the probe's
+    challenge request for the whole retry bound was ACCESS_TARGET_NOT_TRUSTED with 'set the access entry's URL'
+    advice, and Entra's AADSTS90033 (HTTP 503 temporarily_unavailable) EXCHANGE_FAILED. Both are the service,
+    named with the attempts; a read answered 429 after the token is the same."""
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
+    ctx = context_for(_pod(*V16))
+    assert ctx.facts.pod is not None
+    challenge = {"name": "access", "index": 0, "status": "fail", "outcome": "error", "target": VAULT,
+                 "evidence": {"url": VAULT + "secrets/db-password?api-version=7.4", "challenge_retries": _RETRIED,
+                              "challenge": {"http_status": 503, "expected_resource": "https://vault.azure.net"}},
+                 "error": {"kind": "challenge_missing", "message": "the vault answered HTTP 503 to a request "
+                                                                   "without a token instead of a 401 challenge"}}
+    ctx.facts.pod.probe = {"steps": [challenge]}
+    finding = access_outcome(ctx, 0, check).findings[0]
+    assert finding.code == "SERVICE_UNAVAILABLE", finding
+    assert finding.message.startswith("Key Vault at ") and (
+        "kept answering HTTP 503 through 30 attempt(s) over 29.0 s of waiting: the service is failing or "
+        "throttling") in finding.message
+    assert not any("harness.yaml" in line for line in finding.fix_lines())
+
+    read = {**challenge, "evidence": {"http_status": 429, "code": "Throttled", "retries": {**_RETRIED, "attempts": 4}},
+            "error": {"kind": "expectation_mismatch"}}
+    ctx.facts.pod.probe = {"steps": [read]}
+    finding = access_outcome(ctx, 0, check).findings[0]
+    assert finding.code == "SERVICE_UNAVAILABLE" and "HTTP 429 (Throttled) through 4 attempt(s)" in finding.message
+    assert any("probe.retry_seconds" in line for line in finding.fix_lines())
+
+    error = {"kind": "entra_error", "http_status": 503, "error": "temporarily_unavailable", "aadsts": "AADSTS90033",
+             "message": "AADSTS90033: A transient error has occurred. Please try again."}
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "error": error, "evidence": {
+        "token_url": "https://login.microsoftonline.com/t/oauth2/v2.0/token", "retries": _RETRIED}}]}
+    finding = exchange_succeeds(ctx).findings[0]
+    assert finding.code == "SERVICE_UNAVAILABLE" and finding.message.startswith(
+        "Entra at login.microsoftonline.com kept answering HTTP 503 (AADSTS90033) through 30 attempt(s)")
+
+
+@pytest.mark.parametrize(("said", "code"), [
+    ("Authentication failed: HTTP Error: 503", "SERVICE_UNAVAILABLE"),  # the lab's Entra at --rate-503 1, via MSAL
+    ("Authentication failed: AADSTS90033: A transient error has occurred. Please try again.", "SERVICE_UNAVAILABLE"),
+    ("Authentication failed: AADSTS7000215: Invalid client secret provided.", "HARNESS_CREDENTIAL_FAILED"),
+])
+def test_entra_failing_the_harnesss_own_token_request_is_not_its_credential(said: str, code: str) -> None:
+    """By hand (lab ctl fault entra --rate-503 1): every ARM read failed with HARNESS_CREDENTIAL_FAILED and a fix
+    to put the client secret's value in its file; Entra was failing, and no new secret helps."""
+    fetched = Fetched("https://127.0.0.1:41473/subscriptions/s", None, None,
+                      f"the harness could not get an ARM token: {said}", CREDENTIAL_ERROR, "127.0.0.1:35191")
+    finding = arm_failure_finding(fetched, "identity", "identity lookup failed", "X", command("az", "version"), None)
+    assert finding.code == code, finding
+    if code == "SERVICE_UNAVAILABLE":
+        assert finding.message.startswith("identity lookup failed: Entra at 127.0.0.1:35191 answered the harness's "
+                                          "own token request with ")
+        assert not any("secret" in line for line in finding.fix_lines())
 
 
 def test_a_service_account_deleted_after_the_harness_read_it_is_not_rbac() -> None:
