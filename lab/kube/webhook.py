@@ -214,11 +214,15 @@ class WebhookSettings:
 ServiceAccountGetter = Callable[[str, str], Obj | None]
 
 # go-autorest's ActiveDirectoryEndpoint per AZURE_ENVIRONMENT (getAzureAuthorityHost; "" is the public cloud).
-# The lab's webhook injects its own Entra instead, so this mapping is what a real webhook would have used.
+# The lab's webhook injects its own Entra instead, so this mapping is what a real webhook would have used. The
+# names are autorest/azure environments.go's map as of autorest v0.11.30 (AWI v1.6.0's go.mod), matched
+# case-insensitively: AzureCloud and AzureUSGovernment (the az CLI's cloud names) are accepted too.
 AUTHORITY_HOSTS = {
     "": "https://login.microsoftonline.com/",
     "AzurePublicCloud": "https://login.microsoftonline.com/",
+    "AzureCloud": "https://login.microsoftonline.com/",
     "AzureUSGovernmentCloud": "https://login.microsoftonline.us/",
+    "AzureUSGovernment": "https://login.microsoftonline.us/",
     "AzureChinaCloud": "https://login.chinacloudapi.cn/",
     "AzureGermanCloud": "https://login.microsoftonline.de/",
 }

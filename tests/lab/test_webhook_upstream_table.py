@@ -294,6 +294,9 @@ AUTHORITY_CASES = [
     ("us government cloud", "AzureUSGovernmentCloud", "https://login.microsoftonline.us/"),
     ("china cloud", "AzureChinaCloud", "https://login.chinacloudapi.cn/"),
     ("german cloud", "AzureGermanCloud", "https://login.microsoftonline.de/"),
+    # autorest v0.11.30 environments.go also maps the az CLI's names (AWI v1.6.0 builds with it)
+    ("az cli public cloud name", "AzureCloud", "https://login.microsoftonline.com/"),
+    ("az cli us government name", "AzureUSGovernment", "https://login.microsoftonline.us/"),
     ("invalid cloud name", "InvalidCloud", None),
 ]
 
