@@ -146,7 +146,7 @@ def _send(
     ctx: Context, method: str, url: str, headers: dict[str, str], evidence: dict[str, Any], key: str = "retries"
 ) -> Response | TransportError:
     """One read of the service, transient answers retried within the run's budget (probe/retry.py); the
-    attempts go into ``evidence[key]`` when there was more than one (an access answer is never an AADSTS code:
+    attempts go into ``evidence[key]`` when an answer was transient (an access answer is never an AADSTS code:
     none is waited on here)."""
     assert ctx.config is not None
     policy = ctx.retry
@@ -156,7 +156,7 @@ def _send(
                                   policy)
     if ctx.retry is not None and policy is not None and policy.deadline is not None:
         ctx.retry.deadline = policy.deadline  # one budget for the whole run
-    if log.attempts > 1:
+    if log.transient_seen:  # also one answer the probe could not wait for (a Retry-After past the bound)
         evidence[key] = log.to_dict()
     return resp
 

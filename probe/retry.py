@@ -76,7 +76,7 @@ class RetryPolicy:
 class RetryLog:
     """What the step's evidence says about the attempts: every answer, in order."""
 
-    __slots__ = ("bound_seconds", "answers", "waited_seconds", "exhausted", "transient_seen")
+    __slots__ = ("bound_seconds", "answers", "waited_seconds", "exhausted", "transient_seen", "retry_after_refused")
 
     def __init__(self, bound_seconds: float) -> None:
         self.bound_seconds = bound_seconds
@@ -84,15 +84,20 @@ class RetryLog:
         self.waited_seconds = 0.0
         self.exhausted = False  # the last answer was transient, and the bound allowed no other attempt
         self.transient_seen = False
+        # the last answer's Retry-After (seconds) when it reached past the bound, so the probe did not wait it
+        self.retry_after_refused: float | None = None
 
     @property
     def attempts(self) -> int:
         return len(self.answers)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"attempts": self.attempts, "answers": list(self.answers),
-                "waited_seconds": round(self.waited_seconds, 3), "bound_seconds": self.bound_seconds,
-                "exhausted": self.exhausted}
+        out = {"attempts": self.attempts, "answers": list(self.answers),
+               "waited_seconds": round(self.waited_seconds, 3), "bound_seconds": self.bound_seconds,
+               "exhausted": self.exhausted}
+        if self.retry_after_refused is not None:
+            out["retry_after_seconds"] = round(self.retry_after_refused, 3)
+        return out
 
 
 def send_with_retries(
@@ -125,6 +130,10 @@ def send_with_retries(
         wait = policy.delay(log.attempts, resp.headers) if policy else None
         if wait is None:
             log.exhausted = True
+            wanted = retry_after(resp.headers, time.time()) if policy else None
+            if policy is not None and wanted is not None and policy.deadline is not None \
+                    and wanted > policy.deadline - policy.monotonic():
+                log.retry_after_refused = wanted
             return resp, log
         policy.sleep(wait)  # type: ignore[union-attr]  # wait is None without a policy
         log.waited_seconds += wait

@@ -484,6 +484,11 @@ def service_unavailable(service: str, url: str, status: int, detail: str, retrie
         waited = retries.get("waited_seconds")
         tried = (f" through {retries['attempts']} attempt(s)"
                  + (f" over {waited:.1f} s of waiting" if isinstance(waited, int | float) else ""))
+        asked = retries.get("retry_after_seconds")
+        if isinstance(asked, int | float) and not isinstance(asked, bool):
+            # the probe never waits less than a Retry-After, and none past its bound (probe/retry.py)
+            tried += (f", the last asking to wait {asked:g} s (Retry-After), more than was left of "
+                      f"probe.retry_seconds ({retries.get('bound_seconds')} s): the probe did not wait it")
     host = urllib.parse.urlsplit(url).netloc or url
     said = f" ({detail})" if detail else ""
     message = (f"{service} at {host} kept answering HTTP {status}{said}{tried}: the service is failing or "

@@ -102,6 +102,17 @@ def test_a_service_answering_503_through_the_retries_is_named_not_the_configurat
     assert finding.code == "SERVICE_UNAVAILABLE" and "HTTP 429 (Throttled) through 4 attempt(s)" in finding.message
     assert any("probe.retry_seconds" in line for line in finding.fix_lines())
 
+    # lab ctl fault keyvault --rate-429 1 --retry-after 120: one answer, whose wait the probe's bound refused
+    once = {"attempts": 1, "answers": ["HTTP 429"], "waited_seconds": 0.0, "bound_seconds": 30.0, "exhausted": True,
+            "retry_after_seconds": 120}
+    ctx.facts.pod.probe = {"steps": [{**challenge, "evidence": {**challenge["evidence"], "challenge_retries": once,
+                                                                "challenge": {"http_status": 429}}}]}
+    finding = access_outcome(ctx, 0, check).findings[0]
+    assert finding.code == "SERVICE_UNAVAILABLE" and finding.message.endswith(
+        "kept answering HTTP 429 through 1 attempt(s) over 0.0 s of waiting, the last asking to wait 120 s "
+        "(Retry-After), more than was left of probe.retry_seconds (30.0 s): the probe did not wait it: the service "
+        "is failing or throttling, not the workload's configuration"), finding.message
+
     error = {"kind": "entra_error", "http_status": 503, "error": "temporarily_unavailable", "aadsts": "AADSTS90033",
              "message": "AADSTS90033: A transient error has occurred. Please try again."}
     ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "error": error, "evidence": {

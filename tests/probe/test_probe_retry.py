@@ -160,6 +160,7 @@ def test_retry_after_is_honoured_and_never_cut_short() -> None:
     send, calls = sender(Response(429, {"retry-after": "60"}, b"{}"))
     _, log = send_with_retries(send, policy(clock, bound=30))
     assert clock.waits == [] and len(calls) == 1 and log.exhausted  # 60 s is past the bound: stop, do not hammer
+    assert log.to_dict()["retry_after_seconds"] == 60  # and the evidence says what it did not wait
 
 
 def test_no_bound_means_one_attempt_and_says_so() -> None:
