@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render_manifests.add_argument(
         "--namespace", dest="namespaces", action="append", default=[], metavar="NS",
-        help="a namespace the Job may create probe pods in, besides the workloads' (repeatable)",
+        help="a namespace the Job may create probe pods in, besides the workloads' (repeatable); with no "
+             "workloads in harness.yaml, the namespaces the Job's run covers",
     )
     findings = commands.add_parser("findings", help="the catalogue of finding codes (docs/findings.md)")
     findings.add_argument("--format", choices=("md", "text"), default="text")

@@ -171,6 +171,11 @@ def render_bundle(
             "no namespace to grant probe pods in: harness.yaml lists no workloads; name the namespaces the "
             "run covers with --namespace NS (repeatable)"
         )
+    job_args = list(pytest_args or [])
+    if not config.workloads:
+        # the whole cluster: the Job verifies every Workload ID ServiceAccount it finds, and is granted probe pods
+        # only in these namespaces; without --namespace it verified the rest too, each PROBE_FORBIDDEN
+        job_args += [arg for namespace in probe_namespaces for arg in ("--namespace", namespace)]
     documents: dict[str, str] = {}
     documents["00-namespace.yaml"] = yaml.safe_dump(
         {"apiVersion": "v1", "kind": "Namespace",
@@ -196,7 +201,7 @@ def render_bundle(
         config_files=job_config(raw, config),
         run_name=JOB_NAME,
         report_claim=own.report_claim,
-        pytest_args=list(pytest_args or []),
+        pytest_args=job_args,
     )
     for name, docs in probe_documents(config).items():
         documents[f"probes/{name}"] = yaml.safe_dump_all(docs, sort_keys=False)

@@ -135,6 +135,24 @@ def test_probes_only_needs_no_harness_section(tmp_path: Path) -> None:
     assert empty.returncode == 2 and "harness.yaml lists no workloads, so there is no probe pod" in empty.stderr
 
 
+def test_a_whole_cluster_job_runs_only_where_it_is_granted_probe_pods(tmp_path: Path) -> None:
+    """By hand in the lab: harness.yaml without workloads, rendered with --namespace finance, applied, and run as
+    that ServiceAccount with the Job's own arguments: orders/orders-sa (found by the inventory) was verified too and
+    failed PROBE_FORBIDDEN, as the RBAC grants probe pods in finance alone. The Job now narrows to what it is
+    granted (rerun by hand: PASS, finance/backend-sa alone); a config with workloads keeps its own run."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data.pop("workloads")
+    (tmp_path / "harness.yaml").write_text(yaml.safe_dump(data))
+    config, raw = load_for_render(tmp_path / "harness.yaml")
+    render_bundle(config, raw, tmp_path / "whole", namespaces=["orders", "finance"])
+    args = documents(tmp_path / "whole" / "02-job.yaml")[2]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-4:] == ["--namespace", "finance", "--namespace", "orders"]
+    config, raw = load_for_render(EXAMPLE)
+    render_bundle(config, raw, tmp_path / "listed", namespaces=["extra"])
+    args = documents(tmp_path / "listed" / "02-job.yaml")[2]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace" not in args
+
+
 def test_an_unwritable_output_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     done = render_cli("--config", str(EXAMPLE), "--out", str(tmp_path / "file"))
