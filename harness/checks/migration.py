@@ -10,7 +10,6 @@ and the pods labelled for Workload ID running as those ServiceAccounts. Pure fun
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -301,8 +300,7 @@ def _password_steps(ctx: MigrationContext) -> list[Step]:
     return [advice(f"clientPassword Secrets hold the client secret (or certificate) of app(s) {apps}, which "
                    "Workload ID does not use: delete them, and that credential on the app (az ad app credential "
                    "list, then az ad app credential delete --id APP_ID --key-id KEY_ID)"),
-            *(fix.kubectl("delete", "secret", "-n", fix.namespace_or(ns), fix.object_or(name, "<secret>"),
-                          "--ignore-not-found") for ns, name, _ in found)]
+            *(fix.delete_secret(ns, name) for ns, name, _ in found)]
 
 
 ASSIGNED_FINALIZER = "azureassignedidentity.finalizers.aadpodidentity.k8s.io"  # pkg/crd/crd.go
@@ -526,10 +524,7 @@ def _drop_label_step(pod: dict[str, Any]) -> Step:
     if kind == "Pod":
         return fix.remove_pod_label(namespace, pod["name"], POD_IDENTITY_LABEL)
     if kind == "CronJob":  # its jobTemplate's pod template; its running Jobs keep the label until they end
-        pointer = POD_IDENTITY_LABEL.replace("~", "~0").replace("/", "~1")
-        return fix.kubectl("patch", f"cronjob/{fix.object_or(name, '<name>')}", "-n", fix.namespace_or(namespace),
-                           "--type", "json", "-p", json.dumps(
-                               [{"op": "remove", "path": f"/spec/jobTemplate/spec/template/metadata/labels/{pointer}"}]))
+        return fix.remove_cronjob_template_label(namespace, name, POD_IDENTITY_LABEL)
     if kind == "Job":
         return advice(f"Job {namespace}/{name}'s pod template cannot change: its pods keep {POD_IDENTITY_LABEL} "
                       "until they end; make it again without it if it runs again")

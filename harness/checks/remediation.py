@@ -590,6 +590,12 @@ def helm_uninstall(release: str | None, namespace: str) -> Command:
     return command("helm", "uninstall", "-n", namespace_or(namespace), object_or(release, "<release>"))
 
 
+def json_pointer_token(key: str) -> str:
+    """One reference token of a JSON pointer (RFC 6901: ``~`` escaped as ``~0``, then ``/`` as ``~1``), for a label
+    or annotation key in a JSON patch path."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
 def _workload_ref(kind: str, name: str) -> str:
     return f"{kind.lower()}/{object_or(name, '<name>')}"
 
@@ -614,8 +620,8 @@ def delete_pod(namespace: str, pod: str) -> Command:
 
 def remove_template_annotation(kind: str, namespace: str, name: str, key: str) -> Command:
     """A JSON patch removing one annotation of the pod template (``/`` in the key escaped as ``~1``)."""
-    path = "/spec/template/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
-    patch = json.dumps([{"op": "remove", "path": path}], separators=(",", ":"))
+    patch = json.dumps([{"op": "remove", "path": "/spec/template/metadata/annotations/" + json_pointer_token(key)}],
+                       separators=(",", ":"))
     return kubectl("patch", _workload_ref(kind, name), "-n", namespace_or(namespace), "--type", "json", "-p", patch)
 
 
@@ -644,7 +650,7 @@ def patch_cronjob_template_labels(namespace: str, name: str, labels: dict[str, s
 
 def remove_cronjob_template_annotation(namespace: str, name: str, key: str) -> Command:
     """A JSON patch removing one annotation of a CronJob's pod template (spec.jobTemplate.spec.template)."""
-    path = "/spec/jobTemplate/spec/template/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+    path = "/spec/jobTemplate/spec/template/metadata/annotations/" + json_pointer_token(key)
     patch = json.dumps([{"op": "remove", "path": path}], separators=(",", ":"))
     return kubectl("patch", _workload_ref("CronJob", name), "-n", namespace_or(namespace), "--type", "json", "-p",
                    patch)
@@ -718,9 +724,23 @@ def remove_pod_label(namespace: str, pod: str, label: str) -> Command:
 
 def remove_template_label(kind: str, namespace: str, name: str, label: str) -> Command:
     """A JSON patch removing one label from a controller's pod template (a JSON pointer escapes ~ and /)."""
-    pointer = label.replace("~", "~0").replace("/", "~1")
-    patch = json.dumps([{"op": "remove", "path": f"/spec/template/metadata/labels/{pointer}"}])
+    patch = json.dumps([{"op": "remove", "path": f"/spec/template/metadata/labels/{json_pointer_token(label)}"}])
     return kubectl("patch", _workload_ref(kind, name), "-n", namespace_or(namespace), "--type", "json", "-p", patch)
+
+
+def remove_cronjob_template_label(namespace: str, name: str, label: str) -> Command:
+    """A JSON patch removing one label from a CronJob's pod template (spec.jobTemplate.spec.template): its next
+    Jobs' pods go without it; the Jobs already running keep it until they end."""
+    path = f"/spec/jobTemplate/spec/template/metadata/labels/{json_pointer_token(label)}"
+    patch = json.dumps([{"op": "remove", "path": path}])
+    return kubectl("patch", _workload_ref("CronJob", name), "-n", namespace_or(namespace), "--type", "json", "-p",
+                   patch)
+
+
+def delete_secret(namespace: str, name: str) -> Command:
+    """A Secret deleted, tolerating one already gone (the harness reads no Secrets, so cannot tell)."""
+    return kubectl("delete", "secret", "-n", namespace_or(namespace), object_or(name, "<secret>"),
+                   "--ignore-not-found")
 
 
 # ---------------------------------------------------------------- identities that are applications, or unseen

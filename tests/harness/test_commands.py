@@ -243,6 +243,10 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "remove_template_label": lambda d: fix.remove_template_label(
         d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)
     ),
+    "remove_cronjob_template_label": lambda d: fix.remove_cronjob_template_label(
+        d(nasty_text), d(nasty_text), d(nasty_text)
+    ),
+    "delete_secret": lambda d: fix.delete_secret(d(nasty_text), d(nasty_text)),
     "identity_credential_create": lambda d: fix.identity_credential_create(
         d(st.one_of(nasty_text, st.just(IDENTITY_ID))), d(nasty_text), d(nasty_text), d(nasty_text)
     ),
