@@ -170,16 +170,14 @@ def harness_token_fix(azure: AzureConfig | None, fetched: Fetched) -> list[Step]
         # harness.yaml's azure.tenant_id is no tenant (a typo, another GUID pasted): no secret helps
         return [advice(f"azure.tenant_id {azure.tenant_id} in harness.yaml is not a tenant Entra knows: set it to "
                        "the tenant of the cluster's subscription, which this prints:"),
-                command("az", "account", "show", "--subscription", azure.subscription_id, "--query", "tenantId",
-                        "-o", "tsv")]
+                fix.tenant_of_subscription(azure)]
     if azure is not None and azure.credential is not None and _NO_SUCH_APPLICATION_RE.search(error):
         # azure.credential.client_id is no application in this tenant: a typo, or the app's object id pasted (az ad
         # app show --id takes either, and prints the application (client) id)
         return [advice(f"azure.credential.client_id {azure.credential.client_id} in harness.yaml is no application "
                        f"in tenant {azure.tenant_id}: set it to the harness's app registration's Application "
                        "(client) ID, not its Object ID; with its object id this prints the client id:"),
-                command("az", "ad", "app", "show", "--id", azure.credential.client_id, "--query", "appId",
-                        "-o", "tsv")]
+                fix.app_client_id(azure.credential.client_id)]
     missing = _NO_SERVICE_PRINCIPAL_RE.search(error)
     if missing is not None:
         # the harness's own enterprise application deleted (az ad sp delete): its secret is fine. Restored from

@@ -249,8 +249,7 @@ def _proxy_fix(ctx: WorkloadContext, url: str, said: str, evidence: dict[str, An
     return [
         advice(f"{what}; or, if the pods may reach {host} directly, add it to noProxy in the cluster's HTTP proxy "
                "configuration (az aks update --http-proxy-config FILE)"),
-        fix.command("az", "aks", "show", *fix.cluster_location(ctx.azure), "--query", "httpProxyConfig",
-                    note="the proxy and noProxy the pods are given"),
+        fix.aks_show(ctx.azure, "--query", "httpProxyConfig", note="the proxy and noProxy the pods are given"),
     ]
 
 

@@ -225,15 +225,14 @@ def _registry_pull_fixes(ctx: WorkloadContext, image: str, said: str, from_confi
     name = name.lower()  # az acr's --name: the registry name in lower case
     if _PULL_REFUSED_RE.search(said):
         return [
-            fix.command("az", "aks", "check-acr", *fix.cluster_location(ctx.azure), "--acr", server,
-                        note="can the cluster's kubelet identity pull from it?"),
+            fix.aks_check_acr(ctx.azure, server),
             fix.aks_update(ctx.azure, "--attach-acr", name,
                            note="grants the kubelet identity AcrPull on the registry (an ACR in another "
                                 "subscription: pass its resource id)"),
         ]
     if _PULL_NOT_FOUND_RE.search(said) and from_configmap:
-        imported = fix.command("az", "acr", "import", "--name", name, "--source", STOCK_PYTHON_IMAGE, "--image",
-                               repository, note=f"{image} is not in {server}: put the stock Python image there")
+        imported = fix.acr_import(name, STOCK_PYTHON_IMAGE, repository,
+                                  note=f"{image} is not in {server}: put the stock Python image there")
         if "@" not in image:
             return [imported]
         return [imported, advice(f"then set probe.image: {server}/{repository} in harness.yaml (a digest names "

@@ -107,8 +107,31 @@ def aks_update(azure: AzureConfig | None, *flags: str, note: str = "") -> Comman
     return command("az", "aks", "update", *cluster_location(azure), *flags, note=note)
 
 
-def aks_show(azure: AzureConfig | None, *query: str) -> Command:
-    return command("az", "aks", "show", *cluster_location(azure), *query)
+def aks_show(azure: AzureConfig | None, *query: str, note: str = "") -> Command:
+    return command("az", "aks", "show", *cluster_location(azure), *query, note=note)
+
+
+def aks_check_acr(azure: AzureConfig | None, server: str) -> Command:
+    """``az aks check-acr``: whether the cluster's kubelet identity can pull from registry ``server``."""
+    return command("az", "aks", "check-acr", *cluster_location(azure), "--acr", server,
+                   note="can the cluster's kubelet identity pull from it?")
+
+
+def acr_import(registry: str, source: str, repository: str, note: str = "") -> Command:
+    """``az acr import``: image ``source`` copied into registry ``registry`` (its name) as ``repository``."""
+    return command("az", "acr", "import", "--name", registry, "--source", source, "--image", repository, note=note)
+
+
+def tenant_of_subscription(azure: AzureConfig | None) -> Command:
+    """Prints the tenant of the configured subscription (what azure.tenant_id should say)."""
+    return command("az", "account", "show", "--subscription", subscription_of(azure), "--query", "tenantId",
+                   "-o", "tsv")
+
+
+def app_client_id(app_id_or_object_id: str | None) -> Command:
+    """Prints an app registration's Application (client) ID; ``az ad app show --id`` takes it or its object id."""
+    return command("az", "ad", "app", "show", "--id", guid_or(app_id_or_object_id, "<app-id>"), "--query", "appId",
+                   "-o", "tsv")
 
 
 def show_issuer(azure: AzureConfig | None) -> Command:
