@@ -502,7 +502,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             return
         shutil.rmtree(session.shared_dir, ignore_errors=True)
         recorder = config.pluginmanager.get_plugin("wi-harness-recorder")
-        _delete_leftover_probe_pods(session, made=_may_have_made_pods(recorder))
+        _delete_leftover_probe_pods(session, made=_may_have_made_pods(recorder, session))
         if session.lab is not None:
             session.lab.stop(remove_state=not session.keep)
     finally:
@@ -512,24 +512,31 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 LEFTOVER_RETRY_SECONDS = 6.0  # an API server that blinked at the end of the run (a restart, an upgrade's failover)
 
 
-def _may_have_made_pods(recorder: Any) -> bool:
-    """Whether the run may have made probe objects: a probe pod was admitted, or the run ended before saying (an
-    interrupt); not when no pod.admitted passed (refused or skipped: an API server down for the whole run made
-    nothing)."""
-    admitted = [p["check"] for p in getattr(recorder, "payloads", None) or []
-                if (p.get("check") or {}).get("id") == "pod.admitted"]
-    return not admitted or bool(INTERRUPTED) or any(c.get("status") == "pass" for c in admitted)
+def _may_have_made_pods(recorder: Any, session: HarnessSession) -> list[str]:
+    """The namespaces where the run may have made probe objects: a probe pod was admitted there, or the run ended
+    before saying (an interrupt, no pod.admitted recorded for it); not where every pod.admitted failed (refused:
+    a namespace the harness may not create in, an API server down for the whole run, made nothing)."""
+    admitted: dict[str, list[str]] = {}
+    for payload in getattr(recorder, "payloads", None) or []:
+        check, workload = payload.get("check") or {}, payload.get("workload") or {}
+        if check.get("id") == "pod.admitted" and workload.get("namespace"):
+            admitted.setdefault(str(workload["namespace"]), []).append(str(check.get("status")))
+    return [namespace for namespace in sorted({w.namespace for w in session.workloads})
+            if INTERRUPTED or "pass" in admitted.get(namespace, ["pass"])]
 
 
-def _delete_leftover_probe_pods(session: HarnessSession, sleep: Any = time.sleep, made: bool = True) -> None:
+def _delete_leftover_probe_pods(session: HarnessSession, sleep: Any = time.sleep,
+                                made: list[str] | None = None) -> None:
     """The run's probe pods and ConfigMaps that are still there (an interrupted run: an xdist worker that created
     them may have been killed before it could delete them; deletes that met an API server briefly down), found by
     the run-id label and deleted, tried again for a few seconds while the API server does not answer or they are
-    still there; what is left then is named on stderr with the command that deletes it. Nothing unless the plugin
-    built the Kubernetes client itself (no fake backend) and --keep is not given."""
+    still there; what is left then (in ``made``, the namespaces where the run may have made them: all by default)
+    is named on stderr with the command that deletes it. Nothing unless the plugin built the Kubernetes client
+    itself (no fake backend) and --keep is not given."""
     if session.keep or session.kube is None:
         return
     namespaces = sorted({w.namespace for w in session.workloads})
+    looked = namespaces if made is None else [n for n in namespaces if n in made]
     deadline = time.monotonic() + LEFTOVER_RETRY_SECONDS
     delay = 0.5
     while True:
@@ -538,38 +545,42 @@ def _delete_leftover_probe_pods(session: HarnessSession, sleep: Any = time.sleep
         if getattr(session.kube, "_unreachable", None) is not None:
             session.kube._unreachable = None
         delete_run_pods(session.kube, namespaces, session.run_id)
-        left = _run_objects_left(session.kube, namespaces, session.run_id)
+        left, unseen = _run_objects_left(session.kube, looked or namespaces, session.run_id)
         if left is not None and not left:
             return
-        if not made:  # nothing to make sure of: one look, and no word when the API server does not answer
+        if not looked:  # nothing to make sure of: one look, and no word when the API server does not answer
             if left:
                 break
             return
+        if left is None and unseen.startswith("the harness may not"):  # asking again changes nothing
+            break
         if time.monotonic() + delay > deadline:
             break
         sleep(delay)
         delay = min(delay * 2, 2.0)
-    what = (f"{len(left)} left: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}" if left
-            else "the API server did not answer")
+    what = f"{len(left)} left: {', '.join(left[:5])}{' ...' if len(left) > 5 else ''}" if left else unseen
     sys.stderr.write(f"wi-harness: could not make sure this run's probe objects are gone ({what}); delete them "
                      f"with: kubectl delete pods,configmaps -A -l {RUN_ID_LABEL}={session.run_id} (or the next run's "
                      "--sweep)\n")
 
 
-def _run_objects_left(api: Any, namespaces: list[str], run_id: str) -> list[str] | None:
+def _run_objects_left(api: Any, namespaces: list[str], run_id: str) -> tuple[list[str] | None, str]:
     """NS/KIND/NAME of the run's pods and ConfigMaps still there and not being deleted (a Terminating one is on its
-    way); None when the API server did not answer."""
+    way); None, and why, when the API server did not answer or refused the list (403: the RBAC does not grant it)."""
     selector = f"{RUN_ID_LABEL}={run_id}"
     left: list[str] = []
-    try:
-        for namespace in namespaces:
+    for namespace in namespaces:
+        try:
             pods, _ = api.list_pods(namespace, selector)
-            for kind, items in (("pod", pods), ("configmap", api.list_config_maps(namespace, selector))):
-                left += [f"{namespace}/{kind}/{(item.get('metadata') or {}).get('name')}" for item in items
-                         if not (item.get("metadata") or {}).get("deletionTimestamp")]
-    except KubeError:
-        return None
-    return left
+            config_maps = api.list_config_maps(namespace, selector)
+        except KubeError as exc:
+            if exc.failure.status == 403:
+                return None, f"the harness may not list them in {namespace}: {exc.failure.message}"
+            return None, "the API server did not answer"
+        for kind, items in (("pod", pods), ("configmap", config_maps)):
+            left += [f"{namespace}/{kind}/{(item.get('metadata') or {}).get('name')}" for item in items
+                     if not (item.get("metadata") or {}).get("deletionTimestamp")]
+    return left, ""
 
 
 # ---------------------------------------------------------------- collection

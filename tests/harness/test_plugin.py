@@ -537,3 +537,52 @@ def test_an_interrupt_whose_traceback_has_an_entry_without_a_line_is_shown_not_a
     pytest_keyboard_interrupt(excinfo)
     shown = str(excinfo.getrepr(funcargs=True))
     assert "KeyboardInterrupt: stopped by signal SIGINT" in shown
+
+
+class _ForbiddenConfigMaps:
+    """A kube client whose RBAC lists pods everywhere (the ClusterRole) and ConfigMaps only in finance (the
+    wi-harness-probe Role bound there alone): orders' list is the API server's 403."""
+
+    def __init__(self) -> None:
+        self.lists: list[str] = []
+
+    def list_pods(self, namespace: str, selector: str) -> tuple[list, None]:
+        return [], None
+
+    def list_config_maps(self, namespace: str, selector: str) -> list:
+        from harness.collect.kube_api import KubeError
+        from harness.facts import KubeFailure
+
+        self.lists.append(namespace)
+        if namespace == "orders":
+            raise KubeError(KubeFailure(403, "Forbidden", 'configmaps is forbidden: User "system:serviceaccount:'
+                                        'wi-harness:wi-harness" cannot list resource "configmaps" in API group "" '
+                                        'in the namespace "orders"'))
+        return []
+
+    def delete_pod(self, namespace: str, name: str) -> None: ...
+    def delete_config_map(self, namespace: str, name: str) -> None: ...
+
+
+def test_a_namespace_the_harness_may_not_list_in_is_not_an_api_server_that_did_not_answer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """By hand in the lab: the rendered RBAC with orders' Role left out, run as that ServiceAccount: orders got
+    PROBE_FORBIDDEN (nothing made there), then 'could not make sure this run's probe objects are gone (the API
+    server did not answer)' after 6 s of asking again, the 403 of orders' ConfigMap list taken for no answer. Only
+    the namespaces where a probe was admitted are looked at; a refused list is named, once, never retried."""
+    from harness.plugin import _delete_leftover_probe_pods, _may_have_made_pods
+
+    session = types.SimpleNamespace(keep=False, kube=_ForbiddenConfigMaps(), run_id="r1", workloads=[
+        types.SimpleNamespace(namespace="finance"), types.SimpleNamespace(namespace="orders")])
+    recorder = types.SimpleNamespace(payloads=[
+        {"check": {"id": "pod.admitted", "status": status}, "workload": {"namespace": namespace}}
+        for namespace, status in (("finance", "pass"), ("orders", "fail"))])
+    made = _may_have_made_pods(recorder, session)
+    assert made == ["finance"]
+    _delete_leftover_probe_pods(session, sleep=pytest.fail, made=made)
+    assert capsys.readouterr().err == ""
+    session.kube = _ForbiddenConfigMaps()  # a probe admitted in orders, whose ConfigMaps may not be listed
+    _delete_leftover_probe_pods(session, sleep=pytest.fail, made=["finance", "orders"])
+    err = capsys.readouterr().err
+    assert "(the harness may not list them in orders: configmaps is forbidden: " in err and "did not answer" not in err
