@@ -60,7 +60,7 @@ from harness.checks.podspec import (
     value_source,
 )
 from harness.checks.serviceaccount import create_sa_steps
-from harness.commands import Step, Var, advice, command
+from harness.commands import Step, advice
 from harness.config import DEFAULT_PROBE_LIMITS, DEFAULT_PROBE_REQUESTS
 from harness.facts import LivePod
 from harness.names import (
@@ -1127,10 +1127,7 @@ def _webhook_certificate_fixes(ctx: WorkloadContext, namespace: str, cause: str)
         advice("the webhook runs with --disable-cert-rotation, so nothing puts its CA into the configuration's "
                f"caBundle: give it the ca.crt of Secret {ns}/{secret} (or take the flag off the Deployment's args: "
                "its cert-controller then keeps caBundle in step)"),
-        command("kubectl", "-n", ns, "get", "secret", secret, "-o", "jsonpath={.data.ca\\.crt}", capture="CA"),
-        command("kubectl", "patch", "mutatingwebhookconfiguration",
-                fix.object_or(webhook_configuration_name(ctx.cluster), "<name>"), "--type", "json", "-p",
-                Var("CA", '"}]', f'[{{"op":"add","path":"/webhooks/{hook}/clientConfig/caBundle","value":"')),
+        *fix.webhook_ca_bundle(namespace, secret, webhook_configuration_name(ctx.cluster), hook),
     ]
 
 

@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import Sequence
 
 from harness import values
-from harness.commands import Advice, Command, Step, Var, advice, command
+from harness.commands import Advice, Arg, Command, Step, Var, advice, command
 from harness.config import AzureConfig
 from harness.names import TOKEN_AUDIENCE
 
@@ -138,8 +138,8 @@ def show_issuer(azure: AzureConfig | None) -> Command:
     return aks_show(azure, "--query", "oidcIssuerProfile.issuerUrl", "-o", "tsv")
 
 
-def kubectl(*args: str, note: str = "") -> Command:
-    return command("kubectl", *args, note=note)
+def kubectl(*args: Arg, note: str = "", capture: str | None = None) -> Command:
+    return command("kubectl", *args, note=note, capture=capture)
 
 
 def curl(url: str) -> Command:
@@ -635,6 +635,17 @@ def webhook_pods_back(namespace: str, deployment: str, replicas: int | None) -> 
     again = (kubectl("-n", namespace_or(namespace), "scale", ref, "--replicas=2", note="the chart's replicaCount")
              if replicas == 0 else kubectl("-n", namespace_or(namespace), "rollout", "restart", ref))
     return [again, kubectl("-n", namespace_or(namespace), "rollout", "status", ref, "--timeout=120s")]
+
+
+def webhook_ca_bundle(namespace: str, secret: str, configuration: str | None, hook: int) -> list[Command]:
+    """The webhook Secret's ca.crt read into $CA, then written as webhook ``hook``'s caBundle in the
+    MutatingWebhookConfiguration (a JSON patch; the base64 of the Secret is what caBundle takes)."""
+    return [
+        kubectl("-n", namespace_or(namespace), "get", "secret", object_or(secret, "<secret>"), "-o",
+                "jsonpath={.data.ca\\.crt}", capture="CA"),
+        kubectl("patch", "mutatingwebhookconfiguration", object_or(configuration, "<name>"), "--type", "json", "-p",
+                Var("CA", '"}]', f'[{{"op":"add","path":"/webhooks/{hook}/clientConfig/caBundle","value":"')),
+    ]
 
 
 def delete_pod(namespace: str, pod: str) -> Command:

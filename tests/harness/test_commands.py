@@ -201,6 +201,8 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "keyvault_network_rules": lambda d: fix.keyvault_network_rules(d(nasty_text), d(nasty_text)),
     "storage_network_rules": lambda d: fix.storage_network_rules(d(nasty_text)),
     "rollout_restart": lambda d: fix.rollout_restart(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "webhook_ca_bundle": lambda d: fix.webhook_ca_bundle(d(nasty_text), d(nasty_text), d(nasty_text),
+                                                         d(st.integers(0, 5))),
     "delete_pod": lambda d: fix.delete_pod(d(nasty_text), d(nasty_text)),
     "principal_of_client_id": lambda d: fix.principal_of_client_id(d(nasty_text)),
     "webhook_pods_back": lambda d: fix.webhook_pods_back(d(nasty_text), d(nasty_text),
