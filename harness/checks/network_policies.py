@@ -45,22 +45,28 @@ def egress_policies(pod: PodFacts | None) -> list[str] | None:
                   if isolates_egress(p, pod.namespace, labels))
 
 
-def _opens_dns(rule: dict[str, Any]) -> bool:
-    """Whether an egress rule lets a pod send DNS queries: UDP port 53 (a port entry's protocol is TCP when
-    unset, so ``ports: [{port: 53}]`` lets only DNS over TCP out, and resolvers ask over UDP first); a rule
-    without ports, an entry without a port, or a named port (CoreDNS names its ports "dns" and "dns-tcp") may."""
+def rule_may_open(rule: dict[str, Any], protocol: str, port: int) -> bool:
+    """Whether an egress rule may let a pod open ``port`` over ``protocol`` (of some address: the peers are not
+    judged): a rule without ports allows every port; an entry's protocol is TCP when unset; an entry without a
+    port, or a named port, may be any; ``endPort`` makes a range."""
     entries = rule.get("ports") or []
     if not entries:
         return True
     for entry in entries:
-        if str(entry.get("protocol") or "TCP").upper() != "UDP":
+        if str(entry.get("protocol") or "TCP").upper() != protocol:
             continue
         first, last = entry.get("port"), entry.get("endPort")
         if first is None or isinstance(first, str):
             return True
-        if int(first) == 53 or (last is not None and int(first) <= 53 <= int(last)):
+        if int(first) == port or (last is not None and int(first) <= port <= int(last)):
             return True
     return False
+
+
+def _opens_dns(rule: dict[str, Any]) -> bool:
+    """Whether an egress rule lets a pod send DNS queries: UDP port 53 (``ports: [{port: 53}]`` is TCP, so lets
+    only DNS over TCP out, and resolvers ask over UDP first; CoreDNS names its ports "dns" and "dns-tcp")."""
+    return rule_may_open(rule, "UDP", 53)
 
 
 def dns_blocking_policies(pod: PodFacts | None) -> list[dict[str, Any]]:
@@ -92,19 +98,7 @@ class WorkloadEgress:
         """Whether any rule may let these pods open a TCP connection to ``port`` (of some address: the peers
         are not judged, host names cannot be matched against ipBlocks): a rule without ports allows every
         port; a named port may be any."""
-        for rule in self.rules:
-            entries = rule.get("ports") or []
-            if not entries:
-                return True
-            for entry in entries:
-                if str(entry.get("protocol") or "TCP").upper() != "TCP":
-                    continue
-                first, last = entry.get("port"), entry.get("endPort")
-                if first is None or isinstance(first, str):
-                    return True
-                if int(first) == port or (last is not None and int(first) <= port <= int(last)):
-                    return True
-        return False
+        return any(rule_may_open(rule, "TCP", port) for rule in self.rules)
 
 
 def _isolating(policies: list[dict[str, Any]], namespace: str, labels: dict[str, str]) -> list[dict[str, Any]]:
