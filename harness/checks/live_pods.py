@@ -356,30 +356,34 @@ def _clashing_mount(message: str) -> str | None:
 
 
 def _mount_clash(ctx: WorkloadContext, refused: RefusedController, path: str) -> Finding:
-    ref = f"{refused.kind}/{refused.name}"
-    return Finding(
-        "POD_NOT_ADMITTED", ERROR, "pod",
-        f"{ref}: the API server refuses its pods once the webhook has mutated them ({refused.reason}): the pod "
-        f"template mounts a volume of its own at {path}, where the webhook mounts its token: {refused.message}",
-        {"owner": ref, "reason": refused.reason, "refusal": refused.message, "mount_path": path},
-        [fix.kubectl("get", f"{refused.kind.lower()}/{refused.name}", "-n", fix.namespace_or(ctx.namespace), "-o",
-                     "jsonpath={.spec.template.spec.containers[*].volumeMounts}"),
-         advice(f"remove the template's own mount at {path} (and its volume) from {ref}'s manifest, and apply it: "
-                "the webhook mounts the token there, and the app finds it through AZURE_FEDERATED_TOKEN_FILE")],
-    )
+    return _template_clash(
+        ctx, refused, f"mounts a volume of its own at {path}, where the webhook mounts its token",
+        {"mount_path": path}, "jsonpath={.spec.template.spec.containers[*].volumeMounts}",
+        f"remove the template's own mount at {path} (and its volume) from {refused.kind}/{refused.name}'s manifest, "
+        "and apply it: the webhook mounts the token there, and the app finds it through AZURE_FEDERATED_TOKEN_FILE")
 
 
 def _volume_clash(ctx: WorkloadContext, refused: RefusedController, volume: str) -> Finding:
+    return _template_clash(
+        ctx, refused, f"has a volume named {volume}, the name of the volume the webhook injects", {"volume": volume},
+        "jsonpath={.spec.template.spec.volumes[*].name}",
+        f"rename the template's volume {volume} (and the volumeMounts that name it) in "
+        f"{refused.kind}/{refused.name}'s manifest, and apply it: the webhook adds its own")
+
+
+def _template_clash(ctx: WorkloadContext, refused: RefusedController, clash: str, evidence: dict[str, str],
+                    jsonpath: str, repair: str) -> Finding:
+    """POD_NOT_ADMITTED for a pod template that, once the webhook has mutated its pods, the API server finds
+    invalid: ``clash`` says what of the template collides with what the webhook adds; the look prints it."""
     ref = f"{refused.kind}/{refused.name}"
     return Finding(
         "POD_NOT_ADMITTED", ERROR, "pod",
         f"{ref}: the API server refuses its pods once the webhook has mutated them ({refused.reason}): the pod "
-        f"template has a volume named {volume}, the name of the volume the webhook injects: {refused.message}",
-        {"owner": ref, "reason": refused.reason, "refusal": refused.message, "volume": volume},
+        f"template {clash}: {refused.message}",
+        {"owner": ref, "reason": refused.reason, "refusal": refused.message, **evidence},
         [fix.kubectl("get", f"{refused.kind.lower()}/{refused.name}", "-n", fix.namespace_or(ctx.namespace), "-o",
-                     "jsonpath={.spec.template.spec.volumes[*].name}"),
-         advice(f"rename the template's volume {volume} (and the volumeMounts that name it) in {ref}'s manifest, "
-                "and apply it: the webhook adds its own")],
+                     jsonpath),
+         advice(repair)],
     )
 
 
