@@ -9,6 +9,7 @@ run starts, before any fixture exists.
 from __future__ import annotations
 
 import gc
+import re
 from typing import Any
 
 import pytest
@@ -39,7 +40,7 @@ def nothing_found(discovery: dict[str, Any], configured: bool = False) -> str:
     if error:
         listing = error.get("listing") or "the ServiceAccounts"
         return (f"whole-cluster run: could not list {listing} of {where}: {error.get('status')} "
-                f"{error.get('reason')}: {error.get('message')}")
+                f"{error.get('reason')}: {error.get('message')}" + _discovery_grant(error))
     missing = discovery.get("missing_namespaces") or []
     if missing:
         return (f"whole-cluster run: {'namespaces' if len(missing) > 1 else 'namespace'} {', '.join(missing)} "
@@ -58,6 +59,24 @@ def nothing_found(discovery: dict[str, Any], configured: bool = False) -> str:
     return (f"whole-cluster run ({listed}): no ServiceAccount in {where} has the "
             f"{CLIENT_ID_ANNOTATION} annotation or the {USE_LABEL} label, so nothing was verified; "
             "annotate the workloads' ServiceAccounts, or list them under workloads: in harness.yaml")
+
+
+_FORBIDDEN_USER_RE = re.compile(r'User "([^"]+)" cannot list')  # the API server's forbidden message (RBAC)
+
+
+def _discovery_grant(error: dict[str, Any]) -> str:
+    """For a list the RBAC refused (403): the rule that grants it, to paste (the ClusterRole of
+    manifests/harness-rbac.yaml.j2 grants both lists cluster-wide)."""
+    if error.get("status") != 403:
+        return ""
+    from harness.checks.remediation import cluster_list_rbac
+    from harness.commands import render
+
+    resource = "pods" if error.get("listing") else "serviceaccounts"
+    user = _FORBIDDEN_USER_RE.search(str(error.get("message") or ""))
+    steps = cluster_list_rbac(f"wi-harness-list-{resource}", [resource], user.group(1) if user else None)
+    return (f"; grant it: {' && '.join(render(step) for step in steps)} (or kubectl apply the 01-rbac.yaml of "
+            "python -m harness manifests render: its ClusterRole wi-harness-reader grants it)")
 
 
 def keep_for_the_run() -> None:

@@ -261,4 +261,9 @@ def test_service_accounts_that_labelled_pods_run_as_are_verified_too() -> None:
     assert refused["service_accounts"] == [] and nothing_found(refused) == (
         "whole-cluster run: could not list the pods labelled azure.workload.identity/use=true of all namespaces: "
         '403 Forbidden: pods is forbidden: User "harness" cannot list resource "pods" in API group "" at the '
-        "cluster scope")
+        "cluster scope; grant it: kubectl create clusterrole wi-harness-list-pods --verb=list --resource=pods && "
+        "kubectl create clusterrolebinding wi-harness-list-pods --clusterrole=wi-harness-list-pods --user=harness "
+        "(or kubectl apply the 01-rbac.yaml of python -m harness manifests render: its ClusterRole "
+        "wi-harness-reader grants it)")
+    # by hand in the lab: the ClusterRole's pods rule removed, the run as the rendered ServiceAccount said the
+    # refusal alone; the grant printed now, pasted as printed, made the next run PASS
