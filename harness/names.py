@@ -15,6 +15,7 @@ MWC_PREFIX = "azure-wi-webhook"
 WEBHOOK_DEPLOYMENT = "azure-wi-webhook-controller-manager"
 WEBHOOK_SERVICE = "azure-wi-webhook-webhook-service"
 WEBHOOK_MWC = "azure-wi-webhook-mutating-webhook-configuration"
+WEBHOOK_CONFIG_MAP = "azure-wi-webhook-config"  # the manager's envFrom: AZURE_TENANT_ID, AZURE_ENVIRONMENT
 WEBHOOK_CERT_SECRET = "azure-wi-webhook-server-cert"  # cmd/webhook/main.go secretName (cert-controller's)
 WEBHOOK_SERVICE_ACCOUNT = "azure-wi-webhook-admin"  # the chart's and the add-on's
 WEBHOOK_NAMESPACES = ("kube-system", "azure-workload-identity-system")  # AKS add-on, OSS install

@@ -3,6 +3,7 @@ failurePolicy Fail, objectSelector, ready)."""
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from harness.config import AzureConfig, ExpectConfig
 from harness.facts import ClusterFacts, Fetched
 from harness.names import (
     USE_LABEL,
+    WEBHOOK_CONFIG_MAP,
     WEBHOOK_DEPLOYMENT,
     WEBHOOK_MWC,
     WEBHOOK_NAME,
@@ -577,6 +579,69 @@ def object_selector_patches(ctx: ClusterContext, names: set[str]) -> list[Step]:
     return steps
 
 
+# autorest/azure environments.go as of autorest v0.11.30 (AWI v1.6.0's go.mod): the AZURE_ENVIRONMENT names
+# getAzureAuthorityHost accepts, case-insensitively ("" is the public cloud)
+WEBHOOK_CLOUDS = ("AzurePublicCloud", "AzureCloud", "AzureUSGovernmentCloud", "AzureUSGovernment", "AzureChinaCloud",
+                  "AzureGermanCloud")
+
+
+# the webhook's AZURE_ENVIRONMENT names (go-autorest's environments, getAzureAuthorityHost) by authority host
+WEBHOOK_ENVIRONMENTS = {
+    "https://login.microsoftonline.com/": "AzurePublicCloud",
+    "https://login.chinacloudapi.cn/": "AzureChinaCloud",
+    "https://login.microsoftonline.us/": "AzureUSGovernmentCloud",
+}
+
+
+def configured_environment(azure: AzureConfig | None) -> str | None:
+    """The webhook's AZURE_ENVIRONMENT for harness.yaml's cloud; None without one, or for a custom cloud."""
+    if azure is None:
+        return None
+    return WEBHOOK_ENVIRONMENTS.get(azure.cloud.endpoints.authority_host.rstrip("/") + "/")
+
+
+def webhook_config_problem(data: dict[str, str] | None) -> tuple[str, str, str] | None:
+    """What NewPodMutator refuses in the webhook's ConfigMap, making the manager panic at start-up: (key, what is
+    wrong, the value to set, "" when the harness cannot tell). config.ParseConfig requires AZURE_TENANT_ID (an empty
+    one is taken as missing: unverified, the lab's reading); getAzureAuthorityHost refuses an AZURE_ENVIRONMENT
+    go-autorest has no cloud for ('autorest/azure: There is no cloud environment matching the name ...'). None
+    when the ConfigMap was not read."""
+    if data is None:
+        return None
+    if not (data.get("AZURE_TENANT_ID") or "").strip():
+        return "AZURE_TENANT_ID", "has no AZURE_TENANT_ID, which the webhook requires", ""
+    cloud = data.get("AZURE_ENVIRONMENT") or ""
+    if cloud and cloud.upper() not in {name.upper() for name in WEBHOOK_CLOUDS}:
+        close = difflib.get_close_matches(cloud.upper(), [name.upper() for name in WEBHOOK_CLOUDS], 1, 0.6)
+        wanted = next((name for name in WEBHOOK_CLOUDS if close and name.upper() == close[0]), "")
+        return ("AZURE_ENVIRONMENT", f"has AZURE_ENVIRONMENT {json.dumps(cloud)}, which is no Azure cloud the webhook "
+                f"knows ({', '.join(WEBHOOK_CLOUDS)})", wanted)
+    return None
+
+
+def _webhook_config_fix(ctx: ClusterContext, namespace: str, problem: tuple[str, str, str]) -> list[Step]:
+    """The ConfigMap's value put right, then the webhook's pods made again (they read it at start-up): through the
+    chart's values where the chart provides the webhook (helm upgrade would put a hand edit back), else the
+    ConfigMap itself."""
+    key, _, wanted = problem
+    if key == "AZURE_TENANT_ID":
+        wanted = (ctx.azure.tenant_id if ctx.azure else None) or ""
+    else:  # harness.yaml's cloud decides; else (a custom cloud, no azure:) the known name closest to the typo
+        wanted = configured_environment(ctx.azure) or wanted
+    chart = chart_install(ctx.facts)
+    if chart is not None and chart.namespace == namespace:
+        return (fix.helm_set_chart_tenant(chart.release, chart.namespace, wanted or None) if key == "AZURE_TENANT_ID"
+                else fix.helm_set_chart_environment(chart.release, chart.namespace, wanted or None))
+    ns = fix.namespace_or(namespace)
+    placeholder = "<tenant-id>" if key == "AZURE_TENANT_ID" else "<environment>"
+    return [
+        fix.kubectl("-n", ns, "patch", "configmap", WEBHOOK_CONFIG_MAP, "--type", "merge", "-p",
+                    json.dumps({"data": {key: wanted or placeholder}}, separators=(",", ":")),
+                    note="the cluster's tenant" if key == "AZURE_TENANT_ID" else "the cluster's cloud"),
+        *fix.webhook_pods_back(namespace, WEBHOOK_DEPLOYMENT, None),
+    ]
+
+
 def webhook_ready(ctx: ClusterContext) -> Outcome:
     facts = ctx.facts
     if not facts.webhook_deployments:
@@ -649,6 +714,10 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
         return _webhook_pods_refused(refused, evidence, ready_any)
     if facts.webhook_unschedulable and (not ready_any or degraded):
         return _webhook_pods_unschedulable(facts.webhook_unschedulable, namespace, evidence, ready_any)
+    config = webhook_config_problem(facts.webhook_config.get(str(first["namespace"]) or "", None))
+    config_fix = _webhook_config_fix(ctx, str(first["namespace"] or ""), config) if config else []
+    if config:
+        evidence["config"] = f"{WEBHOOK_CONFIG_MAP} in {namespace}: {config[1]}"
     if not ready_any:
         ignored = any(h.get("failurePolicy", "Fail") == "Ignore" for h in _hooks(ctx))
         return failed(
@@ -656,8 +725,10 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
                 "with failurePolicy Ignore, labelled pods are admitted without identity (no AZURE_* env, no token)"
                 if ignored else "with failurePolicy Fail, labelled pods are refused"),
             evidence,
-            Finding("WEBHOOK_NOT_READY", ERROR, "webhook", "no ready webhook replica", evidence,
-                    [*remediation, *back]),
+            Finding("WEBHOOK_NOT_READY", ERROR, "webhook",
+                    f"no ready webhook replica: its {WEBHOOK_CONFIG_MAP} in {namespace} {config[1]}, so the manager "
+                    "stops at start-up" if config else "no ready webhook replica", evidence,
+                    [*remediation, *config_fix] if config_fix else [*remediation, *back]),
         )
     if degraded:
         return warned(
@@ -689,6 +760,7 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
                              "--tail=5", note="the new pods' last lines say why they stop"),
                  fix.kubectl("-n", namespace, "get", "configmap", "azure-wi-webhook-config", "-o", "yaml",
                              note="read at start-up: AZURE_TENANT_ID is required"),
+                 *config_fix,
                  advice("fix what the log names (a crashing pod reads its ConfigMap again when it next restarts), "
                         "or go back to the previous template:"),
                  fix.kubectl("-n", namespace, "rollout", "undo", f"deployment/{fix.object_or(str(first['name']), '<deployment>')}")],

@@ -10,6 +10,7 @@ from harness.facts import ServiceAccountFacts
 from harness.names import (
     CLIENT_ID_ANNOTATION,
     MWC_PREFIX,
+    WEBHOOK_CONFIG_MAP,
     WEBHOOK_DEPLOYMENT,
     WEBHOOK_NAME,
     WEBHOOK_NAMESPACES,
@@ -87,6 +88,30 @@ def collect_webhook(
         if found is not None:
             deployments.append(slim(found) or {})
     return mwcs, mwc_error, deployments, deployment_error
+
+
+WEBHOOK_CONFIG_KEYS = ("AZURE_TENANT_ID", "AZURE_ENVIRONMENT")
+
+
+def webhook_config(api: KubeApi, deployments: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """azure-wi-webhook-config's AZURE_TENANT_ID and AZURE_ENVIRONMENT in each namespace the webhook runs in (the
+    chart's ConfigMap carries azure-workload-identity.io/system=true), read by the manager through envFrom at
+    start-up. Best effort: a list the harness may not make, or no such ConfigMap, says nothing.
+    unverified: that the AKS add-on's ConfigMap carries the label as the chart's does (the add-on is a Helm release
+    of its own, Azure/AKS#5472; its templates are not public)."""
+    found: dict[str, dict[str, str]] = {}
+    for namespace in dict.fromkeys(str((d.get("metadata") or {}).get("namespace") or "") for d in deployments):
+        if not namespace:
+            continue
+        try:
+            maps = api.list_config_maps(namespace, WEBHOOK_POD_SELECTOR)
+        except KubeError:
+            continue
+        for config_map in maps:
+            if (config_map.get("metadata") or {}).get("name") == WEBHOOK_CONFIG_MAP:
+                data = config_map.get("data") or {}
+                found[namespace] = {key: str(data[key]) for key in WEBHOOK_CONFIG_KEYS if key in data}
+    return found
 
 
 def webhook_unscheduled(api: KubeApi, deployments: list[dict[str, Any]]) -> list[str]:

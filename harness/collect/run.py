@@ -16,7 +16,13 @@ from harness.collect.caller import azure_caller, kubernetes_user
 from harness.collect.http import HttpGet
 from harness.collect.inventory import collect_inventory
 from harness.collect.issuer import collect_issuer
-from harness.collect.kube import collect_service_account, collect_webhook, slim, webhook_unscheduled
+from harness.collect.kube import (
+    collect_service_account,
+    collect_webhook,
+    slim,
+    webhook_config,
+    webhook_unscheduled,
+)
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.live_pods import collect_live_pods, read_controller
 from harness.collect.migration import collect_migration
@@ -76,6 +82,7 @@ def collect_cluster(backend: Backend, config: HarnessConfig) -> ClusterFacts:
     facts.webhook_configurations_error = mwc_error.failure if mwc_error else None
     facts.webhook_deployment_error = deployment_error.failure if deployment_error else None
     facts.webhook_unschedulable = webhook_unscheduled(kube, deployments)
+    facts.webhook_config = webhook_config(kube, deployments)
     facts.kube_discovery = kube.openid_configuration()
     if backend.arm is not None and config.azure is not None:
         facts.arm_cluster = collect_managed_cluster(backend.arm, config.azure)

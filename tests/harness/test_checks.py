@@ -2140,3 +2140,40 @@ def test_a_webhook_certificate_the_api_server_does_not_trust_gets_what_puts_ca_b
     assert rotating[0] == "kubectl -n kube-system rollout restart deployment/azure-wi-webhook-controller-manager"
     assert rotating[-1] == ("kubectl auth can-i update mutatingwebhookconfigurations "
                             "--as=system:serviceaccount:kube-system:azure-wi-webhook-admin")
+
+
+def test_a_webhook_config_map_the_manager_refuses_is_named_and_put_right() -> None:
+    """azure-wi-webhook-config edited by hand (an AZURE_ENVIRONMENT go-autorest does not know, no AZURE_TENANT_ID)
+    makes every new webhook pod panic at start-up: WEBHOOK_NOT_READY names the key and prints the ConfigMap patch
+    (the configured cloud's name, else the closest known one, else a placeholder) then the restart; a stuck rollout
+    (old pods still serving) gets the same lines in WEBHOOK_DEGRADED. The az CLI's names (AzureCloud,
+    AzureUSGovernment) are valid: go-autorest v0.11.30 maps them."""
+    from harness.checks.cluster import ClusterContext, webhook_config_problem, webhook_ready
+
+    assert webhook_config_problem({"AZURE_TENANT_ID": "t", "AZURE_ENVIRONMENT": "AzureUSGovernment"}) is None
+    assert webhook_config_problem({"AZURE_TENANT_ID": "t", "AZURE_ENVIRONMENT": "azurecloud"}) is None
+    assert webhook_config_problem(None) is None
+    assert webhook_config_problem({"AZURE_ENVIRONMENT": "AzurePublicCloud"})[0] == "AZURE_TENANT_ID"  # type: ignore[index]
+    key, said, wanted = webhook_config_problem({"AZURE_TENANT_ID": "t", "AZURE_ENVIRONMENT": "AzureUSGov"}) or ("",) * 3
+    assert (key, wanted) == ("AZURE_ENVIRONMENT", "AzureUSGovernment") and '"AzureUSGov"' in said
+    assert webhook_config_problem({"AZURE_TENANT_ID": "t", "AZURE_ENVIRONMENT": "Moon"})[2] == ""  # type: ignore[index]
+
+    deployment = {"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"},
+                  "spec": {"replicas": 2}, "status": {"replicas": 2, "unavailableReplicas": 2}}
+    facts = ClusterFacts(time.time(), webhook_deployments=[deployment],
+                         webhook_config={"kube-system": {"AZURE_TENANT_ID": "t", "AZURE_ENVIRONMENT": "AzureUSGov"}})
+    outcome = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
+    finding = outcome.findings[0]
+    assert outcome.status == FAIL and finding.code == "WEBHOOK_NOT_READY"
+    assert 'has AZURE_ENVIRONMENT "AzureUSGov", which is no Azure cloud the webhook knows' in finding.message
+    lines = finding.fix_lines()
+    assert ("kubectl -n kube-system patch configmap azure-wi-webhook-config --type merge -p "
+            "'{\"data\":{\"AZURE_ENVIRONMENT\":\"AzureUSGovernment\"}}'   # the cluster's cloud") in lines
+    assert lines[-2:] == ["kubectl -n kube-system rollout restart deployment/azure-wi-webhook-controller-manager",
+                          "kubectl -n kube-system rollout status deployment/azure-wi-webhook-controller-manager "
+                          "--timeout=120s"]
+    deployment["status"] = {"replicas": 3, "readyReplicas": 2, "availableReplicas": 2, "updatedReplicas": 1,
+                            "unavailableReplicas": 1}
+    stuck = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
+    assert stuck.status == WARN and stuck.findings[0].code == "WEBHOOK_DEGRADED"
+    assert any("patch configmap azure-wi-webhook-config" in line for line in stuck.findings[0].fix_lines())
