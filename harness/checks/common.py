@@ -75,7 +75,7 @@ def kube_failure_finding(
             layer,
             f"could not {action}: the harness's identity is not allowed to: {error.message}",
             evidence,
-            [permission_check, advice("render manifests/harness-rbac.yaml.j2 and apply it")],
+            _forbidden_steps(error.message, permission_check),
         )
     return Finding(
         "KUBE_API_ERROR",
@@ -85,6 +85,28 @@ def kube_failure_finding(
         evidence,
         [],
     )
+
+
+# The API server's refusal by RBAC (k8s.io/apiserver endpoints/handlers/responsewriters/errors.go forbiddenMessage):
+# User "U" cannot VERB resource "R[/SUB]" in API group "G" in the namespace "NS" | at the cluster scope
+_FORBIDDEN_RE = re.compile(r'User "(?P<user>[^"]*)" cannot (?P<verb>[a-z]+) resource "(?P<resource>[^"]+)" in API '
+                           r'group "(?P<group>[^"]*)" (?:in the namespace "(?P<namespace>[^"]+)"|at the cluster scope)')
+
+
+def _forbidden_steps(message: str, permission_check: Command) -> list[Step]:
+    """The rule the refusal names, as a Role (or ClusterRole) to paste, and the check that it now answers yes;
+    a refusal in other words (another authorizer, Azure RBAC for Kubernetes) keeps the can-i and the manifests."""
+    found = _FORBIDDEN_RE.search(message)
+    if found is None:
+        return [permission_check, advice("render manifests/harness-rbac.yaml.j2 and apply it")]
+    verb, resource, group, namespace, user = (found.group("verb"), found.group("resource"), found.group("group"),
+                                              found.group("namespace"), found.group("user"))
+    plural, _, sub = resource.partition("/")
+    named = f"{plural}{'.' + group if group else ''}{'/' + sub if sub else ''}"
+    return [*fix.grant_rbac(verb, resource, group, namespace, user),
+            advice("or, for the in-cluster Job: python -m harness manifests render and kubectl apply its "
+                   "01-rbac.yaml (manifests/harness-rbac.yaml.j2)"),
+            fix.can_i_advice(verb, named, namespace, user)]
 
 
 def arm_failure_finding(

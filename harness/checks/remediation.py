@@ -336,6 +336,31 @@ def cluster_list_rbac(name: str, resources: list[str], username: str | None) -> 
             kubectl("create", "clusterrolebinding", name, f"--clusterrole={name}", kube_subject(username))]
 
 
+_VERB_RE = re.compile(r"[a-z]{1,32}")
+_KUBE_RESOURCE_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(/[a-z0-9]+)?")
+_API_GROUP_RE = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?")
+
+
+def grant_rbac(verb: str, resource: str, group: str, namespace: str | None, username: str | None) -> list[Command]:
+    """A Role in ``namespace`` (None: a ClusterRole) that grants ``verb`` on ``resource`` (resource[/subresource]
+    in API ``group``, as the API server's forbidden message names them) and its binding to ``username``: what
+    the refusal asked for, no more (kubectl create role takes resource.group/subresource)."""
+    verb = verb if _VERB_RE.fullmatch(verb or "") else "<verb>"
+    if _KUBE_RESOURCE_RE.fullmatch(resource or "") and _API_GROUP_RE.fullmatch(group or ""):
+        plural, _, sub = resource.partition("/")
+        target = f"{plural}{'.' + group if group else ''}{'/' + sub if sub else ''}"
+    else:
+        target = "<resource>"
+    name = object_or(f"wi-harness-{verb}-{re.sub(r'[^a-z0-9]+', '-', target)}"[:63].strip("-"), "<name>")
+    subject = kube_subject(username)
+    if namespace is None:
+        return [kubectl("create", "clusterrole", name, f"--verb={verb}", f"--resource={target}"),
+                kubectl("create", "clusterrolebinding", name, f"--clusterrole={name}", subject)]
+    ns = namespace_or(namespace)
+    return [kubectl("create", "role", name, "-n", ns, f"--verb={verb}", f"--resource={target}"),
+            kubectl("create", "rolebinding", name, "-n", ns, f"--role={name}", subject)]
+
+
 def federated_credential(verb: str, resource_id: str | None, name: str, issuer: str, subject: str) -> Command:
     return command(
         "az", "identity", "federated-credential", verb, "--name", name, *identity_location(resource_id),

@@ -142,6 +142,8 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "tolerate_taint": lambda d: fix.tolerate_taint(d(nasty_text), d(nasty_text)),
     "probe_rbac": lambda d: fix.probe_rbac(d(nasty_text), d(nasty_text)),
     "cluster_list_rbac": lambda d: fix.cluster_list_rbac(d(nasty_text), [d(nasty_text)], d(nasty_text)),
+    "grant_rbac": lambda d: fix.grant_rbac(d(nasty_text), d(nasty_text), d(nasty_text),
+                                           d(st.none() | nasty_text), d(nasty_text)),
     "describe_pod": lambda d: fix.describe_pod(d(nasty_text), d(nasty_text), d(nasty_text)),
     "pod_logs": lambda d: fix.pod_logs(d(nasty_text), d(nasty_text), d(nasty_text)),
     "can_i": lambda d: fix.can_i(d(nasty_text), d(nasty_text), d(nasty_text)),
@@ -499,3 +501,39 @@ def test_fix_lines_are_what_run_json_carries() -> None:
     finding = Finding("X", "error", "access", "m", {}, [fix.curl("https://a/"), advice("b")])
     assert finding.to_json()["remediation"] == ["curl -sS https://a/", "# b"]
     assert os.linesep not in "".join(finding.fix_lines())
+
+
+def test_a_refusal_by_rbac_prints_the_rule_it_names() -> None:
+    """By hand in the lab, the rendered RBAC less a rule, run as its ServiceAccount: KUBE_FORBIDDEN printed only
+    'kubectl auth can-i get serviceaccounts -n finance' (run by whoever pastes it: their answer, not the
+    harness's) and 'render manifests/harness-rbac.yaml.j2 and apply it'. The API server's forbidden message
+    names the verb, resource, group and namespace: that rule is printed to paste (pasted as printed for
+    serviceaccounts list/get and the webhook Deployment's get in kube-system: the next run passed)."""
+    from harness.checks.common import kube_failure_finding
+    from harness.facts import ClusterFacts, KubeFailure
+
+    user = "system:serviceaccount:wi-harness:wi-harness"
+
+    def lines(message: str) -> list[str]:
+        finding = kube_failure_finding(KubeFailure(403, "Forbidden", message), "serviceaccount", "read it",
+                                       fix.can_i("get", "serviceaccounts", "finance"), ClusterFacts(0.0), None)
+        assert finding.code == "KUBE_FORBIDDEN"
+        return finding.fix_lines()
+
+    assert lines(f'serviceaccounts "backend-sa" is forbidden: User "{user}" cannot get resource "serviceaccounts" in '
+                 'API group "" in the namespace "finance"')[:2] == [
+        "kubectl create role wi-harness-get-serviceaccounts -n finance --verb=get --resource=serviceaccounts",
+        "kubectl create rolebinding wi-harness-get-serviceaccounts -n finance --role=wi-harness-get-serviceaccounts "
+        "--serviceaccount=wi-harness:wi-harness"]
+    cluster = lines(f'deployments.apps is forbidden: User "{user}" cannot list resource "deployments" in API group '
+                    '"apps" at the cluster scope')
+    assert cluster[0] == ("kubectl create clusterrole wi-harness-list-deployments-apps --verb=list "
+                          "--resource=deployments.apps")
+    assert cluster[-1] == (f"# then check: kubectl auth can-i list deployments.apps --as {user} (yes once the gap "
+                           "is closed)")
+    assert lines(f'pods "p" is forbidden: User "{user}" cannot get resource "pods/log" in API group "" in the '
+                 'namespace "orders"')[0] == ("kubectl create role wi-harness-get-pods-log -n orders --verb=get "
+                                              "--resource=pods/log")
+    # Azure RBAC for Kubernetes authorization, in its own words: the can-i and the manifests, as before
+    assert lines('User "u" does not have access to the resource in Azure. Update role assignment to allow '
+                 "access.")[0] == "kubectl auth can-i get serviceaccounts -n finance"
