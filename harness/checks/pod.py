@@ -192,7 +192,9 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
                             "azure-workload-identity.io/system=true"),
                 fix.kubectl("-n", fix.namespace_or(namespace), "get", "endpoints", fix.object_or(service, "<service>")),
                 *(_service_selects_no_ready_pod(ctx, namespace, service) if "no endpoints available" in message
-                  and _ready_webhook_replicas(ctx, namespace) else _webhook_pods_back(ctx, namespace)),
+                  and _ready_webhook_replicas(ctx, namespace) else
+                  _service_target_port_back(namespace, service, port) if (port := _refused_port(message)) and
+                  _ready_webhook_replicas(ctx, namespace) else _webhook_pods_back(ctx, namespace)),
             ],
         )
     elif "denied the request" in message:
@@ -1151,6 +1153,32 @@ def _webhook_index(ctx: WorkloadContext) -> int:
             if hook.get("name") == WEBHOOK_NAME:
                 return index
     return 0
+
+
+# the dial the API server made to the Service's endpoint (its targetPort): "dial tcp <ip>:<port>: connect: ..."
+_REFUSED_DIAL_RE = re.compile(r"dial tcp [^\s]*:(\d+): connect: connection refused")
+WEBHOOK_SERVER_PORT = 9443  # the manager's webhook-server containerPort (the chart's Service targetPort)
+
+
+def _refused_port(message: str) -> int | None:
+    """The port a refused dial went to when it is not the manager's 9443 (the Service's targetPort edited)."""
+    match = _REFUSED_DIAL_RE.search(message)
+    return int(match.group(1)) if match and int(match.group(1)) != WEBHOOK_SERVER_PORT else None
+
+
+def _service_target_port_back(namespace: str, service: str, port: int) -> list[Step]:
+    """The webhook's pods are ready, yet the API server's dial to the Service's endpoint on ``port`` is refused:
+    the Service sends to a port the manager does not listen on (it serves on 9443, the chart's targetPort). The
+    Service's one port put back, a test of its port 443 first (a Service changed since is refused)."""
+    ns = fix.namespace_or(namespace)
+    ops = [{"op": "test", "path": "/spec/ports/0/port", "value": 443},
+           {"op": "replace", "path": "/spec/ports/0/targetPort", "value": WEBHOOK_SERVER_PORT}]
+    return [
+        advice(f"the webhook's pods are ready but Service {ns}/{service} sends to port {port}, where the manager does "
+               f"not listen (it serves on {WEBHOOK_SERVER_PORT}): put its targetPort back"),
+        fix.kubectl("-n", ns, "patch", "service", fix.object_or(service, "<service>"), "--type", "json", "-p",
+                    json.dumps(ops, separators=(",", ":"))),
+    ]
 
 
 def _webhook_pods_back(ctx: WorkloadContext, namespace: str) -> list[Step]:

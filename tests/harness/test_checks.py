@@ -2177,3 +2177,22 @@ def test_a_webhook_config_map_the_manager_refuses_is_named_and_put_right() -> No
     stuck = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
     assert stuck.status == WARN and stuck.findings[0].code == "WEBHOOK_DEGRADED"
     assert any("patch configmap azure-wi-webhook-config" in line for line in stuck.findings[0].fix_lines())
+
+
+def test_a_refused_dial_to_another_port_than_the_managers_puts_the_services_target_port_back() -> None:
+    """kubectl patch of the webhook Service's targetPort (9444): its pods are ready, the API server's dial to the
+    endpoint is refused ('dial tcp <ip>:9444: connect: connection refused'). A restart changes nothing; the fix puts
+    targetPort 9443 back (a JSON patch testing the Service's port 443 first). A refusal on 9443 itself (the manager
+    not listening) keeps the restart."""
+    from harness.checks.pod import _refused_port, _service_target_port_back
+    from harness.commands import render_all
+
+    message = ('Internal error occurred: failed calling webhook "mutation.azure-workload-identity.io": failed to call '
+               'webhook: Post "https://azure-wi-webhook-webhook-service.kube-system.svc:443/mutate-v1-pod?timeout=10s":'
+               ' dial tcp 10.244.0.7:9444: connect: connection refused')
+    assert _refused_port(message) == 9444
+    assert _refused_port(message.replace(":9444", ":9443")) is None
+    lines = render_all(_service_target_port_back("kube-system", "azure-wi-webhook-webhook-service", 9444))
+    assert lines[-1] == ("kubectl -n kube-system patch service azure-wi-webhook-webhook-service --type json -p "
+                         "'[{\"op\":\"test\",\"path\":\"/spec/ports/0/port\",\"value\":443},{\"op\":\"replace\","
+                         "\"path\":\"/spec/ports/0/targetPort\",\"value\":9443}]'")
