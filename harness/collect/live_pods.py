@@ -67,10 +67,8 @@ def read_controller(api: KubeApi, namespace: str, kind: str, name: str
     owner = _read_one(api, namespace, kind, name)
     if kind != "Job" or owner is None:
         return owner, None
-    kind_of_parent, parent = next(((str(r.get("kind")), str(r.get("name") or "")) for r in
-                                   (owner.get("metadata") or {}).get("ownerReferences") or [] if r.get("controller")),
-                                  ("", ""))
-    return owner, _read_one(api, namespace, "CronJob", parent) if kind_of_parent == "CronJob" else None
+    parent = cronjob_of(owner)
+    return owner, _read_one(api, namespace, "CronJob", parent) if parent else None
 
 
 def _read_one(api: KubeApi, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
@@ -149,12 +147,12 @@ def refused_by_events(api: KubeApi, namespace: str, service_account: str,
             kind, str(meta.get("name") or ""), "FailedCreate",
             _EVENT_PREFIX.sub("", str(latest.get("message") or "")),
             {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("annotations") or {}).items()},
-            _cronjob_name(obj) if kind == "Job" else None,
+            cronjob_of(obj) if kind == "Job" else None,
         ))
     return sorted(found, key=lambda r: (r.kind, r.name))
 
 
-def _cronjob_name(job: dict[str, Any]) -> str | None:
+def cronjob_of(job: dict[str, Any]) -> str | None:
     """The CronJob that made a Job (its controller reference), if one did."""
     return next((str(r.get("name")) for r in (job.get("metadata") or {}).get("ownerReferences") or []
                  if r.get("controller") and r.get("kind") == "CronJob" and r.get("name")), None)

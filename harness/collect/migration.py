@@ -20,7 +20,7 @@ from harness.collect.arm import MSI_API, collect_identity
 from harness.collect.arm_api import ArmGet
 from harness.collect.kube import bounded
 from harness.collect.kube_api import KubeApi, KubeError
-from harness.collect.live_pods import owner_of
+from harness.collect.live_pods import cronjob_of, owner_of
 from harness.config import AzureConfig
 from harness.facts import IdentityFacts, MigrationFacts, ObjectList
 from harness.names import (
@@ -232,12 +232,8 @@ def _cronjob_owners(api: KubeApi, pods: ObjectList) -> ObjectList:
             jobs = api.list_namespaced("batch", "v1", "jobs", namespace)
         except KubeError:
             continue
-        parents = {}
-        for job in jobs:
-            meta = job.get("metadata") or {}
-            ref = next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
-            if ref is not None and ref.get("kind") == "CronJob":
-                parents[str(meta.get("name"))] = str(ref.get("name"))
+        parents = {str((job.get("metadata") or {}).get("name")): parent for job in jobs
+                   for parent in [cronjob_of(job)] if parent}
         for pod in pods.items:
             if pod["namespace"] == namespace and pod.get("owner_kind") == "Job" and pod.get("owner_name") in parents:
                 pod["job"] = pod["owner_name"]
