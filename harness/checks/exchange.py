@@ -10,7 +10,7 @@ from typing import Any
 
 from harness import values
 from harness.checks import remediation as fix
-from harness.checks.cluster import chart_install
+from harness.checks.cluster import chart_install, webhook_namespace
 from harness.checks.common import is_graph_call, missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import (
@@ -37,7 +37,7 @@ from harness.checks.pod import authority_fix
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
 from harness.commands import Step, advice, command
-from harness.names import PROBE_CONTAINER, TENANT_ID_ANNOTATION
+from harness.names import PROBE_CONTAINER, TENANT_ID_ANNOTATION, WEBHOOK_CONFIG_MAP, WEBHOOK_DEPLOYMENT
 
 # AADSTS code -> (finding code, layer, what it means)
 AADSTS_MEANINGS: dict[str, tuple[str, str, str]] = {
@@ -651,6 +651,21 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
                 *fix.helm_set_chart_tenant(chart.release, chart.namespace, known),
                 *restart_workload(ctx),
             ]
+        elif TENANT_ID_ANNOTATION not in ctx.facts.sa.annotations and (configured := _webhook_config_tenant(ctx)):
+            # the webhook's own ConfigMap (a hand edit of the add-on's, or a chart's kept apart) gave every pod whose
+            # ServiceAccount names no tenant this one: put right there, not account by account
+            namespace, tenant = configured
+            evidence["tenant_from"] = f"the webhook's {WEBHOOK_CONFIG_MAP} in {namespace}"
+            remediation += [
+                advice(f"the tenant comes from the webhook's {WEBHOOK_CONFIG_MAP} in {namespace} (AZURE_TENANT_ID "
+                       f"{tenant}), injected into every pod whose ServiceAccount names no tenant: put it right, "
+                       "restart the webhook (it reads it at start-up), then the workload"),
+                fix.kubectl("-n", fix.namespace_or(namespace), "patch", "configmap", WEBHOOK_CONFIG_MAP, "--type",
+                            "merge", "-p", json.dumps({"data": {"AZURE_TENANT_ID": fix.guid_or(known, "<tenant-id>")}},
+                                                      separators=(",", ":"))),
+                *fix.webhook_pods_back(namespace, WEBHOOK_DEPLOYMENT, None),
+                *restart_workload(ctx),
+            ]
         else:
             remediation += [
                 fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, known),
@@ -664,6 +679,17 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         evidence,
         remediation,
     )
+
+
+def _webhook_config_tenant(ctx: WorkloadContext) -> tuple[str, str] | None:
+    """(namespace, tenant) of the webhook's ConfigMap AZURE_TENANT_ID when it is not the tenant the harness expects
+    (harness.yaml's): the tenant the pods got; None when not read, or when it is the expected one."""
+    known = ctx.workload.tenant_id or (ctx.azure.tenant_id if ctx.azure else None)
+    namespace = webhook_namespace(ctx.cluster)
+    tenant = (ctx.cluster.webhook_config.get(namespace) or {}).get("AZURE_TENANT_ID") or ""
+    if not tenant or (known and tenant.lower() == known.lower()):
+        return None
+    return namespace, tenant
 
 
 def _unknown_client_id_fix(ctx: WorkloadContext, exchanged: str) -> list[Step]:

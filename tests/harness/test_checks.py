@@ -2196,3 +2196,18 @@ def test_a_refused_dial_to_another_port_than_the_managers_puts_the_services_targ
     assert lines[-1] == ("kubectl -n kube-system patch service azure-wi-webhook-webhook-service --type json -p "
                          "'[{\"op\":\"test\",\"path\":\"/spec/ports/0/port\",\"value\":443},{\"op\":\"replace\","
                          "\"path\":\"/spec/ports/0/targetPort\",\"value\":9443}]'")
+
+
+def test_a_tenant_entra_does_not_know_from_the_webhooks_config_map_is_put_right_there() -> None:
+    """TENANT_NOT_FOUND where the ServiceAccount names no tenant and the webhook's azure-wi-webhook-config holds
+    another tenant than harness.yaml's (kubectl patch of the add-on's ConfigMap, then a webhook restart): the
+    tenant came from there, for every pod without the annotation; the ConfigMap is the place to fix it."""
+    from harness.checks.exchange import _webhook_config_tenant
+
+    deployment = {"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"}}
+    facts = ClusterFacts(time.time(), webhook_deployments=[deployment],
+                         webhook_config={"kube-system": {"AZURE_TENANT_ID": "11111111-2222-3333-4444-555555555555"}})
+    ctx = SimpleNamespace(cluster=facts, azure=None, workload=SimpleNamespace(tenant_id="61e011b6-af68-4474-814e-4cd5a2e9cd9f"))
+    assert _webhook_config_tenant(ctx) == ("kube-system", "11111111-2222-3333-4444-555555555555")  # type: ignore[arg-type]
+    facts.webhook_config["kube-system"]["AZURE_TENANT_ID"] = "61E011B6-AF68-4474-814E-4CD5A2E9CD9F"
+    assert _webhook_config_tenant(ctx) is None  # type: ignore[arg-type]
