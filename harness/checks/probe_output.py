@@ -110,12 +110,13 @@ def probe_completed(ctx: WorkloadContext) -> Outcome:
             ),
         )
     unreachable = _LOG_UNREACHABLE.match(pod.probe_error or "") if pod.probe is None else None
-    if unreachable is not None:  # the API server did not answer the log read: the probe's output is not at fault
+    if unreachable is not None:  # the API server did not answer or refused the log read: not the probe's output
         evidence["error"] = pod.probe_error
         return failed(
             f"no probe report: {pod.probe_error}",
             evidence,
-            kube_failure_finding(KubeFailure(0, "Unreachable", unreachable.group(1)), "probe",
+            kube_failure_finding(KubeFailure(int(unreachable.group(1)), unreachable.group(2), unreachable.group(3)),
+                                 "probe",
                                  f"read the probe's log (pod {pod.namespace}/{pod.name})",
                                  fix.can_i("get", "pods/log", pod.namespace), ctx.cluster, ctx.azure),
         )
@@ -241,8 +242,9 @@ def _registry_pull_fixes(ctx: WorkloadContext, image: str, said: str, from_confi
 
 
 _STARTING = ("ContainerCreating", "PodInitializing")
-# harness/collect/probe_pods.py read_probe_output's text for a log read the API server did not answer (KubeError)
-_LOG_UNREACHABLE = re.compile(r"could not read the probe's log: 0 Unreachable: (.*)", re.S)
+# harness/collect/probe_pods.py read_probe_output's text for a log read the API server did not answer (status 0),
+# or refused: the credentials (401) or RBAC (403: the Role without pods/log) (KubeError: "STATUS REASON: MESSAGE")
+_LOG_UNREACHABLE = re.compile(r"could not read the probe's log: (0|401|403) (\S+): (.*)", re.S)
 
 
 def _never_mounted(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:

@@ -34,6 +34,18 @@ def test_a_probe_log_the_api_server_did_not_answer_is_kube_unreachable_not_inval
     assert "read the probe's log" in outcome.findings[0].message and "Connection refused" in outcome.findings[0].message
 
 
+def test_a_probe_log_the_rbac_does_not_let_the_harness_read_is_kube_forbidden_with_the_rule() -> None:
+    """By hand in the lab: the rendered wi-harness-probe Role in orders without its pods/log rule, run as that
+    ServiceAccount: PROBE_OUTPUT_INVALID 'no wi-probe/v1 document' with 'kubectl logs ... # with --keep', which
+    repairs nothing. The 403 is named with the Role to paste (pasted as printed: the next run passed)."""
+    outcome = _waiting_probe({"phase": "Succeeded"}, exit_code=0, probe=None, probe_error=(
+        "could not read the probe's log: 403 Forbidden: pods \"p\" is forbidden: User \"system:serviceaccount:"
+        "wi-harness:wi-harness\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"finance\""))
+    assert outcome.status == FAIL and [f.code for f in outcome.findings] == ["KUBE_FORBIDDEN"]
+    assert outcome.findings[0].fix_lines()[0] == (
+        "kubectl create role wi-harness-get-pods-log -n finance --verb=get --resource=pods/log")
+
+
 @pytest.mark.parametrize(("how", "code", "said"), [
     ("", "PROBE_POD_DELETED", "was deleted before the probe finished: nothing after"),
     (": evicted (DisruptionTarget EvictionByEvictionAPI: Eviction API: evicting)", "PROBE_POD_DELETED",
