@@ -180,9 +180,10 @@ class LivePod:
 
 @dataclass
 class RefusedController:
-    """A Deployment whose pod template runs under the workload's ServiceAccount and whose ReplicaSet cannot create
-    its pods: the ReplicaFailure condition the Deployment controller copies from it (reason FailedCreate, the
-    API server's refusal as its message)."""
+    """A controller whose pod template runs under the workload's ServiceAccount and that cannot create its pods: a
+    Deployment's ReplicaFailure condition (the Deployment controller copies it from its ReplicaSet), or a
+    StatefulSet's, DaemonSet's or Job's latest FailedCreate event; reason FailedCreate, the API server's refusal
+    as its message."""
 
     kind: str
     name: str

@@ -141,11 +141,11 @@ def _job_template_fix(ctx: WorkloadContext, refused: RefusedController, change: 
 
 
 def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding:
-    """The workload identity webhook refuses every pod of a Deployment that runs under the ServiceAccount (its
-    ReplicaSet's FailedCreate): none of its new pods exist, so no pod check and no probe pod can show it. An
-    invalid service-account-token-expiration on the pod template (the webhook reads the pod's annotation before
-    the ServiceAccount's, and denies a value outside 3600-86400 or not a number) is removed: the pods then get
-    the ServiceAccount's expiration, or the default 3600 s."""
+    """The workload identity webhook refuses every pod of a controller that runs under the ServiceAccount (a
+    Deployment's ReplicaSet, a StatefulSet, DaemonSet or Job: FailedCreate): none of its new pods exist, so no
+    pod check and no probe pod can show it. An invalid service-account-token-expiration on the pod template (the
+    webhook reads the pod's annotation before the ServiceAccount's, and denies a value outside 3600-86400 or not
+    a number) is removed: the pods then get the ServiceAccount's expiration, or the default 3600 s."""
     ref = f"{refused.kind}/{refused.name}"
     said = refused.message.split(_DENIED_BY_WEBHOOK, 1)[-1].lstrip(": ").strip()
     evidence = {"owner": ref, "reason": refused.reason, "denial": refused.message}
@@ -202,7 +202,7 @@ def _missing_account(message: str) -> str | None:
 
 
 def _account_not_found(ctx: WorkloadContext, refused: RefusedController, account: str) -> Finding:
-    """A Deployment whose live pods run under the workload's ServiceAccount, and whose template now names one that
+    """A controller whose live pods run under the workload's ServiceAccount, and whose template now names one that
     does not exist (a typo in a later change): the API server refuses every new pod, its running pods are of the
     template before. Its serviceAccountName put back to the workload's (the one its pods run under) rolls it out."""
     ref = f"{refused.kind}/{refused.name}"
@@ -262,11 +262,12 @@ def _proxy_refused(ctx: WorkloadContext, refused: RefusedController) -> Finding:
 
 
 def _refused_elsewhere(ctx: WorkloadContext, refused: RefusedController, cause: str) -> Finding:
-    """A Deployment under the ServiceAccount whose ReplicaSet cannot create pods for a reason that is not Workload
-    ID (Pod Security admission, a policy engine, a quota or LimitRange, another vendor's webhook that cannot be
-    called): its current template does not run, whatever pods of an older one still serve. A warning: the
-    identity chain is proved by the probe; what to change is a person's call (the template, the namespace's
-    level, the policy, the quota), and the ReplicaSet creates the pods again once it admits them."""
+    """A controller under the ServiceAccount (a Deployment's ReplicaSet, a StatefulSet, DaemonSet or Job) that
+    cannot create pods for a reason that is not Workload ID (Pod Security admission, a policy engine, a quota or
+    LimitRange, another vendor's webhook that cannot be called): its current template does not run, whatever pods
+    of an older one still serve. A warning: the identity chain is proved by the probe; what to change is a
+    person's call (the template, the namespace's level, the policy, the quota), and the controller creates the
+    pods again once they are admitted."""
     ref = f"{refused.kind}/{refused.name}"
     namespace = fix.namespace_or(ctx.namespace)
     steps: list[Step] = [fix.kubectl("describe", f"{refused.kind.lower()}/{refused.name}", "-n", namespace)]
