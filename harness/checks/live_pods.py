@@ -27,6 +27,7 @@ from harness.checks.podspec import (
     env_map,
     injected_azure_env,
     mounts_of,
+    service_account_of,
     token_file_of,
     token_volumes,
     value_source,
@@ -309,7 +310,7 @@ def _wrong_service_account(ctx: WorkloadContext, strays: list[LivePod]) -> Findi
     for live in strays:
         owners.setdefault((live.owner_kind, live.owner_name), []).append(_name(live.pod))
         spec = live.pod.get("spec") or {}
-        accounts.add(str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"))
+        accounts.add(service_account_of(spec))
     shown = ", ".join(f"{kind}/{name}" for kind, name in owners)
     steps: list[Step] = [advice(f"if {shown} should run under {ctx.service_account}, set its pod template's "
                                 "serviceAccountName:")]

@@ -54,6 +54,12 @@ def controller_of(pod: Obj) -> tuple[str, str]:
     return kind, name
 
 
+def service_account_of(pod_spec: Obj) -> str:
+    """The ServiceAccount a pod spec (or a pod template's) runs under: serviceAccountName, else the deprecated
+    serviceAccount, else ``default`` (what the API server's ServiceAccount admission gives a pod naming none)."""
+    return str(pod_spec.get("serviceAccountName") or pod_spec.get("serviceAccount") or "default")
+
+
 def spec(pod: Obj | None) -> Obj:
     return (pod or {}).get("spec") or {}
 

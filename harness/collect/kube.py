@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from harness.checks.podspec import service_account_of
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.facts import ServiceAccountFacts
 from harness.names import (
@@ -180,7 +181,7 @@ def deployment_runs_as(api: KubeApi, namespace: str, name: str) -> str | None:
     if deployment is None:
         return None
     spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
-    return str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+    return service_account_of(spec)
 
 
 def collect_service_account(

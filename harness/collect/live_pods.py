@@ -8,7 +8,7 @@ import difflib
 import re
 from typing import Any
 
-from harness.checks.podspec import controller_of
+from harness.checks.podspec import controller_of, service_account_of
 from harness.collect.kube import slim
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.facts import LivePod, LivePodsFacts, RefusedController
@@ -118,7 +118,7 @@ def refused_by_events(api: KubeApi, namespace: str, service_account: str,
         for obj in listed:
             template = (obj.get("spec") or {}).get("template") or {}
             spec = template.get("spec") or {}
-            named = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+            named = service_account_of(spec)
             if named != service_account and not _renamed_from(template, named, service_account):
                 continue
             if _short(kind, obj, owned.get(str((obj.get("metadata") or {}).get("uid")), 0)):
@@ -138,7 +138,7 @@ def refused_by_events(api: KubeApi, namespace: str, service_account: str,
             continue
         latest = max(mine, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
         spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
-        named = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        named = service_account_of(spec)
         if named != service_account and f"error looking up service account {meta.get('namespace') or namespace}/" \
                 f"{named}" not in str(latest.get("message") or "").lower():
             continue  # another ServiceAccount's workload, refused for another reason: not this one's to report
@@ -178,7 +178,7 @@ def refused_deployments(deployments: list[dict[str, Any]], service_account: str,
         template = (deployment.get("spec") or {}).get("template") or {}
         spec = template.get("spec") or {}
         name = str((deployment.get("metadata") or {}).get("name") or "")
-        if ((spec.get("serviceAccountName") or spec.get("serviceAccount") or "default") != service_account
+        if (service_account_of(spec) != service_account
                 and name not in (owners or set())):
             continue
         for condition in (deployment.get("status") or {}).get("conditions") or []:
@@ -211,7 +211,7 @@ def _is_live_pod_of(pod: dict[str, Any], service_account: str) -> bool:
         return False  # the harness's own probe pods
     if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return False
-    return (spec.get("serviceAccountName") or spec.get("serviceAccount") or "default") == service_account
+    return service_account_of(spec) == service_account
 
 
 def owner_of(pod: dict[str, Any]) -> tuple[str, str]:

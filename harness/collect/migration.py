@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from harness import values
+from harness.checks.podspec import service_account_of
 from harness.collect.arm import MSI_API, collect_identity
 from harness.collect.arm_api import ArmGet
 from harness.collect.kube import bounded
@@ -206,7 +207,7 @@ def _pod(pod: dict[str, Any]) -> dict[str, Any] | None:
     kind, name = owner_of(pod)
     return {
         **_meta(pod),
-        "service_account": str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"),
+        "service_account": service_account_of(spec),
         "labels": bounded({k: v for k, v in labels.items() if k in (POD_IDENTITY_LABEL, USE_LABEL)}),
         "phase": (pod.get("status") or {}).get("phase"),
         "owner_kind": kind,
