@@ -176,9 +176,12 @@ CATALOGUE: tuple[Entry, ...] = (
         "The webhook Deployment has no ready replica (or is missing).",
         "`kubectl -n kube-system get deploy,pods -l azure-workload-identity.io/system=true`; scale it back up "
         "(scaled to zero) or restart its pods; pods no node takes (a node cordoned by a drain or an upgrade, a "
-        "taint) are named with the scheduler's reason, and uncordoning is a person's call, not a restart.",
+        "taint) are named with the scheduler's reason, and uncordoning is a person's call, not a restart; an "
+        "azure-wi-webhook-config the manager refuses (no AZURE_TENANT_ID, an unknown AZURE_ENVIRONMENT) is named "
+        "and patched (or set through the chart's values), then the pods restarted.",
         "scenario:webhook-down",
         "unit:tests/harness/test_checks.py::test_a_webhook_whose_pods_no_node_takes_names_the_scheduler_not_a_restart",
+        "unit:tests/harness/test_checks.py::test_a_webhook_config_map_the_manager_refuses_is_named_and_put_right",
         "fault:webhook-down-and-role-missing",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
@@ -202,12 +205,21 @@ CATALOGUE: tuple[Entry, ...] = (
         "WEBHOOK_UNAVAILABLE", "webhook", "error",
         "The API server could not call the webhook (failurePolicy Fail): labelled pods are refused.",
         "Bring the webhook's pods back (kubectl -n kube-system scale, or rollout restart); pods ready but no "
-        "endpoint: the Service selects none of them, put back by the install that owns it.",
+        "endpoint: the Service selects none of them, put back by the install that owns it; a dial refused on "
+        "another port than 9443: the Service's targetPort put back; a serving certificate the API server does not "
+        "trust (x509, caBundle): with cert-controller on, a restart (it injects caBundle at start), with "
+        "--disable-cert-rotation, the Secret's ca.crt copied into caBundle, or the flag taken off.",
         "scenario:webhook-down",
         "fault:webhook-down-and-role-missing",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
         "test:tests/harness/test_real_cluster_cases_lab.py::test_a_webhook_service_whose_selector_was_edited_is_"
         "named_not_restarted",
+        "test:tests/harness/test_real_cluster_cases_lab.py::test_a_ca_bundle_the_webhook_does_not_keep_is_named_and_"
+        "the_printed_copy_repairs_it",
+        "unit:tests/harness/test_checks.py::test_a_webhook_certificate_the_api_server_does_not_trust_gets_what_puts_"
+        "ca_bundle_back",
+        "unit:tests/harness/test_checks.py::test_a_refused_dial_to_another_port_than_the_managers_puts_the_services_"
+        "target_port_back",
     ),
     _e(
         "POD_REJECTED_BY_WEBHOOK", "webhook", "error",

@@ -2180,7 +2180,8 @@ def test_a_webhook_config_map_the_manager_refuses_is_named_and_put_right() -> No
 
 
 def test_a_refused_dial_to_another_port_than_the_managers_puts_the_services_target_port_back() -> None:
-    """kubectl patch of the webhook Service's targetPort (9444): its pods are ready, the API server's dial to the
+    """WEBHOOK_UNAVAILABLE: kubectl patch of the webhook Service's targetPort (9444): its pods are ready, the API
+    server's dial to the
     endpoint is refused ('dial tcp <ip>:9444: connect: connection refused'). A restart changes nothing; the fix puts
     targetPort 9443 back (a JSON patch testing the Service's port 443 first). A refusal on 9443 itself (the manager
     not listening) keeps the restart."""

@@ -24,6 +24,7 @@ NOT_FINDING_CODES = {
     "AZURE_CLIENT_CERTIFICATE_PASSWORD",
     "AZURE_CLIENT_ID",
     "AZURE_CLIENT_SECRET",
+    "AZURE_ENVIRONMENT",  # a key of the webhook's azure-wi-webhook-config (checks.cluster)
     "AZURE_FEDERATED_TOKEN_FILE",
     "AZURE_PASSWORD",
     "AZURE_TENANT_ID",
