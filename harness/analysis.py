@@ -126,7 +126,7 @@ def analyse(
         results.coverage = coverage_rows(facts.migration, facts.cluster.issuer_url)
     if facts.inventory is not None:
         results.inventory_checks = run_inventory_checks(
-            facts.inventory, facts.cluster, config.azure, config.expect, config.workloads
+            facts.inventory, facts.cluster, config.azure, config.expect, config.workloads, config.harness.client_id
         )
         results.inventory = inventory_section(facts.inventory, facts.cluster, config.expect)
     for workload in workloads:

@@ -129,6 +129,8 @@ class InventoryContext:
     expect: ExpectConfig = field(default_factory=ExpectConfig)
     # NS/SA -> lower-cased client id, for harness.yaml's workloads that name one: the identity a person declared
     configured: dict[str, str] = field(default_factory=dict)
+    # harness.client_id: the Job's own identity, whose Reader on the subscription README asks for
+    harness_client_id: str | None = None
 
     @property
     def issuer(self) -> str | None:
@@ -848,6 +850,14 @@ def broad_reason(assignment: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+READER_ROLE_ID = "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # the built-in Reader role's definition id
+
+
+def _is_reader(assignment: dict[str, Any]) -> bool:
+    definition = str(assignment.get("role_definition_id") or "").rstrip("/").rsplit("/", 1)[-1].lower()
+    return definition == READER_ROLE_ID or str(assignment.get("role") or "") == "Reader"
+
+
 def least_privilege(ctx: InventoryContext) -> Outcome:
     used = [i for i in ctx.facts.identities if i.client_id.lower() in ctx.named]
     read = [i for i in used if i.role_assignments is not None]
@@ -856,8 +866,9 @@ def least_privilege(ctx: InventoryContext) -> Outcome:
     for identity in read:
         for assignment in identity.role_assignments or []:
             reason = broad_reason(assignment)
-            if reason is None:
-                continue
+            if reason is None or (_is_reader(assignment) and identity.client_id.lower() == (
+                    ctx.harness_client_id or "").lower()):
+                continue  # the harness's own Reader (README's Permissions: the Job's identity reads the subscription)
             level, why = reason
             severity = ERROR if level == ERROR else severity
             cases.append(
@@ -1054,6 +1065,8 @@ def run_inventory_checks(
     azure: AzureConfig | None,
     expect: ExpectConfig | None = None,
     workloads: list[WorkloadConfig] | None = None,
+    harness_client_id: str | None = None,
 ) -> list[CheckResult]:
     configured = {w.id: w.client_id.lower() for w in workloads or [] if w.client_id}
-    return run_chain(INVENTORY_CHECKS, InventoryContext(facts, cluster, azure, expect or ExpectConfig(), configured))
+    return run_chain(INVENTORY_CHECKS, InventoryContext(facts, cluster, azure, expect or ExpectConfig(), configured,
+                                                        harness_client_id))

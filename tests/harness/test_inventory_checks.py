@@ -593,6 +593,22 @@ def test_broad_roles_on_an_identity_a_workload_uses() -> None:
             "resourceGroups/myRg/providers/Microsoft.Authorization/roleAssignments/r-1") in broad.fix_lines()
 
 
+def test_the_harness_s_own_reader_on_the_subscription_is_what_readme_asks_for_not_overly_broad() -> None:
+    """By hand in the lab: the rendered Job, its identity given Reader on the subscription as README's Permissions
+    say: the Job's own run warned ROLE_OVERLY_BROAD 'Reader on /subscriptions/... for application wi-harness (used
+    by wi-harness/wi-harness)', whose fix swaps it for a grant on one resource: the harness could then no longer
+    read what it verifies. Its Reader is left out; any other broad role of its identity is still named."""
+    facts = healthy()
+    backend(facts).role_assignments = [assignment("Reader", READER, f"/subscriptions/{SUB}", "r-2")]
+    cluster = ClusterFacts(collected_at=0.0, issuer_url=ISSUER, context="ctx", server="https://kube")
+    results = run_inventory_checks(facts, cluster, None, None, None, harness_client_id=BACKEND_ID.upper())
+    assert "ROLE_OVERLY_BROAD" not in findings(results)
+    backend(facts).role_assignments.append(assignment("Owner", OWNER, f"/subscriptions/{SUB}", "o-1"))
+    results = run_inventory_checks(facts, cluster, None, None, None, harness_client_id=BACKEND_ID)
+    broad = findings(results)["ROLE_OVERLY_BROAD"]
+    assert "Owner on" in broad.message and "Reader on" not in broad.message
+
+
 def test_key_vault_contributor_on_a_workload_identity_is_an_error() -> None:
     """Key Vault Contributor (no data action: the workload's read fails with ROLE_INSUFFICIENT, and a person adds
     Key Vault Secrets User beside it) still lets the workload reconfigure its vault and, under access policies, grant
