@@ -298,7 +298,7 @@ def _probe_rbac_fix(ctx: WorkloadContext, refused: str, message: str) -> list[St
     return [
         *fix.probe_rbac(ctx.namespace, username),
         advice(f"or, for the in-cluster Job: python -m harness manifests render with {ctx.namespace} among the "
-               "workloads, and kubectl apply its 01-rbac.yaml"),
+               f"workloads (or --namespace {ctx.namespace}), and kubectl apply its 01-rbac.yaml"),
         fix.can_i_advice("create", refused, ctx.namespace, username),
     ]
 

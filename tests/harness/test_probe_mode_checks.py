@@ -74,6 +74,8 @@ def test_a_refused_source_configmap_names_configmaps_not_pods(run_world: RunWorl
     assert "kubectl create role wi-harness-probe-source -n finance --verb=create,list,delete --resource=configmaps" \
         in lines
     assert any("kubectl auth can-i create configmaps -n finance" in line and line.startswith("#") for line in lines)
+    # a whole-cluster Job (no workloads in harness.yaml) is granted its namespaces by manifests render --namespace
+    assert any("among the workloads (or --namespace finance)" in line for line in lines)
     assert results.workloads["finance/backend-sa"].check("probe.completed").status != PASS
 
 
