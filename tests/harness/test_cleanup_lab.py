@@ -10,6 +10,7 @@ for their deadline (probe.timeout_seconds 10 + the harness's grace) is spent run
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -73,6 +74,28 @@ def start(config_file: Path, report_dir: Path, *args: str) -> subprocess.Popen[s
         [sys.executable, "-m", "pytest", "suites", "--config", str(config_file), "--workload", WORKLOAD,
          "--report-dir", str(report_dir), "-p", "no:cacheprovider", "-q", *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_as_from_a_terminal)
+
+
+def connected_to(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds a TCP connection to ``port`` on loopback (Linux /proc: its socket fds'
+    inodes among /proc/net/tcp's rows with that remote port)."""
+    inodes = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = row.split()
+        if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+            return True
+    return False
 
 
 def wait_for(condition: Any, timeout: float, what: str) -> Any:
@@ -148,8 +171,11 @@ def test_an_interrupted_run_leaves_nothing(
     try:
         run = start(running_lab.harness_config, tmp_path)
         if phase == "before-pods":
-            # the harness reads ARM (the cluster, the identity) before it makes any probe object
-            time.sleep(2.5)
+            # the harness reads ARM (the cluster, the identity) before it makes any probe object; its start (imports,
+            # config) takes seconds on a loaded machine, so the signal waits for its first ARM connection
+            arm_port = int(running_lab.info()["endpoints"]["arm"].rsplit(":", 1)[1])
+            wait_for(lambda: connected_to(run.pid, arm_port), 60, "the harness's first ARM request")
+            time.sleep(0.5)
             assert objects(api) == before, "probe objects existed before the signal"
         elif phase == "pods-pending":
             pods = wait_for(lambda: new_pods(api, before), 60, "a probe pod")

@@ -407,12 +407,16 @@ def test_pod_of_a_deployment_whose_template_lost_the_label_is_labelled_by_the_de
     run_for(tmp_path / "repaired", config, "--pod", f"finance/{pod}", 0)
 
 
-@pytest.mark.parametrize(("target", "code", "message"), [
-    ("fnance/backend-sa", "NAMESPACE_NOT_FOUND", "namespace fnance not found; did you mean finance/backend-sa?"),
-    ("finance/backend", "SA_NOT_FOUND", "ServiceAccount finance/backend not found; did you mean finance/backend-sa?"),
+@pytest.mark.parametrize(("target", "code", "message", "fix"), [
+    ("fnance/backend-sa", "NAMESPACE_NOT_FOUND", "namespace fnance not found; did you mean finance/backend-sa?",
+     "# finance/backend-sa exists: if that is the workload, correct --workload"),
+    # the Deployment's name, as people type it (33cd29d): its ServiceAccount is named
+    ("finance/backend", "SA_NOT_FOUND", "ServiceAccount finance/backend not found; finance/backend is a Deployment, "
+                                        "its pods run as ServiceAccount backend-sa: --workload finance/backend-sa",
+     "# verify Deployment finance/backend as its ServiceAccount: --workload finance/backend-sa"),
 ])
 def test_a_typo_in_workload_names_the_service_account_meant(
-    running_lab: RunningLab, tmp_path: Path, target: str, code: str, message: str
+    running_lab: RunningLab, tmp_path: Path, target: str, code: str, message: str, fix: str
 ) -> None:
     """A troubleshooter's typo: the one finding names the ServiceAccount that exists (its printed fix began with
     creating the namespace or ServiceAccount typed); only that target is in the report."""
@@ -421,8 +425,7 @@ def test_a_typo_in_workload_names_the_service_account_meant(
     assert checks["sa.exists"]["status"] == "fail"
     (finding,) = workload["findings"]
     assert (finding["code"], finding["message"]) == (code, message)
-    assert finding["remediation"][0].startswith("# finance/backend-sa exists: if that is the workload, correct "
-                                                "--workload")
+    assert finding["remediation"][0].startswith(fix)
     assert "Traceback" not in result.stdout + result.stderr
 
 
