@@ -222,3 +222,15 @@ def test_a_pod_under_backend_sa_exchanges_its_token_and_reads_the_secret(running
     assert phase == "Succeeded", logs
     steps = {step["name"]: step for step in report["steps"]}
     assert report["ok"] is True and steps["exchange"]["status"] == "pass" and steps["access"]["outcome"] == "allow"
+
+
+def test_ctl_status_into_a_reader_that_leaves_early_ends_without_a_traceback(running: RunningLab) -> None:
+    """``lab ctl status | head -2``: the status is longer than a pipe's buffer, head leaves, the write fails with
+    EPIPE; the ctl ends quietly (Python's documented BrokenPipeError handling), not with a traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "lab", "ctl", "--state-dir", str(running.state_dir), "status"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the ctl writes
+    error = process.stderr.read().decode()
+    process.wait(timeout=60)
+    assert "Traceback" not in error and process.returncode == 1, error
