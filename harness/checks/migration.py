@@ -10,6 +10,7 @@ and the pods labelled for Workload ID running as those ServiceAccounts. Pure fun
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from harness.names import (
     POD_IDENTITY_GROUP,
     POD_IDENTITY_LABEL,
     POD_IDENTITY_PLURALS,
+    POD_IDENTITY_VERSION,
     TOKEN_AUDIENCE,
     USE_LABEL,
 )
@@ -139,8 +141,24 @@ def _unreadable_finding(ctx: MigrationContext, forbidden: list[ObjectList]) -> F
         [*fix.cluster_list_rbac("wi-harness-pod-identity-reader", resources, username),
          advice("or, for the in-cluster Job: python -m harness manifests render and kubectl apply its 01-rbac.yaml "
                 "(its ClusterRole wi-harness-reader grants these reads)"),
-         *(fix.can_i_advice("list", u.resource.split(",")[0], None, username) for u in forbidden)],
+         *(_list_check(u.resource.split(",")[0], username) for u in forbidden)],
     )
+
+
+def _list_check(resource: str, username: str | None) -> Step:
+    """The check after the fix. kubectl auth can-i maps the resource through discovery first, and for a kind with
+    no CRD (a cluster that never ran pod identity) warns "the server doesn't have a resource type" and asks about
+    the whole string with no group: no, granted or not (kubectl pkg/cmd/auth/cani.go resourceFor). The list itself
+    answers Forbidden while the gap is open and NotFound once it is closed, CRD or not."""
+    plural, _, group = resource.partition(".")
+    if group != POD_IDENTITY_GROUP or not values.is_dns_label(plural):
+        return fix.can_i_advice("list", resource, None, username)
+    who = f" --as {username}" if username and _USERNAME_RE.fullmatch(username) else ""
+    return advice(f"then check: kubectl get --raw /apis/{group}/{POD_IDENTITY_VERSION}/{plural}{who} (NotFound "
+                  "without its CRD, or a list, once the gap is closed; Forbidden while it is not)")
+
+
+_USERNAME_RE = re.compile(r"[A-Za-z0-9@._:-]{1,253}")
 
 
 # ---------------------------------------------------------------- ARM: the AKS add-on
