@@ -27,7 +27,7 @@ from harness.checks.federation import principal_id_of
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.checks.roles import Assignment, diagnose_denial, view_assignments
 from harness.checks.transient import identity_client_id
-from harness.commands import Command, Step, Var, advice, command
+from harness.commands import Command, Step, Var, advice
 from harness.config import BlobAccess, KeyVaultSecretAccess
 from harness.values import endpoint_key
 
@@ -711,12 +711,10 @@ def _not_an_authorization_answer(
 def _real_endpoint(check: KeyVaultSecretAccess | BlobAccess, name: str) -> list[Step]:
     """The resource's own endpoint, to compare with the URL in harness.yaml."""
     if isinstance(check, KeyVaultSecretAccess):
-        lookup = command("az", "keyvault", "show", "--name", name,
-                         "--query", "properties.vaultUri", "-o", "tsv")
+        lookup = fix.keyvault_uri(name)
         why = "a host that answers without Key Vault's challenge, or names another resource, is not the vault"
     else:
-        lookup = command("az", "storage", "account", "show", "--name", name,
-                         "--query", "primaryEndpoints.blob", "-o", "tsv")
+        lookup = fix.storage_blob_endpoint(name)
         why = "only the cloud's own blob hosts may receive the token"
     return [lookup, advice(f"set the access entry's URL in harness.yaml to exactly that endpoint: {why}")]
 

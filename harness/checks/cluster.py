@@ -23,7 +23,7 @@ from harness.checks.model import (
     skipped,
     warned,
 )
-from harness.commands import Step, advice, command
+from harness.commands import Step, advice
 from harness.config import AzureConfig, ExpectConfig
 from harness.facts import ClusterFacts, Fetched
 from harness.names import (
@@ -459,7 +459,7 @@ def webhook_installed(ctx: ClusterContext) -> Outcome:
 def _remove_duplicate(ctx: ClusterContext, installs: list[WebhookInstall]) -> list[Step]:
     steps: list[Step] = [
         fix.kubectl("get", "deployment", "-A", "-l", "azure-workload-identity.io/system=true"),
-        command("helm", "list", "-A", "--filter", "workload-identity"),
+        fix.helm_list_webhook(),
         advice("keep the add-on (AKS manages it) or the chart, not both; to keep the add-on, uninstall the chart:"),
     ]
     steps += [fix.helm_uninstall(i.release, i.namespace) for i in installs if i.kind == "chart"]

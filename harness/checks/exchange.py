@@ -36,7 +36,7 @@ from harness.checks.network_policies import (
 from harness.checks.pod import authority_fix
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
-from harness.commands import Step, advice, command
+from harness.commands import Step, advice
 from harness.names import PROBE_CONTAINER, TENANT_ID_ANNOTATION, WEBHOOK_CONFIG_MAP, WEBHOOK_DEPLOYMENT
 
 # AADSTS code -> (finding code, layer, what it means)
@@ -721,11 +721,7 @@ def _deleted_application_lookup(ctx: WorkloadContext, client_id: str) -> list[St
     if not values.is_guid(client_id) or not _graph_refused(ctx):
         return []
     graph = (graph_endpoint(ctx) or "").rstrip("/") or "<microsoft-graph-endpoint>"
-    return [command("az", "rest", "--method", "GET", "--url",
-                    f"{graph}/v1.0/directory/deletedItems/microsoft.graph.application", "--query",
-                    f"value[?appId=='{client_id}'].{{objectId: id, name: displayName, deleted: deletedDateTime}}",
-                    "-o", "table", note="deleted within 30 days? az rest --method POST --url "
-                                        ".../deletedItems/<id>/restore restores it, then its service principal")]
+    return [fix.deleted_applications(graph, client_id)]
 
 
 def _principal_owner(ctx: WorkloadContext) -> str | None:

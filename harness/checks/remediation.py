@@ -146,6 +146,17 @@ def curl(url: str) -> Command:
     return command("curl", "-sS", url)
 
 
+def resolve_host(name: str) -> Command:
+    return command("nslookup", name, note="does this machine resolve it? (DNS, VPN, private zone)")
+
+
+def https_reachable(host: str, ca_file: str | None) -> Command:
+    """Prints only the HTTP status (curl) of ``https://host/`` (with azure.ca_file's bundle when one is set)."""
+    return command("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}\\n",
+                   *(["--cacert", ca_file] if ca_file else []), f"https://{host}/",
+                   note="does this machine reach it over HTTPS?")
+
+
 def kube_unreachable(context: str | None, azure: AzureConfig | None) -> list[Step]:
     state = "{power: powerState.code, fqdn: fqdn, private: apiServerAccessProfile.enablePrivateCluster}"
     return [
@@ -412,6 +423,11 @@ def resource_graph_identities() -> Command:
                    "| project name, resourceGroup, subscriptionId, clientId = properties.clientId")
 
 
+def show_identity_client_id(resource_id: str | None) -> Command:
+    """Prints a managed identity's client id (what the ServiceAccount annotation takes)."""
+    return command("az", "identity", "show", "--ids", identity_id_or(resource_id), "--query", "clientId", "-o", "tsv")
+
+
 def show_identity(resource_id: str | None) -> Command:
     return command("az", "identity", "show", "--ids", identity_id_or(resource_id))
 
@@ -502,6 +518,15 @@ def grant_role(principal_id: str | Var | None, role: str, scope: str | Var) -> C
 
 def keyvault_id(vault: str, capture: str = "SCOPE") -> Command:
     return command("az", "keyvault", "show", "--name", vault, "--query", "id", "-o", "tsv", capture=capture)
+
+
+def keyvault_uri(vault: str) -> Command:
+    return command("az", "keyvault", "show", "--name", vault, "--query", "properties.vaultUri", "-o", "tsv")
+
+
+def storage_blob_endpoint(account: str) -> Command:
+    return command("az", "storage", "account", "show", "--name", account, "--query", "primaryEndpoints.blob",
+                   "-o", "tsv")
 
 
 def storage_account_id(account: str, capture: str = "SCOPE") -> Command:
@@ -632,6 +657,10 @@ def _helm_set_chart_value(release: str | None, namespace: str, assignment: str) 
 def helm_get_values(release: str | None, namespace: str) -> Command:
     """The values a release was installed or last upgraded with (its overrides only)."""
     return command("helm", "get", "values", "-n", namespace_or(namespace), object_or(release, "<release>"))
+
+
+def helm_list_webhook() -> Command:
+    return command("helm", "list", "-A", "--filter", "workload-identity")
 
 
 def helm_uninstall(release: str | None, namespace: str) -> Command:
@@ -827,6 +856,17 @@ def restore_deleted_item(graph: str | None, object_id: str | None, note: str = "
     base = url_or((graph or "").rstrip("/"), "<microsoft-graph-endpoint>")
     return command("az", "rest", "--method", "POST", "--url",
                    f"{base}/v1.0/directory/deletedItems/{guid_or(object_id, '<object-id>')}/restore", note=note)
+
+
+def deleted_applications(graph: str, app_id: str | None) -> Command:
+    """Graph's deleted applications of client id ``app_id`` (kept 30 days; az has no command for deleted items,
+    az rest reaches Graph's); ``graph`` is the cloud's Microsoft Graph endpoint without its trailing slash."""
+    return command("az", "rest", "--method", "GET", "--url",
+                   f"{graph}/v1.0/directory/deletedItems/microsoft.graph.application", "--query",
+                   f"value[?appId=={jmespath_literal(guid_or(app_id, '<app-id>'))}]"
+                   ".{objectId: id, name: displayName, deleted: deletedDateTime}",
+                   "-o", "table", note="deleted within 30 days? az rest --method POST --url "
+                                       ".../deletedItems/<id>/restore restores it, then its service principal")
 
 
 def show_application(app_id: str | None) -> Command:

@@ -15,7 +15,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.checks.podspec import containers, controller_of, env_map
-from harness.commands import Command, Step, advice, command
+from harness.commands import Command, Step, advice
 from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
 
 # Near misses people write instead of the exact annotation key (issue #1026 and friends).
@@ -343,8 +343,7 @@ def _client_id_lookup(ctx: WorkloadContext, value: str) -> list[Command]:
     name = fix.pasted_name(value)
     if resource_id is None and name is not None:
         return fix.find_identity_by_name(name)
-    return [command("az", "identity", "show", "--ids", fix.identity_id_or(resource_id), "--query", "clientId",
-                    "-o", "tsv")]
+    return [fix.show_identity_client_id(resource_id)]
 
 
 def _malformed_repair(ctx: WorkloadContext, value: str, fix_it: list[Step]) -> list[Step]:
