@@ -10,6 +10,7 @@ from typing import Any
 from harness.names import (
     DEFAULT_EXPIRATION,
     EXPIRATION_ANNOTATION,
+    TERMINAL_PHASES,
     TOKEN_AUDIENCE,
     V15_VOLUME_NAME,
     V16_VOLUME_PREFIX,
@@ -52,6 +53,12 @@ def controller_of(pod: Obj) -> tuple[str, str]:
     if kind == "ReplicaSet" and template_hash and name.endswith(f"-{template_hash}"):
         return "Deployment", name[: -len(template_hash) - 1]
     return kind, name
+
+
+def is_live(pod: Obj) -> bool:
+    """A pod that runs or will: not being deleted, not ended (Succeeded, Failed)."""
+    return not (pod.get("metadata") or {}).get("deletionTimestamp") and \
+        (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES
 
 
 def service_account_of(pod_spec: Obj) -> str:

@@ -8,11 +8,11 @@ import difflib
 import re
 from typing import Any
 
-from harness.checks.podspec import controller_of, service_account_of
+from harness.checks.podspec import controller_of, is_live, service_account_of
 from harness.collect.kube import slim
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.facts import LivePod, LivePodsFacts, RefusedController
-from harness.names import MANAGED_BY, MANAGED_BY_LABEL, TERMINAL_PHASES, USE_LABEL
+from harness.names import MANAGED_BY, MANAGED_BY_LABEL, USE_LABEL
 
 
 def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> LivePodsFacts:
@@ -104,7 +104,7 @@ def refused_by_events(api: KubeApi, namespace: str, service_account: str,
     owned: dict[str, int] = {}
     for pod in pods:
         meta = pod.get("metadata") or {}
-        if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        if not is_live(pod):
             continue
         for ref in meta.get("ownerReferences") or []:
             if ref.get("controller"):
@@ -198,7 +198,7 @@ def _labelled_without_identity(pod: dict[str, Any]) -> bool:
     if (meta.get("labels") or {}).get(USE_LABEL) != "true" or (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == \
             MANAGED_BY:
         return False
-    if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+    if not is_live(pod):
         return False
     names = {env.get("name") for c in spec.get("containers") or [] for env in c.get("env") or []}
     # mutated (the webhook injected the token file) yet no client id; an unmutated pod says nothing of its account
@@ -209,7 +209,7 @@ def _is_live_pod_of(pod: dict[str, Any], service_account: str) -> bool:
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     if (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
         return False  # the harness's own probe pods
-    if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+    if not is_live(pod):
         return False
     return service_account_of(spec) == service_account
 

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from harness import values
-from harness.checks.podspec import service_account_of
+from harness.checks.podspec import is_live, service_account_of
 from harness.collect.arm import MSI_API, collect_identity
 from harness.collect.arm_api import ArmGet
 from harness.collect.kube import bounded
@@ -33,7 +33,6 @@ from harness.names import (
     POD_IDENTITY_LABEL,
     POD_IDENTITY_PLURALS,
     POD_IDENTITY_VERSION,
-    TERMINAL_PHASES,
     USE_LABEL,
 )
 
@@ -194,15 +193,10 @@ def _components(api: KubeApi) -> ObjectList:
     return found
 
 
-def _live(pod: dict[str, Any]) -> bool:
-    meta = pod.get("metadata") or {}
-    return not meta.get("deletionTimestamp") and (pod.get("status") or {}).get("phase") not in TERMINAL_PHASES
-
-
 def _pod(pod: dict[str, Any]) -> dict[str, Any] | None:
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     labels = meta.get("labels") or {}
-    if not _live(pod) or labels.get(MANAGED_BY_LABEL) == MANAGED_BY:
+    if not is_live(pod) or labels.get(MANAGED_BY_LABEL) == MANAGED_BY:
         return None
     kind, name = owner_of(pod)
     return {
