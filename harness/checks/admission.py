@@ -212,14 +212,21 @@ def quota_room_advice(message: str) -> str | None:
     if not room:
         return ("the quota has nothing left for the probe: free some (pods of the namespace that hold it) or raise "
                 "it (a person decides), then run again")
-    for resource, most in dict(room.get("limits", {})).items():  # harness.yaml wants each request within its limit
+    return (f"set probe.resources in harness.yaml within what the quota has left: {probe_resources_text(room)} (or "
+            "lower; the probe needs little), or free some of the quota or raise it")
+
+
+def probe_resources_text(bounds: dict[str, dict[str, str]]) -> str:
+    """``bounds`` ({"requests": {...}, "limits": {...}}) as harness.yaml's probe.resources takes them, ``{limits:
+    {cpu: 200m}, requests: {...}}``; a default probe request above its new limit is lowered to it (harness.yaml
+    refuses a request above its limit, and so would the API server). Fills ``bounds``'s requests in place."""
+    for resource, most in dict(bounds.get("limits", {})).items():
         request, top = values.parse_quantity(DEFAULT_PROBE_REQUESTS.get(resource, "")), values.parse_quantity(most)
         if request is not None and top is not None and request > top:
-            room.setdefault("requests", {}).setdefault(resource, most)
+            bounds.setdefault("requests", {}).setdefault(resource, most)
     parts = ", ".join(f"{part}: {{" + ", ".join(f"{k}: {v}" for k, v in sorted(found.items())) + "}"
-                      for part, found in sorted(room.items()))
-    return (f"set probe.resources in harness.yaml within what the quota has left: {{{parts}}} (or lower; the probe "
-            "needs little), or free some of the quota or raise it")
+                      for part, found in sorted(bounds.items()))
+    return f"{{{parts}}}"
 
 
 # Kyverno's denial (its webhooks validate.kyverno.svc-fail / mutate.kyverno.svc-fail): "resource Pod/<ns>/<name> was

@@ -19,6 +19,7 @@ from harness.checks.admission import (
     limit_refusal,
     namespace_terminating_fixes,
     probe_policy_advice,
+    probe_resources_text,
     quota_refusal,
     quota_room_advice,
     refusing_webhook,
@@ -272,14 +273,8 @@ def _within_limit_range(message: str) -> str | None:
         return None
     for resource, least in wanted.get("requests", {}).items():  # the LimitRanger holds a limit to the minimum too
         wanted.setdefault("limits", {}).setdefault(resource, least)
-    for resource, most in dict(wanted.get("limits", {})).items():  # a request above the new limit: harness.yaml
-        request, top = parse_quantity(DEFAULT_PROBE_REQUESTS.get(resource, "")), parse_quantity(most)
-        if request is not None and top is not None and request > top:  # refuses it (and so would the API server)
-            wanted.setdefault("requests", {}).setdefault(resource, most)
-    parts = ", ".join(f"{part}: {{" + ", ".join(f"{k}: {v}" for k, v in sorted(values.items())) + "}"
-                      for part, values in sorted(wanted.items()))
-    return (f"set probe.resources in harness.yaml within the namespace's LimitRange: {{{parts}}} (a maximum: at "
-            "most; a minimum: at least, for the request and the limit), or change the LimitRange")
+    return (f"set probe.resources in harness.yaml within the namespace's LimitRange: {probe_resources_text(wanted)} "
+            "(a maximum: at most; a minimum: at least, for the request and the limit), or change the LimitRange")
 
 
 # the ServiceAccount admission plugin (plugin/pkg/admission/serviceaccount/admission.go): admission.NewForbidden
