@@ -88,6 +88,11 @@ def _success(raw: bytes, scope: str) -> TokenResult:
         keys = sorted(payload) if payload else []
         error = {"kind": "unexpected_response", "http_status": 200, "keys": keys,
                  "message": "HTTP 200 without an access_token"}
+        if payload is None:  # not Entra's JSON at all: a proxy's or gateway's page answered in its place
+            error["body_excerpt"] = excerpt(raw)
+            error["message"] += (f": the body is not JSON ({excerpt(raw, 80)!r}): something between the pod "
+                                 "and Entra answered (a proxy, a gateway, a captive portal)" if raw else
+                                 ": the body is empty: something between the pod and Entra answered (a proxy?)")
         return TokenResult(False, {"scope": scope, "http_status": 200}, error)
     evidence: dict[str, Any] = {
         "scope": scope,

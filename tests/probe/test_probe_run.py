@@ -327,6 +327,18 @@ def test_exchange_200_without_access_token(run_probe: RunProbe, environ: dict[st
     assert run.step("exchange")["error"]["keys"] == ["token_type"]
 
 
+def test_exchange_200_with_a_proxys_html_page_names_it(run_probe: RunProbe, environ: dict[str, str]) -> None:
+    """A proxy (or captive portal) answering the token request with its own 200 HTML page: the message says the
+    body is not Entra's and shows its start, so EXCHANGE_FAILED's evidence is one clear line."""
+    page = b"<html><head><title>Access Denied</title></head><body>Blocked by proxy policy</body></html>"
+    transport = FakeTransport({TOKEN_URL: lambda *_: Response(200, {"content-type": "text/html"}, page)})
+    error = run_probe([], environ, transport).step("exchange")["error"]
+    assert error["kind"] == "unexpected_response" and error["body_excerpt"] == page.decode()
+    assert error["message"] == ("HTTP 200 without an access_token: the body is not JSON ('<html><head><title>Access "
+                                "Denied</title></head><body>Blocked by proxy policy</bo'): something between the "
+                                "pod and Entra answered (a proxy, a gateway, a captive portal)")
+
+
 def test_exchange_opaque_access_token(run_probe: RunProbe, environ: dict[str, str]) -> None:
     transport = FakeTransport({TOKEN_URL: lambda *_: json_response(200, {"access_token": "opaque", "expires_in": 1})})
     run = run_probe([], environ, transport)
