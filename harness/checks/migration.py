@@ -414,11 +414,7 @@ def _removed_early(ctx: MigrationContext) -> Finding | None:
     idle = [item for item in nmi if item.get("kind") == "DaemonSet" and not item.get("desired")]
     if len(idle) < len(nmi):
         return _unassigned(ctx, nmi)
-    selectors = {str((b.get("spec") or {}).get("selector")) for b in ctx.facts.azure_identity_bindings.items}
-    depending = [p for p in pods.items
-                 if (p.get("labels") or {}).get(POD_IDENTITY_LABEL) in selectors
-                 and not ((p.get("labels") or {}).get(USE_LABEL) == "true"
-                          and TOKEN_AUDIENCE in (p.get("token_audiences") or []))]
+    depending = _bound_not_moved(ctx, pods.items)
     if not depending:
         return None
     refs = [f"{p['namespace']}/{p['name']}" for p in depending]
@@ -549,6 +545,15 @@ def _drop_label_step(pod: dict[str, Any]) -> Step:
     return fix.remove_template_label(kind, namespace, name, POD_IDENTITY_LABEL)
 
 
+def _bound_not_moved(ctx: MigrationContext, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pods labelled with an AzureIdentityBinding's selector (they get their token from NMI) that do not yet
+    run with Workload ID (the use label and a projected token of its audience)."""
+    selectors = {str((b.get("spec") or {}).get("selector")) for b in ctx.facts.azure_identity_bindings.items}
+    return [p for p in pods if (p.get("labels") or {}).get(POD_IDENTITY_LABEL) in selectors
+            and not ((p.get("labels") or {}).get(USE_LABEL) == "true"
+                     and TOKEN_AUDIENCE in (p.get("token_audiences") or []))]
+
+
 def _unassigned(ctx: MigrationContext, nmi: list[dict[str, Any]]) -> Finding | None:
     """NMI running in standard mode with MIC gone: NMI answers a pod only from the AzureAssignedIdentities MIC made
     for it (pkg/nmi/standard.go listPodIDsWithRetry: "getting assigned identities for pod ... in CREATED state
@@ -559,13 +564,8 @@ def _unassigned(ctx: MigrationContext, nmi: list[dict[str, Any]]) -> Finding | N
             or any(c.get("operation_mode", "standard") != "standard" for c in nmi)
             or facts.azure_assigned_identities.error is not None or not facts.azure_assigned_identities.served):
         return None
-    selectors = {str((b.get("spec") or {}).get("selector")) for b in facts.azure_identity_bindings.items}
     assigned = {(str(a.get("podNamespace")), str(a.get("pod"))) for a in facts.azure_assigned_identities.items}
-    depending = [p for p in facts.legacy_pods.items
-                 if (p.get("labels") or {}).get(POD_IDENTITY_LABEL) in selectors
-                 and (p["namespace"], p["name"]) not in assigned
-                 and not ((p.get("labels") or {}).get(USE_LABEL) == "true"
-                          and TOKEN_AUDIENCE in (p.get("token_audiences") or []))]
+    depending = [p for p in _bound_not_moved(ctx, facts.legacy_pods.items) if (p["namespace"], p["name"]) not in assigned]
     if not depending:
         return None
     refs = [f"{p['namespace']}/{p['name']}" for p in depending]
