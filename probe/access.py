@@ -100,6 +100,8 @@ def access_step(ctx: Context, check: Check) -> StepOutcome:
         response_ev = _blob_evidence(resp)
     codes = {str(response_ev[k]) for k in ("code", "innererror", "x_ms_error_code") if response_ev.get(k)}
     outcome = outcome_of(check.kind, resp.status, codes)
+    if outcome == "allow" and response_ev.get("body_error"):
+        outcome = "error"  # a 2xx that is no secret bundle proves no read: not the vault's answer, or cut short
     detail = None
     if outcome == "error":
         detail = {"kind": "http_error", "http_status": resp.status, "code": response_ev.get("code"),
@@ -176,7 +178,8 @@ def _finish(check: Check, outcome: str, evidence: dict[str, Any], detail: dict[s
 def _describe(evidence: dict[str, Any]) -> str:
     """``HTTP 403 Forbidden/ForbiddenByRbac``-style summary of a response."""
     codes = "/".join(str(evidence[k]) for k in ("code", "innererror") if evidence.get(k))
-    return f"HTTP {evidence.get('http_status')}" + (f" {codes}" if codes else "")
+    said = f": {evidence['body_error']}" if evidence.get("body_error") else ""
+    return f"HTTP {evidence.get('http_status')}" + (f" {codes}" if codes else "") + said
 
 
 # ---------------------------------------------------------------- Key Vault
@@ -186,8 +189,10 @@ def _keyvault_evidence(resp: Response, sensitive: set[str]) -> dict[str, Any]:
     body = json_object(resp.body)
     evidence: dict[str, Any] = {"http_status": resp.status}
     if 200 <= resp.status < 300:
-        if body is None:
-            return {**evidence, "body_error": "not a JSON object"}
+        if body is None:  # its text is not shown: cut short, it may be the start of the secret's value
+            kind = resp.headers.get("content-type") or "no content-type"
+            return {**evidence, "body_error": f"the body is no Key Vault secret: not a JSON object ({kind}): a proxy "
+                                              "or gateway answered in the vault's place, or the answer was cut short"}
         value = body.get("value")
         if isinstance(value, str):
             sensitive.add(value)

@@ -595,7 +595,8 @@ def answer_meaning(kind: str, evidence: dict[str, Any]) -> str | None:
         return None
     codes = {str(evidence[k]) for k in ("code", "innererror", "x_ms_error_code") if evidence.get(k)}
     if 200 <= status < 300:
-        return "allow"
+        # a 2xx the probe could not read as a secret (a proxy's page, an answer cut short) proves no read
+        return "error" if evidence.get("body_error") else "allow"
     if status == 401:
         return "unauthenticated"
     if status == 403:
@@ -733,4 +734,6 @@ def _detail(evidence: dict[str, Any]) -> str:
         parts.append(str(evidence["x_ms_error_code"]))
     if evidence.get("version"):
         parts.append(f"version {evidence['version']}")
+    if evidence.get("body_error"):
+        parts.append(f"({evidence['body_error']})")
     return " ".join(parts)

@@ -1770,6 +1770,18 @@ def test_a_vault_with_public_access_disabled_is_opened_not_given_a_network_rule(
     assert "network rules" not in unproven.findings[0].message
 
 
+def test_a_200_that_is_no_secret_is_neither_an_allow_nor_least_privilege_violated() -> None:
+    """The probe read a 200 whose body is no secret bundle (a proxy's page, an answer cut short): the harness,
+    which judges by the status itself, took it for an allow (PASS, or ACCESS_ALLOWED_UNEXPECTEDLY on a deny
+    target). It is an error naming the body."""
+    said = ("the body is no Key Vault secret: not a JSON object (text/html): a proxy or gateway answered in the "
+            "vault's place, or the answer was cut short")
+    for expect in ("allow", "deny"):
+        outcome = _answered("keyvault_secret", expect, 200, body_error=said)
+        assert outcome.status == FAIL and [f.code for f in outcome.findings] == ["ACCESS_CHECK_ERROR"], outcome
+        assert f"HTTP 200 ({said})" in outcome.findings[0].message
+
+
 def test_only_authorization_refusals_prove_a_deny() -> None:
     assert _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="ForbiddenByRbac").status == PASS
     assert _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="AccessDenied").status == PASS

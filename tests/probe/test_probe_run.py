@@ -498,6 +498,25 @@ def test_keyvault_not_found_is_an_error_either_way(
         assert step["error"]["kind"] == "http_error" and step["error"]["code"] == "SecretNotFound"
 
 
+def test_keyvault_200_that_is_no_secret_proves_no_read_either_way(
+    run_probe: RunProbe, environ: dict[str, str], entra_ok: Handler
+) -> None:
+    """A proxy's 200 HTML page, or a secret bundle cut short, answering the authorized read: no allow (it was a
+    PASS for an allow target and ACCESS_ALLOWED_UNEXPECTEDLY for a deny one), and its text never printed (a cut
+    bundle starts with the value)."""
+    cut = ('{"value": "' + SECRET_VALUE + '", "id": "https://kv1.vault.azure.net/secr').encode()
+    for body, kind in ((b"<html><body>Session expired</body></html>", "text/html"), (cut, "application/json")):
+        for expect in ("allow", "deny"):
+            run = run_probe(config_json(checks=[kv_check(expect)]), environ, _kv_transport(
+                entra_ok, lambda *_, b=body, k=kind: Response(200, {"content-type": k}, b)))
+            step = run.step("access")
+            assert (step["status"], step["outcome"]) == ("fail", "error"), step
+            assert step["error"]["message"] == (
+                f"expected {expect}, got HTTP 200: the body is no Key Vault secret: not a JSON object ({kind}): a "
+                "proxy or gateway answered in the vault's place, or the answer was cut short")
+            assert SECRET_VALUE not in run.stdout
+
+
 def test_keyvault_vault_url_with_path_prefix(run_probe: RunProbe, environ: dict[str, str], entra_ok: Handler) -> None:
     lab_vault = "https://127.0.0.1:8443/vaults/kv1/"
     transport = _kv_transport(entra_ok, kv_secret_ok, prefix="https://127.0.0.1:8443/")
