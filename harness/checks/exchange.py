@@ -451,14 +451,19 @@ def slow_service(error: dict[str, Any]) -> bool:
     return error.get("kind") in ("timeout", "connection_reset") and error.get("sent") is True
 
 
+def _attempts(retries: Any, lead: str) -> str:
+    """``lead`` and the probe's attempts (and its seconds of waiting) from its retries record; "" without one."""
+    if not isinstance(retries, dict) or not isinstance(retries.get("attempts"), int):
+        return ""
+    waited = retries.get("waited_seconds")
+    return (f"{lead}{retries['attempts']} attempt(s)"
+            + (f" over {waited:.1f} s of waiting" if isinstance(waited, int | float) else ""))
+
+
 def service_timeout(service: str, url: str, error: dict[str, Any], retries: Any, layer: str,
                     evidence: dict[str, Any]) -> Finding:
     """SERVICE_TIMEOUT for ``service`` at ``url``: one line with the attempts the probe made."""
-    tried = ""
-    if isinstance(retries, dict) and isinstance(retries.get("attempts"), int):
-        waited = retries.get("waited_seconds")
-        tried = (f", {retries['attempts']} attempt(s)"
-                 + (f" over {waited:.1f} s of waiting" if isinstance(waited, int | float) else ""))
+    tried = _attempts(retries, ", ")
     host = urllib.parse.urlsplit(url).netloc or url
     message = (f"{service} at {host} took the request and did not answer in time ({error.get('kind')}: "
                f"{error.get('message')}{tried}): the service is slow or failing, not a network rule")
@@ -478,11 +483,8 @@ def service_unavailable(service: str, url: str, status: int, detail: str, retrie
                         evidence: dict[str, Any]) -> Finding:
     """SERVICE_UNAVAILABLE for ``service`` at ``url``: it kept answering ``status`` (429 or 5xx) through the
     probe's retries, so no configuration of the workload is at fault; one line with the attempts made."""
-    tried = ""
-    if isinstance(retries, dict) and isinstance(retries.get("attempts"), int):
-        waited = retries.get("waited_seconds")
-        tried = (f" through {retries['attempts']} attempt(s)"
-                 + (f" over {waited:.1f} s of waiting" if isinstance(waited, int | float) else ""))
+    tried = _attempts(retries, " through ")
+    if tried:
         asked = retries.get("retry_after_seconds")
         if isinstance(asked, int | float) and not isinstance(asked, bool):
             # the probe never waits less than a Retry-After, and none past its bound (probe/retry.py)
