@@ -96,6 +96,15 @@ def pod(namespace: str, name: str, service_account: str, labels: dict[str, str],
             "phase": "Running", "owner_kind": owner[0], "owner_name": owner[1]}
 
 
+def bind_reports(facts: MigrationFacts, client_id: str, selector: str = "reports") -> None:
+    """reports/reports-identity (an MSI AzureIdentity of ``client_id``) and reports/reports-binding, whose selector
+    is ``selector`` (leftover()'s reports-api pod is labelled aadpodidbinding=reports)."""
+    facts.azure_identities.items.append({"namespace": "reports", "name": "reports-identity",
+                                         "spec": {"type": 0, "clientID": client_id}})
+    facts.azure_identity_bindings.items.append({"namespace": "reports", "name": "reports-binding",
+                                                "spec": {"azureIdentity": "reports-identity", "selector": selector}})
+
+
 def leftover() -> tuple[MigrationFacts, ClusterFacts]:
     """Two bindings: finance's migrated (SA annotated, credential, labelled pod), payments' not started (a bare pod
     still labelled aadpodidbinding); the chart's NMI and MIC; the add-on owns payments' pod identity."""
@@ -637,11 +646,7 @@ def test_a_binding_whose_pods_run_as_a_service_account_naming_another_identity_k
     Now the row names the move, and the fix lists the old identity's roles to grant the new one."""
     old, new = "12121212-3434-4565-8787-909090909090", "abababab-cdcd-4efe-8a8a-bcbcbcbcbcbc"
     facts, cluster = leftover()
-    facts.azure_identities.items.append(
-        {"namespace": "reports", "name": "reports-identity", "spec": {"type": 0, "clientID": old}})
-    facts.azure_identity_bindings.items.append(
-        {"namespace": "reports", "name": "reports-binding", "spec": {"azureIdentity": "reports-identity",
-                                                                     "selector": "reports"}})
+    bind_reports(facts, old)
     facts.identities[old] = managed_identity("reportsId", old, ["system:serviceaccount:reports:reports-sa"])
     facts.service_accounts.items.append({"namespace": "reports", "name": "reports-sa", "client_id": new})
     legacy = next(p for p in facts.legacy_pods.items if p["name"] == "reports-api-abc-1")
@@ -822,10 +827,7 @@ def test_a_binding_whose_selector_was_edited_away_from_its_pods_labels_their_tem
     names."""
     client = "17171717-2828-4393-8a0a-515151515151"
     facts, cluster = leftover()
-    facts.azure_identities.items.append({"namespace": "reports", "name": "reports-identity",
-                                         "spec": {"type": 0, "clientID": client}})
-    facts.azure_identity_bindings.items.append({"namespace": "reports", "name": "reports-binding",
-                                                "spec": {"azureIdentity": "reports-identity", "selector": "reports-v2"}})
+    bind_reports(facts, client, selector="reports-v2")
     facts.service_accounts.items.append({"namespace": "reports", "name": "reports-sa", "client_id": client})
     facts.identities[client] = managed_identity("reportsId", client, ["system:serviceaccount:reports:reports-sa"])
     fixes = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
@@ -866,10 +868,7 @@ def test_mic_gone_while_nmi_runs_in_standard_mode_leaves_new_bound_pods_without_
     answers only from those (pkg/nmi/standard.go listPodIDsWithRetry). Only a warning that MIC is deployed had been
     said, then nothing. Pods MIC assigned before keep theirs; NMI in managed mode needs no MIC."""
     facts, cluster = leftover()
-    facts.azure_identities.items.append({"namespace": "reports", "name": "reports-identity",
-                                         "spec": {"type": 0, "clientID": CLIENT_BACKEND}})
-    facts.azure_identity_bindings.items.append({"namespace": "reports", "name": "reports-binding",
-                                                "spec": {"azureIdentity": "reports-identity", "selector": "reports"}})
+    bind_reports(facts, CLIENT_BACKEND)
     facts.components.items = [c for c in facts.components.items if c["component"] != "mic"]
     outcome = components_removed(MigrationContext(facts, cluster, AZURE))
     assert outcome.status == FAIL and outcome.findings[0].code == "POD_IDENTITY_REMOVED_EARLY"
@@ -891,10 +890,7 @@ def test_a_cronjobs_bound_pods_are_fixed_on_its_job_template_not_on_the_job() ->
     started: a real API server refuses it) and REMOVED_EARLY printed nothing to do. Now the CronJob's jobTemplate
     is patched, and the Job made before is deleted."""
     facts, cluster = leftover()
-    facts.azure_identities.items.append({"namespace": "reports", "name": "reports-identity",
-                                         "spec": {"type": 0, "clientID": CLIENT_BACKEND}})
-    facts.azure_identity_bindings.items.append({"namespace": "reports", "name": "reports-binding",
-                                                "spec": {"azureIdentity": "reports-identity", "selector": "reports"}})
+    bind_reports(facts, CLIENT_BACKEND)
     facts.service_accounts.items.append({"namespace": "reports", "name": "reports-sa", "client_id": CLIENT_BACKEND})
     facts.identities[CLIENT_BACKEND] = managed_identity("myWorkloadId", CLIENT_BACKEND, [
         "system:serviceaccount:finance:backend-sa", "system:serviceaccount:reports:reports-sa"])
