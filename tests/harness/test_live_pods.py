@@ -224,6 +224,15 @@ def failing_deployment(name: str, sa: str, message: str, annotations: dict[str, 
                 {"type": "ReplicaFailure", "status": status, "reason": "FailedCreate", "message": message}]}}
 
 
+def refused_once(controller: dict[str, Any], kind: str, message: str) -> ListingKube:
+    """A namespace with no pod, ``controller`` (of ``kind``) and one FailedCreate event on it saying ``message``."""
+    kube = ListingKube([])
+    kube.controllers = [controller]
+    kube.events = [{"involvedObject": {"kind": kind, "uid": controller["metadata"]["uid"]},
+                    "lastTimestamp": "2026-01-01T00:00:01Z", "message": message}]
+    return kube
+
+
 def context_with_failing_deployment(*args: object) -> WorkloadContext:
     """finance/backend-sa's context with no live pod and one Deployment (``failing_deployment(*args)``) whose
     ReplicaSet cannot create its pods, collected as the collector does."""
@@ -803,10 +812,7 @@ def test_a_statefulset_rolled_onto_a_mistyped_service_account_is_found_under_the
            "spec": {"replicas": 1, "template": {
                "metadata": {"labels": {"azure.workload.identity/use": "true"}},
                "spec": {"serviceAccountName": "backend-sa-v2"}}}, "status": {}}
-    kube = ListingKube([])
-    kube.controllers = [sts]
-    kube.events = [{"involvedObject": {"kind": "StatefulSet", "uid": "u-1"}, "lastTimestamp": "2026-01-01T00:00:01Z",
-                    "message": f"create Pod ledger-0 in StatefulSet ledger failed error: {refusal}"}]
+    kube = refused_once(sts, "StatefulSet", f"create Pod ledger-0 in StatefulSet ledger failed error: {refusal}")
     ctx = context([])
     ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
     (finding,) = live_pods(ctx).findings
@@ -832,10 +838,7 @@ def test_a_cronjobs_job_refused_by_the_webhook_is_fixed_on_the_cronjob_not_the_j
            "spec": {"parallelism": 1, "template": {
                "metadata": {"annotations": {"azure.workload.identity/service-account-token-expiration": "100"}},
                "spec": {"serviceAccountName": "backend-sa"}}}, "status": {}}
-    kube = ListingKube([])
-    kube.controllers = [job]
-    kube.events = [{"involvedObject": {"kind": "Job", "uid": "u-9"}, "lastTimestamp": "2026-01-01T00:00:01Z",
-                    "message": f"Error creating: {denial}"}]
+    kube = refused_once(job, "Job", f"Error creating: {denial}")
     ctx = context([])
     ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
     (finding,) = live_pods(ctx).findings
