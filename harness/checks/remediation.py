@@ -138,6 +138,15 @@ def show_issuer(azure: AzureConfig | None) -> Command:
     return aks_show(azure, "--query", "oidcIssuerProfile.issuerUrl", "-o", "tsv")
 
 
+def use_kubeconfig(path: str) -> Command:
+    """The shell's kubectl (and kubelogin, az aks get-credentials) pointed at kubeconfig ``path``."""
+    return command("export", f"KUBECONFIG={path}")
+
+
+def use_context(context: str) -> Command:
+    return command("kubectl", "config", "use-context", context)
+
+
 def kubectl(*args: Arg, note: str = "", capture: str | None = None) -> Command:
     return command("kubectl", *args, note=note, capture=capture)
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.checks import remediation as fix
 from harness.collect.retrying import retry_for
-from harness.commands import command, render
+from harness.commands import render
 from harness.facts import Fetched, KubeFailure
 from harness.input_files import (
     MAX_CA_BYTES,
@@ -246,8 +247,9 @@ def kube_target_problem(kubeconfig: Path | None, context: str | None) -> str | N
 
 def kubectl_elsewhere(kubeconfig: Path | None, context: str | None) -> str | None:
     """One line when the printed fixes' kubectl (the shell's $KUBECONFIG or ~/.kube/config and its
-    current-context; kubelogin and az aks get-credentials write $KUBECONFIG too) would act on another cluster than the one harness.yaml's cluster.kubeconfig/context made
-    the run read, saying what to run before pasting them; None when they agree or cannot be told."""
+    current-context; kubelogin and az aks get-credentials write $KUBECONFIG too) would act on another cluster than
+    the one harness.yaml's cluster.kubeconfig/context made the run read, saying what to run before pasting them
+    (fix.use_kubeconfig, fix.use_context); None when they agree or cannot be told."""
     if kubeconfig is None and context is None:
         return None
     try:
@@ -257,7 +259,7 @@ def kubectl_elsewhere(kubeconfig: Path | None, context: str | None) -> str | Non
     listed = {p.resolve() for p in _kubeconfig_list() if p.exists()}
     steps = []
     if kubeconfig is not None and kubeconfig.resolve() not in listed:
-        steps.append(command("export", f"KUBECONFIG={kubeconfig}"))
+        steps.append(fix.use_kubeconfig(str(kubeconfig)))
         try:
             current = read_kubeconfig(kubeconfig).current_context
         except KubeconfigProblem:
@@ -265,7 +267,7 @@ def kubectl_elsewhere(kubeconfig: Path | None, context: str | None) -> str | Non
     else:
         current = mine.current_context if mine is not None else None
     if context is not None and context != current:
-        steps.append(command("kubectl", "config", "use-context", context))
+        steps.append(fix.use_context(context))
     if not steps:
         return None
     used = f"{kubeconfig} context {context or current}" if kubeconfig else f"context {context}"

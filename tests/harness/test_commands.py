@@ -171,6 +171,8 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "helm_list_webhook": lambda d: fix.helm_list_webhook(),
     "deleted_applications": lambda d: fix.deleted_applications(d(nasty_text), d(nasty_text)),
     "kubectl": lambda d: fix.kubectl(d(nasty_text), d(nasty_text), note=d(nasty_text)),
+    "use_kubeconfig": lambda d: fix.use_kubeconfig(d(nasty_text)),
+    "use_context": lambda d: fix.use_context(d(nasty_text)),
     "aks_show": lambda d: fix.aks_show(azure_of(d), d(nasty_text), note=d(nasty_text)),
     "aks_update": lambda d: fix.aks_update(azure_of(d), d(nasty_text)),
     "aks_check_acr": lambda d: fix.aks_check_acr(azure_of(d), d(nasty_text)),
