@@ -175,6 +175,13 @@ _NO_SERVICE_PRINCIPAL_RE = re.compile(r"AADSTS7000229: The client application ([
                                       r"service principal")
 
 
+# harness/collect/arm_api.py workload_identity_login's note on the harness's own token failure, after Entra's refusal
+# of its Workload ID assertion: no credential at all (AADSTS70025), none for this issuer and subject (70021, 700213)
+_OWN_WORKLOAD_ID_RE = re.compile(
+    r"AADSTS(?:70025|70021|700213)\b.*\[the harness's Workload ID login: client (?P<client>[0-9a-fA-F-]{36}), "
+    r"issuer (?P<issuer>https://\S+), subject (?P<subject>system:serviceaccount:[a-z0-9-]+:[a-z0-9.-]+)\]$", re.S)
+
+
 def harness_token_fix(azure: AzureConfig | None, fetched: Fetched) -> list[Step]:
     """What repairs the harness's own token request. Entra refusing the RESOURCE (AADSTS500011: "The resource
     principal named X was not found in the tenant") is no credential problem: harness.yaml's azure.cloud names an
@@ -215,6 +222,19 @@ def harness_token_fix(azure: AzureConfig | None, fetched: Fetched) -> list[Step]
                 advice("a new service principal holds none of the old one's grants: Reader where the harness "
                        "reads, and Microsoft Graph's Application.Read.All"),
                 fix.grant_harness_reader(azure), *fix.grant_harness_graph_read(azure)]
+    own = _OWN_WORKLOAD_ID_RE.search(error)
+    if own is not None:
+        # the in-cluster Job logs in through Workload ID, and its identity trusts no token of the Job's
+        # ServiceAccount (the README's "give the identity a federated credential" step skipped, or for another
+        # namespace): az login and client secrets are no part of it
+        client, issuer, subject = own.group("client"), own.group("issuer"), own.group("subject")
+        return [advice(f"the harness's own identity {client} trusts no token of {subject} (its Workload ID login in "
+                       "the cluster): give it a federated credential; an app registration:"),
+                fix.app_federated_credential("create", client, "wi-harness-job", issuer, subject),
+                advice("a user-assigned managed identity, with its name and resource group:"),
+                fix.identity_credential_create(None, "wi-harness-job", issuer, subject),
+                advice(f"then run the Job again: kubectl -n {subject.split(':')[2]} delete job wi-harness, and "
+                       "kubectl apply -f the manifests-out/ directory again")]
     match = _UNKNOWN_RESOURCE_RE.search(str(fetched.error or ""))
     if match is None:
         return fix.harness_credential(azure)

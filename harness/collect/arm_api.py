@@ -50,8 +50,14 @@ _NETWORK_TEXTS = (
 )
 
 
-def make_credential(azure: AzureConfig) -> Any:
-    """The harness's own identity: the configured app registration, else DefaultAzureCredential."""
+def make_credential(azure: AzureConfig, own_client_id: str | None = None) -> Any:
+    """The harness's own identity: the configured app registration, else DefaultAzureCredential. In a pod the
+    Workload ID webhook mutated without AZURE_CLIENT_ID (the Job's ServiceAccount lost its client-id annotation),
+    azure-identity's ManagedIdentityCredential raised ValueError "Workload identity was selected but no client ID
+    was provided" from DefaultAzureCredential's constructor, a traceback on every test: ``own_client_id``
+    (harness.client_id, the identity the Job logs in as) is passed as the client id there."""
+    import os
+
     from azure.identity import ClientSecretCredential, DefaultAzureCredential
 
     endpoints = azure.cloud.endpoints
@@ -64,6 +70,8 @@ def make_credential(azure: AzureConfig) -> Any:
         return ClientSecretCredential(
             azure.tenant_id, azure.credential.client_id, azure.credential.secret(), **kwargs
         )
+    if own_client_id and os.environ.get("AZURE_FEDERATED_TOKEN_FILE") and not os.environ.get("AZURE_CLIENT_ID"):
+        kwargs.update(workload_identity_client_id=own_client_id, managed_identity_client_id=own_client_id)
     return DefaultAzureCredential(**kwargs)
 
 
@@ -80,6 +88,7 @@ class RequestsArm:
         base_url: str | None = None,
         scope: str | None = None,
         service: str = "ARM",
+        own_client_id: str | None = None,
     ) -> None:
         import requests
 
@@ -88,7 +97,8 @@ class RequestsArm:
         self._scope = scope or endpoints.arm_scope
         self._service = service
         self._tenant_id = azure.tenant_id
-        self.credential = credential if credential is not None else make_credential(azure)
+        self.credential = credential if credential is not None else make_credential(azure, own_client_id)
+        self._own_client_id = own_client_id
         self._verify: bool | str = str(azure.ca_file) if azure.ca_file else True
         self._session = mount_retries(requests.Session(), "graph" if service == "Microsoft Graph" else "arm")
         self._token: tuple[str, float] | None = None
@@ -123,7 +133,8 @@ class RequestsArm:
                     url,
                     None,
                     None,
-                    f"the harness could not get an {self._service} token: {credential_failure_text(exc)}",
+                    f"the harness could not get an {self._service} token: {credential_failure_text(exc)}"
+                    + workload_identity_login(self._own_client_id),
                     CREDENTIAL_ERROR,
                     self._authority_host,  # the service that refused or failed it, for Entra's own 5xx
                 )
@@ -166,7 +177,7 @@ def graph_client(azure: AzureConfig, arm: RequestsArm) -> RequestsArm | None:
     if not graph:
         return None
     return RequestsArm(azure, arm.credential, base_url=graph, scope=azure.cloud.endpoints.graph_scope,
-                       service="Microsoft Graph")
+                       service="Microsoft Graph", own_client_id=getattr(arm, "_own_client_id", None))
 
 
 def credential_failure_text(exc: BaseException) -> str:
@@ -182,6 +193,32 @@ def credential_failure_text(exc: BaseException) -> str:
         reasons.append(f"{name}: {_shorten(reason.rstrip('.'))}")
     head = _ENTRA_TRAILER_RE.sub("", lines[0]).strip()
     return f"{head.rstrip('.')}: {'; '.join(reasons)}" if reasons else head
+
+
+def workload_identity_login(own_client_id: str | None = None) -> str:
+    """Where the harness itself logs in through Workload ID (the in-cluster Job: the webhook's
+    AZURE_FEDERATED_TOKEN_FILE and AZURE_CLIENT_ID): the client, and the projected token's issuer and subject (read,
+    not verified), which a federated credential of that identity must name; "" elsewhere."""
+    import base64
+    import json
+    import os
+
+    path, client_id = os.environ.get("AZURE_FEDERATED_TOKEN_FILE"), os.environ.get("AZURE_CLIENT_ID") or own_client_id
+    if not path or not client_id:
+        return ""
+    try:
+        with open(path, encoding="utf-8") as file:
+            payload = file.read().strip().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (OSError, IndexError, ValueError):
+        return ""
+    issuer, subject = claims.get("iss"), claims.get("sub")
+    if not isinstance(issuer, str) or not isinstance(subject, str):
+        return ""
+    return f" [{WORKLOAD_ID_LOGIN} client {client_id}, issuer {issuer}, subject {subject}]"
+
+
+WORKLOAD_ID_LOGIN = "the harness's Workload ID login:"
 
 
 def _host_of(url: str) -> str:

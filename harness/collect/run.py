@@ -52,7 +52,7 @@ def build_backend(config: HarnessConfig, kube: KubeApi | None = None) -> Backend
 
     kube = kube or OfficialKubeApi(config.cluster.kubeconfig, config.cluster.context)
     ca_file = (config.azure.ca_file if config.azure else None) or config.cluster.ca_file
-    arm = RequestsArm(config.azure) if config.azure else None
+    arm = RequestsArm(config.azure, own_client_id=config.harness.client_id) if config.azure else None
     graph = graph_client(config.azure, arm) if config.azure and arm else None
     token = getattr(kube, "bearer_token", None)  # whatever the kubeconfig's user yields: static, tokenFile, exec
     # each ARM and Graph resource is read once per run, whichever collector asks (harness.collect.cache)

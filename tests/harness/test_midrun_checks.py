@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_checks import V15, V16, VAULT, _pod, _refused, _waiting_probe, context_for
+from test_checks import CLIENT, V15, V16, VAULT, _pod, _refused, _waiting_probe, context_for
 
 from harness.checks.access import access_outcome
 from harness.checks.common import arm_failure_finding
@@ -19,7 +19,7 @@ from harness.checks.pod import pod_mutated
 from harness.checks.probe_output import probe_completed
 from harness.collect.probe_pods import await_pods, note_why_not_started
 from harness.commands import command
-from harness.config import KeyVaultSecretAccess
+from harness.config import AzureConfig, KeyVaultSecretAccess
 from harness.facts import CREDENTIAL_ERROR, Fetched, PodFacts
 from harness.names import POD_DELETED
 
@@ -310,3 +310,62 @@ def test_a_deployment_pods_preset_variable_is_unset_on_its_template_as_the_live_
     [finding] = pod_mutated(ctx).findings
     assert finding.code == "POD_ENV_CONFLICT"
     assert finding.fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_FEDERATED_TOKEN_FILE-"]
+
+
+def test_the_job_s_own_workload_id_login_without_a_federated_credential_prints_that_credential(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """By hand in the lab: manifests render and kubectl apply without README's 'give the identity a federated
+    credential for system:serviceaccount:wi-harness:wi-harness' step: the Job's run failed HARNESS_CREDENTIAL_FAILED
+    (WorkloadIdentityCredential: AADSTS70025) with 'az login' and AZURE_CLIENT_SECRET advice, which no Job takes.
+    The credential failure now carries the Job's login (its client, its token's issuer and subject) and the fix
+    creates that credential (the app registration's line pasted as printed: the Job's next run PASS)."""
+    import base64
+    import json
+
+    from harness.collect.arm_api import workload_identity_login
+
+    issuer, subject, client = "https://oidc.example/t/", "system:serviceaccount:wi-harness:wi-harness", CLIENT
+    claims = base64.urlsafe_b64encode(json.dumps({"iss": issuer, "sub": subject}).encode()).decode().rstrip("=")
+    (tmp_path / "token").write_text(f"e30.{claims}.sig")
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("AZURE_CLIENT_ID", client)
+    login = workload_identity_login()
+    assert login == f" [the harness's Workload ID login: client {client}, issuer {issuer}, subject {subject}]"
+    monkeypatch.delenv("AZURE_FEDERATED_TOKEN_FILE")
+    assert workload_identity_login() == ""  # az login, a client secret: nothing to add
+    error = ("the harness could not get an ARM token: DefaultAzureCredential failed to retrieve a token from the "
+             "included credentials: WorkloadIdentityCredential: Microsoft Entra ID error '(invalid_client) "
+             f"AADSTS70025: The client '{client}'(wi-harness) has no configured federated identity cr...{login}")
+    finding = arm_failure_finding(Fetched("https://arm/x", None, None, error, CREDENTIAL_ERROR), "cluster",
+                                  "the managed cluster could not be read", "AKS_NOT_FOUND", command("az"),
+                                  context_for().azure)
+    lines = finding.fix_lines()
+    assert finding.code == "HARNESS_CREDENTIAL_FAILED" and not any("az login" in line for line in lines)
+    assert lines[1] == ("az ad app federated-credential create --id " + client + " --parameters '{\"name\": "
+                        f"\"wi-harness-job\", \"issuer\": \"{issuer}\", \"subject\": \"{subject}\", \"audiences\": "
+                        "[\"api://AzureADTokenExchange\"]}'")
+    assert lines[-1].startswith("# then run the Job again: kubectl -n wi-harness delete job wi-harness")
+
+
+def test_the_job_s_service_account_without_its_client_id_annotation_still_logs_in_as_harness_client_id(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """By hand in the lab: the Job's ServiceAccount without azure.workload.identity/client-id (the webhook injects
+    the token, the tenant and the authority, no AZURE_CLIENT_ID): azure-identity's ManagedIdentityCredential raised
+    ValueError 'Workload identity was selected but no client ID was provided' from DefaultAzureCredential's
+    constructor, 59 setup errors with tracebacks and no finding. harness.client_id is the client id there (the
+    Job's rerun by hand: PASS, run_by.azure.appid the harness's)."""
+    from harness.collect.arm_api import make_credential
+
+    (tmp_path / "token").write_text("e30.e30.sig")
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("AZURE_TENANT_ID", "68df44b8-736c-4a3a-9bec-5db0488e314f")
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com/")
+    monkeypatch.delenv("AZURE_CLIENT_ID", raising=False)
+    azure = AzureConfig(tenant_id="68df44b8-736c-4a3a-9bec-5db0488e314f",
+                        subscription_id="0b1f6471-1bf0-4dda-aec3-cb9272f09590", resource_group="rg",
+                        cluster_name="aks")
+    with pytest.raises(ValueError, match="no client ID was provided"):
+        make_credential(azure)
+    assert make_credential(azure, CLIENT) is not None
