@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from harness.checks import remediation as fix
 from harness.checks.model import ERROR, Finding, Outcome, failed
-from harness.commands import Command, Step, advice, command
+from harness.commands import Command, Step, advice
 from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, ClusterFacts, Fetched, KubeFailure
 
@@ -255,12 +255,11 @@ def harness_token_fix(azure: AzureConfig | None, fetched: Fetched) -> list[Step]
 def azure_unreachable(host: str, cause: str, azure: AzureConfig | None) -> list[Step]:
     """Not the credential (a new secret would not help): name resolution, TLS trust or the path to ``host``."""
     ca_file = str(azure.ca_file) if azure is not None and azure.ca_file else None
-    probe = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}\\n", *(["--cacert", ca_file] if ca_file else [])]
     steps: list[Step] = []
     if "DNS" in cause:
         name = urlsplit(f"https://{host}/").hostname or host
-        steps.append(command("nslookup", name, note="does this machine resolve it? (DNS, VPN, private zone)"))
-    steps.append(command(*probe, f"https://{host}/", note="does this machine reach it over HTTPS?"))
+        steps.append(fix.resolve_host(name))
+    steps.append(fix.https_reachable(host, ca_file))
     if "TLS" in cause:
         steps.append(
             advice(

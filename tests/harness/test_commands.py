@@ -384,6 +384,20 @@ def test_no_code_outside_the_renderer_builds_a_shell_command_from_strings() -> N
     assert offenders == []
 
 
+def test_checks_build_their_commands_with_remediation_builders() -> None:
+    """Every printed fix comes from a builder in harness.checks.remediation (all of them under BUILDERS, the
+    hostile-value property test): no other check module calls ``command(`` itself."""
+    offenders = []
+    for path in sorted((HARNESS / "checks").glob("*.py")):
+        if path.name == "remediation.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and (getattr(node.func, "id", None) == "command"
+                                               or getattr(node.func, "attr", None) == "command"):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
+
 def test_every_finding_written_in_the_code_lists_fixes_not_strings() -> None:
     offenders = []
     for path in sorted(HARNESS.rglob("*.py")):
