@@ -7,6 +7,9 @@ from typing import Any
 
 CREDENTIAL_ERROR = "CredentialError"  # Fetched.code when the harness could not get a token to call at all
 NETWORK_ERROR = "NetworkError"  # Fetched.code when a host could not be reached (DNS, TLS, refused, timed out)
+# Fetched.code when the service took the request and did not answer in time, through the retries: the service, not
+# the network path (the error names the service and the wait)
+SLOW_ERROR = "ServiceSlow"
 
 
 @dataclass
@@ -26,8 +29,8 @@ class Fetched:
         return self.status is not None and 200 <= self.status < 300 and self.error is None
 
     def describe(self) -> str:
-        if self.code == CREDENTIAL_ERROR:
-            return str(self.error)  # nothing was sent: the URL is not the problem
+        if self.code in (CREDENTIAL_ERROR, SLOW_ERROR):
+            return str(self.error)  # nothing was sent, or nothing came back: the URL is not the problem
         if self.code == NETWORK_ERROR:
             return f"could not reach {self.host}: {self.error}"
         if self.status is None:

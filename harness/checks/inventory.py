@@ -51,6 +51,7 @@ from harness.config import AzureConfig, ExpectConfig, WorkloadConfig
 from harness.facts import (
     CREDENTIAL_ERROR,
     NETWORK_ERROR,
+    SLOW_ERROR,
     ClusterFacts,
     InventoryFacts,
     InventoryIdentity,
@@ -402,7 +403,7 @@ def identities_listed(ctx: InventoryContext) -> Outcome:
     facts = ctx.facts
     if not facts.azure_configured:
         return skipped("no Azure access configured (the azure: section of harness.yaml)")
-    unusable = next((f for f in facts.failed if f.code in (CREDENTIAL_ERROR, NETWORK_ERROR)), None)
+    unusable = next((f for f in facts.failed if f.code in (CREDENTIAL_ERROR, NETWORK_ERROR, SLOW_ERROR)), None)
     if unusable is not None:
         return failed(
             f"the harness could not read Azure: {unusable.describe()}",

@@ -16,7 +16,7 @@ from harness.collect.graph import (
 )
 from harness.collect.pages import list_all
 from harness.config import AzureConfig
-from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, Fetched, IdentityFacts
+from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, SLOW_ERROR, Fetched, IdentityFacts
 
 AKS_API = "2024-09-01"
 MSI_API = "2023-01-31"
@@ -86,7 +86,7 @@ def _refused(fetched: Fetched) -> bool:
 
 def _unusable(fetched: Fetched) -> bool:
     """The harness itself cannot call (its credential, the network): nothing later would fare better."""
-    return fetched.code in (CREDENTIAL_ERROR, NETWORK_ERROR)
+    return fetched.code in (CREDENTIAL_ERROR, NETWORK_ERROR, SLOW_ERROR)
 
 
 def search_managed_identities(

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from harness.collect.caller import identity_claims
 from harness.collect.retrying import mount_retries
 from harness.config import AzureConfig
-from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, Fetched
+from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, SLOW_ERROR, Fetched
 
 
 class ArmGet(Protocol):
@@ -106,6 +106,10 @@ class RequestsArm:
         # Neither the harness's identity nor the network to its authority will fix itself mid-run: the first
         # failure answers every later call at once.
         self._token_failure: Fetched | None = None
+        # A service that took a request and gave no answer within TIMEOUT, through the retries: every later call
+        # would wait as long (a minute each, the run several), so it answers them at once. # unverified: that
+        # a real ARM slower than 30 s stays so for the run; a hard-down one (refused) fails fast anyway
+        self._slow: str | None = None
 
     def _bearer(self) -> str:
         if self._token is None or self._token[1] - 120 < time.time():
@@ -120,6 +124,8 @@ class RequestsArm:
         url = path_or_url if path_or_url.startswith("https://") else self.base_url + path_or_url
         if self._token_failure is not None:
             return self._failed_before_sending(url)
+        if self._slow is not None:
+            return Fetched(url, None, None, f"{self._slow} (not asked again this run)", SLOW_ERROR)
         try:
             token = self._bearer()
         except (AzureError, ValueError) as exc:  # MSAL raises ValueError for an unusable authority
@@ -146,6 +152,10 @@ class RequestsArm:
             else:
                 response = self._session.post(url, json=body, timeout=TIMEOUT, verify=self._verify, headers=headers)
         except requests.RequestException as exc:
+            if read_timed_out(exc):  # it took the request: neither the network path nor the proxy is at fault
+                self._slow = (f"{self._service} at {_host_of(url)} took the request and did not answer within "
+                              f"{TIMEOUT:g} s, through the harness's retries: the service is slow or failing")
+                return Fetched(url, None, None, self._slow, SLOW_ERROR)
             cause = network_failure_cause(exc)
             if cause is not None:
                 return Fetched(url, None, None, cause, NETWORK_ERROR, _host_of(url))
@@ -224,6 +234,14 @@ WORKLOAD_ID_LOGIN = "the harness's Workload ID login:"
 def _host_of(url: str) -> str:
     """``host[:port]`` of an https URL (no user info): what a person checks the network path to."""
     return urlsplit(url).netloc.rpartition("@")[2] or url
+
+
+def read_timed_out(exc: BaseException) -> bool:
+    """The request went out and no answer came within the read timeout (urllib3's ReadTimeoutError, alone or as
+    the reason the retries ended): a slow service, not a connection that could not be made."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    return any(isinstance(link, ReadTimeoutError) for link in _exception_chain(exc))
 
 
 def network_failure_cause(exc: BaseException) -> str | None:

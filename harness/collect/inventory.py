@@ -34,6 +34,7 @@ from harness.config import AzureConfig
 from harness.facts import (
     CREDENTIAL_ERROR,
     NETWORK_ERROR,
+    SLOW_ERROR,
     Fetched,
     InventoryFacts,
     InventoryIdentity,
@@ -171,7 +172,7 @@ def credential_of(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _unusable(fetched: Fetched) -> bool:
-    return fetched.code in (CREDENTIAL_ERROR, NETWORK_ERROR)
+    return fetched.code in (CREDENTIAL_ERROR, NETWORK_ERROR, SLOW_ERROR)
 
 
 def _record(facts: InventoryFacts, fetched: Fetched) -> None:

@@ -14,6 +14,7 @@ import requests
 
 from harness.collect import retrying
 from harness.collect.retrying import RetryLedger, ServicePolicy, mount_retries
+from harness.facts import SLOW_ERROR
 from probe import retry as probe_retry
 
 FAST = ServicePolicy("arm", bound_seconds=5.0, first_delay=0.05, max_delay=0.2)
@@ -26,6 +27,9 @@ class Script(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         type(self).seen.append(self.command)
         answer = type(self).answers.pop(0) if type(self).answers else (200, {})
+        if answer == "slow":  # took the request, and no answer before the client's read timeout (it has gone)
+            time.sleep(0.6)
+            return
         if answer == "reset":  # the connection dies before any answer
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
             self.connection.close()
@@ -152,3 +156,32 @@ def test_retries_made_for_a_workload_are_counted_for_it_and_in_its_checks_eviden
     evidence = {c.id: c.evidence.get("harness_retries") for c in with_harness_retries(checks, counted)}
     assert evidence == {"sa.exists": {"kube": 1}, "identity.matches": {"arm": 2}, "token.subject": None,
                         "access.keyvault:finance-kv/db-password": {"arm": 2}}
+
+
+def test_an_arm_slower_than_its_read_timeout_is_named_slow_and_not_asked_again(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By hand (lab ctl fault arm --latency-ms 31000, one workload): every ARM read was AZURE_UNREACHABLE 'could
+    not reach ...: the connection timed out' with curl and proxy advice, and each waited the 30 s read timeout
+    twice (a retry), so the run took 5 minutes. A read timeout is the service, and the next calls answer at once."""
+    from test_caller import Credential, azure
+
+    from harness.collect import arm_api
+
+    monkeypatch.setattr(arm_api, "TIMEOUT", 0.2)
+    Script.answers = ["slow", "slow", "slow", "slow"]
+    client = arm_api.RequestsArm(azure(), credential=Credential())
+    client.base_url = server
+    client._session = session(RetryLedger(), ServicePolicy("arm", bound_seconds=0.5, first_delay=0.05,
+                                                           max_delay=0.1))
+    first = client("/subscriptions/x")
+    assert first.code == SLOW_ERROR and first.status is None, first  # not NETWORK_ERROR: no AZURE_UNREACHABLE
+    assert first.describe() == first.error  # the reason, not 'no response from <url>' before it
+    assert first.error == ("ARM at " + server.removeprefix("http://") + " took the request and did not answer "
+                           "within 0.2 s, through the harness's retries: the service is slow or failing")
+    asked = len(Script.seen)
+    assert asked >= 2  # retried once at least
+    started = time.monotonic()
+    second = client("/subscriptions/y")
+    assert time.monotonic() - started < 0.1 and len(Script.seen) == asked
+    assert second.error == first.error + " (not asked again this run)"
