@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from harness import values
-from harness.checks.podspec import controller_of
+from harness.checks.podspec import controller_of, is_live, service_account_of
 from harness.collect.arm import ARG_PATH, AUTHORIZATION_API, IDENTITY_TYPE, MSI_API
 from harness.collect.arm_api import ArmGet
 from harness.collect.cache import cached, read_all
@@ -46,7 +46,6 @@ from harness.names import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     TENANT_ID_ANNOTATION,
-    TERMINAL_PHASES,
     USE_LABEL,
 )
 
@@ -121,10 +120,9 @@ def labelled_pod_owners(kube: KubeApi) -> dict[str, list[dict[str, Any]]] | None
     owners: dict[str, dict[tuple[str, str], list[str]]] = {}
     for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-        if (meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
-                or (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY):
+        if not is_live(pod) or (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
             continue
-        ref = f"{meta.get('namespace')}/{spec.get('serviceAccountName') or spec.get('serviceAccount') or 'default'}"
+        ref = f"{meta.get('namespace')}/{service_account_of(spec)}"
         owners.setdefault(ref, {}).setdefault(controller_of(pod), []).append(str(meta.get("name") or ""))
     return {ref: [{"kind": kind, "name": name, "pods": names} for (kind, name), names in found.items()]
             for ref, found in owners.items()}
