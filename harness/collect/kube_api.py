@@ -514,8 +514,17 @@ class OfficialKubeApi:
             raise KubeError(self._unreachable)
 
     def _no_answer(self, exc: BaseException) -> KubeFailure:
-        """A transport failure as a KubeFailure; remembered when no connection could be opened at all."""
-        from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError, SSLError
+        """A transport failure as a KubeFailure; remembered when no connection could be opened at all, or when the
+        API server took a request and did not answer within the read timeout through the retries (a minute each:
+        every later call would wait as long, and a run of one workload took over 7 minutes, its SIGTERM clean-up 3
+        more; # unverified: that a real API server this slow stays so for the run)."""
+        from urllib3.exceptions import (
+            ConnectTimeoutError,
+            MaxRetryError,
+            NewConnectionError,
+            ReadTimeoutError,
+            SSLError,
+        )
 
         reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
         if isinstance(reason, SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(reason):
@@ -526,6 +535,12 @@ class OfficialKubeApi:
                 "certificate-authority (CERTIFICATE_VERIFY_FAILED): the cluster's CA was rotated (az aks "
                 "rotate-certs) or the kubeconfig holds another cluster's CA; write it again: az aks get-credentials "
                 "--overwrite-existing")
+            return self._unreachable
+        if isinstance(reason, ReadTimeoutError):
+            self._unreachable = KubeFailure(
+                0, "Unreachable", f"the API server {self.server} took the request and did not answer within "
+                f"{REQUEST_TIMEOUT[1]:g} s, through the harness's retries: it is overloaded or failing (not asked "
+                "again this run)")
             return self._unreachable
         failure = KubeFailure(
             0, "Unreachable", f"no answer from the API server {self.server}: {_short(reason)}"

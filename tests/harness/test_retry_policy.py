@@ -185,3 +185,22 @@ def test_an_arm_slower_than_its_read_timeout_is_named_slow_and_not_asked_again(
     second = client("/subscriptions/y")
     assert time.monotonic() - started < 0.1 and len(Script.seen) == asked
     assert second.error == first.error + " (not asked again this run)"
+
+
+def test_an_api_server_slower_than_its_read_timeout_is_not_asked_again() -> None:
+    """By hand (lab ctl fault kube --latency-ms 31000, one workload): each Kubernetes call waited its 30 s read
+    timeout and a retry, the run passed 4 minutes unfinished and its SIGTERM clean-up took 3 more. A read timeout
+    through the retries is remembered, as a connection never made already was: later calls fail at once."""
+    from urllib3.exceptions import MaxRetryError, ReadTimeoutError
+
+    from harness.collect.kube_api import KubeError, OfficialKubeApi
+
+    api = OfficialKubeApi.__new__(OfficialKubeApi)
+    api._unreachable, api.server = None, "https://127.0.0.1:6443"
+    failure = api._no_answer(MaxRetryError(None, "/api/v1/namespaces", ReadTimeoutError(None, "/", "read timed out")))
+    assert failure.message == ("the API server https://127.0.0.1:6443 took the request and did not answer within "
+                               "30 s, through the harness's retries: it is overloaded or failing (not asked again "
+                               "this run)")
+    with pytest.raises(KubeError) as raised:
+        api._fail_fast()
+    assert raised.value.failure is failure
