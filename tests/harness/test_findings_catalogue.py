@@ -28,6 +28,7 @@ NOT_FINDING_CODES = {
     "AZURE_FEDERATED_TOKEN_FILE",
     "AZURE_PASSWORD",
     "AZURE_TENANT_ID",
+    "CERTIFICATE_VERIFY_FAILED",  # OpenSSL's reason in an SSLError the kubeconfig check reads (collect.kube_api)
     "HTTPS_PROXY",  # the proxy variable AKS's HTTP proxy feature puts in pods (checks.exchange)
     "KUBERNETES_SERVICE_HOST",
     "O_CLOEXEC",
