@@ -1523,9 +1523,11 @@ CASES = [
                            "none; the test chooses the one the cluster had",
                            fill=lambda w: {"<identity-resource-id>": CONTROL_PLANE[0]})),
     Case("PROBE_IMAGE_PULL_FAILED", _probe_image_missing, lambda w: None,
-         decision=Decision("which registry the nodes pull from is the person's: the printed az acr import names "
-                           "a <registry> (and the lab has no container registry); the test takes the other option, "
-                           "probe.image naming an image the nodes can pull (an edit of harness.yaml)",
+         decision=Decision("which registry the nodes pull from is the person's: the printed az acr import copies "
+                           "the stock image into probe.image's registry (840f9b3), and the lab has no container "
+                           "registry; the test takes the other option, probe.image naming an image the nodes can "
+                           "pull (an edit of harness.yaml)",
+                           run=lambda line: not line.startswith("az acr ") and not placeholders(line),
                            edit=_default_probe_image)),
     Case("FIC_ORPHANED", _orphaned_credential, World.heal_fics, where="run", severity="warning"),
     Case("SA_TENANT_ID_MALFORMED", _tenant_id_a_domain, _heal_tenant, severity="warning"),
