@@ -14,7 +14,6 @@ HTTP 429 and 5xx are the probe's own rule (always transient), not configured her
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from harness.checks.federation import match_fic
@@ -76,11 +75,11 @@ def pending_credential(
 
 
 def retryable_aadsts(identity: IdentityFacts | None, issuer: str | None, subject: str,
-                     client_id: str | None = None, now: float | None = None) -> list[int]:
+                     client_id: str | None, now: float) -> list[int]:
     """The AADSTS codes the probe may retry for this workload (see the module's docstring); ``client_id`` is
-    the one the pod will exchange as (the ServiceAccount's annotation)."""
+    the one the pod will exchange as (the ServiceAccount's annotation); ``now``: when the identity was read (a
+    fact of the collection, as an epoch time: a credential's age is measured to it)."""
     codes = list(METADATA_CACHE_AADSTS)
-    moment = time.time() if now is None else now
-    if pending_credential(identity, issuer, subject, client_id, moment) is not None:
+    if pending_credential(identity, issuer, subject, client_id, now) is not None:
         codes = [*FIC_PROPAGATION_AADSTS, *codes]
     return codes

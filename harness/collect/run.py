@@ -162,7 +162,8 @@ def collect_workloads(
                 probe_config_for(workload, config.probe, config.cloud, retryable_aadsts(
                     facts.identity, issuer,
                     service_account_subject(workload.namespace, workload.service_account),
-                    facts.sa.annotations.get(CLIENT_ID_ANNOTATION)), cloud_configured=config.azure is not None),
+                    facts.sa.annotations.get(CLIENT_ID_ANNOTATION), facts.collected_at),
+                    cloud_configured=config.azure is not None),
             ), scope=retry_scope(workload.id))
             # read while the probe pod starts: the probe does not need them (its own pods are not listed as the app's)
             with LEDGER.scope(retry_scope(workload.id)):
@@ -273,7 +274,7 @@ def collect_existing_pods(
                                      probe_config_for(workload, config.probe, config.cloud, retryable_aadsts(
                                          facts.identity, issuer,
                                          service_account_subject(facts.namespace, facts.service_account),
-                                         facts.sa.annotations.get(CLIENT_ID_ANNOTATION)),
+                                         facts.sa.annotations.get(CLIENT_ID_ANNOTATION), facts.collected_at),
                                          cloud_configured=config.azure is not None)))
     if requests:
         probes = run_probe_pods(backend.kube, requests, run_id, config.probe, image, keep=keep)

@@ -141,11 +141,35 @@ def test_the_codes_are_the_probes() -> None:
 
 def test_credential_codes_are_waited_on_only_when_a_credential_matches() -> None:
     matching = IdentityFacts(federated_credentials=[fic()])
-    assert retryable_aadsts(matching, ISSUER, SUBJECT) == [70021, 700211, 700213, 7000272]
-    assert retryable_aadsts(matching, ISSUER.rstrip("/"), SUBJECT) == [7000272]  # exact, as Entra matches
-    assert retryable_aadsts(IdentityFacts(federated_credentials=[fic(subject="x")]), ISSUER, SUBJECT) == [7000272]
-    assert retryable_aadsts(IdentityFacts(), ISSUER, SUBJECT) == [7000272]  # unknown: never wait on them
-    assert retryable_aadsts(None, None, SUBJECT) == [7000272]
+    now = time.time()
+    assert retryable_aadsts(matching, ISSUER, SUBJECT, None, now) == [70021, 700211, 700213, 7000272]
+    assert retryable_aadsts(matching, ISSUER.rstrip("/"), SUBJECT, None, now) == [7000272]  # exact, as Entra does
+    assert retryable_aadsts(IdentityFacts(federated_credentials=[fic(subject="x")]), ISSUER, SUBJECT, None,
+                            now) == [7000272]
+    assert retryable_aadsts(IdentityFacts(), ISSUER, SUBJECT, None, now) == [7000272]  # unknown: never wait on them
+    assert retryable_aadsts(None, None, SUBJECT, None, now) == [7000272]
+
+
+CLOCKS = {("time", "time"), ("time", "monotonic"), ("time", "perf_counter"), ("datetime", "now"),
+          ("datetime", "utcnow"), ("datetime", "today"), ("date", "today")}
+
+
+def test_no_check_reads_the_clock() -> None:
+    """Checks are pure functions of facts: the time they judge by (a credential's age, a token's expiry) is a
+    fact collected with the others (ctx.now, a collected_at), never read while judging; else a verdict
+    could not be replayed from run.json's facts. retryable_aadsts read time.time() when given no ``now``."""
+    import ast
+
+    checks = Path(__file__).resolve().parents[2] / "harness" / "checks"
+    offenders = []
+    for path in sorted(checks.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                owner = node.func.value
+                name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", None)
+                if (name, node.func.attr) in CLOCKS:
+                    offenders.append(f"{path.name}:{node.lineno} {name}.{node.func.attr}()")
+    assert offenders == []
 
 
 def test_the_retry_bound_leaves_half_the_pods_deadline() -> None:
