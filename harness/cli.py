@@ -11,7 +11,8 @@
 
 Bad input (a missing file, a file that is not a run.json or breaks its schema, an output that cannot be
 written) is one line on stderr naming the file and the cause, and exit status 2, as for argparse's usage
-errors.
+errors. ``report merge`` exits 1 when the fleet verdict is FAIL (the sign-off still written), 0 when it is PASS, as
+the suites do for one run.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from harness.report.signoff import (
 )
 
 USAGE_ERROR = 2
+FLEET_FAILED = 1  # the suites' exit status for a FAIL verdict (README's CI section): a fleet's CI step fails with it
 PROG = "python -m harness"
 
 
@@ -149,16 +151,21 @@ def _merge(runs: list[Path], out_dir: Path, expected: list[str] | None = None) -
     except OSError as exc:
         raise ReportInputError(f"{out_dir}: cannot write there: {exc.strerror or exc}") from None
     fleet = fleet_view(documents, expected or ())
-    missing = f", {fleet.counts['missing']} cluster(s) without a run" if fleet.counts["missing"] else ""
+    counts = fleet.counts
+    missing = f", {_count(counts['missing'], 'cluster')} without a run" if counts["missing"] else ""
     print(
-        f"fleet verdict {fleet.verdict.upper()}: {fleet.counts['clusters']} cluster(s), "
-        f"{fleet.counts['runs']} run(s), "
-        f"{fleet.counts['failed_runs']} failed{missing}; wrote {', '.join(str(p) for p in paths)}",
+        f"fleet verdict {fleet.verdict.upper()}: {_count(counts['clusters'], 'cluster')}, "
+        f"{_count(counts['runs'], 'run')}, {counts['failed_runs']} failed{missing}; "
+        f"wrote {', '.join(str(p) for p in paths)}",
         file=sys.stderr,
     )
     if fleet.table.note:  # a cluster expected without a run; several runs of one cluster: each counts
         print(fleet.table.note, file=sys.stderr)
-    return 0
+    return 0 if fleet.verdict == "pass" else FLEET_FAILED
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _output_dir(out_dir: Path) -> None:

@@ -423,8 +423,8 @@ def test_merge_of_three_runs_on_two_clusters_one_failing(
         paths.append(tmp_path / f"{name}.json")
         paths[-1].write_text(json.dumps(document))
     out = tmp_path / "fleet" / "signoff"
-    assert main(["report", "merge", *map(str, paths), "-o", str(out)]) == 0
-    assert "fleet verdict FAIL: 2 cluster(s), 3 run(s), 1 failed" in capsys.readouterr().err
+    assert main(["report", "merge", *map(str, paths), "-o", str(out)]) == 1  # FAIL: the suites' exit status
+    assert "fleet verdict FAIL: 2 clusters, 3 runs, 1 failed" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["signoff.html", "signoff.md"]
 
     md = (out / "signoff.md").read_text()
@@ -728,8 +728,8 @@ def test_an_incomplete_run_says_why_it_failed_and_never_says_off_pod_identity_ye
         assert "YES:" not in text
     path = tmp_path / "run.json"
     path.write_text(json.dumps(document))
-    assert main(["report", "merge", str(path), "-o", str(tmp_path / "fleet")]) == 0
-    assert "fleet verdict FAIL: 1 cluster(s), 1 run(s), 1 failed" in capsys.readouterr().err
+    assert main(["report", "merge", str(path), "-o", str(tmp_path / "fleet")]) == 1
+    assert "fleet verdict FAIL: 1 cluster, 1 run, 1 failed" in capsys.readouterr().err
     fleet = md_unescape((tmp_path / "fleet" / "signoff.md").read_text())
     row = next(line for line in fleet.splitlines() if line.startswith("| dev-aks"))
     assert md_cells(row)[3:5] == ["FAIL (not complete)", "CANNOT TELL"]
@@ -752,11 +752,11 @@ def test_several_runs_of_one_cluster_are_named_and_each_counts(
     for document in (later, earlier):
         paths.append(tmp_path / f"{document['run_id']}.json")
         paths[-1].write_text(json.dumps(document))
-    assert main(["report", "merge", *map(str, paths), "-o", str(tmp_path / "fleet")]) == 0
+    assert main(["report", "merge", *map(str, paths), "-o", str(tmp_path / "fleet")]) == 1
     err = capsys.readouterr().err
     note = ("Several runs of one cluster: dev-aks: 2 runs, the latest 20250102T000000Z-ffffff "
             "(2025-01-02T10:00:00Z) PASS. Every run counts toward the fleet verdict, an earlier failure too")
-    assert "fleet verdict FAIL: 1 cluster(s), 2 run(s), 1 failed" in err and note in err
+    assert "fleet verdict FAIL: 1 cluster, 2 runs, 1 failed" in err and note in err
     assert note in md_unescape((tmp_path / "fleet" / "signoff.md").read_text())
     assert note in html.unescape((tmp_path / "fleet" / "signoff.html").read_text())
     assert fleet_view([later]).table.note == ""
@@ -814,11 +814,11 @@ def test_an_expected_cluster_without_a_run_fails_the_fleet(
     path = tmp_path / "dev.json"
     path.write_text(json.dumps(dev))
     assert main(["report", "merge", str(path), "-o", str(tmp_path / "all"), "--expect", "dev-aks"]) == 0
-    assert "fleet verdict PASS: 1 cluster(s), 1 run(s), 0 failed;" in capsys.readouterr().err
+    assert "fleet verdict PASS: 1 cluster, 1 run, 0 failed;" in capsys.readouterr().err
     assert main(["report", "merge", str(path), "-o", str(tmp_path / "fleet"), "--expect", "dev-aks",
-                 "--expect", "prod-aks"]) == 0
+                 "--expect", "prod-aks"]) == 1
     err = capsys.readouterr().err
-    assert "fleet verdict FAIL: 2 cluster(s), 1 run(s), 0 failed, 1 cluster(s) without a run;" in err
+    assert "fleet verdict FAIL: 2 clusters, 1 run, 0 failed, 1 cluster without a run;" in err
     assert "No run of prod-aks: the fleet verdict is FAIL until each expected cluster has a run." in err
     md = md_unescape((tmp_path / "fleet" / "signoff.md").read_text())
     assert "**Fleet verdict: FAIL**" in md
