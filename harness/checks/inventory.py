@@ -35,6 +35,7 @@ from harness.checks import remediation as fix
 from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.common import arm_failure_finding, is_graph_call, kube_failure_finding
 from harness.checks.federation import MAX_FEDERATED_CREDENTIALS, free_fic_name, restore_instead
+from harness.checks.live_pods import replace_on_delete_pods
 from harness.checks.model import (
     ERROR,
     WARNING,
@@ -86,7 +87,7 @@ def subject_of(namespace: str, service_account: str) -> str:
     return f"system:serviceaccount:{namespace}:{service_account}"
 
 
-def service_account_of(subject: Any) -> str | None:
+def service_account_named_by(subject: Any) -> str | None:
     """``NS/SA`` a ServiceAccount token subject names; None when the subject is no ServiceAccount's."""
     match = _SUBJECT_RE.fullmatch(str(subject or ""))
     return f"{match.group(1)}/{match.group(2)}" if match else None
@@ -150,7 +151,7 @@ class InventoryContext:
                         str(item.get("subject") or ""),
                         item.get("audiences"),
                         issuer_relation(item.get("issuer"), self.issuer, self.expect.previous_issuers),
-                        service_account_of(item.get("subject")),
+                        service_account_named_by(item.get("subject")),
                     )
                 )
         return out
@@ -446,20 +447,24 @@ def _graph(ctx: InventoryContext) -> str | None:
 
 
 _RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")
+_ON_DELETE_KINDS = ("StatefulSet", "DaemonSet")  # the kinds whose updateStrategy may be OnDelete
 _SHOWN_PODS = 10
 
 
 def _restart(ctx: InventoryContext, sa: dict[str, Any]) -> list[Step]:
     """What a change to the ServiceAccount needs next, by name (the webhook acts on pod CREATE only): a rollout
-    restart of each Deployment, StatefulSet or DaemonSet whose labelled pods run under it, a delete of its other
-    pods (their Job or ReplicaSet makes them again; a bare pod is made again from its manifest); nothing when no
+    restart of each Deployment, StatefulSet or DaemonSet whose labelled pods run under it (the pods of one with
+    updateStrategy OnDelete deleted instead: a rollout restart replaces none of them), a delete of its other pods
+    (their Job or ReplicaSet makes them again; a bare pod is made again from its manifest); nothing when no
     labelled pod runs under it; the placeholder when the pods were not listed."""
     owners = ctx.facts.pod_owners
     if owners is None:
         return [fix.restart_pods(sa["namespace"])]
     namespace, steps = sa["namespace"], []
     for owner in owners.get(f"{namespace}/{sa['name']}", []):
-        if owner["kind"] in _RESTARTABLE:
+        if owner["kind"] in _ON_DELETE_KINDS and owner.get("update_strategy") == "OnDelete":
+            steps += replace_on_delete_pods(owner["kind"], namespace, owner["name"], owner["pods"])
+        elif owner["kind"] in _RESTARTABLE:
             steps.append(fix.rollout_restart(owner["kind"], namespace, owner["name"]))
         else:
             steps += [fix.delete_pod(namespace, pod) for pod in owner["pods"][:_SHOWN_PODS]]

@@ -679,9 +679,16 @@ def _template_change_rolls(ctx: WorkloadContext, kind: str, name: str, pods: lis
     deletion, one by one); nothing for the others, whose controller rolls them."""
     if not _on_delete(ctx, kind, name):
         return []
-    return [*(fix.delete_pod(ctx.namespace, pod) for pod in pods[:_SHOWN_PODS]),
-            advice(f"{kind}/{name} has updateStrategy OnDelete: a template change replaces no pod, it makes each "
-                   "deleted one again from the template")]
+    return replace_on_delete_pods(kind, ctx.namespace, name, pods)
+
+
+def replace_on_delete_pods(kind: str, namespace: str, name: str, pods: list[str]) -> list[Step]:
+    """The pods of a StatefulSet or DaemonSet with ``updateStrategy: OnDelete`` deleted one by one: a template
+    change (``kubectl rollout restart``'s too) replaces none of them, and its controller makes each deleted one
+    again from the template as it is then."""
+    return [*(fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]),
+            advice(f"{kind}/{name} has updateStrategy OnDelete: a template change (kubectl rollout restart's too) "
+                   "replaces no pod, it makes each deleted one again from the template")]
 
 
 def label_repair(ctx: WorkloadContext) -> list[Step]:

@@ -14,6 +14,7 @@ assignments too. ARM and Graph reads go through a per-run cache (each URL once) 
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import urllib.parse
@@ -90,33 +91,35 @@ def slim_service_account(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def service_accounts_of_labelled_pods(
-    kube: KubeApi, namespaces: Iterable[str] = ()
-) -> tuple[set[str], KubeFailure | None]:
-    """NS/NAME of the ServiceAccounts that pods labelled ``azure.workload.identity/use: "true"`` (the label the
-    webhook's objectSelector matches) run as, in ``namespaces`` or all of them: one list per namespace (one in
-    all), as the ServiceAccounts are listed. A pod asking for Workload ID under a ServiceAccount with neither
-    the annotation nor the label is mutated without AZURE_CLIENT_ID; its ServiceAccount is to be verified."""
-    refs: set[str] = set()
+def list_labelled_pods(kube: KubeApi, namespaces: Iterable[str] = ()) -> tuple[list[dict[str, Any]], KubeFailure | None]:
+    """The pods labelled ``azure.workload.identity/use: "true"`` (the label the webhook's objectSelector matches)
+    in ``namespaces``, or in all of them: one list per namespace (one in all), as the ServiceAccounts are listed.
+    On a cluster with thousands of pods this is the costliest list of a whole-cluster run: a run makes it once
+    (:func:`harness.session.discover` keeps what the inventory needs of it)."""
+    found: list[dict[str, Any]] = []
     try:
         for namespace in list(dict.fromkeys(namespaces)) or [None]:
             pods, _ = kube.list_pods(namespace, f"{USE_LABEL}=true")
-            for pod in pods:
-                meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-                refs.add(f"{meta.get('namespace') or namespace}/{spec.get('serviceAccountName') or 'default'}")
+            found += pods
     except KubeError as exc:
-        return set(), exc.failure
-    return refs, None
+        return [], exc.failure
+    return found, None
 
 
-def labelled_pod_owners(kube: KubeApi) -> dict[str, list[dict[str, Any]]] | None:
-    """NS/SA -> {kind, name, pods} of what owns the live pods labelled for Workload ID under each ServiceAccount
-    (one list, cluster-wide, the verb the rendered RBAC grants): what a fix that changes the ServiceAccount
-    restarts by name. None: the list was refused."""
-    try:
-        pods, _ = kube.list_pods(None, f"{USE_LABEL}=true")
-    except KubeError:
-        return None
+def service_accounts_run_by(pods: Iterable[dict[str, Any]]) -> set[str]:
+    """NS/NAME of the ServiceAccounts ``pods`` run as. A pod asking for Workload ID under a ServiceAccount with
+    neither the annotation nor the label is mutated without AZURE_CLIENT_ID; its ServiceAccount is to be
+    verified."""
+    return {f"{(pod.get('metadata') or {}).get('namespace')}/{service_account_of(pod.get('spec') or {})}"
+            for pod in pods}
+
+
+PodOwners = dict[str, list[dict[str, Any]]]
+
+
+def owners_of_live_pods(pods: Iterable[dict[str, Any]]) -> PodOwners:
+    """NS/SA -> {kind, name, pods} of what owns the live ``pods`` (the harness's own probe pods left out) under
+    each ServiceAccount: what a fix that changes the ServiceAccount restarts by name."""
     owners: dict[str, dict[tuple[str, str], list[str]]] = {}
     for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
@@ -126,6 +129,40 @@ def labelled_pod_owners(kube: KubeApi) -> dict[str, list[dict[str, Any]]] | None
         owners.setdefault(ref, {}).setdefault(controller_of(pod), []).append(str(meta.get("name") or ""))
     return {ref: [{"kind": kind, "name": name, "pods": names} for (kind, name), names in found.items()]
             for ref, found in owners.items()}
+
+
+def labelled_pod_owners(kube: KubeApi) -> PodOwners | None:
+    """:func:`owners_of_live_pods` of the labelled pods, cluster-wide (one list, the verb the rendered RBAC
+    grants). None: the list was refused."""
+    pods, failure = list_labelled_pods(kube)
+    return None if failure is not None else owners_of_live_pods(pods)
+
+
+# The controllers whose updateStrategy decides whether a template change (kubectl rollout restart's) replaces
+# their pods: OnDelete replaces none (apps/v1 StatefulSetUpdateStrategy, DaemonSetUpdateStrategy)
+_STRATEGY_KINDS = {"StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+
+
+def add_update_strategies(kube: KubeApi, owners: PodOwners) -> None:
+    """Each StatefulSet's and DaemonSet's ``update_strategy`` (its spec.updateStrategy.type; None when it could not
+    be read) put on its entry in ``owners``: one list, cluster-wide, of each such kind that owns a pod."""
+    entries = [entry for listed in owners.values() for entry in listed if entry["kind"] in _STRATEGY_KINDS]
+    strategies: dict[tuple[str, str, str], str] = {}
+    for kind in sorted({entry["kind"] for entry in entries}):
+        try:
+            listed = kube.list_objects("apps", "v1", _STRATEGY_KINDS[kind])
+        except KubeError:
+            continue  # the pods' own view stands: a rollout restart, as for RollingUpdate
+        for obj in listed:
+            meta = obj.get("metadata") or {}
+            strategy = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
+            if strategy:
+                strategies[(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))] = str(strategy)
+    for ref, listed in owners.items():
+        namespace = ref.split("/", 1)[0]
+        for entry in listed:
+            if entry["kind"] in _STRATEGY_KINDS:
+                entry["update_strategy"] = strategies.get((entry["kind"], namespace, entry["name"]))
 
 
 def _ref(obj: dict[str, Any]) -> str:
@@ -448,13 +485,18 @@ def collect_inventory(
     graph: ArmGet | None,
     issuer: str | None,
     previous_issuers: list[str] | None = None,
+    pod_owners: PodOwners | None = None,
 ) -> InventoryFacts:
+    """``pod_owners``: :func:`owners_of_live_pods` of the cluster's labelled pods as this run listed them already
+    (a whole-cluster run's discovery); None: listed here."""
     facts = InventoryFacts(collected_at=time.time(), azure_configured=arm is not None and azure is not None)
     facts.service_accounts, facts.all_service_accounts, facts.service_accounts_error = list_service_accounts(
         kube
     )
     if facts.service_accounts:
-        facts.pod_owners = labelled_pod_owners(kube)
+        facts.pod_owners = copy.deepcopy(pod_owners) if pod_owners is not None else labelled_pod_owners(kube)
+        if facts.pod_owners:
+            add_update_strategies(kube, facts.pod_owners)
     if arm is None or azure is None:
         return facts
     arm, graph = cached(arm), cached(graph)

@@ -739,3 +739,28 @@ def test_the_inventorys_restart_names_what_runs_under_the_service_account() -> N
                                                              "kubectl delete pod -n web nightly-29410-k2p"]
     facts.pod_owners = {}  # listed: no labelled pod runs under it, nothing to restart
     assert len(findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()) == 1
+
+
+def test_the_inventorys_restart_deletes_the_pods_of_an_on_delete_statefulset_or_daemonset() -> None:
+    """A StatefulSet or DaemonSet with updateStrategy OnDelete: kubectl rollout restart changes its template and
+    replaces no pod (apps/v1: OnDelete makes a pod again only once it is deleted), so the inventory printed a
+    restart that left the old pods without the new client id, as the per-workload view had learnt not to. Its
+    pods are deleted by name, with why; one with RollingUpdate, or whose strategy could not be read, is
+    restarted."""
+    facts = healthy()
+    guid = "22222222-3333-4444-8555-666666666666"
+    facts.service_accounts.append(sa("web", "app-sa", f"{{{guid}}}"))
+    facts.pod_owners = {"web/app-sa": [
+        {"kind": "StatefulSet", "name": "db", "pods": ["db-0", "db-1"], "update_strategy": "OnDelete"},
+        {"kind": "DaemonSet", "name": "agent", "pods": ["agent-x2"], "update_strategy": "OnDelete"},
+        {"kind": "StatefulSet", "name": "cache", "pods": ["cache-0"], "update_strategy": "RollingUpdate"},
+        {"kind": "DaemonSet", "name": "logs", "pods": ["logs-q"], "update_strategy": None}]}
+    lines = [line.split("   #")[0] for line in findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()[1:]]
+    assert lines == [
+        "kubectl delete pod -n web db-0", "kubectl delete pod -n web db-1",
+        "# StatefulSet/db has updateStrategy OnDelete: a template change (kubectl rollout restart's too) replaces "
+        "no pod, it makes each deleted one again from the template",
+        "kubectl delete pod -n web agent-x2",
+        "# DaemonSet/agent has updateStrategy OnDelete: a template change (kubectl rollout restart's too) replaces "
+        "no pod, it makes each deleted one again from the template",
+        "kubectl rollout restart statefulset/cache -n web", "kubectl rollout restart daemonset/logs -n web"]

@@ -373,3 +373,36 @@ def test_the_labelled_pods_are_traced_to_their_owners_per_service_account() -> N
         {"kind": "Pod", "name": "debug", "pods": ["debug"]}]}
     kube.refuse = True
     assert labelled_pod_owners(kube) is None  # type: ignore[arg-type]
+
+
+def test_the_update_strategy_of_each_statefulset_and_daemonset_owner_is_read_once_per_kind() -> None:
+    """What the inventory's restart needs to tell OnDelete from a rollout: one cluster-wide list of each kind
+    that owns a labelled pod (none of a kind that owns none); a refused list leaves the strategy unknown."""
+    from harness.collect.inventory import add_update_strategies
+    from harness.collect.kube_api import KubeError
+    from harness.facts import KubeFailure
+
+    class Kube:
+        def __init__(self) -> None:
+            self.listed: list[str] = []
+
+        def list_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
+            self.listed.append(f"{plural}.{group}/{version}")
+            if plural == "daemonsets":
+                raise KubeError(KubeFailure(403, "Forbidden", "daemonsets.apps is forbidden"))
+            return [{"metadata": {"namespace": ns, "name": "db"}, "spec": {"updateStrategy": {"type": kind}}}
+                    for ns, kind in (("web", "OnDelete"), ("other", "RollingUpdate"))]
+
+    owners: dict[str, list[dict[str, Any]]] = {
+        "web/app-sa": [{"kind": "StatefulSet", "name": "db", "pods": ["db-0"]},
+                       {"kind": "Deployment", "name": "api", "pods": ["api-1"]}],
+        "other/sa": [{"kind": "StatefulSet", "name": "db", "pods": ["db-0"]},
+                     {"kind": "DaemonSet", "name": "agent", "pods": ["agent-x"]}]}
+    kube = Kube()
+    add_update_strategies(kube, owners)  # type: ignore[arg-type]
+    assert kube.listed == ["daemonsets.apps/v1", "statefulsets.apps/v1"]
+    assert [o.get("update_strategy", "-") for o in owners["web/app-sa"]] == ["OnDelete", "-"]
+    assert [o.get("update_strategy", "-") for o in owners["other/sa"]] == ["RollingUpdate", None]
+    deployments_only = {"web/app-sa": [{"kind": "Deployment", "name": "api", "pods": ["api-1"]}]}
+    add_update_strategies(kube, deployments_only)  # type: ignore[arg-type]
+    assert kube.listed == ["daemonsets.apps/v1", "statefulsets.apps/v1"]  # nothing more asked

@@ -12,6 +12,7 @@ import yaml
 from fakeworld import FakeWorkload, World
 from test_plugin import CLUSTER_TESTS, created, project, run_json
 
+from harness.collect.inventory import collect_inventory
 from harness.collect.kube_api import KubeError
 from harness.facts import KubeFailure
 from harness.fixtures import nothing_found
@@ -267,3 +268,21 @@ def test_service_accounts_that_labelled_pods_run_as_are_verified_too() -> None:
         "wi-harness-reader grants it)")
     # by hand in the lab: the ClusterRole's pods rule removed, the run as the rendered ServiceAccount said the
     # refusal alone; the grant printed now, pasted as printed, made the next run PASS
+
+
+def test_a_whole_cluster_run_with_the_inventory_lists_the_labelled_pods_once() -> None:
+    """Discovery and the inventory each listed the labelled pods cluster-wide (service_accounts_of_labelled_pods,
+    then labelled_pod_owners): on a real cluster with thousands of pods the costliest list, twice. Discovery
+    keeps their owners (pod_owners) and the inventory takes them; a run narrowed by --namespace saw only part of
+    the cluster, so the inventory still lists them all itself."""
+    kube = _LabelledPodKube()
+    found = discover(kube, [])
+    facts = collect_inventory(kube, None, None, None, None, pod_owners=found["pod_owners"])  # type: ignore[arg-type]
+    assert kube.pod_lists == [(None, "azure.workload.identity/use=true")]
+    assert facts.pod_owners == {"billing/billing-sa": [{"kind": "Pod", "name": "billing-1", "pods": ["billing-1"]}],
+                                "web/default": [{"kind": "Pod", "name": "web-1", "pods": ["web-1"]}]}
+    narrowed = discover(kube, ["billing"])
+    assert "pod_owners" not in narrowed
+    collect_inventory(kube, None, None, None, None, pod_owners=narrowed.get("pod_owners"))  # type: ignore[arg-type]
+    assert kube.pod_lists[1:] == [("billing", "azure.workload.identity/use=true"),
+                                  (None, "azure.workload.identity/use=true")]
