@@ -57,6 +57,26 @@ def covers(scope: str, target: str) -> bool:
     return scope == "" or target == scope or target.startswith(scope + "/")
 
 
+def _resource_and_group(resource_id: str) -> tuple[str, str] | None:
+    """(``providers/NS/type/name``, ``subscriptions/S/resourcegroups/RG``) of a resource id (or of a scope under a
+    resource: a vault's secret), lowered; None for a subscription or group scope."""
+    parts = [p for p in resource_id.lower().split("/") if p]
+    if len(parts) < 8 or parts[0] != "subscriptions" or parts[2] != "resourcegroups" or parts[4] != "providers":
+        return None
+    return "/".join(parts[4:8]), "/".join(parts[:4])
+
+
+def moved_from(scope: str, target: str) -> str | None:
+    """The resource group ``scope`` names when it is ``target``'s own resource (same provider, type and name) under
+    another group or subscription: its id before an az resource move. Role assignments on a resource are not moved
+    with it ("the role assignment isn't moved and becomes orphaned", learn.microsoft.com Move Azure resources to a
+    new resource group or subscription), so one left at the old id grants nothing."""
+    old, new = _resource_and_group(scope), _resource_and_group(target)
+    if old is None or new is None or old[0] != new[0] or old[1] == new[1]:
+        return None
+    return [p for p in scope.split("/") if p][3]
+
+
 def created_on(text: Any) -> float | None:
     """ARM's ``createdOn`` (``2024-05-01T10:00:00.1234567Z``) as epoch seconds."""
     if not isinstance(text, str) or not text:
@@ -114,6 +134,14 @@ def diagnose_denial(views: list[Assignment], target: str, now: float) -> RoleDia
     elsewhere = [a for a in views if a.grants and not a.covers]
     if elsewhere and not fitting_here:
         places = ", ".join(f"{a.role} on {a.scope}" for a in elsewhere[:3])
+        moved = next((group for a in elsewhere if (group := moved_from(a.scope, target))), None)
+        if moved is not None:
+            resource = "/" + "/".join([p for p in target.split("/") if p][:8])
+            return RoleDiagnosis(
+                "ROLE_WRONG_SCOPE",
+                f"the identity holds {places}: that is {resource.rsplit('/', 1)[-1]}'s id before it moved out of "
+                f"resource group {moved} (az resource move); a role assignment on a resource is not moved with it and "
+                f"grants nothing at its new id {resource}", views)
         return RoleDiagnosis("ROLE_WRONG_SCOPE", f"the identity holds {places}, not on {target} or a parent", views)
     here = [a for a in views if a.covers and not a.grants]
     if here and not fitting_here:
