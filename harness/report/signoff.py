@@ -119,6 +119,10 @@ class WorkloadView:
     findings: list[FindingView]
     evidence: list[Table]
     counts: dict[str, int]
+    # the first failing check in chain order (the diagnosis, as the terminal's troubleshooting view names it)
+    # and the findings it raised, with their fixes; None for a workload whose checks all passed
+    first_broken: CheckView | None = None
+    first_findings: list[FindingView] = field(default_factory=list)
 
 
 @dataclass
@@ -524,6 +528,7 @@ def run_view(document: dict[str, Any]) -> RunView:
     views = []
     for workload in workloads:
         statuses = {c.get("id"): str(c.get("status")) for c in workload.get("checks") or []}
+        first = next((c for c in workload.get("checks") or [] if c.get("status") == "fail"), None)
         matrix.append(
             MatrixRow(
                 str(workload.get("id")),
@@ -541,6 +546,9 @@ def run_view(document: dict[str, Any]) -> RunView:
                 findings=_findings(workload.get("findings") or []),
                 evidence=_evidence(workload),
                 counts=_counts(workload.get("checks") or []),
+                first_broken=_checks([first])[0] if first is not None else None,
+                first_findings=_findings([f for f in workload.get("findings") or []
+                                          if first is not None and f.get("check") == first.get("id")]),
             )
         )
     all_checks = [*(document.get("checks") or []), *(c for w in workloads for c in w.get("checks") or [])]

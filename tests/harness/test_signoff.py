@@ -238,6 +238,31 @@ def test_the_evidence_a_reviewer_reads(run_world: Callable[..., Any]) -> None:
     assert "```sh\naz identity federated-credential update --name fic-backend-sa" in finance
 
 
+def test_each_failing_workloads_first_broken_link_and_its_fix_come_before_the_detail(
+    run_world: Callable[..., Any],
+) -> None:
+    """The terminal names each failing workload's first broken link; the sign-off named none: a reviewer had to
+    find the first ✗ of a row and scroll past the cluster, inventory and leftover tables to its fix. Both formats
+    now list, under the checklist, each failing workload's first failed check with its message and its findings'
+    fix, and the workload's own section names it (HTML: its row is marked); a passing workload is not listed."""
+    document = with_sections(failing_document(run_world))
+    fix = "az identity federated-credential update --name fic-backend-sa"
+    md = render(document, "md")
+    first = md[md.index("## First broken links"):md.index("## Cluster-wide checks")]
+    assert md.index("## Checklist") < md.index("## First broken links")
+    assert "- `finance/backend-sa` · `federation.credential`: " in first
+    assert "ERROR `FIC_ISSUER_MISMATCH`" in first and f"```sh\n    {fix}" in first
+    assert "orders/orders-sa" not in first
+    assert "skip · first broken link `federation.credential`" in md
+    page = render(document, "html")
+    first = page[page.index(">First broken links<"):page.index(">Cluster-wide checks<")]
+    assert re.findall(r'data-first-broken="([^"]+)"', first) == ["finance/backend-sa"]
+    assert "<p><code>finance/backend-sa</code> · <code>federation.credential</code>: " in first and fix in html.unescape(first)
+    assert re.findall(r'<tr data-check="([^"]+)" class="first-broken">', page) == ["federation.credential"]
+    passing = document | {"workloads": [w for w in document["workloads"] if w["verdict"] == "pass"]}
+    assert "First broken links" not in render(passing, "md") + render(passing, "html")
+
+
 def test_extra_run_json_sections_become_tables_in_both_formats(run_world: Callable[..., Any]) -> None:
     document = with_sections(failing_document(run_world))
     md, html = render(document, "md"), render(document, "html")
