@@ -92,6 +92,7 @@ class FindingView:
     layer: str
     message: str
     remediation: list[str]
+    check: str = ""  # the check that raised it
 
 
 @dataclass
@@ -250,6 +251,7 @@ def _findings(findings: list[dict[str, Any]]) -> list[FindingView]:
             str(f.get("layer") or ""),
             str(f.get("message") or ""),
             [pasteable(str(line)) for line in f.get("remediation") or []],
+            str(f.get("check") or ""),
         )
         for f in findings
     ]
@@ -626,9 +628,10 @@ def fleet_view(documents: list[dict[str, Any]], expected: Iterable[str] = ()) ->
                 *(str(checks[s]) for s in STATUS_ORDER),
                 str(findings["error"]),
                 str(findings["warning"]),
+                first_broken_links(run),
             ]
         )
-    rows += [[name, "—", "—", "MISSING: no run.json", "—", "—", *("—" for _ in STATUS_ORDER), "—", "—"]
+    rows += [[name, "—", "—", "MISSING: no run.json", "—", "—", *("—" for _ in STATUS_ORDER), "—", "—", "—"]
              for name in missing]
     columns = [
         "Cluster",
@@ -640,6 +643,7 @@ def fleet_view(documents: list[dict[str, Any]], expected: Iterable[str] = ()) ->
         *(f"Checks {status}" for status in STATUS_ORDER),
         "Error findings",
         "Warning findings",
+        "First broken links",
     ]
     failed = [r for r in runs if r.verdict != "pass"]
     narrowed = [r for r in runs if r.narrowed and not r.incomplete]
@@ -660,6 +664,27 @@ def fleet_view(documents: list[dict[str, Any]], expected: Iterable[str] = ()) ->
             "missing": len(missing),
         },
     )
+
+
+def first_broken_links(run: RunView, most: int = 4) -> str:
+    """The fleet table's answer to "why did this run fail": each failed cluster-wide check and each failing
+    workload's first broken link, with the codes they raised (the run's section has the fixes); "" for a run
+    with no failed check (an incomplete run says why in its header)."""
+    parts = []
+    for check in run.cluster_checks:
+        if check.status == "fail":
+            parts.append(check.id + _codes(f for f in run.cluster_findings if f.check == check.id))
+    for workload in run.workloads:
+        if workload.first_broken is not None:
+            parts.append(f"{workload.id}: {workload.first_broken.id}{_codes(workload.first_findings)}")
+    if len(parts) > most:
+        parts = [*parts[:most], f"{len(parts) - most} more"]
+    return "; ".join(parts) or ("not complete (see its header)" if run.incomplete else "")
+
+
+def _codes(findings: Iterable[FindingView]) -> str:
+    codes = list(dict.fromkeys(f.code for f in findings))
+    return f" ({', '.join(codes)})" if codes else ""
 
 
 def _migration_cell(run: RunView) -> str:
@@ -728,6 +753,15 @@ def md_fence(lines: list[str]) -> str:
     return "\n".join([f"{fence}sh", *lines, fence])
 
 
+# a table cell whose text holds a longer word may break it anywhere (HTML class "long"); shorter words (a run id,
+# a date, a name, managed_identity) stay whole, so a column is never narrower than its longest such word
+LONG_TOKEN = 24
+
+
+def long_token(value: Any) -> bool:
+    return any(len(word) > LONG_TOKEN for word in str(value).split())
+
+
 def _environment(fmt: str) -> Environment:
     env = Environment(
         loader=PackageLoader("harness.report", "templates"),
@@ -738,6 +772,7 @@ def _environment(fmt: str) -> Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(md=md_text, code=md_code, fence=md_fence, row=md_row, rule=md_rule)
+    env.tests.update(long_token=long_token)
     env.globals.update(marks=MARKS, statuses=STATUS_ORDER, severities=SEVERITY_ORDER)
     return env
 

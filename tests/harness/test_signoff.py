@@ -263,6 +263,33 @@ def test_each_failing_workloads_first_broken_link_and_its_fix_come_before_the_de
     assert "First broken links" not in render(passing, "md") + render(passing, "html")
 
 
+def test_the_fleet_table_says_why_each_run_failed(run_world: Callable[..., Any]) -> None:
+    """The fleet table gave a failed run's counts only: which cluster-wide check or which workload broke took
+    opening that cluster's section. Its last column names them, with their codes."""
+    document = failing_document(run_world)
+    document["checks"].append({"id": "inventory.credentials_present", "status": "fail", "message": "m"})
+    document["findings"].append({"code": "SA_WITHOUT_FIC", "severity": "error", "layer": "inventory",
+                                 "message": "m", "remediation": [], "check": "inventory.credentials_present"})
+    fleet = fleet_view([document])
+    assert fleet.table.columns[-1] == "First broken links"
+    assert fleet.table.rows[0][-1] == ("inventory.credentials_present (SA_WITHOUT_FIC); "
+                                       "finance/backend-sa: federation.credential (FIC_ISSUER_MISMATCH)")
+    many = copy.deepcopy(document)
+    many["workloads"] = [w | {"id": f"ns{i}/sa"} for i in range(5) for w in document["workloads"][:1]]
+    assert fleet_view([many]).table.rows[0][-1].endswith("ns2/sa: federation.credential (FIC_ISSUER_MISMATCH); 2 more")
+
+
+def test_html_cells_break_only_words_too_long_for_a_column(run_world: Callable[..., Any]) -> None:
+    """Every cell broke anywhere (overflow-wrap: anywhere), so the table layout squeezed short columns: a
+    reviewer's printout read 'fed-cred-backen d', 'manag ed_identit y', 'finance/b ackend'. Only a cell with a
+    word longer than LONG_TOKEN characters (a URL, a resource id, a subject) may now break it anywhere."""
+    page = render(with_sections(failing_document(run_world)), "html")
+    assert re.search(r"th, td \{[^}]*overflow-wrap: break-word; \}", page)
+    assert re.search(r"td\.long \{ overflow-wrap: anywhere; \}", page)
+    assert "<td>legacy/old-binding</td>" in page and "<td>20250101T000000Z-abcdef</td>" in page
+    assert f'<td class="long">{ISSUER}</td>' in page
+
+
 def test_extra_run_json_sections_become_tables_in_both_formats(run_world: Callable[..., Any]) -> None:
     document = with_sections(failing_document(run_world))
     md, html = render(document, "md"), render(document, "html")
@@ -473,6 +500,7 @@ def test_merge_of_three_runs_on_two_clusters_one_failing(
             "Checks skip",
             "Error findings",
             "Warning findings",
+            "First broken links",
         ],
         [
             "dev-aks",
@@ -487,6 +515,7 @@ def test_merge_of_three_runs_on_two_clusters_one_failing(
             "0",
             "0",
             "0",
+            "",
         ],
         [
             "dev-aks",
@@ -501,6 +530,7 @@ def test_merge_of_three_runs_on_two_clusters_one_failing(
             "0",
             "0",
             "0",
+            "",
         ],
         [
             "west-aks",
@@ -515,6 +545,7 @@ def test_merge_of_three_runs_on_two_clusters_one_failing(
             "3",
             "1",
             "0",
+            "finance/backend-sa: federation.credential (FIC_ISSUER_MISMATCH)",
         ],
     ]
     assert re.findall(r"^## Cluster `([^`]+)`$", md, re.M) == ["dev-aks", "west-aks"]
