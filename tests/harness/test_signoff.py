@@ -455,6 +455,27 @@ def test_headless_chromium_renders_the_html_signoff(run_world: Callable[..., Any
     assert data.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", data)) >= 3  # a page per workload
 
 
+def test_a_printed_fleet_gives_a_clusters_heading_no_page_of_its_own(
+    run_world: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Printed, a fleet sign-off began each cluster on a page and its first run on the next one, so the cluster's
+    heading stood alone on a page: the fleet now prints on as many pages as it does without that heading."""
+    binary = chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed; test_headless_chromium_renders_the_html_signoff says why")
+    fleet = render_fleet([with_sections(failing_document(run_world))], "html")
+    headless, count = re.subn(r"<h2>Cluster <code>[^<]*</code></h2>", "", fleet)
+    assert count == 1
+    pages = {}
+    for name, text in (("fleet", fleet), ("without the heading", headless)):
+        page, pdf = tmp_path / f"{len(pages)}.html", tmp_path / f"{len(pages)}.pdf"
+        page.write_text(text)
+        printed = run_chromium(binary, tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri())
+        assert pdf.exists(), printed.stderr[-2000:]
+        pages[name] = len(re.findall(rb"/Type\s*/Page\b", pdf.read_bytes()))
+    assert pages["fleet"] == pages["without the heading"] > 2, pages
+
+
 # ---------------------------------------------------------------- merge: a fleet sign-off
 
 
