@@ -166,7 +166,8 @@ def exchange_succeeds(ctx: WorkloadContext) -> Outcome:
         )
     error = step.get("error") or {}
     evidence["error"] = error
-    elsewhere = _refused_as_another_identity(ctx, error, evidence)
+    elsewhere = _refused_as_another_identity(ctx, error, evidence) or _refused_for_a_client_id_not_a_guid(
+        error, evidence)
     if elsewhere is not None:
         return elsewhere
     return failed(
@@ -421,6 +422,20 @@ def _refused_as_another_identity(
         f"harness read are those of {read}, the identity expected",
         evidence,
         blocked_by=root,
+    )
+
+
+def _refused_for_a_client_id_not_a_guid(error: dict[str, Any], evidence: dict[str, Any]) -> Outcome | None:
+    """Entra knows no application by a client id that is no GUID (AADSTS700016): sa.client_id_annotation names
+    the value and prints its fix; an identity look-up or another tenant's annotation would mislead."""
+    exchanged = str(evidence.get("client_id") or "")
+    if str(error.get("aadsts") or "") != "AADSTS700016" or not exchanged or values.is_guid(exchanged):
+        return None
+    return skipped(
+        f"skipped because sa.client_id_annotation failed: the pod exchanged as {values.shorten(exchanged, 80)!r}, "
+        "which is not a GUID, and Entra knows no application by it (AADSTS700016)",
+        evidence,
+        blocked_by="sa.client_id_annotation",
     )
 
 

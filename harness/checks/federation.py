@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from harness import values
 from harness.checks import remediation as fix
 from harness.checks.cluster import slash_hint
 from harness.checks.common import arm_failure_finding, harness_token_fix, is_graph_call
@@ -267,10 +268,30 @@ def _application_matches(ctx: WorkloadContext) -> Outcome:
     mismatch = _tenant_mismatch(ctx, (ctx.azure.tenant_id if ctx.azure else None), evidence)
     if mismatch is not None:
         return mismatch
+    if principal.get("accountEnabled") is False:
+        return _service_principal_disabled(ctx, evidence, principal)
     return passed(
         f"application {app.get('displayName')} (appId {app.get('appId')}, service principal {principal.get('id')}, "
         "found in Microsoft Graph) backs the workload",
         evidence,
+    )
+
+
+def _service_principal_disabled(ctx: WorkloadContext, evidence: dict[str, Any],
+                                principal: dict[str, Any]) -> Outcome:
+    """The app's service principal switched off (az ad sp update --set accountEnabled=false, the portal's
+    'Enabled for users to sign-in?' No): Entra refuses it every token, AADSTS7000112 (unauthorized_client)."""
+    app = ctx.facts.identity.application or {}
+    evidence["servicePrincipalAccountEnabled"] = False
+    message = (
+        f"the service principal {principal.get('id')} of application {app.get('displayName')} (appId "
+        f"{app.get('appId')}) is disabled (accountEnabled false): Entra issues it no token (AADSTS7000112)"
+    )
+    return failed(
+        message,
+        evidence,
+        Finding("APPLICATION_DISABLED", ERROR, "identity", message, evidence,
+                [fix.enable_service_principal(app.get("appId"))]),
     )
 
 
@@ -283,6 +304,14 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
             blocked_by="sa.client_id_annotation",
         )
     annotated = ctx.expected_client_id
+    if not ctx.workload.identity_resource_id and not values.is_guid(annotated):
+        # sa.client_id_annotation names the value and prints its fix; a look-up of '<client-id>' adds nothing
+        return skipped(
+            f"skipped because sa.client_id_annotation failed: {values.shorten(str(annotated), 80)!r} is not a GUID, "
+            "so no identity can have it",
+            {"client_id": annotated, "reason": "the client id is not a GUID"},
+            blocked_by="sa.client_id_annotation",
+        )
     evidence: dict[str, Any] = {
         "client_id": annotated,
         "searched": list(facts.searched),

@@ -1,0 +1,70 @@
+"""An app registration's service principal disabled, and a client-id annotation that is no GUID, as the
+identity and exchange checks judge them (pure functions of facts; the app registration by hand in the lab is
+tests/harness/test_app_registration_lab.py)."""
+
+from __future__ import annotations
+
+import pytest
+from test_checks import CLIENT
+from test_identity_checks import SP_ID, application, context_with
+
+from harness.checks.exchange import exchange_succeeds
+from harness.checks.federation import identity_matches
+from harness.checks.model import FAIL, PASS, SKIP
+from harness.checks.serviceaccount import sa_client_id_annotation
+from harness.facts import IdentityFacts
+
+
+def test_a_disabled_service_principal_is_the_first_broken_link_and_is_enabled() -> None:
+    """az ad sp update --id APPID --set accountEnabled=false: Graph shows it, Entra refuses every token with
+    AADSTS7000112 (unauthorized_client; Worklytics/psoxy#74 fixed it with az ad sp update --set
+    accountEnabled=true). identity.matches names it before the exchange does, and prints the enable alone."""
+    facts = application()
+    assert facts.service_principal is not None
+    facts.service_principal["accountEnabled"] = True
+    assert identity_matches(context_with(facts)).status == PASS
+    facts.service_principal["accountEnabled"] = False
+    outcome = identity_matches(context_with(facts))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert (finding.code, finding.layer) == ("APPLICATION_DISABLED", "identity")
+    assert f"service principal {SP_ID} of application backend-app (appId {CLIENT}) is disabled" in finding.message
+    assert "AADSTS7000112" in finding.message
+    assert finding.fix_lines() == [f"az ad sp update --id {CLIENT} --set accountEnabled=true"]
+
+
+@pytest.mark.parametrize("annotated", [f"{CLIENT} ", "backend-app"])
+def test_a_client_id_that_is_no_guid_is_left_to_the_annotation_check(annotated: str) -> None:
+    """kubectl annotate ... client-id='APPID ' (a space pasted after it) or the app's display name:
+    sa.client_id_annotation names the value and its fix (SA_CLIENT_ID_MALFORMED). identity.matches printed
+    IDENTITY_NOT_FOUND with look-ups of '<client-id>' placeholders, and the exchange's AADSTS700016 would add
+    another tenant's annotation: both now wait on the annotation's fix."""
+    ctx = context_with(IdentityFacts(configured=True, note="the client id is not a GUID"))
+    ctx.facts.sa.annotations["azure.workload.identity/client-id"] = annotated
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail",
+                                      "evidence": {"client_id": annotated},
+                                      "error": {"kind": "entra_error", "aadsts": "AADSTS700016",
+                                                "message": f"AADSTS700016: Application with identifier "
+                                                           f"'{annotated}' was not found in the directory"}}]}
+    assert sa_client_id_annotation(ctx).findings[0].code == "SA_CLIENT_ID_MALFORMED"
+    identity = identity_matches(ctx)
+    assert (identity.status, identity.blocked_by, identity.findings) == (SKIP, "sa.client_id_annotation", [])
+    assert f"{annotated!r} is not a GUID" in identity.message
+    exchange = exchange_succeeds(ctx)
+    assert (exchange.status, exchange.blocked_by, exchange.findings) == (SKIP, "sa.client_id_annotation", [])
+    assert "AADSTS700016" in exchange.message
+
+
+def test_an_unknown_guid_is_still_looked_for_and_its_tenant_questioned() -> None:
+    """The two skips above are for a value that is no GUID: a GUID Entra does not know keeps its finding."""
+    ctx = context_with(IdentityFacts(configured=True))
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"client_id": CLIENT},
+                                      "error": {"kind": "entra_error", "aadsts": "AADSTS700016",
+                                                "message": "AADSTS700016: Application with identifier "
+                                                           f"'{CLIENT}' was not found in the directory"}}]}
+    assert identity_matches(ctx).findings[0].code == "IDENTITY_NOT_FOUND"
+    exchange = exchange_succeeds(ctx)
+    assert exchange.status == FAIL and exchange.findings[0].code == "IDENTITY_NOT_FOUND"
+    assert any("azure.workload.identity/tenant-id=<tenant-id>" in line for line in exchange.findings[0].fix_lines())
