@@ -451,18 +451,21 @@ _ON_DELETE_KINDS = ("StatefulSet", "DaemonSet")  # the kinds whose updateStrateg
 _SHOWN_PODS = 10
 
 
-def _restart(ctx: InventoryContext, sa: dict[str, Any]) -> list[Step]:
+def _restart(ctx: InventoryContext, sa: dict[str, Any], carrying: str | None = None) -> list[Step]:
     """What a change to the ServiceAccount needs next, by name (the webhook acts on pod CREATE only): a rollout
     restart of each Deployment, StatefulSet or DaemonSet whose labelled pods run under it (the pods of one with
     updateStrategy OnDelete deleted instead: a rollout restart replaces none of them), a delete of its other pods
     (their Job or ReplicaSet makes them again; a bare pod is made again from its manifest); nothing when no
-    labelled pod runs under it; the placeholder when the pods were not listed."""
+    labelled pod runs under it; the placeholder when the pods were not listed. ``carrying``: the client id the
+    fix annotates; an owner whose pods the webhook already gave that one is left running."""
     owners = ctx.facts.pod_owners
     if owners is None:
         return [fix.restart_pods(sa["namespace"])]
-    namespace, steps = sa["namespace"], []
+    namespace, steps, kept = sa["namespace"], [], []
     for owner in owners.get(f"{namespace}/{sa['name']}", []):
-        if owner["kind"] in _ON_DELETE_KINDS and owner.get("update_strategy") == "OnDelete":
+        if carrying and [c.lower() for c in owner.get("client_ids") or [""]] == [str(carrying).lower()]:
+            kept.append(f"{owner['kind']}/{owner['name']}")
+        elif owner["kind"] in _ON_DELETE_KINDS and owner.get("update_strategy") == "OnDelete":
             steps += replace_on_delete_pods(owner["kind"], namespace, owner["name"], owner["pods"])
         elif owner["kind"] in _RESTARTABLE:
             steps.append(fix.rollout_restart(owner["kind"], namespace, owner["name"]))
@@ -470,6 +473,9 @@ def _restart(ctx: InventoryContext, sa: dict[str, Any]) -> list[Step]:
             steps += [fix.delete_pod(namespace, pod) for pod in owner["pods"][:_SHOWN_PODS]]
             if owner["kind"] == "Pod":
                 steps.append(advice(f"create pod {owner['name']} again from its manifest"))
+    if kept:
+        steps.append(advice(f"{', '.join(kept)} in {namespace}: the running pods already carry "
+                            f"AZURE_CLIENT_ID={carrying}, no restart needed"))
     return steps
 
 
@@ -491,7 +497,7 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
             cases.append(f"{ref}: {values.printable(str(client_id), 60)!r} is not a GUID")
             name, guid = fix.pasted_name(str(client_id)), fix.pasted_guid(str(client_id))
             if guid is not None:  # pasted with whitespace or braces around it: the GUID inside, annotated bare
-                steps += [fix.annotate_sa(sa["namespace"], sa["name"], guid), *_restart(ctx, sa)]
+                steps += [fix.annotate_sa(sa["namespace"], sa["name"], guid), *_restart(ctx, sa, guid)]
             else:  # a name pasted for the client id: the identities and apps of that name
                 steps += fix.find_identity_by_name(name) if name is not None else fix.find_identity_anywhere(None)
         elif owner is not None:
@@ -503,7 +509,7 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
                          f"{owner.get('client_id')}")
             steps += [
                 fix.annotate_sa(sa["namespace"], sa["name"], owner.get("client_id")),
-                *_restart(ctx, sa),
+                *_restart(ctx, sa, owner.get("client_id")),
             ]
         elif hidden is not None:  # Entra knows it: the harness may not read where it lives
             where = _subscription_scope(hidden.get("resource_id"))
@@ -539,7 +545,7 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
                 cases[-1] += (f"; {short(trusting[0])} (client id {trusting[0].client_id}) has a federated "
                               "credential for it now")
                 steps += [fix.annotate_sa(sa["namespace"], sa["name"], trusting[0].client_id),
-                          *_restart(ctx, sa), *restore_instead(restores)]
+                          *_restart(ctx, sa, trusting[0].client_id), *restore_instead(restores)]
             else:
                 steps += restores
         else:
@@ -659,7 +665,8 @@ def _annotation_names_wrong_identity(
                      f"has the credential for it{others}")
         rows.append({"service_account": ref, "annotated": label(named), "annotated_client_id": named.client_id,
                      "trusted_by": [label(i) for i in trusting], "trusted_by_client_id": right.client_id})
-        steps += [fix.annotate_sa(sa["namespace"], sa["name"], right.client_id), *_restart(ctx, sa)]
+        steps += [fix.annotate_sa(sa["namespace"], sa["name"], right.client_id),
+                  *_restart(ctx, sa, right.client_id)]
         refusals.add(_refusal(ctx, named, False))
     message = (
         f"{_plural(len(wrong), 'ServiceAccount is', 'ServiceAccounts are')} annotated with an identity that has "

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from harness import values
-from harness.checks.podspec import controller_of, is_live, service_account_of
+from harness.checks.podspec import containers, controller_of, env_map, is_live, service_account_of
 from harness.collect.arm import ARG_PATH, AUTHORIZATION_API, IDENTITY_TYPE, MSI_API
 from harness.collect.arm_api import ArmGet
 from harness.collect.cache import cached, read_all
@@ -118,16 +118,25 @@ PodOwners = dict[str, list[dict[str, Any]]]
 
 
 def owners_of_live_pods(pods: Iterable[dict[str, Any]]) -> PodOwners:
-    """NS/SA -> {kind, name, pods} of what owns the live ``pods`` (the harness's own probe pods left out) under
-    each ServiceAccount: what a fix that changes the ServiceAccount restarts by name."""
+    """NS/SA -> {kind, name, pods, client_ids} of what owns the live ``pods`` (the harness's own probe pods left
+    out) under each ServiceAccount: what a fix that changes the ServiceAccount restarts by name. ``client_ids``:
+    the AZURE_CLIENT_ID values the webhook gave the owner's pods (those of every container with the injected
+    token file; "" for a pod it gave none), so a fix annotating the client id they already carry restarts
+    nothing."""
     owners: dict[str, dict[tuple[str, str], list[str]]] = {}
+    carried: dict[tuple[str, str, str], set[str]] = {}
     for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
         meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
         if not is_live(pod) or (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
             continue
         ref = f"{meta.get('namespace')}/{service_account_of(spec)}"
-        owners.setdefault(ref, {}).setdefault(controller_of(pod), []).append(str(meta.get("name") or ""))
-    return {ref: [{"kind": kind, "name": name, "pods": names} for (kind, name), names in found.items()]
+        owner = controller_of(pod)
+        owners.setdefault(ref, {}).setdefault(owner, []).append(str(meta.get("name") or ""))
+        mutated = [env for env in map(env_map, containers(pod)) if env.get("AZURE_FEDERATED_TOKEN_FILE")]
+        carried.setdefault((ref, *owner), set()).update(
+            {str(env.get("AZURE_CLIENT_ID") or "") for env in mutated} or {""})
+    return {ref: [{"kind": kind, "name": name, "pods": names, "client_ids": sorted(carried[(ref, kind, name)])}
+                  for (kind, name), names in found.items()]
             for ref, found in owners.items()}
 
 

@@ -764,3 +764,27 @@ def test_the_inventorys_restart_deletes_the_pods_of_an_on_delete_statefulset_or_
         "# DaemonSet/agent has updateStrategy OnDelete: a template change (kubectl rollout restart's too) replaces "
         "no pod, it makes each deleted one again from the template",
         "kubectl rollout restart statefulset/cache -n web", "kubectl rollout restart daemonset/logs -n web"]
+
+
+def test_the_inventorys_fix_leaves_running_the_pods_that_already_carry_the_client_id_it_annotates() -> None:
+    """By hand in the lab: billing-sa's annotation overwritten with its identity's principal id while its pods
+    (a Deployment, an OnDelete StatefulSet) ran with the right client id. SA_CLIENT_ID_UNKNOWN's fix annotated the
+    right client id, then restarted the Deployment and deleted both database pods, which already carried it: a
+    needless outage of a database on a real cluster. Owners whose pods all carry the client id the fix annotates
+    are named in one line and left running; the others are restarted as before."""
+    facts = healthy()
+    principal, right = "17956034-dd1b-43e6-bebe-51e9bfbce260", facts.identities[0].client_id
+    facts.service_accounts.append(sa("web", "app-sa", principal))
+    facts.principal_of[str(principal).lower()] = {"kind": "managed_identity", "client_id": right, "name": "x"}
+    facts.pod_owners = {"web/app-sa": [
+        {"kind": "Deployment", "name": "api", "pods": ["api-1"], "client_ids": [right.upper()]},
+        {"kind": "StatefulSet", "name": "db", "pods": ["db-0"], "client_ids": [right],
+         "update_strategy": "OnDelete"},
+        {"kind": "Deployment", "name": "old", "pods": ["old-1"], "client_ids": [principal]},
+        {"kind": "Deployment", "name": "half", "pods": ["half-1", "half-2"], "client_ids": ["", right]}]}
+    lines = [line.split("   #")[0] for line in findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()]
+    assert lines == [
+        f"kubectl annotate serviceaccount -n web app-sa azure.workload.identity/client-id={right} --overwrite",
+        "kubectl rollout restart deployment/old -n web", "kubectl rollout restart deployment/half -n web",
+        f"# Deployment/api, StatefulSet/db in web: the running pods already carry AZURE_CLIENT_ID={right}, no "
+        "restart needed"]

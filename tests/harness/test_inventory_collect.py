@@ -20,6 +20,7 @@ SUB = "75a4b518-d570-4902-9254-ca853cabcaf2"
 OTHER = "0b1f6471-1bf0-4dda-aec3-cb9272f09590"
 ISSUER = "https://oidc.example.test/tenant/cluster-guid/"
 AUTHORIZATION = "providers/Microsoft.Authorization"
+CLIENT_A = "3b1a6f2e-5c1d-4e2f-9a8b-7c6d5e4f3a2b"
 AZURE = AzureConfig.model_construct(
     cloud=CloudConfig(name="AzureCloud"),
     ca_file=None,
@@ -349,9 +350,12 @@ def test_the_labelled_pods_are_traced_to_their_owners_per_service_account() -> N
     from harness.facts import KubeFailure
 
     def pod(name: str, owner: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
+        env = [{"name": "AZURE_CLIENT_ID", "value": CLIENT_A}, {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/t"}]
         return {"metadata": {"name": name, "namespace": "web", "labels": {"pod-template-hash": "7d9f", **extra},
                              "ownerReferences": [owner] if owner else []},
-                "spec": {"serviceAccountName": "app-sa"}, "status": {"phase": "Running"}}
+                "spec": {"serviceAccountName": "app-sa", "containers": [{"name": "app", "env": env},
+                                                                        {"name": "sidecar"}]},
+                "status": {"phase": "Running"}}
 
     class Kube:
         refuse = False
@@ -362,15 +366,17 @@ def test_the_labelled_pods_are_traced_to_their_owners_per_service_account() -> N
                 raise KubeError(KubeFailure(403, "Forbidden", "pods is forbidden"))
             done = pod("job-x", {"kind": "Job", "name": "job", "controller": True})
             done["status"]["phase"] = "Succeeded"
+            unmutated = pod("debug", None)
+            unmutated["spec"]["containers"] = [{"name": "app"}]
             return [pod("api-7d9f-b", {"kind": "ReplicaSet", "name": "api-7d9f", "controller": True}),
                     pod("api-7d9f-a", {"kind": "ReplicaSet", "name": "api-7d9f", "controller": True}),
-                    pod("debug", None), done,
+                    unmutated, done,
                     pod("wi-probe-app-sa-1", None, **{"app.kubernetes.io/managed-by": "wi-harness"})], "1"
 
     kube = Kube()
     assert labelled_pod_owners(kube) == {"web/app-sa": [  # type: ignore[arg-type]
-        {"kind": "Deployment", "name": "api", "pods": ["api-7d9f-a", "api-7d9f-b"]},
-        {"kind": "Pod", "name": "debug", "pods": ["debug"]}]}
+        {"kind": "Deployment", "name": "api", "pods": ["api-7d9f-a", "api-7d9f-b"], "client_ids": [CLIENT_A]},
+        {"kind": "Pod", "name": "debug", "pods": ["debug"], "client_ids": [""]}]}  # the webhook gave it none
     kube.refuse = True
     assert labelled_pod_owners(kube) is None  # type: ignore[arg-type]
 

@@ -279,8 +279,9 @@ def test_a_whole_cluster_run_with_the_inventory_lists_the_labelled_pods_once() -
     found = discover(kube, [])
     facts = collect_inventory(kube, None, None, None, None, pod_owners=found["pod_owners"])  # type: ignore[arg-type]
     assert kube.pod_lists == [(None, "azure.workload.identity/use=true")]
-    assert facts.pod_owners == {"billing/billing-sa": [{"kind": "Pod", "name": "billing-1", "pods": ["billing-1"]}],
-                                "web/default": [{"kind": "Pod", "name": "web-1", "pods": ["web-1"]}]}
+    assert facts.pod_owners == {
+        "billing/billing-sa": [{"kind": "Pod", "name": "billing-1", "pods": ["billing-1"], "client_ids": [""]}],
+        "web/default": [{"kind": "Pod", "name": "web-1", "pods": ["web-1"], "client_ids": [""]}]}
     narrowed = discover(kube, ["billing"])
     assert "pod_owners" not in narrowed
     collect_inventory(kube, None, None, None, None, pod_owners=narrowed.get("pod_owners"))  # type: ignore[arg-type]
