@@ -7,7 +7,9 @@
   RBAC, and a probe pod per workload for ``kubectl apply`` (:mod:`harness.shipping`); ``--probes-only`` the probe
   pods alone;
 * ``findings [--format md|text]`` prints the findings catalogue (harness.findings): docs/findings.md is
-  ``python -m harness findings --format md > docs/findings.md``.
+  ``python -m harness findings --format md > docs/findings.md``; ``findings CODE...`` one code's layer,
+  severity, meaning and fix (any case; a prefix lists its codes; a code it does not know is one line with the
+  closest, exit status 2), as a troubleshooter types it after reading a code in the run's output.
 
 Bad input (a missing file, a file that is not a run.json or breaks its schema, an output that cannot be
 written) is one line on stderr naming the file and the cause, and exit status 2, as for argparse's usage
@@ -18,10 +20,12 @@ the suites do for one run.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
+import textwrap
 from pathlib import Path
 
-from harness.findings import render_markdown, render_text
+from harness.findings import BY_CODE, CATALOGUE, Entry, render_markdown, render_text
 from harness.redact import Redactor
 from harness.report.signoff import (
     FORMATS,
@@ -83,14 +87,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="a namespace the Job may create probe pods in, besides the workloads' (repeatable); with no "
              "workloads in harness.yaml, the namespaces the Job's run covers",
     )
-    findings = commands.add_parser("findings", help="the catalogue of finding codes (docs/findings.md)")
-    findings.add_argument("--format", choices=("md", "text"), default="text")
+    findings = commands.add_parser(
+        "findings", help="the catalogue of finding codes (docs/findings.md), or what one code means and its fix"
+    )
+    findings.add_argument(
+        "codes", nargs="*", metavar="CODE",
+        help="a finding code from a run (e.g. SA_NOT_FOUND; any case): its meaning and fix; a prefix (FIC_) lists "
+             "its codes",
+    )
+    findings.add_argument("--format", choices=("md", "text"), default="text", help="the whole catalogue's format")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "findings":
+        if args.codes:
+            return _describe_codes(args.codes)
         sys.stdout.write(render_markdown() if args.format == "md" else render_text())
         return 0
     if args.command == "manifests":
@@ -102,6 +115,38 @@ def main(argv: list[str] | None = None) -> int:
     except ReportInputError as exc:
         print(f"{PROG} report {args.action}: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
+
+
+def _describe_codes(codes: list[str]) -> int:
+    """Each code's entry of the catalogue; an unknown one is one line on stderr (with the closest codes) and exit
+    status 2 once every code was looked up."""
+    status = 0
+    for asked in codes:
+        code = asked.strip().upper().replace("-", "_")
+        if code in BY_CODE:
+            sys.stdout.write(_describe(BY_CODE[code]))
+            continue
+        prefixed = [entry for entry in CATALOGUE if code and entry.code.startswith(code)]
+        if prefixed:
+            sys.stdout.write("".join(f"{e.code:<34} {e.layer:<15} {e.severity:<14} {e.meaning}\n" for e in prefixed))
+            continue
+        close = difflib.get_close_matches(code, list(BY_CODE), n=3, cutoff=0.6)
+        hint = f": did you mean {' or '.join(close)}?" if close else ": python -m harness findings lists them all"
+        print(f"{PROG} findings: error: {asked!r} is no finding code{hint}", file=sys.stderr)
+        status = USAGE_ERROR
+    return status
+
+
+def _describe(entry: Entry) -> str:
+    def para(label: str, text: str) -> list[str]:
+        return textwrap.wrap(text, 100, initial_indent=f"  {label:<9}", subsequent_indent=" " * 11)
+
+    lines = [f"{entry.code} ({entry.layer}, {entry.severity.replace('|', ' or ')})",
+             *para("meaning", entry.meaning), *para("fix", entry.fix)]
+    if entry.advice_only:
+        lines += para("", f"Advice only, no command repairs it: {entry.advice_only}")
+    lines.append("  the run's output (terminal, run.json, sign-off) prints the commands for your cluster")
+    return "\n".join(lines) + "\n"
 
 
 def _render_manifests(

@@ -183,3 +183,25 @@ def test_the_command_prints_the_markdown() -> None:
     )
     assert result.stdout == render_markdown()
     assert all(f"| `{entry.code}` |" in result.stdout for entry in CATALOGUE)
+
+
+def test_one_code_as_a_troubleshooter_types_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m harness findings SA_NOT_FOUND`` (a code read in a run's output) was refused: 'unrecognized
+    arguments'. It prints that code's entry, in any case; a prefix lists its codes; an unknown code is one line
+    naming the closest, exit status 2, after the others were printed."""
+    from harness.cli import main
+
+    entry = BY_CODE["SA_NOT_FOUND"]
+    assert main(["findings", "sa_not_found"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"SA_NOT_FOUND ({entry.layer}, {entry.severity})\n") and entry.meaning in out
+    assert main(["findings", "FIC_"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == [e.code for e in CATALOGUE if e.code.startswith("FIC_")] and len(listed) > 3
+    assert main(["findings", "SA_NOT_FOND", "FIC_MISSING"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out.startswith("FIC_MISSING (") and "Traceback" not in printed.err
+    assert printed.err.startswith("python -m harness findings: error: 'SA_NOT_FOND' is no finding code: did you "
+                                  "mean SA_NOT_FOUND") and printed.err.count("\n") == 1
+    advice = next(e for e in CATALOGUE if e.advice_only)
+    assert main(["findings", advice.code]) == 0 and "Advice only" in capsys.readouterr().out
