@@ -24,6 +24,9 @@ V16_VOLUME_PREFIX = "azure-workload-identity-reserved-"
 V15_VOLUME_NAME = "azure-identity-token"
 DEFAULT_EXPIRATION = 3600
 
+# KubeFailure.reason (status 0) when the API server answered with a TLS certificate the kubeconfig's CA does not sign
+UNTRUSTED_CERTIFICATE = "CertificateUntrusted"
+
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "wi-harness"
 RUN_ID_LABEL = "wi-harness/run-id"

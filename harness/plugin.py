@@ -49,7 +49,7 @@ from harness.session import (
     workloads_for,
 )
 from harness.shared import compute_once
-from harness.values import image_reference_problem, printable, shorten
+from harness.values import counted, image_reference_problem, printable, shorten
 
 SESSION = pytest.StashKey[HarnessSession]()
 PAYLOAD = pytest.StashKey[dict[str, Any]]()
@@ -746,8 +746,12 @@ _KUBECONFIG_COMMANDS = (("kubectl",), ("kubelogin",), ("az", "aks", "get-credent
 
 
 def _acts_on_kubeconfig(line: str) -> bool:
-    """A printed fix whose program reads or writes the shell's kubeconfig."""
-    words = line.split()
+    """A printed fix whose program reads or writes the shell's kubeconfig: not one that names its file (--file,
+    --kubeconfig: the harness's own), nor one captured into a variable (TOKEN=$(kubectl create token ...): asked
+    with credentials that work, which the refused kubeconfig's are not)."""
+    words = line.split("   # ", 1)[0].split()
+    if "--file" in words or "--kubeconfig" in words:
+        return False
     return any(tuple(words[:len(program)]) == program for program in _KUBECONFIG_COMMANDS)
 
 
@@ -859,6 +863,11 @@ class RunRecorder:
             terminalreporter.write_line(f"kept probe pod: kubectl -n {namespace} logs {name}")
         swept = sorted({k for p in self.payloads for k in p.get("swept") or []})
         if swept:
-            terminalreporter.write_line(f"swept {len(swept)} leftover probe object(s): {', '.join(swept)}")
+            terminalreporter.write_line(f"swept {counted(len(swept), 'leftover probe object')}: {', '.join(swept)}")
+        swept_kept = [p.get("sweep_kept") for p in self.payloads if p.get("sweep_kept") is not None]
+        for line in sorted({line for lines in swept_kept for line in lines}):
+            terminalreporter.write_line(f"--sweep {line}", yellow=True)
+        if swept_kept and not swept and not any(swept_kept):
+            terminalreporter.write_line("--sweep: no objects of earlier runs were left to delete")
         if self.session.lab is not None and self.session.keep:
             terminalreporter.write_line(f"lab state kept in {self.session.lab.state_dir}")

@@ -104,6 +104,11 @@ def image_reference_problem(value: str) -> str | None:
     return "is not an image reference (registry/repository[:tag][@sha256:digest])"
 
 
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``1 attempt``, ``3 attempts``: a count a person reads, with the noun in its number."""
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
 def shorten(value: str, limit: int = DEFAULT_SHOWN) -> str:
     """``value`` cut to ``limit`` characters with a marker, so a 5 MB annotation is never echoed whole."""
     if len(value) <= limit:

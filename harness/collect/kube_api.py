@@ -38,7 +38,8 @@ from harness.input_files import (
     check_regular_file,
     read_yaml,
 )
-from harness.values import printable
+from harness.names import UNTRUSTED_CERTIFICATE
+from harness.values import is_namespace, is_object_name, printable
 
 Obj = dict[str, Any]
 REQUEST_TIMEOUT = (10.0, 30.0)  # connect, read
@@ -138,6 +139,32 @@ class Kubeconfig:
         _, user = self.user_of(context)
         command = _section(user, "exec").get("command")
         return command if isinstance(command, str) else None
+
+
+def _service_account_claims(token: str) -> dict[str, Any]:
+    """A ServiceAccount token's namespace, name and expiry, read from its payload without verifying it (it is the
+    API server's to verify); {} for any other token. Legacy Secret-based tokens carry
+    kubernetes.io/serviceaccount/{namespace,service-account.name} and no exp; TokenRequest's bound tokens a
+    kubernetes.io claim (k8s.io/kubernetes pkg/serviceaccount/claims.go)."""
+    import base64
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    if not isinstance(claims, dict):
+        return {}
+    bound = claims.get("kubernetes.io") if isinstance(claims.get("kubernetes.io"), dict) else {}
+    namespace = bound.get("namespace") or claims.get("kubernetes.io/serviceaccount/namespace")
+    name = (bound.get("serviceaccount") or {}).get("name") if isinstance(bound.get("serviceaccount"), dict) \
+        else claims.get("kubernetes.io/serviceaccount/service-account.name")
+    found: dict[str, Any] = {}
+    if is_namespace(namespace) and is_object_name(name):
+        found["service_account"] = f"{namespace}/{name}"
+    if isinstance(claims.get("exp"), int) and not isinstance(claims.get("exp"), bool):
+        found["expires_at"] = claims["exp"]
+    return found
 
 
 def _section(entry: Any, key: str) -> dict[str, Any]:
@@ -444,6 +471,7 @@ class OfficialKubeApi:
         finally:
             logging.getLogger().removeHandler(errors)
         self.server = self._api_client.configuration.host
+        self._kubeconfig = kubeconfig
         if self.context != "in-cluster":
             self._refuse_failed_exec_plugin(kubeconfig, context, errors.messages)
         self._core = client.CoreV1Api(self._api_client)
@@ -475,6 +503,33 @@ class OfficialKubeApi:
                 f"the kubeconfig's exec credential plugin {_shown(command, 240)} failed: {reason}",
             )
         )
+
+    def credential_source(self) -> dict[str, Any]:
+        """How the kubeconfig's user signs in, for the fix of a 401 (never the token itself): ``kind`` token (a
+        static bearer token), tokenFile, exec (its command), client-certificate or in-cluster; for a static
+        ServiceAccount token its unverified ``service_account`` (NS/NAME) and ``expires_at`` (epoch seconds)."""
+        if self.context == "in-cluster":
+            return {"kind": "in-cluster"}
+        try:
+            user_name, user = read_kubeconfig(self._kubeconfig).user_of(self.context)
+        except KubeconfigProblem:
+            return {}
+        source: dict[str, Any] = {"user": user_name}
+        if isinstance(user.get("token"), str) and user["token"]:
+            source.update(kind="token", **_service_account_claims(user["token"]))
+        elif isinstance(user.get("tokenFile"), str):
+            source.update(kind="tokenFile", file=user["tokenFile"])
+        elif self.exec_command() is not None:
+            source.update(kind="exec", command=self.exec_command())
+        elif user.get("client-certificate") or user.get("client-certificate-data"):
+            source["kind"] = "client-certificate"
+        return source
+
+    def exec_command(self) -> str | None:
+        try:
+            return read_kubeconfig(self._kubeconfig).exec_command(self.context)
+        except KubeconfigProblem:
+            return None
 
     @property
     def bearer_token(self) -> str | None:
@@ -530,11 +585,11 @@ class OfficialKubeApi:
         if isinstance(reason, SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(reason):
             # it answered, with a certificate the kubeconfig's CA does not sign: the same on every call
             self._unreachable = KubeFailure(
-                0, "Unreachable",
-                f"the TLS certificate of the API server {self.server} is not signed by the kubeconfig's "
-                "certificate-authority (CERTIFICATE_VERIFY_FAILED): the cluster's CA was rotated (az aks "
-                "rotate-certs) or the kubeconfig holds another cluster's CA; write it again: az aks get-credentials "
-                "--overwrite-existing")
+                0, UNTRUSTED_CERTIFICATE,
+                f"the API server {self.server} answered with a TLS certificate that is not signed by the kubeconfig's "
+                "certificate-authority (CERTIFICATE_VERIFY_FAILED): the cluster's CA was rotated (az aks rotate-certs; "
+                "write the kubeconfig again: az aks get-credentials --overwrite-existing), the kubeconfig holds another "
+                "cluster's CA, or a proxy re-signs TLS on the way")
             return self._unreachable
         if isinstance(reason, ReadTimeoutError):
             self._unreachable = KubeFailure(

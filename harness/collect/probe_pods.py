@@ -604,8 +604,10 @@ def _own_pod_after_retry(
     return pod if pod is not None and labels.get(RUN_ID_LABEL) == run_id else None
 
 
-def sweep(api: KubeApi, namespaces: list[str], current_run_id: str, now: Callable[[], float] = time.time) -> list[str]:
+def sweep(api: KubeApi, namespaces: list[str], current_run_id: str, now: Callable[[], float] = time.time,
+          kept: list[str] | None = None) -> list[str]:
     """Delete what earlier runs left (harness/collect/sweep.py): their pods past their deadline, then the source
     ConfigMaps of runs with no live pod (cluster-wide when allowed, else in ``namespaces``); never this run's, nor
-    another live run's. Returns ``NS/POD`` for each pod and ``NS/configmap/NAME`` for each ConfigMap deleted."""
-    return sweep_leftovers(api, namespaces, current_run_id, GRACE_SECONDS, now)
+    another live run's. Returns ``NS/POD`` for each pod and ``NS/configmap/NAME`` for each ConfigMap deleted;
+    ``kept`` gets a line for each earlier run whose objects are still within their bound."""
+    return sweep_leftovers(api, namespaces, current_run_id, GRACE_SECONDS, now, kept)

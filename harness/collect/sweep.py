@@ -18,11 +18,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.names import MANAGED_BY, MANAGED_BY_LABEL, RUN_ID_LABEL
+from harness.values import counted
 
 DEADLINE_ANNOTATION = "wi-harness/probe-deadline-seconds"
 MARGIN_SECONDS = 10.0
@@ -60,26 +61,60 @@ def created_at(obj: dict[str, Any]) -> float | None:
         return None
 
 
-def pod_expired(pod: dict[str, Any], now: float, grace: float) -> bool:
-    """Past its deadline with room to spare: no live run waits for this pod any more."""
+def pod_sweepable_at(pod: dict[str, Any], grace: float) -> float | None:
+    """When no live run waits for this pod any more (its deadline passed with room to spare); None: no creation
+    time to tell by."""
     created = created_at(pod)
     deadline = (pod.get("spec") or {}).get("activeDeadlineSeconds")
     if created is None:
-        return False
+        return None
     bound = float(deadline) if isinstance(deadline, int | float) else UNKNOWN_DEADLINE_SECONDS
-    return now - created > bound + grace + MARGIN_SECONDS
+    return created + bound + grace + MARGIN_SECONDS
 
 
-def config_map_expired(config_map: dict[str, Any], now: float, grace: float) -> bool:
+def pod_expired(pod: dict[str, Any], now: float, grace: float) -> bool:
+    """Past its deadline with room to spare: no live run waits for this pod any more."""
+    at = pod_sweepable_at(pod, grace)
+    return at is not None and now > at
+
+
+def config_map_sweepable_at(config_map: dict[str, Any], grace: float) -> float | None:
     created = created_at(config_map)
     if created is None:
-        return False
+        return None
     annotations = (config_map.get("metadata") or {}).get("annotations") or {}
     try:
         bound = float(annotations.get(DEADLINE_ANNOTATION, UNKNOWN_DEADLINE_SECONDS))
     except ValueError:
         bound = UNKNOWN_DEADLINE_SECONDS
-    return now - created > bound + grace + MARGIN_SECONDS
+    return created + bound + grace + MARGIN_SECONDS
+
+
+def config_map_expired(config_map: dict[str, Any], now: float, grace: float) -> bool:
+    at = config_map_sweepable_at(config_map, grace)
+    return at is not None and now > at
+
+
+def kept_note(run: str, objects: list[tuple[str, float | None]], now: float) -> str:
+    """One line for an earlier run whose objects --sweep left: how many, where, why, and from when it takes
+    them (the latest of their bounds; a run killed outright is cleaned up then)."""
+    namespaces = sorted({namespace for namespace, _ in objects})
+    times = [at for _, at in objects if at is not None]
+    when = ""
+    if times:
+        at = max(times)
+        when = (f"; a --sweep from {datetime.fromtimestamp(at, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                f"(in {_duration(at - now)}) deletes them")
+    return (f"kept {counted(len(objects), 'object')} of run {run} (in {', '.join(namespaces)}): younger than their "
+            f"probe deadline plus {MARGIN_SECONDS:g} s and the owner's grace, so that run may still be using "
+            f"them{when}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 120:
+        return counted(seconds, "second")
+    return counted(round(seconds / 60), "minute")
 
 
 def held_note(obj: dict[str, Any], kind: str) -> str:
@@ -100,13 +135,16 @@ def sweep_leftovers(
     current_run_id: str,
     grace: float,
     now: Callable[[], float] = time.time,
+    kept: list[str] | None = None,
 ) -> list[str]:
     """Delete earlier runs' expired probe pods, then the source ConfigMaps of runs with no pod left within its
     bound (cluster-wide when allowed, else in ``namespaces``). Returns ``NS/POD`` for each pod and
-    ``NS/configmap/NAME`` for each ConfigMap deleted."""
+    ``NS/configmap/NAME`` for each ConfigMap deleted; ``kept`` gets one line per earlier run whose objects are
+    left because they are still within their bound (:func:`kept_note`)."""
     selector = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
     swept: list[str] = []
     alive: set[str] = set()  # runs with a pod still within its bound
+    left: dict[str, list[tuple[str, float | None]]] = {}  # run -> (namespace, sweepable at) of what stays
     moment = now()
     config_maps = _managed(lambda ns, sel: (api.list_config_maps(ns, sel), None), namespaces, selector)
     ended: dict[str, float] = {}  # run -> when it said it was done (its latest marker)
@@ -130,6 +168,7 @@ def sweep_leftovers(
         done = str(run) in ended and made is not None and made <= ended[str(run)]
         if not done and not pod_expired(pod, moment, grace):
             alive.add(str(run))
+            left.setdefault(str(run), []).append((str(meta.get("namespace")), pod_sweepable_at(pod, grace)))
             continue
         try:
             api.delete_pod(meta.get("namespace", ""), meta.get("name", ""))
@@ -141,15 +180,19 @@ def sweep_leftovers(
         labels = meta.get("labels") or {}
         run = labels.get(RUN_ID_LABEL)
         # only what a run made: never a ConfigMap a person labelled managed-by wi-harness (the Job's config)
-        if run is None or run == current_run_id or run in alive:
+        if run is None or run == current_run_id:
             continue
-        if run not in ended and not config_map_expired(config_map, moment, grace):
+        if run in alive or (run not in ended and not config_map_expired(config_map, moment, grace)):
+            left.setdefault(str(run), []).append((str(meta.get("namespace")),
+                                                  config_map_sweepable_at(config_map, grace)))
             continue
         try:
             api.delete_config_map(meta.get("namespace", ""), meta.get("name", ""))
             swept.append(f"{meta.get('namespace')}/configmap/{meta.get('name')}{held_note(config_map, 'configmap')}")
         except KubeError:
             continue
+    if kept is not None:
+        kept.extend(kept_note(run, objects, moment) for run, objects in sorted(left.items()))
     return swept
 
 

@@ -322,7 +322,7 @@ def test_sweep_deletes_leftovers_of_earlier_runs(pytester: pytest.Pytester) -> N
     project(pytester, world)
     result = pytester.runpytest("suites", "--config", "harness.yaml", "--sweep")
     result.assert_outcomes(passed=HEALTHY_TESTS)
-    result.stdout.fnmatch_lines(["swept 1 leftover probe object(s): finance/wi-probe-backend-sa-old"])
+    result.stdout.fnmatch_lines(["swept 1 leftover probe object: finance/wi-probe-backend-sa-old"])
 
 
 def test_pod_mode_inspects_an_existing_pod_then_probes_under_its_service_account(
@@ -604,3 +604,16 @@ def test_a_signal_whose_interrupt_never_reached_pytest_still_exits_2(monkeypatch
     session = types.SimpleNamespace(exitstatus=pytest.ExitCode.OK)
     plugin.pytest_sessionfinish(session)  # type: ignore[arg-type]
     assert session.exitstatus == pytest.ExitCode.OK
+
+
+def test_fixes_that_name_their_kubeconfig_need_no_export_first() -> None:
+    """The line 'run export KUBECONFIG=FILE before pasting them' is for fixes that act on the shell's kubeconfig:
+    not one that names its file (az aks get-credentials --file, kubectl --kubeconfig), nor a kubectl captured
+    into a variable (a new token asked with credentials that work, which the refused kubeconfig's are not)."""
+    from harness.plugin import _acts_on_kubeconfig
+
+    assert _acts_on_kubeconfig("kubectl --context prod cluster-info")
+    assert _acts_on_kubeconfig("az aks get-credentials --name c --overwrite-existing   # --file would name it")
+    assert not _acts_on_kubeconfig("az aks get-credentials --name c --file /etc/wi/kubeconfig --overwrite-existing")
+    assert not _acts_on_kubeconfig('kubectl config set-credentials u --token "$TOKEN" --kubeconfig /etc/wi/kc')
+    assert not _acts_on_kubeconfig("TOKEN=$(kubectl create token ci-bot -n ops --duration 24h)   # with a kubeconfig")

@@ -70,6 +70,23 @@ def test_only_objects_past_their_runs_deadline_are_swept() -> None:
     assert len(swept) == 2 and swept[1] == f"finance/configmap/{source_configmap_name('dead-run')}"
 
 
+def test_what_is_kept_is_named_with_its_run_and_when_it_becomes_sweepable() -> None:
+    """--sweep before a killed run's probe pods passed their deadline deleted nothing and said nothing: the person
+    could not tell a sweep that found nothing from one that waits. Each earlier run whose objects it left is one
+    line: how many, where, why, and from when a --sweep deletes them."""
+    kube = World.healthy().backend().kube
+    leftovers(kube, {"killed-run": 30, "this-run": 5})
+    kept: list[str] = []
+    assert sweep(kube, ["finance"], "this-run", now=lambda: NOW, kept=kept) == []
+    at = datetime.fromtimestamp(NOW - 30 + BOUND, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert kept == [f"kept 2 objects of run killed-run (in finance): younger than their probe deadline plus "
+                    f"{MARGIN_SECONDS:g} s and the owner's grace, so that run may still be using them; a --sweep from "
+                    f"{at} (in {round(BOUND - 30)} seconds) deletes them"]
+    kept.clear()  # once that time has passed, the same sweep deletes them and keeps nothing
+    assert len(sweep(kube, ["finance"], "this-run", now=lambda: NOW - 30 + BOUND + 1, kept=kept)) == 2
+    assert kept == [] and runs_left(kube) == ["this-run"]
+
+
 def test_the_configmap_says_its_runs_deadline() -> None:
     kube = World.healthy().backend().kube
     leftovers(kube, {"run-a": 1})
