@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.collect.inventory import (
+    labelled_pod_summaries,
     list_labelled_pods,
     list_service_accounts,
-    owners_of_live_pods,
     service_accounts_run_by,
 )
 from harness.collect.kube_api import KubeError, kubeconfig_bearer_token
@@ -103,7 +103,7 @@ class HarnessSession:
     selected_pods: list[str] | None = None
     selected_migration: bool = False  # a migration.* test is selected: collect pod-managed identity leftovers
     selected_inventory: bool = False  # an inventory.* test is selected: collect the inventory
-    # a whole-cluster run: {namespaces, service_accounts, error, pod_owners (cluster-wide only)} as listed when
+    # a whole-cluster run: {namespaces, service_accounts, error, labelled_pods (cluster-wide only)} as listed when
     # the run started (None: not one)
     discovery: dict[str, Any] | None = None
     redactor: Redactor = field(default_factory=Redactor)
@@ -145,8 +145,8 @@ def discover(kube: Any, namespaces: list[str]) -> dict[str, Any]:
     """The ServiceAccounts with the client-id annotation or the use label in ``namespaces`` (all when empty),
     and those that pods labelled azure.workload.identity/use: "true" there run as (one more list), as JSON the
     xdist workers read back; a refusal is kept as ``error`` for the workload suite to report. When the run is
-    cluster-wide, ``pod_owners`` keeps what the inventory needs of that pod list
-    (:func:`harness.collect.inventory.owners_of_live_pods`), so it is not listed twice."""
+    cluster-wide, ``labelled_pods`` keeps what the inventory and migration suites read of that pod list
+    (:func:`harness.collect.inventory.labelled_pod_summaries`), so it is not listed again."""
     found: dict[str, Any] = {"namespaces": namespaces, "service_accounts": [], "error": None}
     if kube is None:
         message = ("no Kubernetes client to list ServiceAccounts with (a conftest that supplies wi_backend "
@@ -156,7 +156,7 @@ def discover(kube: Any, namespaces: list[str]) -> dict[str, Any]:
     labelled, error = list_labelled_pods(kube, namespaces)
     asked = service_accounts_run_by(labelled)
     if error is None and not namespaces:
-        found["pod_owners"] = owners_of_live_pods(labelled)
+        found["labelled_pods"] = labelled_pod_summaries(labelled)
     if error is not None:  # not all the workloads that asked for Workload ID can be named: say so, verify none
         found["error"] = {"status": error.status, "reason": error.reason, "message": error.message,
                           "listing": f"the pods labelled {USE_LABEL}=true"}

@@ -14,7 +14,6 @@ assignments too. ARM and Graph reads go through a per-run cache (each URL once) 
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 import urllib.parse
@@ -23,13 +22,14 @@ from concurrent.futures import Future
 from typing import Any
 
 from harness import values
-from harness.checks.podspec import containers, controller_of, env_map, is_live, service_account_of
+from harness.checks.podspec import service_account_of
 from harness.collect.arm import ARG_PATH, AUTHORIZATION_API, IDENTITY_TYPE, MSI_API
 from harness.collect.arm_api import ArmGet
 from harness.collect.cache import cached, read_all
 from harness.collect.graph import VERSION as GRAPH_VERSION
 from harness.collect.graph import application_of_object_id, deleted_item
 from harness.collect.kube_api import KubeApi, KubeError
+from harness.collect.migration import pod_summary
 from harness.collect.pages import list_all
 from harness.config import AzureConfig
 from harness.facts import (
@@ -44,8 +44,6 @@ from harness.facts import (
 from harness.issuers import issuer_relation
 from harness.names import (
     CLIENT_ID_ANNOTATION,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
     TENANT_ID_ANNOTATION,
     USE_LABEL,
 )
@@ -114,27 +112,28 @@ def service_accounts_run_by(pods: Iterable[dict[str, Any]]) -> set[str]:
             for pod in pods}
 
 
+def labelled_pod_summaries(pods: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`harness.collect.migration.pod_summary` of the live ``pods`` (the harness's own probe pods left out),
+    by namespace and name: what the inventory and the migration suite read of the labelled pods, from one list."""
+    return sorted((s for s in map(pod_summary, pods) if s is not None), key=lambda s: (s["namespace"], s["name"]))
+
+
 PodOwners = dict[str, list[dict[str, Any]]]
 
 
-def owners_of_live_pods(pods: Iterable[dict[str, Any]]) -> PodOwners:
-    """NS/SA -> {kind, name, pods, client_ids} of what owns the live ``pods`` (the harness's own probe pods left
-    out) under each ServiceAccount: what a fix that changes the ServiceAccount restarts by name. ``client_ids``:
-    the AZURE_CLIENT_ID values the webhook gave the owner's pods (those of every container with the injected
-    token file; "" for a pod it gave none), so a fix annotating the client id they already carry restarts
-    nothing."""
+def owners_of_live_pods(summaries: Iterable[dict[str, Any]]) -> PodOwners:
+    """NS/SA -> {kind, name, pods, client_ids} of what owns the pods (:func:`labelled_pod_summaries`) under each
+    ServiceAccount: what a fix that changes the ServiceAccount restarts by name. ``client_ids``: the
+    AZURE_CLIENT_ID values the owner's pods carry ("" for a pod the webhook gave no token or no client id), so a
+    fix annotating the client id they already carry restarts nothing."""
     owners: dict[str, dict[tuple[str, str], list[str]]] = {}
     carried: dict[tuple[str, str, str], set[str]] = {}
-    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name"))):
-        meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-        if not is_live(pod) or (meta.get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY:
-            continue
-        ref = f"{meta.get('namespace')}/{service_account_of(spec)}"
-        owner = controller_of(pod)
-        owners.setdefault(ref, {}).setdefault(owner, []).append(str(meta.get("name") or ""))
-        mutated = [env for env in map(env_map, containers(pod)) if env.get("AZURE_FEDERATED_TOKEN_FILE")]
-        carried.setdefault((ref, *owner), set()).update(
-            {str(env.get("AZURE_CLIENT_ID") or "") for env in mutated} or {""})
+    for pod in summaries:
+        ref = f"{pod['namespace']}/{pod['service_account']}"
+        owner = (str(pod["owner_kind"]), str(pod["owner_name"]))
+        owners.setdefault(ref, {}).setdefault(owner, []).append(str(pod["name"]))
+        ids = set(pod.get("client_ids") or []) if pod.get("token_audiences") else set()
+        carried.setdefault((ref, *owner), set()).update(ids or {""})
     return {ref: [{"kind": kind, "name": name, "pods": names, "client_ids": sorted(carried[(ref, kind, name)])}
                   for (kind, name), names in found.items()]
             for ref, found in owners.items()}
@@ -144,7 +143,7 @@ def labelled_pod_owners(kube: KubeApi) -> PodOwners | None:
     """:func:`owners_of_live_pods` of the labelled pods, cluster-wide (one list, the verb the rendered RBAC
     grants). None: the list was refused."""
     pods, failure = list_labelled_pods(kube)
-    return None if failure is not None else owners_of_live_pods(pods)
+    return None if failure is not None else owners_of_live_pods(labelled_pod_summaries(pods))
 
 
 # The controllers whose updateStrategy decides whether a template change (kubectl rollout restart's) replaces
@@ -494,16 +493,17 @@ def collect_inventory(
     graph: ArmGet | None,
     issuer: str | None,
     previous_issuers: list[str] | None = None,
-    pod_owners: PodOwners | None = None,
+    labelled_pods: list[dict[str, Any]] | None = None,
 ) -> InventoryFacts:
-    """``pod_owners``: :func:`owners_of_live_pods` of the cluster's labelled pods as this run listed them already
-    (a whole-cluster run's discovery); None: listed here."""
+    """``labelled_pods``: :func:`labelled_pod_summaries` of the cluster's labelled pods as this run listed them
+    already (a whole-cluster run's discovery, or once for the migration suite too); None: listed here."""
     facts = InventoryFacts(collected_at=time.time(), azure_configured=arm is not None and azure is not None)
     facts.service_accounts, facts.all_service_accounts, facts.service_accounts_error = list_service_accounts(
         kube
     )
     if facts.service_accounts:
-        facts.pod_owners = copy.deepcopy(pod_owners) if pod_owners is not None else labelled_pod_owners(kube)
+        facts.pod_owners = (owners_of_live_pods(labelled_pods) if labelled_pods is not None
+                            else labelled_pod_owners(kube))
         if facts.pod_owners:
             add_update_strategies(kube, facts.pod_owners)
     if arm is None or azure is None:

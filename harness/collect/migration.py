@@ -193,7 +193,9 @@ def _components(api: KubeApi) -> ObjectList:
     return found
 
 
-def _pod(pod: dict[str, Any]) -> dict[str, Any] | None:
+def pod_summary(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """What the migration and inventory checks read of a live pod (None: ended, being deleted, or the harness's
+    own probe pod)."""
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     labels = meta.get("labels") or {}
     if not is_live(pod) or labels.get(MANAGED_BY_LABEL) == MANAGED_BY:
@@ -258,7 +260,10 @@ def collect_migration(
     azure: AzureConfig | None,
     graph: ArmGet | None = None,
     known: list[IdentityFacts] | None = None,
+    labelled_pods: list[dict[str, Any]] | None = None,
 ) -> MigrationFacts:
+    """``labelled_pods``: :func:`pod_summary` of the cluster's pods labelled for Workload ID as this run listed
+    them already (harness.collect.inventory.labelled_pod_summaries); None: listed here."""
     crds = _keep(list_all(api, "apiextensions.k8s.io", "v1", "customresourcedefinitions"), _crd)
     kinds = {plural: list_all(api, POD_IDENTITY_GROUP, POD_IDENTITY_VERSION, plural) for plural in POD_IDENTITY_PLURALS}
     facts = MigrationFacts(
@@ -269,8 +274,9 @@ def collect_migration(
         azure_pod_identity_exceptions=_keep(kinds["azurepodidentityexceptions"], _exception),
         azure_assigned_identities=_keep(kinds["azureassignedidentities"], _assigned),
         components=_components(api),
-        legacy_pods=_cronjob_owners(api, _keep(_pods(api, POD_IDENTITY_LABEL), _pod)),
-        labelled_pods=_keep(_pods(api, f"{USE_LABEL}=true"), _pod),
+        legacy_pods=_cronjob_owners(api, _keep(_pods(api, POD_IDENTITY_LABEL), pod_summary)),
+        labelled_pods=(ObjectList("pods", list(labelled_pods)) if labelled_pods is not None
+                       else _keep(_pods(api, f"{USE_LABEL}=true"), pod_summary)),
         service_accounts=_keep(list_all(api, "", "v1", "serviceaccounts"), _service_account),
     )
     facts.identities = _identities(facts, arm, azure, graph, known or [])

@@ -354,7 +354,9 @@ def test_the_labelled_pods_are_traced_to_their_owners_per_service_account() -> N
         return {"metadata": {"name": name, "namespace": "web", "labels": {"pod-template-hash": "7d9f", **extra},
                              "ownerReferences": [owner] if owner else []},
                 "spec": {"serviceAccountName": "app-sa", "containers": [{"name": "app", "env": env},
-                                                                        {"name": "sidecar"}]},
+                                                                        {"name": "sidecar"}],
+                         "volumes": [{"name": "azure-identity-token", "projected": {"sources": [
+                             {"serviceAccountToken": {"audience": "api://AzureADTokenExchange"}}]}}]},
                 "status": {"phase": "Running"}}
 
     class Kube:
@@ -367,7 +369,7 @@ def test_the_labelled_pods_are_traced_to_their_owners_per_service_account() -> N
             done = pod("job-x", {"kind": "Job", "name": "job", "controller": True})
             done["status"]["phase"] = "Succeeded"
             unmutated = pod("debug", None)
-            unmutated["spec"]["containers"] = [{"name": "app"}]
+            unmutated["spec"]["containers"], unmutated["spec"]["volumes"] = [{"name": "app"}], []
             return [pod("api-7d9f-b", {"kind": "ReplicaSet", "name": "api-7d9f", "controller": True}),
                     pod("api-7d9f-a", {"kind": "ReplicaSet", "name": "api-7d9f", "controller": True}),
                     unmutated, done,

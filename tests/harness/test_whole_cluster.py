@@ -14,6 +14,7 @@ from test_plugin import CLUSTER_TESTS, created, project, run_json
 
 from harness.collect.inventory import collect_inventory
 from harness.collect.kube_api import KubeError
+from harness.collect.migration import collect_migration
 from harness.facts import KubeFailure
 from harness.fixtures import nothing_found
 from harness.session import discover
@@ -242,6 +243,9 @@ class _LabelledPodKube:
                 {"metadata": {"namespace": "web", "name": "web-1"}, "spec": {}}]  # no serviceAccountName: default
         return [p for p in pods if namespace in (None, p["metadata"]["namespace"])], "1"
 
+    def list_objects(self, group: str, version: str, plural: str) -> list[dict[str, object]]:
+        return []  # no aad-pod-identity, no NMI: what the migration collector lists besides the pods
+
     def list_service_accounts(self, namespace: str | None) -> list[dict[str, object]]:
         accounts = [{"metadata": {"namespace": ns, "name": name, "annotations": notes}} for ns, name, notes in [
             ("billing", "billing-sa", {}), ("billing", "plain-sa", {}), ("web", "default", {}),
@@ -271,19 +275,25 @@ def test_service_accounts_that_labelled_pods_run_as_are_verified_too() -> None:
 
 
 def test_a_whole_cluster_run_with_the_inventory_lists_the_labelled_pods_once() -> None:
-    """Discovery and the inventory each listed the labelled pods cluster-wide (service_accounts_of_labelled_pods,
-    then labelled_pod_owners): on a real cluster with thousands of pods the costliest list, twice. Discovery
-    keeps their owners (pod_owners) and the inventory takes them; a run narrowed by --namespace saw only part of
-    the cluster, so the inventory still lists them all itself."""
+    """Discovery, the inventory and the migration suite each listed the labelled pods cluster-wide
+    (service_accounts_of_labelled_pods, labelled_pod_owners, collect_migration): on a real cluster with thousands
+    of pods the costliest list, three times (by hand in the lab: a counting wrapper around list_pods saw it). Discovery
+    keeps what both suites read of them (labelled_pods) and they take it; a run narrowed by --namespace saw only
+    part of the cluster, so the inventory still lists them all itself."""
     kube = _LabelledPodKube()
     found = discover(kube, [])
-    facts = collect_inventory(kube, None, None, None, None, pod_owners=found["pod_owners"])  # type: ignore[arg-type]
-    assert kube.pod_lists == [(None, "azure.workload.identity/use=true")]
+    facts = collect_inventory(kube, None, None, None, None,  # type: ignore[arg-type]
+                              labelled_pods=found["labelled_pods"])
+    migration = collect_migration(kube, None, None, labelled_pods=found["labelled_pods"])  # type: ignore[arg-type]
+    assert kube.pod_lists == [(None, "azure.workload.identity/use=true"), (None, "aadpodidbinding")]
+    assert [(p["namespace"], p["name"]) for p in migration.labelled_pods.items] == [("billing", "billing-1"),
+                                                                                  ("web", "web-1")]
     assert facts.pod_owners == {
         "billing/billing-sa": [{"kind": "Pod", "name": "billing-1", "pods": ["billing-1"], "client_ids": [""]}],
         "web/default": [{"kind": "Pod", "name": "web-1", "pods": ["web-1"], "client_ids": [""]}]}
     narrowed = discover(kube, ["billing"])
-    assert "pod_owners" not in narrowed
-    collect_inventory(kube, None, None, None, None, pod_owners=narrowed.get("pod_owners"))  # type: ignore[arg-type]
-    assert kube.pod_lists[1:] == [("billing", "azure.workload.identity/use=true"),
+    assert "labelled_pods" not in narrowed
+    collect_inventory(kube, None, None, None, None,  # type: ignore[arg-type]
+                      labelled_pods=narrowed.get("labelled_pods"))
+    assert kube.pod_lists[2:] == [("billing", "azure.workload.identity/use=true"),
                                   (None, "azure.workload.identity/use=true")]
