@@ -35,6 +35,7 @@ from harness.checks.network_policies import (
 )
 from harness.checks.pod import authority_fix
 from harness.checks.probe_output import mounted_ca_configmap
+from harness.checks.token import issuer_disabled_finding, private_issuer
 from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
 from harness.commands import Step, advice
 from harness.names import PROBE_CONTAINER, TENANT_ID_ANNOTATION, WEBHOOK_CONFIG_MAP, WEBHOOK_DEPLOYMENT
@@ -571,6 +572,9 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
     code, layer, meaning = AADSTS_MEANINGS.get(
         aadsts, ("EXCHANGE_FAILED", "entra", "the token exchange failed")
     )
+    private = private_issuer(ctx)
+    if code == "FIC_ISSUER_MISMATCH" and private is not None:  # no credential can name an undiscoverable issuer
+        return issuer_disabled_finding(ctx, private, evidence, f"{aadsts}: {meaning}")
     if code.startswith("FIC_") and issuer:
         exchanged = str(evidence.get("client_id") or "")
         pending = pending_credential(ctx.facts.identity, issuer, ctx.subject, exchanged, ctx.now)

@@ -17,7 +17,7 @@ from harness.checks.common import arm_failure_finding, harness_token_fix, is_gra
 from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
-from harness.checks.token import claims
+from harness.checks.token import claims, private_issuer
 from harness.commands import Command, Step, advice, render
 from harness.facts import CREDENTIAL_ERROR, IdentityFacts
 from harness.issuers import issuer_relation
@@ -551,7 +551,12 @@ def match_fic(credentials: list[dict[str, Any]], issuer: str, subject: str) -> F
 
 
 def expected_issuer(ctx: WorkloadContext) -> tuple[str | None, str]:
-    """The token's iss when the probe read it, else the cluster's issuer."""
+    """The token's iss when the probe read it, else the cluster's issuer; none while the cluster's OIDC issuer is
+    off (the token's iss is then the API server's own, which no credential should name)."""
+    private = private_issuer(ctx)
+    if private is not None:
+        return None, (f"the cluster's OIDC issuer is off (see token.issuer): the token's iss {private!r} is the API "
+                      "server's own issuer, which Entra cannot discover, so no federated credential should name it")
     iss = claims(ctx).get("iss")
     if iss:
         return str(iss), "the token's iss"
@@ -623,7 +628,8 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
     credentials = facts.federated_credentials
     issuer, issuer_source = expected_issuer(ctx)
     if issuer is None:
-        return skipped("neither the token's iss nor the cluster's issuer URL is known")
+        return skipped(issuer_source if private_issuer(ctx) else "neither the token's iss nor the cluster's issuer "
+                       "URL is known")
     match = match_fic(credentials, issuer, ctx.subject)
     evidence: dict[str, Any] = {
         "expected": {

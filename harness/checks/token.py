@@ -8,6 +8,7 @@ from harness.checks import remediation as fix
 from harness.checks.cluster import slash_hint, webhook_namespace
 from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
+from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.podspec import expected_lifetime, token_volumes
 from harness.commands import Step, advice
@@ -110,10 +111,45 @@ def token_audience(ctx: WorkloadContext) -> Outcome:
     )
 
 
+def private_issuer(ctx: WorkloadContext) -> str | None:
+    """The token's iss when ARM says the cluster's OIDC issuer is off: then it is the API server's own issuer,
+    which publishes no discovery document Entra can read, so no federated credential can be made to match it.
+    Enabling the issuer changes the issuer of the tokens issued from then on (AKS's use-oidc-issuer doc: restart
+    the pods)."""
+    arm = ctx.cluster.arm_cluster
+    profile = (((arm.body if arm else None) or {}).get("properties") or {}).get("oidcIssuerProfile")
+    iss = claims(ctx).get("iss")
+    if isinstance(profile, dict) and profile.get("enabled") is False and isinstance(iss, str) and iss:
+        return iss
+    return None
+
+
+def issuer_disabled_finding(ctx: WorkloadContext, iss: str, evidence: dict[str, Any], what: str) -> Finding:
+    """OIDC_ISSUER_DISABLED as a workload sees it: its tokens carry the API server's own issuer ``iss``."""
+    return Finding(
+        "OIDC_ISSUER_DISABLED",
+        ERROR,
+        "token",
+        f"{what}: the token's iss {iss!r} is the API server's own issuer, because the cluster's OIDC issuer is off; "
+        "Entra cannot discover it, so no federated credential should name it. Enable the OIDC issuer, then restart "
+        "the pods: tokens issued from then on carry its URL, the issuer federated credentials must name",
+        evidence,
+        [fix.aks_update(ctx.azure, "--enable-oidc-issuer"), fix.show_issuer(ctx.azure), *restart_workload(ctx)],
+    )
+
+
 def token_issuer(ctx: WorkloadContext) -> Outcome:
     iss = claims(ctx).get("iss")
     issuer, source = ctx.cluster.issuer_url, ctx.cluster.issuer_source
     evidence = {"iss": iss, "cluster_issuer": issuer, "cluster_issuer_source": source}
+    private = private_issuer(ctx)
+    if private is not None:
+        return failed(
+            f"iss = {private!r}: the API server's own issuer, not a public OIDC issuer (the cluster's OIDC issuer "
+            "is off, see cluster.oidc_issuer_enabled)",
+            evidence,
+            issuer_disabled_finding(ctx, private, evidence, "the workload's tokens cannot be exchanged"),
+        )
     if not issuer:
         return skipped(
             f"the cluster's issuer URL is unknown (see cluster.oidc_issuer_enabled); token iss = {iss!r}",

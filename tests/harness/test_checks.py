@@ -803,7 +803,33 @@ def test_issuer_unreachable_and_oidc_disabled(run_world: RunWorld) -> None:
         == "WORKLOAD_IDENTITY_DISABLED"
     )
     token_check = results.workloads["finance/backend-sa"].check("token.issuer")
-    assert token_check.status == SKIP and "issuer URL is unknown" in token_check.message
+    assert token_check.status == FAIL and token_check.findings[0].code == "OIDC_ISSUER_DISABLED"
+
+
+def test_a_cluster_without_its_oidc_issuer_is_never_told_to_federate_the_api_servers_own_issuer(
+        run_world: RunWorld) -> None:
+    """A cluster made before its OIDC issuer was enabled signs tokens with the API server's own issuer, which Entra
+    cannot discover (the exchange: AADSTS700211). The workload's first broken link is token.issuer, whose fix
+    enables the issuer and restarts the pods (tokens issued after it carry its URL); no printed fix creates a
+    federated credential for the private issuer (20 per identity, and useless), federation.credential says why it
+    cannot judge, and the exchange's 700211 is the same finding, not FIC_ISSUER_MISMATCH."""
+    private = "https://aks-dns-0a1b2c3d.hcp.eastus.azmk8s.io"
+    results, _ = run_world(World.healthy(oidc_enabled=False, token_issuer=private))
+    finance = results.workloads["finance/backend-sa"]
+    assert next(c.id for c in finance.checks if c.status == FAIL) == "token.issuer"
+    finding = finance.check("token.issuer").findings[0]
+    assert finding.code == "OIDC_ISSUER_DISABLED" and private in finding.message
+    lines = finding.fix_lines()
+    assert lines[0].startswith("az aks update ") and lines[0].endswith(" --enable-oidc-issuer")
+    assert lines[1].endswith("--query oidcIssuerProfile.issuerUrl -o tsv")
+    # the workload's pods restarted (by name; this world runs none, so a note says the new ones get it)
+    assert lines[2:] == ["# no pod runs under finance/backend-sa now: the pods created from now on get the change"]
+    federation = finance.check("federation.credential")
+    assert federation.status == SKIP and "the cluster's OIDC issuer is off" in federation.message
+    exchange = finance.check("exchange.succeeds")
+    assert exchange.status == FAIL and [f.code for f in exchange.findings] == ["OIDC_ISSUER_DISABLED"]
+    every = [line for check in finance.checks for f in check.findings for line in f.fix_lines()]
+    assert not any("federated-credential" in line for line in every), every
 
 
 def test_without_azure_the_issuer_comes_from_the_api_server(run_world: RunWorld) -> None:
