@@ -285,7 +285,7 @@ def test_html_cells_break_only_words_too_long_for_a_column(run_world: Callable[.
     word longer than LONG_TOKEN characters (a URL, a resource id, a subject) may now break it anywhere."""
     page = render(with_sections(failing_document(run_world)), "html")
     assert re.search(r"th, td \{[^}]*overflow-wrap: break-word; \}", page)
-    assert re.search(r"td\.long \{ overflow-wrap: anywhere; \}", page)
+    assert re.search(r"td\.long, table\.crowded td \{ overflow-wrap: anywhere; \}", page)
     assert "<td>legacy/old-binding</td>" in page and "<td>20250101T000000Z-abcdef</td>" in page
     assert f'<td class="long">{ISSUER}</td>' in page
 
@@ -453,6 +453,48 @@ def test_headless_chromium_renders_the_html_signoff(run_world: Callable[..., Any
     assert pdf.exists(), printed.stderr[-2000:]
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", data)) >= 3  # a page per workload
+
+
+COVERAGE_ROW = {  # a row of the migration suite's coverage table, as the lab's migration scenario writes it
+    "binding": "payments/payments-identity-binding", "selector": "payments",
+    "azure_identity": "payments/payments-identity", "identity_type": 0,
+    "client_id": "271679f8-594a-41cd-ac7d-3ef10816d33b", "identity": "paymentsId", "identity_kind": "managed_identity",
+    "identity_lookup": "found", "service_accounts": [], "federated": False, "federated_subjects": [],
+    "labelled_pods": [], "uninjected_pods": [], "legacy_pods": ["payments/payments-worker"], "moved_to": [],
+    "migrated": False, "missing": ["service_account", "federated_credential", "labelled_pods"], "unknown": [],
+}
+
+
+def test_a_table_too_wide_for_the_page_is_printed_within_it(run_world: Callable[..., Any], tmp_path: Path) -> None:
+    """The migration suite's coverage table (18 columns) ran off the printed page: its headers never break, and
+    chromium then shrank every page of the sign-off to fit it (the lab's migration run: 9 pages of small print,
+    15 at full size once it fits). A table whose whole words cannot fit is now 'crowded': smaller, and its
+    cells and headers may break anywhere; the fleet table, the inventory's and the checks' are not."""
+    from harness.report.signoff import crowded, run_view
+
+    document = with_sections(failing_document(run_world))
+    document["coverage"] = [COVERAGE_ROW | {"binding": f"ns{i}/binding-{i}"} for i in range(4)]
+    view = run_view(document)
+    coverage = next(t for t in view.sections if t.title == "Coverage")
+    assert len(coverage.columns) == 18 and crowded(coverage)
+    assert not any(crowded(t) for t in view.sections if t.title != "Coverage")
+    assert not any(crowded(t) for w in view.workloads for t in w.evidence)
+    assert not crowded(fleet_view([document, failing_document(run_world, "20250101T000000Z-bbbbbb")]).table)
+    page = render(document, "html")
+    assert page.count(" crowded\">") == 1 and re.search(r"table\.crowded th \{ overflow-wrap: anywhere; \}", page)
+
+    binary = chromium()
+    if binary is None:
+        pytest.skip("chromium is not installed; test_headless_chromium_renders_the_html_signoff says why")
+    pages = {}
+    for name, doc in (("with", document), ("without", {k: v for k, v in document.items() if k != "coverage"})):
+        html_file, pdf = tmp_path / f"{name}.html", tmp_path / f"{name}.pdf"
+        html_file.write_text(render(doc, "html"))
+        printed = run_chromium(binary, tmp_path, "--no-pdf-header-footer", f"--print-to-pdf={pdf}",
+                               html_file.as_uri())
+        assert pdf.exists(), printed.stderr[-2000:]
+        pages[name] = len(re.findall(rb"/Type\s*/Page\b", pdf.read_bytes()))
+    assert pages["with"] >= pages["without"], f"the pages were shrunk to fit a table: {pages}"
 
 
 def test_a_printed_fleet_gives_a_clusters_heading_no_page_of_its_own(
