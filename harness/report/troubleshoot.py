@@ -17,9 +17,11 @@ from harness.commands import pasteable
 from harness.report.summary import INVENTORY_PREFIX, MIGRATION_PREFIX
 from harness.values import TRUNCATION_MARKER, shorten, visible
 
-MAX_MESSAGE = 160  # characters of a check's message on its line
+MAX_MESSAGE = 160  # characters of a passing or skipped check's message on its line
+# characters of a failing or warning check's message, and of its findings' messages: the diagnosis a person reads
+# (a message naming two client ids, an issuer or a subject and its nearest runs past 200), whole as a rule
+MAX_BROKEN = 400
 MAX_EVIDENCE = 240  # characters of the one evidence line
-MAX_FINDING = 200  # characters of a finding's message
 # characters of one fix command shown to paste: a real one reaches ~450 (az ad app federated-credential update
 # with its --parameters JSON and an AKS issuer); a longer one (a value of kilobytes) is a comment, whole in run.json
 MAX_FIX = 2000
@@ -103,9 +105,8 @@ def chain_lines(
     lines = [f"{marks.rule * 2} {head} {marks.rule * max(2, 76 - len(head))}"]
     for check in checks:
         mark = marks.of(check["status"])
-        line = (
-            f"  {mark} {check['id']:<{ID_WIDTH}} {_bounded(_one_line(check['message']), MAX_MESSAGE, marks)}"
-        )
+        limit = MAX_BROKEN if check["status"] in ("fail", "warn") else MAX_MESSAGE
+        line = f"  {mark} {check['id']:<{ID_WIDTH}} {_bounded(_one_line(check['message']), limit, marks)}"
         if check is first:
             line += f"   {marks.first}"
         lines.append(line)
@@ -130,7 +131,7 @@ def broken_link_lines(check: dict[str, Any], findings: list[dict[str, Any]], mar
     if evidence:
         lines.append(f"{indent}evidence: {evidence}")
     for finding in findings:
-        message = _bounded(_one_line(finding.get("message", "")), MAX_FINDING, marks)
+        message = _bounded(_one_line(finding.get("message", "")), MAX_BROKEN, marks)
         lines.append(
             f"{indent}{finding['code']} ({finding.get('severity')}, {finding.get('layer')}): {message}"
         )

@@ -268,3 +268,29 @@ def test_fixes_that_cannot_be_shown_whole_are_comments_and_nothing_acts_on_the_t
     text = failure_text(result)
     assert all(line.isprintable() for line in text.splitlines()) and len(text.splitlines()) == 3
     assert text.splitlines()[2].startswith("      fix: # not shown whole (it holds a newline or control character)")
+
+
+def test_a_broken_links_message_and_its_findings_are_shown_whole() -> None:
+    """By hand in the lab (orders-sa annotated with a client id one digit off): the failing check's line was cut
+    at 160 characters and its finding's at 200, so both stopped inside the second client id and neither showed
+    why ('(Entra: AADSTS700016)'): the person had to open run.json. A failing or warning check's message and its
+    findings' are now cut at MAX_BROKEN (400); a passing check's line stays short."""
+    from harness.report.troubleshoot import MAX_BROKEN
+
+    said = ("azure.workload.identity/client-id=4bf76079-eedc-4ae8-819f-0868597a70b8 but harness.yaml expects "
+            "4bf76079-eedc-4ae8-819f-0868597a70b7; no identity has the client id 4bf76079-eedc-4ae8-819f-0868597a70b8 "
+            "(Entra: AADSTS700016)")
+    mismatch = finding("SA_CLIENT_ID_MISMATCH", "sa.client_id_annotation") | {"message": (
+        "orders/orders-sa is annotated with client id 4bf76079-eedc-4ae8-819f-0868597a70b8, expected "
+        "4bf76079-eedc-4ae8-819f-0868597a70b7: no identity has the client id 4bf76079-eedc-4ae8-819f-0868597a70b8 "
+        "(Entra: AADSTS700016)")}
+    broken = workload("orders/orders-sa", [check("sa.exists", "pass", "p" * 300),
+                                           check("sa.client_id_annotation", "fail", said),
+                                           check("token.lifetime", "warn", "w" * 1000)], [mismatch])
+    lines = troubleshooting_lines(document(broken), narrowed=False)
+    assert any(line.endswith(f"{said}   ◀ first broken link") for line in lines)
+    assert f"      SA_CLIENT_ID_MISMATCH (error, federation): {mismatch['message']}" in lines
+    passing = next(line for line in lines if "sa.exists" in line)
+    assert passing.endswith("…[truncated]") and len(passing) < 200
+    warning = next(line for line in lines if "token.lifetime" in line)
+    assert "w" * (MAX_BROKEN - 20) in warning and warning.endswith("…[truncated]")
