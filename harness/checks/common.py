@@ -32,11 +32,10 @@ def kube_call_failed(
     azure: AzureConfig | None,
 ) -> Outcome:
     """The check could not tell because the harness could not ``action`` (e.g. "read ServiceAccount a/b")."""
-    return failed(
-        f"could not {action}: {error.message}",
-        {"error": asdict(error)},
-        kube_failure_finding(error, layer, action, permission_check, cluster, azure),
-    )
+    finding = kube_failure_finding(error, layer, action, permission_check, cluster, azure)
+    stopped = finding.evidence.get("powerState") == "Stopped"  # said first: the summary line shows the check's
+    return failed(finding.message if stopped else f"could not {action}: {error.message}", {"error": asdict(error)},
+                  finding)
 
 
 def kube_failure_finding(
@@ -51,13 +50,19 @@ def kube_failure_finding(
     forbidden (403, with the ``kubectl auth can-i`` that tells about RBAC) or another refusal."""
     evidence: dict[str, Any] = {"error": asdict(error), "server": cluster.server, "context": cluster.context}
     if error.status == 0:
+        power = power_state(cluster)
+        stopped = power == "Stopped"
+        if power:
+            evidence["powerState"] = power
+        why = ("the cluster is stopped (ARM's powerState is Stopped: az aks stop removed its control plane), so no "
+               "API server answers until it is started: " if stopped else "")
         return Finding(
             "KUBE_UNREACHABLE",
             ERROR,
             layer,
-            f"could not {action}: the API server {cluster.server or ''} did not answer: {error.message}",
+            f"could not {action}: {why}the API server {cluster.server or ''} did not answer: {error.message}",
             evidence,
-            fix.kube_unreachable(cluster.context, azure),
+            fix.kube_unreachable(cluster.context, azure, stopped=stopped),
         )
     if error.status == 401:
         return Finding(
@@ -85,6 +90,13 @@ def kube_failure_finding(
         evidence,
         [],
     )
+
+
+def power_state(cluster: ClusterFacts) -> str | None:
+    """ARM's powerState.code of the managed cluster (Running, Stopped), when the harness read it."""
+    body = (cluster.arm_cluster.body if cluster.arm_cluster else None) or {}
+    code = ((body.get("properties") or {}).get("powerState") or {}).get("code")
+    return code if isinstance(code, str) else None
 
 
 # The API server's refusal by RBAC (k8s.io/apiserver endpoints/handlers/responsewriters/errors.go forbiddenMessage):

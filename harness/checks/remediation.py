@@ -166,10 +166,17 @@ def https_reachable(host: str, ca_file: str | None) -> Command:
                    note="does this machine reach it over HTTPS?")
 
 
-def kube_unreachable(context: str | None, azure: AzureConfig | None) -> list[Step]:
+def kube_unreachable(context: str | None, azure: AzureConfig | None, stopped: bool = False) -> list[Step]:
+    """What to look at when the API server did not answer; ``stopped``: ARM says the cluster is stopped (az aks
+    stop), so it is started first (learn.microsoft.com/azure/aks/start-stop-cluster), then asked again."""
+    cluster_info = kubectl("--context", context, "cluster-info") if context else kubectl("cluster-info")
+    if stopped:
+        return [command("az", "aks", "start", *cluster_location(azure),
+                        note="a stopped cluster has no API server; starting it takes minutes"),
+                cluster_info]
     state = "{power: powerState.code, fqdn: fqdn, private: apiServerAccessProfile.enablePrivateCluster}"
     return [
-        kubectl("--context", context, "cluster-info") if context else kubectl("cluster-info"),
+        cluster_info,
         aks_show(azure, "--query", state, "-o", "json"),
         advice(
             "a private cluster or authorized IP ranges: run the harness from a network that reaches the API "

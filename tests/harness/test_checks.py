@@ -717,6 +717,43 @@ def test_an_unreachable_api_server_is_named_as_such_not_as_missing_rights() -> N
     assert forbidden.fix_lines()[0] == "kubectl auth can-i get serviceaccounts -n finance"
 
 
+def test_a_stopped_cluster_is_named_and_started_not_sent_to_the_network() -> None:
+    """az aks stop removes the control plane: the API server does not answer, and ARM's powerState.code says
+    Stopped. The finding says the cluster is stopped and its fix starts it (az aks start) before asking the API
+    server again, rather than sending the person to private-cluster networking; a running cluster that does not
+    answer keeps the network advice."""
+    from harness.checks.serviceaccount import sa_exists
+
+    def cluster_with(power: str) -> ClusterFacts:
+        arm = Fetched(url="https://management.azure.com/x", status=200,
+                      body={"properties": {"powerState": {"code": power}}})
+        return ClusterFacts(time.time(), context="prod", server="https://kube.test", arm_cluster=arm,
+                            webhook_configurations_error=unreachable(), webhook_deployment_error=unreachable())
+
+    azure = AzureConfig(tenant_id="00000000-0000-4000-8000-000000000002",
+                        subscription_id="00000000-0000-4000-8000-000000000001", resource_group="rg",
+                        cluster_name="aks")
+    stopped = {r.id: r for r in run_cluster_checks(cluster_with("Stopped"), azure)}
+    finding = stopped["cluster.webhook_installed"].findings[0]
+    assert finding.code == "KUBE_UNREACHABLE" and finding.evidence["powerState"] == "Stopped"
+    assert "the cluster is stopped (ARM's powerState is Stopped" in finding.message
+    assert stopped["cluster.webhook_installed"].message == finding.message  # what the summary line shows
+    lines = finding.fix_lines()
+    assert lines[0].startswith("az aks start --resource-group rg --name aks --subscription ")
+    assert lines[1] == "kubectl --context prod cluster-info"
+    assert not any("private cluster" in line for line in lines)
+
+    ctx = context_for()
+    ctx.cluster, ctx.azure = cluster_with("Stopped"), azure
+    ctx.facts.sa = ServiceAccountFacts("finance", "backend-sa", error=unreachable())
+    assert sa_exists(ctx).findings[0].fix_lines()[0].startswith("az aks start ")
+
+    running = {r.id: r for r in run_cluster_checks(cluster_with("Running"), azure)}
+    finding = running["cluster.webhook_installed"].findings[0]
+    assert "stopped" not in finding.message and finding.fix_lines()[0] == "kubectl --context prod cluster-info"
+    assert not any(line.startswith("az aks start") for line in finding.fix_lines())
+
+
 def test_a_webhook_deployment_the_harness_may_not_read_is_not_called_missing() -> None:
     cluster = ClusterFacts(
         time.time(),
