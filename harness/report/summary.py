@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.report.schema import NARROWING_FLAGS
-from harness.values import visible
+from harness.values import TRUNCATION_MARKER, visible
 
 MIGRATION_PREFIX = "migration."
 INVENTORY_PREFIX = "inventory."
 MAX_COVERAGE_LINES = 20
+FIRST_FAILURE_SHOWN = 160  # characters of a workload's first failing check's message in the summary block
 
 
 def summary_lines(document: dict[str, Any], path: Path | None) -> list[str]:
@@ -80,7 +81,7 @@ def _line(name: str, checks: list[dict[str, Any]], findings: list[dict[str, Any]
         # the failing check's own findings (a layer's findings of other checks, warnings say, are no evidence of it)
         own = [f for f in findings if f.get("check") == first["id"]]
         codes = ",".join(f["code"] for f in (own or findings)[:3])
-        line += f"\n          first failure {first['id']}: {visible(first['message'])[:160]}" + (
-            f"  [{codes}]" if codes else ""
-        )
+        said = visible(first["message"])  # whole in the troubleshooting view above; here one line, marked if cut
+        said = said if len(said) <= FIRST_FAILURE_SHOWN else said[:FIRST_FAILURE_SHOWN] + TRUNCATION_MARKER
+        line += f"\n          first failure {first['id']}: {said}" + (f"  [{codes}]" if codes else "")
     return line

@@ -145,3 +145,23 @@ def test_summary_lines(run_world: Callable[..., Any]) -> None:
     assert "FAIL  orders/orders-sa" in lines
     assert "first failure sa.client_id_annotation" in lines and "SA_NOT_ANNOTATED" in lines
     assert lines.endswith("verdict FAIL  report reports/x/run.json")
+
+
+def test_the_summarys_first_failure_says_when_its_message_was_cut() -> None:
+    """The summary block cut the first failure's message at 160 characters with no marker ('...the nearest is
+    's  [FIC_SUBJECT_MISMATCH]'), a cut a reader took for the whole message; it now ends with the marker."""
+    from harness.report.summary import FIRST_FAILURE_SHOWN
+    from harness.values import TRUNCATION_MARKER
+
+    said = "no federated credential for subject 'system:serviceaccount:finance:backend-sa'; " * 3
+    checks = [{"id": "federation.credential", "status": "fail", "message": said}]
+    target = {"kind": "lab", "cluster": "c", "context": "c", "issuer": "https://issuer.example/"}
+    doc = {"run_id": "r", "verdict": "fail", "target": target, "checks": [], "findings": [], "workloads": [
+        {"id": "finance/backend-sa", "verdict": "fail", "checks": checks, "findings": [
+            {"code": "FIC_SUBJECT_MISMATCH", "check": "federation.credential"}]}]}
+    lines = "\n".join(summary_lines(doc, Path("reports/x/run.json")))
+    assert f"first failure federation.credential: {said[:FIRST_FAILURE_SHOWN]}{TRUNCATION_MARKER}  " \
+           "[FIC_SUBJECT_MISMATCH]" in lines
+    checks[0]["message"] = "short"
+    assert "first failure federation.credential: short  [FIC_SUBJECT_MISMATCH]" in "\n".join(
+        summary_lines(doc, Path("reports/x/run.json")))
