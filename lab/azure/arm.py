@@ -411,6 +411,8 @@ async def _resource(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, tail
             return _rotate_signing_keys(ctx, method, rtype, rg, name, scope)
         if kind == "managedClusters" and child in _CREDENTIAL_LISTS and len(tail) == 2:
             return _cluster_credentials(ctx, method, rtype, rg, name, scope, _CREDENTIAL_LISTS[child])
+        if kind == "managedClusters" and child in ("stop", "start") and len(tail) == 2:
+            return await _stop_or_start_cluster(ctx, method, rtype, rg, name, scope, child)
         raise errors.invalid_resource_type(f"{rtype[1]}/{tail[1]}", rtype[0], ctx.api_version)
 
     if method == "GET":
@@ -626,6 +628,11 @@ def _put_cluster(
             "BadRequest",
             "The lab does not create managed clusters through ARM; only existing clusters can be updated.",
         )
+    if cluster.power_state == "Stopped":
+        # a stopped cluster is started before it is changed (azure-docs#90658: "In a stopped state you can not
+        # Update"); unverified: the error code and text
+        raise errors.ArmError(409, "OperationNotAllowed", "Operation is not allowed: the managed cluster is in Power "
+                              "State(Stopped); start it with az aks start first.")
     properties = _properties(body)
     oidc = properties.get("oidcIssuerProfile")
     if isinstance(oidc, dict) and "enabled" in oidc:
@@ -712,6 +719,36 @@ def _cluster_credentials(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str,
     config["current-context"] = cluster_name
     value = base64.b64encode(yaml.safe_dump(config, sort_keys=False).encode()).decode()
     return json_response({"kubeconfigs": [{"name": credential, "value": value}]})
+
+
+async def _stop_or_start_cluster(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, name: str, scope: str,
+                                 verb: str) -> web.Response:
+    """``az aks stop`` / ``az aks start``: POST .../stop | .../start (the ManagedClusters REST spec: 202 with a
+    Location, or 204; the lab is done at once: 204). Stopping removes the control plane and scales the node pools
+    to zero (learn.microsoft.com/azure/aks/start-stop-cluster): ARM's powerState.code becomes Stopped and the lab's
+    API server stops listening (connections refused; unverified: a real stopped cluster's FQDN may rather stop
+    resolving). A second stop is refused as AKS refuses it (azure-docs#85161: "managed cluster is in Provisioning
+    State(Succeeded) and Power State(Stopped), stopping cannot be performed"; the start's text by analogy,
+    unverified, as is the code)."""
+    if method != "POST":
+        raise errors.method_not_allowed(method)
+    ctx.authorize(scope, _action_prefix(rtype) + f"{verb}/action")
+    require_group(ctx, rg)
+    cluster = _one(ctx, rtype, rg, name)
+    if cluster is None:
+        raise _not_found(rtype, rg, name)
+    wanted = "Stopped" if verb == "stop" else "Running"
+    if cluster.power_state == wanted:
+        doing = "stopping" if verb == "stop" else "starting"
+        raise errors.ArmError(400, "OperationNotAllowed", f"managed cluster is in Provisioning State(Succeeded) and "
+                              f"Power State({wanted}), {doing} cannot be performed")
+    cluster.power_state = wanted
+    own = ctx.lab.extra.get("cluster") or {}
+    if (name.lower(), rg.lower()) == (str(own.get("name")).lower(), str(own.get("resource_group")).lower()):
+        from lab.outage import set_down
+
+        await set_down(ctx.lab, "kube", wanted == "Stopped")
+    return web.Response(status=204)
 
 
 def _rotate_signing_keys(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, name: str,

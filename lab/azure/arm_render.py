@@ -165,9 +165,8 @@ def _network_profile(cluster: ManagedCluster) -> dict[str, Any]:
 
 def managed_cluster(lab: Lab, cluster: ManagedCluster) -> dict[str, Any]:
     tenant_id = lab.azure.tenant_id
-    dns_prefix = f"{cluster.name[:40]}-dns"
-    fqdn_hash = hashlib.sha256(cluster.resource_id.lower().encode()).hexdigest()[:8]
-    fqdn = f"{dns_prefix}-{fqdn_hash}.hcp.{cluster.location}.azmk8s.io"
+    dns_prefix, fqdn = cluster.dns_prefix, cluster.fqdn
+    fqdn_hash = fqdn.removeprefix(f"{dns_prefix}-").split(".", 1)[0]
     if cluster.control_plane_identity is not None:
         cp = cluster.control_plane_identity
         identity_block: dict[str, Any] = {
@@ -192,7 +191,7 @@ def managed_cluster(lab: Lab, cluster: ManagedCluster) -> dict[str, Any]:
         pod_identities.append(item)
     properties: dict[str, Any] = {
         "provisioningState": "Succeeded",
-        "powerState": {"code": "Running"},
+        "powerState": {"code": cluster.power_state},
         "kubernetesVersion": cluster.kubernetes_version,
         "currentKubernetesVersion": cluster.kubernetes_version,
         "dnsPrefix": dns_prefix,

@@ -9,6 +9,7 @@ Entra, ARM, Key Vault and Storage are HTTP faces over this one model, so a chang
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 import secrets
 import time
@@ -456,11 +457,23 @@ class ManagedCluster:
     # ARM's networkProfile.networkPolicy: "cilium" (the lab's relays enforce NetworkPolicies), or "none": a cluster
     # made without an engine, which stores NetworkPolicies and enforces none (lab ctl cluster --network-policy none)
     network_policy: str = "cilium"
+    # ARM's powerState.code: "Running", or "Stopped" after az aks stop (control plane removed, node pools at zero)
+    power_state: str = "Running"
 
     @property
     def resource_id(self) -> str:
         return (f"/subscriptions/{self.subscription_id}/resourcegroups/{self.resource_group}"
                 f"/providers/Microsoft.ContainerService/managedClusters/{self.name}")
+
+    @property
+    def dns_prefix(self) -> str:
+        return f"{self.name[:40]}-dns"
+
+    @property
+    def fqdn(self) -> str:
+        """The API server's public name as AKS forms it: ``<dnsPrefix>-<hash>.hcp.<location>.azmk8s.io``."""
+        fqdn_hash = hashlib.sha256(self.resource_id.lower().encode()).hexdigest()[:8]
+        return f"{self.dns_prefix}-{fqdn_hash}.hcp.{self.location}.azmk8s.io"
 
 
 @dataclass

@@ -314,7 +314,7 @@ class ApiServer:
         if path == "/.well-known/openid-configuration":
             # Service account issuer discovery (for authenticated users, as the default RBAC allows). AKS sets
             # --service-account-jwks-uri to its public issuer, so the document is the issuer's own.
-            return json_response(issuer.discovery_document(self.lab))
+            return json_response(issuer.api_server_discovery(self.lab))
         if path == "/openid/v1/jwks":
             return web.json_response(issuer.jwks_document(self.lab), content_type="application/jwk-set+json")
         if path.startswith("/openapi"):

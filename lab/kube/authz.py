@@ -83,7 +83,7 @@ def service_account_user(cluster: KubeCluster, token: str, api_audiences: list[s
             token,
             key.private_key.public_key(),
             algorithms=["RS256"],
-            issuer=cluster.issuer_url,
+            issuer=[cluster.issuer_url, *sorted(cluster.accepted_issuers)],
             options={"verify_aud": False, "require": ["exp", "iss", "sub"]},
         )
     except jwt.PyJWTError:

@@ -60,6 +60,8 @@ class KubeCluster:
     # The JWKS the issuer publishes when it no longer follows the API server's keys (lab ctl issuer --stale-jwks
     # on): what a self-managed issuer serves whose JWKS is not uploaded again after the signing key changes.
     issuer_jwks_frozen: dict[str, Any] | None = None
+    # Every issuer the API server has written into a token (lab.kube.issuer.signing_issuer): it accepts them all
+    accepted_issuers: set[str] = field(default_factory=set)
     version: dict[str, Any] = field(default_factory=lambda: dict(KUBERNETES_VERSION))
     pod_start_latency_seconds: float = 0.0
     # Images the kubelet can run: image name (without tag) -> command (argv) prepended to the container's args.

@@ -48,6 +48,39 @@ def issuer_path(lab: Lab) -> str:
     return urlsplit(lab.issuer_url).path
 
 
+def own_managed_cluster(lab: Lab) -> Any | None:
+    """The ARM managed cluster that is the lab's Kubernetes cluster (lab.json ``cluster``), when there is one."""
+    own = getattr(lab, "extra", {}).get("cluster") or {}
+    for cluster in getattr(getattr(lab, "azure", None), "clusters", {}).values():
+        if (cluster.name.lower(), cluster.resource_group.lower()) == (
+                str(own.get("name")).lower(), str(own.get("resource_group")).lower()):
+            return cluster
+    return None
+
+
+def signing_issuer(lab: Lab) -> str:
+    """The ``iss`` the API server writes into ServiceAccount tokens. With the OIDC issuer on, the public issuer
+    URL; on a cluster made without it (``lab ctl cluster --oidc-issuer off``), the API server's own issuer, which
+    Entra cannot discover: AKS's use-oidc-issuer doc says enabling the issuer changes the tokens' issuer and asks
+    for pods to be restarted. unverified: the value of that default issuer on today's AKS (Azure/AKS#2523 showed
+    the API server's FQDN, doubly quoted, on 1.21); the lab writes ``https://<fqdn>``. Each issuer the API server
+    signed with stays accepted by it, as kube-apiserver accepts every --service-account-issuer it was given."""
+    cluster = own_managed_cluster(lab)
+    issuer = lab.issuer_url if cluster is None or cluster.oidc_issuer_enabled else f"https://{cluster.fqdn}"
+    lab.kube.accepted_issuers.add(issuer)
+    return issuer
+
+
+def api_server_discovery(lab: Lab) -> dict[str, Any]:
+    """The API server's ``/.well-known/openid-configuration``: the public issuer's document, as AKS sets
+    --service-account-jwks-uri to it; on a cluster without the OIDC issuer, the API server's own issuer with its
+    own JWKS path."""
+    issuer = signing_issuer(lab)
+    if issuer == lab.issuer_url:
+        return discovery_document(lab)
+    return {**discovery_document(lab), "issuer": issuer, "jwks_uri": f"{issuer}/{JWKS_PATH}"}
+
+
 def discovery_document(lab: Lab) -> dict[str, Any]:
     issuer = lab.issuer_url
     return {

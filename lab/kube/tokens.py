@@ -21,6 +21,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from lab.kube.issuer import signing_issuer
+
 if TYPE_CHECKING:
     from lab.runtime import Lab
 
@@ -143,7 +145,7 @@ def token_claims(
         "aud": list(audiences),
         "exp": issued + effective_expiration(expiration_seconds),
         "iat": issued,
-        "iss": lab.issuer_url,
+        "iss": signing_issuer(lab),
         "jti": str(uuid.uuid4()),
         "kubernetes.io": kubernetes_io,
         "nbf": issued,

@@ -1427,6 +1427,55 @@ def test_cluster_credentials_are_the_labs_kubeconfig_as_az_aks_get_credentials_m
     assert arm.request("GET", f"{path}/listClusterUserCredential", admin, api="2024-09-01").status_code == 405
 
 
+def test_az_aks_stop_removes_the_api_server_until_az_aks_start(arm: Arm, lab) -> None:
+    """``az aks stop`` / ``start``: POST .../stop | .../start (204 when done). Stopped, ARM's powerState.code says
+    Stopped, the lab's API server refuses connections, a second stop is refused with AKS's text (azure-docs#85161)
+    and an update is refused until the cluster is started; started, the API server answers again."""
+    import socket
+    from urllib.parse import urlsplit
+
+    own = lab.extra["cluster"]
+    path = (f"{arm.sub}/resourceGroups/{own['resource_group']}/providers/Microsoft.ContainerService/"
+            f"managedClusters/{own['name']}")
+    kube = urlsplit(lab.endpoints["kube"])
+    admin = arm.admin()
+
+    def api_server_answers() -> bool:
+        try:
+            socket.create_connection((kube.hostname, kube.port), timeout=5).close()
+        except ConnectionRefusedError:
+            return False
+        return True
+
+    def power() -> str:
+        shown = arm.request("GET", path, admin, api="2024-09-01")
+        assert shown.status_code == 200, shown.text
+        return shown.json()["properties"]["powerState"]["code"]
+
+    assert power() == "Running" and api_server_answers()
+    stopped = arm.request("POST", f"{path}/stop", admin, api="2024-09-01")
+    try:
+        assert stopped.status_code == 204, stopped.text
+        assert power() == "Stopped" and not api_server_answers()
+        again = arm.request("POST", f"{path}/stop", admin, api="2024-09-01")
+        assert again.status_code == 400 and error_of(again) == (
+            "OperationNotAllowed",
+            "managed cluster is in Provisioning State(Succeeded) and Power State(Stopped), stopping cannot be "
+            "performed")
+        update = arm.request("PUT", path, admin, api="2024-09-01",
+                             json={"location": "eastus", "properties": {"securityProfile": {
+                                 "workloadIdentity": {"enabled": True}}}})
+        assert update.status_code == 409 and error_of(update)[0] == "OperationNotAllowed"
+        reader = arm.principal("Reader")
+        refused = arm.request("POST", f"{path}/start", reader, api="2024-09-01")
+        assert refused.status_code == 403 and "managedClusters/start/action" in error_of(refused)[1]
+    finally:
+        started = arm.request("POST", f"{path}/start", admin, api="2024-09-01")
+    assert started.status_code == 204, started.text
+    assert power() == "Running" and api_server_answers()
+    assert arm.request("POST", f"{path}/start", admin, api="2024-09-01").status_code == 400
+
+
 def test_storage_name_availability_as_az_storage_account_create_asks_it(arm: Arm, lab) -> None:
     """``az storage account create`` first POSTs Microsoft.Storage/checkNameAvailability (it died on the lab's
     405): a free name is available, a taken one AlreadyExists (names are global), a malformed one
@@ -1469,13 +1518,31 @@ def test_an_enabled_oidc_issuer_cannot_be_turned_off(arm: Arm, lab) -> None:
     assert error_of(refused) == ("OIDCIssuerFeatureCannotBeDisabled", "OIDC issuer feature cannot be disabled.")
     assert arm.request("GET", path, admin, api="2024-09-01").json()["properties"]["oidcIssuerProfile"] == {
         "enabled": True, "issuerURL": lab.issuer_url}
+    import jwt
+
+    from lab.kube.authz import service_account_user
+    from lab.kube.issuer import api_server_discovery
+    from lab.kube.tokens import issue_service_account_token
+
+    account = lab.kube.store.find(lab.kube.store.type_for("", "serviceaccounts"), "finance", "backend-sa")
+
+    def token_issuer() -> tuple[str, str]:
+        token, _ = issue_service_account_token(lab, "finance", account, ["api://AzureADTokenExchange"], 3600, None)
+        return token, jwt.decode(token, options={"verify_signature": False})["iss"]
+
     try:
         assert arm.run(lambda: set_cluster(lab, {"oidc_issuer": False}))["oidc_issuer"] is False
         made = arm.request("GET", path, admin, api="2024-09-01").json()
         assert made["properties"]["oidcIssuerProfile"] == {"enabled": False}
+        # without it, tokens carry the API server's own issuer (Entra cannot discover it), as its discovery says
+        before, private = token_issuer()
+        assert private == f"https://{made['properties']['fqdn']}" and api_server_discovery(lab)["issuer"] == private
         made["properties"]["oidcIssuerProfile"] = {"enabled": True}
         enabled = arm.request("PUT", path, admin, api="2024-09-01", json=made)
         assert enabled.status_code == 200, enabled.text
         assert enabled.json()["properties"]["oidcIssuerProfile"]["issuerURL"] == lab.issuer_url
+        assert token_issuer()[1] == lab.issuer_url and api_server_discovery(lab)["issuer"] == lab.issuer_url
+        # a token issued before still authenticates to the API server (it keeps every issuer it signed with)
+        assert service_account_user(lab.kube, before, ["api://AzureADTokenExchange"]) is not None
     finally:
         arm.run(lambda: set_cluster(lab, {"oidc_issuer": True}))
