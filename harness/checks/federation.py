@@ -18,7 +18,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.token import claims, private_issuer
-from harness.commands import Command, Step, advice, render
+from harness.commands import Command, Step, Var, advice, render
 from harness.facts import CREDENTIAL_ERROR, IdentityFacts
 from harness.issuers import issuer_relation
 from harness.names import TOKEN_AUDIENCE
@@ -47,7 +47,8 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
                 ctx.azure,
                 # az identity show of an identity that is not there only fails again
                 None if facts.kind == "application" else fix.identity_gone(
-                    facts.resource_id, error.code == "ResourceGroupNotFound", _cluster_location(ctx)),
+                    facts.resource_id, error.code == "ResourceGroupNotFound", _cluster_location(ctx))
+                + (_group_deleted_fixes(ctx) if error.code == "ResourceGroupNotFound" else []),
             ),
         )
     if facts.kind is None:
@@ -167,6 +168,48 @@ def _recreated_identity_fixes(ctx: WorkloadContext) -> list[Step]:
         steps.append(advice("then delete the role assignments the old identity left (those below with an empty "
                             "principalName: their principal no longer exists), with az role assignment delete --ids:"))
         steps.append(fix.orphaned_role_assignments())
+    return steps
+
+
+def _group_deleted_fixes(ctx: WorkloadContext) -> list[Step]:
+    """After the identity's resource group was deleted (az group delete) and made again with the identity
+    (:func:`fix.identity_gone`, which keeps its new client and principal ids in $CLIENT_ID and $PRINCIPAL_ID): what
+    went with the old one, in the order the chain needs it: the federated credential (a child resource of the
+    identity), the read roles of the allow targets (the old principal's assignments grant nothing to the new one),
+    the ServiceAccount's annotation and a restart; then harness.yaml's client_id, and the assignments the old
+    principal still holds outside the group, which stay naming a principal that no longer exists ("Role assignments
+    with identity not found", learn.microsoft.com Understand Azure role assignments: they are not removed
+    automatically)."""
+    from harness.checks.access import READ_ROLES, resource_of  # access imports this module
+
+    where = f"{ctx.namespace}/{ctx.service_account}"
+    principal, client = Var(fix.NEW_PRINCIPAL_ID), Var(fix.NEW_CLIENT_ID)
+    steps: list[Step] = []
+    issuer, _ = expected_issuer(ctx)
+    if issuer is not None:
+        steps.append(fix.federated_credential("create", ctx.facts.identity.resource_id,
+                                              fix.fic_name(ctx.namespace, ctx.service_account), issuer, ctx.subject))
+    for check in ctx.workload.access:
+        if check.expect != "allow":
+            continue
+        found = resource_of(ctx, check)
+        if found is None:
+            steps.append(advice(f"grant {READ_ROLES[check.kind]} to $PRINCIPAL_ID on {check.describe()} once it is "
+                                "there again (ARM does not list it now: deleted with the group? its access check "
+                                "says)"))
+        elif found.get("rbac_authorization") == "false":  # a vault under access policies
+            steps.append(fix.keyvault_set_secret_policy(found.get("name") or "<vault-name>", principal))
+        else:
+            suffix = "" if check.kind == "keyvault_secret" else \
+                f"/blobServices/default/containers/{getattr(check, 'container', '')}"
+            steps.append(fix.grant_role(principal, READ_ROLES[check.kind], found["id"] + suffix))
+    steps += [fix.annotate_sa(ctx.namespace, ctx.service_account, client), *restart_workload(ctx)]
+    if ctx.workload.client_id:
+        steps.append(advice(f"set client_id for {where} in harness.yaml to the new client id (echo \"$CLIENT_ID\")"))
+    steps += [advice("then delete the role assignments the old identity still holds outside the group (those below, "
+                     "with an empty principalName: their principal no longer exists), with az role assignment delete "
+                     "--ids:"),
+              fix.orphaned_role_assignments()]
     return steps
 
 

@@ -63,13 +63,13 @@ def identity_gone(resource_id: str | None, group_gone: bool = False, location: s
     where = ("--resource-group", rg, "--subscription", subscription)
     if group_gone:
         return [
-            advice(f"resource group {rg} is not there: a typo in harness.yaml's identity_resource_id (fix it there), "
-                   "or the group was deleted with the identity; made again, the identity has a new client id and "
-                   "principal id (the next run prints its annotation, federated credential and roles)"),
+            advice(f"resource group {rg} is not there: deleted (az group delete) with the identity and its "
+                   "federated credentials, or a typo in harness.yaml's identity_resource_id (fix it there). Made "
+                   "again below, the identity has a new client id and principal id ($CLIENT_ID, $PRINCIPAL_ID)"),
             command("az", "group", "create", "--name", rg, "--location",
                     location if location and re.fullmatch(r"[a-z0-9]+", location) else "<location>",
                     "--subscription", subscription),
-            command("az", "identity", "create", "--name", name, *where),
+            *identity_created(resource_id),
         ]
     return [
         command("az", "identity", "list", *where, "--query", "[].{name: name, clientId: clientId}", "-o", "table"),
@@ -79,6 +79,21 @@ def identity_gone(resource_id: str | None, group_gone: bool = False, location: s
                "again"),
         command("az", "identity", "create", "--name", name, *where),
     ]
+
+
+NEW_CLIENT_ID, NEW_PRINCIPAL_ID = "CLIENT_ID", "PRINCIPAL_ID"
+
+
+def identity_created(resource_id: str | None) -> list[Command]:
+    """``az identity create`` of the identity ``resource_id`` names, its new client id captured in ``$CLIENT_ID`` and
+    its principal id in ``$PRINCIPAL_ID`` (az identity show), for the annotation and role grants after it."""
+    name, rg = identity_name_rg(resource_id)
+    match = _IDENTITY_RE.fullmatch(resource_id or "")
+    where = ("--name", name, "--resource-group", rg, "--subscription",
+             guid_or(match.group(1) if match else None, "<subscription-id>"))
+    return [command("az", "identity", "create", *where, "--query", "clientId", "-o", "tsv", capture=NEW_CLIENT_ID),
+            command("az", "identity", "show", *where, "--query", "principalId", "-o", "tsv",
+                    capture=NEW_PRINCIPAL_ID)]
 
 
 def identity_id_or(resource_id: str | None) -> str:
@@ -224,11 +239,14 @@ def grant_harness_reader(azure: AzureConfig | None) -> Command:
                    "--scope", f"/subscriptions/{subscription}")
 
 
-def annotate_sa(namespace: str, service_account: str, client_id: str | None) -> Command:
-    return kubectl(
-        "annotate", "serviceaccount", "-n", namespace_or(namespace), object_or(service_account, "<sa>"),
-        f"azure.workload.identity/client-id={guid_or(client_id, '<client-id>')}", "--overwrite",
-    )
+def annotate_sa(namespace: str, service_account: str, client_id: str | Var | None) -> Command:
+    """The client-id annotation; ``client_id`` a :class:`Var` for one an earlier line captured (an identity made
+    again: :func:`identity_created`)."""
+    key = "azure.workload.identity/client-id="
+    value: Arg = (Var(client_id.name, prefix=key) if isinstance(client_id, Var)
+                  else key + guid_or(client_id, "<client-id>"))
+    return kubectl("annotate", "serviceaccount", "-n", namespace_or(namespace), object_or(service_account, "<sa>"),
+                   value, "--overwrite")
 
 
 def annotate_sa_tenant(namespace: str, service_account: str, tenant_id: str | None) -> Command:
@@ -619,7 +637,7 @@ def odata_literal(value: str) -> str:
 def list_conditional_access_policies() -> Command:
     return command("az", "rest", "--method", "get", "--url",
                    "https://graph.microsoft.com/v1.0/identity/conditionalAccess/policies",
-                   "--query", "value[?state=='enabled'].{name: displayName, id: id}", "-o", "table",
+                   "--query", "value[?state=='enabled'].{name: displayName, policyId: id}", "-o", "table",
                    note="needs Policy.Read.All")
 
 
@@ -894,7 +912,7 @@ def find_application(app_id: str | None) -> Command:
     """An app registration by appId, listed (empty when there is none): ``az ad app show`` would fail there and
     stop the fix's other lines."""
     return command("az", "ad", "app", "list", "--filter", f"appId eq '{guid_or(app_id, '<app-id>')}'", "--query",
-                   "[].{appId: appId, id: id, displayName: displayName}", "-o", "table")
+                   "[].{appId: appId, objectId: id, displayName: displayName}", "-o", "table")
 
 
 def show_service_principal(object_id: str | None) -> Command:
@@ -995,13 +1013,13 @@ def _known_secret_permissions(given: Sequence[str]) -> list[str]:
     return [p.lower() for p in given if p.lower() in SECRET_PERMISSIONS]
 
 
-def keyvault_set_secret_policy(vault: str, principal_id: str | None, keep: Sequence[str] = ()) -> Command:
+def keyvault_set_secret_policy(vault: str, principal_id: str | Var | None, keep: Sequence[str] = ()) -> Command:
     """get added to the secret permissions ``keep`` (those the object's policy already grants): az replaces an
     existing policy's secret permissions with the ones given, so leaving one out takes it away."""
     kept = _known_secret_permissions(keep)
     permissions = list(dict.fromkeys([*kept, "get"])) if "all" not in kept else ["all"]
     return command("az", "keyvault", "set-policy", "--name", vault, "--object-id",
-                   guid_or(principal_id, "<principal-id>"), "--secret-permissions", *permissions)
+                   principal_or(principal_id), "--secret-permissions", *permissions)
 
 
 def keyvault_revoke_secret_get(vault: str, principal_id: str | None, held: Sequence[str]) -> Command:
@@ -1130,9 +1148,10 @@ def deny_assignments(scope: str | None) -> Command:
 def orphaned_role_assignments() -> Command:
     """The subscription's role assignments whose principal no longer exists (a deleted identity's, at whatever
     scope): az role assignment list leaves their principalName empty, as Microsoft Graph resolves no object for
-    them."""
+    them. The id is shown as ``assignment`` (it holds the scope): ``-o table`` leaves out a key named id, type or
+    etag (knack's output.py, SKIP_KEYS), and the id is what az role assignment delete --ids takes."""
     return command("az", "role", "assignment", "list", "--all", "--query",
-                   "[?!principalName].{id: id, role: roleDefinitionName, scope: scope, principalId: principalId}",
+                   "[?!principalName].{assignment: id, role: roleDefinitionName, principalId: principalId}",
                    "-o", "table")
 
 

@@ -273,7 +273,9 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "identity_credential_list": lambda d: fix.identity_credential_list(
         d(st.one_of(nasty_text, st.just(IDENTITY_ID)))
     ),
-    "identity_gone": lambda d: fix.identity_gone(d(st.one_of(nasty_text, st.just(IDENTITY_ID)))),
+    "identity_gone": lambda d: fix.identity_gone(d(st.one_of(nasty_text, st.just(IDENTITY_ID))), d(st.booleans()),
+                                                 d(nasty_text)),
+    "identity_created": lambda d: fix.identity_created(d(st.one_of(nasty_text, st.just(IDENTITY_ID)))),
     "app_credential_delete": lambda d: fix.app_credential_delete(d(nasty_text), d(nasty_text)),
     "app_credential_list": lambda d: fix.app_credential_list(d(nasty_text)),
     "resource_graph_identities": lambda d: fix.resource_graph_identities(),

@@ -29,9 +29,11 @@ NOT_FINDING_CODES = {
     "AZURE_PASSWORD",
     "AZURE_TENANT_ID",
     "CERTIFICATE_VERIFY_FAILED",  # OpenSSL's reason in an SSLError the kubeconfig check reads (collect.kube_api)
+    "CLIENT_ID",  # the shell variables a fix captures an identity made again in (checks.remediation)
     "HTTPS_PROXY",  # the proxy variable AKS's HTTP proxy feature puts in pods (checks.exchange)
     "KUBERNETES_SERVICE_HOST",
     "O_CLOEXEC",
+    "PRINCIPAL_ID",
     "WI_HARNESS_RETRY_DELAY_SCALE",
 }
 SEVERITY_NAMES = {"ERROR": "error", "WARNING": "warning", "INFO": "info"}

@@ -23,3 +23,64 @@ def test_a_role_left_at_a_moved_vaults_old_id_is_named_orphaned_by_the_move() ->
     assert lines[2] == f"az role assignment delete --ids {old_id}/providers/Microsoft.Authorization/roleAssignments/a0"
     elsewhere = _rbac_refused([(SECRETS_USER_ID, OTHER_VAULT_ID.replace("/myRg/", "/oldRg/"), OLD)])
     assert "moved" not in elsewhere.message
+
+
+def test_an_identity_whose_group_was_deleted_is_made_again_with_all_it_had_in_one_fix() -> None:
+    """az group delete -n <the identity's group> --yes: the identity, its federated credentials (child resources)
+    and the assignments at the group go; the old principal's assignments elsewhere stay, orphaned (Identity not
+    found). The fix made the group and the identity and said 'the next run prints its annotation, federated
+    credential and roles', so three more runs. It now does it in one paste, in the chain's order: the group, the
+    identity (its new client and principal ids captured), the credential, the read role on each allow target ARM
+    lists, the annotation with the new client id, the restart, harness.yaml's client_id, then the orphaned
+    assignments listed with their ids (az -o table leaves out a key named id)."""
+    from test_checks import CLIENT, context_for
+    from test_identity_checks import IDENTITY_ID, azure
+
+    from harness.checks.federation import identity_matches
+    from harness.config import KeyVaultSecretAccess
+    from harness.facts import Fetched, IdentityFacts, LivePod, LivePodsFacts
+
+    vault_url = "https://finance-kv.vault.azure.net/"
+    access = [KeyVaultSecretAccess(kind="keyvault_secret", vault_url=vault_url, name="finance-kv",
+                                   secret="db-password", expect="allow"),
+              KeyVaultSecretAccess(kind="keyvault_secret", vault_url="https://platform-kv.vault.azure.net/",
+                                   name="platform-kv", secret="admin-api-key", expect="deny"),
+              KeyVaultSecretAccess(kind="keyvault_secret", vault_url="https://gone-kv.vault.azure.net/",
+                                   name="gone-kv", secret="s", expect="allow")]
+    ctx = context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID, access=access)
+    ctx.azure = azure()
+    ctx.cluster.arm_cluster = Fetched("aks", 200, {"location": "westeurope"})
+    ctx.cluster.access_resources = {vault_url.rstrip("/"): {"id": VAULT_ID, "name": "finance-kv"}}
+    ctx.facts.live_pods = LivePodsFacts([LivePod({"metadata": {"name": "backend-1"}}, "Deployment", "backend")])
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config", error=Fetched(
+                                           IDENTITY_ID, 404, None, "Resource group 'shared' could not be found.",
+                                           "ResourceGroupNotFound"))
+    (finding,) = identity_matches(ctx).findings
+    assert finding.code == "IDENTITY_NOT_FOUND"
+    where = "--resource-group shared --subscription 0b1f6471-1bf0-4dda-aec3-111122223333"
+    lines = finding.fix_lines()
+    assert lines[1:] == [
+        "az group create --name shared --location westeurope --subscription 0b1f6471-1bf0-4dda-aec3-111122223333",
+        f"CLIENT_ID=$(az identity create --name shared-id {where} --query clientId -o tsv)",
+        f"PRINCIPAL_ID=$(az identity show --name shared-id {where} --query principalId -o tsv)",
+        f"az identity federated-credential create --name finance-backend-sa --identity-name shared-id {where} "
+        f"--issuer {ctx.cluster.issuer_url} --subject system:serviceaccount:finance:backend-sa "
+        "--audiences api://AzureADTokenExchange",
+        'az role assignment create --assignee-object-id "$PRINCIPAL_ID" --assignee-principal-type ServicePrincipal '
+        f"--role 'Key Vault Secrets User' --scope {VAULT_ID}",
+        lines[6],
+        'kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id="$CLIENT_ID" '
+        "--overwrite",
+        "kubectl rollout restart deployment/backend -n finance   # the webhook acts on pod CREATE only",
+        '# set client_id for finance/backend-sa in harness.yaml to the new client id (echo "$CLIENT_ID")',
+        lines[10],
+        "az role assignment list --all --query '[?!principalName].{assignment: id, role: roleDefinitionName, "
+        "principalId: principalId}' -o table",
+    ]
+    assert lines[6].startswith("# grant Key Vault Secrets User to $PRINCIPAL_ID on Key Vault secret 's' in "
+                               "https://gone-kv.vault.azure.net/ once it is there again")
+    assert "with an empty principalName" in lines[10]
+    # the group is there (az identity delete alone): the identity's own repair, not the group's
+    ctx.facts.identity.error = Fetched(IDENTITY_ID, 404, None, "not found", "ResourceNotFound")
+    assert not any("CLIENT_ID" in line for line in identity_matches(ctx).findings[0].fix_lines())
