@@ -167,10 +167,18 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | float | bool)
 
 
+# words of run.json keys a reader knows as acronyms ("Leftovers › Crds" read as a typo)
+ACRONYMS = {"crd": "CRD", "crds": "CRDs", "fic": "FIC", "fics": "FICs", "sa": "SA", "nmi": "NMI", "mic": "MIC",
+            "url": "URL", "uri": "URI", "oidc": "OIDC", "jwks": "JWKS", "rbac": "RBAC", "arm": "ARM"}
+
+
 def _title(key: str) -> str:
-    """``client_id``, ``clientId``, ``client-id`` -> "Client id"."""
+    """``client_id``, ``clientId``, ``client-id`` -> "Client id"; ``crds`` -> "CRDs"."""
     words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", str(key)).replace("_", " ").replace("-", " ").split()
-    return " ".join(words).capitalize() or str(key)
+    if not words:
+        return str(key)
+    text = " ".join(words).capitalize().split()
+    return " ".join(ACRONYMS.get(word.lower(), word) for word in text)
 
 
 def section_tables(title: str, value: Any, depth: int = 0) -> list[Table]:

@@ -302,10 +302,10 @@ def test_extra_run_json_sections_become_tables_in_both_formats(run_world: Callab
     ):
         assert f"## {title}\n" in md, title
         assert f">{title}</h2>" in html, title
-    assert "| Namespace | Name | Client id | Labels | Fics |" in md
+    assert "| Namespace | Name | Client id | Labels | FICs |" in md
     assert "| legacy | label-only-sa |  |  | x, y |" in md
     assert '| finance | backend-sa | 1111 | {"a": "b"} |  |' in md
-    assert "| Binding | Client id | Sa annotated | Fic | Labelled pods |" in md
+    assert "| Binding | Client id | SA annotated | FIC | Labelled pods |" in md
     assert "| legacy/old-binding | 2222 | no | yes | 3 |" in md and "_Complete: no_" in md
     assert "| Identities read | 2 |" in md
     assert "POD\\_IDENTITY\\_OBJECT" not in md and "POD_IDENTITY_OBJECT" in md  # intraword _ left alone
