@@ -279,7 +279,7 @@ def _not_annotated(
     repair += [fix.remove_sa_annotation(ctx.namespace, ctx.service_account, key) for key in near
                if key in sa.annotations]
     repair += [fix.remove_sa_label(ctx.namespace, ctx.service_account, key) for key in near if key in sa.labels]
-    repair += restart_workload(ctx)
+    repair += restart_workload(ctx, meant if values.is_guid(meant) else None)
     return failed(
         f"ServiceAccount {where} has no {CLIENT_ID_ANNOTATION} annotation{hint}",
         evidence,
@@ -351,7 +351,7 @@ def _malformed_repair(ctx: WorkloadContext, value: str, fix_it: list[Step]) -> l
     braces around it, with harness.yaml naming no client id, is the one to annotate: nothing to look up."""
     guid = fix.pasted_guid(value)
     if ctx.workload.client_id is None and guid is not None:
-        return [fix.annotate_sa(ctx.namespace, ctx.service_account, guid), *restart_workload(ctx)]
+        return [fix.annotate_sa(ctx.namespace, ctx.service_account, guid), *restart_workload(ctx, guid)]
     return [*_client_id_lookup(ctx, value), *fix_it]
 
 

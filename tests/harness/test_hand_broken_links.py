@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from test_live_pods import CLIENT, context, deployment, live, workload_pod
+from test_live_pods import CLIENT, OLD_CLIENT, context, deployment, live, workload_pod
 
 from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import live_pods
@@ -17,7 +17,7 @@ from harness.checks.serviceaccount import sa_client_id_annotation
 from harness.collect.kube import collect_service_account
 from harness.collect.run import Backend, collect_existing_pod
 from harness.config import HarnessConfig, WorkloadConfig
-from harness.facts import ClusterFacts, PodFacts
+from harness.facts import ClusterFacts, LivePodsFacts, PodFacts
 
 TENANT = "azure.workload.identity/tenant-id"
 
@@ -206,7 +206,8 @@ def test_a_client_id_annotated_on_the_namespace_is_named_there_and_put_on_the_se
     placed_on=[]. The collector now reads the namespace's annotations when the ServiceAccount lacks it."""
     sa = collect_service_account(_NamespaceAnnotated(), "finance", "backend-sa")  # type: ignore[arg-type]
     assert sa.namespace_annotations == {"azure.workload.identity/client-id": CLIENT}
-    ctx = context([live(workload_pod(), deployment())], sa_annotations={})
+    # its pods were made while the ServiceAccount named no client id: the webhook gave them none
+    ctx = context([live(workload_pod(client_id=None), deployment())], sa_annotations={})
     ctx.facts.sa.namespace_annotations = sa.namespace_annotations
     ctx.workload = ctx.workload.model_copy(update={"client_id": CLIENT})
     outcome = sa_client_id_annotation(ctx)
@@ -218,6 +219,10 @@ def test_a_client_id_annotated_on_the_namespace_is_named_there_and_put_on_the_se
         f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT} "
         "--overwrite",
         "kubectl rollout restart deployment/backend -n finance"]
+    # pods that carry it already (the annotation moved off the ServiceAccount after they were made) keep running
+    ctx.facts.live_pods = LivePodsFacts([live(workload_pod(client_id=CLIENT), deployment())])
+    assert sa_client_id_annotation(ctx).findings[0].fix_lines()[1].startswith(
+        "# Deployment/backend: the running pods already carry AZURE_CLIENT_ID=")
     # harness.yaml names no client id: the GUID put on the Namespace is the one annotated, not <client-id>
     ctx.workload = ctx.workload.model_copy(update={"client_id": None})
     assert sa_client_id_annotation(ctx).findings[0].fix_lines()[0] == (
@@ -231,7 +236,7 @@ def test_a_client_id_annotated_on_the_deployment_and_its_template_is_named_on_ea
     owner = deployment()
     owner["metadata"]["annotations"] = {"azure.workload.identity/client-id": CLIENT}
     owner["spec"]["template"]["metadata"]["annotations"] = {"azure.workload.identity/client-id": CLIENT}
-    pod = workload_pod()
+    pod = workload_pod(client_id=None)  # made while the ServiceAccount named no client id
     pod["metadata"].setdefault("annotations", {})["azure.workload.identity/client-id"] = CLIENT
     ctx = context([live(pod, owner)], sa_annotations={})
     ctx.workload = ctx.workload.model_copy(update={"client_id": CLIENT})
@@ -460,3 +465,21 @@ def test_a_use_label_taken_off_a_mutated_pod_whose_template_carries_it_is_no_fai
     assert live_pods(context([live(pod, labelled)])).findings == []
     (finding,) = live_pods(context([live(pod, deployment())])).findings
     assert finding.code == "POD_NOT_LABELLED" and "the Deployment's next pods will not be" in finding.message
+
+
+def test_a_braced_client_id_annotation_fixed_leaves_running_the_pods_that_carry_the_bare_one() -> None:
+    """By hand in the lab (whole-cluster run): jobs/runner annotated '{GUID}' while its OnDelete DaemonSet's pod
+    carried the bare GUID. The inventory's fix said the pod needed no restart, SA_CLIENT_ID_MALFORMED's deleted it:
+    two fixes of one run disagreeing, the second disrupting a running pod for nothing. The annotation's fix leaves
+    pods that already carry the bare GUID running (restart_workload's carrying), as the inventory's does; a pod
+    carrying another client id is still restarted."""
+    ctx = context([live(workload_pod(client_id=CLIENT), deployment())],
+                  {"azure.workload.identity/client-id": "{" + CLIENT + "}"})
+    (finding,) = sa_client_id_annotation(ctx).findings
+    assert finding.code == "SA_CLIENT_ID_MALFORMED"
+    assert [line.split("   #")[0] for line in finding.fix_lines()] == [
+        f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT} --overwrite",
+        f"# Deployment/backend: the running pods already carry AZURE_CLIENT_ID={CLIENT}, no restart needed"]
+    ctx.facts.live_pods = LivePodsFacts([live(workload_pod(client_id=OLD_CLIENT), deployment())])
+    (finding,) = sa_client_id_annotation(ctx).findings
+    assert finding.fix_lines()[1].startswith("kubectl rollout restart deployment/backend -n finance")
