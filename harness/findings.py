@@ -964,11 +964,30 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
+        "VAULT_DELETED", "access", "error",
+        "The vault the workload reads was deleted (az keyvault delete, or its resource group): ARM lists it under "
+        "deletedVaults only, soft-deleted until its scheduled purge date.",
+        "`az keyvault recover`, then grant the read role again: recovery does not restore the vault's role "
+        "assignments.",
+        "unit:tests/harness/test_keyvault_state_checks.py::test_a_soft_deleted_vault_is_named_and_recovered_whatever_"
+        "its_host_answered",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+    ),
+    _e(
         "SECRET_EXPIRED", "access", "warning",
         "The workload read the secret, but its expiry date (exp) has passed: Key Vault serves an expired secret "
         "(it does not enforce exp), so the value is one its owner meant to have rotated.",
         "Rotate the secret (a new version), or move its expiry (`az keyvault secret set-attributes --expires`).",
         "unit:tests/harness/test_checks.py::test_an_expired_secret_read_is_a_warning",
+        "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+    ),
+    _e(
+        "SECRET_NOT_YET_VALID", "access", "warning",
+        "The workload read the secret, but its activation date (nbf) is still ahead: Key Vault serves it anyway (it "
+        "does not enforce nbf), so the workload reads a version its owner meant for later (a rotation staged early).",
+        "Move its activation date to now if the value is good now (`az keyvault secret set-attributes --not-before`); "
+        "else set the value in use again.",
+        "unit:tests/harness/test_keyvault_state_checks.py::test_a_secret_read_before_its_activation_date_is_a_warning",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(

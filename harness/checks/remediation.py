@@ -554,6 +554,19 @@ def keyvault_id(vault: str, capture: str = "SCOPE") -> Command:
     return command("az", "keyvault", "show", "--name", vault, "--query", "id", "-o", "tsv", capture=capture)
 
 
+_LOCATION_RE = re.compile(r"[A-Za-z][A-Za-z0-9 ]{1,40}")
+
+
+def keyvault_recover(vault: str, resource_group: str, location: str, subscription: str | None) -> Command:
+    """A soft-deleted vault back under its old id (az keyvault recover: its group and location as ARM's deletedVaults
+    lists them; az refuses another group). ``--subscription`` names the one whose deleted vaults list it: az looks in
+    its current subscription only."""
+    return command("az", "keyvault", "recover", "--name", checked(vault, values.is_azure_resource_name, "<vault-name>"),
+                   "--resource-group", checked(resource_group, values.is_azure_resource_name, "<resource-group>"),
+                   "--location", checked(location, _LOCATION_RE.fullmatch, "<location>"),
+                   "--subscription", guid_or(subscription, "<subscription-id>"))
+
+
 def keyvault_uri(vault: str) -> Command:
     return command("az", "keyvault", "show", "--name", vault, "--query", "properties.vaultUri", "-o", "tsv")
 
@@ -1194,6 +1207,19 @@ def set_secret_expiry(vault_url: str, secret: str) -> Command:
     """A new expiry on the latest version: the date is the owner's decision (a placeholder)."""
     return command("az", "keyvault", "secret", "set-attributes", "--id", secret_id(vault_url, secret),
                    "--expires", "<new-expiry-utc>", note="e.g. 2027-01-31T00:00:00Z")
+
+
+def set_secret_not_before(vault_url: str, secret: str) -> Command:
+    """A new activation date on the latest version (now, if its value is good now): the owner's date."""
+    return command("az", "keyvault", "secret", "set-attributes", "--id", secret_id(vault_url, secret),
+                   "--not-before", "<activation-utc>", note="e.g. the time now, as 2026-12-05T12:00:00Z")
+
+
+def list_secret_versions(vault_url: str, secret: str) -> Command:
+    """Each version's dates, newest first: which one the workload read (the latest), and the one before it."""
+    return command("az", "keyvault", "secret", "list-versions", "--id", secret_id(vault_url, secret), "--query",
+                   "reverse(sort_by([].{version: id, enabled: attributes.enabled, notBefore: attributes.notBefore, "
+                   "expires: attributes.expires, created: attributes.created}, &created))", "-o", "table")
 
 
 def list_secrets(vault_url: str) -> Command:

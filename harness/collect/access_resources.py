@@ -46,7 +46,44 @@ def collect_access_resources(
         _add(found, items, endpoints_of)
     _add(found, _elsewhere(arm, workloads, found), lambda props: [
         props.get("vaultUri"), (props.get("primaryEndpoints") or {}).get("blob")], elsewhere=True)
+    if KeyVaultSecretAccess in kinds:
+        _add_deleted_vaults(arm, azure, workloads, found)
     return found
+
+
+_DELETED_VAULT_ID = re.compile(r"/subscriptions/([0-9A-Fa-f-]{36})/resourceGroups/([-\w.()]{1,90})/providers/"
+                               r"Microsoft\.KeyVault/vaults/([A-Za-z0-9-]{3,24})", re.IGNORECASE)
+
+
+def _add_deleted_vaults(arm: ArmGet, azure: AzureConfig, workloads: list[WorkloadConfig],
+                        found: dict[str, dict[str, str]]) -> None:
+    """The vaults no list had that the subscription's soft-deleted vaults name (az keyvault delete, or their
+    resource group deleted): Key Vault keeps a deleted vault, its name and its DNS record for its retention days,
+    recoverable (az keyvault recover), and with it gone the workload's read fails in a way that says nothing of
+    the deletion. Matched by name (a deleted vault lists no vaultUri; a vault's name is unique, deleted or not),
+    the name the URL's first label or the entry's name: gives."""
+    wanted: dict[str, list[str]] = {}
+    for check in (c for workload in workloads for c in workload.access if isinstance(c, KeyVaultSecretAccess)):
+        if endpoint_key(check.vault_url) not in found:
+            name = check.name or (urllib.parse.urlsplit(check.vault_url).hostname or "").split(".", 1)[0]
+            wanted.setdefault(name.lower(), []).append(check.vault_url)
+    if not wanted:
+        return
+    items, _ = list_all(arm, f"/subscriptions/{azure.subscription_id}/providers/Microsoft.KeyVault/deletedVaults"
+                             f"?api-version={VAULT_API}")
+    for item in items:
+        properties = item.get("properties") if isinstance(item.get("properties"), dict) else {}
+        match = _DELETED_VAULT_ID.fullmatch(str(properties.get("vaultId") or ""))
+        if match is None or match.group(3).lower() not in wanted:
+            continue
+        resource = {"id": match.group(0), "name": match.group(3), "resource_group": match.group(2),
+                    "subscription_id": match.group(1), "deleted": "true"}
+        for key, field in (("location", "location"), ("deletion_date", "deletionDate"),
+                           ("scheduled_purge_date", "scheduledPurgeDate")):
+            if isinstance(properties.get(field), str) and properties[field].isprintable():
+                resource[key] = properties[field][:64]
+        for url in wanted[match.group(3).lower()]:
+            found[endpoint_key(url)] = resource
 
 
 def _elsewhere(arm: ArmGet, workloads: list[WorkloadConfig], found: dict[str, dict[str, str]]) -> list[dict[str, Any]]:

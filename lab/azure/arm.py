@@ -48,6 +48,12 @@ from lab.azure.arm_resources import (
 )
 from lab.azure.arm_state import arm_state
 from lab.azure.bearer import dotnet_utc, new_request_id, read_authorization
+from lab.azure.deleted_vaults import (
+    delete_vault,
+    deleted_vaults_route,
+    recover_vault,
+    refuse_name_in_deleted_state,
+)
 from lab.azure.rbac import (
     has_any_assignment_within,
 )
@@ -227,6 +233,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if rest_low == ["providers", "microsoft.storage", "checknameavailability"]:
         only(method, "POST")
         return await _storage_name_available(ctx)
+    deleted = deleted_vaults_route(ctx, method, rest)
+    if deleted is not None:
+        return deleted
     if rest_low[0] == "providers" and len(rest_low) == 3:
         only(method, "GET")
         return _list_resources(ctx, _resource_type(ctx, rest[1], rest[2]), None)
@@ -447,6 +456,8 @@ async def _resource(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, tail
         ctx.authorize(scope, prefix + "delete")
         require_group(ctx, rg)
         item = _one(ctx, rtype, rg, name)
+        if kind == "vaults":
+            return delete_vault(ctx, item)
         if kind != "userAssignedIdentities":
             raise errors.method_not_allowed(method)
         if item is None:
@@ -819,10 +830,13 @@ def _put_vault(
 ) -> web.Response:
     properties = _properties(body)
     created = False
+    if kv is None and method == "PUT" and str(properties.get("createMode") or "").lower() == "recover":
+        return json_response(render.vault(ctx.lab, recover_vault(ctx, group.subscription_id, group.name, name)))
     if kv is None:
         if method == "PATCH":
             raise _not_found(TYPES[("microsoft.keyvault", "vaults")], group.name, name)
         location = _location(body)
+        refuse_name_in_deleted_state(ctx, name)
         if name.lower() in ctx.world.vaults:
             raise errors.ArmError(
                 409,

@@ -393,7 +393,10 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     lab: Lab = request.app[LAB]
     vault = _vault_of(request)
     if vault is None:
-        # A real client would fail to resolve <name>.vault.azure.net; the lab answers 404 instead.
+        # A real client would fail to resolve <name>.vault.azure.net; the lab answers 404 instead. A soft-deleted
+        # vault keeps its DNS record ("The DNS record corresponding to the vault is also retained for the duration
+        # of the retention interval", the soft-delete overview of 2019); what Key Vault answers there: unverified,
+        # the lab answers the same 404.
         name = _vault_name_of(request) or "(none)"
         raise KvError(
             404,

@@ -33,6 +33,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -780,6 +781,38 @@ def _heal_deleted_secret(w: World) -> None:
     _drop_made(w)
 
 
+VAULT_ROLES: list[tuple[str, str, str]] = []  # (scope, role id, principal) at finance-kv before its deletion
+
+
+def _vault_deleted(w: World) -> None:
+    """az keyvault delete of finance-kv (finance's allow target, orders' deny target): Key Vault keeps it soft-
+    deleted, ARM lists it under deletedVaults only, and the role assignments at it are deleted with it."""
+    listed = w.person.arm("GET", f"/subscriptions/{w.person.info['subscription_id']}/providers/"
+                                 "Microsoft.Authorization/roleAssignments", ROLE_API)["value"]
+    for assignment in listed:
+        props = assignment["properties"]
+        if props["scope"].lower().startswith(w.finance_kv.lower()):
+            VAULT_ROLES.append((props["scope"], props["roleDefinitionId"].rsplit("/", 1)[-1], props["principalId"]))
+    w.shell.must("az keyvault delete --name finance-kv -o none")
+
+
+def _heal_deleted_vault(w: World) -> None:
+    """finance-kv back (recovered, if the printed fix did not), with the role assignments it had."""
+    deleted = w.person.arm("GET", f"/subscriptions/{w.person.info['subscription_id']}/providers/"
+                                  "Microsoft.KeyVault/deletedVaults", VAULT_API)["value"]
+    if any(d["name"] == "finance-kv" for d in deleted):
+        w.person.arm("PUT", w.finance_kv, VAULT_API, {"location": "eastus", "properties": {
+            "tenantId": w.person.info["tenant_id"], "sku": {"family": "A", "name": "standard"},
+            "createMode": "recover"}})
+    while VAULT_ROLES:
+        scope, role, principal = VAULT_ROLES.pop()
+        held = {(a["properties"]["scope"].lower(), a["properties"]["roleDefinitionId"].rsplit("/", 1)[-1])
+                for a in w.assignments(principal)}
+        if (scope.lower(), role) not in held:
+            w.person.grant(scope, role, principal)
+
+
+SHARED_VAULT = "shared-kv"
 SHARED_VAULT = "shared-kv"
 
 
@@ -971,6 +1004,24 @@ def _secret_expired(w: World) -> None:
 def _heal_expired_secret(w: World) -> None:
     url = f"{w.person.info['vaults']['finance-kv']}secrets/db-password/"
     w.person._call("PATCH", url, "https://vault.azure.net/.default", {"attributes": {"exp": None}},
+                   **{"api-version": KV_DATA_API})
+    _drop_made(w)
+
+
+def _secret_not_yet_valid(w: World) -> None:
+    """az keyvault secret set-attributes --not-before <a year ahead> (a rotation staged early): Key Vault still serves
+    the version (the read passes), the run warns SECRET_NOT_YET_VALID."""
+    admin = w.person.graph("GET", f"/servicePrincipals(appId='{w.person.info['admin']['client_id']}')")
+    w.made.append(w.person.grant(w.finance_kv, SECRETS_OFFICER, admin["id"]))
+    url = f"{w.person.info['vaults']['finance-kv']}secrets/db-password/"
+    a_year_ahead = int(time.time()) + 365 * 86400
+    w.person._call("PATCH", url, "https://vault.azure.net/.default", {"attributes": {"nbf": a_year_ahead}},
+                   **{"api-version": KV_DATA_API})
+
+
+def _heal_not_yet_valid_secret(w: World) -> None:
+    url = f"{w.person.info['vaults']['finance-kv']}secrets/db-password/"
+    w.person._call("PATCH", url, "https://vault.azure.net/.default", {"attributes": {"nbf": None}},
                    **{"api-version": KV_DATA_API})
     _drop_made(w)
 
@@ -1459,6 +1510,11 @@ CASES = [
     Case("SECRET_EXPIRED", _secret_expired, _heal_expired_secret, severity="warning",
          decision=Decision("the secret's new expiry is its owner's date (or a rotation instead)",
                            fill=lambda w: {"<new-expiry-utc>": "2099-01-31T00:00:00Z"})),
+    # a version staged early: the owner says its value is good now, the printed line moves its activation to now
+    Case("SECRET_NOT_YET_VALID", _secret_not_yet_valid, _heal_not_yet_valid_secret, severity="warning",
+         decision=Decision("whether the version's value is good now (its activation moved to now) or not (the value "
+                           "in use set again): the owner's call",
+                           fill=lambda w: {"<activation-utc>": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})),
     Case("WORKLOAD_IDENTITY_DISABLED", lambda w: w.cluster(securityProfile={"workloadIdentity": {"enabled": False}}),
          _heal_cluster, where="run"),
     # a cluster made before its OIDC issuer was enabled (ARM refuses to turn an enabled one off)
@@ -1490,6 +1546,8 @@ CASES = [
                            and not placeholders(line))),
     # the printed lines as they are: the deleted list names it, the recover line brings it back
     Case("SECRET_NOT_FOUND", _secret_deleted, _heal_deleted_secret, label="deleted"),
+    # az keyvault delete: the printed recover and grant, as printed (orders' deny target is unproven meanwhile)
+    Case("VAULT_DELETED", _vault_deleted, _heal_deleted_vault),
     Case("BLOB_NOT_FOUND", _blob_name_typo, _drop_made, where="orders/orders-sa",
          decision=Decision("fix the blob's name in harness.yaml (the first option; the printed list names the "
                            "container's blobs) or upload the blob: an edit of harness.yaml is no command")),

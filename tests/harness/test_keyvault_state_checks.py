@@ -1,0 +1,95 @@
+"""A vault or secret changed by hand with az: the vault deleted (az keyvault delete, or its resource group deleted:
+Key Vault keeps it soft-deleted, ARM lists it under Microsoft.KeyVault/deletedVaults only, and the read fails in
+whatever way its host answers); a secret's activation date set ahead (Key Vault serves it anyway)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from test_checks import PRINCIPAL, _finance_kv_read
+
+from harness.checks.access import access_outcome
+from harness.checks.model import FAIL, PASS, WARN, Outcome
+from harness.collect.access_resources import collect_access_resources
+from harness.facts import Fetched
+
+
+def test_a_soft_deleted_vault_is_named_and_recovered_whatever_its_host_answered() -> None:
+    """az keyvault delete (or its group deleted): the vault leaves ARM's vault lists and Resource Graph, and is listed
+    under Microsoft.KeyVault/deletedVaults (by its old id, no vaultUri). Whatever its host answered (a name that does
+    not resolve, a 404 without a challenge), the cause is named with the recovery, and the role the recovery does not
+    bring back; a deny target is unproven, not passed. A vault no list names keeps the answer's own diagnosis."""
+    deleted_id = "/subscriptions/0b6a4e5c-1f2d-4c3b-9a8e-7d6c5b4a3f21/resourceGroups/myRg/providers/" \
+                 "Microsoft.KeyVault/vaults/finance-kv"
+    asked: list[str] = []
+
+    def arm(path: str, body: Any = None) -> Fetched:
+        asked.append(path)
+        if "deletedVaults" in path:
+            return Fetched(url=path, status=200, body={"value": [
+                {"id": "/subscriptions/x/providers/Microsoft.KeyVault/locations/eastus/deletedVaults/other-kv",
+                 "properties": {"vaultId": deleted_id.replace("finance-kv", "other-kv"), "location": "eastus"}},
+                {"id": "/subscriptions/x/providers/Microsoft.KeyVault/locations/eastus/deletedVaults/finance-kv",
+                 "name": "finance-kv", "type": "Microsoft.KeyVault/deletedVaults",
+                 "properties": {"vaultId": deleted_id, "location": "eastus", "deletionDate": "2026-12-05T19:40:38Z",
+                                "scheduledPurgeDate": "2027-03-05T19:40:38Z"}}]})
+        return Fetched(url=path, status=200, body={"data": []} if body is not None else {"value": []})
+
+    def run(expect: str, evidence: dict[str, Any], error: dict[str, Any]) -> Outcome:
+        ctx, check = _finance_kv_read(expect, evidence, None, roles_read=True)
+        ctx.cluster.access_resources = collect_access_resources(
+            arm, SimpleNamespace(subscription_id="s"),  # type: ignore[arg-type]
+            [SimpleNamespace(access=[check])])  # type: ignore[list-item]
+        assert ctx.facts.pod is not None
+        ctx.facts.pod.probe["steps"][0]["error"] = error
+        return access_outcome(ctx, 0, check)
+
+    unresolved = run("allow", {}, {"kind": "dns", "message": "finance-kv.vault.azure.net: Name or service not known"})
+    assert asked[-1] == "/subscriptions/s/providers/Microsoft.KeyVault/deletedVaults?api-version=2023-07-01"
+    assert unresolved.status == FAIL
+    [finding] = unresolved.findings
+    assert finding.code == "VAULT_DELETED" and finding.severity == "error"
+    assert "the vault finance-kv was deleted on 2026-12-05T19:40:38Z (soft-deleted, recoverable until " \
+           "2027-03-05T19:40:38Z)" in finding.message
+    lines = finding.fix_lines()
+    assert lines[0] == ("az keyvault recover --name finance-kv --resource-group myRg --location eastus "
+                        "--subscription 0b6a4e5c-1f2d-4c3b-9a8e-7d6c5b4a3f21")
+    assert lines[2] == (f"az role assignment create --assignee-object-id {PRINCIPAL} --assignee-principal-type "
+                        f"ServicePrincipal --role 'Key Vault Secrets User' --scope {deleted_id}")
+    not_served = run("allow", {"http_status": 404, "code": "VaultNotFound"}, {"kind": "challenge_status"})
+    assert [f.code for f in not_served.findings] == ["VAULT_DELETED"]
+    deny = run("deny", {"http_status": 404}, {"kind": "challenge_status"})
+    assert deny.status == WARN and deny.findings[0].code == "DENY_NOT_PROVEN"
+    assert "the vault finance-kv was deleted" in deny.findings[0].message
+    # the deleted vault list names another vault only: the answer's own diagnosis stands
+    ctx, check = _finance_kv_read("allow", {}, None, roles_read=True)
+    ctx.cluster.access_resources = collect_access_resources(
+        lambda path, body=None: Fetched(url=path, status=200, body={"value": [], "data": []}),
+        SimpleNamespace(subscription_id="s"), [SimpleNamespace(access=[check])])  # type: ignore[arg-type,list-item]
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe["steps"][0]["error"] = {"kind": "dns", "message": "no such host"}
+    assert access_outcome(ctx, 0, check).findings[0].code == "EGRESS_BLOCKED"
+
+
+def test_a_secret_read_before_its_activation_date_is_a_warning() -> None:
+    """az keyvault secret set-attributes --not-before <ahead> (a rotation staged early): Key Vault answers 200 with the
+    value (nbf "is for informational purposes only", about-secrets), so the read passes; the harness warns
+    SECRET_NOT_YET_VALID with the dates, the versions and a new activation date (the owner's: a placeholder). An
+    activation date passed, or none, passes quietly."""
+    def read(attributes: dict[str, Any]) -> Outcome:
+        ctx, check = _finance_kv_read("allow", {"http_status": 200, "attributes": attributes}, None)
+        return access_outcome(ctx, 0, check)
+
+    ahead = read({"enabled": True, "nbf": 4102444800, "created": 1500000000})
+    assert ahead.status == WARN and "activation date is ahead (2100-01-01T00:00:00Z)" in ahead.message
+    [finding] = ahead.findings
+    assert finding.code == "SECRET_NOT_YET_VALID" and finding.severity == "warning"
+    assert "not valid before 2100-01-01T00:00:00Z" in finding.message
+    lines = finding.fix_lines()
+    assert lines[1].startswith("az keyvault secret list-versions --id https://finance-kv.vault.azure.net/secrets/"
+                               "db-password --query")
+    assert lines[-1] == ("az keyvault secret set-attributes --id https://finance-kv.vault.azure.net/secrets/db-password "
+                         "--not-before '<activation-utc>'   # e.g. the time now, as 2026-12-05T12:00:00Z")
+    assert read({"enabled": True, "nbf": 1500000000}).status == PASS
+    assert read({"enabled": True}).status == PASS
