@@ -11,7 +11,7 @@ def test_a_role_left_at_a_moved_vaults_old_id_is_named_orphaned_by_the_move() ->
     """az resource move --destination-group idRg --ids <finance-kv>: the vault's id changes and its role assignment
     stays at the old id, orphaned ("the role assignment isn't moved and becomes orphaned", learn.microsoft.com Move
     Azure resources). The finding said only 'not on <secret> or a parent'; it now names the move, grants at the new
-    id and deletes the orphan. Another vault of another name stays a plain wrong scope."""
+    id and deletes the orphan as such. Another vault of another name stays a plain wrong scope."""
     old_id = VAULT_ID.replace("/resourceGroups/myRg/", "/resourceGroups/oldRg/")
     assert old_id != VAULT_ID
     finding = _rbac_refused([(SECRETS_USER_ID, old_id, OLD)])
@@ -20,9 +20,10 @@ def test_a_role_left_at_a_moved_vaults_old_id_is_named_orphaned_by_the_move() ->
     assert f"grants nothing at its new id {VAULT_ID}" in finding.message
     lines = finding.fix_lines()
     assert lines[0].endswith(f"--role 'Key Vault Secrets User' --scope {VAULT_ID}")
+    assert lines[1] == "# then remove the orphaned assignment left at the old id (Azure removes it eventually):"
     assert lines[2] == f"az role assignment delete --ids {old_id}/providers/Microsoft.Authorization/roleAssignments/a0"
     elsewhere = _rbac_refused([(SECRETS_USER_ID, OTHER_VAULT_ID.replace("/myRg/", "/oldRg/"), OLD)])
-    assert "moved" not in elsewhere.message
+    assert "moved" not in elsewhere.message and "if nothing else needs it" in elsewhere.fix_lines()[1]
 
 
 def test_an_identity_whose_group_was_deleted_is_made_again_with_all_it_had_in_one_fix() -> None:
