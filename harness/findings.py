@@ -659,7 +659,6 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_app_registration_lab.py::test_a_deleted_application_is_restored_with_its_creden"
         "tials_and_service_principal",
         "fault:unknown-client-id",
-        "fault:client-id-malformed",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(

@@ -630,6 +630,21 @@ def fic_fix(ctx: WorkloadContext, verb: str, name: str, issuer: str) -> Command:
     return fix.federated_credential(verb, facts.resource_id, name, issuer, ctx.subject)
 
 
+def unread_application(ctx: WorkloadContext) -> str | None:
+    """The appId of an app registration whose federated credentials the harness could not read: Graph answered
+    for the application but not for its credentials, or only Graph refused (no managed identity of the
+    subscriptions it reads has the client id, as :func:`fic_fix` judges); None otherwise."""
+    facts = ctx.facts.identity
+    if facts.federated_credentials is not None:
+        return None
+    if facts.kind == "application":
+        return str((facts.application or {}).get("appId") or ctx.expected_client_id or "") or None
+    if (facts.kind is None and not facts.resource_id and ctx.expected_client_id and facts.refused
+            and all(is_graph_call(f) for f in facts.refused)):
+        return ctx.expected_client_id
+    return None
+
+
 def free_fic_name(credentials: list[dict[str, Any]], namespace: str, service_account: str) -> str:
     """A name for a new federated credential that the identity's credentials do not use yet: Graph refuses a
     taken one ("FederatedIdentityCredential with name X already exists."), and ARM's PUT overwrites it (another

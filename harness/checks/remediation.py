@@ -892,6 +892,27 @@ def app_federated_credential(verb: str, app_id: str | None, name: str, issuer: s
                    "--parameters", parameters)
 
 
+APP_CREDENTIAL_NAME = "CREDENTIAL"
+
+
+def app_credential_named(app_id: str | None, issuer: str, subject: str) -> Command:
+    """The name of the app registration's federated credential for ``issuer`` and ``subject`` (Graph keeps one per
+    pair), captured in $CREDENTIAL; empty when it has none."""
+    query = f"[?issuer=={jmespath_literal(issuer)} && subject=={jmespath_literal(subject)}].name | [0]"
+    return command("az", "ad", "app", "federated-credential", "list", "--id", guid_or(app_id, "<app-id>"),
+                   "--query", query, "-o", "tsv", capture=APP_CREDENTIAL_NAME)
+
+
+def app_credential_audience_set(app_id: str | None, issuer: str, subject: str) -> Command:
+    """``az ad app federated-credential update`` of the credential $CREDENTIAL names, its audience made Entra's (its
+    name is left out: Graph does not change it)."""
+    parameters = json.dumps({"issuer": issuer, "subject": subject, "audiences": [TOKEN_AUDIENCE]})
+    return command("az", "ad", "app", "federated-credential", "update", "--id", guid_or(app_id, "<app-id>"),
+                   "--federated-credential-id", Var(APP_CREDENTIAL_NAME), "--parameters", parameters,
+                   note="CREDENTIAL empty: the app has no credential for this issuer and subject, so this update "
+                        "fails and the create below makes one")
+
+
 def create_service_principal(app_id: str | None) -> Command:
     return command("az", "ad", "sp", "create", "--id", guid_or(app_id, "<app-id>"))
 

@@ -1,18 +1,22 @@
-"""An app registration's service principal disabled, and a client-id annotation that is no GUID, as the
-identity and exchange checks judge them (pure functions of facts; the app registration by hand in the lab is
-tests/harness/test_app_registration_lab.py)."""
+"""An app registration's service principal disabled, a client-id annotation that is no GUID, and an audience Entra
+refused on credentials the harness cannot read, as the identity and exchange checks judge them (pure functions of
+facts; the app registration by hand in the lab is tests/harness/test_app_registration_lab.py)."""
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import pytest
+from fakeworld import AUDIENCE, ISSUER
 from test_checks import CLIENT
-from test_identity_checks import SP_ID, application, context_with
+from test_identity_checks import SP_ID, SUBJECT, application, context_with
 
 from harness.checks.exchange import exchange_succeeds
 from harness.checks.federation import identity_matches
 from harness.checks.model import FAIL, PASS, SKIP
 from harness.checks.serviceaccount import sa_client_id_annotation
-from harness.facts import IdentityFacts
+from harness.facts import Fetched, IdentityFacts
 
 
 def test_a_disabled_service_principal_is_the_first_broken_link_and_is_enabled() -> None:
@@ -68,3 +72,41 @@ def test_an_unknown_guid_is_still_looked_for_and_its_tenant_questioned() -> None
     exchange = exchange_succeeds(ctx)
     assert exchange.status == FAIL and exchange.findings[0].code == "IDENTITY_NOT_FOUND"
     assert any("azure.workload.identity/tenant-id=<tenant-id>" in line for line in exchange.findings[0].fix_lines())
+
+
+def test_an_audience_refused_on_credentials_the_harness_cannot_read_is_updated_where_it_is() -> None:
+    """The harness without Application.Read.All (az rest DELETE of its appRoleAssignment), the app's credential for
+    the ServiceAccount made with audience 'api://AzureADTokenExchange ' (a trailing space): Entra says AADSTS700212.
+    The fix was a create under the default name, which Graph refuses ('FederatedIdentityCredential with name
+    web-web-sa already exists.', or 'The combination of issuer and subject must be unique'). Now the credential for
+    the token's issuer and subject is found by them and its audience set; the create is for when there is none."""
+    graph = Fetched(f"https://graph.microsoft.com/v1.0/applications(appId='{CLIENT}')", 403, None, "denied",
+                    "Authorization_RequestDenied")
+    ctx = context_with(IdentityFacts(configured=True, refused=[graph]))
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"client_id": CLIENT},
+                                      "error": {"kind": "entra_error", "http_status": 401, "error": "invalid_client",
+                                                "aadsts": "AADSTS700212",
+                                                "message": "AADSTS700212: No matching federated identity record "
+                                                           f"found for presented assertion audience '{AUDIENCE}'."}}]}
+    (finding,) = exchange_succeeds(ctx).findings
+    assert finding.code == "FIC_AUDIENCE_MISMATCH"
+    lines = finding.fix_lines()
+    assert lines[0] == (
+        f"CREDENTIAL=$(az ad app federated-credential list --id {CLIENT} --query "
+        + shlex.quote(f"[?issuer=='{ISSUER}' && subject=='{SUBJECT}'].name | [0]") + " -o tsv)")
+    update, note = lines[1].split("   # ")
+    parameters = json.dumps({"issuer": ISSUER, "subject": SUBJECT, "audiences": [AUDIENCE]})
+    assert shlex.split(update) == ["az", "ad", "app", "federated-credential", "update", "--id", CLIENT,
+                                   "--federated-credential-id", "$CREDENTIAL", "--parameters", parameters]
+    assert '"$CREDENTIAL"' in update and note.startswith("CREDENTIAL empty")
+    assert lines[2].startswith(f"az ad app federated-credential create --id {CLIENT} --parameters ")
+    assert lines[2].endswith("# only when CREDENTIAL was empty")
+    # credentials the harness reads keep their in-place update by name, with no look-up
+    facts = application(fics=[{"id": "f1", "name": "kube", "issuer": ISSUER, "subject": SUBJECT,
+                               "audiences": [AUDIENCE + " "]}])
+    read = context_with(facts)
+    assert read.facts.pod is not None
+    read.facts.pod.probe = ctx.facts.pod.probe
+    assert [line.split(" --parameters")[0] for line in exchange_succeeds(read).findings[0].fix_lines()] == [
+        f"az ad app federated-credential update --id {CLIENT} --federated-credential-id kube"]

@@ -282,6 +282,9 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "identity_created": lambda d: fix.identity_created(d(st.one_of(nasty_text, st.just(IDENTITY_ID)))),
     "app_credential_delete": lambda d: fix.app_credential_delete(d(nasty_text), d(nasty_text)),
     "app_credential_list": lambda d: fix.app_credential_list(d(nasty_text)),
+    "app_credential_named": lambda d: fix.app_credential_named(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "app_credential_audience_set": lambda d: fix.app_credential_audience_set(
+        d(nasty_text), d(nasty_text), d(nasty_text)),
     "resource_graph_identities": lambda d: fix.resource_graph_identities(),
     "config_client_id": lambda d: fix.config_client_id(d(nasty_text), d(nasty_text), d(nasty_text)),
     "_helm_set_chart_value": lambda d: fix._helm_set_chart_value(d(nasty_text), d(nasty_text), d(nasty_text)),
