@@ -82,9 +82,57 @@ def _roles(ctx: WorkloadContext) -> list[dict[str, Any]] | None:
 
 
 def resource_of(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> dict[str, str] | None:
-    """The vault or storage account behind the check's URL, as ARM listed it (None when it could not tell)."""
+    """The vault or storage account behind the check's URL, as ARM listed it (None when it could not tell, or the
+    vault is soft-deleted: :func:`deleted_vault_of`)."""
     url = check.vault_url if isinstance(check, KeyVaultSecretAccess) else check.account_url
-    return ctx.cluster.access_resources.get(endpoint_key(url))
+    found = ctx.cluster.access_resources.get(endpoint_key(url))
+    return None if found is None or found.get("deleted") == "true" else found
+
+
+def deleted_vault_of(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> dict[str, str] | None:
+    """The soft-deleted vault the check's URL names, as ARM's deletedVaults listed it."""
+    if not isinstance(check, KeyVaultSecretAccess):
+        return None
+    found = ctx.cluster.access_resources.get(endpoint_key(check.vault_url))
+    return found if found is not None and found.get("deleted") == "true" else None
+
+
+def _vault_deleted(ctx: WorkloadContext, check: KeyVaultSecretAccess, vault: dict[str, str],
+                   evidence: dict[str, Any], principal: str | None) -> Outcome:
+    """The vault was deleted (az keyvault delete, or its resource group): whatever its host answered, the read
+    cannot work. Recovery restores its secrets and access policies but not its role assignments ("Recovering a
+    soft-deleted Key Vault will not restore these services. They will need to be recreated": the Key Vault
+    soft-delete overview), so an RBAC read needs its grant again."""
+    what = check.describe()
+    error = evidence.get("error") if isinstance(evidence.get("error"), dict) else {}
+    detail = _detail(evidence) or str(error.get("message") or "no answer")
+    evidence["vault_deleted"] = {k: vault[k] for k in ("id", "deletion_date", "scheduled_purge_date") if k in vault}
+    when = f" on {vault['deletion_date']}" if vault.get("deletion_date") else ""
+    until = f", recoverable until {vault['scheduled_purge_date']}" if vault.get("scheduled_purge_date") else ""
+    why = (f"the vault {vault['name']} was deleted{when} (soft-deleted{until}): Key Vault keeps it, and its name, "
+           "only to be recovered or purged")
+    if check.expect == "deny":
+        return warned(
+            f"{what}: deny not proven: {why} ({detail})", evidence,
+            Finding("DENY_NOT_PROVEN", WARNING, "access",
+                    f"deny not proven for {what}: {why} ({detail}); nothing reads it while it is deleted, and "
+                    "recovering it brings back none of its role assignments",
+                    evidence, [advice("if it was deleted for good, remove this access entry from harness.yaml")]))
+    who: str | Var | None = principal
+    lookup: list[Step] = []
+    if principal is None and ctx.expected_client_id:
+        lookup, who = [fix.principal_of_client_id(ctx.expected_client_id)], Var("PRINCIPAL")
+    repair: list[Step] = [
+        fix.keyvault_recover(vault["name"], vault.get("resource_group", ""), vault.get("location", ""),
+                             vault.get("subscription_id")),
+        advice("recovery brings back its secrets and access policies, not its role assignments: under RBAC (the "
+               "default) grant the workload's read again, and the other identities' it had"),
+        *lookup,
+        fix.grant_role(who, READ_ROLES[check.kind], vault["id"]),
+        advice("if it was deleted for good, point this access entry at the vault that replaces it"),
+    ]
+    return failed(f"{what}: expected allow: {why} ({detail})", evidence,
+                  Finding("VAULT_DELETED", ERROR, "access", f"{what}: {why} ({detail})", evidence, repair))
 
 
 def resource_name(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> str:
@@ -169,7 +217,17 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
             assert isinstance(check, KeyVaultSecretAccess)
             return warned(f"{what}: {verb} ({detail}), but its expiry date passed ({expired})", evidence,
                           _secret_expired(check, expired, evidence))
+        early = _not_yet_valid_until(evidence, ctx.now) if isinstance(check, KeyVaultSecretAccess) else None
+        if outcome == "allow" and early is not None:
+            assert isinstance(check, KeyVaultSecretAccess)
+            return warned(f"{what}: {verb} ({detail}), but its activation date is ahead ({early})", evidence,
+                          _secret_not_yet_valid(check, early, evidence))
         return passed(f"{what}: {verb} ({detail})", evidence)
+    deleted = deleted_vault_of(ctx, check)
+    if deleted is not None:
+        assert isinstance(check, KeyVaultSecretAccess)
+        evidence["error"] = step.get("error") or {}
+        return _vault_deleted(ctx, check, deleted, evidence, principal)
     missing = _missing_object(check, evidence)
     if missing is not None:
         return missing_object(ctx, check, missing, evidence)
@@ -519,6 +577,32 @@ def _expired_at(evidence: dict[str, Any], now: float) -> str | None:
     if isinstance(exp, bool) or not isinstance(exp, int | float) or exp > now:
         return None
     return datetime.datetime.fromtimestamp(exp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _not_yet_valid_until(evidence: dict[str, Any], now: float) -> str | None:
+    """The secret version's activation date (attributes.nbf), as UTC text, when it is still ahead."""
+    nbf = (evidence.get("attributes") or {}).get("nbf") if isinstance(evidence.get("attributes"), dict) else None
+    if isinstance(nbf, bool) or not isinstance(nbf, int | float) or nbf <= now:
+        return None
+    return datetime.datetime.fromtimestamp(nbf, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _secret_not_yet_valid(check: KeyVaultSecretAccess, activation: str, evidence: dict[str, Any]) -> Finding:
+    """Key Vault serves the latest version before its nbf as it serves one past its exp ("This field is for
+    informational purposes only", about-secrets; azure-pipelines-tasks#14469: the task read a version whose
+    activation date was ahead): a version staged early for a rotation is what the workload reads now."""
+    evidence["not_before"] = activation
+    return Finding(
+        "SECRET_NOT_YET_VALID", WARNING, "access",
+        f"{check.describe()} is not valid before {activation}: Key Vault serves its latest version anyway (it does not "
+        "enforce the activation date), so the workload reads a value its owner meant to be used only from then (a "
+        "rotation staged early?)",
+        evidence,
+        [fix.show_secret_dates(check.vault_url, check.secret), fix.list_secret_versions(check.vault_url, check.secret),
+         advice("if that value is good now, move its activation date to now; if it is not, a version set now is "
+                "what every reader gets: set the value in use again, and the new one when it takes effect"),
+         fix.set_secret_not_before(check.vault_url, check.secret)],
+    )
 
 
 def _secret_expired(check: KeyVaultSecretAccess, expired: str, evidence: dict[str, Any]) -> Finding:
