@@ -61,6 +61,12 @@ def _meant_reference(value: str, option: str) -> str:
     if "," in value:
         return f"; name one per {option}, repeated: " + " ".join(
             f"{option} {printable(part.strip(), 80)}" for part in value.split(",")[:3] if part.strip())
+    if value != value.lower():  # 'Finance/Backend-SA': Kubernetes names are lower-case
+        try:
+            namespace, name = split_reference(value.lower())
+        except ValueError:
+            return ""
+        return f"; did you mean {option} {namespace}/{name}?"
     return ""
 
 
@@ -68,8 +74,19 @@ def parse_namespace(value: str, option: str) -> str:
     """A namespace as harness.yaml's workloads take it; a one-line error naming the option otherwise."""
     problem = namespace_problem(value)
     if problem is not None:
-        raise BadReference(f"{option} '{printable(value, 80)}': {problem}")
+        raise BadReference(f"{option} '{printable(value, 80)}': {problem}{_meant_namespace(value)}")
     return value
+
+
+def _meant_namespace(value: str) -> str:
+    """What a --namespace that is no namespace meant, when it is plain: a NS/NAME (one workload), or a name in
+    upper case."""
+    try:
+        namespace, name = split_reference(value.strip().lower())
+    except ValueError:
+        lowered = value.lower()
+        return f"; did you mean --namespace {lowered}?" if namespace_problem(lowered) is None else ""
+    return f"; did you mean --workload {namespace}/{name}?"
 
 
 def run_secrets(config: HarnessConfig, environ: Mapping[str, str]) -> list[str]:

@@ -407,7 +407,13 @@ REFERENCE_CASES = [
     pytest.param("--workload", "finance/backend-sa,orders/orders-sa",
                  "; name one per --workload, repeated: --workload finance/backend-sa --workload orders/orders-sa",
                  id="comma-list"),
-    pytest.param("--pod", "Finance/Pod", "the namespace must be a DNS-1123 label", id="upper-case"),
+    # Kubernetes names are lower-case: the lower-cased reference is named; a NS/NAME given to --namespace is a
+    # workload
+    pytest.param("--pod", "Finance/Pod", "the namespace must be a DNS-1123 label (lower-case letters, digits and "
+                 "'-', at most 63 characters); did you mean --pod finance/pod?", id="upper-case"),
+    pytest.param("--namespace", "Finance", "; did you mean --namespace finance?", id="namespace-upper-case"),
+    pytest.param("--namespace", "finance/backend-sa", "; did you mean --workload finance/backend-sa?",
+                 id="namespace-given-a-workload"),
     pytest.param(
         "--workload", "finance/" + "s" * 254, "the name must be a DNS-1123 subdomain", id="254-char-name"
     ),
