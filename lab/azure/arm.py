@@ -40,6 +40,7 @@ from lab.azure.arm_context import (
     sub_scope,
 )
 from lab.azure.arm_errors import ARM_ALLOWED_AUDIENCES, ArmError
+from lab.azure.arm_lifecycle import delete_group, move_resources, operation_result
 from lab.azure.arm_resources import (
     list_generic_resources,
     render_tracked,
@@ -230,6 +231,12 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         return list_generic_resources(ctx, rest[1])
     if rest_low[0] == "resourcegroups" and len(rest_low) == 2:
         return await _resource_group(ctx, method, rest[1])
+    if rest_low[0] == "resourcegroups" and len(rest_low) == 3 and rest_low[2] == "moveresources":
+        only(method, "POST")
+        return await move_resources(ctx, rest[1])
+    if rest_low[0] == "operationresults" and len(rest_low) == 2:
+        only(method, "GET")
+        return operation_result(ctx, rest[1])
     if rest_low == ["providers", "microsoft.storage", "checknameavailability"]:
         only(method, "POST")
         return await _storage_name_available(ctx)
@@ -316,6 +323,8 @@ async def _resource_group(ctx: Ctx, method: str, name: str) -> web.Response:
         if tags is not None:
             group.tags = tags
         return json_response(render.resource_group(ctx.lab, group))
+    if method == "DELETE":
+        return delete_group(ctx, name)
     raise errors.method_not_allowed(method)
 
 

@@ -40,6 +40,7 @@ class ArmState:
     fic_locks: dict[str, asyncio.Lock] = field(default_factory=dict)  # lower(identity id) -> lock
     vault_extras: dict[str, VaultExtras] = field(default_factory=dict)  # lower(vault name) -> extras
     assignment_creators: dict[str, str] = field(default_factory=dict)  # assignment name -> creator oid
+    operations: dict[str, str] = field(default_factory=dict)  # operation-result id -> "delete" | "move"
 
     def fic_lock(self, identity_id: str) -> asyncio.Lock:
         return self.fic_locks.setdefault(identity_id.lower(), asyncio.Lock())
