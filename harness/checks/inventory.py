@@ -511,6 +511,12 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
                 fix.annotate_sa(sa["namespace"], sa["name"], owner.get("client_id")),
                 *_restart(ctx, sa, owner.get("client_id")),
             ]
+        elif hidden is not None and ctx.facts.failed and not ctx.facts.refused:
+            # Entra knows it; ARM failed (5xx, 429) rather than refused the listing: no permission is missing
+            cases.append(
+                f"{ref}: {client_id} is {str(hidden.get('kind')).replace('_', ' ')} {hidden.get('name')} in "
+                f"Entra, which the harness could not list this run: {ctx.facts.failed[0].describe()}"
+            )
         elif hidden is not None:  # Entra knows it: the harness may not read where it lives
             where = _subscription_scope(hidden.get("resource_id"))
             cases.append(
@@ -804,6 +810,8 @@ def credential_limits(ctx: InventoryContext) -> Outcome:
         for i in ctx.facts.identities
         if i.federated_credentials is not None
     }
+    if not counts and _incomplete(ctx) is not None:  # no identity's credentials read: "every" would be of none
+        return skipped("no identity's federated credentials could be read (see inventory.identities_listed)")
     if not near:
         return passed(
             f"every identity holds fewer than {LIMIT_NEAR} of its {MAX_FEDERATED_CREDENTIALS} federated "
@@ -874,6 +882,9 @@ def _is_reader(assignment: dict[str, Any]) -> bool:
 def least_privilege(ctx: InventoryContext) -> Outcome:
     used = [i for i in ctx.facts.identities if i.client_id.lower() in ctx.named]
     read = [i for i in used if i.role_assignments is not None]
+    if not read and ctx.named and _incomplete(ctx) is not None:  # none of them read: a pass would be of none
+        return skipped("the roles of no identity the ServiceAccounts use could be read (see "
+                       "inventory.identities_listed)")
     cases, items, steps = [], [], []
     severity = WARNING
     for identity in read:

@@ -488,6 +488,30 @@ def test_a_client_id_pasted_in_braces_is_annotated_bare_as_the_workload_view_pri
     assert len(lines) == 2 and lines[1].startswith("kubectl rollout restart deployment -n web")
 
 
+def test_an_arm_failing_through_the_retries_is_no_missing_permission_and_no_vacuous_pass() -> None:
+    """By hand in the lab (lab ctl fault arm --rate-503 1): Resource Graph answered 503 through the retries, so no
+    identity was listed. The inventory said each ServiceAccount's identity was one 'which the harness cannot read'
+    with az role assignment create ... Reader (it may read; ARM failed), and PASSED credential_limits ('every
+    identity holds fewer than 18 of its 20') and least_privilege ('the 0 identities ...') over no identity at all:
+    the inventory's verdict PASS while it read nothing. Now the failure is named, no grant printed, and those two
+    checks skip."""
+    facts = healthy(identities=[], failed=[Fetched("https://arm.test/providers/Microsoft.ResourceGraph/resources",
+                                                    503, None, "The service is currently unavailable.",
+                                                    "ServiceUnavailable")])
+    for account in facts.service_accounts:
+        facts.hidden[account["client_id"]] = {"kind": "managed_identity", "client_id": account["client_id"],
+                                              "name": "id", "resource_id": identity_id("id", SHARED)}
+    results = run(facts)
+    unknown = findings(results)["SA_CLIENT_ID_UNKNOWN"]
+    assert "cannot read" not in unknown.message and unknown.fix_lines() == []
+    assert "which the harness could not list this run: HTTP 503 ServiceUnavailable from https://arm.test/" \
+        in unknown.message
+    states = status(results)
+    assert states["inventory.credential_limits"] == "skip" and states["inventory.least_privilege"] == "skip"
+    assert states["inventory.identities_listed"] == "warn"
+    assert status(run(healthy()))["inventory.credential_limits"] == "pass"  # read, and under the limit: a pass
+
+
 def test_an_identity_entra_knows_but_the_harness_cannot_read_is_a_warning() -> None:
     facts = healthy()
     hidden = "55555555-6666-4777-8888-999999999999"
