@@ -127,6 +127,16 @@ class WorkloadView:
 
 
 @dataclass
+class BrokenLink:
+    """What a reviewer must see first of a failed run: a failed cluster-wide check, or a failing workload's first
+    failed check in chain order, with the findings it raised (their fixes)."""
+
+    name: str  # the workload's id, or "cluster-wide"
+    check: CheckView
+    findings: list[FindingView]
+
+
+@dataclass
 class RunView:
     run_id: str
     verdict: str
@@ -143,6 +153,15 @@ class RunView:
     narrowed: bool = False  # -k, -m, named tests, --workload, --pod, --namespace: part of the suites ran
     # which cluster: its name is not enough (clusters of one name in other resource groups or subscriptions)
     cluster_key: tuple[str, str, str] = ("", "", "")
+
+    @property
+    def broken_links(self) -> list[BrokenLink]:
+        """Each failed cluster-wide check (a webhook down breaks every workload: the cause before its effects),
+        then each failing workload's first broken link."""
+        cluster = [BrokenLink("cluster-wide", check, [f for f in self.cluster_findings if f.check == check.id])
+                   for check in self.cluster_checks if check.status == "fail"]
+        return cluster + [BrokenLink(w.id, w.first_broken, w.first_findings)
+                          for w in self.workloads if w.first_broken is not None]
 
 
 def cell(value: Any) -> str:
@@ -678,13 +697,8 @@ def first_broken_links(run: RunView, most: int = 4) -> str:
     """The fleet table's answer to "why did this run fail": each failed cluster-wide check and each failing
     workload's first broken link, with the codes they raised (the run's section has the fixes); "" for a run
     with no failed check (an incomplete run says why in its header)."""
-    parts = []
-    for check in run.cluster_checks:
-        if check.status == "fail":
-            parts.append(check.id + _codes(f for f in run.cluster_findings if f.check == check.id))
-    for workload in run.workloads:
-        if workload.first_broken is not None:
-            parts.append(f"{workload.id}: {workload.first_broken.id}{_codes(workload.first_findings)}")
+    parts = [("" if link.name == "cluster-wide" else f"{link.name}: ") + link.check.id + _codes(link.findings)
+             for link in run.broken_links]
     if len(parts) > most:
         parts = [*parts[:most], f"{len(parts) - most} more"]
     return "; ".join(parts) or ("not complete (see its header)" if run.incomplete else "")

@@ -261,6 +261,18 @@ def test_each_failing_workloads_first_broken_link_and_its_fix_come_before_the_de
     assert re.findall(r'<tr data-check="([^"]+)" class="first-broken">', page) == ["federation.credential"]
     passing = document | {"workloads": [w for w in document["workloads"] if w["verdict"] == "pass"]}
     assert "First broken links" not in render(passing, "md") + render(passing, "html")
+    # the webhook scaled to zero by hand: every workload's probe pod is refused; the cluster's own failed check
+    # (the cause) comes before the workloads' (its effects), with its fix
+    document["checks"].append({"id": "cluster.webhook_ready", "status": "fail", "message": "no ready replica"})
+    document["findings"].append({"code": "WEBHOOK_NOT_READY", "severity": "error", "layer": "webhook",
+                                 "message": "m", "check": "cluster.webhook_ready",
+                                 "remediation": ["kubectl -n kube-system scale deployment/x --replicas=2"]})
+    page = render(document, "html")
+    assert re.findall(r'data-first-broken="([^"]+)"', page) == ["cluster-wide", "finance/backend-sa"]
+    md = render(document, "md")
+    first = md[md.index("## First broken links"):md.index("## Cluster-wide checks")]
+    assert first.index("- `cluster-wide` · `cluster.webhook_ready`: no ready replica") < first.index(
+        "finance/backend-sa") and "    kubectl -n kube-system scale deployment/x --replicas=2" in first
 
 
 def test_the_fleet_table_says_why_each_run_failed(run_world: Callable[..., Any]) -> None:
