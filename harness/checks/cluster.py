@@ -81,7 +81,7 @@ def oidc_issuer_enabled(ctx: ClusterContext) -> Outcome:
                 "cluster",
                 "the AKS OIDC issuer is not enabled",
                 evidence,
-                [fix.aks_update(ctx.azure, "--enable-oidc-issuer"), fix.show_issuer(ctx.azure)],
+                [fix.enable_oidc_issuer(ctx.azure), fix.show_issuer(ctx.azure)],
             ),
         )
     discovery = facts.kube_discovery

@@ -122,6 +122,13 @@ def aks_update(azure: AzureConfig | None, *flags: str, note: str = "") -> Comman
     return command("az", "aks", "update", *cluster_location(azure), *flags, note=note)
 
 
+def enable_oidc_issuer(azure: AzureConfig | None) -> Command:
+    """``az aks update --enable-oidc-issuer``, with what it does to a running cluster (AKS's use-oidc-issuer doc):
+    the API server restarts, and the tokens it issues from then on carry the new issuer."""
+    return aks_update(azure, "--enable-oidc-issuer",
+                      note="restarts the API server (a short outage); ServiceAccount tokens issued from then on name "
+                           "the new issuer: restart the pods that use them")
+
 def aks_show(azure: AzureConfig | None, *query: str, note: str = "") -> Command:
     return command("az", "aks", "show", *cluster_location(azure), *query, note=note)
 

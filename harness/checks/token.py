@@ -134,7 +134,7 @@ def issuer_disabled_finding(ctx: WorkloadContext, iss: str, evidence: dict[str, 
         "Entra cannot discover it, so no federated credential should name it. Enable the OIDC issuer, then restart "
         "the pods: tokens issued from then on carry its URL, the issuer federated credentials must name",
         evidence,
-        [fix.aks_update(ctx.azure, "--enable-oidc-issuer"), fix.show_issuer(ctx.azure), *restart_workload(ctx)],
+        [fix.enable_oidc_issuer(ctx.azure), fix.show_issuer(ctx.azure), *restart_workload(ctx)],
     )
 
 

@@ -834,7 +834,11 @@ def test_issuer_unreachable_and_oidc_disabled(run_world: RunWorld) -> None:
     )
     assert results.cluster_check("cluster.issuer_jwks").status == SKIP
     results, _ = run_world(World.healthy(oidc_enabled=False, workload_identity_enabled=False))
-    assert results.cluster_check("cluster.oidc_issuer_enabled").findings[0].code == "OIDC_ISSUER_DISABLED"
+    enable = results.cluster_check("cluster.oidc_issuer_enabled").findings[0]
+    assert enable.code == "OIDC_ISSUER_DISABLED"
+    assert enable.fix_lines()[0].endswith("--enable-oidc-issuer   # restarts the API server (a short outage); "
+                                          "ServiceAccount tokens issued from then on name the new issuer: restart "
+                                          "the pods that use them")
     assert (
         results.cluster_check("cluster.workload_identity_enabled").findings[0].code
         == "WORKLOAD_IDENTITY_DISABLED"
@@ -857,7 +861,7 @@ def test_a_cluster_without_its_oidc_issuer_is_never_told_to_federate_the_api_ser
     finding = finance.check("token.issuer").findings[0]
     assert finding.code == "OIDC_ISSUER_DISABLED" and private in finding.message
     lines = finding.fix_lines()
-    assert lines[0].startswith("az aks update ") and lines[0].endswith(" --enable-oidc-issuer")
+    assert lines[0].startswith("az aks update ") and " --enable-oidc-issuer   # restarts the API server" in lines[0]
     assert lines[1].endswith("--query oidcIssuerProfile.issuerUrl -o tsv")
     # the workload's pods restarted (by name; this world runs none, so a note says the new ones get it)
     assert lines[2:] == ["# no pod runs under finance/backend-sa now: the pods created from now on get the change"]

@@ -181,6 +181,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "app_client_id": lambda d: fix.app_client_id(d(nasty_text)),
     "show_issuer": lambda d: fix.show_issuer(azure_of(d)),
     "kube_unreachable": lambda d: fix.kube_unreachable(d(nasty_text), azure_of(d)),
+    "enable_oidc_issuer": lambda d: fix.enable_oidc_issuer(azure_of(d)),
     "kube_credentials": lambda d: fix.kube_credentials(azure_of(d)),
     "harness_credential": lambda d: fix.harness_credential(azure_of(d)),
     "grant_harness_reader": lambda d: fix.grant_harness_reader(azure_of(d)),
