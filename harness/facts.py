@@ -61,6 +61,9 @@ class ClusterFacts:
     webhook_deployment_error: KubeFailure | None = None
     # "NS/POD: the scheduler's message" for each webhook pod left Pending, unschedulable (a cordoned or tainted node)
     webhook_unschedulable: list[str] = field(default_factory=list)
+    # "NS/POD: REASON: the kubelet's message" for each webhook pod scheduled but never started (FailedMount of
+    # its certificate Secret, CreateContainerConfigError)
+    webhook_not_started: list[str] = field(default_factory=list)
     # namespace -> azure-wi-webhook-config's AZURE_TENANT_ID and AZURE_ENVIRONMENT (what NewPodMutator reads at start)
     webhook_config: dict[str, dict[str, str]] = field(default_factory=dict)
     kube_discovery: Fetched | None = None  # the API server's /.well-known/openid-configuration

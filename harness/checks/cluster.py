@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from harness.config import AzureConfig, ExpectConfig
 from harness.facts import ClusterFacts, Fetched
 from harness.names import (
     USE_LABEL,
+    WEBHOOK_CERT_SECRET,
     WEBHOOK_CONFIG_MAP,
     WEBHOOK_DEPLOYMENT,
     WEBHOOK_MWC,
@@ -714,6 +716,8 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
         return _webhook_pods_refused(refused, evidence, ready_any)
     if facts.webhook_unschedulable and (not ready_any or degraded):
         return _webhook_pods_unschedulable(facts.webhook_unschedulable, namespace, evidence, ready_any)
+    if facts.webhook_not_started and (not ready_any or degraded):
+        return _webhook_pods_not_started(facts.webhook_not_started, namespace, str(first["name"]), evidence, ready_any)
     config = webhook_config_problem(facts.webhook_config.get(str(first["namespace"]) or "", None))
     config_fix = _webhook_config_fix(ctx, str(first["namespace"] or ""), config) if config else []
     if config:
@@ -818,6 +822,54 @@ def _webhook_pods_unschedulable(pending: list[str], namespace: str, evidence: di
                       Finding("WEBHOOK_NOT_READY", ERROR, "webhook", "no ready webhook replica: " + message, evidence,
                               steps))
     return warned(message + "; the ready ones serve", evidence,
+                  Finding("WEBHOOK_DEGRADED", WARNING, "webhook", message, evidence, steps))
+
+
+# the kubelet's FailedMount for a Secret volume whose Secret is not there (pkg/volume/secret: secret "x" not found)
+_SECRET_MISSING_RE = re.compile(r'MountVolume\.SetUp failed for volume "[^"]*" : secret "([^"]+)" not found')
+
+
+def _webhook_pods_not_started(not_started: list[str], namespace: str, deployment: str, evidence: dict[str, Any],
+                              ready_any: bool) -> Outcome:
+    """The webhook's pods are scheduled but their manager never starts: the kubelet cannot mount a volume (its
+    certificate Secret deleted: the chart's and the add-on's pods mount azure-wi-webhook-server-cert, not optional)
+    or resolve an env source. The container has no log and a restart makes more pods that wait the same way, so
+    the fix makes what the kubelet names. cert-controller's rotator fills the certificate Secret but never creates
+    it (refreshCertIfNeeded reads it first and fails 'acquiring secret to update certificates'; its reconciler
+    returns on NotFound): an empty Secret of that name is enough, the rotator writes a new CA and serving
+    certificate into it and the caBundle, and the waiting pods start once the kubelet mounts it."""
+    evidence = {**evidence, "not_started": list(not_started)}
+    said = not_started[0].split(": ", 1)[-1]
+    pod, _, _ = not_started[0].partition(": ")
+    shown = pod + (f" and {len(not_started) - 1} other" if len(not_started) > 1 else "") + ": " + said
+    missing = _SECRET_MISSING_RE.search(said)
+    ns = fix.namespace_or(namespace)
+    look = fix.kubectl("-n", ns, "describe", "pods", "-l", "azure-workload-identity.io/system=true",
+                       note="Events: what the kubelet waits for")
+    if missing and missing.group(1) == WEBHOOK_CERT_SECRET:
+        message = (f"the webhook's certificate Secret {namespace}/{WEBHOOK_CERT_SECRET} is gone, so its pods cannot "
+                   f"mount it and never start ({len(not_started)} pod(s): {said}); cert-controller fills that Secret but does not create it, "
+                   "and a restart makes more pods that wait the same way")
+        steps: list[Step] = [
+            advice("make the Secret again, empty: the webhook's rotator writes a new CA and serving certificate into "
+                   "it and the caBundle, and the waiting pods start once the kubelet mounts it (about a minute)"),
+            # kubectl create refuses a Secret that is there (AlreadyExists): pasted twice, it changes nothing.
+            # unverified: that the AKS add-on's reconciler leaves a Secret made so in place (its templates are not
+            # public); the chart renders it with no data, as this makes it
+            fix.kubectl("-n", ns, "create", "secret", "generic", WEBHOOK_CERT_SECRET),
+            fix.kubectl("-n", ns, "rollout", "status", f"deployment/{fix.object_or(deployment, '<deployment>')}",
+                        "--timeout=180s"),
+        ]
+    else:
+        message = f"the webhook's pods are scheduled but never start: {shown}"
+        steps = [look, advice("a person decides: make what the kubelet names in " + namespace + " (a Secret or "
+                              "ConfigMap the webhook's Deployment mounts or reads), or take it off the Deployment; "
+                              "a restart does not help")]
+    if not ready_any:
+        return failed(message + ": with failurePolicy Fail, labelled pods are refused", evidence,
+                      Finding("WEBHOOK_NOT_READY", ERROR, "webhook", "no ready webhook replica: " + message, evidence,
+                              steps))
+    return warned(message + "; the ready ones serve until they restart", evidence,
                   Finding("WEBHOOK_DEGRADED", WARNING, "webhook", message, evidence, steps))
 
 

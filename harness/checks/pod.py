@@ -1184,6 +1184,9 @@ def _webhook_pods_back(ctx: WorkloadContext, namespace: str) -> list[Step]:
     if ctx.cluster.webhook_unschedulable:  # a restart makes more pods that wait for a node the same way
         return [advice("the webhook's pods wait for a node that takes them (the run's WEBHOOK_NOT_READY names the "
                        "scheduler's reason): no restart brings them back; once a node takes them, they serve")]
+    if ctx.cluster.webhook_not_started:  # a restart makes more pods that wait for the same Secret or ConfigMap
+        return [advice("the webhook's pods are scheduled but never start (the run's WEBHOOK_NOT_READY names what "
+                       "the kubelet waits for and how to make it): no restart brings them back")]
     meta, spec = found[0].get("metadata") or {}, found[0].get("spec") or {}
     return fix.webhook_pods_back(namespace, str(meta.get("name") or ""), spec.get("replicas", 1))
 

@@ -137,6 +137,50 @@ def webhook_unscheduled(api: KubeApi, deployments: list[dict[str, Any]]) -> list
     return found
 
 
+# kubelet failures that keep a container from starting (pkg/kubelet: FailedMount while a volume's Secret or
+# ConfigMap is missing; CreateContainerConfigError for an env source that is)
+_NOT_STARTING = ("ContainerCreating", "PodInitializing", "CreateContainerConfigError")
+
+
+def webhook_not_started(api: KubeApi, deployments: list[dict[str, Any]]) -> list[str]:
+    """``NS/POD: REASON: message`` for each of the webhook's scheduled pods whose manager never starts: the
+    kubelet's latest FailedMount (or other Failed*) warning about a pod still ContainerCreating (the container
+    status says nothing there), or a CreateContainerConfigError's own message. Best effort: pods or events the
+    harness may not list say nothing."""
+    found: list[str] = []
+    for namespace in dict.fromkeys(str((d.get("metadata") or {}).get("namespace") or "") for d in deployments):
+        if not namespace:
+            continue
+        try:
+            pods, _ = api.list_pods(namespace, WEBHOOK_POD_SELECTOR)
+        except KubeError:
+            continue
+        for pod in pods:
+            meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+            if meta.get("deletionTimestamp") or not meta.get("name"):
+                continue
+            waiting = [dict((s.get("state") or {}).get("waiting") or {})
+                       for s in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]]
+            reasons = {str(w.get("reason") or "") for w in waiting}
+            configured = next((w for w in waiting if w.get("reason") == "CreateContainerConfigError"
+                               and w.get("message")), None)
+            if configured is not None:
+                found.append(f"{namespace}/{meta['name']}: CreateContainerConfigError: {configured['message']}")
+                continue
+            if not reasons & set(_NOT_STARTING):
+                continue
+            try:
+                events = api.list_namespaced("", "v1", "events", namespace, f"involvedObject.name={meta['name']}")
+            except (KubeError, AttributeError):
+                continue
+            failures = [e for e in events if e.get("type") == "Warning" and str(e.get("reason") or "").startswith(
+                "Failed") and e.get("reason") != "FailedScheduling"]
+            if failures:
+                latest = max(failures, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+                found.append(f"{namespace}/{meta['name']}: {latest.get('reason')}: {latest.get('message')}")
+    return found
+
+
 def _names(items: list[dict[str, Any]]) -> list[str]:
     return [str((item.get("metadata") or {}).get("name") or "") for item in items]
 

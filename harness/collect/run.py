@@ -21,6 +21,7 @@ from harness.collect.kube import (
     collect_webhook,
     slim,
     webhook_config,
+    webhook_not_started,
     webhook_unscheduled,
 )
 from harness.collect.kube_api import KubeApi, KubeError
@@ -82,6 +83,7 @@ def collect_cluster(backend: Backend, config: HarnessConfig) -> ClusterFacts:
     facts.webhook_configurations_error = mwc_error.failure if mwc_error else None
     facts.webhook_deployment_error = deployment_error.failure if deployment_error else None
     facts.webhook_unschedulable = webhook_unscheduled(kube, deployments)
+    facts.webhook_not_started = webhook_not_started(kube, deployments)
     facts.webhook_config = webhook_config(kube, deployments)
     facts.kube_discovery = kube.openid_configuration()
     if backend.arm is not None and config.azure is not None:

@@ -2140,6 +2140,49 @@ def test_a_webhook_whose_pods_no_node_takes_names_the_scheduler_not_a_restart() 
     assert "custom-columns=NAME:.metadata.name,TAINTS:.spec.taints" in degraded.findings[0].fix_lines()[1]
 
 
+def test_a_deleted_webhook_certificate_secret_is_named_and_made_again_not_restarted() -> None:
+    """kubectl delete secret azure-wi-webhook-server-cert, then the webhook's pods restarted: the new pods cannot
+    mount their cert volume (FailedMount) and never start, so kubectl logs shows nothing and a rollout restart
+    makes more such pods. cert-controller's rotator fills the Secret but never creates it (refreshCertIfNeeded reads
+    it first): the fix makes it again, empty, and waits for the rollout. Another missing volume is named, no
+    restart."""
+    from harness.checks.cluster import ClusterContext, webhook_ready
+    from harness.checks.pod import _webhook_pods_back
+    from harness.commands import render_all
+
+    mount = 'MountVolume.SetUp failed for volume "cert" : secret "azure-wi-webhook-server-cert" not found'
+    deployment = {"metadata": {"namespace": "azure-workload-identity-system",
+                               "name": "azure-wi-webhook-controller-manager"},
+                  "spec": {"replicas": 2}, "status": {"replicas": 2, "unavailableReplicas": 2}}
+    facts = ClusterFacts(time.time(), webhook_deployments=[deployment], webhook_not_started=[
+        f"azure-workload-identity-system/wh-a: FailedMount: {mount}",
+        f"azure-workload-identity-system/wh-b: FailedMount: {mount}"])
+    outcome = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
+    assert outcome.status == FAIL and outcome.findings[0].code == "WEBHOOK_NOT_READY"
+    finding = outcome.findings[0]
+    assert "certificate Secret azure-workload-identity-system/azure-wi-webhook-server-cert is gone" in finding.message
+    assert mount in finding.message
+    lines = finding.fix_lines()
+    assert lines[1:] == [
+        "kubectl -n azure-workload-identity-system create secret generic azure-wi-webhook-server-cert",
+        "kubectl -n azure-workload-identity-system rollout status deployment/azure-wi-webhook-controller-manager "
+        "--timeout=180s"]
+    assert not [line for line in lines if "rollout restart" in line or " logs " in line]
+    deployment["status"] = {"replicas": 2, "readyReplicas": 1, "availableReplicas": 1}
+    facts.webhook_not_started = facts.webhook_not_started[:1]
+    degraded = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
+    assert degraded.status == WARN and degraded.findings[0].code == "WEBHOOK_DEGRADED"
+    assert degraded.findings[0].fix_lines() == lines
+    other = 'MountVolume.SetUp failed for volume "extra" : configmap "proxy-ca" not found'
+    facts.webhook_not_started = [f"azure-workload-identity-system/wh-a: FailedMount: {other}"]
+    named = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
+    assert other in named.findings[0].message
+    assert not [line for line in named.findings[0].fix_lines() if "create secret" in line or "rollout restart" in line]
+    ctx = SimpleNamespace(cluster=facts)
+    waiting = render_all(_webhook_pods_back(ctx, "azure-workload-identity-system"))  # type: ignore[arg-type]
+    assert len(waiting) == 1 and "never start" in waiting[0] and "WEBHOOK_NOT_READY" in waiting[0]
+
+
 def test_a_webhook_rollout_whose_new_pods_crash_is_degraded_although_the_old_pods_serve() -> None:
     """kubectl rollout restart after azure-wi-webhook-config lost AZURE_TENANT_ID: the new pod panics, the old
     ReplicaSet's two pods keep serving, readyReplicas 2 of 2; status.replicas 3, updatedReplicas 1."""

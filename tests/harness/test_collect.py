@@ -24,7 +24,7 @@ from harness.collect.arm_api import RequestsArm, credential_failure_text, graph_
 from harness.collect.cache import cached
 from harness.collect.http import HttpResponse, HttpUnreachable, fetch_json
 from harness.collect.issuer import collect_issuer, discovery_url
-from harness.collect.kube import collect_webhook, webhook_unscheduled
+from harness.collect.kube import collect_webhook, webhook_not_started, webhook_unscheduled
 from harness.collect.kube_api import (
     KubeError,
     OfficialKubeApi,
@@ -662,3 +662,45 @@ def test_the_webhooks_pods_no_node_takes_are_read_with_the_schedulers_words() ->
     assert webhook_unscheduled(api, deployments) == [f"kube-system/wh-a: {said}"]  # type: ignore[arg-type]
     assert api.asked == [("kube-system", "azure-workload-identity.io/system=true")]
     assert webhook_unscheduled(Pods(failing=True), deployments) == []  # type: ignore[arg-type]
+
+
+def test_the_webhooks_pods_that_never_start_are_read_with_the_kubelets_words() -> None:
+    """The cert Secret deleted, the webhook's pods made again: they stay ContainerCreating with no message, and the
+    kubelet's latest FailedMount event for each says why; a CreateContainerConfigError carries its own message. A
+    running pod, a pod being deleted, a Normal event, or events the harness may not list say nothing."""
+    mount = 'MountVolume.SetUp failed for volume "cert" : secret "azure-wi-webhook-server-cert" not found'
+    creating = {"containerStatuses": [{"name": "manager", "state": {"waiting": {"reason": "ContainerCreating"}}}]}
+
+    class Pods:
+        def __init__(self, events_refused: bool = False) -> None:
+            self.events_refused = events_refused
+            self.asked: list[tuple[str, str]] = []
+
+        def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict], str | None]:
+            return [
+                {"metadata": {"name": "wh-a"}, "status": creating},
+                {"metadata": {"name": "wh-b", "deletionTimestamp": "2026-01-01T00:00:00Z"}, "status": creating},
+                {"metadata": {"name": "wh-c"}, "status": {"containerStatuses": [
+                    {"name": "manager", "state": {"running": {}}}]}},
+                {"metadata": {"name": "wh-d"}, "status": {"containerStatuses": [{"name": "manager", "state": {
+                    "waiting": {"reason": "CreateContainerConfigError",
+                                "message": 'configmap "azure-wi-webhook-config" not found'}}}]}},
+            ], None
+
+        def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                            field_selector: str = "") -> list[dict]:
+            self.asked.append((plural, field_selector))
+            if self.events_refused:
+                raise KubeError(KubeFailure(403, "Forbidden", "events is forbidden"))
+            return [{"type": "Normal", "reason": "Scheduled", "message": "assigned", "lastTimestamp": "2026-01-01T00:00:09Z"},
+                    {"type": "Warning", "reason": "FailedMount", "message": "older", "lastTimestamp": "2026-01-01T00:00:01Z"},
+                    {"type": "Warning", "reason": "FailedMount", "message": mount, "lastTimestamp": "2026-01-01T00:00:05Z"}]
+
+    deployments = [{"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"}}]
+    api = Pods()
+    assert webhook_not_started(api, deployments) == [  # type: ignore[arg-type]
+        f"kube-system/wh-a: FailedMount: {mount}",
+        'kube-system/wh-d: CreateContainerConfigError: configmap "azure-wi-webhook-config" not found']
+    assert api.asked == [("events", "involvedObject.name=wh-a")]
+    assert webhook_not_started(Pods(events_refused=True), deployments) == [  # type: ignore[arg-type]
+        'kube-system/wh-d: CreateContainerConfigError: configmap "azure-wi-webhook-config" not found']
