@@ -38,7 +38,7 @@ from harness.checks.pod import authority_fix
 from harness.checks.probe_output import mounted_ca_configmap
 from harness.checks.token import issuer_disabled_finding, private_issuer
 from harness.checks.transient import FIC_PROPAGATION_SECONDS, identity_client_id, pending_credential
-from harness.commands import Command, Step, advice
+from harness.commands import Step, advice
 from harness.names import PROBE_CONTAINER, TENANT_ID_ANNOTATION, WEBHOOK_CONFIG_MAP, WEBHOOK_DEPLOYMENT
 
 # AADSTS code -> (finding code, layer, what it means)
@@ -613,15 +613,15 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
             # Managed Identity."), so a create would fail
             remediation.append(fic_fix(ctx, "update", str(mine.audience_differs[0]["name"]), issuer))
         elif code == "FIC_AUDIENCE_MISMATCH" and (app_id := unread_application(ctx)):
-            # credentials unread: a credential for this issuer, most often this subject's, holds another audience
-            # (# unverified: that Entra weighs the audience after the issuer and before the subject, the order
-            # its codes 700211/700212/700213 suggest); Graph refuses a create that repeats its issuer and subject,
-            # so it is found by them and updated, and created only when there is none
-            name = free_fic_name([], ctx.namespace, ctx.service_account)
+            # credentials unread: Entra found a credential for the token's issuer and subject whose audience is
+            # another (# unverified: that it weighs the audience after the subject, as the lab does; reference
+            # 1.5 marks the order unknown). Graph refuses a create that repeats that issuer and subject, so the
+            # credential is found by them and updated; the comment covers a 700212 with none
             remediation += [fix.app_credential_named(app_id, issuer, ctx.subject),
                             fix.app_credential_audience_set(app_id, issuer, ctx.subject),
-                            Command(fix.app_federated_credential("create", app_id, name, issuer, ctx.subject).argv,
-                                    note="only when CREDENTIAL was empty")]
+                            advice(f"CREDENTIAL empty (the update refused): the app has no credential for this issuer "
+                                   f"and subject; make one with az ad app federated-credential create --id {app_id}, "
+                                   "that issuer and subject and the audience api://AzureADTokenExchange")]
         else:
             name = free_fic_name(ctx.facts.identity.federated_credentials or [], ctx.namespace, ctx.service_account)
             remediation.append(fic_fix(ctx, "create", name, issuer))

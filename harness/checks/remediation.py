@@ -915,9 +915,7 @@ def app_credential_audience_set(app_id: str | None, issuer: str, subject: str) -
     name is left out: Graph does not change it)."""
     parameters = json.dumps({"issuer": issuer, "subject": subject, "audiences": [TOKEN_AUDIENCE]})
     return command("az", "ad", "app", "federated-credential", "update", "--id", guid_or(app_id, "<app-id>"),
-                   "--federated-credential-id", Var(APP_CREDENTIAL_NAME), "--parameters", parameters,
-                   note="CREDENTIAL empty: the app has no credential for this issuer and subject, so this update "
-                        "fails and the create below makes one")
+                   "--federated-credential-id", Var(APP_CREDENTIAL_NAME), "--parameters", parameters)
 
 
 def create_service_principal(app_id: str | None) -> Command:

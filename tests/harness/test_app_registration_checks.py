@@ -78,8 +78,8 @@ def test_an_audience_refused_on_credentials_the_harness_cannot_read_is_updated_w
     """The harness without Application.Read.All (az rest DELETE of its appRoleAssignment), the app's credential for
     the ServiceAccount made with audience 'api://AzureADTokenExchange ' (a trailing space): Entra says AADSTS700212.
     The fix was a create under the default name, which Graph refuses ('FederatedIdentityCredential with name
-    web-web-sa already exists.', or 'The combination of issuer and subject must be unique'). Now the credential for
-    the token's issuer and subject is found by them and its audience set; the create is for when there is none."""
+    web-web-sa already exists.', or 'The combination of issuer and subject must be unique'). Now the credential is
+    found by the token's issuer and subject and its audience set; a comment says what to do when there is none."""
     graph = Fetched(f"https://graph.microsoft.com/v1.0/applications(appId='{CLIENT}')", 403, None, "denied",
                     "Authorization_RequestDenied")
     ctx = context_with(IdentityFacts(configured=True, refused=[graph]))
@@ -95,13 +95,11 @@ def test_an_audience_refused_on_credentials_the_harness_cannot_read_is_updated_w
     assert lines[0] == (
         f"CREDENTIAL=$(az ad app federated-credential list --id {CLIENT} --query "
         + shlex.quote(f"[?issuer=='{ISSUER}' && subject=='{SUBJECT}'].name | [0]") + " -o tsv)")
-    update, note = lines[1].split("   # ")
     parameters = json.dumps({"issuer": ISSUER, "subject": SUBJECT, "audiences": [AUDIENCE]})
-    assert shlex.split(update) == ["az", "ad", "app", "federated-credential", "update", "--id", CLIENT,
-                                   "--federated-credential-id", "$CREDENTIAL", "--parameters", parameters]
-    assert '"$CREDENTIAL"' in update and note.startswith("CREDENTIAL empty")
-    assert lines[2].startswith(f"az ad app federated-credential create --id {CLIENT} --parameters ")
-    assert lines[2].endswith("# only when CREDENTIAL was empty")
+    assert shlex.split(lines[1]) == ["az", "ad", "app", "federated-credential", "update", "--id", CLIENT,
+                                     "--federated-credential-id", "$CREDENTIAL", "--parameters", parameters]
+    assert '"$CREDENTIAL"' in lines[1]
+    assert lines[2].startswith("# CREDENTIAL empty (the update refused)") and len(lines) == 3
     # credentials the harness reads keep their in-place update by name, with no look-up
     facts = application(fics=[{"id": "f1", "name": "kube", "issuer": ISSUER, "subject": SUBJECT,
                                "audiences": [AUDIENCE + " "]}])

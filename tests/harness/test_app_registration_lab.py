@@ -665,6 +665,42 @@ def test_without_graph_read_a_missing_credential_is_made_on_the_app_registration
             trust(shell, app, info["issuer_url"], healthy.namespace, healthy.service_account, "restored")
 
 
+def test_without_graph_read_an_audience_entra_refuses_is_set_on_the_credential_there(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """The harness without Application.Read.All, and the app's credential for the ServiceAccount updated with the
+    audience 'api://AzureADTokenExchange ' (a trailing space): Entra answers AADSTS700212. The printed create alone
+    was refused by Graph (the app already has a credential for that issuer and subject); pasted whole, the fix's
+    create is refused as its note says and its next lines set that credential's audience: the run passes."""
+    info = running_lab.info()
+    graph, harness, app = info["endpoints"]["graph"], info["harness"]["client_id"], healthy.app
+    principal = shell.must(f"az ad sp show --id {harness} --query id -o tsv").strip()
+    assignments = f"{graph}/v1.0/servicePrincipals/{principal}/appRoleAssignments"
+    granted = shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split()
+    name = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[0].name' -o tsv").strip()
+    mistyped = json.dumps({"audiences": [EXCHANGE_AUDIENCE + " "]})
+    shell.must(*(f"az rest --method DELETE --url {assignments}/{identifier}" for identifier in granted),
+               f"az ad app federated-credential update --id {app.app_id} --federated-credential-id {name} "
+               f"--parameters {shlex.quote(mistyped)}")
+    try:
+        _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert "AADSTS700212" in checks["exchange.succeeds"]["message"]
+        (mismatch,) = [f for f in entry["findings"] if f["code"] == "FIC_AUDIENCE_MISMATCH"]
+        paste(shell, mismatch)
+        _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert entry["verdict"] == "pass", not_passing(checks)
+        audiences = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].audiences'")
+        assert json.loads(audiences) == [[EXCHANGE_AUDIENCE]]  # the credential set right, no second one made
+    finally:
+        if not shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split():
+            graph_sp = shell.must("az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv").strip()
+            body = json.dumps({"principalId": principal, "resourceId": graph_sp,
+                               "appRoleId": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"})
+            shell.must(f"az rest --method POST --url {assignments} --body {shlex.quote(body)}")
+        delete_credentials(shell, app)
+        trust(shell, app, info["issuer_url"], healthy.namespace, healthy.service_account, "restored")
+
+
 def test_the_harness_disabled_is_told_to_enable_itself_not_to_renew_its_secret(
     healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
 ) -> None:
