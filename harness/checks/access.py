@@ -238,25 +238,33 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         client_id = identity_client_id(ctx.facts.identity) or ctx.expected_client_id
         named = {i.lower() for i in str((resource_of(ctx, check) or {}).get("access_policy_object_ids") or "")
                  .split(",") if i}
-        if client_id and client_id.lower() in named and (principal or "").lower() not in named:
-            # az keyvault set-policy --object-id <client id>: Key Vault takes any GUID, and the policy is for an
-            # object that does not exist; an access policy names the principal (object) id (az's --object-id: "A
-            # GUID that identifies the principal"; --spn <client id> resolves it)
-            evidence["policy_names_client_id"] = client_id
-            keep = [*_policy_secret_permissions(ctx, check, client_id), *_policy_secret_permissions(ctx, check,
-                                                                                                  principal)]
+        # az keyvault set-policy --object-id <client id>, or an app registration's own object id (what its portal
+        # page shows as Object ID): Key Vault takes any GUID, and the policy is for an object that never calls it;
+        # an access policy names "The object ID of a user, service principal or security group" (AccessPolicyEntry)
+        app_object_id = str((ctx.facts.identity.application or {}).get("id") or "") \
+            if ctx.facts.identity.kind == "application" else ""
+        wrong = next(((i, label) for i, label in ((client_id, "client id"), (app_object_id, "application object id"))
+                      if i and i.lower() in named), None)
+        if wrong is not None and (principal or "").lower() not in named:
+            wrong_id, label = wrong
+            evidence["policy_names_client_id" if label == "client id" else "policy_names_application_object_id"] = \
+                wrong_id
+            keep = [*_policy_secret_permissions(ctx, check, wrong_id), *_policy_secret_permissions(ctx, check,
+                                                                                                 principal)]
+            whose = "the identity's client" if label == "client id" else "the app registration's (application)"
             return failed(
-                f"{what}: denied, expected allow ({detail}): the vault's access policy names the identity's client "
-                f"id {client_id} as its object id, not its principal (object) id {principal}",
+                f"{what}: denied, expected allow ({detail}): the vault's access policy names {whose} "
+                f"{'id' if label == 'client id' else 'object id'} {wrong_id} as its object id, not its service "
+                f"principal's object id {principal}",
                 evidence,
                 Finding(
                     "KEYVAULT_ACCESS_POLICY_MISSING", ERROR, "access",
                     f"the vault of {what} authorizes by access policy, and its policy for the identity names the "
-                    f"client id {client_id} as the object id (az keyvault set-policy --object-id takes the "
-                    f"principal id, {principal}); no policy lets the identity get secrets ({detail})",
+                    f"{label} {wrong_id} as the object id (az keyvault set-policy --object-id takes the service "
+                    f"principal's object id, {principal}); no policy lets the identity get secrets ({detail})",
                     evidence,
                     [fix.keyvault_set_secret_policy(vault, principal, keep),
-                     fix.keyvault_delete_policy(vault, client_id), fix.keyvault_policies(vault)],
+                     fix.keyvault_delete_policy(vault, wrong_id), fix.keyvault_policies(vault)],
                 ),
             )
         held = _policy_secret_permissions(ctx, check, principal)

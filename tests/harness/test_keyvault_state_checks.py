@@ -1,18 +1,19 @@
 """A vault or secret changed by hand with az: the vault deleted (az keyvault delete, or its resource group deleted:
 Key Vault keeps it soft-deleted, ARM lists it under Microsoft.KeyVault/deletedVaults only, and the read fails in
-whatever way its host answers); a secret's activation date set ahead (Key Vault serves it anyway)."""
+whatever way its host answers); a secret's activation date set ahead (Key Vault serves it anyway); an access policy
+made for an app registration's own object id."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
 
-from test_checks import PRINCIPAL, _finance_kv_read
+from test_checks import CLIENT, DENIED, PRINCIPAL, _finance_kv_read
 
 from harness.checks.access import access_outcome
 from harness.checks.model import FAIL, PASS, WARN, Outcome
 from harness.collect.access_resources import collect_access_resources
-from harness.facts import Fetched
+from harness.facts import Fetched, IdentityFacts
 
 
 def test_a_soft_deleted_vault_is_named_and_recovered_whatever_its_host_answered() -> None:
@@ -46,7 +47,7 @@ def test_a_soft_deleted_vault_is_named_and_recovered_whatever_its_host_answered(
         return access_outcome(ctx, 0, check)
 
     unresolved = run("allow", {}, {"kind": "dns", "message": "finance-kv.vault.azure.net: Name or service not known"})
-    assert asked[-1] == "/subscriptions/s/providers/Microsoft.KeyVault/deletedVaults?api-version=2023-07-01"
+    assert "/subscriptions/s/providers/Microsoft.KeyVault/deletedVaults?api-version=2023-07-01" in asked
     assert unresolved.status == FAIL
     [finding] = unresolved.findings
     assert finding.code == "VAULT_DELETED" and finding.severity == "error"
@@ -93,3 +94,24 @@ def test_a_secret_read_before_its_activation_date_is_a_warning() -> None:
                          "--not-before '<activation-utc>'   # e.g. the time now, as 2026-12-05T12:00:00Z")
     assert read({"enabled": True, "nbf": 1500000000}).status == PASS
     assert read({"enabled": True}).status == PASS
+
+
+def test_an_access_policy_for_the_app_registrations_object_id_is_named_and_replaced() -> None:
+    """An app registration's workload: az keyvault set-policy --object-id <the Object ID its app registration page
+    shows>. Key Vault takes it, and the token's oid is the service principal's: AccessDenied. The finding names the
+    application object id, sets the service principal's policy with the permissions the wrong one held, and deletes
+    the wrong one."""
+    app_object_id = "9e8d7c6b-5a49-4382-9170-6f5e4d3c2b1a"
+    ctx, check = _finance_kv_read("allow", DENIED, {"rbac_authorization": "false",
+                                                    "access_policy_object_ids": f"{app_object_id},other",
+                                                    "access_policy_secret_permissions": f"{app_object_id}=get list"})
+    ctx.facts.identity = IdentityFacts(configured=True, kind="application", resolved_by="graph",
+                                       application={"id": app_object_id, "appId": CLIENT},
+                                       service_principal={"id": PRINCIPAL, "appId": CLIENT})
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert finding.code == "KEYVAULT_ACCESS_POLICY_MISSING"
+    assert f"names the application object id {app_object_id} as the object id" in finding.message
+    assert f"service principal's object id, {PRINCIPAL}" in finding.message
+    assert finding.fix_lines()[:2] == [
+        f"az keyvault set-policy --name finance-kv --object-id {PRINCIPAL} --secret-permissions get list",
+        f"az keyvault delete-policy --name finance-kv --object-id {app_object_id}"]
