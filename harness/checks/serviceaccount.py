@@ -18,6 +18,12 @@ from harness.checks.podspec import containers, controller_of, env_map
 from harness.commands import Command, Step, advice
 from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
 
+# A Deployment's pod is named NAME-HASH-SUFFIX: the ReplicaSet's pod-template-hash (a uint32 safe-encoded, up to 10
+# characters) and the 5 random characters of generateName, both from k8s.io/apimachinery/pkg/util/rand's alphabet,
+# which has no vowels (nor 0, 1, 3): a ServiceAccount's name, made of words, rarely ends so.
+_RAND = "[bcdfghjklmnpqrstvwxz2456789]"
+_DEPLOYMENT_POD_RE = re.compile(rf"(?P<deployment>[a-z0-9][a-z0-9.-]*?)-{_RAND}{{6,10}}-{_RAND}{{5}}")
+
 # Near misses people write instead of the exact annotation key (issue #1026 and friends).
 _TYPOS = (
     "azure.workload.identity/client_id",
@@ -62,6 +68,17 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
             ),
         )
     meant, steps, also = _meant(sa.near_names), _typo_steps(ctx, sa.near_names), {}
+    pod_of = _DEPLOYMENT_POD_RE.fullmatch(ctx.service_account)
+    if pod_of is not None and not sa.near_names and not (ctx.facts.pod and ctx.facts.pod.existing):
+        # --workload given a pod's name, copied from kubectl get pods: creating a ServiceAccount of that name is
+        # not what the person meant
+        also = {"pod_shaped": True}
+        meant = (f"; {where} looks like a pod of Deployment {pod_of['deployment']} (NAME-HASH-SUFFIX): --pod {where} "
+                 "checks that pod, then its ServiceAccount")
+        steps = [advice(f"to check pod {where}: --pod {where}; the ServiceAccount it runs as, for --workload:"),
+                 fix.kubectl("get", "pod", "-n", fix.namespace_or(ctx.namespace),
+                             fix.object_or(ctx.service_account, "<pod>"), "-o", "jsonpath={.spec.serviceAccountName}"),
+                 advice(f"if ServiceAccount {where} is to be made:")]
     if sa.deployment_runs_as is not None:  # --workload given a Deployment's name
         also = {"deployment_runs_as": sa.deployment_runs_as}
         runs_as = f"{ctx.namespace}/{sa.deployment_runs_as}"

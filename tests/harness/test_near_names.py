@@ -115,6 +115,31 @@ def test_a_deployments_name_given_as_the_workload_names_the_service_account_it_r
     ]
 
 
+def test_a_pods_name_given_as_the_workload_names_the_pod_option_before_creating_a_service_account() -> None:
+    """By hand in the lab: --workload finance/backend-s4bkdh9bvk-4qclc (the pod's name, as kubectl get pods lists
+    it) printed 'kubectl create serviceaccount -n finance backend-s4bkdh9bvk-4qclc' and nothing else. A name of a
+    Deployment's pod's shape (NAME-HASH-SUFFIX, Kubernetes' vowel-free alphabet) now names --pod and how to read
+    the ServiceAccount the pod runs as, before the create; ServiceAccount names made of words keep the create."""
+    finding = _check(ServiceAccountFacts("finance", "backend-s4bkdh9bvk-4qclc", namespace_found=True))
+    assert finding.code == "SA_NOT_FOUND"
+    assert finding.message == (
+        "ServiceAccount finance/backend-s4bkdh9bvk-4qclc not found; finance/backend-s4bkdh9bvk-4qclc looks like a pod "
+        "of Deployment backend (NAME-HASH-SUFFIX): --pod finance/backend-s4bkdh9bvk-4qclc checks that pod, then its "
+        "ServiceAccount")
+    assert finding.fix_lines()[:4] == [
+        "# to check pod finance/backend-s4bkdh9bvk-4qclc: --pod finance/backend-s4bkdh9bvk-4qclc; the ServiceAccount "
+        "it runs as, for --workload:",
+        "kubectl get pod -n finance backend-s4bkdh9bvk-4qclc -o 'jsonpath={.spec.serviceAccountName}'",
+        "# if ServiceAccount finance/backend-s4bkdh9bvk-4qclc is to be made:",
+        "kubectl create serviceaccount -n finance backend-s4bkdh9bvk-4qclc",
+    ]
+    assert _check(ServiceAccountFacts("orders", "orders-api-7x2p4p55k4-p6w8n", namespace_found=True)).message.endswith(
+        "looks like a pod of Deployment orders-api (NAME-HASH-SUFFIX): --pod orders/orders-api-7x2p4p55k4-p6w8n "
+        "checks that pod, then its ServiceAccount")
+    for name in ("backend-sa", "payments-worker-sa", "web-0", "batch-runner-admin", "a-bcdfgh-2zz"):
+        assert "looks like a pod" not in _check(ServiceAccountFacts("finance", name, namespace_found=True)).message
+
+
 # ---------------------------------------------------------------- --pod NS/POD that is not there
 
 
