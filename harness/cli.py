@@ -196,21 +196,11 @@ def _merge(runs: list[Path], out_dir: Path, expected: list[str] | None = None) -
     except OSError as exc:
         raise ReportInputError(f"{out_dir}: cannot write there: {exc.strerror or exc}") from None
     fleet = fleet_view(documents, expected or ())
-    counts = fleet.counts
-    missing = f", {_count(counts['missing'], 'cluster')} without a run" if counts["missing"] else ""
-    print(
-        f"fleet verdict {fleet.verdict.upper()}: {_count(counts['clusters'], 'cluster')}, "
-        f"{_count(counts['runs'], 'run')}, {counts['failed_runs']} failed{missing}; "
-        f"wrote {', '.join(str(p) for p in paths)}",
-        file=sys.stderr,
-    )
+    print(f"fleet verdict {fleet.verdict.upper()}: {fleet.summary}; wrote {', '.join(str(p) for p in paths)}",
+          file=sys.stderr)
     if fleet.table.note:  # a cluster expected without a run; several runs of one cluster: each counts
         print(fleet.table.note, file=sys.stderr)
     return 0 if fleet.verdict == "pass" else FLEET_FAILED
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _output_dir(out_dir: Path) -> None:

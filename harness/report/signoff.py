@@ -621,6 +621,20 @@ class FleetView:
     clusters: list[tuple[str, list[RunView]]]
     counts: dict[str, int]
 
+    @property
+    def summary(self) -> str:
+        """The counts in words, as the sign-off and the merge command say them: '2 clusters, 3 runs, 1 failed on
+        1 cluster, 1 cluster without a run' (a cluster without a run is no failed run)."""
+        counts = self.counts
+        with_runs = counts["failed_clusters"] - counts["missing"]
+        return (f"{count(counts['clusters'], 'cluster')}, {count(counts['runs'], 'run')}, {counts['failed_runs']} "
+                f"failed" + (f" on {count(with_runs, 'cluster')}" if counts["failed_runs"] else "")
+                + (f", {count(counts['missing'], 'cluster')} without a run" if counts["missing"] else ""))
+
+
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
 
 def fleet_view(documents: list[dict[str, Any]], expected: Iterable[str] = ()) -> FleetView:
     """One sign-off over several runs: fail when any run failed, or when a cluster in ``expected`` (by name) has no

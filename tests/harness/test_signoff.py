@@ -952,11 +952,14 @@ def test_an_expected_cluster_without_a_run_fails_the_fleet(
     assert "fleet verdict FAIL: 2 clusters, 1 run, 0 failed, 1 cluster without a run;" in err
     assert "No run of prod-aks: the fleet verdict is FAIL until each expected cluster has a run." in err
     md = md_unescape((tmp_path / "fleet" / "signoff.md").read_text())
-    assert "**Fleet verdict: FAIL**" in md
+    # the sign-off counts as the command does: it said '0 failed run(s) on 1 cluster(s)', the missing cluster
+    # counted as a cluster with a failed run
+    assert "**Fleet verdict: FAIL** · 2 clusters, 1 run, 0 failed, 1 cluster without a run\n" in md
     row = next(line for line in md.splitlines() if line.startswith("| prod-aks"))
     assert md_cells(row)[:4] == ["prod-aks", "—", "—", "MISSING: no run.json"]
     page = html.unescape((tmp_path / "fleet" / "signoff.html").read_text())
     assert "MISSING: no run.json" in page and "No run of prod-aks" in page
+    assert '<span class="counts">2 clusters, 1 run, 0 failed, 1 cluster without a run</span>' in page
 
 
 def test_a_narrowed_run_says_so_in_the_header_and_the_fleet(run_world: Callable[..., Any]) -> None:
