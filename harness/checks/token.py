@@ -129,7 +129,7 @@ def issuer_disabled_finding(ctx: WorkloadContext, iss: str, evidence: dict[str, 
     return Finding(
         "OIDC_ISSUER_DISABLED",
         ERROR,
-        "token",
+        "cluster",
         f"{what}: the token's iss {iss!r} is the API server's own issuer, because the cluster's OIDC issuer is off; "
         "Entra cannot discover it, so no federated credential should name it. Enable the OIDC issuer, then restart "
         "the pods: tokens issued from then on carry its URL, the issuer federated credentials must name",
