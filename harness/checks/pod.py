@@ -416,10 +416,15 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
         return failed(said, {"namespace_found": False, "near_names": namespaces}, Finding(
             "POD_NOT_FOUND", ERROR, "pod", said, {"namespace_found": False},
             [fix.kubectl("get", "pods", "-A", "--field-selector", f"metadata.name={pod.name}")]))
-    near = near_pod_names(pod.name, pod.namespace_pods or [])
-    said = f"pod {pod.namespace}/{pod.name} not found" + (
-        f"; its namespace has {', '.join(near)} (a rollout replaces a Deployment's pods: --pod "
-        f"{pod.namespace}/{near[0]})" if near else "")
+    owned = pods_of_controller(pod.name, pod.namespace_pods or [])
+    near = owned or near_pod_names(pod.name, pod.namespace_pods or [])
+    if owned:  # --pod given the Deployment's (StatefulSet's, Job's ...) name, as kubectl get deploy lists it
+        said = (f"pod {pod.namespace}/{pod.name} not found; {pod.name} names the controller of pods "
+                f"{', '.join(owned)} (--pod {pod.namespace}/{owned[0]})")
+    else:
+        said = f"pod {pod.namespace}/{pod.name} not found" + (
+            f"; its namespace has {', '.join(near)} (a rollout replaces a Deployment's pods: --pod "
+            f"{pod.namespace}/{near[0]})" if near else "")
     return failed(
         said,
         {"near_names": near},
@@ -433,6 +438,18 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
              *([] if near else [fix.kubectl("get", "pods", "-A", "--field-selector", f"metadata.name={pod.name}")])],
         ),
     )
+
+
+# what a controller appends to its name for a pod's: a Deployment's pod-template-hash and generateName's 5 characters
+# (k8s.io/apimachinery/pkg/util/rand's vowel-free alphabet), a DaemonSet's or Job's 5, a StatefulSet's ordinal
+_GENERATED = "[bcdfghjklmnpqrstvwxz2456789]"
+_CONTROLLED_SUFFIX_RE = re.compile(rf"(?:{_GENERATED}{{6,10}}-)?{_GENERATED}{{5}}|[0-9]+")
+
+
+def pods_of_controller(name: str, names: list[str], most: int = 3) -> list[str]:
+    """The pods a controller named ``name`` made (NAME-HASH-RANDOM, NAME-RANDOM, NAME-N): --pod given the
+    Deployment's name, not one of its pods'."""
+    return [n for n in names if n.startswith(f"{name}-") and _CONTROLLED_SUFFIX_RE.fullmatch(n[len(name) + 1:])][:most]
 
 
 def near_pod_names(name: str, names: list[str], most: int = 3) -> list[str]:

@@ -192,6 +192,25 @@ def test_a_pod_a_rollout_replaced_is_named_with_the_pods_there_now() -> None:
                                "mean finance?")
 
 
+def test_a_controllers_name_given_as_the_pod_names_its_pods() -> None:
+    """By hand in the lab: --pod finance/backend (the Deployment, as kubectl get deploy lists it) said only 'pod
+    finance/backend not found' with no near name, though its pod backend-s4bkdh9bvk-4qclc was there. The pods a
+    controller of that name made (a Deployment's, a StatefulSet's, a DaemonSet's or Job's) are now named, with
+    the --pod to use; a pod of another controller that only shares the prefix is not one of them."""
+    from harness.checks.pod import pods_of_controller
+
+    pods = ["backend-s4bkdh9bvk-4qclc", "backend-sa-worker-7d9f6c8b5-x2x2x", "web-0", "web-1", "nightly-q8v7z",
+            "backend-admin"]
+    assert pods_of_controller("backend", pods) == ["backend-s4bkdh9bvk-4qclc"]
+    assert pods_of_controller("web", pods) == ["web-0", "web-1"] and pods_of_controller("nightly", pods) == [
+        "nightly-q8v7z"]
+    assert pods_of_controller("backend-sa", pods) == [] and pods_of_controller("back", pods) == []
+    finding = _pod_finding("finance", "backend", pods)
+    assert finding.message == ("pod finance/backend not found; backend names the controller of pods "
+                               "backend-s4bkdh9bvk-4qclc (--pod finance/backend-s4bkdh9bvk-4qclc)")
+    assert finding.fix_lines() == ["kubectl get pods -n finance"]
+
+
 def test_pod_whose_service_account_was_deleted_gets_it_back_with_the_client_id_the_pod_carries() -> None:
     """--pod of a pod whose ServiceAccount was deleted after the pod was made: SA_NOT_FOUND printed the annotate
     with '<client-id>' to fill in, though the pod carries the AZURE_CLIENT_ID the webhook took from that
