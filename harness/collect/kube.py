@@ -217,11 +217,13 @@ def namespace_deleting(namespace: dict[str, Any] | None) -> dict[str, Any] | Non
 
 def deployment_runs_as(api: KubeApi, namespace: str, name: str) -> str | None:
     """The ServiceAccount the pods of Deployment NAMESPACE/NAME run as; None when there is no such Deployment or
-    it cannot be read (the Role manifests render writes grants get on deployments)."""
+    it cannot be read. Listed by name (a field selector), not read: the RBAC manifests render writes grants list
+    on deployments cluster-wide and get only in the webhook's namespace."""
     try:
-        deployment = api.deployment(namespace, name)
+        found = api.list_namespaced("apps", "v1", "deployments", namespace, f"metadata.name={name}")
     except KubeError:
         return None
+    deployment = next((d for d in found if (d.get("metadata") or {}).get("name") == name), None)
     if deployment is None:
         return None
     spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}

@@ -90,10 +90,16 @@ def test_a_deployments_name_given_as_the_workload_names_the_service_account_it_r
     to verify, not a new ServiceAccount of the Deployment's name."""
 
     class WithDeployment(Cluster):
-        def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """Deployments as the RBAC manifests render writes lets the harness see them: listed, never read (get)."""
+
+        def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                            field_selector: str = "") -> list[dict[str, Any]]:
             self._refused("deployments")
+            assert (group, version, plural) == ("apps", "v1", "deployments")
+            name = field_selector.removeprefix("metadata.name=")
             spec = {"serviceAccountName": "orders-sa"} if name == "orders-api" else {}  # none: runs as default
-            return {"spec": {"template": {"spec": spec}}} if name in ("orders-api", "worker") else None
+            return [{"metadata": {"name": name}, "spec": {"template": {"spec": spec}}}] \
+                if name in ("orders-api", "worker") else []
 
     def read(name: str, refuse: tuple[str, ...] = (), deployment_too: bool = True) -> ServiceAccountFacts:
         return collect_service_account(WithDeployment(CLUSTER, refuse), "orders", name,  # type: ignore[arg-type]
