@@ -973,6 +973,15 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
+        "VAULT_NOT_FOUND", "access", "error",
+        "The vault URL's host did not resolve and no subscription the harness reads has a vault of that name, live "
+        "or soft-deleted: the URL is wrong (a typo) or the vault was purged.",
+        "Set vault_url in harness.yaml to the vault's own URL (az keyvault list); a purged vault is made again.",
+        "unit:tests/harness/test_keyvault_state_checks.py::test_a_vault_name_that_resolves_nowhere_and_is_no_vault_is"
+        "_vault_not_found",
+        no_lab_fault="the lab's vaults are reached by address, so no vault name fails to resolve",
+    ),
+    _e(
         "SECRET_EXPIRED", "access", "warning",
         "The workload read the secret, but its expiry date (exp) has passed: Key Vault serves an expired secret "
         "(it does not enforce exp), so the value is one its owner meant to have rotated.",

@@ -86,7 +86,7 @@ def resource_of(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) 
     vault is soft-deleted: :func:`deleted_vault_of`)."""
     url = check.vault_url if isinstance(check, KeyVaultSecretAccess) else check.account_url
     found = ctx.cluster.access_resources.get(endpoint_key(url))
-    return None if found is None or found.get("deleted") == "true" else found
+    return None if found is None or "true" in (found.get("deleted"), found.get("absent")) else found
 
 
 def deleted_vault_of(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> dict[str, str] | None:
@@ -228,6 +228,11 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         assert isinstance(check, KeyVaultSecretAccess)
         evidence["error"] = step.get("error") or {}
         return _vault_deleted(ctx, check, deleted, evidence, principal)
+    absent = ctx.cluster.access_resources.get(endpoint_key(check.url)) or {}
+    if absent.get("absent") == "true" and str((step.get("error") or {}).get("kind")) == "dns":
+        assert isinstance(check, KeyVaultSecretAccess)
+        evidence["error"] = step.get("error") or {}
+        return _vault_not_found(check, absent["name"], evidence)
     missing = _missing_object(check, evidence)
     if missing is not None:
         return missing_object(ctx, check, missing, evidence)
@@ -585,6 +590,29 @@ def _expired_at(evidence: dict[str, Any], now: float) -> str | None:
     if isinstance(exp, bool) or not isinstance(exp, int | float) or exp > now:
         return None
     return datetime.datetime.fromtimestamp(exp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _vault_not_found(check: KeyVaultSecretAccess, name: str, evidence: dict[str, Any]) -> Outcome:
+    """The vault's host did not resolve and no vault of that name is visible, live or soft-deleted: the URL names
+    no vault (a vault's DNS name exists while the vault does, and while it is soft-deleted). Not EGRESS_BLOCKED:
+    no network rule or DNS server is at fault for a name that exists nowhere."""
+    what = check.describe()
+    host = urllib.parse.urlsplit(check.vault_url).hostname or check.vault_url
+    error = evidence.get("error") if isinstance(evidence.get("error"), dict) else {}
+    why = (f"{host} did not resolve, and no subscription the harness reads has a vault named {name}, live or "
+           "soft-deleted: the vault URL is wrong (a typo?) or the vault was purged (a vault in a subscription the "
+           "harness cannot read would resolve, unless its private endpoint's DNS record is missing)")
+    if check.expect == "deny":
+        return warned(f"{what}: deny not proven: {why}", evidence,
+                      Finding("DENY_NOT_PROVEN", WARNING, "access", f"deny not proven for {what}: {why}", evidence,
+                              [advice("fix vault_url in harness.yaml, or remove this access entry if the vault is "
+                                      "gone for good")]))
+    return failed(
+        f"{what}: expected allow: {why} ({error.get('message') or 'no answer'})", evidence,
+        Finding("VAULT_NOT_FOUND", ERROR, "access", f"{what}: {why}", evidence,
+                [fix.keyvault_list_uris(), fix.keyvault_list_deleted(),
+                 advice("set vault_url in harness.yaml to the vault's vaultUri; a purged vault is gone with its "
+                        "secrets: create it again")]))
 
 
 def _not_yet_valid_until(evidence: dict[str, Any], now: float) -> str | None:

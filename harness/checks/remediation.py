@@ -574,6 +574,18 @@ def keyvault_recover(vault: str, resource_group: str, location: str, subscriptio
                    "--subscription", guid_or(subscription, "<subscription-id>"))
 
 
+def keyvault_list_uris() -> Command:
+    """The current subscription's vaults (az keyvault list reads ARM's generic resource list, which carries no
+    properties: a vault's URL is https://NAME.<the cloud's Key Vault suffix>/, or az keyvault show's vaultUri)."""
+    return command("az", "keyvault", "list", "--query", "[].{name: name, resourceGroup: resourceGroup}", "-o",
+                   "table")
+
+
+def keyvault_list_deleted() -> Command:
+    """The current subscription's soft-deleted vaults (recoverable with az keyvault recover)."""
+    return command("az", "keyvault", "list-deleted", "--resource-type", "vault", "--query", "[].name", "-o", "tsv")
+
+
 def keyvault_uri(vault: str) -> Command:
     return command("az", "keyvault", "show", "--name", vault, "--query", "properties.vaultUri", "-o", "tsv")
 

@@ -48,6 +48,7 @@ def collect_access_resources(
         props.get("vaultUri"), (props.get("primaryEndpoints") or {}).get("blob")], elsewhere=True)
     if KeyVaultSecretAccess in kinds:
         _add_deleted_vaults(arm, azure, workloads, found)
+        _mark_absent_vaults(arm, azure, workloads, found)
     return found
 
 
@@ -152,3 +153,35 @@ def _resource(item: dict[str, Any]) -> dict[str, str] | None:
 def _secret_permissions(policy: dict[str, Any]) -> list[str]:
     secrets = (policy.get("permissions") or {}).get("secrets") if isinstance(policy.get("permissions"), dict) else []
     return [str(p) for p in secrets if isinstance(p, str) and p] if isinstance(secrets, list) else []
+
+
+def _mark_absent_vaults(arm: ArmGet, azure: AzureConfig, workloads: list[WorkloadConfig],
+                        found: dict[str, dict[str, str]]) -> None:
+    """The vault URLs that name no vault the harness can see, live or soft-deleted ({name, absent}): a typo in
+    harness.yaml, or a vault purged. Only when the subscription's vault list, its deleted vaults and Resource Graph
+    (every subscription the harness reads) all answered; the check names it only if the host did not resolve
+    either. Asked again here, on this rare path, rather than threaded through the lists above."""
+    names: dict[str, str] = {}
+    for check in (c for workload in workloads for c in workload.access if isinstance(c, KeyVaultSecretAccess)):
+        key = endpoint_key(check.vault_url)
+        name = check.name or (urllib.parse.urlsplit(check.vault_url).hostname or "").split(".", 1)[0]
+        if key not in found and _ARG_NAME.fullmatch(name):
+            names[key] = name
+    if not names:
+        return
+    base = f"/subscriptions/{azure.subscription_id}/providers/Microsoft.KeyVault"
+    live, failed = list_all(arm, f"{base}/vaults?api-version={VAULT_API}")
+    deleted, failed_deleted = list_all(arm, f"{base}/deletedVaults?api-version={VAULT_API}") if failed is None \
+        else ([], failed)
+    query = "resources | where " + " or ".join(f"type =~ '{VAULT_TYPE}' and name =~ '{name.lower()}'"
+                                               for name in sorted(set(names.values())))
+    answer = arm(ARG_PATH, {"query": query}) if failed is None and failed_deleted is None else None
+    rows = answer.body.get("data") if answer is not None and answer.ok and isinstance(answer.body, dict) else None
+    if not isinstance(rows, list):
+        return
+    seen = {str(item.get("name") or "").lower() for item in [*live, *rows] if isinstance(item, dict)}
+    seen |= {str((item.get("properties") or {}).get("vaultId") or "").rsplit("/", 1)[-1].lower() for item in deleted
+             if isinstance(item.get("properties"), dict)}
+    for key, name in names.items():
+        if name.lower() not in seen:
+            found[key] = {"name": name, "absent": "true"}

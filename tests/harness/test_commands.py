@@ -196,6 +196,8 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "set_secret_expiry": lambda d: fix.set_secret_expiry(d(nasty_text), d(nasty_text)),
     "set_secret_not_before": lambda d: fix.set_secret_not_before(d(nasty_text), d(nasty_text)),
     "list_secret_versions": lambda d: fix.list_secret_versions(d(nasty_text), d(nasty_text)),
+    "keyvault_list_uris": lambda d: fix.keyvault_list_uris(),
+    "keyvault_list_deleted": lambda d: fix.keyvault_list_deleted(),
     "keyvault_recover": lambda d: fix.keyvault_recover(d(nasty_text), d(nasty_text), d(nasty_text),
                                                        d(st.none() | nasty_text)),
     "list_deleted_secrets": lambda d: fix.list_deleted_secrets(d(nasty_text)),

@@ -63,14 +63,14 @@ def test_a_soft_deleted_vault_is_named_and_recovered_whatever_its_host_answered(
     deny = run("deny", {"http_status": 404}, {"kind": "challenge_status"})
     assert deny.status == WARN and deny.findings[0].code == "DENY_NOT_PROVEN"
     assert "the vault finance-kv was deleted" in deny.findings[0].message
-    # the deleted vault list names another vault only: the answer's own diagnosis stands
+    # no list names it, live or deleted: not a deleted vault, no vault at all (VAULT_NOT_FOUND, below)
     ctx, check = _finance_kv_read("allow", {}, None, roles_read=True)
     ctx.cluster.access_resources = collect_access_resources(
         lambda path, body=None: Fetched(url=path, status=200, body={"value": [], "data": []}),
         SimpleNamespace(subscription_id="s"), [SimpleNamespace(access=[check])])  # type: ignore[arg-type,list-item]
     assert ctx.facts.pod is not None
     ctx.facts.pod.probe["steps"][0]["error"] = {"kind": "dns", "message": "no such host"}
-    assert access_outcome(ctx, 0, check).findings[0].code == "EGRESS_BLOCKED"
+    assert access_outcome(ctx, 0, check).findings[0].code == "VAULT_NOT_FOUND"
 
 
 def test_a_secret_read_before_its_activation_date_is_a_warning() -> None:
@@ -115,3 +115,46 @@ def test_an_access_policy_for_the_app_registrations_object_id_is_named_and_repla
     assert finding.fix_lines()[:2] == [
         f"az keyvault set-policy --name finance-kv --object-id {PRINCIPAL} --secret-permissions get list",
         f"az keyvault delete-policy --name finance-kv --object-id {app_object_id}"]
+
+
+def test_a_vault_name_that_resolves_nowhere_and_is_no_vault_is_vault_not_found() -> None:
+    """A typo in vault_url (or a vault purged): NAME.vault.azure.net does not resolve in the pod, and the
+    subscription's vaults, its deleted vaults and Resource Graph have no vault of that name. EGRESS_BLOCKED (the
+    cluster's DNS, NetworkPolicies) was the wrong link: VAULT_NOT_FOUND lists the vaults. Any list unread (the vault
+    may be where the harness cannot look), or the name resolving, keeps the answer's own diagnosis."""
+    asked: list[str] = []
+
+    def arm_with(refused: str | None) -> Any:
+        def arm(path: str, body: Any = None) -> Fetched:
+            asked.append(path)
+            if refused and refused in path:
+                return Fetched(url=path, status=403, body=None, error="denied", code="AuthorizationFailed")
+            if body is not None:
+                return Fetched(url=path, status=200, body={"data": [{"name": "other-kv"}]})
+            return Fetched(url=path, status=200, body={"value": [{"id": "/x/vaults/other-kv", "name": "other-kv",
+                                                                  "properties": {"vaultUri": "https://other-kv.x/"}}]})
+        return arm
+
+    def run(expect: str, error: dict[str, Any], refused: str | None = None) -> Outcome:
+        ctx, check = _finance_kv_read(expect, {}, None, roles_read=True)
+        ctx.cluster.access_resources = collect_access_resources(
+            arm_with(refused), SimpleNamespace(subscription_id="s"),  # type: ignore[arg-type]
+            [SimpleNamespace(access=[check])])  # type: ignore[list-item]
+        assert ctx.facts.pod is not None
+        ctx.facts.pod.probe["steps"][0]["error"] = error
+        return access_outcome(ctx, 0, check)
+
+    dns = {"kind": "dns", "message": "finance-kv.vault.azure.net: Name or service not known"}
+    typo = run("allow", dns)
+    [finding] = typo.findings
+    assert finding.code == "VAULT_NOT_FOUND" and typo.status == FAIL
+    assert ("finance-kv.vault.azure.net did not resolve, and no subscription the harness reads has a vault named "
+            "finance-kv, live or soft-deleted") in finding.message
+    assert finding.fix_lines()[:2] == [
+        "az keyvault list --query '[].{name: name, resourceGroup: resourceGroup}' -o table",
+        "az keyvault list-deleted --resource-type vault --query '[].name' -o tsv"]
+    assert run("deny", dns).findings[0].code == "DENY_NOT_PROVEN"
+    assert run("allow", dns, refused="deletedVaults").findings[0].code == "EGRESS_BLOCKED"
+    assert run("allow", dns, refused="Microsoft.ResourceGraph").findings[0].code == "EGRESS_BLOCKED"
+    refused = run("allow", {"kind": "connection_refused", "message": "refused"})
+    assert refused.findings[0].code == "EGRESS_BLOCKED"
