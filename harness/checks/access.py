@@ -122,7 +122,13 @@ def _vault_deleted(ctx: WorkloadContext, check: KeyVaultSecretAccess, vault: dic
     lookup: list[Step] = []
     if principal is None and ctx.expected_client_id:
         lookup, who = [fix.principal_of_client_id(ctx.expected_client_id)], Var("PRINCIPAL")
+    if vault.get("group_deleted") == "true":
+        # az group delete takes the vault (soft-deleted) with the rest; the recovery puts it back in that group
+        why += f"; its resource group {vault.get('resource_group')} was deleted too (az group delete)"
+    regroup = [fix.resource_group_create(vault.get("resource_group", ""), vault.get("location"),
+                                         vault.get("subscription_id"))] if vault.get("group_deleted") == "true" else []
     repair: list[Step] = [
+        *regroup,
         fix.keyvault_recover(vault["name"], vault.get("resource_group", ""), vault.get("location", ""),
                              vault.get("subscription_id")),
         advice("recovery brings back its secrets and access policies, not its role assignments: under RBAC (the "

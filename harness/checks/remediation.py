@@ -66,9 +66,7 @@ def identity_gone(resource_id: str | None, group_gone: bool = False, location: s
             advice(f"resource group {rg} is not there: deleted (az group delete) with the identity and its "
                    "federated credentials, or a typo in harness.yaml's identity_resource_id (fix it there). Made "
                    "again below, the identity has a new client id and principal id ($CLIENT_ID, $PRINCIPAL_ID)"),
-            command("az", "group", "create", "--name", rg, "--location",
-                    location if location and re.fullmatch(r"[a-z0-9]+", location) else "<location>",
-                    "--subscription", subscription),
+            resource_group_create(rg, location, subscription),
             *identity_created(resource_id),
         ]
     return [
@@ -79,6 +77,14 @@ def identity_gone(resource_id: str | None, group_gone: bool = False, location: s
                "again"),
         command("az", "identity", "create", "--name", name, *where),
     ]
+
+
+def resource_group_create(name: str, location: str | None, subscription: str | None) -> Command:
+    """A deleted resource group made again (az group delete took it), in ``location`` (a region's name, lower case
+    and no space as ARM lists it; else a placeholder), before what is made or recovered in it."""
+    return command("az", "group", "create", "--name", checked(name, values.is_azure_resource_name, "<resource-group>"),
+                   "--location", location if location and re.fullmatch(r"[a-z0-9]+", location) else "<location>",
+                   "--subscription", guid_or(subscription, "<subscription-id>"))
 
 
 NEW_CLIENT_ID, NEW_PRINCIPAL_ID = "CLIENT_ID", "PRINCIPAL_ID"

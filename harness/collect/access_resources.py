@@ -19,6 +19,7 @@ from harness.values import endpoint_key
 EndpointsOf = Callable[[dict[str, Any]], list[Any]]
 
 VAULT_API = "2023-07-01"
+GROUP_API = "2021-04-01"
 STORAGE_API = "2023-05-01"
 VAULT_TYPE, STORAGE_TYPE = "microsoft.keyvault/vaults", "microsoft.storage/storageaccounts"
 _ARG_NAME = re.compile(r"[A-Za-z0-9-]{3,24}")  # a vault's or storage account's name (a subset: no quote, no space)
@@ -72,6 +73,7 @@ def _add_deleted_vaults(arm: ArmGet, azure: AzureConfig, workloads: list[Workloa
         return
     items, _ = list_all(arm, f"/subscriptions/{azure.subscription_id}/providers/Microsoft.KeyVault/deletedVaults"
                              f"?api-version={VAULT_API}")
+    groups_gone: dict[tuple[str, str], bool] = {}
     for item in items:
         properties = item.get("properties") if isinstance(item.get("properties"), dict) else {}
         match = _DELETED_VAULT_ID.fullmatch(str(properties.get("vaultId") or ""))
@@ -83,8 +85,22 @@ def _add_deleted_vaults(arm: ArmGet, azure: AzureConfig, workloads: list[Workloa
                            ("scheduled_purge_date", "scheduledPurgeDate")):
             if isinstance(properties.get(field), str) and properties[field].isprintable():
                 resource[key] = properties[field][:64]
+        group = (match.group(1).lower(), match.group(2).lower())
+        if group not in groups_gone:
+            groups_gone[group] = _group_gone(arm, match.group(1), match.group(2))
+        if groups_gone[group]:
+            resource["group_deleted"] = "true"
         for url in wanted[match.group(3).lower()]:
             found[endpoint_key(url)] = resource
+
+
+def _group_gone(arm: ArmGet, subscription_id: str, group: str) -> bool:
+    """Whether ARM says the resource group is not there (404 ResourceGroupNotFound): a vault deleted with its group
+    (az group delete) is recovered into that group, which az keyvault recover (a PUT of the vault) cannot do until it
+    is made again. Anything else (the group there, the read refused) leaves the fix as it is."""
+    answer = arm(f"/subscriptions/{subscription_id}/resourcegroups/{urllib.parse.quote(group, safe='')}"
+                 f"?api-version={GROUP_API}")
+    return answer.status == 404 and answer.code == "ResourceGroupNotFound"
 
 
 def _elsewhere(arm: ArmGet, workloads: list[WorkloadConfig], found: dict[str, dict[str, str]]) -> list[dict[str, Any]]:

@@ -283,6 +283,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "identity_gone": lambda d: fix.identity_gone(d(st.one_of(nasty_text, st.just(IDENTITY_ID))), d(st.booleans()),
                                                  d(nasty_text)),
     "identity_created": lambda d: fix.identity_created(d(st.one_of(nasty_text, st.just(IDENTITY_ID)))),
+    "resource_group_create": lambda d: fix.resource_group_create(d(nasty_text), d(nasty_text), d(nasty_text)),
     "app_credential_delete": lambda d: fix.app_credential_delete(d(nasty_text), d(nasty_text)),
     "app_credential_list": lambda d: fix.app_credential_list(d(nasty_text)),
     "app_credential_named": lambda d: fix.app_credential_named(d(nasty_text), d(nasty_text), d(nasty_text)),

@@ -85,3 +85,54 @@ def test_an_identity_whose_group_was_deleted_is_made_again_with_all_it_had_in_on
     # the group is there (az identity delete alone): the identity's own repair, not the group's
     ctx.facts.identity.error = Fetched(IDENTITY_ID, 404, None, "not found", "ResourceNotFound")
     assert not any("CLIENT_ID" in line for line in identity_matches(ctx).findings[0].fix_lines())
+
+
+def test_a_vault_deleted_with_its_group_is_recovered_after_the_group_is_made_again() -> None:
+    """az group delete of the vault's group: the vault is soft-deleted with the rest, and VAULT_DELETED printed az
+    keyvault recover into that group, which ARM refuses while the group is not there (az in the lab:
+    '(ResourceGroupNotFound) Resource group 'idRg' could not be found.'). The collector now asks ARM for the deleted
+    vault's group; when it is gone the message says so and the fix makes it first. A group that is there (or a read
+    that is refused) keeps the fix as it was."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from test_checks import _finance_kv_read
+
+    from harness.checks.access import access_outcome
+    from harness.collect.access_resources import collect_access_resources
+    from harness.facts import Fetched
+
+    sub = "0b6a4e5c-1f2d-4c3b-9a8e-7d6c5b4a3f21"
+    deleted_id = f"/subscriptions/{sub}/resourceGroups/idRg/providers/Microsoft.KeyVault/vaults/finance-kv"
+
+    def findings(group_answer: Fetched) -> tuple[str, list[str]]:
+        asked: list[str] = []
+
+        def arm(path: str, body: Any = None) -> Fetched:
+            asked.append(path)
+            if "deletedVaults" in path:
+                return Fetched(url=path, status=200, body={"value": [{"properties": {
+                    "vaultId": deleted_id, "location": "eastus", "deletionDate": "2026-12-05T19:48:23Z"}}]})
+            if path.startswith(f"/subscriptions/{sub}/resourcegroups/"):
+                return group_answer
+            return Fetched(url=path, status=200, body={"data": []} if body is not None else {"value": []})
+
+        ctx, check = _finance_kv_read("allow", {}, None, roles_read=True)
+        ctx.cluster.access_resources = collect_access_resources(
+            arm, SimpleNamespace(subscription_id="s"),  # type: ignore[arg-type]
+            [SimpleNamespace(access=[check])])  # type: ignore[list-item]
+        assert f"/subscriptions/{sub}/resourcegroups/idRg?api-version=2021-04-01" in asked
+        assert ctx.facts.pod is not None
+        ctx.facts.pod.probe["steps"][0]["error"] = {"kind": "dns", "message": "Name or service not known"}
+        [finding] = access_outcome(ctx, 0, check).findings
+        assert finding.code == "VAULT_DELETED"
+        return finding.message, finding.fix_lines()
+
+    recover = f"az keyvault recover --name finance-kv --resource-group idRg --location eastus --subscription {sub}"
+    message, lines = findings(Fetched("g", 404, None, "Resource group 'idRg' could not be found.",
+                                      "ResourceGroupNotFound"))
+    assert "its resource group idRg was deleted too (az group delete)" in message
+    assert lines[:2] == [f"az group create --name idRg --location eastus --subscription {sub}", recover]
+    for there in (Fetched("g", 200, {"name": "idRg"}), Fetched("g", 403, None, "refused", "AuthorizationFailed")):
+        message, lines = findings(there)
+        assert "deleted too" not in message and lines[0] == recover
