@@ -31,6 +31,8 @@ from harness.checks.network_policies import (
     dns_blocking_policies,
     egress_policies,
     probe_only_policies,
+    rule_target,
+    rules_open_dns,
     unenforced,
     workload_egress_gaps,
 )
@@ -290,8 +292,11 @@ def egress_fix(ctx: WorkloadContext, url: str, evidence: dict[str, Any], kind: s
             return [*outside, *fix.egress_test(ctx.namespace, url, None)]
     if policies:
         evidence["egress_network_policies"] = policies
-    steps = fix.egress_test(ctx.namespace, url, policies)
     probe_only = probe_only_policies(ctx.facts.pod, _live_pods(ctx))
+    target = rule_target(ctx.facts.pod, policies or [], probe_only)
+    rule = (fix.egress_rule_added(ctx.namespace, target.name, target.has_rules, _ports(ctx, url),
+                                  dns=bool(dns_blocking_policies(ctx.facts.pod))) if target else None)
+    steps = fix.egress_test(ctx.namespace, url, policies, rule)
     if probe_only:
         evidence["probe_only_network_policies"] = probe_only
         several = len(probe_only) > 1
@@ -336,11 +341,23 @@ def _hosts(ctx: WorkloadContext, token_url: str) -> list[str]:
     return list(dict.fromkeys(netloc for url in urls if (netloc := urllib.parse.urlsplit(url).netloc)))
 
 
+def _ports(ctx: WorkloadContext, token_url: str) -> list[int]:
+    """The ports the workload's pods connect to: Entra's token endpoint's and each access entry's (443 on Azure)."""
+    found = []
+    for netloc in _hosts(ctx, token_url):
+        try:
+            found.append(urllib.parse.urlsplit(f"//{netloc}").port or 443)
+        except ValueError:
+            found.append(443)
+    return found or [443]
+
+
 def _workload_egress_steps(namespace: str, owner: str, policies: list[str], hosts: list[str],
-                          blocked: bool) -> list[Step]:
+                          blocked: bool, rule: Step | None = None) -> list[Step]:
     """NetworkPolicies that restrict the egress of the workload's own pods (``owner``: Kind/name) and not the
     probe pod's alike: shown, then an egress rule for the hosts they must reach; when they certainly block
-    Entra, deleting them (every one that isolates the pods) is the repair a person may paste."""
+    Entra, that rule added to one of them is the repair a person may paste (``rule``), deleting them only the
+    blunt option, as a comment."""
     names = [fix.object_or(name, "<policy>") for name in policies[:5]]
     reach = ", ".join(hosts[:5]) or "Entra and the resources"
     several = len(names) > 1
@@ -350,9 +367,10 @@ def _workload_egress_steps(namespace: str, owner: str, policies: list[str], host
         return [
             *steps,
             advice(f"{shown} {'leave' if several else 'leaves'} {owner}'s pods no way to Entra: add an egress rule "
-                   f"that allows {reach} (and DNS), or delete {'them' if several else 'it'} if nothing else needs "
-                   f"{'them' if several else 'it'}:"),
-            *[fix.kubectl("delete", "networkpolicy", "-n", fix.namespace_or(namespace), name) for name in names],
+                   f"for the ports of {reach} (and DNS)" + (" (a NetworkPolicy names no host: it opens those ports "
+                                                           "to any address):" if rule else "")),
+            *([rule] if rule else []),
+            fix.network_policies_deleted_bluntly(namespace, names),
         ]
     return [*steps, advice(f"check that an egress rule of {shown} lets {owner}'s pods reach {reach} (and DNS): "
                            "the probe pod is not restricted alike, so its success does not show it")]
@@ -380,7 +398,10 @@ def _workload_egress(ctx: WorkloadContext, message: str, evidence: dict[str, Any
     several = len(gap.policies) > 1
     shown = f"NetworkPolic{'ies' if several else 'y'} {', '.join(gap.policies[:5])}"
     pods = ", ".join(gap.pods[:5]) + (f" and {len(gap.pods) - 5} more" if len(gap.pods) > 5 else "")
-    steps = _workload_egress_steps(ctx.namespace, gap.owner, gap.policies, hosts, bool(blocked))
+    target = rule_target(ctx.facts.pod, gap.policies)
+    rule = (fix.egress_rule_added(ctx.namespace, target.name, target.has_rules, _ports(ctx, token_url),
+                                  dns=not rules_open_dns(gap.rules)) if target and blocked else None)
+    steps = _workload_egress_steps(ctx.namespace, gap.owner, gap.policies, hosts, bool(blocked), rule)
     if blocked:
         allows = "no egress at all" if not gap.rules else f"no connection to port {port}"
         said = (f"{shown} {'cut' if several else 'cuts'} {gap.owner}'s pods ({pods}) off from Entra "

@@ -192,3 +192,31 @@ def unenforced(cluster: ClusterFacts | None) -> bool:
         return False
     profile = (fetched.body.get("properties") or {}).get("networkProfile")
     return isinstance(profile, dict) and str(profile.get("networkPolicy") or "none").lower() == "none"
+
+
+@dataclass(frozen=True)
+class RuleTarget:
+    """The NetworkPolicy an egress rule is best added to: one that isolates the pods (its rule then applies to
+    them), and whether it has an egress list to append to."""
+
+    name: str
+    has_rules: bool
+
+
+def rule_target(pod: PodFacts | None, names: list[str], avoid: list[str] | None = None) -> RuleTarget | None:
+    """The first of ``names`` (policies isolating the pods) not in ``avoid`` (the probe's alone, when the
+    workload's pods must get out too), else the first; None when their specs were not read."""
+    if pod is None or pod.network_policies is None or not names:
+        return None
+    by_name = {_name(p): p for p in pod.network_policies if (p.get("metadata") or {}).get("namespace") == pod.namespace}
+    chosen = [name for name in names if name in by_name and name not in (avoid or [])] or [
+        name for name in names if name in by_name]
+    if not chosen:
+        return None
+    egress = (by_name[chosen[0]].get("spec") or {}).get("egress")
+    return RuleTarget(chosen[0], isinstance(egress, list) and bool(egress))
+
+
+def rules_open_dns(rules: list[dict[str, Any]]) -> bool:
+    """Whether any of these egress rules lets DNS queries out (UDP 53)."""
+    return any(_opens_dns(rule) for rule in rules)

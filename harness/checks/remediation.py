@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import Sequence
 
 from harness import values
-from harness.commands import Advice, Arg, Command, Step, Var, advice, command
+from harness.commands import Advice, Arg, Command, Step, Var, advice, command, render
 from harness.config import AzureConfig
 from harness.names import TOKEN_AUDIENCE
 
@@ -523,19 +523,57 @@ def storage_account_name(account_url: str) -> str:
     return resource_name_from_url(account_url)
 
 
-def egress_test(namespace: str, url: str, policies: list[str] | None = None) -> list[Step]:
+# UDP and TCP port 53: resolvers ask over UDP first and retry over TCP for long answers
+DNS_EGRESS_RULE = {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+
+
+def egress_rule_added(namespace: str, policy: str, has_rules: bool, ports: Sequence[int], dns: bool) -> Command:
+    """One egress rule letting the pods ``policy`` selects open TCP ``ports`` (Entra's and the resources', 443 on
+    Azure), and one for DNS when ``dns``, added to the policy as a JSON patch: a pod isolated for egress may open
+    what any policy selecting it allows (networking.k8s.io/v1), so one policy's rule is enough. A NetworkPolicy
+    cannot name a host, so the rule opens those ports to any address. ``has_rules``: the policy has an egress list
+    to append to (else the list is set, which a JSON patch's add does for a member that is there or not)."""
+    wanted = sorted({port for port in ports if isinstance(port, int) and 0 < port < 65536}) or [443]
+    rules: list[dict[str, object]] = [{"ports": [{"protocol": "TCP", "port": port} for port in wanted]}]
+    if dns:
+        rules.append(DNS_EGRESS_RULE)
+    ops = ([{"op": "add", "path": "/spec/egress/-", "value": rule} for rule in rules] if has_rules
+           else [{"op": "add", "path": "/spec/egress", "value": rules}])
+    return kubectl("patch", "networkpolicy", object_or(policy, "<policy>"), "-n", namespace_or(namespace),
+                   "--type", "json", "-p", json.dumps(ops, separators=(",", ":")))
+
+
+def network_policies_deleted_bluntly(namespace: str, policies: Sequence[str]) -> Advice:
+    """Deleting the policies, the blunt option, as a comment a paste does not run: every limit they set goes,
+    for every pod they select, not only the path to Entra."""
+    names = [object_or(name, "<policy>") for name in policies[:5]]
+    lines = "; ".join(render(kubectl("delete", "networkpolicy", "-n", namespace_or(namespace), name))
+                      for name in names)
+    them = "them" if len(names) > 1 else "it"
+    return advice(f"the blunt option instead, only if nothing else relies on {them} (every limit {them} set goes, "
+                  f"for every pod {them} select{'' if len(names) > 1 else 's'}): {lines}")
+
+
+def egress_test(namespace: str, url: str, policies: list[str] | None = None,
+                rule: Command | None = None) -> list[Step]:
     """Can a pod in ``namespace`` open a connection to ``url`` at all (any HTTP status means yes)? With the
-    NetworkPolicies that isolate the probe pod for egress (when the harness could read them), name those first."""
+    NetworkPolicies that isolate the probe pod for egress (when the harness could read them), name those first,
+    then the egress ``rule`` that lets it out (:func:`egress_rule_added`), deleting them only as the blunt option."""
     steps: list[Step] = []
     if policies:
         names = [object_or(name, "<policy>") for name in policies[:5]]
+        several = len(names) > 1
+        host = urllib.parse.urlsplit(url).netloc or url
         steps += [
             kubectl("get", "networkpolicy", "-n", namespace_or(namespace), *names, "-o", "yaml"),
-            advice(f"{'NetworkPolicies' if len(names) > 1 else 'NetworkPolicy'} {', '.join(names)} "
-                   f"{'isolate' if len(names) > 1 else 'isolates'} the probe pod for egress: add an egress rule "
-                   f"that allows {urllib.parse.urlsplit(url).netloc or url}, or delete a policy if nothing else "
-                   "needs it:"),
-            *[kubectl("delete", "networkpolicy", "-n", namespace_or(namespace), name) for name in names],
+            advice(f"{'NetworkPolicies' if several else 'NetworkPolicy'} {', '.join(names)} "
+                   f"{'isolate' if several else 'isolates'} the probe pod for egress: "
+                   + (f"add an egress rule for the ports of {host} and the workload's resources (a NetworkPolicy "
+                      "names no host: the rule opens those ports to any address; an ipBlock of the services' ranges "
+                      "narrows it):" if rule
+                      else f"add an egress rule that allows {host} (and DNS)")),
+            *([rule] if rule else []),
+            network_policies_deleted_bluntly(namespace, names),
         ]
     return [
         *steps,

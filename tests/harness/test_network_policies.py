@@ -140,9 +140,14 @@ def test_the_probes_exchange_does_not_pass_a_workload_whose_pods_a_policy_cuts_o
                                "port 443; the probe pod, not restricted alike, reached it")
     assert finding.fix_lines() == [
         "kubectl get networkpolicy -n finance backend-dns -o yaml",
-        "# NetworkPolicy backend-dns leaves Deployment/backend's pods no way to Entra: add an egress rule that allows "
-        "login.microsoftonline.com, finance-kv.vault.azure.net (and DNS), or delete it if nothing else needs it:",
-        "kubectl delete networkpolicy -n finance backend-dns",
+        "# NetworkPolicy backend-dns leaves Deployment/backend's pods no way to Entra: add an egress rule for the "
+        "ports of login.microsoftonline.com, finance-kv.vault.azure.net (and DNS) (a NetworkPolicy names no host: it "
+        "opens those ports to any address):",
+        # appended to its rules: TCP 443 for both hosts; it already lets DNS out, so no DNS rule
+        "kubectl patch networkpolicy backend-dns -n finance --type json -p '[{\"op\":\"add\",\"path\":"
+        "\"/spec/egress/-\",\"value\":{\"ports\":[{\"protocol\":\"TCP\",\"port\":443}]}}]'",
+        "# the blunt option instead, only if nothing else relies on it (every limit it set goes, for every pod it "
+        "selects): kubectl delete networkpolicy -n finance backend-dns",
     ]
     assert outcome.evidence["workload_egress"] == [{"owner": "Deployment/backend", "pods": ["backend-1"],
                                                     "network_policies": ["backend-dns"]}]
@@ -319,3 +324,33 @@ def test_egress_no_network_policy_blocks_is_looked_for_where_the_cluster_sends_i
     plain = _cluster({"outboundType": "loadBalancer", "networkDataplane": "azure", "networkPolicy": "azure"})
     (finding,) = exchange_succeeds(WorkloadContext(facts, workload, plain, None, time.time())).findings
     assert finding.fix_lines()[0].startswith("kubectl run ")
+
+
+def test_a_probe_cut_off_by_a_deny_all_policy_gets_an_egress_rule_first_and_the_delete_only_as_a_comment() -> None:
+    """A default-deny egress policy (no rules) and one written for the probe's labels alone: the printed fix adds
+    the egress list (HTTPS to Entra's port, DNS, which no rule lets out) to the policy that also holds the
+    workload's pods, not the probe's own; deleting the policies is the blunt option, printed as a comment so a
+    paste runs nothing of it."""
+    deny_all = policy("default-deny", {}, policyTypes=["Egress"])
+    probe_deny = policy("probe-deny", {"matchLabels": {"app.kubernetes.io/name": "wi-probe"}}, policyTypes=["Egress"])
+    timeout = {"kind": "timeout", "message": "TimeoutError: timed out"}
+    pod = probe_pod([deny_all, probe_deny])
+    pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"token_url": TOKEN_URL},
+                            "error": timeout}]}
+    facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(),
+                          ServiceAccountFacts("finance", "backend-sa", True, True, {}), IdentityFacts(), pod,
+                          live_pods=LivePodsFacts([LivePod(APP, "Deployment", "backend")]))
+    ctx = WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa"),
+                          ClusterFacts(time.time()), None, time.time())
+    (finding,) = exchange_succeeds(ctx).findings
+    assert finding.code == "EGRESS_BLOCKED"
+    lines = finding.fix_lines()
+    patch = ("kubectl patch networkpolicy default-deny -n finance --type json -p '[{\"op\":\"add\",\"path\":"
+             "\"/spec/egress\",\"value\":[{\"ports\":[{\"protocol\":\"TCP\",\"port\":443}]},{\"ports\":[{\"protocol\":"
+             "\"UDP\",\"port\":53},{\"protocol\":\"TCP\",\"port\":53}]}]}]'")
+    assert patch in lines, lines
+    assert not [line for line in lines if line.startswith("kubectl delete")], lines
+    blunt = [line for line in lines if line.startswith("# the blunt option")]
+    assert len(blunt) == 1 and "kubectl delete networkpolicy -n finance default-deny; kubectl delete networkpolicy " \
+        "-n finance probe-deny" in blunt[0]
+    assert lines.index(patch) < lines.index(blunt[0])

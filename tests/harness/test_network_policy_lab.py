@@ -56,6 +56,8 @@ def _entra_port(lab: RunningLab) -> int:
 def test_a_policy_denying_egress_to_entra_fails_the_run_and_deleting_it_repairs_it(
     running_lab: RunningLab, tmp_path: Path
 ) -> None:
+    """(The name is older than the fix: the printed repair is now an egress rule added to the policy, and deleting
+    it only the blunt option, printed as a comment.)"""
     config = _fast_config(running_lab, tmp_path)
     port = _entra_port(running_lab)
     applied = kubectl(running_lab, "apply", "-f", "-", input=ENTRA_ONLY_DENIED.format(below=port - 1, above=port + 1))
@@ -70,16 +72,23 @@ def test_a_policy_denying_egress_to_entra_fails_the_run_and_deleting_it_repairs_
         blocked = next(f for f in workload["findings"] if f["code"] == "EGRESS_BLOCKED")
         assert "timeout" in json.dumps(blocked["evidence"]) or "timed out" in blocked["message"], blocked
         assert blocked["evidence"]["egress_network_policies"] == ["no-entra"]
-        printed = [line for line in blocked["remediation"] if line.startswith("kubectl delete networkpolicy")]
-        assert printed == ["kubectl delete networkpolicy -n finance no-entra"], blocked["remediation"]
+        # the narrow rule is the printed command; deleting the policy only the blunt option, as a comment
+        printed = [line for line in blocked["remediation"] if line.startswith("kubectl patch networkpolicy no-entra")]
+        assert len(printed) == 1 and f'"port":{port}' in printed[0], blocked["remediation"]
+        assert not [line for line in blocked["remediation"] if line.startswith("kubectl delete")]
+        assert any(line.startswith("# the blunt option") and "kubectl delete networkpolicy -n finance no-entra"
+                   in line for line in blocked["remediation"]), blocked["remediation"]
     finally:
         # the printed fix, as a person would paste it (here with the lab's kubeconfig)
-        deleted = kubectl(running_lab, *shlex.split(printed[0])[1:] if printed else
-                          ("delete", "networkpolicy", "-n", "finance", "no-entra"))
-    assert deleted.returncode == 0, deleted.stderr
-    result, document = run_suites(tmp_path / "repaired", "--config", config, "--workload", "finance/backend-sa")
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert document["verdict"] == "pass"
+        repaired = kubectl(running_lab, *shlex.split(printed[0])[1:] if printed else
+                           ("delete", "networkpolicy", "-n", "finance", "no-entra"))
+    try:
+        assert repaired.returncode == 0, repaired.stderr
+        result, document = run_suites(tmp_path / "repaired", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert document["verdict"] == "pass"
+    finally:
+        kubectl(running_lab, "delete", "networkpolicy", "-n", "finance", "no-entra", "--ignore-not-found")
 
 
 def test_the_egress_fault_is_a_network_policy_kubectl_shows_and_deletes(running_lab: RunningLab) -> None:
@@ -142,7 +151,7 @@ def test_a_policy_for_the_apps_labels_fails_the_run_though_the_probe_gets_throug
 ) -> None:
     """"Deny all but DNS" written for the app's labels: the probe pod, which it does not select, reaches Entra,
     and the run passed; the app's pods cannot (the lab's relay drops them), and the run now says so. The
-    printed delete, pasted, repairs it."""
+    printed egress rule (not a delete), pasted, repairs it."""
     config = _fast_config(running_lab, tmp_path)
     applied = kubectl(running_lab, "apply", "-f", "-", input=APP_ONLY_DNS)
     assert applied.returncode == 0, applied.stderr
@@ -156,15 +165,20 @@ def test_a_policy_for_the_apps_labels_fails_the_run_though_the_probe_gets_throug
         assert blocked["message"].startswith("NetworkPolicy backend-dns-only cuts Deployment/backend's pods (backend-"
                                              ), blocked["message"]
         assert "it isolates them for egress and allows no connection to port" in blocked["message"]
-        printed = [line for line in blocked["remediation"] if line.startswith("kubectl delete networkpolicy")]
-        assert printed == ["kubectl delete networkpolicy -n finance backend-dns-only"], blocked["remediation"]
+        printed = [line for line in blocked["remediation"]
+                   if line.startswith("kubectl patch networkpolicy backend-dns-only")]
+        assert len(printed) == 1 and f'"port":{_entra_port(running_lab)}' in printed[0], blocked["remediation"]
+        assert not [line for line in blocked["remediation"] if line.startswith("kubectl delete")]
     finally:
-        deleted = kubectl(running_lab, *shlex.split(printed[0])[1:] if printed else
+        patched = kubectl(running_lab, *shlex.split(printed[0])[1:] if printed else
                           ("delete", "networkpolicy", "-n", "finance", "backend-dns-only"))
-    assert deleted.returncode == 0, deleted.stderr
-    result, document = run_suites(tmp_path / "repaired", "--config", config, "--workload", "finance/backend-sa")
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert document["verdict"] == "pass"
+    try:
+        assert patched.returncode == 0, patched.stderr
+        result, document = run_suites(tmp_path / "repaired", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert document["verdict"] == "pass"
+    finally:
+        kubectl(running_lab, "delete", "networkpolicy", "-n", "finance", "backend-dns-only", "--ignore-not-found")
 
 
 def test_a_policy_for_the_probes_labels_is_named_as_blocking_the_probe_not_the_workload(
