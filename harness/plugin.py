@@ -729,6 +729,17 @@ def narrowed_by(config: pytest.Config, stopped: bool = False) -> dict[str, Any]:
     }
 
 
+def _no_junit_without_a_run(config: pytest.Config, run_dir: Path) -> None:
+    """No run.json (--collect-only, a -k that selected nothing): the junit.xml of no test that the harness's
+    default path would write made a reports/<run-id>/ holding nothing else, one per such command. A --junitxml
+    the person gave is still written."""
+    from _pytest.junitxml import xml_key
+
+    xml = config.stash.get(xml_key, None)
+    if xml is not None and xml.logfile == os.path.normpath(os.path.abspath(run_dir / "junit.xml")):
+        xml.logfile = os.devnull
+
+
 def _junit_beside(config: pytest.Config, run_dir: Path) -> None:
     """junit.xml where run.json went instead: pytest's junitxml makes its file's directory and would fail with a
     traceback where the report directory has gone."""
@@ -783,6 +794,7 @@ class RunRecorder:
         if INTERRUPTED:  # stopped by a signal: checks not run yet would not be in it, so never a PASS
             self.interrupted = INTERRUPTED[0]
         if not self.payloads and not self.errors and not self.interrupted:
+            _no_junit_without_a_run(session.config, self.session.run_dir)
             return
         fixtures.keep_for_the_run()  # the items' reports and payloads
         s = self.session
