@@ -136,3 +136,49 @@ def test_a_vault_deleted_with_its_group_is_recovered_after_the_group_is_made_aga
     for there in (Fetched("g", 200, {"name": "idRg"}), Fetched("g", 403, None, "refused", "AuthorizationFailed")):
         message, lines = findings(there)
         assert "deleted too" not in message and lines[0] == recover
+
+
+def test_a_vault_deleted_with_the_identitys_group_is_recovered_in_the_identitys_fix() -> None:
+    """az group delete of a group holding the identity and the vault it reads: the access checks are skipped (no
+    token), so VAULT_DELETED's recover was never printed and the identity's fix said 'grant ... once it is there
+    again'. The identity's fix now recovers the vault (its group made again first when that is another deleted
+    group) and grants the new principal's read on it."""
+    from test_checks import CLIENT, context_for
+    from test_identity_checks import IDENTITY_ID, azure
+
+    from harness.checks.federation import identity_matches
+    from harness.config import KeyVaultSecretAccess
+    from harness.facts import Fetched, IdentityFacts
+
+    sub = "0b1f6471-1bf0-4dda-aec3-111122223333"
+    urls = {"shared": "https://shared-kv.vault.azure.net/", "other": "https://other-kv.vault.azure.net/"}
+    access = [KeyVaultSecretAccess(kind="keyvault_secret", vault_url=url, name=f"{group}-kv", secret="s",
+                                   expect="allow") for group, url in urls.items()]
+    ctx = context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID, access=access)
+    ctx.azure = azure()
+    ctx.cluster.arm_cluster = Fetched("aks", 200, {"location": "westeurope"})
+    ctx.cluster.access_resources = {
+        url.rstrip("/"): {"id": f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.KeyVault/vaults/"
+                                f"{group}-kv", "name": f"{group}-kv", "resource_group": group, "subscription_id": sub,
+                          "location": "westeurope", "deleted": "true", "group_deleted": "true"}
+        for group, url in urls.items()}
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
+                                       resolved_by="config", error=Fetched(
+                                           IDENTITY_ID, 404, None, "Resource group 'shared' could not be found.",
+                                           "ResourceGroupNotFound"))
+    lines = identity_matches(ctx).findings[0].fix_lines()
+    recovered = [line for line in lines if "keyvault recover" in line or "group create" in line
+                 or "role assignment create" in line]
+    assert recovered == [
+        f"az group create --name shared --location westeurope --subscription {sub}",  # the identity's group
+        f"az keyvault recover --name shared-kv --resource-group shared --location westeurope --subscription {sub}",
+        'az role assignment create --assignee-object-id "$PRINCIPAL_ID" --assignee-principal-type ServicePrincipal '
+        f"--role 'Key Vault Secrets User' --scope /subscriptions/{sub}/resourceGroups/shared/providers/"
+        "Microsoft.KeyVault/vaults/shared-kv",
+        f"az group create --name other --location westeurope --subscription {sub}",
+        f"az keyvault recover --name other-kv --resource-group other --location westeurope --subscription {sub}",
+        'az role assignment create --assignee-object-id "$PRINCIPAL_ID" --assignee-principal-type ServicePrincipal '
+        f"--role 'Key Vault Secrets User' --scope /subscriptions/{sub}/resourceGroups/other/providers/"
+        "Microsoft.KeyVault/vaults/other-kv",
+    ]
+    assert not any("once it is there again" in line for line in lines)
