@@ -240,7 +240,16 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         evidence["error"] = step.get("error") or {}
         return _vault_not_found(check, absent["name"], evidence)
     missing = _missing_object(check, evidence)
-    if missing is not None:
+    if missing is not None and check.expect == "deny" and isinstance(check, KeyVaultSecretAccess):
+        # Key Vault judges the caller's rights before the secret: a caller it would refuse gets Forbidden
+        # (ForbiddenByRbac, AccessDenied) for a disabled or missing secret as for any other, so SecretDisabled or
+        # SecretNotFound on a deny target says the identity may read it (unverified beyond the lab, which answers
+        # so; SECRET_NOT_FOUND's 'the identity was allowed to look' reads it the same way). Enabling or making the
+        # secret is not the fix: the identity's access is
+        evidence["answered_to_a_reader"] = missing
+        outcome, detail = "allow", (f"{detail}: Key Vault tells the secret's state only to a caller allowed to read "
+                                    "it")
+    elif missing is not None:
         return missing_object(ctx, check, missing, evidence)
     if outcome in NOT_AN_AUTHORIZATION_ANSWER:
         return _not_an_authorization_answer(ctx, check, outcome, evidence, principal)
