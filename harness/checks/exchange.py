@@ -462,6 +462,16 @@ def _refused_for_a_client_id_not_a_guid(error: dict[str, Any], evidence: dict[st
     )
 
 
+UNVERIFIED_TLS = "tls_verify"  # probe/transport.py: the service's certificate failed verification in the pod
+
+
+def untrusted_answer(what: str) -> str:
+    """``what`` answered the probe, with a certificate it could not verify: the connection was made (no network
+    rule stopped it); something on the way re-signs TLS, or the pod's CA bundle lacks the signer."""
+    return (f"{what} answered the pod with a TLS certificate the probe could not verify (a proxy re-signing TLS on "
+            "the way, or a CA the pod's bundle lacks)")
+
+
 def proxy_ca_steps(ctx: WorkloadContext) -> list[Step]:
     """A certificate the probe does not trust: often a TLS-inspecting egress proxy re-signing the traffic.
     Its CA goes in a ConfigMap that probe.ca_configmap names (the probe's exchange and SDK check trust it)."""
@@ -494,8 +504,8 @@ def _attempts(retries: Any, lead: str) -> str:
     if not isinstance(retries, dict) or not isinstance(retries.get("attempts"), int):
         return ""
     waited = retries.get("waited_seconds")
-    return (f"{lead}{retries['attempts']} attempt(s)"
-            + (f" over {waited:.1f} s of waiting" if isinstance(waited, int | float) else ""))
+    return (f"{lead}{values.counted(retries['attempts'], 'attempt')}"
+            + (f" over {waited:.1f} s of waiting" if isinstance(waited, int | float) and waited else ""))
 
 
 def service_timeout(service: str, url: str, error: dict[str, Any], retries: Any, layer: str,
@@ -520,18 +530,28 @@ def unavailable_status(status: Any) -> bool:
 def service_unavailable(service: str, url: str, status: int, detail: str, retries: Any, layer: str,
                         evidence: dict[str, Any]) -> Finding:
     """SERVICE_UNAVAILABLE for ``service`` at ``url``: it kept answering ``status`` (429 or 5xx) through the
-    probe's retries, so no configuration of the workload is at fault; one line with the attempts made."""
-    tried = _attempts(retries, " through ")
-    if tried:
-        asked = retries.get("retry_after_seconds")
-        if isinstance(asked, int | float) and not isinstance(asked, bool):
-            # the probe never waits less than a Retry-After, and none past its bound (probe/retry.py)
-            tried += (f", the last asking to wait {asked:g} s (Retry-After), more than was left of "
-                      f"probe.retry_seconds ({retries.get('bound_seconds')} s): the probe did not wait it")
+    probe's retries, so no configuration of the workload is at fault; one line with the attempts made, and why
+    there was no other when there was one (a Retry-After past the bound, or the run's bound spent before)."""
     host = urllib.parse.urlsplit(url).netloc or url
     said = f" ({detail})" if detail else ""
-    message = (f"{service} at {host} kept answering HTTP {status}{said}{tried}: the service is failing or "
-               "throttling, not the workload's configuration")
+    attempts = retries.get("attempts") if isinstance(retries, dict) else None
+    if isinstance(attempts, int) and attempts > 1:
+        answered = f"kept answering HTTP {status}{said}{_attempts(retries, ' through ')}"
+    else:
+        answered = f"answered HTTP {status}{said}" + (" to the probe's only attempt" if attempts == 1 else "")
+    asked = retries.get("retry_after_seconds") if isinstance(retries, dict) else None
+    bound = retries.get("bound_seconds") if isinstance(retries, dict) else None
+    # probe/retry.py: one budget for the whole probe run, started at its first transient answer
+    budget = f"probe.retry_seconds ({bound} s, one budget for the whole probe run)"
+    if isinstance(asked, int | float) and not isinstance(asked, bool):
+        # the probe never waits less than a Retry-After, and none past its bound
+        answered += (f", {'the last ' if attempts != 1 else ''}asking to wait {asked:g} s (Retry-After), more than "
+                     f"was left of {budget}: the probe did not wait it")
+        if attempts == 1 and isinstance(bound, int | float) and asked < bound:
+            answered += " (its earlier retries had spent it)"
+    elif attempts == 1 and isinstance(retries, dict) and retries.get("exhausted"):
+        answered += f": {budget} was spent by its earlier retries"
+    message = f"{service} at {host} {answered}: the service is failing or throttling, not the workload's configuration"
     steps = [advice(f"look at {service}'s health (Azure status, Resource Health, its throttling metrics) and run "
                     "again")]
     if status == 429:
@@ -575,6 +595,15 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         return service_unavailable("Entra", str(evidence.get("token_url")), int(error["http_status"]),
                                    str(error.get("aadsts") or error.get("error") or ""), evidence.get("retries"),
                                    "entra", evidence)
+    if error.get("kind") == UNVERIFIED_TLS:  # it answered: no network rule is at fault, the certificate is
+        return Finding(
+            "EGRESS_BLOCKED",
+            ERROR,
+            "entra",
+            f"{untrusted_answer('Entra at ' + str(evidence.get('token_url')))}: {describe_exchange_error(error)}",
+            evidence,
+            [*fix.egress_test(ctx.namespace, str(evidence.get("token_url")), None)[:1], *proxy_ca_steps(ctx)],
+        )
     if error.get("kind") in EGRESS_KINDS or str(error.get("kind", "")).startswith("tls"):
         steps = egress_fix(ctx, str(evidence.get("token_url")), evidence, str(error.get("kind") or ""),
                            str(error.get("message") or ""))

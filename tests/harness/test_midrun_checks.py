@@ -79,7 +79,7 @@ def test_a_read_timeout_is_a_slow_service_and_a_connect_timeout_is_not() -> None
                               {"attempts": 3, "waited_seconds": 3.0}, "entra", {})
     assert finding.code == "SERVICE_TIMEOUT" and finding.message.startswith(
         "Entra at login.microsoftonline.com took the request and did not answer in time (timeout: ")
-    assert "3 attempt(s) over 3.0 s of waiting" in finding.message
+    assert "3 attempts over 3.0 s of waiting" in finding.message
 
 
 _RETRIED = {"attempts": 30, "answers": ["HTTP 503"] * 30, "waited_seconds": 29.0, "bound_seconds": 30.0,
@@ -90,7 +90,8 @@ def test_a_service_answering_503_through_the_retries_is_named_not_the_configurat
     """By hand in the lab (lab ctl fault keyvault --rate-503 1, then entra): a vault answering 503 to the probe's
     challenge request for the whole retry bound was ACCESS_TARGET_NOT_TRUSTED with 'set the access entry's URL'
     advice, and Entra's AADSTS90033 (HTTP 503 temporarily_unavailable) EXCHANGE_FAILED. Both are the service,
-    named with the attempts; a read answered 429 after the token is the same."""
+    named with the attempts; a read answered 429 after the token is the same. One attempt is counted in words and
+    its reason given: it said 'kept answering HTTP 503 through 1 attempt(s)'."""
     check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
     ctx = context_for(_pod(*V16))
     assert ctx.facts.pod is not None
@@ -103,7 +104,7 @@ def test_a_service_answering_503_through_the_retries_is_named_not_the_configurat
     finding = access_outcome(ctx, 0, check).findings[0]
     assert finding.code == "SERVICE_UNAVAILABLE", finding
     assert finding.message.startswith("Key Vault at ") and (
-        "kept answering HTTP 503 through 30 attempt(s) over 29.0 s of waiting: the service is failing or "
+        "kept answering HTTP 503 through 30 attempts over 29.0 s of waiting: the service is failing or "
         "throttling") in finding.message
     assert not any("harness.yaml" in line for line in finding.fix_lines())
 
@@ -111,7 +112,7 @@ def test_a_service_answering_503_through_the_retries_is_named_not_the_configurat
             "error": {"kind": "expectation_mismatch"}}
     ctx.facts.pod.probe = {"steps": [read]}
     finding = access_outcome(ctx, 0, check).findings[0]
-    assert finding.code == "SERVICE_UNAVAILABLE" and "HTTP 429 (Throttled) through 4 attempt(s)" in finding.message
+    assert finding.code == "SERVICE_UNAVAILABLE" and "HTTP 429 (Throttled) through 4 attempts" in finding.message
     assert any("probe.retry_seconds" in line for line in finding.fix_lines())
 
     # lab ctl fault keyvault --rate-429 1 --retry-after 120: one answer, whose wait the probe's bound refused
@@ -121,9 +122,26 @@ def test_a_service_answering_503_through_the_retries_is_named_not_the_configurat
                                                                 "challenge": {"http_status": 429}}}]}
     finding = access_outcome(ctx, 0, check).findings[0]
     assert finding.code == "SERVICE_UNAVAILABLE" and finding.message.endswith(
-        "kept answering HTTP 429 through 1 attempt(s) over 0.0 s of waiting, the last asking to wait 120 s "
-        "(Retry-After), more than was left of probe.retry_seconds (30.0 s): the probe did not wait it: the service "
-        "is failing or throttling, not the workload's configuration"), finding.message
+        "answered HTTP 429 to the probe's only attempt, asking to wait 120 s (Retry-After), more than was left of "
+        "probe.retry_seconds (30.0 s, one budget for the whole probe run): the probe did not wait it: the service is "
+        "failing or throttling, not the workload's configuration"), finding.message
+    # as the lab's second vault said it (lab ctl fault keyvault --rate-503 1: Retry-After 1): the budget was spent
+    ctx.facts.pod.probe = {"steps": [{**challenge, "evidence": {**challenge["evidence"], "challenge_retries": {
+        **once, "answers": ["HTTP 503"], "retry_after_seconds": 1}}}]}
+    assert access_outcome(ctx, 0, check).findings[0].message.endswith(
+        "answered HTTP 503 to the probe's only attempt, asking to wait 1 s (Retry-After), more than was left of "
+        "probe.retry_seconds (30.0 s, one budget for the whole probe run): the probe did not wait it (its earlier "
+        "retries had spent it): the service is failing or throttling, not the workload's configuration")
+
+    # the second vault of a run whose first spent the bound (one budget per probe run): one attempt, and why
+    spent = {"attempts": 1, "answers": ["HTTP 503"], "waited_seconds": 0.0, "bound_seconds": 30.0, "exhausted": True}
+    ctx.facts.pod.probe = {"steps": [{**challenge, "evidence": {**challenge["evidence"], "challenge_retries": spent}}]}
+    finding = access_outcome(ctx, 0, check).findings[0]
+    assert finding.code == "SERVICE_UNAVAILABLE" and "attempt(s)" not in finding.message
+    assert "kept answering" not in finding.message and finding.message.endswith(
+        "answered HTTP 503 to the probe's only attempt: probe.retry_seconds (30.0 s, one budget for the whole probe "
+        "run) was spent by its earlier retries: the service is failing or throttling, not the workload's "
+        "configuration"), finding.message
 
     error = {"kind": "entra_error", "http_status": 503, "error": "temporarily_unavailable", "aadsts": "AADSTS90033",
              "message": "AADSTS90033: A transient error has occurred. Please try again."}
@@ -131,7 +149,7 @@ def test_a_service_answering_503_through_the_retries_is_named_not_the_configurat
         "token_url": "https://login.microsoftonline.com/t/oauth2/v2.0/token", "retries": _RETRIED}}]}
     finding = exchange_succeeds(ctx).findings[0]
     assert finding.code == "SERVICE_UNAVAILABLE" and finding.message.startswith(
-        "Entra at login.microsoftonline.com kept answering HTTP 503 (AADSTS90033) through 30 attempt(s)")
+        "Entra at login.microsoftonline.com kept answering HTTP 503 (AADSTS90033) through 30 attempts")
 
 
 @pytest.mark.parametrize(("said", "code"), [

@@ -121,13 +121,20 @@ def test_probe_knobs_reach_the_pod_and_the_configmap(run_world: RunWorld, tmp_pa
 def test_an_untrusted_certificate_on_the_way_to_entra_points_at_probe_ca_configmap(
     run_world: RunWorld,
 ) -> None:
+    """It answered, with a certificate the pod could not verify: EGRESS_BLOCKED said 'the pod cannot reach Entra'
+    and printed NetworkPolicy egress rules, which cannot cause a certificate error. Now the message says what
+    happened and the fix is the proxy's CA for the probe (after a curl from a pod that shows the same error)."""
     results, _ = run_world(World.healthy(entra_certificate_untrusted=True))
     finding = finding_of(results, "exchange.succeeds")
     assert finding.code == "EGRESS_BLOCKED" and "tls_verify" in finding.message
+    assert "cannot reach" not in finding.message and (
+        "answered the pod with a TLS certificate the probe could not verify (a proxy re-signing TLS on the way, or a "
+        "CA the pod's bundle lacks): tls_verify: ") in finding.message
     lines = finding.fix_lines()
-    assert any(line.startswith("kubectl create configmap proxy-ca -n finance --from-file=ca.crt=proxy-ca.pem")
-               for line in lines), lines
+    assert lines[0].startswith("kubectl run -n finance egress-test --rm -it --image=curlimages/curl -- curl ")
+    assert lines[1].startswith("kubectl create configmap proxy-ca -n finance --from-file=ca.crt=proxy-ca.pem")
     assert any("probe.ca_configmap: proxy-ca" in line for line in lines)
+    assert not any("networkpolic" in line.lower() for line in lines), lines
 
 
 def test_an_untrusted_certificate_with_a_ca_configmap_mounted_says_the_bundle_is_the_wrong_one() -> None:
