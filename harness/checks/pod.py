@@ -1074,8 +1074,11 @@ def _kube_system_fixes(ctx: WorkloadContext) -> list[Step]:
 
 
 def _mutation_remediation(ctx: WorkloadContext) -> list[Step]:
+    # with none installed, the named configuration would only answer NotFound: the list shows what there is
+    look = (fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.cluster), "-o", "yaml")
+            if ctx.cluster.webhook_configurations else fix.kubectl("get", "mutatingwebhookconfigurations"))
     return [
-        fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.cluster), "-o", "yaml"),
+        look,
         *enable_webhook(ctx.cluster, ctx.azure),
         *restart_workload(ctx),
     ]
