@@ -1855,12 +1855,20 @@ def test_only_authorization_refusals_prove_a_deny() -> None:
     assert _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="AccessDenied").status == PASS
     assert _answered("blob", "deny", 403, code="AuthorizationPermissionMismatch").status == PASS
     assert _answered("keyvault_secret", "deny", 401, code="Unauthorized").status == WARN
-    disabled = _answered("keyvault_secret", "deny", 403, code="Forbidden", innererror="SecretDisabled")
+    disabled = _answered("keyvault_secret", "allow", 403, code="Forbidden", innererror="SecretDisabled")
     assert disabled.status == FAIL and disabled.findings[0].code == "SECRET_DISABLED"
     assert disabled.findings[0].fix_lines() == [
         "az keyvault secret set-attributes --id https://finance-kv.vault.azure.net/secrets/db-password "
         "--enabled true"
     ]
+    # on a deny target, Key Vault told the secret's state to a caller it lets read: least privilege is violated,
+    # and enabling (or making) the secret would hand it over
+    for inner in ("SecretDisabled", "SecretNotFound"):
+        told = _answered("keyvault_secret", "deny", 403 if inner == "SecretDisabled" else 404, code="Forbidden",
+                         innererror=inner)
+        assert told.status == FAIL and told.findings[0].code == "ACCESS_ALLOWED_UNEXPECTEDLY", inner
+        assert "Key Vault tells the secret's state only to a caller allowed to read it" in told.message
+        assert not any("--enabled true" in line or "secret recover" in line for line in told.findings[0].fix_lines())
     assert _answered("blob", "allow", 404, code="BlobNotFound").findings[0].code == "BLOB_NOT_FOUND"
     assert _answered("blob", "allow", 404).findings[0].code == "BLOB_NOT_FOUND"  # HEAD: no body
 
