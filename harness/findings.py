@@ -412,6 +412,27 @@ CATALOGUE: tuple[Entry, ...] = (
         "exist_fails_and_the_printed_patch_puts_it_back",
     ),
     _e(
+        "PROXY_SIDECAR_NOT_INJECTED", "pod", "warning",
+        "A controller asks for the migration proxy (azure.workload.identity/inject-proxy-sidecar) on its own "
+        "metadata, or its running pods were annotated by hand, but its pod template does not: the webhook reads the "
+        "annotations of the pod it admits, on CREATE, so its pods run without azwi-proxy and an app that still asks "
+        "IMDS gets no token.",
+        "Put the annotation (and proxy-sidecar-port) in the pod template (`kubectl patch --type merge` of "
+        "spec.template.metadata.annotations), which rolls the pods out.",
+        "test:tests/harness/test_hand_breakages_lab.py::test_a_migration_proxy_asked_for_on_the_deployment_not_its_"
+        "template_is_named_and_the_printed_patch_injects_it",
+    ),
+    _e(
+        "PROXY_SIDECAR_PORT_CLASH", "pod", "error",
+        "The migration proxy listens on a port (proxy-sidecar-port, 8000 by default) that an app container of the "
+        "pod declares too: one of them cannot listen on it, and azwi-proxy-init sends the pod's IMDS traffic there.",
+        "Set proxy-sidecar-port in the pod template to a port no container declares (the printed merge patch "
+        "names the first free one from 8000).",
+        "unit:tests/harness/test_proxy_sidecar.py::test_a_migration_proxy_on_a_port_an_app_container_declares_is_a_clash",
+        no_lab_fault="the lab's containers are emulated processes that do not listen on their declared ports, so "
+                     "two listeners on one port cannot collide there",
+    ),
+    _e(
         "POD_NOT_ADMITTED", "pod", "error",
         "The API server refused the probe pod for another reason, or refuses a Deployment's pods once the webhook "
         "has mutated them (a template volume named like the webhook's; Pod Security refusing the migration proxy "

@@ -32,6 +32,7 @@ from harness.checks.podspec import (
     token_volumes,
     value_source,
 )
+from harness.checks.proxy_sidecar import proxy_findings
 from harness.commands import Step, advice
 from harness.facts import LivePod, RefusedController
 from harness.names import (
@@ -101,6 +102,7 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
                         "problems": sorted({p.code for p in problems})})
         for code in dict.fromkeys(p.code for p in problems):
             findings.append(_finding(ctx, kind, name, [p for p in problems if p.code == code]))
+        findings += proxy_findings(ctx.namespace, kind, name, members)
     evidence = {"owners": summary}
     errors = [f for f in findings if f.severity == ERROR]
     owners = ", ".join(s["owner"] for s in summary)

@@ -619,3 +619,47 @@ def test_a_template_naming_a_service_account_that_does_not_exist_fails_and_the_p
                 json.dumps({"spec": {"template": {"spec": {"serviceAccountName": "orders-sa"}}}}))
     ok(running_lab, "-n", "orders", "rollout", "status", "deployment/orders-api", "--timeout=60s")
     run_for(tmp_path / "fixed", config, "--workload", "orders/orders-sa", 0)
+
+
+def test_a_migration_proxy_asked_for_on_the_deployment_not_its_template_is_named_and_the_printed_patch_injects_it(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """``kubectl annotate deployment backend azure.workload.identity/inject-proxy-sidecar=true`` (and a
+    proxy-sidecar-port), then a restart: the webhook reads the pod's annotations, made from the template, so no
+    azwi-proxy is injected, and the run passed without a word. Now PROXY_SIDECAR_NOT_INJECTED (a warning) with a
+    merge patch of the template's annotations; pasted, the webhook injects azwi-proxy-init and azwi-proxy on port
+    8080 into the new pod. (The lab does not serve the proxy's images, so that pod stays in its image pull.)"""
+    config = str(running_lab.harness_config)
+    inject, port = "azure.workload.identity/inject-proxy-sidecar", "azure.workload.identity/proxy-sidecar-port"
+    before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
+    ok(running_lab, "-n", "finance", "annotate", "deployment", "backend", f"{inject}=true", f"{port}=8080")
+    printed = ("kubectl patch deployment/backend -n finance --type merge -p '{\"spec\":{\"template\":{\"metadata\":"
+               "{\"annotations\":{\"azure.workload.identity/inject-proxy-sidecar\":\"true\","
+               "\"azure.workload.identity/proxy-sidecar-port\":\"8080\"}}}}}'")
+    try:
+        ok(running_lab, "-n", "finance", "rollout", "restart", "deployment/backend")
+        restarted = wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
+        assert [c["name"] for c in restarted["spec"]["containers"]] == ["backend"]
+        _, _, checks, workload = run_for(tmp_path / "broken", config, "--workload", "finance/backend-sa", 0)
+        assert checks["workload.live_pods"]["status"] == "warn", checks["workload.live_pods"]
+        (finding,) = [f for f in workload["findings"] if f["code"] == "PROXY_SIDECAR_NOT_INJECTED"]
+        assert "Deployment/backend's own metadata.annotations" in finding["message"]
+        assert finding["remediation"][0] == printed
+        paste(running_lab, printed)
+        deadline = time.monotonic() + 30
+        proxied: list[dict[str, Any]] = []
+        while not proxied and time.monotonic() < deadline:
+            pods = json.loads(ok(running_lab, "get", "pods", "-n", "finance", "-l", "app=backend", "-o", "json"))
+            proxied = [p for p in pods["items"] if any(c["name"] == "azwi-proxy-init"
+                                                       for c in p["spec"].get("initContainers") or [])]
+            time.sleep(0.5)
+        assert proxied, "the pasted patch made no pod with the migration proxy"
+        spec = proxied[0]["spec"]
+        sidecar = next(c for c in [*(spec.get("initContainers") or []), *spec["containers"]]
+                       if c["name"] == "azwi-proxy")
+        assert "--proxy-port=8080" in sidecar["args"]
+    finally:
+        kubectl(running_lab, "-n", "finance", "annotate", "deployment", "backend", f"{inject}-", f"{port}-")
+        kubectl(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge", "-p",
+                json.dumps({"spec": {"template": {"metadata": {"annotations": {inject: None, port: None}}}}}))
+    ok(running_lab, "-n", "finance", "rollout", "status", "deployment/backend", "--timeout=60s")
