@@ -259,6 +259,9 @@ def test_each_failing_workloads_first_broken_link_and_its_fix_come_before_the_de
     assert re.findall(r'data-first-broken="([^"]+)"', first) == ["finance/backend-sa"]
     assert "<p><code>finance/backend-sa</code> · <code>federation.credential</code>: " in first and fix in html.unescape(first)
     assert re.findall(r'<tr data-check="([^"]+)" class="first-broken">', page) == ["federation.credential"]
+    # printed, the heading and its note stayed at the foot of page 1 and the blocks began page 2 (chromium
+    # --print-to-pdf of a lab run): a note keeps to what it introduces
+    assert re.search(r"p\.note \{ break-after: avoid; page-break-after: avoid; \}", page)
     passing = document | {"workloads": [w for w in document["workloads"] if w["verdict"] == "pass"]}
     assert "First broken links" not in render(passing, "md") + render(passing, "html")
     # the webhook scaled to zero by hand: every workload's probe pod is refused; the cluster's own failed check
