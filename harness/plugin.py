@@ -255,9 +255,12 @@ def _restore_sigterm(config: pytest.Config) -> None:
             del config.stash[key]
 
 
-def _refs(config: pytest.Config) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def _refs(config: pytest.Config, known: list[tuple[str, str]] | None = None
+          ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """--workload and --pod values; ``known``: harness.yaml's workloads (NS, SA), named for a --workload given
+    a ServiceAccount's name alone."""
     try:
-        workloads = [parse_ref(v, "--workload") for v in config.getoption("wi_workloads")]
+        workloads = [parse_ref(v, "--workload", known or ()) for v in config.getoption("wi_workloads")]
         pods = [parse_ref(v, "--pod") for v in config.getoption("wi_pods")]
     except BadReference as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -391,8 +394,31 @@ def _kube_target(config: pytest.Config, harness_config: HarnessConfig, config_pa
     raise pytest.UsageError(redactor.text(f"cannot use the cluster from {config_path}: {problem}"))
 
 
+def _checked_refs(config: pytest.Config) -> None:
+    """Bad references fail before a lab is started or harness.yaml is used; a --workload that names a
+    ServiceAccount alone is told harness.yaml's entries of that name, when harness.yaml can be read."""
+    try:
+        _refs(config)
+    except pytest.UsageError:
+        known = _known_workloads(config)
+        if known:
+            _refs(config, known)
+        raise
+
+
+def _known_workloads(config: pytest.Config) -> list[tuple[str, str]]:
+    given = config.getoption("wi_config")
+    if not given or config.getoption("lab"):
+        return []
+    try:
+        harness_config = load_config((Path(config.invocation_params.dir) / given).resolve())
+    except (ConfigError, OSError, ValueError):
+        return []  # its own error comes later, in its own words
+    return [(w.namespace, w.service_account) for w in harness_config.workloads]
+
+
 def _controller_session(config: pytest.Config) -> HarnessSession:
-    _refs(config)  # bad references and an unwritable report directory fail before a lab is started
+    _checked_refs(config)  # bad references and an unwritable report directory fail before a lab is started
     _check_report_dir(_report_dir(config))
     _check_junit_path(config)
     lab_only = [f"--{name.replace('_', '-')}" for name in ("lab_scenario", "lab_webhook_layout")

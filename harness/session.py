@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,13 +31,21 @@ class BadReference(ValueError):
     pass
 
 
-def parse_ref(value: str, option: str) -> tuple[str, str]:
+def parse_ref(value: str, option: str, known: Iterable[tuple[str, str]] = ()) -> tuple[str, str]:
     """``NS/NAME`` -> (ns, name), by the same rules as harness.yaml's workloads; a one-line error naming the
-    option otherwise (the value shown escaped and shortened)."""
+    option otherwise (the value shown escaped and shortened). ``known``: harness.yaml's workloads, for a name
+    given without its namespace."""
     try:
         return split_reference(value)
     except ValueError as exc:
-        raise BadReference(f"{option} '{printable(value, 80)}': {exc}{_meant_reference(value, option)}") from None
+        meant = _meant_reference(value, option) or _meant_entry(value, option, known)
+        raise BadReference(f"{option} '{printable(value, 80)}': {exc}{meant}") from None
+
+
+def _meant_entry(value: str, option: str, known: Iterable[tuple[str, str]]) -> str:
+    """A ServiceAccount's name alone (--workload backend-sa): harness.yaml's entries of that name."""
+    entries = [f"{option} {namespace}/{name}" for namespace, name in known if name == value]
+    return f"; did you mean {' or '.join(entries[:3])} (harness.yaml's workloads)?" if entries else ""
 
 
 def _meant_reference(value: str, option: str) -> str:

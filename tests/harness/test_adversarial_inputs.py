@@ -394,7 +394,10 @@ REFERENCE_CASES = [
     pytest.param(
         "--pod", "finance/backend-7d9f\n", "contains whitespace or a control character", id="pod-newline"
     ),
-    pytest.param("--workload", "backend-sa", "expected NAMESPACE/NAME", id="no-slash"),
+    pytest.param("--workload", "backend-sa", "expected NAMESPACE/NAME (lower-case DNS names), e.g. finance/backend-sa; "
+                 "did you mean --workload finance/backend-sa (harness.yaml's workloads)?", id="no-slash"),
+    pytest.param("--workload", "nobody-sa", "expected NAMESPACE/NAME (lower-case DNS names), e.g. finance/backend-sa",
+                 id="no-slash-not-in-harness-yaml"),
     pytest.param("--workload", "finance/backend/sa", "expected NAMESPACE/NAME", id="two-slashes"),
     # a federated credential's subject, NS:NAME, or several in one value: the form meant is named
     pytest.param("--workload", "system:serviceaccount:finance:backend-sa",
