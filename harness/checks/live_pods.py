@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from harness import values
 from harness.checks import remediation as fix
 from harness.checks.admission import (
     pod_security_level,
@@ -95,9 +96,10 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
     groups: dict[tuple[str, str], list[LivePod]] = {}
     for live in facts.pods:
         groups.setdefault((live.owner_kind, live.owner_name), []).append(live)
+    expected, annotation_unusable = _client_id_meant(ctx)
     for (kind, name), members in groups.items():
         problems = [p for live in members
-                    for p in pod_problems(live, annotations, sa_labels, ctx.workload.client_id, injected)]
+                    for p in pod_problems(live, annotations, sa_labels, expected, injected, annotation_unusable)]
         summary.append({"owner": f"{kind}/{name}", "pods": [_name(m.pod) for m in members],
                         "problems": sorted({p.code for p in problems})})
         for code in dict.fromkeys(p.code for p in problems):
@@ -114,10 +116,13 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
         )
     if findings:
         return warned("; ".join(f.message for f in findings), evidence, *findings)
-    return passed(
-        f"{len(facts.pods)} live pod(s) of {owners}: labelled, mutated, AZURE_CLIENT_ID matches the "
-        "ServiceAccount", evidence,
-    )
+    annotated = str(annotations.get(CLIENT_ID_ANNOTATION) or "")
+    carried = "AZURE_CLIENT_ID matches the ServiceAccount"
+    if annotation_unusable or (expected and annotated.lower() != expected.lower()):
+        which = f"the identity's {expected}" if expected else "an earlier one"
+        carried = (f"AZURE_CLIENT_ID is {which}, not the annotation's {annotated} (identity.matches says what to "
+                   "annotate: a restart before that would hand the pods the annotation's)")
+    return passed(f"{len(facts.pods)} live pod(s) of {owners}: labelled, mutated, {carried}", evidence)
 
 
 _DENIED_BY_WEBHOOK = f'admission webhook "{WEBHOOK_NAME}" denied the request'
@@ -391,13 +396,30 @@ def _template_clash(ctx: WorkloadContext, refused: RefusedController, clash: str
     )
 
 
+def _client_id_meant(ctx: WorkloadContext) -> tuple[str | None, bool]:
+    """(the client id the workload is meant to run as, the annotation names no identity at all): harness.yaml's;
+    else, when the identity read was the annotation's, the client id of the identity whose principal (object) id
+    it holds; and whether the look-up, made in full, found nothing it names (a restart would hand the pods a
+    client id Entra refuses: identity.matches says what to annotate)."""
+    if ctx.workload.client_id:
+        return ctx.workload.client_id, False
+    identity = ctx.facts.identity
+    if identity is None or not identity.configured or identity.error is not None:
+        return None, False
+    if identity.principal_of and values.is_guid(identity.principal_of.get("client_id")):
+        return str(identity.principal_of["client_id"]), False
+    return None, identity.kind is None and not identity.refused
+
+
 def pod_problems(
     live: LivePod, sa_annotations: dict[str, str], sa_labels: dict[str, str], expected: str | None = None,
-    injected: dict[str, str] | None = None,
+    injected: dict[str, str] | None = None, annotation_unusable: bool = False,
 ) -> list[Problem]:
-    """What is wrong with one live pod; ``expected`` is the client id harness.yaml names. A pod that carries it
-    while the ServiceAccount says another is not stale: the annotation is wrong (sa.client_id_annotation says so),
-    and a restart would hand the pod the wrong identity."""
+    """What is wrong with one live pod; ``expected`` is the client id harness.yaml names (or the one the
+    annotation's principal id belongs to). A pod that carries it while the ServiceAccount says another is not
+    stale: the annotation is wrong (identity.matches says so), and a restart would hand the pod the wrong
+    identity. Neither is one carrying a client id while the annotation names no identity
+    (``annotation_unusable``)."""
     pod = live.pod
     name = _name(pod)
     labels = (pod.get("metadata") or {}).get("labels") or {}
@@ -441,7 +463,8 @@ def pod_problems(
             problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has no AZURE_CLIENT_ID: "
                                     "the pod was created before the ServiceAccount was annotated"))
         elif annotated and client_id and client_id.lower() != annotated.lower():
-            if expected and client_id.lower() == expected.lower() and not preset_in_template(live, cname):
+            if not preset_in_template(live, cname) and (
+                    annotation_unusable or (expected and client_id.lower() == expected.lower())):
                 continue
             if preset_in_template(live, cname):
                 problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_CLIENT_ID="

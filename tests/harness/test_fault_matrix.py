@@ -594,12 +594,12 @@ FAULTS = {
     "principal-id-annotated": Fault(
         "kubectl: the annotation holds the identity's principal id, not its client id",
         _principal_id_annotated,
-        # the running pods' client id is now stale, and Entra knows no such client id
+        # Entra knows no such client id; the running pods carry the identity's right one, so they are not stale
+        # (a restart would hand them the principal id): the annotation is the first broken link
         expect(
             FINANCE,
-            "workload.live_pods",
+            "identity.matches",
             "SA_ANNOTATION_IS_PRINCIPAL_ID",
-            "POD_STALE_CLIENT_ID",
             "IDENTITY_NOT_FOUND",
         ),
     ),

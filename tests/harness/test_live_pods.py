@@ -17,6 +17,7 @@ from harness.commands import render_all
 from harness.config import WorkloadConfig
 from harness.facts import (
     ClusterFacts,
+    Fetched,
     IdentityFacts,
     KubeFailure,
     LivePod,
@@ -851,3 +852,27 @@ def test_a_cronjobs_job_refused_by_the_webhook_is_fixed_on_the_cronjob_not_the_j
     ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
     (finding,) = live_pods(ctx).findings
     assert finding.fix_lines()[0].startswith("# a Job's pod template cannot be changed: remove ")
+
+def test_pods_that_carry_the_identitys_client_id_are_not_stale_when_the_annotation_is_its_principal_id() -> None:
+    """By hand in the lab (whole-cluster run, no harness.yaml workloads): billing-sa's annotation overwritten with
+    its identity's principal (object) id while its pods ran with the right client id. workload.live_pods was the
+    first broken link, POD_STALE_CLIENT_ID 'restart them': pasted, the restart hands every pod the principal id,
+    which Entra refuses (AADSTS700016), an outage from a printed fix. The pods carrying the client id that
+    principal id belongs to are not stale, nor are pods carrying any client id while the annotation names no
+    identity (the look-up made in full); identity.matches fixes the annotation. An annotation that names a live
+    identity still makes older pods stale; a refused look-up proves nothing."""
+    principal, right = "17956034-dd1b-43e6-bebe-51e9bfbce260", "97b403de-0c47-425a-bb09-cb44b1b0ce50"
+    ctx = context([live(workload_pod(client_id=right), deployment())], {"azure.workload.identity/client-id": principal})
+    ctx.facts.identity = IdentityFacts(configured=True, principal_of={"kind": "managed_identity", "client_id": right,
+                                                                      "name": "billingId"})
+    outcome = live_pods(ctx)
+    assert outcome.status == PASS and f"AZURE_CLIENT_ID is the identity's {right}, not the annotation's" in \
+        outcome.message
+    ctx.facts.identity = IdentityFacts(configured=True)  # looked up in full: the annotation names nothing
+    outcome = live_pods(ctx)
+    assert outcome.status == PASS and "AZURE_CLIENT_ID is an earlier one, not the annotation's" in outcome.message
+    ctx.facts.identity = IdentityFacts(configured=True, refused=[Fetched("https://graph/x", 403)])
+    assert [f.code for f in live_pods(ctx).findings] == ["POD_STALE_CLIENT_ID"]
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity")  # the annotation's identity exists
+    (stale,) = live_pods(ctx).findings
+    assert stale.code == "POD_STALE_CLIENT_ID" and stale.fix_lines()[0].startswith("kubectl rollout restart")
