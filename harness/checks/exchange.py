@@ -23,6 +23,7 @@ from harness.checks.federation import (
     match_fic,
     service_principal_repair,
     unread_application,
+    unread_fic_name,
 )
 from harness.checks.issuer_keys import issuer_key_finding, retry_summary
 from harness.checks.live_pods import restart_workload
@@ -673,7 +674,11 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
                                    f"and subject; make one with az ad app federated-credential create --id {app_id}, "
                                    "that issuer and subject and the audience api://AzureADTokenExchange")]
         else:
-            name = free_fic_name(ctx.facts.identity.federated_credentials or [], ctx.namespace, ctx.service_account)
+            credentials = ctx.facts.identity.federated_credentials
+            # unread credentials: the refused one may hold the usual name (its subject or issuer mistyped)
+            name = (unread_fic_name(ctx.namespace, ctx.service_account, issuer)
+                    if credentials is None and code in ("FIC_ISSUER_MISMATCH", "FIC_SUBJECT_MISMATCH")
+                    else free_fic_name(credentials or [], ctx.namespace, ctx.service_account))
             remediation.append(fic_fix(ctx, "create", name, issuer))
     elif code.startswith("ISSUER_"):
         if issuer:  # the one address in question: Entra's own text does not name it

@@ -6,6 +6,7 @@ view, never a failed workload."""
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -654,6 +655,15 @@ def unread_application(ctx: WorkloadContext) -> str | None:
             and all(is_graph_call(f) for f in facts.refused)):
         return ctx.expected_client_id
     return None
+
+
+def unread_fic_name(namespace: str, service_account: str, issuer: str) -> str:
+    """A name for a new credential on an identity whose credentials the harness could not read: the usual name
+    marked with its issuer, so not the name the credential Entra refused may hold (a subject mistyped under the
+    ServiceAccount's own name: Graph refuses a taken name, 'FederatedIdentityCredential with name X already
+    exists.', and ARM's PUT would overwrite it, another cluster's credential say)."""
+    mark = hashlib.sha256(issuer.encode()).hexdigest()[:6]
+    return f"{fix.fic_name(namespace, service_account)[:113]}-{mark}"
 
 
 def free_fic_name(credentials: list[dict[str, Any]], namespace: str, service_account: str) -> str:

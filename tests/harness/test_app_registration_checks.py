@@ -4,6 +4,7 @@ facts; the app registration by hand in the lab is tests/harness/test_app_registr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 
@@ -108,3 +109,28 @@ def test_an_audience_refused_on_credentials_the_harness_cannot_read_is_updated_w
     read.facts.pod.probe = ctx.facts.pod.probe
     assert [line.split(" --parameters")[0] for line in exchange_succeeds(read).findings[0].fix_lines()] == [
         f"az ad app federated-credential update --id {CLIENT} --federated-credential-id kube"]
+
+
+def test_a_credential_made_for_credentials_the_harness_cannot_read_takes_a_name_none_holds() -> None:
+    """The harness without Application.Read.All, the app's credential named web-web-sa (the ServiceAccount's own
+    name) with its subject mistyped (system:serviceaccount:web:websa): Entra says AADSTS700213, and the printed
+    create under web-web-sa was refused ('FederatedIdentityCredential with name web-web-sa already exists.'). The
+    name now carries a mark of the issuer; a credential made where the app has none (AADSTS70025) keeps the
+    usual name."""
+    graph = Fetched(f"https://graph.microsoft.com/v1.0/applications(appId='{CLIENT}')", 403, None, "denied",
+                    "Authorization_RequestDenied")
+    mark = hashlib.sha256(ISSUER.encode()).hexdigest()[:6]
+
+    def created_name(aadsts: str) -> str:
+        ctx = context_with(IdentityFacts(configured=True, refused=[graph]))
+        assert ctx.facts.pod is not None
+        ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"client_id": CLIENT},
+                                          "error": {"kind": "entra_error", "aadsts": aadsts, "message": aadsts}}]}
+        line = exchange_succeeds(ctx).findings[0].fix_lines()[0].split("   #")[0]
+        words = shlex.split(line)
+        assert words[:6] == ["az", "ad", "app", "federated-credential", "create", "--id"], line
+        return str(json.loads(words[words.index("--parameters") + 1])["name"])
+
+    assert created_name("AADSTS700213") == f"finance-backend-sa-{mark}"
+    assert created_name("AADSTS700211") == f"finance-backend-sa-{mark}"
+    assert created_name("AADSTS70025") == "finance-backend-sa"
