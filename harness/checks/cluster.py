@@ -24,7 +24,7 @@ from harness.checks.model import (
     skipped,
     warned,
 )
-from harness.commands import Step, advice
+from harness.commands import Step, advice, render
 from harness.config import AzureConfig, ExpectConfig
 from harness.facts import ClusterFacts, Fetched
 from harness.names import (
@@ -459,15 +459,26 @@ def webhook_installed(ctx: ClusterContext) -> Outcome:
 
 
 def _remove_duplicate(ctx: ClusterContext, installs: list[WebhookInstall]) -> list[Step]:
+    """Keep one install. The two ways (the add-on turned off, the chart uninstalled) each remove a webhook, so only
+    one is printed as commands and the other as a comment: pasted as printed, the fix keeps one webhook, never
+    none. The add-on off is the printed one: it leaves the chart, a valid setup with ARM's flag false, whereas
+    helm uninstall deletes by name the cluster-scoped objects both installs share (the configuration, the
+    cluster role: Azure/azure-workload-identity#1295), which the add-on then lacks until AKS puts them back
+    (unverified: when AKS reconciles them)."""
     steps: list[Step] = [
         fix.kubectl("get", "deployment", "-A", "-l", "azure-workload-identity.io/system=true"),
         fix.helm_list_webhook(),
-        advice("keep the add-on (AKS manages it) or the chart, not both; to keep the add-on, uninstall the chart:"),
     ]
-    steps += [fix.helm_uninstall(i.release, i.namespace) for i in installs if i.kind == "chart"]
-    steps += [advice("or, to keep the chart, turn the add-on off:"),
-              fix.aks_update(ctx.azure, "--disable-workload-identity")]
-    return steps
+    charts = [fix.helm_uninstall(i.release, i.namespace) for i in installs if i.kind == "chart"]
+    if any(i.kind == "addon" for i in installs):
+        steps += [advice("keep one install, not both (a person decides); as printed, the add-on is turned off and "
+                         "the chart kept:"),
+                  fix.aks_update(ctx.azure, "--disable-workload-identity")]
+        steps += [advice("or, to keep the add-on instead (AKS manages it), uninstall the chart, not the line "
+                         f"above: {render(chart)}") for chart in charts]
+        return steps
+    return [*steps, *[advice("keep one install, uninstall the others (a person decides which): "
+                             + render(chart)) for chart in charts]]
 
 
 def webhook_failure_policy(ctx: ClusterContext) -> Outcome:

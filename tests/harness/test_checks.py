@@ -975,7 +975,13 @@ def test_add_on_and_chart_together_are_a_duplicate_though_they_share_one_configu
     finding = installed.findings[0]
     assert finding.code == "WEBHOOK_DUPLICATE" and finding.severity == "error"
     assert "kube-system" in finding.message and "azure-workload-identity-system" in finding.message
-    assert "helm uninstall -n azure-workload-identity-system workload-identity-webhook" in finding.fix_lines()
+    lines = finding.fix_lines()
+    # the two ways each remove a webhook: one is printed to run, the other as a comment, so a paste keeps one
+    runs = [line for line in lines if line.startswith(("az ", "helm uninstall"))]
+    assert len(runs) == 1 and runs[0].startswith("az aks update ") and runs[0].endswith(
+        " --disable-workload-identity"), lines
+    assert any(line.startswith("# or, to keep the add-on instead") and line.endswith(
+        "helm uninstall -n azure-workload-identity-system workload-identity-webhook") for line in lines), lines
 
 
 def test_a_chart_install_with_the_add_on_off_is_a_valid_setup() -> None:
