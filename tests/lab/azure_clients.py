@@ -1,4 +1,5 @@
-"""Test helpers shared by the Azure data-plane tests: a throwaway app registration and its credential."""
+"""Test helpers shared by the Azure data-plane tests: a throwaway app registration and its credential, and a
+throwaway vault with a reader."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import uuid
 from typing import Any
 
 from azure.identity import ClientSecretCredential
+from azure.keyvault.secrets import SecretClient
 
-from lab.azure.world import AppRegistration
+from lab.azure.world import AppRegistration, Vault
 
 
 def new_app(lab: Any, lab_thread: Any, prefix: str, role: str | None = None,
@@ -29,3 +31,24 @@ def secret_credential(lab: Any, app_and_secret: tuple[AppRegistration, str]) -> 
     app, secret = app_and_secret
     return ClientSecretCredential(lab.tenant_id, app.client_id, secret, authority=lab.authority_host,
                                   disable_instance_discovery=True)
+
+
+def vault_with_a_reader(lab: Any, lab_thread: Any, prefix: str) -> tuple[str, Vault, SecretClient]:
+    """A vault in a resource group of its own (``<prefix>-...``) holding secret db-password, and a SecretClient
+    for an app granted Key Vault Secrets User on it, the read checked: ``(resource group, vault, client)``."""
+    group, name = f"{prefix}-{uuid.uuid4().hex[:8]}", f"kv{uuid.uuid4().hex[:10]}"
+
+    def make() -> Vault:
+        lab.azure.add_resource_group(group)
+        vault = Vault(name=name, subscription_id=lab.subscription_id, resource_group=group, location="eastus",
+                      tenant_id=lab.tenant_id)
+        vault.set_secret("db-password", "s3cret-value")
+        lab.azure.vaults[name] = vault
+        return vault
+
+    vault = lab_thread.call(make).result(30)
+    reader = new_app(lab, lab_thread, prefix, "Key Vault Secrets User", vault.resource_id)
+    client = SecretClient(vault_url=lab.vault_url(name), credential=secret_credential(lab, reader),
+                          verify_challenge_resource=False)
+    assert client.get_secret("db-password").value == "s3cret-value"
+    return group, vault, client

@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 import requests
 from azure.core.exceptions import HttpResponseError
-from azure.keyvault.secrets import SecretClient
 from azure.storage.blob import BlobClient
-from azure_clients import new_app, secret_credential
+from azure_clients import new_app, secret_credential, vault_with_a_reader
 from forged_tokens import lab_token
 
-from lab.azure.world import StorageAccount, Vault
+from lab.azure.world import StorageAccount
 
 API_KEYVAULT = "2023-07-01"
 API_STORAGE = "2023-05-01"
@@ -53,21 +52,8 @@ def inner_code(error: HttpResponseError) -> str | None:
 
 
 def test_vault_network_rules_from_az_shaped_puts_reach_the_data_plane(lab, lab_thread) -> None:
-    rg, name = f"netkv-{uuid.uuid4().hex[:8]}", f"kv{uuid.uuid4().hex[:10]}"
-
-    def make() -> Vault:
-        lab.azure.add_resource_group(rg)
-        vault = Vault(name=name, subscription_id=lab.subscription_id, resource_group=rg, location="eastus",
-                      tenant_id=lab.tenant_id)
-        vault.set_secret("db-password", "s3cret-value")
-        lab.azure.vaults[name] = vault
-        return vault
-
-    vault = lab_thread.call(make).result(30)
-    app = new_app(lab, lab_thread, "net-kv", "Key Vault Secrets User", vault.resource_id)
-    client = SecretClient(vault_url=lab.vault_url(name), credential=secret_credential(lab, app),
-                          verify_challenge_resource=False)
-    assert client.get_secret("db-password").value == "s3cret-value"
+    rg, vault, client = vault_with_a_reader(lab, lab_thread, "netkv")
+    name = vault.name
     arm = Arm(lab)
     path = (f"/subscriptions/{lab.subscription_id}/resourceGroups/{rg}/providers/Microsoft.KeyVault/"
             f"vaults/{name}")

@@ -9,11 +9,8 @@ import uuid
 
 import pytest
 from azure.core.exceptions import HttpResponseError
-from azure.keyvault.secrets import SecretClient
-from azure_clients import new_app, secret_credential
+from azure_clients import vault_with_a_reader
 from test_network_rules_through_arm import API_KEYVAULT, Arm
-
-from lab.azure.world import Vault
 
 
 @pytest.fixture(autouse=True)
@@ -22,21 +19,8 @@ def _trust_the_lab(lab, monkeypatch) -> None:
 
 
 def test_a_deleted_vault_is_kept_recovered_without_its_roles_and_purged(lab, lab_thread) -> None:
-    rg, name = f"delkv-{uuid.uuid4().hex[:8]}", f"kv{uuid.uuid4().hex[:10]}"
-
-    def make() -> Vault:
-        lab.azure.add_resource_group(rg)
-        vault = Vault(name=name, subscription_id=lab.subscription_id, resource_group=rg, location="eastus",
-                      tenant_id=lab.tenant_id)
-        vault.set_secret("db-password", "s3cret-value")
-        lab.azure.vaults[name] = vault
-        return vault
-
-    vault = lab_thread.call(make).result(30)
-    app = new_app(lab, lab_thread, "del-kv", "Key Vault Secrets User", vault.resource_id)
-    client = SecretClient(vault_url=lab.vault_url(name), credential=secret_credential(lab, app),
-                          verify_challenge_resource=False)
-    assert client.get_secret("db-password").value == "s3cret-value"
+    rg, vault, client = vault_with_a_reader(lab, lab_thread, "delkv")
+    name = vault.name
     arm = Arm(lab)
     sub = f"/subscriptions/{lab.subscription_id}"
     path = f"{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}"
