@@ -115,6 +115,11 @@ def _healthy(lab: Lab) -> None:
     kube.runnable_images[PYTHON_IMAGE] = [sys.executable]
     kube.runnable_images[HARNESS_IMAGE] = [sys.executable, "-m", "harness.console"]
     kube.idle_images.update(IDLE_IMAGES)
+    # the migration proxy's images the webhook injects for inject-proxy-sidecar, which AKS's nodes pull from MCR:
+    # proxy-init sets the pod's iptables and exits, the proxy listens for the app's IMDS requests; the lab's pods
+    # have no IMDS to stand in for, so neither runs a process (proxy-init completes at once)
+    registry = kube.webhook.proxy_image_registry
+    kube.idle_images.update({f"{registry}/proxy-init", f"{registry}/proxy"})
     admin = kube.add_user("clusterAdmin_dev-kubernetes-rg_" + CLUSTER_NAME, groups=["system:masters"])
     lab.credentials["kube_admin_token"] = admin.token
 

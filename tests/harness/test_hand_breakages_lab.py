@@ -628,7 +628,7 @@ def test_a_migration_proxy_asked_for_on_the_deployment_not_its_template_is_named
     proxy-sidecar-port), then a restart: the webhook reads the pod's annotations, made from the template, so no
     azwi-proxy is injected, and the run passed without a word. Now PROXY_SIDECAR_NOT_INJECTED (a warning) with a
     merge patch of the template's annotations; pasted, the webhook injects azwi-proxy-init and azwi-proxy on port
-    8080 into the new pod. (The lab does not serve the proxy's images, so that pod stays in its image pull.)"""
+    8080 into the new pod, the rollout completes and the next run says nothing of the proxy."""
     config = str(running_lab.harness_config)
     inject, port = "azure.workload.identity/inject-proxy-sidecar", "azure.workload.identity/proxy-sidecar-port"
     before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
@@ -658,6 +658,10 @@ def test_a_migration_proxy_asked_for_on_the_deployment_not_its_template_is_named
         sidecar = next(c for c in [*(spec.get("initContainers") or []), *spec["containers"]]
                        if c["name"] == "azwi-proxy")
         assert "--proxy-port=8080" in sidecar["args"]
+        ok(running_lab, "-n", "finance", "rollout", "status", "deployment/backend", "--timeout=60s")
+        _, _, checks, workload = run_for(tmp_path / "fixed", config, "--workload", "finance/backend-sa", 0)
+        assert checks["workload.live_pods"]["status"] == "pass", checks["workload.live_pods"]
+        assert not [f for f in workload["findings"] if f["code"].startswith("PROXY_SIDECAR")]
     finally:
         kubectl(running_lab, "-n", "finance", "annotate", "deployment", "backend", f"{inject}-", f"{port}-")
         kubectl(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge", "-p",
