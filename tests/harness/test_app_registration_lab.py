@@ -28,6 +28,8 @@ from lab.bootstrap import RunningLab
 pytestmark = pytest.mark.slow
 CLIENT_ID = "azure.workload.identity/client-id"
 EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's well-known appId
+APPLICATION_READ_ALL = "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"  # Graph's app role id for Application.Read.All
 
 
 @dataclass
@@ -65,6 +67,24 @@ def trust(sh: Shell, app: App, issuer: str, namespace: str, service_account: str
             "audiences": [EXCHANGE_AUDIENCE]}
     sh.must(f"az ad app federated-credential create --id {app.app_id} --parameters "
                f"{shlex.quote(json.dumps(body))} -o none --only-show-errors")
+
+
+def harness_graph_grants(sh: Shell, info: dict[str, Any]) -> tuple[str, str, list[str]]:
+    """The harness's service principal id, the URL of its Graph app role assignments, and their ids (what an admin
+    deletes to take its consented Application.Read.All away)."""
+    principal = sh.must(f"az ad sp show --id {info['harness']['client_id']} --query id -o tsv").strip()
+    assignments = f"{info['endpoints']['graph']}/v1.0/servicePrincipals/{principal}/appRoleAssignments"
+    return principal, assignments, sh.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split()
+
+
+def give_graph_read_back(sh: Shell, principal: str, assignments: str) -> None:
+    """Application.Read.All for the harness again, for the module's other tests, unless it holds an app role
+    assignment already (a pasted fix may have granted it)."""
+    if sh.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split():
+        return
+    graph_sp = sh.must(f"az ad sp show --id {GRAPH_APP_ID} --query id -o tsv").strip()
+    body = json.dumps({"principalId": principal, "resourceId": graph_sp, "appRoleId": APPLICATION_READ_ALL})
+    sh.must(f"az rest --method POST --url {assignments} --body {shlex.quote(body)}")
 
 
 def delete_credentials(sh: Shell, app: App) -> None:
@@ -478,10 +498,7 @@ def test_the_harness_without_application_read_all_says_so_once_per_scope_and_its
     not yet supported on sovereign clouds"; the lab is a registered cloud) and which a managed identity cannot
     use; it is now Graph's own app role assignment through az rest, and pasted it repairs the view."""
     info = running_lab.info()
-    graph, harness = info["endpoints"]["graph"], info["harness"]["client_id"]
-    principal = shell.must(f"az ad sp show --id {harness} --query id -o tsv").strip()
-    assignments = f"{graph}/v1.0/servicePrincipals/{principal}/appRoleAssignments"
-    granted = shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split()
+    principal, assignments, granted = harness_graph_grants(shell, info)
     assert granted
     shell.must(*(f"az rest --method DELETE --url {assignments}/{identifier}" for identifier in granted))
     try:
@@ -493,11 +510,7 @@ def test_the_harness_without_application_read_all_says_so_once_per_scope_and_its
         assert {f["severity"] for f in document["findings"]} <= {"warning"}
         paste(shell, entry["findings"][0])
     finally:  # the harness's view back for the module's other tests, whatever the printed fix did
-        if not shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split():
-            graph_sp = shell.must("az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv").strip()
-            body = json.dumps({"principalId": principal, "resourceId": graph_sp,
-                               "appRoleId": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"})
-            shell.must(f"az rest --method POST --url {assignments} --body {shlex.quote(body)}")
+        give_graph_read_back(shell, principal, assignments)
     document, checks, entry = run(tmp_path, healthy.config_without_client_id, healthy.ref)
     assert entry["findings"] == [] and document["findings"] == [], (entry["findings"], document["findings"])
 
@@ -603,10 +616,8 @@ def test_without_graph_read_a_missing_service_principal_is_looked_for_in_deleted
     assignment no longer applies); it now says first where a deleted one is, and the person who follows that
     (list, restore) has the workload whole again."""
     info = running_lab.info()
-    graph, harness, app = info["endpoints"]["graph"], info["harness"]["client_id"], healthy.app
-    principal = shell.must(f"az ad sp show --id {harness} --query id -o tsv").strip()
-    assignments = f"{graph}/v1.0/servicePrincipals/{principal}/appRoleAssignments"
-    granted = shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split()
+    graph, app = info["endpoints"]["graph"], healthy.app
+    principal, assignments, granted = harness_graph_grants(shell, info)
     shell.must(*(f"az rest --method DELETE --url {assignments}/{identifier}" for identifier in granted),
                f"az ad sp delete --id {app.app_id}")
     try:
@@ -624,11 +635,7 @@ def test_without_graph_read_a_missing_service_principal_is_looked_for_in_deleted
         document, checks, entry = run(tmp_path, healthy.config, healthy.ref)
         assert entry["verdict"] == "pass", not_passing(checks)
     finally:
-        if not shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split():
-            graph_sp = shell.must("az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv").strip()
-            body = json.dumps({"principalId": principal, "resourceId": graph_sp,
-                               "appRoleId": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"})
-            shell.must(f"az rest --method POST --url {assignments} --body {shlex.quote(body)}")
+        give_graph_read_back(shell, principal, assignments)
 
 
 def test_without_graph_read_a_missing_credential_is_made_on_the_app_registration(
@@ -639,10 +646,8 @@ def test_without_graph_read_a_missing_credential_is_made_on_the_app_registration
     managed identity's command) for an app registration; only Graph refused the harness, so it is now the app
     registration's command, whole, and pasted it repairs the workload."""
     info = running_lab.info()
-    graph, harness, app = info["endpoints"]["graph"], info["harness"]["client_id"], healthy.app
-    principal = shell.must(f"az ad sp show --id {harness} --query id -o tsv").strip()
-    assignments = f"{graph}/v1.0/servicePrincipals/{principal}/appRoleAssignments"
-    granted = shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split()
+    app = healthy.app
+    principal, assignments, granted = harness_graph_grants(shell, info)
     names = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split()
     shell.must(*(f"az rest --method DELETE --url {assignments}/{identifier}" for identifier in granted),
                *(f"az ad app federated-credential delete --id {app.app_id} --federated-credential-id {name}"
@@ -656,11 +661,7 @@ def test_without_graph_read_a_missing_credential_is_made_on_the_app_registration
         _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
         assert entry["verdict"] == "pass", not_passing(checks)
     finally:
-        if not shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split():
-            graph_sp = shell.must("az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv").strip()
-            body = json.dumps({"principalId": principal, "resourceId": graph_sp,
-                               "appRoleId": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"})
-            shell.must(f"az rest --method POST --url {assignments} --body {shlex.quote(body)}")
+        give_graph_read_back(shell, principal, assignments)
         if not shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].name' -o tsv").split():
             trust(shell, app, info["issuer_url"], healthy.namespace, healthy.service_account, "restored")
 
@@ -669,14 +670,13 @@ def test_without_graph_read_an_audience_entra_refuses_is_set_on_the_credential_t
     healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
 ) -> None:
     """The harness without Application.Read.All, and the app's credential for the ServiceAccount updated with the
-    audience 'api://AzureADTokenExchange ' (a trailing space): Entra answers AADSTS700212. The printed create alone
-    was refused by Graph (the app already has a credential for that issuer and subject); pasted whole, the fix's
-    create is refused as its note says and its next lines set that credential's audience: the run passes."""
+    audience 'api://AzureADTokenExchange ' (a trailing space): Entra answers AADSTS700212. The printed create was
+    refused by Graph (the app already has a credential for that issuer and subject); the fix now finds that
+    credential by issuer and subject and sets its audience (a create only as a comment, for an app with none):
+    pasted as printed, the run passes and no second credential is made."""
     info = running_lab.info()
-    graph, harness, app = info["endpoints"]["graph"], info["harness"]["client_id"], healthy.app
-    principal = shell.must(f"az ad sp show --id {harness} --query id -o tsv").strip()
-    assignments = f"{graph}/v1.0/servicePrincipals/{principal}/appRoleAssignments"
-    granted = shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split()
+    app = healthy.app
+    principal, assignments, granted = harness_graph_grants(shell, info)
     name = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[0].name' -o tsv").strip()
     mistyped = json.dumps({"audiences": [EXCHANGE_AUDIENCE + " "]})
     shell.must(*(f"az rest --method DELETE --url {assignments}/{identifier}" for identifier in granted),
@@ -692,11 +692,7 @@ def test_without_graph_read_an_audience_entra_refuses_is_set_on_the_credential_t
         audiences = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[].audiences'")
         assert json.loads(audiences) == [[EXCHANGE_AUDIENCE]]  # the credential set right, no second one made
     finally:
-        if not shell.must(f"az rest --method GET --url {assignments} --query 'value[].id' -o tsv").split():
-            graph_sp = shell.must("az ad sp show --id 00000003-0000-0000-c000-000000000000 --query id -o tsv").strip()
-            body = json.dumps({"principalId": principal, "resourceId": graph_sp,
-                               "appRoleId": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30"})
-            shell.must(f"az rest --method POST --url {assignments} --body {shlex.quote(body)}")
+        give_graph_read_back(shell, principal, assignments)
         delete_credentials(shell, app)
         trust(shell, app, info["issuer_url"], healthy.namespace, healthy.service_account, "restored")
 
