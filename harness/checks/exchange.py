@@ -14,6 +14,7 @@ from harness.checks.cluster import chart_install, webhook_namespace
 from harness.checks.common import is_graph_call, missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import (
+    another_tenant,
     config_tenant,
     credential_delete,
     expected_issuer,
@@ -694,9 +695,7 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         remediation += [
             *_unknown_client_id_fix(ctx, str(evidence.get("client_id") or "")),
             *_deleted_application_lookup(ctx, str(evidence.get("client_id") or "")),
-            advice("if the identity lives in another tenant, the ServiceAccount must name that tenant:"),
-            fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, None),
-            *restart_workload(ctx),
+            *another_tenant(ctx),
         ]
     elif code == "RESOURCE_NOT_IN_TENANT":
         remediation += [

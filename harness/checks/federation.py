@@ -425,9 +425,18 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
             "identity",
             facts.note or "identity not found",
             evidence,
-            fix.find_identity_anywhere(annotated),
+            # every look-up answered: this tenant has no identity with the client id. The exchange's own
+            # AADSTS700016 finding, dropped for this one (one finding per code), asked about another tenant
+            [*fix.find_identity_anywhere(annotated), *another_tenant(ctx)],
         ),
     )
+
+
+def another_tenant(ctx: WorkloadContext) -> list[Step]:
+    """An identity registered in another tenant (an app registration there, say): Entra looks the client id up in
+    the tenant the pod asks, the ServiceAccount's tenant-id annotation, else the webhook's (AADSTS700016)."""
+    return [advice("if the identity lives in another tenant, the ServiceAccount must name that tenant:"),
+            fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, None), *restart_workload(ctx)]
 
 
 def _application_deleted(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
