@@ -106,7 +106,12 @@ def image_reference_problem(value: str) -> str | None:
 
 def counted(number: int, noun: str, plural: str | None = None) -> str:
     """``1 attempt``, ``3 attempts``: a count a person reads, with the noun in its number."""
-    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+    return f"{number} {in_number(number, noun, plural)}"
+
+
+def in_number(number: int, noun: str, plural: str | None = None) -> str:
+    """``noun`` for one, its plural (``noun`` + s unless given) for any other number."""
+    return noun if number == 1 else plural or noun + "s"
 
 
 def shorten(value: str, limit: int = DEFAULT_SHOWN) -> str:

@@ -359,8 +359,9 @@ def service_accounts_listed(ctx: InventoryContext) -> Outcome:
             evidence,
         )
     return passed(
-        f"{len(accounts)} ServiceAccount(s) in {len(namespaces)} namespace(s) carry the client-id "
-        f"annotation or the use label ({len(label_only)} the label only)",
+        f"{values.counted(len(accounts), 'ServiceAccount')} in {values.counted(len(namespaces), 'namespace')} "
+        f"{'carries' if len(accounts) == 1 else 'carry'} the client-id annotation or the use label "
+        f"({len(label_only)} the label only)",
         evidence,
     )
 
@@ -427,7 +428,7 @@ def identities_listed(ctx: InventoryContext) -> Outcome:
     }
     message = (
         f"{len(managed)} managed identit{'y' if len(managed) == 1 else 'ies'} and {len(apps)} "
-        f"application(s) trust this cluster's issuer or are named by a ServiceAccount"
+        f"{values.in_number(len(apps), 'application')} trust this cluster's issuer or are named by a ServiceAccount"
     )
     incomplete = _incomplete(ctx)
     if incomplete is not None:
@@ -640,8 +641,8 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
         evidence["wrong_identity"] = findings[0].evidence["service_accounts"]
     if not items and not findings:
         return passed(
-            f"each of the {checked} ServiceAccount(s) whose identity the harness reads has a federated "
-            "credential for this issuer and its subject",
+            f"{'the' if checked == 1 else f'each of the {checked}'} {values.in_number(checked, 'ServiceAccount')} "
+            "whose identity the harness reads has a federated credential for this issuer and its subject",
             evidence,
         )
     if items:
@@ -773,7 +774,8 @@ def no_orphaned_credentials(ctx: InventoryContext) -> Outcome:
     trusted = [c for c in ctx.credentials if c.relation is not None]
     if not orphans:
         return passed(
-            f"each of the {len(trusted)} credential(s) for this cluster's issuer names an existing "
+            f"{'the' if len(trusted) == 1 else f'each of the {len(trusted)}'} "
+            f"{values.in_number(len(trusted), 'credential')} for this cluster's issuer names an existing "
             "ServiceAccount",
             {"credentials": len(trusted)},
         )

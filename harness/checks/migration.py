@@ -296,7 +296,7 @@ def objects_removed(ctx: MigrationContext) -> Outcome:
         steps += _password_steps(ctx)
         summary = ", ".join(f"{len(names)} {kind}" for kind, names in present.items())
         passwords = sum(1 for i in ctx.facts.azure_identities.items if (i.get("spec") or {}).get("clientPassword"))
-        summary += f" (and the {passwords} Secret(s) their clientPassword names)" if passwords else ""
+        summary += f" (and the {values.counted(passwords, 'Secret')} their clientPassword names)" if passwords else ""
         leftovers.append(_finding(ctx, "POD_IDENTITY_OBJECTS_PRESENT", f"aad-pod-identity objects remain: {summary}",
                                   evidence, steps))
     found = [listed for listed in ctx.lists().values() if listed.served]
@@ -314,8 +314,9 @@ def _password_steps(ctx: MigrationContext) -> list[Step]:
              for i in ctx.facts.azure_identities.items if (i.get("spec") or {}).get("clientPassword")]
     if not found:
         return []
-    apps = ", ".join(sorted({str(client) for _, _, client in found}))
-    return [advice(f"clientPassword Secrets hold the client secret (or certificate) of app(s) {apps}, which "
+    clients = sorted({str(client) for _, _, client in found})
+    apps = f"{values.in_number(len(clients), 'app')} {', '.join(clients)}"
+    return [advice(f"clientPassword Secrets hold the client secret (or certificate) of {apps}, which "
                    "Workload ID does not use: delete them, and that credential on the app (az ad app credential "
                    "list, then az ad app credential delete --id APP_ID --key-id KEY_ID)"),
             *(fix.delete_secret(ns, name) for ns, name, _ in found)]
@@ -924,7 +925,8 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
                                    "the old identity holds no role now (taken away before the move?): grant the "
                                    "new one what the workload needs" if _roleless(ctx, row) else
                                    "it holds every role the old identity holds" if not lacking else
-                                   f"it lacks {len(lacking)} role(s) the old identity holds: grant those they need "
+                                   f"it lacks {values.counted(len(lacking), 'role')} the old identity holds: grant "
+                                   "those they need "
                                    "before this binding goes:")))
             if lacking is None:
                 if not gone and fix.list_roles(row["client_id"]) not in steps:

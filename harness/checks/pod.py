@@ -78,7 +78,7 @@ from harness.names import (
     WEBHOOK_SERVICE_ACCOUNT,
     WEBHOOK_SYSTEM_LABEL,
 )
-from harness.values import parse_quantity, printable
+from harness.values import in_number, parse_quantity, printable
 
 _WEBHOOK_HINTS = {
     400: "the webhook denied it",
@@ -610,7 +610,8 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
         )
     if evidence["containers_without_env"]:
         problems.append(
-            f"container(s) {', '.join(evidence['containers_without_env'])} got no AZURE_* env (added after the "
+            f"{in_number(len(evidence['containers_without_env']), 'container')} "
+            f"{', '.join(evidence['containers_without_env'])} got no AZURE_* env (added after the "
             "webhook ran, e.g. by another webhook?)"
         )
     annotated = ctx.annotated_client_id

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report.schema import NARROWING_FLAGS
-from harness.values import TRUNCATION_MARKER, visible
+from harness.values import TRUNCATION_MARKER, counted, visible
 
 MIGRATION_PREFIX = "migration."
 INVENTORY_PREFIX = "inventory."
@@ -56,7 +56,8 @@ def coverage_lines(rows: list[dict[str, Any]], limit: int = MAX_COVERAGE_LINES) 
     lines = [f"          coverage: {migrated} of {len(rows)} AzureIdentityBindings have their Workload ID replacement"]
     for row in rows[:limit]:
         if row["migrated"]:
-            state = f"migrated: SA {', '.join(row['service_accounts'])}, {len(row['labelled_pods'])} labelled pod(s)"
+            state = (f"migrated: SA {', '.join(row['service_accounts'])}, "
+                     f"{counted(len(row['labelled_pods']), 'labelled pod')}")
         else:
             lacks = f"lacks {', '.join(row['missing'])}" if row["missing"] else ""
             unknown = f"cannot tell {', '.join(row['unknown'])}" if row["unknown"] else ""

@@ -488,6 +488,21 @@ def test_a_client_id_pasted_in_braces_is_annotated_bare_as_the_workload_view_pri
     assert len(lines) == 2 and lines[1].startswith("kubectl rollout restart deployment -n web")
 
 
+def test_counts_are_worded_in_their_number() -> None:
+    """'1 ServiceAccount(s) in 1 namespace(s) carry': each count now says its noun in its number."""
+    two = {r.id: r.message for r in run(healthy())}
+    assert two["inventory.service_accounts"].startswith("2 ServiceAccounts in 2 namespaces carry the client-id ")
+    assert two["inventory.identities_listed"].startswith("2 managed identities and 0 applications trust ")
+    assert two["inventory.credentials_present"].startswith("each of the 2 ServiceAccounts whose identity ")
+    one = healthy()
+    one.service_accounts, one.identities = one.service_accounts[:1], one.identities[:1]
+    messages = {r.id: r.message for r in run(one)}
+    assert messages["inventory.service_accounts"].startswith("1 ServiceAccount in 1 namespace carries the client-id ")
+    assert messages["inventory.credentials_present"].startswith("the ServiceAccount whose identity the harness reads ")
+    assert messages["inventory.no_orphaned_credentials"].startswith("the credential for this cluster's issuer names ")
+    assert "(s)" not in " ".join([*two.values(), *messages.values()])
+
+
 def test_an_arm_failing_through_the_retries_is_no_missing_permission_and_no_vacuous_pass() -> None:
     """By hand in the lab (lab ctl fault arm --rate-503 1): Resource Graph answered 503 through the retries, so no
     identity was listed. The inventory said each ServiceAccount's identity was one 'which the harness cannot read'

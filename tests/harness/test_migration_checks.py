@@ -849,7 +849,7 @@ def test_a_service_principal_identitys_client_secret_secret_is_deleted_with_it()
         "type": 1, "clientID": CLIENT_PAYMENTS, "clientPassword": {"name": "batch-identity-secret", "namespace": ""}}})
     outcome = {r.id: r for r in run_migration_checks(facts, cluster, AZURE)}["migration.objects_removed"]
     finding = outcome.findings[0]
-    assert finding.message.endswith("(and the 1 Secret(s) their clientPassword names)")
+    assert finding.message.endswith("(and the 1 Secret their clientPassword names)")
     assert "kubectl delete secret -n batch batch-identity-secret --ignore-not-found" in finding.fix_lines()
     world = World.healthy()
     world.kube_objects = {"customresourcedefinitions.apiextensions.k8s.io": [crd("azureidentities")],
