@@ -61,6 +61,7 @@ def _arm_failure(ctx: ClusterContext, fetched: Fetched) -> Outcome:
             "CLUSTER_NOT_FOUND",
             fix.aks_show(ctx.azure, "-o", "json"),
             ctx.azure,
+            fix.cluster_gone(ctx.azure, fetched.code == "ResourceGroupNotFound"),
         ),
     )
 

@@ -135,6 +135,24 @@ def enable_oidc_issuer(azure: AzureConfig | None) -> Command:
                       note="restarts the API server (a short outage); ServiceAccount tokens issued from then on name "
                            "the new issuer: restart the pods that use them")
 
+def cluster_gone(azure: AzureConfig | None, group_gone: bool) -> list[Step]:
+    """ARM has no managed cluster by harness.yaml's name (404): deleted (az aks delete, or az group delete of its
+    group: ``group_gone``, ARM's ResourceGroupNotFound), or a typo. az aks show would only fail again; the clusters
+    of the subscription are listed instead. A deleted AKS cluster is not restorable, and one made again publishes
+    another OIDC issuer URL (``https://REGION.oic.prod-aks.azure.com/TENANT/UUID/``, a UUID of its own; unverified
+    that a cluster made again under the same name never gets the old one), so every federated credential that named
+    the old issuer must be made again for the new one."""
+    name, rg = cluster_name_rg(azure)
+    gone = (f"resource group {rg} is not there: deleted (az group delete) with the cluster" if group_gone
+            else f"no managed cluster {name} in resource group {rg}: deleted (az aks delete)")
+    return [advice(f"{gone}, or a typo in harness.yaml's azure.cluster_name / resource_group. A deleted AKS cluster "
+                   "is not restorable; a new one has another OIDC issuer URL: every federated credential is made "
+                   "again for it"),
+            command("az", "aks", "list", "--subscription", subscription_of(azure), "--query",
+                    "[].{name: name, resourceGroup: resourceGroup, issuer: oidcIssuerProfile.issuerUrl}", "-o",
+                    "table")]
+
+
 def aks_show(azure: AzureConfig | None, *query: str, note: str = "") -> Command:
     return command("az", "aks", "show", *cluster_location(azure), *query, note=note)
 

@@ -289,6 +289,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
                                                  d(nasty_text)),
     "identity_created": lambda d: fix.identity_created(d(st.one_of(nasty_text, st.just(IDENTITY_ID)))),
     "resource_group_create": lambda d: fix.resource_group_create(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "cluster_gone": lambda d: fix.cluster_gone(azure_of(d), d(st.booleans())),
     "app_credential_delete": lambda d: fix.app_credential_delete(d(nasty_text), d(nasty_text)),
     "app_credential_list": lambda d: fix.app_credential_list(d(nasty_text)),
     "app_credential_named": lambda d: fix.app_credential_named(d(nasty_text), d(nasty_text), d(nasty_text)),

@@ -182,3 +182,32 @@ def test_a_vault_deleted_with_the_identitys_group_is_recovered_in_the_identitys_
         "Microsoft.KeyVault/vaults/other-kv",
     ]
     assert not any("once it is there again" in line for line in lines)
+
+
+def test_a_cluster_deleted_with_its_group_is_named_and_not_asked_for_again() -> None:
+    """az group delete of the cluster's group (or az aks delete): CLUSTER_NOT_FOUND printed az aks show of the
+    cluster, which fails the same way (ResourceGroupNotFound). It now says what deleted it, that a deleted AKS
+    cluster is not restorable and one made again has another OIDC issuer (every federated credential made again),
+    and lists the subscription's clusters, in case harness.yaml names one wrongly."""
+    import time
+
+    from test_identity_checks import azure
+
+    from harness.checks.cluster import ClusterContext, oidc_issuer_enabled
+    from harness.facts import ClusterFacts, Fetched
+
+    def finding(code: str) -> tuple[str, list[str]]:
+        facts = ClusterFacts(time.time(), arm_cluster=Fetched("https://arm/aks", 404, None, "not found", code))
+        [found] = oidc_issuer_enabled(ClusterContext(facts, azure())).findings
+        assert found.code == "CLUSTER_NOT_FOUND"
+        return found.message, found.fix_lines()
+
+    _, lines = finding("ResourceGroupNotFound")
+    assert lines[0].startswith("# resource group rg is not there: deleted (az group delete) with the cluster, or a "
+                               "typo in harness.yaml's azure.cluster_name / resource_group")
+    assert "a new one has another OIDC issuer URL" in lines[0] and not lines[0].endswith("…")
+    assert lines[1] == ("az aks list --subscription 0b1f6471-1bf0-4dda-aec3-111122223333 --query "
+                        "'[].{name: name, resourceGroup: resourceGroup, issuer: oidcIssuerProfile.issuerUrl}' -o table")
+    _, lines = finding("ResourceNotFound")
+    assert lines[0].startswith("# no managed cluster aks in resource group rg: deleted (az aks delete)")
+    assert not any(line.startswith("az aks show") for line in lines)
