@@ -324,7 +324,7 @@ async def _resource_group(ctx: Ctx, method: str, name: str) -> web.Response:
             group.tags = tags
         return json_response(render.resource_group(ctx.lab, group))
     if method == "DELETE":
-        return delete_group(ctx, name)
+        return await delete_group(ctx, name)
     raise errors.method_not_allowed(method)
 
 

@@ -79,10 +79,20 @@ def operation_result(ctx: Ctx, operation_id: str) -> web.Response:
 # ---------------------------------------------------------------------------- az group delete
 
 
-def delete_group(ctx: Ctx, name: str) -> web.Response:
+async def delete_group(ctx: Ctx, name: str) -> web.Response:
     ctx.authorize(rg_scope(ctx, name), A_RG + "delete")
     group = require_group(ctx, name)
+    own = ctx.lab.extra.get("cluster") or {}
+    holds_own_cluster = any(
+        c.name.lower() == str(own.get("name")).lower() and c.resource_group.lower() == group.name.lower()
+        and c.subscription_id.lower() == group.subscription_id.lower() for c in ctx.world.clusters.values())
     remove_group(ctx, group)
+    if holds_own_cluster:
+        # the lab's own cluster went with its group: its API server goes too, as az aks stop takes it down
+        # (unverified: a deleted cluster's FQDN stops resolving, where the lab's port refuses connections)
+        from lab.outage import set_down
+
+        await set_down(ctx.lab, "kube", True)
     return _accepted(ctx, f"RESOURCEGROUPDELETIONJOB-{group.name.upper()}", group.location, "delete")
 
 

@@ -118,3 +118,28 @@ def test_az_resource_move_changes_the_ids_and_leaves_role_assignments_at_the_old
     assert again.status_code == 404 and error_of(again)[0] == "ResourceNotFound"
     other_group = arm.request("POST", move, admin, json={**body, "resources": [new_vault_id]})
     assert other_group.status_code == 400 and error_of(other_group)[0] == "ResourceNotInSourceResourceGroup"
+
+
+def test_az_group_delete_of_the_labs_own_cluster_takes_its_api_server_down(tmp_path) -> None:
+    """A lab of its own (its cluster goes): the cluster's group deleted takes the managed cluster and the node
+    resource group AKS made for it, and the API server stops answering, as after az aks stop."""
+    from lab.runtime import LabThread
+
+    running = LabThread(tmp_path / "lab", scenario="healthy")
+    running.start()
+    try:
+        own = Arm(running.lab, running)
+        admin = own.admin()
+        cluster = running.lab.extra["cluster"]
+        kube = running.lab.endpoints["kube"]
+        assert requests.get(f"{kube}/version", verify=own.ca, timeout=10).status_code in (200, 401, 403)
+        node_group = next(c.node_resource_group for c in running.lab.azure.clusters.values())
+        done = _poll(own, own.request("DELETE", f"{own.sub}/resourceGroups/{cluster['resource_group']}", admin),
+                     admin)
+        assert done.status_code == 200
+        assert running.lab.azure.clusters == {}
+        assert running.lab.azure.group(running.lab.subscription_id, node_group) is None
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{kube}/version", verify=own.ca, timeout=10)
+    finally:
+        running.stop()
