@@ -384,7 +384,6 @@ CATALOGUE: tuple[Entry, ...] = (
         "A running pod carries an AZURE_CLIENT_ID other than the annotation's (made before it changed); not "
         "when the pod carries the client id harness.yaml expects and the annotation is the wrong one.",
         "`kubectl rollout restart` the workload.",
-        "fault:principal-id-annotated",
         "unit:tests/harness/test_live_pods.py::test_a_pod_created_before_the_client_id_changed_needs_a_re"
         "start",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
