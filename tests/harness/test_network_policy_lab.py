@@ -53,6 +53,24 @@ def _entra_port(lab: RunningLab) -> int:
     return int(info["endpoints"]["entra"].rsplit(":", 1)[1].split("/")[0])
 
 
+def _paste_printed(lab: RunningLab, printed: list[str], policy: str) -> subprocess.CompletedProcess[str]:
+    """The printed kubectl line, as a person would paste it (here with the lab's kubeconfig); when the run printed
+    none (an assertion before failed), the policy deleted so that the lab is whole again."""
+    return kubectl(lab, *shlex.split(printed[0])[1:] if printed else ("delete", "networkpolicy", "-n", "finance", policy))
+
+
+def _passes_once_repaired(lab: RunningLab, tmp_path: Path, config: str, pasted: subprocess.CompletedProcess[str],
+                          policy: str) -> None:
+    """The paste worked and the next run of finance/backend-sa passes; the policy is deleted whatever happened."""
+    try:
+        assert pasted.returncode == 0, pasted.stderr
+        result, document = run_suites(tmp_path / "repaired", "--config", config, "--workload", "finance/backend-sa")
+        assert result.returncode == 0, result.stdout[-3000:]
+        assert document["verdict"] == "pass"
+    finally:
+        kubectl(lab, "delete", "networkpolicy", "-n", "finance", policy, "--ignore-not-found")
+
+
 def test_a_policy_denying_egress_to_entra_fails_the_run_and_deleting_it_repairs_it(
     running_lab: RunningLab, tmp_path: Path
 ) -> None:
@@ -79,16 +97,8 @@ def test_a_policy_denying_egress_to_entra_fails_the_run_and_deleting_it_repairs_
         assert any(line.startswith("# the blunt option") and "kubectl delete networkpolicy -n finance no-entra"
                    in line for line in blocked["remediation"]), blocked["remediation"]
     finally:
-        # the printed fix, as a person would paste it (here with the lab's kubeconfig)
-        repaired = kubectl(running_lab, *shlex.split(printed[0])[1:] if printed else
-                           ("delete", "networkpolicy", "-n", "finance", "no-entra"))
-    try:
-        assert repaired.returncode == 0, repaired.stderr
-        result, document = run_suites(tmp_path / "repaired", "--config", config, "--workload", "finance/backend-sa")
-        assert result.returncode == 0, result.stdout[-3000:]
-        assert document["verdict"] == "pass"
-    finally:
-        kubectl(running_lab, "delete", "networkpolicy", "-n", "finance", "no-entra", "--ignore-not-found")
+        repaired = _paste_printed(running_lab, printed, "no-entra")
+    _passes_once_repaired(running_lab, tmp_path, config, repaired, "no-entra")
 
 
 def test_the_egress_fault_is_a_network_policy_kubectl_shows_and_deletes(running_lab: RunningLab) -> None:
@@ -170,15 +180,8 @@ def test_a_policy_for_the_apps_labels_fails_the_run_though_the_probe_gets_throug
         assert len(printed) == 1 and f'"port":{_entra_port(running_lab)}' in printed[0], blocked["remediation"]
         assert not [line for line in blocked["remediation"] if line.startswith("kubectl delete")]
     finally:
-        patched = kubectl(running_lab, *shlex.split(printed[0])[1:] if printed else
-                          ("delete", "networkpolicy", "-n", "finance", "backend-dns-only"))
-    try:
-        assert patched.returncode == 0, patched.stderr
-        result, document = run_suites(tmp_path / "repaired", "--config", config, "--workload", "finance/backend-sa")
-        assert result.returncode == 0, result.stdout[-3000:]
-        assert document["verdict"] == "pass"
-    finally:
-        kubectl(running_lab, "delete", "networkpolicy", "-n", "finance", "backend-dns-only", "--ignore-not-found")
+        patched = _paste_printed(running_lab, printed, "backend-dns-only")
+    _passes_once_repaired(running_lab, tmp_path, config, patched, "backend-dns-only")
 
 
 def test_a_policy_for_the_probes_labels_is_named_as_blocking_the_probe_not_the_workload(
