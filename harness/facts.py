@@ -102,9 +102,10 @@ class ServiceAccountFacts:
     namespace_deleting: dict[str, Any] | None = None
     # not found: existing ServiceAccounts (NS/NAME) whose names are close to the one asked for, a typo's target
     near_names: list[str] = field(default_factory=list)
-    # not found, but a Deployment of that name is there (--workload given a Deployment's name): the ServiceAccount
-    # its pods run as; None: no such Deployment, or not read
-    deployment_runs_as: str | None = None
+    # not found, but a Deployment, StatefulSet, DaemonSet, Job or CronJob of that name is there (--workload given a
+    # controller's name): its kind and the ServiceAccount its pods run as; None: no such controller, or not read
+    controller_kind: str | None = None
+    controller_runs_as: str | None = None
 
 
 @dataclass

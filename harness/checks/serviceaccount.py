@@ -79,13 +79,14 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
                  fix.kubectl("get", "pod", "-n", fix.namespace_or(ctx.namespace),
                              fix.object_or(ctx.service_account, "<pod>"), "-o", "jsonpath={.spec.serviceAccountName}"),
                  advice(f"if ServiceAccount {where} is to be made:")]
-    if sa.deployment_runs_as is not None:  # --workload given a Deployment's name
-        also = {"deployment_runs_as": sa.deployment_runs_as}
-        runs_as = f"{ctx.namespace}/{sa.deployment_runs_as}"
-        meant = (f"; {where} is a Deployment, its pods run as ServiceAccount {sa.deployment_runs_as}: "
+    if sa.controller_runs_as is not None:  # --workload given a Deployment's (StatefulSet's, Job's ...) name
+        kind = sa.controller_kind or "controller"
+        also = {"controller_kind": kind, "controller_runs_as": sa.controller_runs_as}
+        runs_as = f"{ctx.namespace}/{sa.controller_runs_as}"
+        meant = (f"; {where} is a {kind}, its pods run as ServiceAccount {sa.controller_runs_as}: "
                  f"--workload {runs_as}")
-        steps = [advice(f"verify Deployment {where} as its ServiceAccount: --workload {runs_as} (or "
-                        f"service_account: {sa.deployment_runs_as} in harness.yaml's entry); if ServiceAccount "
+        steps = [advice(f"verify {kind} {where} as its ServiceAccount: --workload {runs_as} (or "
+                        f"service_account: {sa.controller_runs_as} in harness.yaml's entry); if ServiceAccount "
                         f"{where} is to be made:")]
     return failed(
         f"ServiceAccount {where} does not exist{meant}",

@@ -215,26 +215,43 @@ def namespace_deleting(namespace: dict[str, Any] | None) -> dict[str, Any] | Non
                            for c in conditions[:10] if isinstance(c, dict)]}
 
 
-def deployment_runs_as(api: KubeApi, namespace: str, name: str) -> str | None:
-    """The ServiceAccount the pods of Deployment NAMESPACE/NAME run as; None when there is no such Deployment or
-    it cannot be read. Listed by name (a field selector), not read: the RBAC manifests render writes grants list
-    on deployments cluster-wide and get only in the webhook's namespace."""
-    try:
-        found = api.list_namespaced("apps", "v1", "deployments", namespace, f"metadata.name={name}")
-    except KubeError:
-        return None
-    deployment = next((d for d in found if (d.get("metadata") or {}).get("name") == name), None)
-    if deployment is None:
-        return None
-    spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
-    return service_account_of(spec)
+# The controllers whose name a --workload may give for its ServiceAccount's, in the order looked for (kubectl get
+# deploy, sts, ds, jobs, cronjobs): kind, API group, plural, and the path to the spec of the pods it makes
+_CONTROLLERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    ("Deployment", "apps", "deployments", ("template",)),
+    ("StatefulSet", "apps", "statefulsets", ("template",)),
+    ("DaemonSet", "apps", "daemonsets", ("template",)),
+    ("Job", "batch", "jobs", ("template",)),
+    ("CronJob", "batch", "cronjobs", ("jobTemplate", "spec", "template")),
+)
+
+
+def controller_runs_as(api: KubeApi, namespace: str, name: str) -> tuple[str, str] | None:
+    """``(kind, ServiceAccount)`` of the Deployment, StatefulSet, DaemonSet, Job or CronJob NAMESPACE/NAME and the
+    ServiceAccount its pods run as; None when there is no such controller or none could be read. Listed by name (a
+    field selector), not read: the RBAC manifests render writes grants list on these kinds cluster-wide and get
+    only on deployments in the webhook's namespace. A kind refused is passed over, not taken for absent."""
+    for kind, group, plural, template_path in _CONTROLLERS:
+        try:
+            found = api.list_namespaced(group, "v1", plural, namespace, f"metadata.name={name}")
+        except KubeError:
+            continue
+        controller = next((c for c in found if (c.get("metadata") or {}).get("name") == name), None)
+        if controller is None:
+            continue
+        template: Any = controller.get("spec") or {}
+        for key in template_path:
+            template = (template.get(key) if isinstance(template, dict) else None) or {}
+        pod_spec = template.get("spec") if isinstance(template, dict) else None
+        return kind, service_account_of(pod_spec if isinstance(pod_spec, dict) else {})
+    return None
 
 
 def collect_service_account(
-    api: KubeApi, namespace: str, name: str, deployment_too: bool = False
+    api: KubeApi, namespace: str, name: str, controller_too: bool = False
 ) -> ServiceAccountFacts:
     """The ServiceAccount and, when it is not found, what it may have been meant as: a close name, a namespace
-    being deleted, and (``deployment_too``: a --workload or harness.yaml name) a Deployment of that name."""
+    being deleted, and (``controller_too``: a --workload or harness.yaml name) a controller of that name."""
     facts = ServiceAccountFacts(namespace=namespace, name=name)
     try:
         service_account = api.service_account(namespace, name)
@@ -249,8 +266,10 @@ def collect_service_account(
         except KubeError:
             facts.namespace_found = None  # many harness identities may not read namespaces
         facts.near_names = near_service_accounts(api, namespace, name, facts.namespace_found)
-        if deployment_too and facts.namespace_found is not False and facts.namespace_deleting is None:
-            facts.deployment_runs_as = deployment_runs_as(api, namespace, name)
+        if controller_too and facts.namespace_found is not False and facts.namespace_deleting is None:
+            controller = controller_runs_as(api, namespace, name)
+            if controller is not None:
+                facts.controller_kind, facts.controller_runs_as = controller
         return facts
     meta = service_account.get("metadata") or {}
     facts.namespace_found = True

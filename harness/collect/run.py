@@ -130,7 +130,7 @@ def collect_workloads(
     def read_service_account(workload: WorkloadConfig) -> ServiceAccountFacts:
         with LEDGER.scope(retry_scope(workload.id)):
             return collect_service_account(backend.kube, workload.namespace, workload.service_account,
-                                           deployment_too=True)
+                                           controller_too=True)
 
     service_accounts = dict(zip([w.id for w in workloads], read_all(read_service_account, workloads), strict=True))
     # the identities to look up by client id, in a few Resource Graph queries rather than one per workload

@@ -85,31 +85,49 @@ def test_the_finding_names_the_service_account_meant_before_creating_the_one_ask
     assert finding.fix_lines()[0] == "kubectl create serviceaccount -n finance zzz"
 
 
-def test_a_deployments_name_given_as_the_workload_names_the_service_account_it_runs_as() -> None:
-    """--workload orders/orders-api (the Deployment, as kubectl get deploy lists it): its ServiceAccount is what
-    to verify, not a new ServiceAccount of the Deployment's name."""
+def test_a_controllers_name_given_as_the_workload_names_the_service_account_it_runs_as() -> None:
+    """--workload orders/orders-api (the Deployment, as kubectl get deploy lists it), or the name of a StatefulSet,
+    DaemonSet, Job or CronJob: its ServiceAccount is what to verify, not a new ServiceAccount of the controller's
+    name. Each kind is listed by name, as the RBAC manifests render writes allows (list, no get)."""
+    templates = {  # (group, plural) -> name -> the pod spec's path from the object's spec, and the pod spec
+        ("apps", "deployments"): {"orders-api": {"template": {"spec": {"serviceAccountName": "orders-sa"}}},
+                                  "worker": {"template": {"spec": {}}}},  # names none: runs as default
+        ("apps", "statefulsets"): {"ledger": {"template": {"spec": {"serviceAccountName": "ledger-sa"}}}},
+        ("apps", "daemonsets"): {"node-agent": {"template": {"spec": {"serviceAccount": "agent-sa"}}}},
+        ("batch", "jobs"): {"migrate": {"template": {"spec": {"serviceAccountName": "migrate-sa"}}}},
+        ("batch", "cronjobs"): {"nightly": {"jobTemplate": {"spec": {"template": {"spec": {
+            "serviceAccountName": "batch-sa"}}}}}},
+    }
 
-    class WithDeployment(Cluster):
-        """Deployments as the RBAC manifests render writes lets the harness see them: listed, never read (get)."""
+    class WithControllers(Cluster):
+        """Controllers as the RBAC manifests render writes lets the harness see them: listed, never read (get)."""
 
         def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
                             field_selector: str = "") -> list[dict[str, Any]]:
-            self._refused("deployments")
-            assert (group, version, plural) == ("apps", "v1", "deployments")
+            self._refused(plural)
+            assert version == "v1" and field_selector.startswith("metadata.name=")
             name = field_selector.removeprefix("metadata.name=")
-            spec = {"serviceAccountName": "orders-sa"} if name == "orders-api" else {}  # none: runs as default
-            return [{"metadata": {"name": name}, "spec": {"template": {"spec": spec}}}] \
-                if name in ("orders-api", "worker") else []
+            found = templates[(group, plural)].get(name)
+            return [] if found is None else [{"metadata": {"name": name}, "spec": found}]
 
-    def read(name: str, refuse: tuple[str, ...] = (), deployment_too: bool = True) -> ServiceAccountFacts:
-        return collect_service_account(WithDeployment(CLUSTER, refuse), "orders", name,  # type: ignore[arg-type]
-                                       deployment_too=deployment_too)
+    def read(name: str, refuse: tuple[str, ...] = (), controller_too: bool = True) -> ServiceAccountFacts:
+        return collect_service_account(WithControllers(CLUSTER, refuse), "orders", name,  # type: ignore[arg-type]
+                                       controller_too=controller_too)
 
-    assert read("orders-api").deployment_runs_as == "orders-sa"
-    assert read("worker").deployment_runs_as == "default"
-    assert read("nothing").deployment_runs_as is None
-    assert read("orders-api", refuse=("deployments",)).deployment_runs_as is None  # refused: as before
-    assert read("orders-api", deployment_too=False).deployment_runs_as is None  # --pod's ServiceAccount: not read
+    def runs_as(facts: ServiceAccountFacts) -> tuple[str | None, str | None]:
+        return facts.controller_kind, facts.controller_runs_as
+
+    assert runs_as(read("orders-api")) == ("Deployment", "orders-sa")
+    assert runs_as(read("worker")) == ("Deployment", "default")
+    assert runs_as(read("ledger")) == ("StatefulSet", "ledger-sa")
+    assert runs_as(read("node-agent")) == ("DaemonSet", "agent-sa")  # the deprecated serviceAccount field
+    assert runs_as(read("migrate")) == ("Job", "migrate-sa")
+    assert runs_as(read("nightly")) == ("CronJob", "batch-sa")
+    assert runs_as(read("nothing")) == (None, None)
+    assert runs_as(read("orders-api", refuse=("deployments",))) == (None, None)  # refused: as before
+    # one kind refused is no answer for the others
+    assert runs_as(read("ledger", refuse=("deployments",))) == ("StatefulSet", "ledger-sa")
+    assert runs_as(read("orders-api", controller_too=False)) == (None, None)  # --pod's ServiceAccount: not read
     finding = _check(read("orders-api"))
     assert finding.code == "SA_NOT_FOUND"
     assert finding.message == ("ServiceAccount orders/orders-api not found; orders/orders-api is a Deployment, its "
@@ -119,6 +137,11 @@ def test_a_deployments_name_given_as_the_workload_names_the_service_account_it_r
         "service_account: orders-sa in harness.yaml's entry); if ServiceAccount orders/orders-api is to be made:",
         "kubectl create serviceaccount -n orders orders-api",
     ]
+    finding = _check(read("nightly"))
+    assert finding.message == ("ServiceAccount orders/nightly not found; orders/nightly is a CronJob, its pods run as "
+                               "ServiceAccount batch-sa: --workload orders/batch-sa")
+    assert finding.fix_lines()[0].startswith("# verify CronJob orders/nightly as its ServiceAccount: --workload "
+                                             "orders/batch-sa (or service_account: batch-sa in harness.yaml's entry)")
 
 
 def test_a_pods_name_given_as_the_workload_names_the_pod_option_before_creating_a_service_account() -> None:
