@@ -26,6 +26,9 @@ DEFAULT_EXPIRATION = 3600
 
 # KubeFailure.reason (status 0) when the API server answered with a TLS certificate the kubeconfig's CA does not sign
 UNTRUSTED_CERTIFICATE = "CertificateUntrusted"
+# in a Fetched NETWORK_ERROR's text when the host answered with a certificate the harness could not verify
+# (collect.arm_api network_failure_cause)
+UNVERIFIED_CERTIFICATE = "TLS certificate verification failed"
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "wi-harness"

@@ -15,13 +15,16 @@ from harness.checks.common import missing_probe_step
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import (
     EGRESS_KINDS,
+    UNVERIFIED_TLS,
     describe_exchange_error,
     egress_fix,
+    proxy_ca_steps,
     refused_note,
     service_timeout,
     service_unavailable,
     slow_service,
     unavailable_status,
+    untrusted_answer,
 )
 from harness.checks.federation import principal_id_of
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
@@ -361,6 +364,9 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         service = "Key Vault" if check.kind == "keyvault_secret" else "Storage"
         finding = service_timeout(service, url, error, retries, "access", evidence)
         return failed(f"{what}: {finding.message}", evidence, finding)
+    elif kind == UNVERIFIED_TLS:  # it answered: no network rule is at fault, the certificate is
+        code, message = "EGRESS_BLOCKED", f"{untrusted_answer(str(step.get('target')))}: {error.get('message')}"
+        remediation = [*fix.egress_test(ctx.namespace, str(step.get("target")), None)[:1], *proxy_ca_steps(ctx)]
     elif kind in EGRESS_KINDS or kind.startswith("tls"):
         code, message = "EGRESS_BLOCKED", (f"the pod cannot reach {step.get('target')}: {error.get('message')}"
                                            f"{refused_note(error, evidence.get('retries'))}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from harness.checks.model import ERROR, Finding, Outcome, failed
 from harness.commands import Command, Step, advice
 from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, ClusterFacts, Fetched, KubeFailure
+from harness.names import UNTRUSTED_CERTIFICATE, UNVERIFIED_CERTIFICATE
 
 
 def is_graph_call(fetched: Fetched) -> bool:
@@ -49,7 +51,16 @@ def kube_failure_finding(
     """Why the API server did not let the harness ``action``: unreachable (status 0), unauthenticated (401),
     forbidden (403, with the ``kubectl auth can-i`` that tells about RBAC) or another refusal."""
     evidence: dict[str, Any] = {"error": asdict(error), "server": cluster.server, "context": cluster.context}
-    if error.status == 0:
+    if error.status == 0 and error.reason == UNTRUSTED_CERTIFICATE:  # it answered: its certificate is the matter
+        return Finding(
+            "KUBE_UNREACHABLE",  # no connection to use: as unreachable as a refused one, for another reason
+            ERROR,
+            layer,
+            f"could not {action}: {error.message}",
+            evidence,
+            _untrusted_api_server_steps(cluster, azure),
+        )
+    if error.status == 0:  # the collector's message names the API server and why no answer came
         power = power_state(cluster)
         stopped = power == "Stopped"
         if power:
@@ -60,18 +71,19 @@ def kube_failure_finding(
             "KUBE_UNREACHABLE",
             ERROR,
             layer,
-            f"could not {action}: {why}the API server {cluster.server or ''} did not answer: {error.message}",
+            f"could not {action}: {why}{error.message}",
             evidence,
             fix.kube_unreachable(cluster.context, azure, stopped=stopped),
         )
     if error.status == 401:
+        refused, steps = _refused_credentials(cluster, azure)
         return Finding(
             "KUBE_UNAUTHORIZED",
             ERROR,
             layer,
-            f"could not {action}: the API server refused the kubeconfig's credentials: {error.message}",
-            evidence,
-            fix.kube_credentials(azure),
+            f"could not {action}: the API server refused {refused}: {error.message}",
+            {**evidence, "credential": kube_credential(cluster)} if kube_credential(cluster) else evidence,
+            steps,
         )
     if error.status == 403:
         return Finding(
@@ -97,6 +109,64 @@ def power_state(cluster: ClusterFacts) -> str | None:
     body = (cluster.arm_cluster.body if cluster.arm_cluster else None) or {}
     code = ((body.get("properties") or {}).get("powerState") or {}).get("code")
     return code if isinstance(code, str) else None
+
+
+def kube_credential(cluster: ClusterFacts) -> dict[str, Any]:
+    """How the kubeconfig's user signs in (collect.kube_api credential_source, kept beside the SelfSubjectReview's
+    user): {kind, user, service_account, expires_at, kubeconfig}; {} when not told."""
+    credential = (cluster.run_by_kubernetes or {}).get("credential")
+    return credential if isinstance(credential, dict) else {}
+
+
+def kubeconfig_file(cluster: ClusterFacts) -> str | None:
+    """harness.yaml's cluster.kubeconfig (the file the run read, which a printed fix must write); None: the
+    shell's own ($KUBECONFIG, ~/.kube/config)."""
+    path = kube_credential(cluster).get("kubeconfig")
+    return path if isinstance(path, str) and path else None
+
+
+def _refused_credentials(cluster: ClusterFacts, azure: AzureConfig | None) -> tuple[str, list[Step]]:
+    """What the API server refused (a static token in the kubeconfig is not an Entra sign-in: az and kubelogin do
+    not renew it) and how to get credentials it takes, written into the kubeconfig the harness reads."""
+    source = kube_credential(cluster)
+    user = source.get("user")
+    kubeconfig = kubeconfig_file(cluster)
+    written = fix.kube_credentials(azure, kubeconfig, cluster.context)
+    if source.get("kind") not in ("token", "tokenFile"):
+        return "the kubeconfig's credentials", written
+    where = kubeconfig or "the kubeconfig"
+    held = f"the file {source.get('file')} names" if source.get("kind") == "tokenFile" else f"{where} holds"
+    what = f"the static bearer token {held} for user {user}"
+    account = str(source.get("service_account") or "")
+    expires = source.get("expires_at")
+    if account:
+        what += f" (ServiceAccount {account}"
+        if isinstance(expires, int) and expires <= cluster.collected_at:
+            what += f", expired {datetime.fromtimestamp(expires, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')})"
+        else:
+            what += ": revoked, its ServiceAccount or Secret deleted, or another cluster's)"
+    if not account:
+        return what, [advice(f"a static token is not renewed by az or kubelogin: get a new one from whoever issued "
+                             f"it and set it with kubectl config set-credentials {user or '<user>'} --token ..."),
+                      written[0]]
+    namespace, name = account.split("/", 1)
+    steps: list[Step] = [*fix.new_service_account_token(namespace, name, user, kubeconfig)]
+    if source.get("kind") == "tokenFile":
+        steps = [steps[0], advice(f"write $TOKEN into {source.get('file')} (the user's tokenFile)")]
+    return what, [*steps, advice("or use your own AKS credentials instead of the token:"), written[0]]
+
+
+def _untrusted_api_server_steps(cluster: ClusterFacts, azure: AzureConfig | None) -> list[Step]:
+    """The API server answered with a certificate the kubeconfig's CA does not sign: kubectl shows the same x509
+    error; the kubeconfig written again holds the cluster's CA as it is now (after az aks rotate-certs)."""
+    return [
+        fix.kubectl(*(("--context", cluster.context) if cluster.context else ()), "cluster-info",
+                    note="the same x509 error from kubectl? then the kubeconfig's CA is not the cluster's"),
+        fix.kube_credentials(azure, kubeconfig_file(cluster), cluster.context)[0],
+        advice("if a TLS-inspecting proxy sits between this machine and the API server, exempt the API server's "
+               "host from its inspection (or run from a network without it): the kubeconfig's CA cannot vouch for "
+               "the proxy's certificate"),
+    ]
 
 
 # The API server's refusal by RBAC (k8s.io/apiserver endpoints/handlers/responsewriters/errors.go forbiddenMessage):
@@ -131,11 +201,14 @@ def arm_failure_finding(
     evidence = {"url": fetched.url, "status": fetched.status, "code": fetched.code, "error": fetched.error}
     if fetched.code == NETWORK_ERROR:
         host = fetched.host or "the Azure endpoint"
+        reached = (f"{host} answered with a TLS certificate the harness could not verify (a proxy re-signing TLS "
+                   "on the way, or a CA azure.ca_file lacks)" if UNVERIFIED_CERTIFICATE in str(fetched.error)
+                   else f"the harness could not reach {host}")
         return Finding(
             "AZURE_UNREACHABLE",
             ERROR,
             "harness",
-            f"{what}: the harness could not reach {host}: {fetched.error}",
+            f"{what}: {reached}: {fetched.error}",
             {**evidence, "host": host},
             azure_unreachable(host, str(fetched.error), azure),
         )
@@ -281,7 +354,8 @@ def azure_unreachable(host: str, cause: str, azure: AzureConfig | None) -> list[
                 else f"azure.ca_file ({ca_file}) does not hold the CA that signed {host}'s certificate"
             )
         )
-    steps.append(advice("behind a proxy: export HTTPS_PROXY (and NO_PROXY for the cluster) before the run"))
+    if UNVERIFIED_CERTIFICATE not in cause:  # something answered: the path is there, its certificate is the matter
+        steps.append(advice("behind a proxy: export HTTPS_PROXY (and NO_PROXY for the cluster) before the run"))
     return steps
 
 

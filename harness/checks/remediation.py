@@ -231,10 +231,46 @@ def kube_unreachable(context: str | None, azure: AzureConfig | None, stopped: bo
     ]
 
 
-def kube_credentials(azure: AzureConfig | None) -> list[Step]:
+def kubeconfig_name(value: str | None, placeholder: str) -> str:
+    """A kubeconfig entry's name (any printable text: clusterUser_RG_NAME) as one argument, never one an option
+    parser would take for a flag."""
+    if not value or value.startswith("-") or values.printable(value) != value:
+        return placeholder
+    return value
+
+
+def get_credentials(azure: AzureConfig | None, kubeconfig: str | None = None, context: str | None = None) -> Command:
+    """The cluster's kubeconfig entry written again, into the file and context the harness reads (harness.yaml's
+    cluster.kubeconfig and the context it used): without --file, az writes $KUBECONFIG's first file or
+    ~/.kube/config (azure-cli acs/custom.py aks_get_credentials), not the file the run read."""
+    where = ("--file", kubeconfig) if kubeconfig and not kubeconfig.startswith("-") else ()
+    named = ("--context", kubeconfig_name(context, "")) if context != "in-cluster" and kubeconfig_name(context, "") \
+        else ()
+    return command("az", "aks", "get-credentials", *cluster_location(azure), *where, *named, "--overwrite-existing")
+
+
+def kube_credentials(azure: AzureConfig | None, kubeconfig: str | None = None,
+                     context: str | None = None) -> list[Step]:
     return [
-        command("az", "aks", "get-credentials", *cluster_location(azure), "--overwrite-existing"),
-        command("kubelogin", "convert-kubeconfig", "-l", "azurecli", note="Entra-integrated clusters"),
+        get_credentials(azure, kubeconfig, context),
+        command("kubelogin", "convert-kubeconfig", "-l", "azurecli",
+                *(("--kubeconfig", kubeconfig) if kubeconfig and not kubeconfig.startswith("-") else ()),
+                note="Entra-integrated clusters"),
+    ]
+
+
+def new_service_account_token(namespace: str, service_account: str, user: str | None,
+                              kubeconfig: str | None) -> list[Step]:
+    """A new bound token for the ServiceAccount a kubeconfig's static token was issued to, into that user entry:
+    asked with credentials that work (the refused ones cannot), captured, never printed. The API server may cut
+    --duration to its --service-account-max-token-expiration."""
+    return [
+        kubectl("create", "token", object_or(service_account, "<sa>"), "-n", namespace_or(namespace),
+                "--duration", "24h", capture="TOKEN",
+                note="with a kubeconfig whose credentials this cluster still accepts (not the refused one)"),
+        kubectl("config", "set-credentials", kubeconfig_name(user, "<user>"),
+                "--token", Var("TOKEN"),
+                *(("--kubeconfig", kubeconfig) if kubeconfig and not kubeconfig.startswith("-") else ())),
     ]
 
 

@@ -22,6 +22,7 @@ from harness.collect.caller import identity_claims
 from harness.collect.retrying import mount_retries
 from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, SLOW_ERROR, Fetched
+from harness.names import UNVERIFIED_CERTIFICATE
 
 
 class ArmGet(Protocol):
@@ -37,7 +38,7 @@ _MAX_REASON = 160
 _NETWORK_TEXTS = (
     (
         re.compile(r"CERTIFICATE_VERIFY_FAILED|certificate verify failed", re.IGNORECASE),
-        "TLS certificate verification failed",
+        UNVERIFIED_CERTIFICATE,
     ),
     (
         re.compile(
@@ -139,7 +140,8 @@ class RequestsArm:
                     url,
                     None,
                     None,
-                    f"the harness could not get an {self._service} token: {credential_failure_text(exc)}"
+                    f"the harness could not get an {self._service} token: "
+                    f"{discovery_throttled(exc) or credential_failure_text(exc)}"
                     + workload_identity_login(self._own_client_id),
                     CREDENTIAL_ERROR,
                     self._authority_host,  # the service that refused or failed it, for Entra's own 5xx
@@ -205,6 +207,22 @@ def credential_failure_text(exc: BaseException) -> str:
     return f"{head.rstrip('.')}: {'; '.join(reasons)}" if reasons else head
 
 
+# MSAL's tenant_discovery (msal/authority.py) for any 4xx of the tenant's OpenID configuration; its caller then
+# raises "Unable to get authority configuration for ...", the words of an unknown tenant, with this as its context
+_DISCOVERY_REFUSED_RE = re.compile(r"OIDC Discovery failed on \S+?\.? HTTP status: (\d{3})")
+
+
+def discovery_throttled(exc: BaseException) -> str:
+    """What happened, when what MSAL words as an unknown tenant was Entra throttling the tenant's OIDC discovery
+    request (a 429 in the chain): the tenant is fine, the service asked to wait; "" otherwise."""
+    for link in _exception_chain(exc):
+        found = _DISCOVERY_REFUSED_RE.search(str(link))
+        if found is not None and found.group(1) == "429":
+            return ("Entra answered the tenant's OIDC discovery request with HTTP Error: 429 (throttled; MSAL words "
+                    "it 'Unable to get authority configuration', which here does not mean an unknown tenant)")
+    return ""
+
+
 def workload_identity_login(own_client_id: str | None = None) -> str:
     """Where the harness itself logs in through Workload ID (the in-cluster Job: the webhook's
     AZURE_FEDERATED_TOKEN_FILE and AZURE_CLIENT_ID): the client, and the projected token's issuer and subject (read,
@@ -250,7 +268,7 @@ def network_failure_cause(exc: BaseException) -> str | None:
     (an answer from Entra, a bad secret). Read from the exception chain, else from its text."""
     for link in _exception_chain(exc):
         if isinstance(link, ssl.SSLCertVerificationError):
-            return f"TLS certificate verification failed: {link.verify_message or link.reason}"
+            return f"{UNVERIFIED_CERTIFICATE}: {link.verify_message or link.reason}"
         if isinstance(link, socket.gaierror):
             return f"the host name could not be resolved (DNS): {link.strerror or link}"
         if isinstance(link, ssl.SSLError):

@@ -17,7 +17,15 @@ CALLER_CLAIMS = ("appid", "azp", "oid", "upn", "unique_name", "name", "tid", "id
 
 def kubernetes_user(kube: KubeApi) -> dict[str, Any]:
     """``{username, uid, groups}`` from a SelfSubjectReview, or ``{error}`` when the API server refused it (a
-    cluster before Kubernetes 1.28 has no authentication.k8s.io/v1 SelfSubjectReview)."""
+    cluster before Kubernetes 1.28 has no authentication.k8s.io/v1 SelfSubjectReview); with ``credential``, how
+    the kubeconfig's user signs in (collect.kube_api credential_source, never the token), when the client says."""
+    source = getattr(kube, "credential_source", None)  # the official client's; a test's backend may have none
+    credential = source() if callable(source) else None
+    found = _reviewed_user(kube)
+    return {**found, "credential": credential} if credential else found
+
+
+def _reviewed_user(kube: KubeApi) -> dict[str, Any]:
     try:
         review = kube.self_subject_review()
     except KubeError as exc:

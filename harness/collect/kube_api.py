@@ -515,6 +515,8 @@ class OfficialKubeApi:
         except KubeconfigProblem:
             return {}
         source: dict[str, Any] = {"user": user_name}
+        if self._kubeconfig is not None:  # harness.yaml's cluster.kubeconfig: the file a printed fix writes
+            source["kubeconfig"] = str(self._kubeconfig)
         if isinstance(user.get("token"), str) and user["token"]:
             source.update(kind="token", **_service_account_claims(user["token"]))
         elif isinstance(user.get("tokenFile"), str):

@@ -454,7 +454,8 @@ def test_an_unreachable_api_server_is_a_finding_and_the_report_is_still_written(
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert "Traceback" not in result.stdout.str()
     result.stdout.fnmatch_lines(
-        ["*[[]KUBE_UNREACHABLE[]]*did not answer*", "*fix: kubectl --context fake cluster-info"]
+        ["*[[]KUBE_UNREACHABLE[]]*: no answer from the API server https://127.0.0.1:*",
+         "*fix: kubectl --context fake cluster-info"]
     )
     doc = run_json(pytester)
     assert doc["verdict"] == "fail"
