@@ -781,6 +781,17 @@ def _heal_deleted_secret(w: World) -> None:
     _drop_made(w)
 
 
+def _grant_back(w: World, saved: list[tuple[str, str, str]]) -> None:
+    """Each (scope, role id, principal) taken off ``saved`` granted again, unless it is held already (a printed fix
+    may have granted it back)."""
+    while saved:
+        scope, role, principal = saved.pop()
+        held = {(a["properties"]["scope"].lower(), a["properties"]["roleDefinitionId"].rsplit("/", 1)[-1])
+                for a in w.assignments(principal)}
+        if (scope.lower(), role) not in held:
+            w.person.grant(scope, role, principal)
+
+
 VAULT_ROLES: list[tuple[str, str, str]] = []  # (scope, role id, principal) at finance-kv before its deletion
 
 
@@ -804,12 +815,7 @@ def _heal_deleted_vault(w: World) -> None:
         w.person.arm("PUT", w.finance_kv, VAULT_API, {"location": "eastus", "properties": {
             "tenantId": w.person.info["tenant_id"], "sku": {"family": "A", "name": "standard"},
             "createMode": "recover"}})
-    while VAULT_ROLES:
-        scope, role, principal = VAULT_ROLES.pop()
-        held = {(a["properties"]["scope"].lower(), a["properties"]["roleDefinitionId"].rsplit("/", 1)[-1])
-                for a in w.assignments(principal)}
-        if (scope.lower(), role) not in held:
-            w.person.grant(scope, role, principal)
+    _grant_back(w, VAULT_ROLES)
 
 
 SHARED_VAULT = "shared-kv"
@@ -911,12 +917,7 @@ def _blind_harness_and_no_role(w: World) -> None:
 
 def _heal_harness_roles(w: World) -> None:
     """The harness's roles as they were (ARM_QUERY_FAILED's printed fix may have granted some back)."""
-    while HARNESS_ROLES:
-        scope, role, principal = HARNESS_ROLES.pop()
-        held = {(a["properties"]["scope"].lower(), a["properties"]["roleDefinitionId"].rsplit("/", 1)[-1])
-                for a in w.assignments(principal)}
-        if (scope.lower(), role) not in held:
-            w.person.grant(scope, role, principal)
+    _grant_back(w, HARNESS_ROLES)
     w.heal_roles()
 
 
