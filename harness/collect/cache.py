@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from harness.collect.arm_api import ArmGet
+from harness.collect.retrying import LEDGER
 from harness.facts import Fetched
 
 # ARM's read bucket is 250 per subscription, principal and region, refilled at 25 a second (learn.microsoft.com,
@@ -89,7 +90,8 @@ def read_all(function: Callable[[T], R], items: Iterable[T], workers: int = WORK
     if len(listed) <= 1 or workers <= 1:
         return [function(item) for item in listed]
     with ThreadPoolExecutor(max_workers=min(workers, len(listed)), thread_name_prefix="wi-read") as pool:
-        futures = [pool.submit(function, item) for item in listed]
+        counted = LEDGER.carried(function)  # its retries count for the caller's scope (a workload, the inventory)
+        futures = [pool.submit(counted, item) for item in listed]
         try:
             return [future.result() for future in futures]
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM: start nothing more, let the running end

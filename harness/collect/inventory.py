@@ -31,6 +31,7 @@ from harness.collect.graph import application_of_object_id, deleted_item
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.migration import pod_summary
 from harness.collect.pages import list_all
+from harness.collect.retrying import LEDGER
 from harness.config import AzureConfig
 from harness.facts import (
     CREDENTIAL_ERROR,
@@ -519,8 +520,8 @@ def collect_inventory(
     # and the role definitions it names are read beside the identities (the run's cache hands them over)
     everyone = len(named) > ROLE_LISTS_AT_MOST
     principals: Future[set[str]] = Future()
-    prefetch = threading.Thread(target=_prefetch_roles, args=(arm, azure.subscription_id, principals),
-                                name="wi-read-roles", daemon=True)
+    prefetch = threading.Thread(target=LEDGER.carried(_prefetch_roles),
+                                args=(arm, azure.subscription_id, principals), name="wi-read-roles", daemon=True)
     if everyone:
         prefetch.start()
     try:
@@ -552,7 +553,8 @@ def collect_inventory(
         except BaseException as exc:  # raised below, in the caller's thread
             apps_read.set_exception(exc)
 
-    apps_thread = threading.Thread(target=read_applications, name="wi-read-applications", daemon=True)
+    apps_thread = threading.Thread(target=LEDGER.carried(read_applications), name="wi-read-applications",
+                                   daemon=True)
     apps_thread.start()
     try:
         identities = read_all(managed, rows)

@@ -89,6 +89,17 @@ class RetryLedger:
         finally:
             self._local.scope = outer
 
+    def carried(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function`` counting its retries for the scope open in this thread when it is made: what a pool or
+        thread started within a scope runs (a thread has its own scope, none at first)."""
+        name = getattr(self._local, "scope", None)
+
+        def in_scope(*args: Any, **kwargs: Any) -> Any:
+            with self.scope(name):
+                return function(*args, **kwargs)
+
+        return in_scope
+
     def scoped(self, name: str) -> dict[str, int]:
         """``{service: retries}`` made within ``name``'s scopes."""
         with self._lock:

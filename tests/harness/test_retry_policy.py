@@ -158,6 +158,25 @@ def test_retries_made_for_a_workload_are_counted_for_it_and_in_its_checks_eviden
                         "access.keyvault:finance-kv/db-password": {"arm": 2}}
 
 
+def test_retries_in_a_pool_or_thread_started_within_a_scope_count_for_it() -> None:
+    """The inventory reads identities in a pool (collect/cache.py read_all) and Graph's applications in a thread:
+    their retries were counted for no section (a thread has its own scope, none at first). Carried, they count for
+    the scope open where the pool or thread was started."""
+    from harness.collect.cache import read_all
+    from harness.collect.retrying import LEDGER
+
+    ledger = RetryLedger()
+    with ledger.scope("run-1 inventory"):
+        read_all(ledger.carried(lambda n: ledger.record("arm", "GET", f"https://arm/{n}", "HTTP 503")), [1, 2, 3])
+        thread = threading.Thread(target=ledger.carried(ledger.record), args=("graph", "GET", "https://g/", "HTTP 429"))
+        thread.start()
+        thread.join()
+    assert ledger.scoped("run-1 inventory") == {"arm": 3, "graph": 1}
+    with LEDGER.scope("run-2 inventory"):  # the run's pool carries its caller's scope by itself
+        read_all(lambda n: LEDGER.record("graph", "GET", f"https://graph/{n}", "HTTP 429"), [1, 2])
+    assert LEDGER.scoped("run-2 inventory") == {"graph": 2}
+
+
 def test_an_arm_slower_than_its_read_timeout_is_named_slow_and_not_asked_again(
     server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
