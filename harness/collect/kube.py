@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from typing import Any
 
 from harness.checks.podspec import service_account_of
@@ -94,6 +95,25 @@ def collect_webhook(
 WEBHOOK_CONFIG_KEYS = ("AZURE_TENANT_ID", "AZURE_ENVIRONMENT")
 
 
+def _namespaces_of(deployments: list[dict[str, Any]]) -> list[str]:
+    """The namespaces the webhook's Deployments are in, each once, in their order."""
+    return [ns for ns in dict.fromkeys(str((d.get("metadata") or {}).get("namespace") or "") for d in deployments)
+            if ns]
+
+
+def _webhook_pods(api: KubeApi, deployments: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(namespace, pod) of each of the webhook's pods not being deleted, namespace by namespace of its
+    Deployments. Best effort: a namespace whose pods the harness may not list gives none."""
+    for namespace in _namespaces_of(deployments):
+        try:
+            pods, _ = api.list_pods(namespace, WEBHOOK_POD_SELECTOR)
+        except KubeError:
+            continue
+        for pod in pods:
+            if not (pod.get("metadata") or {}).get("deletionTimestamp"):
+                yield namespace, pod
+
+
 def webhook_config(api: KubeApi, deployments: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
     """azure-wi-webhook-config's AZURE_TENANT_ID and AZURE_ENVIRONMENT in each namespace the webhook runs in (the
     chart's ConfigMap carries azure-workload-identity.io/system=true), read by the manager through envFrom at
@@ -101,9 +121,7 @@ def webhook_config(api: KubeApi, deployments: list[dict[str, Any]]) -> dict[str,
     unverified: that the AKS add-on's ConfigMap carries the label as the chart's does (the add-on is a Helm release
     of its own, Azure/AKS#5472; its templates are not public)."""
     found: dict[str, dict[str, str]] = {}
-    for namespace in dict.fromkeys(str((d.get("metadata") or {}).get("namespace") or "") for d in deployments):
-        if not namespace:
-            continue
+    for namespace in _namespaces_of(deployments):
         try:
             maps = api.list_config_maps(namespace, WEBHOOK_POD_SELECTOR)
         except KubeError:
@@ -119,21 +137,12 @@ def webhook_unscheduled(api: KubeApi, deployments: list[dict[str, Any]]) -> list
     """``NS/POD: message`` for each of the webhook's pods whose PodScheduled condition is False (the scheduler's
     own words: a cordoned node, an untolerated taint). Best effort: a list the harness may not make says nothing."""
     found: list[str] = []
-    for namespace in dict.fromkeys(str((d.get("metadata") or {}).get("namespace") or "") for d in deployments):
-        if not namespace:
-            continue
-        try:
-            pods, _ = api.list_pods(namespace, WEBHOOK_POD_SELECTOR)
-        except KubeError:
-            continue
-        for pod in pods:
-            meta = pod.get("metadata") or {}
-            if meta.get("deletionTimestamp"):
-                continue
-            for condition in (pod.get("status") or {}).get("conditions") or []:
-                if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-                    message = str(condition.get("message") or condition.get("reason") or "Unschedulable")
-                    found.append(f"{namespace}/{meta.get('name')}: {message}")
+    for namespace, pod in _webhook_pods(api, deployments):
+        meta = pod.get("metadata") or {}
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                message = str(condition.get("message") or condition.get("reason") or "Unschedulable")
+                found.append(f"{namespace}/{meta.get('name')}: {message}")
     return found
 
 
@@ -148,36 +157,29 @@ def webhook_not_started(api: KubeApi, deployments: list[dict[str, Any]]) -> list
     status says nothing there), or a CreateContainerConfigError's own message. Best effort: pods or events the
     harness may not list say nothing."""
     found: list[str] = []
-    for namespace in dict.fromkeys(str((d.get("metadata") or {}).get("namespace") or "") for d in deployments):
-        if not namespace:
+    for namespace, pod in _webhook_pods(api, deployments):
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if not meta.get("name"):
+            continue
+        waiting = [dict((s.get("state") or {}).get("waiting") or {})
+                   for s in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]]
+        reasons = {str(w.get("reason") or "") for w in waiting}
+        configured = next((w for w in waiting if w.get("reason") == "CreateContainerConfigError"
+                           and w.get("message")), None)
+        if configured is not None:
+            found.append(f"{namespace}/{meta['name']}: CreateContainerConfigError: {configured['message']}")
+            continue
+        if not reasons & set(_NOT_STARTING):
             continue
         try:
-            pods, _ = api.list_pods(namespace, WEBHOOK_POD_SELECTOR)
-        except KubeError:
+            events = api.list_namespaced("", "v1", "events", namespace, f"involvedObject.name={meta['name']}")
+        except (KubeError, AttributeError):
             continue
-        for pod in pods:
-            meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-            if meta.get("deletionTimestamp") or not meta.get("name"):
-                continue
-            waiting = [dict((s.get("state") or {}).get("waiting") or {})
-                       for s in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]]
-            reasons = {str(w.get("reason") or "") for w in waiting}
-            configured = next((w for w in waiting if w.get("reason") == "CreateContainerConfigError"
-                               and w.get("message")), None)
-            if configured is not None:
-                found.append(f"{namespace}/{meta['name']}: CreateContainerConfigError: {configured['message']}")
-                continue
-            if not reasons & set(_NOT_STARTING):
-                continue
-            try:
-                events = api.list_namespaced("", "v1", "events", namespace, f"involvedObject.name={meta['name']}")
-            except (KubeError, AttributeError):
-                continue
-            failures = [e for e in events if e.get("type") == "Warning" and str(e.get("reason") or "").startswith(
-                "Failed") and e.get("reason") != "FailedScheduling"]
-            if failures:
-                latest = max(failures, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
-                found.append(f"{namespace}/{meta['name']}: {latest.get('reason')}: {latest.get('message')}")
+        failures = [e for e in events if e.get("type") == "Warning" and str(e.get("reason") or "").startswith(
+            "Failed") and e.get("reason") != "FailedScheduling"]
+        if failures:
+            latest = max(failures, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+            found.append(f"{namespace}/{meta['name']}: {latest.get('reason')}: {latest.get('message')}")
     return found
 
 

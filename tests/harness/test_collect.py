@@ -24,7 +24,7 @@ from harness.collect.arm_api import RequestsArm, credential_failure_text, graph_
 from harness.collect.cache import cached
 from harness.collect.http import HttpResponse, HttpUnreachable, fetch_json
 from harness.collect.issuer import collect_issuer, discovery_url
-from harness.collect.kube import collect_webhook, webhook_not_started, webhook_unscheduled
+from harness.collect.kube import collect_webhook, webhook_config, webhook_not_started, webhook_unscheduled
 from harness.collect.kube_api import (
     KubeError,
     OfficialKubeApi,
@@ -662,6 +662,32 @@ def test_the_webhooks_pods_no_node_takes_are_read_with_the_schedulers_words() ->
     assert webhook_unscheduled(api, deployments) == [f"kube-system/wh-a: {said}"]  # type: ignore[arg-type]
     assert api.asked == [("kube-system", "azure-workload-identity.io/system=true")]
     assert webhook_unscheduled(Pods(failing=True), deployments) == []  # type: ignore[arg-type]
+
+
+def test_the_webhooks_config_map_is_read_once_in_each_namespace_it_runs_in() -> None:
+    """azure-wi-webhook-config's AZURE_TENANT_ID and AZURE_ENVIRONMENT (no other key) in each namespace of the
+    webhook's Deployments, listed once per namespace by the chart's label; another ConfigMap of that label, a
+    Deployment without a namespace, or a list the harness may not make says nothing."""
+
+    class Maps:
+        def __init__(self) -> None:
+            self.asked: list[tuple[str, str]] = []
+
+        def list_config_maps(self, namespace: str, label_selector: str) -> list[dict]:
+            self.asked.append((namespace, label_selector))
+            if namespace == "refused":
+                raise KubeError(KubeFailure(403, "Forbidden", "configmaps is forbidden"))
+            return [{"metadata": {"name": "other"}, "data": {"AZURE_TENANT_ID": "not-this"}},
+                    {"metadata": {"name": "azure-wi-webhook-config"},
+                     "data": {"AZURE_TENANT_ID": "t", "AZURE_ENVIRONMENT": "AzurePublicCloud", "EXTRA": "x"}}]
+
+    deployments = [{"metadata": {"namespace": "kube-system"}}, {"metadata": {"namespace": "kube-system"}},
+                   {"metadata": {}}, {"metadata": {"namespace": "refused"}}]
+    api = Maps()
+    assert webhook_config(api, deployments) == {  # type: ignore[arg-type]
+        "kube-system": {"AZURE_TENANT_ID": "t", "AZURE_ENVIRONMENT": "AzurePublicCloud"}}
+    assert api.asked == [("kube-system", "azure-workload-identity.io/system=true"),
+                         ("refused", "azure-workload-identity.io/system=true")]
 
 
 def test_the_webhooks_pods_that_never_start_are_read_with_the_kubelets_words() -> None:
