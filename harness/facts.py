@@ -187,7 +187,8 @@ class LivePod:
 
 @dataclass
 class RefusedController:
-    """A controller whose pod template runs under the workload's ServiceAccount and that cannot create its pods: a
+    """A controller whose pod template runs under the workload's ServiceAccount (or asks for Workload ID under
+    another: harness.checks.live_pods.meant_for judges whether it is the workload's) and that cannot create its pods: a
     Deployment's ReplicaFailure condition (the Deployment controller copies it from its ReplicaSet), or a
     StatefulSet's, DaemonSet's or Job's latest FailedCreate event; reason FailedCreate, the API server's refusal
     as its message."""
@@ -198,6 +199,8 @@ class RefusedController:
     message: str
     template_annotations: dict[str, str] = field(default_factory=dict)
     cronjob: str | None = None  # a Job's CronJob (its controller), whose jobTemplate is what may change
+    service_account: str = ""  # the ServiceAccount its pod template names ("": facts of an older run)
+    owns_workload_pods: bool = False  # a Deployment some of whose live pods run under the workload's ServiceAccount
 
 
 @dataclass

@@ -123,6 +123,7 @@ def wi_facts(wi_session: HarnessSession, request: pytest.FixtureRequest) -> RunF
             pods=session.selected_pod_refs(),
             migration=session.selected_migration,
             inventory=session.selected_inventory,
+            labelled_pods=(session.discovery or {}).get("labelled_pods"),
         )
         facts = collect_run(
             backend,

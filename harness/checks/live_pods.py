@@ -4,6 +4,7 @@ created before the label or the annotation, which a fresh probe pod cannot show.
 
 from __future__ import annotations
 
+import difflib
 import posixpath
 import re
 from dataclasses import dataclass
@@ -69,16 +70,17 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
             facts.error, "pod", f"list the pods in {ctx.namespace}", fix.can_i("list", "pods", ctx.namespace),
             ctx.cluster, ctx.azure,
         )
-    findings: list[Finding] = [_webhook_denial(ctx, refused) for refused in facts.refused
+    refusals = [refused for refused in facts.refused if meant_for(refused, ctx.service_account)]
+    findings: list[Finding] = [_webhook_denial(ctx, refused) for refused in refusals
                                 if _DENIED_BY_WEBHOOK in refused.message]
-    findings += [_volume_clash(ctx, refused, volume) for refused in facts.refused
+    findings += [_volume_clash(ctx, refused, volume) for refused in refusals
                  for volume in [_clashing_volume(refused.message)] if volume]
-    findings += [_mount_clash(ctx, refused, path) for refused in facts.refused
+    findings += [_mount_clash(ctx, refused, path) for refused in refusals
                  for path in [_clashing_mount(refused.message)] if path]
-    findings += [_proxy_refused(ctx, refused) for refused in facts.refused if _refuses_the_proxy(refused)]
-    findings += [_account_not_found(ctx, refused, account) for refused in facts.refused
+    findings += [_proxy_refused(ctx, refused) for refused in refusals if _refuses_the_proxy(refused)]
+    findings += [_account_not_found(ctx, refused, account) for refused in refusals
                  for account in [_missing_account(refused.message)] if account]
-    findings += [_refused_elsewhere(ctx, refused, cause) for refused in facts.refused
+    findings += [_refused_elsewhere(ctx, refused, cause) for refused in refusals
                  for cause in [refusal_cause(refused.message)] if cause and not _refuses_the_proxy(refused)]
     summary: list[dict[str, Any]] = [{"owner": f"{f.evidence['owner']}", "pods": [], "problems": [f.code]}
                                      for f in findings]
@@ -202,6 +204,19 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
 # (plugin/pkg/admission/serviceaccount: "error looking up service account %s/%s: %v")
 _ACCOUNT_LOOKUP = re.compile(r'error looking up service account [^/\s]+/(\S+): serviceaccount "[^"]+" not found',
                              re.IGNORECASE)  # older API servers wrote "Error looking up" (unverified: which release changed it)
+
+
+def meant_for(refused: RefusedController, service_account: str) -> bool:
+    """The refused controller is the workload's: its pod template names the workload's ServiceAccount (or the facts,
+    of an older run, do not say), its live pods run under it (a Deployment whose template changed since), or its
+    template, labelled for Workload ID, names a ServiceAccount close to the workload's (a typo in a later change,
+    backend-sa-v2 for backend-sa) that the API server says does not exist: a StatefulSet's or DaemonSet's rolling
+    update deleted its pods of the template before, so no live pod ties it to the workload any more."""
+    named = refused.service_account
+    if named in ("", service_account) or refused.owns_workload_pods:
+        return True
+    return (_missing_account(refused.message) == named
+            and difflib.SequenceMatcher(None, named, service_account).ratio() >= 0.6)
 
 
 def _missing_account(message: str) -> str | None:

@@ -4,7 +4,6 @@ controller that owns it (a ReplicaSet's pods are traced to their Deployment), re
 from __future__ import annotations
 
 import contextlib
-import difflib
 import re
 from typing import Any
 
@@ -98,9 +97,10 @@ def _short(kind: str, obj: dict[str, Any], made: int) -> bool:
 
 def refused_by_events(api: KubeApi, namespace: str, service_account: str,
                       pods: list[dict[str, Any]]) -> list[RefusedController]:
-    """StatefulSets, DaemonSets and Jobs whose pods would run under ``service_account``, that have fewer pods
-    than they want, and whose latest event is a refused create (FailedCreate): the refusal, as the controller
-    recorded it. Best effort: a list the harness may not make says nothing."""
+    """StatefulSets, DaemonSets and Jobs whose pods would run under ``service_account`` (or whose pod template is
+    labelled for Workload ID under another ServiceAccount: :func:`harness.checks.live_pods.meant_for` judges
+    those), that have fewer pods than they want, and whose latest event is a refused create (FailedCreate): the
+    refusal, as the controller recorded it. Best effort: a list the harness may not make says nothing."""
     owned: dict[str, int] = {}
     for pod in pods:
         meta = pod.get("metadata") or {}
@@ -118,8 +118,8 @@ def refused_by_events(api: KubeApi, namespace: str, service_account: str,
         for obj in listed:
             template = (obj.get("spec") or {}).get("template") or {}
             spec = template.get("spec") or {}
-            named = service_account_of(spec)
-            if named != service_account and not _renamed_from(template, named, service_account):
+            asks = ((template.get("metadata") or {}).get("labels") or {}).get(USE_LABEL) == "true"
+            if service_account_of(spec) != service_account and not asks:
                 continue
             if _short(kind, obj, owned.get(str((obj.get("metadata") or {}).get("uid")), 0)):
                 short.append((kind, obj))
@@ -137,17 +137,13 @@ def refused_by_events(api: KubeApi, namespace: str, service_account: str,
         if not mine:
             continue
         latest = max(mine, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
-        spec = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
-        named = service_account_of(spec)
-        if named != service_account and f"error looking up service account {meta.get('namespace') or namespace}/" \
-                f"{named}" not in str(latest.get("message") or "").lower():
-            continue  # another ServiceAccount's workload, refused for another reason: not this one's to report
         template = (obj.get("spec") or {}).get("template") or {}
         found.append(RefusedController(
             kind, str(meta.get("name") or ""), "FailedCreate",
             _EVENT_PREFIX.sub("", str(latest.get("message") or "")),
             {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("annotations") or {}).items()},
             cronjob_of(obj) if kind == "Job" else None,
+            service_account_of(template.get("spec") or {}),
         ))
     return sorted(found, key=lambda r: (r.kind, r.name))
 
@@ -156,15 +152,6 @@ def cronjob_of(job: dict[str, Any]) -> str | None:
     """The CronJob that made a Job (its controller reference), if one did."""
     return next((str(r.get("name")) for r in (job.get("metadata") or {}).get("ownerReferences") or []
                  if r.get("controller") and r.get("kind") == "CronJob" and r.get("name")), None)
-
-
-def _renamed_from(template: dict[str, Any], named: str, service_account: str) -> bool:
-    """A pod template labelled for Workload ID that names a ServiceAccount close to ``service_account`` (a typo
-    in a later change, backend-sa-v2 for backend-sa): a StatefulSet's or DaemonSet's rolling update deleted its
-    pods of the template before, so no live pod ties it to this ServiceAccount any more; kept only when its
-    refusal is that the ServiceAccount it names does not exist."""
-    labelled = ((template.get("metadata") or {}).get("labels") or {}).get(USE_LABEL) == "true"
-    return labelled and difflib.SequenceMatcher(None, named, service_account).ratio() >= 0.6
 
 
 def refused_deployments(deployments: list[dict[str, Any]], service_account: str,
@@ -184,9 +171,10 @@ def refused_deployments(deployments: list[dict[str, Any]], service_account: str,
         for condition in (deployment.get("status") or {}).get("conditions") or []:
             if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
                 found.append(RefusedController(
-                    "Deployment", str((deployment.get("metadata") or {}).get("name") or ""),
+                    "Deployment", name,
                     str(condition.get("reason") or ""), str(condition.get("message") or ""),
                     {str(k): str(v) for k, v in ((template.get("metadata") or {}).get("annotations") or {}).items()},
+                    service_account=service_account_of(spec), owns_workload_pods=name in (owners or set()),
                 ))
     return sorted(found, key=lambda r: r.name)
 

@@ -14,7 +14,7 @@ from harness.collect.arm_api import ArmGet
 from harness.collect.cache import cached, read_all
 from harness.collect.caller import azure_caller, kubernetes_user
 from harness.collect.http import HttpGet
-from harness.collect.inventory import collect_inventory
+from harness.collect.inventory import collect_inventory, labelled_pod_summaries, list_labelled_pods
 from harness.collect.issuer import collect_issuer
 from harness.collect.kube import (
     collect_service_account,
@@ -67,6 +67,9 @@ class Selection:
     pods: list[tuple[str, str]] = field(default_factory=list)  # --pod NS/POD
     migration: bool = False  # the migration suite runs: what is left of pod-managed identity, and its coverage
     inventory: bool = False  # the inventory suite runs: every Workload ID ServiceAccount against Azure
+    # the cluster's pods labelled for Workload ID, as a whole-cluster run's discovery listed them
+    # (harness.collect.inventory.labelled_pod_summaries; None: not listed)
+    labelled_pods: list[dict[str, Any]] | None = None
 
 
 def collect_cluster(backend: Backend, config: HarnessConfig) -> ClusterFacts:
@@ -309,13 +312,17 @@ def collect_run(
     cluster.access_resources = collect_access_resources(backend.arm, config.azure, selection.workloads)
     workloads = collect_workloads(backend, config, selection.workloads, run_id, image, keep, cluster.issuer_url)
     pods = collect_existing_pods(backend, config, selection.pods, run_id, image, keep, cluster.issuer_url)
+    labelled = selection.labelled_pods
+    if labelled is None and selection.migration and selection.inventory:  # one cluster-wide list serves both
+        listed, refused = list_labelled_pods(backend.kube)
+        labelled = labelled_pod_summaries(listed) if refused is None else None  # else each meets the refusal
     migration = None
     if selection.migration:
         known = [w.identity for w in [*workloads.values(), *pods.values()]]
-        migration = collect_migration(backend.kube, backend.arm, config.azure, backend.graph, known)
+        migration = collect_migration(backend.kube, backend.arm, config.azure, backend.graph, known, labelled)
     inventory = None
     if selection.inventory:
         inventory = collect_inventory(backend.kube, backend.arm, config.azure, backend.graph,
-                                      cluster.issuer_url, config.expect.previous_issuers)
+                                      cluster.issuer_url, config.expect.previous_issuers, labelled)
     return RunFacts(cluster=cluster, workloads=workloads, pods=pods, swept=swept, migration=migration,
                     inventory=inventory)

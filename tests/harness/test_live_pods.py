@@ -822,6 +822,39 @@ def test_a_statefulset_rolled_onto_a_mistyped_service_account_is_found_under_the
     assert finding.fix_lines() == ["kubectl patch statefulset/ledger -n finance --type merge -p "
                                    """'{"spec":{"template":{"spec":{"serviceAccountName":"backend-sa"}}}}'"""]
     kube.events[0]["message"] = f"create Pod ledger-0 in StatefulSet ledger failed error: {PSA}"
+    ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert live_pods(ctx).findings == []
+
+
+def test_which_refused_controllers_are_the_workloads_is_judged_by_the_check_not_the_collector() -> None:
+    """The collector keeps plain facts: every short controller whose template names the workload's
+    ServiceAccount or asks for Workload ID, with the ServiceAccount it names; the closeness of a name is the
+    check's judgement (meant_for), which keeps a far name out even when it does not exist, and takes a
+    controller from an older run's facts (no ServiceAccount recorded) as the workload's."""
+    from harness.checks.live_pods import meant_for
+    from harness.facts import RefusedController
+
+    def refused(named: str, message: str, owns: bool = False) -> RefusedController:
+        return RefusedController("StatefulSet", "ledger", "FailedCreate", message, service_account=named,
+                                 owns_workload_pods=owns)
+
+    def missing(named: str) -> str:
+        return (f'pods "ledger-0" is forbidden: error looking up service account finance/{named}: '
+                f'serviceaccount "{named}" not found')
+
+    assert meant_for(refused("backend-sa", PSA), "backend-sa")
+    assert meant_for(refused("", PSA), "backend-sa")  # facts of an older run
+    assert meant_for(refused("backend-sa-v2", missing("backend-sa-v2")), "backend-sa")
+    assert not meant_for(refused("backend-sa-v2", PSA), "backend-sa")  # close, but refused for another reason
+    assert not meant_for(refused("reporting", missing("reporting")), "backend-sa")  # another team's typo
+    assert meant_for(refused("reporting", PSA, owns=True), "backend-sa")  # its live pods run under backend-sa
+    sts = {"plural": "statefulsets", "metadata": {"name": "ledger", "namespace": "finance", "uid": "u-1"},
+           "spec": {"replicas": 1, "template": {"metadata": {"labels": {"azure.workload.identity/use": "true"}},
+                                                "spec": {"serviceAccountName": "reporting"}}}, "status": {}}
+    kube = refused_once(sts, "StatefulSet", f"create Pod ledger-0 in StatefulSet ledger failed error: {PSA}")
+    collected = collect_live_pods(kube, "finance", "backend-sa").refused  # type: ignore[arg-type]
+    assert [(r.name, r.service_account, r.message) for r in collected] == [("ledger", "reporting", PSA)]
+    sts["spec"]["template"]["metadata"]["labels"] = {}  # neither the workload's nor asking for Workload ID
     assert collect_live_pods(kube, "finance", "backend-sa").refused == []  # type: ignore[arg-type]
 
 
@@ -852,6 +885,7 @@ def test_a_cronjobs_job_refused_by_the_webhook_is_fixed_on_the_cronjob_not_the_j
     ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
     (finding,) = live_pods(ctx).findings
     assert finding.fix_lines()[0].startswith("# a Job's pod template cannot be changed: remove ")
+
 
 def test_pods_that_carry_the_identitys_client_id_are_not_stale_when_the_annotation_is_its_principal_id() -> None:
     """By hand in the lab (whole-cluster run, no harness.yaml workloads): billing-sa's annotation overwritten with
