@@ -88,17 +88,27 @@ def redact_facts(facts: RunFacts, redactor: Redactor) -> RunFacts:
     return from_json(RunFacts, redactor(to_json(facts)))
 
 
-def target_of(facts: RunFacts, config: HarnessConfig, kind: str) -> dict[str, Any]:
-    cluster = facts.cluster
+def config_target(config: HarnessConfig, kind: str) -> dict[str, Any]:
+    """run.json's target as harness.yaml names it, before (or without) anything read from the cluster: a run
+    interrupted before its first check result."""
     return {
         "kind": kind,
-        "context": cluster.context or config.cluster.context or "",
-        "cluster": cluster.cluster_name
-        or (config.azure.cluster_name if config.azure else "")
-        or (cluster.server or ""),
-        "issuer": cluster.issuer_url or "",
+        "context": config.cluster.context or "",
+        "cluster": config.azure.cluster_name if config.azure else "",
+        "issuer": "",
         "subscription_id": config.azure.subscription_id if config.azure else "",
         "resource_group": config.azure.resource_group if config.azure else "",
+    }
+
+
+def target_of(facts: RunFacts, config: HarnessConfig, kind: str) -> dict[str, Any]:
+    cluster = facts.cluster
+    named = config_target(config, kind)
+    return {
+        **named,
+        "context": cluster.context or named["context"],
+        "cluster": cluster.cluster_name or named["cluster"] or (cluster.server or ""),
+        "issuer": cluster.issuer_url or "",
         "run_by": {"kubernetes": cluster.run_by_kubernetes, "azure": cluster.run_by_azure},
     }
 

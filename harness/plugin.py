@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from harness import fixtures
+from harness.analysis import config_target
 from harness.checks.cluster import CLUSTER_CHECK_IDS
 from harness.checks.inventory import INVENTORY_CHECK_IDS
 from harness.checks.migration import MIGRATION_CHECK_IDS
@@ -824,13 +825,8 @@ class RunRecorder:
             return
         fixtures.keep_for_the_run()  # the items' reports and payloads
         s = self.session
-        fallback = {
-            "kind": s.target_kind,
-            "context": s.config.cluster.context or "",
-            "cluster": s.config.azure.cluster_name if s.config.azure else "",
-            "issuer": "",
-        }
-        self.document = build_run(s.run_id, s.started_at, rfc3339(), self.payloads, fallback, self.errors,
+        self.document = build_run(s.run_id, s.started_at, rfc3339(), self.payloads,
+                                  config_target(s.config, s.target_kind), self.errors,
                                   self.interrupted, narrowed_by(session.config, bool(session.shouldfail)))
         try:
             self.path = write_run(s.report_dir, self.document, s.redactor, latest=False)

@@ -6,7 +6,7 @@ import dataclasses
 import re
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from harness.checks.model import ERROR, FAIL, SKIP, CheckResult, Finding, Outcome, failed
@@ -32,6 +32,8 @@ class CheckSpec(Generic[C]):
     title: str
     run: Callable[[C], Outcome]
     deps: tuple[str, ...] = ()
+    # what the check was to verify, known before it runs (an access check's expect): kept when it is skipped
+    skipped_evidence: dict[str, Any] = field(default_factory=dict)
 
 
 def blocker(deps: Iterable[str], done: dict[str, CheckResult]) -> tuple[str, str] | None:
@@ -101,7 +103,7 @@ def run_chain(specs: Iterable[CheckSpec[C]], context: C) -> list[CheckResult]:
                 spec.id,
                 SKIP,
                 bounded_message(reason),
-                {"blocked_by": root} if failed_root else {},
+                {**spec.skipped_evidence, "blocked_by": root} if failed_root else dict(spec.skipped_evidence),
                 title=spec.title,
                 blocked_by=root if failed_root else None,
             )

@@ -96,7 +96,8 @@ def workload_chain(workload: WorkloadConfig) -> list[Spec]:
     # identity also trusts the ServiceAccount) reads with that identity's roles: judging the answer against the
     # expected identity's role assignments would name a cause that is not one (a propagation wait, a scope)
     access = [
-        Spec(ids[i], check.describe(), make_access_check(i, check), ("exchange.succeeds", "exchange.identity"))
+        Spec(ids[i], check.describe(), make_access_check(i, check), ("exchange.succeeds", "exchange.identity"),
+             {"expected": check.expect})
         for i, check in enumerate(workload.access)
     ]
     return PROBE_CHAIN + access

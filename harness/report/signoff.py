@@ -432,8 +432,22 @@ def _run_by(value: Any, labels: tuple[tuple[str, str], ...]) -> str:
     return "; ".join(parts) or "unknown"
 
 
+def _with_display_name(caller: Any) -> Any:
+    """The harness's Azure caller (its ARM token's identity claims) with the display name those claims hold: a
+    person's ``name`` claim, or a managed identity's name, the last segment of its ``xms_mirid`` resource id. An
+    app registration's token names no display name (Entra puts none in an app-only access token)."""
+    if not isinstance(caller, dict) or caller.get("error"):
+        return caller
+    name = caller.get("name") if isinstance(caller.get("name"), str) else ""
+    mirid = caller.get("xms_mirid") if isinstance(caller.get("xms_mirid"), str) else ""
+    if not name and "/userassignedidentities/" in mirid.lower():
+        name = f"{mirid.rstrip('/').rsplit('/', 1)[-1]} (managed identity)"
+    return {"display_name": name, **caller} if name else caller
+
+
 KUBE_USER_LABELS = (("username", "user"), ("groups", "groups"))
 AZURE_CALLER_LABELS = (
+    ("display_name", "display name"),
     ("upn", "upn"),
     ("unique_name", "name"),
     ("appid", "appid"),
@@ -524,6 +538,19 @@ def migration_state(document: dict[str, Any]) -> str | None:
            "identity left" + where + (f" (not checked: {', '.join(skipped)})" if skipped else "")
 
 
+# aad-pod-identity's AzureIdentity spec.type values (its pkg/apis/aadpodidentity/v1 IdentityType constants)
+AZURE_IDENTITY_TYPES = {0: "user-assigned managed identity (0)", 1: "service principal (1)",
+                        2: "service principal certificate (2)"}
+
+
+def readable_section(key: str, value: Any) -> Any:
+    """A run.json section with its coded values named for a reader: the coverage table's AzureIdentity type."""
+    if key != "coverage" or not isinstance(value, list):
+        return value
+    return [{**row, "identity_type": AZURE_IDENTITY_TYPES.get(row["identity_type"], row["identity_type"])}
+            if isinstance(row, dict) and isinstance(row.get("identity_type"), int) else row for row in value]
+
+
 def run_view(document: dict[str, Any]) -> RunView:
     target = document.get("target") or {}
     run_by = target.get("run_by") or {}
@@ -542,7 +569,7 @@ def run_view(document: dict[str, Any]) -> RunView:
         ("Finished", finished + _duration(started, finished)),
         ("Harness version", cell(document.get("harness_version")) or "(unknown)"),
         ("Run by (Kubernetes)", _run_by(run_by.get("kubernetes"), KUBE_USER_LABELS)),
-        ("Run by (Azure)", _run_by(run_by.get("azure"), AZURE_CALLER_LABELS)),
+        ("Run by (Azure)", _run_by(_with_display_name(run_by.get("azure")), AZURE_CALLER_LABELS)),
         ("Verdict", str(document.get("verdict", "")).upper()),
         *((("Not complete", unfinished),) if (unfinished := incomplete_text(document)) else ()),
         *((("Narrowed to", narrowed),) if (narrowed := narrowed_text(document)) else ()),
@@ -607,7 +634,7 @@ def run_view(document: dict[str, Any]) -> RunView:
         cluster_checks=_checks(document.get("checks") or []),
         cluster_findings=_findings(document.get("findings") or []),
         workloads=views,
-        sections=[t for key in extra for t in section_tables(_title(key), document[key])],
+        sections=[t for key in extra for t in section_tables(_title(key), readable_section(key, document[key]))],
         incomplete=incomplete_text(document),
         narrowed=bool(narrowed_text(document)),
         cluster_key=(cluster, str(target.get("resource_group") or ""), str(target.get("subscription_id") or "")),

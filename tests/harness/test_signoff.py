@@ -238,6 +238,34 @@ def test_the_evidence_a_reviewer_reads(run_world: Callable[..., Any]) -> None:
     assert "```sh\naz identity federated-credential update --name fic-backend-sa" in finance
 
 
+def test_a_skipped_access_check_still_says_what_was_expected(run_world: Callable[..., Any]) -> None:
+    """finance/backend-sa's exchange fails, so its access checks are skipped: the Access results table showed an
+    empty Expected cell for them, though harness.yaml says allow or deny before anything runs."""
+    md = render(failing_document(run_world), "md")
+    finance = md[md.index("## Workload `finance/backend-sa`") : md.index("## Workload `orders/orders-sa`")]
+    access = finance[finance.index("### Access results\n"):]
+    rows = [md_cells(line) for line in access.splitlines() if line.startswith("| access.keyvault:")]
+    assert [(row[0], row[3], row[4]) for row in rows] == [
+        ("access.keyvault:finance-kv/db-password", "allow", "skip"),
+        ("access.keyvault:platform-kv/admin-api-key", "deny", "skip"),
+    ]
+
+
+def test_the_coverage_table_names_each_azure_identity_type(run_world: Callable[..., Any]) -> None:
+    """AzureIdentity spec.type is aad-pod-identity's IdentityType (0 UserAssignedMSI, 1 ServicePrincipal, 2
+    ServicePrincipalCertificate): the table showed the bare number."""
+    from harness.report.signoff import run_view
+
+    document = failing_document(run_world)
+    document["coverage"] = [COVERAGE_ROW | {"binding": f"ns/binding-{kind}", "identity_type": kind}
+                            for kind in (0, 1, 2, 7, None)]
+    coverage = next(t for t in run_view(document).sections if t.title == "Coverage")
+    column = coverage.columns.index("Identity type")
+    assert [row[column] for row in coverage.rows] == [
+        "user-assigned managed identity (0)", "service principal (1)", "service principal certificate (2)", "7", ""]
+    assert document["coverage"][1]["identity_type"] == 1  # run.json keeps the value
+
+
 def test_each_failing_workloads_first_broken_link_and_its_fix_come_before_the_detail(
     run_world: Callable[..., Any],
 ) -> None:
@@ -824,6 +852,52 @@ def test_the_header_says_whether_the_cluster_is_off_pod_identity_whatever_the_ve
 
 
 # ---------------------------------------------------------------- a run that did not finish, several runs of one cluster
+
+
+def test_run_by_azure_gives_the_display_name_the_harnesss_token_holds(run_world: Callable[..., Any]) -> None:
+    """'Run by (Azure)' showed ids only (oid, appid, tenant). A person's token names them (the name claim); a
+    managed identity's names its resource id (xms_mirid), whose last segment is its name; an app-only token
+    names no display name, and none is made up."""
+    from harness.report.signoff import run_view
+
+    document = failing_document(run_world)
+    mirid = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourcegroups/ciRg/providers/"
+             "Microsoft.ManagedIdentity/userAssignedIdentities/ci-runner")
+    callers = {
+        "person": {"name": "Ada Lovelace", "upn": "ada@contoso.test", "oid": "o1", "idtyp": "user"},
+        "managed identity": {"appid": "a2", "oid": "o2", "idtyp": "app", "xms_mirid": mirid},
+        "app": {"appid": "a3", "oid": "o3", "idtyp": "app"},
+    }
+    shown = {}
+    for kind, caller in callers.items():
+        document["target"]["run_by"] = {"kubernetes": None, "azure": caller}
+        shown[kind] = dict(run_view(document).header)["Run by (Azure)"]
+    assert shown == {
+        "person": "display name Ada Lovelace; upn ada@contoso.test; oid o1; type user",
+        "managed identity": "display name ci-runner (managed identity); appid a2; oid o2; type app",
+        "app": "appid a3; oid o3; type app",
+    }
+
+
+def test_a_run_interrupted_before_any_check_names_harness_yamls_resource_group_and_subscription(
+    tmp_path: Path
+) -> None:
+    """Ctrl-C before the first check result: the sign-off's header said '—' for the resource group and the
+    subscription, though harness.yaml names both (the plugin's fallback target left them out)."""
+    from harness.analysis import config_target
+    from harness.config import parse_config
+    from harness.report.run_json import build_run
+    from harness.report.schema import validate_run
+
+    config = parse_config(World.healthy().config(tmp_path), base_dir=tmp_path)
+    assert config.azure is not None
+    document = build_run("20250101T000000Z-eeeeee", "2025-01-01T10:00:00Z", "2025-01-01T10:00:05Z", [],
+                         config_target(config, "lab"), [], "SIGINT")
+    validate_run(document)
+    md = md_unescape(render(document, "md"))
+    assert f"| Resource group | {config.azure.resource_group} |" in md
+    assert f"| Subscription | {config.azure.subscription_id} |" in md
+    assert f"| Cluster | {config.azure.cluster_name} |" in md
 
 
 def test_an_incomplete_run_says_why_it_failed_and_never_says_off_pod_identity_yes(
