@@ -16,6 +16,7 @@ from test_checks import CLIENT, context_for
 
 from harness.analysis import analyse
 from harness.checks.access import access_outcome
+from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_identity, exchange_succeeds
 from harness.checks.federation import federated_credential, identity_matches
 from harness.checks.inventory import InventoryContext, client_ids_known
@@ -516,18 +517,24 @@ def test_a_read_refused_under_an_abac_condition_names_the_condition_not_a_propag
                                    f"az role assignment list --assignee {SP_ID} --all -o table"]
 
 
-def test_an_identity_whose_resource_group_was_deleted_gets_the_group_made_first() -> None:
-    """az group delete of the group holding the identity (ARM: 404 ResourceGroupNotFound for harness.yaml's id, and
-    no identity has the client id any more): the printed az identity list and az identity create in that group both
-    failed with ResourceGroupNotFound. The group is now made first, in the cluster's region; pasted in the lab, the
-    next run named the identity made again and its fix made the run pass."""
-    ctx = context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID)
+def identity_group_deleted(ctx: WorkloadContext) -> WorkloadContext:
+    """``ctx`` as after az group delete of the identity's group: ARM answers harness.yaml's
+    identity id with 404 ResourceGroupNotFound; the cluster, in westeurope, is still there."""
     ctx.azure = azure()
     ctx.cluster.arm_cluster = Fetched("aks", 200, {"location": "westeurope"})
     ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
                                        resolved_by="config", error=Fetched(
                                            IDENTITY_ID, 404, None, "Resource group 'shared' could not be found.",
                                            "ResourceGroupNotFound"))
+    return ctx
+
+
+def test_an_identity_whose_resource_group_was_deleted_gets_the_group_made_first() -> None:
+    """az group delete of the group holding the identity (ARM: 404 ResourceGroupNotFound for harness.yaml's id, and
+    no identity has the client id any more): the printed az identity list and az identity create in that group both
+    failed with ResourceGroupNotFound. The group is now made first, in the cluster's region; pasted in the lab, the
+    next run named the identity made again and its fix made the run pass."""
+    ctx = identity_group_deleted(context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID))
     (finding,) = identity_matches(ctx).findings
     assert finding.code == "IDENTITY_NOT_FOUND"
     lines = finding.fix_lines()

@@ -35,11 +35,11 @@ def test_an_identity_whose_group_was_deleted_is_made_again_with_all_it_had_in_on
     lists, the annotation with the new client id, the restart, harness.yaml's client_id, then the orphaned
     assignments listed with their ids (az -o table leaves out a key named id)."""
     from test_checks import CLIENT, context_for
-    from test_identity_checks import IDENTITY_ID, azure
+    from test_identity_checks import IDENTITY_ID, identity_group_deleted
 
     from harness.checks.federation import identity_matches
     from harness.config import KeyVaultSecretAccess
-    from harness.facts import Fetched, IdentityFacts, LivePod, LivePodsFacts
+    from harness.facts import Fetched, LivePod, LivePodsFacts
 
     vault_url = "https://finance-kv.vault.azure.net/"
     access = [KeyVaultSecretAccess(kind="keyvault_secret", vault_url=vault_url, name="finance-kv",
@@ -48,15 +48,9 @@ def test_an_identity_whose_group_was_deleted_is_made_again_with_all_it_had_in_on
                                    name="platform-kv", secret="admin-api-key", expect="deny"),
               KeyVaultSecretAccess(kind="keyvault_secret", vault_url="https://gone-kv.vault.azure.net/",
                                    name="gone-kv", secret="s", expect="allow")]
-    ctx = context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID, access=access)
-    ctx.azure = azure()
-    ctx.cluster.arm_cluster = Fetched("aks", 200, {"location": "westeurope"})
+    ctx = identity_group_deleted(context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID, access=access))
     ctx.cluster.access_resources = {vault_url.rstrip("/"): {"id": VAULT_ID, "name": "finance-kv"}}
     ctx.facts.live_pods = LivePodsFacts([LivePod({"metadata": {"name": "backend-1"}}, "Deployment", "backend")])
-    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
-                                       resolved_by="config", error=Fetched(
-                                           IDENTITY_ID, 404, None, "Resource group 'shared' could not be found.",
-                                           "ResourceGroupNotFound"))
     (finding,) = identity_matches(ctx).findings
     assert finding.code == "IDENTITY_NOT_FOUND"
     where = "--resource-group shared --subscription 0b1f6471-1bf0-4dda-aec3-111122223333"
@@ -144,28 +138,21 @@ def test_a_vault_deleted_with_the_identitys_group_is_recovered_in_the_identitys_
     again'. The identity's fix now recovers the vault (its group made again first when that is another deleted
     group) and grants the new principal's read on it."""
     from test_checks import CLIENT, context_for
-    from test_identity_checks import IDENTITY_ID, azure
+    from test_identity_checks import IDENTITY_ID, identity_group_deleted
 
     from harness.checks.federation import identity_matches
     from harness.config import KeyVaultSecretAccess
-    from harness.facts import Fetched, IdentityFacts
 
     sub = "0b1f6471-1bf0-4dda-aec3-111122223333"
     urls = {"shared": "https://shared-kv.vault.azure.net/", "other": "https://other-kv.vault.azure.net/"}
     access = [KeyVaultSecretAccess(kind="keyvault_secret", vault_url=url, name=f"{group}-kv", secret="s",
                                    expect="allow") for group, url in urls.items()]
-    ctx = context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID, access=access)
-    ctx.azure = azure()
-    ctx.cluster.arm_cluster = Fetched("aks", 200, {"location": "westeurope"})
+    ctx = identity_group_deleted(context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID, access=access))
     ctx.cluster.access_resources = {
         url.rstrip("/"): {"id": f"/subscriptions/{sub}/resourceGroups/{group}/providers/Microsoft.KeyVault/vaults/"
                                 f"{group}-kv", "name": f"{group}-kv", "resource_group": group, "subscription_id": sub,
                           "location": "westeurope", "deleted": "true", "group_deleted": "true"}
         for group, url in urls.items()}
-    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
-                                       resolved_by="config", error=Fetched(
-                                           IDENTITY_ID, 404, None, "Resource group 'shared' could not be found.",
-                                           "ResourceGroupNotFound"))
     lines = identity_matches(ctx).findings[0].fix_lines()
     recovered = [line for line in lines if "keyvault recover" in line or "group create" in line
                  or "role assignment create" in line]
