@@ -583,6 +583,8 @@ class OfficialKubeApi:
             SSLError,
         )
 
+        from harness.collect.arm_api import network_failure_cause  # here: arm_api imports this module
+
         reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
         if isinstance(reason, SSLError) and "CERTIFICATE_VERIFY_FAILED" in str(reason):
             # it answered, with a certificate the kubeconfig's CA does not sign: the same on every call
@@ -600,7 +602,8 @@ class OfficialKubeApi:
                 "again this run)")
             return self._unreachable
         failure = KubeFailure(
-            0, "Unreachable", f"no answer from the API server {self.server}: {_short(reason)}"
+            0, "Unreachable",
+            f"no answer from the API server {self.server}: {network_failure_cause(reason) or _short(reason)}"
         )
         if isinstance(reason, NewConnectionError | ConnectTimeoutError):
             self._unreachable = failure

@@ -210,3 +210,26 @@ def test_the_kubeconfigs_credential_is_kept_beside_who_ran_the_harness() -> None
 
     assert kubernetes_user(Refused()) == {  # type: ignore[arg-type]
         "error": "SelfSubjectReview: 401 Unauthorized: Unauthorized", "credential": {"kind": "token", "user": "ci-bot"}}
+
+
+def test_an_api_server_that_refuses_the_connection_is_said_in_words(tmp_path: Path) -> None:
+    """'no answer from the API server https://127.0.0.1:P: NewConnectionError: HTTPSConnection(host=..., port=...):
+    Failed to establish a new connection: [Errno 111] Connection refused': urllib3's repr for a person. The cause
+    is said as the ARM reads say it (collect.arm_api network_failure_cause)."""
+    import socket
+
+    from harness.collect.kube_api import KubeError
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "x" * 20}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+    with pytest.raises(KubeError) as refused:
+        OfficialKubeApi(path, None).namespace("finance")
+    assert refused.value.failure.message == (
+        f"no answer from the API server https://127.0.0.1:{port}: the connection was refused")
