@@ -455,7 +455,8 @@ _SHOWN_PODS = 10
 def _restart(ctx: InventoryContext, sa: dict[str, Any], carrying: str | None = None) -> list[Step]:
     """What a change to the ServiceAccount needs next, by name (the webhook acts on pod CREATE only): a rollout
     restart of each Deployment, StatefulSet or DaemonSet whose labelled pods run under it (the pods of one with
-    updateStrategy OnDelete deleted instead: a rollout restart replaces none of them), a delete of its other pods
+    updateStrategy OnDelete, or of a StatefulSet with a rollingUpdate.partition, deleted instead: a rollout restart
+    replaces none of them, or only those of the partition's ordinal and above), a delete of its other pods
     (their Job or ReplicaSet makes them again; a bare pod is made again from its manifest); nothing when no
     labelled pod runs under it; the placeholder when the pods were not listed. ``carrying``: the client id the
     fix annotates; an owner whose pods the webhook already gave that one is left running."""
@@ -468,6 +469,9 @@ def _restart(ctx: InventoryContext, sa: dict[str, Any], carrying: str | None = N
             kept.append(f"{owner['kind']}/{owner['name']}")
         elif owner["kind"] in _ON_DELETE_KINDS and owner.get("update_strategy") == "OnDelete":
             steps += replace_on_delete_pods(owner["kind"], namespace, owner["name"], owner["pods"])
+        elif owner["kind"] == "StatefulSet" and isinstance(owner.get("partition"), int) and owner["partition"] > 0:
+            steps += replace_on_delete_pods(owner["kind"], namespace, owner["name"], owner["pods"],
+                                            owner["partition"])
         elif owner["kind"] in _RESTARTABLE:
             steps.append(fix.rollout_restart(owner["kind"], namespace, owner["name"]))
         else:

@@ -722,13 +722,18 @@ def _template_change_rolls(ctx: WorkloadContext, kind: str, name: str, pods: lis
     return replace_on_delete_pods(kind, ctx.namespace, name, pods)
 
 
-def replace_on_delete_pods(kind: str, namespace: str, name: str, pods: list[str]) -> list[Step]:
+def replace_on_delete_pods(kind: str, namespace: str, name: str, pods: list[str],
+                           partition: int | None = None) -> list[Step]:
     """The pods of a StatefulSet or DaemonSet with ``updateStrategy: OnDelete`` deleted one by one: a template
     change (``kubectl rollout restart``'s too) replaces none of them, and its controller makes each deleted one
-    again from the template as it is then."""
-    return [*(fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]),
-            advice(f"{kind}/{name} has updateStrategy OnDelete: a template change (kubectl rollout restart's too) "
-                   "replaces no pod, it makes each deleted one again from the template")]
+    again from the template as it is then. With ``partition`` (a StatefulSet's rollingUpdate.partition), a
+    restart replaces only the pods of that ordinal and above; a deleted pod below it is made again too (at its
+    current revision), and the webhook mutates it then."""
+    why = (f"has rollingUpdate.partition {partition}: kubectl rollout restart replaces only its pods of ordinal "
+           f"{partition} and above; it makes each deleted pod again" if partition else
+           "has updateStrategy OnDelete: a template change (kubectl rollout restart's too) replaces no pod, it makes "
+           "each deleted one again from the template")
+    return [*(fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]), advice(f"{kind}/{name} {why}")]
 
 
 def label_repair(ctx: WorkloadContext) -> list[Step]:

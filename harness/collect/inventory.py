@@ -154,9 +154,12 @@ _STRATEGY_KINDS = {"StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
 
 def add_update_strategies(kube: KubeApi, owners: PodOwners) -> None:
     """Each StatefulSet's and DaemonSet's ``update_strategy`` (its spec.updateStrategy.type; None when it could not
-    be read) put on its entry in ``owners``: one list, cluster-wide, of each such kind that owns a pod."""
+    be read) put on its entry in ``owners``, and a StatefulSet's ``partition`` (rollingUpdate.partition: a
+    template change replaces only its pods of that ordinal and above): one list, cluster-wide, of each such kind
+    that owns a pod."""
     entries = [entry for listed in owners.values() for entry in listed if entry["kind"] in _STRATEGY_KINDS]
     strategies: dict[tuple[str, str, str], str] = {}
+    partitions: dict[tuple[str, str, str], int] = {}
     for kind in sorted({entry["kind"] for entry in entries}):
         try:
             listed = kube.list_objects("apps", "v1", _STRATEGY_KINDS[kind])
@@ -164,14 +167,20 @@ def add_update_strategies(kube: KubeApi, owners: PodOwners) -> None:
             continue  # the pods' own view stands: a rollout restart, as for RollingUpdate
         for obj in listed:
             meta = obj.get("metadata") or {}
-            strategy = ((obj.get("spec") or {}).get("updateStrategy") or {}).get("type")
-            if strategy:
-                strategies[(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))] = str(strategy)
+            update = (obj.get("spec") or {}).get("updateStrategy") or {}
+            key = (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            if update.get("type"):
+                strategies[key] = str(update["type"])
+            partition = (update.get("rollingUpdate") or {}).get("partition")
+            if kind == "StatefulSet" and isinstance(partition, int) and partition > 0:
+                partitions[key] = partition
     for ref, listed in owners.items():
         namespace = ref.split("/", 1)[0]
         for entry in listed:
             if entry["kind"] in _STRATEGY_KINDS:
                 entry["update_strategy"] = strategies.get((entry["kind"], namespace, entry["name"]))
+                if (entry["kind"], namespace, entry["name"]) in partitions:
+                    entry["partition"] = partitions[(entry["kind"], namespace, entry["name"])]
 
 
 def _ref(obj: dict[str, Any]) -> str:

@@ -793,7 +793,9 @@ def test_the_inventorys_restart_deletes_the_pods_of_an_on_delete_statefulset_or_
         {"kind": "StatefulSet", "name": "db", "pods": ["db-0", "db-1"], "update_strategy": "OnDelete"},
         {"kind": "DaemonSet", "name": "agent", "pods": ["agent-x2"], "update_strategy": "OnDelete"},
         {"kind": "StatefulSet", "name": "cache", "pods": ["cache-0"], "update_strategy": "RollingUpdate"},
-        {"kind": "DaemonSet", "name": "logs", "pods": ["logs-q"], "update_strategy": None}]}
+        {"kind": "DaemonSet", "name": "logs", "pods": ["logs-q"], "update_strategy": None},
+        {"kind": "StatefulSet", "name": "kafka", "pods": ["kafka-0", "kafka-1"], "update_strategy": "RollingUpdate",
+         "partition": 1}]}
     lines = [line.split("   #")[0] for line in findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()[1:]]
     assert lines == [
         "kubectl delete pod -n web db-0", "kubectl delete pod -n web db-1",
@@ -802,7 +804,12 @@ def test_the_inventorys_restart_deletes_the_pods_of_an_on_delete_statefulset_or_
         "kubectl delete pod -n web agent-x2",
         "# DaemonSet/agent has updateStrategy OnDelete: a template change (kubectl rollout restart's too) replaces "
         "no pod, it makes each deleted one again from the template",
-        "kubectl rollout restart statefulset/cache -n web", "kubectl rollout restart daemonset/logs -n web"]
+        "kubectl rollout restart statefulset/cache -n web", "kubectl rollout restart daemonset/logs -n web",
+        # rollingUpdate.partition 1: a restart would replace kafka-1 only (apps/v1 RollingUpdateStatefulSetStrategy:
+        # "All pods from ordinal Partition-1 to 0 remain untouched"); a deleted pod is made again and mutated
+        "kubectl delete pod -n web kafka-0", "kubectl delete pod -n web kafka-1",
+        "# StatefulSet/kafka has rollingUpdate.partition 1: kubectl rollout restart replaces only its pods of "
+        "ordinal 1 and above; it makes each deleted pod again"]
 
 
 def test_the_inventorys_fix_leaves_running_the_pods_that_already_carry_the_client_id_it_annotates() -> None:

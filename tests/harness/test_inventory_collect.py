@@ -398,8 +398,9 @@ def test_the_update_strategy_of_each_statefulset_and_daemonset_owner_is_read_onc
             self.listed.append(f"{plural}.{group}/{version}")
             if plural == "daemonsets":
                 raise KubeError(KubeFailure(403, "Forbidden", "daemonsets.apps is forbidden"))
-            return [{"metadata": {"namespace": ns, "name": "db"}, "spec": {"updateStrategy": {"type": kind}}}
-                    for ns, kind in (("web", "OnDelete"), ("other", "RollingUpdate"))]
+            return [{"metadata": {"namespace": ns, "name": "db"}, "spec": {"updateStrategy": {"type": kind, **extra}}}
+                    for ns, kind, extra in (("web", "OnDelete", {}),
+                                            ("other", "RollingUpdate", {"rollingUpdate": {"partition": 2}}))]
 
     owners: dict[str, list[dict[str, Any]]] = {
         "web/app-sa": [{"kind": "StatefulSet", "name": "db", "pods": ["db-0"]},
@@ -411,6 +412,7 @@ def test_the_update_strategy_of_each_statefulset_and_daemonset_owner_is_read_onc
     assert kube.listed == ["daemonsets.apps/v1", "statefulsets.apps/v1"]
     assert [o.get("update_strategy", "-") for o in owners["web/app-sa"]] == ["OnDelete", "-"]
     assert [o.get("update_strategy", "-") for o in owners["other/sa"]] == ["RollingUpdate", None]
+    assert [o.get("partition") for o in owners["other/sa"]] == [2, None]  # a StatefulSet's partition, kept
     deployments_only = {"web/app-sa": [{"kind": "Deployment", "name": "api", "pods": ["api-1"]}]}
     add_update_strategies(kube, deployments_only)  # type: ignore[arg-type]
     assert kube.listed == ["daemonsets.apps/v1", "statefulsets.apps/v1"]  # nothing more asked
