@@ -165,6 +165,17 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
+        "WEBHOOK_REINVOCATION_NEVER", "webhook", "warning",
+        "The webhook's reinvocationPolicy is Never (or unset, which is Never) where the chart and the add-on ship "
+        "IfNeeded (since v1.0.0): containers a later mutating webhook adds (a sidecar injector) get no AZURE_* env "
+        "nor token mount.",
+        "`kubectl patch` the MutatingWebhookConfiguration to reinvocationPolicy IfNeeded (a test of the webhook's "
+        "name at its index first).",
+        "unit:tests/harness/test_checks.py::test_a_webhook_not_reinvoked_is_a_warning_with_the_patch_that_puts_it_"
+        "back",
+        no_lab_fault="the lab runs no other mutating webhook that adds containers, so no pod shows the difference",
+    ),
+    _e(
         "WEBHOOK_OBJECT_SELECTOR_MISSING", "webhook", "error",
         "The webhook has no objectSelector on the use label: it is called for every pod of the cluster.",
         "Restore objectSelector azure.workload.identity/use: \"true\" (reinstall the add-on or chart).",

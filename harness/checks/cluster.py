@@ -486,6 +486,9 @@ def webhook_failure_policy(ctx: ClusterContext) -> Outcome:
     hooks = _hooks(ctx)
     policies = {str(h.get("name")): h.get("failurePolicy", "Fail") for h in hooks}
     if all(p == "Fail" for p in policies.values()):
+        once = _not_reinvoked(ctx)
+        if once:
+            return once
         return passed(
             "failurePolicy Fail: pods are refused rather than silently started without identity",
             {"failurePolicy": policies},
@@ -506,6 +509,37 @@ def webhook_failure_policy(ctx: ClusterContext) -> Outcome:
             ],
         ),
     )
+
+
+def _not_reinvoked(ctx: ClusterContext) -> Outcome | None:
+    """A webhook whose reinvocationPolicy is not IfNeeded (Never, the API's default when unset): the chart and the
+    add-on ship IfNeeded since v1.0.0 (Azure/azure-workload-identity#794) so that containers a later mutating
+    webhook adds (a sidecar injector: Dapr's daprd, another vendor's agent) get the AZURE_* env and the token
+    mount too; with Never the API server calls it once, before them. A warning: only pods such an injector also
+    changes lose it. The fix puts IfNeeded back, a test of the name at its index first.
+    unverified: that the AKS add-on's configuration carries IfNeeded as the chart's does (its templates are not
+    public); the lab's does."""
+    evidence: dict[str, Any] = {}
+    steps: list[Step] = []
+    for mwc in ctx.facts.webhook_configurations:
+        name = str((mwc.get("metadata") or {}).get("name") or "")
+        for index, hook in enumerate(mwc.get("webhooks") or []):
+            if hook.get("name") != WEBHOOK_NAME or hook.get("reinvocationPolicy") == "IfNeeded":
+                continue
+            evidence[str(hook.get("name"))] = hook.get("reinvocationPolicy") or "unset (Never)"
+            ops = [{"op": "test", "path": f"/webhooks/{index}/name", "value": WEBHOOK_NAME},
+                   {"op": "add", "path": f"/webhooks/{index}/reinvocationPolicy", "value": "IfNeeded"}]
+            steps.append(fix.kubectl("patch", "mutatingwebhookconfiguration", fix.object_or(name, "<configuration>"),
+                                     "--type", "json", "-p", json.dumps(ops, separators=(",", ":"))))
+    if not steps:
+        return None
+    said = ("failurePolicy Fail, but the webhook's reinvocationPolicy is " + ", ".join(sorted(set(evidence.values())))
+            + " (the chart and the add-on ship IfNeeded): containers another mutating webhook adds after it (a "
+            "sidecar injector) get no AZURE_* env nor token mount")
+    return warned(said, {"reinvocationPolicy": evidence},
+                  Finding("WEBHOOK_REINVOCATION_NEVER", WARNING, "webhook", said, {"reinvocationPolicy": evidence},
+                          [advice("put IfNeeded back (the API server then calls the webhook again after a later "
+                                  "webhook changed the pod); new pods get it:"), *steps]))
 
 
 def _uses_label(requirement: dict[str, Any]) -> bool:

@@ -285,6 +285,7 @@ class FakeKube:
                     {
                         "name": "mutation.azure-workload-identity.io",
                         "failurePolicy": self.world.failure_policy,
+                        "reinvocationPolicy": "IfNeeded",
                         "objectSelector": {"matchLabels": {"azure.workload.identity/use": "true"}},
                         "clientConfig": {
                             "service": {

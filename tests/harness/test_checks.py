@@ -984,6 +984,25 @@ def test_add_on_and_chart_together_are_a_duplicate_though_they_share_one_configu
         "helm uninstall -n azure-workload-identity-system workload-identity-webhook") for line in lines), lines
 
 
+def test_a_webhook_not_reinvoked_is_a_warning_with_the_patch_that_puts_it_back() -> None:
+    """kubectl patch ... reinvocationPolicy Never (or a configuration older than v1.0.0, unset): the chart and the
+    add-on ship IfNeeded so that containers a later sidecar injector adds are mutated too; a warning with a JSON
+    patch testing the webhook's name at its index. IfNeeded says nothing."""
+    hook = {"name": "mutation.azure-workload-identity.io", "failurePolicy": "Fail", "reinvocationPolicy": "Never"}
+    facts = ClusterFacts(time.time(), webhook_configurations=[
+        {"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"}, "webhooks": [hook]}])
+    outcome = _cluster_check(facts, "cluster.webhook_failure_policy")
+    assert outcome.status == WARN and outcome.findings[0].code == "WEBHOOK_REINVOCATION_NEVER"
+    assert outcome.findings[0].fix_lines()[1] == (
+        "kubectl patch mutatingwebhookconfiguration azure-wi-webhook-mutating-webhook-configuration --type json -p "
+        "'[{\"op\":\"test\",\"path\":\"/webhooks/0/name\",\"value\":\"mutation.azure-workload-identity.io\"},"
+        "{\"op\":\"add\",\"path\":\"/webhooks/0/reinvocationPolicy\",\"value\":\"IfNeeded\"}]'")
+    del hook["reinvocationPolicy"]
+    assert "unset (Never)" in _cluster_check(facts, "cluster.webhook_failure_policy").message
+    hook["reinvocationPolicy"] = "IfNeeded"
+    assert _cluster_check(facts, "cluster.webhook_failure_policy").status == PASS
+
+
 def test_a_chart_install_with_the_add_on_off_is_a_valid_setup() -> None:
     facts = ClusterFacts(time.time(), webhook_configurations=ONE_MWC, webhook_deployments=[CHART_DEPLOYMENT],
                          arm_cluster=_arm_cluster(workload_identity=False))
