@@ -11,7 +11,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.inventory import inventory_section, run_inventory_checks
 from harness.checks.migration import coverage_rows, leftovers_section, run_migration_checks
 from harness.checks.model import CheckResult, Finding
-from harness.checks.workload import run_workload_checks
+from harness.checks.workload import run_workload_checks, with_harness_retries
 from harness.config import HarnessConfig, WorkloadConfig
 from harness.facts import RunFacts
 from harness.redact import Redactor
@@ -48,6 +48,7 @@ class RunResults:
     workloads: dict[str, WorkloadResults] = field(default_factory=dict)
     pods: dict[str, WorkloadResults] = field(default_factory=dict)
     swept: list[str] = field(default_factory=list)
+    sweep_kept: list[str] | None = None  # None: no --sweep
     kept: list[str] = field(default_factory=list)
     # the migration suite: its checks, and run.json's leftovers and coverage sections (None: it did not run)
     migration: list[CheckResult] = field(default_factory=list)
@@ -127,17 +128,21 @@ def analyse(
     facts = redact_facts(facts, redactor)
     results = RunResults(
         target=target_of(facts, config, target_kind),
-        cluster=run_cluster_checks(facts.cluster, config.azure, config.expect),
+        cluster=with_harness_retries(run_cluster_checks(facts.cluster, config.azure, config.expect),
+                                     facts.harness_retries.get("cluster") or {}),
         swept=list(facts.swept),
+        sweep_kept=None if facts.sweep_kept is None else list(facts.sweep_kept),
     )
     if facts.migration is not None:
-        results.migration = run_migration_checks(facts.migration, facts.cluster, config.azure, config.expect)
+        results.migration = with_harness_retries(
+            run_migration_checks(facts.migration, facts.cluster, config.azure, config.expect),
+            facts.harness_retries.get("migration") or {})
         results.leftovers = leftovers_section(facts.migration, facts.cluster, config.expect)
         results.coverage = coverage_rows(facts.migration, facts.cluster.issuer_url)
     if facts.inventory is not None:
-        results.inventory_checks = run_inventory_checks(
+        results.inventory_checks = with_harness_retries(run_inventory_checks(
             facts.inventory, facts.cluster, config.azure, config.expect, config.workloads, config.harness.client_id
-        )
+        ), facts.harness_retries.get("inventory") or {})
         results.inventory = inventory_section(facts.inventory, facts.cluster, config.expect)
     for workload in workloads:
         workload_facts = facts.workloads.get(workload.id)

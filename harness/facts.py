@@ -317,5 +317,9 @@ class RunFacts:
     workloads: dict[str, WorkloadFacts] = field(default_factory=dict)  # by NS/SA
     pods: dict[str, WorkloadFacts] = field(default_factory=dict)  # --pod, by NS/POD
     swept: list[str] = field(default_factory=list)  # NS/POD (NS/configmap/NAME) of leftovers deleted by --sweep
+    # --sweep's line for each earlier run whose objects it left (within their bound); None: no --sweep
+    sweep_kept: list[str] | None = None
     migration: MigrationFacts | None = None  # collected when the migration suite runs
     inventory: InventoryFacts | None = None  # collected when the inventory suite runs
+    # section (cluster, migration, inventory) -> service -> the harness's retries while collecting it
+    harness_retries: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -116,14 +116,20 @@ def run_workload_checks(context: WorkloadContext) -> list[CheckResult]:
     return with_harness_retries(run_chain(workload_chain(context.workload), context), context.facts.harness_retries)
 
 
-# The services the harness itself read for each check (the probe's own retries are in its steps' evidence)
+# The services the harness itself read for each check (the probe's own retries are in its steps' evidence); the
+# first prefix a check's id starts with names them
 SERVICES_BEHIND = (("sa.", ("kube",)), ("pod.", ("kube",)), ("workload.", ("kube",)), ("probe.", ("kube",)),
-                   ("identity.", ("arm", "graph")), ("federation.", ("arm", "graph")), ("access.", ("arm",)))
+                   ("identity.", ("arm", "graph")), ("federation.", ("arm", "graph")), ("access.", ("arm",)),
+                   # cluster: the issuer's documents, the webhook's objects, else ARM's managed cluster (or the API
+                   # server's discovery document)
+                   ("cluster.issuer_", ("issuer",)), ("cluster.webhook_", ("kube",)), ("cluster.", ("arm", "kube")),
+                   ("migration.", ("kube", "arm", "graph")), ("inventory.", ("kube", "arm", "graph")))
 
 
 def with_harness_retries(results: list[CheckResult], retries: dict[str, int]) -> list[CheckResult]:
     """Each check's evidence counts the harness's retries (429, 5xx, resets: collect/retrying.py) of the
-    services behind it, made while collecting this workload: a verdict reached through retries says so."""
+    services behind it, made while collecting what it reads (this workload, or the cluster, migration or
+    inventory section): a verdict reached through retries says so."""
     for result in results:
         services = next((named for prefix, named in SERVICES_BEHIND if result.id.startswith(prefix)), ())
         counted = {service: retries[service] for service in services if retries.get(service)}

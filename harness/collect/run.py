@@ -303,13 +303,21 @@ def collect_run(
     sweep_first: bool = False,
 ) -> RunFacts:
     swept: list[str] = []
+    sweep_kept: list[str] | None = None  # None: --sweep was not asked for
     if sweep_first:
         namespaces = sorted(
             {w.namespace for w in config.workloads} | {w.namespace for w in selection.workloads}
         )
-        swept = sweep(backend.kube, namespaces, run_id)
-    cluster = collect_cluster(backend, config)
-    cluster.access_resources = collect_access_resources(backend.arm, config.azure, selection.workloads)
+        sweep_kept = []
+        swept = sweep(backend.kube, namespaces, run_id, kept=sweep_kept)
+
+    def counted(section: str) -> Any:
+        """Where the harness's retries while collecting ``section`` are counted (this run's)."""
+        return LEDGER.scope(f"{run_id} {section}")
+
+    with counted("cluster"):
+        cluster = collect_cluster(backend, config)
+        cluster.access_resources = collect_access_resources(backend.arm, config.azure, selection.workloads)
     workloads = collect_workloads(backend, config, selection.workloads, run_id, image, keep, cluster.issuer_url)
     pods = collect_existing_pods(backend, config, selection.pods, run_id, image, keep, cluster.issuer_url)
     labelled = selection.labelled_pods
@@ -319,10 +327,13 @@ def collect_run(
     migration = None
     if selection.migration:
         known = [w.identity for w in [*workloads.values(), *pods.values()]]
-        migration = collect_migration(backend.kube, backend.arm, config.azure, backend.graph, known, labelled)
+        with counted("migration"):
+            migration = collect_migration(backend.kube, backend.arm, config.azure, backend.graph, known, labelled)
     inventory = None
     if selection.inventory:
-        inventory = collect_inventory(backend.kube, backend.arm, config.azure, backend.graph,
-                                      cluster.issuer_url, config.expect.previous_issuers, labelled)
-    return RunFacts(cluster=cluster, workloads=workloads, pods=pods, swept=swept, migration=migration,
-                    inventory=inventory)
+        with counted("inventory"):
+            inventory = collect_inventory(backend.kube, backend.arm, config.azure, backend.graph,
+                                          cluster.issuer_url, config.expect.previous_issuers, labelled)
+    retries = {section: LEDGER.scoped(f"{run_id} {section}") for section in ("cluster", "migration", "inventory")}
+    return RunFacts(cluster=cluster, workloads=workloads, pods=pods, swept=swept, sweep_kept=sweep_kept,
+                    migration=migration, inventory=inventory, harness_retries=retries)

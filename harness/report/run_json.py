@@ -51,6 +51,7 @@ def check_payload(
         "findings": [{**f.to_json(), "check": result.id} for f in result.findings],  # the check that raised it
         "target": results.target,
         "swept": results.swept,
+        "sweep_kept": results.sweep_kept,
         "kept": results.kept,
         # the harness's own retries so far in this process (an xdist worker); merged in build_run
         "retries": {"process": os.getpid(), "services": LEDGER.summary()},

@@ -233,3 +233,57 @@ def test_an_api_server_that_refuses_the_connection_is_said_in_words(tmp_path: Pa
         OfficialKubeApi(path, None).namespace("finance")
     assert refused.value.failure.message == (
         f"no answer from the API server https://127.0.0.1:{port}: the connection was refused")
+
+
+def test_the_cluster_inventory_and_migration_checks_count_their_retries_in_their_evidence(
+    run_world: RunWorld,
+) -> None:
+    """Issue 12: 'every retry is counted in the check's evidence'; only the workloads' checks carried theirs, and
+    a cluster or inventory check failed or passed through ARM's 503s with no count of its own (run.json's
+    top-level retries had them; by hand with lab ctl fault arm --rate-503 1: arm 35, none in any check). The
+    retries made while collecting each section are counted for it, and each of its checks names those of the
+    services behind it."""
+    from harness.analysis import analyse
+    from harness.collect.run import Selection, collect_run
+    from harness.redact import Redactor
+
+    _, config = run_world(World.healthy())  # its harness.yaml
+    run = collect_run(World.healthy().backend(), config,
+                      Selection(workloads=config.workloads, migration=True, inventory=True), "r",
+                      config.probe.resolved_image)
+    run.harness_retries = {"cluster": {"arm": 4, "issuer": 1}, "inventory": {"graph": 2}, "migration": {"kube": 1}}
+    analysed = analyse(run, config, config.workloads, "lab", Redactor())
+    cluster = {c.id: c.evidence.get("harness_retries") for c in analysed.cluster}
+    assert cluster["cluster.oidc_issuer_enabled"] == {"arm": 4} and cluster["cluster.issuer_jwks"] == {"issuer": 1}
+    assert cluster["cluster.webhook_installed"] is None  # no kube retry: nothing to say
+    assert all(c.evidence.get("harness_retries") == {"graph": 2} for c in analysed.inventory_checks)
+    assert all(c.evidence.get("harness_retries") == {"kube": 1} for c in analysed.migration)
+
+
+def test_a_sweep_that_keeps_a_young_leftover_says_so_to_the_summary(run_world: RunWorld) -> None:
+    """--sweep before a killed run's probe pod passed its deadline: nothing deleted, nothing said. The run's facts,
+    results and each check's payload (what the summary prints as '--sweep kept ...') carry the line; a run
+    without --sweep carries None (the summary then says nothing of a sweep)."""
+    from harness.analysis import analyse
+    from harness.collect.probe_pods import ProbeRequest, run_probe_pods
+    from harness.collect.run import Selection, collect_run
+    from harness.config import ProbeSettings
+    from harness.redact import Redactor
+    from harness.report.run_json import check_payload
+
+    _, config = run_world(World.healthy())
+    backend = World.healthy().backend()
+    run_probe_pods(backend.kube, [ProbeRequest("finance/backend-sa", "finance", "backend-sa", {})], "killed-run",
+                   ProbeSettings(timeout_seconds=60), keep=True)
+    for name in [key for key in backend.kube.config_maps if "ended" in key[1]]:  # killed: no end-of-run marker
+        del backend.kube.config_maps[name]
+    facts = collect_run(backend, config, Selection(workloads=config.workloads), "this-run",
+                        config.probe.resolved_image, sweep_first=True)
+    assert facts.swept == [] and len(facts.sweep_kept or []) == 1
+    assert facts.sweep_kept[0].startswith("kept 2 objects of run killed-run (in finance): younger than their probe ")
+    results = analyse(facts, config, config.workloads, "lab", Redactor())
+    payload = check_payload("cluster", results.cluster[0], 0, results)
+    assert payload["sweep_kept"] == facts.sweep_kept
+    quiet = collect_run(World.healthy().backend(), config, Selection(workloads=config.workloads), "r",
+                        config.probe.resolved_image)
+    assert quiet.sweep_kept is None
