@@ -279,7 +279,8 @@ def _not_annotated(
         neighbours = sa.annotated_neighbours
         if neighbours:
             evidence["annotated_in_namespace"] = dict(sorted(neighbours.items()))
-            hint = (f"; ServiceAccount(s) of {ctx.namespace} that name an identity: {', '.join(sorted(neighbours))}"
+            hint = (f"; {values.in_number(len(neighbours), 'ServiceAccount')} of {ctx.namespace} that name"
+                    f"{'s' if len(neighbours) == 1 else ''} an identity: {', '.join(sorted(neighbours))}"
                     " (is the pod's serviceAccountName the wrong one?)")
             fix_it = [*_other_service_account(ctx, neighbours), *fix_it]
         return failed(

@@ -25,7 +25,7 @@ from harness import __version__
 from harness.checks.migration import MIGRATION_CHECK_IDS
 from harness.commands import pasteable
 from harness.report.schema import NARROWING_FLAGS, SCHEMA, validate_run
-from harness.values import visible
+from harness.values import counted, visible
 
 FORMATS = ("md", "html")
 SIGNOFF_FILES = {"md": "signoff.md", "html": "signoff.html"}
@@ -496,7 +496,7 @@ def incomplete_text(document: dict[str, Any]) -> str:
     errors = [e for e in incomplete.get("errors") or [] if isinstance(e, dict)]
     if errors:
         first = errors[0]
-        parts.append(f"{len(errors)} test(s) of the harness errored without a check result, first "
+        parts.append(f"{counted(len(errors), 'test')} of the harness errored without a check result, first "
                      f"{first.get('test')}: {first.get('message')}")
     return cell("; ".join(parts)) if parts else ""
 
@@ -717,7 +717,8 @@ def fleet_view(documents: list[dict[str, Any]], expected: Iterable[str] = ()) ->
     narrowed = [r for r in runs if r.narrowed and not r.incomplete]
     notes = [f"No run of {', '.join(missing)}: the fleet verdict is FAIL until each expected cluster has a run."
              if missing else "", repeated_clusters(clusters),
-             f"{len(narrowed)} run(s) narrowed to part of the suites ({', '.join(r.run_id for r in narrowed)}): "
+             f"{counted(len(narrowed), 'run')} narrowed to part of the suites "
+             f"({', '.join(r.run_id for r in narrowed)}): "
              "each verdict covers only the checks that run selected (its header says what narrowed it)."
              if narrowed else ""]
     return FleetView(

@@ -624,7 +624,8 @@ def test_with_pod_under_an_unannotated_service_account_the_fix_moves_it_to_the_a
     ctx.facts.sa = ServiceAccountFacts("finance", "default", True, True, {}, {},
                                        annotated_neighbours={"backend-sa": CLIENT})
     finding = sa_client_id_annotation(ctx).findings[0]
-    assert finding.code == "SA_NOT_ANNOTATED" and "backend-sa" in finding.message
+    assert finding.code == "SA_NOT_ANNOTATED" and "; ServiceAccount of finance that names an identity: backend-sa (" \
+        in finding.message  # once 'ServiceAccount(s) of finance that name'
     lines = finding.fix_lines()
     assert lines[1] == ("kubectl patch deployment/backend -n finance --type merge -p "
                         """'{"spec":{"template":{"spec":{"serviceAccountName":"backend-sa"}}}}'""")
@@ -634,6 +635,8 @@ def test_with_pod_under_an_unannotated_service_account_the_fix_moves_it_to_the_a
     two.facts.sa = ServiceAccountFacts("finance", "default", True, True, {}, {},
                                        annotated_neighbours={"backend-sa": CLIENT, "batch-sa": CLIENT})
     assert not any(line.startswith("kubectl patch") for line in sa_client_id_annotation(two).findings[0].fix_lines())
+    assert "; ServiceAccounts of finance that name an identity: backend-sa, batch-sa (" in \
+        sa_client_id_annotation(two).findings[0].message
     alone = context_for(pod)  # no other ServiceAccount names an identity: the annotation alone
     alone.facts.sa.annotations = {}
     assert sa_client_id_annotation(alone).findings[0].fix_lines()[0].startswith("kubectl annotate serviceaccount")

@@ -929,7 +929,7 @@ def test_an_incomplete_run_says_why_it_failed_and_never_says_off_pod_identity_ye
     page = html.unescape(render(document, "html"))
     for text in (md, page):
         assert "interrupted (SIGTERM) before every check ran" in text
-        assert "1 test(s) of the harness errored without a check result, first " \
+        assert "1 test of the harness errored without a check result, first " \
                "suites/test_workloads.py::test_workload[no-workloads]: whole-cluster run: namespace financ" in text
         assert "CANNOT TELL: migration.objects_removed, migration.components_removed, migration.crds_removed, " \
                "migration.addon_disabled did not run (the run was not complete)" in text
@@ -1054,7 +1054,7 @@ def test_a_narrowed_run_says_so_in_the_header_and_the_fleet(run_world: Callable[
     row = next(line for line in render_fleet([document], "md").splitlines() if line.startswith("| dev-aks"))
     assert md_cells(row)[3] == "PASS (narrowed)"
     assert fleet_view([document]).table.note == (
-        "1 run(s) narrowed to part of the suites (20250102T000000Z-aaaaaa): each verdict covers only the checks "
+        "1 run narrowed to part of the suites (20250102T000000Z-aaaaaa): each verdict covers only the checks "
         "that run selected (its header says what narrowed it).")
     document["narrowed"] = {"options": ["--lf"]}  # a rerun of last time's failures alone
     assert "| Narrowed to | --lf: the verdict covers only" in render(document, "md")
