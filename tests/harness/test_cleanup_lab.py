@@ -323,7 +323,7 @@ def test_sweep_after_the_deadline_removes_exactly_the_killed_runs_objects(
     run = start(running_lab.harness_config, tmp_path, "--sweep")
     output = run.communicate(timeout=120)[0]
     assert run.returncode == 0, output[-3000:]
-    line = re.search(r"swept (\d+) leftover probe object\(s\): (.*)", output)
+    line = re.search(r"swept (\d+) leftover probe objects?: (.*)", output)
     assert line, output[-3000:]
     expected = {f"{ns}/{name}" if kind == "pod" else f"{ns}/configmap/{name}" for kind, ns, name, _ in left}
     assert set(line.group(2).strip().split(", ")) == expected

@@ -87,7 +87,7 @@ def test_the_configmap_goes_with_the_pods_or_stays_with_keep_until_swept(
 
     result, _ = run_suites(tmp_path / "swept", "--config", config, "--workload", "finance/backend-sa", "--sweep")
     assert result.returncode == 0, result.stdout[-4000:]
-    swept = re.search(r"swept \d+ leftover probe object\(s\): (.*)", result.stdout)
+    swept = re.search(r"swept \d+ leftover probe objects?: (.*)", result.stdout)
     assert swept is not None and f"finance/configmap/{config_map.metadata.name}" in swept.group(1)
     assert f"finance/{pod.metadata.name}" in swept.group(1)
     assert run_objects(kube_api, kept["run_id"]) == ([], [])
