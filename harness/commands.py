@@ -101,10 +101,18 @@ def intended_words(step: Command) -> list[str]:
     return [arg if isinstance(arg, str) else f"{arg.prefix}${arg.name}{arg.suffix}" for arg in step.argv]
 
 
+# what a shell still reads inside double quotes: expansions, escapes, the quote itself, and history's '!'
+_DOUBLE_QUOTE_ACTIVE = frozenset('$`\\"!')
+
+
 def _word(arg: Arg) -> str:
     if isinstance(arg, Var):
         return ((shlex.quote(arg.prefix) if arg.prefix else "") + f'"${arg.name}"'
                 + (shlex.quote(arg.suffix) if arg.suffix else ""))
+    if "'" in arg and arg.isprintable() and not _DOUBLE_QUOTE_ACTIVE & set(arg):
+        # a JMESPath or OData literal ([?name=='x'], appId eq 'x'): double quotes, as a person types it, rather
+        # than shlex.quote's '...'"'"'...'; with none of those characters in it, the word is taken literally
+        return f'"{arg}"'
     return shlex.quote(arg)
 
 

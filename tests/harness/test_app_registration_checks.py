@@ -104,7 +104,7 @@ def test_an_audience_refused_on_credentials_the_harness_cannot_read_is_updated_w
     lines = finding.fix_lines()
     assert lines[0] == (
         f"CREDENTIAL=$(az ad app federated-credential list --id {CLIENT} --query "
-        + shlex.quote(f"[?issuer=='{ISSUER}' && subject=='{SUBJECT}'].name | [0]") + " -o tsv)")
+        f"\"[?issuer=='{ISSUER}' && subject=='{SUBJECT}'].name | [0]\" -o tsv)")
     parameters = json.dumps({"issuer": ISSUER, "subject": SUBJECT, "audiences": [AUDIENCE]})
     assert shlex.split(lines[1]) == ["az", "ad", "app", "federated-credential", "update", "--id", CLIENT,
                                      "--federated-credential-id", "$CREDENTIAL", "--parameters", parameters]

@@ -1075,7 +1075,7 @@ def test_a_scope_of_another_cloud_is_named_with_the_resource_entra_did_not_find(
     )
     assert (finding.code, finding.layer) == ("RESOURCE_NOT_IN_TENANT", "entra")
     assert finding.fix_lines()[0] == (
-        "az ad sp list --filter 'servicePrincipalNames/any(n:n eq '\"'\"'https://vault.azure.net'\"'\"')' "
+        "az ad sp list --filter \"servicePrincipalNames/any(n:n eq 'https://vault.azure.net')\" "
         "--query '[].{name: displayName, appId: appId}' -o table"
     )
 
@@ -1147,7 +1147,7 @@ def test_an_unknown_client_id_is_looked_up_not_annotated_again() -> None:
     refused = Fetched(f"https://graph.microsoft.com/v1.0/applications(appId='{CLIENT}')", 403, None, "denied")
     lines = _unknown_client_id(IdentityFacts(configured=True, refused=[refused]), client_id=CLIENT).fix_lines()
     for kind in ("app", "sp"):
-        assert any(line.startswith(f"az ad {kind} list --filter 'id eq '\"'\"'{CLIENT}'") for line in lines), lines
+        assert any(line.startswith(f"az ad {kind} list --filter \"id eq '{CLIENT}'\"") for line in lines), lines
     assert any("azure.workload.identity/tenant-id=" in line for line in lines)
 
 

@@ -582,3 +582,28 @@ def test_a_refusal_by_rbac_prints_the_rule_it_names() -> None:
     # Azure RBAC for Kubernetes authorization, in its own words: the can-i and the manifests, as before
     assert lines('User "u" does not have access to the resource in Azure. Update role assignment to allow '
                  "access.")[0] == "kubectl auth can-i get serviceaccounts -n finance"
+
+
+def test_a_word_holding_single_quotes_is_double_quoted_when_nothing_in_it_would_expand() -> None:
+    """SA_CLIENT_ID_UNKNOWN's look-ups printed --query '[?clientId=='"'"'GUID'"'"']' (shlex.quote's form: valid,
+    hard to read). A word with a single quote and none of $ ` \\ " ! (what a shell still reads inside double
+    quotes, ! for history) is printed as a person types it; any of those keeps the single-quoted form. Either
+    way the shell gives the program the word as built."""
+    cases = {
+        "[?clientId=='3f2b5c1e-1111-4222-8333-944445555666']":
+            "\"[?clientId=='3f2b5c1e-1111-4222-8333-944445555666']\"",
+        "appId eq 'x'": "\"appId eq 'x'\"",
+        "it's $HOME": "'it'\"'\"'s $HOME'",
+        "don't!": "'don'\"'\"'t!'",
+        "a'`id`": "'a'\"'\"'`id`'",
+        'say "hi" \'x\'': shlex.quote('say "hi" \'x\''),
+        "a'\\b": shlex.quote("a'\\b"),
+        "plain": "plain",
+        "two words": "'two words'",
+    }
+    for word, shown in cases.items():
+        line = render(command("az", "--query", word))
+        assert line == f"az --query {shown}", word
+        assert shlex.split(line) == ["az", "--query", word]
+        printed = subprocess.run(["bash", "-c", f"printf '%s\\n' {shown}"], capture_output=True, text=True)
+        assert printed.stdout == word + "\n", word  # what bash hands the program

@@ -570,7 +570,7 @@ def test_without_graph_read_an_unknown_client_id_is_also_looked_for_in_deleted_a
     listed = [line for line in lines(refused) if "deletedItems" in line]
     assert len(listed) == 1 and listed[0].startswith(
         "az rest --method GET --url https://graph.microsoft.com/v1.0/directory/deletedItems/microsoft.graph.application")
-    assert f"value[?appId=='\"'\"'{CLIENT}'\"'\"'].{{objectId: id" in listed[0]
+    assert f"\"value[?appId=='{CLIENT}'].{{objectId: id" in listed[0]
     assert not [line for line in lines() if "deletedItems" in line]
 
 
@@ -621,8 +621,8 @@ def test_a_name_in_the_annotation_is_looked_up_by_name() -> None:
     ctx.facts.sa.annotations["azure.workload.identity/client-id"] = "web-app"
     lines = sa_client_id_annotation(ctx).findings[0].fix_lines()
     assert lines[:2] == [
-        "az identity list --query '[?name=='\"'\"'web-app'\"'\"'].{name: name, clientId: clientId, group: "
-        "resourceGroup}' -o table",
+        "az identity list --query \"[?name=='web-app'].{name: name, clientId: clientId, group: "
+        "resourceGroup}\" -o table",
         "az ad app list --display-name web-app --query '[].{displayName: displayName, appId: appId}' -o table"]
     configured = context_for(identity_resource_id=IDENTITY_ID)
     configured.azure, configured.facts.identity = azure(), IdentityFacts(configured=True)
@@ -679,11 +679,11 @@ GRAPH = "00000003-0000-0000-c000-000000000000"
 # Graph's Application.Read.All granted as Graph grants app roles (az ad app permission admin-consent refuses every
 # cloud but the public one, and a managed identity has no app registration to add a permission to)
 GRANT_GRAPH_READ = [
-    f"GRANT=$(az ad sp list --filter 'appId in ('\"'\"'{HARNESS}'\"'\"', '\"'\"'{GRAPH}'\"'\"')' --query "
-    f"'{{principalId: [?appId=='\"'\"'{HARNESS}'\"'\"'].id | [0], resourceId: [?appId=='\"'\"'{GRAPH}'\"'\"'].id "
-    "| [0], appRoleId: '\"'\"'9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30'\"'\"'}' -o json)",
-    f"az rest --method POST --url 'https://graph.microsoft.com/v1.0/servicePrincipals(appId='\"'\"'{HARNESS}'\"'\"')"
-    "/appRoleAssignments' --body \"$GRANT\"   # Application.Read.All for the harness (admin consent)",
+    f"GRANT=$(az ad sp list --filter \"appId in ('{HARNESS}', '{GRAPH}')\" --query "
+    f"\"{{principalId: [?appId=='{HARNESS}'].id | [0], resourceId: [?appId=='{GRAPH}'].id "
+    "| [0], appRoleId: '9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30'}\" -o json)",
+    f"az rest --method POST --url \"https://graph.microsoft.com/v1.0/servicePrincipals(appId='{HARNESS}')"
+    "/appRoleAssignments\" --body \"$GRANT\"   # Application.Read.All for the harness (admin consent)",
 ]
 
 
@@ -733,8 +733,8 @@ def test_nothing_found_nothing_refused_and_no_exchange_is_not_found() -> None:
     outcome = identity_matches(context_with(IdentityFacts(configured=True, note="no identity"), exchanged=False))
     assert outcome.status == FAIL and outcome.findings[0].code == "IDENTITY_NOT_FOUND"
     assert outcome.findings[0].fix_lines()[:2] == [
-        f"az identity list --query '[?clientId=='\"'\"'{CLIENT}'\"'\"']' -o table",
-        f"az ad app list --filter 'appId eq '\"'\"'{CLIENT}'\"'\"'' --query "
+        f"az identity list --query \"[?clientId=='{CLIENT}']\" -o table",
+        f"az ad app list --filter \"appId eq '{CLIENT}'\" --query "
         "'[].{appId: appId, objectId: id, displayName: displayName}' -o table",
     ]
 
