@@ -690,7 +690,9 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         ]
     elif code == "IDENTITY_NOT_FOUND" and _principal_owner(ctx):
         # the client id exchanged as is an identity's object id (identity.matches names whose): no tenant question
-        remediation += [*_unknown_client_id_fix(ctx, str(evidence.get("client_id") or "")), *restart_workload(ctx)]
+        exchanged = str(evidence.get("client_id") or "")
+        remediation += [*_unknown_client_id_fix(ctx, exchanged),
+                        *restart_workload(ctx, _annotation_target(ctx, exchanged))]
     elif code == "IDENTITY_NOT_FOUND":
         remediation += [
             *_unknown_client_id_fix(ctx, str(evidence.get("client_id") or "")),
@@ -786,11 +788,17 @@ def _unknown_client_id_fix(ctx: WorkloadContext, exchanged: str) -> list[Step]:
     whose: an application's object id, a service principal's or a managed identity's principalId), the annotation
     is set to that identity's client id, as SA_ANNOTATION_IS_PRINCIPAL_ID's fix does: a look-up of the object id
     as a client id finds nothing."""
-    read = identity_client_id(ctx.facts.identity) or _principal_owner(ctx)
-    target = read or ctx.expected_client_id
-    if not target or (exchanged and target.lower() == exchanged.lower()):
-        return fix.find_identity_anywhere(exchanged or target, by_object_id=_graph_refused(ctx))
+    target = _annotation_target(ctx, exchanged)
+    if target is None:
+        return fix.find_identity_anywhere(exchanged or ctx.expected_client_id, by_object_id=_graph_refused(ctx))
     return [fix.annotate_sa(ctx.namespace, ctx.service_account, target)]
+
+
+def _annotation_target(ctx: WorkloadContext, exchanged: str) -> str | None:
+    """The client id _unknown_client_id_fix annotates (the restart after it leaves running the pods that already
+    carry it); None when it annotates nothing."""
+    target = identity_client_id(ctx.facts.identity) or _principal_owner(ctx) or ctx.expected_client_id
+    return None if not target or (exchanged and target.lower() == exchanged.lower()) else target
 
 
 def _graph_refused(ctx: WorkloadContext) -> bool:

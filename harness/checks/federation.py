@@ -105,11 +105,11 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
                 f"(AADSTS700016), the identity now has client id {actual} and principal id "
                 f"{props.get('principalId')}, without the old one's federated credentials and role assignments")
             fixes = [fix.annotate_sa(ctx.namespace, ctx.service_account, actual), *_recreated_identity_fixes(ctx),
-                     *restart_workload(ctx)]
+                     *restart_workload(ctx, actual)]
         else:
             holder, message = "the workload uses", (
                 f"the ServiceAccount's client id {expected} is not the identity's {actual}")
-            fixes = [fix.annotate_sa(ctx.namespace, ctx.service_account, actual), *restart_workload(ctx)]
+            fixes = [fix.annotate_sa(ctx.namespace, ctx.service_account, actual), *restart_workload(ctx, actual)]
         return failed(
             f"identity {facts.resource_id} has client id {props.get('clientId')}, {holder} {expected}",
             evidence,
@@ -408,7 +408,7 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
                 evidence,
                 [
                     fix.annotate_sa(ctx.namespace, ctx.service_account, owner.get("client_id")),
-                    *restart_workload(ctx),
+                    *restart_workload(ctx, str(owner.get("client_id") or "") or None),
                 ],
             ),
         )
@@ -481,7 +481,7 @@ def _application_deleted(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outc
             *([advice(f"set client_id: {new} for {ctx.namespace}/{ctx.service_account} in harness.yaml (it names "
                       f"{configured}, the deleted application's)")]
               if configured and configured.lower() != new.lower() else []),
-            *restart_workload(ctx),
+            *restart_workload(ctx, new),
             *restore_instead(repair),
         ]
     return failed(message, evidence, Finding("IDENTITY_NOT_FOUND", ERROR, "identity", message, evidence, repair))

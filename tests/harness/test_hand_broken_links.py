@@ -483,3 +483,27 @@ def test_a_braced_client_id_annotation_fixed_leaves_running_the_pods_that_carry_
     ctx.facts.live_pods = LivePodsFacts([live(workload_pod(client_id=OLD_CLIENT), deployment())])
     (finding,) = sa_client_id_annotation(ctx).findings
     assert finding.fix_lines()[1].startswith("kubectl rollout restart deployment/backend -n finance")
+
+
+def test_an_object_id_annotated_over_a_working_client_id_leaves_running_the_pods_that_carry_it() -> None:
+    """By hand: a ServiceAccount whose pods ran with the identity's client id was annotated with the identity's
+    principal (object) id. The inventory's and workload.live_pods' fixes said the running pods needed no
+    restart, while IDENTITY_NOT_FOUND (identity.matches: SA_ANNOTATION_IS_PRINCIPAL_ID) printed a kubectl
+    rollout restart of them beside it. Its annotation fix now leaves running the pods that already carry the
+    client id it annotates; a pod carrying the object id is still restarted."""
+    from harness.checks.federation import identity_matches
+    from harness.facts import IdentityFacts
+
+    principal = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
+    ctx = context([live(workload_pod(client_id=CLIENT), deployment())],
+                  {"azure.workload.identity/client-id": principal})
+    ctx.facts.identity = IdentityFacts(configured=True, principal_of={
+        "kind": "managed_identity", "client_id": CLIENT, "name": "myWorkloadId", "object_id": principal})
+    (finding,) = identity_matches(ctx).findings
+    assert finding.code == "SA_ANNOTATION_IS_PRINCIPAL_ID"
+    assert [line.split("   #")[0] for line in finding.fix_lines()] == [
+        f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={CLIENT} --overwrite",
+        f"# Deployment/backend: the running pods already carry AZURE_CLIENT_ID={CLIENT}, no restart needed"]
+    ctx.facts.live_pods = LivePodsFacts([live(workload_pod(client_id=principal), deployment())])
+    (finding,) = identity_matches(ctx).findings
+    assert finding.fix_lines()[1].startswith("kubectl rollout restart deployment/backend -n finance")
