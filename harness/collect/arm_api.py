@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from harness.collect.caller import identity_claims
-from harness.collect.retrying import mount_retries
+from harness.collect.retrying import MAX_RETRIES, azure_core_retry_policy_class, mount_retries
 from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, SLOW_ERROR, Fetched
 from harness.names import UNVERIFIED_CERTIFICATE
@@ -68,8 +68,10 @@ def make_credential(azure: AzureConfig, own_client_id: str | None = None) -> Any
     if azure.ca_file:
         kwargs["connection_verify"] = str(azure.ca_file)
     if azure.credential is not None:
+        # not for DefaultAzureCredential: its IMDS credential passes a retry_policy_class of its own
         return ClientSecretCredential(
-            azure.tenant_id, azure.credential.client_id, azure.credential.secret(), **kwargs
+            azure.tenant_id, azure.credential.client_id, azure.credential.secret(),
+            retry_policy_class=azure_core_retry_policy_class("entra"), retry_total=MAX_RETRIES, **kwargs
         )
     if own_client_id and os.environ.get("AZURE_FEDERATED_TOKEN_FILE") and not os.environ.get("AZURE_CLIENT_ID"):
         kwargs.update(workload_identity_client_id=own_client_id, managed_identity_client_id=own_client_id)

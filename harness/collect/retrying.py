@@ -180,6 +180,43 @@ class BoundedRetry(Retry):
         time.sleep(self.get_backoff_time())
 
 
+def azure_core_retry_policy_class(service: str, ledger: RetryLedger | None = None) -> type:
+    """azure-core's RetryPolicy under ``service``'s policy, for what azure-identity sends (the harness's own token
+    requests, which go through azure-core's pipeline, not requests' adapter): azure-core honours any Retry-After
+    in full, three times by default (Entra answering 429 with ``Retry-After: 120`` held a run for six minutes);
+    here a Retry-After reaching past the call's bound ends the retries and the answer stands, as for urllib3 above,
+    and each retry is written to the ledger. Given as azure-identity's ``retry_policy_class`` (its pipeline
+    builder's own keyword, which the IMDS credential uses for its policy)."""
+    from azure.core.pipeline.policies import RetryPolicy
+
+    policy = policies().get(service) or ServicePolicy(service)
+    written_to = ledger if ledger is not None else LEDGER
+
+    class BoundedAzureCoreRetry(RetryPolicy):
+        def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
+            settings = super().configure_retries(options)
+            settings.update(backoff=policy.first_delay, max_backoff=policy.max_delay,
+                            deadline=time.monotonic() + policy.bound_seconds)
+            return settings
+
+        def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
+            if not super().is_retry(settings, response):
+                return False
+            wait = self.get_retry_after(response) or 0.0
+            return time.monotonic() + wait <= settings["deadline"]
+
+        def sleep(self, settings: dict[str, Any], transport: Any, response: Any = None) -> None:
+            if response is not None:
+                request = response.http_request
+                written_to.record(policy.service, request.method, request.url,
+                                  f"HTTP {response.http_response.status_code}")
+            else:  # a connection reset or a timeout, retried by azure-core after it raised
+                written_to.record(policy.service, None, None, "no answer")
+            super().sleep(settings, transport, response=response)
+
+    return BoundedAzureCoreRetry
+
+
 def _error_kind(error: Exception | None) -> str:
     if error is None:
         return "no answer"

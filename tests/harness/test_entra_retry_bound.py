@@ -1,0 +1,102 @@
+"""The harness's own token requests (azure-identity, through azure-core's pipeline) follow Entra's retry policy:
+a Retry-After within the call's bound is waited out and counted; one reaching past it ends the retries at once.
+azure-core alone honoured ``Retry-After: 120`` three times, six minutes, before the run could say anything."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+from azure.core.exceptions import ClientAuthenticationError
+from azure.core.pipeline.transport import HttpTransport
+from azure.core.pipeline.transport._requests_basic import RequestsTransportResponse
+from azure.identity import ClientSecretCredential
+
+from harness.collect.retrying import RetryLedger, azure_core_retry_policy_class
+
+TENANT = "68df44b8-736c-4a3a-9bec-5db0488e314f"
+CLIENT = "2fd41996-ade4-4db0-9ba0-5c1a1c7b2d10"
+AUTHORITY = "https://login.microsoftonline.com"
+
+
+class ScriptedEntra(HttpTransport):
+    """Answers 429 with ``retry_after`` to the first ``throttled`` requests, then as Entra does; sleeps nothing,
+    only writes down how long it was asked to."""
+
+    def __init__(self, throttled: int, retry_after: str) -> None:
+        self.throttled, self.retry_after = throttled, retry_after
+        self.slept: list[float] = []
+        self.requests = 0
+
+    def __enter__(self) -> ScriptedEntra:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        pass
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def sleep(self, duration: float) -> None:
+        self.slept.append(duration)
+
+    def send(self, request: Any, **kwargs: Any) -> RequestsTransportResponse:
+        self.requests += 1
+        answer = requests.Response()
+        answer.url = request.url
+        answer.headers["Content-Type"] = "application/json"
+        if self.requests <= self.throttled:
+            answer.status_code = 429
+            answer.headers["Retry-After"] = self.retry_after
+            answer._content = b'{"error": "temporarily_unavailable"}'
+        elif request.url.endswith("/openid-configuration"):
+            answer.status_code = 200
+            base = f"{AUTHORITY}/{TENANT}"
+            answer._content = json.dumps({
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                "token_endpoint": f"{base}/oauth2/v2.0/token",
+                "issuer": f"{base}/v2.0",
+            }).encode()
+        else:
+            answer.status_code = 200
+            answer._content = json.dumps({"access_token": "not-a-real-token", "token_type": "Bearer",
+                                          "expires_in": 3600}).encode()
+        return RequestsTransportResponse(request, answer)
+
+
+def _credential(transport: ScriptedEntra, ledger: RetryLedger) -> ClientSecretCredential:
+    return ClientSecretCredential(TENANT, CLIENT, "not-a-secret", authority=AUTHORITY, transport=transport,
+                                  retry_policy_class=azure_core_retry_policy_class("entra", ledger), retry_total=10)
+
+
+def test_a_retry_after_past_the_bound_ends_the_retries_at_once() -> None:
+    entra, ledger = ScriptedEntra(throttled=100, retry_after="120"), RetryLedger()
+    with pytest.raises(ClientAuthenticationError):
+        _credential(entra, ledger).get_token("https://management.azure.com/.default")
+    assert entra.slept == [] and entra.requests == 1
+    assert ledger.counts() == {}
+
+
+def test_a_retry_after_within_the_bound_is_waited_out_and_counted() -> None:
+    entra, ledger = ScriptedEntra(throttled=2, retry_after="3"), RetryLedger()
+    token = _credential(entra, ledger).get_token("https://management.azure.com/.default")
+    assert token.token == "not-a-real-token"
+    assert entra.slept == [3.0, 3.0]
+    assert ledger.summary() == {"entra": {"retries": 2, "answers": {"HTTP 429": 2}}}
+
+
+def test_the_harness_credential_is_built_with_the_bounded_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.collect.arm_api import make_credential
+    from harness.config import AzureConfig, CredentialConfig
+
+    monkeypatch.setenv("WI_TEST_SECRET", "not-a-secret")
+    azure = AzureConfig(tenant_id=TENANT, subscription_id=TENANT, resource_group="rg", cluster_name="aks",
+                        credential=CredentialConfig(client_id=CLIENT, client_secret_env="WI_TEST_SECRET"))
+    credential = make_credential(azure)
+    policies = [type(p).__name__ for p in credential._client._pipeline._impl_policies]
+    assert "BoundedAzureCoreRetry" in policies
