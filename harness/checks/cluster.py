@@ -863,12 +863,7 @@ def _webhook_pods_unschedulable(pending: list[str], namespace: str, evidence: di
                   advice("a person decides: give the webhook's pods a node they fit (selectors, resources); a "
                          "restart does not help")]
     message = f"the webhook's pods cannot be scheduled: {shown}"
-    if not ready_any:
-        return failed(message + ": with failurePolicy Fail, labelled pods are refused", evidence,
-                      Finding("WEBHOOK_NOT_READY", ERROR, "webhook", "no ready webhook replica: " + message, evidence,
-                              steps))
-    return warned(message + "; the ready ones serve", evidence,
-                  Finding("WEBHOOK_DEGRADED", WARNING, "webhook", message, evidence, steps))
+    return _webhook_replicas_short(message, evidence, steps, ready_any, "the ready ones serve")
 
 
 # the kubelet's FailedMount for a Secret volume whose Secret is not there (pkg/volume/secret: secret "x" not found)
@@ -911,12 +906,7 @@ def _webhook_pods_not_started(not_started: list[str], namespace: str, deployment
         steps = [look, advice("a person decides: make what the kubelet names in " + namespace + " (a Secret or "
                               "ConfigMap the webhook's Deployment mounts or reads), or take it off the Deployment; "
                               "a restart does not help")]
-    if not ready_any:
-        return failed(message + ": with failurePolicy Fail, labelled pods are refused", evidence,
-                      Finding("WEBHOOK_NOT_READY", ERROR, "webhook", "no ready webhook replica: " + message, evidence,
-                              steps))
-    return warned(message + "; the ready ones serve until they restart", evidence,
-                  Finding("WEBHOOK_DEGRADED", WARNING, "webhook", message, evidence, steps))
+    return _webhook_replicas_short(message, evidence, steps, ready_any, "the ready ones serve until they restart")
 
 
 def _webhook_pods_refused(refused: list[tuple[str, str, str]], evidence: dict[str, Any], ready_any: bool) -> Outcome:
@@ -934,10 +924,18 @@ def _webhook_pods_refused(refused: list[tuple[str, str, str]], evidence: dict[st
                + "); its ReplicaSet creates them once they are admitted"),
     ]
     message = f"the API server refuses the webhook's new pods: {said}"
+    return _webhook_replicas_short(message, evidence, steps, ready_any, "the previous pods serve until they go",
+                                   no_ready_prefix="")
+
+
+def _webhook_replicas_short(message: str, evidence: dict[str, Any], steps: list[Step], ready_any: bool,
+                            serving: str, no_ready_prefix: str = "no ready webhook replica: ") -> Outcome:
+    """The webhook's Deployment is short of pods for the reason ``message`` names: WEBHOOK_NOT_READY when no replica
+    is ready (failurePolicy Fail refuses labelled pods), else WEBHOOK_DEGRADED, saying who still ``serving``."""
     if not ready_any:
         return failed(message + ": with failurePolicy Fail, labelled pods are refused", evidence,
-                      Finding("WEBHOOK_NOT_READY", ERROR, "webhook", message, evidence, steps))
-    return warned(message + "; the previous pods serve until they go", evidence,
+                      Finding("WEBHOOK_NOT_READY", ERROR, "webhook", no_ready_prefix + message, evidence, steps))
+    return warned(f"{message}; {serving}", evidence,
                   Finding("WEBHOOK_DEGRADED", WARNING, "webhook", message, evidence, steps))
 
 
