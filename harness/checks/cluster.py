@@ -37,6 +37,7 @@ from harness.names import (
     WEBHOOK_NAMESPACES,
     WEBHOOK_SERVICE,
 )
+from harness.values import counted
 
 
 @dataclass
@@ -889,7 +890,7 @@ def _webhook_pods_not_started(not_started: list[str], namespace: str, deployment
                        note="Events: what the kubelet waits for")
     if missing and missing.group(1) == WEBHOOK_CERT_SECRET:
         message = (f"the webhook's certificate Secret {namespace}/{WEBHOOK_CERT_SECRET} is gone, so its pods cannot "
-                   f"mount it and never start ({len(not_started)} pod(s): {said}); cert-controller fills that Secret but does not create it, "
+                   f"mount it and never start ({counted(len(not_started), 'pod')}: {said}); cert-controller fills that Secret but does not create it, "
                    "and a restart makes more pods that wait the same way")
         steps: list[Step] = [
             advice("make the Secret again, empty: the webhook's rotator writes a new CA and serving certificate into "
