@@ -49,6 +49,17 @@ class KubeFailure:
 
 
 @dataclass
+class WebhookPodNotStarted:
+    """One of the webhook's pods scheduled but never started: the kubelet's reason (FailedMount,
+    CreateContainerConfigError) and its own words."""
+
+    namespace: str
+    pod: str
+    reason: str
+    message: str
+
+
+@dataclass
 class ClusterFacts:
     collected_at: float
     context: str | None = None
@@ -61,9 +72,8 @@ class ClusterFacts:
     webhook_deployment_error: KubeFailure | None = None
     # "NS/POD: the scheduler's message" for each webhook pod left Pending, unschedulable (a cordoned or tainted node)
     webhook_unschedulable: list[str] = field(default_factory=list)
-    # "NS/POD: REASON: the kubelet's message" for each webhook pod scheduled but never started (FailedMount of
-    # its certificate Secret, CreateContainerConfigError)
-    webhook_not_started: list[str] = field(default_factory=list)
+    # each webhook pod scheduled but never started (FailedMount of its certificate Secret, CreateContainerConfigError)
+    webhook_not_started: list[WebhookPodNotStarted] = field(default_factory=list)
     # namespace -> azure-wi-webhook-config's AZURE_TENANT_ID and AZURE_ENVIRONMENT (what NewPodMutator reads at start)
     webhook_config: dict[str, dict[str, str]] = field(default_factory=dict)
     kube_discovery: Fetched | None = None  # the API server's /.well-known/openid-configuration
@@ -106,6 +116,10 @@ class ServiceAccountFacts:
     # controller's name): its kind and the ServiceAccount its pods run as; None: no such controller, or not read
     controller_kind: str | None = None
     controller_runs_as: str | None = None
+    # not found, no controller of that name, but a pod of that name is there (--workload given a pod's name, as
+    # kubectl get pods lists it: a Deployment's, StatefulSet's NAME-N, Job's NAME-XXXXX): {kind, name} of the
+    # controller that made it (kind "Pod": none) and the ServiceAccount it runs as; None: no such pod, or not read
+    pod_named: dict[str, str] | None = None
 
 
 @dataclass

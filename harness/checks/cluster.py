@@ -26,7 +26,7 @@ from harness.checks.model import (
 )
 from harness.commands import Step, advice, render
 from harness.config import AzureConfig, ExpectConfig
-from harness.facts import ClusterFacts, Fetched
+from harness.facts import ClusterFacts, Fetched, WebhookPodNotStarted
 from harness.names import (
     USE_LABEL,
     WEBHOOK_CERT_SECRET,
@@ -871,8 +871,8 @@ def _webhook_pods_unschedulable(pending: list[str], namespace: str, evidence: di
 _SECRET_MISSING_RE = re.compile(r'MountVolume\.SetUp failed for volume "[^"]*" : secret "([^"]+)" not found')
 
 
-def _webhook_pods_not_started(not_started: list[str], namespace: str, deployment: str, evidence: dict[str, Any],
-                              ready_any: bool) -> Outcome:
+def _webhook_pods_not_started(not_started: list[WebhookPodNotStarted], namespace: str, deployment: str,
+                              evidence: dict[str, Any], ready_any: bool) -> Outcome:
     """The webhook's pods are scheduled but their manager never starts: the kubelet cannot mount a volume (its
     certificate Secret deleted: the chart's and the add-on's pods mount azure-wi-webhook-server-cert, not optional)
     or resolve an env source. The container has no log and a restart makes more pods that wait the same way, so
@@ -880,9 +880,9 @@ def _webhook_pods_not_started(not_started: list[str], namespace: str, deployment
     it (refreshCertIfNeeded reads it first and fails 'acquiring secret to update certificates'; its reconciler
     returns on NotFound): an empty Secret of that name is enough, the rotator writes a new CA and serving
     certificate into it and the caBundle, and the waiting pods start once the kubelet mounts it."""
-    evidence = {**evidence, "not_started": list(not_started)}
-    said = not_started[0].split(": ", 1)[-1]
-    pod, _, _ = not_started[0].partition(": ")
+    evidence = {**evidence, "not_started": [f"{p.namespace}/{p.pod}: {p.reason}: {p.message}" for p in not_started]}
+    said = f"{not_started[0].reason}: {not_started[0].message}"
+    pod = f"{not_started[0].namespace}/{not_started[0].pod}"
     shown = pod + (f" and {len(not_started) - 1} other" if len(not_started) > 1 else "") + ": " + said
     missing = _SECRET_MISSING_RE.search(said)
     ns = fix.namespace_or(namespace)

@@ -6,9 +6,9 @@ import difflib
 from collections.abc import Iterator
 from typing import Any
 
-from harness.checks.podspec import service_account_of
+from harness.checks.podspec import controller_of, service_account_of
 from harness.collect.kube_api import KubeApi, KubeError
-from harness.facts import ServiceAccountFacts
+from harness.facts import ServiceAccountFacts, WebhookPodNotStarted
 from harness.names import (
     CLIENT_ID_ANNOTATION,
     MWC_PREFIX,
@@ -151,12 +151,12 @@ def webhook_unscheduled(api: KubeApi, deployments: list[dict[str, Any]]) -> list
 _NOT_STARTING = ("ContainerCreating", "PodInitializing", "CreateContainerConfigError")
 
 
-def webhook_not_started(api: KubeApi, deployments: list[dict[str, Any]]) -> list[str]:
-    """``NS/POD: REASON: message`` for each of the webhook's scheduled pods whose manager never starts: the
+def webhook_not_started(api: KubeApi, deployments: list[dict[str, Any]]) -> list[WebhookPodNotStarted]:
+    """The reason and message for each of the webhook's scheduled pods whose manager never starts: the
     kubelet's latest FailedMount (or other Failed*) warning about a pod still ContainerCreating (the container
     status says nothing there), or a CreateContainerConfigError's own message. Best effort: pods or events the
     harness may not list say nothing."""
-    found: list[str] = []
+    found: list[WebhookPodNotStarted] = []
     for namespace, pod in _webhook_pods(api, deployments):
         meta, status = pod.get("metadata") or {}, pod.get("status") or {}
         if not meta.get("name"):
@@ -167,19 +167,21 @@ def webhook_not_started(api: KubeApi, deployments: list[dict[str, Any]]) -> list
         configured = next((w for w in waiting if w.get("reason") == "CreateContainerConfigError"
                            and w.get("message")), None)
         if configured is not None:
-            found.append(f"{namespace}/{meta['name']}: CreateContainerConfigError: {configured['message']}")
+            found.append(WebhookPodNotStarted(namespace, str(meta["name"]), "CreateContainerConfigError",
+                                              str(configured["message"])))
             continue
         if not reasons & set(_NOT_STARTING):
             continue
         try:
             events = api.list_namespaced("", "v1", "events", namespace, f"involvedObject.name={meta['name']}")
-        except (KubeError, AttributeError):
+        except KubeError:
             continue
         failures = [e for e in events if e.get("type") == "Warning" and str(e.get("reason") or "").startswith(
             "Failed") and e.get("reason") != "FailedScheduling"]
         if failures:
             latest = max(failures, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
-            found.append(f"{namespace}/{meta['name']}: {latest.get('reason')}: {latest.get('message')}")
+            found.append(WebhookPodNotStarted(namespace, str(meta["name"]), str(latest.get("reason")),
+                                              str(latest.get("message"))))
     return found
 
 
@@ -249,6 +251,20 @@ def controller_runs_as(api: KubeApi, namespace: str, name: str) -> tuple[str, st
     return None
 
 
+def pod_named(api: KubeApi, namespace: str, name: str) -> dict[str, str] | None:
+    """The controller (kind, name: controller_of) of pod NAMESPACE/NAME and the ServiceAccount it runs as; None when
+    there is no such pod or it could not be read. A pod's name is its controller's and a suffix that only the pod
+    tells apart from a ServiceAccount's (a StatefulSet's ``ledger-0``, a Job's ``migrate-x7k2p``), so it is read."""
+    try:
+        pod = api.pod(namespace, name)
+    except KubeError:
+        return None
+    if not isinstance(pod, dict):
+        return None
+    kind, controller = controller_of(pod)
+    return {"kind": kind, "name": controller, "service_account": service_account_of(pod.get("spec") or {})}
+
+
 def collect_service_account(
     api: KubeApi, namespace: str, name: str, controller_too: bool = False
 ) -> ServiceAccountFacts:
@@ -272,6 +288,8 @@ def collect_service_account(
             controller = controller_runs_as(api, namespace, name)
             if controller is not None:
                 facts.controller_kind, facts.controller_runs_as = controller
+            else:
+                facts.pod_named = pod_named(api, namespace, name)
         return facts
     meta = service_account.get("metadata") or {}
     facts.namespace_found = True

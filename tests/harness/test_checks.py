@@ -55,6 +55,7 @@ from harness.facts import (
     LivePodsFacts,
     PodFacts,
     ServiceAccountFacts,
+    WebhookPodNotStarted,
     WorkloadFacts,
 )
 from harness.redact import Redactor
@@ -2192,8 +2193,8 @@ def test_a_deleted_webhook_certificate_secret_is_named_and_made_again_not_restar
                                "name": "azure-wi-webhook-controller-manager"},
                   "spec": {"replicas": 2}, "status": {"replicas": 2, "unavailableReplicas": 2}}
     facts = ClusterFacts(time.time(), webhook_deployments=[deployment], webhook_not_started=[
-        f"azure-workload-identity-system/wh-a: FailedMount: {mount}",
-        f"azure-workload-identity-system/wh-b: FailedMount: {mount}"])
+        WebhookPodNotStarted("azure-workload-identity-system", "wh-a", "FailedMount", mount),
+        WebhookPodNotStarted("azure-workload-identity-system", "wh-b", "FailedMount", mount)])
     outcome = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
     assert outcome.status == FAIL and outcome.findings[0].code == "WEBHOOK_NOT_READY"
     finding = outcome.findings[0]
@@ -2211,9 +2212,11 @@ def test_a_deleted_webhook_certificate_secret_is_named_and_made_again_not_restar
     assert degraded.status == WARN and degraded.findings[0].code == "WEBHOOK_DEGRADED"
     assert degraded.findings[0].fix_lines() == lines
     other = 'MountVolume.SetUp failed for volume "extra" : configmap "proxy-ca" not found'
-    facts.webhook_not_started = [f"azure-workload-identity-system/wh-a: FailedMount: {other}"]
+    facts.webhook_not_started = [WebhookPodNotStarted("azure-workload-identity-system", "wh-a", "FailedMount", other)]
     named = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
-    assert other in named.findings[0].message
+    assert named.findings[0].message == ("the webhook's pods are scheduled but never start: "
+                                         f"azure-workload-identity-system/wh-a: FailedMount: {other}")
+    assert named.findings[0].evidence["not_started"] == [f"azure-workload-identity-system/wh-a: FailedMount: {other}"]
     assert not [line for line in named.findings[0].fix_lines() if "create secret" in line or "rollout restart" in line]
     ctx = SimpleNamespace(cluster=facts)
     waiting = render_all(_webhook_pods_back(ctx, "azure-workload-identity-system"))  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ from harness.collect.kube_api import (
     kubectl_elsewhere,
 )
 from harness.config import AzureConfig, parse_config
-from harness.facts import CREDENTIAL_ERROR, Fetched, KubeFailure
+from harness.facts import CREDENTIAL_ERROR, Fetched, KubeFailure, WebhookPodNotStarted
 from harness.session import run_secrets
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -724,9 +724,9 @@ def test_the_webhooks_pods_that_never_start_are_read_with_the_kubelets_words() -
 
     deployments = [{"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"}}]
     api = Pods()
+    config_missing = WebhookPodNotStarted("kube-system", "wh-d", "CreateContainerConfigError",
+                                          'configmap "azure-wi-webhook-config" not found')
     assert webhook_not_started(api, deployments) == [  # type: ignore[arg-type]
-        f"kube-system/wh-a: FailedMount: {mount}",
-        'kube-system/wh-d: CreateContainerConfigError: configmap "azure-wi-webhook-config" not found']
+        WebhookPodNotStarted("kube-system", "wh-a", "FailedMount", mount), config_missing]
     assert api.asked == [("events", "involvedObject.name=wh-a")]
-    assert webhook_not_started(Pods(events_refused=True), deployments) == [  # type: ignore[arg-type]
-        'kube-system/wh-d: CreateContainerConfigError: configmap "azure-wi-webhook-config" not found']
+    assert webhook_not_started(Pods(events_refused=True), deployments) == [config_missing]  # type: ignore[arg-type]
