@@ -56,7 +56,8 @@ def make_credential(azure: AzureConfig, own_client_id: str | None = None) -> Any
     Workload ID webhook mutated without AZURE_CLIENT_ID (the Job's ServiceAccount lost its client-id annotation),
     azure-identity's ManagedIdentityCredential raised ValueError "Workload identity was selected but no client ID
     was provided" from DefaultAzureCredential's constructor, a traceback on every test: ``own_client_id``
-    (harness.client_id, the identity the Job logs in as) is passed as the client id there."""
+    (harness.client_id, the identity the Job logs in as) is passed as the client id there. Where the Job logs in
+    through Workload ID, WorkloadIdentityCredential itself, so that Entra's Retry-After is bounded as for a secret."""
     import os
 
     from azure.identity import ClientSecretCredential, DefaultAzureCredential
@@ -67,15 +68,42 @@ def make_credential(azure: AzureConfig, own_client_id: str | None = None) -> Any
         kwargs["disable_instance_discovery"] = True
     if azure.ca_file:
         kwargs["connection_verify"] = str(azure.ca_file)
+    # not for DefaultAzureCredential: its IMDS credential passes a retry_policy_class of its own (a TypeError)
+    bounded = {"retry_policy_class": azure_core_retry_policy_class("entra"), "retry_total": MAX_RETRIES}
     if azure.credential is not None:
-        # not for DefaultAzureCredential: its IMDS credential passes a retry_policy_class of its own
         return ClientSecretCredential(
-            azure.tenant_id, azure.credential.client_id, azure.credential.secret(),
-            retry_policy_class=azure_core_retry_policy_class("entra"), retry_total=MAX_RETRIES, **kwargs
+            azure.tenant_id, azure.credential.client_id, azure.credential.secret(), **bounded, **kwargs
         )
+    workload_identity = _workload_identity_settings(own_client_id)
+    if workload_identity is not None:
+        from azure.identity import WorkloadIdentityCredential
+
+        # the in-cluster Job: what DefaultAzureCredential would pick (its EnvironmentCredential has no secret to
+        # take, so its WorkloadIdentityCredential answers), built directly so that Entra's Retry-After is bounded
+        return WorkloadIdentityCredential(**workload_identity, **bounded, **kwargs)
     if own_client_id and os.environ.get("AZURE_FEDERATED_TOKEN_FILE") and not os.environ.get("AZURE_CLIENT_ID"):
         kwargs.update(workload_identity_client_id=own_client_id, managed_identity_client_id=own_client_id)
     return DefaultAzureCredential(**kwargs)
+
+
+# What azure-identity's EnvironmentCredential, first in DefaultAzureCredential's chain, logs in with
+# (azure/identity/_credentials/environment.py): with any of them set it answers before WorkloadIdentityCredential.
+_ENVIRONMENT_CREDENTIAL_VARIABLES = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME")
+
+
+def _workload_identity_settings(own_client_id: str | None) -> dict[str, str] | None:
+    """WorkloadIdentityCredential's tenant_id, client_id and token_file_path where the harness logs in through
+    Workload ID (the webhook's AZURE_FEDERATED_TOKEN_FILE and AZURE_TENANT_ID, AZURE_CLIENT_ID else harness.client_id),
+    None where DefaultAzureCredential would log in some other way or cannot know the client."""
+    import os
+
+    token_file, tenant_id = os.environ.get("AZURE_FEDERATED_TOKEN_FILE"), os.environ.get("AZURE_TENANT_ID")
+    client_id = os.environ.get("AZURE_CLIENT_ID") or own_client_id
+    if not token_file or not tenant_id or not client_id:
+        return None
+    if any(os.environ.get(name) for name in _ENVIRONMENT_CREDENTIAL_VARIABLES):
+        return None
+    return {"tenant_id": tenant_id, "client_id": client_id, "token_file_path": token_file}
 
 
 class RequestsArm:

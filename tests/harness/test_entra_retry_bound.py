@@ -100,3 +100,71 @@ def test_the_harness_credential_is_built_with_the_bounded_policy(monkeypatch: py
     credential = make_credential(azure)
     policies = [type(p).__name__ for p in credential._client._pipeline._impl_policies]
     assert "BoundedAzureCoreRetry" in policies
+
+
+def _workload_identity_job(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The environment the Workload ID webhook gives the harness's Job; harness.yaml names no client secret."""
+    from harness.config import AzureConfig
+
+    (tmp_path / "token").write_text("e30.e30.sig")
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT)
+    monkeypatch.setenv("AZURE_AUTHORITY_HOST", f"{AUTHORITY}/")
+    for name in ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    return AzureConfig(tenant_id=TENANT, subscription_id=TENANT, resource_group="rg", cluster_name="aks")
+
+
+def test_the_in_cluster_job_logs_in_through_workload_id_with_the_bounded_policy(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DefaultAzureCredential cannot take the policy (its IMDS credential passes one of its own), so the Job's
+    login honoured Retry-After: 120 in full; the Job now logs in with WorkloadIdentityCredential itself."""
+    from azure.identity import WorkloadIdentityCredential
+
+    from harness.collect.arm_api import make_credential
+
+    credential = make_credential(_workload_identity_job(tmp_path, monkeypatch))
+    assert isinstance(credential, WorkloadIdentityCredential)
+    assert credential._client._client_id == CLIENT and credential._client._tenant_id == TENANT
+    policies = [type(p).__name__ for p in credential._client._pipeline._impl_policies]
+    assert "BoundedAzureCoreRetry" in policies
+
+
+def test_the_job_s_workload_id_login_stops_at_a_retry_after_past_the_bound(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The credential make_credential builds for the Job, its transport Entra answering 429 Retry-After: 120."""
+    from azure.identity import WorkloadIdentityCredential
+
+    import harness.collect.arm_api as arm_api
+
+    entra, ledger = ScriptedEntra(throttled=100, retry_after="120"), RetryLedger()
+    azure = _workload_identity_job(tmp_path, monkeypatch)
+
+    def scripted(**kwargs: Any) -> WorkloadIdentityCredential:
+        kwargs["retry_policy_class"] = azure_core_retry_policy_class("entra", ledger)
+        return WorkloadIdentityCredential(transport=entra, **kwargs)
+
+    monkeypatch.setattr("azure.identity.WorkloadIdentityCredential", scripted)
+    with pytest.raises(ClientAuthenticationError):
+        arm_api.make_credential(azure).get_token("https://management.azure.com/.default")
+    assert entra.slept == [] and entra.requests == 1
+
+
+def test_a_client_secret_in_the_environment_or_no_tenant_keeps_default_azure_credential(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """DefaultAzureCredential's EnvironmentCredential answers before its WorkloadIdentityCredential when a secret
+    is in the environment; without AZURE_TENANT_ID the Job's login is not Workload ID's as the webhook sets it up."""
+    from azure.identity import DefaultAzureCredential
+
+    from harness.collect.arm_api import make_credential
+
+    azure = _workload_identity_job(tmp_path, monkeypatch)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "not-a-secret")
+    assert isinstance(make_credential(azure), DefaultAzureCredential)
+    monkeypatch.delenv("AZURE_CLIENT_SECRET")
+    monkeypatch.delenv("AZURE_TENANT_ID")
+    assert isinstance(make_credential(azure), DefaultAzureCredential)
