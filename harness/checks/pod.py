@@ -393,10 +393,12 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
             "POD_NOT_A_WORKLOAD", ERROR, "pod", said, evidence,
             [fix.kubectl("get", "pods", "-A", "-l", f"{USE_LABEL}=true", note="the pods labelled for Workload ID")]))
     if pod.created:
+        kind, name = controller_of(pod.pod or {})
+        made_by = f"{kind} {name}" if kind != "Pod" else "no controller"
         return passed(
-            f"pod {pod.namespace}/{pod.name} found (phase {pod.phase}, service account "
+            f"pod {pod.namespace}/{pod.name} found (made by {made_by}, phase {pod.phase}, service account "
             f"{ctx.service_account})",
-            {"phase": pod.phase, "service_account": ctx.service_account},
+            {"phase": pod.phase, "service_account": ctx.service_account, "controller": f"{kind}/{name}"},
         )
     error = pod.create_error
     if error is not None:  # not "absent": the harness could not look

@@ -88,6 +88,8 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
         steps = [advice(f"verify {kind} {where} as its ServiceAccount: --workload {runs_as} (or "
                         f"service_account: {sa.controller_runs_as} in harness.yaml's entry); if ServiceAccount "
                         f"{where} is to be made:")]
+    if sa.pod_named is not None:  # --workload given a pod's name (a StatefulSet's web-0, a Job's migrate-x7k2p)
+        also, meant, steps = _pod_named(ctx, sa.pod_named)
     return failed(
         f"ServiceAccount {where} does not exist{meant}",
         {"namespace_found": sa.namespace_found, "near_names": sa.near_names, **also},
@@ -101,6 +103,20 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
             [*steps, *_create_sa(ctx)],
         ),
     )
+
+
+def _pod_named(ctx: WorkloadContext, pod: dict[str, str]) -> tuple[dict[str, Any], str, list[Step]]:
+    """--workload NS/NAME where NAME is a pod, read from the API server: the controller it was resolved to and the
+    ServiceAccount to verify, what ``also``, ``meant`` and ``steps`` of SA_NOT_FOUND become."""
+    where, runs_as = f"{ctx.namespace}/{ctx.service_account}", f"{ctx.namespace}/{pod['service_account']}"
+    made_by = f"{pod['kind']} {pod['name']}" if pod["kind"] != "Pod" else "no controller"
+    also = {"pod_of_kind": pod["kind"], "pod_of_name": pod["name"], "pod_runs_as": pod["service_account"]}
+    meant = (f"; {where} is a pod (made by {made_by}) that runs as ServiceAccount {pod['service_account']}: "
+             f"--workload {runs_as} verifies its ServiceAccount, --pod {where} that pod")
+    steps = [advice(f"verify the ServiceAccount of pod {where} ({made_by}): --workload {runs_as} (or "
+                    f"service_account: {pod['service_account']} in harness.yaml's entry), or the pod itself: --pod "
+                    f"{where}; if ServiceAccount {where} is to be made:")]
+    return also, meant, steps
 
 
 def _meant(near: list[str]) -> str:

@@ -30,6 +30,9 @@ class Cluster:
     def namespace(self, name: str) -> dict[str, Any] | None:
         return {"metadata": {"name": name}} if name in self.accounts else None
 
+    def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
+
     def list_service_accounts(self, namespace: str | None) -> list[dict[str, Any]]:
         self._refused("serviceaccounts")
         return [{"metadata": {"name": name}} for name in self.accounts.get(namespace or "", [])]
@@ -167,6 +170,82 @@ def test_a_pods_name_given_as_the_workload_names_the_pod_option_before_creating_
         "checks that pod, then its ServiceAccount")
     for name in ("backend-sa", "payments-worker-sa", "web-0", "batch-runner-admin", "a-bcdfgh-2zz"):
         assert "looks like a pod" not in _check(ServiceAccountFacts("finance", name, namespace_found=True)).message
+
+
+def test_a_statefulset_or_job_pods_name_given_as_the_workload_is_resolved_to_its_controller() -> None:
+    """By hand in the lab (a StatefulSet ledger and a Job migrate under backend-sa): --workload finance/ledger-0 and
+    --workload finance/migrate-wr7pl printed only 'kubectl create serviceaccount -n finance ledger-0': neither
+    name has a Deployment pod's shape. The pod of that name is now read, and the finding names the controller it
+    was resolved to and the ServiceAccount to verify; no such pod, or one the harness may not read: as before."""
+    pods = {
+        "ledger-0": {"metadata": {"name": "ledger-0", "ownerReferences": [
+            {"kind": "StatefulSet", "name": "ledger", "controller": True}]}, "spec": {"serviceAccountName": "ledger-sa"}},
+        "migrate-x7k2p": {"metadata": {"name": "migrate-x7k2p", "ownerReferences": [
+            {"kind": "Job", "name": "migrate", "controller": True}]}, "spec": {"serviceAccountName": "backend-sa"}},
+        "backend-s4bkdh9bvk-4qclc": {"metadata": {
+            "name": "backend-s4bkdh9bvk-4qclc", "labels": {"pod-template-hash": "s4bkdh9bvk"},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "backend-s4bkdh9bvk", "controller": True}]},
+            "spec": {"serviceAccountName": "backend-sa"}},
+        "debug": {"metadata": {"name": "debug"}, "spec": {}},
+    }
+
+    class WithPods(Cluster):
+        def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                            field_selector: str = "") -> list[dict[str, Any]]:
+            return []  # no controller of the name
+
+        def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+            self._refused("pods")
+            return pods.get(name) if namespace == "finance" else None
+
+    def read(name: str, refuse: tuple[str, ...] = ()) -> ServiceAccountFacts:
+        return collect_service_account(WithPods(CLUSTER, refuse), "finance", name,  # type: ignore[arg-type]
+                                       controller_too=True)
+
+    assert read("ledger-0").pod_named == {"kind": "StatefulSet", "name": "ledger", "service_account": "ledger-sa"}
+    assert read("migrate-x7k2p").pod_named == {"kind": "Job", "name": "migrate", "service_account": "backend-sa"}
+    assert read("backend-s4bkdh9bvk-4qclc").pod_named == {"kind": "Deployment", "name": "backend",
+                                                          "service_account": "backend-sa"}
+    assert read("debug").pod_named == {"kind": "Pod", "name": "debug", "service_account": "default"}
+    assert read("ledger-9").pod_named is None and read("ledger-0", refuse=("pods",)).pod_named is None
+
+    finding = _check(read("ledger-0"))
+    assert finding.code == "SA_NOT_FOUND"
+    assert finding.message == (
+        "ServiceAccount finance/ledger-0 not found; finance/ledger-0 is a pod (made by StatefulSet ledger) that runs "
+        "as ServiceAccount ledger-sa: --workload finance/ledger-sa verifies its ServiceAccount, --pod finance/ledger-0 "
+        "that pod")
+    assert finding.evidence["pod_of_kind"] == "StatefulSet" and finding.evidence["pod_runs_as"] == "ledger-sa"
+    assert finding.fix_lines()[:2] == [
+        "# verify the ServiceAccount of pod finance/ledger-0 (StatefulSet ledger): --workload finance/ledger-sa (or "
+        "service_account: ledger-sa in harness.yaml's entry), or the pod itself: --pod finance/ledger-0; if "
+        "ServiceAccount finance/ledger-0 is to be made:",
+        "kubectl create serviceaccount -n finance ledger-0",
+    ]
+    assert "made by Job migrate" in _check(read("migrate-x7k2p")).message
+    # a Deployment's pod read from the API server: named for certain, not by its shape
+    assert "is a pod (made by Deployment backend) that runs as ServiceAccount backend-sa" in _check(
+        read("backend-s4bkdh9bvk-4qclc")).message
+    assert "made by no controller" in _check(read("debug")).message
+    assert _check(read("ledger-9")).message == "ServiceAccount finance/ledger-9 not found"
+
+
+def test_the_existing_pod_check_names_the_controller_its_pod_was_resolved_to() -> None:
+    """--pod finance/ledger-0 passed with 'pod finance/ledger-0 found (phase Running, ...)': which controller the
+    harness took it for (and restarts or patches in its fixes) is now in the line."""
+    from harness.checks.pod import pod_exists
+    from harness.facts import PodFacts
+
+    sa = ServiceAccountFacts("finance", "backend-sa", found=True, namespace_found=True)
+    pod = PodFacts("finance", "ledger-0", existing=True, created=True, phase="Running", pod={"metadata": {
+        "name": "ledger-0", "ownerReferences": [{"kind": "StatefulSet", "name": "ledger", "controller": True}]}})
+    facts = WorkloadFacts("finance/ledger-0", "finance", "backend-sa", time.time(), sa, IdentityFacts(), pod)
+    ctx = WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa"),
+                          ClusterFacts(time.time()), None, time.time())
+    outcome = pod_exists(ctx)
+    assert outcome.status == "pass"
+    assert outcome.message == ("pod finance/ledger-0 found (made by StatefulSet ledger, phase Running, service "
+                               "account backend-sa)")
 
 
 # ---------------------------------------------------------------- --pod NS/POD that is not there
