@@ -1086,8 +1086,12 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "KUBE_UNAUTHORIZED", "harness", "error",
-        "The API server refused the harness's credentials (401).",
-        "Refresh the kubeconfig's credentials.",
+        "The API server refused the harness's credentials (401); named when ARM says the cluster's local accounts "
+        "are disabled (disableLocalAccounts) and the kubeconfig signs in as one.",
+        "Refresh the kubeconfig's credentials; with local accounts disabled, Entra credentials (az aks "
+        "get-credentials without --admin, kubelogin) or az aks update --enable-local-accounts.",
+        "unit:tests/harness/test_harness_wording.py::test_a_refused_local_account_on_a_cluster_with_local_accounts"
+        "_disabled_says_so",
         no_lab_fault="the run stops before any check when the kubeconfig is refused",
     ),
     _e(

@@ -77,6 +77,19 @@ def kube_failure_finding(
         )
     if error.status == 401:
         refused, steps = _refused_credentials(cluster, azure)
+        if local_accounts_disabled(cluster) and _is_local_account(kube_credential(cluster)):
+            evidence["disableLocalAccounts"] = True
+            entra = bool(_arm_properties(cluster).get("aadProfile"))
+            source = kube_credential(cluster)
+            if source.get("kind") == "client-certificate":
+                refused = f"the kubeconfig's client certificate for user {source.get('user') or '<user>'}"
+            refused += (", an AKS local account: local accounts are disabled on this cluster (ARM's "
+                        "properties.disableLocalAccounts is true: az aks update --disable-local-accounts), and AKS "
+                        "refuses the local credentials issued before once az aks rotate-certs ran")
+            if not entra:
+                refused += ("; the cluster has no Entra integration (no aadProfile), so az aks get-credentials "
+                            "gives no credential at all ('Getting static credential is not allowed')")
+            steps = _local_accounts_steps(azure, kubeconfig_file(cluster), cluster.context, entra)
         return Finding(
             "KUBE_UNAUTHORIZED",
             ERROR,
@@ -102,6 +115,30 @@ def kube_failure_finding(
         evidence,
         [],
     )
+
+
+def _arm_properties(cluster: ClusterFacts) -> dict[str, Any]:
+    body = (cluster.arm_cluster.body if cluster.arm_cluster and cluster.arm_cluster.ok else None) or {}
+    properties = body.get("properties") if isinstance(body, dict) else None
+    return properties if isinstance(properties, dict) else {}
+
+
+def local_accounts_disabled(cluster: ClusterFacts) -> bool:
+    """ARM's properties.disableLocalAccounts of the managed cluster is true (az aks update --disable-local-accounts;
+    learn.microsoft.com/azure/aks/manage-local-accounts-managed-azure-ad)."""
+    return _arm_properties(cluster).get("disableLocalAccounts") is True
+
+
+def _is_local_account(credential: dict[str, Any]) -> bool:
+    """A kubeconfig user that signs in as an AKS local account: a client certificate (clusterAdmin / clusterUser
+    of az aks get-credentials on a cluster with local accounts) or a static token that is no ServiceAccount's.
+    An exec plugin (kubelogin) signs in through Entra and a ServiceAccount token through the cluster's issuer:
+    disabling local accounts refuses neither. Not told (kind absent): assumed local, the kubeconfig that az aks
+    get-credentials --admin writes being the common one."""
+    kind = credential.get("kind")
+    if kind in ("exec", "in-cluster"):
+        return False
+    return not (kind in ("token", "tokenFile") and credential.get("service_account"))
 
 
 def power_state(cluster: ClusterFacts) -> str | None:
@@ -154,6 +191,26 @@ def _refused_credentials(cluster: ClusterFacts, azure: AzureConfig | None) -> tu
     if source.get("kind") == "tokenFile":
         steps = [steps[0], advice(f"write $TOKEN into {source.get('file')} (the user's tokenFile)")]
     return what, [*steps, advice("or use your own AKS credentials instead of the token:"), written[0]]
+
+
+def _local_accounts_steps(azure: AzureConfig | None, kubeconfig: str | None, context: str | None,
+                          entra: bool) -> list[Step]:
+    """Credentials an API server whose local accounts are disabled takes: Entra ones (az aks get-credentials without
+    --admin, then kubelogin), which only an Entra-integrated cluster issues; or local accounts enabled again
+    (az aks update --enable-local-accounts; learn.microsoft.com/azure/aks/manage-local-accounts-managed-azure-ad).
+    On a cluster without Entra integration az refuses every static credential ('Getting static credential is not
+    allowed because this cluster is set to disable local accounts.')."""
+    enable = fix.aks_update(azure, "--enable-local-accounts",
+                        note="a person decides: local accounts were disabled on purpose (an unaudited way in)")
+    if not entra:
+        return [enable, fix.get_credentials(azure, kubeconfig, context),
+                advice("or integrate the cluster with Entra ID (az aks update --enable-aad "
+                       "--aad-admin-group-object-ids GROUP) and use Entra credentials through kubelogin")]
+    return [*fix.kube_credentials(azure, kubeconfig, context),
+            advice("your Entra identity needs a Kubernetes role on the cluster (a group in "
+                   "--aad-admin-group-object-ids, or an Azure Kubernetes Service RBAC role); or, if local accounts "
+                   "must come back:"),
+            enable]
 
 
 def _untrusted_api_server_steps(cluster: ClusterFacts, azure: AzureConfig | None) -> list[Step]:

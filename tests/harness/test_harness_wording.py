@@ -287,3 +287,48 @@ def test_a_sweep_that_keeps_a_young_leftover_says_so_to_the_summary(run_world: R
     quiet = collect_run(World.healthy().backend(), config, Selection(workloads=config.workloads), "r",
                         config.probe.resolved_image)
     assert quiet.sweep_kept is None
+
+
+def _arm_cluster(**properties: Any) -> Fetched:
+    return Fetched("https://management.test/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/"
+                   "managedClusters/prod", 200, {"properties": properties})
+
+
+def test_a_refused_local_account_on_a_cluster_with_local_accounts_disabled_says_so(run_world: RunWorld) -> None:
+    """az aks update --disable-local-accounts, then az aks rotate-certs: the admin kubeconfig's client certificate
+    is refused (401 Unauthorized) and the harness advised writing the kubeconfig again, which az refuses for
+    --admin ('Getting static credential is not allowed because this cluster is set to disable local accounts',
+    learn.microsoft.com/azure/aks/manage-local-accounts-managed-azure-ad). ARM's properties.disableLocalAccounts
+    names the cause; the fix is Entra credentials (get-credentials without --admin, kubelogin) or local accounts
+    enabled again. Without Entra integration only enabling them (or Entra) helps. Entra sign-ins and ServiceAccount
+    tokens are not local accounts: their 401 keeps its own words."""
+    _, config = run_world(World.healthy())
+    cluster = ClusterFacts(time.time(), context="prod-admin", server="https://kube.test",
+                           run_by_kubernetes=told({"kind": "client-certificate", "user": "clusterAdmin_rg_prod"}),
+                           arm_cluster=_arm_cluster(disableLocalAccounts=True, aadProfile={"managed": True}))
+    finding = _refused(cluster, config.azure)
+    assert finding.code == "KUBE_UNAUTHORIZED" and finding.evidence["disableLocalAccounts"] is True
+    assert finding.message.startswith("could not list MutatingWebhookConfigurations: the API server refused the "
+                                      "kubeconfig's client certificate for user clusterAdmin_rg_prod, an AKS local "
+                                      "account: local accounts are disabled on this cluster (ARM's "
+                                      "properties.disableLocalAccounts is true")
+    lines = finding.fix_lines()
+    assert lines[0].startswith("az aks get-credentials ") and " --admin" not in lines[0]
+    assert lines[1].startswith("kubelogin convert-kubeconfig -l azurecli")
+    assert lines[-1].startswith("az aks update ") and "--enable-local-accounts" in lines[-1]
+
+    cluster.arm_cluster = _arm_cluster(disableLocalAccounts=True)  # no Entra integration: no credential az gives
+    without_entra = _refused(cluster, config.azure)
+    assert "no Entra integration" in without_entra.message
+    assert without_entra.fix_lines()[0].startswith("az aks update ") and \
+        "--enable-local-accounts" in without_entra.fix_lines()[0]
+    assert not any(line.startswith("kubelogin") for line in without_entra.fix_lines())
+
+    for credential in ({"kind": "exec", "user": "clusterUser_rg_prod"},
+                       {"kind": "token", "user": "ci", "service_account": "ops/ci"}):
+        cluster.run_by_kubernetes = told(credential)
+        assert "local accounts" not in _refused(cluster, config.azure).message
+    cluster.run_by_kubernetes = told({"kind": "client-certificate", "user": "clusterAdmin_rg_prod"})
+    cluster.arm_cluster = _arm_cluster(disableLocalAccounts=False, aadProfile={"managed": True})
+    healthy = _refused(cluster, config.azure)
+    assert "local accounts" not in healthy.message and "disableLocalAccounts" not in healthy.evidence
