@@ -266,6 +266,10 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         # an access policy names "The object ID of a user, service principal or security group" (AccessPolicyEntry)
         app_object_id = str((ctx.facts.identity.application or {}).get("id") or "") \
             if ctx.facts.identity.kind == "application" else ""
+        through = _compound_policy(ctx, check, principal)
+        if through is not None and not {p.lower() for p in _policy_secret_permissions(ctx, check, principal)} \
+                & {"get", "all"}:
+            return _compound_policy_refusal(ctx, check, evidence, principal, client_id, through)
         wrong = next(((i, label) for i, label in ((client_id, "client id"), (app_object_id, "application object id"))
                       if i and i.lower() in named), None)
         if wrong is not None and (principal or "").lower() not in named:
@@ -762,6 +766,49 @@ def _policy_revocation(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobA
         return None
     vault = resource_name(ctx, check)
     return held, [fix.keyvault_revoke_secret_get(vault, principal, held), fix.keyvault_policies(vault)]
+
+
+def _compound_policy(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
+                     principal: str | None) -> tuple[str, list[str]] | None:
+    """The identity's compound-identity policy (its object id with an applicationId, az keyvault set-policy
+    --application-id), as ARM listed it: the application id and its secret permissions."""
+    listed = str((resource_of(ctx, check) or {}).get("access_policy_compound") or "")
+    for entry in listed.split(";"):
+        ids, _, permissions = entry.partition("=")
+        object_id, _, application_id = ids.partition("@")
+        if principal and application_id and object_id.lower() == principal.lower():
+            return application_id, permissions.split()
+    return None
+
+
+def _compound_policy_refusal(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
+                             evidence: dict[str, Any], principal: str | None, client_id: str | None,
+                             through: tuple[str, list[str]]) -> Outcome:
+    """The identity's policy was made with --application-id: Key Vault applies such an entry (a compound identity)
+    only to a user signed in through that application ("Application ID of the client making request on behalf of a
+    principal", AccessPolicyEntry; az: "Exposed for compound identity using on-behalf-of authentication flow"); an
+    application's own policy has the object id alone ("objectid is populated and applicationid is null",
+    MicrosoftDocs/azure-docs#66679). The workload's token is the identity's own, so the entry grants it nothing."""
+    what, detail, vault = check.describe(), _detail(evidence), resource_name(ctx, check)
+    application_id, permissions = through
+    evidence["policy_application_id"] = application_id
+    whose = " (the identity's own client id)" if client_id and client_id.lower() == application_id.lower() else ""
+    keep = [*permissions, *_policy_secret_permissions(ctx, check, principal)]
+    cause = (f"the vault's access policy for the identity's principal id {principal} was made with --application-id "
+             f"{application_id}{whose}: a compound identity, which Key Vault applies only to a user signed in through "
+             "that application, never to the identity's own token")
+    return failed(
+        f"{what}: denied, expected allow ({detail}): {cause}",
+        evidence,
+        Finding(
+            "KEYVAULT_ACCESS_POLICY_MISSING", ERROR, "access",
+            f"the vault of {what} authorizes by access policy, and {cause}; no policy lets the workload get secrets "
+            f"({detail}): make the identity's policy with its object id alone, and delete the compound one",
+            evidence,
+            [fix.keyvault_set_secret_policy(vault, principal, keep),
+             fix.keyvault_delete_policy(vault, principal or "", application_id), fix.keyvault_policies(vault)],
+        ),
+    )
 
 
 def _policy_secret_permissions(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,

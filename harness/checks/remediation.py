@@ -1186,13 +1186,18 @@ def keyvault_revoke_secret_get(vault: str, principal_id: str | None, held: Seque
                    note="its key and certificate permissions go too, if it has any")
 
 
-def keyvault_delete_policy(vault: str, object_id: str) -> Command:
-    return command("az", "keyvault", "delete-policy", "--name", vault, "--object-id", guid_or(object_id, "<object-id>"))
+def keyvault_delete_policy(vault: str, object_id: str, application_id: str | None = None) -> Command:
+    """The policy for ``object_id``; with ``application_id``, only its compound-identity entry (az delete-policy
+    matches object id and application id: an entry made with --application-id is deleted only with it)."""
+    through = ["--application-id", guid_or(application_id, "<application-id>")] if application_id else []
+    return command("az", "keyvault", "delete-policy", "--name", vault, "--object-id", guid_or(object_id, "<object-id>"),
+                   *through)
 
 
 def keyvault_policies(vault: str) -> Command:
     return command("az", "keyvault", "show", "--name", vault, "--query",
-                   "{rbac: properties.enableRbacAuthorization, policies: properties.accessPolicies[].objectId}")
+                   "{rbac: properties.enableRbacAuthorization, policies: properties.accessPolicies[].{objectId: "
+                   "objectId, applicationId: applicationId}}")
 
 
 # "any IP range inside 10.0.0.0-10.255.255.255 (private IP addresses) cannot be used to add network rules"

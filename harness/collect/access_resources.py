@@ -145,12 +145,21 @@ def _add(found: dict[str, dict[str, str]], items: list[dict[str, Any]], endpoint
             resource["rbac_authorization"] = str(rbac).lower()
         policies = properties.get("accessPolicies")
         if isinstance(policies, list):  # a vault's: whose object ids its access policies name
-            named = [p for p in policies if isinstance(p, dict) and p.get("objectId")]
+            entries = [p for p in policies if isinstance(p, dict) and p.get("objectId")]
+            # an entry with an applicationId is a compound identity ("Application ID of the client making request on
+            # behalf of a principal", AccessPolicyEntry): it grants the object only through that application, on a
+            # user's behalf, never to the object's own token, so it is kept apart, "OID@APPID=get list;..."
+            named = [p for p in entries if not p.get("applicationId")]
             resource["access_policy_object_ids"] = ",".join(str(p.get("objectId")) for p in named)
             # and each one's secret permissions, "OID=get list;OID2=...": az keyvault set-policy replaces an
             # existing policy's secret permissions with the ones it is given, so a fix must repeat them
             resource["access_policy_secret_permissions"] = ";".join(
                 f"{p.get('objectId')}={' '.join(_secret_permissions(p))}" for p in named)
+            compound = [p for p in entries if p.get("applicationId")]
+            if compound:
+                resource["access_policy_compound"] = ";".join(
+                    f"{p.get('objectId')}@{p.get('applicationId')}={' '.join(_secret_permissions(p))}"
+                    for p in compound)
         for endpoint in endpoints_of(properties if isinstance(properties, dict) else {}):
             if isinstance(endpoint, str) and endpoint:
                 found[endpoint_key(endpoint)] = resource

@@ -1017,6 +1017,10 @@ async def _vault_access_policies(
                 for p in kv.access_policies
                 if p["objectId"].lower() == policy["objectId"].lower()
                 and p["tenantId"].lower() == policy["tenantId"].lower()
+                # a compound identity's entry (with applicationId) is another entry than the object's own, as az
+                # keyvault set-policy / delete-policy match them (object id, application id and tenant); how ARM's
+                # accessPolicies/add pairs them: unverified
+                and (p.get("applicationId") or "").lower() == (policy.get("applicationId") or "").lower()
             ),
             None,
         )

@@ -284,6 +284,8 @@ def _authorize(
             continue
         if str(policy.get("tenantId", tid)).lower() != tid:
             continue
+        if policy.get("applicationId") and not _through_application(claims, str(policy["applicationId"])):
+            continue
         granted = [str(p).lower() for p in (policy.get("permissions") or {}).get("secrets", [])]
         if permission in granted or "all" in granted:
             return
@@ -297,6 +299,20 @@ def _authorize(
         ),
         inner="AccessDenied",
     )
+
+
+def _through_application(claims: dict[str, Any], application_id: str) -> bool:
+    """Whether a compound-identity policy (objectId + applicationId) covers the caller: "Application ID of the client
+    making request on behalf of a principal" (AccessPolicyEntry; az keyvault set-policy --application-id: "Exposed
+    for compound identity using on-behalf-of authentication flow"), so only a user's delegated token (idtyp user,
+    or an scp claim) that the application obtained. An application's own token is matched only by a policy without
+    applicationId: "for both application only and user only - objectid is populated and applicationid is null" (a
+    Key Vault PM, MicrosoftDocs/azure-docs#66679); a service principal's policy with applicationId set answers 403
+    (Azure-Samples/key-vault-node-getting-started#3: "only set the Object ID and leave Application ID empty").
+    unverified: that an app-only token whose appid equals the policy's applicationId is refused too (the sources
+    report the 403 without saying which ids the policy held)."""
+    delegated = str(claims.get("idtyp", "")).lower() == "user" or bool(claims.get("scp"))
+    return delegated and str(claims.get("appid") or claims.get("azp") or "").lower() == application_id.lower()
 
 
 def _bad_parameter(message: str) -> KvError:

@@ -301,7 +301,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "resource_graph_identities": lambda d: fix.resource_graph_identities(),
     "config_client_id": lambda d: fix.config_client_id(d(nasty_text), d(nasty_text), d(nasty_text)),
     "_helm_set_chart_value": lambda d: fix._helm_set_chart_value(d(nasty_text), d(nasty_text), d(nasty_text)),
-    "keyvault_delete_policy": lambda d: fix.keyvault_delete_policy(d(nasty_text), d(nasty_text)),
+    "keyvault_delete_policy": lambda d: fix.keyvault_delete_policy(d(nasty_text), d(nasty_text), d(nasty_text)),
     "keyvault_public_access": lambda d: fix.keyvault_public_access(d(nasty_text)),
     "storage_public_access": lambda d: fix.storage_public_access(
         d(nasty_text), d(st.one_of(st.none(), nasty_text))
