@@ -34,8 +34,10 @@ mountPaths; nothing written to the host's ``/var/run``). The environment is exac
 admitted ``env``/``envFrom`` (:mod:`lab.kube.podenv`) over the image defaults (PATH, HOME, LANG, PYTHONPATH
 = the repository root so the ``probe`` package imports), ``HOSTNAME`` and the ``kubernetes`` service
 variables aimed at the lab API server. Emulation detail: lab pods must trust the lab CA as AKS nodes trust
-public CAs, so the pod's view of ``/etc/ssl/certs/ca-certificates.crt`` is the host bundle plus the lab CA,
-and SSL_CERT_FILE / REQUESTS_CA_BUNDLE point at it unless the container sets them; the harness never relies
+public CAs, so the pod's view of ``/etc/ssl/certs/ca-certificates.crt`` is the lab CA: the root every lab
+service chains to, standing in for the public roots of a node's bundle (the host's public roots sign nothing
+a lab pod can reach; parsing them cost every probe ~21 ms of CPU, see docs/performance.md), and
+SSL_CERT_FILE / REQUESTS_CA_BUNDLE point at it unless the container sets them; the harness never relies
 on these being in a pod spec. Identity: when the lab runs as root, a container's (or pod's)
 ``securityContext.runAsUser``/``runAsGroup`` and the pod's ``fsGroup``/``supplementalGroups`` are applied
 (the process really is that uid); otherwise (user-namespace or fallback mode) it runs as the lab's user.
@@ -102,7 +104,6 @@ Obj = dict[str, Any]
 POD_IP = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POD_CA_PATH = "/etc/ssl/certs/ca-certificates.crt"
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 # kubetypes.PodConditionByKubelet: the conditions the kubelet writes; any other type on a pod is someone else's
@@ -621,11 +622,7 @@ class PodWorker:
     def write_ca_bundle(self) -> Path:
         path = self.dir / "etc" / "ca-certificates.crt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        bundle = HOST_CA_BUNDLE.read_bytes() if HOST_CA_BUNDLE.is_file() else b""
-        ca = self.lab.tls.ca_pem if hasattr(self.lab, "tls") else b""
-        if bundle and not bundle.endswith(b"\n"):
-            bundle += b"\n"
-        path.write_bytes(bundle + ca)
+        path.write_bytes(self.lab.tls.ca_pem if hasattr(self.lab, "tls") else b"")
         os.chmod(path, 0o644)
         return path
 
