@@ -1118,7 +1118,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "The API server did not answer (refused, timed out, unresolved), or answered with a TLS certificate the "
         "kubeconfig's certificate-authority does not sign (its CA rotated, another cluster's CA, a proxy).",
         "Check the network path to it; for a certificate, write the kubeconfig again (az aks get-credentials "
-        "--file) or exempt the API server from the TLS-inspecting proxy.",
+        "--file) or exempt the API server from the TLS-inspecting proxy. When ARM answers 404 for the cluster (its "
+        "group deleted, az aks delete) it says the cluster is deleted and lists the subscription's clusters.",
         "unit:tests/harness/test_checks.py::test_an_unreachable_api_server_is_named_as_such_not_as_missin"
         "g_rights",
         no_lab_fault="not in the fault matrix yet (lab ctl outage kube --down makes it, by hand)",

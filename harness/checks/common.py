@@ -35,7 +35,8 @@ def kube_call_failed(
 ) -> Outcome:
     """The check could not tell because the harness could not ``action`` (e.g. "read ServiceAccount a/b")."""
     finding = kube_failure_finding(error, layer, action, permission_check, cluster, azure)
-    stopped = finding.evidence.get("powerState") == "Stopped"  # said first: the summary line shows the check's
+    # said first: the summary line shows the check's
+    stopped = finding.evidence.get("powerState") == "Stopped" or "clusterGone" in finding.evidence
     return failed(finding.message if stopped else f"could not {action}: {error.message}", {"error": asdict(error)},
                   finding)
 
@@ -59,6 +60,20 @@ def kube_failure_finding(
             f"could not {action}: {error.message}",
             evidence,
             _untrusted_api_server_steps(cluster, azure),
+        )
+    gone = cluster_gone(cluster)
+    if error.status == 0 and gone is not None:  # no network check finds an API server that was deleted
+        evidence["clusterGone"] = gone.code or str(gone.status)
+        group_gone = gone.code == "ResourceGroupNotFound"
+        what = "its resource group is gone" if group_gone else "ARM has no such managed cluster"
+        return Finding(
+            "KUBE_UNREACHABLE",
+            ERROR,
+            layer,
+            f"could not {action}: the cluster is deleted ({what}: ARM answers {gone.status} {gone.code or ''}"
+            f"{': ' + gone.error if gone.error else ''}), and its API server with it: {error.message}",
+            evidence,
+            fix.cluster_gone(azure, group_gone),
         )
     if error.status == 0:  # the collector's message names the API server and why no answer came
         power = power_state(cluster)
@@ -115,6 +130,13 @@ def kube_failure_finding(
         evidence,
         [],
     )
+
+
+def cluster_gone(cluster: ClusterFacts) -> Fetched | None:
+    """ARM's 404 for the managed cluster harness.yaml names (ResourceNotFound, or ResourceGroupNotFound after az group
+    delete): the cluster is deleted, not out of the network's reach."""
+    fetched = cluster.arm_cluster
+    return fetched if fetched is not None and fetched.status == 404 else None
 
 
 def _arm_properties(cluster: ClusterFacts) -> dict[str, Any]:

@@ -332,3 +332,37 @@ def test_a_refused_local_account_on_a_cluster_with_local_accounts_disabled_says_
     cluster.arm_cluster = _arm_cluster(disableLocalAccounts=False, aadProfile={"managed": True})
     healthy = _refused(cluster, config.azure)
     assert "local accounts" not in healthy.message and "disableLocalAccounts" not in healthy.evidence
+
+
+def test_an_unreachable_api_server_of_a_cluster_arm_no_longer_has_says_it_is_deleted(run_world: RunWorld) -> None:
+    """az group delete took the cluster with it: the API server no longer answers and KUBE_UNREACHABLE advised
+    az aks show (which fails the same way) and a private cluster's network checks. ARM's 404 for the cluster says
+    it is deleted: the finding says so and lists the subscription's clusters; nothing about networks."""
+    _, config = run_world(World.healthy())
+    gone = Fetched("https://management.test/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/"
+                   "managedClusters/prod", 404, None, "Resource group 'rg' could not be found.",
+                   "ResourceGroupNotFound")
+    cluster = ClusterFacts(time.time(), context="prod", server="https://kube.test", arm_cluster=gone,
+                           webhook_configurations_error=unreachable(), webhook_deployment_error=unreachable())
+    result = {r.id: r for r in run_cluster_checks(cluster, config.azure)}["cluster.webhook_installed"]
+    finding = result.findings[0]
+    assert finding.code == "KUBE_UNREACHABLE" and finding.evidence["clusterGone"] == "ResourceGroupNotFound"
+    assert finding.message == (
+        "could not list MutatingWebhookConfigurations: the cluster is deleted (its resource group is gone: ARM "
+        "answers 404 ResourceGroupNotFound: Resource group 'rg' could not be found.), and its API server with it: "
+        "no answer from the API server https://kube.test: connection refused")
+    assert result.message == finding.message
+    lines = finding.fix_lines()
+    assert lines[0].startswith("# resource group ") and "deleted (az group delete)" in lines[0]
+    assert lines[1].startswith("az aks list ")
+    assert not any("private cluster" in line or "cluster-info" in line or "az aks show" in line for line in lines)
+
+    cluster.arm_cluster = Fetched(gone.url, 404, None, "The Resource 'Microsoft.ContainerService/managedClusters/"
+                                  "prod' under resource group 'rg' was not found.", "ResourceNotFound")
+    deleted = {r.id: r for r in run_cluster_checks(cluster, config.azure)}["cluster.webhook_installed"].findings[0]
+    assert "ARM has no such managed cluster: ARM answers 404 ResourceNotFound" in deleted.message
+    assert "deleted (az aks delete)" in deleted.fix_lines()[0]
+
+    cluster.arm_cluster = Fetched(gone.url, 200, {"properties": {"powerState": {"code": "Running"}}})
+    alive = {r.id: r for r in run_cluster_checks(cluster, config.azure)}["cluster.webhook_installed"].findings[0]
+    assert "deleted" not in alive.message and any("private cluster" in line for line in alive.fix_lines())
