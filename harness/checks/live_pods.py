@@ -5,6 +5,7 @@ created before the label or the annotation, which a fresh probe pod cannot show.
 from __future__ import annotations
 
 import difflib
+import json
 import posixpath
 import re
 from dataclasses import dataclass
@@ -439,7 +440,11 @@ def pod_problems(
     name = _name(pod)
     labels = (pod.get("metadata") or {}).get("labels") or {}
     if labels.get(USE_LABEL) != "true" and not unlabelled_after_mutation(live):
-        return [Problem("POD_NOT_LABELLED", name, _label_whereabouts(live, sa_labels, sa_annotations))]
+        detail = _label_whereabouts(live, sa_labels, sa_annotations)
+        if _template_labelled(live):
+            detail += (f"; {live.owner_kind}/{live.owner_name}'s pod template carries it: the pod was made from an "
+                       f"earlier template and {held_back(live) or _NOT_HELD}")
+        return [Problem("POD_NOT_LABELLED", name, detail)]
     skipped = skipped_containers(pod)
     everything = [str(c.get("name") or "") for c in containers(pod, include_init=True)]
     if skipped and everything and all(cname in skipped for cname in everything):
@@ -508,9 +513,67 @@ def pod_problems(
                                     "label pod), and the webhook acts on pod CREATE only; a restart would make "
                                     "unlabelled pods"))
         else:
+            held = held_back(live)
             problems.append(Problem("POD_NOT_MUTATED", name, "labelled, but no AZURE_* env and no projected token: "
-                                    "created before the label, or while the webhook was down"))
+                                    "created before the label, or while the webhook was down"
+                                    + (f"; {held}" if held else "")))
     return problems
+
+
+# a template already right, and no pause or partition holding the pods back: its rollout is under way or stuck
+_NOT_HELD = "its rollout has not replaced it yet (under way, or stuck: kubectl rollout status says which)"
+
+
+def _template_labelled(live: LivePod) -> bool:
+    """The pod's Deployment, StatefulSet or DaemonSet was read and its pod template carries the use label."""
+    if live.owner is None or live.owner_kind not in _RESTARTABLE:
+        return False
+    template = ((live.owner.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return (template.get("labels") or {}).get(USE_LABEL) == "true"
+
+
+def paused(kind: str, owner: dict[str, Any] | None) -> bool:
+    """A Deployment paused (kubectl rollout pause sets spec.paused): its controller makes no ReplicaSet for a
+    changed template, so no new pod, until kubectl rollout resume; and kubectl rollout restart refuses it ("can't
+    restart paused deployment (run rollout resume first)": kubectl polymorphichelpers/objectrestarter.go)."""
+    return kind == "Deployment" and (owner or {}).get("spec", {}).get("paused") is True
+
+
+def partition(kind: str, owner: dict[str, Any] | None) -> int:
+    """A StatefulSet's spec.updateStrategy.rollingUpdate.partition (0: none, or not a RollingUpdate)."""
+    strategy = ((owner or {}).get("spec") or {}).get("updateStrategy") or {} if kind == "StatefulSet" else {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        return 0
+    value = (strategy.get("rollingUpdate") or {}).get("partition")
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def _ordinal(pod: str, statefulset: str) -> int | None:
+    suffix = pod.removeprefix(f"{statefulset}-")
+    return int(suffix) if pod.startswith(f"{statefulset}-") and suffix.isdigit() else None
+
+
+def below_partition(kind: str, name: str, owner: dict[str, Any] | None, pods: list[str]) -> list[str]:
+    """The pods of StatefulSet ``name`` whose ordinal is below its rollingUpdate.partition: a template change
+    (kubectl rollout restart's too) does not reach them, and one deleted is made again at the revision it had
+    (kubernetes.io docs, StatefulSet "Partitioned rolling updates"; pkg/controller/statefulset
+    stateful_set_utils.go newVersionedStatefulSetPod: ordinal < partition gets currentRevision)."""
+    limit = partition(kind, owner)
+    return [pod for pod in pods if (n := _ordinal(pod, name)) is not None and n < limit] if limit else []
+
+
+def held_back(live: LivePod) -> str:
+    """Why the pod's controller does not replace it with one made from its template as it is now: a paused
+    Deployment, or a StatefulSet pod below the partition; "" for neither."""
+    if paused(live.owner_kind, live.owner):
+        return (f"Deployment/{live.owner_name} is paused (kubectl rollout pause): it makes no pod from a changed "
+                "template, and kubectl rollout restart refuses it, until kubectl rollout resume")
+    limit = partition(live.owner_kind, live.owner)
+    if below_partition(live.owner_kind, live.owner_name, live.owner, [_name(live.pod)]):
+        return (f"its ordinal is below StatefulSet/{live.owner_name}'s rollingUpdate.partition {limit}: a template "
+                "change does not reach it, and deleted it is made again from the earlier template, until the "
+                "partition is lowered")
+    return ""
 
 
 def _template_unlabelled(live: LivePod) -> bool:
@@ -652,15 +715,20 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
             variables: list[str] | None = None) -> list[Step]:
     namespace = ctx.namespace
     rolled = _template_change_rolls(ctx, kind, name, pods)
+    restarted = _restart_rolls(ctx, kind, name, pods)
     restart: list[Step] = (
-        [fix.rollout_restart(kind, namespace, name)] if kind in _RESTARTABLE and not rolled
-        else rolled if rolled
+        [fix.rollout_restart(kind, namespace, name)] if kind in _RESTARTABLE and not restarted
+        else restarted if restarted
         else [fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]]
         + [advice("recreate the pods from their manifest: the webhook acts on pod CREATE only" if kind == "Pod"
                   else f"{kind}/{name} makes the deleted pods again{' (while it has not completed)' if kind == 'Job' else ''}"
                   "; the webhook acts on pod CREATE only")]
     )
     if code == "POD_NOT_LABELLED":
+        if kind in _RESTARTABLE and _template_already_labelled(ctx, kind, name):
+            # the template is right: what holds its pods back is released, nothing is patched into it again
+            return rolled or [fix.kubectl("rollout", "status", f"{kind.lower()}/{name}", "-n",
+                                          fix.namespace_or(namespace), "--timeout=120s")]
         if kind in _RESTARTABLE:
             return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}), *rolled]
         cronjob = _cronjob_of(ctx, name) if kind == "Job" else None
@@ -714,12 +782,59 @@ def _on_delete(ctx: WorkloadContext, kind: str, name: str) -> bool:
         ((o.get("spec") or {}).get("updateStrategy") or {}).get("type") == "OnDelete" for o in owners if o)
 
 
+def _owner(ctx: WorkloadContext, kind: str, name: str) -> dict[str, Any] | None:
+    """Controller ``kind/name`` as read with the workload's live pods (or the --pod one)."""
+    existing = ctx.facts.pod
+    owners = [live.owner for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else [])
+              if (live.owner_kind, live.owner_name) == (kind, name)]
+    if existing is not None and existing.existing and existing.pod and controller_of(existing.pod) == (kind, name):
+        owners.append(existing.owner)
+    return next((owner for owner in owners if owner), None)
+
+
+def _template_already_labelled(ctx: WorkloadContext, kind: str, name: str) -> bool:
+    owner = _owner(ctx, kind, name)
+    template = (((owner or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}
+    return (template.get("labels") or {}).get(USE_LABEL) == "true"
+
+
 def _template_change_rolls(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -> list[Step]:
-    """What makes the pods again after a change to the template of an OnDelete StatefulSet or DaemonSet (their
-    deletion, one by one); nothing for the others, whose controller rolls them."""
-    if not _on_delete(ctx, kind, name):
-        return []
-    return replace_on_delete_pods(kind, ctx.namespace, name, pods)
+    """What makes the pods again after a change to the template: an OnDelete StatefulSet's or DaemonSet's pods
+    deleted one by one; a paused Deployment resumed; a StatefulSet whose partition is above some of the pods'
+    ordinals given partition 0 (deleting them would make them again from the earlier template); nothing for
+    the others, whose controller rolls them."""
+    if _on_delete(ctx, kind, name):
+        return replace_on_delete_pods(kind, ctx.namespace, name, pods)
+    owner, ns = _owner(ctx, kind, name), fix.namespace_or(ctx.namespace)
+    held = below_partition(kind, name, owner, pods)
+    if held:
+        lowered = json.dumps({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}}, separators=(",", ":"))
+        return [fix.kubectl("patch", f"statefulset/{name}", "-n", ns, "--type", "merge", "-p", lowered),
+                advice(f"StatefulSet/{name} has rollingUpdate.partition {partition(kind, owner)}: its pods below that "
+                       f"ordinal ({', '.join(held[:_SHOWN_PODS])}) keep the earlier template, even deleted, until the "
+                       "partition is lowered; set it back once they are replaced if it stages a rollout")]
+    if paused(kind, owner):
+        return [fix.kubectl("rollout", "resume", f"deployment/{name}", "-n", ns),
+                advice(f"Deployment/{name} was paused (kubectl rollout pause): a paused Deployment makes no pod from "
+                       "a changed template")]
+    return []
+
+
+def _restart_rolls(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -> list[Step]:
+    """What makes the pods again, their template unchanged, where kubectl rollout restart alone does not: an
+    OnDelete StatefulSet's or DaemonSet's pods, or a partitioned StatefulSet's, deleted one by one (made again at
+    the revision each had, which the webhook then mutates); a paused Deployment resumed first (kubectl rollout
+    restart refuses a paused one); nothing for the others."""
+    if _on_delete(ctx, kind, name):
+        return replace_on_delete_pods(kind, ctx.namespace, name, pods)
+    owner = _owner(ctx, kind, name)
+    if below_partition(kind, name, owner, pods):
+        return replace_on_delete_pods(kind, ctx.namespace, name, pods, partition(kind, owner))
+    if paused(kind, owner):
+        return [fix.kubectl("rollout", "resume", f"deployment/{name}", "-n", fix.namespace_or(ctx.namespace),
+                            note="kubectl rollout restart refuses a paused Deployment"),
+                fix.rollout_restart(kind, ctx.namespace, name)]
+    return []
 
 
 def replace_on_delete_pods(kind: str, namespace: str, name: str, pods: list[str],
@@ -772,7 +887,7 @@ def restart_workload(ctx: WorkloadContext, carrying: str | None = None) -> list[
             kept.append(f"{kind}/{name}")
             continue
         names = [_name(pod) or (existing.name if existing else "") for pod in pods]
-        rolled = _template_change_rolls(ctx, kind, name, names)
+        rolled = _restart_rolls(ctx, kind, name, names)
         if rolled:
             steps += rolled
         elif kind in _RESTARTABLE:

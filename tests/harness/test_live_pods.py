@@ -800,6 +800,92 @@ def test_an_on_delete_statefulsets_pods_are_deleted_where_a_rollout_restart_repl
         "kubectl patch statefulset/ledger -n finance --type merge", "kubectl delete pod -n finance ledger-0"]
 
 
+def _labelled_template(kind_spec: dict[str, Any], name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": {}},
+            "spec": {**kind_spec, "template": {"metadata": {"labels": {USE: "true"}},
+                                               "spec": {"containers": [{"name": "app"}]}}}}
+
+
+def _sts_pod(name: str, **kwargs: Any) -> dict[str, Any]:
+    pod = workload_pod(name, **kwargs)
+    pod["metadata"]["ownerReferences"] = [{"kind": "StatefulSet", "name": "ledger", "controller": True}]
+    return pod
+
+
+def test_a_partitioned_statefulsets_old_pods_are_named_with_the_partition_and_the_patch_that_lowers_it() -> None:
+    """By hand in the lab: StatefulSet ledger (3 replicas, rollingUpdate.partition 2) labelled on its template
+    after its pods were made: ledger-2 was replaced, ledger-0 and ledger-1 kept the old template, and the fix
+    printed was the template patch the StatefulSet already carried. The partition is now the reason named, and
+    the fix lowers it (deleting them would make them again from the earlier template: kubernetes.io StatefulSet
+    'Partitioned rolling updates'); pasted as printed, ledger-0 and ledger-1 were made again, labelled."""
+    ledger = _labelled_template({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}},
+                                "ledger")
+    pods = [LivePod(_sts_pod(f"ledger-{n}", labelled=False, mutated=False), "StatefulSet", "ledger", ledger)
+            for n in (0, 1)]
+    outcome = live_pods(context(pods))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_LABELLED"
+    assert finding.message.endswith(
+        "StatefulSet/ledger's pod template carries it: the pod was made from an earlier template and its ordinal is "
+        "below StatefulSet/ledger's rollingUpdate.partition 2: a template change does not reach it, and deleted it "
+        "is made again from the earlier template, until the partition is lowered")
+    assert finding.fix_lines()[0] == ("kubectl patch statefulset/ledger -n finance --type merge -p "
+                                      """'{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}'""")
+    assert "(ledger-0, ledger-1) keep the earlier template, even deleted" in finding.fix_lines()[1]
+    assert not any("template" in line and "labels" in line for line in finding.fix_lines())
+    # a pod at or above the partition is not held back by it: its rollout has not replaced it yet
+    (finding,) = live_pods(context([LivePod(_sts_pod("ledger-2", labelled=False, mutated=False), "StatefulSet",
+                                            "ledger", ledger)])).findings
+    assert "its rollout has not replaced it yet" in finding.message
+    assert finding.fix_lines() == ["kubectl rollout status statefulset/ledger -n finance --timeout=120s"]
+    # the template not labelled: the label patched in, then the partition lowered
+    unlabelled = {**ledger, "spec": {**ledger["spec"], "template": {"metadata": {"labels": {}}, "spec": {}}}}
+    (finding,) = live_pods(context([LivePod(_sts_pod("ledger-0", labelled=False, mutated=False), "StatefulSet",
+                                            "ledger", unlabelled)])).findings
+    assert [line.split(" -p ")[1] for line in finding.fix_lines()[:2]] == [
+        """'{"spec":{"template":{"metadata":{"labels":{"azure.workload.identity/use":"true"}}}}}'""",
+        """'{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}'"""]
+    # a restart (a client id the pod predates): below the partition rollout restart reaches nothing, the pods go
+    stale = LivePod(_sts_pod("ledger-0", client_id=OLD_CLIENT), "StatefulSet", "ledger", ledger)
+    (finding,) = live_pods(context([stale])).findings
+    assert finding.code == "POD_STALE_CLIENT_ID"
+    assert finding.fix_lines()[0] == "kubectl delete pod -n finance ledger-0"
+    assert "rollingUpdate.partition 2" in finding.fix_lines()[1]
+    assert render_all(restart_workload(context([stale])))[0] == "kubectl delete pod -n finance ledger-0"
+
+
+def test_a_paused_deployments_old_pods_are_named_with_the_pause_and_resumed() -> None:
+    """By hand in the lab: Deployment api paused (kubectl rollout pause), then its template labelled: its pods
+    stayed unlabelled and the fix printed was the template patch it already carried; kubectl rollout restart
+    refuses it ('can't restart paused deployment (run rollout resume first)', seen with the real kubectl). The
+    pause is now the reason named, with kubectl rollout resume; a restart resumes it first."""
+    paused_api = _labelled_template({"paused": True}, "backend")
+    pod = workload_pod(labelled=False, mutated=False)
+    (finding,) = live_pods(context([live(pod, paused_api)])).findings
+    assert finding.code == "POD_NOT_LABELLED"
+    assert ("the pod was made from an earlier template and Deployment/backend is paused (kubectl rollout pause): it "
+            "makes no pod from a changed template, and kubectl rollout restart refuses it, until kubectl rollout "
+            "resume") in finding.message
+    assert finding.fix_lines()[0] == "kubectl rollout resume deployment/backend -n finance"
+    stale = live(workload_pod(client_id=OLD_CLIENT), paused_api)
+    (finding,) = live_pods(context([stale])).findings
+    assert finding.code == "POD_STALE_CLIENT_ID"
+    assert [" ".join(line.split()) for line in finding.fix_lines()[:2]] == [
+        "kubectl rollout resume deployment/backend -n finance # kubectl rollout restart refuses a paused Deployment",
+        "kubectl rollout restart deployment/backend -n finance # the webhook acts on pod CREATE only"]
+    assert render_all(restart_workload(context([stale])))[0].startswith("kubectl rollout resume deployment/backend")
+    # labelled, never mutated, under a paused Deployment: the pause is named beside the usual causes
+    (finding,) = live_pods(context([live(workload_pod(mutated=False), paused_api)])).findings
+    assert finding.code == "POD_NOT_MUTATED" and "Deployment/backend is paused" in finding.message
+    assert finding.fix_lines()[1].startswith("kubectl rollout resume deployment/backend")
+    # not paused: as before
+    running = _labelled_template({}, "backend")
+    (finding,) = live_pods(context([live(workload_pod(client_id=OLD_CLIENT), running)])).findings
+    assert [" ".join(line.split()) for line in finding.fix_lines()] == [
+        "kubectl rollout restart deployment/backend -n finance # the webhook acts on pod CREATE only"]
+
+
 def test_a_statefulset_rolled_onto_a_mistyped_service_account_is_found_under_the_one_it_left() -> None:
     """By hand in the lab: kubectl patch statefulset ledger serviceAccountName backend-sa-v2 (no such account):
     its rolling update deleted ledger-0, the new one is refused ('error looking up service account
