@@ -22,12 +22,14 @@ CODE_RE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$")
 NOT_FINDING_CODES = {
     "AZURE_AUTHORITY_HOST",
     "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_CLIENT_CERTIFICATE_PATH",  # EnvironmentCredential's variables (collect.arm_api)
     "AZURE_CLIENT_ID",
     "AZURE_CLIENT_SECRET",
     "AZURE_ENVIRONMENT",  # a key of the webhook's azure-wi-webhook-config (checks.cluster)
     "AZURE_FEDERATED_TOKEN_FILE",
     "AZURE_PASSWORD",
     "AZURE_TENANT_ID",
+    "AZURE_USERNAME",
     "CERTIFICATE_VERIFY_FAILED",  # OpenSSL's reason in an SSLError the kubeconfig check reads (collect.kube_api)
     "CLIENT_ID",  # the shell variables a fix captures an identity made again in (checks.remediation)
     "HTTPS_PROXY",  # the proxy variable AKS's HTTP proxy feature puts in pods (checks.exchange)
