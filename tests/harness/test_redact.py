@@ -38,3 +38,26 @@ def test_a_whole_run_report_holds_no_token_and_no_secret(run_world: Callable[...
     assert len(finance["token.readable"]["evidence"]["fingerprint"]) == 12
     assert finance["token.subject"]["evidence"]["sub"] == "system:serviceaccount:finance:backend-sa"
     assert finance["access.keyvault:finance-kv/db-password"]["evidence"]["value_present"] is True
+
+
+def test_text_skips_the_patterns_only_where_they_cannot_match() -> None:
+    """The substring tests before each regular expression change no answer: every pattern applied to every string
+    gives the same text."""
+    from harness.redact import _JWT_RE, mask_userinfo
+
+    secrets = ["client-secret-value", "pass@word-1234"]
+    redact = Redactor(secrets)
+    samples = [
+        "", "plain", f"{TOKEN}", f"Bearer {TOKEN}.", "eyJ.x.y", "aeyJb.c.d e", "eyJonly", "x@y", "a://b",
+        "HTTPS://User:Pw@host/p", "git+ssh://u@h:22/r", "mailto:someone@example.com", "https://h/a@b",
+        "https://u:client-secret-value@h/", "prefix pass@word-1234 suffix", "ftp://a@b://c@d", "://@",
+        f"https://x:{TOKEN}@h/",
+    ]
+
+    def every_pattern(value: str) -> str:
+        for secret in sorted(secrets, key=len, reverse=True):
+            value = value.replace(secret, REDACTED)
+        return mask_userinfo(_JWT_RE.sub(REDACTED_JWT, value))
+
+    for sample in samples:
+        assert redact.text(sample) == every_pattern(sample), sample
