@@ -23,6 +23,7 @@ examples:
   python -m lab ctl --state-dir DIR kubelet --pod-start-latency 5
   python -m lab ctl --state-dir DIR clock --skew 7200          (Entra's clock, seconds)
   python -m lab ctl --state-dir DIR fault arm --rate-429 0.5 --retry-after 2 --latency-ms 200
+  python -m lab ctl --state-dir DIR fault kube --watch-expire 3 --watch-drop 2
   python -m lab ctl --state-dir DIR egress --block entra keyvault   (--unblock ...)
   python -m lab ctl --state-dir DIR propagation --fic-seconds 30 --role-seconds 30
   python -m lab ctl --state-dir DIR entra --metadata-cache-seconds 120   (how long Entra keeps an issuer's
@@ -106,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     fault.add_argument("--rate-503", type=_seconds, metavar="FRACTION")
     fault.add_argument("--retry-after", type=int)
     fault.add_argument("--seed", type=int, help="reseed the faults' random choices (all services share them)")
+    fault.add_argument("--watch-expire", type=int, metavar="N",
+                       help="kube only: the next N watches from a resourceVersion answer 410 Expired ('too old "
+                            "resource version') as an ERROR event")
+    fault.add_argument("--watch-drop", type=int, metavar="N",
+                       help="kube only: the next N watch streams are cut after their initial events")
     outage = actions.add_parser("outage", help="a service hard down (connections refused) or back up")
     outage.add_argument("service", choices=["kube", "issuer", "entra", "arm", "graph", "keyvault", "storage"])
     up_or_down = outage.add_mutually_exclusive_group(required=True)
@@ -157,7 +163,8 @@ def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
         "clock": {"skew_seconds": args.__dict__.get("skew")},
         "fault": {"service": args.__dict__.get("service"), "latency_ms": args.__dict__.get("latency_ms"),
                   "rate_429": args.__dict__.get("rate_429"), "rate_503": args.__dict__.get("rate_503"),
-                  "retry_after_seconds": args.__dict__.get("retry_after"), "seed": args.__dict__.get("seed")},
+                  "retry_after_seconds": args.__dict__.get("retry_after"), "seed": args.__dict__.get("seed"),
+                  "watch_expire": args.__dict__.get("watch_expire"), "watch_drop": args.__dict__.get("watch_drop")},
         "egress": {"block": args.__dict__.get("block"), "unblock": args.__dict__.get("unblock")},
         "outage": {"service": args.__dict__.get("service"), "down": args.__dict__.get("down")},
         "propagation": {"fic_seconds": args.__dict__.get("fic_seconds"),

@@ -185,11 +185,20 @@ def set_fault(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
         wanted.retry_after_seconds = int(_number(body, "retry_after_seconds", 0, 3600))
     if wanted.rate_429 + wanted.rate_503 > 1:
         raise ControlError("rate_429 + rate_503: must not exceed 1")
+    watch = dataclasses.replace(lab.faults.watch)
+    for key, kind in (("watch_expire", "expire"), ("watch_drop", "drop")):
+        if key in body:
+            if service != "kube":
+                raise ControlError(f"{key}: only the kube service has watches")
+            setattr(watch, kind, int(_number(body, key, 0, 10_000)))
     seed = int(_number(body, "seed", 0, 2**32)) if "seed" in body else None
     for setting in dataclasses.fields(wanted):
         setattr(current, setting.name, getattr(wanted, setting.name))
+    lab.faults.watch.expire, lab.faults.watch.drop = watch.expire, watch.drop
     if seed is not None:  # reproducible rolls (one generator for every service)
         lab.faults.rng.seed(seed)
+    if service == "kube":
+        return {service: {**current.as_dict(), "watch": dataclasses.asdict(lab.faults.watch)}}
     return {service: current.as_dict()}
 
 

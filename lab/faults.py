@@ -1,4 +1,5 @@
-"""Fault injection shared by every lab service: latency and transient 429/503 answers.
+"""Fault injection shared by every lab service: latency and transient 429/503 answers (and the kube API
+server's watches expiring or dropped).
 
 Each service installs :func:`fault_middleware` with its own name and a function that renders its
 throttling/unavailable body the way the real service does. ``python -m lab ctl fault`` changes
@@ -33,12 +34,32 @@ class ServiceFaults:
 
 
 @dataclass
+class WatchFaults:
+    """The kube API server's watches ending before their time, as real ones do: ``expire`` watches that resume from a
+    resourceVersion get one ERROR event carrying a 410 Expired Status and the stream's end (the watch cache has moved
+    past that version); ``drop`` watch streams are cut after their initial events (the connection closed without the
+    chunked body's end: a load balancer's idle timeout, an API server restarting). Each is a count of the next
+    watches it takes, so a rehearsal or a test knows how many."""
+
+    expire: int = 0
+    drop: int = 0
+
+    def take(self, kind: str) -> bool:
+        left = getattr(self, kind)
+        if left <= 0:
+            return False
+        setattr(self, kind, left - 1)
+        return True
+
+
+@dataclass
 class Faults:
     services: dict[str, ServiceFaults] = field(default_factory=lambda: {name: ServiceFaults() for name in SERVICES})
     # The cluster issuer as Entra sees it: unreachable means Entra's discovery fetch fails (AADSTS50166/90061).
     issuer_unreachable: bool = False
     # Services whose connections lab pods cannot open (egress blocked): e.g. {"entra", "keyvault"}.
     egress_blocked: set[str] = field(default_factory=set)
+    watch: WatchFaults = field(default_factory=WatchFaults)
     rng: random.Random = field(default_factory=random.Random)
 
     def snapshot(self) -> dict:
@@ -46,6 +67,7 @@ class Faults:
             "services": {name: f.as_dict() for name, f in self.services.items()},
             "issuer_unreachable": self.issuer_unreachable,
             "egress_blocked": sorted(self.egress_blocked),
+            "watch": asdict(self.watch),
         }
 
 

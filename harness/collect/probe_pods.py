@@ -510,7 +510,10 @@ def await_pods(
         by_namespace.setdefault(facts.namespace, {})[facts.name] = facts
     for namespace, mine in by_namespace.items():
         watch_supported = True
+        fruitless = 0  # watches in a row that ended (410, a drop) before any event: relist at once, then pace
         while any(not settled(f) for f in mine.values()) and monotonic() < deadline:
+            if fruitless > 1:
+                sleep(1.0)
             try:
                 items, version = api.list_pods(namespace, selector)
             except KubeError:
@@ -531,11 +534,13 @@ def await_pods(
                 sleep(1.0)
                 continue
             remaining = int(deadline - monotonic()) + 1
+            fruitless += 1
             try:
                 for kind, obj in api.watch_pods(namespace, selector, version, min(remaining, 60)):
                     name = (obj.get("metadata") or {}).get("name")
                     if kind == "ERROR":
-                        break  # e.g. 410 Gone: relist
+                        break  # e.g. 410 Expired ("too old resource version"): relist, then watch from there
+                    fruitless = 0
                     if name in mine:
                         if kind == "DELETED" and not settled(mine[name]):
                             gone(mine[name], obj)
@@ -543,8 +548,11 @@ def await_pods(
                             seen(mine[name], obj)
                     if all(settled(f) for f in mine.values()) or monotonic() >= deadline:
                         break
-            except KubeError:
-                watch_supported = False
+            except KubeError as exc:
+                # a watch refused for good (405, 403: no watch verb) turns to polling; one answered 410 Gone or
+                # Expired (its resourceVersion compacted away), or a stream that broke, is listed and watched again,
+                # as client-go's reflector does (isExpiredError / a broken watch: relist, then resume)
+                watch_supported = _watch_resumable(exc.failure)
     # the namespaces are watched one after another within the one deadline: pods of one that never settle (no
     # node takes them) hold the watch until the deadline, and the namespaces after it were never read. Their
     # pods ran all the same: each is read once now, so a probe that finished is not taken for a timeout, nor an
@@ -566,6 +574,12 @@ def await_pods(
     for facts in pods:
         if not settled(facts):
             facts.timed_out = True
+
+
+def _watch_resumable(failure: KubeFailure) -> bool:
+    """Whether a failed watch is worth opening again after a relist: 410 (Gone, Expired), the stream broken or never
+    answered (status 0), or the server busy (429, 5xx); not a refusal that will answer the same (403, 404, 405)."""
+    return failure.status in (0, 410, 429) or failure.status >= 500
 
 
 def read_probe_output(api: KubeApi, facts: PodFacts) -> None:

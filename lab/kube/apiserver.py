@@ -467,7 +467,7 @@ class ApiServer:
                     {"fieldSelector": f"{selector},{name_selector}" if selector else name_selector}
                 )
             )
-        return await streams.serve_watch(request, self.store, target.rt, namespace, render)
+        return await streams.serve_watch(request, self.store, target.rt, namespace, render, self.lab.faults.watch)
 
     async def pod_log(self, request: web.Request, target: Target, pod: Obj) -> web.StreamResponse:
         log_request = streams.LogRequest.from_query(request.query, pod)

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from lab.faults import WatchFaults
 from lab.kube import containerlogs, errors
 from lab.kube.store import Obj, ResourceType, Store
 
@@ -104,6 +105,7 @@ async def serve_watch(
     rt: ResourceType,
     namespace: str | None,
     render: Callable[[Obj], Obj],
+    faults: WatchFaults | None = None,
 ) -> web.StreamResponse:
     watch = WatchRequest.from_query(request.query)
     store.list(rt, namespace, watch.label_selector, watch.field_selector)  # selector errors answer 400 here
@@ -112,8 +114,25 @@ async def serve_watch(
     )
     response.enable_chunked_encoding()
     await response.prepare(request)
+    resumes = watch.resource_version.isdigit() and watch.resource_version != "0" and not watch.send_initial_events
+    if faults is not None and resumes and faults.take("expire"):
+        # the watch cache's answer to a version it no longer holds, as an event after the 200 (apiserver's
+        # cacher.Watch: "other errors must fail with a watch event of type ERROR, rather than a directly returned
+        # error"): errors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", resourceVersion,
+        # oldest-1)), a Status with reason Expired and code 410 (watch_cache.go, apimachinery errors.go); the oldest
+        # version kept is taken to be the current one, as after a compaction
+        expired = errors.ApiError(410, "Expired",
+                                  f"too old resource version: {watch.resource_version} "
+                                  f"({max(store.resource_version, int(watch.resource_version) + 1)})")
+        with contextlib.suppress(ConnectionError):
+            await response.write(_line("ERROR", expired.status()))
+            await response.write_eof()
+        return response
     forget = track_stream(request)
     try:
+        if faults is not None and faults.take("drop"):
+            await _cut_after_initial_events(request, response, store, rt, namespace, watch, render)
+            return response
         async with asyncio.timeout(watch.timeout_seconds):
             await _stream_events(response, store, rt, namespace, watch, render)
     except TimeoutError:
@@ -125,6 +144,25 @@ async def serve_watch(
     with contextlib.suppress(ConnectionError):
         await response.write_eof()
     return response
+
+
+async def _cut_after_initial_events(
+    request: web.Request,
+    response: web.StreamResponse,
+    store: Store,
+    rt: ResourceType,
+    namespace: str | None,
+    watch: WatchRequest,
+    render: Callable[[Obj], Obj],
+) -> None:
+    """The stream's initial events (none for a watch from a resourceVersion), then the connection closed with the
+    chunked body unfinished: the client reads a broken stream (urllib3's ProtocolError), not a clean end."""
+    if watch.resource_version in ("", "0") or watch.send_initial_events:
+        items, _ = store.list(rt, namespace, watch.label_selector, watch.field_selector)
+        for obj in items:
+            await response.write(_line("ADDED", render(obj)))
+    if request.transport is not None:
+        request.transport.close()
 
 
 async def _stream_events(

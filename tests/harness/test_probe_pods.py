@@ -361,6 +361,51 @@ def test_await_gives_up_at_the_deadline() -> None:
     assert facts.timed_out and facts.phase == "Running"
 
 
+class ForgetfulWatchKube:
+    """Watches that end before the pod settles, each as a real API server or network ends them: an ERROR event
+    carrying a 410 Expired Status (the watch cache's "too old resource version", sent as an event: apiserver's
+    cacher.Watch returns newErrWatcher), the stream broken mid-way, then a 410 answered as the watch request's own
+    status (the kubernetes client's ApiException 410); the fourth watch sees the pod succeed."""
+
+    EXPIRED = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "too old resource version: 5 (9)", "reason": "Expired", "code": 410}
+
+    def __init__(self) -> None:
+        self.lists, self.watches, self.slept = 0, 0, 0
+
+    def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        self.lists += 1  # polling would see the pod succeed at the tenth list (a bound for the test, no hang)
+        return [{"metadata": {"name": "p"}, "status": {"phase": "Succeeded" if self.lists >= 10 else "Running"}}], \
+            str(self.lists)
+
+    def watch_pods(self, *args: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        self.watches += 1
+        if self.watches == 1:
+            yield "ERROR", self.EXPIRED
+        elif self.watches == 2:
+            raise KubeError(KubeFailure(0, "WatchBroken", "the pod watch broke: ProtocolError: Connection broken"))
+        elif self.watches == 3:
+            raise KubeError(KubeFailure(410, "Expired", "too old resource version: 5 (9)"))
+        else:
+            yield "MODIFIED", {"metadata": {"name": "p"}, "status": {"phase": "Succeeded"}}
+
+
+def test_a_watch_that_expires_or_drops_is_listed_and_watched_again() -> None:
+    """A 410 (as an event or as the answer) or a broken stream: the pods are listed again and the watch resumes from
+    the new list's resourceVersion, as client-go's reflector does; the run neither fails nor turns to polling, and
+    the pod's verdict is the one it reached."""
+    kube = ForgetfulWatchKube()
+
+    def sleep(_: float) -> None:
+        kube.slept += 1
+
+    facts = PodFacts("ns", "p", created=True)
+    await_pods(kube, [facts], "run", deadline=1e12, sleep=sleep)  # type: ignore[arg-type]
+    assert facts.phase == "Succeeded" and not facts.timed_out and facts.waiting_message is None
+    assert (kube.watches, kube.lists) == (4, 4)  # each relist was followed by a watch, none by a poll
+    assert kube.slept == 2  # the first relist at once, the next ones paced
+
+
 class TwoNamespaceKube:
     """finance's pod never leaves Pending (no node takes it); orders' pod has succeeded already. Watching is
     not supported, so the harness polls."""

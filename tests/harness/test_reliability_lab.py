@@ -322,3 +322,26 @@ def test_without_pod_create_in_one_namespace_that_workload_is_probe_forbidden(
     assert workloads["finance/backend-sa"]["verdict"] == "pass", document["_output"][-3000:]
     orders = workloads["orders/orders-sa"]
     assert orders["verdict"] == "fail" and {f["code"] for f in orders["findings"]} == {"PROBE_FORBIDDEN"}
+
+
+def test_watches_that_expire_or_drop_change_no_verdict(running_lab: RunningLab, tmp_path: Path) -> None:
+    """The API server ends the harness's pod watches early: two answer an ERROR event with a 410 Expired Status
+    ("too old resource version"), two are cut after their headers (``lab ctl fault kube --watch-expire 2
+    --watch-drop 2``). The pods start 2 s late so that they are watched. The run lists and watches again and gives
+    the verdicts and codes of the same run without the faults; the faults were all met."""
+    latency = ctl(running_lab, "status")["pod_start_latency_seconds"]
+    ctl(running_lab, "kubelet", "--pod-start-latency", "2")
+    try:
+        baseline = finish(start(tmp_path / "baseline", running_lab.harness_config, WORKLOADS), tmp_path / "baseline")
+        answered = ctl(running_lab, "fault", "kube", "--watch-expire", "2", "--watch-drop", "2")
+        assert answered["kube"]["watch"] == {"expire": 2, "drop": 2}
+        try:
+            faulted = finish(start(tmp_path / "faulted", running_lab.harness_config, WORKLOADS), tmp_path / "faulted")
+            left = ctl(running_lab, "status")["faults"]["watch"]
+        finally:
+            ctl(running_lab, "fault", "kube", "--watch-expire", "0", "--watch-drop", "0")
+    finally:
+        ctl(running_lab, "kubelet", "--pod-start-latency", str(latency))
+    assert left == {"expire": 0, "drop": 0}, left  # every fault met a watch of the run
+    assert outcome(baseline)["verdict"] == "pass"
+    assert outcome(faulted) == outcome(baseline), faulted["_output"][-3000:]
