@@ -181,18 +181,23 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
     elif "failed calling webhook" in message or "failed to call webhook" in message:
         namespace, service = webhook_service(ctx.cluster)
         cause = (unreachable or ("", ""))[1]
+        short = _short_webhook_timeout(ctx) if _TIMED_OUT_RE.search(cause) else None
+        if short is not None:
+            evidence["timeoutSeconds"] = short[2]
         finding = Finding(
             "WEBHOOK_UNAVAILABLE",
             ERROR,
             "webhook",
             "the API server cannot reach the workload identity webhook, so labelled pods are refused"
-            + (f": {cause}" if cause else ""),
+            + (f": {cause}" if cause else "") + (_timeout_said(short) if short else ""),
             evidence,
             [
+                *(_timeout_back(short) if short else []),
                 fix.kubectl("-n", fix.namespace_or(namespace), "get", "pods", "-l",
                             "azure-workload-identity.io/system=true"),
                 fix.kubectl("-n", fix.namespace_or(namespace), "get", "endpoints", fix.object_or(service, "<service>")),
-                *(_service_selects_no_ready_pod(ctx, namespace, service) if "no endpoints available" in message
+                *([] if short else  # its pods serve; the calls run out of the time given them
+                  _service_selects_no_ready_pod(ctx, namespace, service) if "no endpoints available" in message
                   and _ready_webhook_replicas(ctx, namespace) else
                   _service_target_port_back(namespace, service, port) if (port := _refused_port(message)) and
                   _ready_webhook_replicas(ctx, namespace) else _webhook_pods_back(ctx, namespace)),
@@ -827,6 +832,11 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
     if down and not reasons:
         reasons.append(f"the webhook has no ready replica and its failurePolicy is Ignore ({down}): the API server "
                        "admitted the pod without calling it")
+    short = _short_webhook_timeout(ctx, "Ignore")
+    if short and not reasons and labels.get(USE_LABEL) == "true":
+        reasons.append(f"the webhook's failurePolicy is Ignore{_timeout_said(short)}; under Ignore the API server "
+                       "admits the pod unmutated when the call fails")
+        evidence["timeoutSeconds"] = short[2]
     existing = ctx.facts.pod is not None and ctx.facts.pod.existing
     works = not reasons and existing and labels.get(USE_LABEL) == "true" and _probe_mutated(ctx)
     if works:
@@ -850,6 +860,8 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
         remediation = label_repair(ctx)  # the webhook is there: the given pod never asked it (pod.labelled)
     elif down and code == "POD_NOT_MUTATED":
         remediation = [*_webhook_pods_back(ctx, webhook_namespace(ctx.cluster)), *restart_workload(ctx)]
+    elif short and "timeoutSeconds" in evidence and code == "POD_NOT_MUTATED":
+        remediation = [*_timeout_back(short), *restart_workload(ctx)]
     elif works:
         remediation = [*_template_label(ctx), *restart_workload(ctx)]
     elif kube_system and code == "POD_NOT_MUTATED":
@@ -889,6 +901,49 @@ def _rules_miss_pod_create(ctx: WorkloadContext) -> str:
                     and any(r in ("*", "*/*", "pods") for r in rule.get("resources") or [])):
                 return ""
     return "; ".join(json.dumps(hook.get("rules") or [], separators=(",", ":")) for hook in hooks)
+
+
+# timeoutSeconds of the add-on's and the chart's webhook: the chart's MutatingWebhookConfiguration sets none
+# (Azure/azure-workload-identity charts/workload-identity-webhook/templates/...mutatingwebhookconfiguration.yaml), so
+# the API server's default applies (admissionregistration.k8s.io/v1: 10 s); the add-on's calls carry ?timeout=10s
+# (its refusals quoted in Azure/AKS#3897, #4139)
+WEBHOOK_TIMEOUT_SECONDS = 10
+# a call that ran out of its timeout: Go's context ("context deadline exceeded", Azure/azure-workload-identity#1608)
+# or its http.Client ("Client.Timeout exceeded while awaiting headers")
+_TIMED_OUT_RE = re.compile(r"context deadline exceeded|Client\.Timeout exceeded|\btimeout\b", re.IGNORECASE)
+
+
+def _short_webhook_timeout(ctx: WorkloadContext, policy: str | None = None) -> tuple[str, int, int] | None:
+    """(configuration, webhook index, timeoutSeconds) of the workload identity webhook when its timeoutSeconds was
+    set below the add-on's and the chart's 10 s (by hand): a call slower than that fails, now and then, and under
+    ``policy`` (its failurePolicy, when given) only. None when it is not shorter, or not read."""
+    for configuration in ctx.cluster.webhook_configurations:
+        name = str((configuration.get("metadata") or {}).get("name") or "")
+        for index, hook in enumerate(configuration.get("webhooks") or []):
+            timeout = hook.get("timeoutSeconds")
+            if hook.get("name") != WEBHOOK_NAME or not isinstance(timeout, int) or isinstance(timeout, bool):
+                continue
+            if timeout < WEBHOOK_TIMEOUT_SECONDS and (policy is None or hook.get("failurePolicy", "Fail") == policy):
+                return name, index, timeout
+    return None
+
+
+def _timeout_said(short: tuple[str, int, int]) -> str:
+    name, _, timeout = short
+    return (f"; the webhook configuration {name} gives the call timeoutSeconds {timeout} (the add-on's and the "
+            f"chart's is {WEBHOOK_TIMEOUT_SECONDS}): a call slower than that fails, intermittently")
+
+
+def _timeout_back(short: tuple[str, int, int]) -> list[Step]:
+    """timeoutSeconds set back to the add-on's and the chart's 10, tested first so a configuration changed since
+    the run is refused, not patched in the wrong place."""
+    name, index, timeout = short
+    path = f"/webhooks/{index}/timeoutSeconds"
+    ops = [{"op": "test", "path": path, "value": timeout},
+           {"op": "replace", "path": path, "value": WEBHOOK_TIMEOUT_SECONDS}]
+    return [fix.kubectl("patch", "mutatingwebhookconfiguration", fix.object_or(name, "<configuration>"), "--type",
+                        "json", "-p", json.dumps(ops, separators=(",", ":")),
+                        note="timeoutSeconds back to 10 (unverified: whether the add-on restores it on its own)")]
 
 
 def _webhook_down_under_ignore(ctx: WorkloadContext) -> str:

@@ -1,0 +1,95 @@
+"""A workload identity webhook configuration edited by hand (its timeoutSeconds, its namespaceSelector): what the
+probe pod's refusal or missing injection then says (unit tests of pure checks, no server)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+from harness.checks.context import WorkloadContext
+from harness.checks.model import FAIL
+from harness.checks.pod import pod_admitted, pod_mutated
+from harness.config import WorkloadConfig
+from harness.facts import (
+    ClusterFacts,
+    IdentityFacts,
+    KubeFailure,
+    PodFacts,
+    ServiceAccountFacts,
+    WorkloadFacts,
+)
+
+MWC = "azure-wi-webhook-mutating-webhook-configuration"
+HOOK = {"name": "mutation.azure-workload-identity.io", "failurePolicy": "Fail",
+        "objectSelector": {"matchLabels": {"azure.workload.identity/use": "true"}},
+        "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]}
+DEPLOYMENT = {"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"},
+              "spec": {"replicas": 2}, "status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2}}
+# the API server's refusal when the call outlives timeoutSeconds under failurePolicy Fail (Azure/azure-workload-
+# identity#1608, Azure/AKS#3897 quote it with the add-on's ?timeout=10s)
+TIMED_OUT = ('Internal error occurred: failed calling webhook "mutation.azure-workload-identity.io": failed to call '
+             'webhook: Post "https://azure-wi-webhook-webhook-service.kube-system.svc:443/mutate-v1-pod?timeout=1s": '
+             "context deadline exceeded")
+UNMUTATED_POD = {"metadata": {"name": "p", "namespace": "finance", "labels": {"azure.workload.identity/use": "true"}},
+                 "spec": {"serviceAccountName": "backend-sa", "containers": [{"name": "probe", "image": "python"}]}}
+
+
+def _ctx(hook: dict[str, Any], pod: PodFacts, namespace_labels: dict[str, str] | None = None) -> WorkloadContext:
+    sa = ServiceAccountFacts("finance", "backend-sa", True, True,
+                             {"azure.workload.identity/client-id": "3b1a6f2e-5c1d-4e2f-9a8b-7c6d5e4f3a2b"})
+    sa.namespace_labels = namespace_labels
+    facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(), sa, IdentityFacts(), pod)
+    cluster = ClusterFacts(time.time(), webhook_configurations=[{"metadata": {"name": MWC}, "webhooks": [hook]}],
+                           webhook_deployments=[copy.deepcopy(DEPLOYMENT)])
+    return WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa"), cluster, None,
+                           time.time())
+
+
+def test_a_refusal_for_a_call_out_of_time_names_a_timeout_shortened_by_hand() -> None:
+    """timeoutSeconds: 1 put on the webhook by hand (the chart sets none: the API default 10; the add-on calls with
+    ?timeout=10s): now and then a call outlives it and the API server refuses the labelled pod 'context deadline
+    exceeded'. WEBHOOK_UNAVAILABLE said only to look at the webhook's pods, which are ready; it now names the
+    timeout and patches it back to 10 (tested first). The default timeout, or another cause, says nothing of it."""
+    refused = PodFacts("finance", "p", create_error=KubeFailure(500, "InternalError", TIMED_OUT))
+    outcome = pod_admitted(_ctx({**HOOK, "timeoutSeconds": 1}, refused))
+    finding = outcome.findings[0]
+    assert outcome.status == FAIL and finding.code == "WEBHOOK_UNAVAILABLE"
+    assert finding.message.endswith(f"context deadline exceeded; the webhook configuration {MWC} gives the call "
+                                    "timeoutSeconds 1 (the add-on's and the chart's is 10): a call slower than that "
+                                    "fails, intermittently")
+    assert finding.evidence["timeoutSeconds"] == 1
+    assert finding.fix_lines()[0].startswith(
+        f"kubectl patch mutatingwebhookconfiguration {MWC} --type json -p "
+        """'[{"op":"test","path":"/webhooks/0/timeoutSeconds","value":1},"""
+        """{"op":"replace","path":"/webhooks/0/timeoutSeconds","value":10}]'""")
+    assert not any("rollout restart" in line for line in finding.fix_lines())  # its pods serve
+
+    for hook, message in (({**HOOK, "timeoutSeconds": 10}, TIMED_OUT.replace("timeout=1s", "timeout=10s")),
+                          (HOOK, TIMED_OUT.replace("timeout=1s", "timeout=10s")),
+                          ({**HOOK, "timeoutSeconds": 1}, TIMED_OUT.replace(
+                              "context deadline exceeded", 'no endpoints available for service "azure-wi-webhook"'))):
+        refused.create_error = KubeFailure(500, "InternalError", message)
+        other = pod_admitted(_ctx(hook, refused)).findings[0]
+        assert other.code == "WEBHOOK_UNAVAILABLE" and "timeoutSeconds" not in other.message
+        assert not any("timeoutSeconds" in line for line in other.fix_lines())
+
+
+def test_a_pod_left_unmutated_under_ignore_with_a_short_timeout_names_the_timeout() -> None:
+    """failurePolicy Ignore and timeoutSeconds 1: a call out of time admits the labelled pod with no injection, and
+    POD_NOT_MUTATED asked whether the pod was created before the webhook was ready. It now names the timeout and
+    its patch, then the restart. Under Fail a short timeout refuses rather than skips: nothing said here."""
+    created = PodFacts("finance", "p", created=True, pod=copy.deepcopy(UNMUTATED_POD))
+    outcome = pod_mutated(_ctx({**HOOK, "failurePolicy": "Ignore", "timeoutSeconds": 1}, created, {}))
+    finding = outcome.findings[0]
+    assert finding.code == "POD_NOT_MUTATED"
+    assert "the webhook's failurePolicy is Ignore; the webhook configuration" in finding.message
+    assert finding.message.endswith("under Ignore the API server admits the pod unmutated when the call fails")
+    assert "timeoutSeconds 1 (the add-on's and the chart's is 10)" in finding.message
+    assert "created before the webhook was ready" not in finding.message
+    assert '"op":"replace","path":"/webhooks/0/timeoutSeconds","value":10' in finding.fix_lines()[0]
+
+    for hook in ({**HOOK, "timeoutSeconds": 1}, {**HOOK, "failurePolicy": "Ignore"}):
+        plain = pod_mutated(_ctx(hook, PodFacts("finance", "p", created=True, pod=copy.deepcopy(UNMUTATED_POD)),
+                                 {})).findings[0]
+        assert "timeoutSeconds" not in plain.message and "timeoutSeconds" not in plain.evidence
