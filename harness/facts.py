@@ -182,6 +182,9 @@ class IdentityFacts:
     # live applications with the deleted one's displayName (made again by hand: az ad app create under the same
     # name gives a new appId), each {application, federated_credentials (None: not readable)}
     namesakes: list[dict[str, Any]] = field(default_factory=list)
+    # Not found: the user-assigned identities ({name, id, clientId}) of harness.yaml's identity's resource group
+    # (ARM: ResourceNotFound), else of the configured subscription; what tells a typo from a deletion. None: not listed
+    listed_identities: list[dict[str, Any]] | None = None
     searched: list[str] = field(default_factory=list)  # where the client id was looked for, in order
     refused: list[Fetched] = field(default_factory=list)  # lookups the harness was not allowed to make
     error: Fetched | None = None  # the call that failed and left nothing to judge

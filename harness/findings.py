@@ -683,9 +683,13 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "IDENTITY_NOT_FOUND", "identity", "error",
         "No managed identity or application has the annotated client id (Entra: AADSTS700016); an application "
-        "deleted within 30 days is named with its deletion.",
-        "Annotate with an existing identity's client id (az identity show); a deleted application: restore it and "
-        "its service principal (az rest POST <graph>/v1.0/directory/deletedItems/<object-id>/restore).",
+        "deleted within 30 days is named with its deletion. An identity whose name or client id is a few "
+        "characters off is named as the typo; harness.yaml's identity_resource_id gone from a group that is there "
+        "is a deletion or a typo, said in one line.",
+        "Annotate with an existing identity's client id (az identity show), or the near one named; a deleted "
+        "application: restore it and its service principal (az rest POST "
+        "<graph>/v1.0/directory/deletedItems/<object-id>/restore); a deleted identity: the printed lines make it "
+        "again with its federated credential, read roles and the annotation of its new client id.",
         "fault:principal-id-annotated",
         "test:tests/harness/test_app_registration_lab.py::test_a_deleted_application_is_restored_with_its_creden"
         "tials_and_service_principal",

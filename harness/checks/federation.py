@@ -34,6 +34,10 @@ def identity_matches(ctx: WorkloadContext) -> Outcome:
     if facts.error is not None:
         error = facts.error
         evidence = {"url": error.url, "status": error.status, "code": error.code, "error": error.error}
+        if facts.kind == "managed_identity" and error.status == 404 and error.code == "ResourceNotFound" \
+                and facts.resolved_by == "config" and not exchange_succeeded(ctx):
+            # (an exchange that worked: the identity is somewhere the harness cannot read, not deleted)
+            return _configured_identity_not_there(ctx, evidence)
         return failed(
             f"the harness could not read the identity: {error.describe()}",
             evidence,
@@ -172,7 +176,69 @@ def _recreated_identity_fixes(ctx: WorkloadContext) -> list[Step]:
     return steps
 
 
+def _configured_identity_not_there(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
+    """ARM has no identity at harness.yaml's identity_resource_id, in a resource group that is there (az identity
+    delete -g RG -n NAME; az identity delete answers nothing and leaves the federated credentials gone with it and
+    the role assignments naming a principal that no longer exists), no identity anywhere has the annotated client
+    id (collect.arm._moved_identity), and the group's identities tell a deletion from a typo: one named a few
+    characters off harness.yaml's (a typo there), one whose client id is a few characters off the annotation's
+    (a typo in both); else either may be, and the recreate is printed whole."""
+    facts = ctx.facts.identity
+    name, group = fix.identity_name_rg(facts.resource_id)
+    where, annotated = f"{ctx.namespace}/{ctx.service_account}", ctx.expected_client_id or ""
+    listed = facts.listed_identities
+    evidence["identities_in_group"] = None if listed is None else [i.get("name") for i in listed]
+    named_like = [i for i in listed or [] if _names_alike(name, str(i.get("name") or ""))]
+    client_id_like = [i for i in listed or [] if _client_ids_alike(annotated, str(i.get("clientId") or ""))]
+    summary = f"identity {name} is not in resource group {group}"
+    if named_like or client_id_like:
+        near = (named_like or client_id_like)[0]
+        near_client = str(near.get("clientId") or "")
+        evidence["near_identity"] = near
+        why = (f"its name is a few characters off {name}" if named_like else
+               f"its client id {near_client} is a few characters off the annotated {annotated}")
+        message = (f"{summary}; identity {near.get('name')} is there ({why}): a typo in harness.yaml's "
+                   f"identity_resource_id for {where}, not a deletion")
+        steps: list[Step] = [advice(f"set identity_resource_id: {near.get('id')} for {where} in harness.yaml")]
+        if annotated and near_client and annotated.lower() != near_client.lower():
+            steps += [fix.annotate_sa(ctx.namespace, ctx.service_account, near_client),
+                      *restart_workload(ctx, near_client)]
+            if ctx.workload.client_id:
+                steps.append(fix.config_client_id(where, ctx.workload.client_id, near_client))
+        return failed(f"{summary}; {near.get('name')} is (a typo?)", evidence,
+                      Finding("IDENTITY_NOT_FOUND", ERROR, "identity", message, evidence, steps))
+    others = ("none of the group's identities is named or numbered like it" if listed else
+              "the group holds no identity" if listed is not None else "the group's identities could not be listed")
+    unknown = f"; Entra knows no client id {annotated} (AADSTS700016)" if _unknown_to_entra(ctx, annotated) else ""
+    message = (f"{summary} (the group is there): deleted (az identity delete), or a typo in harness.yaml's "
+               f"identity_resource_id for {where} ({others}){unknown}")
+    steps = [advice("if it was a typo, fix identity_resource_id in harness.yaml instead; if it was deleted, the lines "
+                    "below make it again with what the workload needs: a new client id and principal id ($CLIENT_ID, "
+                    "$PRINCIPAL_ID), its federated credential, its read roles, the annotation"),
+             *fix.identity_created(facts.resource_id), *_recreate_fixes(ctx, group_gone=False)]
+    return failed(f"{summary}: deleted, or a typo in harness.yaml", evidence,
+                  Finding("IDENTITY_NOT_FOUND", ERROR, "identity", message, evidence, steps))
+
+
+def _names_alike(wanted: str, name: str) -> bool:
+    """Two identity names a typo apart (ARM compares names ignoring case, so equal ones are the same name)."""
+    wanted, name = wanted.lower(), name.lower()
+    return wanted != name and difflib.SequenceMatcher(None, wanted, name).ratio() >= 0.8
+
+
+def _client_ids_alike(wanted: str, client_id: str) -> bool:
+    """Two client ids a few characters apart: a GUID typed or pasted wrong (a character changed, dropped or
+    doubled). Two unrelated GUIDs share about half their characters in sequence."""
+    wanted, client_id = wanted.lower(), client_id.lower()
+    return bool(wanted and client_id) and wanted != client_id and \
+        difflib.SequenceMatcher(None, wanted, client_id).ratio() >= 0.9
+
+
 def _group_deleted_fixes(ctx: WorkloadContext) -> list[Step]:
+    return _recreate_fixes(ctx, group_gone=True)
+
+
+def _recreate_fixes(ctx: WorkloadContext, group_gone: bool) -> list[Step]:
     """After the identity's resource group was deleted (az group delete) and made again with the identity
     (:func:`fix.identity_gone`, which keeps its new client and principal ids in $CLIENT_ID and $PRINCIPAL_ID): what
     went with the old one, in the order the chain needs it: the federated credential (a child resource of the
@@ -218,9 +284,9 @@ def _group_deleted_fixes(ctx: WorkloadContext) -> list[Step]:
     steps += [fix.annotate_sa(ctx.namespace, ctx.service_account, client), *restart_workload(ctx)]
     if ctx.workload.client_id:
         steps.append(advice(f"set client_id for {where} in harness.yaml to the new client id (echo \"$CLIENT_ID\")"))
-    steps += [advice("then delete the role assignments the old identity still holds outside the group (those below, "
-                     "with an empty principalName: their principal no longer exists), with az role assignment delete "
-                     "--ids:"),
+    held = "still holds outside the group" if group_gone else "left"
+    steps += [advice(f"then delete the role assignments the old identity {held} (those below, with an empty "
+                     "principalName: their principal no longer exists), with az role assignment delete --ids:"),
               fix.orphaned_role_assignments()]
     return steps
 
@@ -416,14 +482,31 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
         return _application_deleted(ctx, evidence)
     if facts.refused or exchange_succeeded(ctx):
         return _not_visible(ctx, evidence, f"the identity with client id {annotated}")
+    note = facts.note or "identity not found"
+    listed = facts.listed_identities
+    alike = [i for i in listed or [] if _client_ids_alike(str(annotated or ""), str(i.get("clientId") or ""))]
+    if alike:
+        near, where = alike[0], f"{ctx.namespace}/{ctx.service_account}"
+        evidence["near_identity"] = near
+        message = (f"no identity has client id {annotated}; identity {near.get('name')} has {near.get('clientId')}, "
+                   f"a few characters off it: a typo in {where}'s client id, not a deleted identity")
+        steps = [fix.annotate_sa(ctx.namespace, ctx.service_account, near.get("clientId")),
+                 *restart_workload(ctx, str(near.get("clientId") or "") or None)]
+        if ctx.workload.client_id:
+            steps.append(fix.config_client_id(where, ctx.workload.client_id, str(near.get("clientId"))))
+        return failed(message, evidence, Finding("IDENTITY_NOT_FOUND", ERROR, "identity", message, evidence, steps))
+    if listed is not None and ctx.azure is not None:
+        # nothing tells a deleted identity from a client id that never was one: both, in one line
+        note += (f": a deleted identity, or a client id that never was one (no identity of subscription "
+                 f"{ctx.azure.subscription_id} has a client id a few characters off it)")
     return failed(
-        facts.note or "identity not found",
+        note,
         evidence,
         Finding(
             "IDENTITY_NOT_FOUND",
             ERROR,
             "identity",
-            facts.note or "identity not found",
+            note,
             evidence,
             # every look-up answered: this tenant has no identity with the client id. The exchange's own
             # AADSTS700016 finding, dropped for this one (one finding per code), asked about another tenant

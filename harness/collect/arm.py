@@ -163,6 +163,8 @@ def collect_identity(
             )
             if facts.principal_of is None:
                 collect_deleted_application(graph, client_id, facts)
+            if facts.principal_of is None and facts.deleted_application is None and not facts.refused:
+                facts.listed_identities = _identities_in(arm, f"/subscriptions/{azure.subscription_id}")
             facts.note = f"no managed identity or application with client id {client_id} is visible to the harness"
             return facts
         facts.resource_id = str(by_client_id[0].get("id"))
@@ -177,6 +179,8 @@ def collect_identity(
         if moved is not None:
             facts.resource_id, identity = moved
     if not identity.ok:
+        if identity.status == 404 and identity.code == "ResourceNotFound" and facts.resolved_by == "config":
+            facts.listed_identities = _identities_in(arm, _group_of(str(facts.resource_id)))
         facts.error = identity
         return facts
     facts.identity = identity.body
@@ -191,6 +195,22 @@ def collect_identity(
     if principal_id:
         collect_role_assignments(arm, azure, principal_id, facts)
     return facts
+
+
+def _group_of(resource_id: str) -> str:
+    """``/subscriptions/S/resourceGroups/RG`` of an ARM resource id."""
+    return "/".join(resource_id.split("/")[:5])
+
+
+def _identities_in(arm: ArmGet, scope: str) -> list[dict[str, Any]] | None:
+    """The user-assigned identities of a subscription or resource group as {name, id, clientId}; None when ARM did
+    not list them (refused, or the group is not there either)."""
+    identities, failed = list_all(arm, f"{scope}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+                                       f"?api-version={MSI_API}")
+    if failed is not None:
+        return None
+    return [{"name": str(identity.get("name") or ""), "id": str(identity.get("id") or ""),
+             "clientId": str((identity.get("properties") or {}).get("clientId") or "")} for identity in identities]
 
 
 def _moved_identity(arm: ArmGet, azure: AzureConfig, client_id: str,

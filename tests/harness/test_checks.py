@@ -1253,7 +1253,7 @@ def test_an_identity_that_is_not_there_is_made_again_with_all_the_workload_needs
         f"--role 'Key Vault Secrets User' --scope {VAULT_ID}",
         'kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id="$CLIENT_ID" '
         "--overwrite",
-        lines[7],
+        lines[6],
         '# set client_id for finance/backend-sa in harness.yaml to the new client id (echo "$CLIENT_ID")',
         "# then delete the role assignments the old identity left (those below, with an empty principalName: their "
         "principal no longer exists), with az role assignment delete --ids:",

@@ -223,6 +223,28 @@ def test_an_identity_in_another_subscription_is_found_with_resource_graph() -> N
     assert collect_identity(None, None, None, CLIENT).configured is False
 
 
+def test_a_configured_identity_arm_does_not_find_comes_with_its_group_s_identities() -> None:
+    """harness.yaml's identity_resource_id answers 404 ResourceNotFound and no identity has the client id (az
+    identity delete, or a typo): the group's identities are listed, which tell the two apart (checks.federation);
+    a client id nothing has, with no identity_resource_id: the configured subscription's."""
+    group = f"/subscriptions/{SUB}/resourcegroups/rg"
+    gone = f"{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/gone"
+    listing = f"{group}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+    other = {"id": f"{listing}/other", "name": "other", "properties": {"clientId": "c", "principalId": "p"}}
+    arm = {gone: Fetched(gone, 404, None, "not found", "ResourceNotFound"),
+           listing: Fetched(listing, 200, {"value": [other]})}
+    apis = AzureApis(arg=Fetched("arg", 200, {"data": []}), arm=arm)
+    facts = collect_identity(apis.arm, azure(), gone, CLIENT, apis.graph)
+    assert facts.error is not None and facts.error.code == "ResourceNotFound"
+    assert facts.listed_identities == [{"name": "other", "id": f"{listing}/other", "clientId": "c"}]
+    del arm[listing]  # not readable: not listed, and nothing is said about the group
+    assert collect_identity(apis.arm, azure(), gone, CLIENT, apis.graph).listed_identities is None
+    subscription = f"/subscriptions/{SUB}/providers/Microsoft.ManagedIdentity/userAssignedIdentities"
+    arm[subscription] = Fetched(subscription, 200, {"value": [other]})
+    unknown = collect_identity(apis.arm, azure(), None, CLIENT, apis.graph)
+    assert unknown.kind is None and unknown.listed_identities == facts.listed_identities
+
+
 class GraphOfIdentities:
     """Resource Graph over ``count`` identities (client id, principal id), answering every query the harness sends
     from the GUIDs it names; records the queries."""

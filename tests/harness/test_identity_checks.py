@@ -545,7 +545,7 @@ def test_an_identity_whose_resource_group_was_deleted_gets_the_group_made_first(
                           "0b1f6471-1bf0-4dda-aec3-111122223333 --query clientId -o tsv)"]
     assert ctx.facts.identity.error is not None
     ctx.facts.identity.error = Fetched(IDENTITY_ID, 404, None, "not found", "ResourceNotFound")  # the group is there
-    assert identity_matches(ctx).findings[0].fix_lines()[0].startswith("az identity list --resource-group shared ")
+    assert not any("az group create" in line for line in identity_matches(ctx).findings[0].fix_lines())
 
 
 def test_without_graph_read_an_unknown_client_id_is_also_looked_for_in_deleted_applications() -> None:
@@ -849,3 +849,80 @@ def test_the_principal_id_of_the_identity_harness_yaml_names_is_named_so() -> No
                                       f"azure.workload.identity/client-id={REAL_CLIENT} --overwrite")
     ctx.facts.identity.identity = {"id": IDENTITY_ID, "properties": {"principalId": "another"}}
     assert sa_client_id_annotation(ctx).findings[0].code == "SA_CLIENT_ID_MISMATCH"
+
+
+def _identity_deleted_or_misnamed(listed: list[dict[str, str]] | None) -> WorkloadContext:
+    """harness.yaml's identity_resource_id answers 404 ResourceNotFound in a group that is there, holding ``listed``."""
+    ctx = identity_group_deleted(context_for(client_id=CLIENT, identity_resource_id=IDENTITY_ID))
+    ctx.facts.identity.error = Fetched(IDENTITY_ID, 404, None, "not found", "ResourceNotFound")
+    ctx.facts.identity.listed_identities = listed
+    return ctx
+
+
+def test_a_name_a_typo_off_harness_yaml_s_identity_is_named_as_the_typo_not_made_again() -> None:
+    """identity_resource_id names shared-id; the group holds shared-ld, whose client id is not the annotation's
+    either (had it been, the identity would have been found by its client id, as moved): a typo, so no recreate."""
+    near = {"name": "shared-ld", "id": IDENTITY_ID.replace("shared-id", "shared-ld"), "clientId": REAL_CLIENT}
+    (finding,) = identity_matches(_identity_deleted_or_misnamed([near])).findings
+    assert finding.code == "IDENTITY_NOT_FOUND"
+    assert finding.message == ("identity shared-id is not in resource group shared; identity shared-ld is there "
+                               "(its name is a few characters off shared-id): a typo in harness.yaml's "
+                               "identity_resource_id for finance/backend-sa, not a deletion")
+    lines = finding.fix_lines()
+    assert lines[0] == f"# set identity_resource_id: {near['id']} for finance/backend-sa in harness.yaml"
+    assert lines[1] == (f"kubectl annotate serviceaccount -n finance backend-sa "
+                        f"azure.workload.identity/client-id={REAL_CLIENT} --overwrite")
+    assert not any("az identity create" in line for line in lines)
+
+
+def test_a_client_id_a_few_characters_off_a_group_identity_s_is_a_typo_not_a_deletion() -> None:
+    """The annotation (and harness.yaml's client_id) differ from identity backend-id's client id in two characters
+    (pasted wrong); its name is nothing like harness.yaml's: still a typo, of the client id."""
+    typed = CLIENT[:-2] + ("00" if not CLIENT.endswith("00") else "11")
+    near = {"name": "backend-id", "id": IDENTITY_ID.replace("shared-id", "backend-id"), "clientId": typed}
+    (finding,) = identity_matches(_identity_deleted_or_misnamed([near])).findings
+    assert f"(its client id {typed} is a few characters off the annotated {CLIENT})" in finding.message
+    assert finding.fix_lines()[0] == f"# set identity_resource_id: {near['id']} for finance/backend-sa in harness.yaml"
+    # an unrelated identity in the group, or none at all: deleted or a typo, both in one line, and the recreate
+    for listed, said in (([{"name": "frontend", "id": "x", "clientId": REAL_CLIENT}],
+                          "none of the group's identities is named or numbered like it"),
+                         ([], "the group holds no identity")):
+        (finding,) = identity_matches(_identity_deleted_or_misnamed(listed)).findings
+        assert finding.message == (
+            "identity shared-id is not in resource group shared (the group is there): deleted (az identity delete), "
+            f"or a typo in harness.yaml's identity_resource_id for finance/backend-sa ({said})")
+        assert finding.fix_lines()[1].startswith("CLIENT_ID=$(az identity create --name shared-id ")
+
+
+def test_an_identity_missing_where_the_exchange_worked_is_not_made_again() -> None:
+    """Entra exchanged the token as the annotated client id: the identity exists (somewhere the harness cannot
+    read); a recreate would make a second one. The look-up fix stays."""
+    ctx = _identity_deleted_or_misnamed([])
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "pass", "evidence": {}, "error": {}}]}
+    (finding,) = identity_matches(ctx).findings
+    assert not any("az identity create" in line and "CLIENT_ID=" in line for line in finding.fix_lines())
+
+
+def test_an_annotated_client_id_nothing_has_tells_a_typo_from_a_deleted_or_never_made_identity() -> None:
+    """No identity_resource_id: the annotation names a client id no identity or application has. One of the
+    subscription's identities with a client id two characters off it: the annotation's typo, fixed to it; none:
+    deleted or never one, said in one line."""
+    typed = REAL_CLIENT[:-2] + "00"
+    listed = [{"name": "backend-id", "id": IDENTITY_ID, "clientId": REAL_CLIENT}]
+    ctx = context_with(IdentityFacts(configured=True, listed_identities=listed,
+                                     note=f"no managed identity or application with client id {typed} is visible "
+                                          "to the harness"))
+    ctx.facts.sa.annotations["azure.workload.identity/client-id"] = typed
+    (finding,) = identity_matches(ctx).findings
+    assert finding.code == "IDENTITY_NOT_FOUND"
+    assert finding.message == (f"no identity has client id {typed}; identity backend-id has {REAL_CLIENT}, a few "
+                               "characters off it: a typo in finance/backend-sa's client id, not a deleted identity")
+    assert finding.fix_lines()[0] == ("kubectl annotate serviceaccount -n finance backend-sa "
+                                      f"azure.workload.identity/client-id={REAL_CLIENT} --overwrite")
+    ctx.facts.identity.listed_identities = [{"name": "other", "id": "x", "clientId": SP_ID}]
+    (finding,) = identity_matches(ctx).findings
+    assert finding.message.endswith(": a deleted identity, or a client id that never was one (no identity of "
+                                    "subscription 0b1f6471-1bf0-4dda-aec3-111122223333 has a client id a few "
+                                    "characters off it)")
+    assert finding.fix_lines()[0].startswith("az identity list --query")

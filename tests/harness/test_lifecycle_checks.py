@@ -76,9 +76,12 @@ def test_an_identity_whose_group_was_deleted_is_made_again_with_all_it_had_in_on
     assert lines[6].startswith("# grant Key Vault Secrets User to $PRINCIPAL_ID on Key Vault secret 's' in "
                                "https://gone-kv.vault.azure.net/ once it is there again")
     assert "with an empty principalName" in lines[10]
-    # the group is there (az identity delete alone): the identity's own repair, not the group's
+    # the group is there (az identity delete alone): the same repair without the group, the orphaned assignments
+    # anywhere (tests/harness/test_identity_checks.py: the identity deleted, or a typo)
     ctx.facts.identity.error = Fetched(IDENTITY_ID, 404, None, "not found", "ResourceNotFound")
-    assert not any("CLIENT_ID" in line for line in identity_matches(ctx).findings[0].fix_lines())
+    alone = identity_matches(ctx).findings[0].fix_lines()
+    assert not any("az group create" in line for line in alone) and alone[1:4] == lines[2:5]
+    assert alone[-2].startswith("# then delete the role assignments the old identity left (")
 
 
 def test_a_vault_deleted_with_its_group_is_recovered_after_the_group_is_made_again() -> None:
