@@ -53,13 +53,15 @@ def collect_access_resources(
     return found
 
 
+SUBSCRIPTIONS_API = "2022-12-01"
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _DELETED_VAULT_ID = re.compile(r"/subscriptions/([0-9A-Fa-f-]{36})/resourceGroups/([-\w.()]{1,90})/providers/"
                                r"Microsoft\.KeyVault/vaults/([A-Za-z0-9-]{3,24})", re.IGNORECASE)
 
 
 def _add_deleted_vaults(arm: ArmGet, azure: AzureConfig, workloads: list[WorkloadConfig],
                         found: dict[str, dict[str, str]]) -> None:
-    """The vaults no list had that the subscription's soft-deleted vaults name (az keyvault delete, or their
+    """The vaults no list had that the soft-deleted vaults of the subscription (else of another) name (az keyvault delete, or their
     resource group deleted): Key Vault keeps a deleted vault, its name and its DNS record for its retention days,
     recoverable (az keyvault recover), and with it gone the workload's read fails in a way that says nothing of
     the deletion. Matched by name (a deleted vault lists no vaultUri; a vault's name is unique, deleted or not),
@@ -71,9 +73,26 @@ def _add_deleted_vaults(arm: ArmGet, azure: AzureConfig, workloads: list[Workloa
             wanted.setdefault(name.lower(), []).append(check.vault_url)
     if not wanted:
         return
-    items, _ = list_all(arm, f"/subscriptions/{azure.subscription_id}/providers/Microsoft.KeyVault/deletedVaults"
-                             f"?api-version={VAULT_API}")
     groups_gone: dict[tuple[str, str], bool] = {}
+    _match_deleted_vaults(arm, azure.subscription_id, wanted, found, groups_gone)
+    if not wanted:
+        return
+    # a vault soft-deleted in another subscription (a shared "secrets" subscription): each deletedVaults list names
+    # its own subscription's only, and Resource Graph lists no deleted vault, so every other subscription the
+    # harness can read is asked (GET /subscriptions: those the caller holds a role in); only on this rare path
+    subscriptions, _ = list_all(arm, f"/subscriptions?api-version={SUBSCRIPTIONS_API}")
+    for subscription in subscriptions:
+        other = str(subscription.get("subscriptionId") or "")
+        if wanted and _GUID.fullmatch(other) and other.lower() != azure.subscription_id.lower():
+            _match_deleted_vaults(arm, other, wanted, found, groups_gone)
+
+
+def _match_deleted_vaults(arm: ArmGet, subscription_id: str, wanted: dict[str, list[str]],
+                          found: dict[str, dict[str, str]], groups_gone: dict[tuple[str, str], bool]) -> None:
+    """The wanted vault names that ``subscription_id``'s soft-deleted vaults hold, into ``found`` (and out of
+    ``wanted``)."""
+    items, _ = list_all(arm, f"/subscriptions/{subscription_id}/providers/Microsoft.KeyVault/deletedVaults"
+                             f"?api-version={VAULT_API}")
     for item in items:
         properties = item.get("properties") if isinstance(item.get("properties"), dict) else {}
         match = _DELETED_VAULT_ID.fullmatch(str(properties.get("vaultId") or ""))
@@ -90,7 +109,7 @@ def _add_deleted_vaults(arm: ArmGet, azure: AzureConfig, workloads: list[Workloa
             groups_gone[group] = _group_gone(arm, match.group(1), match.group(2))
         if groups_gone[group]:
             resource["group_deleted"] = "true"
-        for url in wanted[match.group(3).lower()]:
+        for url in wanted.pop(match.group(3).lower()):
             found[endpoint_key(url)] = resource
 
 

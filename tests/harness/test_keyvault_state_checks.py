@@ -73,6 +73,48 @@ def test_a_soft_deleted_vault_is_named_and_recovered_whatever_its_host_answered(
     assert access_outcome(ctx, 0, check).findings[0].code == "VAULT_NOT_FOUND"
 
 
+def test_a_vault_soft_deleted_in_another_subscription_is_found_there_and_recovered_there() -> None:
+    """A vault of a shared "secrets" subscription deleted: the cluster's subscription's deletedVaults list does not
+    have it (each lists its own) and Resource Graph lists no deleted vault, so the read was named by its host's
+    answer (ACCESS_TARGET_NOT_TRUSTED for the 404 without a challenge, seen by hand in the lab). The other
+    subscriptions the harness reads (GET /subscriptions) are asked; VAULT_DELETED's recovery, the group's check and
+    the grant name the vault's own subscription (az keyvault recover looks in the current subscription only)."""
+    home, shared = "6cb095fc-5f4b-4f1e-800e-fa0c3ceedf2a", "c1b450bc-a2bf-43b3-b48e-eaedf8ca9043"
+    deleted_id = f"/subscriptions/{shared}/resourceGroups/secretsRg/providers/Microsoft.KeyVault/vaults/finance-kv"
+    asked: list[str] = []
+
+    def arm(path: str, body: Any = None) -> Fetched:
+        asked.append(path)
+        if path.startswith("/subscriptions?"):
+            return Fetched(url=path, status=200, body={"value": [
+                {"id": f"/subscriptions/{s}", "subscriptionId": s} for s in (home, "not-a-guid", shared)]})
+        if path.startswith(f"/subscriptions/{shared}/providers/Microsoft.KeyVault/deletedVaults"):
+            return Fetched(url=path, status=200, body={"value": [
+                {"id": f"/subscriptions/{shared}/providers/Microsoft.KeyVault/locations/eastus/deletedVaults/"
+                       "finance-kv", "name": "finance-kv",
+                 "properties": {"vaultId": deleted_id, "location": "eastus", "deletionDate": "2026-12-05T22:30:43Z",
+                                "scheduledPurgeDate": "2027-03-05T22:30:43Z"}}]})
+        return Fetched(url=path, status=200, body={"data": []} if body is not None else {"value": []})
+
+    ctx, check = _finance_kv_read("allow", {"http_status": 404}, None, roles_read=True)
+    ctx.cluster.access_resources = collect_access_resources(
+        arm, SimpleNamespace(subscription_id=home),  # type: ignore[arg-type]
+        [SimpleNamespace(access=[check])])  # type: ignore[list-item]
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe["steps"][0]["error"] = {"kind": "challenge_status"}
+    outcome = access_outcome(ctx, 0, check)
+    [finding] = outcome.findings
+    assert outcome.status == FAIL and finding.code == "VAULT_DELETED"
+    lines = finding.fix_lines()
+    assert lines[0] == ("az keyvault recover --name finance-kv --resource-group secretsRg --location eastus "
+                        f"--subscription {shared}")
+    assert lines[2].endswith(f"--scope {deleted_id}")
+    assert f"/subscriptions/{shared}/resourcegroups/secretsRg?api-version=2021-04-01" in asked
+    assert not any(path.startswith(f"/subscriptions/{home}/providers/Microsoft.KeyVault/deletedVaults")
+                   for path in asked[asked.index("/subscriptions?api-version=2022-12-01"):])  # its own asked once
+    assert not any("not-a-guid" in path for path in asked)
+
+
 def test_a_secret_read_before_its_activation_date_is_a_warning() -> None:
     """az keyvault secret set-attributes --not-before <ahead> (a rotation staged early): Key Vault answers 200 with the
     value (nbf "is for informational purposes only", about-secrets), so the read passes; the harness warns
