@@ -825,7 +825,8 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
                        + ", which the pod does not meet (the webhook ships selecting on the use label alone)")
     excluded = _excluding_requirements(ctx)
     if excluded and not reasons:
-        reasons.append(f"the webhook's namespaceSelector excludes namespace {ctx.namespace}: "
+        edited = " was edited (" + _SELECTOR_DEFAULT + ") and" if _edited_selector_patches(ctx) else ""
+        reasons.append(f"the webhook's namespaceSelector{edited} excludes namespace {ctx.namespace}: "
                        + "; ".join(text for text, _, _ in excluded))
         evidence["namespace_labels"] = ctx.facts.sa.namespace_labels
     down = _webhook_down_under_ignore(ctx)
@@ -1086,6 +1087,18 @@ def _namespace_fixes(ctx: WorkloadContext, excluded: list[tuple[str, Step | None
     from the release's mutatingWebhookNamespaceSelector value, which helm upgrade --reuse-values keeps, so the
     configuration is patched and the value named; under the add-on, the add-on is reinstalled."""
     steps: list[Step] = [step for _, step, own in excluded if step is not None and not own]
+    restore = _edited_selector_patches(ctx)
+    if restore and steps:
+        chart = chart_install(ctx.cluster)
+        steps = [advice("the webhook's namespaceSelector was edited (" + _SELECTOR_DEFAULT + "): restore it, "
+                        "taking out what was added" + (
+                            " (the chart renders it from the release's mutatingWebhookNamespaceSelector value: "
+                            "take it out there too, or the next helm upgrade puts it back)" if chart else "")),
+                 *restore,
+                 *([fix.helm_get_values(chart.release, chart.namespace)] if chart else []),
+                 advice(f"or, if the webhook is meant to act only where the selector says, label namespace "
+                        f"{ctx.namespace} to match it:"),
+                 *steps]
     own = [(text, step) for text, step, mine in excluded if mine or step is None]
     if own:
         name = webhook_configuration_name(ctx.cluster) or "<name>"
@@ -1104,6 +1117,67 @@ def _namespace_fixes(ctx: WorkloadContext, excluded: list[tuple[str, Step | None
                              "namespaceSelector (reinstall the add-on or chart)"),
                       *enable_webhook(ctx.cluster, ctx.azure)]
     return [*steps, *restart_workload(ctx)]
+
+
+# The namespaceSelector the webhook has as installed: the chart's mutatingWebhookNamespaceSelector defaults to {}
+# (Azure/azure-workload-identity charts/workload-identity-webhook/values.yaml), and AKS's admissions enforcer adds
+# these two requirements to it (Azure/AKS#1771, #4002); anything else in it was put there (by hand or a chart value)
+DEFAULT_SELECTOR_REQUIREMENTS = {("control-plane", "NotIn", ("true",)), ("kubernetes.azure.com/managedby", "NotIn",
+                                                                          ("aks",))}
+_SELECTOR_DEFAULT = ("as installed it selects every namespace but those labelled control-plane=true or "
+                     "kubernetes.azure.com/managedby=aks")
+
+
+def _pointer(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")  # RFC 6901
+
+
+def _edited_selector_patches(ctx: WorkloadContext) -> list[Step]:
+    """JSON patches taking out of the workload identity webhook's namespaceSelector the requirements the namespace
+    fails that the webhook was not installed with (DEFAULT_SELECTOR_REQUIREMENTS), each tested first so a
+    configuration changed since the run is refused; a later matchExpressions index first (a removal shifts the ones
+    after it). A requirement on kubernetes.io/metadata.name is left to _namespace_fixes' own patch."""
+    labels = ctx.facts.sa.namespace_labels
+    if labels is None:
+        return []
+    patches: list[Step] = []
+    for configuration in ctx.cluster.webhook_configurations:
+        name = str((configuration.get("metadata") or {}).get("name") or "")
+        for index, hook in enumerate(configuration.get("webhooks") or []):
+            if hook.get("name") != WEBHOOK_NAME:
+                continue
+            selector = hook.get("namespaceSelector") or {}
+            base = f"/webhooks/{index}/namespaceSelector"
+            ops: list[dict[str, Any]] = []
+            for key, value in (selector.get("matchLabels") or {}).items():
+                if labels.get(key) != value and key != "kubernetes.io/metadata.name":
+                    path = f"{base}/matchLabels/{_pointer(str(key))}"
+                    ops += [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
+            expressions = [req for req in selector.get("matchExpressions") or [] if isinstance(req, dict)]
+            for position in reversed(range(len(expressions))):
+                req = expressions[position]
+                key, op = str(req.get("key") or ""), str(req.get("operator") or "")
+                values = tuple(str(v) for v in req.get("values") or [])
+                if (key, op, values) in DEFAULT_SELECTOR_REQUIREMENTS or key == "kubernetes.io/metadata.name":
+                    continue
+                if selector_requirement_met(req, labels):
+                    continue
+                path = f"{base}/matchExpressions/{position}"
+                ops += [{"op": "test", "path": path, "value": req}, {"op": "remove", "path": path}]
+            if ops:
+                patches.append(fix.kubectl("patch", "mutatingwebhookconfiguration",
+                                           fix.object_or(name, "<configuration>"), "--type", "json", "-p",
+                                           json.dumps(ops, separators=(",", ":"))))
+    return patches
+
+
+def selector_requirement_met(req: dict[str, Any], labels: dict[str, str]) -> bool:
+    """One matchExpressions requirement against a namespace's labels, as the API server's LabelSelector matches."""
+    key, op = str(req.get("key") or ""), str(req.get("operator") or "")
+    values = [str(v) for v in req.get("values") or []]
+    has = key in labels
+    return {"In": has and labels.get(key) in values, "NotIn": not (has and labels.get(key) in values),
+            "Exists": has, "DoesNotExist": not has}.get(op, False)
 
 
 ENFORCER_OPT_OUT = "admissions.enforcer/disabled"

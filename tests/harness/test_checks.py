@@ -239,7 +239,7 @@ AKS_SELECTOR = {"matchExpressions": [
     (AKS_SELECTOR, {"kubernetes.io/metadata.name": "finance", "control-plane": "true"},
      "control-plane=true is one it excludes", "kubectl label namespace finance control-plane-"),
     ({"matchLabels": {"wi": "on"}}, {"kubernetes.io/metadata.name": "finance"},
-     "it needs wi in ['on']", "kubectl label namespace finance wi=on --overwrite"),
+     "it needs wi in ['on']", "# the webhook's namespaceSelector was edited"),  # then its restore, or the label
     ({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["finance"]}]},
      {"kubernetes.io/metadata.name": "finance"}, "kubernetes.io/metadata.name NotIn", "# the webhook configuration"),
 ])

@@ -93,3 +93,42 @@ def test_a_pod_left_unmutated_under_ignore_with_a_short_timeout_names_the_timeou
         plain = pod_mutated(_ctx(hook, PodFacts("finance", "p", created=True, pod=copy.deepcopy(UNMUTATED_POD)),
                                  {})).findings[0]
         assert "timeoutSeconds" not in plain.message and "timeoutSeconds" not in plain.evidence
+
+
+ENFORCER = [{"key": "control-plane", "operator": "NotIn", "values": ["true"]},
+            {"key": "kubernetes.azure.com/managedby", "operator": "NotIn", "values": ["aks"]}]
+
+
+def _unmutated(selector: dict[str, Any], namespace_labels: dict[str, str]) -> Any:
+    created = PodFacts("finance", "p", created=True, pod=copy.deepcopy(UNMUTATED_POD))
+    return pod_mutated(_ctx({**HOOK, "namespaceSelector": selector}, created, namespace_labels)).findings[0]
+
+
+def test_a_namespace_selector_edited_by_hand_is_named_with_its_restore_and_the_label() -> None:
+    """By hand in the lab: kubectl patch added matchLabels team: payments to the webhook's namespaceSelector; every
+    workload came back POD_NOT_MUTATED with 'label the namespace' alone, as if the namespace were at fault. The
+    selector as installed (the chart's {} and AKS's admissions enforcer's two requirements) has no such
+    requirement: the finding says it was edited and prints both ways, its tested removal first (pasted in the lab,
+    the next run passed), then the label. A requirement of the installed selector (control-plane=true on the
+    namespace) keeps its own fix."""
+    edited = _unmutated({"matchExpressions": ENFORCER, "matchLabels": {"team": "payments"}}, {})
+    assert "the webhook's namespaceSelector was edited (as installed it selects every namespace but those labelled " \
+           "control-plane=true or kubernetes.azure.com/managedby=aks) and excludes namespace finance: it needs " \
+           "team in ['payments'], the namespace has no such label" in edited.message
+    lines = edited.fix_lines()
+    assert lines[0].startswith("# the webhook's namespaceSelector was edited") and "restore it" in lines[0]
+    assert lines[1] == (f"kubectl patch mutatingwebhookconfiguration {MWC} --type json -p "
+                        """'[{"op":"test","path":"/webhooks/0/namespaceSelector/matchLabels/team","value":"payments"},"""
+                        """{"op":"remove","path":"/webhooks/0/namespaceSelector/matchLabels/team"}]'""")
+    assert lines[2].startswith("# or, if the webhook is meant to act only where the selector says, label namespace")
+    assert lines[3] == "kubectl label namespace finance team=payments --overwrite"
+
+    expression = {"key": "example.com/tier", "operator": "In", "values": ["gold"]}
+    by_expression = _unmutated({"matchExpressions": [*ENFORCER, expression]}, {"example.com/tier": "silver"})
+    patch = by_expression.fix_lines()[1]
+    assert '{"op":"remove","path":"/webhooks/0/namespaceSelector/matchExpressions/2"}' in patch
+    assert "was edited" in by_expression.message
+
+    installed = _unmutated({"matchExpressions": ENFORCER}, {"control-plane": "true"})
+    assert "was edited" not in installed.message
+    assert installed.fix_lines()[0] == "kubectl label namespace finance control-plane-"
