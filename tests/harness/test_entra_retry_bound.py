@@ -168,3 +168,39 @@ def test_a_client_secret_in_the_environment_or_no_tenant_keeps_default_azure_cre
     monkeypatch.delenv("AZURE_CLIENT_SECRET")
     monkeypatch.delenv("AZURE_TENANT_ID")
     assert isinstance(make_credential(azure), DefaultAzureCredential)
+
+
+def test_the_job_s_login_throttled_by_entra_is_a_service_unavailable_not_its_credential(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """By hand in the lab (lab ctl fault entra --rate-429 1 --retry-after 120, the harness logging in as the Job
+    does): the run now ended in 2 s, but each check said HARNESS_CREDENTIAL_FAILED with a federated-credential
+    fix: WorkloadIdentityCredential's AadClient words the 429 as Entra's body, "Microsoft Entra ID error
+    '(temporarily_unavailable) AADSTS90055: ...'", not MSAL's "HTTP Error: 429". It is SERVICE_UNAVAILABLE, as for
+    a client secret."""
+    from azure.identity import WorkloadIdentityCredential
+
+    from harness.checks.common import arm_failure_finding
+    from harness.collect.arm_api import RequestsArm
+    from harness.commands import command
+
+    class ThrottlingEntra(ScriptedEntra):
+        def send(self, request: Any, **kwargs: Any) -> RequestsTransportResponse:
+            answer = super().send(request, **kwargs)
+            answer.internal_response._content = json.dumps({
+                "error": "temporarily_unavailable",
+                "error_description": "AADSTS90055: There are too many incoming requests. Please try again later.",
+                "error_codes": [90055]}).encode()
+            return answer
+
+    azure = _workload_identity_job(tmp_path, monkeypatch)
+    entra = ThrottlingEntra(throttled=100, retry_after="120")
+    credential = WorkloadIdentityCredential(transport=entra, authority=AUTHORITY, retry_total=10,
+                                            retry_policy_class=azure_core_retry_policy_class("entra", RetryLedger()))
+    fetched = RequestsArm(azure, credential)("/subscriptions/s/resourceGroups/rg")
+    assert "(temporarily_unavailable) AADSTS90055" in str(fetched.error)
+    finding = arm_failure_finding(fetched, "cluster", "the managed cluster could not be read", "AKS_NOT_FOUND",
+                                  command("az"), azure)
+    assert finding.code == "SERVICE_UNAVAILABLE", finding.message
+    assert ("answered the harness's own token request with (temporarily_unavailable) AADSTS90055 through "
+            "azure-identity's retries") in finding.message
