@@ -24,6 +24,7 @@ from harness.report.run_json import check_payload
 from harness.serde import from_json, to_json
 from harness.session import HarnessSession
 from harness.shared import compute_once
+from harness.values import in_number
 
 NO_WORKLOADS = (
     "no workloads: list them under workloads: in harness.yaml, or pass --workload NAMESPACE/SERVICEACCOUNT"
@@ -35,7 +36,7 @@ def nothing_found(discovery: dict[str, Any], configured: bool = False) -> str:
     --namespace names does not exist or is being deleted, or none carries the client-id annotation or the use
     label. ``configured``: harness.yaml lists workloads (in other namespaces than --namespace's)."""
     namespaces = discovery.get("namespaces") or []
-    where = f"namespace(s) {', '.join(namespaces)}" if namespaces else "all namespaces"
+    where = f"{in_number(len(namespaces), 'namespace')} {', '.join(namespaces)}" if namespaces else "all namespaces"
     error = discovery.get("error")
     if error:
         listing = error.get("listing") or "the ServiceAccounts"

@@ -211,7 +211,7 @@ def issuer_jwks(ctx: ClusterContext) -> Outcome:
                 remediation,
             ),
         )
-    return passed(f"JWKS at {fetched.url} holds {len(usable)} RS256 signing key(s)", evidence)
+    return passed(f"JWKS at {fetched.url} holds {counted(len(usable), 'RS256 signing key')}", evidence)
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
         which = f"the identity's {expected}" if expected else "an earlier one"
         carried = (f"AZURE_CLIENT_ID is {which}, not the annotation's {annotated} (identity.matches says what to "
                    "annotate: a restart before that would hand the pods the annotation's)")
-    return passed(f"{len(facts.pods)} live pod(s) of {owners}: labelled, mutated, {carried}", evidence)
+    return passed(f"{values.counted(len(facts.pods), 'live pod')} of {owners}: labelled, mutated, {carried}", evidence)
 
 
 _DENIED_BY_WEBHOOK = f'admission webhook "{WEBHOOK_NAME}" denied the request'

@@ -145,5 +145,5 @@ def test_a_whole_cluster_run_that_finds_no_service_account_is_not_a_pass(lab: An
     path.write_text(yaml.safe_dump(config))
     result, document = run_suites(tmp_path / "reports", "--config", str(path), "--namespace", "kube-public")
     assert result.returncode == 1 and document["verdict"] == "fail" and document["workloads"] == []
-    assert "whole-cluster run (harness.yaml lists no workloads): no ServiceAccount in namespace(s) kube-public " \
+    assert "whole-cluster run (harness.yaml lists no workloads): no ServiceAccount in namespace kube-public " \
            "has the azure.workload.identity/client-id annotation" in result.stdout

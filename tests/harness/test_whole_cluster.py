@@ -108,7 +108,7 @@ def test_a_run_that_finds_no_service_account_fails_and_says_why(pytester: pytest
     result.stdout.fnmatch_lines(
         [
             "*whole-cluster run (harness.yaml lists no workloads): no ServiceAccount in "
-            "namespace(s) kube-system has the azure.workload.identity/client-id annotation*"
+            "namespace kube-system has the azure.workload.identity/client-id annotation*"
         ]
     )
     document = run_json(pytester)
@@ -117,7 +117,7 @@ def test_a_run_that_finds_no_service_account_fails_and_says_why(pytester: pytest
     [error] = document["incomplete"]["errors"]
     assert error["test"] == "suites/test_workloads.py::test_workload[no-workloads]"
     assert error["message"].startswith("whole-cluster run (harness.yaml lists no workloads): no ServiceAccount in "
-                                       "namespace(s) kube-system has the azure.workload.identity/client-id")
+                                       "namespace kube-system has the azure.workload.identity/client-id")
     assert document["incomplete"]["interrupted"] is None
     # and the summary at the end says it above the verdict, where every suite's line reads PASS
     summary = result.stdout.str().split("== wi-harness ==", 1)[1]
@@ -135,8 +135,8 @@ def test_a_namespace_that_does_not_exist_is_named_not_called_unannotated(pyteste
     result.stdout.fnmatch_lines(["whole-cluster run: namespace fnance does not exist in the cluster (kubectl get "
                                  "namespaces), so nothing was verified; check --namespace and the kubeconfig context"])
     result = pytester.runpytest("suites", "--config", "harness.yaml", "--namespace", "kube-system")
-    result.stdout.fnmatch_lines(["*whole-cluster run (harness.yaml lists none in namespace(s) kube-system): no "
-                                 "ServiceAccount in namespace(s) kube-system has the*"])
+    result.stdout.fnmatch_lines(["*whole-cluster run (harness.yaml lists none in namespace kube-system): no "
+                                 "ServiceAccount in namespace kube-system has the*"])
     assert "Traceback" not in result.stdout.str()
 
 
@@ -297,3 +297,13 @@ def test_a_whole_cluster_run_with_the_inventory_lists_the_labelled_pods_once() -
                       labelled_pods=narrowed.get("labelled_pods"))
     assert kube.pod_lists[2:] == [("billing", "azure.workload.identity/use=true"),
                                   (None, "azure.workload.identity/use=true")]
+
+
+def test_whole_cluster_messages_count_namespaces_in_words() -> None:
+    """'no ServiceAccount in namespace(s) kube-system': the count said in its number, as values.counted does."""
+    assert "no ServiceAccount in namespace kube-system has" in nothing_found({"namespaces": ["kube-system"]})
+    assert "lists none in namespaces finance, orders): no ServiceAccount in namespaces finance, orders has" in \
+        nothing_found({"namespaces": ["finance", "orders"]}, configured=True)
+    assert "no ServiceAccount in all namespaces has" in nothing_found({"namespaces": []})
+    refused = {"namespaces": ["a", "b"], "error": {"status": 500, "reason": "InternalError", "message": "boom"}}
+    assert nothing_found(refused).startswith("whole-cluster run: could not list the ServiceAccounts of namespaces a, b:")
