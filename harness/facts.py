@@ -74,6 +74,9 @@ class ClusterFacts:
     webhook_unschedulable: list[str] = field(default_factory=list)
     # each webhook pod scheduled but never started (FailedMount of its certificate Secret, CreateContainerConfigError)
     webhook_not_started: list[WebhookPodNotStarted] = field(default_factory=list)
+    # each running webhook pod whose kubelet cannot mount its certificate Secret again (FailedMount: the Secret
+    # deleted): it serves from the files it mounted, but the next pod cannot start and nothing renews them
+    webhook_cert_unmountable: list[WebhookPodNotStarted] = field(default_factory=list)
     # namespace -> azure-wi-webhook-config's AZURE_TENANT_ID and AZURE_ENVIRONMENT (what NewPodMutator reads at start)
     webhook_config: dict[str, dict[str, str]] = field(default_factory=dict)
     kube_discovery: Fetched | None = None  # the API server's /.well-known/openid-configuration
@@ -185,6 +188,10 @@ class IdentityFacts:
     # Not found: the user-assigned identities ({name, id, clientId}) of harness.yaml's identity's resource group
     # (ARM: ResourceNotFound), else of the configured subscription; what tells a typo from a deletion. None: not listed
     listed_identities: list[dict[str, Any]] | None = None
+    # the client id is a name (an identity's or app registration's, pasted for its client id): the managed
+    # identities and applications of that name the harness could read, {kind, name, client_id, resource_id};
+    # None: not looked up, or neither could be listed
+    named: list[dict[str, str]] | None = None
     searched: list[str] = field(default_factory=list)  # where the client id was looked for, in order
     refused: list[Fetched] = field(default_factory=list)  # lookups the harness was not allowed to make
     error: Fetched | None = None  # the call that failed and left nothing to judge

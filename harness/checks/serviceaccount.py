@@ -383,11 +383,57 @@ def _client_id_lookup(ctx: WorkloadContext, value: str) -> list[Command]:
 
 def _malformed_repair(ctx: WorkloadContext, value: str, fix_it: list[Step]) -> list[Step]:
     """Where the client id is read, then the annotation with it (``fix_it``). A GUID pasted with whitespace or
-    braces around it, with harness.yaml naming no client id, is the one to annotate: nothing to look up."""
+    braces around it, with harness.yaml naming no client id, is the one to annotate: nothing to look up; so is the
+    client id of the one identity a pasted name names. Several of that name: each listed, the choice the person's."""
     guid = fix.pasted_guid(value)
     if ctx.workload.client_id is None and guid is not None:
         return [fix.annotate_sa(ctx.namespace, ctx.service_account, guid), *restart_workload(ctx, guid)]
+    named = _named(ctx, value)
+    trusted = _trusted_of(ctx, named)
+    if len(named) == 1 or trusted:
+        client_id = (trusted or named[0])["client_id"]
+        return [fix.annotate_sa(ctx.namespace, ctx.service_account, client_id), *restart_workload(ctx, client_id)]
+    if len(named) > 1:
+        return [advice(f"{len(named)} identities are named {fix.pasted_name(value)}; annotate the client id of the "
+                       "one whose federated credential trusts " + ctx.subject + ":"),
+                *(advice(f"  {_identity_words(identity)}") for identity in named), *fix_it]
     return [*_client_id_lookup(ctx, value), *fix_it]
+
+
+def _trusted_of(ctx: WorkloadContext, named: list[dict[str, str]]) -> dict[str, str] | None:
+    """Of several identities of the name, the one the inventory found trusting this ServiceAccount (a federated
+    credential for its subject and this cluster's issuer), when exactly one does."""
+    trusting = {identity.client_id.lower() for identity in ctx.trusting()}
+    found = [identity for identity in named if identity["client_id"].lower() in trusting]
+    return found[0] if len(named) > 1 and len(found) == 1 else None
+
+
+def _named(ctx: WorkloadContext, value: str) -> list[dict[str, str]]:
+    """The identities the harness read under the name pasted into the annotation (none when harness.yaml names the
+    client id: that one is annotated)."""
+    if ctx.workload.client_id is not None or fix.pasted_name(value) is None:
+        return []
+    return list(ctx.facts.identity.named or [])
+
+
+def _identity_words(identity: dict[str, str]) -> str:
+    if identity["kind"] == "managed_identity":
+        return f"managed identity {identity['resource_id']}: client id {identity['client_id']}"
+    return f"app registration {identity['name']}: client id (appId) {identity['client_id']}"
+
+
+def _named_words(ctx: WorkloadContext, value: str) -> str:
+    """What the name in the annotation stands for, as the harness read it: "" when it was not looked up."""
+    named, name = _named(ctx, value), fix.pasted_name(value)
+    if len(named) == 1:
+        return f"; {name} is {_identity_words(named[0])}"
+    if len(named) > 1:
+        trusted = _trusted_of(ctx, named)
+        return f"; {len(named)} identities are named {name}: " + "; ".join(_identity_words(i) for i in named) + (
+            f"; of them only {trusted['client_id']} has a federated credential for {ctx.subject}" if trusted else "")
+    if ctx.workload.client_id is None and name is not None and ctx.facts.identity.named == []:
+        return f"; no managed identity or app registration the harness can read is named {name}"
+    return ""
 
 
 def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
@@ -403,14 +449,17 @@ def sa_client_id_annotation(ctx: WorkloadContext) -> Outcome:
     if not values.is_guid(value):
         shown = values.printable(value, 80)
         evidence["value"] = shown
+        named = _named_words(ctx, value)
+        if _named(ctx, value):
+            evidence["named"] = _named(ctx, value)
         return failed(
-            f"{CLIENT_ID_ANNOTATION}='{shown}' is not a GUID ({_why_not_a_guid(value)})",
+            f"{CLIENT_ID_ANNOTATION}='{shown}' is not a GUID ({_why_not_a_guid(value)}){named}",
             evidence,
             Finding(
                 "SA_CLIENT_ID_MALFORMED",
                 ERROR,
                 "serviceaccount",
-                f"{where}: the client-id annotation is not a client id (GUID)",
+                f"{where}: the client-id annotation is not a client id (GUID){named}",
                 evidence,
                 _malformed_repair(ctx, value, fix_it),
             ),

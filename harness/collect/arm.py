@@ -14,6 +14,7 @@ from harness.collect.graph import (
     collect_deleted_application,
     principal_of_service_principal,
 )
+from harness.collect.identity_names import identities_named
 from harness.collect.pages import list_all
 from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, SLOW_ERROR, Fetched, IdentityFacts
@@ -148,6 +149,7 @@ def collect_identity(
             return facts
         if not values.is_guid(client_id):
             facts.note = "the client id is not a GUID, so no identity can have it (see sa.client_id_annotation)"
+            facts.named = identities_named(arm, azure, graph, client_id.strip())
             return facts
         found = search_managed_identities(arm, azure, client_id, facts)
         if found is None:
