@@ -199,8 +199,10 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "WEBHOOK_DEGRADED", "webhook", "warning",
         "Some webhook replicas are not ready, or its rollout does not complete (new pods crash, or the API server "
-        "refuses them: a quota, Pod Security, a policy).",
-        "Look at the webhook's pods (kubectl describe); it still answers. A refusal names what to change.",
+        "refuses them: a quota, Pod Security, a policy), or its certificate Secret was deleted under running pods "
+        "(they serve from the mounted files, but nothing renews them and the next pod cannot start).",
+        "Look at the webhook's pods (kubectl describe); it still answers. A refusal names what to change; a deleted "
+        "certificate Secret is made again, empty, for the webhook's rotator to fill.",
         "test:tests/harness/test_webhook_refused_lab.py::test_a_quota_refusing_the_webhooks_rollout_is_named_not_a_"
         "crash",
     ),

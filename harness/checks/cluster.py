@@ -817,6 +817,8 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
                  fix.kubectl("-n", namespace, "rollout", "undo", f"deployment/{fix.object_or(str(first['name']), '<deployment>')}")],
             ),
         )
+    if facts.webhook_cert_unmountable:
+        return _webhook_cert_secret_gone(facts.webhook_cert_unmountable, namespace, evidence)
     return passed(
         "webhook deployment ready: "
         + ", ".join(
@@ -908,6 +910,33 @@ def _webhook_pods_not_started(not_started: list[WebhookPodNotStarted], namespace
                               "ConfigMap the webhook's Deployment mounts or reads), or take it off the Deployment; "
                               "a restart does not help")]
     return _webhook_replicas_short(message, evidence, steps, ready_any, "the ready ones serve until they restart")
+
+
+def _webhook_cert_secret_gone(unmountable: list[WebhookPodNotStarted], namespace: str,
+                              evidence: dict[str, Any]) -> Outcome:
+    """The webhook's certificate Secret deleted while its pods run: they serve from the certificate files the
+    kubelet mounted (a Secret volume's SetUp fails before it writes), so the run passes, but cert-controller's
+    rotator only updates that Secret, never creates it (refreshCertIfNeeded: 'acquiring secret to update
+    certificates' every 12 hours; its reconciler returns on NotFound), so the serving certificate is not renewed,
+    and a webhook pod made next (a node drained or upgraded, an eviction) cannot mount it and never starts; with
+    none left, failurePolicy Fail refuses every labelled pod. The empty Secret made again is filled by the rotator
+    (a new CA, serving certificate and caBundle), which the running pods' kubelet mounts."""
+    pods = [f"{p.namespace}/{p.pod}" for p in unmountable]
+    evidence = {**evidence, "cert_unmountable": [f"{p}: {u.reason}: {u.message}" for p, u in zip(pods, unmountable,
+                                                                                                  strict=True)]}
+    ns = fix.namespace_or(namespace)
+    message = (f"the webhook's certificate Secret {namespace}/{WEBHOOK_CERT_SECRET} is gone while its pods run "
+               f"({', '.join(pods)}: {unmountable[0].reason}: {unmountable[0].message}): they serve from the "
+               "certificate they mounted, but its rotator cannot renew it, and the next webhook pod (a node drained "
+               "or upgraded, an eviction) cannot mount it and never starts")
+    return warned(message, evidence, Finding(
+        "WEBHOOK_DEGRADED", WARNING, "webhook", message, evidence,
+        [advice("make the Secret again, empty: the webhook's rotator writes a new CA and serving certificate into it "
+                "and the caBundle; the running pods' kubelet mounts it at their next sync"),
+         # unverified: that the AKS add-on's reconciler leaves a Secret made so in place (as above)
+         fix.kubectl("-n", ns, "create", "secret", "generic", WEBHOOK_CERT_SECRET),
+         fix.kubectl("-n", ns, "get", "events", "--field-selector", "reason=FailedMount",
+                     note="no new FailedMount for the Secret once it is mounted again")]))
 
 
 def _webhook_pods_refused(refused: list[tuple[str, str, str]], evidence: dict[str, Any], ready_any: bool) -> Outcome:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from harness.checks.podspec import controller_of, service_account_of
@@ -12,6 +13,7 @@ from harness.facts import ServiceAccountFacts, WebhookPodNotStarted
 from harness.names import (
     CLIENT_ID_ANNOTATION,
     MWC_PREFIX,
+    WEBHOOK_CERT_SECRET,
     WEBHOOK_CONFIG_MAP,
     WEBHOOK_DEPLOYMENT,
     WEBHOOK_NAME,
@@ -183,6 +185,46 @@ def webhook_not_started(api: KubeApi, deployments: list[dict[str, Any]]) -> list
             found.append(WebhookPodNotStarted(namespace, str(meta["name"]), str(latest.get("reason")),
                                               str(latest.get("message"))))
     return found
+
+
+# A running pod's Secret volume is set up again at each of its syncs (the kubelet's volume manager remounts what
+# its plugin asks to: pkg/volume/secret RequiresRemount); with the Secret gone SetUp fails before writing (so the
+# files mounted stay) and the kubelet records FailedMount 'MountVolume.SetUp failed for volume "cert" : secret "x"
+# not found' each time (retried within the operation executor's 2 minute backoff cap). client-go's event spam filter
+# lets one through per 5 minutes once 25 are spent (tools/record events_cache.go defaultSpamBurst, defaultSpamQPS): a
+# last one older than that is taken for a Secret back. unverified: the exact cadence on AKS's kubelet.
+_REMOUNT_WINDOW_SECONDS = 6 * 60
+_CERT_SECRET_MISSING = f'secret "{WEBHOOK_CERT_SECRET}" not found'
+
+
+def webhook_cert_unmountable(api: KubeApi, deployments: list[dict[str, Any]], now: float) -> list[WebhookPodNotStarted]:
+    """The webhook's running pods whose kubelet reported, within the remount window, that their certificate Secret
+    is not there (FailedMount). Best effort: pods or events the harness may not list say nothing."""
+    found: list[WebhookPodNotStarted] = []
+    for namespace, pod in _webhook_pods(api, deployments):
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        running = any((s.get("state") or {}).get("running") for s in status.get("containerStatuses") or [])
+        if not meta.get("name") or not running:
+            continue
+        try:
+            events = api.list_namespaced("", "v1", "events", namespace, f"involvedObject.name={meta['name']}")
+        except KubeError:
+            continue
+        failures = [e for e in events if e.get("type") == "Warning" and e.get("reason") == "FailedMount"
+                    and _CERT_SECRET_MISSING in str(e.get("message") or "")
+                    and now - _timestamp(e.get("lastTimestamp") or e.get("eventTime")) <= _REMOUNT_WINDOW_SECONDS]
+        if failures:
+            latest = max(failures, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+            found.append(WebhookPodNotStarted(namespace, str(meta["name"]), "FailedMount", str(latest.get("message"))))
+    return found
+
+
+def _timestamp(value: Any) -> float:
+    """An event's RFC 3339 time as epoch seconds (0: none or unreadable, so never recent)."""
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _names(items: list[dict[str, Any]]) -> list[str]:

@@ -20,6 +20,7 @@ from harness.collect.kube import (
     collect_service_account,
     collect_webhook,
     slim,
+    webhook_cert_unmountable,
     webhook_config,
     webhook_not_started,
     webhook_unscheduled,
@@ -87,6 +88,7 @@ def collect_cluster(backend: Backend, config: HarnessConfig) -> ClusterFacts:
     facts.webhook_deployment_error = deployment_error.failure if deployment_error else None
     facts.webhook_unschedulable = webhook_unscheduled(kube, deployments)
     facts.webhook_not_started = webhook_not_started(kube, deployments)
+    facts.webhook_cert_unmountable = webhook_cert_unmountable(kube, deployments, facts.collected_at)
     facts.webhook_config = webhook_config(kube, deployments)
     facts.kube_discovery = kube.openid_configuration()
     if backend.arm is not None and config.azure is not None:
