@@ -675,6 +675,8 @@ def _put_cluster(
     pod_identity = properties.get("podIdentityProfile")
     if isinstance(pod_identity, dict):
         _put_pod_identity_profile(cluster, pod_identity)
+    if isinstance(properties.get("disableLocalAccounts"), bool):  # azure-cli update_disable_local_accounts
+        cluster.disable_local_accounts = properties["disableLocalAccounts"]
     identity = body.get("identity")
     if isinstance(identity, dict):
         _put_cluster_identity(ctx, cluster, identity)
@@ -724,9 +726,17 @@ def _cluster_credentials(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str,
     ctx.authorize(scope, _action_prefix(rtype) + f"{action}/action")
     require_group(ctx, rg)
     own = ctx.lab.extra.get("cluster") or {}
-    if _one(ctx, rtype, rg, name) is None or (name.lower(), rg.lower()) != (
+    cluster = _one(ctx, rtype, rg, name)
+    if cluster is None or (name.lower(), rg.lower()) != (
             str(own.get("name")).lower(), str(own.get("resource_group")).lower()):
         raise _not_found(rtype, rg, name)
+    if cluster.disable_local_accounts:
+        # the text az prints for --admin (learn.microsoft.com/azure/aks/manage-local-accounts-managed-azure-ad:
+        # "(BadRequest) Getting static credential is not allowed because this cluster is set to disable local
+        # accounts."); the lab's clusters have no Entra integration, whose user credential is static too ("any
+        # attempt to authenticate with user or admin credentials will fail"); unverified: the same text for the user
+        raise errors.ArmError(400, "BadRequest", "Getting static credential is not allowed because this cluster is "
+                              "set to disable local accounts.")
     import yaml
 
     from lab.statefiles import kubeconfig

@@ -199,6 +199,7 @@ def managed_cluster(lab: Lab, cluster: ManagedCluster) -> dict[str, Any]:
         "azurePortalFQDN": f"{dns_prefix}-{fqdn_hash}.portal.hcp.{cluster.location}.azmk8s.io",
         "nodeResourceGroup": cluster.node_resource_group,
         "enableRBAC": True,
+        "disableLocalAccounts": cluster.disable_local_accounts,
         "oidcIssuerProfile": oidc,
         "securityProfile": {"workloadIdentity": {"enabled": cluster.workload_identity_enabled}},
         "podIdentityProfile": {

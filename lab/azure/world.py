@@ -459,6 +459,10 @@ class ManagedCluster:
     network_policy: str = "cilium"
     # ARM's powerState.code: "Running", or "Stopped" after az aks stop (control plane removed, node pools at zero)
     power_state: str = "Running"
+    # ARM's properties.disableLocalAccounts (az aks update --disable-local-accounts | --enable-local-accounts): no
+    # static (admin or local user) credential is issued; those issued before keep working until az aks rotate-certs
+    # (learn.microsoft.com/azure/aks/manage-local-accounts-managed-azure-ad)
+    disable_local_accounts: bool = False
 
     @property
     def resource_id(self) -> str:

@@ -1427,6 +1427,42 @@ def test_cluster_credentials_are_the_labs_kubeconfig_as_az_aks_get_credentials_m
     assert arm.request("GET", f"{path}/listClusterUserCredential", admin, api="2024-09-01").status_code == 405
 
 
+def test_disabled_local_accounts_refuse_static_credentials_and_az_aks_update_turns_them_back(arm: Arm, lab) -> None:
+    """``az aks update --disable-local-accounts`` PUTs properties.disableLocalAccounts true (azure-cli
+    update_disable_local_accounts): ARM renders it, and listClusterAdminCredential is refused 400 BadRequest with
+    the text learn.microsoft.com/azure/aks/manage-local-accounts-managed-azure-ad quotes (the user credential too: the
+    lab's cluster has no Entra integration). The kubeconfig issued before still works (only az aks rotate-certs
+    revokes it). --enable-local-accounts (false) gives credentials again."""
+    own = lab.extra["cluster"]
+    path = (f"{arm.sub}/resourceGroups/{own['resource_group']}/providers/Microsoft.ContainerService/"
+            f"managedClusters/{own['name']}")
+    admin = arm.admin()
+    body = arm.request("GET", path, admin, api="2024-09-01").json()
+    assert body["properties"]["disableLocalAccounts"] is False
+    try:
+        body["properties"]["disableLocalAccounts"] = True
+        updated = arm.request("PUT", path, admin, api="2024-09-01", json=body)
+        assert updated.status_code == 200, updated.text
+        assert updated.json()["properties"]["disableLocalAccounts"] is True
+        for action in ("listClusterAdminCredential", "listClusterUserCredential"):
+            refused = arm.request("POST", f"{path}/{action}", admin, api="2024-09-01")
+            assert refused.status_code == 400 and error_of(refused) == (
+                "BadRequest", "Getting static credential is not allowed because this cluster is set to disable local "
+                "accounts.")
+        issued = lab.state_dir / "kubeconfig"
+        import yaml
+
+        token = yaml.safe_load(issued.read_text())["users"][0]["user"]["token"]
+        listed = requests.get(f"{lab.endpoints['kube']}/api/v1/namespaces", headers={
+            "Authorization": f"Bearer {token}"}, verify=str(lab.state_dir / "ca.pem"), timeout=10)
+        assert listed.status_code == 200
+    finally:
+        body["properties"]["disableLocalAccounts"] = False
+        back = arm.request("PUT", path, admin, api="2024-09-01", json=body)
+    assert back.status_code == 200 and back.json()["properties"]["disableLocalAccounts"] is False
+    assert arm.request("POST", f"{path}/listClusterAdminCredential", admin, api="2024-09-01").status_code == 200
+
+
 def test_az_aks_stop_removes_the_api_server_until_az_aks_start(arm: Arm, lab) -> None:
     """``az aks stop`` / ``start``: POST .../stop | .../start (204 when done). Stopped, ARM's powerState.code says
     Stopped, the lab's API server refuses connections, a second stop is refused with AKS's text (azure-docs#85161)
