@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_e2e_lab import run_suites
+from test_e2e_lab import BROKEN_STAYS_BROKEN, run_suites
 
 from lab.bootstrap import RunningLab
 
@@ -193,7 +193,8 @@ def test_another_vendors_webhook_that_cannot_be_called_is_named_not_workload_ide
             '"namespace.sidecar-injector.istio.io": failed to call webhook: Post '
             '"https://istiod.istio-system.svc:443/inject?timeout=10s": service "istiod" not found')
 
-        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", WORKLOAD)
+        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", WORKLOAD,
+                                      env=BROKEN_STAYS_BROKEN)
         assert result.returncode != 0
         workload = next(w for w in document["workloads"] if w["id"] == WORKLOAD)
         first = workload["findings"][0]
@@ -433,7 +434,8 @@ def test_a_validating_policy_webhook_left_without_its_service_is_named_not_workl
     applied = kubectl(running_lab, kube_home, "apply", "-f", str(manifest))
     assert applied.returncode == 0, applied.stderr
     try:
-        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", WORKLOAD)
+        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", WORKLOAD,
+                                      env=BROKEN_STAYS_BROKEN)
         assert result.returncode != 0
         first = next(w for w in document["workloads"] if w["id"] == WORKLOAD)["findings"][0]
         assert first["code"] == "OTHER_WEBHOOK_UNAVAILABLE"

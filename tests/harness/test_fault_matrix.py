@@ -30,7 +30,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from test_e2e_lab import checks_of, run_suites
+from test_e2e_lab import BROKEN_STAYS_BROKEN, checks_of, run_suites
 from test_identities_lab import SECRETS_USER, Person
 
 from lab.bootstrap import RunningLab
@@ -110,7 +110,8 @@ BREAKS_EVERY_WORKLOAD = ("webhook-down", "webhook-absent", "egress-blocked")
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_broken_scenario_names_its_link_and_only_its_codes(tmp_path: Path, scenario: str) -> None:
-    result, document = run_suites(tmp_path, "--lab", "--lab-scenario", scenario, *CHAIN_ONLY)
+    result, document = run_suites(tmp_path, "--lab", "--lab-scenario", scenario, *CHAIN_ONLY,
+                                  env=BROKEN_STAYS_BROKEN)
     assert_fault(result, document, SCENARIOS[scenario])
     other = next(w for w in document["workloads"] if w["id"] == "orders/orders-sa")
     if scenario not in BREAKS_EVERY_WORKLOAD:
@@ -637,7 +638,7 @@ def test_a_fault_made_through_the_public_apis_gives_exactly_its_codes(
 ) -> None:
     fault = FAULTS[name]
     args = fault.make(broken)
-    result, document = run_suites(tmp_path, *args, *CHAIN_ONLY)
+    result, document = run_suites(tmp_path, *args, *CHAIN_ONLY, env=BROKEN_STAYS_BROKEN)
     assert_fault(result, document, fault.wanted)
     if name == "webhook-down-and-role-missing":
         checks = checks_of(document, FINANCE)

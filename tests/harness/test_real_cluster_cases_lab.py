@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_e2e_lab import run_suites
+from test_e2e_lab import BROKEN_STAYS_BROKEN, run_suites
 
 from lab.bootstrap import RunningLab
 
@@ -409,7 +409,8 @@ def test_a_charts_webhook_deployment_deleted_by_hand_is_reinstalled_by_the_chart
         deleted = kubectl(running_lab, "-n", "azure-workload-identity-system", "delete", "deployment",
                           "azure-wi-webhook-controller-manager")
         assert deleted.returncode == 0, deleted.stderr
-        result, document = run_suites(tmp_path / "deleted", "--config", config, "--workload", "finance/backend-sa")
+        result, document = run_suites(tmp_path / "deleted", "--config", config, "--workload", "finance/backend-sa",
+                                      env=BROKEN_STAYS_BROKEN)
         assert result.returncode == 1, result.stdout[-3000:]
         checks = {c["id"]: c for c in document["checks"]}
         assert checks["cluster.workload_identity_enabled"]["status"] == "pass"
@@ -435,7 +436,8 @@ def test_a_webhook_service_whose_selector_was_edited_is_named_not_restarted(
     try:
         edited = kubectl(running_lab, *service, '{"spec":{"selector":{"azure-workload-identity.io/system":"yes"}}}')
         assert edited.returncode == 0, edited.stderr
-        result, document = run_suites(tmp_path / "edited", "--config", config, "--workload", "finance/backend-sa")
+        result, document = run_suites(tmp_path / "edited", "--config", config, "--workload", "finance/backend-sa",
+                                      env=BROKEN_STAYS_BROKEN)
         assert result.returncode == 1, result.stdout[-3000:]
         (workload,) = document["workloads"]
         (finding,) = [f for f in workload["findings"] if f["code"] == "WEBHOOK_UNAVAILABLE"]
@@ -475,7 +477,8 @@ def test_a_ca_bundle_the_webhook_does_not_keep_is_named_and_the_printed_copy_rep
         patched = kubectl(running_lab, "patch", "mutatingwebhookconfiguration", MWC, "--type", "json", "-p",
                           json.dumps([{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": other}]))
         assert patched.returncode == 0, patched.stderr
-        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa")
+        result, document = run_suites(tmp_path / "broken", "--config", config, "--workload", "finance/backend-sa",
+                                      env=BROKEN_STAYS_BROKEN)
         assert result.returncode == 1, result.stdout[-3000:]
         (workload,) = document["workloads"]
         first = workload["findings"][0]
