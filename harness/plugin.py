@@ -28,6 +28,7 @@ from harness.checks.cluster import CLUSTER_CHECK_IDS
 from harness.checks.inventory import INVENTORY_CHECK_IDS
 from harness.checks.migration import MIGRATION_CHECK_IDS
 from harness.checks.workload import POD_CHECK_IDS, workload_check_ids
+from harness.collect.cache import KUBE_WORKERS, read_all
 from harness.collect.kube_api import KubeError, OfficialKubeApi, kube_target_problem, kubectl_elsewhere
 from harness.collect.probe_pods import delete_run_pods
 from harness.config import ConfigError, HarnessConfig, load_config
@@ -576,8 +577,10 @@ def _delete_leftover_probe_pods(session: HarnessSession, sleep: Any = time.sleep
         # reads); here each attempt asks again, so one that was down for a moment and is back is used
         if getattr(session.kube, "_unreachable", None) is not None:
             session.kube._unreachable = None
-        delete_run_pods(session.kube, namespaces, session.run_id)
-        left, unseen = _run_objects_left(session.kube, looked or namespaces, session.run_id)
+        clean = delete_run_pods(session.kube, namespaces, session.run_id)
+        # where the delete's own lists found nothing of the run, there is nothing to list again
+        left, unseen = _run_objects_left(session.kube, [n for n in looked or namespaces if n not in clean],
+                                         session.run_id)
         if left is not None and not left:
             return
         if not looked:  # nothing to make sure of: one look, and no word when the API server does not answer
@@ -600,18 +603,24 @@ def _run_objects_left(api: Any, namespaces: list[str], run_id: str) -> tuple[lis
     """NS/KIND/NAME of the run's pods and ConfigMaps still there and not being deleted (a Terminating one is on its
     way); None, and why, when the API server did not answer or refused the list (403: the RBAC does not grant it)."""
     selector = f"{RUN_ID_LABEL}={run_id}"
-    left: list[str] = []
-    for namespace in namespaces:
+
+    def left_in(namespace: str) -> list[str] | KubeError:
         try:
             pods, _ = api.list_pods(namespace, selector)
             config_maps = api.list_config_maps(namespace, selector)
         except KubeError as exc:
-            if exc.failure.status == 403:
-                return None, f"the harness may not list them in {namespace}: {exc.failure.message}"
+            return exc
+        return [f"{namespace}/{kind}/{(item.get('metadata') or {}).get('name')}"
+                for kind, items in (("pod", pods), ("configmap", config_maps)) for item in items
+                if not (item.get("metadata") or {}).get("deletionTimestamp")]
+
+    left: list[str] = []
+    for namespace, found in zip(namespaces, read_all(left_in, namespaces, KUBE_WORKERS), strict=True):
+        if isinstance(found, KubeError):
+            if found.failure.status == 403:
+                return None, f"the harness may not list them in {namespace}: {found.failure.message}"
             return None, "the API server did not answer"
-        for kind, items in (("pod", pods), ("configmap", config_maps)):
-            left += [f"{namespace}/{kind}/{(item.get('metadata') or {}).get('name')}" for item in items
-                     if not (item.get("metadata") or {}).get("deletionTimestamp")]
+        left += found
     return left, ""
 
 

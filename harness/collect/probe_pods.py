@@ -444,17 +444,18 @@ def read_network_policies(api: KubeApi, pods: list[PodFacts]) -> None:
             for p in policies if (p.get("metadata") or {}).get("namespace") == facts.namespace]
 
 
-def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> None:
+def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> list[str]:
     """Delete every pod of this run in ``namespaces`` by its run-id label, then the run's ConfigMaps there
-    (best effort: the run is ending); several namespaces at once, as the run made them."""
+    (best effort: the run is ending); several namespaces at once, as the run made them. Returns the namespaces
+    where both lists answered and held nothing of the run (nothing there to make sure is gone)."""
     selector = f"{RUN_ID_LABEL}={run_id}"
 
-    def clear(namespace: str) -> None:
+    def clear(namespace: str) -> bool:
         try:
             pods, _ = api.list_pods(namespace, selector)
         except KubeError:
-            pods = []
-        for pod in pods:
+            pods = None
+        for pod in pods or []:
             name = (pod.get("metadata") or {}).get("name")
             if name:
                 try:
@@ -464,13 +465,15 @@ def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> None:
         try:
             config_maps = api.list_config_maps(namespace, selector)
         except KubeError:
-            return
+            return False
         for config_map in config_maps:
             name = (config_map.get("metadata") or {}).get("name")
             if name:
                 _delete_config_map(api, namespace, name)
+        return pods == [] and not config_maps
 
-    read_all(clear, namespaces, KUBE_WORKERS)
+    return [namespace for namespace, clean in zip(namespaces, read_all(clear, namespaces, KUBE_WORKERS),
+                                                  strict=True) if clean]
 
 
 def _delete_config_map(api: KubeApi, namespace: str, name: str) -> bool:

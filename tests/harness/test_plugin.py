@@ -589,6 +589,46 @@ def test_a_namespace_the_harness_may_not_list_in_is_not_an_api_server_that_did_n
     assert "(the harness may not list them in orders: configmaps is forbidden: " in err and "did not answer" not in err
 
 
+class _OneLeftover:
+    """A kube client with one of the run's pods left in finance (deleted when asked, Terminating on the next
+    list), nothing of the run in the other namespaces; it counts each namespace's lists."""
+
+    def __init__(self) -> None:
+        self.lists: dict[str, int] = {}
+        self.deleted = False
+
+    def list_pods(self, namespace: str, selector: str) -> tuple[list, None]:
+        self.lists[namespace] = self.lists.get(namespace, 0) + 1
+        if namespace != "finance":
+            return [], None
+        meta = {"name": "wi-probe-x", **({"deletionTimestamp": "2026-12-05T00:00:00Z"} if self.deleted else {})}
+        return [{"metadata": meta}], None
+
+    def list_config_maps(self, namespace: str, selector: str) -> list:
+        self.lists[namespace] = self.lists.get(namespace, 0) + 1
+        return []
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        self.deleted = True
+
+    def delete_config_map(self, namespace: str, name: str) -> None: ...
+
+
+def test_the_end_of_run_clean_up_lists_again_only_where_it_found_something(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A 50-workload run made 200 sequential lists at its end (the delete's two per namespace, then two more to make
+    sure): where the delete's own lists answered and held nothing of the run, nothing is listed again."""
+    from harness.plugin import _delete_leftover_probe_pods
+
+    kube = _OneLeftover()
+    session = types.SimpleNamespace(keep=False, kube=kube, run_id="r1", workloads=[
+        types.SimpleNamespace(namespace=n) for n in ("finance", "orders", "payments")])
+    _delete_leftover_probe_pods(session, sleep=pytest.fail)
+    assert kube.deleted and capsys.readouterr().err == ""
+    assert kube.lists == {"finance": 4, "orders": 2, "payments": 2}
+
+
 def test_a_signal_whose_interrupt_never_reached_pytest_still_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
     """Seen once in CI (test_cleanup_lab, reporting-SIGTERM): the SIGTERM came after the last check and before the
     report, its KeyboardInterrupt was lost on the way, and the run printed 'interrupted ... FAIL' but exited 0. The
