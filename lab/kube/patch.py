@@ -32,6 +32,7 @@ MERGE_KEYS: dict[str, str] = {
     "topologySpreadConstraints": "topologyKey",
     "resourceClaims": "name",
     "secrets": "name",
+    "webhooks": "name",  # Mutating/ValidatingWebhookConfiguration (admissionregistration/v1 types.go)
 }
 # Lists of primitives merged as sets.
 MERGED_PRIMITIVE_LISTS = {"finalizers"}

@@ -241,6 +241,74 @@ def _kind_causes(rt: ResourceType, obj: Obj) -> list[Cause]:
     return []
 
 
+# ---------------------------------------------------------------- admission webhook configurations
+
+WEBHOOK_CONFIGURATION_TYPES = {("admissionregistration.k8s.io", "mutatingwebhookconfigurations"),
+                               ("admissionregistration.k8s.io", "validatingwebhookconfigurations")}
+# k8s.io/kubernetes pkg/apis/admissionregistration/validation/validation.go: its sets, as .List() sorts them
+NO_SIDE_EFFECT_CLASSES = ["None", "NoneOnDryRun"]
+SIDE_EFFECT_CLASSES = ["None", "NoneOnDryRun", "Some", "Unknown"]
+FAILURE_POLICIES = ["Fail", "Ignore"]
+ACCEPTED_REVIEW_VERSIONS = ["v1", "v1beta1", "v1alpha1"]  # AcceptedAdmissionReviewVersions, in its order
+
+
+def _not_supported(field: str, value: Any, supported: list[str]) -> Cause:
+    listed = ", ".join(_quote(v) for v in supported)
+    return ("FieldValueNotSupported", field, f"Unsupported value: {_quote(value)}: supported values: {listed}")
+
+
+def _hooks(obj: Obj | None) -> list[dict[str, Any]]:
+    return [h for h in (obj or {}).get("webhooks") or [] if isinstance(h, dict)]
+
+
+def webhook_configuration_causes(obj: Obj, old: Obj | None = None) -> list[Cause]:
+    """What validateMutatingWebhookConfiguration / validateValidatingWebhookConfiguration refuse of each webhook:
+    sideEffects missing or not one of the classes without side effects, a failurePolicy other than Fail or Ignore,
+    timeoutSeconds outside 1..30, a clientConfig without exactly one of url or service, no admissionReviewVersions
+    (or none the API server knows) and a name used twice. On update the old configuration decides, as
+    ValidateMutatingWebhookConfigurationUpdate does, whether side effects and unknown review versions are refused.
+    Not emulated: the rules', selectors', url's and service's own checks."""
+    before = _hooks(old) if old is not None else None
+    no_side_effects = before is None or all(h.get("sideEffects") in NO_SIDE_EFFECT_CLASSES for h in before)
+    recognized = before is None or all(not h.get("admissionReviewVersions") or any(
+        v in ACCEPTED_REVIEW_VERSIONS for v in h["admissionReviewVersions"]) for h in before)
+    names = [h.get("name") for h in before or []]
+    unique = before is None or len(names) == len(set(names))
+    allowed = NO_SIDE_EFFECT_CLASSES if no_side_effects else SIDE_EFFECT_CLASSES
+    causes: list[Cause] = []
+    seen: set[str] = set()
+    for index, hook in enumerate(_hooks(obj)):
+        path = f"webhooks[{index}]"
+        if "failurePolicy" in hook and hook["failurePolicy"] not in FAILURE_POLICIES:
+            causes.append(_not_supported(f"{path}.failurePolicy", hook["failurePolicy"], FAILURE_POLICIES))
+        if hook.get("sideEffects") is None:
+            causes.append(("FieldValueRequired", f"{path}.sideEffects",
+                           f"Required value: must specify one of {', '.join(allowed)}"))
+        elif hook["sideEffects"] not in allowed:
+            causes.append(_not_supported(f"{path}.sideEffects", hook["sideEffects"], allowed))
+        timeout = hook.get("timeoutSeconds")
+        if timeout is not None and (not isinstance(timeout, int) or not 1 <= timeout <= 30):
+            causes.append(invalid_value(f"{path}.timeoutSeconds", timeout,
+                                        "the timeout value must be between 1 and 30 seconds"))
+        client = hook.get("clientConfig") if isinstance(hook.get("clientConfig"), dict) else {}
+        if (client.get("url") is None) == (client.get("service") is None):
+            causes.append(("FieldValueRequired", f"{path}.clientConfig",
+                           "Required value: exactly one of url or service is required"))
+        versions = hook.get("admissionReviewVersions") or []
+        if not versions:
+            causes.append(("FieldValueRequired", f"{path}.admissionReviewVersions",
+                           f"Required value: must specify one of {', '.join(ACCEPTED_REVIEW_VERSIONS)}"))
+        elif recognized and not any(v in ACCEPTED_REVIEW_VERSIONS for v in versions):
+            causes.append(invalid_value(f"{path}.admissionReviewVersions", versions,
+                                        f"must include at least one of {', '.join(ACCEPTED_REVIEW_VERSIONS)}"))
+        name = hook.get("name")
+        if unique and name:
+            if name in seen:
+                causes.append(("FieldValueDuplicate", f"{path}.name", f"Duplicate value: {_quote(name)}"))
+            seen.add(name)
+    return causes
+
+
 def validate_create(rt: ResourceType, obj: Obj, schema: dict[str, Any] | None = None) -> None:
     """``schema``: a custom resource's openAPIV3Schema (lab.kube.crdschema.schema_for)."""
     causes = name_causes(rt, obj) + label_causes(obj)
@@ -248,6 +316,8 @@ def validate_create(rt: ResourceType, obj: Obj, schema: dict[str, Any] | None = 
         causes += pod_spec_causes(obj.get("spec"))
     else:
         causes += _kind_causes(rt, obj)
+    if rt.group_resource in WEBHOOK_CONFIGURATION_TYPES:
+        causes += webhook_configuration_causes(obj)
     if schema is not None:
         causes += crdschema.value_causes(schema, obj)
     if causes:
@@ -273,6 +343,8 @@ def validate_update(rt: ResourceType, old: Obj, new: Obj, schema: dict[str, Any]
         causes += pod_update_causes(old, new)
     else:
         causes += _kind_causes(rt, new)
+    if rt.group_resource in WEBHOOK_CONFIGURATION_TYPES:
+        causes += webhook_configuration_causes(new, old)
     if schema is not None:
         causes += crdschema.value_causes(schema, new)
     causes += _job_template_causes(rt, old, new)

@@ -347,6 +347,50 @@ def test_validation_messages() -> None:
     )
 
 
+WI_HOOK = {"name": "mutation.azure-workload-identity.io", "admissionReviewVersions": ["v1", "v1beta1"],
+           "clientConfig": {"service": {"name": "azure-wi-webhook-webhook-service", "namespace": "kube-system",
+                                        "path": "/mutate-v1-pod"}},
+           "failurePolicy": "Fail", "sideEffects": "None", "timeoutSeconds": 10}
+
+
+def test_a_webhook_configuration_is_validated_as_the_api_server_does() -> None:
+    """kubectl patch --type merge of one webhook replaces the whole webhooks list (RFC 7386): the API server refuses
+    the webhook left without sideEffects, clientConfig and admissionReviewVersions (admissionregistration
+    validation.go, 1.26+ review versions), where the lab stored it. A strategic merge patch merges webhooks by name
+    (admissionregistration/v1 patchMergeKey), so the same edit keeps the rest; timeoutSeconds stays within 1..30."""
+    store = Store()
+    ensure_builtin_types(store)
+    mwcs = store.type_for("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
+    live = {"metadata": {"name": "azure-wi-webhook-mutating-webhook-configuration"}, "webhooks": [dict(WI_HOOK)]}
+    validation.validate_create(mwcs, live)
+    edit = {"webhooks": [{"name": WI_HOOK["name"], "namespaceSelector": {"matchLabels": {"team": "payments"}}}]}
+    with pytest.raises(errors.ApiError) as replaced:
+        validation.validate_update(mwcs, live, merge_patch(live, edit))
+    assert replaced.value.code == 422 and replaced.value.message == (
+        'MutatingWebhookConfiguration.admissionregistration.k8s.io "azure-wi-webhook-mutating-webhook-configuration" '
+        "is invalid: [webhooks[0].sideEffects: Required value: must specify one of None, NoneOnDryRun, "
+        "webhooks[0].clientConfig: Required value: exactly one of url or service is required, "
+        "webhooks[0].admissionReviewVersions: Required value: must specify one of v1, v1beta1, v1alpha1]")
+    merged = strategic_merge_patch(live, edit)
+    validation.validate_update(mwcs, live, merged)
+    assert merged["webhooks"][0]["sideEffects"] == "None"
+    assert merged["webhooks"][0]["namespaceSelector"] == {"matchLabels": {"team": "payments"}}
+    for timeout, refused in ((1, False), (30, False), (0, True), (31, True)):
+        changed = {**live, "webhooks": [{**WI_HOOK, "timeoutSeconds": timeout}]}
+        if not refused:
+            validation.validate_update(mwcs, live, changed)
+            continue
+        with pytest.raises(errors.ApiError) as out_of_range:
+            validation.validate_update(mwcs, live, changed)
+        assert (f"webhooks[0].timeoutSeconds: Invalid value: {timeout}: the timeout value must be between 1 and 30 "
+                "seconds") in out_of_range.value.message
+    with pytest.raises(errors.ApiError) as twice:
+        validation.validate_create(mwcs, {**live, "webhooks": [WI_HOOK, {**WI_HOOK, "sideEffects": "Some"}]})
+    assert 'webhooks[1].sideEffects: Unsupported value: "Some": supported values: "None", "NoneOnDryRun"' in \
+        twice.value.message
+    assert 'webhooks[1].name: Duplicate value: "mutation.azure-workload-identity.io"' in twice.value.message
+
+
 def test_pagination_round_trip() -> None:
     items = [{"n": i} for i in range(5)]
     page, metadata = paginate(items, "2", None)
