@@ -587,7 +587,7 @@ def _delete_leftover_probe_pods(session: HarnessSession, sleep: Any = time.sleep
             if left:
                 break
             return
-        if left is None and unseen.startswith("the harness may not"):  # asking again changes nothing
+        if left is None and unseen.startswith(("the harness may not", "the API server refused")):  # nor asking again
             break
         if time.monotonic() + delay > deadline:
             break
@@ -601,7 +601,8 @@ def _delete_leftover_probe_pods(session: HarnessSession, sleep: Any = time.sleep
 
 def _run_objects_left(api: Any, namespaces: list[str], run_id: str) -> tuple[list[str] | None, str]:
     """NS/KIND/NAME of the run's pods and ConfigMaps still there and not being deleted (a Terminating one is on its
-    way); None, and why, when the API server did not answer or refused the list (403: the RBAC does not grant it)."""
+    way); None, and why, when the API server did not answer or refused the list (403: the RBAC does not grant it;
+    401: the credentials are refused)."""
     selector = f"{RUN_ID_LABEL}={run_id}"
 
     def left_in(namespace: str) -> list[str] | KubeError:
@@ -619,6 +620,11 @@ def _run_objects_left(api: Any, namespaces: list[str], run_id: str) -> tuple[lis
         if isinstance(found, KubeError):
             if found.failure.status == 403:
                 return None, f"the harness may not list them in {namespace}: {found.failure.message}"
+            if found.failure.status == 401:  # an answer: the kubeconfig's credentials, not the network
+                return None, (f"the API server refused the kubeconfig's credentials: {found.failure.status} "
+                              f"{found.failure.reason}")
+            if found.failure.status:
+                return None, f"the API server answered {found.failure.status} {found.failure.reason}"
             return None, "the API server did not answer"
         left += found
     return left, ""

@@ -589,6 +589,34 @@ def test_a_namespace_the_harness_may_not_list_in_is_not_an_api_server_that_did_n
     assert "(the harness may not list them in orders: configmaps is forbidden: " in err and "did not answer" not in err
 
 
+class _RefusedCredentials(_ForbiddenConfigMaps):
+    """A kube client whose kubeconfig credentials the API server refuses (401) for every list."""
+
+    def list_pods(self, namespace: str, selector: str) -> tuple[list, None]:
+        from harness.collect.kube_api import KubeError
+        from harness.facts import KubeFailure
+
+        self.lists.append(namespace)
+        raise KubeError(KubeFailure(401, "Unauthorized", "Unauthorized"))
+
+
+def test_refused_credentials_at_the_clean_up_are_named_as_such_not_as_no_answer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """By hand in the lab: the kubeconfig's token refused (401), the run's end said 'could not make sure this run's
+    probe objects are gone (the API server did not answer)': it answered, refusing the credentials, and asking again
+    for seconds changes nothing. It is named once, not retried."""
+    from harness.plugin import _delete_leftover_probe_pods
+
+    kube = _RefusedCredentials()
+    session = types.SimpleNamespace(keep=False, kube=kube, run_id="r1", workloads=[
+        types.SimpleNamespace(namespace="finance")])
+    _delete_leftover_probe_pods(session, sleep=pytest.fail, made=["finance"])
+    err = capsys.readouterr().err
+    assert "(the API server refused the kubeconfig's credentials: 401 Unauthorized)" in err
+    assert "did not answer" not in err
+
+
 class _OneLeftover:
     """A kube client with one of the run's pods left in finance (deleted when asked, Terminating on the next
     list), nothing of the run in the other namespaces; it counts each namespace's lists."""
