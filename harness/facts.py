@@ -188,6 +188,9 @@ class IdentityFacts:
     # Not found: the user-assigned identities ({name, id, clientId}) of harness.yaml's identity's resource group
     # (ARM: ResourceNotFound), else of the configured subscription; what tells a typo from a deletion. None: not listed
     listed_identities: list[dict[str, Any]] | None = None
+    # No application of this tenant has the client id, but its service principal is here, of an application another
+    # tenant owns (a multi-tenant app installed here): {id, displayName, appOwnerOrganizationId}
+    foreign_service_principal: dict[str, Any] | None = None
     # the client id is a name (an identity's or app registration's, pasted for its client id): the managed
     # identities and applications of that name the harness could read, {kind, name, client_id, resource_id};
     # None: not looked up, or neither could be listed

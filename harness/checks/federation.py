@@ -480,6 +480,8 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
         )
     if facts.deleted_application is not None:
         return _application_deleted(ctx, evidence)
+    if facts.foreign_service_principal is not None:
+        return _application_of_another_tenant(ctx, evidence, facts.foreign_service_principal)
     if facts.refused or exchange_succeeded(ctx):
         return _not_visible(ctx, evidence, f"the identity with client id {annotated}")
     note = facts.note or "identity not found"
@@ -497,8 +499,9 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
         return failed(message, evidence, Finding("IDENTITY_NOT_FOUND", ERROR, "identity", message, evidence, steps))
     if listed is not None and ctx.azure is not None:
         # nothing tells a deleted identity from a client id that never was one: both, in one line
-        note += (f": a deleted identity, or a client id that never was one (no identity of subscription "
-                 f"{ctx.azure.subscription_id} has a client id a few characters off it)")
+        note += (f": a deleted identity, a client id that never was one, or an application of another tenant not "
+                 f"installed in this one (no identity of subscription {ctx.azure.subscription_id} has a client id "
+                 "a few characters off it)")
     return failed(
         note,
         evidence,
@@ -515,10 +518,45 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
     )
 
 
+def _application_of_another_tenant(ctx: WorkloadContext, evidence: dict[str, Any],
+                                   principal: dict[str, Any]) -> Outcome:
+    """The client id is a multi-tenant application another tenant owns, installed here (its service principal in
+    this tenant): Entra issues this tenant's tokens to it against the federated credentials of the application in
+    its home tenant (learn.microsoft.com workload-identity-federation-config-app-trust-managed-identity: a
+    multitenant app's credential used in a tenant it is provisioned in), which the harness, signed in to this tenant,
+    cannot read. Its exchange (and the exchange's finding, with the credential to make there) judges the workload."""
+    owner, client = str(principal.get("appOwnerOrganizationId")), ctx.expected_client_id
+    evidence["service_principal"] = principal
+    evidence["exchange_succeeded"] = exchanged = exchange_succeeded(ctx)
+    message = (f"client id {client} is application {principal.get('displayName')} of another tenant, {owner} (a "
+               f"multi-tenant app), installed in this one as service principal {principal.get('id')}: its federated "
+               f"credentials are on the application in tenant {owner}, which the harness does not read from this "
+               "tenant; " + ("Entra exchanged the workload's token" if exchanged else "the token exchange decides"))
+    steps: list[Step] = [
+        advice(f"its federated credentials, as someone who may manage the application in tenant {owner}:"),
+        fix.login_tenant(owner),
+        fix.app_credential_list(client),
+    ]
+    return warned(f"application {principal.get('displayName')} ({client}) is tenant {owner}'s, installed here",
+                  evidence, Finding("IDENTITY_NOT_VISIBLE", WARNING, "harness", message, evidence, steps))
+
+
 def another_tenant(ctx: WorkloadContext) -> list[Step]:
     """An identity registered in another tenant (an app registration there, say): Entra looks the client id up in
     the tenant the pod asks, the ServiceAccount's tenant-id annotation, else the webhook's (AADSTS700016)."""
-    return [advice("if the identity lives in another tenant, the ServiceAccount must name that tenant:"),
+    # Entra's own words for AADSTS700016: "This can happen if the application has not been installed by the
+    # administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication
+    # request to the wrong tenant": a multi-tenant app of another tenant is installed here (its service principal,
+    # which this tenant's role assignments name; its federated credentials stay on the app in its home tenant)
+    client = ctx.expected_client_id
+    install = ([advice("if it is a multi-tenant application registered in another tenant, an admin of this tenant "
+                       "installs it here (its service principal; its federated credentials stay on the application "
+                       "in its home tenant):"),
+                fix.create_service_principal(client)] if values.is_guid(client) else [])
+    return [*install,
+            advice("if the identity lives in another tenant" + (" and the workload reads that tenant's resources"
+                                                                if install else "")
+                   + ", the ServiceAccount must name that tenant:"),
             fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, None), *restart_workload(ctx)]
 
 
@@ -717,6 +755,11 @@ def fic_fix(ctx: WorkloadContext, verb: str, name: str, issuer: str) -> Command:
     if facts.kind == "application":
         app_id = (facts.application or {}).get("appId") or ctx.expected_client_id
         return fix.app_federated_credential(verb, app_id, name, issuer, ctx.subject)
+    if facts.foreign_service_principal is not None:  # a multi-tenant app of another tenant: made in its home
+        app = fix.app_federated_credential(verb, ctx.expected_client_id, name, issuer, ctx.subject)
+        home = facts.foreign_service_principal.get("appOwnerOrganizationId")
+        return Command(app.argv, note="in the application's home tenant: az login --tenant "
+                                      f"{fix.guid_or(home, '<home-tenant-id>')} first")
     client_id = ctx.expected_client_id
     if facts.kind is None and not facts.resource_id and client_id:
         # the harness could not see the identity (its lookups refused), so not whether it is an app registration

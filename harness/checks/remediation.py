@@ -512,6 +512,11 @@ def app_credential_delete(app_id: str | None, name: str) -> Command:
                    "--federated-credential-id", name)
 
 
+def login_tenant(tenant_id: str | None) -> Command:
+    """``az login`` into another tenant (an application's home tenant, where its federated credentials are)."""
+    return command("az", "login", "--tenant", guid_or(tenant_id, "<home-tenant-id>"))
+
+
 def app_credential_list(app_id: str | None) -> Command:
     return command("az", "ad", "app", "federated-credential", "list", "--id", guid_or(app_id, "<app-id>"),
                    "--query", "[].{name: name, issuer: issuer, subject: subject}", "-o", "table")

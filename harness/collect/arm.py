@@ -12,6 +12,7 @@ from harness.collect.arm_api import ArmGet
 from harness.collect.graph import (
     collect_application,
     collect_deleted_application,
+    foreign_service_principal,
     principal_of_service_principal,
 )
 from harness.collect.identity_names import identities_named
@@ -159,6 +160,11 @@ def collect_identity(
         if not by_client_id:
             if collect_application(graph, client_id, facts):
                 collect_application_roles(arm, azure, facts)
+                return facts
+            facts.foreign_service_principal = foreign_service_principal(graph, client_id, azure.tenant_id)
+            if facts.foreign_service_principal is not None:
+                facts.note = (f"client id {client_id} is an application of tenant "
+                              f"{facts.foreign_service_principal['appOwnerOrganizationId']}, installed in this one")
                 return facts
             facts.principal_of = _principal_of(found, client_id) or principal_of_service_principal(
                 graph, client_id, facts

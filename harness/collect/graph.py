@@ -90,6 +90,21 @@ def deleted_item(graph: ArmGet, kind: str, app_id: str) -> dict[str, Any] | None
     return max(found, key=lambda i: str(i.get("deletedDateTime") or "")) if found else None
 
 
+def foreign_service_principal(graph: ArmGet | None, app_id: str, tenant_id: str) -> dict[str, Any] | None:
+    """This tenant's service principal of an application another tenant owns (a multi-tenant app installed here:
+    Graph's applications(appId=...) answers 404 in this tenant, its servicePrincipals(appId=...) answers, with
+    appOwnerOrganizationId the home tenant), as {id, displayName, appOwnerOrganizationId}; None otherwise."""
+    if graph is None:
+        return None
+    principal = graph(f"/{VERSION}/servicePrincipals(appId='{app_id}')")
+    body = principal.body if principal.ok and isinstance(principal.body, dict) else None
+    owner = str((body or {}).get("appOwnerOrganizationId") or "")
+    if body is None or not owner or owner.lower() == tenant_id.lower() or \
+            body.get("servicePrincipalType") == "ManagedIdentity":
+        return None
+    return {"id": body.get("id"), "displayName": body.get("displayName"), "appOwnerOrganizationId": owner}
+
+
 def principal_of_service_principal(graph: ArmGet | None, object_id: str, facts: IdentityFacts) -> dict[str, Any] | None:
     """The service principal whose object id is ``object_id`` (a GUID), as {kind, client_id, name, resource_id},
     else the application whose object id it is (the app registration's "Object ID", which the portal shows next

@@ -76,7 +76,14 @@ def test_an_unknown_guid_is_still_looked_for_and_its_tenant_questioned() -> None
     # the exchange's finding of that code is dropped for this one (one per code, the most upstream check's): the
     # other tenant's question is asked here too (an app registered there: AADSTS700016 'not found in the directory')
     lines = finding.fix_lines()
-    assert lines[-3:-1] == ["# if the identity lives in another tenant, the ServiceAccount must name that tenant:",
+    # a multi-tenant application of another tenant not installed here (Entra's text: 'has not been installed by the
+    # administrator of the tenant'): installed, its service principal made here; else the other tenant named
+    assert lines[-5:-1] == ["# if it is a multi-tenant application registered in another tenant, an admin of this "
+                            "tenant installs it here (its service principal; its federated credentials stay on the "
+                            "application in its home tenant):",
+                            f"az ad sp create --id {CLIENT}",
+                            "# if the identity lives in another tenant and the workload reads that tenant's resources, "
+                            "the ServiceAccount must name that tenant:",
                             "kubectl annotate serviceaccount -n finance backend-sa "
                             "'azure.workload.identity/tenant-id=<tenant-id>' --overwrite"], lines
     exchange = exchange_succeeds(ctx)
@@ -143,3 +150,58 @@ def test_a_credential_made_for_credentials_the_harness_cannot_read_takes_a_name_
     assert created_name("AADSTS700213") == f"finance-backend-sa-{mark}"
     assert created_name("AADSTS700211") == f"finance-backend-sa-{mark}"
     assert created_name("AADSTS70025") == "finance-backend-sa"
+
+
+HOME_TENANT = "4d3c2b1a-0f9e-4d8c-b7a6-5f4e3d2c1b0a"
+
+
+def test_a_multi_tenant_application_of_another_tenant_installed_here_is_named_with_its_home_tenant() -> None:
+    """The annotation names a multi-tenant app registered in another tenant and installed in this one (its service
+    principal here, appOwnerOrganizationId the home tenant): Graph's applications(appId=...) answers 404 in this
+    tenant, so the harness said IDENTITY_NOT_VISIBLE with 'grant the harness Reader' and Graph read, which no grant
+    in this tenant makes true. It now names the home tenant and where its federated credentials are."""
+    from harness.checks.federation import fic_fix
+    from harness.checks.model import WARN
+    from harness.commands import render
+
+    principal = {"id": SP_ID, "displayName": "orders-api", "appOwnerOrganizationId": HOME_TENANT}
+    ctx = context_with(IdentityFacts(configured=True, foreign_service_principal=principal), exchanged=True)
+    outcome = identity_matches(ctx)
+    assert outcome.status == WARN
+    (finding,) = outcome.findings
+    assert finding.code == "IDENTITY_NOT_VISIBLE"
+    assert finding.message == (
+        f"client id {CLIENT} is application orders-api of another tenant, {HOME_TENANT} (a multi-tenant app), "
+        f"installed in this one as service principal {SP_ID}: its federated credentials are on the application in "
+        f"tenant {HOME_TENANT}, which the harness does not read from this tenant; Entra exchanged the workload's token")
+    assert finding.fix_lines() == [
+        f"# its federated credentials, as someone who may manage the application in tenant {HOME_TENANT}:",
+        f"az login --tenant {HOME_TENANT}",
+        f"az ad app federated-credential list --id {CLIENT} --query '[].{{name: name, issuer: issuer, subject: "
+        "subject}' -o table",
+    ]
+    assert not any("role assignment create" in line or "Reader" in line for line in finding.fix_lines())
+    # the exchange's federated-credential fix is made in the home tenant
+    fix_line = render(fic_fix(ctx, "create", "finance-backend-sa", ISSUER))
+    assert fix_line.startswith(f"az ad app federated-credential create --id {CLIENT} --parameters ")
+    assert fix_line.endswith(f"# in the application's home tenant: az login --tenant {HOME_TENANT} first")
+
+
+def test_the_service_principal_of_another_tenant_s_application_is_collected() -> None:
+    """Graph in this tenant: no application with the appId, its service principal with the home tenant as owner."""
+    from test_collect import AzureApis, azure
+
+    from harness.collect.arm import collect_identity
+
+    app_key, sp_key = f"/v1.0/applications(appId='{CLIENT}')", f"/v1.0/servicePrincipals(appId='{CLIENT}')"
+    body = {"id": SP_ID, "appId": CLIENT, "displayName": "orders-api", "appOwnerOrganizationId": HOME_TENANT,
+            "servicePrincipalType": "Application"}
+    graph = {app_key: Fetched(app_key, 404, None, "not found", "Request_ResourceNotFound"),
+             sp_key: Fetched(sp_key, 200, body)}
+    apis = AzureApis(arg=Fetched("arg", 200, {"data": []}), graph=graph)
+    facts = collect_identity(apis.arm, azure(), None, CLIENT, apis.graph)
+    assert facts.foreign_service_principal == {"id": SP_ID, "displayName": "orders-api",
+                                               "appOwnerOrganizationId": HOME_TENANT}
+    assert facts.kind is None and "an application of tenant" in str(facts.note)
+    graph[sp_key] = Fetched(sp_key, 200, {**body, "appOwnerOrganizationId": azure().tenant_id})  # this tenant's
+    assert collect_identity(apis.arm, azure(), None, CLIENT, apis.graph).foreign_service_principal is None

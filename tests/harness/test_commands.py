@@ -295,6 +295,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "cluster_gone": lambda d: fix.cluster_gone(azure_of(d), d(st.booleans())),
     "app_credential_delete": lambda d: fix.app_credential_delete(d(nasty_text), d(nasty_text)),
     "app_credential_list": lambda d: fix.app_credential_list(d(nasty_text)),
+    "login_tenant": lambda d: fix.login_tenant(d(nasty_text)),
     "app_credential_named": lambda d: fix.app_credential_named(d(nasty_text), d(nasty_text), d(nasty_text)),
     "app_credential_audience_set": lambda d: fix.app_credential_audience_set(
         d(nasty_text), d(nasty_text), d(nasty_text)),

@@ -922,7 +922,7 @@ def test_an_annotated_client_id_nothing_has_tells_a_typo_from_a_deleted_or_never
                                       f"azure.workload.identity/client-id={REAL_CLIENT} --overwrite")
     ctx.facts.identity.listed_identities = [{"name": "other", "id": "x", "clientId": SP_ID}]
     (finding,) = identity_matches(ctx).findings
-    assert finding.message.endswith(": a deleted identity, or a client id that never was one (no identity of "
-                                    "subscription 0b1f6471-1bf0-4dda-aec3-111122223333 has a client id a few "
-                                    "characters off it)")
+    assert finding.message.endswith(": a deleted identity, a client id that never was one, or an application of "
+                                    "another tenant not installed in this one (no identity of subscription "
+                                    "0b1f6471-1bf0-4dda-aec3-111122223333 has a client id a few characters off it)")
     assert finding.fix_lines()[0].startswith("az identity list --query")
