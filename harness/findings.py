@@ -402,6 +402,16 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
+        "POD_TOKEN_PREDATES_ISSUER", "pod", "warning",
+        "A running pod made before the managed cluster's last update, within its token's lifetime: if that update "
+        "enabled or changed the OIDC issuer, its projected token still carries the earlier iss (the kubelet replaces "
+        "it at 80% of its lifetime), so its exchange fails until then.",
+        "Restart the workload (`kubectl rollout restart`) so its pods get a token from the issuer now.",
+        "unit:tests/harness/test_live_pods.py::test_a_pod_made_before_the_oidc_issuer_was_enabled_is_told_to_restart",
+        "test:tests/harness/test_issuer_enabled_late_lab.py::test_pods_made_before_the_oidc_issuer_was_enabled_are_told_"
+        "to_restart",
+    ),
+    _e(
         "POD_CONTAINER_SKIPPED", "pod", "error|warning",
         "A container (or init container) is in the skip-containers annotation: it gets no AZURE_* env. An error "
         "when every container of the pod is: nothing in it can use the identity.",

@@ -9,6 +9,7 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from harness import values
@@ -36,10 +37,12 @@ from harness.checks.podspec import (
     value_source,
 )
 from harness.checks.proxy_sidecar import proxy_findings
+from harness.checks.roles import created_on
 from harness.commands import Step, advice
 from harness.facts import LivePod, RefusedController
 from harness.names import (
     CLIENT_ID_ANNOTATION,
+    DEFAULT_EXPIRATION,
     EXPIRATION_ANNOTATION,
     INJECTED_ENV,
     SKIP_CONTAINERS_ANNOTATION,
@@ -103,6 +106,7 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
     for (kind, name), members in groups.items():
         problems = [p for live in members
                     for p in pod_problems(live, annotations, sa_labels, expected, injected, annotation_unusable)]
+        problems += [old for live in members for old in [token_predates_cluster_update(ctx, live.pod)] if old]
         summary.append({"owner": f"{kind}/{name}", "pods": [_name(m.pod) for m in members],
                         "problems": sorted({p.code for p in problems})})
         for code in dict.fromkeys(p.code for p in problems):
@@ -670,12 +674,54 @@ def _same(variable: str, a: str, b: str) -> bool:
     return a.strip().lower() == b.strip().lower()
 
 
+def token_predates_cluster_update(ctx: WorkloadContext, pod: dict[str, Any]) -> Problem | None:
+    """A mutated pod made before the managed cluster's last update through ARM (systemData.lastModifiedAt), within
+    the time its projected token may still be the one issued before it. Enabling the OIDC issuer on an existing
+    cluster (or changing it) changes the issuer the API server writes into tokens (learn.microsoft.com AKS
+    use-oidc-issuer: restart the pods that stay failed); a running pod keeps its token until the kubelet replaces it
+    once older than 80% of its lifetime or 24 h (kubernetes.io, ServiceAccount token volume projection), so until
+    then its exchange names the earlier issuer. The harness cannot read that pod's token nor tell which setting the
+    update changed: a warning, with the restart that hands the pod a token from the issuer now."""
+    arm = ctx.cluster.arm_cluster
+    body = (arm.body if arm is not None and arm.ok and isinstance(arm.body, dict) else None) or {}
+    if not ((body.get("properties") or {}).get("oidcIssuerProfile") or {}).get("enabled"):
+        return None
+    updated = created_on((body.get("systemData") or {}).get("lastModifiedAt"))
+    made_text = str((pod.get("metadata") or {}).get("creationTimestamp") or "")
+    made, volumes = created_on(made_text), token_volumes(pod)
+    if updated is None or made is None or not volumes or made >= updated:
+        return None
+    lifetime = volumes[0].expiration_seconds or DEFAULT_EXPIRATION
+    replaced_by = updated + min(0.8 * lifetime, 24 * 3600)
+    if ctx.now >= replaced_by:
+        return None
+    stamp = lambda moment: datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    return Problem("POD_TOKEN_PREDATES_ISSUER", _name(pod), (
+        f"the pod was created {made_text}, before the managed cluster's last update ({stamp(updated)}): if that "
+        "update enabled or changed the cluster's OIDC issuer, the pod's projected token still carries the earlier "
+        f"iss and its exchange fails (AADSTS700211) until the kubelet replaces it ({lifetime} s lifetime: by "
+        f"{stamp(replaced_by)} at the latest) or the pod is made again"))
+
+
+def existing_pod_token_finding(ctx: WorkloadContext) -> Finding | None:
+    """--pod: POD_TOKEN_PREDATES_ISSUER for the given pod (its controller restarted), None when it does not apply."""
+    existing = ctx.facts.pod
+    if existing is None or not existing.existing or not existing.pod:
+        return None
+    old = token_predates_cluster_update(ctx, existing.pod)
+    if old is None:
+        return None
+    kind, name = controller_of(existing.pod)
+    return _finding(ctx, kind, name, [old])
+
+
 _MEANING = {
     "POD_NOT_LABELLED": (ERROR, "the webhook never sees the workload's pods"),
     "POD_NOT_MUTATED": (ERROR, "the workload's pods run without the injected identity"),
     "POD_STALE_CLIENT_ID": (ERROR, "the workload's pods carry an old client id: restart them"),
     "POD_ENV_CONFLICT": (ERROR, "the workload presets an AZURE_* variable, which the webhook never overwrites"),
     "POD_CONTAINER_SKIPPED": (WARNING, "a container of the workload is skipped by the webhook"),
+    "POD_TOKEN_PREDATES_ISSUER": (WARNING, "the workload's pods may hold a token from an earlier issuer"),
 }
 
 
@@ -756,7 +802,7 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
     if code == "POD_CONTAINER_SKIPPED":
         return [advice(f"remove the container from {SKIP_CONTAINERS_ANNOTATION} on {kind}/{name}'s pod template "
                        "if it needs the identity")]
-    if code == "POD_STALE_CLIENT_ID":
+    if code in ("POD_STALE_CLIENT_ID", "POD_TOKEN_PREDATES_ISSUER"):
         return [*restart]
     if code == "POD_NOT_MUTATED" and kind in _RESTARTABLE and any(
             _template_unlabelled(live) for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else [])

@@ -10,8 +10,8 @@ from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_identity, exchange_succeeds
 from harness.checks.federation import federated_credential, identity_matches
-from harness.checks.live_pods import live_pods
-from harness.checks.model import CheckResult, Outcome, skipped
+from harness.checks.live_pods import existing_pod_token_finding, live_pods
+from harness.checks.model import PASS, CheckResult, Outcome, skipped, warned
 from harness.checks.pod import pod_admitted, pod_exists, pod_labelled, pod_mutated
 from harness.checks.probe_output import env_in_container, probe_completed
 from harness.checks.serviceaccount import sa_client_id_annotation, sa_exists
@@ -61,6 +61,16 @@ def under_probe(check: Check, needs_pod: bool = True) -> Check:
     return run
 
 
+def existing_pod_mutated(ctx: WorkloadContext) -> Outcome:
+    """pod.mutated over the given pod, and, mutated, whether its token may predate the cluster's issuer (the probe's
+    token is new, so token.issuer cannot show it)."""
+    outcome = pod_mutated(ctx)
+    finding = existing_pod_token_finding(ctx) if outcome.status == PASS else None
+    if finding is None:
+        return outcome
+    return warned(f"{outcome.message}; {finding.message}", outcome.evidence, *outcome.findings, finding)
+
+
 # --pod NS/POD: the existing pod as admitted, then a probe pod under its ServiceAccount proves the rest of the
 # chain (token, federated credential, exchange) for that ServiceAccount.
 POD_CHAIN: list[Spec] = [
@@ -68,7 +78,7 @@ POD_CHAIN: list[Spec] = [
     Spec("pod.labelled", "pod labelled for the webhook", pod_labelled, ("pod.exists",)),
     Spec("sa.exists", "ServiceAccount exists", sa_exists, ("pod.exists",)),
     Spec("sa.client_id_annotation", "client-id annotation", sa_client_id_annotation, ("sa.exists",)),
-    Spec("pod.mutated", "pod mutated by the webhook", pod_mutated, ("pod.exists",)),
+    Spec("pod.mutated", "pod mutated by the webhook", existing_pod_mutated, ("pod.exists",)),
     Spec("probe.admitted", "probe pod under its ServiceAccount admitted", under_probe(pod_admitted),
          ("sa.exists",)),
     Spec("probe.mutated", "probe pod mutated by the webhook", under_probe(pod_mutated), ("probe.admitted",)),

@@ -680,6 +680,7 @@ def _put_cluster(
     identity = body.get("identity")
     if isinstance(identity, dict):
         _put_cluster_identity(ctx, cluster, identity)
+    cluster.modified_at = time.time()
     return json_response(render.managed_cluster(ctx.lab, cluster))
 
 

@@ -234,6 +234,11 @@ def managed_cluster(lab: Lab, cluster: ManagedCluster) -> dict[str, Any]:
         "sku": {"name": "Base", "tier": "Free"},
         "identity": identity_block,
         "properties": properties,
+        # a tracked resource's systemData (the AKS REST spec's ManagedCluster extends ARM's TrackedResource; the
+        # RPC's common API contracts, "system metadata for all Azure resources"); the lab's creator and modifier
+        # fields are left out. unverified: that AKS stamps lastModifiedAt on every az aks update
+        "systemData": {"createdAt": iso8601(cluster.created_at),
+                       "lastModifiedAt": iso8601(cluster.modified_at or cluster.created_at)},
     }
 
 

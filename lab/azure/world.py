@@ -463,6 +463,10 @@ class ManagedCluster:
     # static (admin or local user) credential is issued; those issued before keep working until az aks rotate-certs
     # (learn.microsoft.com/azure/aks/manage-local-accounts-managed-azure-ad)
     disable_local_accounts: bool = False
+    # ARM's systemData (createdAt, lastModifiedAt): when the cluster was made, and when an update through ARM (az aks
+    # update: a PUT) last changed it
+    created_at: float = field(default_factory=time.time)
+    modified_at: float | None = None
 
     @property
     def resource_id(self) -> str:

@@ -886,6 +886,67 @@ def test_a_paused_deployments_old_pods_are_named_with_the_pause_and_resumed() ->
         "kubectl rollout restart deployment/backend -n finance # the webhook acts on pod CREATE only"]
 
 
+def test_a_pod_made_before_the_oidc_issuer_was_enabled_is_told_to_restart() -> None:
+    """By hand in the lab: lab ctl cluster --oidc-issuer off, Deployment api made (its pods' tokens say iss
+    https://<fqdn>), then az aks update --enable-oidc-issuer: the pods kept that token (read with kubectl exec)
+    and --pod / --workload PASSED, the probe's fresh token being right. A mutated pod older than the managed
+    cluster's last update (systemData.lastModifiedAt), while its token may predate it (80% of its lifetime), is now
+    a warning naming the restart; past that window, or a pod made after the update, passes as before."""
+    from datetime import UTC, datetime
+
+    now = time.time()
+    stamp = lambda moment: datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    updated = now - 600
+
+    def run(made: float, at: float = now, enabled: bool = True, expiration: int = 3600) -> Any:
+        pod = workload_pod()
+        pod["metadata"]["creationTimestamp"] = stamp(made)
+        pod["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] = expiration
+        ctx = context([live(pod, deployment())])
+        ctx.now = at
+        ctx.cluster.arm_cluster = Fetched("https://arm/cluster", 200, {
+            "properties": {"oidcIssuerProfile": {"enabled": enabled}},
+            "systemData": {"createdAt": stamp(now - 86400), "lastModifiedAt": stamp(updated) + ""}})
+        return live_pods(ctx)
+
+    outcome = run(made=now - 3000)
+    assert outcome.status == WARN
+    (finding,) = outcome.findings
+    assert finding.code == "POD_TOKEN_PREDATES_ISSUER" and finding.severity == "warning"
+    assert finding.message == (
+        f"Deployment/backend (backend-7d9f-abcde): the workload's pods may hold a token from an earlier issuer: the "
+        f"pod was created {stamp(now - 3000)}, before the managed cluster's last update ({stamp(updated)}): if that "
+        "update enabled or changed the cluster's OIDC issuer, the pod's projected token still carries the earlier iss "
+        "and its exchange fails (AADSTS700211) until the kubelet replaces it (3600 s lifetime: by "
+        f"{stamp(updated + 2880)} at the latest) or the pod is made again")
+    assert [" ".join(line.split()) for line in finding.fix_lines()] == [
+        "kubectl rollout restart deployment/backend -n finance # the webhook acts on pod CREATE only"]
+    assert run(made=now - 300).status == PASS  # made after the update
+    assert run(made=now - 3000, at=updated + 2881).status == PASS  # the kubelet has replaced the token since
+    assert run(made=now - 3000, at=updated + 2881, expiration=86400).status == WARN  # a day's token: 80% of it
+    assert run(made=now - 3000, enabled=False).status == PASS  # no issuer on: cluster.oidc_issuer_enabled says so
+    # --pod (seen by hand: --pod finance/api-... PASSED): its pod.mutated says so beside the mutation
+    from harness.checks.workload import existing_pod_mutated
+
+    pod = workload_pod()
+    pod["metadata"]["creationTimestamp"] = stamp(now - 3000)
+    app = pod["spec"]["containers"][0]
+    app["volumeMounts"] = [{"name": "azure-identity-token", "mountPath": "/var/run/secrets/azure/tokens",
+                            "readOnly": True}]
+    app["env"] = [{**e, "value": "/var/run/secrets/azure/tokens/azure-identity-token"}
+                  if e["name"] == "AZURE_FEDERATED_TOKEN_FILE" else e for e in app["env"]]
+    ctx = context(None)
+    ctx.facts.pod = PodFacts("finance", "backend-7d9f-abcde", existing=True, created=True, pod=pod)
+    ctx.cluster.arm_cluster = Fetched("https://arm/cluster", 200, {
+        "properties": {"oidcIssuerProfile": {"enabled": True}}, "systemData": {"lastModifiedAt": stamp(updated)}})
+    outcome = existing_pod_mutated(ctx)
+    assert outcome.status == WARN and outcome.message.startswith("mutated (v1.5 layout)")
+    assert [f.code for f in outcome.findings] == ["POD_TOKEN_PREDATES_ISSUER"]
+    assert outcome.findings[0].fix_lines()[0].startswith("kubectl rollout restart deployment/backend -n finance")
+    pod["metadata"]["creationTimestamp"] = stamp(now - 60)
+    assert existing_pod_mutated(ctx).status == PASS
+
+
 def test_a_statefulset_rolled_onto_a_mistyped_service_account_is_found_under_the_one_it_left() -> None:
     """By hand in the lab: kubectl patch statefulset ledger serviceAccountName backend-sa-v2 (no such account):
     its rolling update deleted ledger-0, the new one is refused ('error looking up service account
