@@ -5,7 +5,10 @@ default ``podManagementPolicy: OrderedReady`` and ``updateStrategy: RollingUpdat
 created only once every lower ordinal is Running and Ready; pods above ``spec.replicas`` are deleted from the
 highest ordinal down, one at a time; a failed or finished pod is deleted and made again; once every pod is ready,
 the highest-ordinal pod of an older revision (at or above ``rollingUpdate.partition``) is deleted, and made
-again from the current template. Each pod carries its identity: ``statefulset.kubernetes.io/pod-name``,
+again from the current template; a pod below the partition that is deleted is made again from the template of
+``status.currentRevision`` (stateful_set_utils.go newVersionedStatefulSetPod: ordinal < partition gets the current
+revision; kubernetes.io: "even if they are deleted, they will be recreated at the previous version"), as long as the
+lab has seen that template (it keeps each revision's template in memory, not as ControllerRevision objects). Each pod carries its identity: ``statefulset.kubernetes.io/pod-name``,
 ``apps.kubernetes.io/pod-index``, ``controller-revision-hash`` (the revision's name, ``<set>-<hash>``), and
 ``spec.hostname`` / ``spec.subdomain`` (the set's serviceName). Pods are created through the admission chain, so
 the Workload ID webhook mutates them; a refused create is a ``FailedCreate`` event with the controller's words
@@ -56,6 +59,8 @@ class StatefulSetController:
         self.lab = lab
         self.store: Store = lab.kube.store
         self.template_hash = template_hash
+        # (namespace, set, revision) -> the pod template of that revision, what ControllerRevisions keep upstream
+        self.templates: dict[tuple[str, str, str], Obj] = {}
 
     def reconcile(self, namespace: str, name: str) -> None:
         sets = self.store.type_for("apps", "statefulsets")
@@ -65,6 +70,7 @@ class StatefulSetController:
         spec = current.get("spec") or {}
         wanted = int(spec.get("replicas", 1))
         revision = f"{name}-{self.template_hash(spec.get('template') or {})}"  # type: ignore[operator]
+        self.templates.setdefault((namespace, name, revision), copy.deepcopy(spec.get("template") or {}))
         pods = {ordinal: pod for pod in self._pods_of(current) if (ordinal := _ordinal(pod, name)) is not None}
         self._step(current, pods, wanted, revision)
         self._status(current, self._pods_of(current), revision)
@@ -74,7 +80,7 @@ class StatefulSetController:
         for ordinal in range(wanted):
             pod = pods.get(ordinal)
             if pod is None:
-                self._create(sts, ordinal, revision)
+                self._create(sts, ordinal, *self._versioned(sts, ordinal, revision))
                 return
             if pod["metadata"].get("deletionTimestamp"):
                 return  # waits for it to go, then makes it again
@@ -100,11 +106,23 @@ class StatefulSetController:
     def _pods_of(self, sts: Obj) -> list[Obj]:
         return pods_controlled_by(self.store, sts)
 
-    def _create(self, sts: Obj, ordinal: int, revision: str) -> None:
+    def _versioned(self, sts: Obj, ordinal: int, revision: str) -> tuple[str, Obj | None]:
+        """(revision, template) the pod of ``ordinal`` is made at: below a RollingUpdate partition, the set's
+        current revision (its template, when the lab kept it); else the update revision, the template now."""
+        spec = sts.get("spec") or {}
+        strategy = spec.get("updateStrategy") or {}
+        partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+        current = str((sts.get("status") or {}).get("currentRevision") or "")
+        kept = self.templates.get((sts["metadata"]["namespace"], sts["metadata"]["name"], current))
+        if strategy.get("type", "RollingUpdate") == "RollingUpdate" and ordinal < partition and kept is not None:
+            return current, kept
+        return revision, None
+
+    def _create(self, sts: Obj, ordinal: int, revision: str, at: Obj | None = None) -> None:
         pods_type = core_type(self.store, "pods")
         meta = sts["metadata"]
         namespace, pod_name = meta["namespace"], f"{meta['name']}-{ordinal}"
-        template = copy.deepcopy((sts.get("spec") or {}).get("template") or {})
+        template = copy.deepcopy(at if at is not None else (sts.get("spec") or {}).get("template") or {})
         labels = {**(template.get("metadata") or {}).get("labels", {}), REVISION_LABEL: revision,
                   POD_NAME_LABEL: pod_name, POD_INDEX_LABEL: str(ordinal)}
         spec = template.get("spec") or {}

@@ -372,6 +372,34 @@ def statefulset_events(kubectl, namespace: str) -> list[str]:
     return [e["message"] for e in items if e["involvedObject"]["kind"] == "StatefulSet"]
 
 
+def test_a_pod_below_a_statefulsets_partition_is_made_again_at_the_earlier_revision(kubectl, lab, lab_thread,
+                                                                                   namespace: str) -> None:
+    """rollingUpdate.partition 2 of 3: a template change replaces ledger-2 only, and ledger-0, deleted, is made again
+    from the earlier template (kubernetes.io StatefulSet "Partitioned rolling updates": "even if they are deleted,
+    they will be recreated at the previous version"; stateful_set_utils.go newVersionedStatefulSetPod); partition 0
+    rolls it. The lab made it from the new template."""
+    manifest = LEDGER.format(ns=namespace).replace("replicas: 2", "replicas: 3").replace(
+        "  template:", "  updateStrategy: {type: RollingUpdate, rollingUpdate: {partition: 2}}\n  template:")
+    kubectl("apply", "-f", "-", input=manifest)
+    kubectl("rollout", "status", "sts/ledger", "-n", namespace, "--timeout=30s")
+    old = as_json(kubectl, "get", "sts", "ledger", "-n", namespace)["status"]["currentRevision"]
+    kubectl("patch", "sts", "ledger", "-n", namespace, "--type", "merge", "-p",
+            '{"spec":{"template":{"metadata":{"labels":{"canary":"yes"}}}}}')
+    revision = lambda pod: as_json(kubectl, "get", "pod", pod, "-n", namespace)["metadata"]["labels"]  # noqa: E731
+    wait_for(lambda: revision("ledger-2").get("canary") == "yes" and
+             as_json(kubectl, "get", "pod", "ledger-2", "-n", namespace)["status"].get("phase") == "Running",
+             what="ledger-2 replaced")
+    kubectl("delete", "pod", "ledger-0", "-n", namespace, "--wait=true")
+    wait_for(lambda: kubectl("get", "pod", "ledger-0", "-n", namespace, check=False).returncode == 0,
+             what="ledger-0 made again")
+    labels = revision("ledger-0")
+    assert labels["controller-revision-hash"] == old and "canary" not in labels
+    kubectl("patch", "sts", "ledger", "-n", namespace, "--type", "merge", "-p",
+            '{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}')
+    wait_for(lambda: all(revision(f"ledger-{n}").get("canary") == "yes" for n in range(3)), timeout=60,
+             what="partition 0 rolled every pod")
+
+
 def test_a_statefulset_makes_its_pods_in_order_and_rolls_them_back_to_front(kubectl, lab, lab_thread,
                                                                              namespace: str) -> None:
     """apps/v1 StatefulSets are served (kubectl get sts) and run: SetDefaults_StatefulSet's fields, pods
