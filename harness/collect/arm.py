@@ -132,11 +132,12 @@ def collect_identity(
     resource_id: str | None,
     client_id: str | None,
     graph: ArmGet | None = None,
+    roles: bool = True,
 ) -> IdentityFacts:
     """The identity behind the workload: the configured resource id, else the managed identity with this
     client id in any readable subscription, else the application with this appId in Microsoft Graph; its
-    federated credentials and role assignments. When nothing has the client id, whether it is some
-    identity's principal (object) id instead."""
+    federated credentials and role assignments (``roles=False``: left for :func:`collect_identity_roles`). When
+    nothing has the client id, whether it is some identity's principal (object) id instead."""
     if arm is None or azure is None:
         return IdentityFacts(
             configured=False, note="no Azure access configured (the azure: section of harness.yaml)"
@@ -159,7 +160,8 @@ def collect_identity(
                         if str((i.get("properties") or {}).get("clientId", "")).lower() == client_id.lower()]
         if not by_client_id:
             if collect_application(graph, client_id, facts):
-                collect_application_roles(arm, azure, facts)
+                if roles:
+                    collect_application_roles(arm, azure, facts)
                 return facts
             facts.foreign_service_principal = foreign_service_principal(graph, client_id, azure.tenant_id)
             if facts.foreign_service_principal is not None:
@@ -199,10 +201,24 @@ def collect_identity(
         facts.error = failed
         return facts
     facts.federated_credentials = credentials
-    principal_id = str(((identity.body or {}).get("properties") or {}).get("principalId") or "")
+    if roles:
+        collect_identity_roles(arm, azure, facts)
+    return facts
+
+
+def collect_identity_roles(arm: ArmGet | None, azure: AzureConfig | None, facts: IdentityFacts) -> None:
+    """The role assignments of an identity :func:`collect_identity` found (a managed identity whose federated
+    credentials were listed, or an application's service principal); nothing for one it did not find."""
+    if arm is None or azure is None:
+        return
+    if facts.kind == "application":
+        collect_application_roles(arm, azure, facts)
+        return
+    if facts.kind != "managed_identity" or facts.error is not None or facts.identity is None:
+        return
+    principal_id = str((facts.identity.get("properties") or {}).get("principalId") or "")
     if principal_id:
         collect_role_assignments(arm, azure, principal_id, facts)
-    return facts
 
 
 def _group_of(resource_id: str) -> str:

@@ -9,7 +9,12 @@ from typing import Any
 from harness.checks.podspec import controller_of, is_webhook_pod, token_volumes
 from harness.checks.transient import retryable_aadsts, service_account_subject
 from harness.collect.access_resources import collect_access_resources
-from harness.collect.arm import collect_identity, collect_managed_cluster, prefetch_identity_searches
+from harness.collect.arm import (
+    collect_identity,
+    collect_identity_roles,
+    collect_managed_cluster,
+    prefetch_identity_searches,
+)
 from harness.collect.arm_api import ArmGet
 from harness.collect.cache import cached, read_all
 from harness.collect.caller import azure_caller, kubernetes_user
@@ -147,7 +152,7 @@ def collect_workloads(
         sa = service_accounts[workload.id]
         client_id = workload.client_id or sa.annotations.get(CLIENT_ID_ANNOTATION) or None
         identity = collect_identity(
-            backend.arm, config.azure, workload.identity_resource_id, client_id, backend.graph
+            backend.arm, config.azure, workload.identity_resource_id, client_id, backend.graph, roles=False
         )
         return WorkloadFacts(
             workload_id=workload.id,
@@ -172,8 +177,11 @@ def collect_workloads(
                     facts.sa.annotations.get(CLIENT_ID_ANNOTATION), facts.collected_at),
                     cloud_configured=config.azure is not None),
             ), scope=retry_scope(workload.id))
-            # read while the probe pod starts: the probe does not need them (its own pods are not listed as the app's)
-            with LEDGER.scope(retry_scope(workload.id)):
+        # read while the probe pod starts: the probe does not need them (what it may wait out follows the identity and
+        # its federated credentials, not its role assignments; its own pods are not listed as the app's)
+        with LEDGER.scope(retry_scope(workload.id)):
+            collect_identity_roles(backend.arm, config.azure, facts.identity)
+            if facts.sa.found:
                 facts.live_pods = collect_live_pods(backend.kube, workload.namespace, workload.service_account)
                 admitted = facts.pod.pod if facts.pod is not None and facts.pod.created else None
                 if admitted is not None and not token_volumes(admitted):

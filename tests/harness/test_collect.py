@@ -19,7 +19,13 @@ import yaml
 from azure.core.exceptions import ClientAuthenticationError
 from fakeworld import closed_port
 
-from harness.collect.arm import SEARCH_BATCH, collect_identity, list_all, prefetch_identity_searches
+from harness.collect.arm import (
+    SEARCH_BATCH,
+    collect_identity,
+    collect_identity_roles,
+    list_all,
+    prefetch_identity_searches,
+)
 from harness.collect.arm_api import RequestsArm, credential_failure_text, graph_client
 from harness.collect.cache import cached
 from harness.collect.http import HttpResponse, HttpUnreachable, fetch_json
@@ -221,6 +227,31 @@ def test_an_identity_in_another_subscription_is_found_with_resource_graph() -> N
     assert f"properties.clientId =~ '{CLIENT}'" in query and "userassignedidentities" in query
     assert apis.graph_calls == []  # a managed identity: Graph is not asked
     assert collect_identity(None, None, None, CLIENT).configured is False
+
+
+def test_role_assignments_read_after_the_probe_pod_are_the_ones_read_with_the_identity() -> None:
+    """A run reads an identity's role assignments after creating its probe pod (collect_identity(roles=False), then
+    collect_identity_roles): the same facts, the same reads, as reading them with the identity; and none for an
+    identity that was not found."""
+    from harness.serde import to_json
+
+    assignments = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments"
+    role = {"id": f"{assignments}/a1", "properties": {"principalId": "p", "scope": f"/subscriptions/{SUB}",
+                                                      "roleDefinitionId": "/providers/x/roleDefinitions/r1"}}
+    arm = {**identity_reads(SHARED_ID), assignments: Fetched(assignments, 200, {"value": [role]})}
+    together = AzureApis(arg=Fetched("arg", 200, {"data": []}), arm=arm)
+    whole = collect_identity(together.arm, azure(), SHARED_ID, CLIENT, together.graph)
+    apart = AzureApis(arg=Fetched("arg", 200, {"data": []}), arm=arm)
+    first = collect_identity(apart.arm, azure(), SHARED_ID, CLIENT, apart.graph, roles=False)
+    assert first.role_assignments is None and not any(assignments in path for path, _ in apart.arm_calls)
+    collect_identity_roles(apart.arm, azure(), first)
+    assert whole.role_assignments and to_json(first) == to_json(whole)
+    assert [path for path, _ in apart.arm_calls] == [path for path, _ in together.arm_calls]
+    gone = AzureApis(arg=Fetched("arg", 200, {"data": []}), arm={})
+    missing = collect_identity(gone.arm, azure(), SHARED_ID, CLIENT, gone.graph, roles=False)
+    calls = len(gone.arm_calls)
+    collect_identity_roles(gone.arm, azure(), missing)
+    assert missing.error is not None and len(gone.arm_calls) == calls
 
 
 def test_a_configured_identity_arm_does_not_find_comes_with_its_group_s_identities() -> None:
