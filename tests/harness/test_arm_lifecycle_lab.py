@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 __all__ = ["shell", "tools"]  # the az and kubectl of test_remediation_repairs_lab, aimed at this module's lab
 
 
-def test_an_identity_group_deleted_is_made_again_by_its_printed_fix(shell: Shell, running_lab: RunningLab,
+def test_an_identity_or_its_group_deleted_is_made_again_by_its_printed_fix(shell: Shell, running_lab: RunningLab,
                                                                    tmp_path: Path) -> None:
     info = running_lab.info()
     shared = next(s["id"] for s in info["subscriptions"] if s["name"] == SHARED_IDENTITY_SUBSCRIPTION)
@@ -74,3 +74,23 @@ def test_an_identity_group_deleted_is_made_again_by_its_printed_fix(shell: Shell
     path.write_text(yaml.safe_dump(config))
     result, after = run_suites(tmp_path / "after", "--config", str(path), "--workload", "finance/backend-sa")
     assert after["verdict"] == "pass", result.stdout[-3000:]
+
+    # az identity delete alone, the group staying: the run says deleted or a typo in one line, and its fix, pasted
+    # as printed, makes the identity again with its credential, role and annotation (no group this time)
+    shell.must(f"az identity delete --name finance-wi {where}")
+    result, deleted = run_suites(tmp_path / "deleted", "--config", str(path), "--workload", "finance/backend-sa")
+    assert deleted["verdict"] == "fail"
+    (finding,) = [f for f in findings_of(deleted, "finance/backend-sa") if f["code"] == "IDENTITY_NOT_FOUND"
+                  and f["check"] == "identity.matches"]
+    assert f"identity finance-wi is not in resource group {SHARED_IDENTITY_RESOURCE_GROUP} (the group is there): " \
+           "deleted (az identity delete), or a typo" in finding["message"]
+    commands = [line for line in finding["remediation"] if is_command(line)]
+    assert [next(i for i, line in enumerate(commands) if line.startswith(start)) for start in order[1:]] == \
+        list(range(len(order) - 1)), finding["remediation"]
+    applied = shell.run(commands)
+    assert applied.returncode == 0, shell.shown(applied)
+    assert_az_talked_to_the_lab_only(shell)
+    entry["client_id"] = shell.must(f"az identity show --name finance-wi {where} --query clientId -o tsv").strip()
+    path.write_text(yaml.safe_dump(config))
+    result, again = run_suites(tmp_path / "again", "--config", str(path), "--workload", "finance/backend-sa")
+    assert again["verdict"] == "pass", result.stdout[-3000:]
