@@ -444,11 +444,8 @@ def pod_problems(
     name = _name(pod)
     labels = (pod.get("metadata") or {}).get("labels") or {}
     if labels.get(USE_LABEL) != "true" and not unlabelled_after_mutation(live):
-        detail = _label_whereabouts(live, sa_labels, sa_annotations)
-        if _template_labelled(live):
-            detail += (f"; {live.owner_kind}/{live.owner_name}'s pod template carries it: the pod was made from an "
-                       f"earlier template and {held_back(live) or _NOT_HELD}")
-        return [Problem("POD_NOT_LABELLED", name, detail)]
+        return [Problem("POD_NOT_LABELLED", name, _label_whereabouts(live, sa_labels, sa_annotations)
+                        + template_ahead(live))]
     skipped = skipped_containers(pod)
     everything = [str(c.get("name") or "") for c in containers(pod, include_init=True)]
     if skipped and everything and all(cname in skipped for cname in everything):
@@ -526,6 +523,15 @@ def pod_problems(
 
 # a template already right, and no pause or partition holding the pods back: its rollout is under way or stuck
 _NOT_HELD = "its rollout has not replaced it yet (under way, or stuck: kubectl rollout status says which)"
+
+
+def template_ahead(live: LivePod) -> str:
+    """An unlabelled pod whose controller's template carries the use label: why the pod is still the earlier
+    template's (a pause, a partition, a rollout not done); "" when the template lacks it too."""
+    if not _template_labelled(live):
+        return ""
+    return (f"; {live.owner_kind}/{live.owner_name}'s pod template carries it: the pod was made from an earlier "
+            f"template and {held_back(live) or _NOT_HELD}")
 
 
 def _template_labelled(live: LivePod) -> bool:

@@ -43,6 +43,7 @@ from harness.checks.live_pods import (
     preset_in_template,
     restart_workload,
     skipped_containers,
+    template_ahead,
     unlabelled_after_mutation,
     unskip_repair,
 )
@@ -494,15 +495,17 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
     if misplaced is not None:
         evidence["placed_on"] = misplaced[0]
         why += f"; it sits on {misplaced[1]}, it must be under {misplaced[2]}"
+    # the template has it already: why this pod is still the earlier template's (a pause, a partition)
+    ahead = template_ahead(LivePod(ctx.pod or {}, kind, name, existing.owner)) if existing is not None else ""
     return failed(
-        f"the pod's {USE_LABEL} label is {why}: the webhook never sees it",
+        f"the pod's {USE_LABEL} label is {why}{ahead}: the webhook never sees it",
         evidence,
         Finding(
             "POD_NOT_LABELLED",
             ERROR,
             "pod",
-            f'pod lacks {USE_LABEL}: "true" (it belongs on the pod TEMPLATE, not on the {controller}, '
-            "the ServiceAccount or a Service)",
+            f'pod lacks {USE_LABEL}: "true"' + (ahead or f" (it belongs on the pod TEMPLATE, not on the {controller}, "
+                                                 "the ServiceAccount or a Service)"),
             evidence,
             label_repair(ctx),
         ),

@@ -855,6 +855,27 @@ def test_a_partitioned_statefulsets_old_pods_are_named_with_the_partition_and_th
     assert render_all(restart_workload(context([stale])))[0] == "kubectl delete pod -n finance ledger-0"
 
 
+def test_pod_option_on_a_pod_below_the_partition_names_the_partition_and_lowers_it() -> None:
+    """--pod finance/ledger-0, its StatefulSet's template labelled but the pod below rollingUpdate.partition 2:
+    pod.labelled said to put the label on the pod template (it is there) and patched it in again. Now it names
+    the partition and the patch that lowers it."""
+    ledger = _labelled_template({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}},
+                                "ledger")
+    pod = _sts_pod("ledger-0", labelled=False, mutated=False)
+    ctx = context(None)
+    ctx.facts.pod = PodFacts("finance", "ledger-0", existing=True, created=True, pod=pod, owner=ledger)
+    outcome = pod_labelled(ctx)
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.message == (
+        'pod lacks azure.workload.identity/use: "true"; StatefulSet/ledger\'s pod template carries it: the pod was '
+        "made from an earlier template and its ordinal is below StatefulSet/ledger's rollingUpdate.partition 2: a "
+        "template change does not reach it, and deleted it is made again from the earlier template, until the "
+        "partition is lowered")
+    assert finding.fix_lines()[0] == ("kubectl patch statefulset/ledger -n finance --type merge -p "
+                                      """'{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}'""")
+
+
 def test_a_paused_deployments_old_pods_are_named_with_the_pause_and_resumed() -> None:
     """By hand in the lab: Deployment api paused (kubectl rollout pause), then its template labelled: its pods
     stayed unlabelled and the fix printed was the template patch it already carried; kubectl rollout restart
