@@ -19,6 +19,7 @@ examples:
   python -m lab ctl --state-dir DIR status
   python -m lab ctl --state-dir DIR webhook --mode down        (up | down | absent; --layout v1.5|v1.6|pr1749)
   python -m lab ctl --state-dir DIR webhook --install helm     (addon | helm | both: who installed the webhook)
+  python -m lab ctl --state-dir DIR webhook --latency-ms 2000  (answers after 2 s: past a timeoutSeconds of 1 or 2)
   python -m lab ctl --state-dir DIR issuer --rotate-keys        (--unreachable on|off, --stale-jwks on|off)
   python -m lab ctl --state-dir DIR kubelet --pod-start-latency 5
   python -m lab ctl --state-dir DIR clock --skew 7200          (Entra's clock, seconds)
@@ -90,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     webhook.add_argument("--install", choices=["addon", "helm", "both"],
                          help="the AKS add-on in kube-system, the Helm chart in azure-workload-identity-system, "
                               "or both at once")
+    webhook.add_argument("--latency-ms", dest="webhook_latency_ms", type=int, metavar="MS",
+                         help="how long the webhook takes to answer: a call that takes its configuration's "
+                              "timeoutSeconds or longer fails (context deadline exceeded); 0: at once")
     issuer = actions.add_parser("issuer")
     issuer.add_argument("--rotate-keys", action="store_true")
     issuer.add_argument("--unreachable", choices=["on", "off"])
@@ -155,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
 def _ctl_body(args: argparse.Namespace) -> dict[str, Any]:
     pairs = {
         "webhook": {"mode": args.__dict__.get("mode"), "layout": args.__dict__.get("layout"),
-                    "install": args.__dict__.get("install")},
+                    "install": args.__dict__.get("install"), "latency_ms": args.__dict__.get("webhook_latency_ms")},
         "issuer": {"rotate_keys": args.__dict__.get("rotate_keys") or None,
                    "unreachable": {"on": True, "off": False}.get(args.__dict__.get("unreachable") or ""),
                    "stale_jwks": {"on": True, "off": False}.get(args.__dict__.get("stale_jwks") or "")},

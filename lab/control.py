@@ -94,6 +94,12 @@ def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     mode = body.get("mode", lab.kube.webhook.mode)
     layout = body.get("layout", lab.kube.webhook.layout)
     install = body.get("install", lab.kube.webhook.install)
+    latency_ms = body.get("latency_ms", lab.kube.webhook.latency_ms)
+    if not isinstance(latency_ms, int) or isinstance(latency_ms, bool) or latency_ms < 0:
+        raise ControlError("latency_ms: must be a whole number of milliseconds, 0 or more")
+    if not {"mode", "layout", "install"} & body.keys():  # the latency alone: hand edits of its objects stay
+        lab.kube.webhook.latency_ms = latency_ms
+        return {"mode": mode, "layout": layout, "install": install, "latency_ms": latency_ms}
     if mode not in ("up", "down", "absent"):
         raise ControlError("mode: must be one of up, down, absent")
     if layout not in LAYOUTS:
@@ -108,6 +114,7 @@ def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     lab.kube.webhook.mode = mode
     lab.kube.webhook.layout = layout
     lab.kube.webhook.install = install
+    lab.kube.webhook.latency_ms = latency_ms
     lab.kube.webhook.namespace = namespace_for(install)
     sync_webhook_objects(lab)
     if mode == "up":
@@ -115,7 +122,7 @@ def set_webhook(lab: Lab, body: dict[str, Any]) -> dict[str, Any]:
     controllers = getattr(lab.kube, "_controllers", None)
     if controllers is not None:
         controllers.reconcile_workloads()  # ReplicaSets retry the pods the webhook refused
-    return {"mode": mode, "layout": layout, "install": install}
+    return {"mode": mode, "layout": layout, "install": install, "latency_ms": latency_ms}
 
 
 def follow_workload_identity_addon(lab: Lab, name: str, resource_group: str, enabled: bool) -> None:
@@ -362,7 +369,7 @@ def status(lab: Lab, _: dict[str, Any]) -> dict[str, Any]:
     return {
         "scenario": lab.scenario,
         "webhook": {"mode": lab.kube.webhook.mode, "layout": lab.kube.webhook.layout,
-                    "install": lab.kube.webhook.install},
+                    "install": lab.kube.webhook.install, "latency_ms": lab.kube.webhook.latency_ms},
         "pod_start_latency_seconds": lab.kube.pod_start_latency_seconds,
         "entra_skew_seconds": lab.entra_clock.skew_seconds,
         "propagation": {"fic_seconds": lab.azure.fic_propagation_seconds,

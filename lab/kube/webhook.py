@@ -163,6 +163,9 @@ class WebhookSettings:
     version: str = ""  # image tag override; "" follows the layout (see image_tag)
     server_minor: int = 32  # Kubernetes 1.<minor>; >= 32 puts the proxy in initContainers (native sidecar)
     log_level: str = "info"  # the webhook's --log-level, copied into the proxy's args
+    # how long the webhook takes to answer the API server (lab ctl webhook --latency-ms): a call that takes its
+    # configuration's timeoutSeconds or longer fails "context deadline exceeded" (webhook_dispatch.call)
+    latency_ms: int = 0
     # v1.6 custom token endpoint (--custom-token-endpoint-annotation-suffix/-audience); disabled when empty.
     custom_token_endpoint_suffix: str = ""
     custom_token_endpoint_audience: str = ""

@@ -199,6 +199,10 @@ def call(lab: Lab, hook: Obj, obj: Obj, namespace: str, get_service_account: web
                 raise CallError(problem)
         if (service.get("path") or "/") != MUTATE_PATH:
             raise CallError("the server could not find the requested resource")
+        if settings.latency_ms >= 1000 * (hook.get("timeoutSeconds") or 10):
+            # the API server's client gives up at the call's timeout: "...?timeout=10s": context deadline exceeded
+            # (Azure/azure-workload-identity#1608, Azure/AKS#3897); a slower answer within it is not waited for
+            raise CallError("context deadline exceeded")
     except CallError as exc:
         raise CallError(f"failed to call webhook: Post {webhook.go_quote(url)}: {exc}") from None
     if "spec" not in obj or obj.get("kind", "Pod") != "Pod":

@@ -215,6 +215,27 @@ def test_lab_ctl_webhook_down_leaves_the_service_without_endpoints(lab: Any, lab
     assert mutated(create_pod(kubectl, namespace, USE))
 
 
+def test_a_webhook_slower_than_its_timeout_fails_the_call_by_its_failure_policy(
+        lab: Any, lab_thread: Any, kubectl, namespace: str, restore: None) -> None:
+    """lab ctl webhook --latency-ms 2000 with timeoutSeconds 1 (hand-edited): the API server gives up at the call's
+    timeout, "...?timeout=1s": context deadline exceeded (the text Azure/azure-workload-identity#1608 quotes with
+    10s); Fail refuses, Ignore admits unmutated; back at 10 s (the add-on's) the same webhook mutates."""
+    from lab.control import set_webhook
+
+    patch_webhook(kubectl, {"op": "replace", "path": "/webhooks/0/timeoutSeconds", "value": 1})
+    lab_thread.call(lambda: set_webhook(lab, {"latency_ms": 2000})).result(10)
+    try:
+        refused = create_pod(kubectl, namespace, USE, check=False)
+        assert refused.returncode == 1
+        assert CALL.replace("timeout=10s", "timeout=1s") + "context deadline exceeded" in refused.stderr
+        patch_webhook(kubectl, {"op": "replace", "path": "/webhooks/0/failurePolicy", "value": "Ignore"})
+        assert not mutated(create_pod(kubectl, namespace, USE))
+        patch_webhook(kubectl, {"op": "replace", "path": "/webhooks/0/timeoutSeconds", "value": 10})
+        assert mutated(create_pod(kubectl, namespace, USE))
+    finally:
+        lab_thread.call(lambda: set_webhook(lab, {"latency_ms": 0})).result(10)
+
+
 def test_the_serving_certificate_is_checked_against_ca_bundle_which_the_rotator_puts_back(
         kubectl, namespace: str, restore: None) -> None:
     """cert-controller's rotator (every manager pod) writes its Secret's ca.crt back into caBundle at once; with
