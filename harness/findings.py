@@ -221,7 +221,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "endpoint: the Service selects none of them, put back by the install that owns it; a dial refused on "
         "another port than 9443: the Service's targetPort put back; a serving certificate the API server does not "
         "trust (x509, caBundle): with cert-controller on, a restart (it injects caBundle at start), with "
-        "--disable-cert-rotation, the Secret's ca.crt copied into caBundle, or the flag taken off.",
+        "--disable-cert-rotation, the Secret's ca.crt copied into caBundle, or the flag taken off; calls out of time "
+        "(context deadline exceeded) under a timeoutSeconds shortened by hand: the configuration patched back to 10.",
         "scenario:webhook-down",
         "fault:webhook-down-and-role-missing",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
@@ -229,6 +230,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "named_not_restarted",
         "test:tests/harness/test_real_cluster_cases_lab.py::test_a_ca_bundle_the_webhook_does_not_keep_is_named_and_"
         "the_printed_copy_repairs_it",
+        "unit:tests/harness/test_webhook_configuration_edits.py::test_a_refusal_for_a_call_out_of_time_names_a_"
+        "timeout_shortened_by_hand",
         "unit:tests/harness/test_checks.py::test_a_webhook_certificate_the_api_server_does_not_trust_gets_what_puts_"
         "ca_bundle_back",
         "unit:tests/harness/test_checks.py::test_a_refused_dial_to_another_port_than_the_managers_puts_the_services_"
@@ -365,17 +368,21 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_NOT_MUTATED", "pod", "error",
-        "A labelled pod has no injected env or projected token (the webhook was down, under failurePolicy Ignore "
-        "too, or its namespaceSelector excludes the namespace, e.g. a control-plane: \"true\" label; or the label "
-        "was put on the running pod by hand).",
+        "A labelled pod has no injected env or projected token (the webhook was down, or its calls ran out of a "
+        "timeoutSeconds shortened by hand, under failurePolicy Ignore too, or its namespaceSelector excludes the "
+        "namespace, e.g. a control-plane: \"true\" label or a requirement added to the selector by hand; or the "
+        "label was put on the running pod by hand).",
         "Recreate the pod once the webhook works (kubectl rollout restart); remove the namespace label the "
-        "selector excludes; a label put on a running pod by hand goes on its pod template (kubectl patch).",
+        "selector excludes, or the requirement edited into the selector (or label the namespace to meet it); "
+        "timeoutSeconds back to 10; a label put on a running pod by hand goes on its pod template (kubectl patch).",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
         "test:tests/harness/test_hand_breakages_lab.py::test_a_pod_labelled_by_hand_is_labelled_on_its_template_by_"
         "the_printed_fix",
         "test:tests/harness/test_hand_breakages_lab.py::test_a_namespace_labelled_control_plane_is_excluded_by_the_"
         "webhook_and_the_printed_fix_unlabels_it",
         "unit:tests/harness/test_checks.py::test_broken_mutations",
+        "unit:tests/harness/test_webhook_configuration_edits.py::test_a_namespace_selector_edited_by_hand_is_named_"
+        "with_its_restore_and_the_label",
     ),
     _e(
         "POD_MISSING_CLIENT_ID", "pod", "error",
