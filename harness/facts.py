@@ -333,6 +333,9 @@ class InventoryFacts:
     # annotated client ids of applications in Graph's deleted items (deleted within 30 days):
     # {application: the deleted application, service_principal: the one deleted with it, or None}
     deleted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # annotations holding a name (lower-cased) -> the managed identities and applications of that name the harness
+    # could read, {kind, name, client_id, resource_id} (harness.collect.identity_names); absent: not listable
+    named: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     # NS/SA -> {kind, name, pods} of the controllers (or bare pods) whose live pods labelled
     # azure.workload.identity/use: "true" run under it: what a fix restarts; None: the pods were not listed
     pod_owners: dict[str, list[dict[str, Any]]] | None = None

@@ -484,6 +484,12 @@ def _restart(ctx: InventoryContext, sa: dict[str, Any], carrying: str | None = N
     return steps
 
 
+def _named_words(identity: dict[str, str]) -> str:
+    if identity["kind"] == "managed_identity":
+        return f"managed identity {identity['resource_id']}: client id {identity['client_id']}"
+    return f"app registration {identity['name']}: client id (appId) {identity['client_id']}"
+
+
 def client_ids_known(ctx: InventoryContext) -> Outcome:
     restoring: set[str] = set()  # deleted applications whose restore is printed (several ServiceAccounts, one app)
     cases: list[str] = []
@@ -503,6 +509,20 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
             name, guid = fix.pasted_name(str(client_id)), fix.pasted_guid(str(client_id))
             if guid is not None:  # pasted with whitespace or braces around it: the GUID inside, annotated bare
                 steps += [fix.annotate_sa(sa["namespace"], sa["name"], guid), *_restart(ctx, sa, guid)]
+            elif name is not None and len(ctx.facts.named.get(name.lower()) or []) == 1:
+                # the one identity of that name the harness read: its client id, annotated
+                (only,) = ctx.facts.named[name.lower()]
+                cases[-1] += f" ({name} is {_named_words(only)})"
+                steps += [fix.annotate_sa(sa["namespace"], sa["name"], only["client_id"]),
+                          *_restart(ctx, sa, only["client_id"])]
+            elif name is not None and ctx.facts.named.get(name.lower()):
+                several = ctx.facts.named[name.lower()]
+                cases[-1] += f" ({len(several)} identities are named {name})"
+                steps += [advice(f"{len(several)} identities are named {name}; annotate {ref} with the client id of "
+                                 f"the one whose federated credential trusts system:serviceaccount:{sa['namespace']}:"
+                                 f"{sa['name']}:"),
+                          *(advice(f"  {_named_words(identity)}") for identity in several),
+                          fix.annotate_sa(sa["namespace"], sa["name"], None)]
             else:  # a name pasted for the client id: the identities and apps of that name
                 steps += fix.find_identity_by_name(name) if name is not None else fix.find_identity_anywhere(None)
         elif owner is not None:

@@ -28,6 +28,7 @@ from harness.collect.arm_api import ArmGet
 from harness.collect.cache import cached, read_all
 from harness.collect.graph import VERSION as GRAPH_VERSION
 from harness.collect.graph import application_of_object_id, deleted_item
+from harness.collect.identity_names import identities_named
 from harness.collect.kube_api import KubeApi, KubeError
 from harness.collect.migration import pod_summary
 from harness.collect.pages import list_all
@@ -601,6 +602,13 @@ def collect_inventory(
             if application is not None:
                 facts.deleted[guid] = {"application": application,
                                        "service_principal": deleted_item(graph, "servicePrincipal", guid)}
+    pasted = sorted({str(s["client_id"]).strip() for s in facts.service_accounts
+                     if s.get("client_id") and not values.is_guid(s["client_id"])
+                     and values.is_azure_resource_name(str(s["client_id"]).strip())})
+    for name, found in zip(pasted, read_all(lambda name: identities_named(arm, azure, graph, name), pasted),
+                           strict=True):
+        if found is not None:
+            facts.named[name.lower()] = found
     used = [i for i in facts.identities if i.client_id.lower() in named]
     read_all(lambda i: _service_principal_id(graph, i) if i.kind == "application" else None, used)
     read_all(lambda i: _roles(arm, azure, i, everyone), [i for i in used if i.kind != "managed_identity"])

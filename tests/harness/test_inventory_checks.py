@@ -475,6 +475,29 @@ def test_an_unknown_client_id(client_id: str, refused: bool, severity: str, text
     )
 
 
+def test_a_name_pasted_for_the_client_id_is_annotated_with_the_one_identity_of_that_name() -> None:
+    """By hand in the lab: orders-sa annotated client-id=ordersWorkloadId: SA_CLIENT_ID_UNKNOWN printed az identity
+    list / az ad app list and a '<client-id>' annotate. The identities of that name (collect.identity_names) now
+    give the client id when one has it, and are listed when several do; not listable: the look-ups as before."""
+    one = {"kind": "managed_identity", "name": "my-identity", "client_id": ORDERS_ID,
+           "resource_id": identity_id("my-identity")}
+    app = {"kind": "application", "name": "my-identity", "client_id": BACKEND_ID, "resource_id": ""}
+    facts = healthy(named={"my-identity": [one]})
+    facts.service_accounts.append(sa("web", "app-sa", "my-identity"))
+    finding = findings(run(facts))["SA_CLIENT_ID_UNKNOWN"]
+    assert f"'my-identity' is not a GUID (my-identity is managed identity {one['resource_id']}: client id " \
+           f"{ORDERS_ID})" in finding.message
+    assert finding.fix_lines()[0] == (f"kubectl annotate serviceaccount -n web app-sa "
+                                      f"azure.workload.identity/client-id={ORDERS_ID} --overwrite")
+    facts.named = {"my-identity": [one, app]}
+    lines = findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()
+    assert lines[1:3] == [f"#   managed identity {one['resource_id']}: client id {ORDERS_ID}",
+                          f"#   app registration my-identity: client id (appId) {BACKEND_ID}"]
+    assert "client-id=<client-id>" in lines[3]
+    facts.named = {}
+    assert findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()[0].startswith("az identity list")
+
+
 def test_a_client_id_pasted_in_braces_is_annotated_bare_as_the_workload_view_prints() -> None:
     """``{guid}`` (as .NET and the registry print GUIDs) in the annotation: SA_CLIENT_ID_UNKNOWN printed az identity
     list / az ad app list with <client-id> placeholders; it now annotates the GUID inside, as the workload's
