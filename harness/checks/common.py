@@ -53,13 +53,24 @@ def kube_failure_finding(
     forbidden (403, with the ``kubectl auth can-i`` that tells about RBAC) or another refusal."""
     evidence: dict[str, Any] = {"error": asdict(error), "server": cluster.server, "context": cluster.context}
     if error.status == 0 and error.reason == UNTRUSTED_CERTIFICATE:  # it answered: its certificate is the matter
+        steps = _untrusted_api_server_steps(cluster, azure)
+        said = ""
+        if local_accounts_disabled(cluster) and _is_local_account(kube_credential(cluster)):
+            # az aks rotate-certs rotates the Cluster CA (learn.microsoft.com/azure/aks/certificate-rotation), which
+            # AKS's local-accounts page asks for after --disable-local-accounts: the kubeconfig written again must
+            # then hold credentials other than a local account's, which az no longer issues
+            evidence["disableLocalAccounts"] = True
+            entra = bool(_arm_properties(cluster).get("aadProfile"))
+            said = (" (local accounts are disabled on this cluster, ARM's properties.disableLocalAccounts is true, and "
+                    "the kubeconfig signs in as one: written again, it needs credentials AKS still issues)")
+            steps = [steps[0], *_local_accounts_steps(azure, kubeconfig_file(cluster), cluster.context, entra)]
         return Finding(
             "KUBE_UNREACHABLE",  # no connection to use: as unreachable as a refused one, for another reason
             ERROR,
             layer,
-            f"could not {action}: {error.message}",
+            f"could not {action}: {error.message}{said}",
             evidence,
-            _untrusted_api_server_steps(cluster, azure),
+            steps,
         )
     gone = cluster_gone(cluster)
     if error.status == 0 and gone is not None:  # no network check finds an API server that was deleted

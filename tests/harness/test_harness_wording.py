@@ -366,3 +366,29 @@ def test_an_unreachable_api_server_of_a_cluster_arm_no_longer_has_says_it_is_del
     cluster.arm_cluster = Fetched(gone.url, 200, {"properties": {"powerState": {"code": "Running"}}})
     alive = {r.id: r for r in run_cluster_checks(cluster, config.azure)}["cluster.webhook_installed"].findings[0]
     assert "deleted" not in alive.message and any("private cluster" in line for line in alive.fix_lines())
+
+
+def test_a_rotated_ca_on_a_cluster_with_local_accounts_disabled_asks_for_credentials_aks_still_issues(
+    run_world: RunWorld,
+) -> None:
+    """az aks update --disable-local-accounts, then az aks rotate-certs as AKS's page asks: the admin kubeconfig
+    now meets a Cluster CA it does not hold (x509), and the printed az aks get-credentials would write a local
+    account again, which az refuses. With ARM's disableLocalAccounts read, the finding says so and prints the local
+    accounts' way (Entra credentials through kubelogin, or local accounts enabled again)."""
+    _, config = run_world(World.healthy())
+    untrusted = KubeFailure(0, "CertificateUntrusted", "the API server https://kube.test answered with a TLS "
+                            "certificate the kubeconfig's certificate-authority does not sign (CERTIFICATE_VERIFY_"
+                            "FAILED): the cluster's CA was rotated")
+    cluster = ClusterFacts(time.time(), context="prod-admin", server="https://kube.test",
+                           webhook_configurations_error=untrusted, webhook_deployment_error=untrusted,
+                           run_by_kubernetes=told({"kind": "client-certificate", "user": "clusterAdmin_rg_prod"}),
+                           arm_cluster=_arm_cluster(disableLocalAccounts=True, aadProfile={"managed": True}))
+    finding = {r.id: r for r in run_cluster_checks(cluster, config.azure)}["cluster.webhook_installed"].findings[0]
+    assert finding.code == "KUBE_UNREACHABLE" and finding.evidence["disableLocalAccounts"] is True
+    assert "(local accounts are disabled on this cluster" in finding.message
+    lines = finding.fix_lines()
+    assert lines[0].startswith("kubectl --context prod-admin cluster-info")
+    assert lines[2].startswith("kubelogin convert-kubeconfig") and "--enable-local-accounts" in lines[-1]
+    cluster.arm_cluster = _arm_cluster(disableLocalAccounts=False)
+    plain = {r.id: r for r in run_cluster_checks(cluster, config.azure)}["cluster.webhook_installed"].findings[0]
+    assert "local accounts" not in plain.message and "TLS-inspecting proxy" in plain.fix_lines()[2]
