@@ -472,6 +472,12 @@ def _restart(ctx: InventoryContext, sa: dict[str, Any], carrying: str | None = N
         elif owner["kind"] == "StatefulSet" and isinstance(owner.get("partition"), int) and owner["partition"] > 0:
             steps += replace_on_delete_pods(owner["kind"], namespace, owner["name"], owner["pods"],
                                             owner["partition"])
+        elif owner["kind"] == "Deployment" and owner.get("paused") is True:
+            # kubectl rollout restart refuses a paused Deployment ("can't restart paused deployment (run rollout
+            # resume first)": kubectl polymorphichelpers/objectrestarter.go)
+            steps += [fix.kubectl("rollout", "resume", f"deployment/{owner['name']}", "-n", fix.namespace_or(namespace),
+                                  note="kubectl rollout restart refuses a paused Deployment"),
+                      fix.rollout_restart(owner["kind"], namespace, owner["name"])]
         elif owner["kind"] in _RESTARTABLE:
             steps.append(fix.rollout_restart(owner["kind"], namespace, owner["name"]))
         else:

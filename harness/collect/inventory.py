@@ -149,8 +149,9 @@ def labelled_pod_owners(kube: KubeApi) -> PodOwners | None:
 
 
 # The controllers whose updateStrategy decides whether a template change (kubectl rollout restart's) replaces
-# their pods: OnDelete replaces none (apps/v1 StatefulSetUpdateStrategy, DaemonSetUpdateStrategy)
-_STRATEGY_KINDS = {"StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+# their pods: OnDelete replaces none (apps/v1 StatefulSetUpdateStrategy, DaemonSetUpdateStrategy); and Deployments,
+# which a pause (spec.paused: kubectl rollout pause) keeps from rolling, and whose restart kubectl then refuses
+_STRATEGY_KINDS = {"StatefulSet": "statefulsets", "DaemonSet": "daemonsets", "Deployment": "deployments"}
 
 
 def add_update_strategies(kube: KubeApi, owners: PodOwners) -> None:
@@ -161,6 +162,7 @@ def add_update_strategies(kube: KubeApi, owners: PodOwners) -> None:
     entries = [entry for listed in owners.values() for entry in listed if entry["kind"] in _STRATEGY_KINDS]
     strategies: dict[tuple[str, str, str], str] = {}
     partitions: dict[tuple[str, str, str], int] = {}
+    paused: set[tuple[str, str, str]] = set()
     for kind in sorted({entry["kind"] for entry in entries}):
         try:
             listed = kube.list_objects("apps", "v1", _STRATEGY_KINDS[kind])
@@ -170,6 +172,10 @@ def add_update_strategies(kube: KubeApi, owners: PodOwners) -> None:
             meta = obj.get("metadata") or {}
             update = (obj.get("spec") or {}).get("updateStrategy") or {}
             key = (kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            if kind == "Deployment":
+                if (obj.get("spec") or {}).get("paused") is True:
+                    paused.add(key)
+                continue
             if update.get("type"):
                 strategies[key] = str(update["type"])
             partition = (update.get("rollingUpdate") or {}).get("partition")
@@ -178,7 +184,10 @@ def add_update_strategies(kube: KubeApi, owners: PodOwners) -> None:
     for ref, listed in owners.items():
         namespace = ref.split("/", 1)[0]
         for entry in listed:
-            if entry["kind"] in _STRATEGY_KINDS:
+            if entry["kind"] == "Deployment":
+                if (entry["kind"], namespace, entry["name"]) in paused:
+                    entry["paused"] = True
+            elif entry["kind"] in _STRATEGY_KINDS:
                 entry["update_strategy"] = strategies.get((entry["kind"], namespace, entry["name"]))
                 if (entry["kind"], namespace, entry["name"]) in partitions:
                     entry["partition"] = partitions[(entry["kind"], namespace, entry["name"])]

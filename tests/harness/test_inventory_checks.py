@@ -833,6 +833,11 @@ def test_the_inventorys_restart_deletes_the_pods_of_an_on_delete_statefulset_or_
         "kubectl delete pod -n web kafka-0", "kubectl delete pod -n web kafka-1",
         "# StatefulSet/kafka has rollingUpdate.partition 1: kubectl rollout restart replaces only its pods of "
         "ordinal 1 and above; it makes each deleted pod again"]
+    # a paused Deployment (kubectl rollout pause): kubectl rollout restart refuses it ("can't restart paused
+    # deployment (run rollout resume first)", the real kubectl against the lab), so it is resumed first
+    facts.pod_owners = {"web/app-sa": [{"kind": "Deployment", "name": "api", "pods": ["api-1"], "paused": True}]}
+    lines = [line.split("   #")[0].rstrip() for line in findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()[1:]]
+    assert lines == ["kubectl rollout resume deployment/api -n web", "kubectl rollout restart deployment/api -n web"]
 
 
 def test_the_inventorys_fix_leaves_running_the_pods_that_already_carry_the_client_id_it_annotates() -> None:

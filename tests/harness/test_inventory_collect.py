@@ -398,6 +398,9 @@ def test_the_update_strategy_of_each_statefulset_and_daemonset_owner_is_read_onc
             self.listed.append(f"{plural}.{group}/{version}")
             if plural == "daemonsets":
                 raise KubeError(KubeFailure(403, "Forbidden", "daemonsets.apps is forbidden"))
+            if plural == "deployments":  # kubectl rollout pause sets spec.paused
+                return [{"metadata": {"namespace": "web", "name": "api"}, "spec": {"paused": True}},
+                        {"metadata": {"namespace": "web", "name": "ui"}, "spec": {}}]
             return [{"metadata": {"namespace": ns, "name": "db"}, "spec": {"updateStrategy": {"type": kind, **extra}}}
                     for ns, kind, extra in (("web", "OnDelete", {}),
                                             ("other", "RollingUpdate", {"rollingUpdate": {"partition": 2}}))]
@@ -409,10 +412,14 @@ def test_the_update_strategy_of_each_statefulset_and_daemonset_owner_is_read_onc
                      {"kind": "DaemonSet", "name": "agent", "pods": ["agent-x"]}]}
     kube = Kube()
     add_update_strategies(kube, owners)  # type: ignore[arg-type]
-    assert kube.listed == ["daemonsets.apps/v1", "statefulsets.apps/v1"]
+    assert kube.listed == ["daemonsets.apps/v1", "deployments.apps/v1", "statefulsets.apps/v1"]
     assert [o.get("update_strategy", "-") for o in owners["web/app-sa"]] == ["OnDelete", "-"]
     assert [o.get("update_strategy", "-") for o in owners["other/sa"]] == ["RollingUpdate", None]
     assert [o.get("partition") for o in owners["other/sa"]] == [2, None]  # a StatefulSet's partition, kept
-    deployments_only = {"web/app-sa": [{"kind": "Deployment", "name": "api", "pods": ["api-1"]}]}
-    add_update_strategies(kube, deployments_only)  # type: ignore[arg-type]
-    assert kube.listed == ["daemonsets.apps/v1", "statefulsets.apps/v1"]  # nothing more asked
+    assert [o.get("paused") for o in owners["web/app-sa"]] == [None, True]  # a paused Deployment (rollout pause)
+    unpaused = {"web/app-sa": [{"kind": "Deployment", "name": "ui", "pods": ["ui-1"]}]}
+    add_update_strategies(kube, unpaused)  # type: ignore[arg-type]
+    assert kube.listed[3:] == ["deployments.apps/v1"] and "paused" not in unpaused["web/app-sa"][0]
+    jobs_only = {"web/app-sa": [{"kind": "Job", "name": "migrate", "pods": ["migrate-x"]}]}
+    add_update_strategies(kube, jobs_only)  # type: ignore[arg-type]
+    assert len(kube.listed) == 4  # nothing more asked
