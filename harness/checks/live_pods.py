@@ -695,7 +695,8 @@ def token_predates_cluster_update(ctx: WorkloadContext, pod: dict[str, Any]) -> 
     updated = created_on((body.get("systemData") or {}).get("lastModifiedAt"))
     made_text = str((pod.get("metadata") or {}).get("creationTimestamp") or "")
     made, volumes = created_on(made_text), token_volumes(pod)
-    if updated is None or made is None or not volumes or made >= updated:
+    # creationTimestamp has whole seconds: a pod of the same second as the update is not taken to predate it
+    if updated is None or made is None or not volumes or made >= updated - 1:
         return None
     lifetime = volumes[0].expiration_seconds or DEFAULT_EXPIRATION
     replaced_by = updated + min(0.8 * lifetime, 24 * 3600)
