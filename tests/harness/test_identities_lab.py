@@ -254,12 +254,13 @@ def test_a_credential_with_a_mistyped_audience_is_updated_by_every_printed_fix(
         printed
 
 
-def test_a_deleted_identity_is_listed_and_made_again_not_shown(
+def test_a_deleted_identity_is_made_again_not_shown(
     running_lab: RunningLab, person: Person, tmp_path: Path
 ) -> None:
-    """``az identity delete`` of the identity harness.yaml names: ARM answers 404 for it. The printed fix lists
-    the resource group's identities and names az identity create (a new identity: new client id, no credential,
-    no role), not az identity show, which would only fail again."""
+    """``az identity delete`` of the identity harness.yaml names: ARM answers 404 for it. The run says deleted or
+    a typo (none of the group's identities is named or numbered like it) and prints the identity made again with
+    what it needs (tests/harness/test_arm_lifecycle_lab.py pastes it), not az identity show, which would only fail
+    again."""
     namespace = f"gone-{uuid.uuid4().hex[:6]}"
     group = "myRg"
     identity = person.arm("PUT", f"/subscriptions/{person.info['subscription_id']}/resourceGroups/{group}/providers/"
@@ -274,6 +275,7 @@ def test_a_deleted_identity_is_listed_and_made_again_not_shown(
     workload = next(w for w in document["workloads"] if w["id"] == f"{namespace}/app-sa")
     found = next(f for f in workload["findings"] if f["code"] == "IDENTITY_NOT_FOUND")
     where = f"--resource-group {group} --subscription {person.info['subscription_id']}"
-    assert found["remediation"][0].startswith(f"az identity list {where} ")
-    assert f"az identity create --name {namespace}-id {where}" in found["remediation"]
+    assert f"identity {namespace}-id is not in resource group {group} (the group is there): deleted" in found["message"]
+    assert f"CLIENT_ID=$(az identity create --name {namespace}-id {where} --query clientId -o tsv)" in \
+        found["remediation"]
     assert not any(line.startswith("az identity show") for line in found["remediation"])
