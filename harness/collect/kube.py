@@ -203,15 +203,18 @@ def webhook_cert_unmountable(api: KubeApi, deployments: list[dict[str, Any]], no
     found: list[WebhookPodNotStarted] = []
     for namespace, pod in _webhook_pods(api, deployments):
         meta, status = pod.get("metadata") or {}, pod.get("status") or {}
-        running = any((s.get("state") or {}).get("running") for s in status.get("containerStatuses") or [])
-        if not meta.get("name") or not running:
+        started = [_timestamp((s.get("state") or {}).get("running", {}).get("startedAt"))
+                   for s in status.get("containerStatuses") or [] if (s.get("state") or {}).get("running")]
+        if not meta.get("name") or not started:
             continue
         try:
             events = api.list_namespaced("", "v1", "events", namespace, f"involvedObject.name={meta['name']}")
         except KubeError:
             continue
+        # a FailedMount from before its container started is a wait that ended (the Secret came back), not this
         failures = [e for e in events if e.get("type") == "Warning" and e.get("reason") == "FailedMount"
                     and _CERT_SECRET_MISSING in str(e.get("message") or "")
+                    and max(started) < _timestamp(e.get("lastTimestamp") or e.get("eventTime"))
                     and now - _timestamp(e.get("lastTimestamp") or e.get("eventTime")) <= _REMOUNT_WINDOW_SECONDS]
         if failures:
             latest = max(failures, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))

@@ -29,12 +29,13 @@ def _at(seconds_ago: float, now: float) -> str:
 class Kube:
     """The webhook's pods (running, or one still ContainerCreating) and the kubelet's events about them."""
 
-    def __init__(self, events: dict[str, list[dict[str, Any]]], creating: tuple[str, ...] = ()) -> None:
-        self.events, self.creating = events, creating
+    def __init__(self, events: dict[str, list[dict[str, Any]]], creating: tuple[str, ...] = (),
+                 started_at: str = "2026-12-05T20:00:00Z") -> None:
+        self.events, self.creating, self.started_at = events, creating, started_at
 
     def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str | None]:
         state = lambda name: {"waiting": {"reason": "ContainerCreating"}} if name in self.creating else {  # noqa: E731
-            "running": {"startedAt": "2026-12-05T20:00:00Z"}}
+            "running": {"startedAt": self.started_at}}
         return [{"metadata": {"name": name, "namespace": NS}, "status": {"containerStatuses": [{"state": state(name)}]}}
                 for name in ("wh-a", "wh-b")], None
 
@@ -65,6 +66,10 @@ def test_running_webhook_pods_that_cannot_mount_the_certificate_secret_again_are
                                     [DEPLOYMENT], now) == []
     assert webhook_cert_unmountable(Kube({"wh-a": [_event(MOUNT, 30, now)]}, creating=("wh-a",)),  # type: ignore[arg-type]
                                     [DEPLOYMENT], now) == []
+    # a pod that waited for the Secret (FailedMount), then started once it was made again: its last FailedMount
+    # predates its container's start, the Secret is back
+    waited = Kube({"wh-a": [_event(MOUNT, 30, now)]}, started_at=_at(10, now))
+    assert webhook_cert_unmountable(waited, [DEPLOYMENT], now) == []  # type: ignore[arg-type]
 
 
 def test_a_certificate_secret_deleted_under_running_webhook_pods_is_a_warning_with_the_secret_made_again() -> None:
