@@ -549,10 +549,10 @@ def another_tenant(ctx: WorkloadContext) -> list[Step]:
     # request to the wrong tenant": a multi-tenant app of another tenant is installed here (its service principal,
     # which this tenant's role assignments name; its federated credentials stay on the app in its home tenant)
     client = ctx.expected_client_id
+    # advice, not a command: pasted with the rest, az ad sp create of a client id that is no application fails
     install = ([advice("if it is a multi-tenant application registered in another tenant, an admin of this tenant "
-                       "installs it here (its service principal; its federated credentials stay on the application "
-                       "in its home tenant):"),
-                fix.create_service_principal(client)] if values.is_guid(client) else [])
+                       f"installs it here: az ad sp create --id {client} (its service principal; its federated "
+                       "credentials stay on the application in its home tenant)")] if values.is_guid(client) else [])
     return [*install,
             advice("if the identity lives in another tenant" + (" and the workload reads that tenant's resources"
                                                                 if install else "")

@@ -78,10 +78,9 @@ def test_an_unknown_guid_is_still_looked_for_and_its_tenant_questioned() -> None
     lines = finding.fix_lines()
     # a multi-tenant application of another tenant not installed here (Entra's text: 'has not been installed by the
     # administrator of the tenant'): installed, its service principal made here; else the other tenant named
-    assert lines[-5:-1] == ["# if it is a multi-tenant application registered in another tenant, an admin of this "
-                            "tenant installs it here (its service principal; its federated credentials stay on the "
-                            "application in its home tenant):",
-                            f"az ad sp create --id {CLIENT}",
+    assert lines[-4:-1] == ["# if it is a multi-tenant application registered in another tenant, an admin of this "
+                            f"tenant installs it here: az ad sp create --id {CLIENT} (its service principal; its "
+                            "federated credentials stay on the application in its home tenant)",
                             "# if the identity lives in another tenant and the workload reads that tenant's resources, "
                             "the ServiceAccount must name that tenant:",
                             "kubectl annotate serviceaccount -n finance backend-sa "
