@@ -511,26 +511,38 @@ def await_pods(
     by_namespace: dict[str, dict[str, PodFacts]] = {}
     for facts in pods:
         by_namespace.setdefault(facts.namespace, {})[facts.name] = facts
-    for namespace, mine in by_namespace.items():
+
+    def look(namespace: str) -> str | None:
+        """One list of the namespace's probe pods, each seen; the list's resourceVersion, None when it failed."""
+        mine = by_namespace[namespace]
+        try:
+            items, version = api.list_pods(namespace, selector)
+        except KubeError:
+            return None
+        listed = set()
+        for item in items:
+            name = (item.get("metadata") or {}).get("name")
+            listed.add(name)
+            if name in mine:
+                seen(mine[name], item)
+        for name, facts in mine.items():
+            if name not in listed and not settled(facts):  # deleted while no watch was open
+                gone(facts, None)
+        return version
+
+    def await_namespace(namespace: str, listed_at: str | None = None) -> None:
+        """Watch the namespace's pods until they settle or the deadline; ``listed_at``: the version of a list
+        just made (the first watch starts there)."""
+        mine = by_namespace[namespace]
         watch_supported = True
         fruitless = 0  # watches in a row that ended (410, a drop) before any event: relist at once, then pace
         while any(not settled(f) for f in mine.values()) and monotonic() < deadline:
             if fruitless > 1:
                 sleep(1.0)
-            try:
-                items, version = api.list_pods(namespace, selector)
-            except KubeError:
+            version, listed_at = listed_at or look(namespace), None
+            if version is None:
                 sleep(1.0)
                 continue
-            listed = set()
-            for item in items:
-                name = (item.get("metadata") or {}).get("name")
-                listed.add(name)
-                if name in mine:
-                    seen(mine[name], item)
-            for name, facts in mine.items():
-                if name not in listed and not settled(facts):  # deleted while no watch was open
-                    gone(facts, None)
             if all(settled(f) for f in mine.values()):
                 break
             if not watch_supported:
@@ -556,10 +568,25 @@ def await_pods(
                 # Expired (its resourceVersion compacted away), or a stream that broke, is listed and watched again,
                 # as client-go's reflector does (isExpiredError / a broken watch: relist, then resume)
                 watch_supported = _watch_resumable(exc.failure)
-    # the namespaces are watched one after another within the one deadline: pods of one that never settle (no
-    # node takes them) hold the watch until the deadline, and the namespaces after it were never read. Their
-    # pods ran all the same: each is read once now, so a probe that finished is not taken for a timeout, nor an
-    # unschedulable one
+
+    def unsettled(namespace: str) -> bool:
+        return any(not settled(f) for f in by_namespace[namespace].values())
+
+    # The pods of all namespaces start about together: one namespace is watched (here, so an interrupt ends it at
+    # once) until its pods settle, then the next few namespaces are looked at together, and the first of them still
+    # unsettled is watched. One after another, each namespace's list waited for the one before it (50 namespaces:
+    # 50 round trips in a row after the first pod settled).
+    waiting = list(by_namespace)
+    while waiting and monotonic() < deadline:
+        batch = waiting[:KUBE_WORKERS]
+        versions = dict(zip(batch, read_all(look, batch, KUBE_WORKERS), strict=True))
+        waiting = [n for n in waiting if unsettled(n)]
+        if waiting:
+            await_namespace(waiting[0], versions.get(waiting[0]))
+            waiting = waiting[1:]
+    # pods of a namespace that never settle (no node takes them) hold the watch until the deadline, and the
+    # namespaces after it were never read. Their pods ran all the same: each is read once now, so a probe that
+    # finished is not taken for a timeout, nor an unschedulable one
     for namespace in sorted({f.namespace for f in pods if not settled(f)}):
         try:
             items, _ = api.list_pods(namespace, selector)

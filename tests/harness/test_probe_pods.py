@@ -406,6 +406,47 @@ def test_a_watch_that_expires_or_drops_is_listed_and_watched_again() -> None:
     assert kube.slept == 2  # the first relist at once, the next ones paced
 
 
+class ManyNamespacesKube:
+    """Twenty namespaces with one probe pod each: the first's is running (its watch ends with it succeeding), the
+    others' have succeeded by the time anyone looks. Each list takes a moment; how many run at once is recorded."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.running = self.most = self.watches = 0
+        self.lists: list[str] = []
+
+    def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        import time
+
+        with self.lock:
+            self.lists.append(str(namespace))
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.02)
+        with self.lock:
+            self.running -= 1
+        phase = "Running" if namespace == "ns00" and self.watches == 0 else "Succeeded"
+        return [{"metadata": {"name": f"p-{namespace}"}, "status": {"phase": phase}}], "1"
+
+    def watch_pods(self, namespace: str, *args: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        self.watches += 1
+        yield "MODIFIED", {"metadata": {"name": f"p-{namespace}"}, "status": {"phase": "Succeeded"}}
+
+
+def test_once_the_watched_namespace_settles_the_others_are_looked_at_together() -> None:
+    """Namespaces were awaited one after another: after the first pod settled, each other namespace's list waited
+    for the one before it (at 50 workloads, 49 round trips in a row). They are looked at several at once now, each
+    listed once, and only a namespace still unsettled is watched."""
+    kube = ManyNamespacesKube()
+    pods = [PodFacts(f"ns{i:02d}", f"p-ns{i:02d}", created=True) for i in range(20)]
+    await_pods(kube, pods, "run", deadline=1e12, sleep=pytest.fail)  # type: ignore[arg-type]
+    assert all(f.phase == "Succeeded" and not f.timed_out for f in pods)
+    assert kube.watches == 1 and kube.most > 1
+    assert sorted(kube.lists) == sorted(f.namespace for f in pods)  # each namespace listed once
+
+
 class TwoNamespaceKube:
     """finance's pod never leaves Pending (no node takes it); orders' pod has succeeded already. Watching is
     not supported, so the harness polls."""
