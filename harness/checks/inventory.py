@@ -476,7 +476,7 @@ def _restart(ctx: InventoryContext, sa: dict[str, Any], carrying: str | None = N
             # kubectl rollout restart refuses a paused Deployment ("can't restart paused deployment (run rollout
             # resume first)": kubectl polymorphichelpers/objectrestarter.go)
             steps += [fix.kubectl("rollout", "resume", f"deployment/{owner['name']}", "-n", fix.namespace_or(namespace),
-                                  note="kubectl rollout restart refuses a paused Deployment"),
+                                  note="a paused Deployment refuses kubectl rollout restart"),
                       fix.rollout_restart(owner["kind"], namespace, owner["name"])]
         elif owner["kind"] in _RESTARTABLE:
             steps.append(fix.rollout_restart(owner["kind"], namespace, owner["name"]))

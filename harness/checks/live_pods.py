@@ -885,7 +885,7 @@ def _restart_rolls(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) 
         return replace_on_delete_pods(kind, ctx.namespace, name, pods, partition(kind, owner))
     if paused(kind, owner):
         return [fix.kubectl("rollout", "resume", f"deployment/{name}", "-n", fix.namespace_or(ctx.namespace),
-                            note="kubectl rollout restart refuses a paused Deployment"),
+                            note="a paused Deployment refuses kubectl rollout restart"),
                 fix.rollout_restart(kind, ctx.namespace, name)]
     return []
 

@@ -893,7 +893,7 @@ def test_a_paused_deployments_old_pods_are_named_with_the_pause_and_resumed() ->
     (finding,) = live_pods(context([stale])).findings
     assert finding.code == "POD_STALE_CLIENT_ID"
     assert [" ".join(line.split()) for line in finding.fix_lines()[:2]] == [
-        "kubectl rollout resume deployment/backend -n finance # kubectl rollout restart refuses a paused Deployment",
+        "kubectl rollout resume deployment/backend -n finance # a paused Deployment refuses kubectl rollout restart",
         "kubectl rollout restart deployment/backend -n finance # the webhook acts on pod CREATE only"]
     assert render_all(restart_workload(context([stale])))[0].startswith("kubectl rollout resume deployment/backend")
     # labelled, never mutated, under a paused Deployment: the pause is named beside the usual causes
