@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from harness.checks import remediation as fix
@@ -917,18 +918,26 @@ WEBHOOK_TIMEOUT_SECONDS = 10
 _TIMED_OUT_RE = re.compile(r"context deadline exceeded|Client\.Timeout exceeded|\btimeout\b", re.IGNORECASE)
 
 
+def _workload_identity_webhooks(ctx: WorkloadContext) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(its configuration's name, its index in that configuration's webhooks, the webhook) for each workload
+    identity webhook the cluster's MutatingWebhookConfigurations hold."""
+    for configuration in ctx.cluster.webhook_configurations:
+        name = str((configuration.get("metadata") or {}).get("name") or "")
+        for index, hook in enumerate(configuration.get("webhooks") or []):
+            if hook.get("name") == WEBHOOK_NAME:
+                yield name, index, hook
+
+
 def _short_webhook_timeout(ctx: WorkloadContext, policy: str | None = None) -> tuple[str, int, int] | None:
     """(configuration, webhook index, timeoutSeconds) of the workload identity webhook when its timeoutSeconds was
     set below the add-on's and the chart's 10 s (by hand): a call slower than that fails, now and then, and under
     ``policy`` (its failurePolicy, when given) only. None when it is not shorter, or not read."""
-    for configuration in ctx.cluster.webhook_configurations:
-        name = str((configuration.get("metadata") or {}).get("name") or "")
-        for index, hook in enumerate(configuration.get("webhooks") or []):
-            timeout = hook.get("timeoutSeconds")
-            if hook.get("name") != WEBHOOK_NAME or not isinstance(timeout, int) or isinstance(timeout, bool):
-                continue
-            if timeout < WEBHOOK_TIMEOUT_SECONDS and (policy is None or hook.get("failurePolicy", "Fail") == policy):
-                return name, index, timeout
+    for name, index, hook in _workload_identity_webhooks(ctx):
+        timeout = hook.get("timeoutSeconds")
+        if not isinstance(timeout, int) or isinstance(timeout, bool):
+            continue
+        if timeout < WEBHOOK_TIMEOUT_SECONDS and (policy is None or hook.get("failurePolicy", "Fail") == policy):
+            return name, index, timeout
     return None
 
 
@@ -996,21 +1005,18 @@ def _object_selector_unmet(ctx: WorkloadContext, labels: dict[str, Any]) -> list
     if labels.get(USE_LABEL) != "true":
         return []
     unmet: list[str] = []
-    for configuration in ctx.cluster.webhook_configurations:
-        for hook in configuration.get("webhooks") or []:
-            if hook.get("name") != WEBHOOK_NAME:
-                continue
-            selector = hook.get("objectSelector") or {}
-            for key, value in (selector.get("matchLabels") or {}).items():
-                if labels.get(key) != value:
-                    unmet.append(f"{key}={value}")
-            for req in selector.get("matchExpressions") or []:
-                key, op = str(req.get("key") or ""), str(req.get("operator") or "")
-                values = [str(v) for v in req.get("values") or []]
-                has = key in labels
-                if ((op == "In" and labels.get(key) not in values) or (op == "NotIn" and has and labels[key] in values)
-                        or (op == "Exists" and not has) or (op == "DoesNotExist" and has)):
-                    unmet.append(f"{key} {op}" + (f" {values}" if values else ""))
+    for _name, _index, hook in _workload_identity_webhooks(ctx):
+        selector = hook.get("objectSelector") or {}
+        for key, value in (selector.get("matchLabels") or {}).items():
+            if labels.get(key) != value:
+                unmet.append(f"{key}={value}")
+        for req in selector.get("matchExpressions") or []:
+            key, op = str(req.get("key") or ""), str(req.get("operator") or "")
+            values = [str(v) for v in req.get("values") or []]
+            has = key in labels
+            if ((op == "In" and labels.get(key) not in values) or (op == "NotIn" and has and labels[key] in values)
+                    or (op == "Exists" and not has) or (op == "DoesNotExist" and has)):
+                unmet.append(f"{key} {op}" + (f" {values}" if values else ""))
     return unmet
 
 
@@ -1026,39 +1032,35 @@ def _excluding_requirements(ctx: WorkloadContext) -> list[tuple[str, Step | None
         return []
     out: list[tuple[str, Step | None, bool]] = []
     ns = fix.namespace_or(ctx.namespace)
-    for configuration in ctx.cluster.webhook_configurations:
-        name = str((configuration.get("metadata") or {}).get("name") or "")
-        for index, hook in enumerate(configuration.get("webhooks") or []):
-            if hook.get("name") != WEBHOOK_NAME:
-                continue
-            selector = hook.get("namespaceSelector") or {}
-            requirements: list[tuple[dict[str, Any], int | None]] = [
-                ({"key": k, "operator": "In", "values": [v]}, None)
-                for k, v in (selector.get("matchLabels") or {}).items()]
-            requirements += [(req, position) for position, req in enumerate(selector.get("matchExpressions") or [])
-                             if isinstance(req, dict)]
-            for req, position in requirements:
-                key, op = str(req.get("key") or ""), str(req.get("operator") or "")
-                values = [str(v) for v in req.get("values") or []]
-                has, value = key in labels, labels.get(key)
-                by_name = key == "kubernetes.io/metadata.name"
-                where = (name, index, position, req)
-                if op == "In" and value not in values:
-                    out.append((f"it needs {key} in {values}, the namespace has "
-                                f"{value if has else 'no such label'}",
-                                (_selector_patch(*where, "add", ctx.namespace) if position is not None else None)
-                                if by_name else fix.kubectl("label", "namespace", ns, f"{key}={values[0]}",
-                                                            "--overwrite"), by_name))
-                elif op == "NotIn" and has and value in values:
-                    out.append((f"the namespace's label {key}={value} is one it excludes ({key} NotIn {values})",
-                                _selector_patch(*where, "drop", str(value)) if by_name
-                                else fix.kubectl("label", "namespace", ns, f"{key}-"), by_name))
-                elif op == "Exists" and not has:
-                    out.append((f"it needs a label {key}", None, False))
-                elif op == "DoesNotExist" and has:
-                    out.append((f"the namespace has the label {key}, which it excludes",
-                                _selector_patch(*where, "drop", str(value)) if by_name
-                                else fix.kubectl("label", "namespace", ns, f"{key}-"), by_name))
+    for name, index, hook in _workload_identity_webhooks(ctx):
+        selector = hook.get("namespaceSelector") or {}
+        requirements: list[tuple[dict[str, Any], int | None]] = [
+            ({"key": k, "operator": "In", "values": [v]}, None)
+            for k, v in (selector.get("matchLabels") or {}).items()]
+        requirements += [(req, position) for position, req in enumerate(selector.get("matchExpressions") or [])
+                         if isinstance(req, dict)]
+        for req, position in requirements:
+            key, op = str(req.get("key") or ""), str(req.get("operator") or "")
+            values = [str(v) for v in req.get("values") or []]
+            has, value = key in labels, labels.get(key)
+            by_name = key == "kubernetes.io/metadata.name"
+            where = (name, index, position, req)
+            if op == "In" and value not in values:
+                out.append((f"it needs {key} in {values}, the namespace has "
+                            f"{value if has else 'no such label'}",
+                            (_selector_patch(*where, "add", ctx.namespace) if position is not None else None)
+                            if by_name else fix.kubectl("label", "namespace", ns, f"{key}={values[0]}",
+                                                        "--overwrite"), by_name))
+            elif op == "NotIn" and has and value in values:
+                out.append((f"the namespace's label {key}={value} is one it excludes ({key} NotIn {values})",
+                            _selector_patch(*where, "drop", str(value)) if by_name
+                            else fix.kubectl("label", "namespace", ns, f"{key}-"), by_name))
+            elif op == "Exists" and not has:
+                out.append((f"it needs a label {key}", None, False))
+            elif op == "DoesNotExist" and has:
+                out.append((f"the namespace has the label {key}, which it excludes",
+                            _selector_patch(*where, "drop", str(value)) if by_name
+                            else fix.kubectl("label", "namespace", ns, f"{key}-"), by_name))
     return out
 
 
@@ -1144,33 +1146,29 @@ def _edited_selector_patches(ctx: WorkloadContext) -> list[Step]:
     if labels is None:
         return []
     patches: list[Step] = []
-    for configuration in ctx.cluster.webhook_configurations:
-        name = str((configuration.get("metadata") or {}).get("name") or "")
-        for index, hook in enumerate(configuration.get("webhooks") or []):
-            if hook.get("name") != WEBHOOK_NAME:
+    for name, index, hook in _workload_identity_webhooks(ctx):
+        selector = hook.get("namespaceSelector") or {}
+        base = f"/webhooks/{index}/namespaceSelector"
+        ops: list[dict[str, Any]] = []
+        for key, value in (selector.get("matchLabels") or {}).items():
+            if labels.get(key) != value and key != "kubernetes.io/metadata.name":
+                path = f"{base}/matchLabels/{_pointer(str(key))}"
+                ops += [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
+        expressions = [req for req in selector.get("matchExpressions") or [] if isinstance(req, dict)]
+        for position in reversed(range(len(expressions))):
+            req = expressions[position]
+            key, op = str(req.get("key") or ""), str(req.get("operator") or "")
+            values = tuple(str(v) for v in req.get("values") or [])
+            if (key, op, values) in DEFAULT_SELECTOR_REQUIREMENTS or key == "kubernetes.io/metadata.name":
                 continue
-            selector = hook.get("namespaceSelector") or {}
-            base = f"/webhooks/{index}/namespaceSelector"
-            ops: list[dict[str, Any]] = []
-            for key, value in (selector.get("matchLabels") or {}).items():
-                if labels.get(key) != value and key != "kubernetes.io/metadata.name":
-                    path = f"{base}/matchLabels/{_pointer(str(key))}"
-                    ops += [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
-            expressions = [req for req in selector.get("matchExpressions") or [] if isinstance(req, dict)]
-            for position in reversed(range(len(expressions))):
-                req = expressions[position]
-                key, op = str(req.get("key") or ""), str(req.get("operator") or "")
-                values = tuple(str(v) for v in req.get("values") or [])
-                if (key, op, values) in DEFAULT_SELECTOR_REQUIREMENTS or key == "kubernetes.io/metadata.name":
-                    continue
-                if selector_requirement_met(req, labels):
-                    continue
-                path = f"{base}/matchExpressions/{position}"
-                ops += [{"op": "test", "path": path, "value": req}, {"op": "remove", "path": path}]
-            if ops:
-                patches.append(fix.kubectl("patch", "mutatingwebhookconfiguration",
-                                           fix.object_or(name, "<configuration>"), "--type", "json", "-p",
-                                           json.dumps(ops, separators=(",", ":"))))
+            if selector_requirement_met(req, labels):
+                continue
+            path = f"{base}/matchExpressions/{position}"
+            ops += [{"op": "test", "path": path, "value": req}, {"op": "remove", "path": path}]
+        if ops:
+            patches.append(fix.kubectl("patch", "mutatingwebhookconfiguration",
+                                       fix.object_or(name, "<configuration>"), "--type", "json", "-p",
+                                       json.dumps(ops, separators=(",", ":"))))
     return patches
 
 

@@ -146,6 +146,24 @@ async def serve_watch(
     return response
 
 
+async def _initial_events(
+    response: web.StreamResponse,
+    store: Store,
+    rt: ResourceType,
+    namespace: str | None,
+    watch: WatchRequest,
+    render: Callable[[Obj], Obj],
+) -> str | None:
+    """An ADDED event for each object there now, for a watch from no resourceVersion (or "0") or one asking for
+    initial events; the list's resourceVersion, None when the watch starts from its own."""
+    if watch.resource_version not in ("", "0") and not watch.send_initial_events:
+        return None
+    items, since = store.list(rt, namespace, watch.label_selector, watch.field_selector)
+    for obj in items:
+        await response.write(_line("ADDED", render(obj)))
+    return since
+
+
 async def _cut_after_initial_events(
     request: web.Request,
     response: web.StreamResponse,
@@ -157,10 +175,7 @@ async def _cut_after_initial_events(
 ) -> None:
     """The stream's initial events (none for a watch from a resourceVersion), then the connection closed with the
     chunked body unfinished: the client reads a broken stream (urllib3's ProtocolError), not a clean end."""
-    if watch.resource_version in ("", "0") or watch.send_initial_events:
-        items, _ = store.list(rt, namespace, watch.label_selector, watch.field_selector)
-        for obj in items:
-            await response.write(_line("ADDED", render(obj)))
+    await _initial_events(response, store, rt, namespace, watch, render)
     if request.transport is not None:
         request.transport.close()
 
@@ -173,14 +188,11 @@ async def _stream_events(
     watch: WatchRequest,
     render: Callable[[Obj], Obj],
 ) -> None:
-    if watch.resource_version in ("", "0") or watch.send_initial_events:
-        items, since = store.list(rt, namespace, watch.label_selector, watch.field_selector)
-        for obj in items:
-            await response.write(_line("ADDED", render(obj)))
-        if watch.send_initial_events:
-            await response.write(_line("BOOKMARK", initial_events_bookmark(rt, since)))
-    else:
+    since = await _initial_events(response, store, rt, namespace, watch, render)
+    if since is None:
         since = watch.resource_version
+    elif watch.send_initial_events:
+        await response.write(_line("BOOKMARK", initial_events_bookmark(rt, since)))
     events = store.watch(rt, namespace, int(since), watch.label_selector, watch.field_selector)
     try:
         async for event in events:
