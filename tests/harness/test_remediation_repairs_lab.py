@@ -42,7 +42,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from test_e2e_lab import run_suites
+from test_e2e_lab import BROKEN_STAYS_BROKEN, run_suites
 from test_identities_lab import Person
 
 from harness.manifests import render
@@ -1692,7 +1692,8 @@ def test_the_printed_remediation_repairs_the_lab(case: Case, shell: Shell, case_
     w = case_world
     case.breaks(w)
     config = w.override or w.config
-    result, before = run_suites(tmp_path / "before", "--config", config)
+    # the broken lab stays broken through this run (the case made it so): no need to wait out the real backoffs
+    result, before = run_suites(tmp_path / "before", "--config", config, env=BROKEN_STAYS_BROKEN)
     if case.severity == "error":
         assert result.returncode == 1 and before["verdict"] == "fail", result.stdout[-3000:]
     found = [f for f in findings_of(before, case.where) if f["code"] == case.code and f["severity"] == case.severity]
