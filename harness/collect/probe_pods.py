@@ -216,6 +216,11 @@ def observe(facts: PodFacts, pod: dict[str, Any]) -> None:
             facts.exit_code = terminated.get("exitCode")
 
 
+def unbound(facts: PodFacts) -> bool:
+    """Seen, and no node has taken it (no spec.nodeName): no kubelet runs it."""
+    return facts.pod is not None and not (facts.pod.get("spec") or {}).get("nodeName")
+
+
 def settled(facts: PodFacts) -> bool:
     """Done: the pod ended, the probe container will never start, or the probe container itself ended (a mesh
     sidecar that is not a native sidecar keeps the pod Running after the probe exits)."""
@@ -324,13 +329,15 @@ class ProbeRun:
         """Await every created pod; each one's log is read (and the pod deleted) as it settles, the rest at the
         deadline; then the NetworkPolicies that select them are read and the ConfigMaps deleted."""
         created = list(self._created)
-        deadline = self.monotonic() + self.settings.timeout_seconds + GRACE_SECONDS
+        unbound_by = self.monotonic() + self.settings.timeout_seconds
+        deadline = unbound_by + GRACE_SECONDS
         pending: dict[int, Future[None]] = {}
 
         def done_with(facts: PodFacts) -> None:
             pending[id(facts)] = self._pool.submit(self._done_with, facts)
 
-        await_pods(self.api, created, self.run_id, deadline, self.monotonic, self.sleep, on_settled=done_with)
+        await_pods(self.api, created, self.run_id, deadline, self.monotonic, self.sleep, on_settled=done_with,
+                   unbound_by=unbound_by)
         note_namespace_deletions(self.api, created)
         note_why_not_started(self.api, created)
         for facts in created:  # settled before the wait began, or timed out
@@ -492,11 +499,22 @@ def await_pods(
     monotonic: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     on_settled: Callable[[PodFacts], None] | None = None,
+    unbound_by: float | None = None,
 ) -> None:
     """Watch each namespace's probe pods until they settle or the deadline passes (polls if watch fails);
-    ``on_settled`` is called once for each pod as it is first seen settled."""
+    ``on_settled`` is called once for each pod as it is first seen settled. Past ``unbound_by`` (the pods'
+    activeDeadlineSeconds), pods that no node has taken are not awaited to the deadline: its grace is for a
+    kubelet to report a pod Failed, and only the kubelet of the node a pod is bound to enforces
+    activeDeadlineSeconds (kubernetes/kubernetes#7868), so a pod no node took stays Pending past it
+    (buildpacks-community/kpack#1658)."""
     selector = f"{RUN_ID_LABEL}={run_id}"
     told: set[int] = set()
+
+    def until(mine: dict[str, PodFacts]) -> float:
+        waiting = [f for f in mine.values() if not settled(f)]
+        if unbound_by is not None and waiting and all(unbound(f) for f in waiting):
+            return min(unbound_by, deadline)
+        return deadline
 
     def seen(facts: PodFacts, pod: dict[str, Any]) -> None:
         deleted = (facts.waiting_message or "").startswith(POD_DELETED)
@@ -536,7 +554,7 @@ def await_pods(
         mine = by_namespace[namespace]
         watch_supported = True
         fruitless = 0  # watches in a row that ended (410, a drop) before any event: relist at once, then pace
-        while any(not settled(f) for f in mine.values()) and monotonic() < deadline:
+        while any(not settled(f) for f in mine.values()) and monotonic() < until(mine):
             if fruitless > 1:
                 sleep(1.0)
             version, listed_at = listed_at or look(namespace), None
@@ -548,7 +566,7 @@ def await_pods(
             if not watch_supported:
                 sleep(1.0)
                 continue
-            remaining = int(deadline - monotonic()) + 1
+            remaining = int(until(mine) - monotonic()) + 1
             fruitless += 1
             try:
                 for kind, obj in api.watch_pods(namespace, selector, version, min(remaining, 60)):
@@ -561,7 +579,7 @@ def await_pods(
                             gone(mine[name], obj)
                         elif kind != "DELETED":
                             seen(mine[name], obj)
-                    if all(settled(f) for f in mine.values()) or monotonic() >= deadline:
+                    if all(settled(f) for f in mine.values()) or monotonic() >= until(mine):
                         break
             except KubeError as exc:
                 # a watch refused for good (405, 403: no watch verb) turns to polling; one answered 410 Gone or

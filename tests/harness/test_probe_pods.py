@@ -475,6 +475,44 @@ def test_a_namespace_whose_pods_never_settle_does_not_hide_the_next_namespaces_p
     assert not orders.timed_out and orders.phase == "Succeeded"
 
 
+class PendingKube:
+    """One pod that stays Pending, bound to a node (ContainerCreating) or taken by none (Unschedulable); each list
+    notes the clock. Watching is not supported, so the harness polls."""
+
+    def __init__(self, node: str | None, clock: Iterator[int]) -> None:
+        self.node, self.clock = node, clock
+        self.listed_at: list[int] = []
+
+    def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        self.listed_at.append(next(self.clock))
+        pod: dict[str, Any] = {"metadata": {"name": "p"}, "spec": {}, "status": {"phase": "Pending"}}
+        if self.node:
+            pod["spec"]["nodeName"] = self.node
+        else:
+            pod["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                            "message": "0/1 nodes are available: 1 node(s) were unschedulable."}]
+        return [pod], "1"
+
+    def watch_pods(self, *args: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        raise KubeError(KubeFailure(405, "MethodNotAllowed", "watch not supported"))
+        yield  # pragma: no cover
+
+
+@pytest.mark.parametrize(("node", "awaited_to_the_deadline"), [(None, False), ("aks-nodepool1-0", True)])
+def test_a_pod_no_node_took_is_given_up_at_its_active_deadline_a_bound_one_at_the_grace(
+    node: str | None, awaited_to_the_deadline: bool
+) -> None:
+    """activeDeadlineSeconds is the bound kubelet's to enforce: a pod no node took stays Pending past it, so the
+    grace beyond it (for a kubelet to report the pod Failed) is not waited out for it; a pod a node took is."""
+    ticks = iter(range(0, 1000, 5))
+    kube = PendingKube(node, ticks)
+    facts = PodFacts("ns", "p", created=True)
+    await_pods(kube, [facts], "run", deadline=45, monotonic=lambda: next(ticks),  # type: ignore[arg-type]
+               sleep=lambda _: None, unbound_by=30)
+    assert facts.timed_out and facts.phase == "Pending"
+    assert (kube.listed_at[-1] > 45) is awaited_to_the_deadline, kube.listed_at
+
+
 def one_request() -> list[ProbeRequest]:
     return [ProbeRequest("finance/backend-sa", "finance", "backend-sa", {})]
 
