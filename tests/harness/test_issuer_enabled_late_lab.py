@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,13 @@ def test_pods_made_before_the_oidc_issuer_was_enabled_are_told_to_restart(runnin
     must(running_lab, tmp_path, "kubectl rollout restart deployment/backend -n finance && "
                                 "kubectl rollout status deployment/backend -n finance --timeout=60s")
     before = token_issuer(running_lab, tmp_path)
+    # a pod's creationTimestamp has whole seconds, so the harness takes a pod of the update's second (or the one
+    # before) not to predate it; people enable the issuer long after their pods started: wait out that second here
+    made = must(running_lab, tmp_path, "kubectl get pods -n finance -l app=backend "
+                                       "-o jsonpath='{.items[*].metadata.creationTimestamp}'")
+    made_at = max(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() for stamp in made.split())
+    while time.time() < made_at + 2.5:
+        time.sleep(0.1)
     enable_oidc_issuer(running_lab)
     assert token_issuer(running_lab, tmp_path) == before  # the running pod keeps its token, and its iss
     assert before != running_lab.info()["issuer_url"]
