@@ -1,7 +1,14 @@
 """A lab service hard down: its listening sockets closed, so every new connection to it is refused (the kernel
 answers a SYN to a closed port with a reset) from this machine and from lab pods alike; back up on the same
-ports. Connections already open are left to finish, as a crashed front end's in-flight ones would not be, but
-an outage set before a run starts is what a run sees.
+ports.
+
+A service going down stands for its server restarting, and a restarting server ends the connections it has open,
+not only its listener: the API server's RunServer (k8s.io/apiserver/pkg/server/secure_serving.go) calls Go's
+http.Server.Shutdown on stop, which closes the listeners, then every idle keep-alive connection at once, then each
+busy one after its answer, bounded by the server's shutdown timeout; the process then exits, which ends whatever is
+left (watches). So a client's pooled connection is closed under it (its next request on it meets a closed
+connection: RemoteDisconnected, a reset) and its reconnect is refused. aiohttp's own shutdown (pre_shutdown, then
+shutdown with a timeout) is that sequence.
 """
 
 from __future__ import annotations
@@ -15,6 +22,10 @@ if TYPE_CHECKING:
     from lab.runtime import Lab
 
 SERVICES = ("kube", "issuer", "entra", "arm", "graph", "keyvault", "storage")
+# How long an answer under way when the service goes down is given to finish before its connection is cut. The API
+# server waits up to its ShutdownTimeout (60 s) before exiting; the lab's answers take milliseconds, so only a
+# long-running request (a watch) ever meets this bound. unverified: the Azure services' bounds are not published.
+IN_FLIGHT_GRACE_SECONDS = 1.0
 
 
 class OutageError(ValueError):
@@ -33,6 +44,16 @@ class _ClosedPort:
 
 def _ports(lab: Lab, service: str) -> list[int]:
     return sorted(port for port, name in lab._net_ports.items() if name == service)
+
+
+async def _end_connections(runner: web.AppRunner) -> None:
+    """What a restarting server does to its open connections: idle ones closed now, busy ones after their answer
+    or the grace, whichever comes first (as aiohttp's AppRunner.cleanup does once its sites are stopped)."""
+    server = runner.server
+    if server is None:
+        return
+    server.pre_shutdown()
+    await server.shutdown(IN_FLIGHT_GRACE_SECONDS)
 
 
 async def set_down(lab: Lab, service: str, down: bool) -> dict[str, Any]:
@@ -54,6 +75,8 @@ async def set_down(lab: Lab, service: str, down: bool) -> dict[str, Any]:
                 lab.vault_sockets[vault] = _ClosedPort(port)  # type: ignore[assignment]
         outages[service] = closed
         lab.write_network_manifest()  # pods no longer reach it either
+        for runner in dict.fromkeys(closed.values()):  # a runner serves one service alone: its connections are its
+            await _end_connections(runner)
     elif not down and service in outages:
         for port, runner in outages.pop(service).items():
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
