@@ -229,8 +229,12 @@ class World:
 
     def restart(self) -> None:
         """Pods made again now. kubectl refuses a restart within the second of the last one (its restartedAt
-        annotation has seconds): a printed fix's restart may have been the last."""
-        self.shell.must("sleep 1.1", "kubectl rollout restart deployment/backend -n finance")
+        annotation has seconds): a printed fix's restart may have been the last, so the clock is awaited past it."""
+        self.shell.must(
+            "last=$(kubectl get deployment/backend -n finance -o "
+            "jsonpath='{.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}')",
+            'while [ -n "$last" ] && [ "$(date +%s)" -le "$(date -d "$last" +%s)" ]; do sleep 0.05; done',
+            "kubectl rollout restart deployment/backend -n finance")
 
     def fics(self) -> list[dict[str, Any]]:
         return self.person.arm("GET", f"{self.identity_id}/federatedIdentityCredentials", IDENTITY_API)["value"]
