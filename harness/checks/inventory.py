@@ -31,11 +31,11 @@ from functools import cached_property
 from typing import Any
 
 from harness import values
+from harness.checks import named_identities
 from harness.checks import remediation as fix
 from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.common import arm_failure_finding, is_graph_call, kube_failure_finding
 from harness.checks.federation import MAX_FEDERATED_CREDENTIALS, free_fic_name, restore_instead
-from harness.checks.live_pods import replace_on_delete_pods
 from harness.checks.model import (
     ERROR,
     WARNING,
@@ -447,18 +447,11 @@ def _graph(ctx: InventoryContext) -> str | None:
     return ctx.azure.cloud.endpoints.microsoft_graph if ctx.azure is not None else None
 
 
-_RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")
-_ON_DELETE_KINDS = ("StatefulSet", "DaemonSet")  # the kinds whose updateStrategy may be OnDelete
-_SHOWN_PODS = 10
-
-
 def _restart(ctx: InventoryContext, sa: dict[str, Any], carrying: str | None = None) -> list[Step]:
-    """What a change to the ServiceAccount needs next, by name (the webhook acts on pod CREATE only): a rollout
-    restart of each Deployment, StatefulSet or DaemonSet whose labelled pods run under it (the pods of one with
-    updateStrategy OnDelete, or of a StatefulSet with a rollingUpdate.partition, deleted instead: a rollout restart
-    replaces none of them, or only those of the partition's ordinal and above), a delete of its other pods
-    (their Job or ReplicaSet makes them again; a bare pod is made again from its manifest); nothing when no
-    labelled pod runs under it; the placeholder when the pods were not listed. ``carrying``: the client id the
+    """What a change to the ServiceAccount needs next, by name (the webhook acts on pod CREATE only): each owner
+    of the labelled pods that run under it made to make them again (fix.restart_controller: a rollout restart, a
+    paused Deployment resumed first, the pods of an OnDelete or partitioned one, or of a Job, ReplicaSet or bare
+    pod, deleted); nothing when no labelled pod runs under it; the placeholder when the pods were not listed. ``carrying``: the client id the
     fix annotates; an owner whose pods the webhook already gave that one is left running."""
     owners = ctx.facts.pod_owners
     if owners is None:
@@ -467,33 +460,15 @@ def _restart(ctx: InventoryContext, sa: dict[str, Any], carrying: str | None = N
     for owner in owners.get(f"{namespace}/{sa['name']}", []):
         if carrying and [c.lower() for c in owner.get("client_ids") or [""]] == [str(carrying).lower()]:
             kept.append(f"{owner['kind']}/{owner['name']}")
-        elif owner["kind"] in _ON_DELETE_KINDS and owner.get("update_strategy") == "OnDelete":
-            steps += replace_on_delete_pods(owner["kind"], namespace, owner["name"], owner["pods"])
-        elif owner["kind"] == "StatefulSet" and isinstance(owner.get("partition"), int) and owner["partition"] > 0:
-            steps += replace_on_delete_pods(owner["kind"], namespace, owner["name"], owner["pods"],
-                                            owner["partition"])
-        elif owner["kind"] == "Deployment" and owner.get("paused") is True:
-            # kubectl rollout restart refuses a paused Deployment ("can't restart paused deployment (run rollout
-            # resume first)": kubectl polymorphichelpers/objectrestarter.go)
-            steps += [fix.kubectl("rollout", "resume", f"deployment/{owner['name']}", "-n", fix.namespace_or(namespace),
-                                  note="a paused Deployment refuses kubectl rollout restart"),
-                      fix.rollout_restart(owner["kind"], namespace, owner["name"])]
-        elif owner["kind"] in _RESTARTABLE:
-            steps.append(fix.rollout_restart(owner["kind"], namespace, owner["name"]))
         else:
-            steps += [fix.delete_pod(namespace, pod) for pod in owner["pods"][:_SHOWN_PODS]]
-            if owner["kind"] == "Pod":
-                steps.append(advice(f"create pod {owner['name']} again from its manifest"))
+            steps += fix.restart_controller(owner["kind"], namespace, owner["name"], owner["pods"],
+                                            on_delete=owner.get("update_strategy") == "OnDelete",
+                                            partition=owner.get("partition") or 0,
+                                            paused=owner.get("paused") is True)
     if kept:
         steps.append(advice(f"{', '.join(kept)} in {namespace}: the running pods already carry "
                             f"AZURE_CLIENT_ID={carrying}, no restart needed"))
     return steps
-
-
-def _named_words(identity: dict[str, str]) -> str:
-    if identity["kind"] == "managed_identity":
-        return f"managed identity {identity['resource_id']}: client id {identity['client_id']}"
-    return f"app registration {identity['name']}: client id (appId) {identity['client_id']}"
 
 
 def client_ids_known(ctx: InventoryContext) -> Outcome:
@@ -515,20 +490,23 @@ def client_ids_known(ctx: InventoryContext) -> Outcome:
             name, guid = fix.pasted_name(str(client_id)), fix.pasted_guid(str(client_id))
             if guid is not None:  # pasted with whitespace or braces around it: the GUID inside, annotated bare
                 steps += [fix.annotate_sa(sa["namespace"], sa["name"], guid), *_restart(ctx, sa, guid)]
-            elif name is not None and len(ctx.facts.named.get(name.lower()) or []) == 1:
-                # the one identity of that name the harness read: its client id, annotated
-                (only,) = ctx.facts.named[name.lower()]
-                cases[-1] += f" ({name} is {_named_words(only)})"
-                steps += [fix.annotate_sa(sa["namespace"], sa["name"], only["client_id"]),
-                          *_restart(ctx, sa, only["client_id"])]
             elif name is not None and ctx.facts.named.get(name.lower()):
-                several = ctx.facts.named[name.lower()]
-                cases[-1] += f" ({len(several)} identities are named {name})"
-                steps += [advice(f"{len(several)} identities are named {name}; annotate {ref} with the client id of "
-                                 f"the one whose federated credential trusts system:serviceaccount:{sa['namespace']}:"
-                                 f"{sa['name']}:"),
-                          *(advice(f"  {_named_words(identity)}") for identity in several),
-                          fix.annotate_sa(sa["namespace"], sa["name"], None)]
+                # the identities of that name the harness read: the only one, or the only one trusting the
+                # ServiceAccount, annotated; else each listed (named_identities, as the workload view does)
+                subject = f"system:serviceaccount:{sa['namespace']}:{sa['name']}"
+                choice = named_identities.choose(ctx.facts.named[name.lower()],
+                                                 named_identities.trusting(ctx.facts.identities, subject, ctx.issuer))
+                chosen, trust = choice.chosen, named_identities.several_words(choice, subject)
+                if len(choice.named) == 1:
+                    cases[-1] += f" ({name} is {named_identities.identity_words(choice.named[0])})"
+                else:
+                    cases[-1] += f" ({len(choice.named)} identities are named {name}{'; ' + trust if trust else ''})"
+                if chosen is not None:
+                    steps += [fix.annotate_sa(sa["namespace"], sa["name"], chosen["client_id"]),
+                              *_restart(ctx, sa, chosen["client_id"])]
+                else:
+                    steps += [*named_identities.several_steps(choice, name, subject),
+                              fix.annotate_sa(sa["namespace"], sa["name"], None)]
             else:  # a name pasted for the client id: the identities and apps of that name
                 steps += fix.find_identity_by_name(name) if name is not None else fix.find_identity_anywhere(None)
         elif owner is not None:

@@ -52,9 +52,6 @@ from harness.names import (
     WEBHOOK_NAME,
 )
 
-_RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")
-_SHOWN_PODS = 10
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -342,7 +339,7 @@ def _wrong_service_account(ctx: WorkloadContext, strays: list[LivePod]) -> Findi
     steps: list[Step] = [advice(f"if {shown} should run under {ctx.service_account}, set its pod template's "
                                 "serviceAccountName:")]
     for kind, name in owners:
-        if kind in _RESTARTABLE:
+        if kind in fix.RESTARTABLE:
             steps.append(fix.patch_template_service_account(kind, ctx.namespace, name, ctx.service_account))
         else:
             steps.append(advice(f"set spec.serviceAccountName: {ctx.service_account} in {kind}/{name}'s manifest "
@@ -536,7 +533,7 @@ def template_ahead(live: LivePod) -> str:
 
 def _template_labelled(live: LivePod) -> bool:
     """The pod's Deployment, StatefulSet or DaemonSet was read and its pod template carries the use label."""
-    if live.owner is None or live.owner_kind not in _RESTARTABLE:
+    if live.owner is None or live.owner_kind not in fix.RESTARTABLE:
         return False
     template = ((live.owner.get("spec") or {}).get("template") or {}).get("metadata") or {}
     return (template.get("labels") or {}).get(USE_LABEL) == "true"
@@ -558,18 +555,13 @@ def partition(kind: str, owner: dict[str, Any] | None) -> int:
     return value if isinstance(value, int) and value > 0 else 0
 
 
-def _ordinal(pod: str, statefulset: str) -> int | None:
-    suffix = pod.removeprefix(f"{statefulset}-")
-    return int(suffix) if pod.startswith(f"{statefulset}-") and suffix.isdigit() else None
-
-
 def below_partition(kind: str, name: str, owner: dict[str, Any] | None, pods: list[str]) -> list[str]:
     """The pods of StatefulSet ``name`` whose ordinal is below its rollingUpdate.partition: a template change
     (kubectl rollout restart's too) does not reach them, and one deleted is made again at the revision it had
     (kubernetes.io docs, StatefulSet "Partitioned rolling updates"; pkg/controller/statefulset
     stateful_set_utils.go newVersionedStatefulSetPod: ordinal < partition gets currentRevision)."""
     limit = partition(kind, owner)
-    return [pod for pod in pods if (n := _ordinal(pod, name)) is not None and n < limit] if limit else []
+    return [pod for pod in pods if (n := fix.statefulset_ordinal(pod, name)) is not None and n < limit] if limit else []
 
 
 def held_back(live: LivePod) -> str:
@@ -588,7 +580,7 @@ def held_back(live: LivePod) -> str:
 
 def _template_unlabelled(live: LivePod) -> bool:
     """The pod's controller was read and its pod template lacks the use label the pod carries."""
-    if live.owner is None or live.owner_kind not in _RESTARTABLE:
+    if live.owner is None or live.owner_kind not in fix.RESTARTABLE:
         return False
     template = ((live.owner.get("spec") or {}).get("template") or {}).get("metadata") or {}
     return (template.get("labels") or {}).get(USE_LABEL) != "true"
@@ -626,7 +618,7 @@ def unlabelled_after_mutation(live: LivePod) -> bool:
     """The pod lacks the use label, yet the webhook mutated it (its token volume is there) and its controller's
     template, as read, carries the label: the label was taken off the running pod (kubectl label pod ...-), which
     changes nothing the webhook did (it acts on CREATE) nor its replacements, made from the template."""
-    if live.owner is None or live.owner_kind not in _RESTARTABLE or not token_volumes(live.pod):
+    if live.owner is None or live.owner_kind not in fix.RESTARTABLE or not token_volumes(live.pod):
         return False
     template = ((live.owner.get("spec") or {}).get("template") or {}).get("metadata") or {}
     return (template.get("labels") or {}).get(USE_LABEL) == "true"
@@ -739,8 +731,8 @@ def _finding(ctx: WorkloadContext, kind: str, name: str, problems: list[Problem]
         severity, meaning = ERROR, "no container of the workload's pods gets the identity"
         problems = [p for p in problems if p.severity == ERROR]
     pods = sorted({p.pod for p in problems})
-    shown = ", ".join(pods[:_SHOWN_PODS]) + (f" and {len(pods) - _SHOWN_PODS} more" if len(pods) > _SHOWN_PODS else "")
-    evidence = {"owner": f"{kind}/{name}", "pods": pods[:_SHOWN_PODS], "pod_count": len(pods),
+    shown = ", ".join(pods[:fix.SHOWN_PODS]) + (f" and {len(pods) - fix.SHOWN_PODS} more" if len(pods) > fix.SHOWN_PODS else "")
+    evidence = {"owner": f"{kind}/{name}", "pods": pods[:fix.SHOWN_PODS], "pod_count": len(pods),
                 "detail": problems[0].detail}
     message = f"{kind}/{name} ({shown}): {meaning}: {problems[0].detail}"
     variables = list(dict.fromkeys(p.variable for p in problems))
@@ -754,35 +746,27 @@ def unskip_repair(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -
     template change rolls the pods, which the webhook then mutates in full); a Job's template cannot change, a
     bare pod's is its manifest."""
     namespace = ctx.namespace
-    if kind in _RESTARTABLE:
+    if kind in fix.RESTARTABLE:
         return [fix.remove_template_annotation(kind, namespace, name, SKIP_CONTAINERS_ANNOTATION),
                 *_template_change_rolls(ctx, kind, name, pods)]
     where = f"Job/{name}'s manifest (a Job's pod template cannot change: delete the Job and create it again)" \
         if kind == "Job" else f"{kind}/{name}'s manifest, then create its pods again"
     return [advice(f"remove {SKIP_CONTAINERS_ANNOTATION} (or the containers that need the identity from it) from the "
                    f"pod template in {where}"),
-            *([fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]] if kind == "Pod" else [])]
+            *([fix.delete_pod(namespace, pod) for pod in pods[:fix.SHOWN_PODS]] if kind == "Pod" else [])]
 
 
 def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[str],
             variables: list[str] | None = None) -> list[Step]:
     namespace = ctx.namespace
     rolled = _template_change_rolls(ctx, kind, name, pods)
-    restarted = _restart_rolls(ctx, kind, name, pods)
-    restart: list[Step] = (
-        [fix.rollout_restart(kind, namespace, name)] if kind in _RESTARTABLE and not restarted
-        else restarted if restarted
-        else [fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]]
-        + [advice("recreate the pods from their manifest: the webhook acts on pod CREATE only" if kind == "Pod"
-                  else f"{kind}/{name} makes the deleted pods again{' (while it has not completed)' if kind == 'Job' else ''}"
-                  "; the webhook acts on pod CREATE only")]
-    )
+    restart = _restart(ctx, kind, name, pods)
     if code == "POD_NOT_LABELLED":
-        if kind in _RESTARTABLE and _template_already_labelled(ctx, kind, name):
+        if kind in fix.RESTARTABLE and _template_already_labelled(ctx, kind, name):
             # the template is right: what holds its pods back is released, nothing is patched into it again
             return rolled or [fix.kubectl("rollout", "status", f"{kind.lower()}/{name}", "-n",
                                           fix.namespace_or(namespace), "--timeout=120s")]
-        if kind in _RESTARTABLE:
+        if kind in fix.RESTARTABLE:
             return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}), *rolled]
         cronjob = _cronjob_of(ctx, name) if kind == "Job" else None
         if cronjob is not None:  # its CronJob's pod template (mutable) labelled; the Job made without it goes
@@ -799,11 +783,11 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
         if kind == "Pod":  # no controller: the pod's own manifest, and a new pod for the webhook to see
             return [advice(f'add the label {USE_LABEL}: "true" to pod {name}\'s manifest (metadata.labels), then '
                            "delete it and create it again: the webhook acts on pod CREATE only"),
-                    *[fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]]]
+                    *[fix.delete_pod(namespace, pod) for pod in pods[:fix.SHOWN_PODS]]]
         return [advice(f'add the label {USE_LABEL}: "true" to the pod template of {kind}/{name}'), *restart]
     if code == "POD_ENV_CONFLICT":
         preset = variables or ["AZURE_CLIENT_ID"]
-        if kind in _RESTARTABLE:
+        if kind in fix.RESTARTABLE:
             return [*(fix.unset_env(kind, namespace, name, variable) for variable in preset), *rolled]
         return [advice(f"remove {' and '.join(preset)} from the container's env (or envFrom sources)"), *restart]
     if code == "POD_CONTAINER_SKIPPED":
@@ -811,7 +795,7 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
                        "if it needs the identity")]
     if code in ("POD_STALE_CLIENT_ID", "POD_TOKEN_PREDATES_ISSUER"):
         return [*restart]
-    if code == "POD_NOT_MUTATED" and kind in _RESTARTABLE and any(
+    if code == "POD_NOT_MUTATED" and kind in fix.RESTARTABLE and any(
             _template_unlabelled(live) for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else [])
             if (live.owner_kind, live.owner_name) == (kind, name)):
         # the label on the template: the change rolls the pods, which the webhook then sees at CREATE
@@ -857,14 +841,14 @@ def _template_change_rolls(ctx: WorkloadContext, kind: str, name: str, pods: lis
     ordinals given partition 0 (deleting them would make them again from the earlier template); nothing for
     the others, whose controller rolls them."""
     if _on_delete(ctx, kind, name):
-        return replace_on_delete_pods(kind, ctx.namespace, name, pods)
+        return fix.replace_on_delete_pods(kind, ctx.namespace, name, pods)
     owner, ns = _owner(ctx, kind, name), fix.namespace_or(ctx.namespace)
     held = below_partition(kind, name, owner, pods)
     if held:
         lowered = json.dumps({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}}, separators=(",", ":"))
         return [fix.kubectl("patch", f"statefulset/{name}", "-n", ns, "--type", "merge", "-p", lowered),
                 advice(f"StatefulSet/{name} has rollingUpdate.partition {partition(kind, owner)}: its pods below that "
-                       f"ordinal ({', '.join(held[:_SHOWN_PODS])}) keep the earlier template, even deleted, until the "
+                       f"ordinal ({', '.join(held[:fix.SHOWN_PODS])}) keep the earlier template, even deleted, until the "
                        "partition is lowered; set it back once they are replaced if it stages a rollout")]
     if paused(kind, owner):
         return [fix.kubectl("rollout", "resume", f"deployment/{name}", "-n", ns),
@@ -873,35 +857,12 @@ def _template_change_rolls(ctx: WorkloadContext, kind: str, name: str, pods: lis
     return []
 
 
-def _restart_rolls(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -> list[Step]:
-    """What makes the pods again, their template unchanged, where kubectl rollout restart alone does not: an
-    OnDelete StatefulSet's or DaemonSet's pods, or a partitioned StatefulSet's, deleted one by one (made again at
-    the revision each had, which the webhook then mutates); a paused Deployment resumed first (kubectl rollout
-    restart refuses a paused one); nothing for the others."""
-    if _on_delete(ctx, kind, name):
-        return replace_on_delete_pods(kind, ctx.namespace, name, pods)
+def _restart(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -> list[Step]:
+    """The pods of ``kind/name`` made again, their template unchanged, by the one builder (fix.restart_controller),
+    told what was read of the controller: updateStrategy OnDelete, a StatefulSet's partition, a paused Deployment."""
     owner = _owner(ctx, kind, name)
-    if below_partition(kind, name, owner, pods):
-        return replace_on_delete_pods(kind, ctx.namespace, name, pods, partition(kind, owner))
-    if paused(kind, owner):
-        return [fix.kubectl("rollout", "resume", f"deployment/{name}", "-n", fix.namespace_or(ctx.namespace),
-                            note="a paused Deployment refuses kubectl rollout restart"),
-                fix.rollout_restart(kind, ctx.namespace, name)]
-    return []
-
-
-def replace_on_delete_pods(kind: str, namespace: str, name: str, pods: list[str],
-                           partition: int | None = None) -> list[Step]:
-    """The pods of a StatefulSet or DaemonSet with ``updateStrategy: OnDelete`` deleted one by one: a template
-    change (``kubectl rollout restart``'s too) replaces none of them, and its controller makes each deleted one
-    again from the template as it is then. With ``partition`` (a StatefulSet's rollingUpdate.partition), a
-    restart replaces only the pods of that ordinal and above; a deleted pod below it is made again too (at its
-    current revision), and the webhook mutates it then."""
-    why = (f"has rollingUpdate.partition {partition}: kubectl rollout restart replaces only its pods of ordinal "
-           f"{partition} and above; it makes each deleted pod again" if partition else
-           "has updateStrategy OnDelete: a template change (kubectl rollout restart's too) replaces no pod, it makes "
-           "each deleted one again from the template")
-    return [*(fix.delete_pod(namespace, pod) for pod in pods[:_SHOWN_PODS]), advice(f"{kind}/{name} {why}")]
+    return fix.restart_controller(kind, ctx.namespace, name, pods, on_delete=_on_delete(ctx, kind, name),
+                                  partition=partition(kind, owner), paused=paused(kind, owner))
 
 
 def label_repair(ctx: WorkloadContext) -> list[Step]:
@@ -940,15 +901,7 @@ def restart_workload(ctx: WorkloadContext, carrying: str | None = None) -> list[
             kept.append(f"{kind}/{name}")
             continue
         names = [_name(pod) or (existing.name if existing else "") for pod in pods]
-        rolled = _restart_rolls(ctx, kind, name, names)
-        if rolled:
-            steps += rolled
-        elif kind in _RESTARTABLE:
-            steps.append(fix.rollout_restart(kind, ctx.namespace, name))
-        else:
-            steps += [fix.delete_pod(ctx.namespace, pod) for pod in names[:_SHOWN_PODS]]
-            steps.append(advice(f"recreate the pods of {kind}/{name} if nothing does: the webhook acts on pod CREATE "
-                                "only"))
+        steps += _restart(ctx, kind, name, names)
     if kept:
         steps.append(advice(f"{', '.join(kept)}: the running pods already carry AZURE_CLIENT_ID={carrying}, no "
                             "restart needed"))

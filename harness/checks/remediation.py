@@ -851,6 +851,56 @@ def rollout_restart(kind: str, namespace: str, name: str) -> Command:
                    note="the webhook acts on pod CREATE only")
 
 
+RESTARTABLE = ("Deployment", "StatefulSet", "DaemonSet")  # the kinds kubectl rollout restart takes
+SHOWN_PODS = 10  # pods named one by one in a fix, at most
+
+
+def statefulset_ordinal(pod: str, statefulset: str) -> int | None:
+    """The ordinal of StatefulSet ``statefulset``'s pod ``pod`` (its name is ``<statefulset>-<ordinal>``)."""
+    suffix = pod.removeprefix(f"{statefulset}-")
+    return int(suffix) if pod.startswith(f"{statefulset}-") and suffix.isdigit() else None
+
+
+def restart_controller(kind: str, namespace: str, name: str, pods: list[str], *, on_delete: bool = False,
+                       partition: int = 0, paused: bool = False) -> list[Step]:
+    """What makes the pods of ``kind/name`` again with their template unchanged, for the webhook (which acts on
+    pod CREATE only). A Deployment, StatefulSet or DaemonSet: kubectl rollout restart; but one with updateStrategy
+    OnDelete, or a StatefulSet with some of ``pods`` below its rollingUpdate ``partition``, has its pods deleted
+    by name (a restart replaces none of them, or only those of the partition's ordinal and above), and a
+    ``paused`` Deployment is resumed first (kubectl rollout restart refuses it: "can't restart paused deployment
+    (run rollout resume first)", kubectl polymorphichelpers/objectrestarter.go). Any other kind (a Job's, a
+    ReplicaSet's, a bare pod): its pods deleted, with what makes them again."""
+    if on_delete and kind in ("StatefulSet", "DaemonSet"):
+        return replace_on_delete_pods(kind, namespace, name, pods)
+    if kind == "StatefulSet" and partition > 0 and any(
+            (n := statefulset_ordinal(pod, name)) is not None and n < partition for pod in pods):
+        return replace_on_delete_pods(kind, namespace, name, pods, partition)
+    if paused and kind == "Deployment":
+        return [kubectl("rollout", "resume", _workload_ref(kind, name), "-n", namespace_or(namespace),
+                        note="a paused Deployment refuses kubectl rollout restart"),
+                rollout_restart(kind, namespace, name)]
+    if kind in RESTARTABLE:
+        return [rollout_restart(kind, namespace, name)]
+    again = ("recreate the pods from their manifest:" if kind == "Pod" else
+             f"{kind}/{name} makes the deleted pods again{' (while it has not completed)' if kind == 'Job' else ''};")
+    return [*(delete_pod(namespace, pod) for pod in pods[:SHOWN_PODS]),
+            advice(f"{again} the webhook acts on pod CREATE only")]
+
+
+def replace_on_delete_pods(kind: str, namespace: str, name: str, pods: list[str],
+                           partition: int | None = None) -> list[Step]:
+    """The pods of a StatefulSet or DaemonSet with ``updateStrategy: OnDelete`` deleted one by one: a template
+    change (``kubectl rollout restart``'s too) replaces none of them, and its controller makes each deleted one
+    again from the template as it is then. With ``partition`` (a StatefulSet's rollingUpdate.partition), a
+    restart replaces only the pods of that ordinal and above; a deleted pod below it is made again too (at its
+    current revision), and the webhook mutates it then."""
+    why = (f"has rollingUpdate.partition {partition}: kubectl rollout restart replaces only its pods of ordinal "
+           f"{partition} and above; it makes each deleted pod again" if partition else
+           "has updateStrategy OnDelete: a template change (kubectl rollout restart's too) replaces no pod, it makes "
+           "each deleted one again from the template")
+    return [*(delete_pod(namespace, pod) for pod in pods[:SHOWN_PODS]), advice(f"{kind}/{name} {why}")]
+
+
 def webhook_pods_back(namespace: str, deployment: str, replicas: int | None) -> list[Step]:
     """The webhook's pods made again: a Deployment scaled to zero is scaled to the chart's replicaCount (2); one
     whose pods fail is restarted (new pods, once their cause is fixed); then wait for them to be ready."""

@@ -230,6 +230,12 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "webhook_ca_bundle": lambda d: fix.webhook_ca_bundle(d(nasty_text), d(nasty_text), d(nasty_text),
                                                          d(st.integers(0, 5))),
     "delete_pod": lambda d: fix.delete_pod(d(nasty_text), d(nasty_text)),
+    "restart_controller": lambda d: fix.restart_controller(
+        d(st.one_of(nasty_text, st.sampled_from(["Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"]))),
+        d(nasty_text), d(nasty_text), [d(nasty_text), d(nasty_text)], on_delete=d(st.booleans()),
+        partition=d(st.integers(0, 3)), paused=d(st.booleans())),
+    "replace_on_delete_pods": lambda d: fix.replace_on_delete_pods(
+        d(nasty_text), d(nasty_text), d(nasty_text), [d(nasty_text)], d(st.one_of(st.none(), st.integers(1, 3)))),
     "principal_of_client_id": lambda d: fix.principal_of_client_id(d(nasty_text)),
     "webhook_pods_back": lambda d: fix.webhook_pods_back(d(nasty_text), d(nasty_text),
                                                          d(st.one_of(st.none(), st.integers(0, 5)))),

@@ -797,8 +797,11 @@ def test_the_inventorys_restart_names_what_runs_under_the_service_account() -> N
                                        {"kind": "Job", "name": "nightly-29410", "pods": ["nightly-29410-k2p"]}],
                         "web/other-sa": [{"kind": "StatefulSet", "name": "db", "pods": ["db-0"]}]}
     lines = findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()
-    assert [line.split("   #")[0] for line in lines[1:]] == ["kubectl rollout restart deployment/web-api -n web",
-                                                             "kubectl delete pod -n web nightly-29410-k2p"]
+    # the Job's pod deleted, with what makes it again (the one restart builder the workload view uses too)
+    assert [line.split("   #")[0] for line in lines[1:]] == [
+        "kubectl rollout restart deployment/web-api -n web", "kubectl delete pod -n web nightly-29410-k2p",
+        "# Job/nightly-29410 makes the deleted pods again (while it has not completed); the webhook acts on pod "
+        "CREATE only"]
     facts.pod_owners = {}  # listed: no labelled pod runs under it, nothing to restart
     assert len(findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()) == 1
 
@@ -862,3 +865,48 @@ def test_the_inventorys_fix_leaves_running_the_pods_that_already_carry_the_clien
         "kubectl rollout restart deployment/old -n web", "kubectl rollout restart deployment/half -n web",
         f"# Deployment/api, StatefulSet/db in web: the running pods already carry AZURE_CLIENT_ID={right}, no "
         "restart needed"]
+
+
+def test_a_name_several_identities_have_is_annotated_with_the_one_that_trusts_the_service_account() -> None:
+    """The same identity name in two resource groups (az identity create -g otherRg -n my-identity beside the
+    first): the inventory listed both behind a '<client-id>' annotate and did not say which trusts web/app-sa,
+    though it had read their federated credentials. Now it annotates the one whose credential trusts the
+    ServiceAccount (named_identities.choose, as the workload view does); with two trusting it lists those two by
+    resource id, with none it says so and lists all."""
+    first = {"kind": "managed_identity", "name": "my-identity", "client_id": ORDERS_ID,
+             "resource_id": identity_id("my-identity")}
+    second = {"kind": "managed_identity", "name": "my-identity", "client_id": APP_ID,
+              "resource_id": identity_id("my-identity", group="otherRg")}
+    subject = "system:serviceaccount:web:app-sa"
+    trusting = InventoryIdentity(kind="managed_identity", client_id=APP_ID, name="my-identity",
+                                 resource_id=second["resource_id"], principal_id="p-second",
+                                 federated_credentials=[credential("fed-cred-web", subject)], role_assignments=[])
+    facts = healthy(named={"my-identity": [first, second]})
+    facts.service_accounts.append(sa("web", "app-sa", "my-identity"))
+    facts.identities.append(trusting)
+    finding = findings(run(facts))["SA_CLIENT_ID_UNKNOWN"]
+    assert (f"(2 identities are named my-identity; of them only {APP_ID} has a federated credential for {subject})"
+            in finding.message)
+    assert finding.fix_lines()[0] == (f"kubectl annotate serviceaccount -n web app-sa "
+                                      f"azure.workload.identity/client-id={APP_ID} --overwrite")
+    # both trust it: the choice is the person's, between those two, each by its resource id
+    facts.identities[1].federated_credentials = [*(facts.identities[1].federated_credentials or []),
+                                                 credential("fed-cred-web", subject)]
+    facts.named = {"my-identity": [first, second]}
+    lines = findings(run(facts))["SA_CLIENT_ID_UNKNOWN"].fix_lines()
+    assert lines[0] == (f"# 2 identities are named my-identity and 2 of them have a federated credential for "
+                        f"{subject}; annotate the client id of the one this workload is to use:")
+    assert lines[1:3] == [f"#   managed identity {first['resource_id']}: client id {ORDERS_ID}",
+                          f"#   managed identity {second['resource_id']}: client id {APP_ID}"]
+    assert "client-id=<client-id>" in lines[3]
+    # none trusts it: said, and every identity of the name listed
+    facts = healthy(named={"my-identity": [first, second]})
+    facts.service_accounts.append(sa("web", "app-sa", "my-identity"))
+    finding = findings(run(facts))["SA_CLIENT_ID_UNKNOWN"]
+    assert f"none of them has a federated credential for {subject} that the harness read" in finding.message
+    lines = finding.fix_lines()
+    assert lines[0].startswith("# 2 identities are named my-identity and none has a federated credential for "
+                               f"{subject} that the harness read")
+    assert lines[1:3] == [f"#   managed identity {first['resource_id']}: client id {ORDERS_ID}",
+                          f"#   managed identity {second['resource_id']}: client id {APP_ID}"]
+    assert "client-id=<client-id>" in lines[3]
