@@ -6,10 +6,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from harness.checks.named_identities import trusting
 from harness.checks.podspec import container, containers, controller_of, env_map, spec
 from harness.config import AzureConfig, WorkloadConfig
 from harness.facts import ClusterFacts, InventoryIdentity, LivePod, LivePodsFacts, PodFacts, WorkloadFacts
-from harness.issuers import issuer_relation
 from harness.names import CLIENT_ID_ANNOTATION, INJECTED_ENV, PROBE_CONTAINER, TENANT_ID_ANNOTATION
 
 
@@ -26,9 +26,7 @@ class WorkloadContext:
     def trusting(self) -> list[InventoryIdentity]:
         """The inventory's identities with a federated credential for this ServiceAccount's subject and this
         cluster's issuer (in any spelling: a later check says when it is not the exact one)."""
-        return [i for i in self.inventory_identities or []
-                if any(c.get("subject") == self.subject and issuer_relation(c.get("issuer"), self.cluster.issuer_url)
-                       for c in i.federated_credentials or [])]
+        return trusting(self.inventory_identities or [], self.subject, self.cluster.issuer_url)
 
     def with_pod(self, pod: PodFacts) -> WorkloadContext:
         """The same workload seen through another pod (--pod: the probe under the pod's ServiceAccount). The

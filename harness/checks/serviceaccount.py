@@ -14,6 +14,7 @@ from harness.checks.common import kube_call_failed
 from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import restart_workload
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
+from harness.checks.named_identities import NamedChoice, choose, identity_words, several_steps, several_words
 from harness.checks.podspec import containers, controller_of, env_map
 from harness.commands import Command, Step, advice
 from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
@@ -389,23 +390,19 @@ def _malformed_repair(ctx: WorkloadContext, value: str, fix_it: list[Step]) -> l
     if ctx.workload.client_id is None and guid is not None:
         return [fix.annotate_sa(ctx.namespace, ctx.service_account, guid), *restart_workload(ctx, guid)]
     named = _named(ctx, value)
-    trusted = _trusted_of(ctx, named)
-    if len(named) == 1 or trusted:
-        client_id = (trusted or named[0])["client_id"]
-        return [fix.annotate_sa(ctx.namespace, ctx.service_account, client_id), *restart_workload(ctx, client_id)]
+    chosen = _choice(ctx, named).chosen
+    if chosen is not None:
+        return [fix.annotate_sa(ctx.namespace, ctx.service_account, chosen["client_id"]),
+                *restart_workload(ctx, chosen["client_id"])]
     if len(named) > 1:
-        return [advice(f"{len(named)} identities are named {fix.pasted_name(value)}; annotate the client id of the "
-                       "one whose federated credential trusts " + ctx.subject + ":"),
-                *(advice(f"  {_identity_words(identity)}") for identity in named), *fix_it]
+        return [*several_steps(_choice(ctx, named), fix.pasted_name(value) or value, ctx.subject), *fix_it]
     return [*_client_id_lookup(ctx, value), *fix_it]
 
 
-def _trusted_of(ctx: WorkloadContext, named: list[dict[str, str]]) -> dict[str, str] | None:
-    """Of several identities of the name, the one the inventory found trusting this ServiceAccount (a federated
-    credential for its subject and this cluster's issuer), when exactly one does."""
-    trusting = {identity.client_id.lower() for identity in ctx.trusting()}
-    found = [identity for identity in named if identity["client_id"].lower() in trusting]
-    return found[0] if len(named) > 1 and len(found) == 1 else None
+def _choice(ctx: WorkloadContext, named: list[dict[str, str]]) -> NamedChoice:
+    """Of the identities of the name, the one to annotate (named_identities.choose) by what the inventory read
+    trusting this ServiceAccount; trust not known without the inventory."""
+    return choose(named, ctx.trusting() if ctx.inventory_identities is not None else None)
 
 
 def _named(ctx: WorkloadContext, value: str) -> list[dict[str, str]]:
@@ -416,21 +413,15 @@ def _named(ctx: WorkloadContext, value: str) -> list[dict[str, str]]:
     return list(ctx.facts.identity.named or [])
 
 
-def _identity_words(identity: dict[str, str]) -> str:
-    if identity["kind"] == "managed_identity":
-        return f"managed identity {identity['resource_id']}: client id {identity['client_id']}"
-    return f"app registration {identity['name']}: client id (appId) {identity['client_id']}"
-
-
 def _named_words(ctx: WorkloadContext, value: str) -> str:
     """What the name in the annotation stands for, as the harness read it: "" when it was not looked up."""
     named, name = _named(ctx, value), fix.pasted_name(value)
     if len(named) == 1:
-        return f"; {name} is {_identity_words(named[0])}"
+        return f"; {name} is {identity_words(named[0])}"
     if len(named) > 1:
-        trusted = _trusted_of(ctx, named)
-        return f"; {len(named)} identities are named {name}: " + "; ".join(_identity_words(i) for i in named) + (
-            f"; of them only {trusted['client_id']} has a federated credential for {ctx.subject}" if trusted else "")
+        trust = several_words(_choice(ctx, named), ctx.subject)
+        return f"; {len(named)} identities are named {name}: " + "; ".join(identity_words(i) for i in named) + (
+            f"; {trust}" if trust else "")
     if ctx.workload.client_id is None and name is not None and ctx.facts.identity.named == []:
         return f"; no managed identity or app registration the harness can read is named {name}"
     return ""

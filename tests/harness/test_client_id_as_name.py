@@ -79,12 +79,14 @@ def test_the_identities_of_a_name_are_looked_up_where_the_harness_reads() -> Non
     assert identities_named(world.arm, _azure(), world.graph, "it's") is None  # type: ignore[arg-type]
 
 
-def _check(named: list[dict[str, str]] | None, trusting: tuple[str, ...] = (), **workload: Any) -> Any:
+def _check(named: list[dict[str, str]] | None, trusting: tuple[str, ...] | None = (), **workload: Any) -> Any:
+    """``trusting``: the client ids the inventory read trusting the ServiceAccount; None: no inventory ran."""
     ctx = context_for(**workload)
     ctx.facts.sa.annotations["azure.workload.identity/client-id"] = "my-identity"
     ctx.facts.identity = IdentityFacts(configured=True, named=named)
-    ctx.inventory_identities = [InventoryIdentity("managed_identity", client_id, "x", federated_credentials=[
-        {"issuer": ISSUER, "subject": ctx.subject, "audiences": ["api://AzureADTokenExchange"]}])
+    ctx.inventory_identities = None if trusting is None else [
+        InventoryIdentity("managed_identity", client_id, "x", federated_credentials=[
+            {"issuer": ISSUER, "subject": ctx.subject, "audiences": ["api://AzureADTokenExchange"]}])
         for client_id in trusting]
     outcome = sa_client_id_annotation(ctx)
     assert outcome.status == "fail"
@@ -117,8 +119,8 @@ def test_a_name_several_identities_have_lists_them_or_takes_the_one_that_trusts_
     """By hand in the lab: az identity create -g dev-kubernetes-rg -n ordersWorkloadId and az ad app create
     --display-name ordersWorkloadId beside the first: three identities of that name, each listed with its client id
     before the '<client-id>' annotate. When the inventory read exactly one of them trusting the ServiceAccount,
-    that one is annotated."""
-    finding = _check([MI, OTHER, APP])
+    that one is annotated; when it read several or none trusting it, it says so (the trusting ones listed)."""
+    finding = _check([MI, OTHER, APP], trusting=None)  # no inventory: what trusts it is not known
     assert "3 identities are named my-identity" in finding.message
     lines = finding.fix_lines()
     assert lines[:4] == [
@@ -132,6 +134,19 @@ def test_a_name_several_identities_have_lists_them_or_takes_the_one_that_trusts_
     assert finding.message.endswith(f"; of them only {OTHER_CLIENT} has a federated credential for "
                                     "system:serviceaccount:finance:backend-sa")
     assert f"client-id={OTHER_CLIENT} --overwrite" in finding.fix_lines()[0]
+    finding = _check([MI, OTHER, APP], trusting=(OTHER_CLIENT, APP_CLIENT))
+    assert finding.message.endswith("; 2 of them have a federated credential for system:serviceaccount:finance:backend-sa")
+    lines = finding.fix_lines()
+    assert lines[:3] == [
+        "# 3 identities are named my-identity and 2 of them have a federated credential for "
+        "system:serviceaccount:finance:backend-sa; annotate the client id of the one this workload is to use:",
+        f"#   managed identity {OTHER_ID}: client id {OTHER_CLIENT}",
+        f"#   app registration my-identity: client id (appId) {APP_CLIENT}"]
+    assert "client-id=<client-id>" in lines[3]
+    finding = _check([MI, OTHER, APP], trusting=())
+    assert finding.message.endswith("; none of them has a federated credential for "
+                                    "system:serviceaccount:finance:backend-sa that the harness read")
+    assert len(finding.fix_lines()) > 4 and "client-id=<client-id>" in finding.fix_lines()[4]
 
 
 def test_a_name_no_readable_identity_has_keeps_the_look_ups_and_harness_yaml_keeps_its_client_id() -> None:
