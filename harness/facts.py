@@ -60,6 +60,17 @@ class WebhookPodNotStarted:
 
 
 @dataclass
+class WebhookPodUnscheduled:
+    """One of the webhook's pods left Pending, no node taking it (PodScheduled False: a cordoned node, a taint it
+    does not tolerate): the condition's reason (Unschedulable) and the scheduler's own words."""
+
+    namespace: str
+    pod: str
+    reason: str
+    message: str
+
+
+@dataclass
 class ClusterFacts:
     collected_at: float
     context: str | None = None
@@ -70,8 +81,8 @@ class ClusterFacts:
     webhook_configurations_error: KubeFailure | None = None
     webhook_deployments: list[dict[str, Any]] = field(default_factory=list)
     webhook_deployment_error: KubeFailure | None = None
-    # "NS/POD: the scheduler's message" for each webhook pod left Pending, unschedulable (a cordoned or tainted node)
-    webhook_unschedulable: list[str] = field(default_factory=list)
+    # each webhook pod left Pending, unschedulable (a cordoned or tainted node), with the scheduler's message
+    webhook_unschedulable: list[WebhookPodUnscheduled] = field(default_factory=list)
     # each webhook pod scheduled but never started (FailedMount of its certificate Secret, CreateContainerConfigError)
     webhook_not_started: list[WebhookPodNotStarted] = field(default_factory=list)
     # each running webhook pod whose kubelet cannot mount its certificate Secret again (FailedMount: the Secret

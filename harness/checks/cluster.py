@@ -26,7 +26,7 @@ from harness.checks.model import (
 )
 from harness.commands import Step, advice, render
 from harness.config import AzureConfig, ExpectConfig
-from harness.facts import ClusterFacts, Fetched, WebhookPodNotStarted
+from harness.facts import ClusterFacts, Fetched, WebhookPodNotStarted, WebhookPodUnscheduled
 from harness.names import (
     USE_LABEL,
     WEBHOOK_CERT_SECRET,
@@ -835,17 +835,16 @@ _CORDONED = "node(s) were unschedulable"
 _UNTOLERATED = "had untolerated taint"
 
 
-def _webhook_pods_unschedulable(pending: list[str], namespace: str, evidence: dict[str, Any],
+def _webhook_pods_unschedulable(pending: list[WebhookPodUnscheduled], namespace: str, evidence: dict[str, Any],
                                 ready_any: bool) -> Outcome:
     """The webhook's pods exist but no node takes them (PodScheduled False: a node cordoned for a drain or an
     upgrade, a taint they do not tolerate): restarting them makes more pods that wait the same way, so the fix
     names the scheduler's reason and leaves the node to a person; once a node takes them they run, no restart."""
-    evidence = {**evidence, "unschedulable": list(pending)}
-    said = pending[0].split(": ", 1)[-1]
+    evidence = {**evidence, "unschedulable": [f"{p.namespace}/{p.pod}: {p.message}" for p in pending]}
+    said = pending[0].message
     grouped: dict[str, list[str]] = {}
-    for line in pending:
-        pod, _, why = line.partition(": ")
-        grouped.setdefault(why, []).append(pod)
+    for p in pending:
+        grouped.setdefault(p.message, []).append(f"{p.namespace}/{p.pod}")
     shown = "; ".join(f"{pods[0]}{f' and {len(pods) - 1} other' if len(pods) > 1 else ''}: {why}"
                       for why, pods in grouped.items())
     steps: list[Step] = [fix.kubectl("-n", namespace, "get", "pods", "-l", "azure-workload-identity.io/system=true",

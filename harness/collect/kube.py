@@ -9,7 +9,7 @@ from typing import Any
 
 from harness.checks.podspec import controller_of, service_account_of
 from harness.collect.kube_api import KubeApi, KubeError
-from harness.facts import ServiceAccountFacts, WebhookPodNotStarted
+from harness.facts import ServiceAccountFacts, WebhookPodNotStarted, WebhookPodUnscheduled
 from harness.names import (
     CLIENT_ID_ANNOTATION,
     MWC_PREFIX,
@@ -135,16 +135,18 @@ def webhook_config(api: KubeApi, deployments: list[dict[str, Any]]) -> dict[str,
     return found
 
 
-def webhook_unscheduled(api: KubeApi, deployments: list[dict[str, Any]]) -> list[str]:
-    """``NS/POD: message`` for each of the webhook's pods whose PodScheduled condition is False (the scheduler's
-    own words: a cordoned node, an untolerated taint). Best effort: a list the harness may not make says nothing."""
-    found: list[str] = []
+def webhook_unscheduled(api: KubeApi, deployments: list[dict[str, Any]]) -> list[WebhookPodUnscheduled]:
+    """Each of the webhook's pods whose PodScheduled condition is False, with the condition's reason and the
+    scheduler's own words (a cordoned node, an untolerated taint). Best effort: a list the harness may not make
+    says nothing."""
+    found: list[WebhookPodUnscheduled] = []
     for namespace, pod in _webhook_pods(api, deployments):
         meta = pod.get("metadata") or {}
         for condition in (pod.get("status") or {}).get("conditions") or []:
             if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-                message = str(condition.get("message") or condition.get("reason") or "Unschedulable")
-                found.append(f"{namespace}/{meta.get('name')}: {message}")
+                reason = str(condition.get("reason") or "Unschedulable")
+                found.append(WebhookPodUnscheduled(namespace, str(meta.get("name") or ""), reason,
+                                                   str(condition.get("message") or reason)))
     return found
 
 

@@ -56,6 +56,7 @@ from harness.facts import (
     PodFacts,
     ServiceAccountFacts,
     WebhookPodNotStarted,
+    WebhookPodUnscheduled,
     WorkloadFacts,
 )
 from harness.redact import Redactor
@@ -2232,12 +2233,16 @@ def test_a_webhook_whose_pods_no_node_takes_names_the_scheduler_not_a_restart() 
     deployment = {"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"},
                   "spec": {"replicas": 2}, "status": {"replicas": 2, "unavailableReplicas": 2}}
     facts = ClusterFacts(time.time(), webhook_deployments=[deployment],
-                         webhook_unschedulable=[f"kube-system/azure-wi-webhook-a: {cordoned}",
-                                                f"kube-system/azure-wi-webhook-b: {cordoned}"])
+                         webhook_unschedulable=[
+                             WebhookPodUnscheduled("kube-system", "azure-wi-webhook-a", "Unschedulable", cordoned),
+                             WebhookPodUnscheduled("kube-system", "azure-wi-webhook-b", "Unschedulable", cordoned)])
     outcome = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
     assert outcome.status == FAIL and outcome.findings[0].code == "WEBHOOK_NOT_READY"
     assert outcome.findings[0].message == ("no ready webhook replica: the webhook's pods cannot be scheduled: "
                                            f"kube-system/azure-wi-webhook-a and 1 other: {cordoned}")
+    # the facts are structured; the check renders each pod's line for the report
+    assert outcome.findings[0].evidence["unschedulable"] == [f"kube-system/azure-wi-webhook-a: {cordoned}",
+                                                             f"kube-system/azure-wi-webhook-b: {cordoned}"]
     lines = outcome.findings[0].fix_lines()
     assert lines[:2] == ["kubectl -n kube-system get pods -l azure-workload-identity.io/system=true -o wide",
                          "kubectl get nodes   # SchedulingDisabled: cordoned"]
@@ -2245,7 +2250,7 @@ def test_a_webhook_whose_pods_no_node_takes_names_the_scheduler_not_a_restart() 
     assert not [line for line in lines if "rollout restart" in line]
     tainted = ("0/1 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}. preemption: 0/1 nodes "
                "are available: 1 Preemption is not helpful for scheduling.")
-    facts.webhook_unschedulable = [f"kube-system/azure-wi-webhook-c: {tainted}"]
+    facts.webhook_unschedulable = [WebhookPodUnscheduled("kube-system", "azure-wi-webhook-c", "Unschedulable", tainted)]
     deployment["status"] = {"replicas": 2, "readyReplicas": 1, "availableReplicas": 1}
     degraded = webhook_ready(ClusterContext(facts, None, ExpectConfig()))
     assert degraded.status == WARN and degraded.findings[0].code == "WEBHOOK_DEGRADED"
@@ -2331,8 +2336,8 @@ def test_a_workloads_webhook_unavailable_prints_no_restart_for_pods_no_node_take
     ctx = SimpleNamespace(cluster=cluster)
     restart = render_all(_webhook_pods_back(ctx, "kube-system"))  # type: ignore[arg-type]
     assert restart[0] == "kubectl -n kube-system rollout restart deployment/azure-wi-webhook-controller-manager"
-    cluster.webhook_unschedulable = ["kube-system/azure-wi-webhook-a: 0/1 nodes are available: 1 node(s) were "
-                                     "unschedulable."]
+    cluster.webhook_unschedulable = [WebhookPodUnscheduled("kube-system", "azure-wi-webhook-a", "Unschedulable",
+                                                           "0/1 nodes are available: 1 node(s) were unschedulable.")]
     waiting = render_all(_webhook_pods_back(ctx, "kube-system"))  # type: ignore[arg-type]
     assert len(waiting) == 1 and waiting[0].startswith("# the webhook's pods wait for a node") and \
         "WEBHOOK_NOT_READY" in waiting[0]

@@ -39,7 +39,7 @@ from harness.collect.kube_api import (
     kubectl_elsewhere,
 )
 from harness.config import AzureConfig, parse_config
-from harness.facts import CREDENTIAL_ERROR, Fetched, KubeFailure, WebhookPodNotStarted
+from harness.facts import CREDENTIAL_ERROR, Fetched, KubeFailure, WebhookPodNotStarted, WebhookPodUnscheduled
 from harness.session import run_secrets
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -712,7 +712,8 @@ def test_the_webhooks_pods_no_node_takes_are_read_with_the_schedulers_words() ->
 
     deployments = [{"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"}}]
     api = Pods()
-    assert webhook_unscheduled(api, deployments) == [f"kube-system/wh-a: {said}"]  # type: ignore[arg-type]
+    assert webhook_unscheduled(api, deployments) == [  # type: ignore[arg-type]
+        WebhookPodUnscheduled("kube-system", "wh-a", "Unschedulable", said)]
     assert api.asked == [("kube-system", "azure-workload-identity.io/system=true")]
     assert webhook_unscheduled(Pods(failing=True), deployments) == []  # type: ignore[arg-type]
 
