@@ -134,6 +134,10 @@ class ServiceAccountFacts:
     # kubectl get pods lists it: a Deployment's, StatefulSet's NAME-N, Job's NAME-XXXXX): {kind, name} of the
     # controller that made it (kind "Pod": none) and the ServiceAccount it runs as; None: no such pod, or not read
     pod_named: dict[str, str] | None = None
+    # not found, no controller nor pod of that name (a pod replaced since, as a troubleshooter types it): the
+    # existing controllers the name's shape fits as one of their pods' ({kind, name, shape, service_account}, a
+    # CronJob's Job's "cronjob" too); None: not looked for or a list refused
+    pod_shaped_of: list[dict[str, str]] | None = None
 
 
 @dataclass

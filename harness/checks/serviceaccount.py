@@ -91,6 +91,8 @@ def sa_exists(ctx: WorkloadContext) -> Outcome:
                         f"{where} is to be made:")]
     if sa.pod_named is not None:  # --workload given a pod's name (a StatefulSet's web-0, a Job's migrate-x7k2p)
         also, meant, steps = _pod_named(ctx, sa.pod_named)
+    elif sa.pod_shaped_of:  # a pod's name, of a pod replaced since: the controllers its shape fits
+        also, meant, steps = _pod_shaped(ctx, sa.pod_shaped_of)
     return failed(
         f"ServiceAccount {where} does not exist{meant}",
         {"namespace_found": sa.namespace_found, "near_names": sa.near_names, **also},
@@ -117,6 +119,38 @@ def _pod_named(ctx: WorkloadContext, pod: dict[str, str]) -> tuple[dict[str, Any
     steps = [advice(f"verify the ServiceAccount of pod {where} ({made_by}): --workload {runs_as} (or "
                     f"service_account: {pod['service_account']} in harness.yaml's entry), or the pod itself: --pod "
                     f"{where}; if ServiceAccount {where} is to be made:")]
+    return also, meant, steps
+
+
+def _made_by(controller: dict[str, str]) -> str:
+    made = f"{controller['kind']} {controller['name']}"
+    return f"{made} of CronJob {controller['cronjob']}" if controller.get("cronjob") else made
+
+
+def _pod_shaped(ctx: WorkloadContext, shaped: list[dict[str, str]]) -> tuple[dict[str, Any], str, list[Step]]:
+    """--workload NS/NAME where NAME is no ServiceAccount, controller nor pod, but has the shape of a pod of the
+    existing controllers ``shaped`` (a pod replaced since): one names its ServiceAccount to verify; several are
+    listed in one line, the person picks."""
+    where = f"{ctx.namespace}/{ctx.service_account}"
+    also: dict[str, Any] = {"pod_shaped_of": [dict(c) for c in shaped]}
+    if len(shaped) == 1:
+        (one,) = shaped
+        runs_as = f"{ctx.namespace}/{one['service_account']}"
+        also |= {"pod_of_kind": one["kind"], "pod_of_name": one["name"], "pod_runs_as": one["service_account"]}
+        meant = (f"; no pod {where} is there now, but its name has the shape of a pod of {_made_by(one)} "
+                 f"({one['shape']}; one replaced since?), whose pods run as ServiceAccount {one['service_account']}: "
+                 f"--workload {runs_as}")
+        steps: list[Step] = [advice(f"verify the ServiceAccount of {_made_by(one)}'s pods: --workload {runs_as} (or "
+                                    f"service_account: {one['service_account']} in harness.yaml's entry); if "
+                                    f"ServiceAccount {where} is to be made:")]
+        return also, meant, steps
+    listed = ", ".join(f"{_made_by(c)} ({c['shape']}, runs as {c['service_account']})" for c in shaped)
+    meant = (f"; no pod {where} is there now, and its name has the shape of a pod of several controllers here, "
+             f"which one is not known: {listed}")
+    accounts = sorted({c["service_account"] for c in shaped})
+    steps = [advice(f"verify the ServiceAccount of the one meant: "
+                    f"{' or '.join(f'--workload {ctx.namespace}/{a}' for a in accounts)}; if ServiceAccount {where} "
+                    "is to be made:")]
     return also, meant, steps
 
 

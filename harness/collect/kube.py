@@ -277,25 +277,89 @@ _CONTROLLERS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
 )
 
 
+def _listed_controller(api: KubeApi, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """Controller ``kind`` NAMESPACE/NAME, listed by name (a field selector), not read: the RBAC manifests render
+    writes grant list on these kinds cluster-wide and get only on deployments in the webhook's namespace. None when
+    there is none; KubeError when the list is refused."""
+    _, group, plural, _ = next(c for c in _CONTROLLERS if c[0] == kind)
+    found = api.list_namespaced(group, "v1", plural, namespace, f"metadata.name={name}")
+    return next((c for c in found if (c.get("metadata") or {}).get("name") == name), None)
+
+
+def _template_runs_as(kind: str, controller: dict[str, Any]) -> str:
+    """The ServiceAccount the pods of ``controller`` (a ``kind``) run as, from its pod template."""
+    template: Any = controller.get("spec") or {}
+    for key in next(c for c in _CONTROLLERS if c[0] == kind)[3]:
+        template = (template.get(key) if isinstance(template, dict) else None) or {}
+    pod_spec = template.get("spec") if isinstance(template, dict) else None
+    return service_account_of(pod_spec if isinstance(pod_spec, dict) else {})
+
+
 def controller_runs_as(api: KubeApi, namespace: str, name: str) -> tuple[str, str] | None:
     """``(kind, ServiceAccount)`` of the Deployment, StatefulSet, DaemonSet, Job or CronJob NAMESPACE/NAME and the
-    ServiceAccount its pods run as; None when there is no such controller or none could be read. Listed by name (a
-    field selector), not read: the RBAC manifests render writes grants list on these kinds cluster-wide and get
-    only on deployments in the webhook's namespace. A kind refused is passed over, not taken for absent."""
-    for kind, group, plural, template_path in _CONTROLLERS:
+    ServiceAccount its pods run as; None when there is no such controller or none could be read. A kind refused
+    is passed over, not taken for absent."""
+    for kind, *_ in _CONTROLLERS:
         try:
-            found = api.list_namespaced(group, "v1", plural, namespace, f"metadata.name={name}")
+            controller = _listed_controller(api, kind, namespace, name)
         except KubeError:
             continue
-        controller = next((c for c in found if (c.get("metadata") or {}).get("name") == name), None)
-        if controller is None:
-            continue
-        template: Any = controller.get("spec") or {}
-        for key in template_path:
-            template = (template.get(key) if isinstance(template, dict) else None) or {}
-        pod_spec = template.get("spec") if isinstance(template, dict) else None
-        return kind, service_account_of(pod_spec if isinstance(pod_spec, dict) else {})
+        if controller is not None:
+            return kind, _template_runs_as(kind, controller)
     return None
+
+
+# The 5 characters a controller's generateName adds (k8s.io/apiserver names.SimpleNameGenerator: 5 of
+# k8s.io/apimachinery/pkg/util/rand's alphabet, which has no vowels nor 0, 1, 3); a Deployment's pod-template-hash
+# is a uint32 in that alphabet too (rand.SafeEncodeString), up to 10 characters
+_RAND = frozenset("bcdfghjklmnpqrstvwxz2456789")
+
+
+def _rand(part: str, low: int, high: int) -> bool:
+    return low <= len(part) <= high and set(part) <= _RAND
+
+
+def pod_shapes(name: str) -> list[tuple[str, str, str]]:
+    """``(kind, controller, shape)`` for each controller whose pod could be named ``name``, from the name alone:
+    a Deployment's NAME-HASH-XXXXX (its ReplicaSet NAME-HASH's generateName), a StatefulSet's NAME-ORDINAL, a
+    DaemonSet's or Job's NAME-XXXXX, an Indexed Job's NAME-INDEX-XXXXX, and a CronJob's Job's NAME-TIME-XXXXX
+    (the CronJob controller names its Jobs NAME-<scheduled time in minutes>: pkg/controller/cronjob getJobName).
+    Several may fit one name; which controllers exist tells them apart."""
+    parts = name.split("-")
+    shapes: list[tuple[str, str, str]] = []
+    if len(parts) >= 2 and parts[-1].isdigit() and parts[:-1] != [""]:
+        shapes.append(("StatefulSet", "-".join(parts[:-1]), "NAME-ORDINAL"))
+    if len(parts) >= 2 and _rand(parts[-1], 5, 5) and all(parts[:-1]):
+        shapes += [("DaemonSet", "-".join(parts[:-1]), "NAME-XXXXX"), ("Job", "-".join(parts[:-1]), "NAME-XXXXX")]
+        if len(parts) >= 3 and _rand(parts[-2], 1, 10):
+            shapes.append(("Deployment", "-".join(parts[:-2]), "NAME-HASH-XXXXX"))
+        if len(parts) >= 3 and parts[-2].isdigit():
+            shapes += [("Job", "-".join(parts[:-2]), "NAME-INDEX-XXXXX"),
+                       ("CronJob", "-".join(parts[:-2]), "NAME-TIME-XXXXX")]
+    return [shape for shape in shapes if shape[1]]
+
+
+def pod_shaped_of(api: KubeApi, namespace: str, name: str) -> list[dict[str, str]] | None:
+    """The existing controllers in NAMESPACE that ``name``, a pod no longer there (one replaced, a StatefulSet
+    scaled down), may have been a pod of (pod_shapes): each {kind, name, shape, service_account}, and for a Job a
+    CronJob made, its ``cronjob`` (that CronJob is then not listed again). None when a list was refused, so
+    nothing is said of the name; [] when no such controller is there."""
+    found: list[dict[str, str]] = []
+    for kind, controller_name, shape in pod_shapes(name):
+        try:
+            controller = _listed_controller(api, kind, namespace, controller_name)
+        except KubeError:
+            return None
+        if controller is None or any((c["kind"], c["name"]) == (kind, controller_name) for c in found):
+            continue
+        entry = {"kind": kind, "name": controller_name, "shape": shape,
+                 "service_account": _template_runs_as(kind, controller)}
+        owner_kind, owner = controller_of(controller)
+        if kind == "Job" and owner_kind == "CronJob":
+            entry["cronjob"] = owner
+        found.append(entry)
+    made_by_cronjob = {c["cronjob"] for c in found if c.get("cronjob")}
+    return [c for c in found if not (c["kind"] == "CronJob" and c["name"] in made_by_cronjob)]
 
 
 def pod_named(api: KubeApi, namespace: str, name: str) -> dict[str, str] | None:
@@ -337,6 +401,8 @@ def collect_service_account(
                 facts.controller_kind, facts.controller_runs_as = controller
             else:
                 facts.pod_named = pod_named(api, namespace, name)
+                if facts.pod_named is None:  # a pod replaced since: the controllers its name's shape fits
+                    facts.pod_shaped_of = pod_shaped_of(api, namespace, name)
         return facts
     meta = service_account.get("metadata") or {}
     facts.namespace_found = True

@@ -230,6 +230,87 @@ def test_a_statefulset_or_job_pods_name_given_as_the_workload_is_resolved_to_its
     assert _check(read("ledger-9")).message == "ServiceAccount finance/ledger-9 not found"
 
 
+def test_the_name_of_a_pod_replaced_since_is_resolved_to_the_controller_its_shape_fits() -> None:
+    """--workload NS/NAME with the name of a pod that is gone (replaced since, as a troubleshooter types it from an
+    old log) was resolved to its controller only by a Deployment pod's shape, whether or not that Deployment was
+    there. Each shape a controller names its pods by (StatefulSet NAME-ORDINAL, DaemonSet or Job NAME-XXXXX, a
+    CronJob's Job NAME-TIME-XXXXX, Deployment NAME-HASH-XXXXX) is now looked for among the controllers there: one
+    found names its ServiceAccount; several are listed in one line; a list refused says nothing, as before."""
+    def spec(account: str, kind: str = "") -> dict[str, Any]:
+        pod = {"template": {"spec": {"serviceAccountName": account}}}
+        return {"jobTemplate": {"spec": pod}} if kind == "CronJob" else pod
+
+    cronjob_ref = [{"kind": "CronJob", "name": "nightly", "controller": True}]
+    controllers = {  # plural -> name -> (spec, ownerReferences)
+        "deployments": {"backend": (spec("backend-sa"), [])},
+        "statefulsets": {"ledger": (spec("ledger-sa"), [])},
+        "daemonsets": {"node-agent": (spec("agent-sa"), []), "agent": (spec("agent-sa"), [])},
+        "jobs": {"migrate": (spec("backend-sa"), []), "nightly-29410": (spec("batch-sa"), cronjob_ref),
+                 "agent": (spec("batch-sa"), [])},
+        "cronjobs": {"nightly": (spec("batch-sa", "CronJob"), [])},
+    }
+
+    class Replaced(Cluster):
+        """No pod of the name (pod() is None): only controllers, listed by name."""
+
+        def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                            field_selector: str = "") -> list[dict[str, Any]]:
+            self._refused(plural)
+            name = field_selector.removeprefix("metadata.name=")
+            found = controllers[plural].get(name) if namespace == "finance" else None
+            return [] if found is None else [{"metadata": {"name": name, "ownerReferences": found[1]},
+                                              "spec": found[0]}]
+
+    def read(name: str, refuse: tuple[str, ...] = ()) -> ServiceAccountFacts:
+        return collect_service_account(Replaced(CLUSTER, refuse), "finance", name,  # type: ignore[arg-type]
+                                       controller_too=True)
+
+    def shaped(name: str) -> list[tuple[str, str, str]] | None:
+        found = read(name).pod_shaped_of
+        return None if found is None else [(c["kind"], c["name"], c["service_account"]) for c in found]
+
+    assert shaped("ledger-3") == [("StatefulSet", "ledger", "ledger-sa")]
+    assert shaped("node-agent-x7k2p") == [("DaemonSet", "node-agent", "agent-sa")]
+    assert shaped("migrate-wr7pl") == [("Job", "migrate", "backend-sa")]
+    assert shaped("backend-s4bkdh9bvk-4qclc") == [("Deployment", "backend", "backend-sa")]
+    # a CronJob's Job still there is named with its CronJob, once; with the Job gone, the CronJob
+    assert read("nightly-29410-k2p4q").pod_shaped_of == [{"kind": "Job", "name": "nightly-29410", "shape": "NAME-XXXXX",
+                                                          "service_account": "batch-sa", "cronjob": "nightly"}]
+    assert shaped("nightly-29999-k2p4q") == [("CronJob", "nightly", "batch-sa")]
+    assert shaped("agent-x7k2p") == [("DaemonSet", "agent", "agent-sa"), ("Job", "agent", "batch-sa")]
+    assert shaped("nothing-x7k2p") == [] and shaped("payments") == []
+    # a kind the name's shape fits refused: no claim that the other is the one; a kind it cannot fit: no matter
+    assert read("agent-x7k2p", refuse=("jobs",)).pod_shaped_of is None
+    assert shaped("ledger-3") == [("StatefulSet", "ledger", "ledger-sa")] == [
+        (c["kind"], c["name"], c["service_account"]) for c in read("ledger-3", refuse=("jobs",)).pod_shaped_of or []]
+
+    finding = _check(read("ledger-3"))
+    assert finding.code == "SA_NOT_FOUND"
+    assert finding.message == (
+        "ServiceAccount finance/ledger-3 not found; no pod finance/ledger-3 is there now, but its name has the shape "
+        "of a pod of StatefulSet ledger (NAME-ORDINAL; one replaced since?), whose pods run as ServiceAccount "
+        "ledger-sa: --workload finance/ledger-sa")
+    assert finding.evidence["pod_of_kind"] == "StatefulSet" and finding.evidence["pod_runs_as"] == "ledger-sa"
+    assert finding.fix_lines()[:2] == [
+        "# verify the ServiceAccount of StatefulSet ledger's pods: --workload finance/ledger-sa (or service_account: "
+        "ledger-sa in harness.yaml's entry); if ServiceAccount finance/ledger-3 is to be made:",
+        "kubectl create serviceaccount -n finance ledger-3"]
+    assert "a pod of Job nightly-29410 of CronJob nightly (NAME-XXXXX" in _check(read("nightly-29410-k2p4q")).message
+    # a Deployment's pod's shape, the Deployment there: its ServiceAccount, not only --pod of a pod that is gone
+    assert _check(read("backend-s4bkdh9bvk-4qclc")).message.endswith(
+        "a pod of Deployment backend (NAME-HASH-XXXXX; one replaced since?), whose pods run as ServiceAccount "
+        "backend-sa: --workload finance/backend-sa")
+    ambiguous = _check(read("agent-x7k2p"))
+    assert ambiguous.message == (
+        "ServiceAccount finance/agent-x7k2p not found; no pod finance/agent-x7k2p is there now, and its name has the "
+        "shape of a pod of several controllers here, which one is not known: DaemonSet agent (NAME-XXXXX, runs as "
+        "agent-sa), Job agent (NAME-XXXXX, runs as batch-sa)")
+    assert ambiguous.fix_lines()[0] == (
+        "# verify the ServiceAccount of the one meant: --workload finance/agent-sa or --workload finance/batch-sa; if "
+        "ServiceAccount finance/agent-x7k2p is to be made:")
+    assert _check(read("nothing-x7k2p")).message == "ServiceAccount finance/nothing-x7k2p not found"
+
+
 def test_the_existing_pod_check_names_the_controller_its_pod_was_resolved_to() -> None:
     """--pod finance/ledger-0 passed with 'pod finance/ledger-0 found (phase Running, ...)': which controller the
     harness took it for (and restarts or patches in its fixes) is now in the line."""
