@@ -25,7 +25,8 @@ class SdkRequest(NamedTuple):
 
 
 class SdkCheck(Protocol):
-    """Returns ``{"available": False}`` or ``{"available": True, "succeeded": bool, "error": str | None}``."""
+    """Returns ``{"available": False}`` or ``{"available": True, "succeeded": bool, "error": str | None}``, and
+    when it failed ``"transient": bool`` (Entra's 429 or 5xx, or a lost answer: worth another attempt)."""
 
     def __call__(self, req: SdkRequest) -> dict[str, Any]: ...
 
@@ -64,8 +65,19 @@ def azure_identity_check(req: SdkRequest) -> dict[str, Any]:
         finally:
             credential.close()
     except Exception as exc:  # the SDK raises many types; all of them are a failed cross-check
-        return {"available": True, "succeeded": False, "error": redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR]}
+        return {"available": True, "succeeded": False, "error": redact(f"{type(exc).__name__}: {exc}")[:_MAX_ERROR],
+                "transient": _transient(exc)}
     return {"available": True, "succeeded": True, "error": None}
+
+
+def _transient(exc: BaseException) -> bool:
+    """Entra answered 429 or a 5xx (azure-core's HttpResponseError and ClientAuthenticationError carry the
+    response; the text does not always say the status), or the answer was lost once the request had gone out:
+    what the probe's own exchange retries (probe/retry.py), so not a disagreement of the SDK's."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool):
+        return status == 429 or 500 <= status <= 599
+    return type(exc).__name__ == "ServiceResponseError"
 
 
 def _quiet_azure_logging() -> None:

@@ -215,10 +215,20 @@ def _sdk_summary(ctx: Context, request: SdkRequest, raw_ok: bool) -> dict[str, A
     assert ctx.config is not None
     if ctx.sdk_check is None or not ctx.config.sdk_cross_check:
         return {"available": sdk_importable(), "enabled": False}
-    outcome = ctx.sdk_check(request)
+    outcome, attempts = ctx.sdk_check(request), 1
+    # The SDK runs without retries of its own (its Retry-After is not bounded); a transient answer to it is tried
+    # again within the run's retry budget, as the raw exchange was, so that it is not taken for a disagreement.
+    while outcome.get("available") and not outcome.get("succeeded") and outcome.get("transient") \
+            and ctx.retry is not None:
+        wait = ctx.retry.delay(attempts, {})
+        if wait is None:
+            break
+        ctx.retry.sleep(wait)
+        outcome, attempts = ctx.sdk_check(request), attempts + 1
     if not outcome.get("available"):
         return {"available": False}
     succeeded = bool(outcome.get("succeeded"))
     error = outcome.get("error")
-    return {"available": True, "succeeded": succeeded, "agrees": succeeded == raw_ok,
-            "error": redact(str(error)) if error else None}
+    summary = {"available": True, "succeeded": succeeded, "agrees": succeeded == raw_ok,
+               "error": redact(str(error)) if error else None}
+    return {**summary, "attempts": attempts} if attempts > 1 else summary

@@ -374,6 +374,65 @@ def test_sdk_disagreement_reported(run_probe: RunProbe, environ: dict[str, str],
     assert run.step("exchange")["status"] == "pass"
 
 
+def test_a_transient_answer_to_the_sdk_is_tried_again_not_a_disagreement(
+    run_probe: RunProbe, environ: dict[str, str], entra_ok: Handler
+) -> None:
+    """The cross-check runs WorkloadIdentityCredential without retries of its own: a 503 or 429 Entra gave it,
+    once, was SDK_DISAGREES though the raw exchange (which retried) worked. It is tried again within the run's
+    retry budget; a permanent failure is not."""
+    answers = [{"available": True, "succeeded": False, "error": "ClientAuthenticationError: HTTP 503",
+                "transient": True}] * 2 + [{"available": True, "succeeded": True, "error": None}]
+
+    def sdk(_: SdkRequest) -> dict[str, Any]:
+        return answers.pop(0)
+
+    run = run_probe([], environ, FakeTransport({TOKEN_URL: entra_ok}), sdk_check=sdk)
+    assert run.step("exchange")["evidence"]["sdk"] == {"available": True, "succeeded": True, "agrees": True,
+                                                       "error": None, "attempts": 3}
+    calls: list[SdkRequest] = []
+
+    def refused(request: SdkRequest) -> dict[str, Any]:
+        calls.append(request)
+        return {"available": True, "succeeded": False, "error": "ClientAuthenticationError: AADSTS700213",
+                "transient": False}
+
+    run = run_probe([], environ, FakeTransport({TOKEN_URL: entra_ok}), sdk_check=refused)
+    assert run.step("exchange")["evidence"]["sdk"]["agrees"] is False and len(calls) == 1
+
+
+def test_the_real_sdk_check_says_which_failures_are_transient(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("azure.identity")
+    import azure.identity
+    from azure.core.exceptions import ClientAuthenticationError, ServiceResponseError
+
+    from probe.sdk import azure_identity_check
+
+    class Answered:
+        def __init__(self, status: int) -> None:
+            self.status_code = status
+
+    failures: list[Exception] = []
+    for status in (503, 429, 400):
+        failure = ClientAuthenticationError("No response content from Microsoft Entra ID")
+        failure.response = Answered(status)  # type: ignore[assignment]
+        failures.append(failure)
+    failures.append(ServiceResponseError("Connection aborted."))
+
+    class Failing:
+        def __init__(self, **kwargs: Any) -> None:
+            pass
+
+        def get_token(self, scope: str) -> Any:
+            raise failures.pop(0)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(azure.identity, "WorkloadIdentityCredential", Failing)
+    request = SdkRequest(TENANT, CLIENT_ID, "/nowhere", "https://login.microsoftonline.com/", "scope", 5.0, None)
+    assert [azure_identity_check(request)["transient"] for _ in range(4)] == [True, True, False, True]
+
+
 def test_sdk_agrees_when_both_fail(run_probe: RunProbe, environ: dict[str, str]) -> None:
     def sdk(_: SdkRequest) -> dict[str, Any]:
         return {"available": True, "succeeded": False, "error": "ClientAuthenticationError: AADSTS700213"}
