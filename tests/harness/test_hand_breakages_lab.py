@@ -414,6 +414,12 @@ def test_pod_of_a_deployment_whose_template_lost_the_label_is_labelled_by_the_de
     ("finance/backend", "SA_NOT_FOUND", "ServiceAccount finance/backend not found; finance/backend is a Deployment, "
                                         "its pods run as ServiceAccount backend-sa: --workload finance/backend-sa",
      "# verify Deployment finance/backend as its ServiceAccount: --workload finance/backend-sa"),
+    # the name of a pod replaced since (no such pod now): the Deployment its shape fits, there, is named
+    ("finance/backend-7d9f8b6c5-x2k9p", "SA_NOT_FOUND",
+     "ServiceAccount finance/backend-7d9f8b6c5-x2k9p not found; no pod finance/backend-7d9f8b6c5-x2k9p is there now, "
+     "but its name has the shape of a pod of Deployment backend (NAME-HASH-XXXXX; one replaced since?), whose pods "
+     "run as ServiceAccount backend-sa: --workload finance/backend-sa",
+     "# verify the ServiceAccount of Deployment backend's pods: --workload finance/backend-sa"),
 ])
 def test_a_typo_in_workload_names_the_service_account_meant(
     running_lab: RunningLab, tmp_path: Path, target: str, code: str, message: str, fix: str
