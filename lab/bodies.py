@@ -23,6 +23,8 @@ from typing import Any
 MAX_NESTING_DEPTH = 200
 # A JSON string (escapes included) or one structural character; everything else is skipped.
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]', re.DOTALL)
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # _JSON_TOKEN's strings, matched the same way
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 @dataclass(frozen=True)
@@ -53,12 +55,31 @@ def _key(token: str) -> str:
         return token[1:-1]
 
 
+def _depth_within(text: str, limit: int) -> bool:
+    """Whether the brackets outside strings nest no deeper than ``limit``, counted as :func:`json_too_deep` counts
+    them (a stray closer at depth 0 is ignored) but over the brackets alone: every request body of any size passes
+    through here, and walking each of its tokens in Python cost as much as parsing it."""
+    depth = 0
+    for bracket in _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif depth:
+            depth -= 1
+    return True
+
+
 def json_too_deep(text: str, limit: int | None = None) -> TooDeep | None:
     """The first bracket nested deeper than ``limit`` (default :data:`MAX_NESTING_DEPTH`) in a JSON text, or
     None (also for malformed text that stays within the limit: the parser reports that)."""
     limit = MAX_NESTING_DEPTH if limit is None else limit
-    if text.count("[") + text.count("{") <= limit:
+    if text.count("[") + text.count("{") <= limit or _depth_within(text, limit):
         return None
+    return _first_too_deep(text, limit)
+
+
+def _first_too_deep(text: str, limit: int) -> TooDeep | None:
     frames: list[list] = []  # [kind, array index, current object key]
     expecting_key = False
     for match in _JSON_TOKEN.finditer(text):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -62,7 +61,7 @@ from lab.kube.resources import (
     printer_columns,
     served_versions,
 )
-from lab.kube.store import Obj, ResourceType, Store
+from lab.kube.store import Obj, ResourceType, Store, clone
 
 if TYPE_CHECKING:
     from lab.runtime import Lab
@@ -432,11 +431,12 @@ class ApiServer:
     async def list(self, request: web.Request, target: Target) -> web.Response:
         query = request.query
         check_field_selector(target.rt, query.get("fieldSelector"))
+        table = self.wants_table(request)
         items, resource_version = self.store.list(
-            target.rt, target.namespace, query.get("labelSelector"), query.get("fieldSelector")
+            target.rt, target.namespace, query.get("labelSelector"), query.get("fieldSelector"), shared=not table
         )
         items, metadata = paginate(items, query.get("limit"), query.get("continue"))
-        if self.wants_table(request):
+        if table:
             return json_response(self.table(request, target, items, resource_version, metadata))
         return json_response(
             {
@@ -565,7 +565,7 @@ class ApiServer:
                 ("FieldValueInvalid", "spec.replicas",
                  f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0")])
         current = self.store.get(target.rt, target.namespace_or_empty, target.name)
-        before = copy.deepcopy(current)
+        before = clone(current)
         current.setdefault("spec", {})["replicas"] = replicas
         current["metadata"]["managedFields"] = managedfields.record_update(
             target.rt, before, current, manager, now_rfc3339(), "scale")
@@ -781,7 +781,7 @@ def scale_of(target: Target, obj: Obj) -> Obj:
 
 
 def prepare_for_create(rt: ResourceType, body: Obj, namespace: str) -> Obj:
-    obj = copy.deepcopy(body)
+    obj = clone(body)
     meta = obj.setdefault("metadata", {})
     if rt.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
         raise errors.bad_request(
@@ -800,13 +800,13 @@ def prepare_for_create(rt: ResourceType, body: Obj, namespace: str) -> Obj:
 def prepare_for_update(rt: ResourceType, current: Obj, new: Obj, subresource: str) -> Obj:
     """The object to store: status changes only through /status, everything else only through the object."""
     if subresource == "status":
-        obj = copy.deepcopy(current)
-        obj["status"] = copy.deepcopy(new.get("status") or {})
+        obj = clone(current)
+        obj["status"] = clone(new.get("status") or {})
         sent_version = (new.get("metadata") or {}).get("resourceVersion")
         if sent_version:
             obj["metadata"]["resourceVersion"] = sent_version
         return obj
-    obj = copy.deepcopy(new)
+    obj = clone(new)
     meta = obj.setdefault("metadata", {})
     current_meta = current["metadata"]
     meta["name"] = current_meta["name"]
@@ -825,7 +825,7 @@ def prepare_for_update(rt: ResourceType, current: Obj, new: Obj, subresource: st
             meta.pop(field, None)
     if "status" in rt.subresources:
         if "status" in current:
-            obj["status"] = copy.deepcopy(current["status"])
+            obj["status"] = clone(current["status"])
         else:
             obj.pop("status", None)
     obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
@@ -893,7 +893,7 @@ def grace_period(query: Any, options: Obj, pod: Obj) -> int:
 def deletion_result(rt: ResourceType, deleted: Obj) -> Obj:
     """The deleted object (for the types whose clients expect it), else a Success Status."""
     if rt.group_resource in RETURN_OBJECT_ON_DELETE or not is_builtin(rt):
-        result = copy.deepcopy(deleted)
+        result = clone(deleted)
         result["metadata"].setdefault("deletionTimestamp", now_rfc3339())
         if rt.group_resource == ("", "pods"):
             result["metadata"].setdefault("deletionGracePeriodSeconds", 0)
@@ -908,7 +908,7 @@ def deletion_result(rt: ResourceType, deleted: Obj) -> Obj:
 
 
 def dry_run_result(rt: ResourceType, obj: Obj, namespace: str) -> Obj:
-    result = copy.deepcopy(obj)
+    result = clone(obj)
     meta = result.setdefault("metadata", {})
     meta.setdefault("uid", "00000000-0000-0000-0000-000000000000")
     meta["creationTimestamp"] = now_rfc3339()

@@ -264,7 +264,7 @@ class Controllers:
                 raise
 
     def _terminating(self, namespace: str) -> bool:
-        found = self.store.find(NAMESPACE_TYPE, "", namespace)
+        found = self.store.peek(NAMESPACE_TYPE, "", namespace)
         return bool(found and (found.get("metadata") or {}).get("deletionTimestamp"))
 
     def finalize_namespace(self, namespace: str) -> None:

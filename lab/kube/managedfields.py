@@ -20,14 +20,13 @@ resources are walked as the deduced schema (maps of anything, atomic lists).
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from lab.kube import apischema, defaults, errors
-from lab.kube.store import Obj, ResourceType
+from lab.kube.store import Obj, ResourceType, clone
 
 APPLY, UPDATE = "Apply", "Update"
 FIELDS_V1 = "FieldsV1"
@@ -354,8 +353,8 @@ def merge(live: Any, config: Any, type_name: str, field: str = "") -> Any:
     if isinstance(live, dict) and isinstance(config, dict):
         form = apischema.element(type_name)[0] if type_name != DEDUCED else "map"
         if form not in ("model", "map"):
-            return copy.deepcopy(config)
-        result = copy.deepcopy(live)
+            return clone(config)
+        result = clone(live)
         for key, value in config.items():
             child_type, _ = _child_type(type_name, key)
             result[key] = merge(live.get(key), value, child_type, key)
@@ -364,13 +363,13 @@ def merge(live: Any, config: Any, type_name: str, field: str = "") -> Any:
         element_type = _element(type_name)
         kind, keys = _list_kind(field, element_type)
         if kind == "set":
-            return copy.deepcopy(live) + [copy.deepcopy(item) for item in config if item not in live]
+            return clone(live) + [clone(item) for item in config if item not in live]
         if kind == "map" and all(_item_key(item, keys) for item in [*live, *config]):
             by_key = {_item_key(item, keys): item for item in config}
             result = [merge(item, by_key.pop(_item_key(item, keys)), element_type)
-                      if _item_key(item, keys) in by_key else copy.deepcopy(item) for item in live]
-            return result + [copy.deepcopy(item) for item in by_key.values()]
-    return copy.deepcopy(config)
+                      if _item_key(item, keys) in by_key else clone(item) for item in live]
+            return result + [clone(item) for item in by_key.values()]
+    return clone(config)
 
 
 def _locate(obj: Any, path: Path) -> list[tuple[Any, Any]] | None:
@@ -446,7 +445,7 @@ def apply(rt: ResourceType, live: Obj | None, config: Obj, manager: str, force: 
     model = apischema.model_for_kind(rt.group, rt.version, rt.kind) or DEDUCED
     if subresource == "status":
         config = {"status": config["status"]} if "status" in config else {}
-    base = copy.deepcopy(live) if live else {}
+    base = clone(live) if live else {}
     merged = merge(base, config, model)
     managers = managers_of(live)
     if live and not managers:  # the first apply to an untracked object: its fields are someone else's
@@ -480,7 +479,7 @@ def apply(rt: ResourceType, live: Obj | None, config: Obj, manager: str, force: 
 
 def last_applied(config: Obj) -> str:
     """The configuration as kubectl's last-applied annotation holds it: without that annotation, as Go encodes."""
-    shown = copy.deepcopy(config)
+    shown = clone(config)
     annotations = (shown.get("metadata") or {}).get("annotations")
     if isinstance(annotations, dict):
         annotations.pop(LAST_APPLIED, None)
@@ -506,6 +505,6 @@ def _unchanged_since_client_side_apply(rt: ResourceType, live: Obj | None) -> se
 def record_create(rt: ResourceType, obj: Obj, manager: str, now: str) -> list[Obj]:
     """A create's managedFields: the creator owns what it sent and the decoder's defaults (the handler records
     them before admission, so a mutating webhook's additions are nobody's)."""
-    defaulted = copy.deepcopy(obj)
+    defaulted = clone(obj)
     defaults.apply_defaults(rt, defaulted)
     return record_update(rt, None, defaulted, manager, now)

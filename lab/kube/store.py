@@ -268,8 +268,13 @@ class Store:
         return clone(obj)
 
     def find(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
-        obj = self._bucket(rt).get((namespace if rt.namespaced else "", name))
+        obj = self.peek(rt, namespace, name)
         return clone(obj) if obj is not None else None
+
+    def peek(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
+        """The stored object itself, not a copy, for a caller that only reads a field or two of it (the
+        controllers look at every event): it must not be changed or kept."""
+        return self._bucket(rt).get((namespace if rt.namespaced else "", name))
 
     def list(
         self,
@@ -277,11 +282,15 @@ class Store:
         namespace: str | None = None,
         label_selector: str | None = None,
         field_selector: str | None = None,
+        shared: bool = False,
     ) -> tuple[list[Obj], str]:
+        """The matching objects, copies unless ``shared``: then the stored objects themselves, for a caller that
+        serialises them at once and keeps nothing (the API server's list answer)."""
         labels = parse_label_selector(label_selector)
         fields = parse_field_selector(field_selector)
+        copy = (lambda obj: obj) if shared else clone
         items = [
-            clone(obj)
+            copy(obj)
             for (ns, _), obj in sorted(self._bucket(rt).items())
             if (namespace is None or not rt.namespaced or ns == namespace)
             and matches_labels(obj, labels)

@@ -32,7 +32,6 @@ implemented for the ConfigMap CA source only; the ClusterTrustBundle source is n
 from __future__ import annotations
 
 import base64
-import copy
 import hashlib
 import re
 import uuid
@@ -42,6 +41,7 @@ from typing import Any
 
 from lab.kube import helm_release, labelselector
 from lab.kube.errors import ApiError
+from lab.kube.store import clone
 
 Obj = dict[str, Any]
 
@@ -363,7 +363,7 @@ def serve_pod(pod: Obj, namespace: str, settings: WebhookSettings, get_service_a
               decision_log: DecisionLog | None = None) -> Obj:
     """The webhook's handler for one AdmissionReview of a pod CREATE that reached it (the lab's API server
     decides that from the stored configurations: :mod:`lab.kube.webhook_dispatch`)."""
-    mutation = PodMutation(copy.deepcopy(pod), namespace, settings)
+    mutation = PodMutation(clone(pod), namespace, settings)
     try:
         mutated = mutation.run(get_service_account)
     except ApiError as exc:
@@ -693,7 +693,7 @@ def mutating_webhook_configuration(settings: WebhookSettings) -> Obj:
             "failurePolicy": "Fail",
             "matchPolicy": "Equivalent",
             # added by the AKS admissions enforcer, not by the chart
-            "namespaceSelector": copy.deepcopy(ENFORCER_NAMESPACE_SELECTOR),
+            "namespaceSelector": clone(ENFORCER_NAMESPACE_SELECTOR),
             "objectSelector": {"matchLabels": {USE_LABEL: "true"}},
             "reinvocationPolicy": "IfNeeded",
             "rules": [{

@@ -38,7 +38,6 @@ Not emulated: ``matchConditions`` (CEL; a webhook carrying them is called as if 
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
 from dataclasses import dataclass
@@ -49,7 +48,7 @@ from lab.kube import webhook, webhook_pods, webhook_tls
 from lab.kube.errors import ApiError
 from lab.kube.images import emulated_runner, parse_image
 from lab.kube.labelselector import matches as selector_matches
-from lab.kube.store import Obj, ResourceType
+from lab.kube.store import Obj, ResourceType, clone
 
 if TYPE_CHECKING:
     from lab.runtime import Lab
@@ -227,7 +226,7 @@ def mutate(lab: Lab, rt: ResourceType, obj: Obj, namespace: str, namespace_label
             if not hook_applies(config, hook, attrs, obj, namespace_labels):
                 continue
             try:
-                obj = call(lab, hook, copy.deepcopy(obj), namespace, get_service_account)
+                obj = call(lab, hook, clone(obj), namespace, get_service_account)
             except CallError as exc:
                 _failed_call(hook, exc)
     return obj

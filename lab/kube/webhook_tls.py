@@ -247,14 +247,16 @@ def reconcile(lab: Lab, namespace: str, pod_name: str = "") -> None:
     mwcs = lab.kube.store.type_for("admissionregistration.k8s.io", "mutatingwebhookconfigurations")
     if secrets is None or mwcs is None:
         return
-    secret = lab.kube.store.find(secrets, namespace, webhook.CERT_SECRET_NAME)
-    found = lab.kube.store.find(mwcs, "", webhook.MWC_NAME)
-    if secret is None:  # Reconcile returns on NotFound
+    stored = lab.kube.store.peek(secrets, namespace, webhook.CERT_SECRET_NAME)
+    if stored is None:  # Reconcile returns on NotFound
         return
-    versions = (str(secret["metadata"].get("resourceVersion")),
-                str(((found or {}).get("metadata") or {}).get("resourceVersion")))
+    versions = (str(stored["metadata"].get("resourceVersion")),
+                str(((lab.kube.store.peek(mwcs, "", webhook.MWC_NAME) or {}).get("metadata") or {})
+                    .get("resourceVersion")))
     if _SEEN.get((id(lab), namespace, pod_name)) == versions:
         return
+    secret = lab.kube.store.find(secrets, namespace, webhook.CERT_SECRET_NAME) or {}
+    found = lab.kube.store.find(mwcs, "", webhook.MWC_NAME)
     _SEEN[(id(lab), namespace, pod_name)] = versions
     data = dict(secret.get("data") or {})
     fresh = _refreshed(data, namespace)
