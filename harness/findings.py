@@ -410,11 +410,16 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_TOKEN_PREDATES_ISSUER", "pod", "warning",
-        "A running pod made before the managed cluster's last update, within its token's lifetime: if that update "
-        "enabled or changed the OIDC issuer, its projected token still carries the earlier iss (the kubelet replaces "
-        "it at 80% of its lifetime), so its exchange fails until then.",
+        "A running pod made before the managed cluster's last update, within its token's lifetime, when the update "
+        "may have been the issuer's: the identity's first federated credential for the issuer was made after it, or "
+        "the pod's containers restarted, crash-loop or turned unready since it (an update alone, of tags or node "
+        "counts, is not enough; nor is a pod made after a credential naming the issuer, which cannot exist before "
+        "it). If that update enabled or changed the OIDC issuer, the pod's projected token still carries the earlier "
+        "iss (the kubelet replaces it at 80% of its lifetime), so its exchange fails until then.",
         "Restart the workload (`kubectl rollout restart`) so its pods get a token from the issuer now.",
         "unit:tests/harness/test_live_pods.py::test_a_pod_made_before_the_oidc_issuer_was_enabled_is_told_to_restart",
+        "unit:tests/harness/test_live_pods.py::test_pods_in_trouble_since_the_update_are_warned_without_a_credential_"
+        "time",
         "test:tests/harness/test_issuer_enabled_late_lab.py::test_pods_made_before_the_oidc_issuer_was_enabled_are_told_"
         "to_restart",
     ),

@@ -674,15 +674,23 @@ def _same(variable: str, a: str, b: str) -> bool:
 
 def token_predates_cluster_update(ctx: WorkloadContext, pod: dict[str, Any]) -> Problem | None:
     """A mutated pod made before the managed cluster's last update through ARM (systemData.lastModifiedAt), within
-    the time its projected token may still be the one issued before it. Enabling the OIDC issuer on an existing
-    cluster (or changing it) changes the issuer the API server writes into tokens (learn.microsoft.com AKS
-    use-oidc-issuer: restart the pods that stay failed); a running pod keeps its token until the kubelet replaces it
-    once older than 80% of its lifetime or 24 h (kubernetes.io, ServiceAccount token volume projection), so until
-    then its exchange names the earlier issuer. The harness cannot read that pod's token nor tell which setting the
-    update changed: a warning, with the restart that hands the pod a token from the issuer now."""
+    the time its projected token may still be the one issued before it, when something says that update may have
+    been the issuer's. Enabling the OIDC issuer on an existing cluster changes the issuer the API server writes into
+    tokens (learn.microsoft.com AKS use-oidc-issuer: restart the pods that stay failed); a running pod keeps its
+    token until the kubelet replaces it once older than 80% of its lifetime or 24 h (kubernetes.io, ServiceAccount
+    token volume projection), so until then its exchange names the earlier issuer.
+
+    The cluster is updated for many other reasons (tags, node counts, upgrades, any az aks update), and the harness
+    can read neither the pod's token nor what an update changed, so the update alone is no evidence. An AKS issuer
+    URL carries a random GUID of the cluster, cannot be disabled once enabled and does not change (AKS docs), so
+    no federated credential can name it before it exists: one naming it made before the pod says the pod's token
+    came from it (nothing to say). A warning needs one of: the identity's first credential naming the issuer was
+    made after the update (enable the issuer, then federate: the documented order), or the pod's containers
+    restarted, crash-loop or turned unready since the update."""
     arm = ctx.cluster.arm_cluster
     body = (arm.body if arm is not None and arm.ok and isinstance(arm.body, dict) else None) or {}
-    if not ((body.get("properties") or {}).get("oidcIssuerProfile") or {}).get("enabled"):
+    profile = (body.get("properties") or {}).get("oidcIssuerProfile") or {}
+    if not profile.get("enabled"):
         return None
     updated = created_on((body.get("systemData") or {}).get("lastModifiedAt"))
     made_text = str((pod.get("metadata") or {}).get("creationTimestamp") or "")
@@ -694,12 +702,56 @@ def token_predates_cluster_update(ctx: WorkloadContext, pod: dict[str, Any]) -> 
     replaced_by = updated + min(0.8 * lifetime, 24 * 3600)
     if ctx.now >= replaced_by:
         return None
+    federated = _issuer_first_federated(ctx, str(profile.get("issuerURL") or ctx.cluster.issuer_url or ""))
+    if federated is not None and federated < made:
+        return None
     stamp = lambda moment: datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    trouble = _trouble_since(pod, updated)
+    if trouble:
+        evidence = f"its containers have {trouble} since"
+    elif federated is not None and federated >= updated - 1:
+        evidence = (f"the identity's first federated credential for the issuer was made after it "
+                    f"({stamp(federated)}), as when the update enabled the issuer")
+    else:
+        return None
     return Problem("POD_TOKEN_PREDATES_ISSUER", _name(pod), (
-        f"the pod was created {made_text}, before the managed cluster's last update ({stamp(updated)}): if that "
-        "update enabled or changed the cluster's OIDC issuer, the pod's projected token still carries the earlier "
-        f"iss and its exchange fails (AADSTS700211) until the kubelet replaces it ({lifetime} s lifetime: by "
-        f"{stamp(replaced_by)} at the latest) or the pod is made again"))
+        f"the pod was created {made_text}, before the managed cluster's last update ({stamp(updated)}), and "
+        f"{evidence}: if that update enabled or changed the cluster's OIDC issuer, the pod's projected token still "
+        f"carries the earlier iss and its exchange fails (AADSTS700211) until the kubelet replaces it ({lifetime} s "
+        f"lifetime: by {stamp(replaced_by)} at the latest) or the pod is made again"))
+
+
+def _issuer_first_federated(ctx: WorkloadContext, issuer: str) -> float | None:
+    """When the first of the identity's federated credentials naming ``issuer`` was made (ARM's
+    systemData.createdAt); None when none does or none says (Microsoft Graph's carry no time)."""
+    made = []
+    for item in ctx.facts.identity.federated_credentials or []:
+        fields = item.get("properties") if isinstance(item.get("properties"), dict) else item
+        system = item.get("systemData") if isinstance(item.get("systemData"), dict) else {}
+        at = created_on(system.get("createdAt"))
+        if issuer and fields.get("issuer") == issuer and at is not None:
+            made.append(at)
+    return min(made, default=None)
+
+
+def _trouble_since(pod: dict[str, Any], moment: float) -> str | None:
+    """What the pod's containers show of trouble since ``moment``: a container's last run ended after it (a restart,
+    or a crash loop), or the Ready condition turned False after it; None when they show none. A CrashLoopBackOff
+    carries no time of its own: its last run's end is what says it failed since."""
+    status = pod.get("status") or {}
+    for container in status.get("containerStatuses") or []:
+        ended = created_on(((container.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
+        if ended is None or ended < moment:
+            continue
+        if ((container.get("state") or {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+            return f"been in CrashLoopBackOff ({container.get('name')})"
+        return f"restarted ({container.get('name')}: {container.get('restartCount', 0)} restarts)"
+    for condition in status.get("conditions") or []:
+        turned = created_on(condition.get("lastTransitionTime"))
+        if condition.get("type") == "Ready" and condition.get("status") == "False" and turned is not None \
+                and turned >= moment:
+            return "been unready"
+    return None
 
 
 def existing_pod_token_finding(ctx: WorkloadContext) -> Finding | None:

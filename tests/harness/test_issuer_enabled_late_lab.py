@@ -1,8 +1,9 @@
 """A cluster made before its OIDC issuer was enabled, its workload running, then az aks update --enable-oidc-issuer
 (an ARM PUT): the running pods keep the token the API server issued before, whose iss is the API server's own
-(AKS use-oidc-issuer: "restart the pods"), until the kubelet replaces it at 80% of its lifetime. The probe's fresh
-token is right, so every link passed; POD_TOKEN_PREDATES_ISSUER now warns with the restart, and once the restart
-is pasted the next run is clean. A module of its own lab."""
+(AKS use-oidc-issuer: "restart the pods"), until the kubelet replaces it at 80% of its lifetime. The identity is
+federated with the issuer after it is enabled, as it must be (its URL carries a random GUID it has only then). The
+probe's fresh token is right, so every link passed; POD_TOKEN_PREDATES_ISSUER now warns with the restart, and once
+the restart is pasted the next run is clean. A module of its own lab."""
 
 from __future__ import annotations
 
@@ -46,14 +47,18 @@ def findings(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [*document["findings"], *(f for w in document["workloads"] for f in w["findings"])]
 
 
-def enable_oidc_issuer(lab: RunningLab) -> None:
-    """What az aks update --enable-oidc-issuer sends: the cluster as read, its oidcIssuerProfile enabled, PUT back."""
+def arm_headers(lab: RunningLab) -> dict[str, str]:
     info, ca = lab.info(), str(lab.state_dir / "ca.pem")
     admin = info["admin"]
     credential = ClientSecretCredential(info["tenant_id"], admin["client_id"], admin["client_secret"],
                                         authority=info["authority_host"], disable_instance_discovery=True,
                                         connection_verify=ca)
-    headers = {"Authorization": f"Bearer {credential.get_token('https://management.azure.com/.default').token}"}
+    return {"Authorization": f"Bearer {credential.get_token('https://management.azure.com/.default').token}"}
+
+
+def enable_oidc_issuer(lab: RunningLab) -> None:
+    """What az aks update --enable-oidc-issuer sends: the cluster as read, its oidcIssuerProfile enabled, PUT back."""
+    info, ca, headers = lab.info(), str(lab.state_dir / "ca.pem"), arm_headers(lab)
     config = (lab.state_dir / "harness.yaml").read_text()
     name = next(line.split(":", 1)[1].strip() for line in config.splitlines() if "cluster_name:" in line)
     group = next(line.split(":", 1)[1].strip() for line in config.splitlines() if "resource_group:" in line)
@@ -65,6 +70,30 @@ def enable_oidc_issuer(lab: RunningLab) -> None:
     answer = requests.put(url, params={"api-version": AKS_API}, json=cluster, headers=headers, verify=ca, timeout=30)
     assert answer.ok, answer.text
     assert answer.json()["systemData"]["lastModifiedAt"]
+
+
+def federate_with_the_issuer(lab: RunningLab) -> None:
+    """What az identity federated-credential delete, then create, send for the backend's credential: made now, after
+    the issuer (its systemData.createdAt), as it is when the issuer is enabled late."""
+    info, ca, headers = lab.info(), str(lab.state_dir / "ca.pem"), arm_headers(lab)
+    api = {"api-version": "2023-01-31"}
+    listed = requests.get(f"{info['endpoints']['arm']}/subscriptions/{info['subscription_id']}/providers/"
+                          "Microsoft.ManagedIdentity/userAssignedIdentities", params=api, headers=headers, verify=ca,
+                          timeout=30)
+    assert listed.ok, listed.text
+    for identity in listed.json()["value"]:
+        base = f"{info['endpoints']['arm']}{identity['id']}/federatedIdentityCredentials"
+        for fic in requests.get(base, params=api, headers=headers, verify=ca, timeout=30).json()["value"]:
+            if fic["properties"]["subject"] != "system:serviceaccount:finance:backend-sa":
+                continue
+            url = f"{base}/{fic['name']}"
+            assert requests.delete(url, params=api, headers=headers, verify=ca, timeout=30).ok
+            made = requests.put(url, params=api, json={"properties": {**fic["properties"],
+                                                                      "issuer": info["issuer_url"]}},
+                                headers=headers, verify=ca, timeout=30)
+            assert made.ok, made.text
+            return
+    raise AssertionError("no federated credential for finance/backend-sa")
 
 
 def test_pods_made_before_the_oidc_issuer_was_enabled_are_told_to_restart(running_lab: RunningLab,
@@ -85,6 +114,7 @@ def test_pods_made_before_the_oidc_issuer_was_enabled_are_told_to_restart(runnin
     while time.time() < made_at + 2.5:
         time.sleep(0.1)
     enable_oidc_issuer(running_lab)
+    federate_with_the_issuer(running_lab)
     assert token_issuer(running_lab, tmp_path) == before  # the running pod keeps its token, and its iss
     assert before != running_lab.info()["issuer_url"]
 

@@ -907,16 +907,37 @@ def test_a_paused_deployments_old_pods_are_named_with_the_pause_and_resumed() ->
         "kubectl rollout restart deployment/backend -n finance # the webhook acts on pod CREATE only"]
 
 
-def test_a_pod_made_before_the_oidc_issuer_was_enabled_is_told_to_restart() -> None:
-    """By hand in the lab: lab ctl cluster --oidc-issuer off, Deployment api made (its pods' tokens say iss
-    https://<fqdn>), then az aks update --enable-oidc-issuer: the pods kept that token (read with kubectl exec)
-    and --pod / --workload PASSED, the probe's fresh token being right. A mutated pod older than the managed
-    cluster's last update (systemData.lastModifiedAt), while its token may predate it (80% of its lifetime), is now
-    a warning naming the restart; past that window, or a pod made after the update, passes as before."""
+ISSUER_NOW = "https://westeurope.oic.prod-aks.azure.com/tenant/cluster-guid/"
+
+
+def _stamp(moment: float) -> str:
     from datetime import UTC, datetime
 
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _updated_cluster(updated: float, enabled: bool = True) -> Fetched:
+    return Fetched("https://arm/cluster", 200, {
+        "properties": {"oidcIssuerProfile": {"enabled": enabled, "issuerURL": ISSUER_NOW}},
+        "systemData": {"createdAt": _stamp(updated - 86400), "lastModifiedAt": _stamp(updated)}})
+
+
+def _federated_at(made: float, issuer: str = ISSUER_NOW) -> dict[str, Any]:
+    return {"name": "backend-fic", "properties": {"issuer": issuer, "subject": "system:serviceaccount:finance:backend-sa",
+                                                  "audiences": ["api://AzureADTokenExchange"]},
+            "systemData": {"createdAt": _stamp(made), "lastModifiedAt": _stamp(made)}}
+
+
+def test_a_pod_made_before_the_oidc_issuer_was_enabled_is_told_to_restart() -> None:
+    """By hand in the lab: lab ctl cluster --oidc-issuer off, Deployment api made (its pods' tokens say iss
+    https://<fqdn>), then az aks update --enable-oidc-issuer and the identity's federated credential made for the
+    new issuer: the pods kept that token (read with kubectl exec) and --pod / --workload PASSED, the probe's fresh
+    token being right. A mutated pod older than the managed cluster's last update (systemData.lastModifiedAt),
+    while its token may predate it (80% of its lifetime), whose identity was first federated with the issuer after
+    that update, is now a warning naming the restart; past that window, or a pod made after the update, passes as
+    before."""
     now = time.time()
-    stamp = lambda moment: datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    stamp = _stamp
     updated = now - 600
 
     def run(made: float, at: float = now, enabled: bool = True, expiration: int = 3600) -> Any:
@@ -925,9 +946,8 @@ def test_a_pod_made_before_the_oidc_issuer_was_enabled_is_told_to_restart() -> N
         pod["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"] = expiration
         ctx = context([live(pod, deployment())])
         ctx.now = at
-        ctx.cluster.arm_cluster = Fetched("https://arm/cluster", 200, {
-            "properties": {"oidcIssuerProfile": {"enabled": enabled}},
-            "systemData": {"createdAt": stamp(now - 86400), "lastModifiedAt": stamp(updated) + ""}})
+        ctx.cluster.arm_cluster = _updated_cluster(updated, enabled)
+        ctx.facts.identity.federated_credentials = [_federated_at(updated + 120)]
         return live_pods(ctx)
 
     outcome = run(made=now - 3000)
@@ -936,10 +956,11 @@ def test_a_pod_made_before_the_oidc_issuer_was_enabled_is_told_to_restart() -> N
     assert finding.code == "POD_TOKEN_PREDATES_ISSUER" and finding.severity == "warning"
     assert finding.message == (
         f"Deployment/backend (backend-7d9f-abcde): the workload's pods may hold a token from an earlier issuer: the "
-        f"pod was created {stamp(now - 3000)}, before the managed cluster's last update ({stamp(updated)}): if that "
-        "update enabled or changed the cluster's OIDC issuer, the pod's projected token still carries the earlier iss "
-        "and its exchange fails (AADSTS700211) until the kubelet replaces it (3600 s lifetime: by "
-        f"{stamp(updated + 2880)} at the latest) or the pod is made again")
+        f"pod was created {stamp(now - 3000)}, before the managed cluster's last update ({stamp(updated)}), and the "
+        f"identity's first federated credential for the issuer was made after it ({stamp(updated + 120)}), as when "
+        "the update enabled the issuer: if that update enabled or changed the cluster's OIDC issuer, the pod's "
+        "projected token still carries the earlier iss and its exchange fails (AADSTS700211) until the kubelet "
+        f"replaces it (3600 s lifetime: by {stamp(updated + 2880)} at the latest) or the pod is made again")
     assert [" ".join(line.split()) for line in finding.fix_lines()] == [
         "kubectl rollout restart deployment/backend -n finance # the webhook acts on pod CREATE only"]
     assert run(made=now - 300).status == PASS  # made after the update
@@ -958,14 +979,87 @@ def test_a_pod_made_before_the_oidc_issuer_was_enabled_is_told_to_restart() -> N
                   if e["name"] == "AZURE_FEDERATED_TOKEN_FILE" else e for e in app["env"]]
     ctx = context(None)
     ctx.facts.pod = PodFacts("finance", "backend-7d9f-abcde", existing=True, created=True, pod=pod)
-    ctx.cluster.arm_cluster = Fetched("https://arm/cluster", 200, {
-        "properties": {"oidcIssuerProfile": {"enabled": True}}, "systemData": {"lastModifiedAt": stamp(updated)}})
+    ctx.cluster.arm_cluster = _updated_cluster(updated)
+    ctx.facts.identity.federated_credentials = [_federated_at(updated + 120)]
     outcome = existing_pod_mutated(ctx)
     assert outcome.status == WARN and outcome.message.startswith("mutated (v1.5 layout)")
     assert [f.code for f in outcome.findings] == ["POD_TOKEN_PREDATES_ISSUER"]
     assert outcome.findings[0].fix_lines()[0].startswith("kubectl rollout restart deployment/backend -n finance")
     pod["metadata"]["creationTimestamp"] = stamp(now - 60)
     assert existing_pod_mutated(ctx).status == PASS
+
+
+def test_an_update_of_the_cluster_unrelated_to_its_issuer_is_no_warning() -> None:
+    """az aks update --tags (or a node count, an upgrade, an autoscaler profile) stamps the managed cluster's
+    systemData.lastModifiedAt like enabling the issuer does. Pods made before it, whose identity was federated
+    with the cluster's issuer before they were made (an AKS issuer URL has a random per-cluster GUID and cannot
+    exist before the issuer is enabled), or with nothing else to go on (no credential time: Microsoft Graph's; the
+    credentials not readable) and running untroubled, pass."""
+    now = time.time()
+    updated = now - 600
+
+    def run(credentials: list[dict[str, Any]] | None, status: dict[str, Any] | None = None) -> Any:
+        pod = workload_pod()
+        pod["metadata"]["creationTimestamp"] = _stamp(now - 3000)
+        pod["status"] = status or {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": _stamp(now - 2990)}],
+            "containerStatuses": [{"name": "app", "ready": True, "restartCount": 0,
+                                   "state": {"running": {"startedAt": _stamp(now - 2995)}}}]}
+        ctx = context([live(pod, deployment())])
+        ctx.cluster.arm_cluster = _updated_cluster(updated)
+        ctx.facts.identity.federated_credentials = credentials
+        return live_pods(ctx)
+
+    assert run([_federated_at(now - 86000)]).status == PASS  # federated long before the pod and the tags update
+    assert run(None).status == PASS  # the credentials could not be read
+    graph = {"name": "backend-fic", "issuer": ISSUER_NOW, "subject": "system:serviceaccount:finance:backend-sa",
+             "audiences": ["api://AzureADTokenExchange"]}
+    assert run([graph]).status == PASS  # an application's credentials carry no time
+    # an older credential of another issuer (the cluster before it was made again) says nothing of this one
+    assert run([_federated_at(now - 86000, "https://oidc.prod-aks.azure.com/other/")]).status == PASS
+    # federated before the pod: the issuer was there when the pod got its token, whatever the pod shows since
+    crashing = {"phase": "Running", "containerStatuses": [
+        {"name": "app", "restartCount": 7, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+         "lastState": {"terminated": {"exitCode": 1, "finishedAt": _stamp(now - 30)}}}]}
+    assert run([_federated_at(now - 86000)], crashing).status == PASS
+
+
+def test_pods_in_trouble_since_the_update_are_warned_without_a_credential_time() -> None:
+    """Nothing tells when the issuer came (an application's credentials, or none readable), but the pods made
+    before the update crash-loop, restarted or turned unready since it: the warning, naming what the pods show.
+    Trouble that ended before the update says nothing of it, nor a crash loop whose last run ended before it."""
+    now = time.time()
+    updated = now - 600
+
+    def run(status: dict[str, Any]) -> Any:
+        pod = workload_pod()
+        pod["metadata"]["creationTimestamp"] = _stamp(now - 3000)
+        pod["status"] = {"phase": "Running", **status}
+        ctx = context([live(pod, deployment())])
+        ctx.cluster.arm_cluster = _updated_cluster(updated)
+        return live_pods(ctx)
+
+    crashing = run({"containerStatuses": [
+        {"name": "app", "restartCount": 7, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+         "lastState": {"terminated": {"exitCode": 1, "finishedAt": _stamp(now - 30)}}}]})
+    assert crashing.status == WARN
+    (finding,) = crashing.findings
+    assert finding.code == "POD_TOKEN_PREDATES_ISSUER"
+    assert f"({_stamp(updated)}), and its containers have been in CrashLoopBackOff (app) since:" in finding.message
+    restarted = run({"containerStatuses": [
+        {"name": "app", "restartCount": 2, "state": {"running": {"startedAt": _stamp(now - 100)}},
+         "lastState": {"terminated": {"exitCode": 1, "finishedAt": _stamp(now - 101)}}}]})
+    assert "its containers have restarted (app: 2 restarts) since" in restarted.findings[0].message
+    unready = run({"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": _stamp(now - 500)}]})
+    assert "its containers have been unready since" in unready.findings[0].message
+    before = run({"conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": _stamp(now - 900)}],
+                  "containerStatuses": [{"name": "app", "restartCount": 1, "state": {"running": {}},
+                                         "lastState": {"terminated": {"finishedAt": _stamp(now - 2000)}}}]})
+    assert before.status == PASS
+    looped_before = run({"containerStatuses": [
+        {"name": "app", "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+         "lastState": {"terminated": {"exitCode": 1, "finishedAt": _stamp(now - 700)}}}]})
+    assert looped_before.status == PASS
 
 
 def test_a_statefulset_rolled_onto_a_mistyped_service_account_is_found_under_the_one_it_left() -> None:
