@@ -21,6 +21,7 @@ from harness.checks.federation import (
     fic_fix,
     free_fic_name,
     graph_endpoint,
+    identity_matches,
     match_fic,
     service_principal_repair,
     unread_application,
@@ -28,7 +29,7 @@ from harness.checks.federation import (
 )
 from harness.checks.issuer_keys import issuer_key_finding, retry_summary
 from harness.checks.live_pods import restart_workload
-from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
+from harness.checks.model import ERROR, FAIL, WARNING, Finding, Outcome, failed, passed, skipped, warned
 from harness.checks.network_policies import (
     dns_blocking_policies,
     egress_policies,
@@ -172,8 +173,9 @@ def exchange_succeeds(ctx: WorkloadContext) -> Outcome:
         )
     error = step.get("error") or {}
     evidence["error"] = error
-    elsewhere = _refused_as_another_identity(ctx, error, evidence) or _refused_for_a_client_id_not_a_guid(
-        error, evidence)
+    elsewhere = (_refused_as_another_identity(ctx, error, evidence)
+                 or _refused_for_a_client_id_not_a_guid(error, evidence)
+                 or _refused_for_an_identity_not_there(ctx, error, evidence))
     if elsewhere is not None:
         return elsewhere
     return failed(
@@ -461,6 +463,33 @@ def _refused_for_a_client_id_not_a_guid(error: dict[str, Any], evidence: dict[st
         "which is not a GUID, and Entra knows no application by it (AADSTS700016)",
         evidence,
         blocked_by="sa.client_id_annotation",
+    )
+
+
+# identity.matches's findings that say the identity behind the expected client id is not there (deleted, its group
+# deleted, an application deleted, or no identity has it) or has another client id now (made again under its name)
+_IDENTITY_GONE = ("IDENTITY_NOT_FOUND", "IDENTITY_CLIENT_ID_MISMATCH")
+
+
+def _refused_for_an_identity_not_there(
+    ctx: WorkloadContext, error: dict[str, Any], evidence: dict[str, Any]
+) -> Outcome | None:
+    """Entra knows no application by the client id the pod exchanged as (AADSTS700016), the one the harness
+    expects, and identity.matches failed for it, naming why and printing the repair (the identity harness.yaml
+    names deleted, or made again with a new client id): the refusal is that break seen again, not a second
+    IDENTITY_NOT_FOUND with other fixes."""
+    exchanged = str(evidence.get("client_id") or "")
+    expected = ctx.expected_client_id or ""
+    if str(error.get("aadsts") or "") != "AADSTS700016" or not exchanged or exchanged.lower() != expected.lower():
+        return None
+    identity = identity_matches(ctx)
+    if identity.status != FAIL or not any(f.code in _IDENTITY_GONE for f in identity.findings):
+        return None
+    return skipped(
+        f"skipped because identity.matches failed: the pod exchanged as {exchanged} and Entra knows no application "
+        f"or identity by it (AADSTS700016): {identity.message}",
+        evidence,
+        blocked_by="identity.matches",
     )
 
 

@@ -511,8 +511,8 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
             "identity",
             note,
             evidence,
-            # every look-up answered: this tenant has no identity with the client id. The exchange's own
-            # AADSTS700016 finding, dropped for this one (one finding per code), asked about another tenant
+            # every look-up answered: this tenant has no identity with the client id. The exchange's AADSTS700016,
+            # skipped because of this one (exchange._refused_for_an_identity_not_there), asked about another tenant
             [*fix.find_identity_anywhere(annotated), *another_tenant(ctx)],
         ),
     )

@@ -75,6 +75,8 @@ class FakeWorkload:
     application_object_id: str = field(default_factory=guid)
     extra_credentials: list[dict[str, Any]] = field(default_factory=list)  # more {name, issuer, subject}
     sa_labels: dict[str, str] = field(default_factory=dict)  # labels on the ServiceAccount
+    deleted: bool = False  # the identity deleted (az identity delete): ARM answers 404, Entra knows no client id
+    config_resource_id: bool = False  # harness.yaml names the identity by identity_resource_id too
 
     @property
     def id(self) -> str:
@@ -151,7 +153,7 @@ class World:
 
     def managed_identities(self) -> list[FakeWorkload]:
         """The workloads' managed identities the harness can read (not applications, not hidden subscriptions)."""
-        return [w for w in self.workloads if w.kind == "managed_identity"
+        return [w for w in self.workloads if w.kind == "managed_identity" and not w.deleted
                 and (w.subscription_id or self.subscription_id) not in self.hidden_subscriptions]
 
     # ---------------------------------------------------------------- the harness.yaml for this world
@@ -212,6 +214,7 @@ class World:
             "namespace": w.namespace,
             "service_account": w.service_account,
             "client_id": w.client_id,
+            **({"identity_resource_id": self.identity_id(w)} if w.config_resource_id else {}),
             "access": access,
         }
 
@@ -693,7 +696,7 @@ class FakeAzureData:
     def _token(self, response: Any, body: bytes) -> Any:
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         assertion = jwt.decode(form["client_assertion"], options={"verify_signature": False})
-        w = next((x for x in self.world.workloads if x.client_id == form["client_id"]), None)
+        w = next((x for x in self.world.workloads if x.client_id == form["client_id"] and not x.deleted), None)
 
         def error(code: str, text: str) -> Any:
             return response(

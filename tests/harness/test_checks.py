@@ -1109,7 +1109,8 @@ def test_an_unknown_application_also_suggests_the_tenant_annotation() -> None:
 
 
 def _unknown_client_id(identity: IdentityFacts, **workload: Any) -> Finding:
-    """AADSTS700016 for the annotated client id (the pod exchanged as CLIENT)."""
+    """AADSTS700016 for the annotated client id (the pod exchanged as CLIENT): the exchange's finding, or, where
+    identity.matches failed for that client id and the exchange is skipped because of it, identity.matches's."""
     ctx = context_for(_pod(*V16), **workload)
     assert ctx.facts.pod is not None
     ctx.facts.identity = identity
@@ -1118,7 +1119,11 @@ def _unknown_client_id(identity: IdentityFacts, **workload: Any) -> Finding:
                         "'Contoso'."}
     ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "evidence": {"client_id": CLIENT},
                                       "error": error}]}
-    finding = exchange_succeeds(ctx).findings[0]
+    exchange = exchange_succeeds(ctx)
+    if exchange.status == SKIP:
+        assert exchange.blocked_by == "identity.matches" and not exchange.findings
+        return identity_matches(ctx).findings[0]
+    finding = exchange.findings[0]
     assert finding.code == "IDENTITY_NOT_FOUND"
     return finding
 
@@ -1129,7 +1134,9 @@ def test_an_identity_created_again_is_annotated_with_its_new_client_id() -> None
     new = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"
     identity = IdentityFacts(configured=True, kind="managed_identity", resource_id=IDENTITY_ID,
                              identity={"id": IDENTITY_ID, "properties": {"clientId": new}})
-    lines = _unknown_client_id(identity, client_id=CLIENT).fix_lines()
+    finding = _unknown_client_id(identity, client_id=CLIENT)  # identity.matches's: the exchange skipped for it
+    lines = finding.fix_lines()
+    assert finding.code == "IDENTITY_CLIENT_ID_MISMATCH"
     assert lines[0] == (f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={new}"
                         " --overwrite")
     assert not any(f"client-id={CLIENT}" in line for line in lines)

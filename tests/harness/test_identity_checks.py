@@ -563,7 +563,9 @@ def test_without_graph_read_an_unknown_client_id_is_also_looked_for_in_deleted_a
                  "message": f"AADSTS700016: Application with identifier '{CLIENT}' was not found"}
         ctx.facts.pod.probe = {"steps": [{"name": "exchange", "status": "fail", "error": error,
                                           "evidence": {"client_id": CLIENT}}]}
-        finding = exchange_succeeds(ctx).findings[0]
+        exchange = exchange_succeeds(ctx)
+        # every look-up answered: identity.matches fails IDENTITY_NOT_FOUND, the exchange skipped because of it
+        finding = exchange.findings[0] if exchange.status == FAIL else identity_matches(ctx).findings[0]
         assert finding.code == "IDENTITY_NOT_FOUND"
         return finding.fix_lines()
 
@@ -926,3 +928,31 @@ def test_an_annotated_client_id_nothing_has_tells_a_typo_from_a_deleted_or_never
                                     "another tenant not installed in this one (no identity of subscription "
                                     "0b1f6471-1bf0-4dda-aec3-111122223333 has a client id a few characters off it)")
     assert finding.fix_lines()[0].startswith("az identity list --query")
+
+
+def test_a_deleted_identity_harness_yaml_names_is_the_one_error_and_the_exchange_is_skipped(tmp_path: Path) -> None:
+    """az identity delete of the identity harness.yaml names by identity_resource_id: identity.matches says it is
+    deleted (or a typo) with the recreate; the probe's exchange, refused AADSTS700016 because that identity is
+    gone, is the same break seen later in the chain: skipped because identity.matches failed, not a second
+    IDENTITY_NOT_FOUND, and the access checks after it skipped alike. One error finding, the run FAIL."""
+    world = World.healthy()
+    world.workloads[0].deleted = world.workloads[0].config_resource_id = True
+    results = run(world, tmp_path)
+    workload = results.workloads["finance/backend-sa"]
+    checks = statuses_of(results, "finance/backend-sa")
+    assert workload.verdict == "fail"
+    assert checks["identity.matches"] == FAIL
+    exchange = workload.check("exchange.succeeds")
+    assert exchange.status == SKIP and exchange.findings == []
+    assert exchange.message.startswith("skipped because identity.matches failed: ")
+    assert exchange.blocked_by == "identity.matches"
+    assert checks["exchange.identity"] == SKIP
+    for check in workload.checks:
+        if check.id.startswith(("exchange.identity", "access.")):
+            assert (check.status, check.blocked_by) == (SKIP, "identity.matches"), check
+            assert check.message == "skipped because identity.matches failed", check
+    errors = [(c.id, f.code) for c in workload.checks for f in c.findings if f.severity == "error"]
+    assert errors == [("identity.matches", "IDENTITY_NOT_FOUND")]
+    [finding] = workload.check("identity.matches").findings
+    assert "identity myWorkloadId is not in resource group myRg (the group is there): deleted" in finding.message
+    assert any(line.startswith("CLIENT_ID=$(az identity create --name myWorkloadId ") for line in finding.fix_lines())
