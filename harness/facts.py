@@ -163,6 +163,8 @@ class PodFacts:
     network_policies: list[dict[str, Any]] | None = None  # the NetworkPolicies of its namespace; None: not readable
     # --pod NS/POD not found: the pods of NS now (names only), for the one it most likely was (a rollout replaced it)
     namespace_pods: list[str] | None = None
+    # --pod NS/POD not found, and NS has a ServiceAccount of that name: a --workload typed as --pod
+    service_account_named: bool = False
     # --pod: its controller (Deployment, StatefulSet, DaemonSet, Job) as read (the use label may sit on its own
     # metadata.labels; its template says which AZURE_* env the container sets), and a Job's CronJob
     owner: dict[str, Any] | None = None

@@ -427,7 +427,10 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
             [fix.kubectl("get", "pods", "-A", "--field-selector", f"metadata.name={pod.name}")]))
     owned = pods_of_controller(pod.name, pod.namespace_pods or [])
     near = owned or near_pod_names(pod.name, pod.namespace_pods or [])
-    if owned:  # --pod given the Deployment's (StatefulSet's, Job's ...) name, as kubectl get deploy lists it
+    if pod.service_account_named:  # --pod given the ServiceAccount's name, the one --workload takes
+        said = (f"pod {pod.namespace}/{pod.name} not found; {pod.name} is a ServiceAccount: --workload "
+                f"{pod.namespace}/{pod.name} checks it (--pod takes a pod's name, as listed by get pods)")
+    elif owned:  # --pod given the Deployment's (StatefulSet's, Job's ...) name, as kubectl get deploy lists it
         said = (f"pod {pod.namespace}/{pod.name} not found; {pod.name} names the controller of pods "
                 f"{', '.join(owned)} (--pod {pod.namespace}/{owned[0]})")
     else:

@@ -225,6 +225,7 @@ def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str
         try:
             items, _ = backend.kube.list_pods(namespace, "")
             pod_facts.namespace_pods = sorted(str((i.get("metadata") or {}).get("name")) for i in items)
+            pod_facts.service_account_named = backend.kube.service_account(namespace, name) is not None
         except KubeError:
             pass
     if pod is not None:

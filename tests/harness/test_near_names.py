@@ -422,3 +422,23 @@ def test_pod_whose_service_account_was_deleted_gets_it_back_with_the_client_id_t
         "# with the client id the webhook gave pod finance/orphan from it when the pod was made:",
         f"kubectl annotate serviceaccount -n finance tmp-sa azure.workload.identity/client-id={guid} --overwrite",
     ]
+
+
+def test_a_service_accounts_name_given_as_the_pod_says_workload_checks_it() -> None:
+    """By hand in the lab: --pod finance/backend-sa (the ServiceAccount, the name --workload takes) said 'its
+    namespace has backend-hj6t2n58d7-6g5ts (a rollout replaces a Deployment's pods ...)', a pod that only shares
+    the prefix. A ServiceAccount of that name is now named as such, with the --workload that checks it."""
+    from harness.checks.pod import pod_exists
+    from harness.facts import PodFacts
+
+    sa = ServiceAccountFacts("finance", "default")
+    pod = PodFacts("finance", "backend-sa", existing=True, namespace_pods=["backend-hj6t2n58d7-6g5ts"],
+                   service_account_named=True)
+    facts = WorkloadFacts("finance/backend-sa", "finance", "default", time.time(), sa, IdentityFacts(), pod)
+    ctx = WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="default"),
+                          ClusterFacts(time.time()), None, time.time())
+    (finding,) = pod_exists(ctx).findings
+    assert finding.code == "POD_NOT_FOUND"
+    assert finding.message == ("pod finance/backend-sa not found; backend-sa is a ServiceAccount: --workload "
+                               "finance/backend-sa checks it (--pod takes a pod's name, as listed by get pods)")
+    assert finding.fix_lines() == ["kubectl get pods -n finance"]
