@@ -38,8 +38,22 @@ def parse_ref(value: str, option: str, known: Iterable[tuple[str, str]] = ()) ->
     try:
         return split_reference(value)
     except ValueError as exc:
-        meant = _meant_reference(value, option) or _meant_entry(value, option, known)
-        raise BadReference(f"{option} '{printable(value, 80)}': {exc}{meant}") from None
+        meant = (_meant_reference(value, option) or _meant_entry(value, option, known)
+                 or _meant_namespaced(value, option))
+        said = str(exc) if option != "--pod" else str(exc).replace(f"e.g. {EXAMPLE_WORKLOAD}", f"e.g. {EXAMPLE_POD}")
+        raise BadReference(f"{option} '{printable(value, 80)}': {said}{meant}") from None
+
+
+EXAMPLE_WORKLOAD = "finance/backend-sa"
+EXAMPLE_POD = "finance/backend-7d9f8b6c5-x2k9p"  # --pod takes a pod's name, as a pod listing shows it
+
+
+def _meant_namespaced(value: str, option: str) -> str:
+    """A name alone that harness.yaml does not know (a pod's name copied from a pod listing): the namespace goes
+    before it."""
+    if "/" in value or object_name_problem(value) is not None:
+        return ""
+    return f"; name its namespace too: {option} NAMESPACE/{value}"
 
 
 def _meant_entry(value: str, option: str, known: Iterable[tuple[str, str]]) -> str:
@@ -63,6 +77,13 @@ def _meant_reference(value: str, option: str) -> str:
     if len(parts) == 2 and "/" not in value:
         try:
             namespace, name = split_reference("/".join(parts))
+        except ValueError:
+            return ""
+        return f"; did you mean {option} {namespace}/{name}?"
+    columns = value.split()  # a row of a listing pasted whole ('finance   backend-sa', as get -A prints it)
+    if len(columns) == 2 and "/" not in value:
+        try:
+            namespace, name = split_reference("/".join(columns))
         except ValueError:
             return ""
         return f"; did you mean {option} {namespace}/{name}?"

@@ -476,6 +476,29 @@ def test_every_reference_the_cli_accepts_the_config_accepts(tmp_path: Path) -> N
         parse_config({"workloads": [{"namespace": namespace, "service_account": name}]}, base_dir=tmp_path)
 
 
+@pytest.mark.parametrize("option, value, said", [
+    # a pod's name alone, copied from a pod listing: the example is a pod's name, and the namespace is asked for
+    ("--pod", "backend-hj6t2n58d7-6g5ts", "--pod 'backend-hj6t2n58d7-6g5ts': expected NAMESPACE/NAME (lower-case DNS "
+     "names), e.g. finance/backend-7d9f8b6c5-x2k9p; name its namespace too: --pod NAMESPACE/backend-hj6t2n58d7-6g5ts"),
+    ("--workload", "nobody-sa", "--workload 'nobody-sa': expected NAMESPACE/NAME (lower-case DNS names), e.g. "
+     "finance/backend-sa; name its namespace too: --workload NAMESPACE/nobody-sa"),
+    # a row of a listing pasted whole, its two columns
+    ("--workload", "finance   backend-sa", "--workload 'finance   backend-sa': contains whitespace or a control "
+     "character; did you mean --workload finance/backend-sa?"),
+    ("--pod", "a b c", "--pod 'a b c': contains whitespace or a control character"),
+])
+def test_a_name_typed_as_a_listing_shows_it_is_answered_with_the_reference_meant(option: str, value: str,
+                                                                                   said: str) -> None:
+    """By hand: --pod backend-hj6t2n58d7-6g5ts (no namespace) was answered 'e.g. finance/backend-sa', a
+    ServiceAccount's name, where --pod takes a pod's; --workload 'finance backend-sa' (a row of kubectl get sa -A)
+    named no reference."""
+    from harness.session import BadReference, parse_ref
+
+    with pytest.raises(BadReference) as raised:
+        parse_ref(value, option, [("finance", "backend-sa")])
+    assert str(raised.value) == said
+
+
 # ---------------------------------------------------------------- kubeconfigs
 
 
