@@ -162,7 +162,7 @@ def _recreated_identity_fixes(ctx: WorkloadContext) -> list[Step]:
     where, configured = f"{ctx.namespace}/{ctx.service_account}", ctx.workload.client_id or ""
     steps: list[Step] = []
     if configured and configured.lower() != str(props.get("clientId") or "").lower():
-        steps.append(fix.config_client_id(where, configured, str(props.get("clientId"))))
+        steps.append(fix.config_client_id(where, configured, str(props.get("clientId")), annotated_above=True))
     issuer, _ = expected_issuer(ctx)
     credentials = facts.federated_credentials
     if issuer is not None and credentials is not None and match_fic(credentials, issuer, ctx.subject).exact is None:
@@ -204,7 +204,7 @@ def _configured_identity_not_there(ctx: WorkloadContext, evidence: dict[str, Any
             steps += [fix.annotate_sa(ctx.namespace, ctx.service_account, near_client),
                       *restart_workload(ctx, near_client)]
             if ctx.workload.client_id:
-                steps.append(fix.config_client_id(where, ctx.workload.client_id, near_client))
+                steps.append(fix.config_client_id(where, ctx.workload.client_id, near_client, annotated_above=True))
         return failed(f"{summary}; {near.get('name')} is (a typo?)", evidence,
                       Finding("IDENTITY_NOT_FOUND", ERROR, "identity", message, evidence, steps))
     others = ("none of the group's identities is named or numbered like it" if listed else
@@ -495,7 +495,8 @@ def _identity_not_found(ctx: WorkloadContext) -> Outcome:
         steps = [fix.annotate_sa(ctx.namespace, ctx.service_account, near.get("clientId")),
                  *restart_workload(ctx, str(near.get("clientId") or "") or None)]
         if ctx.workload.client_id:
-            steps.append(fix.config_client_id(where, ctx.workload.client_id, str(near.get("clientId"))))
+            steps.append(fix.config_client_id(where, ctx.workload.client_id, str(near.get("clientId")),
+                                              annotated_above=True))
         return failed(message, evidence, Finding("IDENTITY_NOT_FOUND", ERROR, "identity", message, evidence, steps))
     if listed is not None and ctx.azure is not None:
         # nothing tells a deleted identity from a client id that never was one: both, in one line

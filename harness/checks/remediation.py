@@ -1124,10 +1124,12 @@ def show_service_principal(object_id: str | None) -> Command:
                    "{appId: appId, id: id, type: servicePrincipalType, name: displayName}")
 
 
-def config_client_id(workload: str, configured: str, client_id: str) -> Step:
-    """harness.yaml's client_id for a workload is out of date; the annotation (the identity's) is right."""
+def config_client_id(workload: str, configured: str, client_id: str, annotated_above: bool = False) -> Step:
+    """harness.yaml's client_id for a workload is out of date; the annotation (the identity's) is right, or, with
+    ``annotated_above``, is made right by the fix's annotate line before this one."""
+    tail = "the annotate line above sets the ServiceAccount's" if annotated_above else "the annotation is right"
     return advice(f"set client_id: {client_id} for {workload} in harness.yaml (it names {configured}, which is not "
-                  "the identity's); the annotation is right")
+                  f"the identity's); {tail}")
 
 
 def find_identity_anywhere(client_id: str | None, by_object_id: bool = False) -> list[Step]:

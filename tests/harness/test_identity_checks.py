@@ -334,7 +334,10 @@ def test_an_identity_deleted_and_created_again_gets_its_credential_and_roles_bac
     lines = finding.fix_lines()
     assert lines[0] == (f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id="
                         f"{REAL_CLIENT} --overwrite")
-    assert lines[1].startswith(f"# set client_id: {REAL_CLIENT} for finance/backend-sa in harness.yaml")
+    # the annotate line above is what makes the annotation right (it said "the annotation is right" under a line
+    # that changes it: found breaking the lab by hand with az identity delete + create)
+    assert lines[1] == (f"# set client_id: {REAL_CLIENT} for finance/backend-sa in harness.yaml (it names {CLIENT}, "
+                        "which is not the identity's); the annotate line above sets the ServiceAccount's")
     assert lines[2].startswith("az identity federated-credential create --name finance-backend-sa --identity-name "
                                f"shared-id --resource-group shared --subscription 0b1f6471-1bf0-4dda-aec3-111122223333 "
                                f"--issuer {ISSUER} --subject {SUBJECT}")
