@@ -301,18 +301,28 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
                  else f"; its policy grants secrets {' '.join(held)}, not get" if held
                  else "; its policy grants no secret permission" if listed
                  else f"; no policy names its principal id {principal}" if principal and named else "")
+        # a role that would grant the read under RBAC: the vault was likely switched to access policies
+        # (enableRbacAuthorization false) after the role was given, and Key Vault no longer weighs it
+        roles = granting_assignments(ctx, check)[:2]
+        ignored = ("; the identity holds " + " and ".join(f"{a.role} on {a.scope}" for a in roles)
+                   + ", which counts only while the vault uses RBAC (switched to access policies?)") if roles else ""
+        steps: list[Step] = [fix.keyvault_set_secret_policy(resource_name(ctx, check), principal, held),
+                             fix.keyvault_policies(resource_name(ctx, check))]
+        if roles:
+            steps.append(advice(f"or, if {resource_name(ctx, check)} left RBAC by mistake, give it RBAC back instead "
+                                "(its --enable-rbac-authorization true): the role then counts again, and every "
+                                "access policy of the vault stops counting, for every caller"))
         return failed(
-            f"{what}: denied, expected allow ({detail}): the vault uses access policies, not RBAC{holds}",
+            f"{what}: denied, expected allow ({detail}): the vault uses access policies, not RBAC{holds}{ignored}",
             evidence,
             Finding(
                 "KEYVAULT_ACCESS_POLICY_MISSING",
                 ERROR,
                 "access",
                 f"the vault of {what} authorizes by access policy and none lets the identity get secrets "
-                f"({detail}){holds}; a role assignment would not help",
+                f"({detail}){holds}{ignored}; a role assignment would not help",
                 evidence,
-                [fix.keyvault_set_secret_policy(resource_name(ctx, check), principal, held),
-                 fix.keyvault_policies(resource_name(ctx, check))],
+                steps,
             ),
         )
     if outcome == "deny" and check.expect == "allow":

@@ -1785,6 +1785,30 @@ def test_a_vault_switched_to_rbac_says_its_access_policy_no_longer_counts() -> N
     assert "access polic" not in finding.message
 
 
+def test_a_vault_switched_to_access_policies_names_the_role_it_no_longer_weighs() -> None:
+    """az keyvault update --enable-rbac-authorization false over a vault the identity reads through Key Vault
+    Secrets User, no access policy for it (found breaking the lab by hand with az): KEYVAULT_ACCESS_POLICY_MISSING
+    said only 'a role assignment would not help'. It now names the role the vault ignores, and after the policy
+    grant (still the first line: it changes nothing for other callers) says that RBAC back is the other way."""
+    vault_id = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv"
+    ctx, check = _finance_kv_read("allow", DENIED, {"rbac_authorization": "false", "access_policy_object_ids": ""},
+                                  roles_read=True)
+    ctx.facts.identity.role_assignments = [{"id": "a1", "properties": {"roleDefinitionId": "r/user",
+                                                                       "scope": vault_id}}]
+    ctx.facts.identity.role_names = {"r/user": "Key Vault Secrets User"}
+    ctx.facts.identity.role_permissions = {"r/user": {"dataActions": ["Microsoft.KeyVault/vaults/secrets/getSecret/action"]}}
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert finding.code == "KEYVAULT_ACCESS_POLICY_MISSING"
+    assert (f"the identity holds Key Vault Secrets User on {vault_id}, which counts only while the vault uses RBAC "
+            "(switched to access policies?)") in finding.message
+    lines = finding.fix_lines()
+    assert lines[0] == f"az keyvault set-policy --name finance-kv --object-id {PRINCIPAL} --secret-permissions get"
+    assert lines[-1].startswith("# or, if finance-kv left RBAC by mistake, give it RBAC back instead")
+    ctx.facts.identity.role_assignments = []  # no role: nothing to say about RBAC
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert "counts only while" not in finding.message and not finding.fix_lines()[-1].startswith("# or, if")
+
+
 def test_a_deny_target_read_through_an_access_policy_is_revoked_in_the_policy() -> None:
     """The deny target's vault authorizes by access policy (ARM: enableRbacAuthorization false) and the identity's
     policy grants get: the fix takes get out of that policy (set-policy with what it keeps, or delete-policy when get
