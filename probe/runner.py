@@ -11,7 +11,7 @@ from probe.config import ConfigError, load_raw, parse, resolve_trust, ssl_contex
 from probe.report import StepLog, StepOutcome, document, failed, passed
 from probe.sdk import SdkCheck
 from probe.steps import TOKEN_FILE_ENV, Context, env_step, exchange_step, token_step
-from probe.transport import Transport, urllib_transport
+from probe.transport import Transport, http_transport
 
 
 class ConfigSource:
@@ -77,7 +77,7 @@ def _config_step(ctx: Context, source: ConfigSource, build_transport: bool, erro
         return failed({}, exc.to_dict())
     ctx.config, ctx.trust = config, trust
     if build_transport:
-        ctx.transport = urllib_transport(context)
+        ctx.transport = http_transport(context)
     evidence = {
         "source": config.source,
         "scope": config.scope,

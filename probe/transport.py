@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import errno
 import http.client
+import select
 import socket
 import ssl
-import urllib.error
-import urllib.request
+import sys
+import urllib.parse
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from probe import __version__
+
+if TYPE_CHECKING:
+    import urllib.error
+    import urllib.request
 
 
 class Response(NamedTuple):
@@ -57,7 +64,7 @@ _ERRNO_KINDS = {
 
 def classify(exc: BaseException) -> TransportError:
     """Map a low-level exception to a TransportError with a stable kind."""
-    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    reason = exc.reason if _is_url_error(exc) else exc
     if isinstance(reason, BaseException) and reason is not exc:
         return classify(reason)
     text = str(reason)
@@ -84,18 +91,41 @@ def classify(exc: BaseException) -> TransportError:
     return TransportError(kind, f"{type(exc).__name__}: {text}")
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Return 3xx as responses: never forward a bearer token to another location."""
+def _is_url_error(exc: BaseException) -> bool:
+    """urllib's URLError; urllib is imported only for a proxied request (below), so without it nothing is one."""
+    urllib_error = sys.modules.get("urllib.error")
+    return urllib_error is not None and isinstance(exc, urllib_error.URLError)
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[override]
-        return None
+
+def _urllib_opener(context: ssl.SSLContext | None) -> urllib.request.OpenerDirector:
+    """urllib with the given TLS context and no redirects (3xx come back as responses: a bearer token is never
+    forwarded to another location); it honours HTTPS_PROXY/NO_PROXY and tunnels through the proxy."""
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+            return None
+
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), NoRedirect())
 
 
-def urllib_transport(context: ssl.SSLContext | None = None) -> Transport:
-    """The default transport: urllib with the given TLS context, no redirects, env proxies honoured."""
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirect())
+def http_transport(context: ssl.SSLContext | None = None) -> Transport:
+    """The default transport: the standard library's ``http.client`` with the given TLS context, no redirects, and
+    one connection kept alive per host, as the Azure SDKs' sessions keep theirs (the token requests to Entra, and
+    Key Vault's challenge and the reads after it, each share one connection and one TLS handshake). A URL an
+    environment proxy applies to (HTTPS_PROXY/NO_PROXY, as urllib reads them: AKS's HTTP proxy feature) goes
+    through urllib, which tunnels through the proxy. urllib is imported only then: it and what it imports
+    (tempfile, shutil, random, ...) were about 6 ms of each probe's start."""
+    openers: list[urllib.request.OpenerDirector] = []
+    kept: dict[tuple[str, str, int], http.client.HTTPConnection] = {}
 
-    def send(method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float) -> Response:
+    def via_urllib(method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float) -> Response:
+        import urllib.error
+        import urllib.request
+
+        if not openers:
+            openers.append(_urllib_opener(context))
+        opener = openers[0]
         try:
             request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)
             with opener.open(request, timeout=timeout) as resp:
@@ -110,7 +140,86 @@ def urllib_transport(context: ssl.SSLContext | None = None) -> Transport:
             failure.sent = not isinstance(exc, urllib.error.URLError)
             raise failure from None
 
+    def send(method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float) -> Response:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or _proxied(parts):
+            return via_urllib(method, url, headers, body, timeout)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError as exc:
+            raise classify(exc) from None
+        key = (parts.scheme, parts.hostname, port)
+        connection = kept.pop(key, None)
+        if connection is not None and _dropped(connection):
+            connection.close()  # the server closed it while idle, as urllib3 checks before reusing one
+            connection = None
+        try:
+            if connection is None:
+                connection = (http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=context)
+                              if parts.scheme == "https" else
+                              http.client.HTTPConnection(parts.hostname, port, timeout=timeout))
+                connection.connect()
+            else:
+                connection.sock.settimeout(timeout)
+            connection.request(method, _target(parts), body=body, headers=_with_defaults(headers, body))
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            if connection is not None:
+                connection.close()
+            raise classify(exc) from None  # not sent: the connection or the request failed on the way out
+        try:
+            resp = connection.getresponse()
+            data = resp.read()
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            connection.close()
+            failure = classify(exc)
+            failure.sent = True  # the request went out; its answer was lost
+            raise failure from None
+        if resp.will_close:
+            connection.close()
+        else:
+            kept[key] = connection
+        return Response(resp.status, _lower(resp.headers.items()), data)
+
     return send
+
+
+def _proxied(parts: urllib.parse.SplitResult) -> bool:
+    """Whether urllib's ProxyHandler would send this URL through a proxy: the same two functions decide, once any
+    ``*_proxy`` variable is set (getproxies_environment reads those alone; without one there is no proxy)."""
+    import os
+
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return False
+    import urllib.request
+
+    return bool(urllib.request.getproxies().get(parts.scheme)) and not urllib.request.proxy_bypass(parts.netloc)
+
+
+def _dropped(connection: http.client.HTTPConnection) -> bool:
+    """An idle kept-alive connection that is readable has been closed by the server (or holds stray bytes)."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+def _target(parts: urllib.parse.SplitResult) -> str:
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _with_defaults(headers: Mapping[str, str], body: bytes | None) -> dict[str, str]:
+    """The request's headers with a Content-Type for a body that names none (urllib's default, which the probe
+    sent before) and the probe's User-Agent."""
+    sent = dict(headers)
+    names = {name.lower() for name in sent}
+    if body is not None and "content-type" not in names:
+        sent["Content-Type"] = "application/x-www-form-urlencoded"
+    if "user-agent" not in names:
+        sent["User-Agent"] = f"wi-probe/{__version__}"
+    return sent
 
 
 def _read(exc: urllib.error.HTTPError) -> bytes:

@@ -15,7 +15,7 @@ import pytest
 from probe_testkit import ACCOUNT_URL, TOKEN_URL, FakeClock, FakeTransport, Handler, Run, config_json
 
 from probe.retry import RetryPolicy, send_with_retries
-from probe.transport import Response, TransportError, urllib_transport
+from probe.transport import Response, TransportError, http_transport
 
 RunProbe = Callable[..., Run]
 BLOB = {"kind": "blob", "account_url": ACCOUNT_URL, "container": "data", "blob": "r.csv", "expect": "allow"}
@@ -97,7 +97,7 @@ def test_an_answer_lost_after_the_request_went_out_is_retried(
     server_factory: Callable[[list[str]], Server], lost: str
 ) -> None:
     server, clock = server_factory([lost]), FakeClock()
-    send = urllib_transport()
+    send = http_transport()
     url = f"http://127.0.0.1:{server.port}/x"
     resp, log = send_with_retries(lambda: send("GET", url, {}, None, 0.5), policy(clock))
     assert isinstance(resp, Response) and resp.status == 200
@@ -110,7 +110,7 @@ def test_a_connection_refused_is_retried_three_times() -> None:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     clock = FakeClock()
-    send = urllib_transport()
+    send = http_transport()
     resp, log = send_with_retries(lambda: send("GET", f"http://127.0.0.1:{port}/", {}, None, 2), policy(clock))
     assert isinstance(resp, TransportError) and resp.kind == "connection_refused" and not resp.sent
     assert log.answers == ["connection_refused"] * 4 and clock.waits == [0.0, 1.6, 3.2] and log.exhausted

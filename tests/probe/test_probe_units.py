@@ -29,7 +29,7 @@ from probe.config import (
 )
 from probe.exchange import parse_entra_error, token_url
 from probe.jwtutil import JwtDecodeError, decode_unverified, fingerprint, redact
-from probe.transport import TransportError, classify, urllib_transport
+from probe.transport import TransportError, classify, http_transport
 
 # ---------------------------------------------------------------- jwt
 
@@ -279,8 +279,8 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_urllib_transport_connection_refused() -> None:
-    send = urllib_transport()
+def test_http_transport_connection_refused() -> None:
+    send = http_transport()
     with pytest.raises(TransportError) as info:
         send("GET", f"http://127.0.0.1:{_closed_port()}/x", {}, None, 2.0)
     assert info.value.kind == "connection_refused"
@@ -317,15 +317,15 @@ def local_server() -> Iterator[str]:
         server.server_close()
 
 
-def test_urllib_transport_returns_http_errors_as_responses(local_server: str) -> None:
-    resp = urllib_transport()("GET", f"{local_server}/secrets/x", {"Authorization": "Bearer t"}, None, 5.0)
+def test_http_transport_returns_http_errors_as_responses(local_server: str) -> None:
+    resp = http_transport()("GET", f"{local_server}/secrets/x", {"Authorization": "Bearer t"}, None, 5.0)
     assert resp.status == 403
     assert resp.headers["content-type"] == "application/json"
     assert resp.headers["x-seen-auth"] == "Bearer t"
     assert json.loads(resp.body)["error"]["innererror"]["code"] == "ForbiddenByRbac"
 
 
-def test_urllib_transport_does_not_follow_redirects(local_server: str) -> None:
-    resp = urllib_transport()("GET", f"{local_server}/redirect", {"Authorization": "Bearer t"}, None, 5.0)
+def test_http_transport_does_not_follow_redirects(local_server: str) -> None:
+    resp = http_transport()("GET", f"{local_server}/redirect", {"Authorization": "Bearer t"}, None, 5.0)
     assert resp.status == 302
     assert resp.headers["location"] == "http://example.invalid/steal"
