@@ -402,11 +402,18 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
     if pod.created:
         kind, name = controller_of(pod.pod or {})
         made_by = f"{kind} {name}" if kind != "Pod" else "no controller"
-        return passed(
-            f"pod {pod.namespace}/{pod.name} found (made by {made_by}, phase {pod.phase}, service account "
-            f"{ctx.service_account})",
-            {"phase": pod.phase, "service_account": ctx.service_account, "controller": f"{kind}/{name}"},
-        )
+        evidence: dict[str, Any] = {"phase": pod.phase, "service_account": ctx.service_account,
+                                    "controller": f"{kind}/{name}"}
+        stopping = crashing_containers(pod.pod or {})
+        if stopping:  # --pod of a crash-looping pod: the chain below proves its ServiceAccount, not the app
+            evidence["crashing"] = stopping
+        found = f"made by {made_by}, phase {pod.phase}, service account {ctx.service_account}"
+        if stopping:
+            return passed(
+                f"pod {pod.namespace}/{pod.name} found, its container {', '.join(stopping)} keeps stopping ({found}): "
+                "the checks below prove Workload ID for its ServiceAccount; its last run's log (logs --previous) "
+                "says why the app stops", evidence)
+        return passed(f"pod {pod.namespace}/{pod.name} found ({found})", evidence)
     error = pod.create_error
     if error is not None:  # not "absent": the harness could not look
         return kube_call_failed(
@@ -450,6 +457,24 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
              *([] if near else [fix.kubectl("get", "pods", "-A", "--field-selector", f"metadata.name={pod.name}")])],
         ),
     )
+
+
+def crashing_containers(pod: dict[str, Any]) -> list[str]:
+    """Each container of ``pod`` in CrashLoopBackOff or restarted after an error, as ``NAME (CrashLoopBackOff,
+    last exit 1, 3 restarts)``."""
+    said = []
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = ((container.get("state") or {}).get("waiting") or {}).get("reason")
+        last = (container.get("lastState") or {}).get("terminated") or {}
+        exit_code = last.get("exitCode")
+        restarts = container.get("restartCount") or 0
+        if waiting != "CrashLoopBackOff" and not (restarts and exit_code):
+            continue
+        parts = [str(waiting)] if waiting == "CrashLoopBackOff" else []
+        parts += [f"last exit {exit_code}"] if exit_code is not None else []
+        parts.append(f"{restarts} restart{'s' if restarts != 1 else ''}")
+        said.append(f"{printable(str(container.get('name')), 63)} ({', '.join(parts)})")
+    return said
 
 
 # what a controller appends to its name for a pod's: a Deployment's pod-template-hash and generateName's 5 characters

@@ -442,3 +442,39 @@ def test_a_service_accounts_name_given_as_the_pod_says_workload_checks_it() -> N
     assert finding.message == ("pod finance/backend-sa not found; backend-sa is a ServiceAccount: --workload "
                                "finance/backend-sa checks it (--pod takes a pod's name, as listed by get pods)")
     assert finding.fix_lines() == ["kubectl get pods -n finance"]
+
+
+def test_a_crash_looping_pod_is_named_as_such_above_its_service_accounts_chain() -> None:
+    """By hand in the lab: --pod of a Deployment's pod in CrashLoopBackOff (its app exits 3) passed with 'pod ...
+    found (..., phase Running, ...)', the one thing the troubleshooter came with left unsaid. The line now names
+    the container that keeps stopping, says the chain below proves the ServiceAccount, not the app, and where the
+    app says why; a container restarted once after a clean exit, or one running, is no crash."""
+    from harness.checks.pod import crashing_containers, pod_exists
+    from harness.facts import PodFacts
+
+    status = {"phase": "Running", "containerStatuses": [
+        {"name": "app", "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+         "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}}},
+        {"name": "sidecar", "restartCount": 0, "state": {"running": {}}}]}
+    sa = ServiceAccountFacts("finance", "backend-sa", found=True, namespace_found=True)
+    pod = PodFacts("finance", "crasher-gmnd579pnd-hpw26", existing=True, created=True, phase="Running", pod={
+        "metadata": {"name": "crasher-gmnd579pnd-hpw26", "labels": {"pod-template-hash": "gmnd579pnd"},
+                     "ownerReferences": [{"kind": "ReplicaSet", "name": "crasher-gmnd579pnd", "controller": True}]},
+        "status": status})
+    facts = WorkloadFacts("finance/crasher-gmnd579pnd-hpw26", "finance", "backend-sa", time.time(), sa,
+                          IdentityFacts(), pod)
+    ctx = WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa"),
+                          ClusterFacts(time.time()), None, time.time())
+    outcome = pod_exists(ctx)
+    assert outcome.status == "pass"
+    assert outcome.message == (
+        "pod finance/crasher-gmnd579pnd-hpw26 found, its container app (CrashLoopBackOff, last exit 3, 1 restart) "
+        "keeps stopping (made by Deployment crasher, phase Running, service account backend-sa): the checks below "
+        "prove Workload ID for its ServiceAccount; its last run's log (logs --previous) says why the app stops")
+    assert outcome.evidence["crashing"] == ["app (CrashLoopBackOff, last exit 3, 1 restart)"]
+    assert crashing_containers({"status": {"containerStatuses": [
+        {"name": "app", "restartCount": 4, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 1}}}]}}
+    ) == ["app (last exit 1, 4 restarts)"]
+    assert crashing_containers({"status": {"containerStatuses": [
+        {"name": "app", "restartCount": 1, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 0}}}]}}
+    ) == []
