@@ -836,6 +836,18 @@ def room_for_one(ctx: WorkloadContext, credentials: list[dict[str, Any]]) -> lis
             listing]
 
 
+SA_SUBJECT_PREFIX = "system:serviceaccount:"
+
+
+def _mistyped_subject_credential(credentials: list[dict[str, Any]], subject: str) -> dict[str, Any] | None:
+    """The credential (this issuer's, another subject's) whose subject is a ServiceAccount's a few characters off
+    ``subject``: a namespace or name mistyped when it was made."""
+    subjects = [str(c["subject"]) for c in credentials if str(c["subject"]).startswith(SA_SUBJECT_PREFIX)
+                and str(c["subject"]).count(":") == 3]
+    close = difflib.get_close_matches(subject, subjects, n=1, cutoff=0.85)
+    return next((c for c in credentials if close and str(c["subject"]) == close[0]), None)
+
+
 def federated_credential(ctx: WorkloadContext) -> Outcome:
     facts = ctx.facts.identity
     if facts.kind is None or facts.federated_credentials is None:
@@ -960,6 +972,15 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
         nearest = difflib.get_close_matches(ctx.subject, [str(s) for s in subjects], n=1, cutoff=0.0)
         evidence["nearest_subject"] = nearest[0] if nearest else None
         note = f"; the nearest is {nearest[0]!r}" if nearest else ""
+        repair: list[Step] = [*room_for_one(ctx, credentials), fic_fix(ctx, "create", name, issuer)]
+        typo = _mistyped_subject_credential(match.subject_differs, ctx.subject)
+        if typo is not None:
+            # the new credential is made beside it (another ServiceAccount may use that one); a typo's credential
+            # left in place trusts a ServiceAccount that whoever creates it would get the identity through
+            namespace, _, account = str(typo["subject"]).removeprefix(SA_SUBJECT_PREFIX).partition(":")
+            repair.append(advice(f"then delete credential {typo['name']} (a typo of this subject?) unless a "
+                                 f"ServiceAccount {namespace}/{account} uses it: whoever creates that ServiceAccount "
+                                 "gets this identity (a run without --workload prints its delete: FIC_ORPHANED)"))
         return failed(
             f"no federated credential for subject {ctx.subject!r}; the identity trusts {subjects}{note} "
             "(Entra: AADSTS700213)",
@@ -970,7 +991,7 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                 "federation",
                 f"no FIC for subject {ctx.subject!r} (found {subjects}){note}",
                 evidence,
-                [*room_for_one(ctx, credentials), fic_fix(ctx, "create", name, issuer)],
+                repair,
             ),
         )
     # Entra's code today: none at all AADSTS70025, none for the token's issuer 700211 (70021 until 2022)

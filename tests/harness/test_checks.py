@@ -550,6 +550,27 @@ def test_a_subject_mismatch_names_the_nearest_configured_subject(run_world: RunW
     assert "the nearest is 'system:serviceaccount:finance:backend'" in check.message
 
 
+def test_a_subject_with_a_typo_in_its_namespace_says_to_delete_the_typo_once_not_used(run_world: RunWorld) -> None:
+    """az identity federated-credential update --subject system:serviceaccount:fianance:backend-sa (found breaking the
+    lab by hand with az): the fix made a credential beside it and said nothing of the one left trusting
+    fianance/backend-sa, which whoever creates that ServiceAccount would get the identity through (only a run without
+    --workload said so, FIC_ORPHANED). The create stays (another ServiceAccount may use that subject); an advice now
+    names the credential to delete unless it is used. A subject nothing like this one's gets no such advice."""
+    world = World.healthy()
+    world.workloads[0].fic_subject = "system:serviceaccount:fianance:backend-sa"
+    results, _ = run_world(world)
+    (finding,) = results.workloads["finance/backend-sa"].check("federation.credential").findings
+    lines = finding.fix_lines()
+    assert finding.code == "FIC_SUBJECT_MISMATCH" and lines[0].startswith("az identity federated-credential create")
+    assert lines[-1] == ("# then delete credential fic-backend-sa (a typo of this subject?) unless a ServiceAccount "
+                         "fianance/backend-sa uses it: whoever creates that ServiceAccount gets this identity (a run "
+                         "without --workload prints its delete: FIC_ORPHANED)")
+    world.workloads[0].fic_subject = "system:serviceaccount:payments:ledger-writer"
+    results, _ = run_world(world)
+    (finding,) = results.workloads["finance/backend-sa"].check("federation.credential").findings
+    assert not any("typo" in line for line in finding.fix_lines())
+
+
 @pytest.mark.parametrize("key", [
     "azure.workload.identity/client_id", "azure.workload.identity/clientId", "azure.workload.identity.io/client-id",
     "azure.workload.identitty/client-id", "azure-workload-identity/client-id",
