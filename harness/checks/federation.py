@@ -22,7 +22,7 @@ from harness.checks.token import claims, private_issuer
 from harness.commands import Command, Step, Var, advice, render
 from harness.facts import CREDENTIAL_ERROR, IdentityFacts
 from harness.issuers import issuer_relation
-from harness.names import TOKEN_AUDIENCE
+from harness.names import TENANT_ID_ANNOTATION, TOKEN_AUDIENCE
 
 MAX_FEDERATED_CREDENTIALS = 20
 
@@ -318,14 +318,21 @@ def _tenant_mismatch(ctx: WorkloadContext, tenant_of_identity: Any, evidence: di
                     evidence, [config_tenant(where, str(tenant), str(tenant_of_identity))]),
         )
     if tenant and tenant_of_identity and str(tenant_of_identity).lower() != tenant.lower():
+        if ctx.workload.tenant_id:
+            source = "harness.yaml's tenant_id for the workload"
+        elif ctx.facts.sa.annotations.get(TENANT_ID_ANNOTATION):  # the webhook's AZURE_TENANT_ID for its pods
+            source = (f"the tenant ServiceAccount {ctx.namespace}/{ctx.service_account}'s {TENANT_ID_ANNOTATION} "
+                      "annotation gives its pods")
+        else:
+            source = "harness.yaml's azure.tenant_id"
         return warned(
-            f"identity tenant {tenant_of_identity} differs from the expected tenant {tenant}",
+            f"identity tenant {tenant_of_identity} differs from {source}, {tenant}",
             evidence,
             Finding(
                 "IDENTITY_TENANT_MISMATCH",
                 WARNING,
                 "identity",
-                "identity in another tenant",
+                f"identity in tenant {tenant_of_identity}, not {source}, {tenant}",
                 evidence,
                 [fix.annotate_sa_tenant(ctx.namespace, ctx.service_account, str(tenant_of_identity)),
                  *restart_workload(ctx)],

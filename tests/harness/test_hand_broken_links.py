@@ -7,9 +7,14 @@ import time
 from typing import Any
 
 import pytest
+from test_identity_checks import CLIENT as IDENTITY_CLIENT
+from test_identity_checks import TENANT as IDENTITY_TENANT
+from test_identity_checks import application, context_for
+from test_identity_checks import azure as identity_azure
 from test_live_pods import CLIENT, OLD_CLIENT, context, deployment, live, workload_pod
 
 from harness.checks.context import WorkloadContext
+from harness.checks.federation import identity_matches
 from harness.checks.live_pods import live_pods
 from harness.checks.model import FAIL, SKIP, WARN
 from harness.checks.pod import pod_labelled, pod_mutated
@@ -507,3 +512,21 @@ def test_an_object_id_annotated_over_a_working_client_id_leaves_running_the_pods
     ctx.facts.live_pods = LivePodsFacts([live(workload_pod(client_id=principal), deployment())])
     (finding,) = identity_matches(ctx).findings
     assert finding.fix_lines()[1].startswith("kubectl rollout restart deployment/backend -n finance")
+
+
+def test_a_mistyped_tenant_annotation_is_named_as_where_the_other_tenant_comes_from() -> None:
+    """By hand in the lab: kubectl annotate sa backend-sa azure.workload.identity/tenant-id=<one digit off>. The
+    warning said 'differs from the expected tenant', as if the identity were in the wrong tenant; it now names the
+    ServiceAccount's annotation as the tenant its pods are given, and the fix puts the identity's there."""
+    typo = IDENTITY_TENANT[:-1] + ("4" if IDENTITY_TENANT[-1] != "4" else "5")
+    ctx = context_for(client_id=IDENTITY_CLIENT)
+    ctx.azure, ctx.facts.identity = identity_azure(), application()
+    ctx.facts.sa.annotations[TENANT] = typo
+    outcome = identity_matches(ctx)
+    assert outcome.message == (f"identity tenant {IDENTITY_TENANT} differs from the tenant ServiceAccount "
+                               "finance/backend-sa's azure.workload.identity/tenant-id annotation gives its pods, "
+                               f"{typo}")
+    (mismatch,) = outcome.findings
+    assert mismatch.code == "IDENTITY_TENANT_MISMATCH"
+    assert mismatch.fix_lines()[0] == (f"kubectl annotate serviceaccount -n finance backend-sa "
+                                       f"azure.workload.identity/tenant-id={IDENTITY_TENANT} --overwrite")
