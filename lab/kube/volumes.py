@@ -350,19 +350,24 @@ def _same(old: Payload | None, new: Payload) -> bool:
     return True
 
 
-def _write_file(ts_dir: Path, rel: str, spec: FileSpec) -> None:
-    """One payload file under the fresh timestamped directory, refusing to go through any symlink."""
+def _write_file(ts_dir: Path, rel: str, spec: FileSpec, made: dict[Path, str]) -> None:
+    """One payload file under the fresh timestamped directory, refusing to go through any symlink. ``made``: the
+    directories of this write already checked (and their real paths), so a payload of many files in one directory
+    (the probe's source and bytecode) checks it once."""
     path = ts_dir / rel
     for parent in reversed(path.relative_to(ts_dir).parents):
         if str(parent) == ".":
             continue
         directory = ts_dir / parent
+        if directory in made:
+            continue
         if directory.is_symlink():
             raise PayloadError(f"invalid path: {rel}: {parent} is a symbolic link")
         if not directory.is_dir():
             directory.mkdir()
         os.chmod(directory, 0o755)
-    if not _is_inside(os.path.realpath(path.parent), os.path.realpath(ts_dir)):
+        made[directory] = os.path.realpath(directory)
+    if not _is_inside(made[path.parent], made[ts_dir]):
         raise PayloadError(f"invalid path: {rel}: outside the volume")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as handle:
@@ -386,8 +391,9 @@ def write_atomic(target: Path, payload: Payload) -> bool:
     ts_dir = Path(tempfile.mkdtemp(prefix=stamp, dir=target))
     os.chmod(ts_dir, 0o755)
     try:
+        made = {ts_dir: os.path.realpath(ts_dir)}
         for rel, spec in payload.items():
-            _write_file(ts_dir, rel, spec)
+            _write_file(ts_dir, rel, spec, made)
         data_link = target / DATA_DIR
         tmp_link = target / NEW_DATA_DIR
         if tmp_link.is_symlink():
