@@ -840,7 +840,7 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
     if labels.get(USE_LABEL) != "true":
         reasons.append(f'the pod lacks the label {USE_LABEL}: "true"')
     if not ctx.cluster.webhook_configurations:
-        reasons.append("no workload identity webhook is installed")
+        reasons.append("no workload identity webhook is installed" + _addon_off(ctx))
     kube_system = ctx.namespace == "kube-system" and not _enforcer_opted_out(ctx)
     if kube_system:
         reasons.append("AKS keeps webhooks away from kube-system")
@@ -913,6 +913,18 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
             remediation,
         ),
     )
+
+
+def _addon_off(ctx: WorkloadContext) -> str:
+    """Why no webhook is there, when ARM says it: the AKS add-on is off (az aks update --disable-workload-identity)
+    and no chart stands in. A --workload run has no cluster suite to say WORKLOAD_IDENTITY_DISABLED."""
+    arm = ctx.cluster.arm_cluster
+    if arm is None or not arm.ok or chart_install(ctx.cluster) is not None:
+        return ""
+    properties = (arm.body or {}).get("properties") or {}
+    profile = (properties.get("securityProfile") or {}).get("workloadIdentity") or {}
+    return "" if profile.get("enabled") else (
+        ": the cluster's workload identity add-on is off (securityProfile.workloadIdentity.enabled is not true)")
 
 
 def _matches(values: Any, wanted: str) -> bool:

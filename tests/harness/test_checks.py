@@ -848,6 +848,20 @@ def test_webhook_absent(run_world: RunWorld) -> None:
     assert mutated.fix_lines()[1].startswith("az aks update ")
 
 
+def test_no_webhook_under_a_disabled_addon_says_so_in_the_workload_check(run_world: RunWorld) -> None:
+    """az aks update --disable-workload-identity (found breaking the lab by hand with az): a --workload run has no
+    cluster suite, and pod.mutated said only 'no workload identity webhook is installed'. It now says why, from the
+    managed cluster ARM read; with the add-on on (the webhook deleted by other means) it does not."""
+    results, _ = run_world(World.healthy(webhook="absent", workload_identity_enabled=False))
+    mutated = results.workloads["finance/backend-sa"].check("pod.mutated").findings[0]
+    assert mutated.code == "WEBHOOK_NOT_INSTALLED"
+    assert ("no workload identity webhook is installed: the cluster's workload identity add-on is off "
+            "(securityProfile.workloadIdentity.enabled is not true)") in mutated.message
+    assert mutated.fix_lines()[1].endswith("--enable-oidc-issuer --enable-workload-identity")
+    results, _ = run_world(World.healthy(webhook="absent"))
+    assert "add-on is off" not in results.workloads["finance/backend-sa"].check("pod.mutated").findings[0].message
+
+
 def test_failure_policy_ignore(run_world: RunWorld) -> None:
     results, _ = run_world(World.healthy(failure_policy="Ignore"))
     check = results.cluster_check("cluster.webhook_failure_policy")
