@@ -78,7 +78,7 @@ POD_CHAIN: list[Spec] = [
     Spec("pod.labelled", "pod labelled for the webhook", pod_labelled, ("pod.exists",)),
     Spec("sa.exists", "ServiceAccount exists", sa_exists, ("pod.exists",)),
     Spec("sa.client_id_annotation", "client-id annotation", sa_client_id_annotation, ("sa.exists",)),
-    Spec("pod.mutated", "pod mutated by the webhook", existing_pod_mutated, ("pod.exists",)),
+    Spec("pod.mutated", "pod mutated by the webhook", existing_pod_mutated, ("pod.labelled",)),
     Spec("probe.admitted", "probe pod under its ServiceAccount admitted", under_probe(pod_admitted),
          ("sa.exists",)),
     Spec("probe.mutated", "probe pod mutated by the webhook", under_probe(pod_mutated), ("probe.admitted",)),
