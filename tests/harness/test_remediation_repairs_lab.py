@@ -1089,8 +1089,9 @@ TAINT_KEY = "wi-harness.test/dedicated"
 
 def _tainted_node(w: World) -> None:
     """The node tainted as a dedicated pool (kubectl taint ... NoSchedule): the probe tolerates no taint. The
-    running pods stay; the probe waits 15 s, not probe.timeout_seconds' 2 minutes, to be named unschedulable."""
-    _probe_settings(w, timeout_seconds=15)
+    running pods stay; the probe waits probe.timeout_seconds at its least, 10 s, not the default 2 minutes, to be
+    named unschedulable (a pod no node takes is given up at its activeDeadlineSeconds)."""
+    _probe_settings(w, timeout_seconds=10)
     node = w.shell.must("kubectl get nodes -o jsonpath='{.items[0].metadata.name}'").strip()
     w.kubectl(f"taint nodes {node} {TAINT_KEY}=batch:NoSchedule")
 
