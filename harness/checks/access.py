@@ -27,6 +27,7 @@ from harness.checks.exchange import (
     untrusted_answer,
 )
 from harness.checks.federation import principal_id_of
+from harness.checks.inventory import PRIVILEGED_ROLES
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, warned
 from harness.checks.roles import Assignment, diagnose_denial, moved_from, view_assignments
 from harness.checks.transient import identity_client_id
@@ -590,6 +591,17 @@ def _rbac_denial(
                       advice("then remove the orphaned assignment left at the old id (Azure removes it eventually):"
                              if orphaned else "then remove the assignment on the wrong scope if nothing else needs it:"),
                       *[fix.delete_role_assignment_id(a.id) for a in misplaced[:3]]]
+        elif code == "ROLE_INSUFFICIENT":
+            # Key Vault Contributor, Contributor, Owner: no read, and more than a workload should hold (the same as
+            # the inventory's ROLE_OVERLY_BROAD, which a --workload run does not print)
+            privileged = {name.lower() for name in PRIVILEGED_ROLES.values()}
+            broad = [a for a in diagnosis.assignments if a.covers and not a.grants and a.role.lower() in privileged]
+            if broad:
+                repair = [*repair, advice(f"then remove {broad[0].role}, if nothing else the workload does needs it: "
+                                          "it reads no data, yet lets the workload change the resource and reach "
+                                          "its data another way (a vault's access policy, a storage account's "
+                                          "keys)"),
+                          *[fix.delete_role_assignment_id(a.id) for a in broad[:3]]]
     misnamed = _client_id_assignments(ctx, check, target)
     if misnamed and code != "ROLE_PROPAGATION_PENDING":
         # az role assignment create --assignee-object-id <client id> --assignee-principal-type ServicePrincipal:

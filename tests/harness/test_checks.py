@@ -2106,6 +2106,7 @@ VAULT_ID = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/va
 OTHER_VAULT_ID = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/platform-kv"
 SECRETS_USER_ID = "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/4633458b"
 READER_ID = "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/21090545"
+KV_CONTRIBUTOR_ID = "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/f25e0fa2"
 
 
 def _rbac_refused(assignments: list[tuple[str, str, str]], now: float | None = None,
@@ -2131,8 +2132,10 @@ def _rbac_refused(assignments: list[tuple[str, str, str]], now: float | None = N
          "properties": {"roleDefinitionId": role, "scope": scope, "createdOn": created, "principalId": CLIENT}}
         for i, (role, scope, created) in enumerate(for_client_id)
     ]
-    identity.role_names = {SECRETS_USER_ID.lower(): "Key Vault Secrets User", READER_ID.lower(): "Key Vault Reader"}
+    identity.role_names = {SECRETS_USER_ID.lower(): "Key Vault Secrets User", READER_ID.lower(): "Key Vault Reader",
+                           KV_CONTRIBUTOR_ID.lower(): "Key Vault Contributor"}
     identity.role_permissions = {
+        KV_CONTRIBUTOR_ID.lower(): {"actions": ["Microsoft.KeyVault/*"], "dataActions": []},
         SECRETS_USER_ID.lower(): {"dataActions": ["Microsoft.KeyVault/vaults/secrets/getSecret/action",
                                                   "Microsoft.KeyVault/vaults/secrets/readMetadata/action"]},
         READER_ID.lower(): {"actions": ["Microsoft.KeyVault/*/read"], "dataActions": [
@@ -2188,6 +2191,21 @@ def test_a_role_on_another_secret_is_fixed_on_this_secret_not_the_vault() -> Non
 def test_a_control_plane_role_at_the_right_scope_is_insufficient() -> None:
     finding = _rbac_refused([(READER_ID, VAULT_ID, OLD)])
     assert finding.code == "ROLE_INSUFFICIENT" and "Key Vault Reader" in finding.message
+
+
+def test_an_insufficient_privileged_role_is_removed_after_the_read_role_is_granted() -> None:
+    """az role assignment create --role 'Key Vault Contributor' --scope <group> in place of Key Vault Secrets User
+    (found breaking the lab by hand with az): ROLE_INSUFFICIENT granted the read role and left the broad one, which
+    only the inventory's ROLE_OVERLY_BROAD named (not in a --workload run). The fix now ends by removing it, after the
+    grant; a control-plane role that is not privileged (Key Vault Reader) is left alone."""
+    group = "/subscriptions/s/resourceGroups/myRg"
+    finding = _rbac_refused([(KV_CONTRIBUTOR_ID, group, OLD)])
+    lines = finding.fix_lines()
+    assert finding.code == "ROLE_INSUFFICIENT"
+    assert lines[0].startswith("az role assignment create ") and "'Key Vault Secrets User'" in lines[0]
+    assert lines[-2].startswith("# then remove Key Vault Contributor, if nothing else the workload does needs it")
+    assert lines[-1] == f"az role assignment delete --ids {group}/providers/Microsoft.Authorization/roleAssignments/a0"
+    assert not any("delete" in line for line in _rbac_refused([(READER_ID, VAULT_ID, OLD)]).fix_lines())
 
 
 def test_a_fitting_role_on_a_parent_scope_that_is_young_is_propagating() -> None:
