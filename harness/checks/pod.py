@@ -210,7 +210,7 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             "POD_REJECTED_BY_WEBHOOK",
             ERROR,
             "webhook",
-            f"the webhook denied the pod: {message}",
+            f"the webhook denied the pod: {message}{_own_expiration(ctx, message)}",
             evidence,
             _denial_fixes(ctx, message),
         )
@@ -318,6 +318,23 @@ def probe_launch(pod: dict[str, Any] | None) -> dict[str, Any]:
         "probe_mode": "configmap" if source else "image",
         "source_configmap": source,
     }
+
+
+def _own_expiration(ctx: WorkloadContext, message: str) -> str:
+    """The workload's own pods admitted despite the ServiceAccount's invalid token expiration, because each sets
+    its own (upstream getServiceAccountTokenExpiration reads the pod's annotation first, the ServiceAccount's only
+    without one): said, so a FAIL over a working app reads as what it is; "" otherwise."""
+    if EXPIRATION_ANNOTATION not in ctx.facts.sa.annotations or not (
+            "token expiration" in message or "ParseInt" in message):
+        return ""
+    own = sorted({f"{live.owner_kind}/{live.owner_name}" for live in (ctx.facts.live_pods.pods
+                                                                     if ctx.facts.live_pods else [])
+                  if (((live.pod.get("metadata") or {}).get("annotations") or {}).get(EXPIRATION_ANNOTATION))})
+    if not own:
+        return ""
+    return (f"; the workload's own pods ({', '.join(own[:3])}) are admitted: each sets its own {EXPIRATION_ANNOTATION}, "
+            "which the webhook reads before the ServiceAccount's; a pod without one (this probe, a new workload "
+            "under the ServiceAccount) is refused")
 
 
 def _denial_fixes(ctx: WorkloadContext, message: str) -> list[Step]:

@@ -269,6 +269,30 @@ def test_a_deployment_whose_pods_the_webhook_denies_fails_although_no_pod_runs()
         """azure.workload.identity~1service-account-token-expiration"}]'""")
 
 
+def test_a_probe_refused_for_the_service_accounts_expiration_says_the_apps_own_pods_set_theirs() -> None:
+    """By hand in the lab: the pod template sets service-account-token-expiration 3600 and kubectl annotate sa
+    backend-sa ...=100: the app's pods run (the webhook reads the pod's annotation before the ServiceAccount's),
+    the probe, without one, is denied. The FAIL said only the denial, over an app that works; it now says the
+    workload's own pods are admitted and why, and still removes the ServiceAccount's annotation."""
+    from harness.checks.pod import pod_admitted
+
+    expiry = "azure.workload.identity/service-account-token-expiration"
+    ctx = context([live(workload_pod(annotations={expiry: "3600"}))],
+                  sa_annotations={"azure.workload.identity/client-id": CLIENT, expiry: "100"})
+    ctx.facts.pod = PodFacts("finance", "wi-probe", create_error=KubeFailure(400, "BadRequest", DENIAL))
+    (finding,) = pod_admitted(ctx).findings
+    assert finding.code == "POD_REJECTED_BY_WEBHOOK"
+    assert finding.message == (
+        f"the webhook denied the pod: {DENIAL}; the workload's own pods (Deployment/backend) are admitted: each sets "
+        f"its own {expiry}, which the webhook reads before the ServiceAccount's; a pod without one (this probe, a new "
+        "workload under the ServiceAccount) is refused")
+    assert finding.fix_lines()[0] == f"kubectl annotate serviceaccount -n finance backend-sa {expiry}-"
+    # pods without their own: nothing added
+    ctx = context([live(workload_pod())], sa_annotations={"azure.workload.identity/client-id": CLIENT, expiry: "100"})
+    ctx.facts.pod = PodFacts("finance", "wi-probe", create_error=KubeFailure(400, "BadRequest", DENIAL))
+    assert pod_admitted(ctx).findings[0].message == f"the webhook denied the pod: {DENIAL}"
+
+
 PSA = ('pods "backend-x" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != '
        'false (container "app" must set securityContext.allowPrivilegeEscalation=false)')
 INJECTOR_DOWN = ('Internal error occurred: failed calling webhook "namespace.sidecar-injector.istio.io": failed to '
