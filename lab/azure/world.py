@@ -263,6 +263,17 @@ BUILTIN_ROLES: tuple[RoleDefinition, ...] = (
                             "Microsoft.Support/*"),
                    not_actions=("Microsoft.KeyVault/locations/deletedVaults/purge/action",
                                 "Microsoft.KeyVault/hsmPools/*", "Microsoft.KeyVault/managedHsms/*")),
+    # learn.microsoft.com built-in roles (storage): manages accounts, no data action; its listKeys action
+    # (Microsoft.Storage/storageAccounts/*) gives keys that read all data, which the lab's storage does not serve
+    RoleDefinition("17d1049b-9a84-46fb-8f53-869881c3d3ab", "Storage Account Contributor", "Lets you manage storage "
+                   "accounts, including accessing storage account keys which provide full access to storage account "
+                   "data.",
+                   actions=("Microsoft.Authorization/*/read", "Microsoft.Insights/alertRules/*",
+                            "Microsoft.Insights/diagnosticSettings/*",
+                            "Microsoft.Network/virtualNetworks/subnets/joinViaServiceEndpoint/action",
+                            "Microsoft.ResourceHealth/availabilityStatuses/read", "Microsoft.Resources/deployments/*",
+                            "Microsoft.Resources/subscriptions/resourceGroups/read", "Microsoft.Storage/storageAccounts/*",
+                            "Microsoft.Support/*")),
     RoleDefinition("00482a5a-887f-4fb3-b363-3b7fe8e74483", "Key Vault Administrator", "Perform all data plane "
                    "operations on a key vault and all objects in it, including certificates, keys, and secrets. Cannot "
                    "manage key vault resources or manage role assignments. Only works for key vaults that use the "

@@ -920,6 +920,11 @@ def test_role_definitions(arm: Arm) -> None:
     assert {"Owner", "Contributor", "Reader", "Key Vault Reader", "Storage Blob Data Reader"} <= {
         d["properties"]["roleName"] for d in everything
     }
+    # az role assignment create --role 'Storage Account Contributor' (a control-plane role a person may give in
+    # place of a blob data role): the built-in role's real id, no data action
+    (account,) = [d for d in everything if d["properties"]["roleName"] == "Storage Account Contributor"]
+    assert account["name"] == "17d1049b-9a84-46fb-8f53-869881c3d3ab"
+    assert account["properties"]["permissions"][0]["dataActions"] == []
     root = arm.request(
         "GET",
         "/providers/Microsoft.Authorization/roleDefinitions",
