@@ -541,6 +541,14 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
     if misplaced is not None:
         evidence["placed_on"] = misplaced[0]
         why += f"; it sits on {misplaced[1]}, it must be under {misplaced[2]}"
+    sits = ""
+    if misplaced is None:  # where the webhook does not look: the pod's annotations, its ServiceAccount's labels
+        elsewhere = (["as an annotation of the pod"] if annotation(ctx.pod, USE_LABEL) is not None else []) + (
+            ["on the ServiceAccount"] if ctx.facts.sa.labels.get(USE_LABEL) == "true" else [])
+        if elsewhere:
+            evidence["placed_on"] = elsewhere
+            sits = f"; it sits {' and '.join(elsewhere)}"
+            why += sits
     # the template has it already: why this pod is still the earlier template's (a pause, a partition)
     ahead = template_ahead(LivePod(ctx.pod or {}, kind, name, existing.owner)) if existing is not None else ""
     return failed(
@@ -550,8 +558,8 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
             "POD_NOT_LABELLED",
             ERROR,
             "pod",
-            f'pod lacks {USE_LABEL}: "true"' + (ahead or f" (it belongs on the pod TEMPLATE, not on the {controller}, "
-                                                 "the ServiceAccount or a Service)"),
+            f'pod lacks {USE_LABEL}: "true"' + (ahead or f" (it belongs on the pod TEMPLATE, as a label, not on the "
+                                                 f"{controller}, the ServiceAccount or a Service{sits})"),
             evidence,
             label_repair(ctx),
         ),

@@ -460,6 +460,22 @@ def test_with_pod_an_unlabelled_pod_is_labelled_where_it_comes_from(references: 
     assert labelled.fix_lines() == expected and mutated.fix_lines() == expected
 
 
+def test_with_pod_a_use_label_written_as_an_annotation_is_named_there() -> None:
+    """By hand in the lab: the template's use label moved to its annotations (kubectl patch --type json). --workload
+    said 'it sits as an annotation of the pod'; --pod said only 'absent' and '(it belongs on the pod TEMPLATE, not
+    on the Deployment ...)'. --pod now says where it sits too, and that it is a label; the fix is the same patch."""
+    ctx = context(None, sa_labels={"azure.workload.identity/use": "true"})
+    pod = workload_pod(labelled=False, mutated=False, annotations={"azure.workload.identity/use": "true"})
+    ctx.facts.pod = PodFacts("finance", "p", existing=True, created=True, pod=pod)
+    outcome = pod_labelled(ctx)
+    assert outcome.message == ("the pod's azure.workload.identity/use label is absent; it sits as an annotation of the "
+                               "pod and on the ServiceAccount: the webhook never sees it")
+    (finding,) = outcome.findings
+    assert finding.message.endswith("(it belongs on the pod TEMPLATE, as a label, not on the Deployment, the "
+                                    "ServiceAccount or a Service; it sits as an annotation of the pod and on the "
+                                    "ServiceAccount)")
+
+
 def test_a_statefulset_whose_pod_is_refused_is_named_from_its_failedcreate_event() -> None:
     """A StatefulSet (or DaemonSet, Job) records a refused create only as a FailedCreate event on itself (no
     ReplicaFailure condition): with fewer pods than it wants, its latest such event is read, the controller's
