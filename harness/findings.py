@@ -1216,7 +1216,8 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "ROLE_OVERLY_BROAD", "inventory", "error|warning",
         "A workload identity holds Owner, Contributor, User Access Administrator, Key Vault Contributor (it may "
-        "grant itself a vault's secrets through access policies), or a role at subscription or group scope.",
+        "grant itself a vault's secrets through access policies), Storage Account Contributor (it may list the "
+        "account keys), or a role at subscription or group scope.",
         "Replace it with a data role at the resource.",
         "test:tests/harness/test_inventory_lab.py::test_owner_on_a_workload_identity",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",

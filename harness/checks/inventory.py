@@ -15,9 +15,9 @@ Findings (one per code, naming every case, each with the commands that fix it, r
 - FIC_ORPHANED: a credential for this cluster's issuer (any spelling) names a ServiceAccount that does not
   exist (a warning: a stale trust that whoever creates that ServiceAccount inherits);
 - FIC_LIMIT_NEAR: 18 or more of the 20 credentials an identity may hold (a warning);
-- ROLE_OVERLY_BROAD: Owner, Contributor, User Access Administrator or Key Vault Contributor (an error), or any
-  role at subscription,
-  resource-group or management-group scope (a warning), held by an identity a ServiceAccount names;
+- ROLE_OVERLY_BROAD: Owner, Contributor, User Access Administrator, Key Vault Contributor or Storage Account
+  Contributor (an error), or any role at subscription, resource-group or management-group scope (a warning), held
+  by an identity a ServiceAccount names;
 - INVENTORY_INCOMPLETE: what the harness may not read (a warning about its own view).
 
 Pure functions of the facts.
@@ -72,6 +72,9 @@ PRIVILEGED_ROLES = {
     # Microsoft.KeyVault/vaults/write ... can grant themselves data plane access by setting a Key Vault access
     # policy" (learn.microsoft.com key-vault/general/rbac-access-policy); it also changes the vault's network rules
     "f25e0fa2-a7c8-4377-a976-54943a77a395": "Key Vault Contributor",
+    # "Lets you manage storage accounts, including accessing storage account keys which provide full access to
+    # storage account data" (its built-in role description): the keys read and write every blob, beside any RBAC
+    "17d1049b-9a84-46fb-8f53-869881c3d3ab": "Storage Account Contributor",
 }
 _SUBJECT_RE = re.compile(r"system:serviceaccount:([^:]+):([^:]+)")
 _SUBSCRIPTION_SCOPE = re.compile(r"/subscriptions/[^/]+", re.IGNORECASE)
@@ -869,6 +872,9 @@ def broad_reason(assignment: dict[str, Any]) -> tuple[str, str] | None:
     if privileged == "Key Vault Contributor":
         return ERROR, ("Key Vault Contributor lets the workload change its vaults (network rules, permission model) "
                        "and, under access policies, grant itself their secrets")
+    if privileged == "Storage Account Contributor":
+        return ERROR, ("Storage Account Contributor lets the workload list its storage accounts' keys, which read and "
+                       "write all their data whatever its roles say")
     if privileged:
         return ERROR, f"{privileged} lets the workload change or grant access to everything in its scope"
     scope = str(assignment.get("scope") or "").rstrip("/")

@@ -684,6 +684,20 @@ def test_key_vault_contributor_on_a_workload_identity_is_an_error() -> None:
                                f"{VAULT}/providers/Microsoft.Authorization/roleAssignments/kvc-1"]
 
 
+def test_storage_account_contributor_on_a_workload_identity_is_an_error() -> None:
+    """Storage Account Contributor in place of a blob data role (found breaking the lab by hand with az role
+    assignment create): no data action, yet it lists the account keys, which read every blob. It was no privileged
+    role to the inventory, so at the account's own scope nothing was said; it is an error now, deleted by id."""
+    account = f"/subscriptions/{SUB}/resourceGroups/myRg/providers/Microsoft.Storage/storageAccounts/ordersdata"
+    facts = healthy()
+    backend(facts).role_assignments += [
+        assignment("Storage Account Contributor", "17d1049b-9a84-46fb-8f53-869881c3d3ab", account, "sac-1")]
+    broad = findings(run(facts))["ROLE_OVERLY_BROAD"]
+    assert broad.severity == "error" and "list its storage accounts' keys" in broad.message
+    assert words(broad)[0] == ["az", "role", "assignment", "delete", "--ids",
+                               f"{account}/providers/Microsoft.Authorization/roleAssignments/sac-1"]
+
+
 def test_a_role_at_a_subscription_alone_is_a_warning() -> None:
     facts = healthy()
     backend(facts).role_assignments = [assignment("Reader", READER, f"/subscriptions/{SUB}", "r-2")]
