@@ -23,7 +23,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
-from test_e2e_lab import REPO
+from test_e2e_lab import NO_DEV_PLUGINS, REPO
 
 from harness.collect.probe_pods import GRACE_SECONDS
 from harness.collect.sweep import MARGIN_SECONDS
@@ -72,7 +72,7 @@ def _as_from_a_terminal() -> None:
 def start(config_file: Path, report_dir: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "suites", "--config", str(config_file), "--workload", WORKLOAD,
-         "--report-dir", str(report_dir), "-p", "no:cacheprovider", "-q", *args],
+         "--report-dir", str(report_dir), "-p", "no:cacheprovider", *NO_DEV_PLUGINS, "-q", *args],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_as_from_a_terminal)
 
 
@@ -244,7 +244,7 @@ def break_the_probe_pod_mid_run(running_lab: RunningLab, report_dir: Path, confi
     try:
         run = subprocess.Popen(
             [sys.executable, "-m", "pytest", "suites", "--config", str(config_file), "--workload", workload,
-             "--report-dir", str(report_dir), "-p", "no:cacheprovider", "-q"],
+             "--report-dir", str(report_dir), "-p", "no:cacheprovider", *NO_DEV_PLUGINS, "-q"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ((_, namespace, pod, _),) = wait_for(lambda: new_pods(api, before), 60, "the probe pod")
         time.sleep(1)  # the run is watching its pod by now (it starts 3 s after it was made)

@@ -27,7 +27,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import utils as k8s_utils
-from test_e2e_lab import REPO
+from test_e2e_lab import NO_DEV_PLUGINS, REPO
 from test_identities_lab import Person
 
 from harness.manifests import render
@@ -63,7 +63,7 @@ def start(report_dir: Path, config: Path, *args: str, env: dict[str, str] | None
     args = tuple(a for a in args if not a.startswith("suites/"))
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", *targets, "--config", str(config), *args, "--report-dir", str(report_dir),
-         "-p", "no:cacheprovider", "-q"],
+         "-p", "no:cacheprovider", *NO_DEV_PLUGINS, "-q"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})})
 
 
