@@ -538,6 +538,7 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
     why = "absent" if value is None else f'{value!r}, and only the exact value "true" selects the pod'
     misplaced = misplaced_use_label(kind, existing.owner, existing.cronjob) if existing else None
     controller = "CronJob" if existing and existing.cronjob else kind if kind != "Pod" else "Deployment"
+    controller_less = kind == "Pod" and existing is not None and existing.existing
     if misplaced is not None:
         evidence["placed_on"] = misplaced[0]
         why += f"; it sits on {misplaced[1]}, it must be under {misplaced[2]}"
@@ -558,8 +559,12 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
             "POD_NOT_LABELLED",
             ERROR,
             "pod",
-            f'pod lacks {USE_LABEL}: "true"' + (ahead or f" (it belongs on the pod TEMPLATE, as a label, not on the "
-                                                 f"{controller}, the ServiceAccount or a Service{sits})"),
+            f'pod lacks {USE_LABEL}: "true"' + (
+                ahead or (f" (its label is {printable(value, 63)!r}: only the exact value \"true\" selects the pod"
+                          f"{sits})" if value is not None else
+                          f" (it belongs in the pod's own metadata.labels{sits})" if controller_less else
+                          f" (it belongs on the pod TEMPLATE, as a label, not on the {controller}, the ServiceAccount "
+                          f"or a Service{sits})")),
             evidence,
             label_repair(ctx),
         ),

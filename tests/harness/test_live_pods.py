@@ -476,6 +476,24 @@ def test_with_pod_a_use_label_written_as_an_annotation_is_named_there() -> None:
                                     "ServiceAccount)")
 
 
+def test_with_pod_a_bare_pods_wrong_or_missing_label_is_named_on_the_pod_not_a_template() -> None:
+    """By hand in the lab: kubectl run debug --labels=azure.workload.identity/use=yes (a bare pod): the finding
+    said 'pod lacks ...: "true" (it belongs on the pod TEMPLATE, as a label, not on the Deployment ...)', for a
+    pod that has the label (with 'yes') and no Deployment. It now names the value; a bare pod without it is told
+    its own metadata.labels."""
+    pod = {"metadata": {"name": "debug", "namespace": "finance", "labels": {"azure.workload.identity/use": "yes"}},
+           "spec": {"containers": [{"name": "debug", "image": "busybox"}]}}
+    ctx = context(None)
+    ctx.facts.pod = PodFacts("finance", "debug", existing=True, created=True, pod=pod)
+    (finding,) = pod_labelled(ctx).findings
+    assert finding.message == ('pod lacks azure.workload.identity/use: "true" (its label is \'yes\': only the exact '
+                               'value "true" selects the pod)')
+    pod["metadata"]["labels"] = {}
+    (finding,) = pod_labelled(ctx).findings
+    assert finding.message == ('pod lacks azure.workload.identity/use: "true" (it belongs in the pod\'s own '
+                               "metadata.labels)")
+
+
 def test_a_statefulset_whose_pod_is_refused_is_named_from_its_failedcreate_event() -> None:
     """A StatefulSet (or DaemonSet, Job) records a refused create only as a FailedCreate event on itself (no
     ReplicaFailure condition): with fewer pods than it wants, its latest such event is read, the controller's
