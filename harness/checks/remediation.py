@@ -1391,9 +1391,11 @@ def secret_id(vault_url: str, secret: str) -> str:
 
 
 def enable_secret(vault_url: str, secret: str) -> Command:
-    """By ``--id``: the vault the workload reads, by its own URL (see :func:`vault_url_or`)."""
+    """By ``--id``: the vault the workload reads, by its own URL (see :func:`vault_url_or`). A data-plane write:
+    the vault's Owner is refused it (ForbiddenByRbac) without a data role, so the line says which right it takes."""
     return command("az", "keyvault", "secret", "set-attributes", "--id", secret_id(vault_url, secret),
-                   "--enabled", "true")
+                   "--enabled", "true", note="needs Key Vault Secrets Officer on the vault (RBAC) or the secret "
+                   "permission set (access policy); Owner alone is refused")
 
 
 def show_secret_dates(vault_url: str, secret: str) -> Command:

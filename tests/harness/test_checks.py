@@ -2027,9 +2027,12 @@ def test_only_authorization_refusals_prove_a_deny() -> None:
     assert _answered("keyvault_secret", "deny", 401, code="Unauthorized").status == WARN
     disabled = _answered("keyvault_secret", "allow", 403, code="Forbidden", innererror="SecretDisabled")
     assert disabled.status == FAIL and disabled.findings[0].code == "SECRET_DISABLED"
+    # the right the write takes, on the line: the vault's Owner without a data role is refused (ForbiddenByRbac),
+    # as a person breaking and mending the lab by hand with az found
     assert disabled.findings[0].fix_lines() == [
         "az keyvault secret set-attributes --id https://finance-kv.vault.azure.net/secrets/db-password "
-        "--enabled true"
+        "--enabled true   # needs Key Vault Secrets Officer on the vault (RBAC) or the secret permission set "
+        "(access policy); Owner alone is refused"
     ]
     # on a deny target, Key Vault told the secret's state to a caller it lets read: least privilege is violated,
     # and enabling (or making) the secret would hand it over
