@@ -9,7 +9,8 @@
 * ``findings [--format md|text]`` prints the findings catalogue (harness.findings): docs/findings.md is
   ``python -m harness findings --format md > docs/findings.md``; ``findings CODE...`` one code's layer,
   severity, meaning and fix (any case; a prefix lists its codes; a code it does not know is one line with the
-  closest, exit status 2), as a troubleshooter types it after reading a code in the run's output.
+  closest, exit status 2), as a troubleshooter types it after reading a code in the run's output;
+  ``findings AADSTS700213`` the findings an Entra error code (from an app's log) points to.
 
 Bad input (a missing file, a file that is not a run.json or breaks its schema, an output that cannot be
 written) is one line on stderr naming the file and the cause, and exit status 2, as for argparse's usage
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -126,6 +128,16 @@ def _describe_codes(codes: list[str]) -> int:
         if code in BY_CODE:
             sys.stdout.write(_describe(BY_CODE[code]))
             continue
+        aadsts = _AADSTS_RE.fullmatch(code.rstrip(":."))  # as a log line prints it: "AADSTS700213: ..."
+        if aadsts is not None:  # an Entra error code read in the app's log: the findings that name it
+            named = [entry for entry in CATALOGUE if aadsts.group(1) in _aadsts_numbers(entry.meaning)]
+            if named:
+                sys.stdout.write("".join(_describe(entry) for entry in named))
+                continue
+            print(f"{PROG} findings: error: {aadsts.group(0)} is an Entra error code no finding names "
+                  "(python -m harness findings lists them all)", file=sys.stderr)
+            status = USAGE_ERROR
+            continue
         prefixed = [entry for entry in CATALOGUE if code and entry.code.startswith(code)]
         if prefixed:
             sys.stdout.write("".join(f"{e.code:<34} {e.layer:<15} {e.severity:<14} {e.meaning}\n" for e in prefixed))
@@ -135,6 +147,15 @@ def _describe_codes(codes: list[str]) -> int:
         print(f"{PROG} findings: error: {asked!r} is no finding code{hint}", file=sys.stderr)
         status = USAGE_ERROR
     return status
+
+
+_AADSTS_RE = re.compile(r"AADSTS(\d{5,8})")
+_AADSTS_NAMED_RE = re.compile(r"AADSTS(\d+(?:/\d+)*)")
+
+
+def _aadsts_numbers(text: str) -> set[str]:
+    """The AADSTS numbers a catalogue text names ("AADSTS70021/70025": both)."""
+    return {number for match in _AADSTS_NAMED_RE.finditer(text) for number in match.group(1).split("/")}
 
 
 def _describe(entry: Entry) -> str:

@@ -209,3 +209,20 @@ def test_one_code_as_a_troubleshooter_types_it(capsys: pytest.CaptureFixture[str
                                   "mean SA_NOT_FOUND") and printed.err.count("\n") == 1
     advice = next(e for e in CATALOGUE if e.advice_only)
     assert main(["findings", advice.code]) == 0 and "Advice only" in capsys.readouterr().out
+
+
+def test_an_entra_error_code_from_an_apps_log_names_its_findings(capsys: pytest.CaptureFixture[str]) -> None:
+    """A troubleshooter with 'AADSTS700213: No matching federated identity record found' in the app's log typed
+    ``python -m harness findings AADSTS700213``: 'is no finding code: python -m harness findings lists them all'.
+    The findings whose meaning names that Entra code are printed (as the log line has it, colon and any case
+    included; AADSTS70021/70025 names both); one no finding names is one line, exit status 2."""
+    from harness.cli import main
+
+    assert main(["findings", "AADSTS700213:"]) == 0
+    assert capsys.readouterr().out.startswith("FIC_SUBJECT_MISMATCH (federation, error)\n")
+    assert main(["findings", "aadsts70025"]) == 0
+    assert capsys.readouterr().out.startswith("FIC_MISSING (")
+    assert main(["findings", "AADSTS12345"]) == 2
+    printed = capsys.readouterr()
+    assert printed.err == ("python -m harness findings: error: AADSTS12345 is an Entra error code no finding names "
+                           "(python -m harness findings lists them all)\n")
