@@ -902,10 +902,12 @@ def replace_on_delete_pods(kind: str, namespace: str, name: str, pods: list[str]
 
 
 def webhook_pods_back(namespace: str, deployment: str, replicas: int | None) -> list[Step]:
-    """The webhook's pods made again: a Deployment scaled to zero is scaled to the chart's replicaCount (2); one
-    whose pods fail is restarted (new pods, once their cause is fixed); then wait for them to be ready."""
+    """The webhook's pods made again: a Deployment scaled to zero is scaled to 2, the replicas of upstream's
+    deploy manifest and the chart's replicaCount (the add-on in kube-system is not the chart: the note says so for
+    both); one whose pods fail is restarted (new pods, once their cause is fixed); then wait for them to be ready."""
     ref = f"deployment/{object_or(deployment, '<deployment>')}"
-    again = (kubectl("-n", namespace_or(namespace), "scale", ref, "--replicas=2", note="the chart's replicaCount")
+    again = (kubectl("-n", namespace_or(namespace), "scale", ref, "--replicas=2",
+                     note="as upstream's manifests and chart run it")
              if replicas == 0 else kubectl("-n", namespace_or(namespace), "rollout", "restart", ref))
     return [again, kubectl("-n", namespace_or(namespace), "rollout", "status", ref, "--timeout=120s")]
 
