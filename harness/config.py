@@ -864,6 +864,10 @@ def parse_config(
 ) -> HarnessConfig:
     if not isinstance(data, dict):
         raise ConfigError(source, [f"(file): must be a mapping of sections, got {type(data).__name__}"])
+    schema = data.get("schema")
+    if isinstance(schema, str) and schema.startswith("wi-harness/run/"):  # --config reports/latest/run.json
+        raise ConfigError(source, [f"(file): is a run report ({values.printable(schema, 40)}), not a harness config: "
+                                   "--config takes harness.yaml; python -m harness report render renders a run.json"])
     kubeconfig = data.get("kind") == "Config" or {"clusters", "contexts", "users"} <= set(data)
     if not set(data) & set(HarnessConfig.model_fields) and (kubeconfig or isinstance(data.get("kind"), str)):
         # --config ~/.kube/config, or a manifest: one line saying what the file is, not one per key

@@ -301,6 +301,15 @@ def test_a_kubeconfig_or_a_manifest_given_as_the_config_is_one_line_saying_so(tm
     assert len(problems({"kind": "x", "workloads": "y"}, tmp_path)) == 2  # a harness section: its fields' lines
 
 
+def test_a_run_report_given_as_the_config_is_one_line_saying_so(tmp_path: Path) -> None:
+    """By hand: --config reports/latest/run.json (the file a run just wrote, beside the harness.yaml it read)
+    printed 17 'unknown field' lines (workloads[0].verdict, .checks ...: run.json has a workloads list too)."""
+    run = {"schema": "wi-harness/run/v1", "run_id": "r", "verdict": "pass", "workloads": [{"id": "finance/sa"}]}
+    assert problems(run, tmp_path) == [
+        "(file): is a run report (wi-harness/run/v1), not a harness config: --config takes harness.yaml; "
+        "python -m harness report render renders a run.json"]
+
+
 def test_duplicate_workloads(tmp_path: Path) -> None:
     data = good(tmp_path)
     data["workloads"].append(dict(data["workloads"][0]))
