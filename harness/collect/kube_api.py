@@ -51,11 +51,13 @@ POOL_CONNECTIONS = CONCURRENT_REQUESTS + 4
 
 
 class KubeError(Exception):
-    """The API server refused (or never answered) a call."""
+    """The API server refused (or never answered) a call. ``final``: the client will not ask it again this run (no
+    connection could be opened, or it kept a request unanswered through the retries): waiting on it is in vain."""
 
-    def __init__(self, failure: KubeFailure) -> None:
+    def __init__(self, failure: KubeFailure, final: bool = False) -> None:
         super().__init__(f"{failure.status} {failure.reason}: {failure.message}")
         self.failure = failure
+        self.final = final
 
 
 class KubeApi(Protocol):
@@ -554,7 +556,7 @@ class OfficialKubeApi:
                 return None
             raise KubeError(_failure(exc.status or 0, exc.reason or "", exc.body)) from None
         except (HTTPError, OSError) as exc:
-            raise KubeError(self._no_answer(exc)) from None
+            raise self._unanswered(exc) from None
         if raw:
             return data.decode("utf-8", "replace")
         try:
@@ -564,7 +566,11 @@ class OfficialKubeApi:
 
     def _fail_fast(self) -> None:
         if self._unreachable is not None:
-            raise KubeError(self._unreachable)
+            raise KubeError(self._unreachable, final=True)
+
+    def _unanswered(self, exc: BaseException) -> KubeError:
+        failure = self._no_answer(exc)
+        return KubeError(failure, final=failure is self._unreachable)
 
     def _no_answer(self, exc: BaseException) -> KubeFailure:
         """A transport failure as a KubeFailure; remembered when no connection could be opened at all, or when the
@@ -720,7 +726,7 @@ class OfficialKubeApi:
         except ApiException as exc:
             raise KubeError(_failure(exc.status or 0, exc.reason or "", exc.body)) from None
         except (HTTPError, OSError) as exc:
-            raise KubeError(self._no_answer(exc)) from None
+            raise self._unanswered(exc) from None
         try:
             for line in iter_resp_lines(response):
                 if not line.strip():

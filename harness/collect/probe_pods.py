@@ -509,6 +509,14 @@ def await_pods(
     (buildpacks-community/kpack#1658)."""
     selector = f"{RUN_ID_LABEL}={run_id}"
     told: set[int] = set()
+    # the client stopped asking the API server (no connection could be opened: down, or a network rule): every
+    # later look fails at once, so polling it to the deadline only delays the run's end and its clean-up
+    gave_up: KubeError | None = None
+
+    def giving_up(exc: KubeError) -> None:
+        nonlocal gave_up
+        if exc.final and gave_up is None:
+            gave_up = exc
 
     def until(mine: dict[str, PodFacts]) -> float:
         waiting = [f for f in mine.values() if not settled(f)]
@@ -535,7 +543,8 @@ def await_pods(
         mine = by_namespace[namespace]
         try:
             items, version = api.list_pods(namespace, selector)
-        except KubeError:
+        except KubeError as exc:
+            giving_up(exc)
             return None
         listed = set()
         for item in items:
@@ -554,12 +563,13 @@ def await_pods(
         mine = by_namespace[namespace]
         watch_supported = True
         fruitless = 0  # watches in a row that ended (410, a drop) before any event: relist at once, then pace
-        while any(not settled(f) for f in mine.values()) and monotonic() < until(mine):
+        while gave_up is None and any(not settled(f) for f in mine.values()) and monotonic() < until(mine):
             if fruitless > 1:
                 sleep(1.0)
             version, listed_at = listed_at or look(namespace), None
             if version is None:
-                sleep(1.0)
+                if gave_up is None:
+                    sleep(1.0)
                 continue
             if all(settled(f) for f in mine.values()):
                 break
@@ -582,6 +592,7 @@ def await_pods(
                     if all(settled(f) for f in mine.values()) or monotonic() >= until(mine):
                         break
             except KubeError as exc:
+                giving_up(exc)
                 # a watch refused for good (405, 403: no watch verb) turns to polling; one answered 410 Gone or
                 # Expired (its resourceVersion compacted away), or a stream that broke, is listed and watched again,
                 # as client-go's reflector does (isExpiredError / a broken watch: relist, then resume)
@@ -595,7 +606,7 @@ def await_pods(
     # unsettled is watched. One after another, each namespace's list waited for the one before it (50 namespaces:
     # 50 round trips in a row after the first pod settled).
     waiting = list(by_namespace)
-    while waiting and monotonic() < deadline:
+    while waiting and gave_up is None and monotonic() < deadline:
         batch = waiting[:KUBE_WORKERS]
         versions = dict(zip(batch, read_all(look, batch, KUBE_WORKERS), strict=True))
         waiting = [n for n in waiting if unsettled(n)]
@@ -620,7 +631,11 @@ def await_pods(
             if name not in listed and not settled(facts):  # gone since the last look
                 gone(facts, None)
     for facts in pods:
-        if not settled(facts):
+        if settled(facts):
+            continue
+        if gave_up is not None:  # no timeout: the API server stopped answering about it (read as its log's failure)
+            facts.probe_error = f"could not read the probe's log: {gave_up}"
+        else:
             facts.timed_out = True
 
 

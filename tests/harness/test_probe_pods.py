@@ -361,6 +361,35 @@ def test_await_gives_up_at_the_deadline() -> None:
     assert facts.timed_out and facts.phase == "Running"
 
 
+class DownKube:
+    """An API server the client stopped asking: the watch broke, then no connection could be opened (final)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        self.calls += 1
+        raise KubeError(KubeFailure(0, "Unreachable", "no answer from the API server 10.0.0.1:443: refused"),
+                        final=True)
+
+    def watch_pods(self, *args: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        raise KubeError(KubeFailure(0, "WatchBroken", "the pod watch broke"))
+        yield  # pragma: no cover
+
+
+def test_an_api_server_the_client_gave_up_on_is_not_polled_to_the_deadline() -> None:
+    """A control-plane restart mid-run: the harness does not ask again this run, so waiting out the probe's deadline
+    (minutes) only delays the end of the run and the clean-up that finds the API server back."""
+    kube, slept, clock = DownKube(), [], iter(range(10_000))
+    facts = PodFacts("ns", "p", created=True)
+    await_pods(kube, [facts], "run", deadline=100, monotonic=lambda: next(clock),  # type: ignore[arg-type]
+               sleep=slept.append)
+    assert not slept and kube.calls <= 3
+    # not a timeout: what the harness could not read, and why (the check names the API server)
+    assert not facts.timed_out and facts.probe_error is not None
+    assert facts.probe_error.startswith("could not read the probe's log: 0 Unreachable: no answer from the API server")
+
+
 class ForgetfulWatchKube:
     """Watches that end before the pod settles, each as a real API server or network ends them: an ERROR event
     carrying a 410 Expired Status (the watch cache's "too old resource version", sent as an event: apiserver's
