@@ -14,7 +14,8 @@ Lifecycle of a pod (each step a status write through the store, so watchers see 
 3. After ``KubeCluster.pod_start_latency_seconds`` (read at run time): init containers one by one, then the
    containers in order, each: image pull (``Pulling``/``Pulled``, or ``ErrImagePull`` -> ``ImagePullBackOff``
    with back-off), ``Created``, ``Started``; exit -> ``terminated`` (Completed/Error); restartPolicy
-   Never/OnFailure/Always with ``CrashLoopBackOff`` back-off. Native sidecars (init containers with
+   Never/OnFailure/Always: the first exit restarted at once, later ones after a ``CrashLoopBackOff`` back-off
+   (10 s doubling). Native sidecars (init containers with
    ``restartPolicy: Always``) start and keep running; they are stopped once the main containers finish.
 4. ``activeDeadlineSeconds`` (from ``startTime``): everything is killed, phase Failed, reason
    ``DeadlineExceeded``. Deletion: SIGTERM, then SIGKILL after the grace period (capped at
@@ -1033,9 +1034,17 @@ class PodWorker:
             if not (policy == "Always" or (policy == "OnFailure" and code != 0)):
                 cs.done = True
                 return code
-            base, cap = self.kubelet.crash_backoff
-            delay = min(base * 2 ** cs.restart_count, cap)
             cs.last_state = cs.state
+            if cs.restart_count == 0:
+                # the first exit is restarted at once: the kubelet's doBackOff finds no back-off entry for the
+                # container yet (flowcontrol.Backoff.IsInBackOffSince is false) and Next makes one of the initial
+                # 10 s, which the second exit meets (kuberuntime_manager.go; kubernetes.io pod-lifecycle: "Initial
+                # crash: Kubernetes attempts an immediate restart ... After the initial crash ... exponential
+                # backoff")
+                cs.restart_count += 1
+                continue
+            base, cap = self.kubelet.crash_backoff
+            delay = min(base * 2 ** (cs.restart_count - 1), cap)
             pod_ref = f"{self.name}_{self.namespace}({self.uid})"
             cs.state = {"waiting": {"reason": "CrashLoopBackOff", "message":
                                     f"back-off {go_duration(delay)} restarting failed container={cs.name} "
