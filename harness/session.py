@@ -73,20 +73,15 @@ def _meant_reference(value: str, option: str) -> str:
             pass
         else:
             return f"; did you mean {option} {namespace}/{name}?"
-    parts = value.removeprefix("system:serviceaccount:").split(":")
-    if len(parts) == 2 and "/" not in value:
-        try:
-            namespace, name = split_reference("/".join(parts))
-        except ValueError:
-            return ""
-        return f"; did you mean {option} {namespace}/{name}?"
-    columns = value.split()  # a row of a listing pasted whole ('finance   backend-sa', as get -A prints it)
-    if len(columns) == 2 and "/" not in value:
-        try:
-            namespace, name = split_reference("/".join(columns))
-        except ValueError:
-            return ""
-        return f"; did you mean {option} {namespace}/{name}?"
+    # a ServiceAccount's username (system:serviceaccount:NS:NAME, or NS:NAME), or a row of a listing pasted whole
+    # ('finance   backend-sa', as get -A prints it)
+    for parts in (value.removeprefix("system:serviceaccount:").split(":"), value.split()):
+        if len(parts) == 2 and "/" not in value:
+            try:
+                namespace, name = split_reference("/".join(parts))
+            except ValueError:
+                return ""
+            return f"; did you mean {option} {namespace}/{name}?"
     if "," in value:
         return f"; name one per {option}, repeated: " + " ".join(
             f"{option} {printable(part.strip(), 80)}" for part in value.split(",")[:3] if part.strip())
