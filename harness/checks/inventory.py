@@ -292,6 +292,20 @@ def _create(identity: InventoryIdentity, service_account: str, issuer: str) -> C
     return fix.identity_credential_create(identity.resource_id, credential_name, issuer, subject)
 
 
+def _room_for_one(identity: InventoryIdentity, freed: int = 0) -> list[Step]:
+    """Before a create on an identity that holds the most federated credentials it may, less ``freed`` deleted
+    by the steps before it: ARM and Microsoft Graph refuse the 21st ("... exceeds the limit of 20"), so the create
+    pasted alone fails; the listing, and which to delete first, as the workload's own finding says."""
+    held = len(identity.federated_credentials or []) - freed
+    if held < MAX_FEDERATED_CREDENTIALS:
+        return []
+    listing = (fix.app_credential_list(identity.client_id) if identity.kind == "application"
+               else fix.identity_credential_list(identity.resource_id))
+    return [advice(f"{short(identity)} holds {held} federated credentials, the most it may: the create below is "
+                   "refused until one is deleted; delete one no cluster uses (FIC_ORPHANED and FIC_OLD_ISSUER "
+                   "print their deletes), or give this workload an identity of its own"), listing]
+
+
 def _listed(items: list[str]) -> str:
     shown = "; ".join(items[:MAX_LISTED])
     return shown + (f"; and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else "")
@@ -645,7 +659,10 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
         # a credential with this issuer and subject (its audience wrong) is corrected in place: ARM refuses a
         # second credential with the same issuer and subject ("Issuer and subject combination already exists for
         # this Managed Identity.", the managed identities' documented error), so a create would fail
-        steps.append(_update(audience[0], issuer) if audience else _create(identity, ref, issuer))
+        if audience:
+            steps.append(_update(audience[0], issuer))
+        else:
+            steps += [*_room_for_one(identity), _create(identity, ref, issuer)]
     evidence: dict[str, Any] = {"missing": items, "checked": checked}
     findings = [_annotation_names_wrong_identity(ctx, wrong, issuer)] if wrong else []
     if wrong:
@@ -742,7 +759,8 @@ def no_old_issuers(ctx: InventoryContext) -> Outcome:
         if credential.relation in (TWIN, OLDER):
             steps.append(_delete(credential))
     for (sa, _), identity in broken.items():
-        steps.append(_create(identity, sa, issuer))
+        freed = sum(1 for c in stale if c.identity is identity and c.relation in (TWIN, OLDER))
+        steps += [*_room_for_one(identity, freed), _create(identity, sa, issuer)]
     if any(c.relation not in (TWIN, OLDER) for c in stale):
         steps.append(
             advice(

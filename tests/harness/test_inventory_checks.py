@@ -447,6 +447,36 @@ def test_an_app_registration_at_the_limit_is_refused_by_graph_not_arm() -> None:
     assert "ARM" not in message
 
 
+def test_a_create_on_an_identity_at_the_limit_says_to_make_room_first() -> None:
+    """An app registration holding 20 credentials, none for web/app-sa: SA_WITHOUT_FIC's create pasted alone is
+    refused by Graph ("... exceeds the limit of 20", az ad app federated-credential create against the lab), so
+    the listing and what to delete come before it; at 19 the create is printed alone."""
+    others = [credential(f"c-{n}", f"repo:org/web:environment:e{n}", issuer="https://token.actions.githubusercontent.com")
+              for n in range(20)]
+    fixes = findings(run(with_web_app(others)))["SA_WITHOUT_FIC"].fix_lines()
+    assert fixes[0].startswith("# application web-app") and "holds 20 federated credentials" in fixes[0]
+    assert fixes[1].startswith(f"az ad app federated-credential list --id {APP_ID}")
+    assert fixes[2].startswith(f"az ad app federated-credential create --id {APP_ID}") and len(fixes) == 3
+    fixes = findings(run(with_web_app(others[:19])))["SA_WITHOUT_FIC"].fix_lines()
+    assert len(fixes) == 1 and " create " in fixes[0]
+
+
+def test_a_create_after_the_deletes_of_older_issuers_needs_no_more_room() -> None:
+    """FIC_OLD_ISSUER deletes an older issuer's credential before it creates this issuer's: at 20 that delete
+    makes the room, so no 'delete one first' line; with another cluster's issuer (never deleted) it is said."""
+    older = older_issuers(ISSUER)[0]
+    facts = healthy()
+    backend(facts).federated_credentials = [
+        credential("fed-cred-backend", "system:serviceaccount:finance:backend-sa", issuer=older)
+    ] + [credential(f"c-{n}", f"system:serviceaccount:ns:sa-{n}", issuer=f"https://cluster-{n}.example/")
+         for n in range(19)]
+    fixes = findings(run(facts))["FIC_OLD_ISSUER"].fix_lines()
+    assert not any("most it may" in line for line in fixes), fixes
+    backend(facts).federated_credentials[0]["issuer"] = "https://prod.example/"
+    fixes = findings(run(facts))["FIC_OLD_ISSUER"].fix_lines()
+    assert any("holds 20 federated credentials, the most it may" in line for line in fixes), fixes
+
+
 @pytest.mark.parametrize(
     ("client_id", "refused", "severity", "text"),
     [
