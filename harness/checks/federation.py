@@ -639,6 +639,39 @@ def _namesake_trusting(ctx: WorkloadContext) -> dict[str, Any] | None:
     return None
 
 
+def _namesake_instead(ctx: WorkloadContext, others: list[dict[str, Any]], credentials: list[dict[str, Any]],
+                      evidence: dict[str, Any]) -> Outcome | None:
+    """The annotated application has no credential for this ServiceAccount (none of its subjects is this one but
+    for case, whitespace or a typo), another live application of the same display name has one that lets it in,
+    and harness.yaml names no client id: two app registrations share the name (one made by ``az rest`` or the
+    portal beside the first; ``az ad app list --display-name ... --query [0].appId`` picks either), and the
+    annotation names the one without it. The fix is the annotation, as the inventory's
+    SA_ANNOTATION_WRONG_IDENTITY says; a credential on this one is the other way, offered as a comment."""
+    facts = ctx.facts.identity
+    if facts.kind != "application" or facts.deleted_application is not None or ctx.workload.client_id:
+        return None
+    if any(str(f["subject"]).strip().lower() == ctx.subject.lower() for f in others) or \
+            _mistyped_subject_credential(others, ctx.subject) is not None:
+        return None  # a credential meant for this ServiceAccount, mistyped: this is the application meant
+    successor = _namesake_trusting(ctx)
+    if successor is None or not successor.get("appId"):
+        return None
+    app = facts.application or {}
+    right, wrong = str(successor["appId"]), str(app.get("appId") or ctx.expected_client_id)
+    display = app.get("displayName")
+    evidence["namesake_trusting"] = {"id": successor.get("id"), "appId": right, "displayName": display}
+    code, aadsts = ("FIC_SUBJECT_MISMATCH", "AADSTS700213") if credentials else ("FIC_MISSING", "AADSTS70025")
+    message = (f"application {display} (appId {wrong}) has no federated credential for {ctx.subject}; another "
+               f"application named {display}, appId {right}, has one: two app registrations share the name and "
+               "the annotation names the one without it")
+    repair: list[Step] = [fix.annotate_sa(ctx.namespace, ctx.service_account, right), *restart_workload(ctx, right),
+                          advice(f"or, if {wrong} is the application meant: a federated credential for "
+                                 f"{ctx.subject} on it (a run with client_id: {wrong} in harness.yaml prints the "
+                                 "create) and the roles the workload needs")]
+    return failed(f"{message} (Entra: {aadsts})", evidence, Finding(code, ERROR, "federation", message, evidence,
+                                                                      repair))
+
+
 def service_principal_repair(ctx: WorkloadContext, app_id: str | None) -> list[Step]:
     """An application without a service principal: the deleted one restored (Graph's deleted items keep it 30
     days, under the object id its role assignments name), else a new one, whose roles are granted again. When the
@@ -945,6 +978,9 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                 repair,
             ),
         )
+    namesake = _namesake_instead(ctx, match.subject_differs, credentials, evidence)
+    if namesake is not None:
+        return namesake
     if match.subject_differs:
         subjects = [f["subject"] for f in match.subject_differs]
         twin = next((f for f in match.subject_differs if str(f["subject"]).lower() == ctx.subject.lower()), None)

@@ -133,11 +133,13 @@ def collect_identity(
     client_id: str | None,
     graph: ArmGet | None = None,
     roles: bool = True,
+    subject: str | None = None,
 ) -> IdentityFacts:
     """The identity behind the workload: the configured resource id, else the managed identity with this
     client id in any readable subscription, else the application with this appId in Microsoft Graph; its
     federated credentials and role assignments (``roles=False``: left for :func:`collect_identity_roles`). When
-    nothing has the client id, whether it is some identity's principal (object) id instead."""
+    nothing has the client id, whether it is some identity's principal (object) id instead. ``subject``: the
+    ServiceAccount's token subject, for an application without a credential for it (its namesakes are read)."""
     if arm is None or azure is None:
         return IdentityFacts(
             configured=False, note="no Azure access configured (the azure: section of harness.yaml)"
@@ -159,7 +161,7 @@ def collect_identity(
         by_client_id = [i for i in found
                         if str((i.get("properties") or {}).get("clientId", "")).lower() == client_id.lower()]
         if not by_client_id:
-            if collect_application(graph, client_id, facts):
+            if collect_application(graph, client_id, facts, subject):
                 if roles:
                     collect_application_roles(arm, azure, facts)
                 return facts

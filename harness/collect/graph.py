@@ -15,9 +15,11 @@ from harness.facts import Fetched, IdentityFacts
 VERSION = "v1.0"
 
 
-def collect_application(graph: ArmGet | None, app_id: str, facts: IdentityFacts) -> bool:
+def collect_application(graph: ArmGet | None, app_id: str, facts: IdentityFacts, subject: str | None = None) -> bool:
     """Fill ``facts`` with the application whose appId is ``app_id`` (a GUID); False when there is none or
-    Graph could not be asked (then ``facts.refused`` or ``facts.searched`` says why)."""
+    Graph could not be asked (then ``facts.refused`` or ``facts.searched`` says why). When none of its
+    credentials names ``subject`` (the ServiceAccount's), the live applications of the same display name too:
+    whether the annotation names the wrong one of two app registrations that share a name."""
     if graph is None:
         facts.searched.append("Microsoft Graph: not configured for this cloud (azure.cloud.microsoft_graph)")
         return False
@@ -35,6 +37,8 @@ def collect_application(graph: ArmGet | None, app_id: str, facts: IdentityFacts)
         facts.error = failed
     else:
         facts.federated_credentials = credentials
+        if subject and not any(isinstance(c, dict) and c.get("subject") == subject for c in credentials):
+            facts.namesakes = namesakes(graph, application.body)
     principal = graph(f"/{VERSION}/servicePrincipals(appId='{app_id}')")
     if principal.ok and isinstance(principal.body, dict):
         facts.service_principal = principal.body
@@ -62,8 +66,9 @@ MAX_NAMESAKES = 5
 
 def namesakes(graph: ArmGet, deleted: dict[str, Any]) -> list[dict[str, Any]]:
     """The live applications named as the deleted one (az ad app create under the same name after az ad app
-    delete: a new appId), each with its federated credentials, so a check can tell whether one of them trusts
-    the ServiceAccount now. A refused or failed listing is no namesake: the restore is judged without it."""
+    delete: a new appId), or as a live one (another app registration under its name), each with its federated
+    credentials, so a check can tell whether one of them trusts the ServiceAccount now. A refused or failed
+    listing is no namesake: the restore is judged without it."""
     name = str(deleted.get("displayName") or "")
     if not name:
         return []

@@ -152,7 +152,8 @@ def collect_workloads(
         sa = service_accounts[workload.id]
         client_id = workload.client_id or sa.annotations.get(CLIENT_ID_ANNOTATION) or None
         identity = collect_identity(
-            backend.arm, config.azure, workload.identity_resource_id, client_id, backend.graph, roles=False
+            backend.arm, config.azure, workload.identity_resource_id, client_id, backend.graph, roles=False,
+            subject=service_account_subject(workload.namespace, workload.service_account),
         )
         return WorkloadFacts(
             workload_id=workload.id,
@@ -252,7 +253,8 @@ def collect_existing_pod(backend: Backend, config: HarnessConfig, namespace: str
     configured = config.workload(f"{namespace}/{service_account}")
     client_id = (configured.client_id if configured else None) or sa.annotations.get(CLIENT_ID_ANNOTATION)
     identity = collect_identity(
-        backend.arm, config.azure, configured.identity_resource_id if configured else None, client_id, backend.graph
+        backend.arm, config.azure, configured.identity_resource_id if configured else None, client_id, backend.graph,
+        subject=service_account_subject(namespace, service_account),
     )
     return WorkloadFacts(
         workload_id=f"{namespace}/{name}",

@@ -14,9 +14,10 @@ from test_checks import CLIENT
 from test_identity_checks import SP_ID, SUBJECT, application, context_with
 
 from harness.checks.exchange import exchange_succeeds
-from harness.checks.federation import identity_matches
+from harness.checks.federation import federated_credential, identity_matches
 from harness.checks.model import FAIL, PASS, SKIP
 from harness.checks.serviceaccount import sa_client_id_annotation
+from harness.collect.graph import collect_application
 from harness.facts import Fetched, IdentityFacts
 
 
@@ -205,3 +206,73 @@ def test_the_service_principal_of_another_tenant_s_application_is_collected() ->
     assert facts.kind is None and "an application of tenant" in str(facts.note)
     graph[sp_key] = Fetched(sp_key, 200, {**body, "appOwnerOrganizationId": azure().tenant_id})  # this tenant's
     assert collect_identity(apis.arm, azure(), None, CLIENT, apis.graph).foreign_service_principal is None
+
+
+def namesake(app_id: str, subject: str) -> dict[str, object]:
+    """Another live application named backend-app, with one credential for ``subject`` on this cluster."""
+    return {"application": {"id": f"o-{app_id[:8]}", "appId": app_id, "displayName": "backend-app"},
+            "federated_credentials": [{"name": "kube", "issuer": ISSUER, "subject": subject, "audiences": [AUDIENCE]}]}
+
+
+def test_the_annotation_naming_the_one_of_two_same_named_apps_without_the_credential_is_moved() -> None:
+    """Two app registrations named backend-app (the second made with az rest POST .../applications; az ad app
+    create under a taken name patches the first instead), and the ServiceAccount annotated with the one that has
+    no credential (az ad app list --display-name backend-app --query [0].appId). FIC_MISSING printed a create on
+    that app: its exchange then works, as an app with none of the roles; the inventory's
+    SA_ANNOTATION_WRONG_IDENTITY moved the annotation. The workload's finding now names the other app and moves
+    the annotation too; with harness.yaml naming the client id, the app it names gets the credential as before."""
+    other = "5f0e7c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
+    facts = application(fics=[])
+    facts.namesakes = [namesake(other, SUBJECT)]
+    outcome = federated_credential(context_with(facts))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "FIC_MISSING" and "AADSTS70025" in outcome.message
+    assert f"another application named backend-app, appId {other}, has one" in finding.message
+    lines = finding.fix_lines()
+    assert lines[0] == f"kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id={other} --overwrite"
+    assert not any(line.startswith("az ") for line in lines)  # the create on the wrong app is a comment's words only
+    # a namesake trusting another ServiceAccount, or a credential of this app for a typo of this one: as before
+    facts.namesakes = [namesake(other, "system:serviceaccount:orders:orders-sa")]
+    assert federated_credential(context_with(facts)).findings[0].fix_lines()[0].startswith("az ad app federated-credential create")
+    facts.namesakes = [namesake(other, SUBJECT)]
+    facts.federated_credentials = [{"name": "kube", "issuer": ISSUER, "subject": SUBJECT.replace("finance", "finanse"),
+                                    "audiences": [AUDIENCE]}]
+    assert "another application" not in federated_credential(context_with(facts)).findings[0].message
+    facts.federated_credentials = []
+    ctx = context_with(facts)
+    ctx.workload = ctx.workload.model_copy(update={"client_id": CLIENT})
+    assert federated_credential(ctx).findings[0].fix_lines()[0].startswith(f"az ad app federated-credential create --id {CLIENT}")
+
+
+def test_the_namesakes_of_a_live_app_are_read_only_when_it_has_no_credential_for_the_subject() -> None:
+    """collect_application: the applications of the same display name (one Graph listing, then each one's
+    credentials) only when none of the app's credentials names the ServiceAccount's subject."""
+    app = {"id": "o-1", "appId": CLIENT, "displayName": "backend-app"}
+    twin = {"id": "o-2", "appId": "5f0e7c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "displayName": "backend-app"}
+
+    def graph_with(credentials: list[dict[str, object]]) -> tuple[list[str], object]:
+        asked: list[str] = []
+
+        def graph(path: str) -> Fetched:
+            asked.append(path)
+            if path.endswith(f"applications(appId='{CLIENT}')"):
+                return Fetched(path, 200, app)
+            if path.endswith(f"applications(appId='{CLIENT}')/federatedIdentityCredentials"):
+                return Fetched(path, 200, {"value": credentials})
+            if "applications?$filter=" in path:
+                return Fetched(path, 200, {"value": [app, twin]})
+            if path.endswith("applications/o-2/federatedIdentityCredentials"):
+                return Fetched(path, 200, {"value": [{"name": "kube", "subject": SUBJECT}]})
+            return Fetched(path, 404, None, "not found")
+        return asked, graph
+
+    asked, graph = graph_with([])
+    facts = IdentityFacts(configured=True)
+    assert collect_application(graph, CLIENT, facts, SUBJECT)  # type: ignore[arg-type]
+    assert [n["application"]["appId"] for n in facts.namesakes] == [twin["appId"]]
+    assert any("displayName%20eq%20%27backend-app%27" in path for path in asked)
+    asked, graph = graph_with([{"name": "kube", "subject": SUBJECT}])
+    facts = IdentityFacts(configured=True)
+    assert collect_application(graph, CLIENT, facts, SUBJECT)  # type: ignore[arg-type]
+    assert facts.namesakes == [] and not any("displayName" in path for path in asked)
