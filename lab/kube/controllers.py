@@ -317,7 +317,7 @@ class Controllers:
 
     # -- garbage collection
     def collect_garbage(self, owner_uid: str | None) -> None:
-        if not owner_uid:
+        if not owner_uid or not self.store.may_own(owner_uid):
             return
         for rt in list(self.store.types.values()):
             for (ns, name), obj in list(self.store.objects.get(rt.group_resource, {}).items()):

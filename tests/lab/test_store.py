@@ -64,3 +64,18 @@ def test_generation_is_tracked_for_group_resources_only() -> None:
     assert deployment["metadata"]["generation"] == 1
     deployment["spec"]["replicas"] = 2
     assert store.replace(deployments, deployment)["metadata"]["generation"] == 2
+
+
+def test_an_owner_named_on_create_or_on_update_may_own_and_any_other_uid_does_not() -> None:
+    store = make_store()
+    owned = store.create(PODS, {"metadata": {"name": "a", "ownerReferences": [{"uid": "rs-1", "kind": "ReplicaSet"}]}},
+                         namespace="ns")
+    plain = store.create(PODS, {"metadata": {"name": "b"}}, namespace="ns")
+    assert store.may_own("rs-1")
+    assert not store.may_own(plain["metadata"]["uid"]) and not store.may_own("rs-2")
+    plain["metadata"]["ownerReferences"] = [{"uid": "job-7", "kind": "Job"}, "not a reference"]
+    store.replace(PODS, plain)
+    assert store.may_own("job-7")
+    owned["metadata"]["ownerReferences"] = []
+    store.replace(PODS, owned)
+    assert store.may_own("rs-1")  # never pruned: the collector then looks, and finds nothing
