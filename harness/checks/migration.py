@@ -30,7 +30,7 @@ from harness.checks.model import (
     skipped,
     warned,
 )
-from harness.commands import Step, advice
+from harness.commands import Command, Step, advice
 from harness.config import AzureConfig, ExpectConfig
 from harness.facts import ClusterFacts, IdentityFacts, MigrationFacts, ObjectList
 from harness.names import (
@@ -287,13 +287,31 @@ def objects_removed(ctx: MigrationContext) -> Outcome:
     if present:
         steps: list[Step] = [advice("first move every workload to Workload ID (the coverage table): a deleted "
                                     "binding stops its pods' tokens")]
-        if through_arm:
-            steps += [fix.aks_preview_extension(), *through_arm]
+        intercepting = _nmi_intercepting(ctx)
+        exceptions: list[Step] = []
+        arm_exceptions = [s for s in through_arm if _is_exception_delete(s)]
+        through_arm = [s for s in through_arm if s not in arm_exceptions]
+        if intercepting:  # an exception is what lets its pods reach IMDS past NMI: it goes after NMI
+            exceptions, arm_exceptions = arm_exceptions, []
+        if through_arm or arm_exceptions:
+            steps += [fix.aks_preview_extension(), *through_arm, *arm_exceptions]
         for (resource, namespace), names in sorted(by_namespace.items(), key=lambda kv: _order(kv[0])):
             if resource == "azureassignedidentity":
                 steps += _finalizer_steps(ctx, namespace, names)
-            steps.append(fix.delete_objects(resource, namespace, names))
+            step = fix.delete_objects(resource, namespace, names)
+            (exceptions if intercepting and resource == "azurepodidentityexception" else steps).append(step)
         steps += _password_steps(ctx)
+        if exceptions:
+            labels = sorted({f"{k}={v}" for e in ctx.facts.azure_pod_identity_exceptions.items
+                             for k, v in ((e.get("spec") or {}).get("podLabels") or {}).items()})
+            shown = ", ".join(labels[:6]) + (", ..." if len(labels) > 6 else "")
+            steps.append(advice("the AzurePodIdentityExceptions only once NMI is gone (components_removed): while "
+                                "NMI intercepts IMDS, an exception is what passes the IMDS token requests of the pods "
+                                f"it names ({shown or 'its podLabels'}: AKS add-ons, agents) through; deleted "
+                                "first, NMI refuses those requests, as it does for any pod with no identity"))
+            if any(_is_exception_delete(s) for s in exceptions) and fix.aks_preview_extension() not in steps:
+                steps.append(fix.aks_preview_extension())
+            steps += exceptions
         summary = ", ".join(f"{len(names)} {kind}" for kind, names in present.items())
         passwords = sum(1 for i in ctx.facts.azure_identities.items if (i.get("spec") or {}).get("clientPassword"))
         summary += f" (and the {values.counted(passwords, 'Secret')} their clientPassword names)" if passwords else ""
@@ -303,6 +321,24 @@ def objects_removed(ctx: MigrationContext) -> Outcome:
     total = sum(len(names) for names in present.values())
     return _judge(ctx, found, leftovers, f"{total} aad-pod-identity objects remain", evidence,
                   "no AzureIdentity, AzureIdentityBinding, AzurePodIdentityException or AzureAssignedIdentity")
+
+
+def _nmi_intercepting(ctx: MigrationContext) -> bool:
+    """Whether NMI may still be intercepting IMDS: an NMI DaemonSet or Deployment that schedules pods, or the
+    components could not be listed. A pod an AzurePodIdentityException selects is answered by NMI straight from
+    IMDS (pkg/nmi/server/server.go: IsPodExcepted, then getTokenForExceptedPod); without the exception, NMI looks
+    for the pod's AzureAssignedIdentity and, finding none, answers with an error. Once NMI is gone the exceptions
+    select nothing that matters."""
+    listed = ctx.facts.components
+    if listed.error is not None:
+        return True
+    return any(c.get("component") == "nmi" and (c.get("kind") != "DaemonSet" or c.get("desired"))
+               for c in listed.items)
+
+
+def _is_exception_delete(step: Step) -> bool:
+    """``az aks pod-identity exception delete ...``"""
+    return isinstance(step, Command) and step.argv[1:5] == ("aks", "pod-identity", "exception", "delete")
 
 
 def _password_steps(ctx: MigrationContext) -> list[Step]:

@@ -28,6 +28,7 @@ from harness.checks.migration import (
     components_removed,
     coverage_rows,
     leftovers_section,
+    objects_removed,
     pods_unlabelled,
     run_migration_checks,
 )
@@ -926,3 +927,39 @@ def test_the_collector_names_the_cronjob_of_a_bound_jobs_pod() -> None:
         "spec": {"serviceAccountName": "reports-sa"}}
     (pod,) = collect_migration(kube, None, None).legacy_pods.items
     assert (pod["owner_kind"], pod["owner_name"], pod["job"]) == ("CronJob", "nightly", "nightly-manual")
+
+
+def test_exceptions_are_deleted_only_after_nmi_is_gone_while_it_still_intercepts_imds() -> None:
+    """By hand in the lab (the migration scenario): the printed objects fix deleted the kube-system
+    aks-addon-exception and payments' metrics-exception before helm uninstall. NMI answers an excepted pod
+    straight from IMDS, any other with its AzureAssignedIdentity or an error: with the exceptions gone and NMI still
+    there, the AKS add-ons' and the metrics agent's token requests are refused. Now the exception deletes come last,
+    after a note that they wait for NMI; with no NMI left they stay in place."""
+    facts, cluster = leftover()
+    facts.azure_pod_identity_exceptions.items.append(  # the add-on's, as ARM lists it: az deletes it
+        {"namespace": "payments", "name": "metrics-exception", "spec": {"podLabels": {"app": "agent"}}})
+    fixes = next(f for f in objects_removed(MigrationContext(facts, cluster, AZURE)).findings
+                 if f.code == "POD_IDENTITY_OBJECTS_PRESENT").fix_lines()
+    kubectl_exception = "kubectl delete azurepodidentityexception -n kube-system aks-addon-exception"
+    arm_exception = next(i for i, line in enumerate(fixes) if line.startswith("az aks pod-identity exception delete"))
+    note = next(i for i, line in enumerate(fixes) if "only once NMI is gone" in line)
+    assert "kubernetes.azure.com/managedby=aks" in fixes[note]
+    assert note < arm_exception and note < fixes.index(kubectl_exception)
+    assert all(not line.startswith("kubectl delete azure") or "exception" in line or i < note
+               for i, line in enumerate(fixes))
+    assert fixes.index("kubectl delete azureassignedidentity -n default payments-worker-payments-payments-identity") \
+        < note
+    # NMI uninstalled: nothing intercepts IMDS, the exceptions select nothing that matters, no note
+    facts.components.items = [c for c in facts.components.items if c["component"] != "nmi"]
+    fixes = next(f for f in objects_removed(MigrationContext(facts, cluster, AZURE)).findings
+                 if f.code == "POD_IDENTITY_OBJECTS_PRESENT").fix_lines()
+    assert not any("only once NMI is gone" in line for line in fixes)
+    assert kubectl_exception in fixes
+    # NMI's DaemonSet scheduling no pod intercepts nothing either; the components unreadable: assume it does
+    facts, _ = leftover()
+    facts.components.items[0]["desired"] = 0
+    assert not any("only once NMI is gone" in line for f in objects_removed(MigrationContext(facts, cluster, AZURE))
+                   .findings for line in f.fix_lines())
+    facts.components = ObjectList("daemonsets.apps,deployments.apps", error=FORBIDDEN)
+    assert any("only once NMI is gone" in line for f in objects_removed(MigrationContext(facts, cluster, AZURE))
+               .findings for line in f.fix_lines())
