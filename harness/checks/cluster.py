@@ -494,22 +494,44 @@ def webhook_failure_policy(ctx: ClusterContext) -> Outcome:
             "failurePolicy Fail: pods are refused rather than silently started without identity",
             {"failurePolicy": policies},
         )
+    shown = ", ".join(f"{policy} on {name}" for name, policy in policies.items() if policy != "Fail")
     return failed(
-        f"failurePolicy is {policies}: with Ignore, pods start unmutated when the webhook is down",
+        f"failurePolicy {shown}: with Ignore, pods start unmutated when the webhook is down",
         {"failurePolicy": policies},
         Finding(
             "WEBHOOK_FAILURE_POLICY_IGNORE",
             ERROR,
             "webhook",
-            "the webhook's failurePolicy is not Fail",
+            f"the webhook's failurePolicy is not Fail ({shown})",
             {"failurePolicy": policies},
             [
                 advice("the add-on and the chart ship failurePolicy Fail (since v1.0.0): an older webhook, or the "
-                       "configuration edited by hand; its install puts it back:"),
-                *enable_webhook(ctx.facts, ctx.azure),
+                       "configuration edited by hand; put Fail back:"),
+                *_failure_policy_patches(ctx),
             ],
         ),
     )
+
+
+def _failure_policy_patches(ctx: ClusterContext) -> list[Step]:
+    """failurePolicy Fail set again on each workload identity webhook that has another, by a JSON patch that tests
+    the webhook's name at its index first (a configuration changed since the run is refused, not patched in the
+    wrong place). Not the install's own command: helm upgrade without --version moves the chart to its latest
+    release (helm.sh's helm upgrade page: a chart reference takes its latest version unless --version is given), a
+    webhook upgrade nobody asked for, and the chart's template renders failurePolicy Fail as-is, so a patch is what
+    the release would render (Azure/azure-workload-identity charts/workload-identity-webhook templates)."""
+    steps: list[Step] = []
+    for mwc in ctx.facts.webhook_configurations:
+        name = str((mwc.get("metadata") or {}).get("name") or "")
+        for index, hook in enumerate(mwc.get("webhooks") or []):
+            hook_name = str(hook.get("name") or "")
+            if hook not in _hooks(ctx) or hook.get("failurePolicy", "Fail") == "Fail":
+                continue
+            ops = [{"op": "test", "path": f"/webhooks/{index}/name", "value": hook_name},
+                   {"op": "replace", "path": f"/webhooks/{index}/failurePolicy", "value": "Fail"}]
+            steps.append(fix.kubectl("patch", "mutatingwebhookconfiguration", fix.object_or(name, "<configuration>"),
+                                     "--type", "json", "-p", json.dumps(ops, separators=(",", ":"))))
+    return steps
 
 
 def _not_reinvoked(ctx: ClusterContext) -> Outcome | None:

@@ -24,7 +24,7 @@ from fakeworld import ACCOUNT, ISSUER, OTHER_VAULT, VAULT, FakeWorkload, World
 from harness.analysis import analyse
 from harness.checks.access import access_outcome
 from harness.checks.chain import CheckSpec, run_chain, verdict
-from harness.checks.cluster import run_cluster_checks
+from harness.checks.cluster import enable_webhook, run_cluster_checks
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_succeeds
 from harness.checks.federation import federated_credential, identity_matches
@@ -37,6 +37,7 @@ from harness.checks.token import token_issuer
 from harness.collect.access_resources import collect_access_resources
 from harness.collect.probe_pods import observe, settled
 from harness.collect.run import Selection, collect_run
+from harness.commands import render
 from harness.config import (
     AzureConfig,
     BlobAccess,
@@ -868,6 +869,24 @@ def test_failure_policy_ignore(run_world: RunWorld) -> None:
     assert check.status == FAIL and check.findings[0].code == "WEBHOOK_FAILURE_POLICY_IGNORE"
 
 
+def test_failure_policy_ignore_is_said_plainly_and_patched_back_not_upgraded(run_world: RunWorld) -> None:
+    """The message names the policy and the webhook in words (it printed a Python dict), and the fix sets Fail
+    back on that webhook by a JSON patch testing its name first, for the chart's install too: helm upgrade without
+    --version takes the chart's latest release, an upgrade of the webhook nobody asked for."""
+    for namespace in ("kube-system", "azure-workload-identity-system"):
+        results, _ = run_world(World.healthy(failure_policy="Ignore", webhook_namespace=namespace))
+        check = results.cluster_check("cluster.webhook_failure_policy")
+        finding = check.findings[0]
+        assert check.message.startswith("failurePolicy Ignore on mutation.azure-workload-identity.io: ")
+        assert "{" not in check.message and "{" not in finding.message
+        lines = finding.fix_lines()
+        assert not any("helm upgrade" in line or "az aks update" in line for line in lines)
+        assert lines[-1] == (
+            "kubectl patch mutatingwebhookconfiguration azure-wi-webhook-mutating-webhook-configuration --type json "
+            """-p '[{"op":"test","path":"/webhooks/0/name","value":"mutation.azure-workload-identity.io"},"""
+            """{"op":"replace","path":"/webhooks/0/failurePolicy","value":"Fail"}]'""")
+
+
 def test_issuer_unreachable_and_oidc_disabled(run_world: RunWorld) -> None:
     results, _ = run_world(World.healthy(issuer_reachable=False))
     assert (
@@ -1064,8 +1083,10 @@ def test_fixes_never_enable_the_add_on_over_a_chart() -> None:
     policy = _cluster_check(facts, "cluster.webhook_failure_policy")
     lines = policy.findings[0].fix_lines()
     assert not any("--enable-workload-identity" in line for line in lines)
-    assert any(line.startswith("helm upgrade --install -n azure-workload-identity-system workload-identity-webhook")
-               for line in lines)
+    assert any(line.startswith("kubectl patch mutatingwebhookconfiguration") for line in lines)  # Fail put back
+    reinstall = [render(step) for step in enable_webhook(facts, None)]
+    assert reinstall == ["helm upgrade --install -n azure-workload-identity-system workload-identity-webhook "
+                         "azure-workload-identity/workload-identity-webhook --reuse-values"]
 
 
 BROKEN_WORLDS = {
