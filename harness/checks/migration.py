@@ -703,6 +703,20 @@ def _moved_to(facts: MigrationFacts, bound: list[dict[str, Any]], client_id: Any
         and str(sa["client_id"]).lower() != str(client_id or "").lower())
 
 
+def _other_workloads(accounts: list[str], moved_to: list[str], bound: list[dict[str, Any]]) -> list[str]:
+    """The ServiceAccounts annotated with a binding's client id when none of them is one its own pods (labelled
+    with its selector) run as, and those run as ServiceAccounts naming other identities: another workload's (one
+    identity shared by two workloads, or two bindings with one selector, whose pods held both identities and
+    under Workload ID get one). They replace nothing for this binding's pods."""
+    runs_as = {f"{p['namespace']}/{p.get('service_account')}" for p in bound}
+    return accounts if accounts and moved_to and runs_as and not runs_as & set(accounts) else []
+
+
+def _row_other_workloads(ctx: MigrationContext, row: dict[str, Any]) -> list[str]:
+    bound = [p for p in ctx.facts.legacy_pods.items if f"{p['namespace']}/{p['name']}" in row["legacy_pods"]]
+    return _other_workloads(row["service_accounts"], row.get("moved_to") or [], bound)
+
+
 def _principal_id(identity: IdentityFacts | None) -> str | None:
     """The object id role assignments name: a managed identity's principalId, an application's service principal."""
     if identity is None:
@@ -769,9 +783,13 @@ def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, A
         # the client id unknown (its AzureIdentity could not be read), or the ServiceAccounts: nothing follows
         blind = azure_identity is None and facts.azure_identities.error is not None
         accounts_known = facts.service_accounts.error is None and not blind
+        # the binding's own pods run as ServiceAccounts naming other identities, none of them one annotated with
+        # this client id: the annotated ones are another workload's (one identity, two workloads; or two bindings
+        # with one selector, whose pods held both identities): nothing here replaces this binding for its pods
+        elsewhere = bool(_other_workloads(accounts, moved_to, bound))
         if not accounts_known:
             unknown.append(MISSING_SERVICE_ACCOUNT)
-        elif not accounts:
+        elif not accounts or elsewhere:
             missing.append(MISSING_SERVICE_ACCOUNT)
         # with annotated ServiceAccounts, a credential must trust one of them; without, any for this issuer counts
         covered = any(c.get("subject") in subjects for c in trusting) if accounts else bool(trusting)
@@ -845,6 +863,8 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
         steps = [step for row in behind for step in _coverage_steps(ctx, row)]
         text = "; ".join(f"{r['binding']} lacks {', '.join(r['missing'])}"
                          + "".join(_moved_text(ctx, r, m) for m in r.get("moved_to") or [])
+                         + (f" (its client id is annotated on {', '.join(_row_other_workloads(ctx, r))}, "
+                            "which another workload's pods run as, not its own)" if _row_other_workloads(ctx, r) else "")
                          + (" (its managed identity is deleted: its AzureIdentity's resourceID is not there, or holds "
                             "another client id)"
                             if _deleted(ctx, r) else "")
@@ -984,7 +1004,8 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
             for step in _use_label_steps(kind, p["namespace"], name, restart=True):
                 if step not in steps:
                     steps.append(step)
-        accounts = [(ns, sa) for ns, sa in accounts if f"{ns}/{sa}" not in moved]
+        accounts = [(ns, sa) for ns, sa in accounts
+                    if f"{ns}/{sa}" not in moved and f"{ns}/{sa}" not in _row_other_workloads(ctx, row)]
         if not accounts:
             return steps
     if MISSING_SERVICE_ACCOUNT in row["missing"]:

@@ -963,3 +963,48 @@ def test_exceptions_are_deleted_only_after_nmi_is_gone_while_it_still_intercepts
     facts.components = ObjectList("daemonsets.apps,deployments.apps", error=FORBIDDEN)
     assert any("only once NMI is gone" in line for f in objects_removed(MigrationContext(facts, cluster, AZURE))
                .findings for line in f.fix_lines())
+
+
+def test_a_second_binding_on_one_selector_is_not_covered_by_another_workloads_service_account() -> None:
+    """By hand in the lab: reports-binding-2 (selector reports, as reports-binding's) names ordersWorkloadId, so
+    reports-api's pods held both identities under pod identity. reports-sa names reportsId; orders/orders-sa names
+    ordersWorkloadId, is federated, and its pods run with it. The row counted orders-sa as reports-binding-2's
+    replacement ("migrated"), though reports-api has no way to that identity now. Now it lacks service_account,
+    names the move to reportsId, and annotates no ServiceAccount (neither orders-sa nor reports-sa)."""
+    reports, orders = "12121212-3434-4565-8787-909090909090", "abababab-cdcd-4efe-8a8a-bcbcbcbcbcbc"
+    facts, cluster = leftover()
+    bind_reports(facts, reports)
+    facts.azure_identities.items.append({"namespace": "reports", "name": "reports-identity-2",
+                                         "spec": {"type": 0, "clientID": orders}})
+    facts.azure_identity_bindings.items.append({"namespace": "reports", "name": "reports-binding-2",
+                                                "spec": {"azureIdentity": "reports-identity-2", "selector": "reports"}})
+    facts.identities[reports] = managed_identity("reportsId", reports, ["system:serviceaccount:reports:reports-sa"])
+    facts.identities[orders] = managed_identity("ordersId", orders, ["system:serviceaccount:orders:orders-sa"])
+    facts.service_accounts.items += [{"namespace": "reports", "name": "reports-sa", "client_id": reports},
+                                     {"namespace": "orders", "name": "orders-sa", "client_id": orders}]
+    legacy = next(p for p in facts.legacy_pods.items if p["name"] == "reports-api-abc-1")
+    legacy["labels"] = {"aadpodidbinding": "reports", "azure.workload.identity/use": "true"}
+    legacy |= {"token_audiences": ["api://AzureADTokenExchange"], "client_ids": [reports]}
+    facts.labelled_pods.items += [
+        dict(legacy),
+        pod("orders", "orders-api-1", "orders-sa", {"azure.workload.identity/use": "true"}, ("Deployment", "orders-api"))
+        | {"token_audiences": ["api://AzureADTokenExchange"], "client_ids": [orders]}]
+    rows = {r["binding"]: r for r in coverage_rows(facts, ISSUER)}
+    assert rows["reports/reports-binding"]["migrated"]
+    second = rows["reports/reports-binding-2"]
+    assert second["missing"] == ["service_account"] and not second["migrated"]
+    assert second["moved_to"] == [f"reports/reports-sa={reports}"]
+    CoverageRow.model_validate(second)
+    finding = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                   if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
+    assert "reports/reports-binding-2 lacks service_account" in finding.message
+    assert "its client id is annotated on orders/orders-sa, which another workload's pods run as" in finding.message
+    fixes = finding.fix_lines()
+    start = next(i for i, line in enumerate(fixes) if line.startswith("# reports/reports-binding-2 "))
+    own = fixes[start:next((i for i, line in enumerate(fixes) if i > start and line.startswith("# payments/")),
+                           len(fixes))]
+    assert "leave the annotation" in " ".join(own)
+    assert not any("annotate serviceaccount" in line for line in own), own
+    # orders-sa the binding's own pods' ServiceAccount too (one identity, both workloads moved to it): covered
+    legacy["service_account"] = "orders-sa"
+    assert next(r for r in coverage_rows(facts, ISSUER) if r["binding"] == "reports/reports-binding-2")["migrated"]
