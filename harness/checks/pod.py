@@ -38,6 +38,7 @@ from harness.checks.cluster import (
 )
 from harness.checks.common import kube_call_failed, kube_failure_finding
 from harness.checks.context import WorkloadContext
+from harness.checks.federation import namesake_trusted_instead
 from harness.checks.live_pods import (
     label_repair,
     misplaced_use_label,
@@ -245,11 +246,25 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
         finding = Finding(
             "POD_NOT_ADMITTED", ERROR, "pod", f"{what} was refused: {message}", evidence, []
         )
+    hint = _REFUSAL_HINTS.get(finding.code, hint)
     return failed(
         f"the API server refused {what} ({status}{' ' + hint if hint else ''}): {message}",
         evidence,
         finding,
     )
+
+
+# Who refused, once the refusal is read: the status's generic hint ("Pod Security admission, RBAC or a policy
+# engine" for any 403) named a quota's or a policy engine's refusal as one of three it is not
+_REFUSAL_HINTS = {
+    "POD_REJECTED_BY_QUOTA": "forbidden by a ResourceQuota or LimitRange",
+    "POD_REJECTED_BY_POLICY": "a policy engine's admission webhook denied it",
+    "POD_SECURITY_REJECTED": "forbidden by Pod Security admission",
+    "PROBE_FORBIDDEN": "forbidden by RBAC",
+    "SA_NOT_FOUND": "its ServiceAccount is gone",
+    "NAMESPACE_TERMINATING": "the namespace is being deleted",
+    "OTHER_WEBHOOK_UNAVAILABLE": "another admission webhook cannot be called",
+}
 
 
 # ResourceQuota's "exceeded quota: <name>, requested: pods=1, used: pods=10, limited: pods=10" (object counts
@@ -768,13 +783,17 @@ def _stale_client_id(ctx: WorkloadContext, pod_client_id: str | None, annotated:
     """--pod: the given pod's AZURE_CLIENT_ID is not the ServiceAccount's annotation and the webhook put it there
     (its controller's template, as read, does not set it): the pod predates the annotation's change. "" when it is
     harness.yaml's client id (the annotation is what is wrong, sa.client_id_annotation says so, and a restart would
-    hand the pod the wrong identity); None otherwise (the container sets it, or that cannot be told)."""
+    hand the pod the wrong identity), or the other application of the annotated one's name that trusts the
+    ServiceAccount while the annotated one does not; None otherwise (the container sets it, or that cannot be told)."""
     pod = ctx.facts.pod
     if (pod is None or not pod.existing or not pod_client_id or not annotated
             or pod_client_id.lower() == annotated.lower()):
         return None
     if ctx.workload.client_id and pod_client_id.lower() == ctx.workload.client_id.lower():
         return ""
+    trusted = namesake_trusted_instead(ctx)
+    if trusted is not None and pod_client_id.lower() == str(trusted["appId"]).lower():
+        return ""  # the app of the same name that trusts the ServiceAccount: federation.credential names it
     kind, name = controller_of(ctx.pod or {})
     if preset_in_template(LivePod(ctx.pod or {}, kind, name, pod.owner, pod.cronjob),
                           str((ctx.container or {}).get("name") or "")):
