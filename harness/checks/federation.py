@@ -639,24 +639,37 @@ def _namesake_trusting(ctx: WorkloadContext) -> dict[str, Any] | None:
     return None
 
 
-def _namesake_instead(ctx: WorkloadContext, others: list[dict[str, Any]], credentials: list[dict[str, Any]],
-                      evidence: dict[str, Any]) -> Outcome | None:
-    """The annotated application has no credential for this ServiceAccount (none of its subjects is this one but
-    for case, whitespace or a typo), another live application of the same display name has one that lets it in,
-    and harness.yaml names no client id: two app registrations share the name (one made by ``az rest`` or the
-    portal beside the first; ``az ad app list --display-name ... --query [0].appId`` picks either), and the
-    annotation names the one without it. The fix is the annotation, as the inventory's
-    SA_ANNOTATION_WRONG_IDENTITY says; a credential on this one is the other way, offered as a comment."""
+def namesake_trusted_instead(ctx: WorkloadContext) -> dict[str, Any] | None:
+    """The other live application of the annotated one's display name that lets this ServiceAccount in (this
+    issuer, its subject, the exchange audience), when the annotated application has no credential for it (none
+    of its subjects is this one but for case, whitespace or a typo, none has its issuer and subject) and
+    harness.yaml names no client id: two app registrations share the name (one made by ``az rest`` or the portal
+    beside the first; ``az ad app list --display-name ... --query [0].appId`` picks either), and the annotation
+    names the one without it. None otherwise."""
     facts = ctx.facts.identity
     if facts.kind != "application" or facts.deleted_application is not None or ctx.workload.client_id:
         return None
-    if any(str(f["subject"]).strip().lower() == ctx.subject.lower() for f in others) or \
-            _mistyped_subject_credential(others, ctx.subject) is not None:
+    issuer, _ = expected_issuer(ctx)
+    if not issuer or facts.federated_credentials is None:
+        return None
+    match = match_fic(facts.federated_credentials, issuer, ctx.subject)
+    if match.exact is not None or match.audience_differs or match.issuer_differs:
+        return None
+    if any(str(f["subject"]).strip().lower() == ctx.subject.lower() for f in match.subject_differs) or \
+            _mistyped_subject_credential(match.subject_differs, ctx.subject) is not None:
         return None  # a credential meant for this ServiceAccount, mistyped: this is the application meant
     successor = _namesake_trusting(ctx)
-    if successor is None or not successor.get("appId"):
+    return successor if successor is not None and successor.get("appId") else None
+
+
+def _namesake_instead(ctx: WorkloadContext, credentials: list[dict[str, Any]],
+                      evidence: dict[str, Any]) -> Outcome | None:
+    """:func:`namesake_trusted_instead`'s case as federation.credential's failure: the fix is the annotation, as
+    the inventory's SA_ANNOTATION_WRONG_IDENTITY says; a credential on the annotated app is the other way."""
+    successor = namesake_trusted_instead(ctx)
+    if successor is None:
         return None
-    app = facts.application or {}
+    app = ctx.facts.identity.application or {}
     right, wrong = str(successor["appId"]), str(app.get("appId") or ctx.expected_client_id)
     display = app.get("displayName")
     evidence["namesake_trusting"] = {"id": successor.get("id"), "appId": right, "displayName": display}
@@ -978,7 +991,7 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
                 repair,
             ),
         )
-    namesake = _namesake_instead(ctx, match.subject_differs, credentials, evidence)
+    namesake = _namesake_instead(ctx, credentials, evidence)
     if namesake is not None:
         return namesake
     if match.subject_differs:

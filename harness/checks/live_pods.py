@@ -124,7 +124,9 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
     carried = "AZURE_CLIENT_ID matches the ServiceAccount"
     if annotation_unusable or (expected and annotated.lower() != expected.lower()):
         which = f"the identity's {expected}" if expected else "an earlier one"
-        carried = (f"AZURE_CLIENT_ID is {which}, not the annotation's {annotated} (identity.matches says what to "
+        from harness.checks.federation import namesake_trusted_instead  # federation imports this module
+        says = "federation.credential" if namesake_trusted_instead(ctx) is not None else "identity.matches"
+        carried = (f"AZURE_CLIENT_ID is {which}, not the annotation's {annotated} ({says} says what to "
                    "annotate: a restart before that would hand the pods the annotation's)")
     return passed(f"{values.counted(len(facts.pods), 'live pod')} of {owners}: labelled, mutated, {carried}", evidence)
 
@@ -416,7 +418,8 @@ def _template_clash(ctx: WorkloadContext, refused: RefusedController, clash: str
 def _client_id_meant(ctx: WorkloadContext) -> tuple[str | None, bool]:
     """(the client id the workload is meant to run as, the annotation names no identity at all): harness.yaml's;
     else, when the identity read was the annotation's, the client id of the identity whose principal (object) id
-    it holds; and whether the look-up, made in full, found nothing it names (a restart would hand the pods a
+    it holds, or of the application of the annotated one's display name that trusts the ServiceAccount when the
+    annotated one does not; and whether the look-up, made in full, found nothing it names (a restart would hand the pods a
     client id Entra refuses: identity.matches says what to annotate)."""
     if ctx.workload.client_id:
         return ctx.workload.client_id, False
@@ -425,6 +428,10 @@ def _client_id_meant(ctx: WorkloadContext) -> tuple[str | None, bool]:
         return None, False
     if identity.principal_of and values.is_guid(identity.principal_of.get("client_id")):
         return str(identity.principal_of["client_id"]), False
+    from harness.checks.federation import namesake_trusted_instead  # federation imports this module
+    trusted = namesake_trusted_instead(ctx)  # the other app of its name trusts the ServiceAccount, not this one
+    if trusted is not None:
+        return str(trusted["appId"]), False
     return None, identity.kind is None and not identity.refused
 
 

@@ -1230,3 +1230,36 @@ def test_pods_that_carry_the_identitys_client_id_are_not_stale_when_the_annotati
     ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity")  # the annotation's identity exists
     (stale,) = live_pods(ctx).findings
     assert stale.code == "POD_STALE_CLIENT_ID" and stale.fix_lines()[0].startswith("kubectl rollout restart")
+
+
+def test_pods_that_carry_the_client_id_of_the_same_named_app_that_trusts_the_account_are_not_stale() -> None:
+    """By hand in the lab: two app registrations named web1-app, the ServiceAccount's annotation moved from the one
+    with its federated credential (and role) to the other while Deployment/web ran. workload.live_pods (and --pod's
+    pod.mutated) was the first broken link, POD_STALE_CLIENT_ID 'kubectl rollout restart deployment/web': pasted,
+    it hands the pods the app Entra refuses (AADSTS70025), an outage from a printed fix. The pods carrying the
+    client id of the same-named app that trusts the ServiceAccount are not stale: federation.credential moves the
+    annotation back. If that app does not trust it, they are stale as before."""
+    from harness.checks.workload import existing_pod_mutated
+    issuer = "https://eastus.oic.prod-aks.azure.com/t/c/"
+    trusting = {"application": {"id": "o-2", "appId": OLD_CLIENT, "displayName": "web-app"}, "federated_credentials": [
+        {"name": "kube", "issuer": issuer, "subject": "system:serviceaccount:finance:backend-sa",
+         "audiences": ["api://AzureADTokenExchange"]}]}
+    ctx = context([live(workload_pod(client_id=OLD_CLIENT), deployment())])
+    ctx.cluster.issuer_url = issuer
+    ctx.facts.identity = IdentityFacts(configured=True, kind="application", federated_credentials=[],
+                                       application={"id": "o-1", "appId": CLIENT, "displayName": "web-app"},
+                                       namesakes=[trusting])
+    outcome = live_pods(ctx)
+    assert outcome.status == PASS and f"AZURE_CLIENT_ID is the identity's {OLD_CLIENT}" in outcome.message
+    assert "federation.credential says what to annotate" in outcome.message
+    pod = workload_pod(client_id=OLD_CLIENT)
+    app = pod["spec"]["containers"][0]
+    app["volumeMounts"] = [{"name": "azure-identity-token", "mountPath": "/var/run/secrets/azure/tokens",
+                            "readOnly": True}]
+    app["env"] = [{**e, "value": "/var/run/secrets/azure/tokens/azure-identity-token"}
+                  if e["name"] == "AZURE_FEDERATED_TOKEN_FILE" else e for e in app["env"]]
+    ctx.facts.pod = PodFacts("finance", "backend-7d9f-abcde", existing=True, created=True, pod=pod)
+    assert existing_pod_mutated(ctx).findings == []
+    trusting["federated_credentials"][0]["subject"] = "system:serviceaccount:orders:orders-sa"
+    assert [f.code for f in live_pods(ctx).findings] == ["POD_STALE_CLIENT_ID"]
+    assert existing_pod_mutated(ctx).findings  # its AZURE_CLIENT_ID is not the annotation's (no template read here)
