@@ -246,11 +246,25 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
         finding = Finding(
             "POD_NOT_ADMITTED", ERROR, "pod", f"{what} was refused: {message}", evidence, []
         )
+    hint = _REFUSAL_HINTS.get(finding.code, hint)
     return failed(
         f"the API server refused {what} ({status}{' ' + hint if hint else ''}): {message}",
         evidence,
         finding,
     )
+
+
+# Who refused, once the refusal is read: the status's generic hint ("Pod Security admission, RBAC or a policy
+# engine" for any 403) named a quota's or a policy engine's refusal as one of three it is not
+_REFUSAL_HINTS = {
+    "POD_REJECTED_BY_QUOTA": "forbidden by a ResourceQuota or LimitRange",
+    "POD_REJECTED_BY_POLICY": "a policy engine's admission webhook denied it",
+    "POD_SECURITY_REJECTED": "forbidden by Pod Security admission",
+    "PROBE_FORBIDDEN": "forbidden by RBAC",
+    "SA_NOT_FOUND": "its ServiceAccount is gone",
+    "NAMESPACE_TERMINATING": "the namespace is being deleted",
+    "OTHER_WEBHOOK_UNAVAILABLE": "another admission webhook cannot be called",
+}
 
 
 # ResourceQuota's "exceeded quota: <name>, requested: pods=1, used: pods=10, limited: pods=10" (object counts

@@ -1556,6 +1556,31 @@ def test_a_quota_or_limit_range_refusal_is_not_rbac(message: str) -> None:
     assert _refused(403, 'pods is forbidden: User "x" cannot create resource "pods"').code == "PROBE_FORBIDDEN"
 
 
+def test_the_admitted_check_says_who_refused_not_every_403s_suspects() -> None:
+    """pod.admitted's line named any 403 "forbidden (Pod Security admission, RBAC or a policy engine)", a quota's
+    and a LimitRange's too, which are none of the three; once the refusal is read, the line names its cause."""
+    said = {
+        'pods "wi-probe-x" is forbidden: exceeded quota: q, requested: pods=1, used: pods=1, limited: pods=1':
+            "(403 forbidden by a ResourceQuota or LimitRange): ",
+        'pods "wi-probe-x" is forbidden: [maximum cpu usage per Container is 20m, but limit is 200m]':
+            "(403 forbidden by a ResourceQuota or LimitRange): ",
+        'admission webhook "validation.gatekeeper.sh" denied the request: [denied] pods must carry label costcenter':
+            "(403 a policy engine's admission webhook denied it): ",
+        'pods "wi-probe-x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true':
+            "(403 forbidden by Pod Security admission): ",
+        'pods is forbidden: User "x" cannot create resource "pods" in API group "" in the namespace "finance"':
+            "(403 forbidden by RBAC): ",
+    }
+    for message, hint in said.items():
+        ctx = context_for(None)
+        assert ctx.facts.pod is not None
+        ctx.facts.pod.created = False
+        ctx.facts.pod.create_error = KubeFailure(403, "Forbidden", message)
+        outcome = pod_admitted(ctx)
+        assert outcome.message == f"the API server refused the probe pod {hint}{message}", outcome.message
+        assert "RBAC or a policy engine" not in outcome.message
+
+
 def _waiting_probe(pod_status: dict[str, Any], **facts: Any) -> Outcome:
     pod = _pod(*V16)
     pod["status"] = pod_status
