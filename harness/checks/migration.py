@@ -487,6 +487,9 @@ def _unbound(ctx: MigrationContext) -> list[dict[str, Any]]:
                                   and TOKEN_AUDIENCE in (p.get("token_audiences") or [])):
             continue
         ref, namespace, account = f"{p['namespace']}/{p['name']}", p["namespace"], str(p.get("service_account"))
+        if not facts.azure_identity_bindings.served:
+            out.append(_crds_gone(ctx, p, value))
+            continue
         near = sorted(f"{b['namespace']}/{b['name']}" for b in bindings
                       if str((b.get("spec") or {}).get("selector")).strip().lower() == value.strip().lower())
         why = (f"{ref}'s {POD_IDENTITY_LABEL}={value!r} matches no AzureIdentityBinding's selector"
@@ -531,6 +534,45 @@ def _unbound(ctx: MigrationContext) -> list[dict[str, Any]]:
                 steps += _use_label_steps(kind, namespace, name, restart=True)
         out.append({"pod": ref, "why": why, "steps": steps})
     return out
+
+
+def _crds_gone(ctx: MigrationContext, p: dict[str, Any], value: str) -> dict[str, Any]:
+    """A pod labelled aadpodidbinding, with no Workload ID token, in a cluster that no longer serves the
+    AzureIdentityBinding kind: its CRDs were deleted (kubectl delete crd, or the whole chart's manifests), and every
+    AzureIdentity and binding went with them, so no binding can match it and its identity's client id is nowhere in
+    the cluster. "Drop the label" alone repairs nothing: the workload has to move to Workload ID, with the client id
+    the AKS add-on still lists for its selector (ARM podIdentityProfile) or the one its manifests named."""
+    ref, namespace, account = f"{p['namespace']}/{p['name']}", p["namespace"], str(p.get("service_account"))
+    nmi = any(c.get("component") == "nmi" for c in ctx.facts.components.items)
+    why = (f"{ref} is labelled {POD_IDENTITY_LABEL}={value!r} and has no Workload ID token, but the "
+           "aadpodidentity.k8s.io CRDs are deleted, every AzureIdentity and AzureIdentityBinding with them: no binding "
+           "gives it an identity now" + (" (NMI still answers its IMDS token requests, with an error)" if nmi else ""))
+    kind, name = str(p.get("owner_kind")), str(p.get("owner_name"))
+    what = f"pod {ref}" if kind == "Pod" else f"{kind} {namespace}/{name}"
+    found = [i for i in _arm_identities(pod_identity_profile(ctx.cluster))
+             if i["namespace"] == namespace and str(i["binding_selector"]) == value and values.is_guid(
+                 str(i["client_id"] or ""))]
+    steps: list[Step] = []
+    if len(found) == 1:
+        client_id, resource_id = str(found[0]["client_id"]), _text(found[0]["resource_id"])
+        why += (f"; the AKS add-on still lists pod identity {namespace}/{found[0]['name']} for this selector "
+                f"(client id {client_id})")
+        subject = f"system:serviceaccount:{namespace}:{account}"
+        steps += [advice(f"move {what} to Workload ID with the identity the add-on lists for "
+                         f"{POD_IDENTITY_LABEL}={value}:"),
+                  fix.annotate_sa(namespace, account, client_id),
+                  fix.federated_credential("create", resource_id, fix.fic_name(namespace, account),
+                                           ctx.cluster.issuer_url or "<issuer>", subject)]
+    else:
+        steps.append(advice(f"{what}'s identity went with its AzureIdentity: take its client id from the manifests or "
+                            "Helm values it came from, then move the workload to Workload ID: annotate ServiceAccount "
+                            f"{namespace}/{account} with it, create its federated credential for this issuer and "
+                            f"subject system:serviceaccount:{namespace}:{account}, and label the pod template:"))
+    if kind == "Pod":
+        steps.append(advice(f"recreate pod {ref} labelled {USE_LABEL}: \"true\""))
+    else:
+        steps += _use_label_steps(kind, namespace, name, restart=True)
+    return {"pod": ref, "why": why, "steps": steps}
 
 
 def _depending_steps(ctx: MigrationContext, depending: list[dict[str, Any]]) -> list[Step]:
@@ -629,7 +671,10 @@ def pods_unlabelled(ctx: MigrationContext) -> Outcome:
     if unbound:
         evidence["unbound"] = [u["pod"] for u in unbound]
     if pods:
-        steps: list[Step] = [step for u in unbound for step in u["steps"]]
+        steps: list[Step] = []
+        for step in (step for u in unbound for step in u["steps"]):
+            if step not in steps:  # a Deployment's pods: one fix for its template
+                steps.append(step)
         steps.append(advice("once the workload uses Workload ID (the coverage table), drop the label from what "
                             "creates the pods:"))
         for pod in listed.items:
@@ -883,6 +928,13 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
                              {"bindings": doubtful},
                              [fix.find_identity_anywhere(r["client_id"])[0] for r in doubtful]))
     if not bindings.served and bindings.error is None:
+        stranded = [f"{p['namespace']}/{p['name']}" for p in ctx.facts.legacy_pods.items
+                    if not ((p.get("labels") or {}).get(USE_LABEL) == "true"
+                            and TOKEN_AUDIENCE in (p.get("token_audiences") or []))]
+        if stranded:  # the CRDs deleted before these pods moved: nothing left to compare them with
+            return warned(f"no AzureIdentityBinding is served (its CRD is deleted), yet {len(stranded)} pods labelled "
+                          f"{POD_IDENTITY_LABEL} have no Workload ID token: {', '.join(stranded[:10])} (see "
+                          "migration.pods_unlabelled)", {**evidence, "stranded_pods": stranded})
         return passed("no AzureIdentityBinding (the kind is not served): nothing to migrate", evidence)
     outcome = _judge(ctx, [bindings, ctx.facts.azure_identities], leftovers, f"{len(behind)} of {len(rows)} AzureIdentityBindings are not "
                      "migrated", evidence, f"every AzureIdentityBinding ({len(rows)}) has its Workload ID replacement"

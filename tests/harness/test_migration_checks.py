@@ -1008,3 +1008,42 @@ def test_a_second_binding_on_one_selector_is_not_covered_by_another_workloads_se
     # orders-sa the binding's own pods' ServiceAccount too (one identity, both workloads moved to it): covered
     legacy["service_account"] = "orders-sa"
     assert next(r for r in coverage_rows(facts, ISSUER) if r["binding"] == "reports/reports-binding-2")["migrated"]
+
+
+def test_pods_stranded_by_deleting_the_crds_are_moved_with_the_add_ons_client_id_not_just_unlabelled() -> None:
+    """By hand in the lab (the migration scenario): kubectl delete crd for the four aadpodidentity.k8s.io kinds
+    while payments-worker and two Deployments still ran on pod identity. bindings_migrated passed ("nothing to
+    migrate"), and pods_unlabelled said their label "matches no AzureIdentityBinding's selector" and printed only
+    the label's removal, which moves nothing. Now the CRDs' deletion is named, the client id the AKS add-on still
+    lists for the selector is annotated and federated, and the pod template labelled (pasted in the lab: the
+    recreated payments-worker got its Workload ID token)."""
+    facts, cluster = leftover()
+    facts.crds.items = []
+    for listed in (facts.azure_identities, facts.azure_identity_bindings, facts.azure_pod_identity_exceptions,
+                   facts.azure_assigned_identities):
+        listed.served, listed.items = False, []
+    facts.legacy_pods.items.append(pod("wrongid", "wrong-app-1", "default", {"aadpodidbinding": "wrongid"},
+                                       ("Deployment", "wrong-app")))
+    facts.legacy_pods.items.append(pod("wrongid", "wrong-app-2", "default", {"aadpodidbinding": "wrongid"},
+                                       ("Deployment", "wrong-app")))
+    results = {r.id: r for r in run_migration_checks(facts, cluster, AZURE)}
+    assert results["migration.bindings_migrated"].status == WARN
+    assert "payments/payments-worker" in results["migration.bindings_migrated"].message
+    finding = next(f for f in results["migration.pods_unlabelled"].findings if f.code == "POD_IDENTITY_PODS_LABELLED")
+    assert "the aadpodidentity.k8s.io CRDs are deleted" in finding.message
+    assert "matches no AzureIdentityBinding" not in finding.message
+    assert f"(client id {CLIENT_PAYMENTS})" in finding.message
+    fixes = finding.fix_lines()
+    assert ("kubectl annotate serviceaccount -n payments payments-sa "
+            f"azure.workload.identity/client-id={CLIENT_PAYMENTS} --overwrite") in fixes
+    assert any(line.startswith("az identity federated-credential create --name payments-payments-sa --identity-name "
+                               "paymentsId") for line in fixes)
+    assert any("recreate pod payments/payments-worker labelled azure.workload.identity/use" in line for line in fixes)
+    # no client id anywhere for wrongid's selector: say where to find it; its template fixed once for both pods
+    assert any("Deployment wrongid/wrong-app's identity went with its AzureIdentity" in line for line in fixes)
+    assert sum(line.startswith("kubectl rollout restart deployment/wrong-app") for line in fixes) == 1
+    # once they have their tokens, nothing is stranded: bindings_migrated passes as before
+    for p in facts.legacy_pods.items:
+        p["labels"]["azure.workload.identity/use"] = "true"
+        p["token_audiences"] = ["api://AzureADTokenExchange"]
+    assert bindings_migrated(MigrationContext(facts, cluster, AZURE)).status == PASS
