@@ -48,7 +48,7 @@ from harness.checks.model import (
     warned,
 )
 from harness.commands import Command, Step, advice, render
-from harness.config import AzureConfig, ExpectConfig, WorkloadConfig
+from harness.config import AzureConfig, ExpectConfig, KeyVaultSecretAccess, WorkloadConfig
 from harness.facts import (
     CREDENTIAL_ERROR,
     NETWORK_ERROR,
@@ -136,6 +136,9 @@ class InventoryContext:
     configured: dict[str, str] = field(default_factory=dict)
     # harness.client_id: the Job's own identity, whose Reader on the subscription README asks for
     harness_client_id: str | None = None
+    # NS/SA -> (access kind, ARM scope) of each resource harness.yaml says the workload reads and ARM listed (a
+    # container's scope, for a blob): where a broad role can be narrowed to
+    reads: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def issuer(self) -> str | None:
@@ -913,6 +916,25 @@ def _is_reader(assignment: dict[str, Any]) -> bool:
     return definition == READER_ROLE_ID or str(assignment.get("role") or "") == "Reader"
 
 
+# a data role is narrowed onto the resources of its own service only (Key Vault Secrets User onto a vault, not onto
+# a storage account the same workload reads)
+_ROLE_SERVICES = (("key vault ", "keyvault_secret"), ("storage ", "blob"))
+
+
+def narrower_scopes(ctx: InventoryContext, identity: InventoryIdentity, assignment: dict[str, Any]) -> list[str]:
+    """The resources, under a broad assignment's scope, that harness.yaml says the identity's workloads read: where
+    the same role can be granted instead (empty when none is known; the person then names one)."""
+    broad = str(assignment.get("scope") or "").rstrip("/").lower()
+    role = str(assignment.get("role") or "").lower()
+    kinds = {kind for prefix, kind in _ROLE_SERVICES if role.startswith(prefix)}
+    scopes: list[str] = []
+    for workload in ctx.named.get(identity.client_id.lower(), []):
+        for kind, scope in ctx.reads.get(workload, []):
+            if (kind in kinds and broad and scope.lower().startswith(broad + "/") and scope not in scopes):
+                scopes.append(scope)
+    return scopes
+
+
 def least_privilege(ctx: InventoryContext) -> Outcome:
     used = [i for i in ctx.facts.identities if i.client_id.lower() in ctx.named]
     read = [i for i in used if i.role_assignments is not None]
@@ -952,12 +974,12 @@ def least_privilege(ctx: InventoryContext) -> Outcome:
                 # a role on a whole group or subscription may be the only grant the workload reads through (Key
                 # Vault Secrets User on the group, say): deleting it first turns a passing workload into a failing
                 # one, so the narrow grant comes first, on a resource the person names, and the delete after it
-                steps += [
-                    fix.grant_role(identity.principal_id, str(assignment.get("role") or "<role>"),
-                                   f"<the-resource-under-{assignment.get('scope')}>"),
-                    advice(f"once the workload reads through it: az role assignment delete --ids "
-                           f"{assignment.get('id')}"),
-                ]
+                role = str(assignment.get("role") or "<role>")
+                narrow = narrower_scopes(ctx, identity, assignment)
+                steps += [fix.grant_role(identity.principal_id, role, scope) for scope in narrow] or [
+                    fix.grant_role(identity.principal_id, role, f"<the-resource-under-{assignment.get('scope')}>")]
+                steps.append(advice(f"once the workload reads through {'them' if len(narrow) > 1 else 'it'}: az "
+                                    f"role assignment delete --ids {assignment.get('id')}"))
     evidence = {
         "broad": items,
         "identities": [label(i) for i in read],
@@ -1127,4 +1149,20 @@ def run_inventory_checks(
 ) -> list[CheckResult]:
     configured = {w.id: w.client_id.lower() for w in workloads or [] if w.client_id}
     return run_chain(INVENTORY_CHECKS, InventoryContext(facts, cluster, azure, expect or ExpectConfig(), configured,
-                                                        harness_client_id))
+                                                        harness_client_id, allowed_reads(workloads or [], cluster)))
+
+
+def allowed_reads(workloads: list[WorkloadConfig], cluster: ClusterFacts) -> dict[str, list[tuple[str, str]]]:
+    """NS/SA -> (kind, ARM scope) of each resource it is expected to read that ARM listed (ids the collector
+    validated), a blob's at its container as the access checks grant it."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for workload in workloads:
+        for check in workload.access:
+            url = check.vault_url if isinstance(check, KeyVaultSecretAccess) else check.account_url
+            found = cluster.access_resources.get(values.endpoint_key(url))
+            if check.expect != "allow" or not found or not found.get("id") or "true" in (found.get("deleted"),
+                                                                                          found.get("absent")):
+                continue
+            suffix = "" if isinstance(check, KeyVaultSecretAccess) else f"/blobServices/default/containers/{check.container}"
+            out.setdefault(workload.id, []).append((check.kind, found["id"] + suffix))
+    return out

@@ -546,7 +546,7 @@ def test_a_role_on_the_whole_resource_group_is_narrowed_before_it_is_deleted(
     """``az role assignment create --assignee APPID --scope <the resource group>``: the workload reads its secret
     (a pass) and the inventory warns ROLE_OVERLY_BROAD. Its printed fix was the delete of that assignment, the
     only one the workload reads through, so pasting it turned a passing run into ROLE_ASSIGNMENT_MISSING. Now the
-    narrow grant comes first, on a resource the person names (here the vault), and the delete is advised after
+    narrow grant comes first, on the vault harness.yaml says the workload reads, and the delete is advised after
     it: the run passes throughout and the warning goes once the advised delete is made."""
     app = healthy.app
     group = healthy.vault_id.split("/providers/")[0]
@@ -561,9 +561,9 @@ def test_a_role_on_the_whole_resource_group_is_narrowed_before_it_is_deleted(
         broad = next(f for f in document["findings"] if f["code"] == "ROLE_OVERLY_BROAD")
         commands = [line for line in broad["remediation"] if not line.startswith("#")]
         assert not [line for line in commands if "assignment delete" in line], commands  # not first, not alone
-        placeholder = f"<the-resource-under-{group}>"
-        assert len(commands) == 1 and placeholder in commands[0], commands
-        done = shell.run([commands[0].replace(f"'{placeholder}'", healthy.vault_id)])  # the person's choice
+        # on the vault harness.yaml says the workload reads, as printed
+        assert len(commands) == 1 and commands[0].endswith(f"--scope {healthy.vault_id}"), commands
+        done = shell.run([commands[0]])
         assert done.returncode == 0, shell.shown(done)
         document, _, entry = run(tmp_path, healthy.config, healthy.ref)
         assert document["verdict"] == "pass" and entry["verdict"] == "pass"

@@ -10,7 +10,7 @@ import pytest
 
 from harness.checks.inventory import INVENTORY_CHECK_IDS, inventory_section, run_inventory_checks
 from harness.checks.model import CheckResult, Finding
-from harness.config import ExpectConfig
+from harness.config import ExpectConfig, WorkloadConfig
 from harness.facts import ClusterFacts, Fetched, InventoryFacts, InventoryIdentity, KubeFailure
 from harness.issuers import EXACT, OLDER, TWIN, issuer_relation, older_issuers
 from harness.report.schema import Inventory
@@ -683,6 +683,41 @@ def test_broad_roles_on_an_identity_a_workload_uses() -> None:
     ]
     assert (f"# once the workload reads through it: az role assignment delete --ids /subscriptions/{SUB}/"
             "resourceGroups/myRg/providers/Microsoft.Authorization/roleAssignments/r-1") in broad.fix_lines()
+
+
+def test_a_data_role_on_a_whole_group_is_narrowed_onto_the_resources_harness_yaml_says_the_workload_reads() -> None:
+    """By hand in the lab, after Microsoft's quick start: Key Vault Secrets User for the identity on the resource
+    group (``az role assignment create --assignee CLIENT_ID --scope $(az group show ... --query id)``). The warning's
+    grant named a placeholder scope, though harness.yaml names the vault the workload reads and ARM listed it: the
+    grant is now on that vault (and only for the role's own service: not on a storage account it also reads), so it
+    pastes as printed; the delete is still advised after it."""
+    group = f"/subscriptions/{SUB}/resourceGroups/myRg"
+    account = f"{group}/providers/Microsoft.Storage/storageAccounts/ordersdata"
+    other_vault = f"/subscriptions/{SHARED}/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/shared-kv"
+    facts = healthy()
+    backend(facts).role_assignments = [assignment("Key Vault Secrets User", SECRETS_USER, group, "g-1")]
+    cluster = ClusterFacts(collected_at=0.0, issuer_url=ISSUER, context="ctx", server="https://kube", access_resources={
+        "https://finance-kv.vault.azure.net": {"id": VAULT, "name": "finance-kv", "resource_group": "myRg"},
+        "https://shared-kv.vault.azure.net": {"id": other_vault, "name": "shared-kv", "resource_group": "myRg"},
+        "https://ordersdata.blob.core.windows.net": {"id": account, "name": "ordersdata", "resource_group": "myRg"},
+    })
+    workload = WorkloadConfig(namespace="finance", service_account="backend-sa", access=[
+        {"kind": "keyvault_secret", "vault_url": "https://finance-kv.vault.azure.net/", "secret": "db", "expect": "allow"},
+        {"kind": "keyvault_secret", "vault_url": "https://shared-kv.vault.azure.net/", "secret": "s", "expect": "allow"},
+        {"kind": "blob", "account_url": "https://ordersdata.blob.core.windows.net/", "container": "c", "blob": "b",
+         "expect": "allow"},
+    ])
+    broad = findings(run_inventory_checks(facts, cluster, None, None, [workload]))["ROLE_OVERLY_BROAD"]
+    assert words(broad)[0] == ["az", "role", "assignment", "create", "--assignee-object-id", "<principal-id>",
+                               "--assignee-principal-type", "ServicePrincipal", "--role", "Key Vault Secrets User",
+                               "--scope", VAULT]  # shared-kv is outside the group, ordersdata is no vault
+    assert [line for line in broad.fix_lines() if line.startswith("az ")] == [broad.fix_lines()[0]]
+    assert f"# once the workload reads through it: az role assignment delete --ids {group}/providers/" in "\n".join(
+        broad.fix_lines())
+    # a workload expected to be denied, or a resource ARM did not list, gives no scope: the person names one
+    denied = workload.model_copy(update={"access": [workload.access[0].model_copy(update={"expect": "deny"})]})
+    broad = findings(run_inventory_checks(facts, cluster, None, None, [denied]))["ROLE_OVERLY_BROAD"]
+    assert words(broad)[0][-1] == f"<the-resource-under-{group}>"
 
 
 def test_the_harness_s_own_reader_on_the_subscription_is_what_readme_asks_for_not_overly_broad() -> None:
