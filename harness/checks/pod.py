@@ -386,7 +386,7 @@ def _policy_fixes(webhook: str, namespace: str, said: str = "", labels: dict[str
         image, repos = refused_image
         return [
             *([which] if gatekeeper else []),
-            *fix.mirror_probe_image(image),
+            *fix.mirror_probe_image(image, repos),
             advice(f"or set probe.image in harness.yaml to a Python image under the repositories the policy allows: "
                    f"{repos}"),
         ]

@@ -745,17 +745,44 @@ def build_probe_image(image: str) -> list[Step]:
     ]
 
 
-def mirror_probe_image(image: str) -> list[Step]:
+def mirror_probe_image(image: str, allowed: str = "") -> list[Step]:
     """probe.mode configmap: the stock Python image the nodes could not pull, imported into a registry they can
-    pull from (ACR import takes a tag or a digest), then named in probe.image."""
+    pull from (ACR import takes a tag or a digest), then named in probe.image. ``allowed``: the repositories an
+    allowed-repositories policy lists (as its refusal prints them); when one is an Azure Container Registry's, the
+    import goes there, under that prefix (K8sAllowedRepos matches an image by the prefix), so the image named is
+    one the policy admits, not a '<registry>' to fill in."""
     reference = image if values.is_image_reference(image) else "<image>"
     last = reference.split("@", 1)[0].rsplit("/", 1)[-1]
     target = f"wi-harness/{last}" if values.is_image_reference(f"wi-harness/{last}") else "wi-harness/python:3"
+    registry, server = "<registry>", "<registry>.azurecr.io"
+    acr = _allowed_acr(allowed)
+    if acr is not None:
+        registry, server, prefix = acr
+        if values.is_image_reference(f"{server}/{prefix}{target}"):
+            target = prefix + target
     return [
-        command("az", "acr", "import", "--name", "<registry>", "--source", reference, "--image", target),
-        advice(f"then set probe.image: <registry>.azurecr.io/{target} in harness.yaml (configmap mode runs the probe "
+        command("az", "acr", "import", "--name", registry, "--source", reference, "--image", target),
+        advice(f"then set probe.image: {server}/{target} in harness.yaml (configmap mode runs the probe "
                "in any image with python3), or pass --probe-image"),
     ]
+
+
+# an Azure Container Registry's login server in the public, China and US Government clouds (a registry's name is
+# 5 to 50 letters and digits, learn.microsoft.com container-registry resource-name-rules), then a path prefix
+_ACR_REPO_RE = re.compile(r"^(?P<name>[a-z0-9]{5,50})\.(?P<suffix>azurecr\.(?:io|cn|us))(?:/(?P<prefix>[a-z0-9._/-]*))?$")
+
+
+def _allowed_acr(allowed: str) -> tuple[str, str, str] | None:
+    """(registry name, login server, path prefix ending in '/' or empty) of the first allowed repository that is
+    an Azure Container Registry's, from a refusal's list (``["myacr.azurecr.io/", "mcr.microsoft.com/"]``)."""
+    for repo in re.findall(r'"([^"]*)"', allowed) or allowed.strip("[]").split():
+        found = _ACR_REPO_RE.match(repo.strip())
+        if found is not None:
+            prefix = found.group("prefix") or ""
+            if prefix and not prefix.endswith("/"):
+                prefix += "/"
+            return found.group("name"), f"{found.group('name')}.{found.group('suffix')}", prefix
+    return None
 
 
 def find_service_principal(resource: str | None) -> Command:

@@ -1402,12 +1402,27 @@ def test_an_allowed_repositories_policy_refusing_the_probe_image_prints_where_to
     assert finding.code == "POD_REJECTED_BY_POLICY"
     assert finding.fix_lines()[1:] == [
         "kubectl get constraints -o wide   # which constraint refused it",
-        f"az acr import --name '<registry>' --source {image} --image wi-harness/python:3.12",
-        "# then set probe.image: <registry>.azurecr.io/wi-harness/python:3.12 in harness.yaml (configmap mode runs "
+        f"az acr import --name myacr --source {image} --image wi-harness/python:3.12",
+        "# then set probe.image: myacr.azurecr.io/wi-harness/python:3.12 in harness.yaml (configmap mode runs "
         "the probe in any image with python3), or pass --probe-image",
         '# or set probe.image in harness.yaml to a Python image under the repositories the policy allows: '
         '["myacr.azurecr.io/"]',
     ]
+    # the registry the policy allows is filled in, under the prefix it allows (K8sAllowedRepos matches a prefix):
+    # the image named is one it admits; a list with no Azure Container Registry keeps the placeholder
+    for repos, name, named in (('["docker.io/library/", "contosoacr.azurecr.us/platform"]', "contosoacr",
+                                "contosoacr.azurecr.us/platform/wi-harness/python:3.12"),
+                               ('["docker.io/library/"]', "'<registry>'", "<registry>.azurecr.io/wi-harness/python:3.12"),
+                               ('["evil.azurecr.io.example.com/"]', "'<registry>'",
+                                "<registry>.azurecr.io/wi-harness/python:3.12")):
+        lines = _refused(403, 'admission webhook "validation.gatekeeper.sh" denied the request: [allowed-repos] '
+                              f'container <probe> has an invalid image repo <{image}>, allowed repos are {repos}'
+                         ).fix_lines()
+        target = named.split("/", 1)[1]
+        assert lines[2] == f"az acr import --name {name} --source {image} --image {target}"
+        assert lines[3].startswith(f"# then set probe.image: {named} in harness.yaml")
+        if "contosoacr" in repos:
+            assert named.startswith("contosoacr.azurecr.us/platform")
     other = _refused(403, 'admission webhook "validation.gatekeeper.sh" denied the request: [allowed-repos] '
                           'container <sidecar> has an invalid image repo <x>, allowed repos are ["a/"]')
     assert not any("probe.image" in line for line in other.fix_lines())

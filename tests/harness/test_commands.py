@@ -167,6 +167,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "show_blob": lambda d: fix.show_blob(d(nasty_text), d(nasty_text), d(nasty_text)),
     "build_probe_image": lambda d: fix.build_probe_image(d(nasty_text)),
     "mirror_probe_image": lambda d: fix.mirror_probe_image(d(nasty_text)),
+    "mirror_probe_image into an allowed registry": lambda d: fix.mirror_probe_image(d(nasty_text), d(nasty_text)),
     "curl": lambda d: fix.curl(d(nasty_text)),
     "resolve_host": lambda d: fix.resolve_host(d(nasty_text)),
     "https_reachable": lambda d: fix.https_reachable(d(nasty_text), d(st.one_of(st.none(), nasty_text))),
