@@ -778,7 +778,7 @@ CATALOGUE: tuple[Entry, ...] = (
         "FIC_MISSING", "federation", "error",
         "The identity has no federated credential for this issuer and subject (AADSTS70021/70025).",
         "`az identity federated-credential create` with the cluster's issuer and the ServiceAccount's "
-        "subject.",
+        "subject (an app registration: `az ad app federated-credential create --id <appId>`).",
         "fault:fic-deleted",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
@@ -786,7 +786,9 @@ CATALOGUE: tuple[Entry, ...] = (
         "FIC_ISSUER_MISMATCH", "federation", "error",
         "A credential for the subject names another issuer, often without the trailing slash "
         "(AADSTS700211).",
-        "`az identity federated-credential update --issuer <exact issuer URL>`.",
+        "`az identity federated-credential update --issuer <exact issuer URL>` (an app registration: "
+        "`az ad app federated-credential update --id <appId> --federated-credential-id <name> --parameters "
+        "<its JSON>`).",
         "scenario:issuer-without-slash",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
@@ -809,7 +811,9 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "FIC_AUDIENCE_MISMATCH", "federation", "error",
         "The credential's audience is not api://AzureADTokenExchange (AADSTS700212).",
-        "`az identity federated-credential update --audiences api://AzureADTokenExchange`.",
+        "`az identity federated-credential update --audiences api://AzureADTokenExchange` (an app "
+        "registration: `az ad app federated-credential update --id <appId> --federated-credential-id <name> "
+        "--parameters <its JSON>`).",
         "fault:fic-audience",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
@@ -1169,7 +1173,8 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "SA_WITHOUT_FIC", "inventory", "error",
         "An annotated ServiceAccount's identity has no credential for this cluster's issuer and subject.",
-        "`az identity federated-credential create`.",
+        "`az identity federated-credential create` (an app registration: `az ad app federated-credential "
+        "create --id <appId>`).",
         "test:tests/harness/test_inventory_lab.py::test_a_service_account_without_a_credential",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),

@@ -226,3 +226,12 @@ def test_an_entra_error_code_from_an_apps_log_names_its_findings(capsys: pytest.
     printed = capsys.readouterr()
     assert printed.err == ("python -m harness findings: error: AADSTS12345 is an Entra error code no finding names "
                            "(python -m harness findings lists them all)\n")
+
+
+@pytest.mark.parametrize("code", ["FIC_MISSING", "FIC_ISSUER_MISMATCH", "FIC_AUDIENCE_MISMATCH", "SA_WITHOUT_FIC"])
+def test_a_credential_fix_names_the_app_registrations_command_beside_the_managed_identitys(code: str) -> None:
+    """python -m harness findings FIC_MISSING, read for a workload whose identity is an app registration (README's
+    troubleshooting), named only `az identity federated-credential create`, which takes a managed identity's
+    group and name: an app's credentials are Microsoft Graph's, made with az ad app federated-credential."""
+    fix = BY_CODE[code].fix
+    assert "az identity federated-credential" in fix and "az ad app federated-credential" in fix and "<appId>" in fix
