@@ -757,6 +757,28 @@ def _other_workloads(accounts: list[str], moved_to: list[str], bound: list[dict[
     return accounts if accounts and moved_to and runs_as and not runs_as & set(accounts) else []
 
 
+def _has_wi_token(pod: dict[str, Any]) -> bool:
+    return ((pod.get("labels") or {}).get(USE_LABEL) == "true"
+            and TOKEN_AUDIENCE in (pod.get("token_audiences") or []))
+
+
+def _stragglers(accounts: list[str], moved_to: list[str], bound: list[dict[str, Any]]) -> list[str]:
+    """NS/SA of the binding's own pods (labelled with its selector) that still run on pod identity (no Workload ID
+    token) as a ServiceAccount that names no client id, while another ServiceAccount is annotated with the
+    binding's: a half-moved namespace (one Deployment moved, another on the same selector not). Deleting the
+    binding takes their identity away."""
+    moved = {ref.split("=", 1)[0] for ref in moved_to}
+    return sorted({f"{p['namespace']}/{p.get('service_account')}" for p in bound if not _has_wi_token(p)}
+                  - set(accounts) - moved)
+
+
+def _row_stragglers(ctx: MigrationContext, row: dict[str, Any]) -> list[str]:
+    bound = [p for p in ctx.facts.legacy_pods.items if f"{p['namespace']}/{p['name']}" in row["legacy_pods"]]
+    if not row["service_accounts"] or _other_workloads(row["service_accounts"], row.get("moved_to") or [], bound):
+        return []
+    return _stragglers(row["service_accounts"], row.get("moved_to") or [], bound)
+
+
 def _row_other_workloads(ctx: MigrationContext, row: dict[str, Any]) -> list[str]:
     bound = [p for p in ctx.facts.legacy_pods.items if f"{p['namespace']}/{p['name']}" in row["legacy_pods"]]
     return _other_workloads(row["service_accounts"], row.get("moved_to") or [], bound)
@@ -832,19 +854,23 @@ def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, A
         # this client id: the annotated ones are another workload's (one identity, two workloads; or two bindings
         # with one selector, whose pods held both identities): nothing here replaces this binding for its pods
         elsewhere = bool(_other_workloads(accounts, moved_to, bound))
+        behind = _stragglers(accounts, moved_to, bound) if accounts and not elsewhere else []
         if not accounts_known:
             unknown.append(MISSING_SERVICE_ACCOUNT)
-        elif not accounts or elsewhere:
+        elif not accounts or elsewhere or behind:
             missing.append(MISSING_SERVICE_ACCOUNT)
-        # with annotated ServiceAccounts, a credential must trust one of them; without, any for this issuer counts
+        # with annotated ServiceAccounts, a credential must trust one of them; without, any for this issuer counts;
+        # the ServiceAccounts of its pods still on pod identity need one each
         covered = any(c.get("subject") in subjects for c in trusting) if accounts else bool(trusting)
+        covered = covered and all(f"system:serviceaccount:{ref.replace('/', ':', 1)}" in
+                                  {c.get("subject") for c in trusting} for ref in behind)
         if credentials is None or not issuer or blind:
             unknown.append(MISSING_CREDENTIAL)
         elif not covered:
             missing.append(MISSING_CREDENTIAL)
         if facts.labelled_pods.error is not None or not accounts_known:
             unknown.append(MISSING_PODS)
-        elif not labelled or uninjected:
+        elif not labelled or uninjected or behind:
             missing.append(MISSING_PODS)
         kind = identity_spec.get("type")
         rows.append({
@@ -908,6 +934,9 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
         steps = [step for row in behind for step in _coverage_steps(ctx, row)]
         text = "; ".join(f"{r['binding']} lacks {', '.join(r['missing'])}"
                          + "".join(_moved_text(ctx, r, m) for m in r.get("moved_to") or [])
+                         + (f" ({', '.join(_row_stragglers(ctx, r))}, which its pods still on pod identity run "
+                            f"as, names no client id; only {', '.join(r['service_accounts'])} moved)"
+                            if _row_stragglers(ctx, r) else "")
                          + (f" (its client id is annotated on {', '.join(_row_other_workloads(ctx, r))}, "
                             "which another workload's pods run as, not its own)" if _row_other_workloads(ctx, r) else "")
                          + (" (its managed identity is deleted: its AzureIdentity's resourceID is not there, or holds "
@@ -959,7 +988,7 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
         wanted = str(row["selector"]).strip().lower()
         legacy = [p for p in ctx.facts.legacy_pods.items
                   if str((p.get("labels") or {}).get(POD_IDENTITY_LABEL)).strip().lower() == wanted]
-    accounts = [tuple(ref.split("/", 1)) for ref in row["service_accounts"]] or sorted(
+    accounts = [tuple(ref.split("/", 1)) for ref in _row_stragglers(ctx, row) or row["service_accounts"]] or sorted(
         {(p["namespace"], p["service_account"]) for p in legacy}) or [(namespace, "<service-account>")]
     binding = next((b for b in ctx.facts.azure_identity_bindings.items
                     if f"{b['namespace']}/{b['name']}" == row["binding"]), {})

@@ -1047,3 +1047,35 @@ def test_pods_stranded_by_deleting_the_crds_are_moved_with_the_add_ons_client_id
         p["labels"]["azure.workload.identity/use"] = "true"
         p["token_audiences"] = ["api://AzureADTokenExchange"]
     assert bindings_migrated(MigrationContext(facts, cluster, AZURE)).status == PASS
+
+
+def test_a_half_moved_selector_is_not_migrated_while_another_workloads_pods_still_use_pod_identity() -> None:
+    """By hand in the lab: finance's backend moved (backend-sa annotated, federated, its pods injected), and a second
+    Deployment, backend-cron, labelled aadpodidbinding=backend under finance/default. The row said "migrated", so
+    the printed deletes would take backend-cron's identity away. Now it lacks service_account, credential and pods
+    for finance/default, and the fix (pasted in the lab: the row then migrated) annotates that ServiceAccount, not
+    backend-sa again."""
+    facts, cluster = leftover()
+    facts.legacy_pods.items.append(pod("finance", "backend-cron-1", "default", {"aadpodidbinding": "backend"},
+                                       ("Deployment", "backend-cron")))
+    row = next(r for r in coverage_rows(facts, ISSUER) if r["binding"] == "finance/backend-binding")
+    assert not row["migrated"]
+    assert row["missing"] == ["service_account", "federated_credential", "labelled_pods"]
+    finding = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                   if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
+    assert "finance/default, which its pods still on pod identity run as, names no client id" in finding.message
+    fixes = finding.fix_lines()
+    assert (f"kubectl annotate serviceaccount -n finance default azure.workload.identity/client-id={CLIENT_BACKEND} "
+            "--overwrite") in fixes
+    assert not any("annotate serviceaccount -n finance backend-sa" in line for line in fixes)
+    assert any("--subject system:serviceaccount:finance:default" in line for line in fixes)
+    assert any("deployment/backend-cron -n finance --type merge" in line for line in fixes)
+    # done as printed: the ServiceAccount annotated and federated, new pods injected: migrated
+    facts.service_accounts.items.append({"namespace": "finance", "name": "default", "client_id": CLIENT_BACKEND})
+    facts.identities[CLIENT_BACKEND] = managed_identity("myWorkloadId", CLIENT_BACKEND, [
+        "system:serviceaccount:finance:backend-sa", "system:serviceaccount:finance:default"])
+    cron = facts.legacy_pods.items[-1]
+    cron["labels"]["azure.workload.identity/use"] = "true"
+    cron |= {"token_audiences": ["api://AzureADTokenExchange"], "client_ids": [CLIENT_BACKEND]}
+    facts.labelled_pods.items.append(dict(cron))
+    assert next(r for r in coverage_rows(facts, ISSUER) if r["binding"] == "finance/backend-binding")["migrated"]
