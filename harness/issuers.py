@@ -3,7 +3,8 @@
 Entra compares a federated credential's issuer with the token's ``iss`` exactly (case and trailing slash
 included), and AKS issuers end in ``/``. A credential may still name this cluster under another spelling:
 
-- its **twin**: the same URL but for the trailing slash, or for case -- it never matches a token;
+- its **twin**: the same URL but for the trailing slash, for case, or for whitespace around it -- it never
+  matches a token;
 - an **older** issuer of this cluster: AKS clusters once showed ``https://oidc.prod-aks.azure.com/<guid>/``
   where they now show ``https://<region>.oic.prod-aks.azure.com/<tenant>/<guid>/`` (the same cluster GUID;
   reference azure-workload-identity.md §6, from AWI's troubleshooting.md), or an issuer harness.yaml lists
@@ -35,7 +36,10 @@ def older_issuers(issuer: str, previous: Iterable[str] = ()) -> list[str]:
 
 
 def _key(url: str) -> str:
-    return url.rstrip("/").lower()
+    # whitespace around it too: an issuer read with `az aks show ... -o tsv` in Git Bash or WSL keeps the CR of
+    # az's CRLF line end (Azure/azure-cli#24140, #33385), which the credential then holds (unverified whether
+    # Graph and ARM refuse such an issuer; when they keep it, Entra never matches it)
+    return url.strip().rstrip("/").lower()
 
 
 def issuer_relation(candidate: str | None, issuer: str | None, previous: Iterable[str] = ()) -> str | None:
@@ -55,6 +59,8 @@ def issuer_relation(candidate: str | None, issuer: str | None, previous: Iterabl
 
 def spelling_difference(candidate: str, issuer: str) -> str:
     """Why a TWIN does not match, in words."""
+    if candidate != candidate.strip():
+        return "it has whitespace around it (a line end copied with the URL?)"
     if candidate.rstrip("/") == issuer.rstrip("/"):
         return "it differs only by the trailing slash"
     return "it differs only by case (Entra compares issuers case-sensitively)"

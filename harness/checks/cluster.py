@@ -991,6 +991,8 @@ def _webhook_replicas_short(message: str, evidence: dict[str, Any], steps: list[
 
 
 def slash_hint(got: str, want: str) -> str:
+    if got != got.strip() and got.strip().rstrip("/") == want.rstrip("/"):
+        return " (it has whitespace around it: a line end copied with the URL?)"
     if got.rstrip("/") == want.rstrip("/"):
         return " (they differ only by the trailing slash)"
     if got.lower() == want.lower():

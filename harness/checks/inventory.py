@@ -756,7 +756,7 @@ def no_old_issuers(ctx: InventoryContext) -> Outcome:
         }.get(str(credential.relation), "another cluster's issuer")
         cases.append(
             f"{credential.name} on {short(credential.identity)} for {credential.service_account} names "
-            f"{credential.issuer} ({why})"
+            f"{values.printable(credential.issuer, 300)} ({why})"
         )
         items.append({**credential.row(label(credential.identity), True), "why": why})
         if credential.relation in (TWIN, OLDER):

@@ -276,3 +276,21 @@ def test_the_namesakes_of_a_live_app_are_read_only_when_it_has_no_credential_for
     facts = IdentityFacts(configured=True)
     assert collect_application(graph, CLIENT, facts, SUBJECT)  # type: ignore[arg-type]
     assert facts.namesakes == [] and not any("displayName" in path for path in asked)
+
+
+def test_an_issuer_with_the_line_end_of_az_tsv_is_this_issuers_twin_updated_in_place() -> None:
+    """ISSUER=$(az aks show ... --query oidcIssuerProfile.issuerUrl -o tsv) in Git Bash or WSL keeps az's CR
+    (Azure/azure-cli#24140, #33385); the credential made with it (here PATCHed through az rest) names the issuer
+    and a CR. federation.credential called it 'another cluster's issuer' and printed a create beside it, 'delete
+    it only if no cluster uses it'. It is this issuer's twin: updated in place, and said so."""
+    from harness.issuers import TWIN, issuer_relation, spelling_difference
+    assert issuer_relation(ISSUER + "\r", ISSUER) == TWIN and issuer_relation(f" {ISSUER}", ISSUER) == TWIN
+    assert "whitespace around it" in spelling_difference(ISSUER + "\r", ISSUER)
+    facts = application(fics=[{"name": "kube", "issuer": ISSUER + "\r", "subject": SUBJECT, "audiences": [AUDIENCE]}])
+    outcome = federated_credential(context_with(facts))
+    (finding,) = outcome.findings
+    assert finding.code == "FIC_ISSUER_MISMATCH" and "whitespace around it" in outcome.message
+    assert "another cluster" not in outcome.message
+    (line,) = finding.fix_lines()
+    assert line.startswith(f"az ad app federated-credential update --id {CLIENT} --federated-credential-id kube ")
+    assert json.loads(shlex.split(line)[-1])["issuer"] == ISSUER

@@ -989,3 +989,17 @@ def test_a_name_several_identities_have_is_annotated_with_the_one_that_trusts_th
     assert lines[1:3] == [f"#   managed identity {first['resource_id']}: client id {ORDERS_ID}",
                           f"#   managed identity {second['resource_id']}: client id {APP_ID}"]
     assert "client-id=<client-id>" in lines[3]
+
+
+def test_an_issuer_with_a_line_end_is_this_issuers_twin_printed_escaped() -> None:
+    """A credential whose issuer carries the CR of az's `-o tsv` line end (Git Bash, WSL): FIC_OLD_ISSUER named it
+    'another cluster's issuer' (no delete, 'may still serve that cluster') and printed the CR raw, which sends a
+    terminal's cursor back to the start of the line. It is this issuer's twin, shown escaped, deleted and made
+    again."""
+    facts = healthy()
+    backend(facts).federated_credentials = [
+        credential("fed-cred-backend", "system:serviceaccount:finance:backend-sa", issuer=ISSUER + "\r")]
+    old = findings(run(facts))["FIC_OLD_ISSUER"]
+    assert "this issuer's twin: it has whitespace around it" in old.message and "\r" not in old.message
+    assert f"{ISSUER}\\r" in old.message
+    assert [w[3] for w in words(old) if w] == ["delete", "create"]
