@@ -779,6 +779,24 @@ def _row_stragglers(ctx: MigrationContext, row: dict[str, Any]) -> list[str]:
     return _stragglers(row["service_accounts"], row.get("moved_to") or [], bound)
 
 
+def _resource_elsewhere(ctx: MigrationContext, row: dict[str, Any]) -> str | None:
+    """The managed identity an MSI AzureIdentity's resourceID names when it is not the one holding its clientID:
+    MIC assigns the resourceID's identity to the nodes (pkg/mic/mic.go appendToAddListForNode(id.Spec.ResourceID)),
+    while NMI asks IMDS for the clientID's token (pkg/nmi/standard.go GetTokens: azureID.Spec.ClientID), so its pods
+    had the clientID's identity only on nodes where another binding had assigned it. None when they agree."""
+    if row["identity_type"] == 1 or row["azure_identity"] is None:
+        return None
+    spec = next((i.get("spec") or {} for i in ctx.facts.azure_identities.items
+                 if f"{i['namespace']}/{i['name']}" == row["azure_identity"]), {})
+    named = str(spec.get("resourceID") or "")
+    looked = ctx.facts.identities.get(str(row["client_id"]).lower())
+    if (looked is None or looked.kind != "managed_identity" or not looked.resource_id
+            or "/userassignedidentities/" not in named.lower()
+            or named.rstrip("/").lower() == looked.resource_id.rstrip("/").lower()):
+        return None
+    return named.rstrip("/").rsplit("/", 1)[-1]
+
+
 def _row_other_workloads(ctx: MigrationContext, row: dict[str, Any]) -> list[str]:
     bound = [p for p in ctx.facts.legacy_pods.items if f"{p['namespace']}/{p['name']}" in row["legacy_pods"]]
     return _other_workloads(row["service_accounts"], row.get("moved_to") or [], bound)
@@ -934,6 +952,10 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
         steps = [step for row in behind for step in _coverage_steps(ctx, row)]
         text = "; ".join(f"{r['binding']} lacks {', '.join(r['missing'])}"
                          + "".join(_moved_text(ctx, r, m) for m in r.get("moved_to") or [])
+                         + (f" (its AzureIdentity's resourceID names {_resource_elsewhere(ctx, r)}, not {r['identity']}, "
+                            "which holds its clientID: MIC assigned the first to the nodes, NMI asked IMDS for the "
+                            "second, so its pods had it only where another binding assigned it; the fix uses the "
+                            "clientID's)" if _resource_elsewhere(ctx, r) else "")
                          + (f" ({', '.join(_row_stragglers(ctx, r))}, which its pods still on pod identity run "
                             f"as, names no client id; only {', '.join(r['service_accounts'])} moved)"
                             if _row_stragglers(ctx, r) else "")

@@ -1079,3 +1079,20 @@ def test_a_half_moved_selector_is_not_migrated_while_another_workloads_pods_stil
     cron |= {"token_audiences": ["api://AzureADTokenExchange"], "client_ids": [CLIENT_BACKEND]}
     facts.labelled_pods.items.append(dict(cron))
     assert next(r for r in coverage_rows(facts, ISSUER) if r["binding"] == "finance/backend-binding")["migrated"]
+
+
+def test_an_azure_identity_whose_resource_id_names_another_identity_than_its_client_id_says_which_one_the_pods_had() -> None:
+    """By hand in the lab: AzureIdentity wrongid/wrong-identity with paymentsId's clientID and reportsId's
+    resourceID. MIC assigns the resourceID's identity to the nodes, NMI asks IMDS for the clientID's token: the
+    row's fix moves the workload to paymentsId (the clientID's) without a word about reportsId. Now the row names
+    the mismatch; an AzureIdentity whose two ids agree says nothing."""
+    facts, cluster = leftover()
+    facts.azure_identities.items[1]["spec"]["resourceID"] = MI_ID + "reportsId"
+    finding = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                   if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
+    assert "its AzureIdentity's resourceID names reportsId, not paymentsId, which holds its clientID" in finding.message
+    assert any("--identity-name paymentsId" in line for line in finding.fix_lines())
+    facts.azure_identities.items[1]["spec"]["resourceID"] = (MI_ID + "paymentsId").upper()
+    finding = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                   if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
+    assert "resourceID names" not in finding.message
