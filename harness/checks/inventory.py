@@ -242,12 +242,13 @@ def _update(credential: Credential, issuer: str, subject: str | None = None) -> 
 
 def _case_twin(ctx: InventoryContext, identity: InventoryIdentity, ref: str) -> Credential | None:
     """A credential of ``identity`` for this issuer whose subject names ``ref`` (NS/SA) in other letter case
-    (``system:serviceaccount:web:Web-sa``): Entra matches subjects case-sensitively and refuses the token
-    (AADSTS7002138), and no ServiceAccount can be named so (Kubernetes names are lower case)."""
+    (``system:serviceaccount:web:Web-sa``), or with whitespace after it (a line end pasted with it): Entra
+    matches subjects exactly and refuses the token (AADSTS7002138, AADSTS700213), and no ServiceAccount can be
+    named so (Kubernetes names are lower-case DNS names). The workload's own check updates it in place too."""
     for credential in ctx.credentials:
         named = credential.service_account
         if (credential.identity is identity and credential.relation == EXACT and named and named != ref
-                and named.lower() == ref.lower()):
+                and named.strip().lower() == ref.lower()):
             return credential
     return None
 
@@ -626,9 +627,12 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
         confirmed = ctx.configured.get(ref) == identity.client_id.lower()
         twin = None if mine else _case_twin(ctx, identity, ref)
         if twin is not None:  # its subject mistyped in case only: corrected in place, as the workload's fix does
-            cases.append(f"{ref} -> {short(identity)} (credential {twin.name} has subject {twin.subject!r}, which "
-                         f"differs only in letter case: Entra matches subjects case-sensitively): "
-                         f"{_refusal(ctx, identity, False, case=True)}")
+            spaced = twin.subject != twin.subject.strip()
+            how = ("has whitespace around it (a line end pasted with it?): Entra matches subjects exactly"
+                   if spaced else "differs only in letter case: Entra matches subjects case-sensitively")
+            cases.append(f"{ref} -> {short(identity)} (credential {twin.name} has subject "
+                         f"{twin.subject!r}, which {how}): "
+                         f"{_refusal(ctx, identity, False, case=not spaced)}")
             items.append({"service_account": ref, "identity": label(identity), "client_id": identity.client_id,
                           "case_twin": twin.name, "expected": {"issuer": issuer, "subject": subject_of(
                               sa["namespace"], sa["name"]), "audiences": [TOKEN_AUDIENCE]}})

@@ -331,6 +331,24 @@ def test_a_subject_mistyped_in_letter_case_is_corrected_in_place_not_called_an_o
     assert "system:serviceaccount:finance:backend-sa" in " ".join(command) and wrong not in " ".join(command)
 
 
+@pytest.mark.parametrize("spaced", ["system:serviceaccount:finance:backend-sa\n", "system:serviceaccount:finance:backend-sa\r"])
+def test_a_subject_with_a_line_end_is_corrected_in_place_not_called_an_orphan(spaced: str) -> None:
+    """By hand in the lab: an app's credential subject PATCHed (az rest) to the ServiceAccount's plus a line end.
+    The workload's FIC_SUBJECT_MISMATCH updated it in place ('equal but for whitespace'); the inventory's
+    SA_WITHOUT_FIC created a second one under a new name, and FIC_ORPHANED called 'finance/backend-sa\\n' a
+    ServiceAccount that can exist no more: two findings and one more of 20 credentials for one typo. Now one
+    finding, the workload's update, AADSTS700213 (AADSTS7002138 is for letter case alone)."""
+    facts = healthy()
+    backend(facts).federated_credentials = [credential("fed-cred-backend", spaced)]
+    found = findings(run(facts))
+    assert set(found) == {"SA_WITHOUT_FIC"}, set(found)
+    message = found["SA_WITHOUT_FIC"].message
+    assert "has whitespace around it" in message and "AADSTS700213 (subject)" in message and "\n" not in message
+    [command] = words(found["SA_WITHOUT_FIC"])
+    assert "update" in command and "create" not in command and spaced not in command
+    assert command[command.index("--subject") + 1] == "system:serviceaccount:finance:backend-sa"
+
+
 def test_a_deleted_application_made_again_is_annotated_and_the_restore_is_the_other_way() -> None:
     """The annotated app deleted and another made with a credential for the ServiceAccount: the annotation is set
     to the one that trusts it; the restore of the deleted one is printed as comments, the other way."""
