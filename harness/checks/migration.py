@@ -1136,6 +1136,12 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
             else:
                 steps.append(fix.federated_credential("create", resource_id, fix.fic_name(ns, sa), issuer, subject))
     if MISSING_PODS in row["missing"]:
+        on_account = sorted(f"{sa['namespace']}/{sa['name']}" for sa in ctx.facts.service_accounts.items
+                            if sa.get("use_label") and (sa["namespace"], sa["name"]) in set(accounts))
+        if on_account:
+            steps.append(advice(f"{', '.join(on_account)} carries the {USE_LABEL} label, which the webhook does not "
+                                "read there (since v1.0 its objectSelector matches pods' own labels): it belongs on "
+                                "the pod template"))
         if MISSING_CREDENTIAL in row["missing"] or credential_unknown:
             steps.append(advice("then, once the credential exists (a labelled pod exchanges its token with Entra "
                                 "from its next start):"))

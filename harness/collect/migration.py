@@ -242,7 +242,10 @@ def _service_account(obj: dict[str, Any]) -> dict[str, Any] | None:
     client_id = ((obj.get("metadata") or {}).get("annotations") or {}).get(CLIENT_ID_ANNOTATION)
     if client_id is None:
         return None
-    return {**_meta(obj), "client_id": values.shorten(str(client_id), 200)}
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    # the use label on the ServiceAccount (the pre-1.0 place): the webhook's objectSelector reads pods' labels only
+    return {**_meta(obj), "client_id": values.shorten(str(client_id), 200),
+            **({"use_label": True} if labels.get(USE_LABEL) == "true" else {})}
 
 
 def identity_client_id(identity: IdentityFacts) -> str | None:

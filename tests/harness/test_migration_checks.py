@@ -1096,3 +1096,25 @@ def test_an_azure_identity_whose_resource_id_names_another_identity_than_its_cli
     finding = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
                    if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED")
     assert "resourceID names" not in finding.message
+
+
+def test_the_use_label_put_on_the_service_account_is_named_where_the_pods_lack_it() -> None:
+    """By hand in the lab: payments-sa annotated, federated and labelled azure.workload.identity/use=true (the
+    place pre-1.0 docs gave it); payments-worker unlabelled. The row lacked labelled_pods with no word on why the
+    label did nothing. Now the fix says the webhook reads it on pods only; the collector records it."""
+    from harness.collect.migration import _service_account
+
+    facts, cluster = leftover()
+    sa = _service_account({"metadata": {"namespace": "payments", "name": "payments-sa",
+                                        "labels": {"azure.workload.identity/use": "true"},
+                                        "annotations": {"azure.workload.identity/client-id": CLIENT_PAYMENTS}}})
+    assert sa is not None and sa["use_label"] is True
+    facts.service_accounts.items.append(sa)
+    fixes = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                 if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
+    assert any(line.startswith("# payments/payments-sa carries the azure.workload.identity/use label, which the "
+                               "webhook does not read there") for line in fixes)
+    facts.service_accounts.items[-1].pop("use_label")
+    fixes = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
+                 if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
+    assert not any("carries the azure.workload.identity/use label" in line for line in fixes)
