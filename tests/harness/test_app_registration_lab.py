@@ -409,6 +409,35 @@ def test_a_credential_made_on_the_wrong_app_is_made_on_the_app_harness_yaml_name
     assert document["verdict"] == "pass", not_passing(checks)
 
 
+def test_the_annotation_naming_the_other_of_two_same_named_apps_is_moved_back(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """A second app registration under the workload's app's display name (az rest POST .../applications; az ad
+    app create under a taken name patches the first), its service principal, and the ServiceAccount annotated
+    with its appId (what ``az ad app list --display-name ... --query [0].appId`` may give), harness.yaml naming
+    no client id. FIC_MISSING printed a credential create on that app (its exchange then works, with none of the
+    roles) while the inventory moved the annotation; now the workload's finding names the other app and moves
+    the annotation, and the run passes after the paste."""
+    graph = running_lab.info()["endpoints"]["graph"]
+    body = json.dumps({"displayName": f"{healthy.namespace}-app"})
+    twin = shell.must(f"az rest --method POST --url {graph}/v1.0/applications --body {shlex.quote(body)} "
+                      "--query appId -o tsv").strip()
+    try:
+        shell.must(f"az ad sp create --id {twin} -o none --only-show-errors",
+                   f"kubectl annotate serviceaccount -n {healthy.namespace} {healthy.service_account} "
+                   f"{CLIENT_ID}={twin} --overwrite")
+        _, _, entry = run(tmp_path, healthy.config_without_client_id, healthy.ref)
+        first = entry["findings"][0]
+        assert first["code"] == "FIC_MISSING", [f["code"] for f in entry["findings"]]
+        assert f"appId {healthy.app.app_id}, has one" in first["message"]
+        assert not [line for line in first["remediation"] if line.startswith("az ")]
+        paste(shell, first)
+        _, checks, entry = run(tmp_path, healthy.config_without_client_id, healthy.ref)
+        assert entry["verdict"] == "pass", not_passing(checks)
+    finally:
+        shell.must(f"az ad app delete --id {twin}")
+
+
 def test_a_subject_mistyped_in_case_is_corrected_in_place_by_the_run_and_the_workload_alike(
     healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
 ) -> None:
