@@ -420,6 +420,13 @@ def components_removed(ctx: MigrationContext) -> Outcome:
                 steps.append(step)
         where = ", ".join(f"{c['kind']} {c['namespace']}/{c['name']} ({c['ready']}/{c['desired']} ready)"
                           for c in found)
+        gone = (component == "nmi" and not ctx.facts.azure_pod_identity_exceptions.served
+                and ctx.facts.azure_pod_identity_exceptions.error is None
+                and not ctx.facts.azure_identity_bindings.served and ctx.facts.azure_identity_bindings.error is None)
+        # NMI answers a pod from its AzurePodIdentityExceptions and AzureAssignedIdentities (pkg/nmi/server/server.go):
+        # with the CRDs deleted there are none, so it can give no intercepted pod a token, AKS add-ons included
+        where += ("; its CRDs are deleted, so it finds no exception and no assigned identity for any pod: every IMDS "
+                  "token request it intercepts but MIC's fails, the AKS add-ons' too, until it is uninstalled") if gone else ""
         leftovers.append(_finding(ctx, code, f"aad-pod-identity's {what} is still deployed: {where}",
                                   {"components": [e for e in evidence["components"] if e["component"] == component]},
                                   steps))

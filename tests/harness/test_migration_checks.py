@@ -1118,3 +1118,21 @@ def test_the_use_label_put_on_the_service_account_is_named_where_the_pods_lack_i
     fixes = next(f for f in bindings_migrated(MigrationContext(facts, cluster, AZURE)).findings
                  if f.code == "POD_IDENTITY_BINDING_NOT_MIGRATED").fix_lines()
     assert not any("carries the azure.workload.identity/use label" in line for line in fixes)
+
+
+def test_nmi_left_running_after_its_crds_were_deleted_is_said_to_answer_no_pod() -> None:
+    """By hand in the lab: kubectl delete crd for the four kinds while NMI ran. NMI answers an intercepted pod from
+    its exceptions or its assigned identities; with the CRDs gone it has neither, so the AKS add-ons' IMDS requests
+    fail too. POD_IDENTITY_NMI_INSTALLED now says so; with the CRDs in place it does not."""
+    facts, cluster = leftover()
+    nmi = next(f for f in components_removed(MigrationContext(facts, cluster, AZURE)).findings
+               if f.code == "POD_IDENTITY_NMI_INSTALLED")
+    assert "its CRDs are deleted" not in nmi.message
+    facts.crds.items = []
+    for listed in (facts.azure_identities, facts.azure_identity_bindings, facts.azure_pod_identity_exceptions,
+                   facts.azure_assigned_identities):
+        listed.served, listed.items = False, []
+    nmi = next(f for f in components_removed(MigrationContext(facts, cluster, AZURE)).findings
+               if f.code == "POD_IDENTITY_NMI_INSTALLED")
+    assert "its CRDs are deleted, so it finds no exception and no assigned identity for any pod" in nmi.message
+    assert "helm uninstall -n kube-system aad-pod-identity" in nmi.fix_lines()
