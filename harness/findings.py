@@ -333,7 +333,7 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "SA_ANNOTATION_IS_PRINCIPAL_ID", "serviceaccount", "error",
         "The client-id annotation holds the identity's principal (object) id, or its app registration's object "
-        "id, not its client id.",
+        "id, not its client id (Entra: AADSTS700016, no application with that identifier).",
         "Annotate with the identity's clientId (an app registration's appId).",
         "fault:principal-id-annotated",
         "test:tests/harness/test_app_registration_lab.py::test_the_app_registrations_object_id_annotated_is_name"
@@ -751,7 +751,9 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "IDENTITY_TENANT_MISMATCH", "identity", "warning",
-        "The identity lives in another tenant than expected.",
+        "The identity lives in another tenant than expected (the exchange at the tenant the pods are given: "
+        "AADSTS700016, the application is not in that directory, or AADSTS90002 for a tenant that does not "
+        "exist).",
         "Annotate azure.workload.identity/tenant-id with the identity's tenant.",
         no_lab_fault="the lab has one tenant",
     ),
@@ -1191,7 +1193,8 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "SA_CLIENT_ID_UNKNOWN", "inventory", "error|warning",
-        "An annotated client id belongs to no identity the harness can see.",
+        "An annotated client id belongs to no identity the harness can see (Entra: AADSTS700016 when none "
+        "exists).",
         "Annotate with an existing identity's client id.",
         "unit:tests/harness/test_inventory_checks.py::test_an_unknown_client_id",
         no_lab_fault="not yet in the inventory's lab tests",

@@ -235,3 +235,15 @@ def test_a_credential_fix_names_the_app_registrations_command_beside_the_managed
     group and name: an app's credentials are Microsoft Graph's, made with az ad app federated-credential."""
     fix = BY_CODE[code].fix
     assert "az identity federated-credential" in fix and "az ad app federated-credential" in fix and "<appId>" in fix
+
+
+def test_aadsts700016_names_the_object_id_annotated_and_the_other_tenant(capsys: pytest.CaptureFixture[str]) -> None:
+    """'AADSTS700016: Application with identifier ... was not found in the directory' in the app's log, after the
+    ServiceAccount was annotated with the app registration's object id (its 'Object ID' beside its 'Application
+    (client) ID' in the portal): python -m harness findings AADSTS700016 printed IDENTITY_NOT_FOUND alone, not
+    SA_ANNOTATION_IS_PRINCIPAL_ID, that very mistake, nor the annotated tenant that is not the app's."""
+    from harness.cli import main
+
+    assert main(["findings", "AADSTS700016"]) == 0
+    printed = [line.split(" ")[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert printed[:3] == ["SA_ANNOTATION_IS_PRINCIPAL_ID", "IDENTITY_NOT_FOUND", "IDENTITY_TENANT_MISMATCH"]
