@@ -90,6 +90,9 @@ class ClusterFacts:
     webhook_cert_unmountable: list[WebhookPodNotStarted] = field(default_factory=list)
     # namespace -> azure-wi-webhook-config's AZURE_TENANT_ID and AZURE_ENVIRONMENT (what NewPodMutator reads at start)
     webhook_config: dict[str, dict[str, str]] = field(default_factory=dict)
+    # the NetworkPolicies (name, namespace, spec) of the namespaces the webhook runs in, which may drop the API
+    # server's calls to it; None: not read (the harness may not list them)
+    webhook_network_policies: list[dict[str, Any]] | None = None
     kube_discovery: Fetched | None = None  # the API server's /.well-known/openid-configuration
     arm_cluster: Fetched | None = None  # the managedClusters resource, when Azure is configured
     issuer_url: str | None = None

@@ -220,3 +220,74 @@ def rule_target(pod: PodFacts | None, names: list[str], avoid: list[str] | None 
 def rules_open_dns(rules: list[dict[str, Any]]) -> bool:
     """Whether any of these egress rules lets DNS queries out (UDP 53)."""
     return any(_opens_dns(rule) for rule in rules)
+
+
+# the webhook's serving port: the chart's and the add-on's container port "webhook-server" (the Service's
+# targetPort 9443, Azure/azure-workload-identity charts/workload-identity-webhook values.yaml service.targetPort)
+WEBHOOK_PORT_NAME, WEBHOOK_PORT = "webhook-server", 9443
+
+
+@dataclass
+class WebhookIngressBlock:
+    """NetworkPolicies that isolate the webhook's pods for ingress and of which no rule opens its serving port to
+    anyone: the API server's calls to it are dropped (Azure/azure-workload-identity#611)."""
+
+    namespace: str
+    policies: list[dict[str, Any]]  # name, spec: the isolating policies
+    port: int
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(str((p.get("metadata") or {}).get("name")) for p in self.policies)
+
+
+def _serving_port(deployment: dict[str, Any]) -> int:
+    for container in ((deployment.get("spec") or {}).get("template") or {}).get("spec", {}).get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") == WEBHOOK_PORT_NAME and isinstance(port.get("containerPort"), int):
+                return int(port["containerPort"])
+    return WEBHOOK_PORT
+
+
+def _ingress_port_may_open(rule: dict[str, Any], port: int) -> bool:
+    """Whether an ingress rule may admit a connection to ``port`` over TCP, whatever its peers (not judged: which
+    address the control plane calls from is not known): the port by number or range, its name, or no ports."""
+    entries = rule.get("ports") or []
+    if not entries:
+        return True
+    for entry in entries:
+        if str(entry.get("protocol") or "TCP").upper() != "TCP":
+            continue
+        first, last = entry.get("port"), entry.get("endPort")
+        if first is None or first == WEBHOOK_PORT_NAME:
+            return True
+        if isinstance(first, int) and (first == port or (isinstance(last, int) and first <= port <= last)):
+            return True
+    return False
+
+
+def webhook_ingress_blocks(facts: ClusterFacts) -> list[WebhookIngressBlock]:
+    """Per namespace the webhook runs in: the policies that isolate its pods (its Deployment's pod template labels)
+    for ingress when none of their rules may admit its serving port; empty when one may, none isolates them or
+    they were not read."""
+    if facts.webhook_network_policies is None:
+        return []
+    blocks: list[WebhookIngressBlock] = []
+    for deployment in facts.webhook_deployments:
+        namespace = str((deployment.get("metadata") or {}).get("namespace") or "")
+        labels = (((deployment.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if not namespace or any(b.namespace == namespace for b in blocks):
+            continue
+        port = _serving_port(deployment)
+        isolating = [p for p in facts.webhook_network_policies if _isolates_ingress(p, namespace, labels)]
+        if isolating and not any(_ingress_port_may_open(rule or {}, port)
+                                 for p in isolating for rule in (p.get("spec") or {}).get("ingress") or []):
+            blocks.append(WebhookIngressBlock(namespace, isolating, port))
+    return blocks
+
+
+def _isolates_ingress(policy: dict[str, Any], namespace: str, labels: dict[str, str]) -> bool:
+    spec = policy.get("spec") or {}
+    types = spec.get("policyTypes") or ["Ingress", *(["Egress"] if spec.get("egress") else [])]
+    return ((policy.get("metadata") or {}).get("namespace") == namespace and "Ingress" in types
+            and selector_matches(spec.get("podSelector"), labels))

@@ -50,6 +50,7 @@ from harness.checks.live_pods import (
     unskip_repair,
 )
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
+from harness.checks.network_policies import WebhookIngressBlock, webhook_ingress_blocks
 from harness.checks.podspec import (
     all_token_audiences,
     annotation,
@@ -187,14 +188,19 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
         short = _short_webhook_timeout(ctx) if _TIMED_OUT_RE.search(cause) else None
         if short is not None:
             evidence["timeoutSeconds"] = short[2]
+        dropped = next((b for b in webhook_ingress_blocks(ctx.cluster) if b.namespace == namespace), None) \
+            if _TIMED_OUT_RE.search(cause) else None
+        if dropped is not None:
+            evidence["webhook_ingress_policies"] = dropped.names
         finding = Finding(
             "WEBHOOK_UNAVAILABLE",
             ERROR,
             "webhook",
             "the API server cannot reach the workload identity webhook, so labelled pods are refused"
-            + (f": {cause}" if cause else "") + (_timeout_said(short) if short else ""),
+            + (f": {cause}" if cause else "") + (_timeout_said(short) if short else "")
+            + (_ingress_block_said(dropped) if dropped else ""),
             evidence,
-            [
+            _webhook_ingress_fixes(dropped) if dropped else [
                 *(_timeout_back(short) if short else []),
                 fix.kubectl("-n", fix.namespace_or(namespace), "get", "pods", "-l",
                             "azure-workload-identity.io/system=true"),
@@ -265,6 +271,44 @@ _REFUSAL_HINTS = {
     "NAMESPACE_TERMINATING": "the namespace is being deleted",
     "OTHER_WEBHOOK_UNAVAILABLE": "another admission webhook cannot be called",
 }
+
+
+def _ingress_dropped_under_ignore(ctx: WorkloadContext) -> WebhookIngressBlock | None:
+    """A NetworkPolicy that drops the API server's calls to the webhook while its failurePolicy is Ignore: each
+    call runs to its timeout and the pod is admitted unmutated."""
+    hooks = [hook for _, _, hook in _workload_identity_webhooks(ctx)]
+    if not hooks or not all(hook.get("failurePolicy") == "Ignore" for hook in hooks):
+        return None
+    namespace, _ = webhook_service(ctx.cluster)
+    return next((b for b in webhook_ingress_blocks(ctx.cluster) if b.namespace == namespace), None)
+
+
+def _ingress_block_said(block: WebhookIngressBlock) -> str:
+    names = ", ".join(block.names)
+    several = len(block.names) > 1
+    return (f"; NetworkPolic{'ies' if several else 'y'} {names} in {block.namespace} isolate{'' if several else 's'} "
+            f"the webhook's pods for ingress and none of {'their' if several else 'its'} rules opens port "
+            f"{block.port}, so the API server's calls to it are dropped")
+
+
+def _webhook_ingress_fixes(block: WebhookIngressBlock) -> list[Step]:
+    """An ingress rule for the webhook's serving port added to one of the policies that isolate its pods (a pod
+    takes what any policy selecting it allows), from any address: which one the control plane calls from (AKS's
+    konnectivity agents, API server VNet integration) is the cluster's; the policy looked at first."""
+    policy = sorted(block.policies, key=lambda p: str((p.get("metadata") or {}).get("name")))[0]
+    name = str((policy.get("metadata") or {}).get("name"))
+    rule = {"ports": [{"protocol": "TCP", "port": block.port}]}
+    has_rules = bool((policy.get("spec") or {}).get("ingress"))
+    patch = [{"op": "add", "path": "/spec/ingress/-", "value": rule} if has_rules
+             else {"op": "add", "path": "/spec/ingress", "value": [rule]}]
+    namespace = fix.namespace_or(block.namespace)
+    return [
+        fix.kubectl("get", "networkpolicy", "-n", namespace, fix.object_or(name, "<policy>"), "-o", "yaml"),
+        advice(f"let the API server's calls in: an ingress rule for the webhook's port {block.port} (from any "
+               "address: where the control plane calls from is the cluster's), added to that policy:"),
+        fix.kubectl("patch", "networkpolicy", fix.object_or(name, "<policy>"), "-n", namespace, "--type",
+                    "json", "-p", json.dumps(patch, separators=(",", ":"))),
+    ]
 
 
 # ResourceQuota's "exceeded quota: <name>, requested: pods=1, used: pods=10, limited: pods=10" (object counts
@@ -919,6 +963,11 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
         reasons.append(f"the webhook's failurePolicy is Ignore{_timeout_said(short)}; under Ignore the API server "
                        "admits the pod unmutated when the call fails")
         evidence["timeoutSeconds"] = short[2]
+    dropped = _ingress_dropped_under_ignore(ctx) if not reasons and labels.get(USE_LABEL) == "true" else None
+    if dropped is not None:
+        reasons.append("the webhook's failurePolicy is Ignore" + _ingress_block_said(dropped)
+                       + "; under Ignore the API server admits the pod unmutated when the call fails")
+        evidence["webhook_ingress_policies"] = dropped.names
     existing = ctx.facts.pod is not None and ctx.facts.pod.existing
     works = not reasons and existing and labels.get(USE_LABEL) == "true" and _probe_mutated(ctx)
     if works:
@@ -942,6 +991,8 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
         remediation = label_repair(ctx)  # the webhook is there: the given pod never asked it (pod.labelled)
     elif down and code == "POD_NOT_MUTATED":
         remediation = [*_webhook_pods_back(ctx, webhook_namespace(ctx.cluster)), *restart_workload(ctx)]
+    elif dropped is not None and code == "POD_NOT_MUTATED":
+        remediation = [*_webhook_ingress_fixes(dropped), *restart_workload(ctx)]
     elif short and "timeoutSeconds" in evidence and code == "POD_NOT_MUTATED":
         remediation = [*_timeout_back(short), *restart_workload(ctx)]
     elif works:

@@ -135,6 +135,21 @@ def webhook_config(api: KubeApi, deployments: list[dict[str, Any]]) -> dict[str,
     return found
 
 
+def webhook_network_policies(api: KubeApi, deployments: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The NetworkPolicies (name, namespace, spec) of each namespace the webhook runs in: one isolating its pods
+    for ingress drops the API server's calls to it (Azure/azure-workload-identity#611). None when the harness may
+    not list them; an empty list when it read none."""
+    found: list[dict[str, Any]] = []
+    for namespace in _namespaces_of(deployments):
+        try:
+            policies = api.list_namespaced("networking.k8s.io", "v1", "networkpolicies", namespace)
+        except KubeError:
+            return None
+        found += [{"metadata": {"name": (p.get("metadata") or {}).get("name"), "namespace": namespace},
+                   "spec": p.get("spec") or {}} for p in policies]
+    return found
+
+
 def webhook_unscheduled(api: KubeApi, deployments: list[dict[str, Any]]) -> list[WebhookPodUnscheduled]:
     """Each of the webhook's pods whose PodScheduled condition is False, with the condition's reason and the
     scheduler's own words (a cordoned node, an untolerated taint). Best effort: a list the harness may not make

@@ -26,6 +26,7 @@ from harness.collect.kube import (
     collect_webhook,
     slim,
     webhook_cert_unmountable,
+    webhook_network_policies,
     webhook_config,
     webhook_not_started,
     webhook_unscheduled,
@@ -95,6 +96,7 @@ def collect_cluster(backend: Backend, config: HarnessConfig) -> ClusterFacts:
     facts.webhook_not_started = webhook_not_started(kube, deployments)
     facts.webhook_cert_unmountable = webhook_cert_unmountable(kube, deployments, facts.collected_at)
     facts.webhook_config = webhook_config(kube, deployments)
+    facts.webhook_network_policies = webhook_network_policies(kube, deployments)
     facts.kube_discovery = kube.openid_configuration()
     if backend.arm is not None and config.azure is not None:
         facts.arm_cluster = collect_managed_cluster(backend.arm, config.azure)

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from lab.kube import webhook, webhook_pods, webhook_tls
+from lab.kube import netpol, webhook, webhook_pods, webhook_tls
 from lab.kube.errors import ApiError
 from lab.kube.images import emulated_runner, parse_image
 from lab.kube.labelselector import matches as selector_matches
@@ -171,6 +171,21 @@ def _runs_webhook_image(lab: Lab, pod: Obj | None) -> bool:
     return False
 
 
+def _ingress_allowed(lab: Lab, pod: Obj, port: int) -> bool:
+    """Whether the NetworkPolicies of the webhook pod's namespace let the API server's call in (none enforced on a
+    cluster made without a NetworkPolicy engine)."""
+    from lab import egress  # lab.egress imports lab.kube; imported here, as it is needed
+
+    if not egress.enforced(lab):
+        return True
+    store = lab.kube.store
+    policies = list(store.objects.get((netpol.GROUP, netpol.PLURAL), {}).values())
+    ns_type = store.type_for("", "namespaces")
+    kube_system = (store.find(ns_type, "", "kube-system") if ns_type else None) or {}
+    labels = (kube_system.get("metadata") or {}).get("labels") or {}
+    return netpol.ingress_from_api_server_allowed(policies, pod, port, labels)
+
+
 def call(lab: Lab, hook: Obj, obj: Obj, namespace: str, get_service_account: webhook.ServiceAccountGetter) -> Obj:
     """Send the object to the webhook; the (maybe mutated) object, ApiError for a denial, CallError otherwise."""
     url = _url(hook)
@@ -188,6 +203,9 @@ def call(lab: Lab, hook: Obj, obj: Obj, namespace: str, get_service_account: web
             pod, pod_namespace = None, ns
         else:
             ip, number, pod = resolve(lab, ns, name, port)
+            if pod is not None and not _ingress_allowed(lab, pod, number):
+                # dropped, as a CNI drops what a NetworkPolicy does not allow: the API server waits out its timeout
+                raise CallError("context deadline exceeded")
             if not _runs_webhook_image(lab, pod) or number != WEBHOOK_SERVER_PORT or settings.mode == "down":
                 raise CallError(f"dial tcp {ip}:{number}: connect: connection refused")
             pod_namespace = str(((pod or {}).get("metadata") or {}).get("namespace") or ns)

@@ -105,3 +105,28 @@ def test_the_egress_fault_policy_allows_every_port_but_the_blocked_services() ->
     assert [port for port in ports if not netpol.egress_allowed([made], pod, "127.0.0.1", port)] == [2000, 2001]
     both = egress.fault_policy("app", ["arm", "kube"], ports)
     assert [port for port in ports if not netpol.egress_allowed([both], pod, "127.0.0.1", port)] == [1000, 65535]
+
+
+WEBHOOK_POD = {"metadata": {"name": "wh", "namespace": "kube-system",
+                            "labels": {"azure-workload-identity.io/system": "true"}},
+               "spec": {"containers": [{"name": "manager", "ports": [
+                   {"containerPort": 9443, "name": "webhook-server", "protocol": "TCP"}]}]}}
+KUBE_SYSTEM = {"kubernetes.io/metadata.name": "kube-system"}
+
+
+@pytest.mark.parametrize(("spec", "reaches"), [
+    ({"podSelector": {}, "policyTypes": ["Ingress"]}, False),  # default deny ingress (azure-workload-identity#611)
+    ({"podSelector": {}, "policyTypes": ["Egress"]}, True),
+    ({"podSelector": {"matchLabels": {"app": "other"}}, "policyTypes": ["Ingress"]}, True),
+    ({"podSelector": {}, "ingress": [{"ports": [{"port": 8095}]}]}, False),
+    ({"podSelector": {}, "ingress": [{"ports": [{"port": 9443}]}]}, True),
+    ({"podSelector": {}, "ingress": [{"ports": [{"port": "webhook-server"}]}]}, True),
+    ({"podSelector": {}, "ingress": [{"ports": [{"port": "metrics"}]}]}, False),
+    ({"podSelector": {}, "ingress": [{"from": [{"podSelector": {}}]}]}, False),  # pods only: not the API server
+    ({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}, True),
+    ({"podSelector": {}, "ingress": [{"from": [{"namespaceSelector": {"matchLabels": KUBE_SYSTEM}}]}]}, True),
+])
+def test_the_api_servers_call_to_a_webhook_pod_under_ingress_policies(spec: dict[str, Any], reaches: bool) -> None:
+    policies = [policy(spec, namespace="kube-system")]
+    assert netpol.ingress_from_api_server_allowed(policies, WEBHOOK_POD, 9443, KUBE_SYSTEM) is reaches
+    assert netpol.ingress_from_api_server_allowed([], WEBHOOK_POD, 9443, KUBE_SYSTEM)
