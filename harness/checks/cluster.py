@@ -570,12 +570,18 @@ def _uses_label(requirement: dict[str, Any]) -> bool:
             and "true" in (requirement.get("values") or []))
 
 
+def label_values(values: Any) -> str:
+    """A label selector requirement's values as kubectl prints a selector ("team in (finance,payments)"), not as a
+    Python list ("['finance', 'payments']")."""
+    return "(" + ",".join(str(v) for v in values) + ")" if isinstance(values, list) else str(values)
+
+
 def _extra_requirements(selector: dict[str, Any] | None) -> list[str]:
     """What an objectSelector requires beside the use label (the chart and add-on ship that label alone): each
     one a labelled pod must also meet, or the API server does not call the webhook for it."""
     selector = selector or {}
     extra = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items() if k != USE_LABEL]
-    extra += [f"{e.get('key')} {e.get('operator')}" + (f" {e['values']}" if e.get("values") else "")
+    extra += [f"{e.get('key')} {e.get('operator')}" + (f" {label_values(e['values'])}" if e.get("values") else "")
               for e in selector.get("matchExpressions") or [] if isinstance(e, dict) and not _uses_label(e)]
     return extra
 

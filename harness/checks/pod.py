@@ -31,6 +31,7 @@ from harness.checks.cluster import (
     ClusterContext,
     chart_install,
     enable_webhook,
+    label_values,
     object_selector_patches,
     webhook_configuration_name,
     webhook_namespace,
@@ -1156,7 +1157,7 @@ def _object_selector_unmet(ctx: WorkloadContext, labels: dict[str, Any]) -> list
             has = key in labels
             if ((op == "In" and labels.get(key) not in values) or (op == "NotIn" and has and labels[key] in values)
                     or (op == "Exists" and not has) or (op == "DoesNotExist" and has)):
-                unmet.append(f"{key} {op}" + (f" {values}" if values else ""))
+                unmet.append(f"{key} {op}" + (f" {label_values(values)}" if values else ""))
     return unmet
 
 
@@ -1186,13 +1187,13 @@ def _excluding_requirements(ctx: WorkloadContext) -> list[tuple[str, Step | None
             by_name = key == "kubernetes.io/metadata.name"
             where = (name, index, position, req)
             if op == "In" and value not in values:
-                out.append((f"it needs {key} in {values}, the namespace has "
+                out.append((f"it needs {key} in {label_values(values)}, the namespace has "
                             f"{value if has else 'no such label'}",
                             (_selector_patch(*where, "add", ctx.namespace) if position is not None else None)
                             if by_name else fix.kubectl("label", "namespace", ns, f"{key}={values[0]}",
                                                         "--overwrite"), by_name))
             elif op == "NotIn" and has and value in values:
-                out.append((f"the namespace's label {key}={value} is one it excludes ({key} NotIn {values})",
+                out.append((f"the namespace's label {key}={value} is one it excludes ({key} NotIn {label_values(values)})",
                             _selector_patch(*where, "drop", str(value)) if by_name
                             else fix.kubectl("label", "namespace", ns, f"{key}-"), by_name))
             elif op == "Exists" and not has:

@@ -241,7 +241,7 @@ AKS_SELECTOR = {"matchExpressions": [
     (AKS_SELECTOR, {"kubernetes.io/metadata.name": "finance", "control-plane": "true"},
      "control-plane=true is one it excludes", "kubectl label namespace finance control-plane-"),
     ({"matchLabels": {"wi": "on"}}, {"kubernetes.io/metadata.name": "finance"},
-     "it needs wi in ['on']", "# the webhook's namespaceSelector was edited"),  # then its restore, or the label
+     "it needs wi in (on)", "# the webhook's namespaceSelector was edited"),  # then its restore, or the label
     ({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["finance"]}]},
      {"kubernetes.io/metadata.name": "finance"}, "kubernetes.io/metadata.name NotIn", "# the webhook configuration"),
 ])
@@ -2316,7 +2316,7 @@ def test_an_object_selector_edited_by_hand_is_put_back_by_a_patch_not_a_reinstal
     assert outcome.status == FAIL
     if edited and "azure.workload.identity/use" in edited.get("matchLabels", {}):  # narrowed, not missing
         assert "also requires " in outcome.message and "not mutated" in outcome.message
-        assert ("team=finance" in outcome.message) != ("tier In ['web']" in outcome.message)
+        assert ("team=finance" in outcome.message) != ("tier In (web)" in outcome.message)
     lines = outcome.findings[0].fix_lines()
     assert not any(line.startswith(("helm upgrade", "az aks update")) for line in lines)
     patch = next(shlex.split(line) for line in lines if line.startswith("kubectl patch mutatingwebhookconfiguration"))
@@ -2335,7 +2335,7 @@ def test_a_labelled_pod_the_narrowed_object_selector_skips_is_named_with_the_pat
             "matchLabels": {"azure.workload.identity/use": "true"},
             "matchExpressions": [{"key": "team", "operator": "In", "values": ["finance"]}]}}]}]
     outcome = pod_mutated(ctx)
-    assert outcome.status == FAIL and "objectSelector also requires team In ['finance']" in outcome.message
+    assert outcome.status == FAIL and "objectSelector also requires team In (finance)" in outcome.message
     assert outcome.findings[0].fix_lines()[0].startswith("kubectl patch mutatingwebhookconfiguration azure-wi-webhook")
     pod["metadata"]["labels"]["team"] = "finance"  # meets it: the question of timing stands
     assert "was it created before the webhook was ready" in pod_mutated(ctx).message

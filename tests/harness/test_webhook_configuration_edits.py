@@ -114,7 +114,7 @@ def test_a_namespace_selector_edited_by_hand_is_named_with_its_restore_and_the_l
     edited = _unmutated({"matchExpressions": ENFORCER, "matchLabels": {"team": "payments"}}, {})
     assert "the webhook's namespaceSelector was edited (as installed it selects every namespace but those labelled " \
            "control-plane=true or kubernetes.azure.com/managedby=aks) and excludes namespace finance: it needs " \
-           "team in ['payments'], the namespace has no such label" in edited.message
+           "team in (payments), the namespace has no such label" in edited.message
     lines = edited.fix_lines()
     assert lines[0].startswith("# the webhook's namespaceSelector was edited") and "restore it" in lines[0]
     assert lines[1] == (f"kubectl patch mutatingwebhookconfiguration {MWC} --type json -p "
