@@ -222,7 +222,9 @@ CATALOGUE: tuple[Entry, ...] = (
         "another port than 9443: the Service's targetPort put back; a serving certificate the API server does not "
         "trust (x509, caBundle): with cert-controller on, a restart (it injects caBundle at start), with "
         "--disable-cert-rotation, the Secret's ca.crt copied into caBundle, or the flag taken off; calls out of time "
-        "(context deadline exceeded) under a timeoutSeconds shortened by hand: the configuration patched back to 10.",
+        "(context deadline exceeded) under a timeoutSeconds shortened by hand: the configuration patched back to 10; "
+        "out of time with the pods ready and the Service right: a NetworkPolicy isolating the webhook's pods for "
+        "ingress, given a rule that lets the API server reach port 9443.",
         "scenario:webhook-down",
         "fault:webhook-down-and-role-missing",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
@@ -230,6 +232,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "named_not_restarted",
         "test:tests/harness/test_real_cluster_cases_lab.py::test_a_ca_bundle_the_webhook_does_not_keep_is_named_and_"
         "the_printed_copy_repairs_it",
+        "test:tests/harness/test_webhook_ingress_lab.py::test_an_ingress_policy_over_the_webhook_is_named_and_the_"
+        "printed_rule_lets_the_calls_in",
         "unit:tests/harness/test_webhook_configuration_edits.py::test_a_refusal_for_a_call_out_of_time_names_a_"
         "timeout_shortened_by_hand",
         "unit:tests/harness/test_checks.py::test_a_webhook_certificate_the_api_server_does_not_trust_gets_what_puts_"
