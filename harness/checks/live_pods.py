@@ -791,9 +791,11 @@ def _finding(ctx: WorkloadContext, kind: str, name: str, problems: list[Problem]
         problems = [p for p in problems if p.severity == ERROR]
     pods = sorted({p.pod for p in problems})
     shown = ", ".join(pods[:fix.SHOWN_PODS]) + (f" and {len(pods) - fix.SHOWN_PODS} more" if len(pods) > fix.SHOWN_PODS else "")
+    # every detail of the first pod: a container presetting two variables gets a fix for each, and says why of each
+    details = list(dict.fromkeys(p.detail for p in problems if p.pod == problems[0].pod))
     evidence = {"owner": f"{kind}/{name}", "pods": pods[:fix.SHOWN_PODS], "pod_count": len(pods),
-                "detail": problems[0].detail}
-    message = f"{kind}/{name} ({shown}): {meaning}: {problems[0].detail}"
+                "detail": details[0], **({"details": details} if len(details) > 1 else {})}
+    message = f"{kind}/{name} ({shown}): {meaning}: {'; '.join(details)}"
     variables = list(dict.fromkeys(p.variable for p in problems))
     if severity == ERROR and code == "POD_CONTAINER_SKIPPED":
         return Finding(code, severity, "pod", message, evidence, unskip_repair(ctx, kind, name, pods))

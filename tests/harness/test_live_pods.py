@@ -1263,3 +1263,31 @@ def test_pods_that_carry_the_client_id_of_the_same_named_app_that_trusts_the_acc
     trusting["federated_credentials"][0]["subject"] = "system:serviceaccount:orders:orders-sa"
     assert [f.code for f in live_pods(ctx).findings] == ["POD_STALE_CLIENT_ID"]
     assert existing_pod_mutated(ctx).findings  # its AZURE_CLIENT_ID is not the annotation's (no template read here)
+
+
+def test_a_container_presetting_two_variables_says_why_of_each_variable_it_unsets() -> None:
+    """A template copied from another cloud sets AZURE_AUTHORITY_HOST and AZURE_FEDERATED_TOKEN_FILE: the fix unsets
+    both, and the message names both (it named the first alone, leaving the second command unexplained)."""
+    pod = workload_pod()
+    app = pod["spec"]["containers"][0]
+    app["volumeMounts"] = [{"name": "azure-identity-token", "mountPath": "/var/run/secrets/azure/tokens",
+                            "readOnly": True}]
+    for env in app["env"]:
+        if env["name"] == "AZURE_FEDERATED_TOKEN_FILE":
+            env["value"] = "/var/run/secrets/tokens/azure-identity-token"
+        if env["name"] == "AZURE_AUTHORITY_HOST":
+            env["value"] = "https://login.microsoftonline.us/"
+    owner = deployment(template_env=[{"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/var/run/secrets/tokens/x"},
+                                     {"name": "AZURE_AUTHORITY_HOST", "value": "https://login.microsoftonline.us/"}])
+    ctx = context([live(pod, owner)])
+    probe = workload_pod(name="wi-probe-backend-sa-1")
+    probe["spec"]["containers"][0]["env"][3]["value"] = "https://127.0.0.1:8443/"  # what the webhook injects here
+    ctx.facts.pod = PodFacts("finance", "wi-probe-backend-sa-1", created=True, pod=probe)
+    outcome = live_pods(ctx)
+    [finding] = outcome.findings
+    assert finding.code == "POD_ENV_CONFLICT"
+    assert "AZURE_AUTHORITY_HOST=https://login.microsoftonline.us/" in finding.message
+    assert "AZURE_FEDERATED_TOKEN_FILE=/var/run/secrets/tokens/azure-identity-token" in finding.message
+    assert finding.fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_AUTHORITY_HOST-",
+                                   "kubectl set env deployment/backend -n finance AZURE_FEDERATED_TOKEN_FILE-"]
+    assert len(finding.evidence["details"]) == 2
