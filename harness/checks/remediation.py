@@ -637,9 +637,24 @@ def egress_test(namespace: str, url: str, policies: list[str] | None = None,
     return [
         *steps,
         kubectl("run", "-n", namespace_or(namespace), "egress-test", "--rm", "-it", "--image=curlimages/curl",
+                "--override-type=strategic", f"--overrides={EGRESS_TEST_RESTRICTED}",
                 "--", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", url),
         advice("check NetworkPolicies, the egress firewall and proxy settings"),
     ]
+
+
+# The egress test pod as Pod Security "restricted" admits it (a hardened namespace refuses kubectl run's bare pod:
+# allowPrivilegeEscalation != false, unrestricted capabilities, runAsNonRoot != true, seccompProfile): merged into
+# the generated pod by its container's name (kubectl run --override-type strategic; the default, merge, would replace
+# the container list). curlimages/curl runs as the non-root curl_user; a numeric uid lets the kubelet verify it.
+EGRESS_TEST_RESTRICTED = json.dumps({
+    "apiVersion": "v1",
+    "spec": {
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 100, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "egress-test", "securityContext": {
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
+    },
+}, separators=(",", ":"))
 
 
 def principal_or(principal_id: str | Var | None) -> str | Var:

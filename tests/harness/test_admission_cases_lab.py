@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ import pytest
 import yaml
 from test_e2e_lab import BROKEN_STAYS_BROKEN, run_suites
 
+from harness.checks import remediation as fix
+from harness.commands import render
 from lab.bootstrap import RunningLab
 
 pytestmark = pytest.mark.slow
@@ -582,3 +585,34 @@ def test_a_required_labels_policy_is_met_by_the_probe_labels_the_fix_prints(
     rolled = kubectl(running_lab, kube_home, "-n", "finance", "rollout", "status", "deployment", "backend",
                      "--timeout", "60s")
     assert rolled.returncode == 0, rolled.stderr
+
+
+def test_the_printed_egress_test_pod_is_admitted_where_pod_security_enforces_restricted(
+    running_lab: RunningLab, kube_home: Path
+) -> None:
+    """The fixes of a blocked path end with a `kubectl run egress-test ... curlimages/curl` line. In a namespace
+    labelled pod-security.kubernetes.io/enforce=restricted (a hardened cluster's) kubectl run's bare pod was
+    refused ('violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false ...'): the printed line
+    now carries the securityContext restricted asks for. Run here as printed but as a server-side dry run (the
+    admission chain without a terminal to attach)."""
+    namespace = "hardened"
+    made = kubectl(running_lab, kube_home, "create", "namespace", namespace)
+    assert made.returncode == 0, made.stderr
+    try:
+        labelled = kubectl(running_lab, kube_home, "label", "namespace", namespace,
+                           "pod-security.kubernetes.io/enforce=restricted")
+        assert labelled.returncode == 0, labelled.stderr
+        line = next(render(step) for step in fix.egress_test(namespace, "https://login.example/t/token", None)
+                    if getattr(step, "argv", None) and "egress-test" in render(step))
+        argv = shlex.split(line)
+        assert argv[:2] == ["kubectl", "run"] and "--rm" in argv and "-it" in argv
+        argv = [word for word in argv[1:] if word not in ("--rm", "-it")]
+        split = argv.index("--")
+        argv[split:split] = ["--dry-run=server", "-o", "name"]
+        admitted = kubectl(running_lab, kube_home, *argv)
+        assert admitted.returncode == 0 and admitted.stdout.strip() == "pod/egress-test", admitted.stderr
+        bare = kubectl(running_lab, kube_home, "run", "-n", namespace, "egress-test", "--image=curlimages/curl",
+                       "--dry-run=server", "-o", "name", "--", "curl", "-sS", "https://login.example/t/token")
+        assert bare.returncode != 0 and 'violates PodSecurity "restricted:latest"' in bare.stderr
+    finally:
+        kubectl(running_lab, kube_home, "delete", "namespace", namespace, "--wait=false")

@@ -131,7 +131,8 @@ def test_an_untrusted_certificate_on_the_way_to_entra_points_at_probe_ca_configm
         "answered the pod with a TLS certificate the probe could not verify (a proxy re-signing TLS on the way, or a "
         "CA the pod's bundle lacks): tls_verify: ") in finding.message
     lines = finding.fix_lines()
-    assert lines[0].startswith("kubectl run -n finance egress-test --rm -it --image=curlimages/curl -- curl ")
+    assert lines[0].startswith("kubectl run -n finance egress-test --rm -it --image=curlimages/curl ")
+    assert " -- curl " in lines[0] and '"allowPrivilegeEscalation":false' in lines[0]  # Pod Security restricted
     assert lines[1].startswith("kubectl create configmap proxy-ca -n finance --from-file=ca.crt=proxy-ca.pem")
     assert any("probe.ca_configmap: proxy-ca" in line for line in lines)
     assert not any("networkpolic" in line.lower() for line in lines), lines
