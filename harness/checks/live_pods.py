@@ -573,7 +573,8 @@ def below_partition(kind: str, name: str, owner: dict[str, Any] | None, pods: li
 
 def held_back(live: LivePod) -> str:
     """Why the pod's controller does not replace it with one made from its template as it is now: a paused
-    Deployment, or a StatefulSet pod below the partition; "" for neither."""
+    Deployment, a StatefulSet pod below the partition, or a StatefulSet or DaemonSet with updateStrategy OnDelete;
+    "" for none."""
     if paused(live.owner_kind, live.owner):
         return (f"Deployment/{live.owner_name} is paused (kubectl rollout pause): it makes no pod from a changed "
                 "template, and kubectl rollout restart refuses it, until kubectl rollout resume")
@@ -582,6 +583,13 @@ def held_back(live: LivePod) -> str:
         return (f"its ordinal is below StatefulSet/{live.owner_name}'s rollingUpdate.partition {limit}: a template "
                 "change does not reach it, and deleted it is made again from the earlier template, until the "
                 "partition is lowered")
+    strategy = ((live.owner or {}).get("spec") or {}).get("updateStrategy") or {}
+    if live.owner_kind in ("StatefulSet", "DaemonSet") and strategy.get("type") == "OnDelete":
+        # its controller replaces no pod for a template change, and kubectl rollout status refuses to follow it
+        # ("rollout status is only available for RollingUpdate strategy type": kubectl polymorphichelpers
+        # rollout_status.go)
+        return (f"{live.owner_kind}/{live.owner_name} has updateStrategy OnDelete: no rollout replaces its pods, "
+                "its controller makes each deleted one again from the template as it is then")
     return ""
 
 

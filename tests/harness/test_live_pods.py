@@ -1291,3 +1291,21 @@ def test_a_container_presetting_two_variables_says_why_of_each_variable_it_unset
     assert finding.fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_AUTHORITY_HOST-",
                                    "kubectl set env deployment/backend -n finance AZURE_FEDERATED_TOKEN_FILE-"]
     assert len(finding.evidence["details"]) == 2
+
+
+def test_an_on_delete_daemonsets_old_pod_is_not_said_to_await_a_rollout() -> None:
+    """By hand in the lab: a DaemonSet with updateStrategy OnDelete, its template labelled after its pod was made.
+    The message said 'its rollout has not replaced it yet (under way, or stuck: kubectl rollout status says which)':
+    no rollout ever replaces an OnDelete DaemonSet's pods, and kubectl rollout status refuses one ('only available
+    for RollingUpdate strategy type'). It names the strategy now; the fix deletes the pod."""
+    agent = _labelled_template({"updateStrategy": {"type": "OnDelete"}}, "agent")
+    pod = workload_pod("agent-5fg52", labelled=False, mutated=False)
+    pod["metadata"]["ownerReferences"] = [{"kind": "DaemonSet", "name": "agent", "controller": True}]
+    (finding,) = live_pods(context([LivePod(pod, "DaemonSet", "agent", agent)])).findings
+    assert finding.code == "POD_NOT_LABELLED"
+    assert "rollout status" not in finding.message and "under way" not in finding.message
+    assert "DaemonSet/agent has updateStrategy OnDelete: no rollout replaces its pods" in finding.message
+    assert finding.fix_lines()[0] == "kubectl delete pod -n finance agent-5fg52"
+    rolling = _labelled_template({}, "agent")  # RollingUpdate (the default): a rollout under way or stuck
+    (finding,) = live_pods(context([LivePod(pod, "DaemonSet", "agent", rolling)])).findings
+    assert "kubectl rollout status says which" in finding.message
