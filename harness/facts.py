@@ -260,6 +260,9 @@ class LivePodsFacts:
     refused: list[RefusedController] = field(default_factory=list)
     # labelled pods of the namespace under other ServiceAccounts that got no AZURE_CLIENT_ID (at most 10)
     unannotated: list[LivePod] = field(default_factory=list)
+    # CronJobs whose pods run under the ServiceAccount and none of whose pods is live now (between schedules, or its
+    # last Job's pods ended): only their jobTemplate tells what their next pods will be
+    cronjobs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -83,6 +83,7 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
                  for account in [_missing_account(refused.message)] if account]
     findings += [_refused_elsewhere(ctx, refused, cause) for refused in refusals
                  for cause in [refusal_cause(refused.message)] if cause and not _refuses_the_proxy(refused)]
+    findings += [found for cronjob in facts.cronjobs for found in [_cronjob_unlabelled(ctx, cronjob)] if found]
     summary: list[dict[str, Any]] = [{"owner": f"{f.evidence['owner']}", "pods": [], "problems": [f.code]}
                                      for f in findings]
     if not facts.pods and not findings:
@@ -201,6 +202,38 @@ def _webhook_denial(ctx: WorkloadContext, refused: RefusedController) -> Finding
         f"{ref}: the workload identity webhook denies its pods, none of its current template runs ({refused.reason}):"
         f" {said}",
         evidence, steps,
+    )
+
+
+def _cronjob_unlabelled(ctx: WorkloadContext, cronjob: dict[str, Any]) -> Finding | None:
+    """A CronJob whose pods run under the ServiceAccount, none of them live now (its Jobs' pods ended, or it has
+    not run yet), whose jobTemplate's pod template lacks the use label: every pod its Jobs make runs without the
+    identity, which no live pod shows. Its pod template (mutable, unlike a Job's) labelled, the next Job's pods
+    get it. A suspended CronJob makes no Job until resumed: a warning."""
+    meta, spec = cronjob.get("metadata") or {}, cronjob.get("spec") or {}
+    name = str(meta.get("name") or "")
+    template = (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}
+    value = (template.get("labels") or {}).get(USE_LABEL)
+    if value == "true":
+        return None
+    state = "absent" if value is None else f"{value!r}, not \"true\""
+    misplaced = misplaced_use_label("CronJob", None, cronjob)
+    where = f"; it sits on {misplaced[1]}" if misplaced else ""
+    suspended = spec.get("suspend") is True
+    last = (cronjob.get("status") or {}).get("lastScheduleTime")
+    now = ("it is suspended (spec.suspend), and its Jobs' pods will lack it once it is resumed" if suspended else
+           f"no pod of it runs now{f' (last scheduled {last})' if last else ''}, and its next Jobs' pods lack it")
+    detail = f"its jobTemplate's pod template's {USE_LABEL} label is {state}{where}"
+    ns = fix.namespace_or(ctx.namespace)
+    return Finding(
+        "POD_NOT_LABELLED", WARNING if suspended else ERROR, "pod",
+        f"CronJob/{name}: the webhook never sees the pods its Jobs make under {ctx.namespace}/{ctx.service_account}: "
+        f"{detail}; {now}",
+        {"owner": f"CronJob/{name}", "pods": [], "pod_count": 0, "detail": detail,
+         **({"last_schedule_time": str(last)} if last else {})},
+        [fix.patch_cronjob_template_labels(ctx.namespace, name, {USE_LABEL: "true"}),
+         advice(f"CronJob/{name}'s next Job gets the label; to run one now: kubectl create job -n {ns} "
+                f"--from=cronjob/{name} {name}-wi")],
     )
 
 

@@ -32,6 +32,9 @@ def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> Liv
             controllers[(kind, name)] = read_controller(api, namespace, kind, name)
         owner, cronjob = controllers[(kind, name)]
         facts.pods.append(LivePod(slim(pod) or {}, kind, name, owner, cronjob))
+    facts.cronjobs = idle_cronjobs(api, namespace, service_account,
+                                   {str((live.cronjob.get("metadata") or {}).get("name") or "")
+                                    for live in facts.pods if live.cronjob})
     try:
         listed = api.list_deployments(namespace)
     except KubeError:
@@ -146,6 +149,23 @@ def refused_by_events(api: KubeApi, namespace: str, service_account: str,
             service_account_of(template.get("spec") or {}),
         ))
     return sorted(found, key=lambda r: (r.kind, r.name))
+
+
+def idle_cronjobs(api: KubeApi, namespace: str, service_account: str, running: set[str]) -> list[dict[str, Any]]:
+    """The CronJobs whose pod template runs under ``service_account`` and that have no live pod (not in
+    ``running``): a CronJob's pods are mostly ended (Succeeded, Failed) when the harness looks, so its jobTemplate
+    alone says what its next pods will be. Best effort: a list the harness may not make says nothing."""
+    try:
+        listed = api.list_namespaced("batch", "v1", "cronjobs", namespace)
+    except KubeError:
+        return []
+    found = []
+    for cronjob in listed:
+        template = (((cronjob.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
+        name = str((cronjob.get("metadata") or {}).get("name") or "")
+        if name and name not in running and service_account_of(template.get("spec") or {}) == service_account:
+            found.append(slim(cronjob) or {})
+    return sorted(found, key=lambda c: str((c.get("metadata") or {}).get("name")))
 
 
 def cronjob_of(job: dict[str, Any]) -> str | None:

@@ -1309,3 +1309,57 @@ def test_an_on_delete_daemonsets_old_pod_is_not_said_to_await_a_rollout() -> Non
     rolling = _labelled_template({}, "agent")  # RollingUpdate (the default): a rollout under way or stuck
     (finding,) = live_pods(context([LivePod(pod, "DaemonSet", "agent", rolling)])).findings
     assert "kubectl rollout status says which" in finding.message
+
+
+def _cronjob(name: str, labels: dict[str, str] | None = None, sa: str = "backend-sa", **spec: Any) -> dict[str, Any]:
+    return {"plural": "cronjobs", "metadata": {"name": name, "namespace": "finance", "labels": {}},
+            "spec": {"schedule": "0 3 * * *", **spec, "jobTemplate": {"spec": {"template": {
+                "metadata": {"labels": labels or {}},
+                "spec": {"serviceAccountName": sa, "restartPolicy": "Never", "containers": [{"name": "job"}]}}}}},
+            "status": {"lastScheduleTime": "2026-01-01T03:00:00Z"}}
+
+
+def test_a_cronjob_with_no_live_pod_is_judged_by_its_job_template() -> None:
+    """By hand in the lab: a CronJob under backend-sa whose jobTemplate lacks the use label; its Job's pod had
+    ended (Error: no token file) when the harness looked, so the run passed ('no live pods'). A CronJob's pods
+    are mostly ended between schedules: its jobTemplate is judged now, the fix labels it (pasted, the next Job's
+    pod got its token and the run passed). Labelled, of another ServiceAccount, or with a live pod of its own
+    (judged through that pod): nothing."""
+    done = workload_pod(name="reconcile-manual-m9fv6", labelled=False, mutated=False)
+    done["status"]["phase"] = "Failed"
+    kube = ListingKube([done])
+    kube.controllers = [_cronjob("reconcile"), _cronjob("labelled", {USE: "true"}), _cronjob("theirs", sa="other")]
+    ctx = context([])
+    ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert [c["metadata"]["name"] for c in ctx.facts.live_pods.cronjobs] == ["labelled", "reconcile"]
+    outcome = live_pods(ctx)
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_LABELLED" and finding.severity == "error"
+    assert finding.message.startswith("CronJob/reconcile: the webhook never sees the pods its Jobs make")
+    assert "label is absent" in finding.message and "last scheduled 2026-01-01T03:00:00Z" in finding.message
+    assert finding.fix_lines()[0] == (
+        "kubectl patch cronjob/reconcile -n finance --type merge -p "
+        """'{"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"labels":{"azure.workload.identity/use":"true"}}}}}}}'""")
+    assert outcome.evidence["owners"] == [{"owner": "CronJob/reconcile", "pods": [], "problems": ["POD_NOT_LABELLED"]}]
+    running = workload_pod(name="reconcile-29000-abcde", labelled=False, mutated=False)
+    running["metadata"]["ownerReferences"] = [{"kind": "Job", "name": "reconcile-29000", "controller": True}]
+    kube = ListingKube([running])
+    job = {"plural": "jobs", "metadata": {"name": "reconcile-29000", "uid": "j", "ownerReferences": [
+        {"kind": "CronJob", "name": "reconcile", "controller": True}]}, "spec": {}, "status": {}}
+    kube.controllers = [_cronjob("reconcile"), job]
+    facts = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert facts.cronjobs == [] and facts.pods[0].cronjob is not None  # judged through its live pod
+
+
+def test_a_suspended_or_misplaced_cronjob_label_is_named() -> None:
+    suspended = _cronjob("reconcile", suspend=True)
+    ctx = context([])
+    ctx.facts.live_pods = LivePodsFacts(cronjobs=[suspended])
+    outcome = live_pods(ctx)
+    assert outcome.status == WARN and "suspended" in outcome.findings[0].message
+    misplaced = _cronjob("reconcile")
+    misplaced["metadata"]["labels"] = {USE: "true"}  # kubectl label cronjob: the CronJob's own, not its pods'
+    ctx.facts.live_pods = LivePodsFacts(cronjobs=[misplaced])
+    (finding,) = live_pods(ctx).findings
+    assert "it sits on CronJob/reconcile's own metadata.labels" in finding.message
