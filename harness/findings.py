@@ -1017,8 +1017,11 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "BLOB_NOT_FOUND", "access", "error",
-        "The identity may read, but the blob does not exist.",
-        "Fix the blob's name in harness.yaml, or upload it.",
+        "The identity may read, but the blob, or its container, does not exist (Storage answers BlobNotFound or "
+        "ContainerNotFound only to a caller it lets read there; on a deny target that answer is "
+        "ACCESS_ALLOWED_UNEXPECTEDLY).",
+        "Fix the blob's or the container's name in harness.yaml (the fix lists the container's blobs, or the "
+        "account's containers), or upload it.",
         "test:tests/harness/test_access_verdicts_lab.py::test_a_blob_deleted_through_the_storage_api_is_blob_not_f"
         "ound",
         "unit:tests/harness/test_checks.py::test_only_authorization_refusals_prove_a_deny",

@@ -253,6 +253,14 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         evidence["answered_to_a_reader"] = missing
         outcome, detail = "allow", (f"{detail}: Key Vault tells the secret's state only to a caller allowed to read "
                                     "it")
+    elif missing is not None and check.expect == "deny" and _storage_looked(evidence):
+        # Storage authorizes a bearer token's read (the data action at the blob's scope) before it looks the
+        # container and the blob up: a caller without the role gets 403 AuthorizationPermissionMismatch for a blob
+        # or container that does not exist as for one that does (unverified beyond the lab, which answers so), so
+        # BlobNotFound or ContainerNotFound on a deny target says the identity may read there. Uploading the blob is
+        # not the fix: it would hand it over
+        evidence["answered_to_a_reader"] = missing
+        outcome, detail = "allow", (f"{detail}: Storage looks a blob up only for a caller allowed to read it")
     elif missing is not None:
         return missing_object(ctx, check, missing, evidence)
     if outcome in NOT_AN_AUTHORIZATION_ANSWER:
@@ -465,7 +473,9 @@ def _revoke_read(
     on_resource = [a for a in granting if a.scope.lower().startswith(resource["id"].lower())][:3]
     wider = [a for a in granting if a not in on_resource][:3]
     steps: list[Step] = []
-    if on_resource:
+    if on_resource and isinstance(check, BlobAccess):
+        steps += _revoke_blob_read(ctx, check, principal, on_resource)
+    elif on_resource:
         steps += [advice("remove what grants the read, if nothing else the identity does needs it: "
                          + "; ".join(f"{a.role} on {a.scope}" for a in on_resource)),
                   *[fix.delete_role_assignment_id(a.id) for a in on_resource]]
@@ -488,6 +498,32 @@ def _revoke_read(
     elif not on_resource and not wider:
         steps += [fix.list_roles(principal), fix.delete_role_assignment()]
     return steps
+
+
+def _revoke_blob_read(ctx: WorkloadContext, check: BlobAccess, principal: str | None,
+                      on_resource: list[Assignment]) -> list[Step]:
+    """An assignment on the storage account (or the deny target's container) may be what the workload's allowed
+    reads go through too: their containers are granted first, then it goes. A blob the workload must read in the
+    deny target's own container cannot be told apart by a role's scope (a container is the narrowest data scope):
+    then nothing is deleted, and the person moves one of the blobs."""
+    keep = _keep_reads(ctx, principal, {a.id for a in on_resource})
+    container = f"/blobServices/default/containers/{check.container}".lower()
+    clash = [g for g in keep if str(g.argv[-1]).lower().endswith(container)
+             and str(g.argv[-1]).lower().startswith(str((resource_of(ctx, check) or {}).get("id", "")).lower())]
+    held = "; ".join(f"{a.role} on {a.scope}" for a in on_resource)
+    if clash:
+        shared = [f"{o.container}/{o.blob}" for o in ctx.workload.access if isinstance(o, BlobAccess)
+                  and o.expect == "allow" and o.container == check.container
+                  and resource_of(ctx, o) == resource_of(ctx, check)]
+        return [advice(f"{held} grants it"),
+                advice(f"the workload must read {', '.join(shared) or 'a blob'} in the same container: a container "
+                       "is the narrowest scope of a blob role, so no assignment lets the one be read and not the "
+                       "other"),
+                advice("move one of the blobs to another container, grant the read on the allowed one's container, "
+                       "then delete this assignment (or set the entry's expect to allow if the read is intended)")]
+    return [advice("remove what grants the read, if nothing else the identity does needs it: " + held
+                   + (": the reads the workload needs keep their containers' grant, made first" if keep else "")),
+            *keep, *[fix.delete_role_assignment_id(a.id) for a in on_resource]]
 
 
 def granting_assignments(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> list[Assignment]:
@@ -716,6 +752,12 @@ def _missing_object(check: KeyVaultSecretAccess | BlobAccess, evidence: dict[str
     return next((_NOT_FOUND[c] for c in sorted(codes) if c in _NOT_FOUND), None)
 
 
+def _storage_looked(evidence: dict[str, Any]) -> bool:
+    """Storage's own 404 code (not a bare 404, which a proxy may have given) for a blob or its container."""
+    codes = {str(evidence.get(k)) for k in ("code", "innererror", "x_ms_error_code") if evidence.get(k)}
+    return evidence.get("http_status") == 404 and bool(codes & {"BlobNotFound", "ContainerNotFound"})
+
+
 def missing_object(
     ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, code: str, evidence: dict[str, Any]
 ) -> Outcome:
@@ -734,6 +776,15 @@ def missing_object(
                          "refused while it is deleted):"),
                   fix.recover_secret(check.vault_url, check.secret),
                   advice("else fix the secret's name in harness.yaml, or create the secret")]
+    elif "ContainerNotFound" in {str(evidence.get(k)) for k in ("code", "innererror", "x_ms_error_code")}:
+        # the whole container is missing: a List Blobs on it answers ContainerNotFound as well, so the account's
+        # containers are listed instead
+        account = resource_name(ctx, check)
+        message = (f"{what}: the storage account {account} has no container {check.container} ({detail}); the "
+                   "identity was allowed to look")
+        repair = [fix.list_containers(check.account_url),
+                  advice(f"fix the container's name in harness.yaml (the list names the account's containers), or "
+                         f"create {check.container} and upload {check.blob} to it")]
     else:
         message = f"{what} does not exist ({detail})"
         repair = [fix.list_blobs(check.account_url, check.container),

@@ -1491,6 +1491,13 @@ def list_blobs(account_url: str, container: str) -> Command:
                    "--container-name", container, "--auth-mode", "login", "--query", "[].name", "-o", "tsv")
 
 
+def list_containers(account_url: str) -> Command:
+    """The account's containers, when the one named is not there (a List Blobs on it would answer ContainerNotFound
+    too): List Containers by ``--blob-endpoint``, as :func:`list_blobs`."""
+    return command("az", "storage", "container", "list", "--blob-endpoint", url_or(account_url, "<account-url>"),
+                   "--auth-mode", "login", "--query", "[].name", "-o", "tsv")
+
+
 def rotate_issuer_keys(azure: AzureConfig | None) -> Command:
     """AKS issues and publishes a new service-account signing key pair; the old key stays published for a day
     (AKS docs, use-oidc-issuer). az asks before it rotates: --yes answers."""

@@ -1,4 +1,4 @@
-"""Blob storage with Entra bearer tokens: the read path, List Blobs, and Put Blob / Delete Blob (what a person uploads or
+"""Blob storage with Entra bearer tokens: the read path, List Blobs, List Containers, and Put Blob / Delete Blob (what a person uploads or
 deletes a blob with, Storage Blob Data Contributor's write and delete data actions). One base URL per account:
 ``https://127.0.0.1:PORT/<account>/`` (the Azurite-style form azure-storage-blob accepts for 127.0.0.1).
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
 WRITE_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
 DELETE_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete"
+CONTAINERS_READ_ACTION = "Microsoft.Storage/storageAccounts/blobServices/containers/read"
 OAUTH_MIN_VERSION = "2017-11-09"
 CHALLENGE_MIN_VERSION = "2019-12-12"
 DEFAULT_VERSION = "2026-10-06"
@@ -253,11 +254,14 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if (method == "GET" and len(parts) == 2 and parts[1] and request.query.get("restype") == "container"
             and request.query.get("comp") == "list"):
         return _list_blobs(lab, account, parts[1], claims, f"{request.url.origin()}/{account.name}/")
+    if method == "GET" and (len(parts) == 1 or not parts[1]) and request.query.get("comp") == "list" \
+            and "restype" not in request.query:
+        return _list_containers(lab, account, claims, f"{request.url.origin()}/{account.name}/")
     if len(parts) < 3 or not parts[1] or not parts[2]:
         raise StorageError(
             400,
             "UnsupportedQueryParameter",
-            "The lab's blob service answers blob reads, Put Blob, Delete Blob and List Blobs only.",
+            "The lab's blob service answers blob reads, Put Blob, Delete Blob, List Blobs and List Containers only.",
         )
     container_name, blob_name = parts[1], parts[2]
     action = {"PUT": WRITE_ACTION, "DELETE": DELETE_ACTION}.get(method, READ_ACTION)
@@ -343,6 +347,35 @@ def _list_blobs(lab: Lab, account: StorageAccount, container_name: str, claims: 
     body = ('<?xml version="1.0" encoding="utf-8"?>'
             f'<EnumerationResults ServiceEndpoint="{escape(endpoint)}" ContainerName="{escape(container_name)}">'
             f"<Blobs>{''.join(blobs)}</Blobs><NextMarker /></EnumerationResults>")
+    return web.Response(status=200, body=body.encode(), content_type="application/xml")
+
+
+def _list_containers(lab: Lab, account: StorageAccount, claims: dict[str, Any], endpoint: str) -> web.Response:
+    """List Containers (``GET /<account>/?comp=list``, what ``az storage container list`` sends): one page, every
+    container, to a caller holding ``.../blobServices/containers/read`` on the account (an action, not a data action,
+    in Storage Blob Data Reader, Contributor and Owner alike; unverified that Storage weighs exactly this one for a
+    bearer token's List Containers), as the REST reference's EnumerationResults document (Containers/Container/Name,
+    Properties)."""
+    if not lab.azure.permits(str(claims.get("oid", "")), account.resource_id, CONTAINERS_READ_ACTION):
+        raise StorageError(
+            403,
+            "AuthorizationPermissionMismatch",
+            "This request is not authorized to perform this operation using this permission.",
+        )
+    listed = []
+    for name, blobs in sorted(account.containers.items()):
+        digest = hashlib.sha256(name.encode()).hexdigest()
+        stamp = formatdate(min((_etag_and_time(account.name, name, blob, data)[1] for blob, data in blobs.items()),
+                               default=time.time()), usegmt=True)
+        listed.append(
+            f"<Container><Name>{escape(name)}</Name><Properties><Last-Modified>{stamp}</Last-Modified>"
+            f'<Etag>"0x8D{digest[:13].upper()}"</Etag><LeaseStatus>unlocked</LeaseStatus>'
+            "<LeaseState>available</LeaseState><HasImmutabilityPolicy>false</HasImmutabilityPolicy>"
+            "<HasLegalHold>false</HasLegalHold></Properties></Container>"
+        )
+    body = ('<?xml version="1.0" encoding="utf-8"?>'
+            f'<EnumerationResults ServiceEndpoint="{escape(endpoint)}">'
+            f"<Containers>{''.join(listed)}</Containers><NextMarker /></EnumerationResults>")
     return web.Response(status=200, body=body.encode(), content_type="application/xml")
 
 

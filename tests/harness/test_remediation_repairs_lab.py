@@ -876,6 +876,13 @@ def _blob_name_typo(w: World) -> None:
     _admin_takes(w, w.ordersdata, BLOB_READER)
 
 
+def _container_name_typo(w: World) -> None:
+    """harness.yaml names container reportz: Storage lets the identity look (ContainerNotFound, not 403), and a
+    List Blobs on it answers ContainerNotFound too, so the printed listing is the account's containers."""
+    w.config_with(_entry_with(w, "orders/orders-sa", container="reportz"))
+    _admin_takes(w, w.ordersdata, BLOB_READER)
+
+
 def _drop_made(w: World) -> None:
     while w.made:
         w.person.arm("DELETE", w.made.pop(), ROLE_API)
@@ -1557,6 +1564,9 @@ CASES = [
     Case("BLOB_NOT_FOUND", _blob_name_typo, _drop_made, where="orders/orders-sa",
          decision=Decision("fix the blob's name in harness.yaml (the first option; the printed list names the "
                            "container's blobs) or upload the blob: an edit of harness.yaml is no command")),
+    Case("BLOB_NOT_FOUND", _container_name_typo, _drop_made, where="orders/orders-sa", label="container",
+         decision=Decision("fix the container's name in harness.yaml (the first option; the printed list names the "
+                           "account's containers) or create it: an edit of harness.yaml is no command")),
     Case("IDENTITY_NOT_FOUND", _unknown_identity_annotated, _heal_annotation,
          decision=Decision("which identity the workload should use: harness.yaml names none and the annotated "
                            "client id has none; the printed look-ups (managed identities, app registrations) run, "

@@ -167,6 +167,25 @@ def test_a_contributor_deletes_and_uploads_a_blob_a_reader_may_not(st: StLab) ->
     assert st.blob(account, reader, "reports", "daily.csv").download_blob().readall() == CONTENT
 
 
+def test_list_containers_as_the_sdk_and_az_storage_container_list_send_it(st: StLab) -> None:
+    """List Containers (GET /<account>/?comp=list): every container, to a caller holding a blob data role on the
+    account; a caller with no role there is refused as Storage refuses it (the printed listing of BLOB_NOT_FOUND when
+    the container is missing)."""
+    from azure.storage.blob import BlobServiceClient
+
+    account = st.account()
+    reader = st.app("Storage Blob Data Reader", account.resource_id)
+    service = BlobServiceClient(st.lab.blob_url(account.name), credential=secret_credential(st.lab, reader))
+    listed = list(service.list_containers())
+    assert [c.name for c in listed] == ["private", "reports"]
+    assert all(c.last_modified and c.etag and not c.has_legal_hold for c in listed)
+    nobody = st.app()
+    refused = BlobServiceClient(st.lab.blob_url(account.name), credential=secret_credential(st.lab, nobody))
+    with pytest.raises(HttpResponseError) as error:
+        list(refused.list_containers())
+    assert error.value.status_code == 403 and error.value.error_code == "AuthorizationPermissionMismatch"
+
+
 # ---------------------------------------------------------------------------- the wire
 
 

@@ -1,0 +1,123 @@
+"""Blob reads broken by hand with the real az against the lab: what Storage answers and what the harness then says.
+
+Storage authorizes a bearer token's read (the blob read data action at the blob's scope) before it looks the
+container and the blob up, so a 404 BlobNotFound or ContainerNotFound is an answer given to a caller allowed to read
+there (the lab's blob service answers so; unverified beyond it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fakeworld import ACCOUNT
+from test_checks import context_for
+
+from harness.checks.access import access_outcome
+from harness.checks.model import FAIL, Outcome
+from harness.config import BlobAccess
+
+ACCOUNT_ID = "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.Storage/storageAccounts/ordersdata"
+BLOB_READER_ID = "/subscriptions/s/providers/Microsoft.Authorization/roleDefinitions/2a2b9908"
+PRINCIPAL = "22222222-3333-4444-5555-666666666666"
+OLD = "2024-01-01T00:00:00.0000000Z"
+
+
+def _blob(container: str, blob: str, expect: str) -> BlobAccess:
+    return BlobAccess(kind="blob", account_url=ACCOUNT, container=container, blob=blob, expect=expect)
+
+
+def _outcome(checks: list[BlobAccess], index: int, answers: list[dict[str, Any]],
+             scopes: tuple[str, ...] = (ACCOUNT_ID,)) -> Outcome:
+    """The probe's answers to ``checks`` (in order); the identity holds Storage Blob Data Reader at ``scopes``."""
+    ctx = context_for(access=checks)
+    assert ctx.facts.pod is not None
+    ctx.cluster.access_resources = {ACCOUNT.rstrip("/"): {"id": ACCOUNT_ID, "name": "ordersdata",
+                                                          "resource_group": "myRg"}}
+    identity = ctx.facts.identity
+    identity.identity = {"properties": {"principalId": PRINCIPAL, "clientId": "c"}}
+    identity.role_assignments = [
+        {"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/a{i}",
+         "properties": {"roleDefinitionId": BLOB_READER_ID, "scope": scope, "createdOn": OLD}}
+        for i, scope in enumerate(scopes)
+    ]
+    identity.role_names = {BLOB_READER_ID.lower(): "Storage Blob Data Reader"}
+    identity.role_permissions = {BLOB_READER_ID.lower(): {
+        "actions": ["Microsoft.Storage/storageAccounts/blobServices/containers/read"],
+        "dataActions": ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"]}}
+    ctx.facts.pod.probe = {"steps": [
+        {"name": "access", "index": i, "status": "pass" if a.get("http_status") == 200 else "fail",
+         "evidence": a, "error": {"kind": "expectation_mismatch"}}
+        for i, a in enumerate(answers)]}
+    return access_outcome(ctx, index, checks[index])
+
+
+READ = {"http_status": 200}
+BLOB_MISSING = {"http_status": 404, "x_ms_error_code": "BlobNotFound"}
+CONTAINER_MISSING = {"http_status": 404, "x_ms_error_code": "ContainerNotFound"}
+
+
+def test_a_missing_container_lists_the_accounts_containers_not_the_missing_containers_blobs() -> None:
+    """harness.yaml's container misspelled (or the container deleted): az storage blob list on it answers
+    ContainerNotFound too, so the printed listing showed nothing; the account's containers are listed instead."""
+    outcome = _outcome([_blob("reportz", "daily.csv", "allow")], 0, [CONTAINER_MISSING])
+    (finding,) = outcome.findings
+    assert outcome.status == FAIL and finding.code == "BLOB_NOT_FOUND"
+    assert "the storage account ordersdata has no container reportz (HTTP 404 ContainerNotFound)" in finding.message
+    lines = finding.fix_lines()
+    assert lines[0] == (f"az storage container list --blob-endpoint {ACCOUNT} --auth-mode login --query '[].name' "
+                        "-o tsv")
+    assert not any("storage blob list" in line for line in lines)
+    assert "create reportz and upload daily.csv to it" in lines[1]
+    # a missing blob in a container that is there keeps the container's listing
+    (blob,) = _outcome([_blob("reports", "dailly.csv", "allow")], 0, [BLOB_MISSING]).findings
+    assert blob.code == "BLOB_NOT_FOUND" and "storage blob list" in blob.fix_lines()[0]
+
+
+def test_a_deny_target_storage_looked_up_is_readable_and_not_to_be_uploaded() -> None:
+    """A deny target that does not exist, in a container the identity may read (Storage Blob Data Reader on the
+    account): Storage looked it up, so the identity may read it once it is there. It was BLOB_NOT_FOUND, 'upload
+    the blob', which would hand it over."""
+    for answer in (BLOB_MISSING, CONTAINER_MISSING):
+        checks = [_blob("reports", "daily.csv", "allow"), _blob("hr", "payroll.csv", "deny")]
+        outcome = _outcome(checks, 1, [READ, answer])
+        (finding,) = outcome.findings
+        assert outcome.status == FAIL and finding.code == "ACCESS_ALLOWED_UNEXPECTEDLY", answer
+        assert "Storage looks a blob up only for a caller allowed to read it" in outcome.message
+        assert not any("upload" in line for line in finding.fix_lines())
+    # a bare 404 (a HEAD's answer without its error code, which a proxy may give) proves no read
+    bare = _outcome([_blob("hr", "payroll.csv", "deny")], 0, [{"http_status": 404}])
+    assert bare.findings[0].code == "BLOB_NOT_FOUND"
+
+
+def test_revoking_an_account_wide_read_keeps_the_containers_the_workload_reads() -> None:
+    """Storage Blob Data Reader on the account grants the deny target hr/payroll.csv and the allow target
+    reports/daily.csv alike. The fix printed only its delete: pasted, the next run lost reports/daily.csv. The
+    allowed reads' container is granted first (pasted in the lab: the next run passes)."""
+    checks = [_blob("reports", "daily.csv", "allow"), _blob("hr", "payroll.csv", "deny")]
+    denied = {"http_status": 200}
+    (finding,) = _outcome(checks, 1, [READ, denied]).findings
+    assert finding.code == "ACCESS_ALLOWED_UNEXPECTEDLY"
+    lines = finding.fix_lines()
+    assert lines[1:] == [
+        f"az role assignment create --assignee-object-id {PRINCIPAL} --assignee-principal-type ServicePrincipal "
+        f"--role 'Storage Blob Data Reader' --scope {ACCOUNT_ID}/blobServices/default/containers/reports",
+        f"az role assignment delete --ids {ACCOUNT_ID}/providers/Microsoft.Authorization/roleAssignments/a0",
+    ]
+    assert "the reads the workload needs keep their containers' grant, made first" in lines[0]
+    # a grant on the deny target's own container alone: nothing else to keep, the delete alone
+    container = f"{ACCOUNT_ID}/blobServices/default/containers/hr"
+    (alone,) = _outcome([_blob("hr", "payroll.csv", "deny")], 0, [denied], scopes=(container,)).findings
+    assert alone.fix_lines()[1:] == [
+        f"az role assignment delete --ids {container}/providers/Microsoft.Authorization/roleAssignments/a0"]
+
+
+def test_a_deny_target_in_an_allowed_blobs_container_is_not_revoked_by_a_delete() -> None:
+    """The deny target shares its container with a blob the workload must read: no role scope is narrower than a
+    container, so any delete loses the allowed read; the fix says so and deletes nothing."""
+    checks = [_blob("reports", "daily.csv", "allow"), _blob("reports", "payroll.csv", "deny")]
+    (finding,) = _outcome(checks, 1, [READ, READ]).findings
+    assert finding.code == "ACCESS_ALLOWED_UNEXPECTEDLY"
+    lines = finding.fix_lines()
+    assert all(line.startswith("# ") for line in lines) and len(lines) == 3
+    assert lines[0] == f"# Storage Blob Data Reader on {ACCOUNT_ID} grants it"
+    assert "the workload must read reports/daily.csv in the same container" in lines[1]
+    assert "move one of the blobs to another container" in lines[2]
