@@ -564,11 +564,23 @@ _NOT_HELD = "its rollout has not replaced it yet (under way, or stuck: kubectl r
 
 def template_ahead(live: LivePod) -> str:
     """An unlabelled pod whose controller's template carries the use label: why the pod is still the earlier
-    template's (a pause, a partition, a rollout not done); "" when the template lacks it too."""
+    template's (a pause, a partition, a rollout not done; a Job made by its CronJob before the CronJob's template
+    was labelled); "" when the template lacks it too."""
+    if live.owner_kind == "Job" and cronjob_template_labelled(live.cronjob):
+        cronjob = (live.cronjob or {}).get("metadata", {}).get("name")
+        return (f"; CronJob/{cronjob}'s jobTemplate carries it now: the pod is of Job/{live.owner_name}, made "
+                "before (a Job's pod template cannot change), and the CronJob's next Jobs' pods get it")
     if not _template_labelled(live):
         return ""
     return (f"; {live.owner_kind}/{live.owner_name}'s pod template carries it: the pod was made from an earlier "
             f"template and {held_back(live) or _NOT_HELD}")
+
+
+def cronjob_template_labelled(cronjob: dict[str, Any] | None) -> bool:
+    """A CronJob, as read, whose jobTemplate's pod template carries the use label."""
+    template = (((((cronjob or {}).get("spec") or {}).get("jobTemplate") or {}).get("spec") or {})
+                .get("template") or {}).get("metadata") or {}
+    return (template.get("labels") or {}).get(USE_LABEL) == "true"
 
 
 def _template_labelled(live: LivePod) -> bool:
@@ -871,6 +883,9 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
         if kind in fix.RESTARTABLE:
             return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}), *rolled]
         cronjob = _cronjob_of(ctx, name) if kind == "Job" else None
+        if cronjob is not None and _cronjob_labelled(ctx, name):  # fixed already: this Job was made before
+            return [advice(f"CronJob/{cronjob}'s next Job's pods get the label; to run one now: kubectl create job -n "
+                           f"{fix.namespace_or(namespace)} --from=cronjob/{cronjob} {cronjob}-wi")]
         if cronjob is not None:  # its CronJob's pod template (mutable) labelled; the Job made without it goes
             return [fix.patch_cronjob_template_labels(namespace, cronjob, {USE_LABEL: "true"}),
                     fix.delete_job(namespace, name),
@@ -1025,6 +1040,17 @@ def _cronjob_of(ctx: WorkloadContext, job: str) -> str | None:
         found.append(existing.cronjob)
     name = next((str((c.get("metadata") or {}).get("name") or "") for c in found if c), "")
     return name or None
+
+
+def _cronjob_labelled(ctx: WorkloadContext, job: str) -> bool:
+    """Job ``job``'s CronJob, as read with the pods (live, or the --pod one), carries the use label on its
+    jobTemplate's pod template."""
+    existing = ctx.facts.pod
+    found = [live.cronjob for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else [])
+             if (live.owner_kind, live.owner_name) == ("Job", job)]
+    if existing is not None and existing.existing and existing.pod and controller_of(existing.pod) == ("Job", job):
+        found.append(existing.cronjob)
+    return any(cronjob_template_labelled(c) for c in found if c)
 
 
 def _name(pod: dict[str, Any]) -> str:

@@ -611,7 +611,8 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
             sits = f"; it sits {' and '.join(elsewhere)}"
             why += sits
     # the template has it already: why this pod is still the earlier template's (a pause, a partition)
-    ahead = template_ahead(LivePod(ctx.pod or {}, kind, name, existing.owner)) if existing is not None else ""
+    ahead = template_ahead(LivePod(ctx.pod or {}, kind, name, existing.owner, existing.cronjob)) \
+        if existing is not None else ""
     return failed(
         f"the pod's {USE_LABEL} label is {why}{ahead}: the webhook never sees it",
         evidence,

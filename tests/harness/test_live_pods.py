@@ -1363,3 +1363,34 @@ def test_a_suspended_or_misplaced_cronjob_label_is_named() -> None:
     ctx.facts.live_pods = LivePodsFacts(cronjobs=[misplaced])
     (finding,) = live_pods(ctx).findings
     assert "it sits on CronJob/reconcile's own metadata.labels" in finding.message
+
+
+def test_a_job_pod_made_before_its_cronjob_was_labelled_is_not_fixed_again() -> None:
+    """By hand in the lab: the CronJob's jobTemplate labelled (the printed fix), then --pod on the pod of its
+    earlier Job (ended, unlabelled): pod.labelled printed the CronJob patch and 'kubectl delete job' again, as if
+    nothing had been done. It says now that the CronJob carries the label and the pod is of a Job made before; the
+    fix is a Job run now. The same for a live pod of such a Job."""
+    labelled = _cronjob("reconcile", {USE: "true"})
+    pod = workload_pod("reconcile-manual-m9fv6", labelled=False, mutated=False)
+    pod["metadata"]["ownerReferences"] = [{"kind": "Job", "name": "reconcile-manual", "controller": True}]
+    pod["status"]["phase"] = "Failed"
+    ctx = context(None)
+    ctx.facts.pod = PodFacts("finance", "reconcile-manual-m9fv6", existing=True, created=True, pod=pod,
+                             owner={"metadata": {"name": "reconcile-manual"}}, cronjob=labelled)
+    outcome = pod_labelled(ctx)
+    (finding,) = outcome.findings
+    assert "CronJob/reconcile's jobTemplate carries it now" in finding.message
+    assert finding.fix_lines() == ["# CronJob/reconcile's next Job's pods get the label; to run one now: kubectl create "
+                                   "job -n finance --from=cronjob/reconcile reconcile-wi"]
+    unlabelled = _cronjob("reconcile")
+    ctx.facts.pod = PodFacts("finance", "reconcile-manual-m9fv6", existing=True, created=True, pod=pod,
+                             owner={"metadata": {"name": "reconcile-manual"}}, cronjob=unlabelled)
+    assert pod_labelled(ctx).findings[0].fix_lines()[:2] == [
+        "kubectl patch cronjob/reconcile -n finance --type merge -p "
+        """'{"spec":{"jobTemplate":{"spec":{"template":{"metadata":{"labels":{"azure.workload.identity/use":"true"}}}}}}}'""",
+        "kubectl delete job -n finance reconcile-manual"]
+    pod["status"]["phase"] = "Running"
+    running = live_pods(context([LivePod(pod, "Job", "reconcile-manual", {"metadata": {}}, labelled)]))
+    (finding,) = running.findings
+    assert "CronJob/reconcile's jobTemplate carries it now" in finding.message
+    assert not any("patch" in line for line in finding.fix_lines())
