@@ -897,6 +897,8 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
                            "and create it again")]
         if kind == "ReplicaSet":  # its template may change, but only pods it makes from now on carry the label
             return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}), *restart]
+        if kind == "Pod" and any(being_deleted(ctx, pod) for pod in pods):
+            return [_held_advice(ctx, next(pod for pod in pods if being_deleted(ctx, pod)))]
         if kind == "Pod":  # no controller: the pod's own manifest, and a new pod for the webhook to see
             return [advice(f'add the label {USE_LABEL}: "true" to pod {name}\'s manifest (metadata.labels), then '
                            "delete it and create it again: the webhook acts on pod CREATE only"),
@@ -978,8 +980,29 @@ def _restart(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -> lis
     """The pods of ``kind/name`` made again, their template unchanged, by the one builder (fix.restart_controller),
     told what was read of the controller: updateStrategy OnDelete, a StatefulSet's partition, a paused Deployment."""
     owner = _owner(ctx, kind, name)
+    held = [pod for pod in pods if being_deleted(ctx, pod)] if kind == "Pod" else []
+    if held:  # kubectl delete of a pod already Terminating waits on it (its finalizers) and changes nothing
+        return [_held_advice(ctx, held[0])]
     return fix.restart_controller(kind, ctx.namespace, name, pods, on_delete=_on_delete(ctx, kind, name),
                                   partition=partition(kind, owner), paused=paused(kind, owner))
+
+
+def being_deleted(ctx: WorkloadContext, pod_name: str) -> dict[str, Any] | None:
+    """The --pod pod, when it is ``pod_name`` and is being deleted (metadata.deletionTimestamp: Terminating, its
+    containers stopped or stopping; kept while finalizers remain). The live pods never are."""
+    existing = ctx.facts.pod
+    pod = existing.pod if existing is not None and existing.existing and existing.pod else None
+    meta = (pod or {}).get("metadata") or {}
+    return pod if pod is not None and meta.get("deletionTimestamp") and _name(pod) == pod_name else None
+
+
+def _held_advice(ctx: WorkloadContext, pod_name: str) -> Step:
+    pod = being_deleted(ctx, pod_name) or {}
+    finalizers = [str(f) for f in (pod.get("metadata") or {}).get("finalizers") or []]
+    held = (f", held by finalizers {', '.join(finalizers)} until what set them removes them" if finalizers else "")
+    return advice(f"pod {pod_name} is already being deleted (Terminating{held}): create the pod again from its "
+                  f'manifest, with the label {USE_LABEL}: "true" in its metadata.labels, under another name or once '
+                  "it is gone: the webhook acts on pod CREATE only")
 
 
 def label_repair(ctx: WorkloadContext) -> list[Step]:

@@ -485,6 +485,12 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
         if stopping:  # --pod of a crash-looping pod: the chain below proves its ServiceAccount, not the app
             evidence["crashing"] = stopping
         found = f"made by {made_by}, phase {pod.phase}, service account {ctx.service_account}"
+        meta = (pod.pod or {}).get("metadata") or {}
+        if meta.get("deletionTimestamp"):  # Terminating: what it shows is of a pod going away
+            finalizers = [str(f) for f in meta.get("finalizers") or []]
+            evidence["deletion_timestamp"] = str(meta["deletionTimestamp"])
+            found += f"; being deleted since {meta['deletionTimestamp']} (Terminating" + (
+                f", held by finalizers {', '.join(finalizers)})" if finalizers else ")")
         if stopping:
             return passed(
                 f"pod {pod.namespace}/{pod.name} found, its container {', '.join(stopping)} keeps stopping ({found}): "

@@ -11,7 +11,7 @@ import pytest
 from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import live_pods, restart_workload
 from harness.checks.model import FAIL, PASS, WARN
-from harness.checks.pod import pod_labelled, pod_mutated
+from harness.checks.pod import pod_exists, pod_labelled, pod_mutated
 from harness.collect.live_pods import collect_live_pods, owner_of
 from harness.commands import render_all
 from harness.config import WorkloadConfig
@@ -1394,3 +1394,24 @@ def test_a_job_pod_made_before_its_cronjob_was_labelled_is_not_fixed_again() -> 
     (finding,) = running.findings
     assert "CronJob/reconcile's jobTemplate carries it now" in finding.message
     assert not any("patch" in line for line in finding.fix_lines())
+
+
+def test_a_terminating_pod_given_to_pod_is_not_deleted_again() -> None:
+    """By hand in the lab: a bare pod under backend-sa, unlabelled, holding a finalizer, deleted (Terminating):
+    --pod printed 'kubectl delete pod -n finance stuck', which waits on the finalizer and changes nothing, and
+    pod.exists said 'phase Running' alone. It says Terminating (and by what it is held) now, and the fix creates
+    the pod again rather than deleting it."""
+    pod = workload_pod("stuck", labelled=False, mutated=False)
+    pod["metadata"]["ownerReferences"] = []
+    pod["metadata"]["deletionTimestamp"] = "2026-12-06T04:20:39Z"
+    pod["metadata"]["finalizers"] = ["example.com/hold"]
+    ctx = context(None)
+    ctx.facts.pod = PodFacts("finance", "stuck", existing=True, created=True, pod=pod, phase="Running")
+    exists = pod_exists(ctx)
+    assert "being deleted since 2026-12-06T04:20:39Z (Terminating, held by finalizers example.com/hold)" in exists.message
+    lines = pod_labelled(ctx).findings[0].fix_lines()
+    assert len(lines) == 1 and lines[0].startswith("# pod stuck is already being deleted (Terminating, held by "
+                                                   "finalizers example.com/hold")
+    assert not any("kubectl delete" in line for line in render_all(restart_workload(ctx)))
+    del pod["metadata"]["deletionTimestamp"]  # not being deleted: its manifest, then delete and create it again
+    assert pod_labelled(ctx).findings[0].fix_lines()[-1] == "kubectl delete pod -n finance stuck"
