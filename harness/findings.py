@@ -1055,6 +1055,16 @@ CATALOGUE: tuple[Entry, ...] = (
         no_lab_fault="the lab's vaults are reached by address, so no vault name fails to resolve",
     ),
     _e(
+        "STORAGE_ACCOUNT_NOT_FOUND", "access", "error",
+        "The account URL's host did not resolve and no subscription the harness reads has a storage account of that "
+        "name: the URL is wrong (a typo) or the account was deleted.",
+        "Set account_url in harness.yaml to the account's blob endpoint (az storage account list); a deleted account "
+        "is recovered (14 days) or made again.",
+        "unit:tests/harness/test_blob_answers.py::test_an_account_name_that_resolves_nowhere_and_is_no_account_is_"
+        "storage_account_not_found",
+        no_lab_fault="the lab's storage accounts are reached by address, so no account name fails to resolve",
+    ),
+    _e(
         "SECRET_EXPIRED", "access", "warning",
         "The workload read the secret, but its expiry date (exp) has passed: Key Vault serves an expired secret "
         "(it does not enforce exp), so the value is one its owner meant to have rotated.",

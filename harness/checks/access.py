@@ -240,8 +240,9 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         return _vault_deleted(ctx, check, deleted, evidence, principal)
     absent = ctx.cluster.access_resources.get(endpoint_key(check.url)) or {}
     if absent.get("absent") == "true" and str((step.get("error") or {}).get("kind")) == "dns":
-        assert isinstance(check, KeyVaultSecretAccess)
         evidence["error"] = step.get("error") or {}
+        if isinstance(check, BlobAccess):
+            return _account_not_found(check, absent["name"], evidence)
         return _vault_not_found(check, absent["name"], evidence)
     missing = _missing_object(check, evidence)
     if missing is not None and check.expect == "deny" and isinstance(check, KeyVaultSecretAccess):
@@ -696,6 +697,33 @@ def _vault_not_found(check: KeyVaultSecretAccess, name: str, evidence: dict[str,
                 [fix.keyvault_list_uris(), fix.keyvault_list_deleted(),
                  advice("set vault_url in harness.yaml to the vault's vaultUri; a purged vault is gone with its "
                         "secrets: create it again")]))
+
+
+def _account_not_found(check: BlobAccess, name: str, evidence: dict[str, Any]) -> Outcome:
+    """The account's blob host did not resolve and no storage account of that name is visible: the URL names no
+    account (an account's blob endpoint resolves while the account exists; deleted, its name goes). Not
+    EGRESS_BLOCKED: no network rule or DNS server is at fault for a name that exists nowhere."""
+    what = check.describe()
+    host = urllib.parse.urlsplit(check.account_url).hostname or check.account_url
+    error = evidence.get("error") if isinstance(evidence.get("error"), dict) else {}
+    why = (f"{host} did not resolve, and no subscription the harness reads has a storage account named {name}: the "
+           "account URL is wrong (a typo?) or the account was deleted (an account in a subscription the harness "
+           "cannot read would resolve, unless its private endpoint's DNS record is missing)")
+    if check.expect == "deny":
+        return warned(f"{what}: deny not proven: {why}", evidence,
+                      Finding("DENY_NOT_PROVEN", WARNING, "access", f"deny not proven for {what}: {why}", evidence,
+                              [advice("fix account_url in harness.yaml, or remove this access entry if the account "
+                                      "is gone for good")]))
+    # a deleted account may be recovered (learn.microsoft.com, Recover a deleted storage account: within 14 days,
+    # from the portal's Restore, its resource group there and no new account of its name made since; best effort);
+    # no az command does it (unverified)
+    return failed(
+        f"{what}: expected allow: {why} ({error.get('message') or 'no answer'})", evidence,
+        Finding("STORAGE_ACCOUNT_NOT_FOUND", ERROR, "access", f"{what}: {why}", evidence,
+                [fix.storage_account_list(),
+                 advice("set account_url in harness.yaml to the account's blob endpoint; a deleted account may be "
+                        "recovered within 14 days (Azure portal, Storage accounts, Restore; its resource group must "
+                        "exist), else create it again with its container and blob, and the workload's read role")]))
 
 
 def _not_yet_valid_until(evidence: dict[str, Any], now: float) -> str | None:

@@ -692,6 +692,12 @@ def keyvault_recover(vault: str, resource_group: str, location: str, subscriptio
                    "--subscription", guid_or(subscription, "<subscription-id>"))
 
 
+def storage_account_list() -> Command:
+    """The current subscription's storage accounts with their blob endpoints (what account_url should be)."""
+    return command("az", "storage", "account", "list", "--query",
+                   "[].{name: name, resourceGroup: resourceGroup, blob: primaryEndpoints.blob}", "-o", "table")
+
+
 def keyvault_list_uris() -> Command:
     """The current subscription's vaults (az keyvault list reads ARM's generic resource list, which carries no
     properties: a vault's URL is https://NAME.<the cloud's Key Vault suffix>/, or az keyvault show's vaultUri)."""

@@ -50,6 +50,8 @@ def collect_access_resources(
     if KeyVaultSecretAccess in kinds:
         _add_deleted_vaults(arm, azure, workloads, found)
         _mark_absent_vaults(arm, azure, workloads, found)
+    if BlobAccess in kinds:
+        _mark_absent_accounts(arm, azure, workloads, found)
     return found
 
 
@@ -192,6 +194,34 @@ def _resource(item: dict[str, Any]) -> dict[str, str] | None:
     lowered = [s.lower() for s in segments]
     group = segments[lowered.index("resourcegroups") + 1] if "resourcegroups" in lowered[:-1] else ""
     return {"id": resource_id, "name": name, "resource_group": group}
+
+
+def _mark_absent_accounts(arm: ArmGet, azure: AzureConfig, workloads: list[WorkloadConfig],
+                          found: dict[str, dict[str, str]]) -> None:
+    """The account URLs that name no storage account the harness can see ({name, absent}): a typo in harness.yaml,
+    or the account deleted (its blob endpoint's DNS name goes with it). Only when the subscription's account list
+    and Resource Graph (every subscription the harness reads) both answered; the check names it only if the host
+    did not resolve either, as for a vault."""
+    names: dict[str, str] = {}
+    for check in (c for workload in workloads for c in workload.access if isinstance(c, BlobAccess)):
+        key = endpoint_key(check.account_url)
+        name = check.name or (urllib.parse.urlsplit(check.account_url).hostname or "").split(".", 1)[0]
+        if key not in found and _ARG_NAME.fullmatch(name):
+            names[key] = name
+    if not names:
+        return
+    live, failed = list_all(arm, f"/subscriptions/{azure.subscription_id}/providers/Microsoft.Storage/"
+                                 f"storageAccounts?api-version={STORAGE_API}")
+    query = "resources | where " + " or ".join(f"type =~ '{STORAGE_TYPE}' and name =~ '{name.lower()}'"
+                                               for name in sorted(set(names.values())))
+    answer = arm(ARG_PATH, {"query": query}) if failed is None else None
+    rows = answer.body.get("data") if answer is not None and answer.ok and isinstance(answer.body, dict) else None
+    if not isinstance(rows, list):
+        return
+    seen = {str(item.get("name") or "").lower() for item in [*live, *rows] if isinstance(item, dict)}
+    for key, name in names.items():
+        if name.lower() not in seen:
+            found[key] = {"name": name, "absent": "true"}
 
 
 def _secret_permissions(policy: dict[str, Any]) -> list[str]:

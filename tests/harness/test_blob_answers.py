@@ -121,3 +121,57 @@ def test_a_deny_target_in_an_allowed_blobs_container_is_not_revoked_by_a_delete(
     assert lines[0] == f"# Storage Blob Data Reader on {ACCOUNT_ID} grants it"
     assert "the workload must read reports/daily.csv in the same container" in lines[1]
     assert "move one of the blobs to another container" in lines[2]
+
+
+def test_an_account_name_that_resolves_nowhere_and_is_no_account_is_storage_account_not_found() -> None:
+    """The storage account deleted (az storage account delete), or its name misspelled in account_url: NAME.blob.
+    core.windows.net does not resolve in the pod (an account's blob endpoint exists while the account does). It was
+    EGRESS_BLOCKED, CoreDNS and NetworkPolicies to check; with the subscription's accounts and Resource Graph naming
+    no such account it is STORAGE_ACCOUNT_NOT_FOUND, the accounts listed. Any list unread (the account may be where
+    the harness cannot look), or another error than DNS, keeps the answer's own diagnosis."""
+    from types import SimpleNamespace
+
+    from harness.collect.access_resources import collect_access_resources
+    from harness.facts import Fetched
+
+    def arm_with(refused: str | None, rows: list[dict[str, Any]]) -> Any:
+        def arm(path: str, body: Any = None) -> Fetched:
+            if refused and refused in path:
+                return Fetched(url=path, status=403, body=None, error="denied", code="AuthorizationFailed")
+            if body is not None:
+                assert "microsoft.storage/storageaccounts" in body["query"] and "'ordersdata'" in body["query"]
+                return Fetched(url=path, status=200, body={"data": rows})
+            return Fetched(url=path, status=200, body={"value": [
+                {"id": "/x/storageAccounts/otherdata", "name": "otherdata",
+                 "properties": {"primaryEndpoints": {"blob": "https://otherdata.blob.core.windows.net/"}}}]})
+        return arm
+
+    def run(expect: str, error: dict[str, Any], refused: str | None = None,
+            rows: tuple[dict[str, Any], ...] = ()) -> Outcome:
+        check = _blob("reports", "daily.csv", expect)
+        ctx = context_for(access=[check])
+        assert ctx.facts.pod is not None
+        ctx.cluster.access_resources = collect_access_resources(
+            arm_with(refused, list(rows)), SimpleNamespace(subscription_id="s"),  # type: ignore[arg-type]
+            [SimpleNamespace(access=[check])])  # type: ignore[list-item]
+        ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "evidence": {},
+                                          "target": f"{ACCOUNT}reports/daily.csv", "error": error}]}
+        return access_outcome(ctx, 0, check)
+
+    dns = {"kind": "dns", "message": "ordersdata.blob.core.windows.net: Name or service not known"}
+    gone = run("allow", dns)
+    (finding,) = gone.findings
+    assert gone.status == FAIL and finding.code == "STORAGE_ACCOUNT_NOT_FOUND"
+    assert ("ordersdata.blob.core.windows.net did not resolve, and no subscription the harness reads has a storage "
+            "account named ordersdata") in finding.message
+    lines = finding.fix_lines()
+    assert lines[0] == ("az storage account list --query '[].{name: name, resourceGroup: resourceGroup, blob: "
+                        "primaryEndpoints.blob}' -o table")
+    assert "recovered within 14 days" in lines[1]
+    assert run("deny", dns).findings[0].code == "DENY_NOT_PROVEN"
+    assert run("allow", dns, refused="storageAccounts").findings[0].code == "EGRESS_BLOCKED"
+    assert run("allow", dns, refused="Microsoft.ResourceGraph").findings[0].code == "EGRESS_BLOCKED"
+    # in another subscription the harness reads (Resource Graph names it): its DNS is at fault, not its name
+    assert run("allow", dns, rows=({"name": "ordersdata"},)).findings[0].code == "EGRESS_BLOCKED"
+    refused = run("allow", {"kind": "connection_refused", "message": "refused"})
+    assert refused.findings[0].code == "EGRESS_BLOCKED"
