@@ -430,7 +430,8 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "POD_CONTAINER_SKIPPED", "pod", "error|warning",
         "A container (or init container) is in the skip-containers annotation: it gets no AZURE_* env. An error "
-        "when every container of the pod is: nothing in it can use the identity.",
+        "when every container of the pod is (nothing in it can use the identity), or when a skipped one keeps "
+        "failing (CrashLoopBackOff, a non-zero exit: as one that needs the identity does; its log says).",
         "Remove it from azure.workload.identity/skip-containers if it needs the identity (every container skipped: "
         "kubectl patch removes the annotation from the pod template).",
         "test:tests/harness/test_hand_breakages_lab.py::test_skip_containers_naming_the_apps_only_container_fails_"

@@ -60,6 +60,9 @@ class Problem:
     detail: str
     variable: str = "AZURE_CLIENT_ID"  # POD_ENV_CONFLICT: the variable the pod sets itself
     severity: str | None = None  # another severity than the code's usual one (_MEANING)
+    # POD_CONTAINER_SKIPPED of a skipped container that keeps failing: its name, whether its last run's log is
+    # --previous's, whether the annotation names it alone
+    failing: tuple[str, bool, bool] | None = None
 
 
 def live_pods(ctx: WorkloadContext) -> Outcome:
@@ -492,8 +495,7 @@ def pod_problems(
                         f"in {SKIP_CONTAINERS_ANNOTATION}: none gets the AZURE_* env or the token mount",
                         severity=ERROR)]
     problems: list[Problem] = [
-        Problem("POD_CONTAINER_SKIPPED", name, f"init container {str(c.get('name'))} is in "
-                f"{SKIP_CONTAINERS_ANNOTATION}: it gets no AZURE_* env")
+        _skipped(pod, str(c.get("name") or ""), skipped, "init container")
         for c in (pod.get("spec") or {}).get("initContainers") or []
         if str(c.get("name") or "") in skipped and not any(env_map(c).get(var) for var in INJECTED_ENV)
     ]
@@ -504,8 +506,7 @@ def pod_problems(
         env = env_map(container)
         if cname in skipped:
             if not any(env.get(var) for var in INJECTED_ENV):
-                problems.append(Problem("POD_CONTAINER_SKIPPED", name, f"container {cname} is in "
-                                        f"{SKIP_CONTAINERS_ANNOTATION}: it gets no AZURE_* env"))
+                problems.append(_skipped(pod, cname, skipped, "container"))
             continue
         if not any(env.get(var) for var in INJECTED_ENV):
             continue
@@ -556,6 +557,38 @@ def pod_problems(
                                     "created before the label, or while the webhook was down"
                                     + (f"; {held}" if held else "")))
     return problems
+
+
+def _skipped(pod: dict[str, Any], cname: str, skipped: set[str], what: str) -> Problem:
+    """A container the skip-containers annotation names (it gets no AZURE_* env and no token mount): a warning,
+    as sidecars are skipped on purpose; an error when it keeps failing (CrashLoopBackOff, or ended with an error),
+    as an init container or app that needs the identity does (its log says whether for want of it)."""
+    said = f"{what} {cname} is in {SKIP_CONTAINERS_ANNOTATION}: it gets no AZURE_* env"
+    failing = _container_failing(pod, cname)
+    if failing is None:
+        return Problem("POD_CONTAINER_SKIPPED", _name(pod), said)
+    return Problem("POD_CONTAINER_SKIPPED", _name(pod), f"{said} and no token mount, and is {failing[0]}"
+                   f"{': the pod never starts its app' if what == 'init container' else ''}",
+                   severity=ERROR, failing=(cname, failing[1], skipped == {cname}))
+
+
+def _container_failing(pod: dict[str, Any], cname: str) -> tuple[str, bool] | None:
+    """(how container ``cname`` of the pod fails, whether its failed run is --previous's): in CrashLoopBackOff, or
+    ended with a non-zero exit code; None when neither."""
+    status = pod.get("status") or {}
+    for item in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        if item.get("name") != cname:
+            continue
+        state = item.get("state") or {}
+        last = (item.get("lastState") or {}).get("terminated") or {}
+        if (state.get("waiting") or {}).get("reason") == "CrashLoopBackOff":
+            exit_code = last.get("exitCode")
+            return ("in CrashLoopBackOff (" + (f"last exit {exit_code}, " if exit_code is not None else "")
+                    + f"{item.get('restartCount') or 0} restarts)"), True
+        ended = state.get("terminated") or {}
+        if ended.get("exitCode") not in (None, 0):
+            return f"ended with exit code {ended['exitCode']}", False
+    return None
 
 
 # a template already right, and no pause or partition holding the pods back: its rollout is under way or stuck
@@ -842,6 +875,10 @@ def _finding(ctx: WorkloadContext, kind: str, name: str, problems: list[Problem]
     if any(p.severity == ERROR for p in problems):
         severity, meaning = ERROR, "no container of the workload's pods gets the identity"
         problems = [p for p in problems if p.severity == ERROR]
+        if any(p.failing is None for p in problems):  # every container skipped: that one first
+            problems = [p for p in problems if p.failing is None]
+        else:
+            meaning = "a container the webhook skips keeps failing"
     pods = sorted({p.pod for p in problems})
     shown = ", ".join(pods[:fix.SHOWN_PODS]) + (f" and {len(pods) - fix.SHOWN_PODS} more" if len(pods) > fix.SHOWN_PODS else "")
     # every detail of the first pod: a container presetting two variables gets a fix for each, and says why of each
@@ -850,9 +887,27 @@ def _finding(ctx: WorkloadContext, kind: str, name: str, problems: list[Problem]
                 "detail": details[0], **({"details": details} if len(details) > 1 else {})}
     message = f"{kind}/{name} ({shown}): {meaning}: {'; '.join(details)}"
     variables = list(dict.fromkeys(p.variable for p in problems))
+    if severity == ERROR and code == "POD_CONTAINER_SKIPPED" and problems[0].failing is not None:
+        return Finding(code, severity, "pod", message, evidence, _failing_skipped_repair(ctx, kind, name, problems[0]))
     if severity == ERROR and code == "POD_CONTAINER_SKIPPED":
         return Finding(code, severity, "pod", message, evidence, unskip_repair(ctx, kind, name, pods))
     return Finding(code, severity, "pod", message, evidence, _repair(ctx, code, kind, name, pods, variables))
+
+
+def _failing_skipped_repair(ctx: WorkloadContext, kind: str, name: str, problem: Problem) -> list[Step]:
+    """A skipped container that keeps failing: its log first (whether it fails for want of the identity: "workload
+    options are not fully configured", no AZURE_FEDERATED_TOKEN_FILE), then the container taken out of the
+    annotation (the whole annotation when it names that container alone; a template change rolls the pods)."""
+    assert problem.failing is not None
+    cname, previous, alone = problem.failing
+    ns = fix.namespace_or(ctx.namespace)
+    steps: list[Step] = [fix.kubectl("logs", "-n", ns, problem.pod, "-c", cname, *(["--previous"] if previous else []),
+                                     note="why it fails: the identity's absence, or another cause")]
+    if alone and kind in fix.RESTARTABLE:
+        return [*steps, fix.remove_template_annotation(kind, ctx.namespace, name, SKIP_CONTAINERS_ANNOTATION),
+                *_template_change_rolls(ctx, kind, name, [problem.pod])]
+    return [*steps, advice(f"if it needs the identity, take {cname} out of {SKIP_CONTAINERS_ANNOTATION} on "
+                           f"{kind}/{name}'s pod template (the other names stay, ';'-separated)")]
 
 
 def unskip_repair(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -> list[Step]:

@@ -1415,3 +1415,39 @@ def test_a_terminating_pod_given_to_pod_is_not_deleted_again() -> None:
     assert not any("kubectl delete" in line for line in render_all(restart_workload(ctx)))
     del pod["metadata"]["deletionTimestamp"]  # not being deleted: its manifest, then delete and create it again
     assert pod_labelled(ctx).findings[0].fix_lines()[-1] == "kubectl delete pod -n finance stuck"
+
+
+def _skipping_pod(init_status: dict[str, Any] | None, skip: str = "fetch-secrets") -> dict[str, Any]:
+    pod = workload_pod("initskip-7d9f-abcde", annotations={"azure.workload.identity/skip-containers": skip})
+    pod["spec"]["initContainers"] = [{"name": "fetch-secrets", "env": []}]
+    if init_status is not None:
+        pod["status"]["initContainerStatuses"] = [{"name": "fetch-secrets", **init_status}]
+    return pod
+
+
+def test_a_skipped_init_container_that_keeps_failing_is_an_error_with_its_log_first() -> None:
+    """By hand in the lab: an init container named in skip-containers that reads AZURE_FEDERATED_TOKEN_FILE, in
+    Init:CrashLoopBackOff ('The workload options are not fully configured'): the run passed with a warning while
+    the app never started. A skipped container that keeps failing is an error now; the fix reads its log, then
+    removes the annotation (it named that container alone); pasted, the pod started and the run passed. Skipped
+    and healthy (a sidecar skipped on purpose): the warning it was."""
+    crashing = {"restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}
+    outcome = live_pods(context([live(_skipping_pod(crashing), deployment())]))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_CONTAINER_SKIPPED" and finding.severity == "error"
+    assert "a container the webhook skips keeps failing" in finding.message
+    assert "is in CrashLoopBackOff (last exit 1, 3 restarts): the pod never starts its app" in finding.message
+    assert finding.fix_lines()[0].startswith(
+        "kubectl logs -n finance initskip-7d9f-abcde -c fetch-secrets --previous")
+    assert finding.fix_lines()[1] == (
+        "kubectl patch deployment/backend -n finance --type json -p '[{\"op\":\"remove\",\"path\":\"/spec/template/"
+        "metadata/annotations/azure.workload.identity~1skip-containers\"}]'")
+    ended = {"restartCount": 0, "state": {"terminated": {"exitCode": 2}}}
+    (finding,) = live_pods(context([live(_skipping_pod(ended, "fetch-secrets;istio-proxy"), deployment())])).findings
+    assert "ended with exit code 2" in finding.message
+    assert "--previous" not in finding.fix_lines()[0]
+    assert finding.fix_lines()[1].startswith("# if it needs the identity, take fetch-secrets out of")
+    healthy = live_pods(context([live(_skipping_pod({"state": {"terminated": {"exitCode": 0}}}), deployment())]))
+    assert healthy.status == WARN and healthy.findings[0].severity == "warning"
