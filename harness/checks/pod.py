@@ -65,6 +65,7 @@ from harness.checks.podspec import (
     token_volumes,
     value_source,
 )
+from harness.checks.probe_output import unschedulable_message
 from harness.checks.serviceaccount import create_sa_steps
 from harness.commands import Step, advice
 from harness.config import DEFAULT_PROBE_LIMITS, DEFAULT_PROBE_REQUESTS
@@ -496,6 +497,14 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
                 f"pod {pod.namespace}/{pod.name} found, its container {', '.join(stopping)} keeps stopping ({found}): "
                 "the checks below prove Workload ID for its ServiceAccount; its last run's log (logs --previous) "
                 "says why the app stops", evidence)
+        unscheduled = unschedulable_message(pod.pod) if pod.phase == "Pending" else None
+        unscheduled = printable(unscheduled, 300) if unscheduled else None
+        if unscheduled:  # --pod of a pod no node takes (a Windows nodeSelector, a taint): it has never run
+            evidence["unschedulable"] = unscheduled
+            return passed(
+                f"pod {pod.namespace}/{pod.name} found, but no node takes it: {unscheduled} ({found}): it has never "
+                "run, which is not Workload ID's doing; the checks below prove Workload ID for its ServiceAccount "
+                "through a probe pod", evidence)
         return passed(f"pod {pod.namespace}/{pod.name} found ({found})", evidence)
     error = pod.create_error
     if error is not None:  # not "absent": the harness could not look

@@ -1451,3 +1451,22 @@ def test_a_skipped_init_container_that_keeps_failing_is_an_error_with_its_log_fi
     assert finding.fix_lines()[1].startswith("# if it needs the identity, take fetch-secrets out of")
     healthy = live_pods(context([live(_skipping_pod({"state": {"terminated": {"exitCode": 0}}}), deployment())]))
     assert healthy.status == WARN and healthy.findings[0].severity == "warning"
+
+
+def test_pod_of_a_pod_no_node_takes_says_so_at_pod_exists() -> None:
+    """By hand in the lab: --pod on a pod with a Windows nodeSelector and no Windows node: pod.exists said 'phase
+    Pending' alone and the run passed, as if the pod ran with its identity. It names the scheduler's message now,
+    and that it is not Workload ID's doing (the chain is proved through a probe pod)."""
+    pod = workload_pod("winapp-7d9f-abcde")
+    pod["status"] = {"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."}]}
+    ctx = context(None)
+    ctx.facts.pod = PodFacts("finance", "winapp-7d9f-abcde", existing=True, created=True, pod=pod, phase="Pending")
+    outcome = pod_exists(ctx)
+    assert outcome.status == PASS
+    assert outcome.message.startswith("pod finance/winapp-7d9f-abcde found, but no node takes it: 0/1 nodes are "
+                                      "available: 1 node(s) didn't match Pod's node affinity/selector.")
+    assert "not Workload ID's doing" in outcome.message
+    pod["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    assert "no node takes it" not in pod_exists(ctx).message
