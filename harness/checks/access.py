@@ -812,7 +812,12 @@ def missing_object(
                    "identity was allowed to look")
         repair = [fix.list_containers(check.account_url),
                   advice(f"fix the container's name in harness.yaml (the list names the account's containers), or "
-                         f"create {check.container} and upload {check.blob} to it")]
+                         f"create {check.container} and upload {check.blob} to it"),
+                  # container soft delete (on by default for accounts made in the portal) keeps a deleted container
+                  # for its retention days, listed with --include-deleted, brought back whole by restore
+                  advice(f"if {check.container} was deleted under container soft delete, the same list with "
+                         "--include-deleted names it with its version: az storage container restore --name "
+                         f"{check.container} --deleted-version VERSION brings it back with its blobs")]
     else:
         message = f"{what} does not exist ({detail})"
         repair = [fix.list_blobs(check.account_url, check.container),

@@ -4,6 +4,7 @@ as ARM knows it (name, resource group, id) rather than a guess from the URL's ho
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import urllib.parse
 from collections.abc import Callable
@@ -124,6 +125,20 @@ def _group_gone(arm: ArmGet, subscription_id: str, group: str) -> bool:
     return answer.status == 404 and answer.code == "ResourceGroupNotFound"
 
 
+def name_in_url(url: str) -> str:
+    """A vault's or account's name as its URL gives it: the host's first label (finance-kv.vault.azure.net), or the
+    path's first segment when the host is an address (https://127.0.0.1:10000/ordersdata/, the path style of
+    Azurite and the lab; the host's first label there is '127')."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            return host.split(".", 1)[0]
+    return next((segment for segment in parts.path.split("/") if segment), "")
+
+
 def _elsewhere(arm: ArmGet, workloads: list[WorkloadConfig], found: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
     """The vaults and storage accounts the subscription's lists did not have (another subscription: a shared
     "secrets" subscription is common), looked up by name through Azure Resource Graph, which spans every
@@ -134,8 +149,7 @@ def _elsewhere(arm: ArmGet, workloads: list[WorkloadConfig], found: dict[str, di
         url = check.vault_url if isinstance(check, KeyVaultSecretAccess) else check.account_url
         if endpoint_key(url) in found:
             continue
-        host = urllib.parse.urlsplit(url).hostname or ""
-        name = check.name or host.split(".", 1)[0]
+        name = check.name or name_in_url(url)
         kind = VAULT_TYPE if isinstance(check, KeyVaultSecretAccess) else STORAGE_TYPE
         if _ARG_NAME.fullmatch(name):  # only such names go into the query's string literals
             wanted.add((kind, name.lower()))
@@ -205,7 +219,7 @@ def _mark_absent_accounts(arm: ArmGet, azure: AzureConfig, workloads: list[Workl
     names: dict[str, str] = {}
     for check in (c for workload in workloads for c in workload.access if isinstance(c, BlobAccess)):
         key = endpoint_key(check.account_url)
-        name = check.name or (urllib.parse.urlsplit(check.account_url).hostname or "").split(".", 1)[0]
+        name = check.name or name_in_url(check.account_url)
         if key not in found and _ARG_NAME.fullmatch(name):
             names[key] = name
     if not names:

@@ -67,6 +67,7 @@ def test_a_missing_container_lists_the_accounts_containers_not_the_missing_conta
                         "-o tsv")
     assert not any("storage blob list" in line for line in lines)
     assert "create reportz and upload daily.csv to it" in lines[1]
+    assert "--include-deleted" in lines[2] and "az storage container restore --name reportz" in lines[2]
     # a missing blob in a container that is there keeps the container's listing
     (blob,) = _outcome([_blob("reports", "dailly.csv", "allow")], 0, [BLOB_MISSING]).findings
     assert blob.code == "BLOB_NOT_FOUND" and "storage blob list" in blob.fix_lines()[0]
@@ -175,3 +176,18 @@ def test_an_account_name_that_resolves_nowhere_and_is_no_account_is_storage_acco
     assert run("allow", dns, rows=({"name": "ordersdata"},)).findings[0].code == "EGRESS_BLOCKED"
     refused = run("allow", {"kind": "connection_refused", "message": "refused"})
     assert refused.findings[0].code == "EGRESS_BLOCKED"
+
+
+def test_a_path_style_account_url_is_looked_up_by_its_accounts_name() -> None:
+    """An account URL whose host is an address (the path style of the lab and Azurite: https://127.0.0.1:PORT/NAME/)
+    names the account in its path: the host's first label ('127') asked Resource Graph for no such account, and
+    the grant for an account in another subscription was printed with az storage account show --name, which looks
+    in the current subscription only."""
+    from harness.collect.access_resources import name_in_url
+
+    assert name_in_url("https://127.0.0.1:43989/shareddata/") == "shareddata"
+    assert name_in_url("https://localhost:10000/devstoreaccount1") == "devstoreaccount1"
+    assert name_in_url("https://[::1]:10000/acct/") == "acct"
+    assert name_in_url("https://ordersdata.blob.core.windows.net/") == "ordersdata"
+    assert name_in_url("https://ordersdata.privatelink.blob.core.windows.net/x/") == "ordersdata"
+    assert name_in_url("https://127.0.0.1:8443/") == ""

@@ -65,6 +65,7 @@ SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"  # Key Vault Secrets User
 SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"  # Key Vault Secrets Officer
 VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"  # Key Vault Reader: control plane only
 BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"  # Storage Blob Data Reader
+BLOB_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"  # Storage Blob Data Contributor
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"  # Contributor
 WORKLOAD = "finance/backend-sa"
 LAB_EGRESS = "127.0.0.1"  # the address the lab's services see the pods' requests come from
@@ -871,6 +872,54 @@ def _heal_shared_vault(w: World) -> None:
     _drop_made(w)
 
 
+SHARED_ACCOUNT = "shareddata"
+
+
+def _shared_account_id(w: World) -> str:
+    return _shared_vault_id(w).replace(f"Microsoft.KeyVault/vaults/{SHARED_VAULT}",
+                                       f"Microsoft.Storage/storageAccounts/{SHARED_ACCOUNT}")
+
+
+def _account_in_another_subscription(w: World) -> None:
+    """orders also reads a blob of a storage account in the shared subscription (az storage account create
+    --subscription SHARED), where it holds no role, named by its path-style URL as the lab serves it. The collector
+    took the name from the host's first label ('127'), so Resource Graph was asked for no such account and the fix
+    printed az storage account show --name shareddata, which looks in the current subscription only ('Storage
+    account ... not found'): the grant ran with an empty scope."""
+    account_id = _shared_account_id(w)
+    made = w.person.arm("PUT", account_id, STORAGE_API, {"location": "eastus", "kind": "StorageV2",
+                                                        "sku": {"name": "Standard_LRS"}})
+    url = made["properties"]["primaryEndpoints"]["blob"]
+    w.made.append(w.person.grant(account_id, BLOB_CONTRIBUTOR, w.person.graph(
+        "GET", f"/servicePrincipals(appId='{w.person.info['admin']['client_id']}')")["id"]))
+    token = w.person.credential.get_token("https://storage.azure.com/.default").token
+    headers = {"Authorization": f"Bearer {token}", "x-ms-version": "2026-10-06"}
+    for path, extra in (("exports?restype=container", {}), ("exports/weekly.csv", {"x-ms-blob-type": "BlockBlob"})):
+        response = requests.put(f"{url}{path}", data=b"week,total\n", timeout=30, verify=w.person.ca,
+                                headers={**headers, **extra})
+        assert response.status_code in (201, 409), response.text
+    entry = _entry_with(w, "orders/orders-sa")
+    entry["access"].append({"kind": "blob", "account_url": url, "container": "exports", "blob": "weekly.csv",
+                            "expect": "allow"})
+    w.config_with(entry)
+
+
+def _names_the_shared_account(run: dict[str, Any]) -> None:
+    [finding] = [f for f in findings_of(run, "orders/orders-sa") if f["code"] == "ACCESS_DENIED_UNEXPECTEDLY"]
+    assert "in subscription" in finding["message"], finding["message"]
+    assert finding["remediation"][0].endswith(f"/storageAccounts/{SHARED_ACCOUNT}/blobServices/default/containers/"
+                                              "exports"), finding["remediation"]
+
+
+def _heal_shared_account(w: World) -> None:
+    account_id = _shared_account_id(w)
+    listing = w.person.arm("GET", f"{account_id}/providers/Microsoft.Authorization/roleAssignments", ROLE_API)
+    for assignment in listing["value"]:
+        if assignment["properties"]["principalId"] == w.orders_principal:
+            w.person.arm("DELETE", assignment["id"], ROLE_API)
+    _drop_made(w)
+
+
 def _blob_name_typo(w: World) -> None:
     w.config_with(_entry_with(w, "orders/orders-sa", blob="dailly.csv"))
     _admin_takes(w, w.ordersdata, BLOB_READER)
@@ -1578,6 +1627,8 @@ CASES = [
          with_codes=("ARM_QUERY_FAILED",)),
     Case("ACCESS_DENIED_UNEXPECTEDLY", _vault_in_another_subscription, _heal_shared_vault,
          label="other-subscription", broken=_names_the_shared_vault),
+    Case("ACCESS_DENIED_UNEXPECTEDLY", _account_in_another_subscription, _heal_shared_account,
+         where="orders/orders-sa", label="other-subscription-blob", broken=_names_the_shared_account),
     Case("WEBHOOK_NOT_READY", _webhook_scaled_to_zero, _heal_webhook_replicas, where="run"),
     Case("WEBHOOK_UNAVAILABLE", _webhook_scaled_to_zero, _heal_webhook_replicas),
     Case("POD_IDENTITY_OBJECTS_PRESENT", _pod_identity_object, _heal_pod_identity, where="run",

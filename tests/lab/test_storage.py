@@ -186,6 +186,40 @@ def test_list_containers_as_the_sdk_and_az_storage_container_list_send_it(st: St
     assert error.value.status_code == 403 and error.value.error_code == "AuthorizationPermissionMismatch"
 
 
+def test_create_and_delete_container_as_az_storage_container_create_and_delete_send_them(st: StLab) -> None:
+    """Create Container (201, then 409 ContainerAlreadyExists) and Delete Container (202, then 404
+    ContainerNotFound) under Storage Blob Data Contributor; a reader may do neither, and a deleted container's blobs
+    read as ContainerNotFound."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+
+    account = st.account()
+    writer = st.app("Storage Blob Data Contributor", account.resource_id)
+    reader = st.app("Storage Blob Data Reader", account.resource_id)
+    as_writer = BlobServiceClient(st.lab.blob_url(account.name), credential=secret_credential(st.lab, writer))
+    as_reader = BlobServiceClient(st.lab.blob_url(account.name), credential=secret_credential(st.lab, reader))
+    for attempt in (lambda: as_reader.create_container("exports"), lambda: as_reader.delete_container("reports")):
+        with pytest.raises(HttpResponseError) as refused:
+            attempt()
+        assert refused.value.error_code == "AuthorizationPermissionMismatch"
+    as_writer.create_container("exports")
+    with pytest.raises(ResourceExistsError) as again:
+        as_writer.create_container("exports")
+    assert again.value.error_code == "ContainerAlreadyExists"
+    as_writer.get_blob_client("exports", "weekly.csv").upload_blob(CONTENT)
+    assert st.blob(account, reader, "exports", "weekly.csv").download_blob().readall() == CONTENT
+    as_writer.delete_container("reports")
+    with pytest.raises(ResourceNotFoundError) as gone:
+        st.blob(account, reader, "reports", "daily.csv").download_blob()
+    assert gone.value.error_code == "ContainerNotFound"
+    with pytest.raises(ResourceNotFoundError) as twice:
+        as_writer.delete_container("reports")
+    assert twice.value.error_code == "ContainerNotFound"
+    with pytest.raises(HttpResponseError) as bad:
+        as_writer.create_container("Bad_Name")
+    assert bad.value.status_code == 400 and bad.value.error_code == "InvalidResourceName"
+
+
 # ---------------------------------------------------------------------------- the wire
 
 
