@@ -472,11 +472,13 @@ CATALOGUE: tuple[Entry, ...] = (
                      "two listeners on one port cannot collide there",
     ),
     _e(
-        "POD_NOT_ADMITTED", "pod", "error",
+        "POD_NOT_ADMITTED", "pod", "error|warning",
         "The API server refused the probe pod for another reason, or refuses a Deployment's pods once the webhook "
-        "has mutated them (a template volume named like the webhook's; Pod Security refusing the migration proxy "
-        "that inject-proxy-sidecar asks for).",
-        "Read the refusal; fix what it names (rename the template's volume; remove inject-proxy-sidecar).",
+        "has mutated them (a template volume named like the webhook's, or projecting a token at its path "
+        "azure-identity-token; Pod Security refusing the migration proxy that inject-proxy-sidecar asks for). A "
+        "warning when the workload's pods are refused for a reason the harness does not name.",
+        "Read the refusal; fix what it names (rename the template's volume or its token projection's path; remove "
+        "inject-proxy-sidecar).",
         "test:tests/harness/test_hand_breakages_lab.py::test_a_template_volume_named_like_the_webhooks_fails_the_"
         "workload_until_renamed",
         "test:tests/harness/test_hand_breakages_lab.py::test_a_migration_proxy_asked_for_in_a_restricted_namespace_"

@@ -86,6 +86,11 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
                  for account in [_missing_account(refused.message)] if account]
     findings += [_refused_elsewhere(ctx, refused, cause) for refused in refusals
                  for cause in [refusal_cause(refused.message)] if cause and not _refuses_the_proxy(refused)]
+    findings += [_token_mount_orphaned(ctx, refused) for refused in refusals
+                 if _ORPHANED_MOUNT_RE.search(refused.message)]
+    named = {str(f.evidence.get("owner")) for f in findings}
+    findings += [_refused_unnamed(ctx, refused) for refused in refusals
+                 if f"{refused.kind}/{refused.name}" not in named and unreachable_webhook(refused.message) is None]
     findings += [found for cronjob in facts.cronjobs for found in [_cronjob_unlabelled(ctx, cronjob)] if found]
     summary: list[dict[str, Any]] = [{"owner": f"{f.evidence['owner']}", "pods": [], "problems": [f.code]}
                                      for f in findings]
@@ -417,6 +422,40 @@ def _clashing_mount(message: str) -> str | None:
     the webhook) makes every pod invalid (422 ... mountPath: Invalid value: "...": must be unique)."""
     match = _DUPLICATE_MOUNT_RE.search(message)
     return match.group(1) if match and match.group(1).rstrip("/") in _WEBHOOK_MOUNT_PATHS else None
+
+
+# webhook v1.5 (AKS's add-on) adds no volume when any projected serviceAccountToken of the pod has the path
+# azure-identity-token (addProjectedServiceAccountTokenVolume), yet mounts a volume of that name in every container
+# (addProjectedVolumeMount): a template projecting a token at that path in a volume named otherwise is invalid
+_ORPHANED_MOUNT_RE = re.compile(r'volumeMounts\[\d+\]\.name: Not found: "' + re.escape(V15_VOLUME_NAME) + '"')
+
+
+def _token_mount_orphaned(ctx: WorkloadContext, refused: RefusedController) -> Finding:
+    return _template_clash(
+        ctx, refused, f"projects a service account token at path {V15_VOLUME_NAME} in a volume named otherwise: the "
+        f"webhook takes that for its own token and adds no volume, yet mounts one named {V15_VOLUME_NAME}",
+        {"volume": V15_VOLUME_NAME},
+        "jsonpath={range .spec.template.spec.volumes[*]}{.name}{\": \"}{.projected.sources[*].serviceAccountToken}"
+        "{\"\\n\"}{end}",
+        f"in {refused.kind}/{refused.name}'s manifest, give that serviceAccountToken projection another path (or "
+        "remove the volume, if it was a Workload ID token projected by hand), and apply it: the webhook projects its "
+        "own token")
+
+
+def _refused_unnamed(ctx: WorkloadContext, refused: RefusedController) -> Finding:
+    """A controller of the workload whose new pods the API server refuses for a reason none of the above names:
+    its current pod template does not run, which a run must not pass in silence. A warning: whether Workload ID
+    has a part in it (the pod is validated after the webhook mutated it) is the refusal's to say. (The Workload ID
+    webhook unreachable is the probe pod's finding, pod.admitted.)"""
+    ref = f"{refused.kind}/{refused.name}"
+    return Finding(
+        "POD_NOT_ADMITTED", WARNING, "pod",
+        f"{ref}: the API server refuses its new pods ({refused.reason}), for a reason the harness does not name: "
+        f"none of its current template runs: {refused.message}",
+        {"owner": ref, "reason": refused.reason, "refusal": refused.message},
+        [fix.kubectl("describe", f"{refused.kind.lower()}/{refused.name}", "-n", fix.namespace_or(ctx.namespace)),
+         advice(f"fix what the refusal names in the pod template of {ref}; its controller creates the pods again")],
+    )
 
 
 def _mount_clash(ctx: WorkloadContext, refused: RefusedController, path: str) -> Finding:

@@ -389,7 +389,9 @@ def test_a_template_volume_named_like_the_webhooks_makes_every_pod_invalid_and_i
     other = 'Pod "backend-x" is invalid: spec.volumes[1].name: Duplicate value: "data"'
     ctx.facts.live_pods = collect_live_pods(
         ListingKube([], [failing_deployment("backend", "backend-sa", other)]), "finance", "backend-sa")  # type: ignore[arg-type]
-    assert live_pods(ctx).status == PASS
+    unnamed = live_pods(ctx)  # not the webhook's volume: refused all the same, said as a warning
+    assert unnamed.status == WARN and "for a reason the harness does not name" in unnamed.findings[0].message
+    assert "volume" not in unnamed.findings[0].evidence
 
 
 def test_no_pod_under_the_service_account_but_a_labelled_one_under_default_is_a_warning_with_the_patch() -> None:
@@ -1470,3 +1472,25 @@ def test_pod_of_a_pod_no_node_takes_says_so_at_pod_exists() -> None:
     assert "not Workload ID's doing" in outcome.message
     pod["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]}
     assert "no node takes it" not in pod_exists(ctx).message
+
+
+def test_a_template_projecting_its_own_token_at_the_webhooks_path_is_named_and_other_refusals_not_hidden() -> None:
+    """By hand in the lab: a Deployment projecting a serviceAccountToken (audience vault) at path
+    azure-identity-token in a volume named vault-token. Webhook v1.5 then adds no volume (any projection at that
+    path is taken for its own) yet mounts azure-identity-token: every pod is invalid ('volumeMounts[2].name: Not
+    found: "azure-identity-token"'), none ran, and the run PASSED: no refusal pattern matched, so nothing was said.
+    It is named now, with a look at the template's projections; pasted (the path changed), the pods ran and the run
+    passed. A refusal no pattern names is a warning now, never silence."""
+    orphaned = ('Pod "owntoken-nq4pmmcmk9-89p2r" is invalid: spec.containers[0].volumeMounts[2].name: Not found: '
+                '"azure-identity-token"')
+    outcome = live_pods(context_with_failing_deployment("owntoken", "backend-sa", orphaned))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_ADMITTED" and finding.severity == "error"
+    assert "projects a service account token at path azure-identity-token in a volume named otherwise" in \
+        finding.message
+    assert finding.fix_lines()[0].startswith("kubectl get deployment/owntoken -n finance -o 'jsonpath={range "
+                                             ".spec.template.spec.volumes[*]}")
+    strange = 'Pod "owntoken-x" is invalid: spec.containers[0].image: Required value'
+    (finding,) = live_pods(context_with_failing_deployment("owntoken", "backend-sa", strange)).findings
+    assert finding.severity == "warning" and finding.fix_lines()[0] == "kubectl describe deployment/owntoken -n finance"
