@@ -485,7 +485,10 @@ def pod_exists(ctx: WorkloadContext) -> Outcome:
         stopping = crashing_containers(pod.pod or {})
         if stopping:  # --pod of a crash-looping pod: the chain below proves its ServiceAccount, not the app
             evidence["crashing"] = stopping
-        found = f"made by {made_by}, phase {pod.phase}, service account {ctx.service_account}"
+        status = (pod.pod or {}).get("status") or {}
+        ended = (f" ({printable(str(status['reason']), 63)}: {printable(str(status.get('message') or ''), 200)})"
+                 if status.get("reason") else "")  # Evicted, DeadlineExceeded ...: why the pod ended, not Workload ID
+        found = f"made by {made_by}, phase {pod.phase}{ended}, service account {ctx.service_account}"
         meta = (pod.pod or {}).get("metadata") or {}
         if meta.get("deletionTimestamp"):  # Terminating: what it shows is of a pod going away
             finalizers = [str(f) for f in meta.get("finalizers") or []]

@@ -1494,3 +1494,13 @@ def test_a_template_projecting_its_own_token_at_the_webhooks_path_is_named_and_o
     strange = 'Pod "owntoken-x" is invalid: spec.containers[0].image: Required value'
     (finding,) = live_pods(context_with_failing_deployment("owntoken", "backend-sa", strange)).findings
     assert finding.severity == "warning" and finding.fix_lines()[0] == "kubectl describe deployment/owntoken -n finance"
+
+
+def test_pod_of_an_evicted_pod_says_why_it_ended() -> None:
+    """By hand in the lab: --pod on a pod the kubelet evicted: pod.exists said 'phase Failed' alone. It carries the
+    pod's status reason and message now (Evicted: the node was low on memory), which are not Workload ID's."""
+    pod = workload_pod("hostnet-7d9f-abcde")
+    pod["status"] = {"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}
+    ctx = context(None)
+    ctx.facts.pod = PodFacts("finance", "hostnet-7d9f-abcde", existing=True, created=True, pod=pod, phase="Failed")
+    assert "phase Failed (Evicted: The node was low on resource: memory.)" in pod_exists(ctx).message
