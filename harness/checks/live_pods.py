@@ -557,6 +557,11 @@ def pod_problems(
                                     f"{source}: the webhook never sets a variable the container names, so the app "
                                     f"gets what that holds (the harness does not read it), not the ServiceAccount's "
                                     f"{annotated}"))
+        elif annotated and not client_id and _named_empty(container, "AZURE_CLIENT_ID"):
+            problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_CLIENT_ID itself, to an "
+                                    "empty value (a chart or manifest value left unset): the webhook never sets a "
+                                    "variable the container names, so the app gets no client id, not the "
+                                    f"ServiceAccount's {annotated}; a restart keeps it empty"))
         elif annotated and not client_id:
             problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has no AZURE_CLIENT_ID: "
                                     "the pod was created before the ServiceAccount was annotated"))
@@ -571,6 +576,9 @@ def pod_problems(
                 problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has AZURE_CLIENT_ID="
                                         f"{client_id} but the ServiceAccount now says {annotated}: the pod "
                                         "predates the annotation's change"))
+        problems += [Problem("POD_ENV_CONFLICT", name, f"container {cname} sets {variable} itself, to an empty value: "
+                             "the webhook never sets a variable the container names, so the app gets none", variable)
+                     for variable in INJECTED_ENV if variable != "AZURE_CLIENT_ID" and _named_empty(container, variable)]
         for variable, wanted in (injected or {}).items():
             value = env.get(variable)
             if value and not _same(variable, value, wanted) and preset_in_template(live, cname, variable):
@@ -628,6 +636,13 @@ def _container_failing(pod: dict[str, Any], cname: str) -> tuple[str, bool] | No
         if ended.get("exitCode") not in (None, 0):
             return f"ended with exit code {ended['exitCode']}", False
     return None
+
+
+def _named_empty(container: dict[str, Any], variable: str) -> bool:
+    """The container names ``variable`` in its env with an empty value and no valueFrom (``value: ""``, or a Helm
+    value left unset): the webhook's addEnvironmentVariables keys on the name, so it appends nothing for it."""
+    return any(e.get("name") == variable and not e.get("value") and not e.get("valueFrom")
+               for e in container.get("env") or [])
 
 
 # a template already right, and no pause or partition holding the pods back: its rollout is under way or stuck

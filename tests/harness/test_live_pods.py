@@ -1504,3 +1504,23 @@ def test_pod_of_an_evicted_pod_says_why_it_ended() -> None:
     ctx = context(None)
     ctx.facts.pod = PodFacts("finance", "hostnet-7d9f-abcde", existing=True, created=True, pod=pod, phase="Failed")
     assert "phase Failed (Evicted: The node was low on resource: memory.)" in pod_exists(ctx).message
+
+
+def test_an_azure_variable_set_empty_in_the_template_is_a_conflict_not_a_stale_pod() -> None:
+    """By hand in the lab: a Deployment whose container sets AZURE_CLIENT_ID: "" (a Helm value left unset). The
+    webhook appends only the variables a container does not name, so its pods have none; the harness said
+    POD_STALE_CLIENT_ID ('created before the ServiceAccount was annotated') and printed kubectl rollout restart,
+    which, pasted, made a pod with the same empty value. It is POD_ENV_CONFLICT now, unset by name (pasted: the pod
+    got the annotation's client id and the run passed); an empty AZURE_TENANT_ID the same."""
+    pod = workload_pod(client_id=None)
+    pod["spec"]["containers"][0]["env"].insert(0, {"name": "AZURE_CLIENT_ID", "value": ""})
+    owner = deployment(template_env=[{"name": "AZURE_CLIENT_ID", "value": ""}])
+    (finding,) = live_pods(context([live(pod, owner)])).findings
+    assert finding.code == "POD_ENV_CONFLICT"
+    assert "sets AZURE_CLIENT_ID itself, to an empty value" in finding.message and CLIENT in finding.message
+    assert finding.fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_CLIENT_ID-"]
+    pod = workload_pod()
+    pod["spec"]["containers"][0]["env"][1] = {"name": "AZURE_TENANT_ID"}  # value "" is omitted on the wire
+    (finding,) = live_pods(context([live(pod, deployment(template_env=[{"name": "AZURE_TENANT_ID"}]))])).findings
+    assert finding.code == "POD_ENV_CONFLICT" and finding.fix_lines() == [
+        "kubectl set env deployment/backend -n finance AZURE_TENANT_ID-"]
