@@ -983,7 +983,7 @@ def _not_an_authorization_answer(
                 why += f" (Key Vault saw the request come from {seen.group(1)})"
             repair = fix.keyvault_network_rules(resource_name(ctx, check), seen.group(1) if seen else None)
         else:
-            repair = fix.storage_network_rules(resource_name(ctx, check))
+            repair = fix.storage_network_rules(resource_name(ctx, check), found.get("id"))
         return failed(f"{what}: {why} ({detail})", evidence,
                       Finding(code, ERROR, "access", f"{what}: {why} ({detail})", evidence, repair))
     if meaning == "unauthenticated":

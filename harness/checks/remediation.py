@@ -1385,18 +1385,33 @@ def storage_public_access(account: str, account_id: str | None) -> list[Step]:
         command("az", "storage", "account", "update", *target, "--public-network-access", "Enabled",
                 "--default-action", "Deny"),
         command("az", "storage", "account", "network-rule", "add", "--account-name", account,
-                "--subnet", "<aks-node-subnet-id>", note="or --ip-address <the cluster's egress IP>"),
+                *_account_where(account_id), "--subnet", "<aks-node-subnet-id>",
+                note="or --ip-address <the cluster's egress IP>"),
         advice("or keep public access disabled and reach the account through a private endpoint the cluster's "
                "network resolves"),
     ]
 
 
-def storage_network_rules(account: str) -> list[Step]:
+_STORAGE_ACCOUNT_ID = re.compile(r"/subscriptions/([0-9A-Fa-f-]{36})/resourceGroups/([-\w.()]{1,90})/providers/"
+                                 r"Microsoft\.Storage/storageAccounts/[a-z0-9]{3,24}", re.IGNORECASE)
+
+
+def _account_where(account_id: str | None) -> tuple[str, ...]:
+    """``--resource-group RG --subscription S`` from the account's id: az storage account network-rule finds an
+    account by --account-name in the current subscription only ("Storage account 'X' not found" for one in
+    another subscription)."""
+    match = _STORAGE_ACCOUNT_ID.fullmatch(account_id or "")
+    return ("--resource-group", match.group(2), "--subscription", match.group(1)) if match else ()
+
+
+def storage_network_rules(account: str, account_id: str | None = None) -> list[Step]:
+    where = _account_where(account_id)
+    target = ("--ids", account_id) if where and account_id else ("--name", account)
     return [
-        command("az", "storage", "account", "network-rule", "list", "--account-name", account),
-        command("az", "storage", "account", "show", "--name", account, "--query",
+        command("az", "storage", "account", "network-rule", "list", "--account-name", account, *where),
+        command("az", "storage", "account", "show", *target, "--query",
                 "{defaultAction: networkRuleSet.defaultAction, publicNetworkAccess: publicNetworkAccess}"),
-        command("az", "storage", "account", "network-rule", "add", "--account-name", account,
+        command("az", "storage", "account", "network-rule", "add", "--account-name", account, *where,
                 "--subnet", "<aks-node-subnet-id>", note="or --ip-address <the cluster's egress IP>"),
     ]
 

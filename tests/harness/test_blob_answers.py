@@ -191,3 +191,35 @@ def test_a_path_style_account_url_is_looked_up_by_its_accounts_name() -> None:
     assert name_in_url("https://ordersdata.blob.core.windows.net/") == "ordersdata"
     assert name_in_url("https://ordersdata.privatelink.blob.core.windows.net/x/") == "ordersdata"
     assert name_in_url("https://127.0.0.1:8443/") == ""
+
+
+def test_a_firewalled_account_in_another_subscription_is_named_with_its_group_and_subscription() -> None:
+    """az storage account update --default-action Deny on an account in another subscription (found through
+    Resource Graph): the printed network-rule list, show --name and network-rule add --account-name looked in the
+    current subscription only ("Storage account 'shareddata' not found", by hand with the real az). They now name
+    its resource group and subscription, or its id (pasted in the lab with the lab's egress address: the next run
+    passes)."""
+    shared = ("/subscriptions/47252320-f70d-4681-b9b7-ff1a135e0d4e/resourceGroups/shared-rg/providers/"
+              "Microsoft.Storage/storageAccounts/ordersdata")
+    check = _blob("reports", "daily.csv", "allow")
+    ctx = context_for(access=[check])
+    assert ctx.facts.pod is not None
+    ctx.cluster.access_resources = {ACCOUNT.rstrip("/"): {"id": shared, "name": "ordersdata",
+                                                          "resource_group": "shared-rg",
+                                                          "found_by": "resource_graph"}}
+    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "error": {},
+                                      "evidence": {"http_status": 403, "x_ms_error_code": "AuthorizationFailure"}}]}
+    (finding,) = access_outcome(ctx, 0, check).findings
+    assert finding.code == "STORAGE_FIREWALL"
+    where = "--resource-group shared-rg --subscription 47252320-f70d-4681-b9b7-ff1a135e0d4e"
+    assert finding.fix_lines() == [
+        f"az storage account network-rule list --account-name ordersdata {where}",
+        f"az storage account show --ids {shared} --query '{{defaultAction: networkRuleSet.defaultAction, "
+        "publicNetworkAccess: publicNetworkAccess}'",
+        f"az storage account network-rule add --account-name ordersdata {where} --subnet '<aks-node-subnet-id>'"
+        "   # or --ip-address <the cluster's egress IP>",
+    ]
+    ctx.cluster.access_resources[ACCOUNT.rstrip("/")]["public_network_access"] = "Disabled"
+    (closed,) = access_outcome(ctx, 0, check).findings
+    assert any(line.startswith(f"az storage account network-rule add --account-name ordersdata {where} ")
+               for line in closed.fix_lines())

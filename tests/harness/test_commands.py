@@ -228,7 +228,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
                                                                            [d(nasty_text)]),
     "keyvault_policies": lambda d: fix.keyvault_policies(d(nasty_text)),
     "keyvault_network_rules": lambda d: fix.keyvault_network_rules(d(nasty_text), d(nasty_text)),
-    "storage_network_rules": lambda d: fix.storage_network_rules(d(nasty_text)),
+    "storage_network_rules": lambda d: fix.storage_network_rules(d(nasty_text), d(nasty_text)),
     "rollout_restart": lambda d: fix.rollout_restart(d(nasty_text), d(nasty_text), d(nasty_text)),
     "webhook_ca_bundle": lambda d: fix.webhook_ca_bundle(d(nasty_text), d(nasty_text), d(nasty_text),
                                                          d(st.integers(0, 5))),
