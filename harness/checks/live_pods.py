@@ -557,7 +557,7 @@ def pod_problems(
                                     f"{source}: the webhook never sets a variable the container names, so the app "
                                     f"gets what that holds (the harness does not read it), not the ServiceAccount's "
                                     f"{annotated}"))
-        elif annotated and not client_id and _named_empty(container, "AZURE_CLIENT_ID"):
+        elif annotated and not client_id and named_empty(container, "AZURE_CLIENT_ID"):
             problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_CLIENT_ID itself, to an "
                                     "empty value (a chart or manifest value left unset): the webhook never sets a "
                                     "variable the container names, so the app gets no client id, not the "
@@ -578,7 +578,7 @@ def pod_problems(
                                         "predates the annotation's change"))
         problems += [Problem("POD_ENV_CONFLICT", name, f"container {cname} sets {variable} itself, to an empty value: "
                              "the webhook never sets a variable the container names, so the app gets none", variable)
-                     for variable in INJECTED_ENV if variable != "AZURE_CLIENT_ID" and _named_empty(container, variable)]
+                     for variable in INJECTED_ENV if variable != "AZURE_CLIENT_ID" and named_empty(container, variable)]
         for variable, wanted in (injected or {}).items():
             value = env.get(variable)
             if value and not _same(variable, value, wanted) and preset_in_template(live, cname, variable):
@@ -638,7 +638,7 @@ def _container_failing(pod: dict[str, Any], cname: str) -> tuple[str, bool] | No
     return None
 
 
-def _named_empty(container: dict[str, Any], variable: str) -> bool:
+def named_empty(container: dict[str, Any], variable: str) -> bool:
     """The container names ``variable`` in its env with an empty value and no valueFrom (``value: ""``, or a Helm
     value left unset): the webhook's addEnvironmentVariables keys on the name, so it appends nothing for it."""
     return any(e.get("name") == variable and not e.get("value") and not e.get("valueFrom")

@@ -43,6 +43,7 @@ from harness.checks.federation import namesake_trusted_instead
 from harness.checks.live_pods import (
     label_repair,
     misplaced_use_label,
+    named_empty,
     preset_in_template,
     restart_workload,
     skipped_containers,
@@ -696,6 +697,17 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
             evidence, _unset_preset(ctx, list(preset)),
         ))
         missing = [name for name in missing if name not in preset]
+    empty = [name for name in missing if named_empty(container or {}, name)]
+    if empty:  # named with an empty value (a chart value left unset): the webhook appends nothing for it either
+        evidence["set_empty"] = empty
+        said = f"the container sets {' and '.join(empty)} itself, to an empty value"
+        problems.append(f"{said}: the webhook never sets a variable the container names")
+        findings.append(Finding(
+            "POD_ENV_CONFLICT", ERROR, "pod",
+            f"container {evidence['container']}: {said[len('the container '):]} (a chart or manifest value left "
+            "unset): the webhook never sets a variable the container names, so the app gets none; a restart keeps "
+            "it empty", evidence, _unset_preset(ctx, empty)))
+        missing = [name for name in missing if name not in empty]
     if missing:
         problems.append(f"missing env {', '.join(missing)}")
         if missing == ["AZURE_CLIENT_ID"]:

@@ -1524,3 +1524,21 @@ def test_an_azure_variable_set_empty_in_the_template_is_a_conflict_not_a_stale_p
     (finding,) = live_pods(context([live(pod, deployment(template_env=[{"name": "AZURE_TENANT_ID"}]))])).findings
     assert finding.code == "POD_ENV_CONFLICT" and finding.fix_lines() == [
         "kubectl set env deployment/backend -n finance AZURE_TENANT_ID-"]
+
+
+def test_pod_on_a_pod_whose_template_sets_azure_client_id_empty_unsets_it() -> None:
+    """--pod on the pod of that Deployment (AZURE_CLIENT_ID: ""): pod.mutated said POD_MISSING_CLIENT_ID ('the
+    ServiceAccount had no client-id annotation when the pod was created'), annotating the ServiceAccount already
+    annotated and restarting: no repair. It is POD_ENV_CONFLICT now, unset by name."""
+    pod = workload_pod(client_id=None)
+    pod["spec"]["containers"][0]["env"].insert(0, {"name": "AZURE_CLIENT_ID", "value": ""})
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "azure-identity-token", "readOnly": True,
+                                                     "mountPath": "/var/run/secrets/azure/tokens"}]
+    pod["spec"]["containers"][0]["env"][2]["value"] = "/var/run/secrets/azure/tokens/azure-identity-token"
+    ctx = context(None)
+    ctx.facts.pod = PodFacts("finance", "backend-7d9f-abcde", existing=True, created=True, pod=pod,
+                             owner=deployment(template_env=[{"name": "AZURE_CLIENT_ID", "value": ""}]))
+    outcome = pod_mutated(ctx)
+    assert [f.code for f in outcome.findings] == ["POD_ENV_CONFLICT"]
+    assert "sets AZURE_CLIENT_ID itself, to an empty value" in outcome.findings[0].message
+    assert outcome.findings[0].fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_CLIENT_ID-"]
