@@ -834,6 +834,7 @@ def _put_pod_identity_profile(cluster: ManagedCluster, profile: dict[str, Any]) 
 
 _DEFAULT_ACTIONS = {"allow": "Allow", "deny": "Deny"}
 _PUBLIC_ACCESS = {"enabled": "Enabled", "disabled": "Disabled"}
+_TLS_VERSIONS = {v.lower(): v for v in ("TLS1_0", "TLS1_1", "TLS1_2", "TLS1_3")}  # StorageRP MinimumTlsVersion
 
 
 def _choice(value: Any, choices: dict[str, str], property_name: str) -> str:
@@ -968,6 +969,10 @@ def _put_storage_account(
     if properties.get("publicNetworkAccess") is not None:
         account.public_network_access = _choice(properties["publicNetworkAccess"], _PUBLIC_ACCESS,
                                                 "publicNetworkAccess")
+    if isinstance(properties.get("allowSharedKeyAccess"), bool):
+        account.allow_shared_key_access = properties["allowSharedKeyAccess"]
+    if properties.get("minimumTlsVersion") is not None:  # unverified whether ARM still takes TLS1_0/1_1
+        account.minimum_tls_version = _choice(properties["minimumTlsVersion"], _TLS_VERSIONS, "minimumTlsVersion")
     acls = properties.get("networkAcls")
     if isinstance(acls, dict):
         if acls.get("defaultAction") is not None:

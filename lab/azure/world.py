@@ -296,6 +296,11 @@ BUILTIN_ROLES: tuple[RoleDefinition, ...] = (
                                  "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
                                  "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/move/action",
                                  "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action")),
+    RoleDefinition("b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "Storage Blob Data Owner", "Allows for full access to "
+                   "Azure Storage blob containers and data, including assigning POSIX access control.",
+                   actions=("Microsoft.Storage/storageAccounts/blobServices/containers/*",
+                            "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action"),
+                   data_actions=("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*",)),
 )
 
 
@@ -442,6 +447,10 @@ class StorageAccount:
     network_bypass: str = "AzureServices"
     virtual_network_rules: list[dict[str, Any]] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)  # properties.creationTime
+    # ARM properties kept as set (az storage account update --allow-shared-key-access / --min-tls-version); the
+    # blob service takes bearer tokens only, so shared key being off changes none of its answers
+    allow_shared_key_access: bool = True
+    minimum_tls_version: str = "TLS1_2"
 
     @property
     def resource_id(self) -> str:

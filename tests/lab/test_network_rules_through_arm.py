@@ -169,3 +169,27 @@ def test_a_storage_account_answers_its_encryption_as_az_storage_account_update_r
     assert changed.status_code == 200, changed.text
     assert changed.json()["properties"]["networkAcls"]["defaultAction"] == "Deny"
     assert changed.json()["properties"]["encryption"]["keySource"] == "Microsoft.Storage"
+
+
+def test_shared_key_access_and_minimum_tls_are_kept_as_az_storage_account_update_sets_them(lab, lab_thread) -> None:
+    """az storage account update --allow-shared-key-access false (--min-tls-version TLS1_2) PATCHes the account; the
+    lab answered allowSharedKeyAccess true and TLS1_2 whatever was sent, so az showed the change undone. Kept now;
+    OAuth reads do not depend on it (the blob service takes bearer tokens only)."""
+    rg, name = f"skst-{uuid.uuid4().hex[:8]}", f"st{uuid.uuid4().hex[:12]}"
+
+    def make() -> None:
+        lab.azure.add_resource_group(rg)
+        lab.azure.storage_accounts[name] = StorageAccount(name=name, subscription_id=lab.subscription_id,
+                                                          resource_group=rg, location="eastus")
+
+    lab_thread.call(make).result(30)
+    path = f"/subscriptions/{lab.subscription_id}/resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}"
+    arm = Arm(lab)
+    assert arm("GET", path, API_STORAGE).json()["properties"]["allowSharedKeyAccess"] is True
+    changed = arm("PATCH", path, API_STORAGE, {"properties": {"allowSharedKeyAccess": False,
+                                                             "minimumTlsVersion": "tls1_2"}})
+    assert changed.status_code == 200, changed.text
+    properties = arm("GET", path, API_STORAGE).json()["properties"]
+    assert properties["allowSharedKeyAccess"] is False and properties["minimumTlsVersion"] == "TLS1_2"
+    refused = arm("PATCH", path, API_STORAGE, {"properties": {"minimumTlsVersion": "SSL3"}})
+    assert refused.status_code == 400

@@ -113,6 +113,19 @@ def test_blob_data_reader_downloads(st: StLab) -> None:
     assert ranged == CONTENT[9:15]
 
 
+def test_blob_data_owner_reads_writes_and_makes_containers(st: StLab) -> None:
+    """Storage Blob Data Owner (containers/* and blobs/*): az role assignment create --role 'Storage Blob Data
+    Owner' answered "Role 'Storage Blob Data Owner' doesn't exist" against the lab."""
+    account = st.account()
+    owner = st.app("Storage Blob Data Owner", account.resource_id)
+    assert st.blob(account, owner, "reports", "daily.csv").download_blob().readall() == CONTENT
+    st.blob(account, owner, "private", "new.txt").upload_blob(b"x")
+    from azure.storage.blob import BlobServiceClient
+
+    BlobServiceClient(st.lab.blob_url(account.name), credential=secret_credential(st.lab, owner)) \
+        .create_container("owned")
+
+
 def test_reader_at_container_scope_only(st: StLab) -> None:
     account = st.account()
     container_scope = f"{account.resource_id}/blobServices/default/containers/reports"
