@@ -79,8 +79,10 @@ def test_network_rules_never_prove_a_deny_and_are_named_on_allow_targets(
     assert codes["KEYVAULT_FIREWALL"]["remediation"][0] == "az keyvault network-rule list --name finance-kv"
     orders_codes = findings_of(document, "orders/orders-sa")
     assert "STORAGE_FIREWALL" in orders_codes
+    # the account's group and subscription: az finds an account by --account-name in the current subscription only
     assert orders_codes["STORAGE_FIREWALL"]["remediation"][0] == (
-        "az storage account network-rule list --account-name ordersdata"
+        f"az storage account network-rule list --account-name ordersdata --resource-group myRg --subscription "
+        f"{running_lab.info()['subscription_id']}"
     )
 
 
