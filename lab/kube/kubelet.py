@@ -10,9 +10,7 @@ Lifecycle of a pod (each step a status write through the store, so watchers see 
 2. *Sandbox*: ``startTime``, ``hostIP``; volumes written under ``<pods dir>/<ns>/<pod>/volumes/`` (a tmpfs
    directory linked from ``<state-dir>/pods``: :mod:`lab.kube.poddirs`)
    (``FailedMount`` events and retries while a ConfigMap/Secret/ServiceAccount is missing); then ``podIP``
-   and ``PodReadyToStartContainers``. Both IPs are 127.0.0.1. With network namespaces, the sandbox has one of its
-   own, held by the pod's network holder (the pause container's part; :mod:`lab.kube.podsandbox`) until the
-   sandbox is torn down; every container of the pod joins it.
+   and ``PodReadyToStartContainers``. Both IPs are 127.0.0.1: pods share the host network here.
 3. After ``KubeCluster.pod_start_latency_seconds`` (read at run time): init containers one by one, then the
    containers in order, each: image pull (``Pulling``/``Pulled``, or ``ErrImagePull`` -> ``ImagePullBackOff``
    with back-off), ``Created``, ``Started``; exit -> ``terminated`` (Completed/Error); restartPolicy
@@ -325,7 +323,6 @@ class PodWorker:
         self.start_time: str | None = None
         self.sandbox_ready = False
         self.pod_ip_set = False
-        self.network_holder: asyncio.subprocess.Process | None = None  # holds the pod's network namespace
         self.builder: volumes.VolumeBuilder | None = None
         self.main_task: asyncio.Task | None = None
         self.side_tasks: list[asyncio.Task] = []
@@ -512,7 +509,6 @@ class PodWorker:
                 return
             self.begin()
             await self.prepare_volumes()
-            await self.start_network()
             self.sandbox_ready = self.pod_ip_set = True
             self.publish()
             self.side_tasks.append(spawn(self.volume_loop()))
@@ -649,51 +645,6 @@ class PodWorker:
                 self.event("FailedMount", f'MountVolume.SetUp failed for volume "{exc.volume}" : {exc.message}',
                            "Warning")
                 await asyncio.sleep(self.kubelet.retry_seconds)
-
-    # -------------------------------------------------- the pod's network
-    @property
-    def holder_pid(self) -> int | None:
-        """The pid whose network namespace is the pod's (its network holder), None when there is none."""
-        proc = self.network_holder
-        return proc.pid if proc is not None and proc.returncode is None else None
-
-    async def start_network(self) -> None:
-        """Make the pod's network namespace (RunPodSandbox's part): the network holder, started once per sandbox,
-        ready when its relay listens; retried after a ``FailedCreatePodSandBox`` event while it cannot start."""
-        if not self.kubelet.sandbox.network or self.network_holder is not None:
-            return
-        manifests = getattr(self.lab, "pod_manifests", None)  # stand-in labs in tests serve no unix sockets
-        manifest = str(manifests.path(self.pod)) if manifests is not None else ""
-        while True:
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    *self.kubelet.sandbox.holder_argv(manifest), stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
-                    env={"PATH": os.environ.get("PATH", os.defpath)})
-            except OSError as exc:
-                problem = str(exc)
-            else:
-                self.network_holder = proc  # held at once: a pod stopped meanwhile stops it (stop_network)
-                assert proc.stdout is not None
-                try:
-                    ready = await asyncio.wait_for(proc.stdout.read(2), podsandbox.SELFTEST_SECONDS)
-                except TimeoutError:
-                    ready = b""
-                if ready == b"ok":
-                    return
-                await self.stop_network()
-                problem = "the pod network relay did not start"
-            # unverified: the wording after "Failed to create pod sandbox: " is the lab's own
-            self.event("FailedCreatePodSandBox", f"Failed to create pod sandbox: lab: {problem}", "Warning")
-            await asyncio.sleep(self.kubelet.retry_seconds)
-
-    async def stop_network(self) -> None:
-        """Tear the pod's network namespace down with its sandbox (StopPodSandbox): the holder is killed."""
-        proc, self.network_holder = self.network_holder, None
-        if proc is None:
-            return
-        _signal_group(proc.pid, signal.SIGKILL)
-        await proc.wait()
 
     def sync_volumes(self, now: float | None = None) -> None:
         """Resync volume contents; tokens are re-issued once past 80% of their lifetime (``now`` overrides)."""
@@ -915,6 +866,9 @@ class PodWorker:
                 "status_fd": write_fd,
                 "sandbox": self.kubelet.sandbox.isolated, "stage": str(stage),
                 "hostname": launch.env.get("HOSTNAME", self.name), "tty": bool(cs.spec.get("tty"))}
+        manifests = getattr(self.lab, "pod_manifests", None)  # stand-in labs in tests serve no unix sockets
+        if self.kubelet.sandbox.network and manifests is not None:
+            spec["network"] = {"manifest": str(manifests.path(self.pod))}
         spec_path = cdir / f"launch-{cs.restart_count}.spec"
         podsandbox.write_spec(str(spec_path), spec)
         logs = self.new_log(cs)
@@ -931,7 +885,7 @@ class PodWorker:
                      "stderr": slave}
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self.kubelet.sandbox.argv(str(spec_path), self.holder_pid), **stdio, pass_fds=(write_fd,),
+                *self.kubelet.sandbox.argv(str(spec_path)), **stdio, pass_fds=(write_fd,),
                 start_new_session=True, env={"PATH": os.environ.get("PATH", os.defpath)},
             )
         except OSError as exc:
@@ -1116,7 +1070,6 @@ class PodWorker:
         self.forced_phase = phase if phase in ("Succeeded", "Failed") else self.phase()
         self.sandbox_ready = False
         self._cancel_side_tasks()
-        await self.stop_network()
         self.publish()
 
     def _cancel_side_tasks(self) -> None:
@@ -1163,7 +1116,6 @@ class PodWorker:
             elif cs.idle:
                 self.event("Killing", f"Stopping container {cs.name}", field_path=cs.field_path)
                 self._terminated(cs, 137)
-        await self.stop_network()
         self.sandbox_ready = False
 
     async def deadline_watch(self, deadline: int) -> None:
@@ -1213,7 +1165,6 @@ class PodWorker:
         if self._cleaned:
             return
         self._cleaned = True
-        await self.stop_network()
         # in a thread: removing the directories the container's mount namespace had mounts on takes the kernel
         # milliseconds each (tens of ms a pod), which would stall every other request of the lab
         await asyncio.to_thread(shutil.rmtree, self.dir, True)
@@ -1227,7 +1178,6 @@ class PodWorker:
         await self.terminate(grace)
         if self.main_task is not None:
             self.main_task.cancel()
-        await self.stop_network()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.stopped.set()
 

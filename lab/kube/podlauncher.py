@@ -1,12 +1,11 @@
 """The container launcher: per-container mount namespaces for lab pods, volumes at their exact mountPaths, the host
-untouched; and the pod's network holder (:func:`hold_network`), whose network namespace the pod's containers join.
+untouched.
 
 The kubelet (lab.kube.podsandbox) starts every container process as::
 
     unshare --mount --uts --propagation private -- python -I -S -c "<import this module, run main>" SPEC
 
-(``unshare --user --map-root-user ...`` when the lab is not root), behind ``nsenter --target=HOLDER --net [--user]``
-when the pod has a network namespace (its holder's). This module then runs inside the new namespace
+(``unshare --user --map-root-user ...`` when the lab is not root). This module then runs inside the new namespace
 with the standard library only, reads the spec the kubelet wrote (and deletes it),
 sets the mounts up, drops privileges and ``exec``s the container's argv, so the process the kubelet watches
 is the container itself (same pid, own process group).
@@ -323,6 +322,11 @@ def launch(spec: dict[str, Any]) -> None:
     env: dict[str, str] = spec["env"]
     argv: list[str] = spec["argv"]
     user = spec.get("user")
+    if spec.get("network"):
+        try:
+            start_network(spec["network"]["manifest"], status_fd)
+        except OSError as exc:
+            fail("StartError", f"setting up the pod network: {exc}: unknown")
     try:
         if spec.get("sandbox"):
             plan = MountPlan(spec["stage"])
@@ -391,13 +395,12 @@ def launch(spec: dict[str, Any]) -> None:
 
 # ----------------------------------------------------------------------- pod network
 #
-# Each pod has one network namespace (``unshare --net``), held by its network holder (:func:`hold_network`, the
-# lab's pause container) and joined by all of its containers: a loopback of its own, so it reaches nothing of the
-# host. The holder brings that loopback up and runs a relay that listens, inside the pod, on 127.0.0.1:<port> of
-# every lab service and pipes each connection to the unix socket the lab serves the same port on (the
+# With ``unshare --net`` each pod has a loopback of its own, so it reaches nothing of the host. The launcher
+# brings that loopback up and forks a relay that listens, inside the pod, on 127.0.0.1:<port> of every lab
+# service and pipes each connection to the unix socket the lab serves the same port on (the
 # pod's manifest names them). Ports the pod's NetworkPolicies deny are marked ``dropped`` in its manifest
 # (``lab.egress`` rewrites it as policies change): the relay then answers no SYN on them, so connections time
-# out as with a CNI that drops denied packets. The holder lives as long as the pod's sandbox.
+# out as with a CNI that drops denied packets. The relay exits when the container does.
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -530,17 +533,26 @@ def _relay(manifest_path: str, ready_fd: int, parent: int) -> None:
     os._exit(0)
 
 
-def hold_network(manifest_path: str) -> None:
-    """The pod's network holder (``--pod-network``), the lab's pause container: started by the kubelet in a fresh
-    network namespace when it makes the pod's sandbox, it brings loopback up and runs the relay itself for the pod's
-    life; every container of the pod joins this namespace (:meth:`lab.kube.podsandbox.SandboxMode.argv`). It writes
-    ``ok`` on stdout once the relay listens and exits when the kubelet stops it or goes away."""
+def start_network(manifest_path: str, status_fd: int) -> None:
+    """In a fresh network namespace: loopback up, relay forked and listening before the container starts."""
     _loopback_up()
-    for fd in (0, 2):
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, fd)
-        os.close(devnull)
-    _relay(manifest_path, 1, os.getppid())
+    ready_read, ready_write = os.pipe()
+    parent = os.getpid()
+    if os.fork() == 0:
+        try:
+            os.close(ready_read)
+            os.close(status_fd)  # the kubelet reads EOF on it as "exec succeeded": the relay must not hold it
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.setsid()
+            _relay(manifest_path, ready_write, parent)
+        finally:
+            os._exit(1)
+    os.close(ready_write)
+    with os.fdopen(ready_read, "rb") as ready:
+        if ready.read(2) != b"ok":
+            raise OSError("the pod network relay did not start")
 
 
 def selftest(directory: str) -> None:
@@ -582,8 +594,6 @@ def main(args: list[str]) -> None:
         selftest(args[1])
     elif args[:1] == ["--selftest-network"]:
         _loopback_up()
-    elif args[:1] == ["--pod-network"]:
-        hold_network(args[1])
     else:
         with open(args[0], "rb") as handle:
             spec = marshal.load(handle)

@@ -27,7 +27,7 @@ The exec'd process (:func:`exec_argv`) enters the running container's mount, UTS
 (:mod:`lab.kube.podsandbox`) with the container's environment, user and working directory, so it sees exactly
 what the container sees. Emulation detail: an *idle* image (lab.kube.images) runs no process, so there is no
 namespace to enter; exec then starts a fresh sandbox made from the same container spec (same volumes at the
-same mountPaths, same env, user and working directory, in the pod's network namespace).
+same mountPaths, same env, user and working directory, a network namespace of its own).
 
 Attach streams what the container writes from now on (stdout and stderr together on stdout: the kubelet
 keeps one log buffer per container) and, for a container with ``stdin: true``, forwards stdin to it (to its
@@ -329,7 +329,10 @@ def exec_spec(lab: Lab, worker: PodWorker, cs: ContainerState, command: list[str
         stage.mkdir(parents=True, exist_ok=True)
         spec.update(sandbox=True, stage=str(stage), mounts=launch.mounts, traverse=launch.traverse,
                     image_paths=launch.image_paths, hostname=launch.env.get("HOSTNAME", worker.name))
-    return sandbox.argv("", worker.holder_pid)[:-1], spec, cdir / f"exec-{exec_id}.spec"
+        manifests = getattr(lab, "pod_manifests", None)
+        if sandbox.network and manifests is not None:
+            spec["network"] = {"manifest": str(manifests.path(worker.pod))}
+    return sandbox.argv("")[:-1], spec, cdir / f"exec-{exec_id}.spec"
 
 
 def _process_env(pid: int) -> dict[str, str] | None:

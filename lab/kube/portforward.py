@@ -15,12 +15,12 @@ Three wire forms (authorization and pod lookup are done by :mod:`lab.kube.podstr
 - plain ``Upgrade: SPDY/3.1`` with ``X-Stream-Protocol-Version: portforward.k8s.io`` (kubectl before 1.31):
   the same SPDY session as the tunnel, straight on the connection (:mod:`lab.kube.spdystreams`).
 
-Dialing (:func:`dial_argv`): ``localhost:PORT`` is dialed inside the pod's network namespace, the one its
-network holder keeps and all its containers share (``nsenter --net``, as containerd dials inside the sandbox's
-namespace) by :mod:`lab.kube.podconnect`, so a port any container of the pod listens on is reached. Emulation
-details: an idle image runs no process, so nothing listens and the dial is refused; without network namespaces
-pods share the host's network and the host's localhost is dialed. A failed dial is reported in containerd's
-words.
+Dialing (:func:`dial_argv`): ``localhost:PORT`` is dialed inside the network namespace of the pod's first
+running container process (``nsenter --net``, as containerd dials inside the sandbox's namespace) by
+:mod:`lab.kube.podconnect`. Emulation details: lab containers each have a network namespace of their own, so a
+port opened by another container of the pod is not reached; an idle image runs no process, so nothing
+listens and the dial is refused; without network namespaces pods share the host's network and the host's
+localhost is dialed. A failed dial is reported in containerd's words.
 """
 
 from __future__ import annotations
@@ -73,16 +73,29 @@ def forward_error(pod: Obj, port: int, detail: str) -> str:
             f'"{netns}": failed to connect to localhost:{port} inside namespace "{sid}", {detail}')
 
 
+def _process_pid(worker: PodWorker | None) -> int | None:
+    if worker is None:
+        return None
+    for cs in [*worker.main_states, *worker.init_states]:
+        proc = worker.procs.get(cs.name)
+        if proc is not None and proc.returncode is None:
+            return proc.pid
+    return None
+
+
 def dial_argv(lab: Lab, worker: PodWorker | None, port: int) -> list[str] | None:
     """The argv that dials the port in the pod's network, or None when nothing there can listen."""
     helper = [sys.executable, "-I", "-S", str(CONNECT_HELPER), str(port)]
     sandbox = lab.kubelet.sandbox
     if not sandbox.network:
         return helper
-    pid = worker.holder_pid if worker is not None else None
+    pid = _process_pid(worker)
     if pid is None:
         return None
-    return [*sandbox.join_network(pid), "--", *helper]
+    argv = ["nsenter", f"--target={pid}", "--net"]
+    if sandbox.kind == "userns":
+        argv.append("--user")
+    return [*argv, "--", *helper]
 
 
 class Forward:
