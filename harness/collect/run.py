@@ -26,8 +26,8 @@ from harness.collect.kube import (
     collect_webhook,
     slim,
     webhook_cert_unmountable,
-    webhook_network_policies,
     webhook_config,
+    webhook_network_policies,
     webhook_not_started,
     webhook_unscheduled,
 )
