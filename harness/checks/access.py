@@ -163,9 +163,8 @@ def _grant_read(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
     it, else looked up into $SCOPE first."""
     role = READ_ROLES[check.kind]
     found = resource_of(ctx, check)
-    suffix = "" if isinstance(check, KeyVaultSecretAccess) else f"/blobServices/default/containers/{check.container}"
     if found is not None:
-        return [fix.grant_role(principal, role, found["id"] + suffix)]
+        return [fix.grant_role(principal, role, fix.read_scope(found["id"], check))]
     name = resource_name(ctx, check)
     if isinstance(check, KeyVaultSecretAccess):
         return [fix.keyvault_id(name), fix.grant_role(principal, role, Var("SCOPE"))]
@@ -189,8 +188,7 @@ def grant_read_if_missing(ctx: WorkloadContext, principal: str | None) -> tuple[
                                  check.kind, target)
         if any(a.grants and a.covers for a in views):
             continue
-        suffix = "" if isinstance(check, KeyVaultSecretAccess) else f"/blobServices/default/containers/{check.container}"
-        scope = found["id"] + suffix
+        scope = fix.read_scope(found["id"], check)
         if scope not in scopes:
             steps.append(fix.grant_role(principal, READ_ROLES[check.kind], scope))
             scopes.append(scope)
@@ -678,52 +676,51 @@ def _expired_at(evidence: dict[str, Any], now: float) -> str | None:
 
 def _vault_not_found(check: KeyVaultSecretAccess, name: str, evidence: dict[str, Any]) -> Outcome:
     """The vault's host did not resolve and no vault of that name is visible, live or soft-deleted: the URL names
-    no vault (a vault's DNS name exists while the vault does, and while it is soft-deleted). Not EGRESS_BLOCKED:
-    no network rule or DNS server is at fault for a name that exists nowhere."""
-    what = check.describe()
-    host = urllib.parse.urlsplit(check.vault_url).hostname or check.vault_url
-    error = evidence.get("error") if isinstance(evidence.get("error"), dict) else {}
-    why = (f"{host} did not resolve, and no subscription the harness reads has a vault named {name}, live or "
-           "soft-deleted: the vault URL is wrong (a typo?) or the vault was purged (a vault in a subscription the "
-           "harness cannot read would resolve, unless its private endpoint's DNS record is missing)")
-    if check.expect == "deny":
-        return warned(f"{what}: deny not proven: {why}", evidence,
-                      Finding("DENY_NOT_PROVEN", WARNING, "access", f"deny not proven for {what}: {why}", evidence,
-                              [advice("fix vault_url in harness.yaml, or remove this access entry if the vault is "
-                                      "gone for good")]))
-    return failed(
-        f"{what}: expected allow: {why} ({error.get('message') or 'no answer'})", evidence,
-        Finding("VAULT_NOT_FOUND", ERROR, "access", f"{what}: {why}", evidence,
-                [fix.keyvault_list_uris(), fix.keyvault_list_deleted(),
-                 advice("set vault_url in harness.yaml to the vault's vaultUri; a purged vault is gone with its "
-                        "secrets: create it again")]))
+    no vault (a vault's DNS name exists while the vault does, and while it is soft-deleted)."""
+    return _named_nowhere(
+        check, "vault", evidence,
+        f"no subscription the harness reads has a vault named {name}, live or soft-deleted: the vault URL is wrong (a "
+        "typo?) or the vault was purged",
+        "VAULT_NOT_FOUND",
+        [fix.keyvault_list_uris(), fix.keyvault_list_deleted(),
+         advice("set vault_url in harness.yaml to the vault's vaultUri; a purged vault is gone with its secrets: "
+                "create it again")])
 
 
 def _account_not_found(check: BlobAccess, name: str, evidence: dict[str, Any]) -> Outcome:
     """The account's blob host did not resolve and no storage account of that name is visible: the URL names no
-    account (an account's blob endpoint resolves while the account exists; deleted, its name goes). Not
-    EGRESS_BLOCKED: no network rule or DNS server is at fault for a name that exists nowhere."""
-    what = check.describe()
-    host = urllib.parse.urlsplit(check.account_url).hostname or check.account_url
-    error = evidence.get("error") if isinstance(evidence.get("error"), dict) else {}
-    why = (f"{host} did not resolve, and no subscription the harness reads has a storage account named {name}: the "
-           "account URL is wrong (a typo?) or the account was deleted (an account in a subscription the harness "
-           "cannot read would resolve, unless its private endpoint's DNS record is missing)")
-    if check.expect == "deny":
-        return warned(f"{what}: deny not proven: {why}", evidence,
-                      Finding("DENY_NOT_PROVEN", WARNING, "access", f"deny not proven for {what}: {why}", evidence,
-                              [advice("fix account_url in harness.yaml, or remove this access entry if the account "
-                                      "is gone for good")]))
+    account (an account's blob endpoint resolves while the account exists; deleted, its name goes)."""
     # a deleted account may be recovered (learn.microsoft.com, Recover a deleted storage account: within 14 days,
     # from the portal's Restore, its resource group there and no new account of its name made since; best effort);
     # no az command does it (unverified)
-    return failed(
-        f"{what}: expected allow: {why} ({error.get('message') or 'no answer'})", evidence,
-        Finding("STORAGE_ACCOUNT_NOT_FOUND", ERROR, "access", f"{what}: {why}", evidence,
-                [fix.storage_account_list(),
-                 advice("set account_url in harness.yaml to the account's blob endpoint; a deleted account may be "
-                        "recovered within 14 days (Azure portal, Storage accounts, Restore; its resource group must "
-                        "exist), else create it again with its container and blob, and the workload's read role")]))
+    return _named_nowhere(
+        check, "account", evidence,
+        f"no subscription the harness reads has a storage account named {name}: the account URL is wrong (a typo?) or "
+        "the account was deleted",
+        "STORAGE_ACCOUNT_NOT_FOUND",
+        [fix.storage_account_list(),
+         advice("set account_url in harness.yaml to the account's blob endpoint; a deleted account may be recovered "
+                "within 14 days (Azure portal, Storage accounts, Restore; its resource group must exist), else create "
+                "it again with its container and blob, and the workload's read role")])
+
+
+def _named_nowhere(check: KeyVaultSecretAccess | BlobAccess, noun: str, evidence: dict[str, Any], absent: str,
+                   code: str, repair: list[Step]) -> Outcome:
+    """The URL's host did not resolve and the resource it names exists nowhere the harness can see (``absent`` says
+    so): not EGRESS_BLOCKED, as no network rule or DNS server is at fault for a name that exists nowhere. A deny
+    target is not proven; an allow target fails with ``code`` and ``repair``."""
+    what = check.describe()
+    host = urllib.parse.urlsplit(check.url).hostname or check.url
+    error = evidence.get("error") if isinstance(evidence.get("error"), dict) else {}
+    why = (f"{host} did not resolve, and {absent} (a{'n' if noun[0] in 'aeiou' else ''} {noun} in a subscription the "
+           "harness cannot read would resolve, unless its private endpoint's DNS record is missing)")
+    if check.expect == "deny":
+        return warned(f"{what}: deny not proven: {why}", evidence,
+                      Finding("DENY_NOT_PROVEN", WARNING, "access", f"deny not proven for {what}: {why}", evidence,
+                              [advice(f"fix {check.url_field} in harness.yaml, or remove this access entry if the "
+                                      f"{noun} is gone for good")]))
+    return failed(f"{what}: expected allow: {why} ({error.get('message') or 'no answer'})", evidence,
+                  Finding(code, ERROR, "access", f"{what}: {why}", evidence, repair))
 
 
 def _not_yet_valid_until(evidence: dict[str, Any], now: float) -> str | None:

@@ -278,9 +278,7 @@ def _recreate_fixes(ctx: WorkloadContext, group_gone: bool) -> list[Step]:
         elif found.get("rbac_authorization") == "false":  # a vault under access policies
             steps.append(fix.keyvault_set_secret_policy(found.get("name") or "<vault-name>", principal))
         else:
-            suffix = "" if check.kind == "keyvault_secret" else \
-                f"/blobServices/default/containers/{getattr(check, 'container', '')}"
-            steps.append(fix.grant_role(principal, READ_ROLES[check.kind], found["id"] + suffix))
+            steps.append(fix.grant_role(principal, READ_ROLES[check.kind], fix.read_scope(found["id"], check)))
     steps += [fix.annotate_sa(ctx.namespace, ctx.service_account, client), *restart_workload(ctx)]
     if ctx.workload.client_id:
         steps.append(advice(f"set client_id for {where} in harness.yaml to the new client id (echo \"$CLIENT_ID\")"))

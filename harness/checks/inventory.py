@@ -48,7 +48,7 @@ from harness.checks.model import (
     warned,
 )
 from harness.commands import Command, Step, advice, render
-from harness.config import AzureConfig, ExpectConfig, KeyVaultSecretAccess, WorkloadConfig
+from harness.config import AzureConfig, ExpectConfig, WorkloadConfig
 from harness.facts import (
     CREDENTIAL_ERROR,
     NETWORK_ERROR,
@@ -1162,11 +1162,9 @@ def allowed_reads(workloads: list[WorkloadConfig], cluster: ClusterFacts) -> dic
     out: dict[str, list[tuple[str, str]]] = {}
     for workload in workloads:
         for check in workload.access:
-            url = check.vault_url if isinstance(check, KeyVaultSecretAccess) else check.account_url
-            found = cluster.access_resources.get(values.endpoint_key(url))
+            found = cluster.access_resources.get(values.endpoint_key(check.url))
             if check.expect != "allow" or not found or not found.get("id") or "true" in (found.get("deleted"),
                                                                                           found.get("absent")):
                 continue
-            suffix = "" if isinstance(check, KeyVaultSecretAccess) else f"/blobServices/default/containers/{check.container}"
-            out.setdefault(workload.id, []).append((check.kind, found["id"] + suffix))
+            out.setdefault(workload.id, []).append((check.kind, fix.read_scope(found["id"], check)))
     return out

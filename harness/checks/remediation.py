@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from harness import values
 from harness.commands import Advice, Arg, Command, Step, Var, advice, command, render
-from harness.config import AzureConfig
+from harness.config import AzureConfig, BlobAccess, KeyVaultSecretAccess
 from harness.names import TOKEN_AUDIENCE
 
 _IDENTITY_RE = re.compile(
@@ -722,6 +722,14 @@ def storage_blob_endpoint(account: str) -> Command:
 def storage_account_id(account: str, capture: str = "SCOPE") -> Command:
     return command("az", "storage", "account", "show", "--name", account, "--query", "id", "-o", "tsv",
                    capture=capture)
+
+
+def read_scope(resource_id: str, check: KeyVaultSecretAccess | BlobAccess) -> str:
+    """Where a read role is granted: the vault itself, or a blob's container (the narrowest scope a Storage data
+    role takes)."""
+    if isinstance(check, BlobAccess):
+        return f"{resource_id}/blobServices/default/containers/{check.container}"
+    return resource_id
 
 
 def container_scope(container: str, capture: str = "SCOPE") -> Var:
