@@ -222,20 +222,9 @@ def _mark_absent_accounts(arm: ArmGet, azure: AzureConfig, workloads: list[Workl
         name = check.name or name_in_url(check.account_url)
         if key not in found and _ARG_NAME.fullmatch(name):
             names[key] = name
-    if not names:
-        return
-    live, failed = list_all(arm, f"/subscriptions/{azure.subscription_id}/providers/Microsoft.Storage/"
-                                 f"storageAccounts?api-version={STORAGE_API}")
-    query = "resources | where " + " or ".join(f"type =~ '{STORAGE_TYPE}' and name =~ '{name.lower()}'"
-                                               for name in sorted(set(names.values())))
-    answer = arm(ARG_PATH, {"query": query}) if failed is None else None
-    rows = answer.body.get("data") if answer is not None and answer.ok and isinstance(answer.body, dict) else None
-    if not isinstance(rows, list):
-        return
-    seen = {str(item.get("name") or "").lower() for item in [*live, *rows] if isinstance(item, dict)}
-    for key, name in names.items():
-        if name.lower() not in seen:
-            found[key] = {"name": name, "absent": "true"}
+    _mark_unseen(arm, found, names, STORAGE_TYPE, [
+        (f"/subscriptions/{azure.subscription_id}/providers/Microsoft.Storage/storageAccounts"
+         f"?api-version={STORAGE_API}", _item_name)])
 
 
 def _secret_permissions(policy: dict[str, Any]) -> list[str]:
@@ -255,21 +244,40 @@ def _mark_absent_vaults(arm: ArmGet, azure: AzureConfig, workloads: list[Workloa
         name = check.name or (urllib.parse.urlsplit(check.vault_url).hostname or "").split(".", 1)[0]
         if key not in found and _ARG_NAME.fullmatch(name):
             names[key] = name
+    base = f"/subscriptions/{azure.subscription_id}/providers/Microsoft.KeyVault"
+    _mark_unseen(arm, found, names, VAULT_TYPE, [(f"{base}/vaults?api-version={VAULT_API}", _item_name),
+                                                  (f"{base}/deletedVaults?api-version={VAULT_API}", _deleted_vault_name)])
+
+
+def _item_name(item: dict[str, Any]) -> str:
+    return str(item.get("name") or "")
+
+
+def _deleted_vault_name(item: dict[str, Any]) -> str:
+    properties = item.get("properties")
+    return str(properties.get("vaultId") or "").rsplit("/", 1)[-1] if isinstance(properties, dict) else ""
+
+
+def _mark_unseen(arm: ArmGet, found: dict[str, dict[str, str]], names: dict[str, str], resource_type: str,
+                 listings: list[tuple[str, Callable[[dict[str, Any]], str]]]) -> None:
+    """Mark absent ({name, absent}) each of ``names`` (endpoint key -> resource name) that none of ``listings``
+    (path, the name of an item) and no Resource Graph row of ``resource_type`` names: only when every one of them
+    answered, and each asked only while all before it did."""
     if not names:
         return
-    base = f"/subscriptions/{azure.subscription_id}/providers/Microsoft.KeyVault"
-    live, failed = list_all(arm, f"{base}/vaults?api-version={VAULT_API}")
-    deleted, failed_deleted = list_all(arm, f"{base}/deletedVaults?api-version={VAULT_API}") if failed is None \
-        else ([], failed)
-    query = "resources | where " + " or ".join(f"type =~ '{VAULT_TYPE}' and name =~ '{name.lower()}'"
+    seen: set[str] = set()
+    for path, name_of in listings:
+        items, failed = list_all(arm, path)
+        if failed is not None:
+            return
+        seen |= {name_of(item).lower() for item in items if isinstance(item, dict)}
+    query = "resources | where " + " or ".join(f"type =~ '{resource_type}' and name =~ '{name.lower()}'"
                                                for name in sorted(set(names.values())))
-    answer = arm(ARG_PATH, {"query": query}) if failed is None and failed_deleted is None else None
-    rows = answer.body.get("data") if answer is not None and answer.ok and isinstance(answer.body, dict) else None
+    answer = arm(ARG_PATH, {"query": query})
+    rows = answer.body.get("data") if answer.ok and isinstance(answer.body, dict) else None
     if not isinstance(rows, list):
         return
-    seen = {str(item.get("name") or "").lower() for item in [*live, *rows] if isinstance(item, dict)}
-    seen |= {str((item.get("properties") or {}).get("vaultId") or "").rsplit("/", 1)[-1].lower() for item in deleted
-             if isinstance(item.get("properties"), dict)}
+    seen |= {_item_name(row).lower() for row in rows if isinstance(row, dict)}
     for key, name in names.items():
         if name.lower() not in seen:
             found[key] = {"name": name, "absent": "true"}
