@@ -153,26 +153,52 @@ def http_transport(context: ssl.SSLContext | None = None) -> Transport:
         if connection is not None and _dropped(connection):
             connection.close()  # the server closed it while idle, as urllib3 checks before reusing one
             connection = None
+        if connection is not None:
+            try:
+                return exchange(connection, key, parts, method, headers, body, timeout)
+            except _WentCold:
+                pass  # the server closed it between that check and this request: once more on a new connection
+        fresh = (http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=context)
+                 if parts.scheme == "https" else http.client.HTTPConnection(parts.hostname, port, timeout=timeout))
         try:
-            if connection is None:
-                connection = (http.client.HTTPSConnection(parts.hostname, port, timeout=timeout, context=context)
-                              if parts.scheme == "https" else
-                              http.client.HTTPConnection(parts.hostname, port, timeout=timeout))
-                connection.connect()
-            else:
-                connection.sock.settimeout(timeout)
+            fresh.connect()
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            fresh.close()
+            raise classify(exc) from None  # not sent: the connection failed on the way out
+        try:
+            return exchange(fresh, key, parts, method, headers, body, timeout)
+        except _WentCold as cold:
+            raise cold.failure from None
+
+    def exchange(connection: http.client.HTTPConnection, key: tuple[str, str, int], parts: urllib.parse.SplitResult,
+                 method: str, headers: Mapping[str, str], body: bytes | None, timeout: float) -> Response:
+        """One request and its answer on a connected ``connection``. A reset, an abort or a close with no answer
+        at all before the status line raises :class:`_WentCold`: on a reused connection that is the server's
+        idle close racing this request, which the standard library's xmlrpc.client answers by sending once
+        more on a new connection; nothing of an answer had arrived, so none is lost."""
+        try:
+            connection.sock.settimeout(timeout)
             connection.request(method, _target(parts), body=body, headers=_with_defaults(headers, body))
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            if connection is not None:
-                connection.close()
-            raise classify(exc) from None  # not sent: the connection or the request failed on the way out
+            connection.close()
+            if _cold(exc):
+                raise _WentCold(classify(exc)) from None
+            raise classify(exc) from None  # not sent: the request failed on the way out
         try:
             resp = connection.getresponse()
-            data = resp.read()
         except (OSError, ValueError, http.client.HTTPException) as exc:
             connection.close()
             failure = classify(exc)
             failure.sent = True  # the request went out; its answer was lost
+            if _cold(exc):
+                raise _WentCold(failure) from None
+            raise failure from None
+        try:
+            data = resp.read()
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            connection.close()
+            failure = classify(exc)
+            failure.sent = True
             raise failure from None
         if resp.will_close:
             connection.close()
@@ -181,6 +207,19 @@ def http_transport(context: ssl.SSLContext | None = None) -> Transport:
         return Response(resp.status, _lower(resp.headers.items()), data)
 
     return send
+
+
+class _WentCold(Exception):
+    """A connection reset, aborted or closed before any answer arrived (see ``exchange``)."""
+
+    def __init__(self, failure: TransportError) -> None:
+        super().__init__(failure.kind)
+        self.failure = failure
+
+
+def _cold(exc: BaseException) -> bool:
+    return isinstance(exc, (http.client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError,
+                            BrokenPipeError))
 
 
 def _proxied(parts: urllib.parse.SplitResult) -> bool:

@@ -18,6 +18,7 @@ class _KeepAlive(http.server.BaseHTTPRequestHandler):
     connections: list[tuple[str, int]] = []
     close_after: bool = False
     close_silently: bool = False  # close after answering without saying so (an idle timeout, a restart)
+    drop_unanswered: int = 0  # how many requests to take and close on without a word (an idle close racing them)
     closed: threading.Event
 
     def setup(self) -> None:
@@ -27,6 +28,10 @@ class _KeepAlive(http.server.BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         seen = self.rfile.read(length) if length else b""
+        if type(self).drop_unanswered:
+            type(self).drop_unanswered -= 1
+            self.close_connection = True
+            return
         body = b'{"seen": "%d"}' % len(seen)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -40,20 +45,22 @@ class _KeepAlive(http.server.BaseHTTPRequestHandler):
         if type(self).close_silently:
             self.close_connection = True
 
-    def finish(self) -> None:
-        super().finish()
-        type(self).closed.set()
-
     do_GET = do_POST = _answer  # noqa: N815 (http.server API)
 
     def log_message(self, *_: object) -> None:
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
+        super().shutdown_request(request)
+        self.RequestHandlerClass.closed.set()  # type: ignore[attr-defined]  # the socket is closed by now
+
+
 @pytest.fixture
 def server() -> Iterator[tuple[str, type[_KeepAlive]]]:
     handler = type("Handler", (_KeepAlive,), {"connections": [], "closed": threading.Event()})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -99,6 +106,28 @@ def test_an_idle_connection_closed_by_the_server_is_replaced(server: tuple[str, 
     assert handler.closed.wait(5)  # its side of the kept connection is closed now, with nothing said
     assert send("GET", f"{url}/y", {}, None, 5.0).status == 200
     assert len(handler.connections) == 2
+
+
+def test_a_request_racing_the_servers_idle_close_is_sent_once_more_on_a_new_connection(
+    server: tuple[str, type[_KeepAlive]],
+) -> None:
+    url, handler = server
+    send = http_transport()
+    assert send("GET", f"{url}/x", {}, None, 5.0).status == 200
+    handler.drop_unanswered = 1  # the kept connection takes the next request and closes: the check saw it open
+    assert send("GET", f"{url}/y", {}, None, 5.0).status == 200
+    assert len(handler.connections) == 2
+
+
+def test_a_new_connection_closed_without_an_answer_is_reported_not_retried(
+    server: tuple[str, type[_KeepAlive]],
+) -> None:
+    url, handler = server
+    handler.drop_unanswered = 2
+    send = http_transport()
+    with pytest.raises(TransportError) as lost:
+        send("POST", f"{url}/token", {}, b"grant_type=x", 5.0)
+    assert lost.value.kind == "connection_reset" and lost.value.sent and len(handler.connections) == 1
 
 
 def test_a_url_the_environment_proxy_applies_to_goes_through_the_proxy(
