@@ -128,7 +128,8 @@ def _describe_codes(codes: list[str]) -> int:
         if code in BY_CODE:
             sys.stdout.write(_describe(BY_CODE[code]))
             continue
-        aadsts = _AADSTS_RE.fullmatch(code.rstrip(":."))  # as a log line prints it: "AADSTS700213: ..."
+        # as a log line prints it ("AADSTS700213: ..."), or its number alone (the sign-in logs' error code column)
+        aadsts = _AADSTS_RE.fullmatch(code.rstrip(":.")) or _AADSTS_RE.fullmatch("AADSTS" + code.rstrip(":."))
         if aadsts is not None:  # an Entra error code read in the app's log: the findings that name it
             named = [entry for entry in CATALOGUE if aadsts.group(1) in _aadsts_numbers(entry.meaning)]
             if named:

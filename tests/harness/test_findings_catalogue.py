@@ -222,6 +222,9 @@ def test_an_entra_error_code_from_an_apps_log_names_its_findings(capsys: pytest.
     assert capsys.readouterr().out.startswith("FIC_SUBJECT_MISMATCH (federation, error)\n")
     assert main(["findings", "aadsts70025"]) == 0
     assert capsys.readouterr().out.startswith("FIC_MISSING (")
+    assert main(["findings", "700213"]) == 0  # the number alone, as the sign-in logs' error code column shows it
+    assert capsys.readouterr().out.startswith("FIC_SUBJECT_MISMATCH (")
+    assert main(["findings", "12"]) == 2 and "'12' is no finding code" in capsys.readouterr().err
     assert main(["findings", "AADSTS12345"]) == 2
     printed = capsys.readouterr()
     assert printed.err == ("python -m harness findings: error: AADSTS12345 is an Entra error code no finding names "
