@@ -202,6 +202,11 @@ class IdentityFacts:
     # their object ids, so the role assignments that name the service principal's hold again
     deleted_application: dict[str, Any] | None = None
     deleted_service_principal: dict[str, Any] | None = None
+    # the application's live service principal is not its first: its deleted ones ({id, deletedDateTime}) in Graph's
+    # deleted items (az ad sp delete, then az ad sp create: a new object id), and the role assignments that still
+    # name them (ARM keeps them: they grant the new one nothing)
+    former_service_principals: list[dict[str, Any]] = field(default_factory=list)
+    former_principal_role_assignments: list[dict[str, Any]] = field(default_factory=list)
     # live applications with the deleted one's displayName (made again by hand: az ad app create under the same
     # name gives a new appId), each {application, federated_credentials (None: not readable)}
     namesakes: list[dict[str, Any]] = field(default_factory=list)

@@ -563,6 +563,18 @@ def _client_id_assignments(ctx: WorkloadContext, check: KeyVaultSecretAccess | B
     return [a for a in views if a.grants and a.covers]
 
 
+def _former_principal_assignments(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
+                                  target: str | None) -> list[Assignment]:
+    """Assignments that name a deleted service principal of the application (az ad sp delete, then az ad sp
+    create: a new object id) and would grant the read on the target had they named the live one."""
+    facts = ctx.facts.identity
+    if not facts.former_principal_role_assignments or target is None:
+        return []
+    views = view_assignments(facts.former_principal_role_assignments, facts.role_names, facts.role_permissions,
+                             check.kind, target)
+    return [a for a in views if a.grants and a.covers]
+
+
 def _rbac_denial(
     ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, evidence: dict[str, Any], principal: str | None
 ) -> Outcome:
@@ -649,6 +661,20 @@ def _rbac_denial(
                 f"principal id, which names no principal (the service principal's object id is {principal})")
         repair = [*repair, advice("then delete the assignment made for the client id:"),
                   *[fix.delete_role_assignment_id(a.id) for a in misnamed[:3]]]
+    stale = _former_principal_assignments(ctx, check, target)
+    if stale and code != "ROLE_PROPAGATION_PENDING":
+        # ARM keeps a deleted principal's role assignments, and the portal lists them as "Identity not found"
+        # (learn.microsoft.com, Understand Azure role assignments: role assignments with identity not found); the
+        # re-created service principal has a new object id, which the access token's oid carries and none names
+        former = {str(r.get("id")): str((r.get("properties") or {}).get("principalId") or "?")
+                  for r in ctx.facts.identity.former_principal_role_assignments}
+        evidence["assignments_naming_deleted_service_principal"] = [
+            {"id": a.id, "principal_id": former[a.id]} for a in stale]
+        why += (f"; {stale[0].role} on {stale[0].scope} is assigned to principal id {former[stale[0].id]}, which is "
+                "no longer any principal: the application's service principal was deleted and made again (a new "
+                f"object id, {principal}), and the assignment still names the deleted one")
+        repair = [*repair, advice("then delete the assignment left for the deleted service principal:"),
+                  *[fix.delete_role_assignment_id(a.id) for a in stale[:3]]]
     ignored = _policy_secret_permissions(ctx, check, principal) if evidence.get("innererror") == "ForbiddenByRbac" \
         else []
     if ignored and code != "ROLE_PROPAGATION_PENDING":

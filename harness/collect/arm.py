@@ -26,6 +26,7 @@ AUTHORIZATION_API = "2022-04-01"
 ARG_API = "2022-10-01"
 ARG_PATH = f"/providers/Microsoft.ResourceGraph/resources?api-version={ARG_API}"
 IDENTITY_TYPE = "microsoft.managedidentity/userassignedidentities"
+MAX_FORMER_PRINCIPALS = 3  # deleted service principals of one application whose role assignments are read
 
 
 def collect_managed_cluster(arm: ArmGet, azure: AzureConfig) -> Fetched:
@@ -278,7 +279,9 @@ def collect_role_assignments(
     """Role assignments of the principal anywhere in the subscription, with role names; best effort. Also those
     that name the identity's client id as their principal id (az role assignment create --assignee-object-id
     <client id> --assignee-principal-type ServicePrincipal: ARM takes an id it cannot find when the principal
-    type is given), which grant nothing."""
+    type is given), and those that name a deleted service principal of the application (az ad sp delete, then az
+    ad sp create: Azure removes no role assignment of a deleted principal, per Understand Azure role assignments),
+    which grant nothing. The same Reader read as the principal's own (a principalId filter on the subscription)."""
     assignments, failed = _assignments_of(arm, azure, principal_id)
     if failed is not None:
         return  # evidence only: a harness without Microsoft.Authorization/*/read still checks everything else
@@ -289,6 +292,13 @@ def collect_role_assignments(
         misnamed, failed = _assignments_of(arm, azure, client_id)
         facts.client_id_role_assignments = misnamed if failed is None else []
         assignments = [*assignments, *facts.client_id_role_assignments]
+    facts.former_principal_role_assignments = []
+    for former in facts.former_service_principals[:MAX_FORMER_PRINCIPALS]:
+        former_id = str(former.get("id") or "")
+        if values.is_guid(former_id) and former_id.lower() != principal_id.lower():
+            stale, failed = _assignments_of(arm, azure, former_id)
+            facts.former_principal_role_assignments.extend(stale if failed is None else [])
+    assignments = [*assignments, *facts.former_principal_role_assignments]
     for assignment in assignments:
         definition_id = str((assignment.get("properties") or {}).get("roleDefinitionId") or "")
         if definition_id and definition_id.lower() not in facts.role_names:

@@ -42,6 +42,12 @@ def collect_application(graph: ArmGet | None, app_id: str, facts: IdentityFacts,
     principal = graph(f"/{VERSION}/servicePrincipals(appId='{app_id}')")
     if principal.ok and isinstance(principal.body, dict):
         facts.service_principal = principal.body
+        # az ad sp delete, then az ad sp create: a new object id; the deleted one stays in deleted items (30 days),
+        # and role assignments that name it are kept by ARM (harness.collect.arm reads them)
+        facts.former_service_principals = [
+            {"id": str(item.get("id")), "deletedDateTime": item.get("deletedDateTime")}
+            for item in deleted_items(graph, "servicePrincipal", app_id)
+            if item.get("id") and str(item["id"]).lower() != str(principal.body.get("id") or "").lower()]
     else:
         facts.service_principal_lookup = principal
         if principal.status == 404:
@@ -88,11 +94,16 @@ def namesakes(graph: ArmGet, deleted: dict[str, Any]) -> list[dict[str, Any]]:
 def deleted_item(graph: ArmGet, kind: str, app_id: str) -> dict[str, Any] | None:
     """The latest deleted application or service principal (``kind``) with this appId, else None (none, or the
     list was refused: what was deleted is a hint, the run judges without it)."""
+    found = deleted_items(graph, kind, app_id)
+    return max(found, key=lambda i: str(i.get("deletedDateTime") or "")) if found else None
+
+
+def deleted_items(graph: ArmGet, kind: str, app_id: str) -> list[dict[str, Any]]:
+    """The deleted applications or service principals (``kind``) with this appId ([]: none, or refused)."""
     query = urllib.parse.quote(f"appId eq '{app_id}'")
     listed = graph(f"/{VERSION}/directory/deletedItems/microsoft.graph.{kind}?$filter={query}")
     items = listed.body.get("value") if listed.ok and isinstance(listed.body, dict) else None
-    found = [i for i in items or [] if isinstance(i, dict) and str(i.get("appId", "")).lower() == app_id.lower()]
-    return max(found, key=lambda i: str(i.get("deletedDateTime") or "")) if found else None
+    return [i for i in items or [] if isinstance(i, dict) and str(i.get("appId", "")).lower() == app_id.lower()]
 
 
 def foreign_service_principal(graph: ArmGet | None, app_id: str, tenant_id: str) -> dict[str, Any] | None:

@@ -777,3 +777,41 @@ def test_the_harness_without_its_service_principal_is_told_to_restore_or_make_it
             shell.must(f"az ad sp delete --id {harness}")
         if shell.run([f"az ad sp show --id {harness} --query id -o tsv"]).returncode != 0:
             shell.must(f"az rest --method POST --url {graph}{restore_line(old)} -o none")
+
+
+
+def test_a_service_principal_deleted_and_made_again_is_granted_its_role_and_the_stale_assignment_deleted(
+    healthy: AppWorkload, shell: Shell, tmp_path: Path  # noqa: F811
+) -> None:
+    """``az ad sp delete`` then ``az ad sp create``: a new service principal (a new object id) that Entra issues
+    the workload's tokens to (the credential is on the application), and the vault's role assignment, which ARM
+    keeps, still names the deleted one. ROLE_ASSIGNMENT_MISSING said only that the identity holds no assignment
+    allowing the read; it now names the stale assignment's principal id and the new one, and its printed fix grants
+    the new service principal and then deletes the stale assignment: pasted, the run passes and it is gone."""
+    app = healthy.app
+    old = app.principal_id
+    shell.must(f"az ad sp delete --id {app.app_id}")
+    app.principal_id = shell.must(f"az ad sp create --id {app.app_id} --query id -o tsv --only-show-errors").strip()
+    stale = f"az role assignment list --scope {healthy.vault_id} --query \"[?principalId=='{old}'].id\" -o tsv"
+    try:
+        assert app.principal_id != old and shell.must(stale).split()  # ARM keeps the deleted one's assignment
+        _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert checks["exchange.succeeds"]["status"] == "pass"
+        first = entry["findings"][0]
+        assert first["code"] == "ROLE_ASSIGNMENT_MISSING", [f["code"] for f in entry["findings"]]
+        assert f"assigned to principal id {old}, which is no longer any principal" in first["message"]
+        assert f"a new object id, {app.principal_id}" in first["message"]
+        commands = [line for line in first["remediation"] if not line.startswith("#")]
+        assert commands[0].startswith(f"az role assignment create --assignee-object-id {app.principal_id} ")
+        assert commands[-1] == f"az role assignment delete --ids {shell.must(stale).split()[0]}"
+        paste(shell, first)
+        _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert entry["verdict"] == "pass", not_passing(checks)
+        assert not shell.must(stale).split()
+    finally:  # the module's other tests need the new service principal's role, and no stale assignment
+        for line in shell.must(stale).split():
+            shell.must(f"az role assignment delete --ids {line}")
+        if not shell.must(f"az role assignment list --assignee {app.principal_id} --scope {healthy.vault_id} "
+                          "--query '[].id' -o tsv").split():
+            shell.must(f"az role assignment create --assignee-object-id {app.principal_id} --assignee-principal-type "
+                       f"ServicePrincipal --role 'Key Vault Secrets User' --scope {healthy.vault_id} -o none")

@@ -2174,9 +2174,11 @@ KV_CONTRIBUTOR_ID = "/subscriptions/s/providers/Microsoft.Authorization/roleDefi
 
 
 def _rbac_refused(assignments: list[tuple[str, str, str]], now: float | None = None,
-                  for_client_id: tuple[tuple[str, str, str], ...] = ()) -> Finding:
+                  for_client_id: tuple[tuple[str, str, str], ...] = (),
+                  for_former: tuple[tuple[str, str, str], ...] = ()) -> Finding:
     """A ForbiddenByRbac read of finance-kv/db-password; ``assignments`` are (role definition, scope, createdOn),
-    ``for_client_id`` those that name the identity's client id as their principal id."""
+    ``for_client_id`` those that name the identity's client id as their principal id, ``for_former`` those that
+    name a deleted service principal of the application (FORMER_PRINCIPAL)."""
     check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
     ctx = context_for()
     assert ctx.facts.pod is not None
@@ -2195,6 +2197,12 @@ def _rbac_refused(assignments: list[tuple[str, str, str]], now: float | None = N
         {"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/c{i}",
          "properties": {"roleDefinitionId": role, "scope": scope, "createdOn": created, "principalId": CLIENT}}
         for i, (role, scope, created) in enumerate(for_client_id)
+    ]
+    identity.former_principal_role_assignments = [
+        {"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/f{i}",
+         "properties": {"roleDefinitionId": role, "scope": scope, "createdOn": created, "principalId": FORMER_PRINCIPAL,
+                        "principalType": "ServicePrincipal"}}
+        for i, (role, scope, created) in enumerate(for_former)
     ]
     identity.role_names = {SECRETS_USER_ID.lower(): "Key Vault Secrets User", READER_ID.lower(): "Key Vault Reader",
                            KV_CONTRIBUTOR_ID.lower(): "Key Vault Contributor"}
@@ -2231,6 +2239,29 @@ def test_a_role_assigned_to_the_client_id_as_object_id_is_named_and_its_assignme
     assert "--assignee-object-id 22222222-3333-4444-5555-666666666666" in lines[0]
     assert lines[-1] == f"az role assignment delete --ids {VAULT_ID}/providers/Microsoft.Authorization/roleAssignments/c0"
     assert "client id" not in _rbac_refused([], for_client_id=((READER_ID, VAULT_ID, OLD),)).message  # no read
+
+
+FORMER_PRINCIPAL = "99999999-8888-7777-6666-555555555555"
+
+
+def test_a_role_left_for_a_deleted_service_principal_is_named_and_deleted_after_the_grant() -> None:
+    """az ad sp delete, then az ad sp create: the service principal has a new object id, and the vault's role
+    assignment still names the deleted one (ARM keeps it). ROLE_ASSIGNMENT_MISSING said only that the identity holds
+    no assignment allowing the read; it now names the stale one and its principal id, and its fix grants the live
+    service principal first, then deletes the stale assignment."""
+    finding = _rbac_refused([], for_former=((SECRETS_USER_ID, VAULT_ID, OLD),))
+    assert finding.code == "ROLE_ASSIGNMENT_MISSING"
+    assert (f"Key Vault Secrets User on {VAULT_ID} is assigned to principal id {FORMER_PRINCIPAL}, which is no "
+            "longer any principal") in finding.message
+    assert "deleted and made again (a new object id, 22222222-3333-4444-5555-666666666666)" in finding.message
+    lines = [line for line in finding.fix_lines() if not line.startswith("#")]
+    assert lines[0].startswith("az role assignment create --assignee-object-id 22222222-3333-4444-5555-666666666666")
+    assert lines[-1] == f"az role assignment delete --ids {VAULT_ID}/providers/Microsoft.Authorization/roleAssignments/f0"
+    assert finding.evidence["assignments_naming_deleted_service_principal"] == [
+        {"id": f"{VAULT_ID}/providers/Microsoft.Authorization/roleAssignments/f0", "principal_id": FORMER_PRINCIPAL}]
+    # one that would not grant the read, or on another vault, is not this read's cause
+    for other in ((READER_ID, VAULT_ID, OLD), (SECRETS_USER_ID, OTHER_VAULT_ID, OLD)):
+        assert FORMER_PRINCIPAL not in _rbac_refused([], for_former=(other,)).message
 
 
 def test_a_fitting_role_on_another_vault_is_the_wrong_scope() -> None:

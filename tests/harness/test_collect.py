@@ -353,6 +353,48 @@ def test_a_client_id_no_managed_identity_has_is_looked_up_as_an_application() ->
     assert without.service_principal is None and without.service_principal_lookup.status == 404
 
 
+def test_the_role_assignments_of_an_apps_deleted_service_principal_are_read_beside_the_live_ones() -> None:
+    """az ad sp delete, then az ad sp create: the live service principal is new, the deleted one is in Graph's
+    deleted items, and the role assignments that name it are read with the same principalId filter as the live
+    one's (Reader on the subscription: nothing more); one of another appId, or the live one's id, is not."""
+    former, live = "5d6e7f80-1111-2222-3333-444455556666", "6e7f8091-1111-2222-3333-444455556666"
+    app_key = f"/v1.0/applications(appId='{CLIENT}')"
+    query = urllib.parse.quote(f"appId eq '{CLIENT}'")
+    deleted = f"/v1.0/directory/deletedItems/microsoft.graph.servicePrincipal?$filter={query}"
+    graph = {
+        app_key: Fetched(app_key, 200, {"id": "app-object-id", "appId": CLIENT, "displayName": "orders-app"}),
+        f"{app_key}/federatedIdentityCredentials": Fetched("f", 200, {"value": []}),
+        f"/v1.0/servicePrincipals(appId='{CLIENT}')": Fetched("sp", 200, {"id": live, "appId": CLIENT}),
+        deleted: Fetched(deleted, 200, {"value": [
+            {"id": former, "appId": CLIENT, "deletedDateTime": "2026-12-01T00:00:00Z"},
+            {"id": live, "appId": CLIENT}, {"id": "7f8091a2-1111-2222-3333-444455556666", "appId": "other"}]}),
+    }
+    apis = AzureApis(arg=Fetched("arg", 200, {"data": []}), graph=graph)
+    scope = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/kv"
+
+    def arm(path: str, body: Any = None) -> Fetched:
+        if "roleAssignments" in path:
+            apis.arm_calls.append((path, body))
+            named = urllib.parse.unquote(path).split("principalId eq '")[1].split("'")[0]
+            items = [{"id": f"{scope}/providers/Microsoft.Authorization/roleAssignments/r1",
+                      "properties": {"principalId": former, "scope": scope,
+                                     "roleDefinitionId": "/providers/x/roleDefinitions/r1"}}] if named == former else []
+            return Fetched(path, 200, {"value": items})
+        return apis.arm(path, body)
+
+    facts = collect_identity(arm, azure(), None, CLIENT, apis.graph)
+    assert facts.former_service_principals == [{"id": former, "deletedDateTime": "2026-12-01T00:00:00Z"}]
+    assert facts.role_assignments == []
+    assert [a["properties"]["principalId"] for a in facts.former_principal_role_assignments] == [former]
+    filters = [urllib.parse.unquote(path) for path, _ in apis.arm_calls if "roleAssignments" in path]
+    assert sorted(f.split("principalId eq ")[1] for f in filters) == sorted(f"'{i}'" for i in (live, CLIENT, former))
+    assert all(f.startswith(f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleAssignments?")
+               for f in filters)
+    del graph[deleted]  # deleted items refused or empty: nothing more is read
+    facts = collect_identity(arm, azure(), None, CLIENT, apis.graph)
+    assert facts.former_service_principals == [] and facts.former_principal_role_assignments == []
+
+
 def test_a_principal_id_in_the_annotation_is_recognised() -> None:
     row = {"id": SHARED_ID, "name": "shared", "properties": {"clientId": "the-real-client-id", "principalId": CLIENT}}
     apis = AzureApis(arg=Fetched("arg", 200, {"data": [row]}))
