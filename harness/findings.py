@@ -1243,10 +1243,14 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "ROLE_OVERLY_BROAD", "inventory", "error|warning",
-        "A workload identity holds Owner, Contributor, User Access Administrator, Key Vault Contributor (it may "
-        "grant itself a vault's secrets through access policies), Storage Account Contributor (it may list the "
-        "account keys), or a role at subscription or group scope.",
-        "Replace it with a data role at the resource.",
+        "A workload identity holds Owner, Contributor, User Access Administrator, Role Based Access Control "
+        "Administrator or Key Vault Data Access Administrator (it may assign itself roles), Key Vault Contributor (it "
+        "may grant itself a vault's secrets through access policies), Storage Account Contributor (it may list the "
+        "account keys), a role at subscription or group scope, or, where harness.yaml declares only reads, a data "
+        "role that writes (Key Vault Administrator, Key Vault Secrets Officer, Storage Blob Data Owner or "
+        "Contributor).",
+        "Replace it with a read role at the resource (Key Vault Secrets User, Storage Blob Data Reader): grant that "
+        "first, then delete the broad assignment.",
         "test:tests/harness/test_inventory_lab.py::test_owner_on_a_workload_identity",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),

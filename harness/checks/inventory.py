@@ -15,9 +15,12 @@ Findings (one per code, naming every case, each with the commands that fix it, r
 - FIC_ORPHANED: a credential for this cluster's issuer (any spelling) names a ServiceAccount that does not
   exist (a warning: a stale trust that whoever creates that ServiceAccount inherits);
 - FIC_LIMIT_NEAR: 18 or more of the 20 credentials an identity may hold (a warning);
-- ROLE_OVERLY_BROAD: Owner, Contributor, User Access Administrator, Key Vault Contributor or Storage Account
-  Contributor (an error), or any role at subscription, resource-group or management-group scope (a warning), held
-  by an identity a ServiceAccount names;
+- ROLE_OVERLY_BROAD: Owner, Contributor, User Access Administrator, Role Based Access Control Administrator, Key
+  Vault Data Access Administrator (roles that grant roles), Key Vault Contributor or Storage Account Contributor (an
+  error); any role at subscription, resource-group or management-group scope, or a data role that writes (Key Vault
+  Administrator, Key Vault Secrets Officer, Storage Blob Data Owner or Contributor) on an identity whose workloads
+  harness.yaml all declares, and so only read (a warning: its fix grants the read role on the same scope before the
+  delete), held by an identity a ServiceAccount names;
 - INVENTORY_INCOMPLETE: what the harness may not read (a warning about its own view).
 
 Pure functions of the facts.
@@ -75,6 +78,52 @@ PRIVILEGED_ROLES = {
     # "Lets you manage storage accounts, including accessing storage account keys which provide full access to
     # storage account data" (its built-in role description): the keys read and write every blob, beside any RBAC
     "17d1049b-9a84-46fb-8f53-869881c3d3ab": "Storage Account Contributor",
+    # "Manage access to Azure resources by assigning roles using Azure RBAC" (its built-in role description):
+    # roleAssignments/write at its scope, any role, Owner included
+    "f58310d9-a9f6-439a-9e8d-f62e7b41a168": "Role Based Access Control Administrator",
+    # role assignments of the Key Vault data roles, Key Vault Administrator among them (its built-in condition)
+    "8b54135c-b56d-4d72-a534-26097cfdc8d8": "Key Vault Data Access Administrator",
+}
+_PRIVILEGED_WHY = {
+    "Key Vault Contributor": "Key Vault Contributor lets the workload change its vaults (network rules, permission "
+                             "model) and, under access policies, grant itself their secrets",
+    "Storage Account Contributor": "Storage Account Contributor lets the workload list its storage accounts' keys, "
+                                   "which read and write all their data whatever its roles say",
+    "Role Based Access Control Administrator": "Role Based Access Control Administrator lets the workload assign "
+                                               "itself any role in its scope, Owner included",
+    "Key Vault Data Access Administrator": "Key Vault Data Access Administrator lets the workload assign itself Key "
+                                           "Vault Administrator, and so every secret, key and certificate, in its scope",
+}
+
+
+@dataclass(frozen=True)
+class WriteRole:
+    """A data role that writes where a workload may only read: the read role that replaces it, and what it allows
+    beyond reading (its built-in role description and data actions, learn.microsoft.com built-in roles)."""
+
+    name: str
+    read_role: str
+    read_role_id: str
+    beyond: str
+
+
+_SECRETS_USER = ("Key Vault Secrets User", "4633458b-17de-408a-b874-0445c86b69e6")
+_BLOB_READER = ("Storage Blob Data Reader", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1")
+WRITE_DATA_ROLES = {
+    # data actions Microsoft.KeyVault/vaults/*: "all data plane operations on a key vault and all objects in it"
+    "00482a5a-887f-4fb3-b363-3b7fe8e74483": WriteRole(
+        "Key Vault Administrator", *_SECRETS_USER,
+        "set, delete and purge every secret, key and certificate of the vault"),
+    # data actions Microsoft.KeyVault/vaults/secrets/*: "any action on the secrets of a key vault"
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": WriteRole(
+        "Key Vault Secrets Officer", *_SECRETS_USER, "set, delete and purge the vault's secrets"),
+    # data actions containers/blobs/*: "full access ... including assigning POSIX access control"
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": WriteRole(
+        "Storage Blob Data Owner", *_BLOB_READER,
+        "write and delete blobs and containers and set their POSIX access control"),
+    # data actions blobs/write, blobs/delete, blobs/add/action, blobs/move/action; containers write and delete
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": WriteRole(
+        "Storage Blob Data Contributor", *_BLOB_READER, "write and delete blobs and containers"),
 }
 _SUBJECT_RE = re.compile(r"system:serviceaccount:([^:]+):([^:]+)")
 _SUBSCRIPTION_SCOPE = re.compile(r"/subscriptions/[^/]+", re.IGNORECASE)
@@ -139,6 +188,8 @@ class InventoryContext:
     # NS/SA -> (access kind, ARM scope) of each resource harness.yaml says the workload reads and ARM listed (a
     # container's scope, for a blob): where a broad role can be narrowed to
     reads: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    # NS/SA of every workload harness.yaml declares: what each does is reads (its access checks are all reads)
+    declared: frozenset[str] = frozenset()
 
     @property
     def issuer(self) -> str | None:
@@ -894,14 +945,9 @@ def broad_reason(assignment: dict[str, Any]) -> tuple[str, str] | None:
     privileged = PRIVILEGED_ROLES.get(definition) or next(
         (name for name in PRIVILEGED_ROLES.values() if name.lower() == role.lower()), None
     )
-    if privileged == "Key Vault Contributor":
-        return ERROR, ("Key Vault Contributor lets the workload change its vaults (network rules, permission model) "
-                       "and, under access policies, grant itself their secrets")
-    if privileged == "Storage Account Contributor":
-        return ERROR, ("Storage Account Contributor lets the workload list its storage accounts' keys, which read and "
-                       "write all their data whatever its roles say")
     if privileged:
-        return ERROR, f"{privileged} lets the workload change or grant access to everything in its scope"
+        return ERROR, _PRIVILEGED_WHY.get(
+            privileged, f"{privileged} lets the workload change or grant access to everything in its scope")
     scope = str(assignment.get("scope") or "").rstrip("/")
     if scope in ("", "/") or _MANAGEMENT_GROUP_SCOPE.fullmatch(scope):
         return WARNING, "a management-group (or root) scope"
@@ -910,6 +956,28 @@ def broad_reason(assignment: dict[str, Any]) -> tuple[str, str] | None:
     if _GROUP_SCOPE.fullmatch(scope):
         return WARNING, "a whole resource group"
     return None
+
+
+def write_role(ctx: InventoryContext, identity: InventoryIdentity, assignment: dict[str, Any]) -> WriteRole | None:
+    """The data role that writes, when every workload using the identity is one harness.yaml declares (and so only
+    reads); None otherwise (a workload harness.yaml does not declare may write: nothing is known of it)."""
+    definition = str(assignment.get("role_definition_id") or "").rstrip("/").rsplit("/", 1)[-1].lower()
+    role = str(assignment.get("role") or "").lower()
+    found = WRITE_DATA_ROLES.get(definition) or next(
+        (r for r in WRITE_DATA_ROLES.values() if r.name.lower() == role), None)
+    workloads = ctx.named.get(identity.client_id.lower(), [])
+    return found if found and workloads and all(w in ctx.declared for w in workloads) else None
+
+
+def _holds(identity: InventoryIdentity, role_id: str, role: str, scope: str) -> bool:
+    """Does the identity hold ``role`` at ``scope`` or above it?"""
+    scope = scope.rstrip("/").lower()
+    for other in identity.role_assignments or []:
+        held = str(other.get("role_definition_id") or "").rstrip("/").rsplit("/", 1)[-1].lower()
+        at = str(other.get("scope") or "").rstrip("/").lower()
+        if (held == role_id or str(other.get("role") or "") == role) and (scope == at or scope.startswith(at + "/")):
+            return True
+    return False
 
 
 READER_ROLE_ID = "acdd72a7-3385-48ef-bd42-f606fba81ae7"  # the built-in Reader role's definition id
@@ -950,6 +1018,11 @@ def least_privilege(ctx: InventoryContext) -> Outcome:
     for identity in read:
         for assignment in identity.role_assignments or []:
             reason = broad_reason(assignment)
+            writes = write_role(ctx, identity, assignment) if reason is None or reason[0] == WARNING else None
+            if writes is not None:
+                beyond = (f"{writes.name} lets the workload {writes.beyond}, where harness.yaml says it only reads "
+                          f"({writes.read_role} reads)")
+                reason = (WARNING, f"{reason[1]}; {beyond}" if reason else beyond)
             if reason is None or (_is_reader(assignment) and identity.client_id.lower() == (
                     ctx.harness_client_id or "").lower()):
                 continue  # the harness's own Reader (README's Permissions: the Job's identity reads the subscription)
@@ -972,13 +1045,21 @@ def least_privilege(ctx: InventoryContext) -> Outcome:
                 other is not assignment and other.get("role") == assignment.get("role") and broad_reason(other) is None
                 for other in identity.role_assignments or []
             )
-            if level == ERROR or narrower:
+            at = str(assignment.get("scope") or "")
+            if writes is not None and broad_reason(assignment) is None:
+                # the read role on the same scope first, while the write role still serves the workload's reads: the
+                # delete after it never leaves a passing workload without a role to read through
+                grant = fix.grant_role(identity.principal_id, writes.read_role, at)
+                if not _holds(identity, writes.read_role_id, writes.read_role, at) and grant not in steps:
+                    steps.append(grant)
+                steps.append(fix.delete_role_assignment_id(str(assignment.get("id") or "")))
+            elif level == ERROR or (narrower and writes is None):
                 steps.append(fix.delete_role_assignment_id(str(assignment.get("id") or "")))
             else:
                 # a role on a whole group or subscription may be the only grant the workload reads through (Key
                 # Vault Secrets User on the group, say): deleting it first turns a passing workload into a failing
                 # one, so the narrow grant comes first, on a resource the person names, and the delete after it
-                role = str(assignment.get("role") or "<role>")
+                role = writes.read_role if writes else str(assignment.get("role") or "<role>")
                 narrow = narrower_scopes(ctx, identity, assignment)
                 steps += [fix.grant_role(identity.principal_id, role, scope) for scope in narrow] or [
                     fix.grant_role(identity.principal_id, role, f"<the-resource-under-{assignment.get('scope')}>")]
@@ -992,7 +1073,7 @@ def least_privilege(ctx: InventoryContext) -> Outcome:
     if not items:
         return passed(
             f"the {len(read)} identit{'y' if len(read) == 1 else 'ies'} the ServiceAccounts use hold no "
-            "administrative role and no role wider than a resource",
+            "administrative role, no role wider than a resource and no data role that writes where they only read",
             evidence,
         )
     steps.append(
@@ -1153,7 +1234,8 @@ def run_inventory_checks(
 ) -> list[CheckResult]:
     configured = {w.id: w.client_id.lower() for w in workloads or [] if w.client_id}
     return run_chain(INVENTORY_CHECKS, InventoryContext(facts, cluster, azure, expect or ExpectConfig(), configured,
-                                                        harness_client_id, allowed_reads(workloads or [], cluster)))
+                                                        harness_client_id, allowed_reads(workloads or [], cluster),
+                                                        frozenset(w.id for w in workloads or [])))
 
 
 def allowed_reads(workloads: list[WorkloadConfig], cluster: ClusterFacts) -> dict[str, list[tuple[str, str]]]:

@@ -358,6 +358,7 @@ def role_definition(role: RoleDefinition, subscription_id: str | None) -> dict[s
                     "notActions": list(role.not_actions),
                     "dataActions": list(role.data_actions),
                     "notDataActions": list(role.not_data_actions),
+                    **({"conditionVersion": "2.0", "condition": role.condition} if role.condition else {}),
                 }
             ],
             "createdOn": role.created_on or BUILTIN_CREATED_ON,

@@ -192,6 +192,8 @@ class RoleDefinition:
     custom: bool = False
     assignable_scopes: tuple[str, ...] = ("/",)
     created_on: str | None = None
+    # a built-in role's own ABAC condition (its permissions' condition, conditionVersion 2.0), shown as ARM shows it
+    condition: str | None = None
 
     def resource_id(self, subscription_id: str) -> str:
         return f"/subscriptions/{subscription_id}/providers/Microsoft.Authorization/roleDefinitions/{self.role_id}"
@@ -219,6 +221,21 @@ _KEY_VAULT_DATA_ROLE_ACTIONS = (
     "Microsoft.Resources/subscriptions/resourceGroups/read", "Microsoft.Support/*",
     "Microsoft.KeyVault/checkNameAvailability/read", "Microsoft.KeyVault/deletedVaults/read",
     "Microsoft.KeyVault/locations/*/read", "Microsoft.KeyVault/vaults/*/read", "Microsoft.KeyVault/operations/read",
+)
+
+# the roles Key Vault Data Access Administrator may assign and unassign: Key Vault Administrator, Certificates
+# Officer, Crypto Officer, Crypto Service Encryption User, Crypto User, Reader, Secrets Officer, Secrets User
+_KEY_VAULT_DATA_ROLE_IDS = (
+    "00482a5a-887f-4fb3-b363-3b7fe8e74483, a4417e6f-fecd-4de8-b567-7b0420556985, 14b46e9e-c2b7-41b4-b07b-48a6ebf60603, "
+    "e147488a-f6f5-4113-8e2d-b22465e65bf6, 12338af0-0e69-4776-bea7-57ae8d297424, 21090545-7ca7-4776-b22c-e363652d74d2, "
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7, 4633458b-17de-408a-b874-0445c86b69e6"
+)
+_KEY_VAULT_DATA_ACCESS_CONDITION = (
+    "((!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})) OR "
+    "(@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals{"
+    + _KEY_VAULT_DATA_ROLE_IDS + "})) AND ((!(ActionMatches{'Microsoft.Authorization/roleAssignments/delete'})) OR "
+    "(@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals{"
+    + _KEY_VAULT_DATA_ROLE_IDS + "}))"
 )
 
 # Built-in roles with their real ids and permissions (Azure built-in roles reference).
@@ -301,6 +318,27 @@ BUILTIN_ROLES: tuple[RoleDefinition, ...] = (
                    actions=("Microsoft.Storage/storageAccounts/blobServices/containers/*",
                             "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action"),
                    data_actions=("Microsoft.Storage/storageAccounts/blobServices/containers/blobs/*",)),
+    # learn.microsoft.com built-in roles (privileged): role assignments written and deleted at its scope, any role
+    RoleDefinition("f58310d9-a9f6-439a-9e8d-f62e7b41a168", "Role Based Access Control Administrator", "Manage access "
+                   "to Azure resources by assigning roles using Azure RBAC. This role does not allow you to manage "
+                   "access using other ways, such as Azure Policy.",
+                   actions=("Microsoft.Authorization/roleAssignments/write",
+                            "Microsoft.Authorization/roleAssignments/delete", "*/read", "Microsoft.Support/*")),
+    # learn.microsoft.com built-in roles (security): role assignments of the eight Key Vault data roles (Key Vault
+    # Administrator among them), as its condition says. The lab shows the condition and does not evaluate it: a
+    # holder may assign any role at its scope here, where Azure refuses all but those eight
+    RoleDefinition("8b54135c-b56d-4d72-a534-26097cfdc8d8", "Key Vault Data Access Administrator", "Manage access to "
+                   "Azure Key Vault by adding or removing role assignments for the Key Vault Administrator, Key Vault "
+                   "Certificates Officer, Key Vault Crypto Officer, Key Vault Crypto Service Encryption User, Key "
+                   "Vault Crypto User, Key Vault Reader, Key Vault Secrets Officer, or Key Vault Secrets User roles. "
+                   "Includes an ABAC condition to constrain role assignments.",
+                   actions=("Microsoft.Authorization/roleAssignments/write",
+                            "Microsoft.Authorization/roleAssignments/delete", "Microsoft.Authorization/*/read",
+                            "Microsoft.Resources/deployments/*", "Microsoft.Resources/subscriptions/resourceGroups/read",
+                            "Microsoft.Resources/subscriptions/read", "Microsoft.Management/managementGroups/read",
+                            "Microsoft.Resources/deployments/*", "Microsoft.Support/*",
+                            "Microsoft.KeyVault/vaults/*/read"),
+                   condition=_KEY_VAULT_DATA_ACCESS_CONDITION),
 )
 
 

@@ -781,6 +781,119 @@ def test_storage_account_contributor_on_a_workload_identity_is_an_error() -> Non
                                f"{account}/providers/Microsoft.Authorization/roleAssignments/sac-1"]
 
 
+def test_roles_that_grant_roles_are_errors_deleted_by_id() -> None:
+    """By hand in the lab: az role assignment create --role "Role Based Access Control Administrator" (or "Key Vault
+    Data Access Administrator") --scope <finance-kv> for finance's identity: az answered "Role ... doesn't exist" (the
+    lab lacked both), and the inventory named neither role. Either lets the workload assign itself roles (Key Vault
+    Administrator, at least): an error like User Access Administrator's, its fix the delete (neither reads data)."""
+    facts = healthy()
+    backend(facts).role_assignments += [
+        assignment("Role Based Access Control Administrator",
+                   f"{DEFINITIONS}/f58310d9-a9f6-439a-9e8d-f62e7b41a168", VAULT, "rbac-1"),
+        assignment("Key Vault Data Access Administrator", f"{DEFINITIONS}/8b54135c-b56d-4d72-a534-26097cfdc8d8", VAULT,
+                   "kvdaa-1")]
+    broad = findings(run(facts))["ROLE_OVERLY_BROAD"]
+    assert broad.severity == "error"
+    assert "assign itself any role in its scope, Owner included" in broad.message
+    assert "assign itself Key Vault Administrator" in broad.message
+    assert words(broad)[:2] == [
+        ["az", "role", "assignment", "delete", "--ids", f"{VAULT}/providers/Microsoft.Authorization/roleAssignments/{n}"]
+        for n in ("rbac-1", "kvdaa-1")]
+
+
+KV_ADMIN = f"{DEFINITIONS}/00482a5a-887f-4fb3-b363-3b7fe8e74483"
+BACKEND_PRINCIPAL = "0f8fad5b-d9cb-469f-a165-70867728950e"
+ACCOUNT = f"/subscriptions/{SUB}/resourceGroups/myRg/providers/Microsoft.Storage/storageAccounts/ordersdata"
+
+
+def _declared(*ids: str) -> list[WorkloadConfig]:
+    """harness.yaml's workloads: finance reads finance-kv's secret, orders reads a blob of ordersdata."""
+    declared = [
+        WorkloadConfig(namespace="finance", service_account="backend-sa", access=[
+            {"kind": "keyvault_secret", "vault_url": "https://finance-kv.vault.azure.net/", "secret": "db",
+             "expect": "allow"}]),
+        WorkloadConfig(namespace="orders", service_account="orders-sa", access=[
+            {"kind": "blob", "account_url": "https://ordersdata.blob.core.windows.net/", "container": "c", "blob": "b",
+             "expect": "allow"}]),
+    ]
+    return [w for w in declared if w.id in ids]
+
+
+def _resources() -> ClusterFacts:
+    return ClusterFacts(collected_at=0.0, issuer_url=ISSUER, context="ctx", server="https://kube", access_resources={
+        "https://finance-kv.vault.azure.net": {"id": VAULT, "name": "finance-kv", "resource_group": "myRg"},
+        "https://ordersdata.blob.core.windows.net": {"id": ACCOUNT, "name": "ordersdata", "resource_group": "myRg"},
+    })
+
+
+def test_a_data_role_that_writes_where_the_workload_only_reads_is_a_warning_whose_fix_grants_the_read_role_first(
+) -> None:
+    """By hand in the lab: az role assignment create --role "Key Vault Administrator" (or "Key Vault Secrets
+    Officer") --scope <finance-kv> for finance's identity, whose harness.yaml entry only reads a secret: the inventory
+    passed ("no administrative role and no role wider than a resource"), though the workload may now set, delete and
+    purge what it reads. A warning now, naming what the role allows beyond reading; its fix grants Key Vault Secrets
+    User on the same vault before the delete, so the workload reads throughout."""
+    facts = healthy()
+    backend(facts).principal_id = BACKEND_PRINCIPAL
+    backend(facts).role_assignments = [assignment("Key Vault Administrator", KV_ADMIN, VAULT, "kva-1")]
+    workloads = _declared("finance/backend-sa", "orders/orders-sa")
+    broad = findings(run_inventory_checks(facts, _resources(), None, None, workloads))["ROLE_OVERLY_BROAD"]
+    assert broad.severity == "warning"
+    assert ("Key Vault Administrator lets the workload set, delete and purge every secret, key and certificate of the "
+            "vault, where harness.yaml says it only reads") in broad.message
+    assert [w for w in words(broad) if w] == [
+        ["az", "role", "assignment", "create", "--assignee-object-id", BACKEND_PRINCIPAL, "--assignee-principal-type",
+         "ServicePrincipal", "--role", "Key Vault Secrets User", "--scope", VAULT],
+        ["az", "role", "assignment", "delete", "--ids", f"{VAULT}/providers/Microsoft.Authorization/roleAssignments/kva-1"],
+    ]
+    # Key Vault Secrets User already held on the vault: the delete alone
+    backend(facts).role_assignments.append(assignment("Key Vault Secrets User", SECRETS_USER, VAULT, "ksu-1"))
+    broad = findings(run_inventory_checks(facts, _resources(), None, None, workloads))["ROLE_OVERLY_BROAD"]
+    assert [w[3] for w in words(broad) if w] == ["delete"]
+    # no harness.yaml, or a workload using the identity that harness.yaml does not declare: what it does is unknown
+    assert "ROLE_OVERLY_BROAD" not in findings(run(facts))
+    facts.service_accounts.append(sa("web", "app-sa", BACKEND_ID))
+    assert "ROLE_OVERLY_BROAD" not in findings(run_inventory_checks(facts, _resources(), None, None, workloads))
+
+
+def test_blob_data_owner_and_contributor_where_the_workload_only_reads_are_warnings() -> None:
+    """Storage Blob Data Owner (by hand in the lab: on ordersdata for orders' identity, the run passed and the
+    inventory said nothing) and Contributor write and delete blobs: Storage Blob Data Reader on the same scope first."""
+    facts = healthy()
+    orders = facts.identities[1]
+    orders.principal_id = BACKEND_PRINCIPAL
+    orders.role_assignments = [
+        assignment("Storage Blob Data Owner", f"{DEFINITIONS}/b7e6dc6d-f1e8-4753-8033-0f276bb0955b", ACCOUNT, "o-1"),
+        assignment("Storage Blob Data Contributor", f"{DEFINITIONS}/ba92f5b4-2d11-453d-a403-e96b0029c9fe", ACCOUNT,
+                   "c-1")]
+    broad = findings(run_inventory_checks(facts, _resources(), None, None,
+                                          _declared("finance/backend-sa", "orders/orders-sa")))["ROLE_OVERLY_BROAD"]
+    assert broad.severity == "warning" and "set their POSIX access control" in broad.message
+    assert "Storage Blob Data Contributor lets the workload write and delete blobs and containers" in broad.message
+    assert [(w[3], w[-3], w[-1]) if w[3] == "create" else (w[3], w[-1]) for w in words(broad) if w] == [
+        ("create", "Storage Blob Data Reader", ACCOUNT),  # one grant for both, before either delete
+        ("delete", f"{ACCOUNT}/providers/Microsoft.Authorization/roleAssignments/o-1"),
+        ("delete", f"{ACCOUNT}/providers/Microsoft.Authorization/roleAssignments/c-1"),
+    ]
+
+
+def test_a_data_role_that_writes_on_a_whole_group_is_narrowed_to_the_read_role() -> None:
+    """Key Vault Secrets Officer on the resource group: the warning names both the scope and the writes, and the grant
+    that comes before the (advised) delete is Key Vault Secrets User on the vault harness.yaml reads."""
+    group = f"/subscriptions/{SUB}/resourceGroups/myRg"
+    facts = healthy()
+    backend(facts).role_assignments = [
+        assignment("Key Vault Secrets Officer", f"{DEFINITIONS}/b86a8fe4-44ce-4948-aee5-eccb2c155cd7", group, "kso-1")]
+    broad = findings(run_inventory_checks(facts, _resources(), None, None,
+                                          _declared("finance/backend-sa")))["ROLE_OVERLY_BROAD"]
+    assert broad.severity == "warning"
+    assert "a whole resource group; Key Vault Secrets Officer lets the workload set, delete and purge" in broad.message
+    assert words(broad)[0][:4] + words(broad)[0][-4:] == ["az", "role", "assignment", "create", "--role",
+                                                          "Key Vault Secrets User", "--scope", VAULT]
+    assert f"# once the workload reads through it: az role assignment delete --ids {group}/providers/" in "\n".join(
+        broad.fix_lines())
+
+
 def test_a_role_at_a_subscription_alone_is_a_warning() -> None:
     facts = healthy()
     backend(facts).role_assignments = [assignment("Reader", READER, f"/subscriptions/{SUB}", "r-2")]

@@ -951,6 +951,22 @@ def _contributor_on_the_vault(w: World) -> None:
     w.made.append(w.person.grant(w.finance_kv, CONTRIBUTOR, w.principal_id))
 
 
+def _key_vault_administrator_in_place_of_secrets_user(w: World) -> None:
+    """finance's identity reads finance-kv through Key Vault Administrator, its Key Vault Secrets User deleted: the
+    run passes (the role reads), and the inventory warns that it also writes where harness.yaml declares reads."""
+    w.shell.must(f"az role assignment create --role 'Key Vault Administrator' --assignee-object-id {w.principal_id} "
+                 f"--assignee-principal-type ServicePrincipal --scope {w.finance_kv} -o none",
+                 f"az role assignment delete --assignee {w.principal_id} --role 'Key Vault Secrets User' "
+                 f"--scope {w.finance_kv}")
+
+
+def _read_role_granted_before_the_delete(run: dict[str, Any]) -> None:
+    broad = next(f for f in run["findings"] if f["code"] == "ROLE_OVERLY_BROAD")
+    assert "Key Vault Administrator lets the workload set, delete and purge" in broad["message"], broad["message"]
+    verbs = [line.split()[3] for line in broad["remediation"] if is_command(line)]
+    assert verbs == ["create", "delete"] and "'Key Vault Secrets User'" in broad["remediation"][0], broad
+
+
 def _heal_broad_role(w: World) -> None:
     w.made.clear()  # heal_roles deletes every assignment of the identity, the case's included
     w.heal_roles()
@@ -1623,6 +1639,8 @@ CASES = [
     Case("FIC_OLD_ISSUER", lambda w: _fic_change(issuer=w.person.info["issuer_url"].rstrip("/"))(w),
          World.heal_fics, where="run"),
     Case("ROLE_OVERLY_BROAD", _contributor_on_the_vault, _heal_broad_role, where="run"),
+    Case("ROLE_OVERLY_BROAD", _key_vault_administrator_in_place_of_secrets_user, _heal_broad_role, where="run",
+         label="writes-where-it-reads", severity="warning", broken=_read_role_granted_before_the_delete),
     Case("ACCESS_DENIED_UNEXPECTEDLY", _blind_harness_and_no_role, _heal_harness_roles,
          with_codes=("ARM_QUERY_FAILED",)),
     Case("ACCESS_DENIED_UNEXPECTEDLY", _vault_in_another_subscription, _heal_shared_vault,

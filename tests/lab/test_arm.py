@@ -925,6 +925,17 @@ def test_role_definitions(arm: Arm) -> None:
     (account,) = [d for d in everything if d["properties"]["roleName"] == "Storage Account Contributor"]
     assert account["name"] == "17d1049b-9a84-46fb-8f53-869881c3d3ab"
     assert account["properties"]["permissions"][0]["dataActions"] == []
+    # roles that grant roles (az role assignment create --role 'Role Based Access Control Administrator' answered
+    # "Role ... doesn't exist"): their real ids; Key Vault Data Access Administrator with its own condition
+    by_name = {d["properties"]["roleName"]: d for d in everything}
+    rbac = by_name["Role Based Access Control Administrator"]
+    assert rbac["name"] == "f58310d9-a9f6-439a-9e8d-f62e7b41a168"
+    assert "Microsoft.Authorization/roleAssignments/write" in rbac["properties"]["permissions"][0]["actions"]
+    vault_access = by_name["Key Vault Data Access Administrator"]["properties"]["permissions"][0]
+    assert by_name["Key Vault Data Access Administrator"]["name"] == "8b54135c-b56d-4d72-a534-26097cfdc8d8"
+    assert vault_access["conditionVersion"] == "2.0" and "GuidEquals{00482a5a-887f-4fb3-b363-3b7fe8e74483" in \
+        vault_access["condition"]
+    assert "condition" not in rbac["properties"]["permissions"][0]
     root = arm.request(
         "GET",
         "/providers/Microsoft.Authorization/roleDefinitions",
