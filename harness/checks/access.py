@@ -157,6 +157,12 @@ def resource_name(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess
     return fix.storage_account_name(check.account_url)
 
 
+def resource_id(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> str | None:
+    """The resource's ARM id when the harness read it: its group and subscription, which a fix naming the resource
+    by name must give az (it looks a name up in the current subscription only)."""
+    return (resource_of(ctx, check) or {}).get("id")
+
+
 def _grant_read(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
                 principal: str | Var | None) -> list[Step]:
     """Grant the read role at the resource (the container, for a blob): its id from ARM when the harness read
@@ -265,7 +271,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
     if outcome in NOT_AN_AUTHORIZATION_ANSWER:
         return _not_an_authorization_answer(ctx, check, outcome, evidence, principal)
     if outcome == "deny" and check.expect == "allow" and _access_policy_refusal(evidence):
-        vault = resource_name(ctx, check)
+        vault, vault_id = resource_name(ctx, check), resource_id(ctx, check)
         client_id = identity_client_id(ctx.facts.identity) or ctx.expected_client_id
         named = {i.lower() for i in str((resource_of(ctx, check) or {}).get("access_policy_object_ids") or "")
                  .split(",") if i}
@@ -298,8 +304,9 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
                     f"{label} {wrong_id} as the object id (az keyvault set-policy --object-id takes the service "
                     f"principal's object id, {principal}); no policy lets the identity get secrets ({detail})",
                     evidence,
-                    [fix.keyvault_set_secret_policy(vault, principal, keep),
-                     fix.keyvault_delete_policy(vault, wrong_id), fix.keyvault_policies(vault)],
+                    [fix.keyvault_set_secret_policy(vault, principal, keep, vault_id),
+                     fix.keyvault_delete_policy(vault, wrong_id, vault_id=vault_id),
+                     fix.keyvault_policies(vault, vault_id)],
                 ),
             )
         held = _policy_secret_permissions(ctx, check, principal)
@@ -314,10 +321,10 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         roles = granting_assignments(ctx, check)[:2]
         ignored = ("; the identity holds " + " and ".join(f"{a.role} on {a.scope}" for a in roles)
                    + ", which counts only while the vault uses RBAC (switched to access policies?)") if roles else ""
-        steps: list[Step] = [fix.keyvault_set_secret_policy(resource_name(ctx, check), principal, held),
-                             fix.keyvault_policies(resource_name(ctx, check))]
+        steps: list[Step] = [fix.keyvault_set_secret_policy(vault, principal, held, vault_id),
+                             fix.keyvault_policies(vault, vault_id)]
         if roles:
-            steps.append(advice(f"or, if {resource_name(ctx, check)} left RBAC by mistake, give it RBAC back instead "
+            steps.append(advice(f"or, if {vault} left RBAC by mistake, give it RBAC back instead "
                                 "(its --enable-rbac-authorization true): the role then counts again, and every "
                                 "access policy of the vault stops counting, for every caller"))
         return failed(
@@ -399,7 +406,7 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
             evidence["unreachable_hosts"] = others
     elif kind in UNTRUSTED_TARGET_KINDS:
         code, message = "ACCESS_TARGET_NOT_TRUSTED", f"{what}: no token was sent: {error.get('message')}"
-        remediation = _real_endpoint(check, resource_name(ctx, check))
+        remediation = _real_endpoint(check, resource_name(ctx, check), resource_id(ctx, check))
     else:
         code, message = "ACCESS_CHECK_ERROR", f"{what}: {detail or error.get('message')}"
         remediation = [_show(check, resource_name(ctx, check))]
@@ -893,8 +900,9 @@ def _policy_revocation(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobA
     held = _policy_secret_permissions(ctx, check, principal)
     if not {p.lower() for p in held} & {"get", "all"}:
         return None
-    vault = resource_name(ctx, check)
-    return held, [fix.keyvault_revoke_secret_get(vault, principal, held), fix.keyvault_policies(vault)]
+    vault, vault_id = resource_name(ctx, check), resource_id(ctx, check)
+    return held, [fix.keyvault_revoke_secret_get(vault, principal, held, vault_id),
+                  fix.keyvault_policies(vault, vault_id)]
 
 
 def _compound_policy(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
@@ -919,6 +927,7 @@ def _compound_policy_refusal(ctx: WorkloadContext, check: KeyVaultSecretAccess |
     application's own policy has the object id alone ("objectid is populated and applicationid is null",
     MicrosoftDocs/azure-docs#66679). The workload's token is the identity's own, so the entry grants it nothing."""
     what, detail, vault = check.describe(), _detail(evidence), resource_name(ctx, check)
+    vault_id = resource_id(ctx, check)
     application_id, permissions = through
     evidence["policy_application_id"] = application_id
     whose = " (the identity's own client id)" if client_id and client_id.lower() == application_id.lower() else ""
@@ -934,8 +943,9 @@ def _compound_policy_refusal(ctx: WorkloadContext, check: KeyVaultSecretAccess |
             f"the vault of {what} authorizes by access policy, and {cause}; no policy lets the workload get secrets "
             f"({detail}): make the identity's policy with its object id alone, and delete the compound one",
             evidence,
-            [fix.keyvault_set_secret_policy(vault, principal, keep),
-             fix.keyvault_delete_policy(vault, principal or "", application_id), fix.keyvault_policies(vault)],
+            [fix.keyvault_set_secret_policy(vault, principal, keep, vault_id),
+             fix.keyvault_delete_policy(vault, principal or "", application_id, vault_id),
+             fix.keyvault_policies(vault, vault_id)],
         ),
     )
 
@@ -994,7 +1004,7 @@ def _not_an_authorization_answer(
         if is_vault and disabled:
             why = ("the vault's public network access is disabled: it refused the request before the identity's "
                    "rights were looked at, and honours no network rule while disabled")
-            repair = fix.keyvault_public_access(resource_name(ctx, check))
+            repair = fix.keyvault_public_access(resource_name(ctx, check), found.get("id"))
         elif closed:  # Storage answers AuthorizationFailure either way: ARM's publicNetworkAccess tells them apart
             why = ("the storage account's public network access is disabled (ARM): it refused the request before the "
                    "identity's rights were looked at, and honours no network rule while disabled")
@@ -1004,7 +1014,8 @@ def _not_an_authorization_answer(
             if seen:
                 evidence["client_address"] = seen.group(1)
                 why += f" (Key Vault saw the request come from {seen.group(1)})"
-            repair = fix.keyvault_network_rules(resource_name(ctx, check), seen.group(1) if seen else None)
+            repair = fix.keyvault_network_rules(resource_name(ctx, check), seen.group(1) if seen else None,
+                                                found.get("id"))
         else:
             repair = fix.storage_network_rules(resource_name(ctx, check), found.get("id"))
         return failed(f"{what}: {why} ({detail})", evidence,
@@ -1029,13 +1040,13 @@ def _not_an_authorization_answer(
     )
 
 
-def _real_endpoint(check: KeyVaultSecretAccess | BlobAccess, name: str) -> list[Step]:
-    """The resource's own endpoint, to compare with the URL in harness.yaml."""
+def _real_endpoint(check: KeyVaultSecretAccess | BlobAccess, name: str, arm_id: str | None) -> list[Step]:
+    """The resource's own endpoint, to compare with the URL in harness.yaml (``arm_id``: its id, when ARM gave it)."""
     if isinstance(check, KeyVaultSecretAccess):
-        lookup = fix.keyvault_uri(name)
+        lookup = fix.keyvault_uri(name, arm_id)
         why = "a host that answers without Key Vault's challenge, or names another resource, is not the vault"
     else:
-        lookup = fix.storage_blob_endpoint(name)
+        lookup = fix.storage_blob_endpoint(name, arm_id)
         why = "only the cloud's own blob hosts may receive the token"
     return [lookup, advice(f"set the access entry's URL in harness.yaml to exactly that endpoint: {why}")]
 

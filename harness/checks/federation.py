@@ -276,7 +276,8 @@ def _recreate_fixes(ctx: WorkloadContext, group_gone: bool) -> list[Step]:
                                 "there again (ARM does not list it now: deleted with the group? its access check "
                                 "says)"))
         elif found.get("rbac_authorization") == "false":  # a vault under access policies
-            steps.append(fix.keyvault_set_secret_policy(found.get("name") or "<vault-name>", principal))
+            steps.append(fix.keyvault_set_secret_policy(found.get("name") or "<vault-name>", principal,
+                                                        vault_id=found.get("id")))
         else:
             steps.append(fix.grant_role(principal, READ_ROLES[check.kind], fix.read_scope(found["id"], check)))
     steps += [fix.annotate_sa(ctx.namespace, ctx.service_account, client), *restart_workload(ctx)]

@@ -710,13 +710,15 @@ def keyvault_list_deleted() -> Command:
     return command("az", "keyvault", "list-deleted", "--resource-type", "vault", "--query", "[].name", "-o", "tsv")
 
 
-def keyvault_uri(vault: str) -> Command:
-    return command("az", "keyvault", "show", "--name", vault, "--query", "properties.vaultUri", "-o", "tsv")
+def keyvault_uri(vault: str, vault_id: str | None = None) -> Command:
+    return command("az", "keyvault", "show", "--name", vault, *vault_where(vault_id), "--query",
+                   "properties.vaultUri", "-o", "tsv")
 
 
-def storage_blob_endpoint(account: str) -> Command:
-    return command("az", "storage", "account", "show", "--name", account, "--query", "primaryEndpoints.blob",
-                   "-o", "tsv")
+def storage_blob_endpoint(account: str, account_id: str | None = None) -> Command:
+    """By ``--ids`` when ARM gave the account's id (it may be in another subscription), else by name."""
+    target = ("--ids", account_id) if _account_where(account_id) and account_id else ("--name", account)
+    return command("az", "storage", "account", "show", *target, "--query", "primaryEndpoints.blob", "-o", "tsv")
 
 
 def storage_account_id(account: str, capture: str = "SCOPE") -> Command:
@@ -1277,16 +1279,18 @@ def _known_secret_permissions(given: Sequence[str]) -> list[str]:
     return [p.lower() for p in given if p.lower() in SECRET_PERMISSIONS]
 
 
-def keyvault_set_secret_policy(vault: str, principal_id: str | Var | None, keep: Sequence[str] = ()) -> Command:
+def keyvault_set_secret_policy(vault: str, principal_id: str | Var | None, keep: Sequence[str] = (),
+                               vault_id: str | None = None) -> Command:
     """get added to the secret permissions ``keep`` (those the object's policy already grants): az replaces an
     existing policy's secret permissions with the ones given, so leaving one out takes it away."""
     kept = _known_secret_permissions(keep)
     permissions = list(dict.fromkeys([*kept, "get"])) if "all" not in kept else ["all"]
-    return command("az", "keyvault", "set-policy", "--name", vault, "--object-id",
+    return command("az", "keyvault", "set-policy", "--name", vault, *vault_where(vault_id), "--object-id",
                    principal_or(principal_id), "--secret-permissions", *permissions)
 
 
-def keyvault_revoke_secret_get(vault: str, principal_id: str | None, held: Sequence[str]) -> Command:
+def keyvault_revoke_secret_get(vault: str, principal_id: str | None, held: Sequence[str],
+                               vault_id: str | None = None) -> Command:
     """The object's policy without get: set-policy with the secret permissions it keeps (az replaces them), or, when
     get (or all) was all it held of secrets, the policy deleted."""
     kept = _known_secret_permissions(held)
@@ -1294,23 +1298,24 @@ def keyvault_revoke_secret_get(vault: str, principal_id: str | None, held: Seque
         kept = [p for p in SECRET_PERMISSIONS if p != "all"]
     kept = list(dict.fromkeys(p for p in kept if p != "get"))
     if kept:
-        return command("az", "keyvault", "set-policy", "--name", vault, "--object-id",
+        return command("az", "keyvault", "set-policy", "--name", vault, *vault_where(vault_id), "--object-id",
                        guid_or(principal_id, "<principal-id>"), "--secret-permissions", *kept)
-    return command("az", "keyvault", "delete-policy", "--name", vault, "--object-id",
+    return command("az", "keyvault", "delete-policy", "--name", vault, *vault_where(vault_id), "--object-id",
                    guid_or(principal_id, "<principal-id>"),
                    note="its key and certificate permissions go too, if it has any")
 
 
-def keyvault_delete_policy(vault: str, object_id: str, application_id: str | None = None) -> Command:
+def keyvault_delete_policy(vault: str, object_id: str, application_id: str | None = None,
+                           vault_id: str | None = None) -> Command:
     """The policy for ``object_id``; with ``application_id``, only its compound-identity entry (az delete-policy
     matches object id and application id: an entry made with --application-id is deleted only with it)."""
     through = ["--application-id", guid_or(application_id, "<application-id>")] if application_id else []
-    return command("az", "keyvault", "delete-policy", "--name", vault, "--object-id", guid_or(object_id, "<object-id>"),
-                   *through)
+    return command("az", "keyvault", "delete-policy", "--name", vault, *vault_where(vault_id), "--object-id",
+                   guid_or(object_id, "<object-id>"), *through)
 
 
-def keyvault_policies(vault: str) -> Command:
-    return command("az", "keyvault", "show", "--name", vault, "--query",
+def keyvault_policies(vault: str, vault_id: str | None = None) -> Command:
+    return command("az", "keyvault", "show", "--name", vault, *vault_where(vault_id), "--query",
                    "{rbac: properties.enableRbacAuthorization, policies: properties.accessPolicies[].{objectId: "
                    "objectId, applicationId: applicationId}}")
 
@@ -1321,14 +1326,16 @@ _VNET_PRIVATE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.
                                                         "100.64.0.0/10"))
 
 
-def keyvault_network_rules(vault: str, client_address: str | None = None) -> list[Step]:
+def keyvault_network_rules(vault: str, client_address: str | None = None, vault_id: str | None = None) -> list[Step]:
     """Look at the vault's network rules, then admit the cluster. ``client_address``: the address Key Vault's
     ForbiddenByFirewall answer names ("Client address: X"), where the pod's request came from: a public one (the
     cluster's egress, a load balancer's or NAT gateway's IP) is admitted by an IP rule as printed; a private one
-    came over a virtual network (a service endpoint), which an IP rule cannot admit: its subnet is."""
+    came over a virtual network (a service endpoint), which an IP rule cannot admit: its subnet is. ``vault_id``:
+    the vault's ARM id, whose group and subscription every line names (:func:`vault_where`)."""
+    where = vault_where(vault_id)
     looks: list[Step] = [
-        command("az", "keyvault", "network-rule", "list", "--name", vault),
-        command("az", "keyvault", "show", "--name", vault, "--query",
+        command("az", "keyvault", "network-rule", "list", "--name", vault, *where),
+        command("az", "keyvault", "show", "--name", vault, *where, "--query",
                 "{defaultAction: properties.networkAcls.defaultAction, publicNetworkAccess: "
                 "properties.publicNetworkAccess}"),
     ]
@@ -1338,7 +1345,7 @@ def keyvault_network_rules(vault: str, client_address: str | None = None) -> lis
         address = None
     if isinstance(address, ipaddress.IPv4Address) and not any(address in n for n in _VNET_PRIVATE):
         return [*looks,
-                command("az", "keyvault", "network-rule", "add", "--name", vault, "--ip-address", str(address),
+                command("az", "keyvault", "network-rule", "add", "--name", vault, *where, "--ip-address", str(address),
                         note="the address Key Vault saw the pod's request come from"),
                 advice("if the cluster's egress address is not static, admit its node subnet (--subnet, with a "
                        "Microsoft.KeyVault service endpoint) or reach the vault through a private endpoint")]
@@ -1347,32 +1354,33 @@ def keyvault_network_rules(vault: str, client_address: str | None = None) -> lis
         return [*looks,
                 advice(f"the request came from the private address {address}, over a virtual network (a service "
                        "endpoint): an IP rule cannot admit it, the node subnet can"),
-                command("az", "keyvault", "network-rule", "add", "--name", vault, "--subnet",
+                command("az", "keyvault", "network-rule", "add", "--name", vault, *where, "--subnet",
                         "<aks-node-subnet-id>"),
                 private_endpoint]
     # no address named: the node subnet, or the egress IP (both the person's to fill in)
     return [*looks,
-            command("az", "keyvault", "network-rule", "add", "--name", vault, "--subnet", "<aks-node-subnet-id>",
-                    note="or --ip-address <the cluster's egress IP>"),
+            command("az", "keyvault", "network-rule", "add", "--name", vault, *where, "--subnet",
+                    "<aks-node-subnet-id>", note="or --ip-address <the cluster's egress IP>"),
             private_endpoint]
 
 
-def keyvault_public_access(vault: str) -> list[Step]:
+def keyvault_public_access(vault: str, vault_id: str | None = None) -> list[Step]:
     """The vault refuses every public request (publicNetworkAccess Disabled: Key Vault's ForbiddenByConnection):
     its network rules are not honoured then (azure-mgmt-keyvault's VaultProperties.public_network_access: "This will
     override the set firewall rules, meaning that even if the firewall rules are present we will not honor the
     rules"), so adding one changes nothing. Public access back on, its default action Deny, then the cluster's
     network admitted; or a private endpoint."""
+    where = vault_where(vault_id)
     return [
-        command("az", "keyvault", "show", "--name", vault, "--query",
+        command("az", "keyvault", "show", "--name", vault, *where, "--query",
                 "{publicNetworkAccess: properties.publicNetworkAccess, defaultAction: "
                 "properties.networkAcls.defaultAction, privateEndpoints: "
                 "properties.privateEndpointConnections[].privateEndpoint.id}"),
         advice("public network access is disabled: the vault honours no network rule until it is enabled; "
                "enable it with the firewall closed, then admit the cluster's network"),
-        command("az", "keyvault", "update", "--name", vault, "--public-network-access", "Enabled",
+        command("az", "keyvault", "update", "--name", vault, *where, "--public-network-access", "Enabled",
                 "--default-action", "Deny"),
-        command("az", "keyvault", "network-rule", "add", "--name", vault, "--subnet", "<aks-node-subnet-id>",
+        command("az", "keyvault", "network-rule", "add", "--name", vault, *where, "--subnet", "<aks-node-subnet-id>",
                 note="or --ip-address <the cluster's egress IP>"),
         advice("or keep public access disabled and reach the vault through a private endpoint the cluster's "
                "network resolves"),
@@ -1400,8 +1408,10 @@ def storage_public_access(account: str, account_id: str | None) -> list[Step]:
     ]
 
 
-_STORAGE_ACCOUNT_ID = re.compile(r"/subscriptions/([0-9A-Fa-f-]{36})/resourceGroups/([-\w.()]{1,90})/providers/"
-                                 r"Microsoft\.Storage/storageAccounts/[a-z0-9]{3,24}", re.IGNORECASE)
+_IN_GROUP = (r"/subscriptions/([0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12})/resourceGroups/"
+             r"([-\w.()]{1,90})/providers/")
+_STORAGE_ACCOUNT_ID = re.compile(_IN_GROUP + r"Microsoft\.Storage/storageAccounts/[a-z0-9]{3,24}", re.IGNORECASE)
+_VAULT_ID = re.compile(_IN_GROUP + r"Microsoft\.KeyVault/vaults/[A-Za-z0-9-]{3,24}", re.IGNORECASE)
 
 
 def _account_where(account_id: str | None) -> tuple[str, ...]:
@@ -1409,6 +1419,16 @@ def _account_where(account_id: str | None) -> tuple[str, ...]:
     account by --account-name in the current subscription only ("Storage account 'X' not found" for one in
     another subscription)."""
     match = _STORAGE_ACCOUNT_ID.fullmatch(account_id or "")
+    return ("--resource-group", match.group(2), "--subscription", match.group(1)) if match else ()
+
+
+def vault_where(vault_id: str | None) -> tuple[str, ...]:
+    """``--resource-group RG --subscription S`` from the vault's id (nothing when it is no vault id): az keyvault
+    show, update, set-policy, delete-policy and network-rule take no --ids, and find a vault named by --name alone
+    by listing the current subscription's vaults ("The Vault 'X' not found within subscription." for one in
+    another subscription; azure-cli keyvault/_validators.py validate_resource_group_name); with --resource-group
+    they read it in the current subscription too, so both are named."""
+    match = _VAULT_ID.fullmatch(vault_id or "")
     return ("--resource-group", match.group(2), "--subscription", match.group(1)) if match else ()
 
 

@@ -76,7 +76,11 @@ def test_network_rules_never_prove_a_deny_and_are_named_on_allow_targets(
     assert {"KEYVAULT_FIREWALL", "DENY_NOT_PROVEN"} <= set(codes)
     assert "ACCESS_DENIED_UNEXPECTEDLY" not in codes
     assert codes["DENY_NOT_PROVEN"]["severity"] == "warning"
-    assert codes["KEYVAULT_FIREWALL"]["remediation"][0] == "az keyvault network-rule list --name finance-kv"
+    # the vault's group and subscription: az finds a vault by --name in the current subscription only
+    assert codes["KEYVAULT_FIREWALL"]["remediation"][0] == (
+        f"az keyvault network-rule list --name finance-kv --resource-group myRg --subscription "
+        f"{running_lab.info()['subscription_id']}"
+    )
     orders_codes = findings_of(document, "orders/orders-sa")
     assert "STORAGE_FIREWALL" in orders_codes
     # the account's group and subscription: az finds an account by --account-name in the current subscription only
@@ -100,7 +104,8 @@ def test_an_access_policy_vault_is_fixed_with_set_policy(
     codes = findings_of(document, "finance/backend-sa")
     assert "KEYVAULT_ACCESS_POLICY_MISSING" in codes, codes
     fix = codes["KEYVAULT_ACCESS_POLICY_MISSING"]["remediation"][0]
-    assert fix.startswith("az keyvault set-policy --name finance-kv --object-id ")
+    assert fix.startswith(f"az keyvault set-policy --name finance-kv --resource-group myRg --subscription "
+                          f"{running_lab.info()['subscription_id']} --object-id ")
     assert fix.endswith(" --secret-permissions get") and "<principal-id>" not in fix
 
 

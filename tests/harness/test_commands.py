@@ -131,6 +131,10 @@ def azure_of(draw: st.DrawFn) -> AzureConfig:
 
 IDENTITY_ID = ("/subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/resourceGroups/rg/providers/"
                "Microsoft.ManagedIdentity/userAssignedIdentities/id")
+VAULT_ID = ("/subscriptions/0b1f6471-1bf0-4dda-aec3-cb9272f09590/resourceGroups/rg/providers/"
+            "Microsoft.KeyVault/vaults/kv")
+ACCOUNT_ID = VAULT_ID.replace("Microsoft.KeyVault/vaults/kv", "Microsoft.Storage/storageAccounts/sa")
+vault_id = st.one_of(st.none(), nasty_text, st.just(VAULT_ID))
 # Every builder in harness.checks.remediation, with arbitrary strings for every value it takes.
 BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "annotate_sa": lambda d: fix.annotate_sa(d(nasty_text), d(nasty_text), d(nasty_text)),
@@ -172,8 +176,9 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "resolve_host": lambda d: fix.resolve_host(d(nasty_text)),
     "https_reachable": lambda d: fix.https_reachable(d(nasty_text), d(st.one_of(st.none(), nasty_text))),
     "show_identity_client_id": lambda d: fix.show_identity_client_id(d(st.one_of(nasty_text, st.just(IDENTITY_ID)))),
-    "keyvault_uri": lambda d: fix.keyvault_uri(d(nasty_text)),
-    "storage_blob_endpoint": lambda d: fix.storage_blob_endpoint(d(nasty_text)),
+    "keyvault_uri": lambda d: fix.keyvault_uri(d(nasty_text), d(vault_id)),
+    "storage_blob_endpoint": lambda d: fix.storage_blob_endpoint(
+        d(nasty_text), d(st.one_of(st.none(), nasty_text, st.just(ACCOUNT_ID)))),
     "helm_list_webhook": lambda d: fix.helm_list_webhook(),
     "deleted_applications": lambda d: fix.deleted_applications(d(nasty_text), d(nasty_text)),
     "kubectl": lambda d: fix.kubectl(d(nasty_text), d(nasty_text), note=d(nasty_text)),
@@ -223,11 +228,12 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
         d(nasty_text), d(nasty_text), d(st.one_of(nasty_text, st.sampled_from(fix.WEBHOOK_ENVIRONMENTS)))
     ),
     "helm_set_chart_tenant": lambda d: fix.helm_set_chart_tenant(d(nasty_text), d(nasty_text), d(nasty_text)),
-    "keyvault_set_secret_policy": lambda d: fix.keyvault_set_secret_policy(d(nasty_text), d(nasty_text)),
+    "keyvault_set_secret_policy": lambda d: fix.keyvault_set_secret_policy(d(nasty_text), d(nasty_text),
+                                                                           [d(nasty_text)], d(vault_id)),
     "keyvault_revoke_secret_get": lambda d: fix.keyvault_revoke_secret_get(d(nasty_text), d(nasty_text),
-                                                                           [d(nasty_text)]),
-    "keyvault_policies": lambda d: fix.keyvault_policies(d(nasty_text)),
-    "keyvault_network_rules": lambda d: fix.keyvault_network_rules(d(nasty_text), d(nasty_text)),
+                                                                           [d(nasty_text)], d(vault_id)),
+    "keyvault_policies": lambda d: fix.keyvault_policies(d(nasty_text), d(vault_id)),
+    "keyvault_network_rules": lambda d: fix.keyvault_network_rules(d(nasty_text), d(nasty_text), d(vault_id)),
     "storage_network_rules": lambda d: fix.storage_network_rules(d(nasty_text), d(nasty_text)),
     "rollout_restart": lambda d: fix.rollout_restart(d(nasty_text), d(nasty_text), d(nasty_text)),
     "webhook_ca_bundle": lambda d: fix.webhook_ca_bundle(d(nasty_text), d(nasty_text), d(nasty_text),
@@ -311,8 +317,9 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "resource_graph_identities": lambda d: fix.resource_graph_identities(),
     "config_client_id": lambda d: fix.config_client_id(d(nasty_text), d(nasty_text), d(nasty_text)),
     "_helm_set_chart_value": lambda d: fix._helm_set_chart_value(d(nasty_text), d(nasty_text), d(nasty_text)),
-    "keyvault_delete_policy": lambda d: fix.keyvault_delete_policy(d(nasty_text), d(nasty_text), d(nasty_text)),
-    "keyvault_public_access": lambda d: fix.keyvault_public_access(d(nasty_text)),
+    "keyvault_delete_policy": lambda d: fix.keyvault_delete_policy(d(nasty_text), d(nasty_text), d(nasty_text),
+                                                                   d(vault_id)),
+    "keyvault_public_access": lambda d: fix.keyvault_public_access(d(nasty_text), d(vault_id)),
     "storage_public_access": lambda d: fix.storage_public_access(
         d(nasty_text), d(st.one_of(st.none(), nasty_text))
     ),

@@ -872,6 +872,23 @@ def _heal_shared_vault(w: World) -> None:
     _drop_made(w)
 
 
+def _firewalled_shared_vault(w: World) -> None:
+    """finance reads the shared subscription's vault (as above) through Key Vault Secrets User there, and its
+    firewall is closed by hand, az keyvault update --subscription SHARED --default-action Deny. The printed lines,
+    pasted with the lab's own subscription current, named the vault by --name alone: az answered "The Vault
+    'shared-kv' not found within subscription." for each (it lists the current subscription's vaults)."""
+    _vault_in_another_subscription(w)
+    vault_id = _shared_vault_id(w)
+    w.person.grant(vault_id, SECRETS_USER, w.principal_id)  # deleted by _heal_shared_vault
+    w.shell.must(f"az keyvault update --name {SHARED_VAULT} --subscription {vault_id.split('/')[2]} "
+                 "--default-action Deny -o none")
+
+
+def _heal_firewalled_shared_vault(w: World) -> None:
+    w.vault(_shared_vault_id(w), networkAcls={"defaultAction": "Allow", "ipRules": []})
+    _heal_shared_vault(w)
+
+
 SHARED_ACCOUNT = "shareddata"
 
 
@@ -1645,6 +1662,9 @@ CASES = [
          with_codes=("ARM_QUERY_FAILED",)),
     Case("ACCESS_DENIED_UNEXPECTEDLY", _vault_in_another_subscription, _heal_shared_vault,
          label="other-subscription", broken=_names_the_shared_vault),
+    # the printed network-rule lines name the vault's group and subscription: pasted with the lab's own subscription
+    # current, they admit the lab's egress address and the run passes
+    Case("KEYVAULT_FIREWALL", _firewalled_shared_vault, _heal_firewalled_shared_vault, label="other-subscription"),
     Case("ACCESS_DENIED_UNEXPECTEDLY", _account_in_another_subscription, _heal_shared_account,
          where="orders/orders-sa", label="other-subscription-blob", broken=_names_the_shared_account),
     Case("WEBHOOK_NOT_READY", _webhook_scaled_to_zero, _heal_webhook_replicas, where="run"),
