@@ -268,6 +268,10 @@ class LivePodsFacts:
     # CronJobs whose pods run under the ServiceAccount and none of whose pods is live now (between schedules, or its
     # last Job's pods ended): only their jobTemplate tells what their next pods will be
     cronjobs: list[dict[str, Any]] = field(default_factory=list)
+    # the ServiceAccounts the current pod templates of the live pods' Deployments, StatefulSets and DaemonSets name
+    # instead of the workload's (a change not rolled out yet), with their annotations; None: it does not exist.
+    # One whose read failed is left out
+    template_accounts: dict[str, dict[str, str] | None] = field(default_factory=dict)
 
 
 @dataclass

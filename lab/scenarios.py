@@ -85,10 +85,13 @@ def _federate(identity: ManagedIdentity, name: str, issuer: str, namespace: str,
 
 def _deployment(lab: Lab, namespace: str, name: str, service_account: str, image: str) -> None:
     """An idle Deployment (images in IDLE_IMAGES run no process) labelled for workload identity; the lab's
-    ReplicaSet controller creates its pod through the webhook, as on a cluster."""
-    store = lab.kube.store
+    ReplicaSet controller creates its pod through the webhook, as on a cluster. Made through the API server's
+    defaults, as ``kubectl apply`` would: ``kubectl rollout undo`` to its first revision patches that ReplicaSet's
+    template back in (kubectl's DeploymentRollbacker), defaulted again by the API server, and the controller takes
+    that ReplicaSet up only if the two are equal (FindNewReplicaSet, EqualIgnoreHash: pkg/controller/deployment/util);
+    a template stored undefaulted got a ReplicaSet of its own instead."""
     labels = {"app": name, "azure.workload.identity/use": "true"}
-    store.create(store.type_for("apps", "deployments"), {
+    _create(lab, "apps", "deployments", {
         "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
         "spec": {
             "replicas": 1,
@@ -444,8 +447,7 @@ def _pod_identity_components(lab: Lab, world: MigrationWorld) -> None:
 
 
 def _legacy_deployment(lab: Lab, namespace: str, name: str, service_account: str, labels: dict[str, str]) -> None:
-    store = lab.kube.store
-    store.create(store.type_for("apps", "deployments"), {
+    _create(lab, "apps", "deployments", {
         "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}, "template": {
             "metadata": {"labels": {"app": name, **labels}},

@@ -113,10 +113,12 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
         problems = [p for live in members
                     for p in pod_problems(live, annotations, sa_labels, expected, injected, annotation_unusable)]
         problems += [old for live in members for old in [token_predates_cluster_update(ctx, live.pod)] if old]
+        moved = None if f"{kind}/{name}" in named else template_moved(ctx, kind, name, members)
         summary.append({"owner": f"{kind}/{name}", "pods": [_name(m.pod) for m in members],
-                        "problems": sorted({p.code for p in problems})})
+                        "problems": sorted({p.code for p in problems} | ({moved.code} if moved else set()))})
         for code in dict.fromkeys(p.code for p in problems):
             findings.append(_finding(ctx, kind, name, [p for p in problems if p.code == code]))
+        findings += [moved] if moved else []
         findings += proxy_findings(ctx.namespace, kind, name, members)
     evidence = {"owners": summary}
     errors = [f for f in findings if f.severity == ERROR]
@@ -393,6 +395,60 @@ def _wrong_service_account(ctx: WorkloadContext, strays: list[LivePod]) -> Findi
         f"under {', '.join(sorted(accounts))}, which names no identity: its pods got no AZURE_CLIENT_ID",
         {"pods": sorted(p for pods in owners.values() for p in pods), "service_accounts": sorted(accounts)},
         steps,
+    )
+
+
+def template_moved(ctx: WorkloadContext, kind: str, name: str, members: list[LivePod]) -> Finding | None:
+    """The controller of live pods of the workload, as read now, has a pod template naming another ServiceAccount,
+    not rolled out yet: a paused Deployment (kubectl rollout pause; kubectl set serviceaccount on it changes the
+    template only), a rollout in progress whose new pods run beside the old (maxSurge), a StatefulSet's partition
+    or an OnDelete strategy. Its pods are of the template before; once it is rolled out none runs under the
+    workload's ServiceAccount, which POD_WRONG_SERVICE_ACCOUNT then says of its pods under the other one. A
+    warning, as then: which ServiceAccount the template is meant to name is the owner's to say; the message says
+    whether that one names an identity."""
+    owner = next((m.owner for m in members if m.owner), None)
+    if kind not in fix.RESTARTABLE or owner is None:
+        return None
+    template_spec = (((owner.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    if not (template_spec.get("serviceAccountName") or template_spec.get("serviceAccount")):
+        return None  # a template that names none is left to its pods' own view
+    account = service_account_of(template_spec)
+    if account == ctx.service_account:
+        return None
+    facts = ctx.facts.live_pods
+    accounts = facts.template_accounts if facts else {}
+    ref, ns = f"{kind}/{name}", fix.namespace_or(ctx.namespace)
+    if account not in accounts:
+        what = "(that ServiceAccount could not be read)"
+    elif accounts[account] is None:
+        what = f"which does not exist in {ns}: the API server will refuse its new pods"
+    elif not (accounts[account] or {}).get(CLIENT_ID_ANNOTATION):
+        what = f"which has no {CLIENT_ID_ANNOTATION} annotation: its new pods get no AZURE_CLIENT_ID"
+    else:
+        what = f"whose {CLIENT_ID_ANNOTATION} is {(accounts[account] or {})[CLIENT_ID_ANNOTATION]}"
+    newer = [_name(live.pod) for live in (facts.unannotated if facts else [])
+             if (live.owner_kind, live.owner_name) == (kind, name)]
+    if paused(kind, owner):
+        state = f"{ref} is paused (kubectl rollout pause): the change waits for kubectl rollout resume"
+    elif newer:
+        state = (f"its rollout is in progress: {', '.join(newer[:fix.SHOWN_PODS])} already "
+                 f"{'runs' if len(newer) == 1 else 'run'} under {account}")
+    else:
+        state = "the change is not rolled out yet"
+    pods = [_name(m.pod) for m in members]
+    return Finding(
+        "POD_WRONG_SERVICE_ACCOUNT", WARNING, "pod",
+        f"{ref}: its pod template now names ServiceAccount {account} (not {ctx.service_account}), {what}; its "
+        f"{values.counted(len(pods), 'live pod')} under {ctx.service_account} {'is' if len(pods) == 1 else 'are'} "
+        f"of the template before, and none will be once it is rolled out ({state})",
+        {"owner": ref, "pods": pods[:fix.SHOWN_PODS], "service_account": account,
+         "client_id_annotation": (accounts.get(account) or {}).get(CLIENT_ID_ANNOTATION) if account in accounts
+         else "unread", **({"new_pods": newer[:fix.SHOWN_PODS]} if newer else {})},
+        [advice(f"if {ref} should stay under {ctx.service_account}, set its pod template's serviceAccountName back "
+                "(when that was its only change, the template is again the one its pods run: none is replaced):"),
+         fix.patch_template_service_account(kind, ctx.namespace, name, ctx.service_account),
+         advice(f"if it is meant to run under {account}, that ServiceAccount needs an identity of its own (the "
+                "client-id annotation and a federated credential for its subject): verify it as a workload")],
     )
 
 

@@ -35,6 +35,7 @@ def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> Liv
     facts.cronjobs = idle_cronjobs(api, namespace, service_account,
                                    {str((live.cronjob.get("metadata") or {}).get("name") or "")
                                     for live in facts.pods if live.cronjob})
+    facts.template_accounts = template_accounts(api, namespace, service_account, facts.pods)
     try:
         listed = api.list_deployments(namespace)
     except KubeError:
@@ -43,6 +44,29 @@ def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> Liv
     facts.refused = refused_deployments(listed, service_account, owners) + refused_by_events(api, namespace,
                                                                                               service_account, pods)
     return facts
+
+
+def template_accounts(api: KubeApi, namespace: str, service_account: str,
+                      pods: list[LivePod]) -> dict[str, dict[str, str] | None]:
+    """The ServiceAccounts that the pod templates of the live pods' Deployments, StatefulSets and DaemonSets, as
+    read now, name instead of ``service_account`` (a change not rolled out yet: a paused Deployment, a rollout in
+    progress, an OnDelete or partitioned one), each with its annotations, None where it does not exist. Best effort:
+    a read that fails leaves that one out."""
+    found: dict[str, dict[str, str] | None] = {}
+    for live in pods:
+        if live.owner_kind not in ("Deployment", "StatefulSet", "DaemonSet") or not live.owner:
+            continue
+        spec = ((live.owner.get("spec") or {}).get("template") or {}).get("spec") or {}
+        named = service_account_of(spec)
+        if not (spec.get("serviceAccountName") or spec.get("serviceAccount")) or named in (service_account, *found):
+            continue
+        try:
+            account = api.service_account(namespace, named)
+        except KubeError:
+            continue
+        found[named] = None if account is None else {
+            str(k): str(v) for k, v in ((account.get("metadata") or {}).get("annotations") or {}).items()}
+    return found
 
 
 # The workload kinds whose controllers record a refused create only as a FailedCreate event on themselves (their

@@ -87,6 +87,52 @@ def client_id_env(pod: dict[str, Any]) -> str | None:
     return env.get("AZURE_CLIENT_ID")
 
 
+def test_a_paused_rollout_to_an_unannotated_service_account_warns_and_rollout_undo_takes_up_the_first_replicaset(
+    running_lab: RunningLab, tmp_path: Path
+) -> None:
+    """By hand in the lab: ``kubectl set serviceaccount deployment/backend backend-sa-v2`` (no client-id
+    annotation), then ``kubectl rollout undo --to-revision=1`` made a third ReplicaSet instead of taking up the
+    first (the scenario's Deployment was stored without the API server's defaults, so the template kubectl patched
+    back was not the first ReplicaSet's); a real controller takes it up as the next revision. Then ``kubectl
+    rollout pause`` and the same ``set serviceaccount``: the pod kept running under backend-sa and ``--workload
+    finance/backend-sa`` passed with no word. It now warns POD_WRONG_SERVICE_ACCOUNT naming backend-sa-v2 and its
+    missing annotation; the printed patch, pasted, puts the template back with the pod left running."""
+    config = str(running_lab.state_dir / "harness.yaml")
+    sets = json.loads(ok(running_lab, "-n", "finance", "get", "rs", "-l", "app=backend", "-o", "json"))["items"]
+    first = min(sets, key=lambda rs: rs["metadata"]["creationTimestamp"])
+    revision = first["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+    ok(running_lab, "-n", "finance", "create", "serviceaccount", "backend-sa-v2")
+    try:
+        before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
+        ok(running_lab, "-n", "finance", "set", "serviceaccount", "deployment/backend", "backend-sa-v2")
+        moved = wait_for_one_new_pod(running_lab, "finance", "app=backend", before)["metadata"]["name"]
+        ok(running_lab, "-n", "finance", "rollout", "undo", "deployment/backend", f"--to-revision={revision}")
+        back = wait_for_one_new_pod(running_lab, "finance", "app=backend", before | {moved})
+        assert back["metadata"]["labels"]["pod-template-hash"] == first["metadata"]["labels"]["pod-template-hash"]
+        history = ok(running_lab, "-n", "finance", "rollout", "history", "deployment/backend")
+        assert revision not in [line.split()[0] for line in history.splitlines()[2:] if line.strip()]
+
+        ok(running_lab, "-n", "finance", "rollout", "pause", "deployment/backend")
+        ok(running_lab, "-n", "finance", "set", "serviceaccount", "deployment/backend", "backend-sa-v2")
+        _, _, checks, workload = run_for(tmp_path / "paused", config, "--workload", "finance/backend-sa", 0)
+        assert checks["workload.live_pods"]["status"] == "warn"
+        (finding,) = [f for f in workload["findings"] if f["code"] == "POD_WRONG_SERVICE_ACCOUNT"]
+        assert finding["evidence"]["service_account"] == "backend-sa-v2"
+        assert finding["evidence"]["pods"] == [back["metadata"]["name"]]
+        assert "has no azure.workload.identity/client-id annotation" in finding["message"]
+        assert "Deployment/backend is paused" in finding["message"]
+        for line in finding["remediation"]:
+            if not line.startswith("#"):
+                paste(running_lab, line)
+        _, _, checks, _ = run_for(tmp_path / "fixed", config, "--workload", "finance/backend-sa", 0)
+        assert checks["workload.live_pods"]["status"] == "pass"
+        assert {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")} == {
+            back["metadata"]["name"]}
+    finally:
+        kubectl(running_lab, "-n", "finance", "rollout", "resume", "deployment/backend")
+        kubectl(running_lab, "-n", "finance", "delete", "serviceaccount", "backend-sa-v2")
+
+
 def test_a_pod_created_before_its_service_account_was_annotated_is_restarted_by_its_own_deployments_name(
     running_lab: RunningLab, tmp_path: Path
 ) -> None:

@@ -1542,3 +1542,72 @@ def test_pod_on_a_pod_whose_template_sets_azure_client_id_empty_unsets_it() -> N
     assert [f.code for f in outcome.findings] == ["POD_ENV_CONFLICT"]
     assert "sets AZURE_CLIENT_ID itself, to an empty value" in outcome.findings[0].message
     assert outcome.findings[0].fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_CLIENT_ID-"]
+
+
+def _moved(spec: dict[str, Any], account: str = "backend-sa-v2") -> dict[str, Any]:
+    """Deployment backend as read after ``kubectl set serviceaccount deployment/backend ACCOUNT`` (``spec`` merged)."""
+    owner = deployment(labels={"app": "backend"})
+    owner["spec"].update(spec)
+    owner["spec"]["template"]["metadata"]["labels"] = {USE: "true"}
+    owner["spec"]["template"]["spec"].update({"serviceAccountName": account, "serviceAccount": account})
+    return owner
+
+
+def test_a_paused_deployments_template_moved_to_an_unannotated_service_account_is_named_with_the_patch_back() -> None:
+    """By hand in the lab: ``kubectl rollout pause deployment/backend``, then ``kubectl set serviceaccount
+    deployment/backend backend-sa-v2`` (no client-id annotation): its pod kept running under backend-sa and
+    ``--workload finance/backend-sa`` passed with no word, though once resumed no pod of it gets AZURE_CLIENT_ID
+    (resumed, the harness warns POD_WRONG_SERVICE_ACCOUNT). Now the same code says so while it waits, and the
+    patch back, pasted in the lab, left its pod running and the next run clean."""
+    ctx = context([live(workload_pod(), _moved({"paused": True}))])
+    assert ctx.facts.live_pods is not None
+    ctx.facts.live_pods.template_accounts = {"backend-sa-v2": {}}
+    outcome = live_pods(ctx)
+    (finding,) = outcome.findings
+    assert outcome.status == WARN and finding.code == "POD_WRONG_SERVICE_ACCOUNT" and finding.severity == "warning"
+    assert finding.message.startswith(
+        "Deployment/backend: its pod template now names ServiceAccount backend-sa-v2 (not backend-sa), which has no "
+        "azure.workload.identity/client-id annotation: its new pods get no AZURE_CLIENT_ID; its 1 live pod under "
+        "backend-sa is of the template before")
+    assert "Deployment/backend is paused (kubectl rollout pause)" in finding.message
+    assert ("kubectl patch deployment/backend -n finance --type merge -p "
+            """'{"spec":{"template":{"spec":{"serviceAccountName":"backend-sa"}}}}'""") in finding.fix_lines()
+    assert outcome.evidence["owners"][0]["problems"] == ["POD_WRONG_SERVICE_ACCOUNT"]
+
+
+def test_a_rollout_in_progress_to_another_service_account_names_its_new_pods_and_what_that_one_lacks() -> None:
+    """maxSurge: the new ReplicaSet's pod runs under the new ServiceAccount beside the old one's pod under the
+    workload's. The new pod (no AZURE_CLIENT_ID) is named; a ServiceAccount that does not exist, or one that
+    names another identity, is said as such; a template naming the workload's own is no finding."""
+    new = workload_pod(name="backend-8f1c-xyz12", client_id=None)
+    new["spec"]["serviceAccountName"] = "backend-sa-v2"
+    ctx = context([live(workload_pod(), _moved({}))])
+    assert ctx.facts.live_pods is not None
+    ctx.facts.live_pods.unannotated = [live(new)]
+    ctx.facts.live_pods.template_accounts = {"backend-sa-v2": {}}
+    (finding,) = live_pods(ctx).findings
+    assert "(its rollout is in progress: backend-8f1c-xyz12 already runs under backend-sa-v2)" in finding.message
+    assert finding.evidence["new_pods"] == ["backend-8f1c-xyz12"]
+    ctx.facts.live_pods.template_accounts = {"backend-sa-v2": None}
+    assert "which does not exist in finance: the API server will refuse" in live_pods(ctx).findings[0].message
+    ctx.facts.live_pods.template_accounts = {"backend-sa-v2": {"azure.workload.identity/client-id": OLD_CLIENT}}
+    assert f"whose azure.workload.identity/client-id is {OLD_CLIENT}" in live_pods(ctx).findings[0].message
+    ctx.facts.live_pods.template_accounts = {}
+    assert "(that ServiceAccount could not be read)" in live_pods(ctx).findings[0].message
+    back = context([live(workload_pod(), _moved({}, "backend-sa"))])
+    assert live_pods(back).status == PASS
+
+
+def test_the_collector_reads_the_service_account_a_live_pods_deployment_now_names() -> None:
+    class Moved(ListingKube):
+        def deployment(self, namespace: str, name: str) -> dict[str, Any]:
+            return _moved({"paused": True})
+
+        def service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+            self.read.append(f"sa/{name}")
+            return {"metadata": {"name": name, "annotations": {"team": "payments"}}}
+
+    kube = Moved([workload_pod(name="a"), workload_pod(name="b")])
+    facts = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert facts.template_accounts == {"backend-sa-v2": {"team": "payments"}}
+    assert kube.read == ["sa/backend-sa-v2"]  # once for both pods
