@@ -276,6 +276,10 @@ class LivePodsFacts:
 
 @dataclass
 class WorkloadFacts:
+    # Deployments of ``unannotated`` (no pod runs under the workload's ServiceAccount) whose earlier ReplicaSets'
+    # templates named the workload's ServiceAccount: "Deployment/NAME" -> "ReplicaSet NAME (revision N)", the proof
+    # that the Deployment is the workload's and its template was moved off its ServiceAccount
+    moved_off: dict[str, str] = field(default_factory=dict)
     workload_id: str  # NS/SA
     namespace: str
     service_account: str

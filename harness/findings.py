@@ -441,16 +441,17 @@ CATALOGUE: tuple[Entry, ...] = (
     _e(
         "POD_WRONG_SERVICE_ACCOUNT", "pod", "error|warning",
         "No pod runs under the workload's ServiceAccount, while labelled pods of its namespace run under one that "
-        "names no identity (no AZURE_CLIENT_ID): their serviceAccountName is likely left out or wrong (a warning). "
-        "An error when the Deployment that runs the workload's pods now names a ServiceAccount that does not exist: "
-        "the API server refuses its new pods. A warning too when the controller of the workload's live pods has a "
-        "pod template naming another ServiceAccount not rolled out yet (a paused Deployment, a rollout in progress): "
-        "once it is, none of its pods runs under the workload's; the message says whether that one names an "
-        "identity.",
+        "names no identity (no AZURE_CLIENT_ID): their serviceAccountName is likely left out or wrong (a warning; "
+        "an error when their Deployment ran under the workload's ServiceAccount before, as an old ReplicaSet's "
+        "template shows: the app lost its identity). An error when the Deployment that runs the workload's pods now "
+        "names a ServiceAccount that does not exist: the API server refuses its new pods. When the controller of "
+        "the workload's live pods has a pod template naming another ServiceAccount not rolled out yet (a paused "
+        "Deployment, a rollout in progress), none of its pods will run under the workload's once it is: an error "
+        "when that one names no identity or does not exist, a warning when it names an identity of its own.",
         "Set the pod template's serviceAccountName to the workload's ServiceAccount (kubectl patch).",
-        "test:tests/harness/test_hand_breakages_lab.py::test_a_deployment_under_the_default_service_account_warns_"
-        "the_workload_and_the_printed_patch_moves_it",
-        "test:tests/harness/test_hand_breakages_lab.py::test_a_paused_rollout_to_an_unannotated_service_account_warns"
+        "test:tests/harness/test_hand_breakages_lab.py::test_a_deployment_moved_to_the_default_service_account_fails"
+        "_the_workload_and_the_printed_patch_moves_it_back",
+        "test:tests/harness/test_hand_breakages_lab.py::test_a_paused_rollout_to_an_unannotated_service_account_fails"
         "_and_rollout_undo_takes_up_the_first_replicaset",
         "test:tests/harness/test_hand_breakages_lab.py::test_a_template_naming_a_service_account_that_does_not_"
         "exist_fails_and_the_printed_patch_puts_it_back",

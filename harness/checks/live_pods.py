@@ -97,7 +97,10 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
     if not facts.pods and not findings:
         if facts.unannotated:
             stray = _wrong_service_account(ctx, facts.unannotated)
-            return warned(stray.message, {"pods": [], "unannotated": stray.evidence["pods"]}, stray)
+            evidence = {"pods": [], "unannotated": stray.evidence["pods"]}
+            if stray.severity == ERROR:
+                return failed(stray.message, evidence, stray)
+            return warned(stray.message, evidence, stray)
         return passed(
             f"no live pods run under ServiceAccount {ctx.namespace}/{ctx.service_account} (nothing to inspect)",
             {"pods": []},
@@ -373,27 +376,38 @@ def _refused_elsewhere(ctx: WorkloadContext, refused: RefusedController, cause: 
 def _wrong_service_account(ctx: WorkloadContext, strays: list[LivePod]) -> Finding:
     """No pod runs under the workload's ServiceAccount while labelled pods of its namespace run under one that
     names no identity (no AZURE_CLIENT_ID): a pod template whose serviceAccountName was left out (``default``) or
-    names another. A warning: which ServiceAccount those pods are meant for is the owner's to say."""
+    names another. An error when a Deployment of theirs ran under the workload's ServiceAccount before (an old
+    ReplicaSet's template names it: kubectl set serviceaccount, an edit, a rollout undo moved it off); else a
+    warning: which ServiceAccount those pods are meant for is the owner's to say."""
     owners: dict[tuple[str, str], list[str]] = {}
     accounts: set[str] = set()
     for live in strays:
         owners.setdefault((live.owner_kind, live.owner_name), []).append(_name(live.pod))
         spec = live.pod.get("spec") or {}
         accounts.add(service_account_of(spec))
+    facts = ctx.facts.live_pods
+    moved = {ref: before for ref, before in (facts.moved_off if facts else {}).items()
+             if tuple(ref.split("/", 1)) in owners}
     shown = ", ".join(f"{kind}/{name}" for kind, name in owners)
-    steps: list[Step] = [advice(f"if {shown} should run under {ctx.service_account}, set its pod template's "
-                                "serviceAccountName:")]
+    lead = (f"if {shown} should run under {ctx.service_account}, set its pod template's serviceAccountName:"
+            if not moved else f"set the pod template's serviceAccountName back to {ctx.service_account} (or kubectl "
+            "rollout undo to the revision named); its pods are replaced with ones the webhook gives the identity:")
+    steps: list[Step] = [advice(lead)]
     for kind, name in owners:
         if kind in fix.RESTARTABLE:
             steps.append(fix.patch_template_service_account(kind, ctx.namespace, name, ctx.service_account))
         else:
             steps.append(advice(f"set spec.serviceAccountName: {ctx.service_account} in {kind}/{name}'s manifest "
                                 "and create its pods again"))
+    message = (f"no pod runs under {ctx.namespace}/{ctx.service_account}, but {shown} (labelled for Workload ID) "
+               f"runs under {', '.join(sorted(accounts))}, which names no identity: its pods got no AZURE_CLIENT_ID")
+    if moved:
+        message += "; " + "; ".join(f"{ref} ran under {ctx.service_account} before ({before}): its pod template "
+                                    "was moved off the workload's ServiceAccount" for ref, before in moved.items())
     return Finding(
-        "POD_WRONG_SERVICE_ACCOUNT", WARNING, "pod",
-        f"no pod runs under {ctx.namespace}/{ctx.service_account}, but {shown} (labelled for Workload ID) runs "
-        f"under {', '.join(sorted(accounts))}, which names no identity: its pods got no AZURE_CLIENT_ID",
-        {"pods": sorted(p for pods in owners.values() for p in pods), "service_accounts": sorted(accounts)},
+        "POD_WRONG_SERVICE_ACCOUNT", ERROR if moved else WARNING, "pod", message,
+        {"pods": sorted(p for pods in owners.values() for p in pods), "service_accounts": sorted(accounts),
+         **({"ran_under_the_workloads_before": moved} if moved else {})},
         steps,
     )
 
@@ -403,9 +417,10 @@ def template_moved(ctx: WorkloadContext, kind: str, name: str, members: list[Liv
     not rolled out yet: a paused Deployment (kubectl rollout pause; kubectl set serviceaccount on it changes the
     template only), a rollout in progress whose new pods run beside the old (maxSurge), a StatefulSet's partition
     or an OnDelete strategy. Its pods are of the template before; once it is rolled out none runs under the
-    workload's ServiceAccount, which POD_WRONG_SERVICE_ACCOUNT then says of its pods under the other one. A
-    warning, as then: which ServiceAccount the template is meant to name is the owner's to say; the message says
-    whether that one names an identity."""
+    workload's ServiceAccount, which POD_WRONG_SERVICE_ACCOUNT then says of its pods under the other one. An error
+    when that one does not exist or names no identity (its new pods get no AZURE_CLIENT_ID, or none is admitted:
+    the sign-off's "serviceAccountName points at the annotated ServiceAccount" fails); a warning when it names an
+    identity of its own, which may be meant (a move to another identity) and is the owner's to say."""
     owner = next((m.owner for m in members if m.owner), None)
     if kind not in fix.RESTARTABLE or owner is None:
         return None
@@ -418,14 +433,15 @@ def template_moved(ctx: WorkloadContext, kind: str, name: str, members: list[Liv
     facts = ctx.facts.live_pods
     accounts = facts.template_accounts if facts else {}
     ref, ns = f"{kind}/{name}", fix.namespace_or(ctx.namespace)
+    severity = ERROR
     if account not in accounts:
-        what = "(that ServiceAccount could not be read)"
+        what, severity = "(that ServiceAccount could not be read)", WARNING
     elif accounts[account] is None:
         what = f"which does not exist in {ns}: the API server will refuse its new pods"
     elif not (accounts[account] or {}).get(CLIENT_ID_ANNOTATION):
         what = f"which has no {CLIENT_ID_ANNOTATION} annotation: its new pods get no AZURE_CLIENT_ID"
     else:
-        what = f"whose {CLIENT_ID_ANNOTATION} is {(accounts[account] or {})[CLIENT_ID_ANNOTATION]}"
+        what, severity = f"whose {CLIENT_ID_ANNOTATION} is {(accounts[account] or {})[CLIENT_ID_ANNOTATION]}", WARNING
     newer = [_name(live.pod) for live in (facts.unannotated if facts else [])
              if (live.owner_kind, live.owner_name) == (kind, name)]
     if paused(kind, owner):
@@ -437,7 +453,7 @@ def template_moved(ctx: WorkloadContext, kind: str, name: str, members: list[Liv
         state = "the change is not rolled out yet"
     pods = [_name(m.pod) for m in members]
     return Finding(
-        "POD_WRONG_SERVICE_ACCOUNT", WARNING, "pod",
+        "POD_WRONG_SERVICE_ACCOUNT", severity, "pod",
         f"{ref}: its pod template now names ServiceAccount {account} (not {ctx.service_account}), {what}; its "
         f"{values.counted(len(pods), 'live pod')} under {ctx.service_account} {'is' if len(pods) == 1 else 'are'} "
         f"of the template before, and none will be once it is rolled out ({state})",

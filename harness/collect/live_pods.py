@@ -36,6 +36,8 @@ def collect_live_pods(api: KubeApi, namespace: str, service_account: str) -> Liv
                                    {str((live.cronjob.get("metadata") or {}).get("name") or "")
                                     for live in facts.pods if live.cronjob})
     facts.template_accounts = template_accounts(api, namespace, service_account, facts.pods)
+    if not facts.pods:
+        facts.moved_off = moved_off(api, namespace, service_account, facts.unannotated)
     try:
         listed = api.list_deployments(namespace)
     except KubeError:
@@ -67,6 +69,39 @@ def template_accounts(api: KubeApi, namespace: str, service_account: str,
         found[named] = None if account is None else {
             str(k): str(v) for k, v in ((account.get("metadata") or {}).get("annotations") or {}).items()}
     return found
+
+
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
+
+def moved_off(api: KubeApi, namespace: str, service_account: str, strays: list[LivePod]) -> dict[str, str]:
+    """The Deployments of ``strays`` whose earlier ReplicaSets ran under ``service_account``: a Deployment keeps
+    its old ReplicaSets (revisionHistoryLimit, 10 by default), each with the pod template of its revision, which
+    kubectl rollout undo puts back. Best effort: a refused list leaves them unproved."""
+    deployments = {live.owner_name for live in strays if live.owner_kind == "Deployment"}
+    if not deployments:
+        return {}
+    try:
+        replica_sets = api.list_namespaced("apps", "v1", "replicasets", namespace)
+    except KubeError:
+        return {}
+    found: dict[str, str] = {}
+    for replica_set in replica_sets:
+        meta = replica_set.get("metadata") or {}
+        owner = next((str(r.get("name")) for r in meta.get("ownerReferences") or []
+                      if r.get("controller") and r.get("kind") == "Deployment"), None)
+        spec = ((replica_set.get("spec") or {}).get("template") or {}).get("spec") or {}
+        if owner not in deployments or service_account_of(spec) != service_account:
+            continue
+        revision = str((meta.get("annotations") or {}).get(REVISION_ANNOTATION) or "?")
+        seen = found.get(f"Deployment/{owner}")
+        if seen is None or _revision(revision) > _revision(seen.rsplit("revision ", 1)[-1].rstrip(")")):
+            found[f"Deployment/{owner}"] = f"ReplicaSet {meta.get('name')} (revision {revision})"
+    return found
+
+
+def _revision(text: str) -> int:
+    return int(text) if text.isdigit() else -1
 
 
 # The workload kinds whose controllers record a refused create only as a FailedCreate event on themselves (their

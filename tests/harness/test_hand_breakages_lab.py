@@ -87,7 +87,7 @@ def client_id_env(pod: dict[str, Any]) -> str | None:
     return env.get("AZURE_CLIENT_ID")
 
 
-def test_a_paused_rollout_to_an_unannotated_service_account_warns_and_rollout_undo_takes_up_the_first_replicaset(
+def test_a_paused_rollout_to_an_unannotated_service_account_fails_and_rollout_undo_takes_up_the_first_replicaset(
     running_lab: RunningLab, tmp_path: Path
 ) -> None:
     """By hand in the lab: ``kubectl set serviceaccount deployment/backend backend-sa-v2`` (no client-id
@@ -95,8 +95,9 @@ def test_a_paused_rollout_to_an_unannotated_service_account_warns_and_rollout_un
     first (the scenario's Deployment was stored without the API server's defaults, so the template kubectl patched
     back was not the first ReplicaSet's); a real controller takes it up as the next revision. Then ``kubectl
     rollout pause`` and the same ``set serviceaccount``: the pod kept running under backend-sa and ``--workload
-    finance/backend-sa`` passed with no word. It now warns POD_WRONG_SERVICE_ACCOUNT naming backend-sa-v2 and its
-    missing annotation; the printed patch, pasted, puts the template back with the pod left running."""
+    finance/backend-sa`` passed with no word. It now fails with POD_WRONG_SERVICE_ACCOUNT naming backend-sa-v2 and
+    its missing annotation (once resumed, no pod of the app gets an identity); the printed patch, pasted, puts the
+    template back with the pod left running."""
     config = str(running_lab.state_dir / "harness.yaml")
     sets = json.loads(ok(running_lab, "-n", "finance", "get", "rs", "-l", "app=backend", "-o", "json"))["items"]
     first = min(sets, key=lambda rs: rs["metadata"]["creationTimestamp"])
@@ -114,8 +115,8 @@ def test_a_paused_rollout_to_an_unannotated_service_account_warns_and_rollout_un
 
         ok(running_lab, "-n", "finance", "rollout", "pause", "deployment/backend")
         ok(running_lab, "-n", "finance", "set", "serviceaccount", "deployment/backend", "backend-sa-v2")
-        _, _, checks, workload = run_for(tmp_path / "paused", config, "--workload", "finance/backend-sa", 0)
-        assert checks["workload.live_pods"]["status"] == "warn"
+        _, _, checks, workload = run_for(tmp_path / "paused", config, "--workload", "finance/backend-sa", 1)
+        assert checks["workload.live_pods"]["status"] == "fail"
         (finding,) = [f for f in workload["findings"] if f["code"] == "POD_WRONG_SERVICE_ACCOUNT"]
         assert finding["evidence"]["service_account"] == "backend-sa-v2"
         assert finding["evidence"]["pods"] == [back["metadata"]["name"]]
@@ -398,23 +399,24 @@ def test_a_template_volume_named_like_the_webhooks_fails_the_workload_until_rena
     assert result.returncode == 0, result.stdout[-3000:]
 
 
-def test_a_deployment_under_the_default_service_account_warns_the_workload_and_the_printed_patch_moves_it(
+def test_a_deployment_moved_to_the_default_service_account_fails_the_workload_and_the_printed_patch_moves_it_back(
     running_lab: RunningLab, tmp_path: Path
 ) -> None:
     """The same chart rendered without its ServiceAccount name, seen from ``--workload finance/backend-sa``: no
     pod runs under backend-sa ("nothing to inspect", a pass), while Deployment/backend runs labelled under
-    ``default`` with no AZURE_CLIENT_ID. workload.live_pods warns with POD_WRONG_SERVICE_ACCOUNT and the patch;
-    pasted, the Deployment runs under backend-sa and the warning is gone."""
+    ``default`` with no AZURE_CLIENT_ID. Its first ReplicaSet ran under backend-sa, so the Deployment is the
+    workload's and its app has lost its identity: workload.live_pods fails with POD_WRONG_SERVICE_ACCOUNT naming
+    that ReplicaSet (it warned, and the run passed); the patch, pasted, moves it back and the run passes."""
     config = str(running_lab.state_dir / "harness.yaml")
     before = {p["metadata"]["name"] for p in running_pods(running_lab, "finance", "app=backend")}
     wrong = json.dumps({"spec": {"template": {"spec": {"serviceAccountName": "default", "serviceAccount": "default"}}}})
     ok(running_lab, "-n", "finance", "patch", "deployment", "backend", "--type", "merge", "-p", wrong)
     moved = wait_for_one_new_pod(running_lab, "finance", "app=backend", before)
-    result, document, checks, workload = run_for(
-        tmp_path / "wrong", config, "--workload", "finance/backend-sa", returncode=0)  # a warning: which account is meant is the owner's call
-    assert checks["workload.live_pods"]["status"] == "warn"
+    result, document, checks, workload = run_for(tmp_path / "wrong", config, "--workload", "finance/backend-sa", 1)
+    assert checks["workload.live_pods"]["status"] == "fail"
     finding = next(f for f in workload["findings"] if f["code"] == "POD_WRONG_SERVICE_ACCOUNT")
-    assert finding["evidence"]["pods"] == [moved["metadata"]["name"]]
+    assert finding["evidence"]["pods"] == [moved["metadata"]["name"]] and finding["severity"] == "error"
+    assert "Deployment/backend ran under backend-sa before (ReplicaSet backend-" in finding["message"]
     for line in finding["remediation"]:
         if not line.startswith("#"):
             paste(running_lab, line)

@@ -12,6 +12,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.live_pods import live_pods, restart_workload
 from harness.checks.model import FAIL, PASS, WARN
 from harness.checks.pod import pod_exists, pod_labelled, pod_mutated
+from harness.collect.kube_api import KubeError
 from harness.collect.live_pods import collect_live_pods, owner_of
 from harness.commands import render_all
 from harness.config import WorkloadConfig
@@ -418,6 +419,51 @@ def test_no_pod_under_the_service_account_but_a_labelled_one_under_default_is_a_
     unmutated["spec"]["serviceAccountName"] = "default"
     ctx.facts.live_pods = collect_live_pods(ListingKube([unmutated]), "finance", "backend-sa")  # type: ignore[arg-type]
     assert live_pods(ctx).status == PASS
+
+
+def replica_set(name: str, revision: str, service_account: str, owner: str = "backend") -> dict[str, Any]:
+    return {"plural": "replicasets",
+            "metadata": {"name": name, "annotations": {"deployment.kubernetes.io/revision": revision},
+                         "ownerReferences": [{"kind": "Deployment", "name": owner, "controller": True}]},
+            "spec": {"template": {"spec": {"serviceAccountName": service_account}}}}
+
+
+def test_a_deployment_whose_earlier_replicaset_ran_under_the_service_account_is_an_error_naming_it() -> None:
+    """kubectl set serviceaccount deployment/backend default (or a chart rendered without the name, or a rollout
+    undo to such a revision): the app's pods run labelled with no AZURE_CLIENT_ID, and its old ReplicaSets still
+    hold the templates that ran under backend-sa. That proves the Deployment is the workload's: an error naming
+    the latest such revision, not a guess left to the owner. Another Deployment's ReplicaSet, or one that ran
+    under another ServiceAccount, proves nothing (a warning, as before); a refused list too."""
+    stray = workload_pod(name="backend-9c2d-x", client_id=None)
+    stray["spec"]["serviceAccountName"] = "default"
+    kube = ListingKube([stray])
+    kube.controllers = [replica_set("backend-5d8f", "1", "backend-sa"), replica_set("backend-6e1a", "3", "backend-sa"),
+                        replica_set("backend-9c2d", "4", "default"), replica_set("batch-1a2b", "7", "backend-sa",
+                                                                                 owner="batch")]
+    ctx = context([])
+    ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert ctx.facts.live_pods.moved_off == {"Deployment/backend": "ReplicaSet backend-6e1a (revision 3)"}
+    outcome = live_pods(ctx)
+    (finding,) = outcome.findings
+    assert outcome.status == FAIL and finding.severity == "error"
+    assert finding.message.endswith("; Deployment/backend ran under backend-sa before (ReplicaSet backend-6e1a "
+                                    "(revision 3)): its pod template was moved off the workload's ServiceAccount")
+    assert ("kubectl patch deployment/backend -n finance --type merge -p "
+            """'{"spec":{"template":{"spec":{"serviceAccountName":"backend-sa"}}}}'""") in finding.fix_lines()
+    kube.controllers = [replica_set("backend-9c2d", "4", "default"), replica_set("batch-1a2b", "7", "backend-sa",
+                                                                                owner="batch")]
+    ctx.facts.live_pods = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
+    assert live_pods(ctx).status == WARN
+
+    class Refused(ListingKube):
+        def list_namespaced(self, group: str, version: str, plural: str, namespace: str,
+                            field_selector: str = "") -> list[dict[str, Any]]:
+            if plural == "replicasets":
+                raise KubeError(KubeFailure(403, "Forbidden", "replicasets.apps is forbidden"))
+            return super().list_namespaced(group, version, plural, namespace, field_selector)
+
+    ctx.facts.live_pods = collect_live_pods(Refused([stray]), "finance", "backend-sa")  # type: ignore[arg-type]
+    assert live_pods(ctx).status == WARN
 
 
 def test_the_probe_view_of_pod_still_restarts_the_given_pods_own_controller() -> None:
@@ -1564,7 +1610,9 @@ def test_a_paused_deployments_template_moved_to_an_unannotated_service_account_i
     ctx.facts.live_pods.template_accounts = {"backend-sa-v2": {}}
     outcome = live_pods(ctx)
     (finding,) = outcome.findings
-    assert outcome.status == WARN and finding.code == "POD_WRONG_SERVICE_ACCOUNT" and finding.severity == "warning"
+    # an error: resumed, no pod of the app gets an identity (the sign-off's "serviceAccountName points at the
+    # annotated ServiceAccount" fails); one naming an identity of its own stays a warning (below)
+    assert outcome.status == FAIL and finding.code == "POD_WRONG_SERVICE_ACCOUNT" and finding.severity == "error"
     assert finding.message.startswith(
         "Deployment/backend: its pod template now names ServiceAccount backend-sa-v2 (not backend-sa), which has no "
         "azure.workload.identity/client-id annotation: its new pods get no AZURE_CLIENT_ID; its 1 live pod under "
@@ -1590,10 +1638,14 @@ def test_a_rollout_in_progress_to_another_service_account_names_its_new_pods_and
     assert finding.evidence["new_pods"] == ["backend-8f1c-xyz12"]
     ctx.facts.live_pods.template_accounts = {"backend-sa-v2": None}
     assert "which does not exist in finance: the API server will refuse" in live_pods(ctx).findings[0].message
+    assert live_pods(ctx).findings[0].severity == "error"
     ctx.facts.live_pods.template_accounts = {"backend-sa-v2": {"azure.workload.identity/client-id": OLD_CLIENT}}
-    assert f"whose azure.workload.identity/client-id is {OLD_CLIENT}" in live_pods(ctx).findings[0].message
+    another = live_pods(ctx)
+    assert f"whose azure.workload.identity/client-id is {OLD_CLIENT}" in another.findings[0].message
+    assert another.status == WARN  # a move to another identity may be meant: the owner's to say
     ctx.facts.live_pods.template_accounts = {}
     assert "(that ServiceAccount could not be read)" in live_pods(ctx).findings[0].message
+    assert live_pods(ctx).status == WARN
     back = context([live(workload_pod(), _moved({}, "backend-sa"))])
     assert live_pods(back).status == PASS
 
