@@ -1236,7 +1236,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "FIC_OLD_ISSUER", "inventory", "error|warning",
         "A credential names an issuer other than this cluster's (an old cluster, or the trailing-slash "
         "twin).",
-        "Delete it; create one for the current issuer.",
+        "Delete it where a working one is beside it; where it is the ServiceAccount's only one, update it to "
+        "the current issuer in place (twin or older issuer), or create one beside another cluster's.",
         "test:tests/harness/test_inventory_lab.py::test_a_trailing_slash_twin",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),

@@ -803,6 +803,18 @@ def no_old_issuers(ctx: InventoryContext) -> Outcome:
             "issuer of it",
             {"issuer": issuer},
         )
+    # a broken ServiceAccount's own credential for another spelling or an older issuer of this cluster is
+    # corrected in place (this issuer), as federation.credential's FIC_ISSUER_MISMATCH does: the two fixes are
+    # then one, and pasted one after the other both succeed (a delete and a create under another name here
+    # left that update nothing to find: "Resource '...' does not exist"). Not where the identity holds this
+    # issuer and subject already (its audience wrong): Graph and ARM refuse a second such credential.
+    in_place: dict[tuple[str, str], Credential] = {}
+    for credential in stale:
+        key = (str(credential.service_account), credential.identity.client_id.lower())
+        if (key in broken and key not in in_place and credential.relation in (TWIN, OLDER)
+                and not any(c.identity is credential.identity and c.relation == EXACT
+                            and c.service_account == credential.service_account for c in ctx.credentials)):
+            in_place[key] = credential
     cases, items, steps = [], [], []
     for credential in stale:
         why = {
@@ -815,8 +827,15 @@ def no_old_issuers(ctx: InventoryContext) -> Outcome:
         )
         items.append({**credential.row(label(credential.identity), True), "why": why})
         if credential.relation in (TWIN, OLDER):
-            steps.append(_delete(credential))
-    for (sa, _), identity in broken.items():
+            sa = str(credential.service_account)
+            if in_place.get((sa, credential.identity.client_id.lower())) is credential:
+                steps.append(_update(credential, issuer, subject_of(*sa.split("/", 1))))
+            else:
+                steps.append(_delete(credential))
+    for key, identity in broken.items():
+        if key in in_place:
+            continue
+        sa = key[0]
         freed = sum(1 for c in stale if c.identity is identity and c.relation in (TWIN, OLDER))
         steps += [*_room_for_one(identity, freed), _create(identity, sa, issuer)]
     if any(c.relation not in (TWIN, OLDER) for c in stale):

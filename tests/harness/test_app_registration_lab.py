@@ -516,6 +516,35 @@ def test_a_credential_for_another_clusters_issuer_is_joined_by_one_for_this_clus
         trust(shell, app, issuer, healthy.namespace, healthy.service_account, "kubernetes-federated-credential")
 
 
+def test_an_issuer_updated_without_its_slash_is_updated_back_by_the_run_and_the_workload_alike(
+    healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
+) -> None:
+    """``az ad app federated-credential update`` with the cluster's issuer without its trailing slash (AADSTS700211).
+    The sign-off's first broken links printed the run's FIC_OLD_ISSUER (delete the credential, create one under
+    another name) and then the workload's FIC_ISSUER_MISMATCH (update the credential): pasted in that order the
+    update failed, "Resource 'kubernetes-federated-credential' does not exist". Both print the same update now;
+    pasted in order, the run passes."""
+    app, issuer = healthy.app, running_lab.info()["issuer_url"]
+    name = shell.must(f"az ad app federated-credential list --id {app.app_id} --query '[0].name' -o tsv").strip()
+    body = {"issuer": issuer.rstrip("/"), "subject": f"system:serviceaccount:{healthy.ref.replace('/', ':')}",
+            "audiences": [EXCHANGE_AUDIENCE]}
+    shell.must(f"az ad app federated-credential update --id {app.app_id} --federated-credential-id {name} "
+               f"--parameters {shlex.quote(json.dumps(body))}")
+    try:
+        document, _, entry = run(tmp_path, healthy.config, healthy.ref)
+        first = entry["findings"][0]
+        assert first["code"] == "FIC_ISSUER_MISMATCH" and "trailing slash" in first["message"], first
+        stale = next(f for f in document["findings"] if f["code"] == "FIC_OLD_ISSUER")
+        assert stale["remediation"] == first["remediation"], (stale, first)
+        paste(shell, stale)
+        paste(shell, first)
+        _, checks, entry = run(tmp_path, healthy.config, healthy.ref)
+        assert entry["verdict"] == "pass", not_passing(checks)
+    finally:  # the credential as the module made it
+        delete_credentials(shell, app)
+        trust(shell, app, issuer, healthy.namespace, healthy.service_account, "kubernetes-federated-credential")
+
+
 def test_the_harness_without_application_read_all_says_so_once_per_scope_and_its_grant_works_on_any_cloud(
     healthy: AppWorkload, shell: Shell, running_lab: RunningLab, tmp_path: Path  # noqa: F811
 ) -> None:

@@ -382,7 +382,11 @@ def test_a_trailing_slash_twin_beside_the_working_credential_is_a_warning() -> N
     assert [w[3:6] for w in words(old)] == [["delete", "--name", "twin"]]
 
 
-def test_a_trailing_slash_twin_alone_is_an_error_and_is_replaced() -> None:
+def test_a_trailing_slash_twin_alone_is_an_error_and_is_updated_in_place() -> None:
+    """az identity federated-credential update --issuer "${ISSUER%/}": the ServiceAccount's only credential names
+    this issuer without its slash. FIC_OLD_ISSUER printed a delete of it and a create under another name, while
+    the workload's FIC_ISSUER_MISMATCH printed an update of it in place: the sign-off lists both, and pasted in
+    its order the update found nothing to update. Both update it in place now."""
     facts = healthy()
     backend(facts).federated_credentials = [
         credential("fed-cred-backend", "system:serviceaccount:finance:backend-sa", issuer=ISSUER.rstrip("/"))
@@ -392,13 +396,25 @@ def test_a_trailing_slash_twin_alone_is_an_error_and_is_replaced() -> None:
     assert set(found) == {"FIC_OLD_ISSUER"}  # not SA_WITHOUT_FIC too: one cause, one finding
     old = found["FIC_OLD_ISSUER"]
     assert old.severity == "error" and old.evidence["without_working_credential"] == ["finance/backend-sa"]
-    delete, create = words(old)
-    assert delete[3:6] == ["delete", "--name", "fed-cred-backend"]
-    assert (
-        create[3:6] == ["create", "--name", "finance-backend-sa"]
-        and create[create.index("--issuer") + 1] == ISSUER
-    )
+    [update] = words(old)
+    assert update[3:6] == ["update", "--name", "fed-cred-backend"]
+    assert update[update.index("--issuer") + 1] == ISSUER
+    assert update[update.index("--subject") + 1] == "system:serviceaccount:finance:backend-sa"
     assert status(results)["inventory.credentials_present"] == "pass"
+
+
+def test_a_twin_is_not_updated_onto_a_credential_that_holds_the_issuer_and_subject() -> None:
+    """The ServiceAccount's credential for this issuer has another audience, and a trailing-slash twin sits
+    beside it: ARM refuses the twin updated to this issuer and subject ("Issuer and subject combination already
+    exists"), so the twin is deleted, not moved onto the other."""
+    facts = healthy()
+    backend(facts).federated_credentials = [
+        credential("twin", "system:serviceaccount:finance:backend-sa", issuer=ISSUER.rstrip("/")),
+        credential("fed-cred-backend", "system:serviceaccount:finance:backend-sa", audiences=["api://x"]),
+    ]
+    old = findings(run(facts))["FIC_OLD_ISSUER"]
+    assert [w[3:6] for w in words(old)][0] == ["delete", "--name", "twin"]
+    assert not [w for w in words(old) if w[3] == "update"]
 
 
 def test_an_older_issuer_of_this_cluster_and_a_configured_one() -> None:
@@ -1125,12 +1141,12 @@ def test_a_name_several_identities_have_is_annotated_with_the_one_that_trusts_th
 def test_an_issuer_with_a_line_end_is_this_issuers_twin_printed_escaped() -> None:
     """A credential whose issuer carries the CR of az's `-o tsv` line end (Git Bash, WSL): FIC_OLD_ISSUER named it
     'another cluster's issuer' (no delete, 'may still serve that cluster') and printed the CR raw, which sends a
-    terminal's cursor back to the start of the line. It is this issuer's twin, shown escaped, deleted and made
-    again."""
+    terminal's cursor back to the start of the line. It is this issuer's twin, shown escaped, and updated in
+    place, as the workload's FIC_ISSUER_MISMATCH updates it."""
     facts = healthy()
     backend(facts).federated_credentials = [
         credential("fed-cred-backend", "system:serviceaccount:finance:backend-sa", issuer=ISSUER + "\r")]
     old = findings(run(facts))["FIC_OLD_ISSUER"]
     assert "this issuer's twin: it has whitespace around it" in old.message and "\r" not in old.message
     assert f"{ISSUER}\\r" in old.message
-    assert [w[3] for w in words(old) if w] == ["delete", "create"]
+    assert [w[3] for w in words(old) if w] == ["update"]
