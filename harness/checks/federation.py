@@ -788,6 +788,16 @@ def match_fic(credentials: list[dict[str, Any]], issuer: str, subject: str) -> F
     )
 
 
+def audience_hint(audiences: Any) -> str:
+    """How a credential's one audience differs from the exchange audience when it is a misspelling of it
+    (``api://AzureADTokenExchange/``, another letter case, a space pasted with it), else "". Entra compares
+    audiences exactly, case included (its August 2024 breaking change: case-sensitive matching of a credential's
+    issuer, subject and audience)."""
+    if not isinstance(audiences, list) or len(audiences) != 1 or not isinstance(audiences[0], str):
+        return ""
+    return slash_hint(audiences[0], TOKEN_AUDIENCE)
+
+
 def expected_issuer(ctx: WorkloadContext) -> tuple[str | None, str]:
     """The token's iss when the probe read it, else the cluster's issuer; none while the cluster's OIDC issuer is
     off (the token's iss is then the API server's own, which no credential should name)."""
@@ -952,15 +962,16 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
     # or moving one to this issuer, would be refused.
     if match.audience_differs:
         fic = match.audience_differs[0]
+        hint = audience_hint(fic["audiences"])
         return failed(
             f"federated credential {fic['name']} has audiences {fic['audiences']}, it must be exactly "
-            f"[{TOKEN_AUDIENCE!r}] (Entra: AADSTS700212)",
+            f"[{TOKEN_AUDIENCE!r}]{hint} (Entra: AADSTS700212)",
             evidence,
             Finding(
                 "FIC_AUDIENCE_MISMATCH",
                 ERROR,
                 "federation",
-                f"FIC {fic['name']} audiences {fic['audiences']}",
+                f"FIC {fic['name']} audiences {fic['audiences']}{hint}",
                 evidence,
                 [fic_fix(ctx, "update", str(fic["name"]), issuer)],
             ),

@@ -38,7 +38,7 @@ from harness.checks import named_identities
 from harness.checks import remediation as fix
 from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.common import arm_failure_finding, is_graph_call, kube_failure_finding
-from harness.checks.federation import MAX_FEDERATED_CREDENTIALS, free_fic_name, restore_instead
+from harness.checks.federation import MAX_FEDERATED_CREDENTIALS, audience_hint, free_fic_name, restore_instead
 from harness.checks.model import (
     ERROR,
     WARNING,
@@ -694,13 +694,17 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
             continue
         audience = [c for c in mine if c.relation == EXACT]
         detail = (
-            f" (credential {audience[0].name} has audiences {audience[0].audiences}, not [{TOKEN_AUDIENCE}])"
+            f" (credential {audience[0].name} has audiences {audience[0].audiences}, not [{TOKEN_AUDIENCE!r}]"
+            f"{audience_hint(audience[0].audiences)})"
             if audience
             else ""
         )
         if trusting and not mine:  # harness.yaml names the annotated identity: the credential belongs on it
-            detail = (f" (harness.yaml names it; {', '.join(short(i) for i in trusting)} has a credential for "
-                      f"{ref} instead: delete that one if it was made there by mistake)")
+            # client ids told: the other is often an app registration of the same display name (az rest POST
+            # .../applications, or the portal, beside the first), which its name alone does not tell apart
+            detail = (f" (harness.yaml names it, client id {identity.client_id}; "
+                      f"{', '.join(f'{short(i)} (client id {i.client_id})' for i in trusting)} has a credential "
+                      f"for {ref} instead: delete that one if it was made there by mistake)")
         cases.append(f"{ref} -> {short(identity)}{detail}: {_refusal(ctx, identity, bool(audience))}")
         items.append(
             {

@@ -1276,6 +1276,32 @@ def test_the_subjects_credential_with_another_audience_is_updated_though_another
     assert line.startswith("az identity federated-credential update --name fic3 ")
 
 
+@pytest.mark.parametrize(("audience", "hint"), [
+    ("api://AzureADTokenExchange/", "differ only by the trailing slash"),
+    ("api://azureadtokenexchange", "differ only by case; matching is case-sensitive"),
+    ("api://AzureADTokenExchange ", "whitespace around it"),
+    ("api://wrong", None),
+])
+def test_an_audience_that_misspells_the_exchange_audience_is_named_so(audience: str, hint: str | None) -> None:
+    """By hand on the lab: az ad app federated-credential update --parameters '{..., "audiences":
+    ["api://AzureADTokenExchange/"]}' (or in lower case, or with a space pasted after it). Entra refuses with
+    AADSTS700212 (audiences are matched case-sensitively since its August 2024 breaking change); the check said
+    only "it must be exactly [...]", leaving a person to spot a slash or a letter's case. It says which now."""
+    ctx = context_for(_pod(*V16), client_id=CLIENT)
+    ctx.facts.identity = IdentityFacts(
+        configured=True, kind="managed_identity", resource_id=IDENTITY_ID, resolved_by="config",
+        identity={"id": IDENTITY_ID, "properties": {"clientId": CLIENT}},
+        federated_credentials=[{"name": "fic3", "properties": {
+            "issuer": ISSUER, "subject": "system:serviceaccount:finance:backend-sa", "audiences": [audience]}}])
+    outcome = federated_credential(ctx)
+    [finding] = outcome.findings
+    assert finding.code == "FIC_AUDIENCE_MISMATCH" and "AADSTS700212" in outcome.message
+    if hint is None:
+        assert "differ only" not in outcome.message and "whitespace" not in outcome.message
+    else:
+        assert hint in outcome.message and hint in finding.message
+
+
 def test_an_identity_that_is_not_there_is_made_again_with_all_the_workload_needs_in_one_paste() -> None:
     """harness.yaml's identity_resource_id answers 404 ResourceNotFound in a group that is there (az identity delete
     -g myRg -n backend). By hand in the lab: the fix listed the group's identities, said in prose what to make

@@ -265,6 +265,26 @@ def test_an_application_without_a_credential_is_fixed_through_graph_under_a_free
     )  # web-app-sa is taken: creating it would overwrite that one
 
 
+def test_a_credential_on_a_same_named_app_is_told_apart_by_client_id() -> None:
+    """By hand on the lab: a second app registration named as the workload's (az rest POST .../applications, as az
+    ad app create under a taken name updates the first), and the credential made on it. SA_WITHOUT_FIC said
+    "application web-app (harness.yaml names it; application web-app has a credential for web/app-sa instead:
+    delete that one ...)": which web-app? The client ids tell them apart now."""
+    other = "5e0c1f2a-7b3d-4c8e-9a6f-1d2e3f4a5b6c"
+    facts = with_web_app([])
+    facts.identities.append(InventoryIdentity(
+        kind="application", client_id=other, name="web-app", object_id="o-2", role_assignments=[],
+        federated_credentials=[credential("kubernetes-federated-credential", "system:serviceaccount:web:app-sa")]))
+    cluster = ClusterFacts(collected_at=0.0, issuer_url=ISSUER, context="ctx", server="https://kube")
+    declared = WorkloadConfig(namespace="web", service_account="app-sa", client_id=APP_ID)
+    found = findings(run_inventory_checks(facts, cluster, None, None, [declared]))
+    message = found["SA_WITHOUT_FIC"].message
+    assert (f"harness.yaml names it, client id {APP_ID}; application web-app (client id {other}) has a credential "
+            "for web/app-sa instead") in message, message
+    [command] = words(found["SA_WITHOUT_FIC"])
+    assert command[:7] == ["az", "ad", "app", "federated-credential", "create", "--id", APP_ID]
+
+
 def test_a_credential_with_the_wrong_audience_is_no_credential() -> None:
     facts = healthy()
     backend(facts).federated_credentials = [
@@ -285,6 +305,17 @@ def test_a_credential_with_the_wrong_audience_is_no_credential() -> None:
     assert command[command.index("--issuer") + 1] == ISSUER
     assert command[command.index("--subject") + 1] == "system:serviceaccount:finance:backend-sa"
     assert command[command.index("--audiences") + 1:] == ["api://AzureADTokenExchange"]
+
+
+def test_an_audience_with_a_trailing_slash_is_named_so() -> None:
+    """By hand on the lab: the app's credential updated with the audience api://AzureADTokenExchange/ (AADSTS700212).
+    SA_WITHOUT_FIC said "has audiences ['api://AzureADTokenExchange/'], not [api://AzureADTokenExchange]"; it says
+    what differs now, as federation.credential does."""
+    facts = with_web_app([
+        credential("web-cred", "system:serviceaccount:web:app-sa", audiences=["api://AzureADTokenExchange/"])
+    ])
+    message = findings(run(facts))["SA_WITHOUT_FIC"].message
+    assert "not ['api://AzureADTokenExchange'] (they differ only by the trailing slash)" in message, message
 
 
 def test_an_application_credential_with_the_wrong_audience_is_updated_through_graph() -> None:

@@ -162,7 +162,7 @@ def test_when_harness_yaml_names_the_annotated_identity_the_credential_is_added_
     findings = {f.code: f for r in results for f in r.findings}
     assert "SA_ANNOTATION_WRONG_IDENTITY" not in findings
     missing = findings["SA_WITHOUT_FIC"]
-    assert "harness.yaml names it; managed identity myWorkloadId has a credential for finance/backend-sa" in \
-        missing.message
+    assert (f"harness.yaml names it, client id {ORDERS_ID}; managed identity myWorkloadId (client id {BACKEND_ID}) "
+            "has a credential for finance/backend-sa") in missing.message
     assert any("federated-credential create" in line and "ordersWorkloadId" in line for line in missing.fix_lines())
     assert not any("kubectl annotate" in line for line in missing.fix_lines())
