@@ -207,6 +207,10 @@ class IdentityFacts:
     # name them (ARM keeps them: they grant the new one nothing)
     former_service_principals: list[dict[str, Any]] = field(default_factory=list)
     former_principal_role_assignments: list[dict[str, Any]] = field(default_factory=list)
+    # a managed identity holding no read role: the other managed identities of its name ({name, resource_id,
+    # principal_id}) that hold role assignments, and those assignments (granting this identity nothing)
+    namesake_identities: list[dict[str, str]] = field(default_factory=list)
+    namesake_role_assignments: list[dict[str, Any]] = field(default_factory=list)
     # live applications with the deleted one's displayName (made again by hand: az ad app create under the same
     # name gives a new appId), each {application, federated_credentials (None: not readable)}
     namesakes: list[dict[str, Any]] = field(default_factory=list)

@@ -582,6 +582,35 @@ def _former_principal_assignments(ctx: WorkloadContext, check: KeyVaultSecretAcc
     return [a for a in views if a.grants and a.covers]
 
 
+def _namesake_assignments(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
+                          target: str | None) -> list[tuple[Assignment, dict[str, str]]]:
+    """Assignments of another managed identity of this one's name (in another resource group or subscription)
+    that grant the read on the target: given to the namesake, they grant this identity nothing. Each with that
+    identity ({name, resource_id, principal_id})."""
+    facts = ctx.facts.identity
+    if not facts.namesake_role_assignments or target is None:
+        return []
+    identities = {i["principal_id"].lower(): i for i in facts.namesake_identities}
+    views = view_assignments(facts.namesake_role_assignments, facts.role_names, facts.role_permissions, check.kind,
+                             target)
+    found = []
+    for view, raw in zip(views, facts.namesake_role_assignments, strict=True):
+        other = identities.get(str((raw.get("properties") or {}).get("principalId") or "").lower())
+        if view.grants and view.covers and other is not None:
+            found.append((view, other))
+    return found
+
+
+def _group_named(resource_id: str, beside: str) -> str:
+    """``resource group RG`` of an ARM id, with its subscription when ``beside`` (another id) is in another one."""
+    parts = resource_id.split("/")
+    if len(parts) < 5:
+        return resource_id
+    other = beside.split("/")
+    subscription = f" of subscription {parts[2]}" if len(other) < 3 or other[2].lower() != parts[2].lower() else ""
+    return f"resource group {parts[4]}{subscription}"
+
+
 def _rbac_denial(
     ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, evidence: dict[str, Any], principal: str | None
 ) -> Outcome:
@@ -610,7 +639,7 @@ def _rbac_denial(
     else:
         views = view_assignments(assignments, ctx.facts.identity.role_names, ctx.facts.identity.role_permissions,
                                  check.kind, target)
-        diagnosis = diagnose_denial(views, target, ctx.now)
+        diagnosis = diagnose_denial(views, target, ctx.now, check.kind)
         code, why = diagnosis.code, diagnosis.detail
         evidence["role_diagnosis"] = {"target_scope": target,
                                       "assignments": [a.__dict__ for a in diagnosis.assignments]}
@@ -682,6 +711,21 @@ def _rbac_denial(
                 f"object id, {principal}), and the assignment still names the deleted one")
         repair = [*repair, advice("then delete the assignment left for the deleted service principal:"),
                   *[fix.delete_role_assignment_id(a.id) for a in stale[:3]]]
+    namesakes = _namesake_assignments(ctx, check, target)
+    if namesakes and code in ("ROLE_ASSIGNMENT_MISSING", "ROLE_WRONG_SCOPE", "ROLE_INSUFFICIENT"):
+        # az identity create of the same name in another resource group, and the role given to that one: the
+        # portal's Access control (IAM) lists both by display name, the identity's name; the access token's oid is
+        # this identity's principal id, which the namesake's assignment does not name
+        view, other = namesakes[0]
+        evidence["assignments_of_namesakes"] = [{"id": a.id, "identity": i["resource_id"],
+                                                 "principal_id": i["principal_id"]} for a, i in namesakes]
+        own = str(ctx.facts.identity.resource_id or "")
+        why += (f"; {view.role} on {view.scope} is assigned to {other['name']} in {_group_named(other['resource_id'], own)}"
+                f", another managed identity of that name (principal id {other['principal_id']}), not to this one in "
+                f"{_group_named(own, other['resource_id'])} (principal id {principal})")
+        repair = [*repair, advice("then remove the other identity's assignment if nothing else needs it (it was "
+                                  "given to that identity, not this one):"),
+                  *[fix.delete_role_assignment_id(a.id) for a, _ in namesakes[:3]]]
     ignored = _policy_secret_permissions(ctx, check, principal) if evidence.get("innererror") == "ForbiddenByRbac" \
         else []
     if ignored and code != "ROLE_PROPAGATION_PENDING":

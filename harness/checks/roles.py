@@ -1,6 +1,7 @@
 """Why an RBAC read was refused, from the identity's role assignments and their roles' data actions: no fitting
 role at all, a fitting role on another resource, a role at the right scope without the data action (Key Vault
-Reader, Contributor: control plane only), or a fitting assignment too young to have taken effect."""
+Reader: secrets' metadata only; Contributor: control plane only), or a fitting assignment too young to have taken
+effect."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ class Assignment:
     # "Add or edit Azure role assignment conditions": conditions can be added to roles with blob or queue storage
     # data actions). The harness does not evaluate it
     condition: str | None = None
+    # the role's dataActions as its definition lists them (empty: control plane only, or the definition unread)
+    data_actions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -109,12 +112,14 @@ def view_assignments(
             grants=grants(role_permissions.get(definition), data_action),
             covers=covers(scope, target),
             condition=str(properties.get("condition") or "") or None,
+            data_actions=tuple((role_permissions.get(definition) or {}).get("dataActions") or ()),
         ))
     return views
 
 
-def diagnose_denial(views: list[Assignment], target: str, now: float) -> RoleDiagnosis:
-    """The finest true cause of an authorization refusal, most actionable first."""
+def diagnose_denial(views: list[Assignment], target: str, now: float, kind: str | None = None) -> RoleDiagnosis:
+    """The finest true cause of an authorization refusal, most actionable first (``kind``: the read's, whose data
+    action a role without it is said to lack)."""
     fitting_here = [a for a in views if a.grants and a.covers]
     if fitting_here and all(a.condition for a in fitting_here):
         # only under ABAC conditions: named before a young assignment's wait, which a condition excluding the read
@@ -145,9 +150,7 @@ def diagnose_denial(views: list[Assignment], target: str, now: float) -> RoleDia
         return RoleDiagnosis("ROLE_WRONG_SCOPE", f"the identity holds {places}, not on {target} or a parent", views)
     here = [a for a in views if a.covers and not a.grants]
     if here and not fitting_here:
-        roles = ", ".join(sorted({a.role for a in here}))
-        return RoleDiagnosis("ROLE_INSUFFICIENT",
-                             f"{roles} at the right scope has no data action to read (control plane only)", views)
+        return RoleDiagnosis("ROLE_INSUFFICIENT", _insufficient(here, kind), views)
     if fitting_here:  # a fitting, settled assignment and still refused: a deny assignment or a condition
         return RoleDiagnosis("ACCESS_DENIED_UNEXPECTEDLY",
                              f"{fitting_here[0].role} on {fitting_here[0].scope} should allow the read, and has "
@@ -155,3 +158,17 @@ def diagnose_denial(views: list[Assignment], target: str, now: float) -> RoleDia
                              "managed application) may refuse what the role grants", views)
     return RoleDiagnosis("ROLE_ASSIGNMENT_MISSING", "the identity holds no role assignment that allows the read",
                          views)
+
+
+def _insufficient(here: list[Assignment], kind: str | None) -> str:
+    """Why roles at the right scope refuse the read: the data action it needs, and what each role grants instead (a
+    role listing secrets' metadata, as Key Vault Reader does, is not one without data actions)."""
+    needed = READ_DATA_ACTIONS.get(kind or "")
+    held: dict[str, tuple[str, ...]] = {}
+    for assignment in here:
+        held.setdefault(assignment.role, assignment.data_actions)
+    granted = "; ".join(f"{role}: data actions {', '.join(actions)}" if actions else f"{role}: control plane only"
+                        for role, actions in sorted(held.items()))
+    if needed is None:
+        return f"{', '.join(sorted(held))} at the right scope has no data action to read ({granted})"
+    return f"{', '.join(sorted(held))} at the right scope does not grant {needed}, which the read needs ({granted})"

@@ -8,6 +8,7 @@ import urllib.parse
 from typing import Any
 
 from harness import values
+from harness.checks.roles import READ_DATA_ACTIONS, grants
 from harness.collect.arm_api import ArmGet
 from harness.collect.graph import (
     collect_application,
@@ -15,7 +16,7 @@ from harness.collect.graph import (
     foreign_service_principal,
     principal_of_service_principal,
 )
-from harness.collect.identity_names import identities_named
+from harness.collect.identity_names import identities_named, managed_namesakes
 from harness.collect.pages import list_all
 from harness.config import AzureConfig
 from harness.facts import CREDENTIAL_ERROR, NETWORK_ERROR, SLOW_ERROR, Fetched, IdentityFacts
@@ -27,6 +28,7 @@ ARG_API = "2022-10-01"
 ARG_PATH = f"/providers/Microsoft.ResourceGraph/resources?api-version={ARG_API}"
 IDENTITY_TYPE = "microsoft.managedidentity/userassignedidentities"
 MAX_FORMER_PRINCIPALS = 3  # deleted service principals of one application whose role assignments are read
+MAX_NAMESAKES = 3  # other managed identities of the identity's name whose role assignments are read
 
 
 def collect_managed_cluster(arm: ArmGet, azure: AzureConfig) -> Fetched:
@@ -299,6 +301,35 @@ def collect_role_assignments(
             stale, failed = _assignments_of(arm, azure, former_id)
             facts.former_principal_role_assignments.extend(stale if failed is None else [])
     assignments = [*assignments, *facts.former_principal_role_assignments]
+    _read_role_definitions(arm, facts, assignments)
+
+
+def _grants_a_read(facts: IdentityFacts, assignments: list[dict[str, Any]]) -> bool:
+    """Whether any of ``assignments`` holds a role granting a read the harness checks (a secret's, a blob's)."""
+    return any(grants(facts.role_permissions.get(str((a.get("properties") or {}).get("roleDefinitionId") or "").lower()),
+                      action) for a in assignments for action in READ_DATA_ACTIONS.values())
+
+
+def collect_namesake_roles(arm: ArmGet | None, azure: AzureConfig | None, facts: IdentityFacts) -> None:
+    """The role assignments of other managed identities with this one's name (az identity create of the name in
+    another resource group, and the role given to that one: the portal's access control lists both by name). Read
+    only for a managed identity whose role assignments were read and hold no read role at all, so that a healthy
+    run sends nothing more."""
+    if arm is None or azure is None or facts.kind != "managed_identity" or not facts.resource_id \
+            or facts.role_assignments is None or _grants_a_read(facts, facts.role_assignments):
+        return
+    name = str((facts.identity or {}).get("name") or str(facts.resource_id).rsplit("/", 1)[-1])
+    facts.namesake_identities, facts.namesake_role_assignments = [], []
+    for namesake in managed_namesakes(arm, azure, name, str(facts.resource_id))[:MAX_NAMESAKES]:
+        theirs, failed = _assignments_of(arm, azure, namesake["principal_id"])
+        if failed is None and theirs:
+            facts.namesake_identities.append(namesake)
+            facts.namesake_role_assignments.extend(theirs)
+    _read_role_definitions(arm, facts, facts.namesake_role_assignments)
+
+
+def _read_role_definitions(arm: ArmGet, facts: IdentityFacts, assignments: list[dict[str, Any]]) -> None:
+    """The name and permissions of each role the assignments name, once per role."""
     for assignment in assignments:
         definition_id = str((assignment.get("properties") or {}).get("roleDefinitionId") or "")
         if definition_id and definition_id.lower() not in facts.role_names:

@@ -34,19 +34,38 @@ def identities_named(arm: ArmGet, azure: AzureConfig, graph: ArmGet | None, name
     return [*(managed or []), *(applications or [])][:MOST]
 
 
-def _managed_identities_named(arm: ArmGet, azure: AzureConfig, name: str) -> list[dict[str, str]] | None:
+def _managed_rows(arm: ArmGet, azure: AzureConfig, name: str) -> list[Any] | None:
+    """The user-assigned identities called ``name`` as Resource Graph (else the configured subscription's list)
+    gives them; None when neither answered."""
     # ARM resource names compare case-insensitively, as =~ does
     query = (f"resources | where type =~ '{IDENTITY_TYPE}' | where name =~ '{name}' "
              "| project id, name, subscriptionId, resourceGroup, properties")
     answer = arm(ARG_PATH, {"query": query})
     if answer.ok and isinstance(answer.body, dict) and isinstance(answer.body.get("data"), list):
-        rows: list[Any] = answer.body["data"]
-    else:
-        rows, failed = list_all(arm, f"/subscriptions/{azure.subscription_id}/providers/Microsoft.ManagedIdentity/"
-                                     f"userAssignedIdentities?api-version={MSI_API}")
-        if failed is not None:
-            return None
-        rows = [row for row in rows if str(row.get("name") or "").lower() == name.lower()]
+        return list(answer.body["data"])
+    rows, failed = list_all(arm, f"/subscriptions/{azure.subscription_id}/providers/Microsoft.ManagedIdentity/"
+                                 f"userAssignedIdentities?api-version={MSI_API}")
+    if failed is not None:
+        return None
+    return [row for row in rows if str(row.get("name") or "").lower() == name.lower()]
+
+
+def managed_namesakes(arm: ArmGet, azure: AzureConfig, name: str, resource_id: str) -> list[dict[str, str]]:
+    """The other user-assigned identities called ``name`` (az identity create of that name in another resource group
+    or subscription), each {name, resource_id, principal_id}; none when they could not be listed."""
+    if not values.is_azure_resource_name(name):
+        return []
+    rows = _managed_rows(arm, azure, name) or []
+    return [{"name": str(row.get("name") or ""), "resource_id": str(row.get("id") or ""),
+             "principal_id": str((row.get("properties") or {}).get("principalId") or "")}
+            for row in rows if isinstance(row, dict) and str(row.get("id") or "").lower() != resource_id.lower()
+            and values.is_guid(str((row.get("properties") or {}).get("principalId") or ""))][:MOST]
+
+
+def _managed_identities_named(arm: ArmGet, azure: AzureConfig, name: str) -> list[dict[str, str]] | None:
+    rows = _managed_rows(arm, azure, name)
+    if rows is None:
+        return None
     return [{"kind": "managed_identity", "name": str(row.get("name") or ""),
              "client_id": str((row.get("properties") or {}).get("clientId") or ""), "resource_id": str(row.get("id"))}
             for row in rows if isinstance(row, dict) and values.is_guid(str((row.get("properties") or {}).get(

@@ -13,6 +13,7 @@ from harness.collect.arm import (
     collect_identity,
     collect_identity_roles,
     collect_managed_cluster,
+    collect_namesake_roles,
     prefetch_identity_searches,
 )
 from harness.collect.arm_api import ArmGet
@@ -184,6 +185,8 @@ def collect_workloads(
         # its federated credentials, not its role assignments; its own pods are not listed as the app's)
         with LEDGER.scope(retry_scope(workload.id)):
             collect_identity_roles(backend.arm, config.azure, facts.identity)
+            if any(target.expect == "allow" for target in workload.access):
+                collect_namesake_roles(backend.arm, config.azure, facts.identity)
             if facts.sa.found:
                 facts.live_pods = collect_live_pods(backend.kube, workload.namespace, workload.service_account)
                 admitted = facts.pod.pod if facts.pod is not None and facts.pod.created else None

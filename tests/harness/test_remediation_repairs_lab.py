@@ -63,7 +63,7 @@ IDENTITY_API, ROLE_API, VAULT_API, STORAGE_API, CLUSTER_API, KV_DATA_API = (
     "2023-01-31", "2022-04-01", "2023-07-01", "2023-05-01", "2024-09-01", "7.4")
 SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"  # Key Vault Secrets User
 SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"  # Key Vault Secrets Officer
-VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"  # Key Vault Reader: control plane only
+VAULT_READER = "21090545-7ca7-4776-b22c-e363652d74d2"  # Key Vault Reader: metadata, no secret value
 BLOB_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"  # Storage Blob Data Reader
 BLOB_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"  # Storage Blob Data Contributor
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"  # Contributor
@@ -1069,6 +1069,40 @@ def _role_elsewhere(scope_of: Callable[[World], str], role: str) -> Callable[[Wo
     return breaks
 
 
+NAMESAKE_GROUP = "namesakeRg"
+
+
+def _role_to_a_namesake(w: World) -> None:
+    """az identity create of the workload identity's name in another resource group, and Key Vault Secrets User on
+    finance-kv given to that one in place of the workload's: the vault's access control lists the name with the
+    role, and the workload's token (its own principal id) is refused."""
+    for assignment in w.assignments():
+        w.person.arm("DELETE", assignment["id"], ROLE_API)
+    name = w.identity_id.rsplit("/", 1)[-1]
+    principal = w.shell.must(f"az group create --name {NAMESAKE_GROUP} --location eastus -o none",
+                             f"az identity create --name {name} --resource-group {NAMESAKE_GROUP} "
+                             "--query principalId -o tsv").strip()
+    w.shell.must(f"az role assignment create --assignee-object-id {principal} --assignee-principal-type "
+                 f"ServicePrincipal --role 'Key Vault Secrets User' --scope {w.finance_kv} -o none")
+
+
+def _names_the_namesake(document: dict[str, Any]) -> None:
+    (finding,) = [f for f in findings_of(document, WORKLOAD) if f["code"] == "ROLE_ASSIGNMENT_MISSING"]
+    assert f"in resource group {NAMESAKE_GROUP}, another managed identity of that name" in finding["message"], \
+        finding["message"]
+    last = finding["remediation"][-1]  # the namesake's assignment, removed after the workload's grant
+    assert last.startswith("az role assignment delete --ids ") and "/vaults/finance-kv/providers/" in last, last
+
+
+def _heal_namesake(w: World) -> None:
+    w.heal_roles()
+    principal = w.shell.must(f"az identity show --name {w.identity_id.rsplit('/', 1)[-1]} --resource-group "
+                             f"{NAMESAKE_GROUP} --query principalId -o tsv").strip()
+    for assignment in w.assignments(principal):
+        w.person.arm("DELETE", assignment["id"], ROLE_API)
+    w.shell.must(f"az group delete --name {NAMESAKE_GROUP} --yes")
+
+
 def _no_blob_role(w: World) -> None:
     for assignment in w.assignments(w.orders_principal):
         w.person.arm("DELETE", assignment["id"], ROLE_API)
@@ -1550,6 +1584,7 @@ CASES = [
     Case("ROLE_ASSIGNMENT_MISSING", _role_elsewhere(lambda w: "", ""), World.heal_roles),
     Case("ROLE_WRONG_SCOPE", _role_elsewhere(lambda w: w.platform_kv, SECRETS_USER), World.heal_roles),
     Case("ROLE_INSUFFICIENT", _role_elsewhere(lambda w: w.finance_kv, VAULT_READER), World.heal_roles),
+    Case("ROLE_ASSIGNMENT_MISSING", _role_to_a_namesake, _heal_namesake, label="namesake", broken=_names_the_namesake),
     Case("ROLE_ASSIGNMENT_MISSING", _no_blob_role, World.heal_orders_roles, where="orders/orders-sa", label="blob"),
     Case("ACCESS_ALLOWED_UNEXPECTEDLY", _grant_the_other_vault, World.heal_roles),
     # the deny target read through an access policy: the printed delete-policy revokes it (no role has a part)
