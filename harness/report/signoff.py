@@ -134,6 +134,10 @@ class BrokenLink:
     name: str  # the workload's id, or "cluster-wide"
     check: CheckView
     findings: list[FindingView]
+    # per finding: where the same fix was printed above ("cluster-wide: SA_WITHOUT_FIC"), else "". The run's
+    # SA_WITHOUT_FIC and a workload's FIC_MISSING print one create: pasted twice, the second is refused
+    # ("FederatedIdentityCredential with name ... already exists."), so it is printed once
+    same_as: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -160,8 +164,16 @@ class RunView:
         then each failing workload's first broken link."""
         cluster = [BrokenLink("cluster-wide", check, [f for f in self.cluster_findings if f.check == check.id])
                    for check in self.cluster_checks if check.status == "fail"]
-        return cluster + [BrokenLink(w.id, w.first_broken, w.first_findings)
-                          for w in self.workloads if w.first_broken is not None]
+        links = cluster + [BrokenLink(w.id, w.first_broken, w.first_findings)
+                           for w in self.workloads if w.first_broken is not None]
+        printed: dict[tuple[str, ...], str] = {}
+        for link in links:
+            link.same_as = []
+            for finding in link.findings:
+                fix = tuple(finding.remediation)
+                link.same_as.append(printed.get(fix, "") if fix else "")
+                printed.setdefault(fix, f"{link.name}: {finding.code}")
+        return links
 
 
 def cell(value: Any) -> str:

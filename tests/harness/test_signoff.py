@@ -306,6 +306,31 @@ def test_each_failing_workloads_first_broken_link_and_its_fix_come_before_the_de
         "finance/backend-sa") and "    kubectl -n kube-system scale deployment/x --replicas=2" in first
 
 
+def test_a_fix_printed_for_an_earlier_broken_link_is_not_printed_again(run_world: Callable[..., Any]) -> None:
+    """By hand on the lab: the app's federated credential made on a second app of the same name. The first broken
+    links were the run's SA_WITHOUT_FIC and the workload's FIC_MISSING, each with one and the same az ad app
+    federated-credential create; pasted top to bottom, the second was refused ("FederatedIdentityCredential with
+    name web1-web-sa already exists."). A fix printed above is named, not printed again; another fix still is."""
+    document = failing_document(run_world)
+    workload = next(w for w in document["workloads"] if w["id"] == "finance/backend-sa")
+    fix = workload["findings"][0]["remediation"]
+    assert fix and not fix[0].startswith("#")
+    document["checks"].append({"id": "inventory.no_old_issuers", "status": "fail", "message": "twin"})
+    document["findings"].append({"code": "FIC_OLD_ISSUER", "severity": "error", "layer": "inventory",
+                                 "message": "m", "check": "inventory.no_old_issuers", "remediation": list(fix)})
+    md = render(document, "md")
+    first = md[md.index("## First broken links"):md.index("## Cluster-wide checks")]
+    assert first.count(fix[0]) == 1 and first.index("FIC_OLD_ISSUER") < first.index(fix[0])
+    assert "ERROR `FIC_ISSUER_MISMATCH`: the same fix as `cluster-wide: FIC_OLD_ISSUER` above (paste it once)" in first
+    page = html.unescape(render(document, "html"))
+    first = page[page.index(">First broken links<"):page.index(">Cluster-wide checks<")]
+    assert first.count(fix[0]) == 1 and "the same fix as <code>cluster-wide: FIC_OLD_ISSUER</code> above" in first
+    document["findings"][-1]["remediation"] = ["kubectl get serviceaccount -n finance backend-sa"]
+    md = render(document, "md")
+    first = md[md.index("## First broken links"):md.index("## Cluster-wide checks")]
+    assert first.count(fix[0]) == 1 and "the same fix as" not in first
+
+
 def test_the_fleet_table_says_why_each_run_failed(run_world: Callable[..., Any]) -> None:
     """The fleet table gave a failed run's counts only: which cluster-wide check or which workload broke took
     opening that cluster's section. Its last column names them, with their codes."""
