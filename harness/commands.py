@@ -11,7 +11,11 @@ A fix that needs the output of one command in the next captures it in a shell va
     Command(("az", "role", "assignment", "create", ..., "--scope", Var("SCOPE", "/containers/" + name)))
 
 renders as ``SCOPE=$(az keyvault show ...)`` and ``... --scope "$SCOPE"'/containers/reports'``: the value is
-still one quoted word whatever it holds.
+still one quoted word whatever it holds. A command that reads the first one's output on its stdin is ``then``::
+
+    Command(("kubectl", "get", "pod", "-n", ns, name, "-o", "yaml"), then=("kubectl", "replace", "--force", "-f", "-"))
+
+renders as ``kubectl get pod ... -o yaml | kubectl replace --force -f -`` (each side quoted word by word).
 """
 
 from __future__ import annotations
@@ -47,15 +51,19 @@ Arg = str | Var
 @dataclass(frozen=True)
 class Command:
     """One command line: ``argv`` exactly as the program should receive it, a note printed as a comment after
-    it, and optionally the name of a variable that captures its output for the lines after it."""
+    it, optionally the name of a variable that captures its output for the lines after it, and optionally
+    ``then``: the argv of a second program that reads the first one's output on its stdin (a pipe)."""
 
     argv: tuple[Arg, ...]
     note: str = ""
     capture: str | None = None
+    then: tuple[Arg, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.argv or not isinstance(self.argv[0], str):
             raise ValueError("a command needs a program name")
+        if self.then and not isinstance(self.then[0], str):
+            raise ValueError("a piped command needs a program name")
         if self.capture is not None and not _VARIABLE_RE.fullmatch(self.capture):
             raise ValueError(f"not a shell variable name: {self.capture!r}")
 
@@ -70,8 +78,8 @@ class Advice:
 Step = Command | Advice
 
 
-def command(*argv: Arg, note: str = "", capture: str | None = None) -> Command:
-    return Command(tuple(argv), note, capture)
+def command(*argv: Arg, note: str = "", capture: str | None = None, then: tuple[Arg, ...] = ()) -> Command:
+    return Command(tuple(argv), note, capture, then)
 
 
 def advice(text: str) -> Advice:
@@ -85,6 +93,8 @@ def render(step: Step) -> str:
     if not isinstance(step, Command):
         raise TypeError(f"a fix must be a Command or an Advice, not {type(step).__name__}")
     line = " ".join(_word(arg) for arg in step.argv)
+    if step.then:
+        line += " | " + " ".join(_word(arg) for arg in step.then)
     if step.capture:
         line = f"{step.capture}=$({line})"
     if step.note:
@@ -97,8 +107,10 @@ def render_all(steps: Iterable[Step]) -> list[str]:
 
 
 def intended_words(step: Command) -> list[str]:
-    """What ``shlex.split`` of the rendered argv must give back: the tests' oracle (a Var stays ``$NAME``)."""
-    return [arg if isinstance(arg, str) else f"{arg.prefix}${arg.name}{arg.suffix}" for arg in step.argv]
+    """What ``shlex.split`` of the rendered argv must give back: the tests' oracle (a Var stays ``$NAME``, a pipe
+    is the word ``|``)."""
+    words = [*step.argv, "|", *step.then] if step.then else list(step.argv)
+    return [arg if isinstance(arg, str) else f"{arg.prefix}${arg.name}{arg.suffix}" for arg in words]
 
 
 # what a shell still reads inside double quotes: expansions, escapes, the quote itself, and history's '!'

@@ -62,7 +62,8 @@ def bounded_step(step: Step) -> Step:
     if isinstance(step, Advice):
         return Advice(bounded_message(step.text))
     argv = tuple(_bounded_arg(arg) for arg in step.argv)
-    return dataclasses.replace(step, argv=argv, note=bounded_message(step.note))
+    then = tuple(_bounded_arg(arg) for arg in step.then)
+    return dataclasses.replace(step, argv=argv, then=then, note=bounded_message(step.note))
 
 
 def _bounded_arg(arg: Arg) -> Arg:

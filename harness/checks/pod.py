@@ -220,7 +220,7 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             "POD_REJECTED_BY_WEBHOOK",
             ERROR,
             "webhook",
-            f"the webhook denied the pod: {message}{_own_expiration(ctx, message)}",
+            f"the webhook denied the pod: {message}{_expiration_said(ctx, message)}{_own_expiration(ctx, message)}",
             evidence,
             _denial_fixes(ctx, message),
         )
@@ -380,6 +380,21 @@ def probe_launch(pod: dict[str, Any] | None) -> dict[str, Any]:
         "probe_mode": "configmap" if source else "image",
         "source_configmap": source,
     }
+
+
+# what upstream's getServiceAccountTokenExpiration parses with strconv.ParseInt(value, 10, 64): a sign and digits
+_WHOLE_SECONDS_RE = re.compile(r"[+-]?[0-9]+")
+
+
+def _expiration_said(ctx: WorkloadContext, message: str) -> str:
+    """Where the expiration the webhook refused comes from: the probe sets none, so the ServiceAccount's
+    annotation (a ParseInt error names neither it nor the ServiceAccount). A value that is no whole number (24h,
+    as azwi's --service-account-token-expiration takes it) is said to need seconds."""
+    value = ctx.facts.sa.annotations.get(EXPIRATION_ANNOTATION)
+    if value is None or not ("token expiration" in message or "ParseInt" in message):
+        return ""
+    said = f" (the ServiceAccount's {EXPIRATION_ANNOTATION} is {printable(value, 40)!r}"
+    return said + (")" if _WHOLE_SECONDS_RE.fullmatch(value) else ": whole seconds, not a duration)")
 
 
 def _own_expiration(ctx: WorkloadContext, message: str) -> str:
@@ -646,9 +661,24 @@ def pod_labelled(ctx: WorkloadContext) -> Outcome:
                           f" (it belongs on the pod TEMPLATE, as a label, not on the {controller}, the ServiceAccount "
                           f"or a Service{sits})")),
             evidence,
-            label_repair(ctx),
+            _bare_pod_again(ctx, label=True) or label_repair(ctx),
         ),
     )
+
+
+def _bare_pod_again(ctx: WorkloadContext, *, label: bool) -> list[Step]:
+    """The given pod (--pod), when no controller owns it (kubectl run, a manifest applied by hand) and the webhook
+    never mutated it: labelled first when ``label``, then created again from its own spec. A delete, with
+    "recreate it from its manifest" after it, loses a pod that has no manifest. [] for a pod with a controller,
+    one being deleted, or one mutated already (its copy would keep the injected env, which the webhook leaves)."""
+    existing, pod = ctx.facts.pod, ctx.pod or {}
+    kind, name = controller_of(pod)
+    if kind != "Pod" or not name or existing is None or not existing.existing:
+        return []
+    if (pod.get("metadata") or {}).get("deletionTimestamp") or injected_azure_env(pod) or token_volumes(pod):
+        return []
+    return [*([fix.label_pod(ctx.namespace, name, USE_LABEL, "true")] if label else []),
+            fix.recreate_pod(ctx.namespace, name)]
 
 
 def pod_mutated(ctx: WorkloadContext) -> Outcome:
@@ -1004,8 +1034,9 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
     works = not reasons and existing and labels.get(USE_LABEL) == "true" and _probe_mutated(ctx)
     if works:
         reasons.append("the webhook works now (the probe pod run under the same ServiceAccount was mutated): the pod "
-                       "was created before it acted on the pod, or the label was put on the running pod by hand "
-                       "(kubectl label pod), which the webhook never sees (it acts on pod CREATE only)")
+                       "was created while the webhook did not act on pods (before it was installed or ready, or while "
+                       "it was down), or the label was put on the running pod by hand (kubectl label pod), which the "
+                       "webhook never sees (it acts on pod CREATE only)")
     if not reasons:
         reasons.append(
             "the webhook did not act on the pod (was it created before the webhook was ready, or "
@@ -1020,7 +1051,8 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
         remediation = _namespace_fixes(ctx, excluded)
     elif len(reasons) == 1 and reasons[0].startswith("the pod lacks the label") and code == "POD_NOT_MUTATED" and (
             ctx.facts.pod is not None and ctx.facts.pod.existing):
-        remediation = label_repair(ctx)  # the webhook is there: the given pod never asked it (pod.labelled)
+        # the webhook is there: the given pod never asked it (pod.labelled)
+        remediation = _bare_pod_again(ctx, label=True) or label_repair(ctx)
     elif down and code == "POD_NOT_MUTATED":
         remediation = [*_webhook_pods_back(ctx, webhook_namespace(ctx.cluster)), *restart_workload(ctx)]
     elif dropped is not None and code == "POD_NOT_MUTATED":
@@ -1028,7 +1060,7 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
     elif short and "timeoutSeconds" in evidence and code == "POD_NOT_MUTATED":
         remediation = [*_timeout_back(short), *restart_workload(ctx)]
     elif works:
-        remediation = [*_template_label(ctx), *restart_workload(ctx)]
+        remediation = _bare_pod_again(ctx, label=False) or [*_template_label(ctx), *restart_workload(ctx)]
     elif kube_system and code == "POD_NOT_MUTATED":
         remediation = _kube_system_fixes(ctx)
     else:

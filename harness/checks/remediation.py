@@ -193,8 +193,8 @@ def use_context(context: str) -> Command:
     return command("kubectl", "config", "use-context", context)
 
 
-def kubectl(*args: Arg, note: str = "", capture: str | None = None) -> Command:
-    return command("kubectl", *args, note=note, capture=capture)
+def kubectl(*args: Arg, note: str = "", capture: str | None = None, then: tuple[Arg, ...] = ()) -> Command:
+    return command("kubectl", *args, note=note, capture=capture, then=then)
 
 
 def curl(url: str) -> Command:
@@ -1083,6 +1083,24 @@ def remove_finalizers(resource: str, namespace: str, name: str) -> Command:
 def delete_crds(names: list[str]) -> Command:
     return kubectl("delete", "crd", *(object_or(n, "<crd>") for n in names),
                    note="also deletes every object of these kinds still there")
+
+
+def label_pod(namespace: str, pod: str, label: str, value: str) -> Command:
+    """A label put on a running pod (``--overwrite``: a wrong value is replaced). The webhook never sees it on a
+    running pod: :func:`recreate_pod` after it."""
+    return kubectl("label", "pod", "-n", namespace_or(namespace), object_or(pod, "<pod>"), f"{label}={value}",
+                   "--overwrite")
+
+
+def recreate_pod(namespace: str, pod: str) -> Command:
+    """A pod no controller owns (kubectl run, a manifest applied by hand) deleted and created again from its own
+    spec as the API server holds it: ``kubectl get -o yaml`` piped to ``kubectl replace --force -f -`` (kubectl's
+    replace help: "Force replace, delete and then re-create the resource"; the create drops the resourceVersion,
+    cli-runtime resource.Helper.Create). For a pod the webhook never mutated only: the copy of a mutated pod
+    carries the injected env, which the webhook then leaves as it is."""
+    return kubectl("get", "pod", "-n", namespace_or(namespace), object_or(pod, "<pod>"), "-o", "yaml",
+                   then=("kubectl", "replace", "--force", "-f", "-"),
+                   note="the same pod created again, which the webhook then sees (it acts on pod CREATE only)")
 
 
 def remove_pod_label(namespace: str, pod: str, label: str) -> Command:

@@ -287,6 +287,8 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "delete_crds": lambda d: fix.delete_crds([d(nasty_text), d(nasty_text)]),
     "remove_finalizers": lambda d: fix.remove_finalizers(d(nasty_text), d(nasty_text), d(nasty_text)),
     "remove_pod_label": lambda d: fix.remove_pod_label(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "label_pod": lambda d: fix.label_pod(d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)),
+    "recreate_pod": lambda d: fix.recreate_pod(d(nasty_text), d(nasty_text)),
     "remove_template_label": lambda d: fix.remove_template_label(
         d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)
     ),

@@ -284,14 +284,16 @@ def test_a_probe_refused_for_the_service_accounts_expiration_says_the_apps_own_p
     (finding,) = pod_admitted(ctx).findings
     assert finding.code == "POD_REJECTED_BY_WEBHOOK"
     assert finding.message == (
-        f"the webhook denied the pod: {DENIAL}; the workload's own pods (Deployment/backend) are admitted: each sets "
+        f"the webhook denied the pod: {DENIAL} (the ServiceAccount's {expiry} is '100'); the workload's own pods "
+        "(Deployment/backend) are admitted: each sets "
         f"its own {expiry}, which the webhook reads before the ServiceAccount's; a pod without one (this probe, a new "
         "workload under the ServiceAccount) is refused")
     assert finding.fix_lines()[0] == f"kubectl annotate serviceaccount -n finance backend-sa {expiry}-"
     # pods without their own: nothing added
     ctx = context([live(workload_pod())], sa_annotations={"azure.workload.identity/client-id": CLIENT, expiry: "100"})
     ctx.facts.pod = PodFacts("finance", "wi-probe", create_error=KubeFailure(400, "BadRequest", DENIAL))
-    assert pod_admitted(ctx).findings[0].message == f"the webhook denied the pod: {DENIAL}"
+    assert pod_admitted(ctx).findings[0].message == (
+        f"the webhook denied the pod: {DENIAL} (the ServiceAccount's {expiry} is '100')")
 
 
 PSA = ('pods "backend-x" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != '
@@ -488,9 +490,9 @@ def test_the_probe_view_of_pod_still_restarts_the_given_pods_own_controller() ->
     ([{"kind": "Job", "name": "nightly", "controller": True}], {},
      ["# a Job's pod template cannot be changed: add the label azure.workload.identity/use: \"true\" to the pod "
       "template in Job/nightly's manifest (or its CronJob's jobTemplate), then delete the Job and create it again"]),
-    ([], {}, ["# add the label azure.workload.identity/use: \"true\" to pod p's manifest (metadata.labels), then "
-              "delete it and create it again: the webhook acts on pod CREATE only",
-              "kubectl delete pod -n finance p"]),
+    ([], {}, ["kubectl label pod -n finance p azure.workload.identity/use=true --overwrite",
+              "kubectl get pod -n finance p -o yaml | kubectl replace --force -f -   # the same pod created again, "
+              "which the webhook then sees (it acts on pod CREATE only)"]),
 ])
 def test_with_pod_an_unlabelled_pod_is_labelled_where_it_comes_from(references: list, labels: dict,
                                                                     expected: list[str]) -> None:
@@ -1461,8 +1463,9 @@ def test_a_terminating_pod_given_to_pod_is_not_deleted_again() -> None:
     assert len(lines) == 1 and lines[0].startswith("# pod stuck is already being deleted (Terminating, held by "
                                                    "finalizers example.com/hold")
     assert not any("kubectl delete" in line for line in render_all(restart_workload(ctx)))
-    del pod["metadata"]["deletionTimestamp"]  # not being deleted: its manifest, then delete and create it again
-    assert pod_labelled(ctx).findings[0].fix_lines()[-1] == "kubectl delete pod -n finance stuck"
+    del pod["metadata"]["deletionTimestamp"]  # not being deleted: labelled, then made again from its own spec
+    assert pod_labelled(ctx).findings[0].fix_lines()[-1].startswith(
+        "kubectl get pod -n finance stuck -o yaml | kubectl replace --force -f -")
 
 
 def _skipping_pod(init_status: dict[str, Any] | None, skip: str = "fetch-secrets") -> dict[str, Any]:

@@ -1,0 +1,124 @@
+"""Workload ID broken by hand with kubectl, judged on plain facts. --pod on a pod no controller owns (kubectl run,
+a manifest applied by hand), never mutated: the fix makes the same pod again from its own spec (kubectl get -o
+yaml | kubectl replace --force -f -), labelled first when the label is missing; it used to be a delete and
+"recreate the pods from their manifest", which, pasted, loses a kubectl-run pod for good. A token expiration the
+webhook refuses is named on the ServiceAccount that carries it."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from typing import Any
+
+from harness.checks import remediation as fix
+from harness.checks.context import WorkloadContext
+from harness.checks.model import FAIL
+from harness.checks.pod import pod_admitted, pod_labelled, pod_mutated
+from harness.commands import Command, intended_words, render
+from harness.config import WorkloadConfig
+from harness.facts import (
+    ClusterFacts,
+    IdentityFacts,
+    KubeFailure,
+    PodFacts,
+    ServiceAccountFacts,
+    WorkloadFacts,
+)
+
+CLIENT = "11111111-2222-3333-4444-555555555555"
+USE = "azure.workload.identity/use"
+EXPIRATION = "azure.workload.identity/service-account-token-expiration"
+TOKEN = {"name": "azure-identity-token", "projected": {"sources": [{"serviceAccountToken": {
+    "audience": "api://AzureADTokenExchange", "expirationSeconds": 3600, "path": "azure-identity-token"}}]}}
+REPLACE = ("kubectl get pod -n finance debug -o yaml | kubectl replace --force -f -   # the same pod created again, "
+           "which the webhook then sees (it acts on pod CREATE only)")
+
+
+def bare_pod(labels: dict[str, str], owned: bool = False, mutated: bool = False) -> dict[str, Any]:
+    env = [{"name": "AZURE_CLIENT_ID", "value": CLIENT}, {"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/f"}]
+    meta: dict[str, Any] = {"name": "debug", "namespace": "finance", "labels": labels}
+    if owned:
+        meta["ownerReferences"] = [{"kind": "Job", "name": "migrate", "controller": True}]
+    return {"metadata": meta,
+            "spec": {"serviceAccountName": "backend-sa",
+                     "containers": [{"name": "debug", "env": env if mutated else []}],
+                     "volumes": [TOKEN] if mutated else []},
+            "status": {"phase": "Running"}}
+
+
+def context(pod: dict[str, Any]) -> WorkloadContext:
+    sa = ServiceAccountFacts("finance", "backend-sa", True, True, {"azure.workload.identity/client-id": CLIENT})
+    probe = {"metadata": {"name": "wi-probe"}, "spec": {"volumes": [TOKEN]}}  # the webhook works now
+    facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(), sa, IdentityFacts(),
+                          PodFacts("finance", "debug", existing=True, created=True, pod=pod),
+                          probe_pod=PodFacts("finance", "wi-probe", created=True, pod=probe))
+    cluster = ClusterFacts(time.time(), webhook_configurations=[{"metadata": {"name": "azure-wi-webhook"}}])
+    return WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa"), cluster, None,
+                           time.time())
+
+
+def test_a_kubectl_run_pod_without_the_label_is_labelled_and_made_again_from_its_own_spec() -> None:
+    outcome = pod_labelled(context(bare_pod({"run": "debug"})))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_LABELLED"
+    assert finding.fix_lines() == ["kubectl label pod -n finance debug azure.workload.identity/use=true --overwrite",
+                                   REPLACE]
+    wrong = pod_labelled(context(bare_pod({USE: "yes"}))).findings[0]
+    assert wrong.fix_lines()[0].endswith("azure.workload.identity/use=true --overwrite")  # 'yes' replaced
+
+
+def test_a_kubectl_run_pod_labelled_by_hand_is_made_again_from_its_own_spec() -> None:
+    outcome = pod_mutated(context(bare_pod({USE: "true"})))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_MUTATED" and "kubectl label pod" in finding.message
+    assert finding.fix_lines() == [REPLACE]
+
+
+def test_a_pod_with_a_controller_or_being_deleted_is_not_replaced_from_its_spec() -> None:
+    owned = pod_mutated(context(bare_pod({USE: "true"}, owned=True))).findings[0]
+    assert not any("replace --force" in line for line in owned.fix_lines())
+    going = bare_pod({"run": "debug"})
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert not any("replace --force" in line for line in pod_labelled(context(going)).findings[0].fix_lines())
+
+
+def test_a_mutated_bare_pod_is_not_copied_with_its_injected_env() -> None:
+    """Its copy would carry the AZURE_* env the webhook injected then, which the webhook never overwrites."""
+    mutated = bare_pod({"run": "debug"}, mutated=True)
+    assert not any("replace --force" in line for line in pod_labelled(context(mutated)).findings[0].fix_lines())
+
+
+def test_a_pipe_renders_each_side_word_by_word() -> None:
+    step = fix.recreate_pod("fin; rm -rf /", "debug")  # not a namespace name: a placeholder, never the text
+    assert shlex.split(render(step), comments=True) == intended_words(step) == [
+        "kubectl", "get", "pod", "-n", "<namespace>", "debug", "-o", "yaml", "|", "kubectl", "replace", "--force",
+        "-f", "-"]
+    nasty = Command(("echo", "a | b", "$(touch P)"), then=("grep", "x; rm -rf /"))
+    assert shlex.split(render(nasty)) == intended_words(nasty) == ["echo", "a | b", "$(touch P)", "|", "grep",
+                                                                    "x; rm -rf /"]
+
+
+def refused_probe(expiration: str, message: str) -> WorkloadContext:
+    """The probe pod refused by the webhook, over a ServiceAccount annotated with ``expiration``."""
+    sa = ServiceAccountFacts("finance", "backend-sa", True, True, {"azure.workload.identity/client-id": CLIENT,
+                                                                   EXPIRATION: expiration})
+    refused = PodFacts("finance", "wi-probe", created=False, create_error=KubeFailure(
+        400, "", f'admission webhook "mutation.azure-workload-identity.io" denied the request: {message}'))
+    facts = WorkloadFacts("finance/backend-sa", "finance", "backend-sa", time.time(), sa, IdentityFacts(), refused)
+    return WorkloadContext(facts, WorkloadConfig(namespace="finance", service_account="backend-sa"),
+                           ClusterFacts(time.time()), None, time.time())
+
+
+def test_a_token_expiration_written_as_a_duration_is_named_on_the_service_account() -> None:
+    """By hand in the lab: kubectl annotate sa backend-sa azure.workload.identity/service-account-token-expiration=24h
+    (azwi's flag takes durations): the webhook's denial is Go's 'strconv.ParseInt: parsing "24h": invalid syntax',
+    which names neither the annotation nor the ServiceAccount; the finding said only that."""
+    (finding,) = pod_admitted(refused_probe("24h", 'strconv.ParseInt: parsing "24h": invalid syntax')).findings
+    assert finding.code == "POD_REJECTED_BY_WEBHOOK"
+    assert finding.message.endswith(f"(the ServiceAccount's {EXPIRATION} is '24h': whole seconds, not a duration)")
+    assert finding.fix_lines()[0] == f"kubectl annotate serviceaccount -n finance backend-sa {EXPIRATION}-"
+    (short,) = pod_admitted(refused_probe("600", "token expiration 600 not valid. Expected value to be between 3600 "
+                                                 "and 86400")).findings
+    assert short.message.endswith(f"(the ServiceAccount's {EXPIRATION} is '600')")
