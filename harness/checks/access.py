@@ -163,14 +163,31 @@ def resource_id(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) 
     return (resource_of(ctx, check) or {}).get("id")
 
 
+def _denies_another_secret(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, vault_id: str) -> bool:
+    """Whether the workload must not read another secret of the vault ``check`` reads (a deny target there): a grant
+    on the vault would let it, so the read is granted on the secret itself. Microsoft recommends a vault per
+    application and per-secret grants only for secrets shared between applications (learn.microsoft.com, Provide
+    access to Key Vault keys, certificates, and secrets with Azure RBAC: best practices)."""
+    return isinstance(check, KeyVaultSecretAccess) and any(
+        isinstance(other, KeyVaultSecretAccess) and other.expect == "deny" and other.secret != check.secret
+        and str((resource_of(ctx, other) or {}).get("id") or "").lower() == vault_id.lower()
+        for other in ctx.workload.access)
+
+
+def read_scope_of(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, resource_id: str) -> str:
+    """Where the read role is granted for ``check`` on its resource ``resource_id``: the vault, or the secret when the
+    workload must not read another secret of that vault; a blob's container."""
+    return fix.read_scope(resource_id, check, per_secret=_denies_another_secret(ctx, check, resource_id))
+
+
 def _grant_read(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
                 principal: str | Var | None) -> list[Step]:
-    """Grant the read role at the resource (the container, for a blob): its id from ARM when the harness read
-    it, else looked up into $SCOPE first."""
+    """Grant the read role at the resource (the container, for a blob; the secret, when the workload must not read
+    another secret of its vault): its id from ARM when the harness read it, else looked up into $SCOPE first."""
     role = READ_ROLES[check.kind]
     found = resource_of(ctx, check)
     if found is not None:
-        return [fix.grant_role(principal, role, fix.read_scope(found["id"], check))]
+        return [fix.grant_role(principal, role, read_scope_of(ctx, check, found["id"]))]
     name = resource_name(ctx, check)
     if isinstance(check, KeyVaultSecretAccess):
         return [fix.keyvault_id(name), fix.grant_role(principal, role, Var("SCOPE"))]
@@ -194,7 +211,7 @@ def grant_read_if_missing(ctx: WorkloadContext, principal: str | None) -> tuple[
                                  check.kind, target)
         if any(a.grants and a.covers for a in views):
             continue
-        scope = fix.read_scope(found["id"], check)
+        scope = read_scope_of(ctx, check, found["id"])
         if scope not in scopes:
             steps.append(fix.grant_role(principal, READ_ROLES[check.kind], scope))
             scopes.append(scope)
@@ -482,9 +499,13 @@ def _revoke_read(
     if on_resource and isinstance(check, BlobAccess):
         steps += _revoke_blob_read(ctx, check, principal, on_resource)
     elif on_resource:
+        # a grant on the vault may be what the workload's allowed secrets of that vault are read through too: they
+        # are granted on themselves first, then it goes
+        keep = _keep_reads(ctx, principal, {a.id for a in on_resource})
         steps += [advice("remove what grants the read, if nothing else the identity does needs it: "
-                         + "; ".join(f"{a.role} on {a.scope}" for a in on_resource)),
-                  *[fix.delete_role_assignment_id(a.id) for a in on_resource]]
+                         + "; ".join(f"{a.role} on {a.scope}" for a in on_resource)
+                         + (": the secrets the workload must read keep a grant on each, made first" if keep else "")),
+                  *keep, *[fix.delete_role_assignment_id(a.id) for a in on_resource]]
     if wider:
         # an assignment inherited from a resource group or the subscription: the allow targets it alone covers keep
         # their read through a grant at their own resource, then it goes
@@ -550,9 +571,7 @@ def _keep_reads(ctx: WorkloadContext, principal: str | None, removed: set[str]) 
         found = resource_of(ctx, other)
         fitting = granting_assignments(ctx, other) if other.expect == "allow" and found is not None else []
         if fitting and all(a.id in removed for a in fitting) and found is not None:
-            suffix = "" if isinstance(other, KeyVaultSecretAccess) else \
-                f"/blobServices/default/containers/{other.container}"
-            grant = fix.grant_role(principal, READ_ROLES[other.kind], found["id"] + suffix)
+            grant = fix.grant_role(principal, READ_ROLES[other.kind], read_scope_of(ctx, other, found["id"]))
             if grant not in grants:
                 grants.append(grant)
     return grants

@@ -726,12 +726,13 @@ def storage_account_id(account: str, capture: str = "SCOPE") -> Command:
                    capture=capture)
 
 
-def read_scope(resource_id: str, check: KeyVaultSecretAccess | BlobAccess) -> str:
-    """Where a read role is granted: the vault itself, or a blob's container (the narrowest scope a Storage data
-    role takes)."""
+def read_scope(resource_id: str, check: KeyVaultSecretAccess | BlobAccess, per_secret: bool = False) -> str:
+    """Where a read role is granted: the vault itself (or, ``per_secret``, the secret: Key Vault RBAC takes
+    individual secrets as scopes, learn.microsoft.com "Provide access to Key Vault keys, certificates, and secrets
+    with Azure role-based access control"), or a blob's container (the narrowest scope a Storage data role takes)."""
     if isinstance(check, BlobAccess):
         return f"{resource_id}/blobServices/default/containers/{check.container}"
-    return resource_id
+    return f"{resource_id}/secrets/{check.secret}" if per_secret else resource_id
 
 
 def container_scope(container: str, capture: str = "SCOPE") -> Var:

@@ -772,6 +772,28 @@ def _kv_data(w: World, method: str, path: str) -> requests.Response:
                             params={"api-version": KV_DATA_API}, headers={"Authorization": f"Bearer {token}"})
 
 
+def _another_secret_denied_in_the_same_vault(w: World) -> None:
+    """harness.yaml: finance must not read api-token, another secret of finance-kv, while the identity holds Key Vault
+    Secrets User on the vault (as the lab starts): only a grant on db-password itself reads the one and not the
+    other."""
+    _admin_takes(w, w.finance_kv, SECRETS_OFFICER)
+    token = w.person.credential.get_token("https://vault.azure.net/.default").token
+    made = requests.put(f"{w.person.info['vaults']['finance-kv']}secrets/api-token", json={"value": "not-a-secret"},
+                        params={"api-version": KV_DATA_API}, headers={"Authorization": f"Bearer {token}"},
+                        timeout=30, verify=w.person.ca)
+    assert made.status_code == 200, made.text
+    entry = _finance_entry(w, client_id=w.client_id)
+    entry["access"].append({**entry["access"][0], "secret": "api-token", "expect": "deny"})
+    w.config_with(entry)
+
+
+def _heal_another_secret(w: World) -> None:
+    w.heal_roles()
+    for path in ("secrets/api-token", "deletedsecrets/api-token"):  # deleted, then purged (soft delete keeps it)
+        _kv_data(w, "DELETE", path)
+    _drop_made(w)
+
+
 def _secret_deleted(w: World) -> None:
     """az keyvault secret delete of the secret finance reads: Key Vault keeps it (soft delete) and answers its get as
     for a name never set; setting it again would be refused (409) until it is recovered."""
@@ -1587,6 +1609,8 @@ CASES = [
     Case("ROLE_ASSIGNMENT_MISSING", _role_to_a_namesake, _heal_namesake, label="namesake", broken=_names_the_namesake),
     Case("ROLE_ASSIGNMENT_MISSING", _no_blob_role, World.heal_orders_roles, where="orders/orders-sa", label="blob"),
     Case("ACCESS_ALLOWED_UNEXPECTEDLY", _grant_the_other_vault, World.heal_roles),
+    Case("ACCESS_ALLOWED_UNEXPECTEDLY", _another_secret_denied_in_the_same_vault, _heal_another_secret,
+         label="same-vault"),
     # the deny target read through an access policy: the printed delete-policy revokes it (no role has a part)
     Case("ACCESS_ALLOWED_UNEXPECTEDLY", _policy_reads_the_deny_target,
          lambda w: w.vault(w.platform_kv, enableRbacAuthorization=True, accessPolicies=[]), label="access-policy"),
