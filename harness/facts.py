@@ -276,14 +276,14 @@ class LivePodsFacts:
     # instead of the workload's (a change not rolled out yet), with their annotations; None: it does not exist.
     # One whose read failed is left out
     template_accounts: dict[str, dict[str, str] | None] = field(default_factory=dict)
-
-
-@dataclass
-class WorkloadFacts:
     # Deployments of ``unannotated`` (no pod runs under the workload's ServiceAccount) whose earlier ReplicaSets'
     # templates named the workload's ServiceAccount: "Deployment/NAME" -> "ReplicaSet NAME (revision N)", the proof
     # that the Deployment is the workload's and its template was moved off its ServiceAccount
     moved_off: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class WorkloadFacts:
     workload_id: str  # NS/SA
     namespace: str
     service_account: str
