@@ -17,7 +17,13 @@ from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passe
 from harness.checks.named_identities import NamedChoice, choose, identity_words, several_steps, several_words
 from harness.checks.podspec import containers, controller_of, env_map
 from harness.commands import Command, Step, advice
-from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION
+from harness.names import (
+    CLIENT_ID_ANNOTATION,
+    EXPIRATION_ANNOTATION,
+    SKIP_CONTAINERS_ANNOTATION,
+    TENANT_ID_ANNOTATION,
+    USE_LABEL,
+)
 
 # A Deployment's pod is named NAME-HASH-SUFFIX: the ReplicaSet's pod-template-hash (a uint32 safe-encoded, up to 10
 # characters) and the 5 random characters of generateName, both from k8s.io/apimachinery/pkg/util/rand's alphabet,
@@ -218,13 +224,22 @@ def _injected_client_id(ctx: WorkloadContext) -> str | None:
     return None
 
 
+# The webhook's other keys (upstream pkg/webhook/consts.go): each right as it is, never a misspelled client-id
+# (tenant-id is within the typo distance of client-id, and its value a GUID too)
+_WEBHOOK_KEYS = frozenset({
+    CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION, EXPIRATION_ANNOTATION, SKIP_CONTAINERS_ANNOTATION, USE_LABEL,
+    "azure.workload.identity/inject-proxy-sidecar", "azure.workload.identity/proxy-sidecar-port",
+})
+
+
 def near_miss_keys(keys: list[str]) -> list[str]:
     """Keys someone meant as the client-id annotation: a known typo, the same letters in another spelling
-    (``client_id``, ``clientId``, another prefix), or a key within a couple of characters of it."""
+    (``client_id``, ``clientId``, another prefix), or a key within a couple of characters of it; never one of the
+    webhook's own keys."""
     wanted = _letters(CLIENT_ID_ANNOTATION)
     return [
         key for key in keys
-        if key != CLIENT_ID_ANNOTATION and (
+        if key not in _WEBHOOK_KEYS and (
             key in _TYPOS
             or _letters(key) == wanted
             or (_letters(key).endswith("clientid") and "identity" in key.lower())

@@ -14,6 +14,7 @@ from harness.checks import remediation as fix
 from harness.checks.context import WorkloadContext
 from harness.checks.model import FAIL
 from harness.checks.pod import pod_admitted, pod_labelled, pod_mutated
+from harness.checks.serviceaccount import near_miss_keys, sa_client_id_annotation
 from harness.commands import Command, intended_words, render
 from harness.config import WorkloadConfig
 from harness.facts import (
@@ -122,3 +123,19 @@ def test_a_token_expiration_written_as_a_duration_is_named_on_the_service_accoun
     (short,) = pod_admitted(refused_probe("600", "token expiration 600 not valid. Expected value to be between 3600 "
                                                  "and 86400")).findings
     assert short.message.endswith(f"(the ServiceAccount's {EXPIRATION} is '600')")
+
+
+def test_a_tenant_id_annotation_alone_is_no_misspelled_client_id() -> None:
+    """By hand in the lab: backend-sa annotated with azure.workload.identity/tenant-id only (its client-id gone),
+    a whole-cluster run: SA_ANNOTATION_MISSPELLED said 'found azure.workload.identity/tenant-id instead' and its fix
+    annotated client-id=<the tenant id> and removed tenant-id: pasted, Entra knows no application by the tenant's
+    id. tenant-id is the webhook's own key (upstream consts.go), within the typo distance of client-id."""
+    tenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    ctx = context(bare_pod({USE: "true"}))
+    ctx.facts.sa.annotations = {"azure.workload.identity/tenant-id": tenant}
+    (finding,) = sa_client_id_annotation(ctx).findings
+    assert finding.code == "SA_NOT_ANNOTATED"
+    assert not any(tenant in line for line in finding.fix_lines())
+    assert near_miss_keys(["azure.workload.identity/tenant-id", EXPIRATION, "azure.workload.identity/skip-containers",
+                           "azure.workload.identity/inject-proxy-sidecar", "azure.workload.identity/proxy-sidecar-port",
+                           USE, "azure.workload.identity/client_id"]) == ["azure.workload.identity/client_id"]
