@@ -98,7 +98,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="NS",
         help="whole-cluster run limited to this namespace (repeatable): every ServiceAccount there with the "
-        "client-id annotation or the use label, harness.yaml's entries there giving their access checks",
+        "client-id annotation or the use label (or a misspelled client-id key), harness.yaml's entries there giving "
+        "their access checks",
     )
     group.addoption(
         "--pod",

@@ -183,8 +183,9 @@ def whole_cluster(
 
 
 def discover(kube: Any, namespaces: list[str]) -> dict[str, Any]:
-    """The ServiceAccounts with the client-id annotation or the use label in ``namespaces`` (all when empty),
-    and those that pods labelled azure.workload.identity/use: "true" there run as (one more list), as JSON the
+    """The ServiceAccounts with the client-id annotation or the use label in ``namespaces`` (all when empty), those
+    meant for Workload ID with a misspelled client-id key (or only another of the webhook's keys), and those that
+    pods labelled azure.workload.identity/use: "true" there run as (one more list), as JSON the
     xdist workers read back; a refusal is kept as ``error`` for the workload suite to report. When the run is
     cluster-wide, ``labelled_pods`` keeps what the inventory and migration suites read of that pod list
     (:func:`harness.collect.inventory.labelled_pod_summaries`), so it is not listed again."""
@@ -202,7 +203,7 @@ def discover(kube: Any, namespaces: list[str]) -> dict[str, Any]:
         found["error"] = {"status": error.status, "reason": error.reason, "message": error.message,
                           "listing": f"the pods labelled {USE_LABEL}=true"}
         return found
-    accounts, _, error = list_service_accounts(kube, namespaces, also=asked)
+    accounts, _, error = list_service_accounts(kube, namespaces, also=asked, meant=True)
     found["service_accounts"] = accounts
     if error is not None:
         found["error"] = {"status": error.status, "reason": error.reason, "message": error.message}

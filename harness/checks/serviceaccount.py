@@ -248,6 +248,14 @@ def near_miss_keys(keys: list[str]) -> list[str]:
     ]
 
 
+def meant_for_workload_identity(annotations: dict[str, Any], labels: dict[str, Any]) -> bool:
+    """A ServiceAccount the runbook's filter (the client-id annotation or the use label) misses that someone meant
+    for Workload ID: a misspelled client-id key, the client-id set as a label, or only another of the webhook's
+    keys (tenant-id, the token expiration) on it."""
+    keys = [*annotations, *labels]
+    return bool(near_miss_keys(keys)) or any(key in _WEBHOOK_KEYS for key in keys)
+
+
 def _letters(key: str) -> str:
     return re.sub(r"[^a-z0-9]", "", key.lower())
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from harness import values
 from harness.checks.podspec import service_account_of
+from harness.checks.serviceaccount import meant_for_workload_identity
 from harness.collect.arm import ARG_PATH, AUTHORIZATION_API, IDENTITY_TYPE, MSI_API
 from harness.collect.arm_api import ArmGet
 from harness.collect.cache import cached, read_all
@@ -73,6 +74,11 @@ def is_workload_identity_service_account(obj: dict[str, Any]) -> bool:
     """The runbook's filter: the client-id annotation or the use label is there, whatever its value."""
     meta = obj.get("metadata") or {}
     return CLIENT_ID_ANNOTATION in (meta.get("annotations") or {}) or USE_LABEL in (meta.get("labels") or {})
+
+
+def _meant(obj: dict[str, Any]) -> bool:
+    meta = obj.get("metadata") or {}
+    return meant_for_workload_identity(meta.get("annotations") or {}, meta.get("labels") or {})
 
 
 def slim_service_account(obj: dict[str, Any]) -> dict[str, Any]:
@@ -199,10 +205,12 @@ def _ref(obj: dict[str, Any]) -> str:
 
 
 def list_service_accounts(
-    kube: KubeApi, namespaces: Iterable[str] = (), also: Collection[str] = ()
+    kube: KubeApi, namespaces: Iterable[str] = (), also: Collection[str] = (), meant: bool = False
 ) -> tuple[list[dict[str, Any]], list[str], KubeFailure | None]:
     """(the workload identity ServiceAccounts, and those ``also`` names (NS/NAME), slimmed and sorted; NS/NAME
-    of every ServiceAccount; the refusal) in ``namespaces``, or in all of them when none is given."""
+    of every ServiceAccount; the refusal) in ``namespaces``, or in all of them when none is given. ``meant``: also
+    those the runbook's filter misses but someone meant for Workload ID (a misspelled client-id key, or only
+    another of the webhook's keys), so that a run verifies them and says what is wrong."""
     found: list[dict[str, Any]] = []
     try:
         for namespace in list(dict.fromkeys(namespaces)) or [None]:
@@ -212,7 +220,7 @@ def list_service_accounts(
     every = sorted({f"{s['namespace']}/{s['name']}" for s in map(slim_service_account, found)})
     chosen = sorted(
         (slim_service_account(o) for o in found
-         if is_workload_identity_service_account(o) or _ref(o) in also),
+         if is_workload_identity_service_account(o) or _ref(o) in also or (meant and _meant(o))),
         key=lambda s: (s["namespace"], s["name"]),
     )
     return chosen, every, None

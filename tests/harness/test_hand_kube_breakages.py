@@ -2,7 +2,8 @@
 a manifest applied by hand), never mutated: the fix makes the same pod again from its own spec (kubectl get -o
 yaml | kubectl replace --force -f -), labelled first when the label is missing; it used to be a delete and
 "recreate the pods from their manifest", which, pasted, loses a kubectl-run pod for good. A token expiration the
-webhook refuses is named on the ServiceAccount that carries it."""
+webhook refuses is named on the ServiceAccount that carries it; a ServiceAccount meant for Workload ID under a
+misspelled key is verified by a whole-cluster run."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from harness.checks.context import WorkloadContext
 from harness.checks.model import FAIL
 from harness.checks.pod import pod_admitted, pod_labelled, pod_mutated
 from harness.checks.serviceaccount import near_miss_keys, sa_client_id_annotation
+from harness.collect.inventory import list_service_accounts
 from harness.commands import Command, intended_words, render
 from harness.config import WorkloadConfig
 from harness.facts import (
@@ -139,3 +141,39 @@ def test_a_tenant_id_annotation_alone_is_no_misspelled_client_id() -> None:
     assert near_miss_keys(["azure.workload.identity/tenant-id", EXPIRATION, "azure.workload.identity/skip-containers",
                            "azure.workload.identity/inject-proxy-sidecar", "azure.workload.identity/proxy-sidecar-port",
                            USE, "azure.workload.identity/client_id"]) == ["azure.workload.identity/client_id"]
+
+
+class _Accounts:
+    """A cluster's ServiceAccounts, as the kube client lists them."""
+
+    def __init__(self, accounts: list[dict[str, Any]]) -> None:
+        self.accounts = accounts
+
+    def list_service_accounts(self, namespace: str | None) -> list[dict[str, Any]]:
+        return [a for a in self.accounts if namespace in (None, a["metadata"]["namespace"])]
+
+
+def _account(name: str, annotations: dict[str, str] | None = None,
+             labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"metadata": {"namespace": "finance", "name": name, "annotations": annotations or {},
+                         "labels": labels or {}}}
+
+
+def test_a_whole_cluster_run_verifies_a_service_account_whose_client_id_key_is_misspelled() -> None:
+    """By hand in the lab: backend-sa annotated azure.workload.identity/client_id=<id> and its Deployment's
+    template without the use label, a whole-cluster run (no workloads: in harness.yaml): it verified orders-sa
+    alone and passed, finance/backend-sa unnamed (the runbook's filter is the exact key or the use label). A
+    ServiceAccount meant for Workload ID is verified now (and fails SA_ANNOTATION_MISSPELLED); others are not."""
+    kube = _Accounts([
+        _account("backend-sa", {"azure.workload.identity/client_id": CLIENT}),
+        _account("billing-sa", {"azure.workload.identity/tenant-id": CLIENT}),
+        _account("ledger-sa", labels={"azure.workload.identity/client-id": CLIENT}),
+        _account("orders-sa", {"azure.workload.identity/client-id": CLIENT}),
+        _account("default"),
+        _account("web", {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/x", "team": "finance"}),
+    ])
+    chosen, every, error = list_service_accounts(kube, ["finance"], meant=True)  # type: ignore[arg-type]
+    assert error is None and len(every) == 6
+    assert [s["name"] for s in chosen] == ["backend-sa", "billing-sa", "ledger-sa", "orders-sa"]
+    runbook, _, _ = list_service_accounts(kube, ["finance"])  # type: ignore[arg-type]
+    assert [s["name"] for s in runbook] == ["orders-sa"]
