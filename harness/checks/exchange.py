@@ -18,6 +18,7 @@ from harness.checks.federation import (
     config_tenant,
     credential_delete,
     expected_issuer,
+    federated_credential,
     fic_fix,
     free_fic_name,
     graph_endpoint,
@@ -688,7 +689,15 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
                 [credential_delete(ctx, name), fic_fix(ctx, "create", name, issuer)],
             )
         mine = match_fic(ctx.facts.identity.federated_credentials or [], issuer, ctx.subject) if same else None
-        if mine is not None and mine.audience_differs:
+        # federation.credential read the same credentials: its repair (an update in place of a trailing-slash
+        # twin, a case or whitespace slip) is the one to paste; a create beside it would be refused ("Issuer and
+        # subject combination already exists") or leave the wrong one in place
+        diagnosed = federated_credential(ctx) if same else None
+        repaired = next((f for f in diagnosed.findings if f.code.startswith("FIC_")), None) \
+            if diagnosed is not None and diagnosed.status == FAIL else None
+        if repaired is not None:
+            remediation += repaired.remediation
+        elif mine is not None and mine.audience_differs:
             # the subject's credential with another audience is made right in place: ARM refuses a second
             # credential with its issuer and subject ("Issuer and subject combination already exists for this
             # Managed Identity."), so a create would fail

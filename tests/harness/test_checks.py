@@ -524,6 +524,11 @@ def test_federated_credential_without_trailing_slash(run_world: RunWorld) -> Non
     assert finance.check("exchange.succeeds").status == FAIL
     assert "AADSTS700211" in finance.check("exchange.succeeds").message
     assert [f.code for f in finance.findings] == ["FIC_ISSUER_MISMATCH"]
+    # the exchange's own fix is the credential check's update in place: the terminal printed a create beside it,
+    # which ARM refuses once the update made the issuer right (one credential per issuer and subject)
+    credential_fix = [line for f in finance.check("federation.credential").findings for line in f.fix_lines()]
+    exchange_fix = [line for f in finance.check("exchange.succeeds").findings for line in f.fix_lines()]
+    assert exchange_fix == credential_fix and "az identity federated-credential update" in credential_fix[0]
     assert {finance.check(c).status for c in ("exchange.identity", "access.keyvault:finance-kv/db-password", "access.keyvault:platform-kv/admin-api-key")} == {SKIP}
     assert finance.check("access.keyvault:finance-kv/db-password").message == "skipped because exchange.succeeds failed"
     assert results.workloads["orders/orders-sa"].verdict == "pass"
