@@ -1080,6 +1080,9 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
             return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}), *restart]
         if kind == "Pod" and any(being_deleted(ctx, pod) for pod in pods):
             return [_held_advice(ctx, next(pod for pod in pods if being_deleted(ctx, pod)))]
+        if kind == "Pod" and all(never_mutated(ctx, pod) for pod in pods):  # no controller: labelled, then copied
+            return [step for pod in pods[:fix.SHOWN_PODS]
+                    for step in (fix.label_pod(namespace, pod, USE_LABEL, "true"), fix.recreate_pod(namespace, pod))]
         if kind == "Pod":  # no controller: the pod's own manifest, and a new pod for the webhook to see
             return [advice(f'add the label {USE_LABEL}: "true" to pod {name}\'s manifest (metadata.labels), then '
                            "delete it and create it again: the webhook acts on pod CREATE only"),
@@ -1164,6 +1167,8 @@ def _restart(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -> lis
     held = [pod for pod in pods if being_deleted(ctx, pod)] if kind == "Pod" else []
     if held:  # kubectl delete of a pod already Terminating waits on it (its finalizers) and changes nothing
         return [_held_advice(ctx, held[0])]
+    if kind == "Pod" and pods and all(never_mutated(ctx, pod) for pod in pods):  # a delete loses it for good
+        return [fix.recreate_pod(ctx.namespace, pod) for pod in pods[:fix.SHOWN_PODS]]
     return fix.restart_controller(kind, ctx.namespace, name, pods, on_delete=_on_delete(ctx, kind, name),
                                   partition=partition(kind, owner), paused=paused(kind, owner))
 
@@ -1175,6 +1180,17 @@ def being_deleted(ctx: WorkloadContext, pod_name: str) -> dict[str, Any] | None:
     pod = existing.pod if existing is not None and existing.existing and existing.pod else None
     meta = (pod or {}).get("metadata") or {}
     return pod if pod is not None and meta.get("deletionTimestamp") and _name(pod) == pod_name else None
+
+
+def never_mutated(ctx: WorkloadContext, pod_name: str) -> bool:
+    """Pod ``pod_name`` (a live one, or the --pod one) as read has no injected AZURE_* env and no projected token
+    volume: the webhook never mutated it, so a copy of its own spec (fix.recreate_pod) is what the webhook then
+    mutates at CREATE. A mutated pod's copy keeps the AZURE_* env it was given, which the webhook never overwrites."""
+    existing = ctx.facts.pod
+    read = [live.pod for live in (ctx.facts.live_pods.pods if ctx.facts.live_pods else [])]
+    read += [existing.pod] if existing is not None and existing.existing and existing.pod else []
+    pod = next((pod for pod in read if _name(pod) == pod_name), None)
+    return pod is not None and not injected_azure_env(pod) and not token_volumes(pod)
 
 
 def _held_advice(ctx: WorkloadContext, pod_name: str) -> Step:
@@ -1197,7 +1213,8 @@ def label_repair(ctx: WorkloadContext) -> list[Step]:
 def restart_workload(ctx: WorkloadContext, carrying: str | None = None) -> list[Step]:
     """Restart, by name, what runs under the workload's ServiceAccount, so that its pods are created again for
     the webhook (which acts on pod CREATE only): ``kubectl rollout restart`` of each Deployment, StatefulSet or
-    DaemonSet that owns one of its live pods, ``kubectl delete pod`` of a pod no such controller owns. With no
+    DaemonSet that owns one of its live pods, ``kubectl delete pod`` of a pod no such controller owns (a pod no
+    controller at all owns, never mutated, is made again from its own spec: :func:`never_mutated`). With no
     live pod there is nothing to restart (a note says so). With ``--pod`` the live pods are not listed: the given
     pod's own controller (its ownerReferences) is restarted. When neither is known (the list was refused), the
     command with a ``<deployment>`` for a person to fill in. ``carrying``: the client id the fix annotates; pods

@@ -13,16 +13,19 @@ from typing import Any
 
 from harness.checks import remediation as fix
 from harness.checks.context import WorkloadContext
+from harness.checks.live_pods import live_pods, restart_workload
 from harness.checks.model import FAIL
 from harness.checks.pod import pod_admitted, pod_labelled, pod_mutated
 from harness.checks.serviceaccount import near_miss_keys, sa_client_id_annotation
 from harness.collect.inventory import list_service_accounts
-from harness.commands import Command, intended_words, render
+from harness.commands import Command, intended_words, render, render_all
 from harness.config import WorkloadConfig
 from harness.facts import (
     ClusterFacts,
     IdentityFacts,
     KubeFailure,
+    LivePod,
+    LivePodsFacts,
     PodFacts,
     ServiceAccountFacts,
     WorkloadFacts,
@@ -177,3 +180,36 @@ def test_a_whole_cluster_run_verifies_a_service_account_whose_client_id_key_is_m
     assert [s["name"] for s in chosen] == ["backend-sa", "billing-sa", "ledger-sa", "orders-sa"]
     runbook, _, _ = list_service_accounts(kube, ["finance"])  # type: ignore[arg-type]
     assert [s["name"] for s in runbook] == ["orders-sa"]
+
+
+def workload_run(*pods: dict[str, Any]) -> WorkloadContext:
+    """A --workload run (its live pods listed, no --pod pod) over ``pods``, each run by no controller."""
+    ctx = context(bare_pod({}))
+    ctx.facts.pod = None
+    ctx.facts.live_pods = LivePodsFacts([LivePod(pod, "Pod", pod["metadata"]["name"]) for pod in pods])
+    return ctx
+
+
+def test_a_kubectl_run_pod_labelled_by_hand_is_made_again_from_its_own_spec_by_a_workload_run() -> None:
+    """By hand in the lab: kubectl run bare (backend-sa), kubectl label pod bare azure.workload.identity/use=true,
+    --workload finance/backend-sa: workload.live_pods' POD_NOT_MUTATED printed 'kubectl delete pod -n finance bare'
+    and '# recreate the pods from their manifest', which loses a pod made by kubectl run. Without the label
+    (POD_NOT_LABELLED), an advice to label its manifest and the same delete."""
+    labelled, unlabelled = live_pods(workload_run(bare_pod({USE: "true"}))), live_pods(workload_run(bare_pod({})))
+    assert labelled.status == unlabelled.status == FAIL
+    (mutated,), (label,) = labelled.findings, unlabelled.findings
+    assert mutated.code == "POD_NOT_MUTATED" and label.code == "POD_NOT_LABELLED"
+    assert REPLACE in mutated.fix_lines() and not any("delete pod" in line for line in mutated.fix_lines())
+    assert label.fix_lines() == ["kubectl label pod -n finance debug azure.workload.identity/use=true --overwrite",
+                                 REPLACE]
+    assert render_all(restart_workload(workload_run(bare_pod({USE: "true"})))) == [REPLACE]
+
+
+def test_a_workload_runs_mutated_or_owned_pod_is_not_copied_from_its_spec() -> None:
+    """A mutated bare pod's copy keeps its injected env (a stale client id would stay); a Job's pod is made again
+    by its Job."""
+    mutated = render_all(restart_workload(workload_run(bare_pod({USE: "true"}, mutated=True))))
+    assert mutated[0] == "kubectl delete pod -n finance debug" and not any("replace --force" in m for m in mutated)
+    ctx = workload_run(bare_pod({USE: "true"}, owned=True))
+    ctx.facts.live_pods.pods[0].owner_kind, ctx.facts.live_pods.pods[0].owner_name = "Job", "migrate"
+    assert not any("replace --force" in line for line in render_all(restart_workload(ctx)))

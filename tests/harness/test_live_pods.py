@@ -159,7 +159,7 @@ def test_owners_are_traced_to_the_controller_to_restart(references: list, labels
      ["kubectl rollout restart deployment/backend -n finance"]),
     ([{"kind": "StatefulSet", "name": "db", "controller": True}], {},
      ["kubectl rollout restart statefulset/db -n finance"]),
-    ([], {}, ["kubectl delete pod -n finance p"]),
+    ([], {}, ["kubectl get pod -n finance p -o yaml | kubectl replace --force -f -"]),  # no controller, never mutated
 ])
 def test_with_pod_the_restart_names_the_given_pods_own_controller(references: list, labels: dict,
                                                                    expected: list[str]) -> None:
