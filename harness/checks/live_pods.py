@@ -35,6 +35,7 @@ from harness.checks.podspec import (
     token_file_of,
     token_volumes,
     value_source,
+    value_sources,
 )
 from harness.checks.proxy_sidecar import proxy_findings
 from harness.checks.roles import created_on
@@ -648,6 +649,12 @@ def pod_problems(
                 problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has AZURE_CLIENT_ID="
                                         f"{client_id} but the ServiceAccount now says {annotated}: the pod "
                                         "predates the annotation's change"))
+        others = [variable for variable in INJECTED_ENV if variable != "AZURE_CLIENT_ID"]  # AZURE_CLIENT_ID: above
+        for variable, source in value_sources(container, others).items():
+            webhook = f", not the {(injected or {})[variable]} the webhook injects" if variable in (injected or {}) else ""
+            problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets {variable} itself, from {source}: "
+                                    "the webhook never sets a variable the container names, so the app gets what "
+                                    f"that holds (the harness does not read it){webhook}", variable))
         problems += [Problem("POD_ENV_CONFLICT", name, f"container {cname} sets {variable} itself, to an empty value: "
                              "the webhook never sets a variable the container names, so the app gets none", variable)
                      for variable in INJECTED_ENV if variable != "AZURE_CLIENT_ID" and named_empty(container, variable)]

@@ -64,7 +64,7 @@ from harness.checks.podspec import (
     mounts_of,
     token_file_of,
     token_volumes,
-    value_source,
+    value_sources,
 )
 from harness.checks.probe_output import unschedulable_message
 from harness.checks.serviceaccount import create_sa_steps
@@ -712,7 +712,7 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
     ]
     problems: list[str] = []
     findings: list[Finding] = []
-    preset = {name: source for name in missing for source in [value_source(container, name)] if source}
+    preset = value_sources(container, missing)
     if preset:
         # the webhook appends only the variables a container does not name (addEnvironmentVariables keys on the
         # name): one set with valueFrom keeps its source's value, which the pod spec does not show

@@ -4,6 +4,7 @@ or path: webhook v1.5 and v1.6 lay it out differently) and its mount."""
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -123,6 +124,12 @@ def value_source(container: Obj | None, name: str) -> str | None:
             return "valueFrom"
         return None
     return None
+
+
+def value_sources(container: Obj | None, names: Iterable[str]) -> dict[str, str]:
+    """Each of ``names`` the container sets itself with ``valueFrom``, and where from (value_source): the webhook
+    injects none of them, so the app gets what the ConfigMap, Secret or field holds (never read here)."""
+    return {name: source for name in names for source in [value_source(container, name)] if source}
 
 
 def token_volumes(pod: Obj | None, audience: str = TOKEN_AUDIENCE) -> list[TokenVolume]:

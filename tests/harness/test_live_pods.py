@@ -1666,3 +1666,55 @@ def test_the_collector_reads_the_service_account_a_live_pods_deployment_now_name
     facts = collect_live_pods(kube, "finance", "backend-sa")  # type: ignore[arg-type]
     assert facts.template_accounts == {"backend-sa-v2": {"team": "payments"}}
     assert kube.read == ["sa/backend-sa-v2"]  # once for both pods
+
+
+OTHER_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+@pytest.mark.parametrize(("variable", "ref", "said"), [
+    ("AZURE_TENANT_ID", {"configMapKeyRef": {"name": "appenv", "key": "AZURE_TENANT_ID"}},
+     "from configmap appenv key AZURE_TENANT_ID"),
+    ("AZURE_AUTHORITY_HOST", {"secretKeyRef": {"name": "app-ids", "key": "authority"}},
+     "from secret app-ids key authority"),
+    ("AZURE_FEDERATED_TOKEN_FILE", {"configMapKeyRef": {"name": "appenv", "key": "token-file"}},
+     "from configmap appenv key token-file"),
+])
+def test_a_webhook_variable_the_template_takes_from_a_configmap_or_secret_is_a_conflict(
+        variable: str, ref: dict[str, Any], said: str) -> None:
+    """By hand in the lab: ``kubectl create configmap appenv --from-literal=AZURE_TENANT_ID=<another tenant>`` and
+    ``kubectl set env deployment/backend --from=configmap/appenv`` (an env entry with valueFrom.configMapKeyRef).
+    The webhook keys on the name (addEnvironmentVariables), so the pods keep the ConfigMap's tenant and the exchange
+    fails; --workload passed, as only AZURE_CLIENT_ID's valueFrom was looked at, while --pod said POD_ENV_CONFLICT.
+    Now --workload says so too, for each injected variable, naming the source (never its value), and unsets it."""
+    preset = {"name": variable, "valueFrom": ref}
+    pod = workload_pod()
+    env = pod["spec"]["containers"][0]["env"]
+    env[:] = [preset, *(e for e in env if e["name"] != variable)]  # what the webhook left: the others appended
+    ctx = context([live(pod, deployment(template_env=[preset]))])
+    outcome = live_pods(ctx)
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_ENV_CONFLICT" and f"sets {variable} itself, {said}" in finding.message
+    assert finding.fix_lines() == [f"kubectl set env deployment/backend -n finance {variable}-"]
+    # --pod on the same pod names the same source (pod.mutated's reading, value_sources, is the one used)
+    ctx.facts.pod = PodFacts("finance", "backend-7d9f-abcde", existing=True, created=True, pod=pod,
+                             owner=deployment(template_env=[preset]))
+    assert said in pod_mutated(ctx).findings[0].message
+
+
+def test_a_tenant_from_a_configmap_names_what_the_webhook_injects_and_a_skipped_container_is_left() -> None:
+    """With a probe pod the finding says which tenant the webhook injects instead; a container the skip-containers
+    annotation names gets no AZURE_* env from the webhook, so its own is no conflict."""
+    preset = {"name": "AZURE_TENANT_ID", "valueFrom": {"configMapKeyRef": {"name": "appenv", "key": "tenant"}}}
+    pod = workload_pod()
+    pod["spec"]["containers"][0]["env"][1] = preset
+    ctx = context([live(pod, deployment(template_env=[preset]))])
+    probe = workload_pod(name="wi-probe-backend-sa-1")
+    probe["spec"]["containers"][0]["env"][1]["value"] = OTHER_TENANT
+    ctx.facts.pod = PodFacts("finance", "wi-probe-backend-sa-1", created=True, pod=probe)
+    (finding,) = live_pods(ctx).findings
+    assert finding.code == "POD_ENV_CONFLICT" and f"not the {OTHER_TENANT} the webhook injects" in finding.message
+    sidecar = {"name": "sidecar", "env": [preset]}
+    pod = workload_pod(annotations={"azure.workload.identity/skip-containers": "sidecar"})
+    pod["spec"]["containers"].append(sidecar)
+    assert [f.code for f in live_pods(context([live(pod)])).findings] == ["POD_CONTAINER_SKIPPED"]  # a warning

@@ -1058,6 +1058,28 @@ def _heal_env(w: World) -> None:
     w.kubectl("set env deployment/backend -n finance AZURE_CLIENT_ID-")
 
 
+OTHER_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"  # a tenant that is not the lab's
+
+
+def _tenant_from_configmap(w: World) -> None:
+    """kubectl set env --from=configmap: an env entry with valueFrom.configMapKeyRef, which the webhook leaves."""
+    w.kubectl(f"create configmap appenv -n finance --from-literal=AZURE_TENANT_ID={OTHER_TENANT}",
+              "set env deployment/backend -n finance --from=configmap/appenv",
+              "rollout status deployment/backend -n finance --timeout=120s")
+
+
+def _heal_tenant_from_configmap(w: World) -> None:
+    w.kubectl("set env deployment/backend -n finance AZURE_TENANT_ID-",
+              "delete configmap appenv -n finance --ignore-not-found",
+              "rollout status deployment/backend -n finance --timeout=120s")
+
+
+def _named_the_configmap_not_its_value(document: dict[str, Any]) -> None:
+    found = [f for f in findings_of(document, WORKLOAD) if f["code"] == "POD_ENV_CONFLICT"]
+    assert any("AZURE_TENANT_ID itself, from configmap appenv key AZURE_TENANT_ID" in f["message"] for f in found)
+    assert OTHER_TENANT not in json.dumps(found)  # the harness does not read the ConfigMap
+
+
 def _unlabel_template(w: World) -> None:
     pointer = USE_LABEL.replace("/", "~1")
     w.kubectl(f"patch deployment/backend -n finance --type json -p "
@@ -1593,6 +1615,8 @@ CASES = [
     Case("POD_NOT_MUTATED", _unmutated_pods, _heal_annotation),
     Case("POD_STALE_CLIENT_ID", _stale_pods, _heal_annotation),
     Case("POD_ENV_CONFLICT", _preset_env, _heal_env),
+    Case("POD_ENV_CONFLICT", _tenant_from_configmap, _heal_tenant_from_configmap, label="tenant-from-configmap",
+         broken=_named_the_configmap_not_its_value),
     Case("FIC_MISSING", _delete_fics, World.heal_fics),
     Case("FIC_ISSUER_MISMATCH", lambda w: _fic_change(issuer=w.person.info["issuer_url"].rstrip("/"))(w),
          World.heal_fics),
