@@ -1030,10 +1030,13 @@ CATALOGUE: tuple[Entry, ...] = (
         "ContainerNotFound only to a caller it lets read there; on a deny target that answer is "
         "ACCESS_ALLOWED_UNEXPECTEDLY).",
         "Fix the blob's or the container's name in harness.yaml (the fix lists the container's blobs, or the "
-        "account's containers), or upload it.",
+        "account's containers), or upload it; a blob deleted under blob soft delete is listed with --include d and "
+        "brought back with its undelete.",
         "test:tests/harness/test_access_verdicts_lab.py::test_a_blob_deleted_through_the_storage_api_is_blob_not_f"
         "ound",
         "unit:tests/harness/test_checks.py::test_only_authorization_refusals_prove_a_deny",
+        "unit:tests/harness/test_checks.py::test_a_missing_blob_is_looked_for_among_the_soft_deleted_before_harness_"
+        "yaml_is_blamed",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(

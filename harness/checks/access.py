@@ -914,7 +914,12 @@ def missing_object(
     else:
         message = f"{what} does not exist ({detail})"
         repair = [fix.list_blobs(check.account_url, check.container),
-                  advice("fix the container/blob in harness.yaml, or upload the blob")]
+                  # blob soft delete (1-365 days on the account's blob service) keeps a deleted blob out of a plain
+                  # List Blobs; --include d lists it and Undelete Blob brings it back (learn.microsoft.com, Undelete
+                  # Blob; the az CLI's help for storage blob list and storage blob undelete)
+                  fix.list_deleted_blobs(check.account_url, check.container),
+                  fix.undelete_blob_advice(check.account_url, check.container, check.blob),
+                  advice("else fix the container/blob in harness.yaml, or upload the blob")]
     return failed(f"{what}: expected {check.expect}: {message}", evidence,
                   Finding(code, ERROR, "access", message, evidence, repair))
 

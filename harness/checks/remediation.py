@@ -1559,6 +1559,24 @@ def list_blobs(account_url: str, container: str) -> Command:
                    "--container-name", container, "--auth-mode", "login", "--query", "[].name", "-o", "tsv")
 
 
+def list_deleted_blobs(account_url: str, container: str) -> Command:
+    """The container's soft-deleted blobs: List Blobs with ``--include d`` returns them too, each with ``deleted``
+    true in the az CLI's output (its blob JSON transform); without blob soft delete on the account it is empty."""
+    return command("az", "storage", "blob", "list", "--blob-endpoint", url_or(account_url, "<account-url>"),
+                   "--container-name", container, "--auth-mode", "login", "--include", "d",
+                   "--query", "[?deleted].name", "-o", "tsv",
+                   note="blobs deleted under blob soft delete, while their retention lasts")
+
+
+def undelete_blob_advice(account_url: str, container: str, blob: str) -> Advice:
+    """Undelete Blob (``PUT ?comp=undelete``, the az CLI's ``storage blob undelete``) restores a soft-deleted blob
+    within its retention days; as a comment, since it applies only when the deleted list names the blob (and needs a
+    role that may write blobs, such as Storage Blob Data Contributor)."""
+    undelete = command("az", "storage", "blob", "undelete", "--blob-endpoint", url_or(account_url, "<account-url>"),
+                       "--container-name", container, "--name", blob, "--auth-mode", "login")
+    return advice(f"if the second list names {blob}, it was deleted: {render(undelete)}")
+
+
 def list_containers(account_url: str) -> Command:
     """The account's containers, when the one named is not there (a List Blobs on it would answer ContainerNotFound
     too): List Containers by ``--blob-endpoint``, as :func:`list_blobs`."""

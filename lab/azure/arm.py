@@ -431,6 +431,8 @@ async def _resource(ctx: Ctx, method: str, rtype: tuple[str, str], rg: str, tail
             return _cluster_credentials(ctx, method, rtype, rg, name, scope, _CREDENTIAL_LISTS[child])
         if kind == "managedClusters" and child in ("stop", "start") and len(tail) == 2:
             return await _stop_or_start_cluster(ctx, method, rtype, rg, name, scope, child)
+        if kind == "storageAccounts" and child == "blobservices" and len(tail) == 3 and tail[2].lower() == "default":
+            return await _blob_service_properties(ctx, method, rg, name, scope)
         raise errors.invalid_resource_type(f"{rtype[1]}/{tail[1]}", rtype[0], ctx.api_version)
 
     if method == "GET":
@@ -909,6 +911,42 @@ def _put_vault(
                 dict(r) for r in acls["virtualNetworkRules"] if isinstance(r, dict)
             ]
     return json_response(render.vault(ctx.lab, kv), status=201 if created else 200)
+
+
+async def _blob_service_properties(ctx: Ctx, method: str, rg: str, name: str, scope: str) -> web.Response:
+    """``.../storageAccounts/NAME/blobServices/default`` (the Storage REST spec's BlobServices_GetServiceProperties
+    and _SetServiceProperties): what ``az storage account blob-service-properties show|update`` GETs and PUTs back
+    whole. The lab keeps deleteRetentionPolicy (blob soft delete) and renders the other policies as off."""
+    if method not in ("GET", "PUT"):
+        raise errors.method_not_allowed(method)
+    action = "Microsoft.Storage/storageAccounts/blobServices/" + ("read" if method == "GET" else "write")
+    ctx.authorize(f"{scope}/blobServices/default", action)
+    require_group(ctx, rg)
+    account = _one(ctx, TYPES[("microsoft.storage", "storageaccounts")], rg, name)
+    if account is None:
+        raise _not_found(TYPES[("microsoft.storage", "storageaccounts")], rg, name)
+    if method == "PUT":
+        body = await ctx.body()
+        properties = body.get("properties") if isinstance(body, dict) else None
+        policy = properties.get("deleteRetentionPolicy") if isinstance(properties, dict) else None
+        if isinstance(policy, dict) and policy.get("enabled") is not None:
+            days = policy.get("days")
+            if policy["enabled"] and not (isinstance(days, int) and 1 <= days <= 365):
+                # the spec bounds days to 1-365; unverified: ARM's exact code and text for a value outside them
+                raise ArmError(400, "InvalidValuesForRequestParameters",
+                               "Values for request parameters are invalid: deleteRetentionPolicy.days.")
+            account.delete_retention_days = days if policy["enabled"] else None
+    retention: dict[str, Any] = {"enabled": account.delete_retention_days is not None,
+                                 "allowPermanentDelete": False}
+    if account.delete_retention_days is not None:
+        retention["days"] = account.delete_retention_days
+    return json_response({
+        "id": f"{account.resource_id}/blobServices/default", "name": "default",
+        "type": "Microsoft.Storage/storageAccounts/blobServices",
+        "properties": {"cors": {"corsRules": []}, "deleteRetentionPolicy": retention,
+                       "containerDeleteRetentionPolicy": {"enabled": False}, "isVersioningEnabled": False,
+                       "changeFeed": {"enabled": False}},
+    })
 
 
 _STORAGE_NAME = re.compile(r"^[a-z0-9]{3,24}$")

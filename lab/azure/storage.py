@@ -258,7 +258,8 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         raise StorageError(405, "UnsupportedHttpVerb", "The resource doesn't support specified Http Verb.")
     if (method == "GET" and len(parts) == 2 and parts[1] and request.query.get("restype") == "container"
             and request.query.get("comp") == "list"):
-        return _list_blobs(lab, account, parts[1], claims, f"{request.url.origin()}/{account.name}/")
+        include = set(request.query.get("include", "").split(","))
+        return _list_blobs(lab, account, parts[1], claims, f"{request.url.origin()}/{account.name}/", include)
     if method in ("PUT", "DELETE") and len(parts) == 2 and parts[1] and request.query.get("restype") == "container" \
             and "comp" not in request.query:
         return _create_or_delete_container(lab, account, parts[1], claims, method)
@@ -269,20 +270,29 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         raise StorageError(
             400,
             "UnsupportedQueryParameter",
-            "The lab's blob service answers blob reads, Put Blob, Delete Blob, List Blobs, List Containers, Create "
-            "Container and Delete Container only.",
+            "The lab's blob service answers blob reads, Put Blob, Delete Blob, Undelete Blob, List Blobs, List "
+            "Containers, Create Container and Delete Container only.",
         )
     container_name, blob_name = parts[1], parts[2]
+    # Undelete Blob is a PUT too: the write data action (unverified: the docs' table for Undelete Blob)
     action = {"PUT": WRITE_ACTION, "DELETE": DELETE_ACTION}.get(method, READ_ACTION)
     container = _permitted_container(lab, account, container_name, claims,
                                      blob_resource_id(account, container_name, blob_name), action)
+    if method == "PUT" and request.query.get("comp") == "undelete":
+        return _undelete_blob(account, container_name, blob_name, container)
     if method == "PUT":
         return await _put_blob(request, account, container_name, blob_name, container)
     if method == "DELETE":
-        if container.pop(blob_name, None) is None:
+        data = container.pop(blob_name, None)
+        if data is None:
             raise StorageError(404, "BlobNotFound", "The specified blob does not exist.")
-        # no soft delete on the lab's accounts: the blob is gone for good
-        return web.Response(status=202, headers={"x-ms-delete-type-permanent": "true"})
+        if account.delete_retention_days is None:  # no blob soft delete: gone for good
+            return web.Response(status=202, headers={"x-ms-delete-type-permanent": "true"})
+        # blob soft delete keeps it for the retention days: Get Blob answers BlobNotFound meanwhile, List Blobs
+        # shows it only with include=deleted (learn.microsoft.com, Soft delete for blobs; Delete Blob's
+        # x-ms-delete-type-permanent is false for a soft delete)
+        account.deleted_blobs.setdefault(container_name, {})[blob_name] = (data, time.time())
+        return web.Response(status=202, headers={"x-ms-delete-type-permanent": "false"})
     data = container.get(blob_name)
     if data is None:
         raise StorageError(404, "BlobNotFound", "The specified blob does not exist.")
@@ -337,21 +347,28 @@ def _permitted_container(lab: Lab, account: StorageAccount, container_name: str,
 
 
 def _list_blobs(lab: Lab, account: StorageAccount, container_name: str, claims: dict[str, Any],
-                endpoint: str) -> web.Response:
+                endpoint: str, include: set[str]) -> web.Response:
     """List Blobs (``?restype=container&comp=list``, what ``az storage blob list`` sends): one page, every blob,
     under the read data action at the container or above (the REST reference's EnumerationResults document)."""
     scope = f"{account.resource_id}/blobServices/default/containers/{container_name}"
     container = _permitted_container(lab, account, container_name, claims, scope, READ_ACTION)
+    listed = [(name, data, None) for name, data in container.items()]
+    if "deleted" in include:  # include=deleted adds the soft-deleted blobs, <Deleted>true</Deleted>
+        listed += [(name, data, when) for name, (data, when) in _soft_deleted(account, container_name).items()]
     blobs = []
-    for name, data in sorted(container.items()):
+    for name, data, deleted_at in sorted(listed, key=lambda item: (item[0], item[2] is None)):
         etag, modified = _etag_and_time(account.name, container_name, name, data)
         stamp = formatdate(modified, usegmt=True)
+        deleted = "" if deleted_at is None else "<Deleted>true</Deleted>"
+        deleted_time = "" if deleted_at is None else (
+            f"<DeletedTime>{formatdate(deleted_at, usegmt=True)}</DeletedTime>"
+            f"<RemainingRetentionDays>{account.delete_retention_days or 1}</RemainingRetentionDays>")
         blobs.append(
-            f"<Blob><Name>{escape(name)}</Name><Properties><Creation-Time>{stamp}</Creation-Time>"
+            f"<Blob><Name>{escape(name)}</Name>{deleted}<Properties><Creation-Time>{stamp}</Creation-Time>"
             f"<Last-Modified>{stamp}</Last-Modified><Etag>{escape(etag)}</Etag>"
             f"<Content-Length>{len(data)}</Content-Length><Content-Type>application/octet-stream</Content-Type>"
             "<BlobType>BlockBlob</BlobType><LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>"
-            "<ServerEncrypted>true</ServerEncrypted></Properties></Blob>"
+            f"<ServerEncrypted>true</ServerEncrypted>{deleted_time}</Properties></Blob>"
         )
     body = ('<?xml version="1.0" encoding="utf-8"?>'
             f'<EnumerationResults ServiceEndpoint="{escape(endpoint)}" ContainerName="{escape(container_name)}">'
@@ -414,7 +431,36 @@ def _create_or_delete_container(lab: Lab, account: StorageAccount, name: str, cl
         return web.Response(status=201, headers={"ETag": etag, "Last-Modified": formatdate(usegmt=True)})
     if account.containers.pop(name, None) is None:
         raise StorageError(404, "ContainerNotFound", "The specified container does not exist.")
+    # blob soft delete does not keep a deleted container's blobs (container soft delete would; the lab has none)
+    account.deleted_blobs.pop(name, None)
     return web.Response(status=202)
+
+
+def _soft_deleted(account: StorageAccount, container_name: str) -> dict[str, tuple[bytes, float]]:
+    """The container's soft-deleted blobs still within the retention days (those past it are gone)."""
+    kept = account.deleted_blobs.get(container_name, {})
+    if account.delete_retention_days is not None:
+        # unverified: a soft-deleted blob past its retention is removed; turning soft delete off keeps the blobs
+        # already deleted until their retention ends (here: the days they were deleted under are not kept apart)
+        horizon = time.time() - account.delete_retention_days * 86400
+        for name in [n for n, (_, when) in kept.items() if when < horizon]:
+            del kept[name]
+    return kept
+
+
+def _undelete_blob(account: StorageAccount, container_name: str, blob_name: str,
+                   container: dict[str, bytes]) -> web.Response:
+    """Undelete Blob (``PUT ?comp=undelete``, what ``az storage blob undelete`` sends): 200, the soft-deleted blob
+    restored with its contents; a blob that is not soft-deleted is left as it is (the az CLI's help: "will succeed
+    without any changes"). Unverified: the answer for a name neither live nor soft-deleted (here 404 BlobNotFound)
+    and a restore over a live blob of the same name (here the live one is kept)."""
+    deleted = _soft_deleted(account, container_name)
+    if blob_name in deleted:
+        data, _ = deleted.pop(blob_name)
+        container.setdefault(blob_name, data)
+    elif blob_name not in container:
+        raise StorageError(404, "BlobNotFound", "The specified blob does not exist.")
+    return web.Response(status=200)
 
 
 async def _put_blob(request: web.Request, account: StorageAccount, container_name: str, blob_name: str,

@@ -489,6 +489,11 @@ class StorageAccount:
     # blob service takes bearer tokens only, so shared key being off changes none of its answers
     allow_shared_key_access: bool = True
     minimum_tls_version: str = "TLS1_2"
+    # the blob service's deleteRetentionPolicy (az storage account blob-service-properties update
+    # --enable-delete-retention true --delete-retention-days N): None is off, a deleted blob is gone for good;
+    # soft-deleted blobs: container -> blob name -> (bytes, when deleted)
+    delete_retention_days: int | None = None
+    deleted_blobs: dict[str, dict[str, tuple[bytes, float]]] = field(default_factory=dict)
 
     @property
     def resource_id(self) -> str:

@@ -2138,6 +2138,27 @@ def test_only_authorization_refusals_prove_a_deny() -> None:
     assert _answered("blob", "allow", 404).findings[0].code == "BLOB_NOT_FOUND"  # HEAD: no body
 
 
+def test_a_missing_blob_is_looked_for_among_the_soft_deleted_before_harness_yaml_is_blamed() -> None:
+    """az storage blob delete on an account with blob soft delete (az storage account blob-service-properties update
+    --enable-delete-retention true) keeps the blob, but Get Blob answers BlobNotFound as for a name never written
+    and a plain List Blobs leaves it out: the fix printed only that list and "fix harness.yaml, or upload", so the
+    deleted blob was never named and its undelete never offered."""
+    finding = _answered("blob", "allow", 404, code="BlobNotFound").findings[0]
+    assert finding.code == "BLOB_NOT_FOUND"
+    lines = finding.fix_lines()
+    listing = (f"az storage blob list --blob-endpoint {ACCOUNT} --container-name reports --auth-mode login "
+               "--include d --query '[?deleted].name' -o tsv")
+    assert lines[0].startswith(f"az storage blob list --blob-endpoint {ACCOUNT} --container-name reports ")
+    assert "--include" not in lines[0]
+    assert lines[1].startswith(listing)
+    assert lines[2] == (f"# if the second list names daily.csv, it was deleted: az storage blob undelete --blob-endpoint "
+                        f"{ACCOUNT} --container-name reports --name daily.csv --auth-mode login")
+    assert lines[3] == "# else fix the container/blob in harness.yaml, or upload the blob"
+    # a missing container is not a deleted blob: its own list and its container restore, no blob undelete
+    container = _answered("blob", "allow", 404, code="ContainerNotFound").findings[0].fix_lines()
+    assert not any("undelete" in line or "--include d" in line for line in container)
+
+
 def test_an_access_policy_vault_needs_set_policy_not_a_role() -> None:
     outcome = _answered("keyvault_secret", "allow", 403, code="Forbidden", innererror="AccessDenied")
     finding = outcome.findings[0]

@@ -218,6 +218,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "recover_secret": lambda d: fix.recover_secret(d(nasty_text), d(nasty_text)),
     "list_blobs": lambda d: fix.list_blobs(d(nasty_text), d(nasty_text)),
     "list_containers": lambda d: fix.list_containers(d(nasty_text)),
+    "list_deleted_blobs": lambda d: fix.list_deleted_blobs(d(nasty_text), d(nasty_text)),
     "storage_account_list": lambda d: fix.storage_account_list(),
     "rotate_issuer_keys": lambda d: fix.rotate_issuer_keys(azure_of(d)),
     "api_server_jwks": lambda d: fix.api_server_jwks(),

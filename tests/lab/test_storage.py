@@ -180,6 +180,54 @@ def test_a_contributor_deletes_and_uploads_a_blob_a_reader_may_not(st: StLab) ->
     assert st.blob(account, reader, "reports", "daily.csv").download_blob().readall() == CONTENT
 
 
+def test_blob_soft_delete_set_through_arm_keeps_a_deleted_blob_until_it_is_undeleted(st: StLab) -> None:
+    """az storage account blob-service-properties update --enable-delete-retention true answered InvalidResourceType
+    (the lab had no blobServices/default) and a deleted blob was gone for good. Now: the retention is GET and PUT
+    there; a deleted blob reads as BlobNotFound and is left out of List Blobs, listed with include=deleted, brought
+    back by Undelete Blob (a write: a reader is refused); with the retention off a delete is permanent."""
+    from azure.storage.blob import ContainerClient
+
+    account = st.account()
+    writer = st.app("Storage Blob Data Contributor", account.resource_id)
+    reader = st.app("Storage Blob Data Reader", account.resource_id)
+    admin = st.lab.azure.principal_by_client_id(st.lab.credentials["admin"]["client_id"])
+
+    def arm(method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        answer = requests.request(
+            method, f"{st.lab.endpoints['arm']}{account.resource_id}/blobServices/default",
+            params={"api-version": "2023-05-01"}, json=body, verify=st.ca, timeout=30,
+            headers={"Authorization": f"Bearer {lab_token(st.lab, admin, 'https://management.azure.com/')}"})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["properties"]["deleteRetentionPolicy"]
+
+    def retention(enabled: bool, days: int | None) -> dict[str, Any]:
+        return arm("PUT", {"properties": {"deleteRetentionPolicy": {"enabled": enabled, "days": days}}})
+
+    assert arm("GET")["enabled"] is False
+    assert retention(True, 7) == {"enabled": True, "days": 7, "allowPermanentDelete": False}
+    container = ContainerClient(st.lab.blob_url(account.name), "reports",
+                                credential=secret_credential(st.lab, writer), connection_verify=st.ca)
+    st.blob(account, writer, "reports", "daily.csv").delete_blob()
+    with pytest.raises(ResourceNotFoundError) as gone:
+        st.blob(account, reader, "reports", "daily.csv").download_blob()
+    assert gone.value.error_code == "BlobNotFound"
+    assert "daily.csv" not in [b.name for b in container.list_blobs()]
+    assert [b.name for b in container.list_blobs(include=["deleted"]) if b.deleted] == ["daily.csv"]
+    with pytest.raises(HttpResponseError) as refused:
+        st.blob(account, reader, "reports", "daily.csv").undelete_blob()
+    assert refused.value.error_code == "AuthorizationPermissionMismatch"
+    st.blob(account, writer, "reports", "daily.csv").undelete_blob()
+    assert st.blob(account, reader, "reports", "daily.csv").download_blob().readall() == CONTENT
+    assert not [b for b in container.list_blobs(include=["deleted"]) if b.deleted]
+
+    assert retention(False, None) == {"enabled": False, "allowPermanentDelete": False}
+    st.blob(account, writer, "reports", "daily.csv").delete_blob()
+    assert not [b for b in container.list_blobs(include=["deleted"]) if b.deleted]
+    with pytest.raises(ResourceNotFoundError) as never:
+        st.blob(account, writer, "reports", "daily.csv").undelete_blob()
+    assert never.value.error_code == "BlobNotFound"
+
+
 def test_list_containers_as_the_sdk_and_az_storage_container_list_send_it(st: StLab) -> None:
     """List Containers (GET /<account>/?comp=list): every container, to a caller holding a blob data role on the
     account; a caller with no role there is refused as Storage refuses it (the printed listing of BLOB_NOT_FOUND when
