@@ -52,6 +52,13 @@ def _path(value: str) -> Path:
     return Path(value)
 
 
+def _text(value: str) -> str:
+    """A value that replaces one of harness.yaml's: an empty one ("$IMAGE" unset) would silently keep the file's."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset variable?): name one, or leave the option out")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="wi-harness commands (the suites run under pytest)"
@@ -69,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     merge_cmd.add_argument("runs", type=_path, nargs="+", metavar="RUN.json")
     merge_cmd.add_argument("-o", "--output", type=_path, required=True, metavar="DIR")
     merge_cmd.add_argument(
-        "--expect", action="append", default=[], metavar="CLUSTER",
+        "--expect", action="append", default=[], type=_text, metavar="CLUSTER",
         help="a cluster (by name) that must have a run: without one the fleet verdict is FAIL (repeatable)",
     )
     manifests = commands.add_parser("manifests", help="Kubernetes manifests for a harness.yaml")
@@ -79,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render_manifests.add_argument("--config", type=_path, required=True, metavar="harness.yaml")
     render_manifests.add_argument("--out", type=_path, required=True, metavar="DIR")
-    render_manifests.add_argument("--image", metavar="IMAGE", help="the harness image, in place of harness.image")
+    render_manifests.add_argument("--image", type=_text, metavar="IMAGE",
+                                  help="the harness image, in place of harness.image")
     render_manifests.add_argument(
         "--probes-only", action="store_true",
         help="only DIR/probes/ (a probe pod per workload, for kubectl apply by hand): no harness: section needed",
@@ -216,12 +224,18 @@ def _merge(runs: list[Path], out_dir: Path, expected: list[str] | None = None) -
     try:
         write_documents(out_dir, {fmt: render_fleet(documents, fmt, expected or ()) for fmt in FORMATS}, scrub)
     except OSError as exc:
-        raise ReportInputError(f"{out_dir}: cannot write there: {exc.strerror or exc}") from None
+        raise ReportInputError(f"{out_dir}: cannot write there (its sign-offs left as they were): "
+                               f"{exc.strerror or exc}") from None
     fleet = fleet_view(documents, expected or ())
     print(f"fleet verdict {fleet.verdict.upper()}: {fleet.summary}; wrote {', '.join(str(p) for p in paths)}",
           file=sys.stderr)
     if fleet.table.note:  # a cluster expected without a run; several runs of one cluster: each counts
         print(fleet.table.note, file=sys.stderr)
+    run_clusters = {run.cluster_key[0] for _, runs_of in fleet.clusters for run in runs_of}
+    for name in dict.fromkeys(expected or ()):
+        close = difflib.get_close_matches(name, sorted(run_clusters), n=1, cutoff=0.6) if name not in run_clusters else []
+        if close:  # --expect aks-prod-eu for a run of aks-prod-weu: a typo, not a job that failed
+            print(f"--expect {name}: no run of that name; did you mean {close[0]}?", file=sys.stderr)
     return 0 if fleet.verdict == "pass" else FLEET_FAILED
 
 
@@ -235,9 +249,16 @@ def _output_dir(out_dir: Path) -> None:
 
 
 def _write(output: Path, text: str) -> None:
+    """``output`` replaced whole or left as it was: a failed write never leaves a sign-off cut short."""
+    from harness.input_files import write_text_replacing
+
     if output.is_dir():
         raise ReportInputError(f"{output}: is a directory, not a file")
+    parent = output.parent
+    if not parent.is_dir():
+        what = "is a file, not a directory" if parent.exists() else "does not exist"
+        raise ReportInputError(f"{output}: cannot write: the directory {parent} {what}")
     try:
-        output.write_text(text, encoding="utf-8")
+        write_text_replacing(output, text)
     except OSError as exc:
-        raise ReportInputError(f"{output}: cannot write: {exc.strerror or exc}") from None
+        raise ReportInputError(f"{output}: cannot write (left as it was): {exc.strerror or exc}") from None

@@ -854,16 +854,17 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> HarnessCon
         data = load_yaml(text)
     except (yaml.YAMLError, RecursionError) as exc:
         raise ConfigError(source, [f"(file): {yaml_problem(exc)}"]) from None
-    if data is None:
-        raise ConfigError(source, ["(file): is empty"])
     return parse_config(data, source, base_dir=Path(path).parent, environ=environ)
 
 
 def parse_config(
     data: Any, source: str = "(inline)", base_dir: Path | None = None, environ: dict[str, str] | None = None
 ) -> HarnessConfig:
+    if data is None:  # no document, or comments alone
+        raise ConfigError(source, ["(file): is empty"])
     if not isinstance(data, dict):
-        raise ConfigError(source, [f"(file): must be a mapping of sections, got {type(data).__name__}"])
+        raise ConfigError(source, [f"(file): must be a mapping of sections (cluster:, azure:, workloads: ...), "
+                                   f"got a {_yaml_kind(data)}"])
     schema = data.get("schema")
     if isinstance(schema, str) and schema.startswith("wi-harness/run/"):  # --config reports/latest/run.json
         raise ConfigError(source, [f"(file): is a run report ({values.printable(schema, 40)}), not a harness config: "
@@ -936,7 +937,19 @@ def _problem_line(error: Any) -> str:
         unit = " of seconds" if loc.endswith("_seconds") else ""
         message = f"must be a number{unit}, without a unit"
     elif kind == "list_type":  # workloads: finance/backend-sa
-        message = f"must be a list (one '- ' entry per item, indented under it), not a {_yaml_kind(given)}"
+        found = "got nothing (an empty section)" if given is None else f"not a {_yaml_kind(given)}"
+        message = f"must be a list (one '- ' entry per item, indented under it), {found}"
+    elif kind == "invalid_key":  # 123: x, yes: x, ~: x: YAML typed the key before the harness saw it
+        key = "an empty key (~ or null)" if given is None else f"key {given!r}, which YAML read as a {_yaml_kind(given)},"
+        loc = _format_loc(tuple(error.get("loc", ()))[:-1])
+        return f"{loc or '(file)'}: {key} is not a field name: field names are text"
+    elif kind == "literal_error" and isinstance(given, bool):  # expect: yes
+        expected = error.get("ctx", {}).get("expected", "")
+        message = (f"must be {expected}, but YAML read the value as a boolean (as it reads yes, no, on, off, true "
+                   f"and false): write {expected}")
+        return mask_userinfo(f"{loc}: {message}")
+    elif kind == "string_type" and given is None:  # namespace: (nothing after the colon)
+        message = "is empty: write a value after the colon"
     elif kind == "union_tag_invalid":
         tags = error.get("ctx", {}).get("expected_tags", "")
         message = f"kind must be one of {tags}, got {error.get('ctx', {}).get('tag')!r}"
@@ -947,6 +960,8 @@ def _problem_line(error: Any) -> str:
         message = f"must be text, but YAML read the value as a {_yaml_kind(given)}: put it in quotes"
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
+    elif message.startswith("Input should be "):  # pydantic's wording, as the harness's own: "must be ..."
+        message = "must be " + message.removeprefix("Input should be ")
     elif message.startswith("Assertion failed, "):
         message = message.removeprefix("Assertion failed, ")
     if (
@@ -968,6 +983,8 @@ def _yaml_kind(value: Any) -> str:
         return "date"
     if isinstance(value, list):
         return "list"
+    if isinstance(value, dict):
+        return "mapping"
     return "string" if isinstance(value, str) else type(value).__name__
 
 

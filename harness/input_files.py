@@ -5,12 +5,16 @@ A path may name a FIFO (a read that never returns), /dev/zero (one that never en
 several gigabytes or a file an editor saved as UTF-16; a YAML file may nest thousands of levels deep, repeat a
 key or expand a few aliases into billions of nodes. Each is refused with :class:`InputFileError` before or
 while it is read: never by a hang, a crash, a traceback or a silent guess.
+
+What the harness writes over a file a user keeps (a sign-off, a manifest) goes through
+:func:`write_text_replacing`: a write that fails (a full disk, a file-size limit) leaves the earlier file whole.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import ssl
 import stat
 from pathlib import Path
@@ -134,6 +138,26 @@ def decode_utf8(path: Path, data: bytes) -> str:
             f"is not UTF-8: byte 0x{data[exc.start]:02x} at line {line} column {column} "
             "(saved as Latin-1 or another code page?): save it as UTF-8",
         ) from None
+
+
+def write_text_replacing(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to a new temporary file beside ``path``, then rename it over ``path``: never a
+    half-written ``path``. A symlink's target is what is replaced; a device or FIFO (``/dev/stdout``, a pipe) is
+    written to directly. OSError as the write raised it; the temporary file is removed then."""
+    if path.exists() and not path.is_file():
+        path.write_text(text, encoding="utf-8")
+        return
+    path = Path(os.path.realpath(path))
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # mode 0666 less the umask, as open() gives a new file (mkstemp's 0600 would narrow a shared sign-off)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_text(path: Path, limit: int) -> str:
@@ -290,6 +314,8 @@ def yaml_problem(exc: yaml.YAMLError | RecursionError) -> str:
     mark = getattr(exc, "problem_mark", None)
     where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
     problem = getattr(exc, "problem", None) or "not valid YAML"
+    if problem == "but found another document":  # a '---' line and more after it
+        problem += " (a '---' line starts a second document: the file holds one)"
     if "'\\t'" in problem:  # PyYAML refuses a tab even after 'key:', where kubectl's YAML takes one
         problem += " (a tab: indent and separate with spaces)"
     return f"not valid YAML{where}: {problem}"

@@ -28,7 +28,7 @@ import yaml
 from harness.collect.probe_pods import ProbeRequest, build_probe_pod, probe_config_for
 from harness.collect.probe_source import probe_source_files, source_configmap
 from harness.config import HarnessConfig, load_config, parse_config
-from harness.input_files import MAX_CONFIG_BYTES, InputFileError, load_yaml, read_text
+from harness.input_files import MAX_CONFIG_BYTES, InputFileError, load_yaml, read_text, write_text_replacing
 from harness.manifests import render_text
 from harness.values import image_reference_problem, namespace_problem, printable
 
@@ -209,15 +209,20 @@ def render_bundle(
 
 
 def _write(out_dir: Path, documents: dict[str, str]) -> list[Rendered]:
+    """Each file replaced whole (a failed write leaves the earlier one as it was, never a manifest cut short that
+    ``kubectl apply`` would take in part)."""
     written: list[Rendered] = []
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RenderError(f"{out_dir}: is a file, not a directory")
     try:
         (out_dir / "probes").mkdir(parents=True, exist_ok=True)
         for relative, text in documents.items():
             path = out_dir / relative
-            path.write_text(text, encoding="utf-8")
+            write_text_replacing(path, text)
             kinds = [d["kind"] for d in yaml.safe_load_all(text) if d]
             written.append(Rendered(path, kinds))
     except OSError as exc:
-        raise RenderError(f"{out_dir}: cannot write there: {exc.strerror or exc}") from None
+        done = f" ({len(written)} of {len(documents)} files written)" if written else ""
+        raise RenderError(f"{out_dir}: cannot write there{done}: {exc.strerror or exc}") from None
     return written
 

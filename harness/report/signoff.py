@@ -913,14 +913,22 @@ def write_signoff(run_dir: Path, document: dict[str, Any], scrub: Any = None) ->
 
 
 def write_documents(out_dir: Path, texts: dict[str, str], scrub: Any = None) -> list[Path]:
-    paths = []
-    for fmt, text in texts.items():
-        path = out_dir / SIGNOFF_FILES[fmt]
-        tmp = out_dir / f".{SIGNOFF_FILES[fmt]}.tmp"
-        tmp.write_text(scrub(text) if scrub else text, encoding="utf-8")
-        tmp.replace(path)
-        paths.append(path)
-    return paths
+    """Each format's file in ``out_dir``, written whole to a temporary file first and renamed over the old one
+    only when every one was written: a failed write (a full disk) leaves the earlier pair as it was, and no
+    temporary file behind. OSError as the write raised it."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for fmt, text in texts.items():
+            path = out_dir / SIGNOFF_FILES[fmt]
+            tmp = out_dir / f".{SIGNOFF_FILES[fmt]}.tmp"
+            staged.append((tmp, path))
+            tmp.write_text(scrub(text) if scrub else text, encoding="utf-8")
+        for tmp, path in staged:
+            tmp.replace(path)
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+    return [path for _, path in staged]
 
 
 # ---------------------------------------------------------------- reading a run.json someone points at
@@ -969,6 +977,8 @@ def load_run(path: Path) -> dict[str, Any]:
         raise ReportInputError(f"{path}: not JSON ({exc})") from None
     except ValueError as exc:
         raise ReportInputError(f"{path}: not JSON ({exc})") from None
+    except RecursionError:  # [[[... thousands deep: the decoder recurses (a run.json nests fewer than 10 levels)
+        raise ReportInputError(f"{path}: not a run.json: JSON nested too deeply to read") from None
     schema = document.get("schema") if isinstance(document, dict) else None
     if not isinstance(schema, str) or not schema.startswith("wi-harness/run/"):
         raise ReportInputError(f'{path}: not a run.json (no "schema": "wi-harness/run/v1")')

@@ -251,7 +251,8 @@ CONFIG_FILE_CASES = [
     pytest.param(_duplicate_key, ["duplicate key 'probe' (first at line"], id="duplicate-key"),
     pytest.param(_alias_bomb, ["aliases expand to more than", "alias bomb"], id="alias-bomb"),
     pytest.param(_recursive_alias, ["an alias refers to its own anchor"], id="recursive-alias"),
-    pytest.param(_a_list, ["must be a mapping of sections, got list"], id="yaml-list"),
+    pytest.param(_a_list, ["must be a mapping of sections (cluster:, azure:, workloads: ...), got a list"],
+                 id="yaml-list"),
     pytest.param(
         _tab_indented,
         ["not valid YAML at line 2 column 1", "cannot start any token (a tab: indent and separate with spaces)"],

@@ -434,3 +434,56 @@ def test_a_custom_cloud_declares_its_graph_or_has_none(tmp_path: Path) -> None:
     assert parse_config(data, base_dir=tmp_path, environ={}).cloud.microsoft_graph == "https://graph.stack.test/"
     data["azure"]["cloud"]["microsoft_graph"] = "http://graph.stack.test"
     assert any("microsoft_graph" in p for p in problems(data, tmp_path))
+
+
+def test_what_yaml_typed_or_left_empty_is_said_in_yaml_words(tmp_path: Path) -> None:
+    """expect: yes was pydantic's "Input should be 'allow' or 'deny' (got True)"; a key YAML read as a number or
+    a boolean was "[123]: Keys should be strings"; an empty value "Input should be a valid string"; workloads:
+    with nothing under it "not a NoneType", a mapping under it "not a dict"; a top-level list "got list"."""
+    access = {"kind": "blob", "account_url": "https://a.blob.core.windows.net", "container": "c", "blob": "b"}
+    workload = {"namespace": "finance", "service_account": "backend-sa", "access": [{**access, "expect": True}]}
+    assert problems({"workloads": [workload]}, tmp_path) == [
+        "workloads[0].access[0].expect: must be 'allow' or 'deny', but YAML read the value as a boolean (as it "
+        "reads yes, no, on, off, true and false): write 'allow' or 'deny'"]
+    workload["access"] = [{**access, "expect": "maybe"}]
+    assert problems({"workloads": [workload]}, tmp_path) == [
+        "workloads[0].access[0].expect: must be 'allow' or 'deny' (got 'maybe')"]
+    assert sorted(problems(yaml.safe_load("123: x\nyes: y\n~: z\nprobe: {5: 1}\n"), tmp_path)) == [
+        "(file): an empty key (~ or null) is not a field name: field names are text",
+        "(file): key 123, which YAML read as a number, is not a field name: field names are text",
+        "(file): key True, which YAML read as a boolean, is not a field name: field names are text",
+        "probe: key 5, which YAML read as a number, is not a field name: field names are text",
+    ]
+    assert problems(yaml.safe_load("workloads:\n- namespace:\n  service_account: sa\n"), tmp_path) == [
+        "workloads[0].namespace: is empty: write a value after the colon"]
+    assert problems({"probe": {"timeout_seconds": -5}}, tmp_path) == [
+        "probe.timeout_seconds: must be greater than or equal to 10 (got -5)"]
+    list_of = "workloads: must be a list (one '- ' entry per item, indented under it), "
+    assert problems({"workloads": None}, tmp_path) == [list_of + "got nothing (an empty section)"]
+    assert problems({"workloads": {"namespace": "finance"}}, tmp_path) == [list_of + "not a mapping"]
+    sections = "(file): must be a mapping of sections (cluster:, azure:, workloads: ...), got a "
+    assert problems(["a"], tmp_path) == [sections + "list"]
+    assert problems("hello", tmp_path) == [sections + "string"]
+
+
+def test_an_empty_config_is_said_to_be_empty_by_manifests_render_too(tmp_path: Path) -> None:
+    """python -m harness manifests render --config on an empty harness.yaml (or comments alone) said 'must be a
+    mapping of sections, got NoneType'; the suites said 'is empty'. Both say 'is empty' now."""
+    from harness.shipping import load_for_render
+
+    path = tmp_path / "harness.yaml"
+    for text in ("", "# to do\n"):
+        path.write_text(text)
+        for load in (load_config, load_for_render):
+            with pytest.raises(ConfigError) as info:
+                load(path)
+            assert str(info.value) == f"invalid harness config {path}: is empty", load
+
+
+def test_a_second_yaml_document_is_said_to_be_one(tmp_path: Path) -> None:
+    path = tmp_path / "harness.yaml"
+    path.write_text("workloads: []\n---\nprobe: {}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (f"invalid harness config {path}: not valid YAML at line 2 column 1: but found another "
+                               "document (a '---' line starts a second document: the file holds one)")

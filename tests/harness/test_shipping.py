@@ -157,7 +157,33 @@ def test_an_unwritable_output_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     done = render_cli("--config", str(EXAMPLE), "--out", str(tmp_path / "file"))
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
-    assert "cannot write there" in done.stderr
+    assert f"{tmp_path / 'file'}: is a file, not a directory" in done.stderr  # was 'cannot write there: Not a directory'
+    done = render_cli("--config", str(EXAMPLE), "--out", str(tmp_path / "file" / "sub"))
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1 and "cannot write there" in done.stderr
+
+
+def _file_size_limit(size: int):  # type: ignore[no-untyped-def]
+    def limit() -> None:  # in the child: a write past `size` bytes fails with EFBIG (Python ignores SIGXFSZ)
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE")
+def test_a_failed_write_leaves_the_earlier_manifests_whole(tmp_path: Path) -> None:
+    """Rendered again into the same --out, a write that failed (a full disk; here a file-size limit) left the
+    earlier probe manifest cut off at the limit: YAML that kubectl apply -f DIR would take in part. Each file is
+    now replaced whole or left as it was."""
+    out = tmp_path / "out"
+    assert render_cli("--config", str(EXAMPLE), "--out", str(out)).returncode == 0
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    done = subprocess.run([sys.executable, "-m", "harness", "manifests", "render", "--config", str(EXAMPLE), "--out",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          preexec_fn=_file_size_limit(1024))
+    assert done.returncode == 2 and "File too large" in done.stderr.splitlines()[-1], done.stderr
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before  # and no .tmp left
 
 
 def test_the_job_s_pod_is_never_swept() -> None:

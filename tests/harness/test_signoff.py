@@ -715,7 +715,12 @@ def _bad_inputs(tmp_path: Path, good: Path) -> list[tuple[list[str], str]]:
     cut.write_text(good.read_text()[:3000])
     empty = tmp_path / "empty.json"  # the Job's log had no tagged line (its run stopped before writing one)
     empty.write_text("")
+    deep = tmp_path / "deep.json"  # the JSON decoder recursed: a RecursionError traceback
+    deep.write_text('{"schema": "wi-harness/run/v1", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
     return [
+        (["render", str(deep), "--format", "md"], "deep.json: not a run.json: JSON nested too deeply to read"),
+        (["render", str(good), "--format", "md", "-o", str(tmp_path / "no" / "dir" / "x.md")],
+         f"x.md: cannot write: the directory {tmp_path / 'no' / 'dir'} does not exist"),
         (["render", str(empty), "--format", "md"], "empty.json: is empty: no run was written into it (if it came "
                                                     "from the Job's log, the run stopped before it wrote one"),
         (["render", str(cut), "--format", "md"], "cut.json: cut short: the JSON ends after "),
@@ -1088,7 +1093,9 @@ def test_a_narrowed_run_says_so_in_the_header_and_the_fleet(run_world: Callable[
 @pytest.mark.parametrize("argv", [
     ["report", "render", "", "--format", "md"],
     ["report", "merge", "run.json", "-o", ""],
+    ["report", "merge", "run.json", "-o", "out", "--expect", ""],  # was a FAIL for "No run of : ..."
     ["manifests", "render", "--config", "harness.yaml", "--out", ""],
+    ["manifests", "render", "--config", "harness.yaml", "--out", "out", "--image", " "],  # kept harness.image
 ])
 def test_an_empty_path_argument_is_refused_not_the_current_directory(
     argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -1100,3 +1107,46 @@ def test_an_empty_path_argument_is_refused_not_the_current_directory(
         main(argv)
     assert exited.value.code == 2 and "is empty (an unset variable?)" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_expected_cluster_spelt_like_a_runs_cluster_is_named(
+    run_world: Callable[..., Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--expect dev-ak for a run of dev-aks said only 'No run of dev-ak', as for a cluster whose job failed."""
+    results, _ = run_world(World.healthy())
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(build_run_from_results("20250102T000000Z-aaaaaa", "2025-01-02T10:00:00Z",
+                                                      "2025-01-02T10:01:00Z", results)))
+    assert main(["report", "merge", str(path), "-o", str(tmp_path / "f"), "--expect", "dev-ak"]) == 1
+    assert "--expect dev-ak: no run of that name; did you mean dev-aks?" in capsys.readouterr().err.splitlines()
+    assert main(["report", "merge", str(path), "-o", str(tmp_path / "f"), "--expect", "prod-eu"]) == 1
+    assert "did you mean" not in capsys.readouterr().err
+
+
+def _limited_to(size: int) -> Callable[[], None]:
+    def limit() -> None:  # in the child: a write past `size` bytes fails with EFBIG (Python ignores SIGXFSZ)
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE")
+def test_a_failed_write_leaves_the_earlier_signoff_whole(run_world: Callable[..., Any], tmp_path: Path) -> None:
+    """report render -o FILE wrote FILE in place: a write that failed (a full disk; here a file-size limit) left
+    the earlier sign-off cut short. report merge left .signoff.md.tmp behind. Now each is replaced whole or left
+    as it was, and the command says so in one line, exit status 2."""
+    good = tmp_path / "run.json"
+    good.write_text(json.dumps(failing_document(run_world)))
+    out, fleet = tmp_path / "signoff.html", tmp_path / "fleet"
+    assert main(["report", "render", str(good), "--format", "html", "-o", str(out)]) == 0
+    assert main(["report", "merge", str(good), "-o", str(fleet)]) == 1
+    before = {path: path.read_bytes() for path in (out, *fleet.iterdir())}
+    for argv in (["render", str(good), "--format", "html", "-o", str(out)], ["merge", str(good), "-o", str(fleet)]):
+        result = subprocess.run([sys.executable, "-m", "harness", "report", *argv], cwd=REPO, capture_output=True,
+                                text=True, timeout=60, preexec_fn=_limited_to(1024))
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert "left as" in result.stderr and "File too large" in result.stderr, result.stderr
+    assert {path: path.read_bytes() for path in (out, *fleet.iterdir())} == before
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
