@@ -285,6 +285,10 @@ class CloudConfig(_Model):
                     "or a mapping {name, authority_host, resource_manager}"
                 )
             return {"name": data}
+        if not isinstance(data, dict | CloudConfig):  # cloud: 5, cloud: [AzureCloud], cloud: (nothing)
+            found = "nothing (an empty value)" if data is None else f"a {_yaml_kind(data)}"
+            raise ValueError(f"must be a cloud's name ({', '.join(KNOWN_CLOUDS)}) or a mapping {{name, "
+                             f"authority_host, resource_manager}}, got {found}")
         return data
 
     @model_validator(mode="after")

@@ -487,3 +487,14 @@ def test_a_second_yaml_document_is_said_to_be_one(tmp_path: Path) -> None:
         load_config(path)
     assert str(info.value) == (f"invalid harness config {path}: not valid YAML at line 2 column 1: but found another "
                                "document (a '---' line starts a second document: the file holds one)")
+
+
+def test_a_cloud_neither_a_name_nor_a_mapping_says_both_forms(tmp_path: Path) -> None:
+    """azure.cloud: 5 or [AzureCloud] said only 'must be a mapping of fields', where a name is the usual form."""
+    azure = {"tenant_id": "72f988bf-86f1-41af-91ab-2d7cd011db47", "subscription_id": "00000000-0000-0000-0000-"
+             "000000000000", "resource_group": "rg", "cluster_name": "aks"}
+    forms = ("azure.cloud: must be a cloud's name (AzureCloud, AzureChinaCloud, AzureUSGovernment) or a mapping "
+             "{name, authority_host, resource_manager}, got ")
+    assert problems({"azure": {**azure, "cloud": ["AzureCloud"]}}, tmp_path) == [forms + "a list"]
+    assert problems({"azure": {**azure, "cloud": None}}, tmp_path) == [forms + "nothing (an empty value)"]
+    assert problems({"azure": {**azure, "cloud": 5}}, tmp_path) == [forms + "a number (got 5)"]
