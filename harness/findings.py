@@ -1018,8 +1018,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "SECRET_NOT_FOUND", "access", "error",
         "The identity may read, but the secret does not exist (a wrong name, or a secret deleted: Key Vault keeps a "
         "deleted secret, and refuses its name, until it is recovered or purged).",
-        "Recover it if az keyvault secret list-deleted names it; else fix the secret's name in harness.yaml, or "
-        "create it.",
+        "Recover it if az keyvault secret list-deleted names it, unless it was moved to another vault (then point "
+        "vault_url in harness.yaml at that vault); else fix the secret's name in harness.yaml, or create it.",
         "test:tests/harness/test_access_verdicts_lab.py::test_why_a_read_is_refused_is_told_apart_by_the_"
         "identitys_roles",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",

@@ -331,7 +331,8 @@ def access_outcome(ctx: WorkloadContext, index: int, check: KeyVaultSecretAccess
         holds = (f"; its policy grants secrets {' '.join(held)}, yet Key Vault refused (a policy for another tenant, "
                  "or a change not yet in effect)" if {p.lower() for p in held} & {"get", "all"}
                  else f"; its policy grants secrets {' '.join(held)}, not get" if held
-                 else "; its policy grants no secret permission" if listed
+                 else f"; its policy grants no secret permission{_other_policy_permissions(ctx, check, principal)}"
+                 if listed
                  else f"; no policy names its principal id {principal}" if principal and named else "")
         # a role that would grant the read under RBAC: the vault was likely switched to access policies
         # (enableRbacAuthorization false) after the role was given, and Key Vault no longer weighs it
@@ -891,12 +892,17 @@ def missing_object(
         message = f"{what} does not exist ({detail}); the identity was allowed to look"
         # Key Vault answers a soft-deleted secret's get as it answers a name it never had, and refuses to create a
         # deleted name again (409 ObjectIsDeletedButRecoverable) until it is recovered or purged: the second list
-        # tells a deleted secret from a wrong name
+        # tells a deleted secret from a wrong name. A secret moved by hand to another vault (az keyvault secret
+        # backup, restore into a vault of the same subscription and geography: the restored secret keeps its name,
+        # Restore-AzKeyVaultSecret's help) and deleted here is listed deleted too: recovering it would bring back
+        # the old copy, and harness.yaml would go on checking the vault the workload no longer reads
         repair = [fix.list_secrets(check.vault_url), fix.list_deleted_secrets(check.vault_url),
                   advice(f"if the second list names {check.secret}, it was deleted: recover it (creating it again is "
-                         "refused while it is deleted):"),
+                         "refused while it is deleted), unless it was moved to another vault (a backup restored "
+                         "there keeps its name): then point vault_url in harness.yaml at that vault instead:"),
                   fix.recover_secret(check.vault_url, check.secret),
-                  advice("else fix the secret's name in harness.yaml, or create the secret")]
+                  advice("else fix the secret's name in harness.yaml (or its vault_url, if the secret is now in "
+                         "another vault), or create the secret")]
     elif "ContainerNotFound" in {str(evidence.get(k)) for k in ("code", "innererror", "x_ms_error_code")}:
         # the whole container is missing: a List Blobs on it answers ContainerNotFound as well, so the account's
         # containers are listed instead
@@ -1026,6 +1032,20 @@ def _policy_secret_permissions(ctx: WorkloadContext, check: KeyVaultSecretAccess
         return []
     return [p for entry in listed.split(";") if "=" in entry
             and entry.split("=", 1)[0].lower() == object_id.lower() for p in entry.split("=", 1)[1].split()]
+
+
+def _other_policy_permissions(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
+                              object_id: str | None) -> str:
+    """' (only keys get: ...)' when the policy for ``object_id`` grants keys or certificates but no secret: az keyvault
+    set-policy --key-permissions where --secret-permissions was meant; Key Vault weighs each object type's
+    permissions apart, and a secret is read with the secrets get permission only."""
+    listed = str((resource_of(ctx, check) or {}).get("access_policy_other_permissions") or "")
+    granted = next((entry.split("=", 1)[1] for entry in listed.split(";") if "=" in entry and object_id
+                    and entry.split("=", 1)[0].lower() == object_id.lower()), "")
+    if not granted:
+        return ""
+    return (f" (only {granted.replace(',', ', ')}: key and certificate permissions read no secret, "
+            "--secret-permissions grants secrets)")
 
 
 def _access_policy_refusal(evidence: dict[str, Any]) -> bool:

@@ -190,6 +190,13 @@ def _add(found: dict[str, dict[str, str]], items: list[dict[str, Any]], endpoint
             # existing policy's secret permissions with the ones it is given, so a fix must repeat them
             resource["access_policy_secret_permissions"] = ";".join(
                 f"{p.get('objectId')}={' '.join(_secret_permissions(p))}" for p in named)
+            # what a policy grants on keys and certificates, "OID=keys get,certificates get;...": a policy made with
+            # --key-permissions where --secret-permissions was meant reads no secret (an access policy's permissions
+            # are given per object type: "Permissions the identity has for keys, secrets and certificates",
+            # KeyVaultAccessPolicy.Permissions in the management SDK)
+            other = [f"{p.get('objectId')}={','.join(_other_permissions(p))}" for p in named if _other_permissions(p)]
+            if other:
+                resource["access_policy_other_permissions"] = ";".join(other)
             compound = [p for p in entries if p.get("applicationId")]
             if compound:
                 resource["access_policy_compound"] = ";".join(
@@ -225,6 +232,18 @@ def _mark_absent_accounts(arm: ArmGet, azure: AzureConfig, workloads: list[Workl
     _mark_unseen(arm, found, names, STORAGE_TYPE, [
         (f"/subscriptions/{azure.subscription_id}/providers/Microsoft.Storage/storageAccounts"
          f"?api-version={STORAGE_API}", _item_name)])
+
+
+def _other_permissions(policy: dict[str, Any]) -> list[str]:
+    """A policy's key and certificate permissions, each kind as "keys get list"."""
+    permissions = policy.get("permissions") if isinstance(policy.get("permissions"), dict) else {}
+    found = []
+    for kind in ("keys", "certificates"):
+        granted = permissions.get(kind)
+        names = [str(p) for p in granted if isinstance(p, str) and p] if isinstance(granted, list) else []
+        if names:
+            found.append(f"{kind} {' '.join(names)}")
+    return found
 
 
 def _secret_permissions(policy: dict[str, Any]) -> list[str]:

@@ -1,18 +1,21 @@
 """A vault or secret changed by hand with az: the vault deleted (az keyvault delete, or its resource group deleted:
 Key Vault keeps it soft-deleted, ARM lists it under Microsoft.KeyVault/deletedVaults only, and the read fails in
 whatever way its host answers); a secret's activation date set ahead (Key Vault serves it anyway); an access policy
-made for an app registration's own object id."""
+made for an app registration's own object id, or granting keys where secrets were meant; a secret moved to another
+vault."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
 
-from test_checks import CLIENT, DENIED, PRINCIPAL, _finance_kv_read
+from fakeworld import VAULT
+from test_checks import CLIENT, DENIED, PRINCIPAL, _finance_kv_read, context_for
 
 from harness.checks.access import access_outcome
 from harness.checks.model import FAIL, PASS, WARN, Outcome
 from harness.collect.access_resources import collect_access_resources
+from harness.config import KeyVaultSecretAccess
 from harness.facts import Fetched, IdentityFacts
 
 
@@ -200,3 +203,53 @@ def test_a_vault_name_that_resolves_nowhere_and_is_no_vault_is_vault_not_found()
     assert run("allow", dns, refused="Microsoft.ResourceGraph").findings[0].code == "EGRESS_BLOCKED"
     refused = run("allow", {"kind": "connection_refused", "message": "refused"})
     assert refused.findings[0].code == "EGRESS_BLOCKED"
+
+
+def test_a_secret_not_found_says_a_secret_moved_to_another_vault_is_not_recovered_here() -> None:
+    """The secret moved by hand (az keyvault secret backup, restore into another vault, delete here): the old vault
+    lists it deleted, and recovering it would bring back the old copy while harness.yaml goes on checking the vault
+    the workload left. The fix said only 'recover it'; it now says a moved secret is followed in vault_url instead."""
+    check = KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT, secret="db-password", expect="allow")
+    ctx = context_for()
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "outcome": "error",
+                                      "evidence": {"http_status": 404, "code": "SecretNotFound"}}]}
+    outcome = access_outcome(ctx, 0, check)
+    assert outcome.status == FAIL
+    [finding] = outcome.findings
+    lines = finding.fix_lines()
+    assert finding.code == "SECRET_NOT_FOUND"
+    recover = next(i for i, line in enumerate(lines) if line.startswith("az keyvault secret recover "))
+    assert "unless it was moved to another vault" in lines[recover - 1]
+    assert "point vault_url in harness.yaml at that vault instead" in lines[recover - 1]
+    assert "or its vault_url, if the secret is now in another vault" in lines[-1]
+
+
+def test_a_policy_granting_keys_where_secrets_were_meant_is_named() -> None:
+    """az keyvault set-policy --object-id PRINCIPAL --key-permissions get (--secret-permissions meant): found by hand
+    in the lab, the finding said only 'its policy grants no secret permission' of a policy its maker saw grant get.
+    The collector keeps each policy's key and certificate permissions, and the finding names them; the printed
+    set-policy --secret-permissions get keeps them (it replaces only the kinds it is given)."""
+    vault = {"id": "/subscriptions/s/resourceGroups/myRg/providers/Microsoft.KeyVault/vaults/finance-kv",
+             "name": "finance-kv", "properties": {"vaultUri": VAULT, "enableRbacAuthorization": False, "accessPolicies": [
+                 {"tenantId": "t", "objectId": PRINCIPAL, "permissions": {"keys": ["get"], "secrets": None,
+                                                                         "certificates": ["get", "list", 3]}},
+                 {"tenantId": "t", "objectId": "other", "permissions": {"secrets": ["get"]}}]}}
+    azure = SimpleNamespace(subscription_id="s")
+    workload = SimpleNamespace(access=[KeyVaultSecretAccess(kind="keyvault_secret", vault_url=VAULT,
+                                                            secret="db-password", expect="allow")])
+    [resource] = collect_access_resources(lambda path: Fetched(url=path, status=200, body={"value": [vault]}),
+                                          azure, [workload]).values()  # type: ignore[arg-type]
+    assert resource["access_policy_other_permissions"] == f"{PRINCIPAL}=keys get,certificates get list"
+    ctx, check = _finance_kv_read("allow", DENIED, {k: v for k, v in resource.items()
+                                                    if k not in ("id", "name", "resource_group")})
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert finding.code == "KEYVAULT_ACCESS_POLICY_MISSING"
+    assert ("its policy grants no secret permission (only keys get, certificates get list: key and certificate "
+            "permissions read no secret, --secret-permissions grants secrets)") in finding.message
+    assert finding.fix_lines()[0] == f"az keyvault set-policy --name finance-kv --object-id {PRINCIPAL} " \
+                                     "--secret-permissions get"
+    # another principal's key permissions say nothing of this one's policy
+    ctx.cluster.access_resources[VAULT.rstrip("/")]["access_policy_other_permissions"] = "other=keys get"
+    [finding] = access_outcome(ctx, 0, check).findings
+    assert "its policy grants no secret permission;" in finding.message and "only keys" not in finding.message

@@ -649,6 +649,21 @@ def _policy_reads_the_deny_target(w: World) -> None:
                  "-o none")
 
 
+def _policy_for_keys(w: World) -> None:
+    """finance-kv moved to access policies, the identity's policy made with --key-permissions get where
+    --secret-permissions get was meant."""
+    w.vault(w.finance_kv, enableRbacAuthorization=False)
+    w.shell.must(f"az keyvault set-policy --name finance-kv --object-id {w.principal_id} --key-permissions get -o none")
+
+
+def _names_the_key_permission(run: dict[str, Any]) -> None:
+    """The finding names what the policy grants (keys get), and the printed set-policy keeps it."""
+    [finding] = [f for f in findings_of(run, WORKLOAD) if f["code"] == "KEYVAULT_ACCESS_POLICY_MISSING"]
+    assert "no secret permission (only keys get: key and certificate permissions read no secret" in \
+        finding["message"], finding["message"]
+    assert finding["remediation"][0].endswith(" --secret-permissions get"), finding["remediation"]
+
+
 def _keeps_list(run: dict[str, Any]) -> None:
     """az keyvault set-policy replaces the policy's secret permissions: the printed line must repeat list."""
     [finding] = [f for f in findings_of(run, WORKLOAD) if f["code"] == "KEYVAULT_ACCESS_POLICY_MISSING"]
@@ -1647,6 +1662,10 @@ CASES = [
     Case("KEYVAULT_ACCESS_POLICY_MISSING", _policy_without_get,
          lambda w: w.vault(w.finance_kv, enableRbacAuthorization=True, accessPolicies=[]), label="list-only",
          broken=_keeps_list),
+    # a policy granting keys get where secrets get was meant: named, and the printed set-policy adds secrets get
+    Case("KEYVAULT_ACCESS_POLICY_MISSING", _policy_for_keys,
+         lambda w: w.vault(w.finance_kv, enableRbacAuthorization=True, accessPolicies=[]), label="keys-only",
+         broken=_names_the_key_permission),
     # the firewall's answer names the address the pod's request came from (the lab's pods: 127.0.0.1): the printed
     # IP rule admits it as printed
     Case("KEYVAULT_FIREWALL", lambda w: w.vault(w.finance_kv, networkAcls={"defaultAction": "Deny"}),
