@@ -592,6 +592,21 @@ def _selects_use(selector: dict[str, Any] | None) -> bool:
             or any(_uses_label(e) for e in selector.get("matchExpressions") or [] if isinstance(e, dict)))
 
 
+def _other_use_values(selectors: dict[str, Any]) -> list[str]:
+    """The use label's values other than "true" that the webhooks' objectSelectors ask for (matchLabels, or In),
+    edited by hand ("true" -> "enabled"): pods labelled "true", as the docs say, are not selected."""
+    wanted: list[str] = []
+    for selector in selectors.values():
+        selector = selector if isinstance(selector, dict) else {}
+        value = (selector.get("matchLabels") or {}).get(USE_LABEL)
+        if value is not None and value != "true":
+            wanted.append(f"{USE_LABEL}={value}")
+        wanted += [f"{USE_LABEL} In {label_values(e.get('values'))}" for e in selector.get("matchExpressions") or []
+                   if isinstance(e, dict) and e.get("key") == USE_LABEL and e.get("operator") == "In"
+                   and "true" not in (e.get("values") or [])]
+    return wanted
+
+
 def webhook_object_selector(ctx: ClusterContext) -> Outcome:
     selectors = {str(h.get("name")): h.get("objectSelector") for h in _hooks(ctx)}
     good = {name: s for name, s in selectors.items() if _selects_use(s) and not _extra_requirements(s)}
@@ -627,6 +642,8 @@ def webhook_object_selector(ctx: ClusterContext) -> Outcome:
             "WEBHOOK_OBJECT_SELECTOR_MISSING",
             ERROR,
             "webhook",
+            f"the webhook selects pods by {', '.join(other)}, not {USE_LABEL}: \"true\" (the add-on's and the "
+            "chart's selector, the label the workloads carry)" if (other := _other_use_values(selectors)) else
             f"the webhook does not select pods by the {USE_LABEL} label",
             {"objectSelector": selectors},
             [fix.kubectl("get", "mutatingwebhookconfiguration", webhook_configuration_name(ctx.facts), "-o", "yaml"),
@@ -806,7 +823,9 @@ def webhook_ready(ctx: ClusterContext) -> Outcome:
             evidence,
             Finding("WEBHOOK_NOT_READY", ERROR, "webhook",
                     f"no ready webhook replica: its {WEBHOOK_CONFIG_MAP} in {namespace} {config[1]}, so the manager "
-                    "stops at start-up" if config else "no ready webhook replica", evidence,
+                    "stops at start-up" if config else "no ready webhook replica" + (
+                        f": its Deployment {first['namespace']}/{first['name']} is scaled to 0 replicas"
+                        if first["replicas"] == 0 else ""), evidence,
                     [*remediation, *config_fix] if config_fix else [*remediation, *back]),
         )
     if degraded:

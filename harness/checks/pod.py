@@ -193,6 +193,10 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             evidence["timeoutSeconds"] = short[2]
         dropped = next((b for b in webhook_ingress_blocks(ctx.cluster) if b.namespace == namespace), None) \
             if _TIMED_OUT_RE.search(cause) else None
+        moved = _moved_service_field(ctx, "path", WEBHOOK_PATH) if _NOT_FOUND in cause else \
+            _moved_service_field(ctx, "port", WEBHOOK_SERVICE_PORT) if _NO_SERVICE_PORT_RE.search(cause) else None
+        if moved is not None:
+            evidence[moved[2]] = moved[3]
         if dropped is not None:
             evidence["webhook_ingress_policies"] = dropped.names
         finding = Finding(
@@ -201,9 +205,9 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
             "webhook",
             "the API server cannot reach the workload identity webhook, so labelled pods are refused"
             + (f": {cause}" if cause else "") + (_timeout_said(short) if short else "")
-            + (_ingress_block_said(dropped) if dropped else ""),
+            + (_ingress_block_said(dropped) if dropped else "") + (_moved_said(moved) if moved else ""),
             evidence,
-            _webhook_ingress_fixes(dropped) if dropped else [
+            _webhook_ingress_fixes(dropped) if dropped else _moved_back(moved) if moved else [
                 *(_timeout_back(short) if short else []),
                 fix.kubectl("-n", fix.namespace_or(namespace), "get", "pods", "-l",
                             "azure-workload-identity.io/system=true"),
@@ -1008,8 +1012,10 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
                        "new pod (the add-on and the chart ship operations [CREATE] on v1 pods)")
     narrowed = _object_selector_unmet(ctx, labels)
     if narrowed and not reasons:
-        reasons.append("the webhook's objectSelector also requires " + ", ".join(narrowed)
-                       + ", which the pod does not meet (the webhook ships selecting on the use label alone)")
+        own = all(r.startswith(USE_LABEL) for r in narrowed)  # the use label's own value edited ("enabled")
+        reasons.append(f"the webhook's objectSelector {'' if own else 'also '}requires " + ", ".join(narrowed)
+                       + ", which the pod does not meet (the webhook ships selecting on the use label alone"
+                       + (f', {USE_LABEL}: "true")' if own else ")"))
     excluded = _excluding_requirements(ctx)
     if excluded and not reasons:
         edited = " was edited (" + _SELECTOR_DEFAULT + ") and" if _edited_selector_patches(ctx) else ""
@@ -1063,6 +1069,8 @@ def _not_mutated(ctx: WorkloadContext, evidence: dict[str, Any]) -> Outcome:
         remediation = _bare_pod_again(ctx, label=False) or [*_template_label(ctx), *restart_workload(ctx)]
     elif kube_system and code == "POD_NOT_MUTATED":
         remediation = _kube_system_fixes(ctx)
+    elif rules and reasons[0].startswith("the webhook's rules") and code == "POD_NOT_MUTATED":
+        remediation = [*_rules_back(ctx), *restart_workload(ctx)]
     else:
         remediation = _mutation_remediation(ctx)
     return failed(
@@ -1110,6 +1118,25 @@ def _rules_miss_pod_create(ctx: WorkloadContext) -> str:
                     and any(r in ("*", "*/*", "pods") for r in rule.get("resources") or [])):
                 return ""
     return "; ".join(json.dumps(hook.get("rules") or [], separators=(",", ":")) for hook in hooks)
+
+
+# the rules the add-on's and the chart's webhook ship (/work/shared/reference/azure-workload-identity.md)
+WEBHOOK_RULES = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]
+
+
+def _rules_back(ctx: WorkloadContext) -> list[Step]:
+    """The workload identity webhook's rules put back to the shipped pod CREATE rule, its edited rules tested first
+    (a configuration changed since the run is refused, not overwritten)."""
+    steps: list[Step] = []
+    for name, index, hook in _workload_identity_webhooks(ctx):
+        path = f"/webhooks/{index}/rules"
+        ops = [{"op": "test", "path": path, "value": hook.get("rules")},
+               {"op": "replace", "path": path, "value": WEBHOOK_RULES}]
+        steps.append(fix.kubectl("patch", "mutatingwebhookconfiguration", fix.object_or(name, "<configuration>"),
+                                 "--type", "json", "-p", json.dumps(ops, separators=(",", ":")),
+                                 note="the rules back to pod CREATE (unverified: whether the add-on restores them on "
+                                      "its own)"))
+    return steps
 
 
 # timeoutSeconds of the add-on's and the chart's webhook: the chart's MutatingWebhookConfiguration sets none
@@ -1161,6 +1188,50 @@ def _timeout_back(short: tuple[str, int, int]) -> list[Step]:
     return [fix.kubectl("patch", "mutatingwebhookconfiguration", fix.object_or(name, "<configuration>"), "--type",
                         "json", "-p", json.dumps(ops, separators=(",", ":")),
                         note="timeoutSeconds back to 10 (unverified: whether the add-on restores it on its own)")]
+
+
+# the webhook's server answered 404: the API server's REST client says so (k8s.io/client-go rest, a 404 whose body
+# is not a Status) after "failed to call webhook: "
+_NOT_FOUND = "the server could not find the requested resource"
+# the API server's service resolver (apiserver util/proxy ResolveEndpoint) for a port the Service does not have
+_NO_SERVICE_PORT_RE = re.compile(r'no service port \d+ found for service "')
+# what the add-on's and the chart's configuration call (/work/shared/reference/azure-workload-identity.md)
+WEBHOOK_PATH = "/mutate-v1-pod"
+WEBHOOK_SERVICE_PORT = 443
+Moved = tuple[str, int, str, str | int | None, str | int]
+
+
+def _moved_service_field(ctx: WorkloadContext, field: str, shipped: str | int) -> Moved | None:
+    """(configuration, webhook index, field, value, shipped value) of the workload identity webhook whose
+    clientConfig.service ``field`` (path, port) is not the add-on's and the chart's (edited by hand). None when it
+    is, or the configuration calls a url. An absent port is the API's default 443; an absent path is "/"."""
+    for name, index, hook in _workload_identity_webhooks(ctx):
+        service = (hook.get("clientConfig") or {}).get("service")
+        if not isinstance(service, dict):
+            continue
+        value = service.get(field, 443 if field == "port" else None)
+        if value != shipped:
+            return name, index, field, value if isinstance(value, str | int) else None, shipped
+    return None
+
+
+def _moved_said(moved: Moved) -> str:
+    name, _, field, value, shipped = moved
+    where = "where the webhook serves none" if field == "path" else "which its Service does not have"
+    return (f"; the webhook configuration {name} calls the {field} {printable(str(value)) if value else '(none)'}, "
+            f"{where} (the add-on's and the chart's is {shipped})")
+
+
+def _moved_back(moved: Moved) -> list[Step]:
+    """clientConfig.service's path or port set back to the add-on's and the chart's, tested first so a
+    configuration changed since the run is refused, not patched in the wrong place (an absent one is added)."""
+    name, index, field, value, shipped = moved
+    where = f"/webhooks/{index}/clientConfig/service/{field}"
+    ops = ([{"op": "test", "path": where, "value": value}] if value is not None else []) + \
+        [{"op": "replace" if value is not None else "add", "path": where, "value": shipped}]
+    return [fix.kubectl("patch", "mutatingwebhookconfiguration", fix.object_or(name, "<configuration>"), "--type",
+                        "json", "-p", json.dumps(ops, separators=(",", ":")),
+                        note=f"the {field} back to {shipped} (unverified: whether the add-on restores it on its own)")]
 
 
 def _webhook_down_under_ignore(ctx: WorkloadContext) -> str:
@@ -1321,6 +1392,10 @@ def _namespace_fixes(ctx: WorkloadContext, excluded: list[tuple[str, Step | None
                       fix.helm_get_values(chart.release, chart.namespace),
                       advice("and take mutatingWebhookNamespaceSelector out of those values (or let the namespace "
                              "in there) before the next helm upgrade, or it comes back")]
+        elif patches:  # the requirement on the name taken out, tested first; a reinstall is not known to undo it
+            steps += [advice(f"the webhook configuration {name} itself excludes {ctx.namespace} by name: let it in "
+                             "(unverified: whether the add-on puts an edited selector back on its own):"),
+                      *reversed(patches)]  # a later index first: a removal shifts the ones after it
         else:
             steps += [advice(f"the webhook configuration {name} itself excludes {ctx.namespace}: restore its "
                              "namespaceSelector (reinstall the add-on or chart)"),

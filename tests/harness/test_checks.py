@@ -2453,6 +2453,23 @@ def test_a_webhook_whose_new_pods_the_api_server_refuses_names_the_refusal_not_a
     assert gone.status == FAIL and gone.findings[0].code == "WEBHOOK_NOT_READY" and refusal in gone.message
 
 
+def test_a_webhook_deployment_scaled_to_zero_by_hand_is_named_so() -> None:
+    """kubectl scale -n kube-system deploy/azure-wi-webhook-controller-manager --replicas=0: the finding said only
+    "no ready webhook replica" (its fix scaled it back, but the message did not say it had been scaled down)."""
+    from harness.checks.cluster import ClusterContext, webhook_ready
+
+    deployment = {"metadata": {"namespace": "kube-system", "name": "azure-wi-webhook-controller-manager"},
+                  "spec": {"replicas": 0}, "status": {"observedGeneration": 2}}
+    facts = ClusterFacts(time.time(), webhook_deployments=[deployment])
+    (finding,) = webhook_ready(ClusterContext(facts, None, ExpectConfig())).findings
+    assert finding.code == "WEBHOOK_NOT_READY"
+    assert finding.message == ("no ready webhook replica: its Deployment kube-system/azure-wi-webhook-controller-"
+                               "manager is scaled to 0 replicas")
+    deployment["spec"]["replicas"] = 2  # wanted, none ready: not a scale-down
+    (finding,) = webhook_ready(ClusterContext(facts, None, ExpectConfig())).findings
+    assert finding.message == "no ready webhook replica"
+
+
 def test_a_webhook_whose_pods_no_node_takes_names_the_scheduler_not_a_restart() -> None:
     """kubectl drain (or an upgrade) cordons the one node: the webhook's evicted pods come back Pending, 'node(s)
     were unschedulable'. A rollout restart only makes more pods that wait the same way, so WEBHOOK_NOT_READY names

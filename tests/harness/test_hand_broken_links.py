@@ -147,6 +147,14 @@ def test_webhook_rules_edited_away_from_pod_create_are_named_as_the_reason() -> 
     (finding,) = pod_mutated(ctx).findings
     assert finding.code == "POD_NOT_MUTATED" and "rules do not select pod CREATE" in finding.message
     assert '"operations":["UPDATE"]' in finding.message
+    # its fix was az aks update (not known to put edited rules back); now the rules patched back, tested first
+    lines = finding.fix_lines()
+    assert not any(line.startswith("az aks update") for line in lines), lines
+    assert lines[0].startswith("kubectl patch mutatingwebhookconfiguration azure-wi-webhook-mutating-webhook-"
+                               "configuration --type json -p ")
+    assert ('{"op":"replace","path":"/webhooks/0/rules","value":[{"apiGroups":[""],"apiVersions":["v1"],'
+            '"operations":["CREATE"],"resources":["pods"]}]}') in lines[0]
+    assert '{"op":"test","path":"/webhooks/0/rules","value":[{' in lines[0]
 
 
 def test_no_endpoints_while_the_webhook_pods_are_ready_points_at_the_service_not_a_restart() -> None:

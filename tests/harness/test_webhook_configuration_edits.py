@@ -132,3 +132,84 @@ def test_a_namespace_selector_edited_by_hand_is_named_with_its_restore_and_the_l
     installed = _unmutated({"matchExpressions": ENFORCER}, {"control-plane": "true"})
     assert "was edited" not in installed.message
     assert installed.fix_lines()[0] == "kubectl label namespace finance control-plane-"
+
+
+def test_a_refusal_for_a_path_edited_by_hand_names_the_path_and_patches_it_back() -> None:
+    """kubectl edit of the configuration's clientConfig.service.path (/mutate-v1-pod -> /mutate): the webhook's
+    server answers 404 and the API server refuses labelled pods; the finding said only "the server could not find
+    the requested resource" and restarted the webhook's pods, which changes nothing."""
+    hook = copy.deepcopy(HOOK)
+    hook["clientConfig"] = {"service": {"name": "azure-wi-webhook-webhook-service", "namespace": "kube-system",
+                                        "path": "/mutate", "port": 443}}
+    refused = ('Internal error occurred: failed calling webhook "mutation.azure-workload-identity.io": failed to '
+               "call webhook: the server could not find the requested resource")
+    ctx = _ctx(hook, PodFacts("finance", "wi-probe", create_error=KubeFailure(500, "InternalError", refused)))
+    (finding,) = pod_admitted(ctx).findings
+    assert finding.code == "WEBHOOK_UNAVAILABLE" and "calls the path /mutate," in finding.message
+    (patch,) = finding.fix_lines()
+    assert patch.startswith(f"kubectl patch mutatingwebhookconfiguration {MWC} --type json -p ")
+    assert '{"op":"test","path":"/webhooks/0/clientConfig/service/path","value":"/mutate"}' in patch
+    assert '"value":"/mutate-v1-pod"' in patch
+    hook["clientConfig"]["service"]["path"] = "/mutate-v1-pod"  # a 404 with the shipped path: the path is not it
+    (finding,) = pod_admitted(_ctx(hook, ctx.facts.pod)).findings
+    assert "calls the path" not in finding.message
+    assert not any("/clientConfig/service/path" in line for line in finding.fix_lines())
+
+
+def test_a_use_label_value_edited_in_the_object_selector_is_named_by_the_value() -> None:
+    """kubectl edit of the objectSelector's value ("true" -> "enabled"): the cluster finding said the webhook "does
+    not select pods by the azure.workload.identity/use label" (it does, by another value) and the probe's said the
+    selector "also requires" azure.workload.identity/use=enabled, as if a label had been added beside it."""
+    from harness.checks.cluster import ClusterContext, webhook_object_selector
+    from harness.config import ExpectConfig
+
+    hook = copy.deepcopy(HOOK)
+    hook["objectSelector"] = {"matchLabels": {"azure.workload.identity/use": "enabled"}}
+    pod = PodFacts("finance", "p", created=True, pod=copy.deepcopy(UNMUTATED_POD))
+    ctx = _ctx(hook, pod)
+    (finding,) = webhook_object_selector(ClusterContext(ctx.cluster, None, ExpectConfig())).findings
+    assert finding.message.startswith("the webhook selects pods by azure.workload.identity/use=enabled, not "
+                                      'azure.workload.identity/use: "true"')
+    (finding,) = pod_mutated(ctx).findings
+    assert "objectSelector requires azure.workload.identity/use=enabled, which" in finding.message
+    hook["objectSelector"] = {"matchLabels": {"azure.workload.identity/use": "true", "team": "finance"}}
+    (finding,) = pod_mutated(_ctx(hook, pod)).findings
+    assert "objectSelector also requires team=finance" in finding.message
+
+
+def test_a_refusal_for_a_service_port_edited_by_hand_patches_the_port_back_not_a_restart() -> None:
+    """kubectl edit of clientConfig.service.port (443 -> 8443): the API server finds no such port on the Service
+    (util/proxy ResolveEndpoint); the fix restarted the webhook's pods, after which the next run failed the same."""
+    hook = copy.deepcopy(HOOK)
+    hook["clientConfig"] = {"service": {"name": "azure-wi-webhook-webhook-service", "namespace": "kube-system",
+                                        "path": "/mutate-v1-pod", "port": 8443}}
+    refused = ('Internal error occurred: failed calling webhook "mutation.azure-workload-identity.io": failed to call '
+               'webhook: Post "https://azure-wi-webhook-webhook-service.kube-system.svc:8443/mutate-v1-pod?timeout='
+               '10s": no service port 8443 found for service "azure-wi-webhook-webhook-service"')
+    ctx = _ctx(hook, PodFacts("finance", "wi-probe", create_error=KubeFailure(500, "InternalError", refused)))
+    (finding,) = pod_admitted(ctx).findings
+    assert "calls the port 8443, which its Service does not have" in finding.message
+    (patch,) = finding.fix_lines()
+    assert ('[{"op":"test","path":"/webhooks/0/clientConfig/service/port","value":8443},{"op":"replace","path":'
+            '"/webhooks/0/clientConfig/service/port","value":443}]') in patch
+
+
+def test_an_add_on_selector_edited_to_exclude_the_namespace_by_name_is_patched_back_not_reinstalled() -> None:
+    """kubectl edit under the add-on: kubernetes.io/metadata.name NotIn [finance] added to the namespaceSelector.
+    The fix printed was az aks update --enable-workload-identity (not known to put an edited selector back); now
+    the tested removal of that requirement, which, pasted in the lab, let the next run pass."""
+    import json
+    import shlex
+
+    hook = copy.deepcopy(HOOK)
+    by_name = {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["finance"]}
+    hook["namespaceSelector"] = {"matchExpressions": [*ENFORCER, by_name]}
+    pod = PodFacts("finance", "p", created=True, pod=copy.deepcopy(UNMUTATED_POD))
+    finding = pod_mutated(_ctx(hook, pod, {"kubernetes.io/metadata.name": "finance"})).findings[0]
+    lines = finding.fix_lines()
+    assert not any(line.startswith("az aks update") for line in lines), lines
+    (patch,) = [shlex.split(line) for line in lines if line.startswith("kubectl patch")]
+    assert patch[3] == MWC
+    assert json.loads(patch[patch.index("-p") + 1]) == [
+        {"op": "test", "path": "/webhooks/0/namespaceSelector/matchExpressions/2", "value": by_name},
+        {"op": "remove", "path": "/webhooks/0/namespaceSelector/matchExpressions/2"}]
