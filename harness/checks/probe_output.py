@@ -10,7 +10,7 @@ from harness.checks import remediation as fix
 from harness.checks.admission import namespace_terminating_fixes
 from harness.checks.common import kube_failure_finding, missing_probe_step
 from harness.checks.context import WorkloadContext
-from harness.checks.model import ERROR, Finding, Outcome, failed, passed
+from harness.checks.model import ERROR, Finding, Outcome, failed, passed, skipped
 from harness.checks.podspec import env_map
 from harness.checks.serviceaccount import create_sa_steps
 from harness.commands import Step, advice
@@ -454,6 +454,13 @@ def env_in_container(ctx: WorkloadContext) -> Outcome:
     spec_env = env_map(ctx.container)
     evidence = {"container": seen, "spec": {k: spec_env.get(k) for k in INJECTED_ENV}}
     missing = [k for k in INJECTED_ENV if not seen.get(k)]
+    blank = [k for k in missing if spec_env.get(k) and not str(spec_env[k]).strip()]
+    if missing and missing == blank and "AZURE_CLIENT_ID" in blank:
+        # admitted with the whitespace of a blank client-id annotation, which the probe reads as unset: the
+        # container has what was admitted, so no entrypoint overrode it; the annotation is the root
+        evidence["note"] = f"{', '.join(blank)} admitted as whitespace, which the probe reads as unset"
+        return skipped("skipped because sa.client_id_annotation failed: AZURE_CLIENT_ID was admitted as the "
+                       "annotation's whitespace", evidence, blocked_by="sa.client_id_annotation")
     differ = [k for k in INJECTED_ENV if seen.get(k) and spec_env.get(k) and seen[k] != spec_env[k]]
     if missing or differ:
         parts = ([f"missing {', '.join(missing)}"] if missing else []) + (

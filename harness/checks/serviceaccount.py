@@ -420,7 +420,14 @@ def _exchange_as(ctx: WorkloadContext, client_id: str) -> str:
 
 def _why_not_a_guid(value: str) -> str:
     """What makes a pasted client id not one: whitespace around it or braces (``{guid}``, as .NET and the registry
-    print GUIDs) are sent to Entra as they are (the webhook copies the annotation into AZURE_CLIENT_ID verbatim)."""
+    print GUIDs) are sent to Entra as they are (the webhook copies the annotation into AZURE_CLIENT_ID verbatim).
+    An empty annotation injects no AZURE_CLIENT_ID (the webhook appends only variables with a value: upstream
+    pkg/webhook/webhook.go, addEnvironmentVariables, len(env.Value) > 0); one of only whitespace injects that
+    whitespace, which names no identity."""
+    if not value:
+        return "empty: the webhook injects no AZURE_CLIENT_ID, so the pod has no identity to ask a token for"
+    if not value.strip():
+        return "only whitespace: the webhook injects it as AZURE_CLIENT_ID as it is, and it names no identity"
     if values.is_guid(value.strip()):
         return "whitespace around it: the webhook injects the value as it is, spaces included"
     if values.is_guid(value.strip().strip("{}")):

@@ -5,7 +5,9 @@ that finds nothing to verify fails and says why."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -307,3 +309,38 @@ def test_whole_cluster_messages_count_namespaces_in_words() -> None:
     assert "no ServiceAccount in all namespaces has" in nothing_found({"namespaces": []})
     refused = {"namespaces": ["a", "b"], "error": {"status": 500, "reason": "InternalError", "message": "boom"}}
     assert nothing_found(refused).startswith("whole-cluster run: could not list the ServiceAccounts of namespaces a, b:")
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ("", "empty: the webhook injects no AZURE_CLIENT_ID"),
+    ("  ", "only whitespace: the webhook injects it as AZURE_CLIENT_ID as it is"),
+])
+def test_a_blank_client_id_annotation_is_named_blank_not_a_pasted_name(value: str, why: str) -> None:
+    """Found by hand in a whole-cluster run (kubectl annotate sa ... 'azure.workload.identity/client-id=' and
+    '=  '): sa.client_id_annotation said "(the identity's client id, not its name)" of an empty value."""
+    from test_checks import context_for
+
+    from harness.checks.serviceaccount import sa_client_id_annotation
+
+    ctx = context_for()
+    ctx.facts.sa.annotations["azure.workload.identity/client-id"] = value
+    outcome = sa_client_id_annotation(ctx)
+    assert outcome.findings[0].code == "SA_CLIENT_ID_MALFORMED"
+    assert f"client-id='{value}' is not a GUID ({why}" in outcome.message and "not its name" not in outcome.message
+
+
+def test_a_whitespace_client_id_is_the_annotations_fault_not_an_env_override(
+    run_world: Callable[..., tuple[Any, Any]],
+) -> None:
+    """Found by hand: the webhook injects a client-id annotation of spaces as AZURE_CLIENT_ID (it skips only
+    empty values); the probe reads it as unset, and env.in_container failed with ENV_MISMATCH, advising a look
+    for an entrypoint overriding AZURE_* variables. The container has what was admitted: the annotation is the
+    one error and the chain after it is skipped because of it."""
+    world = World.healthy()
+    world.workloads[0].annotation_value = "  "
+    results, _ = run_world(world)
+    finance = results.workloads["finance/backend-sa"]
+    env = finance.check("env.in_container")
+    assert env.status == "skip" and env.blocked_by == "sa.client_id_annotation" and not env.findings
+    assert finance.check("exchange.succeeds").status == "skip"
+    assert [f.code for c in finance.checks for f in c.findings if f.severity == "error"] == ["SA_CLIENT_ID_MALFORMED"]
