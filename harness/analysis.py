@@ -144,6 +144,8 @@ def analyse(
             facts.inventory, facts.cluster, config.azure, config.expect, config.workloads, config.harness.client_id
         ), facts.harness_retries.get("inventory") or {})
         results.inventory = inventory_section(facts.inventory, facts.cluster, config.expect)
+    accounts = None if facts.inventory is None or facts.inventory.service_accounts_error is not None else (
+        frozenset(facts.inventory.all_service_accounts))
     for workload in workloads:
         workload_facts = facts.workloads.get(workload.id)
         if workload_facts is None:
@@ -155,6 +157,7 @@ def analyse(
             config.azure,
             workload_facts.collected_at if now is None else now,
             facts.inventory.identities if facts.inventory is not None else None,
+            accounts,
         )
         results.workloads[workload.id] = WorkloadResults(
             workload.id, workload.namespace, workload.service_account, run_workload_checks(context)
@@ -169,7 +172,7 @@ def analyse(
         )
         context = WorkloadContext(
             pod_facts, bare, facts.cluster, config.azure, pod_facts.collected_at if now is None else now,
-            facts.inventory.identities if facts.inventory is not None else None,
+            facts.inventory.identities if facts.inventory is not None else None, accounts,
         )
         results.pods[pod_id] = WorkloadResults(
             pod_id, pod_facts.namespace, pod_facts.service_account, run_workload_checks(context), kind="pod"

@@ -22,6 +22,8 @@ class WorkloadContext:
     now: float
     # the inventory's identities (a run with the inventory suite and an azure section), for what they trust
     inventory_identities: list[InventoryIdentity] | None = None
+    # NS/NAME of every ServiceAccount the inventory listed in the cluster (None: not listed)
+    cluster_service_accounts: frozenset[str] | None = None
 
     def trusting(self) -> list[InventoryIdentity]:
         """The inventory's identities with a federated credential for this ServiceAccount's subject and this

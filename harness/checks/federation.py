@@ -1044,9 +1044,15 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
             # the new credential is made beside it (another ServiceAccount may use that one); a typo's credential
             # left in place trusts a ServiceAccount that whoever creates it would get the identity through
             namespace, _, account = str(typo["subject"]).removeprefix(SA_SUBJECT_PREFIX).partition(":")
-            repair.append(advice(f"then delete credential {typo['name']} (a typo of this subject?) unless a "
-                                 f"ServiceAccount {namespace}/{account} uses it: whoever creates that ServiceAccount "
-                                 "gets this identity (a run without --workload prints its delete: FIC_ORPHANED)"))
+            if f"{namespace}/{account}" in (ctx.cluster_service_accounts or ()):
+                # the inventory listed that ServiceAccount: two ServiceAccounts share the identity, no typo
+                repair.append(advice(f"keep credential {typo['name']}: it trusts ServiceAccount {namespace}/{account}, "
+                                     "which exists (two ServiceAccounts share this identity, not a typo)"))
+            else:
+                repair.append(advice(f"then delete credential {typo['name']} (a typo of this subject?) unless a "
+                                     f"ServiceAccount {namespace}/{account} uses it: whoever creates that "
+                                     "ServiceAccount gets this identity (a run without --workload prints its delete: "
+                                     "FIC_ORPHANED)"))
         return failed(
             f"no federated credential for subject {ctx.subject!r}; the identity trusts {subjects}{note} "
             "(Entra: AADSTS700213)",

@@ -344,3 +344,32 @@ def test_a_whitespace_client_id_is_the_annotations_fault_not_an_env_override(
     assert env.status == "skip" and env.blocked_by == "sa.client_id_annotation" and not env.findings
     assert finance.check("exchange.succeeds").status == "skip"
     assert [f.code for c in finance.checks for f in c.findings if f.severity == "error"] == ["SA_CLIENT_ID_MALFORMED"]
+
+
+def test_a_credential_of_another_service_account_that_exists_is_kept_not_called_a_typo(tmp_path: Path) -> None:
+    """Found by hand in a whole-cluster run: one identity annotated on nsa/app (its credential made) and on nsb/app
+    (none); nsb/app's fix said "then delete credential a-app (a typo of this subject?) unless a ServiceAccount
+    nsa/app uses it", though the inventory had listed nsa/app. Listed, the credential is kept, in so many words;
+    not listed (a run without the inventory, or no such ServiceAccount), the advice to delete stays."""
+    from harness.analysis import analyse
+    from harness.collect.run import Selection, collect_run
+    from harness.config import parse_config
+    from harness.redact import Redactor
+
+    world = World.healthy()
+    world.workloads[0].fic_subject = "system:serviceaccount:fianance:backend-sa"
+    config = parse_config(world.config(tmp_path), base_dir=tmp_path)
+    facts = collect_run(world.backend(), config, Selection(workloads=config.workloads, inventory=True), "run-1",
+                        config.probe.resolved_image)
+    assert facts.inventory is not None and "fianance/backend-sa" not in facts.inventory.all_service_accounts
+
+    def last_fix_line() -> str:
+        results = analyse(facts, config, config.workloads, "lab", Redactor(config.secrets()))
+        (finding,) = results.workloads["finance/backend-sa"].check("federation.credential").findings
+        assert finding.code == "FIC_SUBJECT_MISMATCH"
+        return finding.fix_lines()[-1]
+
+    assert last_fix_line().startswith("# then delete credential fic-backend-sa (a typo of this subject?)")
+    facts.inventory.all_service_accounts.append("fianance/backend-sa")  # that ServiceAccount exists too
+    assert last_fix_line() == ("# keep credential fic-backend-sa: it trusts ServiceAccount fianance/backend-sa, "
+                               "which exists (two ServiceAccounts share this identity, not a typo)")
