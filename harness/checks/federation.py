@@ -22,7 +22,7 @@ from harness.checks.token import claims, private_issuer
 from harness.commands import Command, Step, Var, advice, render
 from harness.facts import CREDENTIAL_ERROR, IdentityFacts
 from harness.issuers import issuer_relation
-from harness.names import TENANT_ID_ANNOTATION, TOKEN_AUDIENCE
+from harness.names import CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION, TOKEN_AUDIENCE
 
 MAX_FEDERATED_CREDENTIALS = 20
 
@@ -1078,6 +1078,18 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
             "federation",
             f"no federated identity credential for {ctx.subject}",
             evidence,
-            [*room_for_one(ctx, credentials), fic_fix(ctx, "create", name, issuer)],
+            [*room_for_one(ctx, credentials), fic_fix(ctx, "create", name, issuer), *_leftover_advice(ctx)],
         ),
     )
+
+
+def _leftover_advice(ctx: WorkloadContext) -> list[Step]:
+    """For a ServiceAccount nothing runs under (no live pod, no CronJob, no refused controller: a leftover, or a
+    workload scaled to 0), the other way out: its client-id annotation removed rather than the identity trusting it.
+    Nothing when the live pods were not listed."""
+    live = ctx.facts.live_pods
+    if live is None or live.error is not None or live.pods or live.refused or live.cronjobs:
+        return []
+    drop = render(fix.remove_sa_annotation(ctx.namespace, ctx.service_account, CLIENT_ID_ANNOTATION))
+    return [advice(f"or, if {ctx.namespace}/{ctx.service_account} is a leftover (no pod runs under it now), remove "
+                   f"its client-id annotation rather than trust it: {drop}")]

@@ -373,3 +373,31 @@ def test_a_credential_of_another_service_account_that_exists_is_kept_not_called_
     facts.inventory.all_service_accounts.append("fianance/backend-sa")  # that ServiceAccount exists too
     assert last_fix_line() == ("# keep credential fic-backend-sa: it trusts ServiceAccount fianance/backend-sa, "
                                "which exists (two ServiceAccounts share this identity, not a typo)")
+
+
+def test_a_leftover_service_account_without_a_credential_is_offered_its_annotation_removed(
+    run_world: Callable[..., tuple[Any, Any]],
+) -> None:
+    """Found by hand in a whole-cluster run: stale/old-sa annotated with an identity that has no federated
+    credential, nothing running under it. FIC_MISSING's one fix was to create a credential, trusting a
+    ServiceAccount nothing uses; the other way out, removing the annotation, is now offered when the live pods
+    were listed and none runs under it (with a pod running, the credential is the only fix)."""
+    world = World.healthy()
+    world.workloads[0].fic = False
+    results, _ = run_world(world)
+    finance = results.workloads["finance/backend-sa"]
+    assert finance.check("workload.live_pods").message.startswith("no live pods run under")
+    (finding,) = finance.check("federation.credential").findings
+    assert finding.code == "FIC_MISSING" and finding.fix_lines()[0].startswith("az identity federated-credential")
+    assert finding.fix_lines()[-1] == (
+        "# or, if finance/backend-sa is a leftover (no pod runs under it now), remove its client-id annotation "
+        "rather than trust it: kubectl annotate serviceaccount -n finance backend-sa azure.workload.identity/client-id-")
+    world.existing_pods.append({"metadata": {"namespace": "finance", "name": "backend-1",
+                                             "labels": {"azure.workload.identity/use": "true"}},
+                                "spec": {"serviceAccountName": "backend-sa",
+                                         "containers": [{"name": "app", "image": "app:1"}]}})
+    results, _ = run_world(world)
+    finance = results.workloads["finance/backend-sa"]
+    assert "backend-1" in str(finance.check("workload.live_pods").evidence)
+    (finding,) = finance.check("federation.credential").findings
+    assert finding.code == "FIC_MISSING" and not any("leftover" in line for line in finding.fix_lines())
