@@ -583,19 +583,20 @@ def _crds_gone(ctx: MigrationContext, p: dict[str, Any], value: str) -> dict[str
 
 
 def _depending_steps(ctx: MigrationContext, depending: list[dict[str, Any]]) -> list[Step]:
-    """The coverage fixes of the bindings these pods depend on; for a pod whose binding's row lacks nothing (its
-    ServiceAccount annotated and federated, other pods of it moved: a CronJob's Job, a pod recreated bound), its
-    owner's template labelled for Workload ID."""
+    """The coverage fixes of the bindings these pods depend on (a row with a pod not moved lacks labelled_pods);
+    for a pod whose binding's row lacks nothing (what could not be told), its owner's template labelled for
+    Workload ID; a CronJob's Job made before deleted."""
     refs = {f"{p['namespace']}/{p['name']}" for p in depending}
     rows = [row for row in coverage_rows(ctx.facts, ctx.cluster.issuer_url) if set(row["legacy_pods"]) & refs]
     steps = [step for row in rows if row["missing"] for step in _coverage_steps(ctx, row)]
     behind = {ref for row in rows if row["missing"] for ref in row["legacy_pods"]}
     for p in depending:
-        if f"{p['namespace']}/{p['name']}" in behind:
-            continue
         kind, name = str(p.get("owner_kind")), str(p.get("owner_name"))
-        more = ([advice(f"recreate pod {p['namespace']}/{name} labelled {USE_LABEL}: \"true\"")] if kind == "Pod"
-                else _use_label_steps(kind, p["namespace"], name, restart=True))
+        if f"{p['namespace']}/{p['name']}" in behind:  # its template is in the binding's steps; not its Job
+            more = []
+        else:
+            more = ([advice(f"recreate pod {p['namespace']}/{name} labelled {USE_LABEL}: \"true\"")] if kind == "Pod"
+                    else _use_label_steps(kind, p["namespace"], name, restart=True))
         if kind == "CronJob" and p.get("job"):  # the Job made before runs on without an identity
             more += [advice(f"Job {p['namespace']}/{p['job']}, made before, runs without an identity: delete it (its "
                             "pods go too); the CronJob's next Job runs with the identity"),
@@ -628,6 +629,8 @@ def _drop_label_step(pod: dict[str, Any]) -> Step:
     if kind == "Job":
         return advice(f"Job {namespace}/{name}'s pod template cannot change: its pods keep {POD_IDENTITY_LABEL} "
                       "until they end; make it again without it if it runs again")
+    if pod.get("owner_selects_label"):
+        return fix.remake_without_selector_label(kind, namespace, name, POD_IDENTITY_LABEL)
     return fix.remove_template_label(kind, namespace, name, POD_IDENTITY_LABEL)
 
 
@@ -764,6 +767,11 @@ def _other_workloads(accounts: list[str], moved_to: list[str], bound: list[dict[
     return accounts if accounts and moved_to and runs_as and not runs_as & set(accounts) else []
 
 
+def _still_bound(bound: list[dict[str, Any]]) -> list[str]:
+    """NS/NAME of the binding's own pods (labelled with its selector) the webhook gave no Workload ID token."""
+    return sorted(f"{p['namespace']}/{p['name']}" for p in bound if not _has_wi_token(p))
+
+
 def _has_wi_token(pod: dict[str, Any]) -> bool:
     return ((pod.get("labels") or {}).get(USE_LABEL) == "true"
             and TOKEN_AUDIENCE in (pod.get("token_audiences") or []))
@@ -784,6 +792,10 @@ def _row_stragglers(ctx: MigrationContext, row: dict[str, Any]) -> list[str]:
     if not row["service_accounts"] or _other_workloads(row["service_accounts"], row.get("moved_to") or [], bound):
         return []
     return _stragglers(row["service_accounts"], row.get("moved_to") or [], bound)
+
+
+def _row_still_bound(ctx: MigrationContext, row: dict[str, Any]) -> list[str]:
+    return _still_bound([p for p in ctx.facts.legacy_pods.items if f"{p['namespace']}/{p['name']}" in row["legacy_pods"]])
 
 
 def _resource_elsewhere(ctx: MigrationContext, row: dict[str, Any]) -> str | None:
@@ -895,7 +907,9 @@ def coverage_rows(facts: MigrationFacts, issuer: str | None) -> list[dict[str, A
             missing.append(MISSING_CREDENTIAL)
         if facts.labelled_pods.error is not None or not accounts_known:
             unknown.append(MISSING_PODS)
-        elif not labelled or uninjected or behind:
+        elif not labelled or uninjected or behind or _still_bound(bound):
+            # one Deployment moved does not move another on the same selector and ServiceAccount: each pod NMI
+            # still answers loses its identity with the binding
             missing.append(MISSING_PODS)
         kind = identity_spec.get("type")
         rows.append({
@@ -972,6 +986,11 @@ def bindings_migrated(ctx: MigrationContext) -> Outcome:
                             "another client id)"
                             if _deleted(ctx, r) else "")
                          + (f" (cannot tell {', '.join(r['unknown'])})" if r["unknown"] else "")
+                         + (f" ({', '.join(_row_still_bound(ctx, r))}, labelled {POD_IDENTITY_LABEL}={r['selector']}, "
+                            "still run on pod identity with no Workload ID token, though "
+                            f"{', '.join(r['labelled_pods'])} moved)"
+                            if r["labelled_pods"] and _row_still_bound(ctx, r) and not _row_stragglers(ctx, r)
+                            and MISSING_PODS in r["missing"] else "")
                          + (f" ({', '.join(r['uninjected_pods'])} labelled {USE_LABEL} but run without its identity: "
                             "created before the label or the annotation; the webhook acts on pod CREATE only)"
                             if r["uninjected_pods"] and MISSING_PODS in r["missing"] else "") for r in behind)
@@ -1160,7 +1179,7 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
         runs_as = [p for p in ctx.facts.legacy_pods.items
                    if (p["namespace"], str(p.get("service_account"))) in set(accounts) and p not in legacy]
         owners = sorted({(p["namespace"], str(p.get("owner_kind")), str(p.get("owner_name")))
-                         for p in [*legacy, *runs_as]} | stale)
+                         for p in [*legacy, *runs_as] if not _has_wi_token(p)} | stale)
         for ns, kind, name in owners:
             if kind == "Pod":
                 steps.append(advice(f"recreate pod {ns}/{name} labelled {USE_LABEL}: \"true\", without "

@@ -1114,6 +1114,18 @@ def remove_template_label(kind: str, namespace: str, name: str, label: str) -> C
     return kubectl("patch", _workload_ref(kind, name), "-n", namespace_or(namespace), "--type", "json", "-p", patch)
 
 
+def remake_without_selector_label(kind: str, namespace: str, name: str, label: str) -> Step:
+    """A Deployment or DaemonSet whose selector names ``label``: its template must keep it (the API server refuses
+    a template its selector does not select: "`selector` does not match template `labels`", pkg/apis/apps/
+    validation) and its selector cannot change (spec.selector: field is immutable in apps/v1), so the JSON patch
+    of remove_template_label is refused: the workload is made again from its manifest without the label."""
+    ref = f"{kind} {namespace_or(namespace)}/{object_or(name, '<name>')}"
+    return advice(f"{ref}'s selector names {label}: the API server refuses its pod template without it "
+                  "(\"`selector` does not match template `labels`\") and a selector cannot change (\"field is "
+                  "immutable\"): make it again from its manifest or chart with neither selector nor template "
+                  f"naming {label} (kubectl delete, then kubectl apply; its pods stop in between)")
+
+
 def remove_cronjob_template_label(namespace: str, name: str, label: str) -> Command:
     """A JSON patch removing one label from a CronJob's pod template (spec.jobTemplate.spec.template): its next
     Jobs' pods go without it; the Jobs already running keep it until they end."""

@@ -184,12 +184,27 @@ def _operation_mode(template_spec: dict[str, Any]) -> str:
     return "standard"
 
 
-def _components(api: KubeApi) -> ObjectList:
+def selects_pod_identity_label(obj: dict[str, Any]) -> bool:
+    """Whether a Deployment's or DaemonSet's selector names aadpodidbinding (matchLabels or matchExpressions): its
+    template must keep the label, and apps/v1 selectors cannot change."""
+    selector = (obj.get("spec") or {}).get("selector") or {}
+    if not isinstance(selector, dict):
+        return False
+    return POD_IDENTITY_LABEL in (selector.get("matchLabels") or {}) or any(
+        isinstance(e, dict) and e.get("key") == POD_IDENTITY_LABEL for e in selector.get("matchExpressions") or [])
+
+
+def _components(api: KubeApi, selecting: set[tuple[str, str, str]] | None = None) -> ObjectList:
+    """NMI and MIC; ``selecting`` gets (kind, namespace, name) of each listed one whose selector names
+    aadpodidbinding (the same lists: no more requests)."""
     found = ObjectList("daemonsets.apps,deployments.apps")
     for plural, kind in (("daemonsets", "DaemonSet"), ("deployments", "Deployment")):
         listed = list_all(api, "apps", "v1", plural)
         found.error = found.error or listed.error
         found.items += [c for c in (_component(item, kind) for item in listed.items) if c is not None]
+        if selecting is not None:
+            selecting |= {(kind, str(m.get("namespace")), str(m.get("name"))) for item in listed.items
+                          if selects_pod_identity_label(item) for m in [item.get("metadata") or {}]}
     return found
 
 
@@ -269,6 +284,12 @@ def collect_migration(
     them already (harness.collect.inventory.labelled_pod_summaries); None: listed here."""
     crds = _keep(list_all(api, "apiextensions.k8s.io", "v1", "customresourcedefinitions"), _crd)
     kinds = {plural: list_all(api, POD_IDENTITY_GROUP, POD_IDENTITY_VERSION, plural) for plural in POD_IDENTITY_PLURALS}
+    selecting: set[tuple[str, str, str]] = set()
+    components = _components(api, selecting)
+    legacy = _cronjob_owners(api, _keep(_pods(api, POD_IDENTITY_LABEL), pod_summary))
+    for pod in legacy.items:
+        if (pod.get("owner_kind"), pod["namespace"], pod.get("owner_name")) in selecting:
+            pod["owner_selects_label"] = True
     facts = MigrationFacts(
         collected_at=time.time(),
         crds=crds,
@@ -276,8 +297,8 @@ def collect_migration(
         azure_identity_bindings=_keep(kinds["azureidentitybindings"], _binding),
         azure_pod_identity_exceptions=_keep(kinds["azurepodidentityexceptions"], _exception),
         azure_assigned_identities=_keep(kinds["azureassignedidentities"], _assigned),
-        components=_components(api),
-        legacy_pods=_cronjob_owners(api, _keep(_pods(api, POD_IDENTITY_LABEL), pod_summary)),
+        components=components,
+        legacy_pods=legacy,
         labelled_pods=(ObjectList("pods", list(labelled_pods)) if labelled_pods is not None
                        else _keep(_pods(api, f"{USE_LABEL}=true"), pod_summary)),
         service_accounts=_keep(list_all(api, "", "v1", "serviceaccounts"), _service_account),

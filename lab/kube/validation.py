@@ -2,7 +2,8 @@
 
 Covers what clients of the lab trip over: metadata.name rules per kind, the required fields of a Pod, its
 volumes and volume mounts (lab.kube.volume_validation: no path may leave the volume), ConfigMap and Secret
-keys, Pod update restrictions, and the shape of a CustomResourceDefinition.
+keys, Pod update restrictions, apps selectors (they select their template, and cannot change), and the shape of a
+CustomResourceDefinition.
 """
 
 from __future__ import annotations
@@ -227,11 +228,60 @@ def _template_spec(obj: Obj) -> Any:
     return template.get("spec") if isinstance(template, dict) else None
 
 
+SELECTOR_TYPES = {("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"), ("apps", "daemonsets")}
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, Any]) -> bool:
+    """metav1.LabelSelectorAsSelector(selector).Matches(labels): every matchLabels pair, every expression."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        if not isinstance(expression, dict):
+            continue
+        key, operator, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        present = key in labels
+        if (operator == "In" and (not present or labels[key] not in values)
+                or operator == "NotIn" and present and labels[key] in values
+                or operator == "Exists" and not present or operator == "DoesNotExist" and present):
+            return False
+    return True
+
+
+def selector_causes(rt: ResourceType, obj: Obj) -> list[Cause]:
+    """A Deployment's, ReplicaSet's, StatefulSet's or DaemonSet's selector must select its own pod template
+    (k8s.io/kubernetes pkg/apis/apps/validation ValidateDeploymentSpec, ValidatePodTemplateSpecForReplicaSet,
+    ValidateStatefulSetSpec, ValidateDaemonSetSpec: "`selector` does not match template `labels`"), on create
+    and update alike: a template label the selector names cannot be removed. Not emulated: an empty or missing
+    selector (Required value / empty selector is invalid)."""
+    if rt.group_resource not in SELECTOR_TYPES:
+        return []
+    spec = obj.get("spec") or {}
+    selector, template = spec.get("selector"), spec.get("template")
+    if not isinstance(selector, dict) or not (selector.get("matchLabels") or selector.get("matchExpressions")):
+        return []
+    labels = ((template or {}).get("metadata") or {}).get("labels") or {} if isinstance(template, dict) else {}
+    if _selects(selector, labels if isinstance(labels, dict) else {}):
+        return []
+    # unverified: older API servers print the Go map (map[string]string{...}); newer ones JSON, as here
+    return [invalid_value("spec.template.metadata.labels", labels, "`selector` does not match template `labels`")]
+
+
+def selector_update_causes(rt: ResourceType, old: Obj, new: Obj) -> list[Cause]:
+    """apps/v1's selectors cannot change (ValidateDeploymentUpdate, ValidateReplicaSetUpdate,
+    ValidateStatefulSetUpdate, ValidateDaemonSetUpdate: apivalidation.ValidateImmutableField on spec.selector)."""
+    if rt.group_resource not in SELECTOR_TYPES:
+        return []
+    before, after = (old.get("spec") or {}).get("selector"), (new.get("spec") or {}).get("selector")
+    if before is None or before == after:
+        return []
+    return [invalid_value("spec.selector", after, "field is immutable")]
+
+
 def _kind_causes(rt: ResourceType, obj: Obj) -> list[Cause]:
     """The checks create and update share (ValidateConfigMap/ValidateSecret run on both, as do the
-    workload validators on the pod template)."""
+    workload validators on the pod template and its selector)."""
     if rt.group_resource in WORKLOAD_TYPES:
-        return pod_spec_causes(_template_spec(obj), "spec.template.spec")
+        return selector_causes(rt, obj) + pod_spec_causes(_template_spec(obj), "spec.template.spec")
     if rt.group_resource in CONFIG_KINDS:
         return volume_validation.config_data_causes(CONFIG_KINDS[rt.group_resource], obj)
     if rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions"):
@@ -347,7 +397,7 @@ def validate_update(rt: ResourceType, old: Obj, new: Obj, schema: dict[str, Any]
         causes += webhook_configuration_causes(new, old)
     if schema is not None:
         causes += crdschema.value_causes(schema, new)
-    causes += _job_template_causes(rt, old, new)
+    causes += _job_template_causes(rt, old, new) + selector_update_causes(rt, old, new)
     crd = rt.group_resource == ("apiextensions.k8s.io", "customresourcedefinitions")
     if crd and (new.get("spec") or {}).get("group") != (old.get("spec") or {}).get("group"):
         causes.append(

@@ -293,6 +293,9 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "remove_template_label": lambda d: fix.remove_template_label(
         d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)
     ),
+    "remake_without_selector_label": lambda d: fix.remake_without_selector_label(
+        d(nasty_text), d(nasty_text), d(nasty_text), d(nasty_text)
+    ),
     "remove_cronjob_template_label": lambda d: fix.remove_cronjob_template_label(
         d(nasty_text), d(nasty_text), d(nasty_text)
     ),

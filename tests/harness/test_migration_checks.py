@@ -899,7 +899,8 @@ def test_a_cronjobs_bound_pods_are_fixed_on_its_job_template_not_on_the_job() ->
     facts.components.items = [c for c in facts.components.items if c["component"] != "mic"]
     early = components_removed(MigrationContext(facts, cluster, AZURE)).findings[0]
     assert early.code == "POD_IDENTITY_REMOVED_EARLY"
-    assert early.fix_lines()[1:] == [
+    assert early.fix_lines()[1:] == [  # its binding is not migrated while the CronJob's pods are not moved
+        f"# reports/reports-binding (selector reports, client id {CLIENT_BACKEND}):",
         "kubectl patch cronjob/nightly -n reports --type merge -p '{\"spec\":{\"jobTemplate\":{\"spec\":{\"template\":"
         "{\"metadata\":{\"labels\":{\"azure.workload.identity/use\":\"true\"}}}}}}}'",
         "# its next Job gets the identity (or now: kubectl create job -n reports --from=cronjob/nightly <job-name>)",
@@ -1136,3 +1137,70 @@ def test_nmi_left_running_after_its_crds_were_deleted_is_said_to_answer_no_pod()
                if f.code == "POD_IDENTITY_NMI_INSTALLED")
     assert "its CRDs are deleted, so it finds no exception and no assigned identity for any pod" in nmi.message
     assert "helm uninstall -n kube-system aad-pod-identity" in nmi.fix_lines()
+
+
+def test_a_workload_whose_selector_names_aadpodidbinding_is_made_again_not_patched() -> None:
+    """reports-api moved to Workload ID keeps aadpodidbinding on its template, and its selector names the label too
+    (matchLabels {app, aadpodidbinding}): the API server refuses the JSON patch that drops the template's label
+    ("`selector` does not match template `labels`") and the selector cannot change, so the fix says to make the
+    Deployment again. The collector tells which owners select on the label from the Deployments it lists."""
+    world = World.healthy()
+    selecting = {"matchLabels": {"app": "reports-api", "aadpodidbinding": "reports"}}
+    world.kube_objects = {"deployments.apps": [
+        {"metadata": {"namespace": "reports", "name": "reports-api"}, "spec": {"selector": selecting}},
+        {"metadata": {"namespace": "reports", "name": "reports-ui"}, "spec": {"selector": {"matchExpressions": [
+            {"key": "aadpodidbinding", "operator": "Exists"}]}}},
+        {"metadata": {"namespace": "payments", "name": "payments-api"},
+         "spec": {"selector": {"matchLabels": {"app": "payments-api"}}}}]}
+    backend = world.backend()
+    for namespace, hashed in (("reports", "reports-api-5d4f8b7c9d-x2k4p"), ("reports", "reports-ui-5d4f8b7c9d-x2k4q"),
+                              ("payments", "payments-api-5d4f8b7c9d-x2k4r")):
+        backend.kube.pods[(namespace, hashed)] = {  # type: ignore[attr-defined]
+            "metadata": {"name": hashed, "namespace": namespace,
+                         "labels": {"aadpodidbinding": "x", "pod-template-hash": "5d4f8b7c9d"},
+                         "ownerReferences": [{"kind": "ReplicaSet", "name": hashed.rsplit("-", 1)[0],
+                                              "controller": True}]},
+            "spec": {"serviceAccountName": "default"}}
+    collected = collect_migration(backend.kube, backend.arm, None, backend.graph)
+    assert {p["owner_name"]: bool(p.get("owner_selects_label")) for p in collected.legacy_pods.items} == {
+        "reports-api": True, "reports-ui": True, "payments-api": False}
+
+    facts, cluster = leftover()
+    facts.legacy_pods.items[1]["owner_selects_label"] = True
+    result = {r.id: r for r in run_migration_checks(facts, cluster, AZURE)}["migration.pods_unlabelled"]
+    fixes = lines([result])
+    assert not any("deployment/reports-api" in line and "remove" in line for line in fixes)
+    assert any("Deployment reports/reports-api's selector names aadpodidbinding" in line
+               and "make it again" in line for line in fixes)
+    facts.legacy_pods.items[1].pop("owner_selects_label")  # the selector names app only: the patch
+    fixes = lines([{r.id: r for r in run_migration_checks(facts, cluster, AZURE)}["migration.pods_unlabelled"]])
+    assert any(line.startswith("kubectl patch deployment/reports-api -n reports --type json") for line in fixes)
+
+
+def test_a_binding_is_not_migrated_while_a_pod_of_its_selector_under_the_same_service_account_is_not_moved() -> None:
+    """By hand in the lab: reports-worker (a second Deployment on selector reports and ServiceAccount reports-sa)
+    labelled azure.workload.identity/use, reports-api not. The coverage row read "migrated: SA reports/reports-sa,
+    1 labelled pod": one moved pod covered the binding while reports-api's pods still got their token from NMI,
+    so deleting the binding took it away. Now the row lacks labelled_pods, names those pods, and the fix labels
+    reports-api's template only."""
+    facts, cluster = leftover()
+    facts.legacy_pods.items.append(pod("finance", "backend-batch-5d4f8b7c9d-x2k4p", "backend-sa",
+                                       {"aadpodidbinding": "backend"}, ("Deployment", "backend-batch")))
+    moved = pod("finance", "backend-abc-1", "backend-sa", {"aadpodidbinding": "backend",
+                                                           "azure.workload.identity/use": "true"},
+                ("Deployment", "backend")) | {"token_audiences": ["api://AzureADTokenExchange"],
+                                              "client_ids": [CLIENT_BACKEND]}
+    facts.legacy_pods.items.append(moved)
+    facts.labelled_pods.items = [moved]
+    row = next(r for r in coverage_rows(facts, ISSUER) if r["binding"] == "finance/backend-binding")
+    assert row["missing"] == ["labelled_pods"] and not row["migrated"]
+    result = bindings_migrated(MigrationContext(facts, cluster, AZURE))
+    assert "finance/backend-binding lacks labelled_pods (finance/backend-batch-5d4f8b7c9d-x2k4p, labelled " \
+           "aadpodidbinding=backend, still run on pod identity with no Workload ID token, though " \
+           "finance/backend-abc-1 moved)" in result.message + result.findings[0].message
+    fixes = lines([result])
+    assert any(line.startswith("kubectl patch deployment/backend-batch -n finance --type merge") for line in fixes)
+    assert not any("deployment/backend " in line for line in fixes)
+    facts.legacy_pods.items.pop(-2)  # only the moved pod is left on the selector: migrated
+    row = next(r for r in coverage_rows(facts, ISSUER) if r["binding"] == "finance/backend-binding")
+    assert row["migrated"]

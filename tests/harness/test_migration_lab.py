@@ -485,3 +485,51 @@ def test_nmi_removed_before_the_workloads_moved_is_an_error_and_moving_them_as_p
         assert migration_checks(document)["migration.components_removed"]["status"] == "warn"
     finally:
         lab.stop()
+
+
+def test_a_second_deployment_moved_on_one_selector_leaves_the_binding_unmigrated_and_its_selector_is_named(
+    tmp_path: Path
+) -> None:
+    """By hand: reports-worker, a second Deployment on selector reports and ServiceAccount reports-sa (annotated,
+    federated), moved to Workload ID but keeping aadpodidbinding on its template and in its selector; reports-api
+    not moved. The row read "migrated" (one moved pod covered the binding while reports-api still got its token
+    from NMI), and the printed JSON patch dropping reports-worker's template label is refused by a real API server
+    ("`selector` does not match template `labels`"; the selector is immutable), which the lab now is too."""
+    lab = start_lab(tmp_path / "lab", scenario="migration")
+    try:
+        manifest = tmp_path / "reports-worker.yaml"
+        labels = {"app": "reports-worker", "aadpodidbinding": "reports"}
+        manifest.write_text(yaml.safe_dump({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "reports-worker", "namespace": "reports"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+                "metadata": {"labels": {**labels, "azure.workload.identity/use": "true"}},
+                "spec": {"serviceAccountName": "reports-sa",
+                         "containers": [{"name": "worker", "image": "myacr.azurecr.io/reports/worker:1"}]}}}}))
+        kubectl(lab, "apply", "-f", str(manifest))
+        wait_for(lambda: "AZURE_FEDERATED_TOKEN_FILE" in kubectl(
+            lab, "get", "pods", "-n", "reports", "-l", "app=reports-worker", "-o", "json"))
+        result, document = migration_only(lab, tmp_path / "run", str(lab.harness_config))
+        row = next(r for r in document["coverage"] if r["binding"] == "reports/reports-binding")
+        assert (row["migrated"], row["missing"], len(row["labelled_pods"])) == (False, ["labelled_pods"], 1), row
+        findings = pod_identity_findings(document)
+        assert "still run on pod identity with no Workload ID token" in \
+            findings["POD_IDENTITY_BINDING_NOT_MIGRATED"]["message"]
+        moving = findings["POD_IDENTITY_BINDING_NOT_MIGRATED"]["remediation"]
+        assert any(" deployment/reports-api " in line for line in moving)
+        assert not any(" deployment/reports-worker " in line for line in moving)
+        drop = findings["POD_IDENTITY_PODS_LABELLED"]["remediation"]
+        assert any("Deployment reports/reports-worker's selector names aadpodidbinding" in line for line in drop)
+        assert not any(" deployment/reports-worker " in line for line in drop)
+        env = {**os.environ, "KUBECONFIG": str(lab.state_dir / "kubeconfig"), "HOME": str(lab.state_dir)}
+        patch = '[{"op": "remove", "path": "/spec/template/metadata/labels/aadpodidbinding"}]'
+        refused = subprocess.run(["kubectl", "patch", "deployment/reports-worker", "-n", "reports", "--type", "json",
+                                  "-p", patch], capture_output=True, text=True, env=env, timeout=120)
+        assert refused.returncode == 1 and "`selector` does not match template `labels`" in refused.stderr
+        both = '[{"op": "remove", "path": "/spec/selector/matchLabels/aadpodidbinding"}, ' + patch[1:]
+        refused = subprocess.run(["kubectl", "patch", "deployment/reports-worker", "-n", "reports", "--type", "json",
+                                  "-p", both], capture_output=True, text=True, env=env, timeout=120)
+        assert refused.returncode == 1 and "spec.selector: Invalid value" in refused.stderr
+        assert "field is immutable" in refused.stderr
+    finally:
+        lab.stop()
