@@ -491,8 +491,13 @@ def narrowed_text(document: dict[str, Any]) -> str:
               for value in narrowed.get(key) or []]
     if not parts:
         return ""
+    # the inventory lists every namespace's ServiceAccounts (orphaned credentials cannot be told otherwise), so
+    # its findings may name ServiceAccounts outside --namespace, and they count in the verdict
+    wide = ("; --namespace does not narrow the inventory: it cross-matches every namespace's ServiceAccounts with "
+            "Azure, so its findings may name others" if narrowed.get("namespaces") and document.get("inventory")
+            else "")
     return cell(", ".join(parts) + ": the verdict covers only the checks this run selected, not the whole chain "
-                "of every workload")
+                "of every workload" + wide)
 
 
 def incomplete_text(document: dict[str, Any]) -> str:

@@ -401,3 +401,19 @@ def test_a_leftover_service_account_without_a_credential_is_offered_its_annotati
     assert "backend-1" in str(finance.check("workload.live_pods").evidence)
     (finding,) = finance.check("federation.credential").findings
     assert finding.code == "FIC_MISSING" and not any("leftover" in line for line in finding.fix_lines())
+
+
+def test_the_narrowed_row_says_namespace_leaves_the_inventory_cluster_wide() -> None:
+    """Found by hand: pytest suites --namespace dying2 (one ServiceAccount) failed on SA_WITHOUT_FIC naming 33
+    ServiceAccounts of other namespaces, under a "Narrowed to | --namespace dying2" row that read as if the
+    verdict covered that namespace only. The row now says the inventory is not narrowed, when it ran."""
+    from harness.report.signoff import narrowed_text
+
+    document: dict[str, Any] = {"narrowed": {"namespaces": ["dying2"]}, "inventory": {"service_accounts": []}}
+    assert narrowed_text(document).endswith(
+        "--namespace does not narrow the inventory: it cross-matches every namespace's ServiceAccounts with Azure, "
+        "so its findings may name others")
+    document["narrowed"] = {"workloads": ["finance/backend-sa"]}
+    assert "inventory" not in narrowed_text(document)
+    document["narrowed"], document["inventory"] = {"namespaces": ["dying2"]}, None
+    assert "inventory" not in narrowed_text(document)
