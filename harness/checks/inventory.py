@@ -356,6 +356,11 @@ def _room_for_one(identity: InventoryIdentity, freed: int = 0) -> list[Step]:
         return []
     listing = (fix.app_credential_list(identity.client_id) if identity.kind == "application"
                else fix.identity_credential_list(identity.resource_id))
+    if freed < 0:  # the creates above, for other ServiceAccounts on this identity, filled it
+        return [advice(f"{short(identity)} holds {held} federated credentials once the creates above are made, the "
+                       "most it may: each create below is refused until one is deleted for it; delete those no "
+                       "cluster uses (FIC_ORPHANED and FIC_OLD_ISSUER print their deletes), or give these "
+                       "workloads identities of their own"), listing]
     return [advice(f"{short(identity)} holds {held} federated credentials, the most it may: the create below is "
                    "refused until one is deleted; delete one no cluster uses (FIC_ORPHANED and FIC_OLD_ISSUER "
                    "print their deletes), or give this workload an identity of its own"), listing]
@@ -669,6 +674,7 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
     steps: list[Step] = []
     wrong: list[tuple[dict[str, Any], InventoryIdentity, list[InventoryIdentity]]] = []
     checked = len(ctx.credentials_read)
+    planned: dict[int, int] = {}  # creates printed so far per identity: one identity shared by many ServiceAccounts
     for sa, ref, identity in ctx.credentials_read:
         mine = [c for c in ctx.credentials if c.identity is identity and c.service_account == ref]
         if any(c.usable for c in mine) or any(c.relation != EXACT for c in mine):
@@ -724,7 +730,12 @@ def credentials_present(ctx: InventoryContext) -> Outcome:
         if audience:
             steps.append(_update(audience[0], issuer))
         else:
-            steps += [*_room_for_one(identity), _create(identity, ref, issuer)]
+            made = planned.get(id(identity), 0)
+            held = len(identity.federated_credentials or []) + made
+            # the room advice once, at the create the limit refuses first (or before each, already full)
+            room = _room_for_one(identity, -made) if made == 0 or held == MAX_FEDERATED_CREDENTIALS else []
+            steps += [*room, _create(identity, ref, issuer)]
+            planned[id(identity)] = made + 1
     evidence: dict[str, Any] = {"missing": items, "checked": checked}
     findings = [_annotation_names_wrong_identity(ctx, wrong, issuer)] if wrong else []
     if wrong:

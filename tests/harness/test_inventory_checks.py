@@ -1181,3 +1181,22 @@ def test_an_issuer_with_a_line_end_is_this_issuers_twin_printed_escaped() -> Non
     assert "this issuer's twin: it has whitespace around it" in old.message and "\r" not in old.message
     assert f"{ISSUER}\\r" in old.message
     assert [w[3] for w in words(old) if w] == ["update"]
+
+
+def test_creates_for_many_service_accounts_sharing_one_identity_say_where_the_limit_refuses() -> None:
+    """Found by hand: 30 ServiceAccounts of one namespace annotated with one identity that held one credential.
+    SA_WITHOUT_FIC printed 30 creates on it and no word of the limit: pasted, the 20th credential fills it and
+    every create after is refused. Now the room advice comes once, before the first create the limit refuses."""
+    facts = healthy()
+    facts.service_accounts += [sa("many", f"sa-{n}", BACKEND_ID) for n in range(1, 31)]
+    facts.all_service_accounts += [f"many/sa-{n}" for n in range(1, 31)]
+    fixes = findings(run(facts))["SA_WITHOUT_FIC"].fix_lines()
+    creates = [n for n, line in enumerate(fixes) if " federated-credential create " in line]
+    assert len(creates) == 30
+    [note] = [n for n, line in enumerate(fixes) if line.startswith("#")]
+    assert note == creates[19] - 2  # the advice and the listing, before the create of the 21st credential
+    assert fixes[note].startswith("# managed identity myWorkloadId holds 20 federated credentials once the creates "
+                                  "above are made, the most it may: each create below is refused")
+    assert fixes[note + 1].startswith("az identity federated-credential list")
+    facts.service_accounts, facts.all_service_accounts = facts.service_accounts[:20], facts.all_service_accounts[:22]
+    assert not any(line.startswith("#") for line in findings(run(facts))["SA_WITHOUT_FIC"].fix_lines())  # 1 + 18
