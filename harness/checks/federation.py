@@ -1086,9 +1086,12 @@ def federated_credential(ctx: WorkloadContext) -> Outcome:
 def _leftover_advice(ctx: WorkloadContext) -> list[Step]:
     """For a ServiceAccount nothing runs under (no live pod, no CronJob, no refused controller: a leftover, or a
     workload scaled to 0), the other way out: its client-id annotation removed rather than the identity trusting it.
-    Nothing when the live pods were not listed."""
+    Nothing when the live pods were not listed, or when harness.yaml names the workload's client id or access
+    checks: a workload someone declared is meant to run, and its fix is the credential alone."""
     live = ctx.facts.live_pods
     if live is None or live.error is not None or live.pods or live.refused or live.cronjobs:
+        return []
+    if ctx.workload.client_id or ctx.workload.access:
         return []
     drop = render(fix.remove_sa_annotation(ctx.namespace, ctx.service_account, CLIENT_ID_ANNOTATION))
     return [advice(f"or, if {ctx.namespace}/{ctx.service_account} is a leftover (no pod runs under it now), remove "

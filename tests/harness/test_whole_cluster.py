@@ -376,14 +376,22 @@ def test_a_credential_of_another_service_account_that_exists_is_kept_not_called_
 
 
 def test_a_leftover_service_account_without_a_credential_is_offered_its_annotation_removed(
-    run_world: Callable[..., tuple[Any, Any]],
+    run_world: Callable[..., tuple[Any, Any]], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Found by hand in a whole-cluster run: stale/old-sa annotated with an identity that has no federated
     credential, nothing running under it. FIC_MISSING's one fix was to create a credential, trusting a
     ServiceAccount nothing uses; the other way out, removing the annotation, is now offered when the live pods
-    were listed and none runs under it (with a pod running, the credential is the only fix)."""
+    were listed and none runs under it (with a pod running, the credential is the only fix). Not for a workload
+    harness.yaml declares with its client id or access checks: someone means it to run (a clean-clone CI run
+    caught the line in such a workload's fix, tests/harness/test_app_registration_lab.py)."""
     world = World.healthy()
     world.workloads[0].fic = False
+    results, _ = run_world(world)
+    (declared,) = results.workloads["finance/backend-sa"].check("federation.credential").findings
+    assert declared.code == "FIC_MISSING" and not any("leftover" in line for line in declared.fix_lines())
+    # as a whole-cluster run's discovery makes it: the ServiceAccount alone, no expectations
+    monkeypatch.setattr(World, "_workload_config",
+                        lambda self, w: {"namespace": w.namespace, "service_account": w.service_account})
     results, _ = run_world(world)
     finance = results.workloads["finance/backend-sa"]
     assert finance.check("workload.live_pods").message.startswith("no live pods run under")
