@@ -1087,9 +1087,8 @@ def _repair(ctx: WorkloadContext, code: str, kind: str, name: str, pods: list[st
             return [fix.patch_template_labels(kind, namespace, name, {USE_LABEL: "true"}), *restart]
         if kind == "Pod" and any(being_deleted(ctx, pod) for pod in pods):
             return [_held_advice(ctx, next(pod for pod in pods if being_deleted(ctx, pod)))]
-        if kind == "Pod" and all(never_mutated(ctx, pod) for pod in pods):  # no controller: labelled, then copied
-            return [step for pod in pods[:fix.SHOWN_PODS]
-                    for step in (fix.label_pod(namespace, pod, USE_LABEL, "true"), fix.recreate_pod(namespace, pod))]
+        if kind == "Pod" and (again := bare_pods_again(ctx, pods, label=True)):  # no controller: labelled, copied
+            return again
         if kind == "Pod":  # no controller: the pod's own manifest, and a new pod for the webhook to see
             return [advice(f'add the label {USE_LABEL}: "true" to pod {name}\'s manifest (metadata.labels), then '
                            "delete it and create it again: the webhook acts on pod CREATE only"),
@@ -1174,8 +1173,8 @@ def _restart(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -> lis
     held = [pod for pod in pods if being_deleted(ctx, pod)] if kind == "Pod" else []
     if held:  # kubectl delete of a pod already Terminating waits on it (its finalizers) and changes nothing
         return [_held_advice(ctx, held[0])]
-    if kind == "Pod" and pods and all(never_mutated(ctx, pod) for pod in pods):  # a delete loses it for good
-        return [fix.recreate_pod(ctx.namespace, pod) for pod in pods[:fix.SHOWN_PODS]]
+    if kind == "Pod" and (again := bare_pods_again(ctx, pods, label=False)):  # a delete loses it for good
+        return again
     return fix.restart_controller(kind, ctx.namespace, name, pods, on_delete=_on_delete(ctx, kind, name),
                                   partition=partition(kind, owner), paused=paused(kind, owner))
 
@@ -1198,6 +1197,16 @@ def never_mutated(ctx: WorkloadContext, pod_name: str) -> bool:
     read += [existing.pod] if existing is not None and existing.existing and existing.pod else []
     pod = next((pod for pod in read if _name(pod) == pod_name), None)
     return pod is not None and not injected_azure_env(pod) and not token_volumes(pod)
+
+
+def bare_pods_again(ctx: WorkloadContext, pods: list[str], *, label: bool) -> list[Step]:
+    """Pods no controller owns, each made again from its own spec (labelled first when ``label``), when the webhook
+    never mutated any of them (:func:`never_mutated`); [] otherwise, or for no pods."""
+    if not pods or not all(never_mutated(ctx, pod) for pod in pods):
+        return []
+    return [step for pod in pods[:fix.SHOWN_PODS]
+            for step in ([fix.label_pod(ctx.namespace, pod, USE_LABEL, "true")] if label else [])
+            + [fix.recreate_pod(ctx.namespace, pod)]]
 
 
 def _held_advice(ctx: WorkloadContext, pod_name: str) -> Step:

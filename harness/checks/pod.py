@@ -41,6 +41,7 @@ from harness.checks.common import kube_call_failed, kube_failure_finding
 from harness.checks.context import WorkloadContext
 from harness.checks.federation import namesake_trusted_instead
 from harness.checks.live_pods import (
+    bare_pods_again,
     label_repair,
     misplaced_use_label,
     named_empty,
@@ -679,10 +680,9 @@ def _bare_pod_again(ctx: WorkloadContext, *, label: bool) -> list[Step]:
     kind, name = controller_of(pod)
     if kind != "Pod" or not name or existing is None or not existing.existing:
         return []
-    if (pod.get("metadata") or {}).get("deletionTimestamp") or injected_azure_env(pod) or token_volumes(pod):
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
         return []
-    return [*([fix.label_pod(ctx.namespace, name, USE_LABEL, "true")] if label else []),
-            fix.recreate_pod(ctx.namespace, name)]
+    return bare_pods_again(ctx, [name], label=label)
 
 
 def pod_mutated(ctx: WorkloadContext) -> Outcome:
