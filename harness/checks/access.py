@@ -557,11 +557,16 @@ def _revoke_blob_read(ctx: WorkloadContext, check: BlobAccess, principal: str | 
 def granting_assignments(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess) -> list[Assignment]:
     """The identity's assignments whose role grants the check's read on a scope on its target's chain (none when
     the assignments or the resource are not known)."""
-    assignments, target = ctx.facts.identity.role_assignments, target_scope(ctx, check)
-    if assignments is None or target is None:
+    return _granting(ctx, check, ctx.facts.identity.role_assignments, target_scope(ctx, check))
+
+
+def _granting(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess, assignments: list[dict[str, Any]] | None,
+              target: str | None) -> list[Assignment]:
+    """Those of ``assignments`` whose role grants the check's read on a scope on ``target``'s chain."""
+    if not assignments or target is None:
         return []
-    return [a for a in view_assignments(assignments, ctx.facts.identity.role_names,
-                                        ctx.facts.identity.role_permissions, check.kind, target)
+    facts = ctx.facts.identity
+    return [a for a in view_assignments(assignments, facts.role_names, facts.role_permissions, check.kind, target)
             if a.grants and a.covers]
 
 
@@ -582,24 +587,14 @@ def _client_id_assignments(ctx: WorkloadContext, check: KeyVaultSecretAccess | B
                            target: str | None) -> list[Assignment]:
     """Assignments that name the identity's client id as their principal id and would grant the read on the
     target had they named its principal (object) id."""
-    facts = ctx.facts.identity
-    if not facts.client_id_role_assignments or target is None:
-        return []
-    views = view_assignments(facts.client_id_role_assignments, facts.role_names, facts.role_permissions, check.kind,
-                             target)
-    return [a for a in views if a.grants and a.covers]
+    return _granting(ctx, check, ctx.facts.identity.client_id_role_assignments, target)
 
 
 def _former_principal_assignments(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
                                   target: str | None) -> list[Assignment]:
     """Assignments that name a deleted service principal of the application (az ad sp delete, then az ad sp
     create: a new object id) and would grant the read on the target had they named the live one."""
-    facts = ctx.facts.identity
-    if not facts.former_principal_role_assignments or target is None:
-        return []
-    views = view_assignments(facts.former_principal_role_assignments, facts.role_names, facts.role_permissions,
-                             check.kind, target)
-    return [a for a in views if a.grants and a.covers]
+    return _granting(ctx, check, ctx.facts.identity.former_principal_role_assignments, target)
 
 
 def _namesake_assignments(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
