@@ -9,7 +9,6 @@ from __future__ import annotations
 import email.utils
 import re
 import urllib.parse
-from typing import Any
 
 from probe.config import Check
 from probe.exchange import excerpt, json_object
@@ -19,6 +18,10 @@ from probe.retry import RetryPolicy, send_with_retries
 from probe.steps import Context
 from probe.targets import ChallengeError, HttpsTarget, parse_https_url, verify_challenge
 from probe.transport import Response, TransportError
+
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 BLOB_API_VERSION = "2023-11-03"
 _XML_CODE_RE = re.compile(r"<Code>\s*([^<]*?)\s*</Code>", re.IGNORECASE)

@@ -6,17 +6,20 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from probe import __version__
 from probe.config import ConfigError
 from probe.report import render
 from probe.runner import ConfigSource, run_probe
-from probe.sdk import SdkCheck, azure_identity_check
-from probe.transport import Transport
+from probe.sdk import azure_identity_check
 
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
 if TYPE_CHECKING:
     import argparse
+    from typing import NoReturn, TextIO
+
+    from probe.sdk import SdkCheck
+    from probe.transport import Transport
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -35,11 +35,15 @@ import math
 import os
 import ssl
 import urllib.parse
+from collections import namedtuple
 from collections.abc import Mapping
-from typing import Any, NamedTuple
 
 from probe.retry import DEFAULT_RETRY_SECONDS, MAX_RETRY_SECONDS, TRANSIENT_AADSTS
 from probe.targets import HostPattern, UrlProblem, default_patterns, known_resource, parse_https_url
+
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_SCOPE = "https://vault.azure.net/.default"
 DEFAULT_TIMEOUT = 10.0
@@ -70,13 +74,12 @@ class ConfigError(ValueError):
         return {"kind": "invalid_config", "field": self.field, "message": self.message}
 
 
-class Check(NamedTuple):
-    kind: str
-    expect: str
-    scope: str
-    params: dict[str, str]
-    allowed_hosts: tuple[HostPattern, ...] = ()
-    challenge_resource: str | None = None  # Key Vault: what the vault's challenge must name
+class Check(namedtuple("Check", "kind expect scope params allowed_hosts challenge_resource", defaults=((), None))):
+    """One access check: ``kind``, ``expect`` and ``scope`` strings, ``params`` the kind's fields (a dict of strings),
+    ``allowed_hosts`` a tuple of HostPatterns, ``challenge_resource`` what a Key Vault's challenge must name (or
+    None)."""
+
+    __slots__ = ()
 
     @property
     def base_url(self) -> str:
@@ -89,21 +92,21 @@ class Check(NamedTuple):
         return blob_url(self.params["account_url"], self.params["container"], self.params["blob"])
 
 
-class ProbeConfig(NamedTuple):
-    scope: str = DEFAULT_SCOPE
-    timeout_seconds: float = DEFAULT_TIMEOUT
-    ca_file: str | None = None
-    sdk_cross_check: bool = True
-    checks: tuple[Check, ...] = ()
-    source: str = "defaults"
-    retry_seconds: float = DEFAULT_RETRY_SECONDS
-    retry_aadsts: tuple[int, ...] = TRANSIENT_AADSTS
-    authority_hosts: tuple[HostPattern, ...] = ()  # where the token may be exchanged; empty: any https host
+class ProbeConfig(namedtuple(
+    "ProbeConfig",
+    "scope timeout_seconds ca_file sdk_cross_check checks source retry_seconds retry_aadsts authority_hosts",
+    defaults=(DEFAULT_SCOPE, DEFAULT_TIMEOUT, None, True, (), "defaults", DEFAULT_RETRY_SECONDS, TRANSIENT_AADSTS, ()),
+)):
+    """The parsed config; ``checks`` a tuple of Checks, ``retry_aadsts`` of ints, ``authority_hosts`` of HostPatterns
+    (where the token may be exchanged; empty: any https host)."""
+
+    __slots__ = ()
 
 
-class TlsTrust(NamedTuple):
-    source: str  # "ca_file" | "REQUESTS_CA_BUNDLE" | "SSL_CERT_FILE" | "system"
-    path: str | None
+class TlsTrust(namedtuple("TlsTrust", "source path")):
+    """``source``: "ca_file" | "REQUESTS_CA_BUNDLE" | "SSL_CERT_FILE" | "system"; ``path`` None for the system's."""
+
+    __slots__ = ()
 
     def to_dict(self) -> dict[str, str | None]:
         return {"source": self.source, "path": self.path}

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from typing import Any
 
 from probe import __version__
 from probe.jwtutil import JwtDecodeError, decode_unverified, fingerprint, pick, redact
 from probe.retry import RetryPolicy, send_with_retries
-from probe.transport import Response, Transport, TransportError
+from probe.transport import Response, TransportError
+
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from probe.transport import Transport
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ACCESS_TOKEN_CLAIMS = ("aud", "iss", "tid", "appid", "azp", "oid", "sub", "idtyp", "xms_mirid", "ver")

@@ -6,7 +6,10 @@ import base64
 import hashlib
 import json
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Three base64url segments, the first starting with eyJ (a JSON object's base64url encoding).
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")

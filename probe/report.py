@@ -6,10 +6,13 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
 
 from probe import SCHEMA, __version__
 from probe.jwtutil import redact
+
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 _MIN_SCRUB_LEN = 8
 

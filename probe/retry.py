@@ -25,9 +25,12 @@ import email.utils
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from probe.transport import Response, TransportError
+
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_RETRY_SECONDS = 30.0
 MAX_RETRY_SECONDS = 600.0

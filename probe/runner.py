@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from probe.access import access_step
 from probe.config import ConfigError, load_raw, parse, resolve_trust, ssl_context
 from probe.report import StepLog, StepOutcome, document, failed, passed
-from probe.sdk import SdkCheck
 from probe.steps import TOKEN_FILE_ENV, Context, env_step, exchange_step, token_step
-from probe.transport import Transport, http_transport
+from probe.transport import http_transport
+
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from probe.sdk import SdkCheck
+    from probe.transport import Transport
 
 
 class ConfigSource:

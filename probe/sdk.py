@@ -7,28 +7,27 @@ pay for them otherwise.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+from collections import namedtuple
 
 from probe.jwtutil import redact
+
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+
+    class SdkCheck(Protocol):
+        """Returns ``{"available": False}`` or ``{"available": True, "succeeded": bool, "error": str | None}``,
+        and when it failed ``"transient": bool`` (Entra's 429 or 5xx, or a lost answer: worth another attempt)."""
+
+        def __call__(self, req: SdkRequest) -> dict[str, Any]: ...
 
 _MAX_ERROR = 2000
 
 
-class SdkRequest(NamedTuple):
-    tenant_id: str
-    client_id: str
-    token_file: str
-    authority_host: str
-    scope: str
-    timeout: float
-    ca_path: str | None
+class SdkRequest(namedtuple("SdkRequest", "tenant_id client_id token_file authority_host scope timeout ca_path")):
+    """What the credential is built from: strings, ``timeout`` in seconds, ``ca_path`` None for the system's."""
 
-
-class SdkCheck(Protocol):
-    """Returns ``{"available": False}`` or ``{"available": True, "succeeded": bool, "error": str | None}``, and
-    when it failed ``"transient": bool`` (Entra's 429 or 5xx, or a lost answer: worth another attempt)."""
-
-    def __call__(self, req: SdkRequest) -> dict[str, Any]: ...
+    __slots__ = ()
 
 
 def sdk_importable() -> bool:

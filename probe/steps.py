@@ -7,16 +7,21 @@ import re
 import stat
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from probe.config import ProbeConfig, TlsTrust
 from probe.exchange import Exchanger, token_url
 from probe.jwtutil import JwtDecodeError, decode_unverified, fingerprint, pick, redact
 from probe.report import StepOutcome, failed, passed
 from probe.retry import RetryPolicy
-from probe.sdk import SdkCheck, SdkRequest, sdk_importable
+from probe.sdk import SdkRequest, sdk_importable
 from probe.targets import HostPattern, UrlProblem, parse_https_url
-from probe.transport import Transport
+
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from probe.sdk import SdkCheck
+    from probe.transport import Transport
 
 REQUIRED_ENV = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST")
 TOKEN_FILE_ENV = "AZURE_FEDERATED_TOKEN_FILE"

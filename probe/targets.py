@@ -14,7 +14,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import urllib.parse
-from typing import Any, NamedTuple
+from collections import namedtuple
+
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 HTTPS_PORT = 443
 ANY_PORT = "*"
@@ -44,9 +48,10 @@ class UrlProblem(ValueError):
     """Why a URL may not receive a token; the message never repeats a user name or password."""
 
 
-class HttpsTarget(NamedTuple):
-    host: str  # lower-cased; an IPv6 address keeps its brackets
-    port: int
+class HttpsTarget(namedtuple("HttpsTarget", "host port")):
+    """``host`` lower-cased (an IPv6 address keeps its brackets), ``port`` an int."""
+
+    __slots__ = ()
 
     @property
     def authority(self) -> str:
@@ -111,9 +116,10 @@ def _port(text: str) -> int:
     return int(text)
 
 
-class HostPattern(NamedTuple):
-    host: str  # a suffix starts with "."
-    port: int | None  # None: any port
+class HostPattern(namedtuple("HostPattern", "host port")):
+    """``host`` (a suffix starts with "."), ``port`` an int or None (any port)."""
+
+    __slots__ = ()
 
     @classmethod
     def parse(cls, text: str) -> HostPattern:

@@ -14,28 +14,29 @@ import socket
 import ssl
 import sys
 import urllib.parse
+from collections import namedtuple
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from probe import __version__
 
+TYPE_CHECKING = False  # typing is not imported when the probe runs (probe/__init__.py)
 if TYPE_CHECKING:
     import urllib.error
     import urllib.request
+    from typing import Any, Protocol
+
+    class Transport(Protocol):
+        """``(method, url, headers, body, timeout) -> Response``; raises TransportError when no response came."""
+
+        def __call__(
+            self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
+        ) -> Response: ...
 
 
-class Response(NamedTuple):
-    status: int
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
+class Response(namedtuple("Response", "status headers body")):
+    """``status`` an int, ``headers`` a dict with lower-cased names, ``body`` bytes."""
 
-
-class Transport(Protocol):
-    """``(method, url, headers, body, timeout) -> Response``; raises TransportError when no response came."""
-
-    def __call__(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes | None, timeout: float
-    ) -> Response: ...
+    __slots__ = ()
 
 
 class TransportError(Exception):

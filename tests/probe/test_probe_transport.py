@@ -148,13 +148,14 @@ def test_a_url_the_environment_proxy_applies_to_goes_through_the_proxy(
 
 def test_a_probe_without_a_proxy_does_not_import_urllib() -> None:
     """urllib.request and what it imports were about 6 ms of each probe pod's start; only a proxy needs them
-    (-S: no site-packages, whose .pth hooks import tempfile, as in a stock image's stdlib-only Python)."""
+    (-S: no site-packages, whose .pth hooks import tempfile, as in a stock image's stdlib-only Python). Nor
+    typing, which is for type checkers only (about 4 ms of each start)."""
     import subprocess
     import sys
     from pathlib import Path
 
-    code = ("import sys; import probe.cli, probe.runner; "
-            "print(sorted(m for m in ('urllib.request', 'urllib.error', 'tempfile') if m in sys.modules))")
+    code = ("import sys; import probe.cli, probe.runner; print(sorted(m for m in "
+            "('urllib.request', 'urllib.error', 'tempfile', 'typing') if m in sys.modules))")
     repo = str(Path(__file__).resolve().parents[2])
     out = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {repo!r}); {code}"],
                          capture_output=True, text=True, check=True, timeout=60)
