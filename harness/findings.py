@@ -437,6 +437,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_hand_breakages_lab.py::test_skip_containers_naming_the_apps_only_container_fails_"
         "and_the_printed_patch_removes_it",
         "unit:tests/harness/test_live_pods.py::test_a_skipped_container_is_a_warning",
+        "unit:tests/harness/test_checks.py::test_an_app_container_the_annotation_skips_is_named_not_blamed_on_the_"
+        "webhook",
     ),
     _e(
         "POD_WRONG_SERVICE_ACCOUNT", "pod", "error|warning",

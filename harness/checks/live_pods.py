@@ -690,7 +690,7 @@ def _skipped(pod: dict[str, Any], cname: str, skipped: set[str], what: str) -> P
     as sidecars are skipped on purpose; an error when it keeps failing (CrashLoopBackOff, or ended with an error),
     as an init container or app that needs the identity does (its log says whether for want of it)."""
     said = f"{what} {cname} is in {SKIP_CONTAINERS_ANNOTATION}: it gets no AZURE_* env"
-    failing = _container_failing(pod, cname)
+    failing = container_failing(pod, cname)
     if failing is None:
         return Problem("POD_CONTAINER_SKIPPED", _name(pod), said)
     return Problem("POD_CONTAINER_SKIPPED", _name(pod), f"{said} and no token mount, and is {failing[0]}"
@@ -698,7 +698,7 @@ def _skipped(pod: dict[str, Any], cname: str, skipped: set[str], what: str) -> P
                    severity=ERROR, failing=(cname, failing[1], skipped == {cname}))
 
 
-def _container_failing(pod: dict[str, Any], cname: str) -> tuple[str, bool] | None:
+def container_failing(pod: dict[str, Any], cname: str) -> tuple[str, bool] | None:
     """(how container ``cname`` of the pod fails, whether its failed run is --previous's): in CrashLoopBackOff, or
     ended with a non-zero exit code; None when neither."""
     status = pod.get("status") or {}
@@ -1033,14 +1033,30 @@ def _failing_skipped_repair(ctx: WorkloadContext, kind: str, name: str, problem:
     annotation (the whole annotation when it names that container alone; a template change rolls the pods)."""
     assert problem.failing is not None
     cname, previous, alone = problem.failing
+    return skipped_failing_repair(ctx, kind, name, problem.pod, cname, previous=previous, alone=alone)
+
+
+def skipped_failing_repair(ctx: WorkloadContext, kind: str, name: str, pod: str, cname: str, *, previous: bool,
+                           alone: bool) -> list[Step]:
+    """_failing_skipped_repair's steps, for --pod's pod.mutated too: the failing container's log (its earlier run's
+    with ``previous``), then the container taken out of the annotation (``alone``: the annotation names it only)."""
     ns = fix.namespace_or(ctx.namespace)
-    steps: list[Step] = [fix.kubectl("logs", "-n", ns, problem.pod, "-c", cname, *(["--previous"] if previous else []),
+    steps: list[Step] = [fix.kubectl("logs", "-n", ns, pod, "-c", cname, *(["--previous"] if previous else []),
                                      note="why it fails: the identity's absence, or another cause")]
+    return [*steps, *unskip_one_repair(ctx, kind, name, pod, cname, alone=alone)]
+
+
+def unskip_one_repair(ctx: WorkloadContext, kind: str, name: str, pod: str, cname: str, *, alone: bool) -> list[Step]:
+    """Container ``cname`` taken out of the skip-containers annotation if it needs the identity: the whole
+    annotation removed from a Deployment's, StatefulSet's or DaemonSet's template when it names that container
+    alone (a template change rolls the pods); otherwise said, as the other names stay."""
     if alone and kind in fix.RESTARTABLE:
-        return [*steps, fix.remove_template_annotation(kind, ctx.namespace, name, SKIP_CONTAINERS_ANNOTATION),
-                *_template_change_rolls(ctx, kind, name, [problem.pod])]
-    return [*steps, advice(f"if it needs the identity, take {cname} out of {SKIP_CONTAINERS_ANNOTATION} on "
-                           f"{kind}/{name}'s pod template (the other names stay, ';'-separated)")]
+        return [fix.remove_template_annotation(kind, ctx.namespace, name, SKIP_CONTAINERS_ANNOTATION),
+                *_template_change_rolls(ctx, kind, name, [pod])]
+    where = (f"pod {name}'s manifest, then delete the pod and create it again (the webhook acts on pod CREATE only)"
+             if kind == "Pod" else f"{kind}/{name}'s pod template")
+    return [advice(f"if it needs the identity, take {cname} out of {SKIP_CONTAINERS_ANNOTATION} in {where}"
+                   + (" (the other names stay, ';'-separated)" if not alone else ""))]
 
 
 def unskip_repair(ctx: WorkloadContext, kind: str, name: str, pods: list[str]) -> list[Step]:

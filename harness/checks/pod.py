@@ -42,14 +42,17 @@ from harness.checks.context import WorkloadContext
 from harness.checks.federation import namesake_trusted_instead
 from harness.checks.live_pods import (
     bare_pods_again,
+    container_failing,
     label_repair,
     misplaced_use_label,
     named_empty,
     preset_in_template,
     restart_workload,
     skipped_containers,
+    skipped_failing_repair,
     template_ahead,
     unlabelled_after_mutation,
+    unskip_one_repair,
     unskip_repair,
 )
 from harness.checks.model import ERROR, WARNING, Finding, Outcome, failed, passed, skipped, warned
@@ -710,6 +713,9 @@ def pod_mutated(ctx: WorkloadContext) -> Outcome:
     everything = [str(c.get("name") or "") for c in containers(pod, include_init=True)]
     if volumes and skipped_names and everything and all(name in skipped_names for name in everything):
         return _every_container_skipped(ctx, evidence, everything)
+    chosen = str((container or {}).get("name") or "")
+    if volumes and chosen in skipped_names and len(missing) == len(INJECTED_ENV):
+        return _judged_container_skipped(ctx, evidence, chosen, skipped_names)
     evidence["containers_without_env"] = [
         str(c.get("name")) for c in containers(pod)
         if c.get("name") not in skipped_names and not any(env_map(c).get(name) for name in INJECTED_ENV)
@@ -961,6 +967,35 @@ def _every_container_skipped(ctx: WorkloadContext, evidence: dict[str, Any], nam
     pod_name = str(((ctx.pod or {}).get("metadata") or {}).get("name") or "")
     return failed(message, evidence, Finding("POD_CONTAINER_SKIPPED", ERROR, "pod", message, evidence,
                                              unskip_repair(ctx, kind, name, [pod_name])))
+
+
+def _judged_container_skipped(ctx: WorkloadContext, evidence: dict[str, Any], cname: str, skipped: set[str]
+                              ) -> Outcome:
+    """--pod: the container judged (no app container got the AZURE_* env) is in the pod's skip-containers
+    annotation, while the webhook mutated an init container (a native sidecar, or one that fetches secrets): the
+    webhook ran and did what the annotation says (mutateContainers skips the names it lists, init containers too),
+    so no reinstall nor restart helps. A warning, as live_pods says of a skipped container (it may be skipped on
+    purpose); an error when it keeps failing, as one that needs the identity does (its log says)."""
+    pod = ctx.pod or {}
+    evidence[SKIP_CONTAINERS_ANNOTATION] = annotation(pod, SKIP_CONTAINERS_ANNOTATION)
+    init_names = {str(c.get("name") or "") for c in (pod.get("spec") or {}).get("initContainers") or []}
+    got = [str(c.get("name") or "") for c in containers(pod, include_init=True)
+           if any(env_map(c).get(name) for name in INJECTED_ENV)]
+    evidence["mutated_containers"] = got
+    named = [f"{'init container' if got_name in init_names else 'container'} {got_name}" for got_name in got]
+    kind, name = controller_of(pod)
+    pod_name = str((pod.get("metadata") or {}).get("name") or "")
+    said = (f"container {cname} is in {SKIP_CONTAINERS_ANNOTATION}: the webhook gave it no AZURE_* env and no token "
+            "mount" + (f" (it mutated {', '.join(named)} only)" if named else ""))
+    failing = container_failing(pod, cname)
+    alone = skipped == {cname}
+    if failing is None:
+        return warned(said, evidence, Finding("POD_CONTAINER_SKIPPED", WARNING, "pod", said, evidence,
+                                              unskip_one_repair(ctx, kind, name, pod_name, cname, alone=alone)))
+    message = f"{said}, and it is {failing[0]}"
+    return failed(message, evidence, Finding(
+        "POD_CONTAINER_SKIPPED", ERROR, "pod", message, evidence,
+        skipped_failing_repair(ctx, kind, name, pod_name, cname, previous=failing[1], alone=alone)))
 
 
 # the webhook's AZURE_ENVIRONMENT names (go-autorest's environments, getAzureAuthorityHost) by authority host

@@ -1779,6 +1779,53 @@ def test_an_existing_pod_is_judged_by_the_container_the_webhook_mutated_not_a_me
     assert pod_mutated(ctx).status == PASS
 
 
+def _app_skipped_beside_a_mutated_sidecar(skip: str, app_status: dict[str, Any] | None = None) -> WorkloadContext:
+    """A Deployment's pod whose native sidecar (an init container with restartPolicy Always) the webhook mutated,
+    and whose app container it skipped, as skip-containers names it."""
+    pod = _pod(*V16)
+    sidecar = pod["spec"]["containers"][0] | {"name": "mesh", "restartPolicy": "Always"}
+    pod["spec"]["initContainers"] = [sidecar]
+    pod["spec"]["containers"] = [{"name": "backend", "volumeMounts": []}]
+    pod["metadata"].update(name="backend-7d9f-abcde", annotations={"azure.workload.identity/skip-containers": skip},
+                           labels={**pod["metadata"]["labels"], "pod-template-hash": "7d9f"},
+                           ownerReferences=[{"kind": "ReplicaSet", "name": "backend-7d9f", "controller": True}])
+    if app_status is not None:
+        pod["status"] = {"containerStatuses": [{"name": "backend", **app_status}]}
+    ctx = context_for(pod)
+    assert ctx.facts.pod is not None
+    ctx.facts.pod.existing = True
+    return ctx
+
+
+def test_an_app_container_the_annotation_skips_is_named_not_blamed_on_the_webhook() -> None:
+    """By hand in the lab: --pod on a pod whose native sidecar got the identity and whose app container is in
+    skip-containers said POD_NOT_MUTATED ("only partly mutated") and printed az aks update
+    --enable-workload-identity and a pod delete, though the webhook did what the annotation says. It names the
+    annotation now: a warning (skipped on purpose, maybe), with the annotation taken off the template; an error
+    when the skipped container keeps failing, its log first."""
+    outcome = pod_mutated(_app_skipped_beside_a_mutated_sidecar("backend"))
+    assert outcome.status == WARN, outcome.message
+    (finding,) = outcome.findings
+    assert finding.code == "POD_CONTAINER_SKIPPED" and finding.severity == "warning"
+    assert finding.message == ("container backend is in azure.workload.identity/skip-containers: the webhook gave it "
+                               "no AZURE_* env and no token mount (it mutated init container mesh only)")
+    lines = finding.fix_lines()
+    assert lines[0] == ("kubectl patch deployment/backend -n finance --type json -p '[{\"op\":\"remove\",\"path\":"
+                        "\"/spec/template/metadata/annotations/azure.workload.identity~1skip-containers\"}]'")
+    assert not any("az aks" in line or "delete pod" in line for line in lines)
+    crashing = {"restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 1}}}
+    failing = pod_mutated(_app_skipped_beside_a_mutated_sidecar("backend;log-shipper", crashing))
+    assert failing.status == FAIL
+    (finding,) = failing.findings
+    assert finding.code == "POD_CONTAINER_SKIPPED" and finding.severity == "error"
+    assert "and it is in CrashLoopBackOff (last exit 1, 4 restarts)" in finding.message
+    lines = finding.fix_lines()
+    assert lines[0].startswith("kubectl logs -n finance backend-7d9f-abcde -c backend --previous")
+    assert lines[1].startswith("# if it needs the identity, take backend out of azure.workload.identity/skip-"
+                               "containers in Deployment/backend's pod template (the other names stay")
+
+
 # ---------------------------------------------------------------- access verdicts by the service's own code
 
 
