@@ -61,3 +61,13 @@ def test_text_skips_the_patterns_only_where_they_cannot_match() -> None:
 
     for sample in samples:
         assert redact.text(sample) == every_pattern(sample), sample
+
+
+def test_mask_userinfo_scans_for_its_hint_only_to_skip_text_without_a_match() -> None:
+    from harness.redact import _USERINFO_RE, mask_userinfo
+
+    samples = ["", "x@y", "a://b", "HTTPS://User:Pw@host/p", "git+ssh://u@h:22/r", "https://h/a@b", "https://h?q=a@b",
+               "https://h#a@b", "a://b c@d", "a://b\t@c", "ftp://a@b://c@d", "://@", "1a://u@h", "é://u@h",
+               "see https://u:p@h/ and http://v@w", "https://u:p@ss@h/"]
+    for sample in samples:
+        assert mask_userinfo(sample) == _USERINFO_RE.sub(lambda m: f"{m.group(1)}{REDACTED}@", sample), sample
