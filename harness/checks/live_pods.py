@@ -568,7 +568,12 @@ def _client_id_meant(ctx: WorkloadContext) -> tuple[str | None, bool]:
     else, when the identity read was the annotation's, the client id of the identity whose principal (object) id
     it holds, or of the application of the annotated one's display name that trusts the ServiceAccount when the
     annotated one does not; and whether the look-up, made in full, found nothing it names (a restart would hand the pods a
-    client id Entra refuses: identity.matches says what to annotate)."""
+    client id Entra refuses: identity.matches says what to annotate). harness.yaml's client_id out of date (the
+    identity it names by identity_resource_id was deleted and created again: the annotation has the new client id,
+    sa.client_id_annotation says so): the annotation's, so pods still carrying the deleted identity's are stale."""
+    stale_config = ctx.stale_configured_client_id
+    if stale_config is not None:
+        return stale_config, False
     if ctx.workload.client_id:
         return ctx.workload.client_id, False
     identity = ctx.facts.identity

@@ -905,8 +905,9 @@ def _stale_client_id(ctx: WorkloadContext, pod_client_id: str | None, annotated:
     if (pod is None or not pod.existing or not pod_client_id or not annotated
             or pod_client_id.lower() == annotated.lower()):
         return None
-    if ctx.workload.client_id and pod_client_id.lower() == ctx.workload.client_id.lower():
-        return ""
+    if (ctx.workload.client_id and ctx.stale_configured_client_id is None
+            and pod_client_id.lower() == ctx.workload.client_id.lower()):
+        return ""  # harness.yaml's, unless that is out of date (its identity created again: the annotation is right)
     trusted = namesake_trusted_instead(ctx)
     if trusted is not None and pod_client_id.lower() == str(trusted["appId"]).lower():
         return ""  # the app of the same name that trusts the ServiceAccount: federation.credential names it

@@ -1718,3 +1718,37 @@ def test_a_tenant_from_a_configmap_names_what_the_webhook_injects_and_a_skipped_
     pod = workload_pod(annotations={"azure.workload.identity/skip-containers": "sidecar"})
     pod["spec"]["containers"].append(sidecar)
     assert [f.code for f in live_pods(context([live(pod)])).findings] == ["POD_CONTAINER_SKIPPED"]  # a warning
+
+
+def test_pods_carrying_harness_yamls_out_of_date_client_id_are_stale_when_the_identity_was_created_again() -> None:
+    """By hand in the lab: az identity delete, then az identity create under the same name (a new client id), its
+    federated credential and role made again, the ServiceAccount annotated with the new client id; harness.yaml's
+    client_id still the old one, Deployment/backend not restarted. --workload said SA_CLIENT_ID_MISMATCH (set
+    harness.yaml's client_id) and nothing about the live pods, whose AZURE_CLIENT_ID is the deleted identity's (the
+    exchange refused, AADSTS700016): a pod carrying harness.yaml's client id was taken for a right one behind a wrong
+    annotation. harness.yaml is out of date here (the identity it names by identity_resource_id has the annotated
+    client id), so those pods are stale, for workload.live_pods and --pod's pod.mutated alike; with that identity's
+    client id not the annotation's, a pod carrying harness.yaml's still is not."""
+    from harness.checks.workload import existing_pod_mutated
+    resource_id = "/subscriptions/s/resourcegroups/myRg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/w"
+    pod = workload_pod(client_id=OLD_CLIENT)
+    app = pod["spec"]["containers"][0]
+    app["volumeMounts"] = [{"name": "azure-identity-token", "mountPath": "/var/run/secrets/azure/tokens",
+                            "readOnly": True}]
+    app["env"] = [{**e, "value": "/var/run/secrets/azure/tokens/azure-identity-token"}
+                  if e["name"] == "AZURE_FEDERATED_TOKEN_FILE" else e for e in app["env"]]
+    ctx = context([live(pod, deployment())])
+    ctx.workload = WorkloadConfig(namespace="finance", service_account="backend-sa", client_id=OLD_CLIENT,
+                                  identity_resource_id=resource_id)
+    ctx.facts.identity = IdentityFacts(configured=True, kind="managed_identity", resolved_by="config",
+                                       resource_id=resource_id, identity={"properties": {"clientId": CLIENT}})
+    ctx.facts.pod = PodFacts("finance", "backend-7d9f-abcde", existing=True, created=True, pod=pod,
+                             owner=deployment())
+    (stale,) = live_pods(ctx).findings
+    assert stale.code == "POD_STALE_CLIENT_ID" and f"AZURE_CLIENT_ID={OLD_CLIENT}" in stale.message
+    assert stale.fix_lines()[0].startswith("kubectl rollout restart deployment/backend -n finance")
+    assert [f.code for f in existing_pod_mutated(ctx).findings] == ["POD_STALE_CLIENT_ID"]
+    ctx.facts.identity.identity = {"properties": {"clientId": "55555555-2222-3333-4444-555555555555"}}
+    outcome = live_pods(ctx)  # harness.yaml's identity is a third: the annotation is what is wrong, not the pods
+    assert outcome.status == PASS and not outcome.findings
+    assert existing_pod_mutated(ctx).findings == []
