@@ -922,7 +922,8 @@ def no_orphaned_credentials(ctx: InventoryContext) -> Outcome:
         f"for a ServiceAccount that does not exist: {_listed(cases)}{risk}"
     )
     steps: list[Step] = [_delete(c) for c in orphans]
-    steps.append(advice("or, if the ServiceAccount was deleted by mistake, create it again"))
+    if risk:  # a subject Kubernetes cannot name ('finance:backend-sa', a space pasted with it) was no deleted one's
+        steps.append(advice("or, if the ServiceAccount was deleted by mistake, create it again"))
     return _judge([Finding("FIC_ORPHANED", WARNING, LAYER, message, evidence, steps)], "", evidence)
 
 

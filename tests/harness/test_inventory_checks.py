@@ -209,6 +209,24 @@ def test_an_orphaned_credential_no_service_account_can_match_claims_no_risk() ->
     assert [w[4:6] for w in words(orphan)[:2]] == [["--name", "pasted"], ["--name", "typed"]]
 
 
+def test_an_orphaned_credential_whose_subject_no_service_account_can_have_is_not_to_be_created_again() -> None:
+    """By hand in the lab: az identity federated-credential update ... --subject finance:backend-sa (and
+    system:serviceaccounts:finance:backend-sa, the group's plural): FIC_ORPHANED said "subject 'finance:backend-sa'
+    is no ServiceAccount's" and then "# or, if the ServiceAccount was deleted by mistake, create it again", for a
+    ServiceAccount that never was and that no kubectl create can make. That advice stays where a subject names one
+    that can be made (a namespace/name pair Kubernetes accepts)."""
+    facts = healthy()
+    backend(facts).federated_credentials += [credential("short", "finance:backend-sa"),
+                                             credential("plural", "system:serviceaccounts:finance:backend-sa")]
+    orphan = findings(run(facts))["FIC_ORPHANED"]
+    assert "'finance:backend-sa' is no ServiceAccount's" in orphan.message
+    assert [w[4:6] for w in words(orphan)] == [["--name", "short"], ["--name", "plural"]]
+    assert not any("create it again" in line for line in orphan.fix_lines())
+    backend(facts).federated_credentials.append(credential("gone", "system:serviceaccount:finance:deleted-sa"))
+    orphan = findings(run(facts))["FIC_ORPHANED"]
+    assert orphan.fix_lines()[-1] == "# or, if the ServiceAccount was deleted by mistake, create it again"
+
+
 def test_a_service_account_without_a_credential() -> None:
     facts = healthy()
     facts.service_accounts.append(sa("batch", "nightly-sa", "11111111-2222-4333-8444-555555555555"))
