@@ -483,14 +483,17 @@ CATALOGUE: tuple[Entry, ...] = (
         "POD_NOT_ADMITTED", "pod", "error|warning",
         "The API server refused the probe pod for another reason, or refuses a Deployment's pods once the webhook "
         "has mutated them (a template volume named like the webhook's, or projecting a token at its path "
-        "azure-identity-token; Pod Security refusing the migration proxy that inject-proxy-sidecar asks for). A "
+        "azure-identity-token; Pod Security refusing the migration proxy that inject-proxy-sidecar asks for; a "
+        "proxy-sidecar-port outside 1-65535, which the webhook makes the proxy's containerPort). A "
         "warning when the workload's pods are refused for a reason the harness does not name.",
         "Read the refusal; fix what it names (rename the template's volume or its token projection's path; remove "
-        "inject-proxy-sidecar).",
+        "inject-proxy-sidecar, or the proxy-sidecar-port that is no port).",
         "test:tests/harness/test_hand_breakages_lab.py::test_a_template_volume_named_like_the_webhooks_fails_the_"
         "workload_until_renamed",
         "test:tests/harness/test_hand_breakages_lab.py::test_a_migration_proxy_asked_for_in_a_restricted_namespace_"
         "fails_and_the_printed_patch_drops_it",
+        "unit:tests/harness/test_live_pods.py::test_a_proxy_port_out_of_range_the_api_server_refuses_after_the_"
+        "webhook_is_named_and_removed",
     ),
     _e(
         "POD_SECURITY_REJECTED", "pod", "error",

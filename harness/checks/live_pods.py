@@ -83,6 +83,9 @@ def live_pods(ctx: WorkloadContext) -> Outcome:
     findings += [_mount_clash(ctx, refused, path) for refused in refusals
                  for path in [_clashing_mount(refused.message)] if path]
     findings += [_proxy_refused(ctx, refused) for refused in refusals if _refuses_the_proxy(refused)]
+    findings += [_proxy_port_refused(ctx, refused, port) for refused in refusals
+                 for port in [proxy_port_out_of_range(refused.message, refused.template_annotations)]
+                 if port is not None]
     findings += [_account_not_found(ctx, refused, account) for refused in refusals
                  for account in [_missing_account(refused.message)] if account]
     findings += [_refused_elsewhere(ctx, refused, cause) for refused in refusals
@@ -331,6 +334,45 @@ def _proxy_refused(ctx: WorkloadContext, refused: RefusedController) -> Finding:
         f"template): azwi-proxy-init runs privileged with NET_ADMIN, which the namespace's level forbids; none of "
         f"its current template runs ({refused.reason}): {refused.message}",
         {"owner": ref, "reason": refused.reason, "refusal": refused.message, INJECT_PROXY_ANNOTATION: value},
+        steps,
+    )
+
+
+_CONTAINER_PORT_RE = re.compile(r"spec\.(?:initContainers|containers)\[\d+\]\.ports\[\d+\]\.containerPort: "
+                                r"(?:Invalid value: (-?\d+): must be between 1 and 65535, inclusive|Required value)")
+
+
+def proxy_port_out_of_range(message: str, annotations: dict[str, str]) -> int | None:
+    """The template's proxy-sidecar-port when the API server refused the mutated pod over that containerPort: the
+    webhook's getProxyPort takes any base-10 int32 (strconv.ParseInt(value, 10, 32)) and gives it to azwi-proxy as
+    its containerPort, which pod validation (validateContainerPorts) wants from 1 to 65535 (0: "Required value")."""
+    if INJECT_PROXY_ANNOTATION not in annotations:
+        return None
+    try:
+        port = int(annotations.get(PROXY_PORT_ANNOTATION, "").strip().removeprefix("+"), 10)
+    except ValueError:
+        return None
+    for match in _CONTAINER_PORT_RE.finditer(message):
+        if int(match.group(1) or 0) == port and not 1 <= port <= 65535:
+            return port
+    return None
+
+
+def _proxy_port_refused(ctx: WorkloadContext, refused: RefusedController, port: int) -> Finding:
+    """The migration proxy asked for with a proxy-sidecar-port that is no port number: the webhook admits the
+    pod, the API server refuses it. Without the annotation the proxy listens on 8000."""
+    ref = f"{refused.kind}/{refused.name}"
+    steps = _job_template_fix(ctx, refused, f"remove {PROXY_PORT_ANNOTATION}", PROXY_PORT_ANNOTATION) or [
+        fix.remove_template_annotation(refused.kind, ctx.namespace, refused.name, PROXY_PORT_ANNOTATION),
+        advice(f"the proxy then listens on 8000; if a container of {ref} uses that port, set {PROXY_PORT_ANNOTATION} "
+               "on its pod template to a free port from 1 to 65535 instead"),
+    ]
+    return Finding(
+        "POD_NOT_ADMITTED", ERROR, "pod",
+        f"{ref}: the API server refuses its pods once the webhook has mutated them ({refused.reason}): "
+        f"{PROXY_PORT_ANNOTATION}={port} on the pod template is no port (1-65535), and the webhook makes it the "
+        f"migration proxy's containerPort: {refused.message}",
+        {"owner": ref, "reason": refused.reason, "refusal": refused.message, PROXY_PORT_ANNOTATION: str(port)},
         steps,
     )
 

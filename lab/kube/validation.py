@@ -111,11 +111,35 @@ def _container_causes(path: str, container: Any, volume_names: set[str], seen: s
         causes.extend(invalid_value(f"{path}.name", name, problem) for problem in problems)
     if not container.get("image"):
         causes.append(required(f"{path}.image"))
+    causes += port_causes(container.get("ports"), f"{path}.ports")
     for index, env in enumerate(container.get("env") or []):
         if isinstance(env, dict) and not env.get("name"):
             causes.append(required(f"{path}.env[{index}].name"))
     causes += volume_validation.volume_mount_causes(container.get("volumeMounts"), volume_names,
                                                     f"{path}.volumeMounts")
+    return causes
+
+
+PORT_RANGE_MESSAGE = "must be between 1 and 65535, inclusive"  # utilvalidation.IsValidPortNum
+
+
+def port_causes(ports: Any, path: str) -> list[Cause]:
+    """validateContainerPorts (pkg/apis/core/validation): containerPort 0 (or left out) is required, and it and
+    a hostPort must be from 1 to 65535; what matters here is a port a webhook puts there (the migration proxy's
+    containerPort is azure.workload.identity/proxy-sidecar-port, any int32 the webhook parses). Port names and
+    protocols are not checked."""
+    causes: list[Cause] = []
+    for index, port in enumerate(ports if isinstance(ports, list) else []):
+        if not isinstance(port, dict):
+            continue
+        number = port.get("containerPort")
+        if not number:
+            causes.append(required(f"{path}[{index}].containerPort"))
+        elif isinstance(number, int) and not 1 <= number <= 65535:
+            causes.append(invalid_value(f"{path}[{index}].containerPort", number, PORT_RANGE_MESSAGE))
+        host = port.get("hostPort")
+        if isinstance(host, int) and host and not 1 <= host <= 65535:
+            causes.append(invalid_value(f"{path}[{index}].hostPort", host, PORT_RANGE_MESSAGE))
     return causes
 
 

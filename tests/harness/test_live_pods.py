@@ -886,6 +886,35 @@ def test_a_proxy_port_that_is_no_number_is_removed_not_the_proxy() -> None:
         """'[{"op":"remove","path":"/spec/template/metadata/annotations/azure.workload.identity~1proxy-sidecar-port"}]'""")
 
 
+def test_a_proxy_port_out_of_range_the_api_server_refuses_after_the_webhook_is_named_and_removed() -> None:
+    """By hand in the lab: inject-proxy-sidecar "true" with proxy-sidecar-port "70000" on a Deployment's template:
+    the webhook parses any int32 and makes it azwi-proxy's containerPort, and the API server refuses the mutated
+    pod (422 ...containerPort: Invalid value: 70000: must be between 1 and 65535, inclusive). The run passed with
+    a warning ("for a reason the harness does not name"): none of the template's pods ran. It names the port and
+    removes it now (the proxy listens on 8000); pasted as printed, the Deployment rolled out. Port 0 is "Required
+    value"; a refusal over another container's port is not the proxy's."""
+    annotations = {"azure.workload.identity/inject-proxy-sidecar": "true",
+                   "azure.workload.identity/proxy-sidecar-port": "70000"}
+    refusal = ('Pod "backend-7d9f-abcde" is invalid: spec.initContainers[0].ports[0].containerPort: Invalid value: '
+               "70000: must be between 1 and 65535, inclusive")
+    outcome = live_pods(context_with_failing_deployment("backend", "backend-sa", refusal, annotations))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_NOT_ADMITTED" and finding.severity == "error"
+    assert ("azure.workload.identity/proxy-sidecar-port=70000 on the pod template is no port (1-65535), and the "
+            "webhook makes it the migration proxy's containerPort") in finding.message
+    assert finding.fix_lines()[0] == (
+        "kubectl patch deployment/backend -n finance --type json -p "
+        """'[{"op":"remove","path":"/spec/template/metadata/annotations/azure.workload.identity~1proxy-sidecar-port"}]'""")
+    zero = {**annotations, "azure.workload.identity/proxy-sidecar-port": "0"}
+    required = 'Pod "backend-7d9f-abcde" is invalid: spec.containers[0].ports[0].containerPort: Required value'
+    (finding,) = live_pods(context_with_failing_deployment("backend", "backend-sa", required, zero)).findings
+    assert finding.code == "POD_NOT_ADMITTED" and "proxy-sidecar-port=0" in finding.message
+    own = {**annotations, "azure.workload.identity/proxy-sidecar-port": "8080"}
+    (finding,) = live_pods(context_with_failing_deployment("backend", "backend-sa", refusal, own)).findings
+    assert finding.severity == "warning" and "proxy-sidecar-port" not in finding.message
+
+
 def test_an_on_delete_statefulsets_pods_are_deleted_where_a_rollout_restart_replaces_none() -> None:
     """By hand in the lab: a StatefulSet with updateStrategy OnDelete whose pod predates the ServiceAccount's new
     client id: the fix was kubectl rollout restart statefulset/ledger, which changes its template and replaces no

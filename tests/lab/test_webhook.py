@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from lab.kube.errors import ApiError
+from lab.kube.validation import pod_spec_causes
 from lab.kube.webhook import (
     GoParseError,
     WebhookSettings,
@@ -356,6 +357,22 @@ def test_proxy_with_host_network_is_denied() -> None:
 def test_proxy_port_must_parse() -> None:
     error = denial(pod(annotations={PROXY: "true", PROXY_PORT: "invalid"}))
     assert error.message == DENIED + 'failed to parse proxy sidecar port: strconv.ParseInt: parsing "invalid": invalid syntax'
+
+
+@pytest.mark.parametrize(("port", "native", "cause"), [
+    ("70000", True, ("FieldValueInvalid", "spec.initContainers[0].ports[0].containerPort",
+                     "Invalid value: 70000: must be between 1 and 65535, inclusive")),
+    ("-1", False, ("FieldValueInvalid", "spec.containers[0].ports[0].containerPort",
+                   "Invalid value: -1: must be between 1 and 65535, inclusive")),
+    ("0", True, ("FieldValueRequired", "spec.initContainers[0].ports[0].containerPort", "Required value")),
+])
+def test_a_proxy_port_the_webhook_parses_but_is_no_port_makes_the_pod_invalid(port: str, native: bool,
+                                                                              cause: tuple[str, str, str]) -> None:
+    """getProxyPort takes any int32 (ParseInt base 10, 32 bits), and the proxy's containerPort is validated after
+    admission (validateContainerPorts: IsValidPortNum, 0 is required): the API server refuses the mutated pod."""
+    mutated = admit(pod(annotations={PROXY: "true", PROXY_PORT: port}), server_minor=32 if native else 31)
+    assert pod_spec_causes(mutated["spec"]) == [cause]
+    assert pod_spec_causes(admit(pod(annotations={PROXY: "true", PROXY_PORT: "65535"}))["spec"]) == []
 
 
 def test_proxy_as_native_sidecar() -> None:
