@@ -481,7 +481,8 @@ def test_fic_needs_exactly_one_audience(arm: Arm, identity, audiences) -> None:
         "PUT", f"{path}/federatedIdentityCredentials/aud", arm.admin(), json=fic_body(audiences=audiences)
     )
     assert response.status_code == 400
-    assert error_of(response)[1] == "Federated identity credentials must have exactly one audience."
+    assert error_of(response) == ("InvalidFederatedIdentityCredentialsAudienceLength",
+                                  "Federated identity credentials must have exactly 1 audience.")
 
 
 def test_fic_issuer_and_subject_unique(arm: Arm, identity) -> None:
