@@ -156,6 +156,19 @@ def wi_results(wi_session: HarnessSession, wi_facts: RunFacts) -> RunResults:
     return results
 
 
+RESULTS = pytest.StashKey[RunResults]()
+
+
+def _results(request: pytest.FixtureRequest) -> RunResults:
+    """The wi_results fixture's value, asked of pytest only until it exists: pytest resolves the fixtures a fixture
+    depends on again for every item (a run of 50 workloads has 850 items), and the check fixtures need nothing of
+    them but the results."""
+    results = request.config.stash.get(RESULTS, None)
+    if results is None:
+        results = request.config.stash[RESULTS] = request.getfixturevalue("wi_results")
+    return results
+
+
 def _record(request: pytest.FixtureRequest, payload: dict[str, Any]) -> None:
     from harness.plugin import PAYLOAD
 
@@ -163,34 +176,38 @@ def _record(request: pytest.FixtureRequest, payload: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def wi_cluster_check(request: pytest.FixtureRequest, wi_results: RunResults) -> CheckResult:
+def wi_cluster_check(request: pytest.FixtureRequest) -> CheckResult:
     check_id = request.param
-    result = wi_results.cluster_check(check_id)
-    order = [c.id for c in wi_results.cluster].index(check_id)
-    _record(request, check_payload("cluster", result, order, wi_results))
+    results = _results(request)
+    result = results.cluster_check(check_id)
+    order = [c.id for c in results.cluster].index(check_id)
+    _record(request, check_payload("cluster", result, order, results))
     return result
 
 
 @pytest.fixture
-def wi_migration_check(request: pytest.FixtureRequest, wi_results: RunResults) -> CheckResult:
+def wi_migration_check(request: pytest.FixtureRequest) -> CheckResult:
     check_id = request.param
-    result = wi_results.migration_check(check_id)
-    order = [c.id for c in wi_results.migration].index(check_id)
-    _record(request, check_payload("migration", result, order, wi_results))
+    results = _results(request)
+    result = results.migration_check(check_id)
+    order = [c.id for c in results.migration].index(check_id)
+    _record(request, check_payload("migration", result, order, results))
     return result
 
 
 @pytest.fixture
-def wi_inventory_check(request: pytest.FixtureRequest, wi_results: RunResults) -> CheckResult:
+def wi_inventory_check(request: pytest.FixtureRequest) -> CheckResult:
     check_id = request.param
-    result = wi_results.inventory_check(check_id)
-    order = [c.id for c in wi_results.inventory_checks].index(check_id)
-    _record(request, check_payload("inventory", result, order, wi_results))
+    results = _results(request)
+    result = results.inventory_check(check_id)
+    order = [c.id for c in results.inventory_checks].index(check_id)
+    _record(request, check_payload("inventory", result, order, results))
     return result
 
 
 @pytest.fixture
-def wi_workload_check(request: pytest.FixtureRequest, wi_session: HarnessSession) -> CheckResult:
+def wi_workload_check(request: pytest.FixtureRequest) -> CheckResult:
+    wi_session = _session(request.config)
     if request.param is None:
         # Nothing verified is not a pass: a smoke test with an empty workload list must not go green.
         discovery = wi_session.discovery
@@ -202,7 +219,8 @@ def wi_workload_check(request: pytest.FixtureRequest, wi_session: HarnessSession
 
 
 @pytest.fixture
-def wi_pod_check(request: pytest.FixtureRequest, wi_session: HarnessSession) -> CheckResult:
+def wi_pod_check(request: pytest.FixtureRequest) -> CheckResult:
+    wi_session = _session(request.config)
     if request.param is None:
         pytest.skip("no --pod given")
     pod_id = request.param[0]
@@ -214,7 +232,7 @@ def _subject_check(request: pytest.FixtureRequest, scope: str, order: int) -> Ch
     """One check of one workload (or --pod) from the run's results, recorded for run.json; ``order`` places
     the workload in the report as on the command line / in harness.yaml."""
     subject_id, check_id = request.param
-    results: RunResults = request.getfixturevalue("wi_results")
+    results = _results(request)
     subject = (results.pods if scope == "pod" else results.workloads).get(subject_id)
     if subject is None:
         pytest.fail(f"{subject_id}: no facts were collected for this {scope}", pytrace=False)

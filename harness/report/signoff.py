@@ -10,6 +10,7 @@ generically: every top-level key this module does not know becomes one or more t
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -863,6 +864,7 @@ def crowded(table: Table) -> bool:
     return width > CROWDED
 
 
+@functools.cache  # one per format: its templates are compiled once per process (the tests render hundreds)
 def _environment(fmt: str) -> Environment:
     env = Environment(
         loader=PackageLoader("harness.report", "templates"),
