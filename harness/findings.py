@@ -398,10 +398,13 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_ENV_CONFLICT", "pod", "error",
-        "The pod sets AZURE_* itself; the webhook never overwrites it.",
+        "The pod sets AZURE_* itself, in any of its containers or init containers; the webhook never overwrites "
+        "it.",
         "Remove the explicit env from the pod template.",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
         "unit:tests/harness/test_checks.py::test_preset_client_id_conflicting_with_the_annotation",
+        "unit:tests/harness/test_live_pods.py::test_an_init_container_that_sets_an_azure_variable_itself_is_a_"
+        "conflict_for_pod_and_workload",
     ),
     _e(
         "POD_STALE_CLIENT_ID", "pod", "error|warning",

@@ -15,6 +15,8 @@ from typing import Any
 from harness import values
 from harness.checks import remediation as fix
 from harness.checks.admission import (
+    admission_policy,
+    admission_policy_looks,
     pod_security_level,
     quota_refusal,
     refusal_cause,
@@ -405,6 +407,8 @@ def _refused_elsewhere(ctx: WorkloadContext, refused: RefusedController, cause: 
     else:
         if "gatekeeper.sh" in refused.message:  # Azure Policy for AKS and OPA Gatekeeper
             steps.append(fix.kubectl("get", "constraints", "-o", "wide", note="which constraint refused it"))
+        if (policy := admission_policy(refused.message)) is not None:
+            steps += admission_policy_looks(policy[0], policy[1])
         steps.append(advice(f"a person decides: make the pod template of {ref} comply with the policy that refused "
                             f"it, or exempt namespace {namespace} from it"))
     return Finding(
@@ -660,11 +664,15 @@ def pod_problems(
     ]
     annotated = sa_annotations.get(CLIENT_ID_ANNOTATION)
     mutated_any = bool(token_volumes(pod))
-    for container in containers(pod):
+    init_names = {str(c.get("name") or "") for c in (pod.get("spec") or {}).get("initContainers") or []}
+    # init containers too: the webhook's mutateContainers sets their env as it does the app's (native sidecars
+    # among them), and never overwrites a variable one names
+    for container in containers(pod, include_init=True):
         cname = str(container.get("name") or "")
+        what = "init container" if cname in init_names else "container"
         env = env_map(container)
         if cname in skipped:
-            if not any(env.get(var) for var in INJECTED_ENV):
+            if what == "container" and not any(env.get(var) for var in INJECTED_ENV):
                 problems.append(_skipped(pod, cname, skipped, "container"))
             continue
         if not any(env.get(var) for var in INJECTED_ENV):
@@ -673,49 +681,49 @@ def pod_problems(
         client_id = env.get("AZURE_CLIENT_ID")
         source = value_source(container, "AZURE_CLIENT_ID")
         if annotated and not client_id and source:
-            problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_CLIENT_ID itself, from "
+            problems.append(Problem("POD_ENV_CONFLICT", name, f"{what} {cname} sets AZURE_CLIENT_ID itself, from "
                                     f"{source}: the webhook never sets a variable the container names, so the app "
                                     f"gets what that holds (the harness does not read it), not the ServiceAccount's "
                                     f"{annotated}"))
         elif annotated and not client_id and named_empty(container, "AZURE_CLIENT_ID"):
-            problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_CLIENT_ID itself, to an "
+            problems.append(Problem("POD_ENV_CONFLICT", name, f"{what} {cname} sets AZURE_CLIENT_ID itself, to an "
                                     "empty value (a chart or manifest value left unset): the webhook never sets a "
                                     "variable the container names, so the app gets no client id, not the "
                                     f"ServiceAccount's {annotated}; a restart keeps it empty"))
         elif annotated and not client_id:
-            problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has no AZURE_CLIENT_ID: "
+            problems.append(Problem("POD_STALE_CLIENT_ID", name, f"{what} {cname} has no AZURE_CLIENT_ID: "
                                     "the pod was created before the ServiceAccount was annotated"))
         elif annotated and client_id and client_id.lower() != annotated.lower():
             if not preset_in_template(live, cname) and (
                     annotation_unusable or (expected and client_id.lower() == expected.lower())):
                 continue
             if preset_in_template(live, cname):
-                problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_CLIENT_ID="
+                problems.append(Problem("POD_ENV_CONFLICT", name, f"{what} {cname} sets AZURE_CLIENT_ID="
                                         f"{client_id} itself; the ServiceAccount says {annotated}"))
             else:
-                problems.append(Problem("POD_STALE_CLIENT_ID", name, f"container {cname} has AZURE_CLIENT_ID="
+                problems.append(Problem("POD_STALE_CLIENT_ID", name, f"{what} {cname} has AZURE_CLIENT_ID="
                                         f"{client_id} but the ServiceAccount now says {annotated}: the pod "
                                         "predates the annotation's change"))
         others = [variable for variable in INJECTED_ENV if variable != "AZURE_CLIENT_ID"]  # AZURE_CLIENT_ID: above
         for variable, source in value_sources(container, others).items():
             webhook = f", not the {(injected or {})[variable]} the webhook injects" if variable in (injected or {}) else ""
-            problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets {variable} itself, from {source}: "
+            problems.append(Problem("POD_ENV_CONFLICT", name, f"{what} {cname} sets {variable} itself, from {source}: "
                                     "the webhook never sets a variable the container names, so the app gets what "
                                     f"that holds (the harness does not read it){webhook}", variable))
-        problems += [Problem("POD_ENV_CONFLICT", name, f"container {cname} sets {variable} itself, to an empty value: "
+        problems += [Problem("POD_ENV_CONFLICT", name, f"{what} {cname} sets {variable} itself, to an empty value: "
                              "the webhook never sets a variable the container names, so the app gets none", variable)
                      for variable in INJECTED_ENV if variable != "AZURE_CLIENT_ID" and named_empty(container, variable)]
         for variable, wanted in (injected or {}).items():
             value = env.get(variable)
             if value and not _same(variable, value, wanted) and preset_in_template(live, cname, variable):
-                problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets {variable}={value} itself;"
+                problems.append(Problem("POD_ENV_CONFLICT", name, f"{what} {cname} sets {variable}={value} itself;"
                                         f" the webhook injects {wanted} for this ServiceAccount", variable))
         token_file = env.get("AZURE_FEDERATED_TOKEN_FILE")
         projected = sorted({token_file_of(mount, token) for token in token_volumes(pod)
                             for mount in mounts_of(container, token.volume)})
         if token_file and projected and posixpath.normpath(token_file) not in projected:
             # the webhook appends only the variables a container does not set (addEnvironmentVariables)
-            problems.append(Problem("POD_ENV_CONFLICT", name, f"container {cname} sets AZURE_FEDERATED_TOKEN_FILE="
+            problems.append(Problem("POD_ENV_CONFLICT", name, f"{what} {cname} sets AZURE_FEDERATED_TOKEN_FILE="
                                     f"{token_file} itself, but its projected token is {projected[0]}: the SDK reads "
                                     "a file that is not there", "AZURE_FEDERATED_TOKEN_FILE"))
     if not mutated_any:
@@ -923,7 +931,7 @@ def preset_in_template(live: LivePod, container_name: str, variable: str = "AZUR
     the container's (it appends in its order after the container's own, addEnvironmentVariables): taken as the
     container's, whose fix (remove it, then restart) repairs a stale value too."""
     template = ((live.owner or {}).get("spec") or {}).get("template")
-    for container in containers(template) if template else containers(live.pod):
+    for container in containers(template if template else live.pod, include_init=True):
         if container.get("name") == container_name:
             return any(e.get("name") == variable for e in container.get("env") or [])
     return False
@@ -1072,6 +1080,24 @@ def _finding(ctx: WorkloadContext, kind: str, name: str, problems: list[Problem]
     if severity == ERROR and code == "POD_CONTAINER_SKIPPED":
         return Finding(code, severity, "pod", message, evidence, unskip_repair(ctx, kind, name, pods))
     return Finding(code, severity, "pod", message, evidence, _repair(ctx, code, kind, name, pods, variables))
+
+
+def preset_elsewhere_finding(ctx: WorkloadContext) -> Finding | None:
+    """--pod: the given pod's containers other than the one pod.mutated judges (another app container, an init
+    container, a native sidecar) that set an AZURE_* variable themselves, which the webhook never overwrites:
+    workload.live_pods' POD_ENV_CONFLICT over that pod, with its fix. None when none does."""
+    facts = ctx.facts.pod
+    if facts is None or not facts.existing or not facts.pod:
+        return None
+    judged = str((ctx.container or {}).get("name") or "")
+    kind, name = controller_of(facts.pod)
+    expected, unusable = _client_id_meant(ctx)
+    problems = [problem for problem in pod_problems(LivePod(facts.pod, kind, name, facts.owner, facts.cronjob),
+                                                   ctx.facts.sa.annotations, ctx.facts.sa.labels, expected, None,
+                                                   unusable)
+                if problem.code == "POD_ENV_CONFLICT"
+                and not problem.detail.startswith((f"container {judged} ", f"init container {judged} "))]
+    return _finding(ctx, kind, name, problems) if problems else None
 
 
 def _failing_skipped_repair(ctx: WorkloadContext, kind: str, name: str, problem: Problem) -> list[Step]:

@@ -10,8 +10,8 @@ from harness.checks.chain import CheckSpec, run_chain
 from harness.checks.context import WorkloadContext
 from harness.checks.exchange import exchange_identity, exchange_succeeds
 from harness.checks.federation import federated_credential, identity_matches
-from harness.checks.live_pods import existing_pod_token_finding, live_pods
-from harness.checks.model import PASS, CheckResult, Outcome, skipped, warned
+from harness.checks.live_pods import existing_pod_token_finding, live_pods, preset_elsewhere_finding
+from harness.checks.model import PASS, WARN, CheckResult, Outcome, failed, skipped, warned
 from harness.checks.pod import pod_admitted, pod_exists, pod_labelled, pod_mutated
 from harness.checks.probe_output import env_in_container, probe_completed
 from harness.checks.serviceaccount import sa_client_id_annotation, sa_exists
@@ -62,9 +62,14 @@ def under_probe(check: Check, needs_pod: bool = True) -> Check:
 
 
 def existing_pod_mutated(ctx: WorkloadContext) -> Outcome:
-    """pod.mutated over the given pod, and, mutated, whether its token may predate the cluster's issuer (the probe's
-    token is new, so token.issuer cannot show it)."""
+    """pod.mutated over the given pod (its first mutated app container), then whether another of its containers
+    sets an AZURE_* variable itself (as workload.live_pods says of the pod), and, mutated, whether its token may
+    predate the cluster's issuer (the probe's token is new, so token.issuer cannot show it)."""
     outcome = pod_mutated(ctx)
+    elsewhere = preset_elsewhere_finding(ctx) if outcome.status in (PASS, WARN) else None
+    if elsewhere is not None:  # what --workload says of the pod: the judged container is not the pod's only one
+        return failed(f"{outcome.message}; yet {elsewhere.evidence['detail']}", outcome.evidence, *outcome.findings,
+                      elsewhere)
     finding = existing_pod_token_finding(ctx) if outcome.status == PASS else None
     if finding is None:
         return outcome

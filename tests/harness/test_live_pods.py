@@ -915,6 +915,64 @@ def test_a_proxy_port_out_of_range_the_api_server_refuses_after_the_webhook_is_n
     assert finding.severity == "warning" and "proxy-sidecar-port" not in finding.message
 
 
+def _with_init(pod: dict[str, Any], env: list[dict[str, str]], app_env: list[dict[str, str]] | None = None
+               ) -> dict[str, Any]:
+    """``pod`` with an init container fetch-secrets mutated as the webhook does (its own ``env`` kept first), the
+    token mounted in both, and the app's env given its own ``app_env`` first."""
+    token = {"name": "azure-identity-token", "mountPath": "/var/run/secrets/azure/tokens", "readOnly": True}
+    app = pod["spec"]["containers"][0]
+    injected = [{**e, "value": "/var/run/secrets/azure/tokens/azure-identity-token"}
+                if e["name"] == "AZURE_FEDERATED_TOKEN_FILE" else e for e in app["env"]]
+    app["env"], app["volumeMounts"] = [*(app_env or []), *injected], [token]
+    named = {e["name"] for e in env}
+    pod["spec"]["initContainers"] = [{"name": "fetch-secrets", "volumeMounts": [token],
+                                      "env": [*env, *(e for e in injected if e["name"] not in named)]}]
+    return pod
+
+
+def test_an_init_container_that_sets_an_azure_variable_itself_is_a_conflict_for_pod_and_workload() -> None:
+    """By hand in the lab: an init container (fetch-secrets, which reads Key Vault before the app starts) setting
+    AZURE_FEDERATED_TOKEN_FILE=/var/run/secrets/tokens/azure-identity-token itself: the webhook mutates init
+    containers too and never overwrites a variable one names, so its SDK reads a file that is not there. Both
+    --workload (live_pods looked at app containers only) and --pod (pod.mutated judges the first mutated app
+    container) passed; so did --pod for a pod whose second app container (worker) sets its own AZURE_CLIENT_ID,
+    which --workload called POD_ENV_CONFLICT. Both say POD_ENV_CONFLICT now, naming the container, with the
+    template's variable unset (kubectl set env unsets it in init containers too); pasted, the next run passed."""
+    from harness.checks.workload import existing_pod_mutated
+    preset = [{"name": "AZURE_FEDERATED_TOKEN_FILE", "value": "/var/run/secrets/tokens/azure-identity-token"}]
+    template = deployment()
+    template["spec"]["template"]["spec"]["initContainers"] = [{"name": "fetch-secrets", "env": preset}]
+    pod = _with_init(workload_pod(), preset)
+    outcome = live_pods(context([live(pod, template)]))
+    assert outcome.status == FAIL
+    (finding,) = outcome.findings
+    assert finding.code == "POD_ENV_CONFLICT"
+    assert ("init container fetch-secrets sets AZURE_FEDERATED_TOKEN_FILE=/var/run/secrets/tokens/azure-identity-"
+            "token itself, but its projected token is /var/run/secrets/azure/tokens/azure-identity-token") in finding.message
+    assert finding.fix_lines() == ["kubectl set env deployment/backend -n finance AZURE_FEDERATED_TOKEN_FILE-"]
+    client = [{"name": "AZURE_CLIENT_ID", "value": OLD_CLIENT}]  # preset in the init container's template: not stale
+    template["spec"]["template"]["spec"]["initContainers"][0]["env"] = client
+    (finding,) = live_pods(context([live(_with_init(workload_pod(), client), template)])).findings
+    assert finding.code == "POD_ENV_CONFLICT" and "init container fetch-secrets sets AZURE_CLIENT_ID=" in finding.message
+
+    def given(pod: dict[str, Any]) -> WorkloadContext:
+        ctx = context(None)
+        ctx.facts.pod = PodFacts("finance", "backend-7d9f-abcde", existing=True, created=True, pod=pod)
+        return ctx
+
+    outcome = existing_pod_mutated(given(_with_init(workload_pod(), preset)))
+    assert outcome.status == FAIL, outcome.message
+    assert "; yet init container fetch-secrets sets AZURE_FEDERATED_TOKEN_FILE=" in outcome.message
+    (finding,) = outcome.findings
+    assert finding.code == "POD_ENV_CONFLICT"
+    worker = _with_init(workload_pod(), [])
+    worker["spec"]["containers"].append({"name": "worker", "volumeMounts": [], "env": [
+        {"name": "AZURE_CLIENT_ID", "value": OLD_CLIENT}, *worker["spec"]["containers"][0]["env"][1:]]})
+    outcome = existing_pod_mutated(given(worker))
+    assert outcome.status == FAIL and f"container worker sets AZURE_CLIENT_ID={OLD_CLIENT} itself" in outcome.message
+    assert existing_pod_mutated(given(_with_init(workload_pod(), []))).status == PASS
+
+
 def test_an_on_delete_statefulsets_pods_are_deleted_where_a_rollout_restart_replaces_none() -> None:
     """By hand in the lab: a StatefulSet with updateStrategy OnDelete whose pod predates the ServiceAccount's new
     client id: the fix was kubectl rollout restart statefulset/ledger, which changes its template and replaces no
