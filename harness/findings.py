@@ -506,7 +506,9 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_REJECTED_BY_POLICY", "pod", "error",
-        "A policy engine (Azure Policy, Gatekeeper, Kyverno) refused the probe pod.",
+        "A policy engine (Azure Policy, Gatekeeper, Kyverno) or a ValidatingAdmissionPolicy (the API server's own "
+        "CEL policies, named with its binding; a 422 or the 403 its validation asks for, not RBAC) refused the probe "
+        "pod.",
         "Add an exemption for the harness's pods, or adapt probe.* to the policy (the fix prints the probe.labels, "
         "probe.resources or probe.image a known policy asks for).",
         "test:tests/harness/test_admission_cases_lab.py::test_a_gatekeeper_denial_is_a_policy_rejection_n"
@@ -514,6 +516,8 @@ CATALOGUE: tuple[Entry, ...] = (
         "test:tests/harness/test_admission_cases_lab.py::test_a_required_labels_policy_is_met_by_the_probe_labels_"
         "the_fix_prints",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+        "unit:tests/harness/test_checks.py::test_a_validating_admission_policy_refusal_is_the_policy_not_rbac_nor_a_"
+        "credential",
     ),
     _e(
         "POD_REJECTED_BY_QUOTA", "pod", "error",

@@ -9,7 +9,9 @@ occurred: failed calling webhook "<name>": failed to call webhook: Post "https:/
 <path>?timeout=<n>s": <cause>`` (webhookutil.ErrCallingWebhook; the URL built from clientConfig.service by
 webhookutil's service resolver); ResourceQuota ``exceeded quota`` / ``failed quota`` / ``must specify``
 (plugin/pkg/admission/resourcequota); LimitRanger ``maximum cpu usage per Container is ...``; Pod Security
-``violates PodSecurity "<level>:<version>": ...`` (k8s.io/pod-security-admission).
+``violates PodSecurity "<level>:<version>": ...`` (k8s.io/pod-security-admission); a ValidatingAdmissionPolicy, the
+API server's own CEL policies, ``ValidatingAdmissionPolicy '<policy>' with binding '<binding>' denied request: <msg>``
+(apiserver admission/plugin/policy/validating dispatcher.go).
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ _LIMIT_RE = re.compile(r"\bcontainer <(?P<container>[^<>]+)> (?P<resource>cpu|me
 _POST_RE = re.compile(r'^Post "[^"]*": ')  # the URL, which the Service named by webhook_service stands for
 _POD_SECURITY_RE = re.compile(r'violates PodSecurity "(?P<level>[^"]+)"')
 _WEBHOOK_CONFIGURATIONS = "mutatingwebhookconfigurations,validatingwebhookconfigurations"
+# the API server's in-process policies (apiserver admission/plugin/policy/validating dispatcher.go): its message
+# names the policy and, when one bound it, the binding; the status is 422 Invalid unless the failed validation sets
+# its own reason (403 Forbidden, 401 Unauthorized, 413), so neither a 403 nor a 401 here is RBAC or a credential
+_ADMISSION_POLICY_RE = re.compile(r"ValidatingAdmissionPolicy '(?P<policy>[^']+)'(?: with binding "
+                                  r"'(?P<binding>[^']+)')? denied request(?::\s*(?P<said>.*))?", re.DOTALL)
 
 
 def refusing_webhook(message: str) -> tuple[str, str] | None:
@@ -58,6 +65,27 @@ def refusing_webhook(message: str) -> tuple[str, str] | None:
     if match.group("down"):
         return match.group("down"), "the webhook could not be called (failurePolicy Fail)"
     return match.group("name"), (match.group("said") or "").strip()
+
+
+def admission_policy(message: str) -> tuple[str, str, str] | None:
+    """(policy, binding or "", what its validation said) when a ValidatingAdmissionPolicy denied a request."""
+    match = _ADMISSION_POLICY_RE.search(message)
+    if match is None:
+        return None
+    return match.group("policy"), match.group("binding") or "", (match.group("said") or "").strip()
+
+
+def admission_policy_looks(policy: str, binding: str) -> list[Step]:
+    """The ValidatingAdmissionPolicy that denied a pod and the binding that applied it to the pod's namespace."""
+    return [
+        fix.kubectl("get", "validatingadmissionpolicy", policy, "-o", "yaml",
+                    note="its validations (the CEL that refused) and matchConstraints"),
+        fix.kubectl("get", "validatingadmissionpolicybinding", binding, "-o", "yaml",
+                    note="its matchResources (which namespaces and objects) and validationActions")
+        if binding else
+        fix.kubectl("get", "validatingadmissionpolicybindings", "-o",
+                    "custom-columns=NAME:.metadata.name,POLICY:.spec.policyName,ACTIONS:.spec.validationActions"),
+    ]
 
 
 def unreachable_webhook(message: str) -> tuple[str, str] | None:
@@ -360,6 +388,9 @@ def refusal_looks(message: str, namespace: str) -> list[Step]:
     unreachable = unreachable_webhook(message)
     if unreachable is not None:
         return unreachable_webhook_fixes(unreachable[0], message)[:-1]
+    policy = admission_policy(message)
+    if policy is not None:
+        return admission_policy_looks(policy[0], policy[1])
     if pod_security_level(message) is not None:
         return [fix.kubectl("get", "namespace", ns, "--show-labels")]
     if quota_refusal(message):
@@ -380,6 +411,10 @@ def refusal_cause(message: str) -> str | None:
         if unreachable_webhook(message) is not None:
             return f"the admission webhook {name} cannot be called and its failurePolicy is Fail"
         return f"the admission webhook {name} (a policy engine or another product) denied them"
+    policy = admission_policy(message)
+    if policy is not None:
+        bound = f" (binding {policy[1]})" if policy[1] else ""
+        return f"the ValidatingAdmissionPolicy {policy[0]}{bound}, a policy of the API server's own, denied them"
     level = pod_security_level(message)
     if level is not None:
         return f'Pod Security admission (the namespace enforces "{level}")'

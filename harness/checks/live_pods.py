@@ -15,6 +15,8 @@ from typing import Any
 from harness import values
 from harness.checks import remediation as fix
 from harness.checks.admission import (
+    admission_policy,
+    admission_policy_looks,
     pod_security_level,
     quota_refusal,
     refusal_cause,
@@ -405,6 +407,8 @@ def _refused_elsewhere(ctx: WorkloadContext, refused: RefusedController, cause: 
     else:
         if "gatekeeper.sh" in refused.message:  # Azure Policy for AKS and OPA Gatekeeper
             steps.append(fix.kubectl("get", "constraints", "-o", "wide", note="which constraint refused it"))
+        if (policy := admission_policy(refused.message)) is not None:
+            steps += admission_policy_looks(policy[0], policy[1])
         steps.append(advice(f"a person decides: make the pod template of {ref} comply with the policy that refused "
                             f"it, or exempt namespace {namespace} from it"))
     return Finding(

@@ -12,6 +12,8 @@ from typing import Any
 from harness.checks import remediation as fix
 from harness.checks.admission import (
     TERMINATING_TEXT,
+    admission_policy,
+    admission_policy_looks,
     image_repo_refusal,
     kyverno_fixes,
     kyverno_policies,
@@ -141,6 +143,19 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
                 *_policy_fixes(name, ctx.namespace, said, _app_labels(ctx)),
             ],
         )
+    elif (policy := admission_policy(message)) is not None:
+        # the API server's own CEL policy: a 422 by default, or the 403 (401, 413) its validation asks for
+        name, binding, said = policy
+        evidence.update({"admission_policy": name, **({"binding": binding} if binding else {})})
+        finding = Finding(
+            "POD_REJECTED_BY_POLICY",
+            ERROR,
+            "pod",
+            f"the ValidatingAdmissionPolicy {name}{f' (binding {binding})' if binding else ''}, a policy of the API "
+            f"server's own, not Workload ID nor the harness's rights, refused {what}: {said}",
+            evidence,
+            _admission_policy_fixes(name, binding, ctx.namespace, said, _app_labels(ctx)),
+        )
     elif (gone := _SA_GONE_RE.search(message)) is not None:
         # read by the harness a moment before, deleted since: the ServiceAccount admission plugin's 403
         # ("error looking up service account NS/NAME: serviceaccount \"NAME\" not found"), not RBAC
@@ -263,7 +278,8 @@ def pod_admitted(ctx: WorkloadContext) -> Outcome:
         finding = Finding(
             "POD_NOT_ADMITTED", ERROR, "pod", f"{what} was refused: {message}", evidence, []
         )
-    hint = _REFUSAL_HINTS.get(finding.code, hint)
+    hint = "a ValidatingAdmissionPolicy denied it" if "admission_policy" in evidence else \
+        _REFUSAL_HINTS.get(finding.code, hint)
     return failed(
         f"the API server refused {what} ({status}{' ' + hint if hint else ''}): {message}",
         evidence,
@@ -487,6 +503,21 @@ def _policy_fixes(webhook: str, namespace: str, said: str = "", labels: dict[str
         ]
     return [advice(f"read the policy behind webhook {webhook}; make the probe comply (probe.* in harness.yaml) "
                    f"or exempt namespace {namespace}")]
+
+
+def _admission_policy_fixes(policy: str, binding: str, namespace: str, said: str,
+                            labels: dict[str, str]) -> list[Step]:
+    """The ValidatingAdmissionPolicy and its binding shown; what its message asks of the probe (labels, an image
+    pinned by digest) when it is a text the harness knows; else the person's call: the probe made to comply, or the
+    harness's pods left out of the binding."""
+    return [
+        *admission_policy_looks(policy, binding),
+        *probe_policy_advice(said, PROBE_CONTAINER, labels),
+        advice(f"make the probe comply with what the policy's validation asks (probe.labels, probe.resources, "
+               f"probe.image in harness.yaml), or a person decides to leave the harness's pods in "
+               f"{fix.namespace_or(namespace)} out of {'binding ' + binding if binding else 'its binding'}: its "
+               "matchResources.objectSelector, e.g. app.kubernetes.io/managed-by NotIn [wi-harness]"),
+    ]
 
 
 def pod_exists(ctx: WorkloadContext) -> Outcome:

@@ -23,6 +23,7 @@ from fakeworld import ACCOUNT, ISSUER, OTHER_VAULT, VAULT, FakeWorkload, World
 
 from harness.analysis import analyse
 from harness.checks.access import access_outcome
+from harness.checks.admission import refusal_cause
 from harness.checks.chain import CheckSpec, run_chain, verdict
 from harness.checks.cluster import enable_webhook, run_cluster_checks
 from harness.checks.context import WorkloadContext
@@ -1537,6 +1538,37 @@ def test_a_kyverno_denial_names_its_policies_and_the_exception_that_exempts_the_
         "-o yaml",
     ]
     assert "PolicyException" in lines[3]
+
+
+@pytest.mark.parametrize("status", [422, 403, 401])
+def test_a_validating_admission_policy_refusal_is_the_policy_not_rbac_nor_a_credential(status: int) -> None:
+    """The API server's own CEL policy: 'ValidatingAdmissionPolicy <p> with binding <b> denied request: <msg>' in a
+    NewForbidden text, a 422 unless the validation sets its reason (403, 401): was PROBE_FORBIDDEN with Roles to
+    create for a 403 and a fix-less POD_NOT_ADMITTED for a 422; named as the policy and its binding instead."""
+    said = "failed expression: has(object.metadata.labels) && 'team' in object.metadata.labels"
+    finding = _refused(status, "pods \"wi-probe-backend-sa-1\" is forbidden: ValidatingAdmissionPolicy "
+                               f"'require-team-label' with binding 'require-team-label-prod' denied request: {said}")
+    assert finding.code == "POD_REJECTED_BY_POLICY"
+    assert finding.message == ("the ValidatingAdmissionPolicy require-team-label (binding require-team-label-prod), "
+                               "a policy of the API server's own, not Workload ID nor the harness's rights, refused "
+                               f"the probe pod: {said}")
+    assert finding.evidence["admission_policy"] == "require-team-label"
+    lines = finding.fix_lines()
+    assert lines[:2] == [
+        "kubectl get validatingadmissionpolicy require-team-label -o yaml   # its validations (the CEL that refused) "
+        "and matchConstraints",
+        "kubectl get validatingadmissionpolicybinding require-team-label-prod -o yaml   # its matchResources (which "
+        "namespaces and objects) and validationActions",
+    ]
+    assert "binding require-team-label-prod: its matchResources.objectSelector" in lines[-1]
+    assert not any("rolebinding" in line or "az login" in line for line in lines)
+    # no binding named: the bindings listed with their policies
+    unbound = _refused(422, "pods \"x\" is forbidden: ValidatingAdmissionPolicy 'limits' denied request: no limits")
+    assert unbound.fix_lines()[1].startswith("kubectl get validatingadmissionpolicybindings -o ")
+    # a Deployment of the workload refused likewise: named as the policy, not "a reason the harness does not name"
+    assert refusal_cause("pods \"backend-7d9-\" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'b' "
+                         "denied request: x") == ("the ValidatingAdmissionPolicy p (binding b), a policy of the API "
+                                                  "server's own, denied them")
 
 
 def test_another_vendors_webhook_that_cannot_be_called_is_named_with_its_service() -> None:
