@@ -540,12 +540,16 @@ def await_pods(
 
     def look(namespace: str) -> str | None:
         """One list of the namespace's probe pods, each seen; the list's resourceVersion, None when it failed."""
-        mine = by_namespace[namespace]
         try:
             items, version = api.list_pods(namespace, selector)
         except KubeError as exc:
             giving_up(exc)
             return None
+        listed_in(namespace, items)
+        return version
+
+    def listed_in(namespace: str, items: list[dict[str, Any]]) -> None:
+        mine = by_namespace[namespace]
         listed = set()
         for item in items:
             name = (item.get("metadata") or {}).get("name")
@@ -555,7 +559,30 @@ def await_pods(
         for name, facts in mine.items():
             if name not in listed and not settled(facts):  # deleted while no watch was open
                 gone(facts, None)
-        return version
+
+    # the run's pods of every namespace in one list (its run-id label): the harness's ClusterRole may list pods
+    # cluster-wide; a user whose roles are namespaced only (403) has each namespace listed instead
+    cluster_wide = len(by_namespace) > 1
+
+    def look_at(namespaces: list[str]) -> dict[str, str | None]:
+        """Each namespace's pods listed and seen: the lists' resourceVersions, None where one failed."""
+        nonlocal cluster_wide
+        if cluster_wide:
+            try:
+                items, version = api.list_pods(None, selector)
+            except KubeError as exc:
+                if exc.failure.status != 403:
+                    giving_up(exc)
+                    return dict.fromkeys(namespaces)
+                cluster_wide = False
+            else:
+                grouped: dict[str, list[dict[str, Any]]] = {}
+                for item in items:
+                    grouped.setdefault((item.get("metadata") or {}).get("namespace") or "", []).append(item)
+                for namespace in namespaces:
+                    listed_in(namespace, grouped.get(namespace, []))
+                return dict.fromkeys(namespaces, version)
+        return dict(zip(namespaces, read_all(look, namespaces, KUBE_WORKERS), strict=True))
 
     def await_namespace(namespace: str, listed_at: str | None = None) -> None:
         """Watch the namespace's pods until they settle or the deadline; ``listed_at``: the version of a list
@@ -602,13 +629,12 @@ def await_pods(
         return any(not settled(f) for f in by_namespace[namespace].values())
 
     # The pods of all namespaces start about together: one namespace is watched (here, so an interrupt ends it at
-    # once) until its pods settle, then the next few namespaces are looked at together, and the first of them still
-    # unsettled is watched. One after another, each namespace's list waited for the one before it (50 namespaces:
-    # 50 round trips in a row after the first pod settled).
+    # once) until its pods settle, then the others are looked at (in one list, or the next few namespaces
+    # together), and the first still unsettled is watched. One after another, each namespace's list waited for the
+    # one before it (50 namespaces: 50 round trips in a row after the first pod settled).
     waiting = list(by_namespace)
     while waiting and gave_up is None and monotonic() < deadline:
-        batch = waiting[:KUBE_WORKERS]
-        versions = dict(zip(batch, read_all(look, batch, KUBE_WORKERS), strict=True))
+        versions = look_at(waiting if cluster_wide else waiting[:KUBE_WORKERS])
         waiting = [n for n in waiting if unsettled(n)]
         if waiting:
             await_namespace(waiting[0], versions.get(waiting[0]))

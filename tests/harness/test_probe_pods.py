@@ -437,14 +437,16 @@ def test_a_watch_that_expires_or_drops_is_listed_and_watched_again() -> None:
 
 class ManyNamespacesKube:
     """Twenty namespaces with one probe pod each: the first's is running (its watch ends with it succeeding), the
-    others' have succeeded by the time anyone looks. Each list takes a moment; how many run at once is recorded."""
+    others' have succeeded by the time anyone looks. Each list takes a moment; how many run at once is recorded.
+    A list of every namespace (``None``) answers 403 unless ``cluster_wide``."""
 
-    def __init__(self) -> None:
+    def __init__(self, cluster_wide: bool = True) -> None:
         import threading
 
         self.lock = threading.Lock()
         self.running = self.most = self.watches = 0
         self.lists: list[str] = []
+        self.cluster_wide = cluster_wide
 
     def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str]:
         import time
@@ -456,24 +458,42 @@ class ManyNamespacesKube:
         time.sleep(0.02)
         with self.lock:
             self.running -= 1
+        if namespace is None and not self.cluster_wide:
+            raise KubeError(KubeFailure(403, "Forbidden", 'pods is forbidden: User "u" cannot list resource "pods" '
+                                        'in API group "" at the cluster scope'))
+        return [self._pod(ns) for ns in ([namespace] if namespace else [f"ns{i:02d}" for i in range(20)])], "1"
+
+    def _pod(self, namespace: str) -> dict[str, Any]:
         phase = "Running" if namespace == "ns00" and self.watches == 0 else "Succeeded"
-        return [{"metadata": {"name": f"p-{namespace}"}, "status": {"phase": phase}}], "1"
+        return {"metadata": {"name": f"p-{namespace}", "namespace": namespace}, "status": {"phase": phase}}
 
     def watch_pods(self, namespace: str, *args: Any) -> Iterator[tuple[str, dict[str, Any]]]:
         self.watches += 1
         yield "MODIFIED", {"metadata": {"name": f"p-{namespace}"}, "status": {"phase": "Succeeded"}}
 
 
-def test_once_the_watched_namespace_settles_the_others_are_looked_at_together() -> None:
+def test_the_run_s_pods_of_every_namespace_are_looked_at_in_one_list() -> None:
     """Namespaces were awaited one after another: after the first pod settled, each other namespace's list waited
-    for the one before it (at 50 workloads, 49 round trips in a row). They are looked at several at once now, each
-    listed once, and only a namespace still unsettled is watched."""
+    for the one before it (at 50 workloads, 49 round trips in a row), and later each few namespaces were listed
+    again at every turn (about 80 lists at 50 workloads). The run's pods of every namespace are one list now (the
+    run-id label), and only a namespace still unsettled is watched."""
     kube = ManyNamespacesKube()
     pods = [PodFacts(f"ns{i:02d}", f"p-ns{i:02d}", created=True) for i in range(20)]
     await_pods(kube, pods, "run", deadline=1e12, sleep=pytest.fail)  # type: ignore[arg-type]
     assert all(f.phase == "Succeeded" and not f.timed_out for f in pods)
+    assert kube.watches == 1 and kube.lists == ["None"]
+
+
+def test_without_a_cluster_wide_list_the_namespaces_are_looked_at_together() -> None:
+    """A user whose roles are namespaced only (403 for a list of every namespace): the namespaces are listed
+    several at once, each once, and only a namespace still unsettled is watched."""
+    kube = ManyNamespacesKube(cluster_wide=False)
+    pods = [PodFacts(f"ns{i:02d}", f"p-ns{i:02d}", created=True) for i in range(20)]
+    await_pods(kube, pods, "run", deadline=1e12, sleep=pytest.fail)  # type: ignore[arg-type]
+    assert all(f.phase == "Succeeded" and not f.timed_out for f in pods)
     assert kube.watches == 1 and kube.most > 1
-    assert sorted(kube.lists) == sorted(f.namespace for f in pods)  # each namespace listed once
+    assert kube.lists[0] == "None"  # asked once, refused
+    assert sorted(kube.lists[1:]) == sorted(f.namespace for f in pods)  # then each namespace listed once
 
 
 class TwoNamespaceKube:
@@ -481,11 +501,11 @@ class TwoNamespaceKube:
     not supported, so the harness polls."""
 
     def list_pods(self, namespace: str | None, label_selector: str) -> tuple[list[dict[str, Any]], str]:
-        if namespace == "finance":
-            return [{"metadata": {"name": "f"}, "status": {"phase": "Pending", "conditions": [
-                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                 "message": "0/1 nodes are available: 1 node(s) were unschedulable."}]}}], "1"
-        return [{"metadata": {"name": "o"}, "status": {"phase": "Succeeded"}}], "1"
+        finance = {"metadata": {"name": "f", "namespace": "finance"}, "status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/1 nodes are available: 1 node(s) were unschedulable."}]}}
+        orders = {"metadata": {"name": "o", "namespace": "orders"}, "status": {"phase": "Succeeded"}}
+        return [pod for pod in (finance, orders) if namespace in (None, pod["metadata"]["namespace"])], "1"
 
     def watch_pods(self, *args: Any) -> Iterator[tuple[str, dict[str, Any]]]:
         raise KubeError(KubeFailure(405, "MethodNotAllowed", "watch not supported"))
