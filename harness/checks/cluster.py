@@ -223,6 +223,8 @@ class WebhookInstall:
     release: str | None  # the Helm release that owns it (meta.helm.sh/release-name), when it says
 
     def describe(self) -> str:
+        if self.kind == "chart" and not self.release:  # upstream's deployment YAML, or a chart a tool rendered
+            return f"the self-managed webhook in {self.namespace} (no Helm release owns it)"
         what = "the AKS add-on" if self.kind == "addon" else "the Helm chart"
         return f"{what} in {self.namespace}" + (f" (release {self.release})" if self.release else "")
 

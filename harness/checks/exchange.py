@@ -770,9 +770,10 @@ def _exchange_finding(ctx: WorkloadContext, error: dict[str, Any], evidence: dic
         known = ctx.workload.tenant_id or (ctx.azure.tenant_id if ctx.azure else None)
         chart = chart_install(ctx.cluster)
         if chart is not None and TENANT_ID_ANNOTATION not in ctx.facts.sa.annotations:
-            evidence["tenant_from"] = f"the webhook's azure-wi-webhook-config in {chart.namespace} (azureTenantID)"
+            value = "azureTenantID" if chart.release else "AZURE_TENANT_ID"
+            evidence["tenant_from"] = f"the webhook's azure-wi-webhook-config in {chart.namespace} ({value})"
             remediation += [
-                advice(f"the tenant comes from {chart.describe()}: its azureTenantID value, injected into every "
+                advice(f"the tenant comes from {chart.describe()}: its {value} value, injected into every "
                        "pod whose ServiceAccount names no tenant"),
                 *fix.helm_set_chart_tenant(chart.release, chart.namespace, known),
                 *restart_workload(ctx),

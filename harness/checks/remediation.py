@@ -856,7 +856,10 @@ def helm_set_chart_tenant(release: str | None, namespace: str, tenant_id: str | 
     every pod whose ServiceAccount names none) set again, the release's other values kept; then the webhook's pods
     made again: the manager reads the ConfigMap through envFrom at start-up (pkg/config ParseConfig), and the
     chart's Deployment carries no checksum of it, so helm upgrade alone leaves the running pods on the old tenant."""
-    return _helm_set_chart_value(release, namespace, f"azureTenantID={guid_or(tenant_id, '<tenant-id>')}")
+    value = guid_or(tenant_id, "<tenant-id>")
+    if release is None:
+        return _webhook_config_value(namespace, "AZURE_TENANT_ID", value)
+    return _helm_set_chart_value(release, namespace, f"azureTenantID={value}")
 
 
 WEBHOOK_ENVIRONMENTS = ("AzurePublicCloud", "AzureChinaCloud", "AzureUSGovernmentCloud")
@@ -866,7 +869,27 @@ def helm_set_chart_environment(release: str | None, namespace: str, environment:
     """The chart's azureEnvironment (its ConfigMap's AZURE_ENVIRONMENT, the cloud whose authority host the webhook
     injects) set again, the release's other values kept; then the webhook's pods made again (read at start-up)."""
     value = environment if environment in WEBHOOK_ENVIRONMENTS else "<environment>"
+    if release is None:
+        return _webhook_config_value(namespace, "AZURE_ENVIRONMENT", value)
     return _helm_set_chart_value(release, namespace, f"azureEnvironment={value}")
+
+
+def _webhook_config_value(namespace: str, key: str, value: str) -> list[Step]:
+    """A self-managed webhook that no Helm release owns (its Deployment carries no meta.helm.sh/release-name:
+    upstream's deployment YAML, azure-wi-webhook.yaml, applied with kubectl, or a tool that renders the chart
+    and applies it): helm upgrade would answer 'has no deployed releases', so its ConfigMap is set itself, then its
+    pods made again (the manager reads it at start-up)."""
+    ns = namespace_or(namespace)
+    return [
+        advice("no Helm release owns this webhook (installed from upstream's deployment YAML, or applied by a GitOps "
+               "tool): set the value in its ConfigMap, and in the source the tool applies if one does, or it puts the "
+               "old value back"),
+        kubectl("-n", ns, "patch", "configmap", "azure-wi-webhook-config", "--type", "merge", "-p",
+                json.dumps({"data": {key: value}}, separators=(",", ":"))),
+        kubectl("-n", ns, "rollout", "restart", "deployment/azure-wi-webhook-controller-manager",
+                note="the webhook reads its ConfigMap at start-up"),
+        kubectl("-n", ns, "rollout", "status", "deployment/azure-wi-webhook-controller-manager", "--timeout=120s"),
+    ]
 
 
 def _helm_set_chart_value(release: str | None, namespace: str, assignment: str) -> list[Step]:

@@ -22,6 +22,7 @@ import pytest
 from fakeworld import ACCOUNT, ISSUER, OTHER_VAULT, VAULT, FakeWorkload, World
 
 from harness.analysis import analyse
+from harness.checks import remediation as fix
 from harness.checks.access import access_outcome
 from harness.checks.admission import refusal_cause
 from harness.checks.chain import CheckSpec, run_chain, verdict
@@ -377,6 +378,35 @@ def test_a_chart_injecting_another_clouds_authority_host_is_fixed_in_its_azure_e
                                            in line)
     else:
         assert not any(line.startswith("helm") for line in lines)
+
+
+def test_a_webhook_no_helm_release_owns_gets_its_config_map_set_not_helm_upgrade() -> None:
+    """Upstream's deployment YAML (azure-wi-webhook.yaml applied with kubectl) in its own namespace: no
+    meta.helm.sh/release-name on the Deployment. The fix printed helm upgrade of a release named
+    workload-identity-webhook, which Helm answers 'has no deployed releases'; it is the ConfigMap patched, then
+    the webhook's pods made again (they read it at start-up)."""
+    pod = _pod(*V15)
+    pod["spec"]["containers"][0]["env"][3]["value"] = "https://login.chinacloudapi.cn/"
+    ctx = context_for(pod)
+    ctx.azure = AzureConfig(tenant_id="00000000-0000-4000-8000-000000000002",
+                            subscription_id="00000000-0000-4000-8000-000000000001", resource_group="rg",
+                            cluster_name="aks")
+    ctx.cluster.webhook_deployments = [{"metadata": {"namespace": "azure-workload-identity-system",
+                                                     "name": "azure-wi-webhook-controller-manager"}}]
+    outcome = pod_mutated(ctx)
+    assert outcome.findings[0].code == "AUTHORITY_HOST_MISMATCH"
+    lines = outcome.findings[0].fix_lines()
+    assert not any(line.startswith("helm") for line in lines)
+    patch = ("kubectl -n azure-workload-identity-system patch configmap azure-wi-webhook-config --type merge -p "
+             "'{\"data\":{\"AZURE_ENVIRONMENT\":\"AzurePublicCloud\"}}'")
+    assert patch in lines
+    assert lines.index(patch) < next(i for i, line in enumerate(lines) if "rollout restart deployment/azure-wi" in line)
+    tenant = [render(step) for step in fix.helm_set_chart_tenant(None, "wi-system", "72f988bf-86f1-41af-91ab-"
+                                                                  "2d7cd011db47")]
+    assert tenant[1] == ("kubectl -n wi-system patch configmap azure-wi-webhook-config --type merge -p "
+                         "'{\"data\":{\"AZURE_TENANT_ID\":\"72f988bf-86f1-41af-91ab-2d7cd011db47\"}}'")
+    assert [render(step) for step in fix.helm_set_chart_tenant("wi", "wi-system", None)][0].startswith(
+        "helm upgrade -n wi-system wi ")  # a release owns it: its value, as before
 
 
 def test_token_file_pointing_elsewhere_than_the_mount() -> None:
