@@ -267,9 +267,22 @@ def chart_install(facts: ClusterFacts) -> WebhookInstall | None:
 def enable_webhook(facts: ClusterFacts, azure: AzureConfig | None) -> list[Step]:
     """How to (re)install the webhook: through the chart where the chart provides it, never the add-on over it."""
     chart = chart_install(facts)
+    if chart is not None and not chart.release:  # upstream's deployment YAML, or a tool that renders the chart
+        return fix.webhook_manifest_again(_webhook_version(facts), azure.tenant_id if azure else None)
     if chart is not None:
         return [fix.helm_upgrade_chart(chart.release, chart.namespace)]
     return [fix.aks_update(azure, "--enable-oidc-issuer", "--enable-workload-identity")]
+
+
+def _webhook_version(facts: ClusterFacts) -> str | None:
+    """The release of the webhook's Deployment, read from its manager image's tag (webhook:v1.5.1)."""
+    for deployment in facts.webhook_deployments:
+        template = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in template.get("containers") or []:
+            tag = str(container.get("image") or "").split("@", 1)[0].rpartition(":")[2]
+            if tag.startswith("v"):
+                return tag
+    return None
 
 
 def _reinstall_deleted(facts: ClusterFacts, azure: AzureConfig | None) -> list[Step]:

@@ -851,6 +851,24 @@ def helm_upgrade_chart(release: str | None, namespace: str) -> Command:
                    "azure-workload-identity/workload-identity-webhook", "--reuse-values")
 
 
+# a release tag of Azure/azure-workload-identity as its webhook image carries it (webhook:v1.5.1)
+_WEBHOOK_VERSION_RE = re.compile(r"v[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.]+)?")
+
+
+def webhook_manifest_again(version: str | None, tenant_id: str | None) -> list[Step]:
+    """A self-managed webhook that no Helm release owns, applied again as upstream's install page documents its
+    deployment YAML (envsubst fills its ConfigMap's AZURE_TENANT_ID): helm upgrade --install would refuse the
+    objects already there, which carry no Helm ownership ('invalid ownership metadata')."""
+    tag = version if version and _WEBHOOK_VERSION_RE.fullmatch(version) else "<version>"
+    return [
+        advice(f"no Helm release owns this webhook: apply again what installed it, upstream's deployment YAML of "
+               f"its version ({tag}), or let the GitOps tool that applies it sync it again:"),
+        advice(f"export AZURE_TENANT_ID={guid_or(tenant_id, '<tenant-id>')}; curl -sL https://github.com/Azure/"
+               f"azure-workload-identity/releases/download/{tag}/azure-wi-webhook.yaml | envsubst | kubectl apply "
+               "-f -"),
+    ]
+
+
 def helm_set_chart_tenant(release: str | None, namespace: str, tenant_id: str | None) -> list[Step]:
     """The chart's azureTenantID (its azure-wi-webhook-config AZURE_TENANT_ID, the tenant the webhook injects into
     every pod whose ServiceAccount names none) set again, the release's other values kept; then the webhook's pods

@@ -1125,6 +1125,30 @@ def test_fixes_never_enable_the_add_on_over_a_chart() -> None:
                          "azure-workload-identity/workload-identity-webhook --reuse-values"]
 
 
+def test_a_webhook_no_helm_release_owns_is_applied_again_from_its_manifest_not_helm_install() -> None:
+    """The MutatingWebhookConfiguration deleted under upstream's deployment YAML (no meta.helm.sh/release-name on
+    the Deployment): helm upgrade --install of a release that was never made would refuse the objects already there
+    (no Helm ownership); the manifest of the version the Deployment runs (its image tag) is applied again."""
+    deployment = {"metadata": {"name": "azure-wi-webhook-controller-manager",
+                               "namespace": "azure-workload-identity-system"},
+                  "spec": {"template": {"spec": {"containers": [
+                      {"name": "manager", "image": "mcr.microsoft.com/oss/azure/workload-identity/webhook:v1.5.1"}]}}}}
+    facts = ClusterFacts(time.time(), webhook_configurations=[], webhook_deployments=[deployment])
+    azure = AzureConfig(tenant_id="00000000-0000-4000-8000-000000000002",
+                        subscription_id="00000000-0000-4000-8000-000000000001", resource_group="rg",
+                        cluster_name="aks")
+    lines = [render(step) for step in enable_webhook(facts, azure)]
+    assert not any(line.startswith("helm") or "--enable-workload-identity" in line for line in lines)
+    assert lines[1] == ("# export AZURE_TENANT_ID=00000000-0000-4000-8000-000000000002; curl -sL https://github.com/"
+                        "Azure/azure-workload-identity/releases/download/v1.5.1/azure-wi-webhook.yaml | envsubst | "
+                        "kubectl apply -f -")
+    installed = _cluster_check(facts, "cluster.webhook_installed")
+    assert "releases/download/v1.5.1/azure-wi-webhook.yaml" in "\n".join(installed.findings[0].fix_lines())
+    # an image tag that is no release (a mirror's own, or text that is not one): a placeholder, never the text
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "myacr.azurecr.io/wi:v1;rm -rf ~"
+    assert "/download/<version>/" in render(enable_webhook(facts, None)[1])
+
+
 BROKEN_WORLDS = {
     "webhook absent": lambda: World.healthy(webhook="absent"),
     "webhook down": lambda: World.healthy(webhook="down"),

@@ -323,6 +323,7 @@ BUILDERS: dict[str, Callable[[st.DrawFn], Any]] = {
     "resource_graph_identities": lambda d: fix.resource_graph_identities(),
     "config_client_id": lambda d: fix.config_client_id(d(nasty_text), d(nasty_text), d(nasty_text)),
     "_helm_set_chart_value": lambda d: fix._helm_set_chart_value(d(nasty_text), d(nasty_text), d(nasty_text)),
+    "webhook_manifest_again": lambda d: fix.webhook_manifest_again(d(nasty_text), d(nasty_text)),
     "_webhook_config_value": lambda d: fix._webhook_config_value(d(nasty_text), d(nasty_text), d(nasty_text)),
     "keyvault_delete_policy": lambda d: fix.keyvault_delete_policy(d(nasty_text), d(nasty_text), d(nasty_text),
                                                                    d(vault_id)),
