@@ -253,12 +253,14 @@ def _names(items: list[dict[str, Any]]) -> list[str]:
 
 def near_service_accounts(api: KubeApi, namespace: str, name: str, namespace_found: bool | None) -> list[str]:
     """Existing ServiceAccounts (NS/NAME) a missing NAMESPACE/NAME was likely a typo of: a close name in the
-    namespace, or, with the namespace missing, the name (or a close one) in a close namespace. Best effort: a
-    refused list suggests nothing."""
+    namespace, else the same name in another namespace (``--workload default/backend-sa`` for finance's), or, with
+    the namespace missing, the name (or a close one) in a close namespace. Best effort: a refused list suggests
+    nothing."""
     close = lambda word, words: difflib.get_close_matches(word, [w for w in words if w != word], 3, 0.6)  # noqa: E731
     try:
         if namespace_found:
-            return [f"{namespace}/{found}" for found in close(name, _names(api.list_service_accounts(namespace)))]
+            in_it = [f"{namespace}/{found}" for found in close(name, _names(api.list_service_accounts(namespace)))]
+            return in_it or _same_name_elsewhere(api, namespace, name)
         if namespace_found is False:
             near: list[str] = []
             for other in close(namespace, _names(api.list_objects("", "v1", "namespaces"))):
@@ -268,6 +270,18 @@ def near_service_accounts(api: KubeApi, namespace: str, name: str, namespace_fou
     except KubeError:
         pass
     return []
+
+
+def _same_name_elsewhere(api: KubeApi, namespace: str, name: str) -> list[str]:
+    """The ServiceAccounts called ``name`` in namespaces other than ``namespace`` (``kubectl get sa -A``), at most
+    three: the namespace mistaken, which creating the name where it was looked for would not mend."""
+    found = []
+    for item in api.list_service_accounts(None):
+        meta = item.get("metadata") or {}
+        other = str(meta.get("namespace") or "")
+        if meta.get("name") == name and other and other != namespace:
+            found.append(f"{other}/{name}")
+    return sorted(found)[:3]
 
 
 def namespace_deleting(namespace: dict[str, Any] | None) -> dict[str, Any] | None:

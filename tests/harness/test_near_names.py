@@ -35,7 +35,8 @@ class Cluster:
 
     def list_service_accounts(self, namespace: str | None) -> list[dict[str, Any]]:
         self._refused("serviceaccounts")
-        return [{"metadata": {"name": name}} for name in self.accounts.get(namespace or "", [])]
+        return [{"metadata": {"name": name, "namespace": ns}} for ns, names in self.accounts.items()
+                for name in names if namespace in (None, ns)]
 
     def list_objects(self, group: str, version: str, plural: str) -> list[dict[str, Any]]:
         self._refused(plural)
@@ -59,6 +60,21 @@ def test_a_typo_in_the_name_or_the_namespace_finds_the_existing_service_account(
     assert near("finance", "backend", refuse=("serviceaccounts",)) == []  # refused: nothing suggested
     assert near("fnance", "backend-sa", refuse=("namespaces",)) == []
     assert collect_service_account(Cluster(CLUSTER), "finance", "backend-sa").near_names == []  # type: ignore[arg-type]
+
+
+def test_a_service_account_of_that_name_in_another_namespace_is_named_rather_than_made_again() -> None:
+    """--workload default/backend-sa (or orders/...) for finance's: the namespace was mistaken, and the
+    ServiceAccount the fix would create there is not the workload's; a close name in the namespace comes first."""
+    assert near("orders", "backend-sa") == ["finance/backend-sa"]
+    assert near("kube-system", "orders-sa") == ["orders/orders-sa"]
+    assert near("orders", "orders") == ["orders/orders-sa"]  # close in its own namespace: that one alone
+    assert near("kube-system", "nothing-like-it") == []
+    assert near("orders", "backend-sa", refuse=("serviceaccounts",)) == []
+    finding = _check(ServiceAccountFacts("orders", "backend-sa", namespace_found=True,
+                                         near_names=near("orders", "backend-sa")))
+    assert finding.message == "ServiceAccount orders/backend-sa not found; did you mean finance/backend-sa?"
+    assert finding.fix_lines()[0].startswith("# finance/backend-sa exists: if that is the workload, correct "
+                                             "--workload")
 
 
 def _check(sa: ServiceAccountFacts) -> Any:
