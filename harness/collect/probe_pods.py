@@ -456,12 +456,16 @@ def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> list[st
     (best effort: the run is ending); several namespaces at once, as the run made them. Returns the namespaces
     where both lists answered and held nothing of the run (nothing there to make sure is gone)."""
     selector = f"{RUN_ID_LABEL}={run_id}"
+    everywhere = _run_pods_everywhere(api, selector) if len(namespaces) > 1 else None
 
     def clear(namespace: str) -> bool:
-        try:
-            pods, _ = api.list_pods(namespace, selector)
-        except KubeError:
-            pods = None
+        if everywhere is not None:
+            pods: list[dict[str, Any]] | None = everywhere.get(namespace, [])
+        else:
+            try:
+                pods, _ = api.list_pods(namespace, selector)
+            except KubeError:
+                pods = None
         for pod in pods or []:
             name = (pod.get("metadata") or {}).get("name")
             if name:
@@ -481,6 +485,23 @@ def delete_run_pods(api: KubeApi, namespaces: list[str], run_id: str) -> list[st
 
     return [namespace for namespace, clean in zip(namespaces, read_all(clear, namespaces, KUBE_WORKERS),
                                                   strict=True) if clean]
+
+
+def _run_pods_everywhere(api: KubeApi, selector: str) -> dict[str, list[dict[str, Any]]] | None:
+    """The run's pods of every namespace, by namespace, from one list (the harness's ClusterRole may list pods
+    cluster-wide); None when that list is refused (roles namespaced only) or unanswered: list each namespace."""
+    try:
+        items, _ = api.list_pods(None, selector)
+    except KubeError:
+        return None
+    return pods_by_namespace(items)
+
+
+def pods_by_namespace(items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        grouped.setdefault((item.get("metadata") or {}).get("namespace") or "", []).append(item)
+    return grouped
 
 
 def _delete_config_map(api: KubeApi, namespace: str, name: str) -> bool:
@@ -576,9 +597,7 @@ def await_pods(
                     return dict.fromkeys(namespaces)
                 cluster_wide = False
             else:
-                grouped: dict[str, list[dict[str, Any]]] = {}
-                for item in items:
-                    grouped.setdefault((item.get("metadata") or {}).get("namespace") or "", []).append(item)
+                grouped = pods_by_namespace(items)
                 for namespace in namespaces:
                     listed_in(namespace, grouped.get(namespace, []))
                 return dict.fromkeys(namespaces, version)

@@ -618,17 +618,25 @@ def test_refused_credentials_at_the_clean_up_are_named_as_such_not_as_no_answer(
 
 class _OneLeftover:
     """A kube client with one of the run's pods left in finance (deleted when asked, Terminating on the next
-    list), nothing of the run in the other namespaces; it counts each namespace's lists."""
+    list), nothing of the run in the other namespaces; it counts each namespace's lists ("*": of every namespace,
+    which it refuses (403) unless ``cluster_wide``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cluster_wide: bool = True) -> None:
         self.lists: dict[str, int] = {}
         self.deleted = False
+        self.cluster_wide = cluster_wide
 
-    def list_pods(self, namespace: str, selector: str) -> tuple[list, None]:
-        self.lists[namespace] = self.lists.get(namespace, 0) + 1
-        if namespace != "finance":
+    def list_pods(self, namespace: str | None, selector: str) -> tuple[list, None]:
+        self.lists[namespace or "*"] = self.lists.get(namespace or "*", 0) + 1
+        if namespace is None and not self.cluster_wide:
+            from harness.collect.kube_api import KubeError
+            from harness.facts import KubeFailure
+
+            raise KubeError(KubeFailure(403, "Forbidden", "cannot list resource \"pods\" at the cluster scope"))
+        if namespace not in (None, "finance"):
             return [], None
-        meta = {"name": "wi-probe-x", **({"deletionTimestamp": "2026-12-05T00:00:00Z"} if self.deleted else {})}
+        meta = {"name": "wi-probe-x", "namespace": "finance",
+                **({"deletionTimestamp": "2026-12-05T00:00:00Z"} if self.deleted else {})}
         return [{"metadata": meta}], None
 
     def list_config_maps(self, namespace: str, selector: str) -> list:
@@ -641,19 +649,24 @@ class _OneLeftover:
     def delete_config_map(self, namespace: str, name: str) -> None: ...
 
 
+@pytest.mark.parametrize(("cluster_wide", "lists"), [
+    (True, {"*": 1, "finance": 3, "orders": 1, "payments": 1}),  # the run's pods of every namespace in one list
+    (False, {"*": 1, "finance": 4, "orders": 2, "payments": 2}),  # roles namespaced only: each namespace's pods
+])
 def test_the_end_of_run_clean_up_lists_again_only_where_it_found_something(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], cluster_wide: bool, lists: dict[str, int],
 ) -> None:
     """A 50-workload run made 200 sequential lists at its end (the delete's two per namespace, then two more to make
-    sure): where the delete's own lists answered and held nothing of the run, nothing is listed again."""
+    sure): where the delete's own lists answered and held nothing of the run, nothing is listed again; the run's
+    pods are one list of every namespace where the harness may list pods cluster-wide."""
     from harness.plugin import _delete_leftover_probe_pods
 
-    kube = _OneLeftover()
+    kube = _OneLeftover(cluster_wide)
     session = types.SimpleNamespace(keep=False, kube=kube, run_id="r1", workloads=[
         types.SimpleNamespace(namespace=n) for n in ("finance", "orders", "payments")])
     _delete_leftover_probe_pods(session, sleep=pytest.fail)
     assert kube.deleted and capsys.readouterr().err == ""
-    assert kube.lists == {"finance": 4, "orders": 2, "payments": 2}
+    assert kube.lists == lists
 
 
 def test_a_signal_whose_interrupt_never_reached_pytest_still_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
