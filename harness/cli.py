@@ -13,15 +13,17 @@
   ``findings AADSTS700213`` the findings an Entra error code (from an app's log) points to.
 
 Bad input (a missing file, a file that is not a run.json or breaks its schema, an output that cannot be
-written) is one line on stderr naming the file and the cause, and exit status 2, as for argparse's usage
-errors. ``report merge`` exits 1 when the fleet verdict is FAIL (the sign-off still written), 0 when it is PASS, as
+written, standard output redirected to a full or read-only disk) is one line on stderr naming the file and the
+cause, and exit status 2, as for argparse's usage errors (a pipe its reader closed, ``| head``, ends it quietly). ``report merge`` exits 1 when the fleet verdict is FAIL (the sign-off still written), 0 when it is PASS, as
 the suites do for one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import os
 import re
 import sys
 import textwrap
@@ -109,12 +111,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StdoutFailed(Exception):
+    """Standard output could not be written (``> docs/findings.md`` on a full disk, ``| head`` closed)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _emit(text: str) -> None:
+    """Write to standard output and flush now, so that a failing write is met here and not at exit."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        raise _StdoutFailed(exc) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except _StdoutFailed as failed:
+        with contextlib.suppress(OSError, ValueError):  # what is still buffered goes nowhere at exit, instead of
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # failing again there with a traceback
+        if isinstance(failed.error, BrokenPipeError):  # its reader had what it wanted (| head)
+            return 1
+        command = " ".join(part for part in (args.command, getattr(args, "action", None)) if part)
+        print(f"{PROG} {command}: error: cannot write to standard output: {failed.error.strerror or failed.error}",
+              file=sys.stderr)
+        return USAGE_ERROR
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "findings":
         if args.codes:
             return _describe_codes(args.codes)
-        sys.stdout.write(render_markdown() if args.format == "md" else render_text())
+        _emit(render_markdown() if args.format == "md" else render_text())
         return 0
     if args.command == "manifests":
         return _render_manifests(args.config, args.out, args.image, args.namespaces, args.probes_only)
@@ -134,14 +167,14 @@ def _describe_codes(codes: list[str]) -> int:
     for asked in codes:
         code = asked.strip().upper().replace("-", "_")
         if code in BY_CODE:
-            sys.stdout.write(_describe(BY_CODE[code]))
+            _emit(_describe(BY_CODE[code]))
             continue
         # as a log line prints it ("AADSTS700213: ..."), or its number alone (the sign-in logs' error code column)
         aadsts = _AADSTS_RE.fullmatch(code.rstrip(":.")) or _AADSTS_RE.fullmatch("AADSTS" + code.rstrip(":."))
         if aadsts is not None:  # an Entra error code read in the app's log: the findings that name it
             named = [entry for entry in CATALOGUE if aadsts.group(1) in _aadsts_numbers(entry.meaning)]
             if named:
-                sys.stdout.write("".join(_describe(entry) for entry in named))
+                _emit("".join(_describe(entry) for entry in named))
                 continue
             print(f"{PROG} findings: error: {aadsts.group(0)} is an Entra error code no finding names "
                   "(python -m harness findings lists them all)", file=sys.stderr)
@@ -149,7 +182,7 @@ def _describe_codes(codes: list[str]) -> int:
             continue
         prefixed = [entry for entry in CATALOGUE if code and entry.code.startswith(code)]
         if prefixed:
-            sys.stdout.write("".join(f"{e.code:<34} {e.layer:<15} {e.severity:<14} {e.meaning}\n" for e in prefixed))
+            _emit("".join(f"{e.code:<34} {e.layer:<15} {e.severity:<14} {e.meaning}\n" for e in prefixed))
             continue
         close = difflib.get_close_matches(code, list(BY_CODE), n=3, cutoff=0.6)
         hint = f": did you mean {' or '.join(close)}?" if close else ": python -m harness findings lists them all"
@@ -201,7 +234,7 @@ def _render(run: Path, fmt: str, output: Path | None) -> int:
         raise ReportInputError(f"{output}: is the run.json being rendered: writing the sign-off there would replace it")
     text = Redactor().text(render(load_run(run), fmt))
     if output is None or str(output) == "-":  # -o -: stdout, as for most commands, not a file named '-'
-        sys.stdout.write(text)
+        _emit(text)
         return 0
     _write(output, text)
     print(f"wrote {output}", file=sys.stderr)

@@ -189,6 +189,19 @@ def test_the_command_prints_the_markdown() -> None:
     assert all(f"| `{entry.code}` |" in result.stdout for entry in CATALOGUE)
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full (a disk always full)")
+@pytest.mark.parametrize("args", [["findings", "--format", "md"], ["findings", "SA_NOT_FOUND"]])
+def test_standard_output_on_a_full_disk_is_one_line_not_a_traceback(args: list[str]) -> None:
+    """``python -m harness findings --format md > docs/findings.md`` with the disk full ended in a traceback (OSError
+    ENOSPC from sys.stdout.write, then again at exit), exit status 1. Now one line and exit status 2."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO, stdout=full,
+                                stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr == ("python -m harness findings: error: cannot write to standard output: No space left on "
+                             "device\n")
+
+
 def test_one_code_as_a_troubleshooter_types_it(capsys: pytest.CaptureFixture[str]) -> None:
     """``python -m harness findings SA_NOT_FOUND`` (a code read in a run's output) was refused: 'unrecognized
     arguments'. It prints that code's entry, in any case; a prefix lists its codes; an unknown code is one line
