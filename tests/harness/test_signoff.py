@@ -881,6 +881,21 @@ def test_the_header_says_whether_the_cluster_is_off_pod_identity_whatever_the_ve
     assert "| Off pod identity | CANNOT TELL: 1 of 2 AzureIdentityBindings are not migrated |" in render(document, "md")
 
 
+def test_leftovers_name_expect_migration_complete_as_the_setting_it_is(run_world: Callable[..., Any]) -> None:
+    """A healthy run's sign-off said 'Off pod identity | YES' in its header and 'Migration complete | no' under
+    Leftovers: the second is harness.yaml's expect.migration_complete (are leftovers errors?), not a finding, and
+    an auditor reads the pair as a contradiction."""
+    document = copy.deepcopy(failing_document(run_world))
+    document["checks"] = [{"id": i, "status": "pass", "message": "ok", "evidence": {}} for i in MIGRATION_CHECK_IDS]
+    document["coverage"], document["leftovers"] = [], {"migration_complete": False, "addon_enabled": False}
+    md = md_unescape(render(document, "md"))
+    assert "| Off pod identity | YES: " in md
+    assert "| Declared complete (harness.yaml expect.migration_complete) | no |" in md
+    assert "Migration complete" not in md
+    page = html.unescape(render(document, "html"))
+    assert "Declared complete (harness.yaml expect.migration_complete)" in page and "Migration complete" not in page
+
+
 # ---------------------------------------------------------------- a run that did not finish, several runs of one cluster
 
 
