@@ -14,8 +14,9 @@
 
 Bad input (a missing file, a file that is not a run.json or breaks its schema, an output that cannot be
 written, standard output redirected to a full or read-only disk) is one line on stderr naming the file and the
-cause, and exit status 2, as for argparse's usage errors (a pipe its reader closed, ``| head``, ends it quietly). ``report merge`` exits 1 when the fleet verdict is FAIL (the sign-off still written), 0 when it is PASS, as
-the suites do for one run.
+cause, and exit status 2, as for argparse's usage errors (a pipe its reader closed, ``| head``, ends it quietly).
+``report merge`` exits 1 when the fleet verdict is FAIL (the sign-off still written), 0 when it is PASS, as the
+suites do for one run.
 """
 
 from __future__ import annotations
