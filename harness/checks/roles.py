@@ -35,6 +35,8 @@ class Assignment:
     condition: str | None = None
     # the role's dataActions as its definition lists them (empty: control plane only, or the definition unread)
     data_actions: tuple[str, ...] = ()
+    # and its notDataActions, which Azure subtracts from them (a custom role: secrets/* less getSecret/action)
+    not_data_actions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ def view_assignments(
             covers=covers(scope, target),
             condition=str(properties.get("condition") or "") or None,
             data_actions=tuple((role_permissions.get(definition) or {}).get("dataActions") or ()),
+            not_data_actions=tuple((role_permissions.get(definition) or {}).get("notDataActions") or ()),
         ))
     return views
 
@@ -162,13 +165,23 @@ def diagnose_denial(views: list[Assignment], target: str, now: float, kind: str 
 
 def _insufficient(here: list[Assignment], kind: str | None) -> str:
     """Why roles at the right scope refuse the read: the data action it needs, and what each role grants instead (a
-    role listing secrets' metadata, as Key Vault Reader does, is not one without data actions)."""
+    role listing secrets' metadata, as Key Vault Reader does, is not one without data actions). A notDataActions
+    pattern that takes the read out of a wildcard is named: "data actions secrets/*" alone reads as if it granted it
+    (Azure subtracts NotDataActions from DataActions: learn.microsoft.com, "Understand Azure role definitions")."""
     needed = READ_DATA_ACTIONS.get(kind or "")
-    held: dict[str, tuple[str, ...]] = {}
+    held: dict[str, Assignment] = {}
     for assignment in here:
-        held.setdefault(assignment.role, assignment.data_actions)
-    granted = "; ".join(f"{role}: data actions {', '.join(actions)}" if actions else f"{role}: control plane only"
-                        for role, actions in sorted(held.items()))
+        held.setdefault(assignment.role, assignment)
+    granted = "; ".join(_grants_shown(role, assignment, needed) for role, assignment in sorted(held.items()))
     if needed is None:
         return f"{', '.join(sorted(held))} at the right scope has no data action to read ({granted})"
     return f"{', '.join(sorted(held))} at the right scope does not grant {needed}, which the read needs ({granted})"
+
+
+def _grants_shown(role: str, assignment: Assignment, needed: str | None) -> str:
+    if not assignment.data_actions:
+        return f"{role}: control plane only"
+    shown = f"{role}: data actions {', '.join(assignment.data_actions)}"
+    excluding = [pattern for pattern in assignment.not_data_actions
+                 if needed and fnmatchcase(needed.lower(), pattern.lower())]
+    return shown + (f", less its notDataActions {', '.join(excluding)}" if excluding else "")

@@ -27,6 +27,7 @@ OTHER_ID = OWN_ID.replace("/myRg/", "/otherRg/")
 OWN_PRINCIPAL, OTHER_PRINCIPAL = "5a87721f-65be-4743-b230-995e0c47250d", "4beab708-7960-439b-bb8a-413361ae02b3"
 SECRETS_USER = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/4633458b"
 LISTER = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/5c1e0a7b"
+ALL_BUT_GET = f"/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/9d2f1c3e"
 GET_SECRET = "Microsoft.KeyVault/vaults/secrets/getSecret/action"
 READ_METADATA = "Microsoft.KeyVault/vaults/secrets/readMetadata/action"
 
@@ -105,9 +106,12 @@ def _refused(own: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> Any:
         namesake_identities=[{"name": "myId", "resource_id": OTHER_ID, "principal_id": OTHER_PRINCIPAL}]
         if theirs else [],
         namesake_role_assignments=theirs,
-        role_names={SECRETS_USER.lower(): "Key Vault Secrets User", LISTER.lower(): "Secret Lister"},
+        role_names={SECRETS_USER.lower(): "Key Vault Secrets User", LISTER.lower(): "Secret Lister",
+                    ALL_BUT_GET.lower(): "KV secrets no get"},
         role_permissions={SECRETS_USER.lower(): {"dataActions": [GET_SECRET, READ_METADATA]},
-                          LISTER.lower(): {"dataActions": [READ_METADATA]}})
+                          LISTER.lower(): {"dataActions": [READ_METADATA]},
+                          ALL_BUT_GET.lower(): {"dataActions": ["Microsoft.KeyVault/vaults/secrets/*"],
+                                                "notDataActions": [GET_SECRET, "Microsoft.KeyVault/vaults/keys/*"]}})
     assert ctx.facts.pod is not None
     ctx.facts.pod.probe = {"steps": [{"name": "access", "index": 0, "status": "fail", "outcome": "deny", "evidence": {
         "http_status": 403, "code": "Forbidden", "innererror": "ForbiddenByRbac"}}]}
@@ -150,3 +154,18 @@ def test_a_custom_role_listing_metadata_only_is_said_to_lack_the_read_not_to_be_
     detail = diagnose_denial([contributor], VAULT_ID, 0.0, "blob").detail
     assert detail.endswith("which the read needs (Contributor: control plane only)")
     assert "containers/blobs/read" in detail
+
+
+def test_a_custom_role_whose_not_data_actions_take_the_read_out_of_its_wildcard_says_so() -> None:
+    """By hand in the lab: az role definition create with DataActions [Microsoft.KeyVault/vaults/secrets/*] and
+    NotDataActions [.../secrets/getSecret/action], assigned on the vault in place of Key Vault Secrets User. The run
+    said the role 'does not grant .../getSecret/action, which the read needs (KV secrets no get: data actions
+    Microsoft.KeyVault/vaults/secrets/*)': a wildcard that reads as granting it. It now names the exclusion."""
+    finding = _refused([_assignment(OWN_PRINCIPAL, ALL_BUT_GET)], [])
+    assert finding.code == "ROLE_INSUFFICIENT"
+    assert (f"(KV secrets no get: data actions Microsoft.KeyVault/vaults/secrets/*, less its notDataActions "
+            f"{GET_SECRET})") in finding.message
+    assert "vaults/keys/*" not in finding.message  # an exclusion that is not the read's is not its cause
+    assert finding.fix_lines()[0].endswith(f"--role 'Key Vault Secrets User' --scope {VAULT_ID}")
+    # a role with no exclusion is shown as before
+    assert "notDataActions" not in _refused([_assignment(OWN_PRINCIPAL, LISTER)], []).message
