@@ -325,6 +325,8 @@ class MigrationFacts:
     labelled_pods: ObjectList  # pods labelled azure.workload.identity/use: "true"
     service_accounts: ObjectList  # ServiceAccounts with the client-id annotation
     identities: dict[str, IdentityFacts] = field(default_factory=dict)  # by lower-cased client id
+    # Deployments and DaemonSets whose pod template is labelled aadpodidbinding (with or without pods now)
+    legacy_templates: ObjectList = field(default_factory=lambda: ObjectList("daemonsets.apps,deployments.apps"))
 
 
 @dataclass

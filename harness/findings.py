@@ -1339,11 +1339,15 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "POD_IDENTITY_PODS_LABELLED", "migration", "error|warning",
-        "Pods still carry the aadpodidbinding label.",
-        "Move them to Workload ID and remove the label.",
+        "Pods still carry the aadpodidbinding label, or a Deployment's or DaemonSet's pod template does while none "
+        "of its pods is (scaled to 0, or the label taken off the running pods by hand): its next pods carry it.",
+        "Move them to Workload ID and remove the label: from the pod template, or from the pod alone where only the "
+        "pod carries it (kubectl label pod ... aadpodidbinding-).",
         "test:tests/harness/test_migration_lab.py::test_the_migration_scenario_reports_its_leftovers_and_"
         "a_coverage_table_right_row_by_row",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
+        "unit:tests/harness/test_migration_checks.py::test_a_pod_labelled_by_hand_loses_its_own_label_and_a_"
+        "template_whose_pods_are_gone_is_still_a_leftover",
     ),
     _e(
         "POD_IDENTITY_BINDING_NOT_MIGRATED", "migration", "error|warning",

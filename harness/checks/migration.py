@@ -629,9 +629,23 @@ def _drop_label_step(pod: dict[str, Any]) -> Step:
     if kind == "Job":
         return advice(f"Job {namespace}/{name}'s pod template cannot change: its pods keep {POD_IDENTITY_LABEL} "
                       "until they end; make it again without it if it runs again")
+    if pod.get("template_labelled") is False:
+        # labelled on the pod alone (kubectl label pod): the JSON patch's remove of a template label that is not
+        # there is refused ("unable to remove nonexistent key: aadpodidbinding: missing value", run by hand);
+        # the pod's own label goes, and the ReplicaSet keeps the pod (its selector does not name the label)
+        return fix.remove_pod_label(namespace, pod["name"], POD_IDENTITY_LABEL)
     if pod.get("owner_selects_label"):
         return fix.remake_without_selector_label(kind, namespace, name, POD_IDENTITY_LABEL)
     return fix.remove_template_label(kind, namespace, name, POD_IDENTITY_LABEL)
+
+
+def _idle_templates(ctx: MigrationContext) -> list[dict[str, Any]]:
+    """Deployments and DaemonSets whose pod template is labelled aadpodidbinding while no pod of theirs is (scaled
+    to 0, a DaemonSet whose nodeSelector matches no node, or the label taken off the running pods by hand): no pod
+    shows the label now, but every pod they make from the template carries it, and, without a binding or NMI,
+    runs with no identity."""
+    running = {(str(p.get("owner_kind")), p["namespace"], str(p.get("owner_name"))) for p in ctx.facts.legacy_pods.items}
+    return [t for t in ctx.facts.legacy_templates.items if (t["kind"], t["namespace"], t["name"]) not in running]
 
 
 def _bound_not_moved(ctx: MigrationContext, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -680,7 +694,12 @@ def pods_unlabelled(ctx: MigrationContext) -> Outcome:
     unbound = _unbound(ctx)
     if unbound:
         evidence["unbound"] = [u["pod"] for u in unbound]
-    if pods:
+    idle = _idle_templates(ctx) if ctx.facts.legacy_pods.error is None else []
+    if idle:
+        evidence["templates"] = [{k: t.get(k) for k in ("kind", "namespace", "name", "selector", "replicas")}
+                                 for t in idle]
+    pod_only = [f"{p['namespace']}/{p['name']}" for p in listed.items if p.get("template_labelled") is False]
+    if pods or idle:
         steps: list[Step] = []
         for step in (step for u in unbound for step in u["steps"]):
             if step not in steps:  # a Deployment's pods: one fix for its template
@@ -691,13 +710,29 @@ def pods_unlabelled(ctx: MigrationContext) -> Outcome:
             step = _drop_label_step(pod)
             if step not in steps:
                 steps.append(step)
-        leftovers.append(_finding(
-            ctx, "POD_IDENTITY_PODS_LABELLED",
-            f"{len(pods)} pods still carry the {POD_IDENTITY_LABEL} label: "
-            + ", ".join(p["pod"] for p in pods) + "".join(f"; {u['why']}" for u in unbound), evidence, steps,
-        ))
-    return _judge(ctx, [listed], leftovers, f"{len(pods)} pods still labelled {POD_IDENTITY_LABEL}", evidence,
-                  f"no pod is labelled {POD_IDENTITY_LABEL}")
+        for t in idle:
+            step = (fix.remake_without_selector_label(t["kind"], t["namespace"], t["name"], POD_IDENTITY_LABEL)
+                    if t.get("selects_label") else
+                    fix.remove_template_label(t["kind"], t["namespace"], t["name"], POD_IDENTITY_LABEL))
+            if step not in steps:
+                steps.append(step)
+        shown = [f"{t['kind']} {t['namespace']}/{t['name']} ({POD_IDENTITY_LABEL}={t['selector']}, "
+                 + (f"{t['replicas']} wanted" if t.get("replicas") else "scaled to 0") + ")" for t in idle]
+        message = (f"{len(pods)} pods still carry the {POD_IDENTITY_LABEL} label: " + ", ".join(p["pod"] for p in pods)
+                   if pods else f"no pod carries the {POD_IDENTITY_LABEL} label now")
+        message += (f" (on the pod only, not in its owner's pod template: {', '.join(pod_only)})" if pod_only else "")
+        message += (f"; {values.counted(len(idle), 'pod template')} still labelled with it while no pod of theirs "
+                    f"is: {', '.join(shown)}: the pods made from them next (a scale-up, a restart) carry it again"
+                    if idle else "")
+        message += "".join(f"; {u['why']}" for u in unbound)
+        leftovers.append(_finding(ctx, "POD_IDENTITY_PODS_LABELLED", message, evidence, steps))
+    summary = (f"{len(pods)} pods still labelled {POD_IDENTITY_LABEL}"
+               + (f", {values.counted(len(idle), 'pod template')} too" if idle else ""))
+    templates = ctx.facts.legacy_templates
+    clean = (f"no pod or pod template is labelled {POD_IDENTITY_LABEL}" if templates.error is None else
+             f"no pod is labelled {POD_IDENTITY_LABEL} (pod templates not read: could not list {templates.resource}, "
+             "migration.components_removed names why)")
+    return _judge(ctx, [listed], leftovers, summary, evidence, clean)
 
 
 # ---------------------------------------------------------------- coverage: each binding and its replacement
@@ -1188,7 +1223,10 @@ def _coverage_steps(ctx: MigrationContext, row: dict[str, Any]) -> list[Step]:
                 # the template labelled (a no-op where it already is), then new pods: a label put on a running
                 # pod, or an annotation made after it started, reaches no pod until the webhook sees it created
                 steps += _use_label_steps(kind, ns, name, restart=(ns, kind, name) in stale)
-        if not owners:
+        idle = [t for t in _idle_templates(ctx) if t["namespace"] == namespace and t["selector"] == row["selector"]]
+        for t in idle if not owners else []:  # scaled to 0: its template names the selector, no pod runs it now
+            steps += [s for s in _use_label_steps(t["kind"], t["namespace"], t["name"], restart=False) if s not in steps]
+        if not owners and not idle:
             steps.append(advice(f"label the pod template of each workload running as "
                                 f"{', '.join(f'{ns}/{sa}' for ns, sa in accounts)} with {USE_LABEL}: \"true\""))
     return steps

@@ -194,9 +194,11 @@ def selects_pod_identity_label(obj: dict[str, Any]) -> bool:
         isinstance(e, dict) and e.get("key") == POD_IDENTITY_LABEL for e in selector.get("matchExpressions") or [])
 
 
-def _components(api: KubeApi, selecting: set[tuple[str, str, str]] | None = None) -> ObjectList:
+def _components(api: KubeApi, selecting: set[tuple[str, str, str]] | None = None,
+                templates: dict[tuple[str, str, str], dict[str, Any]] | None = None) -> ObjectList:
     """NMI and MIC; ``selecting`` gets (kind, namespace, name) of each listed one whose selector names
-    aadpodidbinding (the same lists: no more requests)."""
+    aadpodidbinding, ``templates`` what each listed one's pod template holds of that label (the same lists: no
+    more requests)."""
     found = ObjectList("daemonsets.apps,deployments.apps")
     for plural, kind in (("daemonsets", "DaemonSet"), ("deployments", "Deployment")):
         listed = list_all(api, "apps", "v1", plural)
@@ -205,7 +207,22 @@ def _components(api: KubeApi, selecting: set[tuple[str, str, str]] | None = None
         if selecting is not None:
             selecting |= {(kind, str(m.get("namespace")), str(m.get("name"))) for item in listed.items
                           if selects_pod_identity_label(item) for m in [item.get("metadata") or {}]}
+        if templates is not None:
+            templates |= {(kind, str(m.get("namespace") or ""), str(m.get("name") or "")): _template(item, kind)
+                          for item in listed.items for m in [item.get("metadata") or {}]}
     return found
+
+
+def _template(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    """A Deployment's or DaemonSet's pod template's aadpodidbinding (None: not labelled) and how many pods it asks
+    for now (a Deployment's spec.replicas, 1 when unset; a DaemonSet's desiredNumberScheduled)."""
+    spec = obj.get("spec") or {}
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    value = labels.get(POD_IDENTITY_LABEL)
+    wanted = spec.get("replicas", 1) if kind == "Deployment" else (obj.get("status") or {}).get(
+        "desiredNumberScheduled", 0)
+    return {"kind": kind, **_meta(obj), "selector": None if value is None else values.shorten(str(value), 253),
+            "replicas": wanted if isinstance(wanted, int) else None, "selects_label": selects_pod_identity_label(obj)}
 
 
 def pod_summary(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -285,11 +302,17 @@ def collect_migration(
     crds = _keep(list_all(api, "apiextensions.k8s.io", "v1", "customresourcedefinitions"), _crd)
     kinds = {plural: list_all(api, POD_IDENTITY_GROUP, POD_IDENTITY_VERSION, plural) for plural in POD_IDENTITY_PLURALS}
     selecting: set[tuple[str, str, str]] = set()
-    components = _components(api, selecting)
+    templates: dict[tuple[str, str, str], dict[str, Any]] = {}
+    components = _components(api, selecting, templates)
     legacy = _cronjob_owners(api, _keep(_pods(api, POD_IDENTITY_LABEL), pod_summary))
     for pod in legacy.items:
-        if (pod.get("owner_kind"), pod["namespace"], pod.get("owner_name")) in selecting:
+        owner = (str(pod.get("owner_kind")), pod["namespace"], str(pod.get("owner_name")))
+        if owner in selecting:
             pod["owner_selects_label"] = True
+        if owner in templates:  # False: labelled on the pod alone (kubectl label pod), its template is not
+            pod["template_labelled"] = templates[owner]["selector"] is not None
+    labelled_templates = ObjectList(components.resource, [t for t in templates.values() if t["selector"] is not None],
+                                    error=components.error)
     facts = MigrationFacts(
         collected_at=time.time(),
         crds=crds,
@@ -299,6 +322,7 @@ def collect_migration(
         azure_assigned_identities=_keep(kinds["azureassignedidentities"], _assigned),
         components=components,
         legacy_pods=legacy,
+        legacy_templates=labelled_templates,
         labelled_pods=(ObjectList("pods", list(labelled_pods)) if labelled_pods is not None
                        else _keep(_pods(api, f"{USE_LABEL}=true"), pod_summary)),
         service_accounts=_keep(list_all(api, "", "v1", "serviceaccounts"), _service_account),

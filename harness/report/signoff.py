@@ -559,8 +559,13 @@ def migration_state(document: dict[str, Any]) -> str | None:
     narrowed = document.get("narrowed")
     where = (" in every namespace (--namespace does not narrow the migration checks: they list cluster-wide)"
              if isinstance(narrowed, dict) and narrowed.get("namespaces") else "")
-    return "YES: no AzureIdentityBinding, aad-pod-identity object, labelled pod, NMI/MIC, CRD or add-on pod " \
-           "identity left" + where + (f" (not checked: {', '.join(skipped)})" if skipped else "")
+    # what no check can see: the app's own code. One that still asks IMDS (ManagedIdentityCredential, or an SDK
+    # older than Workload ID) is answered by the node's IMDS once NMI is gone (aad-pod-identity's known issues: a
+    # request NMI does not intercept goes to IMDS), with whatever identity the node holds, or none
+    return "YES: no AzureIdentityBinding, aad-pod-identity object, labelled pod or pod template, NMI/MIC, CRD or " \
+           "add-on pod identity left" + where + (f" (not checked: {', '.join(skipped)})" if skipped else "") + \
+           "; not proven: that no app still asks IMDS for its token (the harness sees pods, not the app's code: " \
+           "its SDK version and logs tell), where, without NMI, the node's IMDS answers"
 
 
 # aad-pod-identity's AzureIdentity spec.type values (its pkg/apis/aadpodidentity/v1 IdentityType constants)

@@ -1204,3 +1204,64 @@ def test_a_binding_is_not_migrated_while_a_pod_of_its_selector_under_the_same_se
     facts.legacy_pods.items.pop(-2)  # only the moved pod is left on the selector: migrated
     row = next(r for r in coverage_rows(facts, ISSUER) if r["binding"] == "finance/backend-binding")
     assert row["migrated"]
+
+
+def test_a_pod_labelled_by_hand_loses_its_own_label_and_a_template_whose_pods_are_gone_is_still_a_leftover() -> None:
+    """By hand in the lab: ``kubectl label pod -n orders orders-api-... aadpodidbinding=orders`` (its Deployment's
+    template is not labelled), and ``kubectl scale deployment/reports-api -n reports --replicas=0`` (its template
+    is). The printed fix for the first was the template JSON patch, which the API server refuses ("unable to remove
+    nonexistent key: aadpodidbinding: missing value") and which leaves the pod labelled; the second passed as "no
+    pod is labelled aadpodidbinding", though its next pods carry the label. The collector tells both from the
+    Deployments it already lists."""
+    world = World.healthy()
+    template = {"metadata": {"labels": {"app": "reports-api", "aadpodidbinding": "reports"}}}
+    world.kube_objects = {"deployments.apps": [
+        {"metadata": {"namespace": "orders", "name": "orders-api"},
+         "spec": {"selector": {"matchLabels": {"app": "orders-api"}},
+                  "template": {"metadata": {"labels": {"app": "orders-api"}}}}},
+        {"metadata": {"namespace": "reports", "name": "reports-api"},
+         "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "reports-api"}}, "template": template}}]}
+    backend = world.backend()
+    backend.kube.pods[("orders", "orders-api-5d4f8b7c9d-x2k4p")] = {  # type: ignore[attr-defined]
+        "metadata": {"name": "orders-api-5d4f8b7c9d-x2k4p", "namespace": "orders",
+                     "labels": {"aadpodidbinding": "orders", "pod-template-hash": "5d4f8b7c9d"},
+                     "ownerReferences": [{"kind": "ReplicaSet", "name": "orders-api-5d4f8b7c9d", "controller": True}]},
+        "spec": {"serviceAccountName": "orders-sa"}}
+    collected = collect_migration(backend.kube, backend.arm, None, backend.graph)
+    assert [p.get("template_labelled") for p in collected.legacy_pods.items] == [False]
+    assert [(t["kind"], t["namespace"], t["name"], t["selector"], t["replicas"])
+            for t in collected.legacy_templates.items] == [("Deployment", "reports", "reports-api", "reports", 0)]
+
+    facts, cluster = clean(), arm_cluster(False)
+    facts.legacy_pods, facts.legacy_templates = collected.legacy_pods, collected.legacy_templates
+    result = pods_unlabelled(MigrationContext(facts, cluster, AZURE))
+    assert result.status == WARN
+    message = result.findings[0].message
+    assert "(on the pod only, not in its owner's pod template: orders/orders-api-5d4f8b7c9d-x2k4p)" in message
+    assert "Deployment reports/reports-api (aadpodidbinding=reports, scaled to 0)" in message
+    fixes = lines([result])
+    assert "kubectl label pod -n orders orders-api-5d4f8b7c9d-x2k4p aadpodidbinding-" in fixes
+    assert not any("deployment/orders-api" in line and '"remove"' in line for line in fixes)
+    assert any(line.startswith("kubectl patch deployment/reports-api -n reports --type json") for line in fixes)
+
+    facts.legacy_pods = ObjectList("pods")  # the scaled-down template alone: no longer a pass, an error once complete
+    result = pods_unlabelled(MigrationContext(facts, cluster, AZURE, ExpectConfig(migration_complete=True)))
+    assert result.status == FAIL and result.findings[0].code == "POD_IDENTITY_PODS_LABELLED"
+    facts.legacy_templates = ObjectList("daemonsets.apps,deployments.apps")
+    assert pods_unlabelled(MigrationContext(facts, cluster, AZURE)).status == PASS
+
+
+def test_a_binding_whose_only_workload_is_scaled_to_zero_labels_that_workloads_template() -> None:
+    """reports-binding's pods are gone (reports-api scaled to 0, its template labelled aadpodidbinding=reports): the
+    fix labels reports-api's template for Workload ID instead of "each workload running as" its ServiceAccount."""
+    facts, cluster = leftover()
+    facts.legacy_pods.items.pop()  # reports-api's pod
+    bind_reports(facts, CLIENT_BACKEND.replace("6", "7"))
+    facts.service_accounts.items.append({"namespace": "reports", "name": "reports-sa",
+                                         "client_id": CLIENT_BACKEND.replace("6", "7")})
+    facts.legacy_templates.items = [{"kind": "Deployment", "namespace": "reports", "name": "reports-api",
+                                     "selector": "reports", "replicas": 0, "selects_label": False}]
+    fixes = lines([bindings_migrated(MigrationContext(facts, cluster, AZURE))])
+    assert any(line.startswith("kubectl patch deployment/reports-api -n reports --type merge")
+               and "azure.workload.identity/use" in line for line in fixes)
+    assert not any("label the pod template of each workload" in line for line in fixes)

@@ -855,6 +855,8 @@ def test_the_header_says_whether_the_cluster_is_off_pod_identity_whatever_the_ve
     document["checks"] = [{"id": i, "status": "pass", "message": "ok", "evidence": {}} for i in ids]
     document["coverage"], document["leftovers"] = [], {"migration_complete": False}
     assert "| Off pod identity | YES: no AzureIdentityBinding" in render(document, "md")
+    # what the harness cannot see is said beside the YES: an app that still asks IMDS (NMI gone: the node's IMDS)
+    assert "not proven: that no app still asks IMDS for its token" in render(document, "md")
     # a run narrowed with --namespace still lists pod identity cluster-wide (collect_migration takes no namespace)
     narrowed = {**document, "narrowed": {"namespaces": ["finance"]}}
     assert "left in every namespace (--namespace does not narrow the migration checks" in md_unescape(
