@@ -987,16 +987,19 @@ CATALOGUE: tuple[Entry, ...] = (
     ),
     _e(
         "ACCESS_ALLOWED_UNEXPECTEDLY", "access", "error",
-        "A read expected to be denied was allowed: least privilege is broken.",
+        "A read expected to be denied was allowed, or only the resource's network access refused it while the "
+        "identity's role or access policy grants it: least privilege is broken.",
         "Remove the assignment that grants it (on a vault under access policies, take get out of the identity's "
         "policy).",
         "fault:deny-target-granted",
+        "unit:tests/harness/test_deny_behind_network.py::test_a_role_that_grants_a_deny_target_behind_a_firewall_is_"
+        "least_privilege_violated_and_revoked",
         "test:tests/harness/test_remediation_repairs_lab.py::test_the_printed_remediation_repairs_the_lab",
     ),
     _e(
         "DENY_NOT_PROVEN", "access", "warning",
-        "A deny target refused for a reason other than authorization (network rules): least privilege is "
-        "not proven.",
+        "A deny target refused for a reason other than authorization (network rules), and no role or access policy "
+        "the harness read grants it: least privilege is not proven.",
         "Run from a network the resource admits.",
         "test:tests/harness/test_access_verdicts_lab.py::test_network_rules_never_prove_a_deny_and_are_na"
         "med_on_allow_targets",

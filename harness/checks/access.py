@@ -959,6 +959,28 @@ def answer_meaning(kind: str, evidence: dict[str, Any]) -> str | None:
     return "error"
 
 
+def _granted_behind_network(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
+                            principal: str | None) -> tuple[str, list[Step]] | None:
+    """A deny target that network access refused (a firewall, public access disabled) while what ARM lists grants
+    the identity the read: a role whose data action covers it on the target's chain (on a vault that uses RBAC), or
+    the vault's access policy with get (on one that does not). The network check comes first and says nothing of
+    the identity's rights ("the identity's rights were never evaluated", real-cluster-behaviours.md, section 1): the
+    grant stands, and any request from a network the resource admits (its rules changed, a private endpoint, the
+    same identity elsewhere) reads it. What grants it and its revocation; None when nothing listed grants it. A
+    role under an ABAC condition is left out: the harness does not evaluate conditions."""
+    policy = _policy_revocation(ctx, check, principal)
+    if policy is not None:
+        return f"the vault's access policy for the identity grants secrets {' '.join(policy[0])}", policy[1]
+    if (resource_of(ctx, check) or {}).get("rbac_authorization") == "false":
+        return None  # an access-policy vault weighs no role
+    roles = [a for a in granting_assignments(ctx, check) if not a.condition]
+    if not roles:
+        return None
+    return (" and ".join(f"{a.role} on {a.scope}" for a in roles[:3]) + (" grants it" if len(roles) == 1
+                                                                      else " grant it"),
+            _revoke_read(ctx, check, principal))
+
+
 def _policy_revocation(ctx: WorkloadContext, check: KeyVaultSecretAccess | BlobAccess,
                        principal: str | None) -> tuple[list[str], list[Step]] | None:
     """A vault under access policies (ARM's enableRbacAuthorization false) whose policy for the identity grants get:
@@ -1069,6 +1091,18 @@ def _not_an_authorization_answer(
         "refused": "a 403 that is not an authorization answer",
     }[meaning]
     if check.expect == "deny":
+        granted = _granted_behind_network(ctx, check, principal) if meaning == "network" else None
+        if granted is not None:
+            how, steps = granted
+            noun = "vault" if is_vault else "storage account"
+            return failed(
+                f"{what}: {why} ({detail}), but {how}: from a network the {noun} admits, the identity reads it",
+                evidence,
+                Finding("ACCESS_ALLOWED_UNEXPECTEDLY", ERROR, "access",
+                        f"least privilege violated: the identity may read {what}: {how}; only the {noun}'s network "
+                        f"access refused this request ({detail}), which it weighs apart from the identity's rights",
+                        evidence, steps),
+            )
         return warned(
             f"{what}: deny not proven: {why} ({detail})",
             evidence,
