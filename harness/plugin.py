@@ -444,7 +444,12 @@ def _controller_session(config: pytest.Config) -> HarnessSession:
             raise pytest.UsageError(f"--lab: the lab did not start: {exc}") from None
         config_path = lab.config_path
     else:
-        config_path = (Path(config.invocation_params.dir) / config.getoption("wi_config")).resolve()
+        given = Path(config.invocation_params.dir) / config.getoption("wi_config")
+        config_path = given.resolve()
+        if not config_path.exists() and given.exists():
+            # --config <(envsubst < harness.yaml): bash's /dev/fd/63 resolves to /proc/PID/fd/pipe:[N], which names
+            # nothing; the path as given is read (and refused for what it is: a pipe, not a regular file)
+            config_path = given
     shared_dir: Path | None = None
     try:
         harness_config = _load(config_path)

@@ -283,6 +283,21 @@ def test_a_fifo_as_config_is_refused_without_opening_it(
     assert_one_usage_line(result, pytester, before, str(fifo), "is a FIFO (named pipe), not a regular file")
 
 
+def test_a_process_substitution_as_config_is_named_a_pipe(pytester: pytest.Pytester, private_tmp: Path) -> None:
+    """pytest suites --config <(envsubst < harness.yaml): bash passes /dev/fd/63, which the harness resolved to
+    /proc/PID/fd/pipe:[N] and called 'file not found'. It is named for what it is."""
+    project(pytester)
+    read, write = os.pipe()
+    try:
+        result, before = run_cli(pytester, private_tmp, "suites", "--config", f"/dev/fd/{read}")
+    finally:
+        os.close(read)
+        os.close(write)
+    line = assert_one_usage_line(result, pytester, before, f"/dev/fd/{read}",
+                                 "is a FIFO (named pipe), not a regular file")
+    assert "not found" not in line
+
+
 def test_a_utf8_config_with_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "harness.yaml"
     path.write_bytes(
