@@ -2,7 +2,7 @@
 
     python -m bench.fanout                      # N = 1, 10, 50, 200 (several minutes; 200 dominates)
     python -m bench.fanout --counts 1 10 50     # a shorter run
-    python -m bench.fanout --counts 1 2 --pod-start 0.5   # the smoke configuration
+    python -m bench.fanout --counts 1 --pod-start 0   # the smoke configuration
 
 One lab (``python -m lab up`` on loopback) gets max(N) workloads up front; each run lists the first N in its
 harness.yaml and verifies them (probe pods, token exchange, one Key Vault read each). An untimed N=1 run goes

@@ -1,7 +1,7 @@
 """Inventory: T(the inventory of 50 identities) / T(one ARM round trip), at 300 ms ARM latency.
 
     python -m bench.inventory                          # 50 identities, 300 ms, 3 runs (about 2 minutes)
-    python -m bench.inventory --identities 3 --latency-ms 50 --runs 1   # the smoke configuration
+    python -m bench.inventory --identities 2 --latency-ms 20 --runs 1   # the smoke configuration
 
 One lab gets ``--identities`` workloads (a managed identity each, with a federated credential and a role
 assignment, its ServiceAccount annotated), then ``lab ctl fault arm --latency-ms`` slows every ARM answer (Resource

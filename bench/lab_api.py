@@ -1,7 +1,7 @@
 """The lab's API throughput: requests per second and p50/p99 latency of the calls a run makes most.
 
     python -m bench.lab_api                         # 16 clients, 5 s per call
-    python -m bench.lab_api --seconds 1 --clients 4 # the smoke configuration
+    python -m bench.lab_api --clients 2 --seconds 0.3   # the smoke configuration
 
 Each call is driven by ``--clients`` concurrent aiohttp clients (keep-alive, as the harness's and the SDKs'
 sessions are) for ``--seconds``, one call at a time, against one lab (``python -m lab up`` on loopback). The

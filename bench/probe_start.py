@@ -1,7 +1,7 @@
 """The probe's own run time against a bare interpreter start.
 
     python -m bench.probe_start            # 15 runs of each, medians
-    python -m bench.probe_start --runs 3   # the smoke configuration
+    python -m bench.probe_start --runs 1   # the smoke configuration
 
 Runs, on this machine, with the interpreter a lab pod's stock Python image runs (the host's Python with its
 standard library only: no azure-identity, so no SDK cross-check, as in the default image), the probe's source on
