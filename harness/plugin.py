@@ -913,6 +913,13 @@ class RunRecorder:
                 red=True,
             )
         kept = sorted({k for p in self.payloads for k in p.get("kept") or []})
+        if kept and self.session.lab is not None:  # --lab: the lab stops with the run, and its pods with it
+            terminalreporter.write_line(
+                f"--keep with --lab: the lab stops when the run ends, so its {counted(len(kept), 'probe pod')} "
+                f"({', '.join(kept)}) cannot be looked at; its state and lab.log stay in "
+                f"{self.session.lab.state_dir}. To keep a probe pod for kubectl: python -m lab up --state-dir DIR, "
+                "then pytest suites --config DIR/harness.yaml --keep", yellow=True)
+            kept = []
         for pod in kept:
             namespace, name = pod.split("/", 1)
             terminalreporter.write_line(f"kept probe pod: kubectl -n {namespace} logs {name}")

@@ -85,6 +85,25 @@ def test_pytest_suites_lab_passes_under_both_webhook_layouts(tmp_path: Path, lay
     assert "verdict PASS" in result.stdout
 
 
+def test_keep_with_lab_says_the_lab_stopped_and_where_its_state_is(tmp_path: Path) -> None:
+    """A walk of the README by hand: pytest suites --lab --keep printed 'kept probe pod: kubectl -n finance logs
+    ...', which answers 'connection refused' (the lab stops with the run, and its pods with it). It says so, where
+    the lab's state is, and how to keep a probe pod to look at."""
+    import re
+    import shutil
+
+    result, _ = run_suites(tmp_path, "--lab", "--keep", "--workload", "finance/backend-sa")
+    kept = re.search(r"its state and lab\.log stay in (\S+)\. ", result.stdout)
+    try:
+        assert result.returncode == 0 and kept is not None, result.stdout[-3000:]
+        assert "kept probe pod: kubectl" not in result.stdout and "(finance/wi-probe-" in result.stdout
+        assert (Path(kept.group(1)) / "lab.log").is_file()
+        assert "python -m lab up --state-dir DIR, then pytest suites --config DIR/harness.yaml --keep" in result.stdout
+    finally:
+        if kept is not None:
+            shutil.rmtree(kept.group(1), ignore_errors=True)
+
+
 def test_config_against_a_running_lab_one_workload(lab: Any, tmp_path: Path) -> None:
     config = lab.state_dir / "harness.yaml"
     result, document = run_suites(tmp_path, "--config", str(config), "--workload", "finance/backend-sa")
