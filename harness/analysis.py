@@ -114,6 +114,18 @@ def target_of(facts: RunFacts, config: HarnessConfig, kind: str) -> dict[str, An
     }
 
 
+def harness_client_id(config: HarnessConfig, caller: dict[str, Any] | None) -> str | None:
+    """The harness's own Azure identity: harness.yaml's harness.client_id, else the application its ARM token was
+    issued to when that token is an application's (the Job logging in through Workload ID with no harness: section),
+    not a person's (az login as a user: the Azure CLI's application)."""
+    if config.harness.client_id:
+        return config.harness.client_id
+    caller = caller or {}
+    appid = caller.get("appid")
+    is_app = caller.get("idtyp") == "app" or not (caller.get("upn") or caller.get("unique_name"))
+    return appid if isinstance(appid, str) and appid and is_app else None
+
+
 def analyse(
     facts: RunFacts,
     config: HarnessConfig,
@@ -141,7 +153,8 @@ def analyse(
         results.coverage = coverage_rows(facts.migration, facts.cluster.issuer_url)
     if facts.inventory is not None:
         results.inventory_checks = with_harness_retries(run_inventory_checks(
-            facts.inventory, facts.cluster, config.azure, config.expect, config.workloads, config.harness.client_id
+            facts.inventory, facts.cluster, config.azure, config.expect, config.workloads,
+            harness_client_id(config, facts.cluster.run_by_azure),
         ), facts.harness_retries.get("inventory") or {})
         results.inventory = inventory_section(facts.inventory, facts.cluster, config.expect)
     accounts = None if facts.inventory is None or facts.inventory.service_accounts_error is not None else (

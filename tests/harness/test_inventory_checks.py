@@ -1218,3 +1218,26 @@ def test_creates_for_many_service_accounts_sharing_one_identity_say_where_the_li
     assert fixes[note + 1].startswith("az identity federated-credential list")
     facts.service_accounts, facts.all_service_accounts = facts.service_accounts[:20], facts.all_service_accounts[:22]
     assert not any(line.startswith("#") for line in findings(run(facts))["SA_WITHOUT_FIC"].fix_lines())  # 1 + 18
+
+
+@pytest.mark.parametrize(("caller", "expected"), [
+    ({"appid": BACKEND_ID, "idtyp": "app", "oid": "o-1"}, BACKEND_ID),  # the Job, through Workload ID
+    ({"appid": BACKEND_ID, "oid": "o-1"}, BACKEND_ID),  # an application's token without the optional idtyp claim
+    ({"appid": "04b07795-8ddb-461a-bbee-02f9e1bf7b46", "upn": "someone@contoso.com", "idtyp": "user"}, None),
+    ({"error": "no token"}, None),
+    (None, None),
+], ids=["app", "app-without-idtyp", "person", "no-token", "unknown"])
+def test_without_a_harness_section_the_harness_is_the_application_its_arm_token_was_issued_to(
+    caller: dict[str, Any] | None, expected: str | None
+) -> None:
+    """A walk of the README by hand: the rendered Job run with a harness.yaml that has no harness: section warned
+    ROLE_OVERLY_BROAD for its own Reader on the subscription (README's Permissions ask for it): the exemption knew
+    the harness's identity only from harness.client_id. The application its ARM token was issued to is it too."""
+    from harness.analysis import harness_client_id
+    from harness.config import parse_config
+
+    unset = parse_config({"workloads": [{"namespace": "a", "service_account": "b"}]})
+    assert harness_client_id(unset, caller) == expected
+    configured = parse_config({"workloads": [{"namespace": "a", "service_account": "b"}],
+                               "harness": {"client_id": "7b0f6c1e-2d4a-4e8b-9c3d-5a6f7e8d9c0b"}})
+    assert harness_client_id(configured, caller) == "7b0f6c1e-2d4a-4e8b-9c3d-5a6f7e8d9c0b"
